@@ -1,0 +1,83 @@
+"""The agentroute exception tree.
+
+``AgentrouteError`` is the root of everything the SDK raises on purpose:
+
+- ``ConfigurationError`` — the developer's mistake, found before anything runs (bad YAML, an
+  unknown model or router name, a zero or negative budget, an illegal graph edge).
+  ``UnknownNameError`` narrows it to a name that is not registered and lists the ones that are.
+- ``MissingDependencyError`` — an optional dependency is not installed; names the extra to install.
+- ``BudgetExceededError(limit, spent)`` — a call would go over the task's budget. The dispatcher
+  catches it and ends the task ``budget_exhausted``; it reaches user code only from the Ledger API.
+- ``BackendError`` — a model call failed after its retries (unreachable endpoint, timeout, bad reply).
+- ``NotFittedError`` — a learned router was asked to route before ``fit``/``load``.
+- ``StateFileError`` — a saved router state is missing, corrupted or incompatible (names the file).
+- ``DatasetError`` — a logged-outcome dataset path is missing or lacks the expected files.
+"""
+
+from __future__ import annotations
+
+
+class AgentrouteError(Exception):
+    """Root of all agentroute errors."""
+
+
+class ConfigurationError(AgentrouteError, ValueError):
+    """A configuration or argument is invalid; raised before anything runs."""
+
+
+class UnknownNameError(ConfigurationError, KeyError):
+    """A name (model, router, graph, dataset) that is not registered."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return str(self.args[0])
+
+
+class MissingDependencyError(AgentrouteError, ImportError):
+    """An optional dependency is missing; the message names the extra that provides it."""
+
+    def __init__(self, module: str, extra: str):
+        self.module, self.extra = module, extra
+        super().__init__(
+            f"{module!r} is not installed; install it with `pip install 'agentroute[{extra}]'`"
+        )
+
+
+class BudgetExceededError(AgentrouteError):
+    """A reservation would take spending past the budget's limit on ``resource``."""
+
+    def __init__(self, resource: str, limit: float, spent: float, requested: float):
+        self.resource, self.limit, self.spent, self.requested = resource, limit, spent, requested
+        super().__init__(
+            f"budget exceeded on {resource}: limit {limit:g}, committed {spent:g}, requested {requested:g}"
+        )
+
+
+class BackendError(AgentrouteError):
+    """A model call failed (after retries, when the dispatcher made them)."""
+
+    def __init__(self, model: str, message: str, *, retryable: bool = True):
+        self.model, self.retryable = model, retryable
+        super().__init__(f"{model}: {message}")
+
+
+class NotFittedError(AgentrouteError, RuntimeError):
+    """A learned router was used before ``fit`` or ``load``."""
+
+    def __init__(self, name: str):
+        super().__init__(f"router {name!r} is not fitted: call fit(...) or load(path) first")
+
+
+class StateFileError(AgentrouteError):
+    """A saved state file is missing, corrupted or incompatible."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+class DatasetError(AgentrouteError, FileNotFoundError):
+    """A dataset path is missing or lacks the files its format expects."""

@@ -1,0 +1,30 @@
+"""The one async interface every model backend implements."""
+
+from __future__ import annotations
+
+import abc
+import math
+
+from agentroute.pool.card import ModelCard
+from agentroute.types import Completion, CompletionRequest
+
+
+class Backend(abc.ABC):
+    """Calls models of one kind. Subclasses implement :meth:`complete`; everything else has defaults."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        """Run one completion. Raise :class:`~agentroute.errors.BackendError` on failure."""
+
+    def count_tokens(self, text: str, card: ModelCard) -> int:
+        """Tokens in ``text`` before the call (≈4 characters a token unless a tokenizer is known)."""
+        return max(1, math.ceil(len(text) / 4))
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
+        """Upper bound of the call's cost: prompt tokens × input price + max_tokens × output price."""
+        return card.usd(self.count_tokens(request.prompt_text, card), request.max_tokens)
+
+    async def aclose(self) -> None:
+        """Release connections or models."""

@@ -1,0 +1,68 @@
+"""Replay backend: logged outcomes looked up per (query, model), zero latency.
+
+The offline backend that evaluation and router training use. Each outcome carries the logged
+response, score and cost; the request names its query by ``query_id`` (or its text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agentroute.errors import BackendError
+from agentroute.pool.backends.base import Backend
+from agentroute.pool.card import ModelCard
+from agentroute.types import Completion, CompletionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOutcome:
+    query_id: str
+    model: str
+    score: float
+    cost_usd: float
+    response: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class ReplayBackend(Backend):
+    """Serve logged outcomes. ``worst_case_usd`` is the logged cost, so budgets hold exactly."""
+
+    name = "replay"
+
+    def __init__(self, outcomes: Iterable[LoggedOutcome] = ()):
+        self._outcomes: dict[tuple[str, str], LoggedOutcome] = {}
+        self.add(outcomes)
+
+    def add(self, outcomes: Iterable[LoggedOutcome]) -> None:
+        for outcome in outcomes:
+            self._outcomes[(outcome.query_id, outcome.model)] = outcome
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def lookup(self, request: CompletionRequest, card: ModelCard) -> LoggedOutcome:
+        key = request.query_id or request.prompt_text
+        outcome = self._outcomes.get((key, card.backend_model))
+        if outcome is None:
+            raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False)
+        return outcome
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
+        try:
+            return self.lookup(request, card).cost_usd
+        except BackendError:
+            return super().worst_case_usd(request, card)
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        outcome = self.lookup(request, card)
+        return Completion(
+            model=card.id,
+            text=outcome.response,
+            tokens_in=outcome.tokens_in,
+            tokens_out=outcome.tokens_out,
+            cost_usd=outcome.cost_usd,
+            latency_ms=0.0,
+            score=outcome.score,
+        )

@@ -1,0 +1,179 @@
+"""The SDK's data model: agents, decisions, completions, steps, tasks and trajectories."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentroute.budget import Budget
+
+StepStatus = Literal["ok", "failed", "blocked"]
+TaskStatus = Literal["running", "done", "budget_exhausted", "failed"]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agent(BaseModel):
+    """The routable unit: a role played by a model with a prompting strategy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str = "executor"
+    model: str
+    strategy: str = "direct"
+
+    @property
+    def key(self) -> str:
+        return f"{self.role}:{self.model}:{self.strategy}"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Decision(BaseModel):
+    """A router's choice for one step: one agent, or several with weights (collaboration)."""
+
+    agents: list[Agent]
+    weights: list[float] = Field(default_factory=list)
+    router: str = ""
+    scores: dict[str, float] = Field(default_factory=dict)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    why: str = ""
+
+    @property
+    def agent(self) -> Agent:
+        return self.agents[0]
+
+
+class CompletionRequest(BaseModel):
+    """One call to a model. ``query_id`` lets the replay backend find the logged outcome."""
+
+    model: str
+    messages: list[dict[str, str]]
+    max_tokens: int = 256
+    temperature: float = 0.0
+    stop: list[str] | None = None
+    query_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join(m.get("content", "") for m in self.messages)
+
+
+class Completion(BaseModel):
+    """What a backend returns. ``score`` is set only by backends that know the outcome (replay)."""
+
+    model: str
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    score: float | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class Step(BaseModel):
+    """One call of one agent inside a task."""
+
+    id: str = Field(default_factory=new_id)
+    task_id: str
+    index: int
+    stage: str
+    agent: Agent
+    decision: Decision | None = None
+    input: str = ""
+    output: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    status: StepStatus = "ok"
+    error: str | None = None
+    score: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Task(BaseModel):
+    """One user query run through a graph, with its budget and outcome."""
+
+    id: str = Field(default_factory=new_id)
+    query: str
+    graph: str = ""
+    task_type: str | None = None
+    budget: Budget | None = None
+    status: TaskStatus = "running"
+    answer: str | None = None
+    cost_usd: float = 0.0
+    score: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Trajectory(BaseModel):
+    """A task with its steps: the unit routers learn from."""
+
+    task: Task
+    steps: list[Step] = Field(default_factory=list)
+
+    @property
+    def score(self) -> float | None:
+        return self.task.score
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(s.cost_usd for s in self.steps)
+
+
+class AuditEvent(BaseModel):
+    """A replayable record of a blocked operation, a retry or a fallback."""
+
+    id: str = Field(default_factory=new_id)
+    task_id: str
+    stage: str
+    kind: Literal[
+        "stage_blocked",
+        "skill_blocked",
+        "precondition_failed",
+        "postcondition_failed",
+        "budget_blocked",
+        "retry",
+        "fallback",
+        "step_failed",
+    ]
+    subject: str = ""
+    detail: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(slots=True)
+class RouteContext:
+    """What a router may look at when choosing an agent for a step.
+
+    Only what a real deployment knows before the call: the query and step input, the stage and
+    role, the task's history so far, the legal and affordable ``candidates``, and the budget that
+    remains. Never a logged outcome.
+    """
+
+    query: str
+    candidates: list[Agent]
+    stage: str = "execute"
+    role: str = "executor"
+    step_input: str = ""
+    task_id: str = ""
+    step_index: int = 0
+    history: list[Step] = field(default_factory=list)
+    remaining: dict[str, float] = field(default_factory=dict)
+    budget: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,26 @@
+"""Shared fixtures. Server fixtures live in their own plugin modules, listed here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_openai_server"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path | None:
+    """``$AGENTROUTE_DATA``, else ``../shared/data`` beside the checkout."""
+    path = Path(os.environ.get("AGENTROUTE_DATA", ROOT.parent / "shared" / "data"))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = data_root()
+    if path is None:
+        pytest.skip("logged-outcome data not found: set AGENTROUTE_DATA (CI always has it)")
+    return path

@@ -1,0 +1,1 @@
+"""Local OpenAI-compatible server fixture (owned by the backends work)."""

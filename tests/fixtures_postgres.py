@@ -1,0 +1,1 @@
+"""PostgreSQL server fixture (owned by the memory work)."""
