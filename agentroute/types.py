@@ -102,6 +102,7 @@ class Step(BaseModel):
     status: StepStatus = "ok"
     error: str | None = None
     score: float | None = None
+    confidence: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -162,8 +163,9 @@ class RouteContext:
     """What a router may look at when choosing an agent for a step.
 
     Only what a real deployment knows before the call: the query and step input, the stage and
-    role, the task's history so far, the legal and affordable ``candidates``, and the budget that
-    remains. Never a logged outcome.
+    role, the task's history so far, earlier ``attempts`` at this step (cascades), the legal and
+    affordable ``candidates`` with their card-priced worst-case ``costs`` (USD, by agent key) and
+    model ``cards`` (by model id), and the budget that remains. Never a logged outcome.
     """
 
     query: str
@@ -174,6 +176,14 @@ class RouteContext:
     task_id: str = ""
     step_index: int = 0
     history: list[Step] = field(default_factory=list)
+    attempts: list[Step] = field(default_factory=list)
+    costs: dict[str, float] = field(default_factory=dict)
+    cards: dict[str, Any] = field(default_factory=dict)
     remaining: dict[str, float] = field(default_factory=dict)
     budget: dict[str, float] = field(default_factory=dict)
+    query_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def cost_of(self, index: int) -> float:
+        """The card-priced worst-case cost of candidate ``index`` (0 when unknown)."""
+        return self.costs.get(self.candidates[index].key, 0.0)

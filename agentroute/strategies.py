@@ -1,0 +1,92 @@
+"""Prompting strategies: how an agent's model is asked.
+
+``direct`` answers at once; ``cot`` reasons step by step first; ``sc@k`` (self-consistency) samples
+k chains of thought and takes the majority answer. A strategy fixes the number of calls, their
+temperature and the prompt, so its worst-case cost is ``samples × one call``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+from agentroute.errors import ConfigurationError
+
+_ANSWER = re.compile(r"(?:final answer|answer)\s*[:：]\s*(.+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    name: str
+    samples: int = 1
+    temperature: float = 0.0
+    instruction: str = ""
+    max_tokens_factor: float = 1.0
+
+    def system_prompt(self, role_prompt: str) -> str:
+        return f"{role_prompt}\n{self.instruction}".strip()
+
+    def aggregate(self, texts: list[str]) -> tuple[str, float]:
+        """The answer of several samples and its agreement (share of samples that gave it)."""
+        if len(texts) == 1:
+            return texts[0], 1.0
+        votes = Counter(normalize_answer(extract_answer(t)) for t in texts)
+        best, count = votes.most_common(1)[0]
+        for text in texts:  # return the first full text whose answer won
+            if normalize_answer(extract_answer(text)) == best:
+                return text, count / len(texts)
+        return texts[0], count / len(texts)  # pragma: no cover
+
+
+@lru_cache(maxsize=64)
+def get_strategy(name: str) -> Strategy:
+    """Parse a strategy name.
+
+    >>> get_strategy("sc@5").samples
+    5
+    >>> get_strategy("cot").temperature
+    0.0
+    """
+    if name == "direct":
+        return Strategy("direct", instruction="Answer concisely.", max_tokens_factor=0.5)
+    if name == "cot":
+        return Strategy(
+            "cot", instruction="Think step by step, then give the final answer after 'Answer:'."
+        )
+    match = re.fullmatch(r"sc@(\d+)", name)
+    if match and int(match.group(1)) >= 1:
+        return Strategy(
+            name,
+            samples=int(match.group(1)),
+            temperature=0.7,
+            instruction="Think step by step, then give the final answer after 'Answer:'.",
+        )
+    raise ConfigurationError(f"unknown strategy {name!r}; use direct, cot or sc@K (K ≥ 1)")
+
+
+def extract_answer(text: str) -> str:
+    """The part after the last 'Answer:' marker, else the first line.
+
+    >>> extract_answer("Paris is big. Answer: Paris")
+    'Paris'
+    """
+    matches = _ANSWER.findall(text)
+    if matches:
+        return matches[-1].strip()
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, articles or extra spaces.
+
+    >>> normalize_answer("The  Eiffel Tower!")
+    'eiffel tower'
+    """
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
