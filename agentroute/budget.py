@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agentroute.errors import BudgetExceededError, ConfigurationError
 
@@ -28,7 +28,7 @@ class Budget(BaseModel):
     {'usd': 0.01, 'large_calls': 2.0}
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     usd: float | None = None
     tokens: int | None = None
@@ -36,13 +36,14 @@ class Budget(BaseModel):
     seconds: float | None = None
     large_calls: int | None = None
 
-    @model_validator(mode="after")
-    def _positive(self) -> Budget:
-        for name in RESOURCES:
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigurationError(f"budget {name} must be positive (got {value})")
-        return self
+    def __init__(self, **limits: Any):
+        for name, value in limits.items():
+            if name in RESOURCES and value is not None and (not isinstance(value, int | float) or value <= 0):
+                raise ConfigurationError(f"budget {name} must be positive (got {value!r})")
+        try:
+            super().__init__(**limits)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid budget: {exc.errors()[0]['msg']} ({limits})") from exc
 
     def limits(self) -> dict[str, float]:
         return {r: float(getattr(self, r)) for r in RESOURCES if getattr(self, r) is not None}

@@ -49,7 +49,11 @@ class Router(abc.ABC):
         """Pick from ``ctx.candidates`` (never outside them)."""
 
     def observe(self, step: Step, task: Task | None = None) -> None:  # noqa: B027 - optional hook
-        """Learn online from a finished step (and its task, once finished). Must not block."""
+        """Learn online. Must not block serving.
+
+        The dispatcher calls ``observe(step)`` after every step, and ``observe(last_step, task)``
+        once more when the task has finished (with its status and score, when known).
+        """
 
     def escalate(self, ctx: RouteContext, step: Step) -> bool:
         """Whether the finished ``step`` should be redone by a stronger agent (cascades)."""

@@ -1,0 +1,198 @@
+"""``agentroute``: ask, run, pool, memory, eval, train, routers, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentroute.errors import AgentrouteError
+
+app = typer.Typer(
+    name="agentroute",
+    help="Routed multi-agent LLM pipelines under hard budgets, with learnable routers and a SQL memory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+pool_app = typer.Typer(help="Inspect model pools.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+
+console = Console()
+err_console = Console(stderr=True)
+
+GraphOpt = Annotated[str, typer.Option("--graph", help="Built-in graph name, module:attr or path/file.py[:attr].")]
+RouterOpt = Annotated[str, typer.Option("--router", help="Registered router name, or a directory saved by `train`.")]
+PoolOpt = Annotated[str | None, typer.Option("--pool", help="Pool YAML (default: the local SmolLM2 pool).")]
+BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")]
+MemoryOpt = Annotated[str | None, typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file).")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _runtime(graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None) -> Any:
+    from agentroute.loading import load_graph, load_router, make_budget
+    from agentroute.memory import open_memory
+    from agentroute.pool import ModelPool
+
+    budget = make_budget(budget_usd)
+    spec = load_graph(graph)
+    store = open_memory(memory)
+    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=budget)
+    return compiled, store
+
+
+def step_rows(result: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": s.index,
+            "stage": s.stage,
+            "role": s.agent.role,
+            "model": s.agent.model,
+            "strategy": s.agent.strategy,
+            "cost_usd": s.cost_usd,
+            "tokens_in": s.tokens_in,
+            "tokens_out": s.tokens_out,
+            "latency_ms": round(s.latency_ms, 2),
+            "status": s.status,
+        }
+        for s in result.steps
+    ]
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    return {
+        "task_id": result.task.id,
+        "status": result.status,
+        "answer": result.answer,
+        "cost_usd": result.cost_usd,
+        "steps": step_rows(result),
+    }
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    graph: GraphOpt = "qa",
+    router: RouterOpt = "cheapest",
+    pool: PoolOpt = None,
+    budget_usd: BudgetOpt = None,
+    memory: MemoryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer one question through a routed graph; print the answer, the route and the cost."""
+    try:
+        compiled, store = _runtime(graph, router, pool, budget_usd, memory)
+        try:
+            result = asyncio.run(_ask(compiled, question))
+        finally:
+            store.close()
+    except AgentrouteError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result_json(result)) + "\n")
+    else:
+        table = Table(title=f"route of task {result.task.id[:8]} ({result.status})")
+        for col in ("step", "role", "model", "strategy", "tokens", "cost $", "latency ms", "status"):
+            table.add_column(col, justify="right" if col in ("tokens", "cost $", "latency ms") else "left")
+        for row in step_rows(result):
+            table.add_row(
+                str(row["index"]), row["role"], row["model"], row["strategy"],
+                f"{row['tokens_in']}+{row['tokens_out']}", f"{row['cost_usd']:.6f}",
+                f"{row['latency_ms']:.0f}", row["status"],
+            )
+        console.print(table)
+        console.print(f"[bold]answer:[/] {result.answer}")
+        console.print(f"[bold]total cost:[/] ${result.cost_usd:.6f}  status: {result.status}")
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+async def _ask(compiled: Any, question: str) -> Any:
+    try:
+        return await compiled.arun(question)
+    finally:
+        await compiled.dispatcher.pool.aclose()
+
+
+@app.command("run")
+def run_batch(
+    graph: Annotated[str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr].")],
+    input: Annotated[Path, typer.Option("--input", help="JSONL: one {\"query\": ...} object per line (query_id, task_type optional).")],
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
+    router: RouterOpt = "cheapest",
+    pool: PoolOpt = None,
+    budget_usd: BudgetOpt = None,
+    memory: MemoryOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write one JSON result per line here.")] = None,
+) -> None:
+    """Run a batch of questions with a progress bar; everything is written to memory."""
+    from agentroute.batch import read_jsonl_queries, run_with_progress
+
+    try:
+        items, bad = read_jsonl_queries(input)
+    except AgentrouteError as exc:
+        raise fail(str(exc)) from None
+    for line, reason in bad:
+        err_console.print(f"[yellow]skipped {input}:{line}[/] {reason}")
+    if not items:
+        raise fail(f"no valid queries in {input}")
+    try:
+        compiled, store = _runtime(graph, router, pool, budget_usd, memory)
+    except AgentrouteError as exc:
+        raise fail(str(exc)) from None
+    try:
+        results = asyncio.run(run_with_progress(compiled, items, concurrency, console))
+    finally:
+        store.close()
+    if out is not None:
+        with out.open("w") as fh:
+            for result in results:
+                fh.write(json.dumps(result_json(result)) + "\n")
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    table = Table(title=f"{len(results)} tasks ({len(bad)} lines skipped)")
+    table.add_column("status")
+    table.add_column("tasks", justify="right")
+    for status, n in sorted(counts.items()):
+        table.add_row(status, str(n))
+    console.print(table)
+    console.print(f"total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
+
+
+@pool_app.command("list")
+def pool_list(pool: PoolOpt = None) -> None:
+    """List the models of a pool with prices, tiers and strategies."""
+    from agentroute.pool import ModelPool
+
+    try:
+        models = ModelPool.load(pool)
+    except AgentrouteError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title="model pool")
+    for col in ("id", "backend", "tier", "$/1M in", "$/1M out", "context", "strategies", "description"):
+        table.add_column(col)
+    for card in models:
+        price = lambda p: "provider" if p is None else f"{p:g}"  # noqa: E731
+        table.add_row(
+            card.id, card.backend, card.tier, price(card.input_price), price(card.output_price),
+            str(card.context_window), ", ".join(card.strategies), card.description[:60],
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

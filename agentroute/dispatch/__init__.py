@@ -1,0 +1,17 @@
+"""State-constrained dispatch: the stage machine, skills and the dispatcher."""
+
+from agentroute.dispatch.dispatcher import Dispatcher, TaskRun
+from agentroute.dispatch.skills import Condition, Skill, SkillBlocked, SkillRegistry, condition, has_key
+from agentroute.dispatch.stages import StageMachine
+
+__all__ = [
+    "Condition",
+    "Dispatcher",
+    "Skill",
+    "SkillBlocked",
+    "SkillRegistry",
+    "StageMachine",
+    "TaskRun",
+    "condition",
+    "has_key",
+]

@@ -1,0 +1,450 @@
+"""The dispatcher: the path of one step.
+
+::
+
+    task context ──► stage machine: is this stage/role legal now?        (blocked → audit event)
+                 ──► ledger: which candidate agents are affordable now?   (worst case ≤ remaining)
+                 ──► router.route(context) → Decision
+                 ──► ledger.reserve(worst case) ──► backend call (retry, then fallback, within budget)
+                 ──► postconditions ──► ledger.settle(actual) ──► memory.record(step)
+                 ──► router.observe(step)
+
+One place enforces each rule: legality here via the :class:`StageMachine`, affordability in the
+:class:`~agentroute.budget.Ledger`, choice in the router, persistence in the memory. Routers never
+see an illegal or unaffordable candidate, so no router can break the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentroute.budget import Budget, Cost, Ledger
+from agentroute.dispatch.stages import StageMachine
+from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError
+from agentroute.memory.base import MemoryStore
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+from agentroute.routers.base import Router
+from agentroute.strategies import Strategy, get_strategy
+from agentroute.types import (
+    Agent,
+    AuditEvent,
+    Completion,
+    CompletionRequest,
+    Decision,
+    RouteContext,
+    Step,
+    Task,
+    TaskStatus,
+)
+
+log = logging.getLogger(__name__)
+
+Postcondition = Callable[[Step], bool]
+
+
+@dataclass
+class TaskRun:
+    """The live state of one task: its record, ledger, steps so far and context for skills."""
+
+    task: Task
+    ledger: Ledger
+    steps: list[Step] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    exhausted: bool = False
+    failed: bool = False
+    _index: int = 0
+
+    def next_index(self) -> int:
+        self._index += 1
+        return self._index - 1
+
+    @property
+    def best_answer(self) -> str | None:
+        """The latest successful output: the partial answer when the budget runs out."""
+        for step in reversed(self.steps):
+            if step.status == "ok" and step.output:
+                return step.output
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One candidate agent with its card, strategy and the worst case of running it."""
+
+    agent: Agent
+    card: ModelCard
+    strategy: Strategy
+    request: CompletionRequest
+    worst: Cost
+    card_usd: float
+
+
+class Dispatcher:
+    """Runs the steps of tasks: legality, affordability, routing, calls, audit and memory.
+
+    Args:
+        pool: the models that may be called.
+        router: chooses among legal, affordable agents.
+        memory: where tasks, steps and audit events are recorded (optional).
+        stage_machine: legal stages/transitions/intent bindings (optional: everything legal).
+        retries: retries of a retryable backend error before falling back (backoff doubles).
+        backoff_s: first retry delay.
+        max_fallbacks: other agents tried after one fails for good.
+    """
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        router: Router,
+        *,
+        memory: MemoryStore | None = None,
+        stage_machine: StageMachine | None = None,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        max_fallbacks: int = 2,
+    ):
+        router.check_fitted()
+        self.pool, self.router, self.memory, self.stage_machine = pool, router, memory, stage_machine
+        self.retries, self.backoff_s, self.max_fallbacks = retries, backoff_s, max_fallbacks
+        self._agents: dict[tuple[str, tuple[str, ...] | None], list[Agent]] = {}
+        self._cards = {card.id: card for card in pool}
+
+    # -- tasks ------------------------------------------------------------------------------
+    def start(
+        self,
+        query: str,
+        *,
+        budget: Budget | None = None,
+        graph: str = "",
+        task_type: str | None = None,
+        query_id: str | None = None,
+        task_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> TaskRun:
+        meta = dict(metadata or {})
+        if query_id is not None:
+            meta["query_id"] = query_id
+        task = Task(query=query, graph=graph, task_type=task_type, budget=budget, metadata=meta)
+        if task_id:
+            task.id = task_id
+        run = TaskRun(task=task, ledger=Ledger(budget or Budget()), context={"query": query})
+        if self.memory is not None:
+            self.memory.start_task(task)
+        return run
+
+    def finish(
+        self,
+        run: TaskRun,
+        *,
+        answer: str | None = None,
+        status: TaskStatus | None = None,
+        score: float | None = None,
+    ) -> Task:
+        """Close the task: ``budget_exhausted`` keeps the best partial answer; nothing raises."""
+        task = run.task
+        task.status = status or ("budget_exhausted" if run.exhausted else "failed" if run.failed else "done")
+        task.answer = answer if answer is not None else run.best_answer
+        task.cost_usd = sum(s.cost_usd for s in run.steps)
+        if score is not None:
+            task.score = score
+        elif run.steps and run.steps[-1].score is not None:
+            task.score = run.steps[-1].score
+        if self.memory is not None:
+            self.memory.finish_task(task)
+        if run.steps:
+            self.router.observe(run.steps[-1], task)
+        return task
+
+    # -- one step ---------------------------------------------------------------------------
+    async def step(
+        self,
+        run: TaskRun,
+        *,
+        role: str,
+        stage: str,
+        prompt: str,
+        input: str,
+        models: Sequence[str] | None = None,
+        max_tokens: int | None = None,
+        query_id: str | None = None,
+        postconditions: Iterable[Postcondition] = (),
+    ) -> Step | None:
+        """Run one routed step; ``None`` when blocked or when nothing affordable is left.
+
+        A blocked step writes an audit event and returns ``None`` with ``run.failed`` set; an
+        exhausted budget sets ``run.exhausted``. A step whose every agent failed is returned with
+        status ``failed`` (and recorded).
+        """
+        if self._blocked(run, role, stage):
+            return None
+        run.stage = stage
+        qid = query_id or run.task.metadata.get("query_id")
+        plans = self._plans(run, role, prompt, input, models, max_tokens, qid)
+        attempts: list[Step] = []
+        excluded: set[str] = set()
+        while True:
+            affordable = [p for p in plans if p.agent.key not in excluded and run.ledger.affordable(p.worst)]
+            if not affordable:
+                if not attempts:
+                    run.exhausted = True
+                    self._audit(run, stage, "budget_blocked", role, f"no affordable agent for {role!r}; remaining {run.ledger.remaining()}")
+                    return None
+                return attempts[-1]
+            ctx = self._context(run, role, stage, input, affordable, attempts, qid)
+            decision = self.router.route(ctx)
+            chosen = self._validate(decision, affordable)
+            step = await self._execute(run, ctx, decision, chosen, affordable, stage, input, postconditions, excluded)
+            attempts.append(step)
+            if step.status == "ok" and not self.router.escalate(ctx, step):
+                return step
+            if step.status == "ok":
+                excluded.add(step.agent.key)
+                self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
+
+    def _blocked(self, run: TaskRun, role: str, stage: str) -> bool:
+        if self.stage_machine is None:
+            return False
+        reason = self.stage_machine.check(run.stage, stage, intent=role)
+        if reason is None:
+            return False
+        run.failed = True
+        self._audit(run, stage, "stage_blocked", role, reason)
+        return True
+
+    def _plans(
+        self,
+        run: TaskRun,
+        role: str,
+        prompt: str,
+        input: str,
+        models: Sequence[str] | None,
+        max_tokens: int | None,
+        query_id: str | None,
+    ) -> list[_Plan]:
+        key = (role, tuple(models) if models is not None else None)
+        agents = self._agents.get(key)
+        if agents is None:
+            if models is not None:
+                for m in models:
+                    self.pool.card(m)  # unknown model → error naming the known ones
+            agents = [a for a in self.pool.agents(role) if models is None or a.model in models]
+            self._agents[key] = agents
+        plans = []
+        for agent in agents:
+            card = self._cards[agent.model]
+            strategy = get_strategy(agent.strategy)
+            request = CompletionRequest(
+                model=card.backend_model,
+                messages=[
+                    {"role": "system", "content": strategy.system_prompt(prompt)},
+                    {"role": "user", "content": input},
+                ],
+                max_tokens=max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor)),
+                temperature=strategy.temperature,
+                query_id=query_id,
+            )
+            backend = self.pool.backend(card.id)
+            tokens_in = backend.count_tokens(request.prompt_text, card)
+            k = strategy.samples
+            worst = Cost(
+                usd=backend.worst_case_usd(request, card) * k,
+                tokens=(tokens_in + request.max_tokens) * k,
+                calls=k,
+                large_calls=k if card.tier == "large" else 0,
+            )
+            plans.append(_Plan(agent, card, strategy, request, worst, card.usd(tokens_in, request.max_tokens) * k))
+        return plans
+
+    def _context(
+        self,
+        run: TaskRun,
+        role: str,
+        stage: str,
+        input: str,
+        plans: list[_Plan],
+        attempts: list[Step],
+        query_id: str | None,
+    ) -> RouteContext:
+        return RouteContext(
+            query=run.task.query,
+            candidates=[p.agent for p in plans],
+            stage=stage,
+            role=role,
+            step_input=input,
+            task_id=run.task.id,
+            step_index=len(run.steps),
+            history=run.steps,
+            attempts=attempts,
+            costs={p.agent.key: p.card_usd for p in plans},
+            cards=self._cards,
+            remaining=run.ledger.remaining(),
+            budget=run.ledger.budget.limits(),
+            query_id=query_id,
+            metadata=run.task.metadata,
+        )
+
+    def _validate(self, decision: Decision, plans: list[_Plan]) -> list[_Plan]:
+        by_key = {p.agent.key: p for p in plans}
+        chosen = [by_key.get(a.key) for a in decision.agents]
+        if not decision.agents or any(p is None for p in chosen):
+            raise ConfigurationError(
+                f"router {self.router.name!r} chose {[a.key for a in decision.agents]} outside its candidates"
+            )
+        return chosen  # type: ignore[return-value]
+
+    async def _execute(
+        self,
+        run: TaskRun,
+        ctx: RouteContext,
+        decision: Decision,
+        chosen: list[_Plan],
+        affordable: list[_Plan],
+        stage: str,
+        input: str,
+        postconditions: Iterable[Postcondition],
+        excluded: set[str],
+    ) -> Step:
+        post = tuple(postconditions)
+        if len(chosen) == 1:
+            return await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded)
+        # collaboration: run the named agents concurrently, then aggregate by weighted vote
+        steps = await asyncio.gather(
+            *(self._run_agent(run, ctx, decision, p, affordable, stage, input, post, excluded) for p in chosen)
+        )
+        return self._aggregate(run, decision, steps, stage, input)
+
+    async def _run_agent(
+        self,
+        run: TaskRun,
+        ctx: RouteContext,
+        decision: Decision,
+        plan: _Plan,
+        affordable: list[_Plan],
+        stage: str,
+        input: str,
+        postconditions: tuple[Postcondition, ...],
+        excluded: set[str],
+    ) -> Step:
+        fallbacks = 0
+        while True:
+            step = await self._call(run, decision, plan, stage, input)
+            if step.status == "ok":
+                failed = [getattr(c, "__name__", repr(c)) for c in postconditions if not c(step)]
+                if failed:
+                    step.status, step.error = "failed", f"postconditions failed: {failed}"
+                    self._audit(run, stage, "postcondition_failed", plan.agent.key, step.error)
+            self._record(run, step)
+            if step.status == "ok" or fallbacks >= self.max_fallbacks:
+                if step.status != "ok":
+                    run.failed = True
+                return step
+            excluded.add(plan.agent.key)
+            nxt = self._fallback(run, ctx, affordable, excluded)
+            if nxt is None:
+                run.failed = True
+                return step
+            self._audit(run, stage, "fallback", nxt.agent.key, f"after {plan.agent.key} failed: {step.error}")
+            plan, fallbacks = nxt, fallbacks + 1
+
+    def _fallback(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]) -> _Plan | None:
+        """Let the router pick again among the agents not yet failed that are still affordable."""
+        left = [p for p in plans if p.agent.key not in excluded and run.ledger.affordable(p.worst)]
+        if not left:
+            return None
+        retry_ctx = self._context(run, ctx.role, ctx.stage, ctx.step_input, left, ctx.attempts, ctx.query_id)
+        return self._validate(self.router.route(retry_ctx), left)[0]
+
+    async def _call(self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str) -> Step:
+        step = Step(task_id=run.task.id, index=run.next_index(), stage=stage, agent=plan.agent, decision=decision, input=input)
+        try:
+            reservation = run.ledger.reserve(plan.worst)
+        except BudgetExceededError as exc:  # another concurrent step took the budget first
+            step.status, step.error = "failed", str(exc)
+            run.exhausted = True
+            self._audit(run, stage, "budget_blocked", plan.agent.key, str(exc))
+            return step
+        backend = self.pool.backend(plan.card.id)
+        started = time.perf_counter()
+        completions: list[Completion] = []
+        error: BackendError | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                completions = await self._sample(backend, plan, run)
+                error = None
+                break
+            except BackendError as exc:
+                error = exc
+            except TimeoutError:
+                error = BackendError(plan.card.id, f"timed out after {plan.card.timeout_s:g}s")
+            except Exception as exc:  # a backend bug must not escape as an unknown error
+                error = BackendError(plan.card.id, f"{type(exc).__name__}: {exc}", retryable=False)
+            if not error.retryable or attempt == self.retries:
+                break
+            self._audit(run, stage, "retry", plan.agent.key, f"attempt {attempt + 1}: {error}")
+            await asyncio.sleep(self.backoff_s * 2**attempt)
+        step.latency_ms = (time.perf_counter() - started) * 1000
+        if error is not None:
+            run.ledger.release(reservation, charge=Cost(calls=plan.worst.calls, large_calls=plan.worst.large_calls))
+            step.status, step.error = "failed", str(error)
+            self._audit(run, stage, "step_failed", plan.agent.key, str(error))
+            return step
+        text, agreement = plan.strategy.aggregate([c.text for c in completions])
+        step.output = text
+        step.tokens_in = sum(c.tokens_in for c in completions)
+        step.tokens_out = sum(c.tokens_out for c in completions)
+        step.cost_usd = sum(c.cost_usd for c in completions)
+        step.score = completions[0].score
+        confidences = [c.raw.get("confidence") for c in completions if c.raw.get("confidence") is not None]
+        step.confidence = agreement if len(completions) > 1 else (confidences[0] if confidences else None)
+        run.ledger.settle(
+            reservation,
+            Cost(
+                usd=step.cost_usd,
+                tokens=step.tokens_in + step.tokens_out,
+                calls=len(completions),
+                large_calls=len(completions) if plan.card.tier == "large" else 0,
+            ),
+        )
+        return step
+
+    async def _sample(self, backend: Any, plan: _Plan, run: TaskRun) -> list[Completion]:
+        timeout = plan.card.timeout_s
+        remaining = run.ledger.remaining().get("seconds")
+        if remaining is not None:
+            timeout = max(0.001, min(timeout, remaining))
+        calls = [backend.complete(plan.request, plan.card) for _ in range(plan.strategy.samples)]
+        if len(calls) == 1:
+            return [await asyncio.wait_for(calls[0], timeout)]
+        return list(await asyncio.wait_for(asyncio.gather(*calls), timeout))
+
+    def _aggregate(self, run: TaskRun, decision: Decision, steps: list[Step], stage: str, input: str) -> Step:
+        from agentroute.aggregate import weighted_vote
+
+        weights = decision.weights or [1.0] * len(steps)
+        ok = [(s, w) for s, w in zip(steps, weights, strict=True) if s.status == "ok"]
+        if not ok:
+            return steps[0]
+        text, share = weighted_vote([s.output for s, _ in ok], [w for _, w in ok])
+        lead = next(s for s, _ in ok if s.output == text)
+        return lead.model_copy(update={"output": text, "confidence": share})
+
+    # -- records ----------------------------------------------------------------------------
+    def _record(self, run: TaskRun, step: Step) -> None:
+        run.steps.append(step)
+        if self.memory is not None:
+            self.memory.record_step(step)
+        self.router.observe(step)
+
+    def _audit(self, run: TaskRun, stage: str, kind: str, subject: str, detail: str) -> None:
+        event = AuditEvent(task_id=run.task.id, stage=stage, kind=kind, subject=subject, detail=detail)  # type: ignore[arg-type]
+        run.context.setdefault("audit", []).append(event)
+        if self.memory is not None:
+            self.memory.record_audit(event)
+        log.info("audit %s %s: %s", kind, subject, detail)

@@ -1,0 +1,493 @@
+"""Logged-outcome routing datasets: queries × models → score and cost, with train/test splits.
+
+Three public formats load into one :class:`RoutingDataset`:
+
+- **RouterBench** (Hu et al., arXiv 2403.12031) wide format: ``sample_id, prompt, eval_name``, one
+  0/1 column per model, ``<model>|model_response`` and ``<model>|total_cost`` (USD per query). A
+  folder of ``<task>_train.csv``/``<task>_test.csv`` or the original ``.pkl`` (no split: seeded).
+- **LLMRouter dcrouter** (ulab-uiuc/LLMRouter): ``dcrouter_preprocessed/{train,test}.json`` with
+  per-model scores in [0, 1], joined on the question text with
+  ``example_data/query_data/default_query_*.jsonl`` (task names, gold answers) and priced from
+  ``example_data/llm_candidates/default_llm.json``. No costs are logged: a query's cost is
+  estimated as (prompt tokens × input price + ``output_tokens`` × output price) / 1e6 with a real
+  tokenizer (:mod:`agentroute.eval.tokens`); ``notes`` say which tokenizer and output length.
+- **RouteLLM MMLU** (Ong et al., arXiv 2406.18665): per-subject CSVs ``prompt, <model>, <model>``
+  (True/False). Costs from the prices given (default RouteLLM's GPT-4 $10/$30 and Mixtral
+  $0.24/$0.24 per M tokens) as for dcrouter; no split ships, so a seeded one is drawn (a prompt
+  that appears twice lands on one side only).
+
+Rows with an empty outcome cell (score or cost) are dropped whole and counted, never scored 0.
+Each loader also takes ``"hf:<dataset id>"`` (read through ``datasets.load_dataset``) for users
+with hub access.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from agentroute._optional import require
+from agentroute.errors import ConfigurationError, DatasetError, UnknownNameError
+from agentroute.eval.tokens import TokenCounter, default_token_counter
+from agentroute.outcomes import OutcomeTable
+from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+
+Split = Literal["train", "test"]
+Prices = Mapping[str, tuple[float, float]]
+
+#: RouteLLM's prices (USD per 1M input/output tokens) for its two MMLU models.
+ROUTELLM_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4-1106-preview": (10.0, 30.0),
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": (0.24, 0.24),
+}
+#: Output tokens assumed per call when a dataset logs no costs.
+DEFAULT_OUTPUT_TOKENS = 256
+#: Default subfolders of ``$AGENTROUTE_DATA`` for a bare dataset kind (``--dataset routerbench``).
+DEFAULT_DIRS = {"routerbench": "routerbench", "dcrouter": "llmrouter", "routellm-mmlu": "routellm/mmlu_responses"}
+
+
+def data_root() -> Path:
+    """``$AGENTROUTE_DATA``, else ``shared/data`` beside the checkout."""
+    env = os.environ.get("AGENTROUTE_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@dataclass
+class RoutingDataset:
+    """A logged-outcome dataset with its train and test :class:`OutcomeTable`.
+
+    ``prices`` (USD per 1M tokens, by model) are set when costs were estimated from prices; then
+    ``output_tokens`` and ``token_counter`` are the assumption and the tokenizer used. ``notes``
+    record provenance, drops and assumptions, and go into every evaluation's output.
+    """
+
+    name: str
+    train: OutcomeTable
+    test: OutcomeTable
+    dropped_rows: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+    output_tokens: int | None = None
+    token_counter: TokenCounter | None = field(default=None, repr=False)
+    _tokens: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.test.models)
+
+    def table(self, split: Split) -> OutcomeTable:
+        if split not in ("train", "test"):
+            raise ConfigurationError(f"split must be 'train' or 'test' (got {split!r})")
+        return self.train if split == "train" else self.test
+
+    def prompt_tokens(self, split: Split) -> np.ndarray:
+        """Prompt token counts of a split (the dataset's tokenizer, else MiniLM's)."""
+        if split not in self._tokens:
+            counter = self.token_counter or default_token_counter()
+            self._tokens[split] = counter.count(self.table(split).queries)
+        return self._tokens[split]
+
+    def cards(self) -> dict[str, ModelCard]:
+        """Replay model cards. Datasets with logged costs only get an effective flat price per token:
+        train cost ÷ (prompt + response tokens), a description of the data rather than a price list."""
+        prices = dict(self.prices) or self._effective_prices()
+        order = sorted(prices, key=lambda m: sum(prices[m]))
+        tiers = {m: ("small", "medium", "large")[min(2, 3 * r // max(1, len(order)))] for r, m in enumerate(order)}
+        return {
+            m: ModelCard(id=m, backend="replay", input_price=p_in, output_price=p_out, tier=tiers[m])  # type: ignore[arg-type]
+            for m, (p_in, p_out) in prices.items()
+        }
+
+    def _effective_prices(self) -> dict[str, tuple[float, float]]:
+        table = self.train
+        counter = self.token_counter or default_token_counter()
+        tokens = self.prompt_tokens("train").astype(float)
+        out: dict[str, tuple[float, float]] = {}
+        for j, model in enumerate(table.models):
+            resp = counter.count([r[j] for r in table.responses]) if table.responses is not None else 0
+            price = float(np.nansum(table.costs[:, j]) / max(1.0, float(np.sum(tokens + resp))) * 1e6)
+            out[model] = (price, price)
+        return out
+
+    def replay_pool(self, split: Split = "test") -> ModelPool:
+        """A :class:`ModelPool` of replay cards whose backend serves this split's logged outcomes.
+
+        Requests name their query by ``query_id`` (the table's ids); missing cells are not served.
+        """
+        table = self.table(split)
+        tokens = self.prompt_tokens(split)
+        outcomes = [
+            LoggedOutcome(
+                query_id=table.query_ids[i],
+                model=model,
+                score=float(table.scores[i, j]),
+                cost_usd=float(table.costs[i, j]),
+                response=table.responses[i][j] if table.responses is not None else "",
+                tokens_in=int(tokens[i]),
+                tokens_out=self.output_tokens or 0,
+            )
+            for i in range(len(table))
+            for j, model in enumerate(table.models)
+            if not np.isnan(table.scores[i, j])
+        ]
+        return ModelPool(self.cards().values(), backends={"replay": ReplayBackend(outcomes)})
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dataset": self.name,
+            "n_train": len(self.train),
+            "n_test": len(self.test),
+            "dropped_rows": self.dropped_rows,
+            "models": self.models,
+            "notes": self.notes,
+        }
+
+
+# -- spec ------------------------------------------------------------------------------------------
+def dataset_kinds() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load_dataset(spec: str, **options: Any) -> RoutingDataset:
+    """Load ``KIND:PATH`` (``routerbench:DIR``, ``dcrouter:DIR``, ``routellm-mmlu:DIR``, or
+    ``KIND:hf:ID``); a bare ``KIND`` reads its default folder under :func:`data_root`."""
+    kind, _, path = spec.partition(":")
+    if kind not in _LOADERS:
+        raise UnknownNameError("dataset", kind, dataset_kinds())
+    if not path:
+        path = str(data_root() / DEFAULT_DIRS[kind])
+    return _LOADERS[kind](path, **options)
+
+
+# -- RouterBench ------------------------------------------------------------------------------------
+def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int = 0) -> RoutingDataset:
+    """RouterBench wide format: a folder of ``<task>_{train,test}.csv``, the ``.pkl``, or ``hf:ID``.
+
+    A source without a split (the ``.pkl``) is split at random with ``seed`` and ``test_fraction``.
+    Prompts stored as a Python list literal are joined with newlines.
+
+    Args:
+        path: the folder, the ``.pkl`` file, or ``"hf:withmartian/routerbench"``.
+        test_fraction: test share when the source ships no split.
+        seed: the seed of that split.
+    """
+    pd = require("pandas")
+    notes: dict[str, Any] = {"format": "routerbench", "source": str(path), "cost": "logged USD per query"}
+    if str(path).startswith("hf:"):
+        frames = _hf_frames(str(path)[3:])
+    else:
+        p = _existing(path, "a RouterBench folder of <task>_train.csv/<task>_test.csv or the .pkl")
+        if p.is_file():
+            frames = {"all": pd.read_pickle(p)}
+        else:
+            frames = {}
+            for split in ("train", "test"):
+                files = sorted(p.glob(f"*_{split}.csv"))
+                if files:
+                    parts = [pd.read_csv(f).assign(_task=f.stem[: -len(split) - 1]) for f in files]
+                    frames[split] = pd.concat(parts, ignore_index=True)
+            if set(frames) != {"train", "test"}:
+                raise DatasetError(f"{p}: expected <task>_train.csv and <task>_test.csv files (RouterBench format)")
+    tables, dropped = {}, {}
+    seen: dict[str, int] = {}
+    for split, frame in frames.items():
+        tables[split], dropped[split] = _routerbench_table(frame, seen)
+    if "all" in tables:
+        test, train = tables.pop("all").split(test_fraction, seed=seed)
+        tables = {"train": train, "test": test}
+        notes["split"] = f"seeded random split (seed {seed}, test fraction {test_fraction})"
+    elif set(tables) != {"train", "test"}:
+        tables["test"], tables["train"] = tables.pop(next(iter(tables))).split(test_fraction, seed=seed)
+        notes["split"] = f"seeded random split (seed {seed}, test fraction {test_fraction})"
+    _same_models(tables["train"], tables["test"], path)
+    notes["dropped_by_split"] = dropped
+    return RoutingDataset("routerbench", tables["train"], tables["test"], sum(dropped.values()), notes)
+
+
+def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, int]:
+    models = [c for c in frame.columns if "|" not in c and f"{c}|total_cost" in frame.columns]
+    if not models or "prompt" not in frame.columns:
+        raise DatasetError(
+            "expected RouterBench columns: prompt, <model>, <model>|total_cost (found "
+            f"{list(frame.columns)[:8]}…)"
+        )
+    cost_cols = [f"{m}|total_cost" for m in models]
+    resp_cols = [f"{m}|model_response" for m in models]
+    complete = frame[models + cost_cols + ["prompt"]].notna().all(axis=1).to_numpy()
+    frame = frame[complete].reset_index(drop=True)
+    tasks = frame["eval_name"] if "eval_name" in frame.columns else frame.get("_task")
+    ids = frame["sample_id"].astype(str).tolist() if "sample_id" in frame.columns else [None] * len(frame)
+    responses = None
+    if all(c in frame.columns for c in resp_cols):
+        responses = frame[resp_cols].fillna("").astype(str).values.tolist()
+    table = OutcomeTable(
+        query_ids=[_unique_id(qid or _text_id(q), seen) for qid, q in zip(ids, frame["prompt"], strict=True)],
+        queries=[_prompt_text(q) for q in frame["prompt"]],
+        models=models,
+        scores=frame[models].to_numpy(dtype=float),
+        costs=frame[cost_cols].to_numpy(dtype=float),
+        task_types=[None if t is None else str(t) for t in (tasks if tasks is not None else [None] * len(frame))],
+        responses=responses,
+    )
+    return table, int((~complete).sum())
+
+
+def _prompt_text(prompt: Any) -> str:
+    text = str(prompt)
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parts = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(parts, list):
+            return "\n".join(str(p) for p in parts)
+    return text
+
+
+# -- LLMRouter dcrouter -----------------------------------------------------------------------------
+def load_dcrouter(
+    path: str | Path,
+    *,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    tokenizer: str | Path | None = None,
+    prices: Prices | None = None,
+) -> RoutingDataset:
+    """LLMRouter's dcrouter split joined with its query files and priced per query.
+
+    Args:
+        path: the ``llmrouter`` folder (holding ``dcrouter_preprocessed/`` and ``example_data/``),
+            or ``"hf:ID"`` (splits with ``question``, ``scores`` and optionally ``task_name``;
+            then ``prices`` are required).
+        output_tokens: output tokens assumed per call (the logs have none).
+        tokenizer: a ``tokenizer.json`` or its folder to count prompt tokens; default MiniLM's.
+        prices: USD per 1M (input, output) tokens by model; default ``default_llm.json``'s.
+    """
+    if output_tokens < 0:
+        raise ConfigurationError(f"output_tokens must be >= 0 (got {output_tokens})")
+    notes: dict[str, Any] = {"format": "dcrouter", "source": str(path)}
+    records: dict[str, list[dict[str, Any]]] = {}
+    queries: dict[str, dict[str, dict[str, Any]]] = {"train": {}, "test": {}}
+    if str(path).startswith("hf:"):
+        for split, frame in _hf_frames(str(path)[3:]).items():
+            records[split] = frame.to_dict("records")
+        if prices is None:
+            raise ConfigurationError("a dcrouter dataset from the hub needs prices= (USD per 1M tokens by model)")
+    else:
+        root = _existing(path, "the llmrouter folder with dcrouter_preprocessed/ and example_data/")
+        expected = [
+            "dcrouter_preprocessed/train.json",
+            "dcrouter_preprocessed/test.json",
+            "example_data/query_data/default_query_train.jsonl",
+            "example_data/query_data/default_query_test.jsonl",
+            "example_data/llm_candidates/default_llm.json",
+        ]
+        missing = [e for e in expected if not (root / e).is_file()]
+        if missing:
+            raise DatasetError(f"{root}: missing {', '.join(missing)} (LLMRouter dcrouter layout)")
+        for split in ("train", "test"):
+            records[split] = json.loads((root / f"dcrouter_preprocessed/{split}.json").read_text())
+            for line in (root / f"example_data/query_data/default_query_{split}.jsonl").read_text().split("\n"):
+                if line.strip():
+                    row = json.loads(line)
+                    queries[split].setdefault(row["query"], row)
+        if prices is None:
+            llms = json.loads((root / "example_data/llm_candidates/default_llm.json").read_text())
+            prices = {m: (float(c["input_price"]), float(c["output_price"])) for m, c in llms.items()}
+    if set(records) != {"train", "test"}:
+        raise DatasetError(f"{path}: expected a train and a test split (found {sorted(records)})")
+    models = list(records["train"][0]["scores"])
+    _check_prices(models, prices)
+    counter = TokenCounter(tokenizer) if tokenizer else default_token_counter()
+    tables, dropped, unjoined = {}, {}, 0
+    for split, rows in records.items():
+        other = "test" if split == "train" else "train"
+        texts, tasks, gold, scores = [], [], [], []
+        for row in rows:
+            cells = [_float(row.get("scores", {}).get(m)) for m in models]
+            if any(np.isnan(c) for c in cells) or not row.get("question"):
+                dropped[split] = dropped.get(split, 0) + 1
+                continue
+            q = row["question"]
+            meta = queries[split].get(q) or queries[other].get(q) or {}
+            unjoined += not meta
+            texts.append(q)
+            tasks.append(meta.get("task_name", row.get("task_name")))
+            gold.append(None if meta.get("ground_truth") is None else str(meta["ground_truth"]))
+            scores.append(cells)
+        dropped.setdefault(split, 0)
+        tables[split] = _priced_table(split, texts, tasks, gold, np.array(scores), models, prices, counter, output_tokens)
+    notes.update(_price_notes(counter, output_tokens), dropped_by_split=dropped, unjoined_queries=unjoined)
+    return RoutingDataset(
+        "dcrouter", tables["train"], tables["test"], sum(dropped.values()), notes,
+        dict(prices), output_tokens, counter,
+    )  # fmt: skip
+
+
+# -- RouteLLM MMLU ----------------------------------------------------------------------------------
+def load_routellm_mmlu(
+    path: str | Path,
+    *,
+    prices: Prices | None = None,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    tokenizer: str | Path | None = None,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> RoutingDataset:
+    """RouteLLM's MMLU responses of two models, priced per query, split at random with ``seed``.
+
+    The data ships no split (RouteLLM trains on Chatbot Arena and tests on all of MMLU), so a
+    seeded split grouped by prompt text keeps duplicates on one side.
+
+    Args:
+        path: the ``mmlu_responses`` folder of ``mmlu_<subject>.csv`` (or its parent), or ``"hf:ID"``.
+        prices: USD per 1M (input, output) tokens by model; default :data:`ROUTELLM_PRICES`.
+        output_tokens: output tokens assumed per call.
+        tokenizer: a ``tokenizer.json`` or its folder; default MiniLM's.
+        test_fraction: share of distinct prompts in test.
+        seed: the split's seed.
+    """
+    pd = require("pandas")
+    prices = dict(prices or ROUTELLM_PRICES)
+    notes: dict[str, Any] = {"format": "routellm-mmlu", "source": str(path)}
+    if str(path).startswith("hf:"):
+        frame = pd.concat(list(_hf_frames(str(path)[3:]).values()), ignore_index=True)
+        if "subject" not in frame.columns:
+            frame["subject"] = None
+    else:
+        root = _existing(path, "RouteLLM's mmlu_responses folder of mmlu_<subject>.csv files")
+        if (root / "mmlu_responses").is_dir():
+            root = root / "mmlu_responses"
+        files = sorted(root.glob("mmlu_*.csv"))
+        if not files:
+            raise DatasetError(f"{root}: expected mmlu_<subject>.csv files (RouteLLM MMLU responses)")
+        frame = pd.concat(
+            [pd.read_csv(f).assign(subject=f.stem.removeprefix("mmlu_")) for f in files], ignore_index=True
+        )
+    models = [c for c in frame.columns if c not in ("prompt", "subject")]
+    if "prompt" not in frame.columns or len(models) < 2:
+        raise DatasetError(f"{path}: expected columns prompt, <model>, <model> (found {list(frame.columns)})")
+    _check_prices(models, prices)
+    values = frame[models].apply(lambda col: col.map(_bool_score)).to_numpy(dtype=float)
+    complete = ~np.isnan(values).any(axis=1) & frame["prompt"].notna().to_numpy()
+    frame, values = frame[complete].reset_index(drop=True), values[complete]
+    prompts = frame["prompt"].astype(str).tolist()
+    distinct = sorted(set(prompts), key=_text_id)
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    test_prompts = {distinct[k] for k in order[: int(round(test_fraction * len(distinct)))]}
+    counter = TokenCounter(tokenizer) if tokenizer else default_token_counter()
+    tables = {}
+    for split in ("train", "test"):
+        idx = [i for i, p in enumerate(prompts) if (p in test_prompts) == (split == "test")]
+        tables[split] = _priced_table(
+            split, [prompts[i] for i in idx], [frame["subject"][i] for i in idx], None, values[idx],
+            models, prices, counter, output_tokens,
+        )  # fmt: skip
+    notes.update(
+        _price_notes(counter, output_tokens),
+        split=f"seeded split by distinct prompt (seed {seed}, test fraction {test_fraction}); none ships",
+        dropped_by_split={"all": int((~complete).sum())},
+    )
+    return RoutingDataset(
+        "routellm-mmlu", tables["train"], tables["test"], int((~complete).sum()), notes,
+        prices, output_tokens, counter,
+    )  # fmt: skip
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _priced_table(
+    split: str,
+    texts: list[str],
+    tasks: Iterable[Any],
+    gold: list[str | None] | None,
+    scores: np.ndarray,
+    models: list[str],
+    prices: Prices,
+    counter: TokenCounter,
+    output_tokens: int,
+) -> OutcomeTable:
+    tokens = counter.count(texts).astype(float)
+    p_in = np.array([prices[m][0] for m in models])
+    p_out = np.array([prices[m][1] for m in models])
+    costs = (tokens[:, None] * p_in[None, :] + output_tokens * p_out[None, :]) / 1e6
+    seen: dict[str, int] = {}
+    return OutcomeTable(
+        query_ids=[_unique_id(f"{split}/{_text_id(t)}", seen) for t in texts],
+        queries=texts,
+        models=list(models),
+        scores=scores.reshape(len(texts), len(models)),
+        costs=costs.reshape(len(texts), len(models)),
+        task_types=[None if t is None or t != t else str(t) for t in tasks],
+        gold=gold,
+    )
+
+
+def _price_notes(counter: TokenCounter, output_tokens: int) -> dict[str, Any]:
+    return {
+        "cost": "estimated: (prompt tokens × input price + output tokens × output price) / 1e6",
+        "tokenizer": counter.name,
+        "output_tokens_assumed": output_tokens,
+    }
+
+
+def _check_prices(models: list[str], prices: Prices | None) -> None:
+    missing = [m for m in models if prices is None or m not in prices]
+    if missing:
+        raise ConfigurationError(f"no price for models {missing}; pass prices={{model: (input, output)}} per 1M tokens")
+
+
+def _existing(path: str | Path, expected: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetError(f"{p} does not exist; expected {expected}")
+    return p
+
+
+def _same_models(train: OutcomeTable, test: OutcomeTable, path: Any) -> None:
+    if train.models != test.models:
+        raise DatasetError(f"{path}: train and test have different model columns ({train.models} vs {test.models})")
+
+
+def _hf_frames(dataset_id: str) -> dict[str, Any]:
+    """Every split of a hub dataset as a pandas frame (needs internet and ``datasets``)."""
+    datasets = require("datasets")
+    try:
+        loaded = datasets.load_dataset(dataset_id)
+    except Exception as exc:  # the hub's errors vary by version: name the dataset
+        raise DatasetError(f"cannot load Hugging Face dataset {dataset_id!r}: {exc}") from exc
+    return {str(split): loaded[split].to_pandas() for split in loaded}
+
+
+def _bool_score(value: Any) -> float:
+    if isinstance(value, str):
+        return {"true": 1.0, "false": 0.0}.get(value.strip().lower(), float("nan"))
+    return _float(value)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value) if value is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _text_id(text: str) -> str:
+    return hashlib.sha1(str(text).encode()).hexdigest()[:12]
+
+
+def _unique_id(base: str, seen: dict[str, int]) -> str:
+    n = seen.get(base, 0)
+    seen[base] = n + 1
+    return base if n == 0 else f"{base}~{n}"
+
+
+_LOADERS = {"routerbench": load_routerbench, "dcrouter": load_dcrouter, "routellm-mmlu": load_routellm_mmlu}

@@ -1,0 +1,358 @@
+"""The evaluation harness: fit every router on train, sweep its knob on test, score on logged outcomes.
+
+What a router sees at test time (ROUTERS.md §8) is what a deployment knows before the call: the
+query text, every dataset model as a candidate ``Agent(model=m)``, the model cards and a cost
+estimate per candidate. **The cost estimate never reads the test row's logged cost**:
+
+- ``"card"`` (datasets priced per token — dcrouter, RouteLLM): prompt tokens × input price +
+  the dataset's assumed output tokens × output price, from the card;
+- ``"train-mean"`` (datasets with logged costs — RouterBench): the model's mean cost per query on
+  the train split.
+
+``"auto"`` picks ``card`` when the dataset has prices. Decisions are scored with the test row's
+logged score and cost of the chosen model (the first agent of a multi-agent decision). A router
+that escalates (a cascade) is replayed attempt by attempt: it sees each attempt's logged response
+(never its score) and pays for every attempt. The oracle (``replay_only`` routers) is fitted on the
+test outcomes, which is what it is.
+
+Routers with a knob are swept over ≥ 30 values (their ``knob_grid``, densified, or a default
+grid). A :class:`~agentroute.routers.utility.UtilityRouter` is swept cheaply: one ``predict`` call,
+then ``argmax(score − λ·cost/cost_scale_)`` per λ on the matrices, equal to calling ``route``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from agentroute.errors import ConfigurationError
+from agentroute.eval import metrics as M
+from agentroute.eval.datasets import RoutingDataset
+from agentroute.eval.results import EvalResult, OraclePoint, RouterResult, SingleModel
+from agentroute.outcomes import OutcomeTable, agent_column
+from agentroute.routers.base import Router, get_router_class
+from agentroute.types import Agent, RouteContext, Step
+
+CostEstimate = Literal["auto", "card", "train-mean"]
+MIN_POINTS = 30
+
+
+# -- contexts --------------------------------------------------------------------------------------
+def build_contexts(
+    dataset: RoutingDataset, split: Literal["train", "test"] = "test", *, cost_estimate: CostEstimate = "auto"
+) -> tuple[list[RouteContext], str]:
+    """One :class:`RouteContext` per query of ``split`` and a sentence saying how costs were estimated."""
+    table = dataset.table(split)
+    agents = [Agent(model=m) for m in table.models]
+    cards = dataset.cards()
+    if cost_estimate == "auto":
+        cost_estimate = "card" if dataset.prices else "train-mean"
+    if cost_estimate == "card":
+        if not dataset.prices:
+            raise ConfigurationError(f"{dataset.name} has no per-token prices: use cost_estimate='train-mean'")
+        tokens = dataset.prompt_tokens(split)
+        out_tokens = dataset.output_tokens or 0
+        est = np.array([[cards[m].usd(t, out_tokens) for m in table.models] for t in tokens])
+        how = f"card price × prompt tokens ({dataset.notes.get('tokenizer', 'tokenizer')}) + {out_tokens} output tokens"
+    elif cost_estimate == "train-mean":
+        est = np.broadcast_to(np.nanmean(dataset.train.costs, axis=0), (len(table), len(table.models)))
+        how = "each model's mean cost per query on the train split"
+    else:
+        raise ConfigurationError(f"cost_estimate must be auto, card or train-mean (got {cost_estimate!r})")
+    ctxs = [
+        RouteContext(
+            query=query,
+            candidates=agents,
+            step_input=query,
+            task_id=f"{split}-{i}",
+            query_id=table.query_ids[i],
+            costs={a.key: float(est[i, j]) for j, a in enumerate(agents)},
+            cards=cards,
+        )
+        for i, query in enumerate(table.queries)
+    ]
+    return ctxs, how
+
+
+# -- routers ---------------------------------------------------------------------------------------
+def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"knn"`` or ``"knn:k=40:weights=distance"`` → (name, params); values parsed as YAML scalars.
+
+    >>> parse_router_spec("knn:k=40")
+    ('knn', {'k': 40})
+    """
+    name, *pairs = spec.strip().split(":")
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ConfigurationError(f"router spec {spec!r}: expected name:key=value (got {pair!r})")
+        params[key.strip()] = yaml.safe_load(value)
+    return name, params
+
+
+def make_eval_router(spec: str | Router, *, seed: int = 0) -> tuple[str, Router]:
+    """(display name, router) from a spec or an instance; ``seed`` goes to routers that take one."""
+    if isinstance(spec, Router):
+        return spec.name, spec
+    name, params = parse_router_spec(spec)
+    cls = get_router_class(name)  # UnknownNameError lists the registered routers
+    if "seed" in inspect.signature(cls.__init__).parameters:
+        params.setdefault("seed", seed)
+    return spec, cls(**params)
+
+
+def knob_values(router: Router, min_points: int = MIN_POINTS) -> list[float | None]:
+    """The knob values to sweep: the router's ``knob_grid`` (densified to ≥ ``min_points``) or a
+    default grid (thresholds: 0…1; anything else, e.g. λ: 0 and 10⁻³…10³ log-spaced)."""
+    if not router.knob:
+        return [None]
+    grid = sorted({float(v) for v in router.knob_grid})
+    if not grid:
+        if "threshold" in router.knob:
+            grid = list(np.linspace(0.0, 1.0, min_points + 1))
+        else:
+            grid = [0.0, *np.geomspace(1e-3, 1e3, min_points + 10)]
+    if len(grid) < min_points:
+        dense = np.interp(np.linspace(0, len(grid) - 1, min_points + 1), np.arange(len(grid)), grid)
+        grid = sorted(set(grid) | {float(v) for v in dense})
+    return [float(v) for v in grid]
+
+
+def _utility_class() -> type | None:
+    try:
+        from agentroute.routers.utility import UtilityRouter
+    except ImportError:
+        return None
+    return UtilityRouter
+
+
+def is_utility_router(router: Router) -> bool:
+    cls = _utility_class()
+    return cls is not None and isinstance(router, cls) and hasattr(router, "predict")
+
+
+def utility_choices(router: Router, scores: np.ndarray, costs: np.ndarray, weight: float) -> np.ndarray:
+    """A UtilityRouter's choices at ``cost_weight = weight`` from its predicted matrices."""
+    scale = float(getattr(router, "cost_scale_", 1.0) or 1.0)
+    return np.argmax(scores - weight * costs / scale, axis=1)
+
+
+# -- sweeping --------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Sweep:
+    """Realised outcomes of one router's sweep: arrays of shape (n_points, n_queries)."""
+
+    knob_values: list[float | None]
+    scores: np.ndarray
+    costs: np.ndarray
+    choices: np.ndarray
+    route_us: float
+    how: str
+
+
+def sweep_router(router: Router, ctxs: list[RouteContext], table: OutcomeTable) -> Sweep:
+    """Route every context at every knob value; score with the table's logged outcomes."""
+    values = knob_values(router)
+    if is_utility_router(router):
+        return _sweep_utility(router, ctxs, table, values)
+    return _sweep_route(router, ctxs, table, values)
+
+
+def _sweep_utility(router: Router, ctxs: list[RouteContext], table: OutcomeTable, values: list[float | None]) -> Sweep:
+    start = time.perf_counter()
+    pred_s, pred_c = router.predict(ctxs)  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - start
+    cols = _columns(table, ctxs[0].candidates)
+    rows = np.arange(len(ctxs))
+    picks = np.stack([utility_choices(router, pred_s, pred_c, v or 0.0) for v in values])
+    choices = cols[picks]
+    return Sweep(
+        values, table.scores[rows, choices], table.costs[rows, choices], choices,
+        1e6 * elapsed / max(1, len(ctxs)), "predict once, argmax per λ",
+    )  # fmt: skip
+
+
+def _sweep_route(router: Router, ctxs: list[RouteContext], table: OutcomeTable, values: list[float | None]) -> Sweep:
+    escalates = type(router).escalate is not Router.escalate
+    n = len(ctxs)
+    scores, costs, choices = (np.zeros((len(values), n)) for _ in range(3))
+    calls, spent = 0, 0.0
+    for p, value in enumerate(values):
+        if value is not None:
+            router.set_params(**{router.knob: value})  # type: ignore[dict-item]
+        for i, ctx in enumerate(ctxs):
+            score, cost, col, k, secs = _replay_one(router, ctx, table, i, escalates)
+            scores[p, i], costs[p, i], choices[p, i] = score, cost, col
+            calls, spent = calls + k, spent + secs
+    how = "route per context" + (", replaying escalations" if escalates else "")
+    return Sweep(values, scores, costs, choices.astype(int), 1e6 * spent / max(1, calls), how)
+
+
+def _replay_one(
+    router: Router, ctx: RouteContext, table: OutcomeTable, i: int, escalates: bool
+) -> tuple[float, float, int, int, float]:
+    """Route one query, following escalations; returns (score, total cost, final column, calls, secs)."""
+    attempts: list[Step] = []
+    total, secs, calls = 0.0, 0.0, 0
+    col = -1
+    for _ in range(len(ctx.candidates)):
+        here = dataclasses.replace(ctx, attempts=list(attempts)) if attempts else ctx
+        start = time.perf_counter()
+        decision = router.route(here)
+        secs += time.perf_counter() - start
+        calls += 1
+        col = _column(table, decision.agent)
+        total += float(table.costs[i, col])
+        if not escalates:
+            break
+        step = Step(
+            task_id=ctx.task_id, index=0, stage=ctx.stage, agent=decision.agent, input=ctx.query,
+            output=table.responses[i][col] if table.responses is not None else "",
+            cost_usd=float(table.costs[i, col]),
+        )  # fmt: skip
+        if not router.escalate(here, step):
+            break
+        attempts.append(step)
+    return float(table.scores[i, col]), total, col, calls, secs
+
+
+def _column(table: OutcomeTable, agent: Agent) -> int:
+    col = table.column(agent)
+    if col is None:
+        raise ConfigurationError(f"decision {agent.key} is not a column of the outcome table")
+    return col
+
+
+def _columns(table: OutcomeTable, candidates: Sequence[Agent]) -> np.ndarray:
+    return np.array([_column(table, a) for a in candidates])
+
+
+# -- the evaluation --------------------------------------------------------------------------------
+def evaluate(
+    dataset: RoutingDataset,
+    routers: Sequence[str | Router],
+    *,
+    seed: int = 0,
+    cost_estimate: CostEstimate = "auto",
+    progress: bool = True,
+    on_router: Callable[[RouterResult], None] | None = None,
+) -> EvalResult:
+    """Fit each router on ``dataset.train``, sweep it on ``dataset.test`` and compute the metrics.
+
+    A router that fails to build, fit or route is reported with its ``error``; the others still
+    run. Names are checked first: an unknown one raises :class:`UnknownNameError` listing the
+    registered routers.
+    """
+    test = dataset.test
+    _check_complete(test)
+    for spec in routers:  # unknown names fail before anything runs, listing the registered ones
+        if not isinstance(spec, Router):
+            get_router_class(parse_router_spec(spec)[0])
+    ctxs, how = build_contexts(dataset, "test", cost_estimate=cost_estimate)
+    singles = M.single_model_points(test.scores, test.costs)
+    o_acc, o_cost = M.oracle(test.scores, test.costs)
+    best = M.best_single(singles)
+    best_model = test.models[int(np.flatnonzero((singles == best).all(axis=1))[0])]
+    result = EvalResult(
+        dataset=dataset.name,
+        n_train=len(dataset.train),
+        n_test=len(test),
+        dropped_rows=dataset.dropped_rows,
+        single_models=[SingleModel(model=m, accuracy=q, cost=c) for m, (c, q) in zip(test.models, singles, strict=True)],
+        oracle=OraclePoint(accuracy=o_acc, cost=o_cost, aiq=M.aiq([[o_cost, o_acc]], singles)),
+        zero_router_aiq=M.aiq(singles, singles),
+        best_single=SingleModel(model=best_model, accuracy=float(best[1]), cost=float(best[0])),
+        routers=[],
+        cost_estimate=how,
+        seed=seed,
+        notes=dict(dataset.notes),
+    )
+    for spec in _progress(list(routers), progress):
+        try:
+            name, router = make_eval_router(spec, seed=seed)
+        except Exception as exc:  # bad parameters: reported like a failed fit
+            name = spec if isinstance(spec, str) else spec.name
+            res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
+        else:
+            res = _run_router(name, router, dataset, ctxs, singles, o_acc, result)
+        result.routers.append(res)
+        if on_router is not None:
+            on_router(res)
+    return result
+
+
+def _run_router(
+    name: str,
+    router: Router,
+    dataset: RoutingDataset,
+    ctxs: list[RouteContext],
+    singles: np.ndarray,
+    oracle_acc: float,
+    result: EvalResult,
+) -> RouterResult:
+    res = RouterResult(name=name, router=router.name, knob=router.knob, params=_params(router))
+    replay_only = bool(getattr(router, "replay_only", False)) or router.name == "oracle"
+    stage = "fit"
+    try:
+        start = time.perf_counter()
+        router.fit(dataset.test if replay_only else dataset.train)
+        res.fit_s = time.perf_counter() - start
+        stage = "route"
+        sweep = sweep_router(router, ctxs, dataset.test)
+    except Exception as exc:  # reported in the table; the other routers still run
+        res.error = f"{stage} failed: {type(exc).__name__}: {exc}"
+        return res
+    res.sweep = sweep.how + (" (fitted on the test outcomes: replay-only reference)" if replay_only else "")
+    res.route_us = sweep.route_us
+    res.knob_values = sweep.knob_values
+    points = np.column_stack([sweep.costs.mean(axis=1), sweep.scores.mean(axis=1)])
+    res.curve = [[float(c), float(q)] for c, q in points]
+    c_best, q_best = M.best_single(singles)
+    res.aiq = M.aiq(points, singles)
+    res.max_accuracy = float(points[:, 1].max())
+    res.cost_to_match_best = M.cost_to_reach(points, q_best, singles)
+    res.accuracy_at_best_cost = M.quality_at_cost(points, c_best, singles)
+    res.oracle_gap_closed = M.oracle_gap_closed(points, singles, oracle_acc)
+    if len(singles) == 2:
+        strong = int(np.argmax(singles[:, 1]))
+        q_weak, q_strong = float(singles[1 - strong, 1]), float(singles[strong, 1])
+        share = (sweep.choices == strong).mean(axis=1)
+        res.strong_share = [float(s) for s in share]
+        res.apgr = M.apgr(share, points[:, 1], q_weak, q_strong)
+        res.cpt50 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.5)
+        res.cpt80 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.8)
+    result._outcomes[name] = (sweep.scores, sweep.costs)
+    return res
+
+
+def _params(router: Router) -> dict[str, Any]:
+    out = {}
+    for key, value in router.get_params().items():
+        out[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+    return out
+
+
+def _check_complete(table: OutcomeTable) -> None:
+    if np.isnan(table.scores).any() or np.isnan(table.costs).any():
+        raise ConfigurationError("the test table has missing outcomes: drop those rows before evaluating")
+
+
+def _progress(items: list[str | Router], enabled: bool) -> Iterator[str | Router]:
+    if not enabled:
+        yield from items
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("routers", total=len(items))
+        for spec in items:
+            bar.update(task, description=f"router {spec if isinstance(spec, str) else spec.name}")
+            yield spec
+            bar.advance(task)

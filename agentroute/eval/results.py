@@ -1,0 +1,104 @@
+"""The evaluation result: a pydantic structure written as JSON (the ``--json`` shape) and CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, PrivateAttr
+
+
+class SingleModel(BaseModel):
+    model: str
+    accuracy: float
+    cost: float
+
+
+class OraclePoint(BaseModel):
+    accuracy: float
+    cost: float
+    aiq: float | None = None
+
+
+class RouterResult(BaseModel):
+    """One router's sweep on the test split. Metrics are ``None`` when the router failed (``error``)."""
+
+    name: str
+    router: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    knob: str | None = None
+    aiq: float | None = None
+    max_accuracy: float | None = None
+    cost_to_match_best: float | None = None
+    accuracy_at_best_cost: float | None = None
+    oracle_gap_closed: float | None = None
+    apgr: float | None = None
+    cpt50: float | None = None
+    cpt80: float | None = None
+    curve: list[list[float]] = Field(default_factory=list, description="[[cost, accuracy], …] per knob value")
+    knob_values: list[float | None] = Field(default_factory=list)
+    strong_share: list[float] | None = None
+    fit_s: float | None = None
+    route_us: float | None = None
+    sweep: str = ""
+    error: str | None = None
+
+
+class EvalResult(BaseModel):
+    """Everything one evaluation produced; ``model_dump()`` is the JSON of ``agentroute eval --json``."""
+
+    dataset: str
+    n_train: int
+    n_test: int
+    dropped_rows: int
+    single_models: list[SingleModel]
+    oracle: OraclePoint
+    zero_router_aiq: float
+    best_single: SingleModel
+    routers: list[RouterResult]
+    cost_estimate: str = ""
+    seed: int = 0
+    notes: dict[str, Any] = Field(default_factory=dict)
+    _outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = PrivateAttr(default_factory=dict)
+
+    def router(self, name: str) -> RouterResult:
+        for r in self.routers:
+            if r.name == name:
+                return r
+        raise KeyError(f"no router {name!r} in this result; have {[r.name for r in self.routers]}")
+
+    def outcomes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, costs) of shape (n_points, n_test) realised by a router's sweep (for bootstraps)."""
+        return self._outcomes[name]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), indent=1, default=_default)
+
+    def write(self, out: str | Path) -> dict[str, Path]:
+        """Write ``results.json`` and ``results.csv`` (one row per router) into ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "results.json", "csv": out / "results.csv"}
+        paths["json"].write_text(self.to_json())
+        columns = [
+            "name", "aiq", "max_accuracy", "cost_to_match_best", "accuracy_at_best_cost",
+            "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s", "route_us", "points", "error",
+        ]  # fmt: skip
+        with paths["csv"].open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for r in self.routers:
+                row = {c: getattr(r, c, None) for c in columns if c != "points"}
+                writer.writerow({**row, "points": len(r.curve)})
+        return paths
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

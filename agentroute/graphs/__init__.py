@@ -1,0 +1,1 @@
+"""Ready agent graphs shipped with agentroute (also loadable as ``graphs/<name>.py:graph``)."""

@@ -1,0 +1,73 @@
+"""Resolve what users name on the command line or in recipes: graphs, routers, budgets."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from agentroute.budget import Budget
+from agentroute.errors import ConfigurationError
+from agentroute.graph import AgentGraph
+from agentroute.routers.base import Router, make_router
+
+BUILTIN_GRAPHS = {"qa": "agentroute.graphs.qa:graph"}
+
+
+def load_graph(spec: str = "qa") -> AgentGraph:
+    """An :class:`AgentGraph` from ``"qa"``, ``"module:attr"`` or ``"path/file.py[:attr]"``.
+
+    The attribute (default ``graph``) may be an AgentGraph or a function returning one.
+    """
+    target = BUILTIN_GRAPHS.get(spec, spec)
+    source, _, attr = target.partition(":") if not Path(target).exists() else (target, "", "")
+    attr = attr or "graph"
+    if source.endswith(".py") or Path(source).exists():
+        path = Path(source)
+        if not path.exists():
+            raise ConfigurationError(f"graph file {path} does not exist")
+        name = f"_agentroute_graph_{abs(hash(path.resolve()))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ConfigurationError(f"cannot import graph file {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(source)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"unknown graph {spec!r}: not a built-in ({', '.join(BUILTIN_GRAPHS)}), a module or a .py file"
+            ) from exc
+    obj: Any = getattr(module, attr, None)
+    if obj is None:
+        raise ConfigurationError(f"graph {spec!r}: no attribute {attr!r}")
+    if callable(obj) and not isinstance(obj, AgentGraph):
+        obj = obj()
+    if not isinstance(obj, AgentGraph):
+        raise ConfigurationError(f"graph {spec!r}: {attr!r} is a {type(obj).__name__}, not an AgentGraph")
+    return obj
+
+
+def load_router(spec: str, **params: Any) -> Router:
+    """A router by registered name, or loaded from a directory written by ``Router.save``."""
+    path = Path(spec)
+    if path.exists():
+        return Router.load(path)
+    router = make_router(spec, **params)
+    if not router.is_fitted:
+        raise ConfigurationError(
+            f"router {spec!r} learns from data: train it first with "
+            f"`agentroute train {spec} --dataset SPEC --out DIR` (or --from MEMORY_URL) and pass --router DIR"
+        )
+    return router
+
+
+def make_budget(usd: float | None = None, **limits: Any) -> Budget | None:
+    """A :class:`Budget` from CLI options, or ``None`` when no limit is given."""
+    values = {"usd": usd, **limits}
+    values = {k: v for k, v in values.items() if v is not None}
+    return Budget(**values) if values else None

@@ -1,0 +1,148 @@
+"""The memory's SQL schema as SQLModel tables (the Alembic migrations create the same schema).
+
+Five tables: ``tasks``, ``steps``, ``feedback``, ``audit_events`` and ``router_state``. JSON is
+stored as ``JSON`` (``JSONB`` on PostgreSQL, text on SQLite); times as UTC. Steps and audit events
+name their task by an indexed ``task_id`` that is not a foreign key, so a log line is never refused
+because its task row has not arrived yet. The tables live on their own ``MetaData`` so that
+applications using SQLModel for their own tables do not get ours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+__all__ = ["JSONType", "UTCDateTime", "metadata", "TaskRow", "StepRow", "FeedbackRow", "AuditRow", "RouterStateRow"]
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+"""Portable JSON column type: ``JSONB`` on PostgreSQL, JSON text on SQLite."""
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone; naive means UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value.replace(tzinfo=UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=JSONType, nullable=nullable)
+
+
+def _time(*, index: bool = False, nullable: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+def _text(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=sa.Text, nullable=nullable)
+
+
+class _Table(SQLModel):
+    metadata: ClassVar[sa.MetaData] = metadata
+
+
+class TaskRow(_Table, table=True):
+    """One task: the query, its graph, budget, final status, answer, cost and score."""
+
+    __tablename__ = "tasks"
+
+    id: str = Field(primary_key=True)
+    query: str = _text(nullable=False)
+    graph: str = Field(default="", index=True)
+    task_type: str | None = None
+    budget: dict[str, Any] | None = _json()
+    status: str = Field(default="running", index=True)
+    answer: str | None = _text()
+    cost_usd: float = 0.0
+    score: float | None = None
+    meta: dict[str, Any] = _json(nullable=False)
+    created_at: datetime = _time(index=True)
+    finished_at: datetime | None = _time(nullable=True)
+
+
+class StepRow(_Table, table=True):
+    """One call of one agent: the agent as columns, the router's decision as JSON, usage and outcome."""
+
+    __tablename__ = "steps"
+
+    id: str = Field(primary_key=True)
+    task_id: str = Field(index=True)
+    step_index: int
+    stage: str
+    role: str
+    model: str
+    strategy: str
+    router: str | None = None
+    decision: dict[str, Any] | None = _json()
+    input: str = _text(nullable=False)
+    output: str = _text(nullable=False)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    status: str = "ok"
+    error: str | None = _text()
+    score: float | None = None
+    confidence: float | None = None
+    created_at: datetime = _time()
+
+
+class FeedbackRow(_Table, table=True):
+    """An outcome score attached to a task after the fact (by a user, a grader, a test)."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(index=True)
+    score: float
+    source: str = "user"
+    comment: str = _text(nullable=False)
+    created_at: datetime = _time()
+
+
+class AuditRow(_Table, table=True):
+    """A blocked operation, retry or fallback."""
+
+    __tablename__ = "audit_events"
+
+    id: str = Field(primary_key=True)
+    task_id: str = Field(index=True)
+    stage: str
+    kind: str
+    subject: str = ""
+    detail: str = _text(nullable=False)
+    created_at: datetime = _time()
+
+
+class RouterStateRow(_Table, table=True):
+    """The latest JSON state of a named router."""
+
+    __tablename__ = "router_state"
+
+    router: str = Field(primary_key=True)
+    state: dict[str, Any] = _json(nullable=False)
+    updated_at: datetime = _time()
+
+
+TASKS: sa.Table = TaskRow.__table__  # type: ignore[attr-defined]
+STEPS: sa.Table = StepRow.__table__  # type: ignore[attr-defined]
+FEEDBACK: sa.Table = FeedbackRow.__table__  # type: ignore[attr-defined]
+AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
+ROUTER_STATE: sa.Table = RouterStateRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,19 @@
+"""Small builders shared by tests: a replay pool over hand-written logged outcomes."""
+
+from __future__ import annotations
+
+from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+
+
+def replay_pool(n: int = 50, *, small_cost: float = 0.001, large_cost: float = 0.01) -> ModelPool:
+    """Two replay models: ``small`` is right on even queries, ``large`` always; ids ``q0..q{n-1}``."""
+    cards = [
+        ModelCard(id="small", backend="replay", input_price=0.1, output_price=0.1, tier="small"),
+        ModelCard(id="large", backend="replay", input_price=10, output_price=10, tier="large"),
+    ]
+    outcomes = [
+        LoggedOutcome(f"q{i}", m, float(m == "large" or i % 2 == 0), small_cost if m == "small" else large_cost, f"{m} says {i}")
+        for i in range(n)
+        for m in ("small", "large")
+    ]
+    return ModelPool(cards, {"replay": ReplayBackend(outcomes)})

@@ -1,0 +1,88 @@
+import asyncio
+import threading
+
+import pytest
+
+from agentroute import Budget, BudgetExceededError, ConfigurationError, Cost, Ledger
+
+
+def test_budget_rejects_zero_and_negative_limits():
+    with pytest.raises(ConfigurationError, match="usd must be positive"):
+        Budget(usd=0)
+    with pytest.raises(ConfigurationError, match="calls must be positive"):
+        Budget(calls=-1)
+
+
+def test_reserve_then_settle_charges_actual_not_worst_case():
+    ledger = Ledger(Budget(usd=1.0))
+    r = ledger.reserve(Cost(usd=0.6))
+    assert ledger.remaining()["usd"] == pytest.approx(0.4)
+    ledger.settle(r, Cost(usd=0.1))
+    assert ledger.spent_usd == pytest.approx(0.1)
+    assert ledger.remaining()["usd"] == pytest.approx(0.9)
+
+
+def test_reservation_over_limit_raises_with_context():
+    ledger = Ledger(Budget(usd=1.0, large_calls=1))
+    ledger.reserve(Cost(usd=0.7))
+    with pytest.raises(BudgetExceededError) as info:
+        ledger.reserve(Cost(usd=0.5))
+    assert info.value.resource == "usd" and info.value.limit == 1.0
+    ledger.reserve(Cost(usd=0.1, large_calls=1))
+    assert not ledger.affordable(Cost(usd=0.0, large_calls=1))
+
+
+def test_actual_above_worst_case_is_capped_so_the_limit_holds():
+    ledger = Ledger(Budget(usd=1.0))
+    r = ledger.reserve(Cost(usd=0.5))
+    ledger.settle(r, Cost(usd=5.0))
+    assert ledger.spent_usd == pytest.approx(0.5)
+
+
+def test_double_settle_is_an_error():
+    ledger = Ledger(Budget(usd=1.0))
+    r = ledger.reserve(Cost(usd=0.1))
+    ledger.settle(r, Cost(usd=0.1))
+    with pytest.raises(ConfigurationError):
+        ledger.settle(r, Cost(usd=0.1))
+
+
+async def test_200_concurrent_steps_racing_for_one_budget_never_overspend():
+    ledger = Ledger(Budget(usd=1.0, calls=150))
+    admitted = []
+
+    async def step(i: int) -> None:
+        try:
+            r = ledger.reserve(Cost(usd=0.013))
+        except BudgetExceededError:
+            return
+        await asyncio.sleep(0.001 * (i % 5))
+        ledger.settle(r, Cost(usd=0.013 * ((i % 3) / 2)))  # actual ≤ worst case
+        admitted.append(i)
+
+    await asyncio.gather(*(step(i) for i in range(200)))
+    assert ledger.spent_usd <= 1.0 + 1e-12
+    assert ledger.spent["calls"] <= 150
+    assert len(admitted) == 76  # floor(1.0 / 0.013): reservations are held while calls run
+
+
+def test_threads_racing_never_overspend():
+    ledger = Ledger(Budget(usd=0.5))
+    def worker():
+        for _ in range(200):
+            try:
+                r = ledger.reserve(Cost(usd=0.003))
+            except BudgetExceededError:
+                return
+            ledger.settle(r, Cost(usd=0.003))
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 0.5 - 0.003 < ledger.spent_usd <= 0.5 + 1e-12
+
+
+def test_seconds_budget_counts_wall_clock():
+    ledger = Ledger(Budget(seconds=60))
+    assert 0 < ledger.remaining()["seconds"] <= 60

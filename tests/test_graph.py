@@ -1,0 +1,130 @@
+import pytest
+
+from agentroute import AgentGraph, Budget, ConfigurationError, make_router, routed_node
+from agentroute.graph import END
+from agentroute.graphs.qa import build_qa_graph, parse_subquestions
+from agentroute.loading import load_graph
+from tests.helpers import replay_pool
+
+
+def three_stage() -> AgentGraph:
+    g = AgentGraph("three")
+    g.add_role("planner", prompt="plan").add_role("executor", prompt="do").add_role("summarizer", prompt="sum")
+    return g.add_edge("planner", "executor").add_edge("executor", "summarizer")
+
+
+def test_builder_validates_each_addition():
+    g = AgentGraph("g").add_role("a", prompt="p")
+    with pytest.raises(ConfigurationError, match="already exists"):
+        g.add_role("a", prompt="p")
+    with pytest.raises(ConfigurationError, match="unknown node 'b'"):
+        g.add_edge("a", "b")
+    with pytest.raises(ConfigurationError, match="not callable"):
+        g.add_node("n", 3)
+    g.add_role("b", prompt="p")
+    with pytest.raises(ConfigurationError, match="not reachable"):
+        g.compile(pool=replay_pool(), router=make_router("cheapest"))
+
+
+def test_compile_derives_the_stage_machine_from_edges():
+    sm = three_stage().stage_machine()
+    assert sm.start == "planner"
+    assert sm.transitions["planner"] == {"executor"} and sm.transitions["executor"] == {"summarizer"}
+    assert sm.bindings["executor"] == {"executor"}
+
+
+async def test_three_stage_graph_runs_every_step_routed_under_budget():
+    app = three_stage().compile(pool=replay_pool(), router=make_router("strongest"), budget=Budget(usd=0.025))
+    result = await app.arun("question", query_id="q1")
+    assert result.status == "done"
+    assert [(s.stage, s.agent.model) for s in result.steps] == [
+        ("planner", "large"), ("executor", "large"), ("summarizer", "small")
+    ]
+    assert result.cost_usd == pytest.approx(0.021) and result.answer == "small says 1"
+
+
+async def test_budget_exhausted_midway_stops_the_graph_with_best_partial_answer():
+    app = three_stage().compile(pool=replay_pool(), router=make_router("strongest"), budget=Budget(usd=0.0105))
+    result = await app.arun("question", query_id="q4")
+    assert result.status == "budget_exhausted"
+    assert [s.agent.model for s in result.steps] == ["large"]
+    assert result.answer == "large says 4" and result.cost_usd <= 0.0105
+
+
+def test_invoke_stream_and_checkpointer():
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), checkpointer=InMemorySaver())
+    state = app.invoke({"query": "x", "query_id": "q2"})
+    assert state["answer"] == "small says 2" and state["status"] == "done"
+    assert set(state["outputs"]) == {"planner", "executor", "summarizer"}
+    chunks = list(app.stream({"query": "x", "query_id": "q2"}))
+    assert [next(iter(c)) for c in chunks] == ["planner", "executor", "summarizer"]
+    snapshot = app.graph.get_state({"configurable": {"thread_id": state["task_id"]}})
+    assert snapshot.values["answer"] == "small says 2"
+
+
+async def test_conditional_edges_and_plain_nodes():
+    g = AgentGraph("branchy").add_role("executor", prompt="do")
+    g.add_node("check", lambda state, ctx: {"context": {"ok": state["answer"].endswith("0")}})
+    g.add_role("refiner", prompt="again")
+    g.add_edge("executor", "check")
+    g.add_conditional_edges("check", lambda s: END if s["context"]["ok"] else "refiner", ["refiner", END])
+    app = g.compile(pool=replay_pool(), router=make_router("cheapest"))
+    assert [s.stage for s in (await app.arun("q", query_id="q0")).steps] == ["executor"]
+    assert [s.stage for s in (await app.arun("q", query_id="q1")).steps] == ["executor", "refiner"]
+
+
+async def test_routed_step_inside_a_users_own_langgraph_graph():
+    from typing import TypedDict
+
+    from langgraph.graph import START, StateGraph
+
+    from agentroute import Dispatcher
+
+    class State(TypedDict, total=False):
+        query: str
+        query_id: str
+        draft: str
+        answer: str
+        agentroute_task_id: str
+        agentroute_cost_usd: float
+
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"))
+    builder = StateGraph(State)
+    builder.add_node("draft", routed_node(dispatcher, role="executor", prompt="draft", output_key="draft", budget=Budget(usd=0.005)))
+    builder.add_node("polish", lambda s: {"answer": s["draft"].upper()})
+    builder.add_edge(START, "draft")
+    builder.add_edge("draft", "polish")
+    out = await builder.compile().ainvoke({"query": "question", "query_id": "q3"})
+    assert out["answer"] == "SMALL SAYS 3" and out["agentroute_cost_usd"] == pytest.approx(0.001)
+
+
+async def test_arun_many_keeps_order_and_bounds_concurrency():
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"))
+    results = await app.arun_many([{"query": "x", "query_id": f"q{i}"} for i in range(40)], concurrency=7)
+    assert [r.answer for r in results] == [f"small says {i}" for i in range(40)]
+    with pytest.raises(ConfigurationError):
+        await app.arun_many(["x"], concurrency=0)
+
+
+async def test_qa_graph_on_replay_with_bm25_retrieval():
+    corpus = [{"title": "France", "text": "Paris is the capital of France."}, {"title": "Peru", "text": "Lima is in Peru."},
+              {"title": "Japan", "text": "Tokyo is large."}]
+    app = build_qa_graph(corpus=corpus, top_k=1).compile(pool=replay_pool(), router=make_router("cheapest"))
+    result = await app.arun("What is the capital of France?", query_id="q6")
+    assert [s.stage for s in result.steps] == ["plan", "execute", "summarize"]
+    execute = result.steps[1]
+    assert "Paris is the capital of France." in execute.input
+    assert result.state["context"]["subquestions"] == ["What is the capital of France?"]
+
+
+def test_planner_output_parsing_and_graph_loading(tmp_path):
+    assert parse_subquestions("- Who is A?\n- Where is B located?", "q", 1) == ["Who is A?"]
+    assert load_graph("qa").name == "qa"
+    assert load_graph("graphs/qa.py:graph").name == "qa"
+    path = tmp_path / "mine.py"
+    path.write_text("from agentroute import AgentGraph\ndef graph():\n    return AgentGraph('mine').add_role('executor', prompt='p')\n")
+    assert load_graph(str(path)).name == "mine"
+    with pytest.raises(ConfigurationError, match="unknown graph"):
+        load_graph("nonexistent_graph_module")
