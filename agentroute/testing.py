@@ -39,7 +39,7 @@ KIT_PARAMS: dict[str, dict[str, Any]] = {
     "fixed": {"model": "mid"},
 }
 #: Routers the kit covers. A registered router missing here fails the meta-test.
-KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade"}
+KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", "ant-colony"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

@@ -190,6 +190,15 @@ def pool_list(pool: PoolOpt = None) -> None:
     console.print(table)
 
 
+def _register() -> None:
+    from agentroute.cli.train_cmd import train_command
+
+    app.command("train")(train_command)
+
+
+_register()
+
+
 def main() -> None:
     app()
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,7 +54,11 @@ ROUTELLM_PRICES: dict[str, tuple[float, float]] = {
 #: Output tokens assumed per call when a dataset logs no costs.
 DEFAULT_OUTPUT_TOKENS = 256
 #: Default subfolders of ``$AGENTROUTE_DATA`` for a bare dataset kind (``--dataset routerbench``).
-DEFAULT_DIRS = {"routerbench": "routerbench", "dcrouter": "llmrouter", "routellm-mmlu": "routellm/mmlu_responses"}
+DEFAULT_DIRS = {
+    "routerbench": "routerbench",
+    "dcrouter": "llmrouter",
+    "routellm-mmlu": "routellm/mmlu_responses",
+}
 
 
 def data_root() -> Path:
@@ -80,6 +85,7 @@ class RoutingDataset:
     output_tokens: int | None = None
     token_counter: TokenCounter | None = field(default=None, repr=False)
     _tokens: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _cards: dict[str, ModelCard] = field(default_factory=dict, repr=False)
 
     @property
     def models(self) -> list[str]:
@@ -98,24 +104,35 @@ class RoutingDataset:
         return self._tokens[split]
 
     def cards(self) -> dict[str, ModelCard]:
-        """Replay model cards. Datasets with logged costs only get an effective flat price per token:
-        train cost ÷ (prompt + response tokens), a description of the data rather than a price list."""
+        """Replay model cards, tiered by price. Datasets with logged costs only get an effective flat
+        price per token (:meth:`_effective_prices`): a description of the data, not a price list."""
+        if not self._cards:
+            self._cards = self._make_cards()
+        return dict(self._cards)
+
+    def _make_cards(self) -> dict[str, ModelCard]:
         prices = dict(self.prices) or self._effective_prices()
         order = sorted(prices, key=lambda m: sum(prices[m]))
-        tiers = {m: ("small", "medium", "large")[min(2, 3 * r // max(1, len(order)))] for r, m in enumerate(order)}
+        tiers = {
+            m: ("small", "medium", "large")[min(2, 3 * r // max(1, len(order)))] for r, m in enumerate(order)
+        }
         return {
             m: ModelCard(id=m, backend="replay", input_price=p_in, output_price=p_out, tier=tiers[m])  # type: ignore[arg-type]
             for m, (p_in, p_out) in prices.items()
         }
 
-    def _effective_prices(self) -> dict[str, tuple[float, float]]:
+    def _effective_prices(self, sample: int = 400) -> dict[str, tuple[float, float]]:
+        """Mean train cost ÷ mean (prompt + response) tokens per model, tokens counted on a seeded
+        sample of ``sample`` train rows (the full count costs seconds and changes little)."""
         table = self.train
         counter = self.token_counter or default_token_counter()
-        tokens = self.prompt_tokens("train").astype(float)
+        rows = np.sort(np.random.default_rng(0).permutation(len(table))[:sample])
+        prompt = counter.count([table.queries[i] for i in rows]).astype(float)
         out: dict[str, tuple[float, float]] = {}
         for j, model in enumerate(table.models):
-            resp = counter.count([r[j] for r in table.responses]) if table.responses is not None else 0
-            price = float(np.nansum(table.costs[:, j]) / max(1.0, float(np.sum(tokens + resp))) * 1e6)
+            resp = counter.count([table.responses[i][j] for i in rows]) if table.responses is not None else 0
+            tokens = float(np.mean(prompt + resp))
+            price = float(np.nanmean(table.costs[:, j]) / max(1.0, tokens) * 1e6)
             out[model] = (price, price)
         return out
 
@@ -158,15 +175,28 @@ def dataset_kinds() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(spec: str, **options: Any) -> RoutingDataset:
+def load_dataset(spec: str, *, seed: int | None = None, **options: Any) -> RoutingDataset:
     """Load ``KIND:PATH`` (``routerbench:DIR``, ``dcrouter:DIR``, ``routellm-mmlu:DIR``, or
-    ``KIND:hf:ID``); a bare ``KIND`` reads its default folder under :func:`data_root`."""
+    ``KIND:hf:ID``); a bare ``KIND`` reads its default folder under :func:`data_root`.
+
+    ``seed`` goes to loaders that draw a split (RouteLLM MMLU, the RouterBench ``.pkl``);
+    ``options`` to the loader (e.g. ``output_tokens=`` for dcrouter).
+    """
     kind, _, path = spec.partition(":")
     if kind not in _LOADERS:
         raise UnknownNameError("dataset", kind, dataset_kinds())
     if not path:
         path = str(data_root() / DEFAULT_DIRS[kind])
-    return _LOADERS[kind](path, **options)
+    loader = _LOADERS[kind]
+    accepted = inspect.signature(loader).parameters
+    if seed is not None and "seed" in accepted:
+        options["seed"] = seed
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigurationError(
+            f"dataset {kind!r} takes no option {unknown}; it takes {sorted(accepted)[1:]}"
+        )
+    return loader(path, **options)
 
 
 # -- RouterBench ------------------------------------------------------------------------------------
@@ -197,7 +227,9 @@ def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int 
                     parts = [pd.read_csv(f).assign(_task=f.stem[: -len(split) - 1]) for f in files]
                     frames[split] = pd.concat(parts, ignore_index=True)
             if set(frames) != {"train", "test"}:
-                raise DatasetError(f"{p}: expected <task>_train.csv and <task>_test.csv files (RouterBench format)")
+                raise DatasetError(
+                    f"{p}: expected <task>_train.csv and <task>_test.csv files (RouterBench format)"
+                )
     tables, dropped = {}, {}
     seen: dict[str, int] = {}
     for split, frame in frames.items():
@@ -236,7 +268,9 @@ def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, 
         models=models,
         scores=frame[models].to_numpy(dtype=float),
         costs=frame[cost_cols].to_numpy(dtype=float),
-        task_types=[None if t is None else str(t) for t in (tasks if tasks is not None else [None] * len(frame))],
+        task_types=[
+            None if t is None else str(t) for t in (tasks if tasks is not None else [None] * len(frame))
+        ],
         responses=responses,
     )
     return table, int((~complete).sum())
@@ -281,7 +315,9 @@ def load_dcrouter(
         for split, frame in _hf_frames(str(path)[3:]).items():
             records[split] = frame.to_dict("records")
         if prices is None:
-            raise ConfigurationError("a dcrouter dataset from the hub needs prices= (USD per 1M tokens by model)")
+            raise ConfigurationError(
+                "a dcrouter dataset from the hub needs prices= (USD per 1M tokens by model)"
+            )
     else:
         root = _existing(path, "the llmrouter folder with dcrouter_preprocessed/ and example_data/")
         expected = [
@@ -296,7 +332,9 @@ def load_dcrouter(
             raise DatasetError(f"{root}: missing {', '.join(missing)} (LLMRouter dcrouter layout)")
         for split in ("train", "test"):
             records[split] = json.loads((root / f"dcrouter_preprocessed/{split}.json").read_text())
-            for line in (root / f"example_data/query_data/default_query_{split}.jsonl").read_text().split("\n"):
+            for line in (
+                (root / f"example_data/query_data/default_query_{split}.jsonl").read_text().split("\n")
+            ):
                 if line.strip():
                     row = json.loads(line)
                     queries[split].setdefault(row["query"], row)
@@ -308,7 +346,9 @@ def load_dcrouter(
     models = list(records["train"][0]["scores"])
     _check_prices(models, prices)
     counter = TokenCounter(tokenizer) if tokenizer else default_token_counter()
-    tables, dropped, unjoined = {}, {}, 0
+    tables: dict[str, OutcomeTable] = {}
+    dropped: dict[str, int] = {}
+    unjoined = 0
     for split, rows in records.items():
         other = "test" if split == "train" else "train"
         texts, tasks, gold, scores = [], [], [], []
@@ -325,7 +365,9 @@ def load_dcrouter(
             gold.append(None if meta.get("ground_truth") is None else str(meta["ground_truth"]))
             scores.append(cells)
         dropped.setdefault(split, 0)
-        tables[split] = _priced_table(split, texts, tasks, gold, np.array(scores), models, prices, counter, output_tokens)
+        tables[split] = _priced_table(
+            split, texts, tasks, gold, np.array(scores), models, prices, counter, output_tokens
+        )
     notes.update(_price_notes(counter, output_tokens), dropped_by_split=dropped, unjoined_queries=unjoined)
     return RoutingDataset(
         "dcrouter", tables["train"], tables["test"], sum(dropped.values()), notes,
@@ -442,7 +484,9 @@ def _price_notes(counter: TokenCounter, output_tokens: int) -> dict[str, Any]:
 def _check_prices(models: list[str], prices: Prices | None) -> None:
     missing = [m for m in models if prices is None or m not in prices]
     if missing:
-        raise ConfigurationError(f"no price for models {missing}; pass prices={{model: (input, output)}} per 1M tokens")
+        raise ConfigurationError(
+            f"no price for models {missing}; pass prices={{model: (input, output)}} per 1M tokens"
+        )
 
 
 def _existing(path: str | Path, expected: str) -> Path:
@@ -454,7 +498,9 @@ def _existing(path: str | Path, expected: str) -> Path:
 
 def _same_models(train: OutcomeTable, test: OutcomeTable, path: Any) -> None:
     if train.models != test.models:
-        raise DatasetError(f"{path}: train and test have different model columns ({train.models} vs {test.models})")
+        raise DatasetError(
+            f"{path}: train and test have different model columns ({train.models} vs {test.models})"
+        )
 
 
 def _hf_frames(dataset_id: str) -> dict[str, Any]:
@@ -490,4 +536,8 @@ def _unique_id(base: str, seen: dict[str, int]) -> str:
     return base if n == 0 else f"{base}~{n}"
 
 
-_LOADERS = {"routerbench": load_routerbench, "dcrouter": load_dcrouter, "routellm-mmlu": load_routellm_mmlu}
+_LOADERS: dict[str, Callable[..., RoutingDataset]] = {
+    "routerbench": load_routerbench,
+    "dcrouter": load_dcrouter,
+    "routellm-mmlu": load_routellm_mmlu,
+}

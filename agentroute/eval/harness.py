@@ -35,7 +35,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.eval import metrics as M
 from agentroute.eval.datasets import RoutingDataset
 from agentroute.eval.results import EvalResult, OraclePoint, RouterResult, SingleModel
-from agentroute.outcomes import OutcomeTable, agent_column
+from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import Router, get_router_class
 from agentroute.types import Agent, RouteContext, Step
 
@@ -55,7 +55,9 @@ def build_contexts(
         cost_estimate = "card" if dataset.prices else "train-mean"
     if cost_estimate == "card":
         if not dataset.prices:
-            raise ConfigurationError(f"{dataset.name} has no per-token prices: use cost_estimate='train-mean'")
+            raise ConfigurationError(
+                f"{dataset.name} has no per-token prices: use cost_estimate='train-mean'"
+            )
         tokens = dataset.prompt_tokens(split)
         out_tokens = dataset.output_tokens or 0
         est = np.array([[cards[m].usd(t, out_tokens) for m in table.models] for t in tokens])
@@ -135,13 +137,18 @@ def _utility_class() -> type | None:
 
 def is_utility_router(router: Router) -> bool:
     cls = _utility_class()
-    return cls is not None and isinstance(router, cls) and hasattr(router, "predict")
+    return (
+        cls is not None
+        and isinstance(router, cls)
+        and hasattr(router, "predict")
+        and hasattr(router, "choose")
+    )
 
 
 def utility_choices(router: Router, scores: np.ndarray, costs: np.ndarray, weight: float) -> np.ndarray:
-    """A UtilityRouter's choices at ``cost_weight = weight`` from its predicted matrices."""
-    scale = float(getattr(router, "cost_scale_", 1.0) or 1.0)
-    return np.argmax(scores - weight * costs / scale, axis=1)
+    """A UtilityRouter's choices at ``cost_weight = weight`` from its predicted matrices: its own
+    ``choose`` (argmax of score − λ·cost/cost_scale_, ties to the lower cost), as ``route`` does."""
+    return np.asarray(router.choose(scores, costs, weight), dtype=int)  # type: ignore[attr-defined]
 
 
 # -- sweeping --------------------------------------------------------------------------------------
@@ -157,15 +164,22 @@ class Sweep:
     how: str
 
 
-def sweep_router(router: Router, ctxs: list[RouteContext], table: OutcomeTable) -> Sweep:
-    """Route every context at every knob value; score with the table's logged outcomes."""
-    values = knob_values(router)
+def sweep_router(
+    router: Router,
+    ctxs: list[RouteContext],
+    table: OutcomeTable,
+    values: Sequence[float | None] | None = None,
+) -> Sweep:
+    """Route every context at every knob value (default :func:`knob_values`); score with the table."""
+    values = list(values) if values is not None else knob_values(router)
     if is_utility_router(router):
         return _sweep_utility(router, ctxs, table, values)
     return _sweep_route(router, ctxs, table, values)
 
 
-def _sweep_utility(router: Router, ctxs: list[RouteContext], table: OutcomeTable, values: list[float | None]) -> Sweep:
+def _sweep_utility(
+    router: Router, ctxs: list[RouteContext], table: OutcomeTable, values: list[float | None]
+) -> Sweep:
     start = time.perf_counter()
     pred_s, pred_c = router.predict(ctxs)  # type: ignore[attr-defined]
     elapsed = time.perf_counter() - start
@@ -179,14 +193,16 @@ def _sweep_utility(router: Router, ctxs: list[RouteContext], table: OutcomeTable
     )  # fmt: skip
 
 
-def _sweep_route(router: Router, ctxs: list[RouteContext], table: OutcomeTable, values: list[float | None]) -> Sweep:
+def _sweep_route(
+    router: Router, ctxs: list[RouteContext], table: OutcomeTable, values: list[float | None]
+) -> Sweep:
     escalates = type(router).escalate is not Router.escalate
     n = len(ctxs)
     scores, costs, choices = (np.zeros((len(values), n)) for _ in range(3))
     calls, spent = 0, 0.0
     for p, value in enumerate(values):
         if value is not None:
-            router.set_params(**{router.knob: value})  # type: ignore[dict-item]
+            router.set_params(**{str(router.knob): value})
         for i, ctx in enumerate(ctxs):
             score, cost, col, k, secs = _replay_one(router, ctx, table, i, escalates)
             scores[p, i], costs[p, i], choices[p, i] = score, cost, col
@@ -265,7 +281,10 @@ def evaluate(
         n_train=len(dataset.train),
         n_test=len(test),
         dropped_rows=dataset.dropped_rows,
-        single_models=[SingleModel(model=m, accuracy=q, cost=c) for m, (c, q) in zip(test.models, singles, strict=True)],
+        dropped_by_split=dict(dataset.notes.get("dropped_by_split", {})),
+        single_models=[
+            SingleModel(model=m, accuracy=q, cost=c) for m, (c, q) in zip(test.models, singles, strict=True)
+        ],
         oracle=OraclePoint(accuracy=o_acc, cost=o_cost, aiq=M.aiq([[o_cost, o_acc]], singles)),
         zero_router_aiq=M.aiq(singles, singles),
         best_single=SingleModel(model=best_model, accuracy=float(best[1]), cost=float(best[0])),

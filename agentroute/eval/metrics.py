@@ -84,7 +84,9 @@ def _points(points: ArrayLike) -> np.ndarray:
     if len(pts) == 0:
         raise ConfigurationError("no (cost, quality) points")
     if not np.isfinite(pts).all():
-        raise ConfigurationError(f"non-finite (cost, quality) points: {pts[~np.isfinite(pts).all(axis=1)].tolist()}")
+        raise ConfigurationError(
+            f"non-finite (cost, quality) points: {pts[~np.isfinite(pts).all(axis=1)].tolist()}"
+        )
     return pts
 
 
@@ -147,7 +149,7 @@ class Curve:
     hull: np.ndarray
 
     @classmethod
-    def of(cls, points: ArrayLike, anchor: Sequence[float] | None = None) -> Curve:
+    def of(cls, points: ArrayLike, anchor: Sequence[float] | np.ndarray | None = None) -> Curve:
         pts = _points(points)
         if anchor is not None:
             pts = np.vstack([pts, np.asarray(anchor, dtype=float).reshape(1, 2)])
@@ -305,7 +307,7 @@ def cpt(
 # -- uncertainty ---------------------------------------------------------------------------------------
 def bootstrap_aiq_difference(
     a: tuple[np.ndarray, np.ndarray],
-    b: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray] | None,
     single: tuple[np.ndarray, np.ndarray],
     *,
     n_boot: int = 1000,
@@ -315,8 +317,10 @@ def bootstrap_aiq_difference(
     """Paired bootstrap of ``AIQ(a) − AIQ(b)`` over queries: (difference, low, high).
 
     Each of ``a`` and ``b`` is ``(scores, costs)`` of shape (n_points, n_queries): the chosen
-    model's outcome per sweep point and query; ``single`` is ``(scores, costs)`` of shape
-    (n_queries, n_models). Every resample draws the same queries for both routers and the singles.
+    model's outcome per sweep point and query; ``b=None`` compares with the zero router.
+    ``single`` is ``(scores, costs)`` of shape (n_queries, n_models). Every resample draws the
+    same queries for both routers and the singles. ROUTERS.md §8: about ±0.010 AIQ (90%) on the
+    RouterBench subset, ±0.022 on dcrouter's 500 test queries.
     """
     rng = np.random.default_rng(seed)
     n = single[0].shape[0]
@@ -324,11 +328,11 @@ def bootstrap_aiq_difference(
     def diff(idx: np.ndarray) -> float:
         singles = single_model_points(single[0][idx], single[1][idx])
         pa = np.column_stack([a[1][:, idx].mean(1), a[0][:, idx].mean(1)])
-        pb = np.column_stack([b[1][:, idx].mean(1), b[0][:, idx].mean(1)])
+        pb = singles if b is None else np.column_stack([b[1][:, idx].mean(1), b[0][:, idx].mean(1)])
         return aiq(pa, singles) - aiq(pb, singles)
 
     full = diff(np.arange(n))
-    draws = np.array([diff(rng.integers(0, n, n)) for _ in range(n_boot)])
+    draws = np.array([diff(np.asarray(rng.integers(0, n, size=n))) for _ in range(n_boot)])
     tail = (1 - level) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
     return full, float(low), float(high)

@@ -54,6 +54,7 @@ class EvalResult(BaseModel):
     n_train: int
     n_test: int
     dropped_rows: int
+    dropped_by_split: dict[str, int] = Field(default_factory=dict)
     single_models: list[SingleModel]
     oracle: OraclePoint
     zero_router_aiq: float

@@ -102,14 +102,24 @@ class GraphBuilder:
         """Every node text of a query graph but the agents': query, entities, relations."""
         return [query_text(kg.query, self.query_chars), *(e.text for e in kg.entities), *(r.text for r in kg.relations)]
 
-    def build(self, queries: Sequence[str], agents: Sequence[Sequence[str]]) -> list[Any]:
+    def build(
+        self,
+        queries: Sequence[str],
+        agents: Sequence[Sequence[str]],
+        *,
+        kgs: Sequence[QueryKG] | None = None,
+    ) -> list[Any]:
         """One graph per query; ``agents[i]`` are the descriptors of query ``i``'s agent nodes.
 
-        All node texts are embedded in one call (the embedder's cache makes repeats free).
+        ``kgs`` are the queries' knowledge graphs when already extracted. All node texts are
+        embedded in one call (the embedder's cache makes repeats free).
         """
         if len(queries) != len(agents):
             raise ValueError(f"{len(queries)} queries but {len(agents)} agent lists")
-        kgs = [self.extractor(q) for q in queries]
+        if kgs is None:
+            kgs = [self.extractor(q) for q in queries]
+        elif len(kgs) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(kgs)} knowledge graphs")
         unique: dict[str, int] = {}
         for kg, descs in zip(kgs, agents, strict=True):
             for text in (*self.texts(kg), *descs):

@@ -44,6 +44,8 @@ _LAZY_ROUTERS = {
     "mlp": "agentroute.routers.mlp:MLPRouter",
     "mf": "agentroute.routers.mf:MatrixFactorizationRouter",
     "graph-router": "agentroute.routers.graph_router:GraphRouter",
+    "kg-gnn": "agentroute.routers.kg_gnn:KGRouter",
+    "ant-colony": "agentroute.routers.ant_colony:AntColonyRouter",
 }
 for _name, _target in _LAZY_ROUTERS.items():
     register_lazy(_name, _target)

@@ -1,0 +1,136 @@
+"""``agentroute eval``: every router side by side on a logged-outcome dataset's test split."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentroute.errors import AgentrouteError
+
+DEFAULT_ROUTERS = "random,cheapest,strongest,cascade"
+
+
+def eval_command(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR (or KIND:hf:ID; a bare KIND reads "
+            "$AGENTROUTE_DATA).",
+        ),
+    ],
+    routers: Annotated[
+        str, typer.Option("--routers", help="Comma-separated router names, each optionally name:key=value.")
+    ] = DEFAULT_ROUTERS,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default runs/eval-<dataset>-<timestamp>).")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print only the results as one JSON object.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the routers and of drawn splits.")] = 0,
+    output_tokens: Annotated[
+        int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")
+    ] = None,
+) -> None:
+    """Fit each router on train, sweep its cost–quality knob on test, and compare them.
+
+    Prints a table (AIQ, max accuracy, cost to match the best single model, accuracy at its cost)
+    and writes results.json, results.csv and curves.png into --out.
+    """
+    from agentroute.eval.datasets import load_dataset
+    from agentroute.eval.harness import evaluate, parse_router_spec
+    from agentroute.routers.base import get_router_class
+
+    console = Console()
+    err = Console(stderr=True)
+    names = [r.strip() for r in routers.split(",") if r.strip()]
+    if not names:
+        err.print("[bold red]error:[/] --routers is empty")
+        raise typer.Exit(1)
+    options = {"output_tokens": output_tokens} if output_tokens is not None else {}
+    try:
+        for name in names:  # unknown router names fail before the dataset is read
+            get_router_class(parse_router_spec(name)[0])
+        data = load_dataset(dataset, seed=seed, **options)
+        result = evaluate(data, names, seed=seed, progress=not json_output and sys.stderr.isatty())
+    except AgentrouteError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
+    paths = result.write(out)
+    try:
+        from agentroute.eval.plots import plot_curves
+
+        paths["png"] = plot_curves(result, out / "curves.png")
+    except ImportError as exc:  # matplotlib is an optional extra
+        err.print(f"[yellow]no plot:[/] {exc}")
+    if json_output:
+        typer.echo(json.dumps(json.loads(result.to_json())))
+        return
+    console.print(_header(result))
+    console.print(_table(result))
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _header(result) -> str:  # noqa: ANN001
+    best = result.best_single
+    lines = [
+        f"[bold]{result.dataset}[/]: {result.n_train} train / {result.n_test} test queries, "
+        f"{result.dropped_rows} incomplete rows dropped {result.dropped_by_split or ''}",
+        f"router costs: {result.cost_estimate}",
+        f"best single: {best.model} accuracy {best.accuracy:.3f} at ${best.cost:.6f}/query; "
+        f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ {result.zero_router_aiq:.3f}",
+    ]
+    if "tokenizer" in result.notes:
+        lines.append(
+            f"dataset costs estimated with tokenizer {result.notes['tokenizer']} and "
+            f"{result.notes.get('output_tokens_assumed')} output tokens per call"
+        )
+    return "\n".join(lines)
+
+
+def _table(result) -> Table:  # noqa: ANN001
+    two = any(r.apgr is not None for r in result.routers)
+    table = Table(title="test split", title_justify="left")
+    for col in ("router", "AIQ", "max acc", "cost to match best", "acc at best cost", "points"):
+        table.add_column(col, justify="left" if col == "router" else "right")
+    if two:
+        for col in ("APGR", "CPT50", "CPT80"):
+            table.add_column(col, justify="right")
+    table.add_column("fit s", justify="right")
+    table.add_column("error", style="red", overflow="fold")
+    for r in result.routers:
+        row = [
+            r.name,
+            _f(r.aiq),
+            _f(r.max_accuracy),
+            "—" if r.error else ("never" if r.cost_to_match_best is None else f"${r.cost_to_match_best:.6f}"),
+            _f(r.accuracy_at_best_cost),
+            str(len(r.curve)),
+        ]
+        if two:
+            row += [_f(r.apgr), _pct(r.cpt50), _pct(r.cpt80)]
+        row += [_f(r.fit_s, 2), r.error or ""]
+        table.add_row(*row)
+    return table
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")

@@ -1,0 +1,175 @@
+"""``agentroute memory``: stats, show a task, export trajectories."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from agentroute.errors import AgentrouteError
+from agentroute.memory.engine import default_url, resolve_url
+from agentroute.memory.sql import SQLMemory
+from agentroute.types import Trajectory
+
+memory_app = typer.Typer(help="Inspect and export the SQL memory.", no_args_is_help=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr)  # built per command, so that it sees the terminal's current width
+
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file)."),
+]
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+_NUMERIC = {"#", "tokens", "cost", "ms", "score", "calls"}
+
+
+def _fail(message: str) -> typer.Exit:
+    _console(stderr=True).print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _open(url: str | None) -> SQLMemory:
+    """Open an existing memory; a SQLite file that does not exist is an error, not a new database."""
+    try:
+        parsed = resolve_url(url)
+        path = parsed.database
+        if parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:") and not Path(path).is_file():
+            raise _fail(f"no memory database at {path} (from {url or default_url()!r})")
+        return SQLMemory(parsed.render_as_string(hide_password=False))
+    except AgentrouteError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"${value:.6f}"
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+@memory_app.command()
+def stats(memory: MemoryOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts and totals: tasks by status, steps, cost, tokens, per-model usage."""
+    with _open(memory) as store:
+        figures = store.stats()
+        url = store.url
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    console = _console()
+    summary = Table(title="memory", show_header=False)
+    summary.add_row("url", url)
+    summary.add_row("tasks", str(figures["tasks"]))
+    for status, count in figures["tasks_by_status"].items():
+        summary.add_row(f"  {status}", str(count))
+    summary.add_row("steps", str(figures["steps"]))
+    summary.add_row("cost", _money(figures["cost_usd"]))
+    summary.add_row("tokens in / out", f"{figures['tokens_in']} / {figures['tokens_out']}")
+    summary.add_row("feedback", str(figures["feedback"]))
+    summary.add_row("audit events", str(figures["audit_events"]))
+    console.print(summary)
+    if figures["models"]:
+        models = Table(title="per model")
+        for column in ("model", "calls", "cost", "tokens"):
+            models.add_column(column, justify="left" if column == "model" else "right")
+        for model, usage in figures["models"].items():
+            models.add_row(model, str(usage["calls"]), _money(usage["cost_usd"]), str(usage["tokens"]))
+        console.print(models)
+
+
+def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
+    console, task = _console(), trajectory.task
+    head = Table(title=f"task {task.id}", show_header=False)
+    for name, value in (
+        ("query", task.query),
+        ("graph", task.graph),
+        ("status", task.status),
+        ("answer", task.answer or ""),
+        ("cost", _money(task.cost_usd)),
+        ("score", _num(task.score)),
+        ("budget", json.dumps(task.budget.limits()) if task.budget else ""),
+        ("created", task.created_at.isoformat()),
+    ):
+        head.add_row(name, value)
+    console.print(head)
+    steps = Table(title="steps", box=box.SIMPLE_HEAD)
+    for column in ("#", "stage", "agent", "status", "tokens", "cost", "ms", "score"):
+        numeric = column in _NUMERIC
+        steps.add_column(column, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric)
+    steps.add_column("output", overflow="fold")
+    for s in trajectory.steps:
+        agent = s.agent.key if s.decision is None else f"{s.agent.key} ({s.decision.router})"
+        status = s.status if s.error is None else f"{s.status}: {s.error}"
+        tokens = f"{s.tokens_in}+{s.tokens_out}"
+        steps.add_row(
+            str(s.index), s.stage, agent, status, tokens, _money(s.cost_usd), f"{s.latency_ms:.0f}",
+            _num(s.score), _clip(s.output, 40),
+        )  # fmt: skip
+    console.print(steps)
+    if audit:
+        events = Table(title="audit events")
+        for column in ("time", "stage", "kind", "subject", "detail"):
+            events.add_column(column, overflow="fold")
+        for e in audit:
+            events.add_row(e.created_at.isoformat(timespec="seconds"), e.stage, e.kind, e.subject, e.detail)
+        console.print(events)
+
+
+@memory_app.command()
+def show(
+    task_id: Annotated[str, typer.Argument(help="The task's id.")],
+    memory: MemoryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trajectory as JSON.")] = False,
+) -> None:
+    """One task with its steps and audit events."""
+    with _open(memory) as store:
+        trajectory = store.get_task(task_id)
+        audit = store.audit_events(task_id) if trajectory is not None else []
+    if trajectory is None:
+        raise _fail(f"no task {task_id!r} in the memory")
+    if as_json:
+        data = trajectory.model_dump(mode="json")
+        data["audit_events"] = [e.model_dump(mode="json") for e in audit]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    _print_trajectory(trajectory, audit)
+
+
+@memory_app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="jsonl: one trajectory per line; parquet: one row per step.")] = ExportFormat.jsonl,
+    memory: MemoryOpt = None,
+    graph: Annotated[str | None, typer.Option("--graph", help="Only tasks of this graph.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="Only tasks with this status (repeatable; default: finished).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many tasks (oldest first).")] = None,
+) -> None:
+    """Export finished tasks with their steps (the training data of routers)."""
+    with _open(memory) as store:
+        try:
+            writer = store.export_parquet if format is ExportFormat.parquet else store.export_jsonl
+            count = writer(out, graph=graph, status=status or None, limit=limit)
+        except AgentrouteError as exc:
+            raise _fail(str(exc)) from exc
+    unit = "rows" if format is ExportFormat.parquet else "trajectories"
+    _console().print(f"wrote {count} {unit} to {out}")

@@ -1,0 +1,82 @@
+"""``agentroute train``: fit any registered router on logged data and save it.
+
+    agentroute train ROUTER (--from MEMORY_URL | --dataset SPEC) [--config training/ROUTER.yaml] --out DIR
+
+A recipe is YAML with ``params:`` (the router's keyword parameters) and optionally ``dataset:``
+(used when neither --from nor --dataset is given). ``$VARS`` in it are expanded from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from agentroute.errors import AgentrouteError, ConfigurationError
+
+console = Console()
+
+
+def read_recipe(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.exists():
+        raise ConfigurationError(f"recipe {path} does not exist")
+    try:
+        recipe = yaml.safe_load(os.path.expandvars(path.read_text())) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("params", {}), dict):
+        raise ConfigurationError(f"{path}: expected a mapping with a 'params:' mapping")
+    return recipe
+
+
+def training_data(memory_url: str | None, dataset: str | None) -> tuple[Any, str]:
+    """Trajectories from the memory, or a logged-outcome dataset (its train split is used)."""
+    if memory_url:
+        from agentroute.memory import open_memory
+
+        with open_memory(memory_url) as store:
+            trajectories = store.trajectories(status=["done", "budget_exhausted"], with_score=True)
+        if not trajectories:
+            raise ConfigurationError(f"no scored finished tasks in memory {memory_url}: add feedback first")
+        return trajectories, f"{len(trajectories)} trajectories from {memory_url}"
+    from agentroute.eval.datasets import load_dataset
+
+    data = load_dataset(dataset)  # type: ignore[arg-type]
+    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models"
+
+
+def train_command(
+    router: Annotated[str, typer.Argument(help="Registered router name.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to save the trained router into.")],
+    memory_url: Annotated[str | None, typer.Option("--from", help="Train on trajectories from this memory URL.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
+) -> None:
+    """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`."""
+    from agentroute.routers import make_router
+
+    try:
+        recipe = read_recipe(config)
+        if recipe.get("router", router) != router:
+            raise ConfigurationError(f"recipe {config} is for router {recipe['router']!r}, not {router!r}")
+        dataset = dataset or (None if memory_url else recipe.get("dataset"))
+        if not memory_url and not dataset:
+            raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
+        model = make_router(router, **recipe.get("params", {}))
+        data, described = training_data(memory_url, dataset)
+        console.print(f"training [bold]{router}[/] on {described}")
+        start = time.perf_counter()
+        model.fit(data)
+        seconds = time.perf_counter() - start
+        path = model.save(out)
+    except AgentrouteError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--router {path}`")

@@ -1,0 +1,100 @@
+"""Cost–quality plot of an evaluation: every router's curve, the single models, the zero router, the oracle.
+
+Drawn with matplotlib's object API on an Agg canvas (no pyplot state, no display needed).
+Curves are the routers' anchored non-decreasing hulls (:mod:`agentroute.eval.metrics`), sampled
+densely so that the linear-in-cost interpolation reads correctly on the log-cost axis; the
+router's own sweep points are drawn as small markers on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agentroute._optional import require
+from agentroute.eval import metrics as M
+from agentroute.eval.results import EvalResult
+
+
+def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = None, dpi: int = 130) -> Path:
+    """Write a PNG of the cost–quality curves of ``result`` to ``path``; returns the path."""
+    require("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    singles = np.array([[s.cost, s.accuracy] for s in result.single_models])
+    anchor = singles[np.argmin(singles[:, 0])]
+    ok = [r for r in result.routers if r.curve]
+    all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for r in ok]])
+    lo, hi = float(all_costs[all_costs > 0].min()) / 1.5, float(all_costs.max()) * 1.5
+
+    fig = Figure(figsize=(10.5, 6.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+
+    zero = M.Curve.of(singles)
+    _draw_curve(
+        ax,
+        zero,
+        lo,
+        hi,
+        color="0.45",
+        ls="--",
+        lw=1.6,
+        label=f"zero router (AIQ {result.zero_router_aiq:.3f})",
+    )
+    ax.scatter(singles[:, 0], singles[:, 1], s=30, c="0.25", marker="o", zorder=4, label="single models")
+    for s in result.single_models:
+        ax.annotate(_short(s.model), (s.cost, s.accuracy), textcoords="offset points", xytext=(4, -9),
+                    fontsize=7, color="0.3")  # fmt: skip
+    ax.scatter([result.oracle.cost], [result.oracle.accuracy], s=160, marker="*", c="gold", edgecolors="k",
+               zorder=5, label=f"oracle ({result.oracle.accuracy:.3f})")  # fmt: skip
+
+    colors = _colors(len(ok))
+    for color, r in zip(colors, ok, strict=True):
+        pts = np.array(r.curve)
+        curve = M.Curve.of(pts, anchor=anchor)
+        label = f"{r.name} (AIQ {r.aiq:.3f})" if r.aiq is not None else r.name
+        _draw_curve(ax, curve, lo, hi, color=color, lw=2.0, label=label)
+        ax.scatter(pts[:, 0], pts[:, 1], s=12, color=color, alpha=0.7, zorder=3)
+
+    best = result.best_single
+    ax.axhline(best.accuracy, color="0.7", lw=0.8, ls=":")
+    ax.axvline(best.cost, color="0.7", lw=0.8, ls=":")
+    ax.set_xlim(lo, hi)
+    q_lo = min(float(singles[:, 1].min()), *[float(np.array(r.curve)[:, 1].min()) for r in ok]) if ok else 0.0
+    ax.set_ylim(max(0.0, q_lo - 0.05), min(1.02, result.oracle.accuracy + 0.04))
+    ax.set_xlabel("mean cost per query (USD, log scale)")
+    ax.set_ylabel("mean quality (accuracy)")
+    dropped = result.dropped_by_split.get("test", result.dropped_rows)
+    ax.set_title(
+        title or f"{result.dataset}: test split, {result.n_test} queries ({dropped} incomplete rows dropped)"
+    )
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    failed = [r.name for r in result.routers if r.error]
+    if failed:
+        fig.text(0.01, 0.005, f"failed: {', '.join(failed)}", fontsize=7, color="firebrick")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _draw_curve(ax, curve: M.Curve, lo: float, hi: float, **style) -> None:  # noqa: ANN001, ANN003
+    start = max(lo, float(curve.hull[0, 0]))
+    xs = np.geomspace(start, hi, 300)
+    ax.plot(xs, curve(xs), **style)
+
+
+def _short(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def _colors(n: int) -> list:
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]

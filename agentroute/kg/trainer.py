@@ -1,0 +1,223 @@
+"""Mini-batched training of the AgentRouter network with KL(p* ‖ p_θ) and early stopping on
+validation AIQ.
+
+The graphs of many queries are batched with torch-geometric's ``DataLoader`` (one query node per
+graph, so the query of agent node ``j`` is ``batch["agent"].batch[j]``). Each graph carries, per
+agent node, its measured score (``agent.score``), its normalised cost (``agent.cost``, logged cost
+÷ the cost scale) and its outcome-table column (``agent.col``).
+
+**Validation AIQ** (:func:`validation_aiq`) uses :func:`agentroute.eval.metrics.aiq` and its hull
+convention on the validation split: the router's utility ``T·z − w·ĉ`` is maximised per query for
+``w`` on :data:`VALIDATION_GRID`, where ``ĉ`` is each agent's *mean train cost* ÷ the cost scale
+(what the router could know before the call, as the evaluation harness's ``train-mean``
+estimate), and each choice is scored with the validation row's logged score and cost.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentroute._optional import require, torch_module
+from agentroute.errors import ConfigurationError
+from agentroute.eval import metrics as M
+
+__all__ = ["VALIDATION_GRID", "KGTrainConfig", "TrainReport", "predict_logits", "train_kg_net", "validation_aiq"]
+
+#: Cost weights swept for validation AIQ (normalised cost: 1 ≈ the dearest agent's mean cost).
+VALIDATION_GRID: tuple[float, ...] = (0.0, *np.geomspace(1e-3, 1e3, 31).tolist())
+
+
+@dataclass(frozen=True)
+class KGTrainConfig:
+    """Training hyperparameters; cross-field checks run when the config is built.
+
+    Args:
+        epochs: most passes over the training graphs (default 40).
+        patience: epochs without a better validation AIQ before stopping (default 6).
+        batch_size: query graphs per mini-batch (default 64).
+        lr: Adam learning rate (default 2e-3).
+        weight_decay: L2 penalty (default 1e-4).
+        temperature: T of the soft target (default 0.1).
+        cost_lambda: λ of the soft target (default 0.0).
+        seed: seeds parameter init and batch order.
+    """
+
+    epochs: int = 40
+    patience: int = 6
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.1
+    cost_lambda: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigurationError(
+                f"epochs (got {self.epochs}) and batch_size (got {self.batch_size}) must be at least 1"
+            )
+        if self.patience < 1:
+            raise ConfigurationError(f"patience (got {self.patience}) must be at least 1: it counts epochs")
+        if self.temperature <= 0:
+            raise ConfigurationError(f"temperature (got {self.temperature}) must be positive: p* = softmax(·/T)")
+        if self.lr <= 0:
+            raise ConfigurationError(f"lr (got {self.lr}) must be positive")
+
+
+@dataclass
+class TrainReport:
+    """What training did: per-epoch losses and validation AIQ, the epoch kept, the time taken."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_aiq: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "train_loss": [round(x, 6) for x in self.train_loss],
+            "val_loss": [round(x, 6) for x in self.val_loss],
+            "val_aiq": [round(x, 6) for x in self.val_aiq],
+            "best_epoch": self.best_epoch,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _loader(graphs: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
+    torch = torch_module()
+    loader_cls = require("torch_geometric.loader").DataLoader
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return loader_cls(list(graphs), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def _forward(net: Any, batch: Any) -> Any:
+    return net(batch.x_dict, batch.edge_index_dict, batch["agent"].batch)
+
+
+def predict_logits(net: Any, graphs: Sequence[Any], *, batch_size: int = 256) -> list[np.ndarray]:
+    """The logits of each graph's agent nodes (eval mode, no gradients), one array per graph."""
+    torch = torch_module()
+    net.eval()
+    out: list[np.ndarray] = []
+    with torch.inference_mode():
+        for batch in _loader(graphs, batch_size, shuffle=False):
+            logits = _forward(net, batch).numpy()
+            ptr = batch["agent"].ptr.numpy()
+            out.extend(logits[ptr[g] : ptr[g + 1]] for g in range(len(ptr) - 1))
+    return out
+
+
+def validation_aiq(
+    logits: Sequence[np.ndarray],
+    graphs: Sequence[Any],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    cost_estimate: np.ndarray,
+    *,
+    temperature: float,
+    grid: Sequence[float] = VALIDATION_GRID,
+) -> float:
+    """AIQ of the router's utility sweep on validation rows (module docstring).
+
+    Args:
+        logits: per validation graph, its agents' logits.
+        graphs: the validation graphs (``agent.col`` gives each agent's column).
+        scores: logged scores (n_val × n_columns); rows with a missing cell are skipped.
+        costs: logged costs, same shape.
+        cost_estimate: per column, the normalised cost the router would use (train mean ÷ scale).
+        temperature: T (the utility is ``T·z − w·ĉ``).
+        grid: cost weights ``w`` swept.
+    """
+    complete = ~(np.isnan(scores).any(axis=1) | np.isnan(costs).any(axis=1))
+    rows = np.flatnonzero(complete)
+    if len(rows) == 0:
+        return float("nan")
+    m = scores.shape[1]
+    z = np.full((len(rows), m), -np.inf)
+    for r, i in enumerate(rows):
+        cols = graphs[i]["agent"].col.numpy()
+        z[r, cols] = logits[i]
+    s, c = scores[rows], costs[rows]
+    points = []
+    for w in grid:
+        pick = np.argmax(temperature * z - w * cost_estimate[None, :], axis=1)
+        taken = np.arange(len(rows))
+        points.append((float(c[taken, pick].mean()), float(s[taken, pick].mean())))
+    return M.aiq(points, M.single_model_points(s, c))
+
+
+def train_kg_net(
+    net: Any,
+    train_graphs: Sequence[Any],
+    val_graphs: Sequence[Any],
+    *,
+    val_scores: np.ndarray,
+    val_costs: np.ndarray,
+    cost_estimate: np.ndarray,
+    config: KGTrainConfig,
+) -> TrainReport:
+    """Train ``net`` in place; it ends with the weights of the epoch with the best validation AIQ
+    (ties: lower validation loss). Without validation graphs, all ``config.epochs`` run."""
+    torch = torch_module()
+    from agentroute.nn.kl import SoftKLLoss
+
+    loss_fn = SoftKLLoss(config.cost_lambda, config.temperature)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loader = _loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
+    report = TrainReport()
+    best: tuple[float, float] = (-np.inf, np.inf)
+    best_state = copy.deepcopy(net.state_dict())
+    since_best = 0
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        net.train()
+        total, count = 0.0, 0
+        for batch in loader:
+            optimiser.zero_grad()
+            agents = batch["agent"]
+            loss = loss_fn(_forward(net, batch), agents.score, agents.cost, agents.batch, batch.num_graphs)
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * batch.num_graphs
+            count += batch.num_graphs
+        report.train_loss.append(total / max(1, count))
+        if not val_graphs:
+            best_state = copy.deepcopy(net.state_dict())
+            report.best_epoch = epoch
+            continue
+        logits = predict_logits(net, val_graphs)
+        val_loss = _loss_of(loss_fn, logits, val_graphs)
+        aiq = validation_aiq(
+            logits, val_graphs, val_scores, val_costs, cost_estimate, temperature=config.temperature
+        )
+        report.val_loss.append(val_loss)
+        report.val_aiq.append(aiq)
+        key = (aiq if np.isfinite(aiq) else -np.inf, val_loss)
+        if key[0] > best[0] + 1e-9 or (abs(key[0] - best[0]) <= 1e-9 and key[1] < best[1]):
+            best, best_state, since_best = key, copy.deepcopy(net.state_dict()), 0
+            report.best_epoch = epoch
+        else:
+            since_best += 1
+            if since_best >= config.patience:
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _loss_of(loss_fn: Any, logits: Sequence[np.ndarray], graphs: Sequence[Any]) -> float:
+    torch = torch_module()
+    z = torch.from_numpy(np.concatenate(logits)).float()
+    score = torch.cat([g["agent"].score for g in graphs])
+    cost = torch.cat([g["agent"].cost for g in graphs])
+    index = torch.cat([torch.full((len(g["agent"].score),), k, dtype=torch.long) for k, g in enumerate(graphs)])
+    with torch.inference_mode():
+        return float(loss_fn(z, score, cost, index, len(graphs)))

@@ -1,0 +1,146 @@
+"""Conversions between the SDK's pydantic models and the memory's table rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from agentroute.budget import Budget
+from agentroute.types import Agent, AuditEvent, Decision, Step, Task
+
+__all__ = ["jsonable", "task_row", "step_row", "audit_row", "task_from_row", "step_from_row", "audit_from_row"]
+
+
+def _fallback(value: Any) -> Any:
+    """JSON for what pydantic cannot serialise: arrays and numpy scalars via ``tolist``, else ``str``."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else str(value)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data (dicts, lists, numbers, strings) for a model, dict or value."""
+    return to_jsonable_python(value, fallback=_fallback)
+
+
+def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "query": task.query,
+        "graph": task.graph,
+        "task_type": task.task_type,
+        "budget": task.budget.model_dump(exclude_none=True) if task.budget is not None else None,
+        "status": task.status,
+        "answer": task.answer,
+        "cost_usd": task.cost_usd,
+        "score": task.score,
+        "meta": jsonable(task.metadata),
+        "created_at": task.created_at,
+        "finished_at": datetime.now(UTC) if finished else None,
+    }
+
+
+def step_row(step: Step) -> dict[str, Any]:
+    agent, decision = step.agent, step.decision
+    return {
+        "id": step.id,
+        "task_id": step.task_id,
+        "step_index": step.index,
+        "stage": step.stage,
+        "role": agent.role,
+        "model": agent.model,
+        "strategy": agent.strategy,
+        "router": decision.router if decision is not None else None,
+        "decision": jsonable(decision) if decision is not None else None,
+        "input": step.input,
+        "output": step.output,
+        "tokens_in": step.tokens_in,
+        "tokens_out": step.tokens_out,
+        "cost_usd": step.cost_usd,
+        "latency_ms": step.latency_ms,
+        "status": step.status,
+        "error": step.error,
+        "score": step.score,
+        "confidence": step.confidence,
+        "created_at": step.created_at,
+    }
+
+
+def audit_row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "task_id": event.task_id,
+        "stage": event.stage,
+        "kind": event.kind,
+        "subject": event.subject,
+        "detail": event.detail,
+        "created_at": event.created_at,
+    }
+
+
+def task_from_row(row: Mapping[str, Any]) -> Task:
+    budget = row["budget"]
+    return Task(
+        id=row["id"],
+        query=row["query"],
+        graph=row["graph"],
+        task_type=row["task_type"],
+        budget=Budget(**budget) if budget else None,
+        status=row["status"],
+        answer=row["answer"],
+        cost_usd=row["cost_usd"],
+        score=row["score"],
+        metadata=row["meta"] or {},
+        created_at=row["created_at"],
+    )
+
+
+def step_from_row(row: Mapping[str, Any], agents: dict[tuple[str, str, str], Agent] | None = None) -> Step:
+    """A :class:`Step` from a ``steps`` row; ``agents`` caches the (frozen) agents across rows.
+
+    The decision may come as JSON text (fastest: parsed and validated in one pass) or as a dict.
+    """
+    key = (row["role"], row["model"], row["strategy"])
+    agent = agents.get(key) if agents is not None else None
+    if agent is None:
+        agent = Agent(role=key[0], model=key[1], strategy=key[2])
+        if agents is not None:
+            agents[key] = agent
+    decision = row["decision"]
+    return Step(
+        id=row["id"],
+        task_id=row["task_id"],
+        index=row["step_index"],
+        stage=row["stage"],
+        agent=agent,
+        decision=None if decision is None else _decision(decision),
+        input=row["input"],
+        output=row["output"],
+        tokens_in=row["tokens_in"],
+        tokens_out=row["tokens_out"],
+        cost_usd=row["cost_usd"],
+        latency_ms=row["latency_ms"],
+        status=row["status"],
+        error=row["error"],
+        score=row["score"],
+        confidence=row["confidence"],
+        created_at=row["created_at"],
+    )
+
+
+def _decision(value: str | dict[str, Any]) -> Decision:
+    return Decision.model_validate_json(value) if isinstance(value, str) else Decision.model_validate(value)
+
+
+def audit_from_row(row: Mapping[str, Any]) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        task_id=row["task_id"],
+        stage=row["stage"],
+        kind=row["kind"],
+        subject=row["subject"],
+        detail=row["detail"],
+        created_at=row["created_at"],
+    )

@@ -1,0 +1,94 @@
+"""Memory URLs and engines: SQLite (WAL) by default, PostgreSQL (psycopg 3) by URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from agentroute._optional import require
+from agentroute.errors import ConfigurationError
+
+__all__ = ["DEFAULT_PATH", "default_url", "resolve_url", "safe_url", "is_memory_sqlite", "create_memory_engine"]
+
+DEFAULT_PATH = Path(".agentroute") / "memory.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_url() -> str:
+    """``$AGENTROUTE_MEMORY``, else ``sqlite:///.agentroute/memory.db`` (relative to the cwd)."""
+    return os.environ.get("AGENTROUTE_MEMORY") or f"sqlite:///{DEFAULT_PATH.as_posix()}"
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as text with any password hidden, for messages and logs."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return str(url)
+
+
+def resolve_url(url: str | None) -> URL:
+    """Parse ``url`` (default: :func:`default_url`) and check that it names a supported backend.
+
+    A bare ``postgresql://`` URL is given the psycopg 3 driver.
+    """
+    text = url or default_url()
+    try:
+        parsed = sa.make_url(text)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"invalid memory URL {text!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif parsed.get_driver_name() != "psycopg":
+            raise ConfigurationError(
+                f"memory URL {safe_url(parsed)!r}: use the psycopg 3 driver (postgresql+psycopg://...)"
+            )
+    elif backend != "sqlite":
+        raise ConfigurationError(
+            f"unsupported memory URL {safe_url(parsed)!r}: the memory runs on sqlite:/// or postgresql+psycopg://"
+        )
+    return parsed
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def create_memory_engine(url: str | URL | None) -> Engine:
+    """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg.
+
+    The parent folder of a SQLite file is created. An in-memory SQLite URL (``sqlite://``) shares
+    one connection between threads, so that the writer thread and readers see the same database.
+    """
+    parsed = url if isinstance(url, URL) else resolve_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        require("psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if is_memory_sqlite(parsed):
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed, **kwargs)
+    memory = is_memory_sqlite(parsed)
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    return engine

@@ -1,0 +1,34 @@
+"""Errors of the SQL memory (both are :class:`~agentroute.errors.AgentrouteError`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentroute.errors import AgentrouteError
+
+__all__ = ["MemoryStoreError", "MemoryWriteError"]
+
+
+class MemoryStoreError(AgentrouteError):
+    """The memory cannot be opened or used (unreachable database, closed store, dead writer)."""
+
+
+class MemoryWriteError(MemoryStoreError):
+    """Recorded writes could not be committed; raised by the next ``flush()`` or ``close()``.
+
+    ``failures`` holds ``(kind, payload, exception)`` for each lost write, so that the caller can
+    inspect, re-record or dump them: nothing vanishes silently.
+    """
+
+    def __init__(self, failures: list[tuple[str, Any, BaseException]]):
+        self.failures = failures
+        kind, _, exc = failures[0]
+        super().__init__(
+            f"{len(failures)} memory write(s) failed and were not committed; "
+            f"first ({kind}): {type(exc).__name__}: {exc}"
+        )
+
+    @property
+    def payloads(self) -> list[Any]:
+        """The objects whose writes failed (tasks, steps, audit events, feedback tuples)."""
+        return [payload for _, payload, _ in self.failures]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the memory schema (env + versions), shipped inside the package."""

@@ -1,0 +1,160 @@
+"""The memory's read queries (and the router-state upsert), on an open connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentroute.memory.codec import audit_from_row, jsonable, step_from_row, task_from_row
+from agentroute.memory.tables import AUDIT, FEEDBACK, ROUTER_STATE, STEPS, TASKS
+from agentroute.types import Agent, AuditEvent, Step, Trajectory
+
+__all__ = [
+    "task_filter",
+    "get_task",
+    "iter_trajectories",
+    "audit_events",
+    "stats",
+    "save_router_state",
+    "load_router_state",
+]
+
+PAGE = 1000
+"""Tasks fetched per round trip when iterating trajectories (two queries per page)."""
+
+
+def task_filter(
+    *,
+    graph: str | None = None,
+    status: Sequence[str] | str | None = None,
+    since: datetime | None = None,
+    with_score: bool = False,
+) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses on ``tasks``; ``status=None`` means every finished status (not ``running``)."""
+    where: list[sa.ColumnElement[bool]] = []
+    if graph is not None:
+        where.append(TASKS.c.graph == graph)
+    if status is None:
+        where.append(TASKS.c.status != "running")
+    else:
+        where.append(TASKS.c.status.in_([status] if isinstance(status, str) else list(status)))
+    if since is not None:
+        where.append(TASKS.c.created_at >= since)
+    if with_score:
+        where.append(TASKS.c.score.is_not(None))
+    return where
+
+
+STEP_COLUMNS = [c for c in STEPS.columns if c.name != "decision"]
+STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
+"""The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
+
+
+def _steps_by_task(conn: sa.Connection, task_ids: list[str], agents: dict[Any, Agent]) -> dict[str, list[Step]]:
+    query = (
+        sa.select(*STEP_COLUMNS)
+        .where(STEPS.c.task_id.in_(task_ids))
+        .order_by(STEPS.c.task_id, STEPS.c.step_index, STEPS.c.created_at)
+    )
+    by_task: dict[str, list[Step]] = {}
+    for row in conn.execute(query).mappings():
+        by_task.setdefault(row["task_id"], []).append(step_from_row(row, agents))
+    return by_task
+
+
+def get_task(conn: sa.Connection, task_id: str) -> Trajectory | None:
+    row = conn.execute(sa.select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
+    if row is None:
+        return None
+    steps = _steps_by_task(conn, [task_id], {}).get(task_id, [])
+    return Trajectory(task=task_from_row(row), steps=steps)
+
+
+def iter_trajectories(
+    conn: sa.Connection, where: list[sa.ColumnElement[bool]], *, limit: int | None = None, page: int = PAGE
+) -> Iterator[Trajectory]:
+    """Trajectories oldest first, ``page`` tasks at a time (keyset pagination on created_at, id)."""
+    agents: dict[Any, Agent] = {}
+    remaining = limit
+    after: tuple[datetime, str] | None = None
+    while remaining is None or remaining > 0:
+        size = page if remaining is None else min(page, remaining)
+        query = sa.select(TASKS).where(*where)
+        if after is not None:
+            at, last = after
+            query = query.where(
+                sa.or_(TASKS.c.created_at > at, sa.and_(TASKS.c.created_at == at, TASKS.c.id > last))
+            )
+        rows = conn.execute(query.order_by(TASKS.c.created_at, TASKS.c.id).limit(size)).mappings().all()
+        if not rows:
+            return
+        steps = _steps_by_task(conn, [r["id"] for r in rows], agents)
+        for row in rows:
+            yield Trajectory(task=task_from_row(row), steps=steps.get(row["id"], []))
+        if len(rows) < size:
+            return
+        after = (rows[-1]["created_at"], rows[-1]["id"])
+        if remaining is not None:
+            remaining -= len(rows)
+
+
+def audit_events(conn: sa.Connection, task_id: str | None) -> list[AuditEvent]:
+    query = sa.select(AUDIT).order_by(AUDIT.c.created_at, AUDIT.c.id)
+    if task_id is not None:
+        query = query.where(AUDIT.c.task_id == task_id)
+    return [audit_from_row(row) for row in conn.execute(query).mappings()]
+
+
+def stats(conn: sa.Connection) -> dict[str, Any]:
+    by_status = dict(
+        conn.execute(sa.select(TASKS.c.status, sa.func.count()).group_by(TASKS.c.status)).tuples().all()
+    )
+    models = {
+        model: {"calls": int(calls), "cost_usd": float(cost or 0.0), "tokens": int(tokens or 0)}
+        for model, calls, cost, tokens in conn.execute(
+            sa.select(
+                STEPS.c.model,
+                sa.func.count(),
+                sa.func.sum(STEPS.c.cost_usd),
+                sa.func.sum(STEPS.c.tokens_in + STEPS.c.tokens_out),
+            )
+            .group_by(STEPS.c.model)
+            .order_by(STEPS.c.model)
+        ).tuples()
+    }
+    tokens_in, tokens_out = conn.execute(
+        sa.select(sa.func.sum(STEPS.c.tokens_in), sa.func.sum(STEPS.c.tokens_out))
+    ).one()
+    count = sa.select(sa.func.count())
+    return {
+        "tasks": sum(by_status.values()),
+        "tasks_by_status": {k: int(v) for k, v in sorted(by_status.items())},
+        "steps": sum(m["calls"] for m in models.values()),
+        "cost_usd": sum(m["cost_usd"] for m in models.values()),
+        "tokens_in": int(tokens_in or 0),
+        "tokens_out": int(tokens_out or 0),
+        "models": models,
+        "feedback": int(conn.execute(count.select_from(FEEDBACK)).scalar_one()),
+        "audit_events": int(conn.execute(count.select_from(AUDIT)).scalar_one()),
+    }
+
+
+def save_router_state(conn: sa.Connection, router: str, state: dict[str, Any]) -> None:
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(ROUTER_STATE).values(router=router, state=jsonable(state), updated_at=datetime.now(UTC))
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ROUTER_STATE.c.router],
+            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+        )
+    )
+
+
+def load_router_state(conn: sa.Connection, router: str) -> dict[str, Any] | None:
+    query = sa.select(ROUTER_STATE.c.state).where(ROUTER_STATE.c.router == router)
+    state = conn.execute(query).scalar_one_or_none()
+    return dict(state) if state is not None else None

@@ -1,0 +1,244 @@
+"""``SQLMemory``: the memory store on SQLite (default) or PostgreSQL, with batched writes.
+
+>>> with open_memory("sqlite:///runs/memory.db") as memory:  # doctest: +SKIP
+...     memory.start_task(task); memory.record_step(step); memory.finish_task(task)
+...     memory.trajectories(graph="qa", with_score=True)
+
+Writes (``start_task``, ``record_step``, ``finish_task``, ``record_audit``, ``add_feedback``) only
+enqueue: they cost about a microsecond and never touch the database on the caller's thread, so
+they are safe on the dispatcher's hot path, from many threads and asyncio tasks at once. A
+background thread commits them in batches (:mod:`agentroute.memory.writer`). ``flush()`` blocks
+until everything recorded before it is committed and raises
+:class:`~agentroute.memory.errors.MemoryWriteError` for writes that could not be; reads see every
+write recorded before them. The store keeps a reference to what you record until its batch is
+written: don't mutate a recorded step (a task may change until ``finish_task``, which records it
+again). A process crash loses only writes not yet committed (at most ``flush_interval_s`` worth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from agentroute.errors import ConfigurationError
+from agentroute.memory import export, queries
+from agentroute.memory.base import MemoryStore
+from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
+from agentroute.memory.errors import MemoryStoreError
+from agentroute.memory.migrate import upgrade
+from agentroute.memory.writer import AUDIT_EVENT, FEEDBACK_SCORE, FINISH, START, STEP, BatchWriter
+from agentroute.types import AuditEvent, Step, Task, Trajectory
+
+__all__ = ["SQLMemory", "open_memory"]
+
+_OPEN: weakref.WeakSet[SQLMemory] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """Commit what forgotten stores still hold when the interpreter exits."""
+    for store in list(_OPEN):
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+class SQLMemory(MemoryStore):
+    """The interaction memory on a SQL database, brought to the newest schema on open.
+
+    Args:
+        url: SQLAlchemy URL; default ``$AGENTROUTE_MEMORY``, else ``sqlite:///.agentroute/memory.db``
+            (its folder is created). ``postgresql://`` uses psycopg 3 (extra ``postgres``).
+            ``sqlite://`` is a private in-memory database.
+        batch_size: most writes committed in one transaction.
+        flush_interval_s: longest time a write waits for its batch to fill before it is committed.
+        max_pending: when more writes than this wait in the queue, a record call blocks until they
+            are committed (back-pressure instead of unbounded memory).
+        migrate: bring the schema to the Alembic head on open (skipped quickly when already there).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        batch_size: int = 1000,
+        flush_interval_s: float = 0.05,
+        max_pending: int = 100_000,
+        migrate: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigurationError(f"batch_size must be at least 1 (got {batch_size})")
+        if flush_interval_s < 0:
+            raise ConfigurationError(f"flush_interval_s must be non-negative (got {flush_interval_s})")
+        if max_pending < batch_size:
+            raise ConfigurationError(f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})")
+        parsed = resolve_url(url)
+        self.url = safe_url(parsed)
+        self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
+        self.engine = create_memory_engine(parsed)
+        try:
+            if migrate:
+                upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise MemoryStoreError(f"cannot open the memory at {self.url}: {exc}") from exc
+        # one shared connection for an in-memory SQLite database: serialise its users
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if is_memory_sqlite(parsed) else contextlib.nullcontext()
+        )
+        self._writer = BatchWriter(
+            self.engine, batch_size=batch_size, flush_interval_s=flush_interval_s, lock=self._lock
+        )
+        self._put = self._writer.put
+        self._qsize = self._writer.qsize
+        self.closed = False
+        _OPEN.add(self)
+
+    def __repr__(self) -> str:
+        return f"SQLMemory({self.url!r})"
+
+    # -- writes (enqueue; committed by the writer thread) --------------------------------------
+    def _enqueue(self, kind: str, payload: Any) -> None:
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        self._put((kind, payload))
+        if self._qsize() > self.max_pending:
+            self._writer.drain()
+
+    def start_task(self, task: Task) -> None:
+        self._enqueue(START, task)
+
+    def record_step(self, step: Step) -> None:
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        self._put((STEP, step))
+        if self._qsize() > self.max_pending:
+            self._writer.drain()
+
+    def finish_task(self, task: Task) -> None:
+        self._enqueue(FINISH, task)
+
+    def record_audit(self, event: AuditEvent) -> None:
+        self._enqueue(AUDIT_EVENT, event)
+
+    def add_feedback(self, task_id: str, score: float, *, source: str = "user", comment: str = "") -> None:
+        row = {
+            "task_id": task_id,
+            "score": float(score),
+            "source": source,
+            "comment": comment,
+            "created_at": datetime.now(UTC),
+        }
+        self._enqueue(FEEDBACK_SCORE, row)
+
+    def flush(self) -> None:
+        if not self.closed:
+            self._writer.drain()
+        self._writer.raise_errors()
+
+    async def aflush(self) -> None:
+        """:meth:`flush` without blocking the event loop."""
+        await asyncio.to_thread(self.flush)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        _OPEN.discard(self)
+        try:
+            self._writer.stop()
+            self._writer.raise_errors()
+        finally:
+            self.engine.dispose()
+
+    def __enter__(self) -> SQLMemory:
+        return self
+
+    # -- reads (see every write recorded before them) -------------------------------------------
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        self._writer.drain()
+        with self._lock, self.engine.connect() as conn:
+            yield conn
+
+    def get_task(self, task_id: str) -> Trajectory | None:
+        with self._read() as conn:
+            return queries.get_task(conn, task_id)
+
+    def trajectories(
+        self,
+        *,
+        graph: str | None = None,
+        status: Sequence[str] | None = None,
+        since: datetime | None = None,
+        with_score: bool = False,
+        limit: int | None = None,
+    ) -> list[Trajectory]:
+        """Tasks with their steps (ordered by index), oldest first; two queries per 1,000 tasks.
+
+        ``status`` defaults to every finished status (all but ``running``).
+        """
+        where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
+        with self._read() as conn:
+            return list(queries.iter_trajectories(conn, where, limit=limit))
+
+    def audit_events(self, task_id: str | None = None) -> list[AuditEvent]:
+        with self._read() as conn:
+            return queries.audit_events(conn, task_id)
+
+    def stats(self) -> dict[str, Any]:
+        """``tasks``, ``tasks_by_status``, ``steps``, ``cost_usd``, ``tokens_in``, ``tokens_out``,
+        ``models`` (per model: ``calls``, ``cost_usd``, ``tokens``), ``feedback``, ``audit_events``."""
+        with self._read() as conn:
+            return queries.stats(conn)
+
+    def save_router_state(self, router: str, state: dict[str, Any]) -> None:
+        """Written at once (not batched): a state is saved rarely and read back right after."""
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        with self._lock, self.engine.begin() as conn:
+            queries.save_router_state(conn, router, state)
+
+    def load_router_state(self, router: str) -> dict[str, Any] | None:
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        with self._lock, self.engine.connect() as conn:
+            return queries.load_router_state(conn, router)
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_jsonl(self, path: str | Path, **filters: Any) -> int:
+        """Write one trajectory per line (``Trajectory`` JSON); returns the number of lines.
+
+        ``filters`` are those of :meth:`trajectories` (default: every finished task).
+        """
+        limit = filters.pop("limit", None)
+        where = queries.task_filter(**filters)
+        with self._read() as conn:
+            return export.write_jsonl(queries.iter_trajectories(conn, where, limit=limit), Path(path))
+
+    def export_parquet(self, path: str | Path, **filters: Any) -> int:
+        """Write a flat table, one row per step joined with its task's columns; returns the rows.
+
+        A task without steps gets one row with empty step columns. Needs pyarrow (extra ``eval``).
+        """
+        limit = filters.pop("limit", None)
+        where = queries.task_filter(**filters)
+        with self._read() as conn:
+            return export.write_parquet(conn, where, Path(path), limit=limit)
+
+
+def open_memory(url: str | None = None, **options: Any) -> SQLMemory:
+    """Open the memory at ``url`` (default ``$AGENTROUTE_MEMORY`` or the local SQLite file)."""
+    return SQLMemory(url, **options)
+

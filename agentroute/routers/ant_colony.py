@@ -1,0 +1,817 @@
+"""The ant-colony pheromone router (AMRO-S).
+
+Wang et al., "Efficient and Interpretable Multi-Agent LLM Routing via Ant Colony Optimization",
+arXiv 2603.12933. Routing is path selection in a layered graph: one layer per workflow stage
+(``ctx.stage``; a single-step dataset is one layer), one node per agent of that stage, edges
+i → j from the agent of the previous layer (the last finished step of another stage in
+``ctx.history``) or from a virtual ``START``. For a query q and the candidates k of the layer:
+
+- **intent** w(q): a task-type mixture from an :class:`~agentroute.intent.IntentModel`, trained on
+  the task labels of the training data; at routing time it is always inferred from the query;
+- **fused pheromone** τ(q)ᵢₖ = Σₜ wₜ(q)·τᵗᵢₖ over the task-type specialists;
+- **heuristic** ηₖ = λ_A·norm(Aₖ − λ·ĉₖ) + λ_L·norm(1/(loadₖ + ε_L)) + λ_R·norm(1/(latencyₖ + ε_R)),
+  Aₖ = Σₜ wₜ(q)·ability[k][t] (logged success per task type, shrunk toward a prior), ĉₖ the
+  candidate's card-priced cost over the dearest candidate's, λ = ``cost_weight`` (the knob: the
+  −λ·C of the paper's objective U = R − λ·C), load = in-flight calls, latency = an EWMA;
+  ``norm`` is min–max over the candidates (all equal → 1);
+- **transition** p(k | i, q) = τ(q)ᵢₖ^α·ηₖ^β / Σⱼ τ(q)ᵢⱼ^α·ηⱼ^β; sampled (seeded by the task,
+  step and query, so reproducible) or, with ``greedy``, the argmax (ties → cheaper).
+
+Serving never writes pheromone: ``observe`` samples a fraction ``sample_rate`` of finished tasks
+into a bounded FIFO (``buffer_size``; the oldest is dropped and counted when full); a background
+thread applies the quality gate (task score ≥ ``quality_threshold``, or ``judge(trajectory)``)
+and the deposit/evaporation rule with MAX–MIN clamping (:mod:`agentroute.routers.pheromone`), then
+publishes a new immutable colony by swapping one reference, so routing always reads one
+consistent version. ``flush()`` waits for the updater; ``stats()`` has the counters
+(``applied == accepted`` once flushed: no update lost or applied twice).
+
+``fit`` warm-starts from an :class:`~agentroute.outcomes.OutcomeTable` (or a dataset's train split:
+every logged (query, agent) outcome is a one-step path in a stage-less layer ``*`` that any stage
+falls back to) or from logged trajectories (their real stages), setting each τᵗ to the steady
+state of the online rule under the logged paths, E[wₜ·g·Q/(f_sys + ε)·[e ∈ P]] / (ρ·E[wₜ]), and
+the ability table from every logged score. Trajectories whose agents are not in ``models`` (when
+given) or that hold no scored step are skipped and counted (``skipped_``, ``skip_reasons_``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+
+from agentroute.errors import ConfigurationError, StateFileError
+from agentroute.intent import (
+    BaseIntentModel,
+    IntentModel,
+    SingleIntent,
+    intent_from_state,
+    make_intent_model,
+)
+from agentroute.outcomes import OutcomeTable, agent_column, column_agent
+from agentroute.routers.base import ARRAYS, MANIFEST, Router, require_candidates
+from agentroute.routers.pheromone import (
+    START,
+    START_NAME,
+    WILDCARD,
+    Colony,
+    ColonyEditor,
+    PathSample,
+    PathStep,
+    UpdateRule,
+    UpdateWorker,
+    path_edges,
+)
+from agentroute.types import Decision, RouteContext, Step, Task, Trajectory
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+#: λ values the evaluation sweeps: 0, then log-spaced 10⁻³…10⁴ (ĉ is relative to the dearest
+#: candidate, so cheap models differ by 10⁻²–10⁻³ of it and need large λ to be told apart).
+KNOB_GRID: tuple[float, ...] = (0.0, *(float(x) for x in np.geomspace(1e-3, 1e4, 43)))
+Judge = Callable[[Trajectory], bool | float]
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return np.ones_like(x) if hi - lo <= 1e-12 * max(1.0, abs(hi)) else (x - lo) / (hi - lo)
+
+
+def _unit_hash(key: str) -> float:
+    """A uniform draw in [0, 1) from a string (reproducible across processes and threads)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") / 2.0**64
+
+
+@dataclass
+class _OpenTask:
+    weights: np.ndarray | None = None
+    steps: list[Step] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    edge_mask: np.ndarray
+    edges: np.ndarray
+    node_mask: np.ndarray
+    nodes: np.ndarray
+
+
+class _Live:
+    """In-flight calls and latency EWMA per agent key (tiny, lock-guarded, read lock-free)."""
+
+    def __init__(self, smoothing: float, ttl_s: float):
+        self.smoothing, self.ttl_s = smoothing, ttl_s
+        self.lock = threading.Lock()
+        self.inflight: dict[tuple[str, str], list[float]] = {}
+        self.load: dict[str, int] = {}
+        self.latency: dict[str, float] = {}
+        self.observing = False
+        self._swept = time.monotonic()
+
+    def start(self, task_id: str, key: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.inflight.setdefault((task_id, key), []).append(now)
+            self.load[key] = self.load.get(key, 0) + 1
+            if now - self._swept > self.ttl_s / 4:
+                self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        self._swept = now
+        for ik, starts in list(self.inflight.items()):
+            alive = [t for t in starts if now - t <= self.ttl_s]
+            gone = len(starts) - len(alive)
+            if gone:
+                self.load[ik[1]] = max(0, self.load.get(ik[1], 0) - gone)
+                if alive:
+                    self.inflight[ik] = alive
+                else:
+                    del self.inflight[ik]
+
+    def complete(self, step: Step) -> None:
+        key = step.agent.key
+        with self.lock:
+            self.observing = True
+            starts = self.inflight.get((step.task_id, key))
+            if starts:
+                starts.pop(0)
+                if not starts:
+                    del self.inflight[(step.task_id, key)]
+                self.load[key] = max(0, self.load.get(key, 0) - 1)
+            if step.status == "ok" and step.latency_ms >= 0:
+                old = self.latency.get(key)
+                x = float(step.latency_ms)
+                self.latency[key] = x if old is None else (1 - self.smoothing) * old + self.smoothing * x
+
+
+class AntColonyRouter(Router):
+    """Layered ant-colony routing with task-type pheromone specialists (AMRO-S, arXiv 2603.12933).
+
+    Args:
+        alpha: exponent α of the fused pheromone in the transition rule. [default 1]
+        beta: exponent β of the heuristic. [default 2]
+        lambda_ability: weight λ_A of the (cost-adjusted) ability term of η. [default 0.6]
+        lambda_load: weight λ_L of the in-flight load term of η. [default 0.2]
+        lambda_latency: weight λ_R of the latency term of η. [default 0.2]
+        cost_weight: λ of U = R − λ·C inside the ability term (the knob `agentroute eval` sweeps).
+        rho: evaporation rate ρ. [default 0.1]
+        q: deposit constant Q. [default 1]
+        deposit_eps: ε of Q / (f_sys(P) + ε); f_sys ∈ [0, 1], so ε = 1 makes a free path earn at
+            most twice what the dearest earns (smaller ε: a more cost-seeking colony). [default]
+        tau_init: τ of an edge never deposited on (an agent never seen reads it). [default 1]
+        tau_min: MAX–MIN lower clamp. [default 0.01]
+        tau_max: MAX–MIN upper clamp. [default 10]
+        evaporation: ``"intent"`` (τᵗ evaporates by ρ·wₜ(q): no cross-task erasure) or ``"all"``
+            (every specialist by ρ, the literal rule). [default "intent"]
+        sample_rate: fraction r of finished tasks sampled for learning. [default 1.0]
+        buffer_size: FIFO capacity B of the update buffer. [default 1024]
+        update_batch: samples the worker applies per published version.
+        quality_threshold: gate: a task deposits only if its score ≥ this. [default 0.5]
+        judge: optional gate ``judge(trajectory) -> bool | score`` (e.g. an LLM judge), run on the
+            worker thread instead of the threshold (a returned number is compared to the threshold).
+        greedy: argmax instead of sampling (serving/evaluation); sampling explores. [default False]
+        seed: seed of the sampling draws.
+        intent: ``"embedding"`` (MiniLM + logistic regression), ``"smollm"``, ``"none"``, or an
+            :class:`~agentroute.intent.IntentModel` (fitted ones are used as they are).
+        ability_strength: pseudo-count m shrinking ability toward its prior. [default 5]
+        latency_smoothing: EWMA factor of the latency estimate. [default 0.2]
+        load_eps: ε_L in 1/(load + ε_L). [default 1]
+        latency_eps: ε_R in 1/(latency_ms + ε_R). [default 1 ms]
+        load_ttl_s: an in-flight call not observed within this time stops counting as load.
+        warm_start: ``False`` fits only the intent model: an untrained colony learns online.
+        models: model ids or agent columns the colony may route to; logged paths through other
+            agents are skipped at ``fit`` and counted. ``None``: every agent in the data.
+        max_open_tasks: tasks whose steps are kept while they run (oldest dropped, counted).
+    """
+
+    name = "ant-colony"
+    learned = True
+    knob = "cost_weight"
+    knob_grid = KNOB_GRID
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        beta: float = 2.0,
+        lambda_ability: float = 0.6,
+        lambda_load: float = 0.2,
+        lambda_latency: float = 0.2,
+        cost_weight: float = 0.0,
+        rho: float = 0.1,
+        q: float = 1.0,
+        deposit_eps: float = 1.0,
+        tau_init: float = 1.0,
+        tau_min: float = 0.01,
+        tau_max: float = 10.0,
+        evaporation: Literal["intent", "all"] = "intent",
+        sample_rate: float = 1.0,
+        buffer_size: int = 1024,
+        update_batch: int = 64,
+        quality_threshold: float = 0.5,
+        judge: Judge | None = None,
+        greedy: bool = False,
+        seed: int = 0,
+        intent: str | IntentModel = "embedding",
+        ability_strength: float = 5.0,
+        latency_smoothing: float = 0.2,
+        load_eps: float = 1.0,
+        latency_eps: float = 1.0,
+        load_ttl_s: float = 60.0,
+        warm_start: bool = True,
+        models: Sequence[str] | None = None,
+        max_open_tasks: int = 10_000,
+    ):
+        self.alpha = alpha
+        self.beta = beta
+        self.lambda_ability = lambda_ability
+        self.lambda_load = lambda_load
+        self.lambda_latency = lambda_latency
+        self.cost_weight = cost_weight
+        self.rho = rho
+        self.q = q
+        self.deposit_eps = deposit_eps
+        self.tau_init = tau_init
+        self.tau_min = tau_min
+        self.tau_max = tau_max
+        self.evaporation = evaporation
+        self.sample_rate = sample_rate
+        self.buffer_size = buffer_size
+        self.update_batch = update_batch
+        self.quality_threshold = quality_threshold
+        self.judge = judge
+        self.greedy = greedy
+        self.seed = seed
+        self.intent = intent
+        self.ability_strength = ability_strength
+        self.latency_smoothing = latency_smoothing
+        self.load_eps = load_eps
+        self.latency_eps = latency_eps
+        self.load_ttl_s = load_ttl_s
+        self.warm_start = warm_start
+        self.models = models
+        self.max_open_tasks = max_open_tasks
+
+    # -- parameters -------------------------------------------------------------------------------
+    def _rule(self) -> UpdateRule:
+        return UpdateRule(
+            rho=float(self.rho), q=float(self.q), eps=float(self.deposit_eps), tau_init=float(self.tau_init),
+            tau_min=float(self.tau_min), tau_max=float(self.tau_max), evaporation=self.evaporation,
+        )  # fmt: skip
+
+    def _check_params(self) -> None:
+        checks = {
+            "alpha": self.alpha >= 0, "beta": self.beta >= 0, "cost_weight": self.cost_weight >= 0,
+            "lambda_ability": self.lambda_ability >= 0, "lambda_load": self.lambda_load >= 0,
+            "lambda_latency": self.lambda_latency >= 0, "sample_rate": 0 <= self.sample_rate <= 1,
+            "buffer_size": self.buffer_size >= 1, "update_batch": self.update_batch >= 1,
+            "ability_strength": self.ability_strength >= 0, "latency_smoothing": 0 < self.latency_smoothing <= 1,
+            "load_eps": self.load_eps > 0, "latency_eps": self.latency_eps > 0, "load_ttl_s": self.load_ttl_s > 0,
+            "max_open_tasks": self.max_open_tasks >= 1,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigurationError(f"{self.name}: parameter {name!r} out of range (got {getattr(self, name)!r})")
+        if self.lambda_ability + self.lambda_load + self.lambda_latency <= 0:
+            raise ConfigurationError(f"{self.name}: the heuristic weights λ_A, λ_L, λ_R are all 0")
+        self._rule()
+
+    # -- runtime state (made by fit/load, never at construction) -----------------------------------
+    def _reset_runtime(self) -> None:
+        old = getattr(self, "_worker", None)
+        if old is not None:
+            old.close(timeout=30)
+        self._lock = threading.Lock()
+        self._live = _Live(float(self.latency_smoothing), float(self.load_ttl_s))
+        self._open: OrderedDict[str, _OpenTask] = OrderedDict()
+        self._intent_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._counters = {"observed": 0, "sampled": 0, "accepted": 0, "rejected": 0, "open_dropped": 0}
+        self._worker: UpdateWorker[PathSample] = UpdateWorker(
+            self._handle, capacity=int(self.buffer_size), batch_size=int(self.update_batch)
+        )
+        self._base_updates = 0
+        self._plans: dict[Any, Any] = {}
+
+    # -- learning offline ---------------------------------------------------------------------------
+    def fit(self, data: Any) -> Self:
+        """Warm-start from an OutcomeTable / dataset (its ``train``) or logged trajectories."""
+        self._check_params()
+        self._reset_runtime()
+        records, queries, labels, skipped = self._records(data)
+        self.skip_reasons_ = skipped
+        self.skipped_ = int(sum(skipped.values()))
+        if self.skipped_:
+            log.warning(
+                "%s: skipped %d logged paths (%s)", self.name, self.skipped_,
+                ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
+            )  # fmt: skip
+        self.intent_ = self._fit_intent(queries, labels)
+        types = tuple(self.intent_.labels)
+        colony = Colony(task_types=types, tau=np.zeros((len(types), 0)), ability_sum=np.zeros((len(types), 0)),
+                        ability_n=np.zeros((len(types), 0)), ability_strength=float(self.ability_strength))  # fmt: skip
+        if self.warm_start and records:
+            weights = self._record_weights(records, types)
+            colony = self._steady_state(colony, records, weights)
+        self._colony = colony
+        self.n_fit_paths_ = len(records)
+        self.fitted_ = True
+        return self
+
+    def _records(self, data: Any) -> tuple[list[tuple[PathSample, str | None]], list[str], list[str | None], dict[str, int]]:
+        allowed = set(self.models) if self.models is not None else None
+        skipped: dict[str, int] = {}
+        records: list[tuple[PathSample, str | None]] = []
+        table = data if isinstance(data, OutcomeTable) else getattr(data, "train", None)
+        if isinstance(table, OutcomeTable):
+            keep = [j for j, m in enumerate(table.models) if allowed is None or m in allowed or m.partition(":")[0] in allowed]
+            for j, m in enumerate(table.models):
+                if j not in keep:
+                    n = int(np.isfinite(table.scores[:, j]).sum())
+                    skipped["agent not in models"] = skipped.get("agent not in models", 0) + n
+                    log.info("%s: column %r is not in models: %d outcomes skipped", self.name, m, n)
+            for i, query in enumerate(table.queries):
+                label = table.task_types[i] if table.task_types else None
+                for j in keep:
+                    s, c = float(table.scores[i, j]), float(table.costs[i, j])
+                    if not np.isfinite(s):
+                        continue
+                    cost = c if np.isfinite(c) else 0.0
+                    step = PathStep(WILDCARD, table.models[j], s, cost)
+                    records.append((PathSample(table.query_ids[i], query, (step,), s, cost), label))
+            return records, list(table.queries), list(table.task_types), skipped
+        if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+            raise ConfigurationError(
+                f"{self.name}: fit() takes an OutcomeTable, a dataset with .train or trajectories (got {type(data).__name__})"
+            )
+        queries: list[str] = []
+        labels: list[str | None] = []
+        for traj in data:
+            if not isinstance(traj, Trajectory):
+                raise ConfigurationError(f"{self.name}: expected Trajectory items (got {type(traj).__name__})")
+            queries.append(traj.task.query)
+            labels.append(traj.task.task_type)
+            sample, reason = self._trajectory_sample(traj, allowed)
+            if sample is None:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            records.append((sample, traj.task.task_type))
+        return records, queries, labels, skipped
+
+    @staticmethod
+    def _trajectory_sample(traj: Trajectory, allowed: set[str] | None) -> tuple[PathSample | None, str]:
+        ok = [s for s in traj.steps if s.status == "ok"]
+        if not ok:
+            return None, "no finished step"
+        if allowed is not None and any(s.agent.model not in allowed and agent_column(s.agent) not in allowed for s in ok):
+            return None, "agent not in models"
+        score = traj.task.score if traj.task.score is not None else ok[-1].score
+        if score is None:
+            return None, "no score"
+        steps = tuple(PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms)) for s in ok)
+        cost = float(traj.task.cost_usd) or float(sum(s.cost_usd for s in ok))
+        return PathSample(traj.task.id, traj.task.query, steps, float(score), cost, payload=traj), ""
+
+    def _fit_intent(self, queries: list[str], labels: list[str | None]) -> BaseIntentModel | IntentModel:
+        model = self.intent
+        if not isinstance(model, str):
+            if getattr(model, "labels", None):
+                return model  # already fitted: used as it is
+            fit_model: Any = model
+        else:
+            fit_model = make_intent_model(model)
+        pairs = dict.fromkeys((q, str(y)) for q, y in zip(queries, labels, strict=True) if y is not None)
+        if not pairs or isinstance(fit_model, SingleIntent):
+            if not pairs and not isinstance(fit_model, SingleIntent):
+                log.warning("%s: no task labels in the data: one task type ('general')", self.name)
+            return SingleIntent().fit([])
+        qs, ys = [q for q, _ in pairs], [y for _, y in pairs]
+        fit_model.fit(qs, ys)
+        return fit_model
+
+    def _record_weights(self, records: list[tuple[PathSample, str | None]], types: tuple[str, ...]) -> np.ndarray:
+        """One-hot of the logged label when it is a known type, else the inferred mixture."""
+        w = np.zeros((len(records), len(types)))
+        index = {t: i for i, t in enumerate(types)}
+        unknown: dict[str, list[int]] = {}
+        for r, (sample, label) in enumerate(records):
+            if len(types) == 1:
+                w[r, 0] = 1.0
+            elif label is not None and label in index:
+                w[r, index[label]] = 1.0
+            else:
+                unknown.setdefault(sample.query, []).append(r)
+        if unknown:
+            proba = self.intent_.predict_proba(list(unknown))
+            for p, rows in zip(proba, unknown.values(), strict=True):
+                w[rows] = p
+        return w
+
+    def _steady_state(self, colony: Colony, records: list[tuple[PathSample, str | None]], weights: np.ndarray) -> Colony:
+        rule = self._rule()
+        editor = ColonyEditor(colony, rule)
+        costs = np.array([s.cost for s, _ in records])
+        positive = costs[costs > 0]
+        editor.cost_scale = float(np.quantile(positive, 0.95)) if len(positive) else 0.0
+        deposits: dict[int, np.ndarray] = {}
+        for (sample, _), w in zip(records, weights, strict=True):
+            editor.observe_ability(sample, w)
+            nodes = [editor.node(s.stage, s.column, depth=k) for k, s in enumerate(sample.steps)]
+            edges = [editor.edge(START if i == START else nodes[i], nodes[j]) for i, j in path_edges([s.stage for s in sample.steps])]
+            if not self._gate(sample):
+                continue
+            amount = w * rule.deposit(sample.cost, editor.cost_scale)
+            for e in dict.fromkeys(edges):
+                deposits.setdefault(e, np.zeros(len(w)))
+                deposits[e] += amount
+        editor._flush_edges()  # materialise the new edges' columns
+        tau = np.full(editor.tau.shape, rule.tau_init)
+        mass = weights.sum(axis=0) if rule.evaporation == "intent" else np.full(weights.shape[1], float(len(records)))
+        for e, total in deposits.items():
+            if rule.rho > 0:
+                tau[:, e] = np.where(mass > 0, total / (rule.rho * np.maximum(mass, 1e-12)), rule.tau_init)
+            else:
+                tau[:, e] = rule.tau_init + total
+        has_data = mass > 0
+        for e in range(tau.shape[1]):
+            if e not in deposits:
+                tau[has_data, e] = rule.tau_min  # logged, never good: the floor
+        editor.tau = np.clip(tau, rule.tau_min, rule.tau_max)
+        editor.updates = 0
+        return editor.freeze()
+
+    def _gate(self, sample: PathSample) -> bool:
+        if self.judge is not None:
+            verdict = self.judge(sample.payload if isinstance(sample.payload, Trajectory) else _as_trajectory(sample))
+            if isinstance(verdict, bool):
+                return verdict
+            return float(verdict) >= self.quality_threshold
+        return sample.score is not None and sample.score >= self.quality_threshold
+
+    # -- routing ----------------------------------------------------------------------------------
+    def task_weights(self, query: str) -> np.ndarray:
+        """w(q): the inferred task-type mixture (cached per query text)."""
+        cached = self._intent_cache.get(query)
+        if cached is not None:
+            return cached
+        colony = self._colony
+        if len(colony.task_types) == 1:
+            w = np.ones(1)
+        else:
+            w = np.asarray(self.intent_.predict_proba([query])[0], dtype=float)
+        with self._lock:
+            self._intent_cache[query] = w
+            if len(self._intent_cache) > 65_536:
+                self._intent_cache.popitem(last=False)
+        return w
+
+    def prime(self, queries: Sequence[str]) -> None:
+        """Infer w(q) for many queries in one batch (what a server does when requests arrive)."""
+        self.check_fitted()
+        todo = [q for q in dict.fromkeys(queries) if q not in self._intent_cache]
+        if not todo:
+            return
+        proba = np.ones((len(todo), 1)) if len(self._colony.task_types) == 1 else self.intent_.predict_proba(todo)
+        with self._lock:
+            for q, w in zip(todo, proba, strict=True):
+                self._intent_cache[q] = np.asarray(w, dtype=float)
+
+    def _prev_node(self, colony: Colony, ctx: RouteContext) -> tuple[int, str]:
+        for step in reversed(ctx.history):
+            if step.status == "ok" and step.stage != ctx.stage:
+                column = agent_column(step.agent)
+                idx, exact = colony.resolve(step.stage, column)
+                return (idx if exact and idx is not None else -2), f"{step.stage}/{column}"
+        return START, START_NAME
+
+    def _plan(self, colony: Colony, stage: str, prev: int, columns: tuple[str, ...]) -> _Plan:
+        """Which τ column and ability column each candidate reads (cached per colony version)."""
+        cache = self._plans
+        if cache.get("colony") is not colony:
+            cache.clear()
+            cache["colony"] = colony
+        key = (stage, prev, columns)
+        plan = cache.get(key)
+        if plan is None:
+            found = [colony.edge_for(prev, stage, col) for col in columns]
+            e = np.array([-1 if x is None else x for x, _ in found], dtype=int)
+            n = np.array([-1 if y is None else y for _, y in found], dtype=int)
+            plan = _Plan(e >= 0, e[e >= 0], n >= 0, n[n >= 0])
+            if len(cache) < 4096:
+                cache[key] = plan
+        return plan
+
+    def route(self, ctx: RouteContext) -> Decision:
+        self.check_fitted()
+        require_candidates(self, ctx)
+        colony = self._colony
+        w = self.task_weights(ctx.query)
+        prev, prev_name = self._prev_node(colony, ctx)
+        cands = ctx.candidates
+        k = len(cands)
+        keys = [a.key for a in cands]
+        plan = self._plan(colony, ctx.stage, prev, tuple(agent_column(a) for a in cands))
+        tau = np.full(k, float(self.tau_init))
+        if plan.edge_mask.any():
+            tau[plan.edge_mask] = w @ colony.tau[:, plan.edges]
+        ability = np.full(k, float(w @ colony.ability_mean))
+        if plan.node_mask.any():
+            ability[plan.node_mask] = w @ colony.ability[:, plan.nodes]
+        costs = np.fromiter((ctx.costs.get(key, 0.0) for key in keys), dtype=float, count=k)
+        dearest = float(costs.max())
+        rel_cost = costs / dearest if dearest > 0 else np.zeros(k)
+        live = self._live
+        load = np.fromiter((live.load.get(key, 0) for key in keys), dtype=float, count=k) if live.observing else np.zeros(k)
+        lat = np.fromiter((live.latency.get(key, np.nan) for key in keys), dtype=float, count=k)
+        known = ~np.isnan(lat)
+        lat = np.where(known, lat, lat[known].mean() if known.any() else 0.0)
+        eta = (
+            self.lambda_ability * _minmax(ability - self.cost_weight * rel_cost)
+            + self.lambda_load * _minmax(1.0 / (load + self.load_eps))
+            + self.lambda_latency * _minmax(1.0 / (lat + self.latency_eps))
+        )
+        eta = np.maximum(eta, 1e-12)
+        desire = tau**self.alpha * eta**self.beta
+        p = desire / desire.sum()
+        if self.greedy:
+            tied = np.flatnonzero(desire >= desire.max() * (1 - 1e-12))
+            pick = int(tied[np.argmin(costs[tied])]) if len(tied) > 1 else int(tied[0])
+            mode = "greedy"
+        else:
+            draw = _unit_hash(f"{self.seed}|{ctx.task_id}|{ctx.step_index}|{ctx.query_id or ctx.query}|{ctx.stage}|{len(ctx.attempts)}")
+            pick = min(int(np.searchsorted(np.cumsum(p), draw, side="right")), k - 1)
+            mode = "sample"
+        chosen = cands[pick]
+        if ctx.task_id:
+            self._remember(ctx.task_id, w)
+            live.start(ctx.task_id, chosen.key)
+        evidence = {
+            "stage": ctx.stage,
+            "prev": prev_name,
+            "intent": dict(zip(colony.task_types, w.tolist(), strict=True)),
+            "mode": mode,
+            "colony_updates": colony.updates,
+            "candidates": keys,
+            "tau": tau.tolist(),
+            "eta": eta.tolist(),
+            "p": p.tolist(),
+            "ability": ability.tolist(),
+            "cost": costs.tolist(),
+            "load": load.tolist(),
+            "latency_ms": lat.tolist(),
+        }
+        return Decision(
+            agents=[chosen],
+            weights=[1.0],
+            router=self.name,
+            scores=dict(zip(keys, evidence["p"], strict=True)),
+            evidence=evidence,
+            why=f"{mode} p={p[pick]:.3f} (τ={tau[pick]:.3g}, η={eta[pick]:.3g}) from {prev_name}",
+        )
+
+    def _remember(self, task_id: str, w: np.ndarray) -> None:
+        with self._lock:
+            rec = self._open.get(task_id)
+            if rec is None:
+                rec = self._open[task_id] = _OpenTask(weights=w)
+                if len(self._open) > self.max_open_tasks:
+                    self._open.popitem(last=False)
+                    self._counters["open_dropped"] += 1
+            elif rec.weights is None:
+                rec.weights = w
+
+    # -- learning online ---------------------------------------------------------------------------
+    def observe(self, step: Step, task: Task | None = None) -> None:
+        """Record a finished step; when ``task`` is given (finished), sample it for an update.
+
+        Cheap and non-blocking: the pheromone update happens on the worker thread.
+        """
+        self.check_fitted()
+        with self._lock:
+            rec = self._open.get(step.task_id)
+            if rec is None:
+                rec = self._open[step.task_id] = _OpenTask()
+                if len(self._open) > self.max_open_tasks:
+                    self._open.popitem(last=False)
+                    self._counters["open_dropped"] += 1
+            first = step.id not in rec.seen
+            if first:
+                rec.seen.add(step.id)
+                rec.steps.append(step)
+        if first:
+            self._live.complete(step)
+        if task is None:
+            return
+        with self._lock:
+            self._open.pop(task.id, None)
+            if task.id != step.task_id:
+                self._open.pop(step.task_id, None)
+            self._counters["observed"] += 1
+            if self.sample_rate < 1.0 and _unit_hash(f"{self.seed}|sample|{task.id}") >= self.sample_rate:
+                return
+            self._counters["sampled"] += 1
+        sample = self._task_sample(task, rec)
+        if sample is not None:
+            self._worker.submit(sample)
+
+    def _task_sample(self, task: Task, rec: _OpenTask) -> PathSample | None:
+        ok = [s for s in rec.steps if s.status == "ok"]
+        if not ok:
+            with self._lock:
+                self._counters["rejected"] += 1
+            return None
+        score = task.score if task.score is not None else ok[-1].score
+        steps = tuple(PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms)) for s in ok)
+        cost = float(task.cost_usd) or float(sum(s.cost_usd for s in ok))
+        payload = Trajectory.model_construct(task=task, steps=list(rec.steps)) if self.judge is not None else None
+        return PathSample(task.id, task.query, steps, score, cost, weights=rec.weights, payload=payload)
+
+    def _handle(self, batch: list[PathSample]) -> None:
+        """Worker thread: gate, deposit/evaporate, clamp; then publish one new colony version."""
+        colony = self._colony
+        editor = ColonyEditor(colony, self._rule())
+        accepted = rejected = 0
+        for sample in batch:
+            w = sample.weights
+            if w is None or len(w) != len(colony.task_types):
+                w = self.task_weights(sample.query)
+            editor.grow_cost_scale(sample.cost)
+            editor.observe_ability(sample, w)
+            if self._gate(sample):
+                editor.apply(sample, w)
+                accepted += 1
+            else:
+                rejected += 1
+        new = editor.freeze()
+        with self._lock:
+            self._counters["accepted"] += accepted
+            self._counters["rejected"] += rejected
+        self._colony = new
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every sampled task has been gated and applied; ``False`` on timeout."""
+        self.check_fitted()
+        return self._worker.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain the updater and stop its thread (the router still routes)."""
+        if getattr(self, "_worker", None) is not None:
+            self._worker.close(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the online learning; ``applied == accepted`` once :meth:`flush` returned."""
+        self.check_fitted()
+        w = self._worker
+        with self._lock:
+            out = dict(self._counters)
+        out.update(
+            applied=self._colony.updates - self._base_updates,
+            buffered=w.pending, dropped=w.dropped, errors=w.errors,
+            open_tasks=len(self._open), colony_updates=self._colony.updates,
+        )  # fmt: skip
+        return out
+
+    # -- evidence ---------------------------------------------------------------------------------
+    def export_pheromones(self) -> dict[str, Any]:
+        """The pheromone matrices, ability table and layers as JSON (the routing evidence)."""
+        self.check_fitted()
+        c = self._colony
+        name = lambda i: START_NAME if i == START else f"{c.nodes[i][0]}/{c.nodes[i][1]}"  # noqa: E731
+        return {
+            "router": self.name,
+            "paper": "arXiv 2603.12933 (AMRO-S)",
+            "task_types": list(c.task_types),
+            "layers": [{"stage": s, "nodes": [name(i) for i in idx]} for s, idx in c.layers()],
+            "nodes": [{"id": name(i), "stage": s, "agent": col} for i, (s, col) in enumerate(c.nodes)],
+            "edges": [
+                {"source": name(i), "target": name(j), "tau": {t: float(c.tau[k, e]) for k, t in enumerate(c.task_types)}}
+                for e, (i, j) in enumerate(c.edges)
+            ],
+            "ability": {
+                name(j): {t: float(c.ability[k, j]) for k, t in enumerate(c.task_types)} for j in range(len(c.nodes))
+            },
+            "observations": {
+                name(j): {t: float(c.ability_n[k, j]) for k, t in enumerate(c.task_types)} for j in range(len(c.nodes))
+            },
+            "bounds": {"tau_min": float(self.tau_min), "tau_max": float(self.tau_max), "tau_init": float(self.tau_init)},
+            "cost_scale": c.cost_scale,
+            "updates": c.updates,
+        }
+
+    # -- persistence ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """JSON state of the current colony version (``flush()`` first to include pending updates)."""
+        self.check_fitted()
+        c = self._colony
+        intent_state = {"kind": getattr(self.intent_, "kind", ""), **_intent_state(self.intent_)}
+        return {
+            "format": STATE_FORMAT,
+            "task_types": list(c.task_types),
+            "nodes": [list(n) for n in c.nodes],
+            "edges": [list(e) for e in c.edges],
+            "stage_depth": dict(c.stage_depth),
+            "cost_scale": c.cost_scale,
+            "updates": c.updates,
+            "intent": intent_state,
+            "skipped": int(getattr(self, "skipped_", 0)),
+            "skip_reasons": dict(getattr(self, "skip_reasons_", {})),
+            "n_fit_paths": int(getattr(self, "n_fit_paths_", 0)),
+        }
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        c = self._colony
+        arrays = {"tau": np.array(c.tau), "ability_sum": np.array(c.ability_sum), "ability_n": np.array(c.ability_n)}
+        get = getattr(self.intent_, "get_arrays", None)
+        if get is not None:
+            arrays.update({f"intent.{k}": np.asarray(v) for k, v in get().items()})
+        return arrays
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ConfigurationError(f"pheromone state format {state.get('format')!r}, expected {STATE_FORMAT}")
+        missing = [k for k in ("task_types", "nodes", "edges", "intent") if k not in state]
+        if missing:
+            raise ConfigurationError(f"pheromone state lacks {missing}")
+        self._pending_state = state
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        state = getattr(self, "_pending_state", None)
+        if state is None:
+            raise ConfigurationError("arrays given before the JSON state")
+        missing = [k for k in ("tau", "ability_sum", "ability_n") if k not in arrays]
+        if missing:
+            raise ConfigurationError(f"arrays.npz lacks {missing}")
+        self._check_params()
+        self._reset_runtime()
+        intent_arrays = {k[len("intent.") :]: v for k, v in arrays.items() if k.startswith("intent.")}
+        self.intent_ = intent_from_state(dict(state["intent"]), intent_arrays)
+        if list(self.intent_.labels) != list(state["task_types"]):
+            raise ConfigurationError(f"intent labels {self.intent_.labels} differ from task types {state['task_types']}")
+        self._colony = Colony(
+            task_types=tuple(state["task_types"]),
+            nodes=tuple((str(s), str(c)) for s, c in state["nodes"]),
+            edges=tuple((int(i), int(j)) for i, j in state["edges"]),
+            tau=np.array(arrays["tau"], dtype=float),
+            ability_sum=np.array(arrays["ability_sum"], dtype=float),
+            ability_n=np.array(arrays["ability_n"], dtype=float),
+            stage_depth={str(k): int(v) for k, v in state.get("stage_depth", {}).items()},
+            cost_scale=float(state.get("cost_scale", 0.0)),
+            updates=int(state.get("updates", 0)),
+            ability_strength=float(self.ability_strength),
+        )
+        n = len(self._colony.nodes)
+        if any(not (i == START or 0 <= i < n) or not 0 <= j < n for i, j in self._colony.edges):
+            raise ConfigurationError("an edge names a node that does not exist")
+        self._base_updates = self._colony.updates
+        self.skipped_ = int(state.get("skipped", 0))
+        self.skip_reasons_ = {str(k): int(v) for k, v in state.get("skip_reasons", {}).items()}
+        self.n_fit_paths_ = int(state.get("n_fit_paths", 0))
+        del self._pending_state
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Load a saved colony; a missing or unreadable ``arrays.npz`` is named in the error."""
+        path = Path(path)
+        folder = path if path.is_dir() else path.parent
+        arrays_file = folder / ARRAYS
+        if (folder / MANIFEST).exists():
+            if not arrays_file.exists():
+                raise StateFileError(arrays_file, "missing: the pheromone matrices were not saved with this router")
+            try:
+                with np.load(arrays_file, allow_pickle=False) as npz:
+                    npz.files  # noqa: B018 - reads the zip directory
+            except Exception as exc:
+                raise StateFileError(arrays_file, f"not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+        router = super().load(path)
+        if getattr(router, "_pending_state", None) is not None or not hasattr(router, "_colony"):
+            raise StateFileError(arrays_file, "the pheromone matrices were not loaded")
+        return router
+
+
+def _intent_state(model: Any) -> dict[str, Any]:
+    get = getattr(model, "get_state", None)
+    if get is None or not getattr(model, "kind", ""):
+        raise ConfigurationError(
+            f"intent model {type(model).__name__} cannot be saved: give it kind, get_state, get_arrays, set_state "
+            "and register it in agentroute.intent.INTENT_MODELS"
+        )
+    return dict(get())
+
+
+def _as_trajectory(sample: PathSample) -> Trajectory:
+    task = Task(id=sample.task_id, query=sample.query, status="done", score=sample.score, cost_usd=sample.cost)
+    steps = [
+        Step(task_id=sample.task_id, index=k, stage=s.stage, agent=column_agent(s.column), cost_usd=s.cost, score=s.score)
+        for k, s in enumerate(sample.steps)
+    ]
+    return Trajectory(task=task, steps=steps)
+
+

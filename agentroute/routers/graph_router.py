@@ -1,0 +1,443 @@
+"""GraphRouter: LLM selection as edge prediction on a query–LLM graph (torch-geometric).
+
+GraphRouter (Feng, Shen & You, ICLR 2025, arXiv 2410.03834; code: ulab-uiuc/GraphRouter
+``model/graph_nn.py``) casts routing as predicting the edges of a bipartite graph:
+
+- **Nodes.** One node per training query, features e(q) = its MiniLM embedding, and one per LLM,
+  features e(d_m) = the MiniLM embedding of the LLM's text descriptor d_m
+  (:meth:`~agentroute.pool.card.ModelCard.descriptor` when a card is known, else the model name).
+  Both are aligned to a common width h by linear maps: x⁰_q = A_q e(q), x⁰_m = A_m e(d_m).
+- **Edges.** Query → LLM for every logged outcome, with features [utility, cost, effect]: effect =
+  the logged score, cost = the logged cost min–max normalised over the training cells, utility =
+  α·effect − β·cost (``effect_weight`` α, ``cost_penalty`` β; the paper's scenarios are
+  Performance-First (1, 0), Balance (0.5, 0.5) and Cost-First (0.2, 0.8)). Edge features pass
+  through ReLU(Linear(3, 3)) first.
+- **Encoder.** Two ``GeneralConv`` layers (You et al. 2020's design-space layer:
+  x'_i = Σ_{j→i} (W_msg x_j + W_edge e_ji) + x_i), each followed by BatchNorm, ReLU in between:
+  x¹ = ReLU(BN(Conv(x⁰))), x² = BN(Conv(x¹)). Messages flow query → LLM, so an LLM's embedding
+  summarises the queries it was tried on and how it fared.
+- **Decoder.** P(edge q–m) = σ(mean(x⁰_q ⊙ x²_m)): the query's *initial* features against the LLM's
+  *encoded* features.
+- **Training.** Label 1 on the edge to each query's best-utility LLM, 0 elsewhere; binary
+  cross-entropy. Each step draws ``masks_per_step`` random masks: an edge is visible to message
+  passing with probability ``edge_mask_rate`` (0.5) and otherwise is an edge to predict; the losses
+  are averaged and AdamW (lr 3e-4) takes one full-graph step. The checkpoint kept is the one with
+  the best validation routing utility (validation queries' edges predicted with all other training
+  edges visible).
+
+**What differs from the reference code, and why.**
+
+1. No task nodes. The paper concatenates an embedding of the query's *task description* to each
+   query node; a deployment does not know the task of a new query (ROUTERS.md §8), so queries carry
+   only their own embedding.
+2. ``GeneralConv(aggr="mean")`` instead of the default sum. Training sees half of the edges
+   (masking), inference all of them: with a sum the LLM embeddings double at inference, with a
+   mean they do not; a mean also lets an LLM with a few edges (a new one) be compared with LLMs
+   that have thousands.
+3. Every LLM tied at a query's best utility is labelled 1. Ties are the rule with 0/1 scores and
+   Performance-First weights (every correct model is "best"); the reference ``np.argmax`` labels
+   whichever comes first in the column order, which teaches the column order. With all tied
+   positives, P(edge) estimates P(m attains the best utility), which for 0/1 scores ranks models as
+   P(m correct) does; with graded scores ties are rare and the label is the paper's one-hot.
+4. ``llm_dropout``: in each mask, every edge of an LLM is hidden with this probability, so the model
+   also learns to score an LLM from its descriptor alone (the zero-shot case of a new LLM).
+
+**Inference.** A test query joins the graph as a new node with an edge to every LLM; those edges are
+the ones to predict and carry no outcome features, so (as in the reference code, where they are
+outside ``edge_can_see``) they take no part in message passing. An LLM's encoded features therefore
+depend only on the training edges: they are computed once after training (``llm_hidden_``) and
+routing costs one linear map of the query embedding and m dot products.
+
+**New LLMs join inductively, without retraining.** A candidate whose column was not seen in
+training is a new LLM node built from its descriptor: with no edges (zero-shot) its encoded features
+come from the descriptor alone; :meth:`GraphRouter.add_outcomes` adds a few logged outcomes of new
+LLMs as edges (the paper's few-shot setting) and encodes them with the trained weights.
+
+The predicted "score" of the utility rule is the edge probability; the predicted cost is the model's
+mean training cost (GraphRouter does not regress costs). Pass the model cards to :meth:`fit` (a
+dataset with ``cards()`` provides them) so that training and new LLMs are described alike.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from agentroute._optional import require, torch_module
+from agentroute.errors import ConfigurationError
+from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
+from agentroute.routers.base import register
+from agentroute.routers.utility import (
+    UtilityRouter,
+    embed_contexts,
+    embed_texts,
+    load_module_arrays,
+    module_arrays,
+    validation_split,
+)
+from agentroute.types import Agent, RouteContext
+
+torch = torch_module()  # this module is imported lazily, on first use of the "graph-router" router
+GeneralConv = require("torch_geometric.nn").GeneralConv
+
+EDGE_FEATURES = ("utility", "cost", "effect")
+
+
+class GraphRouterNet(torch.nn.Module):
+    """GraphRouter's encoder–decoder over a query → LLM graph.
+
+    Args:
+        query_dim: width of the query features (MiniLM: 384).
+        llm_dim: width of the LLM descriptor features.
+        hidden: h, the common node width of both GNN layers.
+        edge_dim: edge features (3: utility, cost, effect).
+
+    Shapes:
+        query_x (n_q × query_dim), llm_x (n_m × llm_dim); nodes are numbered queries first, then
+        LLMs; ``edge_index`` (2 × E) holds (query node, LLM node) pairs, ``edge_attr`` (E × edge_dim).
+        :meth:`encode` → (x⁰, x²), each ((n_q + n_m) × h); :meth:`decode` → P(edge) per pair (P,).
+    """
+
+    def __init__(self, query_dim: int, llm_dim: int, hidden: int, edge_dim: int = len(EDGE_FEATURES)) -> None:
+        super().__init__()
+        self.query_align = torch.nn.Linear(query_dim, hidden)
+        self.llm_align = torch.nn.Linear(llm_dim, hidden)
+        self.edge_mlp = torch.nn.Linear(edge_dim, edge_dim)
+        self.conv1 = GeneralConv(hidden, hidden, in_edge_channels=edge_dim, aggr="mean")
+        self.conv2 = GeneralConv(hidden, hidden, in_edge_channels=edge_dim, aggr="mean")
+        self.bn1 = torch.nn.BatchNorm1d(hidden)
+        self.bn2 = torch.nn.BatchNorm1d(hidden)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for child in (self.query_align, self.llm_align, self.edge_mlp, self.conv1, self.conv2, self.bn1, self.bn2):
+            child.reset_parameters()
+
+    def encode(
+        self, query_x: torch.Tensor, llm_x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = torch.cat([self.query_align(query_x), self.llm_align(llm_x)], dim=0)
+        e = torch.relu(self.edge_mlp(edge_attr))
+        x = torch.relu(self.bn1(self.conv1(x0, edge_index, edge_attr=e)))
+        x = self.bn2(self.conv2(x, edge_index, edge_attr=e))
+        return x0, x
+
+    @staticmethod
+    def decode(x0: torch.Tensor, x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """σ(mean(x⁰_q ⊙ x²_m)) for each (query node, LLM node) column of ``pairs``."""
+        return torch.sigmoid((x0[pairs[0]] * x[pairs[1]]).mean(dim=-1))
+
+
+@register
+class GraphRouter(UtilityRouter):
+    """GraphRouter (arXiv 2410.03834): query–LLM graph, GeneralConv encoder, edge prediction.
+
+    Args:
+        cost_weight: λ in P(edge) − λ·ĉ/c_scale (the knob).
+        hidden: node width h.
+        lr, weight_decay: AdamW's (paper code: lr 3e-4).
+        epochs, patience: at most ``epochs`` full-graph steps; stop after ``patience`` steps without
+            a better validation utility.
+        masks_per_step: random edge masks averaged per step (reference ``batch_size``: 4).
+        edge_mask_rate: probability that a training edge is visible to message passing (0.5).
+        llm_dropout: probability that all edges of an LLM are hidden in a mask (zero-shot training).
+        effect_weight, cost_penalty: α, β of the edge utility α·effect − β·cost.
+        validation_fraction: training queries held out for checkpoint selection (seeded).
+        seed: seeds initialisation, masks and the split.
+
+    Fitted attributes: ``net_``, ``descriptors_`` (text per column), ``llm_features_`` (m × 384),
+    ``llm_hidden_`` (m × h, encoded LLM features), ``cost_range_`` (min, max training cost).
+    """
+
+    name = "graph-router"
+
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        hidden: int = 64,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-4,
+        epochs: int = 400,
+        patience: int = 40,
+        masks_per_step: int = 4,
+        edge_mask_rate: float = 0.5,
+        llm_dropout: float = 0.1,
+        effect_weight: float = 1.0,
+        cost_penalty: float = 0.0,
+        validation_fraction: float = 0.2,
+        seed: int = 0,
+    ):
+        self.cost_weight = cost_weight
+        self.hidden = hidden
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.patience = patience
+        self.masks_per_step = masks_per_step
+        self.edge_mask_rate = edge_mask_rate
+        self.llm_dropout = llm_dropout
+        self.effect_weight = effect_weight
+        self.cost_penalty = cost_penalty
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for key in ("hidden", "epochs", "patience", "masks_per_step"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"graph-router: {key!r} must be an integer ≥ 1 (got {value!r})")
+        for key in ("edge_mask_rate", "llm_dropout"):
+            value = getattr(self, key)
+            if not 0 <= value < 1:
+                raise ConfigurationError(f"graph-router: {key!r} must be in [0, 1) (got {value!r})")
+        if self.effect_weight < 0 or self.cost_penalty < 0 or self.effect_weight + self.cost_penalty <= 0:
+            raise ConfigurationError(
+                f"graph-router: 'effect_weight' and 'cost_penalty' must be ≥ 0 and not both 0 "
+                f"(got {self.effect_weight!r}, {self.cost_penalty!r})"
+            )
+
+    # -- learning ---------------------------------------------------------------------------------
+    def fit(self, data: Any, *, cards: Mapping[str, Any] | None = None) -> Self:
+        """Learn from logged outcomes; ``cards`` (model id → ModelCard) describe the LLMs.
+
+        Without ``cards``, a dataset's ``cards()`` are used when it has them, else the model names.
+        """
+        if cards is None and callable(getattr(data, "cards", None)):
+            try:
+                cards = data.cards()
+            except Exception:  # a dataset that cannot price its models: describe them by name
+                cards = None
+        self._fit_cards = dict(cards or {})
+        try:
+            return super().fit(data)
+        finally:
+            del self._fit_cards
+
+    def _fit_table(self, table: OutcomeTable) -> None:
+        costs = np.asarray(table.costs, dtype=float)
+        logged_cost = costs[~np.isnan(costs)]
+        lo, hi = (float(logged_cost.min()), float(logged_cost.max())) if logged_cost.size else (0.0, 1.0)
+        self.cost_range_ = (lo, hi)
+        self.descriptors_ = [_descriptor(column, self._fit_cards) for column in self.columns_]
+        self.llm_features_ = embed_texts(self.descriptors_).astype(np.float32)
+        query_x = torch.from_numpy(embed_texts(table.queries).astype(np.float32))
+        llm_x = torch.from_numpy(self.llm_features_)
+        n, m = len(table), len(self.columns_)
+        q_idx, m_idx = np.nonzero(~np.isnan(np.asarray(table.scores, dtype=float)))
+        edge_cost = np.where(np.isnan(costs), self.cost_mean_[None, :], costs)[q_idx, m_idx]
+        edge_attr = torch.from_numpy(self._edge_features(table.scores[q_idx, m_idx], edge_cost))
+        edge_index = torch.from_numpy(np.vstack([q_idx, n + m_idx]).astype(np.int64))
+        label = torch.from_numpy(self._labels(table)[q_idx, m_idx].astype(np.float32))
+
+        fit_rows, _ = validation_split(n, self.validation_fraction, self.seed)
+        in_fit = torch.from_numpy(np.isin(q_idx, fit_rows))
+        edge_llm = torch.from_numpy(m_idx.astype(np.int64))
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net_ = GraphRouterNet(query_x.shape[1], llm_x.shape[1], self.hidden)
+            gen = torch.Generator().manual_seed(self.seed)
+            opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            bce = torch.nn.functional.binary_cross_entropy
+            best, best_state, stale, ran = -np.inf, copy.deepcopy(self.net_.state_dict()), 0, 0
+            for step in range(1, self.epochs + 1):
+                ran = step
+                self.net_.train()
+                opt.zero_grad()
+                losses = []
+                for _ in range(self.masks_per_step):
+                    visible = (torch.rand(len(edge_attr), generator=gen) < self.edge_mask_rate) & in_fit
+                    if self.llm_dropout > 0:
+                        dropped = torch.rand(m, generator=gen) < self.llm_dropout
+                        visible &= ~dropped[edge_llm]
+                    predict = in_fit & ~visible
+                    if not bool(predict.any()):
+                        continue
+                    x0, x = self.net_.encode(query_x, llm_x, edge_index[:, visible], edge_attr[visible])
+                    losses.append(bce(self.net_.decode(x0, x, edge_index[:, predict]), label[predict]))
+                if not losses:
+                    break
+                torch.stack(losses).mean().backward()
+                opt.step()
+                current = -self._validation_loss(query_x, llm_x, edge_index, edge_attr, label, in_fit)
+                if current > best + 1e-6:
+                    best, best_state, stale = current, copy.deepcopy(self.net_.state_dict()), 0
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+            self.net_.load_state_dict(best_state)
+        self.net_.eval()
+        self.epochs_run_ = ran
+        with torch.no_grad():
+            _, x = self.net_.encode(query_x, llm_x, edge_index, edge_attr)
+        self.llm_hidden_ = x[n:].numpy().astype(np.float32)
+
+    def _edge_features(self, score: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """[utility, normalised cost, effect] per edge."""
+        lo, hi = self.cost_range_
+        cost_n = np.clip((cost - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(cost)
+        utility = self.effect_weight * score - self.cost_penalty * cost_n
+        return np.stack([utility, cost_n, score], axis=1).astype(np.float32)
+
+    def _utility_matrix(self, scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        lo, hi = self.cost_range_
+        filled = np.where(np.isnan(costs), self.cost_mean_[None, : costs.shape[1]], costs)
+        cost_n = np.clip((filled - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(filled)
+        return self.effect_weight * scores - self.cost_penalty * cost_n
+
+    def _labels(self, table: OutcomeTable) -> np.ndarray:
+        """1 on the edges to each query's best-utility LLM(s): every LLM tied at the best utility."""
+        scores = np.asarray(table.scores, dtype=float)
+        utility = np.where(np.isnan(scores), -np.inf, self._utility_matrix(scores, np.asarray(table.costs, dtype=float)))
+        best = utility.max(axis=1, keepdims=True)
+        return ((utility >= best - 1e-12) & np.isfinite(utility)).astype(float)
+
+    def _validation_loss(
+        self,
+        query_x: torch.Tensor,
+        llm_x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        label: torch.Tensor,
+        in_fit: torch.Tensor,
+    ) -> float:
+        """BCE of the validation queries' edges, predicted with every fit edge visible."""
+        self.net_.eval()
+        with torch.no_grad():
+            x0, x = self.net_.encode(query_x, llm_x, edge_index[:, in_fit], edge_attr[in_fit])
+            pred = self.net_.decode(x0, x, edge_index[:, ~in_fit])
+            return float(torch.nn.functional.binary_cross_entropy(pred, label[~in_fit]))
+
+    # -- prediction -------------------------------------------------------------------------------
+    def _edge_probability(self, ctxs: Sequence[RouteContext], llm_hidden: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            q0 = self.net_.query_align(torch.from_numpy(embed_contexts(ctxs).astype(np.float32)))
+            logits = (q0 @ torch.from_numpy(llm_hidden).T) / llm_hidden.shape[1]
+        return torch.sigmoid(logits).double().numpy()
+
+    def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
+        return self._edge_probability(ctxs, self.llm_hidden_), np.tile(self.cost_mean_, (len(ctxs), 1))
+
+    def _predict_unknown(
+        self, ctxs: Sequence[RouteContext], agents: Sequence[Agent], known: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        _, cost = super()._predict_unknown(ctxs, agents, known)
+        cards: dict[str, Any] = {}
+        for ctx in ctxs:
+            for key, card in ctx.cards.items():
+                cards.setdefault(key, card)
+        descriptors = [_descriptor(agent_column(a), cards) for a in agents]
+        return self._edge_probability(ctxs, self.encode_llms(descriptors)), cost
+
+    def encode_llms(
+        self,
+        descriptors: Sequence[str],
+        queries: Sequence[str] = (),
+        edges: Sequence[tuple[int, int, float, float]] = (),
+    ) -> np.ndarray:
+        """Encoded features (len(descriptors) × h) of LLM nodes built from their descriptors, with
+        optional logged edges ``(query index, descriptor index, score, cost)`` over ``queries`` —
+        the trained weights, no retraining."""
+        self.check_fitted()
+        if not descriptors:
+            return np.zeros((0, self.llm_hidden_.shape[1]), dtype=np.float32)
+        llm_x = torch.from_numpy(embed_texts(descriptors).astype(np.float32))
+        query_x = torch.from_numpy(embed_texts(list(queries)).astype(np.float32).reshape(-1, llm_x.shape[1]))
+        n = len(query_x)
+        if edges:
+            q, j, s, c = (np.asarray(v) for v in zip(*edges, strict=True))
+            attr = self._edge_features(s.astype(float), c.astype(float))
+            edge_index = torch.from_numpy(np.vstack([q, n + j]).astype(np.int64))
+            edge_attr = torch.from_numpy(attr)
+        else:
+            edge_index = torch.zeros((2, 0), dtype=torch.int64)
+            edge_attr = torch.zeros((0, len(EDGE_FEATURES)), dtype=torch.float32)
+        with torch.no_grad():
+            _, x = self.net_.encode(query_x, llm_x, edge_index, edge_attr)
+        return x[n:].numpy().astype(np.float32)
+
+    def add_outcomes(self, data: Any, *, cards: Mapping[str, Any] | None = None) -> GraphRouter:
+        """Add LLMs that were not in training from a few logged outcomes (the paper's few-shot
+        setting): each new column of ``data`` becomes an LLM node whose edges are its logged
+        outcomes, encoded with the trained weights. Columns already known are left as they are.
+        Returns ``self``.
+        """
+        self.check_fitted()
+        table = as_outcome_table(data)
+        new = [j for j, column in enumerate(table.models) if column not in self.columns_]
+        if not new:
+            return self
+        if cards is None and callable(getattr(data, "cards", None)):
+            cards = data.cards()
+        descriptors = [_descriptor(table.models[j], dict(cards or {})) for j in new]
+        means = [_mean(table.scores[:, j]) for j in new]
+        cost_means = [_mean(table.costs[:, j]) for j in new]
+        edges = [
+            (i, k, float(table.scores[i, j]), float(np.nan_to_num(table.costs[i, j], nan=cost_means[k])))
+            for k, j in enumerate(new)
+            for i in range(len(table))
+            if not np.isnan(table.scores[i, j])
+        ]
+        if not edges:
+            raise ConfigurationError(f"graph-router: no logged outcome for the new columns {[table.models[j] for j in new]}")
+        hidden = self.encode_llms(descriptors, table.queries, edges)
+        self.columns_ = [*self.columns_, *(table.models[j] for j in new)]
+        self.descriptors_ = [*self.descriptors_, *descriptors]
+        self.llm_features_ = np.vstack([self.llm_features_, embed_texts(descriptors).astype(np.float32)])
+        self.llm_hidden_ = np.vstack([self.llm_hidden_, hidden])
+        self.score_mean_ = np.concatenate([self.score_mean_, means])
+        self.cost_mean_ = np.concatenate([self.cost_mean_, cost_means])
+        return self
+
+    # -- persistence ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "descriptors": list(self.descriptors_),
+            "cost_range": list(self.cost_range_),
+            "epochs_run": self.epochs_run_,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.descriptors_ = [str(d) for d in state["descriptors"]]
+        lo, hi = state["cost_range"]
+        self.cost_range_ = (float(lo), float(hi))
+        self.epochs_run_ = int(state["epochs_run"])
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            **super().get_arrays(),
+            "llm_features": self.llm_features_,
+            "llm_hidden": self.llm_hidden_,
+            **module_arrays(self.net_),
+        }
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        super().set_arrays(arrays)
+        self.llm_features_ = np.asarray(arrays["llm_features"], dtype=np.float32)
+        self.llm_hidden_ = np.asarray(arrays["llm_hidden"], dtype=np.float32)
+        query_w = np.asarray(arrays["net.query_align.weight"])
+        llm_w = np.asarray(arrays["net.llm_align.weight"])
+        self.net_ = GraphRouterNet(query_w.shape[1], llm_w.shape[1], query_w.shape[0])
+        load_module_arrays(self.net_, arrays)
+
+
+def _mean(values: np.ndarray) -> float:
+    logged = values[~np.isnan(values)]
+    return float(logged.mean()) if logged.size else 0.0
+
+
+def _descriptor(column: str, cards: Mapping[str, Any]) -> str:
+    """The text of an LLM node: its card's descriptor (for the column's strategy), else its name."""
+    model, _, strategy = column.partition(":")
+    card = cards.get(model)
+    if card is not None and callable(getattr(card, "descriptor", None)):
+        return str(card.descriptor(strategy or "direct"))
+    return column

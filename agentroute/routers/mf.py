@@ -1,0 +1,177 @@
+"""Matrix-factorisation router: RouteLLM's ``mf`` on a logged-outcome table.
+
+RouteLLM (Ong et al., arXiv 2406.18665, §4.1 "Matrix factorization") scores a (model, query) pair by
+
+    δ(m, q) = wᵀ (v̂_m ⊙ (W q)),    v̂_m = v_m / ‖v_m‖₂
+
+with a learned embedding v_m ∈ ℝᵈ per model, a projection W ∈ ℝ^{d×D} of the query's text
+embedding q ∈ ℝᴰ, and a linear read-out w ∈ ℝᵈ (no biases), and learns it from pairwise
+preferences: P(a beats b | q) = σ(δ(a, q) − δ(b, q)). Logged-outcome tables give a pointwise score
+per (query, model) instead of a preference, so here
+
+    ŝ(q, m) = σ(δ(m, q) + b_m)
+
+trained with binary cross-entropy on the table's scores (0/1, or graded in [0, 1] as soft targets).
+The per-model bias b_m is the one addition: it is what the pairwise difference cancels, and with
+pointwise targets it carries each model's base rate, so that δ only has to model the query-specific
+part. q is the MiniLM embedding (D = 384; RouteLLM uses OpenAI's text-embedding-3-small), d = ``dim``
+(RouteLLM: 128). Optimiser and schedule follow RouteLLM's training script (Adam, lr 3e-4,
+weight decay 1e-5, minibatches of 64), with early stopping on a seeded validation split. Matrix
+factorisation models quality only: the predicted cost of a model is its mean training cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agentroute._optional import torch_module
+from agentroute.errors import ConfigurationError
+from agentroute.outcomes import OutcomeTable
+from agentroute.routers.base import register
+from agentroute.routers.utility import (
+    UtilityRouter,
+    embed_contexts,
+    embed_texts,
+    load_module_arrays,
+    module_arrays,
+    train_early_stopping,
+    validation_split,
+)
+from agentroute.types import RouteContext
+
+torch = torch_module()  # this module is imported lazily, on first use of the "mf" router
+
+
+class MatrixFactorization(torch.nn.Module):
+    """RouteLLM's MFModel with a per-model bias: logits δ(m, q) + b_m = wᵀ(v̂_m ⊙ W q) + b_m.
+
+    Args:
+        text_dim: D, the query embedding's size.
+        dim: d, the latent size.
+        n_models: m.
+
+    Shapes: q (n × D) → logits (n × m).
+    """
+
+    def __init__(self, text_dim: int, dim: int, n_models: int) -> None:
+        super().__init__()
+        self.P = torch.nn.Embedding(n_models, dim)
+        self.text_proj = torch.nn.Linear(text_dim, dim, bias=False)
+        self.classifier = torch.nn.Linear(dim, 1, bias=False)
+        self.bias = torch.nn.Parameter(torch.zeros(n_models))
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        models = torch.nn.functional.normalize(self.P.weight, p=2, dim=1)  # m × d
+        projected = self.text_proj(q)  # n × d
+        return (projected[:, None, :] * models[None, :, :]) @ self.classifier.weight[0] + self.bias
+
+
+@register
+class MatrixFactorizationRouter(UtilityRouter):
+    """RouteLLM's matrix factorisation, trained pointwise on logged scores.
+
+    Args:
+        cost_weight: λ in ŝ − λ·ĉ/c_scale (the knob).
+        dim: the latent dimension d.
+        lr, weight_decay: Adam's (RouteLLM: 3e-4, 1e-5).
+        epochs, patience: at most ``epochs`` passes; stop after ``patience`` without improvement.
+        batch_size: queries per minibatch (all their logged cells).
+        validation_fraction: share of train held out for early stopping (seeded).
+        seed: seeds initialisation, shuffling and the split.
+    """
+
+    name = "mf"
+
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        dim: int = 128,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-5,
+        epochs: int = 100,
+        patience: int = 8,
+        batch_size: int = 64,
+        validation_fraction: float = 0.15,
+        seed: int = 0,
+    ):
+        self.cost_weight = cost_weight
+        self.dim = dim
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for key in ("dim", "epochs", "patience", "batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"mf: {key!r} must be an integer ≥ 1 (got {value!r})")
+        if not self.lr > 0:
+            raise ConfigurationError(f"mf: 'lr' must be > 0 (got {self.lr!r})")
+
+    def _fit_table(self, table: OutcomeTable) -> None:
+        scores = np.asarray(table.scores, dtype=float)
+        logged = scores[~np.isnan(scores)]
+        if logged.min() < 0 or logged.max() > 1:
+            raise ConfigurationError(
+                f"mf: scores must lie in [0, 1] (got {logged.min():g} … {logged.max():g}); rescale them first"
+            )
+        x = torch.from_numpy(embed_texts(table.queries).astype(np.float32))
+        mask = ~np.isnan(scores)
+        target = torch.from_numpy(np.where(mask, scores, 0.0).astype(np.float32))
+        weight = torch.from_numpy(mask.astype(np.float32))
+        tr, va = validation_split(len(table), self.validation_fraction, self.seed)
+        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+        def loss(rows: Any) -> Any:
+            per_cell = bce(self.net_(x[rows]), target[rows], reduction="none")
+            return (per_cell * weight[rows]).sum() / weight[rows].sum().clamp(min=1.0)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net_ = MatrixFactorization(x.shape[1], self.dim, len(self.columns_))
+            with torch.no_grad():  # start from each model's base rate
+                rate = np.clip(np.nan_to_num(self.score_mean_, nan=0.5), 1e-3, 1 - 1e-3)
+                self.net_.bias.copy_(torch.from_numpy(np.log(rate / (1 - rate)).astype(np.float32)))
+            self.epochs_run_ = train_early_stopping(
+                self.net_,
+                lambda rows: loss(tr_t[rows]),
+                lambda: loss(va_t),
+                n_train=len(tr),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                patience=self.patience,
+                seed=self.seed,
+            )
+
+    def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            logits = self.net_(torch.from_numpy(embed_contexts(ctxs).astype(np.float32))).double().numpy()
+        return 1.0 / (1.0 + np.exp(-logits)), np.tile(self.cost_mean_, (len(ctxs), 1))
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "epochs_run": self.epochs_run_}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.epochs_run_ = int(state["epochs_run"])
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {**super().get_arrays(), **module_arrays(self.net_)}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        super().set_arrays(arrays)
+        proj = np.asarray(arrays["net.text_proj.weight"])
+        self.net_ = MatrixFactorization(proj.shape[1], proj.shape[0], len(self.columns_))
+        load_module_arrays(self.net_, arrays)

@@ -1,0 +1,219 @@
+"""MLP router: a small torch network from the query embedding to every model's score and cost.
+
+The MLP predictor of RouterBench (Hu et al., arXiv 2403.12031, §4.1) and of LLMRouter's
+``mlprouter``: one shared hidden layer over the MiniLM embedding e(q), two heads over the m training
+models,
+
+    h = Dropout(ReLU(W₁ e(q) + b₁)),    ŝ(q, ·) = σ(W_s h + b_s),    log ĉ(q, ·) = μ + σ_c ⊙ (W_c h + b_c)
+
+with μ, σ_c the per-model mean and standard deviation of the training log costs. The score head is
+trained with binary cross-entropy when the logged scores are 0/1 and with squared error on σ(·) when
+they are graded (scores outside [0, 1] are min–max scaled first and scaled back); the cost head with
+squared error on the standardised log cost. Missing cells carry no loss. Training is seeded (Adam,
+minibatches, early stopping on a seeded validation split of train, best weights restored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agentroute._optional import torch_module
+from agentroute.errors import ConfigurationError
+from agentroute.outcomes import OutcomeTable
+from agentroute.routers.base import register
+from agentroute.routers.utility import (
+    UtilityRouter,
+    embed_contexts,
+    embed_texts,
+    load_module_arrays,
+    module_arrays,
+    train_early_stopping,
+    validation_split,
+)
+from agentroute.types import RouteContext
+
+COST_EPS = 1e-9
+
+
+torch = torch_module()  # this module is imported lazily, on first use of the "mlp" router
+
+
+class ScoreCostMLP(torch.nn.Sequential):
+    """Linear(D, hidden) → ReLU → Dropout → Linear(hidden, 2m): m score logits, then m log costs.
+
+    Shapes: e (n × D) → (n × 2m).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, n_models: int, dropout: float) -> None:
+        super().__init__(
+            torch.nn.Linear(in_dim, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden, 2 * n_models),
+        )
+
+
+@register
+class MLPRouter(UtilityRouter):
+    """MLP on MiniLM embeddings → per-model score (σ) and log cost.
+
+    Args:
+        cost_weight: λ in ŝ − λ·ĉ/c_scale (the knob).
+        hidden: hidden units.
+        dropout: dropout rate after the hidden layer.
+        lr, weight_decay: Adam's.
+        epochs: at most this many passes; ``patience`` epochs without a better validation loss stop.
+        batch_size: minibatch rows.
+        validation_fraction: share of train held out for early stopping (seeded).
+        cost_loss_weight: weight of the cost head's loss against the score head's.
+        seed: seeds initialisation, shuffling, dropout and the validation split.
+    """
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        hidden: int = 128,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        epochs: int = 100,
+        patience: int = 8,
+        batch_size: int = 64,
+        validation_fraction: float = 0.15,
+        cost_loss_weight: float = 0.5,
+        seed: int = 0,
+    ):
+        self.cost_weight = cost_weight
+        self.hidden = hidden
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.cost_loss_weight = cost_loss_weight
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for key in ("hidden", "epochs", "patience", "batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"mlp: {key!r} must be an integer ≥ 1 (got {value!r})")
+        if not 0 <= self.dropout < 1:
+            raise ConfigurationError(f"mlp: 'dropout' must be in [0, 1) (got {self.dropout!r})")
+        if not self.lr > 0:
+            raise ConfigurationError(f"mlp: 'lr' must be > 0 (got {self.lr!r})")
+
+    # -- learning ---------------------------------------------------------------------------------
+    def _fit_table(self, table: OutcomeTable) -> None:
+        x = torch.from_numpy(embed_texts(table.queries).astype(np.float32))
+        scores = np.asarray(table.scores, dtype=float)
+        logged = scores[~np.isnan(scores)]
+        self.score_lo_, self.score_hi_ = float(min(0.0, logged.min())), float(max(1.0, logged.max()))
+        self.binary_ = bool(np.all(np.isin(logged, (0.0, 1.0))))
+        target_s = (scores - self.score_lo_) / (self.score_hi_ - self.score_lo_)
+        log_cost = np.log(np.asarray(table.costs, dtype=float) + COST_EPS)
+        self.log_cost_mean_ = np.nan_to_num(_nanmean(log_cost), nan=np.log(COST_EPS))
+        self.log_cost_std_ = np.maximum(np.nan_to_num(_nanstd(log_cost), nan=1.0), 1e-3)
+        target_c = (log_cost - self.log_cost_mean_) / self.log_cost_std_
+
+        ts, ms = _masked(target_s)
+        tc, mc = _masked(target_c)
+        m = len(self.columns_)
+        tr, va = validation_split(len(table), self.validation_fraction, self.seed)
+        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+        def loss(rows: Any) -> Any:
+            out = self.net_(x[rows])
+            logits, cost = out[:, :m], out[:, m:]
+            if self.binary_:
+                ls = bce(logits, ts[rows], reduction="none")
+            else:
+                ls = (torch.sigmoid(logits) - ts[rows]) ** 2
+            lc = (cost - tc[rows]) ** 2
+            score_loss = (ls * ms[rows]).sum() / ms[rows].sum().clamp(min=1.0)
+            cost_loss = (lc * mc[rows]).sum() / mc[rows].sum().clamp(min=1.0)
+            return score_loss + self.cost_loss_weight * cost_loss
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net_ = ScoreCostMLP(x.shape[1], self.hidden, m, self.dropout)
+            self.epochs_run_ = train_early_stopping(
+                self.net_,
+                lambda rows: loss(tr_t[rows]),
+                lambda: loss(va_t),
+                n_train=len(tr),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                patience=self.patience,
+                seed=self.seed,
+            )
+
+    # -- prediction -------------------------------------------------------------------------------
+    def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
+        m = len(self.columns_)
+        with torch.no_grad():
+            out = self.net_(torch.from_numpy(embed_contexts(ctxs).astype(np.float32))).double().numpy()
+        score = self.score_lo_ + (self.score_hi_ - self.score_lo_) / (1.0 + np.exp(-out[:, :m]))
+        cost = np.exp(self.log_cost_mean_ + self.log_cost_std_ * out[:, m:]) - COST_EPS
+        return score, np.maximum(cost, 0.0)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "binary": self.binary_,
+            "score_range": [self.score_lo_, self.score_hi_],
+            "epochs_run": self.epochs_run_,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.binary_ = bool(state["binary"])
+        self.score_lo_, self.score_hi_ = (float(v) for v in state["score_range"])
+        self.epochs_run_ = int(state["epochs_run"])
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            **super().get_arrays(),
+            "log_cost_mean": self.log_cost_mean_,
+            "log_cost_std": self.log_cost_std_,
+            **module_arrays(self.net_),
+        }
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        super().set_arrays(arrays)
+        self.log_cost_mean_ = np.asarray(arrays["log_cost_mean"], dtype=float)
+        self.log_cost_std_ = np.asarray(arrays["log_cost_std"], dtype=float)
+        first = np.asarray(arrays["net.0.weight"])
+        self.net_ = ScoreCostMLP(first.shape[1], first.shape[0], len(self.columns_), self.dropout)
+        load_module_arrays(self.net_, arrays)
+
+
+def _masked(values: np.ndarray) -> tuple[Any, Any]:
+    """(values with nan → 0, mask of logged cells) as float32 tensors."""
+    mask = ~np.isnan(values)
+    return torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32)), torch.from_numpy(mask.astype(np.float32))
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    count = np.sum(~np.isnan(values), axis=0)
+    return np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), np.nan)
+
+
+def _nanstd(values: np.ndarray) -> np.ndarray:
+    mean = _nanmean(values)
+    count = np.sum(~np.isnan(values), axis=0)
+    var = np.nansum((values - mean) ** 2, axis=0) / np.maximum(count, 1)
+    return np.where(count > 0, np.sqrt(var), np.nan)

@@ -1,0 +1,410 @@
+"""Utility routers: predict each candidate's score and cost, then take the best trade-off.
+
+A :class:`UtilityRouter` learns, from logged outcomes only, a predicted score ŝ(q, m) and a predicted
+cost ĉ(q, m) for a query q and each candidate m, and routes to
+
+    m* = argmax_m  ŝ(q, m) − λ · ĉ(q, m) / c_scale
+
+where λ is the router's one knob (``cost_weight``) and ``c_scale`` (``cost_scale_``) is the mean
+logged cost of the dearest model in the training data, so that λ is unit-free: at λ = 1 a model that
+costs as much as the dearest one on average must be predicted one full score point better than a free
+one. Ties go to the lower predicted cost, then to the earlier candidate. This is the cost-aware
+argmax used by RouterBench's predictive routers (Hu et al., arXiv 2403.12031, §4) and RouteLLM's
+threshold routers (Ong et al., arXiv 2406.18665) generalised to k models.
+
+Sweeping λ is cheap: :meth:`UtilityRouter.predict` returns the (n × k) score and cost matrices for n
+contexts that share one candidate list, and :func:`choose` / :func:`sweep` apply the argmax for any λ
+— bit for bit what :meth:`UtilityRouter.route` decides context by context.
+
+Candidates whose outcome-table column was not seen in training get the training mean score and a
+cost from their card (the context's card-priced cost, rescaled by the median ratio of logged to
+card cost over the known candidates), or the training mean cost when no card price is given.
+
+The module also holds two small learned pieces that several routers share: :class:`LogisticHead`
+(a scikit-learn logistic regression kept as plain arrays, so it saves without pickle) and the
+seeded minibatch loop with early stopping used by the torch routers (:func:`train_early_stopping`).
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+
+from agentroute._optional import require, torch_module
+from agentroute.errors import ConfigurationError
+from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
+from agentroute.routers.base import Router, decide, require_candidates
+from agentroute.types import Agent, Decision, RouteContext
+
+#: The λ values the evaluation sweeps: 0, then 47 log-spaced values from 1e-3 to 1e4. At the top end
+#: a cost gap of 1e-4 of the dearest model's mean cost outweighs a full score point, so the cheapest
+#: model wins every query.
+KNOB_GRID: tuple[float, ...] = (0.0, *(float(x) for x in np.geomspace(1e-3, 1e4, 47)))
+
+
+# -- the decision rule ---------------------------------------------------------------------------
+def utilities(score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scale: float = 1.0) -> np.ndarray:
+    """``score − cost_weight · cost / cost_scale``; missing (nan) predictions become −inf.
+
+    >>> utilities(np.array([[0.9, 0.5]]), np.array([[2.0, 0.0]]), 0.1, 2.0).round(2).tolist()
+    [[0.8, 0.5]]
+    """
+    if not np.isfinite(cost_weight) or cost_weight < 0:
+        raise ConfigurationError(f"'cost_weight' must be a finite number ≥ 0 (got {cost_weight!r})")
+    if not np.isfinite(cost_scale) or cost_scale <= 0:
+        raise ConfigurationError(f"'cost_scale' must be a finite number > 0 (got {cost_scale!r})")
+    u = np.asarray(score, dtype=float) - cost_weight * np.asarray(cost, dtype=float) / cost_scale
+    return np.where(np.isnan(u), -np.inf, u)
+
+
+def choose(score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scale: float = 1.0) -> np.ndarray:
+    """Row-wise ``argmax`` of :func:`utilities`; ties go to the lower cost, then the lower index.
+
+    >>> choose(np.array([[0.5, 0.5, 0.4]]), np.array([[2.0, 1.0, 0.0]]), 0.0).tolist()
+    [1]
+    >>> choose(np.array([[0.5, 0.5, 0.4]]), np.array([[2.0, 1.0, 0.0]]), 1.0, 10.0).tolist()
+    [2]
+    """
+    u = utilities(score, cost, cost_weight, cost_scale)
+    if u.ndim != 2 or u.shape[1] == 0:
+        raise ConfigurationError(f"score and cost must be (n × k) with k ≥ 1 (got shape {u.shape})")
+    best = u.max(axis=1, keepdims=True)
+    tied_cost = np.where(u >= best, np.nan_to_num(np.asarray(cost, dtype=float), nan=np.inf), np.inf)
+    return np.argmin(tied_cost, axis=1)
+
+
+def sweep(
+    score: np.ndarray, cost: np.ndarray, grid: Sequence[float] = KNOB_GRID, cost_scale: float = 1.0
+) -> np.ndarray:
+    """The choices for every λ in ``grid``: an (len(grid) × n) array of candidate indices."""
+    return np.stack([choose(score, cost, float(lam), cost_scale) for lam in grid])
+
+
+# -- what routers read from a context ------------------------------------------------------------
+def query_text(ctx: RouteContext) -> str:
+    """The text a router embeds: the step's input when there is one, else the task's query."""
+    return ctx.step_input or ctx.query
+
+
+def embed_texts(texts: Sequence[str]) -> np.ndarray:
+    """MiniLM vectors (n × 384, unit norm) from the process-wide, disk-cached embedder."""
+    from agentroute.embed import default_embedder
+
+    return default_embedder().embed(list(texts))
+
+
+def embed_contexts(ctxs: Sequence[RouteContext]) -> np.ndarray:
+    return embed_texts([query_text(c) for c in ctxs])
+
+
+def shared_candidates(ctxs: Sequence[RouteContext], who: str) -> list[Agent]:
+    """The candidate list every context shares (``predict`` returns one column per candidate)."""
+    if not ctxs:
+        raise ConfigurationError(f"{who}: predict() needs at least one context")
+    agents = ctxs[0].candidates
+    if not agents:
+        raise ConfigurationError(f"{who}: predict() called with no candidates")
+    keys = [a.key for a in agents]
+    for i, ctx in enumerate(ctxs[1:], start=1):
+        if [a.key for a in ctx.candidates] != keys:
+            raise ConfigurationError(
+                f"{who}: predict() needs contexts that share one candidate list; context {i} has "
+                f"{[a.key for a in ctx.candidates]}, context 0 has {keys}. Call it once per candidate list."
+            )
+    return list(agents)
+
+
+# -- the base class ------------------------------------------------------------------------------
+class UtilityRouter(Router):
+    """Base of routers that predict per-candidate score and cost (see the module docstring).
+
+    Subclasses implement :meth:`_fit_table` (learn from the training :class:`OutcomeTable`) and
+    :meth:`_predict_columns` (predicted score and cost of every training column), and extend
+    :meth:`get_state`/:meth:`set_state` and :meth:`get_arrays`/:meth:`set_arrays` with ``super()``.
+    Every subclass takes ``cost_weight`` (λ ≥ 0) as a keyword parameter.
+
+    Fitted attributes: ``columns_`` (training columns, as :func:`~agentroute.outcomes.agent_column`
+    names them), ``score_mean_`` and ``cost_mean_`` (per column), ``cost_scale_`` (the dearest
+    column's mean cost; 1 when all costs are 0).
+    """
+
+    learned = True
+    knob = "cost_weight"
+    knob_grid = KNOB_GRID
+
+    cost_weight: float
+    columns_: list[str]
+    score_mean_: np.ndarray
+    cost_mean_: np.ndarray
+    cost_scale_: float
+
+    # -- learning ---------------------------------------------------------------------------
+    def fit(self, data: Any) -> Self:
+        """Learn from an :class:`OutcomeTable`, a dataset with ``.train``, or trajectories."""
+        table = as_outcome_table(data)
+        if len(table) == 0 or not table.models:
+            raise ConfigurationError(f"{self.name}: the training table is empty")
+        if np.all(np.isnan(table.scores)):
+            raise ConfigurationError(f"{self.name}: the training table has no scored cells")
+        self._check_params()
+        self.columns_ = list(table.models)
+        score_mean = _nanmean0(table.scores)
+        self.score_mean_ = np.where(np.isnan(score_mean), np.nanmean(score_mean), score_mean)
+        cost_mean = _nanmean0(table.costs)
+        self.cost_mean_ = np.where(np.isnan(cost_mean), np.nanmean(cost_mean) if np.any(~np.isnan(cost_mean)) else 0.0, cost_mean)
+        dearest = float(np.max(self.cost_mean_)) if self.cost_mean_.size else 0.0
+        self.cost_scale_ = dearest if np.isfinite(dearest) and dearest > 0 else 1.0
+        self._fit_table(table)
+        self.fitted_ = True
+        return self
+
+    def _check_params(self) -> None:
+        """Validate hyperparameters (called by ``fit``); extend with ``super()``."""
+        lam = self.cost_weight
+        if not isinstance(lam, int | float) or not np.isfinite(lam) or lam < 0:
+            raise ConfigurationError(f"{self.name}: 'cost_weight' must be a finite number ≥ 0 (got {lam!r})")
+
+    @abc.abstractmethod
+    def _fit_table(self, table: OutcomeTable) -> None:
+        """Learn the predictor from the training table (``columns_`` etc. are already set)."""
+
+    # -- prediction ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted (score, cost), each (n × len(columns_)), for the training columns."""
+
+    def _predict_unknown(
+        self, ctxs: Sequence[RouteContext], agents: Sequence[Agent], known: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(score, cost) for candidates without a training column: the training mean score and a
+        card-calibrated cost (see the module docstring)."""
+        n, u = len(ctxs), len(agents)
+        score = np.full((n, u), float(np.mean(self.score_mean_)))
+        cost = np.full((n, u), float(np.mean(self.cost_mean_)))
+        for i, ctx in enumerate(ctxs):
+            ratios = [
+                self.cost_mean_[known[agent_column(a)]] / ctx.costs[a.key]
+                for a in ctx.candidates
+                if agent_column(a) in known and ctx.costs.get(a.key, 0.0) > 0
+            ]
+            if not ratios:
+                continue
+            ratio = float(np.median(ratios))
+            for j, agent in enumerate(agents):
+                if ctx.costs.get(agent.key, 0.0) > 0:
+                    cost[i, j] = ctx.costs[agent.key] * ratio
+        return score, cost
+
+    def predict(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted (score, cost), each (n × k), for the k candidates the n contexts share.
+
+        Never reads a logged outcome of the contexts' queries (except :class:`OracleRouter`, which
+        is a ceiling, not a router).
+        """
+        self.check_fitted()
+        agents = shared_candidates(ctxs, self.name)
+        known = {c: j for j, c in enumerate(self.columns_)}
+        cols = [known.get(agent_column(a)) for a in agents]
+        score = np.empty((len(ctxs), len(agents)))
+        cost = np.empty((len(ctxs), len(agents)))
+        seen = [j for j, c in enumerate(cols) if c is not None]
+        if seen:
+            s, c = self._predict_columns(ctxs)
+            idx = [cols[j] for j in seen]
+            score[:, seen], cost[:, seen] = s[:, idx], c[:, idx]
+        unseen = [j for j, c in enumerate(cols) if c is None]
+        if unseen:
+            s, c = self._predict_unknown(ctxs, [agents[j] for j in unseen], known)
+            score[:, unseen], cost[:, unseen] = s, c
+        return score, cost
+
+    def choose(self, score: np.ndarray, cost: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
+        """The candidate index per row for λ = ``cost_weight`` (default: this router's)."""
+        self.check_fitted()
+        lam = self.cost_weight if cost_weight is None else cost_weight
+        return choose(score, cost, lam, self.cost_scale_)
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        score, cost = self.predict([ctx])
+        index = int(self.choose(score, cost)[0])
+        u = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
+        keys = [a.key for a in ctx.candidates]
+        return decide(
+            self,
+            ctx,
+            index,
+            why=f"argmax predicted score − {self.cost_weight:g}·cost/{self.cost_scale_:.3g}",
+            scores={k: float(v) for k, v in zip(keys, u, strict=True)},
+            evidence={
+                "predicted_score": {k: float(v) for k, v in zip(keys, score[0], strict=True)},
+                "predicted_cost": {k: float(v) for k, v in zip(keys, cost[0], strict=True)},
+            },
+        )
+
+    # -- persistence ---------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {"columns": list(self.columns_), "cost_scale": float(self.cost_scale_)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.columns_ = list(state["columns"])
+        self.cost_scale_ = float(state["cost_scale"])
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {"score_mean": np.asarray(self.score_mean_), "cost_mean": np.asarray(self.cost_mean_)}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.score_mean_ = np.asarray(arrays["score_mean"], dtype=float)
+        self.cost_mean_ = np.asarray(arrays["cost_mean"], dtype=float)
+
+
+def shrunk_mean(values: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+    """Per-column (Σ logged values + strength·prior) / (#logged + strength), nan cells skipped.
+
+    >>> shrunk_mean(np.array([[1.0], [1.0], [np.nan]]), np.array([0.5]), 2.0).tolist()
+    [0.75]
+    """
+    count = np.sum(~np.isnan(values), axis=0)
+    total = np.nansum(values, axis=0)
+    denom = count + strength
+    return np.where(denom > 0, (total + strength * prior) / np.where(denom > 0, denom, 1.0), prior)
+
+
+def _nanmean0(values: np.ndarray) -> np.ndarray:
+    """Column means ignoring nan, nan (without a warning) for an all-nan column."""
+    count = np.sum(~np.isnan(values), axis=0)
+    total = np.nansum(values, axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# -- a logistic regression kept as arrays ------------------------------------------------------
+@dataclass
+class LogisticHead:
+    """Multinomial logistic regression p(y | x) = softmax(W x + b), fitted by scikit-learn.
+
+    Kept as plain arrays (``weight`` c × d, ``bias`` c, ``classes``) so that it saves to ``.npz``
+    without pickle and predicts with numpy alone. Binary problems are stored in the same softmax
+    form: rows (0, w) and (0, b), i.e. p(y₁ | x) = σ(w·x + b).
+    """
+
+    classes: list[str]
+    weight: np.ndarray
+    bias: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray, y: Sequence[str], *, c: float = 1.0, sample_weight: np.ndarray | None = None
+    ) -> LogisticHead:
+        labels = np.asarray([str(v) for v in y])
+        classes = sorted(set(labels.tolist()))
+        if len(classes) < 2:
+            raise ConfigurationError(f"a logistic head needs two classes or more (got {classes})")
+        linear_model = require("sklearn.linear_model")
+        model = linear_model.LogisticRegression(C=c, max_iter=2000)
+        model.fit(x, labels, sample_weight=sample_weight)
+        weight, bias = np.asarray(model.coef_, dtype=float), np.asarray(model.intercept_, dtype=float)
+        if len(classes) == 2:
+            weight = np.vstack([np.zeros_like(weight[0]), weight[0]])
+            bias = np.array([0.0, bias[0]])
+        return cls([str(k) for k in model.classes_], weight, bias)
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n × c), columns in the order of ``classes``."""
+        z = np.asarray(x, dtype=float) @ self.weight.T + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, x: np.ndarray) -> list[str]:
+        return [self.classes[i] for i in np.argmax(self.proba(x), axis=1)]
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}weight": self.weight, f"{prefix}bias": self.bias, f"{prefix}classes": np.asarray(self.classes)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> LogisticHead:
+        return cls(
+            [str(v) for v in arrays[f"{prefix}classes"].tolist()],
+            np.asarray(arrays[f"{prefix}weight"], dtype=float),
+            np.asarray(arrays[f"{prefix}bias"], dtype=float),
+        )
+
+
+# -- torch helpers -------------------------------------------------------------------------------
+def module_arrays(module: Any, prefix: str = "net.") -> dict[str, np.ndarray]:
+    """A torch module's ``state_dict`` as numpy arrays (for ``arrays.npz``)."""
+    return {prefix + k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str = "net.") -> None:
+    """Load what :func:`module_arrays` wrote; a missing or extra tensor is an error."""
+    torch = torch_module()
+    state = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    module.load_state_dict(state, strict=True)
+    module.eval()
+
+
+def train_early_stopping(
+    module: Any,
+    train_loss: Callable[[Any], Any],
+    val_loss: Callable[[], float],
+    *,
+    n_train: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    patience: int,
+    seed: int,
+    optimizer: str = "adam",
+) -> int:
+    """Seeded minibatch training with early stopping; restores the best weights. Returns epochs run.
+
+    ``train_loss(batch_index_tensor)`` returns the loss of a minibatch (module in train mode);
+    ``val_loss()`` the validation loss (called under ``no_grad``, module in eval mode). Shuffling
+    uses its own ``torch.Generator`` seeded with ``seed``; the caller seeds parameter
+    initialisation.
+    """
+    torch = torch_module()
+    opt_cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(module.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    best, best_state, stale, ran = np.inf, copy.deepcopy(module.state_dict()), 0, 0
+    for epoch in range(1, epochs + 1):
+        ran = epoch
+        module.train()
+        order = torch.randperm(n_train, generator=gen)
+        for start in range(0, n_train, batch_size):
+            opt.zero_grad()
+            loss = train_loss(order[start : start + batch_size])
+            loss.backward()
+            opt.step()
+        module.eval()
+        with torch.no_grad():
+            current = float(val_loss())
+        if current < best - 1e-6:
+            best, best_state, stale = current, copy.deepcopy(module.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    module.load_state_dict(best_state)
+    module.eval()
+    return ran
+
+
+def validation_split(n: int, fraction: float, seed: int, *, minimum: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) row indices; the validation part has at least ``minimum`` rows
+    when ``n`` allows, and both parts are non-empty (with ``n == 1`` the row is used for both)."""
+    if not 0 < fraction < 1:
+        raise ConfigurationError(f"'validation_fraction' must be in (0, 1) (got {fraction!r})")
+    order = np.random.default_rng(seed).permutation(n)
+    if n < 2:
+        return order, order
+    n_val = min(n - 1, max(minimum, int(round(fraction * n))))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -1,0 +1,128 @@
+"""Dispatcher overhead vs a bare LangGraph graph with the same nodes, both on the replay backend.
+
+The bare graph's nodes call the replay backend directly; ours route every step (stage machine,
+ledger reservation, router, settle, audit) and, in the last rows, record every step in a SQLite memory.
+
+    python benchmarks/dispatch_overhead.py [--tasks 2000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from typing import TypedDict
+
+from rich.console import Console
+from rich.table import Table
+
+from agentroute import AgentGraph, Budget, CompletionRequest, make_router
+from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+
+STAGES = ("planner", "executor", "summarizer")
+
+
+def pool(n: int) -> ModelPool:
+    cards = [
+        ModelCard(id=m, backend="replay", input_price=p, output_price=p, tier=t)  # type: ignore[arg-type]
+        for m, p, t in (("small", 0.1, "small"), ("mid", 1.0, "medium"), ("large", 10.0, "large"))
+    ]
+    outcomes = [LoggedOutcome(f"q{i}", c.id, 1.0, c.input_price * 1e-4, f"{c.id} {i}") for i in range(n) for c in cards]  # type: ignore[operator]
+    return ModelPool(cards, {"replay": ReplayBackend(outcomes)})
+
+
+class State(TypedDict, total=False):
+    query: str
+    query_id: str
+    answer: str
+
+
+def bare_graph(p: ModelPool):
+    from langgraph.graph import END, START, StateGraph
+
+    backend, card = p.backend("small"), p.card("small")
+    builder = StateGraph(State)
+
+    def node(name: str):
+        async def call(state: State) -> State:
+            request = CompletionRequest(model=card.id, messages=[{"role": "user", "content": state["query"]}], query_id=state["query_id"])
+            return {"answer": (await backend.complete(request, card)).text}
+
+        return call
+
+    for name in STAGES:
+        builder.add_node(name, node(name))
+    builder.add_edge(START, STAGES[0])
+    for a, b in zip(STAGES, STAGES[1:], strict=False):
+        builder.add_edge(a, b)
+    builder.add_edge(STAGES[-1], END)
+    return builder.compile()
+
+
+def routed_graph(p: ModelPool, memory=None):
+    g = AgentGraph("bench")
+    for name in STAGES:
+        g.add_role(name, prompt=name)
+    for a, b in zip(STAGES, STAGES[1:], strict=False):
+        g.add_edge(a, b)
+    return g.compile(pool=p, router=make_router("cheapest"), memory=memory, budget=Budget(usd=1.0))
+
+
+async def time_bare(graph, n: int, concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await graph.ainvoke({"query": "question", "query_id": f"q{i}"})
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - start
+
+
+async def time_routed(app, n: int, concurrency: int) -> float:
+    start = time.perf_counter()
+    results = await app.arun_many([{"query": "question", "query_id": f"q{i}"} for i in range(n)], concurrency=concurrency)
+    assert all(r.status == "done" for r in results)
+    if app.dispatcher.memory is not None:
+        app.dispatcher.memory.flush()
+    return time.perf_counter() - start
+
+
+async def main(n: int, concurrency: int, repeats: int) -> None:
+    from agentroute.memory import SQLMemory
+
+    p = pool(n)
+    bare, routed = bare_graph(p), routed_graph(p)
+    await time_bare(bare, 50, 8)
+    await time_routed(routed, 50, 8)  # warm up
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = SQLMemory(f"sqlite:///{tmp}/bench.db")
+        with_memory = routed_graph(p, memory)
+        for c in (1, concurrency):
+            b = min([await time_bare(bare, n, c) for _ in range(repeats)])
+            r = min([await time_routed(routed, n, c) for _ in range(repeats)])
+            m = min([await time_routed(with_memory, n, c) for _ in range(repeats)])
+            rows.append((c, b, r, m))
+        memory.close()
+    steps = n * len(STAGES)
+    table = Table(title=f"{n} tasks × {len(STAGES)} steps on replay (best of {repeats})")
+    for col in ("concurrency", "bare LangGraph µs/step", "agentroute µs/step", "ratio", "+SQLite memory µs/step", "ratio", "steps/s with memory"):
+        table.add_column(col, justify="right")
+    for c, b, r, m in rows:
+        table.add_row(
+            str(c), f"{b / steps * 1e6:.0f}", f"{r / steps * 1e6:.0f}", f"{r / b:.2f}×",
+            f"{m / steps * 1e6:.0f}", f"{m / b:.2f}×", f"{steps / m:,.0f}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.tasks, args.concurrency, args.repeats))

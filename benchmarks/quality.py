@@ -1,0 +1,143 @@
+"""Router quality: every registered single-step router on the three logged-outcome datasets.
+
+Fits each router on the train split, sweeps its knob on the test split (agentroute.eval.harness)
+and prints, per dataset, AIQ (RouterBench, arXiv 2403.12031), the paired-bootstrap 90% interval of
+its AIQ gain over the zero router, max accuracy, the cost to match the best single model, the
+accuracy at that model's cost and, on the two-model RouteLLM MMLU set, APGR and CPT(50%)
+(RouteLLM, arXiv 2406.18665). A Markdown copy of each table is printed for benchmarks/RESULTS.md;
+results.json/csv and curves.png go under ``--out/<dataset>/``.
+
+    python benchmarks/quality.py                       # all datasets, all single-step routers
+    python benchmarks/quality.py --datasets routerbench --routers knn,mf --boot 200
+
+Data: ``$AGENTROUTE_DATA`` (default ../shared/data). Embeddings are cached on disk
+(``$AGENTROUTE_CACHE``): the first run embeds ~24k queries and takes a while on a small CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from agentroute.eval import load_dataset
+from agentroute.eval import metrics as M
+from agentroute.eval.harness import evaluate
+from agentroute.eval.plots import plot_curves
+from agentroute.eval.results import EvalResult
+from agentroute.routers import router_names
+
+DATASETS = ("routerbench", "dcrouter", "routellm-mmlu")
+#: Registered routers this benchmark leaves out, and why.
+EXCLUDED = {
+    "fixed": "always one configured model: a building block, covered by the single-model rows",
+    "ant-colony": "AMRO-S routes whole multi-step pipelines; it is measured on graphs, not single steps",
+}
+
+console = Console()
+
+
+def default_routers() -> list[str]:
+    return [name for name in router_names() if name not in EXCLUDED]
+
+
+def bootstrap_vs_zero(
+    result: EvalResult, scores: np.ndarray, costs: np.ndarray, n_boot: int
+) -> dict[str, str]:
+    out = {}
+    for r in result.routers:
+        if r.error is None and n_boot > 0:
+            diff, low, high = M.bootstrap_aiq_difference(
+                result.outcomes(r.name), None, (scores, costs), n_boot=n_boot
+            )
+            out[r.name] = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return out
+
+
+def table(result: EvalResult, gains: dict[str, str]) -> tuple[Table, str]:
+    two = any(r.apgr is not None for r in result.routers)
+    cols = ["router", "AIQ", "ΔAIQ vs zero (90% CI)", "max acc", "cost to match best", "acc at best cost"]
+    cols += ["APGR", "CPT50"] if two else []
+    cols += ["points", "fit s", "route µs", "error"]
+    rich = Table(title=f"{result.dataset} (test, {result.n_test} queries)", title_justify="left")
+    for c in cols:
+        rich.add_column(c, justify="left" if c in ("router", "error") else "right")
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = [
+        ["zero router", _f(result.zero_router_aiq), "", "", "", "", *(["", ""] if two else []), "", "", "", ""],
+        ["(oracle point)", _f(result.oracle.aiq), "", _f(result.oracle.accuracy), "", "", *(["", ""] if two else []), "1", "", "", ""],
+    ]  # fmt: skip
+    for r in result.routers:
+        row = [
+            r.name,
+            _f(r.aiq),
+            gains.get(r.name, ""),
+            _f(r.max_accuracy),
+            "—" if r.error else ("never" if r.cost_to_match_best is None else f"${r.cost_to_match_best:.6f}"),
+            _f(r.accuracy_at_best_cost),
+        ]
+        if two:
+            row += [_f(r.apgr), "" if r.cpt50 is None else f"{100 * r.cpt50:.1f}%"]
+        row += [str(len(r.curve)), _f(r.fit_s, 1), _f(r.route_us, 0), (r.error or "")[:120]]
+        rows.append(row)
+    for row in rows:
+        rich.add_row(*row)
+        md.append("| " + " | ".join(row) + " |")
+    return rich, "\n".join(md)
+
+
+def header(result: EvalResult) -> str:
+    best = result.best_single
+    return (
+        f"{result.dataset}: {result.n_train} train / {result.n_test} test, {result.dropped_rows} incomplete rows "
+        f"dropped {result.dropped_by_split}; best single {best.model} {best.accuracy:.3f} at ${best.cost:.6f}; "
+        f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ "
+        f"{result.zero_router_aiq:.3f}\nrouter costs: {result.cost_estimate}"
+        + (
+            f"\ndataset costs: tokenizer {result.notes['tokenizer']}, {result.notes['output_tokens_assumed']} output tokens"
+            if "tokenizer" in result.notes
+            else ""
+        )
+    )
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--routers", default=None, help="comma-separated (default: every single-step router)")
+    parser.add_argument("--boot", type=int, default=500, help="bootstrap resamples (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    args = parser.parse_args(argv)
+    routers = args.routers.split(",") if args.routers else default_routers()
+    console.print(f"command: python {' '.join(sys.argv)}")
+    console.print(f"routers: {', '.join(routers)}; left out: {EXCLUDED}")
+    for spec in args.datasets.split(","):
+        start = time.perf_counter()
+        dataset = load_dataset(spec, seed=args.seed)
+        result = evaluate(dataset, routers, seed=args.seed, progress=sys.stderr.isatty())
+        gains = bootstrap_vs_zero(result, dataset.test.scores, dataset.test.costs, args.boot)
+        out = args.out / dataset.name
+        result.write(out)
+        plot_curves(result, out / "curves.png")
+        rich, md = table(result, gains)
+        console.rule(dataset.name)
+        console.print(header(result))
+        console.print(rich)
+        console.print(
+            f"Markdown ({time.perf_counter() - start:.0f} s; written to {out}):\n{md}\n", soft_wrap=True
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The openai and litellm backends, against agentroute's own OpenAI-compatible server (real model)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import openai
+import pytest
+
+from agentroute.errors import BackendError, ConfigurationError
+from agentroute.pool.backends.openai import OpenAIBackend, backend_error
+from agentroute.pool.card import ModelCard
+from agentroute.types import CompletionRequest
+from tests.fixtures_openai_server import SERVER_CARD, SERVER_MODEL
+
+QUESTION = CompletionRequest(
+    model=SERVER_MODEL,
+    messages=[{"role": "user", "content": "What is the capital of France?"}],
+    max_tokens=16,
+)
+
+
+def openai_card(url: str, **update: object) -> ModelCard:
+    fields: dict[str, object] = {
+        "id": "served-smol",
+        "backend": "openai",
+        "model": SERVER_MODEL,
+        "base_url": url,
+        "input_price": 0.1,
+        "output_price": 0.4,
+        "timeout_s": 120,
+    }
+    return ModelCard(**{**fields, **update})
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on (a port just bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def litellm_backend():  # imported lazily: LiteLLM takes seconds to import
+    pytest.importorskip("litellm")
+    from agentroute.pool.backends.litellm import LiteLLMBackend, litellm_module, litellm_usd
+
+    return LiteLLMBackend(), litellm_module(), litellm_usd
+
+
+# -- error mapping and pricing, no server --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "cls", "retryable"),
+    [
+        (429, openai.RateLimitError, True),
+        (500, openai.InternalServerError, True),
+        (503, openai.InternalServerError, True),
+        (401, openai.AuthenticationError, False),
+        (400, openai.BadRequestError, False),
+        (404, openai.NotFoundError, False),
+    ],
+)
+def test_status_errors_map_to_retryable(
+    status: int, cls: type[openai.APIStatusError], retryable: bool
+) -> None:
+    response = httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions"))
+    error = backend_error(cls(f"status {status}", response=response, body=None), "m")
+    assert error.retryable is retryable and f"HTTP {status}" in str(error) and error.model == "m"
+
+
+def test_connection_errors_are_retryable() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1")
+    assert backend_error(openai.APIConnectionError(request=request), "m").retryable
+    assert backend_error(openai.APITimeoutError(request=request), "m").retryable
+    assert not backend_error(ValueError("bad"), "m").retryable
+
+
+async def test_openai_unreachable_endpoint_is_retryable(closed_port_url: str) -> None:
+    backend = OpenAIBackend()
+    with pytest.raises(BackendError) as info:
+        await backend.complete(QUESTION, openai_card(closed_port_url, timeout_s=5))
+    assert info.value.retryable and info.value.model == "served-smol"
+    await backend.aclose()
+
+
+async def test_litellm_unreachable_endpoint_is_retryable(closed_port_url: str) -> None:
+    backend, _, _ = litellm_backend()
+    card = openai_card(closed_port_url, backend="litellm", model=f"openai/{SERVER_MODEL}", timeout_s=5)
+    with pytest.raises(BackendError) as info:
+        await backend.complete(QUESTION, card)
+    assert info.value.retryable
+
+
+async def test_unpriced_self_hosted_cards_are_refused() -> None:
+    url = "http://127.0.0.1:9/v1"
+    unpriced = openai_card(url, input_price=None, output_price=None)
+    with pytest.raises(ConfigurationError, match="'served-smol' has no price"):
+        await OpenAIBackend().complete(QUESTION, unpriced)
+    with pytest.raises(ConfigurationError, match="no price"):
+        OpenAIBackend().worst_case_usd(QUESTION, unpriced)
+    backend, _, _ = litellm_backend()
+    hosted = unpriced.model_copy(update={"backend": "litellm", "model": "openai/gpt-4o-mini"})
+    with pytest.raises(ConfigurationError, match="self-hosted .* has no price"):
+        backend.worst_case_usd(QUESTION, hosted)
+    with pytest.raises(ConfigurationError, match="self-hosted"):
+        await backend.complete(QUESTION, hosted)
+    per_second = unpriced.model_copy(update={"price_per_second": 0.001})
+    with pytest.raises(ConfigurationError, match="price_per_second applies to local models only"):
+        OpenAIBackend().worst_case_usd(QUESTION, per_second)
+
+
+def test_missing_api_key_env_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTROUTE_TEST_KEY", raising=False)
+    card = openai_card("http://127.0.0.1:9/v1", api_key_env="AGENTROUTE_TEST_KEY")
+    with pytest.raises(ConfigurationError, match=r"\$AGENTROUTE_TEST_KEY, which is not set"):
+        asyncio.run(OpenAIBackend().complete(QUESTION, card))
+
+
+def test_litellm_prices_known_models_from_its_local_cost_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, litellm, litellm_usd = litellm_backend()
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pricing must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    card = ModelCard(id="gpt-4o-mini", backend="litellm", model="openai/gpt-4o-mini")
+    entry = litellm.model_cost["gpt-4o-mini"]
+    assert litellm_usd(card, 1000, 500) == pytest.approx(
+        1000 * entry["input_cost_per_token"] + 500 * entry["output_cost_per_token"]
+    )
+    request = CompletionRequest(
+        model=card.model, messages=[{"role": "user", "content": "hello there"}], max_tokens=100
+    )
+    tokens_in = backend.count_tokens("hello there", card) + 4 + 3
+    assert backend.worst_case_usd(request, card) == pytest.approx(litellm_usd(card, tokens_in, 100))
+    priced = card.model_copy(update={"input_price": 1.0, "output_price": 2.0})  # the card wins over the table
+    assert litellm_usd(priced, 1000, 500) == pytest.approx(priced.usd(1000, 500))
+    unknown = ModelCard(id="mystery", backend="litellm", model="openai/no-such-model-xyz")
+    with pytest.raises(ConfigurationError, match="cost table has no price for 'openai/no-such-model-xyz'"):
+        backend.worst_case_usd(request, unknown)
+
+
+# -- against the real server ------------------------------------------------------------------------
+@pytest.mark.slow
+async def test_openai_backend_against_local_server(openai_server_url: str) -> None:
+    backend = OpenAIBackend()
+    card = openai_card(openai_server_url)
+    try:
+        done = await backend.complete(QUESTION, card)
+    finally:
+        await backend.aclose()
+    assert "Paris" in done.text
+    assert done.tokens_in > 0 and 0 < done.tokens_out <= QUESTION.max_tokens
+    assert done.cost_usd == pytest.approx(card.usd(done.tokens_in, done.tokens_out))
+    assert 0.0 <= done.raw["confidence"] <= 1.0
+    assert done.raw["finish_reason"] in {"stop", "length"}
+
+
+@pytest.mark.slow
+async def test_litellm_backend_against_local_server(openai_server_url: str) -> None:
+    backend, _, _ = litellm_backend()
+    card = openai_card(openai_server_url, backend="litellm", model=f"openai/{SERVER_MODEL}")
+    done = await backend.complete(QUESTION, card)
+    assert "Paris" in done.text
+    assert done.tokens_in > 0 and 0 < done.tokens_out <= QUESTION.max_tokens
+    assert done.cost_usd == pytest.approx(card.usd(done.tokens_in, done.tokens_out))
+
+
+@pytest.mark.slow
+async def test_server_protocol(openai_server_url: str) -> None:
+    client = openai.AsyncOpenAI(base_url=openai_server_url, api_key="none", max_retries=0)
+    try:
+        models = await client.models.list()
+        assert [m.id for m in models.data] == [SERVER_MODEL]
+        reply = await client.chat.completions.create(
+            model=SERVER_MODEL,
+            messages=[{"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}],
+            max_tokens=8,
+            temperature=0.7,
+            n=3,
+            stop="\n\n",
+        )
+        assert len(reply.choices) == 3 and all(c.message.content for c in reply.choices)
+        assert reply.usage is not None
+        assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+        extra = reply.model_extra["agentroute"]
+        card_cost = SERVER_CARD.usd(3 * reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        assert extra["cost_usd"] == pytest.approx(card_cost)
+        with pytest.raises(openai.NotFoundError, match="unknown model 'nope'"):
+            await client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.BadRequestError, match="streaming is not supported"):
+            await client.chat.completions.create(
+                model=SERVER_MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        with pytest.raises(openai.BadRequestError, match="messages"):
+            await client.chat.completions.create(model=SERVER_MODEL, messages=[])
+    finally:
+        await client.close()
+    async with httpx.AsyncClient() as http:
+        health = await http.get(openai_server_url.removesuffix("/v1") + "/health")
+    assert health.json() == {"status": "ok", "models": [SERVER_MODEL]}
+
+
+@pytest.mark.slow
+async def test_openai_backend_maps_server_errors(openai_server_url: str) -> None:
+    backend = OpenAIBackend()
+    try:
+        with pytest.raises(BackendError, match="HTTP 404") as info:
+            await backend.complete(QUESTION, openai_card(openai_server_url, model="nope"))
+        assert not info.value.retryable
+        too_long = QUESTION.model_copy(update={"max_tokens": 9000})
+        with pytest.raises(BackendError, match="context window") as info:
+            await backend.complete(too_long, openai_card(openai_server_url))
+        assert not info.value.retryable
+    finally:
+        await backend.aclose()

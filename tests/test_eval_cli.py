@@ -1,0 +1,69 @@
+"""``agentroute eval`` through a tiny typer app (the lead registers ``eval_command`` on the real one)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from agentroute.cli.eval_cmd import eval_command
+
+app = typer.Typer()
+app.command("eval")(eval_command)
+
+
+@app.command("noop")
+def _noop() -> None:  # a second command, so that "eval" stays a subcommand
+    """Nothing."""
+
+
+runner = CliRunner()
+
+
+def test_eval_prints_a_table_and_writes_results(data_dir, tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest,strongest",
+              "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "AIQ" in res.output and "strongest" in res.output and "gpt-4-1106-preview" in res.output
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "curves.png"}
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("name,aiq,max_accuracy") and len(rows) == 3
+
+
+def test_eval_json_prints_only_the_object(data_dir, tmp_path):
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"dcrouter:{data_dir / 'llmrouter'}", "--routers", "cheapest,strongest",
+              "--json", "--out", str(tmp_path), "--output-tokens", "128"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert (data["dataset"], data["n_test"]) == ("dcrouter", 500)
+    assert round(data["oracle"]["accuracy"], 3) == 0.743
+    assert data["notes"]["output_tokens_assumed"] == 128
+    assert [r["name"] for r in data["routers"]] == ["cheapest", "strongest"]
+    assert all(r["curve"] for r in data["routers"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "routerbench:/no/such/dir"], "does not exist"),
+        (["--dataset", "sqlbench:/tmp"], "unknown dataset 'sqlbench'; known: dcrouter"),
+        (
+            ["--dataset", "routerbench", "--routers", "cheapest,telepathy"],
+            "unknown router 'telepathy'; known:",
+        ),
+        (["--dataset", "routerbench", "--routers", " , "], "--routers is empty"),
+    ],
+)
+def test_bad_input_exits_1_with_a_message(args, message, tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("AGENTROUTE_DATA", str(data_dir))
+    res = runner.invoke(app, ["eval", *args, "--out", str(tmp_path)])
+    assert res.exit_code == 1
+    assert message in " ".join(res.output.split())

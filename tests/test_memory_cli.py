@@ -1,0 +1,83 @@
+"""``agentroute memory``: stats, show and export on a real SQLite memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentroute.cli.memory_cmd import memory_app
+from agentroute.memory import SQLMemory
+from agentroute.types import Agent, AuditEvent, Decision, Step, Task, Trajectory
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def memory_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    with SQLMemory(url) as memory:
+        for i, model in enumerate(["small-model", "large-model"]):
+            task = Task(id=f"task{i}", query=f"what is {i}?", graph="qa")
+            memory.start_task(task)
+            agent = Agent(model=model)
+            decision = Decision(agents=[agent], router="threshold")
+            for k in range(2):
+                step = Step(task_id=task.id, index=k, stage="answer", agent=agent, decision=decision,
+                            output=f"answer {k}", tokens_in=10, tokens_out=2, cost_usd=0.01)  # fmt: skip
+                memory.record_step(step)
+            memory.record_audit(AuditEvent(task_id=task.id, stage="answer", kind="retry", subject=model))
+            task.status, task.answer, task.score = "done", str(i), 1.0
+            memory.finish_task(task)
+    return url
+
+
+def test_stats(memory_url: str) -> None:
+    result = runner.invoke(memory_app, ["stats", "--memory", memory_url])
+    assert result.exit_code == 0, result.output
+    assert "small-model" in result.output and "large-model" in result.output
+    assert "tasks" in result.output and "$0.040000" in result.output
+    result = runner.invoke(memory_app, ["stats", "--memory", memory_url, "--json"])
+    assert json.loads(result.output)["steps"] == 4
+
+
+def test_show(memory_url: str) -> None:
+    result = runner.invoke(memory_app, ["show", "task1", "--memory", memory_url])
+    assert result.exit_code == 0, result.output
+    assert "what is 1?" in result.output and "executor:large-model:direct" in result.output
+    assert "retry" in result.output
+    result = runner.invoke(memory_app, ["show", "task1", "--memory", memory_url, "--json"])
+    data = json.loads(result.output)
+    assert Trajectory.model_validate(data).task.id == "task1"
+    assert [s["index"] for s in data["steps"]] == [0, 1] and data["audit_events"][0]["kind"] == "retry"
+
+
+def test_show_unknown_task_fails_clearly(memory_url: str) -> None:
+    result = runner.invoke(memory_app, ["show", "nope", "--memory", memory_url])
+    assert result.exit_code == 1
+    assert "no task 'nope'" in result.output
+
+
+def test_missing_sqlite_file_is_an_error(tmp_path: Path) -> None:
+    result = runner.invoke(memory_app, ["stats", "--memory", f"sqlite:///{tmp_path / 'absent.db'}"])
+    assert result.exit_code == 1 and "no memory database" in result.output
+    assert not (tmp_path / "absent.db").exists()
+    result = runner.invoke(memory_app, ["stats", "--memory", "oracle://x"])
+    assert result.exit_code == 1 and "oracle://x" in result.output
+
+
+def test_export_jsonl_and_parquet(memory_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    result = runner.invoke(memory_app, ["export", "--format", "jsonl", "--out", str(out), "--memory", memory_url])
+    assert result.exit_code == 0, result.output
+    assert [Trajectory.model_validate_json(line).task.id for line in out.read_text().splitlines()] == ["task0", "task1"]
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "t.parquet"
+    args = ["export", "--format", "parquet", "--out", str(out), "--memory", memory_url, "--limit", "1"]
+    result = runner.invoke(memory_app, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 rows" in result.output
+    assert pq.read_table(out).column("task_id").to_pylist() == ["task0", "task0"]
