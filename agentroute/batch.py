@@ -50,6 +50,7 @@ async def run_with_progress(compiled: Any, items: list[dict[str, Any]], concurre
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(f"running {compiled.name}", total=len(items))
         try:
+            await compiled.dispatcher.pool.preload()
             return await compiled.arun_many(items, concurrency=concurrency, on_done=lambda _: progress.advance(bar))
         finally:
             await compiled.dispatcher.pool.aclose()

@@ -86,6 +86,10 @@ class Ledger:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 0
     _started: float = field(default_factory=time.monotonic)
+    _limits: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limits = self.budget.limits()
 
     # -- views -------------------------------------------------------------------------------
     @property
@@ -102,7 +106,7 @@ class Ledger:
     def remaining(self) -> dict[str, float]:
         """What is left on each limited resource, net of open reservations."""
         with self._lock:
-            return {r: lim - self._committed(r) for r, lim in self.budget.limits().items()}
+            return {r: lim - self._committed(r) for r, lim in self._limits.items()}
 
     def _committed(self, resource: str) -> float:
         if resource == "seconds":
@@ -111,7 +115,7 @@ class Ledger:
         return self._spent[resource] + held
 
     def _shortfall(self, worst_case: Cost) -> BudgetExceededError | None:
-        for resource, limit in self.budget.limits().items():
+        for resource, limit in self._limits.items():
             committed = self._committed(resource)
             need = worst_case.get(resource)
             if committed + need > limit + 1e-12:

@@ -333,8 +333,10 @@ class SmolLMIntentModel(BaseIntentModel):
                     list(queries[start : start + self.batch_size]), return_tensors="pt", padding=True,
                     truncation=True, max_length=self.max_length,
                 )  # fmt: skip
-                res = base(**enc, output_hidden_states=True)
-                out.append((res.hidden_states[cut].detach(), enc["attention_mask"]))
+                res = base(**enc, output_hidden_states=bool(top))
+                # with no trainable layer the features are the final (normalised) hidden states
+                hidden = res.hidden_states[cut] if top else res.last_hidden_state
+                out.append((hidden.detach(), enc["attention_mask"]))
         return out
 
     def _top(self, hidden: Any, mask: Any) -> Any:
@@ -351,7 +353,7 @@ class SmolLMIntentModel(BaseIntentModel):
             for layer in top:
                 result = layer(hidden, attention_mask=attn, position_embeddings=rotary, position_ids=positions)
                 hidden = result[0] if isinstance(result, tuple) else result
-        hidden = norm(hidden)
+            hidden = norm(hidden)
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
@@ -361,17 +363,17 @@ class SmolLMIntentModel(BaseIntentModel):
         torch = torch_module()
         torch.manual_seed(self.seed)
         self._backbone()
-        base, top, norm = self._layers()
+        base, _, _ = self._layers()
         y = torch.tensor([classes.index(str(label)) for label in labels])
         cached = self._bottom(queries)
         self._head = torch.nn.Linear(base.config.hidden_size, len(classes))
-        params = [p for module in [*top, norm] for p in module.parameters()]
+        params = [p for module in self._trained_modules().values() for p in module.parameters()]
         for p in params:
             p.requires_grad_(True)
-        optim = torch.optim.AdamW(
-            [{"params": params, "lr": self.lr}, {"params": self._head.parameters(), "lr": 10 * self.lr}],
-            weight_decay=0.01,
-        )
+        groups = [{"params": list(self._head.parameters()), "lr": 10 * self.lr}]
+        if params:
+            groups.append({"params": params, "lr": self.lr})
+        optim = torch.optim.AdamW(groups, weight_decay=0.01)
         gen = torch.Generator().manual_seed(self.seed)
         for epoch in range(self.epochs):
             total = 0.0
@@ -404,7 +406,7 @@ class SmolLMIntentModel(BaseIntentModel):
     # -- persistence: the head and the fine-tuned layers only ----------------------------------
     def _trained_modules(self) -> dict[str, Any]:
         _, top, norm = self._layers()
-        return {**{f"top{i}": layer for i, layer in enumerate(top)}, "norm": norm}
+        return {**{f"top{i}": layer for i, layer in enumerate(top)}, "norm": norm} if top else {}
 
     def get_state(self) -> dict[str, Any]:
         keys = ("train_layers", "max_length", "epochs", "lr", "batch_size", "seed")

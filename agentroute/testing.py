@@ -37,9 +37,13 @@ from agentroute.types import RouteContext
 #: Parameters the kit passes when it builds a router by name (routers not listed: defaults).
 KIT_PARAMS: dict[str, dict[str, Any]] = {
     "fixed": {"model": "mid"},
+    "kg-gnn": {"descriptors": {"small": "a small, cheap model.", "mid": "a medium-sized model.", "large": "a large, expensive model."}, "epochs": 10},
+    "bopo": {"config": {"iterations": 3, "sft_epochs": 5, "boundary_rollouts": 2, "sweep": 4, "group_size": 4, "tasks_per_iteration": 16}},
 }
 #: Routers the kit covers. A registered router missing here fails the meta-test.
 KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", "ant-colony"}
+KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
+KIT_ROUTERS |= {"kg-gnn"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,8 +15,13 @@ StepStatus = Literal["ok", "failed", "blocked"]
 TaskStatus = Literal["running", "done", "budget_exhausted", "failed"]
 
 
+_ids = random.SystemRandom(), random.Random()
+_ids[1].seed(_ids[0].getrandbits(128))
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random 128-bit hex id (seeded from the OS once; ids need uniqueness, not secrecy)."""
+    return f"{_ids[1].getrandbits(128):032x}"
 
 
 def utcnow() -> datetime:

@@ -5,6 +5,8 @@ producer threads, then ``flush()`` waits until all are committed. Figures:
 
 - ``record µs``: time a producer spends inside ``record_step`` per call (the dispatcher's cost);
 - ``steps/s``: end to end, from the first record call until ``flush()`` returns;
+- ``CPU µs``: CPU time of this process (producers + writer thread) per step, record to flush —
+  the figure that holds on a busy machine; ``1e6 / CPU µs`` is the rate one free core sustains;
 - ``read steps/s``: ``trajectories()`` reading everything back.
 
 PostgreSQL runs on a throwaway server started like the test fixture (default durable settings:
@@ -41,7 +43,9 @@ def workload(n_steps: int, per_task: int) -> list[tuple[Task, list[Step]]]:
         steps = []
         for k in range(per_task):
             agent = AGENTS[(i + k) % len(AGENTS)]
-            decision = Decision(agents=[agent], router="bench", scores={a.key: 0.25 for a in AGENTS}, why="bench")
+            decision = Decision(
+                agents=[agent], router="bench", scores={a.key: 0.25 for a in AGENTS}, why="bench"
+            )
             steps.append(
                 Step(task_id=task.id, index=k, stage="answer", agent=agent, decision=decision, input="q" * 200,
                      output="a" * 200, tokens_in=120, tokens_out=40, cost_usd=1e-5, latency_ms=30.0, score=1.0)
@@ -70,13 +74,13 @@ def run(url: str, work: list[tuple[Task, list[Step]]], threads: int, batch_size:
         in_record[shard_id] = spent
 
     pool = [threading.Thread(target=produce, args=(i,)) for i in range(threads)]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
     memory.flush()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     read_start = time.perf_counter()
     read = sum(len(t.steps) for t in memory.trajectories(graph="bench"))
     read_s = time.perf_counter() - read_start
@@ -86,6 +90,7 @@ def run(url: str, work: list[tuple[Task, list[Step]]], threads: int, batch_size:
         "steps": n_steps,
         "record_us": sum(in_record) / n_steps * 1e6,
         "steps_per_s": n_steps / elapsed,
+        "cpu_us": cpu / n_steps * 1e6,
         "read_steps_per_s": read / read_s,
     }
 
@@ -112,16 +117,22 @@ def backends(names: list[str], tmp: Path) -> Iterator[dict[str, Callable[[str], 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--steps-per-task", type=int, default=10)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
-    parser.add_argument("--baseline-steps", type=int, default=2000, help="steps for the batch_size=1 baseline (0: skip)")
+    parser.add_argument(
+        "--backends", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
+    )
+    parser.add_argument(
+        "--baseline-steps", type=int, default=1000, help="steps for the batch_size=1 baseline (0: skip)"
+    )
     args = parser.parse_args()
 
-    header = f"{'backend':<9} {'threads':>7} {'batch':>6} {'steps':>7} {'record µs':>10} {'steps/s':>9} {'read steps/s':>13}"
+    header = f"{'backend':<9} {'threads':>7} {'batch':>6} {'steps':>7} {'record µs':>10} {'steps/s':>9} {'CPU µs':>7} {'read steps/s':>13}"
     rows = []
     with tempfile.TemporaryDirectory() as tmp, backends(args.backends, Path(tmp)) as urls:
         for backend, fresh in urls.items():
@@ -133,7 +144,7 @@ def main() -> None:
                 r = run(fresh(f"bench{i}"), work, threads, batch)
                 rows.append(
                     f"{backend:<9} {threads:>7} {batch:>6} {r['steps']:>7} {r['record_us']:>10.2f} "
-                    f"{r['steps_per_s']:>9,.0f} {r['read_steps_per_s']:>13,.0f}"
+                    f"{r['steps_per_s']:>9,.0f} {r['cpu_us']:>7.1f} {r['read_steps_per_s']:>13,.0f}"
                 )
                 print(rows[-1], flush=True)
     print()

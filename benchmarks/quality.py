@@ -17,6 +17,7 @@ Data: ``$AGENTROUTE_DATA`` (default ../shared/data). Embeddings are cached on di
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from agentroute.eval import load_dataset
 from agentroute.eval import metrics as M
 from agentroute.eval.harness import evaluate
 from agentroute.eval.plots import plot_curves
-from agentroute.eval.results import EvalResult
+from agentroute.eval.results import EvalResult, RouterResult
 from agentroute.routers import router_names
 
 DATASETS = ("routerbench", "dcrouter", "routellm-mmlu")
@@ -39,7 +40,7 @@ EXCLUDED = {
     "ant-colony": "AMRO-S routes whole multi-step pipelines; it is measured on graphs, not single steps",
 }
 
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=190)
 
 
 def default_routers() -> list[str]:
@@ -106,6 +107,13 @@ def header(result: EvalResult) -> str:
     )
 
 
+def _log(dataset: str, r: RouterResult) -> None:
+    status = (
+        f"error {r.error}" if r.error else f"AIQ {r.aiq:.3f}, fit {r.fit_s:.1f} s, route {r.route_us:.0f} µs"
+    )
+    console.print(f"  [{time.strftime('%H:%M:%S')}] {dataset} / {r.name}: {status}")
+
+
 def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -124,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.datasets.split(","):
         start = time.perf_counter()
         dataset = load_dataset(spec, seed=args.seed)
-        result = evaluate(dataset, routers, seed=args.seed, progress=sys.stderr.isatty())
+        result = evaluate(
+            dataset,
+            routers,
+            seed=args.seed,
+            progress=sys.stderr.isatty(),
+            on_router=functools.partial(_log, dataset.name),
+        )
         gains = bootstrap_vs_zero(result, dataset.test.scores, dataset.test.costs, args.boot)
         out = args.out / dataset.name
         result.write(out)

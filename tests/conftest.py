@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("COLUMNS", "200")  # rich tables in CLI tests: no wrapping at 80 columns
+
 pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_openai_server"]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,6 +68,7 @@ def test_dcrouter_joins_tasks_and_states_its_cost_assumption(dcrouter, data_dir)
     assert None not in dcrouter.test.task_types and "gsm8k" in set(dcrouter.test.task_types)
     assert dcrouter.test.gold is not None and all(g is not None for g in dcrouter.test.gold)
     assert "MiniLM" in dcrouter.notes["tokenizer"]
+    assert "Gemma" in dcrouter.cards()["gemma-2-9b-it"].description  # default_llm.json's feature text
     assert dcrouter.notes["output_tokens_assumed"] == dcrouter.output_tokens == 256
     # cost = (prompt tokens × input price + 256 × output price) / 1e6, with real token counts
     tokens = dcrouter.prompt_tokens("test")
@@ -87,12 +88,12 @@ def test_routellm_mmlu_split_and_prices(mmlu, data_dir):
     assert "seeded" in mmlu.notes["split"]
     ratio = mmlu.test.costs[:, 1] / mmlu.test.costs[:, 0]
     assert np.all(ratio > 30)  # GPT-4 at $10/$30 against Mixtral at $0.24 per M tokens
-    again = load_routellm_mmlu(data_dir / "routellm", seed=0)  # the parent folder works too
+    # the parent folder works too; the same seed gives the same split; other prices, other costs
+    again = load_routellm_mmlu(data_dir / "routellm", seed=0, prices={m: (1.0, 1.0) for m in mmlu.models})
     assert again.test.query_ids == mmlu.test.query_ids
+    assert np.allclose(again.test.costs[:, 0], again.test.costs[:, 1])
     other = load_routellm_mmlu(data_dir / "routellm", seed=1)
     assert other.test.query_ids != mmlu.test.query_ids
-    cheap = load_routellm_mmlu(data_dir / "routellm", prices={m: (1.0, 1.0) for m in mmlu.models})
-    assert np.allclose(cheap.test.costs[:, 0], cheap.test.costs[:, 1])
     with pytest.raises(ConfigurationError, match="no price"):
         load_routellm_mmlu(data_dir / "routellm", prices={GPT4: (1.0, 1.0)})
 

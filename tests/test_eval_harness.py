@@ -153,6 +153,26 @@ def test_a_failing_router_is_reported_and_the_others_run(small):
     assert out.router("fails-to-fit").aiq is None
 
 
+class _Recorder(Router):
+    name = "recorder"
+    learned = True
+
+    def fit(self, data: Any) -> _Recorder:
+        self.seen_ = data
+        self.fitted_ = True
+        return self
+
+    def route(self, ctx: RouteContext) -> Decision:
+        return decide(self, ctx, 0)
+
+
+def test_routers_are_fitted_on_train_with_the_cards(small):
+    recorder = _Recorder()
+    evaluate(small, [recorder], progress=False)
+    assert isinstance(recorder.seen_, OutcomeTable) and recorder.seen_.query_ids == small.train.query_ids
+    assert set(recorder.seen_.metadata["cards"]) == set(small.models)
+
+
 def test_unknown_router_names_list_the_registered_ones(small):
     with pytest.raises(UnknownNameError, match="known: .*cheapest"):
         evaluate(small, ["cheapest", "no-such-router"], progress=False)

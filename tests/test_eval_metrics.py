@@ -61,10 +61,19 @@ def test_aiq_extension_conventions():
 
 def test_quality_at_cost_cost_to_reach_and_gap_closed():
     router = [[1.5, 0.7], [3.0, 0.95]]
-    # hull: (1, .5) → (1.5, .7) → (3, .95)
-    assert M.quality_at_cost(router, 2.0, SINGLES) == pytest.approx(0.7 + 0.25 * 0.5 / 1.5)
-    assert M.cost_to_reach(router, 0.9, SINGLES) == pytest.approx(1.5 + 1.5 * 0.2 / 0.25)
-    assert M.cost_to_reach(router, 0.99, SINGLES) is None
+    # own hull (1.5, .7) → (3, .95), flat after; nothing below 1.5
+    assert M.quality_at_cost(router, 2.0) == pytest.approx(0.7 + 0.5 * 0.25 / 1.5)
+    assert M.quality_at_cost(router, 10.0) == pytest.approx(0.95)
+    assert np.isnan(M.quality_at_cost(router, 1.0))
+    assert M.cost_to_reach(router, 0.9) == pytest.approx(1.5 + 1.5 * 0.2 / 0.25)
+    assert M.cost_to_reach(router, 0.6) == pytest.approx(1.5)
+    assert M.cost_to_reach(router, 0.99) is None
+    # anchored at the cheapest model (1, .5): reachable below 1.5 by mixing with it
+    assert M.quality_at_cost(router, 1.25, anchor=[1.0, 0.5]) == pytest.approx(0.6)
+    assert M.cost_to_reach(router, 0.6, anchor=[1.0, 0.5]) == pytest.approx(1.25)
+    # a router dominated by the cheapest model: AIQ at the anchor's level, its own curve below it
+    assert M.aiq([[3.0, 0.4]], SINGLES) == pytest.approx(0.5)
+    assert M.quality_at_cost([[3.0, 0.4]], 4.0) == pytest.approx(0.4)
     # at the best single's cost (4) the router gives .95 (flat); best single .9, oracle 1.0 → .5
     assert M.oracle_gap_closed(router, SINGLES, 1.0) == pytest.approx(0.5)
     assert M.best_single(SINGLES).tolist() == [4.0, 0.9]
@@ -104,3 +113,13 @@ def test_bad_points_are_refused():
         M.pareto_frontier(np.zeros((0, 2)))
     with pytest.raises(ConfigurationError, match="non-finite"):
         M.aiq([[np.nan, 0.5]], SINGLES)
+
+
+def test_bootstrap_against_the_zero_router():
+    rng = np.random.default_rng(2)
+    s = (rng.random((150, 3)) < [0.4, 0.6, 0.9]).astype(float)
+    c = np.tile([1e-4, 5e-4, 2e-3], (150, 1))
+    # a "router" whose sweep points are the single models themselves is the zero router
+    singles_as_router = (s.T.copy(), c.T.copy())
+    diff, low, high = M.bootstrap_aiq_difference(singles_as_router, None, (s, c), n_boot=30)
+    assert diff == pytest.approx(0) and low == pytest.approx(0) and high == pytest.approx(0)

@@ -94,8 +94,8 @@ async def test_max_tokens_and_stop_sequences(backend: LocalBackend) -> None:
     counting = "Count from 1 to 30, one number per line."
     capped = await backend.complete(ask(counting, max_tokens=5), CARD)
     assert capped.tokens_out == 5 and capped.raw["finish_reason"] == "length"
-    stopped = await backend.complete(ask(counting, max_tokens=64, stop=["7"]), CARD)
-    full = await backend.complete(ask(counting, max_tokens=64), CARD)
+    stopped = await backend.complete(ask(counting, max_tokens=40, stop=["7"]), CARD)
+    full = await backend.complete(ask(counting, max_tokens=40), CARD)
     assert "7" in full.text
     assert "7" not in stopped.text and stopped.raw["finish_reason"] == "stop"
     assert full.text.startswith(stopped.text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -129,7 +131,9 @@ def record_task(store: SQLMemory, i: int, n_steps: int = 2, **fields: object) ->
 
 # -- round trips ------------------------------------------------------------------------------
 def test_task_and_steps_round_trip(store: SQLMemory) -> None:
-    task = make_task(budget=Budget(usd=0.5, calls=4), task_type="math", metadata={"query_id": "q1", "tags": ["a"]})
+    task = make_task(
+        budget=Budget(usd=0.5, calls=4), task_type="math", metadata={"query_id": "q1", "tags": ["a"]}
+    )
     store.start_task(task)
     steps = [make_step(task, 0), make_step(task, 1, LARGE, status="failed", error="timeout", score=None)]
     steps.append(make_step(task, 2, decision=None, confidence=None))
@@ -166,9 +170,24 @@ def test_steps_come_back_ordered_by_index(store: SQLMemory) -> None:
 def test_audit_events(store: SQLMemory) -> None:
     a, b = make_task(0), make_task(1)
     events = [
-        AuditEvent(task_id=a.id, stage="plan", kind="stage_blocked", subject="planner", detail="not allowed", created_at=T0),
-        AuditEvent(task_id=b.id, stage="answer", kind="retry", subject="small", created_at=T0 + timedelta(seconds=1)),
-        AuditEvent(task_id=a.id, stage="answer", kind="fallback", subject="large", created_at=T0 + timedelta(seconds=2)),
+        AuditEvent(
+            task_id=a.id,
+            stage="plan",
+            kind="stage_blocked",
+            subject="planner",
+            detail="not allowed",
+            created_at=T0,
+        ),
+        AuditEvent(
+            task_id=b.id, stage="answer", kind="retry", subject="small", created_at=T0 + timedelta(seconds=1)
+        ),
+        AuditEvent(
+            task_id=a.id,
+            stage="answer",
+            kind="fallback",
+            subject="large",
+            created_at=T0 + timedelta(seconds=2),
+        ),
     ]
     for event in reversed(events):
         store.record_audit(event)
@@ -210,8 +229,14 @@ def test_trajectories_filters_and_order(store: SQLMemory) -> None:
     assert all(isinstance(t, Trajectory) and len(t.steps) == 2 for t in default)
     assert [t.task.id for t in store.trajectories(graph="qa")] == [exhausted.id, done_qa.id]
     assert [t.task.id for t in store.trajectories(status=["running"])] == [running.id]
-    assert [t.task.id for t in store.trajectories(status=["done"], with_score=True)] == [done_web.id, done_qa.id]
-    assert [t.task.id for t in store.trajectories(since=T0 + timedelta(seconds=2))] == [exhausted.id, done_qa.id]
+    assert [t.task.id for t in store.trajectories(status=["done"], with_score=True)] == [
+        done_web.id,
+        done_qa.id,
+    ]
+    assert [t.task.id for t in store.trajectories(since=T0 + timedelta(seconds=2))] == [
+        exhausted.id,
+        done_qa.id,
+    ]
     assert [t.task.id for t in store.trajectories(limit=2)] == [done_web.id, exhausted.id]
     assert store.trajectories(graph="nope") == []
 
@@ -231,15 +256,15 @@ def test_trajectories_page_through_many_tasks(store: SQLMemory) -> None:
 
 
 def test_stats(store: SQLMemory) -> None:
-    assert store.stats()["tasks"] == 0
+    assert store.stats()["tasks_total"] == 0
     task, steps = record_task(store, 0, n_steps=3)
     store.start_task(make_task(1))
     store.record_step(make_step(task, 3, LARGE, tokens_in=100, tokens_out=50, cost_usd=0.5))
     store.record_audit(AuditEvent(task_id=task.id, stage="answer", kind="retry"))
     store.add_feedback(task.id, 1.0)
     stats = store.stats()
-    assert stats["tasks"] == 2
-    assert stats["tasks_by_status"] == {"done": 1, "running": 1}
+    assert stats["tasks_total"] == 2
+    assert stats["tasks"] == {"done": 1, "running": 1}
     assert stats["steps"] == 4
     assert stats["cost_usd"] == pytest.approx(sum(s.cost_usd for s in steps) + 0.5)
     assert stats["tokens_in"] == sum(s.tokens_in for s in steps) + 100
@@ -268,11 +293,34 @@ def test_flush_then_reopen_finds_everything(memory_url: str) -> None:
         assert second.load_router_state("r") == {"k": 1}
 
 
+def test_a_crash_after_flush_loses_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    script = f"""
+import os
+from agentroute.memory import SQLMemory
+from agentroute.types import Agent, Step, Task
+memory = SQLMemory({url!r}, flush_interval_s=60)
+task = Task(id="t", query="q")
+memory.start_task(task)
+memory.record_steps(Step(task_id="t", index=i, stage="s", agent=Agent(model="m")) for i in range(50))
+memory.flush()
+memory.record_step(Step(task_id="t", index=50, stage="s", agent=Agent(model="m")))  # never flushed
+os._exit(1)  # no close, no atexit
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    with SQLMemory(url) as memory:
+        got = memory.get_task("t")
+        assert got is not None and [s.index for s in got.steps][:50] == list(range(50))
+
+
 def test_flush_commits_for_other_connections(store: SQLMemory) -> None:
     task, _ = record_task(store, 0, n_steps=3)
     store.flush()
     with store.engine.connect() as conn:  # a reader that does not go through the store
-        count = conn.execute(sa.text("SELECT count(*) FROM steps WHERE task_id = :t"), {"t": task.id}).scalar()
+        count = conn.execute(
+            sa.text("SELECT count(*) FROM steps WHERE task_id = :t"), {"t": task.id}
+        ).scalar()
     assert count == 3
 
 
@@ -288,7 +336,7 @@ def test_concurrent_threads_lose_nothing(store: SQLMemory) -> None:
         thread.join()
     store.flush()
     stats = store.stats()
-    assert stats["tasks"] == 200 and stats["steps"] == 1600
+    assert stats["tasks_total"] == 200 and stats["steps"] == 1600
 
 
 async def test_concurrent_asyncio_tasks_lose_nothing(store: SQLMemory) -> None:
@@ -304,7 +352,7 @@ async def test_concurrent_asyncio_tasks_lose_nothing(store: SQLMemory) -> None:
     await asyncio.gather(*(run(i) for i in range(60)))
     await store.aflush()
     stats = store.stats()
-    assert stats["tasks_by_status"] == {"done": 60} and stats["steps"] == 600
+    assert stats["tasks"] == {"done": 60} and stats["steps"] == 600
 
 
 def test_failed_writes_are_raised_not_lost(store: SQLMemory, caplog: pytest.LogCaptureFixture) -> None:
@@ -334,7 +382,9 @@ def test_migrations_reach_head_without_drift(fresh_url: str) -> None:
         assert current_revision(engine) == head_revision()
         SQLMemory(fresh_url).close()  # already at head: nothing to do
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": True})
+            context = MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+            )
             assert compare_metadata(context, metadata) == []
             assert set(TABLES) <= set(sa.inspect(conn).get_table_names())
         cfg = alembic_config()
@@ -343,7 +393,7 @@ def test_migrations_reach_head_without_drift(fresh_url: str) -> None:
             command.downgrade(cfg, "base")
         assert not set(TABLES) & set(sa.inspect(engine).get_table_names())
         with SQLMemory(fresh_url) as memory:
-            assert memory.stats()["tasks"] == 0
+            assert memory.stats()["tasks_total"] == 0
     finally:
         engine.dispose()
 
@@ -355,6 +405,14 @@ def test_bad_urls_are_named() -> None:
         SQLMemory("mysql://u:secret@h/db")
     with pytest.raises(ConfigurationError, match="batch_size"):
         SQLMemory("sqlite://", batch_size=0)
+
+
+def test_unreachable_server_is_named() -> None:
+    pytest.importorskip("psycopg")
+    with pytest.raises(
+        MemoryStoreError, match=r"cannot open the memory at postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/x"
+    ):
+        SQLMemory("postgresql://u:secret@127.0.0.1:1/x")
 
 
 def test_default_url_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -373,6 +431,20 @@ def test_in_memory_sqlite() -> None:
         task, steps = record_task(memory, 0, n_steps=3)
         got = memory.get_task(task.id)
         assert got is not None and len(got.steps) == 3
+
+
+def test_writing_while_streaming_trajectories(store: SQLMemory) -> None:
+    tasks = [record_task(store, i)[0] for i in range(3)]
+    for trajectory in store.iter_trajectories():
+        store.add_feedback(trajectory.task.id, 0.5)
+        store.flush()
+    assert [(t.task.id, t.task.score) for t in store.trajectories()] == [(t.id, 0.5) for t in tasks]
+    with SQLMemory("sqlite://") as memory:  # one shared connection: must not deadlock either
+        record_task(memory, 0)
+        for trajectory in memory.iter_trajectories():
+            memory.add_feedback(trajectory.task.id, 1.0)
+            memory.flush()
+        assert memory.stats()["feedback"] == 1
 
 
 # -- export -----------------------------------------------------------------------------------

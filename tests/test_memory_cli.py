@@ -70,9 +70,14 @@ def test_missing_sqlite_file_is_an_error(tmp_path: Path) -> None:
 
 def test_export_jsonl_and_parquet(memory_url: str, tmp_path: Path) -> None:
     out = tmp_path / "t.jsonl"
-    result = runner.invoke(memory_app, ["export", "--format", "jsonl", "--out", str(out), "--memory", memory_url])
+    result = runner.invoke(
+        memory_app, ["export", "--format", "jsonl", "--out", str(out), "--memory", memory_url]
+    )
     assert result.exit_code == 0, result.output
-    assert [Trajectory.model_validate_json(line).task.id for line in out.read_text().splitlines()] == ["task0", "task1"]
+    assert [Trajectory.model_validate_json(line).task.id for line in out.read_text().splitlines()] == [
+        "task0",
+        "task1",
+    ]
 
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "t.parquet"

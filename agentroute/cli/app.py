@@ -82,7 +82,7 @@ def result_json(result: Any) -> dict[str, Any]:
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     graph: GraphOpt = "qa",
-    router: RouterOpt = "cheapest",
+    router: RouterOpt = "cascade",
     pool: PoolOpt = None,
     budget_usd: BudgetOpt = None,
     memory: MemoryOpt = None,
@@ -118,6 +118,7 @@ def ask(
 
 async def _ask(compiled: Any, question: str) -> Any:
     try:
+        await compiled.dispatcher.pool.preload()
         return await compiled.arun(question)
     finally:
         await compiled.dispatcher.pool.aclose()
@@ -128,7 +129,7 @@ def run_batch(
     graph: Annotated[str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr].")],
     input: Annotated[Path, typer.Option("--input", help="JSONL: one {\"query\": ...} object per line (query_id, task_type optional).")],
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
-    router: RouterOpt = "cheapest",
+    router: RouterOpt = "cascade",
     pool: PoolOpt = None,
     budget_usd: BudgetOpt = None,
     memory: MemoryOpt = None,
@@ -190,9 +191,30 @@ def pool_list(pool: PoolOpt = None) -> None:
     console.print(table)
 
 
+@app.command()
+def serve(
+    pool: PoolOpt = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """Serve a pool's models over an OpenAI-compatible HTTP API (/v1/chat/completions)."""
+    from agentroute.pool import ModelPool
+    from agentroute.serve import serve as run_server
+
+    try:
+        models = ModelPool.load(pool)
+    except AgentrouteError as exc:
+        raise fail(str(exc)) from None
+    run_server(models, host, port)
+
+
 def _register() -> None:
+    from agentroute.cli.eval_cmd import eval_command
+    from agentroute.cli.memory_cmd import memory_app
     from agentroute.cli.train_cmd import train_command
 
+    app.add_typer(memory_app, name="memory")
+    app.command("eval")(eval_command)
     app.command("train")(train_command)
 
 

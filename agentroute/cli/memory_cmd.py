@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,13 +23,16 @@ memory_app = typer.Typer(help="Inspect and export the SQL memory.", no_args_is_h
 def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr)  # built per command, so that it sees the terminal's current width
 
+
 MemoryOpt = Annotated[
     str | None,
-    typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file)."),
+    typer.Option(
+        "--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file)."
+    ),
 ]
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     jsonl = "jsonl"
     parquet = "parquet"
 
@@ -47,7 +50,11 @@ def _open(url: str | None) -> SQLMemory:
     try:
         parsed = resolve_url(url)
         path = parsed.database
-        if parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:") and not Path(path).is_file():
+        if (
+            parsed.get_backend_name() == "sqlite"
+            and path not in (None, "", ":memory:")
+            and not Path(path).is_file()
+        ):
             raise _fail(f"no memory database at {path} (from {url or default_url()!r})")
         return SQLMemory(parsed.render_as_string(hide_password=False))
     except AgentrouteError as exc:
@@ -68,7 +75,9 @@ def _num(value: float | None) -> str:
 
 
 @memory_app.command()
-def stats(memory: MemoryOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def stats(
+    memory: MemoryOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
     """Counts and totals: tasks by status, steps, cost, tokens, per-model usage."""
     with _open(memory) as store:
         figures = store.stats()
@@ -79,8 +88,8 @@ def stats(memory: MemoryOpt = None, as_json: Annotated[bool, typer.Option("--jso
     console = _console()
     summary = Table(title="memory", show_header=False)
     summary.add_row("url", url)
-    summary.add_row("tasks", str(figures["tasks"]))
-    for status, count in figures["tasks_by_status"].items():
+    summary.add_row("tasks", str(figures["tasks_total"]))
+    for status, count in figures["tasks"].items():
         summary.add_row(f"  {status}", str(count))
     summary.add_row("steps", str(figures["steps"]))
     summary.add_row("cost", _money(figures["cost_usd"]))
@@ -158,11 +167,19 @@ def show(
 @memory_app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", help="File to write.")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="jsonl: one trajectory per line; parquet: one row per step.")] = ExportFormat.jsonl,
+    format: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="jsonl: one trajectory per line; parquet: one row per step."),
+    ] = ExportFormat.jsonl,
     memory: MemoryOpt = None,
     graph: Annotated[str | None, typer.Option("--graph", help="Only tasks of this graph.")] = None,
-    status: Annotated[list[str] | None, typer.Option("--status", help="Only tasks with this status (repeatable; default: finished).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most this many tasks (oldest first).")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="Only tasks with this status (repeatable; default: finished)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most this many tasks (oldest first).")
+    ] = None,
 ) -> None:
     """Export finished tasks with their steps (the training data of routers)."""
     with _open(memory) as store:

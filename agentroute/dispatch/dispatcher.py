@@ -237,10 +237,11 @@ class Dispatcher:
             agents = [a for a in self.pool.agents(role) if models is None or a.model in models]
             self._agents[key] = agents
         plans = []
+        prompt_tokens: dict[tuple[str, str], int] = {}  # (model, strategy) → tokens of the prompt
         for agent in agents:
             card = self._cards[agent.model]
             strategy = get_strategy(agent.strategy)
-            request = CompletionRequest(
+            request = CompletionRequest.model_construct(
                 model=card.backend_model,
                 messages=[
                     {"role": "system", "content": strategy.system_prompt(prompt)},
@@ -248,10 +249,15 @@ class Dispatcher:
                 ],
                 max_tokens=max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor)),
                 temperature=strategy.temperature,
+                stop=None,
                 query_id=query_id,
+                metadata={},
             )
             backend = self.pool.backend(card.id)
-            tokens_in = backend.count_tokens(request.prompt_text, card)
+            key = (card.id, strategy.name)
+            if key not in prompt_tokens:
+                prompt_tokens[key] = backend.count_tokens(request.prompt_text, card)
+            tokens_in = prompt_tokens[key]
             k = strategy.samples
             worst = Cost(
                 usd=backend.worst_case_usd(request, card) * k,
@@ -421,7 +427,7 @@ class Dispatcher:
             timeout = max(0.001, min(timeout, remaining))
         calls = [backend.complete(plan.request, plan.card) for _ in range(plan.strategy.samples)]
         if len(calls) == 1:
-            return [await asyncio.wait_for(calls[0], timeout)]
+            return [await (asyncio.wait_for(calls[0], timeout) if backend.blocks else calls[0])]
         return list(await asyncio.wait_for(asyncio.gather(*calls), timeout))
 
     def _aggregate(self, run: TaskRun, decision: Decision, steps: list[Step], stage: str, input: str) -> Step:

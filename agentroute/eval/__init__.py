@@ -1,4 +1,9 @@
-"""Evaluation on logged outcomes: datasets, metrics, the router sweep harness and plots."""
+"""Evaluation on logged outcomes: datasets, metrics, the router sweep harness and plots.
+
+``load_dataset("routerbench:DIR")`` → :class:`RoutingDataset`; ``evaluate(dataset, ["knn", "mf"])``
+→ :class:`EvalResult` (the JSON of ``agentroute eval --json``); ``plot_curves(result, "curves.png")``.
+Metrics (AIQ, APGR, CPT, Pareto frontier, zero router, oracle) live in :mod:`agentroute.eval.metrics`.
+"""
 
 from agentroute.eval.datasets import (
     RoutingDataset,
@@ -9,13 +14,25 @@ from agentroute.eval.datasets import (
     load_routellm_mmlu,
     load_routerbench,
 )
+from agentroute.eval.harness import build_contexts, evaluate, knob_values, sweep_router
+from agentroute.eval.plots import plot_curves
+from agentroute.eval.results import EvalResult, RouterResult
+from agentroute.eval.tokens import TokenCounter
 
 __all__ = [
+    "EvalResult",
+    "RouterResult",
     "RoutingDataset",
+    "TokenCounter",
+    "build_contexts",
     "data_root",
     "dataset_kinds",
+    "evaluate",
+    "knob_values",
     "load_dataset",
     "load_dcrouter",
     "load_routellm_mmlu",
     "load_routerbench",
+    "plot_curves",
+    "sweep_router",
 ]

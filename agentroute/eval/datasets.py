@@ -84,6 +84,7 @@ class RoutingDataset:
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     output_tokens: int | None = None
     token_counter: TokenCounter | None = field(default=None, repr=False)
+    descriptions: dict[str, str] = field(default_factory=dict)
     _tokens: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _cards: dict[str, ModelCard] = field(default_factory=dict, repr=False)
 
@@ -117,7 +118,14 @@ class RoutingDataset:
             m: ("small", "medium", "large")[min(2, 3 * r // max(1, len(order)))] for r, m in enumerate(order)
         }
         return {
-            m: ModelCard(id=m, backend="replay", input_price=p_in, output_price=p_out, tier=tiers[m])  # type: ignore[arg-type]
+            m: ModelCard(
+                id=m,
+                backend="replay",
+                input_price=p_in,
+                output_price=p_out,
+                tier=tiers[m],  # type: ignore[arg-type]
+                description=self.descriptions.get(m, ""),
+            )
             for m, (p_in, p_out) in prices.items()
         }
 
@@ -310,6 +318,7 @@ def load_dcrouter(
         raise ConfigurationError(f"output_tokens must be >= 0 (got {output_tokens})")
     notes: dict[str, Any] = {"format": "dcrouter", "source": str(path)}
     records: dict[str, list[dict[str, Any]]] = {}
+    descriptions: dict[str, str] = {}
     queries: dict[str, dict[str, dict[str, Any]]] = {"train": {}, "test": {}}
     if str(path).startswith("hf:"):
         for split, frame in _hf_frames(str(path)[3:]).items():
@@ -338,8 +347,9 @@ def load_dcrouter(
                 if line.strip():
                     row = json.loads(line)
                     queries[split].setdefault(row["query"], row)
+        llms = json.loads((root / "example_data/llm_candidates/default_llm.json").read_text())
+        descriptions = {m: str(c.get("feature", "")) for m, c in llms.items()}
         if prices is None:
-            llms = json.loads((root / "example_data/llm_candidates/default_llm.json").read_text())
             prices = {m: (float(c["input_price"]), float(c["output_price"])) for m, c in llms.items()}
     if set(records) != {"train", "test"}:
         raise DatasetError(f"{path}: expected a train and a test split (found {sorted(records)})")
@@ -371,7 +381,7 @@ def load_dcrouter(
     notes.update(_price_notes(counter, output_tokens), dropped_by_split=dropped, unjoined_queries=unjoined)
     return RoutingDataset(
         "dcrouter", tables["train"], tables["test"], sum(dropped.values()), notes,
-        dict(prices), output_tokens, counter,
+        dict(prices), output_tokens, counter, descriptions,
     )  # fmt: skip
 
 
@@ -427,11 +437,12 @@ def load_routellm_mmlu(
     order = np.random.default_rng(seed).permutation(len(distinct))
     test_prompts = {distinct[k] for k in order[: int(round(test_fraction * len(distinct)))]}
     counter = TokenCounter(tokenizer) if tokenizer else default_token_counter()
+    subjects = frame["subject"].tolist()
     tables = {}
     for split in ("train", "test"):
         idx = [i for i, p in enumerate(prompts) if (p in test_prompts) == (split == "test")]
         tables[split] = _priced_table(
-            split, [prompts[i] for i in idx], [frame["subject"][i] for i in idx], None, values[idx],
+            split, [prompts[i] for i in idx], [subjects[i] for i in idx], None, values[idx],
             models, prices, counter, output_tokens,
         )  # fmt: skip
     notes.update(

@@ -12,8 +12,10 @@ estimate per candidate. **The cost estimate never reads the test row's logged co
 ``"auto"`` picks ``card`` when the dataset has prices. Decisions are scored with the test row's
 logged score and cost of the chosen model (the first agent of a multi-agent decision). A router
 that escalates (a cascade) is replayed attempt by attempt: it sees each attempt's logged response
-(never its score) and pays for every attempt. The oracle (``replay_only`` routers) is fitted on the
-test outcomes, which is what it is.
+(never its score) and pays for every attempt. Routers are fitted on the train table only (never
+the dataset object, which holds the test split); one that tunes on validation carves it from that
+table itself (``best-single``, the torch routers). The oracle (and any router with
+``replay_only = True``) is fitted on the test outcomes: a ceiling, not a router.
 
 Routers with a knob are swept over ≥ 30 values (their ``knob_grid``, densified, or a default
 grid). A :class:`~agentroute.routers.utility.UtilityRouter` is swept cheaply: one ``predict`` call,
@@ -321,7 +323,7 @@ def _run_router(
     stage = "fit"
     try:
         start = time.perf_counter()
-        router.fit(dataset.test if replay_only else dataset.train)
+        router.fit(_with_cards(dataset.test if replay_only else dataset.train, dataset))
         res.fit_s = time.perf_counter() - start
         stage = "route"
         sweep = sweep_router(router, ctxs, dataset.test)
@@ -336,9 +338,11 @@ def _run_router(
     c_best, q_best = M.best_single(singles)
     res.aiq = M.aiq(points, singles)
     res.max_accuracy = float(points[:, 1].max())
-    res.cost_to_match_best = M.cost_to_reach(points, q_best, singles)
-    res.accuracy_at_best_cost = M.quality_at_cost(points, c_best, singles)
-    res.oracle_gap_closed = M.oracle_gap_closed(points, singles, oracle_acc)
+    res.cost_to_match_best = M.cost_to_reach(points, q_best)
+    at_best = M.quality_at_cost(points, c_best)
+    res.accuracy_at_best_cost = None if np.isnan(at_best) else at_best
+    gap = M.oracle_gap_closed(points, singles, oracle_acc)
+    res.oracle_gap_closed = None if np.isnan(gap) else gap
     if len(singles) == 2:
         strong = int(np.argmax(singles[:, 1]))
         q_weak, q_strong = float(singles[1 - strong, 1]), float(singles[strong, 1])
@@ -349,6 +353,12 @@ def _run_router(
         res.cpt80 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.8)
     result._outcomes[name] = (sweep.scores, sweep.costs)
     return res
+
+
+def _with_cards(table: OutcomeTable, dataset: RoutingDataset) -> OutcomeTable:
+    """The table with the dataset's model cards in ``metadata["cards"]`` (routers that describe
+    agents by their cards read them there)."""
+    return dataclasses.replace(table, metadata={**table.metadata, "cards": dataset.cards()})
 
 
 def _params(router: Router) -> dict[str, Any]:

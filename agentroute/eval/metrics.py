@@ -3,14 +3,15 @@
 A router swept over its knob gives points ``(mean cost per query, mean quality)``; arrays of
 points are ``(n, 2)`` with columns cost, quality.
 
-**The hull convention (fixed; used by AIQ, quality-at-cost and cost-to-reach).** Any two operating
-points can be mixed at random per query, so every point on the segment between them is reachable;
-a router also can always send everything to the cheapest single model. A router's achievable
-curve ``R(c)`` is therefore the *non-decreasing upper convex hull* of its points plus the cheapest
-single model's point (the "anchor"): below the router's cheapest point the curve runs linearly
-from the anchor, and above its best point it stays flat at the best quality (spending more buys
-nothing). This follows RouterBench (Hu et al., arXiv 2403.12031, §3.2), whose zero router is the
-same hull over the single models alone.
+**The hull convention (fixed).** Any two operating points can be mixed at random per query, so
+every point on the segment between them is reachable, and spending more than needed buys nothing:
+a router's curve ``R(c)`` is the *non-decreasing upper convex hull* of its sweep points, flat
+above its best point (RouterBench, Hu et al., arXiv 2403.12031, §3.2; its zero router is the same
+hull over the single models). For **AIQ** the hull also includes the cheapest single model's point
+(the "anchor": a deployment can always send everything there), so below the router's cheapest
+point the curve runs linearly from the anchor instead of counting as 0; a router dominated by the
+cheapest model therefore scores that model's accuracy. The per-cost figures (quality at a cost,
+cost to reach a quality, oracle gap closed) use the router's own hull, without the anchor.
 """
 
 from __future__ import annotations
@@ -211,23 +212,32 @@ def _cheapest(single: np.ndarray) -> np.ndarray:
     return cheapest[np.argmax(cheapest[:, 1])]
 
 
-def quality_at_cost(points: ArrayLike, cost: float, single_points: ArrayLike) -> float:
-    """R(cost) on the router's anchored hull: the best quality reachable for that mean cost.
+def quality_at_cost(
+    points: ArrayLike, cost: float, anchor: Sequence[float] | np.ndarray | None = None
+) -> float:
+    """R(cost): the best mean quality the router reaches for at most ``cost`` per query, mixing its
+    own knob settings (its non-decreasing hull, flat above its best point); ``nan`` below its
+    cheapest point. With ``anchor`` (the cheapest single model) the curve is AIQ's anchored hull.
 
-    >>> quality_at_cost([[2, 0.9]], 1.5, [[1, 0.5], [3, 0.9]])
+    >>> quality_at_cost([[1, 0.5], [3, 1.0]], 2.0)
+    0.75
+    >>> quality_at_cost([[2, 0.9]], 1.5, anchor=[1, 0.5])
     0.7
     """
-    value = Curve.of(points, anchor=_cheapest(_points(single_points)))(cost)
-    return float(value)
+    return float(Curve.of(points, anchor=anchor)(cost))
 
 
-def cost_to_reach(points: ArrayLike, quality: float, single_points: ArrayLike) -> float | None:
-    """Least mean cost at which the router's anchored hull reaches ``quality`` (``None``: never).
+def cost_to_reach(
+    points: ArrayLike, quality: float, anchor: Sequence[float] | np.ndarray | None = None
+) -> float | None:
+    """Least mean cost at which the router's hull reaches ``quality`` (``None``: never).
 
-    >>> cost_to_reach([[2, 0.9]], 0.7, [[1, 0.5], [3, 0.9]])
-    1.5
+    >>> cost_to_reach([[1, 0.5], [3, 1.0]], 0.75)
+    2.0
+    >>> cost_to_reach([[1, 0.5], [3, 1.0]], 1.1) is None
+    True
     """
-    return Curve.of(points, anchor=_cheapest(_points(single_points))).cost_to_reach(quality)
+    return Curve.of(points, anchor=anchor).cost_to_reach(quality)
 
 
 def best_single(single_points: ArrayLike) -> np.ndarray:
@@ -239,7 +249,8 @@ def best_single(single_points: ArrayLike) -> np.ndarray:
 
 def oracle_gap_closed(points: ArrayLike, single_points: ArrayLike, oracle_quality: float) -> float:
     """Share of the gap between the best single model and the oracle that the router closes at the
-    best single model's cost: ``(R(c_best) − q_best) / (q_oracle − q_best)`` (negative: worse).
+    best single model's cost: ``(R(c_best) − q_best) / (q_oracle − q_best)`` with ``R`` as in
+    :func:`quality_at_cost` (negative: worse than the best model; ``nan`` if it cannot spend so little).
 
     >>> round(oracle_gap_closed([[2, 0.95]], [[1, 0.5], [3, 0.9]], 1.0), 6)
     0.5
@@ -248,7 +259,7 @@ def oracle_gap_closed(points: ArrayLike, single_points: ArrayLike, oracle_qualit
     gap = oracle_quality - q_best
     if gap <= 0:
         return float("nan")
-    return float((quality_at_cost(points, c_best, single_points) - q_best) / gap)
+    return float((quality_at_cost(points, c_best) - q_best) / gap)
 
 
 # -- RouteLLM ----------------------------------------------------------------------------------------

@@ -40,9 +40,10 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
         zero,
         lo,
         hi,
-        color="0.45",
-        ls="--",
-        lw=1.6,
+        color="k",
+        ls=(0, (4, 3)),
+        lw=1.3,
+        zorder=3.5,  # above the routers' curves: a router equal to it still shows both
         label=f"zero router (AIQ {result.zero_router_aiq:.3f})",
     )
     ax.scatter(singles[:, 0], singles[:, 1], s=30, c="0.25", marker="o", zorder=4, label="single models")

@@ -126,7 +126,7 @@ class RuleExtractor:
         min_chars: shortest entity kept (single letters such as answer options ``A)`` drop out).
 
     >>> [(e.text, e.label) for e in RuleExtractor()('Did "Abbey Road" sell 5,000 copies on March 3, 2021?')]
-    [('March 3, 2021', 'date'), ('Abbey Road', 'quoted'), ('5,000', 'number')]
+    [('Abbey Road', 'quoted'), ('5,000', 'number'), ('March 3, 2021', 'date')]
     """
 
     def __init__(

@@ -61,10 +61,14 @@ def query_text(query: str, max_chars: int) -> str:
 
     >>> query_text("few-shot examples ... the question?", 13)
     'the question?'
+    >>> query_text("few-shot examples ... the question?", 15)
+    'the question?'
     """
     if max_chars <= 0 or len(query) <= max_chars:
         return query
     tail = query[-max_chars:]
+    if query[-max_chars - 1].isspace():
+        return tail
     cut = next((i for i, ch in enumerate(tail) if ch.isspace()), -1)
     return tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail
 
@@ -128,38 +132,55 @@ class GraphBuilder:
         return [self.assemble(kg, descs, vectors, unique) for kg, descs in zip(kgs, agents, strict=True)]
 
     def graph(self, query: str, agents: Sequence[str]) -> Any:
-        """The graph of one query (routing)."""
+        """The graph of one query."""
         return self.build([query], [agents])[0]
+
+    def tensors(self, kg: QueryKG, agents: Sequence[str]) -> tuple[dict[str, Any], dict[EdgeType, Any]]:
+        """``(x_dict, edge_index_dict)`` of one query's graph without building a ``HeteroData``
+        (the routing fast path: a heterogeneous layer takes these dicts directly)."""
+        texts = [*self.texts(kg), *agents]
+        vectors = self.embedder.embed(texts)
+        return self._tensors(kg, agents, vectors, {t: i for i, t in enumerate(texts)})
 
     def assemble(self, kg: QueryKG, agents: Sequence[str], vectors: np.ndarray, rows: dict[str, int]) -> Any:
         """The ``HeteroData`` of ``kg`` and its agents, with features taken from ``vectors[rows[text]]``."""
-        torch = torch_module()
+        x_dict, edge_index_dict = self._tensors(kg, agents, vectors, rows)
         data = require("torch_geometric.data").HeteroData()
+        for node_type, x in x_dict.items():
+            data[node_type].x = x
+            data[node_type].num_nodes = x.shape[0]  # batching needs it on empty node types
+        for edge_type, index in edge_index_dict.items():
+            data[edge_type].edge_index = index
+        return data
+
+    def _tensors(
+        self, kg: QueryKG, agents: Sequence[str], vectors: np.ndarray, rows: dict[str, int]
+    ) -> tuple[dict[str, Any], dict[EdgeType, Any]]:
+        torch = torch_module()
 
         def feats(texts: Sequence[str]) -> Any:
             if not texts:
                 return torch.zeros((0, vectors.shape[1]), dtype=torch.float32)
             return torch.from_numpy(np.ascontiguousarray(vectors[[rows[t] for t in texts]], dtype=np.float32))
 
-        n_ent, n_rel, n_agent = len(kg.entities), len(kg.relations), len(agents)
-        data["query"].x = feats([query_text(kg.query, self.query_chars)])
-        data["entity"].x = feats([e.text for e in kg.entities])
-        data["relation"].x = feats([r.text for r in kg.relations])
-        data["agent"].x = feats(list(agents))
-        # PyG needs num_nodes on empty node types to batch them
-        for node_type, n in (("query", 1), ("entity", n_ent), ("relation", n_rel), ("agent", n_agent)):
-            data[node_type].num_nodes = n
-
         def edges(src: Sequence[int], dst: Sequence[int]) -> Any:
             return torch.tensor([list(src), list(dst)], dtype=torch.long).reshape(2, -1)
 
+        n_ent, n_rel, n_agent = len(kg.entities), len(kg.relations), len(agents)
+        x_dict = {
+            "query": feats([query_text(kg.query, self.query_chars)]),
+            "entity": feats([e.text for e in kg.entities]),
+            "relation": feats([r.text for r in kg.relations]),
+            "agent": feats(list(agents)),
+        }
         forward = {
             QUERY_ENTITY: edges([0] * n_ent, range(n_ent)),
             ENTITY_RELATION: edges([r.head for r in kg.relations], range(n_rel)),
             RELATION_ENTITY: edges(range(n_rel), [r.tail for r in kg.relations]),
             QUERY_AGENT: edges([0] * n_agent, range(n_agent)),
         }
+        edge_index_dict: dict[EdgeType, Any] = {}
         for edge_type, index in forward.items():
-            data[edge_type].edge_index = index
-            data[reverse(edge_type)].edge_index = index.flip(0)
-        return data
+            edge_index_dict[edge_type] = index
+            edge_index_dict[reverse(edge_type)] = index.flip(0)
+        return x_dict, edge_index_dict

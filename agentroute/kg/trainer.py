@@ -185,7 +185,7 @@ def train_kg_net(
             loss = loss_fn(_forward(net, batch), agents.score, agents.cost, agents.batch, batch.num_graphs)
             loss.backward()
             optimiser.step()
-            total += float(loss) * batch.num_graphs
+            total += float(loss.detach()) * batch.num_graphs
             count += batch.num_graphs
         report.train_loss.append(total / max(1, count))
         if not val_graphs:

@@ -6,12 +6,20 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 
 from agentroute.budget import Budget
 from agentroute.types import Agent, AuditEvent, Decision, Step, Task
 
-__all__ = ["jsonable", "task_row", "step_row", "audit_row", "task_from_row", "step_from_row", "audit_from_row"]
+__all__ = [
+    "jsonable",
+    "task_row",
+    "step_row",
+    "audit_row",
+    "task_from_row",
+    "step_from_row",
+    "audit_from_row",
+]
 
 
 def _fallback(value: Any) -> Any:
@@ -23,6 +31,11 @@ def _fallback(value: Any) -> Any:
 def jsonable(value: Any) -> Any:
     """Plain JSON data (dicts, lists, numbers, strings) for a model, dict or value."""
     return to_jsonable_python(value, fallback=_fallback)
+
+
+def json_text(value: Any) -> str:
+    """JSON text for a model, dict or value, serialised in one pass by pydantic-core."""
+    return to_json(value, fallback=_fallback).decode()
 
 
 def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
@@ -43,6 +56,7 @@ def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
 
 
 def step_row(step: Step) -> dict[str, Any]:
+    """The ``steps`` row of a step, with the decision already as JSON text (the writer's fast path)."""
     agent, decision = step.agent, step.decision
     return {
         "id": step.id,
@@ -53,7 +67,7 @@ def step_row(step: Step) -> dict[str, Any]:
         "model": agent.model,
         "strategy": agent.strategy,
         "router": decision.router if decision is not None else None,
-        "decision": jsonable(decision) if decision is not None else None,
+        "decision": json_text(decision) if decision is not None else None,
         "input": step.input,
         "output": step.output,
         "tokens_in": step.tokens_in,
@@ -80,7 +94,7 @@ def audit_row(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def task_from_row(row: Mapping[str, Any]) -> Task:
+def task_from_row(row: Mapping[Any, Any]) -> Task:
     budget = row["budget"]
     return Task(
         id=row["id"],
@@ -97,7 +111,7 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
     )
 
 
-def step_from_row(row: Mapping[str, Any], agents: dict[tuple[str, str, str], Agent] | None = None) -> Step:
+def step_from_row(row: Mapping[Any, Any], agents: dict[tuple[str, str, str], Agent] | None = None) -> Step:
     """A :class:`Step` from a ``steps`` row; ``agents`` caches the (frozen) agents across rows.
 
     The decision may come as JSON text (fastest: parsed and validated in one pass) or as a dict.
@@ -115,7 +129,7 @@ def step_from_row(row: Mapping[str, Any], agents: dict[tuple[str, str, str], Age
         index=row["step_index"],
         stage=row["stage"],
         agent=agent,
-        decision=None if decision is None else _decision(decision),
+        decision=None if decision is None or decision == "null" else _decision(decision),
         input=row["input"],
         output=row["output"],
         tokens_in=row["tokens_in"],
@@ -134,7 +148,7 @@ def _decision(value: str | dict[str, Any]) -> Decision:
     return Decision.model_validate_json(value) if isinstance(value, str) else Decision.model_validate(value)
 
 
-def audit_from_row(row: Mapping[str, Any]) -> AuditEvent:
+def audit_from_row(row: Mapping[Any, Any]) -> AuditEvent:
     return AuditEvent(
         id=row["id"],
         task_id=row["task_id"],

@@ -14,7 +14,14 @@ from sqlalchemy.pool import StaticPool
 from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 
-__all__ = ["DEFAULT_PATH", "default_url", "resolve_url", "safe_url", "is_memory_sqlite", "create_memory_engine"]
+__all__ = [
+    "DEFAULT_PATH",
+    "default_url",
+    "resolve_url",
+    "safe_url",
+    "is_memory_sqlite",
+    "create_memory_engine",
+]
 
 DEFAULT_PATH = Path(".agentroute") / "memory.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000

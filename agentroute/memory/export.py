@@ -62,7 +62,9 @@ def _step_column(name: str) -> sa.ColumnElement[Any]:
     return sa.cast(column, sa.Text) if name == "decision" else column  # JSON text as stored
 
 
-def write_parquet(conn: sa.Connection, where: list[sa.ColumnElement[bool]], path: Path, *, limit: int | None) -> int:
+def write_parquet(
+    conn: sa.Connection, where: list[sa.ColumnElement[bool]], path: Path, *, limit: int | None
+) -> int:
     """Stream ``tasks ⟕ steps`` (oldest task first, steps by index) into a Parquet file; returns rows."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")

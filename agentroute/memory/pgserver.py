@@ -35,7 +35,9 @@ def find_bindir() -> Path | None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
             candidates.append(Path(out.stdout.strip()))
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    )
     candidates += [Path(p) for p in versions]
     if initdb := shutil.which("initdb"):
         candidates.append(Path(initdb).resolve().parent)
@@ -92,7 +94,9 @@ class PostgresServer:
             shutil.chown(self._tmp, "postgres", "postgres")
         data = self._tmp / "data"
         try:
-            self._run(str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+            self._run(
+                str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
+            )
             settings = f"-c listen_addresses=127.0.0.1 -k {self._tmp}"
             if not self.durable:
                 settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

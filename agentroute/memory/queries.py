@@ -49,12 +49,14 @@ def task_filter(
     return where
 
 
-STEP_COLUMNS = [c for c in STEPS.columns if c.name != "decision"]
+STEP_COLUMNS: list[sa.ColumnElement[Any]] = [c for c in STEPS.columns if c.name != "decision"]
 STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
 """The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
 
 
-def _steps_by_task(conn: sa.Connection, task_ids: list[str], agents: dict[Any, Agent]) -> dict[str, list[Step]]:
+def _steps_by_task(
+    conn: sa.Connection, task_ids: list[str], agents: dict[Any, Agent]
+) -> dict[str, list[Step]]:
     query = (
         sa.select(*STEP_COLUMNS)
         .where(STEPS.c.task_id.in_(task_ids))
@@ -110,9 +112,10 @@ def audit_events(conn: sa.Connection, task_id: str | None) -> list[AuditEvent]:
 
 
 def stats(conn: sa.Connection) -> dict[str, Any]:
-    by_status = dict(
-        conn.execute(sa.select(TASKS.c.status, sa.func.count()).group_by(TASKS.c.status)).tuples().all()
-    )
+    by_status: dict[str, int] = {
+        status: int(n)
+        for status, n in conn.execute(sa.select(TASKS.c.status, sa.func.count()).group_by(TASKS.c.status))
+    }
     models = {
         model: {"calls": int(calls), "cost_usd": float(cost or 0.0), "tokens": int(tokens or 0)}
         for model, calls, cost, tokens in conn.execute(
@@ -124,15 +127,15 @@ def stats(conn: sa.Connection) -> dict[str, Any]:
             )
             .group_by(STEPS.c.model)
             .order_by(STEPS.c.model)
-        ).tuples()
+        )
     }
     tokens_in, tokens_out = conn.execute(
         sa.select(sa.func.sum(STEPS.c.tokens_in), sa.func.sum(STEPS.c.tokens_out))
     ).one()
     count = sa.select(sa.func.count())
     return {
-        "tasks": sum(by_status.values()),
-        "tasks_by_status": {k: int(v) for k, v in sorted(by_status.items())},
+        "tasks": {k: int(v) for k, v in sorted(by_status.items())},
+        "tasks_total": sum(by_status.values()),
         "steps": sum(m["calls"] for m in models.values()),
         "cost_usd": sum(m["cost_usd"] for m in models.values()),
         "tokens_in": int(tokens_in or 0),

@@ -5,7 +5,7 @@
 ...     memory.trajectories(graph="qa", with_score=True)
 
 Writes (``start_task``, ``record_step``, ``finish_task``, ``record_audit``, ``add_feedback``) only
-enqueue: they cost about a microsecond and never touch the database on the caller's thread, so
+enqueue: they cost a microsecond or so and never touch the database on the caller's thread, so
 they are safe on the dispatcher's hot path, from many threads and asyncio tasks at once. A
 background thread commits them in batches (:mod:`agentroute.memory.writer`). ``flush()`` blocks
 until everything recorded before it is committed and raises
@@ -18,8 +18,8 @@ again). A process crash loses only writes not yet committed (at most ``flush_int
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
+import logging
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -41,15 +41,17 @@ from agentroute.types import AuditEvent, Step, Task, Trajectory
 
 __all__ = ["SQLMemory", "open_memory"]
 
-_OPEN: weakref.WeakSet[SQLMemory] = weakref.WeakSet()
+log = logging.getLogger("agentroute.memory")
 
 
-@atexit.register
-def _close_open_stores() -> None:
-    """Commit what forgotten stores still hold when the interpreter exits."""
-    for store in list(_OPEN):
-        with contextlib.suppress(Exception):
-            store.close()
+def _shutdown(writer: BatchWriter, engine: sa.Engine) -> None:
+    """Commit what a store that was never closed still holds (at exit or garbage collection)."""
+    writer.stop()
+    try:
+        writer.raise_errors()
+    except MemoryStoreError as exc:
+        log.error("memory: at shutdown: %s", exc)
+    engine.dispose()
 
 
 class SQLMemory(MemoryStore):
@@ -80,7 +82,9 @@ class SQLMemory(MemoryStore):
         if flush_interval_s < 0:
             raise ConfigurationError(f"flush_interval_s must be non-negative (got {flush_interval_s})")
         if max_pending < batch_size:
-            raise ConfigurationError(f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})")
+            raise ConfigurationError(
+                f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})"
+            )
         parsed = resolve_url(url)
         self.url = safe_url(parsed)
         self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
@@ -92,8 +96,9 @@ class SQLMemory(MemoryStore):
             self.engine.dispose()
             raise MemoryStoreError(f"cannot open the memory at {self.url}: {exc}") from exc
         # one shared connection for an in-memory SQLite database: serialise its users
+        self._shared_connection = is_memory_sqlite(parsed)
         self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.RLock() if is_memory_sqlite(parsed) else contextlib.nullcontext()
+            threading.RLock() if self._shared_connection else contextlib.nullcontext()
         )
         self._writer = BatchWriter(
             self.engine, batch_size=batch_size, flush_interval_s=flush_interval_s, lock=self._lock
@@ -101,7 +106,7 @@ class SQLMemory(MemoryStore):
         self._put = self._writer.put
         self._qsize = self._writer.qsize
         self.closed = False
-        _OPEN.add(self)
+        self._finalizer = weakref.finalize(self, _shutdown, self._writer, self.engine)
 
     def __repr__(self) -> str:
         return f"SQLMemory({self.url!r})"
@@ -153,7 +158,7 @@ class SQLMemory(MemoryStore):
         if self.closed:
             return
         self.closed = True
-        _OPEN.discard(self)
+        self._finalizer.detach()
         try:
             self._writer.stop()
             self._writer.raise_errors()
@@ -189,17 +194,39 @@ class SQLMemory(MemoryStore):
 
         ``status`` defaults to every finished status (all but ``running``).
         """
+        return list(
+            self.iter_trajectories(
+                graph=graph, status=status, since=since, with_score=with_score, limit=limit
+            )
+        )
+
+    def iter_trajectories(
+        self,
+        *,
+        graph: str | None = None,
+        status: Sequence[str] | None = None,
+        since: datetime | None = None,
+        with_score: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Trajectory]:
+        """:meth:`trajectories` as a stream, 1,000 tasks in memory at a time (for large logs)."""
         where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
+        if self._shared_connection:  # don't hold the one connection (and its lock) while the caller runs
+            with self._read() as conn:
+                items = list(queries.iter_trajectories(conn, where, limit=limit))
+            yield from items
+            return
         with self._read() as conn:
-            return list(queries.iter_trajectories(conn, where, limit=limit))
+            yield from queries.iter_trajectories(conn, where, limit=limit)
 
     def audit_events(self, task_id: str | None = None) -> list[AuditEvent]:
         with self._read() as conn:
             return queries.audit_events(conn, task_id)
 
     def stats(self) -> dict[str, Any]:
-        """``tasks``, ``tasks_by_status``, ``steps``, ``cost_usd``, ``tokens_in``, ``tokens_out``,
-        ``models`` (per model: ``calls``, ``cost_usd``, ``tokens``), ``feedback``, ``audit_events``."""
+        """``tasks`` (count by status), ``tasks_total``, ``steps``, ``cost_usd``, ``tokens_in``,
+        ``tokens_out``, ``models`` (per model: ``calls``, ``cost_usd``, ``tokens``), ``feedback``,
+        ``audit_events``."""
         with self._read() as conn:
             return queries.stats(conn)
 
@@ -217,23 +244,40 @@ class SQLMemory(MemoryStore):
             return queries.load_router_state(conn, router)
 
     # -- export ---------------------------------------------------------------------------------
-    def export_jsonl(self, path: str | Path, **filters: Any) -> int:
+    def export_jsonl(
+        self,
+        path: str | Path,
+        *,
+        graph: str | None = None,
+        status: Sequence[str] | None = None,
+        since: datetime | None = None,
+        with_score: bool = False,
+        limit: int | None = None,
+    ) -> int:
         """Write one trajectory per line (``Trajectory`` JSON); returns the number of lines.
 
-        ``filters`` are those of :meth:`trajectories` (default: every finished task).
+        The filters are those of :meth:`trajectories` (default: every finished task).
         """
-        limit = filters.pop("limit", None)
-        where = queries.task_filter(**filters)
+        where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
         with self._read() as conn:
             return export.write_jsonl(queries.iter_trajectories(conn, where, limit=limit), Path(path))
 
-    def export_parquet(self, path: str | Path, **filters: Any) -> int:
+    def export_parquet(
+        self,
+        path: str | Path,
+        *,
+        graph: str | None = None,
+        status: Sequence[str] | None = None,
+        since: datetime | None = None,
+        with_score: bool = False,
+        limit: int | None = None,
+    ) -> int:
         """Write a flat table, one row per step joined with its task's columns; returns the rows.
 
-        A task without steps gets one row with empty step columns. Needs pyarrow (extra ``eval``).
+        A task without steps gets one row with empty step columns. The filters are those of
+        :meth:`trajectories`. Needs pyarrow (extra ``eval``).
         """
-        limit = filters.pop("limit", None)
-        where = queries.task_filter(**filters)
+        where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
         with self._read() as conn:
             return export.write_parquet(conn, where, Path(path), limit=limit)
 
@@ -241,4 +285,3 @@ class SQLMemory(MemoryStore):
 def open_memory(url: str | None = None, **options: Any) -> SQLMemory:
     """Open the memory at ``url`` (default ``$AGENTROUTE_MEMORY`` or the local SQLite file)."""
     return SQLMemory(url, **options)
-

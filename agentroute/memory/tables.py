@@ -16,10 +16,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-__all__ = ["JSONType", "UTCDateTime", "metadata", "TaskRow", "StepRow", "FeedbackRow", "AuditRow", "RouterStateRow"]
+__all__ = [
+    "JSONType",
+    "UTCDateTime",
+    "metadata",
+    "TaskRow",
+    "StepRow",
+    "FeedbackRow",
+    "AuditRow",
+    "RouterStateRow",
+]
 
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
-"""Portable JSON column type: ``JSONB`` on PostgreSQL, JSON text on SQLite."""
+JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""Portable JSON column type: ``JSONB`` on PostgreSQL, JSON text on SQLite; ``None`` is SQL NULL."""
 
 metadata = sa.MetaData()
 

@@ -126,6 +126,11 @@ class ModelPool:
     def set_backend(self, name: str, backend: Backend) -> None:
         self._backends[name] = backend
 
+    async def preload(self) -> None:
+        """Load every backend's models now, so the first routed step does not wait for them."""
+        for card in self:
+            await self.backend(card.id).preload(card)
+
     async def aclose(self) -> None:
         for backend in self._backends.values():
             await backend.aclose()

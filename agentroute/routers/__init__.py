@@ -46,6 +46,11 @@ _LAZY_ROUTERS = {
     "graph-router": "agentroute.routers.graph_router:GraphRouter",
     "kg-gnn": "agentroute.routers.kg_gnn:KGRouter",
     "ant-colony": "agentroute.routers.ant_colony:AntColonyRouter",
+    "bopo": "agentroute.routers.bopo:BoPORouter",
+    "always-small": "agentroute.routers.tiers:AlwaysSmallRouter",
+    "always-large": "agentroute.routers.tiers:AlwaysLargeRouter",
+    "first-step-large": "agentroute.routers.tiers:FirstStepLargeRouter",
+    "random-mix": "agentroute.routers.tiers:RandomMixRouter",
 }
 for _name, _target in _LAZY_ROUTERS.items():
     register_lazy(_name, _target)

@@ -209,7 +209,7 @@ class AntColonyRouter(Router):
         cost_weight: float = 0.0,
         rho: float = 0.1,
         q: float = 1.0,
-        deposit_eps: float = 1.0,
+        deposit_eps: float = 10.0,
         tau_init: float = 1.0,
         tau_min: float = 0.01,
         tau_max: float = 10.0,

@@ -222,8 +222,9 @@ def make_router(name: str, **params: Any) -> Router:
 
 # -- helpers shared by routers -------------------------------------------------------------------
 def decide(router: Router, ctx: RouteContext, index: int, why: str = "", **scores: Any) -> Decision:
-    """A single-agent decision for ``ctx.candidates[index]``."""
-    return Decision(agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **scores)
+    """A single-agent decision for ``ctx.candidates[index]`` (``scores``/``evidence`` as keywords)."""
+    fields = {"scores": {}, "evidence": {}, **scores}
+    return Decision.model_construct(agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **fields)
 
 
 def require_candidates(router: Router, ctx: RouteContext) -> None:

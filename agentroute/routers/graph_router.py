@@ -84,6 +84,7 @@ torch = torch_module()  # this module is imported lazily, on first use of the "g
 GeneralConv = require("torch_geometric.nn").GeneralConv
 
 EDGE_FEATURES = ("utility", "cost", "effect")
+VALIDATE_EVERY = 5  # steps between validation passes (early stopping counts steps)
 
 
 class GraphRouterNet(torch.nn.Module):
@@ -101,13 +102,17 @@ class GraphRouterNet(torch.nn.Module):
         :meth:`encode` → (x⁰, x²), each ((n_q + n_m) × h); :meth:`decode` → P(edge) per pair (P,).
     """
 
-    def __init__(self, query_dim: int, llm_dim: int, hidden: int, edge_dim: int = len(EDGE_FEATURES)) -> None:
+    def __init__(
+        self, query_dim: int, llm_dim: int, hidden: int, edge_dim: int = len(EDGE_FEATURES), attention: bool = False
+    ) -> None:
         super().__init__()
         self.query_align = torch.nn.Linear(query_dim, hidden)
         self.llm_align = torch.nn.Linear(llm_dim, hidden)
         self.edge_mlp = torch.nn.Linear(edge_dim, edge_dim)
-        self.conv1 = GeneralConv(hidden, hidden, in_edge_channels=edge_dim, aggr="mean")
-        self.conv2 = GeneralConv(hidden, hidden, in_edge_channels=edge_dim, aggr="mean")
+        # attention weights are a softmax over the incoming edges: summing them is a weighted mean
+        conv = {"in_edge_channels": edge_dim, "aggr": "add" if attention else "mean", "attention": attention}
+        self.conv1 = GeneralConv(hidden, hidden, **conv)
+        self.conv2 = GeneralConv(hidden, hidden, **conv)
         self.bn1 = torch.nn.BatchNorm1d(hidden)
         self.bn2 = torch.nn.BatchNorm1d(hidden)
         self.reset_parameters()
@@ -159,13 +164,16 @@ class GraphRouter(UtilityRouter):
         *,
         cost_weight: float = 0.0,
         hidden: int = 64,
+        attention: bool = False,
         lr: float = 3e-4,
         weight_decay: float = 1e-4,
-        epochs: int = 400,
-        patience: int = 40,
+        epochs: int = 1000,
+        patience: int = 50,
         masks_per_step: int = 4,
+        queries_per_step: int = 512,
         edge_mask_rate: float = 0.5,
         llm_dropout: float = 0.1,
+        descriptor_dropout: float = 0.0,
         effect_weight: float = 1.0,
         cost_penalty: float = 0.0,
         validation_fraction: float = 0.2,
@@ -173,13 +181,16 @@ class GraphRouter(UtilityRouter):
     ):
         self.cost_weight = cost_weight
         self.hidden = hidden
+        self.attention = attention
         self.lr = lr
         self.weight_decay = weight_decay
         self.epochs = epochs
         self.patience = patience
         self.masks_per_step = masks_per_step
+        self.queries_per_step = queries_per_step
         self.edge_mask_rate = edge_mask_rate
         self.llm_dropout = llm_dropout
+        self.descriptor_dropout = descriptor_dropout
         self.effect_weight = effect_weight
         self.cost_penalty = cost_penalty
         self.validation_fraction = validation_fraction
@@ -187,11 +198,11 @@ class GraphRouter(UtilityRouter):
 
     def _check_params(self) -> None:
         super()._check_params()
-        for key in ("hidden", "epochs", "patience", "masks_per_step"):
+        for key in ("hidden", "epochs", "patience", "masks_per_step", "queries_per_step"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"graph-router: {key!r} must be an integer ≥ 1 (got {value!r})")
-        for key in ("edge_mask_rate", "llm_dropout"):
+        for key in ("edge_mask_rate", "llm_dropout", "descriptor_dropout"):
             value = getattr(self, key)
             if not 0 <= value < 1:
                 raise ConfigurationError(f"graph-router: {key!r} must be in [0, 1) (got {value!r})")
@@ -231,50 +242,74 @@ class GraphRouter(UtilityRouter):
         q_idx, m_idx = np.nonzero(~np.isnan(np.asarray(table.scores, dtype=float)))
         edge_cost = np.where(np.isnan(costs), self.cost_mean_[None, :], costs)[q_idx, m_idx]
         edge_attr = torch.from_numpy(self._edge_features(table.scores[q_idx, m_idx], edge_cost))
-        edge_index = torch.from_numpy(np.vstack([q_idx, n + m_idx]).astype(np.int64))
         label = torch.from_numpy(self._labels(table)[q_idx, m_idx].astype(np.float32))
+        rng = np.random.default_rng(self.seed)
+        fit_rows, val_rows = validation_split(n, self.validation_fraction, self.seed)
+        size = min(self.queries_per_step, len(fit_rows))
 
-        fit_rows, _ = validation_split(n, self.validation_fraction, self.seed)
-        in_fit = torch.from_numpy(np.isin(q_idx, fit_rows))
-        edge_llm = torch.from_numpy(m_idx.astype(np.int64))
+        def subgraph(rows: np.ndarray, visible: np.ndarray, predict: np.ndarray) -> tuple[Any, ...]:
+            """Query nodes ``rows`` (then the LLMs), message edges ``visible``, edges to predict."""
+            pos = np.full(n, -1)
+            pos[rows] = np.arange(len(rows))
+
+            def index(sel: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(np.vstack([pos[q_idx[sel]], len(rows) + m_idx[sel]]).astype(np.int64))
+
+            return query_x[rows], index(visible), edge_attr[visible], index(predict), label[predict]
+
+        # validation graph (fixed): the edges of ``size`` fit queries visible, validation edges predicted
+        seen = np.sort(rng.choice(fit_rows, size=size, replace=False))
+        val_graph = subgraph(np.concatenate([seen, val_rows]), np.isin(q_idx, seen), np.isin(q_idx, val_rows))
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net_ = GraphRouterNet(query_x.shape[1], llm_x.shape[1], self.hidden)
-            gen = torch.Generator().manual_seed(self.seed)
+            self.net_ = GraphRouterNet(query_x.shape[1], llm_x.shape[1], self.hidden, attention=self.attention)
             opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             bce = torch.nn.functional.binary_cross_entropy
-            best, best_state, stale, ran = -np.inf, copy.deepcopy(self.net_.state_dict()), 0, 0
+            best, best_state, stale, ran = np.inf, copy.deepcopy(self.net_.state_dict()), 0, 0
             for step in range(1, self.epochs + 1):
                 ran = step
                 self.net_.train()
                 opt.zero_grad()
                 losses = []
                 for _ in range(self.masks_per_step):
-                    visible = (torch.rand(len(edge_attr), generator=gen) < self.edge_mask_rate) & in_fit
+                    rows = np.sort(rng.choice(fit_rows, size=size, replace=False))
+                    sel = np.flatnonzero(np.isin(q_idx, rows))
+                    visible = rng.random(len(sel)) < self.edge_mask_rate
                     if self.llm_dropout > 0:
-                        dropped = torch.rand(m, generator=gen) < self.llm_dropout
-                        visible &= ~dropped[edge_llm]
-                    predict = in_fit & ~visible
-                    if not bool(predict.any()):
+                        visible &= ~(rng.random(m) < self.llm_dropout)[m_idx[sel]]
+                    if visible.all():
                         continue
-                    x0, x = self.net_.encode(query_x, llm_x, edge_index[:, visible], edge_attr[visible])
-                    losses.append(bce(self.net_.decode(x0, x, edge_index[:, predict]), label[predict]))
+                    qx, vis_index, vis_attr, pred_index, pred_label = subgraph(rows, sel[visible], sel[~visible])
+                    lx = llm_x
+                    if self.descriptor_dropout > 0:
+                        keep = rng.random(m) >= self.descriptor_dropout
+                        lx = llm_x * torch.from_numpy(keep.astype(np.float32))[:, None]
+                    x0, x = self.net_.encode(qx, lx, vis_index, vis_attr)
+                    losses.append(bce(self.net_.decode(x0, x, pred_index), pred_label))
                 if not losses:
                     break
                 torch.stack(losses).mean().backward()
                 opt.step()
-                current = -self._validation_loss(query_x, llm_x, edge_index, edge_attr, label, in_fit)
-                if current > best + 1e-6:
+                if step % VALIDATE_EVERY and step != self.epochs:
+                    continue
+                self.net_.eval()
+                with torch.no_grad():
+                    qx, vis_index, vis_attr, pred_index, pred_label = val_graph
+                    x0, x = self.net_.encode(qx, llm_x, vis_index, vis_attr)
+                    current = float(bce(self.net_.decode(x0, x, pred_index), pred_label))
+                if current < best - 1e-5:
                     best, best_state, stale = current, copy.deepcopy(self.net_.state_dict()), 0
                 else:
-                    stale += 1
+                    stale += VALIDATE_EVERY
                     if stale >= self.patience:
                         break
             self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.epochs_run_ = ran
-        with torch.no_grad():
+        self.validation_loss_ = float(best)
+        edge_index = torch.from_numpy(np.vstack([q_idx, n + m_idx]).astype(np.int64))
+        with torch.no_grad():  # the LLMs' encoded features with every training edge visible
             _, x = self.net_.encode(query_x, llm_x, edge_index, edge_attr)
         self.llm_hidden_ = x[n:].numpy().astype(np.float32)
 
@@ -297,22 +332,6 @@ class GraphRouter(UtilityRouter):
         utility = np.where(np.isnan(scores), -np.inf, self._utility_matrix(scores, np.asarray(table.costs, dtype=float)))
         best = utility.max(axis=1, keepdims=True)
         return ((utility >= best - 1e-12) & np.isfinite(utility)).astype(float)
-
-    def _validation_loss(
-        self,
-        query_x: torch.Tensor,
-        llm_x: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_attr: torch.Tensor,
-        label: torch.Tensor,
-        in_fit: torch.Tensor,
-    ) -> float:
-        """BCE of the validation queries' edges, predicted with every fit edge visible."""
-        self.net_.eval()
-        with torch.no_grad():
-            x0, x = self.net_.encode(query_x, llm_x, edge_index[:, in_fit], edge_attr[in_fit])
-            pred = self.net_.decode(x0, x, edge_index[:, ~in_fit])
-            return float(torch.nn.functional.binary_cross_entropy(pred, label[~in_fit]))
 
     # -- prediction -------------------------------------------------------------------------------
     def _edge_probability(self, ctxs: Sequence[RouteContext], llm_hidden: np.ndarray) -> np.ndarray:
@@ -402,6 +421,7 @@ class GraphRouter(UtilityRouter):
             "descriptors": list(self.descriptors_),
             "cost_range": list(self.cost_range_),
             "epochs_run": self.epochs_run_,
+            "validation_loss": self.validation_loss_,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -410,6 +430,7 @@ class GraphRouter(UtilityRouter):
         lo, hi = state["cost_range"]
         self.cost_range_ = (float(lo), float(hi))
         self.epochs_run_ = int(state["epochs_run"])
+        self.validation_loss_ = float(state["validation_loss"])
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -425,7 +446,8 @@ class GraphRouter(UtilityRouter):
         self.llm_hidden_ = np.asarray(arrays["llm_hidden"], dtype=np.float32)
         query_w = np.asarray(arrays["net.query_align.weight"])
         llm_w = np.asarray(arrays["net.llm_align.weight"])
-        self.net_ = GraphRouterNet(query_w.shape[1], llm_w.shape[1], query_w.shape[0])
+        attention = "net.conv1.att_msg" in arrays
+        self.net_ = GraphRouterNet(query_w.shape[1], llm_w.shape[1], query_w.shape[0], attention=attention)
         load_module_arrays(self.net_, arrays)
 
 

@@ -13,18 +13,27 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from agentroute.embed import Embedder
 from agentroute.errors import ConfigurationError
 from agentroute.kg.agents import agent_descriptor
 from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
-from agentroute.outcomes import OutcomeTable, as_outcome_table, column_agent
-from agentroute.routers.base import Router, require_candidates
-from agentroute.types import Decision, RouteContext
+from agentroute.outcomes import OutcomeTable, agent_column, column_agent
+from agentroute.routers.base import require_candidates
+from agentroute.routers.utility import (
+    UtilityRouter,
+    load_module_arrays,
+    module_arrays,
+    query_text,
+    shared_candidates,
+    utilities,
+)
+from agentroute.types import Agent, Decision, RouteContext
 
 __all__ = ["KGRouter"]
 
 
-class KGRouter(Router):
+class KGRouter(UtilityRouter):
     r"""AgentRouter (``kg-gnn``): route a query by a GNN over its knowledge graph and the agents.
 
     **Graph.** Per query: one ``query`` node, the ``entity`` and ``relation`` nodes of its
@@ -35,10 +44,8 @@ class KGRouter(Router):
     query with no entities keeps only its query–agent edges and still routes.
 
     **Model.** ``encoder="sage"`` — 2 layers of ``HeteroConv(SAGEConv)``, hidden 128 — is the
-    default, chosen over ``HGTConv`` by measurement on the RouterBench subset (benchmarks/kg_gnn.py;
-    figures in the module's benchmark report): the two reach the same test AIQ within the ±0.010
-    bootstrap noise, and SAGE trains ~4× faster per epoch and routes with a lower p99. The score
-    head gives :math:`z_{q,a}` and :math:`p_\theta(a\mid q,G) = \mathrm{softmax}_a z_{q,a}`.
+    default, chosen over ``HGTConv`` by measurement on the RouterBench subset
+    (``python benchmarks/kg_gnn.py --compare-encoders``): MEASUREMENT_PENDING. The score head gives :math:`z_{q,a}` and :math:`p_\theta(a\mid q,G) = \mathrm{softmax}_a z_{q,a}`.
 
     **Training.** :math:`\mathrm{KL}(p^*\,\|\,p_\theta)`,
     :math:`p^* = \mathrm{softmax}_a((s_{q,a} - \lambda\,\tilde c_{q,a})/T)` over the agents logged on
@@ -50,8 +57,9 @@ class KGRouter(Router):
 
     **Routing.** Since :math:`T z_{q,a}` estimates :math:`s_{q,a} - \lambda\tilde c_{q,a}` up to a
     per-query constant, the router's utility is :math:`u_a = T z_{q,a} - w\,\hat c_a/\texttt{cost\_scale\_}`
-    with ``w = cost_weight`` (the knob swept by evaluation) and :math:`\hat c_a` the candidate's
-    cost in ``ctx.costs``. Top-1 by default. With ``collaborate_k > 1`` (and/or
+    with ``w = cost_weight`` (the knob swept by evaluation) and :math:`\hat c_a` the predicted cost
+    of :class:`~agentroute.routers.utility.UtilityRouter` (the agent's mean train cost; card-calibrated
+    for a new agent). Top-1 by default (ties: the cheaper). With ``collaborate_k > 1`` (and/or
     ``collaborate_mass``) the decision names several agents in order of
     :math:`\mathrm{softmax}(u/T)`, with those probabilities (renormalised) as weights: at most
     ``collaborate_k``, stopping once their probability reaches ``collaborate_mass``, and only while
@@ -85,16 +93,14 @@ class KGRouter(Router):
         max_relations: relations kept per query (default 16).
         query_chars: characters of the query (its tail) embedded for the query node (default 1000).
         descriptors: free-text descriptions by model id (or ``model:strategy`` column).
-        embedder: a sentence-transformers model path or id; default the cached MiniLM.
+        embedder: a sentence-transformers model path or id, or any
+            :class:`~agentroute.embed.Embedder` (an object is not saved); default the cached MiniLM.
         ner: an :class:`~agentroute.kg.extract.EntityExtractor` replacing the rules (not saved:
             a loaded router uses the rules unless given one again).
         seed: seeds initialisation, the validation split and batch order.
     """
 
     name: ClassVar[str] = "kg-gnn"
-    learned: ClassVar[bool] = True
-    knob: ClassVar[str | None] = "cost_weight"
-    knob_grid: ClassVar[tuple[float, ...]] = (0.0, *np.geomspace(1e-3, 1e3, 31).tolist())
 
     def __init__(
         self,
@@ -119,7 +125,7 @@ class KGRouter(Router):
         max_relations: int = 16,
         query_chars: int = 1000,
         descriptors: dict[str, str] | None = None,
-        embedder: str | None = None,
+        embedder: str | Embedder | None = None,
         ner: EntityExtractor | None = None,
         seed: int = 0,
     ):
@@ -149,15 +155,24 @@ class KGRouter(Router):
 
     # -- building blocks ------------------------------------------------------------------------
     def _builder(self) -> GraphBuilder:
-        builder = getattr(self, "_builder_cache", None)
-        if builder is None:
+        """The graph builder for the current parameters (kept while they do not change)."""
+        key = (id(self.embedder), self.embedder if isinstance(self.embedder, str) else None, id(self.ner),
+               self.max_entities, self.max_relations, self.query_chars)  # fmt: skip
+        cached = getattr(self, "_builder_cache", None)
+        if cached is None or cached[0] != key:
             from agentroute.embed import SentenceEmbedder, default_embedder
 
-            embedder = SentenceEmbedder(self.embedder) if self.embedder else default_embedder()
+            embedder: Embedder
+            if isinstance(self.embedder, str) and self.embedder:
+                embedder = SentenceEmbedder(self.embedder)
+            elif self.embedder is not None and not isinstance(self.embedder, str):
+                embedder = self.embedder
+            else:
+                embedder = default_embedder()
             extractor = KGExtractor(self.ner, max_entities=self.max_entities, max_relations=self.max_relations)
-            builder = GraphBuilder(embedder, extractor, query_chars=self.query_chars)
-            self._builder_cache = builder
-        return builder
+            cached = (key, GraphBuilder(embedder, extractor, query_chars=self.query_chars))
+            self._builder_cache = cached
+        return cached[1]
 
     def _make_net(self, in_channels: int) -> Any:
         from agentroute.nn import KGRouterNet
@@ -187,13 +202,37 @@ class KGRouter(Router):
             raise ConfigurationError(f"kg-gnn: val_fraction (got {self.val_fraction}) must be in [0, 1)")
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, data: Any) -> Self:
+    def fit(self, data: Any, *, cards: Mapping[str, Any] | None = None) -> Self:
         """Learn from an :class:`~agentroute.outcomes.OutcomeTable`, a dataset (``.train``; its
-        ``cards()`` describe the agents) or trajectories (e.g. from the SQL memory)."""
-        from agentroute._optional import torch_module
+        ``cards()`` describe the agents) or trajectories (e.g. from the SQL memory).
+
+        ``cards`` (model id → :class:`~agentroute.pool.card.ModelCard`) describe the agents when the
+        data does not; ``descriptors`` take precedence over both.
+        """
+        self._fit_cards = dict(cards) if cards is not None else _cards_of(data)
+        try:
+            return super().fit(data)
+        finally:
+            del self._fit_cards
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.encoder not in ("sage", "hgt"):
+            raise ConfigurationError(f"kg-gnn: 'encoder' must be 'sage' or 'hgt' (got {self.encoder!r})")
+        if self.encoder == "hgt" and self.hidden_channels % self.heads:
+            raise ConfigurationError(
+                f"kg-gnn: 'hidden_channels' (got {self.hidden_channels}) must be divisible by 'heads' (got {self.heads})"
+            )
+        if self.collaborate_k < 1:
+            raise ConfigurationError(f"kg-gnn: 'collaborate_k' (got {self.collaborate_k}) must be at least 1")
+        if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
+            raise ConfigurationError(f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigurationError(f"kg-gnn: 'val_fraction' (got {self.val_fraction}) must be in [0, 1)")
+
+    def _fit_table(self, table: OutcomeTable) -> None:
         from agentroute.kg.trainer import KGTrainConfig, train_kg_net
 
-        self._check_params()
         config = KGTrainConfig(
             epochs=self.epochs,
             patience=self.patience,
@@ -204,63 +243,42 @@ class KGRouter(Router):
             cost_lambda=self.cost_lambda,
             seed=self.seed,
         )
-        cards = _cards_of(data)
-        table = as_outcome_table(data)
         descriptors = {
-            col: agent_descriptor(column_agent(col), descriptors=self.descriptors, cards=cards)
+            col: agent_descriptor(column_agent(col), descriptors=self.descriptors, cards=self._fit_cards)
             for col in table.models
         }
         observed = ~(np.isnan(table.scores) | np.isnan(table.costs))
         rows = np.flatnonzero(observed.any(axis=1))
         if len(rows) == 0:
             raise ConfigurationError("kg-gnn: the outcome table has no logged (score, cost) cell to learn from")
-        mean_cost = np.nanmean(np.where(observed, table.costs, np.nan), axis=0)
-        scale = float(np.nanmax(mean_cost)) if np.isfinite(mean_cost).any() else 0.0
-        scale = scale if scale > 0 else 1.0
-
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(rows)
+        order = np.random.default_rng(self.seed).permutation(rows)
         n_val = int(round(self.val_fraction * len(order))) if self.val_fraction * len(order) >= 5 else 0
         val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
 
-        torch = torch_module()
+        torch = _torch()
         torch.manual_seed(self.seed)
         builder = self._builder()
-        graphs = self._training_graphs(builder, table, observed, descriptors, scale)
-        train_graphs = [graphs[i] for i in train_rows]
-        val_graphs = [graphs[i] for i in val_rows]
+        graphs = self._training_graphs(builder, table, observed, descriptors)
         train_mean = np.nanmean(np.where(observed[train_rows], table.costs[train_rows], np.nan), axis=0)
-        cost_estimate = np.nan_to_num(train_mean / scale, nan=np.inf)
         net = self._make_net(builder.embedder.dim)
         report = train_kg_net(
             net,
-            train_graphs,
-            val_graphs,
+            [graphs[i] for i in train_rows],
+            [graphs[i] for i in val_rows],
             val_scores=table.scores[val_rows],
             val_costs=table.costs[val_rows],
-            cost_estimate=cost_estimate,
+            cost_estimate=np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
             config=config,
         )
         self.net_ = net
         self.in_channels_ = int(builder.embedder.dim)
-        self.cost_scale_ = scale
-        self.columns_ = list(table.models)
         self.descriptors_ = descriptors
         self.train_report_ = report.as_dict()
-        self.fitted_ = True
-        return self
 
     def _training_graphs(
-        self,
-        builder: GraphBuilder,
-        table: OutcomeTable,
-        observed: np.ndarray,
-        descriptors: dict[str, str],
-        scale: float,
+        self, builder: GraphBuilder, table: OutcomeTable, observed: np.ndarray, descriptors: dict[str, str]
     ) -> dict[int, Any]:
-        from agentroute._optional import torch_module
-
-        torch = torch_module()
+        torch = _torch()
         rows = [i for i in range(len(table)) if observed[i].any()]
         cols = {i: np.flatnonzero(observed[i]) for i in rows}
         built = builder.build(
@@ -269,65 +287,88 @@ class KGRouter(Router):
         graphs = {}
         for i, graph in zip(rows, built, strict=True):
             graph["agent"].score = torch.tensor(table.scores[i, cols[i]], dtype=torch.float32)
-            graph["agent"].cost = torch.tensor(table.costs[i, cols[i]] / scale, dtype=torch.float32)
+            graph["agent"].cost = torch.tensor(table.costs[i, cols[i]] / self.cost_scale_, dtype=torch.float32)
             graph["agent"].col = torch.tensor(cols[i], dtype=torch.long)
             graphs[i] = graph
         return graphs
 
     # -- inference ------------------------------------------------------------------------------
-    def _descriptor_texts(self, ctx: RouteContext) -> list[str]:
+    def _descriptor_texts(self, ctx: RouteContext, agents: Sequence[Agent]) -> list[str]:
         return [
             agent_descriptor(a, descriptors=self.descriptors, cards=ctx.cards, fitted=self.descriptors_)
-            for a in ctx.candidates
+            for a in agents
         ]
 
-    def estimates(self, ctxs: Sequence[RouteContext]) -> tuple[list[np.ndarray], list[QueryKG]]:
-        """Per context, ``T·z`` of each candidate (an estimate of score − λ·ĉ up to a per-query
-        constant), and the query's knowledge graph."""
+    def estimates(
+        self, ctxs: Sequence[RouteContext], agents: Sequence[Agent] | None = None
+    ) -> tuple[np.ndarray, list[QueryKG]]:
+        """``T·z`` (n × k) of the k ``agents`` (default: the contexts' shared candidates) on each
+        context — an estimate of score − λ·ĉ up to a per-query constant — and each query's
+        knowledge graph. Every agent is scored from its descriptor, seen in training or not."""
         self.check_fitted()
+        agents = list(agents) if agents is not None else shared_candidates(ctxs, self.name)
         torch = _torch()
         builder = self._builder()
-        kgs = [builder.extractor(c.query) for c in ctxs]
-        graphs = builder.build([c.query for c in ctxs], [self._descriptor_texts(c) for c in ctxs], kgs=kgs)
+        texts = [query_text(c) for c in ctxs]
+        kgs = [builder.extractor(t) for t in texts]
         self.net_.eval()
-        if len(graphs) == 1:  # the routing fast path: no batching
-            g = graphs[0]
+        if len(ctxs) == 1:  # the routing fast path: plain tensor dicts, no HeteroData, no batching
+            x_dict, edge_index_dict = builder.tensors(kgs[0], self._descriptor_texts(ctxs[0], agents))
             with torch.inference_mode():
-                z = self.net_(g.x_dict, g.edge_index_dict, torch.zeros(g["agent"].num_nodes, dtype=torch.long))
-            logits = [z.numpy()]
+                z = self.net_(x_dict, edge_index_dict, torch.zeros(len(agents), dtype=torch.long))
+            logits = z.numpy()[None, :]
         else:
             from agentroute.kg.trainer import predict_logits
 
-            logits = predict_logits(self.net_, graphs)
-        return [self.temperature * z.astype(float) for z in logits], kgs
+            graphs = builder.build(texts, [self._descriptor_texts(c, agents) for c in ctxs], kgs=kgs)
+            logits = np.stack(predict_logits(self.net_, graphs))
+        return self.temperature * logits.astype(float), kgs
 
-    def _costs(self, ctx: RouteContext) -> np.ndarray:
-        return np.array([ctx.cost_of(i) for i in range(len(ctx.candidates))], dtype=float)
+    def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
+        score, _ = self.estimates(ctxs, [column_agent(c) for c in self.columns_])
+        return score, np.broadcast_to(self.cost_mean_, score.shape).copy()
 
     def predict(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, costs)``, each n × k for n contexts with the same k candidates: ``T·z`` and
-        ``ctx.costs``. The decision at ``cost_weight = w`` is ``argmax(scores − w·costs/cost_scale_)``."""
-        if not ctxs:
-            return np.zeros((0, 0)), np.zeros((0, 0))
-        k = len(ctxs[0].candidates)
-        if any(len(c.candidates) != k for c in ctxs):
-            raise ConfigurationError("kg-gnn: predict() needs contexts with the same number of candidates")
-        scores, _ = self.estimates(ctxs)
-        return np.stack(scores), np.stack([self._costs(c) for c in ctxs])
+        """``(score, cost)``, each n × k for the k candidates the contexts share: ``T·z`` from the
+        GNN for every candidate (new agents included, from their descriptors), and the predicted
+        cost of :class:`~agentroute.routers.utility.UtilityRouter` (mean train cost; card-calibrated
+        for new agents). The decision at λ = ``cost_weight`` is ``choose(score, cost)``."""
+        self.check_fitted()
+        agents = shared_candidates(ctxs, self.name)
+        score, _ = self.estimates(ctxs, agents)
+        return score, self._cost_matrix(ctxs, agents)
+
+    def _cost_matrix(self, ctxs: Sequence[RouteContext], agents: Sequence[Agent]) -> np.ndarray:
+        known = {c: j for j, c in enumerate(self.columns_)}
+        cost = np.empty((len(ctxs), len(agents)))
+        unseen = []
+        for j, agent in enumerate(agents):
+            col = known.get(agent_column(agent))
+            if col is None:
+                unseen.append(j)
+            else:
+                cost[:, j] = self.cost_mean_[col]
+        if unseen:
+            _, c = self._predict_unknown(ctxs, [agents[j] for j in unseen], known)
+            cost[:, unseen] = c
+        return cost
 
     def route(self, ctx: RouteContext) -> Decision:
         self.check_fitted()
         require_candidates(self, ctx)
-        (score,), (kg,) = self.estimates([ctx])
-        costs = self._costs(ctx)
-        utility = score - self.cost_weight * costs / self.cost_scale_
+        agents = list(ctx.candidates)
+        score, kgs = self.estimates([ctx], agents)
+        cost = self._cost_matrix([ctx], agents)
+        utility = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
+        top = int(self.choose(score, cost)[0])
         prob = _softmax(utility / self.temperature)
-        chosen = self._collaborators(ctx, utility, prob, costs)
+        chosen = self._collaborators(ctx, top, utility, prob)
         weights = prob[chosen] / prob[chosen].sum()
-        keys = [a.key for a in ctx.candidates]
-        why = f"top-1 of p_θ over {len(keys)} agents" if len(chosen) == 1 else f"top-{len(chosen)} by p_θ, weighted vote"
+        keys = [a.key for a in agents]
+        kg = kgs[0]
+        why = "top-1 of p_θ" if len(chosen) == 1 else f"top-{len(chosen)} of p_θ for a weighted vote"
         return Decision(
-            agents=[ctx.candidates[i] for i in chosen],
+            agents=[agents[i] for i in chosen],
             weights=[float(w) for w in weights],
             router=self.name,
             scores={k: float(u) for k, u in zip(keys, utility, strict=True)},
@@ -336,25 +377,26 @@ class KGRouter(Router):
                 "entities": [e.text for e in kg.entities],
                 "triples": [list(t) for t in kg.triples()],
             },
-            why=why,
+            why=f"{why} (λ={self.cost_weight:g})",
         )
 
-    def _collaborators(self, ctx: RouteContext, utility: np.ndarray, prob: np.ndarray, costs: np.ndarray) -> list[int]:
-        order = [int(i) for i in np.argsort(-utility, kind="stable")]
-        chosen = [order[0]]
+    def _collaborators(self, ctx: RouteContext, top: int, utility: np.ndarray, prob: np.ndarray) -> list[int]:
+        chosen = [top]
         if self.collaborate_k <= 1:
             return chosen
         budget = ctx.remaining.get("usd")
-        spent, mass = float(costs[order[0]]), float(prob[order[0]])
-        for i in order[1:]:
+        spent, mass = ctx.cost_of(top), float(prob[top])
+        for i in (int(j) for j in np.argsort(-utility, kind="stable")):
             if len(chosen) >= self.collaborate_k:
                 break
             if self.collaborate_mass is not None and mass >= self.collaborate_mass - 1e-12:
                 break
-            if budget is not None and spent + costs[i] > budget + 1e-12:
+            if i == top or not np.isfinite(utility[i]):
+                continue
+            if budget is not None and spent + ctx.cost_of(i) > budget + 1e-12:
                 continue  # the budget limits k: a dearer agent does not fit, a cheaper one may
             chosen.append(i)
-            spent += float(costs[i])
+            spent += ctx.cost_of(i)
             mass += float(prob[i])
         return chosen
 
@@ -362,31 +404,25 @@ class KGRouter(Router):
     def get_state(self) -> dict[str, Any]:
         self.check_fitted()
         return {
+            **super().get_state(),
             "in_channels": self.in_channels_,
-            "cost_scale": self.cost_scale_,
-            "columns": self.columns_,
             "descriptors": self.descriptors_,
             "train": getattr(self, "train_report_", {}),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
         self.in_channels_ = int(state["in_channels"])
-        self.cost_scale_ = float(state["cost_scale"])
-        self.columns_ = list(state["columns"])
         self.descriptors_ = dict(state["descriptors"])
         self.train_report_ = dict(state.get("train", {}))
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        self.check_fitted()
-        return {f"net/{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        return {**super().get_arrays(), **module_arrays(self.net_, "net.")}
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        torch = _torch()
-        net = self._make_net(self.in_channels_)
-        state = {k.removeprefix("net/"): torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net/")}
-        net.load_state_dict(state, strict=True)
-        net.eval()
-        self.net_ = net
+        super().set_arrays(arrays)
+        self.net_ = self._make_net(self.in_channels_)
+        load_module_arrays(self.net_, arrays, "net.")
 
 
 def _torch() -> Any:

@@ -67,7 +67,9 @@ class ChatCompletionBody(BaseModel):
     stream: bool = False
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None, param: str | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, kind: str, code: str | None = None, param: str | None = None
+) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
 
@@ -85,14 +87,25 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
                     await warm(card)
         yield
 
-    app = FastAPI(title="agentroute", summary="OpenAI-compatible API over an agentroute model pool", lifespan=lifespan)
+    app = FastAPI(
+        title="agentroute", summary="OpenAI-compatible API over an agentroute model pool", lifespan=lifespan
+    )
     app.state.pool = pool
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(400, f"invalid request: {loc or 'body'}: {first.get('msg', exc)}", "invalid_request_error", param=loc)
+        return _error(
+            400,
+            f"invalid request: {loc or 'body'}: {first.get('msg', exc)}",
+            "invalid_request_error",
+            param=loc,
+        )
+
+    @app.exception_handler(Exception)
+    async def _crashed(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -100,13 +113,17 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        data = [{"id": c.id, "object": "model", "created": 0, "owned_by": f"agentroute:{c.backend}"} for c in pool]
+        data = [
+            {"id": c.id, "object": "model", "created": 0, "owned_by": f"agentroute:{c.backend}"} for c in pool
+        ]
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody) -> JSONResponse:
         if body.stream:
-            return _error(400, "streaming is not supported; send stream=false", "invalid_request_error", param="stream")
+            return _error(
+                400, "streaming is not supported; send stream=false", "invalid_request_error", param="stream"
+            )
         try:
             card = pool.card(body.model)
         except UnknownNameError as exc:
@@ -120,8 +137,13 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
             stop=stop or None,
         )
         backend = pool.backend(card.id)
+        calls = asyncio.gather(*(backend.complete(request, card) for _ in range(body.n)))
         try:
-            completions = await asyncio.gather(*(backend.complete(request, card) for _ in range(body.n)))
+            completions = await asyncio.wait_for(calls, card.timeout_s)
+        except TimeoutError:
+            return _error(
+                503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout"
+            )
         except BackendError as exc:
             status, kind = (503, "server_error") if exc.retryable else (400, "invalid_request_error")
             return _error(status, str(exc), kind)
@@ -135,7 +157,9 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
 def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
     tokens_in = completions[0].tokens_in
     tokens_out = sum(c.tokens_out for c in completions)
-    confidences = [c.raw["confidence"] for c in completions if isinstance(c.raw.get("confidence"), int | float)]
+    confidences = [
+        c.raw["confidence"] for c in completions if isinstance(c.raw.get("confidence"), int | float)
+    ]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -150,7 +174,11 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
             }
             for i, c in enumerate(completions)
         ],
-        "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out},
+        "usage": {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        },
         "agentroute": {
             "cost_usd": sum(c.cost_usd for c in completions),
             "latency_ms": max(c.latency_ms for c in completions),
@@ -171,7 +199,13 @@ class ServerThread:
     """
 
     def __init__(
-        self, pool: ModelPool, host: str = "127.0.0.1", port: int = 0, *, preload: bool = True, log_level: str = "warning"
+        self,
+        pool: ModelPool,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        preload: bool = True,
+        log_level: str = "warning",
     ):
         self.pool, self.host = pool, host
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)

@@ -11,6 +11,8 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy.engine import Connection
+
 from agentroute.memory.migrate import VERSION_TABLE
 from agentroute.memory.tables import metadata
 
@@ -19,7 +21,7 @@ if config.config_file_name is not None and config.attributes.get("connection") i
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def _configure(connection: object) -> None:
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -63,7 +65,12 @@ def run_online() -> None:
 def _url() -> str:
     from agentroute.memory.engine import default_url
 
-    return context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("AGENTROUTE_MEMORY") or config.get_main_option("sqlalchemy.url") or default_url()
+    return (
+        context.get_x_argument(as_dictionary=True).get("url")
+        or os.environ.get("AGENTROUTE_MEMORY")
+        or config.get_main_option("sqlalchemy.url")
+        or default_url()
+    )
 
 
 if context.is_offline_mode():

@@ -13,6 +13,9 @@ class Backend(abc.ABC):
     """Calls models of one kind. Subclasses implement :meth:`complete`; everything else has defaults."""
 
     name: str = ""
+    #: False for backends that answer without waiting on I/O (replay): the dispatcher then skips
+    #: the timeout wrapper, which costs a task per call.
+    blocks: bool = True
 
     @abc.abstractmethod
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
@@ -25,6 +28,9 @@ class Backend(abc.ABC):
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
         """Upper bound of the call's cost: prompt tokens × input price + max_tokens × output price."""
         return card.usd(self.count_tokens(request.prompt_text, card), request.max_tokens)
+
+    async def preload(self, card: ModelCard) -> None:  # noqa: B027 - optional hook
+        """Load what the first call needs (a local model, a tokenizer) off the event loop."""
 
     async def aclose(self) -> None:
         """Release connections or models."""

@@ -82,7 +82,9 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str | None, str | None], tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]] = {}
+        self._clients: dict[
+            tuple[str | None, str | None], tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
+        ] = {}
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
         """The client for ``card``'s endpoint, bound to the running event loop."""
@@ -91,7 +93,9 @@ class OpenAIBackend(Backend):
         entry = self._clients.get(key)
         if entry is None or entry[0] is not loop:  # connections cannot cross event loops
             try:
-                client = openai.AsyncOpenAI(base_url=card.base_url, api_key=key[1], max_retries=0, timeout=card.timeout_s)
+                client = openai.AsyncOpenAI(
+                    base_url=card.base_url, api_key=key[1], max_retries=0, timeout=card.timeout_s
+                )
             except openai.OpenAIError as exc:
                 raise ConfigurationError(f"model {card.id!r}: {exc}") from exc
             self._clients[key] = entry = (loop, client)
@@ -149,4 +153,11 @@ class OpenAIBackend(Backend):
                 await client.close()
 
 
-__all__ = ["RETRYABLE_STATUS", "OpenAIBackend", "api_key_for", "backend_error", "prompt_overhead", "require_token_prices"]
+__all__ = [
+    "RETRYABLE_STATUS",
+    "OpenAIBackend",
+    "api_key_for",
+    "backend_error",
+    "prompt_overhead",
+    "require_token_prices",
+]

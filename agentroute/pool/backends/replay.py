@@ -30,6 +30,7 @@ class ReplayBackend(Backend):
     """Serve logged outcomes. ``worst_case_usd`` is the logged cost, so budgets hold exactly."""
 
     name = "replay"
+    blocks = False
 
     def __init__(self, outcomes: Iterable[LoggedOutcome] = ()):
         self._outcomes: dict[tuple[str, str], LoggedOutcome] = {}

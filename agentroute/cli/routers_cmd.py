@@ -1,0 +1,75 @@
+"""``agentroute routers``: list the registered routers; show a saved router's learned state.
+
+    agentroute routers list
+    agentroute routers show ant-colony --state runs/ant-colony --out evidence/
+
+``show`` loads a router saved by ``agentroute train`` (or ``Router.save``) and writes its evidence
+into ``--out``: for the ant colony the pheromone matrices as JSON, a heatmap per task type, the
+specialists' overview and the layered path graph per task type; for any other router its saved
+JSON state (``state.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentroute.errors import AgentrouteError
+
+console = Console()
+err_console = Console(stderr=True)
+
+routers_app = typer.Typer(help="Registered routers and their learned state.", no_args_is_help=True)
+
+
+@routers_app.command("list")
+def list_routers() -> None:
+    """Every registered router: whether it learns, its knob and where it lives."""
+    from agentroute.routers import base, get_router_class, router_names
+
+    table = Table(title="routers")
+    for col in ("name", "learned", "knob", "class"):
+        table.add_column(col)
+    for name in router_names():
+        try:
+            cls = get_router_class(name)
+        except Exception as exc:  # an optional dependency missing: still list it
+            table.add_row(name, "?", "?", f"[yellow]unavailable: {type(exc).__name__}: {exc}[/]")
+            continue
+        target = base._LAZY.get(name) or f"{cls.__module__}:{cls.__name__}"
+        table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", target)
+    console.print(table)
+
+
+@routers_app.command("show")
+def show_router(
+    router: Annotated[str, typer.Argument(help="Registered router name (e.g. ant-colony).")],
+    state: Annotated[Path, typer.Option("--state", help="Directory (or router.json) saved by `agentroute train`.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence (JSON + PNGs) into.")],
+) -> None:
+    """Export a saved router's learned state; for ant-colony, pheromone JSON and plots."""
+    from agentroute.routers import get_router_class
+
+    try:
+        cls = get_router_class(router)
+        loaded = cls.load(state)
+        out.mkdir(parents=True, exist_ok=True)
+        export = getattr(loaded, "export_pheromones", None)
+        if export is not None:
+            from agentroute.viz.pheromone import write_evidence
+
+            written = write_evidence(export(), out)
+        else:
+            target = out / "state.json"
+            target.write_text(json.dumps({"router": loaded.name, "params": repr(loaded), "state": loaded.get_state()}, indent=1))
+            written = [target]
+    except AgentrouteError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    for path in written:
+        console.print(f"wrote {path}")

@@ -1,0 +1,169 @@
+"""BoPO: budget-aware agentic routing with boundary-guided training, as a normal Router.
+
+Zhang et al., "Budget-Aware Agentic Routing via Boundary-Guided Training", arXiv:2602.21227.
+At every step the router picks a model tier (cheapest … dearest) from the legal, affordable
+candidates the dispatcher hands it. ``fit`` runs the full recipe of
+:class:`~agentroute.training.bopo_trainer.BoPOTrainer` — boundary rollouts and difficulty
+taxonomy, BoSFT, then BoPO — in the offline agentic environment built from the logged outcomes.
+``route`` computes the policy's state from the context (query embedding, step index, remaining
+budget as a fraction and in absolute terms, history of tiers and outcomes;
+:mod:`agentroute.agentic.features`) and decodes it under the budget: the preferred rung is the
+highest one whose upper-tail probability reaches ``threshold`` (the knob; for two tiers, large
+when P(large) ≥ threshold); when the ledger has masked it, the cheapest candidate.
+
+Candidates map to the trained ladder by model id, else by their card's tier (``small`` → the
+bottom rung, ``large`` → the top), so a policy trained on logged outcomes also routes the local
+tiers of a live graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self
+
+import numpy as np
+
+from agentroute.agentic.features import available_mask, n_scalar_features, query_text, rung_of, scalar_features
+from agentroute.errors import ConfigurationError
+from agentroute.outcomes import as_outcome_table
+from agentroute.routers.base import Router, decide, require_candidates
+from agentroute.routers.baselines import cost_order
+from agentroute.training.bopo_config import BoPOConfig
+from agentroute.types import Decision, RouteContext
+
+
+class BoPORouter(Router):
+    """Budget-aware tier router trained with BoSFT + BoPO.
+
+    Args:
+        config: a :class:`BoPOConfig` or a mapping of its fields (default: ``BoPOConfig()``).
+        threshold: the serving knob: the policy probability at which a dearer rung is taken.
+        seed: replaces ``config.seed`` (training is deterministic for a seed).
+    """
+
+    name = "bopo"
+    learned = True
+    knob = "threshold"
+    knob_grid = tuple(float(x) for x in np.round(np.linspace(0.05, 0.95, 19), 2))
+
+    def __init__(self, *, config: BoPOConfig | Mapping[str, Any] | None = None, threshold: float = 0.5, seed: int = 0):
+        self.config = config
+        self.threshold = threshold
+        self.seed = seed
+
+    # -- training -----------------------------------------------------------------------------
+    def resolved_config(self) -> BoPOConfig:
+        config = self.config
+        if config is None:
+            config = BoPOConfig()
+        elif isinstance(config, Mapping):
+            config = BoPOConfig.from_dict(config)
+        elif not isinstance(config, BoPOConfig):
+            raise ConfigurationError(f"bopo: config must be a BoPOConfig or a mapping (got {type(config).__name__})")
+        return config.replace(seed=self.seed)
+
+    def fit(self, data: Any) -> Self:
+        """Train on logged outcomes (an OutcomeTable, a dataset — its train split — or trajectories)."""
+        from agentroute.training.bopo_trainer import BoPOTrainer
+
+        self._check_threshold()
+        config = self.resolved_config()
+        result = BoPOTrainer(config).train(as_outcome_table(data))
+        self.config_ = config
+        self.policy_ = result.policy
+        self.ladder_ = tuple(result.ladder)
+        self.ref_usd_ = float(result.ref_usd)
+        self.report_ = result.report
+        self._embeddings: dict[str, np.ndarray] = {}
+        self.fitted_ = True
+        return self
+
+    def _check_threshold(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ConfigurationError(f"bopo: threshold must be in (0, 1] (got {self.threshold})")
+
+    # -- routing ------------------------------------------------------------------------------
+    def probabilities(self, ctx: RouteContext) -> np.ndarray:
+        """The unmasked policy's probability of each rung of the ladder in this context."""
+        from agentroute._optional import torch_module
+
+        torch = torch_module()
+        text = query_text(ctx, self.config_.tail_chars)
+        emb = self._embed(text)
+        scal = scalar_features(ctx, self.ladder_, self.ref_usd_)
+        with torch.no_grad():
+            logits = self.policy_(torch.as_tensor(emb[None]), torch.as_tensor(scal[None]))
+            return torch.softmax(logits, -1)[0].numpy().astype(float)
+
+    def _embed(self, text: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_embeddings", {})
+        if text not in cache:
+            from agentroute.embed import default_embedder
+
+            cache[text] = default_embedder().embed([text])[0].astype(np.float32)
+        return cache[text]
+
+    def route(self, ctx: RouteContext) -> Decision:
+        self.check_fitted()
+        require_candidates(self, ctx)
+        self._check_threshold()
+        from agentroute.training.bopo_trainer import ordinal_choice
+
+        probs = self.probabilities(ctx)
+        available = available_mask(ctx, self.ladder_)
+        rung = ordinal_choice(probs, available, self.threshold)
+        at_rung = [i for i in cost_order(ctx) if rung_of(ctx.candidates[i].model, ctx.cards, self.ladder_) == rung]
+        index = at_rung[0] if at_rung else cost_order(ctx)[0]
+        masked = rung != ordinal_choice(probs, np.ones_like(available), self.threshold)
+        why = f"rung {rung + 1}/{len(self.ladder_)} (P={probs[rung]:.2f})" + (" — preferred rung unaffordable: cheapest" if masked else "")
+        scores = {f"p_rung{r}": float(p) for r, p in enumerate(probs)}
+        return decide(self, ctx, index, why=why, scores=scores)
+
+    # -- persistence --------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "config": self.config_.to_dict(),
+            "ladder": list(self.ladder_),
+            "ref_usd": self.ref_usd_,
+            "dims": self.policy_.dims(),
+            "report": _jsonable_report(self.report_),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        from agentroute.agentic.policy import TierPolicy
+
+        self.config_ = BoPOConfig.from_dict(state["config"])
+        self.ladder_ = tuple(state["ladder"])
+        self.ref_usd_ = float(state["ref_usd"])
+        self.report_ = state.get("report", {})
+        dims = dict(state["dims"])
+        if dims["n_scalar"] != n_scalar_features(len(self.ladder_)):
+            raise ConfigurationError(
+                f"bopo: saved policy has {dims['n_scalar']} state features, this version computes "
+                f"{n_scalar_features(len(self.ladder_))}: retrain"
+            )
+        self.policy_ = TierPolicy(
+            dims["n_scalar"], dims["n_tiers"], emb_dim=dims["emb_dim"], emb_proj=dims["emb_proj"], hidden=dims["hidden"]
+        ).eval()
+        self._embeddings = {}
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {f"policy.{k}": v.detach().numpy().copy() for k, v in self.policy_.state_dict().items()}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        from agentroute._optional import torch_module
+
+        torch = torch_module()
+        state = {k.removeprefix("policy."): torch.as_tensor(v) for k, v in arrays.items() if k.startswith("policy.")}
+        self.policy_.load_state_dict(state)
+        self.policy_.eval()
+
+
+def _jsonable_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The training report without its per-iteration log (kept small in ``router.json``)."""
+    out = dict(report)
+    if "bopo" in out:
+        out["bopo"] = {k: v for k, v in out["bopo"].items() if k != "iterations"} | {
+            "last_iteration": (out["bopo"].get("iterations") or [{}])[-1]
+        }
+    return out

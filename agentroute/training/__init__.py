@@ -1,0 +1,36 @@
+"""Shared RL pieces: GRPO-style group advantages, rewards as plain functions, config/trainer pairs.
+
+``BoPOTrainer`` (torch) loads on first use so that importing this package stays light.
+"""
+
+from typing import Any
+
+from agentroute.training.bopo_config import BoPOConfig
+from agentroute.training.grpo import group_advantages
+from agentroute.training.rewards import (
+    boundary_reward,
+    combine_rewards,
+    cost_penalty,
+    hard_reward,
+    success_reward,
+)
+
+__all__ = [
+    "BoPOConfig",
+    "BoPOResult",
+    "BoPOTrainer",
+    "boundary_reward",
+    "combine_rewards",
+    "cost_penalty",
+    "group_advantages",
+    "hard_reward",
+    "success_reward",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BoPOTrainer", "BoPOResult"):
+        from agentroute.training import bopo_trainer
+
+        return getattr(bopo_trainer, name)
+    raise AttributeError(f"module 'agentroute.training' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Drawings of learned router state (matplotlib, Agg canvas; needs the ``eval`` extra)."""
