@@ -385,7 +385,7 @@ class SmolLMIntentModel(BaseIntentModel):
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
-                total += float(loss) * len(hidden)
+                total += loss.item() * len(hidden)
             log.info("smollm intent epoch %d: loss %.4f", epoch + 1, total / len(queries))
         for p in params:
             p.requires_grad_(False)

@@ -37,6 +37,7 @@ from agentroute.types import RouteContext
 #: Parameters the kit passes when it builds a router by name (routers not listed: defaults).
 KIT_PARAMS: dict[str, dict[str, Any]] = {
     "fixed": {"model": "mid"},
+    "graph-router": {"epochs": 40, "queries_per_step": 64},
     "kg-gnn": {"descriptors": {"small": "a small, cheap model.", "mid": "a medium-sized model.", "large": "a large, expensive model."}, "epochs": 10},
     "bopo": {"config": {"iterations": 3, "sft_epochs": 5, "boundary_rollouts": 2, "sweep": 4, "group_size": 4, "tasks_per_iteration": 16}},
 }
@@ -44,6 +45,7 @@ KIT_PARAMS: dict[str, dict[str, Any]] = {
 KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", "ant-colony"}
 KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
 KIT_ROUTERS |= {"kg-gnn"}
+KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ TaskStatus = Literal["running", "done", "budget_exhausted", "failed"]
 
 _ids = random.SystemRandom(), random.Random()
 _ids[1].seed(_ids[0].getrandbits(128))
+os.register_at_fork(after_in_child=lambda: _ids[1].seed(_ids[0].getrandbits(128)))  # no shared ids after fork
 
 
 def new_id() -> str:

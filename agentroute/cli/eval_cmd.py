@@ -7,13 +7,16 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from agentroute.errors import AgentrouteError
+
+if TYPE_CHECKING:
+    from agentroute.eval.results import EvalResult
 
 DEFAULT_ROUTERS = "random,cheapest,strongest,cascade"
 
@@ -81,7 +84,7 @@ def eval_command(
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
-def _header(result) -> str:  # noqa: ANN001
+def _header(result: EvalResult) -> str:
     best = result.best_single
     lines = [
         f"[bold]{result.dataset}[/]: {result.n_train} train / {result.n_test} test queries, "
@@ -98,7 +101,7 @@ def _header(result) -> str:  # noqa: ANN001
     return "\n".join(lines)
 
 
-def _table(result) -> Table:  # noqa: ANN001
+def _table(result: EvalResult) -> Table:
     two = any(r.apgr is not None for r in result.routers)
     table = Table(title="test split", title_justify="left")
     for col in ("router", "AIQ", "max acc", "cost to match best", "acc at best cost", "points"):

@@ -377,9 +377,10 @@ def _progress(items: list[str | Router], enabled: bool) -> Iterator[str | Router
     if not enabled:
         yield from items
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("routers", total=len(items))
         for spec in items:
             bar.update(task, description=f"router {spec if isinstance(spec, str) else spec.name}")
