@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import operator
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Self, TypedDict
@@ -50,7 +49,6 @@ class GraphState(TypedDict, total=False):
     status: str
     outputs: Annotated[dict[str, Any], _merge]
     context: Annotated[dict[str, Any], _merge]
-    cost_usd: Annotated[float, operator.add]
 
 
 @dataclass
@@ -329,17 +327,16 @@ class CompiledAgentGraph:
                 return {}
             run = self._run_of(state)
             inputs = list(role.fan_out(state)) if role.fan_out else [role.input(state) if role.input else state.get("query", "")]
-            steps = await asyncio.gather(
-                *(
-                    dispatcher.step(
-                        run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
-                        models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
-                    )
-                    for text in inputs
+            calls = [
+                dispatcher.step(
+                    run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
+                    models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
                 )
-            )
+                for text in inputs
+            ]
+            steps = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             done = [s for s in steps if s is not None and s.status == "ok"]
-            update: dict[str, Any] = {"cost_usd": sum(s.cost_usd for s in steps if s is not None)}
+            update: dict[str, Any] = {}
             if role.fan_out:
                 update["outputs"] = {role.name: [s.output if s and s.status == "ok" else "" for s in steps]}
             elif done:

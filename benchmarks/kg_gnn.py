@@ -65,7 +65,7 @@ def summary(points: np.ndarray, test: OutcomeTable) -> dict[str, float]:
     c_best, _ = M.best_single(singles)
     return {
         "aiq": round(M.aiq(points, singles), 4),
-        "accuracy_at_best_cost": round(M.quality_at_cost(points, c_best, singles), 4),
+        "accuracy_at_best_cost": round(M.quality_at_cost(points, c_best), 4),
         "max_accuracy": round(float(points[:, 1].max()), 4),
     }
 

@@ -255,7 +255,7 @@ def test_sample_rate_is_seeded():
 
 def test_concurrent_routing_while_the_worker_updates_no_torn_reads_no_lost_updates():
     # ρ = 0 and a high τ_max: every accepted deposit must be in τ exactly once, whatever the order
-    router = fitted(rho=0.0, tau_max=1e9, deposit_eps=1.0, update_batch=7)
+    router = fitted(rho=0.0, tau_max=1e9, deposit_eps=1.0, update_batch=7, buffer_size=10_000)
     start = router._colony
     base_m1 = float(start.tau[0, start.edge_index[(START, start.node_index[("*", "m1")])]])
     stop = threading.Event()

@@ -96,6 +96,35 @@ def test_the_network_scores_every_agent_of_a_batch(encoder):
         KGRouterNet(32, 18, metadata=METADATA, encoder="hgt", heads=4)
 
 
+def test_fused_hetero_sage_equals_heteroconv_of_sageconv():
+    from torch_geometric.data import Batch
+
+    from agentroute.kg import METADATA, GraphBuilder
+
+    graphs = GraphBuilder(HashEmbedder()).build(
+        ["The Eiffel Tower was built in 1889 by Gustave Eiffel.", "two plus two"], [["a", "b", "c"], ["a", "d"]]
+    )
+    batch = Batch.from_data_list(graphs)
+    torch.manual_seed(0)
+    net = KGRouterNet(32, 16, metadata=METADATA, encoder="sage").eval()
+    args = (batch.x_dict, batch.edge_index_dict, batch["agent"].batch)
+    with torch.no_grad():
+        fused = net(*args)
+        net.encoder.fused = False
+        reference = net(*args)
+    torch.testing.assert_close(fused, reference)
+    grads = {}
+    for fused in (True, False):  # the same gradients through both paths
+        net.encoder.fused = fused
+        net.zero_grad()
+        net.encoder.dropout = 0.0
+        net.train()(*args).square().sum().backward()
+        grads[fused] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    assert grads[True].keys() == grads[False].keys() and len(grads[True]) > 20
+    for name, grad in grads[True].items():
+        torch.testing.assert_close(grad, grads[False][name], rtol=1e-4, atol=1e-6)
+
+
 # -- descriptors ----------------------------------------------------------------------------------
 def test_training_agent_without_a_descriptor_is_named():
     with pytest.raises(ConfigurationError, match=r"executor:mid:direct.*no descriptor"):

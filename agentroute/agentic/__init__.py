@@ -5,8 +5,8 @@ The pieces of budget-aware agentic routing with boundary-guided training (BoPO; 
 :mod:`agentroute.agentic.policy`.
 """
 
-from agentroute.agentic.boundary import Boundary, Difficulty, boundary_rollouts, classify
 from agentroute.agentic.bosft import SFTData, cheapest_success, synthesize_bosft
+from agentroute.agentic.boundary import Boundary, Difficulty, boundary_rollouts, classify
 from agentroute.agentic.env import (
     AgenticEnv,
     Episode,

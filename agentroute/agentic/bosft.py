@@ -58,14 +58,18 @@ def cheapest_success(traces: list[Trace]) -> Trace | None:
     return traces[min(wins)[2]] if wins else None
 
 
-def sweep_hard(env: AgenticEnv, tasks: list[int], *, sweep: int, seed: int, ref_usd: float) -> dict[int, list[Trace]]:
+def sweep_hard(
+    env: AgenticEnv, tasks: list[int], *, sweep: int, seed: int, ref_usd: float
+) -> dict[int, list[Trace]]:
     """For each task, N + 1 rollouts with P(large) = j/N (j = 0 … N), each on fresh query variants."""
     if sweep < 1:
         raise ConfigurationError(f"the BoSFT sweep needs N >= 1 rollouts (got {sweep})")
     out: dict[int, list[Trace]] = {i: [] for i in tasks}
     for j in range(sweep + 1):
         rng = np.random.default_rng([seed, 7919, j])
-        jobs = [Job(i, env.tasks[i].draw(np.random.default_rng([seed, 104729, i, j])), None, j) for i in tasks]
+        jobs = [
+            Job(i, env.tasks[i].draw(np.random.default_rng([seed, 104729, i, j])), None, j) for i in tasks
+        ]
         for trace in rollout(env, jobs, random_mix(j / sweep, rng), ref_usd=ref_usd):
             out[trace.job.task].append(trace)
     return out

@@ -80,7 +80,11 @@ def boundary_traces(
     """Always-small and always-large traces of ``tasks`` on the given rows (``draws[i]`` per task)."""
     out = []
     for tier in (0, -1):
-        jobs = [Job(i, rows, budget, r) for i, rows_list in zip(tasks, draws, strict=True) for r, rows in enumerate(rows_list)]
+        jobs = [
+            Job(i, rows, budget, r)
+            for i, rows_list in zip(tasks, draws, strict=True)
+            for r, rows in enumerate(rows_list)
+        ]
         traces = rollout(env, jobs, fixed_tier(tier), ref_usd=ref_usd)
         grouped, pos = [], 0
         for rows_list in draws:

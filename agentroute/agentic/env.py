@@ -67,7 +67,9 @@ def task_succeeds(step_ok: Sequence[bool], steps: int, rule: SuccessRule = "all"
         return bool(ok[-1])
     if isinstance(rule, int | float) and not isinstance(rule, bool) and 0 < rule <= 1:
         return sum(ok) >= rule * steps - 1e-9
-    raise ConfigurationError(f"success_rule must be all/majority/any/last or a fraction in (0, 1] (got {rule!r})")
+    raise ConfigurationError(
+        f"success_rule must be all/majority/any/last or a fraction in (0, 1] (got {rule!r})"
+    )
 
 
 def resolve_tiers(table: OutcomeTable, tiers: Sequence[str] | None) -> tuple[str, ...]:
@@ -77,11 +79,15 @@ def resolve_tiers(table: OutcomeTable, tiers: Sequence[str] | None) -> tuple[str
         score = np.nanmean(table.scores, axis=0)
         small, large = table.models[int(np.nanargmin(cost))], table.models[int(np.nanargmax(score))]
         if small == large:
-            raise ConfigurationError(f"{small!r} is both the cheapest and the best model: pass tiers= explicitly")
+            raise ConfigurationError(
+                f"{small!r} is both the cheapest and the best model: pass tiers= explicitly"
+            )
         return (small, large)
     tiers = tuple(tiers)
     if len(tiers) < 2 or len(set(tiers)) != len(tiers):
-        raise ConfigurationError(f"tiers must name at least two distinct models, cheapest first (got {list(tiers)})")
+        raise ConfigurationError(
+            f"tiers must name at least two distinct models, cheapest first (got {list(tiers)})"
+        )
     unknown = [t for t in tiers if t not in table.models]
     if unknown:
         raise ConfigurationError(f"tiers {unknown} are not models of the table; known: {table.models}")
@@ -97,7 +103,9 @@ def tier_labels(n: int) -> tuple[str, ...]:
     return ("small", *(["medium"] * (n - 2)), "large")
 
 
-def worst_case_costs(table: OutcomeTable, models: Iterable[str], *, margin: float = 1.1) -> dict[tuple[str, str | None], float]:
+def worst_case_costs(
+    table: OutcomeTable, models: Iterable[str], *, margin: float = 1.1
+) -> dict[tuple[str, str | None], float]:
     """Per (model, task type): the largest logged cost × ``margin``; ``(model, None)`` covers any type."""
     if margin < 1.0:
         raise ConfigurationError(f"cost_margin must be >= 1 (got {margin})")
@@ -135,7 +143,9 @@ class EpisodeResult:
     def violation(self) -> bool:
         """Whether the spending went over the budget (measured from the logged charges)."""
         usd, large = self.budget.get("usd"), self.budget.get("large_calls")
-        return (usd is not None and self.cost_usd > usd + 1e-12) or (large is not None and self.large_calls > large)
+        return (usd is not None and self.cost_usd > usd + 1e-12) or (
+            large is not None and self.large_calls > large
+        )
 
 
 class AgenticEnv:
@@ -190,7 +200,11 @@ class AgenticEnv:
         )  # fmt: skip
         if not self.tasks:
             raise ConfigurationError(f"no task of {steps} steps can be built from {len(table)} rows")
-        self.cost_caps = dict(cost_caps) if cost_caps is not None else worst_case_costs(table, self.tiers, margin=cost_margin)
+        self.cost_caps = (
+            dict(cost_caps)
+            if cost_caps is not None
+            else worst_case_costs(table, self.tiers, margin=cost_margin)
+        )
         missing = [m for m in self.tiers if (m, None) not in self.cost_caps]
         if missing:
             raise ConfigurationError(f"cost_caps lack a (model, None) entry for {missing}")
@@ -203,7 +217,9 @@ class AgenticEnv:
         self._cols = [table.models.index(m) for m in self.tiers]
 
     @classmethod
-    def from_dataset(cls, dataset: Any, split: Literal["train", "test"] = "test", **options: Any) -> AgenticEnv:
+    def from_dataset(
+        cls, dataset: Any, split: Literal["train", "test"] = "test", **options: Any
+    ) -> AgenticEnv:
         """An environment on ``dataset``'s ``split`` with worst cases from its train split."""
         tiers = resolve_tiers(dataset.train, options.pop("tiers", None))
         margin = options.pop("cost_margin", 1.1)
@@ -226,14 +242,25 @@ class AgenticEnv:
     def outcome(self, tier: int, row: int) -> tuple[bool, float, float, bool]:
         """(step ok, score, charged USD, cut off) of calling ``tier`` on ``row``."""
         j = self._cols[tier]
-        score, cost, cap = float(self.table.scores[row, j]), float(self.table.costs[row, j]), self.cap(tier, row)
+        score, cost, cap = (
+            float(self.table.scores[row, j]),
+            float(self.table.costs[row, j]),
+            self.cap(tier, row),
+        )
         if not np.isfinite(score) or not np.isfinite(cost):
             return False, 0.0, cap, True  # a missing outcome: charged the worst case, failed
         if cost > cap:
             return False, 0.0, cap, True
         return score >= self.score_threshold, score, cost, False
 
-    def episode(self, task: AgenticTask | int, *, rows: Sequence[int] | None = None, budget: Budget | None = None, rollout: int = 0) -> Episode:
+    def episode(
+        self,
+        task: AgenticTask | int,
+        *,
+        rows: Sequence[int] | None = None,
+        budget: Budget | None = None,
+        rollout: int = 0,
+    ) -> Episode:
         task = self.tasks[task] if isinstance(task, int) else task
         return Episode(self, task, tuple(rows) if rows is not None else task.rows, budget, rollout)
 
@@ -275,7 +302,9 @@ class AgenticEnv:
 class Episode:
     """One rollout of one task: a ledger, the steps so far and the step being decided."""
 
-    def __init__(self, env: AgenticEnv, task: AgenticTask, rows: tuple[int, ...], budget: Budget | None, rollout: int):
+    def __init__(
+        self, env: AgenticEnv, task: AgenticTask, rows: tuple[int, ...], budget: Budget | None, rollout: int
+    ):
         self.env, self.task, self.rows, self.rollout = env, task, rows, rollout
         self.ledger = Ledger(budget or Budget())
         self.task_id = f"{task.id}#{rollout}"

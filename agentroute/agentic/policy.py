@@ -35,7 +35,9 @@ nn = torch.nn
 
 
 class TierPolicy(nn.Module):
-    def __init__(self, n_scalar: int, n_tiers: int, *, emb_dim: int = 384, emb_proj: int = 32, hidden: int = 64):
+    def __init__(
+        self, n_scalar: int, n_tiers: int, *, emb_dim: int = 384, emb_proj: int = 32, hidden: int = 64
+    ):
         super().__init__()
         self.n_scalar, self.n_tiers, self.emb_dim = n_scalar, n_tiers, emb_dim
         self.proj = nn.Linear(emb_dim, emb_proj)

@@ -40,18 +40,38 @@ def bopo_recipe(path: Path | None) -> dict[str, Any]:
 
 
 def agentic_eval_command(
-    dataset: Annotated[str, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")],
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")
+    ],
     steps: Annotated[int, typer.Option("--steps", help="k: steps (logged queries) per task.")] = 3,
     routers: Annotated[
-        str, typer.Option("--routers", help="Comma-separated router specs (name[:key=value…]) or saved router dirs.")
+        str,
+        typer.Option(
+            "--routers", help="Comma-separated router specs (name[:key=value…]) or saved router dirs."
+        ),
     ] = DEFAULT_AGENTIC_ROUTERS,
-    cap_large: Annotated[int | None, typer.Option("--cap-large", help="Hard cap on large-tier calls per task.")] = None,
-    budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")] = None,
-    tiers: Annotated[
-        str | None, typer.Option("--tiers", help="Comma-separated tier models, cheapest first (default: dataset's).")
+    cap_large: Annotated[
+        int | None, typer.Option("--cap-large", help="Hard cap on large-tier calls per task.")
     ] = None,
-    success_rule: Annotated[str, typer.Option("--success-rule", help="all | majority | any | last | a fraction.")] = "all",
-    config: Annotated[Path | None, typer.Option("--config", help="BoPO recipe YAML (training/bopo.yaml).")] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")
+    ] = None,
+    tiers: Annotated[
+        str | None,
+        typer.Option("--tiers", help="Comma-separated tier models, cheapest first (default: dataset's)."),
+    ] = None,
+    success_rule: Annotated[
+        str, typer.Option("--success-rule", help="all | majority | any | last | a fraction.")
+    ] = "all",
+    feedback: Annotated[
+        bool, typer.Option("--feedback", help="Show step outcomes to the routers (an agent environment).")
+    ] = False,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", help="Calls allowed per step (> 1: a router may escalate).")
+    ] = 1,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="BoPO recipe YAML (training/bopo.yaml).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of task grouping and of the routers.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the results as JSON.")] = False,
 ) -> None:
@@ -77,6 +97,8 @@ def agentic_eval_command(
             tiers=[t.strip() for t in tiers.split(",")] if tiers else None,
             budget=make_budget(cap_large, budget_usd),
             success_rule=rule,
+            feedback=feedback,
+            max_attempts=max_attempts,
             seed=seed,
             bopo_config=bopo_recipe(config),
         )
@@ -88,7 +110,9 @@ def agentic_eval_command(
         sys.stdout.write("\n")
         return
     budget = ", ".join(f"{k}={v:g}" for k, v in result.budget.items()) or "none"
-    table = Table(title=f"{result.dataset}: {result.tasks} tasks × {result.steps} steps; tiers {' < '.join(result.tiers)}; budget {budget}")
+    table = Table(
+        title=f"{result.dataset}: {result.tasks} tasks × {result.steps} steps; tiers {' < '.join(result.tiers)}; budget {budget}"
+    )
     for column in ("router", "success", "mean cost $", "large calls", "violations", "exhausted", "knob"):
         table.add_column(column, justify="left" if column in ("router", "knob") else "right")
     for row in result.rows:

@@ -75,10 +75,23 @@ class TaskRun:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """One candidate agent with its card, strategy and the worst case of running it."""
+class _Candidate:
+    """What never changes about an agent between steps: its card, strategy, backend and limits."""
 
     agent: Agent
+    key: str
+    card: ModelCard
+    strategy: Strategy
+    backend: Any
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One candidate for this step with the worst case of running it."""
+
+    agent: Agent
+    key: str
     card: ModelCard
     strategy: Strategy
     request: CompletionRequest
@@ -113,7 +126,7 @@ class Dispatcher:
         router.check_fitted()
         self.pool, self.router, self.memory, self.stage_machine = pool, router, memory, stage_machine
         self.retries, self.backoff_s, self.max_fallbacks = retries, backoff_s, max_fallbacks
-        self._agents: dict[tuple[str, tuple[str, ...] | None], list[Agent]] = {}
+        self._candidates: dict[tuple[str, tuple[str, ...] | None, int | None], list[_Candidate]] = {}
         self._cards = {card.id: card for card in pool}
 
     # -- tasks ------------------------------------------------------------------------------
@@ -190,7 +203,7 @@ class Dispatcher:
         attempts: list[Step] = []
         excluded: set[str] = set()
         while True:
-            affordable = [p for p in plans if p.agent.key not in excluded and run.ledger.affordable(p.worst)]
+            affordable = [p for p in plans if p.key not in excluded and run.ledger.affordable(p.worst)]
             if not affordable:
                 if not attempts:
                     run.exhausted = True
@@ -228,45 +241,51 @@ class Dispatcher:
         max_tokens: int | None,
         query_id: str | None,
     ) -> list[_Plan]:
-        key = (role, tuple(models) if models is not None else None)
-        agents = self._agents.get(key)
-        if agents is None:
-            if models is not None:
-                for m in models:
-                    self.pool.card(m)  # unknown model → error naming the known ones
-            agents = [a for a in self.pool.agents(role) if models is None or a.model in models]
-            self._agents[key] = agents
+        candidates = self._candidates_for(role, models, max_tokens)
         plans = []
-        prompt_tokens: dict[tuple[str, str], int] = {}  # (model, strategy) → tokens of the prompt
-        for agent in agents:
-            card = self._cards[agent.model]
-            strategy = get_strategy(agent.strategy)
-            request = CompletionRequest.model_construct(
-                model=card.backend_model,
-                messages=[
-                    {"role": "system", "content": strategy.system_prompt(prompt)},
-                    {"role": "user", "content": input},
-                ],
-                max_tokens=max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor)),
-                temperature=strategy.temperature,
-                stop=None,
-                query_id=query_id,
-                metadata={},
-            )
-            backend = self.pool.backend(card.id)
-            key = (card.id, strategy.name)
-            if key not in prompt_tokens:
-                prompt_tokens[key] = backend.count_tokens(request.prompt_text, card)
-            tokens_in = prompt_tokens[key]
-            k = strategy.samples
+        requests: dict[tuple[str, int], CompletionRequest] = {}  # one request per (strategy, max_tokens)
+        for c in candidates:
+            request = requests.get((c.strategy.name, c.max_tokens))
+            if request is None:  # the model is filled in when the call is made (backends read the card)
+                request = requests[(c.strategy.name, c.max_tokens)] = CompletionRequest.model_construct(
+                    model="",
+                    messages=[
+                        {"role": "system", "content": c.strategy.system_prompt(prompt)},
+                        {"role": "user", "content": input},
+                    ],
+                    max_tokens=c.max_tokens,
+                    temperature=c.strategy.temperature,
+                    stop=None,
+                    query_id=query_id,
+                    metadata={},
+                )
+            tokens_in = c.backend.count_tokens(request.prompt_text, c.card)
+            k = c.strategy.samples
             worst = Cost(
-                usd=backend.worst_case_usd(request, card) * k,
-                tokens=(tokens_in + request.max_tokens) * k,
-                calls=k,
-                large_calls=k if card.tier == "large" else 0,
+                c.backend.worst_case_usd(request, c.card) * k,
+                (tokens_in + c.max_tokens) * k,
+                k,
+                0.0,
+                k if c.card.tier == "large" else 0,
             )
-            plans.append(_Plan(agent, card, strategy, request, worst, card.usd(tokens_in, request.max_tokens) * k))
+            plans.append(_Plan(c.agent, c.key, c.card, c.strategy, request, worst, c.card.usd(tokens_in, c.max_tokens) * k))
         return plans
+
+    def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
+        key = (role, tuple(models) if models is not None else None, max_tokens)
+        found = self._candidates.get(key)
+        if found is None:
+            for model in models or ():
+                self.pool.card(model)  # unknown model → error naming the known ones
+            found = []
+            for agent in self.pool.agents(role):
+                if models is not None and agent.model not in models:
+                    continue
+                card, strategy = self._cards[agent.model], get_strategy(agent.strategy)
+                limit = max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor))
+                found.append(_Candidate(agent, agent.key, card, strategy, self.pool.backend(card.id), limit))
+            self._candidates[key] = found
+        return found
 
     def _context(
         self,
@@ -288,7 +307,7 @@ class Dispatcher:
             step_index=len(run.steps),
             history=run.steps,
             attempts=attempts,
-            costs={p.agent.key: p.card_usd for p in plans},
+            costs={p.key: p.card_usd for p in plans},
             cards=self._cards,
             remaining=run.ledger.remaining(),
             budget=run.ledger.budget.limits(),
@@ -297,7 +316,7 @@ class Dispatcher:
         )
 
     def _validate(self, decision: Decision, plans: list[_Plan]) -> list[_Plan]:
-        by_key = {p.agent.key: p for p in plans}
+        by_key = {p.key: p for p in plans}
         chosen = [by_key.get(a.key) for a in decision.agents]
         if not decision.agents or any(p is None for p in chosen):
             raise ConfigurationError(
@@ -351,7 +370,7 @@ class Dispatcher:
                 if step.status != "ok":
                     run.failed = True
                 return step
-            excluded.add(plan.agent.key)
+            excluded.add(plan.key)
             nxt = self._fallback(run, ctx, affordable, excluded)
             if nxt is None:
                 run.failed = True
@@ -361,21 +380,23 @@ class Dispatcher:
 
     def _fallback(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]) -> _Plan | None:
         """Let the router pick again among the agents not yet failed that are still affordable."""
-        left = [p for p in plans if p.agent.key not in excluded and run.ledger.affordable(p.worst)]
+        left = [p for p in plans if p.key not in excluded and run.ledger.affordable(p.worst)]
         if not left:
             return None
         retry_ctx = self._context(run, ctx.role, ctx.stage, ctx.step_input, left, ctx.attempts, ctx.query_id)
         return self._validate(self.router.route(retry_ctx), left)[0]
 
     async def _call(self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str) -> Step:
-        step = Step(task_id=run.task.id, index=run.next_index(), stage=stage, agent=plan.agent, decision=decision, input=input)
+        fields: dict[str, Any] = {
+            "task_id": run.task.id, "index": run.next_index(), "stage": stage, "agent": plan.agent,
+            "decision": decision, "input": input,
+        }
         try:
             reservation = run.ledger.reserve(plan.worst)
         except BudgetExceededError as exc:  # another concurrent step took the budget first
-            step.status, step.error = "failed", str(exc)
             run.exhausted = True
-            self._audit(run, stage, "budget_blocked", plan.agent.key, str(exc))
-            return step
+            self._audit(run, stage, "budget_blocked", plan.key, str(exc))
+            return Step(**fields, status="failed", error=str(exc))
         backend = self.pool.backend(plan.card.id)
         started = time.perf_counter()
         completions: list[Completion] = []
@@ -393,39 +414,37 @@ class Dispatcher:
                 error = BackendError(plan.card.id, f"{type(exc).__name__}: {exc}", retryable=False)
             if not error.retryable or attempt == self.retries:
                 break
-            self._audit(run, stage, "retry", plan.agent.key, f"attempt {attempt + 1}: {error}")
+            self._audit(run, stage, "retry", plan.key, f"attempt {attempt + 1}: {error}")
             await asyncio.sleep(self.backoff_s * 2**attempt)
-        step.latency_ms = (time.perf_counter() - started) * 1000
+        fields["latency_ms"] = (time.perf_counter() - started) * 1000
         if error is not None:
             run.ledger.release(reservation, charge=Cost(calls=plan.worst.calls, large_calls=plan.worst.large_calls))
-            step.status, step.error = "failed", str(error)
-            self._audit(run, stage, "step_failed", plan.agent.key, str(error))
-            return step
+            self._audit(run, stage, "step_failed", plan.key, str(error))
+            return Step(**fields, status="failed", error=str(error))
         text, agreement = plan.strategy.aggregate([c.text for c in completions])
-        step.output = text
-        step.tokens_in = sum(c.tokens_in for c in completions)
-        step.tokens_out = sum(c.tokens_out for c in completions)
-        step.cost_usd = sum(c.cost_usd for c in completions)
-        step.score = completions[0].score
-        confidences = [c.raw.get("confidence") for c in completions if c.raw.get("confidence") is not None]
-        step.confidence = agreement if len(completions) > 1 else (confidences[0] if confidences else None)
-        run.ledger.settle(
-            reservation,
-            Cost(
-                usd=step.cost_usd,
-                tokens=step.tokens_in + step.tokens_out,
-                calls=len(completions),
-                large_calls=len(completions) if plan.card.tier == "large" else 0,
-            ),
+        tokens_in = sum(c.tokens_in for c in completions)
+        tokens_out = sum(c.tokens_out for c in completions)
+        cost = sum(c.cost_usd for c in completions)
+        confidences = [c.raw["confidence"] for c in completions if c.raw.get("confidence") is not None]
+        n = len(completions)
+        run.ledger.settle(reservation, Cost(cost, tokens_in + tokens_out, n, 0.0, n if plan.card.tier == "large" else 0))
+        return Step(
+            **fields,
+            output=text,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost,
+            score=completions[0].score,
+            confidence=agreement if n > 1 else (confidences[0] if confidences else None),
         )
-        return step
 
     async def _sample(self, backend: Any, plan: _Plan, run: TaskRun) -> list[Completion]:
         timeout = plan.card.timeout_s
         remaining = run.ledger.remaining().get("seconds")
         if remaining is not None:
             timeout = max(0.001, min(timeout, remaining))
-        calls = [backend.complete(plan.request, plan.card) for _ in range(plan.strategy.samples)]
+        request = plan.request.model_copy(update={"model": plan.card.backend_model})
+        calls = [backend.complete(request, plan.card) for _ in range(plan.strategy.samples)]
         if len(calls) == 1:
             return [await (asyncio.wait_for(calls[0], timeout) if backend.blocks else calls[0])]
         return list(await asyncio.wait_for(asyncio.gather(*calls), timeout))

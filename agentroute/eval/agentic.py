@@ -103,11 +103,13 @@ def make_agentic_router(
     steps: int,
     tiers: Sequence[str],
     success_rule: SuccessRule = "all",
+    feedback: bool = False,
     seed: int = 0,
     bopo_config: Mapping[str, Any] | None = None,
 ) -> tuple[str, Router]:
     """(display name, fitted router) from a name spec (``"bopo:threshold=0.4"``), a saved router
-    directory or an instance. BoPO trains with this environment's steps, tiers and success rule."""
+    directory or an instance. BoPO trains with this environment's steps, tiers, success rule and
+    feedback."""
     from agentroute.eval.harness import make_eval_router
 
     if isinstance(spec, str) and Path(spec).is_dir():
@@ -119,7 +121,7 @@ def make_agentic_router(
 
         assert isinstance(router, BoPORouter)
         config = router.resolved_config().to_dict() | dict(bopo_config or {})
-        config.update(steps=steps, tiers=list(tiers), success_rule=success_rule)
+        config.update(steps=steps, tiers=list(tiers), success_rule=success_rule, feedback=feedback)
         router.config = config
     if not (router.learned and router.is_fitted):
         router.fit(dataset)  # learned: train split only; baselines: their logged means, if any
@@ -161,13 +163,22 @@ def evaluate_agentic(
     tiers: Sequence[str] | None = None,
     budget: Budget | None = None,
     success_rule: SuccessRule = "all",
+    feedback: bool = False,
+    max_attempts: int = 1,
     seed: int = 0,
     bopo_config: Mapping[str, Any] | None = None,
 ) -> AgenticEvalResult:
-    """Fit each router on train and roll it through the agentic test tasks (see the module docstring)."""
+    """Fit each router on train and roll it through the agentic test tasks (see the module docstring).
+
+    ``feedback`` shows step outcomes to the routers and ``max_attempts`` > 1 lets them escalate a
+    step (a cascade needs both); by default outcomes are known only at the end of a task.
+    """
     if not routers:
         raise ConfigurationError("evaluate_agentic: no routers given")
-    env = build_env(dataset, steps=steps, tiers=tiers, success_rule=success_rule, seed=seed)
+    env = build_env(
+        dataset, steps=steps, tiers=tiers, success_rule=success_rule, seed=seed,
+        feedback=feedback, max_attempts=max_attempts,
+    )  # fmt: skip
     tiers = env.tiers
     rows: list[AgenticRow] = []
     deferred: list[str] = []
@@ -203,7 +214,12 @@ def evaluate_agentic(
         success_rule=str(success_rule),
         tasks=len(env.tasks),
         rows=rows,
-        notes={"rows_left_over": env.left_over, "worst_case": "train max cost per (model, task type) x 1.1"},
+        notes={
+            "rows_left_over": env.left_over,
+            "worst_case": "train max cost per (model, task type) x 1.1",
+            "feedback": feedback,
+            "max_attempts": max_attempts,
+        },
     )
 
 

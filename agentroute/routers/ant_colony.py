@@ -80,9 +80,14 @@ KNOB_GRID: tuple[float, ...] = (0.0, *(float(x) for x in np.geomspace(1e-3, 1e4,
 Judge = Callable[[Trajectory], bool | float]
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
-    return np.ones_like(x) if hi - lo <= 1e-12 * max(1.0, abs(hi)) else (x - lo) / (hi - lo)
+def _minmax(x: list[float]) -> list[float]:
+    """Min–max scaling to [0, 1]; all equal → all 1. (Plain floats: K is small, numpy's per-call
+    overhead would dominate the routing time.)"""
+    lo, hi = min(x), max(x)
+    span = hi - lo
+    if span <= 1e-12 * max(1.0, abs(hi)):
+        return [1.0] * len(x)
+    return [(v - lo) / span for v in x]
 
 
 def _unit_hash(key: str) -> float:
@@ -99,10 +104,12 @@ class _OpenTask:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    edge_mask: np.ndarray
-    edges: np.ndarray
-    node_mask: np.ndarray
-    nodes: np.ndarray
+    """What the candidates of one (colony version, stage, previous node) read."""
+
+    edge_pos: list[int]  # candidate positions that have a pheromone edge …
+    tau: np.ndarray  # … and their τ columns, (T, len(edge_pos))
+    node_pos: list[int]  # candidate positions with an ability column …
+    ability: np.ndarray  # … and those columns, (T, len(node_pos))
 
 
 class _Live:
@@ -502,9 +509,11 @@ class AntColonyRouter(Router):
         plan = cache.get(key)
         if plan is None:
             found = [colony.edge_for(prev, stage, col) for col in columns]
-            e = np.array([-1 if x is None else x for x, _ in found], dtype=int)
-            n = np.array([-1 if y is None else y for _, y in found], dtype=int)
-            plan = _Plan(e >= 0, e[e >= 0], n >= 0, n[n >= 0])
+            edge_pos = [c for c, (e, _) in enumerate(found) if e is not None]
+            node_pos = [c for c, (_, n) in enumerate(found) if n is not None]
+            edges = np.array([found[c][0] for c in edge_pos], dtype=int)
+            nodes = np.array([found[c][1] for c in node_pos], dtype=int)
+            plan = _Plan(edge_pos, colony.tau[:, edges], node_pos, colony.ability[:, nodes])
             if len(cache) < 4096:
                 cache[key] = plan
         return plan
@@ -519,40 +528,56 @@ class AntColonyRouter(Router):
         k = len(cands)
         keys = [a.key for a in cands]
         plan = self._plan(colony, ctx.stage, prev, tuple(agent_column(a) for a in cands))
-        tau = np.full(k, float(self.tau_init))
-        if plan.edge_mask.any():
-            tau[plan.edge_mask] = w @ colony.tau[:, plan.edges]
-        ability = np.full(k, float(w @ colony.ability_mean))
-        if plan.node_mask.any():
-            ability[plan.node_mask] = w @ colony.ability[:, plan.nodes]
-        costs = np.fromiter((ctx.costs.get(key, 0.0) for key in keys), dtype=float, count=k)
-        dearest = float(costs.max())
-        rel_cost = costs / dearest if dearest > 0 else np.zeros(k)
+        # fused pheromone τ(q) = Σₜ wₜ τᵗ and fused ability A(q) = Σₜ wₜ ability[·][t]
+        tau = [float(self.tau_init)] * k
+        if plan.edge_pos:
+            for c, v in zip(plan.edge_pos, (w @ plan.tau).tolist(), strict=True):
+                tau[c] = v
+        ability = [float(w @ colony.ability_mean)] * k
+        if plan.node_pos:
+            for c, v in zip(plan.node_pos, (w @ plan.ability).tolist(), strict=True):
+                ability[c] = v
+        # heuristic η = λ_A·norm(A − λ·ĉ) + λ_L·norm(1/(load + ε_L)) + λ_R·norm(1/(latency + ε_R))
+        costs = [ctx.costs.get(key, 0.0) for key in keys]
+        dearest = max(costs)
+        lam = float(self.cost_weight) / dearest if dearest > 0 else 0.0
+        eta = [self.lambda_ability * x for x in _minmax([a - lam * c for a, c in zip(ability, costs, strict=True)])]
         live = self._live
-        load = np.fromiter((live.load.get(key, 0) for key in keys), dtype=float, count=k) if live.observing else np.zeros(k)
-        lat = np.fromiter((live.latency.get(key, np.nan) for key in keys), dtype=float, count=k)
-        known = ~np.isnan(lat)
-        lat = np.where(known, lat, lat[known].mean() if known.any() else 0.0)
-        eta = (
-            self.lambda_ability * _minmax(ability - self.cost_weight * rel_cost)
-            + self.lambda_load * _minmax(1.0 / (load + self.load_eps))
-            + self.lambda_latency * _minmax(1.0 / (lat + self.latency_eps))
-        )
-        eta = np.maximum(eta, 1e-12)
-        desire = tau**self.alpha * eta**self.beta
-        p = desire / desire.sum()
+        load = [float(live.load.get(key, 0)) for key in keys] if live.observing else [0.0] * k
+        lat_ms = [0.0] * k
+        if live.latency:
+            lat = [live.latency.get(key) for key in keys]
+            seen = [x for x in lat if x is not None]
+            fill = sum(seen) / len(seen) if seen else 0.0
+            lat_ms = [fill if x is None else x for x in lat]
+        flat = 0.0  # a term equal for every candidate normalises to 1
+        for weight, values, eps in ((self.lambda_load, load, self.load_eps), (self.lambda_latency, lat_ms, self.latency_eps)):
+            if max(values) == min(values):
+                flat += weight
+            elif weight:
+                eta = [e + weight * n for e, n in zip(eta, _minmax([1.0 / (x + eps) for x in values]), strict=True)]
+        eta = [max(e + flat, 1e-12) for e in eta]
+        # transition p(j | i, q) = τ^α η^β / Σ τ^α η^β
+        a, b = float(self.alpha), float(self.beta)
+        desire = [t**a * e**b for t, e in zip(tau, eta, strict=True)]
+        total = sum(desire)
+        p = [d / total for d in desire]
         if self.greedy:
-            tied = np.flatnonzero(desire >= desire.max() * (1 - 1e-12))
-            pick = int(tied[np.argmin(costs[tied])]) if len(tied) > 1 else int(tied[0])
+            pick = max(range(k), key=lambda c: (desire[c], -costs[c], -c))
             mode = "greedy"
         else:
             draw = _unit_hash(f"{self.seed}|{ctx.task_id}|{ctx.step_index}|{ctx.query_id or ctx.query}|{ctx.stage}|{len(ctx.attempts)}")
-            pick = min(int(np.searchsorted(np.cumsum(p), draw, side="right")), k - 1)
+            pick, acc = k - 1, 0.0
+            for c in range(k):
+                acc += p[c]
+                if draw < acc:
+                    pick = c
+                    break
             mode = "sample"
         chosen = cands[pick]
         if ctx.task_id:
             self._remember(ctx.task_id, w)
-            live.start(ctx.task_id, chosen.key)
+            live.start(ctx.task_id, keys[pick])
         evidence = {
             "stage": ctx.stage,
             "prev": prev_name,
@@ -560,19 +585,19 @@ class AntColonyRouter(Router):
             "mode": mode,
             "colony_updates": colony.updates,
             "candidates": keys,
-            "tau": tau.tolist(),
-            "eta": eta.tolist(),
-            "p": p.tolist(),
-            "ability": ability.tolist(),
-            "cost": costs.tolist(),
-            "load": load.tolist(),
-            "latency_ms": lat.tolist(),
+            "tau": tau,
+            "eta": eta,
+            "p": p,
+            "ability": ability,
+            "cost": costs,
+            "load": load,
+            "latency_ms": lat_ms,
         }
-        return Decision(
+        return Decision.model_construct(  # fields are built here with their declared types
             agents=[chosen],
             weights=[1.0],
             router=self.name,
-            scores=dict(zip(keys, evidence["p"], strict=True)),
+            scores=dict(zip(keys, p, strict=True)),
             evidence=evidence,
             why=f"{mode} p={p[pick]:.3f} (τ={tau[pick]:.3g}, η={eta[pick]:.3g}) from {prev_name}",
         )

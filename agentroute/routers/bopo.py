@@ -23,7 +23,13 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute.agentic.features import available_mask, n_scalar_features, query_text, rung_of, scalar_features
+from agentroute.agentic.features import (
+    available_mask,
+    n_scalar_features,
+    query_text,
+    rung_of,
+    scalar_features,
+)
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import as_outcome_table
 from agentroute.routers.base import Router, decide, require_candidates
@@ -46,7 +52,9 @@ class BoPORouter(Router):
     knob = "threshold"
     knob_grid = tuple(float(x) for x in np.round(np.linspace(0.05, 0.95, 19), 2))
 
-    def __init__(self, *, config: BoPOConfig | Mapping[str, Any] | None = None, threshold: float = 0.5, seed: int = 0):
+    def __init__(
+        self, *, config: BoPOConfig | Mapping[str, Any] | None = None, threshold: float = 0.5, seed: int = 0
+    ):
         self.config = config
         self.threshold = threshold
         self.seed = seed
@@ -59,7 +67,9 @@ class BoPORouter(Router):
         elif isinstance(config, Mapping):
             config = BoPOConfig.from_dict(config)
         elif not isinstance(config, BoPOConfig):
-            raise ConfigurationError(f"bopo: config must be a BoPOConfig or a mapping (got {type(config).__name__})")
+            raise ConfigurationError(
+                f"bopo: config must be a BoPOConfig or a mapping (got {type(config).__name__})"
+            )
         return config.replace(seed=self.seed)
 
     def fit(self, data: Any) -> Self:
@@ -112,10 +122,14 @@ class BoPORouter(Router):
         probs = self.probabilities(ctx)
         available = available_mask(ctx, self.ladder_)
         rung = ordinal_choice(probs, available, self.threshold)
-        at_rung = [i for i in cost_order(ctx) if rung_of(ctx.candidates[i].model, ctx.cards, self.ladder_) == rung]
+        at_rung = [
+            i for i in cost_order(ctx) if rung_of(ctx.candidates[i].model, ctx.cards, self.ladder_) == rung
+        ]
         index = at_rung[0] if at_rung else cost_order(ctx)[0]
         masked = rung != ordinal_choice(probs, np.ones_like(available), self.threshold)
-        why = f"rung {rung + 1}/{len(self.ladder_)} (P={probs[rung]:.2f})" + (" — preferred rung unaffordable: cheapest" if masked else "")
+        why = f"rung {rung + 1}/{len(self.ladder_)} (P={probs[rung]:.2f})" + (
+            " — preferred rung unaffordable: cheapest" if masked else ""
+        )
         scores = {f"p_rung{r}": float(p) for r, p in enumerate(probs)}
         return decide(self, ctx, index, why=why, scores=scores)
 
@@ -143,7 +157,11 @@ class BoPORouter(Router):
                 f"{n_scalar_features(len(self.ladder_))}: retrain"
             )
         self.policy_ = TierPolicy(
-            dims["n_scalar"], dims["n_tiers"], emb_dim=dims["emb_dim"], emb_proj=dims["emb_proj"], hidden=dims["hidden"]
+            dims["n_scalar"],
+            dims["n_tiers"],
+            emb_dim=dims["emb_dim"],
+            emb_proj=dims["emb_proj"],
+            hidden=dims["hidden"],
         ).eval()
         self._embeddings = {}
 
@@ -154,7 +172,11 @@ class BoPORouter(Router):
         from agentroute._optional import torch_module
 
         torch = torch_module()
-        state = {k.removeprefix("policy."): torch.as_tensor(v) for k, v in arrays.items() if k.startswith("policy.")}
+        state = {
+            k.removeprefix("policy."): torch.as_tensor(v)
+            for k, v in arrays.items()
+            if k.startswith("policy.")
+        }
         self.policy_.load_state_dict(state)
         self.policy_.eval()
 

@@ -72,23 +72,33 @@ class ResponseConfidence:
             raise ConfigurationError("confidence: the training table has no logged responses to learn from")
         rows, cols = np.nonzero(~np.isnan(np.asarray(table.scores, dtype=float)))
         if self.max_samples is not None and len(rows) > self.max_samples:
-            pick = np.sort(np.random.default_rng(self.seed).choice(len(rows), self.max_samples, replace=False))
+            pick = np.sort(
+                np.random.default_rng(self.seed).choice(len(rows), self.max_samples, replace=False)
+            )
             rows, cols = rows[pick], cols[pick]
         scores = np.clip(np.asarray(table.scores, dtype=float)[rows, cols], 0.0, 1.0)
         self.columns_ = list(table.models)
         x = self._features(
-            [table.queries[i] for i in rows], [table.responses[i][j] for i, j in zip(rows, cols, strict=True)], cols
+            [table.queries[i] for i in rows],
+            [table.responses[i][j] for i, j in zip(rows, cols, strict=True)],
+            cols.tolist(),
         )
         # a graded score s is a positive with weight s and a negative with weight 1 − s
         weight = np.concatenate([scores, 1.0 - scores])
         labels = np.array(["1"] * len(scores) + ["0"] * len(scores))
         keep = weight > 0
         if len(set(labels[keep].tolist())) < 2:
-            raise ConfigurationError("confidence: every logged call scored the same; there is nothing to separate")
-        self.head_ = LogisticHead.fit(np.vstack([x, x])[keep], labels[keep], c=self.c, sample_weight=weight[keep])
+            raise ConfigurationError(
+                "confidence: every logged call scored the same; there is nothing to separate"
+            )
+        self.head_ = LogisticHead.fit(
+            np.vstack([x, x])[keep], labels[keep], c=self.c, sample_weight=weight[keep]
+        )
         return self
 
-    def _features(self, queries: Sequence[str], responses: Sequence[str], cols: Sequence[int | None]) -> np.ndarray:
+    def _features(
+        self, queries: Sequence[str], responses: Sequence[str], cols: Sequence[int | None]
+    ) -> np.ndarray:
         q = embed_texts(list(queries)).astype(float)
         r = embed_texts([str(t) for t in responses]).astype(float)
         onehot = np.zeros((len(cols), len(self.columns_)))
@@ -102,7 +112,9 @@ class ResponseConfidence:
     def is_fitted(self) -> bool:
         return hasattr(self, "head_")
 
-    def predict_proba(self, queries: Sequence[str], responses: Sequence[str], models: Sequence[str]) -> np.ndarray:
+    def predict_proba(
+        self, queries: Sequence[str], responses: Sequence[str], models: Sequence[str]
+    ) -> np.ndarray:
         """P(correct) per call; ``models`` are outcome-table columns (``agent_column``)."""
         if not self.is_fitted:
             raise NotFittedError("confidence")
@@ -126,7 +138,7 @@ class ResponseConfidence:
             "params": {"c": self.c, "max_samples": self.max_samples, "seed": self.seed},
             "columns": self.columns_,
         }
-        np.savez(path / ARRAYS, **self.head_.to_arrays("head."))
+        np.savez(path / ARRAYS, **self.head_.to_arrays("head."))  # type: ignore[arg-type]
         (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
         return path
 
@@ -141,7 +153,9 @@ class ResponseConfidence:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StateFileError(file, f"not valid JSON ({exc})") from exc
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise StateFileError(file, f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+            raise StateFileError(
+                file, f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
         scorer = cls(**manifest["params"])
         scorer.columns_ = [str(c) for c in manifest["columns"]]
         with np.load(path / ARRAYS, allow_pickle=False) as arrays:

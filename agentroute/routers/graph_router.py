@@ -93,8 +93,11 @@ from agentroute.routers.utility import (
 )
 from agentroute.types import Agent, RouteContext
 
-torch = torch_module()  # this module is imported lazily, on first use of the "graph-router" router
-GeneralConv = require("torch_geometric.nn").GeneralConv
+torch_module()  # imported lazily, on first use of the "graph-router" router: one torch thread, or a clear error
+import torch  # noqa: E402
+
+require("torch_geometric")
+from torch_geometric.nn import GeneralConv  # noqa: E402
 
 EDGE_FEATURES = ("utility", "cost", "effect")
 VALIDATE_EVERY = 5  # steps between validation passes (early stopping counts steps)
@@ -116,7 +119,12 @@ class GraphRouterNet(torch.nn.Module):
     """
 
     def __init__(
-        self, query_dim: int, llm_dim: int, hidden: int, edge_dim: int = len(EDGE_FEATURES), attention: bool = False
+        self,
+        query_dim: int,
+        llm_dim: int,
+        hidden: int,
+        edge_dim: int = len(EDGE_FEATURES),
+        attention: bool = False,
     ) -> None:
         super().__init__()
         self.query_align = torch.nn.Linear(query_dim, hidden)
@@ -131,7 +139,15 @@ class GraphRouterNet(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for child in (self.query_align, self.llm_align, self.edge_mlp, self.conv1, self.conv2, self.bn1, self.bn2):
+        for child in (
+            self.query_align,
+            self.llm_align,
+            self.edge_mlp,
+            self.conv1,
+            self.conv2,
+            self.bn1,
+            self.bn2,
+        ):
             child.reset_parameters()
 
     def encode(
@@ -279,7 +295,9 @@ class GraphRouter(UtilityRouter):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net_ = GraphRouterNet(query_x.shape[1], llm_x.shape[1], self.hidden, attention=self.attention)
+            self.net_ = GraphRouterNet(
+                query_x.shape[1], llm_x.shape[1], self.hidden, attention=self.attention
+            )
             opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             bce = torch.nn.functional.binary_cross_entropy
             best, best_state, stale, ran = np.inf, copy.deepcopy(self.net_.state_dict()), 0, 0
@@ -296,7 +314,9 @@ class GraphRouter(UtilityRouter):
                         visible &= ~(rng.random(m) < self.llm_dropout)[m_idx[sel]]
                     if visible.all():
                         continue
-                    qx, vis_index, vis_attr, pred_index, pred_label = subgraph(rows, sel[visible], sel[~visible])
+                    qx, vis_index, vis_attr, pred_index, pred_label = subgraph(
+                        rows, sel[visible], sel[~visible]
+                    )
                     lx = llm_x
                     if self.descriptor_dropout > 0:
                         keep = rng.random(m) >= self.descriptor_dropout
@@ -345,7 +365,9 @@ class GraphRouter(UtilityRouter):
     def _labels(self, table: OutcomeTable) -> np.ndarray:
         """1 on the edges to each query's best-utility LLM(s): every LLM tied at the best utility."""
         scores = np.asarray(table.scores, dtype=float)
-        utility = np.where(np.isnan(scores), -np.inf, self._utility_matrix(scores, np.asarray(table.costs, dtype=float)))
+        utility = np.where(
+            np.isnan(scores), -np.inf, self._utility_matrix(scores, np.asarray(table.costs, dtype=float))
+        )
         best = utility.max(axis=1, keepdims=True)
         return ((utility >= best - 1e-12) & np.isfinite(utility)).astype(float)
 
@@ -420,7 +442,9 @@ class GraphRouter(UtilityRouter):
             if not np.isnan(table.scores[i, j])
         ]
         if not edges:
-            raise ConfigurationError(f"graph-router: no logged outcome for the new columns {[table.models[j] for j in new]}")
+            raise ConfigurationError(
+                f"graph-router: no logged outcome for the new columns {[table.models[j] for j in new]}"
+            )
         hidden = self.encode_llms(descriptors, table.queries, edges)
         self.columns_ = [*self.columns_, *(table.models[j] for j in new)]
         self.descriptors_ = [*self.descriptors_, *descriptors]

@@ -83,7 +83,12 @@ class KNNRouter(UtilityRouter):
         return score, cost
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        return {**super().get_arrays(), "embeddings": self.embeddings_, "scores": self.scores_, "costs": self.costs_}
+        return {
+            **super().get_arrays(),
+            "embeddings": self.embeddings_,
+            "scores": self.scores_,
+            "costs": self.costs_,
+        }
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
@@ -91,4 +96,3 @@ class KNNRouter(UtilityRouter):
         self._embeddings_t = None
         self.scores_ = np.asarray(arrays["scores"], dtype=float)
         self.costs_ = np.asarray(arrays["costs"], dtype=float)
-

@@ -42,7 +42,8 @@ from agentroute.routers.utility import (
 )
 from agentroute.types import RouteContext
 
-torch = torch_module()  # this module is imported lazily, on first use of the "mf" router
+torch_module()  # imported lazily, on first use of the "mf" router: one torch thread, or a clear error
+import torch  # noqa: E402
 
 
 class MatrixFactorization(torch.nn.Module):

@@ -35,10 +35,12 @@ from agentroute.routers.utility import (
 )
 from agentroute.types import RouteContext
 
+torch_module()  # imported lazily, on first use of the "mlp" router: one torch thread, or a clear error
+import torch  # noqa: E402
+
 COST_EPS = 1e-9
 
 
-torch = torch_module()  # this module is imported lazily, on first use of the "mlp" router
 
 
 class ScoreCostMLP(torch.nn.Sequential):
@@ -204,7 +206,9 @@ class MLPRouter(UtilityRouter):
 def _masked(values: np.ndarray) -> tuple[Any, Any]:
     """(values with nan → 0, mask of logged cells) as float32 tensors."""
     mask = ~np.isnan(values)
-    return torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32)), torch.from_numpy(mask.astype(np.float32))
+    return torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32)), torch.from_numpy(
+        mask.astype(np.float32)
+    )
 
 
 def _nanmean(values: np.ndarray) -> np.ndarray:

@@ -172,7 +172,12 @@ class PerTaskRouter(UtilityRouter):
     name = "per-task"
 
     def __init__(
-        self, *, cost_weight: float = 0.0, soft: bool = True, prior_strength: float = 1.0, intent_c: float = 10.0
+        self,
+        *,
+        cost_weight: float = 0.0,
+        soft: bool = True,
+        prior_strength: float = 1.0,
+        intent_c: float = 10.0,
     ):
         self.cost_weight = cost_weight
         self.soft = soft

@@ -156,7 +156,9 @@ class UtilityRouter(Router):
         score_mean = _nanmean0(table.scores)
         self.score_mean_ = np.where(np.isnan(score_mean), np.nanmean(score_mean), score_mean)
         cost_mean = _nanmean0(table.costs)
-        self.cost_mean_ = np.where(np.isnan(cost_mean), np.nanmean(cost_mean) if np.any(~np.isnan(cost_mean)) else 0.0, cost_mean)
+        self.cost_mean_ = np.where(
+            np.isnan(cost_mean), np.nanmean(cost_mean) if np.any(~np.isnan(cost_mean)) else 0.0, cost_mean
+        )
         dearest = float(np.max(self.cost_mean_)) if self.cost_mean_.size else 0.0
         self.cost_scale_ = dearest if np.isfinite(dearest) and dearest > 0 else 1.0
         self._fit_table(table)
@@ -215,7 +217,7 @@ class UtilityRouter(Router):
         seen = [j for j, c in enumerate(cols) if c is not None]
         if seen:
             s, c = self._predict_columns(ctxs)
-            idx = [cols[j] for j in seen]
+            idx = [c for c in cols if c is not None]
             score[:, seen], cost[:, seen] = s[:, idx], c[:, idx]
         unseen = [j for j, c in enumerate(cols) if c is None]
         if unseen:
@@ -298,7 +300,12 @@ class LogisticHead:
 
     @classmethod
     def fit(
-        cls, x: np.ndarray, y: Sequence[str], *, c: float = 1.0, sample_weight: np.ndarray | None = None
+        cls,
+        x: np.ndarray,
+        y: Sequence[str] | np.ndarray,
+        *,
+        c: float = 1.0,
+        sample_weight: np.ndarray | None = None,
     ) -> LogisticHead:
         labels = np.asarray([str(v) for v in y])
         classes = sorted(set(labels.tolist()))
@@ -324,7 +331,11 @@ class LogisticHead:
         return [self.classes[i] for i in np.argmax(self.proba(x), axis=1)]
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}weight": self.weight, f"{prefix}bias": self.bias, f"{prefix}classes": np.asarray(self.classes)}
+        return {
+            f"{prefix}weight": self.weight,
+            f"{prefix}bias": self.bias,
+            f"{prefix}classes": np.asarray(self.classes),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> LogisticHead:
@@ -344,7 +355,9 @@ def module_arrays(module: Any, prefix: str = "net.") -> dict[str, np.ndarray]:
 def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str = "net.") -> None:
     """Load what :func:`module_arrays` wrote; a missing or extra tensor is an error."""
     torch = torch_module()
-    state = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    state = {
+        k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)
+    }
     module.load_state_dict(state, strict=True)
     module.eval()
 
@@ -398,7 +411,9 @@ def train_early_stopping(
     return ran
 
 
-def validation_split(n: int, fraction: float, seed: int, *, minimum: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(
+    n: int, fraction: float, seed: int, *, minimum: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, validation) row indices; the validation part has at least ``minimum`` rows
     when ``n`` allows, and both parts are non-empty (with ``n == 1`` the row is used for both)."""
     if not 0 < fraction < 1:

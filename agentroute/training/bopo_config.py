@@ -30,6 +30,8 @@ class BoPOConfig:
         equivalence: ``neighbours`` (by embedding) or ``task_type``.
         score_threshold: logged score at which a step succeeds.
         cost_margin: worst case = largest train cost × margin.
+        feedback: show step outcomes to the policy (an agent environment that reports a failed
+            action); False: outcomes are known only at the end of the task.
     Boundary and BoSFT:
         boundary_rollouts: K rollouts of each boundary policy **[paper: 5]**.
         difficulty_threshold: success rate that counts as "succeeds" **[default 0.5]**.
@@ -59,6 +61,7 @@ class BoPOConfig:
     equivalence: Equivalence = "neighbours"
     score_threshold: float = 0.5
     cost_margin: float = 1.1
+    feedback: bool = False
     boundary_rollouts: int = 5
     difficulty_threshold: float = 0.5
     sweep: int = 10
@@ -66,11 +69,11 @@ class BoPOConfig:
     sft_epochs: int = 40
     sft_lr: float = 3e-3
     batch_size: int = 256
-    iterations: int = 80
+    iterations: int = 200
     tasks_per_iteration: int = 64
     group_size: int = 8
     inner_epochs: int = 2
-    lr: float = 1e-3
+    lr: float = 2e-3
     clip_eps: float = 0.2
     kl_coef: float = 0.02
     entropy_coef: float = 0.01
@@ -108,7 +111,9 @@ class BoPOConfig:
                 "baseline to compare with; use 4-16"
             )
         if self.tiers is not None and (len(self.tiers) < 2 or len(set(self.tiers)) != len(self.tiers)):
-            raise ConfigurationError(f"BoPOConfig.tiers must name >= 2 distinct models, cheapest first (got {self.tiers})")
+            raise ConfigurationError(
+                f"BoPOConfig.tiers must name >= 2 distinct models, cheapest first (got {self.tiers})"
+            )
         if self.variants == 1 and self.boundary_rollouts > 1:
             raise ConfigurationError(
                 f"BoPOConfig: boundary_rollouts={self.boundary_rollouts} with variants=1 gives identical "
@@ -116,31 +121,43 @@ class BoPOConfig:
                 "set variants >= 2 (resample equivalent queries) or boundary_rollouts=1"
             )
         if not 0 < self.difficulty_threshold <= 1:
-            raise ConfigurationError(f"BoPOConfig.difficulty_threshold must be in (0, 1] (got {self.difficulty_threshold})")
+            raise ConfigurationError(
+                f"BoPOConfig.difficulty_threshold must be in (0, 1] (got {self.difficulty_threshold})"
+            )
         if not 0 <= self.budget_prob <= 1:
             raise ConfigurationError(f"BoPOConfig.budget_prob must be in [0, 1] (got {self.budget_prob})")
         if any(not 0 < f <= 1 for f in self.usd_fractions):
-            raise ConfigurationError(f"BoPOConfig.usd_fractions must lie in (0, 1] (got {self.usd_fractions})")
+            raise ConfigurationError(
+                f"BoPOConfig.usd_fractions must lie in (0, 1] (got {self.usd_fractions})"
+            )
         if self.budget_prob > 0 and self.steps == 1 and not self.usd_fractions:
             raise ConfigurationError(
                 "BoPOConfig: budget_prob > 0 with steps=1 and no usd_fractions leaves no budget to sample "
                 "(large-call caps run 1 … k−1); add usd_fractions or set budget_prob=0"
             )
         if self.advantage_scale not in ("group", "batch", "none"):
-            raise ConfigurationError(f"BoPOConfig.advantage_scale must be group, batch or none (got {self.advantage_scale!r})")
+            raise ConfigurationError(
+                f"BoPOConfig.advantage_scale must be group, batch or none (got {self.advantage_scale!r})"
+            )
         if self.reference_weight < 0:
-            raise ConfigurationError(f"BoPOConfig.reference_weight must be >= 0 (got {self.reference_weight})")
+            raise ConfigurationError(
+                f"BoPOConfig.reference_weight must be >= 0 (got {self.reference_weight})"
+            )
         if self.reference_weight > 0 and not self.reference_guided:
             raise ConfigurationError(
                 f"BoPOConfig: reference_weight={self.reference_weight} needs reference_guided=True (the boundary "
                 "rollouts it weighs are the reference group); set reference_weight=0 or reference_guided=True"
             )
         if self.lam < 0 or self.hard_bonus < 0:
-            raise ConfigurationError(f"BoPOConfig.lam and hard_bonus must be >= 0 (got {self.lam}, {self.hard_bonus})")
+            raise ConfigurationError(
+                f"BoPOConfig.lam and hard_bonus must be >= 0 (got {self.lam}, {self.hard_bonus})"
+            )
         if not 0 < self.clip_eps < 1:
             raise ConfigurationError(f"BoPOConfig.clip_eps must be in (0, 1) (got {self.clip_eps})")
         if self.cost_margin < 1:
-            raise ConfigurationError(f"BoPOConfig.cost_margin must be >= 1 (got {self.cost_margin}): a worst case below the largest logged cost cuts calls off")
+            raise ConfigurationError(
+                f"BoPOConfig.cost_margin must be >= 1 (got {self.cost_margin}): a worst case below the largest logged cost cuts calls off"
+            )
         if self.tail_chars is not None and self.tail_chars < 16:
             raise ConfigurationError(f"BoPOConfig.tail_chars must be >= 16 or None (got {self.tail_chars})")
 

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from agentroute._optional import torch_module
-from agentroute.agentic.boundary import Boundary, boundary_rollouts, boundary_traces
 from agentroute.agentic.bosft import SFTData, synthesize_bosft
+from agentroute.agentic.boundary import Boundary, boundary_rollouts, boundary_traces
 from agentroute.agentic.env import AgenticEnv, summarize
 from agentroute.agentic.features import n_scalar_features
 from agentroute.agentic.policy import TierPolicy
@@ -105,9 +105,15 @@ class BoPOTrainer:
         env, emb = self.build_env(table)
         ref_usd = float(np.mean([env.cap(env.large, r) for task in env.tasks for r in task.rows]))
         boundary = boundary_rollouts(
-            env, rollouts=args.boundary_rollouts, seed=args.seed, threshold=args.difficulty_threshold, ref_usd=ref_usd
+            env,
+            rollouts=args.boundary_rollouts,
+            seed=args.seed,
+            threshold=args.difficulty_threshold,
+            ref_usd=ref_usd,
         )
-        sft = synthesize_bosft(env, boundary, sweep=args.sweep, stratify=args.stratify, seed=args.seed, ref_usd=ref_usd)
+        sft = synthesize_bosft(
+            env, boundary, sweep=args.sweep, stratify=args.stratify, seed=args.seed, ref_usd=ref_usd
+        )
         policy = TierPolicy(
             n_scalar_features(len(env.tiers)), len(env.tiers), emb_dim=emb.shape[1],
             emb_proj=args.emb_proj, hidden=args.hidden,
@@ -144,7 +150,7 @@ class BoPOTrainer:
         env = AgenticEnv(
             table, steps=args.steps, tiers=args.tiers, success_rule=args.success_rule, variants=args.variants,
             equivalence=args.equivalence, embeddings=emb, score_threshold=args.score_threshold,
-            cost_margin=args.cost_margin, seed=args.seed,
+            cost_margin=args.cost_margin, feedback=args.feedback, seed=args.seed,
         )  # fmt: skip
         return env, emb
 
@@ -238,7 +244,9 @@ class BoPOTrainer:
             traces = rollout(env, jobs, self.sampler(policy, E, rng), ref_usd=ref_usd)
             rewards = self.rewards(traces, boundary)
             if args.reference_guided:
-                self._fill_reference(ref_cache, env, boundary, draws, list(zip(tasks, which, strict=True)), budgets, ref_usd)
+                self._fill_reference(
+                    ref_cache, env, boundary, draws, list(zip(tasks, which, strict=True)), budgets, ref_usd
+                )
             summary = summarize([t.result for t in traces])
             adv = np.zeros(len(traces))
             extra: list[Trace] = []
@@ -253,7 +261,10 @@ class BoPOTrainer:
                 adv[sl] = group_advantages(rewards[sl], reference=ref_rewards, scale=scale)
                 if args.reference_weight > 0:
                     extra += ref_traces
-                    extra_adv += list(args.reference_weight * group_advantages(ref_rewards, reference=rewards[sl], scale=scale))
+                    extra_adv += list(
+                        args.reference_weight
+                        * group_advantages(ref_rewards, reference=rewards[sl], scale=scale)
+                    )
             if args.advantage_scale == "batch":
                 spread = float(np.concatenate([adv, np.asarray(extra_adv)]).std()) + 1e-6
                 adv, extra_adv = adv / spread, [a / spread for a in extra_adv]
@@ -290,7 +301,9 @@ class BoPOTrainer:
                 small = [boundary.small[i] for i in tasks]
                 large = [boundary.large[i] for i in tasks]
             else:
-                small, large = boundary_traces(env, tasks, [draws[i] for i in tasks], ref_usd=ref_usd, budget=budgets[b - 1])
+                small, large = boundary_traces(
+                    env, tasks, [draws[i] for i in tasks], ref_usd=ref_usd, budget=budgets[b - 1]
+                )
             for i, sm, lg in zip(tasks, small, large, strict=True):
                 traces = list(sm) + list(lg)
                 cache[(i, b)] = (self.rewards(traces, boundary), traces)
@@ -311,7 +324,9 @@ class BoPOTrainer:
         mask = torch.as_tensor(np.stack([traces[k].masks[d] for k, d in decisions]))
         act = torch.as_tensor(np.asarray([traces[k].actions[d] for k, d in decisions]))
         with torch.no_grad():
-            logp = torch.log_softmax(policy(E[rows], scal, mask), -1).gather(1, act[:, None]).squeeze(1).numpy()
+            logp = (
+                torch.log_softmax(policy(E[rows], scal, mask), -1).gather(1, act[:, None]).squeeze(1).numpy()
+            )
         out, pos = [], 0
         for t in traces:
             n = len(t.actions)
@@ -356,7 +371,11 @@ class BoPOTrainer:
             probs = logp_all.exp().masked_fill(~mask_t, 0.0)
             entropy = -(probs * logp_all.masked_fill(~mask_t, 0.0)).sum(-1).mean()
             kl = kl_to_reference(logp_all, ref_logp, mask_t)
-            loss = clipped_policy_loss(logp, old_t, adv_t, clip_eps=args.clip_eps) + args.kl_coef * kl - args.entropy_coef * entropy
+            loss = (
+                clipped_policy_loss(logp, old_t, adv_t, clip_eps=args.clip_eps)
+                + args.kl_coef * kl
+                - args.entropy_coef * entropy
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -370,7 +389,11 @@ class BoPOTrainer:
 
         def choose(batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
             with torch.no_grad():
-                logits = policy(E[torch.as_tensor(batch.rows)], torch.as_tensor(batch.scalars), torch.as_tensor(batch.masks))
+                logits = policy(
+                    E[torch.as_tensor(batch.rows)],
+                    torch.as_tensor(batch.scalars),
+                    torch.as_tensor(batch.masks),
+                )
                 probs = torch.softmax(logits, -1).numpy().astype(float)
             cum = probs.cumsum(axis=1)
             u = rng.random(len(probs))[:, None] * cum[:, -1:]
@@ -391,7 +414,9 @@ class BoPOTrainer:
             with torch.no_grad():
                 logits = policy(E[torch.as_tensor(batch.rows)], torch.as_tensor(batch.scalars))
                 probs = torch.softmax(logits, -1).numpy()
-            actions = np.array([ordinal_choice(p, m, threshold) for p, m in zip(probs, batch.masks, strict=True)])
+            actions = np.array(
+                [ordinal_choice(p, m, threshold) for p, m in zip(probs, batch.masks, strict=True)]
+            )
             return actions, np.zeros(len(actions))
 
         return choose

@@ -33,7 +33,11 @@ def group_advantages(
     [-0.707, -0.707]
     """
     r = np.asarray(rewards, dtype=float)
-    pool = r if reference is None or len(reference) == 0 else np.concatenate([r, np.asarray(reference, dtype=float)])
+    pool = (
+        r
+        if reference is None or len(reference) == 0
+        else np.concatenate([r, np.asarray(reference, dtype=float)])
+    )
     centred = r - pool.mean()
     return centred / (pool.std() + eps) if scale else centred
 

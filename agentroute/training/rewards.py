@@ -71,7 +71,9 @@ def boundary_reward(
     return [round(s + hard_bonus * h + lam * c, 12) for s, h, c in zip(*parts, strict=True)]
 
 
-def combine_rewards(funcs: Sequence[RewardFunc], weights: Sequence[float] | None = None, **kwargs: Any) -> list[float]:
+def combine_rewards(
+    funcs: Sequence[RewardFunc], weights: Sequence[float] | None = None, **kwargs: Any
+) -> list[float]:
     """The weighted sum of several reward functions called with the same keyword arguments.
 
     >>> combine_rewards([success_reward, cost_penalty], [1.0, 0.5],
@@ -86,6 +88,10 @@ def combine_rewards(funcs: Sequence[RewardFunc], weights: Sequence[float] | None
     total: list[float] | None = None
     for func, w in zip(funcs, weights, strict=True):
         values = func(**kwargs)
-        total = [w * v for v in values] if total is None else [t + w * v for t, v in zip(total, values, strict=True)]
+        total = (
+            [w * v for v in values]
+            if total is None
+            else [t + w * v for t, v in zip(total, values, strict=True)]
+        )
     assert total is not None
     return total
