@@ -158,7 +158,9 @@ def _linear_proba(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, n_labe
     return _softmax(logits)
 
 
-def _fit_logistic(x: np.ndarray, y: list[str], labels: list[str], c: float, max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit_logistic(
+    x: np.ndarray, y: list[str], labels: list[str], c: float, max_iter: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) == 1:
         return np.zeros((1, x.shape[1])), np.zeros(1)
     linear_model = require("sklearn.linear_model")
@@ -181,7 +183,9 @@ class EmbeddingIntentModel(BaseIntentModel):
 
     kind = "embedding"
 
-    def __init__(self, *, embedder: Embedder | None = None, c: float = 1.0, max_iter: int = 2000, seed: int = 0):
+    def __init__(
+        self, *, embedder: Embedder | None = None, c: float = 1.0, max_iter: int = 2000, seed: int = 0
+    ):
         super().__init__()
         self.embedder = embedder
         self.c = c
@@ -199,7 +203,9 @@ class EmbeddingIntentModel(BaseIntentModel):
         if self.c <= 0:
             raise ConfigurationError(f"'c' must be > 0 (got {self.c})")
         x = self._embed(queries)
-        self.coef_, self.intercept_ = _fit_logistic(x, [str(y) for y in labels], classes, self.c, self.max_iter, self.seed)
+        self.coef_, self.intercept_ = _fit_logistic(
+            x, [str(y) for y in labels], classes, self.c, self.max_iter, self.seed
+        )
         self.labels = classes
         return self
 
@@ -221,9 +227,16 @@ class EmbeddingIntentModel(BaseIntentModel):
         self.c = float(state.get("c", self.c))
         self.max_iter = int(state.get("max_iter", self.max_iter))
         self.seed = int(state.get("seed", self.seed))
-        coef, intercept = np.asarray(arrays["coef"], dtype=np.float64), np.asarray(arrays["intercept"], dtype=np.float64)
+        coef, intercept = (
+            np.asarray(arrays["coef"], dtype=np.float64),
+            np.asarray(arrays["intercept"], dtype=np.float64),
+        )
         rows = 1 if len(self.labels) <= 2 else len(self.labels)
-        if coef.ndim != 2 or coef.shape[0] not in (rows, len(self.labels)) or intercept.shape != (coef.shape[0],):
+        if (
+            coef.ndim != 2
+            or coef.shape[0] not in (rows, len(self.labels))
+            or intercept.shape != (coef.shape[0],)
+        ):
             raise ConfigurationError(
                 f"intent weights of shape {coef.shape}/{intercept.shape} do not fit {len(self.labels)} labels"
             )
@@ -320,8 +333,8 @@ class SmolLMIntentModel(BaseIntentModel):
             raise ConfigurationError(f"'train_layers' (got {self.train_layers}) must be in [0, {n}]")
         return base, list(base.layers[n - self.train_layers :]), base.norm
 
-    def _bottom(self, queries: Sequence[str]) -> list[tuple[Any, Any, Any]]:
-        """Hidden states entering the trainable layers, per batch: (hidden, attention mask, rotary)."""
+    def _bottom(self, queries: Sequence[str]) -> list[tuple[Any, Any]]:
+        """Hidden states entering the trainable layers, per batch: (hidden, attention mask)."""
         torch = torch_module()
         tok, _ = self._backbone()
         base, top, _ = self._layers()
@@ -351,7 +364,9 @@ class SmolLMIntentModel(BaseIntentModel):
             pad = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
             attn = causal[None, None] + pad
             for layer in top:
-                result = layer(hidden, attention_mask=attn, position_embeddings=rotary, position_ids=positions)
+                result = layer(
+                    hidden, attention_mask=attn, position_embeddings=rotary, position_ids=positions
+                )
                 hidden = result[0] if isinstance(result, tuple) else result
             hidden = norm(hidden)
         m = mask.unsqueeze(-1).to(hidden.dtype)
@@ -440,9 +455,13 @@ class SmolLMIntentModel(BaseIntentModel):
         arrays, self._top_state = self._top_state, None
         weight = arrays["head.weight"]
         self._head = torch.nn.Linear(weight.shape[1], weight.shape[0])
-        self._head.load_state_dict({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])})
+        self._head.load_state_dict(
+            {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])}
+        )
         for name, module in self._trained_modules().items():
-            sub = {k[len(name) + 1 :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(name + ".")}
+            sub = {
+                k[len(name) + 1 :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(name + ".")
+            }
             module.load_state_dict(sub)
 
 

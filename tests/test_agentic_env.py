@@ -190,6 +190,29 @@ def test_feedback_shows_failures_and_lets_a_cascade_escalate():
     assert r.success and r.large_calls == 1 and r.calls == 4  # small failed on step 0, large redid it
 
 
+def test_lockstep_rollouts_let_the_policy_escalate_a_failed_step():
+    """At a retry state the failed tier means "accept"; an untried one redoes the step."""
+    table = random_table(120)
+    env = AgenticEnv(table, steps=3, feedback=True, max_attempts=2)
+    jobs = [Job(i, t.rows) for i, t in enumerate(env.tasks)]
+
+    def small_then_escalate(batch):
+        for ep, mask in zip(batch.episodes, batch.masks, strict=True):
+            if ep.attempts:
+                assert mask[ep.tiers[-1]] and mask.sum() == 2  # accept, or the untried large tier
+        return np.array([1 if ep.attempts else 0 for ep in batch.episodes]), np.zeros(len(batch.episodes))
+
+    escalating = rollout(env, jobs, small_then_escalate, ref_usd=1e-2)
+    accepting = rollout(env, jobs, fixed_tier(0), ref_usd=1e-2)
+    cascade = env.run(CascadeRouter().fit(table))
+    assert [t.result.tiers for t in escalating] == [r.tiers for r in cascade]
+    assert (
+        summarize([t.result for t in escalating])["success_rate"]
+        > summarize([t.result for t in accepting])["success_rate"]
+    )
+    assert all(t.result.calls == 3 for t in accepting)
+
+
 # -- boundary policies, taxonomy, BoSFT ---------------------------------------------------------
 def taxonomy_table() -> OutcomeTable:
     """Type e: small always right (easy); h: small wrong, large right (hard); i: both wrong."""

@@ -16,7 +16,15 @@ from agentroute.outcomes import OutcomeTable
 from agentroute.routers import make_router
 from agentroute.routers.ant_colony import AntColonyRouter
 from agentroute.routers.base import Router
-from agentroute.routers.pheromone import START, Colony, ColonyEditor, PathSample, PathStep, UpdateRule, path_edges
+from agentroute.routers.pheromone import (
+    START,
+    Colony,
+    ColonyEditor,
+    PathSample,
+    PathStep,
+    UpdateRule,
+    path_edges,
+)
 from agentroute.types import Agent, RouteContext, Step, Task, Trajectory
 
 
@@ -29,7 +37,9 @@ class KeywordIntent:
         return self
 
     def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
-        return np.array([[0.75, 0.25] if "mix" in q else [1.0, 0.0] if "aa" in q else [0.0, 1.0] for q in queries])
+        return np.array(
+            [[0.75, 0.25] if "mix" in q else [1.0, 0.0] if "aa" in q else [0.0, 1.0] for q in queries]
+        )
 
 
 def tiny_table() -> OutcomeTable:
@@ -44,7 +54,9 @@ def tiny_table() -> OutcomeTable:
     )
 
 
-def ctx(query: str, *, task_id: str = "", stage: str = "execute", history: list[Step] | None = None, **kw) -> RouteContext:
+def ctx(
+    query: str, *, task_id: str = "", stage: str = "execute", history: list[Step] | None = None, **kw
+) -> RouteContext:
     agents = [Agent(model="m1"), Agent(model="m2")]
     return RouteContext(
         query=query, candidates=agents, stage=stage, task_id=task_id, history=history or [],
@@ -53,8 +65,10 @@ def ctx(query: str, *, task_id: str = "", stage: str = "execute", history: list[
 
 
 def fitted(**params) -> AntColonyRouter:
-    """Fitted on :func:`tiny_table` with ε = 1 (round numbers for the hand computations)."""
-    return AntColonyRouter(intent=KeywordIntent(), **{"deposit_eps": 1.0, **params}).fit(tiny_table())
+    """Fitted on :func:`tiny_table` with ε = 1 and one ant per iteration (round numbers by hand)."""
+    return AntColonyRouter(intent=KeywordIntent(), **{"deposit_eps": 1.0, "ants": 1, **params}).fit(
+        tiny_table()
+    )
 
 
 # -- the transition rule and the fusion, by hand ----------------------------------------------------
@@ -144,26 +158,33 @@ def sample(column: str, cost: float = 0.5, score: float = 1.0) -> PathSample:
 
 
 def test_deposit_and_evaporation_by_hand():
-    editor = ColonyEditor(two_edge_colony(), UpdateRule(rho=0.1, q=1.0, eps=1.0, tau_max=10))
+    editor = ColonyEditor(two_edge_colony(), UpdateRule(rho=0.1, ants=1, q=1.0, eps=1.0, tau_max=10))
     editor.apply(sample("A", cost=0.5), np.array([1.0]))
     new = editor.freeze()
     assert new.tau[0].tolist() == pytest.approx([0.9 * 1 + 1 / (0.5 + 1), 0.9])
     assert new.updates == 1
+    # m ants per iteration: each request evaporates (1 − ρ)^(1/m); m requests evaporate ρ once
+    colony = ColonyEditor(two_edge_colony(), UpdateRule(rho=0.1, ants=4, eps=1.0))
+    for _ in range(4):
+        colony.apply(sample("A", cost=0.0), np.array([1.0]))
+    assert colony.tau[0, 1] == pytest.approx(0.9)
 
 
 def test_intent_weighted_evaporation_spares_the_other_specialist():
-    rule = UpdateRule(rho=0.1, eps=1.0, evaporation="intent")
+    rule = UpdateRule(rho=0.1, ants=1, eps=1.0, evaporation="intent")
     editor = ColonyEditor(two_edge_colony(("a", "b")), rule)
     editor.apply(sample("A", cost=0.0), np.array([1.0, 0.0]))
     assert editor.tau[1].tolist() == [1.0, 1.0]  # type b untouched
     assert editor.tau[0].tolist() == pytest.approx([0.9 + 1.0, 0.9])
-    literal = ColonyEditor(two_edge_colony(("a", "b")), UpdateRule(rho=0.1, eps=1.0, evaporation="all"))
+    literal = ColonyEditor(
+        two_edge_colony(("a", "b")), UpdateRule(rho=0.1, ants=1, eps=1.0, evaporation="all")
+    )
     literal.apply(sample("A", cost=0.0), np.array([1.0, 0.0]))
     assert literal.tau[1].tolist() == pytest.approx([0.9, 0.9])
 
 
 def test_max_min_clamping():
-    editor = ColonyEditor(two_edge_colony(), UpdateRule(rho=0.5, eps=0.1, tau_min=0.3, tau_max=2.0))
+    editor = ColonyEditor(two_edge_colony(), UpdateRule(rho=0.5, ants=1, eps=0.1, tau_min=0.3, tau_max=2.0))
     for _ in range(20):
         editor.apply(sample("A", cost=0.0), np.array([1.0]))
     assert editor.tau[0].tolist() == pytest.approx([2.0, 0.3])
@@ -181,7 +202,9 @@ def test_invalid_rule_names_the_parameter():
 
 
 # -- online learning through observe() --------------------------------------------------------------
-def finish(router: Router, model: str, score: float, *, task_id: str, cost: float = 0.1, stage: str = "execute") -> None:
+def finish(
+    router: Router, model: str, score: float, *, task_id: str, cost: float = 0.1, stage: str = "execute"
+) -> None:
     step = Step(task_id=task_id, index=0, stage=stage, agent=Agent(model=model), cost_usd=cost, score=score)
     router.observe(step)
     router.observe(step, Task(id=task_id, query="aa question", status="done", score=score, cost_usd=cost))
@@ -272,14 +295,15 @@ def test_concurrent_routing_while_the_worker_updates_no_torn_reads_no_lost_updat
             if version < last or abs(sum(d.evidence["p"]) - 1) > 1e-9:
                 errors.append(f"inconsistent decision at version {version}")
             last = version
+            time.sleep(0.0001)  # a serving thread also waits on I/O
 
-    threads = [threading.Thread(target=reader) for _ in range(6)]
+    threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
     n = 3000
     for i in range(n):
         finish(router, "m1", float(i % 3 != 0), task_id=f"t{i}", cost=0.5)
-    assert router.flush(timeout=60)
+    assert router.flush(timeout=120)
     stop.set()
     for t in threads:
         t.join()
@@ -298,9 +322,18 @@ def test_concurrent_routing_while_the_worker_updates_no_torn_reads_no_lost_updat
 def test_fit_skips_and_counts_trajectories_outside_the_pool(caplog):
     def traj(model: str, score: float | None) -> Trajectory:
         task = Task(query="aa question", task_type="a", status="done", score=score)
-        return Trajectory(task=task, steps=[Step(task_id=task.id, index=0, stage="solve", agent=Agent(model=model), score=score)])
+        return Trajectory(
+            task=task,
+            steps=[Step(task_id=task.id, index=0, stage="solve", agent=Agent(model=model), score=score)],
+        )
 
-    data = [traj("m1", 1.0), traj("m2", 0.0), traj("ghost", 1.0), traj("m1", None), Trajectory(task=Task(query="x"))]
+    data = [
+        traj("m1", 1.0),
+        traj("m2", 0.0),
+        traj("ghost", 1.0),
+        traj("m1", None),
+        Trajectory(task=Task(query="x")),
+    ]
     with caplog.at_level("WARNING"):
         router = AntColonyRouter(intent=KeywordIntent(), models=["m1", "m2"]).fit(data)
     assert router.skipped_ == 3
@@ -354,7 +387,15 @@ def test_registered_by_name_with_paper_defaults():
     router = make_router("ant-colony")
     assert isinstance(router, AntColonyRouter)
     p = router.get_params()
-    assert (p["alpha"], p["beta"], p["rho"], p["q"], p["sample_rate"], p["buffer_size"]) == (1.0, 2.0, 0.1, 1.0, 1.0, 1024)
+    assert (p["alpha"], p["beta"], p["rho"], p["q"], p["sample_rate"], p["buffer_size"]) == (
+        1.0,
+        2.0,
+        0.1,
+        1.0,
+        1.0,
+        1024,
+    )
+    assert (p["tau_min"], p["tau_max"], p["ants"], p["deposit_eps"]) == (0.01, 10.0, 16, 10.0)
     assert (p["lambda_ability"], p["lambda_load"], p["lambda_latency"]) == (0.6, 0.2, 0.2)
 
 
@@ -383,3 +424,61 @@ def test_warm_start_beats_an_untrained_colony_on_routerbench(routerbench):
     best_single = float(np.nanmean(table.scores, axis=0).max())
     assert warm >= best_single - 0.01
     assert warm > cold + 0.1
+
+
+def test_load_and_latency_terms_by_hand():
+    router = fitted(greedy=True)
+    for model, ms in (("m1", 900.0), ("m2", 100.0)):
+        step = Step(task_id="lat", index=0, stage="execute", agent=Agent(model=model), latency_ms=ms)
+        router.observe(step)
+    router.route(ctx("aa question", task_id="busy1"))  # m1 (the better one) now has a call in flight
+    ev = router.route(ctx("aa question", task_id="probe")).evidence
+    assert ev["load"] == [1.0, 0.0] and ev["latency_ms"] == [900.0, 100.0]
+    # wait = load × latency: m1 900 ms, m2 0 → 1/(900 + 1000) vs 1/1000, divided by the larger
+    load_term = [0.2 * (1 / 1900) / (1 / 1000), 0.2]
+    latency_term = [0.2 * (1 / 1000) / (1 / 200), 0.2]
+    ability_term = [0.6, 0.0]
+    assert ev["eta"] == pytest.approx(
+        [a + b + c for a, b, c in zip(ability_term, load_term, latency_term, strict=True)]
+    )
+    calls = fitted(greedy=True, load_unit="calls", load_eps=1.0)
+    calls.observe(Step(task_id="x", index=0, stage="execute", agent=Agent(model="m2")))
+    calls.route(ctx("aa question", task_id="busy"))
+    ev = calls.route(ctx("aa question", task_id="probe")).evidence
+    assert ev["eta"][0] == pytest.approx(0.6 + 0.2 * (1 / 2) + 0.2)
+
+
+def test_routers_show_writes_pheromone_json_and_plots(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentroute.cli.routers_cmd import routers_app
+
+    router = AntColonyRouter(intent="none").fit(tiny_table())
+    for i in range(5):
+        plan = Step(
+            task_id=f"t{i}", index=0, stage="plan", agent=Agent(role="planner", model="m1"), score=1.0
+        )
+        solve = Step(
+            task_id=f"t{i}", index=1, stage="solve", agent=Agent(model="m2"), score=1.0, cost_usd=0.1
+        )
+        router.observe(plan)
+        router.observe(solve, Task(id=f"t{i}", query="q", status="done", score=1.0, cost_usd=0.1))
+    router.flush()
+    state = router.save(tmp_path / "state")
+    result = CliRunner().invoke(
+        routers_app, ["show", "ant-colony", "--state", str(state), "--out", str(tmp_path / "ev")]
+    )
+    assert result.exit_code == 0, result.output
+    export = json.loads((tmp_path / "ev" / "pheromones.json").read_text())
+    assert [layer["stage"] for layer in export["layers"]] == ["*", "plan", "solve"]
+    assert {"source": "plan/m1", "target": "solve/m2"} in [
+        {k: e[k] for k in ("source", "target")} for e in export["edges"]
+    ]
+    pngs = sorted(p.name for p in (tmp_path / "ev").glob("*.png"))
+    assert pngs == ["paths_general.png", "pheromone_general.png", "pheromone_overview.png"]
+    assert all((tmp_path / "ev" / name).stat().st_size > 10_000 for name in pngs)
+    bad = CliRunner().invoke(
+        routers_app,
+        ["show", "ant-colony", "--state", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
+    )
+    assert bad.exit_code == 1 and "no saved router here" in bad.output

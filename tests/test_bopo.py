@@ -175,6 +175,21 @@ def test_router_falls_back_to_the_cheapest_when_large_is_masked(router):
     assert decision.agent.model == SMALL and "cheapest" in decision.why
 
 
+def test_router_escalates_only_a_shown_failure_with_somewhere_to_go(router, table):
+    hard = TOPICS["hard"].format(i=2)
+    small, large = Agent(model=SMALL), Agent(model=LARGE)
+    ctx = RouteContext(query=hard, step_input=hard, candidates=[small, large], metadata={"horizon": 3})
+    ok = Step(task_id="t", index=0, stage="execute", agent=small, score=1.0)
+    failed = Step(task_id="t", index=0, stage="execute", agent=small, status="failed", score=0.0)
+    assert router.escalate(ctx, ok) is False
+    assert isinstance(router.escalate(ctx, failed), bool)
+    only_small = RouteContext(query=hard, step_input=hard, candidates=[small], metadata={"horizon": 3})
+    assert router.escalate(only_small, failed) is False  # nothing untried to escalate to
+    env = AgenticEnv(table, steps=3, tiers=[SMALL, LARGE], feedback=True, max_attempts=2)
+    results = env.run(router, budget=Budget(large_calls=2))
+    assert summarize(results)["budget_violations"] == 0 and max(r.calls for r in results) <= 6
+
+
 def test_router_maps_another_pools_tiers_by_card(router):
     """Live graphs route local models the policy never saw: the card tier places them on the ladder."""
     cards = {

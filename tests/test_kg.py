@@ -31,7 +31,10 @@ def test_capitalised_spans_drop_leading_function_words():
         ("Bank of America", "capitalised"),
         ("Tim Cook", "capitalised"),
     ]
-    assert ents("The Eiffel Tower is in Paris.") == [("Eiffel Tower", "capitalised"), ("Paris", "capitalised")]
+    assert ents("The Eiffel Tower is in Paris.") == [
+        ("Eiffel Tower", "capitalised"),
+        ("Paris", "capitalised"),
+    ]
 
 
 def test_acronyms_and_hyphenated_names():

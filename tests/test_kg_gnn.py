@@ -14,7 +14,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.pool.card import ModelCard
 from agentroute.testing import KIT_PARAMS, contexts, sample_cards, sample_outcomes
-from agentroute.types import Agent, RouteContext
+from agentroute.types import Agent
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
@@ -38,7 +38,13 @@ class HashEmbedder:
 
 
 def small_router(**params) -> KGRouter:
-    base = {"descriptors": DESCRIPTORS, "embedder": HashEmbedder(), "epochs": 4, "hidden_channels": 16, "seed": 0}
+    base = {
+        "descriptors": DESCRIPTORS,
+        "embedder": HashEmbedder(),
+        "epochs": 4,
+        "hidden_channels": 16,
+        "seed": 0,
+    }
     return KGRouter(**{**base, **params})
 
 
@@ -64,7 +70,9 @@ def test_kl_loss_matches_a_hand_computed_value():
 
 def test_soft_targets_trade_score_against_normalised_cost():
     # both right; the dearer one (normalised cost 1) loses λ/T = 0.5/0.1 = 5 nats
-    p = soft_targets(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), torch.tensor([0, 0]), cost_lambda=0.5)
+    p = soft_targets(
+        torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), torch.tensor([0, 0]), cost_lambda=0.5
+    )
     assert p.tolist() == pytest.approx([1 / (1 + math.exp(-5)), math.exp(-5) / (1 + math.exp(-5))], rel=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         soft_targets(torch.ones(1), torch.zeros(1), torch.zeros(1, dtype=torch.long), temperature=0.0)
@@ -73,10 +81,14 @@ def test_soft_targets_trade_score_against_normalised_cost():
 def test_grouped_log_softmax_is_stable_and_kl_is_zero_at_the_target():
     logp = grouped_log_softmax(torch.tensor([1000.0, 999.0, -5.0]), torch.tensor([0, 0, 1]))
     assert torch.isfinite(logp).all()
-    assert logp.exp().tolist() == pytest.approx([1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1)), 1.0])
+    assert logp.exp().tolist() == pytest.approx(
+        [1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1)), 1.0]
+    )
     target = torch.tensor([0.7, 0.3, 0.0, 1.0])
     index = torch.tensor([0, 0, 1, 1])
-    assert grouped_kl_div(target, torch.log(torch.tensor([0.7, 0.3, 0.5, 0.5]))[[0, 1, 2, 3]], index).item() > 0
+    assert (
+        grouped_kl_div(target, torch.log(torch.tensor([0.7, 0.3, 0.5, 0.5]))[[0, 1, 2, 3]], index).item() > 0
+    )
     exact = torch.log(torch.tensor([0.7, 0.3, 1e-30, 1.0]))
     assert grouped_kl_div(target, exact, index).item() == pytest.approx(0.0, abs=1e-6)
 
@@ -87,7 +99,9 @@ def test_the_network_scores_every_agent_of_a_batch(encoder):
 
     from agentroute.kg import METADATA, GraphBuilder
 
-    graphs = GraphBuilder(HashEmbedder()).build(["Paris is in France.", "two plus two"], [["a", "b", "c"], ["a"]])
+    graphs = GraphBuilder(HashEmbedder()).build(
+        ["Paris is in France.", "two plus two"], [["a", "b", "c"], ["a"]]
+    )
     batch = Batch.from_data_list(graphs)
     net = KGRouterNet(32, 16, metadata=METADATA, encoder=encoder, heads=4)
     z = net(batch.x_dict, batch.edge_index_dict, batch["agent"].batch)
@@ -102,7 +116,8 @@ def test_fused_hetero_sage_equals_heteroconv_of_sageconv():
     from agentroute.kg import METADATA, GraphBuilder
 
     graphs = GraphBuilder(HashEmbedder()).build(
-        ["The Eiffel Tower was built in 1889 by Gustave Eiffel.", "two plus two"], [["a", "b", "c"], ["a", "d"]]
+        ["The Eiffel Tower was built in 1889 by Gustave Eiffel.", "two plus two"],
+        [["a", "b", "c"], ["a", "d"]],
     )
     batch = Batch.from_data_list(graphs)
     torch.manual_seed(0)
@@ -139,13 +154,23 @@ def test_candidate_without_card_or_description_is_named(fitted):
 
 
 def test_cards_given_to_fit_describe_the_agents():
-    router = KGRouter(embedder=HashEmbedder(), epochs=1, hidden_channels=16).fit(sample_outcomes(30), cards=sample_cards())
+    router = KGRouter(embedder=HashEmbedder(), epochs=1, hidden_channels=16).fit(
+        sample_outcomes(30), cards=sample_cards()
+    )
     assert router.descriptors_["large"] == sample_cards()["large"].descriptor("direct")
 
 
 def test_fit_accepts_trajectories():
     router = small_router(epochs=1).fit(sample_outcomes(30).to_trajectories())
     assert router.columns_ == ["small", "mid", "large"] and router.is_fitted
+
+
+def test_a_pool_describes_the_agents_of_trajectories(tmp_path):
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(yaml.safe_dump({"models": [c.model_dump(mode="json") for c in sample_cards().values()]}))
+    router = KGRouter(embedder=HashEmbedder(), epochs=1, hidden_channels=16, pool=str(pool))
+    router.fit(sample_outcomes(30).to_trajectories())
+    assert router.descriptors_["mid"] == sample_cards()["mid"].descriptor("direct")
 
 
 # -- routing --------------------------------------------------------------------------------------
@@ -177,9 +202,13 @@ def test_collaboration_names_top_agents_with_weights_within_the_budget(fitted):
         ctx.remaining = {"usd": 10.0}
         three = fitted.route(ctx)
         assert len(three.agents) == 3 and three.agents[0] == single.agents[0]
-        assert sum(three.weights) == pytest.approx(1.0) and three.weights == sorted(three.weights, reverse=True)
+        assert sum(three.weights) == pytest.approx(1.0) and three.weights == sorted(
+            three.weights, reverse=True
+        )
         p = three.evidence["p"]
-        assert three.weights[1] / three.weights[0] == pytest.approx(p[three.agents[1].key] / p[three.agents[0].key])
+        assert three.weights[1] / three.weights[0] == pytest.approx(
+            p[three.agents[1].key] / p[three.agents[0].key]
+        )
 
         # the budget limits k: the top agent plus only what still fits
         top_cost = ctx.costs[single.agent.key]
@@ -206,7 +235,9 @@ def test_bad_parameters_are_refused_at_fit():
 
 def test_a_new_agent_is_scored_from_its_descriptor_alone():
     full = sample_outcomes()
-    seen = OutcomeTable(full.query_ids, full.queries, ["small", "mid"], full.scores[:, :2], full.costs[:, :2], full.task_types)
+    seen = OutcomeTable(
+        full.query_ids, full.queries, ["small", "mid"], full.scores[:, :2], full.costs[:, :2], full.task_types
+    )
     router = small_router().fit(seen)
     assert router.columns_ == ["small", "mid"]
     ctx = contexts(full, subsets=False)[0]  # candidates small, mid and the unseen large (with a card)
@@ -234,6 +265,7 @@ def test_the_recipe_builds_the_router_and_describes_every_routerbench_model(data
 
 
 def test_learns_on_routerbench_and_beats_random_and_the_zero_router(data_dir):
+    """Fit on the train split (short training), sweep λ on the held-out test split."""
     from agentroute.eval import metrics as M
     from agentroute.eval.datasets import load_dataset
     from agentroute.eval.harness import build_contexts
@@ -241,13 +273,10 @@ def test_learns_on_routerbench_and_beats_random_and_the_zero_router(data_dir):
 
     dataset = load_dataset(f"routerbench:{data_dir / 'routerbench'}")
     recipe = yaml.safe_load((ROOT / "training" / "kg_gnn.yaml").read_text())["params"]
-    rng = np.random.default_rng(0)
-    train = dataset.train.rows(np.sort(rng.choice(len(dataset.train), 500, replace=False)))
-    test_rows = np.sort(rng.choice(len(dataset.test), 300, replace=False))
-    test = dataset.test.rows(test_rows)
-    router = KGRouter(**{**recipe, "query_chars": 300, "epochs": 12, "patience": 4}).fit(train)
-    ctxs, _ = build_contexts(dataset, "test")
-    score, cost = router.predict([ctxs[i] for i in test_rows])
+    router = KGRouter(**{**recipe, "epochs": 6, "patience": 3}).fit(dataset.train)
+    test = dataset.test
+    ctxs, _ = build_contexts(dataset, "test")  # costs: each model's mean train cost
+    score, cost = router.predict(ctxs)
     picks = sweep(score, cost, router.knob_grid, router.cost_scale_)
     rows = np.arange(len(test))
     points = [(test.costs[rows, p].mean(), test.scores[rows, p].mean()) for p in picks]
@@ -255,4 +284,4 @@ def test_learns_on_routerbench_and_beats_random_and_the_zero_router(data_dir):
     router_aiq, zero_aiq = M.aiq(points, singles), M.aiq(singles, singles)
     random_accuracy = float(test.scores.mean())  # uniform random routing, in expectation
     assert points[0][1] > random_accuracy + 0.1, (points[0], random_accuracy)
-    assert router_aiq > zero_aiq, (router_aiq, zero_aiq)
+    assert router_aiq > zero_aiq + 0.01, (router_aiq, zero_aiq)  # ≈ +0.026 measured; noise ±0.010

@@ -21,7 +21,7 @@ from agentroute.training.rewards import (
 DOCTEST_MODULES = [
     "agentroute.training.rewards",
     "agentroute.training.grpo",
-    "agentroute.training.bopo_trainer",
+    "agentroute.agentic.decoding",
     "agentroute.agentic.env",
     "agentroute.agentic.tasks",
     "agentroute.agentic.boundary",

@@ -224,7 +224,8 @@ def test_oracle_and_best_single_are_the_references(fitted, rb, rb_ctxs, metrics)
 
 
 def test_graph_router_routes_to_an_llm_unseen_in_training_without_retraining(rb, rb_ctxs, metrics):
-    router = make_router("graph-router", lr=1e-3, epochs=300, queries_per_step=256, seed=0)
+    inductive = {"descriptor_dropout": 0.5, "lr": 1e-3, "epochs": 300, "queries_per_step": 256}
+    router = make_router("graph-router", seed=0, **inductive)
     router.fit(drop_columns(rb.train, {GPT4}), cards=rb.cards())
     test10 = drop_columns(rb.test, {GPT4})
     ctxs10 = [copy.copy(c) for c in rb_ctxs]

@@ -7,6 +7,7 @@ The pieces of budget-aware agentic routing with boundary-guided training (BoPO; 
 
 from agentroute.agentic.bosft import SFTData, cheapest_success, synthesize_bosft
 from agentroute.agentic.boundary import Boundary, Difficulty, boundary_rollouts, classify
+from agentroute.agentic.decoding import ordinal_choice
 from agentroute.agentic.env import (
     AgenticEnv,
     Episode,
@@ -37,6 +38,7 @@ __all__ = [
     "cheapest_success",
     "classify",
     "fixed_tier",
+    "ordinal_choice",
     "query_text",
     "random_mix",
     "resolve_tiers",

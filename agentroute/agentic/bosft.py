@@ -22,6 +22,7 @@ import numpy as np
 
 from agentroute.agentic.boundary import Boundary, Difficulty
 from agentroute.agentic.env import AgenticEnv
+from agentroute.agentic.features import RETRY_FLAG
 from agentroute.agentic.rollout import Job, Trace, random_mix, rollout
 from agentroute.errors import ConfigurationError
 
@@ -115,16 +116,22 @@ def synthesize_bosft(
     tasks_in = {d: sum(1 for dd, _ in per_task.values() if dd == d) for d in present}
     rows, scalars, masks, actions, weights = [], [], [], [], []
     for _i, (difficulty, traces) in sorted(per_task.items()):
-        n_decisions = sum(len(t.actions) for t in traces)
+        # the boundary policies decide no escalations: their "accept the failure" at a retry
+        # state (feedback environments) is not imitated, so BoPO is free to learn when to escalate
+        keep = [
+            [d for d in range(len(t.actions)) if difficulty == "hard" or not t.scalars[d][RETRY_FLAG]]
+            for t in traces
+        ]
+        n_decisions = sum(len(k) for k in keep)
         if n_decisions == 0:
             continue
         task_weight = 1.0 / (len(present) * tasks_in[difficulty]) if stratify else 1.0 / len(per_task)
-        for trace in traces:
-            rows += trace.rows
-            scalars += trace.scalars
-            masks += trace.masks
-            actions += trace.actions
-            weights += [task_weight / n_decisions] * len(trace.actions)
+        for trace, kept in zip(traces, keep, strict=True):
+            rows += [trace.rows[d] for d in kept]
+            scalars += [trace.scalars[d] for d in kept]
+            masks += [trace.masks[d] for d in kept]
+            actions += [trace.actions[d] for d in kept]
+            weights += [task_weight / n_decisions] * len(kept)
     w = np.asarray(weights, dtype=np.float32)
     return SFTData(
         rows=np.asarray(rows, dtype=int),

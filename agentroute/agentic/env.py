@@ -380,9 +380,6 @@ class Episode:
         self._ok = ok
         return step
 
-    def can_retry(self) -> bool:
-        return len(self.attempts) < self.env.max_attempts and bool(self.candidates())
-
     def end_step(self) -> None:
         """Close the current step with its last attempt's outcome."""
         self.step_ok.append(self._ok)

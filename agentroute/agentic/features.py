@@ -33,6 +33,8 @@ STEP_FEATURES = 4
 USD_FEATURES = 5
 LARGE_FEATURES = 4
 FIXED_HISTORY = 1 + 1 + 3 + 2
+#: Index (from the end) of the "this step was already tried" flag: set at a retry state.
+RETRY_FLAG = -2
 
 
 def n_scalar_features(n_tiers: int) -> int:

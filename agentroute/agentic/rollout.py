@@ -59,45 +59,72 @@ Chooser = Callable[[StepBatch], tuple[np.ndarray, np.ndarray]]
 
 
 def rollout(env: AgenticEnv, jobs: Sequence[Job], choose: Chooser, *, ref_usd: float) -> list[Trace]:
-    """Run every job to its end with ``choose`` deciding each step; returns one trace per job."""
+    """Run every job to its end with ``choose`` deciding each step; returns one trace per job.
+
+    With ``env.feedback`` and ``env.max_attempts`` > 1 a failed step may be redone: at such a
+    *retry state* the mask holds the untried affordable tiers plus the tier that just failed, and
+    choosing the failed tier again means "accept the failure" (no call) — so the decision to
+    escalate is the policy's, as :meth:`~agentroute.routers.base.Router.escalate` is at serving time.
+    """
     episodes = [env.episode(j.task, rows=j.rows, budget=j.budget, rollout=j.rollout) for j in jobs]
     records: list[tuple[list[int], list[np.ndarray], list[np.ndarray], list[int], list[float]]] = [
         ([], [], [], [], []) for _ in jobs
     ]
     while True:
-        active, contexts = [], []
+        active, contexts, masks = [], [], []
         for i, ep in enumerate(episodes):
-            if ep.done:
+            pending = _pending(ep)
+            if pending is None:
                 continue
-            cands = ep.candidates()
-            if not cands:
-                ep.exhaust()
-                continue
+            ctx = ep.context(pending)
+            mask = available_mask(ctx, env.tiers)
+            if ep.attempts:
+                mask[ep.tiers[-1]] = True  # the failed tier again: accept the failure
             active.append(i)
-            contexts.append(ep.context(cands))
+            contexts.append(ctx)
+            masks.append(mask)
         if not active:
             break
         scalars = np.stack([scalar_features(c, env.tiers, ref_usd) for c in contexts])
-        masks = np.stack([available_mask(c, env.tiers) for c in contexts])
+        mask_arr = np.stack(masks)
         rows = np.array([episodes[i].row for i in active])
-        batch = StepBatch([episodes[i] for i in active], contexts, rows, scalars, masks)
+        batch = StepBatch([episodes[i] for i in active], contexts, rows, scalars, mask_arr)
         actions, logps = choose(batch)
         for b, i in enumerate(active):
             action = int(actions[b])
-            if not masks[b, action]:
+            if not mask_arr[b, action]:
                 raise ValueError(f"the chooser picked tier {action}, which the ledger masked")
             rec = records[i]
             rec[0].append(int(rows[b]))
             rec[1].append(scalars[b])
-            rec[2].append(masks[b])
+            rec[2].append(mask_arr[b])
             rec[3].append(action)
             rec[4].append(float(logps[b]))
-            episodes[i].act(action)
-            episodes[i].end_step()
+            ep = episodes[i]
+            if ep.attempts and action == ep.tiers[-1]:
+                ep.end_step()  # no escalation
+                continue
+            step = ep.act(action)
+            if not (env.feedback and step.status == "failed" and len(ep.attempts) < env.max_attempts):
+                ep.end_step()
     return [
         Trace(job, ep.result(), *rec)  # type: ignore[arg-type]
         for job, ep, rec in zip(jobs, episodes, records, strict=True)
     ]
+
+
+def _pending(ep: Episode) -> list[int] | None:
+    """The candidate tiers of the episode's next decision (None when it has ended)."""
+    while not ep.done:
+        cands = ep.candidates()
+        if ep.attempts and not cands:
+            ep.end_step()  # nothing left to escalate to
+            continue
+        if not cands:
+            ep.exhaust()
+            return None
+        return cands
+    return None
 
 
 def fixed_tier(tier: int) -> Chooser:

@@ -49,7 +49,9 @@ def list_routers() -> None:
 @routers_app.command("show")
 def show_router(
     router: Annotated[str, typer.Argument(help="Registered router name (e.g. ant-colony).")],
-    state: Annotated[Path, typer.Option("--state", help="Directory (or router.json) saved by `agentroute train`.")],
+    state: Annotated[
+        Path, typer.Option("--state", help="Directory (or router.json) saved by `agentroute train`.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence (JSON + PNGs) into.")],
 ) -> None:
     """Export a saved router's learned state; for ant-colony, pheromone JSON and plots."""
@@ -66,7 +68,11 @@ def show_router(
             written = write_evidence(export(), out)
         else:
             target = out / "state.json"
-            target.write_text(json.dumps({"router": loaded.name, "params": repr(loaded), "state": loaded.get_state()}, indent=1))
+            target.write_text(
+                json.dumps(
+                    {"router": loaded.name, "params": repr(loaded), "state": loaded.get_state()}, indent=1
+                )
+            )
             written = [target]
     except AgentrouteError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentroute.agentic.env import AgenticEnv, SuccessRule, resolve_tiers, summarize
+from agentroute.agentic.env import AgenticEnv, SuccessRule, summarize
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
 from agentroute.routers.base import Router
@@ -104,12 +104,13 @@ def make_agentic_router(
     tiers: Sequence[str],
     success_rule: SuccessRule = "all",
     feedback: bool = False,
+    max_attempts: int = 1,
     seed: int = 0,
     bopo_config: Mapping[str, Any] | None = None,
 ) -> tuple[str, Router]:
     """(display name, fitted router) from a name spec (``"bopo:threshold=0.4"``), a saved router
-    directory or an instance. BoPO trains with this environment's steps, tiers, success rule and
-    feedback."""
+    directory or an instance. BoPO trains with this environment's steps, tiers, success rule,
+    feedback and attempts per step."""
     from agentroute.eval.harness import make_eval_router
 
     if isinstance(spec, str) and Path(spec).is_dir():
@@ -121,7 +122,13 @@ def make_agentic_router(
 
         assert isinstance(router, BoPORouter)
         config = router.resolved_config().to_dict() | dict(bopo_config or {})
-        config.update(steps=steps, tiers=list(tiers), success_rule=success_rule, feedback=feedback)
+        config.update(
+            steps=steps,
+            tiers=list(tiers),
+            success_rule=success_rule,
+            feedback=feedback,
+            max_attempts=max_attempts,
+        )
         router.config = config
     if not (router.learned and router.is_fitted):
         router.fit(dataset)  # learned: train split only; baselines: their logged means, if any
@@ -232,6 +239,5 @@ __all__ = [
     "evaluate_agentic",
     "make_agentic_router",
     "make_budget",
-    "resolve_tiers",
     "run_router",
 ]

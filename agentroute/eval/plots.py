@@ -53,12 +53,11 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     ax.scatter([result.oracle.cost], [result.oracle.accuracy], s=160, marker="*", c="gold", edgecolors="k",
                zorder=5, label=f"oracle ({result.oracle.accuracy:.3f})")  # fmt: skip
 
-    colors = _colors(len(ok))
-    for color, r in zip(colors, ok, strict=True):
+    for (color, style), r in zip(_styles(len(ok)), ok, strict=True):
         pts = np.array(r.curve)
         curve = M.Curve.of(pts, anchor=anchor)
         label = f"{r.name} (AIQ {r.aiq:.3f})" if r.aiq is not None else r.name
-        _draw_curve(ax, curve, lo, hi, color=color, lw=2.0, label=label)
+        _draw_curve(ax, curve, lo, hi, color=color, ls=style, lw=2.0, label=label)
         ax.scatter(pts[:, 0], pts[:, 1], s=12, color=color, alpha=0.7, zorder=3)
 
     best = result.best_single
@@ -94,8 +93,9 @@ def _short(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def _colors(n: int) -> list:
+def _styles(n: int) -> list[tuple[object, object]]:
+    """(colour, line style) per router: the ten tab10 colours, then again dashed, then dotted."""
     import matplotlib as mpl
 
-    cmap = mpl.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
+    cmap = mpl.colormaps["tab10"]
+    return [(cmap(i % 10), ("-", (0, (5, 2)), (0, (1, 1)))[min(2, i // 10)]) for i in range(n)]

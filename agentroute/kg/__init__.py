@@ -17,7 +17,15 @@ from agentroute.kg.extract import (
     RuleExtractor,
     spacy_ner,
 )
-from agentroute.kg.graph import EDGE_TYPES, FORWARD_EDGE_TYPES, METADATA, NODE_TYPES, GraphBuilder, query_text, reverse
+from agentroute.kg.graph import (
+    EDGE_TYPES,
+    FORWARD_EDGE_TYPES,
+    METADATA,
+    NODE_TYPES,
+    GraphBuilder,
+    query_text,
+    reverse,
+)
 
 __all__ = [
     "CO_OCCURS",

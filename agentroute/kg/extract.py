@@ -97,7 +97,9 @@ _DATE = re.compile(
     rf"|{_MONTH}\.?\s+\d{{4}}"  # March 2021
     r")\b"
 )
-_QUOTED = re.compile(r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|‘([^’\n]{1,80})’|(?<![\w'])'([^'\n]{1,80})'(?![\w])")
+_QUOTED = re.compile(
+    r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|‘([^’\n]{1,80})’|(?<![\w'])'([^'\n]{1,80})'(?![\w])"
+)
 _WORD = r"(?:[A-Z][\w'’&.-]*[\w]|[A-Z])"
 _CONNECTOR = r"(?:of|the|de|da|del|der|di|du|la|le|van|von|y|&)"
 _CAPITALISED = re.compile(rf"\b{_WORD}(?:[ \t]+(?:{_CONNECTOR}[ \t]+)*{_WORD})*")

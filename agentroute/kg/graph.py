@@ -104,7 +104,11 @@ class GraphBuilder:
 
     def texts(self, kg: QueryKG) -> list[str]:
         """Every node text of a query graph but the agents': query, entities, relations."""
-        return [query_text(kg.query, self.query_chars), *(e.text for e in kg.entities), *(r.text for r in kg.relations)]
+        return [
+            query_text(kg.query, self.query_chars),
+            *(e.text for e in kg.entities),
+            *(r.text for r in kg.relations),
+        ]
 
     def build(
         self,
@@ -128,7 +132,9 @@ class GraphBuilder:
         for kg, descs in zip(kgs, agents, strict=True):
             for text in (*self.texts(kg), *descs):
                 unique.setdefault(text, len(unique))
-        vectors = self.embedder.embed(list(unique)) if unique else np.zeros((0, self.embedder.dim), np.float32)
+        vectors = (
+            self.embedder.embed(list(unique)) if unique else np.zeros((0, self.embedder.dim), np.float32)
+        )
         return [self.assemble(kg, descs, vectors, unique) for kg, descs in zip(kgs, agents, strict=True)]
 
     def graph(self, query: str, agents: Sequence[str]) -> Any:

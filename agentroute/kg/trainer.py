@@ -27,7 +27,14 @@ from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.eval import metrics as M
 
-__all__ = ["VALIDATION_GRID", "KGTrainConfig", "TrainReport", "predict_logits", "train_kg_net", "validation_aiq"]
+__all__ = [
+    "VALIDATION_GRID",
+    "KGTrainConfig",
+    "TrainReport",
+    "predict_logits",
+    "train_kg_net",
+    "validation_aiq",
+]
 
 #: Cost weights swept for validation AIQ (normalised cost: 1 ≈ the dearest agent's mean cost).
 VALIDATION_GRID: tuple[float, ...] = (0.0, *np.geomspace(1e-3, 1e3, 31).tolist())
@@ -65,7 +72,9 @@ class KGTrainConfig:
         if self.patience < 1:
             raise ConfigurationError(f"patience (got {self.patience}) must be at least 1: it counts epochs")
         if self.temperature <= 0:
-            raise ConfigurationError(f"temperature (got {self.temperature}) must be positive: p* = softmax(·/T)")
+            raise ConfigurationError(
+                f"temperature (got {self.temperature}) must be positive: p* = softmax(·/T)"
+            )
         if self.lr <= 0:
             raise ConfigurationError(f"lr (got {self.lr}) must be positive")
 
@@ -141,7 +150,7 @@ def validation_aiq(
         return float("nan")
     m = scores.shape[1]
     z = np.full((len(rows), m), -np.inf)
-    for r, i in enumerate(rows):
+    for r, i in enumerate(rows.tolist()):
         cols = graphs[i]["agent"].col.numpy()
         z[r, cols] = logits[i]
     s, c = scores[rows], costs[rows]
@@ -218,6 +227,8 @@ def _loss_of(loss_fn: Any, logits: Sequence[np.ndarray], graphs: Sequence[Any]) 
     z = torch.from_numpy(np.concatenate(logits)).float()
     score = torch.cat([g["agent"].score for g in graphs])
     cost = torch.cat([g["agent"].cost for g in graphs])
-    index = torch.cat([torch.full((len(g["agent"].score),), k, dtype=torch.long) for k, g in enumerate(graphs)])
+    index = torch.cat(
+        [torch.full((len(g["agent"].score),), k, dtype=torch.long) for k, g in enumerate(graphs)]
+    )
     with torch.inference_mode():
         return float(loss_fn(z, score, cost, index, len(graphs)))

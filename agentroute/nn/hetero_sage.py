@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentroute._optional import require, torch_module
-
-torch = torch_module()
-pyg_nn = require("torch_geometric.nn")
+import torch
+import torch_geometric.nn as pyg_nn
 
 Metadata = tuple[list[str], list[tuple[str, str, str]]]
 
@@ -73,7 +71,10 @@ class HeteroSAGE(torch.nn.Module):
         self.lin_in = pyg_nn.HeteroDictLinear(in_channels, hidden_channels, types=list(node_types))
         self.convs = torch.nn.ModuleList(
             pyg_nn.HeteroConv(
-                {et: pyg_nn.SAGEConv((hidden_channels, hidden_channels), hidden_channels) for et in edge_types},
+                {
+                    et: pyg_nn.SAGEConv((hidden_channels, hidden_channels), hidden_channels)
+                    for et in edge_types
+                },
                 aggr="sum",
             )
             for _ in range(num_layers)
@@ -87,15 +88,20 @@ class HeteroSAGE(torch.nn.Module):
         self._cache.clear()
         self.lin_in.reset_parameters()
         for conv in self.convs:
-            conv.reset_parameters()
+            conv.reset_parameters()  # type: ignore[operator]
 
-    def forward(self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]) -> dict[str, Any]:
+    def forward(
+        self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]
+    ) -> dict[str, Any]:
         F = torch.nn.functional
         h = {t: F.relu(x) for t, x in self.lin_in(x_dict).items()}
         plan = self._plan(edge_index_dict, h) if self.fused else None
         for layer, conv in enumerate(self.convs):
             out = self._fused_layer(layer, conv, h, plan) if plan is not None else conv(h, edge_index_dict)
-            h = {t: x + F.dropout(F.relu(out[t]), self.dropout, self.training) if t in out else x for t, x in h.items()}
+            h = {
+                t: x + F.dropout(F.relu(out[t]), self.dropout, self.training) if t in out else x
+                for t, x in h.items()
+            }
         return h
 
     def _plan(self, edge_index_dict: dict[tuple[str, str, str], Any], h: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +116,9 @@ class HeteroSAGE(torch.nn.Module):
             present.append(edge_type)
             if edge_index.shape[1]:
                 n_dst = h[dst].shape[0]
-                inv = 1.0 / torch.bincount(edge_index[1], minlength=n_dst).clamp_(min=1).unsqueeze(1).to(h[dst].dtype)
+                inv = 1.0 / torch.bincount(edge_index[1], minlength=n_dst).clamp_(min=1).unsqueeze(1).to(
+                    h[dst].dtype
+                )
                 aggregations.append((edge_type, src, edge_index[0], edge_index[1], inv))
         return plan
 
@@ -120,15 +128,21 @@ class HeteroSAGE(torch.nn.Module):
         out = {}
         for dst, (present, aggregations) in plan.items():
             blocks = [
-                h[src].new_zeros((h[dst].shape[0], h[src].shape[1])).index_add_(0, index, h[src].index_select(0, gather))
+                h[src]
+                .new_zeros((h[dst].shape[0], h[src].shape[1]))
+                .index_add_(0, index, h[src].index_select(0, gather))
                 * inv
                 for _, src, gather, index, inv in aggregations
             ]
-            weight, bias = self._fused_weights(layer, conv, dst, tuple(present), tuple(a[0] for a in aggregations))
+            weight, bias = self._fused_weights(
+                layer, conv, dst, tuple(present), tuple(a[0] for a in aggregations)
+            )
             out[dst] = torch.nn.functional.linear(torch.cat([*blocks, h[dst]], dim=1), weight, bias)
         return out
 
-    def _fused_weights(self, layer: int, conv: Any, dst: str, present: tuple[Any, ...], with_edges: tuple[Any, ...]) -> tuple[Any, Any]:
+    def _fused_weights(
+        self, layer: int, conv: Any, dst: str, present: tuple[Any, ...], with_edges: tuple[Any, ...]
+    ) -> tuple[Any, Any]:
         """``[W_r1 | … | W_rk | Σ_r W_root_r]`` and ``Σ_r b_r``; cached while the parameters are
         unchanged and no gradient is needed."""
         cacheable = not torch.is_grad_enabled()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentroute._optional import require, torch_module
-
-torch = torch_module()
-pyg_nn = require("torch_geometric.nn")
+import torch
+import torch_geometric.nn as pyg_nn
 
 Metadata = tuple[list[str], list[tuple[str, str, str]]]
 
@@ -57,7 +55,9 @@ class HGTEncoder(torch.nn.Module):
     ):
         super().__init__()
         if hidden_channels % heads:
-            raise ValueError(f"'hidden_channels' (got {hidden_channels}) must be divisible by 'heads' (got {heads})")
+            raise ValueError(
+                f"'hidden_channels' (got {hidden_channels}) must be divisible by 'heads' (got {heads})"
+            )
         if num_layers < 1:
             raise ValueError(f"'num_layers' (got {num_layers}) must be at least 1")
         node_types, edge_types = metadata
@@ -68,16 +68,19 @@ class HGTEncoder(torch.nn.Module):
         self.dropout = dropout
         self.lin_in = pyg_nn.HeteroDictLinear(in_channels, hidden_channels, types=list(node_types))
         self.convs = torch.nn.ModuleList(
-            pyg_nn.HGTConv(hidden_channels, hidden_channels, self.metadata, heads=heads) for _ in range(num_layers)
+            pyg_nn.HGTConv(hidden_channels, hidden_channels, self.metadata, heads=heads)
+            for _ in range(num_layers)
         )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.lin_in.reset_parameters()
         for conv in self.convs:
-            conv.reset_parameters()
+            conv.reset_parameters()  # type: ignore[operator]
 
-    def forward(self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]) -> dict[str, Any]:
+    def forward(
+        self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]
+    ) -> dict[str, Any]:
         F = torch.nn.functional
         h = {t: F.relu(x) for t, x in self.lin_in(x_dict).items()}
         for conv in self.convs:

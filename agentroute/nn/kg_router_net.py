@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from agentroute._optional import torch_module
+import torch
+
 from agentroute.nn.hetero_sage import HeteroSAGE, Metadata
 from agentroute.nn.hgt import HGTEncoder
 from agentroute.nn.pair_score import PairScore
-
-torch = torch_module()
 
 Encoder = Literal["sage", "hgt"]
 
@@ -74,6 +73,8 @@ class KGRouterNet(torch.nn.Module):
         self.encoder.reset_parameters()  # type: ignore[operator]
         self.head.reset_parameters()
 
-    def forward(self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any], agent_query: Any) -> Any:
+    def forward(
+        self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any], agent_query: Any
+    ) -> Any:
         h = self.encoder(x_dict, edge_index_dict)
         return self.head(h["query"], h["agent"], agent_query)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentroute._optional import require, torch_module
-
-torch = torch_module()
-scatter = require("torch_geometric.utils").scatter
+import torch
+from torch_geometric.utils import scatter
 
 
 def grouped_log_softmax(logits: Any, index: Any, num_groups: int | None = None) -> Any:

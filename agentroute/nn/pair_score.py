@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentroute._optional import torch_module
-
-torch = torch_module()
+import torch
 
 
 class PairScore(torch.nn.Module):

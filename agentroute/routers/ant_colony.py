@@ -12,8 +12,10 @@ i → j from the agent of the previous layer (the last finished step of another 
 - **heuristic** ηₖ = λ_A·norm(Aₖ − λ·ĉₖ) + λ_L·norm(1/(loadₖ + ε_L)) + λ_R·norm(1/(latencyₖ + ε_R)),
   Aₖ = Σₜ wₜ(q)·ability[k][t] (logged success per task type, shrunk toward a prior), ĉₖ the
   candidate's card-priced cost over the dearest candidate's, λ = ``cost_weight`` (the knob: the
-  −λ·C of the paper's objective U = R − λ·C), load = in-flight calls, latency = an EWMA;
-  ``norm`` is min–max over the candidates (all equal → 1);
+  −λ·C of the paper's objective U = R − λ·C), load = the expected wait behind the in-flight calls
+  (in-flight × latency, ``load_unit="wait"``) or the in-flight count (``"calls"``), latency = an
+  EWMA of observed step latencies. ``norm`` is min–max over the candidates for the ability term
+  (all equal → 1) and division by the largest value for the positive load and latency terms;
 - **transition** p(k | i, q) = τ(q)ᵢₖ^α·ηₖ^β / Σⱼ τ(q)ᵢⱼ^α·ηⱼ^β; sampled (seeded by the task,
   step and query, so reproducible) or, with ``greedy``, the argmax (ties → cheaper).
 
@@ -25,10 +27,18 @@ publishes a new immutable colony by swapping one reference, so routing always re
 consistent version. ``flush()`` waits for the updater; ``stats()`` has the counters
 (``applied == accepted`` once flushed: no update lost or applied twice).
 
+Choices of ours (ROUTERS.md leaves them open), measured on a validation split carved from
+RouterBench train: ε = ``deposit_eps`` = 10 — with ε = 1 the pheromone's preference for cheap
+paths caps greedy accuracy at 0.796 for every λ (the best single model: 0.878) and AIQ at 0.791;
+ε = 3: 0.828; ε = 10: 0.840 (per-task lookup 0.841); the cost trade-off is then the knob λ's
+job. ρ evaporates per iteration of ``ants`` = 16 requests, so an untrained colony remembers
+~160 requests per task type instead of 10 and its greedy choice stops flapping.
+
 ``fit`` warm-starts from an :class:`~agentroute.outcomes.OutcomeTable` (or a dataset's train split:
 every logged (query, agent) outcome is a one-step path in a stage-less layer ``*`` that any stage
 falls back to) or from logged trajectories (their real stages), setting each τᵗ to the steady
-state of the online rule under the logged paths, E[wₜ·g·Q/(f_sys + ε)·[e ∈ P]] / (ρ·E[wₜ]), and
+state of the online rule under the logged paths, E[wₜ·g·Q/(f_sys + ε)·[e ∈ P]] / (κ·E[wₜ]) with
+κ = 1 − (1 − ρ)^(1/m) the evaporation per request, and
 the ability table from every logged score. Trajectories whose agents are not in ``models`` (when
 given) or that hold no scored step are skipped and counted (``skipped_``, ``skip_reasons_``).
 """
@@ -43,7 +53,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import numpy as np
 
@@ -60,14 +70,15 @@ from agentroute.routers.base import ARRAYS, MANIFEST, Router, require_candidates
 from agentroute.routers.pheromone import (
     START,
     START_NAME,
-    WILDCARD,
     Colony,
     ColonyEditor,
     PathSample,
     PathStep,
     UpdateRule,
     UpdateWorker,
-    path_edges,
+    paths_from_table,
+    paths_from_trajectories,
+    steady_state,
 )
 from agentroute.types import Decision, RouteContext, Step, Task, Trajectory
 
@@ -78,6 +89,9 @@ STATE_FORMAT = 1
 #: candidate, so cheap models differ by 10⁻²–10⁻³ of it and need large λ to be told apart).
 KNOB_GRID: tuple[float, ...] = (0.0, *(float(x) for x in np.geomspace(1e-3, 1e4, 43)))
 Judge = Callable[[Trajectory], bool | float]
+#: The updater thread yields the GIL after this much work, so a routing thread waits at most about
+#: this long for it (instead of Python's 5 ms switch interval).
+YIELD_AFTER_S = 2e-4
 
 
 def _minmax(x: list[float]) -> list[float]:
@@ -88,6 +102,13 @@ def _minmax(x: list[float]) -> list[float]:
     if span <= 1e-12 * max(1.0, abs(hi)):
         return [1.0] * len(x)
     return [(v - lo) / span for v in x]
+
+
+def _ratio(x: list[float]) -> list[float]:
+    """Scaling by the largest value (positive inputs): ratios are kept, so near-equal loads or
+    latencies stay near-equal instead of being stretched to 0 and 1."""
+    top = max(x)
+    return [v / top for v in x]
 
 
 def _unit_hash(key: str) -> float:
@@ -170,10 +191,13 @@ class AntColonyRouter(Router):
         lambda_load: weight λ_L of the in-flight load term of η. [default 0.2]
         lambda_latency: weight λ_R of the latency term of η. [default 0.2]
         cost_weight: λ of U = R − λ·C inside the ability term (the knob `agentroute eval` sweeps).
-        rho: evaporation rate ρ. [default 0.1]
+        rho: evaporation rate ρ per iteration of ``ants`` requests. [default 0.1]
+        ants: requests per ant-system iteration m: each request evaporates (1 − ρ)^(1/m), so the
+            colony remembers about m/ρ requests per task type. [default: our reading, 16]
         q: deposit constant Q. [default 1]
-        deposit_eps: ε of Q / (f_sys(P) + ε); f_sys ∈ [0, 1], so ε = 1 makes a free path earn at
-            most twice what the dearest earns (smaller ε: a more cost-seeking colony). [default]
+        deposit_eps: ε of Q / (f_sys(P) + ε); f_sys ∈ [0, 1], so with ε = 10 a free path earns at
+            most 1.1× what the dearest earns (smaller ε: a more cost-seeking colony; see the
+            module docstring for why 10). [default: ours, 10]
         tau_init: τ of an edge never deposited on (an agent never seen reads it). [default 1]
         tau_min: MAX–MIN lower clamp. [default 0.01]
         tau_max: MAX–MIN upper clamp. [default 10]
@@ -191,8 +215,13 @@ class AntColonyRouter(Router):
             :class:`~agentroute.intent.IntentModel` (fitted ones are used as they are).
         ability_strength: pseudo-count m shrinking ability toward its prior. [default 5]
         latency_smoothing: EWMA factor of the latency estimate. [default 0.2]
-        load_eps: ε_L in 1/(load + ε_L). [default 1]
-        latency_eps: ε_R in 1/(latency_ms + ε_R). [default 1 ms]
+        load_unit: ``"wait"``: load enters as the expected wait behind the in-flight calls,
+            load × latency EWMA in ms (Little's law), so a busy agent that answers at once costs
+            nothing; ``"calls"``: the literal in-flight count. [default: our reading, "wait"]
+        load_eps: ε_L in 1/(load + ε_L), in the unit of ``load_unit`` (ms of wait, or calls):
+            with 1 s, a busy agent is avoided once its queue means about a second's wait. [default]
+        latency_eps: ε_R in 1/(latency_ms + ε_R): 100 ms keeps a few ms of jitter from
+            reordering agents while 0.5 s vs 3 s still counts. [default]
         load_ttl_s: an in-flight call not observed within this time stops counting as load.
         warm_start: ``False`` fits only the intent model: an untrained colony learns online.
         models: model ids or agent columns the colony may route to; logged paths through other
@@ -215,6 +244,7 @@ class AntColonyRouter(Router):
         lambda_latency: float = 0.2,
         cost_weight: float = 0.0,
         rho: float = 0.1,
+        ants: int = 16,
         q: float = 1.0,
         deposit_eps: float = 10.0,
         tau_init: float = 1.0,
@@ -231,8 +261,9 @@ class AntColonyRouter(Router):
         intent: str | IntentModel = "embedding",
         ability_strength: float = 5.0,
         latency_smoothing: float = 0.2,
-        load_eps: float = 1.0,
-        latency_eps: float = 1.0,
+        load_unit: Literal["wait", "calls"] = "wait",
+        load_eps: float = 1000.0,
+        latency_eps: float = 100.0,
         load_ttl_s: float = 60.0,
         warm_start: bool = True,
         models: Sequence[str] | None = None,
@@ -245,6 +276,7 @@ class AntColonyRouter(Router):
         self.lambda_latency = lambda_latency
         self.cost_weight = cost_weight
         self.rho = rho
+        self.ants = ants
         self.q = q
         self.deposit_eps = deposit_eps
         self.tau_init = tau_init
@@ -261,6 +293,7 @@ class AntColonyRouter(Router):
         self.intent = intent
         self.ability_strength = ability_strength
         self.latency_smoothing = latency_smoothing
+        self.load_unit = load_unit
         self.load_eps = load_eps
         self.latency_eps = latency_eps
         self.load_ttl_s = load_ttl_s
@@ -271,9 +304,15 @@ class AntColonyRouter(Router):
     # -- parameters -------------------------------------------------------------------------------
     def _rule(self) -> UpdateRule:
         return UpdateRule(
-            rho=float(self.rho), q=float(self.q), eps=float(self.deposit_eps), tau_init=float(self.tau_init),
-            tau_min=float(self.tau_min), tau_max=float(self.tau_max), evaporation=self.evaporation,
-        )  # fmt: skip
+            rho=float(self.rho),
+            ants=int(self.ants),
+            q=float(self.q),
+            eps=float(self.deposit_eps),
+            tau_init=float(self.tau_init),
+            tau_min=float(self.tau_min),
+            tau_max=float(self.tau_max),
+            evaporation=self.evaporation,
+        )
 
     def _check_params(self) -> None:
         checks = {
@@ -283,11 +322,13 @@ class AntColonyRouter(Router):
             "buffer_size": self.buffer_size >= 1, "update_batch": self.update_batch >= 1,
             "ability_strength": self.ability_strength >= 0, "latency_smoothing": 0 < self.latency_smoothing <= 1,
             "load_eps": self.load_eps > 0, "latency_eps": self.latency_eps > 0, "load_ttl_s": self.load_ttl_s > 0,
-            "max_open_tasks": self.max_open_tasks >= 1,
+            "max_open_tasks": self.max_open_tasks >= 1, "load_unit": self.load_unit in ("wait", "calls"),
         }  # fmt: skip
         for name, ok in checks.items():
             if not ok:
-                raise ConfigurationError(f"{self.name}: parameter {name!r} out of range (got {getattr(self, name)!r})")
+                raise ConfigurationError(
+                    f"{self.name}: parameter {name!r} out of range (got {getattr(self, name)!r})"
+                )
         if self.lambda_ability + self.lambda_load + self.lambda_latency <= 0:
             raise ConfigurationError(f"{self.name}: the heuristic weights λ_A, λ_L, λ_R are all 0")
         self._rule()
@@ -306,14 +347,24 @@ class AntColonyRouter(Router):
             self._handle, capacity=int(self.buffer_size), batch_size=int(self.update_batch)
         )
         self._base_updates = 0
-        self._plans: dict[Any, Any] = {}
 
     # -- learning offline ---------------------------------------------------------------------------
     def fit(self, data: Any) -> Self:
         """Warm-start from an OutcomeTable / dataset (its ``train``) or logged trajectories."""
         self._check_params()
         self._reset_runtime()
-        records, queries, labels, skipped = self._records(data)
+        allowed = set(self.models) if self.models is not None else None
+        table = data if isinstance(data, OutcomeTable) else getattr(data, "train", None)
+        if isinstance(table, OutcomeTable):
+            records, skipped = paths_from_table(table, allowed)
+            queries, labels = list(table.queries), list(table.task_types)
+        elif isinstance(data, str | bytes) or not isinstance(data, Iterable):
+            raise ConfigurationError(
+                f"{self.name}: fit() takes an OutcomeTable, a dataset with .train or trajectories "
+                f"(got {type(data).__name__})"
+            )
+        else:
+            records, queries, labels, skipped = paths_from_trajectories(data, allowed)
         self.skip_reasons_ = skipped
         self.skipped_ = int(sum(skipped.values()))
         if self.skipped_:
@@ -323,69 +374,21 @@ class AntColonyRouter(Router):
             )  # fmt: skip
         self.intent_ = self._fit_intent(queries, labels)
         types = tuple(self.intent_.labels)
-        colony = Colony(task_types=types, tau=np.zeros((len(types), 0)), ability_sum=np.zeros((len(types), 0)),
-                        ability_n=np.zeros((len(types), 0)), ability_strength=float(self.ability_strength))  # fmt: skip
+        empty = np.zeros((len(types), 0))
+        colony = Colony(
+            types,
+            tau=empty,
+            ability_sum=empty.copy(),
+            ability_n=empty.copy(),
+            ability_strength=float(self.ability_strength),
+        )
         if self.warm_start and records:
             weights = self._record_weights(records, types)
-            colony = self._steady_state(colony, records, weights)
+            colony = steady_state(colony, self._rule(), records, weights, self._gate)
         self._colony = colony
         self.n_fit_paths_ = len(records)
         self.fitted_ = True
         return self
-
-    def _records(self, data: Any) -> tuple[list[tuple[PathSample, str | None]], list[str], list[str | None], dict[str, int]]:
-        allowed = set(self.models) if self.models is not None else None
-        skipped: dict[str, int] = {}
-        records: list[tuple[PathSample, str | None]] = []
-        table = data if isinstance(data, OutcomeTable) else getattr(data, "train", None)
-        if isinstance(table, OutcomeTable):
-            keep = [j for j, m in enumerate(table.models) if allowed is None or m in allowed or m.partition(":")[0] in allowed]
-            for j, m in enumerate(table.models):
-                if j not in keep:
-                    n = int(np.isfinite(table.scores[:, j]).sum())
-                    skipped["agent not in models"] = skipped.get("agent not in models", 0) + n
-                    log.info("%s: column %r is not in models: %d outcomes skipped", self.name, m, n)
-            for i, query in enumerate(table.queries):
-                label = table.task_types[i] if table.task_types else None
-                for j in keep:
-                    s, c = float(table.scores[i, j]), float(table.costs[i, j])
-                    if not np.isfinite(s):
-                        continue
-                    cost = c if np.isfinite(c) else 0.0
-                    step = PathStep(WILDCARD, table.models[j], s, cost)
-                    records.append((PathSample(table.query_ids[i], query, (step,), s, cost), label))
-            return records, list(table.queries), list(table.task_types), skipped
-        if isinstance(data, str | bytes) or not isinstance(data, Iterable):
-            raise ConfigurationError(
-                f"{self.name}: fit() takes an OutcomeTable, a dataset with .train or trajectories (got {type(data).__name__})"
-            )
-        queries: list[str] = []
-        labels: list[str | None] = []
-        for traj in data:
-            if not isinstance(traj, Trajectory):
-                raise ConfigurationError(f"{self.name}: expected Trajectory items (got {type(traj).__name__})")
-            queries.append(traj.task.query)
-            labels.append(traj.task.task_type)
-            sample, reason = self._trajectory_sample(traj, allowed)
-            if sample is None:
-                skipped[reason] = skipped.get(reason, 0) + 1
-                continue
-            records.append((sample, traj.task.task_type))
-        return records, queries, labels, skipped
-
-    @staticmethod
-    def _trajectory_sample(traj: Trajectory, allowed: set[str] | None) -> tuple[PathSample | None, str]:
-        ok = [s for s in traj.steps if s.status == "ok"]
-        if not ok:
-            return None, "no finished step"
-        if allowed is not None and any(s.agent.model not in allowed and agent_column(s.agent) not in allowed for s in ok):
-            return None, "agent not in models"
-        score = traj.task.score if traj.task.score is not None else ok[-1].score
-        if score is None:
-            return None, "no score"
-        steps = tuple(PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms)) for s in ok)
-        cost = float(traj.task.cost_usd) or float(sum(s.cost_usd for s in ok))
-        return PathSample(traj.task.id, traj.task.query, steps, float(score), cost, payload=traj), ""
 
     def _fit_intent(self, queries: list[str], labels: list[str | None]) -> BaseIntentModel | IntentModel:
         model = self.intent
@@ -404,7 +407,9 @@ class AntColonyRouter(Router):
         fit_model.fit(qs, ys)
         return fit_model
 
-    def _record_weights(self, records: list[tuple[PathSample, str | None]], types: tuple[str, ...]) -> np.ndarray:
+    def _record_weights(
+        self, records: list[tuple[PathSample, str | None]], types: tuple[str, ...]
+    ) -> np.ndarray:
         """One-hot of the logged label when it is a known type, else the inferred mixture."""
         w = np.zeros((len(records), len(types)))
         index = {t: i for i, t in enumerate(types)}
@@ -422,42 +427,11 @@ class AntColonyRouter(Router):
                 w[rows] = p
         return w
 
-    def _steady_state(self, colony: Colony, records: list[tuple[PathSample, str | None]], weights: np.ndarray) -> Colony:
-        rule = self._rule()
-        editor = ColonyEditor(colony, rule)
-        costs = np.array([s.cost for s, _ in records])
-        positive = costs[costs > 0]
-        editor.cost_scale = float(np.quantile(positive, 0.95)) if len(positive) else 0.0
-        deposits: dict[int, np.ndarray] = {}
-        for (sample, _), w in zip(records, weights, strict=True):
-            editor.observe_ability(sample, w)
-            nodes = [editor.node(s.stage, s.column, depth=k) for k, s in enumerate(sample.steps)]
-            edges = [editor.edge(START if i == START else nodes[i], nodes[j]) for i, j in path_edges([s.stage for s in sample.steps])]
-            if not self._gate(sample):
-                continue
-            amount = w * rule.deposit(sample.cost, editor.cost_scale)
-            for e in dict.fromkeys(edges):
-                deposits.setdefault(e, np.zeros(len(w)))
-                deposits[e] += amount
-        editor._flush_edges()  # materialise the new edges' columns
-        tau = np.full(editor.tau.shape, rule.tau_init)
-        mass = weights.sum(axis=0) if rule.evaporation == "intent" else np.full(weights.shape[1], float(len(records)))
-        for e, total in deposits.items():
-            if rule.rho > 0:
-                tau[:, e] = np.where(mass > 0, total / (rule.rho * np.maximum(mass, 1e-12)), rule.tau_init)
-            else:
-                tau[:, e] = rule.tau_init + total
-        has_data = mass > 0
-        for e in range(tau.shape[1]):
-            if e not in deposits:
-                tau[has_data, e] = rule.tau_min  # logged, never good: the floor
-        editor.tau = np.clip(tau, rule.tau_min, rule.tau_max)
-        editor.updates = 0
-        return editor.freeze()
-
     def _gate(self, sample: PathSample) -> bool:
         if self.judge is not None:
-            verdict = self.judge(sample.payload if isinstance(sample.payload, Trajectory) else _as_trajectory(sample))
+            verdict = self.judge(
+                sample.payload if isinstance(sample.payload, Trajectory) else _as_trajectory(sample)
+            )
             if isinstance(verdict, bool):
                 return verdict
             return float(verdict) >= self.quality_threshold
@@ -486,7 +460,9 @@ class AntColonyRouter(Router):
         todo = [q for q in dict.fromkeys(queries) if q not in self._intent_cache]
         if not todo:
             return
-        proba = np.ones((len(todo), 1)) if len(self._colony.task_types) == 1 else self.intent_.predict_proba(todo)
+        proba = (
+            np.ones((len(todo), 1)) if len(self._colony.task_types) == 1 else self.intent_.predict_proba(todo)
+        )
         with self._lock:
             for q, w in zip(todo, proba, strict=True):
                 self._intent_cache[q] = np.asarray(w, dtype=float)
@@ -500,13 +476,11 @@ class AntColonyRouter(Router):
         return START, START_NAME
 
     def _plan(self, colony: Colony, stage: str, prev: int, columns: tuple[str, ...]) -> _Plan:
-        """Which τ column and ability column each candidate reads (cached per colony version)."""
-        cache = self._plans
-        if cache.get("colony") is not colony:
-            cache.clear()
-            cache["colony"] = colony
+        """Which τ column and ability column each candidate reads (cached on the colony version,
+        so a reader never mixes two versions)."""
+        cache = colony.plans
         key = (stage, prev, columns)
-        plan = cache.get(key)
+        plan = cast(_Plan | None, cache.get(key))
         if plan is None:
             found = [colony.edge_for(prev, stage, col) for col in columns]
             edge_pos = [c for c, (e, _) in enumerate(found) if e is not None]
@@ -541,7 +515,10 @@ class AntColonyRouter(Router):
         costs = [ctx.costs.get(key, 0.0) for key in keys]
         dearest = max(costs)
         lam = float(self.cost_weight) / dearest if dearest > 0 else 0.0
-        eta = [self.lambda_ability * x for x in _minmax([a - lam * c for a, c in zip(ability, costs, strict=True)])]
+        eta = [
+            self.lambda_ability * x
+            for x in _minmax([a - lam * c for a, c in zip(ability, costs, strict=True)])
+        ]
         live = self._live
         load = [float(live.load.get(key, 0)) for key in keys] if live.observing else [0.0] * k
         lat_ms = [0.0] * k
@@ -551,11 +528,18 @@ class AntColonyRouter(Router):
             fill = sum(seen) / len(seen) if seen else 0.0
             lat_ms = [fill if x is None else x for x in lat]
         flat = 0.0  # a term equal for every candidate normalises to 1
-        for weight, values, eps in ((self.lambda_load, load, self.load_eps), (self.lambda_latency, lat_ms, self.latency_eps)):
+        queue = [n * t for n, t in zip(load, lat_ms, strict=True)] if self.load_unit == "wait" else load
+        for weight, values, eps in (
+            (self.lambda_load, queue, self.load_eps),
+            (self.lambda_latency, lat_ms, self.latency_eps),
+        ):
             if max(values) == min(values):
                 flat += weight
             elif weight:
-                eta = [e + weight * n for e, n in zip(eta, _minmax([1.0 / (x + eps) for x in values]), strict=True)]
+                eta = [
+                    e + weight * n
+                    for e, n in zip(eta, _ratio([1.0 / (x + eps) for x in values]), strict=True)
+                ]
         eta = [max(e + flat, 1e-12) for e in eta]
         # transition p(j | i, q) = τ^α η^β / Σ τ^α η^β
         a, b = float(self.alpha), float(self.beta)
@@ -566,7 +550,9 @@ class AntColonyRouter(Router):
             pick = max(range(k), key=lambda c: (desire[c], -costs[c], -c))
             mode = "greedy"
         else:
-            draw = _unit_hash(f"{self.seed}|{ctx.task_id}|{ctx.step_index}|{ctx.query_id or ctx.query}|{ctx.stage}|{len(ctx.attempts)}")
+            draw = _unit_hash(
+                f"{self.seed}|{ctx.task_id}|{ctx.step_index}|{ctx.query_id or ctx.query}|{ctx.stage}|{len(ctx.attempts)}"
+            )
             pick, acc = k - 1, 0.0
             for c in range(k):
                 acc += p[c]
@@ -654,9 +640,14 @@ class AntColonyRouter(Router):
                 self._counters["rejected"] += 1
             return None
         score = task.score if task.score is not None else ok[-1].score
-        steps = tuple(PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms)) for s in ok)
+        steps = tuple(
+            PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms))
+            for s in ok
+        )
         cost = float(task.cost_usd) or float(sum(s.cost_usd for s in ok))
-        payload = Trajectory.model_construct(task=task, steps=list(rec.steps)) if self.judge is not None else None
+        payload = (
+            Trajectory.model_construct(task=task, steps=list(rec.steps)) if self.judge is not None else None
+        )
         return PathSample(task.id, task.query, steps, score, cost, weights=rec.weights, payload=payload)
 
     def _handle(self, batch: list[PathSample]) -> None:
@@ -664,6 +655,7 @@ class AntColonyRouter(Router):
         colony = self._colony
         editor = ColonyEditor(colony, self._rule())
         accepted = rejected = 0
+        slice_start = time.perf_counter()
         for sample in batch:
             w = sample.weights
             if w is None or len(w) != len(colony.task_types):
@@ -675,7 +667,9 @@ class AntColonyRouter(Router):
                 accepted += 1
             else:
                 rejected += 1
-            time.sleep(0)  # hand the GIL to routing threads between samples (keeps routing p99 low)
+            if time.perf_counter() - slice_start > YIELD_AFTER_S:
+                time.sleep(0)  # let a routing thread that waits for the GIL in now, not at the 5 ms switch
+                slice_start = time.perf_counter()
         new = editor.freeze()
         with self._lock:
             self._counters["accepted"] += accepted
@@ -718,16 +712,26 @@ class AntColonyRouter(Router):
             "layers": [{"stage": s, "nodes": [name(i) for i in idx]} for s, idx in c.layers()],
             "nodes": [{"id": name(i), "stage": s, "agent": col} for i, (s, col) in enumerate(c.nodes)],
             "edges": [
-                {"source": name(i), "target": name(j), "tau": {t: float(c.tau[k, e]) for k, t in enumerate(c.task_types)}}
+                {
+                    "source": name(i),
+                    "target": name(j),
+                    "tau": {t: float(c.tau[k, e]) for k, t in enumerate(c.task_types)},
+                }
                 for e, (i, j) in enumerate(c.edges)
             ],
             "ability": {
-                name(j): {t: float(c.ability[k, j]) for k, t in enumerate(c.task_types)} for j in range(len(c.nodes))
+                name(j): {t: float(c.ability[k, j]) for k, t in enumerate(c.task_types)}
+                for j in range(len(c.nodes))
             },
             "observations": {
-                name(j): {t: float(c.ability_n[k, j]) for k, t in enumerate(c.task_types)} for j in range(len(c.nodes))
+                name(j): {t: float(c.ability_n[k, j]) for k, t in enumerate(c.task_types)}
+                for j in range(len(c.nodes))
             },
-            "bounds": {"tau_min": float(self.tau_min), "tau_max": float(self.tau_max), "tau_init": float(self.tau_init)},
+            "bounds": {
+                "tau_min": float(self.tau_min),
+                "tau_max": float(self.tau_max),
+                "tau_init": float(self.tau_init),
+            },
             "cost_scale": c.cost_scale,
             "updates": c.updates,
         }
@@ -754,7 +758,11 @@ class AntColonyRouter(Router):
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         c = self._colony
-        arrays = {"tau": np.array(c.tau), "ability_sum": np.array(c.ability_sum), "ability_n": np.array(c.ability_n)}
+        arrays = {
+            "tau": np.array(c.tau),
+            "ability_sum": np.array(c.ability_sum),
+            "ability_n": np.array(c.ability_n),
+        }
         get = getattr(self.intent_, "get_arrays", None)
         if get is not None:
             arrays.update({f"intent.{k}": np.asarray(v) for k, v in get().items()})
@@ -762,7 +770,9 @@ class AntColonyRouter(Router):
 
     def set_state(self, state: dict[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT:
-            raise ConfigurationError(f"pheromone state format {state.get('format')!r}, expected {STATE_FORMAT}")
+            raise ConfigurationError(
+                f"pheromone state format {state.get('format')!r}, expected {STATE_FORMAT}"
+            )
         missing = [k for k in ("task_types", "nodes", "edges", "intent") if k not in state]
         if missing:
             raise ConfigurationError(f"pheromone state lacks {missing}")
@@ -780,7 +790,9 @@ class AntColonyRouter(Router):
         intent_arrays = {k[len("intent.") :]: v for k, v in arrays.items() if k.startswith("intent.")}
         self.intent_ = intent_from_state(dict(state["intent"]), intent_arrays)
         if list(self.intent_.labels) != list(state["task_types"]):
-            raise ConfigurationError(f"intent labels {self.intent_.labels} differ from task types {state['task_types']}")
+            raise ConfigurationError(
+                f"intent labels {self.intent_.labels} differ from task types {state['task_types']}"
+            )
         self._colony = Colony(
             task_types=tuple(state["task_types"]),
             nodes=tuple((str(s), str(c)) for s, c in state["nodes"]),
@@ -810,12 +822,16 @@ class AntColonyRouter(Router):
         arrays_file = folder / ARRAYS
         if (folder / MANIFEST).exists():
             if not arrays_file.exists():
-                raise StateFileError(arrays_file, "missing: the pheromone matrices were not saved with this router")
+                raise StateFileError(
+                    arrays_file, "missing: the pheromone matrices were not saved with this router"
+                )
             try:
                 with np.load(arrays_file, allow_pickle=False) as npz:
                     npz.files  # noqa: B018 - reads the zip directory
             except Exception as exc:
-                raise StateFileError(arrays_file, f"not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+                raise StateFileError(
+                    arrays_file, f"not a readable .npz file ({type(exc).__name__}: {exc})"
+                ) from exc
         router = super().load(path)
         if getattr(router, "_pending_state", None) is not None or not hasattr(router, "_colony"):
             raise StateFileError(arrays_file, "the pheromone matrices were not loaded")
@@ -833,11 +849,18 @@ def _intent_state(model: Any) -> dict[str, Any]:
 
 
 def _as_trajectory(sample: PathSample) -> Trajectory:
-    task = Task(id=sample.task_id, query=sample.query, status="done", score=sample.score, cost_usd=sample.cost)
+    task = Task(
+        id=sample.task_id, query=sample.query, status="done", score=sample.score, cost_usd=sample.cost
+    )
     steps = [
-        Step(task_id=sample.task_id, index=k, stage=s.stage, agent=column_agent(s.column), cost_usd=s.cost, score=s.score)
+        Step(
+            task_id=sample.task_id,
+            index=k,
+            stage=s.stage,
+            agent=column_agent(s.column),
+            cost_usd=s.cost,
+            score=s.score,
+        )
         for k, s in enumerate(sample.steps)
     ]
     return Trajectory(task=task, steps=steps)
-
-

@@ -11,6 +11,11 @@ budget as a fraction and in absolute terms, history of tiers and outcomes;
 highest one whose upper-tail probability reaches ``threshold`` (the knob; for two tiers, large
 when P(large) ≥ threshold); when the ledger has masked it, the cheapest candidate.
 
+Where step outcomes are shown (a failed step has status ``failed``) and the dispatcher allows a
+second attempt, :meth:`BoPORouter.escalate` redoes a failed step with an untried tier when the
+policy, in the state after the failure, puts at least ``threshold`` on it; a policy trained with
+``feedback: true, max_attempts: 2`` has learnt when that pays.
+
 Candidates map to the trained ladder by model id, else by their card's tier (``small`` → the
 bottom rung, ``large`` → the top), so a policy trained on logged outcomes also routes the local
 tiers of a live graph.
@@ -18,11 +23,13 @@ tiers of a live graph.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Self
 
 import numpy as np
 
+from agentroute.agentic.decoding import ordinal_choice
 from agentroute.agentic.features import (
     available_mask,
     n_scalar_features,
@@ -35,7 +42,7 @@ from agentroute.outcomes import as_outcome_table
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.baselines import cost_order
 from agentroute.training.bopo_config import BoPOConfig
-from agentroute.types import Decision, RouteContext
+from agentroute.types import Decision, RouteContext, Step
 
 
 class BoPORouter(Router):
@@ -117,8 +124,6 @@ class BoPORouter(Router):
         self.check_fitted()
         require_candidates(self, ctx)
         self._check_threshold()
-        from agentroute.training.bopo_trainer import ordinal_choice
-
         probs = self.probabilities(ctx)
         available = available_mask(ctx, self.ladder_)
         rung = ordinal_choice(probs, available, self.threshold)
@@ -132,6 +137,33 @@ class BoPORouter(Router):
         )
         scores = {f"p_rung{r}": float(p) for r, p in enumerate(probs)}
         return decide(self, ctx, index, why=why, scores=scores)
+
+    def escalate(self, ctx: RouteContext, step: Step) -> bool:
+        """Redo a failed step with an untried tier when the policy, in the state after the failure,
+        puts at least ``threshold`` on the untried tiers (with the failed tier meaning "accept").
+
+        Only a step whose failure is shown (status ``failed``) is ever escalated.
+        """
+        self.check_fitted()
+        if step.status != "failed":
+            return False
+        tried = {a.key for a in ctx.attempts} | {step.agent.key}
+        untried = [a for a in ctx.candidates if a.key not in tried]
+        if not untried:
+            return False
+        seen = {s.id for s in ctx.history}
+        retry = dataclasses.replace(
+            ctx,
+            candidates=untried,
+            attempts=[*ctx.attempts, step],
+            history=[*ctx.history, step] if step.id not in seen else list(ctx.history),
+        )
+        probs = self.probabilities(retry)
+        allowed = available_mask(retry, self.ladder_)
+        failed = rung_of(step.agent.model, ctx.cards, self.ladder_)
+        allowed[failed] = True
+        p = np.where(allowed, probs, 0.0)
+        return bool(1.0 - p[failed] / max(p.sum(), 1e-12) >= self.threshold)
 
     # -- persistence --------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

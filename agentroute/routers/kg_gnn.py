@@ -93,6 +93,8 @@ class KGRouter(UtilityRouter):
         max_relations: relations kept per query (default 16).
         query_chars: characters of the query (its tail) embedded for the query node (default 1000).
         descriptors: free-text descriptions by model id (or ``model:strategy`` column).
+        pool: a pool YAML (or ``"default"``) whose model cards describe the agents when the training
+            data brings none (trajectories from the memory).
         embedder: a sentence-transformers model path or id, or any
             :class:`~agentroute.embed.Embedder` (an object is not saved); default the cached MiniLM.
         ner: an :class:`~agentroute.kg.extract.EntityExtractor` replacing the rules (not saved:
@@ -125,6 +127,7 @@ class KGRouter(UtilityRouter):
         max_relations: int = 16,
         query_chars: int = 1000,
         descriptors: dict[str, str] | None = None,
+        pool: str | None = None,
         embedder: str | Embedder | None = None,
         ner: EntityExtractor | None = None,
         seed: int = 0,
@@ -149,6 +152,7 @@ class KGRouter(UtilityRouter):
         self.max_relations = max_relations
         self.query_chars = query_chars
         self.descriptors = descriptors
+        self.pool = pool
         self.embedder = embedder
         self.ner = ner
         self.seed = seed
@@ -169,7 +173,9 @@ class KGRouter(UtilityRouter):
                 embedder = self.embedder
             else:
                 embedder = default_embedder()
-            extractor = KGExtractor(self.ner, max_entities=self.max_entities, max_relations=self.max_relations)
+            extractor = KGExtractor(
+                self.ner, max_entities=self.max_entities, max_relations=self.max_relations
+            )
             cached = (key, GraphBuilder(embedder, extractor, query_chars=self.query_chars))
             self._builder_cache = cached
         return cached[1]
@@ -187,29 +193,20 @@ class KGRouter(UtilityRouter):
             dropout=self.dropout,
         )
 
-    def _check_params(self) -> None:
-        if self.encoder not in ("sage", "hgt"):
-            raise ConfigurationError(f"kg-gnn: encoder must be 'sage' or 'hgt' (got {self.encoder!r})")
-        if self.encoder == "hgt" and self.hidden_channels % self.heads:
-            raise ConfigurationError(
-                f"kg-gnn: hidden_channels (got {self.hidden_channels}) must be divisible by heads (got {self.heads})"
-            )
-        if self.collaborate_k < 1:
-            raise ConfigurationError(f"kg-gnn: collaborate_k (got {self.collaborate_k}) must be at least 1")
-        if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
-            raise ConfigurationError(f"kg-gnn: collaborate_mass (got {self.collaborate_mass}) must be in (0, 1]")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigurationError(f"kg-gnn: val_fraction (got {self.val_fraction}) must be in [0, 1)")
-
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, data: Any, *, cards: Mapping[str, Any] | None = None) -> Self:
         """Learn from an :class:`~agentroute.outcomes.OutcomeTable`, a dataset (``.train``; its
         ``cards()`` describe the agents) or trajectories (e.g. from the SQL memory).
 
-        ``cards`` (model id → :class:`~agentroute.pool.card.ModelCard`) describe the agents when the
-        data does not; ``descriptors`` take precedence over both.
+        ``cards`` (model id → :class:`~agentroute.pool.card.ModelCard`) describe the agents; without
+        them a dataset's ``cards()``, else the ``pool``'s cards; ``descriptors`` take precedence.
         """
-        self._fit_cards = dict(cards) if cards is not None else _cards_of(data)
+        found = dict(cards) if cards is not None else _cards_of(data)
+        if found is None and self.pool:
+            from agentroute.pool.pool import ModelPool
+
+            found = {card.id: card for card in ModelPool.load(self.pool)}
+        self._fit_cards = found
         try:
             return super().fit(data)
         finally:
@@ -226,7 +223,9 @@ class KGRouter(UtilityRouter):
         if self.collaborate_k < 1:
             raise ConfigurationError(f"kg-gnn: 'collaborate_k' (got {self.collaborate_k}) must be at least 1")
         if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
-            raise ConfigurationError(f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]")
+            raise ConfigurationError(
+                f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ConfigurationError(f"kg-gnn: 'val_fraction' (got {self.val_fraction}) must be in [0, 1)")
 
@@ -250,7 +249,9 @@ class KGRouter(UtilityRouter):
         observed = ~(np.isnan(table.scores) | np.isnan(table.costs))
         rows = np.flatnonzero(observed.any(axis=1))
         if len(rows) == 0:
-            raise ConfigurationError("kg-gnn: the outcome table has no logged (score, cost) cell to learn from")
+            raise ConfigurationError(
+                "kg-gnn: the outcome table has no logged (score, cost) cell to learn from"
+            )
         order = np.random.default_rng(self.seed).permutation(rows)
         n_val = int(round(self.val_fraction * len(order))) if self.val_fraction * len(order) >= 5 else 0
         val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -287,7 +288,9 @@ class KGRouter(UtilityRouter):
         graphs = {}
         for i, graph in zip(rows, built, strict=True):
             graph["agent"].score = torch.tensor(table.scores[i, cols[i]], dtype=torch.float32)
-            graph["agent"].cost = torch.tensor(table.costs[i, cols[i]] / self.cost_scale_, dtype=torch.float32)
+            graph["agent"].cost = torch.tensor(
+                table.costs[i, cols[i]] / self.cost_scale_, dtype=torch.float32
+            )
             graph["agent"].col = torch.tensor(cols[i], dtype=torch.long)
             graphs[i] = graph
         return graphs

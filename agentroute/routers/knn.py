@@ -12,8 +12,8 @@ pseudo-neighbours:
 
 and likewise for the cost. ``a = 0`` is the plain kNN mean.
 
-Neighbours are ranked by similarity with a stable sort (ties: the earlier training row), one query
-at a time, so that a batch prediction and a single route give identical neighbourhoods.
+Neighbours are selected one query at a time (ties at the k-th similarity go to the earlier training
+rows), so that a batch prediction and a single route give identical neighbourhoods.
 """
 
 from __future__ import annotations
@@ -63,13 +63,18 @@ class KNNRouter(UtilityRouter):
         self.costs_ = np.asarray(table.costs, dtype=float)
 
     def neighbours(self, embedding: np.ndarray) -> np.ndarray:
-        """Training-row indices of the k nearest queries to one embedding, nearest first."""
+        """Training-row indices of the k nearest queries to one embedding (ties: earlier rows)."""
         torch = torch_module()  # one-thread torch: numpy's threaded BLAS is 10× slower on a busy host
         if getattr(self, "_embeddings_t", None) is None:
             self._embeddings_t = torch.from_numpy(self.embeddings_)
         query = torch.from_numpy(np.ascontiguousarray(embedding, dtype=np.float32))
         sims = torch.mv(self._embeddings_t, query).numpy()
-        return np.argsort(-sims, kind="stable")[: min(self.k, len(sims))]
+        n, k = len(sims), min(self.k, len(sims))
+        if k == n:
+            return np.arange(n)
+        kth = np.partition(sims, n - k)[n - k]  # the k-th largest similarity
+        above = np.flatnonzero(sims > kth)
+        return np.concatenate([above, np.flatnonzero(sims == kth)[: k - len(above)]])
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
         queries = embed_contexts(ctxs)

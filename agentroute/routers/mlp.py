@@ -41,8 +41,6 @@ import torch  # noqa: E402
 COST_EPS = 1e-9
 
 
-
-
 class ScoreCostMLP(torch.nn.Sequential):
     """Linear(D, hidden) → ReLU → Dropout → Linear(hidden, 2m): m score logits, then m log costs.
 

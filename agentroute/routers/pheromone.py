@@ -6,11 +6,14 @@ edges i → j of a layered graph (a layer per workflow stage, a node per agent o
 virtual ``START``), the ability table (logged success per node and task type), and the
 quality-gated deposit/evaporation rule of a MAX–MIN ant system:
 
-    τᵗᵢⱼ ← clip((1 − ρ·eₜ)·τᵗᵢⱼ + wₜ(q)·Q / (f_sys(P) + ε)·[ij ∈ P],  τ_min, τ_max)
+    τᵗᵢⱼ ← clip((1 − ρ)^(eₜ/m)·τᵗᵢⱼ + wₜ(q)·Q / (f_sys(P) + ε)·[ij ∈ P],  τ_min, τ_max)
 
-with eₜ = wₜ(q) (``evaporation="intent"``: a request evaporates the specialists in proportion to
-its intent, so a burst of one task type does not erase the others) or eₜ = 1 (``"all"``, the
-literal rule), and f_sys(P) = min(cost(P) / cost_scale, 1) the path's normalised cost.
+applied per completed request (an ant). As in the ant system, ρ evaporates once per iteration of
+m ants (``ants``): spread over the m requests of an iteration, each applies (1 − ρ)^(1/m), so the
+pheromone remembers about m/ρ requests instead of 1/ρ (m = 1 is the per-request rule). eₜ = wₜ(q)
+(``evaporation="intent"``: a request evaporates the specialists in proportion to its intent, so a
+burst of one task type does not erase the others) or eₜ = 1 (``"all"``, the literal rule);
+f_sys(P) = min(cost(P) / cost_scale, 1) is the path's normalised cost.
 
 A :class:`Colony` is immutable: readers take ``router._colony`` once and see one consistent
 version; the single writer (the :class:`UpdateWorker` thread) edits a copy in a
@@ -26,13 +29,15 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
 from agentroute.errors import ConfigurationError
+from agentroute.outcomes import OutcomeTable, agent_column
+from agentroute.types import Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class UpdateRule:
     """The constants of the deposit/evaporation rule (see the module docstring)."""
 
     rho: float = 0.1
+    ants: int = 16
     q: float = 1.0
     eps: float = 1.0
     tau_init: float = 1.0
@@ -58,6 +64,8 @@ class UpdateRule:
     def __post_init__(self) -> None:
         if not 0.0 <= self.rho <= 1.0:
             raise ConfigurationError(f"'rho' (got {self.rho}) must be in [0, 1]")
+        if self.ants < 1:
+            raise ConfigurationError(f"'ants' (got {self.ants}) must be ≥ 1")
         if self.q <= 0 or self.eps <= 0:
             raise ConfigurationError(f"'q' (got {self.q}) and 'deposit_eps' (got {self.eps}) must be > 0")
         if not 0 < self.tau_min <= self.tau_init <= self.tau_max:
@@ -66,6 +74,16 @@ class UpdateRule:
             )
         if self.evaporation not in ("intent", "all"):
             raise ConfigurationError(f"'evaporation' must be 'intent' or 'all' (got {self.evaporation!r})")
+
+    @property
+    def unit_evaporation(self) -> float:
+        """Evaporation per unit of intent mass: 1 − (1 − ρ)^(1/ants)."""
+        return 1.0 - (1.0 - self.rho) ** (1.0 / self.ants)
+
+    def evaporation_factors(self, weights: np.ndarray) -> np.ndarray:
+        """(1 − ρ)^(eₜ/ants) per task type, eₜ = wₜ(q) (``intent``) or 1 (``all``)."""
+        mass = weights if self.evaporation == "intent" else np.ones_like(weights)
+        return (1.0 - self.rho) ** (mass / self.ants)
 
     def deposit(self, cost: float, cost_scale: float) -> float:
         """Q / (f_sys + ε), f_sys = min(cost / cost_scale, 1) (0 when no scale is known yet)."""
@@ -140,6 +158,7 @@ class Colony:
     edge_index: dict[tuple[int, int], int] = field(init=False, repr=False)
     ability: np.ndarray = field(init=False, repr=False)
     ability_mean: np.ndarray = field(init=False, repr=False)
+    plans: dict[object, object] = field(init=False, repr=False)  # readers' lookups for this version
 
     def __post_init__(self) -> None:
         t, n, e = len(self.task_types), len(self.nodes), len(self.edges)
@@ -155,6 +174,7 @@ class Colony:
             if not np.all(np.isfinite(arr)):
                 raise ConfigurationError(f"'{name}' holds non-finite values")
         set_ = object.__setattr__
+        set_(self, "plans", {})
         set_(self, "node_index", {k: i for i, k in enumerate(self.nodes)})
         set_(self, "edge_index", {k: i for i, k in enumerate(self.edges)})
         for a in (self.tau, self.ability_sum, self.ability_n):
@@ -180,17 +200,27 @@ class Colony:
             twin = self.node_index.get((WILDCARD, column)) if stage != WILDCARD else None
             if twin is not None:
                 prior_j = out[:, twin]
-                out[:, j] = (s[:, j] + m * prior_j) / (n[:, j] + m) if m > 0 else np.where(n[:, j] > 0, out[:, j], prior_j)
+                out[:, j] = (
+                    (s[:, j] + m * prior_j) / (n[:, j] + m)
+                    if m > 0
+                    else np.where(n[:, j] > 0, out[:, j], prior_j)
+                )
         return out
 
     # -- lookups (used by route) -----------------------------------------------------------------
     def resolve(self, stage: str, column: str) -> tuple[int | None, bool]:
         """(node index, exact?) of an agent in a stage: the exact node, else its stage-less
-        (wildcard) twin from a warm start, else ``None`` (never seen)."""
+        (wildcard) twin from a warm start, else — for a stage the colony has never seen, when it
+        knows a single stage — that stage's node (a one-layer colony serves any one-step
+        caller), else ``None`` (never seen)."""
         idx = self.node_index.get((stage, column))
         if idx is not None:
             return idx, True
-        return self.node_index.get((WILDCARD, column)), False
+        twin = self.node_index.get((WILDCARD, column))
+        if twin is None and stage not in self.stage_depth and len(self.stage_depth) == 1:
+            only = next(iter(self.stage_depth))
+            twin = self.node_index.get((only, column))
+        return twin, False
 
     def edge_for(self, prev: int, stage: str, column: str) -> tuple[int | None, int | None]:
         """(edge index or None, node index or None) that routing reads for ``prev → (stage, column)``."""
@@ -276,10 +306,12 @@ class ColonyEditor:
         """Evaporate, deposit on the path's edges, clamp (one accepted sample)."""
         r = self.rule
         nodes = [self.node(s.stage, s.column, depth=k) for k, s in enumerate(sample.steps)]
-        edges = [self.edge(START if i == START else nodes[i], nodes[j]) for i, j in path_edges([s.stage for s in sample.steps])]
+        edges = [
+            self.edge(START if i == START else nodes[i], nodes[j])
+            for i, j in path_edges([s.stage for s in sample.steps])
+        ]
         self._flush_edges()
-        evaporate = r.rho * (weights if r.evaporation == "intent" else np.ones_like(weights))
-        self.tau *= (1.0 - evaporate)[:, None]
+        self.tau *= r.evaporation_factors(weights)[:, None]
         amount = weights * r.deposit(sample.cost, self.cost_scale)
         for e in dict.fromkeys(edges):  # an edge used twice by one path is rewarded once
             self.tau[:, e] += amount
@@ -316,6 +348,132 @@ class ColonyEditor:
         )
 
 
+# -- offline warm start ----------------------------------------------------------------------------
+Record = tuple[PathSample, str | None]  # a logged path and its task label
+
+
+def paths_from_table(
+    table: OutcomeTable, allowed: set[str] | None = None
+) -> tuple[list[Record], dict[str, int]]:
+    """Every logged (query, agent) outcome as a one-step path in the stage-less layer ``*``.
+
+    Columns outside ``allowed`` (model ids or agent columns) are skipped and counted per outcome.
+    """
+    skipped: dict[str, int] = {}
+    keep = [
+        j
+        for j, m in enumerate(table.models)
+        if allowed is None or m in allowed or m.partition(":")[0] in allowed
+    ]
+    for j, m in enumerate(table.models):
+        if j not in keep:
+            n = int(np.isfinite(table.scores[:, j]).sum())
+            skipped["agent not in models"] = skipped.get("agent not in models", 0) + n
+            log.info("column %r is not in models: %d logged outcomes skipped", m, n)
+    records: list[Record] = []
+    for i, query in enumerate(table.queries):
+        label = table.task_types[i] if table.task_types else None
+        for j in keep:
+            s, c = float(table.scores[i, j]), float(table.costs[i, j])
+            if not np.isfinite(s):
+                continue
+            cost = c if np.isfinite(c) else 0.0
+            step = PathStep(WILDCARD, table.models[j], s, cost)
+            records.append((PathSample(table.query_ids[i], query, (step,), s, cost), label))
+    return records, skipped
+
+
+def paths_from_trajectories(
+    trajectories: Iterable[Trajectory], allowed: set[str] | None = None
+) -> tuple[list[Record], list[str], list[str | None], dict[str, int]]:
+    """(paths, every query, every label, skipped by reason) from logged trajectories.
+
+    A trajectory is skipped (and counted) when it has no finished step, when one of its agents is
+    not ``allowed``, or when neither the task nor its last step has a score.
+    """
+    skipped: dict[str, int] = {}
+    records: list[Record] = []
+    queries: list[str] = []
+    labels: list[str | None] = []
+    for traj in trajectories:
+        if not isinstance(traj, Trajectory):
+            raise ConfigurationError(f"expected Trajectory items (got {type(traj).__name__})")
+        queries.append(traj.task.query)
+        labels.append(traj.task.task_type)
+        ok = [s for s in traj.steps if s.status == "ok"]
+        score = traj.task.score if traj.task.score is not None else (ok[-1].score if ok else None)
+        outside = allowed is not None and any(
+            s.agent.model not in allowed and agent_column(s.agent) not in allowed for s in ok
+        )
+        reason = "no finished step" if not ok else "agent not in models" if outside else "no score"
+        if not ok or outside or score is None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        steps = tuple(
+            PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms))
+            for s in ok
+        )
+        cost = float(traj.task.cost_usd) or float(sum(s.cost_usd for s in ok))
+        sample = PathSample(traj.task.id, traj.task.query, steps, float(score), cost, payload=traj)
+        records.append((sample, traj.task.task_type))
+    return records, queries, labels, skipped
+
+
+def steady_state(
+    colony: Colony,
+    rule: UpdateRule,
+    records: Sequence[Record],
+    weights: np.ndarray,
+    gate: Callable[[PathSample], bool],
+) -> Colony:
+    """The colony the online rule converges to, in expectation, under the logged paths.
+
+    τᵗₑ = E[wₜ·g·Q/(f_sys + ε)·[e ∈ P]] / (κ·E[eₜ]), κ = 1 − (1 − ρ)^(1/m) (with ρ = 0: τ_init plus
+    every deposit); an edge logged for a task type but never gated in gets τ_min; a task type with
+    no data keeps τ_init. The ability table takes every logged score; the cost scale is the 95th
+    percentile of the logged path costs. ``weights`` is (len(records), T).
+    """
+    editor = ColonyEditor(colony, rule)
+    costs = np.array([s.cost for s, _ in records])
+    positive = costs[costs > 0]
+    editor.cost_scale = float(np.quantile(positive, 0.95)) if len(positive) else 0.0
+    deposits: dict[int, np.ndarray] = {}
+    for (sample, _), w in zip(records, weights, strict=True):
+        editor.observe_ability(sample, w)
+        nodes = [editor.node(s.stage, s.column, depth=k) for k, s in enumerate(sample.steps)]
+        edges = [
+            editor.edge(START if i == START else nodes[i], nodes[j])
+            for i, j in path_edges([s.stage for s in sample.steps])
+        ]
+        if not gate(sample):
+            continue
+        amount = w * rule.deposit(sample.cost, editor.cost_scale)
+        for e in dict.fromkeys(edges):
+            deposits.setdefault(e, np.zeros(len(w)))
+            deposits[e] += amount
+    editor._flush_edges()
+    tau: np.ndarray = np.full((len(colony.task_types), len(editor.edges)), rule.tau_init)
+    mass = (
+        weights.sum(axis=0)
+        if rule.evaporation == "intent"
+        else np.full(weights.shape[1], float(len(records)))
+    )
+    has_data = mass > 0
+    for e in range(len(editor.edges)):
+        total = deposits.get(e)
+        if total is None:
+            tau[has_data, e] = rule.tau_min  # logged, never good: the floor
+        elif rule.rho > 0:
+            tau[:, e] = np.where(
+                has_data, total / (rule.unit_evaporation * np.maximum(mass, 1e-12)), rule.tau_init
+            )
+        else:
+            tau[:, e] = rule.tau_init + total
+    editor.tau = np.clip(tau, rule.tau_min, rule.tau_max)
+    editor.updates = 0
+    return editor.freeze()
+
+
 # -- the background updater ------------------------------------------------------------------------
 Item = TypeVar("Item")
 
@@ -329,9 +487,18 @@ class UpdateWorker(Generic[Item]):
     everything submitted so far has been handled.
     """
 
-    def __init__(self, handle: Callable[[list[Item]], None], *, capacity: int, batch_size: int = 64, name: str = "pheromone-updater"):
+    def __init__(
+        self,
+        handle: Callable[[list[Item]], None],
+        *,
+        capacity: int,
+        batch_size: int = 64,
+        name: str = "pheromone-updater",
+    ):
         if capacity < 1 or batch_size < 1:
-            raise ConfigurationError(f"buffer capacity (got {capacity}) and batch size (got {batch_size}) must be ≥ 1")
+            raise ConfigurationError(
+                f"buffer capacity (got {capacity}) and batch size (got {batch_size}) must be ≥ 1"
+            )
         self._handle = handle
         self.capacity = capacity
         self.batch_size = batch_size

@@ -19,7 +19,7 @@ and the oracle shows how much room there is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class OracleRouter(UtilityRouter):
     """
 
     name = "oracle"
+    replay_only: ClassVar[bool] = True  # the harness fits it on the outcomes it replays
 
     def __init__(self, *, cost_weight: float = 0.0):
         self.cost_weight = cost_weight
@@ -57,12 +58,18 @@ class OracleRouter(UtilityRouter):
     def _fit_table(self, table: OutcomeTable) -> None:
         self.query_ids_ = [str(q) for q in table.query_ids]
         self.queries_ = list(table.queries)
+        self._index: tuple[dict[str, int], dict[str, int]] | None = None
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
 
     def _rows(self, ctxs: Sequence[RouteContext]) -> list[int]:
-        by_id = {q: i for i, q in enumerate(self.query_ids_)}
-        by_text = {q: i for i, q in enumerate(self.queries_)}
+        index = getattr(self, "_index", None)
+        if index is None:
+            index = self._index = (
+                {q: i for i, q in enumerate(self.query_ids_)},
+                {q: i for i, q in enumerate(self.queries_)},
+            )
+        by_id, by_text = index
         rows = []
         for ctx in ctxs:
             row = by_id.get(str(ctx.query_id)) if ctx.query_id is not None else by_text.get(ctx.query)
@@ -91,6 +98,7 @@ class OracleRouter(UtilityRouter):
         super().set_arrays(arrays)
         self.query_ids_ = [str(q) for q in arrays["query_ids"].tolist()]
         self.queries_ = [str(q) for q in arrays["queries"].tolist()]
+        self._index = None
         self.scores_ = np.asarray(arrays["scores"], dtype=float)
         self.costs_ = np.asarray(arrays["costs"], dtype=float)
 

@@ -214,15 +214,16 @@ class UtilityRouter(Router):
         cols = [known.get(agent_column(a)) for a in agents]
         score = np.empty((len(ctxs), len(agents)))
         cost = np.empty((len(ctxs), len(agents)))
-        seen = [j for j, c in enumerate(cols) if c is not None]
+        seen = [j for j, col in enumerate(cols) if col is not None]
         if seen:
-            s, c = self._predict_columns(ctxs)
-            idx = [c for c in cols if c is not None]
-            score[:, seen], cost[:, seen] = s[:, idx], c[:, idx]
-        unseen = [j for j, c in enumerate(cols) if c is None]
+            known_score, known_cost = self._predict_columns(ctxs)
+            idx = [col for col in cols if col is not None]
+            score[:, seen], cost[:, seen] = known_score[:, idx], known_cost[:, idx]
+        unseen = [j for j, col in enumerate(cols) if col is None]
         if unseen:
-            s, c = self._predict_unknown(ctxs, [agents[j] for j in unseen], known)
-            score[:, unseen], cost[:, unseen] = s, c
+            score[:, unseen], cost[:, unseen] = self._predict_unknown(
+                ctxs, [agents[j] for j in unseen], known
+            )
         return score, cost
 
     def choose(self, score: np.ndarray, cost: np.ndarray, cost_weight: float | None = None) -> np.ndarray:

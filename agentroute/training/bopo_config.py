@@ -32,6 +32,8 @@ class BoPOConfig:
         cost_margin: worst case = largest train cost × margin.
         feedback: show step outcomes to the policy (an agent environment that reports a failed
             action); False: outcomes are known only at the end of the task.
+        max_attempts: calls allowed per step; > 1 lets the policy escalate a failed step (needs
+            ``feedback``).
     Boundary and BoSFT:
         boundary_rollouts: K rollouts of each boundary policy **[paper: 5]**.
         difficulty_threshold: success rate that counts as "succeeds" **[default 0.5]**.
@@ -62,6 +64,7 @@ class BoPOConfig:
     score_threshold: float = 0.5
     cost_margin: float = 1.1
     feedback: bool = False
+    max_attempts: int = 1
     boundary_rollouts: int = 5
     difficulty_threshold: float = 0.5
     sweep: int = 10
@@ -134,6 +137,13 @@ class BoPOConfig:
             raise ConfigurationError(
                 "BoPOConfig: budget_prob > 0 with steps=1 and no usd_fractions leaves no budget to sample "
                 "(large-call caps run 1 … k−1); add usd_fractions or set budget_prob=0"
+            )
+        if self.max_attempts < 1:
+            raise ConfigurationError(f"BoPOConfig.max_attempts must be >= 1 (got {self.max_attempts})")
+        if self.max_attempts > 1 and not self.feedback:
+            raise ConfigurationError(
+                f"BoPOConfig: max_attempts={self.max_attempts} without feedback never retries (a step's "
+                "failure is not shown, so there is nothing to escalate on); set feedback=True or max_attempts=1"
             )
         if self.advantage_scale not in ("group", "batch", "none"):
             raise ConfigurationError(

@@ -12,6 +12,10 @@ Zhang et al., "Budget-Aware Agentic Routing via Boundary-Guided Training" (arXiv
    *and* the cached boundary rollouts of the same task under the same budget (reference-guided),
    the clipped surrogate, a KL pull towards the BoSFT policy and an entropy bonus.
 
+With ``feedback`` and ``max_attempts`` > 1 the rollouts include *retry states* after a shown
+failure, where the policy chooses between an untried tier (escalate) and the failed one (accept);
+BoSFT does not imitate the boundary policies' "accept" there, so that BoPO learns when to escalate.
+
 Groups are trained under sampled hard budgets (``budget_prob``), so the policy's state — which
 holds the remaining budget — matters; the ledger masks unaffordable tiers in training exactly as
 at inference.
@@ -38,6 +42,7 @@ import numpy as np
 from agentroute._optional import torch_module
 from agentroute.agentic.bosft import SFTData, synthesize_bosft
 from agentroute.agentic.boundary import Boundary, boundary_rollouts, boundary_traces
+from agentroute.agentic.decoding import ordinal_choice
 from agentroute.agentic.env import AgenticEnv, summarize
 from agentroute.agentic.features import n_scalar_features
 from agentroute.agentic.policy import TierPolicy
@@ -150,7 +155,8 @@ class BoPOTrainer:
         env = AgenticEnv(
             table, steps=args.steps, tiers=args.tiers, success_rule=args.success_rule, variants=args.variants,
             equivalence=args.equivalence, embeddings=emb, score_threshold=args.score_threshold,
-            cost_margin=args.cost_margin, feedback=args.feedback, seed=args.seed,
+            cost_margin=args.cost_margin, feedback=args.feedback, max_attempts=args.max_attempts,
+            seed=args.seed,
         )  # fmt: skip
         return env, emb
 
@@ -425,21 +431,3 @@ class BoPOTrainer:
         """Greedy policy on the environment's anchor tasks (no budget): the training-set figures."""
         jobs = [Job(i, task.rows) for i, task in enumerate(env.tasks)]
         return summarize([t.result for t in rollout(env, jobs, self.greedy(policy, E), ref_usd=ref_usd)])
-
-
-def ordinal_choice(probs: np.ndarray, available: np.ndarray, threshold: float) -> int:
-    """Budget-constrained decoding of the policy's preference.
-
-    The preferred rung is the highest r with P(rung ≥ r) ≥ ``threshold`` under the *unmasked*
-    policy; when the ledger has masked it, the cheapest affordable rung (the paper's fallback).
-    For two tiers: the large one when P(large) ≥ threshold and it is affordable, else the small one.
-
-    >>> import numpy as np
-    >>> ordinal_choice(np.array([0.3, 0.7]), np.array([True, True]), 0.5)
-    1
-    >>> ordinal_choice(np.array([0.2, 0.3, 0.5]), np.array([True, True, False]), 0.5)
-    0
-    """
-    upper = np.cumsum(probs[::-1])[::-1]
-    preferred = max(r for r in range(len(probs)) if upper[r] >= threshold - 1e-12)
-    return preferred if available[preferred] else int(np.argmax(available))

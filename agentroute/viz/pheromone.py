@@ -8,8 +8,7 @@ drawn without the router) and writes PNGs with matplotlib's object API on an Agg
 - :func:`draw_overview` — the specialists side by side: task type × agent, colour = the pheromone
   the agent receives from its previous layer (the mean over its incoming edges);
 - :func:`draw_paths` — the layered path graph of one task type: layers left to right, edge width
-  ∝ τᵗ (line width scaled between τ_min and τ_max), the strongest incoming edge of every node drawn
-  darkest.
+  ∝ τᵗ (relative to the largest edge drawn), the strongest edge out of every node in red.
 
 :func:`write_evidence` writes the JSON and all of them into a folder.
 """
@@ -55,9 +54,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
 
 
+def _ordered_nodes(export: dict[str, Any]) -> list[str]:
+    """Node ids layer by layer (path order), by name within a layer."""
+    return [n for layer in export["layers"] for n in sorted(layer["nodes"])]
+
+
 def _matrix(export: dict[str, Any], task: str) -> tuple[list[str], list[str], np.ndarray]:
-    sources = [START] + [n["id"] for n in export["nodes"]]
-    targets = [n["id"] for n in export["nodes"]]
+    """τᵗ as a dense source × target matrix (rows/columns without an edge dropped), in path order."""
+    targets = _ordered_nodes(export)
+    sources = [START, *targets]
     m = np.full((len(sources), len(targets)), np.nan)
     si = {s: i for i, s in enumerate(sources)}
     ti = {t: i for i, t in enumerate(targets)}
@@ -68,12 +73,20 @@ def _matrix(export: dict[str, Any], task: str) -> tuple[list[str], list[str], np
     return [sources[i] for i in rows], [targets[j] for j in cols], m[np.ix_(rows, cols)]
 
 
+def _log_range(m: np.ndarray) -> tuple[float, float]:
+    """The colour range: the data's log₁₀ range (a flat matrix gets ±0.1)."""
+    finite = np.log10(m[np.isfinite(m) & (m > 0)])
+    if not finite.size:
+        return -1.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    return (lo - 0.1, hi + 0.1) if hi - lo < 1e-6 else (lo, hi)
+
+
 def draw_heatmap(export: dict[str, Any], task: str, path: str | Path, *, dpi: int = 120) -> Path:
     """Heatmap of τᵗ for one task type: source × target, colour = log₁₀ τ (blank: no edge)."""
     sources, targets, m = _matrix(export, task)
-    bounds = export.get("bounds", {})
-    lo, hi = np.log10(bounds.get("tau_min", 0.01)), np.log10(bounds.get("tau_max", 10.0))
-    fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(2.6, 0.42 * len(sources) + 2.2))
+    lo, hi = _log_range(m)
+    fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(3.4, 0.42 * len(sources) + 2.6))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
     ax.set_xticks(range(len(targets)), [short(t) for t in targets], rotation=55, ha="right", fontsize=8)
@@ -83,10 +96,18 @@ def draw_heatmap(export: dict[str, Any], task: str, path: str | Path, *, dpi: in
             for j in range(m.shape[1]):
                 if not np.isnan(m[i, j]):
                     light = np.log10(m[i, j]) < (lo + hi) / 2
-                    ax.text(j, i, f"{m[i, j]:.2g}", ha="center", va="center", fontsize=7, color="white" if light else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if light else "black",
+                    )
     ax.set_xlabel("to (agent of this layer)")
-    ax.set_ylabel("from (previous layer)")
-    ax.set_title(f"pheromone τ — task type '{task}' ({export.get('updates', 0)} online updates)")
+    ax.set_ylabel("from")
+    ax.set_title(f"pheromone τ, task type '{task}' ({export.get('updates', 0)} online updates)")
     fig.colorbar(image, ax=ax, label="log₁₀ τ")
     path = Path(path)
     fig.savefig(path, dpi=dpi)
@@ -96,7 +117,7 @@ def draw_heatmap(export: dict[str, Any], task: str, path: str | Path, *, dpi: in
 def draw_overview(export: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     """Task type × agent: the mean pheromone on the agent's incoming edges, per specialist."""
     tasks = export["task_types"]
-    targets = [n["id"] for n in export["nodes"]]
+    targets = _ordered_nodes(export)
     sums = np.zeros((len(tasks), len(targets)))
     counts = np.zeros(len(targets))
     ti = {t: i for i, t in enumerate(targets)}
@@ -105,9 +126,8 @@ def draw_overview(export: dict[str, Any], path: str | Path, *, dpi: int = 120) -
         counts[j] += 1
         sums[:, j] += [e["tau"][t] for t in tasks]
     m = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    bounds = export.get("bounds", {})
-    lo, hi = np.log10(bounds.get("tau_min", 0.01)), np.log10(bounds.get("tau_max", 10.0))
-    fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(2.6, 0.42 * len(tasks) + 2.2))
+    lo, hi = _log_range(m)
+    fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(3.4, 0.42 * len(tasks) + 2.6))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap="magma", vmin=lo, vmax=hi, aspect="auto")
     ax.set_xticks(range(len(targets)), [short(t) for t in targets], rotation=55, ha="right", fontsize=8)
@@ -117,7 +137,15 @@ def draw_overview(export: dict[str, Any], path: str | Path, *, dpi: int = 120) -
             for j in range(m.shape[1]):
                 if not np.isnan(m[i, j]):
                     light = np.log10(m[i, j]) < (lo + hi) / 2
-                    ax.text(j, i, f"{m[i, j]:.2g}", ha="center", va="center", fontsize=7, color="white" if light else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if light else "black",
+                    )
     ax.set_title("pheromone specialists: mean τ into each agent, per task type")
     fig.colorbar(image, ax=ax, label="log₁₀ τ")
     path = Path(path)
@@ -125,11 +153,18 @@ def draw_overview(export: dict[str, Any], path: str | Path, *, dpi: int = 120) -
     return path
 
 
+def _drawn_layers(export: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layers of the path graph: the stage-less warm-start layer (``*``) only when it is the
+    only one (once real stages exist it is their prior, shown in the heatmaps)."""
+    real = [layer for layer in export["layers"] if layer["stage"] != "*"]
+    return real or list(export["layers"])
+
+
 def _positions(export: dict[str, Any], task: str) -> dict[str, tuple[float, float]]:
-    """Layer x, then rank by ability within the layer (best on top)."""
+    """Layer x, then rank by ability within the layer (best on top); ``START`` at x = 0."""
     ability = export.get("ability", {})
     pos = {START: (0.0, 0.0)}
-    for x, layer in enumerate(export["layers"], start=1):
+    for x, layer in enumerate(_drawn_layers(export), start=1):
         nodes = sorted(layer["nodes"], key=lambda n: -ability.get(n, {}).get(task, 0.0))
         for r, node in enumerate(nodes):
             pos[node] = (float(x), (len(nodes) - 1) / 2.0 - r)
@@ -137,42 +172,50 @@ def _positions(export: dict[str, Any], task: str) -> dict[str, tuple[float, floa
 
 
 def draw_paths(export: dict[str, Any], task: str, path: str | Path, *, dpi: int = 120) -> Path:
-    """The layered path graph of one task type with edge widths ∝ τᵗ."""
+    """The layered path graph of one task type: edge width ∝ τᵗ (relative to the largest drawn);
+    red: the strongest edge out of each node (where that node's pheromone points)."""
     pos = _positions(export, task)
-    bounds = export.get("bounds", {})
-    tmin, tmax = bounds.get("tau_min", 0.01), bounds.get("tau_max", 10.0)
-    layers = export["layers"]
-    height = max(3.0, 0.45 * max([len(layer["nodes"]) for layer in layers] + [1]) + 1.5)
-    fig = _figure(3.2 + 3.0 * len(layers), height)
+    layers = _drawn_layers(export)
+    height = max(3.4, 0.45 * max([len(layer["nodes"]) for layer in layers] + [1]) + 1.8)
+    fig = _figure(4.2 + 3.0 * len(layers), height)
     ax = fig.add_subplot()
-    edges = [(e["source"], e["target"], e["tau"][task]) for e in export["edges"]]
-    best_in: dict[str, float] = {}
-    for _, dst, tau in edges:
-        best_in[dst] = max(best_in.get(dst, 0.0), tau)
+    edges = [
+        (e["source"], e["target"], e["tau"][task])
+        for e in export["edges"]
+        if e["source"] in pos and e["target"] in pos
+    ]
+    top_tau = max([t for _, _, t in edges] + [1e-12])
+    best_out: dict[str, float] = {}
+    for src, _, tau in edges:
+        best_out[src] = max(best_out.get(src, 0.0), tau)
     for src, dst, tau in sorted(edges, key=lambda e: e[2]):
-        if src not in pos or dst not in pos:
-            continue
-        share = (np.log(tau) - np.log(tmin)) / max(np.log(tmax) - np.log(tmin), 1e-9)
-        top = tau >= best_in[dst] * (1 - 1e-9)
+        top = tau >= best_out[src] * (1 - 1e-9)
         (x0, y0), (x1, y1) = pos[src], pos[dst]
         ax.plot(
-            [x0, x1], [y0, y1], color="#b2182b" if top else "#2166ac", lw=0.3 + 7.7 * float(np.clip(share, 0, 1)),
-            alpha=0.85 if top else 0.35, solid_capstyle="round", zorder=1,
+            [x0, x1], [y0, y1], color="#b2182b" if top else "#2166ac", lw=0.2 + 8.0 * tau / top_tau,
+            alpha=0.9 if top else 0.3, solid_capstyle="round", zorder=1,
         )  # fmt: skip
     ability = export.get("ability", {})
     for node, (x, y) in pos.items():
-        if node != START and not any(node in layer["nodes"] for layer in layers):
-            continue
         a = ability.get(node, {}).get(task)
         ax.scatter([x], [y], s=160, color="white", edgecolor="black", zorder=2)
         label = short(node, 34) + (f"  (ability {a:.2f})" if a is not None else "")
-        ax.text(x + 0.08, y, label, fontsize=7.5, va="center", zorder=3)
-    ax.set_xticks(range(len(layers) + 1), [START] + [layer["stage"] for layer in layers])
+        ax.annotate(
+            label, (x, y), xytext=(7, 5), textcoords="offset points", fontsize=7.5, va="bottom", zorder=3
+        )
+    names = [START] + [
+        ("any stage (warm start)" if layer["stage"] == "*" else layer["stage"]) for layer in layers
+    ]
+    ax.set_xticks(range(len(layers) + 1), names)
     ax.set_yticks([])
-    ax.set_xlim(-0.3, len(layers) + 1.4)
+    ax.set_xlim(-0.3, len(layers) + 1.2)
+    ys = [y for _, y in pos.values()]
+    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"paths for task type '{task}': edge width ∝ log τ (red: strongest edge into each agent)")
+    ax.set_title(
+        f"task type '{task}': width ∝ τ (max {top_tau:.3g}); red = strongest edge out of a node", fontsize=10
+    )
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     return path

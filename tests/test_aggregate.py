@@ -1,0 +1,52 @@
+"""The collaboration aggregator: probability-weighted vote over normalised answers."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import pytest
+
+import agentroute.aggregate as aggregate
+from agentroute.aggregate import weighted_vote
+from agentroute.errors import ConfigurationError
+
+
+def test_doctests():
+    result = doctest.testmod(aggregate)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_answers_are_compared_after_extraction_and_normalisation():
+    answers = ["Let me think. Answer: The Beatles!", "beatles", "Answer: Rolling Stones"]
+    text, share = weighted_vote(answers, [0.3, 0.3, 0.4])
+    assert text == answers[0] and share == pytest.approx(0.6)
+
+
+def test_weight_beats_headcount_and_ties_follow_the_router_order():
+    assert weighted_vote(["x", "x", "y"], [0.1, 0.1, 0.8]) == ("y", pytest.approx(0.8))
+    assert weighted_vote(["x", "y"], [0.5, 0.5]) == ("x", 0.5)
+    assert weighted_vote(["y", "x"], [0.5, 0.5]) == ("y", 0.5)
+
+
+def test_the_heaviest_member_of_the_winning_group_is_returned():
+    text, share = weighted_vote(["42.", "Answer: 42", "7"], [0.2, 0.5, 0.3])
+    assert text == "Answer: 42" and share == pytest.approx(0.7)
+
+
+def test_empty_answers_vote_like_any_other():
+    assert weighted_vote(["", "", "Paris"], [0.3, 0.3, 0.4]) == ("", pytest.approx(0.6))
+
+
+@pytest.mark.parametrize(
+    ("answers", "weights", "message"),
+    [
+        ([], [], "no answers"),
+        (["a"], [0.5, 0.5], "1 answers but 2 weights"),
+        (["a", "b"], [0.5, -0.1], "finite and >= 0"),
+        (["a"], [math.nan], "finite and >= 0"),
+    ],
+)
+def test_bad_input_is_refused(answers, weights, message):
+    with pytest.raises(ConfigurationError, match=message):
+        weighted_vote(answers, weights)
