@@ -168,7 +168,8 @@ def run_k(data: Any, steps: int, lams: list[float], seed: int) -> dict[str, Any]
         })  # fmt: skip
     out["headline"] = headline
     print(
-        f"\nk={steps} headline (always-large: success {large['success_rate']:.3f}, 3 large calls per task):"
+        f"\nk={steps} headline (always-large: success {large['success_rate']:.3f}, "
+        f"{large['mean_large_calls']:g} large calls per task):"
     )
     for h in headline:
         saved, gap = h["large_calls_saved"], h["success_vs_always_large"]

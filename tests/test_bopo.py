@@ -41,7 +41,9 @@ TOPICS = {
 def synthetic_table(n_per_type: int = 30, seed: int = 0) -> OutcomeTable:
     """Three task types: small suffices (easy), only large succeeds (hard), and a coin flip."""
     rng = np.random.default_rng(seed)
-    queries, types, scores, costs = [], [], [], []
+    queries: list[str] = []
+    types: list[str | None] = []
+    scores, costs = [], []
     for t, template in TOPICS.items():
         for i in range(n_per_type):
             p_small = {"easy": 0.95, "hard": 0.05, "mixed": 0.5}[t]

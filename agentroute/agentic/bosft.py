@@ -113,7 +113,7 @@ def synthesize_bosft(
     if not per_task:
         raise ConfigurationError("BoSFT: no trajectory to imitate (no task in the training environment)")
     present = sorted({d for d, _ in per_task.values()})
-    tasks_in = {d: sum(1 for dd, _ in per_task.values() if dd == d) for d in present}
+    tasks_in: dict[str, int] = {d: sum(1 for dd, _ in per_task.values() if dd == d) for d in present}
     rows, scalars, masks, actions, weights = [], [], [], [], []
     for _i, (difficulty, traces) in sorted(per_task.items()):
         # the boundary policies decide no escalations: their "accept the failure" at a retry

@@ -34,7 +34,7 @@ torch = torch_module()
 nn = torch.nn
 
 
-class TierPolicy(nn.Module):
+class TierPolicy(nn.Module):  # type: ignore[name-defined,misc]
     def __init__(
         self, n_scalar: int, n_tiers: int, *, emb_dim: int = 384, emb_proj: int = 32, hidden: int = 64
     ):

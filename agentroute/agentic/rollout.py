@@ -149,6 +149,6 @@ def random_mix(p_large: float, rng: np.random.Generator) -> Chooser:
         draw = rng.random(len(cheapest)) < p_large
         actions = np.where(draw & batch.masks[:, n - 1], n - 1, cheapest)
         logp = np.where(actions == n - 1, np.log(max(p_large, 1e-12)), np.log(max(1 - p_large, 1e-12)))
-        return actions, logp
+        return np.asarray(actions), np.asarray(logp, dtype=float)
 
     return choose

@@ -208,13 +208,46 @@ def serve(
     run_server(models, host, port)
 
 
+@app.command("eval")
+def eval_routers(
+    dataset: Annotated[str, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")],
+    routers: Annotated[str | None, typer.Option("--routers", help="Comma-separated router names (name:key=value…).")] = None,
+    agentic: Annotated[bool, typer.Option("--agentic", help="k-step tasks under per-task budgets instead of single queries.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (single-step evaluation).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    output_tokens: Annotated[int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="--agentic: steps per task.")] = 3,
+    cap_large: Annotated[int | None, typer.Option("--cap-large", help="--agentic: hard cap on large calls per task.")] = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="--agentic: hard per-task budget in USD.")] = None,
+    tiers: Annotated[str | None, typer.Option("--tiers", help="--agentic: tier models, cheapest first.")] = None,
+    success_rule: Annotated[str, typer.Option("--success-rule", help="--agentic: all | majority | any | last | a fraction.")] = "all",
+    feedback: Annotated[bool, typer.Option("--feedback", help="--agentic: routers see step outcomes.")] = False,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="--agentic: calls allowed per step.")] = 1,
+    config: Annotated[Path | None, typer.Option("--config", help="--agentic: BoPO recipe YAML.")] = None,
+) -> None:
+    """Compare routers on logged outcomes: AIQ and cost–quality curves, or (--agentic) success under budgets."""
+    if agentic:
+        from agentroute.cli.agentic_cmd import DEFAULT_AGENTIC_ROUTERS, agentic_eval_command
+
+        agentic_eval_command(
+            dataset=dataset, steps=steps, routers=routers or DEFAULT_AGENTIC_ROUTERS, cap_large=cap_large,
+            budget_usd=budget_usd, tiers=tiers, success_rule=success_rule, feedback=feedback,
+            max_attempts=max_attempts, config=config, seed=seed, json_output=as_json,
+        )
+        return
+    from agentroute.cli.eval_cmd import DEFAULT_ROUTERS, eval_command
+
+    eval_command(dataset=dataset, routers=routers or DEFAULT_ROUTERS, out=out, json_output=as_json, seed=seed, output_tokens=output_tokens)
+
+
 def _register() -> None:
-    from agentroute.cli.eval_cmd import eval_command
     from agentroute.cli.memory_cmd import memory_app
+    from agentroute.cli.routers_cmd import routers_app
     from agentroute.cli.train_cmd import train_command
 
     app.add_typer(memory_app, name="memory")
-    app.command("eval")(eval_command)
+    app.add_typer(routers_app, name="routers")
     app.command("train")(train_command)
 
 

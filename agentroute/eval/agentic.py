@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentroute.agentic.env import AgenticEnv, SuccessRule, summarize
 from agentroute.budget import Budget
@@ -79,7 +79,7 @@ def build_env(
     steps: int = 3,
     tiers: Sequence[str] | None = None,
     success_rule: SuccessRule = "all",
-    split: str = "test",
+    split: Literal["train", "test"] = "test",
     seed: int = 0,
     **options: Any,
 ) -> AgenticEnv:
@@ -145,11 +145,11 @@ def run_router(env: AgenticEnv, name: str, router: Router, budget: Budget | None
         success_rate=summary["success_rate"],
         mean_cost=summary["mean_cost"],
         mean_large_calls=summary["mean_large_calls"],
-        budget_violations=summary["budget_violations"],
-        budget_exhausted=summary["budget_exhausted"],
+        budget_violations=int(summary["budget_violations"]),
+        budget_exhausted=int(summary["budget_exhausted"]),
         mean_calls=summary["mean_calls"],
-        episodes=summary["episodes"],
-        truncated_calls=summary["truncated_calls"],
+        episodes=int(summary["episodes"]),
+        truncated_calls=int(summary["truncated_calls"]),
         params=knob,
         seconds=round(time.perf_counter() - start, 3),
     )
@@ -187,32 +187,25 @@ def evaluate_agentic(
         feedback=feedback, max_attempts=max_attempts,
     )  # fmt: skip
     tiers = env.tiers
-    rows: list[AgenticRow] = []
-    deferred: list[str] = []
-    for spec in routers:
+    rows: dict[int, AgenticRow] = {}
+    deferred: list[int] = []
+    for k, spec in enumerate(routers):
         if isinstance(spec, str) and spec.strip() == "random-mix":
-            deferred.append(spec)
+            deferred.append(k)
             continue
         name, router = make_agentic_router(
-            spec,
-            dataset,
-            steps=steps,
-            tiers=tiers,
-            success_rule=success_rule,
-            seed=seed,
-            bopo_config=bopo_config,
-        )
-        rows.append(run_router(env, name, router, budget))
-    for spec in deferred:
+            spec, dataset, steps=steps, tiers=tiers, success_rule=success_rule, feedback=feedback,
+            max_attempts=max_attempts, seed=seed, bopo_config=bopo_config,
+        )  # fmt: skip
+        rows[k] = run_router(env, name, router, budget)
+    for k in deferred:
         from agentroute.routers.tiers import RandomMixRouter
 
-        bopo = next((r for r in rows if r.name.startswith("bopo")), None)
+        bopo = next((r for r in rows.values() if r.name.startswith("bopo")), None)
         p = bopo.mean_large_calls / bopo.mean_calls if bopo and bopo.mean_calls else 0.5
-        row = run_router(env, spec, RandomMixRouter(p_large=round(p, 4), seed=seed), budget)
+        row = run_router(env, "random-mix", RandomMixRouter(p_large=round(p, 4), seed=seed), budget)
         row.params["matched_to"] = bopo.name if bopo else None
-        rows.append(row)
-    order = {(s if isinstance(s, str) else s.name): k for k, s in enumerate(routers)}
-    rows.sort(key=lambda r: order.get(r.name, len(order)))
+        rows[k] = row
     return AgenticEvalResult(
         dataset=getattr(dataset, "name", "?"),
         steps=steps,
@@ -220,7 +213,7 @@ def evaluate_agentic(
         budget=budget.limits() if budget else {},
         success_rule=str(success_rule),
         tasks=len(env.tasks),
-        rows=rows,
+        rows=[rows[k] for k in sorted(rows)],
         notes={
             "rows_left_over": env.left_over,
             "worst_case": "train max cost per (model, task type) x 1.1",

@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from agentroute.errors import ConfigurationError
+
 __all__ = [
     "CO_OCCURS",
     "Entity",
@@ -139,7 +141,9 @@ class RuleExtractor:
     ):
         unknown = set(kinds) - {"date", "quoted", "capitalised", "number"}
         if unknown:
-            raise ValueError(f"unknown entity kinds {sorted(unknown)}; use date, quoted, capitalised, number")
+            raise ConfigurationError(
+                f"unknown entity kinds {sorted(unknown)}; use date, quoted, capitalised, number"
+            )
         self.kinds = tuple(kinds)
         self.min_chars = min_chars
 
@@ -237,7 +241,7 @@ class KGExtractor:
         max_relation_words: int = 6,
     ):
         if max_entities < 0 or max_relations < 0 or max_relation_words < 1:
-            raise ValueError(
+            raise ConfigurationError(
                 "max_entities and max_relations must be >= 0 and max_relation_words >= 1 (got "
                 f"{max_entities}, {max_relations}, {max_relation_words})"
             )

@@ -19,6 +19,7 @@ import numpy as np
 
 from agentroute._optional import require, torch_module
 from agentroute.embed import Embedder, default_embedder
+from agentroute.errors import ConfigurationError
 from agentroute.kg.extract import KGExtractor, QueryKG
 
 __all__ = [
@@ -123,11 +124,11 @@ class GraphBuilder:
         embedded in one call (the embedder's cache makes repeats free).
         """
         if len(queries) != len(agents):
-            raise ValueError(f"{len(queries)} queries but {len(agents)} agent lists")
+            raise ConfigurationError(f"{len(queries)} queries but {len(agents)} agent lists")
         if kgs is None:
             kgs = [self.extractor(q) for q in queries]
         elif len(kgs) != len(queries):
-            raise ValueError(f"{len(queries)} queries but {len(kgs)} knowledge graphs")
+            raise ConfigurationError(f"{len(queries)} queries but {len(kgs)} knowledge graphs")
         unique: dict[str, int] = {}
         for kg, descs in zip(kgs, agents, strict=True):
             for text in (*self.texts(kg), *descs):

@@ -26,8 +26,11 @@ class HGTEncoder(torch.nn.Module):
         \textstyle\sum_u \alpha_{uv}\mathbf{V}_{\tau(u)}(\mathbf{h}_u)\mathbf{W}^{\mathrm{msg}}_{\phi}\big)\Big)
         + (1-\beta_{\tau(v)})\,\mathbf{h}_v,
 
-    per head, with a learned gated skip :math:`\beta = \sigma(s_{\tau(v)})`. A node type that
-    receives no message in a layer keeps its representation.
+    per head, with a learned gated skip :math:`\beta = \sigma(s_{\tau(v)})`. As in
+    :class:`~agentroute.nn.hetero_sage.HeteroSAGE`, each layer's output is added to its input
+    (:math:`\mathbf{h}^{(\ell+1)} = \mathbf{h}^{(\ell)} + \mathrm{Dropout}(\mathbf{h}'))`, so the two
+    encoders differ only in their operator; a node type that receives no message keeps its
+    representation.
 
     Args:
         in_channels: input size of every node type, or a dict by node type.
@@ -86,7 +89,7 @@ class HGTEncoder(torch.nn.Module):
         for conv in self.convs:
             out = conv(h, edge_index_dict)
             h = {
-                t: F.dropout(out[t], self.dropout, self.training) if out.get(t) is not None else x
+                t: x + F.dropout(out[t], self.dropout, self.training) if out.get(t) is not None else x
                 for t, x in h.items()
             }
         return h

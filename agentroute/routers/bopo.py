@@ -147,7 +147,7 @@ class BoPORouter(Router):
         self.check_fitted()
         if step.status != "failed":
             return False
-        tried = {a.key for a in ctx.attempts} | {step.agent.key}
+        tried = {s.agent.key for s in ctx.attempts} | {step.agent.key}
         untried = [a for a in ctx.candidates if a.key not in tried]
         if not untried:
             return False
