@@ -29,7 +29,17 @@ from agentroute.graph import AgentGraph, CompiledAgentGraph, RunResult, routed_n
 from agentroute.outcomes import OutcomeTable
 from agentroute.pool import Backend, ModelCard, ModelPool, ReplayBackend
 from agentroute.routers import Router, make_router, register, router_names
-from agentroute.types import Agent, AuditEvent, Completion, CompletionRequest, Decision, RouteContext, Step, Task, Trajectory
+from agentroute.types import (
+    Agent,
+    AuditEvent,
+    Completion,
+    CompletionRequest,
+    Decision,
+    RouteContext,
+    Step,
+    Task,
+    Trajectory,
+)
 
 __version__ = "0.1.0"
 

@@ -50,7 +50,7 @@ class BM25Retriever:
             raise ConfigurationError(f"corpus file {path} does not exist")
         text = path.read_text()
         try:
-            items = json.loads(text) if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
+            items = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"corpus file {path}: invalid JSON ({exc})") from exc
         return cls(items)

@@ -17,7 +17,7 @@ graph = AgentGraph("three-steps")
 for role in ("planner", "executor", "summarizer"):
     graph.add_role(role, prompt=role)
 graph.add_edge("planner", "executor").add_edge("executor", "summarizer")
-queries = [{"query": q, "query_id": i} for q, i in zip(dataset.test.queries[:200], dataset.test.query_ids[:200])]
+queries = [{"query": q, "query_id": i} for q, i in zip(dataset.test.queries[:200], dataset.test.query_ids[:200], strict=True)]
 
 for budget in (None, Budget(usd=0.004), Budget(large_calls=1)):
     app = graph.compile(pool=pool, router=make_router("strongest").fit(dataset.train), budget=budget)

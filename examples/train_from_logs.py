@@ -20,7 +20,7 @@ graph = AgentGraph("logged").add_role("executor", prompt="answer")
 with tempfile.TemporaryDirectory() as tmp, SQLMemory(f"sqlite:///{tmp}/memory.db") as memory:
     # 1. serve traffic with an exploring router; every step lands in the memory with its score
     app = graph.compile(pool=pool, router=make_router("random", seed=0), memory=memory)
-    items = [{"query": q, "query_id": i} for q, i in zip(dataset.train.queries, dataset.train.query_ids)]
+    items = [{"query": q, "query_id": i} for q, i in zip(dataset.train.queries, dataset.train.query_ids, strict=True)]
     asyncio.run(app.arun_many(items, concurrency=32))
     memory.flush()
     trajectories = memory.trajectories(with_score=True)
@@ -29,7 +29,7 @@ with tempfile.TemporaryDirectory() as tmp, SQLMemory(f"sqlite:///{tmp}/memory.db
     knn = make_router("knn").fit(trajectories)
     for name, router in (("random", make_router("random", seed=1)), ("knn (from memory)", knn)):
         test_app = graph.compile(pool=dataset.replay_pool("test"), router=router)
-        tests = [{"query": q, "query_id": i} for q, i in zip(dataset.test.queries, dataset.test.query_ids)]
+        tests = [{"query": q, "query_id": i} for q, i in zip(dataset.test.queries, dataset.test.query_ids, strict=True)]
         results = asyncio.run(test_app.arun_many(tests, concurrency=32))
         acc = sum(r.task.score or 0 for r in results) / len(results)
         print(f"{name:18s} accuracy {acc:.3f}  mean cost ${sum(r.cost_usd for r in results) / len(results):.5f}")

@@ -97,14 +97,14 @@ class Router(abc.ABC):
         """JSON-serialisable learned state (override in learned routers)."""
         return {}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what :meth:`get_state` returned."""
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         """Learned arrays (weights, embeddings) saved to ``arrays.npz``."""
         return {}
 
-    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
         """Restore what :meth:`get_arrays` returned."""
 
     def save(self, path: str | Path) -> Path:

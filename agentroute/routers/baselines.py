@@ -44,6 +44,13 @@ class _MeanQuality:
         means = np.nanmean(table.scores, axis=0)
         self.quality_ = {m: float(q) for m, q in zip(table.models, means, strict=True) if not np.isnan(q)}
 
+    def get_state(self) -> dict[str, Any]:
+        return {"quality": getattr(self, "quality_", {})}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("quality"):
+            self.quality_ = {str(k): float(v) for k, v in state["quality"].items()}
+
     def _quality(self, ctx: RouteContext, index: int) -> tuple[float, ...]:
         learned = getattr(self, "quality_", {}).get(agent_column(ctx.candidates[index]))
         return ((learned if learned is not None else -1.0), *card_strength(ctx, index))

@@ -32,5 +32,5 @@ class Backend(abc.ABC):
     async def preload(self, card: ModelCard) -> None:  # noqa: B027 - optional hook
         """Load what the first call needs (a local model, a tokenizer) off the event loop."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or models."""
