@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from agentroute import AgentGraph
 from agentroute.eval import metrics as M
@@ -173,6 +174,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="RouterBench folder (default: $AGENTROUTE_DATA/routerbench)")
     ap.add_argument("--figure", type=Path, default=HERE / "figures" / "ant_colony_online.png")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ant_colony_online.json")
+    ap.add_argument("--params", default="", help="more router parameters, key=value,... (YAML scalars)")
     ap.add_argument(
         "--compare-intent", type=int, default=0, metavar="N", help="compare intent models on N train queries"
     )
@@ -189,15 +191,19 @@ def main() -> None:
     order = np.random.default_rng(args.seed).permutation(len(train))[: args.stream]
     ctxs, _ = build_contexts(dataset, "test")
 
+    params: dict[str, Any] = {"seed": args.seed}
+    for pair in filter(None, args.params.split(",")):
+        key, _, value = pair.partition("=")
+        params[key.strip()] = yaml.safe_load(value)
     singles = M.single_model_points(test.scores, test.costs)
-    warm = AntColonyRouter(seed=args.seed).fit(dataset)
+    warm = AntColonyRouter(**params).fit(dataset)
     refs = {
         "best_single_accuracy": float(M.best_single(singles)[1]),
         "best_single_accuracy_train": float(np.nanmean(train.scores, axis=0).max()),
         "zero_router_aiq": M.aiq(singles, singles),
         "warm_aiq": evaluate_frozen(warm, dataset, ctxs)["aiq"],
     }
-    router = AntColonyRouter(warm_start=False, seed=args.seed).fit(dataset)
+    router = AntColonyRouter(**{**params, "warm_start": False}).fit(dataset)
     router.prime([train.queries[i] for i in order])
     app = (
         AgentGraph("online")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -131,6 +132,7 @@ def main() -> None:
     ap.add_argument("--levels", default="20,100,1000")
     ap.add_argument("--data", default=None, help="RouterBench folder (default: $AGENTROUTE_DATA/routerbench)")
     ap.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    ap.add_argument("--params", default="", help="more router parameters, key=value,... (YAML scalars)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ant_colony_stress.json")
     ap.add_argument(
         "--evidence", type=Path, default=None, help="write the last level's pheromone JSON + plots here"
@@ -142,7 +144,10 @@ def main() -> None:
         {"query": test.queries[i % len(test)], "query_id": test.query_ids[i % len(test)]}
         for i in range(args.tasks)
     ]
-    params = {"greedy": args.greedy, "seed": 0}
+    params: dict[str, Any] = {"greedy": args.greedy, "seed": 0}
+    for pair in filter(None, args.params.split(",")):
+        key, _, value = pair.partition("=")
+        params[key.strip()] = yaml.safe_load(value)
     rows = []
     levels = [int(x) for x in args.levels.split(",")]
     for level in levels:

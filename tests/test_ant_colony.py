@@ -65,10 +65,9 @@ def ctx(
 
 
 def fitted(**params) -> AntColonyRouter:
-    """Fitted on :func:`tiny_table` with ε = 1 and one ant per iteration (round numbers by hand)."""
-    return AntColonyRouter(intent=KeywordIntent(), **{"deposit_eps": 1.0, "ants": 1, **params}).fit(
-        tiny_table()
-    )
+    """Fitted on :func:`tiny_table` with ε = 1, one ant per iteration and τ_min = 0.01 (round numbers)."""
+    defaults = {"deposit_eps": 1.0, "ants": 1, "tau_min": 0.01}
+    return AntColonyRouter(intent=KeywordIntent(), **{**defaults, **params}).fit(tiny_table())
 
 
 # -- the transition rule and the fusion, by hand ----------------------------------------------------
@@ -231,6 +230,18 @@ def test_quality_gate_threshold_and_judge():
     judged.flush()
     assert (judged.stats()["accepted"], judged.stats()["rejected"]) == (1, 1)
     assert {t.task.id for t in seen} == {"x", "y"}
+
+    def flaky(traj: Trajectory) -> float:
+        if traj.task.id == "bad":
+            raise RuntimeError("judge unavailable")
+        return 0.9
+
+    judged.set_params(judge=flaky)
+    for task_id in ("ok1", "bad", "ok2"):
+        finish(judged, "m1", 0.0, task_id=task_id)
+    judged.flush()
+    s = judged.stats()
+    assert (s["accepted"], s["rejected"], s["judge_errors"], s["applied"]) == (3, 2, 1, 3)
 
 
 def test_online_updates_use_real_stages_and_learn():
@@ -395,7 +406,7 @@ def test_registered_by_name_with_paper_defaults():
         1.0,
         1024,
     )
-    assert (p["tau_min"], p["tau_max"], p["ants"], p["deposit_eps"]) == (0.01, 10.0, 16, 10.0)
+    assert (p["tau_min"], p["tau_max"], p["ants"], p["deposit_eps"]) == (0.1, 10.0, 16, 10.0)
     assert (p["lambda_ability"], p["lambda_load"], p["lambda_latency"]) == (0.6, 0.2, 0.2)
 
 

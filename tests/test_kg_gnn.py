@@ -226,6 +226,17 @@ def test_collaboration_names_top_agents_with_weights_within_the_budget(fitted):
         fitted.set_params(collaborate_k=1, collaborate_mass=None)
 
 
+def test_shrinkage_pulls_scores_toward_the_agents_prior(fitted):
+    assert fitted.shrinkage_ in (0.0, 0.1, 0.2, 0.3, 0.5)  # chosen on the validation AIQ
+    assert set(fitted.train_report_["shrinkage_val_aiq"]) == {"0.0", "0.1", "0.2", "0.3", "0.5"}
+    full = small_router(shrinkage=1.0).fit(sample_outcomes())
+    ctxs = contexts(sample_outcomes(), subsets=False)[:5]
+    score, _ = full.predict(ctxs)
+    np.testing.assert_allclose(score, np.broadcast_to(full.temperature * full.prior_, score.shape))
+    with pytest.raises(ConfigurationError, match="shrinkage"):
+        small_router(shrinkage=1.5).fit(sample_outcomes(12))
+
+
 def test_bad_parameters_are_refused_at_fit():
     with pytest.raises(ConfigurationError, match="collaborate_k"):
         small_router(collaborate_k=0).fit(sample_outcomes(12))

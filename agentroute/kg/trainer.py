@@ -36,6 +36,8 @@ __all__ = [
     "validation_aiq",
 ]
 
+#: Shrinkage weights β tried on validation (:func:`choose_shrinkage`).
+SHRINKAGE_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 #: Cost weights swept for validation AIQ (normalised cost: 1 ≈ the dearest agent's mean cost).
 VALIDATION_GRID: tuple[float, ...] = (0.0, *np.geomspace(1e-3, 1e3, 31).tolist())
 
@@ -232,3 +234,54 @@ def _loss_of(loss_fn: Any, logits: Sequence[np.ndarray], graphs: Sequence[Any]) 
     )
     with torch.inference_mode():
         return float(loss_fn(z, score, cost, index, len(graphs)))
+
+
+def prior_logits(
+    scores: np.ndarray, costs: np.ndarray, *, cost_lambda: float = 0.0, temperature: float = 0.1
+) -> np.ndarray:
+    r"""Per column, :math:`\log \bar p_a` with :math:`\bar p_a` the mean soft target
+    :math:`p^*(a \mid q)` over the rows where ``a`` was logged (renormalised): how often, and how
+    clearly, each agent is among the best. Rows are (queries × columns) with nan for missing cells;
+    ``costs`` are normalised.
+
+    >>> prior_logits(np.array([[1.0, 0.0], [1.0, 1.0]]), np.zeros((2, 2)), temperature=1.0).round(3).tolist()
+    [-0.485, -0.956]
+    """
+    observed = ~(np.isnan(scores) | np.isnan(costs))
+    u = np.where(
+        observed, (np.nan_to_num(scores) - cost_lambda * np.nan_to_num(costs)) / temperature, -np.inf
+    )
+    u = u - u.max(axis=1, keepdims=True)
+    p = np.exp(u)
+    p /= p.sum(axis=1, keepdims=True)
+    counts = observed.sum(axis=0)
+    mean = np.where(counts > 0, np.where(observed, p, 0.0).sum(axis=0) / np.maximum(counts, 1), np.nan)
+    mean = np.where(np.isnan(mean), np.nanmean(mean), mean)
+    mean = np.maximum(mean / mean.sum(), 1e-12)
+    return np.log(mean)
+
+
+def choose_shrinkage(
+    logits: Sequence[np.ndarray],
+    graphs: Sequence[Any],
+    prior: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    cost_estimate: np.ndarray,
+    *,
+    temperature: float,
+    grid: Sequence[float] = SHRINKAGE_GRID,
+) -> tuple[float, dict[float, float]]:
+    """The β of ``grid`` with the best validation AIQ (ties: the smaller β) for the shrunk logits
+    ``(1 − β)·z + β·prior[col]``, and the AIQ of every β."""
+    aiqs: dict[float, float] = {}
+    for beta in grid:
+        shrunk = [
+            (1 - beta) * z + beta * prior[g["agent"].col.numpy()] for z, g in zip(logits, graphs, strict=True)
+        ]
+        aiqs[float(beta)] = validation_aiq(
+            shrunk, graphs, scores, costs, cost_estimate, temperature=temperature
+        )
+    finite = {b: a for b, a in aiqs.items() if np.isfinite(a)}
+    best = max(finite, key=lambda b: (finite[b], -b)) if finite else 0.0
+    return best, aiqs

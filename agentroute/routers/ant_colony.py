@@ -199,7 +199,8 @@ class AntColonyRouter(Router):
             most 1.1× what the dearest earns (smaller ε: a more cost-seeking colony; see the
             module docstring for why 10). [default: ours, 10]
         tau_init: τ of an edge never deposited on (an agent never seen reads it). [default 1]
-        tau_min: MAX–MIN lower clamp. [default 0.01]
+        tau_min: MAX–MIN lower clamp; τ_max/τ_min = 100 bounds how far pheromone can outweigh the
+            heuristic (with 1000, an online colony's τ concentrated on one agent overrode λ). [default 0.1]
         tau_max: MAX–MIN upper clamp. [default 10]
         evaporation: ``"intent"`` (τᵗ evaporates by ρ·wₜ(q): no cross-task erasure) or ``"all"``
             (every specialist by ρ, the literal rule). [default "intent"]
@@ -248,7 +249,7 @@ class AntColonyRouter(Router):
         q: float = 1.0,
         deposit_eps: float = 10.0,
         tau_init: float = 1.0,
-        tau_min: float = 0.01,
+        tau_min: float = 0.1,
         tau_max: float = 10.0,
         evaporation: Literal["intent", "all"] = "intent",
         sample_rate: float = 1.0,
@@ -342,7 +343,9 @@ class AntColonyRouter(Router):
         self._live = _Live(float(self.latency_smoothing), float(self.load_ttl_s))
         self._open: OrderedDict[str, _OpenTask] = OrderedDict()
         self._intent_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._counters = {"observed": 0, "sampled": 0, "accepted": 0, "rejected": 0, "open_dropped": 0}
+        self._counters = {
+            "observed": 0, "sampled": 0, "accepted": 0, "rejected": 0, "judge_errors": 0, "open_dropped": 0,
+        }  # fmt: skip
         self._worker: UpdateWorker[PathSample] = UpdateWorker(
             self._handle, capacity=int(self.buffer_size), batch_size=int(self.update_batch)
         )
@@ -654,7 +657,7 @@ class AntColonyRouter(Router):
         """Worker thread: gate, deposit/evaporate, clamp; then publish one new colony version."""
         colony = self._colony
         editor = ColonyEditor(colony, self._rule())
-        accepted = rejected = 0
+        accepted = rejected = judge_errors = 0
         slice_start = time.perf_counter()
         for sample in batch:
             w = sample.weights
@@ -662,7 +665,12 @@ class AntColonyRouter(Router):
                 w = self.task_weights(sample.query)
             editor.grow_cost_scale(sample.cost)
             editor.observe_ability(sample, w)
-            if self._gate(sample):
+            try:
+                good = self._gate(sample)
+            except Exception:  # a failing judge rejects its sample, not the whole batch
+                log.exception("%s: the quality gate failed on task %s", self.name, sample.task_id)
+                good, judge_errors = False, judge_errors + 1
+            if good:
                 editor.apply(sample, w)
                 accepted += 1
             else:
@@ -674,6 +682,7 @@ class AntColonyRouter(Router):
         with self._lock:
             self._counters["accepted"] += accepted
             self._counters["rejected"] += rejected
+            self._counters["judge_errors"] += judge_errors
         self._colony = new
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -60,6 +60,13 @@ class KGRouter(UtilityRouter):
     the AIQ of a validation split carved from the training data (``val_fraction``), computed with
     :func:`agentroute.eval.metrics.aiq` (see :mod:`agentroute.kg.trainer`).
 
+    **Shrinkage.** Per-query estimates are noisy, and a plain argmax over them falls short of the
+    best single model (ROUTERS.md §8). The logits are therefore shrunk toward each agent's prior,
+    :math:`z' = (1-\beta)\,z + \beta \log \bar p_a` with :math:`\bar p_a` the mean training
+    target :math:`p^*(a\mid q)` — i.e. :math:`p \propto p_\theta^{1-\beta}\,\bar p^{\beta}`, a geometric
+    mixture of the GNN and the marginal. β is chosen on the validation AIQ (``shrinkage=None``) or
+    fixed; a new agent gets the training agents' mean prior. Below, :math:`z` means :math:`z'`.
+
     **Routing.** Since :math:`T z_{q,a}` estimates :math:`s_{q,a} - \lambda\tilde c_{q,a}` up to a
     per-query constant, the router's utility is :math:`u_a = T z_{q,a} - w\,\hat c_a/\texttt{cost\_scale\_}`
     with ``w = cost_weight`` (the knob swept by evaluation) and :math:`\hat c_a` the predicted cost
@@ -94,6 +101,8 @@ class KGRouter(UtilityRouter):
         lr: Adam learning rate (default 2e-3).
         weight_decay: Adam weight decay (default 1e-4).
         val_fraction: share of the training rows held out for early stopping (default 0.15).
+        shrinkage: β of the shrinkage toward the agents' prior; default ``None``: chosen on the
+            validation split's AIQ among 0, 0.1, 0.2, 0.3, 0.5.
         max_entities: entities kept per query (default 16).
         max_relations: relations kept per query (default 16).
         query_chars: characters of the query (its tail) embedded for the query node (default 1000).
@@ -128,6 +137,7 @@ class KGRouter(UtilityRouter):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         val_fraction: float = 0.15,
+        shrinkage: float | None = None,
         max_entities: int = 16,
         max_relations: int = 16,
         query_chars: int = 1000,
@@ -153,6 +163,7 @@ class KGRouter(UtilityRouter):
         self.lr = lr
         self.weight_decay = weight_decay
         self.val_fraction = val_fraction
+        self.shrinkage = shrinkage
         self.max_entities = max_entities
         self.max_relations = max_relations
         self.query_chars = query_chars
@@ -233,9 +244,17 @@ class KGRouter(UtilityRouter):
             )
         if not 0 <= self.val_fraction < 1:
             raise ConfigurationError(f"kg-gnn: 'val_fraction' (got {self.val_fraction}) must be in [0, 1)")
+        if self.shrinkage is not None and not 0 <= self.shrinkage <= 1:
+            raise ConfigurationError(f"kg-gnn: 'shrinkage' (got {self.shrinkage}) must be in [0, 1] or None")
 
     def _fit_table(self, table: OutcomeTable) -> None:
-        from agentroute.kg.trainer import KGTrainConfig, train_kg_net
+        from agentroute.kg.trainer import (
+            KGTrainConfig,
+            choose_shrinkage,
+            predict_logits,
+            prior_logits,
+            train_kg_net,
+        )
 
         config = KGTrainConfig(
             epochs=self.epochs,
@@ -276,10 +295,35 @@ class KGRouter(UtilityRouter):
             cost_estimate=np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
             config=config,
         )
+        train_table = table.rows(train_rows)
+        prior = prior_logits(
+            train_table.scores,
+            train_table.costs / self.cost_scale_,
+            cost_lambda=self.cost_lambda,
+            temperature=self.temperature,
+        )
+        shrinkage = float(self.shrinkage) if self.shrinkage is not None else 0.0
+        tried: dict[float, float] = {}
+        if self.shrinkage is None and len(val_rows):
+            val_graphs = [graphs[i] for i in val_rows]
+            shrinkage, tried = choose_shrinkage(
+                predict_logits(net, val_graphs),
+                val_graphs,
+                prior,
+                table.scores[val_rows],
+                table.costs[val_rows],
+                np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
+                temperature=self.temperature,
+            )
         self.net_ = net
         self.in_channels_ = int(builder.embedder.dim)
         self.descriptors_ = descriptors
-        self.train_report_ = report.as_dict()
+        self.prior_ = prior
+        self.shrinkage_ = shrinkage
+        self.train_report_ = {
+            **report.as_dict(),
+            "shrinkage_val_aiq": {str(b): round(a, 6) for b, a in tried.items()},
+        }
 
     def _training_graphs(
         self, builder: GraphBuilder, table: OutcomeTable, observed: np.ndarray, descriptors: dict[str, str]
@@ -330,7 +374,20 @@ class KGRouter(UtilityRouter):
 
             graphs = builder.build(texts, [self._descriptor_texts(c, agents) for c in ctxs], kgs=kgs)
             logits = np.stack(predict_logits(self.net_, graphs))
-        return self.temperature * logits.astype(float), kgs
+        return self.temperature * self._shrink(logits.astype(float), agents), kgs
+
+    def _shrink(self, logits: np.ndarray, agents: Sequence[Agent]) -> np.ndarray:
+        """``(1 − β)·z + β·log p̄``: the GNN's logits shrunk toward each agent's prior (a new agent
+        gets the mean prior of the training agents)."""
+        beta = self.shrinkage_
+        if beta == 0:
+            return logits
+        known = {c: j for j, c in enumerate(self.columns_)}
+        fallback = float(np.mean(self.prior_))
+        prior = np.array(
+            [self.prior_[known[c]] if (c := agent_column(a)) in known else fallback for a in agents]
+        )
+        return (1 - beta) * logits + beta * prior[None, :]
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
         score, _ = self.estimates(ctxs, [column_agent(c) for c in self.columns_])
@@ -415,6 +472,7 @@ class KGRouter(UtilityRouter):
             **super().get_state(),
             "in_channels": self.in_channels_,
             "descriptors": self.descriptors_,
+            "shrinkage": self.shrinkage_,
             "train": getattr(self, "train_report_", {}),
         }
 
@@ -422,13 +480,15 @@ class KGRouter(UtilityRouter):
         super().set_state(state)
         self.in_channels_ = int(state["in_channels"])
         self.descriptors_ = dict(state["descriptors"])
+        self.shrinkage_ = float(state["shrinkage"])
         self.train_report_ = dict(state.get("train", {}))
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        return {**super().get_arrays(), **module_arrays(self.net_, "net.")}
+        return {**super().get_arrays(), "prior": np.asarray(self.prior_), **module_arrays(self.net_, "net.")}
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
+        self.prior_ = np.asarray(arrays["prior"], dtype=float)
         self.net_ = self._make_net(self.in_channels_)
         load_module_arrays(self.net_, arrays, "net.")
 

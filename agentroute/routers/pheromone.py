@@ -57,7 +57,7 @@ class UpdateRule:
     q: float = 1.0
     eps: float = 1.0
     tau_init: float = 1.0
-    tau_min: float = 0.01
+    tau_min: float = 0.1
     tau_max: float = 10.0
     evaporation: Evaporation = "intent"
 
