@@ -46,8 +46,8 @@ class KGRouter(UtilityRouter):
     **Model.** ``encoder="sage"`` — 2 layers of ``HeteroConv(SAGEConv)``, hidden 128 — is the
     default, chosen over ``HGTConv`` (same width, depth, residual and head; 4 heads) by measurement
     on the RouterBench subset (``python benchmarks/kg_gnn.py encoders``, 2-core CPU, seed 0):
-    validation AIQ 0.839 vs 0.833 (test 0.846 vs 0.841, within the ±0.010 noise), 1.9 vs 4.1 s per
-    training epoch over 1,874 query graphs, and a routing p50 of 2.7 vs 5.5 ms. HGT's attention
+    validation AIQ 0.839 vs 0.833 (test 0.847 vs 0.845, within the ±0.010 noise), 1.4 vs 3.1 s per
+    training epoch over 1,874 query graphs, and a routing p50 of 2.6 vs 6.5 ms. HGT's attention
     buys nothing on graphs this small (a query node, ≤ 16 entities, ≤ 16 relations, the agents)
     and costs twice the time. The score head gives
     :math:`z_{q,a}` and :math:`p_\theta(a\mid q,G) = \mathrm{softmax}_a z_{q,a}`.
