@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -49,9 +49,8 @@ class Budget(BaseModel):
         return {r: float(getattr(self, r)) for r in RESOURCES if getattr(self, r) is not None}
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """An amount of every resource one call may use or used."""
+class Cost(NamedTuple):
+    """An amount of every resource one call may use or used (a tuple in :data:`RESOURCES` order)."""
 
     usd: float = 0.0
     tokens: float = 0.0
@@ -63,6 +62,9 @@ class Cost:
         return float(getattr(self, resource))
 
 
+_SECONDS = RESOURCES.index("seconds")
+
+
 @dataclass(slots=True)
 class Reservation:
     """A worst case held by the ledger until the call settles."""
@@ -72,54 +74,70 @@ class Reservation:
     settled: bool = False
 
 
-@dataclass
 class Ledger:
     """Tracks spending of one task against its :class:`Budget`.
 
     ``seconds`` is wall-clock time since the ledger was created; a call is allowed only while the
-    time used plus the call's timeout stays within the limit.
+    time used plus the call's ``seconds`` stays within the limit. Spent and held amounts are kept
+    as running totals, so every check costs one pass over the limited resources, whatever the
+    number of calls in flight.
     """
 
-    budget: Budget = field(default_factory=Budget)
-    _spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0.0))
-    _reserved: dict[int, Reservation] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _next_id: int = 0
-    _started: float = field(default_factory=time.monotonic)
-    _limits: dict[str, float] = field(init=False)
+    __slots__ = ("budget", "limits", "_checks", "_seconds_limit", "_spent", "_held", "_reserved", "_lock", "_next_id", "_started")
 
-    def __post_init__(self) -> None:
-        self._limits = self.budget.limits()
+    def __init__(self, budget: Budget | None = None):
+        self.budget = budget if budget is not None else Budget()
+        #: The limited resources and their limits (read-only).
+        self.limits: dict[str, float] = self.budget.limits()
+        self._checks = tuple((RESOURCES.index(r), r, lim) for r, lim in self.limits.items() if r != "seconds")
+        self._seconds_limit = self.limits.get("seconds")
+        self._spent = [0.0] * len(RESOURCES)
+        self._held = [0.0] * len(RESOURCES)
+        self._reserved: dict[int, Reservation] = {}
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._started = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Ledger(limits={self.limits}, spent={self.spent})"
 
     # -- views -------------------------------------------------------------------------------
     @property
     def spent(self) -> dict[str, float]:
         with self._lock:
-            spent = dict(self._spent)
-        spent["seconds"] = time.monotonic() - self._started
+            spent = dict(zip(RESOURCES, self._spent, strict=True))
+        spent["seconds"] = self.elapsed()
         return spent
 
     @property
     def spent_usd(self) -> float:
-        return self._spent["usd"]
+        return self._spent[0]
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def seconds_left(self) -> float | None:
+        """Wall-clock seconds left under a ``seconds`` limit; ``None`` when time is unlimited."""
+        return None if self._seconds_limit is None else self._seconds_limit - self.elapsed()
 
     def remaining(self) -> dict[str, float]:
         """What is left on each limited resource, net of open reservations."""
         with self._lock:
-            return {r: lim - self._committed(r) for r, lim in self._limits.items()}
-
-    def _committed(self, resource: str) -> float:
-        if resource == "seconds":
-            return time.monotonic() - self._started
-        held = sum(r.worst_case.get(resource) for r in self._reserved.values())
-        return self._spent[resource] + held
+            left = {r: lim - self._spent[i] - self._held[i] for i, r, lim in self._checks}
+        if self._seconds_limit is not None:
+            left["seconds"] = self._seconds_limit - self.elapsed()
+        return left
 
     def _shortfall(self, worst_case: Cost) -> BudgetExceededError | None:
-        for resource, limit in self._limits.items():
-            committed = self._committed(resource)
-            need = worst_case.get(resource)
-            if committed + need > limit + 1e-12:
-                return BudgetExceededError(resource, limit, committed, need)
+        spent, held = self._spent, self._held
+        for i, resource, limit in self._checks:
+            committed = spent[i] + held[i]
+            if committed + worst_case[i] > limit + 1e-12:
+                return BudgetExceededError(resource, limit, committed, worst_case[i])
+        if self._seconds_limit is not None:
+            elapsed = self.elapsed()
+            if elapsed + worst_case[_SECONDS] > self._seconds_limit + 1e-12:
+                return BudgetExceededError("seconds", self._seconds_limit, elapsed, worst_case[_SECONDS])
         return None
 
     def affordable(self, worst_case: Cost) -> bool:
@@ -137,6 +155,9 @@ class Ledger:
             self._next_id += 1
             reservation = Reservation(self._next_id, worst_case)
             self._reserved[reservation.id] = reservation
+            held = self._held
+            for i, amount in enumerate(worst_case):
+                held[i] += amount
             return reservation
 
     def settle(self, reservation: Reservation, actual: Cost) -> None:
@@ -150,11 +171,16 @@ class Ledger:
             if reservation.settled:
                 raise ConfigurationError(f"reservation {reservation.id} settled twice")
             reservation.settled = True
-            self._reserved.pop(reservation.id, None)
-            for resource in RESOURCES:
-                if resource == "seconds":
-                    continue
-                self._spent[resource] += min(actual.get(resource), reservation.worst_case.get(resource))
+            del self._reserved[reservation.id]
+            spent, held, worst = self._spent, self._held, reservation.worst_case
+            for i in range(len(RESOURCES)):
+                if i != _SECONDS:
+                    spent[i] += min(actual[i], worst[i])
+            if self._reserved:
+                for i, amount in enumerate(worst):
+                    held[i] -= amount
+            else:  # nothing in flight: reset exactly, so float drift never accumulates
+                self._held = [0.0] * len(RESOURCES)
 
     def release(self, reservation: Reservation, *, charge: Cost | None = None) -> None:
         """Drop a reservation whose call failed, charging ``charge`` if the failure still cost."""

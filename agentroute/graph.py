@@ -255,7 +255,7 @@ class AgentGraph:
         return CompiledAgentGraph(self, dispatcher, budget, checkpointer)
 
 
-@dataclass
+@dataclass(slots=True)
 class RunResult:
     """The outcome of one task: the task record, its steps and the final graph state."""
 
@@ -326,21 +326,25 @@ class CompiledAgentGraph:
             if state.get("status", "running") != "running":
                 return {}
             run = self._run_of(state)
-            inputs = list(role.fan_out(state)) if role.fan_out else [role.input(state) if role.input else state.get("query", "")]
+            if role.fan_out is None:  # the common case: one routed step
+                text = role.input(state) if role.input else state.get("query", "")
+                step = await dispatcher.step(
+                    run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
+                    models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
+                )
+                if step is not None and step.status == "ok":
+                    return {"outputs": {role.name: step.output}, "answer": step.output}
+                return {"status": "budget_exhausted" if run.exhausted else "failed"}
             calls = [
                 dispatcher.step(
                     run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
                     models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
                 )
-                for text in inputs
+                for text in role.fan_out(state)
             ]
-            steps = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
+            steps = await asyncio.gather(*calls)
             done = [s for s in steps if s is not None and s.status == "ok"]
-            update: dict[str, Any] = {}
-            if role.fan_out:
-                update["outputs"] = {role.name: [s.output if s and s.status == "ok" else "" for s in steps]}
-            elif done:
-                update["outputs"] = {role.name: done[0].output}
+            update: dict[str, Any] = {"outputs": {role.name: [s.output if s and s.status == "ok" else "" for s in steps]}}
             if done:
                 update["answer"] = done[-1].output
             if len(done) < len(steps):
@@ -371,10 +375,11 @@ class CompiledAgentGraph:
         self._runs[run.task.id] = run
         return run
 
-    def _config(self, run: TaskRun, config: dict[str, Any] | None) -> dict[str, Any]:
+    def _config(self, run: TaskRun, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        if self.checkpointer is None:
+            return config
         config = dict(config or {})
-        if self.checkpointer is not None:
-            config.setdefault("configurable", {}).setdefault("thread_id", run.task.id)
+        config.setdefault("configurable", {}).setdefault("thread_id", run.task.id)
         return config
 
     def _finish(self, run: TaskRun, state: Mapping[str, Any]) -> RunResult:
@@ -385,7 +390,7 @@ class CompiledAgentGraph:
             status=None if status == "running" else status,  # type: ignore[arg-type]
         )
         self._runs.pop(run.task.id, None)
-        return RunResult(task, list(run.steps), dict(state))
+        return RunResult(task, run.steps, {"status": task.status, "outputs": {}, "context": {}, **state})
 
     async def arun(
         self,
@@ -399,7 +404,7 @@ class CompiledAgentGraph:
     ) -> RunResult:
         """Run one task to the end; never raises for budget or backend failures (see ``status``)."""
         run = self._start(query, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
-        state: GraphState = {"query": query, "task_id": run.task.id, "status": "running", "outputs": {}, "context": {}}
+        state: GraphState = {"query": query, "task_id": run.task.id}  # nodes read the other keys with defaults
         try:
             final = await self.graph.ainvoke(state, self._config(run, config))
         except BaseException:
@@ -428,16 +433,16 @@ class CompiledAgentGraph:
             raise ConfigurationError(f"concurrency must be ≥ 1 (got {concurrency})")
         items = [{"query": q} if isinstance(q, str) else dict(q) for q in queries]
         results: list[RunResult | None] = [None] * len(items)
-        gate = asyncio.Semaphore(concurrency)
+        todo = iter(enumerate(items))
 
-        async def one(i: int, item: dict[str, Any]) -> None:
-            async with gate:
+        async def worker() -> None:  # a fixed pool of workers: memory stays flat however long the batch
+            for i, item in todo:
                 result = await self.arun(**item)
                 results[i] = result
                 if on_done is not None:
                     on_done(result)
 
-        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(items)))))
         return results  # type: ignore[return-value]
 
     # -- LangGraph pass-through -------------------------------------------------------------

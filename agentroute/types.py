@@ -48,7 +48,12 @@ class Agent(BaseModel):
 
 
 class Decision(BaseModel):
-    """A router's choice for one step: one agent, or several with weights (collaboration)."""
+    """A router's choice for one step: one agent, or several with weights (collaboration).
+
+    Immutable: a plain single-agent decision is one shared object (see ``routers.base.decide``).
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     agents: list[Agent]
     weights: list[float] = Field(default_factory=list)
@@ -62,8 +67,13 @@ class Decision(BaseModel):
         return self.agents[0]
 
 
-class CompletionRequest(BaseModel):
-    """One call to a model. ``query_id`` lets the replay backend find the logged outcome."""
+@dataclass(slots=True)
+class CompletionRequest:
+    """One call to a model. ``query_id`` lets the replay backend find the logged outcome.
+
+    A plain dataclass: the dispatcher builds one per candidate on every step, from values it has
+    already checked, so it is not validated again.
+    """
 
     model: str
     messages: list[dict[str, str]]
@@ -71,7 +81,7 @@ class CompletionRequest(BaseModel):
     temperature: float = 0.0
     stop: list[str] | None = None
     query_id: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prompt_text(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 
 import httpx
@@ -211,7 +212,7 @@ async def test_openai_backend_maps_server_errors(openai_server_url: str) -> None
         with pytest.raises(BackendError, match="HTTP 404") as info:
             await backend.complete(QUESTION, openai_card(openai_server_url, model="nope"))
         assert not info.value.retryable
-        too_long = QUESTION.model_copy(update={"max_tokens": 9000})
+        too_long = dataclasses.replace(QUESTION, max_tokens=9000)
         with pytest.raises(BackendError, match="context window") as info:
             await backend.complete(too_long, openai_card(openai_server_url))
         assert not info.value.retryable

@@ -21,12 +21,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentroute.budget import Budget, Cost, Ledger
 from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError
 from agentroute.memory.base import MemoryStore
+from agentroute.pool.backends.base import Backend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
@@ -74,29 +75,32 @@ class TaskRun:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     """What never changes about an agent between steps: its card, strategy, backend and limits."""
 
     agent: Agent
     key: str
     card: ModelCard
     strategy: Strategy
-    backend: Any
+    backend: Backend
     max_tokens: int
+    large: bool
+    shared_count: bool  # the backend counts prompt tokens the same way for every card
+    direct: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """One candidate for this step with the worst case of running it."""
+class _Plan(NamedTuple):
+    """One candidate for this step: its request and the worst case of running it."""
 
     agent: Agent
     key: str
     card: ModelCard
     strategy: Strategy
+    backend: Backend
     request: CompletionRequest
     worst: Cost
     card_usd: float
+    direct: bool  # one sample from a backend that answers without I/O: no timeout task is needed
 
 
 class Dispatcher:
@@ -200,6 +204,7 @@ class Dispatcher:
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
         plans = self._plans(run, role, prompt, input, models, max_tokens, qid)
+        post = tuple(postconditions)
         attempts: list[Step] = []
         excluded: set[str] = set()
         while True:
@@ -213,7 +218,10 @@ class Dispatcher:
             ctx = self._context(run, role, stage, input, affordable, attempts, qid)
             decision = self.router.route(ctx)
             chosen = self._validate(decision, affordable)
-            step = await self._execute(run, ctx, decision, chosen, affordable, stage, input, postconditions, excluded)
+            if len(chosen) == 1:
+                step = await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded)
+            else:
+                step = await self._collaborate(run, ctx, decision, chosen, affordable, stage, input, post, excluded)
             attempts.append(step)
             if step.status == "ok" and not self.router.escalate(ctx, step):
                 return step
@@ -241,34 +249,32 @@ class Dispatcher:
         max_tokens: int | None,
         query_id: str | None,
     ) -> list[_Plan]:
-        candidates = self._candidates_for(role, models, max_tokens)
         plans = []
-        requests: dict[tuple[str, int], CompletionRequest] = {}  # one request per (strategy, max_tokens)
-        for c in candidates:
-            request = requests.get((c.strategy.name, c.max_tokens))
-            if request is None:  # the model is filled in when the call is made (backends read the card)
-                request = requests[(c.strategy.name, c.max_tokens)] = CompletionRequest.model_construct(
-                    model="",
-                    messages=[
-                        {"role": "system", "content": c.strategy.system_prompt(prompt)},
-                        {"role": "user", "content": input},
-                    ],
-                    max_tokens=c.max_tokens,
-                    temperature=c.strategy.temperature,
-                    stop=None,
-                    query_id=query_id,
-                    metadata={},
-                )
-            tokens_in = c.backend.count_tokens(request.prompt_text, c.card)
-            k = c.strategy.samples
-            worst = Cost(
-                c.backend.worst_case_usd(request, c.card) * k,
-                (tokens_in + c.max_tokens) * k,
-                k,
-                0.0,
-                k if c.card.tier == "large" else 0,
+        chats: dict[str, list[dict[str, str]]] = {}  # one prompt per strategy
+        counted: dict[tuple[Backend, str], int] = {}  # prompt tokens, where no card tokenizer is involved
+        for c in self._candidates_for(role, models, max_tokens):
+            strategy, card, backend = c.strategy, c.card, c.backend
+            chat = chats.get(strategy.name)
+            if chat is None:
+                chat = chats[strategy.name] = [
+                    {"role": "system", "content": strategy.system_prompt(prompt)},
+                    {"role": "user", "content": input},
+                ]
+            request = CompletionRequest(
+                model=card.backend_model, messages=chat, max_tokens=c.max_tokens,
+                temperature=strategy.temperature, query_id=query_id,
             )
-            plans.append(_Plan(c.agent, c.key, c.card, c.strategy, request, worst, c.card.usd(tokens_in, c.max_tokens) * k))
+            if c.shared_count:
+                tokens_in = counted.get((backend, strategy.name))
+                if tokens_in is None:
+                    tokens_in = counted[(backend, strategy.name)] = backend.prompt_tokens(request, card)
+            else:
+                tokens_in = backend.prompt_tokens(request, card)
+            k = strategy.samples
+            worst = Cost(
+                backend.worst_case_usd(request, card, tokens_in) * k, (tokens_in + c.max_tokens) * k, k, 0.0, k if c.large else 0
+            )
+            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, card.usd(tokens_in, c.max_tokens) * k, c.direct))
         return plans
 
     def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
@@ -283,7 +289,10 @@ class Dispatcher:
                     continue
                 card, strategy = self._cards[agent.model], get_strategy(agent.strategy)
                 limit = max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor))
-                found.append(_Candidate(agent, agent.key, card, strategy, self.pool.backend(card.id), limit))
+                backend = self.pool.backend(card.id)
+                shared = type(backend).prompt_tokens is Backend.prompt_tokens and type(backend).count_tokens is Backend.count_tokens
+                direct = strategy.samples == 1 and not backend.blocks
+                found.append(_Candidate(agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared, direct))
             self._candidates[key] = found
         return found
 
@@ -310,21 +319,27 @@ class Dispatcher:
             costs={p.key: p.card_usd for p in plans},
             cards=self._cards,
             remaining=run.ledger.remaining(),
-            budget=run.ledger.budget.limits(),
+            budget=run.ledger.limits,
             query_id=query_id,
             metadata=run.task.metadata,
         )
 
     def _validate(self, decision: Decision, plans: list[_Plan]) -> list[_Plan]:
-        by_key = {p.key: p for p in plans}
-        chosen = [by_key.get(a.key) for a in decision.agents]
-        if not decision.agents or any(p is None for p in chosen):
-            raise ConfigurationError(
-                f"router {self.router.name!r} chose {[a.key for a in decision.agents]} outside its candidates"
-            )
-        return chosen  # type: ignore[return-value]
+        chosen = []
+        for agent in decision.agents:
+            key = agent.key
+            plan = next((p for p in plans if p.key == key), None)
+            if plan is None:
+                break
+            chosen.append(plan)
+        else:
+            if chosen:
+                return chosen
+        raise ConfigurationError(
+            f"router {self.router.name!r} chose {[a.key for a in decision.agents]} outside its candidates"
+        )
 
-    async def _execute(
+    async def _collaborate(
         self,
         run: TaskRun,
         ctx: RouteContext,
@@ -333,13 +348,10 @@ class Dispatcher:
         affordable: list[_Plan],
         stage: str,
         input: str,
-        postconditions: Iterable[Postcondition],
+        post: tuple[Postcondition, ...],
         excluded: set[str],
     ) -> Step:
-        post = tuple(postconditions)
-        if len(chosen) == 1:
-            return await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded)
-        # collaboration: run the named agents concurrently, then aggregate by weighted vote
+        """Run the agents of a collaborative decision concurrently, then aggregate by weighted vote."""
         steps = await asyncio.gather(
             *(self._run_agent(run, ctx, decision, p, affordable, stage, input, post, excluded) for p in chosen)
         )
@@ -397,13 +409,15 @@ class Dispatcher:
             run.exhausted = True
             self._audit(run, stage, "budget_blocked", plan.key, str(exc))
             return Step(**fields, status="failed", error=str(exc))
-        backend = self.pool.backend(plan.card.id)
         started = time.perf_counter()
         completions: list[Completion] = []
         error: BackendError | None = None
         for attempt in range(self.retries + 1):
             try:
-                completions = await self._sample(backend, plan, run)
+                if plan.direct:  # one sample from a backend that answers without I/O
+                    completions = [await plan.backend.complete(plan.request, plan.card)]
+                else:
+                    completions = await self._sample(plan, run)
                 error = None
                 break
             except BackendError as exc:
@@ -421,12 +435,16 @@ class Dispatcher:
             run.ledger.release(reservation, charge=Cost(calls=plan.worst.calls, large_calls=plan.worst.large_calls))
             self._audit(run, stage, "step_failed", plan.key, str(error))
             return Step(**fields, status="failed", error=str(error))
-        text, agreement = plan.strategy.aggregate([c.text for c in completions])
-        tokens_in = sum(c.tokens_in for c in completions)
-        tokens_out = sum(c.tokens_out for c in completions)
-        cost = sum(c.cost_usd for c in completions)
-        confidences = [c.raw["confidence"] for c in completions if c.raw.get("confidence") is not None]
         n = len(completions)
+        if n == 1:
+            first = completions[0]
+            text, tokens_in, tokens_out, cost = first.text, first.tokens_in, first.tokens_out, first.cost_usd
+            confidence = first.raw.get("confidence")
+        else:
+            text, confidence = plan.strategy.aggregate([c.text for c in completions])
+            tokens_in = sum(c.tokens_in for c in completions)
+            tokens_out = sum(c.tokens_out for c in completions)
+            cost = sum(c.cost_usd for c in completions)
         run.ledger.settle(reservation, Cost(cost, tokens_in + tokens_out, n, 0.0, n if plan.card.tier == "large" else 0))
         return Step(
             **fields,
@@ -435,18 +453,19 @@ class Dispatcher:
             tokens_out=tokens_out,
             cost_usd=cost,
             score=completions[0].score,
-            confidence=agreement if n > 1 else (confidences[0] if confidences else None),
+            confidence=confidence,
         )
 
-    async def _sample(self, backend: Any, plan: _Plan, run: TaskRun) -> list[Completion]:
-        timeout = plan.card.timeout_s
-        remaining = run.ledger.remaining().get("seconds")
-        if remaining is not None:
-            timeout = max(0.001, min(timeout, remaining))
-        request = plan.request.model_copy(update={"model": plan.card.backend_model})
-        calls = [backend.complete(request, plan.card) for _ in range(plan.strategy.samples)]
+    async def _sample(self, plan: _Plan, run: TaskRun) -> list[Completion]:
+        """The strategy's samples, concurrently, within the card's timeout and the time left."""
+        backend, card = plan.backend, plan.card
+        calls = [backend.complete(plan.request, card) for _ in range(plan.strategy.samples)]
+        timeout = card.timeout_s
+        left = run.ledger.seconds_left()
+        if left is not None:
+            timeout = max(0.001, min(timeout, left))
         if len(calls) == 1:
-            return [await (asyncio.wait_for(calls[0], timeout) if backend.blocks else calls[0])]
+            return [await asyncio.wait_for(calls[0], timeout)]
         return list(await asyncio.wait_for(asyncio.gather(*calls), timeout))
 
     def _aggregate(self, run: TaskRun, decision: Decision, steps: list[Step], stage: str, input: str) -> Step:

@@ -13,6 +13,7 @@ parameter, e.g. λ in ``predicted score − λ·cost``, or a threshold) that eva
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 import json
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError, NotFittedError, StateFileError, UnknownNameError
-from agentroute.types import Decision, RouteContext, Step, Task, Trajectory
+from agentroute.types import Agent, Decision, RouteContext, Step, Task, Trajectory
 
 FORMAT_VERSION = 1
 MANIFEST = "router.json"
@@ -223,8 +224,17 @@ def make_router(name: str, **params: Any) -> Router:
 # -- helpers shared by routers -------------------------------------------------------------------
 def decide(router: Router, ctx: RouteContext, index: int, why: str = "", **scores: Any) -> Decision:
     """A single-agent decision for ``ctx.candidates[index]`` (``scores``/``evidence`` as keywords)."""
-    fields = {"scores": {}, "evidence": {}, **scores}
+    if not scores:
+        return _plain_decision(router.name, ctx.candidates[index], why)
+    fields = {"scores": {}, "evidence": {}, **scores}  # numpy values are kept as they are
     return Decision.model_construct(agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_decision(router: str, agent: Agent, why: str) -> Decision:
+    """Decisions without scores are interned: steps that retain one share a single frozen object,
+    which keeps a long batch's results light on memory and on the garbage collector."""
+    return Decision(agents=[agent], weights=[1.0], router=router, why=why)
 
 
 def require_candidates(router: Router, ctx: RouteContext) -> None:

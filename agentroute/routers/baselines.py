@@ -34,6 +34,14 @@ def cost_order(ctx: RouteContext) -> list[int]:
     return sorted(range(len(ctx.candidates)), key=lambda i: (ctx.cost_of(i), card_strength(ctx, i)))
 
 
+def cheapest(ctx: RouteContext) -> int:
+    """``cost_order(ctx)[0]`` without sorting: card strengths are compared only to break a tie."""
+    costs = [ctx.costs.get(agent.key, 0.0) for agent in ctx.candidates]
+    low = min(costs)
+    ties = [i for i, c in enumerate(costs) if c == low]
+    return ties[0] if len(ties) == 1 else min(ties, key=lambda i: card_strength(ctx, i))
+
+
 class _MeanQuality:
     """Mean logged score per agent column, learned by ``fit`` (shared by strongest and cascade)."""
 
@@ -71,7 +79,7 @@ class FixedRouter(Router):
         for i, agent in enumerate(ctx.candidates):
             if agent.model == self.model and (self.strategy is None or agent.strategy == self.strategy):
                 return decide(self, ctx, i, why=f"fixed to {self.model}")
-        return decide(self, ctx, cost_order(ctx)[0], why=f"{self.model!r} not legal or affordable: cheapest")
+        return decide(self, ctx, cheapest(ctx), why=f"{self.model!r} not legal or affordable: cheapest")
 
 
 @register
@@ -98,7 +106,7 @@ class CheapestRouter(Router):
 
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)
-        return decide(self, ctx, cost_order(ctx)[0], why="cheapest worst case")
+        return decide(self, ctx, cheapest(ctx), why="cheapest worst case")
 
 
 @register

@@ -25,9 +25,18 @@ class Backend(abc.ABC):
         """Tokens in ``text`` before the call (≈4 characters a token unless a tokenizer is known)."""
         return max(1, math.ceil(len(text) / 4))
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
-        """Upper bound of the call's cost: prompt tokens × input price + max_tokens × output price."""
-        return card.usd(self.count_tokens(request.prompt_text, card), request.max_tokens)
+    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        """Tokens the request's prompt takes, chat template included (what the ledger reserves)."""
+        return self.count_tokens(request.prompt_text, card)
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+        """Upper bound of the call's cost: prompt tokens × input price + max_tokens × output price.
+
+        ``prompt_tokens`` is :meth:`prompt_tokens` when the caller has already counted them.
+        """
+        if prompt_tokens is None:
+            prompt_tokens = self.prompt_tokens(request, card)
+        return card.usd(prompt_tokens, request.max_tokens)
 
     async def preload(self, card: ModelCard) -> None:  # noqa: B027 - optional hook
         """Load what the first call needs (a local model, a tokenizer) off the event loop."""

@@ -74,9 +74,13 @@ class LiteLLMBackend(Backend):
             return super().count_tokens(text, card)
         return max(1, len(encoding.encode(text, disallowed_special=())))
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
-        tokens_in = self.count_tokens(request.prompt_text, card) + prompt_overhead(request.messages)
-        return litellm_usd(card, tokens_in, request.max_tokens)
+    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        return self.count_tokens(request.prompt_text, card) + prompt_overhead(request.messages)
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+        if prompt_tokens is None:
+            prompt_tokens = self.prompt_tokens(request, card)
+        return litellm_usd(card, prompt_tokens, request.max_tokens)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         litellm_usd(card, 0, 0)  # refuse an unpriceable card before calling

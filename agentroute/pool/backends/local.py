@@ -528,13 +528,17 @@ class LocalBackend(Backend):
     def count_tokens(self, text: str, card: ModelCard) -> int:
         return max(1, self.model(card).count_tokens(text))
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
+    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        """The chat-templated prompt's length in tokens."""
+        return len(self.model(card).prompt_ids(request.messages))
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         """Chat-templated prompt tokens × input price + max_tokens × output price; per-second
         cards: ``price_per_second × timeout_s`` (a call cannot compute longer than its timeout)."""
         _check_priced(card)
         if card.price_per_second is not None:
             return card.price_per_second * card.timeout_s
-        return card.usd(len(self.model(card).prompt_ids(request.messages)), request.max_tokens)
+        return super().worst_case_usd(request, card, prompt_tokens)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         _check_priced(card)

@@ -101,10 +101,12 @@ class OpenAIBackend(Backend):
             self._clients[key] = entry = (loop, client)
         return entry[1]
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
+    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        return self.count_tokens(request.prompt_text, card) + prompt_overhead(request.messages)
+
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         require_token_prices(card, self.name)
-        tokens_in = self.count_tokens(request.prompt_text, card) + prompt_overhead(request.messages)
-        return card.usd(tokens_in, request.max_tokens)
+        return super().worst_case_usd(request, card, prompt_tokens)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         require_token_prices(card, self.name)

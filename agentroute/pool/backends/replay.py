@@ -50,11 +50,11 @@ class ReplayBackend(Backend):
             raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False)
         return outcome
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard) -> float:
-        try:
-            return self.lookup(request, card).cost_usd
-        except BackendError:
-            return super().worst_case_usd(request, card)
+    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+        outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
+        if outcome is not None:
+            return outcome.cost_usd
+        return super().worst_case_usd(request, card, prompt_tokens)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         outcome = self.lookup(request, card)
