@@ -86,3 +86,28 @@ def test_threads_racing_never_overspend():
 def test_seconds_budget_counts_wall_clock():
     ledger = Ledger(Budget(seconds=60))
     assert 0 < ledger.remaining()["seconds"] <= 60
+
+
+def test_reservations_in_flight_are_held_until_settled_and_leave_no_drift():
+    ledger = Ledger(Budget(usd=1.0, tokens=100))
+    a = ledger.reserve(Cost(usd=0.3, tokens=40))
+    b = ledger.reserve(Cost(usd=0.2, tokens=30))
+    assert ledger.remaining() == pytest.approx({"usd": 0.5, "tokens": 30})
+    ledger.settle(a, Cost(usd=0.1, tokens=10))
+    assert ledger.remaining() == pytest.approx({"usd": 0.7, "tokens": 60})
+    ledger.release(b)
+    assert ledger.remaining() == pytest.approx({"usd": 0.9, "tokens": 90})
+    assert ledger.spent["calls"] == 2 and ledger.seconds_left() is None
+    for _ in range(1000):  # thousands of float additions and removals: nothing stays held
+        r = ledger.reserve(Cost(usd=0.0003, tokens=0.07))
+        ledger.settle(r, Cost(usd=0.0, tokens=0.0))
+    assert ledger.remaining()["usd"] == 1.0 - ledger.spent_usd
+
+
+def test_seconds_limit_blocks_a_call_that_would_outlast_it():
+    ledger = Ledger(Budget(seconds=5))
+    assert 0 < ledger.seconds_left() <= 5
+    assert ledger.affordable(Cost(seconds=4))
+    with pytest.raises(BudgetExceededError) as info:
+        ledger.reserve(Cost(seconds=6))
+    assert info.value.resource == "seconds"

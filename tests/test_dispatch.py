@@ -180,3 +180,40 @@ async def test_cascade_escalates_on_low_confidence():
     step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
     assert [s.agent.model for s in run.steps] == ["small", "large"]
     assert step.agent.model == "large" and run.ledger.spent_usd == pytest.approx(0.011)
+
+
+async def test_token_budget_reserves_the_chat_template_tokens():
+    """A step that fits on its bare text but not with the chat template around it is not called."""
+    from agentroute.pool.backends.openai import OpenAIBackend, prompt_overhead
+    from agentroute.strategies import get_strategy
+    from agentroute.types import CompletionRequest
+
+    card = ModelCard(id="remote", backend="openai", base_url=f"http://127.0.0.1:{closed_port()}/v1",
+                     input_price=1, output_price=1, max_tokens=16)
+    dispatcher = Dispatcher(ModelPool([card]), make_router("cheapest"), retries=0)
+    direct = get_strategy("direct")
+    messages = [{"role": "system", "content": direct.system_prompt("answer")}, {"role": "user", "content": "hello there"}]
+    bare = OpenAIBackend().count_tokens(CompletionRequest(model="remote", messages=messages).prompt_text, card)
+    limit = int(card.max_tokens * direct.max_tokens_factor)
+    tokens = bare + limit + prompt_overhead(messages) - 1
+    assert bare + limit <= tokens  # it would fit if the template were not counted
+    run = dispatcher.start("q", budget=Budget(tokens=tokens))
+    assert await dispatcher.step(run, role="executor", stage="execute", prompt="answer", input="hello there") is None
+    assert run.exhausted and run.steps == [] and run.context["audit"][0].kind == "budget_blocked"
+
+
+def test_plain_decisions_are_shared_and_immutable():
+    from pydantic import ValidationError
+
+    from agentroute.routers.base import decide
+    from agentroute.types import RouteContext
+
+    router = make_router("cheapest")
+    ctx = RouteContext(query="q", candidates=replay_pool().agents("executor"))
+    first, again = decide(router, ctx, 0, why="cheapest"), decide(router, ctx, 0, why="cheapest")
+    assert first is again and first.agent == ctx.candidates[0] and first.weights == [1.0]
+    assert decide(router, ctx, 1, why="cheapest") is not first
+    with pytest.raises(ValidationError):
+        first.why = "changed"
+    scored = decide(router, ctx, 0, why="x", scores={"a": 1.0})
+    assert scored is not decide(router, ctx, 0, why="x", scores={"a": 1.0}) and scored.scores == {"a": 1.0}

@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from agentroute import AgentGraph, Budget, ConfigurationError, make_router, routed_node
@@ -101,9 +103,24 @@ async def test_routed_step_inside_a_users_own_langgraph_graph():
 
 
 async def test_arun_many_keeps_order_and_bounds_concurrency():
-    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"))
-    results = await app.arun_many([{"query": "x", "query_id": f"q{i}"} for i in range(40)], concurrency=7)
+    in_flight, most = 0, 0
+
+    async def wait(state, ctx):  # a plain entry node that yields to the loop while it is "working"
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.001)
+        in_flight -= 1
+
+    g = AgentGraph("slow").add_node("wait", wait).add_role("executor", prompt="do").add_edge("wait", "executor")
+    app = g.compile(pool=replay_pool(), router=make_router("cheapest"))
+    done: list[str] = []
+    results = await app.arun_many(
+        [{"query": "x", "query_id": f"q{i}"} for i in range(40)], concurrency=7, on_done=lambda r: done.append(r.answer)
+    )
     assert [r.answer for r in results] == [f"small says {i}" for i in range(40)]
+    assert most == 7 and sorted(done) == sorted(r.answer for r in results)
+    assert await app.arun_many([], concurrency=3) == []
     with pytest.raises(ConfigurationError):
         await app.arun_many(["x"], concurrency=0)
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
 from agentroute.memory import MemoryStoreError, MemoryWriteError, SQLMemory, open_memory
 from agentroute.memory import queries as memory_queries
+from agentroute.memory import writer as writer_module
 from agentroute.memory.export import PARQUET_COLUMNS
 from agentroute.memory.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
 from agentroute.memory.pgserver import create_database
@@ -314,6 +316,32 @@ os._exit(1)  # no close, no atexit
         assert got is not None and [s.index for s in got.steps][:50] == list(range(50))
 
 
+def test_flush_wakes_the_writer_without_waiting_for_the_batch_interval(memory_url: str) -> None:
+    with SQLMemory(memory_url, flush_interval_s=30) as memory:
+        started = time.perf_counter()
+        task, _ = record_task(memory, 0, n_steps=3)
+        memory.flush()
+        assert time.perf_counter() - started < 5
+        assert [s.index for s in memory.get_task(task.id).steps] == [0, 1, 2]
+
+
+def test_sqlite_batches_span_several_statements_and_upsert_each_task_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "SQLITE_MAX_VALUES", 50)  # 2 step rows, 4 task rows a statement
+    with SQLMemory(f"sqlite:///{tmp_path / 'chunks.db'}", batch_size=1000, flush_interval_s=5) as memory:
+        recorded = [record_task(memory, i, n_steps=3) for i in range(9)]  # start and finish in one batch
+        memory.flush()
+        assert memory._writer.batches == 1
+        for task, steps in recorded:
+            got = memory.get_task(task.id)
+            assert got is not None and got.task.status == "done" and got.task.answer == "42"
+            assert [s.id for s in got.steps] == [s.id for s in steps]
+        with memory.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT count(*), count(finished_at) FROM tasks")).one()
+        assert tuple(rows) == (9, 9)
+
+
 def test_flush_commits_for_other_connections(store: SQLMemory) -> None:
     task, _ = record_task(store, 0, n_steps=3)
     store.flush()
@@ -474,3 +502,13 @@ def test_export_parquet(store: SQLMemory, tmp_path: Path) -> None:
     assert json.loads(first["step_decision"])["router"] == "threshold"
     assert first["step_created_at"] == T0
     assert store.export_parquet(tmp_path / "one.parquet", limit=1) == 2
+
+
+def test_ids_are_unique_and_sort_by_creation_time() -> None:
+    from agentroute.types import new_id
+
+    burst = [new_id() for _ in range(10_000)]
+    assert len(set(burst)) == len(burst) and all(len(i) == 32 and int(i, 16) >= 0 for i in burst)
+    time.sleep(0.002)
+    later = new_id()
+    assert later > max(burst)  # a primary-key index appends them instead of splitting pages
