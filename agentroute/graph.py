@@ -379,7 +379,7 @@ class CompiledAgentGraph:
         if self.checkpointer is None:
             return config
         config = dict(config or {})
-        config.setdefault("configurable", {}).setdefault("thread_id", run.task.id)
+        config["configurable"] = {"thread_id": run.task.id, **config.get("configurable", {})}  # never the caller's dict
         return config
 
     def _finish(self, run: TaskRun, state: Mapping[str, Any]) -> RunResult:
@@ -390,7 +390,7 @@ class CompiledAgentGraph:
             status=None if status == "running" else status,  # type: ignore[arg-type]
         )
         self._runs.pop(run.task.id, None)
-        return RunResult(task, run.steps, {"status": task.status, "outputs": {}, "context": {}, **state})
+        return RunResult(task, run.steps, {"outputs": {}, "context": {}, **state, "status": task.status})
 
     async def arun(
         self,
@@ -404,7 +404,8 @@ class CompiledAgentGraph:
     ) -> RunResult:
         """Run one task to the end; never raises for budget or backend failures (see ``status``)."""
         run = self._start(query, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
-        state: GraphState = {"query": query, "task_id": run.task.id}  # nodes read the other keys with defaults
+        # "status" is always seeded: a checkpointed thread may hold the previous run's final status
+        state: GraphState = {"query": query, "task_id": run.task.id, "status": "running"}
         try:
             final = await self.graph.ainvoke(state, self._config(run, config))
         except BaseException:

@@ -102,6 +102,19 @@ async def test_routed_step_inside_a_users_own_langgraph_graph():
     assert out["answer"] == "SMALL SAYS 3" and out["agentroute_cost_usd"] == pytest.approx(0.001)
 
 
+async def test_a_checkpointed_thread_runs_again_after_its_budget_ran_out():
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "conversation-1"}}
+    starved = await app.arun("x", query_id="q1", budget=Budget(usd=0.0015), config=config)
+    assert starved.status == "budget_exhausted" and len(starved.steps) == 1
+    again = await app.arun("x", query_id="q2", budget=Budget(usd=1.0), config=config)
+    assert again.status == "done" and len(again.steps) == 3 and again.answer == "small says 2"
+    assert config == {"configurable": {"thread_id": "conversation-1"}}  # the caller's config is untouched
+    assert again.state["status"] == "done" and again.state["outputs"]["summarizer"] == "small says 2"
+
+
 async def test_arun_many_keeps_order_and_bounds_concurrency():
     in_flight, most = 0, 0
 

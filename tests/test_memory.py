@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +23,6 @@ from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
 from agentroute.memory import MemoryStoreError, MemoryWriteError, SQLMemory, open_memory
 from agentroute.memory import queries as memory_queries
-from agentroute.memory import writer as writer_module
 from agentroute.memory.export import PARQUET_COLUMNS
 from agentroute.memory.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
 from agentroute.memory.pgserver import create_database
@@ -325,11 +325,12 @@ def test_flush_wakes_the_writer_without_waiting_for_the_batch_interval(memory_ur
         assert [s.index for s in memory.get_task(task.id).steps] == [0, 1, 2]
 
 
-def test_sqlite_batches_span_several_statements_and_upsert_each_task_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(writer_module, "SQLITE_MAX_VALUES", 50)  # 2 step rows, 4 task rows a statement
-    with SQLMemory(f"sqlite:///{tmp_path / 'chunks.db'}", batch_size=1000, flush_interval_s=5) as memory:
+def test_sqlite_batches_span_several_statements_and_upsert_each_task_once(tmp_path: Path) -> None:
+    memory = SQLMemory(f"sqlite:///{tmp_path / 'chunks.db'}", batch_size=1000, flush_interval_s=5)
+    # a SQLite build that binds at most 45 values a statement: 2 step rows, 3 task rows each
+    sa.event.listen(memory.engine, "connect", lambda conn, _: conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 45))
+    memory.engine.dispose()
+    with memory:
         recorded = [record_task(memory, i, n_steps=3) for i in range(9)]  # start and finish in one batch
         memory.flush()
         assert memory._writer.batches == 1
@@ -340,6 +341,33 @@ def test_sqlite_batches_span_several_statements_and_upsert_each_task_once(
         with memory.engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT count(*), count(finished_at) FROM tasks")).one()
         assert tuple(rows) == (9, 9)
+
+
+def test_the_last_write_of_a_task_in_a_batch_wins(memory_url: str) -> None:
+    with SQLMemory(memory_url, batch_size=1000, flush_interval_s=5) as memory:
+        task = make_task(0)
+        memory.start_task(task)
+        task.status, task.answer = "done", "first"
+        memory.finish_task(task)
+        restarted = task.model_copy(update={"status": "running", "answer": None})
+        memory.start_task(restarted)  # resumed under the same id, in the same batch
+        memory.flush()
+        got = memory.get_task(task.id)
+        assert got is not None and got.task.status == "running" and got.task.answer is None
+        with memory.engine.connect() as conn:
+            finished = conn.execute(sa.text("SELECT finished_at FROM tasks WHERE id = :i"), {"i": task.id}).scalar()
+        assert finished is None
+
+
+def test_a_full_batch_is_committed_before_its_interval(memory_url: str) -> None:
+    with SQLMemory(memory_url, batch_size=8, flush_interval_s=30) as memory:
+        task = make_task(0)
+        memory.start_task(task)
+        memory.record_steps(make_step(task, k) for k in range(20))
+        deadline = time.monotonic() + 10
+        while memory._writer.committed < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert memory._writer.committed >= 16  # two full batches, long before the 30 s interval
 
 
 def test_flush_commits_for_other_connections(store: SQLMemory) -> None:

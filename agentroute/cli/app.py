@@ -100,7 +100,7 @@ def ask(
     if as_json:
         sys.stdout.write(json.dumps(result_json(result)) + "\n")
     else:
-        table = Table(title=f"route of task {result.task.id[:8]} ({result.status})")
+        table = Table(title=f"route of task {result.task.id} ({result.status})")
         for col in ("step", "role", "model", "strategy", "tokens", "cost $", "latency ms", "status"):
             table.add_column(col, justify="right" if col in ("tokens", "cost $", "latency ms") else "left")
         for row in step_rows(result):

@@ -319,7 +319,7 @@ class Dispatcher:
             costs={p.key: p.card_usd for p in plans},
             cards=self._cards,
             remaining=run.ledger.remaining(),
-            budget=run.ledger.limits,
+            budget=dict(run.ledger.limits),  # a copy: a router must not reach the ledger
             query_id=query_id,
             metadata=run.task.metadata,
         )

@@ -116,8 +116,16 @@ class SQLMemory(MemoryStore):
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         self._put((kind, payload))
-        if self._qsize() > self.max_pending:
-            self._writer.drain()
+        self._pressure()
+
+    def _pressure(self) -> None:
+        """Wake the writer when a batch is full; block the caller when too much is waiting."""
+        pending = self._qsize()
+        if pending >= self.batch_size:
+            if pending > self.max_pending:
+                self._writer.drain()
+            else:
+                self._writer.wake()
 
     def start_task(self, task: Task) -> None:
         self._enqueue(START, task)
@@ -126,8 +134,7 @@ class SQLMemory(MemoryStore):
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         self._put((STEP, step))
-        if self._qsize() > self.max_pending:
-            self._writer.drain()
+        self._pressure()
 
     def finish_task(self, task: Task) -> None:
         self._enqueue(FINISH, task)

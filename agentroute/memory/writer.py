@@ -4,8 +4,10 @@ A record call is one ``SimpleQueue.put`` (well under a microsecond); the objects
 rows on the writer thread. A batch closes when it holds ``batch_size`` writes, when
 ``flush_interval_s`` has passed since its first write, or when someone flushes; it is committed in
 one transaction, applied in dependency order: task upserts, steps, audit events, feedback and the
-task scores it sets. Steps, the bulk, go straight to the driver (PostgreSQL ``COPY``, SQLite's
-``executemany``); the rest are SQLAlchemy Core ``executemany`` statements. Never ORM objects.
+task scores it sets. Steps, the bulk, go straight to the driver: PostgreSQL ``COPY``, SQLite
+multi-row ``INSERT … VALUES (…), (…)`` statements (task upserts too on SQLite); the rest are
+SQLAlchemy Core ``executemany`` statements. Never ORM objects. The writer sleeps until a batch is
+due rather than waking on every write; a full batch, a flush and the stop sentinel wake it.
 
 Failures: a lost connection or a locked database is retried a few times with backoff; a batch
 that fails on its data (a duplicate id, a malformed object) is split in halves recursively until
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -127,13 +130,15 @@ def bulk_insert(
         if update:
             sets = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in update)
             conflict = f" ON CONFLICT ({quote('id')}) DO UPDATE SET {sets}"
-        per_statement = max(1, SQLITE_MAX_VALUES // len(names))
+        most = min(SQLITE_MAX_VALUES, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # older builds allow 999
+        per_statement = max(1, most // len(names))
         for first in range(0, len(values), per_statement):
             chunk = values[first : first + per_statement]
             sql = f"INSERT INTO {head} VALUES {', '.join([marks] * len(chunk))}{conflict}"
             raw.execute(sql, [value for record in chunk for value in record])
     except dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
+        shown = sql if len(sql) <= 300 else f"{sql[:300]} … ({len(values)} rows)"
+        raise sa.exc.DBAPIError.instance(shown, None, exc, dbapi.Error) from exc
 
 
 _SET_SCORE = sa.update(TASKS).where(TASKS.c.id == sa.bindparam("b_id")).values(score=sa.bindparam("b_score"))
@@ -171,6 +176,10 @@ class BatchWriter:
         return self._thread.is_alive()
 
     # -- waiting --------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Commit what is queued now instead of at the batch deadline (a full batch)."""
+        self._wake.set()
+
     def drain(self) -> None:
         """Block until every write enqueued before this call is committed (or has failed)."""
         marker = _Flush()
@@ -295,7 +304,7 @@ class BatchWriter:
             if kind == STEP:
                 steps.append(step_row(payload))
             elif kind == START or kind == FINISH:
-                latest[payload.id] = (payload, kind == FINISH or latest.get(payload.id, (None, False))[1])
+                latest[payload.id] = (payload, kind == FINISH)  # the last write of a task wins
             elif kind == AUDIT_EVENT:
                 audits.append(audit_row(payload))
             elif kind == FEEDBACK_SCORE:

@@ -26,7 +26,11 @@ class Backend(abc.ABC):
         return max(1, math.ceil(len(text) / 4))
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        """Tokens the request's prompt takes, chat template included (what the ledger reserves)."""
+        """Tokens the request's prompt takes: what the ledger reserves for it.
+
+        The default counts the message texts; backends that wrap them in a chat template (local,
+        openai, litellm) add the template's tokens.
+        """
         return self.count_tokens(request.prompt_text, card)
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
