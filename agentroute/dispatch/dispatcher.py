@@ -325,19 +325,12 @@ class Dispatcher:
         )
 
     def _validate(self, decision: Decision, plans: list[_Plan]) -> list[_Plan]:
-        chosen = []
-        for agent in decision.agents:
-            key = agent.key
-            plan = next((p for p in plans if p.key == key), None)
-            if plan is None:
-                break
-            chosen.append(plan)
-        else:
-            if chosen:
-                return chosen
-        raise ConfigurationError(
-            f"router {self.router.name!r} chose {[a.key for a in decision.agents]} outside its candidates"
-        )
+        chosen = [next((p for p in plans if p.key == agent.key), None) for agent in decision.agents]
+        if not chosen or any(p is None for p in chosen):
+            raise ConfigurationError(
+                f"router {self.router.name!r} chose {[a.key for a in decision.agents]} outside its candidates"
+            )
+        return chosen  # type: ignore[return-value]
 
     async def _collaborate(
         self,

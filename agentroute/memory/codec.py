@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,8 +55,12 @@ def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
     }
 
 
-def step_row(step: Step) -> dict[str, Any]:
-    """The ``steps`` row of a step, with the decision already as JSON text (the writer's fast path)."""
+def step_row(step: Step, decision_json: Callable[[Decision], str] | None = None) -> dict[str, Any]:
+    """The ``steps`` row of a step, with the decision already as JSON text (the writer's fast path).
+
+    ``decision_json`` encodes the decision (default :func:`json_text`; the writer passes one that
+    encodes each shared decision once per batch).
+    """
     agent, decision = step.agent, step.decision
     return {
         "id": step.id,
@@ -67,7 +71,7 @@ def step_row(step: Step) -> dict[str, Any]:
         "model": agent.model,
         "strategy": agent.strategy,
         "router": decision.router if decision is not None else None,
-        "decision": json_text(decision) if decision is not None else None,
+        "decision": (decision_json or json_text)(decision) if decision is not None else None,
         "input": step.input,
         "output": step.output,
         "tokens_in": step.tokens_in,

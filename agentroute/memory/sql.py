@@ -131,10 +131,7 @@ class SQLMemory(MemoryStore):
         self._enqueue(START, task)
 
     def record_step(self, step: Step) -> None:
-        if self.closed:
-            raise MemoryStoreError(f"memory {self.url} is closed")
-        self._put((STEP, step))
-        self._pressure()
+        self._enqueue(STEP, step)
 
     def finish_task(self, task: Task) -> None:
         self._enqueue(FINISH, task)

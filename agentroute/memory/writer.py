@@ -95,8 +95,8 @@ def bulk_insert(
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
     names = [c.name for c in table.columns]
-    times = {c.name for c in table.columns if isinstance(c.type, UTCDateTime)}
-    jsons = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    times = [i for i, c in enumerate(table.columns) if isinstance(c.type, UTCDateTime)]
+    jsons = [i for i, c in enumerate(table.columns) if isinstance(c.type, sa.JSON)]
     postgres = dialect.name == "postgresql"
     to_time: Callable[[datetime], Any] = (
         (lambda v: v if v.tzinfo else v.replace(tzinfo=UTC)) if postgres else _sqlite_time
@@ -105,15 +105,13 @@ def bulk_insert(
         raise ValueError("bulk_insert upserts on SQLite only; use an INSERT … ON CONFLICT statement")
     values = []
     for row in rows:
-        record = []
-        for name in names:
-            value = row[name]
-            if value is not None:
-                if name in times:
-                    value = to_time(value)
-                elif name in jsons and not isinstance(value, str):  # str: JSON text already
-                    value = json_text(value)
-            record.append(value)
+        record = [row[name] for name in names]
+        for i in times:
+            if record[i] is not None:
+                record[i] = to_time(record[i])
+        for i in jsons:
+            if record[i] is not None and not isinstance(record[i], str):  # str: JSON text already
+                record[i] = json_text(record[i])
         values.append(record)
     dbapi = dialect.loaded_dbapi
     raw: Any = conn.connection.driver_connection
@@ -300,9 +298,17 @@ class BatchWriter:
         steps: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
         feedback: list[dict[str, Any]] = []
+        decisions: dict[int, tuple[Any, str]] = {}  # interned decisions are encoded once a batch
+
+        def decision_json(decision: Any) -> str:
+            hit = decisions.get(id(decision))
+            if hit is None or hit[0] is not decision:
+                hit = decisions[id(decision)] = (decision, json_text(decision))
+            return hit[1]
+
         for kind, payload in batch:
             if kind == STEP:
-                steps.append(step_row(payload))
+                steps.append(step_row(payload, decision_json))
             elif kind == START or kind == FINISH:
                 latest[payload.id] = (payload, kind == FINISH)  # the last write of a task wins
             elif kind == AUDIT_EVENT:
