@@ -14,14 +14,58 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from agentroute.types import RouteContext
+
 DIM = 384
+
+
+# -- which text of a query is embedded ------------------------------------------------------------
+def text_tail(text: str, max_chars: int | None, *, word_start: bool = True) -> str:
+    """The end of ``text`` that a router embeds: its last ``max_chars`` characters.
+
+    The one rule for cutting a prompt before embedding it. Benchmark prompts often open with a long
+    few-shot prefix shared by every query of a task, and MiniLM reads only the first 256 word
+    pieces, so embedding the whole prompt can give every query of a task the same vector; the
+    question is at the end. ``max_chars`` ``None`` or ≤ 0, or a text no longer than that, gives the
+    whole text. With ``word_start`` the tail starts at a word: when the cut falls inside a word, the
+    characters up to the next whitespace are dropped as well (unless no whitespace follows, or only
+    at the very end, in which case the raw tail is kept).
+
+    >>> text_tail("few-shot examples ... the question?", 13)
+    'the question?'
+    >>> text_tail("few-shot examples ... the question?", 15)
+    'the question?'
+    >>> text_tail("few-shot examples ... the question?", 15, word_start=False)
+    '. the question?'
+    >>> text_tail("short", 1000), text_tail("whole prompt", None), text_tail("whole prompt", 0)
+    ('short', 'whole prompt', 'whole prompt')
+    """
+    if not max_chars or max_chars <= 0 or len(text) <= max_chars:
+        return text
+    tail = text[-max_chars:]
+    if not word_start or text[-max_chars - 1].isspace():
+        return tail
+    cut = next((i for i, ch in enumerate(tail) if ch.isspace()), -1)
+    return tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail
+
+
+def context_text(ctx: RouteContext, max_chars: int | None = None, *, word_start: bool = True) -> str:
+    """:func:`text_tail` of what a context asks: the step's input when there is one, else the
+    task's query (the whole of it with the default ``max_chars=None``).
+
+    >>> from agentroute.types import RouteContext
+    >>> context_text(RouteContext(query="q", candidates=[], step_input="few-shot ... the question"), 12)
+    'the question'
+    """
+    return text_tail(ctx.step_input or ctx.query, max_chars, word_start=word_start)
 
 
 def cache_dir() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agentroute.embed import text_tail
 from agentroute.kg import (
     CO_OCCURS,
     EDGE_TYPES,
@@ -16,7 +17,6 @@ from agentroute.kg import (
     GraphBuilder,
     KGExtractor,
     RuleExtractor,
-    query_text,
     reverse,
 )
 
@@ -186,5 +186,5 @@ def test_query_node_embeds_the_tail_of_long_prompts():
     embedder = HashEmbedder()
     prompt = "Example question one? Answer: A\n" * 100 + "Which planet is largest?"
     GraphBuilder(embedder, query_chars=40).build([prompt], [["x"]])
-    assert embedder.calls[0][0] == query_text(prompt, 40)
+    assert embedder.calls[0][0] == text_tail(prompt, 40)
     assert embedder.calls[0][0].endswith("Which planet is largest?") and len(embedder.calls[0][0]) <= 40

@@ -18,7 +18,7 @@ from agentroute.agentic.env import (
     task_succeeds,
     worst_case_costs,
 )
-from agentroute.agentic.features import query_text, rung_of, scalar_features
+from agentroute.agentic.features import rung_of, scalar_features
 from agentroute.agentic.rollout import Job, Trace, fixed_tier, random_mix, rollout
 from agentroute.agentic.tasks import AgenticTask, build_tasks
 
@@ -39,7 +39,6 @@ __all__ = [
     "classify",
     "fixed_tier",
     "ordinal_choice",
-    "query_text",
     "random_mix",
     "resolve_tiers",
     "rollout",

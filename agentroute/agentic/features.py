@@ -13,9 +13,10 @@ absolute terms:
 - **history**: share of earlier steps on each rung, last rung, steps so far (/10), share of known
   failures, last outcome (success / failure / unknown), and whether this step was already tried.
 
-The query part is the MiniLM embedding of the *tail* of the step's text (:func:`query_text`):
-long prompts put few-shot demonstrations first and the step's own request last, and MiniLM reads
-only the first 256 word pieces.
+The query part is the MiniLM embedding of the *tail* of the step's text (its last
+``BoPOConfig.tail_chars`` characters, cut anywhere: :func:`agentroute.embed.context_text` with
+``word_start=False``): long prompts put few-shot demonstrations first and the step's own request
+last, and MiniLM reads only the first 256 word pieces.
 """
 
 from __future__ import annotations
@@ -44,16 +45,6 @@ def n_scalar_features(n_tiers: int) -> int:
     26
     """
     return STEP_FEATURES + USD_FEATURES + LARGE_FEATURES + 3 * n_tiers + FIXED_HISTORY
-
-
-def query_text(ctx: RouteContext, tail_chars: int | None) -> str:
-    """The text embedded for a step: the last ``tail_chars`` characters of its input (or query).
-
-    >>> query_text(RouteContext(query="q", candidates=[], step_input="few-shot ... the question"), 12)
-    'the question'
-    """
-    text = ctx.step_input or ctx.query
-    return text if not tail_chars else text[-tail_chars:]
 
 
 def rung_of(model: str, cards: Mapping[str, Any], ladder: Sequence[str]) -> int:

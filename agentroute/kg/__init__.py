@@ -23,7 +23,6 @@ from agentroute.kg.graph import (
     METADATA,
     NODE_TYPES,
     GraphBuilder,
-    query_text,
     reverse,
 )
 
@@ -42,7 +41,6 @@ __all__ = [
     "RuleExtractor",
     "agent_descriptor",
     "describe",
-    "query_text",
     "reverse",
     "spacy_ner",
 ]

@@ -6,8 +6,8 @@ h–r–t), query –offers→ agent, and the reverse of each (``rev_…``). Eve
 type (empty where the query has no entities), so a query with no entities degrades to its
 query–agent edges and still routes. Node features are sentence embeddings (MiniLM, 384-d, cached
 on disk by :mod:`agentroute.embed`) of the node's text: the query (its last ``query_chars``
-characters: MiniLM reads 256 word pieces and prompts put the question last), the entity or relation
-text, the agent's descriptor.
+characters from a word on, :func:`agentroute.embed.text_tail`: MiniLM reads 256 word pieces and
+prompts put the question last), the entity or relation text, the agent's descriptor.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentroute._optional import require, torch_module
-from agentroute.embed import Embedder, default_embedder
+from agentroute.embed import Embedder, default_embedder, text_tail
 from agentroute.errors import ConfigurationError
 from agentroute.kg.extract import KGExtractor, QueryKG
 
@@ -28,7 +28,6 @@ __all__ = [
     "METADATA",
     "NODE_TYPES",
     "GraphBuilder",
-    "query_text",
     "reverse",
 ]
 
@@ -55,23 +54,6 @@ def reverse(edge_type: EdgeType) -> EdgeType:
 EDGE_TYPES: tuple[EdgeType, ...] = FORWARD_EDGE_TYPES + tuple(reverse(e) for e in FORWARD_EDGE_TYPES)
 #: ``(node_types, edge_types)`` as heterogeneous layers take it.
 METADATA: tuple[list[str], list[EdgeType]] = (list(NODE_TYPES), list(EDGE_TYPES))
-
-
-def query_text(query: str, max_chars: int) -> str:
-    """The last ``max_chars`` characters of ``query``, starting at a word (the whole query if shorter).
-
-    >>> query_text("few-shot examples ... the question?", 13)
-    'the question?'
-    >>> query_text("few-shot examples ... the question?", 15)
-    'the question?'
-    """
-    if max_chars <= 0 or len(query) <= max_chars:
-        return query
-    tail = query[-max_chars:]
-    if query[-max_chars - 1].isspace():
-        return tail
-    cut = next((i for i, ch in enumerate(tail) if ch.isspace()), -1)
-    return tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail
 
 
 class GraphBuilder:
@@ -106,7 +88,7 @@ class GraphBuilder:
     def texts(self, kg: QueryKG) -> list[str]:
         """Every node text of a query graph but the agents': query, entities, relations."""
         return [
-            query_text(kg.query, self.query_chars),
+            text_tail(kg.query, self.query_chars),
             *(e.text for e in kg.entities),
             *(r.text for r in kg.relations),
         ]
@@ -175,7 +157,7 @@ class GraphBuilder:
 
         n_ent, n_rel, n_agent = len(kg.entities), len(kg.relations), len(agents)
         x_dict = {
-            "query": feats([query_text(kg.query, self.query_chars)]),
+            "query": feats([text_tail(kg.query, self.query_chars)]),
             "entity": feats([e.text for e in kg.entities]),
             "relation": feats([r.text for r in kg.relations]),
             "agent": feats(list(agents)),

@@ -33,10 +33,10 @@ from agentroute.agentic.decoding import ordinal_choice
 from agentroute.agentic.features import (
     available_mask,
     n_scalar_features,
-    query_text,
     rung_of,
     scalar_features,
 )
+from agentroute.embed import context_text
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import as_outcome_table
 from agentroute.routers.base import Router, decide, require_candidates
@@ -105,7 +105,7 @@ class BoPORouter(Router):
         from agentroute._optional import torch_module
 
         torch = torch_module()
-        text = query_text(ctx, self.config_.tail_chars)
+        text = context_text(ctx, self.config_.tail_chars, word_start=False)
         emb = self._embed(text)
         scal = scalar_features(ctx, self.ladder_, self.ref_usd_)
         with torch.no_grad():

@@ -86,6 +86,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
 from agentroute.routers.base import register
 from agentroute.routers.utility import (
+    QUERY_CHARS,
     UtilityRouter,
     embed_contexts,
     embed_texts,
@@ -185,6 +186,8 @@ class GraphRouter(UtilityRouter):
         descriptor_dropout: probability that an LLM's descriptor features are blanked in a mask.
         effect_weight, cost_penalty: α, β of the edge utility α·effect − β·cost.
         validation_fraction: training queries held out for checkpoint selection (seeded).
+        query_chars: characters of each query's end embedded (:func:`~agentroute.embed.text_tail`);
+            ``None`` embeds the whole prompt. Default :data:`~agentroute.routers.utility.QUERY_CHARS`.
         seed: seeds initialisation, masks and the split.
 
     Fitted attributes: ``net_``, ``descriptors_`` (text per column), ``llm_features_`` (m × 384),
@@ -211,9 +214,11 @@ class GraphRouter(UtilityRouter):
         effect_weight: float = 1.0,
         cost_penalty: float = 0.0,
         validation_fraction: float = 0.2,
+        query_chars: int | None = QUERY_CHARS,
         seed: int = 0,
     ):
         self.cost_weight = cost_weight
+        self.query_chars = query_chars
         self.hidden = hidden
         self.attention = attention
         self.lr = lr
@@ -270,7 +275,7 @@ class GraphRouter(UtilityRouter):
         self.cost_range_ = (lo, hi)
         self.descriptors_ = [_descriptor(column, self._fit_cards) for column in self.columns_]
         self.llm_features_ = embed_texts(self.descriptors_).astype(np.float32)
-        query_x = torch.from_numpy(embed_texts(table.queries).astype(np.float32))
+        query_x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
         llm_x = torch.from_numpy(self.llm_features_)
         n, m = len(table), len(self.columns_)
         q_idx, m_idx = np.nonzero(~np.isnan(np.asarray(table.scores, dtype=float)))
@@ -376,7 +381,9 @@ class GraphRouter(UtilityRouter):
     # -- prediction -------------------------------------------------------------------------------
     def _edge_probability(self, ctxs: Sequence[RouteContext], llm_hidden: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            q0 = self.net_.query_align(torch.from_numpy(embed_contexts(ctxs).astype(np.float32)))
+            q0 = self.net_.query_align(
+                torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32))
+            )
             logits = (q0 @ torch.from_numpy(llm_hidden).T) / llm_hidden.shape[1]
         return torch.sigmoid(logits).double().numpy()
 
@@ -407,7 +414,9 @@ class GraphRouter(UtilityRouter):
         if not descriptors:
             return np.zeros((0, self.llm_hidden_.shape[1]), dtype=np.float32)
         llm_x = torch.from_numpy(embed_texts(descriptors).astype(np.float32))
-        query_x = torch.from_numpy(embed_texts(list(queries)).astype(np.float32).reshape(-1, llm_x.shape[1]))
+        query_x = torch.from_numpy(
+            embed_texts(list(queries), self.query_chars).astype(np.float32).reshape(-1, llm_x.shape[1])
+        )
         n = len(query_x)
         if edges:
             q, j, s, c = (np.asarray(v) for v in zip(*edges, strict=True))

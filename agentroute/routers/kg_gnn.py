@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from agentroute.embed import Embedder
+from agentroute.embed import Embedder, context_text
 from agentroute.errors import ConfigurationError
 from agentroute.kg.agents import agent_descriptor
 from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
@@ -24,7 +24,6 @@ from agentroute.routers.utility import (
     UtilityRouter,
     load_module_arrays,
     module_arrays,
-    query_text,
     shared_candidates,
     utilities,
 )
@@ -361,7 +360,7 @@ class KGRouter(UtilityRouter):
         agents = list(agents) if agents is not None else shared_candidates(ctxs, self.name)
         torch = _torch()
         builder = self._builder()
-        texts = [query_text(c) for c in ctxs]
+        texts = [context_text(c) for c in ctxs]
         kgs = [builder.extractor(t) for t in texts]
         self.net_.eval()
         if len(ctxs) == 1:  # the routing fast path: plain tensor dicts, no HeteroData, no batching

@@ -26,7 +26,7 @@ from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
-from agentroute.routers.utility import UtilityRouter, embed_contexts, embed_texts, shrunk_mean
+from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts, shrunk_mean
 from agentroute.types import RouteContext
 
 
@@ -38,14 +38,24 @@ class KNNRouter(UtilityRouter):
         cost_weight: λ in ŝ − λ·ĉ/c_scale (the knob).
         k: neighbours (capped at the number of training queries).
         shrinkage: pseudo-neighbours a pulling each estimate toward the model's training mean.
+        query_chars: characters of each query's end embedded (:func:`~agentroute.embed.text_tail`);
+            ``None`` embeds the whole prompt. Default :data:`~agentroute.routers.utility.QUERY_CHARS`.
 
     Fitted attributes: ``embeddings_`` (n_train × 384), ``scores_`` and ``costs_`` (n_train × m).
     """
 
     name = "knn"
 
-    def __init__(self, *, cost_weight: float = 0.0, k: int = 40, shrinkage: float = 10.0):
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        k: int = 40,
+        shrinkage: float = 10.0,
+        query_chars: int | None = QUERY_CHARS,
+    ):
         self.cost_weight = cost_weight
+        self.query_chars = query_chars
         self.k = k
         self.shrinkage = shrinkage
 
@@ -57,7 +67,9 @@ class KNNRouter(UtilityRouter):
             raise ConfigurationError(f"knn: 'shrinkage' must be ≥ 0 (got {self.shrinkage!r})")
 
     def _fit_table(self, table: OutcomeTable) -> None:
-        self.embeddings_ = np.ascontiguousarray(embed_texts(table.queries), dtype=np.float32)
+        self.embeddings_ = np.ascontiguousarray(
+            embed_texts(table.queries, self.query_chars), dtype=np.float32
+        )
         self._embeddings_t = None
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
@@ -77,7 +89,7 @@ class KNNRouter(UtilityRouter):
         return np.concatenate([above, np.flatnonzero(sims == kth)[: k - len(above)]])
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
-        queries = embed_contexts(ctxs)
+        queries = embed_contexts(ctxs, self.query_chars)
         a = float(self.shrinkage)
         score = np.empty((len(ctxs), len(self.columns_)))
         cost = np.empty_like(score)

@@ -32,6 +32,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
 from agentroute.routers.utility import (
+    QUERY_CHARS,
     UtilityRouter,
     embed_contexts,
     embed_texts,
@@ -81,6 +82,8 @@ class MatrixFactorizationRouter(UtilityRouter):
         epochs, patience: at most ``epochs`` passes; stop after ``patience`` without improvement.
         batch_size: queries per minibatch (all their logged cells).
         validation_fraction: share of train held out for early stopping (seeded).
+        query_chars: characters of each query's end embedded (:func:`~agentroute.embed.text_tail`);
+            ``None`` embeds the whole prompt. Default :data:`~agentroute.routers.utility.QUERY_CHARS`.
         seed: seeds initialisation, shuffling and the split.
     """
 
@@ -97,9 +100,11 @@ class MatrixFactorizationRouter(UtilityRouter):
         patience: int = 8,
         batch_size: int = 64,
         validation_fraction: float = 0.15,
+        query_chars: int | None = QUERY_CHARS,
         seed: int = 0,
     ):
         self.cost_weight = cost_weight
+        self.query_chars = query_chars
         self.dim = dim
         self.lr = lr
         self.weight_decay = weight_decay
@@ -125,7 +130,7 @@ class MatrixFactorizationRouter(UtilityRouter):
             raise ConfigurationError(
                 f"mf: scores must lie in [0, 1] (got {logged.min():g} … {logged.max():g}); rescale them first"
             )
-        x = torch.from_numpy(embed_texts(table.queries).astype(np.float32))
+        x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
         mask = ~np.isnan(scores)
         target = torch.from_numpy(np.where(mask, scores, 0.0).astype(np.float32))
         weight = torch.from_numpy(mask.astype(np.float32))
@@ -158,7 +163,11 @@ class MatrixFactorizationRouter(UtilityRouter):
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            logits = self.net_(torch.from_numpy(embed_contexts(ctxs).astype(np.float32))).double().numpy()
+            logits = (
+                self.net_(torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32)))
+                .double()
+                .numpy()
+            )
         return 1.0 / (1.0 + np.exp(-logits)), np.tile(self.cost_mean_, (len(ctxs), 1))
 
     def get_state(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
 from agentroute.routers.utility import (
+    QUERY_CHARS,
     UtilityRouter,
     embed_contexts,
     embed_texts,
@@ -69,6 +70,8 @@ class MLPRouter(UtilityRouter):
         batch_size: minibatch rows.
         validation_fraction: share of train held out for early stopping (seeded).
         cost_loss_weight: weight of the cost head's loss against the score head's.
+        query_chars: characters of each query's end embedded (:func:`~agentroute.embed.text_tail`);
+            ``None`` embeds the whole prompt. Default :data:`~agentroute.routers.utility.QUERY_CHARS`.
         seed: seeds initialisation, shuffling, dropout and the validation split.
     """
 
@@ -87,9 +90,11 @@ class MLPRouter(UtilityRouter):
         batch_size: int = 64,
         validation_fraction: float = 0.15,
         cost_loss_weight: float = 0.5,
+        query_chars: int | None = QUERY_CHARS,
         seed: int = 0,
     ):
         self.cost_weight = cost_weight
+        self.query_chars = query_chars
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -114,7 +119,7 @@ class MLPRouter(UtilityRouter):
 
     # -- learning ---------------------------------------------------------------------------------
     def _fit_table(self, table: OutcomeTable) -> None:
-        x = torch.from_numpy(embed_texts(table.queries).astype(np.float32))
+        x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
         scores = np.asarray(table.scores, dtype=float)
         logged = scores[~np.isnan(scores)]
         self.score_lo_, self.score_hi_ = float(min(0.0, logged.min())), float(max(1.0, logged.max()))
@@ -164,7 +169,11 @@ class MLPRouter(UtilityRouter):
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
         m = len(self.columns_)
         with torch.no_grad():
-            out = self.net_(torch.from_numpy(embed_contexts(ctxs).astype(np.float32))).double().numpy()
+            out = (
+                self.net_(torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32)))
+                .double()
+                .numpy()
+            )
         score = self.score_lo_ + (self.score_hi_ - self.score_lo_) / (1.0 + np.exp(-out[:, :m]))
         cost = np.exp(self.log_cost_mean_ + self.log_cost_std_ * out[:, m:]) - COST_EPS
         return score, np.maximum(cost, 0.0)

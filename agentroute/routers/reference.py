@@ -27,6 +27,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
 from agentroute.routers.base import Router, decide, register, require_candidates
 from agentroute.routers.utility import (
+    QUERY_CHARS,
     LogisticHead,
     UtilityRouter,
     embed_contexts,
@@ -175,6 +176,10 @@ class PerTaskRouter(UtilityRouter):
     overall mean s̄_m with ``prior_strength`` a pseudo-rows. With one task type (or no labels) it
     reduces to the per-model mean. Rows without a task label train no intent but count in the means
     of the pseudo-task ``"<none>"``.
+
+    ``query_chars`` is the characters of each query's end the intent model embeds
+    (:func:`~agentroute.embed.text_tail`; ``None``: the whole prompt; default
+    :data:`~agentroute.routers.utility.QUERY_CHARS`).
     """
 
     name = "per-task"
@@ -186,8 +191,10 @@ class PerTaskRouter(UtilityRouter):
         soft: bool = True,
         prior_strength: float = 1.0,
         intent_c: float = 10.0,
+        query_chars: int | None = QUERY_CHARS,
     ):
         self.cost_weight = cost_weight
+        self.query_chars = query_chars
         self.soft = soft
         self.prior_strength = prior_strength
         self.intent_c = intent_c
@@ -214,7 +221,7 @@ class PerTaskRouter(UtilityRouter):
         labelled = [i for i, t in enumerate(labels) if t != NO_TASK]
         self.intent_: LogisticHead | None = None
         if len({labels[i] for i in labelled}) >= 2:
-            x = embed_texts([table.queries[i] for i in labelled])
+            x = embed_texts([table.queries[i] for i in labelled], self.query_chars)
             self.intent_ = LogisticHead.fit(x, [labels[i] for i in labelled], c=self.intent_c)
 
     def task_proba(self, ctxs: Sequence[RouteContext]) -> np.ndarray:
@@ -223,7 +230,7 @@ class PerTaskRouter(UtilityRouter):
         if self.intent_ is None:  # fewer than two labelled task types: the training frequencies
             return np.tile(self.task_prior_, (len(ctxs), 1))
         proba = np.zeros((len(ctxs), len(self.tasks_)))
-        p = self.intent_.proba(embed_contexts(ctxs))
+        p = self.intent_.proba(embed_contexts(ctxs, self.query_chars))
         cols = [self.tasks_.index(t) for t in self.intent_.classes]
         proba[:, cols] = p
         return proba

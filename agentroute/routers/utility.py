@@ -36,6 +36,7 @@ from typing import Any, Self
 import numpy as np
 
 from agentroute._optional import require, torch_module
+from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
 from agentroute.routers.base import Router, decide, require_candidates
@@ -86,20 +87,27 @@ def sweep(
 
 
 # -- what routers read from a context ------------------------------------------------------------
-def query_text(ctx: RouteContext) -> str:
-    """The text a router embeds: the step's input when there is one, else the task's query."""
-    return ctx.step_input or ctx.query
+#: Characters of a query's end that the embedding routers (knn, mlp, mf, graph-router, per-task)
+#: embed by default — their ``query_chars`` parameter; ``None`` embeds the whole prompt. The cut is
+#: :func:`agentroute.embed.text_tail` (from a word on), the rule kg-gnn uses with 1000 characters.
+#: The whole prompt stays the default: RouterBench ARC and Winogrande prompts then embed to one
+#: vector per task (shared few-shot prefix, MiniLM's 256-word-piece limit), yet 1000 or 500
+#: characters did not raise AIQ beyond the bootstrap interval on RouterBench, dcrouter or RouteLLM
+#: MMLU (benchmarks/RESULTS.md, router quality).
+QUERY_CHARS: int | None = None
 
 
-def embed_texts(texts: Sequence[str]) -> np.ndarray:
-    """MiniLM vectors (n × 384, unit norm) from the process-wide, disk-cached embedder."""
+def embed_texts(texts: Sequence[str], max_chars: int | None = None) -> np.ndarray:
+    """MiniLM vectors (n × 384, unit norm) of each text's :func:`~agentroute.embed.text_tail` of
+    ``max_chars`` (``None``: the whole text), from the process-wide, disk-cached embedder."""
     from agentroute.embed import default_embedder
 
-    return default_embedder().embed(list(texts))
+    return default_embedder().embed([text_tail(t, max_chars) for t in texts])
 
 
-def embed_contexts(ctxs: Sequence[RouteContext]) -> np.ndarray:
-    return embed_texts([query_text(c) for c in ctxs])
+def embed_contexts(ctxs: Sequence[RouteContext], max_chars: int | None = None) -> np.ndarray:
+    """:func:`embed_texts` of each context's :func:`~agentroute.embed.context_text`."""
+    return embed_texts([context_text(c) for c in ctxs], max_chars)
 
 
 def shared_candidates(ctxs: Sequence[RouteContext], who: str) -> list[Agent]:
@@ -170,6 +178,11 @@ class UtilityRouter(Router):
         lam = self.cost_weight
         if not isinstance(lam, int | float) or not np.isfinite(lam) or lam < 0:
             raise ConfigurationError(f"{self.name}: 'cost_weight' must be a finite number ≥ 0 (got {lam!r})")
+        chars = getattr(self, "query_chars", None)
+        if chars is not None and (not isinstance(chars, int) or isinstance(chars, bool) or chars < 0):
+            raise ConfigurationError(
+                f"{self.name}: 'query_chars' must be None or an integer ≥ 0 (got {chars!r})"
+            )
 
     @abc.abstractmethod
     def _fit_table(self, table: OutcomeTable) -> None:

@@ -48,6 +48,7 @@ from agentroute.agentic.features import n_scalar_features
 from agentroute.agentic.policy import TierPolicy
 from agentroute.agentic.rollout import Chooser, Job, StepBatch, Trace, rollout
 from agentroute.budget import Budget
+from agentroute.embed import text_tail
 from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.training.bopo_config import BoPOConfig
 from agentroute.training.grpo import clipped_policy_loss, group_advantages, kl_to_reference
@@ -150,8 +151,8 @@ class BoPOTrainer:
 
     def build_env(self, table: OutcomeTable) -> tuple[AgenticEnv, np.ndarray]:
         args = self.args
-        tail = args.tail_chars
-        emb = np.asarray(self.embed([q if not tail else q[-tail:] for q in table.queries]), dtype=np.float32)
+        texts = [text_tail(q, args.tail_chars, word_start=False) for q in table.queries]
+        emb = np.asarray(self.embed(texts), dtype=np.float32)
         env = AgenticEnv(
             table, steps=args.steps, tiers=args.tiers, success_rule=args.success_rule, variants=args.variants,
             equivalence=args.equivalence, embeddings=emb, score_threshold=args.score_threshold,
