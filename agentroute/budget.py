@@ -1,31 +1,72 @@
 """Hard per-task budgets: :class:`Budget` states the limits, :class:`Ledger` enforces them.
 
-Every call goes through ``reserve(worst_case) → call → settle(reservation, actual)``. A call is
-allowed only if ``spent + reserved + worst_case ≤ limit`` on every limited resource, so the total
-spent can never exceed the limit, even with many concurrent steps racing for one budget (the ledger
-is guarded by a lock and safe from threads and from asyncio tasks alike).
+Every provider attempt goes through ``reserve(worst_case) → attempt → settle(reservation, actual)``.
+An attempt is allowed only if ``spent + reserved + worst_case ≤ limit`` on every limited resource,
+so what honest providers bill can never exceed the limit, even with many concurrent steps racing for
+one budget (the ledger is guarded by a lock and safe from threads and from asyncio tasks alike).
+``settle`` books the **actual** cost, never capped: a provider that bills more than the worst case
+(usage above ``max_tokens``, a mispriced card) shows up as an *overrun*, after which nothing more
+fits and the task stops making calls.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from agentroute.errors import BudgetExceededError, ConfigurationError
 
 Resource = Literal["usd", "tokens", "calls", "seconds", "large_calls"]
 RESOURCES: tuple[Resource, ...] = ("usd", "tokens", "calls", "seconds", "large_calls")
+_COUNTS = frozenset({"tokens", "calls", "large_calls"})
+#: Limits above this are certainly typos (and lose integer precision as floats).
+MAX_LIMIT = 1e15
+
+
+def check_amount(name: str, value: Any, *, integer: bool = False, allow_zero: bool = True) -> float:
+    """``value`` as a finite, non-negative float, or a :class:`ConfigurationError` naming ``name``.
+
+    Accepts ``int``, ``float``, numpy scalars and :class:`~decimal.Decimal`; rejects booleans,
+    strings, NaN, ±inf, negatives and values above :data:`MAX_LIMIT`.
+
+    >>> check_amount("usd", Decimal("0.25"))
+    0.25
+    >>> check_amount("calls", 2.5, integer=True)
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: calls must be a whole number (got 2.5)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
+        raise ConfigurationError(f"{name} must be a number (got {type(value).__name__} {value!r:.60})")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError) as exc:
+        raise ConfigurationError(f"{name} is out of range (got {str(value)[:60]})") from exc
+    if math.isnan(number) or math.isinf(number) or number > MAX_LIMIT:
+        raise ConfigurationError(f"{name} must be finite and at most {MAX_LIMIT:g} (got {str(value)[:60]})")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {value!r})")
+    if integer and number != int(number):
+        raise ConfigurationError(f"{name} must be a whole number (got {value!r})")
+    return number
 
 
 class Budget(BaseModel):
-    """Limits for one task; any subset may be set. ``None`` means unlimited.
+    """Limits for one task; any subset may be set. ``None`` means unlimited; ``0`` means none allowed.
 
-    >>> Budget(usd=0.01, large_calls=2).limits()
-    {'usd': 0.01, 'large_calls': 2.0}
+    >>> Budget(usd=0.01, large_calls=0).limits()
+    {'usd': 0.01, 'large_calls': 0.0}
+    >>> Budget(usd=float("nan"))
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: budget usd must be finite and at most 1e+15 (got nan)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,20 +78,23 @@ class Budget(BaseModel):
     large_calls: int | None = None
 
     def __init__(self, **limits: Any):
+        unknown = sorted(set(limits) - set(RESOURCES))
+        if unknown:
+            raise ConfigurationError(f"unknown budget field(s) {unknown}; fields: {list(RESOURCES)}")
+        clean: dict[str, float | int] = {}
         for name, value in limits.items():
-            if name in RESOURCES and value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise ConfigurationError(f"budget {name} must be positive (got {value!r})")
-        try:
-            super().__init__(**limits)
-        except ValidationError as exc:
-            raise ConfigurationError(f"invalid budget: {exc.errors()[0]['msg']} ({limits})") from exc
+            if value is None:
+                continue
+            number = check_amount(f"budget {name}", value, integer=name in _COUNTS)
+            clean[name] = int(number) if name in _COUNTS else number
+        super().__init__(**clean)
 
     def limits(self) -> dict[str, float]:
         return {r: float(getattr(self, r)) for r in RESOURCES if getattr(self, r) is not None}
 
 
 class Cost(NamedTuple):
-    """An amount of every resource one call may use or used (a tuple in :data:`RESOURCES` order)."""
+    """An amount of every resource one attempt may use or used (a tuple in :data:`RESOURCES` order)."""
 
     usd: float = 0.0
     tokens: float = 0.0
@@ -61,13 +105,18 @@ class Cost(NamedTuple):
     def get(self, resource: str) -> float:
         return float(getattr(self, resource))
 
+    def is_valid(self) -> bool:
+        """Every amount finite and non-negative (usage from a provider is outside data)."""
+        return all(a >= 0.0 and a < math.inf for a in self)  # NaN fails both comparisons
+
 
 _SECONDS = RESOURCES.index("seconds")
+_EPS = 1e-12
 
 
 @dataclass(slots=True)
 class Reservation:
-    """A worst case held by the ledger until the call settles."""
+    """A worst case held by the ledger until the attempt settles."""
 
     id: int
     worst_case: Cost
@@ -77,13 +126,17 @@ class Reservation:
 class Ledger:
     """Tracks spending of one task against its :class:`Budget`.
 
-    ``seconds`` is wall-clock time since the ledger was created; a call is allowed only while the
-    time used plus the call's ``seconds`` stays within the limit. Spent and held amounts are kept
-    as running totals, so every check costs one pass over the limited resources, whatever the
-    number of calls in flight.
+    ``seconds`` is wall-clock time since the ledger was created (plus the time used before a
+    checkpoint it was restored from); an attempt is allowed only while the time used plus the
+    attempt's ``seconds`` stays within the limit. Spent and held amounts are kept as running totals,
+    so every check costs one pass over the limited resources, whatever the number of calls in
+    flight.
     """
 
-    __slots__ = ("budget", "limits", "_checks", "_seconds_limit", "_spent", "_held", "_reserved", "_lock", "_next_id", "_started")
+    __slots__ = (
+        "budget", "limits", "_checks", "_seconds_limit", "_spent", "_held", "_reserved", "_lock",
+        "_next_id", "_started", "overruns",
+    )
 
     def __init__(self, budget: Budget | None = None):
         self.budget = budget if budget is not None else Budget()
@@ -97,6 +150,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._next_id = 0
         self._started = time.monotonic()
+        #: Number of settlements whose actual cost exceeded the reserved worst case.
+        self.overruns = 0
 
     def __repr__(self) -> str:
         return f"Ledger(limits={self.limits}, spent={self.spent})"
@@ -113,12 +168,26 @@ class Ledger:
     def spent_usd(self) -> float:
         return self._spent[0]
 
+    @property
+    def in_flight(self) -> int:
+        """Reservations not yet settled."""
+        return len(self._reserved)
+
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
     def seconds_left(self) -> float | None:
         """Wall-clock seconds left under a ``seconds`` limit; ``None`` when time is unlimited."""
         return None if self._seconds_limit is None else self._seconds_limit - self.elapsed()
+
+    def over_limit(self) -> str | None:
+        """The first resource whose spending has passed its limit (after an overrun), or ``None``."""
+        for i, resource, limit in self._checks:
+            if self._spent[i] > limit + _EPS:
+                return resource
+        if self._seconds_limit is not None and self.elapsed() >= self._seconds_limit:
+            return "seconds"
+        return None
 
     def remaining(self) -> dict[str, float]:
         """What is left on each limited resource, net of open reservations."""
@@ -132,22 +201,24 @@ class Ledger:
         spent, held = self._spent, self._held
         for i, resource, limit in self._checks:
             committed = spent[i] + held[i]
-            if committed + worst_case[i] > limit + 1e-12:
+            if committed + worst_case[i] > limit + _EPS:
                 return BudgetExceededError(resource, limit, committed, worst_case[i])
         if self._seconds_limit is not None:
             elapsed = self.elapsed()
-            if elapsed + worst_case[_SECONDS] > self._seconds_limit + 1e-12:
+            if elapsed + worst_case[_SECONDS] >= self._seconds_limit:
                 return BudgetExceededError("seconds", self._seconds_limit, elapsed, worst_case[_SECONDS])
         return None
 
     def affordable(self, worst_case: Cost) -> bool:
-        """Whether a call with this worst case could be reserved now."""
+        """Whether an attempt with this worst case could be reserved now."""
         with self._lock:
             return self._shortfall(worst_case) is None
 
     # -- reserve / settle -------------------------------------------------------------------
     def reserve(self, worst_case: Cost) -> Reservation:
         """Hold ``worst_case`` or raise :class:`BudgetExceededError` if it does not fit."""
+        if not worst_case.is_valid():
+            raise ConfigurationError(f"invalid worst case {worst_case}")
         with self._lock:
             error = self._shortfall(worst_case)
             if error is not None:
@@ -160,13 +231,15 @@ class Ledger:
                 held[i] += amount
             return reservation
 
-    def settle(self, reservation: Reservation, actual: Cost) -> None:
-        """Replace the reservation by what the call really used.
+    def settle(self, reservation: Reservation, actual: Cost) -> Cost:
+        """Replace the reservation by what the attempt really used; returns the amount booked.
 
-        The actual cost is capped at the reserved worst case: a backend that reports more than its
-        worst case (a mispriced card) is recorded at the cap in the ledger, so the limit holds; the
-        step itself keeps the backend's figure for audit.
+        The actual cost is booked as it is — never capped — so the ledger agrees with the
+        provider's bill. An invalid amount (negative, NaN, infinite) is replaced by the worst case.
+        When the booked amount exceeds the worst case on any resource, :attr:`overruns` grows; the
+        caller audits it (see :meth:`overrun_of`).
         """
+        booked = actual if actual.is_valid() else reservation.worst_case
         with self._lock:
             if reservation.settled:
                 raise ConfigurationError(f"reservation {reservation.id} settled twice")
@@ -175,13 +248,52 @@ class Ledger:
             spent, held, worst = self._spent, self._held, reservation.worst_case
             for i in range(len(RESOURCES)):
                 if i != _SECONDS:
-                    spent[i] += min(actual[i], worst[i])
+                    spent[i] += booked[i]
             if self._reserved:
                 for i, amount in enumerate(worst):
                     held[i] -= amount
             else:  # nothing in flight: reset exactly, so float drift never accumulates
                 self._held = [0.0] * len(RESOURCES)
+            if self.overrun_of(reservation, booked):
+                self.overruns += 1
+        return booked
 
-    def release(self, reservation: Reservation, *, charge: Cost | None = None) -> None:
-        """Drop a reservation whose call failed, charging ``charge`` if the failure still cost."""
-        self.settle(reservation, charge or Cost(calls=1.0))
+    @staticmethod
+    def overrun_of(reservation: Reservation, booked: Cost) -> dict[str, float]:
+        """Resources on which ``booked`` exceeds the reservation's worst case, with the excess."""
+        worst = reservation.worst_case
+        return {
+            r: booked[i] - worst[i]
+            for i, r in enumerate(RESOURCES)
+            if i != _SECONDS and booked[i] > worst[i] * (1 + 1e-9) + _EPS
+        }
+
+    def release(self, reservation: Reservation, *, charge: Cost | None = None) -> Cost:
+        """Drop a reservation whose attempt failed, charging ``charge`` (default: one call)."""
+        return self.settle(reservation, charge or Cost(calls=1.0, large_calls=0.0))
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state: what is spent, with every open reservation counted as spent.
+
+        An attempt in flight when the snapshot is taken may have been billed, so a ledger restored
+        from it charges that attempt's worst case — the conservative reading of a crash.
+        """
+        with self._lock:
+            spent = [s + h for s, h in zip(self._spent, self._held, strict=True)]
+            in_flight = len(self._reserved)
+        spent[_SECONDS] = self.elapsed()
+        return {"budget": self.budget.model_dump(exclude_none=True), "spent": spent, "in_flight": in_flight, "overruns": self.overruns}
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any], budget: Budget | None = None) -> Ledger:
+        """A ledger that continues from :meth:`snapshot` (``budget`` defaults to the snapshot's)."""
+        ledger = cls(budget if budget is not None else Budget(**snapshot.get("budget", {})))
+        spent = [float(x) for x in snapshot["spent"]]
+        if len(spent) != len(RESOURCES) or not Cost(*spent).is_valid():
+            raise ConfigurationError(f"invalid ledger snapshot {snapshot!r:.200}")
+        ledger._started -= spent[_SECONDS]
+        spent[_SECONDS] = 0.0
+        ledger._spent = spent
+        ledger.overruns = int(snapshot.get("overruns", 0))
+        return ledger

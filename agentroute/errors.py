@@ -9,6 +9,8 @@
 - ``BudgetExceededError(limit, spent)`` — a call would go over the task's budget. The dispatcher
   catches it and ends the task ``budget_exhausted``; it reaches user code only from the Ledger API.
 - ``BackendError`` — a model call failed after its retries (unreachable endpoint, timeout, bad reply).
+- ``ProtocolError`` — a backend reply broke the protocol (negative, NaN or absurd usage, garbage
+  JSON): the attempt is charged its worst case, audited, and the endpoint is avoided for the task.
 - ``NotFittedError`` — a learned router was asked to route before ``fit``/``load``.
 - ``StateFileError`` — a saved router state is missing, corrupted or incompatible (names the file).
 - ``DatasetError`` — a logged-outcome dataset path is missing or lacks the expected files.
@@ -62,6 +64,13 @@ class BackendError(AgentrouteError):
     def __init__(self, model: str, message: str, *, retryable: bool = True):
         self.model, self.retryable = model, retryable
         super().__init__(f"{model}: {message}")
+
+
+class ProtocolError(BackendError):
+    """A reply that breaks the provider protocol: its usage cannot be trusted (never retried)."""
+
+    def __init__(self, model: str, message: str):
+        super().__init__(model, message, retryable=False)
 
 
 class NotFittedError(AgentrouteError, RuntimeError):

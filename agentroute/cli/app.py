@@ -124,52 +124,6 @@ async def _ask(compiled: Any, question: str) -> Any:
         await compiled.dispatcher.pool.aclose()
 
 
-@app.command("run")
-def run_batch(
-    graph: Annotated[str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr].")],
-    input: Annotated[Path, typer.Option("--input", help="JSONL: one {\"query\": ...} object per line (query_id, task_type optional).")],
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
-    router: RouterOpt = "cascade",
-    pool: PoolOpt = None,
-    budget_usd: BudgetOpt = None,
-    memory: MemoryOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write one JSON result per line here.")] = None,
-) -> None:
-    """Run a batch of questions with a progress bar; everything is written to memory."""
-    from agentroute.batch import read_jsonl_queries, run_with_progress
-
-    try:
-        items, bad = read_jsonl_queries(input)
-    except AgentrouteError as exc:
-        raise fail(str(exc)) from None
-    for line, reason in bad:
-        err_console.print(f"[yellow]skipped {input}:{line}[/] {reason}")
-    if not items:
-        raise fail(f"no valid queries in {input}")
-    try:
-        compiled, store = _runtime(graph, router, pool, budget_usd, memory)
-    except AgentrouteError as exc:
-        raise fail(str(exc)) from None
-    try:
-        results = asyncio.run(run_with_progress(compiled, items, concurrency, console))
-    finally:
-        store.close()
-    if out is not None:
-        with out.open("w") as fh:
-            for result in results:
-                fh.write(json.dumps(result_json(result)) + "\n")
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
-    table = Table(title=f"{len(results)} tasks ({len(bad)} lines skipped)")
-    table.add_column("status")
-    table.add_column("tasks", justify="right")
-    for status, n in sorted(counts.items()):
-        table.add_row(status, str(n))
-    console.print(table)
-    console.print(f"total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
-
-
 @pool_app.command("list")
 def pool_list(pool: PoolOpt = None) -> None:
     """List the models of a pool with prices, tiers and strategies."""
@@ -244,11 +198,13 @@ def eval_routers(
 def _register() -> None:
     from agentroute.cli.memory_cmd import memory_app
     from agentroute.cli.routers_cmd import routers_app
+    from agentroute.cli.run_cmd import run_batch
     from agentroute.cli.train_cmd import train_command
 
     app.add_typer(memory_app, name="memory")
     app.add_typer(routers_app, name="routers")
     app.command("train")(train_command)
+    app.command("run")(run_batch)
 
 
 _register()

@@ -20,10 +20,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from agentroute.budget import Budget, Cost, Ledger
+from agentroute.dispatch.run import TaskRun
 from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError
 from agentroute.memory.base import MemoryStore
@@ -47,32 +47,6 @@ from agentroute.types import (
 log = logging.getLogger(__name__)
 
 Postcondition = Callable[[Step], bool]
-
-
-@dataclass
-class TaskRun:
-    """The live state of one task: its record, ledger, steps so far and context for skills."""
-
-    task: Task
-    ledger: Ledger
-    steps: list[Step] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-    stage: str | None = None
-    exhausted: bool = False
-    failed: bool = False
-    _index: int = 0
-
-    def next_index(self) -> int:
-        self._index += 1
-        return self._index - 1
-
-    @property
-    def best_answer(self) -> str | None:
-        """The latest successful output: the partial answer when the budget runs out."""
-        for step in reversed(self.steps):
-            if step.status == "ok" and step.output:
-                return step.output
-        return None
 
 
 class _Candidate(NamedTuple):
