@@ -61,8 +61,11 @@ class BudgetExceededError(AgentrouteError):
 class BackendError(AgentrouteError):
     """A model call failed (after retries, when the dispatcher made them)."""
 
-    def __init__(self, model: str, message: str, *, retryable: bool = True):
-        self.model, self.retryable = model, retryable
+    def __init__(self, model: str, message: str, *, retryable: bool = True, billed: bool = True):
+        #: ``billed``: whether the provider may have billed the attempt (a timeout, a dropped
+        #: connection, an unreadable reply). ``False`` only when the provider refused the request
+        #: before running the model (an HTTP error status); the attempt is then charged a call only.
+        self.model, self.retryable, self.billed = model, retryable, billed
         super().__init__(f"{model}: {message}")
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentroute.budget import Budget
 
 StepStatus = Literal["ok", "failed", "blocked"]
-TaskStatus = Literal["running", "done", "budget_exhausted", "failed"]
+TaskStatus = Literal["running", "done", "budget_exhausted", "failed", "interrupted"]
 
 
 _ids = random.SystemRandom(), random.Random()
@@ -161,7 +161,13 @@ class Trajectory(BaseModel):
 
 
 class AuditEvent(BaseModel):
-    """A replayable record of a blocked operation, a retry or a fallback."""
+    """A replayable record of a blocked operation, a retry, a fallback or a broken promise.
+
+    ``overrun``: a provider billed more than the attempt's reserved worst case; ``protocol_error``:
+    a reply whose usage could not be trusted (charged its worst case); ``router_error``: a router
+    raised or chose outside its candidates (the step went to the cheapest candidate);
+    ``deadline``: the task's ``seconds`` budget ran out during a step.
+    """
 
     id: str = Field(default_factory=new_id)
     task_id: str
@@ -175,6 +181,10 @@ class AuditEvent(BaseModel):
         "retry",
         "fallback",
         "step_failed",
+        "overrun",
+        "protocol_error",
+        "router_error",
+        "deadline",
     ]
     subject: str = ""
     detail: str = ""

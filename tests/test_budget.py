@@ -6,11 +6,14 @@ import pytest
 from agentroute import Budget, BudgetExceededError, ConfigurationError, Cost, Ledger
 
 
-def test_budget_rejects_zero_and_negative_limits():
-    with pytest.raises(ConfigurationError, match="usd must be positive"):
-        Budget(usd=0)
-    with pytest.raises(ConfigurationError, match="calls must be positive"):
+def test_budget_rejects_negative_limits_and_zero_means_none_allowed():
+    with pytest.raises(ConfigurationError, match="usd must be non-negative"):
+        Budget(usd=-0.5)
+    with pytest.raises(ConfigurationError, match="calls must be non-negative"):
         Budget(calls=-1)
+    ledger = Ledger(Budget(large_calls=0))
+    assert ledger.affordable(Cost(usd=1.0, large_calls=0))
+    assert not ledger.affordable(Cost(usd=0.0, large_calls=1))
 
 
 def test_reserve_then_settle_charges_actual_not_worst_case():
@@ -32,11 +35,31 @@ def test_reservation_over_limit_raises_with_context():
     assert not ledger.affordable(Cost(usd=0.0, large_calls=1))
 
 
-def test_actual_above_worst_case_is_capped_so_the_limit_holds():
+def test_actual_above_worst_case_is_booked_as_billed_and_blocks_further_calls():
     ledger = Ledger(Budget(usd=1.0))
     r = ledger.reserve(Cost(usd=0.5))
-    ledger.settle(r, Cost(usd=5.0))
-    assert ledger.spent_usd == pytest.approx(0.5)
+    booked = ledger.settle(r, Cost(usd=5.0))
+    assert booked.usd == 5.0 and ledger.spent_usd == pytest.approx(5.0)  # the bill, never capped
+    assert ledger.overruns == 1 and ledger.over_limit() == "usd"
+    assert not ledger.affordable(Cost(usd=0.0))
+
+
+def test_invalid_actual_is_booked_at_its_worst_case():
+    ledger = Ledger(Budget(usd=1.0, calls=10))
+    for bad in (Cost(usd=float("nan")), Cost(usd=-0.9987), Cost(tokens=float("inf"))):
+        r = ledger.reserve(Cost(usd=0.1))
+        assert ledger.settle(r, bad) == Cost(usd=0.1)
+    assert ledger.spent_usd == pytest.approx(0.3) and ledger.spent["calls"] == 3
+
+
+def test_snapshot_restore_counts_in_flight_reservations_as_spent():
+    ledger = Ledger(Budget(usd=1.0, calls=3))
+    ledger.settle(ledger.reserve(Cost(usd=0.2)), Cost(usd=0.1))
+    ledger.reserve(Cost(usd=0.3))  # in flight when the process died
+    restored = Ledger.restore(ledger.snapshot())
+    assert restored.limits == ledger.limits
+    assert restored.spent_usd == pytest.approx(0.4) and restored.spent["calls"] == 2
+    assert restored.remaining()["calls"] == 1 and restored.in_flight == 0
 
 
 def test_double_settle_is_an_error():

@@ -99,7 +99,7 @@ async def test_large_call_cap():
     assert models == ["large", "large", "small", "small"]
 
 
-async def test_router_choosing_outside_its_candidates_is_a_configuration_error():
+async def test_router_choosing_outside_its_candidates_is_audited_and_the_cheapest_runs():
     from agentroute.routers.base import Router
     from agentroute.types import Agent, Decision
 
@@ -111,8 +111,10 @@ async def test_router_choosing_outside_its_candidates_is_a_configuration_error()
 
     dispatcher = Dispatcher(replay_pool(), Rogue())
     run = dispatcher.start("q", query_id="q0")
-    with pytest.raises(ConfigurationError, match="outside its candidates"):
-        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    assert step.status == "ok" and step.agent.model == "small"
+    [event] = run.context["audit"]
+    assert event.kind == "router_error" and "outside its candidates" in event.detail
 
 
 # -- failures: retries, fallback, unreachable endpoints -------------------------------------------

@@ -17,6 +17,7 @@ see an illegal or unaffordable candidate, so no router can break the budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,8 +25,9 @@ from typing import Any, NamedTuple
 
 from agentroute.budget import Budget, Cost, Ledger
 from agentroute.dispatch.run import TaskRun
+from agentroute.dispatch.skills import SkillBlocked, SkillRegistry
 from agentroute.dispatch.stages import StageMachine
-from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError
+from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.card import ModelCard
@@ -72,9 +74,15 @@ class _Plan(NamedTuple):
     strategy: Strategy
     backend: Backend
     request: CompletionRequest
-    worst: Cost
+    worst: Cost  # the whole step: every sample of the strategy
+    sample: Cost  # one provider attempt
     card_usd: float
     direct: bool  # one sample from a backend that answers without I/O: no timeout task is needed
+
+
+@functools.lru_cache(maxsize=1024)
+def _fallback_decision(router: str, agent: Agent) -> Decision:
+    return Decision(agents=[agent], weights=[1.0], router=router, why="router error: cheapest candidate")
 
 
 class Dispatcher:
@@ -89,6 +97,9 @@ class Dispatcher:
         backoff_s: first retry delay.
         max_fallbacks: other agents tried after one fails for good.
     """
+
+    #: A ``route`` call at least this slow moves the router's later calls to a worker thread.
+    SLOW_ROUTE_S = 0.05
 
     def __init__(
         self,
@@ -106,6 +117,7 @@ class Dispatcher:
         self.retries, self.backoff_s, self.max_fallbacks = retries, backoff_s, max_fallbacks
         self._candidates: dict[tuple[str, tuple[str, ...] | None, int | None], list[_Candidate]] = {}
         self._cards = {card.id: card for card in pool}
+        self._route_off_loop = False
 
     # -- tasks ------------------------------------------------------------------------------
     def start(
@@ -150,7 +162,7 @@ class Dispatcher:
         if self.memory is not None:
             self.memory.finish_task(task)
         if run.steps:
-            self.router.observe(run.steps[-1], task)
+            self._guarded(run, run.stage or "", "observe", self.router.observe, run.steps[-1], task)
         return task
 
     # -- one step ---------------------------------------------------------------------------
@@ -170,8 +182,8 @@ class Dispatcher:
         """Run one routed step; ``None`` when blocked or when nothing affordable is left.
 
         A blocked step writes an audit event and returns ``None`` with ``run.failed`` set; an
-        exhausted budget sets ``run.exhausted``. A step whose every agent failed is returned with
-        status ``failed`` (and recorded).
+        exhausted budget (or an overrun, or the deadline) sets ``run.exhausted``. A step whose
+        every agent failed is returned with status ``failed`` (and recorded).
         """
         if self._blocked(run, role, stage):
             return None
@@ -182,26 +194,38 @@ class Dispatcher:
         attempts: list[Step] = []
         excluded: set[str] = set()
         while True:
-            affordable = [p for p in plans if p.key not in excluded and run.ledger.affordable(p.worst)]
+            affordable = self._affordable(run, plans, excluded)
             if not affordable:
                 if not attempts:
-                    run.exhausted = True
-                    self._audit(run, stage, "budget_blocked", role, f"no affordable agent for {role!r}; remaining {run.ledger.remaining()}")
+                    self._exhaust(run, stage, role, f"no affordable agent for {role!r}; remaining {run.ledger.remaining()}")
                     return None
                 return attempts[-1]
             ctx = self._context(run, role, stage, input, affordable, attempts, qid)
-            decision = self.router.route(ctx)
-            chosen = self._validate(decision, affordable)
+            decision, chosen = await self._route(run, ctx, affordable)
             if len(chosen) == 1:
                 step = await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded)
             else:
                 step = await self._collaborate(run, ctx, decision, chosen, affordable, stage, input, post, excluded)
             attempts.append(step)
-            if step.status == "ok" and not self.router.escalate(ctx, step):
+            if step.status != "ok" or run.exhausted:
                 return step
-            if step.status == "ok":
-                excluded.add(step.agent.key)
-                self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
+            if not self._guarded(run, stage, "escalate", self.router.escalate, ctx, step):
+                return step
+            excluded.add(step.agent.key)
+            self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
+
+    def _affordable(self, run: TaskRun, plans: list[_Plan], excluded: set[str]) -> list[_Plan]:
+        if run.exhausted:  # an overrun or the deadline stopped the task's calls
+            return []
+        faulty = run.context.get("faulty_endpoints")
+        return [
+            p for p in plans
+            if p.key not in excluded and not (faulty and p.card.id in faulty) and run.ledger.affordable(p.worst)
+        ]
+
+    def _exhaust(self, run: TaskRun, stage: str, subject: str, detail: str) -> None:
+        run.exhausted = True
+        self._audit(run, stage, "budget_blocked", subject, detail)
 
     def _blocked(self, run: TaskRun, role: str, stage: str) -> bool:
         if self.stage_machine is None:
@@ -212,6 +236,27 @@ class Dispatcher:
         run.failed = True
         self._audit(run, stage, "stage_blocked", role, reason)
         return True
+
+    # -- skills -----------------------------------------------------------------------------
+    async def use_skill(self, run: TaskRun, skills: SkillRegistry, skill: str, *, stage: str | None = None, **kwargs: Any) -> Any:
+        """Run ``skill`` for ``run`` in its current stage (or after a legal move to ``stage``).
+
+        The stage machine checks the move, the registry checks the skill's stages, preconditions and
+        postconditions against the run's context and actual stage; every block is audited and
+        raised as :class:`~agentroute.dispatch.skills.SkillBlocked`.
+        """
+        target = stage or run.stage or (self.stage_machine.start if self.stage_machine else "")
+        if self.stage_machine is not None:
+            reason = self.stage_machine.check(run.stage, target)  # the skill's own stages are checked below
+            if reason is not None:
+                self._audit(run, target, "stage_blocked", skill, reason)
+                raise SkillBlocked(skill, "stage_blocked", reason)
+        run.stage = target
+        try:
+            return await skills.invoke(skill, run.context, stage=target, **kwargs)
+        except SkillBlocked as exc:
+            self._audit(run, target, exc.kind, skill, exc.reason)  # type: ignore[arg-type]
+            raise
 
     def _plans(
         self,
@@ -244,11 +289,11 @@ class Dispatcher:
                     tokens_in = counted[(backend, strategy.name)] = backend.prompt_tokens(request, card)
             else:
                 tokens_in = backend.prompt_tokens(request, card)
+            one_usd = backend.worst_case_usd(request, card, tokens_in)
+            sample = Cost(one_usd, tokens_in + c.max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0)
             k = strategy.samples
-            worst = Cost(
-                backend.worst_case_usd(request, card, tokens_in) * k, (tokens_in + c.max_tokens) * k, k, 0.0, k if c.large else 0
-            )
-            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, card.usd(tokens_in, c.max_tokens) * k, c.direct))
+            worst = sample if k == 1 else Cost(*(a * k for a in sample))
+            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card.usd(tokens_in, c.max_tokens) * k, c.direct))
         return plans
 
     def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
@@ -298,14 +343,56 @@ class Dispatcher:
             metadata=run.task.metadata,
         )
 
-    def _validate(self, decision: Decision, plans: list[_Plan]) -> list[_Plan]:
-        chosen = [next((p for p in plans if p.key == agent.key), None) for agent in decision.agents]
-        if not chosen or any(p is None for p in chosen):
+    # -- routing, guarded -------------------------------------------------------------------
+    async def _route(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan]) -> tuple[Decision, list[_Plan]]:
+        """The router's decision among ``plans``; a router that fails costs the task nothing.
+
+        A router that raises, returns something that is not a :class:`Decision`, or names an agent
+        outside its candidates is audited (``router_error``) and the step goes to the cheapest
+        candidate. A router whose ``route`` is slow (≥ :attr:`SLOW_ROUTE_S`) is warned about once
+        and from then on runs in a worker thread, so it cannot stall other tasks' steps.
+        """
+        router = self.router
+        try:
+            if self._route_off_loop:
+                decision = await asyncio.to_thread(router.route, ctx)
+            else:
+                started = time.perf_counter()
+                decision = router.route(ctx)
+                if time.perf_counter() - started >= self.SLOW_ROUTE_S:
+                    self._route_off_loop = True
+                    log.warning(
+                        "router %r took %.0f ms to route one step; its later calls run in a worker thread",
+                        router.name, (time.perf_counter() - started) * 1000,
+                    )
+            return decision, self._validate(decision, plans)
+        except Exception as exc:  # noqa: BLE001 - a router must not take the task down
+            fallback = min(plans, key=lambda p: (p.worst.usd, p.worst.tokens))
+            self._audit(run, ctx.stage, "router_error", router.name, f"{type(exc).__name__}: {exc}; using {fallback.key}")
+            return _fallback_decision(router.name, fallback.agent), [fallback]
+
+    def _validate(self, decision: Any, plans: list[_Plan]) -> list[_Plan]:
+        if not isinstance(decision, Decision) or not decision.agents:
+            raise ConfigurationError(f"router returned {type(decision).__name__} {decision!r:.80}, not a Decision naming an agent")
+        by_key = {p.key: p for p in plans}
+        chosen = [by_key.get(getattr(agent, "key", None)) for agent in decision.agents]  # type: ignore[arg-type]
+        if any(p is None for p in chosen):
             raise ConfigurationError(
-                f"router {self.router.name!r} chose {[a.key for a in decision.agents]} outside its candidates"
+                f"router {self.router.name!r} chose {[getattr(a, 'key', a) for a in decision.agents]} outside its candidates"
             )
+        if len(chosen) > 1:  # one run per agent, even if named twice
+            chosen = list({p.key: p for p in chosen}.values())  # type: ignore[union-attr]
         return chosen  # type: ignore[return-value]
 
+    def _guarded(self, run: TaskRun, stage: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a router hook; a raising hook is audited and counts as ``None``."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a router must not take the task down
+            self._audit(run, stage, "router_error", self.router.name, f"{hook}: {type(exc).__name__}: {exc}")
+            return None
+
+    # -- running agents ---------------------------------------------------------------------
     async def _collaborate(
         self,
         run: TaskRun,
@@ -339,101 +426,177 @@ class Dispatcher:
         fallbacks = 0
         while True:
             step = await self._call(run, decision, plan, stage, input)
-            if step.status == "ok":
-                failed = [getattr(c, "__name__", repr(c)) for c in postconditions if not c(step)]
-                if failed:
-                    step.status, step.error = "failed", f"postconditions failed: {failed}"
-                    self._audit(run, stage, "postcondition_failed", plan.agent.key, step.error)
+            if step.status == "ok" and postconditions:
+                self._check_postconditions(run, step, stage, postconditions)
             self._record(run, step)
-            if step.status == "ok" or fallbacks >= self.max_fallbacks:
-                if step.status != "ok":
+            if step.status == "ok" or fallbacks >= self.max_fallbacks or run.exhausted:
+                if step.status != "ok" and not run.exhausted:
                     run.failed = True
                 return step
             excluded.add(plan.key)
-            nxt = self._fallback(run, ctx, affordable, excluded)
+            nxt = await self._fallback(run, ctx, affordable, excluded)
             if nxt is None:
-                run.failed = True
+                if not run.exhausted:
+                    run.failed = True
                 return step
             self._audit(run, stage, "fallback", nxt.agent.key, f"after {plan.agent.key} failed: {step.error}")
             plan, fallbacks = nxt, fallbacks + 1
 
-    def _fallback(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]) -> _Plan | None:
+    def _check_postconditions(self, run: TaskRun, step: Step, stage: str, postconditions: tuple[Postcondition, ...]) -> None:
+        failed = []
+        for check in postconditions:
+            name = getattr(check, "__name__", repr(check))
+            try:
+                if not check(step):
+                    failed.append(name)
+            except Exception as exc:  # noqa: BLE001 - a raising check fails the step, not the task
+                failed.append(f"{name} raised {type(exc).__name__}: {exc}")
+        if failed:
+            step.status, step.error = "failed", f"postconditions failed: {failed}"
+            self._audit(run, stage, "postcondition_failed", step.agent.key, step.error)
+
+    async def _fallback(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]) -> _Plan | None:
         """Let the router pick again among the agents not yet failed that are still affordable."""
-        left = [p for p in plans if p.key not in excluded and run.ledger.affordable(p.worst)]
+        left = self._affordable(run, plans, excluded)
         if not left:
             return None
         retry_ctx = self._context(run, ctx.role, ctx.stage, ctx.step_input, left, ctx.attempts, ctx.query_id)
-        return self._validate(self.router.route(retry_ctx), left)[0]
+        return (await self._route(run, retry_ctx, left))[1][0]
 
     async def _call(self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str) -> Step:
+        """One agent's step: every sample and every retry is a provider attempt reserved on its own."""
         fields: dict[str, Any] = {
             "task_id": run.task.id, "index": run.next_index(), "stage": stage, "agent": plan.agent,
             "decision": decision, "input": input,
         }
-        try:
-            reservation = run.ledger.reserve(plan.worst)
-        except BudgetExceededError as exc:  # another concurrent step took the budget first
-            run.exhausted = True
-            self._audit(run, stage, "budget_blocked", plan.key, str(exc))
-            return Step(**fields, status="failed", error=str(exc))
         started = time.perf_counter()
-        completions: list[Completion] = []
-        error: BackendError | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                if plan.direct:  # one sample from a backend that answers without I/O
-                    completions = [await plan.backend.complete(plan.request, plan.card)]
-                else:
-                    completions = await self._sample(plan, run)
-                error = None
-                break
-            except BackendError as exc:
-                error = exc
-            except TimeoutError:
-                error = BackendError(plan.card.id, f"timed out after {plan.card.timeout_s:g}s")
-            except Exception as exc:  # a backend bug must not escape as an unknown error
-                error = BackendError(plan.card.id, f"{type(exc).__name__}: {exc}", retryable=False)
-            if not error.retryable or attempt == self.retries:
-                break
-            self._audit(run, stage, "retry", plan.key, f"attempt {attempt + 1}: {error}")
-            await asyncio.sleep(self.backoff_s * 2**attempt)
+        charged = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
+        if plan.direct:
+            outcome = await self._attempt(run, plan, stage, charged)
+            completions = [outcome] if isinstance(outcome, Completion) else []
+            error = None if completions else outcome
+        else:
+            outcomes = await asyncio.gather(*(self._attempt(run, plan, stage, charged) for _ in range(plan.strategy.samples)))
+            completions = [o for o in outcomes if isinstance(o, Completion)]
+            error = None if completions else outcomes[0]
         fields["latency_ms"] = (time.perf_counter() - started) * 1000
-        if error is not None:
-            run.ledger.release(reservation, charge=Cost(calls=plan.worst.calls, large_calls=plan.worst.large_calls))
-            self._audit(run, stage, "step_failed", plan.key, str(error))
+        fields["cost_usd"], fields["tokens_in"], fields["tokens_out"] = charged
+        if not completions:
             return Step(**fields, status="failed", error=str(error))
-        n = len(completions)
-        if n == 1:
+        if len(completions) == 1:
             first = completions[0]
-            text, tokens_in, tokens_out, cost = first.text, first.tokens_in, first.tokens_out, first.cost_usd
-            confidence = first.raw.get("confidence")
+            text, confidence = first.text, first.raw.get("confidence")
         else:
             text, confidence = plan.strategy.aggregate([c.text for c in completions])
-            tokens_in = sum(c.tokens_in for c in completions)
-            tokens_out = sum(c.tokens_out for c in completions)
-            cost = sum(c.cost_usd for c in completions)
-        run.ledger.settle(reservation, Cost(cost, tokens_in + tokens_out, n, 0.0, n if plan.card.tier == "large" else 0))
-        return Step(
-            **fields,
-            output=text,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=cost,
-            score=completions[0].score,
-            confidence=confidence,
-        )
+        return Step(**fields, output=text, score=completions[0].score, confidence=confidence)
 
-    async def _sample(self, plan: _Plan, run: TaskRun) -> list[Completion]:
-        """The strategy's samples, concurrently, within the card's timeout and the time left."""
-        backend, card = plan.backend, plan.card
-        calls = [backend.complete(plan.request, card) for _ in range(plan.strategy.samples)]
-        timeout = card.timeout_s
-        left = run.ledger.seconds_left()
-        if left is not None:
-            timeout = max(0.001, min(timeout, left))
-        if len(calls) == 1:
-            return [await asyncio.wait_for(calls[0], timeout)]
-        return list(await asyncio.wait_for(asyncio.gather(*calls), timeout))
+    async def _attempt(self, run: TaskRun, plan: _Plan, stage: str, charged: list[Any]) -> Completion | str:
+        """One sample with its retries; each try is reserved first. Returns the completion or why not."""
+        ledger, card = run.ledger, plan.card
+        error = "not attempted"
+        for attempt in range(self.retries + 1):
+            if run.exhausted:
+                return error
+            try:
+                reservation = ledger.reserve(plan.sample)
+            except BudgetExceededError as exc:  # another attempt took the budget, or time is up
+                self._exhaust(run, stage, plan.key, f"attempt {attempt + 1} not made: {exc}")
+                return str(exc)
+            timeout = card.timeout_s
+            left = ledger.seconds_left()
+            if left is not None:
+                timeout = min(timeout, left)
+            try:
+                if plan.direct:  # a backend that answers without I/O: no timeout task is needed
+                    completion = await plan.backend.complete(plan.request, card)
+                else:
+                    completion = await asyncio.wait_for(plan.backend.complete(plan.request, card), max(timeout, 0.001))
+            except BaseException as exc:
+                failure = self._failure(run, plan, stage, reservation, exc, timeout, left, charged)
+                if failure is None:
+                    raise  # cancelled from outside: the reservation was charged, let it propagate
+                retryable, error = failure
+                if not retryable or attempt == self.retries or run.exhausted:
+                    self._audit(run, stage, "step_failed", plan.key, error)
+                    return error
+                delay = self.backoff_s * 2**attempt
+                left = ledger.seconds_left()
+                if left is not None and delay >= left:
+                    self._audit(run, stage, "step_failed", plan.key, error)
+                    self._deadline(run, stage, plan.key, f"no retry of {plan.key}: {left:.3f}s left")
+                    return error
+                self._audit(run, stage, "retry", plan.key, f"attempt {attempt + 1}: {error}")
+                await asyncio.sleep(delay)
+                continue
+            actual = Cost(
+                completion.cost_usd, completion.tokens_in + completion.tokens_out, 1.0, 0.0, plan.sample.large_calls
+            )
+            if not actual.is_valid():  # usage is outside data: never trusted blindly
+                error = f"{card.id}: invalid usage tokens_in={completion.tokens_in} tokens_out={completion.tokens_out} cost={completion.cost_usd}"
+                self._protocol_error(run, plan, stage, reservation, charged, error)
+                self._audit(run, stage, "step_failed", plan.key, error)
+                return error
+            self._settle(run, plan, stage, reservation, actual, charged, completion.tokens_in, completion.tokens_out)
+            return completion
+        return error
+
+    def _failure(
+        self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, exc: BaseException,
+        timeout: float, left: float | None, charged: list[Any],
+    ) -> tuple[bool, str] | None:
+        """Charge a failed attempt as the provider would bill it; ``(retryable, reason)``."""
+        card, sample = plan.card, plan.sample
+        if isinstance(exc, ProtocolError):
+            self._protocol_error(run, plan, stage, reservation, charged, str(exc))
+            return False, str(exc)
+        if isinstance(exc, asyncio.CancelledError | TimeoutError):
+            self._settle(run, plan, stage, reservation, sample, charged, 0, 0)  # it may have run: its worst case
+            if isinstance(exc, asyncio.CancelledError):
+                return None
+            if left is not None and timeout >= left:
+                self._deadline(run, stage, plan.key, f"{card.id} cut off at the task's deadline after {timeout:.3f}s")
+                return False, f"{card.id}: cut off at the deadline"
+            return True, f"{card.id}: timed out after {timeout:g}s"
+        if isinstance(exc, BackendError):
+            billed = exc.billed
+            reason, retryable = str(exc), exc.retryable
+        elif isinstance(exc, Exception):  # a backend bug must not escape as an unknown error
+            billed, reason, retryable = True, f"{card.id}: {type(exc).__name__}: {exc}", False
+        else:
+            self._settle(run, plan, stage, reservation, sample, charged, 0, 0)
+            raise exc
+        charge = sample if billed else Cost(0.0, 0.0, 1.0, 0.0, sample.large_calls)
+        self._settle(run, plan, stage, reservation, charge, charged, 0, 0)
+        return retryable, reason
+
+    def _settle(
+        self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, actual: Cost, charged: list[Any],
+        tokens_in: int, tokens_out: int,
+    ) -> None:
+        ledger = run.ledger
+        overruns = ledger.overruns
+        booked = ledger.settle(reservation, actual)
+        charged[0] += booked.usd
+        charged[1] += tokens_in
+        charged[2] += tokens_out
+        if ledger.overruns != overruns:
+            over = ledger.overrun_of(reservation, booked)
+            if over:
+                limited = [r for r in over if r in run.ledger.limits]
+                detail = ", ".join(f"{r} +{amount:.6g}" for r, amount in over.items())
+                self._audit(run, stage, "overrun", plan.card.id, f"billed above the reserved worst case: {detail}")
+                if limited:  # the limit can no longer be trusted to hold: no more calls for this task
+                    run.exhausted = True
+
+    def _protocol_error(self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, charged: list[Any], detail: str) -> None:
+        """Charge the worst case, audit, and avoid this endpoint for the rest of the task."""
+        self._settle(run, plan, stage, reservation, plan.sample, charged, 0, 0)
+        run.context.setdefault("faulty_endpoints", set()).add(plan.card.id)
+        self._audit(run, stage, "protocol_error", plan.card.id, detail)
+
+    def _deadline(self, run: TaskRun, stage: str, subject: str, detail: str) -> None:
+        run.exhausted = True
+        self._audit(run, stage, "deadline", subject, detail)
 
     def _aggregate(self, run: TaskRun, decision: Decision, steps: list[Step], stage: str, input: str) -> Step:
         from agentroute.aggregate import weighted_vote
@@ -451,7 +614,7 @@ class Dispatcher:
         run.steps.append(step)
         if self.memory is not None:
             self.memory.record_step(step)
-        self.router.observe(step)
+        self._guarded(run, step.stage, "observe", self.router.observe, step)
 
     def _audit(self, run: TaskRun, stage: str, kind: str, subject: str, detail: str) -> None:
         event = AuditEvent(task_id=run.task.id, stage=stage, kind=kind, subject=subject, detail=detail)  # type: ignore[arg-type]

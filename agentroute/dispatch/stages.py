@@ -3,7 +3,9 @@
 State-constrained dispatch (SDOF, "Taming the Alignment Tax in Multi-Agent Orchestration with
 State-Constrained Dispatch"): a finite automaton (stages S, start s₀, transitions T ⊆ S×S, intents I,
 binding Λ: I → 2^S). An operation with intent i may run in stage s only if s ∈ Λ(i), and the task
-may move from stage a to stage b only if (a, b) ∈ T (staying in a stage is always legal).
+may move from stage a to stage b only if (a, b) ∈ T (staying in a stage is always legal). When the
+machine has bindings, an intent bound to no stage is blocked: nothing runs that the machine does not
+name.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class StageMachine:
         elif current != target and target not in self.transitions.get(current, ()):
             allowed = sorted(self.transitions.get(current, ()))
             return f"transition {current!r} → {target!r} is not allowed (allowed from {current!r}: {', '.join(allowed) or 'none'})"
-        if intent is not None and intent in self.bindings and target not in self.bindings[intent]:
-            return f"intent {intent!r} is not allowed in stage {target!r} (bound to {sorted(self.bindings[intent])})"
+        if intent is not None and self.bindings:
+            bound = self.bindings.get(intent)
+            if bound is None:  # a machine with bindings allows only what it binds
+                return f"intent {intent!r} is bound to no stage (bound intents: {', '.join(sorted(self.bindings))})"
+            if target not in bound:
+                return f"intent {intent!r} is not allowed in stage {target!r} (bound to {sorted(bound)})"
         return None

@@ -81,7 +81,7 @@ def build_qa_graph(
         )
 
         async def retrieve(state: GraphState, ctx: NodeContext) -> dict[str, Any]:
-            found = await ctx.skills.invoke("bm25", ctx.run.context, stage="execute")
+            found = await ctx.dispatcher.use_skill(ctx.run, ctx.skills, "bm25", stage="execute")
             return {"context": {"passages": [format_passages(p) for p in found]}}
 
         graph.add_node("retrieve", retrieve)

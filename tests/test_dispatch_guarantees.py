@@ -1,0 +1,288 @@
+"""The dispatcher's promises at the provider's side: every attempt reserved, usage distrusted,
+overruns audited, time budgets as deadlines, routers and postconditions that cannot take a task down.
+
+Provider behaviour comes from a real HTTP server on loopback (aiohttp) that counts what it was
+asked, or from a scripted :class:`Backend` — the public extension point — where only the reply's
+usage matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from aiohttp import web
+
+from agentroute import Budget, Dispatcher, ModelCard, ModelPool, StageMachine, make_router
+from agentroute.dispatch import SkillBlocked, SkillRegistry
+from agentroute.pool.backends.base import Backend
+from agentroute.routers.base import Router
+from agentroute.types import Completion
+from tests.helpers import replay_pool
+
+# -- a loopback OpenAI-compatible server that fails on command and counts every request ----------
+
+
+class Provider:
+    """``mode``: ``ok`` | ``500`` | ``hang``; ``requests`` counts every request received."""
+
+    def __init__(self, mode: str = "ok"):
+        self.mode, self.requests = mode, 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.json()
+        if self.mode == "500":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        if self.mode == "hang":
+            await asyncio.sleep(30)
+        usage = {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23}
+        return web.json_response({
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
+            "usage": usage,
+        })
+
+
+@pytest.fixture
+async def provider():
+    prov = Provider()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", prov.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    prov.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
+    try:
+        yield prov
+    finally:
+        await runner.cleanup()
+
+
+def http_pool(url: str, *, timeout_s: float = 5.0, strategies=("direct",), ids=("remote",)) -> ModelPool:
+    return ModelPool([
+        ModelCard(id=i, backend="openai", model="m", base_url=url, input_price=1.0, output_price=2.0,
+                  max_tokens=8, timeout_s=timeout_s, strategies=list(strategies))
+        for i in ids
+    ])
+
+
+async def test_calls_budget_counts_every_provider_attempt_retries_and_fallbacks_included(provider):
+    provider.mode = "500"
+    dispatcher = Dispatcher(http_pool(provider.url, ids=("a", "b")), make_router("cheapest"), retries=2, backoff_s=0.001)
+    run = dispatcher.start("q", budget=Budget(calls=1))
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+    assert provider.requests == 1  # was 3: one reservation covered the retries
+    assert step.status == "failed" and run.ledger.spent["calls"] == 1
+    assert dispatcher.finish(run).status == "budget_exhausted"
+
+
+async def test_self_consistency_samples_are_each_reserved(provider):
+    dispatcher = Dispatcher(http_pool(provider.url, strategies=("sc@3",)), make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(calls=2))
+    assert await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi") is None
+    assert provider.requests == 0  # three samples never fit two calls
+    run = dispatcher.start("q", budget=Budget(calls=3))
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+    assert step.status == "ok" and provider.requests == 3 and run.ledger.spent["calls"] == 3
+
+
+async def test_seconds_budget_is_a_deadline_not_a_failure(provider):
+    provider.mode = "hang"
+    dispatcher = Dispatcher(http_pool(provider.url, timeout_s=60, ids=("a", "b")), make_router("cheapest"), backoff_s=0.01)
+    run = dispatcher.start("q", budget=Budget(seconds=0.5))
+    started = time.perf_counter()
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+    took = time.perf_counter() - started
+    task = dispatcher.finish(run)
+    assert task.status == "budget_exhausted" and step.status == "failed"
+    assert took < 0.5 + 0.1 + 0.1  # ≤ 100 ms past the limit, plus one cancellation
+    assert provider.requests == 1  # no retry, no fallback after the deadline
+    kinds = [e.kind for e in run.context["audit"]]
+    assert "deadline" in kinds and "retry" not in kinds and "fallback" not in kinds
+
+
+# -- usage is outside data -----------------------------------------------------------------------
+
+
+class Reply:
+    """What one model replies: its usage (and cost), or an exception; counts its calls."""
+
+    def __init__(self, tokens_in: int = 10, tokens_out: int = 5, cost: float | None = None):
+        self.tokens_in, self.tokens_out, self.cost, self.calls = tokens_in, tokens_out, cost, 0
+
+
+class Scripted(Backend):
+    """Replies as each card's :class:`Reply` says."""
+
+    name = "scripted"
+
+    def __init__(self, replies: dict[str, Reply]):
+        self.replies = replies
+
+    async def complete(self, request, card):
+        reply = self.replies[card.id]
+        reply.calls += 1
+        cost = card.usd(reply.tokens_in, reply.tokens_out) if reply.cost is None else reply.cost
+        return Completion(model=card.id, text="answer", tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost_usd=cost)
+
+
+def scripted_pool(*replies: Reply) -> ModelPool:
+    cards = [ModelCard(id=f"m{i}", backend="litellm", input_price=1.0, output_price=1.0, max_tokens=16) for i in range(len(replies))]
+    return ModelPool(cards, {"litellm": Scripted({f"m{i}": r for i, r in enumerate(replies)})})
+
+
+async def test_negative_usage_is_a_protocol_error_charged_its_worst_case():
+    liar, honest = Reply(tokens_out=-10**6, cost=-0.9987), Reply(cost=1e-6)
+    pool = scripted_pool(liar, honest)
+    dispatcher = Dispatcher(pool, make_router("fixed", model="m0"))
+    run = dispatcher.start("q", budget=Budget(calls=2))
+    for _ in range(40):
+        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+    assert liar.calls + honest.calls <= 2  # was 40 paid steps through a 2-call budget
+    assert run.ledger.spent_usd > 0 and liar.calls == 1  # the faulty endpoint is avoided afterwards
+    assert [e.kind for e in run.context["audit"]].count("protocol_error") == 1
+    assert dispatcher.finish(run).cost_usd == pytest.approx(run.ledger.spent_usd)
+
+
+async def test_nan_cost_never_disables_later_checks():
+    dispatcher = Dispatcher(scripted_pool(Reply(cost=float("nan")), Reply()), make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(usd=0.001))
+    for _ in range(20):
+        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+    spent = run.ledger.spent_usd
+    assert spent == spent and spent <= 0.001  # not NaN, within the limit
+
+
+async def test_overrun_is_booked_as_billed_audited_and_stops_the_task():
+    over = Reply(tokens_out=500)  # max_tokens is 16: the provider ignored it
+    dispatcher = Dispatcher(scripted_pool(over), make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(usd=1.0))
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+    assert step.status == "ok" and step.cost_usd == pytest.approx(510e-6)  # the bill, not the cap
+    [event] = [e for e in run.context["audit"] if e.kind == "overrun"]
+    assert event.subject == "m0" and "usd +" in event.detail
+    assert await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi") is None
+    assert over.calls == 1
+    task = dispatcher.finish(run)
+    assert task.status == "budget_exhausted" and task.cost_usd == pytest.approx(510e-6)
+
+
+# -- routers and postconditions cannot take a task down -----------------------------------------
+
+
+class Raising(Router):
+    name = "raising"
+
+    def __init__(self, *, where: str = "route"):
+        self.where = where
+
+    def route(self, ctx):
+        if self.where == "route":
+            raise RuntimeError("bug in route")
+        if self.where == "garbage":
+            return "large"
+        from agentroute.routers.base import decide
+
+        return decide(self, ctx, len(ctx.candidates) - 1)
+
+    def observe(self, step, task=None):
+        if self.where == "observe":
+            raise RuntimeError("bug in observe")
+
+    def escalate(self, ctx, step):
+        if self.where == "escalate":
+            raise RuntimeError("bug in escalate")
+        return False
+
+
+@pytest.mark.parametrize("where", ["route", "garbage", "observe", "escalate"])
+async def test_a_failing_router_is_audited_and_the_task_continues(where):
+    dispatcher = Dispatcher(replay_pool(), Raising(where=where))
+    run = dispatcher.start("q", query_id="q0")
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    assert step.status == "ok"
+    if where in ("route", "garbage"):
+        assert step.agent.model == "small"  # the cheapest candidate
+    task = dispatcher.finish(run)
+    assert task.status == "done"
+    errors = [e for e in run.context["audit"] if e.kind == "router_error"]
+    assert errors and all(e.subject == "raising" for e in errors)
+
+
+async def test_a_raising_postcondition_is_a_failed_recorded_step():
+    def explodes(step):
+        raise ValueError("cannot check")
+
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), max_fallbacks=0)
+    run = dispatcher.start("q", query_id="q0")
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x", postconditions=[explodes])
+    assert step.status == "failed" and "explodes raised ValueError" in step.error
+    assert run.steps == [step] and run.context["audit"][0].kind == "postcondition_failed"
+
+
+async def test_a_slow_synchronous_router_moves_off_the_event_loop():
+    class Slow(Router):
+        name = "slow"
+
+        def route(self, ctx):
+            time.sleep(0.06)
+            from agentroute.routers.base import decide
+
+            return decide(self, ctx, 0)
+
+    dispatcher = Dispatcher(replay_pool(), Slow())
+    run = dispatcher.start("q", query_id="q0")
+    await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.gather(*(dispatcher.step(run, role="executor", stage="execute", prompt="", input="x") for _ in range(4)))
+    tick.cancel()
+    assert ticks >= 5  # the loop kept running while the router thought
+
+
+# -- the stage machine has no holes -------------------------------------------------------------
+
+
+async def test_a_role_bound_to_no_stage_is_blocked_and_audited():
+    sm = StageMachine(["execute"], bindings={"executor": ["execute"]})
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), stage_machine=sm)
+    run = dispatcher.start("q", query_id="q0")
+    assert await dispatcher.step(run, role="intruder", stage="execute", prompt="", input="x") is None
+    assert run.context["audit"][0].kind == "stage_blocked" and "bound to no stage" in run.context["audit"][0].detail
+    assert run.steps == []
+
+
+async def test_skills_check_the_runs_actual_stage_and_every_block_is_audited():
+    sm = StageMachine(["plan", "execute"], transitions=[("plan", "execute")], bindings={"planner": ["plan"]})
+    skills = SkillRegistry()
+    skills.register("search", lambda ctx: ctx.setdefault("hits", ["x"]), stages=["execute"])
+    skills.register("needs", lambda ctx: 1, preconditions=[__import__("agentroute.dispatch", fromlist=["has_key"]).has_key("missing")])
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), stage_machine=sm)
+    run = dispatcher.start("q", query_id="q0")
+    with pytest.raises(SkillBlocked):  # the run is in no stage yet: 'plan' is where tasks start
+        await dispatcher.use_skill(run, skills, "search", stage="execute")
+    with pytest.raises(SkillBlocked):  # a legal stage, but not the skill's
+        await dispatcher.use_skill(run, skills, "search", stage="plan")
+    assert await dispatcher.use_skill(run, skills, "search", stage="execute") == ["x"] and run.stage == "execute"
+    with pytest.raises(SkillBlocked):
+        await dispatcher.use_skill(run, skills, "needs")
+    kinds = [e.kind for e in run.context["audit"]]
+    assert kinds == ["stage_blocked", "skill_blocked", "precondition_failed"]
+
+
+def test_audit_details_are_json_serialisable():
+    dispatcher = Dispatcher(replay_pool(), Raising(where="route"))
+    run = dispatcher.start("q", query_id="q0")
+    asyncio.run(dispatcher.step(run, role="executor", stage="execute", prompt="", input="x"))
+    json.dumps([e.model_dump(mode="json") for e in run.context["audit"]])
