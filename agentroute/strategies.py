@@ -41,30 +41,46 @@ class Strategy:
         return texts[0], count / len(texts)  # pragma: no cover
 
 
-@lru_cache(maxsize=64)
-def get_strategy(name: str) -> Strategy:
-    """Parse a strategy name.
+#: The most samples a ``sc@K`` strategy may draw (K calls per step; beyond this it is a typo).
+MAX_SAMPLES = 64
+_SC = re.compile(r"sc@([1-9][0-9]{0,5})")
+
+
+def get_strategy(name: object) -> Strategy:
+    """Parse a strategy name: ``direct``, ``cot`` or ``sc@K`` with 1 ≤ K ≤ :data:`MAX_SAMPLES`.
 
     >>> get_strategy("sc@5").samples
     5
     >>> get_strategy("cot").temperature
     0.0
+    >>> get_strategy("sc@0")
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: unknown strategy 'sc@0'; use direct, cot or sc@K (1 ≤ K ≤ 64)
     """
+    if not isinstance(name, str):
+        raise ConfigurationError(f"a strategy is a name such as 'direct', 'cot' or 'sc@3' (got {type(name).__name__})")
+    return _parse_strategy(name)
+
+
+@lru_cache(maxsize=64)
+def _parse_strategy(name: str) -> Strategy:
     if name == "direct":
         return Strategy("direct", instruction="Answer concisely.", max_tokens_factor=0.5)
     if name == "cot":
         return Strategy(
             "cot", instruction="Think step by step, then give the final answer after 'Answer:'."
         )
-    match = re.fullmatch(r"sc@(\d+)", name)
-    if match and int(match.group(1)) >= 1:
+    match = _SC.fullmatch(name)
+    if match and int(match.group(1)) <= MAX_SAMPLES:
         return Strategy(
             name,
             samples=int(match.group(1)),
             temperature=0.7,
             instruction="Think step by step, then give the final answer after 'Answer:'.",
         )
-    raise ConfigurationError(f"unknown strategy {name!r}; use direct, cot or sc@K (K ≥ 1)")
+    shown = name if len(name) <= 40 else name[:40] + "…"
+    raise ConfigurationError(f"unknown strategy {shown!r}; use direct, cot or sc@K (1 ≤ K ≤ {MAX_SAMPLES})")
 
 
 def extract_answer(text: str) -> str:

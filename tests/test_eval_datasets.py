@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -132,14 +133,93 @@ def test_empty_cells_are_dropped_and_counted(tmp_path, data_dir):
     assert set(ds.train.task_types) == {"mbpp"}
 
 
-def test_routerbench_pickle_is_split_with_a_seed(tmp_path, data_dir):
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_routerbench_single_file_is_split_with_a_seed(tmp_path, data_dir, suffix):
     pd = pytest.importorskip("pandas")
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
     frame = pd.read_csv(data_dir / "routerbench" / "winograde_test.csv")
-    frame.to_pickle(tmp_path / "routerbench_0shot.pkl")
-    ds = load_routerbench(tmp_path / "routerbench_0shot.pkl", test_fraction=0.25, seed=3)
+    path = tmp_path / f"routerbench_0shot{suffix}"
+    frame.to_parquet(path) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    ds = load_routerbench(path, test_fraction=0.25, seed=3)
     assert len(ds.train) + len(ds.test) == len(frame) - ds.dropped_rows
     assert len(ds.test) == round(0.25 * (len(frame) - ds.dropped_rows))
     assert "seeded" in ds.notes["split"]
+
+
+class _Payload:
+    """Unpickling this creates a directory: the proof that a loader ran code from a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def test_routerbench_pickle_is_refused_and_never_unpickled(tmp_path):
+    import pickle
+
+    marker = tmp_path / "PWNED"
+    payload = pickle.dumps(_Payload(marker))
+    for name in ("routerbench_0shot.pkl", "data.pickle", "looks_like.parquet", "looks_like.csv", "noext"):
+        (tmp_path / name).write_bytes(payload)
+    with pytest.raises(DatasetError, match=r"refusing to read a pickle.*to_parquet"):
+        load_routerbench(tmp_path / "routerbench_0shot.pkl")
+    with pytest.raises(DatasetError, match="refusing to read a pickle"):
+        load_dataset(f"routerbench:{tmp_path / 'data.pickle'}")
+    with pytest.raises(DatasetError, match="parquet"):
+        load_routerbench(tmp_path / "looks_like.parquet")
+    with pytest.raises(DatasetError, match="binary"):
+        load_routerbench(tmp_path / "looks_like.csv")
+    with pytest.raises(DatasetError, match="expected a .csv or .parquet"):
+        load_routerbench(tmp_path / "noext")
+    assert not marker.exists()
+    pickle.loads(payload)  # the payload is live: loading it for real does create the marker
+    assert marker.is_dir()
+
+
+def test_binary_non_utf8_and_directory_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "bin_train.csv").write_bytes(b"\x00\x01\x02prompt,a\n")
+    (tmp_path / "bin_test.csv").write_bytes("prompt,a\nr\xe9sum\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match="bin_train.csv: a binary file"):
+        load_routerbench(tmp_path)
+    (tmp_path / "bin_train.csv").write_bytes("prompt,a\nr\xe9sum\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match="bin_t.*not UTF-8"):
+        load_routerbench(tmp_path)
+    folder = tmp_path / "mmlu"
+    (folder / "mmlu_x.csv").mkdir(parents=True)  # a directory with a file's name is skipped
+    with pytest.raises(DatasetError, match="mmlu_<subject>.csv"):
+        load_routellm_mmlu(folder)
+
+
+def test_dcrouter_files_are_read_as_untrusted_text(tmp_path, data_dir):
+    import shutil
+
+    root = tmp_path / "llmrouter"
+    shutil.copytree(data_dir / "llmrouter", root)
+    jsonl = root / "example_data/query_data/default_query_test.jsonl"
+    lines = jsonl.read_text().split("\n")
+    row = json.loads(lines[0])
+    row["note"] = "a line\u2028separator inside a string"
+    lines[0] = json.dumps(row, ensure_ascii=False)
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())  # a BOM and a raw U+2028
+    ds = load_dcrouter(root)
+    assert ds.notes["unjoined_queries"] == 0 and len(ds.test) == 500
+    (root / "dcrouter_preprocessed/test.json").write_bytes(b"\x80\x04\x95garbage")
+    with pytest.raises(DatasetError, match="test.json"):
+        load_dcrouter(root)
+    llm = root / "example_data/llm_candidates/default_llm.json"
+    (root / "dcrouter_preprocessed/test.json").write_text("[]")
+    text = llm.read_text()
+    model = next(iter(json.loads(text)))
+    data = json.loads(text)
+    data[model]["input_price"] = float("nan")
+    llm.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="input_price must be finite"):
+        load_dcrouter(root)
 
 
 # -- replay ------------------------------------------------------------------------------------------

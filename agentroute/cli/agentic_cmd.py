@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 DEFAULT_AGENTIC_ROUTERS = "always-small,always-large,first-step-large,random-mix,bopo"
@@ -76,14 +77,16 @@ def agentic_eval_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print only the results as JSON.")] = False,
 ) -> None:
     """Roll each router through k-step tasks of the test split under an optional hard budget."""
-    from agentroute.eval.agentic import evaluate_agentic, make_budget
+    from agentroute.eval.agentic import evaluate_agentic
     from agentroute.eval.datasets import load_dataset
+    from agentroute.loading import make_budget
 
     err = Console(stderr=True)
     names = [r.strip() for r in routers.split(",") if r.strip()]
     try:
         if not names:
             raise ConfigurationError("--routers is empty")
+        budget = make_budget(usd=budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
         rule: Any = success_rule
         try:
             rule = float(success_rule)
@@ -95,7 +98,7 @@ def agentic_eval_command(
             names,
             steps=steps,
             tiers=[t.strip() for t in tiers.split(",")] if tiers else None,
-            budget=make_budget(cap_large, budget_usd),
+            budget=budget,
             success_rule=rule,
             feedback=feedback,
             max_attempts=max_attempts,
@@ -104,7 +107,7 @@ def agentic_eval_command(
         )
     except AgentrouteError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     if json_output:
         json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

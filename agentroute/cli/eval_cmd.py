@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.cli.errors import EXIT_BAD_INPUT, exit_code_for
 from agentroute.errors import AgentrouteError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def eval_command(
     names = [r.strip() for r in routers.split(",") if r.strip()]
     if not names:
         err.print("[bold red]error:[/] --routers is empty")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_BAD_INPUT)
     options = {"output_tokens": output_tokens} if output_tokens is not None else {}
     try:
         for name in names:  # unknown router names fail before the dataset is read
@@ -67,7 +68,7 @@ def eval_command(
         result = evaluate(data, names, seed=seed, progress=not json_output and sys.stderr.isatty())
     except AgentrouteError as exc:
         err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
     paths = result.write(out)
     try:

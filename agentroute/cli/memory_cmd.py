@@ -12,6 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.cli.errors import EXIT_FAILURE, exit_code_for
 from agentroute.errors import AgentrouteError
 from agentroute.memory.engine import default_url, resolve_url
 from agentroute.memory.sql import SQLMemory
@@ -40,9 +41,9 @@ class ExportFormat(StrEnum):
 _NUMERIC = {"#", "tokens", "cost", "ms", "score", "calls"}
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     _console(stderr=True).print(f"[bold red]error:[/] {message}")
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _open(url: str | None) -> SQLMemory:
@@ -58,7 +59,7 @@ def _open(url: str | None) -> SQLMemory:
             raise _fail(f"no memory database at {path} (from {url or default_url()!r})")
         return SQLMemory(parsed.render_as_string(hide_password=False))
     except AgentrouteError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), exit_code_for(exc)) from exc
 
 
 def _money(value: float | None) -> str:
@@ -187,6 +188,6 @@ def export(
             writer = store.export_parquet if format is ExportFormat.parquet else store.export_jsonl
             count = writer(out, graph=graph, status=status or None, limit=limit)
         except AgentrouteError as exc:
-            raise _fail(str(exc)) from exc
+            raise _fail(str(exc), exit_code_for(exc)) from exc
     unit = "rows" if format is ExportFormat.parquet else "trajectories"
     _console().print(f"wrote {count} {unit} to {out}")

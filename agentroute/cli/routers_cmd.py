@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError
 
 console = Console()
@@ -76,6 +77,6 @@ def show_router(
             written = [target]
     except AgentrouteError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     for path in written:
         console.print(f"wrote {path}")

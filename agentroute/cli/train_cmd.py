@@ -17,6 +17,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 console = Console()
@@ -78,5 +79,5 @@ def train_command(
         path = model.save(out)
     except AgentrouteError as exc:
         console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--router {path}`")

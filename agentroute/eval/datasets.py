@@ -4,7 +4,8 @@ Three public formats load into one :class:`RoutingDataset`:
 
 - **RouterBench** (Hu et al., arXiv 2403.12031) wide format: ``sample_id, prompt, eval_name``, one
   0/1 column per model, ``<model>|model_response`` and ``<model>|total_cost`` (USD per query). A
-  folder of ``<task>_train.csv``/``<task>_test.csv`` or the original ``.pkl`` (no split: seeded).
+  folder of ``<task>_train.csv``/``<task>_test.csv``, or one ``.csv``/``.parquet`` file (no split:
+  seeded). The original ``.pkl`` is refused — reading a pickle runs code — with how to convert it.
 - **LLMRouter dcrouter** (ulab-uiuc/LLMRouter): ``dcrouter_preprocessed/{train,test}.json`` with
   per-model scores in [0, 1], joined on the question text with
   ``example_data/query_data/default_query_*.jsonl`` (task names, gold answers) and priced from
@@ -17,6 +18,8 @@ Three public formats load into one :class:`RoutingDataset`:
   that appears twice lands on one side only).
 
 Rows with an empty outcome cell (score or cost) are dropped whole and counted, never scored 0.
+Files are read as untrusted data: no loader unpickles or evaluates anything, and a file that is
+binary, not UTF-8, a directory or malformed raises :class:`~agentroute.errors.DatasetError` naming it.
 Each loader also takes ``"hf:<dataset id>"`` (read through ``datasets.load_dataset``) for users
 with hub access.
 """
@@ -36,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from agentroute._optional import require
+from agentroute.budget import check_amount
 from agentroute.errors import ConfigurationError, DatasetError, UnknownNameError
 from agentroute.eval.tokens import TokenCounter, default_token_counter
 from agentroute.outcomes import OutcomeTable
@@ -209,13 +213,17 @@ def load_dataset(spec: str, *, seed: int | None = None, **options: Any) -> Routi
 
 # -- RouterBench ------------------------------------------------------------------------------------
 def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int = 0) -> RoutingDataset:
-    """RouterBench wide format: a folder of ``<task>_{train,test}.csv``, the ``.pkl``, or ``hf:ID``.
+    """RouterBench wide format: a folder of ``<task>_{train,test}.csv``, one ``.csv``/``.parquet``
+    file, or ``hf:ID``.
 
-    A source without a split (the ``.pkl``) is split at random with ``seed`` and ``test_fraction``.
-    Prompts stored as a Python list literal are joined with newlines.
+    A source without a split (one file) is split at random with ``seed`` and ``test_fraction``.
+    Prompts stored as a Python list literal are joined with newlines (parsed as literals, never
+    run). The original release is a pandas pickle; it is refused, because unpickling a file runs
+    whatever code it holds: convert it once, where you trust it, with
+    ``pd.read_pickle("routerbench_0shot.pkl").to_parquet("routerbench_0shot.parquet")``.
 
     Args:
-        path: the folder, the ``.pkl`` file, or ``"hf:withmartian/routerbench"``.
+        path: the folder, a ``.csv`` or ``.parquet`` file, or ``"hf:withmartian/routerbench"``.
         test_fraction: test share when the source ships no split.
         seed: the seed of that split.
     """
@@ -224,15 +232,15 @@ def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int 
     if str(path).startswith("hf:"):
         frames = _hf_frames(str(path)[3:])
     else:
-        p = _existing(path, "a RouterBench folder of <task>_train.csv/<task>_test.csv or the .pkl")
+        p = _existing(path, "a RouterBench folder of <task>_train.csv/<task>_test.csv, or one .csv/.parquet file")
         if p.is_file():
-            frames = {"all": pd.read_pickle(p)}
+            frames = {"all": _read_table_file(p)}
         else:
             frames = {}
             for split in ("train", "test"):
-                files = sorted(p.glob(f"*_{split}.csv"))
+                files = sorted(f for f in p.glob(f"*_{split}.csv") if f.is_file())
                 if files:
-                    parts = [pd.read_csv(f).assign(_task=f.stem[: -len(split) - 1]) for f in files]
+                    parts = [_read_csv(f).assign(_task=f.stem[: -len(split) - 1]) for f in files]
                     frames[split] = pd.concat(parts, ignore_index=True)
             if set(frames) != {"train", "test"}:
                 raise DatasetError(
@@ -340,20 +348,23 @@ def load_dcrouter(
         if missing:
             raise DatasetError(f"{root}: missing {', '.join(missing)} (LLMRouter dcrouter layout)")
         for split in ("train", "test"):
-            records[split] = json.loads((root / f"dcrouter_preprocessed/{split}.json").read_text())
-            for line in (
-                (root / f"example_data/query_data/default_query_{split}.jsonl").read_text().split("\n")
-            ):
+            records[split] = _read_json(root / f"dcrouter_preprocessed/{split}.json", list)
+            query_file = root / f"example_data/query_data/default_query_{split}.jsonl"
+            for number, line in enumerate(_read_text(query_file).split("\n"), 1):  # not splitlines: U+2028 is text
                 if line.strip():
-                    row = json.loads(line)
-                    queries[split].setdefault(row["query"], row)
-        llms = json.loads((root / "example_data/llm_candidates/default_llm.json").read_text())
+                    row = _parse_json(line, f"{query_file} line {number}")
+                    if isinstance(row, dict) and isinstance(row.get("query"), str):
+                        queries[split].setdefault(row["query"], row)
+        llms = _read_json(root / "example_data/llm_candidates/default_llm.json", dict)
         descriptions = {m: str(c.get("feature", "")) for m, c in llms.items()}
         if prices is None:
-            prices = {m: (float(c["input_price"]), float(c["output_price"])) for m, c in llms.items()}
+            prices = {m: _card_prices(m, c, root) for m, c in llms.items()}
     if set(records) != {"train", "test"}:
         raise DatasetError(f"{path}: expected a train and a test split (found {sorted(records)})")
-    models = list(records["train"][0]["scores"])
+    first = records["train"][0] if records["train"] else None
+    if not isinstance(first, dict) or not isinstance(first.get("scores"), dict):
+        raise DatasetError(f"{path}: expected dcrouter records {{question, scores: {{model: score}}}}")
+    models = list(first["scores"])
     _check_prices(models, prices)
     counter = TokenCounter(tokenizer) if tokenizer else default_token_counter()
     tables: dict[str, OutcomeTable] = {}
@@ -419,11 +430,11 @@ def load_routellm_mmlu(
         root = _existing(path, "RouteLLM's mmlu_responses folder of mmlu_<subject>.csv files")
         if (root / "mmlu_responses").is_dir():
             root = root / "mmlu_responses"
-        files = sorted(root.glob("mmlu_*.csv"))
+        files = sorted(f for f in root.glob("mmlu_*.csv") if f.is_file())
         if not files:
             raise DatasetError(f"{root}: expected mmlu_<subject>.csv files (RouteLLM MMLU responses)")
         frame = pd.concat(
-            [pd.read_csv(f).assign(subject=f.stem.removeprefix("mmlu_")) for f in files], ignore_index=True
+            [_read_csv(f).assign(subject=f.stem.removeprefix("mmlu_")) for f in files], ignore_index=True
         )
     models = [c for c in frame.columns if c not in ("prompt", "subject")]
     if "prompt" not in frame.columns or len(models) < 2:
@@ -498,6 +509,92 @@ def _check_prices(models: list[str], prices: Prices | None) -> None:
         raise ConfigurationError(
             f"no price for models {missing}; pass prices={{model: (input, output)}} per 1M tokens"
         )
+
+
+#: Suffixes of pickle files, which no loader reads (unpickling runs code stored in the file).
+PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".pck", ".pcl", ".p"})
+_PICKLE_MAGIC = (b"\x80",)  # protocol 2+ pickles start with PROTO
+
+
+def _read_table_file(p: Path) -> Any:
+    """One table file (``.csv`` or ``.parquet``) as a frame; pickles are refused, never opened."""
+    suffix = p.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise DatasetError(
+            f"{p}: refusing to read a pickle file — unpickling runs whatever code the file holds. "
+            f"Convert it once, in a Python session you trust: "
+            f"pandas.read_pickle({str(p)!r}).to_parquet({str(p.with_suffix('.parquet'))!r}) "
+            f"(or .to_csv(...)), then pass the .parquet or .csv file"
+        )
+    if suffix == ".parquet":
+        pd = require("pandas")
+        try:
+            return pd.read_parquet(p)
+        except Exception as exc:  # pyarrow's errors vary by version: name the file
+            raise DatasetError(f"{p}: not a readable parquet file ({type(exc).__name__}: {_cap(exc)})") from None
+    if suffix in (".csv", ".tsv", ".txt"):
+        return _read_csv(p)
+    raise DatasetError(f"{p}: expected a .csv or .parquet file (or a folder of <task>_train.csv/<task>_test.csv)")
+
+
+def _read_csv(p: Path) -> Any:
+    """A CSV file as a frame, or a :class:`DatasetError` naming the file (binary, not UTF-8, malformed)."""
+    pd = require("pandas")
+    with p.open("rb") as fh:
+        head = fh.read(4096)
+    if b"\0" in head or head.startswith(_PICKLE_MAGIC):
+        raise DatasetError(f"{p}: a binary file, not CSV text")
+    try:
+        return pd.read_csv(p, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{p}: not UTF-8 text (byte offset {exc.start})") from None
+    except (ValueError, OSError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise DatasetError(f"{p}: not a readable CSV file ({type(exc).__name__}: {_cap(exc)})") from None
+
+
+def _read_text(p: Path) -> str:
+    """A UTF-8 text file (a leading BOM dropped), or a :class:`DatasetError` naming it."""
+    if not p.is_file():
+        raise DatasetError(f"{p}: not a file")
+    raw = p.read_bytes()
+    if b"\0" in raw[:4096]:
+        raise DatasetError(f"{p}: a binary file, not text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{p} line {line}: not UTF-8 text (byte offset {exc.start})") from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DatasetError(f"{where}: invalid JSON ({_cap(exc)})") from None
+
+
+def _read_json(p: Path, kind: type) -> Any:
+    """A JSON file whose top level is ``kind`` (``list`` or ``dict``)."""
+    value = _parse_json(_read_text(p), str(p))
+    if not isinstance(value, kind):
+        raise DatasetError(f"{p}: expected a JSON {'list' if kind is list else 'object'} at the top level")
+    return value
+
+
+def _card_prices(model: str, card: Any, root: Path) -> tuple[float, float]:
+    """(input, output) USD per 1M tokens of one ``default_llm.json`` entry, checked like a price card."""
+    where = f"{root}/example_data/llm_candidates/default_llm.json model {model!r}"
+    if not isinstance(card, dict):
+        raise DatasetError(f"{where}: expected an object with input_price and output_price")
+    try:
+        return tuple(check_amount(f"{where} {k}", card.get(k)) for k in ("input_price", "output_price"))  # type: ignore[return-value]
+    except ConfigurationError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def _cap(text: object, limit: int = 200) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _existing(path: str | Path, expected: str) -> Path:

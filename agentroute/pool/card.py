@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import reprlib
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from agentroute.budget import check_amount
+from agentroute.errors import ConfigurationError
+from agentroute.strategies import get_strategy
 
 BackendName = Literal["local", "litellm", "openai", "replay"]
 Tier = Literal["small", "medium", "large"]
+
+
+class CardError(ConfigurationError):
+    """A model card is invalid: ``field`` names the field (``"?"`` when none does), ``model`` the card.
+
+    The YAML loader turns ``field`` into the line of the pool file that holds it.
+    """
+
+    def __init__(self, model: str, field: str, problem: str):
+        self.model, self.field, self.problem = model, field, problem
+        super().__init__(f"model {model} field {field!r}: {problem}")
 
 
 class ModelCard(BaseModel):
@@ -17,6 +34,17 @@ class ModelCard(BaseModel):
     served model name, a GGUF file); it defaults to ``id``. A card with ``input_price`` and
     ``output_price`` left unset is priced from LiteLLM's cost table by the litellm backend, and is
     refused by every other backend (a self-hosted model is never priced $0 by accident).
+
+    Every number is checked like a budget amount: finite, non-negative, neither a boolean nor a
+    string (``int``, ``float``, numpy scalars and ``Decimal`` are accepted). ``max_tokens`` may not
+    exceed ``context_window``; each strategy must parse (``direct``, ``cot``, ``sc@K``) and appear
+    once. A bad card raises :class:`CardError` (a :class:`~agentroute.errors.ConfigurationError`)
+    naming the field.
+
+    >>> ModelCard(id="m", input_price=float("inf"), output_price=1)
+    Traceback (most recent call last):
+    ...
+    agentroute.pool.card.CardError: model 'm' field 'input_price': input_price must be finite and at most 1e+15 (got inf)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -24,23 +52,71 @@ class ModelCard(BaseModel):
     id: str = Field(min_length=1)
     backend: BackendName = "litellm"
     model: str = ""
-    input_price: float | None = Field(default=None, ge=0)
-    output_price: float | None = Field(default=None, ge=0)
-    price_per_second: float | None = Field(default=None, ge=0)
-    context_window: int = Field(default=8192, gt=0)
+    input_price: float | None = None
+    output_price: float | None = None
+    price_per_second: float | None = None
+    context_window: int = 8192
     description: str = ""
     tier: Tier = "small"
-    latency_ms: float = Field(default=1000.0, ge=0)
+    latency_ms: float = 1000.0
     strategies: tuple[str, ...] = ("direct",)
     base_url: str | None = None
     api_key_env: str | None = None
-    max_tokens: int = Field(default=256, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
+    max_tokens: int = 256
+    timeout_s: float = 60.0
+
+    def __init__(self, **data: Any):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            model_id = data.get("id")
+            name = short_repr(model_id) if isinstance(model_id, str) else "?"
+            err = exc.errors(include_url=False)[0]
+            field = str(err["loc"][0]) if err["loc"] else str(err.get("ctx", {}).get("field", "?"))
+            problem = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] not in ("value_error", "card_field"):  # pydantic's own message: show the input
+                problem += f" (got {short_repr(err.get('input'))})"
+            raise CardError(name, field, problem) from None
+
+    @field_validator("input_price", "output_price", "price_per_second", "latency_ms", mode="before")
+    @classmethod
+    def _amount(cls, value: object, info: Any) -> object:
+        return None if value is None else check_amount(info.field_name, value)
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _positive(cls, value: object, info: Any) -> object:
+        return check_amount(info.field_name, value, allow_zero=False)
+
+    @field_validator("context_window", "max_tokens", mode="before")
+    @classmethod
+    def _count(cls, value: object, info: Any) -> object:
+        return int(check_amount(info.field_name, value, integer=True, allow_zero=False))
 
     @field_validator("strategies", mode="before")
     @classmethod
     def _strategies(cls, value: object) -> object:
-        return (value,) if isinstance(value, str) else value
+        names = (value,) if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not names:
+            raise ValueError(f"expected a non-empty list of strategy names (got {short_repr(names)})")
+        seen: set[str] = set()
+        for name in names:
+            get_strategy(name)  # a ConfigurationError is a ValueError: pydantic reports it
+            if name in seen:
+                raise ValueError(f"strategy {name!r} is listed twice")
+            seen.add(name)
+        return tuple(names)
+
+    @model_validator(mode="after")
+    def _fits_context(self) -> Self:
+        if self.max_tokens > self.context_window:
+            raise PydanticCustomError(
+                "card_field",
+                "max_tokens ({max_tokens}) is above context_window ({context_window}): no call could "
+                "use it; lower max_tokens or raise context_window",
+                {"field": "max_tokens", "max_tokens": self.max_tokens, "context_window": self.context_window},
+            )
+        return self
 
     @property
     def backend_model(self) -> str:
@@ -60,3 +136,18 @@ class ModelCard(BaseModel):
             f"${self.input_price:g}/${self.output_price:g} per 1M tokens" if self.priced else "provider price"
         )
         return f"{self.id} ({self.tier} model, {price}, strategy {strategy}). {self.description}".strip()
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 60, 60, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters without walking all of a huge or cyclic value.
+
+    >>> short_repr(list(range(1000)))
+    '[0, 1, 2, 3, ...]'
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
