@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import abc
-import math
 
+from agentroute.pool.backends.counting import byte_bound, text_bound
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -22,16 +22,28 @@ class Backend(abc.ABC):
         """Run one completion. Raise :class:`~agentroute.errors.BackendError` on failure."""
 
     def count_tokens(self, text: str, card: ModelCard) -> int:
-        """Tokens in ``text`` before the call (≈4 characters a token unless a tokenizer is known)."""
-        return max(1, math.ceil(len(text) / 4))
+        """Tokens in ``text``: the model's tokenizer where the backend knows it, else a bound never
+        below a byte-level tokenizer's count (its UTF-8 bytes)."""
+        return text_bound(text)
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        """Tokens the request's prompt takes: what the ledger reserves for it.
+        """Tokens the chat-templated prompt takes: what the ledger reserves for it. Synchronous and
+        cheap (the dispatcher calls it for every candidate of every step).
 
-        The default counts the message texts; backends that wrap them in a chat template (local,
-        openai, litellm) add the template's tokens.
+        Never below what the provider will bill for the prompt: the model's tokenizer where the
+        backend knows it, else :func:`~agentroute.pool.backends.counting.byte_bound`.
         """
-        return self.count_tokens(request.prompt_text, card)
+        return byte_bound(request.messages)
+
+    async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        """:meth:`prompt_tokens`, possibly asking the endpoint (a vLLM server's ``POST /tokenize``).
+
+        Same contract as :meth:`prompt_tokens` (never below the prompt's billed tokens); the
+        default is the synchronous count. After it returns, :meth:`prompt_tokens` gives the same
+        number for the same request and card (it is cached), so the dispatcher may call this once
+        before planning and the synchronous method on its hot path.
+        """
+        return self.prompt_tokens(request, card)
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         """Upper bound of the call's cost: prompt tokens × input price + max_tokens × output price.

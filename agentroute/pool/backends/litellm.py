@@ -15,10 +15,22 @@ import time
 from types import ModuleType
 from typing import Any
 
+import openai
+
 from agentroute._optional import require
-from agentroute.errors import BackendError, ConfigurationError
+from agentroute.errors import BackendError, ConfigurationError, ProtocolError
 from agentroute.pool.backends.base import Backend
-from agentroute.pool.backends.openai import api_key_for, backend_error, prompt_overhead
+from agentroute.pool.backends.counting import (
+    TokenizeEndpoint,
+    byte_bound,
+    is_openai_endpoint,
+    messages_key,
+    openai_chat_tokens,
+    openai_encoding,
+    text_bound,
+)
+from agentroute.pool.backends.openai import api_key_for, backend_error
+from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -62,20 +74,70 @@ def litellm_usd(card: ModelCard, tokens_in: int, tokens_out: int) -> float:
     return float(usd_in) + float(usd_out)
 
 
+#: LiteLLM provider prefixes whose models are OpenAI's (counted with tiktoken on OpenAI's endpoint).
+OPENAI_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai"})
+
+
 class LiteLLMBackend(Backend):
-    """Call cards with ``backend: litellm`` through ``litellm.acompletion``."""
+    """Call cards with ``backend: litellm`` through ``litellm.acompletion``.
+
+    Prompt tokens: OpenAI models (``gpt-4o-mini``, ``openai/…``, ``azure/…``) on OpenAI's endpoint
+    through tiktoken, offline; a self-hosted ``base_url`` through its ``POST /tokenize`` when
+    :meth:`aprompt_tokens` found one; every other provider with the byte bound (their tokenizers
+    are not on disk, and a count below the bill would break the budget). Usage is validated like
+    the openai backend's.
+    """
 
     name = "litellm"
 
+    def __init__(self) -> None:
+        self.tokenize = TokenizeEndpoint()
+        self._counts: dict[tuple[str, Any], int] = {}
+
+    def encoding(self, card: ModelCard) -> Any | None:
+        """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
+        model = card.backend_model
+        provider = model.split("/", 1)[0] if "/" in model else "openai"
+        if provider not in OPENAI_PROVIDERS or not is_openai_endpoint(card.base_url):
+            return None
+        return openai_encoding(model)
+
     def count_tokens(self, text: str, card: ModelCard) -> int:
-        """Tokens by LiteLLM's bundled tiktoken encoding (offline; exact for OpenAI models, close for others)."""
-        encoding = getattr(litellm_module(), "encoding", None)
+        encoding = self.encoding(card)
         if encoding is None:
-            return super().count_tokens(text, card)
+            return text_bound(text)
         return max(1, len(encoding.encode(text, disallowed_special=())))
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        return self.count_tokens(request.prompt_text, card) + prompt_overhead(request.messages)
+        served = self.tokenize.cached(card.base_url, _served_name(card), request.messages)
+        if served is not None:
+            return served
+        encoding = self.encoding(card)
+        if encoding is None:
+            return byte_bound(request.messages)
+        key = (encoding.name, messages_key(request.messages))
+        count = self._counts.get(key)
+        if count is None:
+            if len(self._counts) >= 4096:
+                self._counts.clear()
+            count = self._counts[key] = openai_chat_tokens(encoding, request.messages)
+        return count
+
+    async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            served = await self.tokenize.count(card.base_url, _served_name(card), messages=request.messages)
+            if served is not None:
+                return served
+        return self.prompt_tokens(request, card)
+
+    async def count_text(self, text: str, card: ModelCard) -> int:
+        if not text:
+            return 0
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            served = await self.tokenize.count(card.base_url, _served_name(card), text=text)
+            if served is not None:
+                return served
+        return self.count_tokens(text, card)
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         if prompt_tokens is None:
@@ -105,15 +167,23 @@ class LiteLLMBackend(Backend):
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise backend_error(exc, card.id) from exc
+            raise litellm_error(exc, card.id) from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        if not response.choices:
-            raise BackendError(card.id, "the provider returned no choices", retryable=True)
-        choice = response.choices[0]
-        text = choice.message.content or ""
-        usage = getattr(response, "usage", None)
-        tokens_in = int(usage.prompt_tokens) if usage else self.count_tokens(request.prompt_text, card)
-        tokens_out = int(usage.completion_tokens) if usage else self.count_tokens(text, card)
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise ProtocolError(card.id, "the reply has no choices")
+        choice = choices[0]
+        text = getattr(getattr(choice, "message", None), "content", None) or ""
+        if not isinstance(text, str):
+            raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
+        raw: dict[str, Any] = {"id": getattr(response, "id", ""), "finish_reason": getattr(choice, "finish_reason", None)}
+        tokens_in, tokens_out = reply_usage(card, getattr(response, "usage", None), messages=request.messages, text=text)
+        if tokens_in is None or tokens_out is None:
+            raw["usage_counted"] = True
+            if tokens_in is None:
+                tokens_in = await self.aprompt_tokens(request, card)
+            if tokens_out is None:
+                tokens_out = await self.count_text(text, card)
         return Completion(
             model=card.id,
             text=text,
@@ -121,8 +191,47 @@ class LiteLLMBackend(Backend):
             tokens_out=tokens_out,
             cost_usd=litellm_usd(card, tokens_in, tokens_out),
             latency_ms=latency_ms,
-            raw={"id": response.id, "finish_reason": choice.finish_reason},
+            raw=raw,
         )
 
+    async def aclose(self) -> None:
+        await self.tokenize.aclose()
 
-__all__ = ["LiteLLMBackend", "litellm_module", "litellm_usd"]
+
+def _served_name(card: ModelCard) -> str:
+    """The model name a self-hosted server knows (LiteLLM's ``hosted_vllm/`` or ``openai/`` prefix dropped)."""
+    model = card.backend_model
+    return model.split("/", 1)[1] if "/" in model and model.split("/", 1)[0] in {"hosted_vllm", "openai"} else model
+
+
+def litellm_error(exc: BaseException, model: str) -> BackendError:
+    """Map a LiteLLM exception to :class:`BackendError`, telling its real HTTP errors apart.
+
+    LiteLLM reports failures of its own as ``InternalServerError`` (status 500) with no response
+    headers and no body: a dropped connection (retryable; the provider may have billed it), or a
+    reply it could not read — not JSON, or usage its response model rejects (NaN) — which is a
+    :class:`ProtocolError`. An error status the provider really sent is mapped by
+    :func:`~agentroute.pool.backends.openai.backend_error` (not billed).
+    """
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, openai.APIConnectionError | TimeoutError | ConnectionError):  # litellm.Timeout too
+        return backend_error(exc, model)
+    status = getattr(exc, "status_code", None)
+    synthesized = (
+        isinstance(status, int)
+        and getattr(exc, "litellm_response_headers", "") is None
+        and getattr(exc, "body", "") is None
+    )
+    if not synthesized:
+        if isinstance(exc, ValueError | TypeError | KeyError | AttributeError) and status is None:
+            return ProtocolError(model, f"unreadable reply: {type(exc).__name__}: {str(exc)[:200]}")
+        return backend_error(exc, model)
+    cause = exc.__cause__ or exc.__context__
+    detail = " ".join(str(cause or exc).split())[:300]
+    if "Connection error" in detail or isinstance(cause, ConnectionError | TimeoutError):
+        return BackendError(model, f"connection failed: {detail}", retryable=True)
+    return ProtocolError(model, f"unreadable reply: {detail}")
+
+
+__all__ = ["OPENAI_PROVIDERS", "LiteLLMBackend", "litellm_module", "litellm_error", "litellm_usd"]

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Literal
 from agentroute._optional import require, torch_module
 from agentroute.errors import AgentrouteError, BackendError, ConfigurationError
 from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.counting import messages_key
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -505,6 +506,7 @@ class LocalBackend(Backend):
         self.max_batch, self.wait_ms = max_batch, wait_ms
         self._batchers: dict[str, MicroBatcher] = {}
         self._lock = threading.Lock()
+        self._counts: dict[tuple[str, Any], int] = {}
 
     def batcher(self, card: ModelCard) -> MicroBatcher:
         """The worker that serves ``card`` (one per model source); its counters show the batching."""
@@ -529,8 +531,14 @@ class LocalBackend(Backend):
         return max(1, self.model(card).count_tokens(text))
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        """The chat-templated prompt's length in tokens."""
-        return len(self.model(card).prompt_ids(request.messages))
+        """The chat-templated prompt's length in the model's own tokens (exact; cached per chat)."""
+        key = (card.backend_model, messages_key(request.messages))
+        count = self._counts.get(key)
+        if count is None:
+            if len(self._counts) >= 4096:
+                self._counts.clear()
+            count = self._counts[key] = len(self.model(card).prompt_ids(request.messages))
+        return count
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         """Chat-templated prompt tokens × input price + max_tokens × output price; per-second

@@ -9,15 +9,27 @@ no retries of its own (the dispatcher retries retryable errors within the budget
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
 
-from agentroute.errors import BackendError, ConfigurationError
+from agentroute.errors import BackendError, ConfigurationError, ProtocolError
 from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.counting import (
+    TokenizeEndpoint,
+    byte_bound,
+    is_openai_endpoint,
+    messages_key,
+    openai_chat_tokens,
+    openai_encoding,
+    text_bound,
+)
+from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -29,7 +41,8 @@ def backend_error(exc: BaseException, model: str) -> BackendError:
     """Map an OpenAI-SDK (or LiteLLM, whose errors subclass them) exception to :class:`BackendError`.
 
     Connection failures, timeouts, 408/409/425/429 and 5xx are retryable; authentication, bad
-    requests and everything else are not.
+    requests and everything else are not. An HTTP error status is not billed (the provider refused
+    the request); a timeout or a dropped connection may have been (the model may have run).
     """
     if isinstance(exc, BackendError):
         return exc
@@ -39,7 +52,10 @@ def backend_error(exc: BaseException, model: str) -> BackendError:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         retryable = status in RETRYABLE_STATUS or status >= 500
-        return BackendError(model, f"HTTP {status} ({type(exc).__name__}): {message}", retryable=retryable)
+        # an error status means the provider refused the request before running the model
+        return BackendError(
+            model, f"HTTP {status} ({type(exc).__name__}): {message}", retryable=retryable, billed=False
+        )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
 
 
@@ -57,8 +73,8 @@ def api_key_for(card: ModelCard) -> str | None:
 
 
 def prompt_overhead(messages: list[dict[str, str]]) -> int:
-    """Tokens a chat template adds around the messages (≈4 a message + 3 to open the reply)."""
-    return 4 * len(messages) + 3
+    """Tokens OpenAI's chat format adds around the messages' text: 3 a message + 3 to open the reply."""
+    return 3 * len(messages) + 3
 
 
 def require_token_prices(card: ModelCard, backend: str) -> None:
@@ -76,15 +92,33 @@ def require_token_prices(card: ModelCard, backend: str) -> None:
     )
 
 
+
+
 class OpenAIBackend(Backend):
-    """Call cards with ``backend: openai`` through ``openai.AsyncOpenAI`` (one client per endpoint and key)."""
+    """Call cards with ``backend: openai`` through ``openai.AsyncOpenAI`` (one client per endpoint and key).
+
+    Replies are streamed (``stream_options={"include_usage": True}``) so that a server which ignores
+    ``max_tokens`` cannot run away: after more than ``max_tokens`` content chunks (every chunk
+    carries at least one token) the stream is closed, which makes vLLM abort the request, and the
+    completion counts what was received (``raw["stream_cut"]``). Usage is validated
+    (:mod:`~agentroute.pool.backends.usage`); missing usage is counted from the text
+    (``raw["usage_counted"]``). Prompt tokens: OpenAI's endpoint through tiktoken (offline), a
+    server's ``POST /tokenize`` (:meth:`aprompt_tokens`), else the byte bound.
+
+    Args:
+        stream: stream replies (default); ``False`` makes one plain request per call, which cannot
+            stop a server that ignores ``max_tokens``.
+    """
 
     name = "openai"
 
-    def __init__(self) -> None:
+    def __init__(self, *, stream: bool = True) -> None:
+        self.stream = stream
         self._clients: dict[
             tuple[str | None, str | None], tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
         ] = {}
+        self.tokenize = TokenizeEndpoint()
+        self._counts: dict[tuple[str, Any], int] = {}
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
         """The client for ``card``'s endpoint, bound to the running event loop."""
@@ -101,13 +135,58 @@ class OpenAIBackend(Backend):
             self._clients[key] = entry = (loop, client)
         return entry[1]
 
+    # -- token counts --------------------------------------------------------------------------
+    def encoding(self, card: ModelCard) -> Any | None:
+        """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
+        return openai_encoding(card.backend_model) if is_openai_endpoint(card.base_url) else None
+
+    def count_tokens(self, text: str, card: ModelCard) -> int:
+        encoding = self.encoding(card)
+        if encoding is None:
+            return text_bound(text)
+        return max(1, len(encoding.encode(text, disallowed_special=())))
+
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        return self.count_tokens(request.prompt_text, card) + prompt_overhead(request.messages)
+        """The server's ``/tokenize`` count when :meth:`aprompt_tokens` fetched it, tiktoken's for
+        OpenAI models, else the byte bound (cached per chat)."""
+        served = self.tokenize.cached(card.base_url, card.backend_model, request.messages)
+        if served is not None:
+            return served
+        encoding = self.encoding(card)
+        if encoding is None:
+            return byte_bound(request.messages)
+        key = (encoding.name, messages_key(request.messages))
+        count = self._counts.get(key)
+        if count is None:
+            if len(self._counts) >= 4096:
+                self._counts.clear()
+            count = self._counts[key] = openai_chat_tokens(encoding, request.messages)
+        return count
+
+    async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), else
+        :meth:`prompt_tokens`."""
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            served = await self.tokenize.count(card.base_url, card.backend_model, messages=request.messages)
+            if served is not None:
+                return served
+        return self.prompt_tokens(request, card)
+
+    async def count_text(self, text: str, card: ModelCard) -> int:
+        """Tokens of a reply's text: the server's ``/tokenize``, tiktoken, else the byte bound."""
+        if not text:
+            return 0
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            served = await self.tokenize.count(card.base_url, card.backend_model, text=text)
+            if served is not None:
+                return served
+        return self.count_tokens(text, card)
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         require_token_prices(card, self.name)
         return super().worst_case_usd(request, card, prompt_tokens)
 
+    # -- calls -----------------------------------------------------------------------------------
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         require_token_prices(card, self.name)
         client = self.client(card)
@@ -121,30 +200,104 @@ class OpenAIBackend(Backend):
         if request.stop:
             kwargs["stop"] = request.stop
         started = time.perf_counter()
-        try:
-            response = await client.chat.completions.create(**kwargs)
-        except Exception as exc:
-            raise backend_error(exc, card.id) from exc
+        if self.stream:
+            reply = await self._streamed(client, kwargs, request, card)
+        else:
+            reply = await self._plain(client, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
-        if not response.choices:
-            raise BackendError(card.id, "the server returned no choices", retryable=True)
-        choice = response.choices[0]
-        text = choice.message.content or ""
-        usage = response.usage
-        tokens_in = usage.prompt_tokens if usage else self.count_tokens(request.prompt_text, card)
-        tokens_out = usage.completion_tokens if usage else self.count_tokens(text, card)
-        raw: dict[str, Any] = {"id": response.id, "finish_reason": choice.finish_reason}
-        extra = (response.model_extra or {}).get("agentroute")
-        if isinstance(extra, dict) and isinstance(extra.get("confidence"), int | float):
-            raw["confidence"] = float(extra["confidence"])  # served by agentroute's own server
+        raw: dict[str, Any] = {"id": reply.id, "finish_reason": reply.finish_reason}
+        if reply.cut:
+            raw["stream_cut"] = True
+        if reply.confidence is not None:
+            raw["confidence"] = reply.confidence
+        tokens_in, tokens_out = reply_usage(
+            card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks
+        )
+        if tokens_in is None or tokens_out is None or reply.cut:
+            raw["usage_counted"] = True
+            if tokens_in is None:
+                tokens_in = await self.aprompt_tokens(request, card)
+            if tokens_out is None or reply.cut:
+                tokens_out = max(reply.chunks, await self.count_text(reply.received, card))
         return Completion(
             model=card.id,
-            text=text,
+            text=reply.text,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=card.usd(tokens_in, tokens_out),
             latency_ms=latency_ms,
             raw=raw,
+        )
+
+    async def _plain(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], card: ModelCard) -> _Reply:
+        try:
+            response = await client.chat.completions.create(**kwargs)
+        except Exception as exc:
+            raise _error(exc, card.id) from exc
+        choice = _first_choice(card, getattr(response, "choices", None))
+        if choice is None:
+            raise ProtocolError(card.id, "the reply has no choices")
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None) or ""
+        if not isinstance(text, str):
+            raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
+        return _Reply(
+            id=str(getattr(response, "id", "") or ""), text=text, received=text, usage=getattr(response, "usage", None),
+            finish_reason=getattr(choice, "finish_reason", None), chunks=0, cut=False,
+            confidence=_confidence(response),
+        )
+
+    async def _streamed(
+        self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
+    ) -> _Reply:
+        try:
+            stream = await client.chat.completions.create(
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
+        except Exception as exc:
+            raise _error(exc, card.id) from exc
+        limit = request.max_tokens
+        pieces: list[str] = []
+        chunks, events, cut = 0, 0, False
+        usage: Any = None
+        reply_id, finish_reason, confidence = "", None, None
+        try:
+            async for chunk in stream:
+                events += 1
+                if not hasattr(chunk, "choices"):
+                    raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
+                reply_id = reply_id or str(getattr(chunk, "id", "") or "")
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                confidence = _confidence(chunk) if confidence is None else confidence
+                choice = _first_choice(card, chunk.choices)
+                if choice is None:
+                    continue
+                finish_reason = getattr(choice, "finish_reason", None) or finish_reason
+                content = getattr(getattr(choice, "delta", None), "content", None)
+                if content is None or content == "":
+                    continue
+                if not isinstance(content, str):
+                    raise ProtocolError(card.id, f"a stream chunk's content is not text (got {type(content).__name__})")
+                pieces.append(content)
+                chunks += 1
+                if chunks > limit:  # the server ignores max_tokens: stop it here
+                    cut = True
+                    break
+        except ProtocolError:
+            raise
+        except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
+            raise ProtocolError(card.id, f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        except Exception as exc:
+            raise _error(exc, card.id) from exc
+        finally:
+            await stream.close()  # closes the connection when cut: vLLM aborts the request
+        if events == 0:
+            raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
+        received = "".join(pieces)
+        return _Reply(
+            id=reply_id, text="".join(pieces[:limit]) if cut else received, received=received, usage=None if cut else usage,
+            finish_reason="length" if cut else finish_reason, chunks=chunks, cut=cut, confidence=confidence,
         )
 
     async def aclose(self) -> None:
@@ -153,6 +306,41 @@ class OpenAIBackend(Backend):
         for client_loop, client in clients:
             if client_loop is loop:
                 await client.close()
+        await self.tokenize.aclose()
+
+
+@dataclass(slots=True)
+class _Reply:
+    id: str
+    text: str  # the answer (at most max_tokens chunks)
+    received: str  # everything read, billed
+    usage: Any
+    finish_reason: Any
+    chunks: int  # content chunks read (each at least one token)
+    cut: bool
+    confidence: float | None
+
+
+def _error(exc: BaseException, model: str) -> BackendError:
+    """:func:`backend_error`, with a reply the SDK could not decode as a protocol error."""
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
+        return ProtocolError(model, f"unreadable reply: {' '.join(str(exc).split())[:200]}")
+    return backend_error(exc, model)
+
+
+def _first_choice(card: ModelCard, choices: Any) -> Any | None:
+    if choices is None:
+        return None
+    if not isinstance(choices, list):
+        raise ProtocolError(card.id, f"'choices' is not a list (got {type(choices).__name__})")
+    return choices[0] if choices else None
+
+
+def _confidence(response: Any) -> float | None:
+    extra = (getattr(response, "model_extra", None) or {}).get("agentroute")
+    if isinstance(extra, dict) and isinstance(extra.get("confidence"), int | float):
+        return float(extra["confidence"])  # served by agentroute's own server
+    return None
 
 
 __all__ = [

@@ -50,6 +50,13 @@ class ReplayBackend(Backend):
             raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False)
         return outcome
 
+    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
+        """The logged prompt tokens when the outcome logs them, else the byte bound."""
+        outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
+        if outcome is not None and outcome.tokens_in > 0:
+            return outcome.tokens_in
+        return super().prompt_tokens(request, card)
+
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
         if outcome is not None:

