@@ -1,56 +1,424 @@
-"""Batches of tasks: read queries from JSONL (bad lines reported, not fatal) and run them with progress."""
+"""Durable batches of tasks: read queries from JSONL, run them once each, survive crashes and signals.
+
+>>> items, bad = read_jsonl_queries("questions.jsonl")  # doctest: +SKIP
+>>> report = asyncio.run(BatchRunner(compiled, memory, batch_id=default_batch_id(compiled.name, items)).run(items))  # doctest: +SKIP
+
+Reading (:func:`read_jsonl_queries`): one JSON object (or string) per line, split on ``\\n`` only —
+U+2028, U+2029 and other Unicode line breaks inside a line are text, not line ends; a UTF-8 BOM
+and ``\\r\\n`` endings are accepted. Bad lines are reported with their number, not fatal; a
+directory, a missing file or binary (non-UTF-8) input is a :class:`~agentroute.errors.ConfigurationError`.
+Every item gets a ``query_id``: the input's, or a stable one from a hash of its content
+(:func:`content_query_id`), so that a rerun of the same file names the same queries.
+
+Running (:class:`BatchRunner`): the items go into the memory's durable work queue
+(:class:`~agentroute.memory.batches.BatchQueue`) under a batch id; workers claim them from the
+database, so several processes over one PostgreSQL memory share a batch, and ``resume`` skips
+what is finished. Each item runs as one task through ``compiled.arun``; whatever one task raises
+ends that task ``failed`` with its reason (in the task's ``metadata["error"]`` and the item), never
+the batch. :meth:`BatchRunner.stop` (wired to SIGTERM/SIGINT by the CLI) stops claiming, lets the
+tasks in flight finish for ``grace_s`` seconds and then cancels them: they end ``interrupted`` with
+the cost of their recorded steps, and are claimable again on resume.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from agentroute.errors import ConfigurationError
+from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled
+from agentroute.memory.sql import SQLMemory, watch_tasks
+from agentroute.types import Step, Task
+
+__all__ = [
+    "BatchReport",
+    "BatchRunner",
+    "ItemResult",
+    "content_query_id",
+    "default_batch_id",
+    "read_jsonl_queries",
+]
+
+log = logging.getLogger("agentroute.batch")
 
 _QUERY_KEYS = ("query", "question", "prompt")
+_BOM = b"\xef\xbb\xbf"
+
+
+def content_query_id(item: dict[str, Any]) -> str:
+    """A stable id from an item's content (query, task type, metadata): ``q`` + 16 hex digits.
+
+    >>> content_query_id({"query": "What is 2+2?"}) == content_query_id({"query": "What is 2+2?"})
+    True
+    """
+    key = {k: item.get(k) for k in ("query", "task_type", "metadata")}
+    text = json.dumps(key, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    return "q" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_jsonl_queries(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """Valid items (``query`` plus optional ``query_id``/``task_type``/``metadata``) and (line, reason) of bad lines."""
+    """Valid items and ``(line, reason)`` of the bad lines of a JSONL file (see the module docstring).
+
+    An item is ``{"query", "query_id"}`` plus ``task_type`` and ``metadata`` when given (``metadata``
+    as given, even when it is not an object: the batch then fails that one task with the reason).
+    ``question`` and ``prompt`` are accepted for ``query``. A duplicate ``query_id`` is a bad line;
+    identical queries without ids get ``#2``, ``#3`` … after their content id.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigurationError(f"input {path} is a directory; expected a JSONL file")
     if not path.exists():
         raise ConfigurationError(f"input file {path} does not exist")
-    items, bad = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append((number, f"invalid JSON: {exc.msg}"))
-            continue
-        if isinstance(obj, str):
-            obj = {"query": obj}
-        if not isinstance(obj, dict):
-            bad.append((number, "expected an object or a string"))
-            continue
-        query = next((obj[k] for k in _QUERY_KEYS if isinstance(obj.get(k), str) and obj[k].strip()), None)
-        if query is None:
-            bad.append((number, f"no non-empty {' / '.join(_QUERY_KEYS)} field"))
-            continue
-        item: dict[str, Any] = {"query": query}
-        for key in ("query_id", "task_type", "metadata"):
-            if key in obj:
-                item[key] = str(obj[key]) if key != "metadata" else obj[key]
-        items.append(item)
+    items: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read input {path}: {exc.strerror or exc}") from exc
+    with fh:
+        for number, raw in enumerate(fh, start=1):  # binary lines end at b"\n" only
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if b"\x00" in raw:
+                raise ConfigurationError(f"input {path} line {number} holds a NUL byte: binary input, not JSONL text")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigurationError(
+                    f"input {path} line {number} is not UTF-8 text (byte {exc.start}): binary input, not JSONL"
+                ) from None
+            line = line.removesuffix("\n").removesuffix("\r").lstrip("\ufeff")
+            if not line.strip():
+                continue
+            item, reason = _parse_line(line)
+            if item is None:
+                bad.append((number, reason))
+                continue
+            qid = item.get("query_id")
+            if qid is None:
+                base = content_query_id(item)
+                n = seen.get(base, 0) + 1
+                seen[base] = n
+                item["query_id"] = base if n == 1 else f"{base}#{n}"
+            elif qid in seen:
+                bad.append((number, f"duplicate query_id {qid!r} (first on line {seen[qid]})"))
+                continue
+            else:
+                seen[qid] = number
+            items.append(item)
     return items, bad
 
 
-async def run_with_progress(compiled: Any, items: list[dict[str, Any]], concurrency: int, console: Console) -> list[Any]:
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"running {compiled.name}", total=len(items))
+def _parse_line(line: str) -> tuple[dict[str, Any] | None, str]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+    if isinstance(obj, str):
+        obj = {"query": obj}
+    if not isinstance(obj, dict):
+        return None, f"expected an object or a string (got {type(obj).__name__})"
+    query = next((obj[k] for k in _QUERY_KEYS if isinstance(obj.get(k), str) and obj[k].strip()), None)
+    if query is None:
+        return None, f"no non-empty {' / '.join(_QUERY_KEYS)} field"
+    item: dict[str, Any] = {"query": query}
+    if obj.get("query_id") is not None:
+        item["query_id"] = str(obj["query_id"])
+    if obj.get("task_type") is not None:
+        item["task_type"] = str(obj["task_type"])
+    if "metadata" in obj:
+        item["metadata"] = obj["metadata"]
+    return item, ""
+
+
+def default_batch_id(graph: str, items: Iterable[dict[str, Any]]) -> str:
+    """``GRAPH-<12 hex>`` from the graph's name and the items' query ids: the same input over the
+    same graph names the same batch, on any machine."""
+    digest = hashlib.sha256(graph.encode())
+    for item in items:
+        digest.update(b"\n" + str(item["query_id"]).encode("utf-8", "surrogatepass"))
+    return f"{graph}-{digest.hexdigest()[:12]}"
+
+
+@dataclass
+class ItemResult:
+    """How one item of the batch ended (one ``--out`` line)."""
+
+    query_id: str
+    query: str
+    status: str
+    task_id: str | None
+    answer: str | None = None
+    cost_usd: float = 0.0
+    error: str | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def line(self) -> dict[str, Any]:
+        return {
+            "query_id": self.query_id,
+            "query": self.query,
+            "task_id": self.task_id,
+            "status": self.status,
+            "answer": self.answer,
+            "cost_usd": self.cost_usd,
+            "error": self.error,
+            "steps": [
+                {
+                    "index": s.index, "stage": s.stage, "role": s.agent.role, "model": s.agent.model,
+                    "strategy": s.agent.strategy, "cost_usd": s.cost_usd, "tokens_in": s.tokens_in,
+                    "tokens_out": s.tokens_out, "latency_ms": round(s.latency_ms, 2), "status": s.status,
+                }
+                for s in self.steps
+            ],
+        }  # fmt: skip
+
+
+@dataclass
+class BatchReport:
+    """What one :meth:`BatchRunner.run` did, and where the whole batch stands."""
+
+    batch_id: str
+    worker_id: str
+    results: list[ItemResult]
+    counts: dict[str, int]
+    """Items of the whole batch by status (all workers, all runs)."""
+    added: int = 0
+    reconciled: Reconciled = field(default_factory=Reconciled)
+    stopped: str | None = None
+    """The reason :meth:`BatchRunner.stop` was called (e.g. ``"SIGTERM"``), if it was."""
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
+
+    @property
+    def remaining(self) -> int:
+        """Items not finished yet (pending, interrupted, or running in another worker)."""
+        return sum(n for s, n in self.counts.items() if s not in (*FINISHED, "failed"))
+
+
+def _line_bytes(result: ItemResult) -> bytes:
+    return (json.dumps(result.line(), ensure_ascii=True) + "\n").encode()
+
+
+class BatchRunner:
+    """Run a batch's items through a compiled graph, once each, with a durable queue in ``memory``.
+
+    Args:
+        compiled: a compiled agent graph (``arun(query, query_id=, task_type=, metadata=)``).
+        memory: the :class:`SQLMemory` the graph records to (it also holds the batch's queue).
+        batch_id: the batch's name (:func:`default_batch_id` for an input file).
+        concurrency: tasks in flight at once in this process.
+        resume: also claim ``failed`` items left by earlier runs (``pending`` and ``interrupted``
+            ones are always claimable), reconcile dead workers first, and append to ``out``.
+        out: write one JSON line per finished item here, as soon as its task is stored.
+        grace_s: after :meth:`stop`, how long tasks in flight may run before they are cancelled.
+        lease_s: a worker on another host silent for this long is taken as dead.
+        on_done: called with each :class:`ItemResult` on the event loop (progress bars).
+    """
+
+    def __init__(
+        self,
+        compiled: Any,
+        memory: SQLMemory,
+        *,
+        batch_id: str,
+        concurrency: int = 4,
+        resume: bool = False,
+        out: str | Path | None = None,
+        grace_s: float = 30.0,
+        lease_s: float = 60.0,
+        on_done: Callable[[ItemResult], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1 (got {concurrency})")
+        if grace_s < 0:
+            raise ConfigurationError(f"grace_s must be non-negative (got {grace_s})")
+        self.compiled, self.memory = compiled, memory
+        self.concurrency, self.resume, self.grace_s = concurrency, resume, grace_s
+        self.out = Path(out) if out is not None else None
+        self.on_done = on_done
+        self.queue = BatchQueue(memory, batch_id, lease_s=lease_s)
+        self.stopped: str | None = None
+        self._claimed: list[Claimed] = []
+        self._claim_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._fd: int | None = None
+        self._grace: asyncio.TimerHandle | None = None
+
+    @property
+    def batch_id(self) -> str:
+        return self.queue.batch_id
+
+    # -- control ----------------------------------------------------------------------------------
+    def stop(self, reason: str = "stop") -> None:
+        """Stop gracefully: claim nothing more; in-flight tasks get ``grace_s`` to finish, then are
+        cancelled (ending ``interrupted``). A second call cancels them at once."""
+        if self.stopped is not None:
+            self._cancel_all()
+            return
+        self.stopped = reason
+        log.warning("batch %s: %s: finishing %d task(s) in flight", self.batch_id, reason, len(self._tasks))
+        with contextlib.suppress(RuntimeError):
+            self._grace = asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- the run ----------------------------------------------------------------------------------
+    async def run(self, items: Iterable[dict[str, Any]] = ()) -> BatchReport:
+        """Add ``items`` (each with ``query_id``) to the batch, then work until nothing is claimable."""
+        queue = self.queue
+        rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
+        added = await asyncio.to_thread(queue.add, rows)
+        reconciled = await asyncio.to_thread(queue.reconcile) if self.resume else Reconciled()
+        await asyncio.to_thread(queue.join)
+        results: list[ItemResult] = []
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            await compiled.dispatcher.pool.preload()
-            return await compiled.arun_many(items, concurrency=concurrency, on_done=lambda _: progress.advance(bar))
+            if self.out is not None:
+                await asyncio.to_thread(self._open_out)
+            workers = [asyncio.create_task(self._worker(results)) for _ in range(self.concurrency)]
+            await asyncio.gather(*workers)
         finally:
-            await compiled.dispatcher.pool.aclose()
+            heartbeat.cancel()
+            if self._grace is not None:
+                self._grace.cancel()
+            unstarted, self._claimed = [c.query_id for c in self._claimed], []
+            await asyncio.to_thread(self._close, unstarted)
+        counts = await asyncio.to_thread(queue.counts)
+        return BatchReport(self.batch_id, queue.worker_id, results, counts, added, reconciled, self.stopped)
+
+    def _close(self, unstarted: list[str]) -> None:
+        try:
+            self.queue.release(unstarted)
+            self.queue.leave()  # flushes the memory first: every --out line is written by then
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.queue.lease_s / 3, 0.1))
+            try:
+                await asyncio.to_thread(self.queue.heartbeat)
+            except Exception as exc:  # a missed heartbeat is not fatal (a database error, a closed store)
+                log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
+
+    async def _next(self) -> Claimed | None:
+        async with self._claim_lock:
+            if self.stopped is not None:
+                return None
+            if not self._claimed:
+                claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=self.resume)
+                self._claimed.extend(reversed(claimed))
+            return self._claimed.pop() if self._claimed else None
+
+    async def _worker(self, results: list[ItemResult]) -> None:
+        while (claimed := await self._next()) is not None:
+            task = asyncio.create_task(self._run_one(claimed))
+            self._tasks.add(task)
+            try:
+                result = await asyncio.shield(task)
+            except asyncio.CancelledError:  # this worker was cancelled: wait for the item to be marked
+                task.cancel()
+                result = await task
+            finally:
+                self._tasks.discard(task)
+            results.append(result)
+            if self.on_done is not None:
+                self.on_done(result)
+
+    async def _run_one(self, claimed: Claimed) -> ItemResult:
+        item, qid = claimed.item, claimed.query_id
+        query = item.get("query", "")
+        tag = {"id": self.batch_id, "worker": self.queue.worker_id}
+        with watch_tasks() as watch:
+            try:
+                metadata = item.get("metadata")
+                if metadata is None:
+                    metadata = {}
+                if not isinstance(metadata, dict):
+                    raise ConfigurationError(f"metadata must be a JSON object (got {type(metadata).__name__})")
+                run = await self.compiled.arun(
+                    query, query_id=qid, task_type=item.get("task_type"), metadata={**metadata, META_KEY: tag}
+                )
+                steps = list(run.steps)
+                error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
+                result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps)
+            except asyncio.CancelledError:
+                result = self._mark(claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})")
+            except Exception as exc:  # whatever one task raises ends that task, never the batch
+                log.debug("batch %s: %s failed", self.batch_id, qid, exc_info=True)
+                result = self._mark(claimed, watch, "failed", f"{type(exc).__name__}: {exc}")
+        on_commit = (lambda: self._write(result)) if self._fd is not None and result.status != "interrupted" else None
+        self.queue.finish(
+            qid, status=result.status, task_id=result.task_id, cost_usd=result.cost_usd, error=result.error,
+            on_commit=on_commit,
+        )  # fmt: skip
+        return result
+
+    def _mark(self, claimed: Claimed, watch: Any, status: str, error: str) -> ItemResult:
+        """End the item's task (or a task made for it) ``status`` with ``error`` and its steps' cost."""
+        item = claimed.item
+        task: Task | None = watch.tasks[0] if watch.tasks else None
+        if task is None:  # it failed before its task started: record one, so the failure is visible
+            task = Task(
+                query=str(item.get("query", "")),
+                graph=getattr(self.compiled, "name", ""),
+                task_type=item.get("task_type"),
+                metadata={"query_id": claimed.query_id, META_KEY: {"id": self.batch_id, "worker": self.queue.worker_id}},
+            )
+            self.memory.start_task(task)
+        steps = [s for s in watch.steps if s.task_id == task.id]
+        task.status = status  # type: ignore[assignment]
+        task.cost_usd = sum(s.cost_usd for s in steps)
+        task.metadata["error"] = error
+        self.memory.finish_task(task)
+        return ItemResult(claimed.query_id, task.query, status, task.id, task.answer, task.cost_usd, error, steps)
+
+    # -- --out ------------------------------------------------------------------------------------
+    def _open_out(self) -> None:
+        assert self.out is not None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if self.resume else os.O_TRUNC)
+        self._fd = os.open(self.out, flags, 0o644)
+        if self.resume:
+            self._backfill()
+
+    def _write(self, result: ItemResult) -> None:
+        """One line in one ``write`` on an ``O_APPEND`` file: whole lines, even from several processes."""
+        if self._fd is not None:
+            os.write(self._fd, _line_bytes(result))
+
+    def _backfill(self) -> None:
+        """Lines for items finished in earlier runs whose line never reached ``out`` (a crash)."""
+        assert self.out is not None
+        have: set[str] = set()
+        with self.out.open("rb") as fh:
+            for raw in fh:
+                with contextlib.suppress(ValueError):
+                    task_id = json.loads(raw).get("task_id")
+                    if isinstance(task_id, str):
+                        have.add(task_id)
+        for row in self.queue.items((*FINISHED, "failed")):
+            if row["task_id"] is None or row["task_id"] in have:
+                continue
+            trajectory = self.memory.get_task(row["task_id"])
+            if trajectory is None:
+                continue
+            task = trajectory.task
+            self._write(ItemResult(
+                row["query_id"], task.query, row["status"], task.id, task.answer, task.cost_usd, row["error"],
+                trajectory.steps,
+            ))  # fmt: skip

@@ -1,13 +1,20 @@
-"""``agentroute run``: a batch of tasks from JSONL, with a progress bar; everything goes to memory."""
+"""``agentroute run``: a durable batch of tasks from JSONL, with a progress bar; everything goes to memory.
+
+Exit codes: 0 every query ``done`` or ``budget_exhausted``; 1 some ``failed`` (the count is
+printed); 2 bad input (missing, binary or empty input, an unknown batch); 128 + the signal
+(130 SIGINT, 143 SIGTERM) when stopped by a signal before the batch finished — rerun with
+``--resume`` to finish it. ``agentroute run web …`` hands over to the web-agent runner.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agentroute.cli.app import (
@@ -19,51 +26,160 @@ from agentroute.cli.app import (
     console,
     err_console,
     fail,
-    result_json,
 )
 from agentroute.errors import AgentrouteError
 
+#: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
+#: ``agentroute run web --tasks … --episodes N`` reaches the web runner's own options.
+RUN_CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
 
 def run_batch(
-    graph: Annotated[str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr].")],
-    input: Annotated[Path, typer.Option("--input", help="JSONL: one {\"query\": ...} object per line (query_id, task_type optional).")],
+    ctx: typer.Context,
+    graph: Annotated[str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr]; `web` runs the web agent.")],
+    input: Annotated[Path | None, typer.Option("--input", help="JSONL: one {\"query\": ...} object per line (query_id, task_type, metadata optional).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
     router: RouterOpt = "cascade",
     pool: PoolOpt = None,
     budget_usd: BudgetOpt = None,
     memory: MemoryOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write one JSON result per line here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write one JSON line per finished task here, as it finishes (appended with --resume).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the batch: skip queries already done, rerun interrupted and failed ones. Several processes may resume one batch at once.")] = False,
+    batch: Annotated[str | None, typer.Option("--batch", help="Batch id (default: GRAPH-<hash of the input's query ids>). With --resume, joins that batch; --input may then be left out.")] = None,
+    grace_s: Annotated[float, typer.Option("--grace-s", min=0, help="On SIGTERM/SIGINT, seconds the tasks in flight may finish before they are interrupted.")] = 30.0,
+    lease_s: Annotated[float, typer.Option("--lease-s", min=1, help="A worker on another host silent this long is taken as dead (its work is rerun).")] = 60.0,
 ) -> None:
-    """Run a batch of questions with a progress bar; everything is written to memory."""
-    from agentroute.batch import read_jsonl_queries, run_with_progress
+    """Run a batch of questions with a progress bar; everything is written to memory.
 
-    try:
-        items, bad = read_jsonl_queries(input)
-    except AgentrouteError as exc:
-        raise fail(str(exc)) from None
-    for line, reason in bad:
-        err_console.print(f"[yellow]skipped {input}:{line}[/] {reason}")
-    if not items:
-        raise fail(f"no valid queries in {input}")
+    Each query runs once: with --resume, queries already done in the batch are skipped, tasks
+    left running by a crash are marked interrupted and rerun. SIGTERM/SIGINT stop gracefully.
+    """
+    if graph == "web":
+        _run_web(ctx, router=router, pool=pool, budget_usd=budget_usd, memory=memory, concurrency=concurrency)
+    if ctx.args:
+        raise fail(f"unexpected arguments: {' '.join(ctx.args)}", EXIT_BAD_INPUT)
+    from agentroute.batch import BatchRunner, default_batch_id, read_jsonl_queries
+
+    items: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    if input is not None:
+        try:
+            items, bad = read_jsonl_queries(input)
+        except AgentrouteError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT) from None
+        for line, reason in bad:
+            err_console.print(f"[yellow]skipped {input}:{line}[/] {reason}")
+        if not items:
+            raise fail(f"no valid queries in {input}", EXIT_BAD_INPUT)
+    elif not (resume and batch):
+        raise fail("--input is required (or --resume --batch ID to join a batch already in the memory)", EXIT_BAD_INPUT)
     try:
         compiled, store = _runtime(graph, router, pool, budget_usd, memory)
     except AgentrouteError as exc:
         raise fail(str(exc)) from None
     try:
-        results = asyncio.run(run_with_progress(compiled, items, concurrency, console))
+        batch_id = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
+        runner = BatchRunner(
+            compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
+            grace_s=grace_s, lease_s=lease_s,
+        )  # fmt: skip
+        report = asyncio.run(_run(runner, items))
+    except AgentrouteError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, _BadBatch) else 1) from None
     finally:
         store.close()
-    if out is not None:
-        with out.open("w") as fh:
-            for result in results:
-                fh.write(json.dumps(result_json(result)) + "\n")
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
-    table = Table(title=f"{len(results)} tasks ({len(bad)} lines skipped)")
+    _summary(report, store.url, len(bad))
+    if report.stopped is not None and report.remaining:
+        err_console.print(
+            f"[yellow]stopped by {report.stopped}[/]: {report.remaining} quer{'y' if report.remaining == 1 else 'ies'} "
+            f"left; finish with `agentroute run {graph} --resume --batch {report.batch_id} …`"
+        )
+        raise typer.Exit(128 + _SIGNALS.get(report.stopped, signal.SIGTERM))
+    if report.failed:
+        err_console.print(f"[bold red]{report.failed} failed[/] (see --out or `agentroute memory show TASK_ID`)")
+        raise typer.Exit(EXIT_FAILED)
+
+
+_SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+class _BadBatch(AgentrouteError):
+    pass
+
+
+def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) -> str:
+    """The batch to run: a named or default one with --resume; else a fresh one (with a hint when
+    the default batch of this input already holds finished queries)."""
+    from agentroute.memory.batches import FINISHED, BatchQueue
+    from agentroute.types import new_id
+
+    name = batch or default
+    assert name is not None
+    counts = BatchQueue(store, name).counts()
+    if resume:
+        if batch and not default and not counts:
+            raise _BadBatch(f"batch {batch!r} is not in the memory {store.url}; give --input to start it")
+        return name
+    if batch:
+        if counts:
+            raise _BadBatch(f"batch {batch!r} already exists in the memory; pass --resume to continue it")
+        return batch
+    finished = sum(counts.get(s, 0) for s in FINISHED)
+    if finished:
+        err_console.print(
+            f"[yellow]note:[/] {finished} of these queries are already done in batch {name}; "
+            "this run does them again (pass --resume to skip them)"
+        )
+    return f"{name}-{new_id()[-8:]}"
+
+
+async def _run(runner: Any, items: list[dict[str, Any]]) -> Any:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.stop, sig.name)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    pool = runner.compiled.dispatcher.pool
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task(f"running {runner.compiled.name}", total=len(items) or None)
+            runner.on_done = lambda _: progress.advance(bar)
+            await pool.preload()
+            try:
+                return await runner.run(items)
+            finally:
+                await pool.aclose()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _summary(report: Any, url: str, skipped: int) -> None:
+    mine: dict[str, int] = {}
+    for result in report.results:
+        mine[result.status] = mine.get(result.status, 0) + 1
+    total = sum(report.counts.values())
+    table = Table(
+        title=f"{len(report.results)} tasks ({skipped} lines skipped); batch {report.batch_id}: {total} queries"
+    )
     table.add_column("status")
-    table.add_column("tasks", justify="right")
-    for status, n in sorted(counts.items()):
-        table.add_row(status, str(n))
+    table.add_column("run here", justify="right")
+    table.add_column("whole batch", justify="right")
+    for status in sorted(set(mine) | set(report.counts)):
+        table.add_row(status, str(mine.get(status, 0)), str(report.counts.get(status, 0)))
     console.print(table)
-    console.print(f"total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
+    if report.reconciled.workers:
+        console.print(
+            f"reconciled {len(report.reconciled.workers)} dead worker(s): {report.reconciled.tasks} task(s) "
+            f"marked interrupted, {report.reconciled.items} quer(y/ies) to rerun"
+        )
+    console.print(f"cost of this run ${sum(r.cost_usd for r in report.results):.6f}; memory: {url}")
+
+
+def _run_web(ctx: typer.Context, **options: Any) -> None:
+    try:
+        from agentroute.cli.web_cmd import run_web
+    except ImportError as exc:
+        raise fail(f"`agentroute run web` is not available in this version ({exc})", EXIT_BAD_INPUT) from None
+    raise typer.Exit(run_web(list(ctx.args), **options))

@@ -1,7 +1,15 @@
-"""Conversions between the SDK's pydantic models and the memory's table rows."""
+"""Conversions between the SDK's pydantic models and the memory's table rows.
+
+Text that a database cannot store as given is stored escaped, never lost: PostgreSQL refuses NUL
+in ``text`` and ``jsonb``, and neither backend accepts a lone UTF-16 surrogate (``"\\ud800"``, which
+Python strings may hold, e.g. from ``json.loads('"\\ud800"')``). :func:`storable` writes NUL as the
+four characters ``\\x00`` and a surrogate as ``\\udXXX``; a task whose query was escaped gets
+``"agentroute_escaped": true`` in its metadata. Text that needs no escaping is stored unchanged.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +20,8 @@ from agentroute.budget import Budget
 from agentroute.types import Agent, AuditEvent, Decision, Step, Task
 
 __all__ = [
+    "storable",
+    "storable_data",
     "jsonable",
     "task_row",
     "step_row",
@@ -28,28 +38,71 @@ def _fallback(value: Any) -> Any:
     return tolist() if callable(tolist) else str(value)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\x00" if char == "\x00" else f"\\u{ord(char):04x}"
+
+
+def storable(text: str | None) -> str | None:
+    r"""``text`` with NUL and lone surrogates escaped (``\x00``, ``\udXXX``); unchanged otherwise.
+
+    >>> storable("a\x00b"), storable("ok")
+    ('a\\x00b', 'ok')
+    """
+    if text is None or _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(_escape, text)
+
+
+def storable_data(value: Any) -> Any:
+    """Plain JSON data with every string (keys too) made :func:`storable`."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_data(v) for v in value]
+    return value
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON data (dicts, lists, numbers, strings) for a model, dict or value."""
     return to_jsonable_python(value, fallback=_fallback)
 
 
 def json_text(value: Any) -> str:
-    """JSON text for a model, dict or value, serialised in one pass by pydantic-core."""
-    return to_json(value, fallback=_fallback).decode()
+    """JSON text for a model, dict or value, serialised in one pass by pydantic-core.
+
+    Strings that no database stores (NUL, lone surrogates) are escaped with :func:`storable`.
+    """
+    try:
+        text = to_json(value, fallback=_fallback).decode()
+    except ValueError:  # a lone surrogate: pydantic-core cannot encode it as UTF-8
+        return to_json(storable_data(jsonable(value))).decode()
+    if "\\u0000" in text:  # PostgreSQL's jsonb refuses the escape; rare, so check the text once
+        return to_json(storable_data(jsonable(value))).decode()
+    return text
 
 
 def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
+    query = storable(task.query)
+    meta = storable_data(jsonable(task.metadata))
+    if query != task.query:
+        meta["agentroute_escaped"] = True
     return {
         "id": task.id,
-        "query": task.query,
+        "query": query,
         "graph": task.graph,
         "task_type": task.task_type,
         "budget": task.budget.model_dump(exclude_none=True) if task.budget is not None else None,
         "status": task.status,
-        "answer": task.answer,
+        "answer": storable(task.answer),
         "cost_usd": task.cost_usd,
         "score": task.score,
-        "meta": jsonable(task.metadata),
+        "meta": meta,
         "created_at": task.created_at,
         "finished_at": datetime.now(UTC) if finished else None,
     }
@@ -72,14 +125,14 @@ def step_row(step: Step, decision_json: Callable[[Decision], str] | None = None)
         "strategy": agent.strategy,
         "router": decision.router if decision is not None else None,
         "decision": (decision_json or json_text)(decision) if decision is not None else None,
-        "input": step.input,
-        "output": step.output,
+        "input": storable(step.input),
+        "output": storable(step.output),
         "tokens_in": step.tokens_in,
         "tokens_out": step.tokens_out,
         "cost_usd": step.cost_usd,
         "latency_ms": step.latency_ms,
         "status": step.status,
-        "error": step.error,
+        "error": storable(step.error),
         "score": step.score,
         "confidence": step.confidence,
         "created_at": step.created_at,
@@ -92,8 +145,8 @@ def audit_row(event: AuditEvent) -> dict[str, Any]:
         "task_id": event.task_id,
         "stage": event.stage,
         "kind": event.kind,
-        "subject": event.subject,
-        "detail": event.detail,
+        "subject": storable(event.subject),
+        "detail": storable(event.detail),
         "created_at": event.created_at,
     }
 

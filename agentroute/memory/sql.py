@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import weakref
@@ -36,10 +37,49 @@ from agentroute.memory.base import MemoryStore
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
 from agentroute.memory.errors import MemoryStoreError
 from agentroute.memory.migrate import upgrade
-from agentroute.memory.writer import AUDIT_EVENT, FEEDBACK_SCORE, FINISH, START, STEP, BatchWriter
+from agentroute.memory.writer import (
+    AUDIT_EVENT,
+    BATCH_ITEM,
+    FEEDBACK_SCORE,
+    FINISH,
+    START,
+    STEP,
+    BatchItemWrite,
+    BatchWriter,
+)
 from agentroute.types import AuditEvent, Step, Task, Trajectory
 
-__all__ = ["SQLMemory", "open_memory"]
+__all__ = ["SQLMemory", "TaskWatch", "open_memory", "watch_tasks"]
+
+
+class TaskWatch:
+    """The tasks started and steps recorded in one context (see :func:`watch_tasks`)."""
+
+    __slots__ = ("tasks", "steps")
+
+    def __init__(self) -> None:
+        self.tasks: list[Task] = []
+        self.steps: list[Step] = []
+
+    def cost_of(self, task_id: str) -> float:
+        """The cost of the steps recorded for ``task_id`` in this context."""
+        return sum(s.cost_usd for s in self.steps if s.task_id == task_id)
+
+
+_WATCH: contextvars.ContextVar[TaskWatch | None] = contextvars.ContextVar("agentroute_task_watch", default=None)
+
+
+@contextlib.contextmanager
+def watch_tasks() -> Iterator[TaskWatch]:
+    """Collect the tasks and steps a :class:`SQLMemory` records in this context (asyncio tasks and
+    LangGraph nodes started from it included): how a batch learns the task of each item, to mark
+    it ``failed`` with its reason or ``interrupted`` with the cost of its steps."""
+    watch = TaskWatch()
+    token = _WATCH.set(watch)
+    try:
+        yield watch
+    finally:
+        _WATCH.reset(token)
 
 log = logging.getLogger("agentroute.memory")
 
@@ -129,9 +169,18 @@ class SQLMemory(MemoryStore):
 
     def start_task(self, task: Task) -> None:
         self._enqueue(START, task)
+        if (watch := _WATCH.get()) is not None:
+            watch.tasks.append(task)
 
     def record_step(self, step: Step) -> None:
         self._enqueue(STEP, step)
+        if (watch := _WATCH.get()) is not None:
+            watch.steps.append(step)
+
+    def record_batch_item(self, row: dict[str, Any], on_commit: Any = None) -> None:
+        """Record a batch item's outcome, committed with the task writes recorded before it
+        (see :mod:`agentroute.memory.batches`); ``on_commit()`` runs on the writer thread after."""
+        self._enqueue(BATCH_ITEM, BatchItemWrite(row, on_commit))
 
     def finish_task(self, task: Task) -> None:
         self._enqueue(FINISH, task)

@@ -1,6 +1,8 @@
 """The memory's SQL schema as SQLModel tables (the Alembic migrations create the same schema).
 
-Five tables: ``tasks``, ``steps``, ``feedback``, ``audit_events`` and ``router_state``. JSON is
+Five tables: ``tasks``, ``steps``, ``feedback``, ``audit_events`` and ``router_state``; two more
+keep durable batches (``batch_items``: one row per query of a batch, the work queue and its
+outcome; ``batch_workers``: the processes working on a batch, for claims and crash recovery). JSON is
 stored as ``JSON`` (``JSONB`` on PostgreSQL, text on SQLite); times as UTC. Steps and audit events
 name their task by an indexed ``task_id`` that is not a foreign key, so a log line is never refused
 because its task row has not arrived yet. The tables live on their own ``MetaData`` so that
@@ -25,6 +27,8 @@ __all__ = [
     "FeedbackRow",
     "AuditRow",
     "RouterStateRow",
+    "BatchItemRow",
+    "BatchWorkerRow",
 ]
 
 JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
@@ -150,8 +154,47 @@ class RouterStateRow(_Table, table=True):
     updated_at: datetime = _time()
 
 
+class BatchItemRow(_Table, table=True):
+    """One query of a batch: the item as JSON text, who claimed it, and how it ended.
+
+    ``status``: ``pending`` → ``running`` (claimed by ``worker``) → ``done`` / ``budget_exhausted``
+    / ``failed`` / ``interrupted`` (claimable again). ``task_id`` names the task of the latest attempt.
+    """
+
+    __tablename__ = "batch_items"
+    __table_args__ = (sa.Index("ix_batch_items_batch_status", "batch_id", "status", "seq"),)
+
+    batch_id: str = Field(primary_key=True)
+    query_id: str = Field(primary_key=True)
+    seq: int = 0
+    item: str = _text(nullable=False)
+    status: str = "pending"
+    worker: str | None = None
+    task_id: str | None = None
+    attempts: int = 0
+    cost_usd: float = 0.0
+    error: str | None = _text()
+    updated_at: datetime = _time()
+
+
+class BatchWorkerRow(_Table, table=True):
+    """A process working on a batch: where it runs (host, pid) and when it was last alive."""
+
+    __tablename__ = "batch_workers"
+
+    id: str = Field(primary_key=True)
+    batch_id: str = Field(index=True)
+    host: str
+    pid: int
+    status: str = "running"
+    started_at: datetime = _time()
+    heartbeat_at: datetime = _time()
+
+
 TASKS: sa.Table = TaskRow.__table__  # type: ignore[attr-defined]
 STEPS: sa.Table = StepRow.__table__  # type: ignore[attr-defined]
 FEEDBACK: sa.Table = FeedbackRow.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 ROUTER_STATE: sa.Table = RouterStateRow.__table__  # type: ignore[attr-defined]
+BATCH_ITEMS: sa.Table = BatchItemRow.__table__  # type: ignore[attr-defined]
+BATCH_WORKERS: sa.Table = BatchWorkerRow.__table__  # type: ignore[attr-defined]

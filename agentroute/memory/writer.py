@@ -10,9 +10,16 @@ SQLAlchemy Core ``executemany`` statements. Never ORM objects. The writer sleeps
 due rather than waking on every write; a full batch, a flush and the stop sentinel wake it.
 
 Failures: a lost connection or a locked database is retried a few times with backoff; a batch
-that fails on its data (a duplicate id, a malformed object) is split in halves recursively until
-only the bad writes are left out. Every lost write is logged and kept, and the next ``flush()``
-raises :class:`~agentroute.memory.errors.MemoryWriteError` with them.
+that fails on its data (a duplicate id, a malformed object) is split in halves recursively — the
+writes of one task (its row, steps, audit events, feedback, batch item) stay together — until only
+the bad writes are left out. A step never goes in without its task: when a task's first write
+(``start_task``) is lost, its steps and audit events are held back with it, in that batch and in
+every later one. Every lost write is logged and kept, and the next ``flush()`` raises
+:class:`~agentroute.memory.errors.MemoryWriteError` with them.
+
+Batch items (:data:`BATCH_ITEM`, from :mod:`agentroute.memory.batches`) are written in the same
+transaction as the task writes recorded before them, so a query is never marked finished before
+its task and steps are stored; their ``on_commit`` callback runs after the commit.
 """
 
 from __future__ import annotations
@@ -34,14 +41,57 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentroute.memory.codec import audit_row, json_text, step_row, task_row
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
-from agentroute.memory.tables import AUDIT, FEEDBACK, STEPS, TASKS, UTCDateTime
+from agentroute.memory.tables import AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
 
-__all__ = ["BatchWriter", "Op", "START", "FINISH", "STEP", "AUDIT_EVENT", "FEEDBACK_SCORE"]
+__all__ = [
+    "BatchWriter",
+    "BatchItemWrite",
+    "Op",
+    "START",
+    "FINISH",
+    "STEP",
+    "AUDIT_EVENT",
+    "FEEDBACK_SCORE",
+    "BATCH_ITEM",
+]
 
 log = logging.getLogger("agentroute.memory")
 
 START, FINISH, STEP, AUDIT_EVENT, FEEDBACK_SCORE = "start_task", "finish_task", "step", "audit", "feedback"
+BATCH_ITEM = "batch_item"
 Op = tuple[str, Any]
+
+
+class BatchItemWrite:
+    """The outcome of one batch item: ``row`` (batch_id, query_id, worker, status, task_id,
+    cost_usd, error) and an optional ``on_commit`` callback, run on the writer thread once stored."""
+
+    __slots__ = ("row", "on_commit")
+
+    def __init__(self, row: dict[str, Any], on_commit: Callable[[], None] | None = None):
+        self.row, self.on_commit = row, on_commit
+
+
+def _task_of(kind: str, payload: Any) -> str | None:
+    """The task id a write belongs to (the unit kept together when a batch is split)."""
+    if kind == START or kind == FINISH:
+        return payload.id
+    if kind == STEP or kind == AUDIT_EVENT:
+        return payload.task_id
+    if kind == FEEDBACK_SCORE:
+        return payload["task_id"]
+    if kind == BATCH_ITEM:
+        return payload.row.get("task_id")
+    return None
+
+
+def _held_back(ops: list[Op]) -> list[tuple[str, Any, BaseException]]:
+    return [
+        (kind, payload, MemoryStoreError(f"task {_task_of(kind, payload)} was never stored; its {kind} is held back"))
+        for kind, payload in ops
+    ]
+
+
 RETRY_DELAYS_S = (0.05, 0.25, 1.0)
 
 
@@ -140,6 +190,21 @@ def bulk_insert(
 
 
 _SET_SCORE = sa.update(TASKS).where(TASKS.c.id == sa.bindparam("b_id")).values(score=sa.bindparam("b_score"))
+_SET_ITEM = (
+    sa.update(BATCH_ITEMS)
+    .where(
+        BATCH_ITEMS.c.batch_id == sa.bindparam("b_batch_id"),
+        BATCH_ITEMS.c.query_id == sa.bindparam("b_query_id"),
+        BATCH_ITEMS.c.worker == sa.bindparam("b_worker"),  # a claim taken over by another worker wins
+    )
+    .values(
+        status=sa.bindparam("b_status"),
+        task_id=sa.bindparam("b_task_id"),
+        cost_usd=sa.bindparam("b_cost_usd"),
+        error=sa.bindparam("b_error"),
+        updated_at=sa.bindparam("b_updated_at"),
+    )
+)
 
 
 class BatchWriter:
@@ -166,6 +231,7 @@ class BatchWriter:
         self._upsert = task_upsert(engine.dialect.name)
         self._errors: list[tuple[str, Any, BaseException]] = []
         self._errors_lock = threading.Lock()
+        self._lost_tasks: set[str] = set()  # tasks whose first write was lost: their steps are held back
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -255,6 +321,10 @@ class BatchWriter:
         return rest
 
     def _write(self, batch: list[Op]) -> None:
+        if self._lost_tasks:
+            batch = self._hold_back(batch)
+            if not batch:
+                return
         error: BaseException | None = None
         for delay in (0.0, *RETRY_DELAYS_S):
             time.sleep(delay)
@@ -264,27 +334,79 @@ class BatchWriter:
             except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
                 error = exc
             except Exception:
-                self._bisect(batch)
+                self._bisect(self._groups(batch))
                 return
         assert error is not None
         self._fail([(kind, payload, error) for kind, payload in batch])
 
-    def _bisect(self, batch: list[Op]) -> None:
-        """Commit the good writes of a batch that failed on its data; record the bad ones."""
-        if len(batch) == 1:
-            try:
-                self._commit(batch)
-            except Exception as exc:
-                self._fail([(batch[0][0], batch[0][1], exc)])
+    def _hold_back(self, batch: list[Op]) -> list[Op]:
+        """Leave out the writes of tasks whose first write was lost (a step without its task)."""
+        kept, held = [], []
+        for kind, payload in batch:
+            if kind != START and _task_of(kind, payload) in self._lost_tasks:
+                held.append((kind, payload))
+            else:
+                kept.append((kind, payload))
+        self._fail(_held_back(held))
+        return kept
+
+    @staticmethod
+    def _groups(batch: list[Op]) -> list[list[Op]]:
+        """The batch's writes grouped by task, in first-seen order (a task's writes stay in order)."""
+        groups: dict[Any, list[Op]] = {}
+        for i, (kind, payload) in enumerate(batch):
+            task_id = _task_of(kind, payload)
+            groups.setdefault(task_id if task_id is not None else ("op", i), []).append((kind, payload))
+        return list(groups.values())
+
+    def _bisect(self, groups: list[list[Op]]) -> None:
+        """Commit the good tasks of a batch that failed on its data; record the bad writes."""
+        if len(groups) == 1:
+            self._commit_group(groups[0])
             return
-        half = len(batch) // 2
-        for part in (batch[:half], batch[half:]):
+        half = len(groups) // 2
+        for part in (groups[:half], groups[half:]):
             try:
-                self._commit(part)
+                self._commit([op for group in part for op in group])
             except Exception:
                 self._bisect(part)
 
+    def _commit_group(self, group: list[Op]) -> None:
+        """One task's writes failed together: store its row first, then what of the rest goes in."""
+        try:
+            self._commit(group)
+            return
+        except Exception:
+            pass
+        rows = [op for op in group if op[0] in (START, FINISH)]
+        rest = [op for op in group if op[0] not in (START, FINISH)]
+        if rows:
+            try:
+                self._commit(rows)
+            except Exception as exc:
+                self._fail([(kind, payload, exc) for kind, payload in rows])
+                if any(kind == START for kind, _ in rows):  # the task row may not exist: hold its steps back
+                    self._fail(_held_back(rest))
+                    return
+        self._split(rest)
+
+    def _split(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        try:
+            self._commit(ops)
+            return
+        except Exception as exc:
+            if len(ops) == 1:
+                self._fail([(ops[0][0], ops[0][1], exc)])
+                return
+        half = len(ops) // 2
+        self._split(ops[:half])
+        self._split(ops[half:])
+
     def _fail(self, failures: list[tuple[str, Any, BaseException]]) -> None:
+        if not failures:
+            return
         kind, _, exc = failures[0]
         log.error(
             "memory: %d write(s) failed (first %s: %s: %s); the next flush() raises",
@@ -292,12 +414,14 @@ class BatchWriter:
         )  # fmt: skip
         with self._errors_lock:
             self._errors.extend(failures)
+            self._lost_tasks.update(payload.id for kind, payload, _ in failures if kind == START)
 
     def _commit(self, batch: list[Op]) -> None:
         latest: dict[str, tuple[Any, bool]] = {}  # task id → (task, finished): one row per task
         steps: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
         feedback: list[dict[str, Any]] = []
+        items: list[BatchItemWrite] = []
         decisions: dict[int, tuple[Any, str]] = {}  # interned decisions are encoded once a batch
 
         def decision_json(decision: Any) -> str:
@@ -315,13 +439,24 @@ class BatchWriter:
                 audits.append(audit_row(payload))
             elif kind == FEEDBACK_SCORE:
                 feedback.append(payload)
+            elif kind == BATCH_ITEM:
+                items.append(payload)
             else:
                 raise ValueError(f"unknown memory write kind {kind!r}")
         tasks = {task_id: task_row(task, finished=finished) for task_id, (task, finished) in latest.items()}
         with self._lock, self.engine.begin() as conn:
             self._execute(conn, tasks, steps, audits, feedback)
+            if items:
+                now = datetime.now(UTC)
+                conn.execute(_SET_ITEM, [{f"b_{k}": v for k, v in (i.row | {"updated_at": now}).items()} for i in items])
         self.committed += len(batch)
         self.batches += 1
+        for item in items:
+            if item.on_commit is not None:
+                try:
+                    item.on_commit()
+                except Exception:  # a callback's bug must not stop the writer
+                    log.exception("memory: batch item callback failed")
 
     def _execute(
         self,

@@ -1,0 +1,311 @@
+"""Durable batches in the memory: a work queue of queries that survives crashes and scales out.
+
+A batch is a set of items (one query each, keyed by ``query_id``) under a ``batch_id``, stored in
+``batch_items``; the processes working on it register in ``batch_workers``. Work is claimed in
+the database, so any number of processes (on one machine or many, sharing one PostgreSQL
+memory) finish a batch with every item run once:
+
+- :meth:`BatchQueue.add` inserts the items (``INSERT … ON CONFLICT DO NOTHING``: adding the same
+  input twice, from two processes at once, is harmless);
+- :meth:`BatchQueue.claim` takes the next ``n`` claimable items in one transaction —
+  ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE`` on PostgreSQL (concurrent claimers skip each
+  other's rows instead of waiting), ``BEGIN IMMEDIATE`` on SQLite (one writer at a time);
+- an item's outcome is written by the memory's writer in the same transaction as its task's
+  rows (:meth:`BatchQueue.finish`), so an item is never ``done`` before its task and steps are
+  stored, and never stored twice;
+- :meth:`BatchQueue.reconcile` finds workers that died without leaving (``kill -9``, a lost
+  machine): on the same host by their pid, elsewhere by a heartbeat older than ``lease_s``. Their
+  ``running`` tasks become ``interrupted`` with the cost of their recorded steps, and their claimed
+  items ``interrupted`` (claimable again).
+
+Claimable: ``pending`` and ``interrupted`` items; with ``retry_failed``, also ``failed`` items
+whose worker is gone (a resumed batch reruns its failures once per resume, not once per worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentroute.memory.codec import storable
+from agentroute.memory.sql import SQLMemory
+from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
+from agentroute.types import new_id
+
+__all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED", "host_key", "pid_alive"]
+
+FINISHED = ("done", "budget_exhausted")
+"""Item statuses a resumed batch skips."""
+
+#: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``.
+META_KEY = "agentroute_batch"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return ""
+
+
+def host_key() -> str:
+    """This machine (and boot): a pid is only meaningful on the host and boot that issued it."""
+    boot = _boot_id()
+    return f"{socket.gethostname()}/{boot}" if boot else socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed item: its query id, the item as given (a dict) and the attempt number."""
+
+    query_id: str
+    item: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What :meth:`BatchQueue.reconcile` repaired."""
+
+    workers: tuple[str, ...] = ()
+    tasks: int = 0
+    items: int = 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+class BatchQueue:
+    """The work queue of batch ``batch_id`` in ``memory``, seen by one worker (this process).
+
+    Args:
+        memory: an open :class:`SQLMemory` (SQLite or PostgreSQL).
+        batch_id: the batch's name; processes using the same name share its items.
+        worker_id: this worker's id (default: a fresh one).
+        lease_s: a worker on another host whose heartbeat is older than this is taken as dead.
+    """
+
+    def __init__(self, memory: SQLMemory, batch_id: str, *, worker_id: str | None = None, lease_s: float = 60.0):
+        self.memory, self.batch_id = memory, batch_id
+        self.worker_id = worker_id or new_id()
+        self.lease_s = lease_s
+        self.host, self.pid = host_key(), os.getpid()
+        self._sqlite = memory.engine.dialect.name == "sqlite"
+
+    def __repr__(self) -> str:
+        return f"BatchQueue({self.batch_id!r}, worker={self.worker_id!r})"
+
+    # -- connections ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        """A write transaction; on SQLite ``BEGIN IMMEDIATE`` takes the write lock up front."""
+        with self.memory._lock, self.memory.engine.connect() as conn:  # noqa: SLF001 - same package
+            if self._sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _where(self, *clauses: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+        return sa.and_(BATCH_ITEMS.c.batch_id == self.batch_id, *clauses)
+
+    # -- items ----------------------------------------------------------------------------------
+    def add(self, items: Iterable[tuple[str, dict[str, Any]]], *, chunk: int = 1000) -> int:
+        """Insert ``(query_id, item)`` pairs not in the batch yet (in input order); returns how many."""
+        now = _now()
+        with self._tx() as conn:
+            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(BATCH_ITEMS.c.seq), -1)).where(self._where())).scalar_one()
+            stmt = _insert(conn.dialect.name)(BATCH_ITEMS).on_conflict_do_nothing(
+                index_elements=[BATCH_ITEMS.c.batch_id, BATCH_ITEMS.c.query_id]
+            )
+            rows: list[dict[str, Any]] = []
+            added = 0
+
+            def flush() -> int:
+                if not rows:
+                    return 0
+                result = conn.execute(stmt, rows)
+                rows.clear()
+                return max(result.rowcount, 0)
+
+            for query_id, item in items:
+                seq += 1
+                rows.append({
+                    "batch_id": self.batch_id, "query_id": query_id, "seq": seq,
+                    "item": json.dumps(item, ensure_ascii=True, separators=(",", ":")),
+                    "status": "pending", "attempts": 0, "cost_usd": 0.0, "updated_at": now,
+                })  # fmt: skip
+                if len(rows) >= chunk:
+                    added += flush()
+            added += flush()
+        return added
+
+    def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
+        """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring)."""
+        claimable = BATCH_ITEMS.c.status.in_(("pending", "interrupted"))
+        if retry_failed:
+            gone = sa.select(BATCH_WORKERS.c.id).where(
+                BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status != "running"
+            )
+            claimable = sa.or_(claimable, sa.and_(BATCH_ITEMS.c.status == "failed", BATCH_ITEMS.c.worker.in_(gone)))
+        query = (
+            sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item, BATCH_ITEMS.c.attempts)
+            .where(self._where(claimable))
+            .order_by(BATCH_ITEMS.c.seq)
+            .limit(n)
+            .with_for_update(skip_locked=True)  # PostgreSQL; ignored on SQLite (BEGIN IMMEDIATE instead)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return []
+            conn.execute(
+                sa.update(BATCH_ITEMS)
+                .where(self._where(BATCH_ITEMS.c.query_id.in_([r.query_id for r in rows])))
+                .values(status="running", worker=self.worker_id, attempts=BATCH_ITEMS.c.attempts + 1, updated_at=_now())
+            )
+        return [Claimed(r.query_id, json.loads(r.item), r.attempts + 1) for r in rows]
+
+    def release(self, query_ids: Sequence[str]) -> None:
+        """Give claimed items that were never started back to the queue."""
+        if not query_ids:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(BATCH_ITEMS)
+                .where(self._where(BATCH_ITEMS.c.query_id.in_(list(query_ids)), BATCH_ITEMS.c.worker == self.worker_id,
+                                   BATCH_ITEMS.c.status == "running"))
+                .values(status="pending", attempts=BATCH_ITEMS.c.attempts - 1, updated_at=_now())
+            )  # fmt: skip
+
+    def finish(
+        self,
+        query_id: str,
+        *,
+        status: str,
+        task_id: str | None,
+        cost_usd: float,
+        error: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Record an item's outcome through the memory's writer, after its task's writes."""
+        self.memory.record_batch_item(
+            {
+                "batch_id": self.batch_id, "query_id": query_id, "worker": self.worker_id, "status": status,
+                "task_id": task_id, "cost_usd": cost_usd, "error": storable(error),
+            },
+            on_commit,
+        )  # fmt: skip
+
+    # -- workers --------------------------------------------------------------------------------
+    def join(self) -> None:
+        """Register this worker (status ``running``)."""
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                sa.insert(BATCH_WORKERS).values(
+                    id=self.worker_id, batch_id=self.batch_id, host=self.host, pid=self.pid,
+                    status="running", started_at=now, heartbeat_at=now,
+                )
+            )  # fmt: skip
+
+    def heartbeat(self) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id == self.worker_id).values(heartbeat_at=_now())
+            )
+
+    def leave(self) -> Reconciled:
+        """Mark this worker stopped; its still-``running`` tasks and items become ``interrupted``."""
+        return self._retire([self.worker_id], "stopped")
+
+    def _alive(self, host: str, pid: int, heartbeat: datetime) -> bool:
+        if host == self.host:
+            return pid == self.pid or pid_alive(pid)
+        if heartbeat.tzinfo is None:
+            heartbeat = heartbeat.replace(tzinfo=UTC)
+        return _now() - heartbeat < timedelta(seconds=self.lease_s)
+
+    def reconcile(self) -> Reconciled:
+        """Retire the batch's dead workers (see the module docstring); returns what was repaired."""
+        with self.memory._read() as conn:  # noqa: SLF001 - same package
+            rows = conn.execute(
+                sa.select(BATCH_WORKERS.c.id, BATCH_WORKERS.c.host, BATCH_WORKERS.c.pid, BATCH_WORKERS.c.heartbeat_at)
+                .where(BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status == "running",
+                       BATCH_WORKERS.c.id != self.worker_id)
+            ).all()  # fmt: skip
+        dead = [r.id for r in rows if not self._alive(r.host, r.pid, r.heartbeat_at)]
+        return self._retire(dead, "dead") if dead else Reconciled()
+
+    def _retire(self, workers: list[str], status: str) -> Reconciled:
+        self.memory.flush()  # this process's own task writes first
+        now = _now()
+        steps_cost = (
+            sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0))
+            .where(STEPS.c.task_id == TASKS.c.id)
+            .scalar_subquery()
+        )
+        worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
+        with self._tx() as conn:
+            tasks = conn.execute(
+                sa.update(TASKS)
+                .where(TASKS.c.status == "running", worker_of.in_(workers))
+                .values(status="interrupted", cost_usd=steps_cost, finished_at=now)
+            ).rowcount
+            items = conn.execute(
+                sa.update(BATCH_ITEMS)
+                .where(self._where(BATCH_ITEMS.c.status == "running", BATCH_ITEMS.c.worker.in_(workers)))
+                .values(status="interrupted", updated_at=now)
+            ).rowcount
+            conn.execute(sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id.in_(workers)).values(status=status))
+        return Reconciled(tuple(workers), max(tasks, 0), max(items, 0))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Items by status."""
+        with self.memory._read() as conn:  # noqa: SLF001 - same package
+            rows = conn.execute(
+                sa.select(BATCH_ITEMS.c.status, sa.func.count()).where(self._where()).group_by(BATCH_ITEMS.c.status)
+            ).all()
+        return {status: int(n) for status, n in rows}
+
+    def items(self, statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The batch's item rows (``query_id``, ``status``, ``task_id``, ``attempts``, ``cost_usd``,
+        ``error``, ``worker``), in input order."""
+        cols = [BATCH_ITEMS.c[name] for name in ("query_id", "status", "task_id", "attempts", "cost_usd", "error", "worker")]
+        where = self._where(BATCH_ITEMS.c.status.in_(list(statuses))) if statuses else self._where()
+        with self.memory._read() as conn:  # noqa: SLF001 - same package
+            return [dict(r) for r in conn.execute(sa.select(*cols).where(where).order_by(BATCH_ITEMS.c.seq)).mappings()]
