@@ -27,6 +27,10 @@ system-deps:
 	  echo "installing PostgreSQL (the memory tests run against a real server)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing Chromium and chromedriver (the browser tests drive MiniWoB++ pages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: install system-deps
 	$(VENV)/bin/ruff check agentroute tests benchmarks graphs examples

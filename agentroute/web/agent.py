@@ -1,0 +1,354 @@
+"""The web agent: a LangGraph loop over a MiniWoB episode whose every action is a routed step.
+
+::
+
+    START ─► observe ─► act ─┬─► observe …       (the episode goes on)
+                             └─► END             (reward, step limit, budget out, browser lost)
+
+*observe* renders the page (utterance + one line per element + previous actions + digest).
+*act* is one :meth:`Dispatcher.step <agentroute.dispatch.Dispatcher.step>` of role ``navigator``:
+the router picks an agent among the legal, affordable ones — the $0 DOM skill, SmolLM2 direct or
+cot, any other pool card — and its answer passes one postcondition, :class:`ExecuteAction`, which
+parses it with the strict grammar of :mod:`agentroute.web.actions`, checks it against the page
+and runs it in the browser. The dispatcher records a step only after its postconditions, so the
+step in the memory carries the browser's verdict: an unparsable or illegal answer is a failed,
+audited step whose cost was charged (and, under ``cascade``, escalates to the next agent within
+the same step); the step that ends the episode carries the MiniWoB reward as ``Step.score``.
+
+The browser runtime (session, dispatcher run, history) travels in
+``config["configurable"]["episode"]``, so one compiled graph serves every episode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langchain_core.runnables import RunnableConfig
+
+from agentroute.budget import Budget
+from agentroute.dispatch.dispatcher import Dispatcher, TaskRun
+from agentroute.memory.base import MemoryStore
+from agentroute.pool.pool import ModelPool
+from agentroute.routers.base import Router
+from agentroute.types import Step
+from agentroute.web.actions import Action, check_action, parse_action
+from agentroute.web.dom import Page, render
+from agentroute.web.env import BrowserCrashedError, MiniWoBSession
+from agentroute.web.routers import WebPolicy, web_policy
+from agentroute.web.skill import SKILL_BACKEND, DomSkillBackend, skill_card
+
+ROLE = "navigator"
+STAGE = "act"
+GRAPH = "web_agent"
+
+PROMPT = (
+    "You operate a web page to complete a task. Each element is shown as [ID] tag \"text\".\n"
+    "Reply with exactly one action on one line:\n"
+    "click(ID) - click element ID\n"
+    'type(ID, "text") - type text into the text field ID\n'
+    "key(Enter) - press a key (Enter, Tab, Backspace, ArrowUp, ArrowDown …)\n"
+    "done() - the task is complete\n"
+    "Use only IDs shown on the page. Example: click(4)"
+)
+
+
+def reward_score(reward: float) -> float:
+    """The task score stored in the memory: MiniWoB's reward clipped to [0, 1] (failure is 0).
+
+    >>> reward_score(-1.0), reward_score(0.9946)
+    (0.0, 0.9946)
+    """
+    return max(0.0, min(1.0, float(reward)))
+
+
+def web_pool(pool: ModelPool | str | None = None, *, strategies: Sequence[str] = ("direct", "cot")) -> ModelPool:
+    """The DOM skill's $0 card followed by the model cards.
+
+    ``None`` or ``"default"``: the default local pool (SmolLM2-135M) restricted to ``strategies``
+    (an ``sc@3`` step of a 135M model is too slow for an interactive page); a path or a
+    :class:`ModelPool`: its cards as they are.
+    """
+    default = pool in (None, "", "default")
+    base = pool if isinstance(pool, ModelPool) else ModelPool.load(pool)  # type: ignore[arg-type]
+    cards = []
+    for card in base:
+        if default:
+            kept = tuple(s for s in card.strategies if s in strategies) or card.strategies[:1]
+            card = card.model_copy(update={"strategies": kept})
+        cards.append(card)
+    return ModelPool([skill_card(), *cards])
+
+
+class WebState(TypedDict, total=False):
+    """The LangGraph state of one episode."""
+
+    task: str
+    seed: int
+    observation: str
+    digest: str
+    steps: int
+    reward: float
+    status: str
+
+
+@dataclass
+class Episode:
+    """The live runtime of one episode (not checkpointable: it holds a browser)."""
+
+    task: str
+    seed: int
+    session: MiniWoBSession
+    run: TaskRun
+    page: Page
+    max_steps: int
+    screenshots: Path | None = None
+    history: list[str] = field(default_factory=list)
+    steps: int = 0
+    reward: float = 0.0
+    raw_reward: float = 0.0
+    done: bool = False
+    acted: bool = False
+    crashed: str | None = None
+    browser_ms: list[float] = field(default_factory=list)
+
+    def shot(self, label: str) -> None:
+        if self.screenshots is not None:
+            self.session.screenshot(self.screenshots / f"{self.task}-seed{self.seed}-{label}.png")
+
+
+class ExecuteAction:
+    """Postcondition of an act step: its answer is one legal action, and the browser ran it.
+
+    Raises :class:`~agentroute.web.actions.ActionError` for an unparsable or illegal answer and
+    :class:`~agentroute.web.env.BrowserCrashedError` when the browser died (the dispatcher fails
+    the step and audits the reason). At most one action runs per step: when a router escalates
+    after an executed attempt, the later attempt fails instead of acting on a stale page.
+    """
+
+    __name__ = "legal_action_executed"
+
+    def __init__(self, episode: Episode):
+        self.episode = episode
+
+    def __call__(self, step: Step) -> bool:
+        ep = self.episode
+        if ep.acted:
+            raise RuntimeError("an earlier attempt of this step already acted on the page")
+        action: Action = check_action(parse_action(step.output), ep.page.refs, ep.page.typeable_refs)
+        ep.acted = True
+        started = time.perf_counter()
+        try:
+            outcome = ep.session.execute(action)
+        except BrowserCrashedError as exc:
+            ep.crashed = str(exc)
+            raise
+        finally:
+            ep.browser_ms.append((time.perf_counter() - started) * 1000)
+        ep.history.append(str(action))
+        ep.shot(f"step{ep.steps + 1:02d}")
+        if outcome.done:
+            ep.done, ep.reward, ep.raw_reward = True, outcome.reward, outcome.raw_reward
+            step.score = reward_score(outcome.reward)
+        else:
+            ep.page = outcome.page or ep.page
+        return True
+
+
+def _episode(config: RunnableConfig) -> Episode:
+    return config["configurable"]["episode"]
+
+
+def build_web_graph(
+    dispatcher: Dispatcher,
+    skill: DomSkillBackend,
+    *,
+    models: Sequence[str] | None = None,
+    max_tokens: int | None = None,
+) -> Any:
+    """The compiled LangGraph ``StateGraph`` of an episode (observe → act → … → END)."""
+    from langgraph.graph import END, START, StateGraph
+
+    models = tuple(models) if models is not None else None
+
+    def observe(state: WebState, config: RunnableConfig) -> dict[str, Any]:
+        ep = _episode(config)
+        page = ep.page.with_history(ep.history)
+        skill.remember(page)
+        return {"observation": render(page), "digest": page.digest}
+
+    async def act(state: WebState, config: RunnableConfig) -> dict[str, Any]:
+        ep = _episode(config)
+        ep.acted = False
+        step = await dispatcher.step(
+            ep.run, role=ROLE, stage=STAGE, prompt=PROMPT, input=state["observation"],
+            models=models, max_tokens=max_tokens, postconditions=[ExecuteAction(ep)],
+        )
+        if step is not None:
+            ep.steps += 1
+        if ep.crashed:
+            status = "failed"
+        elif ep.done:
+            status = "done"
+        elif step is None or ep.run.exhausted:
+            status = "budget_exhausted" if ep.run.exhausted else "failed"
+        elif ep.steps >= ep.max_steps:
+            status = "step_limit"
+        else:
+            status = "running"
+        return {"steps": ep.steps, "reward": ep.reward, "status": status}
+
+    def after_act(state: WebState) -> str:
+        return "observe" if state.get("status") == "running" else END
+
+    builder = StateGraph(WebState)
+    builder.add_node("observe", observe)
+    builder.add_node("act", act)
+    builder.add_edge(START, "observe")
+    builder.add_edge("observe", "act")
+    builder.add_conditional_edges("act", after_act, ["observe", END])
+    return builder.compile()
+
+
+@dataclass
+class EpisodeResult:
+    """One finished episode."""
+
+    task: str
+    seed: int
+    task_id: str
+    status: str  # done, budget_exhausted, failed
+    reward: float  # MiniWoB's reward (time-discounted, -1 … 1; 0 when it never ended)
+    success: bool
+    steps: int
+    cost_usd: float
+    agents: Counter[str]
+    seconds: float
+    browser_ms: list[float]
+    step_ms: list[float]
+    failed_steps: int
+    error: str | None = None
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return reward_score(self.reward)
+
+
+class WebAgent:
+    """Runs MiniWoB episodes with every action routed through one :class:`Dispatcher`.
+
+    Args:
+        router: a preset of :mod:`agentroute.web.routers` (``cascade``, ``always-skill`` …), a
+            registered router name or saved router directory, or a :class:`Router`.
+        pool: the model pool (default: SmolLM2-135M direct + cot), its YAML path, or a pool;
+            the DOM skill's $0 card is always added first.
+        memory: where tasks, steps and audit events go.
+        budget: the per-episode :class:`Budget` (any of usd, calls, large_calls, seconds, tokens).
+        max_steps: act steps per episode before it ends ``failed``.
+        headless: run Chromium without a window.
+        screenshots: a directory for a PNG after the reset and after each action.
+        max_tokens: per-call output limit of the model agents (default: the card's).
+    """
+
+    def __init__(
+        self,
+        *,
+        router: str | Router = "cascade",
+        pool: ModelPool | str | None = None,
+        memory: MemoryStore | None = None,
+        budget: Budget | None = None,
+        max_steps: int = 8,
+        headless: bool = True,
+        screenshots: str | Path | None = None,
+        max_tokens: int | None = None,
+    ):
+        self.pool = web_pool(pool)
+        self.skill = DomSkillBackend()
+        self.pool.set_backend(SKILL_BACKEND, self.skill)
+        if isinstance(router, Router):
+            self.policy = WebPolicy(router.name, router, None, 2)
+        else:
+            self.policy = web_policy(router, self.pool, role=ROLE)
+        self.dispatcher = Dispatcher(
+            self.pool, self.policy.router, memory=memory, max_fallbacks=self.policy.max_fallbacks
+        )
+        self.budget, self.max_steps, self.headless = budget, max_steps, headless
+        self.screenshots = Path(screenshots) if screenshots else None
+        self.graph = build_web_graph(self.dispatcher, self.skill, models=self.policy.models, max_tokens=max_tokens)
+        self._sessions: dict[str, MiniWoBSession] = {}
+
+    def session(self, task: str) -> MiniWoBSession:
+        """This agent's browser on ``task`` (started on first use, kept for later episodes)."""
+        session = self._sessions.get(task)
+        if session is None:
+            session = self._sessions[task] = MiniWoBSession(task, headless=self.headless)
+        return session
+
+    async def run_episode(self, task: str, seed: int, *, budget: Budget | None = None) -> EpisodeResult:
+        """Play one episode of ``task`` with ``seed``; never raises for browser or budget failures."""
+        started = time.perf_counter()
+        session = self.session(task)
+        meta = {"env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
+        try:
+            page = await asyncio.to_thread(lambda: session.open().reset(seed))
+        except BrowserCrashedError as exc:
+            run = self.dispatcher.start(f"[{task}]", budget=budget or self.budget, graph=GRAPH,
+                                        query_id=f"miniwob/{task}/{seed}", metadata=meta)
+            task_record = self.dispatcher.finish(run, status="failed", score=0.0)
+            return EpisodeResult(task, seed, task_record.id, "failed", 0.0, False, 0, 0.0, Counter(),
+                                 time.perf_counter() - started, [], [], 0, str(exc))
+        run = self.dispatcher.start(
+            f"[{task}] {page.utterance}", budget=budget or self.budget, graph=GRAPH,
+            task_id=uuid.uuid4().hex, query_id=f"miniwob/{task}/{seed}", metadata=meta,
+        )
+        ep = Episode(task, seed, session, run, page, self.max_steps, self.screenshots)
+        ep.shot("step00")
+        error = None
+        try:
+            await self.graph.ainvoke(
+                {"task": task, "seed": seed, "steps": 0, "reward": 0.0, "status": "running"},
+                {"configurable": {"episode": ep}, "recursion_limit": 4 * self.max_steps + 10},
+            )
+        except Exception as exc:  # a bug in a node must not stop the batch: the episode fails
+            error = f"{type(exc).__name__}: {exc}"
+        if ep.crashed or error:
+            status = "failed"
+            session.close()
+        elif ep.done:
+            status = "done"
+        elif run.exhausted:
+            status = "budget_exhausted"
+        else:
+            status = "failed"  # step limit, or a blocked step
+        record = self.dispatcher.finish(run, answer="; ".join(ep.history), status=status, score=reward_score(ep.reward))  # type: ignore[arg-type]
+        steps = run.steps
+        return EpisodeResult(
+            task=task, seed=seed, task_id=record.id, status=status, reward=ep.reward,
+            success=ep.done and ep.raw_reward > 0, steps=ep.steps, cost_usd=record.cost_usd,
+            agents=Counter(s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}" for s in steps),
+            seconds=time.perf_counter() - started, browser_ms=ep.browser_ms,
+            step_ms=[s.latency_ms for s in steps], failed_steps=sum(s.status != "ok" for s in steps),
+            error=ep.crashed or error, actions=list(ep.history),
+        )
+
+    async def preload(self) -> None:
+        """Load the pool's local models now (the first model step would wait for them otherwise)."""
+        for card in self.pool:
+            if card.backend != SKILL_BACKEND and (self.policy.models is None or card.id in self.policy.models):
+                await self.pool.backend(card.id).preload(card)
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+        await self.pool.aclose()

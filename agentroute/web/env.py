@@ -1,0 +1,248 @@
+"""MiniWoB++ tasks in a real headless Chromium: Debian's ``chromium`` driven by its ``chromedriver``.
+
+The ``miniwob`` package ships the task pages and a Gymnasium environment over Selenium. This
+module starts that environment with the browser and driver found on this machine (never one that
+Selenium would download), the flags a container needs (``--no-sandbox`` as root, no background
+networking, no GPU), and turns its observations into :class:`~agentroute.web.dom.Page` and our
+:class:`~agentroute.web.actions.Action` into MiniWoB actions.
+
+Errors: :class:`BrowserNotFoundError` (with the command that installs the browser),
+:class:`UnknownTaskError` (listing the tasks), :class:`BrowserCrashedError` (the browser or its
+driver died mid-episode; the session can be reopened).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentroute.errors import AgentrouteError, ConfigurationError, MissingDependencyError, UnknownNameError
+from agentroute.web.actions import Action
+from agentroute.web.dom import Page, page_from_observation
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install Debian's browser and driver with `sudo apt-get install chromium chromium-driver` "
+    "(or point MINIWOB_CHROME_BINARY and MINIWOB_CHROMEDRIVER at a Chromium and its chromedriver)"
+)
+
+
+class BrowserNotFoundError(ConfigurationError):
+    """Chromium or chromedriver is missing."""
+
+
+class BrowserCrashedError(AgentrouteError):
+    """The browser or its driver stopped answering during an episode."""
+
+
+class UnknownTaskError(UnknownNameError):
+    """A MiniWoB task name that the installed ``miniwob`` package does not ship."""
+
+    def __init__(self, name: str, known: list[str]):
+        super().__init__("MiniWoB task", name, known)
+
+
+def chromium_flags(*, headless: bool = True) -> list[str]:
+    """Chromium flags for a container: headless, no sandbox as root, nothing in the background."""
+    flags = [
+        "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-default-apps", "--disable-extensions", "--disable-sync",
+        "--disable-features=Translate,MediaRouter,OptimizationHints", "--metrics-recording-only",
+        "--no-first-run", "--no-default-browser-check", "--mute-audio", "--password-store=basic",
+    ]
+    if headless:
+        flags.insert(0, "--headless=new")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        flags.append("--no-sandbox")
+    return flags
+
+
+def find_chromium() -> tuple[str, str]:
+    """``(chromium, chromedriver)`` paths: the ``MINIWOB_*`` variables, else Debian's on PATH."""
+    chrome = os.environ.get("MINIWOB_CHROME_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = os.environ.get("MINIWOB_CHROMEDRIVER") or shutil.which("chromedriver")
+    missing = [name for name, path in (("chromium", chrome), ("chromedriver", driver)) if not path or not Path(path).exists()]
+    if missing:
+        raise BrowserNotFoundError(f"{' and '.join(missing)} not found: {INSTALL_HINT}")
+    return str(chrome), str(driver)
+
+
+def _import_miniwob() -> Any:
+    try:
+        import gymnasium
+        import miniwob
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "miniwob", "web") from exc
+    gymnasium.register_envs(miniwob)
+    return miniwob
+
+
+def available_tasks() -> list[str]:
+    """Every MiniWoB task the installed package ships (``click-test``, ``enter-text`` …)."""
+    _import_miniwob()
+    import gymnasium
+
+    names = [k.removeprefix("miniwob/").rsplit("-v", 1)[0] for k in gymnasium.registry if k.startswith("miniwob/")]
+    return sorted(set(names))
+
+
+def check_tasks(tasks: list[str]) -> list[str]:
+    """``tasks`` when all exist; :class:`UnknownTaskError` listing the available ones otherwise."""
+    known = available_tasks()
+    for task in tasks:
+        if task not in known:
+            raise UnknownTaskError(task, known)
+    return tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the browser reports after an action."""
+
+    page: Page | None  # None once the episode is over
+    reward: float  # MiniWoB's reward (time-discounted; -1 … 1); 0 while the episode runs
+    done: bool
+    raw_reward: float = 0.0
+    reason: str = ""
+
+
+def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
+    """A MiniWoB environment whose Selenium instance runs the given Chromium with ``flags``."""
+    from miniwob.environment import MiniWoBEnvironment
+    from miniwob.selenium_instance import SeleniumInstance
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    class _Instance(SeleniumInstance):
+        def create_driver(self) -> None:  # miniwob's, with our binaries and flags
+            options = webdriver.ChromeOptions()
+            for flag in flags:
+                options.add_argument(flag)
+            if not self.headless:
+                options.add_argument("--app=" + self.url)
+            options.binary_location = chrome
+            self.driver = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+            self.driver.implicitly_wait(5)
+            if self.headless:
+                self.driver.get(self.url)
+            WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
+            self.inner_width, self.inner_height = self.driver.execute_script(
+                "return [window.innerWidth, window.innerHeight];"
+            )
+
+    class _Env(MiniWoBEnvironment):
+        def _hard_reset_instance(self) -> None:
+            if getattr(self, "instance", None):
+                self.instance.close()
+            self.instance = _Instance(index=0, **self.instance_kwargs)
+            self.instance.start()
+            self.instance.wait()
+
+    return _Env
+
+
+class MiniWoBSession:
+    """One browser on one MiniWoB task, reused across episodes (``reset(seed)`` per episode).
+
+    Args:
+        task: a MiniWoB task name (``click-test``); :func:`available_tasks` lists them.
+        headless: run Chromium without a window (``False`` needs a display).
+        max_elements: elements kept in a :class:`Page`.
+    """
+
+    def __init__(self, task: str, *, headless: bool = True, max_elements: int = 80):
+        self.task, self.headless, self.max_elements = task, headless, max_elements
+        self._env: Any = None
+        self.page: Page | None = None
+
+    def open(self) -> MiniWoBSession:
+        if self._env is not None:
+            return self
+        _import_miniwob()
+        check_tasks([self.task])
+        chrome, driver = find_chromium()
+        env_class = _env_class(chrome, driver, chromium_flags(headless=self.headless))
+        try:
+            self._env = env_class(subdomain=self.task, render_mode=None if self.headless else "human")
+        except Exception as exc:
+            raise BrowserCrashedError(f"could not start Chromium for {self.task!r}: {type(exc).__name__}: {exc}") from exc
+        return self
+
+    @property
+    def driver(self) -> Any:
+        return self._env.instance.driver if self._env is not None else None
+
+    def reset(self, seed: int) -> Page:
+        """Start a new episode of the task with ``seed``; returns the first page."""
+        self.open()
+        try:
+            obs, _ = self._env.reset(seed=seed, options={"record_screenshots": False})
+        except Exception as exc:
+            self._lost()
+            raise BrowserCrashedError(f"reset of {self.task!r} failed: {type(exc).__name__}: {exc}") from exc
+        self.page = page_from_observation(obs, max_elements=self.max_elements)
+        return self.page
+
+    def execute(self, action: Action) -> Outcome:
+        """Run ``action`` in the browser; ``done()`` sends nothing and ends the episode."""
+        if self._env is None:
+            raise BrowserCrashedError("the browser is not running")
+        if action.kind == "done":
+            return Outcome(None, 0.0, True, 0.0, "agent declared done")
+        from miniwob.action import ActionTypes
+
+        env = self._env
+        try:
+            if action.kind == "click":
+                act = env.create_action(ActionTypes.CLICK_ELEMENT, ref=action.ref)
+            elif action.kind == "type":
+                act = env.create_action(ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT, ref=action.ref, text=action.text)
+            else:
+                key = env.action_space_config.allowed_keys.index(f"<{action.key}>")
+                act = env.create_action(ActionTypes.PRESS_KEY, key=key)
+            obs, reward, done, _, info = env.step(act)
+        except Exception as exc:
+            self._lost()
+            raise BrowserCrashedError(f"{action} on {self.task!r} failed: {type(exc).__name__}: {exc}") from exc
+        page = None if done else page_from_observation(obs, max_elements=self.max_elements)
+        self.page = page
+        return Outcome(
+            page, float(reward) if done else 0.0, bool(done),
+            float(info.get("raw_reward") or 0.0), str(info.get("reason") or ""),
+        )
+
+    def screenshot(self, path: str | Path) -> Path | None:
+        """Save a PNG of the page now; None when the browser cannot take one."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return path if self.driver is not None and self.driver.save_screenshot(str(path)) else None
+        except Exception:
+            log.warning("screenshot to %s failed", path)
+            return None
+
+    def _lost(self) -> None:
+        """Forget a dead browser so that the next episode starts a fresh one."""
+        env, self._env = self._env, None
+        if env is not None:
+            try:
+                env.close()
+            except Exception:  # already dead
+                pass
+
+    def close(self) -> None:
+        self._lost()
+
+    def __enter__(self) -> MiniWoBSession:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
