@@ -218,3 +218,142 @@ async def test_openai_backend_maps_server_errors(openai_server_url: str) -> None
         assert not info.value.retryable
     finally:
         await backend.aclose()
+
+
+# -- usage is outside data: validated --------------------------------------------------------------
+CARD_1K = ModelCard(id="m", backend="openai", base_url="http://127.0.0.1:9/v1", input_price=1, output_price=2, context_window=1000)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(-1, "negative"), (float("nan"), "not finite"), (float("inf"), "not finite"), (2.5, "whole number"),
+     ("12", "not a number"), (True, "not a number"), (10_001, "absurd")],
+)
+def test_bad_usage_is_a_protocol_error(value: object, problem: str) -> None:
+    from agentroute.errors import ProtocolError
+    from agentroute.pool.backends.usage import checked_usage
+
+    with pytest.raises(ProtocolError, match=problem) as info:
+        checked_usage(CARD_1K, {"prompt_tokens": 3, "completion_tokens": value})
+    assert not info.value.retryable and info.value.model == "m"
+
+
+def test_good_usage_is_read_as_whole_numbers() -> None:
+    from agentroute.pool.backends.usage import checked_usage, reply_usage
+
+    assert checked_usage(CARD_1K, {"prompt_tokens": 3, "completion_tokens": 4.0}) == (3, 4)
+    assert checked_usage(CARD_1K, None) == (None, None)
+    assert checked_usage(CARD_1K, {"prompt_tokens": 3}) == (3, None)
+    assert checked_usage(CARD_1K, {"prompt_tokens": 3, "completion_tokens": 9_999}) == (3, 9_999)  # above max_tokens: as billed
+    # zeros for a non-empty prompt or reply are LiteLLM's stand-in for "no usage": counted instead
+    assert reply_usage(CARD_1K, {"prompt_tokens": 0, "completion_tokens": 0}, messages=[{"content": "hi"}], text="yo") == (None, None)
+
+
+# -- against the adversarial server ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adversary():
+    from tests.fixtures_adversary import Adversary
+
+    with Adversary(hang_s=10) as server:
+        yield server
+
+
+def adversary_request(task: str, max_tokens: int = 16) -> CompletionRequest:
+    return CompletionRequest(
+        model="x", max_tokens=max_tokens,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"[task:{task}] 你好, hello 🙂"}],
+    )
+
+
+async def settled_bill(server, task: str):
+    await asyncio.sleep(0.05)  # the server books a cut stream when it sees the client leave
+    return server.bill(task)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
+async def test_openai_backend_against_every_adversary_behaviour(adversary, stream: bool) -> None:
+    from agentroute.errors import ProtocolError
+
+    backend = OpenAIBackend(stream=stream)
+    mode = "s" if stream else "p"
+
+    async def call(behaviour: str, max_tokens: int = 16):
+        card = ModelCard(id=behaviour, backend="openai", model=behaviour, base_url=adversary.url,
+                         input_price=1, output_price=2, timeout_s=1.0)
+        request = adversary_request(f"{behaviour}-{mode}", max_tokens)
+        await backend.aprompt_tokens(request, card)
+        return card, request, await backend.complete(request, card)
+
+    try:
+        for behaviour in ("honest", "nousage", "overmax"):
+            card, request, done = await call(behaviour)
+            bill = await settled_bill(adversary, f"{behaviour}-{mode}")
+            (charge,) = bill.charges
+            assert (done.tokens_in, done.tokens_out) == (charge.prompt_tokens, charge.completion_tokens), behaviour
+            assert done.cost_usd == pytest.approx(charge.usd) == pytest.approx(card.usd(done.tokens_in, done.tokens_out))
+            assert done.raw.get("usage_counted", False) is (behaviour == "nousage")
+        assert done.tokens_out > request.max_tokens  # overmax: reported above max_tokens, returned as billed
+        for behaviour in ("negusage", "nanusage", "garbage"):
+            with pytest.raises(ProtocolError) as info:
+                await call(behaviour)
+            assert not info.value.retryable and info.value.billed
+        for behaviour, billed in (("err500", False), ("err429", False), ("drop", True), ("hang", True)):
+            with pytest.raises(BackendError) as info:
+                await call(behaviour)
+            assert info.value.retryable and info.value.billed is billed, behaviour
+        card, request, done = await call("runaway", 12)
+        bill = await settled_bill(adversary, f"runaway-{mode}")
+        if stream:  # cut after max_tokens + 1 chunks; the server stopped when the client left
+            assert done.raw["stream_cut"] and done.raw["usage_counted"] and done.tokens_out == 13
+            assert done.text.count(" ") == 12
+            assert 13 <= bill.charges[0].completion_tokens <= 13 + 4 < 20 * 12
+        else:  # a plain request cannot be stopped: it is booked as billed, above max_tokens
+            assert done.tokens_out == bill.charges[0].completion_tokens == 36
+    finally:
+        await backend.aclose()
+
+
+async def test_litellm_backend_against_every_adversary_behaviour(adversary) -> None:
+    from agentroute.errors import ProtocolError
+
+    backend, _, _ = litellm_backend()
+
+    async def call(behaviour: str):
+        card = ModelCard(id=behaviour, backend="litellm", model=f"openai/{behaviour}", base_url=adversary.url,
+                         input_price=1, output_price=2, timeout_s=1.0)
+        request = adversary_request(f"{behaviour}-l")
+        await backend.aprompt_tokens(request, card)
+        return card, await backend.complete(request, card)
+
+    try:
+        for behaviour in ("honest", "nousage", "overmax"):
+            card, done = await call(behaviour)
+            (charge,) = (await settled_bill(adversary, f"{behaviour}-l")).charges
+            assert (done.tokens_in, done.tokens_out) == (charge.prompt_tokens, charge.completion_tokens), behaviour
+            assert done.cost_usd == pytest.approx(charge.usd)
+            assert done.raw.get("usage_counted", False) is (behaviour == "nousage")
+        for behaviour in ("negusage", "nanusage", "garbage"):
+            with pytest.raises(ProtocolError):
+                await call(behaviour)
+        for behaviour, billed in (("err500", False), ("err429", False), ("drop", True), ("hang", True)):
+            with pytest.raises(BackendError) as info:
+                await call(behaviour)
+            assert info.value.retryable and info.value.billed is billed, behaviour
+    finally:
+        await backend.aclose()
+
+
+async def test_missing_usage_without_tokenize_is_counted_with_the_byte_bound() -> None:
+    from agentroute.pool.backends.counting import byte_bound
+    from tests.fixtures_adversary import Adversary
+
+    with Adversary(tokenize=False) as server:
+        backend = OpenAIBackend()
+        card = ModelCard(id="n", backend="openai", model="nousage", base_url=server.url, input_price=1, output_price=2)
+        request = adversary_request("bound")
+        done = await backend.complete(request, card)
+        (charge,) = server.bill("bound").charges
+        await backend.aclose()
+    assert done.raw["usage_counted"]
+    assert done.tokens_in == byte_bound(request.messages) >= charge.prompt_tokens
+    assert done.tokens_out == len(done.text.encode()) >= charge.completion_tokens  # never below the bill

@@ -107,7 +107,8 @@ class OpenAIBackend(Backend):
 
     Args:
         stream: stream replies (default); ``False`` makes one plain request per call, which cannot
-            stop a server that ignores ``max_tokens``.
+            stop a server that ignores ``max_tokens``. An endpoint that refuses to stream (HTTP 400
+            naming ``stream``) is remembered and called plainly.
     """
 
     name = "openai"
@@ -119,6 +120,7 @@ class OpenAIBackend(Backend):
         ] = {}
         self.tokenize = TokenizeEndpoint()
         self._counts: dict[tuple[str, Any], int] = {}
+        self._plain_only: set[str | None] = set()  # endpoints that refused to stream
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
         """The client for ``card``'s endpoint, bound to the running event loop."""
@@ -200,9 +202,13 @@ class OpenAIBackend(Backend):
         if request.stop:
             kwargs["stop"] = request.stop
         started = time.perf_counter()
-        if self.stream:
-            reply = await self._streamed(client, kwargs, request, card)
-        else:
+        reply = None
+        if self.stream and card.base_url not in self._plain_only:
+            try:
+                reply = await self._streamed(client, kwargs, request, card)
+            except _StreamRefused:  # refused before the model ran (HTTP 400): not billed
+                self._plain_only.add(card.base_url)
+        if reply is None:
             reply = await self._plain(client, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
         raw: dict[str, Any] = {"id": reply.id, "finish_reason": reply.finish_reason}
@@ -254,6 +260,10 @@ class OpenAIBackend(Backend):
             stream = await client.chat.completions.create(
                 **kwargs, stream=True, stream_options={"include_usage": True}
             )
+        except openai.BadRequestError as exc:
+            if "stream" in str(exc).lower():
+                raise _StreamRefused from exc
+            raise _error(exc, card.id) from exc
         except Exception as exc:
             raise _error(exc, card.id) from exc
         limit = request.max_tokens
@@ -307,6 +317,10 @@ class OpenAIBackend(Backend):
             if client_loop is loop:
                 await client.close()
         await self.tokenize.aclose()
+
+
+class _StreamRefused(Exception):
+    """The server answered a streamed request with HTTP 400 about streaming (it cannot stream)."""
 
 
 @dataclass(slots=True)
