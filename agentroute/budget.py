@@ -107,7 +107,8 @@ class Cost(NamedTuple):
 
     def is_valid(self) -> bool:
         """Every amount finite and non-negative (usage from a provider is outside data)."""
-        return all(a >= 0.0 and a < math.inf for a in self)  # NaN fails both comparisons
+        total = sum(self)  # NaN or ±inf anywhere makes the sum NaN or infinite
+        return total == total and total < math.inf and min(self) >= 0.0
 
 
 _SECONDS = RESOURCES.index("seconds")
@@ -254,7 +255,8 @@ class Ledger:
                     held[i] -= amount
             else:  # nothing in flight: reset exactly, so float drift never accumulates
                 self._held = [0.0] * len(RESOURCES)
-            if self.overrun_of(reservation, booked):
+            if (booked.usd > worst.usd or booked.tokens > worst.tokens or booked.calls > worst.calls
+                    or booked.large_calls > worst.large_calls) and self.overrun_of(reservation, booked):
                 self.overruns += 1
         return booked
 

@@ -30,6 +30,7 @@ class Provider:
 
     def __init__(self, mode: str = "ok"):
         self.mode, self.requests = mode, 0
+        self.release = asyncio.Event()  # set at teardown: a hanging request then ends
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -37,13 +38,26 @@ class Provider:
         if self.mode == "500":
             return web.json_response({"error": {"message": "boom"}}, status=500)
         if self.mode == "hang":
-            await asyncio.sleep(30)
+            await asyncio.wait_for(self.release.wait(), 30)
         usage = {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23}
-        return web.json_response({
-            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
-            "usage": usage,
-        })
+        if not body.get("stream"):
+            return web.json_response({
+                "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
+                "usage": usage,
+            })
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+        for chunk in (
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": None}]},
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {**base, "choices": [], "usage": usage},
+        ):
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
 
 @pytest.fixture
@@ -59,6 +73,7 @@ async def provider():
     try:
         yield prov
     finally:
+        prov.release.set()
         await runner.cleanup()
 
 
@@ -236,7 +251,8 @@ async def test_a_slow_synchronous_router_moves_off_the_event_loop():
 
     dispatcher = Dispatcher(replay_pool(), Slow())
     run = dispatcher.start("q", query_id="q0")
-    await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    for _ in range(3):
+        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
     ticks = 0
 
     async def ticker():
@@ -248,7 +264,7 @@ async def test_a_slow_synchronous_router_moves_off_the_event_loop():
     tick = asyncio.create_task(ticker())
     await asyncio.gather(*(dispatcher.step(run, role="executor", stage="execute", prompt="", input="x") for _ in range(4)))
     tick.cancel()
-    assert ticks >= 5  # the loop kept running while the router thought
+    assert ticks >= 10  # the loop kept running while the router thought (inline: one tick a step)
 
 
 # -- the stage machine has no holes -------------------------------------------------------------

@@ -118,6 +118,7 @@ class Dispatcher:
         self._candidates: dict[tuple[str, tuple[str, ...] | None, int | None], list[_Candidate]] = {}
         self._cards = {card.id: card for card in pool}
         self._route_off_loop = False
+        self._slow_routes = 0
 
     # -- tasks ------------------------------------------------------------------------------
     def start(
@@ -201,7 +202,10 @@ class Dispatcher:
                     return None
                 return attempts[-1]
             ctx = self._context(run, role, stage, input, affordable, attempts, qid)
-            decision, chosen = await self._route(run, ctx, affordable)
+            if self._route_off_loop:
+                decision, chosen = await self._route(run, ctx, affordable)
+            else:
+                decision, chosen = self._route_now(run, ctx, affordable)
             if len(chosen) == 1:
                 step = await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded)
             else:
@@ -345,31 +349,41 @@ class Dispatcher:
 
     # -- routing, guarded -------------------------------------------------------------------
     async def _route(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan]) -> tuple[Decision, list[_Plan]]:
+        """The router's decision among ``plans``, off the event loop once the router proved slow."""
+        if not self._route_off_loop:
+            return self._route_now(run, ctx, plans)
+        try:
+            decision = await asyncio.to_thread(self.router.route, ctx)
+            return decision, self._validate(decision, plans)
+        except Exception as exc:  # noqa: BLE001 - a router must not take the task down
+            return self._router_failed(run, ctx, plans, exc)
+
+    def _route_now(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan]) -> tuple[Decision, list[_Plan]]:
         """The router's decision among ``plans``; a router that fails costs the task nothing.
 
         A router that raises, returns something that is not a :class:`Decision`, or names an agent
         outside its candidates is audited (``router_error``) and the step goes to the cheapest
-        candidate. A router whose ``route`` is slow (≥ :attr:`SLOW_ROUTE_S`) is warned about once
-        and from then on runs in a worker thread, so it cannot stall other tasks' steps.
+        candidate. A router whose ``route`` is slow (≥ :attr:`SLOW_ROUTE_S`, three times) is warned
+        about once and from then on runs in a worker thread, so it cannot stall other tasks' steps.
         """
-        router = self.router
+        started = time.perf_counter()
         try:
-            if self._route_off_loop:
-                decision = await asyncio.to_thread(router.route, ctx)
-            else:
-                started = time.perf_counter()
-                decision = router.route(ctx)
-                if time.perf_counter() - started >= self.SLOW_ROUTE_S:
-                    self._route_off_loop = True
-                    log.warning(
-                        "router %r took %.0f ms to route one step; its later calls run in a worker thread",
-                        router.name, (time.perf_counter() - started) * 1000,
-                    )
-            return decision, self._validate(decision, plans)
+            decision = self.router.route(ctx)
+            chosen = self._validate(decision, plans)
         except Exception as exc:  # noqa: BLE001 - a router must not take the task down
-            fallback = min(plans, key=lambda p: (p.worst.usd, p.worst.tokens))
-            self._audit(run, ctx.stage, "router_error", router.name, f"{type(exc).__name__}: {exc}; using {fallback.key}")
-            return _fallback_decision(router.name, fallback.agent), [fallback]
+            return self._router_failed(run, ctx, plans, exc)
+        took = time.perf_counter() - started
+        if took >= self.SLOW_ROUTE_S:  # three slow calls, so that one pause of the process is not enough
+            self._slow_routes += 1
+            if self._slow_routes >= 3:
+                self._route_off_loop = True
+                log.warning("router %r took %.0f ms to route a step; its later calls run in a worker thread", self.router.name, took * 1000)
+        return decision, chosen
+
+    def _router_failed(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], exc: Exception) -> tuple[Decision, list[_Plan]]:
+        fallback = min(plans, key=lambda p: (p.worst.usd, p.worst.tokens))
+        self._audit(run, ctx.stage, "router_error", self.router.name, f"{type(exc).__name__}: {exc}; using {fallback.key}")
+        return _fallback_decision(self.router.name, fallback.agent), [fallback]
 
     def _validate(self, decision: Any, plans: list[_Plan]) -> list[_Plan]:
         if not isinstance(decision, Decision) or not decision.agents:
@@ -528,16 +542,15 @@ class Dispatcher:
                 self._audit(run, stage, "retry", plan.key, f"attempt {attempt + 1}: {error}")
                 await asyncio.sleep(delay)
                 continue
-            actual = Cost(
-                completion.cost_usd, completion.tokens_in + completion.tokens_out, 1.0, 0.0, plan.sample.large_calls
-            )
-            if not actual.is_valid():  # usage is outside data: never trusted blindly
-                error = f"{card.id}: invalid usage tokens_in={completion.tokens_in} tokens_out={completion.tokens_out} cost={completion.cost_usd}"
-                self._protocol_error(run, plan, stage, reservation, charged, error)
-                self._audit(run, stage, "step_failed", plan.key, error)
-                return error
-            self._settle(run, plan, stage, reservation, actual, charged, completion.tokens_in, completion.tokens_out)
-            return completion
+            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
+            actual = Cost(completion.cost_usd, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)
+            if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
+                return completion
+            # usage is outside data: the ledger refused it (negative, NaN, infinite) and booked the worst case
+            error = f"{card.id}: invalid usage tokens_in={tokens_in} tokens_out={tokens_out} cost={completion.cost_usd}"
+            self._faulty(run, plan, stage, error)
+            self._audit(run, stage, "step_failed", plan.key, error)
+            return error
         return error
 
     def _failure(
@@ -572,13 +585,15 @@ class Dispatcher:
     def _settle(
         self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, actual: Cost, charged: list[Any],
         tokens_in: int, tokens_out: int,
-    ) -> None:
+    ) -> Cost:
+        """Book an attempt; an overrun on a limited resource stops the task's calls. Returns the booking."""
         ledger = run.ledger
         overruns = ledger.overruns
         booked = ledger.settle(reservation, actual)
         charged[0] += booked.usd
-        charged[1] += tokens_in
-        charged[2] += tokens_out
+        if booked is actual:
+            charged[1] += tokens_in
+            charged[2] += tokens_out
         if ledger.overruns != overruns:
             over = ledger.overrun_of(reservation, booked)
             if over:
@@ -587,10 +602,14 @@ class Dispatcher:
                 self._audit(run, stage, "overrun", plan.card.id, f"billed above the reserved worst case: {detail}")
                 if limited:  # the limit can no longer be trusted to hold: no more calls for this task
                     run.exhausted = True
+        return booked
 
     def _protocol_error(self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, charged: list[Any], detail: str) -> None:
         """Charge the worst case, audit, and avoid this endpoint for the rest of the task."""
         self._settle(run, plan, stage, reservation, plan.sample, charged, 0, 0)
+        self._faulty(run, plan, stage, detail)
+
+    def _faulty(self, run: TaskRun, plan: _Plan, stage: str, detail: str) -> None:
         run.context.setdefault("faulty_endpoints", set()).add(plan.card.id)
         self._audit(run, stage, "protocol_error", plan.card.id, detail)
 
