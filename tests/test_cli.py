@@ -36,16 +36,90 @@ def test_pool_list_shows_the_default_local_pool():
 def test_unknown_router_and_bad_budget_are_clear_errors(tmp_path):
     memory = f"sqlite:///{tmp_path}/m.db"
     result = runner.invoke(app, ["ask", "hi", "--router", "nope", "--memory", memory])
-    assert result.exit_code == 1 and "unknown router 'nope'" in result.output and "cheapest" in result.output
+    assert result.exit_code == 2 and "unknown router 'nope'" in result.output and "cheapest" in result.output
     result = runner.invoke(app, ["ask", "hi", "--budget-usd", "-1", "--memory", memory])
-    assert result.exit_code == 1 and "usd must be positive" in result.output
+    assert result.exit_code == 2 and "--budget-usd: budget usd must be non-negative" in result.output
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("nan", "--budget-usd: budget usd must be finite"),
+        ("inf", "--budget-usd: budget usd must be finite"),
+        ("-inf", "--budget-usd: budget usd must be finite"),
+        ("1e400", "--budget-usd: budget usd must be finite"),
+        ("-1", "--budget-usd: budget usd must be non-negative"),
+        ("2e15", "--budget-usd: budget usd must be finite and at most 1e+15"),
+        ("lots", "'--budget-usd'"),  # click's own parse error, also exit 2
+    ],
+)
+def test_every_bad_budget_exits_2_naming_the_option(tmp_path, unreachable_pool, value, message):
+    memory = f"sqlite:///{tmp_path}/m.db"
+    result = runner.invoke(app, ["ask", "hi", "--pool", str(unreachable_pool), "--budget-usd", value, "--memory", memory])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not isinstance(result.exception, ValueError | ArithmeticError)  # no traceback
+
+
+def test_zero_budget_means_no_call_allowed(tmp_path, unreachable_pool):
+    memory = f"sqlite:///{tmp_path}/m.db"
+    result = runner.invoke(app, ["ask", "hi", "--pool", str(unreachable_pool), "--budget-usd", "0", "--memory", memory, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["status"] == "budget_exhausted" and out["steps"] == [] and out["cost_usd"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget-usd", "nan"], "--budget-usd: budget usd must be finite"),
+        (["--cap-large", "-1"], "--cap-large: budget large_calls must be non-negative"),
+    ],
+)
+def test_agentic_eval_refuses_bad_budgets_before_reading_data(args, message):
+    result = runner.invoke(app, ["eval", "--agentic", "--dataset", "routerbench:/nowhere", *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+BAD_POOLS = {
+    "strategy": ("models:\n  - id: a\n    backend: replay\n    strategies: [direct, sc@0]\n", "line 4: model 'a' field 'strategies'"),
+    "price": ("models:\n  - id: a\n    backend: replay\n    input_price: .inf\n", "line 4: model 'a' field 'input_price'"),
+    "duplicate": ("models:\n  - id: a\n    backend: replay\n    backend: openai\n", "line 4: duplicate key 'backend'"),
+    "bomb": (
+        "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+        "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\nmodels: [{id: *h}]\n",
+        "aliases expand to more than",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_POOLS))
+@pytest.mark.parametrize("command", ["ask", "run", "pool list", "serve"])
+def test_a_bad_pool_is_the_same_clear_error_in_every_command(tmp_path, kind, command):
+    text, message = BAD_POOLS[kind]
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(text)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"query": "hi"}\n')
+    memory = f"sqlite:///{tmp_path}/m.db"
+    args = {
+        "ask": ["ask", "hi", "--memory", memory],
+        "run": ["run", "qa", "--input", str(questions), "--memory", memory],
+        "pool list": ["pool", "list"],
+        "serve": ["serve", "--port", "1"],
+    }[command]
+    result = runner.invoke(app, [*args, "--pool", str(pool)])
+    assert result.exit_code == 2, result.output
+    assert "pool.yaml" in result.output and message in " ".join(result.output.split())
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
 
 
 def test_malformed_pool_yaml_is_reported_with_its_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("models:\n  - id: a\n    backend: openai\n    output_price: lots\n")
     result = runner.invoke(app, ["pool", "list", "--pool", str(path)])
-    assert result.exit_code == 1 and "line 4" in result.output and "output_price" in result.output
+    assert result.exit_code == 2 and "line 4" in result.output and "output_price" in result.output
 
 
 def test_unreachable_endpoint_fails_the_task_and_memory_records_it(tmp_path, unreachable_pool):

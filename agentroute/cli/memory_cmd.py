@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from agentroute.cli.errors import EXIT_FAILURE, exit_code_for
+from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
 from agentroute.errors import AgentrouteError
 from agentroute.memory.engine import default_url, resolve_url
 from agentroute.memory.sql import SQLMemory
@@ -56,7 +56,7 @@ def _open(url: str | None) -> SQLMemory:
             and path not in (None, "", ":memory:")
             and not Path(path).is_file()
         ):
-            raise _fail(f"no memory database at {path} (from {url or default_url()!r})")
+            raise _fail(f"no memory database at {path} (from {url or default_url()!r})", EXIT_BAD_INPUT)
         return SQLMemory(parsed.render_as_string(hide_password=False))
     except AgentrouteError as exc:
         raise _fail(str(exc), exit_code_for(exc)) from exc

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 
+from agentroute._yaml import load_untrusted_yaml, read_untrusted_text
 from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError, ConfigurationError
 
@@ -24,14 +24,13 @@ console = Console()
 
 
 def read_recipe(path: Path | None) -> dict[str, Any]:
+    """A recipe file as a mapping, read as untrusted YAML (bounded aliases and nesting, no repeated
+    keys; errors name the file and line). ``$VARS`` are expanded from the environment first."""
     if path is None:
         return {}
-    if not path.exists():
-        raise ConfigurationError(f"recipe {path} does not exist")
-    try:
-        recipe = yaml.safe_load(os.path.expandvars(path.read_text())) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from exc
+    text = read_untrusted_text(path, "recipe")
+    _, recipe = load_untrusted_yaml(os.path.expandvars(text), path)
+    recipe = {} if recipe is None else recipe
     if not isinstance(recipe, dict) or not isinstance(recipe.get("params", {}), dict):
         raise ConfigurationError(f"{path}: expected a mapping with a 'params:' mapping")
     return recipe
