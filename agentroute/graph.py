@@ -14,20 +14,45 @@ and an optional LangGraph checkpointer. Every role node is one routed step throu
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Self, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict
 
 from agentroute.budget import Budget
-from agentroute.dispatch.dispatcher import Dispatcher, Postcondition, TaskRun
+from agentroute.dispatch.dispatcher import Dispatcher, Postcondition
+from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.dispatch.skills import SkillRegistry
 from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import ConfigurationError
+from agentroute.graph_runtime import (
+    CHANNEL,
+    agentroute_state,
+    graph_path,
+    is_request,
+    new_task,
+    open_task,
+    rebuild,
+    report_step,
+    routed_node,
+    run_sync,
+    runnable,
+    step_outputs,
+)
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
-from agentroute.types import Step, Task
+from agentroute.types import Step, Task, new_id
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.types import StreamWriter
+
+__all__ = [
+    "END", "AgentGraph", "CompiledAgentGraph", "GraphState", "NodeContext", "RunResult", "new_task", "routed_node",
+    "run_sync",
+]
 
 END = "__end__"
 
@@ -40,7 +65,8 @@ class GraphState(TypedDict, total=False):
     """The LangGraph state of an agent graph.
 
     ``outputs`` maps each node to its latest output text; ``context`` holds what plain nodes
-    produce (sub-questions, retrieved passages …). Both merge across nodes.
+    produce (sub-questions, retrieved passages …). Both merge across nodes. ``agentroute`` is the
+    task's checkpoint (id, ledger, step index, stage), saved with the thread by a checkpointer.
     """
 
     query: str
@@ -49,6 +75,7 @@ class GraphState(TypedDict, total=False):
     status: str
     outputs: Annotated[dict[str, Any], _merge]
     context: Annotated[dict[str, Any], _merge]
+    agentroute: Annotated[dict[str, Any], merge_checkpoints]
 
 
 @dataclass
@@ -252,7 +279,8 @@ class AgentGraph:
         dispatcher = Dispatcher(
             pool, router, memory=memory, stage_machine=stage_machine or self.stage_machine(), **dispatcher_options
         )
-        return CompiledAgentGraph(self, dispatcher, budget, checkpointer)
+        return _compile(self, dispatcher, budget, checkpointer)
+
 
 
 @dataclass(slots=True)
@@ -276,122 +304,107 @@ class RunResult:
         return self.task.cost_usd
 
 
+FINISH = "agentroute_finish"
+
+
 class CompiledAgentGraph:
-    """A runnable agent graph: LangGraph ``invoke``/``ainvoke``/``stream`` plus task-level ``arun``."""
+    """A compiled agent graph: a LangGraph ``CompiledStateGraph`` plus task-level ``arun``/``run``.
 
-    def __init__(self, spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, checkpointer: Any):
-        from langgraph.graph import START, StateGraph
+    Everything LangGraph offers works as on any compiled graph — ``invoke``/``ainvoke``,
+    ``stream``/``astream`` with every stream mode, ``batch``/``abatch``, ``get_state``,
+    ``get_state_history``, ``update_state``, ``get_graph``, ``with_config``, use as a node or
+    subgraph of a parent graph, checkpointers and ``interrupt()``. The input is the state
+    (``{"query": ...}``) plus optional ``task_id``, ``budget``, ``query_id``, ``task_type`` and
+    ``metadata``; each new input starts one task, which every node of the graph shares and which is
+    finished (status, answer, cost recorded) when the graph ends. ``invoke(None, config)`` on a
+    checkpointed thread resumes the same task, with its ledger.
 
-        self.name = spec.name
-        self.spec = spec
-        self.dispatcher = dispatcher
-        self.budget = budget
-        self._runs: dict[str, TaskRun] = {}
-        builder = StateGraph(GraphState)
-        for name, node in spec.nodes.items():
-            builder.add_node(name, self._role_node(node) if isinstance(node, _Role) else self._plain_node(node))
-        builder.add_edge(START, spec.entry)  # type: ignore[arg-type]
-        succ: dict[str, list[str]] = {}
-        for src, dst in spec.edges:
-            succ.setdefault(src, []).append(dst)
-        for name in spec.nodes:
-            if name in spec.branches:
-                path, targets = spec.branches[name]
-                builder.add_conditional_edges(name, self._guard(path), [*targets, END] if END not in targets else targets)
-            else:  # static edges: cheaper in LangGraph; a stopped task passes through as no-ops
-                for dst in succ.get(name, [END]):
-                    builder.add_edge(name, dst)
-        self.graph = builder.compile(checkpointer=checkpointer)
-        self.checkpointer = checkpointer
+    Instances are made by :meth:`AgentGraph.compile`; the class itself is a mixin combined with
+    LangGraph's ``CompiledStateGraph`` when LangGraph is first needed (``import agentroute`` stays light).
+    """
 
-    # -- node wrappers ------------------------------------------------------------------------
-    @staticmethod
-    def _guard(path: Callable[[GraphState], str]) -> Callable[[GraphState], str]:
-        def route(state: GraphState) -> str:
-            return path(state) if state.get("status", "running") == "running" else END
+    spec: AgentGraph
+    dispatcher: Dispatcher
+    budget: Budget | None
 
-        return route
+    def __init__(self, *, spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec, self.dispatcher, self.budget = spec, dispatcher, budget
 
-    def _run_of(self, state: GraphState) -> TaskRun:
-        task_id = state.get("task_id")
-        run = self._runs.get(task_id) if task_id else None
-        if run is None:  # invoked directly, or resumed from a checkpoint: open the task now
-            run = self._start(state.get("query", ""), task_id=task_id)
-        return run
+    @property
+    def graph(self) -> Any:
+        """The LangGraph graph: this object itself (kept for code written before it was one)."""
+        return self
 
-    def _role_node(self, role: _Role) -> Callable[[GraphState], Any]:
-        dispatcher = self.dispatcher
+    # -- a new input opens a task ------------------------------------------------------------
+    def _resumable(self, config: Mapping[str, Any] | None) -> bool:
+        if self.checkpointer not in (None, False):
+            return True
+        return bool(config and (config.get("configurable") or {}).get("__pregel_checkpointer"))
 
-        async def node(state: GraphState) -> dict[str, Any]:
-            if state.get("status", "running") != "running":
-                return {}
-            run = self._run_of(state)
-            if role.fan_out is None:  # the common case: one routed step
-                text = role.input(state) if role.input else state.get("query", "")
-                step = await dispatcher.step(
-                    run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
-                    models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
-                )
-                if step is not None and step.status == "ok":
-                    return {"outputs": {role.name: step.output}, "answer": step.output}
-                return {"status": "budget_exhausted" if run.exhausted else "failed"}
-            calls = [
-                dispatcher.step(
-                    run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
-                    models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
-                )
-                for text in role.fan_out(state)
-            ]
-            steps = await asyncio.gather(*calls)
-            done = [s for s in steps if s is not None and s.status == "ok"]
-            update: dict[str, Any] = {"outputs": {role.name: [s.output if s and s.status == "ok" else "" for s in steps]}}
-            if done:
-                update["answer"] = done[-1].output
-            if len(done) < len(steps):
-                update["status"] = "budget_exhausted" if run.exhausted else "failed"
-            return update
+    def _seed(self, input: Any, config: Any) -> tuple[Any, Any, str | None]:
+        """Turn a new input into a task request; ``None`` input or a ``Command`` resumes."""
+        if not isinstance(input, Mapping):
+            return input, config, None
+        channel = input.get(CHANNEL)
+        if channel and not is_request(channel) and channel.get("status", "running") == "running":
+            return input, config, None  # a parent graph's task: this graph's nodes join it
+        state = dict(input)
+        budget = state.pop("budget", None)
+        if channel and is_request(channel):
+            request = dict(channel)
+        else:
+            request = new_task(
+                task_id=state.get("task_id"), budget=budget, query_id=state.pop("query_id", None),
+                task_type=state.pop("task_type", None), metadata=state.pop("metadata", None),
+            )
+        state.update({CHANNEL: request, "task_id": request["task_id"], "status": "running"})
+        if self.checkpointer not in (None, False, True):
+            configurable = (config or {}).get("configurable") or {}
+            if not configurable.get("thread_id"):  # one thread per task by default; never the caller's dict
+                config = {**(config or {}), "configurable": {**configurable, "thread_id": request["task_id"]}}
+        return state, config, request["task_id"]
 
-        node.__name__ = role.name
-        return node
+    def _abandon(self, task_id: str, config: Any) -> None:
+        """An invocation that ended by an exception: without a checkpointer, the task has failed."""
+        run = LIVE.get(task_id)
+        if run is not None and not run.finished and not self._resumable(config):
+            self.dispatcher.finish(run, status="failed")
+            run.finished = True
 
-    def _plain_node(self, plain: _Plain) -> Callable[[GraphState], Any]:
-        async def node(state: GraphState) -> Any:
-            if state.get("status", "running") != "running":
-                return {}
-            run = self._run_of(state)
-            ctx = NodeContext(run, self.dispatcher, self.spec.skills, plain.stage)
-            result = plain.fn(state, ctx)
-            if inspect.isawaitable(result):
-                result = await result
-            return result or {}
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
+        input, config, task_id = self._seed(input, config)
+        if task_id is None:
+            yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
+            return
+        LIVE.pin(task_id)
+        ended = False
+        try:
+            yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
+            ended = True
+        finally:
+            if not ended:
+                self._abandon(task_id, config)
+            LIVE.release(task_id)
 
-        node.__name__ = plain.name
-        return node
+    async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        input, config, task_id = self._seed(input, config)
+        if task_id is None:
+            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+                yield chunk
+            return
+        LIVE.pin(task_id)
+        ended = False
+        try:
+            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+                yield chunk
+            ended = True
+        finally:
+            if not ended:
+                self._abandon(task_id, config)
+            LIVE.release(task_id)
 
     # -- task-level API ---------------------------------------------------------------------
-    def _start(self, query: str, *, task_id: str | None = None, **kwargs: Any) -> TaskRun:
-        budget = kwargs.pop("budget", None) or self.budget
-        run = self.dispatcher.start(query, budget=budget, graph=self.name, task_id=task_id, **kwargs)
-        self._runs[run.task.id] = run
-        return run
-
-    def _config(self, run: TaskRun, config: dict[str, Any] | None) -> dict[str, Any] | None:
-        if self.checkpointer is None:
-            return config
-        config = dict(config or {})
-        config["configurable"] = {"thread_id": run.task.id, **config.get("configurable", {})}  # never the caller's dict
-        return config
-
-    def _finish(self, run: TaskRun, state: Mapping[str, Any]) -> RunResult:
-        status = state.get("status", "running")
-        task = self.dispatcher.finish(
-            run,
-            answer=state.get("answer") or run.best_answer,
-            status=None if status == "running" else status,  # type: ignore[arg-type]
-        )
-        self._runs.pop(run.task.id, None)
-        return RunResult(task, run.steps, {"outputs": {}, "context": {}, **state, "status": task.status})
-
     async def arun(
         self,
         query: str,
@@ -401,22 +414,24 @@ class CompiledAgentGraph:
         task_type: str | None = None,
         metadata: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
+        task_id: str | None = None,
     ) -> RunResult:
         """Run one task to the end; never raises for budget or backend failures (see ``status``)."""
-        run = self._start(query, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
-        # "status" is always seeded: a checkpointed thread may hold the previous run's final status
-        state: GraphState = {"query": query, "task_id": run.task.id, "status": "running"}
+        task_id = task_id or new_id()
+        request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
+        LIVE.pin(task_id)
         try:
-            final = await self.graph.ainvoke(state, self._config(run, config))
-        except BaseException:
-            self.dispatcher.finish(run, status="failed")
-            self._runs.pop(run.task.id, None)
-            raise
-        return self._finish(run, final)
+            final = await self.ainvoke({"query": query, CHANNEL: request}, config)
+            run = LIVE.get(task_id)
+        finally:
+            LIVE.release(task_id)
+        if run is None:  # pragma: no cover - the graph ran no node
+            raise RuntimeError(f"task {task_id} was never opened")
+        return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
 
     def run(self, query: str, **kwargs: Any) -> RunResult:
-        """Synchronous :meth:`arun`."""
-        return asyncio.run(self.arun(query, **kwargs))
+        """Synchronous :meth:`arun`; works inside a running event loop too (notebooks)."""
+        return run_sync(self.arun(query, **kwargs))
 
     async def arun_many(
         self,
@@ -428,7 +443,7 @@ class CompiledAgentGraph:
         """Run many tasks with at most ``concurrency`` in flight; results in input order.
 
         Each item is a query string or a mapping with ``query`` and optional ``query_id``,
-        ``task_type``, ``metadata`` and ``budget``.
+        ``task_type``, ``metadata``, ``budget``, ``task_id`` and ``config``.
         """
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be ≥ 1 (got {concurrency})")
@@ -446,82 +461,182 @@ class CompiledAgentGraph:
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(items)))))
         return results  # type: ignore[return-value]
 
-    # -- LangGraph pass-through -------------------------------------------------------------
-    def _prepare(self, input: Mapping[str, Any], config: dict[str, Any] | None) -> tuple[TaskRun, GraphState, dict]:
-        run = self._start(
-            input["query"],
-            task_id=input.get("task_id"),
-            budget=input.get("budget"),
-            query_id=input.get("query_id"),
-            task_type=input.get("task_type"),
-        )
-        extra = {k: v for k, v in input.items() if k in GraphState.__annotations__}
-        state: GraphState = {"outputs": {}, "context": {}, "status": "running", **extra, "task_id": run.task.id}  # type: ignore[typeddict-item]
-        return run, state, self._config(run, config)
+    # -- nodes ------------------------------------------------------------------------------
+    def _enter(self, state: Mapping[str, Any], config: Any) -> TaskRun:
+        """The live run of this invocation's task, held for the node (see :mod:`agentroute.graph_runtime`)."""
+        channel = state.get(CHANNEL) or {}
+        task_id = channel.get("task_id")
+        if task_id and not is_request(channel):
+            return LIVE.hold(task_id, lambda: rebuild(self.dispatcher, channel))
+        request = channel if task_id else new_task(task_id=state.get("task_id"))
+        carry = {"opened_by": "graph", "owner": graph_path(config)}
+        return LIVE.hold(request["task_id"], lambda: open_task(
+            self.dispatcher, request, query=str(state.get("query", "")), graph=self.spec.name,
+            budget=self.budget, carry=carry,
+        ))
 
-    async def ainvoke(self, input: Mapping[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
-        """LangGraph-style: ``{"query": ...}`` in, final state out (the task is recorded)."""
-        run, state, cfg = self._prepare(input, config)
-        final = await self.graph.ainvoke(state, cfg)
-        result = self._finish(run, final)
-        return {**final, "status": result.status, "answer": result.answer}
+    def _leave(self, run: TaskRun, state: Mapping[str, Any], update: dict[str, Any], config: Any, *, last: bool, index: int) -> Any:
+        """Write the task's checkpoint; at the end of the graph, finish the task it owns."""
+        if last:
+            owner = run.carry.get("owner")
+            if run.carry.get("opened_by") == "graph" and owner == graph_path(config):
+                status = update.get("status") or state.get("status", "running")
+                task = self.dispatcher.finish(
+                    run,
+                    answer=update.get("answer") or state.get("answer") or run.best_answer,
+                    status=None if status == "running" else status,
+                )
+                run.finished = True
+                update["status"] = task.status
+                if task.answer is not None:
+                    update["answer"] = task.answer
+            elif run.carry.get("opened_by") == "node":
+                self.dispatcher.finish(run)  # a user graph's task: keep its record up to date
+        if last or run._index != index:
+            update[CHANNEL] = run.checkpoint()
+        return update
 
-    def invoke(self, input: Mapping[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
-        return asyncio.run(self.ainvoke(input, config))
+    def _role(self, role: _Role, last: bool) -> Any:
+        async def anode(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+            run = self._enter(state, config)
+            index = run._index
+            try:
+                update: dict[str, Any] = {}
+                if state.get("status", "running") == "running":
+                    update = await self._role_step(role, run, state, config, writer)
+                return self._leave(run, state, update, config, last=last, index=index)
+            finally:
+                LIVE.release(run.task.id)
 
-    async def astream(
-        self, input: Mapping[str, Any], config: dict[str, Any] | None = None, *, stream_mode: str = "updates"
-    ) -> AsyncIterator[Any]:
-        """LangGraph ``astream``: yields per-node updates; the task is finished at the end."""
-        run, state, cfg = self._prepare(input, config)
-        final: dict[str, Any] = dict(state)
-        async for chunk in self.graph.astream(state, cfg, stream_mode="updates"):
-            for update in chunk.values():
-                for key, value in (update or {}).items():
-                    final[key] = _merge(final.get(key), value) if key in ("outputs", "context") else value
-            yield chunk if stream_mode == "updates" else final
-        self._finish(run, final)
+        def node(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+            return run_sync(anode(state, config, writer))
 
-    def stream(self, input: Mapping[str, Any], config: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
-        """Synchronous :meth:`astream` (collects the chunks, then yields them)."""
+        return runnable(role.name, node, anode)
 
-        async def collect() -> list[Any]:
-            return [c async for c in self.astream(input, config, **kwargs)]
-
-        yield from asyncio.run(collect())
-
-
-def routed_node(
-    dispatcher: Dispatcher,
-    *,
-    role: str,
-    prompt: str,
-    input_key: str = "query",
-    output_key: str = "answer",
-    stage: str | None = None,
-    budget: Budget | None = None,
-) -> Callable[[Mapping[str, Any]], Any]:
-    """A routed step as a node of YOUR LangGraph graph.
-
-    The node reads ``state[input_key]`` (and ``state["query_id"]`` for replay, if present), runs one routed step (legality, budget, routing, memory)
-    and returns ``{output_key: text, "agentroute_task_id": id, "agentroute_cost_usd": cost}``.
-    Nodes that see the same ``agentroute_task_id`` in the state share one task and its budget;
-    the task's record (status, answer, cost) is brought up to date after each of them.
-    """
-    runs: dict[str, TaskRun] = {}
-
-    async def node(state: Mapping[str, Any]) -> dict[str, Any]:
-        task_id = state.get("agentroute_task_id")
-        run = runs.get(task_id) if task_id else None
-        if run is None:
-            run = dispatcher.start(
-                str(state[input_key]), budget=budget, graph="langgraph", task_id=task_id, query_id=state.get("query_id")
+    async def _role_step(self, role: _Role, run: TaskRun, state: GraphState, config: Any, writer: Any) -> dict[str, Any]:
+        dispatcher = self.dispatcher
+        if role.fan_out is None:  # the common case: one routed step
+            text = role.input(state) if role.input else state.get("query", "")
+            step = await dispatcher.step(
+                run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
+                models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
             )
-            runs[run.task.id] = run
-        step = await dispatcher.step(run, role=role, stage=stage or role, prompt=prompt, input=str(state[input_key]))
-        dispatcher.finish(run)  # the task record is updated after every routed node that shares it
-        text = step.output if step is not None and step.status == "ok" else (run.best_answer or "")
-        return {output_key: text, "agentroute_task_id": run.task.id, "agentroute_cost_usd": run.ledger.spent_usd}
+            report_step(step, role.name, config, writer)
+            if step is not None and step.status == "ok":
+                return {"outputs": {role.name: step.output}, "answer": step.output}
+            return {"status": "budget_exhausted" if run.exhausted else "failed"}
+        calls = [
+            dispatcher.step(
+                run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
+                models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
+            )
+            for text in role.fan_out(state)
+        ]
+        steps = await asyncio.gather(*calls)
+        for step in steps:
+            report_step(step, role.name, config, writer)
+        done = [s for s in steps if s is not None and s.status == "ok"]
+        update: dict[str, Any] = {"outputs": {role.name: step_outputs(steps)}}
+        if done:
+            update["answer"] = done[-1].output
+        if len(done) < len(steps):
+            update["status"] = "budget_exhausted" if run.exhausted else "failed"
+        return update
 
-    node.__name__ = f"routed_{role}"
-    return node
+    def _plain(self, plain: _Plain | None, last: bool) -> Any:
+        """A plain node (``plain`` given) or the finishing node (``None``)."""
+
+        def begin(state: GraphState, config: Any) -> tuple[TaskRun, int, Any]:
+            run = self._enter(state, config)
+            if plain is None or state.get("status", "running") != "running":
+                return run, run._index, None
+            try:
+                return run, run._index, plain.fn(state, NodeContext(run, self.dispatcher, self.spec.skills, plain.stage))
+            except BaseException:
+                LIVE.release(run.task.id)
+                raise
+
+        def end(run: TaskRun, index: int, state: GraphState, result: Any, config: Any) -> Any:
+            if result is not None and not isinstance(result, Mapping):
+                return result  # a Command or anything else LangGraph understands: passed as it is
+            return self._leave(run, state, dict(result or {}), config, last=last, index=index)
+
+        async def anode(state: GraphState, config: RunnableConfig) -> Any:
+            run, index, result = begin(state, config)
+            try:
+                if inspect.isawaitable(result):
+                    result = await result
+                return end(run, index, state, result, config)
+            finally:
+                LIVE.release(run.task.id)
+
+        def node(state: GraphState, config: RunnableConfig) -> Any:
+            run, index, result = begin(state, config)
+            try:
+                if inspect.isawaitable(result):
+                    result = run_sync(_awaited(result))
+                return end(run, index, state, result, config)
+            finally:
+                LIVE.release(run.task.id)
+
+        name = plain.name if plain is not None else FINISH
+        return runnable(name, node, anode)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@functools.cache
+def _compiled_class() -> type:
+    from langgraph.graph.state import CompiledStateGraph
+
+    return type("CompiledAgentGraph", (CompiledAgentGraph, CompiledStateGraph), {"__module__": __name__})
+
+
+def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, checkpointer: Any) -> CompiledAgentGraph:
+    from langgraph.graph import START, StateGraph
+
+    builder = StateGraph(GraphState)
+    static: dict[str, list[str]] = {}
+    for src, dst in spec.edges:
+        static.setdefault(src, []).append(dst)
+    for name in spec.nodes:
+        if name not in spec.branches:
+            static.setdefault(name, [END])
+    # where a task can end in one known node, that node finishes it; otherwise one extra node does
+    use_finish = bool(spec.branches) or any(len(d) > 1 and END in d for d in static.values())
+    exit_to = FINISH if use_finish else END
+    shell = _compiled_class().__new__(_compiled_class())  # nodes need the instance; filled in below
+    for name, node in spec.nodes.items():
+        last = not use_finish and static.get(name) == [END]
+        builder.add_node(name, shell._role(node, last) if isinstance(node, _Role) else shell._plain(node, last))
+    if use_finish:
+        builder.add_node(FINISH, shell._plain(None, True))
+        builder.add_edge(FINISH, END)
+    builder.add_edge(START, spec.entry)  # type: ignore[arg-type]
+    for name in spec.nodes:
+        if name in spec.branches:
+            path, targets = spec.branches[name]
+            mapping = {t: (exit_to if t == END else t) for t in [*targets, END]}
+            builder.add_conditional_edges(name, _guard(path), mapping)
+        else:  # static edges: cheaper in LangGraph; a stopped task passes through as no-ops
+            for dst in static[name]:
+                builder.add_edge(name, exit_to if dst == END else dst)
+    compiled = builder.compile(checkpointer=checkpointer, name=spec.name)
+    attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
+    shell.__init__(spec=spec, dispatcher=dispatcher, budget=budget, **attrs)
+    return shell
+
+
+def _guard(path: Callable[[GraphState], str]) -> Callable[[GraphState], str]:
+    def route(state: GraphState) -> str:
+        return path(state) if state.get("status", "running") == "running" else END
+
+    return route
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AgentrouteState":  # built on first use: it needs LangGraph's channel types
+        return agentroute_state()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,373 @@
+"""What a routed node does at run time inside LangGraph: find its task, bridge sync and async, stream.
+
+Every routed node — an :class:`~agentroute.graph.AgentGraph` role or a :func:`routed_node` in your
+own ``StateGraph`` — works the same way:
+
+1. **Find the task.** The graph state carries one small JSON-able channel, ``agentroute``
+   (:data:`CHANNEL`), holding the task's checkpoint (:meth:`TaskRun.checkpoint`: task id, ledger,
+   next step index, stage, sequence number). The node looks the task id up in the in-process
+   registry of live runs (:data:`~agentroute.dispatch.run.LIVE`), so all nodes of one invocation —
+   concurrent ones too — share one :class:`TaskRun` and one ledger. When the run is not live (a
+   resume in a new process, or after a crash) it is rebuilt from the checkpoint and reconciled with
+   the memory. No channel, or a *task request* (:func:`new_task`) in it, opens a new task.
+2. **Run the step** through the dispatcher, and write the updated checkpoint back to the channel;
+   the channel's reducer keeps the latest one (highest ``seq``), so parallel nodes merge correctly.
+3. **Stream**: each finished step is reported to LangGraph's ``messages`` stream mode as a chat
+   message (what a LangChain chat model would emit) and to the ``custom`` mode as a dict.
+
+Nodes are :class:`RunnableCallable` s with both a sync and an async function: ``invoke``/``stream``
+use the sync one, which runs the dispatcher's coroutine on one background event loop
+(:func:`run_sync`), so it works inside a running loop too (a notebook cell); ``ainvoke``/``astream``
+await it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from agentroute.budget import Budget
+from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
+from agentroute.types import Step, new_id
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.types import StreamWriter
+
+    from agentroute.dispatch.dispatcher import Dispatcher, Postcondition
+
+T = TypeVar("T")
+
+#: State key of the task channel (the task's checkpoint, see :class:`TaskRun`).
+CHANNEL = "agentroute"
+#: State key of the per-invocation marker (untracked: never checkpointed) used by :func:`routed_node`.
+LIVE_KEY = "agentroute_live"
+_RESUMING = "__pregel_resuming"  # LangGraph sets it in a node's config while a run resumes
+
+
+# -- sync ↔ async ------------------------------------------------------------------------------
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _loop_thread
+    with _loop_lock:
+        if _loop is None or _loop_thread is None or not _loop_thread.is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="agentroute-sync", daemon=True)
+            thread.start()
+            _loop, _loop_thread = loop, thread
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code — also inside a running event loop.
+
+    The coroutine runs on one background event loop shared by every synchronous call of the
+    process (so backend connections are reused), in a copy of the caller's context (LangGraph's
+    config, stream writer and ``interrupt()`` keep working).
+    """
+    ctx = contextvars.copy_context()
+    if threading.current_thread() is _loop_thread:  # called from the loop itself: would deadlock
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(ctx.run, asyncio.run, coro).result()
+    loop = _background_loop()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    task_box: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coro, context=ctx)
+        task_box.append(task)
+
+        def relay(t: asyncio.Task[T]) -> None:
+            if t.cancelled():
+                done.cancel()
+            elif (exc := t.exception()) is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(t.result())
+
+        task.add_done_callback(relay)
+
+    loop.call_soon_threadsafe(start)
+    try:
+        return done.result()
+    except BaseException:
+        if not done.done() and task_box:  # interrupted while waiting (Ctrl-C): stop the work too
+            loop.call_soon_threadsafe(task_box[0].cancel)
+        raise
+
+
+def runnable(name: str, func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
+    """A LangGraph node with a sync and an async implementation (config and writer injected)."""
+    try:
+        from langgraph._internal._runnable import RunnableCallable
+    except ImportError:  # pragma: no cover - older LangGraph
+        from langgraph.utils.runnable import RunnableCallable  # type: ignore[no-redef]
+    return RunnableCallable(func, afunc, name=name)
+
+
+# -- tasks -------------------------------------------------------------------------------------
+def new_task(
+    *,
+    task_id: str | None = None,
+    budget: Budget | Mapping[str, Any] | None = None,
+    query_id: str | None = None,
+    task_type: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A task request: put it under ``"agentroute"`` in a graph's input to start a new task there.
+
+    >>> sorted(new_task(task_id="t1", budget={"calls": 2}))
+    ['budget', 'metadata', 'query_id', 'task_id', 'task_type']
+    """
+    if isinstance(budget, Budget):
+        limits: dict[str, Any] | None = budget.model_dump(exclude_none=True)
+    elif budget is not None:
+        limits = dict(Budget(**budget).model_dump(exclude_none=True))
+    else:
+        limits = None
+    return {
+        "task_id": task_id or new_id(), "budget": limits, "query_id": query_id, "task_type": task_type,
+        "metadata": dict(metadata or {}),
+    }
+
+
+def graph_path(config: Mapping[str, Any] | None) -> str:
+    """The node-name path of the graph a node runs in: ``""`` at the root, ``"parent_node"`` in a subgraph."""
+    if not config:
+        return ""
+    ns = (config.get("metadata") or {}).get("langgraph_checkpoint_ns")
+    if ns is None:
+        ns = (config.get("configurable") or {}).get("checkpoint_ns", "")
+    return "|".join(part.split(":", 1)[0] for part in str(ns).split("|")[:-1])
+
+
+def fingerprint(value: Any) -> str:
+    """A short digest of a state value, stable across processes."""
+    return hashlib.blake2b(repr(value).encode("utf-8", "backslashreplace"), digest_size=8).hexdigest()
+
+
+_OPENED: OrderedDict[Any, str] = OrderedDict()  # graph invocation → the task its nodes opened
+_OPENED_LOCK = threading.Lock()
+
+
+def invocation_task(config: Mapping[str, Any] | None) -> str:
+    """The task id opened by the nodes of this superstep (a new one on first call).
+
+    Parallel nodes of the first superstep find no task in the state yet; they agree on one through
+    the checkpoint their superstep started from (``Runtime.execution_info.checkpoint_id``).
+    """
+    configurable = (config or {}).get("configurable") or {}
+    info = getattr(configurable.get("__pregel_runtime"), "execution_info", None)
+    checkpoint_id = getattr(info, "checkpoint_id", None)
+    if not checkpoint_id:
+        return new_id()
+    key = (configurable.get("thread_id"), graph_path(config), checkpoint_id)
+    with _OPENED_LOCK:
+        task_id = _OPENED.get(key)
+        if task_id is None:
+            task_id = _OPENED[key] = new_id()
+            if len(_OPENED) > 4096:
+                _OPENED.popitem(last=False)
+        return task_id
+
+
+def resuming(config: Mapping[str, Any] | None) -> bool:
+    return bool(config and (config.get("configurable") or {}).get(_RESUMING))
+
+
+def open_task(
+    dispatcher: Dispatcher,
+    request: Mapping[str, Any],
+    *,
+    query: str,
+    graph: str,
+    budget: Budget | None,
+    carry: dict[str, Any],
+) -> TaskRun:
+    """Start the task ``request`` describes (recorded as ``running`` in the memory)."""
+    limits = request.get("budget")
+    run = dispatcher.start(
+        query,
+        budget=Budget(**limits) if limits is not None else budget,
+        graph=graph,
+        task_id=request.get("task_id"),
+        query_id=request.get("query_id"),
+        task_type=request.get("task_type"),
+        metadata=request.get("metadata"),
+    )
+    run.carry = carry
+    return run
+
+
+def rebuild(dispatcher: Dispatcher, checkpoint: Mapping[str, Any]) -> TaskRun:
+    return TaskRun.from_checkpoint(dict(checkpoint), dispatcher.memory)
+
+
+def is_request(channel: Mapping[str, Any] | None) -> bool:
+    return bool(channel) and "ledger" not in channel  # type: ignore[operator]
+
+
+# -- streaming ---------------------------------------------------------------------------------
+def _stream_handlers(config: Mapping[str, Any]) -> bool:
+    callbacks = config.get("callbacks")
+    handlers = getattr(callbacks, "handlers", callbacks) or ()
+    return any(type(h).__name__.startswith("StreamMessagesHandler") for h in handlers)
+
+
+def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, writer: Any) -> None:
+    """Report a finished step to LangGraph's ``custom`` and ``messages`` stream modes."""
+    if step is None:
+        return
+    if writer is not None:
+        writer({"agentroute": {
+            "task_id": step.task_id, "index": step.index, "stage": step.stage, "role": role,
+            "agent": step.agent.key, "model": step.agent.model, "status": step.status, "cost_usd": step.cost_usd,
+        }})
+    if step.status != "ok" or not config or not _stream_handlers(config):
+        return
+    from langchain_core.callbacks.manager import CallbackManager
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    manager = CallbackManager.configure(
+        inheritable_callbacks=config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    message = AIMessage(
+        content=step.output,
+        id=f"agentroute-{step.task_id}-{step.index}",
+        name=role,
+        response_metadata={
+            "model_name": step.agent.model, "agent": step.agent.key, "stage": step.stage, "step_index": step.index,
+            "cost_usd": step.cost_usd,
+        },
+        usage_metadata={
+            "input_tokens": step.tokens_in, "output_tokens": step.tokens_out,
+            "total_tokens": step.tokens_in + step.tokens_out,
+        },
+    )
+    for llm_run in manager.on_chat_model_start(
+        {"name": step.agent.model}, [[HumanMessage(content=step.input)]], name=step.agent.model
+    ):
+        llm_run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+
+
+# -- a routed node in your own graph -----------------------------------------------------------
+def routed_node(
+    dispatcher: Dispatcher,
+    *,
+    role: str,
+    prompt: str,
+    input_key: str = "query",
+    output_key: str = "answer",
+    stage: str | None = None,
+    budget: Budget | None = None,
+    models: Iterable[str] | None = None,
+    max_tokens: int | None = None,
+    postconditions: Iterable[Postcondition] = (),
+) -> Any:
+    """A routed step as a node of YOUR LangGraph graph (sync and async).
+
+    The node reads ``state[input_key]`` (and ``state["query_id"]`` for replay, if present), runs one
+    routed step (legality, budget, routing, memory) and returns ``{output_key: text}`` plus the task
+    channel. Give your state the channel with :class:`AgentrouteState` (or its two keys): then every
+    routed node of one invocation — subgraphs included — shares one task and one ledger, and a
+    checkpointed thread resumes the same task. The task's record (status, answer, cost) is brought
+    up to date after each routed node. ``agentroute_task_id`` and ``agentroute_cost_usd`` are also
+    returned, for states that declare them.
+
+    A task ends with its invocation: a new input on a checkpointed thread starts a new task when the
+    value under ``input_key`` changed (pass ``agentroute=new_task(...)`` in the input to force one);
+    a resume (``invoke(None, config)``, ``Command(resume=…)``) continues it.
+    """
+    stage = stage or role
+    model_list = tuple(models) if models is not None else None
+    post = tuple(postconditions)
+
+    def acquire(state: Mapping[str, Any], config: Mapping[str, Any] | None) -> TaskRun:
+        channel = state.get(CHANNEL) or {}
+        task_id = channel.get("task_id")
+        query = str(state[input_key])
+
+        def opened(request: Mapping[str, Any]) -> Callable[[], TaskRun]:
+            carry = {"opened_by": "node", "fp_key": input_key, "fp": fingerprint(state.get(input_key))}
+            request = {"query_id": state.get("query_id"), **{k: v for k, v in request.items() if v is not None}}
+            return lambda: open_task(dispatcher, request, query=query, graph="langgraph", budget=budget, carry=carry)
+
+        if task_id and is_request(channel):
+            return LIVE.hold(task_id, opened(channel))
+        if task_id:
+            carry = channel.get("carry") or {}
+            same = (
+                state.get(LIVE_KEY) == task_id
+                or resuming(config)
+                or carry.get("opened_by") != "node"  # an AgentGraph's task, passed down to this node
+                or carry.get("fp") == fingerprint(state.get(carry.get("fp_key", input_key)))
+            )
+            if same:
+                return LIVE.hold(task_id, lambda: rebuild(dispatcher, channel))
+        elif legacy := state.get("agentroute_task_id"):  # a state without the channel
+            return LIVE.hold(legacy, opened({"task_id": legacy}))
+        task_id = invocation_task(config)
+        return LIVE.hold(task_id, opened({"task_id": task_id}))
+
+    async def anode(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+        run = acquire(state, config)
+        try:
+            step = await dispatcher.step(
+                run, role=role, stage=stage, prompt=prompt, input=str(state[input_key]),
+                models=model_list, max_tokens=max_tokens, postconditions=post,
+            )
+            report_step(step, role, config, writer)
+            if run.carry.get("opened_by") == "node":
+                dispatcher.finish(run)  # the record is kept up to date after every routed node
+            text = step.output if step is not None and step.status == "ok" else (run.best_answer or "")
+            return {
+                output_key: text, CHANNEL: run.checkpoint(), LIVE_KEY: run.task.id,
+                "agentroute_task_id": run.task.id, "agentroute_cost_usd": run.ledger.spent_usd,
+            }
+        finally:
+            LIVE.release(run.task.id)
+
+    def node(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+        return run_sync(anode(state, config, writer))
+
+    name = f"routed_{role}"
+    node.__name__ = anode.__name__ = name
+    return runnable(name, node, anode)
+
+
+@functools.cache
+def agentroute_state() -> type:
+    """The ``TypedDict`` with the two keys a state needs for :func:`routed_node` tasks.
+
+    Use it as a base of your state: ``class State(AgentrouteState): query: str; answer: str``.
+    """
+    from typing import Annotated, TypedDict
+
+    from langgraph.channels.untracked_value import UntrackedValue
+
+    return TypedDict(  # type: ignore[operator]
+        "AgentrouteState",
+        {
+            CHANNEL: Annotated[dict[str, Any], merge_checkpoints],  # checkpointed with the thread
+            LIVE_KEY: Annotated[str, UntrackedValue(str, guard=False)],  # this invocation only
+        },
+        total=False,
+    )
+
+
+def step_outputs(steps: Sequence[Step | None]) -> list[str]:
+    return [s.output if s is not None and s.status == "ok" else "" for s in steps]
