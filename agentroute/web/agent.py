@@ -25,7 +25,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -73,7 +73,7 @@ def web_pool(pool: ModelPool | str | None = None, *, strategies: Sequence[str] =
 
     ``None`` or ``"default"``: the default local pool (SmolLM2-135M) restricted to ``strategies``
     (an ``sc@3`` step of a 135M model is too slow for an interactive page); a path or a
-    :class:`ModelPool`: its cards as they are.
+    :class:`ModelPool`: its cards as they are, served by its backends.
     """
     default = pool in (None, "", "default")
     base = pool if isinstance(pool, ModelPool) else ModelPool.load(pool)  # type: ignore[arg-type]
@@ -83,7 +83,9 @@ def web_pool(pool: ModelPool | str | None = None, *, strategies: Sequence[str] =
             kept = tuple(s for s in card.strategies if s in strategies) or card.strategies[:1]
             card = card.model_copy(update={"strategies": kept})
         cards.append(card)
-    return ModelPool([skill_card(), *cards])
+    # the given pool's backend instances come along (a loaded model, a scripted test backend)
+    backends = {} if default else {card.backend: base.backend(card.id) for card in base}
+    return ModelPool([skill_card(), *cards], backends=backends)
 
 
 class WebState(TypedDict, total=False):
@@ -284,17 +286,41 @@ class WebAgent:
         self.graph = build_web_graph(self.dispatcher, self.skill, models=self.policy.models, max_tokens=max_tokens)
         self._sessions: dict[str, MiniWoBSession] = {}
 
-    def session(self, task: str) -> MiniWoBSession:
-        """This agent's browser on ``task`` (started on first use, kept for later episodes)."""
-        session = self._sessions.get(task)
+    def session(self, task: str, slot: int = 0) -> MiniWoBSession:
+        """The browser of worker ``slot`` on ``task``: kept across its episodes of that task, closed
+        when the worker moves to another task (one browser per worker at a time)."""
+        key = f"{slot}/{task}"
+        session = self._sessions.get(key)
         if session is None:
-            session = self._sessions[task] = MiniWoBSession(task, headless=self.headless)
+            for other in [k for k in self._sessions if k.startswith(f"{slot}/")]:
+                self._sessions.pop(other).close()
+            session = self._sessions[key] = MiniWoBSession(task, headless=self.headless)
         return session
 
-    async def run_episode(self, task: str, seed: int, *, budget: Budget | None = None) -> EpisodeResult:
+    async def run_many(
+        self,
+        episodes: Sequence[tuple[str, int]],
+        *,
+        concurrency: int = 1,
+        on_done: Callable[[EpisodeResult], None] | None = None,
+    ) -> list[EpisodeResult]:
+        """Play ``(task, seed)`` episodes, ``concurrency`` at a time (one browser each); input order."""
+        results: list[EpisodeResult | None] = [None] * len(episodes)
+        todo = iter(enumerate(episodes))
+
+        async def worker(slot: int) -> None:
+            for i, (task, seed) in todo:
+                results[i] = result = await self.run_episode(task, seed, slot=slot)
+                if on_done is not None:
+                    on_done(result)
+
+        await asyncio.gather(*(worker(w) for w in range(max(1, min(concurrency, len(episodes))))))
+        return results  # type: ignore[return-value]
+
+    async def run_episode(self, task: str, seed: int, *, budget: Budget | None = None, slot: int = 0) -> EpisodeResult:
         """Play one episode of ``task`` with ``seed``; never raises for browser or budget failures."""
         started = time.perf_counter()
-        session = self.session(task)
+        session = await asyncio.to_thread(self.session, task, slot)
         meta = {"env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
         try:
             page = await asyncio.to_thread(lambda: session.open().reset(seed))
