@@ -125,15 +125,14 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _Problem(line_of(event), f"nesting deeper than {MAX_DEPTH} levels")
-        anchor = getattr(event, "anchor", None)
-        collection = isinstance(event, yaml.CollectionStartEvent) and anchor is not None
-        if collection:
+        anchor: str | None = getattr(event, "anchor", None) if isinstance(event, yaml.CollectionStartEvent) else None
+        if anchor is not None:
             self._open.add(anchor)
         try:
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
-            if collection:
+            if anchor is not None:
                 self._open.discard(anchor)
 
     def compose_mapping_node(self, anchor: Any) -> Any:

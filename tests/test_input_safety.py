@@ -211,3 +211,32 @@ def test_any_bytes_load_or_are_a_configuration_error(tmp_path, raw):
         load_within(path)
     except ConfigurationError as exc:
         assert len(str(exc)) < 1000
+
+
+# -- --dataset never unpickles (the CLI path of the pickle case of issue 10) ---------------------------
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("command", [["eval"], ["eval", "--agentic"], ["train", "cheapest", "--out", "OUT"]])
+def test_a_crafted_pickle_dataset_is_refused_by_every_command(tmp_path, command):
+    import pickle
+
+    from typer.testing import CliRunner
+
+    from agentroute.cli import app
+
+    marker = tmp_path / "PWNED"
+    crafted = tmp_path / "routerbench_0shot.pkl"
+    crafted.write_bytes(pickle.dumps(_Payload(marker)))
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    result = CliRunner().invoke(app, [*args, "--dataset", f"routerbench:{crafted}"])
+    assert result.exit_code == 2, result.output
+    assert "refusing to read a pickle" in " ".join(result.output.split())
+    assert not marker.exists()

@@ -112,9 +112,9 @@ def agentic_eval_command(
         json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
         return
-    budget = ", ".join(f"{k}={v:g}" for k, v in result.budget.items()) or "none"
+    limits = ", ".join(f"{k}={v:g}" for k, v in result.budget.items()) or "none"
     table = Table(
-        title=f"{result.dataset}: {result.tasks} tasks × {result.steps} steps; tiers {' < '.join(result.tiers)}; budget {budget}"
+        title=f"{result.dataset}: {result.tasks} tasks × {result.steps} steps; tiers {' < '.join(result.tiers)}; budget {limits}"
     )
     for column in ("router", "success", "mean cost $", "large calls", "violations", "exhausted", "knob"):
         table.add_column(column, justify="left" if column in ("router", "knob") else "right")
