@@ -1,0 +1,122 @@
+"""SFT warm-up on well-formed Router-R1 traces (a 135M policy does not follow the format zero-shot).
+
+A trace is built from a training question with **real pool calls**: the policy's turns are
+templated (``<think>`` … ``<route> agent: question </route>``), the ``<information>`` block is the
+routed agent's actual reply, obtained through the dispatcher under the task's budget, and the
+final ``<answer>`` is the gold answer. Traces alternate between the pool's agents, and every
+``direct_every``-th trace answers without routing. The loss is next-token cross-entropy on the
+policy's own tokens only: ``<information>`` tokens are masked out, as in GRPO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentroute.dispatch.dispatcher import Dispatcher
+from agentroute.routers.router_r1.agent import AGENT_PROMPT, ThinkRouteLoop
+from agentroute.routers.router_r1.prompts import information
+
+
+@dataclass(slots=True)
+class Trace:
+    """A well-formed rollout as (text, from_policy) pieces after the chat prompt."""
+
+    question: str
+    pieces: list[tuple[str, bool]]
+
+    @property
+    def text(self) -> str:
+        return "".join(t for t, _ in self.pieces)
+
+
+async def build_traces(
+    loop: ThinkRouteLoop,
+    dispatcher: Dispatcher,
+    rows: Sequence[dict[str, Any]],
+    *,
+    budget: Any = None,
+    direct_every: int = 4,
+    seed: int = 0,
+    concurrency: int = 8,
+) -> list[Trace]:
+    """One trace per row; routed traces call the named agent through ``dispatcher``."""
+    rng = random.Random(seed)
+    names = loop.names
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, row: dict[str, Any]) -> Trace:
+        q, gold = row["question"], row["answer"]
+        if direct_every and i % direct_every == direct_every - 1:
+            return Trace(q, [(f"<think>I can answer this directly.</think><answer>{gold}</answer>", True)])
+        agent = names[i % len(names)]
+        run = dispatcher.start(q, budget=budget, graph="router_r1_sft", query_id=row.get("id"))
+        async with sem:
+            step = await dispatcher.step(
+                run, role=loop.settings.role, stage=loop.settings.stage, prompt=AGENT_PROMPT, input=q,
+                models=[agent], max_tokens=loop.settings.route_max_tokens,
+            )
+        dispatcher.finish(run, answer=gold)
+        reply = loop._truncate(step.output.strip()) if step is not None and step.status == "ok" else "no reply"
+        think = rng.choice(["I should ask an agent.", "An agent can help with this.", "Let me route the question."])
+        return Trace(q, [
+            (f"<think>{think}</think><route> {agent}: {q} </route>", True),
+            (information(reply), False),
+            (f"<think>I have the information I need.</think><answer>{gold}</answer>", True),
+        ])
+
+    return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(rows))))
+
+
+def encode_trace(loop: ThinkRouteLoop, trace: Trace) -> tuple[list[int], list[int]]:
+    """(input ids, labels) with the prompt and ``<information>`` tokens labelled −100."""
+    tok = loop.policy.tokenizer
+    ids = loop.prompt_ids(trace.question)
+    labels = [-100] * len(ids)
+    for text, own in trace.pieces:
+        piece = tok.encode(text, add_special_tokens=False)
+        ids += piece
+        labels += piece if own else [-100] * len(piece)
+    eos = tok.eos_token_id
+    if eos is not None:
+        ids.append(eos)
+        labels.append(eos)
+    return ids, labels
+
+
+def sft(model: Any, batches: Sequence[tuple[list[int], list[int]]], *, epochs: int = 2, lr: float = 5e-5,
+        batch_size: int = 4, seed: int = 0, pad_id: int = 0, log: Any = None) -> list[float]:
+    """A plain masked-CE fine-tune (AdamW); returns the loss of every optimiser step."""
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses: list[float] = []
+    data = list(batches)
+    for epoch in range(epochs):
+        rng.shuffle(data)
+        for start in range(0, len(data), batch_size):
+            chunk = data[start : start + batch_size]
+            width = max(len(i) for i, _ in chunk)
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            lab = torch.full((len(chunk), width), -100, dtype=torch.long)
+            att = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, (i, lb) in enumerate(chunk):
+                ids[r, : len(i)] = torch.tensor(i)
+                lab[r, : len(lb)] = torch.tensor(lb)
+                att[r, : len(i)] = 1
+            loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss))
+            if log:
+                log(f"sft epoch {epoch} step {len(losses)} loss {float(loss):.4f}")
+    model.eval()
+    return losses

