@@ -35,9 +35,9 @@ def whole_numbers() -> st.SearchStrategy:
         ints,
         ints.map(np.int64),
         st.integers(0, 2**31 - 1).map(np.int32),
-        st.integers(0, 2**53).map(float),
+        ints.map(float),
         ints.map(Decimal),
-        st.integers(0, 2**53).map(np.float64),
+        ints.map(np.float64),
     )
 
 
@@ -299,3 +299,24 @@ def test_restore_refuses_a_corrupt_snapshot(spent):
     assume(not Cost(*spent).is_valid())
     with pytest.raises(ConfigurationError, match="invalid ledger snapshot"):
         Ledger.restore({"budget": {"usd": 1.0}, "spent": spent})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.mark.xfail(strict=True, reason="Ledger.restore lets KeyError/TypeError/ValueError out of a corrupt snapshot")
+@given(
+    snapshot=st.fixed_dictionaries(
+        {}, optional={"budget": json_values, "spent": json_values, "overruns": json_values, "in_flight": json_values}
+    )
+)
+def test_any_snapshot_restores_or_is_a_configuration_error(snapshot):
+    try:
+        ledger = Ledger.restore(snapshot)
+    except ConfigurationError:
+        return
+    assert ledger.overruns >= 0 and Cost(*ledger._spent).is_valid()
