@@ -307,11 +307,11 @@ class Adversary:
         behaviour = self._behaviour(request, model)
         prompt = self.tokenizer.count_chat(messages)
 
-        def charge(completion: int) -> Charge:
-            return self._charge(task, model, behaviour, prompt, completion, max_tokens, stream)
+        def charge(completion: int, prompt_tokens: int = prompt) -> Charge:
+            return self._charge(task, model, behaviour, prompt_tokens, completion, max_tokens, stream)
 
         if behaviour in ("err500", "err429"):
-            charge(0)
+            charge(0, 0)  # refused before the model ran: nothing billed
             status = 500 if behaviour == "err500" else 429
             return web.json_response({"error": {"message": behaviour, "type": "adversary"}}, status=status)
         if behaviour == "hang":
@@ -325,7 +325,7 @@ class Adversary:
         n = self._length(max_tokens)
         hidden = 0
         if behaviour == "overmax":
-            n, hidden = max_tokens, 1 + max_tokens // 2  # hidden (reasoning) tokens, billed
+            n, hidden = max_tokens, 4 * max_tokens + 300  # hidden (reasoning) tokens, billed
         if behaviour == "runaway" and not stream:
             n = 3 * max_tokens  # a plain reply cannot be stopped: all of it is billed
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": n + hidden, "total_tokens": prompt + n + hidden}
@@ -402,3 +402,156 @@ __all__ = [
     "BEHAVIOURS", "FAULTS", "KEEPS_CONTRACT", "LIARS", "Adversary", "Bill", "Charge", "ChatTokenizer",
     "smollm2_tokenizer_file",
 ]
+
+
+# -- scenario: many tasks with random budgets through the real Dispatcher ----------------------------
+LIMIT_KINDS = ("usd", "tokens", "calls", "large_calls", "seconds")
+QUESTIONS = (
+    "What is the capital of France?",
+    "请用三句话总结法国大革命的原因，并说明财政危机的作用。",
+    "def f(xs):\n    return {i: x ** 2 for i, x in enumerate(xs) if x % 2}  # explain this",
+    "🙂👍🏽 what do these emoji mean? 👩‍👩‍👧",
+    "Summarise the plot of Hamlet in one sentence.",
+)
+
+
+def adversary_pool(url: str, behaviours: dict[str, tuple[float, float, str, tuple[str, ...]]], *, timeout_s: float, max_tokens: int) -> Any:
+    """A pool of ``backend: openai`` cards at ``url``: ``{model: (input_price, output_price, tier, strategies)}``."""
+    from agentroute.pool.card import ModelCard
+    from agentroute.pool.pool import ModelPool
+
+    cards = [
+        ModelCard(id=model, backend="openai", model=model, base_url=url, input_price=pin, output_price=pout, tier=tier,
+                  strategies=strategies, max_tokens=max_tokens, timeout_s=timeout_s, context_window=4096)
+        for model, (pin, pout, tier, strategies) in behaviours.items()
+    ]
+    return ModelPool(cards)
+
+
+#: Servers that keep their contract: faults allowed (flaky: 500, 429, hang, drop, garbage), usage honest.
+HONEST_POOL = {
+    "honest-small": (0.5, 1.0, "small", ("direct",)),
+    "flaky-small": (0.4, 0.8, "small", ("direct", "sc@3")),
+    "flaky-medium": (2.0, 6.0, "medium", ("direct",)),
+    "honest-large": (5.0, 15.0, "large", ("direct",)),
+    "flaky-large": (4.0, 12.0, "large", ("direct", "sc@3")),
+}
+#: Servers that break it: usage missing, negative, NaN, above max_tokens; streams that ignore max_tokens.
+LIAR_POOL = {
+    "honest-small": (0.5, 1.0, "small", ("direct",)),
+    "nousage-small": (0.4, 0.8, "small", ("direct", "sc@3")),
+    "negusage-small": (0.3, 0.6, "small", ("direct",)),
+    "nanusage-medium": (2.0, 6.0, "medium", ("direct",)),
+    "overmax-medium": (1.5, 5.0, "medium", ("direct",)),
+    "runaway-large": (4.0, 12.0, "large", ("direct",)),
+}
+
+
+@dataclass
+class TaskOutcome:
+    """One task of a scenario: its limit, what the ledger booked, what the server billed."""
+
+    id: str
+    kind: str
+    limit: float
+    status: str
+    stored_usd: float
+    ledger: dict[str, float]
+    elapsed_s: float
+    audit: list[tuple[str, str]]
+    bill: Bill = field(default_factory=Bill)
+
+    def billed(self, large: frozenset[str]) -> float:
+        """What the provider side used of this task's limited resource."""
+        if self.kind == "usd":
+            return self.bill.usd
+        if self.kind == "tokens":
+            return float(self.bill.tokens)
+        if self.kind == "calls":
+            return float(self.bill.requests)
+        if self.kind == "large_calls":
+            return float(self.bill.large_calls(large))
+        return self.elapsed_s
+
+
+def random_budget(rng: random.Random, kind: str) -> tuple[Any, float]:
+    from agentroute.budget import Budget
+
+    limit: float
+    if kind == "usd":
+        limit = round(rng.uniform(0.00002, 0.004), 6)
+    elif kind == "tokens":
+        limit = float(rng.randint(50, 1500))
+    elif kind == "calls":
+        limit = float(rng.choice((0, 1, 1, 2, 3, 5)))
+    elif kind == "large_calls":
+        limit = float(rng.choice((0, 1, 2)))
+    else:
+        limit = rng.choice((0.15, 0.3, 0.6))
+    value: float | int = limit if kind in ("usd", "seconds") else int(limit)
+    return Budget(**{kind: value}), limit
+
+
+async def run_tasks(
+    server: Adversary,
+    pool: Any,
+    *,
+    tasks: int,
+    concurrency: int,
+    seed: int = 0,
+    steps: int = 4,
+    kinds: tuple[str, ...] = LIMIT_KINDS,
+    router: str = "random",
+) -> list[TaskOutcome]:
+    """Run ``tasks`` tasks of up to ``steps`` routed steps each, ``concurrency`` at a time, each under
+    a random budget of one kind; returns each task's limit, booking, audit and bill."""
+    from agentroute import Dispatcher, make_router
+
+    rng = random.Random(seed)
+    plan = [(i, f"t{seed}-{i}", kinds[i % len(kinds)], *random_budget(rng, kinds[i % len(kinds)])) for i in range(tasks)]
+    router_obj = make_router(router, seed=seed) if router == "random" else make_router(router)
+    dispatcher = Dispatcher(pool, router_obj, retries=2, backoff_s=0.01, max_fallbacks=2)
+    gate = asyncio.Semaphore(concurrency)
+    outcomes: list[TaskOutcome] = []
+    await pool.preload()  # clients, SDK models, /tokenize probe: not on the first task's clock
+
+    async def one(index: int, task_id: str, kind: str, budget: Any, limit: float) -> None:
+        async with gate:
+            started = time.perf_counter()
+            run = dispatcher.start(QUESTIONS[index % len(QUESTIONS)], budget=budget, task_id=task_id)
+            for i in range(steps):
+                question = QUESTIONS[(index + i) % len(QUESTIONS)]
+                step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer briefly.",
+                                             input=f"[task:{task_id}] {question}")
+                if step is None or run.exhausted:
+                    break
+            task = dispatcher.finish(run)
+            elapsed = time.perf_counter() - started
+            audit = [(e.kind, e.subject) for e in run.context.get("audit", [])]
+            outcomes.append(TaskOutcome(task_id, kind, limit, task.status, task.cost_usd, run.ledger.spent, elapsed, audit))
+
+    await asyncio.gather(*(one(*p) for p in plan))
+    await pool.aclose()
+    await asyncio.sleep(0.1)  # cut streams are booked when the server sees the client leave
+    bills = server.bills()
+    for outcome in outcomes:
+        outcome.bill = bills.get(outcome.id, Bill())
+    return outcomes
+
+
+def summary(outcomes: list[TaskOutcome], large: frozenset[str], *, seconds_slack: float = 0.1) -> dict[str, dict[str, float]]:
+    """Per limit kind: tasks over their limit (by the server's bill) / tasks, provider vs ledger calls."""
+    table: dict[str, dict[str, float]] = {}
+    for kind in LIMIT_KINDS:
+        mine = [o for o in outcomes if o.kind == kind]
+        if not mine:
+            continue
+        slack = seconds_slack if kind == "seconds" else 1e-9 * max((o.limit for o in mine), default=0)
+        table[kind] = {
+            "tasks": len(mine),
+            "over": sum(1 for o in mine if o.billed(large) > o.limit + slack),
+            "provider_calls": sum(o.bill.requests for o in mine),
+            "ledger_calls": sum(o.ledger["calls"] for o in mine),
+            "max_over_s": max((o.elapsed_s - o.limit for o in mine), default=0.0) if kind == "seconds" else 0.0,
+        }
+    return table

@@ -9,6 +9,7 @@ no retries of its own (the dispatcher retries retryable errors within the budget
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -136,6 +137,16 @@ class OpenAIBackend(Backend):
                 raise ConfigurationError(f"model {card.id!r}: {exc}") from exc
             self._clients[key] = entry = (loop, client)
         return entry[1]
+
+    async def preload(self, card: ModelCard) -> None:
+        """Do the first call's one-off work now: build the endpoint's client (its TLS context), let
+        the SDK build its reply models, load tiktoken's encoding, probe ``POST /tokenize``."""
+        self.client(card)
+        _warm_sdk()
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            await self.tokenize.count(card.base_url, card.backend_model, messages=[{"role": "user", "content": "hi"}])
+        else:
+            self.encoding(card)
 
     # -- token counts --------------------------------------------------------------------------
     def encoding(self, card: ModelCard) -> Any | None:
@@ -340,6 +351,21 @@ def _error(exc: BaseException, model: str) -> BackendError:
     if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
         return ProtocolError(model, f"unreadable reply: {' '.join(str(exc).split())[:200]}")
     return backend_error(exc, model)
+
+
+@functools.cache
+def _warm_sdk() -> None:
+    """Build the SDK's reply models once (it does so lazily, on the first reply: ~0.1-0.3 s)."""
+    from openai._models import construct_type
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    choice = {"index": 0, "finish_reason": "stop"}
+    common = {"id": "warm", "created": 0, "model": "m", "usage": usage}
+    construct_type(type_=ChatCompletionChunk, value={**common, "object": "chat.completion.chunk",
+                                                      "choices": [{**choice, "delta": {"content": "x"}}]})
+    construct_type(type_=ChatCompletion, value={**common, "object": "chat.completion",
+                                                 "choices": [{**choice, "message": {"role": "assistant", "content": "x"}}]})
 
 
 def _first_choice(card: ModelCard, choices: Any) -> Any | None:
