@@ -1,0 +1,345 @@
+"""GraphPlanner: the workflow of each query built step by step by a PPO policy over (role, agent).
+
+GraphPlanner ("Graph Memory-Augmented Agentic Routing for Multi-Agent LLMs", ulab-uiuc): per query
+a tree of sub-queries is processed depth-first (:mod:`~agentroute.routers.graph_planner.mdp`); at
+each step the policy picks an action (role, agent) — role ∈ {planner, executor, summarizer},
+agent = (model, strategy) of the pool — among the actions the stage machine allows and the ledger
+can afford (worst case ≤ what is left). The state is the current node's embedding, the query's
+embedding and a task embedding, enriched by GARNet's workflow and historical memories
+(:mod:`~agentroute.routers.graph_planner.policy`); the historical memory is agentroute's SQL
+interaction memory (:meth:`GraphPlannerRouter.attach_memory`). Scores = MLP(state)·φ_actionᵀ with
+a masked softmax, a value network over the same state, trained with PPO + GAE
+(:mod:`agentroute.training.ppo`) on the offline environment
+(:mod:`~agentroute.routers.graph_planner.env`).
+
+**Reward.** R = score − λ·cost / cost_scale, λ = ``cost_weight`` (the knob); the reference code's
+reward is λ = 0 (score only). cost_scale is the mean logged cost of the costliest model.
+
+**Hyperparameters.** The reference code's effective values are the defaults: lr 1e-4 (policy) /
+2e-4 (value), γ 0.98, GAE λ 0.85, clip 0.2, minibatch 32; ours add 4 PPO epochs per update of 64
+episodes, an entropy bonus 0.01 and gradient-norm clip 1.0 **[default]**.
+
+**As a router.** In the planner graph (``graphs/planner.py``) the graph asks :meth:`act` for the
+next (role, agent), then runs that step through the dispatcher, whose ``route`` call returns the
+chosen agent (:meth:`expect`). Anywhere else (any graph, any role) ``route`` scores the candidates
+it is given as the policy would for that role on a fresh root node: the argmax among them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import numpy as np
+import torch  # noqa: E402  (imported by policy through agentroute._optional: one thread or a clear error)
+
+from agentroute.errors import ConfigurationError
+from agentroute.outcomes import OutcomeTable, as_outcome_table
+from agentroute.routers.base import Router, decide, register, require_candidates
+from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, memory_view
+from agentroute.routers.graph_planner.mdp import ROLES, Workflow
+from agentroute.routers.graph_planner.memory import HistoryMemory
+from agentroute.routers.graph_planner.policy import PlannerNet, collate
+from agentroute.routers.graph_planner.trainer import run_episode, train
+from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
+from agentroute.training.ppo import PPOConfig
+from agentroute.types import Agent, Decision, RouteContext
+
+
+def agent_key(agent: Agent) -> str:
+    """The policy's name for an agent: ``model:strategy`` (the role is the other half of an action)."""
+    return f"{agent.model}:{agent.strategy}"
+
+
+@register
+class GraphPlannerRouter(Router):
+    """GraphPlanner's PPO policy over (role, agent) with GARNet memory.
+
+    Args:
+        cost_weight: λ in R = score − λ·cost/cost_scale (the knob; 0 = the reference reward).
+        hidden: d, the width of state, action and memory vectors.
+        episodes: training episodes.
+        episodes_per_update: episodes collected per PPO update.
+        lr_policy, lr_value, gamma, gae_lambda, clip, minibatch, ppo_epochs, entropy_coef: PPO's
+            (see :class:`~agentroute.training.ppo.PPOConfig`).
+        max_planner_calls, max_depth, max_subqueries: the MDP's limits (2, 3, 3).
+        memory_k: historical rows read per decision (nearest by input embedding).
+        memory_tau: τ of the softmax similarity weights.
+        memory_fractions: shares of the historical rows visible in a training episode (drawn per
+            update), so the policy learns to act with little or much memory.
+        unlimited_share: share of training episodes without a budget (others draw one).
+        id_dropout: probability that an agent's learned embedding is replaced by the shared
+            "unknown agent" row in a training episode (policies that run on new pools).
+        query_chars: characters of each text embedded (``None``: all).
+        seed: seeds initialisation and training.
+
+    Fitted attributes: ``net_``, ``agents_`` (agent keys seen in training), ``cost_scale_``,
+    ``train_log_``, ``train_seconds_``, ``examples_`` (a few greedy workflows as text) and
+    ``action_counts_`` (greedy actions per role on training queries).
+    """
+
+    name = "graph-planner"
+    learned = True
+    knob = "cost_weight"
+    knob_grid = (0.0, 0.1, 0.3, 1.0)
+
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        hidden: int = 64,
+        episodes: int = 3000,
+        episodes_per_update: int = 64,
+        lr_policy: float = 1e-4,
+        lr_value: float = 2e-4,
+        gamma: float = 0.98,
+        gae_lambda: float = 0.85,
+        clip: float = 0.2,
+        minibatch: int = 32,
+        ppo_epochs: int = 4,
+        entropy_coef: float = 0.01,
+        max_planner_calls: int = 2,
+        max_depth: int = 3,
+        max_subqueries: int = 3,
+        memory_k: int = 32,
+        memory_tau: float = 0.05,
+        memory_fractions: Sequence[float] = (0.0, 0.05, 1.0),
+        unlimited_share: float = 0.5,
+        id_dropout: float = 0.1,
+        query_chars: int | None = None,
+        seed: int = 0,
+    ):
+        self.cost_weight = cost_weight
+        self.hidden = hidden
+        self.episodes = episodes
+        self.episodes_per_update = episodes_per_update
+        self.lr_policy = lr_policy
+        self.lr_value = lr_value
+        self.gamma = gamma
+        self.gae_lambda = gae_lambda
+        self.clip = clip
+        self.minibatch = minibatch
+        self.ppo_epochs = ppo_epochs
+        self.entropy_coef = entropy_coef
+        self.max_planner_calls = max_planner_calls
+        self.max_depth = max_depth
+        self.max_subqueries = max_subqueries
+        self.memory_k = memory_k
+        self.memory_tau = memory_tau
+        self.memory_fractions = memory_fractions
+        self.unlimited_share = unlimited_share
+        self.id_dropout = id_dropout
+        self.query_chars = query_chars
+        self.seed = seed
+
+    # -- configuration --------------------------------------------------------------------------
+    def ppo_config(self) -> PPOConfig:
+        return PPOConfig(
+            lr_policy=self.lr_policy, lr_value=self.lr_value, gamma=self.gamma, gae_lambda=self.gae_lambda,
+            clip=self.clip, minibatch=self.minibatch, epochs=self.ppo_epochs, entropy_coef=self.entropy_coef,
+        )
+
+    def _check_params(self) -> None:
+        if not (isinstance(self.cost_weight, int | float) and self.cost_weight >= 0):
+            raise ConfigurationError(f"graph-planner: 'cost_weight' must be ≥ 0 (got {self.cost_weight!r})")
+        for key in ("hidden", "episodes", "episodes_per_update", "max_subqueries", "max_depth"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"graph-planner: {key!r} must be an integer ≥ 1 (got {value!r})")
+        for key in ("max_planner_calls", "memory_k"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"graph-planner: {key!r} must be an integer ≥ 0 (got {value!r})")
+        if not self.memory_tau > 0:
+            raise ConfigurationError(f"graph-planner: 'memory_tau' must be > 0 (got {self.memory_tau!r})")
+        if not self.memory_fractions or any(not 0 <= f <= 1 for f in self.memory_fractions):
+            raise ConfigurationError(f"graph-planner: 'memory_fractions' must be shares in [0, 1] (got {self.memory_fractions!r})")
+        for key in ("unlimited_share", "id_dropout"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigurationError(f"graph-planner: {key!r} must be in [0, 1] (got {getattr(self, key)!r})")
+        self.ppo_config()  # PPO's own checks
+
+    # -- learning -------------------------------------------------------------------------------
+    def fit(self, data: Any, *, progress: Callable[[dict[str, Any]], None] | None = None) -> Self:
+        """Train on the offline environment built from logged outcomes.
+
+        ``data``: an :class:`~agentroute.outcomes.OutcomeTable`, a dataset (its train split),
+        trajectories, or a :class:`~agentroute.memory.base.MemoryStore` (its scored trajectories).
+        ``progress`` receives one dict per PPO update (episodes, reward, score, cost, mask_rate …).
+        """
+        self._check_params()
+        if callable(getattr(data, "trajectories", None)) and callable(getattr(data, "flush", None)):
+            data.flush()
+            data = data.trajectories(with_score=True)
+        table = as_outcome_table(data)
+        if len(table) == 0 or not np.isfinite(np.asarray(table.scores, float)).any():
+            raise ConfigurationError("graph-planner: no logged outcome to learn from (empty table or no scores)")
+        started = time.perf_counter()
+        emb = embed_texts(table.queries, self.query_chars).astype(np.float32)
+        env = self._env(table)
+        costs = np.asarray(env.costs, float)
+        self.cost_scale_ = float(max(np.nanmax(np.nanmean(costs, axis=0)), 1e-9))
+        history = HistoryMemory.from_table(table, emb)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net_ = PlannerNet(len(env.agents), self.hidden)
+            self.train_log_ = train(
+                self.net_, env, query_emb=emb, history=history, config=self.ppo_config(), episodes=self.episodes,
+                episodes_per_update=self.episodes_per_update, cost_weight=float(self.cost_weight),
+                cost_scale=self.cost_scale_, k=self.memory_k, tau=self.memory_tau,
+                memory_fractions=tuple(self.memory_fractions), unlimited_share=self.unlimited_share,
+                id_dropout=self.id_dropout, seed=self.seed, progress=progress,
+            )
+        self.net_.eval()
+        self.agents_ = list(env.agents)
+        self.train_seconds_ = time.perf_counter() - started
+        self._describe(env, emb)
+        self.fitted_ = True
+        return self
+
+    def _env(self, table: OutcomeTable) -> OfflineEnv:
+        return OfflineEnv(table, self.max_planner_calls, self.max_depth, self.max_subqueries)
+
+    def _describe(self, env: OfflineEnv, emb: np.ndarray, n: int = 40) -> None:
+        """A few greedy workflows (text trees) and the greedy action counts per role."""
+        counts: Counter[str] = Counter()
+        examples = []
+        ids = np.arange(len(env))
+        for i in ids[np.linspace(0, len(env) - 1, min(n, len(env))).astype(int)]:
+            ep = run_episode(
+                self.net_, env, int(i), query_emb=emb, agent_id=np.arange(len(env.agents)), history=None, rows=None,
+                budget=None, cost_weight=float(self.cost_weight), cost_scale=self.cost_scale_, k=self.memory_k,
+                tau=self.memory_tau, greedy=True,
+            )
+            for _, role, agent, _ in ep.workflow.actions:
+                counts[f"{role}|{agent}"] += 1
+            if len(examples) < 4:
+                examples.append(ep.workflow.render())
+        self.examples_ = examples
+        self.action_counts_ = dict(counts)
+
+    # -- memory -----------------------------------------------------------------------------------
+    @property
+    def history(self) -> HistoryMemory | None:
+        """The attached historical memory (``None``: none; the policy then acts on the workflow alone)."""
+        return getattr(self, "_history", None)
+
+    def attach_memory(self, memory: Any, *, limit: int | None = None) -> Self:
+        """Read the historical memory from a :class:`~agentroute.memory.base.MemoryStore` (or take a
+        :class:`HistoryMemory`); ``None`` detaches it. No retraining: the next decisions read it."""
+        if memory is None:
+            self._history = None
+        elif isinstance(memory, HistoryMemory):
+            self._history = memory if limit is None else memory.subset(np.arange(min(limit, len(memory))))
+        else:
+            self._history = HistoryMemory.from_store(memory, limit=limit)
+        return self
+
+    # -- acting -----------------------------------------------------------------------------------
+    def _agent_ids(self, keys: Sequence[str]) -> np.ndarray:
+        known = {k: j for j, k in enumerate(self.agents_)}
+        return np.array([known.get(k, len(self.agents_)) for k in keys], np.int64)
+
+    def act(
+        self,
+        wf: Workflow,
+        *,
+        agents: Sequence[str],
+        action_cost: np.ndarray,
+        available: np.ndarray,
+        remaining: float | None,
+        budget: float | None,
+        node_text: str | None = None,
+        greedy: bool = True,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[int, np.ndarray]:
+        """The next action (index into role-major (role, agent) pairs) and the action probabilities.
+
+        ``available`` must already hold the stage machine's rule and the budget mask."""
+        self.check_fitted()
+        if not np.asarray(available).any():
+            raise ConfigurationError("graph-planner: no legal, affordable action")
+        node = wf.current()
+        texts = [wf.query, node_text if node_text is not None else (node.text if node else wf.query)]
+        q_emb, n_emb = embed_texts(texts, self.query_chars).astype(np.float32)
+        view = memory_view(self.history, n_emb, self.memory_k, self.memory_tau)
+        feats = decision_features(
+            wf, node_emb=n_emb, query_emb=q_emb, history=self.history, view=view, agents=list(agents),
+            action_cost=np.asarray(action_cost, float), available=np.asarray(available, bool), remaining=remaining,
+            budget=budget, cost_scale=self.cost_scale_,
+        )
+        with torch.no_grad():
+            logits, _ = self.net_(collate([feats], self._agent_ids(agents)))
+            probs = torch.softmax(logits[0], -1).double().numpy()
+        if greedy:
+            return int(np.argmax(np.where(available, logits[0].numpy(), -np.inf))), probs
+        rng = rng or np.random.default_rng()
+        p = np.where(available, probs, 0.0)
+        return int(rng.choice(len(p), p=p / p.sum())), probs
+
+    def expect(self, task_id: str, agent: Agent | None) -> None:
+        """The planner graph's next step in task ``task_id`` is ``agent`` (``None`` clears it)."""
+        with _LOCK:
+            pending = self.__dict__.setdefault("_pending", {})
+            if agent is None:
+                pending.pop(task_id, None)
+            else:
+                pending[task_id] = agent
+
+    def route(self, ctx: RouteContext) -> Decision:
+        self.check_fitted()
+        require_candidates(self, ctx)
+        expected = getattr(self, "_pending", {}).get(ctx.task_id)
+        if expected is not None:
+            for i, agent in enumerate(ctx.candidates):
+                if agent.key == expected.key:
+                    return decide(self, ctx, i, "graph-planner: the workflow's action")
+        # any other graph: the policy's choice for this role on a fresh root node
+        keys = [agent_key(a) for a in ctx.candidates]
+        g = len(keys)
+        role = ROLES.index(ctx.role) if ctx.role in ROLES else ROLES.index("executor")
+        wf = Workflow(ctx.query, self.max_planner_calls, self.max_depth, self.max_subqueries)
+        cost = np.array([ctx.costs.get(a.key, 0.0) for a in ctx.candidates], float)
+        available = np.zeros(len(ROLES) * g, bool)
+        available[role * g : (role + 1) * g] = True
+        usd = ctx.remaining.get("usd")
+        action, probs = self.act(
+            wf, agents=keys, action_cost=np.tile(cost, len(ROLES)), available=available, remaining=usd,
+            budget=ctx.budget.get("usd"), node_text=ctx.step_input or ctx.query,
+        )
+        index = action - role * g
+        scores = {a.key: float(probs[role * g + j]) for j, a in enumerate(ctx.candidates)}
+        return decide(self, ctx, index, "graph-planner: policy for this role", scores=scores)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "agents": list(self.agents_),
+            "cost_scale": self.cost_scale_,
+            "train_seconds": self.train_seconds_,
+            "train_log": self.train_log_[-50:],
+            "examples": list(self.examples_),
+            "action_counts": dict(self.action_counts_),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.agents_ = [str(a) for a in state["agents"]]
+        self.cost_scale_ = float(state["cost_scale"])
+        self.train_seconds_ = float(state.get("train_seconds", 0.0))
+        self.train_log_ = list(state.get("train_log", []))
+        self.examples_ = [str(e) for e in state.get("examples", [])]
+        self.action_counts_ = {str(k): int(v) for k, v in state.get("action_counts", {}).items()}
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return module_arrays(self.net_)
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        emb = np.asarray(arrays["net.agent_emb.weight"])
+        self.net_ = PlannerNet(emb.shape[0] - 1, emb.shape[1])
+        load_module_arrays(self.net_, arrays)
+
+
+_LOCK = threading.Lock()

@@ -1,0 +1,232 @@
+"""Rollouts in the offline environment and GraphPlanner's PPO loop.
+
+Each episode is one training query, a budget drawn at random (none half of the time, else
+``cost_scale × u`` with u log-uniform in [0.02, 4]) and a historical memory of a random size
+(none, a few percent, all rows): the policy learns to act under masks and with or without memory.
+A query's own logged rows are never in its memory (leave-one-out), so memory cannot leak outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch  # noqa: E402  (policy imported torch through agentroute._optional)
+
+from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, legal_mask, memory_view
+from agentroute.routers.graph_planner.mdp import Workflow
+from agentroute.routers.graph_planner.memory import HistoryMemory
+from agentroute.routers.graph_planner.policy import PlannerNet, collate
+from agentroute.training.ppo import PPOConfig, gae, minibatches, normalize, ppo_losses
+
+
+@dataclass
+class Episode:
+    """One episode's outcome and, when training, its decisions."""
+
+    score: float
+    cost: float
+    reward: float
+    exhausted: bool
+    masked: int  # legal actions masked by the budget, summed over decisions
+    legal: int  # legal actions, summed over decisions
+    workflow: Workflow
+    decisions: list[dict[str, np.ndarray]] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    logps: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def run_episode(
+    net: PlannerNet,
+    env: OfflineEnv,
+    i: int,
+    *,
+    query_emb: np.ndarray,
+    agent_id: np.ndarray,
+    history: HistoryMemory | None,
+    rows: tuple[np.ndarray, np.ndarray] | None,
+    budget: float | None,
+    cost_weight: float,
+    cost_scale: float,
+    k: int,
+    tau: float,
+    greedy: bool,
+    rng: np.random.Generator | None = None,
+    keep: bool = False,
+) -> Episode:
+    """Roll one episode of query ``i`` with the policy (sampled, or greedy)."""
+    wf = env.new(i)
+    g = len(env.agents)
+    costs = env.action_cost(i)
+    available = np.tile(env.available[i], 3)
+    q = query_emb[i]
+    view = memory_view(history, q, k, tau, exclude=env.table.query_ids[i], rows=rows)
+    spent, masked, legal_n, exhausted = 0.0, 0, 0, False
+    ep = Episode(0.0, 0.0, 0.0, False, 0, 0, wf)
+    while not wf.done:
+        legal = legal_mask(wf, g) & available
+        remaining = None if budget is None else budget - spent
+        mask = legal if remaining is None else legal & (costs <= remaining + 1e-12)
+        legal_n += int(legal.sum())
+        masked += int(legal.sum() - mask.sum())
+        if not mask.any():
+            exhausted = True
+            break
+        feats = decision_features(
+            wf, node_emb=q, query_emb=q, history=history, view=view, agents=env.agents, action_cost=costs,
+            available=mask, remaining=remaining, budget=budget, cost_scale=cost_scale,
+        )
+        started = time.perf_counter()
+        with torch.no_grad():
+            logits, value = net(collate([feats], agent_id))
+            logp_all = torch.log_softmax(logits[0], -1)
+        if greedy:
+            a = int(torch.argmax(logits[0]))
+        else:
+            assert rng is not None
+            p = logp_all.exp().numpy().astype(np.float64)
+            p = np.where(mask, p, 0.0)
+            a = int(rng.choice(len(p), p=p / p.sum()))
+        ep.latencies.append(time.perf_counter() - started)
+        if keep:
+            ep.decisions.append(feats)
+            ep.actions.append(a)
+            ep.logps.append(float(logp_all[a]))
+            ep.values.append(float(value[0]))
+        spent += env.step(wf, i, a)
+    ep.score = env.score(wf)
+    ep.cost, ep.exhausted, ep.masked, ep.legal = spent, exhausted, masked, legal_n
+    ep.reward = ep.score - cost_weight * spent / cost_scale
+    return ep
+
+
+def precompute_neighbors(emb: np.ndarray, history: HistoryMemory, query_ids: list[str], k: int, chunk: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each query's ``k`` nearest history rows, its own rows left out: (index, sims) per query."""
+    out = []
+    own = np.asarray(history.query)
+    for start in range(0, len(emb), chunk):
+        sims = emb[start : start + chunk] @ history.emb.T
+        for r in range(sims.shape[0]):
+            s = np.where(own == query_ids[start + r], -np.inf, sims[r])
+            kk = min(k, len(s))
+            top = np.argpartition(-s, kk - 1)[:kk]
+            top = top[np.argsort(-s[top], kind="stable")]
+            top = top[np.isfinite(s[top])]
+            out.append((top, s[top].astype(np.float32)))
+    return out
+
+
+def train(
+    net: PlannerNet,
+    env: OfflineEnv,
+    *,
+    query_emb: np.ndarray,
+    history: HistoryMemory,
+    config: PPOConfig,
+    episodes: int,
+    episodes_per_update: int,
+    cost_weight: float,
+    cost_scale: float,
+    k: int,
+    tau: float,
+    memory_fractions: tuple[float, ...],
+    unlimited_share: float,
+    id_dropout: float,
+    seed: int,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """PPO over offline episodes; returns one log row per update."""
+    rng = np.random.default_rng(seed)
+    g = len(env.agents)
+    neighbors = precompute_neighbors(query_emb, history, env.table.query_ids, 8 * k) if len(history) else None
+    opt_pi = torch.optim.Adam(net.actor_parameters(), lr=config.lr_policy)
+    opt_v = torch.optim.Adam(net.critic_parameters(), lr=config.lr_value)
+    log: list[dict[str, Any]] = []
+    done_episodes = 0
+    while done_episodes < episodes:
+        n_ep = min(episodes_per_update, episodes - done_episodes)
+        fraction = float(rng.choice(memory_fractions))
+        keep_rows = rng.random(len(history)) < fraction if len(history) else None
+        batch: list[Episode] = []
+        ids: list[np.ndarray] = []
+        for i in rng.integers(0, len(env), size=n_ep):
+            agent_id = np.where(rng.random(g) < id_dropout, g, np.arange(g))
+            rows = None
+            if neighbors is not None and keep_rows is not None:
+                idx, sims = neighbors[i]
+                sel = keep_rows[idx]
+                rows = (idx[sel][:k], sims[sel][:k])
+            budget = None if rng.random() < unlimited_share else float(cost_scale * np.exp(rng.uniform(np.log(0.02), np.log(4.0))))
+            ep = run_episode(
+                net, env, int(i), query_emb=query_emb, agent_id=agent_id, history=history if fraction > 0 else None,
+                rows=rows, budget=budget, cost_weight=cost_weight, cost_scale=cost_scale, k=k, tau=tau,
+                greedy=False, rng=rng, keep=True,
+            )
+            batch.append(ep)
+            ids.extend([agent_id] * len(ep.actions))
+        done_episodes += n_ep
+        feats = [d for ep in batch for d in ep.decisions]
+        if not feats:
+            continue
+        actions = torch.tensor([a for ep in batch for a in ep.actions])
+        old_logp = torch.tensor([x for ep in batch for x in ep.logps])
+        old_v = np.array([x for ep in batch for x in ep.values])
+        rewards = np.concatenate([np.r_[np.zeros(len(ep.actions) - 1), ep.reward] for ep in batch if ep.actions])
+        dones = np.concatenate([np.r_[np.zeros(len(ep.actions) - 1, bool), True] for ep in batch if ep.actions])
+        adv, ret = gae(rewards, old_v, dones, gamma=config.gamma, lam=config.gae_lambda)
+        if config.normalize_advantages:
+            adv = normalize(adv)
+        adv_t, ret_t = torch.tensor(adv, dtype=torch.float32), torch.tensor(ret, dtype=torch.float32)
+        old_v_t = torch.tensor(old_v, dtype=torch.float32)
+        stats = []
+        for _ in range(config.epochs):
+            for mb in minibatches(len(feats), config.minibatch, rng):
+                # one agent-id row per decision: decisions of one minibatch may differ in id dropout
+                groups: dict[bytes, list[int]] = {}
+                for j in mb:
+                    groups.setdefault(ids[j].tobytes(), []).append(int(j))
+                logp_parts, v_parts, ent_parts, order = [], [], [], []
+                for members in groups.values():
+                    b = collate([feats[j] for j in members], ids[members[0]])
+                    logits, v = net(b)
+                    lp = torch.log_softmax(logits, -1)
+                    p = lp.exp() * b.mask
+                    ent_parts.append(-(p * lp.masked_fill(~b.mask, 0.0)).sum(-1))
+                    logp_parts.append(lp.gather(1, actions[members].unsqueeze(1)).squeeze(1))
+                    v_parts.append(v)
+                    order.extend(members)
+                o = torch.tensor(order)
+                out = ppo_losses(
+                    torch.cat(logp_parts), old_logp[o], adv_t[o], torch.cat(v_parts), ret_t[o], clip=config.clip,
+                    old_values=old_v_t[o], value_clip=config.value_clip, entropy=torch.cat(ent_parts),
+                )
+                loss = out.policy - config.entropy_coef * out.entropy + out.value
+                opt_pi.zero_grad()
+                opt_v.zero_grad()
+                loss.backward()
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
+                opt_pi.step()
+                opt_v.step()
+                stats.append((out.policy.item(), out.value.item(), out.entropy.item(), out.approx_kl))
+        row = {
+            "episodes": done_episodes,
+            "reward": float(np.mean([ep.reward for ep in batch])),
+            "score": float(np.mean([ep.score for ep in batch])),
+            "cost": float(np.mean([ep.cost for ep in batch])),
+            "mask_rate": float(sum(ep.masked for ep in batch) / max(1, sum(ep.legal for ep in batch))),
+            "steps": float(np.mean([len(ep.actions) for ep in batch])),
+            "memory_fraction": fraction,
+            "policy_loss": float(np.mean([s[0] for s in stats])) if stats else 0.0,
+            "value_loss": float(np.mean([s[1] for s in stats])) if stats else 0.0,
+            "entropy": float(np.mean([s[2] for s in stats])) if stats else 0.0,
+        }
+        log.append(row)
+        if progress is not None:
+            progress(row)
+    return log
