@@ -20,22 +20,16 @@ BUILTIN_GRAPHS = {"qa": "agentroute.graphs.qa:graph"}
 def load_graph(spec: str = "qa") -> AgentGraph:
     """An :class:`AgentGraph` from ``"qa"``, ``"module:attr"`` or ``"path/file.py[:attr]"``.
 
-    The attribute (default ``graph``) may be an AgentGraph or a function returning one.
+    The attribute (default ``graph``) may be an AgentGraph or a function returning one. A graph
+    file is Python that the user wrote and names on purpose (LangGraph's ``graphs/qa.py:graph``
+    convention), so it is imported and runs; it is the only user file that does. A file that is
+    not Python text, fails to import or holds no graph is a :class:`ConfigurationError` naming it.
     """
     target = BUILTIN_GRAPHS.get(spec, spec)
     source, _, attr = target.partition(":") if not Path(target).exists() else (target, "", "")
     attr = attr or "graph"
     if source.endswith(".py") or Path(source).exists():
-        path = Path(source)
-        if not path.exists():
-            raise ConfigurationError(f"graph file {path} does not exist")
-        name = f"_agentroute_graph_{abs(hash(path.resolve()))}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ConfigurationError(f"cannot import graph file {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        module = _import_graph_file(Path(source))
     else:
         try:
             module = importlib.import_module(source)
@@ -51,6 +45,32 @@ def load_graph(spec: str = "qa") -> AgentGraph:
     if not isinstance(obj, AgentGraph):
         raise ConfigurationError(f"graph {spec!r}: {attr!r} is a {type(obj).__name__}, not an AgentGraph")
     return obj
+
+
+def _import_graph_file(path: Path) -> Any:
+    if not path.exists():
+        raise ConfigurationError(f"graph file {path} does not exist")
+    if not path.is_file():
+        raise ConfigurationError(f"graph file {path} is not a file; expected a .py file")
+    head = path.read_bytes()[:65536]
+    if b"\0" in head:
+        raise ConfigurationError(f"graph file {path} is binary; expected Python source")
+    name = f"_agentroute_graph_{abs(hash(path.resolve()))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigurationError(f"cannot import graph file {path}: expected a .py file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: name the file and what went wrong, keep the chain
+        sys.modules.pop(name, None)
+        where = f" line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise ConfigurationError(
+            f"graph file {path}{where} failed to import: {type(exc).__name__}: {message[:300]}"
+        ) from exc
+    return module
 
 
 def load_router(spec: str, **params: Any) -> Router:

@@ -240,3 +240,24 @@ def test_a_crafted_pickle_dataset_is_refused_by_every_command(tmp_path, command)
     assert result.exit_code == 2, result.output
     assert "refusing to read a pickle" in " ".join(result.output.split())
     assert not marker.exists()
+
+
+# -- graph files: the user's own Python, imported on purpose; anything else is a clear error ----------
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x00\x01binary", "is binary; expected Python source"),
+        (b"x = (\n", "line 1 failed to import: SyntaxError"),
+        (b"import agentroute_no_such_module\n", "failed to import: ModuleNotFoundError"),
+        (b"graph = 3\n", "'graph' is a int, not an AgentGraph"),
+    ],
+)
+def test_a_bad_graph_file_is_a_configuration_error(tmp_path, content, message):
+    from agentroute.loading import load_graph
+
+    path = tmp_path / "g.py"
+    path.write_bytes(content)
+    with pytest.raises(ConfigurationError, match=message):
+        load_graph(str(path))
+    with pytest.raises(ConfigurationError, match="not a file"):
+        load_graph(str(tmp_path))
