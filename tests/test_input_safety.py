@@ -261,3 +261,18 @@ def test_a_bad_graph_file_is_a_configuration_error(tmp_path, content, message):
         load_graph(str(path))
     with pytest.raises(ConfigurationError, match="not a file"):
         load_graph(str(tmp_path))
+
+
+def test_error_messages_echo_little_of_a_huge_file(tmp_path):
+    huge = "x" * 100_000
+    for text in (
+        f"models:\n  - id: a\n    {huge}: 1\n",
+        f"models:\n  - id: {huge}\n    input_price: .nan\n",
+        f"models:\n  - id: a\n    strategies: [{huge}]\n",
+        f"models:\n  - id: a\n    backend: {huge}\n",
+        f"models:\n  - id: a\n  - id: a\n    {huge}: 1\n    {huge}: 2\n",
+        f"models: [{huge}\n",
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            ModelPool.from_yaml(write(tmp_path, text))
+        assert len(str(info.value)) < 600, str(info.value)[:200]

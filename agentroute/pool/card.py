@@ -24,7 +24,8 @@ class CardError(ConfigurationError):
 
     def __init__(self, model: str, field: str, problem: str):
         self.model, self.field, self.problem = model, field, problem
-        super().__init__(f"model {model} field {field!r}: {problem}")
+        shown = field if len(field) <= 60 else field[:59] + "…"
+        super().__init__(f"model {model} field {shown!r}: {problem}")
 
 
 class ModelCard(BaseModel):
