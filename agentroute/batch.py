@@ -120,7 +120,7 @@ def read_jsonl_queries(path: str | Path) -> tuple[list[dict[str, Any]], list[tup
 
 def _parse_line(line: str) -> tuple[dict[str, Any] | None, str]:
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, strict=False)  # raw control characters (tabs …) inside strings are text
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
     if isinstance(obj, str):
@@ -402,7 +402,8 @@ class BatchRunner:
             os.write(self._fd, _line_bytes(result))
 
     def _backfill(self) -> None:
-        """Lines for items finished in earlier runs whose line never reached ``out`` (a crash)."""
+        """Lines for items finished in earlier runs whose line never reached ``out`` (a crash between
+        the commit and the write); items finished by processes still running are theirs to write."""
         assert self.out is not None
         have: set[str] = set()
         with self.out.open("rb") as fh:
@@ -411,7 +412,7 @@ class BatchRunner:
                     task_id = json.loads(raw).get("task_id")
                     if isinstance(task_id, str):
                         have.add(task_id)
-        for row in self.queue.items((*FINISHED, "failed")):
+        for row in self.queue.items((*FINISHED, "failed"), gone_workers=True):
             if row["task_id"] is None or row["task_id"] in have:
                 continue
             trajectory = self.memory.get_task(row["task_id"])

@@ -163,7 +163,11 @@ def test_sigterm_with_no_grace_marks_tasks_in_flight_interrupted_with_their_step
         state = _memory_state(memory)
         assert not [t for t in state["tasks"] if t["status"] == "running"]
         interrupted = [t for t in state["tasks"] if t["status"] == "interrupted"]
-        assert interrupted and all(t["cost_usd"] == 0 and "interrupted" in t["meta"]["error"] for t in interrupted)
+        assert interrupted and all("interrupted (SIGTERM)" in t["meta"]["error"] for t in interrupted)
+        step_cost = Counter()
+        for step in state["steps"]:
+            step_cost[step["task_id"]] += step["cost_usd"]
+        assert all(t["cost_usd"] == pytest.approx(step_cost[t["id"]]) for t in interrupted)
         assert {i["status"] for i in state["items"]} <= {"done", "interrupted", "pending"}
 
         resumed = _start(paths, memory)

@@ -24,7 +24,8 @@ PROMPT_TOKENS, COMPLETION_TOKENS = 20, 5
 class StubOpenAIServer:
     """``with StubOpenAIServer(delay_s=0.05) as server: server.url`` → ``http://127.0.0.1:PORT/v1``.
 
-    ``answered``: one ``{"t", "prompt"}`` dict per request answered (the response fully sent).
+    ``answered``: one ``{"t", "prompt"}`` dict per request answered, logged just before the reply is
+    sent (what a provider bills: a client that dies while reading it has still been billed).
     """
 
     def __init__(self, *, delay_s: float = 0.0, log_path: str | None = None, port: int = 0):
@@ -41,6 +42,11 @@ class StubOpenAIServer:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if not self.path.rstrip("/").endswith("/chat/completions"):  # e.g. vLLM's /tokenize: not served
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 prompt = body.get("messages", [{}])[-1].get("content", "")
@@ -60,13 +66,13 @@ class StubOpenAIServer:
                     reply = {**head, "object": "chat.completion", "usage": usage, "choices": [
                         {"index": 0, "message": {"role": "assistant", "content": "stub answer"}, "finish_reason": "stop"}]}  # fmt: skip
                     data, kind = json.dumps(reply).encode(), "application/json"
+                server._answered({"t": time.time(), "prompt": prompt})  # billed: logged before the reply goes out
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()
-                server._answered({"t": time.time(), "prompt": prompt})
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True

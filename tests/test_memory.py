@@ -32,7 +32,7 @@ from agentroute.types import Agent, AuditEvent, Decision, Step, Task, Trajectory
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 SMALL = Agent(role="executor", model="small", strategy="direct")
 LARGE = Agent(role="planner", model="large", strategy="cot")
-TABLES = ("tasks", "steps", "feedback", "audit_events", "router_state")
+TABLES = ("tasks", "steps", "feedback", "audit_events", "router_state", "batch_items", "batch_workers")
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -540,3 +540,58 @@ def test_ids_are_unique_and_sort_by_creation_time() -> None:
     time.sleep(0.002)
     later = new_id()
     assert later > max(burst)  # a primary-key index appends them instead of splitting pages
+
+
+# -- text no database stores as given; steps never without their task --------------------------
+UNSTORABLE = "nul \x00 here, lone \ud800 surrogate"
+
+
+def test_nul_and_lone_surrogates_are_stored_escaped_not_lost(store: SQLMemory) -> None:
+    task = make_task(0, query=UNSTORABLE, metadata={"note": "\x00", "k\udc80": ["\ud83d"]}, answer="a\x00")
+    store.start_task(task)
+    store.record_step(make_step(task, 0, input=UNSTORABLE, output="out \x00", error="e \udfff"))
+    store.record_audit(AuditEvent(task_id=task.id, stage="answer", kind="retry", detail="d \x00"))
+    task.status = "done"
+    store.finish_task(task)
+    store.flush()  # nothing lost: no MemoryWriteError
+    got = store.get_task(task.id)
+    assert got is not None
+    assert got.task.query == "nul \\x00 here, lone \\ud800 surrogate" and got.task.answer == "a\\x00"
+    assert got.task.metadata["note"] == "\\x00" and got.task.metadata["k\\udc80"] == ["\\ud83d"]
+    assert got.task.metadata["agentroute_escaped"] is True
+    step = got.steps[0]
+    assert (step.input, step.output, step.error) == ("nul \\x00 here, lone \\ud800 surrogate", "out \\x00", "e \\udfff")
+    assert store.audit_events(task.id)[0].detail == "d \\x00"
+    plain = make_task(1, query="plain \\x00 text")  # text without NUL is stored as given
+    store.start_task(plain)
+    store.flush()
+    assert store.get_task(plain.id).task.query == "plain \\x00 text"  # type: ignore[union-attr]
+    assert "agentroute_escaped" not in store.get_task(plain.id).task.metadata  # type: ignore[union-attr]
+
+
+def _step_task_ids(store: SQLMemory) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT task_id FROM steps")).scalars())
+
+
+def _task_ids(store: SQLMemory) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT id FROM tasks")).scalars())
+
+
+def test_a_task_that_cannot_be_stored_keeps_its_steps_out_in_this_batch_and_later_ones(store: SQLMemory) -> None:
+    bad, good = make_task(0), make_task(1)
+    bad_steps = [make_step(bad, 0), make_step(bad, 1)]
+    bad.created_at = None  # type: ignore[assignment]  # NOT NULL: the task row is refused
+    store.start_task(bad)
+    store.record_step(bad_steps[0])
+    store.start_task(good)
+    store.record_step(make_step(good, 0))
+    with pytest.raises(MemoryWriteError) as lost:
+        store.flush()
+    assert {kind for kind, _, _ in lost.value.failures} == {"start_task", "step"}
+    assert _task_ids(store) == {good.id} and _step_task_ids(store) == {good.id}
+    store.record_step(bad_steps[1])  # a later batch: still held back, never an orphan step
+    with pytest.raises(MemoryWriteError, match="never stored"):
+        store.flush()
+    assert _step_task_ids(store) == {good.id}

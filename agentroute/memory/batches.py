@@ -302,10 +302,17 @@ class BatchQueue:
             ).all()
         return {status: int(n) for status, n in rows}
 
-    def items(self, statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def items(self, statuses: Sequence[str] | None = None, *, gone_workers: bool = False) -> list[dict[str, Any]]:
         """The batch's item rows (``query_id``, ``status``, ``task_id``, ``attempts``, ``cost_usd``,
-        ``error``, ``worker``), in input order."""
+        ``error``, ``worker``), in input order; ``gone_workers``: only those last run by a worker that
+        is no longer running (earlier runs, not a concurrent process)."""
         cols = [BATCH_ITEMS.c[name] for name in ("query_id", "status", "task_id", "attempts", "cost_usd", "error", "worker")]
-        where = self._where(BATCH_ITEMS.c.status.in_(list(statuses))) if statuses else self._where()
+        clauses = [BATCH_ITEMS.c.status.in_(list(statuses))] if statuses else []
+        if gone_workers:
+            running = sa.select(BATCH_WORKERS.c.id).where(
+                BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status == "running"
+            )
+            clauses.append(BATCH_ITEMS.c.worker.not_in(running))
         with self.memory._read() as conn:  # noqa: SLF001 - same package
-            return [dict(r) for r in conn.execute(sa.select(*cols).where(where).order_by(BATCH_ITEMS.c.seq)).mappings()]
+            query = sa.select(*cols).where(self._where(*clauses)).order_by(BATCH_ITEMS.c.seq)
+            return [dict(r) for r in conn.execute(query).mappings()]

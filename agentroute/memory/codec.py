@@ -63,9 +63,17 @@ def storable_data(value: Any) -> Any:
         return storable(value)
     if isinstance(value, dict):
         return {storable(k) if isinstance(k, str) else k: storable_data(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [storable_data(v) for v in value]
     return value
+
+
+def _storable_jsonable(value: Any) -> Any:
+    """:func:`jsonable` then :func:`storable_data`; strings pydantic-core cannot encode are escaped first."""
+    try:
+        return storable_data(jsonable(value))
+    except ValueError:  # a lone surrogate (a key, or inside a model): escape the plain containers first
+        return storable_data(jsonable(storable_data(value)))
 
 
 def jsonable(value: Any) -> Any:
@@ -81,15 +89,15 @@ def json_text(value: Any) -> str:
     try:
         text = to_json(value, fallback=_fallback).decode()
     except ValueError:  # a lone surrogate: pydantic-core cannot encode it as UTF-8
-        return to_json(storable_data(jsonable(value))).decode()
+        return to_json(_storable_jsonable(value)).decode()
     if "\\u0000" in text:  # PostgreSQL's jsonb refuses the escape; rare, so check the text once
-        return to_json(storable_data(jsonable(value))).decode()
+        return to_json(_storable_jsonable(value)).decode()
     return text
 
 
 def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
     query = storable(task.query)
-    meta = storable_data(jsonable(task.metadata))
+    meta = _storable_jsonable(task.metadata)
     if query != task.query:
         meta["agentroute_escaped"] = True
     return {

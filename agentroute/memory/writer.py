@@ -73,16 +73,17 @@ class BatchItemWrite:
 
 
 def _task_of(kind: str, payload: Any) -> str | None:
-    """The task id a write belongs to (the unit kept together when a batch is split)."""
+    """The task id a write belongs to (the unit kept together when a batch is split); ``None``
+    for a malformed payload, which then stands alone."""
     if kind == START or kind == FINISH:
-        return payload.id
-    if kind == STEP or kind == AUDIT_EVENT:
-        return payload.task_id
-    if kind == FEEDBACK_SCORE:
-        return payload["task_id"]
-    if kind == BATCH_ITEM:
-        return payload.row.get("task_id")
-    return None
+        task_id = getattr(payload, "id", None)
+    elif kind == FEEDBACK_SCORE:
+        task_id = payload.get("task_id") if isinstance(payload, dict) else None
+    elif kind == BATCH_ITEM:
+        task_id = payload.row.get("task_id") if isinstance(payload, BatchItemWrite) else None
+    else:
+        task_id = getattr(payload, "task_id", None)
+    return task_id if isinstance(task_id, str) else None
 
 
 def _held_back(ops: list[Op]) -> list[tuple[str, Any, BaseException]]:
@@ -414,7 +415,9 @@ class BatchWriter:
         )  # fmt: skip
         with self._errors_lock:
             self._errors.extend(failures)
-            self._lost_tasks.update(payload.id for kind, payload, _ in failures if kind == START)
+            self._lost_tasks.update(
+                task_id for kind, payload, _ in failures if kind == START and (task_id := _task_of(kind, payload))
+            )
 
     def _commit(self, batch: list[Op]) -> None:
         latest: dict[str, tuple[Any, bool]] = {}  # task id → (task, finished): one row per task
