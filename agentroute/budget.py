@@ -44,7 +44,7 @@ def check_amount(name: str, value: Any, *, integer: bool = False, allow_zero: bo
     agentroute.errors.ConfigurationError: calls must be a whole number (got 2.5)
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
-        raise ConfigurationError(f"{name} must be a number (got {type(value).__name__} {value!r:.60})")
+        raise ConfigurationError(f"{name} must be a number (got {type(value).__name__} {_short(value)})")
     try:
         number = float(value)
     except (OverflowError, ValueError) as exc:
@@ -52,10 +52,15 @@ def check_amount(name: str, value: Any, *, integer: bool = False, allow_zero: bo
     if math.isnan(number) or math.isinf(number) or number > MAX_LIMIT:
         raise ConfigurationError(f"{name} must be finite and at most {MAX_LIMIT:g} (got {str(value)[:60]})")
     if number < 0 or (number == 0 and not allow_zero):
-        raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {value!r})")
-    if integer and number != int(number):
-        raise ConfigurationError(f"{name} must be a whole number (got {value!r})")
+        raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {_short(value)})")
+    if integer and (number != int(number) or (isinstance(value, Decimal) and value != value.to_integral_value())):
+        raise ConfigurationError(f"{name} must be a whole number (got {_short(value)})")
     return number
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 class Budget(BaseModel):
@@ -290,12 +295,16 @@ class Ledger:
     @classmethod
     def restore(cls, snapshot: dict[str, Any], budget: Budget | None = None) -> Ledger:
         """A ledger that continues from :meth:`snapshot` (``budget`` defaults to the snapshot's)."""
-        ledger = cls(budget if budget is not None else Budget(**snapshot.get("budget", {})))
-        spent = [float(x) for x in snapshot["spent"]]
-        if len(spent) != len(RESOURCES) or not Cost(*spent).is_valid():
-            raise ConfigurationError(f"invalid ledger snapshot {snapshot!r:.200}")
+        try:
+            limits = snapshot.get("budget", {}) if budget is None else {}
+            ledger = cls(budget if budget is not None else Budget(**limits))
+            raw = snapshot["spent"]
+            spent = [check_amount(f"spent {r}", x) for r, x in zip(RESOURCES, raw, strict=True)]
+            overruns = int(check_amount("overruns", snapshot.get("overruns", 0), integer=True))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigurationError included
+            raise ConfigurationError(f"invalid ledger snapshot ({type(exc).__name__}: {str(exc)[:160]})") from None
         ledger._started -= spent[_SECONDS]
         spent[_SECONDS] = 0.0
         ledger._spent = spent
-        ledger.overruns = int(snapshot.get("overruns", 0))
+        ledger.overruns = overruns
         return ledger
