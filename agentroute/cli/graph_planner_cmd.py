@@ -1,0 +1,136 @@
+"""GraphPlanner's CLI: training with a progress bar, and the pictures of a saved policy.
+
+    agentroute train graph-planner (--from MEMORY_URL | --dataset SPEC) --config training/graph_planner.yaml --out DIR
+    agentroute routers show graph-planner --state DIR --out DIR/evidence
+
+Both functions are typer-compatible commands (``app.command(...)(train_graph_planner)``); the
+generic ``train``/``routers show`` commands may also delegate to them for ``graph-planner``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from agentroute.cli.errors import exit_code_for
+from agentroute.errors import AgentrouteError, ConfigurationError
+from agentroute.routers.base import register_lazy
+
+# the registry line the routers package carries for every router (harmless when it is there already)
+register_lazy("graph-planner", "agentroute.routers.graph_planner.router:GraphPlannerRouter")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def train_graph_planner(
+    out: Annotated[Path, typer.Option("--out", help="Directory to save the trained router into.")],
+    memory_url: Annotated[str | None, typer.Option("--from", help="Train on scored trajectories from this memory URL.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the PPO progress bar.")] = True,
+) -> None:
+    """Train GraphPlanner's PPO policy on the offline environment and save it for `--router DIR`."""
+    from agentroute.cli.train_cmd import read_recipe, training_data
+    from agentroute.routers import make_router
+
+    try:
+        recipe = read_recipe(config)
+        if recipe.get("router", "graph-planner") != "graph-planner":
+            raise ConfigurationError(f"recipe {config} is for router {recipe['router']!r}, not 'graph-planner'")
+        dataset = dataset or (None if memory_url else recipe.get("dataset"))
+        if not memory_url and not dataset:
+            raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
+        model = make_router("graph-planner", **recipe.get("params", {}))
+        data, described = training_data(memory_url, dataset)
+        console.print(f"training [bold]graph-planner[/] on {described}")
+        start = time.perf_counter()
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
+            with Progress(*columns, console=console, transient=False) as bar:
+                task = bar.add_task("ppo", total=model.episodes, stats="")
+
+                def report(row: dict[str, Any]) -> None:
+                    stats = (f"reward {row['reward']:+.3f}  score {row['score']:.3f}  cost ${row['cost']:.5f}  "
+                             f"mask {row['mask_rate']:.2f}  steps {row['steps']:.1f}")
+                    bar.update(task, completed=row["episodes"], stats=stats)
+
+                model.fit(data, progress=report)
+        else:
+            model.fit(data)
+        seconds = time.perf_counter() - start
+        path = model.save(out)
+    except AgentrouteError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exit_code_for(exc)) from None
+    console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
+
+
+def write_graph_planner_evidence(router: Any, out: Path) -> list[Path]:
+    """Workflow pictures (text trees) and the action distribution per role, as files in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    trees = out / "workflows.txt"
+    trees.write_text("\n\n".join(router.examples_) + "\n")
+    per_role: dict[str, dict[str, int]] = defaultdict(dict)
+    for key, count in router.action_counts_.items():
+        role, _, agent = key.partition("|")
+        per_role[role][agent] = count
+    dist = out / "actions.json"
+    dist.write_text(json.dumps({"per_role": per_role, "train_log": router.train_log_[-10:]}, indent=1))
+    written = [trees, dist]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pictures need the plotting extra; the text files are enough
+        return written
+    roles = sorted(per_role)
+    if roles:
+        fig, axes = plt.subplots(1, len(roles), figsize=(5 * len(roles), 3.5), squeeze=False)
+        for ax, role in zip(axes[0], roles, strict=True):
+            agents = sorted(per_role[role], key=per_role[role].get, reverse=True)
+            ax.barh(agents, [per_role[role][a] for a in agents])
+            ax.set_title(f"{role}: greedy actions")
+            ax.invert_yaxis()
+        fig.tight_layout()
+        png = out / "actions.png"
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+        written.append(png)
+    return written
+
+
+def show_graph_planner(
+    state: Annotated[Path, typer.Option("--state", help="Directory (or router.json) saved by `agentroute train`.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Directory to write the pictures and JSON into.")] = None,
+) -> None:
+    """Draw a few workflows the saved policy built and its action distribution per role."""
+    from agentroute.routers import get_router_class
+
+    try:
+        router = get_router_class("graph-planner").load(state)
+    except AgentrouteError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exit_code_for(exc)) from None
+    for tree in router.examples_:
+        console.print(tree, markup=False, highlight=False)
+        console.print()
+    per_role: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for key, count in sorted(router.action_counts_.items(), key=lambda kv: -kv[1]):
+        role, _, agent = key.partition("|")
+        per_role[role].append((agent, count))
+    for role, items in sorted(per_role.items()):
+        total = sum(c for _, c in items)
+        console.print(f"[bold]{role}[/]: " + ", ".join(f"{a} {c / total:.0%}" for a, c in items[:5]))
+    if out is not None:
+        for path in write_graph_planner_evidence(router, out):
+            console.print(f"wrote {path}")
