@@ -188,7 +188,7 @@ def main() -> None:
     report["zero_router_aiq"] = aiq(singles, singles)
     gp_points = [[r["cost"], r["accuracy"]] for r in report["graph_planner"].values()]
     report["graph_planner_aiq"] = aiq(gp_points, singles)
-    for name, res in report["fixed"].items():
+    for res in report["fixed"].values():
         res["aiq"] = aiq([[res["cost"], res["accuracy"]]], singles)
 
     # -- single-round routers picking the execute-only agent ------------------------------------------
