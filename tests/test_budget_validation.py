@@ -27,6 +27,7 @@ COUNTS = ("tokens", "calls", "large_calls")
 AMOUNTS = ("usd", "seconds")
 FIELDS = st.sampled_from(RESOURCES)
 
+
 # -- strategies of valid and invalid values ----------------------------------------------------------
 def whole_numbers() -> st.SearchStrategy:
     ints = st.integers(0, int(MAX_LIMIT))
@@ -39,8 +40,11 @@ def whole_numbers() -> st.SearchStrategy:
         ints.map(np.float64),
     )
 
+
 def amounts() -> st.SearchStrategy:
-    floats = st.floats(0, MAX_LIMIT, allow_nan=False, allow_infinity=False).filter(lambda x: not math.copysign(1, x) < 0)
+    floats = st.floats(0, MAX_LIMIT, allow_nan=False, allow_infinity=False).filter(
+        lambda x: not math.copysign(1, x) < 0
+    )
     return st.one_of(
         whole_numbers(),
         floats,
@@ -49,6 +53,7 @@ def amounts() -> st.SearchStrategy:
         st.decimals(0, Decimal(int(MAX_LIMIT)), allow_nan=False, allow_infinity=False),
     )
 
+
 def negatives() -> st.SearchStrategy:
     return st.one_of(
         st.integers(max_value=-1),
@@ -56,6 +61,7 @@ def negatives() -> st.SearchStrategy:
         st.decimals(max_value=Decimal("-1e-30"), allow_nan=False, allow_infinity=False, places=40),
         st.integers(max_value=-1).map(lambda x: np.int64(max(x, -(2**63)))),
     )
+
 
 def nonsense() -> st.SearchStrategy:
     """Values no limit may take: NaN, ±inf, negatives, booleans, strings, overflow, other types."""
@@ -73,7 +79,9 @@ def nonsense() -> st.SearchStrategy:
         st.sampled_from([[1], {"usd": 1}, (1,), b"1", complex(1, 0), object()]),
     )
 
+
 # -- Budget ------------------------------------------------------------------------------------------
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(AMOUNTS), value=amounts())
 def test_any_finite_non_negative_amount_is_accepted_and_round_trips(field, value):
     budget = Budget(**{field: value})
@@ -81,6 +89,8 @@ def test_any_finite_non_negative_amount_is_accepted_and_round_trips(field, value
     assert Budget(**budget.model_dump(exclude_none=True)) == budget
     assert Budget.model_validate_json(budget.model_dump_json()) == budget
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(COUNTS), value=whole_numbers())
 def test_any_whole_non_negative_count_is_accepted_and_round_trips(field, value):
     budget = Budget(**{field: value})
@@ -88,17 +98,22 @@ def test_any_whole_non_negative_count_is_accepted_and_round_trips(field, value):
     assert type(stored) is int and stored == int(value) and budget.limits() == {field: float(int(value))}
     assert Budget(**budget.model_dump(exclude_none=True)) == budget
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=FIELDS, value=nonsense())
-@settings(suppress_health_check=[HealthCheck.too_slow])
 def test_every_nonsense_value_is_refused_naming_the_field(field, value):
     with pytest.raises(ConfigurationError, match=rf"budget {field}\b"):
         Budget(**{field: value})
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(COUNTS), whole=st.integers(0, 10**6), part=st.floats(0.001, 0.999))
 def test_counts_must_be_whole(field, whole, part):
     with pytest.raises(ConfigurationError, match=rf"budget {field} must be a whole number"):
         Budget(**{field: whole + part})
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(limits=st.fixed_dictionaries({}, optional={f: st.integers(0, 100) for f in RESOURCES}))
 def test_zero_means_none_allowed(limits):
     budget = Budget(**limits)
@@ -107,6 +122,7 @@ def test_zero_means_none_allowed(limits):
         if limit == 0 and field != "seconds":
             one = Cost(**{"calls": 0.0, field: 1.0})
             assert not ledger.affordable(one)
+
 
 # -- the concrete cases of issue 10 ------------------------------------------------------------------
 def test_issue_cases_nan_overflow_and_zero_large_calls():
@@ -121,9 +137,13 @@ def test_issue_cases_nan_overflow_and_zero_large_calls():
     with pytest.raises(BudgetExceededError, match="large_calls"):
         ledger.reserve(Cost(calls=1.0, large_calls=1.0))  # "no large calls" means none
 
+
 def test_numpy_and_decimal_limits_are_accepted():
-    budget = Budget(usd=Decimal("0.25"), tokens=np.int64(1000), calls=np.float64(3.0), seconds=np.float32(2.5))
+    budget = Budget(
+        usd=Decimal("0.25"), tokens=np.int64(1000), calls=np.float64(3.0), seconds=np.float32(2.5)
+    )
     assert budget.limits() == {"usd": 0.25, "tokens": 1000.0, "calls": 3.0, "seconds": 2.5}
+
 
 def test_error_messages_stay_short_whatever_the_value():
     for value in (Decimal("-0." + "1" * 5000), Decimal("2." + "1" * 5000)):
@@ -131,8 +151,10 @@ def test_error_messages_stay_short_whatever_the_value():
             Budget(calls=value)
         assert len(str(info.value)) < 300
 
+
 # -- Ledger ------------------------------------------------------------------------------------------
 LIMITED = ("usd", "tokens", "calls", "large_calls")
+
 
 def costs(scale: float = 1.0) -> st.SearchStrategy[Cost]:
     amount = st.floats(0, 5 * scale, allow_nan=False)
@@ -145,9 +167,11 @@ def costs(scale: float = 1.0) -> st.SearchStrategy[Cost]:
         large_calls=st.sampled_from([0.0, 0.0, 1.0]),
     )
 
+
 def below(worst: Cost, fractions: list[float]) -> Cost:
     """An actual cost within ``worst`` on every resource."""
     return Cost(*(w * f for w, f in zip(worst, fractions, strict=True)))
+
 
 class HonestLedger(RuleBasedStateMachine):
     """Reserve, settle within the worst case, release: spent never passes any limit."""
@@ -212,9 +236,12 @@ class HonestLedger(RuleBasedStateMachine):
             if resource != "seconds":
                 assert spent[resource] == pytest.approx(self.booked[i], rel=1e-9, abs=1e-12)
 
+
 TestHonestLedger = HonestLedger.TestCase
 TestHonestLedger.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     worst=costs(),
     extra=st.floats(1e-6, 10, allow_nan=False),
@@ -235,17 +262,27 @@ def test_an_overrun_is_booked_uncapped_and_counted(worst, extra, resource, limit
     if resource == "usd" and actual.usd > limit:
         assert ledger.over_limit() == "usd" and not ledger.affordable(Cost(calls=0.0))
 
-@given(worst=costs(), bad=st.sampled_from([float("nan"), -1.0, float("inf"), -1e-9]), at=st.sampled_from(LIMITED))
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    worst=costs(), bad=st.sampled_from([float("nan"), -1.0, float("inf"), -1e-9]), at=st.sampled_from(LIMITED)
+)
 def test_invalid_actual_usage_is_charged_the_worst_case(worst, bad, at):
     ledger = Ledger(Budget(calls=100))
     reservation = ledger.reserve(worst)
     booked = ledger.settle(reservation, worst._replace(**{at: bad}))
     assert booked == worst and ledger.overruns == 0
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     limits=st.fixed_dictionaries(
         {"calls": st.integers(1, 50)},
-        optional={"usd": st.floats(0.01, 1, allow_nan=False), "tokens": st.integers(1, 1000), "large_calls": st.integers(0, 5)},
+        optional={
+            "usd": st.floats(0.01, 1, allow_nan=False),
+            "tokens": st.integers(1, 1000),
+            "large_calls": st.integers(0, 5),
+        },
     ),
     ops=st.lists(st.tuples(costs(0.1), st.booleans(), st.floats(0, 1.5)), max_size=20),
 )
@@ -272,11 +309,14 @@ def test_snapshot_restores_the_same_books(limits, ops):
     assert json.loads(json.dumps(restored.snapshot()))["spent"][:3] == pytest.approx(snapshot["spent"][:3])
     assert restored.in_flight == 0
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spent=st.lists(st.floats(allow_nan=True), min_size=5, max_size=5))
 def test_restore_refuses_a_corrupt_snapshot(spent):
     assume(not Cost(*spent).is_valid())
     with pytest.raises(ConfigurationError, match="invalid ledger snapshot"):
         Ledger.restore({"budget": {"usd": 1.0}, "spent": spent})
+
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
@@ -284,9 +324,17 @@ json_values = st.recursive(
     max_leaves=12,
 )
 
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     snapshot=st.fixed_dictionaries(
-        {}, optional={"budget": json_values, "spent": json_values, "overruns": json_values, "in_flight": json_values}
+        {},
+        optional={
+            "budget": json_values,
+            "spent": json_values,
+            "overruns": json_values,
+            "in_flight": json_values,
+        },
     )
 )
 def test_any_snapshot_restores_or_is_a_configuration_error(snapshot):
