@@ -70,7 +70,9 @@ def load_untrusted_yaml(text: str, source: object) -> tuple[Any, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigurationError(f"{source}{where}: invalid YAML: {cap(exc.problem or exc.context)}") from None
+        raise ConfigurationError(
+            f"{source}{where}: invalid YAML: {cap(exc.problem or exc.context)}"
+        ) from None
     except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
         raise ConfigurationError(f"{source}: invalid YAML: {cap(exc)}") from None
     finally:
@@ -125,7 +127,9 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _Problem(line_of(event), f"nesting deeper than {MAX_DEPTH} levels")
-        anchor: str | None = getattr(event, "anchor", None) if isinstance(event, yaml.CollectionStartEvent) else None
+        anchor: str | None = (
+            getattr(event, "anchor", None) if isinstance(event, yaml.CollectionStartEvent) else None
+        )
         if anchor is not None:
             self._open.add(anchor)
         try:
@@ -145,7 +149,9 @@ class _Loader(yaml.SafeLoader):
                 continue
             ident = (key.tag, key.value)
             if ident in seen:
-                raise _Problem(line_of(key), f"duplicate key {cap(key.value, 60)!r} (first at line {seen[ident]})")
+                raise _Problem(
+                    line_of(key), f"duplicate key {cap(key.value, 60)!r} (first at line {seen[ident]})"
+                )
             seen[ident] = line_of(key)
         return node
 

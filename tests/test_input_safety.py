@@ -69,7 +69,9 @@ def test_the_368_byte_alias_bomb_is_refused_at_once(tmp_path):
     assert path.stat().st_size <= 368
     tracemalloc.start()
     start = time.perf_counter()
-    with pytest.raises(ConfigurationError, match=rf"line \d+: aliases expand to more than {MAX_ALIAS_NODES}") as info:
+    with pytest.raises(
+        ConfigurationError, match=rf"line \d+: aliases expand to more than {MAX_ALIAS_NODES}"
+    ) as info:
         load_within(path)
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
@@ -99,7 +101,10 @@ def test_anchors_for_shared_settings_still_work(tmp_path):
         ("a: &a [*a]\nmodels: []\n", "line 1: alias \\*a refers to itself"),
         ("models: " + "[" * 10_000 + "]" * 10_000 + "\n", "line 1: nesting deeper than"),
         ("models: " + "{a: " * 10_000 + "1" + "}" * 10_000 + "\n", "line 1: nesting deeper than"),
-        ("models:\n  - !!python/object/apply:os.system ['touch pwned']\n", "line 2: invalid YAML: could not determine a constructor"),
+        (
+            "models:\n  - !!python/object/apply:os.system ['touch pwned']\n",
+            "line 2: invalid YAML: could not determine a constructor",
+        ),
         ("models:\n  - !!python/name:os.system\n", "could not determine a constructor"),
         ("models: []\n---\nmodels: []\n", "line 2: invalid YAML"),
         ("models:\n  - id: a\n  - {id: b, id: c}\n", "line 3: duplicate key 'id' \\(first at line 3\\)"),
@@ -145,9 +150,30 @@ scalars = st.one_of(
     st.integers(-(10**20), 10**20),
     st.floats(),
     st.text(max_size=12),
-    st.sampled_from(["direct", "cot", "sc@3", "sc@0", "sc@-1", "bogus", "replay", "openai", "local", "small", "large", "1e-3", ".inf", ".nan"]),
+    st.sampled_from(
+        [
+            "direct",
+            "cot",
+            "sc@3",
+            "sc@0",
+            "sc@-1",
+            "bogus",
+            "replay",
+            "openai",
+            "local",
+            "small",
+            "large",
+            "1e-3",
+            ".inf",
+            ".nan",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=10)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=10,
+)
 cards = st.dictionaries(st.sampled_from([*FIELDS, "prize", "strategy"]), values, max_size=8) | st.builds(
     dict,
     id=st.text(min_size=1, max_size=8),
@@ -156,7 +182,9 @@ cards = st.dictionaries(st.sampled_from([*FIELDS, "prize", "strategy"]), values,
     output_price=scalars,
     max_tokens=st.integers(-5, 20_000),
     context_window=st.integers(-5, 20_000),
-    strategies=st.lists(st.sampled_from(["direct", "cot", "sc@3", "sc@0", "sc@01", "sc@65", "bogus"]), max_size=3),
+    strategies=st.lists(
+        st.sampled_from(["direct", "cot", "sc@3", "sc@0", "sc@01", "sc@65", "bogus"]), max_size=3
+    ),
 )
 
 
@@ -169,7 +197,11 @@ def check_valid(pool: ModelPool) -> None:
     assert len(set(pool.ids)) == len(pool)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(models=st.lists(cards, max_size=4), flow=st.booleans())
 def test_any_card_mapping_loads_or_is_a_configuration_error(tmp_path, models, flow):
     text = yaml.safe_dump({"models": models}, default_flow_style=flow, allow_unicode=True)
@@ -182,7 +214,11 @@ def test_any_card_mapping_loads_or_is_a_configuration_error(tmp_path, models, fl
         check_valid(pool)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_any_mangled_pool_text_loads_or_is_a_configuration_error(tmp_path, data):
     """Random edits of a valid pool file: insertions of YAML syntax, anchors and aliases, bytes."""
@@ -192,7 +228,33 @@ def test_any_mangled_pool_text_loads_or_is_a_configuration_error(tmp_path, data)
     )
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(text)))
-        piece = data.draw(st.sampled_from(["*d", "&x ", "*x", "[", "]", "{", "}", ": ", "\n  - ", "!!str ", "!!float ", "<<: *d", "- ", "'", '"', "\t", "#", "\x00", "\udc80", "?"]) | st.text(max_size=3))
+        piece = data.draw(
+            st.sampled_from(
+                [
+                    "*d",
+                    "&x ",
+                    "*x",
+                    "[",
+                    "]",
+                    "{",
+                    "}",
+                    ": ",
+                    "\n  - ",
+                    "!!str ",
+                    "!!float ",
+                    "<<: *d",
+                    "- ",
+                    "'",
+                    '"',
+                    "\t",
+                    "#",
+                    "\x00",
+                    "\udc80",
+                    "?",
+                ]
+            )
+            | st.text(max_size=3)
+        )
         text = text[:at] + piece + text[at:]
     path = write(tmp_path, text.encode("utf-8", "surrogateescape"))
     try:

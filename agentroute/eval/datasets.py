@@ -232,7 +232,9 @@ def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int 
     if str(path).startswith("hf:"):
         frames = _hf_frames(str(path)[3:])
     else:
-        p = _existing(path, "a RouterBench folder of <task>_train.csv/<task>_test.csv, or one .csv/.parquet file")
+        p = _existing(
+            path, "a RouterBench folder of <task>_train.csv/<task>_test.csv, or one .csv/.parquet file"
+        )
         if p.is_file():
             frames = {"all": _read_table_file(p)}
         else:
@@ -350,7 +352,9 @@ def load_dcrouter(
         for split in ("train", "test"):
             records[split] = _read_json(root / f"dcrouter_preprocessed/{split}.json", list)
             query_file = root / f"example_data/query_data/default_query_{split}.jsonl"
-            for number, line in enumerate(_read_text(query_file).split("\n"), 1):  # not splitlines: U+2028 is text
+            for number, line in enumerate(
+                _read_text(query_file).split("\n"), 1
+            ):  # not splitlines: U+2028 is text
                 if line.strip():
                     row = _parse_json(line, f"{query_file} line {number}")
                     if isinstance(row, dict) and isinstance(row.get("query"), str):
@@ -531,10 +535,14 @@ def _read_table_file(p: Path) -> Any:
         try:
             return pd.read_parquet(p)
         except Exception as exc:  # pyarrow's errors vary by version: name the file
-            raise DatasetError(f"{p}: not a readable parquet file ({type(exc).__name__}: {_cap(exc)})") from None
+            raise DatasetError(
+                f"{p}: not a readable parquet file ({type(exc).__name__}: {_cap(exc)})"
+            ) from None
     if suffix in (".csv", ".tsv", ".txt"):
         return _read_csv(p)
-    raise DatasetError(f"{p}: expected a .csv or .parquet file (or a folder of <task>_train.csv/<task>_test.csv)")
+    raise DatasetError(
+        f"{p}: expected a .csv or .parquet file (or a folder of <task>_train.csv/<task>_test.csv)"
+    )
 
 
 def _read_csv(p: Path) -> Any:
