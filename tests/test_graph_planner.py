@@ -225,3 +225,14 @@ def test_other_routers_run_the_fixed_execute_workflow():
 
     result = _app(CheapestRouter()).run("q3", query_id="q3")
     assert result.status == "done" and [s.agent.key for s in result.steps] == ["executor:small:direct"]
+
+
+def test_unreadable_memory_does_not_stop_the_episode(router, tmp_path):
+    memory = _memory(tmp_path)
+    try:
+        _record(memory, "z", "small", None)  # steps without any score: GARNet cannot read it
+        fresh = GraphPlannerRouter.load(router.save(tmp_path / "saved"))
+        result = _app(fresh, memory).run("q4", query_id="q4")
+        assert result.status == "done" and fresh.history is None
+    finally:
+        memory.close()

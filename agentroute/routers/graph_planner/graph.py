@@ -21,16 +21,20 @@ With any other router the workflow is the fixed "execute the query" (the router 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
 
 from agentroute.budget import Cost
+from agentroute.errors import ConfigurationError
 from agentroute.graph import END, AgentGraph, GraphState, NodeContext
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.graph_planner.mdp import ROLES, STAGE_OF, Node, Workflow, split_plan
 from agentroute.strategies import get_strategy
 from agentroute.types import Agent, CompletionRequest
+
+log = logging.getLogger(__name__)
 
 KEY = "graph_planner"
 DECIDE_SKILL = "graph_planner.decide"
@@ -151,9 +155,12 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             return out(STAGE_OF[role], action={"role": role, "model": None, "strategy": None, "p": None})
         if _is_planner(router):
             if dispatcher.memory is not None and not memory_read.get(id(router)) and memory_rows != 0:
-                if router.history is None:
-                    router.attach_memory(dispatcher.memory, limit=memory_rows)
                 memory_read[id(router)] = True
+                if router.history is None:
+                    try:
+                        router.attach_memory(dispatcher.memory, limit=memory_rows)
+                    except ConfigurationError as exc:  # a memory the policy cannot read: act without it
+                        log.warning("graph-planner: historical memory not used: %s", exc)
             usd = run.ledger.remaining().get("usd")
             limit = run.ledger.limits.get("usd")
             action, probs = router.act(
