@@ -51,7 +51,8 @@ class Batch:
 
     Shapes: node, query, task (B × 384); struct (B × N_STRUCT); hist_x (B × K × N_ROW);
     hist_a (B × K) action index or −1; hist_w (B × K); flow_x (B × T × N_FLOW); flow_g (B × T)
-    agent index or −1; act_x (B × A × N_ACTION); agent_id (G,) embedding row per agent; mask (B × A).
+    agent index or −1; act_x (B × A × N_ACTION); agent_id (B × G) embedding row of each agent;
+    mask (B × A).
     """
 
     node: torch.Tensor
@@ -137,9 +138,9 @@ class PlannerNet(nn.Module):
         state = torch.cat([b.node, b.query, b.task, b.struct, hist_pool, flow_pool], dim=-1)
         u = self.state_mlp(state)  # B × d
         roles = self.role_emb.weight.repeat_interleave(g, dim=0)  # A × d (role-major)
-        agents = self.agent_emb(b.agent_id).repeat(len(ROLES), 1)  # A × d
+        agents = self.agent_emb(b.agent_id).repeat(1, len(ROLES), 1)  # B × A × d
         phi = (
-            roles.unsqueeze(0) + agents.unsqueeze(0) + self.act_proj(b.act_x) + self.hist_proj(m_a)
+            roles.unsqueeze(0) + agents + self.act_proj(b.act_x) + self.hist_proj(m_a)
             + self.evidence(n_ev.unsqueeze(-1)) + self.flow_proj(w_g).repeat(1, len(ROLES), 1)
         )
         logits = (u.unsqueeze(1) * phi).sum(-1) / math.sqrt(self.hidden)
@@ -148,8 +149,10 @@ class PlannerNet(nn.Module):
         return logits, value
 
 
-def collate(items: list[dict[str, np.ndarray]], agent_id: np.ndarray) -> Batch:
-    """Stack per-decision numpy features (see :class:`Batch`) into tensors, padding K and T."""
+def collate(items: list[dict[str, np.ndarray]], agent_id: np.ndarray | None = None) -> Batch:
+    """Stack per-decision numpy features (see :class:`Batch`) into tensors, padding K and T.
+
+    ``agent_id`` (G,) is every decision's agent embedding rows; without it each item carries its own."""
     k = max(1, max(len(it["hist_a"]) for it in items))
     t = max(1, max(len(it["flow_g"]) for it in items))
 
@@ -172,6 +175,8 @@ def collate(items: list[dict[str, np.ndarray]], agent_id: np.ndarray) -> Batch:
         hist_w=torch.from_numpy(pad("hist_w", k, 0.0, np.float32)),
         flow_x=torch.from_numpy(pad("flow_x", t, 0.0, np.float32)),
         flow_g=torch.from_numpy(pad("flow_g", t, -1, np.int64)),
-        act_x=stack("act_x"), agent_id=torch.from_numpy(np.asarray(agent_id, np.int64)),
+        act_x=stack("act_x"),
+        agent_id=stack("agent_id", np.int64) if agent_id is None
+        else torch.from_numpy(np.tile(np.asarray(agent_id, np.int64), (len(items), 1))),
         mask=stack("mask", np.bool_),
     )

@@ -94,6 +94,7 @@ def run_episode(
             a = int(rng.choice(len(p), p=p / p.sum()))
         ep.latencies.append(time.perf_counter() - started)
         if keep:
+            feats["agent_id"] = agent_id
             ep.decisions.append(feats)
             ep.actions.append(a)
             ep.logps.append(float(logp_all[a]))
@@ -153,7 +154,6 @@ def train(
         fraction = float(rng.choice(memory_fractions))
         keep_rows = rng.random(len(history)) < fraction if len(history) else None
         batch: list[Episode] = []
-        ids: list[np.ndarray] = []
         for i in rng.integers(0, len(env), size=n_ep):
             agent_id = np.where(rng.random(g) < id_dropout, g, np.arange(g))
             rows = None
@@ -168,7 +168,6 @@ def train(
                 greedy=False, rng=rng, keep=True,
             )
             batch.append(ep)
-            ids.extend([agent_id] * len(ep.actions))
         done_episodes += n_ep
         feats = [d for ep in batch for d in ep.decisions]
         if not feats:
@@ -186,24 +185,15 @@ def train(
         stats = []
         for _ in range(config.epochs):
             for mb in minibatches(len(feats), config.minibatch, rng):
-                # one agent-id row per decision: decisions of one minibatch may differ in id dropout
-                groups: dict[bytes, list[int]] = {}
-                for j in mb:
-                    groups.setdefault(ids[j].tobytes(), []).append(int(j))
-                logp_parts, v_parts, ent_parts, order = [], [], [], []
-                for members in groups.values():
-                    b = collate([feats[j] for j in members], ids[members[0]])
-                    logits, v = net(b)
-                    lp = torch.log_softmax(logits, -1)
-                    p = lp.exp() * b.mask
-                    ent_parts.append(-(p * lp.masked_fill(~b.mask, 0.0)).sum(-1))
-                    logp_parts.append(lp.gather(1, actions[members].unsqueeze(1)).squeeze(1))
-                    v_parts.append(v)
-                    order.extend(members)
-                o = torch.tensor(order)
+                o = torch.as_tensor(mb)
+                b = collate([feats[j] for j in mb])  # each decision with its own agent-id rows
+                logits, v = net(b)
+                lp = torch.log_softmax(logits, -1)
+                p = lp.exp() * b.mask
+                entropy = -(p * lp.masked_fill(~b.mask, 0.0)).sum(-1)
                 out = ppo_losses(
-                    torch.cat(logp_parts), old_logp[o], adv_t[o], torch.cat(v_parts), ret_t[o], clip=config.clip,
-                    old_values=old_v_t[o], value_clip=config.value_clip, entropy=torch.cat(ent_parts),
+                    lp.gather(1, actions[o].unsqueeze(1)).squeeze(1), old_logp[o], adv_t[o], v, ret_t[o],
+                    clip=config.clip, old_values=old_v_t[o], value_clip=config.value_clip, entropy=entropy,
                 )
                 loss = out.policy - config.entropy_coef * out.entropy + out.value
                 opt_pi.zero_grad()
