@@ -254,6 +254,7 @@ class BatchRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fd: int | None = None
         self._grace: asyncio.TimerHandle | None = None
+        self._reconciled_at_end = False
 
     @property
     def batch_id(self) -> str:
@@ -322,6 +323,11 @@ class BatchRunner:
                 return None
             if not self._claimed:
                 claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=self.resume)
+                if not claimed and self.resume and not self._reconciled_at_end:
+                    # out of work: a worker that died meanwhile may hold some; take them over once
+                    self._reconciled_at_end = True
+                    if (await asyncio.to_thread(self.queue.reconcile)).workers:
+                        claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=True)
                 self._claimed.extend(reversed(claimed))
             return self._claimed.pop() if self._claimed else None
 

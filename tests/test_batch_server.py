@@ -74,7 +74,12 @@ class StubOpenAIServer:
                 self.wfile.write(data)
                 self.wfile.flush()
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:  # a killed client resets: fine
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self._httpd = Quiet(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

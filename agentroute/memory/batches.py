@@ -146,21 +146,14 @@ class BatchQueue:
     def add(self, items: Iterable[tuple[str, dict[str, Any]]], *, chunk: int = 1000) -> int:
         """Insert ``(query_id, item)`` pairs not in the batch yet (in input order); returns how many."""
         now = _now()
+        count = sa.select(sa.func.count()).select_from(BATCH_ITEMS).where(self._where())
         with self._tx() as conn:
+            before = conn.execute(count).scalar_one()
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(BATCH_ITEMS.c.seq), -1)).where(self._where())).scalar_one()
             stmt = _insert(conn.dialect.name)(BATCH_ITEMS).on_conflict_do_nothing(
                 index_elements=[BATCH_ITEMS.c.batch_id, BATCH_ITEMS.c.query_id]
             )
             rows: list[dict[str, Any]] = []
-            added = 0
-
-            def flush() -> int:
-                if not rows:
-                    return 0
-                result = conn.execute(stmt, rows)
-                rows.clear()
-                return max(result.rowcount, 0)
-
             for query_id, item in items:
                 seq += 1
                 rows.append({
@@ -169,9 +162,11 @@ class BatchQueue:
                     "status": "pending", "attempts": 0, "cost_usd": 0.0, "updated_at": now,
                 })  # fmt: skip
                 if len(rows) >= chunk:
-                    added += flush()
-            added += flush()
-        return added
+                    conn.execute(stmt, rows)
+                    rows.clear()
+            if rows:
+                conn.execute(stmt, rows)
+            return conn.execute(count).scalar_one() - before
 
     def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
         """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring)."""
@@ -280,15 +275,32 @@ class BatchQueue:
         )
         worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
         with self._tx() as conn:
+            # an item whose task finished but whose own write was not committed yet (killed between the
+            # two): it is finished, not to be run again
+            running = self._where(BATCH_ITEMS.c.status == "running", BATCH_ITEMS.c.worker.in_(workers))
+            claimed = [r.query_id for r in conn.execute(sa.select(BATCH_ITEMS.c.query_id).where(running))]
+            ended: dict[str, Any] = {}
+            if claimed:
+                query = (
+                    sa.select(TASKS.c.id, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta["query_id"].as_string().label("qid"))
+                    .where(worker_of.in_(workers), TASKS.c.status.in_((*FINISHED, "failed")),
+                           TASKS.c.meta["query_id"].as_string().in_(claimed))
+                    .order_by(TASKS.c.created_at)
+                )  # fmt: skip
+                ended = {r.qid: r for r in conn.execute(query)}
+            for qid, task in ended.items():
+                conn.execute(
+                    sa.update(BATCH_ITEMS)
+                    .where(running, BATCH_ITEMS.c.query_id == qid)
+                    .values(status=task.status, task_id=task.id, cost_usd=task.cost_usd, updated_at=now)
+                )
             tasks = conn.execute(
                 sa.update(TASKS)
                 .where(TASKS.c.status == "running", worker_of.in_(workers))
                 .values(status="interrupted", cost_usd=steps_cost, finished_at=now)
             ).rowcount
             items = conn.execute(
-                sa.update(BATCH_ITEMS)
-                .where(self._where(BATCH_ITEMS.c.status == "running", BATCH_ITEMS.c.worker.in_(workers)))
-                .values(status="interrupted", updated_at=now)
+                sa.update(BATCH_ITEMS).where(running).values(status="interrupted", updated_at=now)
             ).rowcount
             conn.execute(sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id.in_(workers)).values(status=status))
         return Reconciled(tuple(workers), max(tasks, 0), max(items, 0))
