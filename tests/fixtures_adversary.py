@@ -41,7 +41,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ class Adversary:
         tokenize: serve ``POST /tokenize``; ``False`` answers it 404 like a server without it.
         hang_s: how long ``hang`` sleeps (longer than the clients' timeout).
         seed: seeds the reply lengths and the ``flaky`` faults.
+        pace_s: seconds between two tokens of a ``runaway`` stream (its generation speed).
     """
 
     def __init__(
@@ -167,9 +168,10 @@ class Adversary:
         seed: int = 0,
         default_price: tuple[float, float] = (1.0, 2.0),
         tokenizer: ChatTokenizer | None = None,
+        pace_s: float = 0.0005,
     ):
         self.prices, self.default_price = dict(prices or {}), default_price
-        self.serve_tokenize, self.hang_s = tokenize, hang_s
+        self.serve_tokenize, self.hang_s, self.pace_s = tokenize, hang_s, pace_s
         self.tokenizer = tokenizer or ChatTokenizer()
         self.rng = random.Random(seed)
         self.words = [w for w in _WORDS if self.tokenizer.count_text(w) == 1]
@@ -220,6 +222,8 @@ class Adversary:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_get("/adversary/bills", self._bills_json)
+        app.router.add_post("/adversary/reset", self._reset_json)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
@@ -259,6 +263,18 @@ class Adversary:
         return charge
 
     # -- handlers --------------------------------------------------------------------------------
+    async def _bills_json(self, request: Any) -> Any:
+        from aiohttp import web
+
+        bills = {task: [asdict(c) for c in bill.charges] for task, bill in self.bills().items()}
+        return web.json_response({"bills": bills, "requests": self.requests, "tokenize_requests": self.tokenize_requests})
+
+    async def _reset_json(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.reset()
+        return web.json_response({"ok": True})
+
     async def _tokenize(self, request: Any) -> Any:
         from aiohttp import web
 
@@ -381,7 +397,7 @@ class Adversary:
                 while sent < 20 * max_tokens + 20:
                     await response.write(event({"content": self._text(1)[0]}))
                     sent += 1
-                    await asyncio.sleep(0.0005)  # generation pace: lets the server see the client leave
+                    await asyncio.sleep(self.pace_s)  # generation pace: lets the server see the client leave
             except (ConnectionError, asyncio.CancelledError):
                 pass
             finally:
@@ -398,10 +414,49 @@ class Adversary:
         return response
 
 
-__all__ = [
-    "BEHAVIOURS", "FAULTS", "KEEPS_CONTRACT", "LIARS", "Adversary", "Bill", "Charge", "ChatTokenizer",
-    "smollm2_tokenizer_file",
-]
+class RemoteAdversary:
+    """An :class:`Adversary` in its own process (``python -m tests.fixtures_adversary``), so that
+    serving does not compete with the client for one interpreter's GIL; same ``url``/``bills``/``reset``."""
+
+    def __init__(self, *args: str):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures_adversary", *args], stdout=subprocess.PIPE, text=True,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("port "):
+            self.process.kill()
+            raise RuntimeError(f"the adversary did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def bills(self) -> dict[str, Bill]:
+        import httpx
+
+        raw = httpx.get(f"http://127.0.0.1:{self.port}/adversary/bills", timeout=60).json()["bills"]
+        return {task: Bill([Charge(**c) for c in charges]) for task, charges in raw.items()}
+
+    def reset(self) -> None:
+        import httpx
+
+        httpx.post(f"http://127.0.0.1:{self.port}/adversary/reset", timeout=60)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+    def __enter__(self) -> RemoteAdversary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # -- scenario: many tasks with random budgets through the real Dispatcher ----------------------------
@@ -493,7 +548,7 @@ def random_budget(rng: random.Random, kind: str) -> tuple[Any, float]:
 
 
 async def run_tasks(
-    server: Adversary,
+    server: Adversary | RemoteAdversary,
     pool: Any,
     *,
     tasks: int,
@@ -555,3 +610,31 @@ def summary(outcomes: list[TaskOutcome], large: frozenset[str], *, seconds_slack
             "max_over_s": max((o.elapsed_s - o.limit for o in mine), default=0.0) if kind == "seconds" else 0.0,
         }
     return table
+
+
+def _main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the adversarial OpenAI-compatible server")
+    parser.add_argument("--hang-s", type=float, default=30.0)
+    parser.add_argument("--pace-s", type=float, default=0.0005)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prices", default="{}", help='JSON {"model": [input, output]} in USD per 1M tokens')
+    parser.add_argument("--no-tokenize", action="store_true")
+    args = parser.parse_args()
+    prices = {m: (float(p[0]), float(p[1])) for m, p in json.loads(args.prices).items()}
+    server = Adversary(prices, tokenize=not args.no_tokenize, hang_s=args.hang_s, seed=args.seed, pace_s=args.pace_s).start()
+    print(f"port {server.port}", flush=True)
+    assert server._thread is not None
+    server._thread.join()
+
+
+if __name__ == "__main__":
+    _main()
+
+
+__all__ = [
+    "BEHAVIOURS", "FAULTS", "KEEPS_CONTRACT", "LIARS", "Adversary", "Bill", "Charge", "ChatTokenizer", "RemoteAdversary",
+    "HONEST_POOL", "LIAR_POOL", "LIMIT_KINDS", "TaskOutcome", "adversary_pool", "run_tasks", "summary",
+    "smollm2_tokenizer_file",
+]

@@ -84,6 +84,7 @@ async def test_openai_unreachable_endpoint_is_retryable(closed_port_url: str) ->
     with pytest.raises(BackendError) as info:
         await backend.complete(QUESTION, openai_card(closed_port_url, timeout_s=5))
     assert info.value.retryable and info.value.model == "served-smol"
+    assert not info.value.billed  # the request never left: nothing to bill
     await backend.aclose()
 
 
@@ -92,7 +93,7 @@ async def test_litellm_unreachable_endpoint_is_retryable(closed_port_url: str) -
     card = openai_card(closed_port_url, backend="litellm", model=f"openai/{SERVER_MODEL}", timeout_s=5)
     with pytest.raises(BackendError) as info:
         await backend.complete(QUESTION, card)
-    assert info.value.retryable
+    assert info.value.retryable and not info.value.billed
 
 
 async def test_unpriced_self_hosted_cards_are_refused() -> None:

@@ -29,7 +29,7 @@ from agentroute.pool.backends.counting import (
     openai_encoding,
     text_bound,
 )
-from agentroute.pool.backends.openai import api_key_for, backend_error
+from agentroute.pool.backends.openai import api_key_for, backend_error, never_sent
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
@@ -230,7 +230,7 @@ def litellm_error(exc: BaseException, model: str) -> BackendError:
     cause = exc.__cause__ or exc.__context__
     detail = " ".join(str(cause or exc).split())[:300]
     if "Connection error" in detail or isinstance(cause, ConnectionError | TimeoutError):
-        return BackendError(model, f"connection failed: {detail}", retryable=True)
+        return BackendError(model, f"connection failed: {detail}", retryable=True, billed=not never_sent(exc))
     return ProtocolError(model, f"unreadable reply: {detail}")
 
 

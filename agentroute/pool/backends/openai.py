@@ -43,13 +43,15 @@ def backend_error(exc: BaseException, model: str) -> BackendError:
 
     Connection failures, timeouts, 408/409/425/429 and 5xx are retryable; authentication, bad
     requests and everything else are not. An HTTP error status is not billed (the provider refused
-    the request); a timeout or a dropped connection may have been (the model may have run).
+    the request), nor is a connection never made; a timeout or a dropped connection may have been
+    (the model may have run).
     """
     if isinstance(exc, BackendError):
         return exc
     message = " ".join(str(exc).split())[:500] or type(exc).__name__
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError | TimeoutError | ConnectionError):
-        return BackendError(model, f"{type(exc).__name__}: {message}", retryable=True)
+        # a connection that was never made carried no request: nothing to bill
+        return BackendError(model, f"{type(exc).__name__}: {message}", retryable=True, billed=not never_sent(exc))
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         retryable = status in RETRYABLE_STATUS or status >= 500
@@ -58,6 +60,21 @@ def backend_error(exc: BaseException, model: str) -> BackendError:
             model, f"HTTP {status} ({type(exc).__name__}): {message}", retryable=retryable, billed=False
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
+
+
+_CONNECT_ERRORS = frozenset({"ConnectError", "ConnectTimeout"})
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failure to connect: the request never left."""
+    seen: BaseException | None = exc
+    for _ in range(12):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or type(seen).__name__ in _CONNECT_ERRORS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def api_key_for(card: ModelCard) -> str | None:
@@ -388,6 +405,7 @@ __all__ = [
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
+    "never_sent",
     "prompt_overhead",
     "require_token_prices",
 ]
