@@ -87,10 +87,15 @@ def ask(
     budget_usd: BudgetOpt = None,
     memory: MemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    policy: Annotated[Path | None, typer.Option("--policy", help="router_r1: the policy checkpoint directory (default: SmolLM2).")] = None,
+    policy_url: Annotated[str | None, typer.Option("--policy-url", help="router_r1: an OpenAI-compatible URL serving the policy (vllm serve).")] = None,
 ) -> None:
     """Answer one question through a routed graph; print the answer, the route and the cost."""
     try:
-        compiled, store = _runtime(graph, router, pool, budget_usd, memory)
+        if policy is not None or policy_url is not None:
+            compiled, store = _router_r1_runtime(graph, router, pool, budget_usd, memory, policy, policy_url)
+        else:
+            compiled, store = _runtime(graph, router, pool, budget_usd, memory)
         try:
             result = asyncio.run(_ask(compiled, question))
         finally:
@@ -110,10 +115,43 @@ def ask(
                 f"{row['latency_ms']:.0f}", row["status"],
             )
         console.print(table)
+        turns = (result.state.get("context") or {}).get("router_r1", {}).get("turns")
+        if turns:
+            _print_router_r1_turns(turns)
         console.print(f"[bold]answer:[/] {result.answer}")
         console.print(f"[bold]total cost:[/] ${result.cost_usd:.6f}  status: {result.status}")
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+def _router_r1_runtime(
+    graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
+    policy: Path | None, policy_url: str | None,
+) -> Any:
+    from agentroute.errors import ConfigurationError
+    from agentroute.loading import load_router, make_budget
+    from agentroute.memory import open_memory
+    from agentroute.pool import ModelPool
+    from agentroute.routers.router_r1 import build_router_r1_graph
+
+    if Path(graph).stem != "router_r1" and graph.rpartition(":")[0] not in ("", "router_r1"):
+        raise ConfigurationError(f"--policy/--policy-url need --graph router_r1 (got {graph!r})")
+    spec = build_router_r1_graph(policy, policy_url=policy_url)
+    store = open_memory(memory)
+    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=make_budget(budget_usd))
+    return compiled, store
+
+
+def _print_router_r1_turns(turns: list[dict[str, Any]]) -> None:
+    table = Table(title="think/route turns")
+    for col in ("turn", "kind", "agent", "policy", "information", "cost $"):
+        table.add_column(col)
+    for i, t in enumerate(turns):
+        table.add_row(
+            str(i), t.get("kind", ""), t.get("agent", ""), t.get("policy", "")[:120],
+            (t.get("information") or "")[:80], f"{t.get('cost_usd', 0.0):.6f}",
+        )
+    console.print(table)
 
 
 async def _ask(compiled: Any, question: str) -> Any:

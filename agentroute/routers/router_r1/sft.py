@@ -115,7 +115,7 @@ def sft(model: Any, batches: Sequence[tuple[list[int], list[int]]], *, epochs: i
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if log:
                 log(f"sft epoch {epoch} step {len(losses)} loss {float(loss):.4f}")
     model.eval()

@@ -228,7 +228,12 @@ def train_router_r1(
         loop = ThinkRouteLoop(policy, pool, settings)
         rows = train_rows[: int(cfg.sft.get("traces", len(train_rows)))]
         started = time.perf_counter()
-        traces = asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=int(cfg.sft.get("direct_every", 4))))
+        cache = out / "traces.jsonl"  # built once per output folder: real pool calls are the slow part
+        if cache.is_file():
+            traces = [Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]]) for d in map(json.loads, cache.read_text().splitlines())]
+        else:
+            traces = asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=int(cfg.sft.get("direct_every", 4))))
+            cache.write_text("".join(json.dumps({"question": t.question, "pieces": t.pieces}) + "\n" for t in traces))
         trace_s = time.perf_counter() - started
         assert all(format_valid(t.text, loop.names) for t in traces)
         encoded = [encode_trace(loop, t) for t in traces]
@@ -239,7 +244,6 @@ def train_router_r1(
         )
         policy.model.save_pretrained(out / "sft")
         policy.tokenizer.save_pretrained(out / "sft")
-        (out / "sft" / "traces.jsonl").write_text("".join(json.dumps({"question": t.question, "text": t.text}) + "\n" for t in traces))
         summary["sft"] = {"traces": len(traces), "routed": sum(len(t.pieces) > 1 for t in traces), "trace_s": trace_s, "train_s": time.perf_counter() - started, "losses": losses}
         log(f"sft: {len(traces)} traces ({trace_s:.0f}s), {len(losses)} steps, last loss {losses[-1]:.3f}")
     if sft_only:

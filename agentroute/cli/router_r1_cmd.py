@@ -1,0 +1,35 @@
+"""``agentroute train router-r1``: SFT warm-up + GRPO of a Router-R1 policy (TRL; vLLM with ``--gpu``).
+
+Hooked into the ``train`` group by ``train_app.command("router-r1")(train_router_r1)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentroute.errors import AgentrouteError
+
+
+def train_router_r1(
+    config: Annotated[Path, typer.Option("--config", help="Recipe YAML (training/router_r1.yaml).")] = Path("training/router_r1.yaml"),
+    out: Annotated[Path, typer.Option("--out", help="Output folder: sft/, policy/ (the trained policy), summary.json.")] = Path("runs/router_r1"),
+    gpu: Annotated[bool, typer.Option("--gpu", help="Apply the recipe's gpu: profile (vLLM generation).")] = False,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Start from this checkpoint directory.")] = None,
+    sft: Annotated[bool | None, typer.Option("--sft/--no-sft", help="Override the recipe's SFT warm-up switch.")] = None,
+    sft_only: Annotated[bool, typer.Option("--sft-only", help="Stop after the SFT warm-up (writes OUT/sft).")] = False,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override the recipe's GRPO steps.")] = None,
+) -> None:
+    """Train a Router-R1 policy; ``agentroute ask --graph router_r1 --policy OUT/policy`` serves it."""
+    from agentroute.routers.router_r1.trainer import train_router_r1 as run
+
+    try:
+        summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps)
+    except AgentrouteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    grpo = summary.get("grpo")
+    if grpo:
+        typer.echo(f"{grpo['steps']} GRPO steps, {grpo['seconds_per_step']:.1f} s/step; policy: {out / 'policy'}")
