@@ -250,3 +250,27 @@ def test_recipe_checks_name_the_problem(tmp_path):
     cfg = RouterR1TrainConfig.from_yaml("training/router_r1.yaml", gpu=True)
     assert cfg.grpo["use_vllm"] and cfg.grpo["max_steps"] == 225 and cfg.grpo["learning_rate"] == 1e-6
     assert cfg.loop["turn_tokens"] == 256 and cfg.pool == RouterR1TrainConfig.from_yaml("training/router_r1.yaml").pool
+
+
+def test_ask_policy_needs_the_router_r1_graph(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentroute.cli.app import app
+
+    out = CliRunner().invoke(app, ["ask", "q", "--graph", "qa", "--policy", str(tmp_path)])
+    assert out.exit_code == 1 and "need --graph router_r1" in out.output
+
+
+def test_train_command_is_typer_compatible():
+    import typer
+    from typer.testing import CliRunner
+
+    from agentroute.cli.router_r1_cmd import train_router_r1
+
+    train = typer.Typer()
+    train.command("router-r1")(train_router_r1)
+    train.command("other")(lambda: None)  # a group, as `agentroute train` is
+    out = CliRunner().invoke(train, ["router-r1", "--help"])
+    assert out.exit_code == 0
+    for flag in ("--config", "--out", "--gpu", "--policy", "--sft-only", "--max-steps"):
+        assert flag in out.output

@@ -134,7 +134,8 @@ def _router_r1_runtime(
     from agentroute.pool import ModelPool
     from agentroute.routers.router_r1 import build_router_r1_graph
 
-    if Path(graph).stem != "router_r1" and graph.rpartition(":")[0] not in ("", "router_r1"):
+    source = graph.split(":")[0]
+    if Path(source).stem != "router_r1" and not source.endswith((".router_r1", ".router_r1.graph")):
         raise ConfigurationError(f"--policy/--policy-url need --graph router_r1 (got {graph!r})")
     spec = build_router_r1_graph(policy, policy_url=policy_url)
     store = open_memory(memory)
