@@ -20,7 +20,7 @@ PY=${RR1_PYTHON:-$HOME/venvs/rr1-gpu/bin}
 RECIPE=${RR1_RECIPE:-training/router_r1.yaml}
 
 # 1. SFT warm-up on well-formed traces (real pool calls) → $OUT/sft (a plain HF checkpoint vLLM can load)
-"$PY/agentroute" train router-r1 --config "$RECIPE" --out "$OUT" --gpu --sft-only
+"$PY/python" -m agentroute.cli.router_r1_cmd --config "$RECIPE" --out "$OUT" --gpu --sft-only
 
 if [ "$MODE" = server ]; then
   # 2a. serve the SFT policy for rollouts on GPU 0; the trainer pushes new weights to it every step
@@ -44,6 +44,6 @@ train_router_r1(p, out, gpu=True, policy_dir=pathlib.Path(out) / "sft", sft=Fals
 PY
 else
   # 3b. GRPO from the SFT policy, vLLM colocated (vllm_gpu_memory_utilization from the recipe)
-  "$PY/agentroute" train router-r1 --config "$RECIPE" --out "$OUT" --gpu --policy "$OUT/sft" --no-sft
+  "$PY/python" -m agentroute.cli.router_r1_cmd --config "$RECIPE" --out "$OUT" --gpu --policy "$OUT/sft" --no-sft
 fi
 echo "trained policy: $OUT/policy   serve it: vllm serve $OUT/policy --served-model-name router-r1"

@@ -33,3 +33,7 @@ def train_router_r1(
     grpo = summary.get("grpo")
     if grpo:
         typer.echo(f"{grpo['steps']} GRPO steps, {grpo['seconds_per_step']:.1f} s/step; policy: {out / 'policy'}")
+
+
+if __name__ == "__main__":  # `python -m agentroute.cli.router_r1_cmd --config … [--gpu]` (the GPU script)
+    typer.run(train_router_r1)

@@ -315,7 +315,8 @@ class RouterR1Reward:
         cost_raw: Sequence[float],
         **kwargs: Any,
     ) -> list[float]:
-        texts = [completion_text(c) for c in completions]
+        # the rollout's own text when given (TRL's decode of the completion ids is the same text)
+        texts = list(kwargs.get("episode_text") or [completion_text(c) for c in completions])
         costs = self.normalizer(cost_raw)
         out = []
         for text, gold, names, c in zip(texts, answer, agents, costs, strict=True):
