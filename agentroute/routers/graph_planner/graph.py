@@ -30,11 +30,14 @@ from agentroute.budget import Cost
 from agentroute.errors import ConfigurationError
 from agentroute.graph import END, AgentGraph, GraphState, NodeContext
 from agentroute.pool.pool import ModelPool
+from agentroute.routers.base import register_lazy
 from agentroute.routers.graph_planner.mdp import ROLES, STAGE_OF, Node, Workflow, split_plan
 from agentroute.strategies import get_strategy
 from agentroute.types import Agent, CompletionRequest
 
 log = logging.getLogger(__name__)
+# loading the graph makes a saved policy loadable by name (the routers package may list it too)
+register_lazy("graph-planner", "agentroute.routers.graph_planner.router:GraphPlannerRouter")
 
 KEY = "graph_planner"
 DECIDE_SKILL = "graph_planner.decide"

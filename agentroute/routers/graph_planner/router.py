@@ -91,7 +91,7 @@ class GraphPlannerRouter(Router):
         *,
         cost_weight: float = 0.0,
         hidden: int = 64,
-        episodes: int = 3000,
+        episodes: int = 4000,
         episodes_per_update: int = 64,
         lr_policy: float = 1e-4,
         lr_value: float = 2e-4,
