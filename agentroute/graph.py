@@ -29,6 +29,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.graph_runtime import (
     CHANNEL,
     agentroute_state,
+    checkpointed,
     graph_path,
     is_request,
     new_task,
@@ -385,7 +386,7 @@ class CompiledAgentGraph:
         finally:
             if not ended:
                 self._abandon(task_id, config)
-            LIVE.release(task_id)
+            LIVE.unpin(task_id)
 
     async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         input, config, task_id = self._seed(input, config)
@@ -402,7 +403,7 @@ class CompiledAgentGraph:
         finally:
             if not ended:
                 self._abandon(task_id, config)
-            LIVE.release(task_id)
+            LIVE.unpin(task_id)
 
     # -- task-level API ---------------------------------------------------------------------
     async def arun(
@@ -424,7 +425,7 @@ class CompiledAgentGraph:
             final = await self.ainvoke({"query": query, CHANNEL: request}, config)
             run = LIVE.get(task_id)
         finally:
-            LIVE.release(task_id)
+            LIVE.unpin(task_id)
         if run is None:  # pragma: no cover - the graph ran no node
             raise RuntimeError(f"task {task_id} was never opened")
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
@@ -469,17 +470,16 @@ class CompiledAgentGraph:
         if task_id and not is_request(channel):
             return LIVE.hold(task_id, lambda: rebuild(self.dispatcher, channel))
         request = channel if task_id else new_task(task_id=state.get("task_id"))
-        carry = {"opened_by": "graph", "owner": graph_path(config)}
         return LIVE.hold(request["task_id"], lambda: open_task(
             self.dispatcher, request, query=str(state.get("query", "")), graph=self.spec.name,
-            budget=self.budget, carry=carry,
+            budget=self.budget, carry={"opened_by": "graph", "owner": graph_path(config)},
         ))
 
     def _leave(self, run: TaskRun, state: Mapping[str, Any], update: dict[str, Any], config: Any, *, last: bool, index: int) -> Any:
         """Write the task's checkpoint; at the end of the graph, finish the task it owns."""
         if last:
-            owner = run.carry.get("owner")
-            if run.carry.get("opened_by") == "graph" and owner == graph_path(config):
+            carry = run.carry
+            if carry.get("opened_by") == "graph" and carry.get("owner") == graph_path(config):
                 status = update.get("status") or state.get("status", "running")
                 task = self.dispatcher.finish(
                     run,
@@ -490,10 +490,10 @@ class CompiledAgentGraph:
                 update["status"] = task.status
                 if task.answer is not None:
                     update["answer"] = task.answer
-            elif run.carry.get("opened_by") == "node":
+            elif carry.get("opened_by") == "node":
                 self.dispatcher.finish(run)  # a user graph's task: keep its record up to date
-        if last or run._index != index:
-            update[CHANNEL] = run.checkpoint()
+        if last or (run._index != index and (checkpointed(config) or not LIVE.pinned(run.task.id))):
+            update[CHANNEL] = run.checkpoint()  # without a checkpointer, the live run is the truth
         return update
 
     def _role(self, role: _Role, last: bool) -> Any:

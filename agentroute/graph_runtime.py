@@ -113,7 +113,7 @@ def runnable(name: str, func: Callable[..., Any], afunc: Callable[..., Any]) -> 
         from langgraph._internal._runnable import RunnableCallable
     except ImportError:  # pragma: no cover - older LangGraph
         from langgraph.utils.runnable import RunnableCallable  # type: ignore[no-redef]
-    return RunnableCallable(func, afunc, name=name)
+    return RunnableCallable(func, afunc, name=name, trace=False)  # as LangGraph wraps plain functions
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -180,6 +180,19 @@ def invocation_task(config: Mapping[str, Any] | None) -> str:
             if len(_OPENED) > 4096:
                 _OPENED.popitem(last=False)
         return task_id
+
+
+try:
+    from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _CHECKPOINTER
+except ImportError:  # pragma: no cover - another LangGraph layout: always checkpoint
+    _CHECKPOINTER = None
+
+
+def checkpointed(config: Mapping[str, Any] | None) -> bool:
+    """Whether this run saves checkpoints (its own checkpointer or a parent's); when unsure, yes."""
+    if _CHECKPOINTER is None:
+        return True
+    return (config or {}).get("configurable", {}).get(_CHECKPOINTER) is not None
 
 
 def resuming(config: Mapping[str, Any] | None) -> bool:

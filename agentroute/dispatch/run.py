@@ -164,6 +164,7 @@ class LiveRuns:
         self.idle_limit = idle_limit
         self._runs: OrderedDict[str, TaskRun | None] = OrderedDict()
         self._holds: dict[str, int] = {}
+        self._pins: dict[str, int] = {}
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -182,10 +183,23 @@ class LiveRuns:
             return run
 
     def pin(self, task_id: str) -> None:
-        """Keep ``task_id``'s run (present or future) until :meth:`release`."""
+        """Keep ``task_id``'s run (present or future) until :meth:`unpin`: its invocation is running."""
         with self._lock:
             self._runs.setdefault(task_id, None)
             self._holds[task_id] = self._holds.get(task_id, 0) + 1
+            self._pins[task_id] = self._pins.get(task_id, 0) + 1
+
+    def pinned(self, task_id: str) -> bool:
+        return task_id in self._pins
+
+    def unpin(self, task_id: str) -> None:
+        with self._lock:
+            left = self._pins.get(task_id, 0) - 1
+            if left > 0:
+                self._pins[task_id] = left
+            else:
+                self._pins.pop(task_id, None)
+            self.release(task_id)
 
     def release(self, task_id: str) -> None:
         with self._lock:
