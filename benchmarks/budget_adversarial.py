@@ -75,6 +75,12 @@ async def one_pool(name: str, spec: dict, server: RemoteAdversary, args: argpars
     )
     over = [o for o in outcomes if o.kind != "seconds" and o.billed(large) > o.limit + 1e-12]
     unaudited = [o for o in over if not any(k in ("overrun", "protocol_error") for k, _ in o.audit)]
+    late = sorted(o.elapsed_s - o.limit for o in outcomes if o.kind == "seconds")
+    if late:
+        console.print(
+            f"  seconds budgets, lateness past the deadline: median {statistics.median(late):.3f} s, "
+            f"p95 {late[int(0.95 * (len(late) - 1))]:.3f} s, max {late[-1]:.3f} s"
+        )
     console.print(
         f"  most common status: {statuses}; audited overruns: {sum(1 for o in outcomes for k, _ in o.audit if k == 'overrun')}, "
         f"protocol errors: {sum(1 for o in outcomes for k, _ in o.audit if k == 'protocol_error')}"

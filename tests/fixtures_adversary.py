@@ -20,6 +20,7 @@ negusage       ``completion_tokens`` negative                         prompt + c
 nanusage       ``prompt_tokens`` NaN                                  prompt + completion
 overmax        ≤ max_tokens of text, usage max_tokens + hidden extra  prompt + reported completion
 runaway        ignores max_tokens: streams until the client leaves    prompt + tokens sent
+thinker        runaway, in ``reasoning_content`` (a reasoning model)  prompt + tokens sent
 =============  =====================================================  ============================
 
 Tokens are counted with a real tokenizer, SmolLM2-135M-Instruct's byte-level BPE (from the
@@ -50,7 +51,7 @@ from agentroute.pool.backends.local import cache_root
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 FAULTS = ("err500", "err429", "hang", "drop", "garbage")
-LIARS = ("nousage", "negusage", "nanusage", "overmax", "runaway")
+LIARS = ("nousage", "negusage", "nanusage", "overmax", "runaway", "thinker")
 BEHAVIOURS = ("honest", "flaky", *FAULTS, *LIARS)
 #: Behaviours whose usage is honest (the server keeps its contract, faults allowed).
 KEEPS_CONTRACT = frozenset({"honest", "flaky", *FAULTS})
@@ -342,7 +343,7 @@ class Adversary:
         hidden = 0
         if behaviour == "overmax":
             n, hidden = max_tokens, 4 * max_tokens + 300  # hidden (reasoning) tokens, billed
-        if behaviour == "runaway" and not stream:
+        if behaviour in ("runaway", "thinker") and not stream:
             n = 3 * max_tokens  # a plain reply cannot be stopped: all of it is billed
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": n + hidden, "total_tokens": prompt + n + hidden}
         if behaviour == "negusage":
@@ -390,12 +391,13 @@ class Adversary:
             await response.write(b"data: {\"id\": \"x\", \"choi\n\n")
             await response.write(b"data: [DONE]\n\n")
             return response
-        if behaviour == "runaway":
+        if behaviour in ("runaway", "thinker"):
+            field_name = "content" if behaviour == "runaway" else "reasoning_content"
             sent = 0
             try:
                 await response.write(event({"role": "assistant", "content": ""}))
                 while sent < 20 * max_tokens + 20:
-                    await response.write(event({"content": self._text(1)[0]}))
+                    await response.write(event({field_name: self._text(1)[0]}))
                     sent += 1
                     await asyncio.sleep(self.pace_s)  # generation pace: lets the server see the client leave
             except (ConnectionError, asyncio.CancelledError):

@@ -310,6 +310,9 @@ async def test_openai_backend_against_every_adversary_behaviour(adversary, strea
             assert 13 <= bill.charges[0].completion_tokens <= 13 + 4 < 20 * 12
         else:  # a plain request cannot be stopped: it is booked as billed, above max_tokens
             assert done.tokens_out == bill.charges[0].completion_tokens == 36
+        if stream:  # a reasoning model's runaway thoughts are billed tokens too
+            card, request, done = await call("thinker", 12)
+            assert done.raw["stream_cut"] and done.tokens_out == 13 and done.text == ""
     finally:
         await backend.aclose()
 

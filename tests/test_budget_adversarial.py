@@ -68,7 +68,7 @@ async def test_billed_never_exceeds_any_limit_on_servers_that_keep_their_contrac
 async def test_servers_that_break_their_contract_are_audited_and_stored_as_billed(server) -> None:
     # no hangs here, and a timeout no loaded machine reaches: every reply is read, none is cut by time
     pool = adversary_pool(server.url, LIAR_POOL, timeout_s=30.0, max_tokens=MAX_TOKENS)
-    outcomes = await run_tasks(server, pool, tasks=200, concurrency=20, seed=2, kinds=("usd", "tokens", "calls"))
+    outcomes = await run_tasks(server, pool, tasks=150, concurrency=20, seed=2, kinds=("usd", "tokens", "calls"))
     price_out = {m: v[1] for m, v in LIAR_POOL.items()}
     for o in outcomes:
         audited = kinds_of(o.audit)

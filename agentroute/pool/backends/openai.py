@@ -296,6 +296,7 @@ class OpenAIBackend(Backend):
             raise _error(exc, card.id) from exc
         limit = request.max_tokens
         pieces: list[str] = []
+        reasoning: list[str] = []
         chunks, events, cut = 0, 0, False
         usage: Any = None
         reply_id, finish_reason, confidence = "", None, None
@@ -312,12 +313,19 @@ class OpenAIBackend(Backend):
                 if choice is None:
                     continue
                 finish_reason = getattr(choice, "finish_reason", None) or finish_reason
-                content = getattr(getattr(choice, "delta", None), "content", None)
-                if content is None or content == "":
+                delta = getattr(choice, "delta", None)
+                content = getattr(delta, "content", None)
+                # reasoning models (vLLM, DeepSeek) stream their billed reasoning beside the answer
+                thought = (delta.model_extra or {}).get("reasoning_content") if hasattr(delta, "model_extra") else None
+                if not content and not thought:
                     continue
-                if not isinstance(content, str):
-                    raise ProtocolError(card.id, f"a stream chunk's content is not text (got {type(content).__name__})")
-                pieces.append(content)
+                for part in (content, thought):
+                    if part is not None and not isinstance(part, str):
+                        raise ProtocolError(card.id, f"a stream chunk's text is not text (got {type(part).__name__})")
+                if content:
+                    pieces.append(content)
+                if thought:
+                    reasoning.append(thought)
                 chunks += 1
                 if chunks > limit:  # the server ignores max_tokens: stop it here
                     cut = True
@@ -332,9 +340,9 @@ class OpenAIBackend(Backend):
             await stream.close()  # closes the connection when cut: vLLM aborts the request
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
-        received = "".join(pieces)
+        received = "".join(pieces) + "".join(reasoning)
         return _Reply(
-            id=reply_id, text="".join(pieces[:limit]) if cut else received, received=received, usage=None if cut else usage,
+            id=reply_id, text="".join(pieces[:limit]) if cut else "".join(pieces), received=received, usage=None if cut else usage,
             finish_reason="length" if cut else finish_reason, chunks=chunks, cut=cut, confidence=confidence,
         )
 
@@ -355,10 +363,10 @@ class _StreamRefused(Exception):
 class _Reply:
     id: str
     text: str  # the answer (at most max_tokens chunks)
-    received: str  # everything read, billed
+    received: str  # everything read and billed: the answer and any streamed reasoning
     usage: Any
     finish_reason: Any
-    chunks: int  # content chunks read (each at least one token)
+    chunks: int  # chunks read that carried text (each at least one token)
     cut: bool
     confidence: float | None
 
