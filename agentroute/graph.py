@@ -306,6 +306,7 @@ class RunResult:
 
 
 FINISH = "agentroute_finish"
+_ASYNC_SAVERS: dict[int, tuple[Any, bool]] = {}  # id(saver) → (saver, has async methods)
 
 
 class CompiledAgentGraph:
@@ -422,13 +423,34 @@ class CompiledAgentGraph:
         request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
         LIVE.pin(task_id)
         try:
-            final = await self.ainvoke({"query": query, CHANNEL: request}, config)
+            inp = {"query": query, CHANNEL: request}
+            if await self._async_checkpointer():
+                final = await self.ainvoke(inp, config)
+            else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
+                final = await asyncio.to_thread(self.invoke, inp, config)
             run = LIVE.get(task_id)
         finally:
             LIVE.unpin(task_id)
         if run is None:  # pragma: no cover - the graph ran no node
             raise RuntimeError(f"task {task_id} was never opened")
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
+
+    async def _async_checkpointer(self) -> bool:
+        """Whether the checkpointer has async methods (probed once per saver)."""
+        saver = self.checkpointer
+        if saver in (None, True, False):
+            return True
+        known = _ASYNC_SAVERS.get(id(saver))
+        if known is None or known[0] is not saver:
+            try:
+                await saver.aget_tuple({"configurable": {"thread_id": "agentroute-probe", "checkpoint_ns": ""}})
+                capable = True
+            except NotImplementedError:
+                capable = False
+            except Exception:  # noqa: BLE001 - any other answer means the method exists
+                capable = True
+            known = _ASYNC_SAVERS[id(saver)] = (saver, capable)
+        return known[1]
 
     def run(self, query: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun`; works inside a running event loop too (notebooks)."""

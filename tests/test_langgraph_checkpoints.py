@@ -41,6 +41,7 @@ def sync_saver(kind: str, tmp_path, request) -> Iterator[Any]:
 
         yield InMemorySaver()
     elif kind == "sqlite":
+        pytest.importorskip("langgraph.checkpoint.sqlite", reason="pip install 'agentroute[checkpoint]'")
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         conn = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
@@ -49,6 +50,7 @@ def sync_saver(kind: str, tmp_path, request) -> Iterator[Any]:
         finally:
             conn.close()
     else:
+        pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
         from langgraph.checkpoint.postgres import PostgresSaver
 
         with PostgresSaver.from_conn_string(_pg(request)) as saver:
@@ -63,11 +65,13 @@ async def async_saver(kind: str, tmp_path, request) -> AsyncIterator[Any]:
 
         yield InMemorySaver()
     elif kind == "aiosqlite":
+        pytest.importorskip("aiosqlite", reason="pip install 'agentroute[checkpoint]'")
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.db")) as saver:
             yield saver
     else:
+        pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(_pg(request)) as saver:
@@ -263,3 +267,36 @@ def test_routed_nodes_in_a_user_graph_resume_the_same_task(new_process, memory, 
         again = app.invoke({"query": "second question", "query_id": "q4"}, cfg)  # a new input: a new task
         assert again["agentroute"]["task_id"] != task_id and again["answer"] == "small says 4"
         assert len(recorded(memory, again["agentroute"]["task_id"]).steps) == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_run_and_arun_with_a_sync_only_saver(kind, memory, tmp_path, request):
+    """SqliteSaver / PostgresSaver have no async methods: run/arun still work (issue 11: NotImplementedError)."""
+    with sync_saver(kind, tmp_path, request) as saver:
+        app = compile_app(crashing_graph({"left": 0}), memory, saver, Budget(calls=5))
+        assert app.run("x", query_id="q1").status == "done"
+        result = asyncio.run(app.arun("x", query_id="q3", config={"configurable": {"thread_id": f"s-{uuid.uuid4().hex}"}}))
+        assert result.status == "done" and len(result.steps) == 3
+        results = asyncio.run(app.arun_many([{"query": "x", "query_id": f"q{i}"} for i in range(4)], concurrency=2))
+        assert [r.answer for r in results] == [f"small says {i}" for i in range(4)]
+        assert app.get_state({"configurable": {"thread_id": results[0].task.id}}).values["status"] == "done"
+
+
+def test_a_thread_of_a_user_graph_starts_a_new_task_when_asked(memory):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agentroute.graph import new_task
+
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    builder = StateGraph(UserState)
+    builder.add_node("draft", routed_node(dispatcher, role="executor", prompt="d", budget=Budget(calls=1)))
+    builder.add_edge(START, "draft")
+    app, cfg = builder.compile(checkpointer=InMemorySaver()), {"configurable": {"thread_id": "chat"}}
+    first = app.invoke({"query": "same", "query_id": "q1"}, cfg)["agentroute"]
+    again = app.invoke({"query": "same", "query_id": "q1"}, cfg)["agentroute"]  # same input: same task, no budget left
+    assert again["task_id"] == first["task_id"] and again["ledger"]["spent"][2] == 1
+    forced = app.invoke({"query": "same", "query_id": "q1", "agentroute": new_task(budget={"calls": 2})}, cfg)["agentroute"]
+    assert forced["task_id"] != first["task_id"] and forced["budget"] == {"calls": 2} and forced["ledger"]["spent"][2] == 1
+    cleared = app.invoke({"query": "same", "query_id": "q1", "agentroute": None}, cfg)["agentroute"]
+    assert cleared["task_id"] not in (first["task_id"], forced["task_id"])
+    assert len(recorded(memory, first["task_id"]).steps) == 1
