@@ -290,7 +290,13 @@ class BatchRunner:
             if self.out is not None:
                 await asyncio.to_thread(self._open_out)
             workers = [asyncio.create_task(self._worker(results)) for _ in range(self.concurrency)]
-            await asyncio.gather(*workers)
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:  # cancelled, or a worker failed (the database): stop the others first
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
         finally:
             heartbeat.cancel()
             if self._grace is not None:
@@ -337,9 +343,10 @@ class BatchRunner:
             self._tasks.add(task)
             try:
                 result = await asyncio.shield(task)
-            except asyncio.CancelledError:  # this worker was cancelled: wait for the item to be marked
+            except asyncio.CancelledError:  # the run itself was cancelled: mark the item, then stop
                 task.cancel()
-                result = await task
+                results.append(await task)
+                raise
             finally:
                 self._tasks.discard(task)
             results.append(result)

@@ -196,3 +196,28 @@ def test_a_router_or_node_that_raises_on_one_task_ends_that_task_not_the_batch(t
     assert by_query["boom here?"].status in ("done", "failed")  # the dispatcher may route around a raising router
     assert report.counts.get("running", 0) == 0 and sum(report.counts.values()) == 4
     assert {line["query"] for line in _lines(tmp_path / "o.jsonl")} == set(by_query)
+
+
+def test_cancelling_a_batch_marks_its_tasks_in_flight_interrupted_and_claims_nothing_more(tmp_path):
+    with StubOpenAIServer(delay_s=1.0) as slow:
+        pool = tmp_path / "pool.yaml"
+        pool.write_text(pool_yaml(slow.url))
+        memory = open_memory(f"sqlite:///{tmp_path}/m.db")
+        compiled = AgentGraph("one").add_role("executor", prompt="Answer.").compile(
+            pool=ModelPool.load(str(pool)), router=CheapestRouter(), memory=memory
+        )
+        items, _ = read_jsonl_queries(_input(tmp_path, [f"q{i}?" for i in range(10)]))
+        runner_ = BatchRunner(compiled, memory, batch_id="b", concurrency=2)
+
+        async def main():
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(runner_.run(items), timeout=0.5)
+
+        try:
+            asyncio.run(main())
+            counts = runner_.queue.counts()
+            stats = memory.stats()["tasks"]
+        finally:
+            memory.close()
+    assert counts == {"interrupted": 2, "pending": 8}
+    assert stats == {"interrupted": 2}

@@ -150,20 +150,21 @@ def test_sigterm_finishes_tasks_in_flight_and_out_holds_every_finished_task(tmp_
     assert len(server.answered) == n
 
 
-def test_sigterm_with_no_grace_marks_tasks_in_flight_interrupted_with_their_steps_cost(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_with_no_grace_marks_tasks_in_flight_interrupted_with_their_steps_cost(tmp_path, sig):
     n = 12
     memory = f"sqlite:///{tmp_path}/memory.db"
     with StubOpenAIServer(delay_s=0.3) as server:
         paths = _setup(tmp_path, server.url, n)
         proc = _start(paths, memory, "--grace-s", "0")
         _wait_for_lines(paths["out.jsonl"], 1, proc)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 128 + signal.SIGTERM, output
+        assert proc.returncode == 128 + sig, output
         state = _memory_state(memory)
         assert not [t for t in state["tasks"] if t["status"] == "running"]
         interrupted = [t for t in state["tasks"] if t["status"] == "interrupted"]
-        assert interrupted and all("interrupted (SIGTERM)" in t["meta"]["error"] for t in interrupted)
+        assert interrupted and all(f"interrupted ({sig.name})" in t["meta"]["error"] for t in interrupted)
         step_cost = Counter()
         for step in state["steps"]:
             step_cost[step["task_id"]] += step["cost_usd"]

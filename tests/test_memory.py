@@ -595,3 +595,11 @@ def test_a_task_that_cannot_be_stored_keeps_its_steps_out_in_this_batch_and_late
     with pytest.raises(MemoryWriteError, match="never stored"):
         store.flush()
     assert _step_task_ids(store) == {good.id}
+
+
+def test_nan_and_infinite_metadata_are_stored_as_strings_on_every_backend(store: SQLMemory) -> None:
+    task = make_task(0, metadata={"score": float("nan"), "bounds": [float("inf"), float("-inf"), 1.5]})
+    store.start_task(task)
+    store.flush()  # PostgreSQL's jsonb refuses NaN: stored, not lost
+    got = store.get_task(task.id)
+    assert got is not None and got.task.metadata == {"score": "nan", "bounds": ["inf", "-inf", 1.5]}

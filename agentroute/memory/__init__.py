@@ -1,14 +1,25 @@
 """The interaction memory: tasks, steps, feedback, audit events and router state in SQL.
 
 ``SQLMemory`` (SQLite by default, PostgreSQL by URL) implements the :class:`MemoryStore`
-contract with batched background writes; ``open_memory(url)`` opens one.
+contract with batched background writes; ``open_memory(url)`` opens one. ``BatchQueue`` is the
+durable work queue of a batch of tasks (claims, crash recovery), kept in the same database.
 """
 
 from __future__ import annotations
 
 from agentroute.memory.base import MemoryStore
+from agentroute.memory.batches import BatchQueue
 from agentroute.memory.engine import default_url
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
-from agentroute.memory.sql import SQLMemory, open_memory
+from agentroute.memory.sql import SQLMemory, open_memory, watch_tasks
 
-__all__ = ["MemoryStore", "MemoryStoreError", "MemoryWriteError", "SQLMemory", "default_url", "open_memory"]
+__all__ = [
+    "BatchQueue",
+    "MemoryStore",
+    "MemoryStoreError",
+    "MemoryWriteError",
+    "SQLMemory",
+    "default_url",
+    "open_memory",
+    "watch_tasks",
+]

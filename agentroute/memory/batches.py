@@ -170,7 +170,7 @@ class BatchQueue:
 
     def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
         """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring)."""
-        claimable = BATCH_ITEMS.c.status.in_(("pending", "interrupted"))
+        claimable: sa.ColumnElement[bool] = BATCH_ITEMS.c.status.in_(("pending", "interrupted"))
         if retry_failed:
             gone = sa.select(BATCH_WORKERS.c.id).where(
                 BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status != "running"

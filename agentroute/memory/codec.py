@@ -9,6 +9,7 @@ four characters ``\\x00`` and a surrogate as ``\\udXXX``; a task whose query was
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -58,9 +59,12 @@ def storable(text: str | None) -> str | None:
 
 
 def storable_data(value: Any) -> Any:
-    """Plain JSON data with every string (keys too) made :func:`storable`."""
+    """Plain JSON data with every string (keys too) made :func:`storable`, and NaN and infinities
+    (which JSON lacks and PostgreSQL's ``jsonb`` refuses) as the strings ``"nan"``, ``"inf"``, ``"-inf"``."""
     if isinstance(value, str):
         return storable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if isinstance(value, dict):
         return {storable(k) if isinstance(k, str) else k: storable_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -84,13 +88,14 @@ def jsonable(value: Any) -> Any:
 def json_text(value: Any) -> str:
     """JSON text for a model, dict or value, serialised in one pass by pydantic-core.
 
-    Strings that no database stores (NUL, lone surrogates) are escaped with :func:`storable`.
+    Strings that no database stores (NUL, lone surrogates) are escaped, and NaN and infinities
+    written as strings, by :func:`storable_data`.
     """
     try:
         text = to_json(value, fallback=_fallback).decode()
     except ValueError:  # a lone surrogate: pydantic-core cannot encode it as UTF-8
         return to_json(_storable_jsonable(value)).decode()
-    if "\\u0000" in text:  # PostgreSQL's jsonb refuses the escape; rare, so check the text once
+    if "\\u0000" in text or "NaN" in text or "Infinity" in text:  # jsonb refuses them; rare: check the text once
         return to_json(_storable_jsonable(value)).decode()
     return text
 
