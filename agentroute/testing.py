@@ -11,7 +11,10 @@ Use it from pytest::
 
 The checks: no side effects at construction, ``fit`` returns ``self``, routing before ``fit``
 raises :class:`~agentroute.errors.NotFittedError` (learned routers), decisions stay within the legal
-affordable candidates, seeded determinism, and ``save``/``load`` giving identical decisions. Each
+affordable candidates, seeded determinism, ``save``/``load`` giving identical decisions, and the
+mode contract (``train``/``serve``/``explore``: switching returns the router and keeps its learned
+state, the mode is not a parameter and is not saved, serving decisions are repeatable and never
+depend on the sampling seed, and an exploring router's ``explore`` mode does sample). Each
 router is built by name with the parameters in :data:`KIT_PARAMS` and fitted on
 :func:`sample_outcomes`, a small seeded logged-outcome table. :func:`missing_from_kit` lists
 registered routers the kit does not know, so a meta-test can fail on them.
@@ -28,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from agentroute.errors import NotFittedError
+from agentroute.errors import ConfigurationError, NotFittedError
 from agentroute.outcomes import OutcomeTable, column_agent
 from agentroute.pool.card import ModelCard
-from agentroute.routers.base import Router, get_router_class, router_names
+from agentroute.routers.base import MODES, Router, get_router_class, router_names
 from agentroute.types import RouteContext
 
 #: Parameters the kit passes when it builds a router by name (routers not listed: defaults).
@@ -45,7 +48,7 @@ KIT_PARAMS: dict[str, dict[str, Any]] = {
 KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", "ant-colony"}
 KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
 KIT_ROUTERS |= {"kg-gnn"}
-KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router"}
+KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {
@@ -201,6 +204,38 @@ def check_save_load_identical(name: str) -> None:
     assert _keys(router, ctxs) == _keys(loaded, ctxs) == _keys(again, ctxs), f"{name}: load changed decisions"
 
 
+def check_mode_contract(name: str) -> None:
+    """train/serve/explore switch the mode only; serving is repeatable and seed-free; explore samples."""
+    router = build(name)
+    cls = type(router)
+    assert router.mode == cls.default_mode and router.mode in MODES, f"{name}: starts in {router.mode!r}"
+    assert "mode" not in router.get_params(), f"{name}: the mode must not be a parameter"
+    for switch, mode in ((router.train, "train"), (router.explore, "explore"), (router.serve, "serve")):
+        assert switch() is router and router.mode == mode, f"{name}: {mode}() must return the router in {mode!r} mode"
+    try:
+        router.set_mode("bogus")  # type: ignore[arg-type]
+    except ConfigurationError:
+        pass
+    else:
+        raise AssertionError(f"{name}: set_mode accepted an unknown mode")
+    router.train().fit(sample_outcomes())
+    ctxs = contexts(sample_outcomes())
+    served = _keys(router.serve(), ctxs)
+    assert _keys(router, ctxs) == served, f"{name}: serving decisions are not repeatable"
+    explored = _keys(router.explore(), ctxs)
+    assert _keys(router.serve(), ctxs) == served, f"{name}: exploring changed what it serves"
+    if not router.explores:
+        assert explored == served, f"{name}: explores = False but explore mode decides differently"
+    else:
+        assert explored != served, f"{name}: explores = True but explore mode never samples"
+        if "seed" in router.get_params():
+            router.set_params(seed=int(router.get_params()["seed"]) + 1)
+            assert _keys(router.serve(), ctxs) == served, f"{name}: serving depends on the sampling seed"
+    with tempfile.TemporaryDirectory() as tmp:
+        router.save(tmp)
+        assert type(router).load(tmp).mode == cls.default_mode, f"{name}: a loaded router must start in its default mode"
+
+
 CHECKS: tuple[Callable[[str], None], ...] = (
     check_construction_has_no_side_effects,
     check_fit_returns_self,
@@ -208,6 +243,7 @@ CHECKS: tuple[Callable[[str], None], ...] = (
     check_decisions_within_candidates,
     check_seeded_determinism,
     check_save_load_identical,
+    check_mode_contract,
 )
 
 

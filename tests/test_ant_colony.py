@@ -493,3 +493,15 @@ def test_routers_show_writes_pheromone_json_and_plots(tmp_path):
         ["show", "ant-colony", "--state", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
     )
     assert bad.exit_code == 1 and "no saved router here" in bad.output
+
+
+def test_serve_mode_is_the_argmax_and_explore_mode_samples():
+    sampler = fitted(seed=3)
+    assert sampler.mode == "explore" and sampler.exploring  # a new colony explores (online learning)
+    contexts = [ctx("mix question", task_id=f"t{i}") for i in range(200)]
+    explored = [sampler.route(c).agent.model for c in contexts]
+    served = [sampler.serve().route(c) for c in contexts]
+    assert {d.evidence["mode"] for d in served} == {"greedy"}
+    assert {d.agent.model for d in served} == {fitted(greedy=True).route(contexts[0]).agent.model}
+    assert len(set(explored)) > 1
+    assert [sampler.explore().route(c).agent.model for c in contexts] == explored  # same seeded draws

@@ -8,6 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from agentroute.cli.errors import EXIT_BAD_INPUT
 from agentroute.cli.eval_cmd import eval_command
 
 app = typer.Typer()
@@ -26,20 +27,20 @@ def test_eval_prints_a_table_and_writes_results(data_dir, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(
         app, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest,strongest",
-              "--out", str(out)],
+              "--no-peers", "--out", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "AIQ" in res.output and "strongest" in res.output and "gpt-4-1106-preview" in res.output
     assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "curves.png"}
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (out / "results.csv").read_text().splitlines()
-    assert rows[0].startswith("name,aiq,max_accuracy") and len(rows) == 3
+    assert rows[0].startswith("name,mode,aiq,aiq_best_anchor") and len(rows) == 3
 
 
 def test_eval_json_prints_only_the_object(data_dir, tmp_path):
     res = runner.invoke(
         app, ["eval", "--dataset", f"dcrouter:{data_dir / 'llmrouter'}", "--routers", "cheapest,strongest",
-              "--json", "--out", str(tmp_path), "--output-tokens", "128"],
+              "--json", "--out", str(tmp_path), "--output-tokens", "128", "--no-peers"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -62,8 +63,8 @@ def test_eval_json_prints_only_the_object(data_dir, tmp_path):
         (["--dataset", "routerbench", "--routers", " , "], "--routers is empty"),
     ],
 )
-def test_bad_input_exits_1_with_a_message(args, message, tmp_path, data_dir, monkeypatch):
+def test_bad_input_exits_with_the_bad_input_code_and_a_message(args, message, tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("AGENTROUTE_DATA", str(data_dir))
     res = runner.invoke(app, ["eval", *args, "--out", str(tmp_path)])
-    assert res.exit_code == 1
+    assert res.exit_code == EXIT_BAD_INPUT
     assert message in " ".join(res.output.split())

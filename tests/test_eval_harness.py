@@ -37,7 +37,7 @@ def routerbench(data_dir) -> RoutingDataset:
 
 @pytest.fixture(scope="module")
 def result(routerbench):
-    return evaluate(routerbench, BASELINES, progress=False)
+    return evaluate(routerbench, BASELINES, progress=False, peers=False)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ class _OffTable(Router):
 
 
 def test_a_failing_router_is_reported_and_the_others_run(small):
-    out = evaluate(small, [_FailsToFit(), "cheapest", _OffTable(), "fixed:nope=1"], progress=False)
+    out = evaluate(small, [_FailsToFit(), "cheapest", _OffTable(), "fixed:nope=1"], progress=False, peers=False)
     errors = {r.name: r.error for r in out.routers}
     assert "fit failed: RuntimeError: boom" in errors["fails-to-fit"]
     assert "route failed" in errors["off-table"] and "not-a-model" in errors["off-table"]
@@ -168,14 +168,14 @@ class _Recorder(Router):
 
 def test_routers_are_fitted_on_train_with_the_cards(small):
     recorder = _Recorder()
-    evaluate(small, [recorder], progress=False)
+    evaluate(small, [recorder], progress=False, peers=False)
     assert isinstance(recorder.seen_, OutcomeTable) and recorder.seen_.query_ids == small.train.query_ids
     assert set(recorder.seen_.metadata["cards"]) == set(small.models)
 
 
 def test_unknown_router_names_list_the_registered_ones(small):
     with pytest.raises(UnknownNameError, match="known: .*cheapest"):
-        evaluate(small, ["cheapest", "no-such-router"], progress=False)
+        evaluate(small, ["cheapest", "no-such-router"], progress=False, peers=False)
 
 
 def test_router_specs_and_knob_grids():
@@ -230,7 +230,7 @@ def test_utility_sweep_equals_route_per_context(small, router_name):
 
 
 def test_oracle_is_fitted_on_test_and_reaches_the_oracle(small):
-    out = evaluate(small, ["oracle"], progress=False)
+    out = evaluate(small, ["oracle"], progress=False, peers=False)
     oracle = out.router("oracle")
     assert oracle.error is None and "test outcomes" in oracle.sweep
     assert oracle.max_accuracy == pytest.approx(out.oracle.accuracy)
@@ -268,3 +268,32 @@ def test_multi_agent_decisions_score_the_first_agent(small):
     ctxs, _ = build_contexts(small)
     sweep = sweep_router(_Multi(), ctxs, small.test)
     assert sweep.choices[0].tolist() == [len(small.models) - 1] * len(small.test)
+
+
+# -- modes, peers, intervals (issue 16) ------------------------------------------------------------
+def test_serving_mode_is_evaluated_and_exploration_reported_apart(small):
+    out = evaluate(small, ["ant-colony:intent=none"], progress=False, peers=False, explore=True, n_boot=50)
+    served, explored = out.routers
+    assert (served.name, served.mode, explored.name, explored.mode) == (
+        "ant-colony:intent=none", "serve", "ant-colony:intent=none [explore]", "explore",
+    )  # fmt: skip
+    assert served.aiq > explored.aiq  # the sampler is not what the colony serves
+    assert served.vs_zero is not None and served.vs_zero[1] <= served.vs_zero[0] <= served.vs_zero[2]
+    plain = evaluate(small, ["ant-colony:intent=none", "knn"], progress=False, peers=False, n_boot=0)
+    assert [r.name for r in plain.routers] == ["ant-colony:intent=none", "knn"]  # no explore rows
+    assert plain.routers[0].aiq == pytest.approx(served.aiq)
+
+
+def test_peers_run_in_every_evaluation_with_intervals_against_the_best(small):
+    out = evaluate(small, ["cheapest", "knn:k=20"], progress=False, n_boot=100)
+    names = [r.name for r in out.routers]
+    assert names == ["cheapest", "knn:k=20", "per-task", "knn", "logreg"]
+    assert out.peers == ["per-task", "knn", "logreg"]
+    ref = out.router(out.reference)
+    assert ref.aiq == max(out.router(p).aiq for p in out.peers)
+    assert ref.vs_reference is None and ref.vs_zero is not None
+    cheap = out.router("cheapest")
+    d, lo, hi = cheap.vs_reference
+    assert d == pytest.approx(cheap.aiq - ref.aiq) and lo <= d <= hi and hi < 0
+    assert all(r.anchor_model == "mistralai/mistral-7b-chat" for r in out.routers)
+    assert all(r.aiq == pytest.approx(r.aiq_best_anchor) for r in out.routers)  # no tie here

@@ -123,3 +123,15 @@ def test_bootstrap_against_the_zero_router():
     singles_as_router = (s.T.copy(), c.T.copy())
     diff, low, high = M.bootstrap_aiq_difference(singles_as_router, None, (s, c), n_boot=30)
     assert diff == pytest.approx(0) and low == pytest.approx(0) and high == pytest.approx(0)
+
+
+def test_aiq_anchors_at_the_tied_cheapest_model_the_router_uses():
+    singles = np.array([[1.0, 0.2], [1.0, 0.6], [3.0, 0.9]])  # two models tie for the cheapest cost
+    router = np.array([[3.0, 0.9]])  # only ever the dear model
+    assert M.cheapest_models(singles).tolist() == [0, 1]
+    never = M.anchor_index(singles, np.array([[2, 2, 2]]))
+    assert never == 0  # it uses neither: the worst of them, not the best
+    assert M.aiq(router, singles, never) == pytest.approx((0.2 + 0.9) / 2)
+    assert M.aiq(router, singles) == pytest.approx((0.6 + 0.9) / 2)  # the best-of-tied convention
+    uses_b = M.anchor_index(singles, np.array([[1, 1, 2], [2, 2, 2]]))
+    assert uses_b == 1

@@ -44,11 +44,25 @@ def eval_command(
     output_tokens: Annotated[
         int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")
     ] = None,
+    explore: Annotated[
+        bool,
+        typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows."),
+    ] = False,
+    boot: Annotated[
+        int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none).")
+    ] = 500,
+    peers: Annotated[
+        bool,
+        typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg."),
+    ] = True,
 ) -> None:
     """Fit each router on train, sweep its cost–quality knob on test, and compare them.
 
-    Prints a table (AIQ, max accuracy, cost to match the best single model, accuracy at its cost)
-    and writes results.json, results.csv and curves.png into --out.
+    Routers are evaluated in serving mode (no exploration draws); --explore adds an exploring
+    router's explore-mode sweep as its own row. Prints a table (AIQ with the 90% paired-bootstrap
+    interval of its gain over the zero router and over the best simple reference, max accuracy,
+    cost to match the best single model, accuracy at its cost) and writes results.json,
+    results.csv and curves.png into --out.
     """
     from agentroute.eval.datasets import load_dataset
     from agentroute.eval.harness import evaluate, parse_router_spec
@@ -65,7 +79,10 @@ def eval_command(
         for name in names:  # unknown router names fail before the dataset is read
             get_router_class(parse_router_spec(name)[0])
         data = load_dataset(dataset, seed=seed, **options)
-        result = evaluate(data, names, seed=seed, progress=not json_output and sys.stderr.isatty())
+        result = evaluate(
+            data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
+            peers=peers, n_boot=boot,
+        )  # fmt: skip
     except AgentrouteError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(exit_code_for(exc)) from None
@@ -93,6 +110,9 @@ def _header(result: EvalResult) -> str:
         f"router costs: {result.cost_estimate}",
         f"best single: {best.model} accuracy {best.accuracy:.3f} at ${best.cost:.6f}/query; "
         f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ {result.zero_router_aiq:.3f}",
+        "serving mode; AIQ anchored at the cheapest model each router uses; Δ: AIQ gain, "
+        f"{100 * result.boot.get('level', 0.9):.0f}% paired-bootstrap interval ({result.boot.get('n_boot', 0)} resamples)"
+        + (f"; best reference: {result.reference}" if result.reference else ""),
     ]
     if "tokenizer" in result.notes:
         lines.append(
@@ -105,7 +125,7 @@ def _header(result: EvalResult) -> str:
 def _table(result: EvalResult) -> Table:
     two = any(r.apgr is not None for r in result.routers)
     table = Table(title="test split", title_justify="left")
-    for col in ("router", "AIQ", "max acc", "cost to match best", "acc at best cost", "points"):
+    for col in ("router", "AIQ", "Δ vs zero", "Δ vs best ref", "max acc", "cost to match best", "acc at best cost", "points"):
         table.add_column(col, justify="left" if col == "router" else "right")
     if two:
         for col in ("APGR", "CPT50", "CPT80"):
@@ -116,6 +136,8 @@ def _table(result: EvalResult) -> Table:
         row = [
             r.name,
             _f(r.aiq),
+            _ci(r.vs_zero),
+            _ci(r.vs_reference),
             _f(r.max_accuracy),
             "—" if r.error else ("never" if r.cost_to_match_best is None else f"${r.cost_to_match_best:.6f}"),
             _f(r.accuracy_at_best_cost),
@@ -130,6 +152,15 @@ def _table(result: EvalResult) -> Table:
 
 def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(value: list[float] | None) -> str:
+    """``+0.033 [+0.024, +0.042]``, bold when the interval excludes 0."""
+    if not value:
+        return "—"
+    d, lo, hi = value
+    text = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return f"[bold]{text}[/]" if lo > 0 or hi < 0 else text
 
 
 def _pct(value: float | None) -> str:

@@ -17,6 +17,18 @@ the dataset object, which holds the test split); one that tunes on validation ca
 table itself (``best-single``, the torch routers). The oracle (and any router with
 ``replay_only = True``) is fitted on the test outcomes: a ceiling, not a router.
 
+**Modes.** Every router is fitted in ``train`` mode and swept in ``serve`` mode
+(:mod:`agentroute.routers.base`): an exploring router (the ant colony) is scored on what it
+serves, not on its exploration draws. With ``explore=True`` an exploring router is swept a second
+time in ``explore`` mode and reported as its own row, ``"<name> [explore]"``.
+
+**Peers and intervals.** The simple references — per-task lookup, kNN and logistic regression
+(:data:`PEERS`) — run in every evaluation (added when not asked for), and every router's AIQ gets
+a paired-bootstrap interval (``n_boot`` resamples of the test queries, ``level`` 0.9) of its gain
+over the zero router and over the best of those peers (by test AIQ: the strongest reference, so
+the comparison is conservative). AIQ anchors at the cheapest model the router actually uses
+(:mod:`agentroute.eval.metrics`); ``aiq_best_anchor`` keeps the best-of-tied convention.
+
 Routers with a knob are swept over ≥ 30 values (their ``knob_grid``, densified, or a default
 grid). A :class:`~agentroute.routers.utility.UtilityRouter` is swept cheaply: one ``predict`` call,
 then ``argmax(score − λ·cost/cost_scale_)`` per λ on the matrices, equal to calling ``route``.
@@ -38,11 +50,14 @@ from agentroute.eval import metrics as M
 from agentroute.eval.datasets import RoutingDataset
 from agentroute.eval.results import EvalResult, OraclePoint, RouterResult, SingleModel
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import Router, get_router_class
+from agentroute.progress import bar
+from agentroute.routers.base import Mode, Router, get_router_class
 from agentroute.types import Agent, RouteContext, Step
 
 CostEstimate = Literal["auto", "card", "train-mean"]
 MIN_POINTS = 30
+#: The simple references every evaluation includes, and against which gains are bootstrapped.
+PEERS: tuple[str, ...] = ("per-task", "knn", "logreg")
 
 
 # -- contexts --------------------------------------------------------------------------------------
@@ -202,13 +217,15 @@ def _sweep_route(
     n = len(ctxs)
     scores, costs, choices = (np.zeros((len(values), n)) for _ in range(3))
     calls, spent = 0, 0.0
-    for p, value in enumerate(values):
-        if value is not None:
-            router.set_params(**{str(router.knob): value})
-        for i, ctx in enumerate(ctxs):
-            score, cost, col, k, secs = _replay_one(router, ctx, table, i, escalates)
-            scores[p, i], costs[p, i], choices[p, i] = score, cost, col
-            calls, spent = calls + k, spent + secs
+    with bar(len(values) * n, f"sweeping {router.name}", unit="decision", show=_SHOW[0]) as b:
+        for p, value in enumerate(values):
+            if value is not None:
+                router.set_params(**{str(router.knob): value})
+            for i, ctx in enumerate(ctxs):
+                score, cost, col, k, secs = _replay_one(router, ctx, table, i, escalates)
+                scores[p, i], costs[p, i], choices[p, i] = score, cost, col
+                calls, spent = calls + k, spent + secs
+            b.update(n)
     how = "route per context" + (", replaying escalations" if escalates else "")
     return Sweep(values, scores, costs, choices.astype(int), 1e6 * spent / max(1, calls), how)
 
@@ -261,8 +278,19 @@ def evaluate(
     cost_estimate: CostEstimate = "auto",
     progress: bool = True,
     on_router: Callable[[RouterResult], None] | None = None,
+    explore: bool = False,
+    peers: bool | Sequence[str] = True,
+    n_boot: int = 500,
+    level: float = 0.9,
 ) -> EvalResult:
-    """Fit each router on ``dataset.train``, sweep it on ``dataset.test`` and compute the metrics.
+    """Fit each router on ``dataset.train``, sweep its knob on ``dataset.test`` in serving mode and
+    compute the metrics (module docstring).
+
+    Args:
+        explore: also sweep exploring routers in ``explore`` mode (extra rows).
+        peers: add the simple references (``True``: :data:`PEERS`; or a list; ``False``: none).
+        n_boot: bootstrap resamples for the intervals (0: none).
+        level: the intervals' coverage.
 
     A router that fails to build, fit or route is reported with its ``error``; the others still
     run. Names are checked first: an unknown one raises :class:`UnknownNameError` listing the
@@ -270,6 +298,10 @@ def evaluate(
     """
     test = dataset.test
     _check_complete(test)
+    routers = list(routers)
+    peer_names = list(PEERS) if peers is True else list(peers or [])
+    present = {r.name if isinstance(r, Router) else r.strip() for r in routers}  # a peer with other params is not the peer
+    routers += [p for p in peer_names if p not in present]
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
         if not isinstance(spec, Router):
             get_router_class(parse_router_spec(spec)[0])
@@ -295,18 +327,59 @@ def evaluate(
         seed=seed,
         notes=dict(dataset.notes),
     )
-    for spec in _progress(list(routers), progress):
-        try:
-            name, router = make_eval_router(spec, seed=seed)
-        except Exception as exc:  # bad parameters: reported like a failed fit
-            name = spec if isinstance(spec, str) else spec.name
-            res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
-        else:
-            res = _run_router(name, router, dataset, ctxs, singles, o_acc, result)
-        result.routers.append(res)
-        if on_router is not None:
-            on_router(res)
+    _SHOW[0] = None if progress else False
+    try:
+        for spec in _progress(routers, progress):
+            try:
+                name, router = make_eval_router(spec, seed=seed)
+            except Exception as exc:  # bad parameters: reported like a failed fit
+                name = spec if isinstance(spec, str) else spec.name
+                res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
+                runs = [res]
+            else:
+                runs = [_run_router(name, router, dataset, ctxs, singles, o_acc, result, "serve")]
+                if explore and router.explores and runs[0].error is None:
+                    runs.append(
+                        _run_router(f"{name} [explore]", router, dataset, ctxs, singles, o_acc, result,
+                                    "explore", refit=False)
+                    )  # fmt: skip
+            for res in runs:
+                result.routers.append(res)
+                if on_router is not None:
+                    on_router(res)
+        result.peers = [p for p in peer_names if any(r.name == p and r.error is None for r in result.routers)]
+        add_intervals(result, test, n_boot=n_boot, level=level, seed=seed)
+    finally:
+        _SHOW[0] = None
     return result
+
+
+def add_intervals(result: EvalResult, test: OutcomeTable, *, n_boot: int = 500, level: float = 0.9, seed: int = 0) -> None:
+    """Fill each router's ``vs_zero`` and ``vs_reference`` (paired bootstrap of the AIQ gain over
+    the zero router and over the best peer by test AIQ, ``reference``)."""
+    ok = [r for r in result.routers if r.error is None and r.name in result._outcomes]
+    peers = [r for r in ok if r.name in result.peers]
+    ref = max(peers, key=lambda r: r.aiq or -np.inf) if peers else None
+    result.reference = ref.name if ref is not None else None
+    result.boot = {"n_boot": n_boot, "level": level, "seed": seed}
+    if n_boot <= 0:
+        return
+    single = (test.scores, test.costs)
+    with bar(len(ok), "bootstrap intervals", unit="router", show=_SHOW[0]) as b:
+        for r in ok:
+            a = result.outcomes(r.name)
+            d, lo, hi = M.bootstrap_aiq_difference(a, None, single, n_boot=n_boot, level=level, seed=seed, anchor_a=r.anchor)
+            r.vs_zero = [d, lo, hi]
+            if ref is not None and r.name != ref.name:
+                d, lo, hi = M.bootstrap_aiq_difference(
+                    a, result.outcomes(ref.name), single, n_boot=n_boot, level=level, seed=seed,
+                    anchor_a=r.anchor, anchor_b=ref.anchor,
+                )  # fmt: skip
+                r.vs_reference = [d, lo, hi]
+            b.update(1)
+
+
+_SHOW: list[bool | None] = [None]
 
 
 def _run_router(
@@ -317,16 +390,27 @@ def _run_router(
     singles: np.ndarray,
     oracle_acc: float,
     result: EvalResult,
+    mode: Mode = "serve",
+    *,
+    refit: bool = True,
 ) -> RouterResult:
-    res = RouterResult(name=name, router=router.name, knob=router.knob, params=_params(router))
+    res = RouterResult(name=name, router=router.name, knob=router.knob, params=_params(router), mode=mode)
     replay_only = bool(getattr(router, "replay_only", False)) or router.name == "oracle"
     stage = "fit"
     try:
         start = time.perf_counter()
-        router.fit(_with_cards(dataset.test if replay_only else dataset.train, dataset))
-        res.fit_s = time.perf_counter() - start
+        if refit:
+            router.train()
+            router.fit(_with_cards(dataset.test if replay_only else dataset.train, dataset))
+            res.fit_s = time.perf_counter() - start
         stage = "route"
-        sweep = sweep_router(router, ctxs, dataset.test)
+        knob0 = getattr(router, router.knob) if router.knob else None
+        router.set_mode(mode)
+        try:
+            sweep = sweep_router(router, ctxs, dataset.test)
+        finally:
+            if router.knob:
+                router.set_params(**{router.knob: knob0})
     except Exception as exc:  # reported in the table; the other routers still run
         res.error = f"{stage} failed: {type(exc).__name__}: {exc}"
         return res
@@ -336,7 +420,10 @@ def _run_router(
     points = np.column_stack([sweep.costs.mean(axis=1), sweep.scores.mean(axis=1)])
     res.curve = [[float(c), float(q)] for c, q in points]
     c_best, q_best = M.best_single(singles)
-    res.aiq = M.aiq(points, singles)
+    res.anchor = M.anchor_index(singles, sweep.choices)
+    res.anchor_model = dataset.test.models[res.anchor]
+    res.aiq = M.aiq(points, singles, res.anchor)
+    res.aiq_best_anchor = M.aiq(points, singles)
     res.max_accuracy = float(points[:, 1].max())
     res.cost_to_match_best = M.cost_to_reach(points, q_best)
     at_best = M.quality_at_cost(points, c_best)
@@ -374,15 +461,8 @@ def _check_complete(table: OutcomeTable) -> None:
 
 
 def _progress(items: list[str | Router], enabled: bool) -> Iterator[str | Router]:
-    if not enabled:
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task("routers", total=len(items))
+    with bar(len(items), "routers", unit="router", show=None if enabled else False) as b:
         for spec in items:
-            bar.update(task, description=f"router {spec if isinstance(spec, str) else spec.name}")
+            b.set_description_str(f"router {spec if isinstance(spec, str) else spec.name}")
             yield spec
-            bar.advance(task)
+            b.update(1)

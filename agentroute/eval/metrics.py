@@ -12,6 +12,14 @@ hull over the single models). For **AIQ** the hull also includes the cheapest si
 point the curve runs linearly from the anchor instead of counting as 0; a router dominated by the
 cheapest model therefore scores that model's accuracy. The per-cost figures (quality at a cost,
 cost to reach a quality, oracle gap closed) use the router's own hull, without the anchor.
+
+**Which cheapest model anchors (fixed).** When several models tie for the cheapest mean cost
+(within a relative 1e-9), the anchor is the tied model **the router actually uses**: the one it
+chooses most often over its sweep, or — when it never chooses any of them — the *worst* of them
+(``anchor_index``). A router is never credited for a cheap model it does not pick. The older
+convention (the best of the tied models, ``anchor="best"``) is still computed by the harness as
+``aiq_best_anchor``; without a tie the two are equal. The zero router's hull holds every single
+model, so its AIQ is the same under both.
 """
 
 from __future__ import annotations
@@ -185,13 +193,48 @@ class Curve:
 
 
 # -- RouterBench ---------------------------------------------------------------------------------------
-def aiq(points: ArrayLike, single_points: ArrayLike) -> float:
+def cheapest_models(single_points: ArrayLike, rtol: float = 1e-9) -> np.ndarray:
+    """Indices of the models tied for the cheapest mean cost (within ``rtol``).
+
+    >>> cheapest_models([[1.0, 0.5], [1.0, 0.7], [2.0, 0.9]]).tolist()
+    [0, 1]
+    """
+    single = _points(single_points)
+    low = float(single[:, 0].min())
+    return np.flatnonzero(single[:, 0] <= low + rtol * max(abs(low), 1e-300))
+
+
+def anchor_index(single_points: ArrayLike, choices: np.ndarray | None = None) -> int:
+    """The model that anchors a router's AIQ (module docstring): among the models tied for the
+    cheapest cost, the one the router chooses most often in ``choices`` (model column per sweep
+    point and query, any shape), else the worst of them; without ``choices``, the best of them.
+
+    >>> anchor_index([[1, 0.5], [1, 0.7], [2, 0.9]], np.array([[0, 2, 2]]))
+    0
+    >>> anchor_index([[1, 0.5], [1, 0.7], [2, 0.9]], np.array([[2, 2]]))  # never uses them: the worst
+    0
+    >>> anchor_index([[1, 0.5], [1, 0.7], [2, 0.9]])
+    1
+    """
+    single = _points(single_points)
+    tied = cheapest_models(single)
+    if choices is None:
+        return int(tied[np.argmax(single[tied, 1])])
+    counts = np.array([np.sum(np.asarray(choices) == t) for t in tied])
+    if counts.max() > 0:
+        return int(tied[np.argmax(counts)])
+    return int(tied[np.argmin(single[tied, 1])])
+
+
+def aiq(points: ArrayLike, single_points: ArrayLike, anchor: int | None = None) -> float:
     """Average Improvement in Quality (RouterBench, arXiv 2403.12031, eq. 5).
 
     ``AIQ = ∫ R(c) dc / (c_max − c_min)`` over the single models' cost range ``[c_min, c_max]``,
     where ``R`` is the router's non-decreasing convex hull anchored at the cheapest single model
     (module docstring): linear from that anchor below the router's cheapest point, flat above its
-    best point. The zero router's AIQ is ``aiq(single_points, single_points)``.
+    best point. The zero router's AIQ is ``aiq(single_points, single_points)``. ``anchor`` is the
+    row of ``single_points`` that anchors (default: the best of the models tied for cheapest; the
+    harness passes :func:`anchor_index` of the router's choices).
 
     >>> singles = [[1, 0.5], [3, 0.9]]
     >>> aiq(singles, singles)  # the chord from (1, .5) to (3, .9): mean .7
@@ -201,7 +244,7 @@ def aiq(points: ArrayLike, single_points: ArrayLike) -> float:
     """
     single = _points(single_points)
     c_min, c_max = float(single[:, 0].min()), float(single[:, 0].max())
-    curve = Curve.of(points, anchor=_cheapest(single))
+    curve = Curve.of(points, anchor=_cheapest(single) if anchor is None else single[anchor])
     if c_max <= c_min:
         return float(curve(c_min))
     return curve.area(c_min, c_max) / (c_max - c_min)
@@ -324,14 +367,18 @@ def bootstrap_aiq_difference(
     n_boot: int = 1000,
     level: float = 0.9,
     seed: int = 0,
+    anchor_a: int | None = None,
+    anchor_b: int | None = None,
 ) -> tuple[float, float, float]:
     """Paired bootstrap of ``AIQ(a) − AIQ(b)`` over queries: (difference, low, high).
 
     Each of ``a`` and ``b`` is ``(scores, costs)`` of shape (n_points, n_queries): the chosen
     model's outcome per sweep point and query; ``b=None`` compares with the zero router.
     ``single`` is ``(scores, costs)`` of shape (n_queries, n_models). Every resample draws the
-    same queries for both routers and the singles. ROUTERS.md §8: about ±0.010 AIQ (90%) on the
-    RouterBench subset, ±0.022 on dcrouter's 500 test queries.
+    same queries for both routers and the singles. ``anchor_a``/``anchor_b``: the single-model
+    column anchoring each AIQ (:func:`anchor_index`; default the best of the tied cheapest).
+    ROUTERS.md §8: about ±0.010 AIQ (90%) on the RouterBench subset, ±0.022 on dcrouter's 500
+    test queries.
     """
     rng = np.random.default_rng(seed)
     n = single[0].shape[0]
@@ -339,8 +386,10 @@ def bootstrap_aiq_difference(
     def diff(idx: np.ndarray) -> float:
         singles = single_model_points(single[0][idx], single[1][idx])
         pa = np.column_stack([a[1][:, idx].mean(1), a[0][:, idx].mean(1)])
-        pb = singles if b is None else np.column_stack([b[1][:, idx].mean(1), b[0][:, idx].mean(1)])
-        return aiq(pa, singles) - aiq(pb, singles)
+        if b is None:
+            return aiq(pa, singles, anchor_a) - aiq(singles, singles)
+        pb = np.column_stack([b[1][:, idx].mean(1), b[0][:, idx].mean(1)])
+        return aiq(pa, singles, anchor_a) - aiq(pb, singles, anchor_b)
 
     full = diff(np.arange(n))
     draws = np.array([diff(np.asarray(rng.integers(0, n, size=n))) for _ in range(n_boot)])

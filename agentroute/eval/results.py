@@ -30,7 +30,13 @@ class RouterResult(BaseModel):
     router: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     knob: str | None = None
+    mode: str = "serve"
     aiq: float | None = None
+    aiq_best_anchor: float | None = Field(None, description="AIQ anchored at the best of the models tied for cheapest")
+    anchor: int | None = Field(None, description="single-model column anchoring aiq")
+    anchor_model: str | None = None
+    vs_zero: list[float] | None = Field(None, description="[AIQ − zero router, low, high] (paired bootstrap)")
+    vs_reference: list[float] | None = Field(None, description="[AIQ − best peer, low, high] (paired bootstrap)")
     max_accuracy: float | None = None
     cost_to_match_best: float | None = None
     accuracy_at_best_cost: float | None = None
@@ -63,6 +69,9 @@ class EvalResult(BaseModel):
     cost_estimate: str = ""
     seed: int = 0
     notes: dict[str, Any] = Field(default_factory=dict)
+    peers: list[str] = Field(default_factory=list, description="simple references that ran")
+    reference: str | None = Field(None, description="the best peer by test AIQ (vs_reference compares with it)")
+    boot: dict[str, Any] = Field(default_factory=dict)
     _outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = PrivateAttr(default_factory=dict)
 
     def router(self, name: str) -> RouterResult:
@@ -85,7 +94,7 @@ class EvalResult(BaseModel):
         paths = {"json": out / "results.json", "csv": out / "results.csv"}
         paths["json"].write_text(self.to_json())
         columns = [
-            "name", "aiq", "max_accuracy", "cost_to_match_best", "accuracy_at_best_cost",
+            "name", "mode", "aiq", "aiq_best_anchor", "anchor_model", "vs_zero", "vs_reference", "max_accuracy", "cost_to_match_best", "accuracy_at_best_cost",
             "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s", "route_us", "points", "error",
         ]  # fmt: skip
         with paths["csv"].open("w", newline="") as fh:

@@ -41,6 +41,7 @@ _LAZY_ROUTERS = {
     "best-single": "agentroute.routers.reference:BestSingleRouter",
     "per-task": "agentroute.routers.reference:PerTaskRouter",
     "knn": "agentroute.routers.knn:KNNRouter",
+    "logreg": "agentroute.routers.logreg:LogisticRouter",
     "mlp": "agentroute.routers.mlp:MLPRouter",
     "mf": "agentroute.routers.mf:MatrixFactorizationRouter",
     "graph-router": "agentroute.routers.graph_router:GraphRouter",

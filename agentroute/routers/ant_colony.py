@@ -17,7 +17,8 @@ i → j from the agent of the previous layer (the last finished step of another 
   EWMA of observed step latencies. ``norm`` is min–max over the candidates for the ability term
   (all equal → 1) and division by the largest value for the positive load and latency terms;
 - **transition** p(k | i, q) = τ(q)ᵢₖ^α·ηₖ^β / Σⱼ τ(q)ᵢⱼ^α·ηⱼ^β; sampled (seeded by the task,
-  step and query, so reproducible) or, with ``greedy``, the argmax (ties → cheaper).
+  step and query, so reproducible) while exploring (``explore``/``train`` mode, the default of a
+  new colony), the argmax (ties → cheaper) in ``serve`` mode or with ``greedy``.
 
 Serving never writes pheromone: ``observe`` samples a fraction ``sample_rate`` of finished tasks
 into a bounded FIFO (``buffer_size``; the oldest is dropped and counted when full); a background
@@ -210,7 +211,10 @@ class AntColonyRouter(Router):
         quality_threshold: gate: a task deposits only if its score ≥ this. [default 0.5]
         judge: optional gate ``judge(trajectory) -> bool | score`` (e.g. an LLM judge), run on the
             worker thread instead of the threshold (a returned number is compared to the threshold).
-        greedy: argmax instead of sampling (serving/evaluation); sampling explores. [default False]
+        greedy: argmax in every mode. Without it the colony samples only when exploring: in
+            ``explore`` or ``train`` mode (the default mode of a new colony, which learns online
+            from what it samples); in ``serve`` mode (``router.serve()``, what evaluation uses) it
+            takes the argmax. [default False]
         seed: seed of the sampling draws.
         intent: ``"embedding"`` (MiniLM + logistic regression), ``"smollm"``, ``"none"``, or an
             :class:`~agentroute.intent.IntentModel` (fitted ones are used as they are).
@@ -234,6 +238,8 @@ class AntColonyRouter(Router):
     learned = True
     knob = "cost_weight"
     knob_grid = KNOB_GRID
+    explores = True
+    default_mode = "explore"
 
     def __init__(
         self,
@@ -549,7 +555,7 @@ class AntColonyRouter(Router):
         desire = [t**a * e**b for t, e in zip(tau, eta, strict=True)]
         total = sum(desire)
         p = [d / total for d in desire]
-        if self.greedy:
+        if self.greedy or not self.exploring:
             pick = max(range(k), key=lambda c: (desire[c], -costs[c], -c))
             mode = "greedy"
         else:

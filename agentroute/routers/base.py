@@ -8,6 +8,20 @@ hyperparameters and only stores them; ``fit`` validates, learns state in attribu
 
 Every router exposes at most one cost–quality knob (``knob``: the name of a constructor
 parameter, e.g. λ in ``predicted score − λ·cost``, or a threshold) that evaluation sweeps.
+
+**Modes** (as torch modules have ``train()``/``eval()``): a router is in one of three modes, read
+from ``router.mode`` and set by :meth:`Router.train`, :meth:`Router.serve` and
+:meth:`Router.explore` (each returns the router):
+
+- ``"serve"``: decisions exploit what was learned — the best candidate under the router's own
+  rule, with no exploration draws. This is the mode a router is evaluated in.
+- ``"explore"``: decisions may sample to gather feedback for online learning (the ant colony's
+  transition rule). A router without an exploring policy (``explores = False``) decides as in
+  ``serve``.
+- ``"train"``: set around fitting; routing decides as in ``explore``.
+
+The mode is runtime state, not a parameter: it is not in ``get_params``, not saved, and a router
+starts in its class's ``default_mode`` ("serve" unless the class explores by default).
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ import json
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
@@ -29,6 +43,9 @@ from agentroute.types import Agent, Decision, RouteContext, Step, Task, Trajecto
 FORMAT_VERSION = 1
 MANIFEST = "router.json"
 ARRAYS = "arrays.npz"
+
+Mode = Literal["train", "serve", "explore"]
+MODES: tuple[Mode, ...] = ("train", "serve", "explore")
 
 
 class Router(abc.ABC):
@@ -43,6 +60,40 @@ class Router(abc.ABC):
     learned: ClassVar[bool] = False
     knob: ClassVar[str | None] = None
     knob_grid: ClassVar[tuple[float, ...]] = ()
+    #: Whether the router has an exploring policy distinct from serving (see the module docstring).
+    explores: ClassVar[bool] = False
+    #: The mode a new (or loaded) router starts in.
+    default_mode: ClassVar[Mode] = "serve"
+
+    # -- modes ----------------------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        """``"train"``, ``"serve"`` or ``"explore"`` (module docstring)."""
+        return self.__dict__.get("_mode", type(self).default_mode)
+
+    @property
+    def exploring(self) -> bool:
+        """Whether routing may sample now: an exploring router in ``explore`` or ``train`` mode."""
+        return self.explores and self.mode != "serve"
+
+    def set_mode(self, mode: Mode) -> Self:
+        """Switch mode; learned state is untouched. Returns ``self``."""
+        if mode not in MODES:
+            raise ConfigurationError(f"{self.name}: mode must be one of {list(MODES)} (got {mode!r})")
+        self.__dict__["_mode"] = mode
+        return self
+
+    def train(self) -> Self:
+        """Training mode (fitting, online learning); routing decides as in ``explore``."""
+        return self.set_mode("train")
+
+    def serve(self) -> Self:
+        """Serving mode: exploit, never explore. The mode evaluation reports."""
+        return self.set_mode("serve")
+
+    def explore(self) -> Self:
+        """Exploration mode: an exploring router samples its decisions to gather feedback."""
+        return self.set_mode("explore")
 
     # -- the contract ---------------------------------------------------------------------------
     @abc.abstractmethod

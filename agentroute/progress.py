@@ -1,0 +1,62 @@
+"""Progress bars for long phases (embedding, fitting, sweeping), on stderr.
+
+One switch for all of them: ``$AGENTROUTE_PROGRESS`` ``1`` forces bars on, ``0`` off; unset, a bar
+shows only when stderr is a terminal (so logs, pipes and ``--json`` runs stay clean). Bars are
+tqdm's (a core dependency), ``leave=False`` so that finished phases leave no trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def enabled(default: bool | None = None) -> bool:
+    """Whether bars show: ``$AGENTROUTE_PROGRESS``, else ``default``, else stderr is a terminal."""
+    env = os.environ.get("AGENTROUTE_PROGRESS", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    if default is not None:
+        return default
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+@contextmanager
+def bar(total: int | None, desc: str, *, unit: str = "it", show: bool | None = None) -> Iterator[Any]:
+    """A progress bar context; ``.update(k)`` advances it, ``.set_postfix_str(s)`` annotates it.
+    With bars off it yields an object whose methods do nothing."""
+    if not enabled(show):
+        yield _Null()
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True) as b:
+        yield b
+
+
+def track(items: Iterable[T], desc: str, *, total: int | None = None, show: bool | None = None) -> Iterator[T]:
+    """Iterate ``items`` with a bar (see :func:`bar`)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with bar(total, desc, show=show) as b:
+        for item in items:
+            yield item
+            b.update(1)
+
+
+class _Null:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+    def set_description_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
