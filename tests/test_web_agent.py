@@ -39,6 +39,7 @@ from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, do
         ("done()", Action("done")),
         ("The Ok button is 6.\nAnswer: click(6)", Action("click", ref=6)),
         ("Action: `click(3)`.", Action("click", ref=3)),
+        ('Click on the "okay" button.\n\nThe answer is: click(9)', Action("click", ref=9)),
         ("click(7)\nbecause it says OK", Action("click", ref=7)),
     ],
 )
@@ -250,7 +251,7 @@ def test_dom_skill_solves_simple_tasks_with_real_rewards_in_memory(chromium, sto
         agent.close()
     for r in results:
         assert (r.status, r.success) == ("done", True), r
-        assert 0.8 < r.reward <= 1.0 and r.cost_usd == 0.0
+        assert 0.5 < r.reward <= 1.0 and r.cost_usd == 0.0  # time-discounted: a loaded CI machine is slower
     assert [r.steps for r in results] == [1, 1, 1, 1, 2, 2]  # enter-text: type, then submit
     trajectories = {t.task.id: t for t in store.trajectories(graph="web_agent")}
     assert len(trajectories) == 6

@@ -7,7 +7,7 @@ One action per step, written on one line::
     key(KEY)             press a key: Enter, Tab, Backspace, ArrowDown … (see ``KEYS``)
     done()               declare the task finished (nothing is sent to the browser)
 
-The parser is strict: the first non-empty line after the last ``Answer:``/``Action:`` marker (or of
+The parser is strict: the first non-empty line after the last ``Answer:``/``Action:`` marker (``Answer is:`` too) (or of
 the whole text when there is none) must be exactly one action; surrounding backticks and a final
 full stop are tolerated, nothing else. A legal action also names an element that is on the page
 (and, for ``type``, one that takes text). Anything else raises :class:`ActionError`, which the web
@@ -41,7 +41,7 @@ KEYS: tuple[str, ...] = (
 )
 _KEY_LOOKUP = {k.lower(): k for k in KEYS}
 
-_MARKER = re.compile(r"(?:answer|action)\s*[:：]", re.IGNORECASE)
+_MARKER = re.compile(r"(?:answer|action)(?:\s+is)?\s*[:：]", re.IGNORECASE)
 _ACTION = re.compile(
     r"""(?ix)
     (?: click \( \s* (?P<click>-?\d+) \s* \)

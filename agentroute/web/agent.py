@@ -55,7 +55,9 @@ PROMPT = (
     'type(ID, "text") - type text into the text field ID\n'
     "key(Enter) - press a key (Enter, Tab, Backspace, ArrowUp, ArrowDown …)\n"
     "done() - the task is complete\n"
-    "Use only IDs shown on the page. Example: click(4)"
+    "Use only IDs shown on the page.\n\n"
+    "Example.\nTask: Click on the \"Yes\" button.\nPage:\n[3] div \"lorem ipsum\"\n"
+    "[4] button \"No\"\n[5] button \"Yes\"\nPrevious actions: none\nAnswer: click(5)"
 )
 
 
@@ -189,7 +191,7 @@ def build_web_graph(
         ep = _episode(config)
         ep.acted = False
         step = await dispatcher.step(
-            ep.run, role=ROLE, stage=STAGE, prompt=PROMPT, input=state["observation"],
+            ep.run, role=ROLE, stage=STAGE, prompt=PROMPT, input=f"{state['observation']}\nAnswer:",
             models=models, max_tokens=max_tokens, postconditions=[ExecuteAction(ep)],
         )
         if step is not None:
@@ -237,6 +239,7 @@ class EpisodeResult:
     failed_steps: int
     error: str | None = None
     actions: list[str] = field(default_factory=list)
+    step_models: list[str] = field(default_factory=list)  # the model of each recorded step (with step_ms)
 
     @property
     def score(self) -> float:
@@ -325,13 +328,13 @@ class WebAgent:
         try:
             page = await asyncio.to_thread(lambda: session.open().reset(seed))
         except BrowserCrashedError as exc:
-            run = self.dispatcher.start(f"[{task}]", budget=budget or self.budget, graph=GRAPH,
+            run = self.dispatcher.start(f"[{task}]", budget=budget or self.budget, graph=GRAPH, task_type=task,
                                         query_id=f"miniwob/{task}/{seed}", metadata=meta)
             task_record = self.dispatcher.finish(run, status="failed", score=0.0)
             return EpisodeResult(task, seed, task_record.id, "failed", 0.0, False, 0, 0.0, Counter(),
                                  time.perf_counter() - started, [], [], 0, str(exc))
         run = self.dispatcher.start(
-            f"[{task}] {page.utterance}", budget=budget or self.budget, graph=GRAPH,
+            f"[{task}] {page.utterance}", budget=budget or self.budget, graph=GRAPH, task_type=task,
             task_id=uuid.uuid4().hex, query_id=f"miniwob/{task}/{seed}", metadata=meta,
         )
         ep = Episode(task, seed, session, run, page, self.max_steps, self.screenshots)
@@ -361,7 +364,7 @@ class WebAgent:
             agents=Counter(s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}" for s in steps),
             seconds=time.perf_counter() - started, browser_ms=ep.browser_ms,
             step_ms=[s.latency_ms for s in steps], failed_steps=sum(s.status != "ok" for s in steps),
-            error=ep.crashed or error, actions=list(ep.history),
+            error=ep.crashed or error, actions=list(ep.history), step_models=[s.agent.model for s in steps],
         )
 
     async def preload(self) -> None:

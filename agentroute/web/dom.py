@@ -181,6 +181,8 @@ def render(page: Page) -> str:
 
 
 def digest_of(rendered: str) -> str | None:
-    """The digest on the last line of a :func:`render` output, or None."""
-    last = rendered.rstrip().rpartition("\n")[2]
-    return last.removeprefix("Observation: ").strip() if last.startswith("Observation: ") else None
+    """The digest on one of the last lines of a :func:`render` output (a prompt may follow), or None."""
+    for line in reversed(rendered.rstrip().splitlines()[-3:]):
+        if line.startswith("Observation: "):
+            return line.removeprefix("Observation: ").strip()
+    return None
