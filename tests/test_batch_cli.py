@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from agentroute.batch import BatchRunner, content_query_id, read_jsonl_queries
 from agentroute.cli import app
 from agentroute.graph import AgentGraph
-from agentroute.memory import open_memory
+from agentroute.memory import BatchQueue, open_memory
 from agentroute.memory.pgserver import create_database
 from agentroute.pool import ModelPool
 from agentroute.routers.baselines import CheapestRouter
@@ -221,3 +221,16 @@ def test_cancelling_a_batch_marks_its_tasks_in_flight_interrupted_and_claims_not
             memory.close()
     assert counts == {"interrupted": 2, "pending": 8}
     assert stats == {"interrupted": 2}
+
+
+def test_a_worker_joins_a_stored_batch_by_name_without_the_input(tmp_path, files):
+    memory = f"sqlite:///{tmp_path}/m.db"
+    with open_memory(memory) as store:
+        BatchQueue(store, "nightly").add([(f"n{i}", {"query": f"stored question {i}?"}) for i in range(3)])
+    result = runner.invoke(app, ["run", str(files["graph"]), "--resume", "--batch", "nightly", "--pool", str(files["pool"]),
+                                 "--memory", memory, "--out", str(files["out"])])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(line["query_id"] for line in _lines(files["out"])) == ["n0", "n1", "n2"]
+    again = runner.invoke(app, ["run", str(files["graph"]), "--batch", "nightly", "--pool", str(files["pool"]),
+                                "--memory", memory, "--input", str(_input(tmp_path, ["x?"]))])  # fmt: skip
+    assert again.exit_code == 2 and "pass --resume" in again.output
