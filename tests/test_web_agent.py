@@ -305,6 +305,27 @@ def test_budgets_hold_and_end_the_episode_budget_exhausted(chromium, store) -> N
 
 
 @browser
+def test_large_call_and_seconds_budgets_hold(chromium, store) -> None:
+    import time
+
+    def slow(observation: str) -> str:
+        time.sleep(0.4)
+        return "click(999)"
+
+    large = SCRIPTED.model_copy(update={"tier": "large"})
+    pool = ModelPool([large], backends={"replay": Scripted([slow])})
+    agent = _agent(router="always-large", pool=pool, memory=store, max_steps=10)
+    try:
+        capped = asyncio.run(agent.run_episode("click-test", 0, budget=Budget(large_calls=2)))
+        timed = asyncio.run(agent.run_episode("click-test", 1, budget=Budget(seconds=1.0)))
+    finally:
+        agent.close()
+    assert (capped.status, capped.steps) == ("budget_exhausted", 2)
+    assert timed.status == "budget_exhausted" and 1 <= timed.steps <= 3
+    assert len(store.get_task(timed.task_id).steps) == timed.steps
+
+
+@browser
 def test_cascade_escalates_from_the_skill_and_a_crash_fails_only_its_episode(chromium, store) -> None:
     from agentroute.web.agent import WebAgent
 

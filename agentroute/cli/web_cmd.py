@@ -32,7 +32,10 @@ DEFAULT_TASKS = "click-test,click-button,enter-text"
 
 
 def _parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Run MiniWoB++ episodes with every browser action routed.")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Run MiniWoB++ episodes with every browser action routed.",
+        epilog="--router, --pool, --budget-usd, --memory and --concurrency are the options of `agentroute run`.",
+    )
     p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated MiniWoB task names (default: {DEFAULT_TASKS})")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED … SEED+N-1)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
