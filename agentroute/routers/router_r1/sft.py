@@ -27,6 +27,7 @@ class Trace:
 
     question: str
     pieces: list[tuple[str, bool]]
+    failed: str | None = None  # why the pool call failed (such traces are not trained on)
 
     @property
     def text(self) -> str:
@@ -43,7 +44,10 @@ async def build_traces(
     seed: int = 0,
     concurrency: int = 8,
 ) -> list[Trace]:
-    """One trace per row; routed traces call the named agent through ``dispatcher``."""
+    """One trace per row; routed traces call the named agent through ``dispatcher``.
+
+    A routed trace whose call failed (timeout, budget) comes back with ``failed`` set and no pieces.
+    """
     rng = random.Random(seed)
     names = loop.names
     sem = asyncio.Semaphore(concurrency)
@@ -60,7 +64,10 @@ async def build_traces(
                 models=[agent], max_tokens=loop.settings.route_max_tokens,
             )
         dispatcher.finish(run, answer=gold)
-        reply = loop._truncate(step.output.strip()) if step is not None and step.status == "ok" else "no reply"
+        if step is None or step.status != "ok" or not step.output.strip():
+            why = "unaffordable" if step is None else step.error or "empty reply"
+            return Trace(q, [], failed=f"{agent}: {why}")  # dropped: a trace must show a real reply
+        reply = loop._truncate(step.output.strip())
         think = rng.choice(["I should ask an agent.", "An agent can help with this.", "Let me route the question."])
         return Trace(q, [
             (f"<think>{think}</think><route> {agent}: {q} </route>", True),

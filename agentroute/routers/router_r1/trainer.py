@@ -199,7 +199,7 @@ def train_router_r1(
 
     from agentroute.loading import load_router
     from agentroute.routers.router_r1.data import load_hotpotqa, split
-    from agentroute.routers.router_r1.sft import build_traces, encode_trace
+    from agentroute.routers.router_r1.sft import Trace, build_traces, encode_trace
     from agentroute.routers.router_r1.sft import sft as sft_fit
     from agentroute.training.lm_policy import HFPolicy
 
@@ -228,13 +228,20 @@ def train_router_r1(
         loop = ThinkRouteLoop(policy, pool, settings)
         rows = train_rows[: int(cfg.sft.get("traces", len(train_rows)))]
         started = time.perf_counter()
+        failed: list[str] = []
         cache = out / "traces.jsonl"  # built once per output folder: real pool calls are the slow part
         if cache.is_file():
             traces = [Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]]) for d in map(json.loads, cache.read_text().splitlines())]
         else:
             traces = asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=int(cfg.sft.get("direct_every", 4))))
-            cache.write_text("".join(json.dumps({"question": t.question, "pieces": t.pieces}) + "\n" for t in traces))
+            cache.write_text("".join(json.dumps({"question": t.question, "pieces": t.pieces}) + "\n" for t in traces if not t.failed))
         trace_s = time.perf_counter() - started
+        failed += [t.failed for t in traces if t.failed]
+        traces = [t for t in traces if not t.failed]
+        if failed:
+            log(f"sft: {len(failed)} traces dropped, their pool call failed: {failed[:3]}")
+        if not traces:
+            raise ConfigurationError("sft: every trace's pool call failed (raise the cards' timeout_s?)")
         assert all(format_valid(t.text, loop.names) for t in traces)
         encoded = [encode_trace(loop, t) for t in traces]
         started = time.perf_counter()
@@ -244,7 +251,7 @@ def train_router_r1(
         )
         policy.model.save_pretrained(out / "sft")
         policy.tokenizer.save_pretrained(out / "sft")
-        summary["sft"] = {"traces": len(traces), "routed": sum(len(t.pieces) > 1 for t in traces), "trace_s": trace_s, "train_s": time.perf_counter() - started, "losses": losses}
+        summary["sft"] = {"traces": len(traces), "dropped": len(failed), "routed": sum(len(t.pieces) > 1 for t in traces), "trace_s": trace_s, "train_s": time.perf_counter() - started, "losses": losses}
         log(f"sft: {len(traces)} traces ({trace_s:.0f}s), {len(losses)} steps, last loss {losses[-1]:.3f}")
     if sft_only:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
