@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from agentroute.errors import BudgetExceededError, ConfigurationError
 
@@ -55,7 +55,7 @@ def check_amount(name: str, value: Any, *, integer: bool = False, allow_zero: bo
         raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {_short(value)})")
     if integer and (number != int(number) or (isinstance(value, Decimal) and value != value.to_integral_value())):
         raise ConfigurationError(f"{name} must be a whole number (got {_short(value)})")
-    return number
+    return number + 0.0  # -0.0 → 0.0
 
 
 def _short(value: Any) -> str:
@@ -65,6 +65,9 @@ def _short(value: Any) -> str:
 
 class Budget(BaseModel):
     """Limits for one task; any subset may be set. ``None`` means unlimited; ``0`` means none allowed.
+
+    Immutable and validated on every path that builds one (``model_copy(update=...)`` is pydantic's
+    unvalidated copy: build a new ``Budget`` instead).
 
     >>> Budget(usd=0.01, large_calls=0).limits()
     {'usd': 0.01, 'large_calls': 0.0}
@@ -93,6 +96,23 @@ class Budget(BaseModel):
             number = check_amount(f"budget {name}", value, integer=name in _COUNTS)
             clean[name] = int(number) if name in _COUNTS else number
         super().__init__(**clean)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Budget:  # type: ignore[override]
+        """Like ``Budget(**obj)``: a bad limit is a :class:`ConfigurationError`."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid budget: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _checked(cls, value: Any, info: ValidationInfo) -> Any:
+        """The same rules on paths that skip ``__init__`` (``model_validate``, a nested ``Task``)."""
+        if value is None:
+            return None
+        number = check_amount(f"budget {info.field_name}", value, integer=info.field_name in _COUNTS)
+        return int(number) if info.field_name in _COUNTS else number
 
     def limits(self) -> dict[str, float]:
         return {r: float(getattr(self, r)) for r in RESOURCES if getattr(self, r) is not None}

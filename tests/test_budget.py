@@ -134,3 +134,16 @@ def test_seconds_limit_blocks_a_call_that_would_outlast_it():
     with pytest.raises(BudgetExceededError) as info:
         ledger.reserve(Cost(seconds=6))
     assert info.value.resource == "seconds"
+
+
+def test_every_path_that_builds_a_budget_validates_it():
+    import math
+
+    from agentroute.types import Task
+
+    with pytest.raises(ConfigurationError, match="usd must be finite"):
+        Budget.model_validate({"usd": math.nan})
+    with pytest.raises(ValueError, match="usd must be a number"):
+        Task.model_validate({"query": "q", "budget": {"usd": "x"}})
+    assert Task.model_validate({"query": "q", "budget": {"usd": 0.5, "calls": 3}}).budget == Budget(usd=0.5, calls=3)
+    assert str(Budget(usd=-0.0).usd) == "0.0"

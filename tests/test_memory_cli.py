@@ -62,10 +62,10 @@ def test_show_unknown_task_fails_clearly(memory_url: str) -> None:
 
 def test_missing_sqlite_file_is_an_error(tmp_path: Path) -> None:
     result = runner.invoke(memory_app, ["stats", "--memory", f"sqlite:///{tmp_path / 'absent.db'}"])
-    assert result.exit_code == 1 and "no memory database" in result.output
+    assert result.exit_code == 2 and "no memory database" in result.output
     assert not (tmp_path / "absent.db").exists()
     result = runner.invoke(memory_app, ["stats", "--memory", "oracle://x"])
-    assert result.exit_code == 1 and "oracle://x" in result.output
+    assert result.exit_code == 2 and "oracle://x" in result.output
 
 
 def test_export_jsonl_and_parquet(memory_url: str, tmp_path: Path) -> None:

@@ -40,6 +40,6 @@ def test_train_from_the_memory_uses_scored_trajectories(tmp_path):
 
 def test_train_errors_are_clear(tmp_path):
     result = runner.invoke(app, ["train", "nope", "--dataset", "routerbench:/nowhere", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "unknown router 'nope'" in result.output
+    assert result.exit_code == 2 and "unknown router 'nope'" in result.output
     result = runner.invoke(app, ["train", "strongest", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "--from MEMORY_URL or --dataset" in result.output
+    assert result.exit_code == 2 and "--from MEMORY_URL or --dataset" in result.output

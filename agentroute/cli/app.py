@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError
 
 app = typer.Typer(
@@ -30,6 +31,10 @@ GraphOpt = Annotated[str, typer.Option("--graph", help="Built-in graph name, mod
 RouterOpt = Annotated[str, typer.Option("--router", help="Registered router name, or a directory saved by `train`.")]
 PoolOpt = Annotated[str | None, typer.Option("--pool", help="Pool YAML (default: the local SmolLM2 pool).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")]
+TokensOpt = Annotated[int | None, typer.Option("--budget-tokens", help="Hard per-task limit on tokens (prompt + output).")]
+CallsOpt = Annotated[int | None, typer.Option("--budget-calls", help="Hard per-task limit on provider calls (retries and samples count).")]
+SecondsOpt = Annotated[float | None, typer.Option("--budget-seconds", help="Per-task deadline in seconds.")]
+LargeOpt = Annotated[int | None, typer.Option("--budget-large-calls", help="Hard per-task limit on calls to large-tier models (0: none).")]
 MemoryOpt = Annotated[str | None, typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file).")]
 
 
@@ -38,12 +43,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _runtime(graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None) -> Any:
+def _runtime(
+    graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None, **limits: Any
+) -> Any:
+    """The compiled graph and its memory; ``limits``: the other budget fields (tokens, calls, …)."""
     from agentroute.loading import load_graph, load_router, make_budget
     from agentroute.memory import open_memory
     from agentroute.pool import ModelPool
 
-    budget = make_budget(budget_usd)
+    budget = make_budget(budget_usd, **limits)
     spec = load_graph(graph)
     store = open_memory(memory)
     compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=budget)
@@ -85,6 +93,10 @@ def ask(
     router: RouterOpt = "cascade",
     pool: PoolOpt = None,
     budget_usd: BudgetOpt = None,
+    budget_tokens: TokensOpt = None,
+    budget_calls: CallsOpt = None,
+    budget_seconds: SecondsOpt = None,
+    budget_large_calls: LargeOpt = None,
     memory: MemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     policy: Annotated[Path | None, typer.Option("--policy", help="router_r1: the policy checkpoint directory (default: SmolLM2).")] = None,
@@ -95,13 +107,16 @@ def ask(
         if policy is not None or policy_url is not None:
             compiled, store = _router_r1_runtime(graph, router, pool, budget_usd, memory, policy, policy_url)
         else:
-            compiled, store = _runtime(graph, router, pool, budget_usd, memory)
+            compiled, store = _runtime(
+                graph, router, pool, budget_usd, memory,
+                tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+            )
         try:
             result = asyncio.run(_ask(compiled, question))
         finally:
             store.close()
     except AgentrouteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code_for(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(result_json(result)) + "\n")
     else:
@@ -171,7 +186,7 @@ def pool_list(pool: PoolOpt = None) -> None:
     try:
         models = ModelPool.load(pool)
     except AgentrouteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code_for(exc)) from None
     table = Table(title="model pool")
     for col in ("id", "backend", "tier", "$/1M in", "$/1M out", "context", "strategies", "description"):
         table.add_column(col)
@@ -197,7 +212,7 @@ def serve(
     try:
         models = ModelPool.load(pool)
     except AgentrouteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code_for(exc)) from None
     run_server(models, host, port)
 
 
