@@ -14,6 +14,7 @@ one-role graph (one priced call per query):
 Prints one table and checks exactly-once (each query done once, no task left running).
 
     .venv/bin/python benchmarks/batch_resume.py                      # SQLite file memory
+    .venv/bin/python benchmarks/batch_resume.py --postgres            # a throwaway PostgreSQL server
     .venv/bin/python benchmarks/batch_resume.py --memory postgresql+psycopg://…/db
 """
 
@@ -94,8 +95,20 @@ def main() -> None:
     parser.add_argument("--kill-at", type=int, default=None, help="--out lines before kill -9 (default: half)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--memory", default=None, help="memory URL (default: a SQLite file in a temp folder)")
+    parser.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL server for the memory")
     parser.add_argument("--delay-s", type=float, default=0.0, help="server reply delay")
     args = parser.parse_args()
+    if args.postgres:
+        from agentroute.memory.pgserver import PostgresServer, create_database
+
+        with PostgresServer(durable=False) as pg:
+            args.memory = create_database(pg.url, "agentroute_batch_resume")
+            bench(args)
+        return
+    bench(args)
+
+
+def bench(args: argparse.Namespace) -> None:
     n, kill_at = args.queries, args.kill_at or args.queries // 2
     with tempfile.TemporaryDirectory() as tmp, StubOpenAIServer(delay_s=args.delay_s) as server:
         folder = Path(tmp)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,11 +39,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentroute.memory.codec import storable
+from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
 from agentroute.types import new_id
 
 __all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED", "host_key", "pid_alive"]
+
+log = logging.getLogger("agentroute.batch")
 
 FINISHED = ("done", "budget_exhausted")
 """Item statuses a resumed batch skips."""
@@ -266,7 +270,10 @@ class BatchQueue:
         return self._retire(dead, "dead") if dead else Reconciled()
 
     def _retire(self, workers: list[str], status: str) -> Reconciled:
-        self.memory.flush()  # this process's own task writes first
+        try:
+            self.memory.flush()  # this process's own task writes first
+        except MemoryWriteError as exc:  # already logged by the writer; a batch goes on without them
+            log.error("batch %s: %s", self.batch_id, exc)
         now = _now()
         steps_cost = (
             sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0))
