@@ -232,17 +232,40 @@ def is_request(channel: Mapping[str, Any] | None) -> bool:
 
 
 # -- streaming ---------------------------------------------------------------------------------
+_MESSAGE_HANDLERS: dict[type, bool] = {}
+
+
 def _stream_handlers(config: Mapping[str, Any]) -> bool:
+    """Whether the run streams ``messages`` (LangGraph then attaches its messages handler)."""
     callbacks = config.get("callbacks")
-    handlers = getattr(callbacks, "handlers", callbacks) or ()
-    return any(type(h).__name__.startswith("StreamMessagesHandler") for h in handlers)
+    for handler in getattr(callbacks, "handlers", callbacks) or ():
+        kind = type(handler)
+        found = _MESSAGE_HANDLERS.get(kind)
+        if found is None:
+            found = _MESSAGE_HANDLERS[kind] = kind.__name__.startswith("StreamMessagesHandler")
+        if found:
+            return True
+    return False
+
+
+def _noop(chunk: Any) -> None:
+    pass
+
+
+_NOOP_CODE = _noop.__code__.co_code
+
+
+def _writes(writer: Any) -> bool:
+    """Whether ``writer`` does anything (LangGraph passes a do-nothing one unless ``custom`` is streamed)."""
+    code = getattr(writer, "__code__", None)
+    return writer is not None and (code is None or code.co_code != _NOOP_CODE or bool(code.co_names))
 
 
 def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, writer: Any) -> None:
     """Report a finished step to LangGraph's ``custom`` and ``messages`` stream modes."""
     if step is None:
         return
-    if writer is not None:
+    if _writes(writer):
         writer({"agentroute": {
             "task_id": step.task_id, "index": step.index, "stage": step.stage, "role": role,
             "agent": step.agent.key, "model": step.agent.model, "status": step.status, "cost_usd": step.cost_usd,
