@@ -340,9 +340,7 @@ class CompiledAgentGraph:
 
     # -- a new input opens a task ------------------------------------------------------------
     def _resumable(self, config: Mapping[str, Any] | None) -> bool:
-        if self.checkpointer not in (None, False):
-            return True
-        return bool(config and (config.get("configurable") or {}).get("__pregel_checkpointer"))
+        return self.checkpointer not in (None, False) or checkpointed(config)
 
     def _seed(self, input: Any, config: Any) -> tuple[Any, Any, str | None]:
         """Turn a new input into a task request; ``None`` input or a ``Command`` resumes."""

@@ -280,3 +280,22 @@ def test_subgraph_joins_the_task_of_a_user_graph(memory):
     assert [s.index for s in trajectory.steps] == [0, 1, 2]  # draft, planner, executor: calls=3 holds
     assert out["status"] == "budget_exhausted"
     assert trajectory.task.cost_usd == pytest.approx(sum(s.cost_usd for s in trajectory.steps))
+
+
+@pytest.mark.parametrize("path", ["invoke", "stream", "arun"])
+def test_an_invocation_that_raises_finishes_its_task_failed_without_a_checkpointer(memory, path):
+    def boom(state, ctx):
+        raise RuntimeError("boom")
+
+    g = AgentGraph("boom").add_role("planner", prompt="p").add_node("boom", boom).add_edge("planner", "boom")
+    app = g.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory)
+    with pytest.raises(RuntimeError, match="boom"):
+        if path == "invoke":
+            app.invoke({"query": "x", "query_id": "q1", "task_id": "t-boom"})
+        elif path == "stream":
+            list(app.stream({"query": "x", "query_id": "q1", "task_id": "t-boom"}))
+        else:
+            asyncio.run(app.arun("x", query_id="q1", task_id="t-boom"))
+    trajectory = recorded(memory, "t-boom")
+    assert trajectory.task.status == "failed" and len(trajectory.steps) == 1
+    assert trajectory.task.cost_usd == pytest.approx(trajectory.steps[0].cost_usd) and LIVE.get("t-boom") is None
