@@ -54,7 +54,7 @@ class Backend(abc.ABC):
             prompt_tokens = self.prompt_tokens(request, card)
         return card.usd(prompt_tokens, request.max_tokens)
 
-    async def preload(self, card: ModelCard) -> None:  # noqa: B027 - optional hook
+    async def preload(self, card: ModelCard) -> object:  # noqa: B027 - optional hook
         """Load what the first call needs (a local model, a tokenizer) off the event loop."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook

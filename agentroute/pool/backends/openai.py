@@ -316,7 +316,8 @@ class OpenAIBackend(Backend):
                 delta = getattr(choice, "delta", None)
                 content = getattr(delta, "content", None)
                 # reasoning models (vLLM, DeepSeek) stream their billed reasoning beside the answer
-                thought = (delta.model_extra or {}).get("reasoning_content") if hasattr(delta, "model_extra") else None
+                extra = getattr(delta, "model_extra", None)
+                thought = extra.get("reasoning_content") if isinstance(extra, dict) else None
                 if not content and not thought:
                     continue
                 for part in (content, thought):
