@@ -89,6 +89,35 @@ def _check(url: str, n: int) -> dict[str, int]:
     return dict(status)
 
 
+def bookkeeping(url: str, n: int, *, repeat: int = 5) -> dict[str, float]:
+    """Median seconds of what a resume adds in-process, on ``url``: adding ``n`` items that already
+    exist, reconciling a dead worker (8 claimed queries with running tasks), the first claim."""
+    from agentroute.memory import BatchQueue, open_memory
+    from agentroute.memory.batches import META_KEY
+    from agentroute.types import Task
+
+    times: dict[str, list[float]] = {"add": [], "reconcile": [], "claim": []}
+    with open_memory(url) as memory:
+        for r in range(repeat):
+            batch = f"bookkeeping-{r}-{time.time_ns()}"
+            items = [(f"k{i}", {"query": f"question {i}?"}) for i in range(n)]
+            dead = BatchQueue(memory, batch, worker_id=f"dead-{batch}")
+            dead.pid = 2**22 + 12345  # no such process
+            dead.add(items)
+            dead.join()
+            for claimed in dead.claim(8):
+                memory.start_task(Task(query=claimed.item["query"], metadata={"query_id": claimed.query_id,
+                                       META_KEY: {"id": batch, "worker": dead.worker_id}}))  # fmt: skip
+            memory.flush()
+            queue = BatchQueue(memory, batch)
+            for name, call in (("add", lambda q=queue, i=items: q.add(i)), ("reconcile", queue.reconcile),
+                               ("claim", lambda q=queue: (q.join(), q.claim(8)))):  # fmt: skip
+                started = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - started)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=3000)
@@ -142,6 +171,9 @@ def bench(args: argparse.Namespace) -> None:
     print(f"{'fresh batch, same size (reference)':38}{fresh['first']:>16.3f}{fresh['total']:>10.2f}{fresh['cpu']:>8.2f}")
     print(f"{'start-up (import agentroute.cli)':38}{'-':>16}{startup['total']:>10.2f}{startup['cpu']:>8.2f}")
     print(f"tasks in memory by status: {statuses} (interrupted: reconciled from the kill)")
+    parts = bookkeeping(memory if args.memory else f"sqlite:///{tempfile.mkdtemp()}/bookkeeping.db", n)
+    print("resume bookkeeping in-process (median of 5): " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in parts.items())
+          + f" — add {n} existing items, reconcile a dead worker (8 running), first claim")  # fmt: skip
 
 
 if __name__ == "__main__":
