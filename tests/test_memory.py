@@ -18,11 +18,14 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
 from agentroute.memory import MemoryStoreError, MemoryWriteError, SQLMemory, open_memory
 from agentroute.memory import queries as memory_queries
+from agentroute.memory.codec import storable
 from agentroute.memory.export import PARQUET_COLUMNS
 from agentroute.memory.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
 from agentroute.memory.pgserver import create_database
@@ -603,3 +606,12 @@ def test_nan_and_infinite_metadata_are_stored_as_strings_on_every_backend(store:
     store.flush()  # PostgreSQL's jsonb refuses NaN: stored, not lost
     got = store.get_task(task.id)
     assert got is not None and got.task.metadata == {"score": "nan", "bounds": ["inf", "-inf", 1.5]}
+
+
+@given(st.text(st.characters(exclude_categories=())))  # surrogates and NUL included
+def test_storable_text_is_always_storable_and_unchanged_when_it_can_be(text: str) -> None:
+    stored = storable(text)
+    assert stored is not None and "\x00" not in stored
+    stored.encode("utf-8")  # no lone surrogate left
+    if "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        assert stored == text

@@ -80,12 +80,12 @@ def run_batch(
     except AgentrouteError as exc:
         raise fail(str(exc)) from None
     try:
-        batch_id = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
+        batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
         runner = BatchRunner(
             compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
             grace_s=grace_s, lease_s=lease_s,
         )  # fmt: skip
-        report = asyncio.run(_run(runner, items))
+        report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None))
     except AgentrouteError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, _BadBatch) else 1) from None
     finally:
@@ -109,33 +109,34 @@ class _BadBatch(AgentrouteError):
     pass
 
 
-def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) -> str:
-    """The batch to run: a named or default one with --resume; else a fresh one (with a hint when
-    the default batch of this input already holds finished queries)."""
+def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) -> tuple[str, int]:
+    """The batch to run and how many of its queries are finished: a named or default one with
+    --resume; else a fresh one (with a hint when the default batch of this input already holds
+    finished queries)."""
     from agentroute.memory.batches import FINISHED, BatchQueue
     from agentroute.types import new_id
 
     name = batch or default
     assert name is not None
     counts = BatchQueue(store, name).counts()
+    finished = sum(counts.get(s, 0) for s in FINISHED)
     if resume:
         if batch and not default and not counts:
             raise _BadBatch(f"batch {batch!r} is not in the memory {store.url}; give --input to start it")
-        return name
+        return name, finished
     if batch:
         if counts:
             raise _BadBatch(f"batch {batch!r} already exists in the memory; pass --resume to continue it")
-        return batch
-    finished = sum(counts.get(s, 0) for s in FINISHED)
+        return batch, 0
     if finished:
         err_console.print(
             f"[yellow]note:[/] {finished} of these queries are already done in batch {name}; "
             "this run does them again (pass --resume to skip them)"
         )
-    return f"{name}-{new_id()[-8:]}"
+    return f"{name}-{new_id()[-8:]}", 0
 
 
-async def _run(runner: Any, items: list[dict[str, Any]]) -> Any:
+async def _run(runner: Any, items: list[dict[str, Any]], total: int | None) -> Any:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.stop, sig.name)
@@ -143,7 +144,7 @@ async def _run(runner: Any, items: list[dict[str, Any]]) -> Any:
     pool = runner.compiled.dispatcher.pool
     try:
         with Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task(f"running {runner.compiled.name}", total=len(items) or None)
+            bar = progress.add_task(f"running {runner.compiled.name}", total=total)
             runner.on_done = lambda _: progress.advance(bar)
             await pool.preload()
             try:
