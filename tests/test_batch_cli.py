@@ -234,3 +234,17 @@ def test_a_worker_joins_a_stored_batch_by_name_without_the_input(tmp_path, files
     again = runner.invoke(app, ["run", str(files["graph"]), "--batch", "nightly", "--pool", str(files["pool"]),
                                 "--memory", memory, "--input", str(_input(tmp_path, ["x?"]))])  # fmt: skip
     assert again.exit_code == 2 and "pass --resume" in again.output
+
+
+def test_a_sqlite_checkpointer_gives_each_task_a_checkpointed_thread(tmp_path, files):
+    path = _input(tmp_path, ["first?", "second?"])
+    checkpoints = tmp_path / "checkpoints.db"
+    result = _run(files, path, f"sqlite:///{tmp_path}/m.db", "--checkpointer", f"sqlite:///{checkpoints}")
+    assert result.exit_code == 0, result.output
+    engine = sa.create_engine(f"sqlite:///{checkpoints}")
+    with engine.connect() as conn:
+        threads = set(conn.execute(sa.text("SELECT DISTINCT thread_id FROM checkpoints")).scalars())
+    engine.dispose()
+    assert threads == {line["task_id"] for line in _lines(files["out"])}
+    bad = _run(files, path, f"sqlite:///{tmp_path}/m.db", "--checkpointer", "redis://x")
+    assert bad.exit_code == 2 and "--checkpointer" in bad.output

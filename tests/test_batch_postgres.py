@@ -1,4 +1,5 @@
-"""Scale-out on one machine: two `agentroute run --resume` processes share one batch in one PostgreSQL memory."""
+"""Scale-out on one machine: two `agentroute run --resume` processes share one batch in one PostgreSQL
+memory, with LangGraph's Postgres checkpointer in the same database."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 from collections import Counter
 
 import pytest
+import sqlalchemy as sa
 
 from agentroute.memory.pgserver import create_database
 from tests.test_batch_kill import _memory_state, _setup, _start, _wait_for_lines
@@ -24,7 +26,7 @@ def test_two_processes_over_one_input_do_every_query_exactly_once(tmp_path, post
         procs = []
         for out in outs:
             paths["out.jsonl"] = out
-            procs.append(_start(paths, memory))
+            procs.append(_start(paths, memory, "--checkpointer", "memory"))
         outputs = [proc.communicate(timeout=180)[0] for proc in procs]
         assert [proc.returncode for proc in procs] == [0, 0], outputs
         state = _memory_state(memory)
@@ -38,6 +40,11 @@ def test_two_processes_over_one_input_do_every_query_exactly_once(tmp_path, post
     assert not set(per_process[0]) & set(per_process[1]) and len(per_process[0]) + len(per_process[1]) == n
     workers = {t["meta"]["agentroute_batch"]["worker"] for t in state["tasks"]}
     assert len(workers) == 2
+    engine = sa.create_engine(memory)
+    with engine.connect() as conn:  # every task ran on a checkpointed thread of its own
+        threads = set(conn.execute(sa.text("SELECT DISTINCT thread_id FROM checkpoints")).scalars())
+    engine.dispose()
+    assert threads == {t["id"] for t in state["tasks"]}
 
 
 def test_a_killed_worker_is_reconciled_by_the_survivor_joining_later(tmp_path, postgres_url):

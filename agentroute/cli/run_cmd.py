@@ -9,7 +9,9 @@ printed); 2 bad input (missing, binary or empty input, an unknown batch); 128 + 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +52,7 @@ def run_batch(
     batch: Annotated[str | None, typer.Option("--batch", help="Batch id (default: GRAPH-<hash of the input's query ids>). With --resume, joins that batch; --input may then be left out.")] = None,
     grace_s: Annotated[float, typer.Option("--grace-s", min=0, help="On SIGTERM/SIGINT, seconds the tasks in flight may finish before they are interrupted.")] = 30.0,
     lease_s: Annotated[float, typer.Option("--lease-s", min=1, help="A worker on another host silent this long is taken as dead (its work is rerun).")] = 60.0,
+    checkpointer: Annotated[str | None, typer.Option("--checkpointer", help="LangGraph checkpointer: `memory` (the memory's own database), postgresql://… or sqlite:///PATH.")] = None,
 ) -> None:
     """Run a batch of questions with a progress bar; everything is written to memory.
 
@@ -85,7 +88,8 @@ def run_batch(
             compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
             grace_s=grace_s, lease_s=lease_s,
         )  # fmt: skip
-        report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None))
+        saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
+        report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None, saver_url))
     except AgentrouteError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, _BadBatch) else 1) from None
     finally:
@@ -136,7 +140,59 @@ def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) 
     return f"{name}-{new_id()[-8:]}", 0
 
 
-async def _run(runner: Any, items: list[dict[str, Any]], total: int | None) -> Any:
+def _checkpointer_url(spec: str, store: Any) -> str:
+    """A LangGraph checkpointer's connection string: ``postgresql://…`` (psycopg conninfo) or ``sqlite:///PATH``."""
+    import sqlalchemy as sa
+
+    url = store.engine.url if spec == "memory" else sa.make_url(spec)
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        return f"sqlite:///{url.database}"
+    raise _BadBatch(f"--checkpointer {spec!r}: expected `memory`, postgresql://… or sqlite:///PATH")
+
+
+@contextlib.asynccontextmanager
+async def _saver(url: str) -> AsyncIterator[Any]:
+    """LangGraph's async Postgres or SQLite saver, set up; concurrent set-ups of several workers
+    are serialised by an advisory lock (LangGraph's own ``setup()`` races on its migrations table)."""
+    if url.startswith("postgresql"):
+        import psycopg
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
+                await lock.execute("SELECT pg_advisory_lock(%s)", (_SAVER_LOCK,))
+                try:
+                    await saver.setup()
+                finally:
+                    await lock.execute("SELECT pg_advisory_unlock(%s)", (_SAVER_LOCK,))
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///")) as saver:
+        await saver.setup()
+        yield saver
+
+
+_SAVER_LOCK = 0x61677370  # "agsp"
+
+
+async def _run(runner: Any, items: list[dict[str, Any]], total: int | None, saver_url: str | None = None) -> Any:
+    if saver_url is None:
+        return await _run_batch(runner, items, total)
+    async with _saver(saver_url) as saver:
+        compiled, dispatcher = runner.compiled, runner.compiled.dispatcher
+        runner.compiled = compiled.spec.compile(
+            pool=dispatcher.pool, router=dispatcher.router, memory=dispatcher.memory, budget=compiled.budget,
+            checkpointer=saver,
+        )  # fmt: skip
+        return await _run_batch(runner, items, total)
+
+
+async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None) -> Any:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.stop, sig.name)
