@@ -16,7 +16,9 @@ This is the reference code's "DBLayer" (per-table MLP + scatter-mean by foreign 
 
 **Policy.** u = MLP_π([e(node), e(query), e(task), structure, pooled memories]) ∈ ℝ^d and for each
 action a = (role r, agent g): φ_a = E_role[r] + E_agent[g] + A·[cost features of a] + P_h M_a +
-p_n n_a + P_w W_g; scores s_a = u·φ_a / √d, masked softmax over legal, affordable actions.
+p_n n_a + P_w W_g; scores s_a = u·φ_a / √d + b_a, masked softmax over legal, affordable actions,
+where b_a = MLP_b([cost features of a, the weighted mean score and cost of a's rows, n_a]) lets the
+memory's evidence for an action (what a kNN router reads) and its cost enter the score directly.
 E_agent has one learned row per agent seen in training and one shared row for any other agent
 (trained by dropping ids at random), so a policy runs on pools it was not trained on.
 
@@ -110,6 +112,7 @@ class PlannerNet(nn.Module):
         self.hist_proj = nn.Linear(hidden, hidden, bias=False)
         self.evidence = nn.Linear(1, hidden, bias=False)
         self.flow_proj = nn.Linear(hidden, hidden, bias=False)
+        self.action_head = _mlp(N_ACTION + 3, hidden, 1)  # per-action bias: cost and GARNet's evidence
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -143,7 +146,10 @@ class PlannerNet(nn.Module):
             roles.unsqueeze(0) + agents + self.act_proj(b.act_x) + self.hist_proj(m_a)
             + self.evidence(n_ev.unsqueeze(-1)) + self.flow_proj(w_g).repeat(1, len(ROLES), 1)
         )
-        logits = (u.unsqueeze(1) * phi).sum(-1) / math.sqrt(self.hidden)
+        # the memory's own statistics per action: weighted mean score and cost of its rows, evidence
+        stats, _ = scatter_mean(b.hist_x[..., :2], b.hist_a, b.hist_w, n_a)
+        head = self.action_head(torch.cat([b.act_x, stats, n_ev.unsqueeze(-1)], dim=-1)).squeeze(-1)
+        logits = (u.unsqueeze(1) * phi).sum(-1) / math.sqrt(self.hidden) + head
         logits = logits.masked_fill(~b.mask, -1e9)
         value = self.value_mlp(state).squeeze(-1)
         return logits, value
