@@ -484,16 +484,30 @@ class CompiledAgentGraph:
 
     # -- nodes ------------------------------------------------------------------------------
     def _enter(self, state: Mapping[str, Any], config: Any) -> TaskRun:
-        """The live run of this invocation's task, held for the node (see :mod:`agentroute.graph_runtime`)."""
+        """The live run of this invocation's task, held for the node (see :mod:`agentroute.graph_runtime`).
+
+        A run pinned by its running invocation is not held again (release with :meth:`_exit`).
+        """
         channel = state.get(CHANNEL) or {}
         task_id = channel.get("task_id")
+        if task_id and LIVE.pinned(task_id) and (run := LIVE.get(task_id)) is not None:
+            return run
         if task_id and not is_request(channel):
-            return LIVE.hold(task_id, lambda: rebuild(self.dispatcher, channel))
-        request = channel if task_id else new_task(task_id=state.get("task_id"))
-        return LIVE.hold(request["task_id"], lambda: open_task(
-            self.dispatcher, request, query=str(state.get("query", "")), graph=self.spec.name,
-            budget=self.budget, carry={"opened_by": "graph", "owner": graph_path(config)},
-        ))
+            run = LIVE.hold(task_id, lambda: rebuild(self.dispatcher, channel))
+        else:
+            request = channel if task_id else new_task(task_id=state.get("task_id"))
+            run = LIVE.hold(request["task_id"], lambda: open_task(
+                self.dispatcher, request, query=str(state.get("query", "")), graph=self.spec.name,
+                budget=self.budget, carry={"opened_by": "graph", "owner": graph_path(config)},
+            ))
+        if LIVE.pinned(run.task.id):  # the pin keeps it: hold and release stay paired in _exit
+            LIVE.release(run.task.id)
+        return run
+
+    @staticmethod
+    def _exit(run: TaskRun) -> None:
+        if not LIVE.pinned(run.task.id):
+            LIVE.release(run.task.id)
 
     def _leave(self, run: TaskRun, state: Mapping[str, Any], update: dict[str, Any], config: Any, *, last: bool, index: int) -> Any:
         """Write the task's checkpoint; at the end of the graph, finish the task it owns."""
@@ -526,7 +540,7 @@ class CompiledAgentGraph:
                     update = await self._role_step(role, run, state, config, writer)
                 return self._leave(run, state, update, config, last=last, index=index)
             finally:
-                LIVE.release(run.task.id)
+                self._exit(run)
 
         def node(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
             return run_sync(anode(state, config, writer))
@@ -573,7 +587,7 @@ class CompiledAgentGraph:
             try:
                 return run, run._index, plain.fn(state, NodeContext(run, self.dispatcher, self.spec.skills, plain.stage))
             except BaseException:
-                LIVE.release(run.task.id)
+                self._exit(run)
                 raise
 
         def end(run: TaskRun, index: int, state: GraphState, result: Any, config: Any) -> Any:
@@ -588,7 +602,7 @@ class CompiledAgentGraph:
                     result = await result
                 return end(run, index, state, result, config)
             finally:
-                LIVE.release(run.task.id)
+                self._exit(run)
 
         def node(state: GraphState, config: RunnableConfig) -> Any:
             run, index, result = begin(state, config)
@@ -597,7 +611,7 @@ class CompiledAgentGraph:
                     result = run_sync(_awaited(result))
                 return end(run, index, state, result, config)
             finally:
-                LIVE.release(run.task.id)
+                self._exit(run)
 
         name = plain.name if plain is not None else FINISH
         return runnable(name, node, anode)

@@ -3,6 +3,7 @@ import asyncio
 import pytest
 
 from agentroute import AgentGraph, Budget, ConfigurationError, make_router, routed_node
+from agentroute.dispatch.run import LIVE
 from agentroute.graph import END
 from agentroute.graphs.qa import build_qa_graph, parse_subquestions
 from agentroute.loading import load_graph
@@ -133,6 +134,7 @@ async def test_arun_many_keeps_order_and_bounds_concurrency():
     )
     assert [r.answer for r in results] == [f"small says {i}" for i in range(40)]
     assert most == 7 and sorted(done) == sorted(r.answer for r in results)
+    assert all(LIVE.get(r.task.id) is None and not LIVE.pinned(r.task.id) for r in results)  # nothing kept
     assert await app.arun_many([], concurrency=3) == []
     with pytest.raises(ConfigurationError):
         await app.arun_many(["x"], concurrency=0)
