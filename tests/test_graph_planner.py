@@ -236,3 +236,18 @@ def test_unreadable_memory_does_not_stop_the_episode(router, tmp_path):
         assert result.status == "done" and fresh.history is None
     finally:
         memory.close()
+
+
+def test_planner_graph_is_a_langgraph_graph_with_checkpoints(router):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agentroute.routers.graph_planner.graph import build_planner_graph
+
+    app = build_planner_graph().compile(pool=replay_pool(), router=router, checkpointer=InMemorySaver())
+    state = app.invoke({"query": "q5", "query_id": "q5"})
+    assert state["status"] == "done" and state["answer"]
+    snapshot = app.get_state({"configurable": {"thread_id": state["task_id"]}})
+    tree = snapshot.values["context"]["graph_planner"]["workflow"]
+    assert tree["nodes"][0]["status"] == "done"  # the tree travels with the checkpoint
+    nodes = [next(iter(c)) for c in app.stream({"query": "q6", "query_id": "q6"})]
+    assert nodes[0] == "decide" and nodes[-1] == "agentroute_finish"
