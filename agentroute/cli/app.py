@@ -252,13 +252,13 @@ def eval_routers(
 def _register() -> None:
     from agentroute.cli.memory_cmd import memory_app
     from agentroute.cli.routers_cmd import routers_app
-    from agentroute.cli.run_cmd import run_batch
+    from agentroute.cli.run_cmd import RUN_CONTEXT_SETTINGS, run_batch
     from agentroute.cli.train_cmd import train_command
 
     app.add_typer(memory_app, name="memory")
     app.add_typer(routers_app, name="routers")
     app.command("train")(train_command)
-    app.command("run")(run_batch)
+    app.command("run", context_settings=RUN_CONTEXT_SETTINGS)(run_batch)
 
 
 _register()

@@ -21,14 +21,19 @@ from rich.table import Table
 
 from agentroute.cli.app import (
     BudgetOpt,
+    CallsOpt,
+    LargeOpt,
     MemoryOpt,
     PoolOpt,
     RouterOpt,
+    SecondsOpt,
+    TokensOpt,
     _runtime,
     console,
     err_console,
     fail,
 )
+from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
@@ -46,6 +51,10 @@ def run_batch(
     router: RouterOpt = "cascade",
     pool: PoolOpt = None,
     budget_usd: BudgetOpt = None,
+    budget_tokens: TokensOpt = None,
+    budget_calls: CallsOpt = None,
+    budget_seconds: SecondsOpt = None,
+    budget_large_calls: LargeOpt = None,
     memory: MemoryOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Also write one JSON line per finished task here, as it finishes (appended with --resume).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the batch: skip queries already done, rerun interrupted and failed ones. Several processes may resume one batch at once.")] = False,
@@ -79,9 +88,12 @@ def run_batch(
     elif not (resume and batch):
         raise fail("--input is required (or --resume --batch ID to join a batch already in the memory)", EXIT_BAD_INPUT)
     try:
-        compiled, store = _runtime(graph, router, pool, budget_usd, memory)
+        compiled, store = _runtime(
+            graph, router, pool, budget_usd, memory,
+            tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+        )
     except AgentrouteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code_for(exc)) from None
     try:
         batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
         runner = BatchRunner(
