@@ -299,3 +299,18 @@ def test_an_invocation_that_raises_finishes_its_task_failed_without_a_checkpoint
     trajectory = recorded(memory, "t-boom")
     assert trajectory.task.status == "failed" and len(trajectory.steps) == 1
     assert trajectory.task.cost_usd == pytest.approx(trajectory.steps[0].cost_usd) and LIVE.get("t-boom") is None
+
+
+def test_routed_nodes_under_batch_abatch_and_astream(memory):
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    app = user_graph(dispatcher, budget=Budget(calls=2), parallel=True)
+    inputs = [{"query": "x", "query_id": f"q{i}"} for i in range(4)]
+    outs = app.batch(inputs) + asyncio.run(app.abatch(inputs))
+    task_ids = [o["agentroute"]["task_id"] for o in outs]
+    assert len(set(task_ids)) == 8  # one task per invocation
+    assert all(sorted(s.index for s in recorded(memory, t).steps) == [0, 1] for t in task_ids)
+
+    async def collect():
+        return [c async for c in app.astream(inputs[0], stream_mode="updates")]
+
+    assert sorted(next(iter(c)) for c in asyncio.run(collect())) == ["draft", "polish"]
