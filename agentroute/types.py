@@ -57,9 +57,10 @@ class Decision(BaseModel):
     """A router's choice for one step: one agent, or several with weights (collaboration).
 
     Immutable: a plain single-agent decision is one shared object (see ``routers.base.decide``).
+    Non-finite scores are written to JSON as strings (``"nan"``, ``"inf"``), so they read back.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     agents: list[Agent]
     weights: list[float] = Field(default_factory=list)

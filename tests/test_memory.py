@@ -615,3 +615,19 @@ def test_storable_text_is_always_storable_and_unchanged_when_it_can_be(text: str
     stored.encode("utf-8")  # no lone surrogate left
     if "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         assert stored == text
+
+
+def test_a_decision_with_non_finite_scores_reads_back(tmp_path):
+    import math
+
+    from agentroute.memory import SQLMemory
+    from agentroute.types import Agent, Decision, Step, Task
+
+    with SQLMemory(f"sqlite:///{tmp_path}/m.db") as memory:
+        task = Task(query="q")
+        memory.start_task(task)
+        decision = Decision(agents=[Agent(model="m")], scores={"a": math.nan, "b": math.inf})
+        memory.record_step(Step(task_id=task.id, index=0, stage="execute", agent=Agent(model="m"), decision=decision))
+        memory.flush()
+        scores = memory.get_task(task.id).steps[0].decision.scores
+    assert math.isnan(scores["a"]) and scores["b"] == math.inf
