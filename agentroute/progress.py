@@ -60,3 +60,31 @@ class _Null:
 
     def set_description_str(self, s: str = "", refresh: bool = True) -> None:
         pass
+
+
+@contextmanager
+def phase(desc: str, *, show: bool | None = None) -> Iterator[Any]:
+    """A bar with no total for a phase whose length is unknown (a fit, a graph build): it shows
+    the phase and its elapsed time, refreshed once a second by a daemon thread."""
+    if not enabled(show):
+        yield _Null()
+        return
+    import threading
+
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(total=None, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
+              bar_format="{desc}: {elapsed}{postfix}") as b:  # fmt: skip
+
+        def tick() -> None:
+            while not done.wait(1.0):
+                b.refresh()
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        try:
+            yield b
+        finally:
+            done.set()
+            thread.join(timeout=2)

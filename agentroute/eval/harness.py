@@ -50,7 +50,7 @@ from agentroute.eval import metrics as M
 from agentroute.eval.datasets import RoutingDataset
 from agentroute.eval.results import EvalResult, OraclePoint, RouterResult, SingleModel
 from agentroute.outcomes import OutcomeTable
-from agentroute.progress import bar
+from agentroute.progress import bar, phase
 from agentroute.routers.base import Mode, Router, get_router_class
 from agentroute.types import Agent, RouteContext, Step
 
@@ -401,7 +401,8 @@ def _run_router(
         start = time.perf_counter()
         if refit:
             router.train()
-            router.fit(_with_cards(dataset.test if replay_only else dataset.train, dataset))
+            with phase(f"fitting {name}", show=_SHOW[0]):
+                router.fit(_with_cards(dataset.test if replay_only else dataset.train, dataset))
             res.fit_s = time.perf_counter() - start
         stage = "route"
         knob0 = getattr(router, router.knob) if router.knob else None

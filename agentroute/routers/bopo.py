@@ -39,6 +39,7 @@ from agentroute.agentic.features import (
 from agentroute.embed import context_text
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import as_outcome_table
+from agentroute.progress import phase
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.baselines import cost_order
 from agentroute.training.bopo_config import BoPOConfig
@@ -85,7 +86,8 @@ class BoPORouter(Router):
 
         self._check_threshold()
         config = self.resolved_config()
-        result = BoPOTrainer(config).train(as_outcome_table(data))
+        with phase("bopo: boundary rollouts, BoSFT and BoPO"):
+            result = BoPOTrainer(config).train(as_outcome_table(data))
         self.config_ = config
         self.policy_ = result.policy
         self.ladder_ = tuple(result.ladder)

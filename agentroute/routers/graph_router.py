@@ -84,6 +84,7 @@ import numpy as np
 from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
+from agentroute.progress import track
 from agentroute.routers.base import register
 from agentroute.routers.utility import (
     QUERY_CHARS,
@@ -308,7 +309,7 @@ class GraphRouter(UtilityRouter):
             opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             bce = torch.nn.functional.binary_cross_entropy
             best, best_state, stale, ran = np.inf, copy.deepcopy(self.net_.state_dict()), 0, 0
-            for step in range(1, self.epochs + 1):
+            for step in track(range(1, self.epochs + 1), "training graph-router"):
                 ran = step
                 self.net_.train()
                 opt.zero_grad()

@@ -19,6 +19,7 @@ from agentroute.kg.agents import agent_descriptor
 from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
 from agentroute.outcomes import OutcomeTable, agent_column, column_agent
+from agentroute.progress import phase
 from agentroute.routers.base import require_candidates
 from agentroute.routers.utility import (
     UtilityRouter,
@@ -282,18 +283,20 @@ class KGRouter(UtilityRouter):
         torch = _torch()
         torch.manual_seed(self.seed)
         builder = self._builder()
-        graphs = self._training_graphs(builder, table, observed, descriptors)
+        with phase(f"kg-gnn: building {len(rows)} query graphs"):
+            graphs = self._training_graphs(builder, table, observed, descriptors)
         train_mean = np.nanmean(np.where(observed[train_rows], table.costs[train_rows], np.nan), axis=0)
         net = self._make_net(builder.embedder.dim)
-        report = train_kg_net(
-            net,
-            [graphs[i] for i in train_rows],
-            [graphs[i] for i in val_rows],
-            val_scores=table.scores[val_rows],
-            val_costs=table.costs[val_rows],
-            cost_estimate=np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
-            config=config,
-        )
+        with phase(f"kg-gnn: training on {len(train_rows)} graphs (≤ {self.epochs} epochs)"):
+            report = train_kg_net(
+                net,
+                [graphs[i] for i in train_rows],
+                [graphs[i] for i in val_rows],
+                val_scores=table.scores[val_rows],
+                val_costs=table.costs[val_rows],
+                cost_estimate=np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
+                config=config,
+            )
         train_table = table.rows(train_rows)
         prior = prior_logits(
             train_table.scores,

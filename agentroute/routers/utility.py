@@ -401,6 +401,20 @@ def train_early_stopping(
     opt_cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(module.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
+    from agentroute.progress import bar
+
+    show = None if n_train >= 2000 else False  # a bar (on a terminal) for fits that take a while
+    with bar(epochs, f"training {type(module).__name__}", unit="epoch", show=show) as b:
+        ran, best_state = _epochs(module, opt, gen, train_loss, val_loss, n_train, epochs, batch_size, patience, b)
+    module.load_state_dict(best_state)
+    module.eval()
+    return ran
+
+
+def _epochs(module: Any, opt: Any, gen: Any, train_loss: Callable[[Any], Any], val_loss: Callable[[], float],
+            n_train: int, epochs: int, batch_size: int, patience: int, b: Any) -> tuple[int, Any]:  # fmt: skip
+    """The loop of :func:`train_early_stopping`: (epochs run, best weights)."""
+    torch = torch_module()
     best, best_state, stale, ran = np.inf, copy.deepcopy(module.state_dict()), 0, 0
     for epoch in range(1, epochs + 1):
         ran = epoch
@@ -414,15 +428,15 @@ def train_early_stopping(
         module.eval()
         with torch.no_grad():
             current = float(val_loss())
+        b.update(1)
+        b.set_postfix_str(f"val {current:.4f}", refresh=False)
         if current < best - 1e-6:
             best, best_state, stale = current, copy.deepcopy(module.state_dict()), 0
         else:
             stale += 1
             if stale >= patience:
                 break
-    module.load_state_dict(best_state)
-    module.eval()
-    return ran
+    return ran, best_state
 
 
 def validation_split(

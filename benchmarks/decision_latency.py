@@ -1,0 +1,71 @@
+"""Routing decision latency for a fresh query, end to end: embedding included.
+
+Each router is fitted on the RouterBench train split (embeddings of the train queries come from
+the cache), put in serving mode, then routes ``--n`` test queries one at a time, each made new by a
+per-run nonce so that its embedding is computed (never read from the cache): wall time of
+``router.route(ctx)``, p50 and p99. One torch / ONNX Runtime thread (the package default).
+
+    python benchmarks/decision_latency.py --n 200
+    python benchmarks/decision_latency.py --routers knn,logreg --runtime torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+import uuid
+
+import numpy as np
+
+ROUTERS = "random,cheapest,best-single,per-task,knn,logreg,mlp,mf,ant-colony,graph-router,kg-gnn"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--routers", default=ROUTERS)
+    parser.add_argument("--runtime", default=None, help="embedding runtime: onnx or torch (default: auto)")
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.runtime:
+        os.environ["AGENTROUTE_EMBED_RUNTIME"] = args.runtime
+    print(f"command: python {' '.join(sys.argv)}")
+    from agentroute.embed import default_embedder
+    from agentroute.eval import load_dataset
+    from agentroute.eval.harness import build_contexts, make_eval_router
+
+    data = load_dataset("routerbench")
+    ctxs, _ = build_contexts(data, "test")
+    nonce = uuid.uuid4().hex[:8]
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(ctxs), size=args.n + args.warmup, replace=False)
+    fresh = [
+        dataclasses.replace(ctxs[int(i)], query=f"{ctxs[int(i)].query} [{nonce}-{k}]",
+                            step_input=f"{ctxs[int(i)].query} [{nonce}-{k}]")
+        for k, i in enumerate(picks)
+    ]  # fmt: skip
+    print(f"load average {os.getloadavg()[0]:.1f}; {args.n} fresh RouterBench test queries, 11 candidates")
+    print("| router | p50 ms | p99 ms | mean ms |")
+    print("|---|---:|---:|---:|")
+    for spec in args.routers.split(","):
+        name, router = make_eval_router(spec)
+        router.train().fit(data.train if not getattr(router, "replay_only", False) else data.test)
+        router.serve()
+        for ctx in fresh[: args.warmup]:
+            router.route(ctx)
+        times = []
+        for ctx in fresh[args.warmup :]:
+            start = time.perf_counter()
+            router.route(ctx)
+            times.append(1e3 * (time.perf_counter() - start))
+        t = np.array(times)
+        print(f"| {name} | {np.percentile(t, 50):.2f} | {np.percentile(t, 99):.2f} | {t.mean():.2f} |", flush=True)
+    print(f"embedding runtime: {default_embedder().runtime_}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

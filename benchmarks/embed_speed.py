@@ -1,0 +1,82 @@
+"""Embedding throughput per runtime for the same all-MiniLM-L6-v2 weights, and the cosine to torch.
+
+Runtimes: torch (sentence-transformers, batch 64, one thread), ONNX Runtime fp32 (the weights
+exported locally, batches of 32 sorted by length, one thread) and ONNX Runtime int8 (dynamic
+quantisation of the linear layers, measured even when the embedder would reject it). The runtimes
+are timed in alternation for ``--rounds`` rounds on the same texts (the machine is shared: compare
+within one run; the load average is printed), reporting the median texts/s; the cosine to the
+torch vectors is reported as min / mean over the texts.
+
+    python benchmarks/embed_speed.py --n 400 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def sample_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` RouteLLM MMLU and RouterBench prompts (half each), seeded."""
+    from agentroute.eval import load_dataset
+
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    for spec in ("routellm-mmlu", "routerbench"):
+        queries = list(load_dataset(spec).train.queries)
+        out += [queries[i] for i in rng.choice(len(queries), size=n // 2, replace=False)]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(f"command: python {' '.join(sys.argv)}")
+    from agentroute._optional import torch_module
+    from agentroute.embed import default_model_path
+    from agentroute.embed_onnx import OnnxEmbedder
+
+    texts = sample_texts(args.n)
+    torch_module()
+    st = __import__("sentence_transformers")
+    model = st.SentenceTransformer(default_model_path(), device="cpu")
+    fp32 = OnnxEmbedder().load()
+    int8 = OnnxEmbedder(precision="int8", min_cosine=-1.0).load()  # kept whatever its cosine
+    runtimes = {
+        "torch (sentence-transformers)": lambda: model.encode(
+            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+        ),
+        "onnx fp32": lambda: fp32.embed(texts),
+        "onnx int8": lambda: int8.embed(texts),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runtimes}
+    vectors: dict[str, np.ndarray] = {}
+    loads = []
+    for _ in range(args.rounds):
+        for name, run in runtimes.items():
+            loads.append(os.getloadavg()[0])
+            start = time.perf_counter()
+            vectors[name] = np.asarray(run(), dtype=np.float32)
+            times[name].append(time.perf_counter() - start)
+    ref = vectors["torch (sentence-transformers)"]
+    base = len(texts) / statistics.median(times["torch (sentence-transformers)"])
+    print(f"{len(texts)} texts, {args.rounds} rounds, load average {min(loads):.1f}–{max(loads):.1f}")
+    print("| runtime | texts/s (median) | × torch | cosine to torch min / mean |")
+    print("|---|---:|---:|---|")
+    for name in runtimes:
+        rate = len(texts) / statistics.median(times[name])
+        cos = np.sum(vectors[name] * ref, axis=1)
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f} | {cos.min():.5f} / {cos.mean():.5f} |")
+    print(f"int8 probe-set min cosine to fp32: {int8.min_cosine_:.4f} (kept by default only if ≥ 0.99)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
