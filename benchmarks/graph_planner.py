@@ -1,7 +1,7 @@
 """GraphPlanner on the offline RouterBench environment: quality, cost, budgets, memory, latency.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/graph_planner.py --episodes 2000 --lambdas 0,0.3 \\
-        --out /tmp/graph_planner.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/graph_planner.py --episodes 12000 --lr 5e-4 \\
+        --lambdas 0,0.1,0.3,1 --out /tmp/graph_planner.json
 
 What it measures (test split of the RouterBench subset under ``$AGENTROUTE_DATA``; training on the
 train split only):
@@ -14,7 +14,9 @@ train split only):
 2. λ = 0 (the reference reward) vs λ > 0: accuracy and cost.
 3. Budget sweep: accuracy, mean cost, violations (cost > budget) and the mask rate (legal actions
    masked by the budget, over legal actions).
-4. Memory effect: the same λ = 0 policy given 0, 1k and 10k historical rows read from the SQL memory.
+4. Memory effect: the same policy (λ = ``--base-lambda``) given 0, 1k and 10k historical rows read from the SQL memory,
+   with the agents' learned ids, and with every agent seen as unknown (a new pool: only the cost
+   features and the memory's rows tell the agents apart).
 5. Training time on this CPU and decision latency p50/p99 (``act``: embeddings cached, memory lookup,
    features, policy forward).
 6. The planner graph (LangGraph, dispatcher, replay backend over the test split) on a few test
@@ -72,8 +74,12 @@ def fill_memory(memory, table, rows: int, seed: int = 0) -> int:
     return len(pick)
 
 
-def evaluate_policy(router: GraphPlannerRouter, env: OfflineEnv, emb: np.ndarray, history, budget: float | None) -> dict:
+def evaluate_policy(router: GraphPlannerRouter, env: OfflineEnv, emb: np.ndarray, history, budget: float | None,
+                    *, hide_ids: bool = False) -> dict:
+    """Greedy episodes over the whole split; ``hide_ids``: every agent seen as a new, unknown one."""
     ids = router._agent_ids(env.agents)
+    if hide_ids:
+        ids = np.full_like(ids, len(router.agents_))
     eps = [
         run_episode(router.net_, env, i, query_emb=emb, agent_id=ids, history=history, rows=None, budget=budget,
                     cost_weight=float(router.cost_weight), cost_scale=router.cost_scale_, k=router.memory_k,
@@ -125,6 +131,8 @@ def main() -> None:
     ap.add_argument("--memory-rows", type=int, default=10_000)
     ap.add_argument("--graph-queries", type=int, default=30)
     ap.add_argument("--routers", default="per-task,knn,graph-router")
+    ap.add_argument("--base-lambda", type=float, default=0.1, help="the λ of the budget sweep and memory runs")
+    ap.add_argument("--lr", type=float, default=1e-4, help="policy learning rate (value: twice it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -153,7 +161,7 @@ def main() -> None:
     planners = {}
     report["graph_planner"] = {}
     for lam in [float(x) for x in args.lambdas.split(",")]:
-        router = GraphPlannerRouter(cost_weight=lam, episodes=args.episodes, seed=args.seed)
+        router = GraphPlannerRouter(cost_weight=lam, episodes=args.episodes, lr_policy=args.lr, lr_value=2 * args.lr, seed=args.seed)
         last = [0.0]
 
         def progress(row, lam=lam, last=last):
@@ -207,8 +215,9 @@ def main() -> None:
         }
         print(f"{name}: {report['single_round'][name]}", flush=True)
 
-    # -- budget sweep (λ = first) ----------------------------------------------------------------
-    base = planners[next(iter(planners))]
+    # -- budget sweep (λ = --base-lambda) ----------------------------------------------------------------
+    base = planners.get(args.base_lambda, planners[next(iter(planners))])
+    report["base_lambda"] = float(base.cost_weight)
     report["budget_sweep"] = {}
     for mult in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
         usd = base.cost_scale_ * mult
@@ -218,10 +227,12 @@ def main() -> None:
 
     # -- memory effect ----------------------------------------------------------------------------
     report["memory_effect"] = {}
-    for n, hist in histories.items():
-        res = evaluate_policy(base, env, test_emb, hist, None)
-        report["memory_effect"][str(n)] = res
-        print(f"memory {n} rows: {res}", flush=True)
+    for hide in (False, True):
+        for n, hist in histories.items():
+            res = evaluate_policy(base, env, test_emb, hist, None, hide_ids=hide)
+            label = f"{n} rows" + (", agent ids hidden (a new pool)" if hide else "")
+            report["memory_effect"][label] = res
+            print(f"memory {label}: {res}", flush=True)
 
     # -- decision latency (act: memory lookup + features + forward; embeddings cached) ---------------
     base.attach_memory(full)
