@@ -101,9 +101,8 @@ def _state(state: GraphState) -> dict[str, Any]:
 
 
 def _is_planner(router: Any) -> bool:
-    from agentroute.routers.graph_planner.router import GraphPlannerRouter
-
-    return isinstance(router, GraphPlannerRouter)
+    """A GraphPlanner policy (checked without importing torch for other routers)."""
+    return getattr(router, "name", None) == "graph-planner" and callable(getattr(router, "act", None))
 
 
 def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_subqueries: int = 3,
