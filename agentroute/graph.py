@@ -433,6 +433,39 @@ class CompiledAgentGraph:
             raise RuntimeError(f"task {task_id} was never opened")
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
 
+    async def aresume(self, config: dict[str, Any], *, command: Any = None) -> RunResult:
+        """Continue the task of a checkpointed thread — after a crash, or an ``interrupt()``.
+
+        ``command`` is what to resume with (``Command(resume=value)`` after an interrupt; ``None``
+        after a crash). The task keeps its id, ledger and memory row. A thread whose task already
+        ended runs nothing and returns that task's result.
+        """
+        sync_only = not await self._async_checkpointer()
+        snapshot = await asyncio.to_thread(self.get_state, config) if sync_only else await self.aget_state(config)
+        channel = dict(snapshot.values.get(CHANNEL) or {})
+        task_id = channel.get("task_id")
+        if not task_id or is_request(channel):
+            thread = (config.get("configurable") or {}).get("thread_id")
+            raise ConfigurationError(f"thread {thread!r} holds no started agentroute task to resume")
+        LIVE.pin(task_id)
+        try:
+            if sync_only:
+                final = await asyncio.to_thread(self.invoke, command, config)
+            else:
+                final = await self.ainvoke(command, config)
+            run = LIVE.get(task_id)
+        finally:
+            LIVE.unpin(task_id)
+        if run is None:  # nothing ran: the task had ended; its record is the memory's (or the checkpoint's)
+            run = rebuild(self.dispatcher, channel)
+            run.task.status = channel.get("status", run.task.status)
+        state = dict(final) if isinstance(final, Mapping) else dict(snapshot.values)
+        return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **state, "status": run.task.status})
+
+    def resume(self, config: dict[str, Any], *, command: Any = None) -> RunResult:
+        """Synchronous :meth:`aresume`."""
+        return run_sync(self.aresume(config, command=command))
+
     async def _async_checkpointer(self) -> bool:
         """Whether the checkpointer has async methods (probed once per saver)."""
         saver = self.checkpointer

@@ -300,3 +300,23 @@ def test_a_thread_of_a_user_graph_starts_a_new_task_when_asked(memory):
     cleared = app.invoke({"query": "same", "query_id": "q1", "agentroute": None}, cfg)["agentroute"]
     assert cleared["task_id"] not in (first["task_id"], forced["task_id"])
     assert len(recorded(memory, first["task_id"]).steps) == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_resume_and_aresume_return_the_continued_task(kind, memory, tmp_path, request):
+    crashes = {"left": 1}
+    with sync_saver(kind, tmp_path, request) as saver:
+        app = compile_app(crashing_graph(crashes), memory, saver, Budget(calls=5))
+        cfg = {"configurable": {"thread_id": f"r-{uuid.uuid4().hex}"}}
+        with pytest.raises(RuntimeError):
+            app.run("x", query_id="q2", config=cfg)
+        task_id = app.get_state(cfg).values["agentroute"]["task_id"]
+        LIVE.drop(task_id)
+        result = app.resume(cfg)
+        assert result.task.id == task_id and result.status == "done" and [s.index for s in result.steps] == [0, 1, 2]
+        assert result.cost_usd == pytest.approx(sum(s.cost_usd for s in result.steps)) and result.answer == "small says 2"
+        again = asyncio.run(app.aresume(cfg))  # already finished: nothing runs, same record
+        assert again.task.id == task_id and again.status == "done" and len(again.steps) == 3
+        assert len(recorded(memory, task_id).steps) == 3
+        with pytest.raises(Exception, match="no started agentroute task"):
+            app.resume({"configurable": {"thread_id": "never-used"}})
