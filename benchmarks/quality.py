@@ -1,8 +1,9 @@
 """Router quality: every registered single-step router on the three logged-outcome datasets.
 
 Fits each router on the train split, sweeps its knob on the test split (agentroute.eval.harness)
-and prints, per dataset, AIQ (RouterBench, arXiv 2403.12031), the paired-bootstrap 90% interval of
-its AIQ gain over the zero router, max accuracy, the cost to match the best single model, the
+and prints, per dataset, AIQ (RouterBench, arXiv 2403.12031; anchored at the cheapest model the
+router uses), the paired-bootstrap 90% intervals of its AIQ gain over the zero router and over the
+best simple reference (per-task lookup, kNN, logistic regression: always run), max accuracy, the cost to match the best single model, the
 accuracy at that model's cost and, on the two-model RouteLLM MMLU set, APGR and CPT(50%)
 (RouteLLM, arXiv 2406.18665). A Markdown copy of each table is printed for benchmarks/RESULTS.md;
 results.json/csv and curves.png go under ``--out/<dataset>/``.
@@ -22,12 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from agentroute.eval import load_dataset
-from agentroute.eval import metrics as M
 from agentroute.eval.harness import evaluate
 from agentroute.eval.plots import plot_curves
 from agentroute.eval.results import EvalResult, RouterResult
@@ -37,7 +36,6 @@ DATASETS = ("routerbench", "dcrouter", "routellm-mmlu")
 #: Registered routers this benchmark leaves out, and why.
 EXCLUDED = {
     "fixed": "always one configured model: a building block, covered by the single-model rows",
-    "ant-colony": "AMRO-S routes whole multi-step pipelines; it is measured on graphs, not single steps",
 }
 
 console = Console() if sys.stdout.isatty() else Console(width=190)
@@ -47,43 +45,35 @@ def default_routers() -> list[str]:
     return [name for name in router_names() if name not in EXCLUDED]
 
 
-def bootstrap_vs_zero(
-    result: EvalResult, scores: np.ndarray, costs: np.ndarray, n_boot: int
-) -> dict[str, str]:
-    out = {}
-    for r in result.routers:
-        if r.error is None and n_boot > 0:
-            diff, low, high = M.bootstrap_aiq_difference(
-                result.outcomes(r.name), None, (scores, costs), n_boot=n_boot
-            )
-            out[r.name] = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
-    return out
+def _ci(value: list[float] | None) -> str:
+    return "" if not value else f"{value[0]:+.3f} [{value[1]:+.3f}, {value[2]:+.3f}]"
 
 
-def table(result: EvalResult, gains: dict[str, str]) -> tuple[Table, str]:
+def table(result: EvalResult) -> tuple[Table, str]:
     two = any(r.apgr is not None for r in result.routers)
-    cols = ["router", "AIQ", "ΔAIQ vs zero (90% CI)", "max acc", "cost to match best", "acc at best cost"]
-    cols += ["APGR", "CPT50"] if two else []
+    cols = ["router", "AIQ", "ΔAIQ vs zero (90% CI)", f"ΔAIQ vs {result.reference} (90% CI)", "max acc", "cost to match best", "acc at best cost"]
+    cols += ["APGR", "CPT50", "CPT80"] if two else []
     cols += ["points", "fit s", "route µs", "error"]
     rich = Table(title=f"{result.dataset} (test, {result.n_test} queries)", title_justify="left")
     for c in cols:
         rich.add_column(c, justify="left" if c in ("router", "error") else "right")
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     rows = [
-        ["zero router", _f(result.zero_router_aiq), "", "", "", "", *(["", ""] if two else []), "", "", "", ""],
-        ["(oracle point)", _f(result.oracle.aiq), "", _f(result.oracle.accuracy), "", "", *(["", ""] if two else []), "1", "", "", ""],
+        ["zero router", _f(result.zero_router_aiq), "", "", "", "", "", *(["", "", ""] if two else []), "", "", "", ""],
+        ["(oracle point)", _f(result.oracle.aiq), "", "", _f(result.oracle.accuracy), "", "", *(["", "", ""] if two else []), "1", "", "", ""],
     ]  # fmt: skip
     for r in result.routers:
         row = [
             r.name,
             _f(r.aiq),
-            gains.get(r.name, ""),
+            _ci(r.vs_zero),
+            _ci(r.vs_reference),
             _f(r.max_accuracy),
             "—" if r.error else ("never" if r.cost_to_match_best is None else f"${r.cost_to_match_best:.6f}"),
             _f(r.accuracy_at_best_cost),
         ]
         if two:
-            row += [_f(r.apgr), "" if r.cpt50 is None else f"{100 * r.cpt50:.1f}%"]
+            row += [_f(r.apgr), *("" if v is None else f"{100 * v:.1f}%" for v in (r.cpt50, r.cpt80))]
         row += [str(len(r.curve)), _f(r.fit_s, 1), _f(r.route_us, 0), (r.error or "")[:120]]
         rows.append(row)
     for row in rows:
@@ -98,7 +88,7 @@ def header(result: EvalResult) -> str:
         f"{result.dataset}: {result.n_train} train / {result.n_test} test, {result.dropped_rows} incomplete rows "
         f"dropped {result.dropped_by_split}; best single {best.model} {best.accuracy:.3f} at ${best.cost:.6f}; "
         f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ "
-        f"{result.zero_router_aiq:.3f}\nrouter costs: {result.cost_estimate}"
+        f"{result.zero_router_aiq:.3f}; best simple reference {result.reference}\nrouter costs: {result.cost_estimate}"
         + (
             f"\ndataset costs: tokenizer {result.notes['tokenizer']}, {result.notes['output_tokens_assumed']} output tokens"
             if "tokenizer" in result.notes
@@ -125,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot", type=int, default=500, help="bootstrap resamples (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--explore", action="store_true", help="also sweep exploring routers in explore mode")
     args = parser.parse_args(argv)
     routers = args.routers.split(",") if args.routers else default_routers()
     console.print(f"command: python {' '.join(sys.argv)}")
@@ -138,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             progress=sys.stderr.isatty(),
             on_router=functools.partial(_log, dataset.name),
+            explore=args.explore,
+            n_boot=args.boot,
         )
-        gains = bootstrap_vs_zero(result, dataset.test.scores, dataset.test.costs, args.boot)
         out = args.out / dataset.name
         result.write(out)
         plot_curves(result, out / "curves.png")
-        rich, md = table(result, gains)
+        rich, md = table(result)
         console.rule(dataset.name)
         console.print(header(result))
         console.print(rich)
