@@ -251,3 +251,18 @@ def test_planner_graph_is_a_langgraph_graph_with_checkpoints(router):
     assert tree["nodes"][0]["status"] == "done"  # the tree travels with the checkpoint
     nodes = [next(iter(c)) for c in app.stream({"query": "q6", "query_id": "q6"})]
     assert nodes[0] == "decide" and nodes[-1] == "agentroute_finish"
+
+
+def test_mask_uses_the_dispatchers_worst_case(router):
+    from agentroute.routers.graph_planner.graph import PROMPTS, worst_case
+
+    pool = replay_pool()
+    small = worst_case(pool, Agent(role="executor", model="small"), PROMPTS["executor"], "q7", query_id="q7")
+    large = worst_case(pool, Agent(role="executor", model="large"), PROMPTS["executor"], "q7", query_id="q7")
+    assert small.usd == pytest.approx(0.001) and large.usd == pytest.approx(0.01)  # replay: the logged cost
+    assert large.large_calls == 1 and small.large_calls == 0
+    # a budget that affords "small" but not "large": the large actions are masked, the task still runs
+    result = _app(router).run("q7", query_id="q7", budget=Budget(usd=0.0015))
+    info = result.state["context"]["graph_planner"]
+    assert info["masked"] > 0 and result.cost_usd <= 0.0015
+    assert all(s.agent.model == "small" for s in result.steps)
