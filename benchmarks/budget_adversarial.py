@@ -51,8 +51,18 @@ async def one_pool(name: str, spec: dict, server: RemoteAdversary, args: argpars
     timeout = args.timeout if name == "honest" else 60.0
     pool = adversary_pool(server.url, spec, timeout_s=timeout, max_tokens=args.max_tokens)
     started = time.perf_counter()
-    kinds = ("usd", "tokens", "calls", "large_calls", "seconds") if name == "honest" else ("usd", "tokens", "calls", "large_calls")
+    kinds = tuple(k for k in args.kinds.split(",") if name == "honest" or k != "seconds")
+    lags: list[float] = []
+
+    async def watch_loop() -> None:  # how late the event loop wakes a 50 ms sleep: its saturation
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.05)
+            lags.append(time.perf_counter() - before - 0.05)
+
+    watcher = asyncio.create_task(watch_loop())
     outcomes = await run_tasks(server, pool, tasks=args.tasks, concurrency=args.concurrency, seed=args.seed, kinds=kinds)
+    watcher.cancel()
     wall = time.perf_counter() - started
     large = frozenset(m for m, v in spec.items() if v[2] == "large")
     table = summary(outcomes, large, seconds_slack=0.1)
@@ -75,6 +85,11 @@ async def one_pool(name: str, spec: dict, server: RemoteAdversary, args: argpars
     )
     over = [o for o in outcomes if o.kind != "seconds" and o.billed(large) > o.limit + 1e-12]
     unaudited = [o for o in over if not any(k in ("overrun", "protocol_error") for k, _ in o.audit)]
+    lags.sort()
+    console.print(
+        f"  event-loop lag (a 50 ms sleep woken late): median {statistics.median(lags) * 1000:.0f} ms, "
+        f"p95 {lags[int(0.95 * (len(lags) - 1))] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms"
+    )
     late = sorted(o.elapsed_s - o.limit for o in outcomes if o.kind == "seconds")
     if late:
         console.print(
@@ -113,4 +128,5 @@ if __name__ == "__main__":
     parser.add_argument("--pace", type=float, default=0.005, help="seconds per token of a stream that ignores max_tokens")
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default="usd,tokens,calls,large_calls,seconds", help="limit kinds, comma-separated")
     asyncio.run(main(parser.parse_args()))
