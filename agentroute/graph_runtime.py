@@ -73,8 +73,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code — also inside a running event loop.
 
     The coroutine runs on one background event loop shared by every synchronous call of the
-    process (so backend connections are reused), in a copy of the caller's context (LangGraph's
-    config, stream writer and ``interrupt()`` keep working).
+    process, in a copy of the caller's context (LangGraph's config, stream writer and
+    ``interrupt()`` keep working). One loop, not one per thread: backends keep their connections
+    per event loop (the ``openai`` backend's clients), so they are reused across calls.
     """
     ctx = contextvars.copy_context()
     if threading.current_thread() is _loop_thread:  # called from the loop itself: would deadlock
