@@ -15,7 +15,10 @@ Running (:class:`BatchRunner`): the items go into the memory's durable work queu
 database, so several processes over one PostgreSQL memory share a batch, and ``resume`` skips
 what is finished. Each item runs as one task through ``compiled.arun``; whatever one task raises
 ends that task ``failed`` with its reason (in the task's ``metadata["error"]`` and the item), never
-the batch. :meth:`BatchRunner.stop` (wired to SIGTERM/SIGINT by the CLI) stops claiming, lets the
+the batch. An item with a gold answer (``answer`` or ``answers`` on its line) is scored when its
+task ends ``done`` or ``budget_exhausted``: ``metric(answer, gold)`` (:mod:`agentroute.eval.answers`)
+becomes the task's score through ``memory.add_feedback(task_id, score, source="metric:<name>")``,
+written before the item is marked finished. :meth:`BatchRunner.stop` (wired to SIGTERM/SIGINT by the CLI) stops claiming, lets the
 tasks in flight finish for ``grace_s`` seconds and then cancels them: they end ``interrupted`` with
 the cost of their recorded steps, and are claimable again on resume.
 """
@@ -69,7 +72,9 @@ def read_jsonl_queries(path: str | Path) -> tuple[list[dict[str, Any]], list[tup
 
     An item is ``{"query", "query_id"}`` plus ``task_type`` and ``metadata`` when given (``metadata``
     as given, even when it is not an object: the batch then fails that one task with the reason).
-    ``question`` and ``prompt`` are accepted for ``query``. A duplicate ``query_id`` is a bad line;
+    ``question`` and ``prompt`` are accepted for ``query``. A gold answer (``answer``: a string,
+    or ``answers``: a list of strings; both may be given) becomes ``gold`` (a list of strings);
+    it does not enter the content id. A duplicate ``query_id`` is a bad line;
     identical queries without ids get ``#2``, ``#3`` … after their content id.
     """
     path = Path(path)
@@ -137,7 +142,26 @@ def _parse_line(line: str) -> tuple[dict[str, Any] | None, str]:
         item["task_type"] = str(obj["task_type"])
     if "metadata" in obj:
         item["metadata"] = obj["metadata"]
+    gold, reason = _gold(obj)
+    if reason:
+        return None, reason
+    if gold:
+        item["gold"] = gold
     return item, ""
+
+
+def _gold(obj: dict[str, Any]) -> tuple[list[str], str]:
+    """The gold answers of a line (``answer`` and/or ``answers``), or the reason they are unusable."""
+    gold: list[str] = []
+    for key in ("answer", "answers"):
+        value = obj.get(key)
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
+            return [], f"{key!r} must be a string, a number or a list of them"
+        gold.extend(str(v) for v in values if str(v).strip())
+    return gold, ""
 
 
 def default_batch_id(graph: str, items: Iterable[dict[str, Any]]) -> str:
@@ -161,6 +185,7 @@ class ItemResult:
     cost_usd: float = 0.0
     error: str | None = None
     steps: list[Step] = field(default_factory=list)
+    score: float | None = None
 
     def line(self) -> dict[str, Any]:
         return {
@@ -171,6 +196,7 @@ class ItemResult:
             "answer": self.answer,
             "cost_usd": self.cost_usd,
             "error": self.error,
+            "score": self.score,
             "steps": [
                 {
                     "index": s.index, "stage": s.stage, "role": s.agent.role, "model": s.agent.model,
@@ -224,6 +250,8 @@ class BatchRunner:
         grace_s: after :meth:`stop`, how long tasks in flight may run before they are cancelled.
         lease_s: a worker on another host silent for this long is taken as dead.
         on_done: called with each :class:`ItemResult` on the event loop (progress bars).
+        metric: how items with a gold answer are scored (``em``, ``f1``, ``contains``; see
+            :mod:`agentroute.eval.answers`); ``None`` leaves every task unscored.
     """
 
     def __init__(
@@ -238,6 +266,7 @@ class BatchRunner:
         grace_s: float = 30.0,
         lease_s: float = 60.0,
         on_done: Callable[[ItemResult], None] | None = None,
+        metric: str | None = "em",
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1 (got {concurrency})")
@@ -247,6 +276,12 @@ class BatchRunner:
         self.concurrency, self.resume, self.grace_s = concurrency, resume, grace_s
         self.out = Path(out) if out is not None else None
         self.on_done = on_done
+        self.metric = metric
+        self._score_fn = None
+        if metric is not None:
+            from agentroute.eval.answers import get_metric
+
+            self._score_fn = get_metric(metric)
         self.queue = BatchQueue(memory, batch_id, lease_s=lease_s)
         self.stopped: str | None = None
         self._claimed: list[Claimed] = []
@@ -370,6 +405,7 @@ class BatchRunner:
                 steps = list(run.steps)
                 error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
                 result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps)
+                result.score = self._score(run.task, item.get("gold"))
             except asyncio.CancelledError:
                 result = self._mark(claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})")
             except Exception as exc:  # whatever one task raises ends that task, never the batch
@@ -381,6 +417,16 @@ class BatchRunner:
             on_commit=on_commit,
         )  # fmt: skip
         return result
+
+    def _score(self, task: Task, gold: Any) -> float | None:
+        """Score a finished task against its gold answers, recorded as feedback (before the item's
+        outcome, so a resumed batch never holds a finished item whose score was lost)."""
+        if self._score_fn is None or not gold or task.status not in FINISHED:
+            return None
+        score = float(self._score_fn(task.answer, gold))
+        self.memory.add_feedback(task.id, score, source=f"metric:{self.metric}")
+        task.score = score
+        return score
 
     def _mark(self, claimed: Claimed, watch: Any, status: str, error: str) -> ItemResult:
         """End the item's task (or a task made for it) ``status`` with ``error`` and its steps' cost."""
@@ -434,5 +480,5 @@ class BatchRunner:
             task = trajectory.task
             self._write(ItemResult(
                 row["query_id"], task.query, row["status"], task.id, task.answer, task.cost_usd, row["error"],
-                trajectory.steps,
+                trajectory.steps, task.score,
             ))  # fmt: skip

@@ -62,6 +62,8 @@ def run_batch(
     grace_s: Annotated[float, typer.Option("--grace-s", min=0, help="On SIGTERM/SIGINT, seconds the tasks in flight may finish before they are interrupted.")] = 30.0,
     lease_s: Annotated[float, typer.Option("--lease-s", min=1, help="A worker on another host silent this long is taken as dead (its work is rerun).")] = 60.0,
     checkpointer: Annotated[str | None, typer.Option("--checkpointer", help="LangGraph checkpointer: `memory` (the memory's own database), postgresql://… or sqlite:///PATH.")] = None,
+    metric: Annotated[str, typer.Option("--metric", help="How lines with a gold `answer`/`answers` are scored: em | f1 | contains (SQuAD-normalised); the score is stored as the task's feedback.")] = "em",
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="qa graph: retrieve passages by BM25 from this corpus (JSON list of strings or {title, text}, JSONL, or {title: [sentences]}).")] = None,
 ) -> None:
     """Run a batch of questions with a progress bar; everything is written to memory.
 
@@ -73,6 +75,10 @@ def run_batch(
     if ctx.args:
         raise fail(f"unexpected arguments: {' '.join(ctx.args)}", EXIT_BAD_INPUT)
     from agentroute.batch import BatchRunner, default_batch_id, read_jsonl_queries
+    from agentroute.eval.answers import METRICS
+
+    if metric not in METRICS:
+        raise fail(f"unknown --metric {metric!r}; known: {', '.join(sorted(METRICS))}", EXIT_BAD_INPUT)
 
     items: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
@@ -87,18 +93,19 @@ def run_batch(
             raise fail(f"no valid queries in {input}", EXIT_BAD_INPUT)
     elif not (resume and batch):
         raise fail("--input is required (or --resume --batch ID to join a batch already in the memory)", EXIT_BAD_INPUT)
+    limits = {"tokens": budget_tokens, "calls": budget_calls, "seconds": budget_seconds, "large_calls": budget_large_calls}
     try:
-        compiled, store = _runtime(
-            graph, router, pool, budget_usd, memory,
-            tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
-        )
+        if corpus is not None:
+            compiled, store = corpus_runtime(graph, corpus, router, pool, budget_usd, memory, **limits)
+        else:
+            compiled, store = _runtime(graph, router, pool, budget_usd, memory, **limits)
     except AgentrouteError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
     try:
         batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
         runner = BatchRunner(
             compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
-            grace_s=grace_s, lease_s=lease_s,
+            grace_s=grace_s, lease_s=lease_s, metric=metric,
         )  # fmt: skip
         saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None, saver_url))
@@ -106,7 +113,7 @@ def run_batch(
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, _BadBatch) else 1) from None
     finally:
         store.close()
-    _summary(report, store.url, len(bad))
+    _summary(report, store.url, len(bad), metric)
     if report.stopped is not None and report.remaining:
         err_console.print(
             f"[yellow]stopped by {report.stopped}[/]: {report.remaining} quer{'y' if report.remaining == 1 else 'ies'} "
@@ -116,6 +123,29 @@ def run_batch(
     if report.failed:
         err_console.print(f"[bold red]{report.failed} failed[/] (see --out or `agentroute memory show TASK_ID`)")
         raise typer.Exit(EXIT_FAILED)
+
+
+def corpus_runtime(
+    graph: str, corpus: Path, router: str, pool: str | None, budget_usd: float | None, memory: str | None, **limits: Any
+) -> Any:
+    """The qa graph built over ``corpus`` (BM25 retrieval feeds its executors), compiled, with its memory.
+
+    ``graph`` must name the qa graph (``qa``, ``graphs/qa.py[:graph]`` or ``agentroute.graphs.qa:graph``):
+    another graph has no corpus to take.
+    """
+    from agentroute.errors import ConfigurationError
+    from agentroute.graphs.qa import build_qa_graph, load_corpus
+    from agentroute.loading import load_graph, load_router, make_budget
+    from agentroute.memory import open_memory
+    from agentroute.pool import ModelPool
+
+    budget = make_budget(budget_usd, **limits)
+    if load_graph(graph).name != "qa":
+        raise ConfigurationError(f"--corpus works with the qa graph (got {graph!r})")
+    spec = build_qa_graph(corpus=load_corpus(corpus))
+    store = open_memory(memory)
+    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=budget)
+    return compiled, store
 
 
 _SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
@@ -224,7 +254,7 @@ async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None
             loop.remove_signal_handler(sig)
 
 
-def _summary(report: Any, url: str, skipped: int) -> None:
+def _summary(report: Any, url: str, skipped: int, metric: str = "em") -> None:
     mine: dict[str, int] = {}
     for result in report.results:
         mine[result.status] = mine.get(result.status, 0) + 1
@@ -243,6 +273,9 @@ def _summary(report: Any, url: str, skipped: int) -> None:
             f"reconciled {len(report.reconciled.workers)} dead worker(s): {report.reconciled.tasks} task(s) "
             f"marked interrupted, {report.reconciled.items} quer(y/ies) to rerun"
         )
+    scores = [r.score for r in report.results if getattr(r, "score", None) is not None]
+    if scores:
+        console.print(f"scored {len(scores)} task(s) against their gold answers ({metric}): mean {sum(scores) / len(scores):.3f}")
     console.print(f"cost of this run ${sum(r.cost_usd for r in report.results):.6f}; memory: {url}")
 
 

@@ -3,17 +3,31 @@
 The planner decomposes the question into at most ``max_subquestions`` sub-questions (one per line);
 an executor answers each one concurrently, optionally reading passages that a BM25 retrieval skill
 found in a corpus you pass; the summarizer writes the final answer from the sub-answers.
+
+The final answer keeps a right executor answer (``keep_executor_answer=True``, the default):
+
+- with a single sub-question there is nothing to combine, so the summarizer is not called and the
+  executor's answer is the final answer (one call fewer);
+- a summary that does not answer — empty, a question, or a restatement of the question that
+  shares no word with any sub-answer (:func:`is_restatement`) — is replaced by the last
+  executor answer. A small model asked to "combine" often just echoes the question
+  ("The answer to the main question is: Who wrote Hamlet?").
+
+``keep_executor_answer=False`` gives the plain planner → executors → summarizer pipeline.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from agentroute.dispatch.skills import has_key
+from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph, GraphState, NodeContext
-from agentroute.retrieval import BM25Retriever, Passage, format_passages
+from agentroute.retrieval import BM25Retriever, Passage, format_passages, tokenize
 
 PLANNER = (
     "You break a question into the simpler sub-questions needed to answer it. "
@@ -44,14 +58,109 @@ def parse_subquestions(text: str, question: str, limit: int) -> list[str]:
     return subs[:limit] or [question]
 
 
+_STOP = frozenset(
+    "a an the is was are were be been of in on at to for by with from and or what who whom whose which "
+    "when where why how did does do answer question main final sub answers".split()
+)
+
+
+def _content(text: str) -> set[str]:
+    return {t for t in tokenize(text) if t not in _STOP}
+
+
+def is_restatement(summary: str, question: str, answers: Iterable[str]) -> bool:
+    """Whether a summary fails to answer: empty, a question, or only the question's words again
+    while the sub-answers had words of their own.
+
+    >>> is_restatement("The answer to the main question is: Who wrote Hamlet?", "Who wrote Hamlet?",
+    ...                ["Hamlet by William Shakespeare."])
+    True
+    >>> is_restatement("William Shakespeare", "Who wrote Hamlet?", ["Hamlet by William Shakespeare."])
+    False
+    >>> is_restatement("Paris", "What is the capital of France?", ["I do not know"])
+    False
+    """
+    text = summary.strip()
+    if not text or text.endswith("?"):
+        return True
+    words, asked = _content(text), _content(question)
+    offered = set().union(*(_content(a) for a in answers)) - asked
+    if not offered:  # the sub-answers add nothing: nothing better to fall back on
+        return False
+    return not (words & offered) and words <= asked | _content("answer question main final")
+
+
+def final_answer(summary: str | None, question: str, answers: list[str]) -> str | None:
+    """The summary, unless it does not answer (:func:`is_restatement`) and an executor answered.
+
+    >>> final_answer("Who wrote Hamlet?", "Who wrote Hamlet?", ["Hamlet by William Shakespeare."])
+    'Hamlet by William Shakespeare.'
+    """
+    answered = [a.strip() for a in answers if a and a.strip()]
+    if summary is not None and (not answered or not is_restatement(summary, question, answered)):
+        return summary
+    return answered[-1] if answered else summary
+
+
+def load_corpus(path: str | Path) -> list[Passage]:
+    """Paragraphs from a corpus file: a JSON list of strings or ``{title, text}`` objects, JSONL of
+    them, or a JSON object ``{title: text or [sentences]}`` (HotpotQA's corpus layout).
+
+    Raises :class:`~agentroute.errors.ConfigurationError` naming the file when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"corpus file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"corpus file {path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.split("\n") if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"corpus file {path}: neither JSON nor JSONL ({exc})") from None
+    if isinstance(data, Mapping) and isinstance(data.get("text", data.get("paragraph_text")), str):
+        data = [data]  # one JSONL line: one paragraph
+    elif isinstance(data, Mapping):
+        data = [
+            Passage(str(title), "".join(map(str, body)) if isinstance(body, list) else str(body))
+            for title, body in data.items()
+        ]
+    if not isinstance(data, list) or not data:
+        raise ConfigurationError(f"corpus file {path}: expected a non-empty list of paragraphs or a {{title: text}} object")
+    out = []
+    for item in data:
+        if isinstance(item, Passage | str):
+            out.append(item if isinstance(item, Passage) else Passage("", item))
+        elif isinstance(item, Mapping) and ("text" in item or "paragraph_text" in item):
+            out.append(Passage(str(item.get("title", "")), str(item.get("text", item.get("paragraph_text", "")))))
+        else:
+            raise ConfigurationError(f"corpus file {path}: an entry is neither text nor {{title, text}}: {item!r:.80}")
+    return out
+
+
 def build_qa_graph(
     *,
     corpus: Iterable[str | Mapping[str, str] | Passage] | BM25Retriever | None = None,
     top_k: int = 3,
     max_subquestions: int = 3,
     max_tokens: int | None = None,
+    keep_executor_answer: bool = True,
 ) -> AgentGraph:
-    """The QA graph; with ``corpus``, a BM25 retrieval skill feeds the executors."""
+    """The QA graph; with ``corpus``, a BM25 retrieval skill feeds the executors.
+
+    Args:
+        corpus: paragraphs (strings, ``{title, text}``, :class:`Passage`) or a built retriever.
+        top_k: passages retrieved per sub-question.
+        max_subquestions: most sub-questions taken from the planner.
+        max_tokens: per-call output limit of every role (default: the card's).
+        keep_executor_answer: skip the summarizer for a single sub-question and keep the executor's
+            answer over a summary that does not answer (module docstring); ``False``: always
+            summarise and return the summary.
+    """
     graph = AgentGraph("qa")
     graph.add_role("planner", prompt=PLANNER, stage="plan", max_tokens=max_tokens)
 
@@ -103,7 +212,28 @@ def build_qa_graph(
         return f"Main question: {state['query']}\nSub-answers:\n{lines}\nFinal answer:"
 
     graph.add_role("summarizer", prompt=SUMMARIZER, stage="summarize", input=summarizer_input, max_tokens=max_tokens)
-    graph.add_edge("executor", "summarizer")
+    if not keep_executor_answer:
+        graph.add_edge("executor", "summarizer")
+        return graph
+
+    def answers_of(state: GraphState) -> list[str]:
+        found = state.get("outputs", {}).get("executor") or []
+        return [a for a in (found if isinstance(found, list) else [found]) if isinstance(a, str)]
+
+    def after_executor(state: GraphState) -> str:
+        subs = state.get("context", {}).get("subquestions") or []
+        return "finalize" if len(subs) <= 1 else "summarizer"
+
+    def finalize(state: GraphState, ctx: NodeContext) -> dict[str, Any]:
+        answers = answers_of(state)
+        summary = state.get("outputs", {}).get("summarizer")
+        answer = final_answer(summary if isinstance(summary, str) else None, state["query"], answers)
+        ctx.run.context["answer_from"] = "summarizer" if answer == summary else "executor"
+        return {"answer": answer} if answer else {}
+
+    graph.add_node("finalize", finalize)
+    graph.add_conditional_edges("executor", after_executor, ["summarizer", "finalize"])
+    graph.add_edge("summarizer", "finalize")
     return graph
 
 

@@ -1,0 +1,54 @@
+"""``agentroute feedback TASK_ID --score X``: score a finished task, so routers can learn from it.
+
+The score is stored with ``memory.add_feedback`` (a feedback row and the task's score). Scores in
+[0, 1] are the convention (1 = right); others are accepted and stored as given, with a note.
+Exit codes: 0 stored; 1 no such task; 2 a bad score or memory URL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
+from agentroute.errors import AgentrouteError
+
+
+def feedback_command(
+    task_id: Annotated[str, typer.Argument(help="The task's id (printed by ask, in run --out, memory show).")],
+    score: Annotated[float, typer.Option("--score", help="The task's outcome, conventionally in [0, 1] (1 = right).")],
+    comment: Annotated[str, typer.Option("--comment", help="Free text kept with the score.")] = "",
+    source: Annotated[str, typer.Option("--source", help="Who scored it (user, metric:em, judge:…).")] = "user",
+    memory: Annotated[
+        str | None,
+        typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file)."),
+    ] = None,
+) -> None:
+    """Score a finished task (stored as feedback; its score is what routers train on)."""
+    err = Console(stderr=True)
+    if not math.isfinite(score):
+        err.print(f"[bold red]error:[/] --score must be a finite number (got {score})")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from agentroute.cli.memory_cmd import _open
+
+    store = _open(memory)
+    try:
+        trajectory = store.get_task(task_id)
+        if trajectory is None:
+            err.print(f"[bold red]error:[/] no task {task_id!r} in the memory {store.url}")
+            raise typer.Exit(EXIT_FAILURE)
+        if trajectory.task.status == "running":
+            err.print(f"[yellow]note:[/] task {task_id} is still running; the score is stored all the same")
+        store.add_feedback(task_id, score, source=source, comment=comment)
+        store.flush()
+    except AgentrouteError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exit_code_for(exc)) from None
+    finally:
+        store.close()
+    if not 0.0 <= score <= 1.0:
+        err.print(f"[yellow]note:[/] score {score:g} is outside [0, 1]; stored as given")
+    Console().print(f"task {task_id}: score {score:g} ({source}) stored in {store.url}")

@@ -1,0 +1,118 @@
+"""Answer metrics against gold answers: exact match, token F1 and containment.
+
+SQuAD's normalisation (Rajpurkar et al., "SQuAD: 100,000+ Questions for Machine Comprehension of
+Text", arXiv 1606.05250, and its official evaluation script): lower-case, drop punctuation, drop the
+articles *a*, *an*, *the*, collapse white space. With several gold answers the best one counts.
+
+- ``em``: 1.0 when the normalised prediction equals a normalised gold answer, else 0.0.
+- ``f1``: the harmonic mean of token precision and recall (bag of tokens), 0 … 1.
+- ``contains``: 1.0 when a normalised gold answer occurs in the normalised prediction as whole
+  tokens (lenient: a long answer that states the right one counts).
+
+Every metric is a plain function ``metric(prediction, gold) -> float`` (``gold``: one answer or
+a list), looked up by name with :func:`get_metric`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from agentroute.errors import UnknownNameError
+
+__all__ = ["METRICS", "contains", "exact_match", "f1_score", "get_metric", "normalize_answer", "score_answer"]
+
+Gold = str | Iterable[str]
+Metric = Callable[[str | None, Gold], float]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str | None) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces.
+
+    >>> normalize_answer("  The Eiffel-Tower!  ")
+    'eiffeltower'
+    >>> normalize_answer("Hamlet by William Shakespeare.")
+    'hamlet by william shakespeare'
+    """
+    text = (text or "").lower().translate(_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _golds(gold: Gold) -> list[str]:
+    return [gold] if isinstance(gold, str) else [str(g) for g in gold]
+
+
+def exact_match(prediction: str | None, gold: Gold) -> float:
+    """1.0 when the normalised prediction equals a normalised gold answer.
+
+    >>> exact_match("The Beatles", ["beatles", "the fab four"])
+    1.0
+    >>> exact_match("Hamlet by William Shakespeare.", "William Shakespeare")
+    0.0
+    """
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(g) for g in _golds(gold)))
+
+
+def _f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1_score(prediction: str | None, gold: Gold) -> float:
+    """Token F1 of the normalised texts, the best over gold answers.
+
+    >>> round(f1_score("Hamlet by William Shakespeare.", "William Shakespeare"), 3)
+    0.667
+    >>> f1_score("", "Paris")
+    0.0
+    """
+    return max((_f1(prediction or "", g) for g in _golds(gold)), default=0.0)
+
+
+def contains(prediction: str | None, gold: Gold) -> float:
+    """1.0 when a normalised gold answer occurs in the normalised prediction as whole tokens.
+
+    >>> contains("Hamlet by William Shakespeare.", "William Shakespeare")
+    1.0
+    >>> contains("Shakespeare's sonnets", "Shakespeare")
+    0.0
+    """
+    pred = f" {normalize_answer(prediction)} "
+    return float(any(ref and f" {ref} " in pred for ref in map(normalize_answer, _golds(gold))))
+
+
+METRICS: dict[str, Metric] = {"em": exact_match, "f1": f1_score, "contains": contains}
+"""The metrics by name (``--metric em|f1|contains``)."""
+
+
+def get_metric(name: str) -> Metric:
+    """The metric called ``name``; an unknown name is an error listing the known ones.
+
+    >>> get_metric("f1")("Paris", ["paris"])
+    1.0
+    """
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise UnknownNameError("metric", name, sorted(METRICS)) from None
+
+
+def score_answer(prediction: str | None, gold: Gold, metric: str = "em") -> float:
+    """``get_metric(metric)(prediction, gold)``.
+
+    >>> score_answer("the answer is Paris", "Paris", "contains")
+    1.0
+    """
+    return get_metric(metric)(prediction, gold)
