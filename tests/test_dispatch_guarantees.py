@@ -32,6 +32,10 @@ class Provider:
         self.mode, self.requests = mode, 0
         self.release = asyncio.Event()  # set at teardown: a hanging request then ends
 
+    async def tokenize(self, request: web.Request) -> web.Response:  # vLLM's: the server counts its own prompts
+        self.tokenized = getattr(self, "tokenized", 0) + 1
+        return web.json_response({"count": 21, "max_model_len": 4096, "tokens": list(range(21))})
+
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
         body = await request.json()
@@ -65,6 +69,7 @@ async def provider():
     prov = Provider()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", prov.handle)
+    app.router.add_post("/tokenize", prov.tokenize)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -103,6 +108,14 @@ async def test_self_consistency_samples_are_each_reserved(provider):
     run = dispatcher.start("q", budget=Budget(calls=3))
     step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
     assert step.status == "ok" and provider.requests == 3 and run.ledger.spent["calls"] == 3
+
+
+async def test_a_server_that_counts_its_own_prompts_is_reserved_at_its_count(provider):
+    """The byte bound of this prompt (> 100 tokens) does not fit; the server's count (21) does."""
+    dispatcher = Dispatcher(http_pool(provider.url), make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(tokens=21 + 8))
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer briefly.", input="What is the capital of France?")
+    assert step is not None and step.status == "ok" and provider.tokenized >= 1 and provider.requests == 1
 
 
 async def test_seconds_budget_is_a_deadline_not_a_failure(provider):

@@ -63,6 +63,7 @@ class _Candidate(NamedTuple):
     large: bool
     shared_count: bool  # the backend counts prompt tokens the same way for every card
     direct: bool
+    asks: bool  # the endpoint can count prompt tokens itself (a vLLM server's /tokenize)
 
 
 class _Plan(NamedTuple):
@@ -78,6 +79,7 @@ class _Plan(NamedTuple):
     sample: Cost  # one provider attempt
     card_usd: float
     direct: bool  # one sample from a backend that answers without I/O: no timeout task is needed
+    asks: bool
 
 
 @functools.lru_cache(maxsize=1024)
@@ -191,6 +193,8 @@ class Dispatcher:
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
         plans = self._plans(run, role, prompt, input, models, max_tokens, qid)
+        if any(p.asks for p in plans):
+            plans = await self._ask_counts(run, plans)
         post = tuple(postconditions)
         attempts: list[Step] = []
         excluded: set[str] = set()
@@ -297,8 +301,36 @@ class Dispatcher:
             sample = Cost(one_usd, tokens_in + c.max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0)
             k = strategy.samples
             worst = sample if k == 1 else Cost(*(a * k for a in sample))
-            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card.usd(tokens_in, c.max_tokens) * k, c.direct))
+            plans.append(_Plan(
+                c.agent, c.key, card, strategy, backend, request, worst, sample, card.usd(tokens_in, c.max_tokens) * k,
+                c.direct, c.asks,
+            ))
         return plans
+
+    async def _ask_counts(self, run: TaskRun, plans: list[_Plan]) -> list[_Plan]:
+        """Recount the prompts of endpoints that count tokens themselves (``Backend.aprompt_tokens``).
+
+        Their synchronous count is a safe bound (UTF-8 bytes); the endpoint's own count is exact and
+        usually 2–5× lower. At most 0.5 s (and never past the deadline) is spent asking; the bound
+        stays where the endpoint does not answer.
+        """
+        left = run.ledger.seconds_left()
+        limit = 0.5 if left is None else max(0.0, min(0.5, left / 2))
+        out = []
+        for p in plans:
+            if p.asks and limit > 0:
+                try:
+                    tokens_in = await asyncio.wait_for(p.backend.aprompt_tokens(p.request, p.card), limit)
+                except Exception:  # noqa: BLE001 - the bound stays
+                    tokens_in = None
+                if tokens_in is not None:
+                    k = p.strategy.samples
+                    usd = p.backend.worst_case_usd(p.request, p.card, tokens_in)
+                    sample = Cost(usd, tokens_in + p.request.max_tokens, 1.0, 0.0, p.sample.large_calls)
+                    worst = sample if k == 1 else Cost(*(a * k for a in sample))
+                    p = p._replace(sample=sample, worst=worst, card_usd=p.card.usd(tokens_in, p.request.max_tokens) * k)
+            out.append(p)
+        return out
 
     def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
         key = (role, tuple(models) if models is not None else None, max_tokens)
@@ -315,7 +347,8 @@ class Dispatcher:
                 backend = self.pool.backend(card.id)
                 shared = type(backend).prompt_tokens is Backend.prompt_tokens and type(backend).count_tokens is Backend.count_tokens
                 direct = strategy.samples == 1 and not backend.blocks
-                found.append(_Candidate(agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared, direct))
+                asks = bool(card.base_url) and type(backend).aprompt_tokens is not Backend.aprompt_tokens
+                found.append(_Candidate(agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared, direct, asks))
             self._candidates[key] = found
         return found
 
