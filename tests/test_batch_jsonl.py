@@ -37,7 +37,7 @@ def test_any_records_read_back_exactly(tmp_path, rows, bom, crlf, ascii_only):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(good=st.lists(records, min_size=1, max_size=5), junk=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=20), max_size=5))
+@given(good=st.lists(records, min_size=1, max_size=5), junk=st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20), max_size=5))  # a NUL byte is binary input: refused whole
 def test_bad_lines_are_reported_with_their_number_and_never_stop_the_rest(tmp_path, good, junk):
     lines = [json.dumps(r) for r in good] + [j.replace("\n", " ").replace("\r", " ") for j in junk]
     path = tmp_path / "in.jsonl"

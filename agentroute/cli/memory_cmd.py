@@ -36,6 +36,7 @@ MemoryOpt = Annotated[
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
     parquet = "parquet"
+    outcomes = "outcomes"
 
 
 _NUMERIC = {"#", "tokens", "cost", "ms", "score", "calls"}
@@ -170,7 +171,12 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="File to write.")],
     format: Annotated[
         ExportFormat,
-        typer.Option("--format", help="jsonl: one trajectory per line; parquet: one row per step."),
+        typer.Option(
+            "--format",
+            help="jsonl: one trajectory per line; parquet: one row per step; outcomes: the long logged-outcome "
+            "format (one row per scored query × agent; .jsonl, .csv or .parquet by --out's suffix), "
+            "read back by `--dataset outcomes:FILE`.",
+        ),
     ] = ExportFormat.jsonl,
     memory: MemoryOpt = None,
     graph: Annotated[str | None, typer.Option("--graph", help="Only tasks of this graph.")] = None,
@@ -185,9 +191,15 @@ def export(
     """Export finished tasks with their steps (the training data of routers)."""
     with _open(memory) as store:
         try:
-            writer = store.export_parquet if format is ExportFormat.parquet else store.export_jsonl
-            count = writer(out, graph=graph, status=status or None, limit=limit)
+            if format is ExportFormat.outcomes:
+                from agentroute.memory.export import write_outcomes
+
+                trajectories = store.iter_trajectories(graph=graph, status=status or None, with_score=True, limit=limit)
+                count = write_outcomes(trajectories, out)
+            else:
+                writer = store.export_parquet if format is ExportFormat.parquet else store.export_jsonl
+                count = writer(out, graph=graph, status=status or None, limit=limit)
         except AgentrouteError as exc:
             raise _fail(str(exc), exit_code_for(exc)) from exc
-    unit = "rows" if format is ExportFormat.parquet else "trajectories"
+    unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
     _console().print(f"wrote {count} {unit} to {out}")

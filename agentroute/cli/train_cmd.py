@@ -1,6 +1,6 @@
 """``agentroute train``: fit any registered router on logged data and save it.
 
-    agentroute train ROUTER (--from MEMORY_URL | --dataset SPEC) [--config training/ROUTER.yaml] --out DIR
+    agentroute train ROUTER (--from MEMORY_URL | --dataset SPEC) [--limit N | --sample F] [--config training/ROUTER.yaml] --out DIR
 
 A recipe is YAML with ``params:`` (the router's keyword parameters) and optionally ``dataset:``
 (used when neither --from nor --dataset is given). ``$VARS`` in it are expanded from the environment.
@@ -36,28 +36,60 @@ def read_recipe(path: Path | None) -> dict[str, Any]:
     return recipe
 
 
-def training_data(memory_url: str | None, dataset: str | None) -> tuple[Any, str]:
-    """Trajectories from the memory, or a logged-outcome dataset (its train split is used)."""
+def training_data(
+    memory_url: str | None,
+    dataset: str | None,
+    *,
+    limit: int | None = None,
+    sample: float | None = None,
+    seed: int = 0,
+) -> tuple[Any, str]:
+    """Trajectories from the memory, or a logged-outcome dataset (its train split is used).
+
+    ``limit``/``sample``: a seeded random subset (at most ``limit`` queries or trajectories, a
+    ``sample`` fraction of them).
+    """
+    if sample is not None and not 0.0 < sample <= 1.0:
+        raise ConfigurationError(f"--sample must be a fraction in (0, 1] (got {sample})")
+    if limit is not None and limit < 1:
+        raise ConfigurationError(f"--limit must be at least 1 (got {limit})")
     if memory_url:
         from agentroute.memory import open_memory
 
         with open_memory(memory_url) as store:
             trajectories = store.trajectories(status=["done", "budget_exhausted"], with_score=True)
         if not trajectories:
-            raise ConfigurationError(f"no scored finished tasks in memory {memory_url}: add feedback first")
-        return trajectories, f"{len(trajectories)} trajectories from {memory_url}"
+            raise ConfigurationError(
+                f"no scored finished tasks in memory {memory_url}: score them first "
+                "(`agentroute feedback TASK_ID --score X`, or `agentroute run --input` with gold answers)"
+            )
+        total = len(trajectories)
+        if sample is not None or limit is not None:
+            import numpy as np
+
+            keep = total if sample is None else max(1, round(sample * total))
+            keep = min(keep, limit) if limit is not None else keep
+            order = np.sort(np.random.default_rng(seed).permutation(total)[:keep])
+            trajectories = [trajectories[i] for i in order]
+        subset = f" (seeded subset of {total})" if len(trajectories) < total else ""
+        return trajectories, f"{len(trajectories)} trajectories{subset} from {memory_url}"
     from agentroute.eval.datasets import load_dataset
 
-    data = load_dataset(dataset)  # type: ignore[arg-type]
-    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models"
+    options = {"require_test": False} if str(dataset).startswith("outcomes:") else {}  # bandit logs train as they are
+    data = load_dataset(dataset, limit=limit, sample=sample, seed=seed, **options)  # type: ignore[arg-type]
+    notes = "; ".join(str(data.notes[k]) for k in ("scores", "subset") if k in data.notes and data.notes[k] != "as given")
+    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (f" ({notes})" if notes else "")
 
 
 def train_command(
     router: Annotated[str, typer.Argument(help="Registered router name.")],
     out: Annotated[Path, typer.Option("--out", help="Directory to save the trained router into.")],
     memory_url: Annotated[str | None, typer.Option("--from", help="Train on trajectories from this memory URL.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Train on at most N queries (trajectories with --from): a seeded random subset.")] = None,
+    sample: Annotated[float | None, typer.Option("--sample", help="Train on this fraction (0, 1] of the queries: a seeded random subset.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the subset and of drawn splits.")] = 0,
 ) -> None:
     """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`."""
     from agentroute.routers import make_router
@@ -70,7 +102,7 @@ def train_command(
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         model = make_router(router, **recipe.get("params", {}))
-        data, described = training_data(memory_url, dataset)
+        data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
         console.print(f"training [bold]{router}[/] on {described}")
         start = time.perf_counter()
         model.fit(data)

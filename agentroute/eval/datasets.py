@@ -17,7 +17,15 @@ Three public formats load into one :class:`RoutingDataset`:
   $0.24/$0.24 per M tokens) as for dcrouter; no split ships, so a seeded one is drawn (a prompt
   that appears twice lands on one side only).
 
+- **outcomes** (agentroute's own long format, ``outcomes:PATH``; see ``docs/outcomes.md``): one row
+  per query × agent — ``query_id, query, agent`` (or ``model``), ``score``, ``cost_usd`` (or
+  ``tokens_in, tokens_out`` with ``input_price, output_price`` per 1M tokens), optional ``task``,
+  ``split``, ``response`` — from JSONL, CSV or Parquet. What ``agentroute memory export --format
+  outcomes`` writes.
+
 Rows with an empty outcome cell (score or cost) are dropped whole and counted, never scored 0.
+Every kind takes ``limit=N`` (at most N queries per split) and ``sample=FRACTION`` (that share of
+each split), both a seeded random subset, recorded in ``notes``.
 Files are read as untrusted data: no loader unpickles or evaluates anything, and a file that is
 binary, not UTF-8, a directory or malformed raises :class:`~agentroute.errors.DatasetError` naming it.
 Each loader also takes ``"hf:<dataset id>"`` (read through ``datasets.load_dataset``) for users
@@ -187,17 +195,70 @@ def dataset_kinds() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(spec: str, *, seed: int | None = None, **options: Any) -> RoutingDataset:
-    """Load ``KIND:PATH`` (``routerbench:DIR``, ``dcrouter:DIR``, ``routellm-mmlu:DIR``, or
-    ``KIND:hf:ID``); a bare ``KIND`` reads its default folder under :func:`data_root`.
+def load_dataset(
+    spec: str,
+    *,
+    seed: int | None = None,
+    limit: int | None = None,
+    sample: float | None = None,
+    **options: Any,
+) -> RoutingDataset:
+    """Load ``KIND:PATH`` (``routerbench:DIR``, ``dcrouter:DIR``, ``routellm-mmlu:DIR``,
+    ``outcomes:FILE``, or ``KIND:hf:ID``); a bare ``KIND`` reads its default folder under
+    :func:`data_root`.
 
-    ``seed`` goes to loaders that draw a split (RouteLLM MMLU, the RouterBench ``.pkl``);
-    ``options`` to the loader (e.g. ``output_tokens=`` for dcrouter).
+    ``seed`` goes to loaders that draw a split (RouteLLM MMLU, the RouterBench ``.pkl``,
+    outcomes without a ``split`` column) and to the subset; ``limit``/``sample`` keep a seeded
+    random subset of each split (:func:`subsample`); ``options`` go to the loader (e.g.
+    ``output_tokens=`` for dcrouter).
     """
+    data = _load(spec, seed=seed, **options)
+    if limit is not None or sample is not None:
+        data = subsample(data, limit=limit, sample=sample, seed=seed or 0)
+    return data
+
+
+def subsample(
+    data: RoutingDataset, *, limit: int | None = None, sample: float | None = None, seed: int = 0
+) -> RoutingDataset:
+    """A seeded random subset of each split: ``sample`` (a fraction in (0, 1]) of its queries,
+    then at most ``limit`` of them. Query order within a split is kept; ``notes["subset"]`` says
+    what was kept.
+
+    >>> from agentroute.outcomes import OutcomeTable
+    >>> t = OutcomeTable([str(i) for i in range(10)], [f"q{i}" for i in range(10)], ["m"], np.ones((10, 1)), np.ones((10, 1)))
+    >>> d = subsample(RoutingDataset("x", t, t), limit=3)
+    >>> len(d.train), len(d.test), d.notes["subset"]
+    (3, 3, 'seeded random subset (seed 0): limit 3 per split; train 10 → 3, test 10 → 3')
+    """
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise ConfigurationError(f"limit must be a positive number of queries (got {limit!r})")
+    if sample is not None and not 0.0 < float(sample) <= 1.0:
+        raise ConfigurationError(f"sample must be a fraction in (0, 1] (got {sample!r})")
+    tables, sizes = {}, []
+    for k, split in enumerate(("train", "test")):
+        table = data.table(split)  # type: ignore[arg-type]
+        n = len(table)
+        keep = n if sample is None else max(1, int(round(float(sample) * n)))
+        keep = min(keep, int(limit)) if limit is not None else keep
+        order = np.random.default_rng([seed, k]).permutation(n)[:keep]
+        tables[split] = table.rows(np.sort(order)) if keep < n else table
+        sizes.append(f"{split} {n} → {len(tables[split])}")
+    what = "; ".join(x for x in (f"sample {sample:g}" if sample is not None else "", f"limit {limit} per split" if limit is not None else "") if x)
+    notes = {**data.notes, "subset": f"seeded random subset (seed {seed}): {what}; {', '.join(sizes)}"}
+    return RoutingDataset(
+        data.name, tables["train"], tables["test"], data.dropped_rows, notes, dict(data.prices),
+        data.output_tokens, data.token_counter, dict(data.descriptions),
+    )  # fmt: skip
+
+
+def _load(spec: str, *, seed: int | None = None, **options: Any) -> RoutingDataset:
     kind, _, path = spec.partition(":")
     if kind not in _LOADERS:
         raise UnknownNameError("dataset", kind, dataset_kinds())
     if not path:
+        if kind not in DEFAULT_DIRS:
+            raise ConfigurationError(f"dataset {kind!r} needs a path: {kind}:FILE")
         path = str(data_root() / DEFAULT_DIRS[kind])
     loader = _LOADERS[kind]
     accepted = inspect.signature(loader).parameters
@@ -471,6 +532,202 @@ def load_routellm_mmlu(
     )  # fmt: skip
 
 
+# -- agentroute's long format ------------------------------------------------------------------------
+#: Score handling of :func:`load_outcomes` when a score lies outside [0, 1].
+RESCALE_MODES = ("auto", "none", "minmax", "clip")
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
+                "dev": "train", "test": "test", "eval": "test", "evaluation": "test"}  # fmt: skip
+
+
+def load_outcomes(
+    path: str | Path,
+    *,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    rescale: str = "auto",
+    prices: Prices | None = None,
+    require_test: bool = True,
+) -> RoutingDataset:
+    """agentroute's long logged-outcome format (one row per query × agent) from JSONL, CSV or Parquet.
+
+    Columns (``docs/outcomes.md``): ``query`` (required), ``query_id`` (default: a hash of the
+    query), ``agent`` or ``model`` (an agent key ``role:model:strategy``, ``model:strategy`` or a
+    model id), ``score``, and ``cost_usd`` — or ``tokens_in``, ``tokens_out`` priced by
+    ``input_price``/``output_price`` columns or ``prices`` (USD per 1M tokens by model). Optional:
+    ``task``, ``split`` (train/test; validation and dev count as train), ``response``. Repeated
+    (query, agent) rows are averaged. Cells with no score or no cost are missing (never 0).
+
+    Train keeps missing cells (bandit logs: one agent per query, learnable from); test keeps only
+    queries with every agent's outcome, since replaying another router's choice needs it — a log
+    with none is refused with a pointer to counterfactual evaluation (``require_test=False``, as
+    ``agentroute train`` loads it: every query goes to train and test is empty).
+
+    Args:
+        path: a ``.jsonl``/``.json``, ``.csv`` or ``.parquet`` file.
+        test_fraction: test share of a seeded split by query when there is no ``split`` column.
+        seed: that split's seed.
+        rescale: scores outside [0, 1]: ``auto`` (default) min-max rescales the file's scores to
+            [0, 1] only when some lie outside it; ``minmax`` always; ``clip`` clips; ``none`` keeps
+            them as given. What was done is in ``notes["scores"]``.
+        prices: USD per 1M (input, output) tokens by model, for rows priced by tokens.
+        require_test: refuse a file without a replayable test split (evaluation needs one).
+    """
+    pd = require("pandas")
+    if rescale not in RESCALE_MODES:
+        raise ConfigurationError(f"rescale must be one of {list(RESCALE_MODES)} (got {rescale!r})")
+    p = _existing(path, "an outcomes file (.jsonl, .csv or .parquet)")
+    if p.is_dir():
+        raise DatasetError(f"{p}: a directory; expected an outcomes file (.jsonl, .csv or .parquet)")
+    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        rows = []
+        for number, line in enumerate(_read_text(p).split("\n"), 1):
+            if line.strip():
+                row = _parse_json(line, f"{p} line {number}")
+                if not isinstance(row, dict):
+                    raise DatasetError(f"{p} line {number}: expected a JSON object per line")
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+    else:
+        frame = _read_table_file(p)
+    notes: dict[str, Any] = {"format": "outcomes", "source": str(p)}
+    agent_col = "agent" if "agent" in frame.columns else "model" if "model" in frame.columns else None
+    missing = [c for c in ("query", "score") if c not in frame.columns] + ([] if agent_col else ["agent or model"])
+    if missing or len(frame) == 0:
+        raise DatasetError(f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing or 'rows'}")
+    frame = frame.reset_index(drop=True)
+    frame["_agent"] = [_outcome_column(a) for a in frame[agent_col]]
+    frame["_score"] = pd.to_numeric(frame["score"], errors="coerce")
+    frame["_cost"] = _outcome_costs(frame, prices, p, notes)
+    if "query_id" not in frame.columns:
+        frame["query_id"] = None
+    frame["_qid"] = [str(q) if q is not None and q == q else f"q{_text_id(t)}" for q, t in zip(frame["query_id"], frame["query"], strict=True)]
+    bad = frame["_score"].isna() | frame["_cost"].isna() | frame["query"].isna() | (frame["_agent"] == "")
+    dropped = int(bad.sum())
+    frame = frame[~bad].reset_index(drop=True)
+    if not len(frame):
+        raise DatasetError(f"{p}: no row has a query, an agent, a score and a cost")
+    if rescale != "none":
+        lo, hi = float(frame["_score"].min()), float(frame["_score"].max())
+        outside = lo < 0.0 or hi > 1.0
+        if rescale == "clip" and outside:
+            frame["_score"] = frame["_score"].clip(0.0, 1.0)
+            notes["scores"] = f"clipped from [{lo:g}, {hi:g}] to [0, 1]"
+        elif (rescale == "minmax" or (rescale == "auto" and outside)) and hi > lo:
+            frame["_score"] = (frame["_score"] - lo) / (hi - lo)
+            notes["scores"] = f"rescaled (min-max) from [{lo:g}, {hi:g}] to [0, 1]"
+    notes.setdefault("scores", "as given")
+    models = list(dict.fromkeys(frame["_agent"]))
+    split_of = _outcome_splits(frame, test_fraction, seed, notes)
+    tables = _outcome_tables(frame, models, split_of)
+    incomplete = tables.pop("_incomplete")  # type: ignore[arg-type]
+    if not len(tables["test"]) and not require_test:
+        tables = _outcome_tables(frame, models, dict.fromkeys(split_of, "train"))
+        tables.pop("_incomplete")
+        notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
+    elif not len(tables["test"]):
+        raise DatasetError(
+            f"{p}: no test query has every agent's outcome ({incomplete} incomplete): evaluating by replay needs "
+            "full information. For bandit logs (one agent per query) use `agentroute eval --from MEMORY_URL` "
+            "(counterfactual estimates); `agentroute train --dataset` uses the train rows as they are"
+        )
+    notes["dropped_rows_without_outcome"] = dropped
+    notes["test_queries_dropped_incomplete"] = int(incomplete)  # type: ignore[call-overload]
+    notes["train_cells_missing"] = int(np.isnan(tables["train"].scores).sum())
+    return RoutingDataset("outcomes", tables["train"], tables["test"], dropped + int(incomplete), notes, dict(prices or {}))  # type: ignore[call-overload]
+
+
+def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> dict[str, Any]:
+    """Train and test :class:`OutcomeTable` of the long frame (test: complete queries only), and
+    ``_incomplete``: how many test queries were dropped."""
+    tables: dict[str, Any] = {}
+    incomplete = 0
+    for split in ("train", "test"):
+        part = frame[[split_of[q] == split for q in frame["_qid"]]]
+        grouped = part.groupby(["_qid", "_agent"], sort=False)
+        score = grouped["_score"].mean().unstack("_agent").reindex(columns=models)
+        cost = grouped["_cost"].mean().unstack("_agent").reindex(columns=models)
+        first = part.drop_duplicates("_qid").set_index("_qid")
+        qids = list(score.index)
+        scores, costs = score.to_numpy(dtype=float), cost.to_numpy(dtype=float)
+        if split == "test":
+            full = ~np.isnan(scores).any(axis=1)
+            incomplete = int((~full).sum())
+            qids, scores, costs = [q for q, f in zip(qids, full, strict=True) if f], scores[full], costs[full]
+        responses = None
+        if "response" in part.columns:
+            resp = part.groupby(["_qid", "_agent"], sort=False)["response"].first().unstack("_agent").reindex(columns=models)
+            responses = [["" if v is None or v != v else str(v) for v in resp.loc[q]] for q in qids]
+        tasks = first["task"] if "task" in first.columns else None
+        tables[split] = OutcomeTable(
+            query_ids=qids,
+            queries=[str(first.at[q, "query"]) for q in qids],
+            models=models,
+            scores=scores.reshape(len(qids), len(models)),
+            costs=costs.reshape(len(qids), len(models)),
+            task_types=[None if tasks is None or tasks[q] is None or tasks[q] != tasks[q] else str(tasks[q]) for q in qids],
+            responses=responses,
+        )
+    tables["_incomplete"] = incomplete
+    return tables
+
+
+def _outcome_column(value: Any) -> str:
+    """The outcome-table column of an ``agent``/``model`` cell: ``role:model:strategy`` → ``model[:strategy]``."""
+    if value is None or value != value:
+        return ""
+    text = str(value).strip()
+    parts = text.split(":")
+    if len(parts) == 3:
+        model, strategy = parts[1], parts[2]
+        return model if strategy in ("", "direct") else f"{model}:{strategy}"
+    return text
+
+
+def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, Any]) -> Any:
+    pd = require("pandas")
+    cost = pd.to_numeric(frame["cost_usd"], errors="coerce") if "cost_usd" in frame.columns else pd.Series(np.nan, index=frame.index)
+    need = cost.isna()
+    if need.any() and {"tokens_in", "tokens_out"} <= set(frame.columns):
+        t_in = pd.to_numeric(frame["tokens_in"], errors="coerce")
+        t_out = pd.to_numeric(frame["tokens_out"], errors="coerce")
+        if {"input_price", "output_price"} <= set(frame.columns):
+            p_in = pd.to_numeric(frame["input_price"], errors="coerce")
+            p_out = pd.to_numeric(frame["output_price"], errors="coerce")
+        else:
+            model_of = [a.split(":")[0] for a in frame["_agent"]]
+            _check_prices(sorted(set(np.array(model_of)[need.to_numpy()])), prices)
+            p_in = pd.Series([prices[m][0] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
+            p_out = pd.Series([prices[m][1] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
+        cost = cost.where(~need, (t_in * p_in + t_out * p_out) / 1e6)
+        notes["cost"] = "cost_usd where given, else (tokens_in × input price + tokens_out × output price) / 1e6"
+    elif "cost_usd" not in frame.columns:
+        raise DatasetError(f"{p}: no cost_usd column, and no tokens_in/tokens_out to price")
+    else:
+        notes["cost"] = "logged cost_usd"
+    if (cost < 0).any():
+        raise DatasetError(f"{p}: negative costs (row {int(np.flatnonzero((cost < 0).to_numpy())[0])})")
+    return cost
+
+
+def _outcome_splits(frame: Any, test_fraction: float, seed: int, notes: dict[str, Any]) -> dict[str, str]:
+    qids = list(dict.fromkeys(frame["_qid"]))
+    if "split" in frame.columns and frame["split"].notna().any():
+        given: dict[str, str] = {}
+        for q, s in zip(frame["_qid"], frame["split"], strict=True):
+            if s is not None and s == s:
+                name = _SPLIT_NAMES.get(str(s).strip().lower())
+                if name is None:
+                    raise DatasetError(f"unknown split {s!r} for query {q!r}: expected train, test (validation/dev count as train)")
+                given.setdefault(q, name)
+        if len(set(given.values())) == 2:
+            notes["split"] = "from the split column (validation/dev rows in train)"
+            return {q: given.get(q, "train") for q in qids}
+    order = np.random.default_rng(seed).permutation(len(qids))
+    test = {qids[k] for k in order[: int(round(test_fraction * len(qids)))]}
+    notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})"
+    return {q: "test" if q in test else "train" for q in qids}
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _priced_table(
     split: str,
@@ -656,4 +913,5 @@ _LOADERS: dict[str, Callable[..., RoutingDataset]] = {
     "routerbench": load_routerbench,
     "dcrouter": load_dcrouter,
     "routellm-mmlu": load_routellm_mmlu,
+    "outcomes": load_outcomes,
 }

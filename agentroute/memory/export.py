@@ -1,7 +1,10 @@
-"""Exports of the memory: trajectories as JSON lines, steps as a flat Parquet table."""
+"""Exports of the memory: trajectories as JSON lines, steps as a flat Parquet table, and scored
+steps in agentroute's long logged-outcome format (``outcomes``: read back by
+``--dataset outcomes:PATH``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -9,10 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from agentroute._optional import require
+from agentroute.errors import ConfigurationError
 from agentroute.memory.tables import STEPS, TASKS
 from agentroute.types import Trajectory
 
-__all__ = ["PARQUET_COLUMNS", "write_jsonl", "write_parquet"]
+__all__ = ["OUTCOME_COLUMNS", "PARQUET_COLUMNS", "outcome_rows", "write_jsonl", "write_outcomes", "write_parquet"]
 
 _TASK_COLUMNS = ("query", "graph", "task_type", "status", "answer", "cost_usd", "score", "created_at")
 _STEP_COLUMNS = (
@@ -91,3 +95,83 @@ def write_parquet(
             writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
             rows += len(chunk)
     return rows
+
+
+OUTCOME_COLUMNS = (
+    "query_id", "query", "agent", "model", "strategy", "role", "score", "cost_usd", "tokens_in", "tokens_out",
+    "task", "split", "response", "propensity", "task_id", "step_index",
+)  # fmt: skip
+"""Columns of the ``outcomes`` export (``docs/outcomes.md``)."""
+
+
+def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]:
+    """One row per scored ``ok`` step: the long format's query × agent outcome.
+
+    A one-step task is one row for its query (``query_id`` from the task's metadata, else the task
+    id); in a longer task each scored step is a row for its own input (``query_id`` =
+    ``TASK_ID:INDEX``), as :meth:`~agentroute.outcomes.OutcomeTable.from_trajectories` reads it. The
+    score is the step's own, else the task's; the cost is the step's. ``propensity`` is the
+    probability the serving router gave the agent (``Decision.evidence["propensity"]``), when logged.
+    """
+    for trajectory in trajectories:
+        task, steps = trajectory.task, trajectory.steps
+        for step in steps:
+            score = step.score if step.score is not None else task.score
+            if score is None or step.status != "ok":
+                continue
+            single = len(steps) == 1
+            evidence = step.decision.evidence if step.decision is not None else {}
+            propensity = evidence.get("propensity") if isinstance(evidence, dict) else None
+            yield {
+                "query_id": str(task.metadata.get("query_id", task.id)) if single else f"{task.id}:{step.index}",
+                "query": task.query if single or not step.input else step.input,
+                "agent": step.agent.key,
+                "model": step.agent.model,
+                "strategy": step.agent.strategy,
+                "role": step.agent.role,
+                "score": float(score),
+                "cost_usd": float(step.cost_usd),
+                "tokens_in": int(step.tokens_in),
+                "tokens_out": int(step.tokens_out),
+                "task": task.task_type,
+                "split": None,
+                "response": step.output,
+                "propensity": None if propensity is None else float(propensity),
+                "task_id": task.id,
+                "step_index": step.index,
+            }
+
+
+def write_outcomes(trajectories: Iterable[Trajectory], path: Path) -> int:
+    """Write :func:`outcome_rows` to ``path`` as JSONL (``.jsonl``/``.json``), CSV (``.csv``) or
+    Parquet (``.parquet``, needs pyarrow); returns the number of rows."""
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = outcome_rows(trajectories)
+    if suffix in (".jsonl", ".json", ".ndjson", ""):
+        count = 0
+        with path.open("w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        return count
+    if suffix == ".csv":
+        import csv
+
+        count = 0
+        with path.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=OUTCOME_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+        return count
+    if suffix == ".parquet":
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        table = pa.Table.from_pylist(list(rows) or [dict.fromkeys(OUTCOME_COLUMNS)])
+        if table.num_rows == 1 and table.column("query").to_pylist() == [None]:
+            table = table.slice(0, 0)
+        pq.write_table(table, str(path))
+        return table.num_rows
+    raise ConfigurationError(f"{path}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix!r})")
