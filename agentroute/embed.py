@@ -149,6 +149,7 @@ class SentenceEmbedder:
         self._onnx = None
         self._lock = threading.Lock()
         self._memo: dict[str, np.ndarray] = {}
+        self._conn: sqlite3.Connection | None = None
         self._cache_path = (cache_dir() / "embeddings.sqlite") if cache is True else (Path(cache) if cache else None)
         self._tag = hashlib.sha1(Path(self.model_name).name.encode()).hexdigest()[:8]
         self.dim = DIM
@@ -201,12 +202,22 @@ class SentenceEmbedder:
         return tag + hashlib.sha1(text.encode()).hexdigest()
 
     def _db(self) -> sqlite3.Connection | None:
+        """The cache connection, opened once (used under ``self._lock``). WAL with
+        ``synchronous=NORMAL``: a commit does not wait for the disk, so caching the vector of a
+        fresh query costs microseconds, not an fsync, on the routing path."""
         if self._cache_path is None:
             return None
-        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._cache_path, timeout=30)
-        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
-        return db
+        if self._conn is None:
+            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._cache_path, timeout=30, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.OperationalError:  # a file system without shared memory: keep the default
+                pass
+            db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+            self._conn = db
+        return self._conn
 
     def _encode(self, texts: list[str], advance) -> np.ndarray:  # noqa: ANN001
         onnx = self._load_onnx()
@@ -232,19 +243,15 @@ class SentenceEmbedder:
             keys = [self._key(t) for t in texts]
             missing = [k for k in dict.fromkeys(keys) if k not in self._memo]
             db = self._db() if missing else None
-            try:
-                if db is not None:
-                    for start in range(0, len(missing), 500):
-                        chunk = missing[start : start + 500]
-                        marks = ",".join("?" * len(chunk))
-                        for k, v in db.execute(f"SELECT k, v FROM emb WHERE k IN ({marks})", chunk):
-                            self._memo[k] = np.frombuffer(v, dtype=np.float32)
-                todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memo}
-                if todo:
-                    self._embed_missing(todo, db)
-            finally:
-                if db is not None:
-                    db.close()
+            if db is not None:
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for k, v in db.execute(f"SELECT k, v FROM emb WHERE k IN ({marks})", chunk):
+                        self._memo[k] = np.frombuffer(v, dtype=np.float32)
+            todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memo}
+            if todo:
+                self._embed_missing(todo, db)
             return np.stack([self._memo[k] for k in keys])
 
     def _embed_missing(self, todo: dict[str, str], db: sqlite3.Connection | None) -> None:
