@@ -257,6 +257,16 @@ def train_router_r1(
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
 
+    # GRPO starts from a directory, so that TRL's reference model (loaded from the policy's
+    # config path) is the very policy being trained: the SFT output, or the base model saved once.
+    start = out / "sft" if cfg.sft.get("enabled", True) else Path(cfg.policy) if cfg.policy and Path(cfg.policy).is_dir() else None
+    if start is None:
+        start = out / "base"
+        policy.model.save_pretrained(start)
+        policy.tokenizer.save_pretrained(start)
+    policy = HFPolicy.load(start)
+    summary["grpo_start"] = str(start)
+
     names = [c.id for c in pool]
     dataset = Dataset.from_list([{"prompt": r["question"], "answer": r["answer"], "agents": names} for r in train_rows])
     reward = RouterR1Reward(alpha=float(cfg.reward.get("alpha", 0.0)), metric=cfg.reward.get("metric", "em"))
