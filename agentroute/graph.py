@@ -374,9 +374,11 @@ class CompiledAgentGraph:
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         input, config, task_id = self._seed(input, config)
-        if task_id is None:
-            yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
-            return
+        if task_id is None or LIVE.pinned(task_id):  # a resume, a joined task, or arun watching it
+            return super().stream(input, config, **kwargs)  # type: ignore[misc]
+        return self._watched_stream(task_id, input, config, kwargs)
+
+    def _watched_stream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
         LIVE.pin(task_id)
         ended = False
         try:
@@ -387,12 +389,13 @@ class CompiledAgentGraph:
                 self._abandon(task_id, config)
             LIVE.unpin(task_id)
 
-    async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+    def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         input, config, task_id = self._seed(input, config)
-        if task_id is None:
-            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
-                yield chunk
-            return
+        if task_id is None or LIVE.pinned(task_id):
+            return super().astream(input, config, **kwargs)  # type: ignore[misc]
+        return self._watched_astream(task_id, input, config, kwargs)
+
+    async def _watched_astream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         LIVE.pin(task_id)
         ended = False
         try:
@@ -421,12 +424,15 @@ class CompiledAgentGraph:
         request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
         LIVE.pin(task_id)
         try:
-            inp = {"query": query, CHANNEL: request}
+            inp, config, _ = self._seed({"query": query, CHANNEL: request}, config)
             if await self._async_checkpointer():
                 final = await self.ainvoke(inp, config)
             else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
                 final = await asyncio.to_thread(self.invoke, inp, config)
             run = LIVE.get(task_id)
+        except BaseException:
+            self._abandon(task_id, config)
+            raise
         finally:
             LIVE.unpin(task_id)
         if run is None:  # pragma: no cover - the graph ran no node
