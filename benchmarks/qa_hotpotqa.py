@@ -14,8 +14,13 @@ The first ``--train`` questions are served by an exploring router (``explore`` o
 ``memory.trajectories()`` alone. The next ``--n`` questions are the test set for every router.
 
 ``--variants before,after`` runs the cheapest router through the QA graph as it was
-(``keep_executor_answer=False``: the summarizer's text is the answer) and as it is now (the
-executor's answer is kept when the summarizer does not answer), on the same questions.
+(``keep_executor_answer=False``: the summarizer's text is the answer) and derives, from the very
+same calls, what the graph answers now: with one sub-question the executor's answer (the
+summarizer call is not made, its cost and step are taken off), else
+:func:`~agentroute.graphs.qa.final_answer` (the summary unless it does not answer). With
+greedy decoding the fixed graph makes exactly these calls, so one run measures both without
+paying twice (``tests/test_qa_answer.py`` checks the graph against the same rule);
+``--variants before,after-run`` runs the fixed graph for real instead.
 
 Every answer is scored with SQuAD-normalised exact match and token F1
 (:mod:`agentroute.eval.answers`). Prints one row per router; ``--out`` gets the JSON.
@@ -36,7 +41,7 @@ from typing import Any
 
 from agentroute.budget import Budget
 from agentroute.eval.answers import exact_match, f1_score
-from agentroute.graphs.qa import build_qa_graph, load_corpus
+from agentroute.graphs.qa import build_qa_graph, final_answer, load_corpus
 from agentroute.memory import open_memory
 from agentroute.pool import ModelPool
 from agentroute.retrieval import BM25Retriever, Passage
@@ -78,8 +83,10 @@ def summarise(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def run_router(
     name: str, router: Any, questions: list[dict[str, Any]], args: argparse.Namespace, retriever: BM25Retriever | None,
-    *, memory: Any = None, keep: bool = True, log: Any = None,
+    *, memory: Any = None, keep: bool = True, log: Any = None, derive: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Rows per question; with ``derive``, also the rows of the fixed graph derived from the same
+    calls (module docstring), named ``derive``, returned after the others."""
     pool = ModelPool.load(args.pool)
     await pool.preload()
     rows: list[dict[str, Any]] = []
@@ -103,8 +110,11 @@ async def run_router(
         if memory is not None:
             memory.add_feedback(result.task.id, row["f1"], source="metric:f1")
         rows.append(row)
+        if derive is not None:
+            rows.append(_derived(derive, row, result, q))
         if log is not None:
-            log.write(json.dumps(row) + "\n")
+            for r in rows[-2 if derive else -1 :]:
+                log.write(json.dumps(r) + "\n")
             log.flush()
 
     try:
@@ -114,13 +124,35 @@ async def run_router(
     return rows
 
 
+def _derived(name: str, row: dict[str, Any], result: Any, q: dict[str, Any]) -> dict[str, Any]:
+    """What the fixed graph answers with the same planner and executor calls."""
+    state = result.state
+    subs = (state.get("context") or {}).get("subquestions") or []
+    outputs = state.get("outputs") or {}
+    answers = outputs.get("executor") or []
+    answers = [a for a in (answers if isinstance(answers, list) else [answers]) if isinstance(a, str)]
+    summary = outputs.get("summarizer")
+    summarizer = [s for s in result.steps if s.agent.role == "summarizer"]
+    cost, steps = row["cost_usd"], row["steps"]
+    if len(subs) <= 1 and answers:
+        answer = answers[-1]
+        cost -= sum(s.cost_usd for s in summarizer)
+        steps -= len(summarizer)
+    else:
+        answer = final_answer(summary if isinstance(summary, str) else None, q["question"], answers)
+    return {
+        **row, "router": name, "answer": answer, "em": exact_match(answer, q["answer"]),
+        "f1": f1_score(answer, q["answer"]), "cost_usd": cost, "steps": steps, "derived": True,
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=Path, default=None, help="HotpotQA-layout JSON (default: $AGENTROUTE_DATA/hotpotqa/hotpotqa_train.json)")
     parser.add_argument("--corpus", default=None, help="corpus file (default: the shared 994-paragraph corpus) or `question`")
     parser.add_argument("--n", type=int, default=30, help="test questions")
     parser.add_argument("--train", type=int, default=20, help="questions served into the memory to train knn/per-task (0: skip them)")
-    parser.add_argument("--routers", default="cheapest,strongest,knn,per-task")
+    parser.add_argument("--routers", default="per-task,knn,strongest", help="run in this order after the variants (cheapest = the variants' rows)")
     parser.add_argument("--variants", default="before,after", help="cheapest router through the old (before) and fixed (after) graph; empty: skip")
     parser.add_argument("--epsilon", type=float, default=0.5)
     parser.add_argument("--pool", default=None, help="pool YAML (default: the local SmolLM2 pool)")
@@ -146,9 +178,16 @@ def main() -> None:
             print(f"{name:22s} n={s['n']:3d} EM {s['em']:.3f} F1 {s['f1']:.3f} cost ${s['mean_cost_usd']:.7f} "
                   f"steps {s['mean_steps']:.2f} done {s['done']}/{s['n']} ({s['seconds_per_question']:.1f} s/question)", flush=True)
 
-        for variant in [v for v in args.variants.split(",") if v]:
-            rows = asyncio.run(run_router(f"cheapest ({variant})", make_router("cheapest"), test, args, retriever, keep=variant == "after", log=log))
-            report(f"cheapest ({variant})", rows)
+        variants = [v for v in args.variants.split(",") if v]
+        if "before" in variants:
+            derive = "cheapest (after)" if "after" in variants else None
+            rows = asyncio.run(run_router("cheapest (before)", make_router("cheapest"), test, args, retriever, keep=False, log=log, derive=derive))
+            report("cheapest (before)", [r for r in rows if r["router"] == "cheapest (before)"])
+            if derive:
+                report(derive, [r for r in rows if r["router"] == derive])
+        if "after-run" in variants:
+            rows = asyncio.run(run_router("cheapest (after, run)", make_router("cheapest"), test, args, retriever, log=log))
+            report("cheapest (after, run)", rows)
         names = [r for r in args.routers.split(",") if r]
         learned = [r for r in names if r in ("knn", "per-task")]
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,363 @@
+"""Counterfactual evaluation from the memory: how would another router have done on the logged traffic?
+
+Production logs are bandit feedback: each task holds the outcome of the agents that ran, not of
+the others, and a router that explores logs the probability p(aₜ | xₜ) with which it chose each
+agent (``Decision.evidence["propensity"]``; :class:`~agentroute.routers.explore.ExploreRouter`
+logs it). The value of a candidate policy π on the logged contexts is then estimated without
+running it (Dudík, Langford & Li, "Doubly Robust Policy Evaluation and Learning", arXiv 1103.4601;
+Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learning", NeurIPS 2015):
+
+- importance weight of task i: wᵢ = Πₜ π(aᵢₜ | xᵢₜ) / p(aᵢₜ | xᵢₜ) over its routed steps
+  (trajectory-wise; π is 1 on the candidate's choice for a deterministic router, or the
+  ``probabilities`` its decision reports). The candidate is replayed on each logged step's context
+  (query, step input, candidates, their worst-case costs, history); a step after the first
+  mismatch has weight 0 anyway.
+- IPS: V̂ = (1/n) Σᵢ wᵢ rᵢ — unbiased when every chosen agent had p > 0;
+- SNIPS: V̂ = Σᵢ wᵢ rᵢ / Σᵢ wᵢ — self-normalised, lower variance, slightly biased;
+- DR: V̂ = (1/n) Σᵢ [ Σₐ π(a | xᵢ) q̂(xᵢ, a) + wᵢ (rᵢ − q̂(xᵢ, aᵢ)) ] with a reward model q̂ fitted
+  on the same logs (mean outcome per (task type, agent), shrunk toward the agent's mean with
+  ``shrinkage`` pseudo-counts); unbiased if either the propensities or q̂ are right. Defined for
+  tasks with one routed step (the 1-step graphs of replay traffic, single-call tasks); ``None``
+  otherwise.
+
+Each is computed for the task score rᵢ and, the same way, for the task cost, with a percentile
+bootstrap interval over tasks (``n_boot`` resamples, ``level`` two-sided; q̂ held fixed). ``ess``
+(Σw)²/Σw² says how many logged tasks the estimate effectively rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentroute.errors import ConfigurationError
+from agentroute.routers.base import Router
+from agentroute.types import Agent, RouteContext, Step, Trajectory
+
+__all__ = [
+    "CounterfactualEstimate",
+    "LoggedTask",
+    "RewardModel",
+    "estimate_router",
+    "evaluate_from_memory",
+    "logged_tasks",
+]
+
+
+@dataclass
+class LoggedStep:
+    """One routed step as its router saw it, and what the logging policy did."""
+
+    context: RouteContext
+    chosen: str
+    propensity: float
+    probabilities: dict[str, float]
+
+
+@dataclass
+class LoggedTask:
+    """A finished, scored task whose routed steps carry propensities."""
+
+    task_id: str
+    task_type: str | None
+    score: float
+    cost: float
+    steps: list[LoggedStep]
+
+
+@dataclass
+class CounterfactualEstimate:
+    """IPS, SNIPS and DR estimates of one router's mean score and cost, with intervals."""
+
+    router: str
+    n: int
+    matched: float
+    """Share of logged tasks on which the candidate takes the logged path (weight > 0)."""
+    ess: float
+    score: dict[str, float | None] = field(default_factory=dict)
+    cost: dict[str, float | None] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    """``score_ips``, ``cost_dr`` …: [low, high] at ``level``."""
+    level: float = 0.95
+    notes: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "router": self.router, "n": self.n, "matched": self.matched, "ess": self.ess, "score": self.score,
+            "cost": self.cost, "intervals": self.intervals, "level": self.level, "notes": self.notes,
+        }  # fmt: skip
+
+
+def _agent(key: str) -> Agent:
+    role, model, strategy = key.split(":", 2)
+    return Agent(role=role, model=model, strategy=strategy)
+
+
+def logged_tasks(trajectories: Iterable[Trajectory], *, cards: Mapping[str, Any] | None = None) -> tuple[list[LoggedTask], dict[str, int]]:
+    """Scored finished tasks whose routed steps logged propensities and candidate probabilities,
+    rebuilt as the contexts their router saw; and counts of what was skipped (and why)."""
+    out: list[LoggedTask] = []
+    skipped = {"unscored": 0, "no_propensity": 0, "failed_step": 0}
+    cards = dict(cards or {})
+    for trajectory in trajectories:
+        task = trajectory.task
+        if task.score is None or not math.isfinite(task.score):
+            skipped["unscored"] += 1
+            continue
+        steps: list[LoggedStep] = []
+        history: list[Step] = []
+        usable = True
+        for step in trajectory.steps:
+            evidence = step.decision.evidence if step.decision is not None else {}
+            if not isinstance(evidence, dict) or "propensity" not in evidence or "probabilities" not in evidence:
+                if step.decision is not None:  # routed by a router that logs no propensity
+                    usable = False
+                    break
+                history.append(step)
+                continue
+            probabilities = {str(k): float(v) for k, v in evidence["probabilities"].items()}
+            keys = list(probabilities)
+            context = RouteContext(
+                query=task.query, candidates=[_agent(k) for k in keys], stage=step.stage, role=step.agent.role,
+                step_input=step.input, task_id=task.id, step_index=step.index, history=list(history),
+                costs={k: float(v) for k, v in (evidence.get("costs") or {}).items()}, cards=cards,
+                query_id=task.metadata.get("query_id"), metadata=dict(task.metadata),
+            )  # fmt: skip
+            steps.append(LoggedStep(context, step.agent.key, float(evidence["propensity"]), probabilities))
+            history.append(step)
+        if not usable or not steps:
+            skipped["no_propensity"] += 1
+            continue
+        if any(s.propensity <= 0 for s in steps):
+            skipped["failed_step"] += 1
+            continue
+        cost = task.cost_usd if task.cost_usd else sum(s.cost_usd for s in trajectory.steps)
+        out.append(LoggedTask(task.id, task.task_type, float(task.score), float(cost), steps))
+    return out, skipped
+
+
+class RewardModel:
+    """q̂(x, a): mean logged score and cost per (task type, agent), shrunk toward the agent's mean
+    with ``shrinkage`` pseudo-counts (and the agent's toward the global mean). Fitted on the last
+    routed step of each task (for one-step tasks: the step)."""
+
+    def __init__(self, *, shrinkage: float = 5.0):
+        self.shrinkage = shrinkage
+
+    def fit(self, tasks: Sequence[LoggedTask]) -> RewardModel:
+        k = self.shrinkage
+        by_agent: dict[str, list[tuple[float, float]]] = {}
+        by_pair: dict[tuple[str | None, str], list[tuple[float, float]]] = {}
+        for t in tasks:
+            key = t.steps[-1].chosen
+            by_agent.setdefault(key, []).append((t.score, t.cost))
+            by_pair.setdefault((t.task_type, key), []).append((t.score, t.cost))
+        every = np.array([(t.score, t.cost) for t in tasks]) if tasks else np.zeros((1, 2))
+        self.global_ = every.mean(axis=0)
+        self.agent_ = {a: (np.sum(v, axis=0) + k * self.global_) / (len(v) + k) for a, v in by_agent.items()}
+        self.pair_ = {p: (np.sum(v, axis=0) + k * self.agent_[p[1]]) / (len(v) + k) for p, v in by_pair.items()}
+        return self
+
+    def predict(self, task_type: str | None, agent: str) -> np.ndarray:
+        """[score, cost] expected of ``agent`` on a task of ``task_type``."""
+        if (task_type, agent) in self.pair_:
+            return self.pair_[(task_type, agent)]
+        return self.agent_.get(agent, self.global_)
+
+
+def _policy(router: Router, step: LoggedStep) -> dict[str, float]:
+    """π(· | x) of the candidate on a logged context: its reported probabilities, else one-hot."""
+    decision = router.route(step.context)
+    reported = decision.evidence.get("probabilities") if isinstance(decision.evidence, dict) else None
+    if isinstance(reported, dict) and reported:
+        return {str(k): float(v) for k, v in reported.items()}
+    return {decision.agent.key: 1.0}
+
+
+def estimate_router(
+    router: Router,
+    tasks: Sequence[LoggedTask],
+    *,
+    name: str | None = None,
+    reward_model: RewardModel | None = None,
+    n_boot: int = 500,
+    level: float = 0.95,
+    seed: int = 0,
+) -> CounterfactualEstimate:
+    """IPS, SNIPS and DR estimates of ``router``'s mean score and cost on the logged ``tasks``.
+
+    The router decides in the mode it is in (routers start in ``serve``; an exploring router in
+    ``explore`` is evaluated as the stochastic policy its ``probabilities`` describe).
+    """
+    if not tasks:
+        raise ConfigurationError("no logged tasks with propensities to estimate from (serve with an exploring router)")
+    if not 0 < level < 1:
+        raise ConfigurationError(f"level must be in (0, 1) (got {level})")
+    q = reward_model or RewardModel().fit(tasks)
+    n = len(tasks)
+    w = np.ones(n)
+    single = all(len(t.steps) == 1 for t in tasks)
+    dm = np.zeros((n, 2))
+    logged_q = np.zeros((n, 2))
+    for i, t in enumerate(tasks):
+        for s in t.steps:
+            pi = _policy(router, s)
+            w[i] *= pi.get(s.chosen, 0.0) / s.propensity
+            if single:
+                dm[i] = sum(p * q.predict(t.task_type, a) for a, p in pi.items())
+                logged_q[i] = q.predict(t.task_type, s.chosen)
+            if w[i] == 0.0:
+                break
+    y = np.array([[t.score, t.cost] for t in tasks])
+
+    def estimates(idx: np.ndarray) -> dict[str, np.ndarray]:
+        wi, yi = w[idx], y[idx]
+        out = {"ips": (wi[:, None] * yi).mean(axis=0)}
+        total = wi.sum()
+        out["snips"] = (wi[:, None] * yi).sum(axis=0) / total if total > 0 else np.full(2, np.nan)
+        if single:
+            out["dr"] = (dm[idx] + wi[:, None] * (yi - logged_q[idx])).mean(axis=0)
+            out["dm"] = dm[idx].mean(axis=0)
+        return out
+
+    point = estimates(np.arange(n))
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[np.ndarray]] = {k: [] for k in point}
+    for _ in range(n_boot):
+        for k, v in estimates(rng.integers(0, n, n)).items():
+            boots[k].append(v)
+    alpha = (1 - level) / 2
+    intervals: dict[str, list[float]] = {}
+    for k, values in boots.items():
+        if not values:
+            continue
+        arr = np.array(values)
+        for j, what in enumerate(("score", "cost")):
+            col = arr[:, j][np.isfinite(arr[:, j])]
+            if len(col):
+                intervals[f"{what}_{k}"] = [float(np.quantile(col, alpha)), float(np.quantile(col, 1 - alpha))]
+    ess = float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
+    return CounterfactualEstimate(
+        router=name or router.name,
+        n=n,
+        matched=float((w > 0).mean()),
+        ess=ess,
+        score={k: _num(v[0]) for k, v in point.items()} | ({} if single else {"dr": None}),
+        cost={k: _num(v[1]) for k, v in point.items()} | ({} if single else {"dr": None}),
+        intervals=intervals,
+        level=level,
+        notes="" if single else "DR needs one routed step per task: IPS/SNIPS only (trajectory-wise weights)",
+    )
+
+
+def _num(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def evaluate_from_memory(
+    memory_url: str | None,
+    routers: Sequence[str | Router],
+    *,
+    pool: Any = None,
+    graph: str | None = None,
+    n_boot: int = 500,
+    level: float = 0.95,
+    seed: int = 0,
+    holdout: float = 0.5,
+) -> dict[str, Any]:
+    """Counterfactual estimates of each router in ``routers`` on the traffic logged in a memory.
+
+    ``routers``: registered names (``name:key=value`` …), directories saved by ``train``, or
+    instances. A router given by name that learns from data (its class has its own ``fit``) is fitted on a seeded ``1 − holdout`` share of
+    the logged tasks and every router is then estimated on the other share (stated in the
+    result), so no router is judged on the tasks it learned from. ``pool`` gives the model cards
+    routers read (a YAML path or a :class:`ModelPool`; default: the local pool); ``graph`` keeps only that graph's tasks.
+    """
+    from pathlib import Path
+
+    from agentroute.eval.harness import make_eval_router
+    from agentroute.memory import open_memory
+    from agentroute.pool import ModelPool
+
+    cards = {card.id: card for card in (pool if isinstance(pool, ModelPool) else ModelPool.load(pool))}
+    with open_memory(memory_url) as store:
+        trajectories = store.trajectories(graph=graph, with_score=True)
+        url = store.url
+    tasks, skipped = logged_tasks(trajectories, cards=cards)
+    if not tasks:
+        raise ConfigurationError(
+            f"no scored tasks with logged propensities in {url} ({skipped}): serve traffic with an exploring "
+            "router (e.g. --router explore) and score the tasks (feedback, or run --input with gold answers)"
+        )
+    built: list[tuple[str, Router]] = []
+    needs_fit: list[Router] = []
+    for spec in routers:
+        if isinstance(spec, str) and Path(spec).is_dir():
+            built.append((spec, Router.load(spec)))
+            continue
+        built.append(make_eval_router(spec, seed=seed))
+        router = built[-1][1]
+        if isinstance(spec, str) and type(router).fit is not Router.fit and not getattr(router, "fitted_", False):
+            needs_fit.append(router)  # a router by name that learns from data: fit it on held-out logs
+    train_ids: set[str] = set()
+    evaluated = tasks
+    if needs_fit:
+        order = np.random.default_rng(seed).permutation(len(tasks))
+        cut = int(round((1 - holdout) * len(tasks)))
+        train_ids = {tasks[i].task_id for i in order[:cut]}
+        evaluated = [t for t in tasks if t.task_id not in train_ids]
+        fit_on = [t for t in trajectories if t.task.id in train_ids]
+        for router in needs_fit:
+            router.fit(fit_on)
+    q = RewardModel().fit(evaluated)
+    results = [
+        estimate_router(router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed).as_dict()
+        for name, router in built
+    ]
+    logged = {"score": float(np.mean([t.score for t in evaluated])), "cost": float(np.mean([t.cost for t in evaluated]))}
+    return {
+        "memory": url,
+        "tasks": len(tasks),
+        "evaluated_on": len(evaluated),
+        "fitted_on": len(train_ids),
+        "skipped": skipped,
+        "logged_policy": logged,
+        "level": level,
+        "routers": results,
+    }
+
+
+def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None:
+    """A table of the estimates (what ``agentroute eval --from MEMORY_URL`` prints)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    fitted = f"; learned routers fitted on {result['fitted_on']} other logged tasks" if result["fitted_on"] else ""
+    console.print(
+        f"[bold]{result['memory']}[/]: {result['evaluated_on']} logged tasks with propensities{fitted}; "
+        f"skipped {result['skipped']}; logging policy: score {result['logged_policy']['score']:.3f}, "
+        f"cost ${result['logged_policy']['cost']:.6f}; {100 * result['level']:.0f}% bootstrap intervals"
+    )
+    table = Table(title="counterfactual estimates", title_justify="left")
+    for col in ("router", "matched", "ESS", "score IPS", "score SNIPS", "score DR", "cost IPS", "cost DR"):
+        table.add_column(col, justify="left" if col == "router" else "right")
+
+    def cell(r: Mapping[str, Any], what: str, how: str, money: bool = False) -> str:
+        value = r[what].get(how)
+        if value is None:
+            return "—"
+        lo, hi = r["intervals"].get(f"{what}_{how}", [math.nan, math.nan])
+        fmt = (lambda x: f"${x:.6f}") if money else (lambda x: f"{x:.3f}")
+        return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+    for r in result["routers"]:
+        table.add_row(
+            r["router"], f"{r['matched']:.2f}", f"{r['ess']:.0f}", cell(r, "score", "ips"), cell(r, "score", "snips"),
+            cell(r, "score", "dr"), cell(r, "cost", "ips", True), cell(r, "cost", "dr", True),
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,105 @@
+"""Counterfactual evaluation from the memory: an exploring router's logs estimate other routers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentroute import AgentGraph
+from agentroute.errors import ConfigurationError
+from agentroute.eval.counterfactual import (
+    estimate_router,
+    evaluate_from_memory,
+    logged_tasks,
+    print_counterfactual,
+)
+from agentroute.memory import SQLMemory
+from agentroute.routers import make_router
+from agentroute.routers.base import Router
+from agentroute.routers.explore import ExploreRouter
+from agentroute.types import Agent, RouteContext
+from tests.helpers import replay_pool
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """``small`` is right on even queries ($0.001), ``large`` always ($0.01); ε = 0.5 around cheapest."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('cf')}/m.db"
+    pool = replay_pool(N)
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(
+            pool=pool, router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3), memory=memory
+        )
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(N)], concurrency=16))
+        trajectories = memory.trajectories(with_score=True)
+    return url, pool, trajectories
+
+
+def test_explore_router_logs_propensities_that_match_its_draws(logged):
+    _, _, trajectories = logged
+    decisions = [t.steps[0].decision for t in trajectories]
+    assert all(abs(sum(d.evidence["probabilities"].values()) - 1) < 1e-9 for d in decisions)
+    explored = sum(d.evidence["explored"] for d in decisions) / len(decisions)
+    assert 0.4 < explored < 0.6
+    large = sum(d.agent.model == "large" for d in decisions) / len(decisions)
+    assert 0.17 < large < 0.33  # ε/K = 0.25
+    assert {d.evidence["propensity"] for d in decisions} == {0.75, 0.25}
+
+
+@pytest.mark.parametrize("model, truth_score, truth_cost", [("large", 1.0, 0.01), ("small", 0.5, 0.001)])
+def test_estimates_of_fixed_routers_cover_their_true_value(logged, model, truth_score, truth_cost):
+    _, pool, trajectories = logged
+    tasks, skipped = logged_tasks(trajectories, cards={c.id: c for c in pool})
+    assert len(tasks) == N and skipped == {"unscored": 0, "no_propensity": 0, "failed_step": 0}
+    est = estimate_router(make_router("fixed", model=model), tasks, n_boot=300, seed=1)
+    for how in ("ips", "snips", "dr"):
+        lo, hi = est.intervals[f"score_{how}"]
+        assert lo <= truth_score <= hi, (how, est.score[how], lo, hi)
+    lo, hi = est.intervals["cost_dr"]
+    assert lo <= truth_cost <= hi
+    assert abs(est.score["dr"] - truth_score) < 0.1
+
+
+def test_a_router_that_reports_probabilities_is_weighted_by_them(logged):
+    _, pool, trajectories = logged
+    tasks, _ = logged_tasks(trajectories, cards={c.id: c for c in pool})
+    same = estimate_router(ExploreRouter(base="cheapest", epsilon=0.5), tasks, n_boot=50)
+    assert same.ess == pytest.approx(len(tasks))  # the logging policy itself: every weight is 1
+    assert same.score["ips"] == pytest.approx(sum(t.score for t in tasks) / len(tasks))
+
+
+def test_evaluate_from_memory_fits_learned_routers_on_held_out_logs(logged):
+    url, pool, _ = logged
+    result = evaluate_from_memory(url, ["cheapest", "fixed:model=large", "strongest"], pool=pool, n_boot=100)
+    assert result["fitted_on"] == N // 2 and result["evaluated_on"] == N - N // 2
+    by = {r["router"]: r for r in result["routers"]}
+    assert by["strongest"]["score"]["dr"] > 0.9  # learned from the bandit logs: large is always right
+    assert by["cheapest"]["score"]["dr"] == pytest.approx(0.5, abs=0.1)
+    print_counterfactual(result)
+
+
+def test_logs_without_propensities_are_refused_clearly(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(pool=replay_pool(5), router=make_router("cheapest"), memory=memory)
+        asyncio.run(app.arun_many([{"query": "x", "query_id": f"q{i}"} for i in range(5)]))
+    with pytest.raises(ConfigurationError, match="exploring"):
+        evaluate_from_memory(url, ["cheapest"], pool=replay_pool(5))
+
+
+def test_explore_router_saves_and_loads_its_base(tmp_path):
+    import numpy as np
+
+    from agentroute.outcomes import OutcomeTable
+
+    table = OutcomeTable(["a", "b"], ["x", "y"], ["small", "large"], np.array([[0.0, 1.0], [0.0, 1.0]]), np.ones((2, 2)))
+    router = ExploreRouter(base="strongest", epsilon=0.2, seed=5).fit(table)
+    loaded = Router.load(router.save(tmp_path / "r"))
+    ctx = RouteContext(query="x", candidates=[Agent(model="small"), Agent(model="large")], costs={}, task_id="t")
+    assert loaded.route(ctx).evidence == router.route(ctx).evidence
+    assert router.serve().route(ctx).evidence["propensity"] == 1.0
+    with pytest.raises(ConfigurationError, match="epsilon"):
+        ExploreRouter(epsilon=2).route(ctx)
