@@ -103,3 +103,12 @@ def test_explore_router_saves_and_loads_its_base(tmp_path):
     assert router.serve().route(ctx).evidence["propensity"] == 1.0
     with pytest.raises(ConfigurationError, match="epsilon"):
         ExploreRouter(epsilon=2).route(ctx)
+
+
+@pytest.mark.parametrize("params", [{}, {"base": "knn", "epsilon": 0.3}])
+def test_explore_router_passes_the_conformance_kit(monkeypatch, params):
+    from agentroute import testing
+
+    monkeypatch.setitem(testing.KIT_PARAMS, "explore", params)
+    for name, check in testing.router_checks(["explore"]):
+        check(name)

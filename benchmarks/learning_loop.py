@@ -1,0 +1,141 @@
+"""The learning loop on replay traffic: counterfactual estimates from the memory against the truth.
+
+    python benchmarks/learning_loop.py                        # RouterBench test split × 2 = 1,906 tasks, 5 seeds
+    python benchmarks/learning_loop.py --seeds 1 --repeat 1   # quick
+
+1. An exploring router (:class:`~agentroute.routers.explore.ExploreRouter`, ε-greedy around
+   ``--base``, ε = ``--epsilon``) serves RouterBench replay traffic — every test query ``--repeat``
+   times — through a one-step graph and the real dispatcher into a fresh SQLite memory. Each
+   task's score is the replayed model's logged outcome; each step logs its propensity.
+2. From the memory alone, :mod:`agentroute.eval.counterfactual` estimates each candidate router's
+   mean score and cost (IPS, SNIPS, doubly robust; percentile-bootstrap intervals at ``--level``):
+   cheapest, strongest, random, always GPT-4 and knn / per-task fitted on the dataset's *train*
+   split (full table; they never saw the test queries).
+3. The truth: each candidate routes the same test queries through the same graph and replay
+   pool; its mean logged score and cost.
+
+Prints, per seed and router, estimate [interval] vs truth, and at the end how often the truth lies
+inside each estimator's interval. ``--out`` gets the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentroute import AgentGraph
+from agentroute.eval.counterfactual import RewardModel, estimate_router, logged_tasks
+from agentroute.eval.datasets import load_dataset
+from agentroute.eval.harness import parse_router_spec
+from agentroute.memory import SQLMemory
+from agentroute.routers import Router, make_router
+from agentroute.routers.explore import ExploreRouter
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("AGENTROUTE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def truth(graph: AgentGraph, pool: Any, router: Any, items: list[dict[str, Any]]) -> tuple[float, float]:
+    app = graph.compile(pool=pool, router=router)
+    results = asyncio.run(app.arun_many(items, concurrency=32))
+    return float(np.mean([r.task.score or 0.0 for r in results])), float(np.mean([r.cost_usd for r in results]))
+
+
+def _cell(est: Any, how: str, true_score: float) -> str:
+    lo, hi = est.intervals[f"score_{how}"]
+    mark = " " if lo <= true_score <= hi else "✗"
+    return f"{est.score[how]:.3f} [{lo:.3f},{hi:.3f}]{mark}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=None, help="default routerbench:$AGENTROUTE_DATA/routerbench")
+    parser.add_argument("--base", default="cheapest")
+    parser.add_argument("--epsilon", type=float, default=0.5)
+    parser.add_argument("--repeat", type=int, default=2, help="times each test query is served")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--level", type=float, default=0.95)
+    parser.add_argument("--boot", type=int, default=500)
+    parser.add_argument("--routers", default="cheapest,strongest,random,gpt4,knn:cost_weight=1,per-task:cost_weight=1",
+                        help="candidates (name:key=value …; gpt4 = always the best model on train)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    data = load_dataset(args.dataset or f"routerbench:{data_dir() / 'routerbench'}")
+    pool = data.replay_pool("test")
+    cards = {c.id: c for c in pool}
+    graph = AgentGraph("logged").add_role("executor", prompt="answer")
+    test = data.test
+    items = [{"query": q, "query_id": i, "task_type": t} for q, i, t in zip(test.queries, test.query_ids, test.task_types, strict=True)]
+    strongest_model = max(data.models, key=lambda m: np.nanmean(data.train.scores[:, data.models.index(m)]))
+
+    def candidate(spec: str) -> Any:
+        if spec == "gpt4":
+            return make_router("fixed", model=strongest_model)
+        name, params = parse_router_spec(spec)
+        router = make_router(name, **params)
+        return router.fit(data) if type(router).fit is not Router.fit else router
+
+    names = [r for r in args.routers.split(",") if r]
+    start = time.perf_counter()
+    candidates = {name: candidate(name) for name in names}
+    fit_s = time.perf_counter() - start
+    truths = {name: truth(graph, pool, router, items) for name, router in candidates.items()}
+    explorer_truth = truth(graph, pool, ExploreRouter(base=args.base, epsilon=args.epsilon, seed=99), items)
+    print(f"{data.name} test split: {len(test)} queries × {len(data.models)} models; candidates fitted on {len(data.train)} "
+          f"train queries in {fit_s:.1f}s; the exploring router (ε={args.epsilon} around {args.base}) serves each test query "
+          f"{args.repeat}× per seed; its own replay value: score {explorer_truth[0]:.3f}, cost ${explorer_truth[1]:.6f}")
+    records: list[dict[str, Any]] = []
+    for seed in range(args.seeds):
+        with tempfile.TemporaryDirectory() as tmp, SQLMemory(f"sqlite:///{tmp}/memory.db") as memory:
+            explorer = ExploreRouter(base=args.base, epsilon=args.epsilon, seed=seed)
+            app = graph.compile(pool=pool, router=explorer, memory=memory)
+            t0 = time.perf_counter()
+            served = asyncio.run(app.arun_many(items * args.repeat, concurrency=32))
+            serve_s = time.perf_counter() - t0
+            memory.flush()
+            trajectories = memory.trajectories(with_score=True)
+        tasks, skipped = logged_tasks(trajectories, cards=cards)
+        q = RewardModel().fit(tasks)
+        logged_score = float(np.mean([r.task.score or 0.0 for r in served]))
+        print(f"\nseed {seed}: served {len(served)} tasks in {serve_s:.1f}s (logged score {logged_score:.3f}); "
+              f"{len(tasks)} with propensities, skipped {skipped}")
+        print(f"  {'router':24s} {'truth':>7s} {'IPS [interval]':>24s} {'SNIPS':>24s} {'DR':>24s} {'matched':>8s} {'ESS':>6s}  cost truth / DR")
+        for name, router in candidates.items():
+            t0 = time.perf_counter()
+            est = estimate_router(router, tasks, name=name, reward_model=q, n_boot=args.boot, level=args.level, seed=seed)
+            est_s = time.perf_counter() - t0
+            true_score, true_cost = truths[name]
+            row = {"seed": seed, "router": name, "truth_score": true_score, "truth_cost": true_cost, "estimate_s": est_s, **est.as_dict()}
+            for what, value in (("score", true_score), ("cost", true_cost)):
+                for how in ("ips", "snips", "dr"):
+                    lo, hi = est.intervals.get(f"{what}_{how}", [np.nan, np.nan])
+                    row[f"covered_{what}_{how}"] = bool(lo <= value <= hi)
+            records.append(row)
+
+            cells = [_cell(est, how, true_score) for how in ("ips", "snips", "dr")]
+            print(f"  {name:24s} {true_score:7.3f} {cells[0]:>24s} {cells[1]:>24s} {cells[2]:>24s} "
+                  f"{est.matched:8.3f} {est.ess:6.0f}  ${true_cost:.6f} / ${est.cost['dr']:.6f}")
+    print(f"\ntruth inside the {100 * args.level:.0f}% interval ({len(records)} router × seed estimates):")
+    for what in ("score", "cost"):
+        for how in ("ips", "snips", "dr"):
+            inside = sum(r[f"covered_{what}_{how}"] for r in records)
+            err = np.mean([abs(r[what][how] - r[f"truth_{what}"]) for r in records])
+            print(f"  {what} {how:5s}: {inside}/{len(records)}  (mean |error| {err:.4g})")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "explorer_truth": explorer_truth,
+                                        "truths": truths, "records": records}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
