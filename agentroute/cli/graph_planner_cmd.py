@@ -22,8 +22,13 @@ from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.routers.base import register_lazy
 
-# the registry line the routers package carries for every router (harmless when it is there already)
-register_lazy("graph-planner", "agentroute.routers.graph_planner.router:GraphPlannerRouter")
+
+def _ensure_registered() -> None:
+    """The registry line the routers package carries for every router (harmless when it is there)."""
+    register_lazy("graph-planner", "agentroute.routers.graph_planner.router:GraphPlannerRouter")
+
+
+_ensure_registered()
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,6 +45,7 @@ def train_graph_planner(
     from agentroute.cli.train_cmd import read_recipe, training_data
     from agentroute.routers import make_router
 
+    _ensure_registered()
     try:
         recipe = read_recipe(config)
         if recipe.get("router", "graph-planner") != "graph-planner":
@@ -116,6 +122,7 @@ def show_graph_planner(
     """Draw a few workflows the saved policy built and its action distribution per role."""
     from agentroute.routers import get_router_class
 
+    _ensure_registered()
     try:
         router = get_router_class("graph-planner").load(state)
     except AgentrouteError as exc:
