@@ -279,3 +279,21 @@ def test_mask_uses_the_dispatchers_worst_case(router):
     info = result.state["context"]["graph_planner"]
     assert info["masked"] > 0 and result.cost_usd <= 0.0015
     assert all(s.agent.model == "small" for s in result.steps)
+
+
+def test_response_cache_in_the_memory_makes_repeated_episodes_free(router, tmp_path):
+    from agentroute.routers.graph_planner.graph import build_planner_graph
+    from agentroute.routers.graph_planner.live import with_response_cache
+
+    memory = _memory(tmp_path)
+    try:
+        pool = replay_pool()
+        caches = with_response_cache(pool, memory)
+        app = build_planner_graph().compile(pool=pool, router=router, memory=memory)
+        first = app.run("q8", query_id="q8")
+        again = app.run("q8", query_id="q8")
+        assert first.status == again.status == "done" and first.cost_usd > 0
+        assert again.cost_usd == 0 and again.answer == first.answer  # served from the memory
+        assert caches["replay"].hits == len(again.steps) and caches["replay"].misses == len(first.steps)
+    finally:
+        memory.close()
