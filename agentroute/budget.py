@@ -310,7 +310,8 @@ class Ledger:
             spent = [s + h for s, h in zip(self._spent, self._held, strict=True)]
             in_flight = len(self._reserved)
         spent[_SECONDS] = self.elapsed()
-        return {"budget": self.budget.model_dump(exclude_none=True), "spent": spent, "in_flight": in_flight, "overruns": self.overruns}
+        limits = {r: getattr(self.budget, r) for r in self.limits}  # the budget's own fields, as given
+        return {"budget": limits, "spent": spent, "in_flight": in_flight, "overruns": self.overruns}
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any], budget: Budget | None = None) -> Ledger:
