@@ -14,7 +14,11 @@ from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
 from agentroute.routers.base import Router, make_router
 
-BUILTIN_GRAPHS = {"qa": "agentroute.graphs.qa:graph"}
+BUILTIN_GRAPHS = {
+    "qa": "agentroute.graphs.qa:graph",
+    "planner": "agentroute.routers.graph_planner.graph:graph",  # GraphPlanner's dynamic workflow
+    "router_r1": "agentroute.routers.router_r1.graph:graph",  # Router-R1's think/route loop
+}
 
 
 def load_graph(spec: str = "qa") -> AgentGraph:

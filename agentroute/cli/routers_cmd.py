@@ -59,6 +59,10 @@ def show_router(
     from agentroute.routers import get_router_class
 
     try:
+        if router == "graph-planner":  # workflow trees and action distributions, not a state dump
+            from agentroute.cli.graph_planner_cmd import show_graph_planner
+
+            return show_graph_planner(state=state, out=out)
         cls = get_router_class(router)
         loaded = cls.load(state)
         out.mkdir(parents=True, exist_ok=True)
