@@ -21,7 +21,9 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
   otherwise.
 
 Each is computed for the task score rᵢ and, the same way, for the task cost, with a percentile
-bootstrap interval over tasks (``n_boot`` resamples, ``level`` two-sided; q̂ held fixed). ``ess``
+bootstrap interval over logged queries (``n_boot`` resamples of the distinct ``query_id``s, each
+with all its tasks: a query served twice is one draw, not two; ``level`` two-sided; q̂ held
+fixed). ``ess``
 (Σw)²/Σw² says how many logged tasks the estimate effectively rests on.
 """
 
@@ -213,22 +215,36 @@ def estimate_router(
             if w[i] == 0.0:
                 break
     y = np.array([[t.score, t.cost] for t in tasks])
+    # per-cluster sums (a cluster: the tasks of one logged query), so that the bootstrap resamples
+    # queries, not tasks: the same query served twice is not two independent draws
+    cluster_of: dict[str, int] = {}
+    ids = np.array([cluster_of.setdefault(str(t.steps[0].context.query_id or t.task_id), len(cluster_of)) for t in tasks])
+    m = len(cluster_of)
 
-    def estimates(idx: np.ndarray) -> dict[str, np.ndarray]:
-        wi, yi = w[idx], y[idx]
-        out = {"ips": (wi[:, None] * yi).mean(axis=0)}
-        total = wi.sum()
-        out["snips"] = (wi[:, None] * yi).sum(axis=0) / total if total > 0 else np.full(2, np.nan)
-        if single:
-            out["dr"] = (dm[idx] + wi[:, None] * (yi - logged_q[idx])).mean(axis=0)
-            out["dm"] = dm[idx].mean(axis=0)
+    def sums(values: np.ndarray) -> np.ndarray:
+        out = np.zeros((m, *values.shape[1:]))
+        np.add.at(out, ids, values)
         return out
 
-    point = estimates(np.arange(n))
+    count = sums(np.ones(n))
+    s_wy, s_w = sums(w[:, None] * y), sums(w)
+    s_dr = sums(dm + w[:, None] * (y - logged_q)) if single else None
+    s_dm = sums(dm) if single else None
+
+    def estimates(pick: np.ndarray) -> dict[str, np.ndarray]:
+        total_n, total_w = count[pick].sum(), s_w[pick].sum()
+        wy = s_wy[pick].sum(axis=0)
+        out = {"ips": wy / total_n, "snips": wy / total_w if total_w > 0 else np.full(2, np.nan)}
+        if s_dr is not None and s_dm is not None:
+            out["dr"] = s_dr[pick].sum(axis=0) / total_n
+            out["dm"] = s_dm[pick].sum(axis=0) / total_n
+        return out
+
+    point = estimates(np.arange(m))
     rng = np.random.default_rng(seed)
     boots: dict[str, list[np.ndarray]] = {k: [] for k in point}
     for _ in range(n_boot):
-        for k, v in estimates(rng.integers(0, n, n)).items():
+        for k, v in estimates(rng.integers(0, m, m)).items():
             boots[k].append(v)
     alpha = (1 - level) / 2
     intervals: dict[str, list[float]] = {}
