@@ -26,8 +26,9 @@ ROUTERS = "random,cheapest,strongest,per-task,knn,logreg,mlp,mf"
 
 
 def phases(dataset: str, routers: str) -> dict[str, float]:
-    """Run in a child process: time each phase of an evaluation, return {phase: seconds}."""
-    t0 = time.perf_counter()
+    """Run in a child process: time each phase of an evaluation, return {phase: seconds} (wall;
+    "cpu …" entries: CPU seconds of the process)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out: dict[str, float] = {}
     from agentroute.embed import default_embedder
     from agentroute.eval import load_dataset
@@ -38,24 +39,35 @@ def phases(dataset: str, routers: str) -> dict[str, float]:
     t = time.perf_counter()
     build_contexts(data, "test")
     out["contexts (token counts)"] = time.perf_counter() - t
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     emb = default_embedder()
     texts = list(data.train.queries) + list(data.test.queries)
     emb.embed(texts)
     out[f"embed {len(texts)} queries ({emb.runtime_})"] = time.perf_counter() - t
+    out["cpu: embedding"] = time.process_time() - c
     t = time.perf_counter()
     result = evaluate(data, routers.split(","), progress=False)
     for r in result.routers:
         out[f"router {r.name}: fit"] = r.fit_s or 0.0
     out["evaluate (all routers, fit + sweep)"] = time.perf_counter() - t
     out["total"] = time.perf_counter() - t0
+    out["cpu: total"] = time.process_time() - c0
     return out
 
 
-def run(cmd: list[str], env: dict[str, str]) -> float:
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall s, CPU s of the child)."""
+    before = _child_cpu()
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _child_cpu() - before
+
+
+def _child_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             detail = json.loads(child.stdout.strip().splitlines()[-1])
             cli = [sys.executable, "-c", "from agentroute.cli import main; main()", "eval", "--dataset", args.dataset,
                    "--routers", args.routers, "--json", "--out", os.path.join(cache, "out")]  # fmt: skip
-            warm = run(cli, env)
-            print(f"\n{runtime}: cold {cold:.1f} s (process, load average {load:.1f}), warm CLI {warm:.1f} s")
+            warm, warm_cpu = run(cli, env)
+            print(f"\n{runtime}: cold {cold:.1f} s (process, load average {load:.1f}), warm CLI {warm:.1f} s "
+                  f"({warm_cpu:.1f} CPU s)")  # fmt: skip
             for phase, secs in detail.items():
                 print(f"  {phase:<48} {secs:8.1f} s")
     return 0
