@@ -120,13 +120,17 @@ def frontier(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
-        x, y = row["mean_cost_usd"] * 1e6, row["success"] * 100
+    fig, ax = plt.subplots(figsize=(8, 5))
+    groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    for row in rows:  # routers with the same figures share one point and one label
+        groups.setdefault((round(row["mean_cost_usd"] * 1e6, 4), round(row["success"] * 100, 2)), []).append(row)
+    for k, ((x, y), same) in enumerate(sorted(groups.items())):
+        row = same[0]
         xerr = [[x - row["cost_ci"][0] * 1e6], [row["cost_ci"][1] * 1e6 - x]]
         yerr = [[y - row["success_ci"][0] * 100], [row["success_ci"][1] * 100 - y]]
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
-        ax.annotate(f"{row['router']} (n={row['episodes']})", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        label = " = ".join(r["router"] for r in same) + f" (n={row['episodes']})"
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-40, 8 + 11 * (k % 4)), fontsize=8)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("mean cost per episode (µ$, symlog)")
     ax.set_ylabel("success rate (%)")
