@@ -15,7 +15,13 @@
    pool; its mean logged score and cost.
 
 Prints, per seed and router, estimate [interval] vs truth, and at the end how often the truth lies
-inside each estimator's interval. ``--out`` gets the JSON.
+inside each estimator's interval.
+
+``--loop`` then closes the loop: the exploring router serves the *train* split (2,205 tasks) into a
+memory, knn and per-task are fitted on ``memory.trajectories()`` alone (bandit feedback: one
+agent per query, as logged) and on the full train table, and all are replayed on the test split
+(accuracy, mean cost) at several values of their cost knob, next to the exploring router itself.
+``--out`` gets the JSON.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=500)
     parser.add_argument("--routers", default="cheapest,strongest,random,gpt4,knn:cost_weight=1,per-task:cost_weight=1",
                         help="candidates (name:key=value …; gpt4 = always the best model on train)")
+    parser.add_argument("--loop", action="store_true", help="also train from the memory and replay on test")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -131,10 +138,38 @@ def main() -> None:
             inside = sum(r[f"covered_{what}_{how}"] for r in records)
             err = np.mean([abs(r[what][how] - r[f"truth_{what}"]) for r in records])
             print(f"  {what} {how:5s}: {inside}/{len(records)}  (mean |error| {err:.4g})")
+    loop = learning_loop(data, graph, pool, args) if args.loop else []
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "explorer_truth": explorer_truth,
-                                        "truths": truths, "records": records}, indent=1, default=str))
+                                        "truths": truths, "records": records, "loop": loop}, indent=1, default=str))
+
+
+def learning_loop(data: Any, graph: AgentGraph, test_pool: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Serve the train split with the exploring router, fit from the memory, replay on test."""
+    train = data.train
+    items = [{"query": q, "query_id": i} for q, i in zip(train.queries, train.query_ids, strict=True)]
+    test_items = [{"query": q, "query_id": i} for q, i in zip(data.test.queries, data.test.query_ids, strict=True)]
+    with tempfile.TemporaryDirectory() as tmp, SQLMemory(f"sqlite:///{tmp}/memory.db") as memory:
+        app = graph.compile(pool=data.replay_pool("train"), router=ExploreRouter(base=args.base, epsilon=args.epsilon, seed=0), memory=memory)
+        served = asyncio.run(app.arun_many(items, concurrency=32))
+        memory.flush()
+        trajectories = memory.trajectories(with_score=True)
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, router: Any) -> None:
+        score, cost = truth(graph, test_pool, router, test_items)
+        rows.append({"router": name, "accuracy": score, "cost": cost})
+        print(f"  {name:40s} accuracy {score:.3f}  mean cost ${cost:.6f}", flush=True)
+
+    print(f"\nlearning loop: the exploring router served {len(served)} train-split tasks into the memory "
+          f"(logged accuracy {np.mean([r.task.score or 0 for r in served]):.3f}); replayed on {len(test_items)} test queries:")
+    row(f"explore (ε={args.epsilon} around {args.base})", ExploreRouter(base=args.base, epsilon=args.epsilon, seed=1))
+    for name in ("knn", "per-task"):
+        for weight in (0.0, 0.5, 1.0, 2.0):
+            row(f"{name}:cost_weight={weight:g} from memory (bandit)", make_router(name, cost_weight=weight).fit(trajectories))
+            row(f"{name}:cost_weight={weight:g} full train table", make_router(name, cost_weight=weight).fit(data))
+    return rows
 
 
 if __name__ == "__main__":

@@ -18,13 +18,22 @@ from agentroute.errors import AgentrouteError
 
 
 def feedback_command(
-    task_id: Annotated[str, typer.Argument(help="The task's id (printed by ask, in run --out, memory show).")],
-    score: Annotated[float, typer.Option("--score", help="The task's outcome, conventionally in [0, 1] (1 = right).")],
+    task_id: Annotated[
+        str, typer.Argument(help="The task's id (printed by ask, in run --out, memory show).")
+    ],
+    score: Annotated[
+        float, typer.Option("--score", help="The task's outcome, conventionally in [0, 1] (1 = right).")
+    ],
     comment: Annotated[str, typer.Option("--comment", help="Free text kept with the score.")] = "",
-    source: Annotated[str, typer.Option("--source", help="Who scored it (user, metric:em, judge:…).")] = "user",
+    source: Annotated[
+        str, typer.Option("--source", help="Who scored it (user, metric:em, judge:…).")
+    ] = "user",
     memory: Annotated[
         str | None,
-        typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file)."),
+        typer.Option(
+            "--memory",
+            help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file).",
+        ),
     ] = None,
 ) -> None:
     """Score a finished task (stored as feedback; its score is what routers train on)."""

@@ -99,7 +99,9 @@ def _agent(key: str) -> Agent:
     return Agent(role=role, model=model, strategy=strategy)
 
 
-def logged_tasks(trajectories: Iterable[Trajectory], *, cards: Mapping[str, Any] | None = None) -> tuple[list[LoggedTask], dict[str, int]]:
+def logged_tasks(
+    trajectories: Iterable[Trajectory], *, cards: Mapping[str, Any] | None = None
+) -> tuple[list[LoggedTask], dict[str, int]]:
     """Scored finished tasks whose routed steps logged propensities and candidate probabilities,
     rebuilt as the contexts their router saw; and counts of what was skipped (and why)."""
     out: list[LoggedTask] = []
@@ -115,7 +117,11 @@ def logged_tasks(trajectories: Iterable[Trajectory], *, cards: Mapping[str, Any]
         usable = True
         for step in trajectory.steps:
             evidence = step.decision.evidence if step.decision is not None else {}
-            if not isinstance(evidence, dict) or "propensity" not in evidence or "probabilities" not in evidence:
+            if (
+                not isinstance(evidence, dict)
+                or "propensity" not in evidence
+                or "probabilities" not in evidence
+            ):
                 if step.decision is not None:  # routed by a router that logs no propensity
                     usable = False
                     break
@@ -161,7 +167,9 @@ class RewardModel:
         every = np.array([(t.score, t.cost) for t in tasks]) if tasks else np.zeros((1, 2))
         self.global_ = every.mean(axis=0)
         self.agent_ = {a: (np.sum(v, axis=0) + k * self.global_) / (len(v) + k) for a, v in by_agent.items()}
-        self.pair_ = {p: (np.sum(v, axis=0) + k * self.agent_[p[1]]) / (len(v) + k) for p, v in by_pair.items()}
+        self.pair_ = {
+            p: (np.sum(v, axis=0) + k * self.agent_[p[1]]) / (len(v) + k) for p, v in by_pair.items()
+        }
         return self
 
     def predict(self, task_type: str | None, agent: str) -> np.ndarray:
@@ -196,7 +204,9 @@ def estimate_router(
     ``explore`` is evaluated as the stochastic policy its ``probabilities`` describe).
     """
     if not tasks:
-        raise ConfigurationError("no logged tasks with propensities to estimate from (serve with an exploring router)")
+        raise ConfigurationError(
+            "no logged tasks with propensities to estimate from (serve with an exploring router)"
+        )
     if not 0 < level < 1:
         raise ConfigurationError(f"level must be in (0, 1) (got {level})")
     q = reward_model or RewardModel().fit(tasks)
@@ -218,7 +228,9 @@ def estimate_router(
     # per-cluster sums (a cluster: the tasks of one logged query), so that the bootstrap resamples
     # queries, not tasks: the same query served twice is not two independent draws
     cluster_of: dict[str, int] = {}
-    ids = np.array([cluster_of.setdefault(str(t.steps[0].context.query_id or t.task_id), len(cluster_of)) for t in tasks])
+    ids = np.array(
+        [cluster_of.setdefault(str(t.steps[0].context.query_id or t.task_id), len(cluster_of)) for t in tasks]
+    )
     m = len(cluster_of)
 
     def sums(values: np.ndarray) -> np.ndarray:
@@ -255,7 +267,10 @@ def estimate_router(
         for j, what in enumerate(("score", "cost")):
             col = arr[:, j][np.isfinite(arr[:, j])]
             if len(col):
-                intervals[f"{what}_{k}"] = [float(np.quantile(col, alpha)), float(np.quantile(col, 1 - alpha))]
+                intervals[f"{what}_{k}"] = [
+                    float(np.quantile(col, alpha)),
+                    float(np.quantile(col, 1 - alpha)),
+                ]
     ess = float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
     return CounterfactualEstimate(
         router=name or router.name,
@@ -317,7 +332,11 @@ def evaluate_from_memory(
             continue
         built.append(make_eval_router(spec, seed=seed))
         router = built[-1][1]
-        if isinstance(spec, str) and type(router).fit is not Router.fit and not getattr(router, "fitted_", False):
+        if (
+            isinstance(spec, str)
+            and type(router).fit is not Router.fit
+            and not getattr(router, "fitted_", False)
+        ):
             needs_fit.append(router)  # a router by name that learns from data: fit it on held-out logs
     train_ids: set[str] = set()
     evaluated = tasks
@@ -331,10 +350,15 @@ def evaluate_from_memory(
             router.fit(fit_on)
     q = RewardModel().fit(evaluated)
     results = [
-        estimate_router(router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed).as_dict()
+        estimate_router(
+            router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed
+        ).as_dict()
         for name, router in built
     ]
-    logged = {"score": float(np.mean([t.score for t in evaluated])), "cost": float(np.mean([t.cost for t in evaluated]))}
+    logged = {
+        "score": float(np.mean([t.score for t in evaluated])),
+        "cost": float(np.mean([t.cost for t in evaluated])),
+    }
     return {
         "memory": url,
         "tasks": len(tasks),
@@ -353,7 +377,9 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
     from rich.table import Table
 
     console = console or Console()
-    fitted = f"; learned routers fitted on {result['fitted_on']} other logged tasks" if result["fitted_on"] else ""
+    fitted = (
+        f"; learned routers fitted on {result['fitted_on']} other logged tasks" if result["fitted_on"] else ""
+    )
     console.print(
         f"[bold]{result['memory']}[/]: {result['evaluated_on']} logged tasks with propensities{fitted}; "
         f"skipped {result['skipped']}; logging policy: score {result['logged_policy']['score']:.3f}, "
