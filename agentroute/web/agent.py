@@ -288,6 +288,7 @@ class WebAgent:
         self.screenshots = Path(screenshots) if screenshots else None
         self.graph = build_web_graph(self.dispatcher, self.skill, models=self.policy.models, max_tokens=max_tokens)
         self._sessions: dict[str, MiniWoBSession] = {}
+        self._preloaded = False
 
     def session(self, task: str, slot: int = 0) -> MiniWoBSession:
         """The browser of worker ``slot`` on ``task``: kept across its episodes of that task, closed
@@ -322,6 +323,8 @@ class WebAgent:
 
     async def run_episode(self, task: str, seed: int, *, budget: Budget | None = None, slot: int = 0) -> EpisodeResult:
         """Play one episode of ``task`` with ``seed``; never raises for browser or budget failures."""
+        if not self._preloaded:  # load the models before the page's episode timer starts
+            await self.preload()
         started = time.perf_counter()
         session = await asyncio.to_thread(self.session, task, slot)
         meta = {"env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
@@ -368,7 +371,9 @@ class WebAgent:
         )
 
     async def preload(self) -> None:
-        """Load the pool's local models now (the first model step would wait for them otherwise)."""
+        """Load the pool's local models now (:meth:`run_episode` does it before its first episode:
+        counting a prompt's tokens already needs the model's tokenizer)."""
+        self._preloaded = True
         for card in self.pool:
             if card.backend != SKILL_BACKEND and (self.policy.models is None or card.id in self.policy.models):
                 await self.pool.backend(card.id).preload(card)
