@@ -58,7 +58,9 @@ def bootstrap(values: list[float], *, reps: int = 2000, seed: int = 0) -> tuple[
     return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-async def play(agent: WebAgent, episodes: list[tuple[str, int]], concurrency: int, label: str) -> tuple[list[EpisodeResult], float]:
+async def play(
+    agent: WebAgent, episodes: list[tuple[str, int]], concurrency: int, label: str
+) -> tuple[list[EpisodeResult], float]:
     if agent.policy.models is None or any(m != "dom-skill" for m in agent.policy.models):
         await agent.preload()
     started = time.perf_counter()
@@ -68,13 +70,18 @@ async def play(agent: WebAgent, episodes: list[tuple[str, int]], concurrency: in
         nonlocal done
         done += 1
         if done % 10 == 0 or done == len(episodes):
-            print(f"  {label}: {done}/{len(episodes)} episodes, {time.perf_counter() - started:.0f}s", flush=True)
+            print(
+                f"  {label}: {done}/{len(episodes)} episodes, {time.perf_counter() - started:.0f}s",
+                flush=True,
+            )
 
     results = await agent.run_many(episodes, concurrency=concurrency, on_done=tick)
     return results, time.perf_counter() - started
 
 
-def summarize(name: str, results: list[EpisodeResult], wall: float, skill_success: dict[tuple[str, int], bool]) -> dict[str, Any]:
+def summarize(
+    name: str, results: list[EpisodeResult], wall: float, skill_success: dict[tuple[str, int], bool]
+) -> dict[str, Any]:
     success = bootstrap([float(r.success) for r in results])
     cost = bootstrap([r.cost_usd for r in results])
     agents: Counter[str] = Counter()
@@ -88,24 +95,37 @@ def summarize(name: str, results: list[EpisodeResult], wall: float, skill_succes
     for task in dict.fromkeys(r.task for r in results):
         rs = [r for r in results if r.task == task]
         per_task[task] = {
-            "episodes": len(rs), "success": statistics.fmean(r.success for r in rs),
-            "mean_reward": statistics.fmean(r.reward for r in rs), "mean_cost_usd": statistics.fmean(r.cost_usd for r in rs),
+            "episodes": len(rs),
+            "success": statistics.fmean(r.success for r in rs),
+            "mean_reward": statistics.fmean(r.reward for r in rs),
+            "mean_cost_usd": statistics.fmean(r.cost_usd for r in rs),
             "mean_steps": statistics.fmean(r.steps for r in rs),
         }
     return {
-        "router": name, "episodes": len(results),
-        "success": success[0], "success_ci": success[1:], "mean_reward": statistics.fmean(r.reward for r in results),
-        "mean_cost_usd": cost[0], "cost_ci": cost[1:], "mean_steps": statistics.fmean(r.steps for r in results),
-        "calls_per_episode": calls / len(results), "model_calls_per_episode": model_calls / len(results),
+        "router": name,
+        "episodes": len(results),
+        "success": success[0],
+        "success_ci": success[1:],
+        "mean_reward": statistics.fmean(r.reward for r in results),
+        "mean_cost_usd": cost[0],
+        "cost_ci": cost[1:],
+        "mean_steps": statistics.fmean(r.steps for r in results),
+        "calls_per_episode": calls / len(results),
+        "model_calls_per_episode": model_calls / len(results),
         "failed_step_share": sum(r.failed_steps for r in results) / max(1, calls),
         "agent_mix": {k: v / max(1, calls) for k, v in agents.most_common()},
         "status": dict(Counter(r.status for r in results)),
         "skill_success_same_episodes": statistics.fmean(matched) if matched else None,
-        "wall_s": wall, "episodes_per_min": 60 * len(results) / wall if wall else None,
+        "wall_s": wall,
+        "episodes_per_min": 60 * len(results) / wall if wall else None,
         "browser_step_ms_median": statistics.median(browser) if browser else None,
         "browser_step_ms_p90": float(np.percentile(browser, 90)) if browser else None,
-        "model_step_ms_median": _median([ms for r in results for ms, m in zip(r.step_ms, r.step_models, strict=True) if m != "dom-skill"]),
-        "skill_step_ms_median": _median([ms for r in results for ms, m in zip(r.step_ms, r.step_models, strict=True) if m == "dom-skill"]),
+        "model_step_ms_median": _median(
+            [ms for r in results for ms, m in zip(r.step_ms, r.step_models, strict=True) if m != "dom-skill"]
+        ),
+        "skill_step_ms_median": _median(
+            [ms for r in results for ms, m in zip(r.step_ms, r.step_models, strict=True) if m == "dom-skill"]
+        ),
         "per_task": per_task,
     }
 
@@ -123,7 +143,9 @@ def frontier(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
     for row in rows:  # routers with the same figures share one point and one label
-        groups.setdefault((round(row["mean_cost_usd"] * 1e6, 4), round(row["success"] * 100, 2)), []).append(row)
+        groups.setdefault((round(row["mean_cost_usd"] * 1e6, 4), round(row["success"] * 100, 2)), []).append(
+            row
+        )
     for k, ((x, y), same) in enumerate(sorted(groups.items())):
         row = same[0]
         xerr = [[x - row["cost_ci"][0] * 1e6], [row["cost_ci"][1] * 1e6 - x]]
@@ -152,7 +174,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     skill_success: dict[tuple[str, int], bool] = {}
 
     async def evaluate(name: str, router: Any, seeds: list[int], concurrency: int) -> list[EpisodeResult]:
-        agent = WebAgent(router=router, memory=store, budget=budget, max_steps=args.max_steps, max_tokens=args.max_tokens)
+        agent = WebAgent(
+            router=router, memory=store, budget=budget, max_steps=args.max_steps, max_tokens=args.max_tokens
+        )
         episodes = [(t, s) for t in tasks for s in seeds]
         print(f"{name}: {len(episodes)} episodes", flush=True)
         try:
@@ -163,8 +187,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             skill_success.update({(r.task, r.seed): r.success for r in results})
         row = summarize(name, results, wall, skill_success)
         rows.append(row)
-        print(f"  → success {row['success']:.2f} [{row['success_ci'][0]:.2f}, {row['success_ci'][1]:.2f}], "
-              f"cost ${row['mean_cost_usd']:.2e}, steps {row['mean_steps']:.2f}, {row['episodes_per_min']:.1f} ep/min", flush=True)
+        print(
+            f"  → success {row['success']:.2f} [{row['success_ci'][0]:.2f}, {row['success_ci'][1]:.2f}], "
+            f"cost ${row['mean_cost_usd']:.2e}, steps {row['mean_steps']:.2f}, {row['episodes_per_min']:.1f} ep/min",
+            flush=True,
+        )
         return results
 
     for name in routers:
@@ -176,14 +203,24 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         # training logs on held-out seeds: the skill everywhere, SmolLM2 direct on a few seeds
         train = [TRAIN_OFFSET + i for i in range(args.train_seeds)]
         for name, seeds in (("always-skill", train), ("always-small", train[: args.train_model_seeds])):
-            agent = WebAgent(router=name, memory=store, budget=budget, max_steps=args.max_steps, max_tokens=args.max_tokens)
+            agent = WebAgent(
+                router=name, memory=store, budget=budget, max_steps=args.max_steps, max_tokens=args.max_tokens
+            )
             print(f"train logs · {name}: {len(tasks) * len(seeds)} episodes", flush=True)
             try:
-                await play(agent, [(t, s) for t in tasks for s in seeds],
-                           args.model_concurrency if name in MODEL_HEAVY else args.concurrency, f"train {name}")
+                await play(
+                    agent,
+                    [(t, s) for t in tasks for s in seeds],
+                    args.model_concurrency if name in MODEL_HEAVY else args.concurrency,
+                    f"train {name}",
+                )
             finally:
                 await agent.aclose()
-        logs = [t for t in store.trajectories(graph="web_agent") if int(t.task.metadata.get("seed", -1)) >= TRAIN_OFFSET]
+        logs = [
+            t
+            for t in store.trajectories(graph="web_agent")
+            if int(t.task.metadata.get("seed", -1)) >= TRAIN_OFFSET
+        ]
         from agentroute.routers import make_router
 
         router = make_router(args.trained, cost_weight=args.cost_weight).fit(logs)
@@ -192,17 +229,27 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
     store.close()
     return {
-        "tasks": tasks, "eval_seeds": eval_seeds, "model_seeds": eval_seeds[: args.model_seeds],
-        "max_steps": args.max_steps, "max_tokens": args.max_tokens, "budget_calls": args.budget_calls, "memory": memory_url,
-        "machine": f"{os.cpu_count()} CPUs (shared)", "rows": rows,
+        "tasks": tasks,
+        "eval_seeds": eval_seeds,
+        "model_seeds": eval_seeds[: args.model_seeds],
+        "max_steps": args.max_steps,
+        "max_tokens": args.max_tokens,
+        "budget_calls": args.budget_calls,
+        "memory": memory_url,
+        "machine": f"{os.cpu_count()} CPUs (shared)",
+        "rows": rows,
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["| router | episodes | success [95% CI] | skill on same episodes | mean cost $ [95% CI] | steps | model calls/ep | episodes/min |",
-             "|---|---:|---|---:|---|---:|---:|---:|"]
+    lines = [
+        "| router | episodes | success [95% CI] | skill on same episodes | mean cost $ [95% CI] | steps | model calls/ep | episodes/min |",
+        "|---|---:|---|---:|---|---:|---:|---:|",
+    ]
     for r in result["rows"]:
-        skill = f"{r['skill_success_same_episodes']:.2f}" if r["skill_success_same_episodes"] is not None else "-"
+        skill = (
+            f"{r['skill_success_same_episodes']:.2f}" if r["skill_success_same_episodes"] is not None else "-"
+        )
         lines.append(
             f"| {r['router']} | {r['episodes']} | {r['success']:.2f} [{r['success_ci'][0]:.2f}, {r['success_ci'][1]:.2f}] | {skill} | "
             f"{r['mean_cost_usd']:.2e} [{r['cost_ci'][0]:.1e}, {r['cost_ci'][1]:.1e}] | {r['mean_steps']:.2f} | "
@@ -216,7 +263,9 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     parts = [json.loads(p.read_text()) for p in paths]
     merged = dict(parts[0])
     seen: set[str] = set()
-    merged["rows"] = [r for part in parts for r in part["rows"] if not (r["router"] in seen or seen.add(r["router"]))]
+    merged["rows"] = [
+        r for part in parts for r in part["rows"] if not (r["router"] in seen or seen.add(r["router"]))
+    ]
     merged["runs"] = [{k: v for k, v in part.items() if k != "rows"} for part in parts]
     return merged
 
@@ -226,20 +275,37 @@ if __name__ == "__main__":
     p.add_argument("--tasks", default=TASKS)
     p.add_argument("--routers", default=ROUTERS)
     p.add_argument("--seeds", type=int, default=20, help="evaluation seeds per task (0 … N-1)")
-    p.add_argument("--model-seeds", type=int, default=20, help="evaluation seeds for routers that call the model every step")
+    p.add_argument(
+        "--model-seeds",
+        type=int,
+        default=20,
+        help="evaluation seeds for routers that call the model every step",
+    )
     p.add_argument("--trained", default="per-task", help="router trained on logged episodes ('' to skip)")
-    p.add_argument("--cost-weight", type=float, default=1000.0, help="the trained router's λ (score − λ·cost, cost in $)")
+    p.add_argument(
+        "--cost-weight", type=float, default=1000.0, help="the trained router's λ (score − λ·cost, cost in $)"
+    )
     p.add_argument("--train-seeds", type=int, default=10)
     p.add_argument("--train-model-seeds", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=4)
-    p.add_argument("--max-tokens", type=int, default=48, help="model output limit per call (direct uses half)")
+    p.add_argument(
+        "--max-tokens", type=int, default=48, help="model output limit per call (direct uses half)"
+    )
     p.add_argument("--budget-calls", type=int, default=None, help="per-episode calls budget")
     p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--model-concurrency", type=int, default=2, help="episodes at once for model-heavy routers (batching)")
+    p.add_argument(
+        "--model-concurrency", type=int, default=2, help="episodes at once for model-heavy routers (batching)"
+    )
     p.add_argument("--memory", default=None, help="memory URL (default: a temporary SQLite file)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "web_agent.json")
     p.add_argument("--figure", type=Path, default=ROOT / "figures" / "web_agent_frontier.png")
-    p.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these result files into --out/--figure")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only merge these result files into --out/--figure",
+    )
     args = p.parse_args()
     result = merge(args.merge) if args.merge else asyncio.run(main(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)

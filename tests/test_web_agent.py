@@ -49,8 +49,17 @@ def test_parse_action_accepts_the_grammar(text: str, expected: Action) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "I would click the button", "click 4", "click(4) and click(5)", "click(four)", 'type(5, Myron)',
-     "Answer: the button", "press(Enter)", "click(4)(5)"],
+    [
+        "",
+        "I would click the button",
+        "click 4",
+        "click(4) and click(5)",
+        "click(four)",
+        "type(5, Myron)",
+        "Answer: the button",
+        "press(Enter)",
+        "click(4)(5)",
+    ],
 )
 def test_parse_action_rejects_everything_else(text: str) -> None:
     with pytest.raises(ActionError) as err:
@@ -59,7 +68,12 @@ def test_parse_action_rejects_everything_else(text: str) -> None:
 
 
 def test_canonical_form_round_trips() -> None:
-    for action in (Action("click", ref=3), Action("type", ref=2, text='a "b" \\ c'), Action("key", key="Tab"), Action("done")):
+    for action in (
+        Action("click", ref=3),
+        Action("type", ref=2, text='a "b" \\ c'),
+        Action("key", key="Tab"),
+        Action("done"),
+    ):
         assert parse_action(str(action)) == action
 
 
@@ -76,29 +90,55 @@ def test_check_action_names_what_is_illegal() -> None:
 # -- unit: DOM rendering -------------------------------------------------------------------------
 
 
-def _el(ref: int, parent: int, tag: str, text: str = "", value: str = "", id: str = "", classes: str = "",
-        flags: tuple[int, ...] = (0, 0, 0, 1)) -> dict:
-    return {"ref": ref, "parent": parent, "tag": tag, "text": text, "value": value, "id": id, "classes": classes,
-            "flags": flags}
+def _el(
+    ref: int,
+    parent: int,
+    tag: str,
+    text: str = "",
+    value: str = "",
+    id: str = "",
+    classes: str = "",
+    flags: tuple[int, ...] = (0, 0, 0, 1),
+) -> dict:
+    return {
+        "ref": ref,
+        "parent": parent,
+        "tag": tag,
+        "text": text,
+        "value": value,
+        "id": id,
+        "classes": classes,
+        "flags": flags,
+    }
 
 
 LOGIN = {
     "utterance": 'Enter the username "kanesha" and the password "Rt2v" into the text fields and press login.',
     "fields": (("username", "kanesha"), ("password", "Rt2v")),
     "dom_elements": (
-        _el(1, 0, "body", flags=(1, 0, 0, 0)), _el(2, 1, "div", id="wrap", flags=(0, 0, 0, 0)),
-        _el(5, 2, "p", flags=(0, 0, 0, 0)), _el(6, 5, "label", "Username"), _el(7, 5, "input_text", id="username"),
-        _el(8, 2, "p", flags=(0, 0, 0, 0)), _el(9, 8, "label", "Password"),
-        _el(10, 8, "input_password", id="password", flags=(1, 0, 0, 1)), _el(11, 2, "button", "Login", id="subbtn"),
+        _el(1, 0, "body", flags=(1, 0, 0, 0)),
+        _el(2, 1, "div", id="wrap", flags=(0, 0, 0, 0)),
+        _el(5, 2, "p", flags=(0, 0, 0, 0)),
+        _el(6, 5, "label", "Username"),
+        _el(7, 5, "input_text", id="username"),
+        _el(8, 2, "p", flags=(0, 0, 0, 0)),
+        _el(9, 8, "label", "Password"),
+        _el(10, 8, "input_password", id="password", flags=(1, 0, 0, 1)),
+        _el(11, 2, "button", "Login", id="subbtn"),
     ),
 }
 CHECKBOXES = {
     "utterance": "Select nd7Qt and click Submit.",
     "fields": (("target 0", "nd7Qt"), ("button", "submit")),
     "dom_elements": (
-        _el(1, 0, "body"), _el(5, 1, "label", flags=(0, 0, 0, 0)), _el(6, 5, "input_checkbox", id="ch0"),
-        _el(-1, 5, "t", "91YPF"), _el(7, 1, "label", flags=(0, 0, 0, 0)), _el(8, 7, "input_checkbox", id="ch1"),
-        _el(-2, 7, "t", "nd7Qt"), _el(15, 1, "button", "Submit"),
+        _el(1, 0, "body"),
+        _el(5, 1, "label", flags=(0, 0, 0, 0)),
+        _el(6, 5, "input_checkbox", id="ch0"),
+        _el(-1, 5, "t", "91YPF"),
+        _el(7, 1, "label", flags=(0, 0, 0, 0)),
+        _el(8, 7, "input_checkbox", id="ch1"),
+        _el(-2, 7, "t", "nd7Qt"),
+        _el(15, 1, "button", "Submit"),
     ),
 }
 
@@ -172,7 +212,9 @@ def test_dom_skill_is_a_zero_cost_agent_whose_failure_escalates() -> None:
         return run.steps
 
     steps = asyncio.run(go(page))
-    assert [(s.agent.model, s.status, s.output, s.cost_usd) for s in steps] == [(SKILL_MODEL, "ok", 'type(7, "kanesha")', 0.0)]
+    assert [(s.agent.model, s.status, s.output, s.cost_usd) for s in steps] == [
+        (SKILL_MODEL, "ok", 'type(7, "kanesha")', 0.0)
+    ]
     done = page.with_history(['type(7, "kanesha")', 'type(10, "Rt2v")', "click(11)"])
     steps = asyncio.run(go(done))  # the skill is at a loss: failed step, then the model
     assert [(s.agent.model, s.status) for s in steps] == [(SKILL_MODEL, "failed"), ("scripted", "ok")]
@@ -186,18 +228,34 @@ def test_unknown_task_lists_the_available_ones(capsys: pytest.CaptureFixture[str
     pytest.importorskip("miniwob")
     from agentroute.cli.web_cmd import run_web
 
-    code = run_web(["--tasks", "click-tset"], router="always-skill", pool=None, budget_usd=None, memory=None, concurrency=1)
+    code = run_web(
+        ["--tasks", "click-tset"],
+        router="always-skill",
+        pool=None,
+        budget_usd=None,
+        memory=None,
+        concurrency=1,
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "unknown MiniWoB task 'click-tset'" in err and "click-test" in err and "enter-text" in err
 
 
-def test_missing_chromium_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_chromium_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("miniwob")
     from agentroute.cli.web_cmd import run_web
 
     monkeypatch.setenv("MINIWOB_CHROME_BINARY", "/nonexistent/chromium")
-    code = run_web(["--tasks", "click-test"], router="always-skill", pool=None, budget_usd=None, memory=None, concurrency=1)
+    code = run_web(
+        ["--tasks", "click-test"],
+        router="always-skill",
+        pool=None,
+        budget_usd=None,
+        memory=None,
+        concurrency=1,
+    )
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2
     assert "chromium not found" in err and "apt-get install chromium chromium-driver" in err
@@ -359,12 +417,28 @@ def test_run_web_cli_prints_a_table_per_task(chromium, tmp_path, capsys: pytest.
 
     shots = tmp_path / "shots"
     code = run_web(
-        ["--tasks", "click-test,enter-text", "--episodes", "2", "--max-steps", "4", "--budget-calls", "6",
-         "--screenshots", str(shots)],
-        router="always-skill", pool=None, budget_usd=None, memory=f"sqlite:///{tmp_path / 'cli.db'}", concurrency=2,
+        [
+            "--tasks",
+            "click-test,enter-text",
+            "--episodes",
+            "2",
+            "--max-steps",
+            "4",
+            "--budget-calls",
+            "6",
+            "--screenshots",
+            str(shots),
+        ],
+        router="always-skill",
+        pool=None,
+        budget_usd=None,
+        memory=f"sqlite:///{tmp_path / 'cli.db'}",
+        concurrency=2,
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert re.search(r"click-test\s+│\s+2\s+│\s+100%", out) and re.search(r"enter-text\s+│\s+2\s+│\s+100%", out)
+    assert re.search(r"click-test\s+│\s+2\s+│\s+100%", out) and re.search(
+        r"enter-text\s+│\s+2\s+│\s+100%", out
+    )
     assert "dom-skill 100%" in out and "episodes/min" in out
     assert len(list(shots.glob("enter-text-seed0-step*.png"))) == 3  # after reset, type, submit

@@ -33,16 +33,23 @@ DEFAULT_TASKS = "click-test,click-button,enter-text"
 
 def _parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="Run MiniWoB++ episodes with every browser action routed.",
+        prog=prog,
+        description="Run MiniWoB++ episodes with every browser action routed.",
         epilog="--router, --pool, --budget-usd, --memory and --concurrency are the options of `agentroute run`.",
     )
-    p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated MiniWoB task names (default: {DEFAULT_TASKS})")
+    p.add_argument(
+        "--tasks",
+        default=DEFAULT_TASKS,
+        help=f"comma-separated MiniWoB task names (default: {DEFAULT_TASKS})",
+    )
     p.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED … SEED+N-1)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--max-steps", type=int, default=8, help="act steps per episode")
     p.add_argument("--budget-calls", type=int, default=None, help="hard per-episode limit on calls")
     p.add_argument("--budget-seconds", type=float, default=None, help="hard per-episode deadline in seconds")
-    p.add_argument("--budget-large-calls", type=int, default=None, help="hard per-episode limit on large-tier calls")
+    p.add_argument(
+        "--budget-large-calls", type=int, default=None, help="hard per-episode limit on large-tier calls"
+    )
     p.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
     p.add_argument("--screenshots", default=None, metavar="DIR", help="save a PNG after each step here")
     return p
@@ -61,8 +68,16 @@ def _mix(counts: Counter[str]) -> str:
 def summary_table(results: Sequence[Any], *, title: str) -> Table:
     """One row per task: episodes, success rate, mean reward, mean cost, mean steps, agent mix."""
     table = Table(title=title)
-    for col, justify in (("task", "left"), ("episodes", "right"), ("success", "right"), ("mean reward", "right"),
-                         ("mean cost $", "right"), ("steps", "right"), ("status", "left"), ("agent mix", "left")):
+    for col, justify in (
+        ("task", "left"),
+        ("episodes", "right"),
+        ("success", "right"),
+        ("mean reward", "right"),
+        ("mean cost $", "right"),
+        ("steps", "right"),
+        ("status", "left"),
+        ("agent mix", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     by_task: dict[str, list[Any]] = {}
     for r in results:
@@ -73,10 +88,15 @@ def summary_table(results: Sequence[Any], *, title: str) -> Table:
             agents.update(r.agents)
         statuses = Counter(r.status for r in rs)
         table.add_row(
-            task, str(len(rs)), f"{100 * sum(r.success for r in rs) / len(rs):.0f}%",
-            f"{statistics.fmean(r.reward for r in rs):+.3f}", f"{statistics.fmean(r.cost_usd for r in rs):.2e}",
-            f"{statistics.fmean(r.steps for r in rs):.1f}", ", ".join(f"{k} {v}" for k, v in statuses.most_common()),
-            _mix(agents), end_section=task == list(by_task)[-1],
+            task,
+            str(len(rs)),
+            f"{100 * sum(r.success for r in rs) / len(rs):.0f}%",
+            f"{statistics.fmean(r.reward for r in rs):+.3f}",
+            f"{statistics.fmean(r.cost_usd for r in rs):.2e}",
+            f"{statistics.fmean(r.steps for r in rs):.1f}",
+            ", ".join(f"{k} {v}" for k, v in statuses.most_common()),
+            _mix(agents),
+            end_section=task == list(by_task)[-1],
         )
     return table
 
@@ -109,21 +129,38 @@ def run_web(
             raise ConfigurationError(
                 f"--episodes, --max-steps and --concurrency must be ≥ 1 (got {opts.episodes}, {opts.max_steps}, {concurrency})"
             )
-        for name, value in (("--budget-usd", budget_usd), ("--budget-calls", opts.budget_calls),
-                            ("--budget-seconds", opts.budget_seconds), ("--budget-large-calls", opts.budget_large_calls)):
+        for name, value in (
+            ("--budget-usd", budget_usd),
+            ("--budget-calls", opts.budget_calls),
+            ("--budget-seconds", opts.budget_seconds),
+            ("--budget-large-calls", opts.budget_large_calls),
+        ):
             _positive(name, value, zero=name in ("--budget-usd", "--budget-large-calls"))
         check_tasks(tasks)
         find_chromium()
-        budget = make_budget(budget_usd, calls=opts.budget_calls, seconds=opts.budget_seconds,
-                             large_calls=opts.budget_large_calls)
+        budget = make_budget(
+            budget_usd,
+            calls=opts.budget_calls,
+            seconds=opts.budget_seconds,
+            large_calls=opts.budget_large_calls,
+        )
     except AgentrouteError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return 2
     return asyncio.run(_run(opts, tasks, budget, router, pool, memory, concurrency, console, err))
 
 
-async def _run(opts: Any, tasks: list[str], budget: Any, router: str, pool: str | None, memory: str | None,
-               concurrency: int, console: Console, err: Console) -> int:
+async def _run(
+    opts: Any,
+    tasks: list[str],
+    budget: Any,
+    router: str,
+    pool: str | None,
+    memory: str | None,
+    concurrency: int,
+    console: Console,
+    err: Console,
+) -> int:
     from agentroute.memory import open_memory
     from agentroute.web.agent import WebAgent
 
@@ -134,16 +171,29 @@ async def _run(opts: Any, tasks: list[str], budget: Any, router: str, pool: str 
         return 2
     try:
         try:
-            agent = WebAgent(router=router, pool=pool, memory=store, budget=budget, max_steps=opts.max_steps,
-                             headless=not opts.headed, screenshots=opts.screenshots)
+            agent = WebAgent(
+                router=router,
+                pool=pool,
+                memory=store,
+                budget=budget,
+                max_steps=opts.max_steps,
+                headless=not opts.headed,
+                screenshots=opts.screenshots,
+            )
         except AgentrouteError as exc:
             err.print(f"[bold red]error:[/] {exc}")
             return 2
         episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
         started = time.perf_counter()
         try:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console, transient=False) as progress:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as progress:
                 bar = progress.add_task(f"web · {agent.policy.name}", total=len(episodes))
                 if agent.policy.models is None or any(m != "dom-skill" for m in agent.policy.models):
                     progress.update(bar, description=f"web · {agent.policy.name} · loading models")
@@ -159,7 +209,9 @@ async def _run(opts: Any, tasks: list[str], budget: Any, router: str, pool: str 
         finally:
             await agent.aclose()
         wall = time.perf_counter() - started
-        console.print(summary_table(results, title=f"MiniWoB++ · router {agent.policy.name} · {len(results)} episodes"))
+        console.print(
+            summary_table(results, title=f"MiniWoB++ · router {agent.policy.name} · {len(results)} episodes")
+        )
         browser = [ms for r in results for ms in r.browser_ms]
         rate = 60 * len(results) / wall if wall > 0 else 0.0
         line = f"{rate:.1f} episodes/min"
@@ -181,8 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     outer.add_argument("--memory", default=None)
     outer.add_argument("--concurrency", type=int, default=1)
     known, rest = outer.parse_known_args(argv)
-    return run_web(rest, router=known.router, pool=known.pool, budget_usd=known.budget_usd, memory=known.memory,
-                   concurrency=known.concurrency)
+    return run_web(
+        rest,
+        router=known.router,
+        pool=known.pool,
+        budget_usd=known.budget_usd,
+        memory=known.memory,
+        concurrency=known.concurrency,
+    )
 
 
 if __name__ == "__main__":

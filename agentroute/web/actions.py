@@ -36,8 +36,17 @@ ActionKind = Literal["click", "type", "key", "done"]
 
 #: Keys ``key(...)`` accepts, by MiniWoB's names (a subset of its allowed keys).
 KEYS: tuple[str, ...] = (
-    "Enter", "Tab", "Backspace", "Delete", "Space", "PageUp", "PageDown",
-    "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight",
+    "Enter",
+    "Tab",
+    "Backspace",
+    "Delete",
+    "Space",
+    "PageUp",
+    "PageDown",
+    "ArrowUp",
+    "ArrowDown",
+    "ArrowLeft",
+    "ArrowRight",
 )
 _KEY_LOOKUP = {k.lower(): k for k in KEYS}
 
@@ -83,7 +92,7 @@ class Action:
 def _candidate(text: str) -> str:
     """The line that must hold the action: after the last marker, first non-empty line."""
     found = list(_MARKER.finditer(text))
-    tail = text[found[-1].end():] if found else text
+    tail = text[found[-1].end() :] if found else text
     for line in tail.splitlines():
         line = line.strip()
         line = (line[:-1] if line.endswith(".") else line).strip().strip("`").strip()

@@ -49,15 +49,15 @@ STAGE = "act"
 GRAPH = "web_agent"
 
 PROMPT = (
-    "You operate a web page to complete a task. Each element is shown as [ID] tag \"text\".\n"
+    'You operate a web page to complete a task. Each element is shown as [ID] tag "text".\n'
     "Reply with exactly one action on one line:\n"
     "click(ID) - click element ID\n"
     'type(ID, "text") - type text into the text field ID\n'
     "key(Enter) - press a key (Enter, Tab, Backspace, ArrowUp, ArrowDown …)\n"
     "done() - the task is complete\n"
     "Use only IDs shown on the page.\n\n"
-    "Example.\nTask: Click on the \"Yes\" button.\nPage:\n[3] div \"lorem ipsum\"\n"
-    "[4] button \"No\"\n[5] button \"Yes\"\nPrevious actions: none\nAnswer: click(5)"
+    'Example.\nTask: Click on the "Yes" button.\nPage:\n[3] div "lorem ipsum"\n'
+    '[4] button "No"\n[5] button "Yes"\nPrevious actions: none\nAnswer: click(5)'
 )
 
 
@@ -70,7 +70,9 @@ def reward_score(reward: float) -> float:
     return max(0.0, min(1.0, float(reward)))
 
 
-def web_pool(pool: ModelPool | str | None = None, *, strategies: Sequence[str] = ("direct", "cot")) -> ModelPool:
+def web_pool(
+    pool: ModelPool | str | None = None, *, strategies: Sequence[str] = ("direct", "cot")
+) -> ModelPool:
     """The DOM skill's $0 card followed by the model cards.
 
     ``None`` or ``"default"``: the default local pool (SmolLM2-135M) restricted to ``strategies``
@@ -191,8 +193,14 @@ def build_web_graph(
         ep = _episode(config)
         ep.acted = False
         step = await dispatcher.step(
-            ep.run, role=ROLE, stage=STAGE, prompt=PROMPT, input=f"{state['observation']}\nAnswer:",
-            models=models, max_tokens=max_tokens, postconditions=[ExecuteAction(ep)],
+            ep.run,
+            role=ROLE,
+            stage=STAGE,
+            prompt=PROMPT,
+            input=f"{state['observation']}\nAnswer:",
+            models=models,
+            max_tokens=max_tokens,
+            postconditions=[ExecuteAction(ep)],
         )
         if step is not None:
             ep.steps += 1
@@ -286,7 +294,9 @@ class WebAgent:
         )
         self.budget, self.max_steps, self.headless = budget, max_steps, headless
         self.screenshots = Path(screenshots) if screenshots else None
-        self.graph = build_web_graph(self.dispatcher, self.skill, models=self.policy.models, max_tokens=max_tokens)
+        self.graph = build_web_graph(
+            self.dispatcher, self.skill, models=self.policy.models, max_tokens=max_tokens
+        )
         self._sessions: dict[str, MiniWoBSession] = {}
         self._preloaded = False
 
@@ -321,7 +331,9 @@ class WebAgent:
         await asyncio.gather(*(worker(w) for w in range(max(1, min(concurrency, len(episodes))))))
         return results  # type: ignore[return-value]
 
-    async def run_episode(self, task: str, seed: int, *, budget: Budget | None = None, slot: int = 0) -> EpisodeResult:
+    async def run_episode(
+        self, task: str, seed: int, *, budget: Budget | None = None, slot: int = 0
+    ) -> EpisodeResult:
         """Play one episode of ``task`` with ``seed``; never raises for browser or budget failures."""
         if not self._preloaded:  # load the models before the page's episode timer starts
             await self.preload()
@@ -331,14 +343,39 @@ class WebAgent:
         try:
             page = await asyncio.to_thread(lambda: session.open().reset(seed))
         except BrowserCrashedError as exc:
-            run = self.dispatcher.start(f"[{task}]", budget=budget or self.budget, graph=GRAPH, task_type=task,
-                                        query_id=f"miniwob/{task}/{seed}", metadata=meta)
+            run = self.dispatcher.start(
+                f"[{task}]",
+                budget=budget or self.budget,
+                graph=GRAPH,
+                task_type=task,
+                query_id=f"miniwob/{task}/{seed}",
+                metadata=meta,
+            )
             task_record = self.dispatcher.finish(run, status="failed", score=0.0)
-            return EpisodeResult(task, seed, task_record.id, "failed", 0.0, False, 0, 0.0, Counter(),
-                                 time.perf_counter() - started, [], [], 0, str(exc))
+            return EpisodeResult(
+                task,
+                seed,
+                task_record.id,
+                "failed",
+                0.0,
+                False,
+                0,
+                0.0,
+                Counter(),
+                time.perf_counter() - started,
+                [],
+                [],
+                0,
+                str(exc),
+            )
         run = self.dispatcher.start(
-            f"[{task}] {page.utterance}", budget=budget or self.budget, graph=GRAPH, task_type=task,
-            task_id=uuid.uuid4().hex, query_id=f"miniwob/{task}/{seed}", metadata=meta,
+            f"[{task}] {page.utterance}",
+            budget=budget or self.budget,
+            graph=GRAPH,
+            task_type=task,
+            task_id=uuid.uuid4().hex,
+            query_id=f"miniwob/{task}/{seed}",
+            metadata=meta,
         )
         ep = Episode(task, seed, session, run, page, self.max_steps, self.screenshots)
         ep.shot("step00")
@@ -359,15 +396,30 @@ class WebAgent:
             status = "budget_exhausted"
         else:
             status = "failed"  # step limit, or a blocked step
-        record = self.dispatcher.finish(run, answer="; ".join(ep.history), status=status, score=reward_score(ep.reward))  # type: ignore[arg-type]
+        record = self.dispatcher.finish(
+            run, answer="; ".join(ep.history), status=status, score=reward_score(ep.reward)
+        )  # type: ignore[arg-type]
         steps = run.steps
         return EpisodeResult(
-            task=task, seed=seed, task_id=record.id, status=status, reward=ep.reward,
-            success=ep.done and ep.raw_reward > 0, steps=ep.steps, cost_usd=record.cost_usd,
-            agents=Counter(s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}" for s in steps),
-            seconds=time.perf_counter() - started, browser_ms=ep.browser_ms,
-            step_ms=[s.latency_ms for s in steps], failed_steps=sum(s.status != "ok" for s in steps),
-            error=ep.crashed or error, actions=list(ep.history), step_models=[s.agent.model for s in steps],
+            task=task,
+            seed=seed,
+            task_id=record.id,
+            status=status,
+            reward=ep.reward,
+            success=ep.done and ep.raw_reward > 0,
+            steps=ep.steps,
+            cost_usd=record.cost_usd,
+            agents=Counter(
+                s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}"
+                for s in steps
+            ),
+            seconds=time.perf_counter() - started,
+            browser_ms=ep.browser_ms,
+            step_ms=[s.latency_ms for s in steps],
+            failed_steps=sum(s.status != "ok" for s in steps),
+            error=ep.crashed or error,
+            actions=list(ep.history),
+            step_models=[s.agent.model for s in steps],
         )
 
     async def preload(self) -> None:
@@ -375,7 +427,9 @@ class WebAgent:
         counting a prompt's tokens already needs the model's tokenizer)."""
         self._preloaded = True
         for card in self.pool:
-            if card.backend != SKILL_BACKEND and (self.policy.models is None or card.id in self.policy.models):
+            if card.backend != SKILL_BACKEND and (
+                self.policy.models is None or card.id in self.policy.models
+            ):
                 await self.pool.backend(card.id).preload(card)
 
     def close(self) -> None:

@@ -22,8 +22,16 @@ from typing import Any
 
 #: Tags whose elements take typed text.
 TYPEABLE = frozenset(
-    {"input_text", "input_password", "input_email", "input_number", "input_search", "input_tel",
-     "input_url", "textarea"}
+    {
+        "input_text",
+        "input_password",
+        "input_email",
+        "input_number",
+        "input_search",
+        "input_tel",
+        "input_url",
+        "textarea",
+    }
 )
 #: Tags kept on the page even without text: the things one clicks.
 INTERACTIVE = frozenset({"button", "a", "select", "option", "textarea", "label", "li", "span", "h3"})
@@ -143,16 +151,24 @@ def page_from_observation(obs: Mapping[str, Any], *, max_elements: int = 80) -> 
         keep = bool(text) or tag in INTERACTIVE or tag.startswith("input")
         if tag in ("label", "span", "li", "h3") and not text:
             keep = False
-        if tag == "label" and any(str(by_ref[c]["tag"]).lower().startswith("input") for c in children.get(ref, [])):
+        if tag == "label" and any(
+            str(by_ref[c]["tag"]).lower().startswith("input") for c in children.get(ref, [])
+        ):
             keep = False  # its text is the input's label
         if not keep:
             continue
         elements.append(
             Element(
-                ref=ref, parent=parent, tag=tag, text=text if not tag.startswith("input") else "",
+                ref=ref,
+                parent=parent,
+                tag=tag,
+                text=text if not tag.startswith("input") else "",
                 value=str(e.get("value") or "") if tag in TYPEABLE else "",
-                html_id=str(e.get("id") or ""), classes=str(e.get("classes") or ""), label=label,
-                focused=bool(flags[0]) if flags else False, tampered=bool(flags[1]) if len(flags) > 1 else False,
+                html_id=str(e.get("id") or ""),
+                classes=str(e.get("classes") or ""),
+                label=label,
+                focused=bool(flags[0]) if flags else False,
+                tampered=bool(flags[1]) if len(flags) > 1 else False,
             )
         )
     fields = tuple((str(k), str(v)) for k, v in (obs.get("fields") or ()))

@@ -50,10 +50,19 @@ class UnknownTaskError(UnknownNameError):
 def chromium_flags(*, headless: bool = True) -> list[str]:
     """Chromium flags for a container: headless, no sandbox as root, nothing in the background."""
     flags = [
-        "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-default-apps", "--disable-extensions", "--disable-sync",
-        "--disable-features=Translate,MediaRouter,OptimizationHints", "--metrics-recording-only",
-        "--no-first-run", "--no-default-browser-check", "--mute-audio", "--password-store=basic",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-sync",
+        "--disable-features=Translate,MediaRouter,OptimizationHints",
+        "--metrics-recording-only",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--mute-audio",
+        "--password-store=basic",
     ]
     if headless:
         flags.insert(0, "--headless=new")
@@ -64,9 +73,17 @@ def chromium_flags(*, headless: bool = True) -> list[str]:
 
 def find_chromium() -> tuple[str, str]:
     """``(chromium, chromedriver)`` paths: the ``MINIWOB_*`` variables, else Debian's on PATH."""
-    chrome = os.environ.get("MINIWOB_CHROME_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
+    chrome = (
+        os.environ.get("MINIWOB_CHROME_BINARY")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
     driver = os.environ.get("MINIWOB_CHROMEDRIVER") or shutil.which("chromedriver")
-    missing = [name for name, path in (("chromium", chrome), ("chromedriver", driver)) if not path or not Path(path).exists()]
+    missing = [
+        name
+        for name, path in (("chromium", chrome), ("chromedriver", driver))
+        if not path or not Path(path).exists()
+    ]
     if missing:
         raise BrowserNotFoundError(f"{' and '.join(missing)} not found: {INSTALL_HINT}")
     return str(chrome), str(driver)
@@ -87,7 +104,9 @@ def available_tasks() -> list[str]:
     _import_miniwob()
     import gymnasium
 
-    names = [k.removeprefix("miniwob/").rsplit("-v", 1)[0] for k in gymnasium.registry if k.startswith("miniwob/")]
+    names = [
+        k.removeprefix("miniwob/").rsplit("-v", 1)[0] for k in gymnasium.registry if k.startswith("miniwob/")
+    ]
     return sorted(set(names))
 
 
@@ -173,7 +192,9 @@ class MiniWoBSession:
         try:
             self._env = env_class(subdomain=self.task, render_mode=None if self.headless else "human")
         except Exception as exc:
-            raise BrowserCrashedError(f"could not start Chromium for {self.task!r}: {type(exc).__name__}: {exc}") from exc
+            raise BrowserCrashedError(
+                f"could not start Chromium for {self.task!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         return self
 
     @property
@@ -204,19 +225,26 @@ class MiniWoBSession:
             if action.kind == "click":
                 act = env.create_action(ActionTypes.CLICK_ELEMENT, ref=action.ref)
             elif action.kind == "type":
-                act = env.create_action(ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT, ref=action.ref, text=action.text)
+                act = env.create_action(
+                    ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT, ref=action.ref, text=action.text
+                )
             else:
                 key = env.action_space_config.allowed_keys.index(f"<{action.key}>")
                 act = env.create_action(ActionTypes.PRESS_KEY, key=key)
             obs, reward, done, _, info = env.step(act)
         except Exception as exc:
             self._lost()
-            raise BrowserCrashedError(f"{action} on {self.task!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise BrowserCrashedError(
+                f"{action} on {self.task!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         page = None if done else page_from_observation(obs, max_elements=self.max_elements)
         self.page = page
         return Outcome(
-            page, float(reward) if done else 0.0, bool(done),
-            float(info.get("raw_reward") or 0.0), str(info.get("reason") or ""),
+            page,
+            float(reward) if done else 0.0,
+            bool(done),
+            float(info.get("raw_reward") or 0.0),
+            str(info.get("reason") or ""),
         )
 
     def screenshot(self, path: str | Path) -> Path | None:

@@ -41,8 +41,12 @@ STAGE = "act"
 _QUOTED = re.compile(r'"([^"]+)"')
 _SUBMIT_WORDS = ("submit", "login", "log in", "ok", "search", "next", "done", "send")
 _WIDGET_TAGS = {
-    "radio": ("input_radio",), "checkbox": ("input_checkbox",), "text": ("input_text",),
-    "textarea": ("textarea",), "button": ("button",), "link": ("a", "span"),
+    "radio": ("input_radio",),
+    "checkbox": ("input_checkbox",),
+    "text": ("input_text",),
+    "textarea": ("textarea",),
+    "button": ("button",),
+    "link": ("a", "span"),
 }
 _SYNONYMS = {"x": ("close", "×", "x"), "close": ("close", "×", "x")}
 
@@ -221,9 +225,20 @@ def skill_card() -> ModelCard:
     ``skill`` with :meth:`ModelPool.set_backend`.
     """
     return ModelCard.model_construct(
-        id=SKILL_MODEL, backend=SKILL_BACKEND, model=SKILL_MODEL, input_price=0.0, output_price=0.0,
-        price_per_second=None, context_window=1_000_000, tier="small", latency_ms=1.0,
-        strategies=("direct",), base_url=None, api_key_env=None, max_tokens=64, timeout_s=10.0,
+        id=SKILL_MODEL,
+        backend=SKILL_BACKEND,
+        model=SKILL_MODEL,
+        input_price=0.0,
+        output_price=0.0,
+        price_per_second=None,
+        context_window=1_000_000,
+        tier="small",
+        latency_ms=1.0,
+        strategies=("direct",),
+        base_url=None,
+        api_key_env=None,
+        max_tokens=64,
+        timeout_s=10.0,
         description="deterministic DOM skill: free, exact on simple forms and clicks, at a loss elsewhere",
     )
 
@@ -255,7 +270,9 @@ class DomSkillBackend(Backend):
     def count_tokens(self, text: str, card: ModelCard) -> int:
         return 0 if card.backend == SKILL_BACKEND else super().count_tokens(text, card)
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         return 0.0
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
@@ -271,6 +288,11 @@ class DomSkillBackend(Backend):
         except SkillBlocked as exc:
             raise BackendError(card.id, str(exc), retryable=False) from exc
         return Completion(
-            model=card.id, text=str(action), tokens_in=0, tokens_out=0, cost_usd=0.0,
-            latency_ms=(time.perf_counter() - started) * 1000, raw={"confidence": 1.0},
+            model=card.id,
+            text=str(action),
+            tokens_in=0,
+            tokens_out=0,
+            cost_usd=0.0,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            raw={"confidence": 1.0},
         )
