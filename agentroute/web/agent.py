@@ -35,9 +35,10 @@ from langchain_core.runnables import RunnableConfig
 from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, TaskRun
 from agentroute.memory.base import MemoryStore
+from agentroute.pool.backends.base import Backend
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
-from agentroute.types import Step
+from agentroute.types import Step, TaskStatus
 from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
 from agentroute.web.env import BrowserCrashedError, MiniWoBSession
@@ -88,7 +89,7 @@ def web_pool(
             card = card.model_copy(update={"strategies": kept})
         cards.append(card)
     # the given pool's backend instances come along (a loaded model, a scripted test backend)
-    backends = {} if default else {card.backend: base.backend(card.id) for card in base}
+    backends: dict[str, Backend] = {} if default else {card.backend: base.backend(card.id) for card in base}
     return ModelPool([skill_card(), *cards], backends=backends)
 
 
@@ -387,6 +388,7 @@ class WebAgent:
             )
         except Exception as exc:  # a bug in a node must not stop the batch: the episode fails
             error = f"{type(exc).__name__}: {exc}"
+        status: TaskStatus
         if ep.crashed or error:
             status = "failed"
             session.close()
@@ -398,7 +400,7 @@ class WebAgent:
             status = "failed"  # step limit, or a blocked step
         record = self.dispatcher.finish(
             run, answer="; ".join(ep.history), status=status, score=reward_score(ep.reward)
-        )  # type: ignore[arg-type]
+        )
         steps = run.steps
         return EpisodeResult(
             task=task,

@@ -161,7 +161,7 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
         def _hard_reset_instance(self) -> None:
             if getattr(self, "instance", None):
                 self.instance.close()
-            self.instance = _Instance(index=0, **self.instance_kwargs)
+            self.instance: SeleniumInstance = _Instance(index=0, **self.instance_kwargs)
             self.instance.start()
             self.instance.wait()
 

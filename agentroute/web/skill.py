@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from agentroute.dispatch.skills import Condition, SkillBlocked, SkillRegistry
+from agentroute.dispatch.skills import Condition, Context, SkillBlocked, SkillRegistry
 from agentroute.errors import BackendError
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.card import ModelCard
@@ -182,13 +182,13 @@ def dom_policy(page: Page) -> Action | None:
     return None
 
 
-def _act(context: dict[str, Any]) -> Action | None:
+def _act(context: Context) -> Action | None:
     action = dom_policy(context["page"])
     context["action"] = action
     return action
 
 
-def _legal(context: dict[str, Any]) -> bool:
+def _legal(context: Context) -> bool:
     action, page = context.get("action"), context["page"]
     if action is None:
         return False
