@@ -403,3 +403,41 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
             cell(r, "score", "dr"), cell(r, "cost", "ips", True), cell(r, "cost", "dr", True),
         )  # fmt: skip
     console.print(table)
+
+
+def eval_from_memory_command(
+    memory_url: str,
+    routers: str,
+    *,
+    pool: str | None = None,
+    graph: str | None = None,
+    json_output: bool = False,
+    seed: int = 0,
+    n_boot: int = 500,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """``agentroute eval --from MEMORY_URL --routers a,b``: print the estimates (or one JSON
+    object); a bad input exits 2, as every command does."""
+    import json
+
+    import typer
+    from rich.console import Console
+
+    from agentroute.cli.errors import exit_code_for
+    from agentroute.errors import AgentrouteError
+
+    names = [r.strip() for r in routers.split(",") if r.strip()]
+    try:
+        if not names:
+            raise ConfigurationError("--routers is empty")
+        result = evaluate_from_memory(
+            memory_url, names, pool=pool, graph=graph, n_boot=n_boot, level=level, seed=seed
+        )
+    except AgentrouteError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exit_code_for(exc)) from None
+    if json_output:
+        typer.echo(json.dumps(result))
+    else:
+        print_counterfactual(result)
+    return result
