@@ -258,7 +258,7 @@ def test_ask_policy_needs_the_router_r1_graph(tmp_path):
     from agentroute.cli.app import app
 
     out = CliRunner().invoke(app, ["ask", "q", "--graph", "qa", "--policy", str(tmp_path)])
-    assert out.exit_code == 1 and "need --graph router_r1" in out.output
+    assert out.exit_code != 0 and "need --graph router_r1" in out.output  # a configuration error
 
 
 def test_train_command_is_typer_compatible():

@@ -105,7 +105,10 @@ def ask(
     """Answer one question through a routed graph; print the answer, the route and the cost."""
     try:
         if policy is not None or policy_url is not None:
-            compiled, store = _router_r1_runtime(graph, router, pool, budget_usd, memory, policy, policy_url)
+            compiled, store = _router_r1_runtime(
+                graph, router, pool, budget_usd, memory, policy, policy_url,
+                tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+            )
         else:
             compiled, store = _runtime(
                 graph, router, pool, budget_usd, memory,
@@ -141,7 +144,7 @@ def ask(
 
 def _router_r1_runtime(
     graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
-    policy: Path | None, policy_url: str | None,
+    policy: Path | None, policy_url: str | None, **limits: Any,
 ) -> Any:
     from agentroute.errors import ConfigurationError
     from agentroute.loading import load_router, make_budget
@@ -154,7 +157,7 @@ def _router_r1_runtime(
         raise ConfigurationError(f"--policy/--policy-url need --graph router_r1 (got {graph!r})")
     spec = build_router_r1_graph(policy, policy_url=policy_url)
     store = open_memory(memory)
-    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=make_budget(budget_usd))
+    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=make_budget(budget_usd, **limits))
     return compiled, store
 
 
