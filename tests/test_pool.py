@@ -112,3 +112,18 @@ def test_unknown_strategies_are_configuration_errors(name):
     with pytest.raises(ConfigurationError, match="a strategy is a name"):
         get_strategy(["sc@3"])  # type: ignore[arg-type]
     assert get_strategy("sc@64").samples == 64
+
+
+def test_a_pool_may_add_backends_under_its_own_names(tmp_path):
+    from agentroute.errors import UnknownNameError
+    from agentroute.pool import ModelCard, ModelPool, ReplayBackend
+
+    card = ModelCard(id="mine", backend="my-backend", input_price=0, output_price=0)
+    backend = ReplayBackend([])
+    assert ModelPool([card], backends={"my-backend": backend}).backend("mine") is backend
+    with pytest.raises(UnknownNameError, match="unknown backend 'my-backend'; known: .*replay"):
+        ModelPool([card])
+    path = tmp_path / "pool.yaml"
+    path.write_text("models:\n  - id: a\n    backend: nope\n    input_price: 1\n    output_price: 1\n")
+    with pytest.raises(ConfigurationError, match=r"line 3: model 'a' field 'backend': unknown backend 'nope'"):
+        ModelPool.from_yaml(path)

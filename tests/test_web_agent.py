@@ -199,9 +199,7 @@ SCRIPTED = ModelCard(id="scripted", backend="replay", input_price=1.0, output_pr
 def test_dom_skill_is_a_zero_cost_agent_whose_failure_escalates() -> None:
     """No browser: the skill behind the dispatcher, its blocked postcondition as a failed step."""
     skill = DomSkillBackend()
-    pool = ModelPool([skill_card(), SCRIPTED])
-    pool.set_backend(SKILL_BACKEND, skill)
-    pool.set_backend("replay", Scripted(["click(11)"]))
+    pool = ModelPool([skill_card(), SCRIPTED], backends={SKILL_BACKEND: skill, "replay": Scripted(["click(11)"])})
     dispatcher = Dispatcher(pool, FixedRouter(model=SKILL_MODEL), max_fallbacks=1)
     page = page_from_observation(LOGIN)
 

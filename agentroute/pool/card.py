@@ -12,7 +12,8 @@ from agentroute.budget import check_amount
 from agentroute.errors import ConfigurationError
 from agentroute.strategies import get_strategy
 
-BackendName = Literal["local", "litellm", "openai", "replay"]
+#: The backends agentroute ships; a pool may add its own under other names (``ModelPool(backends=...)``).
+BUILTIN_BACKENDS = ("local", "litellm", "openai", "replay")
 Tier = Literal["small", "medium", "large"]
 
 
@@ -51,7 +52,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1)
-    backend: BackendName = "litellm"
+    backend: str = Field(default="litellm", pattern=r"^[a-z][a-z0-9_-]{0,39}$")
     model: str = ""
     input_price: float | None = None
     output_price: float | None = None

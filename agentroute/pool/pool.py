@@ -47,6 +47,12 @@ class ModelPool:
         if not self._cards:
             raise ConfigurationError("a model pool needs at least one model")
         self._backends: dict[str, Backend] = dict(backends or {})
+        for card in self._cards.values():
+            self._check_backend(card)
+
+    def _check_backend(self, card: ModelCard) -> None:
+        if card.backend not in _BACKEND_CLASSES and card.backend not in self._backends:
+            raise UnknownNameError("backend", card.backend, [*_BACKEND_CLASSES, *self._backends])
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -88,6 +94,12 @@ class ModelPool:
                     f"(first at line {first_line[card.id]})"
                 )
             first_line[card.id] = line_of(_mapping_key_node(node, "id") or node)
+            if card.backend not in _BACKEND_CLASSES and card.backend not in (backends or {}):
+                key = _mapping_key_node(node, "backend")
+                raise ConfigurationError(
+                    f"{path} line {line_of(key or node)}: model {short_repr(card.id)} field 'backend': "
+                    f"unknown backend {short_repr(card.backend)}; known: {', '.join([*_BACKEND_CLASSES, *(backends or {})])}"
+                )
             cards.append(card)
         return cls(cards, backends)
 

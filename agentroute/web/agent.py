@@ -43,7 +43,7 @@ from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
 from agentroute.web.env import BrowserCrashedError, MiniWoBSession
 from agentroute.web.routers import WebPolicy, web_policy
-from agentroute.web.skill import SKILL_BACKEND, DomSkillBackend, skill_card
+from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, skill_card
 
 ROLE = "navigator"
 STAGE = "act"
@@ -90,6 +90,7 @@ def web_pool(
         cards.append(card)
     # the given pool's backend instances come along (a loaded model, a scripted test backend)
     backends: dict[str, Backend] = {} if default else {card.backend: base.backend(card.id) for card in base}
+    backends[SKILL_BACKEND] = DomSkillBackend()
     return ModelPool([skill_card(), *cards], backends=backends)
 
 
@@ -284,8 +285,7 @@ class WebAgent:
         max_tokens: int | None = None,
     ):
         self.pool = web_pool(pool)
-        self.skill = DomSkillBackend()
-        self.pool.set_backend(SKILL_BACKEND, self.skill)
+        self.skill: DomSkillBackend = self.pool.backend(SKILL_MODEL)  # type: ignore[assignment]
         if isinstance(router, Router):
             self.policy = WebPolicy(router.name, router, None, 2)
         else:

@@ -218,25 +218,18 @@ def register_dom_skill(registry: SkillRegistry) -> None:
 
 
 def skill_card() -> ModelCard:
-    """The $0 card of the DOM skill (backend ``skill``, served by :class:`DomSkillBackend`).
-
-    Built with ``model_construct`` because :class:`ModelCard` validates ``backend`` against the
-    built-in backend names; the pool resolves a card's backend by name, and the web agent sets
-    ``skill`` with :meth:`ModelPool.set_backend`.
-    """
-    return ModelCard.model_construct(
+    """The $0 card of the DOM skill (backend ``skill``, served by :class:`DomSkillBackend`, which the
+    web agent registers in its pool with ``ModelPool(cards, backends={"skill": ...})``)."""
+    return ModelCard(
         id=SKILL_MODEL,
         backend=SKILL_BACKEND,
         model=SKILL_MODEL,
         input_price=0.0,
         output_price=0.0,
-        price_per_second=None,
         context_window=1_000_000,
         tier="small",
         latency_ms=1.0,
-        strategies=("direct",),
-        base_url=None,
-        api_key_env=None,
+        strategies=["direct"],
         max_tokens=64,
         timeout_s=10.0,
         description="deterministic DOM skill: free, exact on simple forms and clicks, at a loss elsewhere",
