@@ -62,6 +62,8 @@ class RouterR1TrainConfig:
         if unknown:
             raise ConfigurationError(f"{path}: unknown recipe keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         cfg = cls(**raw)
+        if isinstance(cfg.pool, str) and cfg.pool not in ("", "default") and not Path(cfg.pool).is_absolute():
+            cfg.pool = str(Path(path).parent / cfg.pool)  # a pool file beside the recipe
         if gpu:
             if not cfg.gpu:
                 raise ConfigurationError(f"{path}: --gpu given but the recipe has no `gpu:` profile")
