@@ -95,3 +95,26 @@ def test_corpus_errors_name_the_file(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ConfigurationError, match="bad.json"):
         load_corpus(bad)
+
+
+def test_run_qa_with_a_corpus_feeds_bm25_passages_to_the_executor(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentroute.cli import app as cli
+    from tests.test_batch_server import GRAPH_PY, StubOpenAIServer, pool_yaml
+
+    corpus = tmp_path / "corpus.json"
+    corpus.write_text(json.dumps({"Seine": ["The Seine flows through Paris."], "Spree": ["The Spree flows through Berlin."]}))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"query": "Which river flows through Paris?", "answer": "stub answer"}) + "\n")
+    with StubOpenAIServer() as stub:
+        (tmp_path / "pool.yaml").write_text(pool_yaml(stub.url))
+        (tmp_path / "graph.py").write_text(GRAPH_PY)
+        base = ["--input", str(questions), "--pool", str(tmp_path / "pool.yaml"), "--memory", f"sqlite:///{tmp_path}/m.db", "--corpus", str(corpus)]
+        result = CliRunner().invoke(cli, ["run", "qa", *base])
+        prompts = [a["prompt"] for a in stub.answered]
+        other = CliRunner().invoke(cli, ["run", str(tmp_path / "graph.py"), *base])
+    assert result.exit_code == 0, result.output
+    assert any("Passages:" in p and "[1] Seine: The Seine flows through Paris." in p for p in prompts)
+    assert "mean 1.000" in result.output
+    assert other.exit_code == 2 and "--corpus works with the qa graph" in other.output
