@@ -8,7 +8,7 @@ the model's own ``tokenizer.json`` (Rust ``tokenizers``; truncated at the model'
 ``max_seq_length``, 256 word pieces for MiniLM), sorted by length and batched, so that a batch pads
 to its own longest text rather than the longest of the whole input.
 
-``precision="int8"`` quantises the linear layers' weights dynamically
+``precision="int8"`` quantises the MatMul weights dynamically, per channel
 (``onnxruntime.quantization.quantize_dynamic``). It is accepted only when the int8 vectors keep a
 cosine ≥ ``min_cosine`` (0.99) to the fp32 vectors on every one of a fixed set of probe texts;
 otherwise the embedder stays fp32 and says so in ``precision_``.
@@ -121,11 +121,15 @@ def export(model_dir: str | Path, out: str | Path, *, opset: int = 17) -> Path:
 
 
 def quantize_int8(fp32: str | Path, out: str | Path) -> Path:
-    """Dynamic int8 quantisation of the linear layers' weights (activations stay float)."""
+    """Dynamic int8 quantisation of the MatMul weights, per output channel (activations stay
+    float). Measured on 300 RouteLLM MMLU prompts: cosine to fp32 min 0.986 / mean 0.994 (per
+    tensor, all ops: 0.888 / 0.950), so it stays below the 0.99 bar and fp32 is the default."""
     quant = require("onnxruntime.quantization")
     out = Path(out)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    quant.quantize_dynamic(str(fp32), str(tmp), weight_type=quant.QuantType.QInt8)
+    quant.quantize_dynamic(
+        str(fp32), str(tmp), weight_type=quant.QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+    )
     tmp.replace(out)
     return out
 
@@ -211,7 +215,7 @@ class OnnxEmbedder:
             session = self._make_session(fp32)
             self.precision_ = "fp32"
             if self.precision == "int8":
-                q_path = self.folder / "model.int8.onnx"
+                q_path = self.folder / "model.int8-matmul-pc.onnx"
                 if not q_path.is_file():
                     quantize_int8(fp32, q_path)
                 q_session = self._make_session(q_path)
