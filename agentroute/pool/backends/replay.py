@@ -34,6 +34,7 @@ class ReplayBackend(Backend):
 
     def __init__(self, outcomes: Iterable[LoggedOutcome] = ()):
         self._outcomes: dict[tuple[str, str], LoggedOutcome] = {}
+        self._last_chat: tuple[object, int] | None = None
         self.add(outcomes)
 
     def add(self, outcomes: Iterable[LoggedOutcome]) -> None:
@@ -51,11 +52,20 @@ class ReplayBackend(Backend):
         return outcome
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        """The logged prompt tokens when the outcome logs them, else the byte bound."""
+        """The logged prompt tokens when the outcome logs them, else the byte bound.
+
+        The bound of the last chat is remembered (by identity: the dispatcher builds one chat per
+        strategy and step and never changes it), so the candidates of a step count it once.
+        """
         outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
         if outcome is not None and outcome.tokens_in > 0:
             return outcome.tokens_in
-        return super().prompt_tokens(request, card)
+        messages, last = request.messages, self._last_chat
+        if last is not None and last[0] is messages:
+            return last[1]
+        count = super().prompt_tokens(request, card)
+        self._last_chat = (messages, count)
+        return count
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
