@@ -48,7 +48,7 @@ KIT_PARAMS: dict[str, dict[str, Any]] = {
 KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", "ant-colony"}
 KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
 KIT_ROUTERS |= {"kg-gnn"}
-KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg", "stack"}
+KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

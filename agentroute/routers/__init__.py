@@ -42,7 +42,6 @@ _LAZY_ROUTERS = {
     "per-task": "agentroute.routers.reference:PerTaskRouter",
     "knn": "agentroute.routers.knn:KNNRouter",
     "logreg": "agentroute.routers.logreg:LogisticRouter",
-    "stack": "agentroute.routers.stack:StackRouter",
     "mlp": "agentroute.routers.mlp:MLPRouter",
     "mf": "agentroute.routers.mf:MatrixFactorizationRouter",
     "graph-router": "agentroute.routers.graph_router:GraphRouter",
