@@ -39,6 +39,7 @@ from agentroute.types import RouteContext
 
 #: Parameters the kit passes when it builds a router by name (routers not listed: defaults).
 KIT_PARAMS: dict[str, dict[str, Any]] = {
+    "graph-planner": {"episodes": 32, "episodes_per_update": 32},
     "fixed": {"model": "mid"},
     "graph-router": {"epochs": 40, "queries_per_step": 64},
     "kg-gnn": {"descriptors": {"small": "a small, cheap model.", "mid": "a medium-sized model.", "large": "a large, expensive model."}, "epochs": 10},
@@ -49,6 +50,7 @@ KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", 
 KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
 KIT_ROUTERS |= {"kg-gnn"}
 KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg"}
+KIT_ROUTERS |= {"graph-planner"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

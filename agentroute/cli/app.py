@@ -236,6 +236,9 @@ def eval_routers(
     feedback: Annotated[bool, typer.Option("--feedback", help="--agentic: routers see step outcomes.")] = False,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="--agentic: calls allowed per step.")] = 1,
     config: Annotated[Path | None, typer.Option("--config", help="--agentic: BoPO recipe YAML.")] = None,
+    explore: Annotated[bool, typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows.")] = False,
+    boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none).")] = 500,
+    peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")] = True,
 ) -> None:
     """Compare routers on logged outcomes: AIQ and cost–quality curves, or (--agentic) success under budgets."""
     if agentic:
@@ -249,7 +252,10 @@ def eval_routers(
         return
     from agentroute.cli.eval_cmd import DEFAULT_ROUTERS, eval_command
 
-    eval_command(dataset=dataset, routers=routers or DEFAULT_ROUTERS, out=out, json_output=as_json, seed=seed, output_tokens=output_tokens)
+    eval_command(
+        dataset=dataset, routers=routers or DEFAULT_ROUTERS, out=out, json_output=as_json, seed=seed,
+        output_tokens=output_tokens, explore=explore, boot=boot, peers=peers,
+    )
 
 
 def _register() -> None:

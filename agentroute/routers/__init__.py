@@ -52,6 +52,7 @@ _LAZY_ROUTERS = {
     "always-large": "agentroute.routers.tiers:AlwaysLargeRouter",
     "first-step-large": "agentroute.routers.tiers:FirstStepLargeRouter",
     "random-mix": "agentroute.routers.tiers:RandomMixRouter",
+    "graph-planner": "agentroute.routers.graph_planner.router:GraphPlannerRouter",
 }
 for _name, _target in _LAZY_ROUTERS.items():
     register_lazy(_name, _target)
