@@ -22,9 +22,8 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
 
 Each is computed for the task score rᵢ and, the same way, for the task cost, with a percentile
 bootstrap interval over logged queries (``n_boot`` resamples of the distinct ``query_id``s, each
-with all its tasks: a query served twice is one draw, not two; ``level`` two-sided; q̂ held
-fixed). ``ess``
-(Σw)²/Σw² says how many logged tasks the estimate effectively rests on.
+with all its tasks: a query served twice is one draw, not two; ``level`` two-sided; q̂ refitted
+on every resample, so DR's interval carries the reward model's uncertainty too). ``ess`` (Σw)²/Σw² says how many logged tasks the estimate effectively rests on.
 """
 
 from __future__ import annotations
@@ -202,6 +201,8 @@ def estimate_router(
 
     The router decides in the mode it is in (routers start in ``serve``; an exploring router in
     ``explore`` is evaluated as the stochastic policy its ``probabilities`` describe).
+    ``reward_model`` gives the shrinkage of q̂, which is fitted on ``tasks`` (and refitted on every
+    bootstrap resample).
     """
     if not tasks:
         raise ConfigurationError(
@@ -209,19 +210,17 @@ def estimate_router(
         )
     if not 0 < level < 1:
         raise ConfigurationError(f"level must be in (0, 1) (got {level})")
-    q = reward_model or RewardModel().fit(tasks)
+    shrinkage = reward_model.shrinkage if reward_model is not None else RewardModel().shrinkage
     n = len(tasks)
     w = np.ones(n)
     single = all(len(t.steps) == 1 for t in tasks)
-    dm = np.zeros((n, 2))
-    logged_q = np.zeros((n, 2))
+    policies: list[dict[str, float]] = []
     for i, t in enumerate(tasks):
         for s in t.steps:
             pi = _policy(router, s)
             w[i] *= pi.get(s.chosen, 0.0) / s.propensity
             if single:
-                dm[i] = sum(p * q.predict(t.task_type, a) for a, p in pi.items())
-                logged_q[i] = q.predict(t.task_type, s.chosen)
+                policies.append(pi)
             if w[i] == 0.0:
                 break
     y = np.array([[t.score, t.cost] for t in tasks])
@@ -232,24 +231,15 @@ def estimate_router(
         [cluster_of.setdefault(str(t.steps[0].context.query_id or t.task_id), len(cluster_of)) for t in tasks]
     )
     m = len(cluster_of)
-
-    def sums(values: np.ndarray) -> np.ndarray:
-        out = np.zeros((m, *values.shape[1:]))
-        np.add.at(out, ids, values)
-        return out
-
-    count = sums(np.ones(n))
-    s_wy, s_w = sums(w[:, None] * y), sums(w)
-    s_dr = sums(dm + w[:, None] * (y - logged_q)) if single else None
-    s_dm = sums(dm) if single else None
+    dr = _DoublyRobust(tasks, policies, y, w, shrinkage) if single else None
 
     def estimates(pick: np.ndarray) -> dict[str, np.ndarray]:
-        total_n, total_w = count[pick].sum(), s_w[pick].sum()
-        wy = s_wy[pick].sum(axis=0)
+        mult = np.bincount(pick, minlength=m)[ids].astype(float)  # how often each task was drawn
+        total_n, total_w = mult.sum(), (mult * w).sum()
+        wy = ((mult * w)[:, None] * y).sum(axis=0)
         out = {"ips": wy / total_n, "snips": wy / total_w if total_w > 0 else np.full(2, np.nan)}
-        if s_dr is not None and s_dm is not None:
-            out["dr"] = s_dr[pick].sum(axis=0) / total_n
-            out["dm"] = s_dm[pick].sum(axis=0) / total_n
+        if dr is not None:
+            out["dr"], out["dm"] = dr(mult)
         return out
 
     point = estimates(np.arange(m))
@@ -283,6 +273,49 @@ def estimate_router(
         level=level,
         notes="" if single else "DR needs one routed step per task: IPS/SNIPS only (trajectory-wise weights)",
     )
+
+
+class _DoublyRobust:
+    """DR and DM means under task multiplicities ``mult``, the reward model (:class:`RewardModel`,
+    vectorised) refitted on the same draw: the bootstrap interval carries q̂'s uncertainty too."""
+
+    def __init__(
+        self,
+        tasks: Sequence[LoggedTask],
+        policies: list[dict[str, float]],
+        y: np.ndarray,
+        w: np.ndarray,
+        k: float,
+    ):
+        agents = sorted({t.steps[0].chosen for t in tasks} | {a for pi in policies for a in pi})
+        col = {a: j for j, a in enumerate(agents)}
+        types = sorted({str(t.task_type) for t in tasks})
+        self.t = np.array([types.index(str(t.task_type)) for t in tasks])
+        self.a = np.array([col[t.steps[0].chosen] for t in tasks])
+        self.pi = np.zeros((len(tasks), len(agents)))
+        for i, pi in enumerate(policies):
+            for a, p in pi.items():
+                self.pi[i, col[a]] = p
+        self.y, self.w, self.k = y, w, k
+        self.shape = (len(types), len(agents))
+
+    def __call__(self, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k, y, (n_types, n_agents) = self.k, self.y, self.shape
+        total = mult.sum()
+        glob = (mult[:, None] * y).sum(axis=0) / total
+        s_a, n_a = np.zeros((n_agents, 2)), np.zeros(n_agents)
+        np.add.at(s_a, self.a, mult[:, None] * y)
+        np.add.at(n_a, self.a, mult)
+        agent = (s_a + k * glob) / (n_a + k)[:, None]
+        s_ta, n_ta = np.zeros((n_types, n_agents, 2)), np.zeros((n_types, n_agents))
+        np.add.at(s_ta, (self.t, self.a), mult[:, None] * y)
+        np.add.at(n_ta, (self.t, self.a), mult)
+        q = (s_ta + k * agent[None]) / (n_ta + k)[..., None]  # (types, agents, 2)
+        q_task = q[self.t]  # (n, agents, 2)
+        dm = np.einsum("ia,iaj->ij", self.pi, q_task)
+        logged = q_task[np.arange(len(mult)), self.a]
+        dr = dm + self.w[:, None] * (y - logged)
+        return (mult[:, None] * dr).sum(axis=0) / total, (mult[:, None] * dm).sum(axis=0) / total
 
 
 def _num(value: float) -> float | None:
