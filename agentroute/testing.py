@@ -40,6 +40,7 @@ from agentroute.types import RouteContext
 #: Parameters the kit passes when it builds a router by name (routers not listed: defaults).
 KIT_PARAMS: dict[str, dict[str, Any]] = {
     "graph-planner": {"episodes": 32, "episodes_per_update": 32},
+    "explore": {"base": "knn", "epsilon": 0.3},
     "fixed": {"model": "mid"},
     "graph-router": {"epochs": 40, "queries_per_step": 64},
     "kg-gnn": {"descriptors": {"small": "a small, cheap model.", "mid": "a medium-sized model.", "large": "a large, expensive model."}, "epochs": 10},
@@ -50,7 +51,7 @@ KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", 
 KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
 KIT_ROUTERS |= {"kg-gnn"}
 KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg"}
-KIT_ROUTERS |= {"graph-planner"}
+KIT_ROUTERS |= {"graph-planner", "explore"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

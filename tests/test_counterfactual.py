@@ -114,13 +114,12 @@ def test_explore_router_passes_the_conformance_kit(monkeypatch, params):
         check(name)
 
 
-def test_eval_from_memory_command_prints_and_exits_2_on_bad_input(logged, tmp_path):
+def test_agentroute_eval_from_memory_prints_and_exits_2_on_bad_input(logged, tmp_path):
     import json
 
-    import typer
     from typer.testing import CliRunner
 
-    from agentroute.eval.counterfactual import eval_from_memory_command
+    from agentroute.cli import app
 
     url, _, _ = logged
     pool = tmp_path / "pool.yaml"
@@ -128,14 +127,9 @@ def test_eval_from_memory_command_prints_and_exits_2_on_bad_input(logged, tmp_pa
         "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
         "  - {id: large, backend: replay, input_price: 10, output_price: 10, tier: large}\n"
     )
-    app = typer.Typer()
-
-    @app.command()
-    def main(routers: str, as_json: bool = False) -> None:
-        eval_from_memory_command(url, routers, pool=str(pool), json_output=as_json, n_boot=50)
-
-    result = CliRunner().invoke(app, ["cheapest,fixed:model=large", "--as-json"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest,fixed:model=large", "--json"])
     assert result.exit_code == 0, result.output
     assert [r["router"] for r in json.loads(result.output)["routers"]] == ["cheapest", "fixed:model=large"]
-    result = CliRunner().invoke(app, ["nope"])
+    result = runner.invoke(app, ["eval", "--from", url, "--pool", str(pool), "--routers", "nope"])
     assert result.exit_code == 2 and "unknown router 'nope'" in result.output

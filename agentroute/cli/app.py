@@ -101,10 +101,18 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     policy: Annotated[Path | None, typer.Option("--policy", help="router_r1: the policy checkpoint directory (default: SmolLM2).")] = None,
     policy_url: Annotated[str | None, typer.Option("--policy-url", help="router_r1: an OpenAI-compatible URL serving the policy (vllm serve).")] = None,
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="qa: paragraphs to retrieve from (JSON/JSONL; BM25 feeds the executors).")] = None,
 ) -> None:
     """Answer one question through a routed graph; print the answer, the route and the cost."""
     try:
-        if policy is not None or policy_url is not None:
+        if corpus is not None:
+            from agentroute.cli.run_cmd import corpus_runtime
+
+            compiled, store = corpus_runtime(
+                graph, corpus, router, pool, budget_usd, memory,
+                tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+            )
+        elif policy is not None or policy_url is not None:
             compiled, store = _router_r1_runtime(
                 graph, router, pool, budget_usd, memory, policy, policy_url,
                 tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
@@ -221,7 +229,9 @@ def serve(
 
 @app.command("eval")
 def eval_routers(
-    dataset: Annotated[str, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")],
+    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
+    from_memory: Annotated[str | None, typer.Option("--from", help="Counterfactual estimates (IPS, SNIPS, doubly robust) on the logged traffic of this memory URL.")] = None,
+    eval_pool: Annotated[str | None, typer.Option("--pool", help="--from: the pool the logged traffic ran on.")] = None,
     routers: Annotated[str | None, typer.Option("--routers", help="Comma-separated router names (name:key=value…).")] = None,
     agentic: Annotated[bool, typer.Option("--agentic", help="k-step tasks under per-task budgets instead of single queries.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (single-step evaluation).")] = None,
@@ -239,8 +249,21 @@ def eval_routers(
     explore: Annotated[bool, typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows.")] = False,
     boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none).")] = 500,
     peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")] = True,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
+    sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
 ) -> None:
-    """Compare routers on logged outcomes: AIQ and cost–quality curves, or (--agentic) success under budgets."""
+    """Compare routers on logged outcomes: AIQ and cost–quality curves, (--agentic) success under
+    budgets, or (--from MEMORY_URL) counterfactual estimates on your own logged traffic."""
+    if from_memory:
+        from agentroute.eval.counterfactual import eval_from_memory_command
+
+        try:
+            eval_from_memory_command(from_memory, routers or "cheapest,strongest", pool=eval_pool, json_output=as_json, seed=seed)
+        except AgentrouteError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from None
+        return
+    if dataset is None:
+        raise fail("give --dataset KIND:PATH (logged outcomes) or --from MEMORY_URL (your own logged traffic)", 2)
     if agentic:
         from agentroute.cli.agentic_cmd import DEFAULT_AGENTIC_ROUTERS, agentic_eval_command
 
@@ -254,7 +277,7 @@ def eval_routers(
 
     eval_command(
         dataset=dataset, routers=routers or DEFAULT_ROUTERS, out=out, json_output=as_json, seed=seed,
-        output_tokens=output_tokens, explore=explore, boot=boot, peers=peers,
+        output_tokens=output_tokens, explore=explore, boot=boot, peers=peers, limit=limit, sample=sample,
     )
 
 
@@ -268,6 +291,9 @@ def _register() -> None:
     app.add_typer(routers_app, name="routers")
     app.command("train")(train_command)
     app.command("run", context_settings=RUN_CONTEXT_SETTINGS)(run_batch)
+    from agentroute.cli.feedback_cmd import feedback_command
+
+    app.command("feedback")(feedback_command)
 
 
 _register()

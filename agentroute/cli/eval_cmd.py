@@ -55,6 +55,8 @@ def eval_command(
         bool,
         typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg."),
     ] = True,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
+    sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
 ) -> None:
     """Fit each router on train, sweep its cost–quality knob on test, and compare them.
 
@@ -78,7 +80,7 @@ def eval_command(
     try:
         for name in names:  # unknown router names fail before the dataset is read
             get_router_class(parse_router_spec(name)[0])
-        data = load_dataset(dataset, seed=seed, **options)
+        data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
             peers=peers, n_boot=boot,

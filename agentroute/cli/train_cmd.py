@@ -90,10 +90,23 @@ def train_command(
     limit: Annotated[int | None, typer.Option("--limit", help="Train on at most N queries (trajectories with --from): a seeded random subset.")] = None,
     sample: Annotated[float | None, typer.Option("--sample", help="Train on this fraction (0, 1] of the queries: a seeded random subset.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subset and of drawn splits.")] = 0,
+    gpu: Annotated[bool, typer.Option("--gpu", help="router-r1: the recipe's gpu profile (vLLM generation).")] = False,
 ) -> None:
-    """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`."""
+    """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`.
+
+    ``graph-planner`` trains its PPO policy (with a progress bar) and ``router-r1`` its policy LM
+    (SFT warm-up, then GRPO with TRL), each by its own trainer.
+    """
     from agentroute.routers import make_router
 
+    if router in ("router-r1", "router_r1"):
+        from agentroute.cli.router_r1_cmd import train_router_r1
+
+        return train_router_r1(config=config or Path("training/router_r1.yaml"), out=out, gpu=gpu)
+    if router == "graph-planner":
+        from agentroute.cli.graph_planner_cmd import train_graph_planner
+
+        return train_graph_planner(out=out, memory_url=memory_url, dataset=dataset, config=config)
     try:
         recipe = read_recipe(config)
         if recipe.get("router", router) != router:

@@ -40,6 +40,7 @@ import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -120,6 +121,10 @@ def make_eval_router(spec: str | Router, *, seed: int = 0) -> tuple[str, Router]
     """(display name, router) from a spec or an instance; ``seed`` goes to routers that take one."""
     if isinstance(spec, Router):
         return spec.name, spec
+    if Path(spec).is_dir():  # a router saved by `agentroute train`: evaluated as trained
+        from agentroute.loading import load_router
+
+        return spec, load_router(spec)
     name, params = parse_router_spec(spec)
     cls = get_router_class(name)  # UnknownNameError lists the registered routers
     if "seed" in inspect.signature(cls.__init__).parameters:
@@ -337,7 +342,8 @@ def evaluate(
                 res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
                 runs = [res]
             else:
-                runs = [_run_router(name, router, dataset, ctxs, singles, o_acc, result, "serve")]
+                trained = isinstance(spec, str) and Path(spec).is_dir()  # saved by `train`: as trained
+                runs = [_run_router(name, router, dataset, ctxs, singles, o_acc, result, "serve", refit=not trained)]
                 if explore and router.explores and runs[0].error is None:
                     runs.append(
                         _run_router(f"{name} [explore]", router, dataset, ctxs, singles, o_acc, result,

@@ -53,6 +53,7 @@ _LAZY_ROUTERS = {
     "first-step-large": "agentroute.routers.tiers:FirstStepLargeRouter",
     "random-mix": "agentroute.routers.tiers:RandomMixRouter",
     "graph-planner": "agentroute.routers.graph_planner.router:GraphPlannerRouter",
+    "explore": "agentroute.routers.explore:ExploreRouter",
 }
 for _name, _target in _LAZY_ROUTERS.items():
     register_lazy(_name, _target)
