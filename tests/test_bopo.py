@@ -275,4 +275,4 @@ def test_agentic_eval_command_prints_json_per_router(data_dir):
         assert r["budget_violations"] == 0 and r["mean_large_calls"] <= 1
     assert rows["always-large"]["mean_large_calls"] == pytest.approx(1.0)
     bad = CliRunner().invoke(app, ["--dataset", spec, "--routers", "nope", "--json"])
-    assert bad.exit_code == 1 and "unknown router" in bad.output
+    assert bad.exit_code == 2 and "unknown router" in bad.output
