@@ -285,3 +285,64 @@ __all__ = [
     "tokenize_url",
     "utf8_len",
 ]
+
+
+class EndpointCounting:
+    """Prompt and reply token counts for backends that talk to OpenAI or to OpenAI-compatible
+    servers (the ``openai`` and ``litellm`` backends): a self-hosted server's ``/tokenize`` count
+    once :meth:`aprompt_tokens` fetched it, tiktoken's for OpenAI models on OpenAI's endpoint, else
+    the byte bound. Subclasses say which encoding a card uses (:meth:`encoding`) and which model
+    name its server knows (:meth:`served_name`).
+    """
+
+    def _init_counting(self) -> None:
+        self.tokenize = TokenizeEndpoint()
+        self._counts: dict[tuple[str, Any], int] = {}
+
+    def encoding(self, card: Any) -> Any | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def served_name(self, card: Any) -> str:
+        return card.backend_model
+
+    def count_tokens(self, text: str, card: Any) -> int:
+        encoding = self.encoding(card)
+        if encoding is None:
+            return text_bound(text)
+        return max(1, len(encoding.encode(text, disallowed_special=())))
+
+    def prompt_tokens(self, request: Any, card: Any) -> int:
+        """The server's ``/tokenize`` count when :meth:`aprompt_tokens` fetched it, tiktoken's for
+        OpenAI models, else the byte bound (cached per chat)."""
+        served = self.tokenize.cached(card.base_url, self.served_name(card), request.messages)
+        if served is not None:
+            return served
+        encoding = self.encoding(card)
+        if encoding is None:
+            return byte_bound(request.messages)
+        key = (encoding.name, messages_key(request.messages))
+        count = self._counts.get(key)
+        if count is None:
+            if len(self._counts) >= 4096:
+                self._counts.clear()
+            count = self._counts[key] = openai_chat_tokens(encoding, request.messages)
+        return count
+
+    async def aprompt_tokens(self, request: Any, card: Any) -> int:
+        """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), else
+        :meth:`prompt_tokens`."""
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            served = await self.tokenize.count(card.base_url, self.served_name(card), messages=request.messages)
+            if served is not None:
+                return served
+        return self.prompt_tokens(request, card)
+
+    async def count_text(self, text: str, card: Any) -> int:
+        """Tokens of a reply's text: the server's ``/tokenize``, tiktoken, else the byte bound."""
+        if not text:
+            return 0
+        if card.base_url and not is_openai_endpoint(card.base_url):
+            served = await self.tokenize.count(card.base_url, self.served_name(card), text=text)
+            if served is not None:
+                return served
+        return self.count_tokens(text, card)

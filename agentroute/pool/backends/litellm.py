@@ -21,13 +21,9 @@ from agentroute._optional import require
 from agentroute.errors import BackendError, ConfigurationError, ProtocolError
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.backends.counting import (
-    TokenizeEndpoint,
-    byte_bound,
+    EndpointCounting,
     is_openai_endpoint,
-    messages_key,
-    openai_chat_tokens,
     openai_encoding,
-    text_bound,
 )
 from agentroute.pool.backends.openai import api_key_for, backend_error, never_sent
 from agentroute.pool.backends.usage import reply_usage
@@ -78,7 +74,7 @@ def litellm_usd(card: ModelCard, tokens_in: int, tokens_out: int) -> float:
 OPENAI_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai"})
 
 
-class LiteLLMBackend(Backend):
+class LiteLLMBackend(EndpointCounting, Backend):
     """Call cards with ``backend: litellm`` through ``litellm.acompletion``.
 
     Prompt tokens: OpenAI models (``gpt-4o-mini``, ``openai/…``, ``azure/…``) on OpenAI's endpoint
@@ -91,8 +87,7 @@ class LiteLLMBackend(Backend):
     name = "litellm"
 
     def __init__(self) -> None:
-        self.tokenize = TokenizeEndpoint()
-        self._counts: dict[tuple[str, Any], int] = {}
+        self._init_counting()
 
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
@@ -102,42 +97,10 @@ class LiteLLMBackend(Backend):
             return None
         return openai_encoding(model)
 
-    def count_tokens(self, text: str, card: ModelCard) -> int:
-        encoding = self.encoding(card)
-        if encoding is None:
-            return text_bound(text)
-        return max(1, len(encoding.encode(text, disallowed_special=())))
-
-    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        served = self.tokenize.cached(card.base_url, _served_name(card), request.messages)
-        if served is not None:
-            return served
-        encoding = self.encoding(card)
-        if encoding is None:
-            return byte_bound(request.messages)
-        key = (encoding.name, messages_key(request.messages))
-        count = self._counts.get(key)
-        if count is None:
-            if len(self._counts) >= 4096:
-                self._counts.clear()
-            count = self._counts[key] = openai_chat_tokens(encoding, request.messages)
-        return count
-
-    async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        if card.base_url and not is_openai_endpoint(card.base_url):
-            served = await self.tokenize.count(card.base_url, _served_name(card), messages=request.messages)
-            if served is not None:
-                return served
-        return self.prompt_tokens(request, card)
-
-    async def count_text(self, text: str, card: ModelCard) -> int:
-        if not text:
-            return 0
-        if card.base_url and not is_openai_endpoint(card.base_url):
-            served = await self.tokenize.count(card.base_url, _served_name(card), text=text)
-            if served is not None:
-                return served
-        return self.count_tokens(text, card)
+    def served_name(self, card: ModelCard) -> str:
+        """The model name a self-hosted server knows (LiteLLM's ``hosted_vllm/`` or ``openai/`` prefix dropped)."""
+        model = card.backend_model
+        return model.split("/", 1)[1] if "/" in model and model.split("/", 1)[0] in {"hosted_vllm", "openai"} else model
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         if prompt_tokens is None:
@@ -196,12 +159,6 @@ class LiteLLMBackend(Backend):
 
     async def aclose(self) -> None:
         await self.tokenize.aclose()
-
-
-def _served_name(card: ModelCard) -> str:
-    """The model name a self-hosted server knows (LiteLLM's ``hosted_vllm/`` or ``openai/`` prefix dropped)."""
-    model = card.backend_model
-    return model.split("/", 1)[1] if "/" in model and model.split("/", 1)[0] in {"hosted_vllm", "openai"} else model
 
 
 def litellm_error(exc: BaseException, model: str) -> BackendError:

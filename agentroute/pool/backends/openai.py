@@ -22,13 +22,9 @@ import openai
 from agentroute.errors import BackendError, ConfigurationError, ProtocolError
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.backends.counting import (
-    TokenizeEndpoint,
-    byte_bound,
+    EndpointCounting,
     is_openai_endpoint,
-    messages_key,
-    openai_chat_tokens,
     openai_encoding,
-    text_bound,
 )
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
@@ -112,7 +108,7 @@ def require_token_prices(card: ModelCard, backend: str) -> None:
 
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(EndpointCounting, Backend):
     """Call cards with ``backend: openai`` through ``openai.AsyncOpenAI`` (one client per endpoint and key).
 
     Replies are streamed (``stream_options={"include_usage": True}``) so that a server which ignores
@@ -136,8 +132,7 @@ class OpenAIBackend(Backend):
         self._clients: dict[
             tuple[str | None, str | None], tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
         ] = {}
-        self.tokenize = TokenizeEndpoint()
-        self._counts: dict[tuple[str, Any], int] = {}
+        self._init_counting()
         self._plain_only: set[str | None] = set()  # endpoints that refused to stream
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
@@ -169,48 +164,6 @@ class OpenAIBackend(Backend):
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
         return openai_encoding(card.backend_model) if is_openai_endpoint(card.base_url) else None
-
-    def count_tokens(self, text: str, card: ModelCard) -> int:
-        encoding = self.encoding(card)
-        if encoding is None:
-            return text_bound(text)
-        return max(1, len(encoding.encode(text, disallowed_special=())))
-
-    def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        """The server's ``/tokenize`` count when :meth:`aprompt_tokens` fetched it, tiktoken's for
-        OpenAI models, else the byte bound (cached per chat)."""
-        served = self.tokenize.cached(card.base_url, card.backend_model, request.messages)
-        if served is not None:
-            return served
-        encoding = self.encoding(card)
-        if encoding is None:
-            return byte_bound(request.messages)
-        key = (encoding.name, messages_key(request.messages))
-        count = self._counts.get(key)
-        if count is None:
-            if len(self._counts) >= 4096:
-                self._counts.clear()
-            count = self._counts[key] = openai_chat_tokens(encoding, request.messages)
-        return count
-
-    async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
-        """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), else
-        :meth:`prompt_tokens`."""
-        if card.base_url and not is_openai_endpoint(card.base_url):
-            served = await self.tokenize.count(card.base_url, card.backend_model, messages=request.messages)
-            if served is not None:
-                return served
-        return self.prompt_tokens(request, card)
-
-    async def count_text(self, text: str, card: ModelCard) -> int:
-        """Tokens of a reply's text: the server's ``/tokenize``, tiktoken, else the byte bound."""
-        if not text:
-            return 0
-        if card.base_url and not is_openai_endpoint(card.base_url):
-            served = await self.tokenize.count(card.base_url, card.backend_model, text=text)
-            if served is not None:
-                return served
-        return self.count_tokens(text, card)
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         require_token_prices(card, self.name)
