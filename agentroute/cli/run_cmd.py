@@ -198,14 +198,20 @@ def _checkpointer_url(spec: str, store: Any) -> str:
 @contextlib.asynccontextmanager
 async def _saver(url: str) -> AsyncIterator[Any]:
     """LangGraph's async Postgres or SQLite saver, set up; concurrent set-ups of several workers
-    are serialised by an advisory lock (LangGraph's own ``setup()`` races on its migrations table)."""
+    are serialised by an advisory lock (LangGraph's own ``setup()`` races on its migrations table).
+
+    The lock is *polled* (``pg_try_advisory_lock``), never waited for inside a statement: LangGraph's
+    migrations run ``CREATE INDEX CONCURRENTLY``, which waits for every open statement to end — a
+    worker blocked in ``pg_advisory_lock`` would never end, and PostgreSQL does not see that deadlock.
+    """
     if url.startswith("postgresql"):
         import psycopg
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(url) as saver:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
-                await lock.execute("SELECT pg_advisory_lock(%s)", (_SAVER_LOCK,))
+                while not (await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (_SAVER_LOCK,))).fetchone())[0]:  # type: ignore[index]
+                    await asyncio.sleep(0.05)
                 try:
                     await saver.setup()
                 finally:
