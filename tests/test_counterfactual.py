@@ -33,7 +33,10 @@ def logged(tmp_path_factory):
         app = AgentGraph("one").add_role("executor", prompt="p").compile(
             pool=pool, router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3), memory=memory
         )
-        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(N)], concurrency=16))
+        # fixed task ids: the explorer's draws are seeded by task id, so the logged traffic (and every
+        # interval below) is the same realisation on every run
+        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"cf-task-{i:04d}"} for i in range(N)]
+        asyncio.run(app.arun_many(items, concurrency=16))
         trajectories = memory.trajectories(with_score=True)
     return url, pool, trajectories
 
@@ -57,9 +60,9 @@ def test_estimates_of_fixed_routers_cover_their_true_value(logged, model, truth_
     est = estimate_router(make_router("fixed", model=model), tasks, n_boot=300, seed=1)
     for how in ("ips", "snips", "dr"):
         lo, hi = est.intervals[f"score_{how}"]
-        assert lo <= truth_score <= hi, (how, est.score[how], lo, hi)
+        assert lo - 1e-9 <= truth_score <= hi + 1e-9, (how, est.score[how], lo, hi)
     lo, hi = est.intervals["cost_dr"]
-    assert lo <= truth_cost <= hi
+    assert lo - 1e-9 <= truth_cost <= hi + 1e-9  # a constant cost: the interval is that constant, ± float error
     assert abs(est.score["dr"] - truth_score) < 0.1
 
 
