@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("COLUMNS", "200")  # rich tables in CLI tests: no wrapping at 80 columns
+
+# Property tests: no per-example deadline on shared 2-core machines; in CI the examples are
+# derandomised, so a run is reproducible (locally they stay random, to keep finding new cases).
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_openai_server"]
 
