@@ -82,6 +82,19 @@ class _Plan(NamedTuple):
     asks: bool
 
 
+def _worst_cases(
+    backend: Backend, request: CompletionRequest, card: ModelCard, samples: int, tokens_in: int, large: bool
+) -> tuple[Cost, Cost, float]:
+    """(the whole step's worst case, one attempt's, the card-priced step cost routers see).
+
+    One attempt: prompt tokens × input price + ``max_tokens`` × output price, one call (a large one
+    on a large-tier card); the step: ``samples`` attempts.
+    """
+    sample = Cost(backend.worst_case_usd(request, card, tokens_in), tokens_in + request.max_tokens, 1.0, 0.0, 1.0 if large else 0.0)
+    worst = sample if samples == 1 else Cost(*(a * samples for a in sample))
+    return worst, sample, card.usd(tokens_in, request.max_tokens) * samples
+
+
 @functools.lru_cache(maxsize=1024)
 def _fallback_decision(router: str, agent: Agent) -> Decision:
     return Decision(agents=[agent], weights=[1.0], router=router, why="router error: cheapest candidate")
@@ -297,14 +310,8 @@ class Dispatcher:
                     tokens_in = counted[(backend, strategy.name)] = backend.prompt_tokens(request, card)
             else:
                 tokens_in = backend.prompt_tokens(request, card)
-            one_usd = backend.worst_case_usd(request, card, tokens_in)
-            sample = Cost(one_usd, tokens_in + c.max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0)
-            k = strategy.samples
-            worst = sample if k == 1 else Cost(*(a * k for a in sample))
-            plans.append(_Plan(
-                c.agent, c.key, card, strategy, backend, request, worst, sample, card.usd(tokens_in, c.max_tokens) * k,
-                c.direct, c.asks,
-            ))
+            worst, sample, card_usd = _worst_cases(backend, request, card, strategy.samples, tokens_in, c.large)
+            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.direct, c.asks))
         return plans
 
     async def _ask_counts(self, run: TaskRun, plans: list[_Plan]) -> list[_Plan]:
@@ -324,11 +331,10 @@ class Dispatcher:
                 except Exception:  # noqa: BLE001 - the bound stays
                     tokens_in = None
                 if tokens_in is not None:
-                    k = p.strategy.samples
-                    usd = p.backend.worst_case_usd(p.request, p.card, tokens_in)
-                    sample = Cost(usd, tokens_in + p.request.max_tokens, 1.0, 0.0, p.sample.large_calls)
-                    worst = sample if k == 1 else Cost(*(a * k for a in sample))
-                    p = p._replace(sample=sample, worst=worst, card_usd=p.card.usd(tokens_in, p.request.max_tokens) * k)
+                    worst, sample, card_usd = _worst_cases(
+                        p.backend, p.request, p.card, p.strategy.samples, tokens_in, p.sample.large_calls > 0
+                    )
+                    p = p._replace(worst=worst, sample=sample, card_usd=card_usd)
             out.append(p)
         return out
 
