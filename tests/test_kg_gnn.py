@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from agentroute.errors import ConfigurationError
+from agentroute.kg.agents import card_descriptor
 from agentroute.outcomes import OutcomeTable
 from agentroute.pool.card import ModelCard
 from agentroute.testing import KIT_PARAMS, contexts, sample_cards, sample_outcomes
@@ -141,9 +142,13 @@ def test_fused_hetero_sage_equals_heteroconv_of_sageconv():
 
 
 # -- descriptors ----------------------------------------------------------------------------------
-def test_training_agent_without_a_descriptor_is_named():
-    with pytest.raises(ConfigurationError, match=r"executor:mid:direct.*no descriptor"):
-        KGRouter(descriptors={"small": "a small model.", "large": "a large model."}).fit(sample_outcomes(12))
+def test_training_agent_without_recipe_or_card_is_described_from_the_log():
+    router = KGRouter(
+        descriptors={"small": "a small model.", "large": "a large model."},
+        embedder=HashEmbedder(), epochs=1, hidden_channels=16,
+    ).fit(sample_outcomes(12))
+    assert router.descriptor_sources_ == {"small": "recipe", "mid": "card (log)", "large": "recipe"}
+    assert "logged price" in router.descriptors_["mid"] and "medium" in router.descriptors_["mid"]
 
 
 def test_candidate_without_card_or_description_is_named(fitted):
@@ -157,12 +162,13 @@ def test_cards_given_to_fit_describe_the_agents():
     router = KGRouter(embedder=HashEmbedder(), epochs=1, hidden_channels=16).fit(
         sample_outcomes(30), cards=sample_cards()
     )
-    assert router.descriptors_["large"] == sample_cards()["large"].descriptor("direct")
+    assert router.descriptors_["large"] == card_descriptor(sample_cards()["large"], "direct")
+    assert set(router.descriptor_sources_.values()) == {"card (cards)"}
 
 
 def test_fit_accepts_trajectories():
     router = small_router(epochs=1).fit(sample_outcomes(30).to_trajectories())
-    assert router.columns_ == ["small", "mid", "large"] and router.is_fitted
+    assert router.columns_ == ["executor:small:direct", "executor:mid:direct", "executor:large:direct"] and router.is_fitted
 
 
 def test_a_pool_describes_the_agents_of_trajectories(tmp_path):
@@ -170,7 +176,8 @@ def test_a_pool_describes_the_agents_of_trajectories(tmp_path):
     pool.write_text(yaml.safe_dump({"models": [c.model_dump(mode="json") for c in sample_cards().values()]}))
     router = KGRouter(embedder=HashEmbedder(), epochs=1, hidden_channels=16, pool=str(pool))
     router.fit(sample_outcomes(30).to_trajectories())
-    assert router.descriptors_["mid"] == sample_cards()["mid"].descriptor("direct")
+    assert router.descriptors_["executor:mid:direct"] == card_descriptor(sample_cards()["mid"], "direct")
+    assert router.descriptor_sources_["executor:mid:direct"] == "card (pool)"
 
 
 # -- routing --------------------------------------------------------------------------------------

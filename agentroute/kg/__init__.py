@@ -6,7 +6,7 @@ agents into a torch-geometric ``HeteroData`` with MiniLM node features. Importin
 light; building graphs needs the ``ml`` extra.
 """
 
-from agentroute.kg.agents import agent_descriptor, describe
+from agentroute.kg.agents import agent_descriptor, card_descriptor, describe, log_cards, training_cards
 from agentroute.kg.extract import (
     CO_OCCURS,
     Entity,
@@ -40,7 +40,10 @@ __all__ = [
     "Relation",
     "RuleExtractor",
     "agent_descriptor",
+    "card_descriptor",
     "describe",
+    "log_cards",
     "reverse",
     "spacy_ner",
+    "training_cards",
 ]

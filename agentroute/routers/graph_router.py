@@ -5,7 +5,9 @@ GraphRouter (Feng, Shen & You, ICLR 2025, arXiv 2410.03834; code: ulab-uiuc/Grap
 
 - **Nodes.** One node per training query, features e(q) = its MiniLM embedding, and one per LLM,
   features e(d_m) = the MiniLM embedding of the LLM's text descriptor d_m
-  (:meth:`~agentroute.pool.card.ModelCard.descriptor` when a card is known, else the model name).
+  (:func:`~agentroute.kg.agents.card_descriptor` of its model card — tier, price in/out, context
+  window, strategy, description — from the cards given to ``fit``, the dataset's, the ``pool``'s,
+  the default pool's, else a card inferred from the log's prices; the model name as a last resort).
   Both are aligned to a common width h by linear maps: x⁰_q = A_q e(q), x⁰_m = A_m e(d_m).
 - **Edges.** Query → LLM for every logged outcome, with features [utility, cost, effect]: effect =
   the logged score, cost = the logged cost min–max normalised over the training cells, utility =
@@ -83,7 +85,7 @@ import numpy as np
 
 from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
+from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
 from agentroute.progress import track
 from agentroute.routers.base import register
 from agentroute.routers.utility import (
@@ -189,13 +191,19 @@ class GraphRouter(UtilityRouter):
         validation_fraction: training queries held out for checkpoint selection (seeded).
         query_chars: characters of each query's end embedded (:func:`~agentroute.embed.text_tail`);
             ``None`` embeds the whole prompt. Default :data:`~agentroute.routers.utility.QUERY_CHARS`.
+        pool: a pool YAML (or ``"default"``) whose model cards describe the LLMs when the training
+            data brings none (trajectories from the memory); the default pool and the log's prices
+            are the fallbacks.
         seed: seeds initialisation, masks and the split.
 
-    Fitted attributes: ``net_``, ``descriptors_`` (text per column), ``llm_features_`` (m × 384),
+    Fitted attributes: ``net_``, ``descriptors_`` (text per column), ``descriptor_sources_`` (per
+    column: ``cards``, ``dataset``, ``pool``, ``default pool``, ``log`` or ``name``),
+    ``llm_features_`` (m × 384),
     ``llm_hidden_`` (m × h, encoded LLM features), ``cost_range_`` (min, max training cost).
     """
 
     name = "graph-router"
+    inductive = True  # an unseen LLM is scored from its descriptor (its decisions say so)
 
     def __init__(
         self,
@@ -216,9 +224,11 @@ class GraphRouter(UtilityRouter):
         cost_penalty: float = 0.0,
         validation_fraction: float = 0.2,
         query_chars: int | None = QUERY_CHARS,
+        pool: str | None = None,
         seed: int = 0,
     ):
         self.cost_weight = cost_weight
+        self.pool = pool
         self.query_chars = query_chars
         self.hidden = hidden
         self.attention = attention
@@ -253,17 +263,20 @@ class GraphRouter(UtilityRouter):
             )
 
     # -- learning ---------------------------------------------------------------------------------
-    def fit(self, data: Any, *, cards: Mapping[str, Any] | None = None) -> Self:
-        """Learn from logged outcomes; ``cards`` (model id → ModelCard) describe the LLMs.
+    def fit(self, data: Any, *, cards: Any = None) -> Self:
+        """Learn from logged outcomes (a table, a dataset or trajectories from the memory).
 
-        Without ``cards``, a dataset's ``cards()`` are used when it has them, else the model names.
+        The LLM nodes are described from their model cards (:func:`~agentroute.kg.agents.training_cards`:
+        ``cards`` given here — a mapping, a ModelPool or cards — then the dataset's, the ``pool``
+        parameter's, the default pool's, else a card inferred from the log's prices);
+        ``descriptor_sources_`` names the source of each column.
         """
-        if cards is None and callable(getattr(data, "cards", None)):
-            try:
-                cards = data.cards()
-            except Exception:  # a dataset that cannot price its models: describe them by name
-                cards = None
-        self._fit_cards = dict(cards or {})
+        from agentroute.kg.agents import training_cards
+
+        if not isinstance(data, OutcomeTable) and not hasattr(data, "train"):
+            data = list(data)
+        self._fit_cards, sources = training_cards(data, cards=cards, pool=self.pool)
+        self.descriptor_sources_ = sources
         try:
             return super().fit(data)
         finally:
@@ -275,6 +288,9 @@ class GraphRouter(UtilityRouter):
         lo, hi = (float(logged_cost.min()), float(logged_cost.max())) if logged_cost.size else (0.0, 1.0)
         self.cost_range_ = (lo, hi)
         self.descriptors_ = [_descriptor(column, self._fit_cards) for column in self.columns_]
+        self.descriptor_sources_ = {
+            column: self.descriptor_sources_.get(column_agent(column).model, "name") for column in self.columns_
+        }
         self.llm_features_ = embed_texts(self.descriptors_).astype(np.float32)
         query_x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
         llm_x = torch.from_numpy(self.llm_features_)
@@ -471,6 +487,7 @@ class GraphRouter(UtilityRouter):
         return {
             **super().get_state(),
             "descriptors": list(self.descriptors_),
+            "descriptor_sources": dict(getattr(self, "descriptor_sources_", {})),
             "cost_range": list(self.cost_range_),
             "epochs_run": self.epochs_run_,
             "validation_loss": self.validation_loss_,
@@ -479,6 +496,7 @@ class GraphRouter(UtilityRouter):
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.descriptors_ = [str(d) for d in state["descriptors"]]
+        self.descriptor_sources_ = dict(state.get("descriptor_sources", {}))
         lo, hi = state["cost_range"]
         self.cost_range_ = (float(lo), float(hi))
         self.epochs_run_ = int(state["epochs_run"])
@@ -509,9 +527,12 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _descriptor(column: str, cards: Mapping[str, Any]) -> str:
-    """The text of an LLM node: its card's descriptor (for the column's strategy), else its name."""
-    model, _, strategy = column.partition(":")
-    card = cards.get(model)
-    if card is not None and callable(getattr(card, "descriptor", None)):
-        return str(card.descriptor(strategy or "direct"))
+    """The text of an LLM node: its card's descriptor (:func:`~agentroute.kg.agents.card_descriptor`,
+    for the column's strategy), else its name."""
+    from agentroute.kg.agents import card_descriptor
+
+    agent = column_agent(column)
+    card = cards.get(agent.model)
+    if card is not None:
+        return card_descriptor(card, agent.strategy)
     return column

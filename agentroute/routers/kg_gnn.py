@@ -18,7 +18,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.kg.agents import agent_descriptor
 from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
-from agentroute.outcomes import OutcomeTable, agent_column, column_agent
+from agentroute.outcomes import OutcomeTable, column_agent, find_column
 from agentroute.progress import phase
 from agentroute.routers.base import require_candidates
 from agentroute.routers.utility import (
@@ -79,9 +79,15 @@ class KGRouter(UtilityRouter):
     runs them concurrently and combines the answers with :func:`agentroute.aggregate.weighted_vote`.
 
     **Agents are inductive.** An agent node has no learned parameters of its own: a model never seen
-    in training is scored from its descriptor alone. Descriptors come from ``descriptors``, else the
-    model's card (``ctx.cards``, or the cards of a dataset given to ``fit``), else those used in
-    training; an agent with none raises :class:`~agentroute.errors.ConfigurationError` naming it.
+    in training is scored from its descriptor alone, and its decision says so in ``why`` ("unseen
+    in training; scored from its descriptor"). Descriptors come from the model cards
+    (:func:`~agentroute.kg.agents.card_descriptor`: tier, price in/out, context window, strategy,
+    description) — in training the cards given to ``fit``, a dataset's, the ``pool``'s, the default
+    pool's, else a card inferred from the log's prices, so trajectories from the memory train with
+    no recipe (``descriptor_sources_`` names the source of each); at routing time a trained agent
+    keeps its training descriptor and a new one is described by ``ctx.cards``. ``descriptors`` (a
+    recipe's free text) override the cards. An agent with none raises
+    :class:`~agentroute.errors.ConfigurationError` naming it.
 
     Args:
         encoder: ``"sage"`` (HeteroConv of SAGEConv) or ``"hgt"`` (HGTConv).
@@ -108,7 +114,8 @@ class KGRouter(UtilityRouter):
         query_chars: characters of the query (its tail) embedded for the query node (default 1000).
         descriptors: free-text descriptions by model id (or ``model:strategy`` column).
         pool: a pool YAML (or ``"default"``) whose model cards describe the agents when the training
-            data brings none (trajectories from the memory).
+            data brings none (trajectories from the memory); the default pool and the log's
+            prices are the fallbacks.
         embedder: a sentence-transformers model path or id, or any
             :class:`~agentroute.embed.Embedder` (an object is not saved); default the cached MiniLM.
         ner: an :class:`~agentroute.kg.extract.EntityExtractor` replacing the rules (not saved:
@@ -117,6 +124,7 @@ class KGRouter(UtilityRouter):
     """
 
     name: ClassVar[str] = "kg-gnn"
+    inductive: ClassVar[bool] = True  # an unseen agent is scored from its descriptor (its decisions say so)
 
     def __init__(
         self,
@@ -210,23 +218,24 @@ class KGRouter(UtilityRouter):
         )
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, data: Any, *, cards: Mapping[str, Any] | None = None) -> Self:
+    def fit(self, data: Any, *, cards: Any = None) -> Self:
         """Learn from an :class:`~agentroute.outcomes.OutcomeTable`, a dataset (``.train``; its
         ``cards()`` describe the agents) or trajectories (e.g. from the SQL memory).
 
-        ``cards`` (model id → :class:`~agentroute.pool.card.ModelCard`) describe the agents; without
-        them a dataset's ``cards()``, else the ``pool``'s cards; ``descriptors`` take precedence.
+        Agents are described from their model cards (:func:`~agentroute.kg.agents.training_cards`:
+        ``cards`` given here — a mapping, a ModelPool or cards — then the dataset's, the ``pool``
+        parameter's, the default pool's, else a card inferred from the log); ``descriptors`` (a
+        recipe) override them. ``descriptor_sources_`` says which source described each column.
         """
-        found = dict(cards) if cards is not None else _cards_of(data)
-        if found is None and self.pool:
-            from agentroute.pool.pool import ModelPool
+        from agentroute.kg.agents import training_cards
 
-            found = {card.id: card for card in ModelPool.load(self.pool)}
-        self._fit_cards = found
+        if not isinstance(data, OutcomeTable) and not hasattr(data, "train"):
+            data = list(data)
+        self._fit_cards, self._card_sources = training_cards(data, cards=cards, pool=self.pool)
         try:
             return super().fit(data)
         finally:
-            del self._fit_cards
+            del self._fit_cards, self._card_sources
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -270,6 +279,7 @@ class KGRouter(UtilityRouter):
             col: agent_descriptor(column_agent(col), descriptors=self.descriptors, cards=self._fit_cards)
             for col in table.models
         }
+        self.descriptor_sources_ = {col: _descriptor_source(col, self.descriptors, self._card_sources) for col in table.models}
         observed = ~(np.isnan(table.scores) | np.isnan(table.costs))
         rows = np.flatnonzero(observed.any(axis=1))
         if len(rows) == 0:
@@ -384,10 +394,9 @@ class KGRouter(UtilityRouter):
         beta = self.shrinkage_
         if beta == 0:
             return logits
-        known = {c: j for j, c in enumerate(self.columns_)}
         fallback = float(np.mean(self.prior_))
         prior = np.array(
-            [self.prior_[known[c]] if (c := agent_column(a)) in known else fallback for a in agents]
+            [self.prior_[j] if (j := find_column(a, self.columns_)) is not None else fallback for a in agents]
         )
         return (1 - beta) * logits + beta * prior[None, :]
 
@@ -410,7 +419,7 @@ class KGRouter(UtilityRouter):
         cost = np.empty((len(ctxs), len(agents)))
         unseen = []
         for j, agent in enumerate(agents):
-            col = known.get(agent_column(agent))
+            col = find_column(agent, known)
             if col is None:
                 unseen.append(j)
             else:
@@ -434,6 +443,10 @@ class KGRouter(UtilityRouter):
         keys = [a.key for a in agents]
         kg = kgs[0]
         why = "top-1 of p_θ" if len(chosen) == 1 else f"top-{len(chosen)} of p_θ for a weighted vote"
+        unseen = [a.key for a in agents if find_column(a, self.columns_) is None]
+        new_chosen = [agents[i].key for i in chosen if agents[i].key in unseen]
+        if new_chosen:
+            why += f"; {', '.join(new_chosen)} unseen in training: scored from its descriptor"
         return Decision(
             agents=[agents[i] for i in chosen],
             weights=[float(w) for w in weights],
@@ -443,8 +456,9 @@ class KGRouter(UtilityRouter):
                 "p": {k: float(p) for k, p in zip(keys, prob, strict=True)},
                 "entities": [e.text for e in kg.entities],
                 "triples": [list(t) for t in kg.triples()],
+                "unseen_in_training": unseen,
             },
-            why=f"{why} (λ={self.cost_weight:g})",
+            why=f"{why} (λ={self.cost_weight:g})" if not new_chosen else why.replace("; ", f" (λ={self.cost_weight:g}); ", 1),
         )
 
     def _collaborators(self, ctx: RouteContext, top: int, utility: np.ndarray, prob: np.ndarray) -> list[int]:
@@ -474,6 +488,7 @@ class KGRouter(UtilityRouter):
             **super().get_state(),
             "in_channels": self.in_channels_,
             "descriptors": self.descriptors_,
+            "descriptor_sources": getattr(self, "descriptor_sources_", {}),
             "shrinkage": self.shrinkage_,
             "train": getattr(self, "train_report_", {}),
         }
@@ -482,6 +497,7 @@ class KGRouter(UtilityRouter):
         super().set_state(state)
         self.in_channels_ = int(state["in_channels"])
         self.descriptors_ = dict(state["descriptors"])
+        self.descriptor_sources_ = dict(state.get("descriptor_sources", {}))
         self.shrinkage_ = float(state["shrinkage"])
         self.train_report_ = dict(state.get("train", {}))
 
@@ -506,15 +522,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _cards_of(data: Any) -> Mapping[str, Any] | None:
-    """Model cards that come with the training data: a dataset's ``cards()`` or a table's
-    ``metadata["cards"]``."""
-    cards = getattr(data, "cards", None)
-    if callable(cards):
-        return cards()
-    table = data if isinstance(data, OutcomeTable) else getattr(data, "train", None)
-    if isinstance(table, OutcomeTable):
-        found = table.metadata.get("cards")
-        if isinstance(found, Mapping):
-            return found
-    return None
+def _descriptor_source(column: str, descriptors: Mapping[str, str] | None, sources: Mapping[str, str]) -> str:
+    """``"recipe"`` when the ``descriptors`` parameter describes the column, else its card's source."""
+    model = column_agent(column).model
+    if descriptors and (descriptors.get(column) or descriptors.get(model)):
+        return "recipe"
+    return f"card ({sources[model]})" if model in sources else "none"
