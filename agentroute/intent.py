@@ -488,3 +488,82 @@ def intent_from_state(state: dict[str, Any], arrays: dict[str, np.ndarray]) -> B
     model = INTENT_MODELS[kind]()
     model.set_state(state, arrays)
     return model
+
+
+# -- task types without labels -------------------------------------------------------------------
+def parse_task_types(spec: str) -> tuple[str, int | None]:
+    """``"auto"`` | ``"labels"`` | ``"none"`` | ``"cluster"`` | ``"cluster:K"`` → (kind, K or None).
+
+    >>> parse_task_types("cluster:8"), parse_task_types("cluster"), parse_task_types("auto")
+    (('cluster', 8), ('cluster', None), ('auto', None))
+    """
+    kind, _, k = str(spec).partition(":")
+    if kind not in ("auto", "labels", "none", "cluster") or (k and kind != "cluster"):
+        raise ConfigurationError(
+            f"task_types must be 'auto', 'labels', 'none', 'cluster' or 'cluster:K' (got {spec!r})"
+        )
+    if not k:
+        return kind, None
+    if not k.isdigit() or int(k) < 2:
+        raise ConfigurationError(f"task_types 'cluster:K' needs an integer K ≥ 2 (got {spec!r})")
+    return kind, int(k)
+
+
+def cluster_task_types(
+    queries: Sequence[str],
+    k: int | None = None,
+    *,
+    k_range: Sequence[int] = tuple(range(2, 9)),
+    embedder: Embedder | None = None,
+    seed: int = 0,
+    max_silhouette_rows: int = 2000,
+) -> tuple[list[str], dict[str, Any]]:
+    """Task types for unlabelled queries: k-means (Lloyd 1982; k-means++ seeding, Arthur &
+    Vassilvitskii 2007) on their unit-norm MiniLM embeddings.
+
+    ``k`` fixed, or (``None``) chosen as the ``k_range`` value with the highest mean silhouette
+    (Rousseeuw 1987; cosine distance, on a seeded sample of at most ``max_silhouette_rows``
+    queries). Types are named ``cluster-0`` … by decreasing size. Returns one label per query and
+    a report: ``{"source": "cluster", "k", "chosen_by", "silhouette": {k: s}, "sizes"}``.
+    """
+    cluster = require("sklearn.cluster")
+    metrics = require("sklearn.metrics")
+    distinct = list(dict.fromkeys(queries))
+    if len(distinct) < 2:
+        raise ConfigurationError(f"clustering task types needs at least 2 distinct queries (got {len(distinct)})")
+    x = np.asarray((embedder or default_embedder()).embed(distinct), dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def kmeans(n: int) -> np.ndarray:
+        return cluster.KMeans(n_clusters=n, n_init=4, random_state=seed).fit_predict(x)
+
+    tried: dict[int, float] = {}
+    if k is None:
+        sample = np.random.default_rng(seed).permutation(len(x))[:max_silhouette_rows]
+        best: tuple[float, int, np.ndarray] | None = None
+        for n in (n for n in k_range if 2 <= n < len(distinct)):
+            assign = kmeans(n)
+            if len(set(assign[sample].tolist())) < 2:
+                continue
+            s = float(metrics.silhouette_score(x[sample], assign[sample], metric="cosine", random_state=seed))
+            tried[n] = round(s, 4)
+            if best is None or s > best[0] + 1e-9:
+                best = (s, n, assign)
+        if best is None:
+            raise ConfigurationError(f"no k in {list(k_range)} splits {len(distinct)} queries into clusters")
+        _, k, assign = best
+    else:
+        if k >= len(distinct):
+            raise ConfigurationError(f"cluster:{k} needs more than {k} distinct queries (got {len(distinct)})")
+        assign = kmeans(k)
+    sizes = np.bincount(assign, minlength=k)
+    rank = {int(c): r for r, c in enumerate(np.argsort(-sizes, kind="stable"))}
+    label_of = {q: f"cluster-{rank[int(a)]}" for q, a in zip(distinct, assign, strict=True)}
+    report = {
+        "source": "cluster",
+        "k": int(k),
+        "chosen_by": "silhouette" if tried else "parameter",
+        "silhouette": {str(n): s for n, s in tried.items()},
+        "sizes": {f"cluster-{r}": int(sizes[c]) for c, r in sorted(rank.items(), key=lambda kv: kv[1])},
+    }
+    return [label_of[q] for q in queries], report

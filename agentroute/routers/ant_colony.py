@@ -7,7 +7,9 @@ i → j from the agent of the previous layer (the last finished step of another 
 ``ctx.history``) or from a virtual ``START``. For a query q and the candidates k of the layer:
 
 - **intent** w(q): a task-type mixture from an :class:`~agentroute.intent.IntentModel`, trained on
-  the task labels of the training data; at routing time it is always inferred from the query;
+  the task labels of the training data — or, when the log has fewer than two labels (a memory of
+  unlabelled requests), on task types found by k-means over the query embeddings (``task_types``;
+  the source is recorded and saved) — and at routing time always inferred from the query;
 - **fused pheromone** τ(q)ᵢₖ = Σₜ wₜ(q)·τᵗᵢₖ over the task-type specialists;
 - **heuristic** ηₖ = λ_A·norm(Aₖ − λ·ĉₖ) + λ_L·norm(1/(loadₖ + ε_L)) + λ_R·norm(1/(latencyₖ + ε_R)),
   Aₖ = Σₜ wₜ(q)·ability[k][t] (logged success per task type, shrunk toward a prior), ĉₖ the
@@ -63,8 +65,10 @@ from agentroute.intent import (
     BaseIntentModel,
     IntentModel,
     SingleIntent,
+    cluster_task_types,
     intent_from_state,
     make_intent_model,
+    parse_task_types,
 )
 from agentroute.outcomes import OutcomeTable, agent_column, column_agent
 from agentroute.routers.base import ARRAYS, MANIFEST, Router, require_candidates
@@ -217,7 +221,16 @@ class AntColonyRouter(Router):
             takes the argmax. [default False]
         seed: seed of the sampling draws.
         intent: ``"embedding"`` (MiniLM + logistic regression), ``"smollm"``, ``"none"``, or an
-            :class:`~agentroute.intent.IntentModel` (fitted ones are used as they are).
+            :class:`~agentroute.intent.IntentModel` (fitted ones are used as they are: their
+            classes are the task types).
+        task_types: where the task types come from when ``intent`` is not fitted already:
+            ``"labels"`` (the logged task labels), ``"cluster:K"`` (k-means with K clusters on the
+            query embeddings, :func:`~agentroute.intent.cluster_task_types`), ``"cluster"`` (K
+            chosen by silhouette over 2…8), ``"none"`` (one type), or ``"auto"``: the labels when
+            the log has two or more, else ``"cluster"``. The intent model is then trained on those
+            types, so at routing time a query's type is inferred from its embedding alone. The
+            choice is recorded in ``task_types_source_`` (saved; ``routers show`` prints it).
+            [default "auto"]
         ability_strength: pseudo-count m shrinking ability toward its prior. [default 5]
         latency_smoothing: EWMA factor of the latency estimate. [default 0.2]
         load_unit: ``"wait"``: load enters as the expected wait behind the in-flight calls,
@@ -266,6 +279,7 @@ class AntColonyRouter(Router):
         greedy: bool = False,
         seed: int = 0,
         intent: str | IntentModel = "embedding",
+        task_types: str = "auto",
         ability_strength: float = 5.0,
         latency_smoothing: float = 0.2,
         load_unit: Literal["wait", "calls"] = "wait",
@@ -298,6 +312,7 @@ class AntColonyRouter(Router):
         self.greedy = greedy
         self.seed = seed
         self.intent = intent
+        self.task_types = task_types
         self.ability_strength = ability_strength
         self.latency_smoothing = latency_smoothing
         self.load_unit = load_unit
@@ -400,20 +415,36 @@ class AntColonyRouter(Router):
         return self
 
     def _fit_intent(self, queries: list[str], labels: list[str | None]) -> BaseIntentModel | IntentModel:
+        """The intent model and its task types; ``task_types_source_`` records where they came from."""
         model = self.intent
-        if not isinstance(model, str):
-            if getattr(model, "labels", None):
-                return model  # already fitted: used as it is
-            fit_model: Any = model
-        else:
-            fit_model = make_intent_model(model)
+        kind, k = parse_task_types(self.task_types)
+        if not isinstance(model, str) and getattr(model, "labels", None):
+            self.task_types_source_ = {"source": "intent model", "classes": list(model.labels)}
+            return model  # already fitted: used as it is, its classes are the task types
+        fit_model: Any = make_intent_model(model) if isinstance(model, str) else model
         pairs = dict.fromkeys((q, str(y)) for q, y in zip(queries, labels, strict=True) if y is not None)
-        if not pairs or isinstance(fit_model, SingleIntent):
-            if not pairs and not isinstance(fit_model, SingleIntent):
-                log.warning("%s: no task labels in the data: one task type ('general')", self.name)
+        distinct = sorted({y for _, y in pairs})
+        if isinstance(fit_model, SingleIntent) or kind == "none":
+            self.task_types_source_ = {"source": "none", "classes": ["general"]}
             return SingleIntent().fit([])
-        qs, ys = [q for q, _ in pairs], [y for _, y in pairs]
+        if kind == "labels" or (kind == "auto" and len(distinct) >= 2):
+            if not pairs:
+                log.warning("%s: no task labels in the data: one task type ('general')", self.name)
+                self.task_types_source_ = {"source": "none", "classes": ["general"], "why": "no labels"}
+                return SingleIntent().fit([])
+            qs, ys = [q for q, _ in pairs], [y for _, y in pairs]
+            fit_model.fit(qs, ys)
+            self.task_types_source_ = {"source": "labels", "classes": distinct}
+            return fit_model
+        qs = list(dict.fromkeys(queries))
+        ys, report = cluster_task_types(qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed))
         fit_model.fit(qs, ys)
+        why = "task_types=" + str(self.task_types) if kind == "cluster" else f"{len(distinct)} distinct logged label(s)"
+        self.task_types_source_ = {**report, "classes": list(fit_model.labels), "why": why}
+        log.warning(
+            "%s: task types inferred by k-means on the query embeddings (%s): k=%d chosen by %s, sizes %s",
+            self.name, why, report["k"], report["chosen_by"], report["sizes"],
+        )  # fmt: skip
         return fit_model
 
     def _record_weights(
@@ -724,6 +755,7 @@ class AntColonyRouter(Router):
             "router": self.name,
             "paper": "arXiv 2603.12933 (AMRO-S)",
             "task_types": list(c.task_types),
+            "task_types_source": dict(getattr(self, "task_types_source_", {})),
             "layers": [{"stage": s, "nodes": [name(i) for i in idx]} for s, idx in c.layers()],
             "nodes": [{"id": name(i), "stage": s, "agent": col} for i, (s, col) in enumerate(c.nodes)],
             "edges": [
@@ -769,6 +801,7 @@ class AntColonyRouter(Router):
             "skipped": int(getattr(self, "skipped_", 0)),
             "skip_reasons": dict(getattr(self, "skip_reasons_", {})),
             "n_fit_paths": int(getattr(self, "n_fit_paths_", 0)),
+            "task_types_source": dict(getattr(self, "task_types_source_", {})),
         }
 
     def get_arrays(self) -> dict[str, np.ndarray]:
@@ -827,6 +860,7 @@ class AntColonyRouter(Router):
         self.skipped_ = int(state.get("skipped", 0))
         self.skip_reasons_ = {str(k): int(v) for k, v in state.get("skip_reasons", {}).items()}
         self.n_fit_paths_ = int(state.get("n_fit_paths", 0))
+        self.task_types_source_ = dict(state.get("task_types_source", {}))
         del self._pending_state
 
     @classmethod
