@@ -5,14 +5,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
-from agentroute.routers.base import Router, make_router
+from agentroute.routers.base import Router, check_pool, make_router
+from agentroute.types import Agent
 
 BUILTIN_GRAPHS = {
     "qa": "agentroute.graphs.qa:graph",
@@ -77,18 +78,58 @@ def _import_graph_file(path: Path) -> Any:
     return module
 
 
-def load_router(spec: str, **params: Any) -> Router:
-    """A router by registered name, or loaded from a directory written by ``Router.save``."""
+def load_router(
+    spec: str,
+    *,
+    pool: Any = None,
+    graph: AgentGraph | None = None,
+    allow_new_agents: bool = False,
+    warn: Callable[[str], None] | None = None,
+    **params: Any,
+) -> Router:
+    """A router by registered name, or loaded from a directory written by ``Router.save``.
+
+    With ``pool`` (a :class:`~agentroute.pool.ModelPool`), a trained router is checked against
+    the agents it will route over — every role of ``graph`` (default: one ``executor`` role) played
+    by each pool model in each of its strategies — by :func:`~agentroute.routers.base.check_pool`:
+    pool agents the router never saw are a :class:`ConfigurationError` naming them, unless the
+    router is inductive or ``allow_new_agents``; ``warn`` gets the warnings (default: stderr).
+    """
     path = Path(spec)
     if path.exists():
-        return Router.load(path)
-    router = make_router(spec, **params)
-    if not router.is_fitted:
-        raise ConfigurationError(
-            f"router {spec!r} learns from data: train it first with "
-            f"`agentroute train {spec} --dataset SPEC --out DIR` (or --from MEMORY_URL) and pass --router DIR"
+        router = Router.load(path)
+    else:
+        router = make_router(spec, **params)
+        if not router.is_fitted:
+            raise ConfigurationError(
+                f"router {spec!r} learns from data: train it first with "
+                f"`agentroute train {spec} --dataset SPEC --out DIR` (or --from MEMORY_URL) and pass --router DIR"
+            )
+    if pool is not None:
+        notes = check_pool(
+            router, graph_agents(pool, graph), allow_new_agents=allow_new_agents, source=str(spec)
         )
+        for note in notes:
+            (warn or _stderr)(note)
     return router
+
+
+def graph_agents(pool: Any, graph: AgentGraph | None = None) -> list[Agent]:
+    """The agents a compiled graph may route to: each routed role of ``graph`` (default: one
+    ``executor`` role) played by each pool model it allows, in each of the model's strategies."""
+    roles = [
+        (name, getattr(node, "models", None))
+        for name, node in (graph.nodes.items() if graph is not None else [])
+        if hasattr(node, "prompt") and hasattr(node, "models")
+    ] or [("executor", None)]
+    agents: list[Agent] = []
+    for role, models in roles:
+        agents += [a for a in pool.agents(role) if models is None or a.model in models]
+    return agents
+
+
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def make_budget(usd: Any = None, *, options: Mapping[str, str] | None = None, **limits: Any) -> Budget | None:

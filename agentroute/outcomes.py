@@ -3,11 +3,29 @@
 The common form in which learned routers consume training data, whichever source it came from:
 a logged-outcome dataset (:mod:`agentroute.eval`) or trajectories from the SQL memory.
 Missing outcomes are ``nan`` and are never scored as 0.
+
+**Columns are routing targets** (this module is the one home of the rule):
+
+- trajectories from the memory give one column per **agent key** ``role:model:strategy``
+  (:attr:`~agentroute.types.Agent.key`), so a one-model pool in three strategies is three targets and
+  two roles played by the same ``model:strategy`` are two;
+- logged-outcome datasets (RouterBench, RouteLLM, ``outcomes:`` files) have no roles: their columns
+  are ``model`` (strategy ``direct``) or ``model:strategy`` (:func:`agent_column`), and such a column
+  stands for that model and strategy in any role.
+
+:func:`find_column` looks a candidate up in a router's columns — its agent key first, then the
+role-free name — so routers trained from datasets, from the memory, or saved by older versions
+(role-free columns) all route over agents.
+
+**Bandit feedback.** A step routed by an exploring router logs the propensity p(a | x) of the agent
+it ran (``Decision.evidence["propensity"]``). :meth:`OutcomeTable.from_trajectories` turns these into
+per-cell importance weights (``weights``), which the learned routers use in their fits: see
+:func:`propensity_weights`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +34,13 @@ import numpy as np
 from agentroute.errors import ConfigurationError
 from agentroute.types import Agent, Step, Task, Trajectory
 
+#: Default clip of the importance ratio 1/p (see :func:`propensity_weights`).
+MAX_IMPORTANCE = 20.0
+
 
 def agent_column(agent: Agent) -> str:
-    """The outcome-table column of an agent: its model, plus the strategy unless ``direct``.
+    """The role-free column of an agent, as datasets name it: its model, plus the strategy unless
+    ``direct``.
 
     >>> agent_column(Agent(model="m", strategy="cot"))
     'm:cot'
@@ -26,14 +48,97 @@ def agent_column(agent: Agent) -> str:
     return agent.model if agent.strategy == "direct" else f"{agent.model}:{agent.strategy}"
 
 
+def column_names(agent: Agent) -> tuple[str, str]:
+    """The columns that may hold an agent's outcomes, most specific first: its agent key
+    (trajectories from the memory), then its role-free :func:`agent_column` (datasets, routers saved
+    before agent keys).
+
+    >>> column_names(Agent(role="planner", model="m", strategy="cot"))
+    ('planner:m:cot', 'm:cot')
+    """
+    return agent.key, agent_column(agent)
+
+
+def find_column(agent: Agent, columns: Mapping[str, int] | Sequence[str]) -> int | None:
+    """The index of ``agent``'s column among ``columns`` (a list of column names, or a name → index
+    mapping), by :func:`column_names`; ``None`` when the agent has none (unseen in training).
+
+    >>> find_column(Agent(role="planner", model="m"), ["executor:m:direct", "planner:m:direct"])
+    1
+    >>> find_column(Agent(role="planner", model="m"), ["m", "m:cot"])
+    0
+    """
+    index = columns if isinstance(columns, Mapping) else {c: j for j, c in enumerate(columns)}
+    for name in column_names(agent):
+        if name in index:
+            return index[name]
+    return None
+
+
 def column_agent(column: str, role: str = "executor") -> Agent:
+    """The agent a column stands for: ``role:model:strategy`` (two colons or more: the model is
+    what lies between the first and the last), else ``model[:strategy]`` played by ``role``.
+
+    >>> column_agent("planner:m:cot").key
+    'planner:m:cot'
+    >>> column_agent("m:cot").key
+    'executor:m:cot'
+    """
+    if column.count(":") >= 2:
+        head, _, strategy = column.rpartition(":")
+        first, _, model = head.partition(":")
+        return Agent(role=first, model=model, strategy=strategy or "direct")
     model, _, strategy = column.partition(":")
     return Agent(role=role, model=model, strategy=strategy or "direct")
 
 
+def propensity_weights(
+    propensity: np.ndarray,
+    logged: np.ndarray | None = None,
+    *,
+    clip: float = MAX_IMPORTANCE,
+    normalize: bool = True,
+) -> np.ndarray:
+    """Importance weights (n × m) of logged cells from their propensities p(a | x) (nan: none
+    logged, read as p = 1 — a deterministic logging policy). ``logged`` marks the cells that hold
+    an outcome (default: all); the others weigh 0.
+
+    A cell's raw weight is 1/p clipped at ``clip`` (truncated importance sampling: Ionides, "Truncated
+    Importance Sampling", JCGS 2008; Bottou et al., "Counterfactual Reasoning and Learning Systems",
+    JMLR 2013, §4.5), so that no cell weighs more than ``clip`` cells logged with certainty. With
+    ``normalize`` (the default) each column's weights are divided by their mean over the column's
+    logged cells (self-normalised, Swaminathan & Joachims, "The Self-Normalized Estimator for
+    Counterfactual Learning", NeurIPS 2015): a column keeps its number of observations as its
+    effective count, and only the *relative* weights of its cells change. Fitting a score model on
+    the cells an agent was logged on, with these weights, is importance-weighted regression
+    (Bietti, Agarwal & Langford, "A Contextual Bandit Bake-off", JMLR 2021, §3: IWR): it undoes
+    the shift between the contexts where the logging policy chose the agent and all contexts.
+
+    >>> propensity_weights(np.array([[0.5], [0.1], [np.nan]]), clip=5.0).round(3).tolist()
+    [[0.75], [1.875], [0.375]]
+    """
+    if not isinstance(clip, int | float) or not np.isfinite(clip) or clip < 1:
+        raise ConfigurationError(f"the importance clip must be a number ≥ 1 (got {clip!r})")
+    p = np.asarray(propensity, dtype=float)
+    mask = np.ones(p.shape, dtype=bool) if logged is None else np.asarray(logged, dtype=bool)
+    raw = np.where(np.isnan(p), 1.0, 1.0 / np.clip(np.nan_to_num(p, nan=1.0), 1.0 / clip, 1.0))
+    raw = np.where(mask, raw, 0.0)
+    if not normalize:
+        return raw
+    count = mask.sum(axis=0)
+    mean = raw.sum(axis=0) / np.maximum(count, 1)
+    return raw / np.where(mean > 0, mean, 1.0)
+
+
 @dataclass
 class OutcomeTable:
-    """``scores[i, j]`` and ``costs[i, j]`` of agent column ``j`` on query ``i``."""
+    """``scores[i, j]`` and ``costs[i, j]`` of agent column ``j`` on query ``i``.
+
+    ``propensity[i, j]`` (optional; nan where none was logged) is the probability with which the
+    logging router chose agent ``j`` on query ``i``; ``importance_clip`` is the clip of the
+    importance ratio the fits use (``None``: no weighting). :attr:`weights` gives the per-cell
+    weights every learned router fits with (:func:`propensity_weights`).
+    """
 
     query_ids: list[str]
     queries: list[str]
@@ -44,6 +149,8 @@ class OutcomeTable:
     responses: list[list[str]] | None = None
     gold: list[str | None] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    propensity: np.ndarray | None = None
+    importance_clip: float | None = MAX_IMPORTANCE
 
     def __post_init__(self) -> None:
         n, m = len(self.queries), len(self.models)
@@ -55,15 +162,44 @@ class OutcomeTable:
             raise ConfigurationError(f"{len(self.query_ids)} query ids for {n} queries")
         if not self.task_types:
             self.task_types = [None] * n
+        if self.propensity is not None:
+            self.propensity = np.asarray(self.propensity, dtype=float)
+            if self.propensity.shape != (n, m):
+                raise ConfigurationError(f"propensity must be {(n, m)} (got {self.propensity.shape})")
+            if np.any(self.propensity[~np.isnan(self.propensity)] <= 0) or np.any(self.propensity > 1):
+                raise ConfigurationError("propensities must lie in (0, 1]")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the fits weight cells: some propensity is logged and weighting is on."""
+        return (
+            self.propensity is not None
+            and self.importance_clip is not None
+            and bool(np.any(~np.isnan(self.propensity) & ~np.isnan(self.scores)))
+        )
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Per-cell fit weights (n × m): 0 where no outcome is logged; 1 on every logged cell of a
+        full-information table (or with ``importance_clip=None``); else the clipped,
+        column-normalised importance weights of :func:`propensity_weights`."""
+        logged = ~np.isnan(self.scores)
+        if not self.weighted:
+            return logged.astype(float)
+        return propensity_weights(self.propensity, logged, clip=float(self.importance_clip))  # type: ignore[arg-type]
+
+    def unweighted(self) -> OutcomeTable:
+        """The same table with importance weighting off (every logged cell weighs 1)."""
+        out = self.rows(np.arange(len(self)))
+        out.importance_clip = None
+        return out
 
     def __len__(self) -> int:
         return len(self.queries)
 
     def column(self, agent: Agent) -> int | None:
-        try:
-            return self.models.index(agent_column(agent))
-        except ValueError:
-            return None
+        """The column of ``agent`` (:func:`find_column`), ``None`` when it has none."""
+        return find_column(agent, self.models)
 
     def rows(self, index: Sequence[int] | np.ndarray) -> OutcomeTable:
         idx = np.asarray(index, dtype=int)
@@ -78,6 +214,8 @@ class OutcomeTable:
             responses=pick(self.responses) if self.responses is not None else None,
             gold=pick(self.gold) if self.gold is not None else None,
             metadata=dict(self.metadata),
+            propensity=self.propensity[idx] if self.propensity is not None else None,
+            importance_clip=self.importance_clip,
         )
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple[OutcomeTable, OutcomeTable]:
@@ -117,13 +255,18 @@ class OutcomeTable:
         return out
 
     @classmethod
-    def from_trajectories(cls, trajectories: Iterable[Trajectory]) -> OutcomeTable:
-        """Each scored ok step becomes a cell (step score, else its task's score); later cells win."""
+    def from_trajectories(
+        cls, trajectories: Iterable[Trajectory], *, importance_clip: float | None = MAX_IMPORTANCE
+    ) -> OutcomeTable:
+        """Each scored ok step becomes a cell (step score, else its task's score) of its agent key's
+        column (``role:model:strategy``); later cells win. A step whose decision logged a
+        ``propensity`` (an exploring router's) gives its cell that propensity, so that the fits
+        weight it (``importance_clip``; ``None``: no weighting)."""
         rows: dict[str, int] = {}
         queries: list[str] = []
         task_types: list[str | None] = []
         cols: dict[str, int] = {}
-        cells: list[tuple[int, int, float, float]] = []
+        cells: dict[tuple[int, int], tuple[float, float, float]] = {}
         for traj in trajectories:
             for step in traj.steps:
                 score = step.score if step.score is not None else traj.task.score
@@ -135,15 +278,30 @@ class OutcomeTable:
                     rows[key] = len(queries)
                     queries.append(text)
                     task_types.append(traj.task.task_type)
-                col = cols.setdefault(agent_column(step.agent), len(cols))
-                cells.append((rows[key], col, float(score), float(step.cost_usd)))
+                col = cols.setdefault(step.agent.key, len(cols))
+                cells[(rows[key], col)] = (float(score), float(step.cost_usd), _propensity(step))
         if not cells:
             raise ConfigurationError("no scored steps in the trajectories: nothing to learn from")
-        scores = np.full((len(queries), len(cols)), np.nan)
-        costs = np.full((len(queries), len(cols)), np.nan)
-        for i, j, s, c in cells:
-            scores[i, j], costs[i, j] = s, c
-        return cls(list(rows), queries, list(cols), scores, costs, task_types)
+        shape = (len(queries), len(cols))
+        scores, costs, propensity = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+        for (i, j), (s, c, p) in cells.items():
+            scores[i, j], costs[i, j], propensity[i, j] = s, c, p
+        logged_p = bool(np.any(~np.isnan(propensity)))
+        return cls(
+            list(rows), queries, list(cols), scores, costs, task_types,
+            propensity=propensity if logged_p else None, importance_clip=importance_clip,
+        )  # fmt: skip
+
+
+def _propensity(step: Step) -> float:
+    """The logged probability of the step's agent, nan when its router logged none."""
+    evidence = step.decision.evidence if step.decision is not None else None
+    value = evidence.get("propensity") if isinstance(evidence, dict) else None
+    try:
+        p = float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+    return p if 0.0 < p <= 1.0 else np.nan
 
 
 def as_outcome_table(data: Any) -> OutcomeTable:

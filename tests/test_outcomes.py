@@ -124,4 +124,5 @@ def test_memory_export_outcomes_then_train_in_one_command(tmp_path, suffix):
     result = CliRunner().invoke(cli, ["train", "strongest", "--from", url, "--out", str(tmp_path / "r"), "--sample", "0.5"])
     assert result.exit_code == 0, result.output
     assert "20 trajectories (seeded subset of 40)" in result.output
-    assert set(load_router(str(tmp_path / "r")).quality_) == {"small", "large"}
+    # from the memory, the targets are agent keys (role:model:strategy)
+    assert set(load_router(str(tmp_path / "r")).quality_) == {"executor:small:direct", "executor:large:direct"}

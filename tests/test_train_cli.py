@@ -34,8 +34,8 @@ def test_train_from_the_memory_uses_scored_trajectories(tmp_path):
     assert result.exit_code == 0, result.output
     assert "30 trajectories" in result.output
     quality = load_router(str(tmp_path / "r")).quality_
-    assert set(quality) == {"small", "large"}  # the seeded random router tried both
-    assert quality["large"] == 1.0 and quality["small"] < 1.0  # small is wrong on odd queries
+    assert set(quality) == {"executor:small:direct", "executor:large:direct"}  # agent keys; random tried both
+    assert quality["executor:large:direct"] == 1.0 and quality["executor:small:direct"] < 1.0  # small is wrong on odd queries
 
 
 def test_train_errors_are_clear(tmp_path):

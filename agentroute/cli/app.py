@@ -43,18 +43,43 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _runtime(
-    graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None, **limits: Any
-) -> Any:
-    """The compiled graph and its memory; ``limits``: the other budget fields (tokens, calls, …)."""
-    from agentroute.loading import load_graph, load_router, make_budget
-    from agentroute.memory import open_memory
+AllowNewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-new-agents",
+        help="Serve a trained router on a pool with agents it never saw (scored by its training mean; warned). "
+        "Without it that is an error naming them.",
+    ),
+]
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}")
+
+
+def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = False) -> tuple[Any, Any]:
+    """(pool, router) for ``spec.compile``: the router loaded and checked against the agents the
+    graph routes over (:func:`agentroute.loading.load_router`; a misfit exits 2)."""
+    from agentroute.loading import load_router
     from agentroute.pool import ModelPool
+
+    models = ModelPool.load(pool)
+    return models, load_router(router, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn)
+
+
+def _runtime(
+    graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
+    allow_new_agents: bool = False, **limits: Any,
+) -> Any:  # fmt: skip
+    """The compiled graph and its memory; ``limits``: the other budget fields (tokens, calls, …)."""
+    from agentroute.loading import load_graph, make_budget
+    from agentroute.memory import open_memory
 
     budget = make_budget(budget_usd, **limits)
     spec = load_graph(graph)
+    models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=budget)
+    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget)
     return compiled, store
 
 
@@ -102,6 +127,7 @@ def ask(
     policy: Annotated[Path | None, typer.Option("--policy", help="router_r1: the policy checkpoint directory (default: SmolLM2).")] = None,
     policy_url: Annotated[str | None, typer.Option("--policy-url", help="router_r1: an OpenAI-compatible URL serving the policy (vllm serve).")] = None,
     corpus: Annotated[Path | None, typer.Option("--corpus", help="qa: paragraphs to retrieve from (JSON/JSONL; BM25 feeds the executors).")] = None,
+    allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Answer one question through a routed graph; print the answer, the route and the cost."""
     try:
@@ -109,17 +135,17 @@ def ask(
             from agentroute.cli.run_cmd import corpus_runtime
 
             compiled, store = corpus_runtime(
-                graph, corpus, router, pool, budget_usd, memory,
+                graph, corpus, router, pool, budget_usd, memory, allow_new_agents=allow_new_agents,
                 tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
             )
         elif policy is not None or policy_url is not None:
             compiled, store = _router_r1_runtime(
-                graph, router, pool, budget_usd, memory, policy, policy_url,
+                graph, router, pool, budget_usd, memory, policy, policy_url, allow_new_agents=allow_new_agents,
                 tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
             )
         else:
             compiled, store = _runtime(
-                graph, router, pool, budget_usd, memory,
+                graph, router, pool, budget_usd, memory, allow_new_agents=allow_new_agents,
                 tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
             )
         try:
@@ -152,20 +178,20 @@ def ask(
 
 def _router_r1_runtime(
     graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
-    policy: Path | None, policy_url: str | None, **limits: Any,
+    policy: Path | None, policy_url: str | None, allow_new_agents: bool = False, **limits: Any,
 ) -> Any:
     from agentroute.errors import ConfigurationError
-    from agentroute.loading import load_router, make_budget
+    from agentroute.loading import make_budget
     from agentroute.memory import open_memory
-    from agentroute.pool import ModelPool
     from agentroute.routers.router_r1 import build_router_r1_graph
 
     source = graph.split(":")[0]
     if Path(source).stem != "router_r1" and not source.endswith((".router_r1", ".router_r1.graph")):
         raise ConfigurationError(f"--policy/--policy-url need --graph router_r1 (got {graph!r})")
     spec = build_router_r1_graph(policy, policy_url=policy_url)
+    models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=make_budget(budget_usd, **limits))
+    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=make_budget(budget_usd, **limits))
     return compiled, store
 
 

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agentroute.cli.app import (
+    AllowNewOpt,
     BudgetOpt,
     CallsOpt,
     LargeOpt,
@@ -64,6 +65,7 @@ def run_batch(
     checkpointer: Annotated[str | None, typer.Option("--checkpointer", help="LangGraph checkpointer: `memory` (the memory's own database), postgresql://… or sqlite:///PATH.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="How lines with a gold `answer`/`answers` are scored: em | f1 | contains (SQuAD-normalised); the score is stored as the task's feedback.")] = "em",
     corpus: Annotated[Path | None, typer.Option("--corpus", help="qa graph: retrieve passages by BM25 from this corpus (JSON list of strings or {title, text}, JSONL, or {title: [sentences]}).")] = None,
+    allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Run a batch of questions with a progress bar; everything is written to memory.
 
@@ -96,9 +98,9 @@ def run_batch(
     limits = {"tokens": budget_tokens, "calls": budget_calls, "seconds": budget_seconds, "large_calls": budget_large_calls}
     try:
         if corpus is not None:
-            compiled, store = corpus_runtime(graph, corpus, router, pool, budget_usd, memory, **limits)
+            compiled, store = corpus_runtime(graph, corpus, router, pool, budget_usd, memory, allow_new_agents, **limits)
         else:
-            compiled, store = _runtime(graph, router, pool, budget_usd, memory, **limits)
+            compiled, store = _runtime(graph, router, pool, budget_usd, memory, allow_new_agents, **limits)
     except AgentrouteError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
     try:
@@ -126,25 +128,27 @@ def run_batch(
 
 
 def corpus_runtime(
-    graph: str, corpus: Path, router: str, pool: str | None, budget_usd: float | None, memory: str | None, **limits: Any
-) -> Any:
+    graph: str, corpus: Path, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
+    allow_new_agents: bool = False, **limits: Any,
+) -> Any:  # fmt: skip
     """The qa graph built over ``corpus`` (BM25 retrieval feeds its executors), compiled, with its memory.
 
     ``graph`` must name the qa graph (``qa``, ``graphs/qa.py[:graph]`` or ``agentroute.graphs.qa:graph``):
     another graph has no corpus to take.
     """
+    from agentroute.cli.app import routed
     from agentroute.errors import ConfigurationError
     from agentroute.graphs.qa import build_qa_graph, load_corpus
-    from agentroute.loading import load_graph, load_router, make_budget
+    from agentroute.loading import load_graph, make_budget
     from agentroute.memory import open_memory
-    from agentroute.pool import ModelPool
 
     budget = make_budget(budget_usd, **limits)
     if load_graph(graph).name != "qa":
         raise ConfigurationError(f"--corpus works with the qa graph (got {graph!r})")
     spec = build_qa_graph(corpus=load_corpus(corpus))
+    models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=ModelPool.load(pool), router=load_router(router), memory=store, budget=budget)
+    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget)
     return compiled, store
 
 

@@ -30,7 +30,8 @@ import abc
 import functools
 import inspect
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -64,6 +65,10 @@ class Router(abc.ABC):
     explores: ClassVar[bool] = False
     #: The mode a new (or loaded) router starts in.
     default_mode: ClassVar[Mode] = "serve"
+    #: Whether agents unseen in training are scored from their descriptors (model card text, price,
+    #: tier, strategy), so a pool of new agents is served as well as the training one (graph-router,
+    #: kg-gnn). A router that is not inductive refuses a pool of agents it never saw (:func:`check_pool`).
+    inductive: ClassVar[bool] = False
 
     # -- modes ----------------------------------------------------------------------------------
     @property
@@ -114,6 +119,12 @@ class Router(abc.ABC):
     def fit(self, data: Any) -> Self:
         """Learn from trajectories or a logged-outcome table; returns ``self``."""
         return self
+
+    def known_agents(self) -> list[str] | None:
+        """The outcome-table columns the router learned about (agent keys or role-free
+        ``model[:strategy]`` names, :mod:`agentroute.outcomes`), or ``None`` when its decisions do
+        not depend on a trained set of agents (rules over cards: cheapest, random, …)."""
+        return None
 
     def check_fitted(self) -> None:
         if self.learned and not self.is_fitted:
@@ -286,6 +297,91 @@ def _plain_decision(router: str, agent: Agent, why: str) -> Decision:
     """Decisions without scores are interned: steps that retain one share a single frozen object,
     which keeps a long batch's results light on memory and on the garbage collector."""
     return Decision(agents=[agent], weights=[1.0], router=router, why=why)
+
+
+@dataclass
+class PoolFit:
+    """How a trained router's agents meet a pool's (:func:`pool_fit`)."""
+
+    trained: list[str]
+    """The router's training columns."""
+    unseen: list[str]
+    """Pool agents (keys) with no training column: the router never saw them."""
+    missing: list[str]
+    """Training columns that no pool agent plays (routing then covers the others)."""
+
+    @property
+    def disjoint(self) -> bool:
+        return len(self.unseen) > 0 and len(self.missing) == len(self.trained)
+
+
+def pool_fit(router: Router, agents: Iterable[Agent]) -> PoolFit | None:
+    """Match a router's training columns with the agents a pool offers (``None``: the router has
+    no trained set of agents). A column matches an agent by :func:`agentroute.outcomes.find_column`."""
+    from agentroute.outcomes import find_column
+
+    trained = router.known_agents()
+    if trained is None:
+        return None
+    agents = list(dict.fromkeys(agents))
+    index = {c: j for j, c in enumerate(trained)}
+    found = [find_column(a, index) for a in agents]
+    used = {j for j in found if j is not None}
+    return PoolFit(
+        trained=list(trained),
+        unseen=[a.key for a, j in zip(agents, found, strict=True) if j is None],
+        missing=[c for j, c in enumerate(trained) if j not in used],
+    )
+
+
+def check_pool(
+    router: Router, agents: Iterable[Agent], *, allow_new_agents: bool = False, source: str = ""
+) -> list[str]:
+    """Refuse to serve a trained router on a pool it does not fit; returns warnings to print.
+
+    The rule (what a RouteLLM or LiteLLM user expects: a router routes over the models it was
+    trained on, and says so when it cannot):
+
+    - a pool agent the router has no training column for would be scored by a constant (the
+      training mean): a :class:`~agentroute.errors.ConfigurationError` naming the unseen agents
+      and the router's agents — unless ``allow_new_agents`` (``--allow-new-agents``), then a
+      warning. A pool with *none* of the router's agents is always an error (every candidate would
+      score the same; the choice would be arbitrary);
+    - inductive routers (:attr:`Router.inductive`: graph-router, kg-gnn) score unseen agents from
+      their descriptors: allowed, with a note (their decisions' ``why`` says it too);
+    - training columns that no pool agent plays are fine: the router routes over the others (a
+      router trained on eleven models serves a pool of three of them).
+    """
+    fit = pool_fit(router, agents)
+    if fit is None or not fit.unseen:
+        return []
+    who = f"router {source} ({router.name})" if source else f"router {router.name!r}"
+    if router.inductive:
+        return [f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are scored from their "
+                f"descriptors: {_names(fit.unseen)}"]  # fmt: skip
+    trained = f"it was trained on {_names(fit.trained)}"
+    if fit.disjoint:
+        raise ConfigurationError(
+            f"{who} does not fit this pool: {trained} and the pool offers none of them "
+            f"(missing from the pool: {_names(fit.missing)}; the pool's agents: {_names(fit.unseen)}). "
+            "Use a pool with those agents, or retrain on this pool's (`agentroute train NAME --from "
+            "MEMORY_URL` after serving it with `--router explore`)"
+        )
+    message = (
+        f"{who}: pool agent(s) unseen in training: {_names(fit.unseen)} ({trained}); "
+        "they would be scored by the training mean"
+    )
+    if not allow_new_agents:
+        raise ConfigurationError(
+            f"{message}. Remove them from the pool (or restrict the role's models), retrain on this pool, "
+            "or pass --allow-new-agents (Python: allow_new_agents=True) to route over them anyway"
+        )
+    return [f"{message} (--allow-new-agents)"]
+
+
+def _names(keys: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" … and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def require_candidates(router: Router, ctx: RouteContext) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute.outcomes import agent_column, as_outcome_table
+from agentroute.outcomes import as_outcome_table, find_column
 from agentroute.routers.base import Router, decide, register, require_candidates
 from agentroute.strategies import get_strategy
 from agentroute.types import Decision, RouteContext, Step
@@ -48,9 +48,15 @@ class _MeanQuality:
     quality_: dict[str, float]
 
     def _fit_quality(self, data: Any) -> None:
+        from agentroute.routers.utility import weighted_mean
+
         table = as_outcome_table(data)
-        means = np.nanmean(table.scores, axis=0)
+        means = weighted_mean(table.scores, table.weights)  # importance-weighted for bandit logs
         self.quality_ = {m: float(q) for m, q in zip(table.models, means, strict=True) if not np.isnan(q)}
+
+    def known_agents(self) -> list[str] | None:
+        quality = getattr(self, "quality_", None)
+        return list(quality) if quality else None
 
     def get_state(self) -> dict[str, Any]:
         return {"quality": getattr(self, "quality_", {})}
@@ -60,7 +66,9 @@ class _MeanQuality:
             self.quality_ = {str(k): float(v) for k, v in state["quality"].items()}
 
     def _quality(self, ctx: RouteContext, index: int) -> tuple[float, ...]:
-        learned = getattr(self, "quality_", {}).get(agent_column(ctx.candidates[index]))
+        quality = getattr(self, "quality_", {})
+        j = find_column(ctx.candidates[index], list(quality)) if quality else None
+        learned = list(quality.values())[j] if j is not None else None
         return ((learned if learned is not None else -1.0), *card_strength(ctx, index))
 
 

@@ -33,7 +33,7 @@ from typing import Any, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError, NotFittedError, StateFileError
-from agentroute.outcomes import agent_column, as_outcome_table
+from agentroute.outcomes import as_outcome_table, find_column
 from agentroute.routers.utility import LogisticHead, embed_texts
 from agentroute.types import Step
 
@@ -115,7 +115,7 @@ class ResponseConfidence:
     def predict_proba(
         self, queries: Sequence[str], responses: Sequence[str], models: Sequence[str]
     ) -> np.ndarray:
-        """P(correct) per call; ``models`` are outcome-table columns (``agent_column``)."""
+        """P(correct) per call; ``models`` are outcome-table columns (:mod:`agentroute.outcomes`)."""
         if not self.is_fitted:
             raise NotFittedError("confidence")
         index = {c: j for j, c in enumerate(self.columns_)}
@@ -124,7 +124,11 @@ class ResponseConfidence:
 
     def __call__(self, step: Step) -> float | None:
         """The confidence of a finished step (``CascadeRouter(confidence_fn=...)``)."""
-        return float(self.predict_proba([step.input], [step.output], [agent_column(step.agent)])[0])
+        if not self.is_fitted:
+            raise NotFittedError("confidence")
+        j = find_column(step.agent, self.columns_)
+        column = self.columns_[j] if j is not None else step.agent.key
+        return float(self.predict_proba([step.input], [step.output], [column])[0])
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

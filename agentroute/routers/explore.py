@@ -93,6 +93,13 @@ class ExploreRouter(Router):
         return self.base_.learned
 
     @property
+    def inductive(self) -> bool:  # type: ignore[override]
+        return self.base_.inductive
+
+    def known_agents(self) -> list[str] | None:
+        return self.base_.known_agents()
+
+    @property
     def is_fitted(self) -> bool:
         return self.base_.is_fitted
 

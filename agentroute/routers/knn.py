@@ -10,7 +10,9 @@ pseudo-neighbours:
 
     ŝ(q, m) = (Σ_{i ∈ N_k(q)} s_im + a · s̄_m) / (n_m(q) + a),    n_m(q) = #{i ∈ N_k(q): s_im logged}
 
-and likewise for the cost. ``a = 0`` is the plain kNN mean.
+and likewise for the cost. ``a = 0`` is the plain kNN mean. Sums and counts are weighted by the
+table's per-cell fit weights (:attr:`~agentroute.outcomes.OutcomeTable.weights`): 1 for a
+full-information table, clipped importance weights for bandit logs from the memory.
 
 Neighbours are selected one query at a time (ties at the k-th similarity go to the earlier training
 rows), so that a batch prediction and a single route give identical neighbourhoods.
@@ -41,7 +43,8 @@ class KNNRouter(UtilityRouter):
         query_chars: characters of each query's end embedded (:func:`~agentroute.embed.text_tail`);
             ``None`` embeds the whole prompt. Default :data:`~agentroute.routers.utility.QUERY_CHARS`.
 
-    Fitted attributes: ``embeddings_`` (n_train × 384), ``scores_`` and ``costs_`` (n_train × m).
+    Fitted attributes: ``embeddings_`` (n_train × 384), ``scores_`` and ``costs_`` (n_train × m),
+    ``weights_`` (n_train × m importance weights, ``None`` when the table had none).
     """
 
     name = "knn"
@@ -73,6 +76,7 @@ class KNNRouter(UtilityRouter):
         self._embeddings_t = None
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
+        self.weights_ = np.asarray(table.weights, dtype=float) if table.weighted else None
 
     def neighbours(self, embedding: np.ndarray) -> np.ndarray:
         """Training-row indices of the k nearest queries to one embedding (ties: earlier rows)."""
@@ -95,17 +99,21 @@ class KNNRouter(UtilityRouter):
         cost = np.empty_like(score)
         for i, e in enumerate(queries):
             near = self.neighbours(e)
-            score[i] = shrunk_mean(self.scores_[near], self.score_mean_, a)
-            cost[i] = shrunk_mean(self.costs_[near], self.cost_mean_, a)
+            w = self.weights_[near] if self.weights_ is not None else None
+            score[i] = shrunk_mean(self.scores_[near], self.score_mean_, a, w)
+            cost[i] = shrunk_mean(self.costs_[near], self.cost_mean_, a, w)
         return score, cost
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        return {
+        arrays = {
             **super().get_arrays(),
             "embeddings": self.embeddings_,
             "scores": self.scores_,
             "costs": self.costs_,
         }
+        if self.weights_ is not None:
+            arrays["weights"] = self.weights_
+        return arrays
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
@@ -113,3 +121,4 @@ class KNNRouter(UtilityRouter):
         self._embeddings_t = None
         self.scores_ = np.asarray(arrays["scores"], dtype=float)
         self.costs_ = np.asarray(arrays["costs"], dtype=float)
+        self.weights_ = np.asarray(arrays["weights"], dtype=float) if "weights" in arrays else None

@@ -27,11 +27,17 @@ from agentroute.types import RouteContext
 
 
 def fit_success_models(
-    x: np.ndarray, scores: np.ndarray, c: float, *, prior: np.ndarray | None = None
+    x: np.ndarray,
+    scores: np.ndarray,
+    c: float,
+    *,
+    prior: np.ndarray | None = None,
+    cell_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-column logistic regressions of ``scores`` (n × m, nan = not logged) on ``x`` (n × d):
     weights (m × d) and biases (m). A column with one outcome only (all 0 or all 1) gets zero
-    weights and the logit of its (``prior``-smoothed) mean."""
+    weights and the logit of its (``prior``-smoothed) mean. ``cell_weights`` (n × m, e.g. the
+    table's importance weights) weight each logged cell's sample."""
     linear_model = require("sklearn.linear_model")
     n, m = scores.shape
     weight, bias = np.zeros((m, x.shape[1])), np.zeros(m)
@@ -44,12 +50,13 @@ def fit_success_models(
             bias[j] = np.log(p / (1 - p))
             continue
         binary = bool(np.all((s == 0) | (s == 1)))
+        cw = np.ones(len(rows)) if cell_weights is None else np.asarray(cell_weights, dtype=float)[rows, j]
         if binary:
-            xs, ys, ws = x[rows], s, None
+            xs, ys, ws = x[rows], s, (None if cell_weights is None else cw)
         else:
             xs = np.vstack([x[rows], x[rows]])
             ys = np.concatenate([np.ones(len(rows)), np.zeros(len(rows))])
-            ws = np.concatenate([s, 1 - s])
+            ws = np.concatenate([s * cw, (1 - s) * cw])
         model = linear_model.LogisticRegression(C=c, max_iter=1000)
         model.fit(xs, ys, sample_weight=ws)
         weight[j], bias[j] = model.coef_[0], model.intercept_[0]
@@ -86,7 +93,10 @@ class LogisticRouter(UtilityRouter):
 
     def _fit_table(self, table: OutcomeTable) -> None:
         x = embed_texts(table.queries, self.query_chars).astype(float)
-        self.weight_, self.bias_ = fit_success_models(x, np.asarray(table.scores, float), float(self.c))
+        weights = table.weights if table.weighted else None  # importance weights for bandit logs
+        self.weight_, self.bias_ = fit_success_models(
+            x, np.asarray(table.scores, float), float(self.c), cell_weights=weights
+        )
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
         x = embed_contexts(ctxs, self.query_chars).astype(float)

@@ -9,7 +9,8 @@ models,
 with μ, σ_c the per-model mean and standard deviation of the training log costs. The score head is
 trained with binary cross-entropy when the logged scores are 0/1 and with squared error on σ(·) when
 they are graded (scores outside [0, 1] are min–max scaled first and scaled back); the cost head with
-squared error on the standardised log cost. Missing cells carry no loss. Training is seeded (Adam,
+squared error on the standardised log cost. Missing cells carry no loss; logged cells weigh their
+table weight (:attr:`~agentroute.outcomes.OutcomeTable.weights`: importance weights for bandit logs). Training is seeded (Adam,
 minibatches, early stopping on a seeded validation split of train, best weights restored).
 """
 
@@ -132,6 +133,9 @@ class MLPRouter(UtilityRouter):
 
         ts, ms = _masked(target_s)
         tc, mc = _masked(target_c)
+        if table.weighted:  # importance-weighted losses for bandit logs (OutcomeTable.weights)
+            w = torch.from_numpy(np.asarray(table.weights, dtype=np.float32))
+            ms, mc = ms * w, mc * w
         m = len(self.columns_)
         tr, va = validation_split(len(table), self.validation_fraction, self.seed)
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)

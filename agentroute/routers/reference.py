@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
+from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
 from agentroute.routers.base import Router, decide, register, require_candidates
 from agentroute.routers.utility import (
     QUERY_CHARS,
@@ -34,6 +34,7 @@ from agentroute.routers.utility import (
     embed_texts,
     shrunk_mean,
     validation_split,
+    weighted_mean,
 )
 from agentroute.types import Decision, RouteContext
 
@@ -125,15 +126,18 @@ class BestSingleRouter(Router):
         if len(table) == 0 or np.all(np.isnan(table.scores)):
             raise ConfigurationError("best-single: the training table has no scored cells")
         _, val = validation_split(len(table), self.validation_fraction, self.seed)
-        scores = table.scores[val]
-        count = np.sum(~np.isnan(scores), axis=0)
-        means = np.where(count > 0, np.nansum(scores, axis=0) / np.maximum(count, 1), np.nan)
+        weights = table.weights  # importance weights for bandit logs, else 1 per logged cell
+        means = weighted_mean(table.scores[val], weights[val])
         means = np.where(np.isnan(means), np.nanmean(table.scores), means)  # no validation cell: train mean
-        cost = np.nansum(table.costs, axis=0) / np.maximum(np.sum(~np.isnan(table.costs), axis=0), 1)
+        cost = np.nan_to_num(weighted_mean(table.costs, weights), nan=0.0)
         self.validation_score_ = {m: float(s) for m, s in zip(table.models, means, strict=True)}
         self.mean_cost_ = {m: float(c) for m, c in zip(table.models, cost, strict=True)}
         self.fitted_ = True
         return self
+
+    def known_agents(self) -> list[str] | None:
+        self.check_fitted()
+        return list(self.validation_score_)
 
     @property
     def best_model_(self) -> str:
@@ -146,9 +150,13 @@ class BestSingleRouter(Router):
         require_candidates(self, ctx)
         prior = float(np.mean(list(self.validation_score_.values())))
 
+        columns = list(self.validation_score_)
+
         def rank(i: int) -> tuple[float, float]:
-            column = agent_column(ctx.candidates[i])
-            return (self.validation_score_.get(column, prior), -self.mean_cost_.get(column, ctx.cost_of(i)))
+            j = find_column(ctx.candidates[i], columns)
+            if j is None:
+                return prior, -ctx.cost_of(i)
+            return self.validation_score_[columns[j]], -self.mean_cost_.get(columns[j], ctx.cost_of(i))
 
         best = max(range(len(ctx.candidates)), key=rank)
         scores = {a.key: rank(i)[0] for i, a in enumerate(ctx.candidates)}
@@ -211,10 +219,11 @@ class PerTaskRouter(UtilityRouter):
         self.tasks_ = sorted(set(labels))
         a = float(self.prior_strength)
         task_scores, task_costs = [], []
+        weights = table.weights
         for task in self.tasks_:
             rows = [i for i, t in enumerate(labels) if t == task]
-            task_scores.append(shrunk_mean(table.scores[rows], self.score_mean_, a))
-            task_costs.append(shrunk_mean(table.costs[rows], self.cost_mean_, a))
+            task_scores.append(shrunk_mean(table.scores[rows], self.score_mean_, a, weights[rows]))
+            task_costs.append(shrunk_mean(table.costs[rows], self.cost_mean_, a, weights[rows]))
         self.task_score_ = np.vstack(task_scores)
         self.task_cost_ = np.vstack(task_costs)
         self.task_prior_ = np.array([labels.count(t) for t in self.tasks_], dtype=float) / len(labels)

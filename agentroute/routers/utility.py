@@ -16,9 +16,19 @@ Sweeping λ is cheap: :meth:`UtilityRouter.predict` returns the (n × k) score a
 contexts that share one candidate list, and :func:`choose` / :func:`sweep` apply the argmax for any λ
 — bit for bit what :meth:`UtilityRouter.route` decides context by context.
 
-Candidates whose outcome-table column was not seen in training get the training mean score and a
-cost from their card (the context's card-priced cost, rescaled by the median ratio of logged to
-card cost over the known candidates), or the training mean cost when no card price is given.
+A candidate's column is found by :func:`~agentroute.outcomes.find_column` (its agent key
+``role:model:strategy``, else its role-free ``model[:strategy]``). Candidates whose column was not
+seen in training get the training mean score and a cost from their card (the context's card-priced
+cost, rescaled by the median ratio of logged to card cost over the known candidates), or the
+training mean cost when no card price is given; :func:`agentroute.routers.base.check_pool` refuses
+such candidates before serving, unless the router is inductive (it scores unseen agents from their
+descriptors) or new agents are allowed.
+
+**Bandit feedback.** Every fit reads the table's per-cell weights
+(:attr:`~agentroute.outcomes.OutcomeTable.weights`: 1 on each logged cell of a full-information
+table; clipped, column-normalised importance weights 1/p when the cells were logged by an
+exploring router with propensity p): the column means here, and each subclass's own fit
+(neighbourhood means, losses, per-task means) are importance-weighted regressions.
 
 The module also holds two small learned pieces that several routers share: :class:`LogisticHead`
 (a scikit-learn logistic regression kept as plain arrays, so it saves without pickle) and the
@@ -38,7 +48,7 @@ import numpy as np
 from agentroute._optional import require, torch_module
 from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table
+from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.types import Agent, Decision, RouteContext
 
@@ -136,8 +146,9 @@ class UtilityRouter(Router):
     :meth:`get_state`/:meth:`set_state` and :meth:`get_arrays`/:meth:`set_arrays` with ``super()``.
     Every subclass takes ``cost_weight`` (λ ≥ 0) as a keyword parameter.
 
-    Fitted attributes: ``columns_`` (training columns, as :func:`~agentroute.outcomes.agent_column`
-    names them), ``score_mean_`` and ``cost_mean_`` (per column), ``cost_scale_`` (the dearest
+    Fitted attributes: ``columns_`` (training columns: agent keys from the memory, role-free names
+    from datasets; :mod:`agentroute.outcomes`), ``weighted_`` (whether the fit used importance
+    weights), ``score_mean_`` and ``cost_mean_`` (per column), ``cost_scale_`` (the dearest
     column's mean cost; 1 when all costs are 0).
     """
 
@@ -151,6 +162,16 @@ class UtilityRouter(Router):
     cost_mean_: np.ndarray
     cost_scale_: float
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that scores candidates without a training column itself (overriding
+        :meth:`_predict_unknown` or :meth:`predict`, e.g. from descriptors) is inductive unless it
+        says otherwise (:attr:`~agentroute.routers.base.Router.inductive`)."""
+        super().__init_subclass__(**kwargs)
+        if "inductive" not in cls.__dict__:
+            cls.inductive = (
+                cls._predict_unknown is not UtilityRouter._predict_unknown or cls.predict is not UtilityRouter.predict
+            )
+
     # -- learning ---------------------------------------------------------------------------
     def fit(self, data: Any) -> Self:
         """Learn from an :class:`OutcomeTable`, a dataset with ``.train``, or trajectories."""
@@ -161,9 +182,11 @@ class UtilityRouter(Router):
             raise ConfigurationError(f"{self.name}: the training table has no scored cells")
         self._check_params()
         self.columns_ = list(table.models)
-        score_mean = _nanmean0(table.scores)
+        weights = table.weights
+        self.weighted_ = table.weighted
+        score_mean = weighted_mean(table.scores, weights)
         self.score_mean_ = np.where(np.isnan(score_mean), np.nanmean(score_mean), score_mean)
-        cost_mean = _nanmean0(table.costs)
+        cost_mean = weighted_mean(table.costs, weights)
         self.cost_mean_ = np.where(
             np.isnan(cost_mean), np.nanmean(cost_mean) if np.any(~np.isnan(cost_mean)) else 0.0, cost_mean
         )
@@ -203,9 +226,9 @@ class UtilityRouter(Router):
         cost = np.full((n, u), float(np.mean(self.cost_mean_)))
         for i, ctx in enumerate(ctxs):
             ratios = [
-                self.cost_mean_[known[agent_column(a)]] / ctx.costs[a.key]
+                self.cost_mean_[col] / ctx.costs[a.key]
                 for a in ctx.candidates
-                if agent_column(a) in known and ctx.costs.get(a.key, 0.0) > 0
+                if (col := find_column(a, known)) is not None and ctx.costs.get(a.key, 0.0) > 0
             ]
             if not ratios:
                 continue
@@ -224,7 +247,7 @@ class UtilityRouter(Router):
         self.check_fitted()
         agents = shared_candidates(ctxs, self.name)
         known = {c: j for j, c in enumerate(self.columns_)}
-        cols = [known.get(agent_column(a)) for a in agents]
+        cols = [find_column(a, known) for a in agents]
         score = np.empty((len(ctxs), len(agents)))
         cost = np.empty((len(ctxs), len(agents)))
         seen = [j for j, col in enumerate(cols) if col is not None]
@@ -245,17 +268,24 @@ class UtilityRouter(Router):
         lam = self.cost_weight if cost_weight is None else cost_weight
         return choose(score, cost, lam, self.cost_scale_)
 
+    def known_agents(self) -> list[str] | None:
+        self.check_fitted()
+        return list(self.columns_)
+
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)
         score, cost = self.predict([ctx])
         index = int(self.choose(score, cost)[0])
         u = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
         keys = [a.key for a in ctx.candidates]
+        why = f"argmax predicted score − {self.cost_weight:g}·cost/{self.cost_scale_:.3g}"
+        if find_column(ctx.candidates[index], self.columns_) is None:
+            why += f"; {unseen_note(self, ctx.candidates[index])}"
         return decide(
             self,
             ctx,
             index,
-            why=f"argmax predicted score − {self.cost_weight:g}·cost/{self.cost_scale_:.3g}",
+            why=why,
             scores={k: float(v) for k, v in zip(keys, u, strict=True)},
             evidence={
                 "predicted_score": {k: float(v) for k, v in zip(keys, score[0], strict=True)},
@@ -265,11 +295,16 @@ class UtilityRouter(Router):
 
     # -- persistence ---------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        return {"columns": list(self.columns_), "cost_scale": float(self.cost_scale_)}
+        return {
+            "columns": list(self.columns_),
+            "cost_scale": float(self.cost_scale_),
+            "weighted": bool(getattr(self, "weighted_", False)),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.columns_ = list(state["columns"])
         self.cost_scale_ = float(state["cost_scale"])
+        self.weighted_ = bool(state.get("weighted", False))  # absent in routers saved before weighting
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         return {"score_mean": np.asarray(self.score_mean_), "cost_mean": np.asarray(self.cost_mean_)}
@@ -279,23 +314,43 @@ class UtilityRouter(Router):
         self.cost_mean_ = np.asarray(arrays["cost_mean"], dtype=float)
 
 
-def shrunk_mean(values: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
-    """Per-column (Σ logged values + strength·prior) / (#logged + strength), nan cells skipped.
+def unseen_note(router: Router, agent: Any) -> str:
+    """What a decision's ``why`` says of a chosen agent the router was not trained on."""
+    if getattr(router, "inductive", False):
+        return f"{agent.key} unseen in training: scored from its descriptor"
+    return f"{agent.key} unseen in training: scored by the training mean (new agents allowed)"
+
+
+def shrunk_mean(
+    values: np.ndarray, prior: np.ndarray, strength: float, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-column (Σ w·value + strength·prior) / (Σ w + strength) over logged cells (nan skipped);
+    ``weights`` (same shape; default 1 per logged cell) are the table's fit weights.
 
     >>> shrunk_mean(np.array([[1.0], [1.0], [np.nan]]), np.array([0.5]), 2.0).tolist()
     [0.75]
+    >>> shrunk_mean(np.array([[1.0], [0.0]]), np.array([0.5]), 0.0, np.array([[3.0], [1.0]])).tolist()
+    [0.75]
     """
-    count = np.sum(~np.isnan(values), axis=0)
-    total = np.nansum(values, axis=0)
+    logged = ~np.isnan(values)
+    w = logged.astype(float) if weights is None else np.where(logged, weights, 0.0)
+    count = w.sum(axis=0)
+    total = (np.where(logged, values, 0.0) * w).sum(axis=0)
     denom = count + strength
     return np.where(denom > 0, (total + strength * prior) / np.where(denom > 0, denom, 1.0), prior)
 
 
-def _nanmean0(values: np.ndarray) -> np.ndarray:
-    """Column means ignoring nan, nan (without a warning) for an all-nan column."""
-    count = np.sum(~np.isnan(values), axis=0)
-    total = np.nansum(values, axis=0)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+def weighted_mean(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-column Σ w·value / Σ w over logged (non-nan) cells; nan for a column with none.
+
+    >>> weighted_mean(np.array([[1.0, np.nan], [0.0, np.nan]]), np.array([[3.0, 1.0], [1.0, 1.0]])).tolist()
+    [0.75, nan]
+    """
+    logged = ~np.isnan(values)
+    w = logged.astype(float) if weights is None else np.where(logged, weights, 0.0)
+    total = (np.where(logged, values, 0.0) * w).sum(axis=0)
+    count = w.sum(axis=0)
+    return np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan)
 
 
 # -- a logistic regression kept as arrays ------------------------------------------------------
