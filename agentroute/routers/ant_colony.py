@@ -231,6 +231,9 @@ class AntColonyRouter(Router):
             types, so at routing time a query's type is inferred from its embedding alone. The
             choice is recorded in ``task_types_source_`` (saved; ``routers show`` prints it).
             [default "auto"]
+        importance_clip: bandit feedback: a logged path chosen with propensity p weighs
+            min(1/p, clip), self-normalised, in the warm start (see :meth:`_importance`); ``None``
+            weighs every path alike. [default 20]
         ability_strength: pseudo-count m shrinking ability toward its prior. [default 5]
         latency_smoothing: EWMA factor of the latency estimate. [default 0.2]
         load_unit: ``"wait"``: load enters as the expected wait behind the in-flight calls,
@@ -280,6 +283,7 @@ class AntColonyRouter(Router):
         seed: int = 0,
         intent: str | IntentModel = "embedding",
         task_types: str = "auto",
+        importance_clip: float | None = 20.0,
         ability_strength: float = 5.0,
         latency_smoothing: float = 0.2,
         load_unit: Literal["wait", "calls"] = "wait",
@@ -313,6 +317,7 @@ class AntColonyRouter(Router):
         self.seed = seed
         self.intent = intent
         self.task_types = task_types
+        self.importance_clip = importance_clip
         self.ability_strength = ability_strength
         self.latency_smoothing = latency_smoothing
         self.load_unit = load_unit
@@ -345,6 +350,7 @@ class AntColonyRouter(Router):
             "ability_strength": self.ability_strength >= 0, "latency_smoothing": 0 < self.latency_smoothing <= 1,
             "load_eps": self.load_eps > 0, "latency_eps": self.latency_eps > 0, "load_ttl_s": self.load_ttl_s > 0,
             "max_open_tasks": self.max_open_tasks >= 1, "load_unit": self.load_unit in ("wait", "calls"),
+            "importance_clip": self.importance_clip is None or self.importance_clip >= 1,
         }  # fmt: skip
         for name, ok in checks.items():
             if not ok:
@@ -406,12 +412,17 @@ class AntColonyRouter(Router):
             ability_n=empty.copy(),
             ability_strength=float(self.ability_strength),
         )
+        self.importance_ = None
         if self.warm_start and records:
             weights = self._record_weights(records, types)
+            iw = self._importance(records)
+            if iw is not None:
+                weights = weights * iw[:, None]
             colony = steady_state(colony, self._rule(), records, weights, self._gate)
         self._colony = colony
         self.n_fit_paths_ = len(records)
         self.fitted_ = True
+        log.info("%s", self.fit_summary())
         return self
 
     def _fit_intent(self, queries: list[str], labels: list[str | None]) -> BaseIntentModel | IntentModel:
@@ -441,11 +452,60 @@ class AntColonyRouter(Router):
         fit_model.fit(qs, ys)
         why = "task_types=" + str(self.task_types) if kind == "cluster" else f"{len(distinct)} distinct logged label(s)"
         self.task_types_source_ = {**report, "classes": list(fit_model.labels), "why": why}
-        log.warning(
-            "%s: task types inferred by k-means on the query embeddings (%s): k=%d chosen by %s, sizes %s",
-            self.name, why, report["k"], report["chosen_by"], report["sizes"],
-        )  # fmt: skip
         return fit_model
+
+    def fit_summary(self) -> str:
+        """Where the task types came from, and what the colony was warm-started on."""
+        self.check_fitted()
+        src = getattr(self, "task_types_source_", {}) or {}
+        types = list(self._colony.task_types)
+        kind = src.get("source", "?")
+        if kind == "cluster":
+            how = (f"k-means on the query embeddings ({src.get('why', '')}), k={src['k']} chosen by "
+                   f"{src['chosen_by']}" + (f" (silhouette {src['silhouette']})" if src.get("silhouette") else "")
+                   + f"; sizes {src.get('sizes')}")  # fmt: skip
+        elif kind == "labels":
+            how = "the logged task labels"
+        elif kind == "intent model":
+            how = "the given intent model's classes"
+        else:
+            how = "one type (" + str(src.get("why", "task_types='none' or intent='none'")) + ")"
+        return (
+            f"ant-colony: {len(types)} task type(s) {types} from {how}; warm-started on "
+            f"{getattr(self, 'n_fit_paths_', 0)} logged paths (skipped {getattr(self, 'skipped_', 0)})"
+            + (f", importance-weighted by their logged propensities (effective sample size {iw['ess']:.0f})"
+               if (iw := getattr(self, "importance_", None)) else "")
+        )
+
+    def _importance(self, records: list[tuple[PathSample, str | None]]) -> np.ndarray | None:
+        """Self-normalised importance weights of logged paths (bandit feedback), or None.
+
+        A path whose steps were chosen by an exploring router logged each choice's propensity
+        p (``Decision.evidence["propensity"]``); the path's is their product (a step without one
+        counts as 1). Its weight is min(1/p, ``importance_clip``) over the mean such weight (Ionides
+        2008's truncation; Swaminathan & Joachims 2015's self-normalisation), so that the steady-state
+        deposits and the ability table estimate what every agent would have earned rather than how
+        often the logging router picked it. ``None`` (unweighted) when no step logged a propensity,
+        or with ``importance_clip=None``.
+        """
+        if self.importance_clip is None:
+            return None
+        p = np.ones(len(records))
+        logged = False
+        for r, (sample, _) in enumerate(records):
+            traj = sample.payload if isinstance(sample.payload, Trajectory) else None
+            for step in traj.steps if traj is not None else ():
+                value = (step.decision.evidence or {}).get("propensity") if step.decision is not None else None
+                if isinstance(value, int | float) and 0 < float(value) <= 1 and step.status == "ok":
+                    p[r] *= float(value)
+                    logged = True
+        if not logged:
+            return None
+        raw = np.minimum(1.0 / p, float(self.importance_clip))
+        iw = raw / raw.mean()
+        self.importance_ = {"paths": len(records), "clip": float(self.importance_clip),
+                            "ess": float(raw.sum() ** 2 / np.sum(raw**2))}  # fmt: skip
+        return iw
 
     def _record_weights(
         self, records: list[tuple[PathSample, str | None]], types: tuple[str, ...]
@@ -802,6 +862,7 @@ class AntColonyRouter(Router):
             "skip_reasons": dict(getattr(self, "skip_reasons_", {})),
             "n_fit_paths": int(getattr(self, "n_fit_paths_", 0)),
             "task_types_source": dict(getattr(self, "task_types_source_", {})),
+            "importance": getattr(self, "importance_", None),
         }
 
     def get_arrays(self) -> dict[str, np.ndarray]:
@@ -861,6 +922,7 @@ class AntColonyRouter(Router):
         self.skip_reasons_ = {str(k): int(v) for k, v in state.get("skip_reasons", {}).items()}
         self.n_fit_paths_ = int(state.get("n_fit_paths", 0))
         self.task_types_source_ = dict(state.get("task_types_source", {}))
+        self.importance_ = state.get("importance")
         del self._pending_state
 
     @classmethod

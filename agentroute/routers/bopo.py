@@ -4,7 +4,10 @@ Zhang et al., "Budget-Aware Agentic Routing via Boundary-Guided Training", arXiv
 At every step the router picks a model tier (cheapest … dearest) from the legal, affordable
 candidates the dispatcher hands it. ``fit`` runs the full recipe of
 :class:`~agentroute.training.bopo_trainer.BoPOTrainer` — boundary rollouts and difficulty
-taxonomy, BoSFT, then BoPO — in the offline agentic environment built from the logged outcomes.
+taxonomy, BoSFT, then BoPO — in the offline agentic environment built from the logged outcomes;
+from a log (the memory) only the queries explored on every tier count
+(:mod:`agentroute.training.bopo_logs`), and :meth:`BoPORouter.fit_summary` says how many tasks fell
+in each class.
 ``route`` computes the policy's state from the context (query embedding, step index, remaining
 budget as a fraction and in absolute terms, history of tiers and outcomes;
 :mod:`agentroute.agentic.features`) and decodes it under the budget: the preferred rung is the
@@ -24,6 +27,7 @@ tiers of a live graph.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -38,12 +42,14 @@ from agentroute.agentic.features import (
 )
 from agentroute.embed import context_text
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import as_outcome_table
+from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.progress import phase
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.baselines import cost_order
 from agentroute.training.bopo_config import BoPOConfig
 from agentroute.types import Decision, RouteContext, Step
+
+log = logging.getLogger(__name__)
 
 
 class BoPORouter(Router):
@@ -81,13 +87,30 @@ class BoPORouter(Router):
         return config.replace(seed=self.seed)
 
     def fit(self, data: Any) -> Self:
-        """Train on logged outcomes (an OutcomeTable, a dataset — its train split — or trajectories)."""
+        """Train on logged outcomes (an OutcomeTable, a dataset — its train split — or trajectories).
+
+        Trajectories (the memory) and tables most of whose queries lack a tier are read as a log:
+        only the queries on which every tier ran train the policy
+        (:func:`~agentroute.training.bopo_logs.paired_explorations`; an error says how to log
+        them when there are none), and ``report_["from_logs"]`` counts them and their classes.
+        """
+        from agentroute.training.bopo_logs import is_log, paired_explorations, role_free
         from agentroute.training.bopo_trainer import BoPOTrainer
 
         self._check_threshold()
         config = self.resolved_config()
+        if not isinstance(data, OutcomeTable) and not hasattr(data, "train"):
+            data = list(data)
+        table = role_free(as_outcome_table(data))
+        from_logs = None
+        if is_log(data, table, config.tiers):
+            table, from_logs = paired_explorations(
+                table, config.tiers, score_threshold=config.score_threshold, steps=config.steps
+            )
         with phase("bopo: boundary rollouts, BoSFT and BoPO"):
-            result = BoPOTrainer(config).train(as_outcome_table(data))
+            result = BoPOTrainer(config).train(table)
+        if from_logs is not None:
+            result.report["from_logs"] = from_logs
         self.config_ = config
         self.policy_ = result.policy
         self.ladder_ = tuple(result.ladder)
@@ -95,7 +118,29 @@ class BoPORouter(Router):
         self.report_ = result.report
         self._embeddings: dict[str, np.ndarray] = {}
         self.fitted_ = True
+        log.info("%s", self.fit_summary())
         return self
+
+    def fit_summary(self) -> str:
+        """What training found: the ladder, the logged explorations and the boundary taxonomy."""
+        self.check_fitted()
+        report = self.report_
+        lines = [f"bopo: tiers {' < '.join(report.get('tiers', self.ladder_))}"]
+        logs = report.get("from_logs")
+        if logs:
+            classes = ", ".join(f"{k} {v}" for k, v in logs["classes"].items())
+            lines.append(
+                f"  from the log: {logs['paired']} of {logs['queries']} logged queries ran on every tier "
+                f"(per tier: {logs['logged_per_tier']}); their classes: {classes}"
+            )
+        taxonomy = report.get("taxonomy", {})
+        steps = self.config_.steps
+        lines.append(
+            f"  boundary taxonomy of the {report.get('tasks', '?')} training tasks ({steps} step(s) each, "
+            f"{self.config_.boundary_rollouts} rollouts per boundary policy): "
+            + ", ".join(f"{k} {v}" for k, v in taxonomy.items())
+        )
+        return "\n".join(lines)
 
     def _check_threshold(self) -> None:
         if not 0 < self.threshold <= 1:

@@ -299,6 +299,10 @@ class GraphRouter(UtilityRouter):
         edge_cost = np.where(np.isnan(costs), self.cost_mean_[None, :], costs)[q_idx, m_idx]
         edge_attr = torch.from_numpy(self._edge_features(table.scores[q_idx, m_idx], edge_cost))
         label = torch.from_numpy(self._labels(table)[q_idx, m_idx].astype(np.float32))
+        cell_weights = getattr(table, "weights", None)  # bandit logs: importance weights per logged cell
+        edge_w = torch.from_numpy(
+            (np.ones(len(q_idx)) if cell_weights is None else np.asarray(cell_weights)[q_idx, m_idx]).astype(np.float32)
+        )
         rng = np.random.default_rng(self.seed)
         fit_rows, val_rows = validation_split(n, self.validation_fraction, self.seed)
         size = min(self.queries_per_step, len(fit_rows))
@@ -311,7 +315,7 @@ class GraphRouter(UtilityRouter):
             def index(sel: np.ndarray) -> torch.Tensor:
                 return torch.from_numpy(np.vstack([pos[q_idx[sel]], len(rows) + m_idx[sel]]).astype(np.int64))
 
-            return query_x[rows], index(visible), edge_attr[visible], index(predict), label[predict]
+            return query_x[rows], index(visible), edge_attr[visible], index(predict), label[predict], edge_w[predict]
 
         # validation graph (fixed): the edges of ``size`` fit queries visible, validation edges predicted
         seen = np.sort(rng.choice(fit_rows, size=size, replace=False))
@@ -338,7 +342,7 @@ class GraphRouter(UtilityRouter):
                         visible &= ~(rng.random(m) < self.llm_dropout)[m_idx[sel]]
                     if visible.all():
                         continue
-                    qx, vis_index, vis_attr, pred_index, pred_label = subgraph(
+                    qx, vis_index, vis_attr, pred_index, pred_label, pred_w = subgraph(
                         rows, sel[visible], sel[~visible]
                     )
                     lx = llm_x
@@ -346,7 +350,7 @@ class GraphRouter(UtilityRouter):
                         keep = rng.random(m) >= self.descriptor_dropout
                         lx = llm_x * torch.from_numpy(keep.astype(np.float32))[:, None]
                     x0, x = self.net_.encode(qx, lx, vis_index, vis_attr)
-                    losses.append(bce(self.net_.decode(x0, x, pred_index), pred_label))
+                    losses.append(bce(self.net_.decode(x0, x, pred_index), pred_label, weight=pred_w))
                 if not losses:
                     break
                 torch.stack(losses).mean().backward()
@@ -355,9 +359,9 @@ class GraphRouter(UtilityRouter):
                     continue
                 self.net_.eval()
                 with torch.no_grad():
-                    qx, vis_index, vis_attr, pred_index, pred_label = val_graph
+                    qx, vis_index, vis_attr, pred_index, pred_label, pred_w = val_graph
                     x0, x = self.net_.encode(qx, llm_x, vis_index, vis_attr)
-                    current = float(bce(self.net_.decode(x0, x, pred_index), pred_label))
+                    current = float(bce(self.net_.decode(x0, x, pred_index), pred_label, weight=pred_w))
                 if current < best - 1e-5:
                     best, best_state, stale = current, copy.deepcopy(self.net_.state_dict()), 0
                 else:
@@ -393,7 +397,14 @@ class GraphRouter(UtilityRouter):
             np.isnan(scores), -np.inf, self._utility_matrix(scores, np.asarray(table.costs, dtype=float))
         )
         best = utility.max(axis=1, keepdims=True)
-        return ((utility >= best - 1e-12) & np.isfinite(utility)).astype(float)
+        labels = ((utility >= best - 1e-12) & np.isfinite(utility)).astype(float)
+        # bandit feedback: a query logged with one LLM says how good that LLM was, not that it was the
+        # best; its edge's label is its utility clipped to [0, 1] (the score, by default)
+        single = np.sum(~np.isnan(scores), axis=1) < 2
+        if single.any():
+            soft = np.clip(np.nan_to_num(utility[single], neginf=0.0), 0.0, 1.0)
+            labels[single] = soft
+        return labels
 
     # -- prediction -------------------------------------------------------------------------------
     def _edge_probability(self, ctxs: Sequence[RouteContext], llm_hidden: np.ndarray) -> np.ndarray:
@@ -481,6 +492,19 @@ class GraphRouter(UtilityRouter):
         self.score_mean_ = np.concatenate([self.score_mean_, means])
         self.cost_mean_ = np.concatenate([self.cost_mean_, cost_means])
         return self
+
+    def fit_summary(self) -> str:
+        """Which source described each training agent (recipe, cards, dataset, pool, default pool, log)."""
+        self.check_fitted()
+        sources = dict(getattr(self, "descriptor_sources_", {}))
+        counts: dict[str, int] = {}
+        for source in sources.values():
+            counts[source] = counts.get(source, 0) + 1
+        return (
+            f"{self.name}: {len(self.columns_)} agents described by "
+            + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
+            + "; an agent unseen in training is scored from its card's descriptor"
+        )
 
     # -- persistence ------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

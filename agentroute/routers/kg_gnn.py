@@ -481,6 +481,19 @@ class KGRouter(UtilityRouter):
             mass += float(prob[i])
         return chosen
 
+    def fit_summary(self) -> str:
+        """Which source described each training agent (recipe, cards, dataset, pool, default pool, log)."""
+        self.check_fitted()
+        sources = dict(getattr(self, "descriptor_sources_", {}))
+        counts: dict[str, int] = {}
+        for source in sources.values():
+            counts[source] = counts.get(source, 0) + 1
+        return (
+            f"{self.name}: {len(self.columns_)} agents described by "
+            + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
+            + "; an agent unseen in training is scored from its card's descriptor"
+        )
+
     # -- persistence ----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         self.check_fitted()
