@@ -120,6 +120,9 @@ def train_command(
         start = time.perf_counter()
         model.fit(data)
         seconds = time.perf_counter() - start
+        summary = getattr(model, "fit_summary", None)  # what a router found in the data (task types, taxonomy…)
+        if callable(summary):
+            console.print(summary(), markup=False, highlight=False)
         path = model.save(out)
     except AgentrouteError as exc:
         console.print(f"[bold red]error:[/] {exc}")
