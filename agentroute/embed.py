@@ -123,7 +123,8 @@ class SentenceEmbedder:
         cache: cache file; default ``<cache_dir>/embeddings.sqlite``. ``False`` disables it.
         batch_size: texts encoded per forward pass (torch); ONNX batches 32 texts sorted by length.
         runtime: ``"auto"``, ``"onnx"`` or ``"torch"``.
-        precision: ``"fp32"`` or ``"int8"`` (ONNX only).
+        precision: ``"fp32"`` or ``"int8"`` (ONNX only; default ``$AGENTROUTE_EMBED_PRECISION`` or
+            fp32). int8 keeps the FFN down-projections fp32 (:func:`agentroute.embed_onnx.quantize_int8`).
         progress: show a bar for long embeddings (``None``: see :mod:`agentroute.progress`).
     """
 
@@ -134,7 +135,7 @@ class SentenceEmbedder:
         cache: str | Path | bool = True,
         batch_size: int = 64,
         runtime: Runtime | None = None,
-        precision: Literal["fp32", "int8"] = "fp32",
+        precision: Literal["fp32", "int8"] | None = None,
         progress: bool | None = None,
     ):
         self.model_name = model or default_model_path()
@@ -142,7 +143,9 @@ class SentenceEmbedder:
         self.runtime = runtime or _runtime_default()
         if self.runtime not in ("auto", "onnx", "torch"):
             raise ConfigurationError(f"'runtime' must be auto, onnx or torch (got {self.runtime!r})")
-        self.precision = precision
+        self.precision = precision or os.environ.get("AGENTROUTE_EMBED_PRECISION", "fp32").strip().lower() or "fp32"
+        if self.precision not in ("fp32", "int8"):
+            raise ConfigurationError(f"'precision' must be fp32 or int8 (got {self.precision!r})")
         self.progress = progress
         self.runtime_: str | None = None
         self._model = None
@@ -198,7 +201,7 @@ class SentenceEmbedder:
         return self._onnx
 
     def _key(self, text: str) -> str:
-        tag = self._tag + ("q8" if self.runtime_ == "onnx-int8" else "")
+        tag = self._tag + ("q8f" if self.runtime_ == "onnx-int8" else "")
         return tag + hashlib.sha1(text.encode()).hexdigest()
 
     def _db(self) -> sqlite3.Connection | None:

@@ -8,10 +8,12 @@ the model's own ``tokenizer.json`` (Rust ``tokenizers``; truncated at the model'
 ``max_seq_length``, 256 word pieces for MiniLM), sorted by length and batched, so that a batch pads
 to its own longest text rather than the longest of the whole input.
 
-``precision="int8"`` quantises the MatMul weights dynamically, per channel
-(``onnxruntime.quantization.quantize_dynamic``). It is accepted only when the int8 vectors keep a
-cosine ≥ ``min_cosine`` (0.99) to the fp32 vectors on every one of a fixed set of probe texts;
-otherwise the embedder stays fp32 and says so in ``precision_``.
+``precision="int8"`` quantises the weight MatMuls dynamically, per channel
+(``onnxruntime.quantization.quantize_dynamic``), keeping the FFN down-projections in fp32
+(:func:`quantize_int8`). It is accepted only when the int8 vectors keep a cosine ≥ ``min_cosine``
+(0.99) to the fp32 vectors on every one of a fixed set of probe texts; otherwise the embedder stays
+fp32 and says so in ``precision_``. Texts of at most :data:`SHORT_TOKENS` word pieces are embedded
+in fp32 even then (cheap, and where int8 errs most).
 
 Vectors of the fp32 export match the torch ones to a cosine > 0.9999 (``benchmarks/embed_speed.py``
 measures it), so the fp32 runtime shares the torch cache entries; int8 keys its own.
@@ -48,6 +50,11 @@ PROBE_TEXTS: tuple[str, ...] = (
     "muffins for her friends every day with four. How many eggs does she sell?",
     "A", "",
 )
+
+
+#: Under int8, texts of at most this many word pieces run in fp32: mean pooling over a few tokens
+#: magnifies the quantisation error (the empty text: cosine 0.981 to fp32), and they cost little.
+SHORT_TOKENS = 16
 
 
 def available() -> bool:
@@ -120,16 +127,37 @@ def export(model_dir: str | Path, out: str | Path, *, opset: int = 17) -> Path:
     return out
 
 
+def _fp32_matmuls(model: Any) -> list[str]:
+    """MatMul nodes that stay fp32 in the int8 export: those with no weight (attention scores and
+    the attention-weighted values: activation × activation) and each layer's FFN down-projection,
+    whose input (the GELU output) has the widest range (BERT export names: ``…/output/dense/MatMul``
+    outside ``attention``)."""
+    weights = {t.name for t in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        ffn_down = node.name.endswith("/output/dense/MatMul") and "attention" not in node.name
+        if ffn_down or not any(i in weights for i in node.input):
+            keep.append(node.name)
+    return keep
+
+
 def quantize_int8(fp32: str | Path, out: str | Path) -> Path:
-    """Dynamic int8 quantisation of the MatMul weights, per output channel (activations stay
-    float). Measured on 300 RouteLLM MMLU prompts: cosine to fp32 min 0.986 / mean 0.994 (per
-    tensor, all ops: 0.888 / 0.950), so it stays below the 0.99 bar and fp32 is the default."""
+    """Dynamic int8 quantisation of the weight MatMuls, per output channel (activations stay float,
+    quantised on the fly), except the FFN down-projections (:func:`_fp32_matmuls`). Measured on 300
+    train prompts of RouterBench, RouteLLM MMLU and dcrouter: cosine to fp32 min 0.9938 / mean
+    0.9970 at 0.68× the fp32 CPU time for 256 word pieces; quantising every MatMul is 0.49× the
+    time but min 0.9856 / mean 0.9934, below the 0.99 bar."""
+    onnx = require("onnx")
     quant = require("onnxruntime.quantization")
     out = Path(out)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     quant.quantize_dynamic(
-        str(fp32), str(tmp), weight_type=quant.QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-    )
+        str(fp32), str(tmp), weight_type=quant.QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=_fp32_matmuls(onnx.load(str(fp32))),
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )  # fmt: skip
     tmp.replace(out)
     return out
 
@@ -176,6 +204,7 @@ class OnnxEmbedder:
         self.precision_: Precision | None = None
         self.min_cosine_: float | None = None
         self._session: Any = None
+        self._short_session: Any = None
         self._tok: Any = None
         self._lock = threading.Lock()
 
@@ -215,14 +244,15 @@ class OnnxEmbedder:
             session = self._make_session(fp32)
             self.precision_ = "fp32"
             if self.precision == "int8":
-                q_path = self.folder / "model.int8-matmul-pc.onnx"
+                q_path = self.folder / "model.int8-pc-ffn32.onnx"
                 if not q_path.is_file():
                     quantize_int8(fp32, q_path)
                 q_session = self._make_session(q_path)
                 ref = self._run(session, list(PROBE_TEXTS))
-                got = self._run(q_session, list(PROBE_TEXTS))
+                got = self._run(q_session, list(PROBE_TEXTS), short=session)
                 self.min_cosine_ = float(np.min(np.sum(ref * got, axis=1)))
                 if self.min_cosine_ >= self.min_cosine:
+                    self._short_session = session
                     session, self.precision_ = q_session, "int8"
             self._session = session
         return self
@@ -231,12 +261,18 @@ class OnnxEmbedder:
     def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tokenizer().encode_batch(list(texts), add_special_tokens=True)]
 
-    def _run(self, session: Any, texts: Sequence[str], progress: Any = None) -> np.ndarray:
+    def _run(self, session: Any, texts: Sequence[str], progress: Any = None, short: Any = None) -> np.ndarray:
+        """Embed with ``session``; texts of at most :data:`SHORT_TOKENS` word pieces go to ``short``
+        when given (the fp32 session under int8)."""
         ids = self._encode_ids(texts)
-        order = np.argsort([len(x) for x in ids], kind="stable")
+        lengths = np.array([len(x) for x in ids])
+        order = np.argsort(lengths, kind="stable")
+        n_short = int(np.sum(lengths <= SHORT_TOKENS)) if short is not None else 0
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        batches = [order[s : min(s + self.batch_size, n_short)] for s in range(0, n_short, self.batch_size)]
+        n_short_batches = len(batches)
+        batches += [order[s : s + self.batch_size] for s in range(n_short, len(order), self.batch_size)]
+        for k_batch, rows in enumerate(batches):
             width = max(1, max(len(ids[r]) for r in rows))
             input_ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -244,7 +280,8 @@ class OnnxEmbedder:
                 input_ids[k, : len(ids[r])] = ids[r]
                 mask[k, : len(ids[r])] = 1
             feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-            out[rows] = session.run(["embedding"], feeds)[0]
+            use = short if k_batch < n_short_batches else session
+            out[rows] = use.run(["embedding"], feeds)[0]
             if progress is not None:
                 progress(len(rows))
         return out
@@ -254,4 +291,4 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.load()
-        return self._run(self._session, texts, progress)
+        return self._run(self._session, texts, progress, short=self._short_session)

@@ -8,6 +8,10 @@ of ``router.route(ctx)``, p50 and p99. One torch / ONNX Runtime thread (the pack
 
     python benchmarks/decision_latency.py --n 200
     python benchmarks/decision_latency.py --routers knn,logreg --runtime torch
+    python benchmarks/decision_latency.py --routers none --dataset routellm-mmlu --precision int8 --threads 2
+
+``--routers none`` times the embedding alone. The word-piece length of the queries is printed: the
+encoder's cost grows with it (MiniLM reads at most 256), so the datasets differ.
 """
 
 from __future__ import annotations
@@ -30,15 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routers", default=ROUTERS)
     parser.add_argument("--runtime", default=None, help="embedding runtime: onnx or torch (default: auto)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--dataset", default="routerbench")
+    parser.add_argument("--precision", default=None, help="ONNX precision: fp32 or int8 (default: fp32)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default 1)")
     args = parser.parse_args(argv)
     if args.runtime:
         os.environ["AGENTROUTE_EMBED_RUNTIME"] = args.runtime
+    if args.precision:
+        os.environ["AGENTROUTE_EMBED_PRECISION"] = args.precision
+    if args.threads:
+        os.environ["AGENTROUTE_ORT_THREADS"] = str(args.threads)
     print(f"command: python {' '.join(sys.argv)}")
     from agentroute.embed import default_embedder
     from agentroute.eval import load_dataset
     from agentroute.eval.harness import build_contexts, make_eval_router
 
-    data = load_dataset("routerbench")
+    data = load_dataset(args.dataset)
     ctxs, _ = build_contexts(data, "test")
     rng = np.random.default_rng(0)
     picks = rng.choice(len(ctxs), size=args.n + args.warmup, replace=False)
@@ -61,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         emb.embed([ctx.query])
         solo.append(1e3 * (time.perf_counter() - start))
         solo_cpu.append(1e3 * (time.process_time() - start_cpu))
-    print(f"load average {os.getloadavg()[0]:.1f}; {args.n} fresh RouterBench test queries, 11 candidates")
+    pieces = _word_pieces(emb, [c.query for c in fresh_queries()[: args.n]])
+    print(f"load average {os.getloadavg()[0]:.1f}; {args.n} fresh {args.dataset} test queries, "
+          f"{len(ctxs[0].candidates)} candidates; word pieces embedded p50 {np.median(pieces):.0f}, "
+          f"max {max(pieces)}; threads {os.environ.get('AGENTROUTE_ORT_THREADS', '1')}")  # fmt: skip
     print("| router | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms |")
     print("|---|---:|---:|---:|---:|")
     print(f"| (embedding alone, {emb.runtime_}) | {_row(solo, solo_cpu)} |")
-    for spec in args.routers.split(","):
+    for spec in [r for r in args.routers.split(",") if r and r != "none"]:
         fresh = fresh_queries()
         name, router = make_eval_router(spec)
         router.train().fit(data.train if not getattr(router, "replay_only", False) else data.test)
@@ -81,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {_row(times, cpu)} |", flush=True)
     print(f"embedding runtime: {default_embedder().runtime_}")
     return 0
+
+
+def _word_pieces(emb, texts: list[str]) -> list[int]:  # noqa: ANN001
+    """Word pieces the encoder reads per text (truncated at its maximum length)."""
+    onnx = getattr(emb, "_onnx", None)
+    if onnx is None:
+        return [0]
+    return [len(ids) for ids in onnx._encode_ids(texts)]
 
 
 def _row(wall: list[float], cpu: list[float]) -> str:

@@ -10,6 +10,7 @@ results.json/csv and curves.png go under ``--out/<dataset>/``.
 
     python benchmarks/quality.py                       # all datasets, all single-step routers
     python benchmarks/quality.py --datasets routerbench --routers knn,mf --boot 200
+    python benchmarks/quality.py --datasets routellm-mmlu --sample 0.5   # a seeded half of each split
 
 Data: ``$AGENTROUTE_DATA`` (default ../shared/data). Embeddings are cached on disk
 (``$AGENTROUTE_CACHE``): the first run embeds ~24k queries and takes a while on a small CPU.
@@ -116,13 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--explore", action="store_true", help="also sweep exploring routers in explore mode")
+    parser.add_argument("--limit", type=int, default=None, help="at most N queries per split (seeded subset)")
+    parser.add_argument("--sample", type=float, default=None, help="this fraction of each split (seeded subset)")
     args = parser.parse_args(argv)
     routers = args.routers.split(",") if args.routers else default_routers()
     console.print(f"command: python {' '.join(sys.argv)}")
     console.print(f"routers: {', '.join(routers)}; left out: {EXCLUDED}")
     for spec in args.datasets.split(","):
         start = time.perf_counter()
-        dataset = load_dataset(spec, seed=args.seed)
+        dataset = load_dataset(spec, seed=args.seed, limit=args.limit, sample=args.sample)
         result = evaluate(
             dataset,
             routers,

@@ -92,3 +92,20 @@ def test_progress_switch(monkeypatch):
         b.update(1)
         p.set_postfix_str("z")
     assert list(progress.track([1, 2], "t", show=False)) == [1, 2]
+
+
+def test_int8_keeps_the_ffn_down_projections_fp32_and_passes_the_bar(torch_vectors):
+    """The int8 export quantises the weight MatMuls but not the FFN down-projections: at the
+    default bar (0.99) it is kept, and its vectors stay within 0.99 of torch's."""
+    import onnx as onnx_lib
+
+    from agentroute.embed_onnx import OnnxEmbedder, _fp32_matmuls
+
+    emb = OnnxEmbedder(precision="int8").load()
+    assert emb.precision_ == "int8" and emb.min_cosine_ >= 0.99
+    kept = _fp32_matmuls(onnx_lib.load(str(emb.folder / "model.onnx")))
+    assert sum("/output/dense/MatMul" in n and "attention" not in n for n in kept) == 6  # one per layer
+    got = emb.embed(TEXTS)
+    assert np.min(np.sum(got * torch_vectors, axis=1)) >= 0.99
+    q = onnx_lib.load(str(emb.folder / "model.int8-pc-ffn32.onnx"))
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in q.graph.node)
