@@ -17,11 +17,12 @@
 Prints, per seed and router, estimate [interval] vs truth, and at the end how often the truth lies
 inside each estimator's interval.
 
-``--loop`` then closes the loop: the exploring router serves the *train* split (2,205 tasks) into a
-memory, knn and per-task are fitted on ``memory.trajectories()`` alone (bandit feedback: one
-agent per query, as logged) and on the full train table, and all are replayed on the test split
-(accuracy, mean cost) at several values of their cost knob, next to the exploring router itself.
-``--out`` gets the JSON.
+``--loop`` then closes the loop (:func:`learning_loop`): an exploring router serves the *train* split
+(2,205 tasks) into a memory; knn, per-task, logreg and mlp are fitted on ``memory.trajectories()``
+alone (bandit feedback: one agent per query, as logged) with importance weights from the logged
+propensities and without, and on the full train table; all are evaluated on the test split (AIQ
+over their cost knob, best accuracy, cost to reach the exploring router's accuracy; accuracy and
+cost replayed at the default knob), next to the exploring router itself. ``--out`` gets the JSON.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def main() -> None:
     parser.add_argument("--routers", default="cheapest,strongest,random,gpt4,knn:cost_weight=1,per-task:cost_weight=1",
                         help="candidates (name:key=value …; gpt4 = always the best model on train)")
     parser.add_argument("--loop", action="store_true", help="also train from the memory and replay on test")
+    parser.add_argument("--loop-seeds", type=int, default=3, help="--loop: serving seeds of the deployed-knn policy")
+    parser.add_argument("--loop-epsilons", type=lambda v: [float(x) for x in v.split(",")], default=[0.5, 0.2],
+                        help="--loop: exploration rates of the deployed-knn policy (comma-separated)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -145,30 +149,110 @@ def main() -> None:
                                         "truths": truths, "records": records, "loop": loop}, indent=1, default=str))
 
 
+LOOP_ROUTERS = ("knn", "per-task", "logreg", "mlp")
+
+
 def learning_loop(data: Any, graph: AgentGraph, test_pool: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Serve the train split with the exploring router, fit from the memory, replay on test."""
+    """Serve the train split with an exploring router, fit from the memory (importance-weighted and
+    plain), and evaluate on the test split next to the same routers fitted on the full train table.
+
+    Two logging policies, ε-greedy around: ``cheapest`` (ε = ``--epsilon``; context-free: every cell
+    of a column has the same propensity, so the weights are 1 after per-column normalisation) and a
+    *deployed* knn (cost_weight 1) fitted on a seeded 10% of the train table (each ε of
+    ``--loop-epsilons`` × ``--loop-seeds`` serving seeds; context-dependent: an agent is logged with
+    p = 1 − ε + ε/K where the deployed router picks it, ε/K elsewhere). Every router is evaluated on
+    the test table as the harness does (its knob swept: AIQ, best accuracy, cost to reach the
+    exploring router's accuracy on the hull), replayed at its default knob, and each weighted fit is
+    compared with the plain one by a paired bootstrap of the AIQ difference (90%, 500 resamples).
+    """
+    from agentroute.eval import metrics as M
+    from agentroute.eval.harness import build_contexts, sweep_router
+    from agentroute.outcomes import OutcomeTable
+
     train = data.train
-    items = [{"query": q, "query_id": i} for q, i in zip(train.queries, train.query_ids, strict=True)]
+    items = [{"query": q, "query_id": i, "task_type": t} for q, i, t in zip(train.queries, train.query_ids, train.task_types, strict=True)]
     test_items = [{"query": q, "query_id": i} for q, i in zip(data.test.queries, data.test.query_ids, strict=True)]
-    with tempfile.TemporaryDirectory() as tmp, SQLMemory(f"sqlite:///{tmp}/memory.db") as memory:
-        app = graph.compile(pool=data.replay_pool("train"), router=ExploreRouter(base=args.base, epsilon=args.epsilon, seed=0), memory=memory)
-        served = asyncio.run(app.arun_many(items, concurrency=32))
-        memory.flush()
-        trajectories = memory.trajectories(with_score=True)
+    warm_rows = np.sort(np.random.default_rng(0).permutation(len(train))[: len(train) // 10])
+    deployed = make_router("knn", cost_weight=1.0).fit(train.rows(warm_rows))
     rows: list[dict[str, Any]] = []
+    ctxs, _ = build_contexts(data, "test")
+    singles = M.single_model_points(data.test.scores, data.test.costs)
 
-    def row(name: str, router: Any) -> None:
-        score, cost = truth(graph, test_pool, router, test_items)
-        rows.append({"router": name, "accuracy": score, "cost": cost})
-        print(f"  {name:40s} accuracy {score:.3f}  mean cost ${cost:.6f}", flush=True)
+    sweeps: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
-    print(f"\nlearning loop: the exploring router served {len(served)} train-split tasks into the memory "
-          f"(logged accuracy {np.mean([r.task.score or 0 for r in served]):.3f}); replayed on {len(test_items)} test queries:")
-    row(f"explore (ε={args.epsilon} around {args.base})", ExploreRouter(base=args.base, epsilon=args.epsilon, seed=1))
-    for name in ("knn", "per-task"):
-        for weight in (0.0, 0.5, 1.0, 2.0):
-            row(f"{name}:cost_weight={weight:g} from memory (bandit)", make_router(name, cost_weight=weight).fit(trajectories))
-            row(f"{name}:cost_weight={weight:g} full train table", make_router(name, cost_weight=weight).fit(data))
+    def evaluated(label: str, routers: dict[str, Any], explorer_accuracy: float) -> None:
+        """The harness's sweep of each router's knob on the test table (as `agentroute eval`)."""
+        for name, router in routers.items():
+            knob0 = getattr(router, router.knob)
+            try:
+                sw = sweep_router(router.serve(), ctxs, data.test)
+            finally:
+                router.set_params(**{router.knob: knob0})
+            points = np.column_stack([sw.costs.mean(axis=1), sw.scores.mean(axis=1)])
+            anchor = M.anchor_index(singles, sw.choices)
+            sweeps[name] = (sw.scores, sw.costs, anchor)
+            aiq = M.aiq(points, singles, anchor)
+            reach = M.cost_to_reach(points, explorer_accuracy)
+            score, cost = truth(graph, test_pool, router, test_items)
+            row = {"policy": label, "router": name, "aiq": aiq, "max_accuracy": float(points[:, 1].max()),
+                   "cost_at_explorer_accuracy": reach, "accuracy": score, "cost": cost}  # fmt: skip
+            if name.endswith(", weighted") and name.replace(", weighted", ", plain") in routers:
+                plain_name = name.replace(", weighted", ", plain")
+                s_w, c_w, a_w = sweeps[name]
+                # the plain router is evaluated right after; compute its sweep now for the paired bootstrap
+                p_router = routers[plain_name]
+                knob_p = getattr(p_router, p_router.knob)
+                try:
+                    sw_p = sweep_router(p_router.serve(), ctxs, data.test)
+                finally:
+                    p_router.set_params(**{p_router.knob: knob_p})
+                a_p = M.anchor_index(singles, sw_p.choices)
+                diff, lo, hi = M.bootstrap_aiq_difference(
+                    (s_w, c_w), (sw_p.scores, sw_p.costs), (data.test.scores, data.test.costs),
+                    n_boot=500, level=0.9, anchor_a=a_w, anchor_b=a_p,
+                )  # fmt: skip
+                row["aiq_weighted_minus_plain"] = [diff, lo, hi]
+            rows.append(row)
+            reach_s = f"${reach:.6f}" if reach is not None else "never"
+            extra = ""
+            if "aiq_weighted_minus_plain" in row:
+                d, lo, hi = row["aiq_weighted_minus_plain"]
+                extra = f"  ΔAIQ vs plain {d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            print(f"  {name:38s} AIQ {aiq:.4f}  max acc {points[:, 1].max():.3f}  cost at explorer acc {reach_s:>10s}  "
+                  f"| default knob: acc {score:.3f} cost ${cost:.6f}{extra}", flush=True)
+
+    full = {f"{name} full train table": make_router(name).fit(data) for name in LOOP_ROUTERS}
+    policies = [("cheapest", "cheapest", args.epsilon, 0)]
+    policies += [("deployed knn", deployed, eps, seed) for eps in args.loop_epsilons for seed in range(args.loop_seeds)]
+    for label, base, eps, seed in policies:
+        with tempfile.TemporaryDirectory() as mem_dir, SQLMemory(f"sqlite:///{mem_dir}/memory.db") as memory:
+            explorer = ExploreRouter(base=base, epsilon=eps, seed=seed)
+            app = graph.compile(pool=data.replay_pool("train"), router=explorer, memory=memory)
+            t0 = time.perf_counter()
+            served = asyncio.run(app.arun_many(items, concurrency=32))
+            memory.flush()
+            trajectories = memory.trajectories(with_score=True)
+        serve_s = time.perf_counter() - t0
+        explorer_test = ExploreRouter(base=base, epsilon=eps, seed=1000 + seed)
+        e_score, e_cost = truth(graph, test_pool, explorer_test, test_items)
+        weighted = OutcomeTable.from_trajectories(trajectories)
+        plain = OutcomeTable.from_trajectories(trajectories, importance_clip=None)
+        w = weighted.weights[~np.isnan(weighted.scores)]
+        raw = 1.0 / weighted.propensity[~np.isnan(weighted.scores)]
+        tag = f"{label} ε={eps:g} seed {seed}"
+        print(f"\nlearning loop, {tag}: served {len(served)} train-split tasks in {serve_s:.1f}s "
+              f"(logged accuracy {np.mean([r.task.score or 0 for r in served]):.3f}); 1/p from {raw.min():.2f} to "
+              f"{raw.max():.1f}, {np.mean(raw > weighted.importance_clip):.1%} of cells clipped at "
+              f"{weighted.importance_clip:g}; normalised weights {w.min():.3f}–{w.max():.3f}; "
+              f"the exploring router on test: accuracy {e_score:.3f}, cost ${e_cost:.6f}", flush=True)
+        rows.append({"policy": tag, "router": "explore", "accuracy": e_score, "cost": e_cost})
+        routers: dict[str, Any] = {}
+        for name in LOOP_ROUTERS:
+            routers[f"{name} from memory, weighted"] = make_router(name).fit(weighted)
+            routers[f"{name} from memory, plain"] = make_router(name).fit(plain)
+        if label == "cheapest":
+            routers.update(full)
+        evaluated(tag, routers, e_score)
     return rows
 
 
