@@ -135,3 +135,21 @@ def test_aiq_anchors_at_the_tied_cheapest_model_the_router_uses():
     assert M.aiq(router, singles) == pytest.approx((0.6 + 0.9) / 2)  # the best-of-tied convention
     uses_b = M.anchor_index(singles, np.array([[1, 1, 2], [2, 2, 2]]))
     assert uses_b == 1
+
+
+# -- calibration (issue 16) ------------------------------------------------------------------------
+def test_reliability_separates_a_calibrated_from_an_overconfident_predictor(tmp_path):
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20000)
+    y = (rng.uniform(0, 1, p.size) < p).astype(float)  # outcomes drawn at the predicted rate
+    good = M.reliability(p, y)
+    bad = M.reliability(np.where(p > 0.5, 1.0, 0.0), y)  # rounds every prediction to 0 or 1
+    assert good["ece"] < 0.02 and bad["ece"] > 0.2
+    assert abs(good["brier"] - np.mean(p * (1 - p))) < 0.01  # Brier of a calibrated p: E[p(1 − p)]
+    assert good["count"].sum() == p.size and np.allclose(good["mean_outcome"], good["mean_pred"], atol=0.03)
+    soft = M.reliability([0.25, np.nan, 0.75], [0.5, 1.0, np.nan], bins=4)  # nan cells dropped; soft outcomes
+    assert soft["count"].sum() == 1 and soft["ece"] == pytest.approx(0.25)
+    from agentroute.eval.plots import plot_reliability
+
+    path = plot_reliability({"good": good, "bad": bad}, tmp_path / "r.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -396,3 +396,28 @@ def bootstrap_aiq_difference(
     tail = (1 - level) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
     return full, float(low), float(high)
+
+
+# -- calibration of predicted success probabilities -------------------------------------------------
+def reliability(pred: ArrayLike, outcome: ArrayLike, bins: int = 10) -> dict[str, np.ndarray | float]:
+    """Reliability table of predicted success probabilities against outcomes in [0, 1] (nan cells
+    dropped): equal-width bins of the prediction, each with its mean prediction, mean outcome and
+    count; ``ece`` (expected calibration error: the count-weighted mean |outcome − prediction| over
+    bins; Naeini et al., AAAI 2015) and ``brier`` (mean squared error; Brier, 1950).
+
+    >>> r = reliability([0.1, 0.1, 0.9, 0.9], [0, 0, 1, 1], bins=2)
+    >>> round(float(r["ece"]), 3), round(float(r["brier"]), 3), r["count"].tolist()
+    (0.1, 0.01, [2, 2])
+    """
+    p, y = np.asarray(pred, dtype=float).ravel(), np.asarray(outcome, dtype=float).ravel()
+    keep = ~(np.isnan(p) | np.isnan(y))
+    p, y = np.clip(p[keep], 0.0, 1.0), y[keep]
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.bincount(idx, weights=p, minlength=bins) / count
+        mean_out = np.bincount(idx, weights=y, minlength=bins) / count
+    filled = count > 0
+    ece = float(np.sum(count[filled] * np.abs(mean_out[filled] - mean_pred[filled])) / max(1, count.sum()))
+    brier = float(np.mean((p - y) ** 2)) if len(p) else float("nan")
+    return {"mean_pred": mean_pred, "mean_outcome": mean_out, "count": count, "ece": ece, "brier": brier}

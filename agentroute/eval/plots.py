@@ -99,3 +99,37 @@ def _styles(n: int) -> list[tuple[object, object]]:
 
     cmap = mpl.colormaps["tab10"]
     return [(cmap(i % 10), ("-", (0, (5, 2)), (0, (1, 1)))[min(2, i // 10)]) for i in range(n)]
+
+
+def plot_reliability(
+    curves: dict[str, dict], path: str | Path, *, title: str = "Reliability of predicted success", dpi: int = 130
+) -> Path:
+    """Reliability diagram: one line per entry of ``curves`` (name → :func:`~agentroute.eval.
+    metrics.reliability` output), mean outcome against mean prediction per bin, the diagonal for a
+    calibrated model, ECE and Brier in the legend; below, the share of predictions per bin."""
+    require("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 8.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, hist = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="calibrated")
+    for name, r in curves.items():
+        filled = np.asarray(r["count"]) > 0
+        line = ax.plot(np.asarray(r["mean_pred"])[filled], np.asarray(r["mean_outcome"])[filled], marker="o", ms=4,
+                       label=f"{name} (ECE {r['ece']:.3f}, Brier {r['brier']:.3f})")  # fmt: skip
+        bins = len(r["count"])
+        centres = (np.arange(bins) + 0.5) / bins
+        hist.plot(centres, np.asarray(r["count"]) / max(1, int(np.sum(r["count"]))), color=line[0].get_color(), marker=".")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("observed success rate")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    hist.set_xlabel("predicted success probability")
+    hist.set_ylabel("share of predictions")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
