@@ -144,3 +144,27 @@ def test_cli_allow_new_agents_turns_the_partial_misfit_into_a_warning(knn_dir, t
     assert "warning" in err and "unseen in training: executor:remote-b:direct" in err
     assert result.returncode != 2  # it ran (the endpoint is closed: the task fails, exit 1)
 
+
+
+def test_counterfactual_eval_of_a_trained_directory_checks_the_logged_candidates(knn_dir, tmp_path):
+    import asyncio
+
+    from agentroute import AgentGraph
+    from agentroute.eval.counterfactual import evaluate_from_memory
+    from agentroute.memory import SQLMemory
+    from agentroute.routers.explore import ExploreRouter
+    from tests.helpers import replay_pool
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    pool = replay_pool(40)  # small and large
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(
+            pool=pool, router=ExploreRouter(base="cheapest", epsilon=0.5), memory=memory
+        )
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(40)]))
+    result = evaluate_from_memory(url, [str(knn_dir)], pool=pool, n_boot=20)  # knows small, mid, large
+    assert result["warnings"] == [] and result["routers"][0]["n"] == 40
+    foreign = tmp_path / "foreign"
+    make_router("strongest").fit(sample_outcomes(30).to_trajectories(role="planner")).save(foreign)
+    with pytest.raises(ConfigurationError, match="offers none of them"):
+        evaluate_from_memory(url, [str(foreign)], pool=pool, n_boot=20)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.routers.base import Router
+from agentroute.routers.base import Router, check_pool
 from agentroute.types import Agent, RouteContext, Step, Trajectory
 
 __all__ = [
@@ -336,10 +336,16 @@ def evaluate_from_memory(
     """Counterfactual estimates of each router in ``routers`` on the traffic logged in a memory.
 
     ``routers``: registered names (``name:key=value`` …), directories saved by ``train``, or
-    instances. A router given by name that learns from data (its class has its own ``fit``) is fitted on a seeded ``1 − holdout`` share of
-    the logged tasks and every router is then estimated on the other share (stated in the
-    result), so no router is judged on the tasks it learned from. ``pool`` gives the model cards
-    routers read (a YAML path or a :class:`ModelPool`; default: the local pool); ``graph`` keeps only that graph's tasks.
+    instances. A trained directory whose agents are none of the logged candidates is a
+    :class:`ConfigurationError` naming them; logged candidates it never saw are listed in
+    ``warnings`` (:func:`~agentroute.routers.base.check_pool`).
+
+    A router given by name that learns from data (its class has its own ``fit``) is fitted on a
+    seeded ``1 − holdout`` share of the logged tasks (importance-weighted by their propensities,
+    :attr:`~agentroute.outcomes.OutcomeTable.weights`) and every router is then estimated on the
+    other share (stated in the result), so no router is judged on the tasks it learned from.
+    ``pool`` gives the model cards routers read (a YAML path or a :class:`ModelPool`; default: the
+    local pool); ``graph`` keeps only that graph's tasks.
     """
     from pathlib import Path
 
@@ -359,9 +365,14 @@ def evaluate_from_memory(
         )
     built: list[tuple[str, Router]] = []
     needs_fit: list[Router] = []
+    warnings: list[str] = []
+    logged_agents = list(dict.fromkeys(a for t in tasks for s in t.steps for a in s.context.candidates))
     for spec in routers:
         if isinstance(spec, str) and Path(spec).is_dir():
             built.append((spec, Router.load(spec)))
+            # a trained router must know the logged candidates (agentroute.routers.base.check_pool):
+            # none of them is an error; some unseen ones are estimated all the same, with a warning
+            warnings += check_pool(built[-1][1], logged_agents, allow_new_agents=True, source=spec)
             continue
         built.append(make_eval_router(spec, seed=seed))
         router = built[-1][1]
@@ -401,6 +412,7 @@ def evaluate_from_memory(
         "logged_policy": logged,
         "level": level,
         "routers": results,
+        "warnings": warnings,
     }
 
 
@@ -436,6 +448,8 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
             cell(r, "score", "dr"), cell(r, "cost", "ips", True), cell(r, "cost", "dr", True),
         )  # fmt: skip
     console.print(table)
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 def eval_from_memory_command(
