@@ -7,6 +7,10 @@ train and test query, then each router's fit and sweep.
 
     python benchmarks/eval_time.py --dataset routellm-mmlu --runtimes torch,onnx
     python benchmarks/eval_time.py --dataset routellm-mmlu:/tmp/mmlu_small --routers knn,per-task
+    python benchmarks/eval_time.py --dataset routerbench --runtimes onnx,onnx-int8 --limit 1000
+
+Runtimes: ``torch``, ``onnx`` (fp32) and ``onnx-int8`` (:func:`agentroute.embed_onnx.quantize_int8`).
+``--limit N`` keeps a seeded subset of N queries per split (in both the cold and the warm run).
 
 Runtimes are measured back to back in one invocation, so compare them within a run (the machine
 is shared; absolute times move with its load, which is printed).
@@ -25,7 +29,7 @@ import time
 ROUTERS = "random,cheapest,strongest,per-task,knn,logreg,mlp,mf"
 
 
-def phases(dataset: str, routers: str) -> dict[str, float]:
+def phases(dataset: str, routers: str, limit: int | None = None) -> dict[str, float]:
     """Run in a child process: time each phase of an evaluation, return {phase: seconds} (wall;
     "cpu …" entries: CPU seconds of the process)."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -34,7 +38,7 @@ def phases(dataset: str, routers: str) -> dict[str, float]:
     from agentroute.eval import load_dataset
     from agentroute.eval.harness import build_contexts, evaluate
 
-    data = load_dataset(dataset)
+    data = load_dataset(dataset, limit=limit)
     out["load dataset"] = time.perf_counter() - t0
     t = time.perf_counter()
     build_contexts(data, "test")
@@ -75,20 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="routellm-mmlu")
     parser.add_argument("--routers", default=ROUTERS)
     parser.add_argument("--runtimes", default="torch,onnx")
+    parser.add_argument("--limit", type=int, default=None, help="at most N queries per split (seeded subset)")
     parser.add_argument("--phases", action="store_true", help="child: print phase times as JSON")
     args = parser.parse_args(argv)
     if args.phases:
-        print(json.dumps(phases(args.dataset, args.routers)))
+        print(json.dumps(phases(args.dataset, args.routers, args.limit)))
         return 0
     print(f"command: python {' '.join(sys.argv)}")
     for runtime in args.runtimes.split(","):
         with tempfile.TemporaryDirectory(prefix="agentroute-cold-") as cache:
-            env = {**os.environ, "AGENTROUTE_CACHE": cache, "AGENTROUTE_EMBED_RUNTIME": runtime,
+            env = {**os.environ, "AGENTROUTE_CACHE": cache, "AGENTROUTE_EMBED_RUNTIME": runtime.split("-")[0],
+                   "AGENTROUTE_EMBED_PRECISION": "int8" if runtime.endswith("int8") else "fp32",
                    "AGENTROUTE_PROGRESS": "0"}  # fmt: skip
+            limit = ["--limit", str(args.limit)] if args.limit else []
             load = os.getloadavg()[0]
             start = time.perf_counter()
             child = subprocess.run(
-                [sys.executable, __file__, "--phases", "--dataset", args.dataset, "--routers", args.routers],
+                [sys.executable, __file__, "--phases", "--dataset", args.dataset, "--routers", args.routers, *limit],
                 env=env, capture_output=True, text=True,
             )  # fmt: skip
             if child.returncode:
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             cold = time.perf_counter() - start
             detail = json.loads(child.stdout.strip().splitlines()[-1])
             cli = [sys.executable, "-c", "from agentroute.cli import main; main()", "eval", "--dataset", args.dataset,
-                   "--routers", args.routers, "--json", "--out", os.path.join(cache, "out")]  # fmt: skip
+                   "--routers", args.routers, "--json", "--out", os.path.join(cache, "out"), *limit]  # fmt: skip
             warm, warm_cpu = run(cli, env)
             print(f"\n{runtime}: cold {cold:.1f} s (process, load average {load:.1f}), warm CLI {warm:.1f} s "
                   f"({warm_cpu:.1f} CPU s)")  # fmt: skip
