@@ -8,6 +8,7 @@ and a crash are exercised in seconds; the DOM skill plays the real policy.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable
 
@@ -143,14 +144,18 @@ CHECKBOXES = {
 }
 
 
-def test_render_is_compact_and_keeps_ids_tags_text_and_typeable() -> None:
+def test_render_is_compact_and_keeps_ids_tags_text_and_labels() -> None:
     page = page_from_observation(LOGIN)
     text = render(page)
-    assert text.splitlines()[0] == f"Task: {LOGIN['utterance']}"
-    assert '[7] input_text #username label="Username" typeable' in text
-    assert '[10] input_password #password label="Password" typeable focused' in text
-    assert '[11] button #subbtn "Login"' in text
+    assert text.splitlines()[0] == f"Observation: {page.digest}"  # first: a model copies a last one
+    assert text.splitlines()[1] == f"Task: {LOGIN['utterance']}"
+    assert '\n[7] input_text "Username"\n' in text  # an input shows its label
+    assert '\n[10] input_password "Password"\n' in text
+    assert '\n[11] button "Login"\n' in text and text.endswith("Done: none")
     assert "[2] div" not in text and "[1] body" not in text  # empty containers are left out
+    assert page.element(7).html_id == "username" and page.element(10).focused  # kept for the skill
+    typed = Page(page.utterance, (dataclasses.replace(page.element(7), value="kanesha"),))
+    assert '[7] input_text "Username" value="kanesha"' in render(typed)
     assert "[6] label" in text  # a label beside an input stays (it has text)
     assert page.refs == {6, 7, 9, 10, 11} and page.typeable_refs == {7, 10}
     assert digest_of(text) == page.digest
@@ -159,9 +164,9 @@ def test_render_is_compact_and_keeps_ids_tags_text_and_typeable() -> None:
 def test_text_nodes_label_their_inputs_and_digest_follows_history() -> None:
     page = page_from_observation(CHECKBOXES)
     text = render(page)
-    assert '[8] input_checkbox #ch1 label="nd7Qt"' in text and "[7] label" not in text
+    assert '[8] input_checkbox "nd7Qt"' in text and "[7] label" not in text
     later = page.with_history(["click(8)"])
-    assert later.digest != page.digest and "Previous actions: click(8)" in render(later)
+    assert later.digest != page.digest and render(later).endswith("Done: click(8)")
     assert page_from_observation(CHECKBOXES).digest == page.digest  # deterministic
 
 
@@ -199,7 +204,9 @@ SCRIPTED = ModelCard(id="scripted", backend="replay", input_price=1.0, output_pr
 def test_dom_skill_is_a_zero_cost_agent_whose_failure_escalates() -> None:
     """No browser: the skill behind the dispatcher, its blocked postcondition as a failed step."""
     skill = DomSkillBackend()
-    pool = ModelPool([skill_card(), SCRIPTED], backends={SKILL_BACKEND: skill, "replay": Scripted(["click(11)"])})
+    pool = ModelPool(
+        [skill_card(), SCRIPTED], backends={SKILL_BACKEND: skill, "replay": Scripted(["click(11)"])}
+    )
     dispatcher = Dispatcher(pool, FixedRouter(model=SKILL_MODEL), max_fallbacks=1)
     page = page_from_observation(LOGIN)
 
@@ -217,6 +224,53 @@ def test_dom_skill_is_a_zero_cost_agent_whose_failure_escalates() -> None:
     steps = asyncio.run(go(done))  # the skill is at a loss: failed step, then the model
     assert [(s.agent.model, s.status) for s in steps] == [(SKILL_MODEL, "failed"), ("scripted", "ok")]
     assert "an action was found" in steps[0].error
+
+
+def test_web_pool_sends_the_worked_examples_as_chat_turns_and_bills_them() -> None:
+    """No browser: a model agent's request carries SHOTS as earlier turns; the ledger counts them."""
+    from agentroute.web.agent import PROMPT, SHOTS, FewShotBackend, web_pool
+
+    seen: list[list[dict[str, str]]] = []
+
+    class Recording(Scripted):
+        async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+            seen.append(list(request.messages))
+            return await super().complete(request, card)
+
+    inner = Recording(["click(11)"])
+    pool = web_pool(ModelPool([SCRIPTED], backends={"replay": inner}))
+    wrapped = pool.backend("scripted")
+    assert isinstance(wrapped, FewShotBackend) and isinstance(pool.backend(SKILL_MODEL), DomSkillBackend)
+    assert isinstance(
+        web_pool(ModelPool([SCRIPTED], backends={"replay": inner}), shots=False).backend("scripted"),
+        Recording,
+    )
+    dispatcher = Dispatcher(pool, FixedRouter(model="scripted"))
+    page = page_from_observation(LOGIN)
+
+    async def go() -> list:
+        run = dispatcher.start("login", budget=Budget(calls=5))
+        await dispatcher.step(
+            run, role="navigator", stage="act", prompt=PROMPT, input=render(page) + "\nAnswer:"
+        )
+        return run.steps
+
+    steps = asyncio.run(go())
+    assert [s.output for s in steps] == ["click(11)"]
+    (chat,) = seen
+    assert [m["role"] for m in chat] == ["system"] + ["user", "assistant"] * len(SHOTS) + ["user"]
+    assert chat[0]["content"].startswith(PROMPT) and chat[-1]["content"].startswith(
+        f"Observation: {page.digest}"
+    )
+    assert [(chat[1 + 2 * i]["content"], chat[2 + 2 * i]["content"]) for i in range(len(SHOTS))] == list(
+        SHOTS
+    )
+    plain = CompletionRequest(model="scripted", messages=[chat[0], chat[-1]], max_tokens=8)
+    assert wrapped.prompt_tokens(plain, SCRIPTED) > inner.prompt_tokens(
+        plain, SCRIPTED
+    )  # the shots are paid for
+    assert wrapped.worst_case_usd(plain, SCRIPTED) > inner.worst_case_usd(plain, SCRIPTED)
+    assert all(parse_action(answer).kind in ("click", "type") for _, answer in SHOTS)  # strict grammar
 
 
 # -- CLI input checks (no browser started) ------------------------------------------------------

@@ -6,8 +6,12 @@ with a ``ref`` (positive for elements, negative for text pseudo-elements of tag 
 flags (focused, tampered, targeted, is_leaf). :func:`page_from_observation` keeps the elements an
 agent can act on or read; :func:`render` writes one line per element::
 
-    [7] input_text #username label="Username" typeable
+    [7] input_text "Username"
     [11] button "Login"
+
+(an input shows its label as its text, and its value once it has one). Element ids, classes and
+flags stay in :class:`Element` for the DOM skill; the model's line is kept short because every
+prompt token of a CPU model is paid for in prefill time.
 
 The rendering is deterministic, so its digest (:attr:`Page.digest`) names an observation in the
 memory and lets the free DOM skill find the structured page again from the step's input alone.
@@ -63,19 +67,13 @@ class Element:
         return True  # MiniWoB clicks any element by ref
 
     def line(self) -> str:
+        """``[ref] tag "text"``: an input shows its label as its text, then its value when it has one."""
         parts = [f"[{self.ref}] {self.tag}"]
-        if self.html_id:
-            parts.append(f"#{self.html_id}")
-        if self.text:
-            parts.append(_quote(self.text))
-        if self.label:
-            parts.append(f"label={_quote(self.label)}")
-        if self.typeable:
-            parts.append(f"value={_quote(self.value)} typeable" if self.value else "typeable")
-        if self.focused:
-            parts.append("focused")
-        if self.tampered:
-            parts.append("touched")
+        shown = self.text or self.label
+        if shown:
+            parts.append(_quote(shown))
+        if self.typeable and self.value:
+            parts.append(f"value={_quote(self.value)}")
         return " ".join(parts)
 
 
@@ -176,29 +174,30 @@ def page_from_observation(obs: Mapping[str, Any], *, max_elements: int = 80) -> 
 
 
 def _body(page: Page) -> str:
-    lines = [f"Task: {page.utterance}", "Page:"]
+    lines = [f"Task: {page.utterance}"]
     lines += [e.line() for e in page.elements] or ["(no elements)"]
-    lines.append("Previous actions: " + ("; ".join(page.history) if page.history else "none"))
+    lines.append("Done: " + ("; ".join(page.history) if page.history else "none"))
     return "\n".join(lines)
 
 
 def render(page: Page) -> str:
-    """The step input a model reads: task, one line per element, previous actions, digest.
+    """The step input a model reads: the digest, the task, one line per element, the actions done.
+
+    The digest comes first: last, right before the answer, a small model copies it as an id.
 
     >>> p = Page("Click the button.", (Element(4, 3, "button", "Click Me!", html_id="subbtn"),))
     >>> print(render(p))  # doctest: +ELLIPSIS
-    Task: Click the button.
-    Page:
-    [4] button #subbtn "Click Me!"
-    Previous actions: none
     Observation: ...
+    Task: Click the button.
+    [4] button "Click Me!"
+    Done: none
     """
-    return f"{_body(page)}\nObservation: {page.digest}"
+    return f"Observation: {page.digest}\n{_body(page)}"
 
 
 def digest_of(rendered: str) -> str | None:
-    """The digest on one of the last lines of a :func:`render` output (a prompt may follow), or None."""
-    for line in reversed(rendered.rstrip().splitlines()[-3:]):
+    """The digest on the first line of a :func:`render` output (a prompt may precede it), or None."""
+    for line in rendered.strip().splitlines()[:3]:
         if line.startswith("Observation: "):
             return line.removeprefix("Observation: ").strip()
     return None

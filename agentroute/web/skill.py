@@ -12,7 +12,7 @@ through :class:`~agentroute.pool.backends.base.Backend`. Serving the skill throu
 in-process backend with a $0 card makes it one more routable agent: the router sees it next to
 SmolLM2 with its true (zero) cost, the ledger counts its calls, the memory records its steps and
 a fallback escalates from it like from any model. The backend finds the structured page of a
-step by the observation digest on the last line of the step's input (see
+step by the observation digest on the first line of the step's input (see
 :func:`agentroute.web.dom.render`), then runs the skill through the :class:`SkillRegistry`, which
 checks its preconditions (a page with a task) and postconditions (an action was found and is
 legal on the page).
