@@ -412,7 +412,7 @@ class AntColonyRouter(Router):
             ability_n=empty.copy(),
             ability_strength=float(self.ability_strength),
         )
-        self.importance_ = None
+        self.importance_: dict[str, float] | None = None
         if self.warm_start and records:
             weights = self._record_weights(records, types)
             iw = self._importance(records)

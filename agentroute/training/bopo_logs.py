@@ -80,7 +80,7 @@ def paired_explorations(
             "(e.g. `agentroute run … --router explore`, or ExploreRouter(epsilon=1.0)), or train on a "
             "logged-outcome dataset with every tier's outcome (`agentroute train bopo --dataset …`)."
         )
-    ok = table.scores[np.ix_(paired, cols)] >= score_threshold
+    ok = table.scores[np.ix_(paired, np.asarray(cols, dtype=int))] >= score_threshold
     small, large = ok[:, 0], ok[:, -1]
     report["classes"] = {
         "easy": int(small.sum()),
