@@ -50,7 +50,8 @@ def _write(path: Path, rows: list[dict]) -> Path:
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_outcomes_file_in_every_format_loads_the_same_table(tmp_path, suffix):
     data = load_dataset(f"outcomes:{_write(tmp_path / f'o{suffix}', _rows())}")
-    assert data.name == "outcomes" and data.models == ["small", "large"]
+    # agent keys stay agent keys (roles are distinct targets); a router looks up role-free columns too
+    assert data.name == "outcomes" and data.models == ["executor:small:direct", "executor:large:direct"]
     assert (len(data.train), len(data.test)) == (15, 5)
     assert data.test.task_types[0] == "odd" and data.test.responses[0][1] == "large says 15"
     np.testing.assert_allclose(data.train.scores[:4, 0], [1, 0, 1, 0])
@@ -120,7 +121,9 @@ def test_memory_export_outcomes_then_train_in_one_command(tmp_path, suffix):
     result = CliRunner().invoke(cli, ["train", "strongest", "--dataset", f"outcomes:{out}", "--out", str(tmp_path / "r"), "--limit", "1000"])
     assert result.exit_code == 0, result.output  # bandit logs: every query in train
     assert "outcomes: 40 train queries × 2 models" in result.output
-    assert set(load_router(str(tmp_path / "r")).quality_) == {"small", "large"}
+    assert set(load_router(str(tmp_path / "r")).quality_) == {"executor:small:direct", "executor:large:direct"}
+    train = load_outcomes(out, require_test=False).train
+    assert train.propensity is not None and train.weighted  # the logged propensities come back as weights
     result = CliRunner().invoke(cli, ["train", "strongest", "--from", url, "--out", str(tmp_path / "r"), "--sample", "0.5"])
     assert result.exit_code == 0, result.output
     assert "20 trajectories (seeded subset of 40)" in result.output

@@ -50,7 +50,7 @@ from agentroute._optional import require
 from agentroute.budget import check_amount
 from agentroute.errors import ConfigurationError, DatasetError, UnknownNameError
 from agentroute.eval.tokens import TokenCounter, default_token_counter
-from agentroute.outcomes import OutcomeTable
+from agentroute.outcomes import OutcomeTable, column_agent
 from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -653,6 +653,11 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
             full = ~np.isnan(scores).any(axis=1)
             incomplete = int((~full).sum())
             qids, scores, costs = [q for q, f in zip(qids, full, strict=True) if f], scores[full], costs[full]
+        propensity = None  # logged by an exploring router (memory export): importance weights for train
+        if split == "train" and "propensity" in part.columns:
+            prop = np.array(grouped["propensity"].mean().unstack("_agent").reindex(columns=models), dtype=float)
+            prop[(prop <= 0) | (prop > 1)] = np.nan
+            propensity = prop if np.any(~np.isnan(prop)) else None
         responses = None
         if "response" in part.columns:
             resp = part.groupby(["_qid", "_agent"], sort=False)["response"].first().unstack("_agent").reindex(columns=models)
@@ -666,21 +671,20 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
             costs=costs.reshape(len(qids), len(models)),
             task_types=[None if tasks is None or tasks[q] is None or tasks[q] != tasks[q] else str(tasks[q]) for q in qids],
             responses=responses,
+            propensity=propensity,
         )
     tables["_incomplete"] = incomplete
     return tables
 
 
 def _outcome_column(value: Any) -> str:
-    """The outcome-table column of an ``agent``/``model`` cell: ``role:model:strategy`` → ``model[:strategy]``."""
+    """The outcome-table column of an ``agent``/``model`` cell, as given: an agent key
+    ``role:model:strategy`` stays one (roles are distinct targets, :mod:`agentroute.outcomes`);
+    ``model[:strategy]`` is a role-free column, with ``:direct`` dropped."""
     if value is None or value != value:
         return ""
     text = str(value).strip()
-    parts = text.split(":")
-    if len(parts) == 3:
-        model, strategy = parts[1], parts[2]
-        return model if strategy in ("", "direct") else f"{model}:{strategy}"
-    return text
+    return text[: -len(":direct")] if text.count(":") == 1 and text.endswith(":direct") else text
 
 
 def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, Any]) -> Any:
@@ -694,7 +698,7 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
             p_in = pd.to_numeric(frame["input_price"], errors="coerce")
             p_out = pd.to_numeric(frame["output_price"], errors="coerce")
         else:
-            model_of = [a.split(":")[0] for a in frame["_agent"]]
+            model_of = [column_agent(a).model for a in frame["_agent"]]
             _check_prices(sorted(set(np.array(model_of)[need.to_numpy()])), prices)
             p_in = pd.Series([prices[m][0] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
             p_out = pd.Series([prices[m][1] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
