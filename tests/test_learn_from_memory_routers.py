@@ -149,7 +149,7 @@ def tier_trajectories(bench, tmp_path_factory):
     return serve(tiers.replay_pool("train"), ExploreRouter(base="cheapest", epsilon=1.0, seed=0), requests(tiers.train) * 2, url)
 
 
-def test_bopo_builds_its_taxonomy_from_logged_explorations_of_both_tiers(tier_trajectories):
+def test_bopo_builds_its_taxonomy_from_logged_explorations_of_both_tiers(tier_trajectories, tmp_path):
     router = make_router("bopo", config=BOPO_FAST).fit(tier_trajectories)
     logs = router.report_["from_logs"]
     assert 0 < logs["paired"] < logs["queries"] and logs["tiers"] == list(TIERS)
@@ -160,6 +160,8 @@ def test_bopo_builds_its_taxonomy_from_logged_explorations_of_both_tiers(tier_tr
     summary = router.fit_summary()
     assert f"{logs['paired']} of {logs['queries']} logged queries" in summary and "hard" in summary
     assert router.ladder_ == TIERS  # the ladder speaks of models, whatever role the memory logged
+    router.save(tmp_path / "bopo")  # the counts are stored with the router
+    assert type(router).load(tmp_path / "bopo").report_["from_logs"]["classes"] == logs["classes"]
 
 
 def test_bopo_without_explorations_of_both_tiers_says_how_to_log_them(tier_trajectories):
