@@ -32,8 +32,12 @@ class Provider:
         self.mode, self.requests = mode, 0
         self.release = asyncio.Event()  # set at teardown: a hanging request then ends
 
+    tokenized = 0
+    tokenize_delay = 0.0  # seconds /tokenize takes to answer
+
     async def tokenize(self, request: web.Request) -> web.Response:  # vLLM's: the server counts its own prompts
-        self.tokenized = getattr(self, "tokenized", 0) + 1
+        self.tokenized += 1
+        await asyncio.sleep(self.tokenize_delay)
         return web.json_response({"count": 21, "max_model_len": 4096, "tokens": list(range(21))})
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -116,6 +120,30 @@ async def test_a_server_that_counts_its_own_prompts_is_reserved_at_its_count(pro
     run = dispatcher.start("q", budget=Budget(tokens=21 + 8))
     step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer briefly.", input="What is the capital of France?")
     assert step is not None and step.status == "ok" and provider.tokenized >= 1 and provider.requests == 1
+
+
+@pytest.mark.parametrize("budget", [Budget(tokens=10_000), Budget(calls=2), Budget(seconds=30), None])
+async def test_a_server_is_not_asked_to_count_when_the_bound_already_fits(provider, budget):
+    """The count only matters to a usd or tokens limit the bound does not fit: no request otherwise."""
+    dispatcher = Dispatcher(http_pool(provider.url, ids=("a", "b", "c")), make_router("cheapest"))
+    run = dispatcher.start("q", budget=budget)
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer briefly.", input="What is the capital of France?")
+    assert step is not None and step.status == "ok" and provider.requests == 1
+    assert provider.tokenized == 0
+
+
+async def test_counts_are_asked_at_once_and_bounded_in_all(provider):
+    """Three candidates on one server and model share one count; a slow /tokenize costs one wait of
+    at most 0.5 s, after which the bound stays."""
+    provider.tokenize_delay = 2.0
+    dispatcher = Dispatcher(http_pool(provider.url, ids=("a", "b", "c")), make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(tokens=21 + 8))
+    started = time.perf_counter()
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer briefly.", input="What is the capital of France?")
+    elapsed = time.perf_counter() - started
+    assert step is None and run.exhausted  # the bound stays where the server did not answer in time: nothing fits
+    assert provider.tokenized == 1 and provider.requests == 0
+    assert 0.45 <= elapsed < 1.0
 
 
 async def test_seconds_budget_is_a_deadline_not_a_failure(provider):

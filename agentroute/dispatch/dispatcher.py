@@ -20,8 +20,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from agentroute.budget import Budget, Cost, Ledger
 from agentroute.dispatch.run import TaskRun
@@ -47,6 +47,7 @@ from agentroute.types import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Postcondition = Callable[[Step], bool]
 
@@ -93,6 +94,37 @@ def _worst_cases(
     sample = Cost(backend.worst_case_usd(request, card, tokens_in), tokens_in + request.max_tokens, 1.0, 0.0, 1.0 if large else 0.0)
     worst = sample if samples == 1 else Cost(*(a * samples for a in sample))
     return worst, sample, card.usd(tokens_in, request.max_tokens) * samples
+
+
+async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
+    """``call``'s result, or :class:`TimeoutError` after ``timeout`` seconds.
+
+    Unlike :func:`asyncio.wait_for`, a call that times out is cancelled and left to finish its
+    cancellation (closing a stream, releasing a connection) on its own: on a busy event loop each of
+    those awaits costs a whole turn of the loop, and the deadline must not wait for them.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+    except BaseException:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    raise TimeoutError(f"no reply after {timeout:g}s")
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a left-behind call's outcome as seen (no "exception was never retrieved" warning)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _count_key(plan: _Plan) -> tuple[Any, ...]:
+    """Plans sharing this key share one ``/tokenize`` count (the chat object is shared per strategy)."""
+    return (id(plan.backend), plan.card.base_url, plan.card.backend_model, id(plan.request.messages))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -318,24 +350,38 @@ class Dispatcher:
         """Recount the prompts of endpoints that count tokens themselves (``Backend.aprompt_tokens``).
 
         Their synchronous count is a safe bound (UTF-8 bytes); the endpoint's own count is exact and
-        usually 2–5× lower. At most 0.5 s (and never past the deadline) is spent asking; the bound
-        stays where the endpoint does not answer.
+        usually 2–5× lower. It can only change the decision for a plan the bound makes unaffordable
+        under a ``usd`` or ``tokens`` limit, so only those are asked: all at once, for at most
+        0.5 s in all and never more than half the time left; the bound stays where the endpoint
+        does not answer.
         """
-        left = run.ledger.seconds_left()
-        limit = 0.5 if left is None else max(0.0, min(0.5, left / 2))
-        out = []
-        for p in plans:
-            if p.asks and limit > 0:
-                try:
-                    tokens_in = await asyncio.wait_for(p.backend.aprompt_tokens(p.request, p.card), limit)
-                except Exception:  # noqa: BLE001 - the bound stays
-                    tokens_in = None
-                if tokens_in is not None:
-                    worst, sample, card_usd = _worst_cases(
-                        p.backend, p.request, p.card, p.strategy.samples, tokens_in, p.sample.large_calls > 0
-                    )
-                    p = p._replace(worst=worst, sample=sample, card_usd=card_usd)
-            out.append(p)
+        ledger = run.ledger
+        if "usd" not in ledger.limits and "tokens" not in ledger.limits:
+            return plans
+        asked = [i for i, p in enumerate(plans) if p.asks and not ledger.affordable(p.worst)]
+        left = ledger.seconds_left()
+        limit = 0.5 if left is None else min(0.5, left / 2)
+        if not asked or limit <= 0:
+            return plans
+        counts: dict[tuple[Any, ...], asyncio.Future[int]] = {}  # one request per endpoint, model and chat
+        for i in asked:
+            p = plans[i]
+            key = _count_key(p)
+            if key not in counts:
+                counts[key] = asyncio.ensure_future(p.backend.aprompt_tokens(p.request, p.card))
+        _, pending = await asyncio.wait(counts.values(), timeout=limit)
+        for task in pending:
+            task.cancel()
+        out = list(plans)
+        for i in asked:
+            p = plans[i]
+            task = counts[_count_key(p)]
+            if task.cancelled() or not task.done() or task.exception() is not None:
+                continue  # the bound stays
+            worst, sample, card_usd = _worst_cases(
+                p.backend, p.request, p.card, p.strategy.samples, task.result(), p.sample.large_calls > 0
+            )
+            out[i] = p._replace(worst=worst, sample=sample, card_usd=card_usd)
         return out
 
     def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
@@ -563,7 +609,7 @@ class Dispatcher:
                 if plan.direct:  # a backend that answers without I/O: no timeout task is needed
                     completion = await plan.backend.complete(plan.request, card)
                 else:
-                    completion = await asyncio.wait_for(plan.backend.complete(plan.request, card), max(timeout, 0.001))
+                    completion = await _within(plan.backend.complete(plan.request, card), max(timeout, 0.001))
             except BaseException as exc:
                 failure = self._failure(run, plan, stage, reservation, exc, timeout, left, charged)
                 if failure is None:
