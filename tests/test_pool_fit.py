@@ -81,8 +81,19 @@ def test_roles_count_memory_trained_routers_fit_only_the_roles_they_saw():
     assert check_pool(router, graph_agents(pool, one)) == []
     two = AgentGraph("two").add_role("planner", prompt="p").add_role("executor", prompt="q")
     assert {a.key for a in graph_agents(pool, two)} >= {"planner:small:direct", "executor:mid:direct"}
-    with pytest.raises(ConfigurationError, match="planner:small:direct"):
+    with pytest.raises(ConfigurationError, match="planner:small:direct") as err:
         check_pool(router, graph_agents(pool, two))
+    assert "no outcome at all for role(s) planner" in str(err.value)
+
+
+def test_with_new_agents_allowed_a_role_never_seen_goes_to_the_cheapest_card():
+    router = make_router("knn").fit(sample_outcomes(30).to_trajectories())  # executor steps only
+    cards = sample_cards()
+    planners = [Agent(role="planner", model=m) for m in ("large", "small", "mid")]
+    costs = {a.key: cards[a.model].input_price * 1e-4 for a in planners}
+    ctx = RouteContext(query="plan this", candidates=planners, role="planner", costs=costs)
+    decision = router.route(ctx)
+    assert decision.agent.model == "small" and "unseen in training" in decision.why
 
 
 def test_rules_over_cards_have_no_trained_agents_to_fit():

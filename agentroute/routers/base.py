@@ -309,6 +309,8 @@ class PoolFit:
     """Pool agents (keys) with no training column: the router never saw them."""
     missing: list[str]
     """Training columns that no pool agent plays (routing then covers the others)."""
+    roles_seen: set[str]
+    """Roles of which some pool agent has a training column."""
 
     @property
     def disjoint(self) -> bool:
@@ -331,6 +333,7 @@ def pool_fit(router: Router, agents: Iterable[Agent]) -> PoolFit | None:
         trained=list(trained),
         unseen=[a.key for a, j in zip(agents, found, strict=True) if j is None],
         missing=[c for j, c in enumerate(trained) if j not in used],
+        roles_seen={a.role for a, j in zip(agents, found, strict=True) if j is not None},
     )
 
 
@@ -367,8 +370,10 @@ def check_pool(
             "Use a pool with those agents, or retrain on this pool's (`agentroute train NAME --from "
             "MEMORY_URL` after serving it with `--router explore`)"
         )
+    roles = [r for r in dict.fromkeys(k.split(":", 1)[0] for k in fit.unseen) if r not in fit.roles_seen]
+    no_role = f"; no outcome at all for role(s) {', '.join(roles)} (were those steps scored?)" if roles else ""
     message = (
-        f"{who}: pool agent(s) unseen in training: {_names(fit.unseen)} ({trained}); "
+        f"{who}: pool agent(s) unseen in training: {_names(fit.unseen)} ({trained}{no_role}); "
         "they would be scored by the training mean"
     )
     if not allow_new_agents:

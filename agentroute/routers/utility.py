@@ -20,7 +20,8 @@ A candidate's column is found by :func:`~agentroute.outcomes.find_column` (its a
 ``role:model:strategy``, else its role-free ``model[:strategy]``). Candidates whose column was not
 seen in training get the training mean score and a cost from their card (the context's card-priced
 cost, rescaled by the median ratio of logged to card cost over the known candidates), or the
-training mean cost when no card price is given; :func:`agentroute.routers.base.check_pool` refuses
+training mean cost when no card price is given (when no candidate of the context was seen, the card
+costs as they are, so the cheapest wins at equal scores); :func:`agentroute.routers.base.check_pool` refuses
 such candidates before serving, unless the router is inductive (it scores unseen agents from their
 descriptors) or new agents are allowed.
 
@@ -230,6 +231,8 @@ class UtilityRouter(Router):
                 for a in ctx.candidates
                 if (col := find_column(a, known)) is not None and ctx.costs.get(a.key, 0.0) > 0
             ]
+            if not ratios and not any(find_column(a, known) is not None for a in ctx.candidates):
+                ratios = [1.0]  # no candidate was seen in training: card costs as they are (cheapest wins ties)
             if not ratios:
                 continue
             ratio = float(np.median(ratios))
