@@ -129,3 +129,21 @@ def test_a_weighted_router_saves_and_loads_its_weights(trajectories, tmp_path):
     ctx = RouteContext(query="question 3", candidates=[Agent(model="small"), Agent(model="large")])
     assert np.allclose(again.predict([ctx])[0], router.predict([ctx])[0])
     assert again.weighted_
+
+
+def test_train_from_the_memory_says_the_fit_is_importance_weighted(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentroute.cli import app as cli
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(
+            pool=replay_pool(60), router=ExploreRouter(base=EvenToSmall(), epsilon=EPSILON, seed=2), memory=memory
+        )
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(60)]))
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(cli, ["train", "knn", "--from", url, "--out", str(tmp_path / "knn")])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "knn: 2 agents, 60 logged outcomes on 60 queries; importance-weighted by the logged propensities of 60" in out
+    assert "1/p clipped at 20: 0 clipped" in out

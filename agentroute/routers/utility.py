@@ -185,6 +185,7 @@ class UtilityRouter(Router):
         self.columns_ = list(table.models)
         weights = table.weights
         self.weighted_ = table.weighted
+        self.__dict__["_fit_note"] = _weighting_note(table)
         score_mean = weighted_mean(table.scores, weights)
         self.score_mean_ = np.where(np.isnan(score_mean), np.nanmean(score_mean), score_mean)
         cost_mean = weighted_mean(table.costs, weights)
@@ -275,6 +276,12 @@ class UtilityRouter(Router):
         self.check_fitted()
         return list(self.columns_)
 
+    def fit_summary(self) -> str:
+        """What the last fit learned from (printed by ``agentroute train``): agents, cells, weighting."""
+        self.check_fitted()
+        note = self.__dict__.get("_fit_note") or f"{len(self.columns_)} agents"
+        return f"{self.name}: {note}"
+
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)
         score, cost = self.predict([ctx])
@@ -315,6 +322,20 @@ class UtilityRouter(Router):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.score_mean_ = np.asarray(arrays["score_mean"], dtype=float)
         self.cost_mean_ = np.asarray(arrays["cost_mean"], dtype=float)
+
+
+def _weighting_note(table: OutcomeTable) -> str:
+    """``agentroute train``'s line on the training table: its agents, logged cells and weighting."""
+    logged = ~np.isnan(table.scores)
+    head = f"{len(table.models)} agents, {int(logged.sum())} logged outcomes on {len(table)} queries"
+    if not table.weighted:
+        return head + " (unweighted: no logged propensities)"
+    p = table.propensity[logged & ~np.isnan(table.propensity)]  # type: ignore[index]
+    clip = float(table.importance_clip)  # type: ignore[arg-type]
+    return (
+        f"{head}; importance-weighted by the logged propensities of {len(p)} of them (1/p clipped at "
+        f"{clip:g}: {int(np.sum(1.0 / p > clip))} clipped; weights normalised to mean 1 per agent)"
+    )
 
 
 def unseen_note(router: Router, agent: Any) -> str:
