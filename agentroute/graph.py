@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict
@@ -43,8 +44,10 @@ from agentroute.graph_runtime import (
 )
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
-from agentroute.routers.base import Router
+from agentroute.routers.base import Router, check_pool
 from agentroute.types import Step, Task, new_id
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -267,9 +270,16 @@ class AgentGraph:
         budget: Budget | None = None,
         checkpointer: Any = None,
         stage_machine: StageMachine | None = None,
+        allow_new_agents: bool = False,
         **dispatcher_options: Any,
     ) -> CompiledAgentGraph:
-        """Validate the graph and bind its runtime; returns an immutable runnable graph."""
+        """Validate the graph and bind its runtime; returns an immutable runnable graph.
+
+        A trained ``router`` must fit the pool: agents it never saw are an error unless
+        ``allow_new_agents`` (see :func:`agentroute.routers.base.check_pool`).
+        """
+        from agentroute.loading import graph_agents  # loading builds on this module
+
         self.validate()
         for node in self.nodes.values():
             if isinstance(node, _Role) and node.models:
@@ -277,6 +287,8 @@ class AgentGraph:
                     pool.card(model)
             if isinstance(node, _Role) and not pool.agents(node.name):
                 raise ConfigurationError(f"role {node.name!r}: the pool offers no agents")
+        for note in check_pool(router, graph_agents(pool, self), allow_new_agents=allow_new_agents):
+            log.warning(note)
         dispatcher = Dispatcher(
             pool, router, memory=memory, stage_machine=stage_machine or self.stage_machine(), **dispatcher_options
         )

@@ -179,3 +179,19 @@ def test_counterfactual_eval_of_a_trained_directory_checks_the_logged_candidates
     make_router("strongest").fit(sample_outcomes(30).to_trajectories(role="planner")).save(foreign)
     with pytest.raises(ConfigurationError, match="offers none of them"):
         evaluate_from_memory(url, [str(foreign)], pool=pool, n_boot=20)
+
+
+def test_compiling_a_graph_checks_the_router_against_the_pool(knn_dir, caplog):
+    """Python users who compile their own graph get the same rule as the CLI."""
+    from agentroute import AgentGraph, Router
+
+    router = Router.load(knn_dir)
+    graph = AgentGraph("one").add_role("executor", prompt="Answer.")
+    with pytest.raises(ConfigurationError, match="offers none of them"):
+        graph.compile(pool=pool_of("gpt-x"), router=router)
+    with pytest.raises(ConfigurationError, match="unseen in training: executor:newcomer:direct"):
+        graph.compile(pool=pool_of("small", "newcomer"), router=router)
+    with caplog.at_level("WARNING", logger="agentroute.graph"):
+        app = graph.compile(pool=pool_of("small", "newcomer"), router=router, allow_new_agents=True)
+    assert app.dispatcher.router is router and "newcomer" in caplog.text
+    graph.compile(pool=pool_of("small", "large"), router=router)  # a subset of its agents: fine

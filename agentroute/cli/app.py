@@ -79,7 +79,7 @@ def _runtime(
     spec = load_graph(graph)
     models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget)
+    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True)  # routed() checked
     return compiled, store
 
 
@@ -191,7 +191,9 @@ def _router_r1_runtime(
     spec = build_router_r1_graph(policy, policy_url=policy_url)
     models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=make_budget(budget_usd, **limits))
+    compiled = spec.compile(
+        pool=models, router=loaded, memory=store, budget=make_budget(budget_usd, **limits), allow_new_agents=True,
+    )  # routed() checked
     return compiled, store
 
 

@@ -148,7 +148,7 @@ def corpus_runtime(
     spec = build_qa_graph(corpus=load_corpus(corpus))
     models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget)
+    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True)  # routed() checked
     return compiled, store
 
 
@@ -239,7 +239,7 @@ async def _run(runner: Any, items: list[dict[str, Any]], total: int | None, save
         compiled, dispatcher = runner.compiled, runner.compiled.dispatcher
         runner.compiled = compiled.spec.compile(
             pool=dispatcher.pool, router=dispatcher.router, memory=dispatcher.memory, budget=compiled.budget,
-            checkpointer=saver,
+            checkpointer=saver, allow_new_agents=True,
         )  # fmt: skip
         return await _run_batch(runner, items, total)
 
