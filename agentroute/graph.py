@@ -430,8 +430,21 @@ class CompiledAgentGraph:
         metadata: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
         task_id: str | None = None,
+        gold: str | Sequence[str] | None = None,
+        metric: str = "em",
     ) -> RunResult:
-        """Run one task to the end; never raises for budget or backend failures (see ``status``)."""
+        """Run one task to the end; never raises for budget or backend failures (see ``status``).
+
+        ``gold``: the right answer(s). A task that ends ``done`` or ``budget_exhausted`` is then
+        scored with ``metric`` (``em``, ``f1`` or ``contains``, SQuAD-normalised: see
+        :mod:`agentroute.eval.answers`); the score is the task's ``score`` and its feedback in the
+        memory (source ``metric:<name>``), where routers learn from it.
+        """
+        score_fn = None
+        if gold is not None:
+            from agentroute.eval.answers import get_metric
+
+            score_fn = get_metric(metric)  # an unknown metric fails before the task runs
         task_id = task_id or new_id()
         request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
         LIVE.pin(task_id)
@@ -449,6 +462,11 @@ class CompiledAgentGraph:
             LIVE.unpin(task_id)
         if run is None:  # pragma: no cover - the graph ran no node
             raise RuntimeError(f"task {task_id} was never opened")
+        if score_fn is not None and run.task.status in ("done", "budget_exhausted"):
+            score = float(score_fn(run.task.answer, gold))  # type: ignore[arg-type]
+            run.task.score = score
+            if self.dispatcher.memory is not None:
+                self.dispatcher.memory.add_feedback(task_id, score, source=f"metric:{metric}")
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
 
     async def aresume(self, config: dict[str, Any], *, command: Any = None) -> RunResult:
@@ -515,7 +533,7 @@ class CompiledAgentGraph:
         """Run many tasks with at most ``concurrency`` in flight; results in input order.
 
         Each item is a query string or a mapping with ``query`` and optional ``query_id``,
-        ``task_type``, ``metadata``, ``budget``, ``task_id`` and ``config``.
+        ``task_type``, ``metadata``, ``budget``, ``task_id``, ``config``, ``gold`` and ``metric``.
         """
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be ≥ 1 (got {concurrency})")
