@@ -318,7 +318,7 @@ def profile(args: argparse.Namespace) -> None:
     from agentroute.strategies import get_strategy
     from agentroute.types import CompletionRequest
     from agentroute.web.actions import ActionError, check_action, parse_action
-    from agentroute.web.agent import PROMPT, FewShotBackend
+    from agentroute.web.agent import PROMPT, with_shots
     from agentroute.web.dom import render
     from agentroute.web.env import MiniWoBSession
     from agentroute.web.skill import dom_policy
@@ -347,7 +347,6 @@ def profile(args: argparse.Namespace) -> None:
         if not ((x[0], len(x[1].history) > 0) in seen or seen.add((x[0], len(x[1].history) > 0)))
     ]
     model = LocalModel.shared(DEFAULT_GGUF)
-    wrap = FewShotBackend(None)  # type: ignore[arg-type]  (only its expand() is used)
     out = []
     for shots in (False, True):
         for name in ("direct", "cot"):
@@ -364,7 +363,7 @@ def profile(args: argparse.Namespace) -> None:
                     ],
                     max_tokens=limit,
                 )
-                ids = model.prompt_ids((wrap.expand(req) if shots else req).messages)
+                ids = model.prompt_ids((with_shots(req) if shots else req).messages)
                 t0 = time.perf_counter()
                 with torch.inference_mode():
                     model.model(torch.tensor([ids]))

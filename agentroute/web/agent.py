@@ -72,6 +72,18 @@ SHOTS: tuple[tuple[str, str], ...] = (
 )
 
 
+def with_shots(request: CompletionRequest, shots: Sequence[tuple[str, str]] = SHOTS) -> CompletionRequest:
+    """``request`` with ``shots`` as user/assistant turns between its system message and the rest."""
+    msgs = list(request.messages)
+    head = msgs[:1] if msgs and msgs[0].get("role") == "system" else []
+    turns = [
+        {"role": role, "content": text}
+        for user, answer in shots
+        for role, text in (("user", user), ("assistant", answer))
+    ]
+    return dataclasses.replace(request, messages=[*head, *turns, *msgs[len(head) :]])
+
+
 class FewShotBackend(Backend):
     """A model backend whose requests carry :data:`SHOTS` as user/assistant turns after the system message.
 
@@ -85,14 +97,7 @@ class FewShotBackend(Backend):
         self.name, self.blocks = inner.name, inner.blocks
 
     def expand(self, request: CompletionRequest) -> CompletionRequest:
-        msgs = list(request.messages)
-        head = msgs[:1] if msgs and msgs[0].get("role") == "system" else []
-        turns = [
-            {"role": role, "content": text}
-            for user, answer in self.shots
-            for role, text in (("user", user), ("assistant", answer))
-        ]
-        return dataclasses.replace(request, messages=[*head, *turns, *msgs[len(head) :]])
+        return with_shots(request, self.shots)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         return await self.inner.complete(self.expand(request), card)
