@@ -308,7 +308,7 @@ def evaluate(
     present = {r.name if isinstance(r, Router) else r.strip() for r in routers}  # a peer with other params is not the peer
     routers += [p for p in peer_names if p not in present]
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
-        if not isinstance(spec, Router):
+        if not isinstance(spec, Router) and not Path(spec).is_dir():  # a directory: a trained router
             get_router_class(parse_router_spec(spec)[0])
     ctxs, how = build_contexts(dataset, "test", cost_estimate=cost_estimate)
     singles = M.single_model_points(test.scores, test.costs)
