@@ -68,3 +68,26 @@ def test_bad_input_exits_with_the_bad_input_code_and_a_message(args, message, tm
     res = runner.invoke(app, ["eval", *args, "--out", str(tmp_path)])
     assert res.exit_code == EXIT_BAD_INPUT
     assert message in " ".join(res.output.split())
+
+
+def test_eval_takes_a_trained_router_directory_and_warns_when_it_does_not_fit(data_dir, tmp_path):
+    """Issue 12: ``eval --routers DIR`` evaluates a router saved by ``train`` as it was trained."""
+    from agentroute import make_router
+    from agentroute.eval.datasets import load_dataset
+
+    data = load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=200)
+    make_router("per-task").fit(data.train).save(tmp_path / "pt")
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--limit", "200", "--routers",
+              f"cheapest,{tmp_path / 'pt'}", "--no-peers", "--json", "--out", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)["routers"]}
+    assert rows[str(tmp_path / "pt")]["error"] is None and rows[str(tmp_path / "pt")]["aiq"] > rows["cheapest"]["aiq"]
+    dc = load_dataset(f"dcrouter:{data_dir / 'llmrouter'}", limit=50)  # other models: the router does not fit
+    make_router("per-task").fit(dc.train).save(tmp_path / "dc")
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--limit", "50", "--routers",
+              str(tmp_path / "dc"), "--no-peers", "--out", str(tmp_path / "run2")],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "does not fit" in res.output

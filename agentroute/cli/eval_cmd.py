@@ -68,7 +68,8 @@ def eval_command(
     """
     from agentroute.eval.datasets import load_dataset
     from agentroute.eval.harness import evaluate, parse_router_spec
-    from agentroute.routers.base import get_router_class
+    from agentroute.outcomes import column_agent
+    from agentroute.routers.base import Router, check_pool, get_router_class
 
     console = Console()
     err = Console(stderr=True)
@@ -78,9 +79,14 @@ def eval_command(
         raise typer.Exit(EXIT_BAD_INPUT)
     options = {"output_tokens": output_tokens} if output_tokens is not None else {}
     try:
+        trained = [n for n in names if Path(n).is_dir()]  # saved by `agentroute train`
         for name in names:  # unknown router names fail before the dataset is read
-            get_router_class(parse_router_spec(name)[0])
+            if name not in trained:
+                get_router_class(parse_router_spec(name)[0])
         data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
+        for name in trained:  # a trained router must know the dataset's models (or be inductive)
+            for note in check_pool(Router.load(name), [column_agent(m) for m in data.train.models], source=name):
+                err.print(f"[yellow]warning:[/] {note}")
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
             peers=peers, n_boot=boot,
