@@ -52,7 +52,6 @@ KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "ran
 KIT_ROUTERS |= {"kg-gnn"}
 KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg"}
 KIT_ROUTERS |= {"graph-planner", "explore"}
-KIT_ROUTERS |= {"shrink"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROUTERS = "per-task,knn,logreg,mlp,mf,shrink"
+ROUTERS = "per-task,knn,logreg,mlp,mf"
 DATASETS = "routerbench,dcrouter,routellm-mmlu"
 
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", type=int, default=10)
     parser.add_argument("--figures", type=Path, default=None, help="write calibration_<dataset>.png here")
     parser.add_argument("--limit", type=int, default=None, help="at most N queries per split (seeded subset)")
+    parser.add_argument("--sample", type=float, default=None, help="this fraction of each split (seeded subset)")
     args = parser.parse_args(argv)
     print(f"command: python {' '.join(sys.argv)}")
     from agentroute.eval import load_dataset
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from agentroute.routers.utility import KNOB_GRID
 
     for spec in args.datasets.split(","):
-        data = load_dataset(spec, limit=args.limit)
+        data = load_dataset(spec, seed=0, limit=args.limit, sample=args.sample)
         test = data.test
         ctxs, _ = build_contexts(data, "test")
         cols = _columns(test, ctxs[0].candidates)

@@ -54,7 +54,6 @@ _LAZY_ROUTERS = {
     "random-mix": "agentroute.routers.tiers:RandomMixRouter",
     "graph-planner": "agentroute.routers.graph_planner.router:GraphPlannerRouter",
     "explore": "agentroute.routers.explore:ExploreRouter",
-    "shrink": "agentroute.routers.shrinkage:ShrinkageRouter",
 }
 for _name, _target in _LAZY_ROUTERS.items():
     register_lazy(_name, _target)
