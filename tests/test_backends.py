@@ -361,3 +361,89 @@ async def test_missing_usage_without_tokenize_is_counted_with_the_byte_bound() -
     assert done.raw["usage_counted"]
     assert done.tokens_in == byte_bound(request.messages) >= charge.prompt_tokens
     assert done.tokens_out == len(done.text.encode()) >= charge.completion_tokens  # never below the bill
+
+
+# -- the event stream, read as plain JSON ----------------------------------------------------------
+class _SSEServer:
+    """Streams one scripted body for every chat request; counts TCP connections."""
+
+    def __init__(self, body: str):
+        self.body, self.connections, self.requests = body, set(), 0
+
+    async def handle(self, request):
+        from aiohttp import web
+
+        self.requests += 1
+        self.connections.add(request.transport.get_extra_info("peername"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(self.body.encode())
+        await response.write_eof()
+        return response
+
+
+async def _sse_server(body: str):
+    from aiohttp import web
+
+    server = _SSEServer(body)
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
+    return server, runner
+
+
+def _sse_card(url: str) -> ModelCard:
+    return ModelCard(id="sse", backend="openai", model="m", base_url=url, input_price=1.0, output_price=1.0, max_tokens=8)
+
+
+async def test_event_stream_fields_comments_and_split_data_are_read_and_connections_reused() -> None:
+    body = (
+        ": a comment line\n"
+        "event: message\nid: 1\n"
+        'data: {"id": "r1", "choices": [{"index": 0,\n'
+        'data:  "delta": {"content": "Par"}}]}\n\n'
+        'data: {"id": "r1", "choices": [{"index": 0, "delta": {"content": "is"}, "finish_reason": "stop"}]}\n\n'
+        'data: {"id": "r1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}\n\n'
+        "data: [DONE]\n\n"
+    )
+    server, runner = await _sse_server(body)
+    backend = OpenAIBackend()
+    try:
+        request = CompletionRequest(model="m", messages=[{"role": "user", "content": "capital of France?"}], max_tokens=8)
+        for _ in range(3):
+            done = await backend.complete(request, _sse_card(server.url))
+            assert (done.text, done.tokens_in, done.tokens_out, done.raw["finish_reason"]) == ("Paris", 9, 2, "stop")
+        assert server.requests == 3 and len(server.connections) == 1  # read to the end: the connection is reused
+    finally:
+        await backend.aclose()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ('data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n', BackendError),
+        ('data: {"choices": [{"delta": {"content": "a"}}]}\n\ndata: {not json\n\n', "protocol"),
+        ('data: [1, 2]\n\n', "protocol"),
+        ('data: {"choices": [{"delta": "text"}]}\n\n', "protocol"),
+        ("data: [DONE]\n\n", "protocol"),  # no chunk at all
+    ],
+)
+async def test_errors_inside_an_event_stream_are_backend_or_protocol_errors(body: str, kind) -> None:
+    from agentroute.errors import ProtocolError
+
+    server, runner = await _sse_server(body)
+    backend = OpenAIBackend()
+    try:
+        request = CompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+        with pytest.raises(ProtocolError if kind == "protocol" else kind) as err:
+            await backend.complete(request, _sse_card(server.url))
+        if kind is BackendError:
+            assert "model overloaded" in str(err.value) and not isinstance(err.value, ProtocolError)
+    finally:
+        await backend.aclose()
+        await runner.cleanup()
