@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -202,23 +204,39 @@ class TokenizeEndpoint:
         self.timeout_s, self.cache_size = timeout_s, cache_size
         self.supported: dict[str, bool] = {}
         self._counts: dict[tuple[str, str, Any], int] = {}
-        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # loop → [session, counts in flight]
 
     def cached(self, base_url: str | None, model: str, messages: Messages) -> int | None:
         if not base_url:
             return None
         return self._counts.get((base_url, model, messages_key(messages)))
 
-    def _client(self) -> Any:
-        import httpx
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[Any]:
+        """The aiohttp session of this event loop, shared by the counts in flight and closed when
+        the last one ends (so none is left unclosed when the loop goes). aiohttp's connection pool
+        stays cheap under hundreds of concurrent requests; httpx's scans every connection for every
+        queued request."""
+        import aiohttp
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        entry = self._clients.get(loop)
+        if entry is None:
             for old in [lp for lp in self._clients if lp.is_closed()]:
                 del self._clients[old]
-            client = self._clients[loop] = httpx.AsyncClient(timeout=self.timeout_s)
-        return client
+            session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=0),
+            )
+            entry = self._clients[loop] = [session, 0]
+        entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._clients.get(loop) is entry:
+                del self._clients[loop]
+                await entry[0].close()
 
     async def count(self, base_url: str | None, model: str, *, messages: Messages | None = None, text: str | None = None) -> int | None:
         """The server's count of a chat (template included) or of a text; ``None`` when unavailable."""
@@ -234,21 +252,22 @@ class TokenizeEndpoint:
         else:
             body.update(prompt=text or "", add_special_tokens=False)
         try:
-            response = await self._client().post(tokenize_url(base_url), json=body)
+            async with self._session() as session, session.post(tokenize_url(base_url), json=body) as response:
+                status, reply = response.status, await response.text(errors="replace")
         except Exception as exc:  # connection refused, timeout: no endpoint to rely on
             self._mark(base_url, False, f"{type(exc).__name__}: {exc}")
             return None
-        if response.status_code in (404, 405, 501):
-            self._mark(base_url, False, f"HTTP {response.status_code}")
+        if status in (404, 405, 501):
+            self._mark(base_url, False, f"HTTP {status}")
             return None
-        if response.status_code != 200:
+        if status != 200:
             return None  # a transient error: fall back this time, ask again next time
         try:
-            value = response.json().get("count")
+            value = json.loads(reply).get("count")
         except Exception:
             value = None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self._mark(base_url, False, f"reply without a valid count: {response.text[:120]!r}")
+            self._mark(base_url, False, f"reply without a valid count: {reply[:120]!r}")
             return None
         self._mark(base_url, True, "")
         if len(self._counts) >= self.cache_size:
@@ -263,11 +282,7 @@ class TokenizeEndpoint:
                 log.info("%s has no usable /tokenize (%s): prompt tokens use the byte bound", base_url, why)
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        loop = asyncio.get_running_loop()
-        for client_loop, client in clients.items():
-            if client_loop is loop:
-                await client.aclose()
+        """Nothing to release: a session lives only while counts are in flight."""
 
 
 __all__ = [
