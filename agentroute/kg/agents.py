@@ -210,3 +210,20 @@ def _pool_cards(pool: Any) -> dict[str, Any]:
 
         pool = ModelPool.load(pool)
     return _as_cards(pool)
+
+
+def descriptor_summary(router: str, columns: int, sources: dict[str, str]) -> str:
+    """One line saying which source described each training agent of an inductive router.
+
+    >>> descriptor_summary("kg-gnn", 3, {"a": "cards", "b": "cards", "c": "log"})
+    "kg-gnn: 3 agents described by cards ×2, log ×1; an agent unseen in training is scored from its card's descriptor"
+    """
+    counts: dict[str, int] = {}
+    for source in sources.values():
+        counts[source] = counts.get(source, 0) + 1
+    return (
+        f"{router}: {columns} agents described by "
+        + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
+        + "; an agent unseen in training is scored from its card's descriptor"
+    )
+

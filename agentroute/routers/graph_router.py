@@ -503,16 +503,10 @@ class GraphRouter(UtilityRouter):
 
     def fit_summary(self) -> str:
         """Which source described each training agent (recipe, cards, dataset, pool, default pool, log)."""
+        from agentroute.kg.agents import descriptor_summary
+
         self.check_fitted()
-        sources = dict(getattr(self, "descriptor_sources_", {}))
-        counts: dict[str, int] = {}
-        for source in sources.values():
-            counts[source] = counts.get(source, 0) + 1
-        return (
-            f"{self.name}: {len(self.columns_)} agents described by "
-            + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
-            + "; an agent unseen in training is scored from its card's descriptor"
-        )
+        return descriptor_summary(self.name, len(self.columns_), dict(getattr(self, "descriptor_sources_", {})))
 
     # -- persistence ------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from agentroute.embed import Embedder, context_text
 from agentroute.errors import ConfigurationError
-from agentroute.kg.agents import agent_descriptor
+from agentroute.kg.agents import agent_descriptor, descriptor_summary
 from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
 from agentroute.outcomes import OutcomeTable, column_agent, find_column
@@ -484,15 +484,7 @@ class KGRouter(UtilityRouter):
     def fit_summary(self) -> str:
         """Which source described each training agent (recipe, cards, dataset, pool, default pool, log)."""
         self.check_fitted()
-        sources = dict(getattr(self, "descriptor_sources_", {}))
-        counts: dict[str, int] = {}
-        for source in sources.values():
-            counts[source] = counts.get(source, 0) + 1
-        return (
-            f"{self.name}: {len(self.columns_)} agents described by "
-            + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
-            + "; an agent unseen in training is scored from its card's descriptor"
-        )
+        return descriptor_summary(self.name, len(self.columns_), dict(getattr(self, "descriptor_sources_", {})))
 
     # -- persistence ----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
