@@ -17,3 +17,15 @@ def replay_pool(n: int = 50, *, small_cost: float = 0.001, large_cost: float = 0
         for m in ("small", "large")
     ]
     return ModelPool(cards, {"replay": ReplayBackend(outcomes)})
+
+
+async def serve_on_loopback(app) -> tuple[str, object]:
+    """Start an aiohttp ``app`` on 127.0.0.1 (a free port): ``(root URL, runner)``; the caller
+    stops it with ``await runner.cleanup()``."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", runner  # type: ignore[union-attr]

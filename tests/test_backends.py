@@ -15,6 +15,7 @@ from agentroute.pool.backends.openai import OpenAIBackend, backend_error
 from agentroute.pool.card import ModelCard
 from agentroute.types import CompletionRequest
 from tests.fixtures_openai_server import SERVER_CARD, SERVER_MODEL
+from tests.helpers import serve_on_loopback
 
 QUESTION = CompletionRequest(
     model=SERVER_MODEL,
@@ -388,11 +389,8 @@ async def _sse_server(body: str):
     server = _SSEServer(body)
     app = web.Application()
     app.router.add_post("/v1/chat/completions", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
+    root, runner = await serve_on_loopback(app)
+    server.url = f"{root}/v1"
     return server, runner
 
 

@@ -20,7 +20,7 @@ from agentroute.dispatch import SkillBlocked, SkillRegistry
 from agentroute.pool.backends.base import Backend
 from agentroute.routers.base import Router
 from agentroute.types import Completion
-from tests.helpers import replay_pool
+from tests.helpers import replay_pool, serve_on_loopback
 
 # -- a loopback OpenAI-compatible server that fails on command and counts every request ----------
 
@@ -74,11 +74,8 @@ async def provider():
     app = web.Application()
     app.router.add_post("/v1/chat/completions", prov.handle)
     app.router.add_post("/tokenize", prov.tokenize)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    prov.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
+    root, runner = await serve_on_loopback(app)
+    prov.url = f"{root}/v1"
     try:
         yield prov
     finally:
