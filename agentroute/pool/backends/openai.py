@@ -176,7 +176,10 @@ class OpenAIBackend(EndpointCounting, Backend):
         client = self.client(card)
         kwargs: dict[str, Any] = {
             "model": card.backend_model,
-            "messages": request.messages,
+            # the messages travel as extra body: the SDK's typed transform of `messages` costs ~0.4 ms
+            # a call (a quarter of our client CPU) and changes nothing in plain text messages
+            "messages": [],
+            "extra_body": {"messages": request.messages},
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "timeout": card.timeout_s,
