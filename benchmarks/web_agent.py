@@ -161,13 +161,13 @@ def frontier(rows: list[dict[str, Any]], path: Path) -> None:
         groups.setdefault((round(row["mean_cost_usd"] * 1e6, 4), round(row["success"] * 100, 2)), []).append(
             row
         )
-    for k, ((x, y), same) in enumerate(sorted(groups.items())):
+    for (x, y), same in sorted(groups.items()):
         row = same[0]
         xerr = [[x - row["cost_ci"][0] * 1e6], [row["cost_ci"][1] * 1e6 - x]]
         yerr = [[y - row["success_ci"][0] * 100], [row["success_ci"][1] * 100 - y]]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
         label = " = ".join(r["router"] for r in same) + f" (n={row['episodes']})"
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-40, 8 + 11 * (k % 4)), fontsize=8)
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=label)
+    ax.legend(fontsize=8, loc="center left")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("mean cost per episode (µ$, symlog)")
     ax.set_ylabel("success rate (%)")
