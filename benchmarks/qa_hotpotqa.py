@@ -96,7 +96,9 @@ async def run_router(
 
     async def one(q: dict[str, Any]) -> None:
         spec = shared or build_qa_graph(corpus=q["context"], top_k=args.top_k, max_tokens=args.max_tokens, keep_executor_answer=keep)
-        app = spec.compile(pool=pool, router=router, memory=memory, budget=budget)
+        # routers fitted on the memory never saw the summarizer (the fixed graph skips it for one
+        # sub-question): they route over its agents anyway, from the training mean
+        app = spec.compile(pool=pool, router=router, memory=memory, budget=budget, allow_new_agents=True)
         async with sem:
             start = time.perf_counter()
             result = await app.arun(q["question"], query_id=q["id"])
