@@ -22,19 +22,6 @@ from tests.helpers import replay_pool  # noqa: E402
 SMALL = {"episodes": 32, "episodes_per_update": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registry_as_the_kit_expects():
-    """Until ``agentroute.testing.KIT_ROUTERS`` lists graph-planner, leave no trace of it in the
-    registry for the kit's meta-test (importing the router registers it)."""
-    yield
-    from agentroute import testing as kit
-    from agentroute.routers import base
-
-    if "graph-planner" not in kit.KIT_ROUTERS:
-        base._REGISTRY.pop("graph-planner", None)
-        base._LAZY.pop("graph-planner", None)
-
-
 # -- the MDP ---------------------------------------------------------------------------------------
 def test_tree_is_processed_depth_first_with_the_stage_rules():
     wf = Workflow("q")

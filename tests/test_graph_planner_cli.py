@@ -13,19 +13,6 @@ from agentroute.cli.graph_planner_cmd import show_graph_planner, train_graph_pla
 from agentroute.types import Agent, Step, Task  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registry_as_the_kit_expects():
-    """Until ``agentroute.testing.KIT_ROUTERS`` lists graph-planner, leave no trace of it in the
-    registry for the kit's meta-test (importing the router registers it)."""
-    yield
-    from agentroute import testing as kit
-    from agentroute.routers import base
-
-    if "graph-planner" not in kit.KIT_ROUTERS:
-        base._REGISTRY.pop("graph-planner", None)
-        base._LAZY.pop("graph-planner", None)
-
-
 def _app() -> typer.Typer:
     app = typer.Typer()
     app.command("train")(train_graph_planner)
