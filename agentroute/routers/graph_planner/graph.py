@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -101,12 +102,15 @@ def _state(state: GraphState) -> dict[str, Any]:
 
 
 def _is_planner(router: Any) -> bool:
-    """A GraphPlanner policy (checked without importing torch for other routers)."""
-    return getattr(router, "name", None) == "graph-planner" and callable(getattr(router, "act", None))
+    """A router that builds the workflow (GraphPlanner's policy, or a fixed workflow of
+    :mod:`.live`): it has ``act`` and ``expect`` and sets ``builds_workflow`` (checked without
+    importing torch for other routers)."""
+    return bool(getattr(router, "builds_workflow", False)) and callable(getattr(router, "act", None))
 
 
 def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_subqueries: int = 3,
-                        memory_rows: int | None = 10_000, greedy: bool = True) -> AgentGraph:
+                        memory_rows: int | None = 10_000, greedy: bool = True,
+                        max_tokens: Mapping[str, int] | None = None) -> AgentGraph:
     """The planner graph (``decide`` → plan/execute/summarize → ``decide`` … → END).
 
     Args:
@@ -114,8 +118,14 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
         memory_rows: historical rows read from the dispatcher's memory on first use (``None``: all,
             ``0``: none).
         greedy: the policy's argmax (else a sample of its distribution).
+        max_tokens: output limit per role (``{"planner": 48}``; a role not named: the card's),
+            times the strategy's factor, as the dispatcher applies it; masks use the same limit.
     """
     memory_read: dict[int, bool] = {}
+    limits = dict(max_tokens or {})
+    for role, value in limits.items():
+        if role not in ROLES or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"planner graph: max_tokens must map roles {ROLES} to integers ≥ 1 (got {role!r}: {value!r})")
 
     async def decide(state: GraphState, ctx: NodeContext) -> dict[str, Any]:
         run, dispatcher = ctx.run, ctx.dispatcher
@@ -146,7 +156,8 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
                 continue
             text = step_input(wf, role)
             for j, agent in enumerate(agents):
-                cost = worst_case(pool, agent.model_copy(update={"role": role}), PROMPTS[role], text, query_id=qid)
+                cost = worst_case(pool, agent.model_copy(update={"role": role}), PROMPTS[role], text, query_id=qid,
+                                  max_tokens=limits.get(role))
                 costs[r * g + j] = cost.usd
                 affordable[r * g + j] = run.ledger.affordable(cost)
         mask = legal & affordable
@@ -156,7 +167,8 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             role = ROLES[int(np.argmax(legal)) // g]
             return out(STAGE_OF[role], action={"role": role, "model": None, "strategy": None, "p": None})
         if _is_planner(router):
-            if dispatcher.memory is not None and not memory_read.get(id(router)) and memory_rows != 0:
+            if (dispatcher.memory is not None and not memory_read.get(id(router)) and memory_rows != 0
+                    and callable(getattr(router, "attach_memory", None))):
                 memory_read[id(router)] = True
                 if router.history is None:
                     try:
@@ -165,8 +177,11 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
                         log.warning("graph-planner: historical memory not used: %s", exc)
             usd = run.ledger.remaining().get("usd")
             limit = run.ledger.limits.get("usd")
+            recording = getattr(router, "recording", None)  # live training: the decisions of each task
+            trace = recording.setdefault(run.task.id, []) if recording is not None else None
             action, probs = router.act(
                 wf, agents=keys, action_cost=costs, available=mask, remaining=usd, budget=limit, greedy=greedy,
+                **({"trace": trace, "exclude_query": qid} if trace is not None else {}),
             )
             role, j = ROLES[action // g], action % g
             chosen = {"role": role, "model": agents[j].model, "strategy": agents[j].strategy, "p": float(probs[action])}
@@ -192,7 +207,8 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             if expected is not None:
                 router.expect(run.task.id, expected)
             try:
-                step = await dispatcher.step(run, role=role, stage=stage, prompt=PROMPTS[role], input=text, models=models)
+                step = await dispatcher.step(run, role=role, stage=stage, prompt=PROMPTS[role], input=text, models=models,
+                                             max_tokens=limits.get(role))
             finally:
                 if expected is not None:
                     router.expect(run.task.id, None)

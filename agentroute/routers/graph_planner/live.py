@@ -10,6 +10,11 @@ the cache.
 
 Only deterministic requests (temperature 0) are cached: a sampled request (self-consistency) must
 draw a fresh sample each time, so it always calls the model.
+
+A hit is free by default ($0, 0 tokens: what a repeated training episode pays). With
+``charge_hits=True`` a hit is settled at the token counts and USD of the call that filled the entry,
+so costs and budgets read as if every call were made (evaluation: the compute is saved, the
+accounting is the live one).
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ class CachedBackend(Backend):
     ``hits`` and ``misses`` count what it served; prices, token counts and worst cases are the
     inner backend's (a hit is still reserved at its worst case, then settled at $0)."""
 
-    def __init__(self, inner: Backend, memory: Any, namespace: str = NAMESPACE) -> None:
-        self.inner, self.memory, self.namespace = inner, memory, namespace
+    def __init__(self, inner: Backend, memory: Any, namespace: str = NAMESPACE, *, charge_hits: bool = False) -> None:
+        self.inner, self.memory, self.namespace, self.charge_hits = inner, memory, namespace, charge_hits
         self.name = inner.name
         self.blocks = inner.blocks
         self.hits = 0
@@ -52,10 +57,15 @@ class CachedBackend(Backend):
         hit = self.memory.load_router_state(key)
         if hit is not None and isinstance(hit.get("text"), str):
             self.hits += 1
-            return Completion(model=card.id, text=hit["text"], score=hit.get("score"), raw={"cache": "hit"})
+            paid = {"tokens_in": int(hit.get("tokens_in", 0)), "tokens_out": int(hit.get("tokens_out", 0)),
+                    "cost_usd": float(hit.get("cost_usd", 0.0))} if self.charge_hits else {}
+            return Completion(model=card.id, text=hit["text"], score=hit.get("score"), raw={"cache": "hit"}, **paid)
         completion = await self.inner.complete(request, card)
         self.misses += 1
-        self.memory.save_router_state(key, {"text": completion.text, "score": completion.score})
+        self.memory.save_router_state(key, {
+            "text": completion.text, "score": completion.score, "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out, "cost_usd": completion.cost_usd,
+        })
         return completion
 
     def count_tokens(self, text: str, card: ModelCard) -> int:
@@ -77,15 +87,17 @@ class CachedBackend(Backend):
         await self.inner.aclose()
 
 
-def with_response_cache(pool: ModelPool, memory: Any, namespace: str = NAMESPACE) -> dict[str, CachedBackend]:
+def with_response_cache(pool: ModelPool, memory: Any, namespace: str = NAMESPACE, *,
+                        charge_hits: bool = False) -> dict[str, CachedBackend]:
     """Wrap every backend kind ``pool`` uses in a :class:`CachedBackend` over ``memory`` (in place);
-    returns the wrappers by backend kind (their ``hits``/``misses``)."""
+    returns the wrappers by backend kind (their ``hits``/``misses``). ``charge_hits``: see the
+    module docstring (a pool wrapped already keeps its wrappers' setting)."""
     wrapped: dict[str, CachedBackend] = {}
     for card in pool:
         if card.backend in wrapped:
             continue
         inner = pool.backend(card.id)
-        cached = inner if isinstance(inner, CachedBackend) else CachedBackend(inner, memory, namespace)
+        cached = inner if isinstance(inner, CachedBackend) else CachedBackend(inner, memory, namespace, charge_hits=charge_hits)
         pool.set_backend(card.backend, cached)
         wrapped[card.backend] = cached
     return wrapped

@@ -83,6 +83,10 @@ class GraphPlannerRouter(Router):
 
     name = "graph-planner"
     learned = True
+    #: The planner graph asks :meth:`act` for each (role, agent) (see :mod:`.graph`).
+    builds_workflow = True
+    #: Live training (:mod:`.live_env`): task id → that task's decisions, filled by :meth:`act`.
+    recording: dict[str, list[dict[str, Any]]] | None = None
     knob = "cost_weight"
     knob_grid = (0.0, 0.1, 0.3, 1.0)
 
@@ -255,30 +259,42 @@ class GraphPlannerRouter(Router):
         node_text: str | None = None,
         greedy: bool = True,
         rng: np.random.Generator | None = None,
+        trace: list[dict[str, Any]] | None = None,
+        exclude_query: str | None = None,
     ) -> tuple[int, np.ndarray]:
         """The next action (index into role-major (role, agent) pairs) and the action probabilities.
 
-        ``available`` must already hold the stage machine's rule and the budget mask."""
+        ``available`` must already hold the stage machine's rule and the budget mask. ``trace``
+        (live training) gets the decision: its features, action, log-probability and value;
+        ``exclude_query``: historical rows of that query id are not read (training leaves a question's
+        own past outcomes out of its memory)."""
         self.check_fitted()
         if not np.asarray(available).any():
             raise ConfigurationError("graph-planner: no legal, affordable action")
         node = wf.current()
         texts = [wf.query, node_text if node_text is not None else (node.text if node else wf.query)]
         q_emb, n_emb = embed_texts(texts, self.query_chars).astype(np.float32)
-        view = memory_view(self.history, n_emb, self.memory_k, self.memory_tau)
+        view = memory_view(self.history, n_emb, self.memory_k, self.memory_tau, exclude=exclude_query)
         feats = decision_features(
             wf, node_emb=n_emb, query_emb=q_emb, history=self.history, view=view, agents=list(agents),
             action_cost=np.asarray(action_cost, float), available=np.asarray(available, bool), remaining=remaining,
             budget=budget, cost_scale=self.cost_scale_,
         )
+        agent_id = self._agent_ids(agents)
         with torch.no_grad():
-            logits, _ = self.net_(collate([feats], self._agent_ids(agents)))
+            logits, value = self.net_(collate([feats], agent_id))
             probs = torch.softmax(logits[0], -1).double().numpy()
         if greedy:
-            return int(np.argmax(np.where(available, logits[0].numpy(), -np.inf))), probs
-        rng = rng or np.random.default_rng()
-        p = np.where(available, probs, 0.0)
-        return int(rng.choice(len(p), p=p / p.sum())), probs
+            action = int(np.argmax(np.where(available, logits[0].numpy(), -np.inf)))
+        else:
+            rng = rng or getattr(self, "rng_", None) or np.random.default_rng()
+            p = np.where(available, probs, 0.0)
+            action = int(rng.choice(len(p), p=p / p.sum()))
+        if trace is not None:
+            feats["agent_id"] = agent_id
+            logp = float(torch.log_softmax(logits[0], -1)[action])
+            trace.append({"feats": feats, "action": action, "logp": logp, "value": float(value[0])})
+        return action, probs
 
     def expect(self, task_id: str, agent: Agent | None) -> None:
         """The planner graph's next step in task ``task_id`` is ``agent`` (``None`` clears it)."""

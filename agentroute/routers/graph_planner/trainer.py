@@ -169,41 +169,9 @@ def train(
             )
             batch.append(ep)
         done_episodes += n_ep
-        feats = [d for ep in batch for d in ep.decisions]
-        if not feats:
+        if not any(ep.decisions for ep in batch):
             continue
-        actions = torch.tensor([a for ep in batch for a in ep.actions])
-        old_logp = torch.tensor([x for ep in batch for x in ep.logps])
-        old_v = np.array([x for ep in batch for x in ep.values])
-        rewards = np.concatenate([np.r_[np.zeros(len(ep.actions) - 1), ep.reward] for ep in batch if ep.actions])
-        dones = np.concatenate([np.r_[np.zeros(len(ep.actions) - 1, bool), True] for ep in batch if ep.actions])
-        adv, ret = gae(rewards, old_v, dones, gamma=config.gamma, lam=config.gae_lambda)
-        if config.normalize_advantages:
-            adv = normalize(adv)
-        adv_t, ret_t = torch.tensor(adv, dtype=torch.float32), torch.tensor(ret, dtype=torch.float32)
-        old_v_t = torch.tensor(old_v, dtype=torch.float32)
-        stats = []
-        for _ in range(config.epochs):
-            for mb in minibatches(len(feats), config.minibatch, rng):
-                o = torch.as_tensor(mb)
-                b = collate([feats[j] for j in mb])  # each decision with its own agent-id rows
-                logits, v = net(b)
-                lp = torch.log_softmax(logits, -1)
-                p = lp.exp() * b.mask
-                entropy = -(p * lp.masked_fill(~b.mask, 0.0)).sum(-1)
-                out = ppo_losses(
-                    lp.gather(1, actions[o].unsqueeze(1)).squeeze(1), old_logp[o], adv_t[o], v, ret_t[o],
-                    clip=config.clip, old_values=old_v_t[o], value_clip=config.value_clip, entropy=entropy,
-                )
-                loss = out.policy - config.entropy_coef * out.entropy + out.value
-                opt_pi.zero_grad()
-                opt_v.zero_grad()
-                loss.backward()
-                if config.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
-                opt_pi.step()
-                opt_v.step()
-                stats.append((out.policy.item(), out.value.item(), out.entropy.item(), out.approx_kl))
+        stats = ppo_update(net, opt_pi, opt_v, batch, config, rng)
         row = {
             "episodes": done_episodes,
             "reward": float(np.mean([ep.reward for ep in batch])),
@@ -220,3 +188,45 @@ def train(
         if progress is not None:
             progress(row)
     return log
+
+
+def ppo_update(net: PlannerNet, opt_pi: torch.optim.Optimizer, opt_v: torch.optim.Optimizer, batch: list[Episode],
+               config: PPOConfig, rng: np.random.Generator) -> list[tuple[float, float, float, float]]:
+    """One PPO update (``config.epochs`` passes of minibatches) over the decisions of ``batch``
+    (episodes rolled with ``keep``; the reward comes at each episode's last decision).
+    Returns (policy loss, value loss, entropy, approx KL) per minibatch. Shared by the offline and
+    the live trainers."""
+    feats = [d for ep in batch for d in ep.decisions]
+    actions = torch.tensor([a for ep in batch for a in ep.actions])
+    old_logp = torch.tensor([x for ep in batch for x in ep.logps])
+    old_v = np.array([x for ep in batch for x in ep.values])
+    rewards = np.concatenate([np.r_[np.zeros(len(ep.actions) - 1), ep.reward] for ep in batch if ep.actions])
+    dones = np.concatenate([np.r_[np.zeros(len(ep.actions) - 1, bool), True] for ep in batch if ep.actions])
+    adv, ret = gae(rewards, old_v, dones, gamma=config.gamma, lam=config.gae_lambda)
+    if config.normalize_advantages:
+        adv = normalize(adv)
+    adv_t, ret_t = torch.tensor(adv, dtype=torch.float32), torch.tensor(ret, dtype=torch.float32)
+    old_v_t = torch.tensor(old_v, dtype=torch.float32)
+    stats = []
+    for _ in range(config.epochs):
+        for mb in minibatches(len(feats), config.minibatch, rng):
+            o = torch.as_tensor(mb)
+            b = collate([feats[j] for j in mb])  # each decision with its own agent-id rows
+            logits, v = net(b)
+            lp = torch.log_softmax(logits, -1)
+            p = lp.exp() * b.mask
+            entropy = -(p * lp.masked_fill(~b.mask, 0.0)).sum(-1)
+            out = ppo_losses(
+                lp.gather(1, actions[o].unsqueeze(1)).squeeze(1), old_logp[o], adv_t[o], v, ret_t[o],
+                clip=config.clip, old_values=old_v_t[o], value_clip=config.value_clip, entropy=entropy,
+            )
+            loss = out.policy - config.entropy_coef * out.entropy + out.value
+            opt_pi.zero_grad()
+            opt_v.zero_grad()
+            loss.backward()
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
+            opt_pi.step()
+            opt_v.step()
+            stats.append((out.policy.item(), out.value.item(), out.entropy.item(), out.approx_kl))
+    return stats
