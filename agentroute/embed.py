@@ -70,6 +70,106 @@ def context_text(ctx: RouteContext, max_chars: int | None = None, *, word_start:
     return text_tail(ctx.step_input or ctx.query, max_chars, word_start=word_start)
 
 
+# -- which word pieces of a text the encoder reads ------------------------------------------------
+#: A piece window: (head, tail) word pieces kept from the start and the end of a text; ``None``
+#: reads the whole text (MiniLM itself stops after its first 256 pieces).
+Pieces = tuple[int, int]
+
+#: Characters per word piece assumed when a long text is pre-cut before tokenizing (a piece covers
+#: about 4 characters of English; a text whose cut part yields too few pieces is tokenized whole).
+_CHARS_PER_PIECE = 32
+
+
+def parse_pieces(spec: str | int | Pieces | None) -> Pieces | None:
+    """A piece window from its spelling: ``None``, ``""``, ``"all"`` or ``0``: the whole text;
+    ``64`` or ``"64"``: the last 64 word pieces; ``"16+48"``: the first 16 and the last 48.
+
+    >>> parse_pieces("64"), parse_pieces("16+48"), parse_pieces("all"), parse_pieces((0, 32))
+    ((0, 64), (16, 48), None, (0, 32))
+    """
+    if spec is None or isinstance(spec, bool):
+        return None
+    if isinstance(spec, tuple):
+        head, tail = spec
+    elif isinstance(spec, int):
+        head, tail = 0, spec
+    else:
+        text = spec.strip().lower()
+        if text in ("", "all", "0", "none"):
+            return None
+        parts = text.split("+")
+        try:
+            head, tail = (0, int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            raise ConfigurationError(f"a piece window is N or HEAD+TAIL word pieces, or 'all' (got {spec!r})")
+    if not all(isinstance(v, int) and v >= 0 for v in (head, tail)):
+        raise ConfigurationError(f"a piece window needs whole numbers ≥ 0 (got {spec!r})")
+    return None if head + tail == 0 else (int(head), int(tail))
+
+
+def _starts(word_ids: Sequence[int | None]) -> list[bool]:
+    """Whether each piece begins a word of the pre-tokenizer (whitespace and punctuation split)."""
+    return [i == 0 or w != word_ids[i - 1] for i, w in enumerate(word_ids)]
+
+
+def piece_window(text: str, pieces: Pieces | None, tokenizer) -> str:  # noqa: ANN001
+    """The part of ``text`` an encoder reads under a piece window: its first ``head`` and last
+    ``tail`` word pieces (``tokenizer``: a ``tokenizers.Tokenizer`` with no truncation), cut
+    between words and joined by a newline. A text of at most head + tail pieces is returned whole.
+
+    Cuts fall before a word that starts inside the window (a tail never begins inside a word, a
+    head never ends inside one), so the result has at most head + tail pieces; only a single word
+    longer than the window is cut inside. The rule is on text, not on token ids, so both runtimes
+    read the same thing and the vector cache keys the windowed text.
+    """
+    if pieces is None or not text:
+        return text
+    head, tail = pieces
+    budget = head + tail
+    if len(text) <= budget:  # a piece covers at least one character
+        return text
+    span = _CHARS_PER_PIECE * budget
+    if len(text) > span:  # tokenize only the ends of a long text; fall back to the whole
+        head_part, tail_part = text[: _CHARS_PER_PIECE * head], text[len(text) - _CHARS_PER_PIECE * tail :]
+        h_enc = tokenizer.encode(head_part, add_special_tokens=False) if head else None
+        t_enc = tokenizer.encode(tail_part, add_special_tokens=False) if tail else None
+        if (h_enc is None or len(h_enc.ids) > head) and (t_enc is None or len(t_enc.ids) > tail + 1):
+            return _join(
+                _head_text(head_part, h_enc, head) if head else "",
+                _tail_text(tail_part, t_enc, tail) if tail else "",
+            )
+    enc = tokenizer.encode(text, add_special_tokens=False)
+    if len(enc.ids) <= budget:
+        return text
+    return _join(_head_text(text, enc, head) if head else "", _tail_text(text, enc, tail) if tail else "")
+
+
+def _join(head: str, tail: str) -> str:
+    return f"{head}\n{tail}" if head and tail else head or tail
+
+
+def _head_text(text: str, enc, head: int) -> str:  # noqa: ANN001
+    """``text`` up to the end of its first ``head`` pieces, ending between words."""
+    starts = _starts(enc.word_ids)
+    cut = next((j for j in range(head, 0, -1) if j >= len(starts) or starts[j]), head)
+    return text[: enc.offsets[cut - 1][1]]
+
+
+def _tail_text(text: str, enc, tail: int) -> str:  # noqa: ANN001
+    """``text`` from the start of its last ``tail`` pieces, beginning at a word."""
+    n = len(enc.ids)
+    starts = _starts(enc.word_ids)
+    first = max(0, n - tail)
+    cut = next((j for j in range(first, n) if starts[j]), first)
+    return text[enc.offsets[cut][0] :]
+
+
+def _pieces_default() -> Pieces | None:
+    return parse_pieces(os.environ.get("AGENTROUTE_EMBED_PIECES"))
+
+
 def cache_dir() -> Path:
     """``$AGENTROUTE_CACHE`` or ``~/.cache/agentroute``."""
     return Path(os.environ.get("AGENTROUTE_CACHE", Path.home() / ".cache" / "agentroute"))
@@ -126,6 +226,10 @@ class SentenceEmbedder:
         precision: ``"fp32"`` or ``"int8"`` (ONNX only; default ``$AGENTROUTE_EMBED_PRECISION`` or
             fp32). int8 keeps the FFN down-projections fp32 (:func:`agentroute.embed_onnx.quantize_int8`).
         progress: show a bar for long embeddings (``None``: see :mod:`agentroute.progress`).
+        pieces: the word pieces of each text read (:func:`parse_pieces`, :func:`piece_window`):
+            ``"64"`` the last 64, ``"16+48"`` the first 16 and the last 48; default
+            ``$AGENTROUTE_EMBED_PIECES`` or the whole text. Texts are windowed before the cache
+            lookup, so each window has its own entries; texts within the window are unchanged.
     """
 
     def __init__(
@@ -137,6 +241,7 @@ class SentenceEmbedder:
         runtime: Runtime | None = None,
         precision: Literal["fp32", "int8"] | None = None,
         progress: bool | None = None,
+        pieces: str | int | Pieces | None = None,
     ):
         self.model_name = model or default_model_path()
         self.batch_size = batch_size
@@ -147,6 +252,8 @@ class SentenceEmbedder:
         if self.precision not in ("fp32", "int8"):
             raise ConfigurationError(f"'precision' must be fp32 or int8 (got {self.precision!r})")
         self.progress = progress
+        self.pieces = parse_pieces(pieces) if pieces is not None else _pieces_default()
+        self._window_tok = None
         self.runtime_: str | None = None
         self._model = None
         self._onnx = None
@@ -200,6 +307,24 @@ class SentenceEmbedder:
             self.dim = self._onnx.dim
         return self._onnx
 
+    def window(self, text: str, pieces: str | int | Pieces | None = None) -> str:
+        """The part of ``text`` this embedder reads (:func:`piece_window` of ``pieces``, default
+        this embedder's window; the whole text when none is set)."""
+        window = self.pieces if pieces is None else parse_pieces(pieces)
+        if window is None:
+            return text
+        if self._window_tok is None:
+            file = Path(self.model_name) / "tokenizer.json"
+            if not file.is_file():
+                raise ConfigurationError(
+                    f"a piece window needs the model's tokenizer.json (none in {self.model_name!r})"
+                )
+            tok = require("tokenizers").Tokenizer.from_file(str(file))
+            tok.no_truncation()
+            tok.no_padding()
+            self._window_tok = tok
+        return piece_window(text, window, self._window_tok)
+
     def _key(self, text: str) -> str:
         tag = self._tag + ("q8f" if self.runtime_ == "onnx-int8" else "")
         return tag + hashlib.sha1(text.encode()).hexdigest()
@@ -240,6 +365,8 @@ class SentenceEmbedder:
         runtime) and each chunk is written to the cache as soon as it is done."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.pieces is not None:
+            texts = [self.window(t) for t in texts]
         with self._lock:
             if self.runtime_ is None and self.precision == "int8":
                 self._load_onnx()  # the cache key depends on whether int8 was kept
@@ -286,3 +413,9 @@ def default_embedder() -> SentenceEmbedder:
     if _DEFAULT is None:
         _DEFAULT = SentenceEmbedder()
     return _DEFAULT
+
+
+def set_default_pieces(spec: str | int | Pieces | None) -> None:
+    """Set the piece window of the process-wide embedder (:func:`parse_pieces`; ``None`` or
+    ``"all"``: the whole text). The instance stays the same, so routers holding it follow."""
+    default_embedder().pieces = parse_pieces(spec)

@@ -9,6 +9,7 @@ of ``router.route(ctx)``, p50 and p99. One torch / ONNX Runtime thread (the pack
     python benchmarks/decision_latency.py --n 200
     python benchmarks/decision_latency.py --routers knn,logreg --runtime torch
     python benchmarks/decision_latency.py --routers none --dataset routellm-mmlu --precision int8 --threads 2
+    python benchmarks/decision_latency.py --pieces 16+48     # the encoder reads a 16 + 48 piece window
 
 ``--routers none`` times the embedding alone. The word-piece length of the queries is printed: the
 encoder's cost grows with it (MiniLM reads at most 256), so the datasets differ.
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="routerbench")
     parser.add_argument("--precision", default=None, help="ONNX precision: fp32 or int8 (default: fp32)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--pieces", default=None,
+                        help="word pieces the encoder reads: N (the last N), HEAD+TAIL, or all "
+                             "(default: $AGENTROUTE_EMBED_PIECES)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.runtime:
         os.environ["AGENTROUTE_EMBED_RUNTIME"] = args.runtime
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AGENTROUTE_EMBED_PRECISION"] = args.precision
     if args.threads:
         os.environ["AGENTROUTE_ORT_THREADS"] = str(args.threads)
+    if args.pieces is not None:
+        os.environ["AGENTROUTE_EMBED_PIECES"] = args.pieces
     print(f"command: python {' '.join(sys.argv)}")
     from agentroute.embed import default_embedder
     from agentroute.eval import load_dataset
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     pieces = _word_pieces(emb, [c.query for c in fresh_queries()[: args.n]])
     print(f"load average {os.getloadavg()[0]:.1f}; {args.n} fresh {args.dataset} test queries, "
           f"{len(ctxs[0].candidates)} candidates; word pieces embedded p50 {np.median(pieces):.0f}, "
-          f"max {max(pieces)}; threads {os.environ.get('AGENTROUTE_ORT_THREADS', '1')}")  # fmt: skip
+          f"max {max(pieces)}; threads {os.environ.get('AGENTROUTE_ORT_THREADS', '1')}; "
+          f"piece window {emb.pieces or 'all'}")  # fmt: skip
     print("| router | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms |")
     print("|---|---:|---:|---:|---:|")
     print(f"| (embedding alone, {emb.runtime_}) | {_row(solo, solo_cpu)} |")
@@ -102,7 +109,7 @@ def _word_pieces(emb, texts: list[str]) -> list[int]:  # noqa: ANN001
     onnx = getattr(emb, "_onnx", None)
     if onnx is None:
         return [0]
-    return [len(ids) for ids in onnx._encode_ids(texts)]
+    return [len(ids) for ids in onnx._encode_ids([emb.window(t) for t in texts])]
 
 
 def _row(wall: list[float], cpu: list[float]) -> str:

@@ -9,6 +9,10 @@ load; wall texts/s and the load average are printed too); the cosine to the
 torch vectors is reported as min / mean over the texts.
 
     python benchmarks/embed_speed.py --n 400 --rounds 3
+    python benchmarks/embed_speed.py --pieces 48,16+32   # also ONNX on piece windows (window cut timed too)
+
+With ``--pieces`` each window adds an fp32 and an int8 ONNX row; their cosine is to the torch vectors
+of the whole text (how far the window moves a vector), not a runtime's error.
 """
 
 from __future__ import annotations
@@ -39,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--datasets", default="routellm-mmlu,routerbench")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pieces", default="", help="comma-separated piece windows (N or HEAD+TAIL) to time too")
     args = parser.parse_args(argv)
     print(f"command: python {' '.join(sys.argv)}")
     from agentroute._optional import torch_module
-    from agentroute.embed import default_model_path
+    from agentroute.embed import SentenceEmbedder, default_model_path
     from agentroute.embed_onnx import OnnxEmbedder
 
     texts = sample_texts(args.n, args.datasets.split(","))
@@ -58,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         "onnx fp32": lambda: fp32.embed(texts),
         "onnx int8": lambda: int8.embed(texts),
     }
+    for spec in [p for p in args.pieces.split(",") if p.strip()]:
+        cut = SentenceEmbedder(cache=False, pieces=spec)
+        runtimes[f"onnx fp32, pieces {spec}"] = lambda c=cut: fp32.embed([c.window(t) for t in texts])
+        runtimes[f"onnx int8, pieces {spec}"] = lambda c=cut: int8.embed([c.window(t) for t in texts])
     times: dict[str, list[float]] = {k: [] for k in runtimes}
     cpu: dict[str, list[float]] = {k: [] for k in runtimes}
     vectors: dict[str, np.ndarray] = {}

@@ -11,6 +11,9 @@ results.json/csv and curves.png go under ``--out/<dataset>/``.
     python benchmarks/quality.py                       # all datasets, all single-step routers
     python benchmarks/quality.py --datasets routerbench --routers knn,mf --boot 200
     python benchmarks/quality.py --datasets routellm-mmlu --sample 0.5   # a seeded half of each split
+    python benchmarks/quality.py --routers knn,mlp --pieces 48 --paired-pieces all
+        # the encoder reads the last 48 word pieces; each router's AIQ change against the whole
+        # prompt ('all'), paired bootstrap over the same test queries
 
 Data: ``$AGENTROUTE_DATA`` (default ../shared/data). Embeddings are cached on disk
 (``$AGENTROUTE_CACHE``): the first run embeds ~24k queries and takes a while on a small CPU.
@@ -27,7 +30,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.embed import default_embedder, set_default_pieces
 from agentroute.eval import load_dataset
+from agentroute.eval import metrics as M
 from agentroute.eval.harness import evaluate
 from agentroute.eval.plots import plot_curves
 from agentroute.eval.results import EvalResult, RouterResult
@@ -109,6 +114,29 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def paired_table(new: EvalResult, base: EvalResult, test, window, args: argparse.Namespace) -> str:  # noqa: ANN001
+    """Markdown: each router's AIQ under ``--pieces`` and ``--paired-pieces`` and the paired
+    bootstrap (same resampled test queries for both) of the change."""
+    lines = [f"AIQ, piece window {window or 'default'} vs {args.paired_pieces} ({new.dataset}, "
+             f"{new.n_test} test queries, {args.boot} resamples, 90%):",
+             f"| router | AIQ {args.paired_pieces} | AIQ {window} | change (90% CI) |", "|---|---:|---:|---|"]  # fmt: skip
+    single = (test.scores, test.costs)
+    for r in new.routers:
+        try:
+            b = base.router(r.name)
+        except KeyError:
+            continue
+        if r.error or b.error or r.name not in new._outcomes or b.name not in base._outcomes:
+            lines.append(f"| {r.name} | {_f(b.aiq)} | {_f(r.aiq)} | {r.error or b.error or ''} |")
+            continue
+        d = M.bootstrap_aiq_difference(
+            new.outcomes(r.name), base.outcomes(b.name), single, n_boot=max(args.boot, 1), seed=args.seed,
+            anchor_a=r.anchor, anchor_b=b.anchor,
+        )  # fmt: skip
+        lines.append(f"| {r.name} | {_f(b.aiq)} | {_f(r.aiq)} | {_ci(list(d))} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -119,33 +147,65 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explore", action="store_true", help="also sweep exploring routers in explore mode")
     parser.add_argument("--limit", type=int, default=None, help="at most N queries per split (seeded subset)")
     parser.add_argument("--sample", type=float, default=None, help="this fraction of each split (seeded subset)")
+    parser.add_argument("--pieces", default=None,
+                        help="word pieces the encoder reads: N (the last N), HEAD+TAIL or all "
+                             "(default $AGENTROUTE_EMBED_PIECES)")  # fmt: skip
+    parser.add_argument("--views", default=None, metavar="W1,W2",
+                        help="embed each query under these piece windows separately and concatenate "
+                             "the vectors (agentroute.routers.utility.QUERY_VIEWS), e.g. 48+0,0+48")  # fmt: skip
+    parser.add_argument("--paired-pieces", default=None, metavar="BASE",
+                        help="also run under piece window BASE and report each router's AIQ change "
+                             "(--pieces minus BASE) with a paired-bootstrap interval")  # fmt: skip
     args = parser.parse_args(argv)
     routers = args.routers.split(",") if args.routers else default_routers()
     console.print(f"command: python {' '.join(sys.argv)}")
     console.print(f"routers: {', '.join(routers)}; left out: {EXCLUDED}")
+    if args.views:
+        from agentroute.embed import parse_pieces
+        from agentroute.routers import utility
+
+        utility.QUERY_VIEWS = tuple(parse_pieces(v) for v in args.views.split(","))
+        console.print(f"query vectors: concatenated piece windows {utility.QUERY_VIEWS}")
+    # --pieces 48,16+32: one run per window; default $AGENTROUTE_EMBED_PIECES or the whole text
+    windows = args.pieces.split(",") if args.pieces else [default_embedder().pieces]
     for spec in args.datasets.split(","):
         start = time.perf_counter()
         dataset = load_dataset(spec, seed=args.seed, limit=args.limit, sample=args.sample)
-        result = evaluate(
-            dataset,
-            routers,
-            seed=args.seed,
-            progress=sys.stderr.isatty(),
-            on_router=functools.partial(_log, dataset.name),
-            explore=args.explore,
-            n_boot=args.boot,
-        )
-        out = args.out / dataset.name
-        result.write(out)
-        plot_curves(result, out / "curves.png")
-        rich, md = table(result)
-        console.rule(dataset.name)
-        console.print(header(result))
-        console.print(rich)
-        console.print(
-            f"Markdown ({time.perf_counter() - start:.0f} s; written to {out}):\n{md}\n", soft_wrap=True
-        )
+        run = functools.partial(
+            evaluate, dataset, routers, seed=args.seed, progress=sys.stderr.isatty(),
+            on_router=functools.partial(_log, dataset.name), explore=args.explore, n_boot=args.boot,
+        )  # fmt: skip
+        base = None
+        if args.paired_pieces is not None:
+            set_default_pieces(args.paired_pieces)
+            console.print(f"{dataset.name}: baseline run, piece window {default_embedder().pieces or 'all'}")
+            base = run()
+        for window in windows:
+            set_default_pieces(window)
+            console.print(f"{dataset.name}: piece window {default_embedder().pieces or 'all'}")
+            result = run()
+            if base is not None:
+                console.print(paired_table(result, base, dataset.test, window, args))
+            _report(result, args.out / dataset.name / _window_dir(window, len(windows)), start)
     return 0
+
+
+def _window_dir(window, n: int) -> str:  # noqa: ANN001
+    """The sub-folder of a window's results when several windows ran ('' for one)."""
+    return "" if n == 1 else f"pieces-{str(window).replace('+', '_')}"
+
+
+def _report(result: EvalResult, out: Path, start: float) -> None:
+    """Write the results and plot, print the tables."""
+    result.write(out)
+    plot_curves(result, out / "curves.png")
+    rich, md = table(result)
+    console.rule(result.dataset)
+    console.print(header(result))
+    console.print(rich)
+    console.print(
+        f"Markdown ({time.perf_counter() - start:.0f} s; written to {out}):\n{md}\n", soft_wrap=True
+    )
 
 
 if __name__ == "__main__":

@@ -108,12 +108,26 @@ def sweep(
 QUERY_CHARS: int | None = None
 
 
+#: Piece windows (:func:`agentroute.embed.parse_pieces`) embedded separately and concatenated into
+#: one query vector, each part unit norm and scaled by 1/√k so that the whole is unit norm: e.g.
+#: ``((48, 0), (0, 48))``, a head vector that names the task beside a tail vector of the question
+#: (n × 384·k); a ``None`` view is the whole text. ``None`` (default): one vector, from the embedder's own window. An experiment of
+#: issue 16 (``benchmarks/quality.py --views``), not a serving setting: it runs the encoder k times.
+QUERY_VIEWS: tuple[tuple[int, int] | None, ...] | None = None
+
+
 def embed_texts(texts: Sequence[str], max_chars: int | None = None) -> np.ndarray:
     """MiniLM vectors (n × 384, unit norm) of each text's :func:`~agentroute.embed.text_tail` of
-    ``max_chars`` (``None``: the whole text), from the process-wide, disk-cached embedder."""
+    ``max_chars`` (``None``: the whole text), from the process-wide, disk-cached embedder (or the
+    concatenated :data:`QUERY_VIEWS` when set)."""
     from agentroute.embed import default_embedder
 
-    return default_embedder().embed([text_tail(t, max_chars) for t in texts])
+    emb = default_embedder()
+    cut = [text_tail(t, max_chars) for t in texts]
+    if not QUERY_VIEWS:
+        return emb.embed(cut)
+    parts = [emb.embed([emb.window(t, view) if view else t for t in cut]) for view in QUERY_VIEWS]
+    return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32)
 
 
 def embed_contexts(ctxs: Sequence[RouteContext], max_chars: int | None = None) -> np.ndarray:
