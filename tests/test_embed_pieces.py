@@ -137,3 +137,15 @@ def test_query_views_concatenate_a_head_and_a_tail_vector(monkeypatch):
     head, tail = emb.embed([emb.window(LONG, "48+0"), emb.window(LONG, "48")])
     assert np.allclose(two[0, :384] * np.sqrt(2), head, atol=1e-6)
     assert np.allclose(two[0, 384:] * np.sqrt(2), tail, atol=1e-6)
+
+
+def test_the_docs_example_runs(capsys):
+    """docs/eval.md's piece-window example, as written."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "eval.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in doc.split("```python\n")[1:]]
+    example = next(b for b in blocks if 'pieces="32+32"' in b)
+    exec(compile(example, "docs/eval.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "7 of 100 examples kept; Question: what is 17 * 3?" in out and "(1, 384)" in out
