@@ -15,6 +15,7 @@ import math
 import numbers
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
@@ -115,7 +116,11 @@ class Budget(BaseModel):
         return int(number) if info.field_name in _COUNTS else number
 
     def limits(self) -> dict[str, float]:
-        return {r: float(getattr(self, r)) for r in RESOURCES if getattr(self, r) is not None}
+        return {r: float(v) for r, v in self.given().items()}
+
+    def given(self) -> dict[str, float | int]:
+        """The limits that are set, as given (``model_dump(exclude_none=True)``, faster)."""
+        return {r: v for r in RESOURCES if (v := getattr(self, r)) is not None}
 
 
 class Cost(NamedTuple):
@@ -132,8 +137,9 @@ class Cost(NamedTuple):
 
     def is_valid(self) -> bool:
         """Every amount finite and non-negative (usage from a provider is outside data)."""
-        total = sum(self)  # NaN or ±inf anywhere makes the sum NaN or infinite
-        return total == total and total < math.inf and min(self) >= 0.0
+        usd, tokens, calls, seconds, large = self  # a NaN fails every comparison
+        inf = math.inf
+        return 0.0 <= usd < inf and 0.0 <= tokens < inf and 0.0 <= calls < inf and 0.0 <= seconds < inf and 0.0 <= large < inf
 
 
 _SECONDS = RESOURCES.index("seconds")
@@ -239,6 +245,11 @@ class Ledger:
         """Whether an attempt with this worst case could be reserved now."""
         with self._lock:
             return self._shortfall(worst_case) is None
+
+    def affordable_each(self, worst_cases: Sequence[Cost]) -> list[bool]:
+        """:meth:`affordable` for each worst case, checked against one state of the ledger."""
+        with self._lock:
+            return [self._shortfall(w) is None for w in worst_cases]
 
     # -- reserve / settle -------------------------------------------------------------------
     def reserve(self, worst_case: Cost) -> Reservation:

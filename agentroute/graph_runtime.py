@@ -132,9 +132,9 @@ def new_task(
     ['budget', 'metadata', 'query_id', 'task_id', 'task_type']
     """
     if isinstance(budget, Budget):
-        limits: dict[str, Any] | None = budget.model_dump(exclude_none=True)
+        limits: dict[str, Any] | None = budget.given()
     elif budget is not None:
-        limits = dict(Budget(**budget).model_dump(exclude_none=True))
+        limits = Budget(**budget).given()
     else:
         limits = None
     return {
@@ -150,7 +150,10 @@ def graph_path(config: Mapping[str, Any] | None) -> str:
     ns = (config.get("metadata") or {}).get("langgraph_checkpoint_ns")
     if ns is None:
         ns = (config.get("configurable") or {}).get("checkpoint_ns", "")
-    return "|".join(part.split(":", 1)[0] for part in str(ns).split("|")[:-1])
+    ns = str(ns)
+    if "|" not in ns:  # a node of the root graph
+        return ""
+    return "|".join(part.split(":", 1)[0] for part in ns.split("|")[:-1])
 
 
 def fingerprint(value: Any) -> str:
@@ -256,10 +259,19 @@ def _noop(chunk: Any) -> None:
 _NOOP_CODE = _noop.__code__.co_code
 
 
+_last_writer: tuple[Any, bool] = (None, False)  # the last writer asked about, and the answer
+
+
 def _writes(writer: Any) -> bool:
     """Whether ``writer`` does anything (LangGraph passes a do-nothing one unless ``custom`` is streamed)."""
+    global _last_writer
+    last = _last_writer
+    if writer is last[0]:
+        return last[1]
     code = getattr(writer, "__code__", None)
-    return writer is not None and (code is None or code.co_code != _NOOP_CODE or bool(code.co_names))
+    writes = writer is not None and (code is None or code.co_code != _NOOP_CODE or bool(code.co_names))
+    _last_writer = (writer, writes)
+    return writes
 
 
 def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, writer: Any) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,9 +47,15 @@ class Agent(BaseModel):
     model: str
     strategy: str = "direct"
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # routers read it on every step: computed once per (frozen) agent
         return f"{self.role}:{self.model}:{self.strategy}"
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy.__dict__.pop("key", None)  # the cached key of the original no longer holds
+        return copy
 
     def __str__(self) -> str:
         return self.key

@@ -65,6 +65,8 @@ class _Candidate(NamedTuple):
     shared_count: bool  # the backend counts prompt tokens the same way for every card
     direct: bool
     asks: bool  # the endpoint can count prompt tokens itself (a vLLM server's /tokenize)
+    model: str  # the name the backend is called with
+    priced_by_card: bool  # the backend's worst case is the card's price of the counted tokens
 
 
 class _Plan(NamedTuple):
@@ -81,19 +83,22 @@ class _Plan(NamedTuple):
     card_usd: float
     direct: bool  # one sample from a backend that answers without I/O: no timeout task is needed
     asks: bool
+    candidate: _Candidate
 
 
-def _worst_cases(
-    backend: Backend, request: CompletionRequest, card: ModelCard, samples: int, tokens_in: int, large: bool
-) -> tuple[Cost, Cost, float]:
+def _worst_cases(c: _Candidate, request: CompletionRequest, tokens_in: int) -> tuple[Cost, Cost, float]:
     """(the whole step's worst case, one attempt's, the card-priced step cost routers see).
 
     One attempt: prompt tokens × input price + ``max_tokens`` × output price, one call (a large one
     on a large-tier card); the step: ``samples`` attempts.
     """
-    sample = Cost(backend.worst_case_usd(request, card, tokens_in), tokens_in + request.max_tokens, 1.0, 0.0, 1.0 if large else 0.0)
-    worst = sample if samples == 1 else Cost(*(a * samples for a in sample))
-    return worst, sample, card.usd(tokens_in, request.max_tokens) * samples
+    card, samples = c.card, c.strategy.samples
+    card_usd = card.usd(tokens_in, request.max_tokens)
+    usd = card_usd if c.priced_by_card else c.backend.worst_case_usd(request, card, tokens_in)
+    sample = Cost(usd, tokens_in + request.max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0)
+    if samples == 1:
+        return sample, sample, card_usd
+    return Cost(*(a * samples for a in sample)), sample, card_usd * samples
 
 
 async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -166,6 +171,7 @@ class Dispatcher:
         self._cards = {card.id: card for card in pool}
         self._route_off_loop = False
         self._slow_routes = 0
+        self._hooks: tuple[Router | None, dict[str, bool]] = (None, {})
 
     # -- tasks ------------------------------------------------------------------------------
     def start(
@@ -182,9 +188,8 @@ class Dispatcher:
         meta = dict(metadata or {})
         if query_id is not None:
             meta["query_id"] = query_id
-        task = Task(query=query, graph=graph, task_type=task_type, budget=budget, metadata=meta)
-        if task_id:
-            task.id = task_id
+        fields = {"id": task_id} if task_id else {}
+        task = Task(query=query, graph=graph, task_type=task_type, budget=budget, metadata=meta, **fields)
         run = TaskRun(task=task, ledger=Ledger(budget or Budget()), context={"query": query})
         if self.memory is not None:
             self.memory.start_task(task)
@@ -209,7 +214,7 @@ class Dispatcher:
             task.score = run.steps[-1].score
         if self.memory is not None:
             self.memory.finish_task(task)
-        if run.steps:
+        if run.steps and self._hooked("observe"):
             self._guarded(run, run.stage or "", "observe", self.router.observe, run.steps[-1], task)
         return task
 
@@ -262,7 +267,7 @@ class Dispatcher:
             attempts.append(step)
             if step.status != "ok" or run.exhausted:
                 return step
-            if not self._guarded(run, stage, "escalate", self.router.escalate, ctx, step):
+            if not self._hooked("escalate") or not self._guarded(run, stage, "escalate", self.router.escalate, ctx, step):
                 return step
             excluded.add(step.agent.key)
             self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
@@ -271,10 +276,10 @@ class Dispatcher:
         if run.exhausted:  # an overrun or the deadline stopped the task's calls
             return []
         faulty = run.context.get("faulty_endpoints")
-        return [
-            p for p in plans
-            if p.key not in excluded and not (faulty and p.card.id in faulty) and run.ledger.affordable(p.worst)
-        ]
+        if excluded or faulty:
+            plans = [p for p in plans if p.key not in excluded and not (faulty and p.card.id in faulty)]
+        fits = run.ledger.affordable_each([p.worst for p in plans])
+        return [p for p, ok in zip(plans, fits, strict=True) if ok]
 
     def _exhaust(self, run: TaskRun, stage: str, subject: str, detail: str) -> None:
         run.exhausted = True
@@ -332,18 +337,15 @@ class Dispatcher:
                     {"role": "system", "content": strategy.system_prompt(prompt)},
                     {"role": "user", "content": input},
                 ]
-            request = CompletionRequest(
-                model=card.backend_model, messages=chat, max_tokens=c.max_tokens,
-                temperature=strategy.temperature, query_id=query_id,
-            )
+            request = CompletionRequest(c.model, chat, c.max_tokens, strategy.temperature, None, query_id)
             if c.shared_count:
                 tokens_in = counted.get((backend, strategy.name))
                 if tokens_in is None:
                     tokens_in = counted[(backend, strategy.name)] = backend.prompt_tokens(request, card)
             else:
                 tokens_in = backend.prompt_tokens(request, card)
-            worst, sample, card_usd = _worst_cases(backend, request, card, strategy.samples, tokens_in, c.large)
-            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.direct, c.asks))
+            worst, sample, card_usd = _worst_cases(c, request, tokens_in)
+            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.direct, c.asks, c))
         return plans
 
     async def _ask_counts(self, run: TaskRun, plans: list[_Plan]) -> list[_Plan]:
@@ -378,9 +380,7 @@ class Dispatcher:
             task = counts[_count_key(p)]
             if task.cancelled() or not task.done() or task.exception() is not None:
                 continue  # the bound stays
-            worst, sample, card_usd = _worst_cases(
-                p.backend, p.request, p.card, p.strategy.samples, task.result(), p.sample.large_calls > 0
-            )
+            worst, sample, card_usd = _worst_cases(p.candidate, p.request, task.result())
             out[i] = p._replace(worst=worst, sample=sample, card_usd=card_usd)
         return out
 
@@ -400,7 +400,11 @@ class Dispatcher:
                 shared = type(backend).prompt_tokens is Backend.prompt_tokens and type(backend).count_tokens is Backend.count_tokens
                 direct = strategy.samples == 1 and not backend.blocks
                 asks = bool(card.base_url) and type(backend).aprompt_tokens is not Backend.aprompt_tokens
-                found.append(_Candidate(agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared, direct, asks))
+                by_card = type(backend).worst_case_usd is Backend.worst_case_usd
+                found.append(_Candidate(
+                    agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared, direct, asks,
+                    card.backend_model, by_card,
+                ))
             self._candidates[key] = found
         return found
 
@@ -473,8 +477,14 @@ class Dispatcher:
     def _validate(self, decision: Any, plans: list[_Plan]) -> list[_Plan]:
         if not isinstance(decision, Decision) or not decision.agents:
             raise ConfigurationError(f"router returned {type(decision).__name__} {decision!r:.80}, not a Decision naming an agent")
+        agents = decision.agents
+        if len(agents) == 1:  # the common case: one agent, found without building an index
+            agent = agents[0]
+            for p in plans:
+                if p.agent is agent:
+                    return [p]
         by_key = {p.key: p for p in plans}
-        chosen = [by_key.get(getattr(agent, "key", None)) for agent in decision.agents]  # type: ignore[arg-type]
+        chosen = [by_key.get(getattr(agent, "key", None)) for agent in agents]  # type: ignore[arg-type]
         if any(p is None for p in chosen):
             raise ConfigurationError(
                 f"router {self.router.name!r} chose {[getattr(a, 'key', a) for a in decision.agents]} outside its candidates"
@@ -482,6 +492,17 @@ class Dispatcher:
         if len(chosen) > 1:  # one run per agent, even if named twice
             chosen = list({p.key: p for p in chosen}.values())  # type: ignore[union-attr]
         return chosen  # type: ignore[return-value]
+
+    def _hooked(self, hook: str) -> bool:
+        """Whether the router overrides ``hook`` (``observe``, ``escalate``): the base class's do nothing."""
+        router = self.router
+        known = self._hooks
+        if known[0] is not router:  # a router swapped in since: look again
+            known = self._hooks = (router, {
+                name: getattr(getattr(router, name), "__func__", None) is not getattr(Router, name)
+                for name in ("observe", "escalate")
+            })
+        return known[1][hook]
 
     def _guarded(self, run: TaskRun, stage: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call a router hook; a raising hook is audited and counts as ``None``."""
@@ -564,10 +585,7 @@ class Dispatcher:
 
     async def _call(self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str) -> Step:
         """One agent's step: every sample and every retry is a provider attempt reserved on its own."""
-        fields: dict[str, Any] = {
-            "task_id": run.task.id, "index": run.next_index(), "stage": stage, "agent": plan.agent,
-            "decision": decision, "input": input,
-        }
+        index = run.next_index()
         started = time.perf_counter()
         charged = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
         if plan.direct:
@@ -578,16 +596,24 @@ class Dispatcher:
             outcomes = await asyncio.gather(*(self._attempt(run, plan, stage, charged) for _ in range(plan.strategy.samples)))
             completions = [o for o in outcomes if isinstance(o, Completion)]
             error = None if completions else outcomes[0]
-        fields["latency_ms"] = (time.perf_counter() - started) * 1000
-        fields["cost_usd"], fields["tokens_in"], fields["tokens_out"] = charged
+        latency_ms = (time.perf_counter() - started) * 1000
+        usd, tokens_in, tokens_out = charged
         if not completions:
-            return Step(**fields, status="failed", error=str(error))
+            return Step(
+                task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
+                latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
+                status="failed", error=str(error),
+            )
         if len(completions) == 1:
             first = completions[0]
             text, confidence = first.text, first.raw.get("confidence")
         else:
             text, confidence = plan.strategy.aggregate([c.text for c in completions])
-        return Step(**fields, output=text, score=completions[0].score, confidence=confidence)
+        return Step(
+            task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
+            latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
+            output=text, score=completions[0].score, confidence=confidence,
+        )
 
     async def _attempt(self, run: TaskRun, plan: _Plan, stage: str, charged: list[Any]) -> Completion | str:
         """One sample with its retries; each try is reserved first. Returns the completion or why not."""
@@ -718,7 +744,8 @@ class Dispatcher:
         run.steps.append(step)
         if self.memory is not None:
             self.memory.record_step(step)
-        self._guarded(run, step.stage, "observe", self.router.observe, step)
+        if self._hooked("observe"):
+            self._guarded(run, step.stage, "observe", self.router.observe, step)
 
     def _audit(self, run: TaskRun, stage: str, kind: str, subject: str, detail: str) -> None:
         event = AuditEvent(task_id=run.task.id, stage=stage, kind=kind, subject=subject, detail=detail)  # type: ignore[arg-type]

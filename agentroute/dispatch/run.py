@@ -74,7 +74,7 @@ class TaskRun:
                 "graph": task.graph,
                 "task_type": task.task_type,
                 "metadata": task.metadata,
-                "budget": task.budget.model_dump(exclude_none=True) if task.budget is not None else None,
+                "budget": task.budget.given() if task.budget is not None else None,
                 "carry": self.carry,
             }
         with self._lock:

@@ -48,7 +48,7 @@ Messages = Sequence[dict[str, str]]
 
 def utf8_len(text: str) -> int:
     """UTF-8 bytes of ``text`` (a lone surrogate counts as its 3-byte encoding)."""
-    return len(text.encode("utf-8", "surrogatepass"))
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def text_bound(text: str) -> int:

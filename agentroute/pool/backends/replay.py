@@ -35,9 +35,11 @@ class ReplayBackend(Backend):
     def __init__(self, outcomes: Iterable[LoggedOutcome] = ()):
         self._outcomes: dict[tuple[str, str], LoggedOutcome] = {}
         self._last_chat: tuple[object, int] | None = None
+        self._last_lookup: tuple[CompletionRequest, ModelCard, LoggedOutcome | None] | None = None
         self.add(outcomes)
 
     def add(self, outcomes: Iterable[LoggedOutcome]) -> None:
+        self._last_lookup = None
         for outcome in outcomes:
             self._outcomes[(outcome.query_id, outcome.model)] = outcome
 
@@ -45,10 +47,20 @@ class ReplayBackend(Backend):
         return len(self._outcomes)
 
     def lookup(self, request: CompletionRequest, card: ModelCard) -> LoggedOutcome:
-        key = request.query_id or request.prompt_text
-        outcome = self._outcomes.get((key, card.backend_model))
+        outcome = self._find(request, card)
         if outcome is None:
+            key = request.query_id or request.prompt_text
             raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False)
+        return outcome
+
+    def _find(self, request: CompletionRequest, card: ModelCard) -> LoggedOutcome | None:
+        """The logged outcome of ``request`` on ``card``; the last answer is remembered, as the
+        dispatcher asks for the prompt tokens and the worst case of one request in turn."""
+        last = self._last_lookup
+        if last is not None and last[0] is request and last[1] is card:
+            return last[2]
+        outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
+        self._last_lookup = (request, card, outcome)
         return outcome
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
@@ -57,7 +69,7 @@ class ReplayBackend(Backend):
         The bound of the last chat is remembered (by identity: the dispatcher builds one chat per
         strategy and step and never changes it), so the candidates of a step count it once.
         """
-        outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
+        outcome = self._find(request, card)
         if outcome is not None and outcome.tokens_in > 0:
             return outcome.tokens_in
         messages, last = request.messages, self._last_chat
@@ -68,7 +80,7 @@ class ReplayBackend(Backend):
         return count
 
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
-        outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
+        outcome = self._find(request, card)
         if outcome is not None:
             return outcome.cost_usd
         return super().worst_case_usd(request, card, prompt_tokens)
