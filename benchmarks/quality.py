@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -114,12 +115,15 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def paired_table(new: EvalResult, base: EvalResult, test, window, args: argparse.Namespace) -> str:  # noqa: ANN001
-    """Markdown: each router's AIQ under ``--pieces`` and ``--paired-pieces`` and the paired
-    bootstrap (same resampled test queries for both) of the change."""
-    lines = [f"AIQ, piece window {window or 'default'} vs {args.paired_pieces} ({new.dataset}, "
+def paired_table(new: EvalResult, base: EvalResult, test, label: str, base_label: str,  # noqa: ANN001
+                 args: argparse.Namespace) -> str:  # fmt: skip
+    """Markdown: each router's AIQ in this run (``label``) and in the baseline (``base_label``) and
+    the paired bootstrap (same resampled test queries for both) of the change."""
+    if base.n_test != new.n_test:
+        return f"(no paired comparison: {base.n_test} baseline test queries, {new.n_test} here)\n"
+    lines = [f"AIQ, {label} vs {base_label} ({new.dataset}, "
              f"{new.n_test} test queries, {args.boot} resamples, 90%):",
-             f"| router | AIQ {args.paired_pieces} | AIQ {window} | change (90% CI) |", "|---|---:|---:|---|"]  # fmt: skip
+             f"| router | AIQ {base_label} | AIQ {label} | change (90% CI) |", "|---|---:|---:|---|"]  # fmt: skip
     single = (test.scores, test.costs)
     for r in new.routers:
         try:
@@ -153,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", default=None, metavar="W1,W2",
                         help="embed each query under these piece windows separately and concatenate "
                              "the vectors (agentroute.routers.utility.QUERY_VIEWS), e.g. 48+0,0+48")  # fmt: skip
+    parser.add_argument("--paired-with", type=Path, default=None, metavar="DIR",
+                        help="an earlier run's --out folder: each router's AIQ change against it, paired "
+                             "(e.g. int8 + a piece window against an fp32 whole-prompt run)")  # fmt: skip
     parser.add_argument("--paired-pieces", default=None, metavar="BASE",
                         help="also run under piece window BASE and report each router's AIQ change "
                              "(--pieces minus BASE) with a paired-bootstrap interval")  # fmt: skip
@@ -185,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{dataset.name}: piece window {default_embedder().pieces or 'all'}")
             result = run()
             if base is not None:
-                console.print(paired_table(result, base, dataset.test, window, args))
+                console.print(paired_table(result, base, dataset.test, f"piece window {window or 'all'}",
+                                           args.paired_pieces, args))  # fmt: skip
+            if args.paired_with is not None:
+                earlier = load_result(args.paired_with / dataset.name)
+                console.print(paired_table(result, earlier, dataset.test, f"piece window {window or 'all'}",
+                                           str(args.paired_with), args))  # fmt: skip
             _report(result, args.out / dataset.name / _window_dir(window, len(windows)), start)
     return 0
 
@@ -195,9 +207,23 @@ def _window_dir(window, n: int) -> str:  # noqa: ANN001
     return "" if n == 1 else f"pieces-{str(window).replace('+', '_')}"
 
 
+def load_result(folder: Path) -> EvalResult:
+    """An earlier run written by :func:`_report`: ``results.json`` and its ``outcomes.npz``."""
+    result = EvalResult.model_validate_json((folder / "results.json").read_text())
+    with np.load(folder / "outcomes.npz") as arrays:
+        for r in result.routers:
+            if f"{r.name}::scores" in arrays:
+                result._outcomes[r.name] = (arrays[f"{r.name}::scores"], arrays[f"{r.name}::costs"])
+    return result
+
+
 def _report(result: EvalResult, out: Path, start: float) -> None:
     """Write the results and plot, print the tables."""
     result.write(out)
+    np.savez_compressed(out / "outcomes.npz", **{
+        f"{r.name}::{part}": arr for r in result.routers if r.name in result._outcomes
+        for part, arr in zip(("scores", "costs"), result.outcomes(r.name), strict=True)
+    })  # fmt: skip
     plot_curves(result, out / "curves.png")
     rich, md = table(result)
     console.rule(result.dataset)
