@@ -248,6 +248,8 @@ class Ledger:
 
     def affordable_each(self, worst_cases: Sequence[Cost]) -> list[bool]:
         """:meth:`affordable` for each worst case, checked against one state of the ledger."""
+        if not self._checks and self._seconds_limit is None:  # nothing is limited
+            return [True] * len(worst_cases)
         with self._lock:
             return [self._shortfall(w) is None for w in worst_cases]
 

@@ -279,6 +279,8 @@ class Dispatcher:
         if excluded or faulty:
             plans = [p for p in plans if p.key not in excluded and not (faulty and p.card.id in faulty)]
         fits = run.ledger.affordable_each([p.worst for p in plans])
+        if all(fits):  # the common case: the budget is far from its limits
+            return plans
         return [p for p, ok in zip(plans, fits, strict=True) if ok]
 
     def _exhaust(self, run: TaskRun, stage: str, subject: str, detail: str) -> None:
