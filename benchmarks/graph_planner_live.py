@@ -1,7 +1,8 @@
 """GraphPlanner in the live local environment: the planner graph run for real on SmolLM2-135M.
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/graph_planner_live.py \\
-        --train-per-task 15 --test-per-task 35 --episodes 256 --lambdas 0,0.3 --out /tmp/gp_live.json
+        --train-per-task 15 --test-per-task 35 --episodes 512 --per-update 32 --lambdas 0,0.3 --budgets 0.7,1.5,3,6 \\
+        --train-fixed --out /tmp/gp_live.json
 
 Questions: multiple-choice ARC-Challenge, OpenBookQA and CommonsenseQA (``$AGENTROUTE_DATA/llmrouter``
 query data): ``--train-per-task`` of each from the train file, ``--test-per-task`` of each from the
@@ -22,6 +23,8 @@ what its first call cost, so costs and budgets read as live.
    agent of the execute-only workflow, over their knob grid (AIQ over the two agents' cost range).
 5. Hard budgets: the first λ's policy under ``--budgets`` (multiples of cost_scale): violations
    and the mask rate.
+
+``--train-fixed`` also runs the fixed workflows on the train questions (what the policy could learn).
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ class Live:
         h1, m1 = self.counters()
         res.update(hits=h1 - h0, misses=m1 - m0, seconds=time.perf_counter() - t0, actions=role_actions(rows))
         log(f"{name}: acc {res['accuracy']:.3f} cost ${res['cost']:.3g} steps {res['steps']:.2f} planned "
-            f"{res['planned']:.2f} ({res['misses']} calls, {res['hits']} cached, {res['seconds']:.0f}s)")
+            f"{res['planned']:.2f} mask rate {res['mask_rate']:.3f} exhausted {res['exhausted']} "
+            f"({res['misses']} calls, {res['hits']} cached, {res['seconds']:.0f}s)")
         return res, rows
 
 
@@ -181,6 +185,12 @@ async def main(args: argparse.Namespace) -> dict:
             report["fixed"][name] = res
             if not plan:
                 singles.append([res["cost"], res["accuracy"]])
+    if args.train_fixed:  # what the policy could learn: the fixed workflows on its own training questions
+        report["fixed_train"] = {}
+        for a in AGENTS:
+            for plan in (False, True):
+                name = f"{'plan→execute→summarize' if plan else 'execute-only'} {a}"
+                report["fixed_train"][name], _ = await live.run(f"train {name}", FixedWorkflowRouter(a, plan=plan), train_q)
     singles_arr = np.asarray(singles)
     report["zero_router_aiq"] = aiq(singles_arr, singles_arr)
     for res in report["fixed"].values():
@@ -254,6 +264,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--planner-tokens", type=int, default=48)
     ap.add_argument("--direct-tokens", type=int, default=16, help="smol-direct's card limit (the strategy halves it)")
     ap.add_argument("--cot-tokens", type=int, default=64)
+    ap.add_argument("--train-fixed", action="store_true", help="also run the fixed workflows on the train questions")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "gp_live_cache.db"),
                     help="SQLite memory of the response cache (kept between runs)")

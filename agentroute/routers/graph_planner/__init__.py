@@ -8,7 +8,9 @@ with GARNet memory read from agentroute's SQL interaction memory.
 - :mod:`.env` — the offline environment over logged outcomes, and the decision features;
 - :mod:`.trainer` — rollouts and the PPO loop (:mod:`agentroute.training.ppo`);
 - :mod:`.router` — :class:`GraphPlannerRouter` (registered as ``graph-planner``);
-- :mod:`.graph` — the LangGraph planner graph (``graphs/planner.py``).
+- :mod:`.graph` — the LangGraph planner graph (``graphs/planner.py``);
+- :mod:`.live` — the response cache kept in the interaction memory;
+- :mod:`.live_env` — the live environment: MCQ questions on the local pool, fixed workflows, live PPO.
 
 The torch parts load on first use of the router; ``import agentroute.routers.graph_planner`` is light.
 """

@@ -181,8 +181,10 @@ async def run_questions(app: Any, questions: Sequence[dict[str, Any]], *, budget
         score = mcq_score(res.answer, q) if ok else 0.0
         if memory is not None and ok:
             memory.add_feedback(res.task.id, score, source="metric:mcq")
+        info = (res.state.get("context") or {}).get("graph_planner") or {}
         row = {
             "id": q["id"], "task": q.get("task"), "score": score, "cost": float(res.cost_usd), "status": res.status,
+            "masked": int(info.get("masked", 0)), "legal": int(info.get("legal", 0)),
             "steps": len(res.steps), "roles": [s.agent.role for s in res.steps],
             "agents": [f"{s.agent.model}:{s.agent.strategy}" for s in res.steps],
             "answer": (res.answer or "")[:200], "task_id": res.task.id, "seconds": time.perf_counter() - started,
@@ -203,6 +205,7 @@ def summarize(rows: Sequence[dict[str, Any]], budget_usd: float | None = None) -
         "planned": float(np.mean(["planner" in r["roles"] for r in rows])),
         "done": int(sum(r["status"] == "done" for r in rows)),
         "exhausted": int(sum(r["status"] == "budget_exhausted" for r in rows)),
+        "mask_rate": float(sum(r.get("masked", 0) for r in rows) / max(1, sum(r.get("legal", 0) for r in rows))),
     }
     if budget_usd is not None:
         out["violations"] = int(sum(r["cost"] > budget_usd + 1e-12 for r in rows))
