@@ -149,3 +149,29 @@ def test_the_docs_example_runs(capsys):
     exec(compile(example, "docs/eval.md", "exec"), {})
     out = capsys.readouterr().out
     assert "7 of 100 examples kept; Question: what is 17 * 3?" in out and "(1, 384)" in out
+
+
+def test_quality_benchmark_pairs_a_window_with_the_whole_prompt(data_dir, tmp_path, capsys):
+    """benchmarks/quality.py --pieces/--paired-pieces and --paired-with on real RouterBench rows."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    spec = importlib.util.spec_from_file_location("quality_bench", path)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)  # type: ignore[union-attr]
+    emb = E.default_embedder()
+    before = emb.pieces
+    common = ["--datasets", "routerbench", "--routers", "per-task", "--limit", "60", "--boot", "20"]
+    try:
+        assert quality.main([*common, "--out", str(tmp_path / "whole")]) == 0
+        assert (tmp_path / "whole" / "routerbench" / "outcomes.npz").is_file()
+        args = [*common, "--pieces", "32+32", "--paired-pieces", "all", "--paired-with", str(tmp_path / "whole")]
+        assert quality.main([*args, "--out", str(tmp_path / "win")]) == 0
+    finally:
+        emb.pieces = before
+    out = capsys.readouterr().out
+    assert "AIQ, piece window 32+32 vs all (routerbench, 60 test queries" in out
+    assert f"vs {tmp_path / 'whole'} (routerbench" in out
+    earlier = quality.load_result(tmp_path / "whole" / "routerbench")
+    assert earlier.outcomes("per-task")[0].shape[1] == 60
