@@ -103,9 +103,10 @@ def _state(state: GraphState) -> dict[str, Any]:
 
 def _is_planner(router: Any) -> bool:
     """A router that builds the workflow (GraphPlanner's policy, or a fixed workflow of
-    :mod:`.live`): it has ``act`` and ``expect`` and sets ``builds_workflow`` (checked without
+    :mod:`.live_env`): it sets ``builds_workflow`` and has ``act`` and ``expect`` (checked without
     importing torch for other routers)."""
-    return bool(getattr(router, "builds_workflow", False)) and callable(getattr(router, "act", None))
+    return (bool(getattr(router, "builds_workflow", False)) and callable(getattr(router, "act", None))
+            and callable(getattr(router, "expect", None)))
 
 
 def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_subqueries: int = 3,
