@@ -24,7 +24,8 @@ what its first call cost, so costs and budgets read as live.
 5. Hard budgets: the first λ's policy under ``--budgets`` (multiples of cost_scale): violations
    and the mask rate.
 
-``--train-fixed`` also runs the fixed workflows on the train questions (what the policy could learn).
+``--train-fixed`` also runs the fixed workflows on the train questions (what the policy could learn);
+``--memory-effect`` evaluates each policy again with no historical memory.
 """
 
 from __future__ import annotations
@@ -175,6 +176,12 @@ async def main(args: argparse.Namespace) -> dict:
         planners[lam] = router
         router.save(tmp / f"policy_{lam}")
         report["graph_planner"][str(lam)]["examples"] = [r for r in rows if r["steps"] > 1][:3]
+        if args.memory_effect:  # the same policy with no historical memory
+            history = router.history
+            router.attach_memory(None)
+            res0, _ = await live.run(f"GraphPlanner λ={lam}, no historical memory", router, test_q)
+            report["graph_planner"][str(lam)]["without_memory"] = {k: res0[k] for k in ("accuracy", "cost", "steps", "planned")}
+            router.attach_memory(history)
 
     # 3. fixed workflows
     report["fixed"], singles = {}, []
@@ -265,6 +272,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--direct-tokens", type=int, default=16, help="smol-direct's card limit (the strategy halves it)")
     ap.add_argument("--cot-tokens", type=int, default=64)
     ap.add_argument("--train-fixed", action="store_true", help="also run the fixed workflows on the train questions")
+    ap.add_argument("--memory-effect", action="store_true", help="also evaluate each policy without historical memory")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "gp_live_cache.db"),
                     help="SQLite memory of the response cache (kept between runs)")
