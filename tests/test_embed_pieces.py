@@ -63,6 +63,8 @@ def test_a_long_text_is_cut_from_its_ends_as_if_tokenized_whole(tok):
     enc = tok.encode(long, add_special_tokens=False)
     assert E.piece_window(long, (0, 48), tok) == E._tail_text(long, enc, 48)
     assert E.piece_window(long, (16, 32), tok) == E._head_text(long, enc, 16) + "\n" + E._tail_text(long, enc, 32)
+    one_word = "a" * 5000  # one piece ([UNK]): the cut ends give too few pieces, so it is tokenized whole
+    assert E.piece_window(one_word, (0, 32), tok) == one_word
 
 
 WORD = st.text(alphabet="abcdefghij XYZ.,?!-'0123456789éü", min_size=1, max_size=12)
@@ -94,6 +96,7 @@ def test_embedder_reads_the_window_and_caches_it_apart(tmp_path, monkeypatch):
     want = plain.embed([windowed.window(LONG), short])
     assert np.allclose(got, want, atol=1e-6)
     assert float(got[0] @ plain.embed([LONG])[0]) < 0.99  # the whole prompt reads the few-shot head
+    assert windowed._windows[(LONG, (0, 48))] == windowed.window(LONG)  # remembered, not re-tokenized
     onnx = windowed._onnx
     assert max(len(ids) for ids in onnx._encode_ids([windowed.window(LONG)])) <= 48 + 2  # [CLS] … [SEP]
     monkeypatch.setenv("AGENTROUTE_EMBED_PIECES", "16+32")
