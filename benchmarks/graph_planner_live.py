@@ -1,8 +1,8 @@
 """GraphPlanner in the live local environment: the planner graph run for real on SmolLM2-135M.
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/graph_planner_live.py \\
-        --train-per-task 15 --test-per-task 35 --episodes 512 --per-update 32 --lambdas 0,0.3 --budgets 0.7,1.5,3,6 \\
-        --train-fixed --out /tmp/gp_live.json
+        --train-per-task 50 --test-per-task 50 --episodes 512 --per-update 32 --lambdas 0,0.3 \\
+        --budgets 0.7,1.5,3,6 --train-fixed --memory-effect --out /tmp/gp_live.json
 
 Questions: multiple-choice ARC-Challenge, OpenBookQA and CommonsenseQA (``$AGENTROUTE_DATA/llmrouter``
 query data): ``--train-per-task`` of each from the train file, ``--test-per-task`` of each from the
