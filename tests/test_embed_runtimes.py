@@ -13,6 +13,12 @@ from agentroute.errors import ConfigurationError
 pytest.importorskip("sentence_transformers")
 onnx = pytest.importorskip("onnxruntime")
 
+@pytest.fixture(autouse=True)
+def _whole_texts_unless_asked(monkeypatch):
+    """These tests set their piece windows themselves: ignore $AGENTROUTE_EMBED_PIECES."""
+    monkeypatch.delenv("AGENTROUTE_EMBED_PIECES", raising=False)
+
+
 TEXTS = [
     "What is the capital of France?",
     "Write a Python function that reverses a linked list.",
@@ -24,7 +30,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def torch_vectors() -> np.ndarray:
-    return E.SentenceEmbedder(cache=False, runtime="torch").embed(TEXTS)
+    return E.SentenceEmbedder(cache=False, runtime="torch", pieces="all").embed(TEXTS)
 
 
 def test_onnx_gives_the_torch_vectors(torch_vectors):
