@@ -127,6 +127,62 @@ def test_history_is_read_from_the_sql_memory(tmp_path):
         memory.close()
 
 
+def test_history_keeps_the_steps_output_embeddings(tmp_path):
+    from agentroute.routers.graph_planner.env import memory_view
+
+    memory = _memory(tmp_path)
+    try:
+        _record(memory, "a", "small", 1.0)  # its output is "x"
+        history = HistoryMemory.from_store(memory)  # the real MiniLM embedder
+    finally:
+        memory.close()
+    from agentroute.routers.utility import embed_texts
+
+    assert history.out_emb is not None and history.out_emb.shape == history.emb.shape
+    assert np.allclose(history.out_emb[0], embed_texts(["x"])[0], atol=1e-5)
+    view = memory_view(history, history.emb[0], k=4, tau=0.1)
+    assert np.allclose(view.task_out, history.out_emb[0], atol=1e-5)  # one row: weight 1
+    rows = [{"text": "q", "agent": "small:direct", "score": 1.0, "cost": 0.0, "query": "a", "output": ""}]
+    assert HistoryMemory.from_rows(rows, embed=lambda t: np.eye(len(t), 4)).out_emb is None  # no outputs: none
+    both = HistoryMemory.from_rows([*rows, {**rows[0], "output": "yes", "query": "b"}], embed=lambda t: np.ones((len(t), 4)))
+    assert both.out_emb is not None and not both.out_emb[0].any() and both.out_emb[1].all()  # unknown output: zeros
+    assert both.subset([1]).out_emb.shape == (1, 4)
+
+
+def test_output_embeddings_enter_the_decision(router):
+    wf = Workflow("What is 3 plus 4?")
+    args = {"agents": ["small:direct", "mid:direct", "large:direct"], "action_cost": np.full(9, 1e-4),
+            "available": np.r_[np.zeros(3, bool), np.ones(3, bool), np.zeros(3, bool)], "remaining": None, "budget": None}
+    rows = [{"text": "What is 3 plus 4?", "agent": "large:direct", "score": 1.0, "cost": 1e-3, "query": f"h{i}"} for i in range(5)]
+    probs = []
+    try:
+        for output in ("7", "I cannot say."):
+            router.attach_memory(HistoryMemory.from_rows([{**r, "output": output} for r in rows]))
+            probs.append(router.act(wf, **args)[1])
+    finally:
+        router.attach_memory(None)
+    assert not np.allclose(probs[0], probs[1])
+
+
+def test_a_policy_saved_before_output_embeddings_loads_and_acts_the_same(router):
+    import torch
+
+    from agentroute.routers.graph_planner.policy import EMB
+
+    arrays = router.get_arrays()
+    old = dict(arrays)
+    for name in ("net.state_mlp.0.weight", "net.value_mlp.0.weight"):
+        old[name] = np.asarray(arrays[name])[:, :-EMB]  # the width an earlier policy saved
+    loaded = GraphPlannerRouter(**SMALL).fit(testing.sample_outcomes(6))
+    loaded.set_arrays(old)
+    loaded.set_state(router.get_state())
+    wf = Workflow("What is 3 plus 4?")
+    args = {"agents": ["small:direct", "mid:direct", "large:direct"], "action_cost": np.full(9, 1e-4),
+            "available": np.r_[np.zeros(3, bool), np.ones(3, bool), np.zeros(3, bool)], "remaining": None, "budget": None}
+    with torch.no_grad():
+        assert np.allclose(router.act(wf, **args)[1], loaded.act(wf, **args)[1], atol=1e-6)  # no memory: task_out = 0
+
+
 def test_memory_without_scores_is_a_clear_error(tmp_path):
     memory = _memory(tmp_path)
     try:

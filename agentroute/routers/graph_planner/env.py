@@ -46,22 +46,26 @@ class MemoryView:
     index: np.ndarray
     weight: np.ndarray
     task: np.ndarray  # weighted mean of the rows' input embeddings (the inferred task embedding)
+    task_out: np.ndarray  # weighted mean of the rows' output embeddings (zeros where none are known)
 
 
 def memory_view(history: HistoryMemory | None, q: np.ndarray, k: int, tau: float, *, exclude: str | None = None,
                 rows: tuple[np.ndarray, np.ndarray] | None = None) -> MemoryView:
     """The ``k`` nearest rows to ``q`` with softmax(sim / τ) weights (``rows`` precomputed: (index, sims))."""
+    none = np.zeros_like(q, dtype=np.float32)
     if history is None or len(history) == 0 or k < 1:
-        return MemoryView(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros_like(q, dtype=np.float32))
+        return MemoryView(np.zeros(0, np.int64), np.zeros(0, np.float32), none, none)
     idx, sims = rows if rows is not None else history.nearest(q, k, exclude=exclude)
     idx, sims = idx[:k], sims[:k]
     if len(idx) == 0:
-        return MemoryView(idx, sims, np.zeros_like(q, dtype=np.float32))
+        return MemoryView(idx, sims, none, none)
     z = (sims - sims.max()) / tau
     w = np.exp(z).astype(np.float32)
     w /= w.sum()
     task = (w[:, None] * history.emb[idx]).sum(0).astype(np.float32)
-    return MemoryView(idx, w, task)
+    out = history.out_emb
+    task_out = none if out is None else (w[:, None] * out[idx]).sum(0).astype(np.float32)
+    return MemoryView(idx, w, task, task_out)
 
 
 def decision_features(
@@ -111,6 +115,7 @@ def decision_features(
     fraction = 1.0 if remaining is None or not budget else max(0.0, remaining / budget)
     return {
         "node": np.asarray(node_emb, np.float32), "query": np.asarray(query_emb, np.float32), "task": view.task,
+        "task_out": view.task_out,
         "struct": np.asarray(wf.features(fraction), np.float32),
         "hist_x": hist_x, "hist_a": hist_a, "hist_w": view.weight[: len(hist_a)] if len(hist_a) else np.zeros(0, np.float32),
         "flow_x": flow_x, "flow_g": flow_g, "act_x": act_x, "mask": available.copy(),

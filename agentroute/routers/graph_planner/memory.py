@@ -1,8 +1,10 @@
 """GARNet's tables: the historical memory (past episodes) and its rows.
 
-A row is one past step: (query key, agent key, role, score, normalised cost, input embedding) —
-the reference code's interaction table (query id, role-model id, score, cost, input embedding;
-the output embedding is not kept here, see the docs). **The historical memory is agentroute's SQL
+A row is one past step: (query key, agent key, role, score, normalised cost, input embedding,
+output embedding) — the reference code's interaction table (query id, role-model id, score, cost,
+input and output embeddings). Output embeddings are read wherever the memory holds the step's output
+(the SQL memory; rows given as dicts with ``output``); a table of logged outcomes has none (the
+offline environment). **The historical memory is agentroute's SQL
 interaction memory**: :meth:`HistoryMemory.from_store` reads finished tasks and their steps through
 the :class:`~agentroute.memory.base.MemoryStore` API (``trajectories``), so a router given a larger
 memory at inference reads more rows, without retraining. The workflow memory (this episode's
@@ -31,7 +33,9 @@ _ROLE_COL = {"planner": 2, "executor": 3, "summarizer": 4}
 @dataclass
 class HistoryMemory:
     """Rows of past steps. ``emb`` (n × d, unit norm), ``agent`` (agent keys ``model:strategy``),
-    ``role``, ``score`` in [0, 1], ``cost`` (USD) and ``query`` (a foreign key: the task or query id)."""
+    ``role``, ``score`` in [0, 1], ``cost`` (USD), ``query`` (a foreign key: the task or query id) and
+    ``out_emb`` (n × d embeddings of the steps' outputs, a zero row where the output is unknown;
+    ``None`` when no row has one)."""
 
     emb: np.ndarray
     agent: list[str]
@@ -40,6 +44,7 @@ class HistoryMemory:
     cost: np.ndarray
     query: list[str]
     source: str = ""
+    out_emb: np.ndarray | None = None
     _feats: np.ndarray | None = field(default=None, repr=False)
     _scale: float | None = field(default=None, repr=False)
 
@@ -47,6 +52,8 @@ class HistoryMemory:
         n = len(self.agent)
         if not (len(self.emb) == len(self.role) == len(self.score) == len(self.cost) == len(self.query) == n):
             raise ConfigurationError("history memory: every column must have one entry per row")
+        if self.out_emb is not None and self.out_emb.shape != self.emb.shape:
+            raise ConfigurationError("history memory: output embeddings must match the input embeddings' shape")
 
     def __len__(self) -> int:
         return len(self.agent)
@@ -60,6 +67,7 @@ class HistoryMemory:
         return HistoryMemory(
             self.emb[index], [self.agent[i] for i in index], [self.role[i] for i in index],
             self.score[index], self.cost[index], [self.query[i] for i in index], self.source,
+            self.out_emb[index] if self.out_emb is not None else None,
         )
 
     def features(self, cost_scale: float) -> np.ndarray:
@@ -91,7 +99,8 @@ class HistoryMemory:
     # -- building -------------------------------------------------------------------------------
     @classmethod
     def from_rows(cls, rows: Iterable[dict[str, Any]], embed: Any = None, source: str = "") -> HistoryMemory:
-        """Rows as dicts with ``text`` (or ``emb``), ``agent``, ``role``, ``score``, ``cost``, ``query``."""
+        """Rows as dicts with ``text`` (or ``emb``), ``agent``, ``role``, ``score``, ``cost``, ``query``
+        and optionally ``output`` (the step's output text) or ``out_emb``."""
         rows = list(rows)
         missing = [key for key in ("agent", "score", "cost", "query") if rows and key not in rows[0]]
         if missing:
@@ -107,7 +116,7 @@ class HistoryMemory:
         return cls(
             emb, [str(r["agent"]) for r in rows], [str(r.get("role", "executor")) for r in rows],
             np.asarray([float(r["score"]) for r in rows]), np.asarray([float(r["cost"]) for r in rows]),
-            [str(r["query"]) for r in rows], source,
+            [str(r["query"]) for r in rows], source, _output_embeddings(rows, emb.shape, embed),
         )
 
     @classmethod
@@ -134,6 +143,7 @@ class HistoryMemory:
                     continue
                 rows.append({
                     "text": step.input or traj.task.query,
+                    "output": step.output,
                     "agent": f"{step.agent.model}:{step.agent.strategy}",
                     "role": step.agent.role,
                     "score": float(np.clip(score, 0.0, 1.0)),
@@ -164,6 +174,22 @@ class HistoryMemory:
             np.asarray(emb, np.float32)[q_idx], [agents[j] for j in m_idx], [role] * len(q_idx),
             scores[q_idx, m_idx], cost, [table.query_ids[i] for i in q_idx], "table",
         )
+
+
+def _output_embeddings(rows: list[dict[str, Any]], shape: tuple[int, ...], embed: Any) -> np.ndarray | None:
+    """(n × d) output embeddings of ``rows`` (``out_emb``, or ``output`` texts embedded; a zero row
+    where a row has neither), or ``None`` when no row has an output."""
+    if any("out_emb" in r for r in rows):
+        return np.asarray([r.get("out_emb", np.zeros(shape[1])) for r in rows], np.float32)
+    texts = [str(r.get("output") or "") for r in rows]
+    have = [i for i, t in enumerate(texts) if t.strip()]
+    if not have:
+        return None
+    if embed is None:
+        from agentroute.routers.utility import embed_texts as embed
+    out = np.zeros(shape, np.float32)
+    out[have] = np.asarray(embed([texts[i] for i in have]), np.float32)
+    return out
 
 
 def _agent_key(column: str) -> str:

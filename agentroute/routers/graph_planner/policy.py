@@ -7,14 +7,16 @@
   w_k. Each row's features x_k = [score, cost_n, role one-hot] go through a per-table MLP,
   h_k = MLP_h(x_k); a weighted scatter-mean by the row's action foreign key (role, agent) gives a
   memory vector per action, M_a = Σ_{k: a_k = a} w_k h_k / Σ_{k: a_k = a} w_k, plus its evidence
-  n_a = Σ_{k: a_k = a} w_k; the pooled Σ_k w_k h_k and the weighted mean of the rows' input
-  embeddings (the inferred *task embedding*: a deployment never knows the task label) join the state;
+  n_a = Σ_{k: a_k = a} w_k; the pooled Σ_k w_k h_k, the weighted mean of the rows' input
+  embeddings (the inferred *task embedding*: a deployment never knows the task label) and the
+  weighted mean of their output embeddings (what past agents answered; zero where the memory holds
+  no outputs) join the state;
 - *workflow memory*: this episode's steps, x_t = [role one-hot, cost_n, depth], MLP_w and a
   scatter-mean by agent, W_g, pooled into the state.
 
 This is the reference code's "DBLayer" (per-table MLP + scatter-mean by foreign key).
 
-**Policy.** u = MLP_π([e(node), e(query), e(task), structure, pooled memories]) ∈ ℝ^d and for each
+**Policy.** u = MLP_π([e(node), e(query), e(task), structure, pooled memories, e_out(task)]) ∈ ℝ^d and for each
 action a = (role r, agent g): φ_a = E_role[r] + E_agent[g] + A·[cost features of a] + P_h M_a +
 p_n n_a + P_w W_g; scores s_a = u·φ_a / √d + b_a, masked softmax over legal, affordable actions,
 where b_a = MLP_b([cost features of a, the weighted mean score and cost of a's rows, n_a]) lets the
@@ -45,13 +47,16 @@ N_ACTION = 3
 #: Per-workflow-row features: [role one-hot (3), cost_n, depth].
 N_FLOW = 5
 EMB = 384
+#: Width of the state vector's fixed part: node, query, task (input side), the workflow's structure and
+#: (last) the task's output-side embedding; the two pooled memory vectors (2 × hidden) come between.
+STATE_IN_BASE = 4 * EMB + N_STRUCT
 
 
 @dataclass
 class Batch:
     """Tensors of B decisions over A = 3·G actions (G agents).
 
-    Shapes: node, query, task (B × 384); struct (B × N_STRUCT); hist_x (B × K × N_ROW);
+    Shapes: node, query, task, task_out (B × 384); struct (B × N_STRUCT); hist_x (B × K × N_ROW);
     hist_a (B × K) action index or −1; hist_w (B × K); flow_x (B × T × N_FLOW); flow_g (B × T)
     agent index or −1; act_x (B × A × N_ACTION); agent_id (B × G) embedding row of each agent;
     mask (B × A).
@@ -60,6 +65,7 @@ class Batch:
     node: torch.Tensor
     query: torch.Tensor
     task: torch.Tensor
+    task_out: torch.Tensor
     struct: torch.Tensor
     hist_x: torch.Tensor
     hist_a: torch.Tensor
@@ -103,7 +109,7 @@ class PlannerNet(nn.Module):
         self.n_agents, self.hidden = n_agents, hidden
         self.row_mlp = _mlp(N_ROW, hidden, hidden)  # GARNet: historical table
         self.flow_mlp = _mlp(N_FLOW, hidden, hidden)  # GARNet: workflow table
-        state_in = 3 * EMB + N_STRUCT + 2 * hidden
+        state_in = STATE_IN_BASE + 2 * hidden
         self.state_mlp = nn.Sequential(nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
         self.value_mlp = nn.Sequential(nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1))
         self.role_emb = nn.Embedding(len(ROLES), hidden)
@@ -138,7 +144,7 @@ class PlannerNet(nn.Module):
         ones = (b.flow_g >= 0).float()
         w_g, _ = scatter_mean(f, b.flow_g, ones, g)  # B × G × d
         flow_pool = (f * ones.unsqueeze(-1)).sum(1) / ones.sum(1, keepdim=True).clamp(min=1.0)
-        state = torch.cat([b.node, b.query, b.task, b.struct, hist_pool, flow_pool], dim=-1)
+        state = torch.cat([b.node, b.query, b.task, b.struct, hist_pool, flow_pool, b.task_out], dim=-1)
         u = self.state_mlp(state)  # B × d
         roles = self.role_emb.weight.repeat_interleave(g, dim=0)  # A × d (role-major)
         agents = self.agent_emb(b.agent_id).repeat(1, len(ROLES), 1)  # B × A × d
@@ -175,7 +181,7 @@ def collate(items: list[dict[str, np.ndarray]], agent_id: np.ndarray | None = No
         return torch.from_numpy(np.stack([it[key] for it in items]).astype(dtype))
 
     return Batch(
-        node=stack("node"), query=stack("query"), task=stack("task"), struct=stack("struct"),
+        node=stack("node"), query=stack("query"), task=stack("task"), task_out=stack("task_out"), struct=stack("struct"),
         hist_x=torch.from_numpy(pad("hist_x", k, 0.0, np.float32)),
         hist_a=torch.from_numpy(pad("hist_a", k, -1, np.int64)),
         hist_w=torch.from_numpy(pad("hist_w", k, 0.0, np.float32)),

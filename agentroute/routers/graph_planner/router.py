@@ -42,7 +42,7 @@ from agentroute.routers.base import Router, decide, register, require_candidates
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, memory_view
 from agentroute.routers.graph_planner.mdp import ROLES, Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
-from agentroute.routers.graph_planner.policy import PlannerNet, collate
+from agentroute.routers.graph_planner.policy import EMB, PlannerNet, collate
 from agentroute.routers.graph_planner.trainer import run_episode, train
 from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
 from agentroute.training.ppo import PPOConfig
@@ -355,6 +355,11 @@ class GraphPlannerRouter(Router):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         emb = np.asarray(arrays["net.agent_emb.weight"])
         self.net_ = PlannerNet(emb.shape[0] - 1, emb.shape[1])
+        arrays = dict(arrays)
+        for name in ("net.state_mlp.0.weight", "net.value_mlp.0.weight"):  # saved before output embeddings
+            w = np.asarray(arrays[name])
+            if w.shape[1] == self.net_.state_mlp[0].in_features - EMB:  # the state's last EMB inputs: zero weights
+                arrays[name] = np.concatenate([w, np.zeros((w.shape[0], EMB), w.dtype)], axis=1)
         load_module_arrays(self.net_, arrays)
 
 
