@@ -450,7 +450,7 @@ class CompiledAgentGraph:
         LIVE.pin(task_id)
         try:
             inp, config, _ = self._seed({"query": query, CHANNEL: request}, config)
-            if self.checkpointer in (None, True, False) or await self._async_checkpointer():
+            if await self._async_checkpointer():
                 final = await self.ainvoke(inp, config)
             else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
                 final = await asyncio.to_thread(self.invoke, inp, config)
