@@ -41,6 +41,7 @@ from agentroute.types import RouteContext
 KIT_PARAMS: dict[str, dict[str, Any]] = {
     "graph-planner": {"episodes": 32, "episodes_per_update": 32},
     "explore": {"base": "knn", "epsilon": 0.3},
+    "stack": {"bases": ["per-task", "knn", "logreg"]},
     "fixed": {"model": "mid"},
     "graph-router": {"epochs": 40, "queries_per_step": 64},
     "kg-gnn": {"descriptors": {"small": "a small, cheap model.", "mid": "a medium-sized model.", "large": "a large, expensive model."}, "epochs": 10},
@@ -51,7 +52,7 @@ KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", 
 KIT_ROUTERS |= {"bopo", "always-small", "always-large", "first-step-large", "random-mix"}
 KIT_ROUTERS |= {"kg-gnn"}
 KIT_ROUTERS |= {"oracle", "best-single", "per-task", "knn", "mlp", "mf", "graph-router", "logreg"}
-KIT_ROUTERS |= {"graph-planner", "explore"}
+KIT_ROUTERS |= {"graph-planner", "explore", "stack"}
 
 _MODELS = ("small", "mid", "large")
 _TOPICS = {

@@ -54,6 +54,7 @@ _LAZY_ROUTERS = {
     "random-mix": "agentroute.routers.tiers:RandomMixRouter",
     "graph-planner": "agentroute.routers.graph_planner.router:GraphPlannerRouter",
     "explore": "agentroute.routers.explore:ExploreRouter",
+    "stack": "agentroute.routers.stack:StackRouter",
 }
 for _name, _target in _LAZY_ROUTERS.items():
     register_lazy(_name, _target)
