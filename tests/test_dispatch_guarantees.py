@@ -158,6 +158,39 @@ async def test_seconds_budget_is_a_deadline_not_a_failure(provider):
     assert "deadline" in kinds and "retry" not in kinds and "fallback" not in kinds
 
 
+
+@pytest.mark.parametrize("strategy", ["direct", "sc@3"])
+async def test_on_a_busy_event_loop_the_deadline_costs_one_turn_not_three(provider, strategy):
+    """Each turn of a busy loop takes tens of milliseconds (here 40 ms: a task that blocks the loop).
+    A cut at the deadline is seen up to a turn late (the timer) and acted on in the next; the step
+    must end there (measured 70–110 ms), not two turns later through a task per sample and their
+    done-callbacks (was 165–190 ms, single sample and sc@3 alike)."""
+    provider.mode = "hang"
+    turn = 0.04
+    stop = False
+
+    async def hog() -> None:  # other tasks' CPU work: every turn of the loop blocks for ``turn`` seconds
+        while not stop:
+            time.sleep(turn)
+            await asyncio.sleep(0)
+
+    pool = http_pool(provider.url, timeout_s=60, strategies=(strategy,))
+    await pool.preload()  # the SDK's first import is not on the task's clock
+    dispatcher = Dispatcher(pool, make_router("cheapest"))
+    busy = asyncio.create_task(hog())
+    try:
+        await asyncio.sleep(0)
+        lateness = []
+        for _ in range(3):
+            run = dispatcher.start("q", budget=Budget(seconds=0.3))
+            step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+            lateness.append(run.ledger.elapsed() - 0.3)
+            assert step.status == "failed" and dispatcher.finish(run).status == "budget_exhausted"
+    finally:
+        stop = True
+        await busy
+    assert min(lateness) < 3.5 * turn, lateness  # up to a turn to the timer's, that turn, the next
+
 # -- usage is outside data -----------------------------------------------------------------------
 
 

@@ -63,7 +63,8 @@ class _Candidate(NamedTuple):
     max_tokens: int
     large: bool
     shared_count: bool  # the backend counts prompt tokens the same way for every card
-    direct: bool
+    single: bool  # one sample: awaited in the step's own task (no gather, no extra turns of the loop)
+    direct: bool  # the backend answers without I/O: no timeout task is needed
     asks: bool  # the endpoint can count prompt tokens itself (a vLLM server's /tokenize)
     model: str  # the name the backend is called with
     priced_by_card: bool  # the backend's worst case is the card's price of the counted tokens
@@ -81,7 +82,8 @@ class _Plan(NamedTuple):
     worst: Cost  # the whole step: every sample of the strategy
     sample: Cost  # one provider attempt
     card_usd: float
-    direct: bool  # one sample from a backend that answers without I/O: no timeout task is needed
+    single: bool  # one sample: awaited in the step's own task
+    direct: bool  # the backend answers without I/O: no timeout task is needed
     asks: bool
     candidate: _Candidate
 
@@ -119,6 +121,27 @@ async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
     task.cancel()
     task.add_done_callback(_retrieve)
     raise TimeoutError(f"no reply after {timeout:g}s")
+
+
+async def _all_by_deadline(tasks: list[asyncio.Future[T]], left: float | None) -> list[T]:
+    """The results of ``tasks`` (as :func:`asyncio.gather`), read at the deadline without waiting a turn.
+
+    Under a ``seconds`` limit every sample is cut at the same deadline. :func:`asyncio.gather` would
+    see that only through the tasks' done-callbacks, two turns of the event loop later (each turn
+    takes tens of milliseconds on a busy loop); waking at the deadline reads the samples as soon as
+    they are done: the caller's timer is set just after the samples' own (their cut comes first in
+    the turn both fire in). Cancelling the caller cancels the samples.
+    """
+    try:
+        if left is not None:
+            await asyncio.wait(tasks, timeout=max(left, 0.0) + 0.005)
+            if all(t.done() for t in tasks):
+                return [t.result() for t in tasks]
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -347,7 +370,7 @@ class Dispatcher:
             else:
                 tokens_in = backend.prompt_tokens(request, card)
             worst, sample, card_usd = _worst_cases(c, request, tokens_in)
-            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.direct, c.asks, c))
+            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c))
         return plans
 
     async def _ask_counts(self, run: TaskRun, plans: list[_Plan]) -> list[_Plan]:
@@ -400,12 +423,11 @@ class Dispatcher:
                 limit = max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor))
                 backend = self.pool.backend(card.id)
                 shared = type(backend).prompt_tokens is Backend.prompt_tokens and type(backend).count_tokens is Backend.count_tokens
-                direct = strategy.samples == 1 and not backend.blocks
                 asks = bool(card.base_url) and type(backend).aprompt_tokens is not Backend.aprompt_tokens
                 by_card = type(backend).worst_case_usd is Backend.worst_case_usd
                 found.append(_Candidate(
-                    agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared, direct, asks,
-                    card.backend_model, by_card,
+                    agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared,
+                    strategy.samples == 1, not backend.blocks, asks, card.backend_model, by_card,
                 ))
             self._candidates[key] = found
         return found
@@ -590,12 +612,13 @@ class Dispatcher:
         index = run.next_index()
         started = time.perf_counter()
         charged = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
-        if plan.direct:
+        if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
             outcome = await self._attempt(run, plan, stage, charged)
             completions = [outcome] if isinstance(outcome, Completion) else []
             error = None if completions else outcome
         else:
-            outcomes = await asyncio.gather(*(self._attempt(run, plan, stage, charged) for _ in range(plan.strategy.samples)))
+            samples = [asyncio.ensure_future(self._attempt(run, plan, stage, charged)) for _ in range(plan.strategy.samples)]
+            outcomes = await _all_by_deadline(samples, run.ledger.seconds_left())
             completions = [o for o in outcomes if isinstance(o, Completion)]
             error = None if completions else outcomes[0]
         latency_ms = (time.perf_counter() - started) * 1000
