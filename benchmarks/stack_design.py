@@ -52,7 +52,11 @@ def main() -> None:
         else:
             order = np.random.default_rng(1).permutation(len(ds.train))
             n = min(args.n_fit or len(order), int(0.75 * len(order)))
-            fit, score, variants = ds.train.rows(np.sort(order[:n])), ds.train.rows(np.sort(order[n:])), (1, 5)
+            fit, score, variants = (
+                ds.train.rows(np.sort(order[:n])),
+                ds.train.rows(np.sort(order[n:])),
+                (1, 5),
+            )
         print(f"{ds.name}: fitted on {len(fit)} rows, scored on {len(score)} {args.split} rows "
               "(cross-entropy / Brier)")  # fmt: skip
         rows: dict[str, str] = {}
