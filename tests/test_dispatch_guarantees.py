@@ -175,7 +175,7 @@ async def test_on_a_busy_event_loop_the_deadline_costs_one_turn_not_three(provid
             await asyncio.sleep(0)
 
     pool = http_pool(provider.url, timeout_s=60, strategies=(strategy,))
-    await pool.preload()  # the SDK's first import is not on the task's clock
+    await pool.preload()  # the client and the SDK's reply models are built before the task's clock starts
     dispatcher = Dispatcher(pool, make_router("cheapest"))
     busy = asyncio.create_task(hog())
     try:
