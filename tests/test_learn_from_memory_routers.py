@@ -151,7 +151,8 @@ def tier_trajectories(bench, tmp_path_factory):
     ran on both tiers."""
     tiers = keep_models(bench, TIERS)
     url = f"sqlite:///{tmp_path_factory.mktemp('tiers')}/memory.db"
-    return serve(tiers.replay_pool("train"), ExploreRouter(base="cheapest", epsilon=1.0, seed=0), requests(tiers.train) * 2, url)
+    items = [{**item, "task_id": f"tiers-{n}"} for n, item in enumerate(requests(tiers.train) * 2)]  # the same log every run
+    return serve(tiers.replay_pool("train"), ExploreRouter(base="cheapest", epsilon=1.0, seed=0), items, url)
 
 
 def test_bopo_builds_its_taxonomy_from_logged_explorations_of_both_tiers(tier_trajectories, tmp_path):
