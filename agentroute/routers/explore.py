@@ -15,8 +15,9 @@ arXiv 1103.4601). Every decision logs, in ``Decision.evidence``:
   router can be replayed on the logged context (:mod:`agentroute.eval.counterfactual`);
 - ``greedy``: the base router's choice, and ``explored``: whether the draw overrode it.
 
-Draws are seeded per (seed, task, step, query, attempt), so a rerun makes the same choices in
-any order and under any concurrency. In ``serve`` mode the wrapper decides as its base does
+Draws are keyed by (seed, task id, step, query, attempt), so a rerun of the same tasks (same
+task ids) makes the same choices in any order and under any concurrency; tasks with new ids (the
+default: a fresh id per task) draw afresh. In ``serve`` mode the wrapper decides as its base does
 (propensity 1). ``fit``, ``observe`` and ``escalate`` go to the base router.
 """
 
