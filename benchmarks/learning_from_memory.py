@@ -73,7 +73,11 @@ def items(table: OutcomeTable) -> list[dict[str, Any]]:
 
 
 def fill_memory(graph: AgentGraph, pool: ModelPool, router: Router, requests: list[dict[str, Any]], url: str) -> list[Any]:
-    """Serve ``requests`` with ``router`` into the memory at ``url``; its scored trajectories."""
+    """Serve ``requests`` with ``router`` into the memory at ``url``; its scored trajectories.
+
+    Tasks get fixed ids, so an exploring router (its draws are keyed by task id) logs the same
+    choices on every run."""
+    requests = [{"task_id": f"log-{n}", **r} for n, r in enumerate(requests)]
     with SQLMemory(url) as memory:
         app = graph.compile(pool=pool, router=router, memory=memory)
         asyncio.run(app.arun_many(requests, concurrency=32))
@@ -87,6 +91,7 @@ def replay(
     """Mean score and mean cost of ``router`` (serving mode unless not ``serve``) on ``requests``."""
     if serve:
         router.serve()
+    requests = [{"task_id": f"test-{n}", **r} for n, r in enumerate(requests)]  # the same draws every run
     results = asyncio.run(graph.compile(pool=pool, router=router).arun_many(requests, concurrency=32))
     return float(np.mean([r.task.score or 0.0 for r in results])), float(np.mean([r.cost_usd for r in results]))
 
