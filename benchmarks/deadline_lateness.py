@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -104,8 +105,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     timelines, lags = asyncio.run(run(args.tasks, args.concurrency, args.seed))
-    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
-    print(f"{args.tasks} seconds-budgeted tasks, concurrency {args.concurrency}, load {load}")
+    print(f"{args.tasks} seconds-budgeted tasks, concurrency {args.concurrency}, load average {os.getloadavg()[0]:.1f}")
     print(f"  lateness, all: {_quantiles([t.late for t in timelines])}")
     for label, mine in (("one sample", [t for t in timelines if not t.samples]), ("sc@3", [t for t in timelines if t.samples])):
         if mine:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -93,7 +94,7 @@ async def main(tasks: int, rounds: int) -> None:
         await time_routed(routed, 200, 1)
     await time_bare(bare, 200, 1)
     steps = tasks * 3
-    print(f"{tasks} tasks × 3 steps on replay, one at a time, process CPU (best of 3), load {_load()}")
+    print(f"{tasks} tasks × 3 steps on replay, one at a time, process CPU (best of 3), load average {os.getloadavg()[0]:.1f}")
     for r in range(rounds):
         b = min([(await time_bare(bare, tasks, 1))[1] for _ in range(3)])
         row = [f"round {r + 1}: bare {b / steps * 1e6:.0f} µs/step"]
@@ -106,12 +107,6 @@ async def main(tasks: int, rounds: int) -> None:
         print("; ".join(row), flush=True)
     dispatcher.__dict__.pop("step", None)
 
-
-def _load() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import Router, _jsonable, get_router_class, make_router, register
+from agentroute.routers.logreg import sigmoid
 from agentroute.routers.utility import UtilityRouter, validation_split
 from agentroute.types import RouteContext
 
@@ -56,7 +57,7 @@ def fit_combiner(z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tupl
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         u = z @ theta[:k] + theta[k]
         ce = np.logaddexp(0.0, u) - y * u  # soft-label cross-entropy of σ(u), stably
-        g = w * (1.0 / (1.0 + np.exp(-u)) - y)
+        g = w * (sigmoid(u) - y)
         d = theta - anchor
         return float(w @ ce + l2 * d @ d), np.concatenate([z.T @ g, [g.sum()]]) + 2 * l2 * d
 
@@ -79,7 +80,7 @@ def fit_combiners(z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tup
 
 def stacked(z: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """σ(b_m + Σ_k w_mk·z_nmk): (n × m × K) logits → (n × m) probabilities."""
-    return 1.0 / (1.0 + np.exp(-(np.einsum("nmk,mk->nm", z, weight) + bias)))
+    return sigmoid(np.einsum("nmk,mk->nm", z, weight) + bias)
 
 
 def choose_l2(z: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, folds: int = 5) -> float:
@@ -215,7 +216,7 @@ class StackRouter(UtilityRouter):
         self.l2_ = choose_l2(z_val, y_val, w_val, self.seed) if self.l2 is None else float(self.l2)
         self.weight_, self.bias_ = fit_combiners(z_val, y_val, w_val, self.l2_)
         logged = ~np.isnan(y_val)
-        p = [1.0 / (1.0 + np.exp(-z_val[..., i])) for i in range(z_val.shape[2])]
+        p = [sigmoid(z_val[..., i]) for i in range(z_val.shape[2])]
         p.append(stacked(z_val, self.weight_, self.bias_))
         names = [t if isinstance(t, str) else t.name for t in templates]
         self.validation_loss_ = {
