@@ -224,6 +224,28 @@ def test_interrupt_pauses_and_resumes_within_the_same_budget(mode, memory):
     check_resumed(memory, task_id, out, before.task.created_at)
 
 
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_arun_returns_the_interrupt_and_aresume_continues_the_task(kind, memory, tmp_path, request):
+    """``arun`` reads LangGraph's final values (``version="v2"`` where it exists): the interrupt still
+    comes back under ``__interrupt__``, on an async saver and on a sync-only one (LangGraph's sync path)."""
+
+    def approve(state, ctx):
+        return {"context": {"approved": interrupt({"plan": state["answer"]})}}
+
+    g = AgentGraph("hitl-arun").add_role("planner", prompt="plan").add_node("approve", approve)
+    g.add_role("executor", prompt="do").add_edge("planner", "approve").add_edge("approve", "executor")
+    with sync_saver(kind, tmp_path, request) as saver:
+        app = compile_app(g, memory, saver, Budget(calls=2))
+        paused = app.run("x", query_id="q2", task_id=f"hitl-arun-{kind}")
+        assert paused.status == "running" and len(paused.steps) == 1
+        assert paused.state["__interrupt__"][0].value == {"plan": "small says 2"}
+        cfg = {"configurable": {"thread_id": f"hitl-arun-{kind}"}}
+        done = asyncio.run(app.aresume(cfg, command=Command(resume="yes")))
+    assert done.task.id == paused.task.id and done.status == "done"
+    assert done.state["context"]["approved"] == "yes" and "__interrupt__" not in done.state
+    assert len(done.steps) == 2
+
 class UserState(AgentrouteState):
     query: str
     query_id: str
