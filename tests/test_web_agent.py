@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import shutil
 from collections.abc import Callable
 
 import pytest
@@ -494,3 +495,24 @@ def test_run_web_cli_prints_a_table_per_task(chromium, tmp_path, capsys: pytest.
     )
     assert "dom-skill 100%" in out and "episodes/min" in out
     assert len(list(shots.glob("enter-text-seed0-step*.png"))) == 3  # after reset, type, submit
+
+
+@browser
+def test_a_closed_browser_leaves_nothing_in_the_temp_folder(chromium, monkeypatch) -> None:
+    """Chromium's profile and singleton socket live in a folder of the browser's own, removed on close."""
+    import tempfile
+    from pathlib import Path
+
+    from agentroute.web.env import MiniWoBSession
+
+    # a short folder: the socket's path must fit a Unix socket address (108 bytes), as /tmp's does
+    tmp = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    try:
+        with MiniWoBSession("click-test") as session:
+            assert session.reset(seed=0) is not None
+            assert [p.name[:11] for p in tmp.iterdir()] == ["agentroute-"]
+        assert list(tmp.iterdir()) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,14 +142,20 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
     from selenium.webdriver.support.wait import WebDriverWait
 
     class _Instance(SeleniumInstance):
+        _tmp: str | None = None
+
         def create_driver(self) -> None:  # miniwob's, with our binaries and flags
+            # Chromium's temporary files (its profile, its singleton socket) go to a folder of this
+            # browser's own, removed when it closes: a killed Chromium otherwise leaves them in /tmp
+            self._tmp = tempfile.mkdtemp(prefix="agentroute-")
             options = webdriver.ChromeOptions()
             for flag in flags:
                 options.add_argument(flag)
             if not self.headless:
                 options.add_argument("--app=" + self.url)
             options.binary_location = chrome
-            self.driver = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+            service = Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
+            self.driver = webdriver.Chrome(service=service, options=options)
             self.driver.implicitly_wait(5)
             if self.headless:
                 self.driver.get(self.url)
@@ -156,6 +163,13 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
             self.inner_width, self.inner_height = self.driver.execute_script(
                 "return [window.innerWidth, window.innerHeight];"
             )
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                if self._tmp is not None:
+                    shutil.rmtree(self._tmp, ignore_errors=True)
 
     class _Env(MiniWoBEnvironment):
         def _hard_reset_instance(self) -> None:
