@@ -232,14 +232,19 @@ class AgentGraph:
 
     def _next_stages(self, src: str, succ: dict[str, list[str]], stages: dict[str, str]) -> set[str]:
         """Stages reachable from ``src`` through plain (stage-less) nodes."""
-        out, todo, seen = set(), list(succ[src]), set()
+        return {stages[n] for dst in succ[src] for n in self._first_staged(dst, succ)}
+
+    def _first_staged(self, start: str, succ: dict[str, list[str]]) -> set[str]:
+        """The nodes with a stage (roles, staged plain nodes) first reached from ``start``, itself
+        included, through stage-less plain nodes."""
+        out, todo, seen = set(), [start], set()
         while todo:
             n = todo.pop()
             if n == END or n in seen:
                 continue
             seen.add(n)
-            if n in stages:
-                out.add(stages[n])
+            if self.nodes[n].stage is not None:
+                out.add(n)
             else:
                 todo.extend(succ[n])
         return out
@@ -253,6 +258,21 @@ class AgentGraph:
             order.append(n)
             todo.extend(succ[n])
         return order
+
+    def _check_no_parallel_roles(self) -> None:
+        """Two staged nodes after one fork would run at once, but a task is in one stage at a time."""
+        static: dict[str, list[str]] = {}
+        for src, dst in self.edges:
+            static.setdefault(src, []).append(dst)
+        succ = self._successors()
+        for src, dsts in static.items():
+            reached = [(d, n) for d in dsts if d != END for n in sorted(self._first_staged(d, succ))]
+            pair = next(((a, b) for i, (d, a) in enumerate(reached) for e, b in reached[i + 1:] if d != e and a != b), None)
+            if pair is not None:
+                raise ConfigurationError(
+                    f"graph {self.name!r}: after {src!r}, {pair[0]!r} and {pair[1]!r} would run in parallel, but a "
+                    "task is in one stage at a time; chain them, or give one role fan_out= to run its steps concurrently"
+                )
 
     def validate(self) -> None:
         if not self.nodes:
@@ -281,6 +301,8 @@ class AgentGraph:
         from agentroute.loading import graph_agents  # loading builds on this module
 
         self.validate()
+        if stage_machine is None:
+            self._check_no_parallel_roles()
         for node in self.nodes.values():
             if isinstance(node, _Role) and node.models:
                 for model in node.models:
@@ -599,19 +621,25 @@ class CompiledAgentGraph:
             update[CHANNEL] = run.checkpoint()  # without a checkpointer, the live run is the truth
         return update
 
-    def _role(self, role: _Role, last: bool) -> Any:
-        async def anode(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+    def _role(self, role: _Role, last: bool, goto: str | None = None) -> Any:
+        """A role node; with ``goto`` (a chain's next node) it routes by ``Command``: to ``goto``, or
+        straight to the end once the task has stopped, finishing it there."""
+        async def anode(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> Any:
             run = self._enter(state, config)
             index = run._index
             try:
                 update: dict[str, Any] = {}
                 if state.get("status", "running") == "running":
                     update = await self._role_step(role, run, state, config, writer)
-                return self._leave(run, state, update, config, last=last, index=index)
+                if goto is None:
+                    return self._leave(run, state, update, config, last=last, index=index)
+                stopped = (update.get("status") or state.get("status", "running")) != "running"
+                update = self._leave(run, state, update, config, last=stopped, index=index)
+                return _command(update, END if stopped else goto)
             finally:
                 self._exit(run)
 
-        def node(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+        def node(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> Any:
             return run_sync(anode(state, config, writer))
 
         return runnable(role.name, node, anode)
@@ -726,29 +754,58 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
     for name in spec.nodes:
         if name not in spec.branches:
             static.setdefault(name, [END])
-    # where a task can end in one known node, that node finishes it; otherwise one extra node does
-    use_finish = bool(spec.branches) or any(len(d) > 1 and END in d for d in static.values())
+    # where a task can end in one known node, that node finishes it; otherwise (conditional edges, a
+    # fork: parallel nodes) one extra node does, once the others are done
+    use_finish = bool(spec.branches) or any(len(d) > 1 for d in static.values())
     exit_to = FINISH if use_finish else END
+    # In a chain (one successor per node, no branches) a role node routes by Command, so a task
+    # that stops goes straight to the end instead of through the remaining nodes as no-ops.
+    chain = not spec.branches and all(len(d) == 1 for d in static.values())
+    commands: dict[str, str] = {}
     shell = _compiled_class().__new__(_compiled_class())  # nodes need the instance; filled in below
     for name, node in spec.nodes.items():
         last = not use_finish and static.get(name) == [END]
-        builder.add_node(name, shell._role(node, last) if isinstance(node, _Role) else shell._plain(node, last))
+        if isinstance(node, _Role) and chain and not last:
+            commands[name] = static[name][0]
+            builder.add_node(name, shell._role(node, last, commands[name]), destinations=(commands[name], END))
+        elif isinstance(node, _Role):
+            builder.add_node(name, shell._role(node, last))
+        else:
+            builder.add_node(name, shell._plain(node, last))
     if use_finish:
         builder.add_node(FINISH, shell._plain(None, True))
         builder.add_edge(FINISH, END)
     builder.add_edge(START, spec.entry)  # type: ignore[arg-type]
+    # after a fork with static edges only, every node runs once: the finishing node waits for every
+    # node that ends a branch (a LangGraph waiting edge), not for the first of them
+    ends = [name for name, dsts in static.items() if END in dsts] if use_finish and not spec.branches else []
+    if len(ends) > 1:
+        builder.add_edge(ends, FINISH)
     for name in spec.nodes:
         if name in spec.branches:
             path, targets = spec.branches[name]
             mapping = {t: (exit_to if t == END else t) for t in [*targets, END]}
             builder.add_conditional_edges(name, _guard(path), mapping)
-        else:  # static edges: cheaper in LangGraph; a stopped task passes through as no-ops
+        elif name not in commands:  # static edges: a stopped task passes through as no-ops
             for dst in static[name]:
-                builder.add_edge(name, exit_to if dst == END else dst)
+                if dst != END or len(ends) < 2:
+                    builder.add_edge(name, exit_to if dst == END else dst)
     compiled = builder.compile(checkpointer=checkpointer, name=spec.name)
     attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
     shell.__init__(spec=spec, dispatcher=dispatcher, budget=budget, **attrs)
     return shell
+
+
+def _command(update: dict[str, Any], goto: str) -> Any:
+    global _Command
+    if _Command is None:
+        from langgraph.types import Command
+
+        _Command = Command
+    return _Command(update=update, goto=goto)
+
+
+_Command: Any = None
 
 
 def _guard(path: Callable[[GraphState], str]) -> Callable[[GraphState], str]:

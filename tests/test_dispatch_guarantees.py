@@ -191,6 +191,43 @@ async def test_on_a_busy_event_loop_the_deadline_costs_one_turn_not_three(provid
         await busy
     assert min(lateness) < 3.5 * turn, lateness  # up to a turn to the timer's, that turn, the next
 
+async def test_a_graph_task_stopped_by_its_deadline_ends_without_running_its_remaining_roles(provider):
+    """In a chain of roles, a task that stops goes straight to the end (``Command``), finished by the
+    node it stopped in. On a loop whose turns take 40 ms, ``arun`` returned 1.1 s past the limit while
+    the stopped task walked the remaining roles as no-ops (about seven turns per LangGraph superstep)."""
+    from agentroute import AgentGraph
+
+    provider.mode = "hang"
+    turn, stop = 0.04, False
+
+    async def hog() -> None:
+        while not stop:
+            time.sleep(turn)
+            await asyncio.sleep(0)
+
+    pool = http_pool(provider.url, timeout_s=60)
+    await pool.preload()
+    graph = AgentGraph("chain")
+    roles = ("planner", "researcher", "writer", "summarizer")
+    for role in roles:
+        graph.add_role(role, prompt=role)
+    for a, b in zip(roles, roles[1:], strict=False):
+        graph.add_edge(a, b)
+    app = graph.compile(pool=pool, router=make_router("cheapest"), budget=Budget(seconds=0.3))
+    busy = asyncio.create_task(hog())
+    try:
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        result = await app.arun("q")
+        late = time.perf_counter() - started - 0.3
+    finally:
+        stop = True
+        await busy
+    assert result.status == "budget_exhausted" and [s.stage for s in result.steps] == ["planner"]
+    assert provider.requests <= 1  # the request may not even leave before the deadline on this loop
+    assert late < 20 * turn, late  # measured 0.49–0.67 s (12–17 turns); 1.10–1.13 s (28 turns) before
+
+
 # -- usage is outside data -----------------------------------------------------------------------
 
 

@@ -54,6 +54,47 @@ async def test_budget_exhausted_midway_stops_the_graph_with_best_partial_answer(
     assert result.answer == "large says 4" and result.cost_usd <= 0.0105
 
 
+
+async def test_a_stopped_task_skips_the_rest_of_a_chain_and_is_recorded_where_it_stopped():
+    """In a chain, role nodes route by Command: after the stop no node runs (each would be a
+    superstep of no-op); the node it stopped in finishes the task. A fan-out graph keeps static edges."""
+    from agentroute.memory import SQLMemory
+
+    memory = SQLMemory("sqlite://")
+    app = three_stage().compile(pool=replay_pool(), router=make_router("strongest"), memory=memory, budget=Budget(usd=0.0105))
+    chunks = [c async for c in app.astream({"query": "question", "query_id": "q4"}, stream_mode="updates")]
+    assert [next(iter(c)) for c in chunks] == ["planner", "executor"]  # the summarizer never ran
+    assert chunks[-1]["executor"]["status"] == "budget_exhausted"
+    memory.flush()
+    task = memory.get_task(chunks[-1]["executor"]["agentroute"]["task_id"]).task
+    assert task.status == "budget_exhausted" and task.answer == "large says 4"
+
+    # a fork (a plain node beside a chain of roles): static edges; one node records the task once
+    # both branches are done (it used to be each branch's end, both writing the state in one superstep)
+    fork = AgentGraph("fork").add_role("planner", prompt="p").add_node("notes", lambda s, ctx: {"context": {"n": 1}})
+    fork.add_role("executor", prompt="e").add_role("summarizer", prompt="s")
+    fork.add_edge("planner", "notes").add_edge("planner", "executor").add_edge("executor", "summarizer")
+    for usd, stages, status in ((0.0105, ["planner"], "budget_exhausted"), (1.0, ["planner", "executor", "summarizer"], "done")):
+        app = fork.compile(pool=replay_pool(), router=make_router("strongest"), budget=Budget(usd=usd))
+        result = await app.arun("question", query_id="q4")
+        assert result.status == result.state["status"] == status and [s.stage for s in result.steps] == stages
+        assert result.state["context"] == {"n": 1}
+
+
+def test_roles_that_would_run_in_parallel_are_refused_at_compile():
+    """A task is in one stage at a time: two roles after one fork were a stage-machine block at run
+    time (the second one failed) and, with both writing ``answer``, a LangGraph InvalidUpdateError."""
+    g = AgentGraph("fork").add_role("planner", prompt="p").add_role("a", prompt="a").add_node("notes", lambda s, c: {})
+    g.add_role("b", prompt="b").add_edge("planner", "a").add_edge("planner", "notes").add_edge("notes", "b")
+    with pytest.raises(ConfigurationError, match="after 'planner', 'a' and 'b' would run in parallel.*fan_out"):
+        g.compile(pool=replay_pool(), router=make_router("cheapest"))
+    diamond = AgentGraph("diamond").add_role("planner", prompt="p").add_node("x", lambda s, c: {})
+    diamond.add_node("y", lambda s, c: {}).add_role("writer", prompt="w")
+    for src, dst in (("planner", "x"), ("planner", "y"), ("x", "writer"), ("y", "writer")):
+        diamond.add_edge(src, dst)
+    result = diamond.compile(pool=replay_pool(), router=make_router("cheapest")).run("question", query_id="q1")
+    assert result.status == "done" and [s.stage for s in result.steps] == ["planner", "writer"]
+
 def test_invoke_stream_and_checkpointer():
     from langgraph.checkpoint.memory import InMemorySaver
 
