@@ -243,6 +243,20 @@ def test_compiled_agent_graph_as_a_subgraph_finishes_its_task(memory, checkpoint
     assert any(ns and ns[0].startswith("qa") for ns, _ in chunks)  # the subgraph's own updates
 
 
+
+def test_a_subgraph_whose_task_stops_early_records_it_and_the_parent_goes_on(memory):
+    """The chain leaves at the stop (Command to its END), finished by the node it stopped in."""
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=1))
+    parent = StateGraph(ParentState)
+    parent.add_node("qa", app)
+    parent.add_node("after", lambda s: {"log": [f"{s['status']}:{s['answer']}"]})
+    parent.add_edge(START, "qa")
+    parent.add_edge("qa", "after")
+    out = parent.compile().invoke({"query": "x", "query_id": "q4"})
+    assert out["log"] == ["budget_exhausted:small says 4"]
+    trajectory = recorded(memory, out["task_id"])
+    assert trajectory.task.status == "budget_exhausted" and [s.stage for s in trajectory.steps] == ["planner"]
+
 def test_compiled_agent_graph_called_from_a_parent_node(memory):
     app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory)
 
