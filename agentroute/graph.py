@@ -785,7 +785,7 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
         if name in spec.branches:
             path, targets = spec.branches[name]
             mapping = {t: (exit_to if t == END else t) for t in [*targets, END]}
-            builder.add_conditional_edges(name, _guard(path), mapping)
+            builder.add_conditional_edges(name, _guard(name, path, mapping), mapping)
         elif name not in commands:  # static edges: a stopped task passes through as no-ops
             for dst in static[name]:
                 if dst != END or len(ends) < 2:
@@ -808,9 +808,18 @@ def _command(update: dict[str, Any], goto: str) -> Any:
 _Command: Any = None
 
 
-def _guard(path: Callable[[GraphState], str]) -> Callable[[GraphState], str]:
+def _guard(src: str, path: Callable[[GraphState], str], targets: Mapping[str, str]) -> Callable[[GraphState], str]:
+    """``path``, checked; a stopped task goes to the end."""
+
     def route(state: GraphState) -> str:
-        return path(state) if state.get("status", "running") == "running" else END
+        if state.get("status", "running") != "running":
+            return END
+        target = path(state)
+        if not isinstance(target, str) or target not in targets:  # one target: a task is in one stage at a time
+            raise ConfigurationError(
+                f"conditional edges of {src!r}: the path function returned {target!r}, not one of {sorted(targets)}"
+            )
+        return target
 
     return route
 

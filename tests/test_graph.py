@@ -201,3 +201,11 @@ def test_planner_output_parsing_and_graph_loading(tmp_path):
     assert load_graph(str(path)).name == "mine"
     with pytest.raises(ConfigurationError, match="unknown graph"):
         load_graph("nonexistent_graph_module")
+
+
+def test_a_path_function_that_names_no_target_is_a_clear_error():
+    g = AgentGraph("bad").add_role("a", prompt="a").add_role("b", prompt="b")
+    g.add_conditional_edges("a", lambda s: "nowhere", ["b", END])
+    app = g.compile(pool=replay_pool(), router=make_router("cheapest"))
+    with pytest.raises(ConfigurationError, match="conditional edges of 'a': the path function returned 'nowhere', not one of"):
+        app.run("q", query_id="q1", task_id="t-bad-path")
