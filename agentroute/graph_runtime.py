@@ -335,7 +335,7 @@ def routed_node(
     routed node of one invocation — subgraphs included — shares one task and one ledger, and a
     checkpointed thread resumes the same task. The task's record (status, answer, cost) is brought
     up to date after each routed node. ``agentroute_task_id`` and ``agentroute_cost_usd`` are also
-    returned, for states that declare them.
+    returned; :class:`AgentrouteState` declares both so that routed nodes may run in parallel.
 
     A task ends with its invocation: a new input on a checkpointed thread starts a new task when the
     value under ``input_key`` changed (pass ``agentroute=new_task(...)`` in the input to force one);
@@ -367,7 +367,7 @@ def routed_node(
             )
             if same:
                 return LIVE.hold(task_id, lambda: rebuild(dispatcher, channel))
-        elif legacy := state.get("agentroute_task_id"):  # a state without the channel
+        elif CHANNEL not in state and (legacy := state.get("agentroute_task_id")):  # a state without the channel
             return LIVE.hold(legacy, opened({"task_id": legacy}))
         task_id = invocation_task(config)
         return LIVE.hold(task_id, opened({"task_id": task_id}))
@@ -400,22 +400,44 @@ def routed_node(
 
 @functools.cache
 def agentroute_state() -> type:
-    """The ``TypedDict`` with the two keys a state needs for :func:`routed_node` tasks.
+    """The ``TypedDict`` with the keys a state needs for :func:`routed_node` tasks.
 
-    Use it as a base of your state: ``class State(AgentrouteState): query: str; answer: str``.
+    Use it as a base of your state: ``class State(AgentrouteState): query: str; answer: str``. Besides
+    the task channel it declares ``agentroute_task_id`` and ``agentroute_cost_usd``, which take the
+    writes of routed nodes running in parallel (the cost that counts every step stands).
     """
     from typing import Annotated, TypedDict
 
     from langgraph.channels.untracked_value import UntrackedValue
 
+    greatest = _greatest_of_step()
     return TypedDict(  # type: ignore[operator]
         "AgentrouteState",
         {
             CHANNEL: Annotated[dict[str, Any], merge_checkpoints],  # checkpointed with the thread
             LIVE_KEY: Annotated[str, UntrackedValue(str, guard=False)],  # this invocation only
+            "agentroute_task_id": Annotated[str, greatest(str)],
+            "agentroute_cost_usd": Annotated[float, greatest(float)],
         },
         total=False,
     )
+
+
+@functools.cache
+def _greatest_of_step() -> type:
+    from langgraph.channels.last_value import LastValue
+
+    class GreatestOfStep(LastValue):  # type: ignore[misc]
+        """The greatest value written in the latest superstep that wrote any: parallel routed nodes
+        of one task each write its id and its spending so far, which grows with every step."""
+
+        def update(self, values: Sequence[Any]) -> bool:
+            if not values:
+                return False
+            self.value = max(values)
+            return True
+
+    return GreatestOfStep
 
 
 def step_outputs(steps: Sequence[Step | None]) -> list[str]:

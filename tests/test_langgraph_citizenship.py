@@ -16,7 +16,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agentroute import AgentGraph, Budget, Dispatcher, make_router, routed_node
 from agentroute.dispatch.run import LIVE
-from agentroute.graph import AgentrouteState, CompiledAgentGraph
+from agentroute.graph import AgentrouteState, CompiledAgentGraph, new_task
 from agentroute.memory import SQLMemory
 from tests.helpers import replay_pool
 
@@ -328,3 +328,38 @@ def test_routed_nodes_under_batch_abatch_and_astream(memory):
         return [c async for c in app.astream(inputs[0], stream_mode="updates")]
 
     assert sorted(next(iter(c)) for c in asyncio.run(collect())) == ["draft", "polish"]
+
+
+class FanState(AgentrouteState):
+    query: str
+    query_id: str
+    a: str
+    b: str
+    c: str
+
+
+@pytest.mark.parametrize("path", ["invoke", "ainvoke"])
+def test_routed_nodes_in_parallel_share_one_task_and_report_its_whole_cost(memory, path):
+    """Three routed nodes after START run in one superstep: one task, one ledger, and the state's
+    ``agentroute_task_id`` / ``agentroute_cost_usd`` (declared by AgentrouteState) take all three
+    writes — plain keys raised InvalidUpdateError. A new input on the thread is a new task whose
+    cost starts again from zero."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    builder = StateGraph(FanState)
+    for name in ("a", "b", "c"):
+        builder.add_node(name, routed_node(dispatcher, role="executor", prompt=name, output_key=name))
+        builder.add_edge(START, name)
+    app = builder.compile(checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": f"fan-{path}"}}
+    first = {"query": "question 1", "query_id": "q1"}
+    second = {"query": "question 2", "query_id": "q2", "agentroute": new_task(budget={"calls": 1})}
+    costs = []
+    for inp, steps in ((first, 3), (second, 1)):
+        out = app.invoke(inp, cfg) if path == "invoke" else asyncio.run(app.ainvoke(inp, cfg))
+        trajectory = recorded(memory, out["agentroute_task_id"])
+        assert sorted(s.index for s in trajectory.steps) == list(range(steps))
+        assert out["agentroute_cost_usd"] == pytest.approx(sum(s.cost_usd for s in trajectory.steps))
+        costs.append(out["agentroute_cost_usd"])
+    assert costs[1] == pytest.approx(costs[0] / 3)  # the new task's own cost, not the first one's carried over
