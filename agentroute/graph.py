@@ -260,7 +260,8 @@ class AgentGraph:
         return order
 
     def _check_no_parallel_roles(self) -> None:
-        """Two staged nodes after one fork would run at once, but a task is in one stage at a time."""
+        """Two staged nodes after one fork would run at once, but a task is in one stage at a time
+        and writes one ``answer`` per superstep."""
         static: dict[str, list[str]] = {}
         for src, dst in self.edges:
             static.setdefault(src, []).append(dst)
@@ -301,8 +302,7 @@ class AgentGraph:
         from agentroute.loading import graph_agents  # loading builds on this module
 
         self.validate()
-        if stage_machine is None:
-            self._check_no_parallel_roles()
+        self._check_no_parallel_roles()
         for node in self.nodes.values():
             if isinstance(node, _Role) and node.models:
                 for model in node.models:
