@@ -83,7 +83,6 @@ from scipy.special import expit  # noqa: E402
 
 from agentroute.embed import context_text, default_model_path  # noqa: E402
 from agentroute.eval import load_dataset  # noqa: E402
-from agentroute.eval import metrics as M  # noqa: E402
 from agentroute.eval.harness import evaluate  # noqa: E402
 from agentroute.outcomes import OutcomeTable  # noqa: E402
 from agentroute.routers import get_router_class  # noqa: E402
@@ -92,7 +91,7 @@ from agentroute.routers.utility import UtilityRouter, embed_texts, validation_sp
 from agentroute.types import RouteContext  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairwise_design import _ci, centred, val_aiq  # noqa: E402
+from pairwise_design import centred, print_peer_table, val_aiq  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -485,27 +484,7 @@ def test(ds: Any, states: TokenStates, encoder: Any, configs: list[Config], boot
     result = evaluate(ds, [*routers, *PEERS], progress=False, n_boot=boot, peers=list(PEERS))
     print(f"\n## {ds.name}: {len(ds.train)} train / {len(ds.test)} test; zero router {result.zero_router_aiq:.3f}; "
           f"best peer {result.reference} ({time.perf_counter() - start:.0f} s; load {os.getloadavg()})")  # fmt: skip
-    two = len(ds.test.models) == 2
-    head = "| router | AIQ | vs zero | " + " | ".join(f"vs {p}" for p in PEERS)
-    head += (" | APGR | CPT50 | CPT80" if two else "") + " | fit s |"
-    print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
-    single = (ds.test.scores, ds.test.costs)
-    for r in result.routers:
-        if r.error:
-            print(f"| {r.name} | error: {r.error} |")
-            continue
-        cells = [f"{r.aiq:.3f}", _ci(r.vs_zero)]
-        for p in PEERS:
-            pr = result.router(p)
-            if p == r.name or boot <= 0 or pr.error:
-                cells.append("")
-                continue
-            d = M.bootstrap_aiq_difference(result.outcomes(r.name), result.outcomes(p), single, n_boot=boot,
-                                           level=0.9, seed=0, anchor_a=r.anchor, anchor_b=pr.anchor)  # fmt: skip
-            cells.append(_ci(d))
-        if two:
-            cells += [f"{r.apgr:.3f}", *("—" if v is None else f"{100 * v:.1f}%" for v in (r.cpt50, r.cpt80))]
-        print(f"| {r.name} | " + " | ".join(cells) + f" | {r.fit_s:.1f} |", flush=True)
+    print_peer_table(result, ds, PEERS, boot)
 
 
 def check_vectors(ds: Any, states: TokenStates, n: int = 200) -> None:

@@ -52,6 +52,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -343,34 +344,33 @@ def main() -> None:
             vals = ", ".join(f"{v:g}: {a:.4f}" for v, a in r.val_.items())
             print(f"{r.name}: validation AIQ by value [{vals}] → chosen {r.value_:g}"
                   + (f" (γ = {r.res_.gamma_:.2f})" if r.variant == "pair" and not r.res_.off else ""))  # fmt: skip
-        two = len(ds.test.models) == 2
-        head = (
-            "| router | AIQ | vs zero | "
-            + " | ".join(f"vs {p}" for p in PEERS)
-            + (" | APGR | CPT50 | CPT80" if two else "")
-            + " | fit s |"
-        )
-        print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
-        single = (ds.test.scores, ds.test.costs)
-        for r in result.routers:
-            if r.error:
-                print(f"| {r.name} | error: {r.error} |")
+        print_peer_table(result, ds, PEERS, args.boot)
+
+
+def print_peer_table(result: Any, ds: Any, peers: Sequence[str], boot: int) -> None:
+    """One markdown row per router: AIQ, the bootstrap difference to the zero router and to each peer
+    (90%), APGR / CPT on two-model data, and the fit time."""
+    two = len(ds.test.models) == 2
+    head = "| router | AIQ | vs zero | " + " | ".join(f"vs {p}" for p in peers)
+    head += (" | APGR | CPT50 | CPT80" if two else "") + " | fit s |"
+    print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
+    single = (ds.test.scores, ds.test.costs)
+    for r in result.routers:
+        if r.error:
+            print(f"| {r.name} | error: {r.error} |")
+            continue
+        cells = [f"{r.aiq:.3f}", _ci(r.vs_zero)]
+        for p in peers:
+            pr = result.router(p)
+            if p == r.name or boot <= 0 or pr.error:
+                cells.append("")
                 continue
-            cells = [f"{r.aiq:.3f}", _ci(r.vs_zero)]
-            for p in PEERS:
-                pr = result.router(p)
-                if p == r.name or args.boot <= 0 or pr.error:
-                    cells.append("")
-                    continue
-                d = M.bootstrap_aiq_difference(result.outcomes(r.name), result.outcomes(p), single, n_boot=args.boot,
-                                               level=0.9, seed=0, anchor_a=r.anchor, anchor_b=pr.anchor)  # fmt: skip
-                cells.append(_ci(d))
-            if two:
-                cells += [
-                    f"{r.apgr:.3f}",
-                    *("—" if v is None else f"{100 * v:.1f}%" for v in (r.cpt50, r.cpt80)),
-                ]
-            print(f"| {r.name} | " + " | ".join(cells) + f" | {r.fit_s:.1f} |", flush=True)
+            d = M.bootstrap_aiq_difference(result.outcomes(r.name), result.outcomes(p), single, n_boot=boot,
+                                           level=0.9, seed=0, anchor_a=r.anchor, anchor_b=pr.anchor)  # fmt: skip
+            cells.append(_ci(d))
+        if two:
+            cells += [f"{r.apgr:.3f}", *("—" if v is None else f"{100 * v:.1f}%" for v in (r.cpt50, r.cpt80))]
+        print(f"| {r.name} | " + " | ".join(cells) + f" | {r.fit_s:.1f} |", flush=True)
 
 
 def _ci(v: Sequence[float] | None) -> str:
