@@ -776,11 +776,17 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
         builder.add_node(FINISH, shell._plain(None, True))
         builder.add_edge(FINISH, END)
     builder.add_edge(START, spec.entry)  # type: ignore[arg-type]
-    # after a fork with static edges only, every node runs once: the finishing node waits for every
-    # node that ends a branch (a LangGraph waiting edge), not for the first of them
-    ends = [name for name, dsts in static.items() if END in dsts] if use_finish and not spec.branches else []
-    if len(ends) > 1:
-        builder.add_edge(ends, FINISH)
+    # After a fork in a graph of static edges without cycles every node runs once: a node with several
+    # predecessors (the finishing node among them) waits for all of them (a LangGraph waiting edge)
+    # instead of running once per branch, the shorter branches first.
+    joins: dict[str, list[str]] = {}
+    if use_finish and not spec.branches and _acyclic(static):
+        for name, dsts in static.items():
+            for dst in dsts:
+                joins.setdefault(FINISH if dst == END else dst, []).append(name)
+        joins = {dst: srcs for dst, srcs in joins.items() if len(srcs) > 1}
+        for dst, srcs in joins.items():
+            builder.add_edge(srcs, dst)
     for name in spec.nodes:
         if name in spec.branches:
             path, targets = spec.branches[name]
@@ -788,12 +794,30 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
             builder.add_conditional_edges(name, _guard(name, path, mapping), mapping)
         elif name not in commands:  # static edges: a stopped task passes through as no-ops
             for dst in static[name]:
-                if dst != END or len(ends) < 2:
-                    builder.add_edge(name, exit_to if dst == END else dst)
+                target = exit_to if dst == END else dst
+                if target not in joins:
+                    builder.add_edge(name, target)
     compiled = builder.compile(checkpointer=checkpointer, name=spec.name)
     attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
     shell.__init__(spec=spec, dispatcher=dispatcher, budget=budget, **attrs)
     return shell
+
+
+def _acyclic(successors: Mapping[str, list[str]]) -> bool:
+    done: set[str] = set()
+
+    def visit(node: str, path: set[str]) -> bool:
+        if node == END or node in done:
+            return True
+        if node in path:
+            return False
+        path.add(node)
+        ok = all(visit(nxt, path) for nxt in successors.get(node, ()))
+        path.discard(node)
+        done.add(node)
+        return ok
+
+    return all(visit(node, set()) for node in successors)
 
 
 def _command(update: dict[str, Any], goto: str) -> Any:

@@ -81,6 +81,23 @@ async def test_a_stopped_task_skips_the_rest_of_a_chain_and_is_recorded_where_it
         assert result.state["context"] == {"n": 1}
 
 
+
+def test_a_role_after_branches_of_different_lengths_runs_once_after_both():
+    """planner → retrieve → rerank → writer and planner → websearch → writer: the writer waits for
+    both branches (a waiting edge); it ran once per branch before, and the two runs of the end of
+    the graph wrote ``answer`` in one superstep (InvalidUpdateError)."""
+    g = AgentGraph("dag").add_role("planner", prompt="p")
+    for name in ("retrieve", "rerank", "websearch"):
+        g.add_node(name, lambda s, ctx, name=name: {"context": {name: 1}})
+    g.add_role("writer", prompt="w")
+    for src, dst in (("planner", "retrieve"), ("retrieve", "rerank"), ("planner", "websearch"), ("rerank", "writer"), ("websearch", "writer")):
+        g.add_edge(src, dst)
+    for calls, stages, status in ((5, ["planner", "writer"], "done"), (1, ["planner"], "budget_exhausted")):
+        app = g.compile(pool=replay_pool(), router=make_router("cheapest"), budget=Budget(calls=calls))
+        result = app.run("question", query_id="q1")
+        assert result.status == status and [s.stage for s in result.steps] == stages
+        assert result.state["context"] == {"retrieve": 1, "rerank": 1, "websearch": 1}
+
 def test_roles_that_would_run_in_parallel_are_refused_at_compile():
     """A task is in one stage at a time: two roles after one fork were a stage-machine block at run
     time (the second one failed) and, with both writing ``answer``, a LangGraph InvalidUpdateError."""
