@@ -222,6 +222,13 @@ class AgentGraph:
             sm.start = stages[next(n for n in self._reachable() if n in stages)]
         return sm
 
+    def _static_edges(self) -> dict[str, list[str]]:
+        """Each node's successors along static edges (``END`` included), for nodes that have any."""
+        static: dict[str, list[str]] = {}
+        for src, dst in self.edges:
+            static.setdefault(src, []).append(dst)
+        return static
+
     def _successors(self) -> dict[str, list[str]]:
         succ: dict[str, list[str]] = {n: [] for n in self.nodes}
         for src, dst in self.edges:
@@ -262,11 +269,8 @@ class AgentGraph:
     def _check_no_parallel_roles(self) -> None:
         """Two staged nodes after one fork would run at once, but a task is in one stage at a time
         and writes one ``answer`` per superstep."""
-        static: dict[str, list[str]] = {}
-        for src, dst in self.edges:
-            static.setdefault(src, []).append(dst)
         succ = self._successors()
-        for src, dsts in static.items():
+        for src, dsts in self._static_edges().items():
             reached = [(d, n) for d in dsts if d != END for n in sorted(self._first_staged(d, succ))]
             pair = next(((a, b) for i, (d, a) in enumerate(reached) for e, b in reached[i + 1:] if d != e and a != b), None)
             if pair is not None:
@@ -748,9 +752,7 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
     from langgraph.graph import START, StateGraph
 
     builder = StateGraph(GraphState)
-    static: dict[str, list[str]] = {}
-    for src, dst in spec.edges:
-        static.setdefault(src, []).append(dst)
+    static = spec._static_edges()
     for name in spec.nodes:
         if name not in spec.branches:
             static.setdefault(name, [END])
