@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentroute.budget import Budget
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
+from agentroute.errors import ConfigurationError
 from agentroute.types import Step, new_id
 
 if TYPE_CHECKING:
@@ -188,8 +189,9 @@ def invocation_task(config: Mapping[str, Any] | None) -> str:
 
 try:
     from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _CHECKPOINTER
-except ImportError:  # pragma: no cover - another LangGraph layout: always checkpoint
-    _CHECKPOINTER = None
+    from langgraph._internal._constants import CONFIG_KEY_READ as _READ
+except ImportError:  # pragma: no cover - another LangGraph layout: always checkpoint; Send branches open their own task
+    _CHECKPOINTER = _READ = None
 
 
 def checkpointed(config: Mapping[str, Any] | None) -> bool:
@@ -197,6 +199,19 @@ def checkpointed(config: Mapping[str, Any] | None) -> bool:
     if _CHECKPOINTER is None:
         return True
     return (config or {}).get("configurable", {}).get(_CHECKPOINTER) is not None
+
+
+def graph_task(config: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The task channel and live marker of the graph's state, read from inside a node whose own
+    input lacks them (a ``Send`` branch gets only its payload); ``(None, None)`` without a channel."""
+    read = ((config or {}).get("configurable") or {}).get(_READ)
+    if read is None:
+        return None, None
+    try:
+        values = read([CHANNEL, LIVE_KEY], False)
+    except KeyError:  # the graph's state declares no task channel
+        return None, None
+    return values.get(CHANNEL), values.get(LIVE_KEY)
 
 
 def resuming(config: Mapping[str, Any] | None) -> bool:
@@ -321,6 +336,8 @@ def routed_node(
     prompt: str,
     input_key: str = "query",
     output_key: str = "answer",
+    input: Callable[[Mapping[str, Any]], str] | None = None,
+    output: Callable[[str], Mapping[str, Any]] | None = None,
     stage: str | None = None,
     budget: Budget | None = None,
     models: Iterable[str] | None = None,
@@ -331,7 +348,13 @@ def routed_node(
 
     The node reads ``state[input_key]`` (and ``state["query_id"]`` for replay, if present), runs one
     routed step (legality, budget, routing, memory) and returns ``{output_key: text}`` plus the task
-    channel. Give your state the channel with :class:`AgentrouteState` (or its two keys): then every
+    channel. Chat messages work as LangGraph's chat-model nodes do: when ``state[input_key]`` is a
+    list of messages (``MessagesState``), the step reads the last one's text, and when
+    ``state[output_key]`` holds messages, the answer is appended as an ``AIMessage`` named after the
+    role. ``input`` (the step's text from the state) and ``output`` (the state update from the
+    answer's text, e.g. ``lambda text: {"jokes": [text]}`` for a list reducer after ``Send``)
+    replace the two keys' defaults; ``input_key`` still decides when a checkpointed thread starts a
+    new task (below). Give your state the channel with :class:`AgentrouteState` (or its two keys): then every
     routed node of one invocation — subgraphs included — shares one task and one ledger, and a
     checkpointed thread resumes the same task. The task's record (status, answer, cost) is brought
     up to date after each routed node. ``agentroute_task_id`` and ``agentroute_cost_usd`` are also
@@ -345,10 +368,37 @@ def routed_node(
     model_list = tuple(models) if models is not None else None
     post = tuple(postconditions)
 
-    def acquire(state: Mapping[str, Any], config: Mapping[str, Any] | None) -> TaskRun:
-        channel = state.get(CHANNEL) or {}
+    def read(state: Mapping[str, Any]) -> str:
+        if input is not None:
+            return str(input(state))
+        if input_key not in state:
+            raise ConfigurationError(
+                f"routed node {role!r}: the state has no {input_key!r} (it has {sorted(state)}); "
+                "pass input_key= or input="
+            )
+        return message_text(state[input_key])
+
+    def update(state: Mapping[str, Any], step: Step | None, run: TaskRun) -> dict[str, Any]:
+        """The answer's update; a step without an answer writes the task's best partial answer to
+        a plain key, and nothing to ``output`` or to messages (no duplicate or empty entries)."""
+        messages = output is None and holds_messages(state.get(output_key))
+        if step is None or step.status != "ok":
+            return {} if output is not None or messages else {output_key: run.best_answer or ""}
+        if output is not None:
+            return dict(output(step.output))
+        if messages:
+            from langchain_core.messages import AIMessage
+
+            return {output_key: [AIMessage(content=step.output, name=role, id=message_id(step))]}  # streamed once
+        return {output_key: step.output}
+
+    def acquire(state: Mapping[str, Any], config: Mapping[str, Any] | None, query: str) -> TaskRun:
+        channel, live = state.get(CHANNEL), state.get(LIVE_KEY)
+        sent = channel is None and CHANNEL not in state  # a Send's payload: the task is in the graph's state
+        if sent:
+            channel, live = graph_task(config)
+        channel = channel or {}
         task_id = channel.get("task_id")
-        query = str(state[input_key])
 
         def opened(request: Mapping[str, Any]) -> Callable[[], TaskRun]:
             carry = {"opened_by": "node", "fp_key": input_key, "fp": fingerprint(state.get(input_key))}
@@ -359,32 +409,30 @@ def routed_node(
             return LIVE.hold(task_id, opened(channel))
         if task_id:
             carry = channel.get("carry") or {}
-            same = (
-                state.get(LIVE_KEY) == task_id
-                or resuming(config)
-                or carry.get("opened_by") != "node"  # an AgentGraph's task, passed down to this node
+            same = live == task_id or resuming(config) or not sent and (
+                carry.get("opened_by") != "node"  # an AgentGraph's task, passed down to this node
                 or carry.get("fp") == fingerprint(state.get(carry.get("fp_key", input_key)))
             )
             if same:
                 return LIVE.hold(task_id, lambda: rebuild(dispatcher, channel))
-        elif CHANNEL not in state and (legacy := state.get("agentroute_task_id")):  # a state without the channel
+        elif sent and (legacy := state.get("agentroute_task_id")):  # a state without the channel
             return LIVE.hold(legacy, opened({"task_id": legacy}))
         task_id = invocation_task(config)
         return LIVE.hold(task_id, opened({"task_id": task_id}))
 
     async def anode(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
-        run = acquire(state, config)
+        text = read(state)
+        run = acquire(state, config, text)
         try:
             step = await dispatcher.step(
-                run, role=role, stage=stage, prompt=prompt, input=str(state[input_key]),
+                run, role=role, stage=stage, prompt=prompt, input=text,
                 models=model_list, max_tokens=max_tokens, postconditions=post,
             )
             report_step(step, role, config, writer)
             if run.carry.get("opened_by") == "node":
                 dispatcher.finish(run)  # the record is kept up to date after every routed node
-            text = step.output if step is not None and step.status == "ok" else (run.best_answer or "")
             return {
-                output_key: text, CHANNEL: run.checkpoint(), LIVE_KEY: run.task.id,
+                **update(state, step, run), CHANNEL: run.checkpoint(), LIVE_KEY: run.task.id,
                 "agentroute_task_id": run.task.id, "agentroute_cost_usd": run.ledger.spent_usd,
             }
         finally:
@@ -398,6 +446,44 @@ def routed_node(
     return runnable(name, node, anode)
 
 
+def message_id(step: Step) -> str:
+    """The id of a step's chat message: the ``messages`` stream and the state's messages share it."""
+    return f"agentroute-{step.task_id}-{step.index}"
+
+
+def _is_message(value: Any) -> bool:
+    from langchain_core.messages import BaseMessage
+
+    return isinstance(value, BaseMessage)
+
+
+def holds_messages(value: Any) -> bool:
+    """Whether a state value is a list of LangChain messages (``MessagesState``'s ``messages``)."""
+    return isinstance(value, list) and bool(value) and _is_message(value[-1])
+
+
+def message_text(value: Any) -> str:
+    """The text a routed step reads from a state value: a string as it is; from a list of chat
+    messages (LangChain messages, ``{"role", "content"}`` dicts or ``(role, content)`` pairs), the
+    last one's text (its text parts, when its content is a list of parts)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        last = value[-1]
+        if _is_message(last):
+            content = last.content
+        elif isinstance(last, Mapping) and "content" in last:
+            content = last["content"]
+        elif isinstance(last, tuple) and len(last) == 2 and isinstance(last[0], str):
+            content = last[1]
+        else:
+            return str(value)
+        if isinstance(content, list):  # OpenAI-style parts: [{"type": "text", "text": ...}, ...]
+            return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, Mapping)))
+        return str(content)
+    return str(value)
+
+
 @functools.cache
 def agentroute_state() -> type:
     """The ``TypedDict`` with the keys a state needs for :func:`routed_node` tasks.
@@ -406,9 +492,10 @@ def agentroute_state() -> type:
     the task channel it declares ``agentroute_task_id`` and ``agentroute_cost_usd``, which take the
     writes of routed nodes running in parallel (the cost that counts every step stands).
     """
-    from typing import Annotated, TypedDict
+    from typing import Annotated
 
     from langgraph.channels.untracked_value import UntrackedValue
+    from typing_extensions import TypedDict  # LangGraph's own states (MessagesState) use it: the two combine
 
     greatest = _greatest_of_step()
     return TypedDict(  # type: ignore[operator]

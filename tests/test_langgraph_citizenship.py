@@ -8,6 +8,7 @@ incremental, ignored stream modes, no subgraph use, no ``get_state``/``batch``/`
 from __future__ import annotations
 
 import asyncio
+import operator
 import threading
 from typing import Annotated, Any, TypedDict
 
@@ -363,3 +364,107 @@ def test_routed_nodes_in_parallel_share_one_task_and_report_its_whole_cost(memor
         assert out["agentroute_cost_usd"] == pytest.approx(sum(s.cost_usd for s in trajectory.steps))
         costs.append(out["agentroute_cost_usd"])
     assert costs[1] == pytest.approx(costs[0] / 3)  # the new task's own cost, not the first one's carried over
+
+
+# -- LangGraph's own patterns in a user's graph: MessagesState, Send map-reduce ------------------
+def test_a_chat_graph_on_messages_state_routes_each_turn_as_a_task_of_its_own(memory):
+    """``AgentrouteState`` combines with LangGraph's ``MessagesState`` (a TypedDict of another
+    metaclass raised TypeError), the step reads the last message's text — not the list's repr — and
+    the answer is appended as an ``AIMessage`` (a plain string became a *human* message)."""
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import MessagesState
+
+    class Chat(MessagesState, AgentrouteState):
+        query_id: str
+
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    builder = StateGraph(Chat)
+    builder.add_node("chat", routed_node(dispatcher, role="assistant", prompt="Be brief.", input_key="messages", output_key="messages"))
+    builder.add_edge(START, "chat")
+    app = builder.compile(checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "chat"}}
+    first = app.invoke({"messages": [("user", "hi there")], "query_id": "q2"}, cfg)
+    turn = [{"role": "user", "content": [{"type": "text", "text": "and "}, {"type": "text", "text": "again?"}]}]
+    second = app.invoke({"messages": turn, "query_id": "q3"}, cfg)
+    assert [type(m) for m in second["messages"]] == [HumanMessage, AIMessage, HumanMessage, AIMessage]
+    assert [m.content for m in second["messages"][1::2]] == ["small says 2", "small says 3"]
+    assert second["messages"][-1].name == "assistant"
+    assert first["agentroute_task_id"] != second["agentroute_task_id"]  # a new turn is a new task
+    inputs = [recorded(memory, out["agentroute_task_id"]).steps[0].input for out in (first, second)]
+    assert inputs == ["hi there", "and again?"]
+    streamed = [m for m, _ in app.stream({"messages": [("user", "hi")], "query_id": "q4"}, {"configurable": {"thread_id": "s"}}, stream_mode="messages")]
+    assert [m.content for m in streamed] == ["small says 4"]  # once: the state's message has the streamed one's id
+
+
+class Jokes(AgentrouteState):
+    topic: str
+    query_id: str
+    subjects: list[str]
+    jokes: Annotated[list[str], operator.add]
+    best: str
+
+
+def jokes_graph(dispatcher: Dispatcher, budget: Budget, *, routed_planner: bool):
+    """LangGraph's map-reduce: a planner, one ``Send`` per subject to a routed worker whose answers
+    a list reducer collects, then a routed reducer."""
+    from langgraph.types import Send
+
+    def plain_planner(state: Jokes) -> dict[str, Any]:
+        return {"subjects": ["cats", "dogs", "birds"]}
+
+    planner = routed_node(
+        dispatcher, role="planner", prompt="List subjects.", input_key="topic",
+        output=lambda text: {"subjects": ["cats", "dogs", "birds"]}, budget=budget,
+    ) if routed_planner else plain_planner
+    builder = StateGraph(Jokes)
+    builder.add_node("plan", planner)
+    builder.add_node("joke", routed_node(
+        dispatcher, role="joker", prompt="One joke.", input=lambda s: f"a joke about {s['subject']}",
+        output=lambda text: {"jokes": [text]}, budget=budget,
+    ))
+    builder.add_node("best", routed_node(
+        dispatcher, role="judge", prompt="Pick the best.", input=lambda s: "\n".join(s["jokes"]), output_key="best", budget=budget,
+    ))
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", lambda s: [Send("joke", {"subject": x, "query_id": s["query_id"]}) for x in s["subjects"]], ["joke"])
+    builder.add_edge("joke", "best")
+    return builder.compile()
+
+
+@pytest.mark.parametrize("routed_planner", [False, True], ids=["plain-planner", "routed-planner"])
+@pytest.mark.parametrize("path", ["invoke", "ainvoke"])
+def test_send_branches_share_the_invocations_task_and_its_budget(memory, routed_planner, path):
+    """``Send`` branches get only their payload, not the task channel: each opened a task of its own
+    with a budget of its own (3 workers under ``calls=3`` after a routed planner made 4 calls; a
+    worker's text into a list reducer raised TypeError). Now every branch joins the invocation's
+    task, the budget holds across them, and a refused branch adds nothing to the list."""
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    app = jokes_graph(dispatcher, Budget(calls=3), routed_planner=routed_planner)
+    inp = {"topic": "animals", "query_id": "q4"}
+    out = app.invoke(inp) if path == "invoke" else asyncio.run(app.ainvoke(inp))
+    trajectory = recorded(memory, out["agentroute_task_id"])
+    assert len(trajectory.steps) == 3  # the budget's three calls, in one task
+    workers = [s for s in trajectory.steps if s.stage == "joker"]
+    assert len(out["jokes"]) == len(workers) == (2 if routed_planner else 3)
+    assert out["jokes"] == ["small says 4"] * len(workers)
+    assert {s.input for s in workers} <= {f"a joke about {x}" for x in ("cats", "dogs", "birds")}
+    assert len({s.input for s in workers}) == len(workers)
+    assert out["agentroute_cost_usd"] == pytest.approx(0.003)
+    memory.flush()
+    assert memory.stats()["tasks_total"] == 1 and memory.stats()["steps"] == 3
+
+    roomy = jokes_graph(dispatcher, Budget(calls=10), routed_planner=routed_planner).invoke(inp)
+    steps = recorded(memory, roomy["agentroute_task_id"]).steps
+    assert [s.stage for s in sorted(steps, key=lambda s: s.index)][-1] == "judge"
+    assert len(steps) == 3 + routed_planner + 1 and len(roomy["jokes"]) == 3 and roomy["best"] == "small says 4"
+
+
+def test_a_routed_node_whose_input_key_is_missing_names_it():
+    builder = StateGraph(UserState)
+    builder.add_node("a", routed_node(Dispatcher(replay_pool(), make_router("cheapest")), role="executor", prompt="a", input_key="question"))
+    builder.add_edge(START, "a")
+    from agentroute.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no 'question'.*input_key= or input="):
+        builder.compile().invoke({"query": "x", "query_id": "q1"})
