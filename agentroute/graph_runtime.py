@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentroute.budget import Budget
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
-from agentroute.errors import ConfigurationError
+from agentroute.errors import BackendError, ConfigurationError
 from agentroute.types import Step, new_id
 
 if TYPE_CHECKING:
@@ -251,20 +251,11 @@ def is_request(channel: Mapping[str, Any] | None) -> bool:
 
 
 # -- streaming ---------------------------------------------------------------------------------
-_MESSAGE_HANDLERS: dict[type, bool] = {}
-
-
-def _stream_handlers(config: Mapping[str, Any]) -> bool:
-    """Whether the run streams ``messages`` (LangGraph then attaches its messages handler)."""
+def _observed(config: Mapping[str, Any]) -> bool:
+    """Whether callback handlers watch the run: LangGraph's ``messages`` stream, ``astream_events``,
+    a tracer (LangSmith, Langfuse) or the caller's own; a plain ``invoke`` attaches none."""
     callbacks = config.get("callbacks")
-    for handler in getattr(callbacks, "handlers", callbacks) or ():
-        kind = type(handler)
-        found = _MESSAGE_HANDLERS.get(kind)
-        if found is None:
-            found = _MESSAGE_HANDLERS[kind] = kind.__name__.startswith("StreamMessagesHandler")
-        if found:
-            return True
-    return False
+    return bool(getattr(callbacks, "handlers", callbacks))
 
 
 def _noop(chunk: Any) -> None:
@@ -290,7 +281,8 @@ def _writes(writer: Any) -> bool:
 
 
 def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, writer: Any) -> None:
-    """Report a finished step to LangGraph's ``custom`` and ``messages`` stream modes."""
+    """Report a finished step to LangGraph's ``custom`` stream mode and to callback handlers
+    (``messages`` stream mode, ``astream_events``, tracers) as a chat model's run."""
     if step is None:
         return
     if _writes(writer):
@@ -298,7 +290,7 @@ def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, 
             "task_id": step.task_id, "index": step.index, "stage": step.stage, "role": role,
             "agent": step.agent.key, "model": step.agent.model, "status": step.status, "cost_usd": step.cost_usd,
         }})
-    if step.status != "ok" or not config or not _stream_handlers(config):
+    if not config or not _observed(config):
         return
     from langchain_core.callbacks.manager import CallbackManager
     from langchain_core.messages import AIMessage, HumanMessage
@@ -307,7 +299,7 @@ def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, 
     manager = CallbackManager.configure(
         inheritable_callbacks=config.get("callbacks"),
         inheritable_tags=config.get("tags"),
-        inheritable_metadata=config.get("metadata"),
+        inheritable_metadata={**(config.get("metadata") or {}), "ls_model_name": step.agent.model, "agentroute_role": role},
     )
     message = AIMessage(
         content=step.output,
@@ -325,7 +317,10 @@ def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, 
     for llm_run in manager.on_chat_model_start(
         {"name": step.agent.model}, [[HumanMessage(content=step.input)]], name=step.agent.model
     ):
-        llm_run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+        if step.status == "ok":
+            llm_run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+        else:
+            llm_run.on_llm_error(BackendError(step.agent.model, step.error or step.status, retryable=False))
 
 
 # -- a routed node in your own graph -----------------------------------------------------------

@@ -468,3 +468,37 @@ def test_a_routed_node_whose_input_key_is_missing_names_it():
 
     with pytest.raises(ConfigurationError, match="no 'question'.*input_key= or input="):
         builder.compile().invoke({"query": "x", "query_id": "q1"})
+
+
+def test_routed_steps_are_chat_model_runs_for_astream_events_and_callback_handlers():
+    """``astream_events`` (what LangChain UIs consume), tracers and a caller's own callback handler
+    saw no model run for routed steps: only the ``messages`` stream mode was reported to."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"))
+
+    async def events() -> list[dict[str, Any]]:
+        return [e async for e in app.astream_events({"query": "x", "query_id": "q2"}, version="v2")]
+
+    ends = [e for e in asyncio.run(events()) if e["event"] == "on_chat_model_end"]
+    assert [e["metadata"]["langgraph_node"] for e in ends] == ["planner", "executor", "summarizer"]
+    assert [e["data"]["output"].content for e in ends] == ["small says 2"] * 3
+    assert {e["name"] for e in ends} == {"small"} and ends[0]["metadata"]["ls_model_name"] == "small"
+
+    class Seen(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.ended: list[str] = []
+            self.failed: list[str] = []
+
+        def on_llm_end(self, response, **kwargs: Any) -> None:
+            self.ended.append(response.generations[0][0].message.content)
+
+        def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+            self.failed.append(str(error))
+
+    seen = Seen()
+    assert app.invoke({"query": "x", "query_id": "q4"}, {"callbacks": [seen]})["answer"] == "small says 4"
+    assert seen.ended == ["small says 4"] * 3 and seen.failed == []
+    unknown = Seen()
+    assert app.invoke({"query": "x", "query_id": "no-such-query"}, {"callbacks": [unknown]})["status"] == "failed"
+    assert unknown.ended == [] and len(unknown.failed) == 1 and "no-such-query" in unknown.failed[0]
