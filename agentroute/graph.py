@@ -177,9 +177,7 @@ class AgentGraph:
         return self
 
     def add_edge(self, src: str, dst: str) -> Self:
-        for node in (src, dst):
-            if node not in self.nodes and node != END:
-                raise ConfigurationError(f"edge {src!r} → {dst!r}: unknown node {node!r}; nodes: {list(self.nodes)}")
+        """Go from ``src`` to ``dst``; as in LangGraph, either may be added later (checked at compile)."""
         if src == END:
             raise ConfigurationError("no edge may leave END")
         if src in self.branches:
@@ -190,9 +188,6 @@ class AgentGraph:
     def add_conditional_edges(self, src: str, path: Callable[[GraphState], str], targets: Iterable[str]) -> Self:
         """After ``src``, go where ``path(state)`` says, one of ``targets`` (END allowed)."""
         targets = list(targets)
-        for node in [src, *targets]:
-            if node not in self.nodes and node != END:
-                raise ConfigurationError(f"conditional edges of {src!r}: unknown node {node!r}")
         if any(s == src for s, _ in self.edges) or src in self.branches:
             raise ConfigurationError(f"node {src!r} already has outgoing edges")
         self.branches[src] = (path, targets)
@@ -282,6 +277,12 @@ class AgentGraph:
     def validate(self) -> None:
         if not self.nodes:
             raise ConfigurationError(f"graph {self.name!r} has no nodes")
+        edges = [(f"edge {s!r} → {d!r}", (s, d)) for s, d in self.edges]
+        edges += [(f"conditional edges of {s!r}", (s, *targets)) for s, (_, targets) in self.branches.items()]
+        for what, ends in edges:
+            for node in ends:
+                if node not in self.nodes and node != END:
+                    raise ConfigurationError(f"graph {self.name!r}, {what}: unknown node {node!r}; nodes: {list(self.nodes)}")
         unreachable = set(self.nodes) - set(self._reachable())
         if unreachable:
             raise ConfigurationError(f"graph {self.name!r}: nodes not reachable from {self.entry!r}: {sorted(unreachable)}")

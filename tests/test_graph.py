@@ -20,12 +20,17 @@ def test_builder_validates_each_addition():
     g = AgentGraph("g").add_role("a", prompt="p")
     with pytest.raises(ConfigurationError, match="already exists"):
         g.add_role("a", prompt="p")
-    with pytest.raises(ConfigurationError, match="unknown node 'b'"):
-        g.add_edge("a", "b")
     with pytest.raises(ConfigurationError, match="not callable"):
         g.add_node("n", 3)
     g.add_role("b", prompt="p")
     with pytest.raises(ConfigurationError, match="not reachable"):
+        g.compile(pool=replay_pool(), router=make_router("cheapest"))
+    g.add_edge("a", "b").add_edge("b", "c")  # as in LangGraph, a node may be added after its edges...
+    with pytest.raises(ConfigurationError, match="edge 'b' → 'c': unknown node 'c'"):  # ...but must be, by compile
+        g.compile(pool=replay_pool(), router=make_router("cheapest"))
+    g.add_conditional_edges("c", lambda s: "a", ["a", "d"])
+    g.add_role("c", prompt="p")
+    with pytest.raises(ConfigurationError, match="conditional edges of 'c': unknown node 'd'"):
         g.compile(pool=replay_pool(), router=make_router("cheapest"))
 
 
