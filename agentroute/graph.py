@@ -626,25 +626,24 @@ class CompiledAgentGraph:
             update[CHANNEL] = run.checkpoint()  # without a checkpointer, the live run is the truth
         return update
 
-    def _role(self, role: _Role, last: bool, goto: str | None = None) -> Any:
-        """A role node; with ``goto`` (a chain's next node) it routes by ``Command``: to ``goto``, or
-        straight to the end once the task has stopped, finishing it there."""
-        async def anode(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> Any:
+    def _role(self, role: _Role, last: bool) -> Any:
+        """A role node: one routed step (or a fan-out's), a no-op once the task has stopped.
+
+        Its edges stay static, not ``Command(goto=…)``: LangGraph's ``update_state`` (a human
+        editing a paused thread) can only continue along edges the graph declares.
+        """
+        async def anode(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
             run = self._enter(state, config)
             index = run._index
             try:
                 update: dict[str, Any] = {}
                 if state.get("status", "running") == "running":
                     update = await self._role_step(role, run, state, config, writer)
-                if goto is None:
-                    return self._leave(run, state, update, config, last=last, index=index)
-                stopped = (update.get("status") or state.get("status", "running")) != "running"
-                update = self._leave(run, state, update, config, last=stopped, index=index)
-                return _command(update, END if stopped else goto)
+                return self._leave(run, state, update, config, last=last, index=index)
             finally:
                 self._exit(run)
 
-        def node(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> Any:
+        def node(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
             return run_sync(anode(state, config, writer))
 
         return runnable(role.name, node, anode)
@@ -761,20 +760,10 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
     # fork: parallel nodes) one extra node does, once the others are done
     use_finish = bool(spec.branches) or any(len(d) > 1 for d in static.values())
     exit_to = FINISH if use_finish else END
-    # In a chain (one successor per node, no branches) a role node routes by Command, so a task
-    # that stops goes straight to the end instead of through the remaining nodes as no-ops.
-    chain = not spec.branches and all(len(d) == 1 for d in static.values())
-    commands: dict[str, str] = {}
     shell = _compiled_class().__new__(_compiled_class())  # nodes need the instance; filled in below
     for name, node in spec.nodes.items():
         last = not use_finish and static.get(name) == [END]
-        if isinstance(node, _Role) and chain and not last:
-            commands[name] = static[name][0]
-            builder.add_node(name, shell._role(node, last, commands[name]), destinations=(commands[name], END))
-        elif isinstance(node, _Role):
-            builder.add_node(name, shell._role(node, last))
-        else:
-            builder.add_node(name, shell._plain(node, last))
+        builder.add_node(name, shell._role(node, last) if isinstance(node, _Role) else shell._plain(node, last))
     if use_finish:
         builder.add_node(FINISH, shell._plain(None, True))
         builder.add_edge(FINISH, END)
@@ -795,7 +784,7 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
             path, targets = spec.branches[name]
             mapping = {t: (exit_to if t == END else t) for t in [*targets, END]}
             builder.add_conditional_edges(name, _guard(name, path, mapping), mapping)
-        elif name not in commands:  # static edges: a stopped task passes through as no-ops
+        else:  # static edges: a stopped task passes through the remaining nodes as no-ops
             for dst in static[name]:
                 target = exit_to if dst == END else dst
                 if target not in joins:
@@ -821,18 +810,6 @@ def _acyclic(successors: Mapping[str, list[str]]) -> bool:
         return ok
 
     return all(visit(node, set()) for node in successors)
-
-
-def _command(update: dict[str, Any], goto: str) -> Any:
-    global _Command
-    if _Command is None:
-        from langgraph.types import Command
-
-        _Command = Command
-    return _Command(update=update, goto=goto)
-
-
-_Command: Any = None
 
 
 def _guard(src: str, path: Callable[[GraphState], str], targets: Mapping[str, str]) -> Callable[[GraphState], str]:

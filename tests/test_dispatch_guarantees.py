@@ -191,10 +191,12 @@ async def test_on_a_busy_event_loop_the_deadline_costs_one_turn_not_three(provid
         await busy
     assert min(lateness) < 3.5 * turn, lateness  # up to a turn to the timer's, that turn, the next
 
-async def test_a_graph_task_stopped_by_its_deadline_ends_without_running_its_remaining_roles(provider):
-    """In a chain of roles, a task that stops goes straight to the end (``Command``), finished by the
-    node it stopped in. On a loop whose turns take 40 ms, ``arun`` returned 1.1 s past the limit while
-    the stopped task walked the remaining roles as no-ops (about seven turns per LangGraph superstep)."""
+async def test_a_graph_task_stopped_by_its_deadline_makes_no_call_in_its_remaining_roles(provider):
+    """A task stopped by its deadline in the first of four roles passes the other three as no-ops.
+    On a loop whose turns take 40 ms, ``arun`` returns 1.10 s past the limit (27–28 turns: about seven
+    per LangGraph superstep). Routing a chain by ``Command(goto=END)`` cut that to 0.49–0.67 s but
+    broke ``update_state`` (see test_graph.py), so the edges stay static; the bound catches a retry or
+    a call after the deadline (each a 60 s hang here)."""
     from agentroute import AgentGraph
 
     provider.mode = "hang"
@@ -225,7 +227,7 @@ async def test_a_graph_task_stopped_by_its_deadline_ends_without_running_its_rem
         await busy
     assert result.status == "budget_exhausted" and [s.stage for s in result.steps] == ["planner"]
     assert provider.requests <= 1  # the request may not even leave before the deadline on this loop
-    assert late < 20 * turn, late  # measured 0.49–0.67 s (12–17 turns); 1.10–1.13 s (28 turns) before
+    assert late < 35 * turn, late  # measured 1.10 s (27.5 turns)
 
 
 # -- usage is outside data -----------------------------------------------------------------------

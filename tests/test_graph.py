@@ -1,4 +1,5 @@
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -60,19 +61,21 @@ async def test_budget_exhausted_midway_stops_the_graph_with_best_partial_answer(
 
 
 
-async def test_a_stopped_task_skips_the_rest_of_a_chain_and_is_recorded_where_it_stopped():
-    """In a chain, role nodes route by Command: after the stop no node runs (each would be a
-    superstep of no-op); the node it stopped in finishes the task. A fan-out graph keeps static edges."""
+async def test_a_stopped_task_passes_the_rest_of_a_chain_as_no_ops_and_is_recorded_at_its_end():
+    """After a stop the remaining roles make no call; the chain's last node finishes the task. A
+    fork (a plain node beside a chain of roles) records the task once, after both branches."""
     from agentroute.memory import SQLMemory
 
     memory = SQLMemory("sqlite://")
     app = three_stage().compile(pool=replay_pool(), router=make_router("strongest"), memory=memory, budget=Budget(usd=0.0105))
     chunks = [c async for c in app.astream({"query": "question", "query_id": "q4"}, stream_mode="updates")]
-    assert [next(iter(c)) for c in chunks] == ["planner", "executor"]  # the summarizer never ran
-    assert chunks[-1]["executor"]["status"] == "budget_exhausted"
+    assert [next(iter(c)) for c in chunks] == ["planner", "executor", "summarizer"]
+    assert chunks[1]["executor"]["status"] == "budget_exhausted"
+    assert chunks[-1]["summarizer"]["status"] == "budget_exhausted" and "outputs" not in chunks[-1]["summarizer"]
     memory.flush()
-    task = memory.get_task(chunks[-1]["executor"]["agentroute"]["task_id"]).task
-    assert task.status == "budget_exhausted" and task.answer == "large says 4"
+    trajectory = memory.get_task(chunks[-1]["summarizer"]["agentroute"]["task_id"])
+    assert trajectory.task.status == "budget_exhausted" and trajectory.task.answer == "large says 4"
+    assert [s.stage for s in trajectory.steps] == ["planner"]
 
     # a fork (a plain node beside a chain of roles): static edges; one node records the task once
     # both branches are done (it used to be each branch's end, both writing the state in one superstep)
@@ -85,6 +88,34 @@ async def test_a_stopped_task_skips_the_rest_of_a_chain_and_is_recorded_where_it
         assert result.status == result.state["status"] == status and [s.stage for s in result.steps] == stages
         assert result.state["context"] == {"n": 1}
 
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_paused_thread_edited_with_update_state_continues_along_the_chain(path):
+    """Human in the loop: pause before a role, edit the state, continue. When a chain's roles routed
+    by ``Command(goto=…)``, ``update_state`` could not know the next node: the thread ended there
+    with its task ``running`` and one call made."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), checkpointer=InMemorySaver(), budget=Budget(calls=4))
+    cfg = {"configurable": {"thread_id": f"edit-{path}"}}
+    edit = {"outputs": {"planner": "an edited plan"}}
+    if path == "sync":
+        app.invoke({"query": "question", "query_id": "q2"}, cfg, interrupt_before=["executor"])
+        app.update_state(cfg, edit)
+        assert app.get_state(cfg).next == ("executor",)
+        out = app.invoke(None, cfg)
+    else:
+        async def edited() -> dict[str, Any]:
+            await app.ainvoke({"query": "question", "query_id": "q2"}, cfg, interrupt_before=["executor"])
+            await app.aupdate_state(cfg, edit)
+            assert (await app.aget_state(cfg)).next == ("executor",)
+            return await app.ainvoke(None, cfg)
+
+        out = asyncio.run(edited())
+    assert out["status"] == "done" and out["agentroute"]["ledger"]["spent"][2] == 3
+    assert out["outputs"] == {"planner": "an edited plan", "executor": "small says 2", "summarizer": "small says 2"}
+    assert app.get_graph().draw_mermaid().count("-->") == 4  # start, two edges, end: drawn as declared
 
 
 def test_a_role_after_branches_of_different_lengths_runs_once_after_both():
