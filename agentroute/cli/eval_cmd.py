@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, exit_code_for
+from agentroute.cli.train_cmd import check_out_dir
 from agentroute.errors import AgentrouteError
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ def eval_command(
         str,
         typer.Option(
             "--dataset",
-            help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR (or KIND:hf:ID; a bare KIND reads "
-            "$AGENTROUTE_DATA).",
+            help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE (or KIND:hf:ID; a bare "
+            "KIND reads $AGENTROUTE_DATA).",
         ),
     ],
     routers: Annotated[
@@ -79,11 +80,15 @@ def eval_command(
         raise typer.Exit(EXIT_BAD_INPUT)
     options = {"output_tokens": output_tokens} if output_tokens is not None else {}
     try:
+        if out is not None:
+            check_out_dir(out)
         trained = [n for n in names if Path(n).is_dir()]  # saved by `agentroute train`
         for name in names:  # unknown router names fail before the dataset is read
             if name not in trained:
                 get_router_class(parse_router_spec(name)[0])
         data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
+        if "models_dropped" in data.notes:
+            err.print(f"[yellow]note:[/] {data.notes['models_dropped']}", markup=True, highlight=False)
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
             for note in check_pool(Router.load(name), [column_agent(m) for m in data.train.models], source=name):
                 err.print(f"[yellow]warning:[/] {note}")
@@ -95,7 +100,11 @@ def eval_command(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(exit_code_for(exc)) from None
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
-    paths = result.write(out)
+    try:
+        paths = result.write(out)
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] --out {out}: cannot write the results there ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
         from agentroute.eval.plots import plot_curves
 

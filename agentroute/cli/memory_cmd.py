@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
-from agentroute.errors import AgentrouteError
+from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.memory.engine import default_url, resolve_url
 from agentroute.memory.sql import SQLMemory
 from agentroute.types import Trajectory
@@ -47,18 +47,24 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def existing_memory_url(url: str | None) -> str:
+    """The URL of a memory to read (default: :func:`default_url`); a SQLite file that does not
+    exist is a :class:`ConfigurationError`, never a new, empty database at a mistyped path."""
+    parsed = resolve_url(url)
+    path = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and path not in (None, "", ":memory:")
+        and not Path(path).is_file()
+    ):
+        raise ConfigurationError(f"no memory database at {path} (from {url or default_url()!r})")
+    return parsed.render_as_string(hide_password=False)
+
+
 def _open(url: str | None) -> SQLMemory:
-    """Open an existing memory; a SQLite file that does not exist is an error, not a new database."""
+    """Open an existing memory (:func:`existing_memory_url`), or exit with the error."""
     try:
-        parsed = resolve_url(url)
-        path = parsed.database
-        if (
-            parsed.get_backend_name() == "sqlite"
-            and path not in (None, "", ":memory:")
-            and not Path(path).is_file()
-        ):
-            raise _fail(f"no memory database at {path} (from {url or default_url()!r})", EXIT_BAD_INPUT)
-        return SQLMemory(parsed.render_as_string(hide_password=False))
+        return SQLMemory(existing_memory_url(url))
     except AgentrouteError as exc:
         raise _fail(str(exc), exit_code_for(exc)) from exc
 
@@ -189,12 +195,18 @@ def export(
     ] = None,
 ) -> None:
     """Export finished tasks with their steps (the training data of routers)."""
+    if out.is_dir():
+        raise _fail(
+            f"--out {out} is a directory; give the file to write (e.g. {out / 'logs.jsonl'})", EXIT_BAD_INPUT
+        )
     with _open(memory) as store:
         try:
             if format is ExportFormat.outcomes:
                 from agentroute.memory.export import write_outcomes
 
-                trajectories = store.iter_trajectories(graph=graph, status=status or None, with_score=True, limit=limit)
+                trajectories = store.iter_trajectories(
+                    graph=graph, status=status or None, with_score=True, limit=limit
+                )
                 count = write_outcomes(trajectories, out)
             else:
                 writer = store.export_parquet if format is ExportFormat.parquet else store.export_jsonl

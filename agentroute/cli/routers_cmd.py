@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentroute.cli.errors import exit_code_for
+from agentroute.cli.train_cmd import check_out_dir
 from agentroute.errors import AgentrouteError
 
 console = Console()
@@ -64,6 +65,7 @@ def show_router(
 
             return show_graph_planner(state=state, out=out)
         cls = get_router_class(router)
+        check_out_dir(out)
         loaded = cls.load(state)
         out.mkdir(parents=True, exist_ok=True)
         export = getattr(loaded, "export_pheromones", None)

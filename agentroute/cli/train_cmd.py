@@ -54,14 +54,18 @@ def training_data(
     if limit is not None and limit < 1:
         raise ConfigurationError(f"--limit must be at least 1 (got {limit})")
     if memory_url:
+        from agentroute.cli.memory_cmd import existing_memory_url
         from agentroute.memory import open_memory
 
-        with open_memory(memory_url) as store:
+        with open_memory(existing_memory_url(memory_url)) as store:
             trajectories = store.trajectories(status=["done", "budget_exhausted"], with_score=True)
+            held = store.stats()["tasks"] if not trajectories else {}
         if not trajectories:
+            tally = ", ".join(f"{status}: {n}" for status, n in held.items()) or "none"
             raise ConfigurationError(
-                f"no scored finished tasks in memory {memory_url}: score them first "
-                "(`agentroute feedback TASK_ID --score X`, or `agentroute run --input` with gold answers)"
+                f"no scored done or budget_exhausted tasks in memory {memory_url} (tasks {tally}; failed tasks are "
+                "never trained on): score finished ones first (`agentroute feedback TASK_ID --score X`, or "
+                "`agentroute run --input` with gold answers)"
             )
         total = len(trajectories)
         if sample is not None or limit is not None:
@@ -77,8 +81,21 @@ def training_data(
 
     options = {"require_test": False} if str(dataset).startswith("outcomes:") else {}  # bandit logs train as they are
     data = load_dataset(dataset, limit=limit, sample=sample, seed=seed, **options)  # type: ignore[arg-type]
-    notes = "; ".join(str(data.notes[k]) for k in ("scores", "subset") if k in data.notes and data.notes[k] != "as given")
+    notes = "; ".join(str(data.notes[k]) for k in ("scores", "subset", "models_dropped") if k in data.notes and data.notes[k] != "as given")
     return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (f" ({notes})" if notes else "")
+
+
+def check_out_dir(out: Path, *, saved: str | None = None) -> None:
+    """``--out`` before any work: a directory, or a path to create one at. With ``saved`` (the
+    file a command writes, e.g. ``router.json``), a directory that holds other files but no
+    ``saved`` is refused too, so a run never mixes its output into an unrelated folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file, not a directory")
+    if saved and out.is_dir() and any(out.iterdir()) and not (out / saved).is_file():
+        raise ConfigurationError(
+            f"--out {out} holds other files and no {saved}: give a new or empty directory "
+            f"(a directory holding a {saved} is overwritten)"
+        )
 
 
 def train_command(
@@ -98,6 +115,7 @@ def train_command(
     (SFT warm-up, then GRPO with TRL), each by its own trainer.
     """
     from agentroute.routers import make_router
+    from agentroute.routers.base import MANIFEST
 
     if router in ("router-r1", "router_r1"):
         from agentroute.cli.router_r1_cmd import train_router_r1
@@ -115,6 +133,7 @@ def train_command(
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         model = make_router(router, **recipe.get("params", {}))
+        check_out_dir(out, saved=MANIFEST)
         data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
         console.print(f"training [bold]{router}[/] on {described}")
         start = time.perf_counter()
@@ -123,7 +142,10 @@ def train_command(
         summary = getattr(model, "fit_summary", None)  # what a router found in the data (task types, taxonomy…)
         if callable(summary):
             console.print(summary(), markup=False, highlight=False)
-        path = model.save(out)
+        try:
+            path = model.save(out)
+        except OSError as exc:
+            raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
     except AgentrouteError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(exit_code_for(exc)) from None

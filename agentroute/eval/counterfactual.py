@@ -355,7 +355,7 @@ def evaluate_from_memory(
 
     cards = {card.id: card for card in (pool if isinstance(pool, ModelPool) else ModelPool.load(pool))}
     with open_memory(memory_url) as store:
-        trajectories = store.trajectories(graph=graph, with_score=True)
+        trajectories = store.trajectories(graph=graph)  # unscored ones too: they are counted as skipped
         url = store.url
     tasks, skipped = logged_tasks(trajectories, cards=cards)
     if not tasks:
@@ -471,6 +471,7 @@ def eval_from_memory_command(
     from rich.console import Console
 
     from agentroute.cli.errors import exit_code_for
+    from agentroute.cli.memory_cmd import existing_memory_url
     from agentroute.errors import AgentrouteError
 
     names = [r.strip() for r in routers.split(",") if r.strip()]
@@ -478,7 +479,13 @@ def eval_from_memory_command(
         if not names:
             raise ConfigurationError("--routers is empty")
         result = evaluate_from_memory(
-            memory_url, names, pool=pool, graph=graph, n_boot=n_boot, level=level, seed=seed
+            existing_memory_url(memory_url),
+            names,
+            pool=pool,
+            graph=graph,
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
         )
     except AgentrouteError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")

@@ -591,9 +591,11 @@ def load_outcomes(
         frame = _read_table_file(p)
     notes: dict[str, Any] = {"format": "outcomes", "source": str(p)}
     agent_col = "agent" if "agent" in frame.columns else "model" if "model" in frame.columns else None
+    if len(frame) == 0:
+        raise DatasetError(f"{p}: no outcome rows (an empty file); expected one row per query × agent (docs/outcomes.md)")
     missing = [c for c in ("query", "score") if c not in frame.columns] + ([] if agent_col else ["agent or model"])
-    if missing or len(frame) == 0:
-        raise DatasetError(f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing or 'rows'}")
+    if missing:
+        raise DatasetError(f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing}")
     frame = frame.reset_index(drop=True)
     frame["_agent"] = [_outcome_column(a) for a in frame[agent_col]]
     frame["_score"] = pd.to_numeric(frame["score"], errors="coerce")
@@ -616,12 +618,13 @@ def load_outcomes(
             frame["_score"] = (frame["_score"] - lo) / (hi - lo)
             notes["scores"] = f"rescaled (min-max) from [{lo:g}, {hi:g}] to [0, 1]"
     notes.setdefault("scores", "as given")
-    models = list(dict.fromkeys(frame["_agent"]))
     split_of = _outcome_splits(frame, test_fraction, seed, notes)
+    models = _outcome_models(frame, split_of, require_test, notes)
     tables = _outcome_tables(frame, models, split_of)
     incomplete = tables.pop("_incomplete")  # type: ignore[arg-type]
     if not len(tables["test"]) and not require_test:
-        tables = _outcome_tables(frame, models, dict.fromkeys(split_of, "train"))
+        split_of = dict.fromkeys(split_of, "train")
+        tables = _outcome_tables(frame, _outcome_models(frame, split_of, require_test, notes), split_of)
         tables.pop("_incomplete")
         notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
     elif not len(tables["test"]):
@@ -641,6 +644,7 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
     ``_incomplete``: how many test queries were dropped."""
     tables: dict[str, Any] = {}
     incomplete = 0
+    frame = frame[frame["_agent"].isin(models)]
     for split in ("train", "test"):
         part = frame[[split_of[q] == split for q in frame["_qid"]]]
         grouped = part.groupby(["_qid", "_agent"], sort=False)
@@ -675,6 +679,26 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
         )
     tables["_incomplete"] = incomplete
     return tables
+
+
+def _outcome_models(frame: Any, split_of: dict[str, str], require_test: bool, notes: dict[str, Any]) -> list[str]:
+    """The agents a dataset keeps: those with a train outcome (a router cannot learn the others,
+    and would route to them blind) and, when the test split is replayed, a test outcome (a test
+    query is kept only when every agent has one). Whatever is left out is named in
+    ``notes["models_dropped"]``."""
+    split = frame["_qid"].map(split_of)
+    seen = {s: set(frame.loc[split == s, "_agent"]) for s in ("train", "test")}
+    every = list(dict.fromkeys(frame["_agent"]))
+    why = {m: "no train outcome" for m in every if m not in seen["train"]}
+    if require_test and seen["test"]:
+        why |= {m: "no test outcome" for m in every if m not in seen["test"] and m not in why}
+    models = [m for m in every if m not in why]
+    notes.pop("models_dropped", None)
+    if why:
+        notes["models_dropped"] = "left out: " + "; ".join(f"{m} ({w})" for m, w in why.items())
+    if not models:
+        raise DatasetError(f"{notes['source']}: no agent has outcomes in both the train and the test split ({notes['models_dropped']})")
+    return models
 
 
 def _outcome_column(value: Any) -> str:

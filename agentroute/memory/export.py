@@ -146,9 +146,11 @@ def write_outcomes(trajectories: Iterable[Trajectory], path: Path) -> int:
     """Write :func:`outcome_rows` to ``path`` as JSONL (``.jsonl``/``.json``), CSV (``.csv``) or
     Parquet (``.parquet``, needs pyarrow); returns the number of rows."""
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet"):  # what `--dataset outcomes:FILE` reads back
+        raise ConfigurationError(f"{path}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix or 'no suffix'!r})")
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = outcome_rows(trajectories)
-    if suffix in (".jsonl", ".json", ".ndjson", ""):
+    if suffix in (".jsonl", ".json", ".ndjson"):
         count = 0
         with path.open("w", encoding="utf-8") as out:
             for row in rows:
@@ -166,12 +168,10 @@ def write_outcomes(trajectories: Iterable[Trajectory], path: Path) -> int:
                 writer.writerow(row)
                 count += 1
         return count
-    if suffix == ".parquet":
-        pa = require("pyarrow")
-        pq = require("pyarrow.parquet")
-        table = pa.Table.from_pylist(list(rows) or [dict.fromkeys(OUTCOME_COLUMNS)])
-        if table.num_rows == 1 and table.column("query").to_pylist() == [None]:
-            table = table.slice(0, 0)
-        pq.write_table(table, str(path))
-        return table.num_rows
-    raise ConfigurationError(f"{path}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix!r})")
+    pa = require("pyarrow")  # .parquet
+    pq = require("pyarrow.parquet")
+    table = pa.Table.from_pylist(list(rows) or [dict.fromkeys(OUTCOME_COLUMNS)])
+    if table.num_rows == 1 and table.column("query").to_pylist() == [None]:
+        table = table.slice(0, 0)
+    pq.write_table(table, str(path))
+    return table.num_rows

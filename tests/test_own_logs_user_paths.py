@@ -1,0 +1,256 @@
+"""A new user's own logs, through the real CLI: outcome files written by hand (BOM, CRLF, CJK,
+emoji, missing fields, duplicates), memories that are empty, failed or unscored, and bad paths.
+Every bad input is a one-line error with exit 2, never a traceback, and never a file created."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentroute import AgentGraph, make_router
+from agentroute.cli import app
+from agentroute.eval.datasets import load_outcomes
+from agentroute.loading import load_router
+from agentroute.memory import SQLMemory
+from agentroute.pool import ModelCard, ModelPool, ReplayBackend
+from agentroute.routers.explore import ExploreRouter
+from tests.helpers import replay_pool
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+MODELS = {"llama-3-8b": (0.4, 0.0001), "gpt-4o-mini": (0.7, 0.0005), "claude-3-opus": (0.9, 0.004)}
+TOPICS = (
+    "翻译成英文：我今天{i}点起床",
+    "write a haiku about cat {i} 🐱",
+    "what is {i} + {i}?",
+    "¿Cuánto es {i} por 3?",
+)
+
+
+def _own_log(n: int = 60, *, new_model: bool = True) -> list[dict]:
+    """What a user writes from their own logs: three models on every query, a split column,
+    CJK/emoji prompts, a few rows without cost or score, a repeated row, and a fourth model
+    logged only on test queries (it was added to production last week)."""
+    rows = []
+    for i in range(n):
+        split = "test" if i % 4 == 0 else "train"
+        for k, (model, (p, cost)) in enumerate(MODELS.items()):
+            row = {"query": TOPICS[i % 4].format(i=i), "model": model, "score": float((i * 7 + k * 3) % 10 < 10 * p),
+                   "cost_usd": cost, "task": f"t{i % 4}", "split": split}  # fmt: skip
+            if i % 13 == 1 and k == 0:
+                del row["cost_usd"]
+            if i % 11 == 2 and k == 1:
+                row["score"] = None
+            rows.append(row)
+        if i % 9 == 0:
+            rows.append(dict(rows[-1]))
+        if split == "test" and new_model:
+            rows.append(
+                {
+                    "query": TOPICS[i % 4].format(i=i),
+                    "model": "mistral-new",
+                    "score": 1.0,
+                    "cost_usd": 0.0002,
+                    "split": "test",
+                }
+            )
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """JSONL as a Windows tool writes it: a BOM and CRLF line ends."""
+    path.write_bytes(
+        b"\xef\xbb\xbf" + "".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows).encode()
+    )
+    return path
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=["query", "model", "score", "cost_usd", "task", "split"], lineterminator="\r\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_bytes(b"\xef\xbb\xbf" + buf.getvalue().encode())
+    return path
+
+
+@pytest.mark.parametrize("write", [_write_jsonl, _write_csv])
+def test_a_model_logged_only_on_test_queries_is_left_out_and_said_so(tmp_path, write):
+    path = write(tmp_path / ("logs.jsonl" if write is _write_jsonl else "logs.csv"), _own_log())
+    data = load_outcomes(path)
+    assert data.models == list(MODELS) and "mistral-new" in data.notes["models_dropped"]
+    assert len(data.test) >= 12  # test queries are no longer dropped for lacking the new model's outcome
+    queries = data.train.queries + data.test.queries  # read intact through the BOM and the CRLF line ends
+    assert "翻译成英文：我今天0点起床" in queries and "write a haiku about cat 1 🐱" in queries
+
+    result = runner.invoke(
+        app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "knn")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "× 3 models" in result.output and "mistral-new" in result.output
+    assert "mistral-new" not in json.dumps(json.loads((tmp_path / "knn" / "router.json").read_text()))
+    # a pool with the untrained model: the router says it never saw it, rather than routing to it blind
+    pool = ModelPool(
+        [
+            ModelCard(id=m, backend="litellm", input_price=1, output_price=1)
+            for m in ("gpt-4o-mini", "mistral-new")
+        ]
+    )
+    with pytest.raises(Exception, match="unseen in training: executor:mistral-new:direct"):
+        load_router(str(tmp_path / "knn"), pool=pool)
+
+    result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{path}", "--routers", "cheapest,strongest",
+                                 "--no-peers", "--boot", "0", "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "mistral-new" in result.output and "Traceback" not in result.output
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert [m["model"] for m in results["single_models"]] == list(MODELS) and "mistral-new" in results[
+        "notes"
+    ]["models_dropped"]
+
+
+def test_a_model_retired_before_the_test_split_is_left_out_of_eval_but_trained(tmp_path):
+    rows = _own_log(new_model=False)
+    rows += [
+        {"query": "old query 𝛑", "model": "old-model", "score": 1.0, "cost_usd": 0.001, "split": "train"}
+    ]
+    path = _write_jsonl(tmp_path / "logs.jsonl", rows)
+    data = load_outcomes(path)
+    assert (
+        data.models == list(MODELS) and "old-model" in data.notes["models_dropped"] and len(data.test) >= 12
+    )
+    assert "old-model" in load_outcomes(path, require_test=False).train.models  # training keeps it
+
+
+def test_an_empty_outcomes_file_says_it_is_empty(tmp_path):
+    for name in ("empty.jsonl", "blank.jsonl"):
+        (tmp_path / name).write_text("" if name == "empty.jsonl" else "\r\n\n")
+        result = runner.invoke(
+            app, ["train", "knn", "--dataset", f"outcomes:{tmp_path / name}", "--out", str(tmp_path / "r")]
+        )
+        assert (
+            result.exit_code == 2 and "no outcome rows" in result.output and "missing [" not in result.output
+        )
+
+
+def test_train_checks_out_before_fitting(tmp_path):
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    spec = f"outcomes:{path}"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.tex").write_text("mine")
+    for out in (a_file, busy):
+        result = runner.invoke(app, ["train", "per-task", "--dataset", spec, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert f"--out {out}" in result.output and "training" not in result.output  # refused before fitting
+    assert a_file.read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["thesis.tex"]
+    # a directory that holds a saved router is retrained in place
+    for _ in range(2):
+        result = runner.invoke(app, ["train", "per-task", "--dataset", spec, "--out", str(tmp_path / "r")])
+        assert result.exit_code == 0, result.output
+
+
+def test_eval_and_routers_show_check_out_first(tmp_path):
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{path}", "--routers", "cheapest", "--no-peers",
+                                 "--boot", "0", "--out", str(a_file)])  # fmt: skip
+    assert (
+        result.exit_code == 2
+        and "--out" in result.output
+        and not isinstance(result.exception, FileExistsError)
+    )
+    assert (
+        runner.invoke(
+            app, ["train", "per-task", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app, ["routers", "show", "per-task", "--state", str(tmp_path / "r"), "--out", str(a_file)]
+    )
+    assert (
+        result.exit_code == 2
+        and "--out" in result.output
+        and not isinstance(result.exception, FileExistsError)
+    )
+    assert a_file.read_text() == "mine"
+
+
+def test_train_and_eval_from_a_memory_file_that_does_not_exist_create_none(tmp_path):
+    url = f"sqlite:///{tmp_path}/typo.db"
+    for args in (
+        ["train", "knn", "--from", url, "--out", str(tmp_path / "r")],
+        ["eval", "--from", url, "--routers", "cheapest"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "no memory database at" in result.output, result.output
+    assert not (tmp_path / "typo.db").exists() and not (tmp_path / "r").exists()
+
+
+class _Unscored(ReplayBackend):
+    """Replays answers and costs but, like a live provider, no score."""
+
+    async def complete(self, request, card):
+        return (await super().complete(request, card)).model_copy(update={"score": None})
+
+
+def _serve(url: str, pool: ModelPool, n: int, router=None) -> None:
+    with SQLMemory(url) as memory:
+        graph = AgentGraph("one").add_role("executor", prompt="p")
+        compiled = graph.compile(
+            pool=pool, router=router or ExploreRouter(base="cheapest", epsilon=0.5), memory=memory
+        )
+        asyncio.run(
+            compiled.arun_many([{"query": f"question {i} 🙂", "query_id": f"q{i}"} for i in range(n)])
+        )
+
+
+def test_a_memory_of_failed_or_unscored_tasks_says_what_it_holds(tmp_path):
+    failed = f"sqlite:///{tmp_path}/failed.db"  # a replay pool with no logged outcome: every call fails
+    _serve(
+        failed,
+        ModelPool([ModelCard(id="m", backend="replay", input_price=1, output_price=1)]),
+        3,
+        make_router("cheapest"),
+    )
+    result = runner.invoke(app, ["train", "knn", "--from", failed, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "failed: 3" in result.output, result.output
+
+    unscored = f"sqlite:///{tmp_path}/unscored.db"  # served by a backend that knows no outcome, never scored
+    logged = replay_pool(5)
+    _serve(
+        unscored,
+        ModelPool(list(logged), {"replay": _Unscored(logged.backend("small")._outcomes.values())}),
+        5,
+    )
+    with SQLMemory(unscored) as memory:
+        assert len(memory.trajectories()) == 5 and not memory.trajectories(with_score=True)
+    result = runner.invoke(app, ["eval", "--from", unscored, "--routers", "cheapest"])
+    assert result.exit_code == 2 and "'unscored': 5" in result.output, result.output
+
+
+def test_memory_export_refuses_what_it_cannot_write_or_read_back(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, replay_pool(10), 10)
+    for out, said in ((tmp_path, "a directory"), (tmp_path / "logs", ".jsonl, .csv or .parquet")):
+        result = runner.invoke(
+            app, ["memory", "export", "--format", "outcomes", "--out", str(out), "--memory", url]
+        )
+        assert result.exit_code == 2 and said in result.output, result.output
+    result = runner.invoke(
+        app, ["memory", "export", "--format", "jsonl", "--out", str(tmp_path), "--memory", url]
+    )
+    assert result.exit_code == 2 and "a directory" in result.output, result.output
