@@ -131,6 +131,16 @@ def test_a_model_retired_before_the_test_split_is_left_out_of_eval_but_trained(t
     assert "old-model" in load_outcomes(path, require_test=False).train.models  # training keeps it
 
 
+def test_bandit_logs_with_a_rarely_chosen_agent_still_train_on_both_and_are_not_replayed(tmp_path):
+    # one agent per query, the second agent chosen once (on a query of the test split drawn by seed 3): a log
+    rows = [{"query": f"q {i} 😀", "agent": "executor:m:cot" if i == 3 else "executor:m:direct", "score": i % 2,
+             "cost_usd": 0.001} for i in range(20)]  # fmt: skip
+    path = _write_jsonl(tmp_path / "x.jsonl", rows)
+    with pytest.raises(Exception, match=r"no train outcome.*a router needs two.*eval --from MEMORY_URL"):
+        load_outcomes(path, seed=3)
+    assert load_outcomes(path, seed=3, require_test=False).train.models == ["executor:m:direct", "executor:m:cot"]
+
+
 def test_an_empty_outcomes_file_says_it_is_empty(tmp_path):
     for name in ("empty.jsonl", "blank.jsonl"):
         (tmp_path / name).write_text("" if name == "empty.jsonl" else "\r\n\n")

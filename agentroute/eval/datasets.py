@@ -619,20 +619,14 @@ def load_outcomes(
             notes["scores"] = f"rescaled (min-max) from [{lo:g}, {hi:g}] to [0, 1]"
     notes.setdefault("scores", "as given")
     split_of = _outcome_splits(frame, test_fraction, seed, notes)
+    if not require_test and not len(_outcome_tables(frame, list(dict.fromkeys(frame["_agent"])), split_of)["test"]):
+        split_of = dict.fromkeys(split_of, "train")
+        notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
     models = _outcome_models(frame, split_of, require_test, notes)
     tables = _outcome_tables(frame, models, split_of)
     incomplete = tables.pop("_incomplete")  # type: ignore[arg-type]
-    if not len(tables["test"]) and not require_test:
-        split_of = dict.fromkeys(split_of, "train")
-        tables = _outcome_tables(frame, _outcome_models(frame, split_of, require_test, notes), split_of)
-        tables.pop("_incomplete")
-        notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
-    elif not len(tables["test"]):
-        raise DatasetError(
-            f"{p}: no test query has every agent's outcome ({incomplete} incomplete): evaluating by replay needs "
-            "full information. For bandit logs (one agent per query) use `agentroute eval --from MEMORY_URL` "
-            "(counterfactual estimates); `agentroute train --dataset` uses the train rows as they are"
-        )
+    if not len(tables["test"]) and require_test:
+        raise DatasetError(f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}")
     notes["dropped_rows_without_outcome"] = dropped
     notes["test_queries_dropped_incomplete"] = int(incomplete)  # type: ignore[call-overload]
     notes["train_cells_missing"] = int(np.isnan(tables["train"].scores).sum())
@@ -696,9 +690,18 @@ def _outcome_models(frame: Any, split_of: dict[str, str], require_test: bool, no
     notes.pop("models_dropped", None)
     if why:
         notes["models_dropped"] = "left out: " + "; ".join(f"{m} ({w})" for m, w in why.items())
-    if not models:
-        raise DatasetError(f"{notes['source']}: no agent has outcomes in both the train and the test split ({notes['models_dropped']})")
+    if len(models) < (2 if require_test else 1):  # one agent leaves a router nothing to choose
+        left = f" ({notes['models_dropped']})" if why else ""
+        raise DatasetError(f"{notes['source']}: agents with outcomes in both splits: {models}{left}; a router needs "
+                           f"two to choose between. {_BANDIT_HINT[0].upper()}{_BANDIT_HINT[1:]}")  # fmt: skip
     return models
+
+
+_BANDIT_HINT = (
+    "evaluating by replay needs full information (every agent's outcome on each test query). For bandit logs "
+    "(one agent per query) use `agentroute eval --from MEMORY_URL` (counterfactual estimates); "
+    "`agentroute train --dataset` uses the train rows as they are"
+)
 
 
 def _outcome_column(value: Any) -> str:
