@@ -264,3 +264,26 @@ def test_memory_export_refuses_what_it_cannot_write_or_read_back(tmp_path):
         app, ["memory", "export", "--format", "jsonl", "--out", str(tmp_path), "--memory", url]
     )
     assert result.exit_code == 2 and "a directory" in result.output, result.output
+
+
+def test_errors_keep_brackets_and_name_the_unpriced_models(tmp_path):
+    # rich markup must not eat "[v2]" out of a path: the message would name another file
+    result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{tmp_path / 'logs[v2].jsonl'}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "logs[v2].jsonl does not exist" in result.output, result.output
+    rows = [{"query": f"question {i}", "model": m, "score": float(i % 3 == 0 or m == "big"), "tokens_in": 100, "tokens_out": 20}
+            for i in range(20) for m in ("small", "big")]  # fmt: skip
+    path = _write_jsonl(tmp_path / "tokens.jsonl", rows)
+    result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no price for model(s) big, small" in result.output, result.output
+    assert "input_price and output_price columns" in result.output and "np.str_" not in result.output
+
+
+def test_eval_header_counts_rows_and_queries_apart(tmp_path):
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(new_model=False))
+    data = load_outcomes(path)
+    rows, queries = data.notes["dropped_rows_without_outcome"], data.notes["test_queries_dropped_incomplete"]
+    assert rows > 0 and queries > 0
+    result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{path}", "--routers", "cheapest", "--no-peers",
+                                 "--boot", "0", "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{rows} rows without an outcome and {queries} incomplete test queries dropped" in result.output

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, exit_code_for
@@ -88,22 +89,22 @@ def eval_command(
                 get_router_class(parse_router_spec(name)[0])
         data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
         if "models_dropped" in data.notes:
-            err.print(f"[yellow]note:[/] {data.notes['models_dropped']}", markup=True, highlight=False)
+            err.print(f"[yellow]note:[/] {escape(data.notes['models_dropped'])}")
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
             for note in check_pool(Router.load(name), [column_agent(m) for m in data.train.models], source=name):
-                err.print(f"[yellow]warning:[/] {note}")
+                err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
             peers=peers, n_boot=boot,
         )  # fmt: skip
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         paths = result.write(out)
     except OSError as exc:
-        err.print(f"[bold red]error:[/] --out {out}: cannot write the results there ({exc.strerror or exc})")
+        err.print(f"[bold red]error:[/] {escape(f'--out {out}: cannot write the results there ({exc.strerror or exc})')}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
         from agentroute.eval.plots import plot_curves
@@ -116,14 +117,19 @@ def eval_command(
         return
     console.print(_header(result))
     console.print(_table(result))
-    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    console.print(escape(f"wrote {', '.join(str(p) for p in paths.values())}"))
 
 
 def _header(result: EvalResult) -> str:
-    best = result.best_single
+    best, notes = result.best_single, result.notes
+    dropped = (  # an outcomes file drops rows (no outcome) and test queries (not every agent's): say which
+        f"{notes['dropped_rows_without_outcome']} rows without an outcome and "
+        f"{notes['test_queries_dropped_incomplete']} incomplete test queries dropped"
+        if "dropped_rows_without_outcome" in notes
+        else f"{result.dropped_rows} incomplete rows dropped {result.dropped_by_split or ''}"
+    )
     lines = [
-        f"[bold]{result.dataset}[/]: {result.n_train} train / {result.n_test} test queries, "
-        f"{result.dropped_rows} incomplete rows dropped {result.dropped_by_split or ''}",
+        f"[bold]{escape(result.dataset)}[/]: {result.n_train} train / {result.n_test} test queries, {dropped}",
         f"router costs: {result.cost_estimate}",
         f"best single: {best.model} accuracy {best.accuracy:.3f} at ${best.cost:.6f}/query; "
         f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ {result.zero_router_aiq:.3f}",

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
 from agentroute.errors import AgentrouteError
@@ -47,17 +48,17 @@ def feedback_command(
     try:
         trajectory = store.get_task(task_id)
         if trajectory is None:
-            err.print(f"[bold red]error:[/] no task {task_id!r} in the memory {store.url}")
+            err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
             raise typer.Exit(EXIT_FAILURE)
         if trajectory.task.status == "running":
             err.print(f"[yellow]note:[/] task {task_id} is still running; the score is stored all the same")
         store.add_feedback(task_id, score, source=source, comment=comment)
         store.flush()
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     finally:
         store.close()
     if not 0.0 <= score <= 1.0:
         err.print(f"[yellow]note:[/] score {score:g} is outside [0, 1]; stored as given")
-    Console().print(f"task {task_id}: score {score:g} ({source}) stored in {store.url}")
+    Console().print(escape(f"task {task_id}: score {score:g} ({source}) stored in {store.url}"))

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
@@ -43,7 +44,7 @@ _NUMERIC = {"#", "tokens", "cost", "ms", "score", "calls"}
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}")
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(str(message))}")
     return typer.Exit(code)
 
 
@@ -214,4 +215,4 @@ def export(
         except AgentrouteError as exc:
             raise _fail(str(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
-    _console().print(f"wrote {count} {unit} to {out}")
+    _console().print(escape(f"wrote {count} {unit} to {out}"))

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentroute.cli.errors import exit_code_for
@@ -82,7 +83,7 @@ def show_router(
             )
             written = [target]
     except AgentrouteError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(escape(f"wrote {path}"))

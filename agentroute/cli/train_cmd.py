@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentroute._yaml import load_untrusted_yaml, read_untrusted_text
 from agentroute.cli.errors import exit_code_for
@@ -135,7 +136,7 @@ def train_command(
         model = make_router(router, **recipe.get("params", {}))
         check_out_dir(out, saved=MANIFEST)
         data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
-        console.print(f"training [bold]{router}[/] on {described}")
+        console.print(f"training [bold]{router}[/] on {escape(described)}")
         start = time.perf_counter()
         model.fit(data)
         seconds = time.perf_counter() - start
@@ -147,6 +148,6 @@ def train_command(
         except OSError as exc:
             raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
     except AgentrouteError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
-    console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--router {path}`")
+    console.print(escape(f"trained in {seconds:.1f}s; saved to {path} — use it with `--router {path}`"))

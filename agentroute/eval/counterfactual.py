@@ -469,6 +469,7 @@ def eval_from_memory_command(
 
     import typer
     from rich.console import Console
+    from rich.markup import escape
 
     from agentroute.cli.errors import exit_code_for
     from agentroute.cli.memory_cmd import existing_memory_url
@@ -488,7 +489,7 @@ def eval_from_memory_command(
             seed=seed,
         )
     except AgentrouteError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     if json_output:
         typer.echo(json.dumps(result))

@@ -796,10 +796,11 @@ def _price_notes(counter: TokenCounter, output_tokens: int) -> dict[str, Any]:
 
 
 def _check_prices(models: list[str], prices: Prices | None) -> None:
-    missing = [m for m in models if prices is None or m not in prices]
+    missing = [str(m) for m in models if prices is None or m not in prices]
     if missing:
         raise ConfigurationError(
-            f"no price for models {missing}; pass prices={{model: (input, output)}} per 1M tokens"
+            f"no price for model(s) {', '.join(missing)}: pass prices={{model: (input, output)}} per 1M tokens "
+            "(an outcomes file: input_price and output_price columns, or cost_usd)"
         )
 
 
