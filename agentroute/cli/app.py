@@ -241,18 +241,19 @@ def pool_list(pool: PoolOpt = None) -> None:
 @app.command()
 def serve(
     pool: PoolOpt = None,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8000,
 ) -> None:
-    """Serve a pool's models over an OpenAI-compatible HTTP API (/v1/chat/completions)."""
+    """Serve a pool's models over an OpenAI-compatible HTTP API: POST /v1/chat/completions (also
+    stream=true, as server-sent events), GET /v1/models. The model a request names is a card id.
+    Stop with Ctrl-C or SIGTERM. Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
     from agentroute.pool import ModelPool
     from agentroute.serve import serve as run_server
 
     try:
-        models = ModelPool.load(pool)
+        run_server(ModelPool.load(pool), host, port)
     except AgentrouteError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
-    run_server(models, host, port)
 
 
 @app.command("eval")

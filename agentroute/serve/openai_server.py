@@ -1,10 +1,12 @@
 """An OpenAI-compatible HTTP server in front of a :class:`~agentroute.pool.ModelPool`.
 
-``POST /v1/chat/completions`` (non-streaming, ``n`` ≥ 1), ``GET /v1/models`` and ``GET /health``.
-The request's ``model`` names a pool card by id; the call goes to that card's backend, so a local
-SmolLM2 (or any card) becomes reachable from any OpenAI client, LiteLLM or another agentroute
-``openai`` card. Errors use OpenAI's ``{"error": {...}}`` shape; a retryable backend failure is a
-503, so clients retry it. Responses carry an ``agentroute`` extension with the cost and confidence.
+``POST /v1/chat/completions`` (``n`` ≥ 1, ``stream`` as server-sent events), ``GET /v1/models``,
+``GET /v1/models/{id}`` and ``GET /health``. The request's ``model`` names a pool card by id; the call
+goes to that card's backend, so a local SmolLM2 (or any card) becomes reachable from any OpenAI
+client, LiteLLM or another agentroute ``openai`` card. Errors use OpenAI's ``{"error": {...}}``
+shape; a retryable backend failure is a 503, so clients retry it. Responses carry an
+``agentroute`` extension with the cost and confidence. A client that disconnects cancels its
+backend calls.
 
 >>> server = ServerThread(pool).start()      # doctest: +SKIP
 >>> server.url                               # doctest: +SKIP
@@ -15,17 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentroute._optional import require
 from agentroute.errors import BackendError, ConfigurationError, UnknownNameError
+from agentroute.pool.backends.base import Backend
+from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.types import Completion, CompletionRequest
 
@@ -35,15 +40,18 @@ require("uvicorn")
 import uvicorn  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+
+T = TypeVar("T")
 
 
 class ChatMessage(BaseModel):
-    """One message; ``content`` may be a string or a list of text parts."""
+    """One message; ``content`` may be a string or a list of parts (text parts are kept)."""
 
     model_config = ConfigDict(extra="allow")
 
-    role: str
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
@@ -52,8 +60,19 @@ class ChatMessage(BaseModel):
         return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
 
 
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with the usage and no choices."""
+
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = False
+
+
 class ChatCompletionBody(BaseModel):
-    """The fields of OpenAI's chat-completions request that the server honours (others are ignored)."""
+    """The fields of OpenAI's chat-completions request that the server honours (others are ignored).
+
+    As in OpenAI's API, the optional fields may be ``null``: their defaults then apply.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -61,17 +80,37 @@ class ChatCompletionBody(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    n: int = Field(default=1, ge=1, le=16)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    n: int | None = Field(default=None, ge=1, le=16)
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
 
 
 def _error(
     status: int, message: str, kind: str, code: str | None = None, param: str | None = None
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(_error_body(message, kind, code, param), status_code=status)
+
+
+def _error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
+    """The error response of a failed backend call (re-raises what is not a backend failure)."""
+    if isinstance(exc, TimeoutError):
+        return _error(503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout")
+    if isinstance(exc, BackendError):
+        status, kind = (503, "server_error") if exc.retryable else (400, "invalid_request_error")
+        return _error(status, str(exc), kind)
+    if isinstance(exc, ConfigurationError):
+        return _error(500, str(exc), "server_error", code="misconfigured_model")
+    raise exc
+
+
+def _unknown_model(model: str, exc: UnknownNameError) -> JSONResponse:
+    return _error(404, str(exc), "invalid_request_error", code="model_not_found", param="model")
 
 
 def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
@@ -95,12 +134,20 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            return _error(400, "invalid request: the body is not valid JSON", "invalid_request_error")
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(
             400,
             f"invalid request: {loc or 'body'}: {first.get('msg', exc)}",
             "invalid_request_error",
-            param=loc,
+            param=loc or None,
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(
+            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error"
         )
 
     @app.exception_handler(Exception)
@@ -113,53 +160,210 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        data = [
-            {"id": c.id, "object": "model", "created": 0, "owned_by": f"agentroute:{c.backend}"} for c in pool
-        ]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [_model_entry(c) for c in pool]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str) -> Any:
+        try:
+            return _model_entry(pool.card(model))
+        except UnknownNameError as exc:
+            return _unknown_model(model, exc)
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionBody) -> JSONResponse:
-        if body.stream:
-            return _error(
-                400, "streaming is not supported; send stream=false", "invalid_request_error", param="stream"
-            )
+    async def chat_completions(body: ChatCompletionBody, http: Request) -> Response:
         try:
             card = pool.card(body.model)
         except UnknownNameError as exc:
-            return _error(404, str(exc), "invalid_request_error", code="model_not_found", param="model")
+            return _unknown_model(body.model, exc)
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
             model=card.backend_model,
             messages=[{"role": m.role, "content": m.text()} for m in body.messages],
             max_tokens=body.max_completion_tokens or body.max_tokens or card.max_tokens,
-            temperature=body.temperature,
+            temperature=1.0 if body.temperature is None else body.temperature,
             stop=stop or None,
         )
-        backend = pool.backend(card.id)
-        calls = asyncio.gather(*(backend.complete(request, card) for _ in range(body.n)))
+        backend, n = pool.backend(card.id), body.n or 1
+        if body.stream:
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await _stream(http, body.model, card, backend, request, n, usage)
         try:
-            completions = await asyncio.wait_for(calls, card.timeout_s)
-        except TimeoutError:
-            return _error(
-                503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout"
+            completions = await _unless_disconnected(
+                http, asyncio.wait_for(_complete_all(backend, request, card, n), card.timeout_s)
             )
-        except BackendError as exc:
-            status, kind = (503, "server_error") if exc.retryable else (400, "invalid_request_error")
-            return _error(status, str(exc), kind)
-        except ConfigurationError as exc:
-            return _error(500, str(exc), "server_error", code="misconfigured_model")
+        except (TimeoutError, BackendError, ConfigurationError) as exc:
+            return _failure(exc, card)
+        if completions is None:  # nobody is listening any more
+            return Response(status_code=499)
         return JSONResponse(_response(body.model, list(completions)))
 
     return app
 
 
+def _model_entry(card: ModelCard) -> dict[str, Any]:
+    return {"id": card.id, "object": "model", "created": 0, "owned_by": f"agentroute:{card.backend}"}
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client has gone (the request body has already been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or ``None`` with ``work`` cancelled when the client disconnects first."""
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
+async def _complete_all(
+    backend: Backend, request: CompletionRequest, card: ModelCard, n: int
+) -> list[Completion]:
+    """``n`` completions at once; when one fails or the caller is cancelled, the others are cancelled."""
+    calls = [asyncio.ensure_future(backend.complete(request, card)) for _ in range(n)]
+    try:
+        return list(await asyncio.gather(*calls))
+    finally:
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def _deltas(
+    backend: Backend, request: CompletionRequest, card: ModelCard
+) -> AsyncIterator[str | Completion]:
+    """Text deltas, then the :class:`Completion`: the backend's own ``stream`` where it has one,
+    else its whole answer as one delta."""
+    stream = getattr(backend, "stream", None)
+    if stream is not None:
+        async for item in stream(request, card):
+            yield item
+        return
+    completion = await backend.complete(request, card)
+    if completion.text:
+        yield completion.text
+    yield completion
+
+
+async def _stream(
+    http: Request,
+    model: str,
+    card: ModelCard,
+    backend: Backend,
+    request: CompletionRequest,
+    n: int,
+    usage: bool,
+) -> Response:
+    """Server-sent ``chat.completion.chunk`` events for ``n`` choices, then ``data: [DONE]``.
+
+    A failure before the first delta is an ordinary error response; a later one is an
+    ``{"error": ...}`` event that ends the stream. A disconnect cancels the backend calls.
+    """
+    events: asyncio.Queue[tuple[int, str | Completion | Exception]] = asyncio.Queue()
+
+    async def run(index: int) -> None:
+        try:
+            async for item in _deltas(backend, request, card):
+                events.put_nowait((index, item))
+        except Exception as exc:
+            events.put_nowait((index, exc))
+
+    tasks = [asyncio.create_task(run(i)) for i in range(n)]
+    deadline = asyncio.get_running_loop().time() + card.timeout_s
+
+    def cancel() -> None:
+        for task in tasks:
+            task.cancel()
+
+    async def next_event() -> tuple[int, str | Completion | Exception]:
+        async with asyncio.timeout_at(deadline):
+            return await events.get()
+
+    try:
+        first = await _unless_disconnected(http, next_event())
+    except TimeoutError as exc:
+        first = (0, exc)
+    if first is None or isinstance(first[1], Exception):
+        cancel()
+        if first is None:
+            return Response(status_code=499)
+        try:
+            return _failure(first[1], card)
+        except Exception as exc:
+            return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}  # fmt: skip
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n"
+
+    def tail(usage_row: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"usage": usage_row} if usage else {}
+
+    async def body() -> AsyncIterator[str]:
+        done: dict[int, Completion] = {}
+        started: set[int] = set()
+        event: tuple[int, str | Completion | Exception] | None = first
+        try:
+            while True:
+                if event is None:
+                    try:
+                        event = await next_event()
+                    except TimeoutError as exc:
+                        event = (0, exc)
+                index, item = event
+                event = None
+                if isinstance(item, Exception):
+                    yield f"data: {json.dumps(_stream_error(item, card))}\n\n"
+                    return
+                if index not in started:
+                    started.add(index)
+                    delta = {"role": "assistant", "content": ""}
+                    yield chunk(
+                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}], **tail()
+                    )
+                if isinstance(item, str):
+                    delta = {"content": item}
+                    yield chunk(
+                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}], **tail()
+                    )
+                    continue
+                done[index] = item
+                finish = {
+                    "index": index,
+                    "delta": {},
+                    "finish_reason": _finish_reason(item),
+                    "logprobs": None,
+                }
+                yield chunk([finish], **tail())
+                if len(done) == n:
+                    break
+            if usage:
+                completions = [done[i] for i in range(n)]
+                yield chunk([], usage=_usage(completions), agentroute=_extension(completions))
+            yield "data: [DONE]\n\n"
+        finally:
+            cancel()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _stream_error(exc: Exception, card: ModelCard) -> dict[str, Any]:
+    try:
+        return json.loads(_failure(exc, card).body)
+    except Exception as other:
+        return _error_body(f"internal error: {type(other).__name__}: {other}", "server_error")
+
+
 def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
-    tokens_in = completions[0].tokens_in
-    tokens_out = sum(c.tokens_out for c in completions)
-    confidences = [
-        c.raw["confidence"] for c in completions if isinstance(c.raw.get("confidence"), int | float)
-    ]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -174,16 +378,29 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
             }
             for i, c in enumerate(completions)
         ],
-        "usage": {
-            "prompt_tokens": tokens_in,
-            "completion_tokens": tokens_out,
-            "total_tokens": tokens_in + tokens_out,
-        },
-        "agentroute": {
-            "cost_usd": sum(c.cost_usd for c in completions),
-            "latency_ms": max(c.latency_ms for c in completions),
-            "confidence": sum(confidences) / len(confidences) if confidences else None,
-        },
+        "usage": _usage(completions),
+        "agentroute": _extension(completions),
+    }
+
+
+def _usage(completions: list[Completion]) -> dict[str, int]:
+    tokens_in = completions[0].tokens_in
+    tokens_out = sum(c.tokens_out for c in completions)
+    return {
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "total_tokens": tokens_in + tokens_out,
+    }
+
+
+def _extension(completions: list[Completion]) -> dict[str, Any]:
+    confidences = [
+        c.raw["confidence"] for c in completions if isinstance(c.raw.get("confidence"), int | float)
+    ]
+    return {
+        "cost_usd": sum(c.cost_usd for c in completions),
+        "latency_ms": max(c.latency_ms for c in completions),
+        "confidence": sum(confidences) / len(confidences) if confidences else None,
     }
 
 
@@ -208,9 +425,7 @@ class ServerThread:
         log_level: str = "warning",
     ):
         self.pool, self.host = pool, host
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = listen_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(create_app(pool, preload=preload), log_level=log_level, lifespan="on")
         self._server = uvicorn.Server(config)
@@ -251,14 +466,32 @@ class ServerThread:
         self.stop()
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (0: a free port); :class:`ConfigurationError` when it is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
 def serve(pool: ModelPool, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
-    """Serve ``pool`` until interrupted (what ``agentroute serve`` runs); closes the pool's backends at exit."""
-    server = uvicorn.Server(uvicorn.Config(create_app(pool), host=host, port=port, log_level=log_level))
+    """Serve ``pool`` until interrupted (what ``agentroute serve`` runs); closes the pool's backends at exit.
+
+    The address is bound before any model loads, so a taken port fails at once.
+    """
+    sock = listen_socket(host, port)
+    config = uvicorn.Config(create_app(pool), host=host, port=sock.getsockname()[1], log_level=log_level)
+    server = uvicorn.Server(config)
 
     async def main() -> None:
         try:
-            await server.serve()
+            await server.serve(sockets=[sock])
         finally:
+            sock.close()
             await pool.aclose()
 
     asyncio.run(main())

@@ -30,7 +30,7 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -228,12 +228,15 @@ class LocalModel:
         max_tokens: Sequence[int],
         temperature: float = 0.0,
         stops: Sequence[Sequence[str] | None] | None = None,
+        watchers: Sequence[RowWatcher | None] | None = None,
     ) -> list[GenerationResult]:
-        """One left-padded ``generate`` call over ``prompts`` (token ids), each with its own limits."""
+        """One left-padded ``generate`` call over ``prompts`` (token ids), each with its own limits;
+        a row's watcher sees its text as it grows and can cancel it."""
         torch = torch_module()
         transformers = require("transformers")
         n = len(prompts)
         stops = list(stops) if stops is not None else [None] * n
+        watchers = list(watchers) if watchers is not None else [None] * n
         width = max(len(p) for p in prompts)
         input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((n, width), dtype=torch.long)
@@ -241,7 +244,7 @@ class LocalModel:
             input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
             attention[row, width - len(ids) :] = 1
         recorder = _LogProbRecorder()
-        tracker = _RowTracker(self, width, list(max_tokens), stops, recorder)
+        tracker = _RowTracker(self, width, list(max_tokens), stops, recorder, watchers)
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
             if temperature > 0
@@ -319,8 +322,18 @@ class _LogProbRecorder:
         return scores
 
 
+@dataclass(frozen=True, slots=True)
+class RowWatcher:
+    """Follows one row of a batch: ``on_text`` gets its text so far (never past a possible stop
+    string), and setting ``cancel`` ends the row at the next token."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    on_text: Callable[[str], None] | None = None
+
+
 class _RowTracker:
-    """Stopping criterion with per-row limits: EOS, ``max_tokens``, stop strings; also sums log-probs."""
+    """Stopping criterion with per-row limits: EOS, ``max_tokens``, stop strings, cancellation;
+    also sums log-probs and reports the text of watched rows."""
 
     def __init__(
         self,
@@ -329,8 +342,10 @@ class _RowTracker:
         max_tokens: list[int],
         stops: list[Sequence[str] | None],
         recorder: _LogProbRecorder,
+        watchers: Sequence[RowWatcher | None] = (),
     ):
         n = len(max_tokens)
+        self.watchers = list(watchers) or [None] * n
         self.model, self.width, self.max_tokens, self.recorder = model, prompt_width, max_tokens, recorder
         self.stops = [[s for s in (row or []) if s] for row in stops]
         self.done = [False] * n
@@ -347,12 +362,17 @@ class _RowTracker:
         for row, token in enumerate(last):
             if self.done[row]:
                 continue
+            watcher = self.watchers[row]
+            if watcher is not None and watcher.cancel.is_set():
+                self.done[row] = True
+                continue
             self.count[row] += 1
             self.logprob[row] += logp[row]
             if token in self.model.eos_ids:
                 self.done[row], self.reason[row] = True, "stop"
                 continue
             self.tokens[row].append(token)
+            text = None
             if self.stops[row]:
                 text = self.model.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
                 hits = [i for i in (text.find(s) for s in self.stops[row]) if i >= 0]
@@ -361,6 +381,11 @@ class _RowTracker:
                     continue
             if self.count[row] >= self.max_tokens[row]:
                 self.done[row] = True
+            elif watcher is not None and watcher.on_text is not None:
+                if text is None:
+                    text = self.model.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+                hold = max((len(s) for s in self.stops[row]), default=1) - 1  # a stop string may be starting
+                watcher.on_text(text[: len(text) - hold].rstrip("\ufffd"))  # and a character may be split
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
     def text(self, row: int) -> str:
@@ -378,6 +403,7 @@ class _Job:
     max_tokens: int
     temperature: float
     stop: list[str] | None
+    watcher: RowWatcher | None = None
     future: concurrent.futures.Future[GenerationResult] = field(default_factory=concurrent.futures.Future)
 
 
@@ -411,11 +437,16 @@ class MicroBatcher:
         return self._model
 
     def submit(
-        self, messages: list[dict[str, str]], max_tokens: int, temperature: float, stop: list[str] | None
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+        watcher: RowWatcher | None = None,
     ) -> concurrent.futures.Future[GenerationResult]:
         if not self._thread.is_alive():
             raise BackendError(self.spec, "the local generation worker is stopped", retryable=False)
-        job = _Job(messages, max_tokens, temperature, stop)
+        job = _Job(messages, max_tokens, temperature, stop, watcher)
         self._queue.put(job)
         return job.future
 
@@ -477,6 +508,7 @@ class MicroBatcher:
                     [job.max_tokens for job, _ in members],
                     temperature,
                     [job.stop for job, _ in members],
+                    [job.watcher for job, _ in members],
                 )
             except Exception as exc:
                 error = BackendError(
@@ -549,14 +581,41 @@ class LocalBackend(Backend):
         return super().worst_case_usd(request, card, prompt_tokens)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        return await self._complete(request, card, RowWatcher())
+
+    async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncIterator[str | Completion]:
+        """:meth:`complete` as text deltas while the model generates, then the :class:`Completion`."""
+        loop, texts = asyncio.get_running_loop(), asyncio.Queue[str | None]()
+        watcher = RowWatcher(on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text))
+        call = asyncio.ensure_future(self._complete(request, card, watcher))
+        call.add_done_callback(lambda _: texts.put_nowait(None))
+        sent = ""
+        try:
+            while (text := await texts.get()) is not None:
+                if len(text) > len(sent) and text.startswith(sent):
+                    yield text[len(sent) :]
+                    sent = text
+            completion = call.result()
+            if len(completion.text) > len(sent) and completion.text.startswith(sent):
+                yield completion.text[len(sent) :]
+            yield completion
+        finally:
+            call.cancel()
+
+    async def _complete(self, request: CompletionRequest, card: ModelCard, watcher: RowWatcher) -> Completion:
+        """One completion; cancelling it ends its generation at the next token."""
         _check_priced(card)
         if request.max_tokens < 1:
             raise ConfigurationError(f"'max_tokens' (got {request.max_tokens}) must be at least 1")
         started = time.perf_counter()
         future = self.batcher(card).submit(
-            list(request.messages), request.max_tokens, request.temperature, request.stop
+            list(request.messages), request.max_tokens, request.temperature, request.stop, watcher
         )
-        result = await asyncio.wrap_future(future)
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            watcher.cancel.set()
+            raise
         if card.price_per_second is not None:
             cost = card.price_per_second * result.compute_s
         else:
@@ -599,6 +658,7 @@ __all__ = [
     "LocalModel",
     "MicroBatcher",
     "ModelSource",
+    "RowWatcher",
     "cache_root",
     "gguf_package_dir",
 ]
