@@ -4,14 +4,11 @@
 """
 
 import asyncio
-import os
-from pathlib import Path
 
 from agentroute import AgentGraph, Budget, make_router
 from agentroute.eval.datasets import load_dataset
 
-data_dir = Path(os.environ.get("AGENTROUTE_DATA", "../shared/data")) / "routerbench"
-dataset = load_dataset(f"routerbench:{data_dir}")
+dataset = load_dataset("routerbench")  # $AGENTROUTE_DATA/routerbench, else shared/data beside the checkout
 pool = dataset.replay_pool("test")
 graph = AgentGraph("three-steps")
 for role in ("planner", "executor", "summarizer"):

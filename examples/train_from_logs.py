@@ -4,16 +4,13 @@
 """
 
 import asyncio
-import os
 import tempfile
-from pathlib import Path
 
 from agentroute import AgentGraph, make_router
 from agentroute.eval.datasets import load_dataset
 from agentroute.memory import SQLMemory
 
-data_dir = Path(os.environ.get("AGENTROUTE_DATA", "../shared/data")) / "routerbench"
-dataset = load_dataset(f"routerbench:{data_dir}")
+dataset = load_dataset("routerbench")  # $AGENTROUTE_DATA/routerbench, else shared/data beside the checkout
 pool = dataset.replay_pool("train")
 graph = AgentGraph("logged").add_role("executor", prompt="answer")
 
