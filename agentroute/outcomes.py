@@ -259,7 +259,7 @@ class OutcomeTable:
         cls, trajectories: Iterable[Trajectory], *, importance_clip: float | None = MAX_IMPORTANCE
     ) -> OutcomeTable:
         """Each scored ok step becomes a cell (step score, else its task's score) of its agent key's
-        column (``role:model:strategy``); later cells win. A step whose decision logged a
+        column (``role:model:strategy``) in its row (:func:`step_row`); later cells win. A step whose decision logged a
         ``propensity`` (an exploring router's) gives its cell that propensity, so that the fits
         weight it (``importance_clip``; ``None``: no weighting)."""
         rows: dict[str, int] = {}
@@ -272,8 +272,8 @@ class OutcomeTable:
                 score = step.score if step.score is not None else traj.task.score
                 if score is None or step.status != "ok":
                     continue
-                text = step.input or traj.task.query
-                key = str(traj.task.metadata.get("query_id", text)) if len(traj.steps) == 1 else text
+                query_id, text = step_row(traj, step)
+                key = query_id or text
                 if key not in rows:
                     rows[key] = len(queries)
                     queries.append(text)
@@ -291,6 +291,17 @@ class OutcomeTable:
             list(rows), queries, list(cols), scores, costs, task_types,
             propensity=propensity if logged_p else None, importance_clip=importance_clip,
         )  # fmt: skip
+
+
+def step_row(trajectory: Trajectory, step: Step) -> tuple[str | None, str]:
+    """The table row a scored step's outcome belongs to, as ``(query_id, text)``: a one-step task's
+    row is its query, named by the task's logged ``query_id`` when it has one; a step of a longer
+    task is a row for its own input (else the task's query). ``query_id`` is ``None`` where the row
+    is named by its text. The one home of the rule for :meth:`OutcomeTable.from_trajectories` and
+    the memory's ``outcomes`` export (:func:`agentroute.memory.export.outcome_rows`)."""
+    text = step.input or trajectory.task.query
+    query_id = trajectory.task.metadata.get("query_id") if len(trajectory.steps) == 1 else None
+    return (None if query_id is None else str(query_id)), text
 
 
 def _propensity(step: Step) -> float:

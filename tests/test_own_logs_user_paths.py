@@ -287,3 +287,26 @@ def test_eval_header_counts_rows_and_queries_apart(tmp_path):
                                  "--boot", "0", "--out", str(tmp_path / "ev")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"{rows} rows without an outcome and {queries} incomplete test queries dropped" in result.output
+
+
+def test_the_memory_export_trains_the_same_table_as_the_memory(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:  # two routed roles: each task logs two scored steps
+        graph = AgentGraph("two").add_role("planner", prompt="Plan.").add_role("executor", prompt="Answer.")
+        graph.add_edge("planner", "executor")
+        compiled = graph.compile(pool=replay_pool(12), router=ExploreRouter(base="cheapest", epsilon=0.5), memory=memory)
+        asyncio.run(compiled.arun_many([{"query": f"question {i} 🙂", "query_id": f"q{i}"} for i in range(12)]))
+        trajectories = memory.trajectories(with_score=True)
+    assert {len(t.steps) for t in trajectories} == {2}
+    out = tmp_path / "logs.csv"
+    assert runner.invoke(app, ["memory", "export", "--format", "outcomes", "--out", str(out), "--memory", url]).exit_code == 0
+    from agentroute.outcomes import OutcomeTable
+
+    logged = OutcomeTable.from_trajectories(trajectories)
+    exported = load_outcomes(out, require_test=False).train
+    assert sorted(exported.queries) == sorted(logged.queries) and len(exported) == len(logged) == 12
+    assert set(exported.models) == set(logged.models)
+    by_query = {q: i for i, q in enumerate(exported.queries)}
+    for i, query in enumerate(logged.queries):  # the same cells, row by row
+        row = exported.scores[by_query[query]]
+        assert [row[exported.models.index(m)] for m in logged.models] == pytest.approx(list(logged.scores[i]), nan_ok=True)

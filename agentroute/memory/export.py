@@ -107,24 +107,28 @@ OUTCOME_COLUMNS = (
 def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]:
     """One row per scored ``ok`` step: the long format's query × agent outcome.
 
-    A one-step task is one row for its query (``query_id`` from the task's metadata, else the task
-    id); in a longer task each scored step is a row for its own input (``query_id`` =
-    ``TASK_ID:INDEX``), as :meth:`~agentroute.outcomes.OutcomeTable.from_trajectories` reads it. The
-    score is the step's own, else the task's; the cost is the step's. ``propensity`` is the
-    probability the serving router gave the agent (``Decision.evidence["propensity"]``), when logged.
+    Each outcome goes to the row :meth:`~agentroute.outcomes.OutcomeTable.from_trajectories` puts it
+    in (:func:`~agentroute.outcomes.step_row`), so training on the export and on the memory sees the
+    same table: a one-step task is a row for its query (``query_id`` from the task's metadata, else
+    empty), a step of a longer task a row for its own input; an empty ``query_id`` is read back as a
+    hash of the query text. The score is the step's own, else the task's; the cost is the step's.
+    ``propensity`` is the probability the serving router gave the agent
+    (``Decision.evidence["propensity"]``), when logged.
     """
+    from agentroute.outcomes import step_row
+
     for trajectory in trajectories:
         task, steps = trajectory.task, trajectory.steps
         for step in steps:
             score = step.score if step.score is not None else task.score
             if score is None or step.status != "ok":
                 continue
-            single = len(steps) == 1
+            query_id, text = step_row(trajectory, step)
             evidence = step.decision.evidence if step.decision is not None else {}
             propensity = evidence.get("propensity") if isinstance(evidence, dict) else None
             yield {
-                "query_id": str(task.metadata.get("query_id", task.id)) if single else f"{task.id}:{step.index}",
-                "query": task.query if single or not step.input else step.input,
+                "query_id": query_id,
+                "query": text,
                 "agent": step.agent.key,
                 "model": step.agent.model,
                 "strategy": step.agent.strategy,
