@@ -404,11 +404,13 @@ class CompiledAgentGraph:
                 config = {**(config or {}), "configurable": {**configurable, "thread_id": request["task_id"]}}
         return state, config, request["task_id"]
 
-    def _abandon(self, task_id: str, config: Any) -> None:
-        """An invocation that ended by an exception: without a checkpointer, the task has failed."""
+    def _abandon(self, task_id: str, config: Any, exc: BaseException) -> None:
+        """An invocation that ended by an exception: without a checkpointer, the task has failed —
+        or was ``interrupted`` when stopped from outside (cancelled, Ctrl-C, a stream left early)."""
         run = LIVE.get(task_id)
         if run is not None and not run.finished and not self._resumable(config):
-            self.dispatcher.finish(run, status="failed")
+            stopped = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | GeneratorExit)
+            self.dispatcher.finish(run, status="interrupted" if stopped else "failed")
             run.finished = True
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
@@ -419,13 +421,12 @@ class CompiledAgentGraph:
 
     def _watched_stream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
         LIVE.pin(task_id)
-        ended = False
         try:
             yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
-            ended = True
+        except BaseException as exc:
+            self._abandon(task_id, config, exc)
+            raise
         finally:
-            if not ended:
-                self._abandon(task_id, config)
             LIVE.unpin(task_id)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
@@ -436,14 +437,13 @@ class CompiledAgentGraph:
 
     async def _watched_astream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         LIVE.pin(task_id)
-        ended = False
         try:
             async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
                 yield chunk
-            ended = True
+        except BaseException as exc:
+            self._abandon(task_id, config, exc)
+            raise
         finally:
-            if not ended:
-                self._abandon(task_id, config)
             LIVE.unpin(task_id)
 
     # -- task-level API ---------------------------------------------------------------------
@@ -482,8 +482,8 @@ class CompiledAgentGraph:
             else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
                 final = _values(await asyncio.to_thread(functools.partial(self.invoke, inp, config, **_values_only())))
             run = LIVE.get(task_id)
-        except BaseException:
-            self._abandon(task_id, config)
+        except BaseException as exc:
+            self._abandon(task_id, config, exc)
             raise
         finally:
             LIVE.unpin(task_id)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -104,8 +105,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return done.result()
     except BaseException:
-        if not done.done() and task_box:  # interrupted while waiting (Ctrl-C): stop the work too
+        if not done.done() and task_box:  # interrupted while waiting (Ctrl-C): stop the work too,
             loop.call_soon_threadsafe(task_box[0].cancel)
+            with contextlib.suppress(Exception):  # and let it record what its calls cost (a second Ctrl-C: at once)
+                done.exception(timeout=1.0)
         raise
 
 

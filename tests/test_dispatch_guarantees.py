@@ -230,6 +230,122 @@ async def test_a_graph_task_stopped_by_its_deadline_makes_no_call_in_its_remaini
     assert late < 35 * turn, late  # measured 1.10 s (27.5 turns)
 
 
+@pytest.mark.parametrize("strategy", ["direct", "sc@3"])
+async def test_a_task_cancelled_by_its_caller_is_recorded_interrupted_with_what_its_calls_may_cost(provider, tmp_path, strategy):
+    """A notebook's interrupt or ``task.cancel()`` while the provider works: the attempts were
+    charged their worst case in the ledger, but no step was recorded, so the task was stored
+    ``failed`` at $0 — below what the provider may bill. Now the cancelled step is recorded (failed,
+    ``cancelled``, its worst case) and the task ends ``interrupted`` with that cost; a stream left
+    early ends ``interrupted`` too."""
+    from agentroute import AgentGraph
+    from agentroute.memory import SQLMemory
+
+    provider.mode = "hang"
+    memory = SQLMemory(f"sqlite:///{tmp_path}/memory.db")
+    graph = AgentGraph("cancel").add_role("planner", prompt="p").add_role("executor", prompt="e").add_edge("planner", "executor")
+    app = graph.compile(pool=http_pool(provider.url, timeout_s=30, strategies=(strategy,)), router=make_router("cheapest"), memory=memory)
+    samples = 3 if strategy == "sc@3" else 1
+    task = asyncio.create_task(app.arun("a question", task_id="cancelled"))
+    while provider.requests < samples:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def leave_early() -> None:
+        async for _ in app.astream({"query": "another", "task_id": "left"}, stream_mode="custom"):
+            break  # the planner's step streamed: stop reading
+
+    provider.mode = "ok"
+    await leave_early()
+    await asyncio.sleep(0.05)  # the event loop closes an async generator left by `break` in a later turn
+    memory.flush()
+    cancelled, left = memory.get_task("cancelled"), memory.get_task("left")
+    assert cancelled.task.status == "interrupted" and [s.error for s in cancelled.steps] == ["cancelled"]
+    assert cancelled.task.cost_usd > 0 and cancelled.task.cost_usd == pytest.approx(cancelled.steps[0].cost_usd)
+    assert left.task.status == "interrupted" and [s.stage for s in left.steps] == ["planner"]
+    memory.close()
+
+    # the cancelled step's cost is what the ledger booked: each attempt's worst case
+    provider.mode = "hang"
+    dispatcher = Dispatcher(http_pool(provider.url, timeout_s=30, strategies=(strategy,)), make_router("cheapest"))
+    run, before = dispatcher.start("q"), provider.requests
+    step = asyncio.create_task(dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi"))
+    while provider.requests < before + samples:
+        await asyncio.sleep(0.01)
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert [s.error for s in run.steps] == ["cancelled"] and run.ledger.spent["calls"] == samples
+    assert run.ledger.spent_usd > 0 and run.steps[0].cost_usd == pytest.approx(run.ledger.spent_usd)
+
+
+CTRL_C_SCRIPT = """
+import asyncio, json, sys, threading, time
+from aiohttp import web
+from agentroute import AgentGraph, make_router
+from agentroute.memory import SQLMemory
+from tests.helpers import serve_on_loopback
+from tests.test_dispatch_guarantees import Provider, http_pool
+
+loop = asyncio.new_event_loop()
+threading.Thread(target=loop.run_forever, daemon=True).start()
+provider = Provider("hang")
+
+async def serve():
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", provider.handle)
+    root, _ = await serve_on_loopback(app)
+    return root + "/v1"
+
+url = asyncio.run_coroutine_threadsafe(serve(), loop).result()
+memory = SQLMemory(sys.argv[1])
+graph = AgentGraph("g").add_role("planner", prompt="p").add_role("executor", prompt="e").add_edge("planner", "executor")
+app = graph.compile(pool=http_pool(url, timeout_s=30), router=make_router("cheapest"), memory=memory)
+
+def announce():
+    while provider.requests < 1:
+        time.sleep(0.01)
+    print("calling", flush=True)
+
+threading.Thread(target=announce, daemon=True).start()
+try:
+    app.invoke({"query": "q", "task_id": "ctrl-c"})
+except KeyboardInterrupt:
+    memory.flush()
+    t = memory.get_task("ctrl-c")
+    print(json.dumps({"status": t.task.status, "cost": t.task.cost_usd, "steps": [[s.error, s.cost_usd] for s in t.steps]}), flush=True)
+"""
+
+
+def test_ctrl_c_during_a_sync_invoke_records_the_interrupted_task_and_its_cost(tmp_path):
+    """Ctrl-C in a terminal or a notebook while ``invoke`` waits on a provider: the task is recorded
+    ``interrupted`` with its cancelled step's cost (it was ``failed`` at $0)."""
+    import json as json_
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), f"sqlite:///{tmp_path}/memory.db"], cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert proc.stdout.readline().strip() == "calling", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    record = json_.loads(out.strip().splitlines()[-1])
+    assert record["status"] == "interrupted" and [e for e, _ in record["steps"]] == ["cancelled"], err
+    assert record["cost"] > 0 and record["cost"] == pytest.approx(record["steps"][0][1])
+
+
 # -- usage is outside data -----------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ see an illegal or unaffordable candidate, so no router can break the budget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -612,15 +613,20 @@ class Dispatcher:
         index = run.next_index()
         started = time.perf_counter()
         charged = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
-        if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
-            outcome = await self._attempt(run, plan, stage, charged)
-            completions = [outcome] if isinstance(outcome, Completion) else []
-            error = None if completions else outcome
-        else:
-            samples = [asyncio.ensure_future(self._attempt(run, plan, stage, charged)) for _ in range(plan.strategy.samples)]
-            outcomes = await _all_by_deadline(samples, run.ledger.seconds_left())
-            completions = [o for o in outcomes if isinstance(o, Completion)]
-            error = None if completions else outcomes[0]
+        samples: list[asyncio.Future[Completion | str]] = []
+        try:
+            if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
+                outcome = await self._attempt(run, plan, stage, charged)
+                completions = [outcome] if isinstance(outcome, Completion) else []
+                error = None if completions else outcome
+            else:
+                samples = [asyncio.ensure_future(self._attempt(run, plan, stage, charged)) for _ in range(plan.strategy.samples)]
+                outcomes = await _all_by_deadline(samples, run.ledger.seconds_left())
+                completions = [o for o in outcomes if isinstance(o, Completion)]
+                error = None if completions else outcomes[0]
+        except asyncio.CancelledError:  # the caller stopped the task: what its attempts cost is still a step
+            await self._record_cancelled(run, decision, plan, stage, input, index, started, charged, samples)
+            raise
         latency_ms = (time.perf_counter() - started) * 1000
         usd, tokens_in, tokens_out = charged
         if not completions:
@@ -765,6 +771,25 @@ class Dispatcher:
         return lead.model_copy(update={"output": text, "confidence": share})
 
     # -- records ----------------------------------------------------------------------------
+    async def _record_cancelled(
+        self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str, index: int,
+        started: float, charged: list[Any], samples: list[asyncio.Future[Any]],
+    ) -> None:
+        """Record a step cancelled from outside (a notebook's interrupt, ``task.cancel()``): its
+        attempts were charged their worst case, as a provider may bill them; the task's recorded
+        cost must say so. Cancelled samples book themselves as they unwind (a turn of the loop)."""
+        if samples:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait(samples, timeout=1.0)
+        usd, tokens_in, tokens_out = charged
+        if not usd:  # nothing booked: no attempt had started
+            return
+        self._record(run, Step(
+            task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
+            latency_ms=(time.perf_counter() - started) * 1000, cost_usd=usd, tokens_in=tokens_in,
+            tokens_out=tokens_out, status="failed", error="cancelled",
+        ))
+
     def _record(self, run: TaskRun, step: Step) -> None:
         run.steps.append(step)
         if self.memory is not None:
