@@ -282,6 +282,16 @@ def test_local_twenty_concurrent_requests(openai_server_url: str) -> None:
     assert len(asyncio.run(main())) == 20
 
 
+@pytest.mark.slow
+def test_docs_serve_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serve.md's client example, as written."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "serve.md"
+    example = docs.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(example, str(docs), "exec"), {})
+    printed = capsys.readouterr().out
+    assert "['smollm2-135m']" in printed and "cost_usd" in printed and "completion_tokens=" in printed
+
+
 # -- the CLI -----------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -289,12 +299,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_cli(tmp_path: Path, port: int) -> subprocess.Popen[str]:
-    pool = tmp_path / "pool.yaml"
-    pool.write_text(
-        "models:\n  - id: echo\n    backend: replay\n    input_price: 1.0\n    output_price: 2.0\n"
-    )
-    command = [AGENTROUTE, "serve", "--pool", str(pool), "--port", str(port)]
+def start_cli(tmp_path: Path | None, port: int, *options: str) -> subprocess.Popen[str]:
+    """``agentroute serve`` on ``port``: a replay pool in ``tmp_path``, or (None) the local SmolLM2."""
+    command = [AGENTROUTE, "serve", "--port", str(port), *options]
+    if tmp_path is not None:
+        pool = tmp_path / "pool.yaml"
+        pool.write_text(
+            "models:\n  - id: echo\n    backend: replay\n    input_price: 1.0\n    output_price: 2.0\n"
+        )
+        command += ["--pool", str(pool)]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
     )
@@ -329,6 +342,42 @@ def test_cli_serves_and_stops_cleanly_on_signals(tmp_path: Path, sig: signal.Sig
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen()
+
+
+@pytest.mark.slow
+def test_cli_stop_during_a_long_generation_is_bounded_by_drain(tmp_path: Path) -> None:
+    """SIGTERM while SmolLM2 writes 600 tokens (about half a minute): after ``--drain-s`` the request
+    is cancelled, the generation stops and the process exits, instead of waiting for the answer."""
+    port = free_port()
+    process = start_cli(None, port, "--drain-s", "1")
+    outcome: list[object] = []
+    body = {
+        "model": SERVER_MODEL,
+        "messages": ask("Write a long story about a dragon."),
+        "max_tokens": 600,
+        "temperature": 0,
+    }
+
+    def call() -> None:
+        try:
+            outcome.append(httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=120))
+        except httpx.TransportError as exc:
+            outcome.append(exc)
+
+    try:
+        wait_up(process, port)
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(1.5)
+        started = time.perf_counter()
+        process.send_signal(signal.SIGTERM)
+        out = process.communicate(timeout=60)[0]
+        stopped_after = time.perf_counter() - started
+        caller.join(30)
+    finally:
+        process.kill()
+    assert outcome and not isinstance(outcome[0], httpx.Response), outcome  # cut off, not answered
+    assert stopped_after < 8 and process.returncode == -signal.SIGTERM and "Traceback" not in out, out
 
 
 def test_cli_port_in_use_fails_at_once(tmp_path: Path) -> None:

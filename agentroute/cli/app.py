@@ -243,6 +243,7 @@ def serve(
     pool: PoolOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8000,
+    drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them.")] = 10.0,
 ) -> None:
     """Serve a pool's models over an OpenAI-compatible HTTP API: POST /v1/chat/completions (also
     stream=true, as server-sent events), GET /v1/models. The model a request names is a card id.
@@ -251,7 +252,7 @@ def serve(
     from agentroute.serve import serve as run_server
 
     try:
-        run_server(ModelPool.load(pool), host, port)
+        run_server(ModelPool.load(pool), host, port, drain_s=drain_s)
     except AgentrouteError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
 

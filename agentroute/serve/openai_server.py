@@ -478,13 +478,29 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(pool: ModelPool, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
+def serve(
+    pool: ModelPool,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    drain_s: float = 10.0,
+    log_level: str = "info",
+) -> None:
     """Serve ``pool`` until interrupted (what ``agentroute serve`` runs); closes the pool's backends at exit.
 
-    The address is bound before any model loads, so a taken port fails at once.
+    The address is bound before any model loads, so a taken port fails at once. On Ctrl-C or
+    SIGTERM, requests in flight get ``drain_s`` seconds to finish, then are cancelled.
     """
+    if not drain_s >= 0:
+        raise ConfigurationError(f"'drain_s' (got {drain_s}) must be ≥ 0")
     sock = listen_socket(host, port)
-    config = uvicorn.Config(create_app(pool), host=host, port=sock.getsockname()[1], log_level=log_level)
+    config = uvicorn.Config(
+        create_app(pool),
+        host=host,
+        port=sock.getsockname()[1],
+        log_level=log_level,
+        timeout_graceful_shutdown=drain_s,
+    )
     server = uvicorn.Server(config)
 
     async def main() -> None:
