@@ -310,3 +310,10 @@ def test_the_memory_export_trains_the_same_table_as_the_memory(tmp_path):
     for i, query in enumerate(logged.queries):  # the same cells, row by row
         row = exported.scores[by_query[query]]
         assert [row[exported.models.index(m)] for m in logged.models] == pytest.approx(list(logged.scores[i]), nan_ok=True)
+
+
+def test_a_file_whose_every_row_lacks_an_outcome_says_what_row_1_lacks(tmp_path):
+    path = tmp_path / "graded.csv"
+    path.write_text("query,model,score,cost_usd\r\nwhat is 2+2?,a,high,0.1\r\nwhat is 3+3?,b,low,0.2\r\n")
+    result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "(row 1: score 'high' is not a number)" in result.output, result.output

@@ -605,9 +605,9 @@ def load_outcomes(
     frame["_qid"] = [str(q) if q is not None and q == q else f"q{_text_id(t)}" for q, t in zip(frame["query_id"], frame["query"], strict=True)]
     bad = frame["_score"].isna() | frame["_cost"].isna() | frame["query"].isna() | (frame["_agent"] == "")
     dropped = int(bad.sum())
+    if bad.all():
+        raise DatasetError(f"{p}: no row has a query, an agent, a score and a cost (row 1: {_missing_outcome(frame.iloc[0])})")
     frame = frame[~bad].reset_index(drop=True)
-    if not len(frame):
-        raise DatasetError(f"{p}: no row has a query, an agent, a score and a cost")
     if rescale != "none":
         lo, hi = float(frame["_score"].min()), float(frame["_score"].max())
         outside = lo < 0.0 or hi > 1.0
@@ -675,6 +675,17 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
     return tables
 
 
+def _missing_outcome(row: Any) -> str:
+    """What a dropped outcome row lacks, in the file's own values."""
+    if row["query"] is None or row["query"] != row["query"]:
+        return "no query"
+    if not row["_agent"]:
+        return "no agent"
+    if row["_score"] != row["_score"]:
+        return f"score {row['score']!r} is not a number"
+    return "no cost_usd, and no tokens_in/tokens_out to price"
+
+
 def _outcome_models(frame: Any, split_of: dict[str, str], require_test: bool, notes: dict[str, Any]) -> list[str]:
     """The agents a dataset keeps: those with a train outcome (a router cannot learn the others,
     and would route to them blind) and, when the test split is replayed, a test outcome (a test
@@ -736,7 +747,7 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
     else:
         notes["cost"] = "logged cost_usd"
     if (cost < 0).any():
-        raise DatasetError(f"{p}: negative costs (row {int(np.flatnonzero((cost < 0).to_numpy())[0])})")
+        raise DatasetError(f"{p}: negative costs (row {int(np.flatnonzero((cost < 0).to_numpy())[0]) + 1})")
     return cost
 
 
