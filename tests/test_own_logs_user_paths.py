@@ -199,6 +199,14 @@ def test_eval_and_routers_show_check_out_first(tmp_path):
     assert a_file.read_text() == "mine"
 
 
+def test_train_from_a_memory_and_a_dataset_at_once_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, replay_pool(6), 6)
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    result = runner.invoke(app, ["train", "knn", "--from", url, "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not both" in result.output and not (tmp_path / "r").exists(), result.output
+
+
 def test_train_and_eval_from_a_memory_file_that_does_not_exist_create_none(tmp_path):
     url = f"sqlite:///{tmp_path}/typo.db"
     for args in (

@@ -130,6 +130,8 @@ def train_command(
         recipe = read_recipe(config)
         if recipe.get("router", router) != router:
             raise ConfigurationError(f"recipe {config} is for router {recipe['router']!r}, not {router!r}")
+        if memory_url and dataset:
+            raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC, not both")
         dataset = dataset or (None if memory_url else recipe.get("dataset"))
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
