@@ -325,3 +325,18 @@ def test_a_file_whose_every_row_lacks_an_outcome_says_what_row_1_lacks(tmp_path)
     path.write_text("query,model,score,cost_usd\r\nwhat is 2+2?,a,high,0.1\r\nwhat is 3+3?,b,low,0.2\r\n")
     result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "(row 1: score 'high' is not a number)" in result.output, result.output
+
+
+def test_train_says_what_it_holds_out_and_keeps_rows_the_split_column_calls_train(tmp_path):
+    rows = _own_log(40, new_model=False)
+    for row in rows:
+        row["split"] = "train"  # every row marked train: all of them are trained on
+    marked = _write_jsonl(tmp_path / "marked.jsonl", rows)
+    result = runner.invoke(app, ["train", "per-task", "--dataset", f"outcomes:{marked}", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0 and "outcomes: 40 train queries" in result.output and "held out" not in result.output, result.output
+    for row in rows:
+        del row["split"]  # no split column: a seeded 30% is held out, and train says so
+    plain = _write_jsonl(tmp_path / "plain.jsonl", rows)
+    result = runner.invoke(app, ["train", "per-task", "--dataset", f"outcomes:{plain}", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0 and "test queries held out: seeded random split by query" in result.output, result.output
+    assert "the split column names only train" in load_outcomes(marked).notes["split"]  # eval still needs a test split

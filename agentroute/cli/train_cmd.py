@@ -82,8 +82,10 @@ def training_data(
 
     options = {"require_test": False} if str(dataset).startswith("outcomes:") else {}  # bandit logs train as they are
     data = load_dataset(dataset, limit=limit, sample=sample, seed=seed, **options)  # type: ignore[arg-type]
-    notes = "; ".join(str(data.notes[k]) for k in ("scores", "subset", "models_dropped") if k in data.notes and data.notes[k] != "as given")
-    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (f" ({notes})" if notes else "")
+    notes = [str(data.notes[k]) for k in ("scores", "subset", "models_dropped") if k in data.notes and data.notes[k] != "as given"]
+    if len(data.test):  # not trained on: say so, and how the split was made
+        notes.insert(0, f"{len(data.test)} test queries held out: {data.notes.get('split', 'the test split')}")
+    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def check_out_dir(out: Path, *, saved: str | None = None) -> None:

@@ -618,7 +618,7 @@ def load_outcomes(
             frame["_score"] = (frame["_score"] - lo) / (hi - lo)
             notes["scores"] = f"rescaled (min-max) from [{lo:g}, {hi:g}] to [0, 1]"
     notes.setdefault("scores", "as given")
-    split_of = _outcome_splits(frame, test_fraction, seed, notes)
+    split_of = _outcome_splits(frame, test_fraction, seed, notes, require_test)
     if not require_test and not len(_outcome_tables(frame, list(dict.fromkeys(frame["_agent"])), split_of)["test"]):
         split_of = dict.fromkeys(split_of, "train")
         notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
@@ -751,8 +751,14 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
     return cost
 
 
-def _outcome_splits(frame: Any, test_fraction: float, seed: int, notes: dict[str, Any]) -> dict[str, str]:
+def _outcome_splits(
+    frame: Any, test_fraction: float, seed: int, notes: dict[str, Any], require_test: bool = True
+) -> dict[str, str]:
+    """Each query's split: the ``split`` column's when it names train and test; every query in train
+    when it names only train and no test split is needed (``agentroute train``); else a seeded
+    random split by query, the column's single split named in the note."""
     qids = list(dict.fromkeys(frame["_qid"]))
+    only = ""
     if "split" in frame.columns and frame["split"].notna().any():
         given: dict[str, str] = {}
         for q, s in zip(frame["_qid"], frame["split"], strict=True):
@@ -764,9 +770,15 @@ def _outcome_splits(frame: Any, test_fraction: float, seed: int, notes: dict[str
         if len(set(given.values())) == 2:
             notes["split"] = "from the split column (validation/dev rows in train)"
             return {q: given.get(q, "train") for q in qids}
+        only = next(iter(given.values()))
+        if only == "train" and not require_test:
+            notes["split"] = "from the split column: every query train"
+            return dict.fromkeys(qids, "train")
     order = np.random.default_rng(seed).permutation(len(qids))
     test = {qids[k] for k in order[: int(round(test_fraction * len(qids)))]}
-    notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})"
+    notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})" + (
+        f"; the split column names only {only}" if only else ""
+    )
     return {q: "test" if q in test else "train" for q in qids}
 
 
