@@ -561,10 +561,13 @@ class CompiledAgentGraph:
 
         Each item is a query string or a mapping with ``query`` and optional ``query_id``,
         ``task_type``, ``metadata``, ``budget``, ``task_id``, ``config``, ``gold`` and ``metric``.
+        Every item is checked before any task starts (a ``ConfigurationError`` names the first bad
+        one). If a task raises (a node's bug), the tasks in flight are cancelled — they end
+        ``interrupted`` — and the exception propagates: no task keeps spending unseen.
         """
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be ≥ 1 (got {concurrency})")
-        items = [{"query": q} if isinstance(q, str) else dict(q) for q in queries]
+        items = [_batch_item(i, q) for i, q in enumerate(queries)]
         results: list[RunResult | None] = [None] * len(items)
         todo = iter(enumerate(items))
 
@@ -575,7 +578,14 @@ class CompiledAgentGraph:
                 if on_done is not None:
                     on_done(result)
 
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(items)))))
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(items)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
         return results  # type: ignore[return-value]
 
     # -- nodes ------------------------------------------------------------------------------
@@ -716,6 +726,34 @@ class CompiledAgentGraph:
 
         name = plain.name if plain is not None else FINISH
         return runnable(name, node, anode)
+
+
+def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:
+    """One ``arun_many`` item as ``arun``'s keyword arguments, checked before anything runs."""
+    if isinstance(item, str):
+        return {"query": item}
+    if not isinstance(item, Mapping):
+        raise ConfigurationError(f"item {index}: expected a query string or a mapping, got {type(item).__name__}")
+    item = dict(item)
+    unknown = sorted(set(item) - _ARUN_KEYS)
+    if unknown or not isinstance(item.get("query"), str):
+        problem = f"unknown key(s) {unknown}" if unknown else "no 'query' string"
+        raise ConfigurationError(f"item {index}: {problem}; keys: query, {', '.join(sorted(_ARUN_KEYS - {'query'}))}")
+    try:
+        if isinstance(item.get("budget"), Mapping):
+            item["budget"] = Budget(**item["budget"])
+        elif item.get("budget") is not None and not isinstance(item["budget"], Budget):
+            raise ConfigurationError(f"budget must be a Budget or a mapping of limits, got {type(item['budget']).__name__}")
+        if item.get("gold") is not None:
+            from agentroute.eval.answers import get_metric
+
+            get_metric(item.get("metric", "em"))
+    except (ConfigurationError, TypeError) as exc:
+        raise ConfigurationError(f"item {index}: {exc}") from exc
+    return item
+
+
+_ARUN_KEYS = {"query", "budget", "query_id", "task_type", "metadata", "config", "task_id", "gold", "metric"}
 
 
 @functools.cache

@@ -262,3 +262,43 @@ def test_a_path_function_that_names_no_target_is_a_clear_error():
     app = g.compile(pool=replay_pool(), router=make_router("cheapest"))
     with pytest.raises(ConfigurationError, match="conditional edges of 'a': the path function returned 'nowhere', not one of"):
         app.run("q", query_id="q1", task_id="t-bad-path")
+
+
+async def test_arun_many_checks_every_item_before_running_any_and_stops_all_when_one_raises():
+    """A bad budget or a typo in item 15 raised after 15 tasks had run (their results lost); a node
+    that raised left the other tasks running unseen after ``arun_many`` had returned."""
+    import inspect
+
+    from agentroute.graph import _ARUN_KEYS, CompiledAgentGraph
+    from agentroute.memory import SQLMemory
+
+    assert _ARUN_KEYS == set(inspect.signature(CompiledAgentGraph.arun).parameters) - {"self"}
+    memory = SQLMemory("sqlite://")
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory)
+    good = [{"query": "x", "query_id": f"q{i}"} for i in range(20)]
+    for bad, message in (
+        ({"query": "x", "budget": {"usd": -1}}, "item 15: budget usd must be non-negative"),
+        ({"query": "x", "qid": "q1"}, r"item 15: unknown key\(s\) \['qid'\]"),
+        ({"query_id": "q1"}, "item 15: no 'query' string"),
+        (("x",), "item 15: expected a query string or a mapping"),
+        ({"query": "x", "gold": "y", "metric": "bleu"}, "item 15: .*bleu"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            await app.arun_many([*good[:15], bad, *good[16:]], concurrency=2)
+    memory.flush()
+    assert memory.stats()["tasks_total"] == 0  # nothing ran
+
+    async def work(state, ctx):
+        if state["query"] == "boom":
+            raise ValueError("a bug in a node")
+        await asyncio.sleep(30)
+        return {}
+
+    slow = AgentGraph("slow").add_node("work", work).add_role("executor", prompt="e").add_edge("work", "executor")
+    app = slow.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ValueError, match="a bug in a node"):
+        await app.arun_many(["slow 1", "slow 2", "boom", "slow 3", "slow 4"], concurrency=3)
+    assert asyncio.get_running_loop().time() - started < 5
+    memory.flush()
+    assert memory.stats()["tasks"] == {"failed": 1, "interrupted": 2}  # slow 3 and 4 never started
