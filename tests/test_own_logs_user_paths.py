@@ -340,3 +340,12 @@ def test_train_says_what_it_holds_out_and_keeps_rows_the_split_column_calls_trai
     result = runner.invoke(app, ["train", "per-task", "--dataset", f"outcomes:{plain}", "--out", str(tmp_path / "b")])
     assert result.exit_code == 0 and "test queries held out: seeded random split by query" in result.output, result.output
     assert "the split column names only train" in load_outcomes(marked).notes["split"]  # eval still needs a test split
+
+
+def test_a_query_id_reused_for_different_queries_is_refused(tmp_path):
+    rows = _own_log(20, new_model=False)
+    for row in rows:
+        row["query_id"] = "session-7" if row["query"].startswith("what is") else row["query"]  # one id, five prompts
+    path = _write_jsonl(tmp_path / "logs.jsonl", rows)
+    result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "query_id 'session-7' names different queries" in result.output, result.output

@@ -608,6 +608,15 @@ def load_outcomes(
     if bad.all():
         raise DatasetError(f"{p}: no row has a query, an agent, a score and a cost (row 1: {_missing_outcome(frame.iloc[0])})")
     frame = frame[~bad].reset_index(drop=True)
+    text = frame["query"].astype(str).str.strip()
+    several = text.groupby(frame["_qid"], sort=False).nunique()
+    if (several > 1).any():  # its rows would be averaged into one query, shown to routers as the first text
+        qid = several.index[several.to_numpy() > 1][0]
+        seen = list(dict.fromkeys(text[frame["_qid"] == qid]))
+        raise DatasetError(
+            f"{p}: query_id {qid!r} names different queries ({_cap(seen[0], 60)!r}, {_cap(seen[1], 60)!r}): a "
+            "query_id groups the rows of one query; fix the ids, or drop the column to group by query text"
+        )
     if rescale != "none":
         lo, hi = float(frame["_score"].min()), float(frame["_score"].max())
         outside = lo < 0.0 or hi > 1.0
