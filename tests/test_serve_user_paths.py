@@ -16,13 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from agentroute.errors import BackendError
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
@@ -54,6 +55,19 @@ class NeverAnswers(Backend):
             self.cancelled.set()
             raise
         raise AssertionError("unreachable")
+
+
+class FailsMidStream(Backend):
+    """A streaming backend that sends one word, then fails (a provider dropping mid-answer)."""
+
+    name = "fails"
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        raise AssertionError("the server streams through stream()")
+
+    async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncIterator[str | Completion]:
+        yield "Hello"
+        raise BackendError(card.id, "the provider dropped the stream", retryable=True)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +140,24 @@ def test_litellm_client_plain_and_streamed(replay_url: str, monkeypatch: pytest.
         c.choices[0].delta.content or "" for c in litellm.completion(**common, stream=True) if c.choices
     ]
     assert "".join(pieces) == REPLY
+
+
+def test_failures_mid_stream_and_timeouts() -> None:
+    cards = [ModelCard(id="fails", backend="fails", input_price=1, output_price=1),
+             ModelCard(id="slow", backend="never", input_price=1, output_price=1, timeout_s=0.5)]  # fmt: skip
+    pool = ModelPool(cards, backends={"fails": FailsMidStream(), "never": NeverAnswers()})
+    with ServerThread(pool) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+        received = []
+        with pytest.raises(openai.APIError, match="dropped the stream"):
+            for chunk in client.chat.completions.create(model="fails", messages=ask(), stream=True):
+                received += [c.delta.content for c in chunk.choices if c.delta.content]
+        assert received == ["Hello"]
+        for stream in (False, True):
+            with pytest.raises(openai.InternalServerError) as info:
+                client.chat.completions.create(model="slow", messages=ask(), stream=stream)
+            assert info.value.status_code == 503 and info.value.code == "timeout"
+        assert client.models.list().data  # still serving
 
 
 # -- request validation -------------------------------------------------------------------------------

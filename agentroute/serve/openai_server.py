@@ -98,7 +98,7 @@ def _error_body(message: str, kind: str, code: str | None = None, param: str | N
 
 
 def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
-    """The error response of a failed backend call (re-raises what is not a backend failure)."""
+    """The error response of a failed backend call."""
     if isinstance(exc, TimeoutError):
         return _error(503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout")
     if isinstance(exc, BackendError):
@@ -106,7 +106,7 @@ def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
         return _error(status, str(exc), kind)
     if isinstance(exc, ConfigurationError):
         return _error(500, str(exc), "server_error", code="misconfigured_model")
-    raise exc
+    return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
 
 
 def _unknown_model(model: str, exc: UnknownNameError) -> JSONResponse:
@@ -293,20 +293,14 @@ async def _stream(
         first = (0, exc)
     if first is None or isinstance(first[1], Exception):
         cancel()
-        if first is None:
-            return Response(status_code=499)
-        try:
-            return _failure(first[1], card)
-        except Exception as exc:
-            return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+        return Response(status_code=499) if first is None else _failure(first[1], card)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model}  # fmt: skip
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         return f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n"
 
-    def tail(usage_row: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"usage": usage_row} if usage else {}
+    no_usage = {"usage": None} if usage else {}  # with include_usage, every chunk has the field
 
     async def body() -> AsyncIterator[str]:
         done: dict[int, Completion] = {}
@@ -322,18 +316,20 @@ async def _stream(
                 index, item = event
                 event = None
                 if isinstance(item, Exception):
-                    yield f"data: {json.dumps(_stream_error(item, card))}\n\n"
+                    yield f"data: {_failure(item, card).body.decode()}\n\n"
                     return
                 if index not in started:
                     started.add(index)
                     delta = {"role": "assistant", "content": ""}
                     yield chunk(
-                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}], **tail()
+                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}],
+                        **no_usage,
                     )
                 if isinstance(item, str):
                     delta = {"content": item}
                     yield chunk(
-                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}], **tail()
+                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}],
+                        **no_usage,
                     )
                     continue
                 done[index] = item
@@ -343,7 +339,7 @@ async def _stream(
                     "finish_reason": _finish_reason(item),
                     "logprobs": None,
                 }
-                yield chunk([finish], **tail())
+                yield chunk([finish], **no_usage)
                 if len(done) == n:
                     break
             if usage:
@@ -354,13 +350,6 @@ async def _stream(
             cancel()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-def _stream_error(exc: Exception, card: ModelCard) -> dict[str, Any]:
-    try:
-        return json.loads(_failure(exc, card).body)
-    except Exception as other:
-        return _error_body(f"internal error: {type(other).__name__}: {other}", "server_error")
 
 
 def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
