@@ -272,6 +272,10 @@ def test_memory_export_refuses_what_it_cannot_write_or_read_back(tmp_path):
         app, ["memory", "export", "--format", "jsonl", "--out", str(tmp_path), "--memory", url]
     )
     assert result.exit_code == 2 and "a directory" in result.output, result.output
+    bad = ((["--status", "finnished"], "--status finnished: not a task status"), (["--limit", "0"], "--limit must be at least 1"))
+    for option, said in bad:  # a typo exported nothing, silently
+        result = runner.invoke(app, ["memory", "export", "--out", str(tmp_path / "t.jsonl"), "--memory", url, *option])
+        assert result.exit_code == 2 and said in result.output and not (tmp_path / "t.jsonl").exists(), result.output
 
 
 def test_errors_keep_brackets_and_name_the_unpriced_models(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich import box
@@ -17,7 +17,7 @@ from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.memory.engine import default_url, resolve_url
 from agentroute.memory.sql import SQLMemory
-from agentroute.types import Trajectory
+from agentroute.types import TaskStatus, Trajectory
 
 memory_app = typer.Typer(help="Inspect and export the SQL memory.", no_args_is_help=True)
 
@@ -196,6 +196,11 @@ def export(
     ] = None,
 ) -> None:
     """Export finished tasks with their steps (the training data of routers)."""
+    unknown = [s for s in status or [] if s not in get_args(TaskStatus)]
+    if unknown:
+        raise _fail(f"--status {', '.join(unknown)}: not a task status ({', '.join(get_args(TaskStatus))})", EXIT_BAD_INPUT)
+    if limit is not None and limit < 1:
+        raise _fail(f"--limit must be at least 1 (got {limit})", EXIT_BAD_INPUT)
     if out.is_dir():
         raise _fail(
             f"--out {out} is a directory; give the file to write (e.g. {out / 'logs.jsonl'})", EXIT_BAD_INPUT
