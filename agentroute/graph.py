@@ -123,7 +123,8 @@ class AgentGraph:
     name: str
     nodes: dict[str, _Role | _Plain] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
-    branches: dict[str, tuple[Callable[[GraphState], str], list[str]]] = field(default_factory=dict)
+    #: conditional edges by source: (path function, targets); no path function: the node returns a Command
+    branches: dict[str, tuple[Callable[[GraphState], str] | None, list[str]]] = field(default_factory=dict)
     entry: str | None = None
     skills: SkillRegistry = field(default_factory=SkillRegistry)
 
@@ -168,12 +169,24 @@ class AgentGraph:
         )
         return self
 
-    def add_node(self, name: str, fn: NodeFn, *, stage: str | None = None) -> Self:
-        """Add a plain node ``fn(state, node_context) -> state update`` (sync or async)."""
+    def add_node(
+        self, name: str, fn: NodeFn, *, stage: str | None = None, destinations: Iterable[str] | None = None,
+    ) -> Self:
+        """Add a plain node ``fn(state, node_context) -> state update`` (sync or async).
+
+        ``destinations``: the node routes itself, as in LangGraph, by returning
+        ``Command(goto=one of destinations, update=...)`` (``END`` allowed): a supervisor handing
+        the task to an agent. It then has no outgoing edges; a stopped task goes to the end.
+        """
         self._new_node(name)
         if not callable(fn):
             raise ConfigurationError(f"node {name!r}: {fn!r} is not callable")
         self.nodes[name] = _Plain(name, fn, stage)
+        if destinations is not None:
+            targets = [destinations] if isinstance(destinations, str) else list(destinations)
+            if not targets:
+                raise ConfigurationError(f"node {name!r}: destinations is empty")
+            self.branches[name] = (None, targets)
         return self
 
     def add_edge(self, src: str, dst: str) -> Self:
@@ -181,7 +194,7 @@ class AgentGraph:
         if src == END:
             raise ConfigurationError("no edge may leave END")
         if src in self.branches:
-            raise ConfigurationError(f"node {src!r} already has conditional edges")
+            raise ConfigurationError(f"node {src!r} already routes by conditional edges or destinations")
         self.edges.append((src, dst))
         return self
 
@@ -688,8 +701,9 @@ class CompiledAgentGraph:
             update["status"] = "budget_exhausted" if run.exhausted else "failed"
         return update
 
-    def _plain(self, plain: _Plain | None, last: bool) -> Any:
-        """A plain node (``plain`` given) or the finishing node (``None``)."""
+    def _plain(self, plain: _Plain | None, last: bool, goto: Mapping[str, str] | None = None) -> Any:
+        """A plain node (``plain`` given) or the finishing node (``None``); with ``goto`` (its
+        destinations, mapped to the compiled graph's nodes) it routes by the ``Command`` it returns."""
 
         def begin(state: GraphState, config: Any) -> tuple[TaskRun, int, Any]:
             run = self._enter(state, config)
@@ -702,6 +716,8 @@ class CompiledAgentGraph:
                 raise
 
         def end(run: TaskRun, index: int, state: GraphState, result: Any, config: Any) -> Any:
+            if goto is not None:
+                return _routed(plain.name, goto, result, lambda update: self._leave(run, state, update, config, last=False, index=index))  # type: ignore[union-attr]
             if result is not None and not isinstance(result, Mapping):
                 return result  # a Command or anything else LangGraph understands: passed as it is
             return self._leave(run, state, dict(result or {}), config, last=last, index=index)
@@ -799,9 +815,15 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
     use_finish = bool(spec.branches) or any(len(d) > 1 for d in static.values())
     exit_to = FINISH if use_finish else END
     shell = _compiled_class().__new__(_compiled_class())  # nodes need the instance; filled in below
+    mappings = {src: {t: (exit_to if t == END else t) for t in [*targets, END]} for src, (_, targets) in spec.branches.items()}
     for name, node in spec.nodes.items():
         last = not use_finish and static.get(name) == [END]
-        builder.add_node(name, shell._role(node, last) if isinstance(node, _Role) else shell._plain(node, last))
+        if isinstance(node, _Role):
+            builder.add_node(name, shell._role(node, last))
+        elif name in spec.branches and spec.branches[name][0] is None:  # routes by the Command it returns
+            builder.add_node(name, shell._plain(node, last, mappings[name]), destinations=tuple(set(mappings[name].values())))
+        else:
+            builder.add_node(name, shell._plain(node, last))
     if use_finish:
         builder.add_node(FINISH, shell._plain(None, True))
         builder.add_edge(FINISH, END)
@@ -819,9 +841,9 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
             builder.add_edge(srcs, dst)
     for name in spec.nodes:
         if name in spec.branches:
-            path, targets = spec.branches[name]
-            mapping = {t: (exit_to if t == END else t) for t in [*targets, END]}
-            builder.add_conditional_edges(name, _guard(name, path, mapping), mapping)
+            path, _ = spec.branches[name]
+            if path is not None:
+                builder.add_conditional_edges(name, _guard(name, path, mappings[name]), mappings[name])
         else:  # static edges: a stopped task passes through the remaining nodes as no-ops
             for dst in static[name]:
                 target = exit_to if dst == END else dst
@@ -848,6 +870,23 @@ def _acyclic(successors: Mapping[str, list[str]]) -> bool:
         return ok
 
     return all(visit(node, set()) for node in successors)
+
+
+def _routed(src: str, goto: Mapping[str, str], result: Any, leave: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """The ``Command`` a self-routing plain node returns, checked and mapped; a skipped node (the
+    task has stopped) goes to the end."""
+    from langgraph.types import Command
+
+    if result is None:
+        return Command(update=leave({}), goto=goto[END])
+    target = result.goto if isinstance(result, Command) else None
+    if not isinstance(target, str) or target not in goto:
+        raise ConfigurationError(
+            f"node {src!r} declares destinations {sorted(t for t in goto if t != END)}: it must return "
+            f"Command(goto=one of them), not {result!r}"
+        )
+    update = result.update if isinstance(result.update, Mapping) else {}
+    return Command(update=leave(dict(update)), goto=goto[target])
 
 
 def _guard(src: str, path: Callable[[GraphState], str], targets: Mapping[str, str]) -> Callable[[GraphState], str]:

@@ -302,3 +302,32 @@ async def test_arun_many_checks_every_item_before_running_any_and_stops_all_when
     assert asyncio.get_running_loop().time() - started < 5
     memory.flush()
     assert memory.stats()["tasks"] == {"failed": 1, "interrupted": 2}  # slow 3 and 4 never started
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_supervisor_node_hands_the_task_to_agents_by_command(path):
+    """LangGraph's handoff: a plain node returns ``Command(goto=agent)``. It had to be reachable by
+    edges (compile refused it, or ran the edge's target too); with ``destinations=`` it routes itself,
+    loops back from each agent, and a stopped task goes from it to the end."""
+    from langgraph.types import Command
+
+    def supervisor(state, ctx):
+        done = state.get("outputs", {})
+        nxt = "researcher" if "researcher" not in done else "writer" if "writer" not in done else END
+        return Command(goto=nxt, update={"context": {"visits": state.get("context", {}).get("visits", 0) + 1}})
+
+    g = AgentGraph("team").add_node("supervisor", supervisor, destinations=["researcher", "writer", END])
+    g.add_role("researcher", prompt="r").add_role("writer", prompt="w")
+    g.add_edge("researcher", "supervisor").add_edge("writer", "supervisor")
+    for budget, stages, status, visits in ((None, ["researcher", "writer"], "done", 3), (Budget(calls=1), ["researcher"], "budget_exhausted", 2)):
+        app = g.compile(pool=replay_pool(), router=make_router("cheapest"), budget=budget)
+        result = app.run("q", query_id="q2") if path == "sync" else asyncio.run(app.arun("q", query_id="q2"))
+        assert [s.stage for s in result.steps] == stages and result.status == status and result.answer == "small says 2"
+        assert result.state["context"] == {"visits": visits}
+    assert "supervisor -.-> researcher" in app.get_graph().draw_mermaid()
+
+    g = AgentGraph("lost").add_node("supervisor", lambda s, ctx: Command(goto="nobody"), destinations=["writer"]).add_role("writer", prompt="w")
+    with pytest.raises(ConfigurationError, match=r"declares destinations \['writer'\].*Command\(goto=one of them\)"):
+        g.compile(pool=replay_pool(), router=make_router("cheapest")).run("q", query_id="q2")
+    with pytest.raises(ConfigurationError, match="already routes"):
+        AgentGraph("x").add_node("s", supervisor, destinations=["a"]).add_role("a", prompt="a").add_edge("s", "a")
