@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -353,3 +354,13 @@ def test_a_query_id_reused_for_different_queries_is_refused(tmp_path):
     path = _write_jsonl(tmp_path / "logs.jsonl", rows)
     result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "query_id 'session-7' names different queries" in result.output, result.output
+
+
+def test_a_propensity_that_is_not_a_number_is_missing_not_a_traceback(tmp_path):
+    rows = [{"query": f"q {i}", "model": m, "score": float(m == "b" or i % 2), "cost_usd": 0.1 if m == "a" else 1.0,
+             "propensity": "n/a" if i == 3 else 0.5} for i in range(20) for m in ("a", "b")]  # fmt: skip
+    path = _write_jsonl(tmp_path / "logs.jsonl", rows)
+    result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    train = load_outcomes(path).train
+    assert train.propensity is not None and np.isnan(train.propensity).sum() == (2 if "q 3" in train.queries else 0)

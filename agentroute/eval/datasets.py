@@ -599,6 +599,8 @@ def load_outcomes(
     frame = frame.reset_index(drop=True)
     frame["_agent"] = [_outcome_column(a) for a in frame[agent_col]]
     frame["_score"] = pd.to_numeric(frame["score"], errors="coerce")
+    if "propensity" in frame.columns:  # not a probability (text, ≤ 0, > 1): missing, as if not logged
+        frame["propensity"] = pd.to_numeric(frame["propensity"], errors="coerce")
     frame["_cost"] = _outcome_costs(frame, prices, p, notes)
     if "query_id" not in frame.columns:
         frame["query_id"] = None
