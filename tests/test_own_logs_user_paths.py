@@ -364,3 +364,12 @@ def test_a_propensity_that_is_not_a_number_is_missing_not_a_traceback(tmp_path):
     assert result.exit_code == 0, result.output
     train = load_outcomes(path).train
     assert train.propensity is not None and np.isnan(train.propensity).sum() == (2 if "q 3" in train.queries else 0)
+
+
+def test_wrong_columns_and_formats_are_named(tmp_path):
+    (tmp_path / "excel.csv").write_text("query;model;score;cost_usd\r\nx;a;1;0.1\r\n")  # a semicolon CSV
+    (tmp_path / "logs.xlsx").write_bytes(b"PK\x03\x04")
+    said = {"excel.csv": "the file's columns: ['query;model;score;cost_usd']", "logs.xlsx": "got '.xlsx'"}
+    for name, text in said.items():
+        result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{tmp_path / name}", "--routers", "cheapest"])
+        assert result.exit_code == 2 and text in result.output and "<task>_train.csv" not in result.output, result.output

@@ -578,6 +578,8 @@ def load_outcomes(
     p = _existing(path, "an outcomes file (.jsonl, .csv or .parquet)")
     if p.is_dir():
         raise DatasetError(f"{p}: a directory; expected an outcomes file (.jsonl, .csv or .parquet)")
+    if p.suffix.lower() not in {".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt", ".parquet"} | PICKLE_SUFFIXES:
+        raise DatasetError(f"{p}: expected an outcomes file (.jsonl, .csv or .parquet), got {p.suffix or 'no suffix'!r}")
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows = []
         for number, line in enumerate(_read_text(p).split("\n"), 1):
@@ -595,7 +597,11 @@ def load_outcomes(
         raise DatasetError(f"{p}: no outcome rows (an empty file); expected one row per query × agent (docs/outcomes.md)")
     missing = [c for c in ("query", "score") if c not in frame.columns] + ([] if agent_col else ["agent or model"])
     if missing:
-        raise DatasetError(f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing}")
+        found = [str(c) for c in frame.columns]
+        raise DatasetError(
+            f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing} "
+            f"(the file's columns: {_cap(found, 160)}; docs/outcomes.md)"
+        )
     frame = frame.reset_index(drop=True)
     frame["_agent"] = [_outcome_column(a) for a in frame[agent_col]]
     frame["_score"] = pd.to_numeric(frame["score"], errors="coerce")
