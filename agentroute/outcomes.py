@@ -218,6 +218,23 @@ class OutcomeTable:
             importance_clip=self.importance_clip,
         )
 
+    def columns(self, index: Sequence[int] | np.ndarray) -> OutcomeTable:
+        """The table restricted to the agent columns ``index``, in that order."""
+        idx = np.asarray(index, dtype=int)
+        return OutcomeTable(
+            query_ids=list(self.query_ids),
+            queries=list(self.queries),
+            models=[self.models[j] for j in idx],
+            scores=self.scores[:, idx],
+            costs=self.costs[:, idx],
+            task_types=list(self.task_types),
+            responses=[[r[j] for j in idx] for r in self.responses] if self.responses is not None else None,
+            gold=list(self.gold) if self.gold is not None else None,
+            metadata=dict(self.metadata),
+            propensity=self.propensity[:, idx] if self.propensity is not None else None,
+            importance_clip=self.importance_clip,
+        )
+
     def split(self, fraction: float, *, seed: int = 0) -> tuple[OutcomeTable, OutcomeTable]:
         """A seeded random split into (first ``fraction``, rest), e.g. train → (train, validation)."""
         order = np.random.default_rng(seed).permutation(len(self))

@@ -373,3 +373,17 @@ def test_wrong_columns_and_formats_are_named(tmp_path):
     for name, text in said.items():
         result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{tmp_path / name}", "--routers", "cheapest"])
         assert result.exit_code == 2 and text in result.output and "<task>_train.csv" not in result.output, result.output
+
+
+def test_a_subset_of_sparse_train_logs_leaves_out_the_agents_it_loses(tmp_path):
+    # production logs (one agent per query) to train on, a full-information benchmark to test on
+    cost = {"a": 0.1, "b": 0.5, "c": 1.0}
+    rows = [{"query": f"prod {i}", "model": "abc"[i % 3] if i % 5 else "a", "score": float(i % 2), "cost_usd": cost["abc"[i % 3] if i % 5 else "a"],
+             "split": "train"} for i in range(30)]  # fmt: skip
+    rows += [{"query": f"bench {i}", "model": m, "score": float((i + ord(m)) % 3 == 0), "cost_usd": cost[m], "split": "test"}
+             for i in range(10) for m in "abc"]  # fmt: skip
+    path = _write_jsonl(tmp_path / "mixed.jsonl", rows)
+    result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{path}", "--routers", "cheapest", "--no-peers", "--boot", "0",
+                                 "--limit", "5", "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "left out of the subset: b (no train outcome in it)" in result.output and "input_price" not in result.output

@@ -246,6 +246,14 @@ def subsample(
         sizes.append(f"{split} {n} → {len(tables[split])}")
     what = "; ".join(x for x in (f"sample {sample:g}" if sample is not None else "", f"limit {limit} per split" if limit is not None else "") if x)
     notes = {**data.notes, "subset": f"seeded random subset (seed {seed}): {what}; {', '.join(sizes)}"}
+    logged = ~np.isnan(tables["train"].scores).all(axis=0)  # sparse (bandit) train rows: an agent may vanish
+    if not logged.all():
+        gone = [m for m, ok in zip(tables["train"].models, logged, strict=True) if not ok]
+        if not logged.any():
+            raise ConfigurationError("the subset keeps no train outcome: raise the limit or the sample")
+        tables = {split: t.columns(np.flatnonzero(logged)) for split, t in tables.items()}
+        left = f"left out of the subset: {', '.join(gone)} (no train outcome in it)"
+        notes["models_dropped"] = f"{notes['models_dropped']}; {left}" if "models_dropped" in notes else left
     return RoutingDataset(
         data.name, tables["train"], tables["test"], data.dropped_rows, notes, dict(data.prices),
         data.output_tokens, data.token_counter, dict(data.descriptions),
