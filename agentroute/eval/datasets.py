@@ -685,14 +685,14 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
         if "response" in part.columns:
             resp = part.groupby(["_qid", "_agent"], sort=False)["response"].first().unstack("_agent").reindex(columns=models)
             responses = [["" if v is None or v != v else str(v) for v in resp.loc[q]] for q in qids]
-        tasks = first["task"] if "task" in first.columns else None
+        tasks = first["task"].reindex(qids).tolist() if "task" in first.columns else [None] * len(qids)
         tables[split] = OutcomeTable(
             query_ids=qids,
-            queries=[str(first.at[q, "query"]) for q in qids],
+            queries=[str(q) for q in first["query"].reindex(qids).tolist()],
             models=models,
             scores=scores.reshape(len(qids), len(models)),
             costs=costs.reshape(len(qids), len(models)),
-            task_types=[None if tasks is None or tasks[q] is None or tasks[q] != tasks[q] else str(tasks[q]) for q in qids],
+            task_types=[None if t is None or t != t else str(t) for t in tasks],
             responses=responses,
             propensity=propensity,
         )
