@@ -206,6 +206,8 @@ def test_train_from_a_memory_and_a_dataset_at_once_is_refused(tmp_path):
     path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
     result = runner.invoke(app, ["train", "knn", "--from", url, "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "not both" in result.output and not (tmp_path / "r").exists(), result.output
+    result = runner.invoke(app, ["eval", "--from", url, "--dataset", f"outcomes:{path}", "--routers", "cheapest"])
+    assert result.exit_code == 2 and "not both" in result.output, result.output  # --dataset was silently ignored
 
 
 def test_train_and_eval_from_a_memory_file_that_does_not_exist_create_none(tmp_path):

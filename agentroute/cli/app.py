@@ -284,6 +284,8 @@ def eval_routers(
 ) -> None:
     """Compare routers on logged outcomes: AIQ and cost–quality curves, (--agentic) success under
     budgets, or (--from MEMORY_URL) counterfactual estimates on your own logged traffic."""
+    if from_memory and dataset:
+        raise fail("give --dataset KIND:PATH or --from MEMORY_URL, not both", 2)
     if from_memory:
         from agentroute.eval.counterfactual import eval_from_memory_command
 
