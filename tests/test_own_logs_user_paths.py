@@ -389,3 +389,11 @@ def test_a_subset_of_sparse_train_logs_leaves_out_the_agents_it_loses(tmp_path):
                                  "--limit", "5", "--out", str(tmp_path / "ev")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "left out of the subset: b (no train outcome in it)" in result.output and "input_price" not in result.output
+
+
+def test_a_misspelt_recipe_parameter_is_named(tmp_path):
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    recipe = tmp_path / "knn.yaml"
+    recipe.write_text(f"params:\n  kk: 5\ndataset: outcomes:{path}\n")
+    result = runner.invoke(app, ["train", "knn", "--config", str(recipe), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "knn takes no parameter kk (it takes: cost_weight, k," in result.output, result.output

@@ -37,6 +37,24 @@ def read_recipe(path: Path | None) -> dict[str, Any]:
     return recipe
 
 
+def recipe_params(router: str, recipe: dict[str, Any], config: Path | None) -> dict[str, Any]:
+    """The recipe's ``params:``, checked against the router's keyword parameters (a misspelt key
+    is an error naming the ones it takes, not a TypeError from deep inside)."""
+    import inspect
+
+    from agentroute.routers import get_router_class
+
+    params = dict(recipe.get("params", {}))
+    signature = inspect.signature(get_router_class(router).__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
+        return params
+    takes = [n for n, p in signature.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ConfigurationError(f"recipe {config}: {router} takes no parameter {', '.join(unknown)} (it takes: {', '.join(takes)})")
+    return params
+
+
 def training_data(
     memory_url: str | None,
     dataset: str | None,
@@ -137,7 +155,7 @@ def train_command(
         dataset = dataset or (None if memory_url else recipe.get("dataset"))
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
-        model = make_router(router, **recipe.get("params", {}))
+        model = make_router(router, **recipe_params(router, recipe, config))
         check_out_dir(out, saved=MANIFEST)
         data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
         console.print(f"training [bold]{router}[/] on {escape(described)}")
