@@ -397,3 +397,12 @@ def test_a_misspelt_recipe_parameter_is_named(tmp_path):
     recipe.write_text(f"params:\n  kk: 5\ndataset: outcomes:{path}\n")
     result = runner.invoke(app, ["train", "knn", "--config", str(recipe), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "knn takes no parameter kk (it takes: cost_weight, k," in result.output, result.output
+
+
+def test_a_misspelt_router_spec_parameter_is_named_by_eval_too(tmp_path):
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, replay_pool(6), 6)
+    for source in (["--dataset", f"outcomes:{path}"], ["--from", url]):  # --from raised a TypeError traceback
+        result = runner.invoke(app, ["eval", *source, "--routers", "cheapest,knn:kk=5", "--out", str(tmp_path / "ev")])
+        assert result.exit_code == 2 and "router spec 'knn:kk=5': knn takes no parameter kk" in result.output, result.output

@@ -69,7 +69,7 @@ def eval_command(
     results.csv and curves.png into --out.
     """
     from agentroute.eval.datasets import load_dataset
-    from agentroute.eval.harness import evaluate, parse_router_spec
+    from agentroute.eval.harness import check_router_params, evaluate, parse_router_spec
     from agentroute.outcomes import column_agent
     from agentroute.routers.base import Router, check_pool, get_router_class
 
@@ -84,9 +84,11 @@ def eval_command(
         if out is not None:
             check_out_dir(out)
         trained = [n for n in names if Path(n).is_dir()]  # saved by `agentroute train`
-        for name in names:  # unknown router names fail before the dataset is read
+        for name in names:  # unknown router names and parameters fail before the dataset is read
             if name not in trained:
-                get_router_class(parse_router_spec(name)[0])
+                spec, params = parse_router_spec(name)
+                get_router_class(spec)
+                check_router_params(spec, params, where=f"router spec {name!r}")
         data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
         if "models_dropped" in data.notes:
             err.print(f"[yellow]note:[/] {escape(data.notes['models_dropped'])}")

@@ -38,20 +38,12 @@ def read_recipe(path: Path | None) -> dict[str, Any]:
 
 
 def recipe_params(router: str, recipe: dict[str, Any], config: Path | None) -> dict[str, Any]:
-    """The recipe's ``params:``, checked against the router's keyword parameters (a misspelt key
-    is an error naming the ones it takes, not a TypeError from deep inside)."""
-    import inspect
-
-    from agentroute.routers import get_router_class
+    """The recipe's ``params:``, checked against the router's keyword parameters
+    (:func:`~agentroute.eval.harness.check_router_params`)."""
+    from agentroute.eval.harness import check_router_params
 
     params = dict(recipe.get("params", {}))
-    signature = inspect.signature(get_router_class(router).__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
-        return params
-    takes = [n for n, p in signature.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown = sorted(set(params) - set(takes))
-    if unknown:
-        raise ConfigurationError(f"recipe {config}: {router} takes no parameter {', '.join(unknown)} (it takes: {', '.join(takes)})")
+    check_router_params(router, params, where=f"recipe {config}")
     return params
 
 

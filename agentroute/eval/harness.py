@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,9 +127,22 @@ def make_eval_router(spec: str | Router, *, seed: int = 0) -> tuple[str, Router]
         return spec, load_router(spec)
     name, params = parse_router_spec(spec)
     cls = get_router_class(name)  # UnknownNameError lists the registered routers
+    check_router_params(name, params, where=f"router spec {spec!r}")
     if "seed" in inspect.signature(cls.__init__).parameters:
         params.setdefault("seed", seed)
     return spec, cls(**params)
+
+
+def check_router_params(name: str, params: Mapping[str, Any], *, where: str) -> None:
+    """A :class:`ConfigurationError` naming any of ``params`` that router ``name`` does not take,
+    and the ones it does (a spec's ``knn:kk=5``, a recipe's ``params:``), before anything runs."""
+    signature = inspect.signature(get_router_class(name).__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
+        return
+    takes = [n for n, p in signature.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ConfigurationError(f"{where}: {name} takes no parameter {', '.join(unknown)} (it takes: {', '.join(takes)})")
 
 
 def knob_values(router: Router, min_points: int = MIN_POINTS) -> list[float | None]:
