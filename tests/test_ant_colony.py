@@ -492,7 +492,7 @@ def test_routers_show_writes_pheromone_json_and_plots(tmp_path):
         routers_app,
         ["show", "ant-colony", "--state", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
     )
-    assert bad.exit_code == 1 and "no saved router here" in bad.output
+    assert bad.exit_code == 2 and "no saved router here" in bad.output  # a bad --state is bad input
 
 
 def test_serve_mode_is_the_argmax_and_explore_mode_samples():

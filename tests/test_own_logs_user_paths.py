@@ -406,3 +406,13 @@ def test_a_misspelt_router_spec_parameter_is_named_by_eval_too(tmp_path):
     for source in (["--dataset", f"outcomes:{path}"], ["--from", url]):  # --from raised a TypeError traceback
         result = runner.invoke(app, ["eval", *source, "--routers", "cheapest,knn:kk=5", "--out", str(tmp_path / "ev")])
         assert result.exit_code == 2 and "router spec 'knn:kk=5': knn takes no parameter kk" in result.output, result.output
+
+
+def test_a_folder_that_holds_no_saved_router_is_bad_input_everywhere(tmp_path):
+    empty = tmp_path / "not-a-router"
+    empty.mkdir()
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    for args in (["routers", "show", "knn", "--state", str(empty), "--out", str(tmp_path / "ev")],
+                 ["eval", "--dataset", f"outcomes:{path}", "--routers", str(empty), "--no-peers", "--boot", "0"]):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "no saved router here" in result.output, result.output
