@@ -416,3 +416,14 @@ def test_a_folder_that_holds_no_saved_router_is_bad_input_everywhere(tmp_path):
                  ["eval", "--dataset", f"outcomes:{path}", "--routers", str(empty), "--no-peers", "--boot", "0"]):  # fmt: skip
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "no saved router here" in result.output, result.output
+
+
+def test_exporting_a_memory_without_scores_says_why_the_file_is_empty(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    logged = replay_pool(4)
+    _serve(url, ModelPool(list(logged), {"replay": _Unscored(logged.backend("small")._outcomes.values())}), 4)
+    out = tmp_path / "logs.csv"
+    result = runner.invoke(app, ["memory", "export", "--format", "outcomes", "--out", str(out), "--memory", url])
+    assert result.exit_code == 0 and "wrote 0 outcome rows" in result.output and "score them first" in result.output
+    result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{out}", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no outcome rows" in result.output and "missing [" not in result.output, result.output

@@ -221,3 +221,8 @@ def export(
             raise _fail(str(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
     _console().print(escape(f"wrote {count} {unit} to {out}"))
+    if count == 0 and format is ExportFormat.outcomes:
+        _console(stderr=True).print(
+            "[yellow]note:[/] no scored ok step in the selected tasks: score them first (`agentroute feedback "
+            "TASK_ID --score X`, or `agentroute run --input` with gold answers); `memory stats` shows what the memory holds"
+        )

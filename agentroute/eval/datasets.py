@@ -602,7 +602,7 @@ def load_outcomes(
     notes: dict[str, Any] = {"format": "outcomes", "source": str(p)}
     agent_col = "agent" if "agent" in frame.columns else "model" if "model" in frame.columns else None
     if len(frame) == 0:
-        raise DatasetError(f"{p}: no outcome rows (an empty file); expected one row per query × agent (docs/outcomes.md)")
+        raise DatasetError(f"{p}: no outcome rows; expected one row per query × agent (docs/outcomes.md)")
     missing = [c for c in ("query", "score") if c not in frame.columns] + ([] if agent_col else ["agent or model"])
     if missing:
         found = [str(c) for c in frame.columns]
