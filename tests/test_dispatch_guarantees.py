@@ -525,3 +525,13 @@ def test_audit_details_are_json_serialisable():
     run = dispatcher.start("q", query_id="q0")
     asyncio.run(dispatcher.step(run, role="executor", stage="execute", prompt="", input="x"))
     json.dumps([e.model_dump(mode="json") for e in run.context["audit"]])
+
+
+async def test_a_query_the_replay_log_lacks_is_a_failed_attempt_that_costs_a_call_not_money():
+    """Replaying logs where a model has no outcome for a query: nothing ran, so nothing was billed.
+    It was charged its worst case (a large model's: $0.0023 of a $0.003 budget), as if it had run."""
+    dispatcher = Dispatcher(replay_pool(), make_router("strongest"), max_fallbacks=0)
+    run = dispatcher.start("q", budget=Budget(usd=0.003, calls=3))
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi", query_id="unlogged")
+    assert step.status == "failed" and "no logged outcome for query 'unlogged'" in step.error
+    assert run.ledger.spent["usd"] == 0 and run.ledger.spent["calls"] == 1 and step.cost_usd == 0

@@ -50,7 +50,8 @@ class ReplayBackend(Backend):
         outcome = self._find(request, card)
         if outcome is None:
             key = request.query_id or request.prompt_text
-            raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False)
+            # nothing ran, so nothing was billed: the attempt counts a call, not its worst case
+            raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False, billed=False)
         return outcome
 
     def _find(self, request: CompletionRequest, card: ModelCard) -> LoggedOutcome | None:
