@@ -332,6 +332,9 @@ def test_a_file_whose_every_row_lacks_an_outcome_says_what_row_1_lacks(tmp_path)
     path.write_text("query,model,score,cost_usd\r\nwhat is 2+2?,a,high,0.1\r\nwhat is 3+3?,b,low,0.2\r\n")
     result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "(row 1: score 'high' is not a number)" in result.output, result.output
+    rows = [{"query": q, "model": m, "score": 1.0, "cost_usd": 0.1} for q in ("  ", "what?", "why?") for m in "ab"]
+    data = load_outcomes(_write_jsonl(tmp_path / "blank.jsonl", rows), require_test=False)  # a blank query is no query
+    assert data.notes["dropped_rows_without_outcome"] == 2 and sorted(data.train.queries + data.test.queries) == ["what?", "why?"]
 
 
 def test_train_says_what_it_holds_out_and_keeps_rows_the_split_column_calls_train(tmp_path):

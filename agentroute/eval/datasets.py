@@ -619,7 +619,8 @@ def load_outcomes(
     if "query_id" not in frame.columns:
         frame["query_id"] = None
     frame["_qid"] = [str(q) if q is not None and q == q else f"q{_text_id(t)}" for q, t in zip(frame["query_id"], frame["query"], strict=True)]
-    bad = frame["_score"].isna() | frame["_cost"].isna() | frame["query"].isna() | (frame["_agent"] == "")
+    blank = frame["query"].isna() | (frame["query"].astype(str).str.strip() == "")
+    bad = frame["_score"].isna() | frame["_cost"].isna() | blank | (frame["_agent"] == "")
     dropped = int(bad.sum())
     if bad.all():
         raise DatasetError(f"{p}: no row has a query, an agent, a score and a cost (row 1: {_missing_outcome(frame.iloc[0])})")
@@ -702,7 +703,7 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
 
 def _missing_outcome(row: Any) -> str:
     """What a dropped outcome row lacks, in the file's own values."""
-    if row["query"] is None or row["query"] != row["query"]:
+    if row["query"] is None or row["query"] != row["query"] or not str(row["query"]).strip():
         return "no query"
     if not row["_agent"]:
         return "no agent"
