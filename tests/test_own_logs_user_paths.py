@@ -430,3 +430,15 @@ def test_exporting_a_memory_without_scores_says_why_the_file_is_empty(tmp_path):
     assert result.exit_code == 0 and "wrote 0 outcome rows" in result.output and "score them first" in result.output
     result = runner.invoke(app, ["train", "knn", "--dataset", f"outcomes:{out}", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no outcome rows" in result.output and "missing [" not in result.output, result.output
+
+
+def test_an_out_path_that_cannot_be_created_is_an_error_not_a_traceback(tmp_path):
+    path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
+    (tmp_path / "a-file").write_text("mine")
+    under_a_file = tmp_path / "a-file" / "sub"  # mkdir fails (not a directory)
+    assert runner.invoke(app, ["train", "per-task", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")]).exit_code == 0
+    for args in (["train", "per-task", "--dataset", f"outcomes:{path}"],
+                 ["eval", "--dataset", f"outcomes:{path}", "--routers", "cheapest", "--no-peers", "--boot", "0"],
+                 ["routers", "show", "per-task", "--state", str(tmp_path / "r")]):  # fmt: skip
+        result = runner.invoke(app, [*args, "--out", str(under_a_file)])
+        assert result.exit_code == 2 and "cannot write" in result.output, result.output

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentroute.cli.errors import exit_code_for
+from agentroute.cli.errors import EXIT_BAD_INPUT, exit_code_for
 from agentroute.cli.train_cmd import check_out_dir
 from agentroute.errors import AgentrouteError
 
@@ -85,5 +85,8 @@ def show_router(
     except AgentrouteError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
+    except OSError as exc:  # --out not writable
+        err_console.print(f"[bold red]error:[/] {escape(f'--out {out}: cannot write there ({exc.strerror or exc})')}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     for path in written:
         console.print(escape(f"wrote {path}"))
