@@ -349,7 +349,9 @@ def test_train_says_what_it_holds_out_and_keeps_rows_the_split_column_calls_trai
     plain = _write_jsonl(tmp_path / "plain.jsonl", rows)
     result = runner.invoke(app, ["train", "per-task", "--dataset", f"outcomes:{plain}", "--out", str(tmp_path / "b")])
     assert result.exit_code == 0 and "test queries held out: seeded random split by query" in result.output, result.output
-    assert "the split column names only train" in load_outcomes(marked).notes["split"]  # eval still needs a test split
+    # eval needs a test split: a drawn one would judge the router trained on every row on rows it saw
+    result = runner.invoke(app, ["eval", "--dataset", f"outcomes:{marked}", "--routers", "cheapest", "--no-peers"])
+    assert result.exit_code == 2 and "the split column names only train queries: label some test" in result.output
 
 
 def test_a_query_id_reused_for_different_queries_is_refused(tmp_path):

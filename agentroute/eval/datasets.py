@@ -781,10 +781,10 @@ def _outcome_splits(
     frame: Any, test_fraction: float, seed: int, notes: dict[str, Any], require_test: bool = True
 ) -> dict[str, str]:
     """Each query's split: the ``split`` column's when it names train and test; every query in train
-    when it names only train and no test split is needed (``agentroute train``); else a seeded
-    random split by query, the column's single split named in the note."""
+    when it names only train and no test split is needed (``agentroute train``); without the column,
+    a seeded random split by query. A column that names one split where both are needed is refused
+    (a drawn split would judge a router trained on every row on queries it saw)."""
     qids = list(dict.fromkeys(frame["_qid"]))
-    only = ""
     if "split" in frame.columns and frame["split"].notna().any():
         given: dict[str, str] = {}
         for q, s in zip(frame["_qid"], frame["split"], strict=True):
@@ -800,11 +800,13 @@ def _outcome_splits(
         if only == "train" and not require_test:
             notes["split"] = "from the split column: every query train"
             return dict.fromkeys(qids, "train")
+        raise DatasetError(
+            f"{notes['source']}: the split column names only {only} queries: label some "
+            f"{'test' if only == 'train' else 'train'} (or drop the column for a seeded split by query)"
+        )
     order = np.random.default_rng(seed).permutation(len(qids))
     test = {qids[k] for k in order[: int(round(test_fraction * len(qids)))]}
-    notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})" + (
-        f"; the split column names only {only}" if only else ""
-    )
+    notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})"
     return {q: "test" if q in test else "train" for q in qids}
 
 
