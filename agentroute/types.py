@@ -104,13 +104,19 @@ class CompletionRequest:
 
 
 class Completion(BaseModel):
-    """What a backend returns. ``score`` is set only by backends that know the outcome (replay)."""
+    """What a backend returns. ``score`` is set only by backends that know the outcome (replay).
+
+    Usage left ``None`` was not reported: the dispatcher counts it — the prompt as reserved, the
+    text with the backend's tokenizer (or the byte bound) — and prices it from the card
+    (:func:`~agentroute.pool.backends.usage.with_usage`), so a backend of your own that returns
+    only text is still billed, never free.
+    """
 
     model: str
     text: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
     latency_ms: float = 0.0
     score: float | None = None
     raw: dict[str, Any] = Field(default_factory=dict)

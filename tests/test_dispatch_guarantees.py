@@ -535,3 +535,42 @@ async def test_a_query_the_replay_log_lacks_is_a_failed_attempt_that_costs_a_cal
     step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi", query_id="unlogged")
     assert step.status == "failed" and "no logged outcome for query 'unlogged'" in step.error
     assert run.ledger.spent["usd"] == 0 and run.ledger.spent["calls"] == 1 and step.cost_usd == 0
+
+
+async def test_a_backend_of_your_own_that_reports_no_usage_is_billed_from_the_card_not_free():
+    """``Completion(model, text)`` from a user's backend was recorded at 0 tokens and $0: a ``usd``
+    budget never bound it. Missing usage is counted (the prompt as reserved, the text by the byte
+    bound) and priced by the card; a synchronous ``complete`` is refused when the pool is built."""
+    from agentroute.errors import ConfigurationError
+
+    class TextOnly(Backend):
+        async def complete(self, request, card):
+            return Completion(model=card.id, text="an answer of six words here")
+
+    card = ModelCard(id="mine", backend="mine", input_price=1.0, output_price=2.0, max_tokens=64)
+    dispatcher = Dispatcher(ModelPool([card], {"mine": TextOnly()}), make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(usd=0.001))
+    for _ in range(100):  # at $0 a step the budget never binds
+        step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
+        if step is None:
+            break
+        prompt = TextOnly().prompt_tokens(step_request(step), card)
+        assert step.tokens_in == prompt and step.tokens_out == len("an answer of six words here")
+        assert step.cost_usd > 0 and step.cost_usd == pytest.approx(card.usd(prompt, step.tokens_out))
+    assert 3 <= len(run.steps) < 100 and run.ledger.spent_usd <= 0.001
+
+    class Blocking(Backend):
+        def complete(self, request, card):  # a common slip: not ``async def``
+            return Completion(model=card.id, text="x")
+
+    with pytest.raises(ConfigurationError, match="backend 'mine' \\(Blocking\\): complete must be `async def"):
+        ModelPool([card], {"mine": Blocking()})
+
+
+def step_request(step):
+    """The request a one-role step sent: its empty system prompt and its input."""
+    from agentroute.strategies import get_strategy
+    from agentroute.types import CompletionRequest
+
+    system = get_strategy(step.agent.strategy).system_prompt("")
+    return CompletionRequest(step.agent.model, [{"role": "system", "content": system}, {"role": "user", "content": step.input}], 64)

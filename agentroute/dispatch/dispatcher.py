@@ -31,6 +31,7 @@ from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
@@ -684,8 +685,10 @@ class Dispatcher:
                 self._audit(run, stage, "retry", plan.key, f"attempt {attempt + 1}: {error}")
                 await asyncio.sleep(delay)
                 continue
+            if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
+                completion = with_usage(completion, plan.backend, plan.request, card)  # a backend of the user's
             tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
-            actual = Cost(completion.cost_usd, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)
+            actual = Cost(completion.cost_usd, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)  # type: ignore[arg-type,operator]
             if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
                 return completion
             # usage is outside data: the ledger refused it (negative, NaN, infinite) and booked the worst case

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ class ModelPool:
         if not self._cards:
             raise ConfigurationError("a model pool needs at least one model")
         self._backends: dict[str, Backend] = dict(backends or {})
+        for name, backend in self._backends.items():
+            if not inspect.iscoroutinefunction(getattr(backend, "complete", None)):
+                raise ConfigurationError(
+                    f"backend {name!r} ({type(backend).__name__}): complete must be `async def complete(self, request, card)`"
+                )
         for card in self._cards.values():
             self._check_backend(card)
 

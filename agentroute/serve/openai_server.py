@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentroute._optional import require
 from agentroute.errors import BackendError, ConfigurationError, UnknownNameError
 from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.types import Completion, CompletionRequest
@@ -230,7 +231,7 @@ async def _complete_all(
     """``n`` completions at once; when one fails or the caller is cancelled, the others are cancelled."""
     calls = [asyncio.ensure_future(backend.complete(request, card)) for _ in range(n)]
     try:
-        return list(await asyncio.gather(*calls))
+        return [with_usage(c, backend, request, card) for c in await asyncio.gather(*calls)]
     finally:
         for call in calls:
             call.cancel()
@@ -245,9 +246,9 @@ async def _deltas(
     stream = getattr(backend, "stream", None)
     if stream is not None:
         async for item in stream(request, card):
-            yield item
+            yield with_usage(item, backend, request, card) if isinstance(item, Completion) else item
         return
-    completion = await backend.complete(request, card)
+    completion = with_usage(await backend.complete(request, card), backend, request, card)
     if completion.text:
         yield completion.text
     yield completion

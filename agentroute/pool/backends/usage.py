@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentroute.errors import ProtocolError
 from agentroute.pool.card import ModelCard
+from agentroute.types import Completion, CompletionRequest
+
+if TYPE_CHECKING:
+    from agentroute.pool.backends.base import Backend
 
 #: A reported count above this multiple of the card's context window cannot be real.
 ABSURD_FACTOR = 10
@@ -95,3 +99,17 @@ def reply_usage(
 
 
 __all__ = ["ABSURD_FACTOR", "checked_count", "checked_usage", "reply_usage"]
+
+
+def with_usage(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
+    """``completion`` with the usage it did not report counted: prompt tokens as the backend counts
+    them for the ledger, the text with :meth:`Backend.count_tokens`, the cost from the card's
+    prices (``raw["usage_counted"]`` set). Built-in backends report all three."""
+    if completion.tokens_in is not None and completion.tokens_out is not None and completion.cost_usd is not None:
+        return completion
+    tokens_in = completion.tokens_in if completion.tokens_in is not None else backend.prompt_tokens(request, card)
+    tokens_out = completion.tokens_out if completion.tokens_out is not None else backend.count_tokens(completion.text, card)
+    cost = completion.cost_usd if completion.cost_usd is not None else card.usd(tokens_in, tokens_out)
+    return completion.model_copy(update={
+        "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost, "raw": {**completion.raw, "usage_counted": True},
+    })
