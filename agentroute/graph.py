@@ -290,7 +290,7 @@ class AgentGraph:
     def validate(self) -> None:
         if not self.nodes:
             raise ConfigurationError(f"graph {self.name!r} has no nodes")
-        edges = [(f"edge {s!r} → {d!r}", (s, d)) for s, d in self.edges]
+        edges: list[tuple[str, tuple[str, ...]]] = [(f"edge {s!r} → {d!r}", (s, d)) for s, d in self.edges]
         edges += [(f"conditional edges of {s!r}", (s, *targets)) for s, (_, targets) in self.branches.items()]
         for what, ends in edges:
             for node in ends:

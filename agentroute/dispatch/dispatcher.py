@@ -687,8 +687,8 @@ class Dispatcher:
                 continue
             if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
                 completion = with_usage(completion, plan.backend, plan.request, card)  # a backend of the user's
-            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
-            actual = Cost(completion.cost_usd, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)  # type: ignore[arg-type,operator]
+            tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0  # set: with_usage
+            actual = Cost(completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)
             if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
                 return completion
             # usage is outside data: the ledger refused it (negative, NaN, infinite) and booked the worst case

@@ -374,8 +374,8 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
 
 
 def _usage(completions: list[Completion]) -> dict[str, int]:
-    tokens_in = completions[0].tokens_in
-    tokens_out = sum(c.tokens_out for c in completions)
+    tokens_in = completions[0].tokens_in or 0  # every completion has passed with_usage
+    tokens_out = sum(c.tokens_out or 0 for c in completions)
     return {
         "prompt_tokens": tokens_in,
         "completion_tokens": tokens_out,
@@ -388,7 +388,7 @@ def _extension(completions: list[Completion]) -> dict[str, Any]:
         c.raw["confidence"] for c in completions if isinstance(c.raw.get("confidence"), int | float)
     ]
     return {
-        "cost_usd": sum(c.cost_usd for c in completions),
+        "cost_usd": sum(c.cost_usd or 0.0 for c in completions),
         "latency_ms": max(c.latency_ms for c in completions),
         "confidence": sum(confidences) / len(confidences) if confidences else None,
     }

@@ -57,7 +57,7 @@ class CachedBackend(Backend):
         hit = self.memory.load_router_state(key)
         if hit is not None and isinstance(hit.get("text"), str):
             self.hits += 1
-            paid = {"tokens_in": int(hit.get("tokens_in", 0)), "tokens_out": int(hit.get("tokens_out", 0)),
+            paid: dict[str, Any] = {"tokens_in": int(hit.get("tokens_in", 0)), "tokens_out": int(hit.get("tokens_out", 0)),
                     "cost_usd": float(hit.get("cost_usd", 0.0))} if self.charge_hits else {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
             return Completion(model=card.id, text=hit["text"], score=hit.get("score"), raw={"cache": "hit"}, **paid)
         completion = await self.inner.complete(request, card)
