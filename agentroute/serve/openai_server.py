@@ -292,9 +292,12 @@ async def _stream(
         first = await _unless_disconnected(http, next_event())
     except TimeoutError as exc:
         first = (0, exc)
-    if first is None or isinstance(first[1], Exception):
+    if first is None:
         cancel()
-        return Response(status_code=499) if first is None else _failure(first[1], card)
+        return Response(status_code=499)
+    if isinstance(failed := first[1], Exception):
+        cancel()
+        return _failure(failed, card)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model}  # fmt: skip
 
@@ -317,7 +320,7 @@ async def _stream(
                 index, item = event
                 event = None
                 if isinstance(item, Exception):
-                    yield f"data: {_failure(item, card).body.decode()}\n\n"
+                    yield f"data: {bytes(_failure(item, card).body).decode()}\n\n"
                     return
                 if index not in started:
                     started.add(index)
@@ -489,7 +492,7 @@ def serve(
         host=host,
         port=sock.getsockname()[1],
         log_level=log_level,
-        timeout_graceful_shutdown=drain_s,
+        timeout_graceful_shutdown=drain_s,  # type: ignore[arg-type]  # a float: uvicorn waits with asyncio
     )
     server = uvicorn.Server(config)
 

@@ -328,7 +328,7 @@ class RowWatcher:
     string), and setting ``cancel`` ends the row at the next token."""
 
     cancel: threading.Event = field(default_factory=threading.Event)
-    on_text: Callable[[str], None] | None = None
+    on_text: Callable[[str], object] | None = None
 
 
 class _RowTracker:
