@@ -704,6 +704,7 @@ class CompiledAgentGraph:
     def _plain(self, plain: _Plain | None, last: bool, goto: Mapping[str, str] | None = None) -> Any:
         """A plain node (``plain`` given) or the finishing node (``None``); with ``goto`` (its
         destinations, mapped to the compiled graph's nodes) it routes by the ``Command`` it returns."""
+        name = plain.name if plain is not None else FINISH
 
         def begin(state: GraphState, config: Any) -> tuple[TaskRun, int, Any]:
             run = self._enter(state, config)
@@ -717,7 +718,7 @@ class CompiledAgentGraph:
 
         def end(run: TaskRun, index: int, state: GraphState, result: Any, config: Any) -> Any:
             if goto is not None:
-                return _routed(plain.name, goto, result, lambda update: self._leave(run, state, update, config, last=False, index=index))  # type: ignore[union-attr]
+                return _routed(name, goto, result, lambda update: self._leave(run, state, update, config, last=False, index=index))
             if result is not None and not isinstance(result, Mapping):
                 return result  # a Command or anything else LangGraph understands: passed as it is
             return self._leave(run, state, dict(result or {}), config, last=last, index=index)
@@ -740,7 +741,6 @@ class CompiledAgentGraph:
             finally:
                 self._exit(run)
 
-        name = plain.name if plain is not None else FINISH
         return runnable(name, node, anode)
 
 
@@ -821,7 +821,7 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
         if isinstance(node, _Role):
             builder.add_node(name, shell._role(node, last))
         elif name in spec.branches and spec.branches[name][0] is None:  # routes by the Command it returns
-            builder.add_node(name, shell._plain(node, last, mappings[name]), destinations=tuple(set(mappings[name].values())))
+            builder.add_node(name, shell._plain(node, last, mappings[name]), destinations=tuple(dict.fromkeys(mappings[name].values())))
         else:
             builder.add_node(name, shell._plain(node, last))
     if use_finish:
