@@ -9,6 +9,8 @@
 - ``BudgetExceededError(limit, spent)`` — a call would go over the task's budget. The dispatcher
   catches it and ends the task ``budget_exhausted``; it reaches user code only from the Ledger API.
 - ``BackendError`` — a model call failed after its retries (unreachable endpoint, timeout, bad reply).
+- ``ContextLengthError`` — the prompt and ``max_tokens`` do not fit the model's context window:
+  refused before it ran (a call, $0), the step falls over to another model.
 - ``ProtocolError`` — a backend reply broke the protocol (negative, NaN or absurd usage, garbage
   JSON): the attempt is charged its worst case, audited, and the endpoint is avoided for the task.
 - ``NotFittedError`` — a learned router was asked to route before ``fit``/``load``.
@@ -67,6 +69,14 @@ class BackendError(AgentrouteError):
         #: before running the model (an HTTP error status); the attempt is then charged a call only.
         self.model, self.retryable, self.billed = model, retryable, billed
         super().__init__(f"{model}: {message}")
+
+
+class ContextLengthError(BackendError):
+    """The prompt plus ``max_tokens`` exceed the model's context window: refused before the model
+    ran (not billed, never retried; another model may take it). OpenAI's ``context_length_exceeded``."""
+
+    def __init__(self, model: str, message: str):
+        super().__init__(model, message, retryable=False, billed=False)
 
 
 class ProtocolError(BackendError):

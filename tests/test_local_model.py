@@ -168,3 +168,24 @@ async def test_load_from_local_directory() -> None:
         assert "Paris" in done.text
     finally:
         await backend.aclose()
+
+
+@pytest.mark.slow
+async def test_a_prompt_beyond_the_context_window_is_refused_unbilled_and_falls_over(backend: LocalBackend) -> None:
+    """A prompt the local model cannot hold was a billed failure (the step charged its worst case,
+    ~$0.0005 here, for a call that never ran) with no code a client could read. Now it is a
+    ``ContextLengthError``: a call, $0, and the step falls over to a model that can take it."""
+    from agentroute import Budget, Dispatcher, ModelPool, make_router
+    from agentroute.errors import ContextLengthError
+    from tests.helpers import replay_pool
+
+    with pytest.raises(ContextLengthError, match="exceeds the context window"):
+        await backend.complete(ask("word " * 10_000, max_tokens=4), CARD)
+    replay = replay_pool()
+    pool = ModelPool([CARD, replay.card("large")], {"local": backend, "replay": replay.backend("large")})
+    dispatcher = Dispatcher(pool, make_router("cheapest"))
+    run = dispatcher.start("q", budget=Budget(usd=1.0))
+    step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="word " * 10_000, query_id="q3", max_tokens=4)
+    assert [s.agent.model for s in run.steps] == ["smol", "large"] and step.output == "large says 3"
+    assert run.steps[0].cost_usd == 0 and run.ledger.spent["calls"] == 2
+    assert run.ledger.spent_usd == pytest.approx(step.cost_usd)

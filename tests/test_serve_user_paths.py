@@ -268,10 +268,11 @@ def test_local_stream_is_token_by_token_and_equals_the_plain_answer(openai_serve
 def test_local_too_long_prompt_is_a_clear_400(openai_server_url: str) -> None:
     client = openai.OpenAI(base_url=openai_server_url, api_key="x", max_retries=0)
     for stream in (False, True):
-        with pytest.raises(openai.BadRequestError, match="exceeds the context window"):
+        with pytest.raises(openai.BadRequestError, match="exceeds the context window") as refused:
             client.chat.completions.create(
                 model=SERVER_MODEL, messages=ask("word " * 10_000), max_tokens=4, stream=stream
             )
+        assert refused.value.code == "context_length_exceeded"  # what OpenAI clients look for
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentroute._optional import require
-from agentroute.errors import BackendError, ConfigurationError, UnknownNameError
+from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, UnknownNameError
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
@@ -102,6 +102,8 @@ def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
     """The error response of a failed backend call."""
     if isinstance(exc, TimeoutError):
         return _error(503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout")
+    if isinstance(exc, ContextLengthError):  # OpenAI's code: clients (LangChain, LiteLLM) recognise it
+        return _error(400, str(exc), "invalid_request_error", code="context_length_exceeded", param="messages")
     if isinstance(exc, BackendError):
         status, kind = (503, "server_error") if exc.retryable else (400, "invalid_request_error")
         return _error(status, str(exc), kind)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from agentroute._optional import require, torch_module
-from agentroute.errors import AgentrouteError, BackendError, ConfigurationError
+from agentroute.errors import AgentrouteError, BackendError, ConfigurationError, ContextLengthError
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.backends.counting import messages_key
 from agentroute.pool.card import ModelCard
@@ -491,11 +491,10 @@ class MicroBatcher:
                 ids = model.prompt_ids(job.messages)
                 limit = model.context_window
                 if limit is not None and len(ids) + job.max_tokens > limit:
-                    raise BackendError(
+                    raise ContextLengthError(
                         self.spec,
                         f"prompt of {len(ids)} tokens + max_tokens {job.max_tokens} exceeds the "
                         f"context window of {limit}",
-                        retryable=False,
                     )
             except Exception as exc:
                 job.future.set_exception(exc)
