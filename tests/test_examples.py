@@ -51,3 +51,24 @@ def test_quickstart_example_answers_on_the_local_model(tmp_path):
     status, cost = re.match(r"(\w+): .* for \$([0-9.]+)$", out[0]).groups()
     assert status in ("done", "budget_exhausted") and float(cost) <= 0.0002
     assert (tmp_path / "runs" / "quickstart.db").exists() and len(out) >= 2
+
+
+def python_block(doc: Path, heading: str) -> str:
+    """The first ```python block after ``heading`` in ``doc``: what a reader copies."""
+    text = doc.read_text(encoding="utf-8")
+    after = text[text.index(heading):]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_readme_quickstart_runs_as_written(tmp_path):
+    """The README's first Python block, pasted into a file in a folder of the user's own."""
+    script = tmp_path / "quickstart.py"
+    script.write_text(python_block(ROOT / "README.md", "## Quickstart (Python)"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, *steps = done.stdout.splitlines()
+    status, cost = re.match(r"(\w+) .* \$([0-9.]+)$", first).groups()
+    assert status in ("done", "budget_exhausted") and float(cost) <= 0.0005 and steps
+    assert (tmp_path / "runs" / "memory.db").exists()
