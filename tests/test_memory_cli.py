@@ -86,3 +86,28 @@ def test_export_jsonl_and_parquet(memory_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "wrote 2 rows" in result.output
     assert pq.read_table(out).column("task_id").to_pylist() == ["task0", "task0"]
+
+
+@pytest.mark.parametrize("format", ["jsonl", "outcomes"])
+def test_export_dash_is_standard_output(
+    memory_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(memory_app, ["export", "--format", format, "--out", "-", "--memory", memory_url])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "-").exists()
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    if format == "jsonl":
+        assert [Trajectory.model_validate(row).task.id for row in rows] == ["task0", "task1"]
+    else:
+        assert len(rows) == 4 and {row["task_id"] for row in rows} == {"task0", "task1"}
+    assert "to standard output" in result.stderr
+
+
+def test_export_parquet_to_standard_output_is_refused(
+    memory_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(memory_app, ["export", "--format", "parquet", "--out", "-", "--memory", memory_url])
+    assert result.exit_code == 2 and "--out -" in result.stderr and "parquet" in result.stderr
+    assert not (tmp_path / "-").exists()

@@ -290,7 +290,7 @@ def eval_routers(
         from agentroute.eval.counterfactual import eval_from_memory_command
 
         try:
-            eval_from_memory_command(from_memory, routers or "cheapest,strongest", pool=eval_pool, json_output=as_json, seed=seed)
+            eval_from_memory_command(from_memory, "cheapest,strongest" if routers is None else routers, pool=eval_pool, json_output=as_json, seed=seed)
         except AgentrouteError as exc:
             raise fail(str(exc), exit_code_for(exc)) from None
         return
@@ -300,7 +300,7 @@ def eval_routers(
         from agentroute.cli.agentic_cmd import DEFAULT_AGENTIC_ROUTERS, agentic_eval_command
 
         agentic_eval_command(
-            dataset=dataset, steps=steps, routers=routers or DEFAULT_AGENTIC_ROUTERS, cap_large=cap_large,
+            dataset=dataset, steps=steps, routers=DEFAULT_AGENTIC_ROUTERS if routers is None else routers, cap_large=cap_large,
             budget_usd=budget_usd, tiers=tiers, success_rule=success_rule, feedback=feedback,
             max_attempts=max_attempts, config=config, seed=seed, json_output=as_json,
         )
@@ -308,7 +308,7 @@ def eval_routers(
     from agentroute.cli.eval_cmd import DEFAULT_ROUTERS, eval_command
 
     eval_command(
-        dataset=dataset, routers=routers or DEFAULT_ROUTERS, out=out, json_output=as_json, seed=seed,
+        dataset=dataset, routers=DEFAULT_ROUTERS if routers is None else routers, out=out, json_output=as_json, seed=seed,
         output_tokens=output_tokens, explore=explore, boot=boot, peers=peers, limit=limit, sample=sample,
     )
 

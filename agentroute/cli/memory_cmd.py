@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -175,7 +176,7 @@ def show(
 
 @memory_app.command()
 def export(
-    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write; - for standard output (jsonl, outcomes as JSONL).")],
     format: Annotated[
         ExportFormat,
         typer.Option(
@@ -201,26 +202,32 @@ def export(
         raise _fail(f"--status {', '.join(unknown)}: not a task status ({', '.join(get_args(TaskStatus))})", EXIT_BAD_INPUT)
     if limit is not None and limit < 1:
         raise _fail(f"--limit must be at least 1 (got {limit})", EXIT_BAD_INPUT)
-    if out.is_dir():
+    to_stdout = str(out) == "-"
+    if to_stdout and format is ExportFormat.parquet:
+        raise _fail("--out -: parquet is binary and is not written to standard output; give a .parquet file", EXIT_BAD_INPUT)
+    if out.is_dir() and not to_stdout:
         raise _fail(
             f"--out {out} is a directory; give the file to write (e.g. {out / 'logs.jsonl'})", EXIT_BAD_INPUT
         )
+    target = sys.stdout if to_stdout else out
     with _open(memory) as store:
         try:
-            if format is ExportFormat.outcomes:
-                from agentroute.memory.export import write_outcomes
-
-                trajectories = store.iter_trajectories(
-                    graph=graph, status=status or None, with_score=True, limit=limit
-                )
-                count = write_outcomes(trajectories, out)
+            if format is ExportFormat.parquet:
+                count = store.export_parquet(out, graph=graph, status=status or None, limit=limit)
             else:
-                writer = store.export_parquet if format is ExportFormat.parquet else store.export_jsonl
-                count = writer(out, graph=graph, status=status or None, limit=limit)
+                from agentroute.memory.export import write_jsonl, write_outcomes
+
+                writer = write_outcomes if format is ExportFormat.outcomes else write_jsonl
+                scored = format is ExportFormat.outcomes
+                count = writer(
+                    store.iter_trajectories(graph=graph, status=status or None, with_score=scored, limit=limit),
+                    target,
+                )
         except AgentrouteError as exc:
             raise _fail(str(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
-    _console().print(escape(f"wrote {count} {unit} to {out}"))
+    where = "standard output" if to_stdout else str(out)
+    _console(stderr=to_stdout).print(escape(f"wrote {count} {unit} to {where}"))
     if count == 0 and format is ExportFormat.outcomes:
         _console(stderr=True).print(
             "[yellow]note:[/] no scored ok step in the selected tasks: score them first (`agentroute feedback "

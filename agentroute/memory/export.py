@@ -5,9 +5,10 @@ steps in agentroute's long logged-outcome format (``outcomes``: read back by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 
@@ -29,11 +30,21 @@ PARQUET_COLUMNS = ("task_id", *(f"task_{c}" for c in _TASK_COLUMNS), *(f"step_{c
 _BATCH_ROWS = 10_000
 
 
-def write_jsonl(trajectories: Iterable[Trajectory], path: Path) -> int:
-    """Write one ``Trajectory`` JSON object per line; returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def _text_out(target: Path | TextIO, newline: str | None = None) -> Iterator[TextIO]:
+    """``target`` opened for writing text (its folder created), or the stream itself (left open)."""
+    if not isinstance(target, Path):
+        yield target
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8", newline=newline) as out:
+        yield out
+
+
+def write_jsonl(trajectories: Iterable[Trajectory], target: Path | TextIO) -> int:
+    """Write one ``Trajectory`` JSON object per line to a file or a text stream; returns the lines."""
     count = 0
-    with path.open("w", encoding="utf-8") as out:
+    with _text_out(target) as out:
         for trajectory in trajectories:
             out.write(trajectory.model_dump_json())
             out.write("\n")
@@ -146,17 +157,16 @@ def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]
             }
 
 
-def write_outcomes(trajectories: Iterable[Trajectory], path: Path) -> int:
-    """Write :func:`outcome_rows` to ``path`` as JSONL (``.jsonl``/``.json``), CSV (``.csv``) or
-    Parquet (``.parquet``, needs pyarrow); returns the number of rows."""
-    suffix = path.suffix.lower()
+def write_outcomes(trajectories: Iterable[Trajectory], target: Path | TextIO) -> int:
+    """Write :func:`outcome_rows` to a file as JSONL (``.jsonl``/``.json``), CSV (``.csv``) or
+    Parquet (``.parquet``, needs pyarrow), or to a text stream as JSONL; returns the number of rows."""
+    suffix = target.suffix.lower() if isinstance(target, Path) else ".jsonl"
     if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet"):  # what `--dataset outcomes:FILE` reads back
-        raise ConfigurationError(f"{path}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix or 'no suffix'!r})")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise ConfigurationError(f"{target}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix or 'no suffix'!r})")
     rows = outcome_rows(trajectories)
     if suffix in (".jsonl", ".json", ".ndjson"):
         count = 0
-        with path.open("w", encoding="utf-8") as out:
+        with _text_out(target) as out:
             for row in rows:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
@@ -165,17 +175,19 @@ def write_outcomes(trajectories: Iterable[Trajectory], path: Path) -> int:
         import csv
 
         count = 0
-        with path.open("w", encoding="utf-8", newline="") as out:
+        with _text_out(target, newline="") as out:
             writer = csv.DictWriter(out, fieldnames=OUTCOME_COLUMNS)
             writer.writeheader()
             for row in rows:
                 writer.writerow(row)
                 count += 1
         return count
-    pa = require("pyarrow")  # .parquet
+    assert isinstance(target, Path)  # .parquet: a stream is JSONL
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     table = pa.Table.from_pylist(list(rows) or [dict.fromkeys(OUTCOME_COLUMNS)])
     if table.num_rows == 1 and table.column("query").to_pylist() == [None]:
         table = table.slice(0, 0)
-    pq.write_table(table, str(path))
+    pq.write_table(table, str(target))
     return table.num_rows

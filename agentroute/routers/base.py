@@ -171,19 +171,26 @@ class Router(abc.ABC):
         """Restore what :meth:`get_arrays` returned."""
 
     def save(self, path: str | Path) -> Path:
-        """Write ``router.json`` (+ ``arrays.npz``) into the directory ``path``."""
+        """Write ``router.json`` (+ ``arrays.npz``) into the directory ``path``.
+
+        The manifest lists the arrays saved (``"arrays"``), and an ``arrays.npz`` left by an earlier
+        save of another router is removed: the folder holds this router's files only.
+        """
         self.check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        arrays = self.get_arrays()
         manifest = {
             "format_version": FORMAT_VERSION,
             "router": self.name,
             "params": _jsonable(self.get_params()),
             "state": self.get_state(),
+            "arrays": sorted(arrays),
         }
-        arrays = self.get_arrays()
         if arrays:
             np.savez(path / ARRAYS, **arrays)
+        else:
+            (path / ARRAYS).unlink(missing_ok=True)
         (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
         return path
 
@@ -210,16 +217,37 @@ class Router(abc.ABC):
         try:
             router = klass(**manifest.get("params", {}))
             router.set_state(manifest.get("state", {}))
-            arrays_file = file.parent / ARRAYS
-            if arrays_file.exists():
-                with np.load(arrays_file, allow_pickle=False) as arrays:
-                    router.set_arrays({k: arrays[k] for k in arrays.files})
+            arrays = _saved_arrays(file, manifest)
+            if arrays is not None:
+                router.set_arrays(arrays)
         except StateFileError:
             raise
         except Exception as exc:  # a state the router cannot take: say which file
             raise StateFileError(file, f"incompatible state for {klass.name!r}: {exc}") from exc
         router.fitted_ = True
         return router  # type: ignore[return-value]
+
+
+def _saved_arrays(file: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The arrays the manifest ``file`` lists, from its folder's ``arrays.npz`` (``None``: none saved).
+
+    A manifest without the list (saved before it was written) takes the file when there is one.
+    """
+    listed = manifest.get("arrays")
+    arrays_file = file.parent / ARRAYS
+    if listed == [] or (listed is None and not arrays_file.exists()):
+        return None
+    if not arrays_file.exists():
+        raise StateFileError(arrays_file, f"missing: {file.name} lists arrays {_names(listed)}")
+    with np.load(arrays_file, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if listed is not None and sorted(arrays) != sorted(listed):
+        raise StateFileError(
+            arrays_file,
+            f"holds arrays {_names(sorted(arrays))}, not the {_names(listed)} that {file.name} lists "
+            "(written by another save? save the router again)",
+        )
+    return arrays
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
@@ -354,10 +382,23 @@ def check_pool(
       their descriptors: allowed, with a note (their decisions' ``why`` says it too);
     - training columns that no pool agent plays are fine: the router routes over the others (a
       router trained on eleven models serves a pool of three of them).
+
+    A warning is returned once per router object: ``load_router(..., pool=)`` and then
+    ``graph.compile`` check the same router against the same pool, and the user hears it once.
     """
     fit = pool_fit(router, agents)
     if fit is None or not fit.unseen:
         return []
+    notes = _pool_notes(router, fit, allow_new_agents=allow_new_agents, source=source)
+    announced: set[frozenset[str]] = router.__dict__.setdefault("_announced_unseen", set())
+    if frozenset(fit.unseen) in announced:
+        return []
+    announced.add(frozenset(fit.unseen))
+    return notes
+
+
+def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source: str) -> list[str]:
+    """:func:`check_pool`'s warnings for a router with unseen pool agents (or its error)."""
     who = f"router {source} ({router.name})" if source else f"router {router.name!r}"
     if router.inductive:
         return [f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are scored from their "
