@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -516,3 +523,67 @@ def test_a_closed_browser_leaves_nothing_in_the_temp_folder(chromium, monkeypatc
         assert list(tmp.iterdir()) == []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the CLI as a user runs it: a browser that cannot start, and Ctrl-C -------------------------
+
+AGENTROUTE = [sys.executable, "-c", "from agentroute.cli import main; main()"]
+
+
+def _web_cli(tmp: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """``agentroute run web …`` in its own session (as a terminal's foreground job), TMPDIR=tmp."""
+    command = [*AGENTROUTE, "run", "web", *args, "--memory", f"sqlite:///{tmp / 'web.db'}"]
+    return subprocess.Popen(
+        command, env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1", **env},
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def short_tmp():
+    """A short TMPDIR: Chromium's socket path must fit a Unix socket address (108 bytes)."""
+    tmp = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _browser_folders(tmp: Path) -> list[str]:
+    return [p.name for p in tmp.iterdir() if p.name.startswith("agentroute-")]
+
+
+@browser
+def test_a_browser_that_does_not_start_leaves_no_temp_folder_and_a_short_reason(chromium, short_tmp) -> None:
+    """`run web` with a Chromium that exits at once: each episode fails with one line of reason
+    (not chromedriver's stack of addresses), and no browser folder is left in TMPDIR."""
+    from agentroute.web.env import find_chromium
+
+    _, driver = find_chromium()
+    proc = _web_cli(
+        short_tmp, "--tasks", "click-test", "--episodes", "2", "--router", "always-skill",
+        MINIWOB_CHROME_BINARY="/bin/false", MINIWOB_CHROMEDRIVER=driver,
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "could not start Chromium for 'click-test'" in out and "failed 2" in out
+    assert "Stacktrace" not in out and "<unknown>" not in out
+    assert _browser_folders(short_tmp) == []
+
+
+@browser
+def test_ctrl_c_stops_run_web_and_leaves_no_browser_or_temp_folder(chromium, short_tmp) -> None:
+    """Ctrl-C reaches the whole foreground job — agentroute, chromedriver and Chromium: the run
+    stops with 130, prints no traceback, and leaves no Chromium process and no temp folder."""
+    proc = _web_cli(short_tmp, "--tasks", "click-test,click-button", "--episodes", "100", "--router", "always-skill")
+    deadline = time.monotonic() + 90
+    while not _browser_folders(short_tmp) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # a browser up and playing
+    assert proc.poll() is None, proc.communicate()[0]
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    time.sleep(0.5)
+    # processes of the job still alive (zombies are dead; this container's init may not reap them)
+    left = subprocess.run(["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True).stdout.split()
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "Error closing the driver" not in out, out
+    assert left == [] and _browser_folders(short_tmp) == []

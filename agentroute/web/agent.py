@@ -507,9 +507,11 @@ class WebAgent:
                 await self.pool.backend(card.id).preload(card)
 
     def close(self) -> None:
-        for session in self._sessions.values():
-            session.close()
+        """Close every browser, also one an interrupted episode is still starting in its thread."""
+        sessions = list(self._sessions.values())
         self._sessions.clear()
+        for session in sessions:
+            session.shutdown()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

@@ -13,10 +13,13 @@ driver died mid-episode; the session can be reopened).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +134,17 @@ class Outcome:
     reason: str = ""
 
 
+def _remove(folder: str, *, seconds: float = 5.0) -> None:
+    """Remove a browser's folder, again while a dying Chromium still writes into it (after a Ctrl-C
+    that reached it, ``quit`` returns before its processes have exited)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
 def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
     """A MiniWoB environment whose Selenium instance runs the given Chromium with ``flags``."""
     from miniwob.environment import MiniWoBEnvironment
@@ -148,28 +162,40 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
             # Chromium's temporary files (its profile, its singleton socket) go to a folder of this
             # browser's own, removed when it closes: a killed Chromium otherwise leaves them in /tmp
             self._tmp = tempfile.mkdtemp(prefix="agentroute-")
-            options = webdriver.ChromeOptions()
-            for flag in flags:
-                options.add_argument(flag)
-            if not self.headless:
-                options.add_argument("--app=" + self.url)
-            options.binary_location = chrome
-            service = Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
-            self.driver = webdriver.Chrome(service=service, options=options)
-            self.driver.implicitly_wait(5)
-            if self.headless:
-                self.driver.get(self.url)
-            WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
-            self.inner_width, self.inner_height = self.driver.execute_script(
-                "return [window.innerWidth, window.innerHeight];"
-            )
+            try:
+                options = webdriver.ChromeOptions()
+                for flag in flags:
+                    options.add_argument(flag)
+                if not self.headless:
+                    options.add_argument("--app=" + self.url)
+                options.binary_location = chrome
+                service = Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
+                self.driver = webdriver.Chrome(service=service, options=options)
+                self.driver.implicitly_wait(5)
+                if self.headless:
+                    self.driver.get(self.url)
+                WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
+                self.inner_width, self.inner_height = self.driver.execute_script(
+                    "return [window.innerWidth, window.innerHeight];"
+                )
+            except BaseException:  # a browser that did not start (or Ctrl-C) leaves nothing behind
+                self.close()
+                raise
 
         def close(self) -> None:
+            """Quit the driver (and its Chromium) and remove the temporary folder. Quiet when the
+            browser is already dead (miniwob's own ``close`` prints a traceback then, e.g. after a
+            Ctrl-C that reached Chromium too)."""
             try:
-                super().close()
+                driver = getattr(self, "driver", None)
+                if driver is not None:
+                    with contextlib.suppress(Exception):
+                        driver.quit()  # stops chromedriver even when the shutdown request fails
+                self.died = True
             finally:
                 if self._tmp is not None:
-                    shutil.rmtree(self._tmp, ignore_errors=True)
+                    _remove(self._tmp)
+                    self._tmp = None
 
     class _Env(MiniWoBEnvironment):
         def _hard_reset_instance(self) -> None:
@@ -180,6 +206,11 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
             self.instance.wait()
 
     return _Env
+
+
+def _brief(exc: BaseException) -> str:
+    """``Type: message`` without the chromedriver stack trace Selenium appends (20 lines of addresses)."""
+    return f"{type(exc).__name__}: {str(exc).split('Stacktrace:', 1)[0].strip()}"
 
 
 class MiniWoBSession:
@@ -195,21 +226,25 @@ class MiniWoBSession:
         self.task, self.headless, self.max_elements = task, headless, max_elements
         self._env: Any = None
         self.page: Page | None = None
+        self._lock = threading.Lock()  # open and close come from worker threads
+        self._shut = False
 
     def open(self) -> MiniWoBSession:
-        if self._env is not None:
+        """Start the browser (once); :class:`BrowserCrashedError` when it cannot start or after :meth:`shutdown`."""
+        with self._lock:
+            if self._shut:
+                raise BrowserCrashedError(f"the browser of {self.task!r} was shut down")
+            if self._env is not None:
+                return self
+            _import_miniwob()
+            check_tasks([self.task])
+            chrome, driver = find_chromium()
+            env_class = _env_class(chrome, driver, chromium_flags(headless=self.headless))
+            try:
+                self._env = env_class(subdomain=self.task, render_mode=None if self.headless else "human")
+            except Exception as exc:
+                raise BrowserCrashedError(f"could not start Chromium for {self.task!r}: {_brief(exc)}") from exc
             return self
-        _import_miniwob()
-        check_tasks([self.task])
-        chrome, driver = find_chromium()
-        env_class = _env_class(chrome, driver, chromium_flags(headless=self.headless))
-        try:
-            self._env = env_class(subdomain=self.task, render_mode=None if self.headless else "human")
-        except Exception as exc:
-            raise BrowserCrashedError(
-                f"could not start Chromium for {self.task!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        return self
 
     @property
     def driver(self) -> Any:
@@ -222,7 +257,7 @@ class MiniWoBSession:
             obs, _ = self._env.reset(seed=seed, options={"record_screenshots": False})
         except Exception as exc:
             self._lost()
-            raise BrowserCrashedError(f"reset of {self.task!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise BrowserCrashedError(f"reset of {self.task!r} failed: {_brief(exc)}") from exc
         self.page = page_from_observation(obs, max_elements=self.max_elements)
         return self.page
 
@@ -249,7 +284,7 @@ class MiniWoBSession:
         except Exception as exc:
             self._lost()
             raise BrowserCrashedError(
-                f"{action} on {self.task!r} failed: {type(exc).__name__}: {exc}"
+                f"{action} on {self.task!r} failed: {_brief(exc)}"
             ) from exc
         page = None if done else page_from_observation(obs, max_elements=self.max_elements)
         self.page = page
@@ -273,7 +308,8 @@ class MiniWoBSession:
 
     def _lost(self) -> None:
         """Forget a dead browser so that the next episode starts a fresh one."""
-        env, self._env = self._env, None
+        with self._lock:  # a browser being started is closed once it is up
+            env, self._env = self._env, None
         if env is not None:
             try:
                 env.close()
@@ -281,6 +317,13 @@ class MiniWoBSession:
                 pass
 
     def close(self) -> None:
+        """Close the browser; the next :meth:`open` (or :meth:`reset`) starts a fresh one."""
+        self._lost()
+
+    def shutdown(self) -> None:
+        """Close the browser for good: an :meth:`open` still running in another thread (an episode
+        interrupted by Ctrl-C) finishes, then its browser is closed, and no later one starts."""
+        self._shut = True
         self._lost()
 
     def __enter__(self) -> MiniWoBSession:
