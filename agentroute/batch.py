@@ -39,7 +39,7 @@ from typing import Any
 from agentroute.errors import ConfigurationError
 from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled
 from agentroute.memory.sql import SQLMemory, watch_tasks
-from agentroute.types import Step, Task
+from agentroute.types import Step, Task, new_id
 
 __all__ = [
     "BatchReport",
@@ -47,6 +47,8 @@ __all__ = [
     "ItemResult",
     "content_query_id",
     "default_batch_id",
+    "fresh_batch_id",
+    "latest_fresh_batch",
     "read_jsonl_queries",
 ]
 
@@ -171,6 +173,33 @@ def default_batch_id(graph: str, items: Iterable[dict[str, Any]]) -> str:
     for item in items:
         digest.update(b"\n" + str(item["query_id"]).encode("utf-8", "surrogatepass"))
     return f"{graph}-{digest.hexdigest()[:12]}"
+
+
+def fresh_batch_id(default: str) -> str:
+    """The batch of a run without ``--resume``: ``DEFAULT-<8 hex>``, a new one each run."""
+    return f"{default}-{new_id()[-8:]}"
+
+
+def latest_fresh_batch(memory: SQLMemory, default: str) -> str | None:
+    """The most recently updated batch that a run without ``--resume`` started on this input
+    (:func:`fresh_batch_id` of ``default``), or None: what ``--resume`` continues when the input's
+    default batch does not exist (a first run without ``--resume`` that crashed)."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.tables import BATCH_ITEMS
+
+    prefix = default.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+    last = sa.func.max(BATCH_ITEMS.c.updated_at)
+    query = (
+        sa.select(BATCH_ITEMS.c.batch_id)
+        .where(BATCH_ITEMS.c.batch_id.like(prefix, escape="\\"))
+        .where(sa.func.length(BATCH_ITEMS.c.batch_id) == len(default) + 9)
+        .group_by(BATCH_ITEMS.c.batch_id)
+        .order_by(last.desc())
+        .limit(1)
+    )
+    with memory.engine.connect() as conn:
+        return conn.execute(query).scalar()
 
 
 @dataclass

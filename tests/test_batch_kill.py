@@ -187,3 +187,30 @@ def test_a_signal_with_no_grace_marks_tasks_in_flight_interrupted_with_their_ste
         final = _memory_state(memory)
     _check_exactly_once(final, paths["out.jsonl"], n)
     assert len(server.answered) >= n
+
+
+def test_resume_after_kill_9_of_a_run_started_without_resume_continues_that_run(tmp_path):
+    """README: `agentroute run qa --input q.jsonl` then, after a crash, `… --resume --out out.jsonl`
+    ("continue after a crash: no query twice"). The first run's batch is a fresh one (not the
+    input's default batch): `--resume` continues it instead of starting everything again."""
+    n = 40
+    memory = f"sqlite:///{tmp_path}/memory.db"
+    with StubOpenAIServer(delay_s=0.05) as server:
+        paths = _setup(tmp_path, server.url, n)
+        first = _command(paths, memory)
+        first.remove("--resume")
+        proc = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+        _wait_for_lines(paths["out.jsonl"], 8, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        finished_before = {i["query_id"] for i in _memory_state(memory)["items"] if i["status"] == "done"}
+        resumed = _start(paths, memory)
+        output, _ = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, output
+        assert "continuing batch" in output and "reconciled 1 dead worker" in output
+        final = _memory_state(memory)
+    _check_exactly_once(final, paths["out.jsonl"], n)
+    assert {i["query_id"] for i in final["items"]} == {f"id{i}" for i in range(n)}  # one batch, not two
+    crashed_worker = next(t for t in final["tasks"] if t["meta"]["query_id"] in finished_before)["meta"]["agentroute_batch"]["worker"]
+    rerun = {t["meta"]["query_id"] for t in final["tasks"] if t["meta"]["agentroute_batch"]["worker"] != crashed_worker}
+    assert finished_before and not rerun & finished_before

@@ -161,14 +161,18 @@ class _BadBatch(AgentrouteError):
 
 def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) -> tuple[str, int]:
     """The batch to run and how many of its queries are finished: a named or default one with
-    --resume; else a fresh one (with a hint when the default batch of this input already holds
-    finished queries)."""
+    --resume (the latest run of this input without --resume when the default one does not exist);
+    else a fresh one (with a hint when the default batch of this input already holds finished
+    queries)."""
+    from agentroute.batch import fresh_batch_id, latest_fresh_batch
     from agentroute.memory.batches import FINISHED, BatchQueue
-    from agentroute.types import new_id
 
     name = batch or default
     assert name is not None
     counts = BatchQueue(store, name).counts()
+    if resume and not batch and not counts and (latest := latest_fresh_batch(store, name)):
+        err_console.print(f"[yellow]note:[/] continuing batch {latest}, the latest run of this input (started without --resume)")
+        name, counts = latest, BatchQueue(store, latest).counts()
     finished = sum(counts.get(s, 0) for s in FINISHED)
     if resume:
         if batch and not default and not counts:
@@ -183,7 +187,7 @@ def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) 
             f"[yellow]note:[/] {finished} of these queries are already done in batch {name}; "
             "this run does them again (pass --resume to skip them)"
         )
-    return f"{name}-{new_id()[-8:]}", 0
+    return fresh_batch_id(name), 0
 
 
 def _checkpointer_url(spec: str, store: Any) -> str:
