@@ -321,6 +321,19 @@ def test_missing_chromium_says_how_to_install_it(
     assert "chromium not found" in err and "apt-get install chromium chromium-driver" in err
 
 
+def test_headed_without_a_display_stops_at_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`run web --headed` on a machine without a display: exit 2 naming the way out, instead of
+    every episode failing with Chromium's "session not created"."""
+    pytest.importorskip("miniwob")
+    from agentroute.cli.web_cmd import run_web
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code = run_web(["--tasks", "click-test", "--episodes", "1", "--headed"], router="always-skill", pool=None, budget_usd=None, memory="sqlite://", concurrency=1)
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "--headed needs a display" in err and "xvfb-run" in err
+
+
 # -- real episodes in headless Chromium -----------------------------------------------------------
 
 browser = pytest.mark.browser

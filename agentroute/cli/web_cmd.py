@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -138,6 +139,8 @@ def run_web(
             _positive(name, value, zero=name in ("--budget-usd", "--budget-large-calls"))
         check_tasks(tasks)
         find_chromium()
+        if opts.headed and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ConfigurationError("--headed needs a display (DISPLAY is not set): drop --headed, or run under `xvfb-run`")
         budget = make_budget(
             budget_usd,
             calls=opts.budget_calls,
