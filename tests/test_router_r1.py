@@ -207,6 +207,16 @@ def test_a_policy_that_never_answers_is_cut_off_at_the_turn_limit():
     assert not r1["format_valid"] and result.answer == "small says hi"  # falls back to the last reply
 
 
+def test_an_episode_with_no_answer_and_no_reply_answers_with_the_policy_text():
+    """`agentroute ask "Who wrote Dune?" --graph graphs/router_r1.py` with the untrained policy: it
+    answers in prose (no tags): format-invalid, no agent called — `ask` showed "answer: None"."""
+    policy = ScriptedPolicy(["Dune is a novel by <think>Frank Herbert</think>."])
+    result, backend = run_graph(policy, Budget(usd=1.0))
+    r1 = result.state["context"]["router_r1"]
+    assert backend.calls == [] and r1["turns"][0]["kind"] == "invalid" and not r1["format_valid"]
+    assert result.answer == "Dune is a novel by Frank Herbert ."
+
+
 def test_information_is_truncated_and_masked():
     from agentroute.routers.router_r1.agent import ThinkRouteLoop
 

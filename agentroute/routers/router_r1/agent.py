@@ -262,11 +262,19 @@ class ThinkRouteLoop:
         return tok.decode(ids[: self.settings.info_tokens], skip_special_tokens=True)
 
 
+def _untagged(ep: Episode) -> str:
+    """The policy's last turn without its tags: the answer of an episode with neither an
+    ``<answer>`` nor an agent reply (an untrained policy answering in prose)."""
+    text = ep.turns[-1].policy if ep.turns else ""
+    return " ".join(re.sub(r"</?(think|route|search|answer|information)>", " ", text).split())
+
+
 class ThinkRouteAgent:
     """Router-R1's loop as a plain :class:`~agentroute.graph.AgentGraph` node.
 
     The node reads the query, runs one episode within the task's ledger and returns the
-    extracted answer (the last agent reply when the policy never answers) with the turns in
+    extracted answer (the last agent reply when the policy never answers, else the policy's own
+    text of its last turn) with the turns in
     ``context["router_r1"]``.
 
     Args:
@@ -297,7 +305,7 @@ class ThinkRouteAgent:
         await loop.run([ep], ctx.dispatcher)
         summary = ep.summary()
         ctx.run.context["router_r1"] = summary
-        answer = ep.answer if ep.answer is not None else ctx.run.best_answer
+        answer = ep.answer if ep.answer is not None else ctx.run.best_answer or _untagged(ep)
         update: dict[str, Any] = {"context": {"router_r1": summary}, "outputs": {"think_route": ep.text}}
         if answer:
             update["answer"] = answer
