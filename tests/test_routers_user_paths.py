@@ -3,7 +3,9 @@ Python API of a RouteLLM or scikit-learn user (make_router, fit, save/load, rout
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -108,3 +110,158 @@ def test_readme_eval_line_runs_from_a_folder_of_ones_own(tmp_path: Path, data_di
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "out" / "results.json").is_file()
+
+
+# -- the Python API ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "params", "says"),
+    [
+        ("knn", {"cost_wieght": 1.0}, ["knn takes no parameter cost_wieght", "did you mean 'cost_weight'", "shrinkage"]),
+        ("mlp", {"hiden": 64}, ["mlp takes no parameter hiden", "did you mean 'hidden'"]),
+        ("cheapest", {"seed": 1}, ["cheapest takes no parameters"]),
+        ("knn", {"k": "five"}, ["knn: k='five' (str) is not int"]),
+        ("knn", {"k": True}, ["knn: k=True (bool) is not int"]),
+        ("logreg", {"cost_weight": "high"}, ["logreg: cost_weight='high' (str) is not float"]),
+        ("kg-gnn", {"encoder": "gcn"}, ["kg-gnn: encoder='gcn' (str) is not one of 'sage', 'hgt'"]),
+        ("stack", {"bases": 3}, ["stack: bases=3 (int) is not str or a sequence"]),
+    ],
+)
+def test_make_router_with_a_bad_parameter_names_the_router_and_its_parameters(
+    name: str, params: dict, says: list[str]
+) -> None:
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as err:
+        make_router(name, **params)
+    for text in says:
+        assert text in str(err.value)
+
+
+def test_good_parameters_pass_and_set_params_checks_as_make_router_does() -> None:
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+
+    router = make_router("knn", k=np.int64(5), cost_weight=1, query_chars=None)  # an int is a float
+    assert make_router("stack", bases=["knn", "logreg"]).bases == ["knn", "logreg"]
+    with pytest.raises(ConfigurationError, match=r"knn: k=2\.5 \(float\) is not int"):
+        router.set_params(k=2.5)
+    with pytest.raises(ConfigurationError, match=r"knn takes no parameter kk"):
+        router.set_params(kk=3)
+    assert router.get_params()["k"] == 5
+
+
+#: Learned routers made quick for the tiny-table and save/load checks (others: their defaults).
+QUICK = {
+    "mlp": {"epochs": 3},
+    "mf": {"epochs": 3},
+    "graph-router": {"epochs": 3},
+    "kg-gnn": {"epochs": 2},
+    "stack": {"bases": ["knn", "logreg"]},
+    "graph-planner": {"episodes": 32, "episodes_per_update": 32},
+    "bopo": {"config": {"iterations": 2, "sft_epochs": 2, "boundary_rollouts": 2, "sweep": 2, "group_size": 2, "tasks_per_iteration": 8}},
+}
+#: Routers that cannot learn from one model, with what their error says.
+NEEDS_TWO_MODELS = {"bopo": "bopo: routes between two or more models; the table has 1 (gpt-4-1106-preview)"}
+
+
+def _learned() -> list[str]:
+    from agentroute.routers import get_router_class, router_names
+
+    return [n for n in router_names() if get_router_class(n).learned and n != "graph-planner"]  # its own tests
+
+
+@pytest.fixture(scope="module")
+def routerbench_train(data_dir: Path):
+    from agentroute.eval.datasets import load_dataset
+
+    return load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=150).train
+
+
+@pytest.fixture(scope="module")
+def tiny(routerbench_train):
+    """3 real RouterBench queries, 1 model (gpt-4), all scored 1."""
+    j = routerbench_train.models.index("gpt-4-1106-preview")
+    rows = [i for i in range(len(routerbench_train)) if routerbench_train.scores[i, j] == 1.0][:3]
+    table = routerbench_train.rows(rows).columns([j])
+    assert len(table) == 3 and table.scores.ravel().tolist() == [1.0, 1.0, 1.0]
+    return table
+
+
+@pytest.mark.parametrize("name", _learned())
+def test_fit_on_a_tiny_table_routes_or_says_why_not(name: str, tiny) -> None:
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+    from agentroute.outcomes import column_agent
+    from agentroute.types import RouteContext
+
+    router = make_router(name, **QUICK.get(name, {}))
+    if name in NEEDS_TWO_MODELS:
+        with pytest.raises(ConfigurationError, match=re.escape(NEEDS_TWO_MODELS[name])):
+            router.fit(tiny)
+        return
+    assert router.fit(tiny) is router
+    agent = column_agent(tiny.models[0])
+    for query in tiny.queries:
+        decision = router.route(RouteContext(query=query, candidates=[agent]))
+        assert decision.agent == agent
+        assert all(np.isfinite(float(v)) for v in (decision.scores or {}).values()), decision.scores
+
+
+@pytest.mark.parametrize("name", _learned())
+@pytest.mark.parametrize("data", ["outcomes.jsonl", 42, {"query": "hi"}])
+def test_fit_on_what_is_not_training_data_is_an_error_naming_the_router(name: str, data: object) -> None:
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=rf"^{name}: fit\(\) takes an OutcomeTable"):
+        make_router(name).fit(data)
+
+
+def test_save_then_load_in_a_fresh_process_decides_the_same(tmp_path: Path, data_dir: Path, routerbench_train) -> None:
+    from agentroute import make_router
+
+    names = _learned()
+    mine = {}
+    for name in names:
+        router = make_router(name, **QUICK.get(name, {})).fit(routerbench_train)
+        router.save(tmp_path / name)
+        mine[name] = _decisions(router, _contexts(routerbench_train))
+    script = (
+        "import json, sys\nfrom agentroute.routers.base import Router\nfrom agentroute.eval.datasets import load_dataset\n"
+        "from tests.test_routers_user_paths import _contexts, _decisions\n"
+        "table = load_dataset(sys.argv[1], limit=150).train\n"
+        "print(json.dumps({n: _decisions(Router.load(sys.argv[2] + '/' + n), _contexts(table)) for n in sys.argv[3:]}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"routerbench:{data_dir / 'routerbench'}", str(tmp_path), *names],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONHASHSEED": "123"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in names:
+        assert theirs[name] == mine[name], name
+
+
+def _contexts(table) -> list:
+    from agentroute.testing import contexts
+
+    return contexts(table.rows(list(range(24))))
+
+
+def _decisions(router: Router, ctxs: list) -> list:
+    """Each context's chosen agents and scores (rounded), as JSON types."""
+    out = []
+    for ctx in ctxs:
+        decision = router.route(ctx)
+        scores = {k: round(float(v), 9) for k, v in (decision.scores or {}).items()}
+        out.append([[a.key for a in decision.agents], scores])
+    return json.loads(json.dumps(out))
+
+
+def test_stack_fit_summary_before_fit_is_not_fitted() -> None:
+    from agentroute import make_router
+    from agentroute.errors import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        make_router("stack").fit_summary()

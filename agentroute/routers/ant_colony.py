@@ -53,7 +53,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self, cast
@@ -71,7 +71,7 @@ from agentroute.intent import (
     parse_task_types,
 )
 from agentroute.outcomes import OutcomeTable, agent_column, column_agent
-from agentroute.routers.base import ARRAYS, MANIFEST, Router, require_candidates
+from agentroute.routers.base import ARRAYS, MANIFEST, Router, check_fit_data, require_candidates
 from agentroute.routers.pheromone import (
     START,
     START_NAME,
@@ -227,7 +227,8 @@ class AntColonyRouter(Router):
             ``"labels"`` (the logged task labels), ``"cluster:K"`` (k-means with K clusters on the
             query embeddings, :func:`~agentroute.intent.cluster_task_types`), ``"cluster"`` (K
             chosen by silhouette over 2…8), ``"none"`` (one type), or ``"auto"``: the labels when
-            the log has two or more, else ``"cluster"``. The intent model is then trained on those
+            the log has two or more, else ``"cluster"`` (one type, warned, when the queries are too
+            few to cluster). The intent model is then trained on those
             types, so at routing time a query's type is inferred from its embedding alone. The
             choice is recorded in ``task_types_source_`` (saved; ``routers show`` prints it).
             [default "auto"]
@@ -384,15 +385,11 @@ class AntColonyRouter(Router):
         self._check_params()
         self._reset_runtime()
         allowed = set(self.models) if self.models is not None else None
+        data = check_fit_data(self, data)
         table = data if isinstance(data, OutcomeTable) else getattr(data, "train", None)
         if isinstance(table, OutcomeTable):
             records, skipped = paths_from_table(table, allowed)
             queries, labels = list(table.queries), list(table.task_types)
-        elif isinstance(data, str | bytes) or not isinstance(data, Iterable):
-            raise ConfigurationError(
-                f"{self.name}: fit() takes an OutcomeTable, a dataset with .train or trajectories "
-                f"(got {type(data).__name__})"
-            )
         else:
             records, queries, labels, skipped = paths_from_trajectories(data, allowed)
         self.skip_reasons_ = skipped
@@ -448,7 +445,14 @@ class AntColonyRouter(Router):
             self.task_types_source_ = {"source": "labels", "classes": distinct}
             return fit_model
         qs = list(dict.fromkeys(queries))
-        ys, report = cluster_task_types(qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed))
+        try:
+            ys, report = cluster_task_types(qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed))
+        except ConfigurationError as exc:
+            if kind == "cluster":
+                raise ConfigurationError(f"{self.name}: task_types={self.task_types!r}: {exc}") from None
+            log.warning("%s: one task type ('general'): %s", self.name, exc)  # auto: too few queries to cluster
+            self.task_types_source_ = {"source": "none", "classes": ["general"], "why": str(exc)}
+            return SingleIntent().fit([])
         fit_model.fit(qs, ys)
         why = "task_types=" + str(self.task_types) if kind == "cluster" else f"{len(distinct)} distinct logged label(s)"
         self.task_types_source_ = {**report, "classes": list(fit_model.labels), "why": why}

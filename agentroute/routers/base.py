@@ -27,10 +27,13 @@ starts in its class's ``default_mode`` ("serve" unless the class explores by def
 from __future__ import annotations
 
 import abc
+import difflib
 import functools
 import inspect
 import json
-from collections.abc import Callable, Iterable, Sequence
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -39,6 +42,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError, NotFittedError, StateFileError, UnknownNameError
+from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.types import Agent, Decision, RouteContext, Step, Task, Trajectory
 
 FORMAT_VERSION = 1
@@ -144,12 +148,34 @@ class Router(abc.ABC):
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> Self:
-        valid = set(self._param_names())
+        self.check_params(params)
         for key, value in params.items():
-            if key not in valid:
-                raise ConfigurationError(f"{self.name}: unknown parameter {key!r}; valid: {sorted(valid)}")
             setattr(self, key, value)
         return self
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        """A :class:`ConfigurationError` naming the router for a parameter its ``__init__`` does not
+        take (with the ones it does, and the closest) or a value its annotation does not admit."""
+        signature = inspect.signature(cls.__init__).parameters.values() if cls.__init__ is not object.__init__ else []
+        if any(p.kind is p.VAR_KEYWORD for p in signature):
+            return
+        takes = [p.name for p in signature if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in params:
+            if key not in takes:
+                close = difflib.get_close_matches(key, takes, n=1)
+                takes_what = f"no parameter {key} (it takes: {', '.join(takes)})" if takes else f"no parameters (got {key})"
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigurationError(f"{cls.name} takes {takes_what}{hint}")
+        try:
+            hints = typing.get_type_hints(cls.__init__)
+        except Exception:  # an annotation that does not resolve at runtime: names were checked
+            return
+        for key, value in params.items():
+            if key in hints and not _admits(hints[key], value):
+                raise ConfigurationError(
+                    f"{cls.name}: {key}={value!r} ({type(value).__name__}) is not {_describe(hints[key])}"
+                )
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -307,8 +333,59 @@ def get_router_class(name: str) -> type[Router]:
 
 
 def make_router(name: str, **params: Any) -> Router:
-    """Build a registered router by name with keyword parameters."""
-    return get_router_class(name)(**params)
+    """Build a registered router by name with keyword parameters (:meth:`Router.check_params`)."""
+    cls = get_router_class(name)
+    cls.check_params(params)
+    return cls(**params)
+
+
+def _admits(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits a parameter annotation (numbers, text, Literal, unions, sequences,
+    mappings, callables, classes); what cannot be checked at runtime is admitted."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits(a, value) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if isinstance(value, bool | np.bool_):
+        return annotation is bool
+    if annotation is int:
+        return isinstance(value, int | np.integer)
+    if annotation is float:
+        return isinstance(value, int | float | np.integer | np.floating)
+    kind = origin or annotation
+    if kind in (tuple, list, Sequence):
+        return isinstance(value, Sequence) and not isinstance(value, str)
+    if kind in (dict, Mapping):
+        return isinstance(value, Mapping)
+    if kind is Callable:
+        return callable(value)
+    try:
+        return isinstance(value, kind)
+    except TypeError:  # a Protocol that is not runtime-checkable, a parameterised generic
+        return True
+
+
+def _describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    kind = origin or annotation
+    if kind in (tuple, list, Sequence):
+        return "a sequence"
+    if kind in (dict, Mapping):
+        return "a mapping"
+    if kind is Callable:
+        return "a callable"
+    return getattr(kind, "__name__", str(kind))
 
 
 # -- helpers shared by routers -------------------------------------------------------------------
@@ -428,6 +505,30 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
 def _names(keys: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" … and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def check_fit_data(router: Router, data: Any) -> Any:
+    """``data`` as ``fit`` takes it: an :class:`~agentroute.outcomes.OutcomeTable` or a dataset with
+    ``.train`` (returned as they are), or trajectories (returned as a list); anything else is a
+    :class:`ConfigurationError` naming the router and what it takes."""
+    if isinstance(data, OutcomeTable) or isinstance(getattr(data, "train", None), OutcomeTable):
+        return data
+    iterable = isinstance(data, Iterable) and not isinstance(data, str | bytes | Mapping)
+    items = list(data) if iterable else []
+    odd = next((t for t in items if not isinstance(t, Trajectory)), None)
+    if iterable and odd is None:
+        return items
+    got = type(data).__name__ + (f" of {type(odd).__name__}" if odd is not None else "")
+    hint = "; read a file with agentroute.eval.datasets.load_dataset('outcomes:PATH')" if isinstance(data, str | Path) else ""
+    raise ConfigurationError(
+        f"{router.name}: fit() takes an OutcomeTable, a dataset with .train (load_dataset) or Trajectory "
+        f"objects (got {got}){hint}"
+    )
+
+
+def fit_table(router: Router, data: Any) -> OutcomeTable:
+    """The :class:`~agentroute.outcomes.OutcomeTable` a router fits on (:func:`check_fit_data`)."""
+    return as_outcome_table(check_fit_data(router, data))
 
 
 def require_candidates(router: Router, ctx: RouteContext) -> None:

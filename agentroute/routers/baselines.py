@@ -12,8 +12,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute.outcomes import as_outcome_table, find_column
-from agentroute.routers.base import Router, decide, register, require_candidates
+from agentroute.outcomes import find_column
+from agentroute.routers.base import Router, decide, fit_table, register, require_candidates
 from agentroute.strategies import get_strategy
 from agentroute.types import Decision, RouteContext, Step
 
@@ -50,7 +50,7 @@ class _MeanQuality:
     def _fit_quality(self, data: Any) -> None:
         from agentroute.routers.utility import weighted_mean
 
-        table = as_outcome_table(data)
+        table = fit_table(self, data)
         means = weighted_mean(table.scores, table.weights)  # importance-weighted for bandit logs
         self.quality_ = {m: float(q) for m, q in zip(table.models, means, strict=True) if not np.isnan(q)}
 

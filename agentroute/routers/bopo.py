@@ -42,9 +42,9 @@ from agentroute.agentic.features import (
 )
 from agentroute.embed import context_text
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, as_outcome_table
+from agentroute.outcomes import as_outcome_table
 from agentroute.progress import phase
-from agentroute.routers.base import Router, decide, require_candidates
+from agentroute.routers.base import Router, check_fit_data, decide, require_candidates
 from agentroute.routers.baselines import cost_order
 from agentroute.training.bopo_config import BoPOConfig
 from agentroute.types import Decision, RouteContext, Step
@@ -99,9 +99,13 @@ class BoPORouter(Router):
 
         self._check_threshold()
         config = self.resolved_config()
-        if not isinstance(data, OutcomeTable) and not hasattr(data, "train"):
-            data = list(data)
+        data = check_fit_data(self, data)
         table = role_free(as_outcome_table(data))
+        if len(table.models) < 2:
+            raise ConfigurationError(
+                f"bopo: routes between two or more models; the table has {len(table.models)} "
+                f"({', '.join(table.models) or 'none'})"
+            )
         from_logs = None
         if is_log(data, table, config.tiers):
             table, from_logs = paired_explorations(

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.routers.base import Mode, Router, make_router, register, require_candidates
+from agentroute.routers.base import Mode, Router, check_fit_data, make_router, register, require_candidates
 from agentroute.types import Decision, RouteContext, Step, Task
 
 __all__ = ["ExploreRouter"]
@@ -108,7 +108,7 @@ class ExploreRouter(Router):
         self.base_.check_fitted()
 
     def fit(self, data: Any) -> Self:
-        self.base_.fit(data)
+        self.base_.fit(check_fit_data(self, data))
         self.fitted_ = True
         return self
 

@@ -95,7 +95,7 @@ from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
 from agentroute.progress import track
-from agentroute.routers.base import register
+from agentroute.routers.base import check_fit_data, register
 from agentroute.routers.utility import (
     QUERY_CHARS,
     UtilityRouter,
@@ -281,8 +281,7 @@ class GraphRouter(UtilityRouter):
         """
         from agentroute.kg.agents import training_cards
 
-        if not isinstance(data, OutcomeTable) and not hasattr(data, "train"):
-            data = list(data)
+        data = check_fit_data(self, data)
         self._fit_cards, sources = training_cards(data, cards=cards, pool=self.pool)
         self.descriptor_sources_ = sources
         try:

@@ -20,7 +20,7 @@ from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
 from agentroute.outcomes import OutcomeTable, column_agent, find_column
 from agentroute.progress import phase
-from agentroute.routers.base import require_candidates
+from agentroute.routers.base import check_fit_data, require_candidates
 from agentroute.routers.utility import (
     UtilityRouter,
     load_module_arrays,
@@ -229,8 +229,7 @@ class KGRouter(UtilityRouter):
         """
         from agentroute.kg.agents import training_cards
 
-        if not isinstance(data, OutcomeTable) and not hasattr(data, "train"):
-            data = list(data)
+        data = check_fit_data(self, data)
         self._fit_cards, self._card_sources = training_cards(data, cards=cards, pool=self.pool)
         try:
             return super().fit(data)

@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
-from agentroute.routers.base import Router, decide, register, require_candidates
+from agentroute.outcomes import OutcomeTable, find_column
+from agentroute.routers.base import Router, decide, fit_table, register, require_candidates
 from agentroute.routers.utility import (
     QUERY_CHARS,
     LogisticHead,
@@ -122,7 +122,7 @@ class BestSingleRouter(Router):
         self.seed = seed
 
     def fit(self, data: Any) -> Self:
-        table = as_outcome_table(data)
+        table = fit_table(self, data)
         if len(table) == 0 or np.all(np.isnan(table.scores)):
             raise ConfigurationError("best-single: the training table has no scored cells")
         _, val = validation_split(len(table), self.validation_fraction, self.seed)

@@ -238,6 +238,7 @@ class StackRouter(UtilityRouter):
         return score, cost
 
     def fit_summary(self) -> str:
+        self.check_fitted()
         losses = ", ".join(f"{k} {v:.4f}" for k, v in self.validation_loss_.items())
         return f"{super().fit_summary()}; l2 {self.l2_:g}; validation cross-entropy: {losses}"
 

@@ -49,8 +49,8 @@ import numpy as np
 from agentroute._optional import require, torch_module
 from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
-from agentroute.routers.base import Router, decide, require_candidates
+from agentroute.outcomes import OutcomeTable, find_column
+from agentroute.routers.base import Router, decide, fit_table, require_candidates
 from agentroute.types import Agent, Decision, RouteContext
 
 #: The λ values the evaluation sweeps: 0, then 47 log-spaced values from 1e-3 to 1e4. At the top end
@@ -190,7 +190,7 @@ class UtilityRouter(Router):
     # -- learning ---------------------------------------------------------------------------
     def fit(self, data: Any) -> Self:
         """Learn from an :class:`OutcomeTable`, a dataset with ``.train``, or trajectories."""
-        table = as_outcome_table(data)
+        table = fit_table(self, data)
         if len(table) == 0 or not table.models:
             raise ConfigurationError(f"{self.name}: the training table is empty")
         if np.all(np.isnan(table.scores)):
