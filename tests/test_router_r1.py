@@ -271,6 +271,39 @@ def test_ask_policy_needs_the_router_r1_graph(tmp_path):
     assert out.exit_code != 0 and "need --graph router_r1" in out.output  # a configuration error
 
 
+def test_ask_policy_url_with_a_missing_policy_directory_is_a_configuration_error(tmp_path):
+    """docs/router_r1.md's `ask … --policy-url URL --policy runs/router_r1/policy` before training:
+    exit 2 naming the directory (was a transformers traceback: "Repo id must be in the form …")."""
+    from typer.testing import CliRunner
+
+    from agentroute.cli.app import app
+
+    missing = tmp_path / "runs" / "router_r1" / "policy"
+    args = ["ask", "Who wrote Dune?", "--graph", "router_r1", "--policy-url", "http://127.0.0.1:9/v1", "--policy", str(missing)]
+    out = CliRunner().invoke(app, [*args, "--memory", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert out.exit_code == 2, out.output
+    assert "is not a directory" in out.output and "tokenizer" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.slow
+def test_ask_policy_url_of_a_server_that_does_not_answer_says_so(tmp_path):
+    """`ask … --graph router_r1 --policy-url URL` with no server there: exit 2 naming the URL and
+    `vllm serve` (was a urllib traceback: "Connection refused"). Loads SmolLM2's tokenizer."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from agentroute.cli.app import app
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    out = CliRunner().invoke(app, ["ask", "q", "--graph", "router_r1", "--policy-url", url, "--memory", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert out.exit_code == 2, out.output
+    text = " ".join(out.output.split())
+    assert f"policy server {url} does not answer" in text and "vllm serve" in text
+
+
 def test_train_command_is_typer_compatible():
     import typer
     from typer.testing import CliRunner

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import urllib.error
 from pathlib import Path
 from typing import Any
 
+from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteAgent
 from agentroute.training.lm_policy import HFPolicy, LMPolicy, OpenAIPolicy
@@ -15,18 +17,35 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
     """The policy LM: a checkpoint directory, the default SmolLM2 (``None``), or a served one.
 
     With ``policy_url`` the model is served behind an OpenAI-compatible endpoint (``vllm serve``);
-    its tokenizer is read from ``policy`` (the directory that was served) or is SmolLM2's.
+    its tokenizer is read from ``policy`` (the directory that was served) or is SmolLM2's. A
+    ``policy`` that is no tokenizer's directory, or a server that does not answer, is a
+    :class:`ConfigurationError` naming it.
     """
-    if policy_url:
-        tok = HFPolicy.load(policy).tokenizer if policy is None else _tokenizer(policy)
+    if not policy_url:
+        return HFPolicy.load(policy)
+    tok = HFPolicy.load(policy).tokenizer if policy is None else _tokenizer(policy)
+    try:
         return OpenAIPolicy(policy_url, tok, api_key=api_key or os.environ.get("VLLM_API_KEY"))
-    return HFPolicy.load(policy)
+    except urllib.error.HTTPError as exc:
+        raise ConfigurationError(f"policy server {policy_url}: GET /models answered HTTP {exc.code} {exc.reason}") from None
+    except OSError as exc:  # URLError: refused, unknown host; a timeout
+        reason = getattr(exc, "reason", exc)
+        raise ConfigurationError(
+            f"policy server {policy_url} does not answer ({reason}); start it with `vllm serve DIR "
+            "--served-model-name router-r1` (docs/router_r1.md) or leave out --policy-url"
+        ) from None
 
 
 def _tokenizer(path: str | Path) -> Any:
     import transformers
 
-    return transformers.AutoTokenizer.from_pretrained(Path(path).expanduser())
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ConfigurationError(f"policy {str(path)!r} is not a directory (with --policy-url it supplies the served model's tokenizer)")
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {exc}") from None
 
 
 def build_router_r1_graph(
