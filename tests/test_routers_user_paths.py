@@ -265,3 +265,23 @@ def test_stack_fit_summary_before_fit_is_not_fitted() -> None:
 
     with pytest.raises(NotFittedError):
         make_router("stack").fit_summary()
+
+
+def _all_but_planner() -> list[str]:
+    from agentroute.routers import router_names
+
+    return [n for n in router_names() if n != "graph-planner" and n not in NEEDS_TWO_MODELS]
+
+
+@pytest.mark.parametrize("name", _all_but_planner())
+def test_route_on_a_bare_query_string_says_what_route_takes(name: str, tiny) -> None:
+    """RouteLLM routes a prompt string; here route() takes a RouteContext, and says so."""
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+
+    params = {"fixed": {"model": tiny.models[0]}}.get(name, QUICK.get(name, {}))
+    router = make_router(name, **params)
+    if router.learned:
+        router.fit(tiny)
+    with pytest.raises(ConfigurationError, match=rf"^{name}: route\(\) takes a RouteContext"):
+        router.route("What is 2+2?")  # type: ignore[arg-type]

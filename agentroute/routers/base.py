@@ -532,6 +532,12 @@ def fit_table(router: Router, data: Any) -> OutcomeTable:
 
 
 def require_candidates(router: Router, ctx: RouteContext) -> None:
+    """The first line of ``route``: a :class:`RouteContext` with candidates, or an error naming the router."""
+    if not isinstance(ctx, RouteContext):
+        raise ConfigurationError(
+            f"{router.name}: route() takes a RouteContext(query=..., candidates=[Agent(model=...), ...]) "
+            f"(got {type(ctx).__name__})"
+        )
     if not ctx.candidates:
         raise ConfigurationError(f"{router.name}: route() called with no candidates")
 
