@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agentroute.budget import Budget
-from agentroute.errors import ConfigurationError
+from agentroute.errors import ConfigurationError, UnknownNameError
 from agentroute.graph import AgentGraph
 from agentroute.routers.base import Router, check_pool, make_router
 from agentroute.types import Agent
@@ -99,7 +99,15 @@ def load_router(
     if path.exists():
         router = Router.load(path)
     else:
-        router = make_router(spec, **params)
+        try:
+            router = make_router(spec, **params)
+        except UnknownNameError:
+            if "/" not in spec and "\\" not in spec:
+                raise
+            raise ConfigurationError(
+                f"{spec}: no such directory (a router saved by `agentroute train NAME --out DIR`), "
+                "and not a registered router name (`agentroute routers list`)"
+            ) from None
         if not router.is_fitted:
             raise ConfigurationError(
                 f"router {spec!r} learns from data: train it first with "

@@ -285,3 +285,14 @@ def test_route_on_a_bare_query_string_says_what_route_takes(name: str, tiny) -> 
         router.fit(tiny)
     with pytest.raises(ConfigurationError, match=rf"^{name}: route\(\) takes a RouteContext"):
         router.route("What is 2+2?")  # type: ignore[arg-type]
+
+
+def test_a_router_path_that_does_not_exist_is_named_as_a_missing_directory(tmp_path: Path) -> None:
+    from agentroute.errors import ConfigurationError
+    from agentroute.loading import load_router
+
+    missing = tmp_path / "runs" / "knnn"
+    with pytest.raises(ConfigurationError, match=rf"{re.escape(str(missing))}: no such directory"):
+        load_router(str(missing))
+    result = runner.invoke(app, ["ask", "hi", "--router", "runs/knnn", "--memory", f"sqlite:///{tmp_path}/m.db"])
+    assert result.exit_code == 2 and "runs/knnn: no such directory" in result.output, result.output
