@@ -304,6 +304,25 @@ def test_ask_policy_url_of_a_server_that_does_not_answer_says_so(tmp_path):
     assert f"policy server {url} does not answer" in text and "vllm serve" in text
 
 
+def test_train_gpu_on_a_machine_without_cuda_stops_at_once_naming_what_is_missing(tmp_path):
+    """docs/router_r1.md: `agentroute train router-r1 --config training/router_r1.yaml --gpu` on a
+    CPU machine: exit 2 at once (it built SFT traces and trained on the CPU for minutes before)."""
+    import time
+
+    import torch
+    from typer.testing import CliRunner
+
+    from agentroute.cli.app import app
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: --gpu is the real path (tests/test_router_r1_gpu.py)")
+    started = time.perf_counter()
+    out = CliRunner().invoke(app, ["train", "router-r1", "--config", "training/router_r1.yaml", "--out", str(tmp_path / "r1"), "--gpu"])
+    assert out.exit_code == 2, out.output
+    assert "no CUDA GPU is visible" in out.output and "leave out --gpu" in out.output
+    assert time.perf_counter() - started < 30 and not (tmp_path / "r1").exists()
+
+
 def test_train_command_is_typer_compatible():
     import typer
     from typer.testing import CliRunner

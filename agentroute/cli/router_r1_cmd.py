@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from agentroute.cli.errors import exit_code_for
 from agentroute.errors import AgentrouteError
 
 
@@ -29,7 +30,7 @@ def train_router_r1(
         summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps)
     except AgentrouteError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     grpo = summary.get("grpo")
     if grpo:
         typer.echo(f"{grpo['steps']} GRPO steps, {grpo['seconds_per_step']:.1f} s/step; policy: {out / 'policy'}")

@@ -175,6 +175,24 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def check_gpu(cfg: RouterR1TrainConfig, *, vllm: bool = True) -> None:
+    """``--gpu`` needs a CUDA device, and vLLM when the profile generates with it (GRPO): a
+    :class:`ConfigurationError` naming what is missing, before any trace is built or model loaded
+    (on a CPU machine ``--gpu`` otherwise trained SFT on the CPU, then failed in TRL)."""
+    import importlib.util
+
+    import torch
+
+    missing = [] if torch.cuda.is_available() else ["no CUDA GPU is visible (torch.cuda.is_available() is False)"]
+    if vllm and cfg.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        missing.append("vllm is not installed in this environment")
+    if missing:
+        raise ConfigurationError(
+            f"--gpu: {'; '.join(missing)}. GPU training runs in its own venv (docs/router_r1.md, "
+            "'On a GPU'); leave out --gpu to train on the CPU"
+        )
+
+
 def train_router_r1(
     config: str | Path,
     out: str | Path,
@@ -195,6 +213,10 @@ def train_router_r1(
     Returns a summary (also in ``out/summary.json``): trace count, SFT losses, GRPO log history,
     seconds per GRPO step.
     """
+    cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
+    if gpu:
+        check_gpu(cfg, vllm=not sft_only)
+
     import torch
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -205,7 +227,6 @@ def train_router_r1(
     from agentroute.routers.router_r1.sft import sft as sft_fit
     from agentroute.training.lm_policy import HFPolicy
 
-    cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
     if policy_dir is not None:
         cfg.policy = str(policy_dir)
     if sft is not None:
