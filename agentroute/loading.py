@@ -87,7 +87,8 @@ def load_router(
     warn: Callable[[str], None] | None = None,
     **params: Any,
 ) -> Router:
-    """A router by registered name, or loaded from a directory written by ``Router.save``.
+    """A router by registered name, or loaded from a directory written by ``Router.save``;
+    ``params`` go to the router's constructor, or to a loaded router's ``set_params``.
 
     With ``pool`` (a :class:`~agentroute.pool.ModelPool`), a trained router is checked against
     the agents it will route over — every role of ``graph`` (default: one ``executor`` role) played
@@ -97,7 +98,7 @@ def load_router(
     """
     path = Path(spec)
     if path.exists():
-        router = Router.load(path)
+        router = Router.load(path).set_params(**params)  # e.g. the knob it serves at
     else:
         try:
             router = make_router(spec, **params)

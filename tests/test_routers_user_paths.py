@@ -296,3 +296,14 @@ def test_a_router_path_that_does_not_exist_is_named_as_a_missing_directory(tmp_p
         load_router(str(missing))
     result = runner.invoke(app, ["ask", "hi", "--router", "runs/knnn", "--memory", f"sqlite:///{tmp_path}/m.db"])
     assert result.exit_code == 2 and "runs/knnn: no such directory" in result.output, result.output
+
+
+def test_load_router_applies_parameters_to_a_saved_router(tmp_path: Path, tiny) -> None:
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+    from agentroute.loading import load_router
+
+    make_router("knn").fit(tiny).save(tmp_path / "knn")
+    assert load_router(str(tmp_path / "knn"), cost_weight=5.0).cost_weight == 5.0
+    with pytest.raises(ConfigurationError, match="knn takes no parameter cost_wieght"):
+        load_router(str(tmp_path / "knn"), cost_wieght=5.0)
