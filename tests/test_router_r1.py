@@ -323,6 +323,32 @@ def test_train_gpu_on_a_machine_without_cuda_stops_at_once_naming_what_is_missin
     assert time.perf_counter() - started < 30 and not (tmp_path / "r1").exists()
 
 
+def test_sft_logs_its_losses_without_a_torch_warning():
+    """`agentroute train router-r1` printed torch's "Converting a tensor with requires_grad=True to a
+    scalar" UserWarning at its first SFT step (the log line read the loss from the graph)."""
+    import types
+    import warnings
+
+    import torch
+
+    from agentroute.routers.router_r1.sft import sft
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = torch.nn.Embedding(8, 4), torch.nn.Linear(4, 8)
+
+        def forward(self, input_ids, attention_mask, labels):
+            logits = self.out(self.emb(input_ids))
+            return types.SimpleNamespace(loss=torch.nn.functional.cross_entropy(logits.view(-1, 8), labels.view(-1), ignore_index=-100))
+
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses = sft(Tiny(), [([1, 2, 3], [-100, 2, 3]), ([4, 5], [4, 5])], epochs=1, batch_size=2, log=lines.append)
+    assert len(losses) == 1 and lines == [f"sft epoch 0 step 1 loss {losses[0]:.4f}"]
+
+
 def test_train_command_is_typer_compatible():
     import typer
     from typer.testing import CliRunner

@@ -124,6 +124,6 @@ def sft(model: Any, batches: Sequence[tuple[list[int], list[int]]], *, epochs: i
             opt.step()
             losses.append(float(loss.detach()))
             if log:
-                log(f"sft epoch {epoch} step {len(losses)} loss {float(loss):.4f}")
+                log(f"sft epoch {epoch} step {len(losses)} loss {losses[-1]:.4f}")
     model.eval()
     return losses
