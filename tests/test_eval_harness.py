@@ -17,6 +17,7 @@ from agentroute.eval.harness import (
     build_contexts,
     evaluate,
     knob_values,
+    make_eval_router,
     parse_router_spec,
     sweep_router,
     utility_choices,
@@ -182,6 +183,9 @@ def test_router_specs_and_knob_grids():
     assert parse_router_spec("knn:k=40:weights=distance") == ("knn", {"k": 40, "weights": "distance"})
     with pytest.raises(ConfigurationError, match="name:key=value"):
         parse_router_spec("knn:40")
+    assert parse_router_spec("knn:cost_weight=1e-3") == ("knn", {"cost_weight": 0.001})  # was the text "1e-3"
+    with pytest.raises(ConfigurationError, match=r"router spec 'knn:k=five': knn: k='five' \(str\) is not int"):
+        make_eval_router("knn:k=five")  # eval checked names only, make_router names and types: one rule now
     assert knob_values(CascadeRouter()) == pytest.approx(np.linspace(0, 1, 31).tolist())
     assert knob_values(_OffTable()) == [None]
 

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
+from agentroute._yaml import load_untrusted_yaml
 from agentroute.errors import ConfigurationError
 from agentroute.eval import metrics as M
 from agentroute.eval.datasets import RoutingDataset
@@ -113,7 +113,7 @@ def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = pair.partition("=")
         if not eq or not key:
             raise ConfigurationError(f"router spec {spec!r}: expected name:key=value (got {pair!r})")
-        params[key.strip()] = yaml.safe_load(value)
+        params[key.strip()] = load_untrusted_yaml(value, f"router spec {spec!r}")[1]  # as pool files: 1e-3 a float
     return name, params
 
 
@@ -134,15 +134,12 @@ def make_eval_router(spec: str | Router, *, seed: int = 0) -> tuple[str, Router]
 
 
 def check_router_params(name: str, params: Mapping[str, Any], *, where: str) -> None:
-    """A :class:`ConfigurationError` naming any of ``params`` that router ``name`` does not take,
-    and the ones it does (a spec's ``knn:kk=5``, a recipe's ``params:``), before anything runs."""
-    signature = inspect.signature(get_router_class(name).__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
-        return
-    takes = [n for n, p in signature.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown = sorted(set(params) - set(takes))
-    if unknown:
-        raise ConfigurationError(f"{where}: {name} takes no parameter {', '.join(unknown)} (it takes: {', '.join(takes)})")
+    """:meth:`Router.check_params` for router ``name`` (a spec's ``knn:kk=5``, a recipe's ``params:``),
+    before anything runs; the error says where the parameters came from."""
+    try:
+        get_router_class(name).check_params(params)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
 
 
 def knob_values(router: Router, min_points: int = MIN_POINTS) -> list[float | None]:
