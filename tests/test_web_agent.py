@@ -597,6 +597,28 @@ def test_ctrl_c_stops_run_web_and_leaves_no_browser_or_temp_folder(chromium, sho
     time.sleep(0.5)
     # processes of the job still alive (zombies are dead; this container's init may not reap them)
     left = subprocess.run(["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True).stdout.split()
+    for pid in left:  # never leave them running, even when the test fails
+        os.kill(int(pid), signal.SIGKILL)
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "Error closing the driver" not in out, out
+    assert left == [] and _browser_folders(short_tmp) == []
+
+
+@browser
+def test_sigterm_stops_run_web_and_closes_every_browser(chromium, short_tmp) -> None:
+    """SIGTERM to `agentroute run web` alone (`kill`, `timeout`, a job manager): exit 143 with every
+    Chromium closed and no temp folder (Python's default SIGTERM left 40 browser processes running)."""
+    proc = _web_cli(short_tmp, "--tasks", "click-test", "--episodes", "200", "--concurrency", "2", "--router", "always-skill")
+    deadline = time.monotonic() + 90
+    while not _browser_folders(short_tmp) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)
+    assert proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    left = subprocess.run(["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True).stdout.split()
+    for pid in left:  # never leave them running, even when the test fails
+        os.kill(int(pid), signal.SIGKILL)
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out and "Traceback" not in out
     assert left == [] and _browser_folders(short_tmp) == []

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -150,7 +151,30 @@ def run_web(
     except AgentrouteError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return 2
-    return asyncio.run(_run(opts, tasks, budget, router, pool, memory, concurrency, console, err))
+    return asyncio.run(_stoppable(_run(opts, tasks, budget, router, pool, memory, concurrency, console, err), err))
+
+
+async def _stoppable(run: Coroutine[Any, Any, int], err: Console) -> int:
+    """``run`` until it ends or SIGTERM cancels it — its ``finally`` blocks close every browser
+    (Python's default SIGTERM would leave Chromium and its temp folders behind): then 143."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(run)
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        stopped.append(True)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        err.print("[yellow]stopped by SIGTERM[/]: the browsers are closed; episodes finished so far are in the memory")
+        return 128 + signal.SIGTERM
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _run(
