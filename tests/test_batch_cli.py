@@ -136,6 +136,17 @@ def test_bad_input_exits_2(tmp_path, files, content, message):
     assert result.exit_code == 2 and message in result.output
 
 
+@pytest.mark.parametrize(("out", "message"), [(".", "is a directory"), ("missing/out.jsonl", "does not exist")])
+def test_an_out_that_is_a_directory_or_in_a_missing_folder_exits_2_before_anything_runs(tmp_path, files, server, out, message):
+    """`agentroute run qa --input q.jsonl --out DIR` (or `--out nodir/out.jsonl`) was a traceback
+    (IsADirectoryError, FileNotFoundError) with exit 1, after the batch had been added and claimed."""
+    files = {**files, "out": tmp_path / out}
+    calls = len(server.answered)
+    result = _run(files, _input(tmp_path, [{"query": "q?"}]), f"sqlite:///{tmp_path}/m.db")
+    assert result.exit_code == 2 and message in " ".join(result.output.split()) and "--out" in result.output
+    assert len(server.answered) == calls and not (tmp_path / "m.db").exists()
+
+
 def test_joining_an_unknown_batch_exits_2(tmp_path, files):
     result = runner.invoke(app, ["run", str(files["graph"]), "--resume", "--batch", "nope", "--pool", str(files["pool"]),
                                  "--memory", f"sqlite:///{tmp_path}/m.db"])  # fmt: skip

@@ -76,11 +76,16 @@ def run_batch(
         _run_web(ctx, router=router, pool=pool, budget_usd=budget_usd, memory=memory, concurrency=concurrency)
     if ctx.args:
         raise fail(f"unexpected arguments: {' '.join(ctx.args)}", EXIT_BAD_INPUT)
-    from agentroute.batch import BatchRunner, default_batch_id, read_jsonl_queries
+    from agentroute.batch import BatchRunner, check_out, default_batch_id, read_jsonl_queries
     from agentroute.eval.answers import METRICS
 
     if metric not in METRICS:
         raise fail(f"unknown --metric {metric!r}; known: {', '.join(sorted(METRICS))}", EXIT_BAD_INPUT)
+    try:
+        if out is not None:
+            check_out(out)
+    except AgentrouteError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
 
     items: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
