@@ -147,6 +147,13 @@ def test_an_out_that_is_a_directory_or_in_a_missing_folder_exits_2_before_anythi
     assert len(server.answered) == calls and not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.parametrize("spec", ["bogus", "mysql://x/y"])
+def test_a_checkpointer_that_is_no_url_exits_2_naming_the_forms(tmp_path, files, spec):
+    """`--checkpointer bogus` was sqlalchemy's ArgumentError traceback with exit 1."""
+    result = _run(files, _input(tmp_path, [{"query": "q?"}]), f"sqlite:///{tmp_path}/m.db", "--checkpointer", spec)
+    assert result.exit_code == 2 and "expected `memory`, postgresql://… or sqlite:///PATH" in " ".join(result.output.split())
+
+
 def test_joining_an_unknown_batch_exits_2(tmp_path, files):
     result = runner.invoke(app, ["run", str(files["graph"]), "--resume", "--batch", "nope", "--pool", str(files["pool"]),
                                  "--memory", f"sqlite:///{tmp_path}/m.db"])  # fmt: skip

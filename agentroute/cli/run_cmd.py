@@ -199,13 +199,17 @@ def _checkpointer_url(spec: str, store: Any) -> str:
     """A LangGraph checkpointer's connection string: ``postgresql://…`` (psycopg conninfo) or ``sqlite:///PATH``."""
     import sqlalchemy as sa
 
-    url = store.engine.url if spec == "memory" else sa.make_url(spec)
+    expected = f"--checkpointer {spec!r}: expected `memory`, postgresql://… or sqlite:///PATH"
+    try:
+        url = store.engine.url if spec == "memory" else sa.make_url(spec)
+    except sa.exc.ArgumentError:
+        raise _BadBatch(expected) from None
     backend = url.get_backend_name()
     if backend == "postgresql":
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
     if backend == "sqlite" and url.database not in (None, "", ":memory:"):
         return f"sqlite:///{url.database}"
-    raise _BadBatch(f"--checkpointer {spec!r}: expected `memory`, postgresql://… or sqlite:///PATH")
+    raise _BadBatch(expected)
 
 
 @contextlib.asynccontextmanager
