@@ -137,10 +137,16 @@ def _parse_line(line: str) -> tuple[dict[str, Any] | None, str]:
         return None, f"expected an object or a string (got {type(obj).__name__})"
     query = next((obj[k] for k in _QUERY_KEYS if isinstance(obj.get(k), str) and obj[k].strip()), None)
     if query is None:
+        wrong = next((k for k in _QUERY_KEYS if obj.get(k) is not None and not isinstance(obj[k], str)), None)
+        if wrong is not None:
+            return None, f"{wrong} is not text (got {type(obj[wrong]).__name__} {obj[wrong]!r:.40})"
         return None, f"no non-empty {' / '.join(_QUERY_KEYS)} field"
     item: dict[str, Any] = {"query": query}
-    if obj.get("query_id") is not None:
-        item["query_id"] = str(obj["query_id"])
+    qid = obj.get("query_id")
+    if qid is not None:
+        if isinstance(qid, bool | dict | list) or not str(qid).strip():
+            return None, f"query_id must be a non-empty string or number (got {qid!r:.40})"
+        item["query_id"] = str(qid)
     if obj.get("task_type") is not None:
         item["task_type"] = str(obj["task_type"])
     if "metadata" in obj:

@@ -104,3 +104,16 @@ def test_default_batch_id_names_the_same_input_the_same_way():
     assert default_batch_id("qa", items) == default_batch_id("qa", list(items))
     assert default_batch_id("qa", items) != default_batch_id("qa", items[:1])
     assert default_batch_id("qa", items).startswith("qa-")
+
+
+def test_a_blank_query_id_or_a_query_that_is_not_text_is_a_bad_line_that_says_so(tmp_path):
+    """``"query_id": ""`` became a query named "" (every blank id the same query); ``{"query": 5}``
+    was reported as having no query at all."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"query": "a", "query_id": ""}\n{"query": 5}\n{"query": "b", "query_id": 7}\n{"query": "c", "query_id": true}\n')
+    items, bad = read_jsonl_queries(path)
+    assert [(i["query"], i["query_id"]) for i in items] == [("b", "7")]
+    assert [n for n, _ in bad] == [1, 2, 4]
+    assert "query_id must be a non-empty string or number (got '')" in bad[0][1]
+    assert bad[1][1] == "query is not text (got int 5)"
+    assert "got True" in bad[2][1]

@@ -152,6 +152,10 @@ def test_run_skips_malformed_jsonl_lines_and_runs_the_rest(tmp_path, unreachable
     assert "2 tasks (2 lines skipped)" in result.output
     stats = runner.invoke(app, ["memory", "stats", "--memory", memory, "--json"])
     assert json.loads(stats.stdout)["tasks"]["budget_exhausted"] == 2
+    questions.write_text('{"query": "third?"}\nnot json\n')
+    result = runner.invoke(app, ["run", "qa", "--input", str(questions), "--pool", str(unreachable_pool),
+                                 "--budget-usd", "1e-9", "--memory", memory])
+    assert "1 task (1 line skipped)" in result.output and "1 query" in result.output  # was "1 lines"
 
 
 @pytest.mark.slow

@@ -120,6 +120,13 @@ def test_missing_paths_name_what_was_expected(tmp_path):
         load_routellm_mmlu(tmp_path)
 
 
+def test_a_path_built_from_an_unset_variable_says_so(monkeypatch):
+    """`--dataset routerbench:$AGENTROUTE_DATA/routerbench` with the variable unset is `/routerbench`."""
+    monkeypatch.delenv("AGENTROUTE_DATA", raising=False)
+    with pytest.raises(DatasetError, match=r"/routerbench does not exist.*is \$AGENTROUTE_DATA unset\? a bare kind"):
+        load_dataset("routerbench:/routerbench")
+
+
 def test_empty_cells_are_dropped_and_counted(tmp_path, data_dir):
     pd = pytest.importorskip("pandas")
     src = pd.read_csv(data_dir / "routerbench" / "mbpp_train.csv").head(20)

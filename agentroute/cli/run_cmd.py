@@ -277,13 +277,19 @@ async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None
             loop.remove_signal_handler(sig)
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 line``, ``2 lines``, ``1 query``, ``0 queries``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _summary(report: Any, url: str, skipped: int, metric: str = "em") -> None:
     mine: dict[str, int] = {}
     for result in report.results:
         mine[result.status] = mine.get(result.status, 0) + 1
     total = sum(report.counts.values())
     table = Table(
-        title=f"{len(report.results)} tasks ({skipped} lines skipped); batch {report.batch_id}: {total} queries"
+        title=f"{_count(len(report.results), 'task')} ({_count(skipped, 'line')} skipped); batch {report.batch_id}: "
+        f"{_count(total, 'query', 'queries')}"
     )
     table.add_column("status")
     table.add_column("run here", justify="right")
@@ -293,8 +299,8 @@ def _summary(report: Any, url: str, skipped: int, metric: str = "em") -> None:
     console.print(table)
     if report.reconciled.workers:
         console.print(
-            f"reconciled {len(report.reconciled.workers)} dead worker(s): {report.reconciled.tasks} task(s) "
-            f"marked interrupted, {report.reconciled.items} quer(y/ies) to rerun"
+            f"reconciled {_count(len(report.reconciled.workers), 'dead worker')}: {_count(report.reconciled.tasks, 'task')} "
+            f"marked interrupted, {_count(report.reconciled.items, 'query', 'queries')} to rerun"
         )
     scores = [r.score for r in report.results if getattr(r, "score", None) is not None]
     if scores:

@@ -948,7 +948,11 @@ def _cap(text: object, limit: int = 200) -> str:
 def _existing(path: str | Path, expected: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise DatasetError(f"{p} does not exist; expected {expected}")
+        hint = ""
+        if p.is_absolute() and p.parent == Path(p.anchor) and not os.environ.get("AGENTROUTE_DATA"):
+            # `routerbench:$AGENTROUTE_DATA/routerbench` with the variable unset is `/routerbench`
+            hint = f" (is $AGENTROUTE_DATA unset? a bare kind, e.g. `routerbench`, finds the data under {data_root()})"
+        raise DatasetError(f"{p} does not exist; expected {expected}{hint}")
     return p
 
 
