@@ -171,6 +171,10 @@ class Ledger:
     )
 
     def __init__(self, budget: Budget | None = None):
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigurationError(
+                f"Ledger needs a Budget or None (got {type(budget).__name__} {_short(budget)}): Ledger(Budget(...))"
+            )
         self.budget = budget if budget is not None else Budget()
         #: The limited resources and their limits (read-only).
         self.limits: dict[str, float] = self.budget.limits()
@@ -256,6 +260,8 @@ class Ledger:
     # -- reserve / settle -------------------------------------------------------------------
     def reserve(self, worst_case: Cost) -> Reservation:
         """Hold ``worst_case`` or raise :class:`BudgetExceededError` if it does not fit."""
+        if not isinstance(worst_case, Cost):
+            raise ConfigurationError(f"reserve needs a Cost (got {type(worst_case).__name__} {_short(worst_case)})")
         if not worst_case.is_valid():
             raise ConfigurationError(f"invalid worst case {worst_case}")
         with self._lock:
@@ -276,12 +282,17 @@ class Ledger:
         The actual cost is booked as it is — never capped — so the ledger agrees with the
         provider's bill. An invalid amount (negative, NaN, infinite) is replaced by the worst case.
         When the booked amount exceeds the worst case on any resource, :attr:`overruns` grows; the
-        caller audits it (see :meth:`overrun_of`).
+        caller audits it (see :meth:`overrun_of`). A reservation settled twice, or on a ledger other
+        than the one that made it, is a :class:`ConfigurationError` that changes neither ledger.
         """
+        if not isinstance(actual, Cost):
+            raise ConfigurationError(f"settle needs a Cost (got {type(actual).__name__} {_short(actual)})")
         booked = actual if actual.is_valid() else reservation.worst_case
         with self._lock:
             if reservation.settled:
                 raise ConfigurationError(f"reservation {reservation.id} settled twice")
+            if self._reserved.get(reservation.id) is not reservation:
+                raise ConfigurationError(f"reservation {reservation.id} was made by another ledger")
             reservation.settled = True
             del self._reserved[reservation.id]
             spent, held, worst = self._spent, self._held, reservation.worst_case
