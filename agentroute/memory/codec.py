@@ -13,12 +13,12 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from pydantic_core import to_json, to_jsonable_python
 
 from agentroute.budget import Budget
-from agentroute.types import Agent, AuditEvent, Decision, Step, Task
+from agentroute.types import Agent, AuditEvent, Decision, Step, StepStatus, Task, TaskStatus
 
 __all__ = [
     "storable",
@@ -100,6 +100,19 @@ def json_text(value: Any) -> str:
     return text
 
 
+_TASK_STATUSES = frozenset(get_args(TaskStatus))
+_STEP_STATUSES = frozenset(get_args(StepStatus))
+
+
+def _checked_status(kind: str, status: Any, allowed: frozenset[str]) -> str:
+    """``status`` if it is one of ``allowed``; else a ``ValueError`` (the write fails, reported by
+    ``flush()``): pydantic does not check assignments, and a stored bad status would make every
+    read of that row fail."""
+    if status not in allowed:
+        raise ValueError(f"{kind} status {status!r} is not one of {sorted(allowed)}")
+    return status
+
+
 def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
     query = storable(task.query)
     meta = _storable_jsonable(task.metadata)
@@ -111,7 +124,7 @@ def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
         "graph": task.graph,
         "task_type": task.task_type,
         "budget": task.budget.model_dump(exclude_none=True) if task.budget is not None else None,
-        "status": task.status,
+        "status": _checked_status("task", task.status, _TASK_STATUSES),
         "answer": storable(task.answer),
         "cost_usd": task.cost_usd,
         "score": task.score,
@@ -144,7 +157,7 @@ def step_row(step: Step, decision_json: Callable[[Decision], str] | None = None)
         "tokens_out": step.tokens_out,
         "cost_usd": step.cost_usd,
         "latency_ms": step.latency_ms,
-        "status": step.status,
+        "status": _checked_status("step", step.status, _STEP_STATUSES),
         "error": storable(step.error),
         "score": step.score,
         "confidence": step.confidence,

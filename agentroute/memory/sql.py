@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
+import numbers
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -82,6 +84,20 @@ def watch_tasks() -> Iterator[TaskWatch]:
         _WATCH.reset(token)
 
 log = logging.getLogger("agentroute.memory")
+
+
+def _where(
+    *, graph: str | None, status: Sequence[str] | None, since: datetime | None, with_score: bool, limit: int | None
+) -> list[sa.ColumnElement[bool]]:
+    """The filters of :meth:`SQLMemory.trajectories`, checked: a bad ``limit`` or ``since`` is a
+    :class:`ConfigurationError` (a negative limit returned nothing; a text ``since`` failed in SQLAlchemy)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0):
+        raise ConfigurationError(f"limit must be a non-negative whole number or None (got {limit!r})")
+    if since is not None and not isinstance(since, datetime):
+        raise ConfigurationError(
+            f"since must be a datetime (got {type(since).__name__} {since!r}): e.g. datetime.fromisoformat(...)"
+        )
+    return queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
 
 
 def _shutdown(writer: BatchWriter, engine: sa.Engine) -> None:
@@ -189,6 +205,10 @@ class SQLMemory(MemoryStore):
         self._enqueue(AUDIT_EVENT, event)
 
     def add_feedback(self, task_id: str, score: float, *, source: str = "user", comment: str = "") -> None:
+        """Queue a score for ``task_id``; a score that is not a finite number is a :class:`ConfigurationError`
+        here (not a failed write at the next ``flush()``)."""
+        if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
+            raise ConfigurationError(f"feedback score must be a finite number (got {score!r})")
         row = {
             "task_id": task_id,
             "score": float(score),
@@ -263,7 +283,7 @@ class SQLMemory(MemoryStore):
         limit: int | None = None,
     ) -> Iterator[Trajectory]:
         """:meth:`trajectories` as a stream, 1,000 tasks in memory at a time (for large logs)."""
-        where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
+        where = _where(graph=graph, status=status, since=since, with_score=with_score, limit=limit)
         if self._shared_connection:  # don't hold the one connection (and its lock) while the caller runs
             with self._read() as conn:
                 items = list(queries.iter_trajectories(conn, where, limit=limit))
@@ -311,7 +331,7 @@ class SQLMemory(MemoryStore):
 
         The filters are those of :meth:`trajectories` (default: every finished task).
         """
-        where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
+        where = _where(graph=graph, status=status, since=since, with_score=with_score, limit=limit)
         with self._read() as conn:
             return export.write_jsonl(queries.iter_trajectories(conn, where, limit=limit), Path(path))
 
@@ -330,7 +350,7 @@ class SQLMemory(MemoryStore):
         A task without steps gets one row with empty step columns. The filters are those of
         :meth:`trajectories`. Needs pyarrow (extra ``eval``).
         """
-        where = queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
+        where = _where(graph=graph, status=status, since=since, with_score=with_score, limit=limit)
         with self._read() as conn:
             return export.write_parquet(conn, where, Path(path), limit=limit)
 

@@ -1,0 +1,108 @@
+"""The SQL memory as a user drives it: a mistake is a clear error, never a memory that stops reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentroute.errors import ConfigurationError
+from agentroute.memory import MemoryStoreError, MemoryWriteError, SQLMemory
+from agentroute.types import Agent, Step, Task
+
+SMALL = Agent(role="executor", model="small", strategy="direct")
+
+
+def _url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'memory.db'}"
+
+
+def test_a_task_finished_with_a_bad_status_is_a_write_error_not_a_poisoned_memory(tmp_path: Path) -> None:
+    memory = SQLMemory(_url(tmp_path), flush_interval_s=0.001)
+    good, bad = Task(query="good"), Task(query="bad")
+    for task in (good, bad):
+        memory.start_task(task)
+    memory.flush()
+    good.status = "done"
+    bad.status = "success"  # pydantic does not check assignments on Task
+    memory.finish_task(good)
+    memory.finish_task(bad)
+    with pytest.raises(MemoryWriteError, match="status") as info:
+        memory.flush()
+    assert info.value.payloads == [bad]
+    # every read still works (was: pydantic ValidationError on each read of the stored 'success')
+    assert [t.task.query for t in memory.trajectories()] == ["good"]
+    got = memory.get_task(bad.id)
+    assert got is not None and got.task.status == "running"
+    memory.close()
+    with SQLMemory(_url(tmp_path)) as again:
+        assert {t.task.status for t in again.trajectories(status=None)} == {"done"}
+
+
+def test_a_step_with_a_bad_status_is_a_write_error(tmp_path: Path) -> None:
+    with SQLMemory(_url(tmp_path), flush_interval_s=0.001) as memory:
+        task = Task(query="q")
+        memory.start_task(task)
+        step = Step(task_id=task.id, index=0, stage="answer", agent=SMALL)
+        step.status = "weird"
+        memory.record_step(step)
+        with pytest.raises(MemoryWriteError, match="status"):
+            memory.flush()
+        got = memory.get_task(task.id)
+        assert got is not None and got.steps == []
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), "abc", None, True])
+def test_feedback_that_is_not_a_finite_number_is_refused_at_the_call(tmp_path: Path, score: object) -> None:
+    with SQLMemory(_url(tmp_path)) as memory:
+        task = Task(query="q")
+        memory.start_task(task)
+        with pytest.raises(ConfigurationError, match="score"):
+            memory.add_feedback(task.id, score)  # type: ignore[arg-type]
+        memory.flush()  # nothing was queued: no MemoryWriteError later
+        assert memory.stats()["feedback"] == 0
+
+
+@pytest.mark.parametrize("limit", [-1, 2.5, "2", True])
+def test_a_bad_limit_is_refused(tmp_path: Path, limit: object) -> None:
+    with SQLMemory(_url(tmp_path)) as memory:
+        with pytest.raises(ConfigurationError, match="limit"):
+            memory.trajectories(limit=limit)  # type: ignore[arg-type]  # -1 returned [] silently
+
+
+def test_since_must_be_a_datetime(tmp_path: Path) -> None:
+    with SQLMemory(_url(tmp_path)) as memory:
+        with pytest.raises(ConfigurationError, match="since"):
+            memory.trajectories(since="2000-01-01")  # type: ignore[arg-type]  # was sqlalchemy StatementError
+
+
+def test_limit_zero_and_paging(tmp_path: Path) -> None:
+    with SQLMemory(_url(tmp_path)) as memory:
+        for i in range(5):
+            task = Task(query=f"q{i}", status="done")
+            memory.start_task(task)
+            memory.finish_task(task)
+        assert memory.trajectories(limit=0) == []
+        assert [t.task.query for t in memory.trajectories(limit=3)] == ["q0", "q1", "q2"]
+
+
+def test_use_after_close_is_a_clear_error(tmp_path: Path) -> None:
+    memory = SQLMemory(_url(tmp_path))
+    memory.close()
+    memory.close()  # twice is fine
+    with pytest.raises(MemoryStoreError, match="closed"):
+        memory.get_task("x")
+    with pytest.raises(MemoryStoreError, match="closed"):
+        memory.add_feedback("x", 1.0)
+
+
+def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with SQLMemory("sqlite:///rel.db") as memory:
+        assert memory.get_task("unknown") is None
+    assert (tmp_path / "rel.db").is_file()
+    with SQLMemory(f"sqlite:///{tmp_path}/no/such/folder/m.db"):
+        pass
+    assert (tmp_path / "no" / "such" / "folder" / "m.db").is_file()
+    with pytest.raises(ConfigurationError, match="sqlite:///"):
+        SQLMemory("plain.db")
