@@ -106,3 +106,58 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / "no" / "such" / "folder" / "m.db").is_file()
     with pytest.raises(ConfigurationError, match="sqlite:///"):
         SQLMemory("plain.db")
+
+
+def _at_revision(url: str, revision: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from agentroute.memory.migrate import alembic_config
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+def test_a_memory_written_by_the_oldest_schema_opens_with_its_data(tmp_path: Path) -> None:
+    from agentroute.memory.migrate import current_revision, head_revision
+
+    url = _url(tmp_path)
+    _at_revision(url, "0001")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO tasks (id, query, graph, status, cost_usd, meta, created_at) "
+            "VALUES ('t1', 'q', 'g', 'done', 0.1, '{}', '2025-01-01 00:00:00.000000')"
+        )
+    with SQLMemory(url) as memory:
+        got = memory.get_task("t1")
+        assert got is not None and got.task.status == "done" and got.task.cost_usd == 0.1
+        assert current_revision(memory.engine) == head_revision()
+    engine.dispose()
+
+
+def test_a_memory_written_by_a_newer_agentroute_is_named_not_an_alembic_traceback(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from agentroute.memory.migrate import VERSION_TABLE
+
+    url = _url(tmp_path)
+    SQLMemory(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '0099_future'")
+    engine.dispose()
+    # was alembic's CommandError "Can't locate revision identified by '0099_future'"
+    with pytest.raises(MemoryStoreError, match="0099_future.*newer agentroute"):
+        SQLMemory(url)
+    with SQLMemory(url, migrate=False) as memory:  # still readable by hand
+        assert memory.get_task("x") is None

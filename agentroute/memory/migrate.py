@@ -16,6 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from agentroute.memory.errors import MemoryStoreError
+
 __all__ = ["MIGRATIONS", "VERSION_TABLE", "alembic_config", "head_revision", "current_revision", "upgrade"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -41,6 +43,21 @@ def head_revision() -> str:
     return heads[0]
 
 
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision shipped with this version of agentroute."""
+    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+
+def _check_known(revision: str | None) -> None:
+    """A database at a revision this agentroute does not ship was written by a newer one."""
+    if revision is not None and revision not in known_revisions():
+        raise MemoryStoreError(
+            f"its schema is at revision {revision!r}, which this agentroute does not know (newest: "
+            f"{head_revision()!r}): it was written by a newer agentroute; upgrade agentroute to open it"
+        )
+
+
 def _current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
@@ -57,16 +74,20 @@ def upgrade(engine: Engine) -> bool:
     Concurrent openers are serialised: an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite.
     """
     head = head_revision()
-    if current_revision(engine) == head:
+    current = current_revision(engine)
+    if current == head:
         return False
+    _check_known(current)
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        if _current(conn) == head:
+        current = _current(conn)
+        if current == head:
             conn.rollback()
             return False
+        _check_known(current)
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -148,7 +148,7 @@ class SQLMemory(MemoryStore):
         try:
             if migrate:
                 upgrade(self.engine)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, MemoryStoreError) as exc:
             self.engine.dispose()
             raise MemoryStoreError(f"cannot open the memory at {self.url}: {exc}") from exc
         # one shared connection for an in-memory SQLite database: serialise its users
