@@ -106,6 +106,9 @@ class ModelPool:
                     f"{path} line {line_of(key or node)}: model {short_repr(card.id)} field 'backend': "
                     f"unknown backend {short_repr(card.backend)}; known: {', '.join([*_BACKEND_CLASSES, *(backends or {})])}"
                 )
+            problem = _price_problem(card, backends or {})
+            if problem:
+                raise ConfigurationError(f"{path} line {line}: model {short_repr(card.id)} {problem}")
             cards.append(card)
         return cls(cards, backends)
 
@@ -161,6 +164,30 @@ class ModelPool:
     async def aclose(self) -> None:
         for backend in self._backends.values():
             await backend.aclose()
+
+
+def _price_problem(card: ModelCard, backends: Mapping[str, Backend]) -> str | None:
+    """Why a pool file's card cannot be priced by its built-in backend (``None`` when it can).
+
+    One token price without the other is a typo (LiteLLM would price it from its cost table,
+    ignoring the one given); the openai backend, and litellm on a self-hosted ``base_url``, need both.
+    """
+    if card.backend in backends:  # the caller's own backend prices its cards
+        return None
+    if (card.input_price is None) != (card.output_price is None):
+        given, missing = ("input_price", "output_price") if card.output_price is None else ("output_price", "input_price")
+        return (
+            f"field {missing!r}: missing while {given} is set; set both input_price and output_price "
+            "(USD per 1M tokens)"
+        )
+    if card.priced or card.price_per_second is not None:  # per-second prices: the backend checks them
+        return None
+    if card.backend == "openai" or (card.backend == "litellm" and card.base_url):
+        return (
+            "field 'input_price': no price; set input_price and output_price (USD per 1M tokens) on the "
+            f"card: the {card.backend} backend never prices a self-hosted model $0"
+        )
+    return None
 
 
 def _mapping_get(node: Any, key: str) -> Any:

@@ -130,7 +130,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise litellm_error(exc, card.id) from exc
+            raise litellm_error(exc, card.id, card.base_url) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
@@ -161,7 +161,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         await self.tokenize.aclose()
 
 
-def litellm_error(exc: BaseException, model: str) -> BackendError:
+def litellm_error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
     """Map a LiteLLM exception to :class:`BackendError`, telling its real HTTP errors apart.
 
     LiteLLM reports failures of its own as ``InternalServerError`` (status 500) with no response
@@ -173,7 +173,7 @@ def litellm_error(exc: BaseException, model: str) -> BackendError:
     if isinstance(exc, BackendError):
         return exc
     if isinstance(exc, openai.APIConnectionError | TimeoutError | ConnectionError):  # litellm.Timeout too
-        return backend_error(exc, model)
+        return backend_error(exc, model, base_url)
     status = getattr(exc, "status_code", None)
     synthesized = (
         isinstance(status, int)
@@ -183,11 +183,12 @@ def litellm_error(exc: BaseException, model: str) -> BackendError:
     if not synthesized:
         if isinstance(exc, ValueError | TypeError | KeyError | AttributeError) and status is None:
             return ProtocolError(model, f"unreadable reply: {type(exc).__name__}: {str(exc)[:200]}")
-        return backend_error(exc, model)
+        return backend_error(exc, model, base_url)
     cause = exc.__cause__ or exc.__context__
     detail = " ".join(str(cause or exc).split())[:300]
     if "Connection error" in detail or isinstance(cause, ConnectionError | TimeoutError):
-        return BackendError(model, f"connection failed: {detail}", retryable=True, billed=not never_sent(exc))
+        where = f" (endpoint {base_url})" if base_url else ""
+        return BackendError(model, f"connection failed: {detail}{where}", retryable=True, billed=not never_sent(exc))
     return ProtocolError(model, f"unreadable reply: {detail}")
 
 

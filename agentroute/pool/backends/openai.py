@@ -35,28 +35,40 @@ from agentroute.types import Completion, CompletionRequest
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
-def backend_error(exc: BaseException, model: str) -> BackendError:
+def backend_error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
     """Map an OpenAI-SDK (or LiteLLM, whose errors subclass them) exception to :class:`BackendError`.
 
     Connection failures, timeouts, 408/409/425/429 and 5xx are retryable; authentication, bad
     requests and everything else are not. An HTTP error status is not billed (the provider refused
     the request), nor is a connection never made; a timeout or a dropped connection may have been
-    (the model may have run).
+    (the model may have run). With the card's ``base_url``, a failed connection names it and a 404
+    names the URL posted to (with a hint when ``base_url`` lacks the usual ``/v1``).
     """
     if isinstance(exc, BackendError):
         return exc
     message = " ".join(str(exc).split())[:500] or type(exc).__name__
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError | TimeoutError | ConnectionError):
         # a connection that was never made carried no request: nothing to bill
-        return BackendError(model, f"{type(exc).__name__}: {message}", retryable=True, billed=not never_sent(exc))
+        where = f" (endpoint {base_url})" if base_url else ""
+        return BackendError(model, f"{type(exc).__name__}: {message}{where}", retryable=True, billed=not never_sent(exc))
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         retryable = status in RETRYABLE_STATUS or status >= 500
         # an error status means the provider refused the request before running the model
         return BackendError(
-            model, f"HTTP {status} ({type(exc).__name__}): {message}", retryable=retryable, billed=False
+            model, f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}",
+            retryable=retryable, billed=False,
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
+
+
+def _not_found_hint(status: int, base_url: str | None) -> str:
+    """For a 404 from a self-hosted endpoint: the URL posted to, and the usual cause."""
+    if status != 404 or not base_url:
+        return ""
+    root = base_url.rstrip("/")
+    hint = "" if root.endswith("/v1") else "; OpenAI-compatible servers (vLLM, llama.cpp) serve under /v1: base_url usually ends in /v1"
+    return f" (POST {root}/chat/completions{hint})"
 
 
 _CONNECT_ERRORS = frozenset({"ConnectError", "ConnectTimeout"})
@@ -224,7 +236,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         try:
             response = await client.chat.completions.create(**kwargs)
         except Exception as exc:
-            raise _error(exc, card.id) from exc
+            raise _error(exc, card.id, card.base_url) from exc
         choice = _first_choice(card, getattr(response, "choices", None))
         if choice is None:
             raise ProtocolError(card.id, "the reply has no choices")
@@ -251,9 +263,9 @@ class OpenAIBackend(EndpointCounting, Backend):
         except openai.BadRequestError as exc:
             if "stream" in str(exc).lower():
                 raise _StreamRefused from exc
-            raise _error(exc, card.id) from exc
+            raise _error(exc, card.id, card.base_url) from exc
         except Exception as exc:
-            raise _error(exc, card.id) from exc
+            raise _error(exc, card.id, card.base_url) from exc
         limit = request.max_tokens
         pieces: list[str] = []
         reasoning: list[str] = []
@@ -303,7 +315,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
             raise ProtocolError(card.id, f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}") from exc
         except Exception as exc:
-            raise _error(exc, card.id) from exc
+            raise _error(exc, card.id, card.base_url) from exc
         finally:
             await call.__aexit__(None, None, None)  # closes the connection when cut: vLLM aborts the request
         if events == 0:
@@ -339,11 +351,11 @@ class _Reply:
     confidence: float | None
 
 
-def _error(exc: BaseException, model: str) -> BackendError:
+def _error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
     """:func:`backend_error`, with a reply the SDK could not decode as a protocol error."""
     if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
         return ProtocolError(model, f"unreadable reply: {' '.join(str(exc).split())[:200]}")
-    return backend_error(exc, model)
+    return backend_error(exc, model, base_url)
 
 
 @functools.cache

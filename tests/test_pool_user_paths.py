@@ -1,0 +1,220 @@
+"""A pool YAML written as a user would for their own endpoints, used through the real CLI.
+
+Every remote model is a real HTTP server on 127.0.0.1 (aiohttp, vLLM-like: it serves only under
+``/v1``) that records what it received; the CLI runs through typer's CliRunner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from agentroute.cli import app
+
+runner = CliRunner()
+USAGE = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+
+
+class VllmLike:
+    """A loopback OpenAI-compatible server in a thread: ``/v1/chat/completions`` only."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def chat(request):
+            body = await request.json()
+            self.seen.append({"auth": request.headers.get("Authorization"), **body})
+            model = body.get("model")
+            if model != "served":
+                error = {"message": f"The model `{model}` does not exist.", "type": "NotFoundError", "code": 404}
+                return web.json_response({"error": error}, status=404)
+            if not body.get("stream"):
+                message = {"role": "assistant", "content": "Shakespeare"}
+                return web.json_response({"id": "r", "object": "chat.completion", "created": 0, "model": model, "usage": USAGE,
+                                          "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            base = {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": model}
+            for piece in ("Shake", "speare"):
+                chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\ndata: [DONE]\n\n".encode())
+            return response
+
+        async def start():
+            from tests.helpers import serve_on_loopback
+
+            web_app = web.Application()
+            web_app.router.add_post("/v1/chat/completions", chat)
+            self.url, self._runner = await serve_on_loopback(web_app)
+            self._ready.set()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def __enter__(self) -> VllmLike:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def server():
+    with VllmLike() as running:
+        yield running
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_pool(tmp_path, card: str):
+    path = tmp_path / "my_pool.yaml"
+    path.write_text("models:\n" + card)
+    return path
+
+
+def ask(tmp_path, pool, *extra: str):
+    memory = f"sqlite:///{tmp_path}/m.db"
+    result = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--pool", str(pool), "--memory", memory, "--json", *extra])
+    return result, memory
+
+
+def step_errors(memory: str, task_id: str) -> list[str]:
+    shown = runner.invoke(app, ["memory", "show", task_id, "--memory", memory, "--json"])
+    assert shown.exit_code == 0, shown.output
+    return [step["error"] for step in json.loads(shown.output)["steps"] if step.get("error")]
+
+
+def test_card_fields_reach_the_server_and_cost_is_price_times_usage(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("MY_VLLM_KEY", "sk-local-123")
+    pool = write_pool(tmp_path, (
+        "  - id: my-vllm\n    backend: openai\n    model: served\n"
+        f"    base_url: {server.url}/v1/\n    api_key_env: MY_VLLM_KEY\n"  # a trailing slash, as users paste it
+        "    input_price: 0.5\n    output_price: 1.5\n    max_tokens: 80\n    timeout_s: 5\n"
+        "    context_window: 4096\n    tier: medium\n    strategies: [direct]\n"
+    ))
+    listed = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
+    assert listed.exit_code == 0 and "my-vllm" in listed.output and "4096" in listed.output, listed.output
+    result, _ = ask(tmp_path, pool)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["status"] == "done" and out["answer"] == "Shakespeare"
+    assert server.seen and all(s["model"] == "served" and s["auth"] == "Bearer sk-local-123" for s in server.seen)
+    assert all(s["max_tokens"] == 40 and s["temperature"] == 0.0 for s in server.seen)  # direct: half the card's
+    for step in out["steps"]:
+        assert (step["tokens_in"], step["tokens_out"]) == (100, 10)
+        assert step["cost_usd"] == pytest.approx((100 * 0.5 + 10 * 1.5) / 1e6)
+    assert out["cost_usd"] == pytest.approx(len(out["steps"]) * (100 * 0.5 + 10 * 1.5) / 1e6)
+
+
+def test_an_unset_key_variable_is_a_clear_error_before_any_call(tmp_path, server, monkeypatch):
+    monkeypatch.delenv("MY_VLLM_KEY", raising=False)
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}/v1\n"
+        "    api_key_env: MY_VLLM_KEY\n    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result, _ = ask(tmp_path, pool)
+    assert result.exit_code == 2 and "$MY_VLLM_KEY, which is not set" in result.output, result.output
+    assert server.seen == []
+
+
+@pytest.mark.parametrize("backend, model", [("litellm", "hosted_vllm/served"), ("litellm", "openai/served")])
+def test_litellm_provider_prefixes_reach_a_self_hosted_server(tmp_path, server, monkeypatch, backend, model):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    pool = write_pool(tmp_path, (
+        f"  - id: via-litellm\n    backend: {backend}\n    model: {model}\n    base_url: {server.url}/v1\n"
+        "    input_price: 2\n    output_price: 4\n    max_tokens: 64\n"
+    ))
+    result, _ = ask(tmp_path, pool)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["status"] == "done" and out["answer"] == "Shakespeare"
+    assert server.seen and all(s["model"] == "served" and s["max_tokens"] == 32 for s in server.seen)
+    assert out["steps"][0]["cost_usd"] == pytest.approx((100 * 2 + 10 * 4) / 1e6)
+
+
+@pytest.mark.parametrize("present, absent", [("output_price", "input_price"), ("input_price", "output_price")])
+def test_a_card_with_one_price_is_refused_at_load_naming_the_line(tmp_path, present, absent):
+    pool = write_pool(tmp_path, (
+        "  - id: fine\n    backend: openai\n    model: a\n    base_url: http://127.0.0.1:1/v1\n"
+        "    input_price: 1\n    output_price: 1\n"
+        "  - id: half\n    backend: litellm\n    model: openai/gpt-4o-mini\n"
+        f"    {present}: 1.5\n"
+    ))
+    result = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "line 8" in text and f"model 'half' field '{absent}'" in text and present in text, text
+
+
+@pytest.mark.parametrize("backend, extra", [("openai", ""), ("litellm", "")])
+def test_a_self_hosted_card_without_prices_is_refused_at_load_naming_the_line(tmp_path, backend, extra):
+    pool = write_pool(tmp_path, (
+        "  - id: priced\n    backend: openai\n    model: a\n    base_url: http://127.0.0.1:1/v1\n"
+        "    input_price: 1\n    output_price: 1\n"
+        f"  - id: mine\n    backend: {backend}\n    model: hosted_vllm/x\n    base_url: http://127.0.0.1:1/v1\n{extra}"
+    ))
+    result = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "line 8" in text and "model 'mine'" in text and "input_price and output_price" in text, text
+
+
+def test_a_base_url_without_v1_names_the_url_it_tried(tmp_path, server):
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}\n"
+        "    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result, memory = ask(tmp_path, pool)
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.output)
+    assert out["status"] == "failed"
+    errors = step_errors(memory, out["task_id"])
+    assert errors and f"{server.url}/chat/completions" in errors[0] and "/v1" in errors[0], errors
+    assert server.seen == []  # the path was wrong: the route never ran
+
+
+def test_an_unknown_model_404_is_not_retried_and_says_so(tmp_path, server):
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: no-such\n    base_url: {server.url}/v1\n"
+        "    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result, memory = ask(tmp_path, pool)
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.output)
+    errors = step_errors(memory, out["task_id"])
+    assert len(server.seen) == 1 and "HTTP 404" in errors[0] and "`no-such` does not exist" in errors[0], errors
+
+
+def test_a_server_that_is_down_names_the_endpoint(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {url}\n"
+        "    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result, memory = ask(tmp_path, pool)
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.output)
+    errors = step_errors(memory, out["task_id"])
+    assert errors and url in errors[-1], errors
