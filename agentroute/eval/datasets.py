@@ -195,6 +195,12 @@ def dataset_kinds() -> list[str]:
     return sorted(_LOADERS)
 
 
+def check_seed(seed: object) -> None:
+    """A seed is a non-negative integer (numpy's generators refuse anything else)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigurationError(f"seed must be a non-negative integer (got {seed!r})")
+
+
 def load_dataset(
     spec: str,
     *,
@@ -212,6 +218,8 @@ def load_dataset(
     random subset of each split (:func:`subsample`); ``options`` go to the loader (e.g.
     ``output_tokens=`` for dcrouter).
     """
+    if seed is not None:
+        check_seed(seed)
     data = _load(spec, seed=seed, **options)
     if limit is not None or sample is not None:
         data = subsample(data, limit=limit, sample=sample, seed=seed or 0)

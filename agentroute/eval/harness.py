@@ -48,7 +48,7 @@ import numpy as np
 from agentroute._yaml import load_untrusted_yaml
 from agentroute.errors import ConfigurationError
 from agentroute.eval import metrics as M
-from agentroute.eval.datasets import RoutingDataset
+from agentroute.eval.datasets import RoutingDataset, check_seed
 from agentroute.eval.results import EvalResult, OraclePoint, RouterResult, SingleModel
 from agentroute.outcomes import OutcomeTable
 from agentroute.progress import bar, phase
@@ -287,7 +287,7 @@ def _columns(table: OutcomeTable, candidates: Sequence[Agent]) -> np.ndarray:
 # -- the evaluation --------------------------------------------------------------------------------
 def evaluate(
     dataset: RoutingDataset,
-    routers: Sequence[str | Router],
+    routers: str | Router | Sequence[str | Router],
     *,
     seed: int = 0,
     cost_estimate: CostEstimate = "auto",
@@ -302,19 +302,28 @@ def evaluate(
     compute the metrics (module docstring).
 
     Args:
+        routers: router specs (``"knn"``, ``"knn:k=40"``, a trained router's directory) or
+            :class:`Router` instances; a string is comma-separated, as ``--routers``.
         explore: also sweep exploring routers in ``explore`` mode (extra rows).
-        peers: add the simple references (``True``: :data:`PEERS`; or a list; ``False``: none).
+        peers: add the simple references (``True``: :data:`PEERS`; or a list or comma-separated
+            string; ``False``: none).
         n_boot: bootstrap resamples for the intervals (0: none).
-        level: the intervals' coverage.
+        level: the intervals' coverage, in (0, 1).
+        seed: a non-negative integer (the routers' seed and the bootstrap's).
 
     A router that fails to build, fit or route is reported with its ``error``; the others still
     run. Names are checked first: an unknown one raises :class:`UnknownNameError` listing the
     registered routers.
     """
+    check_seed(seed)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
+        raise ConfigurationError(f"n_boot must be a whole number of resamples ≥ 0, 0 for none (got {n_boot!r})")
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise ConfigurationError(f"level must be a coverage in (0, 1), e.g. 0.9 for 90% (got {level!r})")
     test = dataset.test
     _check_complete(test)
-    routers = list(routers)
-    peer_names = list(PEERS) if peers is True else list(peers or [])
+    routers = _spec_list(routers)
+    peer_names = list(PEERS) if peers is True else _spec_list(peers or [])
     present = {r.name if isinstance(r, Router) else r.strip() for r in routers}  # a peer with other params is not the peer
     routers += [p for p in peer_names if p not in present]
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
@@ -368,6 +377,15 @@ def evaluate(
     finally:
         _SHOW[0] = None
     return result
+
+
+def _spec_list(specs: str | Router | Sequence[str | Router]) -> list[str | Router]:
+    """Router specs as a list: a string is read as ``--routers`` reads it (comma-separated)."""
+    if isinstance(specs, str):
+        return [s.strip() for s in specs.split(",") if s.strip()]
+    if isinstance(specs, Router):
+        return [specs]
+    return list(specs)
 
 
 def add_intervals(result: EvalResult, test: OutcomeTable, *, n_boot: int = 500, level: float = 0.9, seed: int = 0) -> None:

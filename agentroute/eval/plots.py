@@ -64,8 +64,7 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     ax.axhline(best.accuracy, color="0.7", lw=0.8, ls=":")
     ax.axvline(best.cost, color="0.7", lw=0.8, ls=":")
     ax.set_xlim(lo, hi)
-    q_lo = min(float(singles[:, 1].min()), *[float(np.array(r.curve)[:, 1].min()) for r in ok]) if ok else 0.0
-    ax.set_ylim(max(0.0, q_lo - 0.05), min(1.02, result.oracle.accuracy + 0.04))
+    ax.set_ylim(*_quality_limits(result))
     ax.set_xlabel("mean cost per query (USD, log scale)")
     ax.set_ylabel("mean quality (accuracy)")
     dropped = result.dropped_by_split.get("test", result.dropped_rows)
@@ -81,6 +80,15 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def _quality_limits(result: EvalResult) -> tuple[float, float]:
+    """The quality axis: from just below the lowest single model or router point (a point at 0
+    stays whole) to just above the oracle."""
+    lowest = min(
+        [s.accuracy for s in result.single_models] + [q for r in result.routers for _, q in r.curve]
+    )
+    return max(-0.02, lowest - 0.05), min(1.02, result.oracle.accuracy + 0.04)
 
 
 def _draw_curve(ax, curve: M.Curve, lo: float, hi: float, **style) -> None:  # noqa: ANN001, ANN003

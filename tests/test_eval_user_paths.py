@@ -1,0 +1,116 @@
+"""The evaluation harness as a researcher calls it: from Python and through ``agentroute eval``,
+with the inputs people get wrong (a string for the router list, a level in percent, a negative
+seed or resample count) and the small cases (one router, ties, three queries)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from agentroute.cli.errors import EXIT_BAD_INPUT
+from agentroute.cli.eval_cmd import eval_command
+from agentroute.errors import ConfigurationError
+from agentroute.eval.datasets import load_dataset
+from agentroute.eval.harness import evaluate
+
+app = typer.Typer()
+app.command("eval")(eval_command)
+
+
+@app.command("noop")
+def _noop() -> None:  # a second command, so that "eval" stays a subcommand
+    """Nothing."""
+
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small(data_dir):
+    return load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=40)
+
+
+def _finite(obj) -> bool:  # noqa: ANN001
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_finite(v) for v in obj)
+    return True
+
+
+def test_a_string_of_router_names_is_read_as_the_cli_reads_it(small):
+    """``evaluate(data, "knn")`` evaluated routers 'k', 'n', 'n' (``unknown router 'k'``)."""
+    one = evaluate(small, "cheapest", peers=False, n_boot=20, progress=False)
+    assert [r.name for r in one.routers] == ["cheapest"]
+    two = evaluate(small, "cheapest, strongest", peers="knn", n_boot=20, progress=False)
+    assert [r.name for r in two.routers] == ["cheapest", "strongest", "knn"]
+    assert two.peers == ["knn"] and two.reference == "knn"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"level": 90}, "level must be a coverage in (0, 1)"),
+        ({"level": 0.0}, "level must be a coverage in (0, 1)"),
+        ({"n_boot": -5}, "n_boot must be"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+    ],
+)
+def test_bad_harness_arguments_fail_before_any_router_runs(small, kwargs, message):
+    fitted = []
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        evaluate(small, ["cheapest"], peers=False, progress=False, on_router=fitted.append, **kwargs)
+    assert fitted == []
+
+
+def test_a_negative_seed_is_bad_input_not_a_traceback(data_dir, tmp_path):
+    """``eval --seed -1 --limit 20`` died in numpy's SeedSequence (traceback, exit 1)."""
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest",
+              "--no-peers", "--limit", "20", "--seed", "-1", "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert res.exit_code == EXIT_BAD_INPUT, res.output
+    assert "seed must be a non-negative integer" in " ".join(res.output.split())
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_three_queries_one_router_and_ties_give_finite_json_and_a_plot(data_dir, tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest,knn",
+              "--limit", "3", "--boot", "30", "--json", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["n_test"] == 3 and _finite(data)
+    assert [r["name"] for r in data["routers"]] == ["cheapest", "knn", "per-task", "logreg"]
+    assert all(r["error"] is None and r["vs_zero"] for r in data["routers"])
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_same_seed_gives_the_same_result(small):
+    a = evaluate(small, ["knn"], peers=["logreg"], n_boot=50, seed=3, progress=False).model_dump()
+    b = evaluate(small, ["knn"], peers=["logreg"], n_boot=50, seed=3, progress=False).model_dump()
+    for r in (*a["routers"], *b["routers"]):
+        r.pop("fit_s"), r.pop("route_us")
+    assert a == b
+
+
+def test_the_quality_axis_fits_the_single_models_without_routers_and_keeps_a_zero_whole(small, tmp_path):
+    """Without a router the axis started at 0 (not below the weakest model); a model at 0 was cut in half."""
+    pytest.importorskip("matplotlib")
+    from agentroute.eval.plots import _quality_limits, plot_curves
+
+    none = evaluate(small, [], peers=False, n_boot=0, progress=False)
+    lowest = min(s.accuracy for s in none.single_models)
+    assert lowest > 0.1 and _quality_limits(none)[0] == pytest.approx(lowest - 0.05)
+    assert plot_curves(none, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    zero = none.model_copy(deep=True)
+    zero.single_models[0].accuracy = 0.0
+    assert _quality_limits(zero)[0] < 0.0
