@@ -114,3 +114,17 @@ def test_the_quality_axis_fits_the_single_models_without_routers_and_keeps_a_zer
     zero = none.model_copy(deep=True)
     zero.single_models[0].accuracy = 0.0
     assert _quality_limits(zero)[0] < 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([0.5, 0.5], [1]), "2 predictions but 1 outcomes"),  # was numpy's IndexError on a boolean mask
+        (([0.3], [1], 0), "bins must be a whole number"),  # was "'list' argument must have no negative elements"
+    ],
+)
+def test_reliability_says_what_is_wrong_with_its_input(args, message):
+    from agentroute.eval import metrics as M
+
+    with pytest.raises(ConfigurationError, match=message):
+        M.reliability(*args)

@@ -410,6 +410,10 @@ def reliability(pred: ArrayLike, outcome: ArrayLike, bins: int = 10) -> dict[str
     (0.1, 0.01, [2, 2])
     """
     p, y = np.asarray(pred, dtype=float).ravel(), np.asarray(outcome, dtype=float).ravel()
+    if len(p) != len(y):
+        raise ConfigurationError(f"reliability: {len(p)} predictions but {len(y)} outcomes; give one outcome per prediction")
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise ConfigurationError(f"reliability: bins must be a whole number ≥ 1 (got {bins!r})")
     keep = ~(np.isnan(p) | np.isnan(y))
     p, y = np.clip(p[keep], 0.0, 1.0), y[keep]
     idx = np.minimum((p * bins).astype(int), bins - 1)
