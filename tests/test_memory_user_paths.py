@@ -161,3 +161,21 @@ def test_a_memory_written_by_a_newer_agentroute_is_named_not_an_alembic_tracebac
         SQLMemory(url)
     with SQLMemory(url, migrate=False) as memory:  # still readable by hand
         assert memory.get_task("x") is None
+
+
+def test_a_sqlite_path_under_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with SQLMemory("sqlite:///~/runs/memory.db") as memory:
+        assert memory.get_task("x") is None
+    assert (tmp_path / "home" / "runs" / "memory.db").is_file()
+    assert not (work / "~").exists()  # was: a folder literally named '~' in the working directory
+
+
+def test_a_sqlite_url_naming_a_folder_says_so(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    # was MemoryStoreError "(sqlite3.OperationalError) unable to open database file"
+    with pytest.raises(ConfigurationError, match="names a folder.*runs/memory.db"):
+        SQLMemory(f"sqlite:///{tmp_path / 'runs'}")

@@ -43,7 +43,8 @@ def safe_url(url: str | URL) -> str:
 def resolve_url(url: str | None) -> URL:
     """Parse ``url`` (default: :func:`default_url`) and check that it names a supported backend.
 
-    A bare ``postgresql://`` URL is given the psycopg 3 driver.
+    A bare ``postgresql://`` URL is given the psycopg 3 driver; a SQLite path starting with ``~``
+    is expanded to the home folder (``sqlite:///~/runs/memory.db``).
     """
     text = url or default_url()
     try:
@@ -64,6 +65,8 @@ def resolve_url(url: str | None) -> URL:
         raise ConfigurationError(
             f"unsupported memory URL {safe_url(parsed)!r}: the memory runs on sqlite:/// or postgresql+psycopg://"
         )
+    elif parsed.database and parsed.database.startswith("~"):  # sqlite:///~/x.db: the home folder, not ./~
+        parsed = parsed.set(database=os.path.expanduser(parsed.database))
     return parsed
 
 
@@ -85,7 +88,12 @@ def create_memory_engine(url: str | URL | None) -> Engine:
     if is_memory_sqlite(parsed):
         kwargs["poolclass"] = StaticPool
     else:
-        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database or "")
+        if path.is_dir():
+            raise ConfigurationError(
+                f"memory URL {safe_url(parsed)!r} names a folder: name a file in it, e.g. sqlite:///{path.as_posix()}/memory.db"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(parsed, **kwargs)
     memory = is_memory_sqlite(parsed)
 
