@@ -179,3 +179,21 @@ def test_a_sqlite_url_naming_a_folder_says_so(tmp_path: Path) -> None:
     # was MemoryStoreError "(sqlite3.OperationalError) unable to open database file"
     with pytest.raises(ConfigurationError, match="names a folder.*runs/memory.db"):
         SQLMemory(f"sqlite:///{tmp_path / 'runs'}")
+
+
+@pytest.mark.parametrize("status", ["success", ["done", "succeeded"]])
+def test_a_status_filter_that_no_task_can_have_is_refused(tmp_path: Path, status: object) -> None:
+    with SQLMemory(_url(tmp_path)) as memory:
+        task = Task(query="q", status="done")
+        memory.start_task(task)
+        with pytest.raises(ConfigurationError, match="not a task status.*budget_exhausted"):
+            memory.trajectories(status=status)  # type: ignore[arg-type]  # returned [] silently
+        assert len(memory.trajectories(status="done")) == 1
+
+
+def test_a_router_state_that_is_not_a_mapping_is_refused_before_it_is_stored(tmp_path: Path) -> None:
+    with SQLMemory(_url(tmp_path)) as memory:
+        memory.save_router_state("r", {"w": [1.0, 2.0]})
+        with pytest.raises(ConfigurationError, match="router state"):
+            memory.save_router_state("r", [1, 2])  # type: ignore[arg-type]  # was stored; every load then raised
+        assert memory.load_router_state("r") == {"w": [1.0, 2.0]}

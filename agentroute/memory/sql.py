@@ -25,10 +25,10 @@ import math
 import numbers
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,7 +49,7 @@ from agentroute.memory.writer import (
     BatchItemWrite,
     BatchWriter,
 )
-from agentroute.types import AuditEvent, Step, Task, Trajectory
+from agentroute.types import AuditEvent, Step, Task, TaskStatus, Trajectory
 
 __all__ = ["SQLMemory", "TaskWatch", "open_memory", "watch_tasks"]
 
@@ -86,6 +86,9 @@ def watch_tasks() -> Iterator[TaskWatch]:
 log = logging.getLogger("agentroute.memory")
 
 
+_TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+
+
 def _where(
     *, graph: str | None, status: Sequence[str] | None, since: datetime | None, with_score: bool, limit: int | None
 ) -> list[sa.ColumnElement[bool]]:
@@ -97,6 +100,10 @@ def _where(
         raise ConfigurationError(
             f"since must be a datetime (got {type(since).__name__} {since!r}): e.g. datetime.fromisoformat(...)"
         )
+    if status is not None:
+        unknown = [s for s in ([status] if isinstance(status, str) else status) if s not in _TASK_STATUSES]
+        if unknown:
+            raise ConfigurationError(f"status {unknown}: not a task status ({', '.join(_TASK_STATUSES)})")
     return queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
 
 
@@ -304,9 +311,13 @@ class SQLMemory(MemoryStore):
             return queries.stats(conn)
 
     def save_router_state(self, router: str, state: dict[str, Any]) -> None:
-        """Written at once (not batched): a state is saved rarely and read back right after."""
+        """Written at once (not batched): a state is saved rarely and read back right after.
+
+        ``state`` must be a mapping (a list was stored, and every load of it then raised)."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
+        if not isinstance(state, Mapping):
+            raise ConfigurationError(f"router state must be a dict (got {type(state).__name__})")
         with self._lock, self.engine.begin() as conn:
             queries.save_router_state(conn, router, state)
 
