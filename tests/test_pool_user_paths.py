@@ -37,6 +37,12 @@ class VllmLike:
             body = await request.json()
             self.seen.append({"auth": request.headers.get("Authorization"), **body})
             model = body.get("model")
+            if model == "limited":
+                error = {"message": "Rate limit reached for requests", "type": "rate_limit_error"}
+                return web.json_response({"error": error}, status=429, headers={"Retry-After": "0"})
+            if request.headers.get("Authorization") == "Bearer sk-wrong":
+                error = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
+                return web.json_response({"error": error}, status=401)
             if model != "served":
                 error = {"message": f"The model `{model}` does not exist.", "type": "NotFoundError", "code": 404}
                 return web.json_response({"error": error}, status=404)
@@ -218,3 +224,57 @@ def test_a_server_that_is_down_names_the_endpoint(tmp_path):
     out = json.loads(result.output)
     errors = step_errors(memory, out["task_id"])
     assert errors and url in errors[-1], errors
+
+
+def test_a_rate_limited_endpoint_is_retried_and_each_attempt_is_a_call(tmp_path, server):
+    pool = write_pool(tmp_path, (
+        f"  - id: busy\n    backend: openai\n    model: limited\n    base_url: {server.url}/v1\n"
+        "    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result, memory = ask(tmp_path, pool, "--budget-calls", "2")
+    out = json.loads(result.stdout)
+    assert out["status"] in ("failed", "budget_exhausted"), out
+    assert len(server.seen) == 2  # retried (429 is retryable), and the calls budget counted each attempt
+    assert "budget exceeded on calls: limit 2" in " ".join(step_errors(memory, out["task_id"]))
+    result, memory = ask(tmp_path, pool)  # no calls limit: the dispatcher's retries, then the step fails
+    out = json.loads(result.stdout)
+    assert result.exit_code == 1 and out["status"] == "failed", out
+    assert len(server.seen) > 3  # more attempts than the limited run made
+    errors = step_errors(memory, out["task_id"])
+    assert errors and "HTTP 429" in errors[0] and "Rate limit reached" in errors[0], errors
+
+
+def test_a_wrong_key_is_not_retried_and_says_401(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("MY_VLLM_KEY", "sk-wrong")
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}/v1\n"
+        "    api_key_env: MY_VLLM_KEY\n    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result, memory = ask(tmp_path, pool)
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert len(server.seen) == 1 and server.seen[0]["auth"] == "Bearer sk-wrong"
+    errors = step_errors(memory, out["task_id"])
+    assert errors and "HTTP 401" in errors[0] and "Incorrect API key" in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    "line, said",
+    [
+        ("api_key: sk-proj-SECRET123", "field 'api_key': is not a card field; put the key in an environment variable"),
+        ("api_key_env: $MY_VLLM_KEY", "write MY_VLLM_KEY, not $MY_VLLM_KEY"),
+        ('api_key_env: "${MY_VLLM_KEY}"', "write MY_VLLM_KEY, not ${MY_VLLM_KEY}"),
+        ("api_key_env: sk-proj-SECRET123", "field 'api_key_env': expected the name of an environment variable"),
+    ],
+)
+def test_a_key_written_into_the_card_is_refused_without_echoing_it(tmp_path, monkeypatch, line, said):
+    monkeypatch.setenv("MY_VLLM_KEY", "sk-local-123")  # set: `$MY_VLLM_KEY` used to read "$$MY_VLLM_KEY ... not set"
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: http://127.0.0.1:1/v1\n"
+        f"    {line}\n    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    for args in (["pool", "list"], ["ask", "hi", "--memory", f"sqlite:///{tmp_path}/m.db"]):
+        result = runner.invoke(app, [*args, "--pool", str(pool)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "line 6" in text and said in text, text
+        assert "SECRET" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import reprlib
 from typing import Any, Literal, Self
 
@@ -15,6 +16,7 @@ from agentroute.strategies import get_strategy
 #: The backends agentroute ships; a pool may add its own under other names (``ModelPool(backends=...)``).
 BUILTIN_BACKENDS = ("local", "litellm", "openai", "replay")
 Tier = Literal["small", "medium", "large"]
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class CardError(ConfigurationError):
@@ -76,7 +78,12 @@ class ModelCard(BaseModel):
             err = exc.errors(include_url=False)[0]
             field = str(err["loc"][0]) if err["loc"] else str(err.get("ctx", {}).get("field", "?"))
             problem = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] not in ("value_error", "card_field"):  # pydantic's own message: show the input
+            if err["type"] == "extra_forbidden" and "key" in field.lower():  # never echo what may be a secret
+                problem = (
+                    "is not a card field; put the key in an environment variable and name that "
+                    "variable with api_key_env (e.g. api_key_env: MY_API_KEY)"
+                )
+            elif err["type"] not in ("value_error", "card_field"):  # pydantic's own message: show the input
                 problem += f" (got {short_repr(err.get('input'))})"
             raise CardError(name, field, problem) from None
 
@@ -94,6 +101,21 @@ class ModelCard(BaseModel):
     @classmethod
     def _count(cls, value: object, info: Any) -> object:
         return int(check_amount(info.field_name, value, integer=True, allow_zero=False))
+
+    @field_validator("api_key_env", mode="before")
+    @classmethod
+    def _env_name(cls, value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+            # the value is not shown: a key pasted here would end up in logs
+            bare = value.strip().removeprefix("$").strip("{}") if isinstance(value, str) else ""
+            hint = f"; write {bare}, not {value}" if _ENV_NAME.fullmatch(bare) and value.lstrip().startswith("$") else ""
+            raise ValueError(
+                "expected the name of an environment variable holding the key (letters, digits and "
+                f"underscores, e.g. MY_API_KEY), not the key itself{hint}"
+            )
+        return value
 
     @field_validator("strategies", mode="before")
     @classmethod
