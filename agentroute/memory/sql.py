@@ -213,7 +213,8 @@ class SQLMemory(MemoryStore):
 
     def add_feedback(self, task_id: str, score: float, *, source: str = "user", comment: str = "") -> None:
         """Queue a score for ``task_id``; a score that is not a finite number is a :class:`ConfigurationError`
-        here (not a failed write at the next ``flush()``)."""
+        here (not a failed write at the next ``flush()``). An id that names no task is stored all the
+        same (log tables have no foreign keys) and scores nothing: check it with :meth:`get_task`."""
         if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
             raise ConfigurationError(f"feedback score must be a finite number (got {score!r})")
         row = {
