@@ -278,3 +278,14 @@ def test_a_key_written_into_the_card_is_refused_without_echoing_it(tmp_path, mon
         text = " ".join(result.output.split())
         assert result.exit_code == 2 and "line 6" in text and said in text, text
         assert "SECRET" not in text
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000/v1", "localhost:8000", "ftp://host/v1", "http://"])
+def test_a_base_url_that_is_no_http_url_is_refused_at_load(tmp_path, url):
+    pool = write_pool(tmp_path, (
+        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {url}\n"
+        "    input_price: 0.5\n    output_price: 1.5\n"
+    ))
+    result = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "line 5" in text and "field 'base_url': expected an http:// or https:// URL" in text, text

@@ -17,6 +17,7 @@ from agentroute.strategies import get_strategy
 BUILTIN_BACKENDS = ("local", "litellm", "openai", "replay")
 Tier = Literal["small", "medium", "large"]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_URL = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
 
 
 class CardError(ConfigurationError):
@@ -101,6 +102,17 @@ class ModelCard(BaseModel):
     @classmethod
     def _count(cls, value: object, info: Any) -> object:
         return int(check_amount(info.field_name, value, integer=True, allow_zero=False))
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _url(cls, value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _URL.match(value.strip()):
+            raise ValueError(
+                f"expected an http:// or https:// URL such as http://127.0.0.1:8000/v1 (got {short_repr(value)})"
+            )
+        return value.strip()
 
     @field_validator("api_key_env", mode="before")
     @classmethod
