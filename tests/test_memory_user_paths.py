@@ -197,3 +197,22 @@ def test_a_router_state_that_is_not_a_mapping_is_refused_before_it_is_stored(tmp
         with pytest.raises(ConfigurationError, match="router state"):
             memory.save_router_state("r", [1, 2])  # type: ignore[arg-type]  # was stored; every load then raised
         assert memory.load_router_state("r") == {"w": [1.0, 2.0]}
+
+
+def test_a_postgres_scheme_url_means_postgresql_with_psycopg() -> None:
+    from agentroute.memory.engine import resolve_url
+
+    # the scheme of DATABASE_URL on Heroku, Render, Supabase...: was "unsupported memory URL"
+    assert resolve_url("postgres://u:pw@db.example:5432/app").drivername == "postgresql+psycopg"
+    # a URL pasted or read from a file with surrounding blanks: was "invalid memory URL"
+    assert resolve_url("  sqlite:///runs/m.db\n").database == "runs/m.db"
+
+
+@pytest.mark.postgres
+def test_a_postgres_scheme_url_opens_a_real_server(postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    url = sa.make_url(postgres_url).set(drivername="postgres").render_as_string(hide_password=False)
+    with SQLMemory(url) as memory:
+        assert memory.url.startswith("postgresql+psycopg://")
+        assert memory.get_task("unknown") is None

@@ -43,16 +43,19 @@ def safe_url(url: str | URL) -> str:
 def resolve_url(url: str | None) -> URL:
     """Parse ``url`` (default: :func:`default_url`) and check that it names a supported backend.
 
-    A bare ``postgresql://`` URL is given the psycopg 3 driver; a SQLite path starting with ``~``
-    is expanded to the home folder (``sqlite:///~/runs/memory.db``).
+    A bare ``postgresql://`` (or ``postgres://``) URL is given the psycopg 3 driver; blanks around
+    the URL are ignored; a SQLite path starting with ``~`` is expanded to the home folder
+    (``sqlite:///~/runs/memory.db``).
     """
-    text = url or default_url()
+    text = (url.strip() if isinstance(url, str) else url) or default_url()
     try:
         parsed = sa.make_url(text)
     except ArgumentError as exc:
         raise ConfigurationError(
             f"invalid memory URL {text!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
         ) from exc
+    if parsed.drivername == "postgres":  # the scheme of many hosted DATABASE_URLs
+        parsed = parsed.set(drivername="postgresql")
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
