@@ -128,3 +128,46 @@ def test_reliability_says_what_is_wrong_with_its_input(args, message):
 
     with pytest.raises(ConfigurationError, match=message):
         M.reliability(*args)
+
+
+def test_two_models_that_tie_on_test_leave_apgr_empty_instead_of_failing_the_run(data_dir, tmp_path):
+    """``eval --dataset routellm-mmlu --limit 3 --seed 2``: both models score 2/3 on the test queries;
+    the whole evaluation stopped on "PGR undefined" (exit 2, nothing written)."""
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"routellm-mmlu:{data_dir / 'routellm' / 'mmlu_responses'}", "--routers",
+              "cheapest,strongest", "--no-peers", "--limit", "3", "--seed", "2", "--boot", "20", "--json",
+              "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    accs = {s["accuracy"] for s in data["single_models"]}
+    assert len(data["single_models"]) == 2 and len(accs) == 1  # the tie this test is about
+    assert [(r["name"], r["apgr"], r["cpt50"], r["error"]) for r in data["routers"]] == [
+        ("cheapest", None, None, None),
+        ("strongest", None, None, None),
+    ]
+    assert [r["strong_share"] for r in data["routers"]] and _finite(data)
+    assert (out / "curves.png").exists()
+
+
+def test_free_models_plot_on_a_linear_cost_axis_instead_of_crashing(data_dir, tmp_path):
+    """Local models logged at cost 0: ``eval`` wrote results.json, then plot_curves died on the
+    minimum of an empty array (no positive cost for the log axis), a traceback with exit 1."""
+    data = load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=30)
+    rows = [
+        {"query_id": qid, "query": q, "agent": m, "score": float(table.scores[i, j]), "cost_usd": 0.0, "split": split}
+        for split, table in (("train", data.train), ("test", data.test))
+        for i, (qid, q) in enumerate(zip(table.query_ids, table.queries, strict=True))
+        for j, m in enumerate(table.models[:3])
+    ]
+    path = tmp_path / "free.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["eval", "--dataset", f"outcomes:{path}", "--routers", "cheapest,knn", "--no-peers", "--boot", "20",
+              "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "results.json").read_text())["oracle"]["cost"] == 0.0

@@ -470,11 +470,16 @@ def _run_router(
         q_weak, q_strong = float(singles[1 - strong, 1]), float(singles[strong, 1])
         share = (sweep.choices == strong).mean(axis=1)
         res.strong_share = [float(s) for s in share]
-        res.apgr = M.apgr(share, points[:, 1], q_weak, q_strong)
-        res.cpt50 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.5)
-        res.cpt80 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.8)
+        if q_weak != q_strong:  # two models that tie on test recover no gap: APGR, CPT undefined (None)
+            _two_model_metrics(res, share, points, q_weak, q_strong)
     result._outcomes[name] = (sweep.scores, sweep.costs)
     return res
+
+
+def _two_model_metrics(res: RouterResult, share: np.ndarray, points: np.ndarray, q_weak: float, q_strong: float) -> None:
+    res.apgr = M.apgr(share, points[:, 1], q_weak, q_strong)
+    res.cpt50 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.5)
+    res.cpt80 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.8)
 
 
 def _with_cards(table: OutcomeTable, dataset: RoutingDataset) -> OutcomeTable:

@@ -27,12 +27,14 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     anchor = singles[np.argmin(singles[:, 0])]
     ok = [r for r in result.routers if r.curve]
     all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for r in ok]])
-    lo, hi = float(all_costs[all_costs > 0].min()) / 1.5, float(all_costs.max()) * 1.5
+    positive = all_costs[all_costs > 0]
+    log = positive.size > 0  # every model free (local models logged at cost 0): a linear axis around 0
+    lo, hi = (float(positive.min()) / 1.5, float(all_costs.max()) * 1.5) if log else (-5e-8, 1e-6)
 
     fig = Figure(figsize=(10.5, 6.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.set_xscale("log")
+    ax.set_xscale("log" if log else "linear")
 
     zero = M.Curve.of(singles)
     _draw_curve(
@@ -65,7 +67,7 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     ax.axvline(best.cost, color="0.7", lw=0.8, ls=":")
     ax.set_xlim(lo, hi)
     ax.set_ylim(*_quality_limits(result))
-    ax.set_xlabel("mean cost per query (USD, log scale)")
+    ax.set_xlabel("mean cost per query (USD, log scale)" if log else "mean cost per query (USD; every model logged at 0)")
     ax.set_ylabel("mean quality (accuracy)")
     dropped = result.dropped_by_split.get("test", result.dropped_rows)
     ax.set_title(
@@ -93,7 +95,7 @@ def _quality_limits(result: EvalResult) -> tuple[float, float]:
 
 def _draw_curve(ax, curve: M.Curve, lo: float, hi: float, **style) -> None:  # noqa: ANN001, ANN003
     start = max(lo, float(curve.hull[0, 0]))
-    xs = np.geomspace(start, hi, 300)
+    xs = np.geomspace(start, hi, 300) if start > 0 else np.linspace(start, hi, 300)
     ax.plot(xs, curve(xs), **style)
 
 
