@@ -94,6 +94,13 @@ def test_three_queries_one_router_and_ties_give_finite_json_and_a_plot(data_dir,
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_numpy_scalars_are_taken_for_seed_level_and_n_boot(small):
+    import numpy as np
+
+    r = evaluate(small, ["cheapest"], peers=False, seed=np.int64(1), level=np.float32(0.8), n_boot=np.int32(10), progress=False)
+    assert r.boot["n_boot"] == 10 and r.routers[0].vs_zero is not None
+
+
 def test_the_same_seed_gives_the_same_result(small):
     a = evaluate(small, ["knn"], peers=["logreg"], n_boot=50, seed=3, progress=False).model_dump()
     b = evaluate(small, ["knn"], peers=["logreg"], n_boot=50, seed=3, progress=False).model_dump()

@@ -38,6 +38,7 @@ import ast
 import hashlib
 import inspect
 import json
+import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -197,7 +198,7 @@ def dataset_kinds() -> list[str]:
 
 def check_seed(seed: object) -> None:
     """A seed is a non-negative integer (numpy's generators refuse anything else)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigurationError(f"seed must be a non-negative integer (got {seed!r})")
 
 
