@@ -289,3 +289,30 @@ def test_a_base_url_that_is_no_http_url_is_refused_at_load(tmp_path, url):
     result = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "line 5" in text and "field 'base_url': expected an http:// or https:// URL" in text, text
+
+
+def test_a_hosted_vllm_server_that_is_down_is_a_retried_connection_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    pool = write_pool(tmp_path, (
+        f"  - id: via-litellm\n    backend: litellm\n    model: hosted_vllm/served\n    base_url: {url}\n"
+        "    input_price: 2\n    output_price: 4\n"
+    ))
+    result, memory = ask(tmp_path, pool)
+    assert result.exit_code == 1, result.output
+    task_id = json.loads(result.stdout)["task_id"]
+    errors = step_errors(memory, task_id)
+    assert errors and "connection failed" in errors[-1] and url in errors[-1], errors  # was "unreadable reply", not retried
+    shown = json.loads(runner.invoke(app, ["memory", "show", task_id, "--memory", memory, "--json"]).output)
+    assert any(event["kind"] == "retry" for event in shown["audit_events"]), shown["audit_events"]
+
+
+def test_a_hosted_vllm_card_without_base_url_is_refused_at_load(tmp_path):
+    pool = write_pool(tmp_path, (
+        "  - id: fine\n    backend: replay\n    input_price: 1\n    output_price: 1\n"
+        "  - id: mine\n    backend: litellm\n    model: hosted_vllm/served\n    input_price: 2\n    output_price: 4\n"
+    ))
+    result = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text  # it was sent to api.openai.com, with whatever key was at hand
+    assert "line 6" in text and "model 'mine' field 'base_url'" in text and "hosted_vllm/" in text, text

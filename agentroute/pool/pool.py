@@ -167,7 +167,7 @@ class ModelPool:
 
 
 def _price_problem(card: ModelCard, backends: Mapping[str, Backend]) -> str | None:
-    """Why a pool file's card cannot be priced by its built-in backend (``None`` when it can).
+    """Why a pool file's card cannot be priced or reached by its built-in backend (``None`` when it can).
 
     One token price without the other is a typo (LiteLLM would price it from its cost table,
     ignoring the one given); the openai backend, and litellm on a self-hosted ``base_url``, need both.
@@ -180,6 +180,12 @@ def _price_problem(card: ModelCard, backends: Mapping[str, Backend]) -> str | No
             f"field {missing!r}: missing while {given} is set; set both input_price and output_price "
             "(USD per 1M tokens)"
         )
+    if card.backend == "litellm":
+        from agentroute.pool.backends.litellm import self_hosted_without_url  # imports no LiteLLM
+
+        problem = self_hosted_without_url(card)
+        if problem:
+            return problem
     if card.priced or card.price_per_second is not None:  # per-second prices: the backend checks them
         return None
     if card.backend == "openai" or (card.backend == "litellm" and card.base_url):

@@ -15,6 +15,7 @@ import time
 from types import ModuleType
 from typing import Any
 
+import httpx
 import openai
 
 from agentroute._optional import require
@@ -109,6 +110,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         litellm_usd(card, 0, 0)  # refuse an unpriceable card before calling
+        problem = self_hosted_without_url(card)
+        if problem:
+            raise ConfigurationError(f"model {card.id!r} {problem}")
         litellm = litellm_module()
         kwargs: dict[str, Any] = {
             "model": card.backend_model,
@@ -186,10 +190,34 @@ def litellm_error(exc: BaseException, model: str, base_url: str | None = None) -
         return backend_error(exc, model, base_url)
     cause = exc.__cause__ or exc.__context__
     detail = " ".join(str(cause or exc).split())[:300]
-    if "Connection error" in detail or isinstance(cause, ConnectionError | TimeoutError):
+    if "Connection error" in detail or _transport_failure(exc):
         where = f" (endpoint {base_url})" if base_url else ""
         return BackendError(model, f"connection failed: {detail}{where}", retryable=True, billed=not never_sent(exc))
     return ProtocolError(model, f"unreadable reply: {detail}")
+
+
+def _transport_failure(exc: BaseException) -> bool:
+    """Whether a failed connection or transfer caused ``exc`` (LiteLLM's aiohttp transport, used for
+    ``hosted_vllm/``, wraps it in a status-500 error: it is no unreadable reply)."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(12):
+        if seen is None:
+            return False
+        if isinstance(seen, httpx.TransportError | ConnectionError | TimeoutError | OSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def self_hosted_without_url(card: ModelCard) -> str | None:
+    """Why ``card`` cannot be called: a ``hosted_vllm/`` model with no ``base_url`` (LiteLLM would
+    send it to OpenAI's endpoint, with whatever OpenAI key is set), else ``None``."""
+    if card.base_url or not card.backend_model.startswith("hosted_vllm/"):
+        return None
+    return (
+        "field 'base_url': a hosted_vllm/ model is served by your own server: set base_url to its "
+        "OpenAI URL (e.g. http://127.0.0.1:8000/v1)"
+    )
 
 
 __all__ = ["OPENAI_PROVIDERS", "LiteLLMBackend", "litellm_module", "litellm_error", "litellm_usd"]
