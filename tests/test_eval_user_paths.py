@@ -178,3 +178,29 @@ def test_free_models_plot_on_a_linear_cost_axis_instead_of_crashing(data_dir, tm
     assert res.exit_code == 0, res.output
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "results.json").read_text())["oracle"]["cost"] == 0.0
+
+
+def test_a_free_model_among_priced_ones_is_drawn_at_the_left_edge(data_dir, tmp_path):
+    """A local model logged at cost 0 next to API models vanished from the log-cost plot."""
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from agentroute.eval.plots import _cost_axis, plot_curves
+
+    data = load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=40)
+    rows = [
+        {"query_id": qid, "query": q, "agent": m, "score": float(table.scores[i, j]),
+         "cost_usd": 0.0 if j == 0 else float(table.costs[i, j]), "split": split}
+        for split, table in (("train", data.train), ("test", data.test))
+        for i, (qid, q) in enumerate(zip(table.query_ids, table.queries, strict=True))
+        for j, m in enumerate(table.models[:4])
+    ]  # fmt: skip
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = evaluate(load_dataset(f"outcomes:{path}"), ["cheapest"], peers=False, n_boot=0, progress=False)
+    costs = np.array([s.cost for s in result.single_models])
+    assert (costs == 0).sum() == 1
+    log, lo, hi, edge = _cost_axis(costs)
+    assert log and 0 < lo < edge < costs[costs > 0].min() and hi > costs.max()
+    assert _cost_axis(costs[costs > 0])[1] == pytest.approx(costs[costs > 0].min() / 1.5)
+    assert plot_curves(result, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,9 +27,10 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     anchor = singles[np.argmin(singles[:, 0])]
     ok = [r for r in result.routers if r.curve]
     all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for r in ok]])
-    positive = all_costs[all_costs > 0]
-    log = positive.size > 0  # every model free (local models logged at cost 0): a linear axis around 0
-    lo, hi = (float(positive.min()) / 1.5, float(all_costs.max()) * 1.5) if log else (-5e-8, 1e-6)
+    log, lo, hi, edge = _cost_axis(all_costs)
+
+    def x(costs: np.ndarray) -> np.ndarray:  # a free point (cost 0) on a log axis: at its left edge
+        return np.where(np.asarray(costs, dtype=float) > 0, costs, edge) if log else np.asarray(costs, dtype=float)
 
     fig = Figure(figsize=(10.5, 6.2), layout="constrained")
     FigureCanvasAgg(fig)
@@ -48,11 +49,11 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
         zorder=3.5,  # above the routers' curves: a router equal to it still shows both
         label=f"zero router (AIQ {result.zero_router_aiq:.3f})",
     )
-    ax.scatter(singles[:, 0], singles[:, 1], s=30, c="0.25", marker="o", zorder=4, label="single models")
+    ax.scatter(x(singles[:, 0]), singles[:, 1], s=30, c="0.25", marker="o", zorder=4, label="single models")
     for s in result.single_models:
-        ax.annotate(_short(s.model), (s.cost, s.accuracy), textcoords="offset points", xytext=(4, -9),
+        ax.annotate(_short(s.model), (float(x(s.cost)), s.accuracy), textcoords="offset points", xytext=(4, -9),
                     fontsize=7, color="0.3")  # fmt: skip
-    ax.scatter([result.oracle.cost], [result.oracle.accuracy], s=160, marker="*", c="gold", edgecolors="k",
+    ax.scatter(x([result.oracle.cost]), [result.oracle.accuracy], s=160, marker="*", c="gold", edgecolors="k",
                zorder=5, label=f"oracle ({result.oracle.accuracy:.3f})")  # fmt: skip
 
     for (color, style), r in zip(_styles(len(ok)), ok, strict=True):
@@ -60,14 +61,15 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
         curve = M.Curve.of(pts, anchor=anchor)
         label = f"{r.name} (AIQ {r.aiq:.3f})" if r.aiq is not None else r.name
         _draw_curve(ax, curve, lo, hi, color=color, ls=style, lw=2.0, label=label)
-        ax.scatter(pts[:, 0], pts[:, 1], s=12, color=color, alpha=0.7, zorder=3)
+        ax.scatter(x(pts[:, 0]), pts[:, 1], s=12, color=color, alpha=0.7, zorder=3)
 
     best = result.best_single
     ax.axhline(best.accuracy, color="0.7", lw=0.8, ls=":")
-    ax.axvline(best.cost, color="0.7", lw=0.8, ls=":")
+    ax.axvline(float(x(best.cost)), color="0.7", lw=0.8, ls=":")
     ax.set_xlim(lo, hi)
     ax.set_ylim(*_quality_limits(result))
-    ax.set_xlabel("mean cost per query (USD, log scale)" if log else "mean cost per query (USD; every model logged at 0)")
+    free = "; cost 0 drawn at the left edge" if log and (all_costs <= 0).any() else ""
+    ax.set_xlabel(f"mean cost per query (USD, log scale{free})" if log else "mean cost per query (USD; every model logged at 0)")
     ax.set_ylabel("mean quality (accuracy)")
     dropped = result.dropped_by_split.get("test", result.dropped_rows)
     ax.set_title(
@@ -82,6 +84,19 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def _cost_axis(costs: np.ndarray) -> tuple[bool, float, float, float]:
+    """(log scale?, left, right, where a cost-0 point is drawn). Costs on a log axis; a free model
+    (cost 0) among priced ones is drawn at a left edge below the cheapest priced point; every
+    model free: a linear axis around 0."""
+    positive = costs[costs > 0]
+    if not positive.size:
+        return False, -5e-8, 1e-6, 0.0
+    low, hi = float(positive.min()), float(costs.max()) * 1.5
+    if (costs <= 0).any():
+        return True, low / 3, hi, low / 2
+    return True, low / 1.5, hi, low
 
 
 def _quality_limits(result: EvalResult) -> tuple[float, float]:
