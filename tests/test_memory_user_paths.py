@@ -216,3 +216,27 @@ def test_a_postgres_scheme_url_opens_a_real_server(postgres_url: str) -> None:
     with SQLMemory(url) as memory:
         assert memory.url.startswith("postgresql+psycopg://")
         assert memory.get_task("unknown") is None
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"flush_interval_s": float("inf")}, "flush_interval_s"),  # killed the writer thread: writes lost
+        ({"flush_interval_s": float("nan")}, "flush_interval_s"),
+        ({"flush_interval_s": "0.1"}, "flush_interval_s"),  # was TypeError from a comparison
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"batch_size": "10"}, "batch_size"),
+        ({"max_pending": None}, "max_pending"),
+    ],
+)
+def test_bad_writer_options_are_refused_at_open(tmp_path: Path, options: dict, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        SQLMemory(_url(tmp_path), **options)
+
+
+def test_a_long_flush_interval_still_commits_on_flush(tmp_path: Path) -> None:
+    with SQLMemory(_url(tmp_path), flush_interval_s=86_400.0) as memory:
+        task = Task(query="q")
+        memory.start_task(task)
+        memory.flush()
+        assert memory.get_task(task.id) is not None

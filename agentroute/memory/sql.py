@@ -87,6 +87,8 @@ log = logging.getLogger("agentroute.memory")
 
 
 _TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+MAX_FLUSH_INTERVAL_S = 86_400.0
+"""The longest ``flush_interval_s`` (a day); ``flush()`` commits at once whatever the interval."""
 
 
 def _where(
@@ -125,7 +127,8 @@ class SQLMemory(MemoryStore):
             (its folder is created). ``postgresql://`` uses psycopg 3 (extra ``postgres``).
             ``sqlite://`` is a private in-memory database.
         batch_size: most writes committed in one transaction.
-        flush_interval_s: longest time a write waits for its batch to fill before it is committed.
+        flush_interval_s: longest time a write waits for its batch to fill before it is committed
+            (at most a day; ``flush()`` commits at once).
         max_pending: when more writes than this wait in the queue, a record call blocks until they
             are committed (back-pressure instead of unbounded memory).
         migrate: bring the schema to the Alembic head on open (skipped quickly when already there).
@@ -140,10 +143,19 @@ class SQLMemory(MemoryStore):
         max_pending: int = 100_000,
         migrate: bool = True,
     ) -> None:
+        for name, value in (("batch_size", batch_size), ("max_pending", max_pending)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigurationError(f"{name} must be a whole number (got {value!r})")
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1 (got {batch_size})")
-        if flush_interval_s < 0:
-            raise ConfigurationError(f"flush_interval_s must be non-negative (got {flush_interval_s})")
+        if (
+            isinstance(flush_interval_s, bool)
+            or not isinstance(flush_interval_s, numbers.Real)
+            or not 0 <= flush_interval_s <= MAX_FLUSH_INTERVAL_S  # NaN fails too; inf killed the writer thread
+        ):
+            raise ConfigurationError(
+                f"flush_interval_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] (got {flush_interval_s!r})"
+            )
         if max_pending < batch_size:
             raise ConfigurationError(
                 f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})"
