@@ -240,3 +240,20 @@ def test_a_long_flush_interval_still_commits_on_flush(tmp_path: Path) -> None:
         memory.start_task(task)
         memory.flush()
         assert memory.get_task(task.id) is not None
+
+
+def test_a_write_error_from_a_real_failed_write_survives_pickling(tmp_path: Path) -> None:
+    import pickle
+
+    with SQLMemory(_url(tmp_path), flush_interval_s=0.001) as memory:
+        task = Task(query="q")
+        memory.start_task(task)
+        memory.flush()
+        task.status = "success"  # type: ignore[assignment]
+        memory.finish_task(task)
+        with pytest.raises(MemoryWriteError) as info:
+            memory.flush()
+    # as a process pool sends it back to its parent: was "ValueError: not enough values to unpack"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(again, MemoryWriteError) and str(again) == str(info.value)
+    assert [t.id for t in again.payloads] == [task.id]

@@ -28,6 +28,10 @@ class MemoryWriteError(MemoryStoreError):
             f"first ({kind}): {type(exc).__name__}: {exc}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by ``failures`` (a worker process's error reaches its parent; was a ValueError)."""
+        return (type(self), (self.failures,))
+
     @property
     def payloads(self) -> list[Any]:
         """The objects whose writes failed (tasks, steps, audit events, feedback tuples)."""
