@@ -39,7 +39,7 @@ class VllmLike:
             model = body.get("model")
             if model == "limited":
                 error = {"message": "Rate limit reached for requests", "type": "rate_limit_error"}
-                return web.json_response({"error": error}, status=429, headers={"Retry-After": "0"})
+                return web.json_response({"error": error}, status=429, headers={"Retry-After": "0.01"})
             if request.headers.get("Authorization") == "Bearer sk-wrong":
                 error = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
                 return web.json_response({"error": error}, status=401)
@@ -242,6 +242,7 @@ def test_a_rate_limited_endpoint_is_retried_and_each_attempt_is_a_call(tmp_path,
     assert len(server.seen) > 3  # more attempts than the limited run made
     errors = step_errors(memory, out["task_id"])
     assert errors and "HTTP 429" in errors[0] and "Rate limit reached" in errors[0], errors
+    assert "(Retry-After: 0.01)" in errors[0], errors
 
 
 def test_a_wrong_key_is_not_retried_and_says_401(tmp_path, server, monkeypatch):

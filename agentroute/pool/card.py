@@ -42,7 +42,8 @@ class ModelCard(BaseModel):
 
     Every number is checked like a budget amount: finite, non-negative, neither a boolean nor a
     string (``int``, ``float``, numpy scalars and ``Decimal`` are accepted). ``max_tokens`` may not
-    exceed ``context_window``; each strategy must parse (``direct``, ``cot``, ``sc@K``) and appear
+    exceed ``context_window`` (it is the output limit of a ``cot`` call; ``direct`` asks for half
+    of it, ``sc@K`` for as much per sample); each strategy must parse (``direct``, ``cot``, ``sc@K``) and appear
     once. A bad card raises :class:`CardError` (a :class:`~agentroute.errors.ConfigurationError`)
     naming the field.
 

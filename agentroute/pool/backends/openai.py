@@ -56,10 +56,20 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
         retryable = status in RETRYABLE_STATUS or status >= 500
         # an error status means the provider refused the request before running the model
         return BackendError(
-            model, f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}",
+            model, f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}{_retry_after(exc)}",
             retryable=retryable, billed=False,
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
+
+
+def _retry_after(exc: BaseException) -> str:
+    """The server's ``Retry-After`` header, shown (the dispatcher's backoff does not read it)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    try:
+        value = headers.get("retry-after") if headers is not None else None  # case-insensitive headers
+    except Exception:  # noqa: BLE001 (headers of an unknown kind: show nothing)
+        value = None
+    return f" (Retry-After: {value[:40]})" if isinstance(value, str) and value else ""
 
 
 def _not_found_hint(status: int, base_url: str | None) -> str:
