@@ -204,3 +204,17 @@ def test_a_free_model_among_priced_ones_is_drawn_at_the_left_edge(data_dir, tmp_
     assert log and 0 < lo < edge < costs[costs > 0].min() and hi > costs.max()
     assert _cost_axis(costs[costs > 0])[1] == pytest.approx(costs[costs > 0].min() / 1.5)
     assert plot_curves(result, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_docs_harness_example_runs_as_written(data_dir, tmp_path, monkeypatch, capsys):
+    """docs/eval.md's ``evaluate`` example: the printed line and the files it says it writes."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "eval.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in doc.split("```python\n")[1:]]
+    example = next(b for b in blocks if "evaluate(data" in b)
+    monkeypatch.setenv("AGENTROUTE_DATA", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/eval.md", "exec"), {})
+    assert "logreg 0.852 [0.035, 0.016, 0.047]" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "runs" / "my-eval").iterdir()} == {"results.json", "results.csv", "curves.png"}
