@@ -134,14 +134,18 @@ def test_card_fields_reach_the_server_and_cost_is_price_times_usage(tmp_path, se
     assert out["cost_usd"] == pytest.approx(len(out["steps"]) * (100 * 0.5 + 10 * 1.5) / 1e6)
 
 
-def test_an_unset_key_variable_is_a_clear_error_before_any_call(tmp_path, server, monkeypatch):
-    monkeypatch.delenv("MY_VLLM_KEY", raising=False)
+@pytest.mark.parametrize("value, said", [(None, "which is not set"), ("", "which is empty")])
+def test_an_unset_key_variable_is_a_clear_error_before_any_call(tmp_path, server, monkeypatch, value, said):
+    if value is None:
+        monkeypatch.delenv("MY_VLLM_KEY", raising=False)
+    else:
+        monkeypatch.setenv("MY_VLLM_KEY", value)
     pool = write_pool(tmp_path, (
         f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}/v1\n"
         "    api_key_env: MY_VLLM_KEY\n    input_price: 0.5\n    output_price: 1.5\n"
     ))
     result, _ = ask(tmp_path, pool)
-    assert result.exit_code == 2 and "$MY_VLLM_KEY, which is not set" in result.output, result.output
+    assert result.exit_code == 2 and f"$MY_VLLM_KEY, {said}" in " ".join(result.output.split()), result.output
     assert server.seen == []
 
 

@@ -102,9 +102,8 @@ def api_key_for(card: ModelCard) -> str | None:
     if card.api_key_env:
         key = os.environ.get(card.api_key_env)
         if not key:
-            raise ConfigurationError(
-                f"model {card.id!r} reads its API key from ${card.api_key_env}, which is not set"
-            )
+            state = "is not set" if key is None else "is empty"
+            raise ConfigurationError(f"model {card.id!r} reads its API key from ${card.api_key_env}, which {state}")
         return key
     return "none" if card.base_url else None
 
