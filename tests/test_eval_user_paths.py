@@ -218,3 +218,20 @@ def test_the_docs_harness_example_runs_as_written(data_dir, tmp_path, monkeypatc
     exec(compile(example, "docs/eval.md", "exec"), {})
     assert "logreg 0.852 [0.035, 0.016, 0.047]" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "runs" / "my-eval").iterdir()} == {"results.json", "results.csv", "curves.png"}
+
+
+def test_agentic_eval_refuses_a_negative_seed_with_a_message(data_dir):
+    """``eval --agentic --seed -1`` died in numpy's SeedSequence while building the tasks (traceback, exit 1)."""
+    from agentroute.cli.agentic_cmd import agentic_eval_command
+    from agentroute.eval.agentic import evaluate_agentic
+
+    with pytest.raises(ConfigurationError, match="seed must be a non-negative integer"):
+        evaluate_agentic(load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=30), ["cheapest"], seed=-1)
+    agentic = typer.Typer()
+    agentic.command("eval")(agentic_eval_command)
+    agentic.command("noop")(_noop)
+    res = runner.invoke(
+        agentic, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest", "--seed", "-1"]
+    )
+    assert res.exit_code == EXIT_BAD_INPUT, res.output
+    assert "seed must be a non-negative integer" in " ".join(res.output.split())

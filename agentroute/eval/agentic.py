@@ -22,6 +22,7 @@ from typing import Any, Literal
 from agentroute.agentic.env import AgenticEnv, SuccessRule, summarize
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
+from agentroute.eval.datasets import check_seed
 from agentroute.routers.base import Router
 
 #: The small and large tiers used on RouterBench: Mixtral-8x7B is the cheap model with the best
@@ -182,6 +183,7 @@ def evaluate_agentic(
     """
     if not routers:
         raise ConfigurationError("evaluate_agentic: no routers given")
+    check_seed(seed)
     env = build_env(
         dataset, steps=steps, tiers=tiers, success_rule=success_rule, seed=seed,
         feedback=feedback, max_attempts=max_attempts,
