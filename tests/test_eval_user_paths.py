@@ -235,3 +235,13 @@ def test_agentic_eval_refuses_a_negative_seed_with_a_message(data_dir):
     )
     assert res.exit_code == EXIT_BAD_INPUT, res.output
     assert "seed must be a non-negative integer" in " ".join(res.output.split())
+
+
+def test_agentic_eval_reads_a_string_of_router_names_as_the_cli_does(data_dir):
+    """``evaluate_agentic(data, "cheapest")`` looked for routers 'c', 'h', 'e', …"""
+    from agentroute.eval.agentic import evaluate_agentic
+
+    data = load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=30)
+    result = evaluate_agentic(data, "cheapest, strongest", steps=2)
+    names = [row["name"] for row in result.to_dict()["rows"]]
+    assert names[:2] == ["cheapest", "strongest"]

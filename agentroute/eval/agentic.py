@@ -165,7 +165,7 @@ def make_budget(cap_large: int | None = None, budget_usd: float | None = None) -
 
 def evaluate_agentic(
     dataset: Any,
-    routers: Sequence[str | Router],
+    routers: str | Sequence[str | Router],
     *,
     steps: int = 3,
     tiers: Sequence[str] | None = None,
@@ -181,6 +181,8 @@ def evaluate_agentic(
     ``feedback`` shows step outcomes to the routers and ``max_attempts`` > 1 lets them escalate a
     step (a cascade needs both); by default outcomes are known only at the end of a task.
     """
+    if isinstance(routers, str):  # as --routers reads it: comma-separated
+        routers = [r.strip() for r in routers.split(",") if r.strip()]
     if not routers:
         raise ConfigurationError("evaluate_agentic: no routers given")
     check_seed(seed)
