@@ -67,6 +67,20 @@ def test_zero_budget_means_no_call_allowed(tmp_path, unreachable_pool):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["status"] == "budget_exhausted" and out["steps"] == [] and out["cost_usd"] == 0
+    assert out["answer"] is None and out["error"] == "no step fit within the budget"
+
+
+def test_ask_on_an_endpoint_that_is_down_says_why_there_is_no_answer(tmp_path, unreachable_pool):
+    """It printed "answer: None" and exit 1, the reason only in `memory show`."""
+    memory = f"sqlite:///{tmp_path}/m.db"
+    plain = runner.invoke(app, ["ask", "hi", "--pool", str(unreachable_pool), "--memory", memory])
+    assert plain.exit_code == 1 and "answer: (none) — remote:" in plain.output and "None" not in plain.output
+    as_json = runner.invoke(app, ["ask", "hi", "--pool", str(unreachable_pool), "--memory", memory, "--json"])
+    out = json.loads(as_json.stdout)
+    assert out["answer"] is None and out["error"].startswith("remote:") and out["status"] == "failed"
+    capped = runner.invoke(app, ["ask", "hi", "--pool", str(unreachable_pool), "--memory", memory, "--budget-calls", "2", "--json"])
+    out = json.loads(capped.stdout)  # the retry the budget refused keeps the failure that caused it
+    assert out["status"] == "budget_exhausted" and out["error"].startswith("remote:") and "no retry: budget exceeded on calls" in out["error"]
 
 
 @pytest.mark.parametrize(

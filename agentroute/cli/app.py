@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentroute.cli.errors import exit_code_for
@@ -101,11 +102,22 @@ def step_rows(result: Any) -> list[dict[str, Any]]:
     ]
 
 
+def no_answer_reason(result: Any) -> str | None:
+    """Why a task has no answer: its last step's error, or that no step fit the budget."""
+    if result.answer is not None:
+        return None
+    error = next((s.error for s in reversed(result.steps) if s.error), None)
+    if error is None and result.status == "budget_exhausted":
+        return "no step fit within the budget"
+    return error
+
+
 def result_json(result: Any) -> dict[str, Any]:
     return {
         "task_id": result.task.id,
         "status": result.status,
         "answer": result.answer,
+        "error": no_answer_reason(result),
         "cost_usd": result.cost_usd,
         "steps": step_rows(result),
     }
@@ -170,7 +182,12 @@ def ask(
         turns = (result.state.get("context") or {}).get("router_r1", {}).get("turns")
         if turns:
             _print_router_r1_turns(turns)
-        console.print(f"[bold]answer:[/] {result.answer}")
+        reason = no_answer_reason(result)
+        if result.answer is not None:
+            answer = escape(result.answer)
+        else:
+            answer = "(none)" + (f" — {escape(reason)}" if reason else "")
+        console.print(f"[bold]answer:[/] {answer}")
         console.print(f"[bold]total cost:[/] ${result.cost_usd:.6f}  status: {result.status}")
     if result.status == "failed":
         raise typer.Exit(1)

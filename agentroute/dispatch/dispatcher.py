@@ -658,7 +658,7 @@ class Dispatcher:
                 reservation = ledger.reserve(plan.sample)
             except BudgetExceededError as exc:  # another attempt took the budget, or time is up
                 self._exhaust(run, stage, plan.key, f"attempt {attempt + 1} not made: {exc}")
-                return str(exc)
+                return str(exc) if attempt == 0 else f"{error}; no retry: {exc}"  # keep what failed
             timeout = card.timeout_s
             left = ledger.seconds_left()
             if left is not None:
