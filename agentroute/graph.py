@@ -769,7 +769,7 @@ def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-_ARUN_KEYS = {"query", "budget", "query_id", "task_type", "metadata", "config", "task_id", "gold", "metric"}
+_ARUN_KEYS = set(inspect.signature(CompiledAgentGraph.arun).parameters) - {"self"}  # what an item may hold
 
 
 @functools.cache

@@ -308,6 +308,9 @@ async def _stream(
 
     no_usage = {"usage": None} if usage else {}  # with include_usage, every chunk has the field
 
+    def choice(index: int, delta: dict[str, Any], finish: str | None = None) -> str:
+        return chunk([{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}], **no_usage)
+
     async def body() -> AsyncIterator[str]:
         done: dict[int, Completion] = {}
         started: set[int] = set()
@@ -326,26 +329,12 @@ async def _stream(
                     return
                 if index not in started:
                     started.add(index)
-                    delta = {"role": "assistant", "content": ""}
-                    yield chunk(
-                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}],
-                        **no_usage,
-                    )
+                    yield choice(index, {"role": "assistant", "content": ""})
                 if isinstance(item, str):
-                    delta = {"content": item}
-                    yield chunk(
-                        [{"index": index, "delta": delta, "finish_reason": None, "logprobs": None}],
-                        **no_usage,
-                    )
+                    yield choice(index, {"content": item})
                     continue
                 done[index] = item
-                finish = {
-                    "index": index,
-                    "delta": {},
-                    "finish_reason": _finish_reason(item),
-                    "logprobs": None,
-                }
-                yield chunk([finish], **no_usage)
+                yield choice(index, {}, _finish_reason(item))
                 if len(done) == n:
                     break
             if usage:
