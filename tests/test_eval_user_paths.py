@@ -245,3 +245,33 @@ def test_agentic_eval_reads_a_string_of_router_names_as_the_cli_does(data_dir):
     result = evaluate_agentic(data, "cheapest, strongest", steps=2)
     names = [row["name"] for row in result.to_dict()["rows"]]
     assert names[:2] == ["cheapest", "strongest"]
+
+
+def test_routers_with_the_same_curve_share_one_line_and_each_curve_starts_at_its_own_anchor(small):
+    """Two routers with one curve: the one drawn last hid the other, and the legend listed both as
+    if both were visible. Each curve started at the first of the models tied for cheapest, not at
+    the model its AIQ is anchored at."""
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from agentroute.eval.plots import curves_figure
+
+    result = evaluate(small, ["cheapest", "knn"], peers=False, n_boot=0, progress=False)
+    twin = result.router("knn").model_copy(update={"name": "knn-again"})
+    result.routers.append(twin)
+    labels = [t.get_text() for t in curves_figure(result).axes[0].get_legend().get_texts()]
+    assert any(t.startswith("knn = knn-again (AIQ") for t in labels), labels
+    assert not any(t.startswith("knn (AIQ") or t.startswith("knn-again (AIQ") for t in labels), labels
+
+    # tie the two cheapest models; a router anchored at the second one starts its curve there
+    tied = result.model_copy(deep=True)
+    order = np.argsort([s.cost for s in tied.single_models])
+    first, second = (tied.single_models[i] for i in order[:2])
+    second.cost = first.cost
+    second.accuracy = first.accuracy + 0.2
+    knn = tied.router("knn")
+    knn.anchor = int(order[1])
+    tied.routers = [knn]
+    ax = curves_figure(tied).axes[0]
+    line = next(ln for ln in ax.get_lines() if ln.get_label().startswith("knn"))
+    assert line.get_ydata()[0] == pytest.approx(second.accuracy)

@@ -9,24 +9,42 @@ router's own sweep points are drawn as small markers on top.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agentroute._optional import require
 from agentroute.eval import metrics as M
-from agentroute.eval.results import EvalResult
+from agentroute.eval.results import EvalResult, RouterResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = None, dpi: int = 130) -> Path:
     """Write a PNG of the cost–quality curves of ``result`` to ``path``; returns the path."""
+    fig = curves_figure(result, title=title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def curves_figure(result: EvalResult, *, title: str | None = None) -> Figure:
+    """The cost–quality figure of ``result`` (a matplotlib ``Figure``; a notebook shows it inline).
+
+    Each router's curve starts from the single model anchoring its AIQ (``RouterResult.anchor``).
+    Routers whose curves coincide are one line whose legend names them all (``a = b``): otherwise
+    the last one drawn hides the others.
+    """
     require("matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     singles = np.array([[s.cost, s.accuracy] for s in result.single_models])
-    anchor = singles[np.argmin(singles[:, 0])]
-    ok = [r for r in result.routers if r.curve]
-    all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for r in ok]])
+    cheapest = int(np.argmin(singles[:, 0]))
+    ok = _distinct_curves([r for r in result.routers if r.curve])
+    all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for _, r in ok]])
     log, lo, hi, edge = _cost_axis(all_costs)
 
     def x(costs: np.ndarray) -> np.ndarray:  # a free point (cost 0) on a log axis: at its left edge
@@ -56,10 +74,10 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     ax.scatter(x([result.oracle.cost]), [result.oracle.accuracy], s=160, marker="*", c="gold", edgecolors="k",
                zorder=5, label=f"oracle ({result.oracle.accuracy:.3f})")  # fmt: skip
 
-    for (color, style), r in zip(_styles(len(ok)), ok, strict=True):
+    for (color, style), (names, r) in zip(_styles(len(ok)), ok, strict=True):
         pts = np.array(r.curve)
-        curve = M.Curve.of(pts, anchor=anchor)
-        label = f"{r.name} (AIQ {r.aiq:.3f})" if r.aiq is not None else r.name
+        curve = M.Curve.of(pts, anchor=singles[cheapest if r.anchor is None else r.anchor])
+        label = f"{names} (AIQ {r.aiq:.3f})" if r.aiq is not None else names
         _draw_curve(ax, curve, lo, hi, color=color, ls=style, lw=2.0, label=label)
         ax.scatter(x(pts[:, 0]), pts[:, 1], s=12, color=color, alpha=0.7, zorder=3)
 
@@ -80,10 +98,23 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = Non
     failed = [r.name for r in result.routers if r.error]
     if failed:
         fig.text(0.01, 0.005, f"failed: {', '.join(failed)}", fontsize=7, color="firebrick")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return fig
+
+
+def _distinct_curves(routers: list[RouterResult]) -> list[tuple[str, RouterResult]]:
+    """One entry per distinct (curve, anchor, AIQ): ``("a = b", a)`` for routers that coincide."""
+    groups: list[tuple[list[str], RouterResult]] = []
+    for r in routers:
+        same = next(
+            (g for g in groups if g[1].anchor == r.anchor and g[1].aiq == r.aiq
+             and np.shape(g[1].curve) == np.shape(r.curve) and np.allclose(g[1].curve, r.curve, rtol=1e-9, atol=0)),
+            None,
+        )  # fmt: skip
+        if same is None:
+            groups.append(([r.name], r))
+        else:
+            same[0].append(r.name)
+    return [(" = ".join(names), r) for names, r in groups]
 
 
 def _cost_axis(costs: np.ndarray) -> tuple[bool, float, float, float]:
