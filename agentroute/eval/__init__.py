@@ -1,7 +1,8 @@
 """Evaluation on logged outcomes: datasets, metrics, the router sweep harness and plots.
 
 ``load_dataset("routerbench:DIR")`` → :class:`RoutingDataset`; ``evaluate(dataset, ["knn", "mf"])``
-→ :class:`EvalResult` (the JSON of ``agentroute eval --json``); ``plot_curves(result, "curves.png")``.
+→ :class:`EvalResult` (the JSON of ``agentroute eval --json``); ``plot_curves(result, "curves.png")``
+(or ``curves_figure(result)``: the matplotlib ``Figure``, shown inline in a notebook).
 Metrics (AIQ, APGR, CPT, Pareto frontier, zero router, oracle) live in :mod:`agentroute.eval.metrics`.
 """
 
@@ -15,7 +16,7 @@ from agentroute.eval.datasets import (
     load_routerbench,
 )
 from agentroute.eval.harness import build_contexts, evaluate, knob_values, sweep_router
-from agentroute.eval.plots import plot_curves
+from agentroute.eval.plots import curves_figure, plot_curves
 from agentroute.eval.results import EvalResult, RouterResult
 from agentroute.eval.tokens import TokenCounter
 
@@ -25,6 +26,7 @@ __all__ = [
     "RoutingDataset",
     "TokenCounter",
     "build_contexts",
+    "curves_figure",
     "data_root",
     "dataset_kinds",
     "evaluate",
