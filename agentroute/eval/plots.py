@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from agentroute._optional import require
 from agentroute.eval import metrics as M
@@ -47,7 +48,7 @@ def curves_figure(result: EvalResult, *, title: str | None = None) -> Figure:
     all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for _, r in ok]])
     log, lo, hi, edge = _cost_axis(all_costs)
 
-    def x(costs: np.ndarray) -> np.ndarray:  # a free point (cost 0) on a log axis: at its left edge
+    def x(costs: ArrayLike) -> np.ndarray:  # a free point (cost 0) on a log axis: at its left edge
         return np.where(np.asarray(costs, dtype=float) > 0, costs, edge) if log else np.asarray(costs, dtype=float)
 
     fig = Figure(figsize=(10.5, 6.2), layout="constrained")

@@ -32,11 +32,11 @@ class RouterResult(BaseModel):
     knob: str | None = None
     mode: str = "serve"
     aiq: float | None = None
-    aiq_best_anchor: float | None = Field(None, description="AIQ anchored at the best of the models tied for cheapest")
-    anchor: int | None = Field(None, description="single-model column anchoring aiq")
+    aiq_best_anchor: float | None = Field(default=None, description="AIQ anchored at the best of the models tied for cheapest")
+    anchor: int | None = Field(default=None, description="single-model column anchoring aiq")
     anchor_model: str | None = None
-    vs_zero: list[float] | None = Field(None, description="[AIQ − zero router, low, high] (paired bootstrap)")
-    vs_reference: list[float] | None = Field(None, description="[AIQ − best peer, low, high] (paired bootstrap)")
+    vs_zero: list[float] | None = Field(default=None, description="[AIQ − zero router, low, high] (paired bootstrap)")
+    vs_reference: list[float] | None = Field(default=None, description="[AIQ − best peer, low, high] (paired bootstrap)")
     max_accuracy: float | None = None
     cost_to_match_best: float | None = None
     accuracy_at_best_cost: float | None = None
@@ -70,7 +70,7 @@ class EvalResult(BaseModel):
     seed: int = 0
     notes: dict[str, Any] = Field(default_factory=dict)
     peers: list[str] = Field(default_factory=list, description="simple references that ran")
-    reference: str | None = Field(None, description="the best peer by test AIQ (vs_reference compares with it)")
+    reference: str | None = Field(default=None, description="the best peer by test AIQ (vs_reference compares with it)")
     boot: dict[str, Any] = Field(default_factory=dict)
     _outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = PrivateAttr(default_factory=dict)
 
