@@ -20,9 +20,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _rebuilt(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any] | None) -> BaseException:
+    """An error of ``cls`` with ``args`` and the attributes in ``state``, its ``__init__`` not called."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    if state:
+        error.__dict__.update(state)
+    return error
+
 
 class AgentrouteError(Exception):
-    """Root of all agentroute errors."""
+    """Root of all agentroute errors.
+
+    Every agentroute error pickles with its fields (``limit``, ``model``, ``retryable``…), whatever
+    its ``__init__`` takes: a worker process (``multiprocessing``, ``ProcessPoolExecutor``, Ray)
+    hands it to its parent as it was raised. ``pickle`` would otherwise call ``cls(*args)`` with the
+    one formatted message, which fails for every error whose ``__init__`` takes its fields.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__) or None))
 
 
 class ConfigurationError(AgentrouteError, ValueError):
@@ -63,11 +83,17 @@ class BudgetExceededError(AgentrouteError):
 class BackendError(AgentrouteError):
     """A model call failed (after retries, when the dispatcher made them)."""
 
-    def __init__(self, model: str, message: str, *, retryable: bool = True, billed: bool = True):
+    def __init__(
+        self, model: str, message: str, *, retryable: bool = True, billed: bool = True,
+        retry_after_s: float | None = None,
+    ):
         #: ``billed``: whether the provider may have billed the attempt (a timeout, a dropped
         #: connection, an unreadable reply). ``False`` only when the provider refused the request
         #: before running the model (an HTTP error status); the attempt is then charged a call only.
-        self.model, self.retryable, self.billed = model, retryable, billed
+        #: ``retry_after_s``: how long the server asked to wait before the next try (a 429's or a
+        #: 503's ``Retry-After`` / ``retry-after-ms``); the dispatcher waits that long, or falls
+        #: over to another model when the wait does not fit the task's deadline.
+        self.model, self.retryable, self.billed, self.retry_after_s = model, retryable, billed, retry_after_s
         super().__init__(f"{model}: {message}")
 
 

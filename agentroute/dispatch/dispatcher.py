@@ -173,6 +173,9 @@ class Dispatcher:
         retries: retries of a retryable backend error before falling back (backoff doubles).
         backoff_s: first retry delay.
         max_fallbacks: other agents tried after one fails for good.
+        max_retry_wait_s: the longest wait a server may ask for before a retry (a 429's
+            ``Retry-After``); a longer one, or one past the task's ``seconds`` deadline, is not
+            waited: the step falls over to another agent at once.
     """
 
     #: A ``route`` call at least this slow moves the router's later calls to a worker thread.
@@ -188,10 +191,12 @@ class Dispatcher:
         retries: int = 2,
         backoff_s: float = 0.2,
         max_fallbacks: int = 2,
+        max_retry_wait_s: float = 60.0,
     ):
         router.check_fitted()
         self.pool, self.router, self.memory, self.stage_machine = pool, router, memory, stage_machine
         self.retries, self.backoff_s, self.max_fallbacks = retries, backoff_s, max_fallbacks
+        self.max_retry_wait_s = max_retry_wait_s
         self._candidates: dict[tuple[str, tuple[str, ...] | None, int | None], list[_Candidate]] = {}
         self._cards = {card.id: card for card in pool}
         self._route_off_loop = False
@@ -678,7 +683,16 @@ class Dispatcher:
                     return error
                 delay = self.backoff_s * 2**attempt
                 left = ledger.seconds_left()
-                if left is not None and delay >= left:
+                wait = getattr(exc, "retry_after_s", None)  # the server said when to come back (a 429's Retry-After)
+                if wait is not None:
+                    delay = max(delay, wait)
+                    if delay > self.max_retry_wait_s or (left is not None and delay >= left):
+                        # too long to wait here: another model may answer now (the task goes on)
+                        room = f"{left:.3f}s left before the deadline" if left is not None and delay >= left else f"the cap is {self.max_retry_wait_s:g}s"
+                        error = f"{error}; not retried: the server asks to wait {wait:g}s and {room}"
+                        self._audit(run, stage, "step_failed", plan.key, error)
+                        return error
+                elif left is not None and delay >= left:
                     self._audit(run, stage, "step_failed", plan.key, error)
                     self._deadline(run, stage, plan.key, f"no retry of {plan.key}: {left:.3f}s left")
                     return error

@@ -9,8 +9,12 @@ no retries of its own (the dispatcher retries retryable errors within the budget
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import email.utils
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -54,22 +58,65 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         retryable = status in RETRYABLE_STATUS or status >= 500
+        wait = retry_after(exc) if retryable else None
         # an error status means the provider refused the request before running the model
         return BackendError(
-            model, f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}{_retry_after(exc)}",
-            retryable=retryable, billed=False,
+            model, f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}{_shown_wait(exc)}",
+            retryable=retryable, billed=False, retry_after_s=wait,
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
 
 
-def _retry_after(exc: BaseException) -> str:
-    """The server's ``Retry-After`` header, shown (the dispatcher's backoff does not read it)."""
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked to wait before retrying, from the error's response headers:
+    ``retry-after-ms`` (OpenAI, Azure), else ``Retry-After`` in seconds or as an HTTP date
+    (RFC 9110); ``None`` when there is none or it cannot be read."""
+    for headers in (getattr(getattr(exc, "response", None), "headers", None), getattr(exc, "litellm_response_headers", None)):
+        try:
+            wait = _header_wait(headers)
+        except Exception:  # noqa: BLE001 (headers of an unknown kind: no wait)
+            wait = None
+        if wait is not None:
+            return wait
+    return None
+
+
+def _shown_wait(exc: BaseException) -> str:
+    """The server's ``Retry-After`` (or ``retry-after-ms``) header as sent, for the error message."""
     headers = getattr(getattr(exc, "response", None), "headers", None)
+    for name in ("retry-after", "retry-after-ms"):
+        try:
+            value = headers.get(name) if headers is not None else None  # case-insensitive headers
+        except Exception:  # noqa: BLE001 (headers of an unknown kind: show nothing)
+            value = None
+        if isinstance(value, str) and value:
+            return f" ({'Retry-After' if name == 'retry-after' else name}: {value[:40]})"
+    return ""
+
+
+def _header_wait(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    milliseconds = headers.get("retry-after-ms")  # case-insensitive headers (httpx)
+    if isinstance(milliseconds, str):
+        with contextlib.suppress(ValueError):
+            wait = float(milliseconds) / 1000
+            if math.isfinite(wait) and wait >= 0:
+                return wait
+    value = headers.get("retry-after")
+    if not isinstance(value, str) or not value.strip():
+        return None
     try:
-        value = headers.get("retry-after") if headers is not None else None  # case-insensitive headers
-    except Exception:  # noqa: BLE001 (headers of an unknown kind: show nothing)
-        value = None
-    return f" (Retry-After: {value[:40]})" if isinstance(value, str) and value else ""
+        wait = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        wait = max((when - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0)
+    return wait if math.isfinite(wait) and wait >= 0 else None
 
 
 def _not_found_hint(status: int, base_url: str | None) -> str:
@@ -429,4 +476,5 @@ __all__ = [
     "never_sent",
     "prompt_overhead",
     "require_token_prices",
+    "retry_after",
 ]
