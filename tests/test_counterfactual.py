@@ -136,3 +136,16 @@ def test_agentroute_eval_from_memory_prints_and_exits_2_on_bad_input(logged, tmp
     assert [r["router"] for r in json.loads(result.output)["routers"]] == ["cheapest", "fixed:model=large"]
     result = runner.invoke(app, ["eval", "--from", url, "--pool", str(pool), "--routers", "nope"])
     assert result.exit_code == 2 and "unknown router 'nope'" in result.output
+
+
+def test_an_estimate_no_router_can_reach_is_flagged(logged):
+    """IPS printed 1.147 for a score in [0, 1] with nothing said: unbiased estimators are not
+    bounded, and on a thin log a user read it as a router better than perfect."""
+    url, pool, _ = logged
+    result = evaluate_from_memory(url, ["cheapest", "fixed:model=large"], pool=pool, n_boot=20)
+    large = next(r for r in result["routers"] if r["router"] == "fixed:model=large")
+    above = {how for how, v in large["score"].items() if v is not None and v > 1}
+    assert "ips" in above  # this seeded log: the realisation that surprised users
+    flagged = [w for w in result["warnings"] if w.startswith("fixed:model=large: score")]
+    assert len(flagged) == 1 and all(how.upper() in flagged[0] for how in above) and "range [0, 1]" in flagged[0]
+    assert not any(w.startswith("cheapest:") for w in result["warnings"])

@@ -403,6 +403,7 @@ def evaluate_from_memory(
         "score": float(np.mean([t.score for t in evaluated])),
         "cost": float(np.mean([t.cost for t in evaluated])),
     }
+    warnings += _outside_logged_range(results, evaluated)
     return {
         "memory": url,
         "tasks": len(tasks),
@@ -414,6 +415,22 @@ def evaluate_from_memory(
         "routers": results,
         "warnings": warnings,
     }
+
+
+def _outside_logged_range(results: list[dict[str, Any]], tasks: Sequence[LoggedTask]) -> list[str]:
+    """A warning per score estimate outside the range of the logged scores: IPS and DR are
+    unbiased, not bounded, so a mean no router can reach says the log is thin for it (low ESS).
+    (Costs have no such bound: a router may pay more than any logged task did.)"""
+    lo, hi = min(t.score for t in tasks), max(t.score for t in tasks)
+    out = []
+    for r in results:
+        outside = [f"{how.upper()} {v:.4g}" for how, v in r["score"].items() if v is not None and not lo <= v <= hi]
+        if outside:
+            out.append(
+                f"{r['router']}: score {', '.join(outside)} outside the logged scores' range [{lo:.4g}, {hi:.4g}] "
+                f"(unbiased estimators are not bounded; ESS {r['ess']:.0f}): log more traffic, or explore more"
+            )
+    return out
 
 
 def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None:
