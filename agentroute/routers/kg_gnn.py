@@ -21,6 +21,7 @@ from agentroute.kg.graph import METADATA, GraphBuilder
 from agentroute.outcomes import OutcomeTable, column_agent, find_column
 from agentroute.progress import phase
 from agentroute.routers.base import check_fit_data, require_candidates
+from agentroute.routers.prices import price_factors
 from agentroute.routers.utility import (
     UtilityRouter,
     load_module_arrays,
@@ -422,7 +423,7 @@ class KGRouter(UtilityRouter):
             if col is None:
                 unseen.append(j)
             else:
-                cost[:, j] = self.cost_mean_[col]
+                cost[:, j] = self.cost_mean_[col] * price_factors(self.prices, ctxs, [agent])[:, 0]
         if unseen:
             _, c = self._predict_unknown(ctxs, [agents[j] for j in unseen], known)
             cost[:, unseen] = c

@@ -25,6 +25,11 @@ costs as they are, so the cheapest wins at equal scores); :func:`agentroute.rout
 such candidates before serving, unless the router is inductive (it scores unseen agents from their
 descriptors) or new agents are allowed.
 
+**Repriced models.** A known candidate's predicted cost is scaled by how much its model's card (in
+the context) is dearer than the price it was trained at (:mod:`agentroute.routers.prices`), so a
+price change in the pool after training moves the cost–quality trade-off without retraining; the
+decision's ``why`` names a chosen model that was repriced.
+
 **Bandit feedback.** Every fit reads the table's per-cell weights
 (:attr:`~agentroute.outcomes.OutcomeTable.weights`: 1 on each logged cell of a full-information
 table; clipped, column-normalised importance weights 1/p when the cells were logged by an
@@ -49,8 +54,9 @@ import numpy as np
 from agentroute._optional import require, torch_module
 from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, find_column
-from agentroute.routers.base import Router, decide, fit_table, require_candidates
+from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
+from agentroute.routers.base import Router, check_fit_data, decide, require_candidates
+from agentroute.routers.prices import PriceRefs, price_factor, price_factors, training_prices
 from agentroute.types import Agent, Decision, RouteContext
 
 #: The λ values the evaluation sweeps: 0, then 47 log-spaced values from 1e-3 to 1e4. At the top end
@@ -190,7 +196,8 @@ class UtilityRouter(Router):
     # -- learning ---------------------------------------------------------------------------
     def fit(self, data: Any) -> Self:
         """Learn from an :class:`OutcomeTable`, a dataset with ``.train``, or trajectories."""
-        table = fit_table(self, data)
+        data = check_fit_data(self, data)
+        table = as_outcome_table(data)
         if len(table) == 0 or not table.models:
             raise ConfigurationError(f"{self.name}: the training table is empty")
         if np.all(np.isnan(table.scores)):
@@ -208,6 +215,7 @@ class UtilityRouter(Router):
         )
         dearest = float(np.max(self.cost_mean_)) if self.cost_mean_.size else 0.0
         self.cost_scale_ = dearest if np.isfinite(dearest) and dearest > 0 else 1.0
+        self.prices_ = training_prices(data)
         self._fit_table(table)
         self.fitted_ = True
         return self
@@ -242,7 +250,7 @@ class UtilityRouter(Router):
         cost = np.full((n, u), float(np.mean(self.cost_mean_)))
         for i, ctx in enumerate(ctxs):
             ratios = [
-                self.cost_mean_[col] / ctx.costs[a.key]
+                self.cost_mean_[col] * price_factor(self.prices, ctx, a) / ctx.costs[a.key]
                 for a in ctx.candidates
                 if (col := find_column(a, known)) is not None and ctx.costs.get(a.key, 0.0) > 0
             ]
@@ -273,6 +281,7 @@ class UtilityRouter(Router):
             known_score, known_cost = self._predict_columns(ctxs)
             idx = [col for col in cols if col is not None]
             score[:, seen], cost[:, seen] = known_score[:, idx], known_cost[:, idx]
+            cost[:, seen] *= price_factors(self.prices, ctxs, [agents[j] for j in seen])
         unseen = [j for j, col in enumerate(cols) if col is None]
         if unseen:
             score[:, unseen], cost[:, unseen] = self._predict_unknown(
@@ -285,6 +294,12 @@ class UtilityRouter(Router):
         self.check_fitted()
         lam = self.cost_weight if cost_weight is None else cost_weight
         return choose(score, cost, lam, self.cost_scale_)
+
+    @property
+    def prices(self) -> PriceRefs:
+        """``prices_``: each trained model's reference call at its training price
+        (:mod:`agentroute.routers.prices`); empty for a router saved before prices were kept."""
+        return getattr(self, "prices_", {})
 
     def known_agents(self) -> list[str] | None:
         self.check_fitted()
@@ -305,6 +320,8 @@ class UtilityRouter(Router):
         why = f"argmax predicted score − {self.cost_weight:g}·cost/{self.cost_scale_:.3g}"
         if find_column(ctx.candidates[index], self.columns_) is None:
             why += f"; {unseen_note(self, ctx.candidates[index])}"
+        else:
+            why += repriced_note(self, ctx, ctx.candidates[index])
         return decide(
             self,
             ctx,
@@ -323,12 +340,14 @@ class UtilityRouter(Router):
             "columns": list(self.columns_),
             "cost_scale": float(self.cost_scale_),
             "weighted": bool(getattr(self, "weighted_", False)),
+            "prices": {m: [float(x) for x in ref] for m, ref in self.prices.items()},
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.columns_ = list(state["columns"])
         self.cost_scale_ = float(state["cost_scale"])
         self.weighted_ = bool(state.get("weighted", False))  # absent in routers saved before weighting
+        self.prices_ = {str(m): [float(x) for x in ref] for m, ref in state.get("prices", {}).items()}
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         return {"score_mean": np.asarray(self.score_mean_), "cost_mean": np.asarray(self.cost_mean_)}
@@ -350,6 +369,12 @@ def _weighting_note(table: OutcomeTable) -> str:
         f"{head}; importance-weighted by the logged propensities of {len(p)} of them (1/p clipped at "
         f"{clip:g}: {int(np.sum(1.0 / p > clip))} clipped; weights normalised to mean 1 per agent)"
     )
+
+
+def repriced_note(router: UtilityRouter, ctx: RouteContext, agent: Agent) -> str:
+    """What a decision's ``why`` says of a chosen agent whose card was repriced since training."""
+    factor = price_factor(router.prices, ctx, agent)
+    return "" if abs(factor - 1.0) < 1e-9 else f"; {agent.model} repriced since training: cost ×{factor:.3g}"
 
 
 def unseen_note(router: Router, agent: Any) -> str:

@@ -1,0 +1,154 @@
+"""The pool changes after a router was trained: a user reprices, adds, removes or reorders models
+and serves the saved router on the new pool (issue: pool drift).
+
+Real logged data: dcrouter (LLMRouter) replay traffic served by an exploring router through a
+one-step graph and the dispatcher into a SQLite memory, then routers trained from that memory, as
+``agentroute train NAME --from MEMORY_URL`` does. CI-sized: 40 queries served twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from agentroute import AgentGraph
+from agentroute.loading import load_router
+from agentroute.memory import SQLMemory
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+from agentroute.routers import Router, make_router
+from agentroute.routers.explore import ExploreRouter
+from agentroute.types import RouteContext
+
+GRAPH = AgentGraph("logged").add_role("executor", prompt="answer")
+
+
+@pytest.fixture(scope="module")
+def dcrouter(data_dir):
+    from agentroute.eval.datasets import load_dataset
+
+    return load_dataset(f"dcrouter:{data_dir / 'llmrouter'}", limit=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trajectories(dcrouter, tmp_path_factory):
+    """Every train query served twice by a uniformly exploring router into a real SQLite memory."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('drift')}/memory.db"
+    table = dcrouter.train
+    items = [{"query": q, "query_id": i} for q, i in zip(table.queries, table.query_ids, strict=True)] * 2
+    items = [{**item, "task_id": f"log-{n}"} for n, item in enumerate(items)]
+    with SQLMemory(url) as memory:
+        router = ExploreRouter(base="cheapest", epsilon=1.0, seed=0)
+        asyncio.run(GRAPH.compile(pool=dcrouter.replay_pool("train"), router=router, memory=memory).arun_many(items, concurrency=16))
+        memory.flush()
+        found = memory.trajectories(with_score=True)
+    assert found and any(s.tokens_in > 0 and s.cost_usd > 0 for t in found for s in t.steps)
+    return found
+
+
+def trained_models(trajectories) -> list[str]:
+    return sorted({s.agent.model for t in trajectories for s in t.steps if s.status == "ok"})
+
+
+def pool_of(dcrouter, models, **prices: tuple[float, float]) -> ModelPool:
+    """The replay pool restricted to ``models``, with the cards named in ``prices`` repriced."""
+    cards = dcrouter.cards()
+    backend = dcrouter.replay_pool("test").backend(models[0])
+
+    def card(m: str) -> ModelCard:
+        if m not in prices:
+            return cards[m]
+        return ModelCard(**{**cards[m].model_dump(), "input_price": prices[m][0], "output_price": prices[m][1]})
+
+    return ModelPool([card(m) for m in models], backends={"replay": backend})
+
+
+def context(pool: ModelPool, query: str, models=None) -> RouteContext:
+    """What the dispatcher hands a router: candidates, their card-priced costs and their cards."""
+    agents = [a for a in pool.agents() if models is None or a.model in models]
+    cards = {a.model: pool.card(a.model) for a in agents}
+    costs = {a.key: cards[a.model].usd(len(query) / 4, cards[a.model].max_tokens) for a in agents}
+    return RouteContext(query=query, candidates=agents, costs=costs, cards=cards)
+
+
+@pytest.mark.parametrize("name", ["knn", "per-task", "logreg"])
+def test_a_repriced_model_is_routed_at_its_new_price_after_save_and_load(name, dcrouter, trajectories, tmp_path):
+    """User trains a cost-aware router, saves it, then the provider cuts one model's price (or a
+    model's price goes up): the loaded router's decision follows the pool's new price, not the
+    cost logged in training, and says so in ``why``."""
+    models = trained_models(trajectories)
+    make_router(name, cost_weight=1.0).fit(trajectories).save(tmp_path / name)
+    query = dcrouter.test.queries[0]
+    same = load_router(str(tmp_path / name), pool=pool_of(dcrouter, models))
+    before = same.route(context(pool_of(dcrouter, models), query))
+    assert "repriced" not in before.why  # an unchanged pool: factor exactly 1, same decision as trained
+    predicted = before.evidence["predicted_score"]
+    best = max(predicted, key=lambda k: (predicted[k], k))
+    best_model = best.split(":")[1]
+    assert before.agent.key != best, "precondition: at λ=1 the best-scored model is too dear to be chosen"
+    # the best-scored model becomes free: it is now the choice
+    cut = pool_of(dcrouter, models, **{best_model: (0.0, 0.0)})
+    after = load_router(str(tmp_path / name), pool=cut).route(context(cut, query))
+    assert after.agent.key == best and f"{best_model} repriced since training: cost ×0" in after.why
+    # the chosen model becomes a thousand times dearer: it is no longer chosen
+    chosen = before.agent.model
+    card = dcrouter.cards()[chosen]
+    dear = pool_of(dcrouter, models, **{chosen: (card.input_price * 1000, card.output_price * 1000)})
+    again = load_router(str(tmp_path / name), pool=dear).route(context(dear, query))
+    assert again.agent.model != chosen
+    cost = again.evidence["predicted_cost"]
+    assert cost[before.agent.key] == pytest.approx(before.evidence["predicted_cost"][before.agent.key] * 1000)
+
+
+def test_scores_follow_the_agent_not_its_position_when_the_pool_is_reordered_or_shrunk(dcrouter, trajectories):
+    """Removing a trained model or listing the pool in another order never shifts one model's
+    predictions onto another (no index misalignment), and a removed model is never chosen."""
+    models = trained_models(trajectories)
+    router = make_router("knn", cost_weight=1.0).fit(trajectories)
+    pool = pool_of(dcrouter, models)
+    query = dcrouter.test.queries[1]
+    full = router.route(context(pool, query)).evidence["predicted_score"]
+    removed = max(full, key=full.get).split(":")[1]
+    rest = [m for m in models if m != removed]
+    reordered = pool_of(dcrouter, rest[::-1])
+    decision = router.route(context(reordered, query))
+    assert decision.agent.model != removed
+    shrunk = decision.evidence["predicted_score"]
+    assert list(shrunk) == [a.key for a in reordered.agents()]
+    assert all(shrunk[k] == pytest.approx(full[k]) for k in shrunk)
+    assert all(math.isfinite(v) for v in decision.scores.values())
+
+
+def test_a_model_added_after_training_gets_a_card_priced_cost_and_says_so(dcrouter, trajectories, tmp_path):
+    """A model the router never saw: refused at load unless new agents are allowed; then scored by
+    the training mean at its card's price, finite, and named in ``why`` when chosen — also when a
+    budget filter left it as the only candidate."""
+    models = trained_models(trajectories)
+    newcomer = next(m for m in dcrouter.cards() if m not in models)
+    make_router("knn", cost_weight=1.0).fit(trajectories).save(tmp_path / "knn")
+    grown = pool_of(dcrouter, [*models, newcomer])
+    warnings: list[str] = []
+    router = load_router(str(tmp_path / "knn"), pool=grown, allow_new_agents=True, warn=warnings.append)
+    assert len(warnings) == 1 and f"executor:{newcomer}:direct" in warnings[0]
+    decision = router.route(context(grown, dcrouter.test.queries[2]))
+    assert all(math.isfinite(v) for v in decision.scores.values())
+    alone = router.route(context(grown, dcrouter.test.queries[2], models=[newcomer]))
+    assert alone.agent.model == newcomer and "unseen in training" in alone.why
+
+
+def test_a_router_saved_before_prices_were_kept_still_loads_and_routes(dcrouter, trajectories, tmp_path):
+    """A router directory written by an older agentroute (no ``prices`` in its state) loads and
+    routes at the logged costs, as before."""
+    import json
+
+    models = trained_models(trajectories)
+    path = make_router("knn", cost_weight=1.0).fit(trajectories).save(tmp_path / "old")
+    manifest = json.loads((path / "router.json").read_text())
+    del manifest["state"]["prices"]
+    (path / "router.json").write_text(json.dumps(manifest))
+    loaded = Router.load(path)
+    pool = pool_of(dcrouter, models, **{models[0]: (0.0, 0.0)})
+    decision = loaded.route(context(pool, dcrouter.test.queries[0]))
+    assert "repriced" not in decision.why and decision.agent.model in models
