@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,12 @@ __all__ = [
 
 DEFAULT_PATH = Path(".agentroute") / "memory.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 5
+"""How long opening a PostgreSQL connection may take (libpq's ``connect_timeout``) unless the URL
+(``?connect_timeout=N``) or ``$PGCONNECT_TIMEOUT`` says otherwise: a host that never answers fails
+then instead of hanging forever."""
+
+_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 
 
 def default_url() -> str:
@@ -36,8 +43,8 @@ def safe_url(url: str | URL) -> str:
     """The URL as text with any password hidden, for messages and logs."""
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return str(url)
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1***@", str(url))
 
 
 def resolve_url(url: str | None) -> URL:
@@ -50,9 +57,9 @@ def resolve_url(url: str | None) -> URL:
     text = (url.strip() if isinstance(url, str) else url) or default_url()
     try:
         parsed = sa.make_url(text)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number (host:/db)
         raise ConfigurationError(
-            f"invalid memory URL {text!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+            f"invalid memory URL {safe_url(text)!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
         ) from exc
     if parsed.drivername == "postgres":  # the scheme of many hosted DATABASE_URLs
         parsed = parsed.set(drivername="postgresql")
@@ -78,7 +85,8 @@ def is_memory_sqlite(url: URL) -> bool:
 
 
 def create_memory_engine(url: str | URL | None) -> Engine:
-    """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg.
+    """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg
+    (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`).
 
     The parent folder of a SQLite file is created. An in-memory SQLite URL (``sqlite://``) shares
     one connection between threads, so that the writer thread and readers see the same database.
@@ -86,7 +94,10 @@ def create_memory_engine(url: str | URL | None) -> Engine:
     parsed = url if isinstance(url, URL) else resolve_url(url)
     if parsed.get_backend_name() == "postgresql":
         require("psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in parsed.query and not os.environ.get("PGCONNECT_TIMEOUT"):
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if is_memory_sqlite(parsed):
         kwargs["poolclass"] = StaticPool

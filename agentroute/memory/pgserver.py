@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 __all__ = ["PostgresServer", "PostgresServerError", "create_database", "find_bindir"]
@@ -97,19 +98,10 @@ class PostgresServer:
             self._run(
                 str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
             )
-            settings = f"-c listen_addresses=127.0.0.1 -k {self._tmp}"
-            if not self.durable:
-                settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             for attempt in range(3):
                 self.port = free_port()
                 try:
-                    self._run(
-                        str(self.bindir / "pg_ctl"),
-                        "-D", str(data),
-                        "-l", str(self._tmp / "server.log"),
-                        "-o", f"-p {self.port} {settings}",
-                        "-w", "start",
-                    )  # fmt: skip
+                    self._pg_ctl_start()
                     break
                 except PostgresServerError:
                     if attempt == 2:
@@ -118,6 +110,28 @@ class PostgresServer:
             self.stop()
             raise
         return self
+
+    def _pg_ctl_start(self) -> None:
+        assert self._tmp is not None
+        settings = f"-c listen_addresses=127.0.0.1 -k {self._tmp}"
+        if not self.durable:
+            settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D", str(self._tmp / "data"),
+            "-l", str(self._tmp / "server.log"),
+            "-o", f"-p {self.port} {settings}",
+            "-w", "start",
+        )  # fmt: skip
+
+    def restart(self, *, down_s: float = 0.0) -> None:
+        """Stop the server (fast shutdown: open connections are cut), stay down ``down_s`` seconds,
+        start it again on the same port with the same data: a restart as clients see it."""
+        if self._tmp is None:
+            raise PostgresServerError("the server is not started")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self._tmp / "data"), "-m", "fast", "-w", "stop")
+        time.sleep(down_s)
+        self._pg_ctl_start()
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its folder; safe to call twice."""

@@ -44,6 +44,7 @@ from agentroute.memory.writer import (
     BATCH_ITEM,
     FEEDBACK_SCORE,
     FINISH,
+    RETRY_S,
     START,
     STEP,
     BatchItemWrite,
@@ -87,6 +88,7 @@ log = logging.getLogger("agentroute.memory")
 
 
 _TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+SQLITE_RETRY_S = 1.5
 MAX_FLUSH_INTERVAL_S = 86_400.0
 """The longest ``flush_interval_s`` (a day); ``flush()`` commits at once whatever the interval."""
 
@@ -132,6 +134,10 @@ class SQLMemory(MemoryStore):
         max_pending: when more writes than this wait in the queue, a record call blocks until they
             are committed (back-pressure instead of unbounded memory).
         migrate: bring the schema to the Alembic head on open (skipped quickly when already there).
+        retry_s: how long the writer retries a batch whose connection failed (a server restart, a
+            network blip) before the batch's writes are lost and the next ``flush()`` raises; new
+            writes wait in the queue meanwhile. Default: 30 s on PostgreSQL, 1.5 s on SQLite (whose
+            busy timeout already waits 30 s for a lock).
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class SQLMemory(MemoryStore):
         flush_interval_s: float = 0.05,
         max_pending: int = 100_000,
         migrate: bool = True,
+        retry_s: float | None = None,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("max_pending", max_pending)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -156,6 +163,10 @@ class SQLMemory(MemoryStore):
             raise ConfigurationError(
                 f"flush_interval_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] (got {flush_interval_s!r})"
             )
+        if retry_s is not None and (
+            isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not 0 <= retry_s <= MAX_FLUSH_INTERVAL_S
+        ):
+            raise ConfigurationError(f"retry_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] (got {retry_s!r})")
         if max_pending < batch_size:
             raise ConfigurationError(
                 f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})"
@@ -175,8 +186,10 @@ class SQLMemory(MemoryStore):
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._shared_connection else contextlib.nullcontext()
         )
+        if retry_s is None:
+            retry_s = RETRY_S if parsed.get_backend_name() == "postgresql" else SQLITE_RETRY_S
         self._writer = BatchWriter(
-            self.engine, batch_size=batch_size, flush_interval_s=flush_interval_s, lock=self._lock
+            self.engine, batch_size=batch_size, flush_interval_s=flush_interval_s, lock=self._lock, retry_s=retry_s
         )
         self._put = self._writer.put
         self._qsize = self._writer.qsize

@@ -9,7 +9,8 @@ multi-row ``INSERT … VALUES (…), (…)`` statements (task upserts too on SQL
 SQLAlchemy Core ``executemany`` statements. Never ORM objects. The writer sleeps until a batch is
 due rather than waking on every write; a full batch, a flush and the stop sentinel wake it.
 
-Failures: a lost connection or a locked database is retried a few times with backoff; a batch
+Failures: a lost connection or a locked database is retried with backoff for up to ``retry_s``
+(30 s by default: a PostgreSQL restart or failover, while new writes wait in the queue); a batch
 that fails on its data (a duplicate id, a malformed object) is split in halves recursively — the
 writes of one task (its row, steps, audit events, feedback, batch item) stay together — until only
 the bad writes are left out. A step never goes in without its task: when a task's first write
@@ -29,7 +30,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -93,7 +94,18 @@ def _held_back(ops: list[Op]) -> list[tuple[str, Any, BaseException]]:
     ]
 
 
-RETRY_DELAYS_S = (0.05, 0.25, 1.0)
+RETRY_S = 30.0
+"""How long a batch that failed on its connection (or a locked database) is retried before its
+writes are given up as lost: long enough for a PostgreSQL server to restart."""
+
+
+def retry_delays(retry_s: float) -> Iterator[float]:
+    """The waits before each retry: 0.05 s, doubling up to 2 s, while less than ``retry_s`` passed."""
+    end = time.monotonic() + retry_s
+    delay = 0.05
+    while (left := end - time.monotonic()) > 0:
+        yield min(delay, left)
+        delay = min(delay * 2, 2.0)
 
 
 class _Flush:
@@ -219,8 +231,10 @@ class BatchWriter:
         flush_interval_s: float,
         lock: contextlib.AbstractContextManager[Any] | None = None,
         name: str = "agentroute-memory-writer",
+        retry_s: float = RETRY_S,
     ) -> None:
         self.engine, self.batch_size, self.flush_interval_s = engine, batch_size, flush_interval_s
+        self.retry_s = retry_s
         self.committed = 0
         self.batches = 0
         self._lock = lock or contextlib.nullcontext()
@@ -327,13 +341,21 @@ class BatchWriter:
             if not batch:
                 return
         error: BaseException | None = None
-        for delay in (0.0, *RETRY_DELAYS_S):
+        delays = retry_delays(self.retry_s)  # its clock starts at the first failure
+        delay: float | None = 0.0
+        while delay is not None:
             time.sleep(delay)
+            delay = None
             try:
                 self._commit(batch)
+                if error is not None:
+                    log.warning("memory: writes committed again after %s", type(error).__name__)
                 return
             except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
+                if error is None:
+                    log.warning("memory: %s; retrying for up to %gs", exc, self.retry_s)
                 error = exc
+                delay = next(delays, None)
             except Exception:
                 self._bisect(self._groups(batch))
                 return
