@@ -1,12 +1,15 @@
 """Progress bars for long phases (embedding, fitting, sweeping), on stderr.
 
 One switch for all of them: ``$AGENTROUTE_PROGRESS`` ``1`` forces bars on, ``0`` off; unset, a bar
-shows only when stderr is a terminal (so logs, pipes and ``--json`` runs stay clean). Bars are
-tqdm's (a core dependency), ``leave=False`` so that finished phases leave no trace.
+shows only when stderr is a terminal or a Jupyter kernel's output (so logs, pipes and ``--json``
+runs stay clean). Bars are tqdm's (a core dependency), ``leave=False`` so that finished phases leave
+no trace; in a notebook they are tqdm's widgets when ``ipywidgets`` is installed, else its text bar
+(a notebook draws ``\r`` updates in place).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -25,7 +28,24 @@ def enabled(default: bool | None = None) -> bool:
         return False
     if default is not None:
         return default
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or in_notebook()
+
+
+def in_notebook() -> bool:
+    """Whether stderr is a Jupyter kernel's output stream (ipykernel's ``OutStream``)."""
+    return type(sys.stderr).__module__.startswith("ipykernel.")
+
+
+def _tqdm() -> Any:
+    """tqdm's widget bar in a notebook with ``ipywidgets``, else its text bar. Not ``tqdm.auto``:
+    without ``ipywidgets`` it warns on every first bar of a kernel ("IProgress not found")."""
+    if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as widget
+
+        return widget
+    from tqdm.std import tqdm as text
+
+    return text
 
 
 @contextmanager
@@ -35,9 +55,7 @@ def bar(total: int | None, desc: str, *, unit: str = "it", show: bool | None = N
     if not enabled(show):
         yield _Null()
         return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True) as b:
+    with _tqdm()(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True) as b:
         yield b
 
 
@@ -71,10 +89,8 @@ def phase(desc: str, *, show: bool | None = None) -> Iterator[Any]:
         return
     import threading
 
-    from tqdm.auto import tqdm
-
     done = threading.Event()
-    with tqdm(total=None, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
+    with _tqdm()(total=None, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
               bar_format="{desc}: {elapsed}{postfix}") as b:  # fmt: skip
 
         def tick() -> None:

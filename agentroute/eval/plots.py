@@ -39,8 +39,7 @@ def curves_figure(result: EvalResult, *, title: str | None = None) -> Figure:
     the last one drawn hides the others.
     """
     require("matplotlib")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from agentroute.viz.figure import new_figure
 
     singles = np.array([[s.cost, s.accuracy] for s in result.single_models])
     cheapest = int(np.argmin(singles[:, 0]))
@@ -51,8 +50,7 @@ def curves_figure(result: EvalResult, *, title: str | None = None) -> Figure:
     def x(costs: ArrayLike) -> np.ndarray:  # a free point (cost 0) on a log axis: at its left edge
         return np.where(np.asarray(costs, dtype=float) > 0, costs, edge) if log else np.asarray(costs, dtype=float)
 
-    fig = Figure(figsize=(10.5, 6.2), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(10.5, 6.2, layout="constrained")  # shown inline by a notebook
     ax = fig.add_subplot()
     ax.set_xscale("log" if log else "linear")
 

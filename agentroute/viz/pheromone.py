@@ -1,7 +1,8 @@
 """Drawings of an ant colony's pheromone matrices (the routing evidence of AMRO-S, arXiv 2603.12933).
 
 Every function takes the JSON of :meth:`AntColonyRouter.export_pheromones` (so a saved colony can be
-drawn without the router) and writes PNGs with matplotlib's object API on an Agg canvas:
+drawn without the router) and draws with matplotlib's object API on an Agg canvas. Each ``draw_*``
+writes a PNG; its ``*_figure`` twin returns the figure, which a notebook shows inline:
 
 - :func:`draw_heatmap` — one heatmap per task type: source node (``START`` or an agent of the
   previous layer) × target agent, colour = log₁₀ τᵗ, blank where no edge exists;
@@ -18,23 +19,29 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agentroute._optional import require
 
+if TYPE_CHECKING:
+    from agentroute.viz.figure import InlineFigure
+
 START = "START"
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> InlineFigure:
     require("matplotlib")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from agentroute.viz.figure import new_figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, layout="constrained")
+
+
+def _save(fig: InlineFigure, path: str | Path, dpi: int) -> Path:
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 def short(node: str, width: int = 28) -> str:
@@ -83,6 +90,11 @@ def _log_range(m: np.ndarray) -> tuple[float, float]:
 
 
 def draw_heatmap(export: dict[str, Any], task: str, path: str | Path, *, dpi: int = 120) -> Path:
+    """Write :func:`heatmap_figure` to ``path`` (a PNG); returns the path."""
+    return _save(heatmap_figure(export, task), path, dpi)
+
+
+def heatmap_figure(export: dict[str, Any], task: str) -> InlineFigure:
     """Heatmap of τᵗ for one task type: source × target, colour = log₁₀ τ (blank: no edge)."""
     sources, targets, m = _matrix(export, task)
     lo, hi = _log_range(m)
@@ -109,12 +121,15 @@ def draw_heatmap(export: dict[str, Any], task: str, path: str | Path, *, dpi: in
     ax.set_ylabel("from")
     ax.set_title(f"pheromone τ, task type '{task}' ({export.get('updates', 0)} online updates)")
     fig.colorbar(image, ax=ax, label="log₁₀ τ")
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return fig
 
 
 def draw_overview(export: dict[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
+    """Write :func:`overview_figure` to ``path`` (a PNG); returns the path."""
+    return _save(overview_figure(export), path, dpi)
+
+
+def overview_figure(export: dict[str, Any]) -> InlineFigure:
     """Task type × agent: the mean pheromone on the agent's incoming edges, per specialist."""
     tasks = export["task_types"]
     targets = _ordered_nodes(export)
@@ -148,9 +163,7 @@ def draw_overview(export: dict[str, Any], path: str | Path, *, dpi: int = 120) -
                     )
     ax.set_title("pheromone specialists: mean τ into each agent, per task type")
     fig.colorbar(image, ax=ax, label="log₁₀ τ")
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return fig
 
 
 def _drawn_layers(export: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,6 +185,11 @@ def _positions(export: dict[str, Any], task: str) -> dict[str, tuple[float, floa
 
 
 def draw_paths(export: dict[str, Any], task: str, path: str | Path, *, dpi: int = 120) -> Path:
+    """Write :func:`paths_figure` to ``path`` (a PNG); returns the path."""
+    return _save(paths_figure(export, task), path, dpi)
+
+
+def paths_figure(export: dict[str, Any], task: str) -> InlineFigure:
     """The layered path graph of one task type: edge width ∝ τᵗ (relative to the largest drawn);
     red: the strongest edge out of each node (where that node's pheromone points)."""
     pos = _positions(export, task)
@@ -216,9 +234,7 @@ def draw_paths(export: dict[str, Any], task: str, path: str | Path, *, dpi: int 
     ax.set_title(
         f"task type '{task}': width ∝ τ (max {top_tau:.3g}); red = strongest edge out of a node", fontsize=10
     )
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return fig
 
 
 def write_evidence(export: dict[str, Any], out_dir: str | Path) -> list[Path]:
