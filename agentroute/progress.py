@@ -3,8 +3,8 @@
 One switch for all of them: ``$AGENTROUTE_PROGRESS`` ``1`` forces bars on, ``0`` off; unset, a bar
 shows only when stderr is a terminal or a Jupyter kernel's output (so logs, pipes and ``--json``
 runs stay clean). Bars are tqdm's (a core dependency), ``leave=False`` so that finished phases leave
-no trace; in a notebook they are tqdm's widgets when ``ipywidgets`` is installed, else its text bar
-(a notebook draws ``\r`` updates in place).
+no trace; in a notebook they are tqdm's widgets when ``ipywidgets`` is installed, else its text bar,
+nested bars sharing one line (a notebook draws ``\r`` updates in place, but no cursor moves).
 """
 
 from __future__ import annotations
@@ -36,16 +36,20 @@ def in_notebook() -> bool:
     return type(sys.stderr).__module__.startswith("ipykernel.")
 
 
-def _tqdm() -> Any:
-    """tqdm's widget bar in a notebook with ``ipywidgets``, else its text bar. Not ``tqdm.auto``:
-    without ``ipywidgets`` it warns on every first bar of a kernel ("IProgress not found")."""
-    if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm as widget
+def _open(**kwargs: Any) -> Any:
+    """A tqdm bar on stderr. In a notebook: tqdm's widget when ``ipywidgets`` is installed, else
+    its text bar on one line (``position=0``): a notebook cannot move the cursor up to the lines of
+    nested bars, so each nested update would add a line. Not ``tqdm.auto``: without ``ipywidgets``
+    it warns in every kernel ("IProgress not found")."""
+    if in_notebook():
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.notebook import tqdm as widget
 
-        return widget
-    from tqdm.std import tqdm as text
+            return widget(**kwargs)
+        kwargs["position"] = 0
+    from tqdm.std import tqdm
 
-    return text
+    return tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
 @contextmanager
@@ -55,7 +59,7 @@ def bar(total: int | None, desc: str, *, unit: str = "it", show: bool | None = N
     if not enabled(show):
         yield _Null()
         return
-    with _tqdm()(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True) as b:
+    with _open(total=total, desc=desc, unit=unit, leave=False) as b:
         yield b
 
 
@@ -90,8 +94,7 @@ def phase(desc: str, *, show: bool | None = None) -> Iterator[Any]:
     import threading
 
     done = threading.Event()
-    with _tqdm()(total=None, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
-              bar_format="{desc}: {elapsed}{postfix}") as b:  # fmt: skip
+    with _open(total=None, desc=desc, leave=False, bar_format="{desc}: {elapsed}{postfix}") as b:
 
         def tick() -> None:
             while not done.wait(1.0):

@@ -215,6 +215,25 @@ print(json.dumps([r.status for r in results]))
     assert bars.endswith("\r") and "Warning" not in bars, bars  # cleared when done (``leave=False``)
 
 
+def test_nested_bars_share_one_line_in_a_notebook(kernel):
+    """``evaluate`` nests bars (routers ▸ fitting ▸ sweeping). tqdm's text bar draws a nested one on
+    the next line and moves back up with ``ESC[A``, which a notebook cannot do: every nested update
+    added a line. Now the bars take turns on one line."""
+    outputs = kernel.cell("""
+from agentroute.progress import bar, phase
+with bar(2, "routers", unit="router") as outer:
+    for name in ("a", "b"):
+        with phase(f"fitting {name}"):
+            pass
+        with bar(3, f"sweeping {name}", unit="decision") as inner:
+            inner.update(3)
+        outer.update(1)
+""")
+    bars = stdout(outputs, "stderr")
+    assert error(outputs) is None and all(f in bars for f in ("routers:", "fitting a", "sweeping b")), bars
+    assert "\n" not in bars and "\x1b[" not in bars, repr(bars)
+
+
 def test_the_eval_curves_figure_is_drawn_inline(kernel):
     """``curves_figure(result)`` as a cell's value: was ``<Figure size 1050x620 with 1 Axes>`` (no
     image) unless pyplot's inline backend had been set up; now a PNG."""
