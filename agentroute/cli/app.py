@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentroute.cli.errors import exit_code_for
+from agentroute.cli.errors import missing_extra, print_error, report
 from agentroute.errors import AgentrouteError
 
 app = typer.Typer(
@@ -22,6 +22,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from agentroute import __version__
+
+        typer.echo(f"agentroute {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Routed multi-agent LLM pipelines under hard budgets, with learnable routers and a SQL memory."""
+
+
 pool_app = typer.Typer(help="Inspect model pools.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 
@@ -40,8 +59,14 @@ MemoryOpt = Annotated[str | None, typer.Option("--memory", help="SQLAlchemy URL 
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print ``error: MESSAGE`` (one line, as written) and return the ``typer.Exit`` to raise."""
+    print_error(message, err_console)
     return typer.Exit(code)
+
+
+def fail_on(exc: BaseException) -> typer.Exit:
+    """:func:`fail` for an exception: its message (a missing extra: the install command) and exit code."""
+    return typer.Exit(report(exc, err_console))
 
 
 AllowNewOpt = Annotated[
@@ -58,6 +83,24 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {message}")
 
 
+#: The optional package each built-in backend calls through (the local backend checks its own).
+_BACKEND_PACKAGE = {"litellm": "litellm"}
+
+
+def check_backend_packages(models: Any) -> None:
+    """Refuse a pool whose cards need a package that is not installed, before any task starts
+    (a task would otherwise fail on its first step, after reserving its worst case)."""
+    import importlib.util
+
+    from agentroute._optional import extra_for
+    from agentroute.errors import MissingDependencyError
+
+    for card in models:
+        package = _BACKEND_PACKAGE.get(card.backend)
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise MissingDependencyError(package, extra_for(package) or "all")
+
+
 def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = False) -> tuple[Any, Any]:
     """(pool, router) for ``spec.compile``: the router loaded and checked against the agents the
     graph routes over (:func:`agentroute.loading.load_router`; a misfit exits 2)."""
@@ -65,6 +108,7 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     from agentroute.pool import ModelPool
 
     models = ModelPool.load(pool)
+    check_backend_packages(models)
     return models, load_router(router, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn)
 
 
@@ -165,7 +209,7 @@ def ask(
         finally:
             store.close()
     except AgentrouteError as exc:
-        raise fail(str(exc), exit_code_for(exc)) from None
+        raise fail_on(exc) from None
     if as_json:
         sys.stdout.write(json.dumps(result_json(result)) + "\n")
     else:
@@ -242,7 +286,7 @@ def pool_list(pool: PoolOpt = None) -> None:
     try:
         models = ModelPool.load(pool)
     except AgentrouteError as exc:
-        raise fail(str(exc), exit_code_for(exc)) from None
+        raise fail_on(exc) from None
     table = Table(title="model pool")
     for col in ("id", "backend", "tier", "$/1M in", "$/1M out", "context", "strategies", "description"):
         table.add_column(col)
@@ -266,12 +310,15 @@ def serve(
     stream=true, as server-sent events), GET /v1/models. The model a request names is a card id.
     Stop with Ctrl-C or SIGTERM. Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
     from agentroute.pool import ModelPool
-    from agentroute.serve import serve as run_server
 
     try:
-        run_server(ModelPool.load(pool), host, port, drain_s=drain_s)
+        from agentroute.serve import serve as run_server
+
+        models = ModelPool.load(pool)
+        check_backend_packages(models)
+        run_server(models, host, port, drain_s=drain_s)
     except AgentrouteError as exc:
-        raise fail(str(exc), exit_code_for(exc)) from None
+        raise fail_on(exc) from None
 
 
 @app.command("eval")
@@ -309,7 +356,7 @@ def eval_routers(
         try:
             eval_from_memory_command(from_memory, "cheapest,strongest" if routers is None else routers, pool=eval_pool, json_output=as_json, seed=seed)
         except AgentrouteError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from None
+            raise fail_on(exc) from None
         return
     if dataset is None:
         raise fail("give --dataset KIND:PATH (logged outcomes) or --from MEMORY_URL (your own logged traffic)", 2)
@@ -349,7 +396,16 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The ``agentroute`` command: a missing optional package anywhere is one line naming the
+    ``pip install`` command, exit code 2 (never a traceback)."""
+    try:
+        app()
+    except ImportError as exc:
+        line = missing_extra(exc)
+        if line is None:
+            raise
+        print_error(line, err_console)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,25 +1,33 @@
-"""Exit codes of the ``agentroute`` command, one rule for every subcommand.
+"""Exit codes and error lines of the ``agentroute`` command, one rule for every subcommand.
 
 - ``0``: the command did its work (a task that ended ``budget_exhausted`` included).
 - ``1``: it ran and something failed (a model call, a task, a missing memory row).
 - ``2``: it never started because of what it was given: a bad option value (``--budget-usd nan``),
   a pool file, recipe, dataset or saved router (``--router DIR``, ``--state DIR``) that is invalid
   or missing, an unknown router or graph name — a :class:`~agentroute.errors.ConfigurationError`,
-  :class:`~agentroute.errors.DatasetError` or :class:`~agentroute.errors.StateFileError`.
+  :class:`~agentroute.errors.DatasetError` or :class:`~agentroute.errors.StateFileError` — or an
+  optional extra it needs that is not installed (:class:`~agentroute.errors.MissingDependencyError`,
+  printed as one line with the exact ``pip install`` command).
   This is the code click and typer give a malformed command line, so scripts can tell "fix your
   input" from "try again".
 """
 
 from __future__ import annotations
 
-from agentroute.errors import ConfigurationError, DatasetError, StateFileError
+from rich.console import Console
+from rich.markup import escape
+
+from agentroute._optional import extra_for, missing_message
+from agentroute.errors import ConfigurationError, DatasetError, MissingDependencyError, StateFileError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 #: The exception types that mean "bad input": the command exits with :data:`EXIT_BAD_INPUT`.
-BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (ConfigurationError, DatasetError, StateFileError)
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigurationError, DatasetError, StateFileError, MissingDependencyError,
+)  # fmt: skip
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -35,3 +43,42 @@ def exit_code_for(exc: BaseException) -> int:
     1
     """
     return EXIT_BAD_INPUT if isinstance(exc, BAD_INPUT_ERRORS) else EXIT_FAILURE
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The install line for ``exc`` when it is an optional package that is not installed, else ``None``.
+
+    A :class:`MissingDependencyError`, or a bare ``ModuleNotFoundError`` of a module one of the
+    extras provides (``import torch`` in a core-only install).
+
+    >>> missing_extra(ModuleNotFoundError("No module named 'torch'", name="torch"))
+    "'torch' is not installed (extra [ml]); install it with: pip install torch==2.13.0 && pip install 'agentroute[ml]'"
+    >>> missing_extra(ModuleNotFoundError("No module named 'agentroute.nope'", name="agentroute.nope")) is None
+    True
+    """
+    if isinstance(exc, MissingDependencyError):
+        return missing_message(exc.module, exc.extra)
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        extra = extra_for(exc.name)
+        return None if extra is None else missing_message(exc.name, extra)
+    return None
+
+
+def error_text(exc: BaseException) -> str:
+    """What the command prints for ``exc``: its message, or for a missing extra the install line."""
+    return missing_extra(exc) or str(exc)
+
+
+_stderr = Console(stderr=True, soft_wrap=True)
+
+
+def print_error(message: str, console: Console | None = None) -> None:
+    """``error: MESSAGE`` on standard error as one line: never wrapped (a ``pip install`` command
+    stays copyable), and never read as rich markup (``agentroute[ml]`` is printed as written)."""
+    (console or _stderr).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def report(exc: BaseException, console: Console | None = None) -> int:
+    """Print ``exc`` (:func:`error_text`, :func:`print_error`) and return its exit code."""
+    print_error(error_text(exc), console)
+    return exit_code_for(exc)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentroute.cli.errors import EXIT_BAD_INPUT, exit_code_for
+from agentroute.cli.errors import EXIT_BAD_INPUT, error_text, report
 from agentroute.cli.train_cmd import check_out_dir
 from agentroute.errors import AgentrouteError
 
@@ -100,8 +100,7 @@ def eval_command(
             peers=peers, n_boot=boot,
         )  # fmt: skip
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc, err)) from None
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         paths = result.write(out)
@@ -113,7 +112,7 @@ def eval_command(
 
         paths["png"] = plot_curves(result, out / "curves.png")
     except ImportError as exc:  # matplotlib is an optional extra
-        err.print(f"[yellow]no plot:[/] {exc}")
+        err.print(f"[yellow]no plot:[/] {escape(error_text(exc))}", soft_wrap=True)
     if json_output:
         typer.echo(json.dumps(json.loads(result.to_json())))
         return

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
+from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, report
 from agentroute.errors import AgentrouteError
 
 
@@ -55,8 +55,7 @@ def feedback_command(
         store.add_feedback(task_id, score, source=source, comment=comment)
         store.flush()
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc, err)) from None
     finally:
         store.close()
     if not 0.0 <= score <= 1.0:

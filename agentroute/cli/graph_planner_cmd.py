@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from agentroute.cli.errors import exit_code_for
+from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.routers.base import register_lazy
 
@@ -75,8 +75,7 @@ def train_graph_planner(
         seconds = time.perf_counter() - start
         path = model.save(out)
     except AgentrouteError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc, err_console)) from None
     console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
 
 
@@ -126,8 +125,7 @@ def show_graph_planner(
     try:
         router = get_router_class("graph-planner").load(state)
     except AgentrouteError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc, err_console)) from None
     for tree in router.examples_:
         console.print(tree, markup=False, highlight=False)
         console.print()

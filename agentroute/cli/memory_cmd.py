@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, exit_code_for
+from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, error_text, exit_code_for, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.memory.engine import default_url, resolve_url
 from agentroute.memory.sql import SQLMemory
@@ -45,7 +45,7 @@ _NUMERIC = {"#", "tokens", "cost", "ms", "score", "calls"}
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(str(message))}")
+    print_error(str(message), _console(stderr=True))
     return typer.Exit(code)
 
 
@@ -68,7 +68,7 @@ def _open(url: str | None) -> SQLMemory:
     try:
         return SQLMemory(existing_memory_url(url))
     except AgentrouteError as exc:
-        raise _fail(str(exc), exit_code_for(exc)) from exc
+        raise _fail(error_text(exc), exit_code_for(exc)) from exc
 
 
 def _money(value: float | None) -> str:
@@ -224,7 +224,7 @@ def export(
                     target,
                 )
         except AgentrouteError as exc:
-            raise _fail(str(exc), exit_code_for(exc)) from exc
+            raise _fail(error_text(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
     where = "standard output" if to_stdout else str(out)
     _console(stderr=to_stdout).print(escape(f"wrote {count} {unit} to {where}"))

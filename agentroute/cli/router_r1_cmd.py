@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from agentroute.cli.errors import exit_code_for
+from agentroute.cli.errors import error_text, exit_code_for
 from agentroute.errors import AgentrouteError
 
 
@@ -29,7 +29,7 @@ def train_router_r1(
     try:
         summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps)
     except AgentrouteError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {error_text(exc)}", err=True)
         raise typer.Exit(exit_code_for(exc)) from None
     grpo = summary.get("grpo")
     if grpo:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentroute.cli.errors import EXIT_BAD_INPUT, exit_code_for
+from agentroute.cli.errors import EXIT_BAD_INPUT, missing_extra, report
 from agentroute.cli.train_cmd import check_out_dir
 from agentroute.errors import AgentrouteError
 
@@ -42,7 +42,8 @@ def list_routers() -> None:
         try:
             cls = get_router_class(name)
         except Exception as exc:  # an optional dependency missing: still list it
-            table.add_row(name, "?", "?", f"[yellow]unavailable: {type(exc).__name__}: {exc}[/]")
+            why = missing_extra(exc) or f"{type(exc).__name__}: {exc}"
+            table.add_row(name, "?", "?", f"[yellow]unavailable: {escape(why)}[/]")
             continue
         target = base._LAZY.get(name) or f"{cls.__module__}:{cls.__name__}"
         table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", target)
@@ -83,8 +84,7 @@ def show_router(
             )
             written = [target]
     except AgentrouteError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc, err_console)) from None
     except OSError as exc:  # --out not writable
         err_console.print(f"[bold red]error:[/] {escape(f'--out {out}: cannot write there ({exc.strerror or exc})')}")
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -33,9 +33,10 @@ from agentroute.cli.app import (
     console,
     err_console,
     fail,
+    fail_on,
 )
-from agentroute.cli.errors import exit_code_for
-from agentroute.errors import AgentrouteError
+from agentroute.cli.errors import error_text
+from agentroute.errors import AgentrouteError, MissingDependencyError
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
 #: ``agentroute run web --tasks … --episodes N`` reaches the web runner's own options.
@@ -107,7 +108,7 @@ def run_batch(
         else:
             compiled, store = _runtime(graph, router, pool, budget_usd, memory, allow_new_agents, **limits)
     except AgentrouteError as exc:
-        raise fail(str(exc), exit_code_for(exc)) from None
+        raise fail_on(exc) from None
     try:
         batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
         runner = BatchRunner(
@@ -117,7 +118,8 @@ def run_batch(
         saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None, saver_url))
     except AgentrouteError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, _BadBatch) else 1) from None
+        bad = isinstance(exc, _BadBatch | MissingDependencyError)
+        raise fail(error_text(exc), EXIT_BAD_INPUT if bad else 1) from None
     finally:
         store.close()
     _summary(report, store.url, len(bad), metric)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentroute._yaml import load_untrusted_yaml, read_untrusted_text
-from agentroute.cli.errors import exit_code_for
+from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 console = Console()
@@ -162,6 +162,5 @@ def train_command(
         except OSError as exc:
             raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
     except AgentrouteError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise typer.Exit(report(exc)) from None  # on standard error, like every command's errors
     console.print(escape(f"trained in {seconds:.1f}s; saved to {path} — use it with `--router {path}`"))

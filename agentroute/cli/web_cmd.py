@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agentroute.cli.errors import error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 DEFAULT_TASKS = "click-test,click-button,enter-text"
@@ -149,7 +150,7 @@ def run_web(
             large_calls=opts.budget_large_calls,
         )
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        print_error(error_text(exc), err)
         return 2
     return asyncio.run(_stoppable(_run(opts, tasks, budget, router, pool, memory, concurrency, console, err), err))
 
@@ -194,7 +195,7 @@ async def _run(
     try:
         store = open_memory(memory)
     except AgentrouteError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        print_error(error_text(exc), err)
         return 2
     try:
         try:
@@ -208,7 +209,7 @@ async def _run(
                 screenshots=opts.screenshots,
             )
         except AgentrouteError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
+            print_error(error_text(exc), err)
             return 2
         episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
         started = time.perf_counter()
