@@ -689,7 +689,8 @@ class AntColonyRouter(Router):
             router=self.name,
             scores=dict(zip(keys, p, strict=True)),
             evidence=evidence,
-            why=f"{mode} p={p[pick]:.3f} (τ={tau[pick]:.3g}, η={eta[pick]:.3g}) from {prev_name}",
+            why=f"{mode} p={p[pick]:.3f} (τ={tau[pick]:.3g}, η={eta[pick]:.3g}) from {prev_name}"
+            + ("" if pick in plan.node_pos else f"; {keys[pick]} unseen in training: τ_init and the mean ability"),
         )
 
     def _remember(self, task_id: str, w: np.ndarray) -> None:
@@ -808,6 +809,17 @@ class AntColonyRouter(Router):
             open_tasks=len(self._open), colony_updates=self._colony.updates,
         )  # fmt: skip
         return out
+
+    # -- the agents it knows -----------------------------------------------------------------------
+    def known_agents(self) -> list[str] | None:
+        """The agent columns of the colony's nodes (grown by online learning); ``None`` for an empty
+        colony (``warm_start=False``), which has no trained agents to fit a pool."""
+        self.check_fitted()
+        return list(dict.fromkeys(column for _, column in self._colony.nodes)) or None
+
+    def unseen_treatment(self) -> str:
+        """Agents the colony has no node for read τ_init and its mean ability, then learn online."""
+        return f"started at τ_init = {float(self.tau_init):g} with the colony's mean ability, and learned online"
 
     # -- evidence ---------------------------------------------------------------------------------
     def export_pheromones(self) -> dict[str, Any]:

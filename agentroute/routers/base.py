@@ -130,6 +130,13 @@ class Router(abc.ABC):
         not depend on a trained set of agents (rules over cards: cheapest, random, …)."""
         return None
 
+    def unseen_treatment(self) -> str | None:
+        """How the router treats pool agents it was not trained on, when it has a rule of its own
+        (worded to follow "are": "scored from their descriptors" for an inductive router), or
+        ``None``: it would score them by a constant, and :func:`check_pool` refuses them unless new
+        agents are allowed."""
+        return "scored from their descriptors" if self.inductive else None
+
     def check_fitted(self) -> None:
         if self.learned and not self.is_fitted:
             raise NotFittedError(self.name)
@@ -456,7 +463,9 @@ def check_pool(
       warning. A pool with *none* of the router's agents is always an error (every candidate would
       score the same; the choice would be arbitrary);
     - inductive routers (:attr:`Router.inductive`: graph-router, kg-gnn) score unseen agents from
-      their descriptors: allowed, with a note (their decisions' ``why`` says it too);
+      their descriptors: allowed, with a note (their decisions' ``why`` says it too); so are
+      routers with a rule of their own for them (:meth:`Router.unseen_treatment`: ant-colony starts
+      them at τ_init and learns them online), unless the pool has none of the trained agents;
     - training columns that no pool agent plays are fine: the router routes over the others (a
       router trained on eleven models serves a pool of three of them).
 
@@ -477,9 +486,9 @@ def check_pool(
 def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source: str) -> list[str]:
     """:func:`check_pool`'s warnings for a router with unseen pool agents (or its error)."""
     who = f"router {source} ({router.name})" if source else f"router {router.name!r}"
-    if router.inductive:
-        return [f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are scored from their "
-                f"descriptors: {_names(fit.unseen)}"]  # fmt: skip
+    treatment = router.unseen_treatment()
+    if treatment is not None and (router.inductive or not fit.disjoint):
+        return [f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are {treatment}: {_names(fit.unseen)}"]
     trained = f"it was trained on {_names(fit.trained)}"
     if fit.disjoint:
         raise ConfigurationError(

@@ -100,6 +100,9 @@ class ExploreRouter(Router):
     def known_agents(self) -> list[str] | None:
         return self.base_.known_agents()
 
+    def unseen_treatment(self) -> str | None:
+        return self.base_.unseen_treatment()
+
     @property
     def is_fitted(self) -> bool:
         return self.base_.is_fitted
