@@ -45,8 +45,8 @@ def record(memory, task_id):
 class Kernel:
     """A running ipykernel: :meth:`cell` executes code and returns its outputs (iopub messages)."""
 
-    def __init__(self, cwd: Path):
-        env = {k: v for k, v in os.environ.items() if k not in ("AGENTROUTE_PROGRESS", "MPLBACKEND")}
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None):
+        env = {**{k: v for k, v in os.environ.items() if k not in ("AGENTROUTE_PROGRESS", "MPLBACKEND")}, **(env or {})}
         env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", AGENTROUTE_MEMORY=f"sqlite:///{cwd}/default.db")
         self.km = jupyter_client.KernelManager(kernel_name="python3")
         self.km.start_kernel(cwd=str(cwd), env=env)
@@ -313,3 +313,24 @@ def test_interrupting_an_awaited_run_ends_it_interrupted_once_the_loop_wakes(ker
         rec = kernel.value("print(json.dumps(record(hang_memory, 'awaited')))")
         assert rec["status"] == "interrupted" and rec["cost"] > 0, rec
     assert kernel.value("print(json.dumps([(await app.arun('q1', query_id='q1')).status, len(LIVE)]))") == ["done", 0]
+
+
+# -- the doc, pasted into cells ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_notebook_doc_runs_cell_by_cell_on_the_default_pool(tmp_path, data_dir):
+    """Every ```python block of docs/notebooks.md, in order, as cells of a fresh kernel."""
+    import re
+
+    blocks = re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / "notebooks.md").read_text(), re.S | re.M)
+    assert len(blocks) >= 5
+    fresh = Kernel(tmp_path, env={"AGENTROUTE_DATA": str(data_dir)})
+    try:
+        outputs = [fresh.cell(block, timeout=240) for block in blocks]
+    finally:
+        fresh.close()
+    for block, out in zip(blocks, outputs, strict=True):
+        assert error(out) is None, f"{block}\n{error(out)}"
+    printed = [stdout(out).split() for out in outputs]
+    assert printed[1][0] in ("done", "budget_exhausted") and printed[2] and printed[3]
+    shown = [o for o in outputs[-1] if o["type"] == "execute_result"]
+    assert shown and shown[0]["data"].get("image/png", "").startswith("iVBOR")
