@@ -187,3 +187,24 @@ def test_ant_colony_says_how_it_treats_a_new_model_and_learns_it_online(dcrouter
     assert again == []
     with pytest.raises(ConfigurationError, match="offers none of them"):
         load_router(str(tmp_path / "colony"), pool=pool_of(dcrouter, [NEWCOMER]))
+
+
+def test_graph_planner_is_checked_against_the_pool_it_serves(dcrouter):
+    """graph-planner learned agent embeddings for its training pool: a newcomer was routed through
+    the shared unknown-agent row in silence, and a pool with none of its agents was served as if
+    trained. Now the pool check names the newcomer (and how it is scored) and refuses a disjoint pool."""
+    from agentroute.errors import ConfigurationError
+    from agentroute.routers.base import check_pool
+    from agentroute.testing import KIT_PARAMS
+
+    table = dcrouter.train.rows(range(20))
+    trained = [m for m in table.models if m != NEWCOMER]
+    planner = make_router("graph-planner", **KIT_PARAMS["graph-planner"]).fit(table.columns([table.models.index(m) for m in trained]))
+    assert sorted(planner.known_agents()) == sorted(trained)
+    grown = pool_of(dcrouter, [*trained, NEWCOMER])
+    notes = check_pool(planner, grown.agents())
+    assert len(notes) == 1 and f"executor:{NEWCOMER}:direct" in notes[0] and "unknown-agent embedding" in notes[0]
+    alone = planner.route(context(grown, dcrouter.test.queries[0], models=[NEWCOMER]))
+    assert alone.agent.model == NEWCOMER and "unseen in training" in alone.why
+    with pytest.raises(ConfigurationError, match="offers none of them"):
+        check_pool(planner, pool_of(dcrouter, [NEWCOMER]).agents())

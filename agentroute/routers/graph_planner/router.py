@@ -242,6 +242,17 @@ class GraphPlannerRouter(Router):
             self._history = HistoryMemory.from_store(memory, limit=limit)
         return self
 
+    # -- the agents it knows -----------------------------------------------------------------------
+    def known_agents(self) -> list[str] | None:
+        """The agents of training as role-free columns (``model`` or ``model:strategy``), so a pool
+        is checked against them (:func:`~agentroute.routers.base.check_pool`)."""
+        self.check_fitted()
+        return [key.removesuffix(":direct") for key in self.agents_]
+
+    def unseen_treatment(self) -> str:
+        """Agents unseen in training act through the policy's shared "unknown agent" embedding."""
+        return f"scored through the policy's shared unknown-agent embedding (trained with id_dropout={self.id_dropout:g})"
+
     # -- acting -----------------------------------------------------------------------------------
     def _agent_ids(self, keys: Sequence[str]) -> np.ndarray:
         known = {k: j for j, k in enumerate(self.agents_)}
@@ -328,7 +339,10 @@ class GraphPlannerRouter(Router):
         )
         index = action - role * g
         scores = {a.key: float(probs[role * g + j]) for j, a in enumerate(ctx.candidates)}
-        return decide(self, ctx, index, "graph-planner: policy for this role", scores=scores)
+        why = "graph-planner: policy for this role"
+        if keys[index] not in self.agents_:
+            why += f"; {ctx.candidates[index].key} unseen in training: the shared unknown-agent embedding"
+        return decide(self, ctx, index, why, scores=scores)
 
     # -- persistence ------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
