@@ -47,8 +47,9 @@ class Kernel:
 
     def __init__(self, cwd: Path, env: dict[str, str] | None = None):
         env = {**{k: v for k, v in os.environ.items() if k not in ("AGENTROUTE_PROGRESS", "MPLBACKEND")}, **(env or {})}
-        env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", AGENTROUTE_MEMORY=f"sqlite:///{cwd}/default.db")
-        self.km = jupyter_client.KernelManager(kernel_name="python3")
+        env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", AGENTROUTE_MEMORY=f"sqlite:///{cwd}/default.db",
+                   IPYTHONDIR=str(cwd / ".ipython"))  # no history or profile written to the home folder
+        self.km = jupyter_client.KernelManager(kernel_name="python3", connection_file=str(cwd / "kernel.json"))
         self.km.start_kernel(cwd=str(cwd), env=env)
         self.kc = self.km.client()
         self.kc.start_channels()
