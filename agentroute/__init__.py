@@ -9,39 +9,83 @@ Compose a graph of roles, give it a model pool, a router, a budget and a memory,
     result = app.run("What is the capital of France?")
     print(result.answer, result.status, result.cost_usd)
 
-``import agentroute`` stays light: torch, transformers and torch-geometric load only when used.
+``import agentroute`` stays light: each public name loads on first use, and torch, transformers and
+torch-geometric only when a router or backend needs them.
 """
 
-from agentroute.budget import Budget, Cost, Ledger
-from agentroute.dispatch import Dispatcher, SkillRegistry, StageMachine, TaskRun
-from agentroute.errors import (
-    AgentrouteError,
-    BackendError,
-    BudgetExceededError,
-    ConfigurationError,
-    DatasetError,
-    MissingDependencyError,
-    NotFittedError,
-    StateFileError,
-    UnknownNameError,
-)
-from agentroute.graph import AgentGraph, CompiledAgentGraph, RunResult, routed_node
-from agentroute.outcomes import OutcomeTable
-from agentroute.pool import Backend, ModelCard, ModelPool, ReplayBackend
-from agentroute.routers import Router, make_router, register, router_names
-from agentroute.types import (
-    Agent,
-    AuditEvent,
-    Completion,
-    CompletionRequest,
-    Decision,
-    RouteContext,
-    Step,
-    Task,
-    Trajectory,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Where each public name lives. They load on first use (PEP 562), so ``import agentroute`` and
+#: ``agentroute --help`` do not pay for the memory (SQLAlchemy), the dispatcher or LangGraph.
+_HOME = {
+    **dict.fromkeys(("Budget", "Cost", "Ledger"), "agentroute.budget"),
+    **dict.fromkeys(("Dispatcher", "SkillRegistry", "StageMachine", "TaskRun"), "agentroute.dispatch"),
+    **dict.fromkeys(
+        (
+            "AgentrouteError", "BackendError", "BudgetExceededError", "ConfigurationError", "DatasetError",
+            "MissingDependencyError", "NotFittedError", "StateFileError", "UnknownNameError",
+        ),
+        "agentroute.errors",
+    ),
+    **dict.fromkeys(("AgentGraph", "CompiledAgentGraph", "RunResult", "routed_node"), "agentroute.graph"),
+    "OutcomeTable": "agentroute.outcomes",
+    **dict.fromkeys(("Backend", "ModelCard", "ModelPool", "ReplayBackend"), "agentroute.pool"),
+    **dict.fromkeys(("Router", "make_router", "register", "router_names"), "agentroute.routers"),
+    **dict.fromkeys(
+        (
+            "Agent", "AuditEvent", "Completion", "CompletionRequest", "Decision", "RouteContext", "Step",
+            "Task", "Trajectory",
+        ),
+        "agentroute.types",
+    ),
+}  # fmt: skip
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
+    from agentroute.budget import Budget, Cost, Ledger
+    from agentroute.dispatch import Dispatcher, SkillRegistry, StageMachine, TaskRun
+    from agentroute.errors import (
+        AgentrouteError,
+        BackendError,
+        BudgetExceededError,
+        ConfigurationError,
+        DatasetError,
+        MissingDependencyError,
+        NotFittedError,
+        StateFileError,
+        UnknownNameError,
+    )
+    from agentroute.graph import AgentGraph, CompiledAgentGraph, RunResult, routed_node
+    from agentroute.outcomes import OutcomeTable
+    from agentroute.pool import Backend, ModelCard, ModelPool, ReplayBackend
+    from agentroute.routers import Router, make_router, register, router_names
+    from agentroute.types import (
+        Agent,
+        AuditEvent,
+        Completion,
+        CompletionRequest,
+        Decision,
+        RouteContext,
+        Step,
+        Task,
+        Trajectory,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'agentroute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
 
 __all__ = [
     "Agent",

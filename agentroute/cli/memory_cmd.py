@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rich import box
@@ -16,9 +16,10 @@ from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, error_text, exit_code_for, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
-from agentroute.memory.engine import default_url, resolve_url
-from agentroute.memory.sql import SQLMemory
-from agentroute.types import TaskStatus, Trajectory
+
+if TYPE_CHECKING:  # the memory (SQLAlchemy, Alembic) loads when a command opens one, not for --help
+    from agentroute.memory.sql import SQLMemory
+    from agentroute.types import Trajectory
 
 memory_app = typer.Typer(help="Inspect and export the SQL memory.", no_args_is_help=True)
 
@@ -52,6 +53,8 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 def existing_memory_url(url: str | None) -> str:
     """The URL of a memory to read (default: :func:`default_url`); a SQLite file that does not
     exist is a :class:`ConfigurationError`, never a new, empty database at a mistyped path."""
+    from agentroute.memory.engine import default_url, resolve_url
+
     parsed = resolve_url(url)
     path = parsed.database
     if (
@@ -66,6 +69,8 @@ def existing_memory_url(url: str | None) -> str:
 def _open(url: str | None) -> SQLMemory:
     """Open an existing memory (:func:`existing_memory_url`), or exit with the error."""
     try:
+        from agentroute.memory.sql import SQLMemory
+
         return SQLMemory(existing_memory_url(url))
     except AgentrouteError as exc:
         raise _fail(error_text(exc), exit_code_for(exc)) from exc
@@ -197,6 +202,8 @@ def export(
     ] = None,
 ) -> None:
     """Export finished tasks with their steps (the training data of routers)."""
+    from agentroute.types import TaskStatus
+
     unknown = [s for s in status or [] if s not in get_args(TaskStatus)]
     if unknown:
         raise _fail(f"--status {', '.join(unknown)}: not a task status ({', '.join(get_args(TaskStatus))})", EXIT_BAD_INPUT)

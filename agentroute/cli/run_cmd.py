@@ -118,8 +118,8 @@ def run_batch(
         saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None, saver_url))
     except AgentrouteError as exc:
-        bad = isinstance(exc, _BadBatch | MissingDependencyError)
-        raise fail(error_text(exc), EXIT_BAD_INPUT if bad else 1) from None
+        refused = isinstance(exc, _BadBatch | MissingDependencyError)
+        raise fail(error_text(exc), EXIT_BAD_INPUT if refused else 1) from None
     finally:
         store.close()
     _summary(report, store.url, len(bad), metric)
