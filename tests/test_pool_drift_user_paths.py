@@ -208,3 +208,41 @@ def test_graph_planner_is_checked_against_the_pool_it_serves(dcrouter):
     assert alone.agent.model == NEWCOMER and "unseen in training" in alone.why
     with pytest.raises(ConfigurationError, match="offers none of them"):
         check_pool(planner, pool_of(dcrouter, [NEWCOMER]).agents())
+
+
+def test_cli_ask_routes_a_saved_router_at_the_pool_files_new_price(dcrouter, trajectories, tmp_path):
+    """`agentroute ask --router DIR --pool pool.yaml`: the user edits the pool file to make the
+    best-scored model free; the saved router now picks it (the dispatcher hands the file's cards to
+    the router), and the step's decision says why. The endpoint is a closed loopback port: the call
+    fails, the routing decision is what is checked (in the JSON and the memory)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_cli import closed_port
+
+    models = trained_models(trajectories)
+    router = make_router("knn", cost_weight=100.0).fit(trajectories)
+    router.save(tmp_path / "knn")
+    query = dcrouter.test.queries[3]
+    before = router.route(context(pool_of(dcrouter, models), query))
+    predicted = before.evidence["predicted_score"]
+    best = max(predicted, key=predicted.get).split(":")[1]
+    assert before.agent.model != best, "precondition: the best-scored model is too dear at the old price"
+    cards, port, memory = dcrouter.cards(), closed_port(), f"sqlite:///{tmp_path}/m.db"
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("models:\n" + "".join(
+        f"  - id: {m}\n    backend: openai\n    model: {m}\n    base_url: http://127.0.0.1:{port}/v1\n    timeout_s: 2\n"
+        f"    input_price: {0 if m == best else cards[m].input_price}\n    output_price: {0 if m == best else cards[m].output_price}\n"
+        for m in models))  # fmt: skip
+    (tmp_path / "one.py").write_text('from agentroute import AgentGraph\n\ngraph = AgentGraph("one").add_role("executor", prompt="answer")\n')
+    exe = Path(sys.executable).parent / "agentroute"
+    args = ["ask", query, "--graph", str(tmp_path / "one.py"), "--router", str(tmp_path / "knn"), "--pool", str(pool),
+            "--memory", memory, "--json", "--budget-calls", "1"]  # fmt: skip
+    result = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+    assert result.stdout, result.stderr
+    assert json.loads(result.stdout)["steps"][0]["model"] == best
+    with SQLMemory(memory) as store:
+        why = store.trajectories()[0].steps[0].decision.why
+    assert f"{best} repriced since training: cost ×0" in why
