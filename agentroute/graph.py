@@ -14,6 +14,7 @@ and an optional LangGraph checkpointer. Every role node is one routed step throu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict
 
-from agentroute.budget import Budget
+from agentroute.budget import Budget, Ledger
 from agentroute.dispatch.dispatcher import Dispatcher, Postcondition
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.dispatch.skills import SkillRegistry
@@ -43,6 +44,7 @@ from agentroute.graph_runtime import (
     step_outputs,
 )
 from agentroute.memory.base import MemoryStore
+from agentroute.memory.errors import MemoryStoreError, TaskBusyError
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.types import Step, Task, new_id
@@ -59,6 +61,9 @@ __all__ = [
 ]
 
 END = "__end__"
+
+_RESUMING: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentroute_resuming", default=None)
+"""The task :meth:`CompiledAgentGraph.aresume` continues (its nodes look the task up in the memory)."""
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -426,8 +431,66 @@ class CompiledAgentGraph:
             self.dispatcher.finish(run, status="interrupted" if stopped else "failed")
             run.finished = True
 
+    # -- one worker at a time runs a task (claims in a shared PostgreSQL memory) ---------------
+    def _claimer(self) -> Any:
+        """The memory that claims tasks across processes, when checkpoints outlive this process
+        (a durable saver and a PostgreSQL memory: the scale-out path); else ``None``."""
+        memory = self.dispatcher.memory
+        if not getattr(memory, "claims_tasks", False) or not _durable(self.checkpointer):
+            return None
+        return memory
+
+    def _thread_task(self, input: Any, config: Any, snapshot: Any) -> str | None:
+        """The task a resume (``None`` or a ``Command`` as input) continues: the thread's."""
+        if isinstance(input, Mapping) or not ((config or {}).get("configurable") or {}).get("thread_id"):
+            return None
+        channel = snapshot.values.get(CHANNEL) if snapshot is not None else None
+        return (channel.get("task_id") if channel else None) or None
+
+    def _claimed_stream(self, memory: Any, task_id: str, resume: bool, chunks: Iterator[Any]) -> Iterator[Any]:
+        """Run ``chunks`` while this process claims the task; a task another worker runs is a
+        :class:`TaskBusyError` before anything runs. Steps are committed before the claim is given back."""
+        if not memory.claim_task(task_id):
+            raise TaskBusyError(task_id, memory.url)
+        failed = True
+        try:
+            if resume:
+                LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
+            yield from chunks
+            failed = False
+        finally:
+            try:
+                _flush(memory, quiet=failed)
+            finally:
+                memory.release_task(task_id)
+
+    async def _aclaimed_stream(self, memory: Any, task_id: str, resume: bool, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        if not await asyncio.to_thread(memory.claim_task, task_id):
+            raise TaskBusyError(task_id, memory.url)
+        failed = True
+        try:
+            if resume:
+                LIVE.drop(task_id)
+            async for chunk in chunks:
+                yield chunk
+            failed = False
+        finally:
+            try:
+                await asyncio.to_thread(_flush, memory, quiet=failed)
+            finally:
+                await asyncio.to_thread(memory.release_task, task_id)
+
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         input, config, task_id = self._seed(input, config)
+        if (memory := self._claimer()) is not None:
+            resume = task_id is None
+            claimed = task_id or self._thread_task(input, config, None if isinstance(input, Mapping) else self.get_state(config))
+            if claimed:
+                chunks = self._plain_stream(task_id, input, config, kwargs)
+                return self._claimed_stream(memory, claimed, resume, chunks)
+        return self._plain_stream(task_id, input, config, kwargs)
+
+    def _plain_stream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
         if task_id is None or LIVE.pinned(task_id):  # a resume, a joined task, or arun watching it
             return super().stream(input, config, **kwargs)  # type: ignore[misc]
         return self._watched_stream(task_id, input, config, kwargs)
@@ -444,6 +507,27 @@ class CompiledAgentGraph:
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         input, config, task_id = self._seed(input, config)
+        if (memory := self._claimer()) is not None and (task_id or not isinstance(input, Mapping)):
+            return self._aclaimed(memory, task_id, input, config, kwargs)
+        return self._plain_astream(task_id, input, config, kwargs)
+
+    async def _aclaimed(self, memory: Any, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        claimed = task_id
+        if claimed is None:  # a resume: the thread's task
+            try:
+                snapshot = await self.aget_state(config)
+            except NotImplementedError:  # a sync-only saver
+                snapshot = await asyncio.to_thread(self.get_state, config)
+            claimed = self._thread_task(input, config, snapshot)
+        chunks = self._plain_astream(task_id, input, config, kwargs)
+        if not claimed:
+            async for chunk in chunks:
+                yield chunk
+            return
+        async for chunk in self._aclaimed_stream(memory, claimed, task_id is None, chunks):
+            yield chunk
+
+    def _plain_astream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         if task_id is None or LIVE.pinned(task_id):
             return super().astream(input, config, **kwargs)  # type: ignore[misc]
         return self._watched_astream(task_id, input, config, kwargs)
@@ -520,10 +604,14 @@ class CompiledAgentGraph:
         snapshot = await asyncio.to_thread(self.get_state, config) if sync_only else await self.aget_state(config)
         channel = dict(snapshot.values.get(CHANNEL) or {})
         task_id = channel.get("task_id")
-        if not task_id or is_request(channel):
+        memory = self.dispatcher.memory
+        if not task_id or (is_request(channel) and (memory is None or await asyncio.to_thread(memory.get_task, task_id) is None)):
             thread = (config.get("configurable") or {}).get("thread_id")
             raise ConfigurationError(f"thread {thread!r} holds no started agentroute task to resume")
+        if self._claimer() is not None:
+            LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
         LIVE.pin(task_id)
+        token = _RESUMING.set(task_id)
         try:
             if sync_only:
                 final = _values(await asyncio.to_thread(functools.partial(self.invoke, command, config, **_values_only())))
@@ -531,6 +619,7 @@ class CompiledAgentGraph:
                 final = _values(await self.ainvoke(command, config, **_values_only()))
             run = LIVE.get(task_id)
         finally:
+            _RESUMING.reset(token)
             LIVE.unpin(task_id)
         if run is None:  # nothing ran: the task had ended; its record is the memory's (or the checkpoint's)
             run = rebuild(self.dispatcher, channel)
@@ -613,6 +702,11 @@ class CompiledAgentGraph:
             return run
         if task_id and not is_request(channel):
             run = LIVE.hold(task_id, lambda: rebuild(self.dispatcher, channel))
+        elif (
+            task_id and (not LIVE.pinned(task_id) or _RESUMING.get() == task_id)
+            and (reopened := self._reopen(channel, config)) is not None
+        ):  # fmt: skip
+            run = LIVE.hold(task_id, lambda: reopened)
         else:
             request = channel if task_id else new_task(task_id=state.get("task_id"))
             run = LIVE.hold(request["task_id"], lambda: open_task(
@@ -622,6 +716,24 @@ class CompiledAgentGraph:
         if LIVE.pinned(run.task.id):  # the pin keeps it: hold and release stay paired in _exit
             LIVE.release(run.task.id)
         return run
+
+    def _reopen(self, request: Mapping[str, Any], config: Any) -> TaskRun | None:
+        """A resume from the thread's first checkpoint (the request) of a task that a worker opened
+        and paid steps for before dying, its first node's checkpoint unsaved (LangGraph writes them in
+        the background): the task as the memory has it, every recorded step charged; ``None`` when
+        the memory never saw it. Opening it again would have restarted its ledger at zero."""
+        memory = self.dispatcher.memory
+        stored = memory.get_task(request["task_id"]) if memory is not None else None
+        if stored is None:
+            return None
+        task = stored.task
+        budget = task.budget if task.budget is not None else self.budget
+        return rebuild(self.dispatcher, {
+            "task_id": task.id, "query": task.query, "graph": task.graph, "task_type": task.task_type,
+            "metadata": task.metadata, "budget": budget.given() if budget is not None else None,
+            "ledger": Ledger(budget or Budget()).snapshot(), "index": 0, "stage": None, "seq": 0,
+            "carry": {"opened_by": "graph", "owner": graph_path(config)},
+        })  # fmt: skip
 
     @staticmethod
     def _exit(run: TaskRun) -> None:
@@ -649,6 +761,13 @@ class CompiledAgentGraph:
             update[CHANNEL] = run.checkpoint()  # without a checkpointer, the live run is the truth
         return update
 
+    def _before_checkpoint(self, config: Any) -> MemoryStore | None:
+        """The memory to commit before a node's checkpoint is written, when checkpoints outlive
+        the process: a crash after the checkpoint then never leaves the memory behind it (steps
+        paid but missing, charged to no ledger on resume)."""
+        saver = ((config or {}).get("configurable") or {}).get(_SAVER_KEY) if _SAVER_KEY else self.checkpointer
+        return self.dispatcher.memory if _durable(saver) else None
+
     def _role(self, role: _Role, last: bool) -> Any:
         """A role node: one routed step (or a fan-out's), a no-op once the task has stopped.
 
@@ -662,6 +781,8 @@ class CompiledAgentGraph:
                 update: dict[str, Any] = {}
                 if state.get("status", "running") == "running":
                     update = await self._role_step(role, run, state, config, writer)
+                if run._index != index and (memory := self._before_checkpoint(config)) is not None:
+                    await memory.aflush()
                 return self._leave(run, state, update, config, last=last, index=index)
             finally:
                 self._exit(run)
@@ -728,6 +849,8 @@ class CompiledAgentGraph:
             try:
                 if inspect.isawaitable(result):
                     result = await result
+                if run._index != index and (memory := self._before_checkpoint(config)) is not None:
+                    await memory.aflush()
                 return end(run, index, state, result, config)
             finally:
                 self._exit(run)
@@ -737,11 +860,36 @@ class CompiledAgentGraph:
             try:
                 if inspect.isawaitable(result):
                     result = run_sync(_awaited(result))
+                if run._index != index and (memory := self._before_checkpoint(config)) is not None:
+                    memory.flush()
                 return end(run, index, state, result, config)
             finally:
                 self._exit(run)
 
         return runnable(name, node, anode)
+
+
+try:
+    from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _SAVER_KEY
+except ImportError:  # pragma: no cover - another LangGraph layout: the graph's own checkpointer
+    _SAVER_KEY = None
+
+
+def _durable(saver: Any) -> bool:
+    """Whether ``saver`` keeps checkpoints beyond this process (any saver but ``InMemorySaver``)."""
+    if saver in (None, True, False):
+        return False
+    return type(saver).__name__ != "InMemorySaver"
+
+
+def _flush(memory: MemoryStore, *, quiet: bool) -> None:
+    """Commit the memory; ``quiet`` (an exception is on its way already): log a failure instead."""
+    try:
+        memory.flush()
+    except MemoryStoreError as exc:
+        if not quiet:
+            raise
+        log.error("memory: %s", exc)
 
 
 def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:

@@ -166,3 +166,144 @@ def test_a_server_restart_under_two_writing_workers_loses_no_write(own_server: P
         stats = memory.stats()
     assert stats["tasks"] == {"done": total} and stats["steps"] == 2 * total
     assert stats["feedback"] == total and stats["audit_events"] == total
+
+
+# -- a checkpointed thread: crashed on one worker, resumed on another ---------------------------
+GRAPH_WORKER = """
+import json, sys, time
+from langgraph.checkpoint.postgres import PostgresSaver
+from agentroute import AgentGraph, Budget, make_router
+import agentroute.memory
+from agentroute.memory import SQLMemory
+from tests.helpers import replay_pool
+memory_url, saver_url, mode, thread, flush_s, hold_s = sys.argv[1:7]
+
+def hold(state, ctx):  # a slow tool between two paid steps
+    print("HOLD", flush=True)
+    time.sleep(float(hold_s))
+    return {}
+
+graph = (AgentGraph("scaleout").add_role("planner", prompt="plan").add_node("hold", hold)
+         .add_role("executor", prompt="do").add_edge("planner", "hold").add_edge("hold", "executor"))
+memory = SQLMemory(memory_url, flush_interval_s=float(flush_s))
+with PostgresSaver.from_conn_string(saver_url) as saver:
+    saver.setup()
+    app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory,
+                        budget=Budget(calls=2), checkpointer=saver)
+    config = {"configurable": {"thread_id": thread}}
+    try:
+        result = app.run("q1", query_id="q1", config=config) if mode == "start" else app.resume(config)
+    except getattr(agentroute.memory, "TaskBusyError", ()) as exc:  # () on an agentroute without claims
+        print(json.dumps({"busy": str(exc)}), flush=True)
+        sys.exit(3)
+    print(json.dumps({"status": result.status, "calls": result.state["agentroute"]["ledger"]["spent"][2]}), flush=True)
+memory.close()
+"""
+
+
+def _crash_on_worker_a(memory_url: str, thread: str, flush_s: str = "0.05") -> str:
+    """Worker A runs the thread's planner, then is killed (``kill -9``) in the slow tool."""
+    saver_url = memory_url.replace("postgresql+psycopg://", "postgresql://")
+    a = _worker(GRAPH_WORKER, memory_url, saver_url, "start", thread, flush_s, "60")
+    try:
+        assert a.stdout is not None and a.stdout.readline().strip() == "HOLD", a.stderr.read() if a.stderr else ""
+        time.sleep(0.3)  # LangGraph saves the planner's checkpoint in the background
+    finally:
+        a.kill()
+        a.communicate()
+    return saver_url
+
+
+def _trajectory(memory_url: str):
+    with SQLMemory(memory_url) as memory:
+        (only,) = memory.trajectories(graph="scaleout", status=None)
+        return only
+
+
+@pytest.fixture
+def scaleout_db(postgres_url: str) -> str:
+    """A database of this test alone on the session's server (memory and checkpoints)."""
+    from agentroute.memory.pgserver import create_database
+
+    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
+    return create_database(postgres_url, f"scaleout_{os.getpid()}_{time.monotonic_ns()}")
+
+
+@pytest.mark.postgres
+def test_two_workers_resuming_the_same_thread_at_once_spend_its_budget_once(scaleout_db: str) -> None:
+    saver_url = _crash_on_worker_a(scaleout_db, "t-twice")
+    resumers = [_worker(GRAPH_WORKER, scaleout_db, saver_url, "resume", "t-twice", "0.05", "1.5") for _ in range(2)]
+    outs = []
+    for r in resumers:
+        out, err = r.communicate(timeout=60)
+        outs.append((r.returncode, out.strip().splitlines()[-1] if out.strip() else err[-500:]))
+    codes = sorted(code for code, _ in outs)
+    # was: both resumed it — 3 paid calls on a 2-call budget, the executor step recorded twice
+    assert codes == [0, 3], outs
+    busy = next(json.loads(line) for code, line in outs if code == 3)
+    assert "being run by another worker" in busy["busy"]
+    done = next(json.loads(line) for code, line in outs if code == 0)
+    assert done == {"status": "done", "calls": 2}
+    trajectory = _trajectory(scaleout_db)
+    assert [(s.index, s.stage) for s in trajectory.steps] == [(0, "planner"), (1, "executor")]
+    assert trajectory.task.status == "done"
+    assert trajectory.task.cost_usd == pytest.approx(sum(s.cost_usd for s in trajectory.steps))
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_after_its_checkpoint_leaves_its_paid_step_in_the_memory(scaleout_db: str) -> None:
+    # a team that raised flush_interval_s for bigger batches: the planner's step waited in the queue
+    saver_url = _crash_on_worker_a(scaleout_db, "t-killed", flush_s="5")
+    b = _worker(GRAPH_WORKER, scaleout_db, saver_url, "resume", "t-killed", "5", "0")
+    out, err = b.communicate(timeout=60)
+    assert b.returncode == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1]) == {"status": "done", "calls": 2}
+    trajectory = _trajectory(scaleout_db)
+    # was: the planner's step (paid, in the checkpoint's ledger) was never in the memory: steps [1]
+    assert [(s.index, s.stage) for s in trajectory.steps] == [(0, "planner"), (1, "executor")]
+    assert trajectory.task.cost_usd == pytest.approx(sum(s.cost_usd for s in trajectory.steps))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["resume", "invoke-none"])
+def test_a_first_node_that_paid_then_failed_resumes_with_its_step_charged(scaleout_db: str, how: str) -> None:
+    """The thread's only checkpoint is its input (the task request): the first node paid for a
+    step, then raised, before any node's checkpoint. Another worker resumes the thread."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from agentroute import AgentGraph, Budget, make_router
+    from agentroute.dispatch.run import LIVE
+    from tests.helpers import replay_pool
+
+    failures = {"left": 1}
+
+    async def fetch(state, ctx):  # a tool that asks a model, then fails once
+        await ctx.dispatcher.step(ctx.run, role="executor", stage="executor", prompt="look up", input="q1")
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("the search service went away")
+        return {}
+
+    def compiled(memory, saver):
+        graph = AgentGraph("scaleout").add_node("fetch", fetch).add_role("executor", prompt="do")
+        return graph.add_edge("fetch", "executor").compile(
+            pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=2), checkpointer=saver
+        )
+
+    config = {"configurable": {"thread_id": f"t-first-{how}"}}
+    saver_url = scaleout_db.replace("postgresql+psycopg://", "postgresql://")
+    with SQLMemory(scaleout_db) as memory, PostgresSaver.from_conn_string(saver_url) as saver:
+        saver.setup()
+        with pytest.raises(RuntimeError, match="went away"):
+            compiled(memory, saver).invoke({"query": "q1", "query_id": "q1"}, config)
+        task_id = compiled(memory, saver).get_state(config).values["agentroute"]["task_id"]
+        LIVE.drop(task_id)  # worker B: a fresh process knows nothing of the run
+        app = compiled(memory, saver)
+        # was: resume() "thread holds no started agentroute task"; invoke(None) opened the task
+        # again with a fresh ledger: the paid step charged nothing, 3 calls on a 2-call budget
+        status = app.resume(config).status if how == "resume" else app.invoke(None, config)["status"]
+        got = memory.get_task(task_id)
+    assert got is not None
+    assert [s.index for s in got.steps] == [0, 1]  # fetch paid twice; the executor found no budget
+    assert status == got.task.status == "budget_exhausted"
+    assert got.task.cost_usd == pytest.approx(sum(s.cost_usd for s in got.steps))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.batches import BatchQueue
 from agentroute.memory.engine import default_url
-from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
+from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, TaskBusyError
 from agentroute.memory.sql import SQLMemory, open_memory, watch_tasks
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MemoryStoreError",
     "MemoryWriteError",
     "SQLMemory",
+    "TaskBusyError",
     "default_url",
     "open_memory",
     "watch_tasks",

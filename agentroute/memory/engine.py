@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from agentroute._optional import require
 from agentroute.errors import ConfigurationError
@@ -84,9 +84,10 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def create_memory_engine(url: str | URL | None) -> Engine:
+def create_memory_engine(url: str | URL | None, *, pooled: bool = True) -> Engine:
     """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg
-    (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`).
+    (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`; with
+    ``pooled=False`` a closed connection is closed on the server too).
 
     The parent folder of a SQLite file is created. An in-memory SQLite URL (``sqlite://``) shares
     one connection between threads, so that the writer thread and readers see the same database.
@@ -97,6 +98,8 @@ def create_memory_engine(url: str | URL | None) -> Engine:
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query and not os.environ.get("PGCONNECT_TIMEOUT"):
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        if not pooled:
+            return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if is_memory_sqlite(parsed):

@@ -1,4 +1,4 @@
-"""Errors of the SQL memory (both are :class:`~agentroute.errors.AgentrouteError`)."""
+"""Errors of the SQL memory (all are :class:`~agentroute.errors.AgentrouteError`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from agentroute.errors import AgentrouteError
 
-__all__ = ["MemoryStoreError", "MemoryWriteError"]
+__all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError"]
 
 
 class MemoryStoreError(AgentrouteError):
@@ -36,3 +36,19 @@ class MemoryWriteError(MemoryStoreError):
     def payloads(self) -> list[Any]:
         """The objects whose writes failed (tasks, steps, audit events, feedback tuples)."""
         return [payload for _, payload, _ in self.failures]
+
+
+class TaskBusyError(MemoryStoreError):
+    """Another worker runs this task now (it holds the task's claim in the shared memory): nothing
+    was run or spent here. Resume the thread again once that worker is done or dead."""
+
+    def __init__(self, task_id: str, url: str = ""):
+        self.task_id = task_id
+        where = f" in the memory at {url}" if url else ""
+        super().__init__(
+            f"task {task_id} is being run by another worker (it holds the task's claim{where}); "
+            "nothing was run here: resume the thread once that worker is done, or has died"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.task_id,))

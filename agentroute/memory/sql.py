@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agentroute.errors import ConfigurationError
 from agentroute.memory import export, queries
 from agentroute.memory.base import MemoryStore
+from agentroute.memory.claims import TaskClaims
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
 from agentroute.memory.errors import MemoryStoreError
 from agentroute.memory.migrate import upgrade
@@ -194,6 +195,7 @@ class SQLMemory(MemoryStore):
         self._put = self._writer.put
         self._qsize = self._writer.qsize
         self.closed = False
+        self._claims = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
         self._finalizer = weakref.finalize(self, _shutdown, self._writer, self.engine)
 
     def __repr__(self) -> str:
@@ -251,6 +253,24 @@ class SQLMemory(MemoryStore):
         }
         self._enqueue(FEEDBACK_SCORE, row)
 
+    # -- claims (one worker at a time runs a task; see agentroute.memory.claims) ---------------
+    @property
+    def claims_tasks(self) -> bool:
+        """Whether :meth:`claim_task` guards tasks across processes (PostgreSQL; not SQLite)."""
+        return self._claims is not None
+
+    def claim_task(self, task_id: str) -> bool:
+        """Claim ``task_id`` for this process until :meth:`release_task`; ``False`` when another
+        process holds it. Always ``True`` on SQLite (no cross-process claims there)."""
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        return self._claims is None or self._claims.claim(task_id)
+
+    def release_task(self, task_id: str) -> None:
+        """Give back a claim taken by :meth:`claim_task`."""
+        if self._claims is not None:
+            self._claims.release(task_id)
+
     def flush(self) -> None:
         if not self.closed:
             self._writer.drain()
@@ -269,6 +289,8 @@ class SQLMemory(MemoryStore):
             self._writer.stop()
             self._writer.raise_errors()
         finally:
+            if self._claims is not None:
+                self._claims.close()
             self.engine.dispose()
 
     def __enter__(self) -> SQLMemory:
