@@ -246,3 +246,23 @@ def test_cli_ask_routes_a_saved_router_at_the_pool_files_new_price(dcrouter, tra
     with SQLMemory(memory) as store:
         why = store.trajectories()[0].steps[0].decision.why
     assert f"{best} repriced since training: cost ×0" in why
+
+
+def test_a_model_renamed_in_the_pool_is_named_with_the_fix(dcrouter, trajectories, tmp_path):
+    """User renames a card after training (the provider's new model name as the card id): the load
+    error names the pair and the fix — keep the trained id, put the new name in ``model:`` —, and
+    the pool written that way loads."""
+    from agentroute.errors import ConfigurationError
+
+    models = trained_models(trajectories)
+    make_router("knn").fit(trajectories).save(tmp_path / "knn")
+    old = models[0]
+    cards = [c for c in pool_of(dcrouter, models)]
+    backend = dcrouter.replay_pool("test").backend(old)
+    renamed = ModelPool([ModelCard(**{**c.model_dump(), "id": f"{old}-2025"}) if c.id == old else c for c in cards], backends={"replay": backend})
+    with pytest.raises(ConfigurationError) as err:
+        load_router(str(tmp_path / "knn"), pool=renamed)
+    assert f"Renamed since training? '{old}-2025' (trained as '{old}')" in str(err.value)
+    assert "keep the old id and put the provider's new name in the card's `model:` field" in str(err.value)
+    fixed = ModelPool([ModelCard(**{**c.model_dump(), "model": f"{old}-2025"}) if c.id == old else c for c in cards], backends={"replay": backend})
+    assert load_router(str(tmp_path / "knn"), pool=fixed).known_agents()

@@ -490,12 +490,13 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
     if treatment is not None and (router.inductive or not fit.disjoint):
         return [f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are {treatment}: {_names(fit.unseen)}"]
     trained = f"it was trained on {_names(fit.trained)}"
+    renamed = _renames(fit)
     if fit.disjoint:
         raise ConfigurationError(
             f"{who} does not fit this pool: {trained} and the pool offers none of them "
             f"(missing from the pool: {_names(fit.missing)}; the pool's agents: {_names(fit.unseen)}). "
             "Use a pool with those agents, or retrain on this pool's (`agentroute train NAME --from "
-            "MEMORY_URL` after serving it with `--router explore`)"
+            f"MEMORY_URL` after serving it with `--router explore`){renamed}"
         )
     roles = [r for r in dict.fromkeys(k.split(":", 1)[0] for k in fit.unseen) if r not in fit.roles_seen]
     no_role = f"; no outcome at all for role(s) {', '.join(roles)} (were those steps scored?)" if roles else ""
@@ -506,9 +507,28 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
     if not allow_new_agents:
         raise ConfigurationError(
             f"{message}. Remove them from the pool (or restrict the role's models), retrain on this pool, "
-            "or pass --allow-new-agents (Python: allow_new_agents=True) to route over them anyway"
+            f"or pass --allow-new-agents (Python: allow_new_agents=True) to route over them anyway{renamed}"
         )
-    return [f"{message} (--allow-new-agents)"]
+    return [f"{message} (--allow-new-agents){renamed}"]
+
+
+def _renames(fit: PoolFit) -> str:
+    """A hint for pool models whose id is close to a trained model missing from the pool (a card
+    renamed after training: the router knows models by card id)."""
+    from agentroute.outcomes import column_agent
+
+    missing = list(dict.fromkeys(column_agent(c).model for c in fit.missing))
+    pairs: dict[str, str] = {}
+    for key in fit.unseen:
+        model = column_agent(key).model
+        close = difflib.get_close_matches(model, [m for m in missing if m not in pairs.values()], n=1, cutoff=0.6)
+        if close and model not in pairs:
+            pairs[model] = close[0]
+    if not pairs:
+        return ""
+    shown = ", ".join(f"{new!r} (trained as {old!r})" for new, old in list(pairs.items())[:5])
+    return (f". Renamed since training? {shown}: the router knows a model by its card id — keep the old "
+            "id and put the provider's new name in the card's `model:` field")  # fmt: skip
 
 
 def _names(keys: Sequence[str], limit: int = 12) -> str:
