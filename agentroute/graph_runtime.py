@@ -29,12 +29,14 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentroute.budget import Budget
+from agentroute.dispatch.dispatcher import set_step_watcher
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.errors import BackendError, ConfigurationError
 from agentroute.types import Step, new_id
@@ -283,9 +285,137 @@ def _writes(writer: Any) -> bool:
     return writes
 
 
+_WATCHED: OrderedDict[tuple[str, int], str] = OrderedDict()  # (task id, step index) → the message id its answer streamed under
+_WATCHED_LOCK = threading.Lock()
+
+
+def _watched_id(task_id: str, index: int) -> str | None:
+    return _WATCHED.get((task_id, index))
+
+
+def _watch(task_id: str, index: int, message: str) -> None:
+    with _WATCHED_LOCK:
+        _WATCHED[(task_id, index)] = message
+        _WATCHED.move_to_end((task_id, index))
+        if len(_WATCHED) > 4096:
+            _WATCHED.popitem(last=False)
+
+
+def watch_step(run: TaskRun, role: str) -> _StepWatch | None:
+    """The step's watcher when callback handlers listen to the LangGraph node (or LangChain
+    runnable) running it — ``stream_mode="messages"``, ``astream_events``, a tracer — else ``None``
+    (a plain ``invoke``, or no LangChain at all). The dispatcher asks once per step."""
+    module = sys.modules.get("langchain_core.runnables.config")
+    if module is None:
+        return None
+    config = module.var_child_runnable_config.get()
+    if not config or not _observed(config):
+        return None
+    return _StepWatch(config, run.task.id, role)
+
+
+class _StepWatch:
+    """Reports each provider attempt of one routed step to the callback handlers as a chat model's
+    run: ``on_chat_model_start``, ``on_llm_new_token`` for each piece of text the backend streams,
+    then ``on_llm_end`` (the whole message) or ``on_llm_error``.
+
+    Message ids: ``agentroute-{task}-{index}`` (:func:`message_id`, the id of the answer written to
+    the state, so LangGraph does not emit it twice); a retry of an attempt that had already streamed
+    text streams under ``…-{index}-{attempt}``, a new message, and becomes the step's message id."""
+
+    __slots__ = ("config", "ids", "role", "task_id")
+
+    def __init__(self, config: Mapping[str, Any], task_id: str, role: str):
+        self.config, self.task_id, self.role = config, task_id, role
+        self.ids: dict[int, _AttemptWatch] = {}  # step index → its last attempt
+
+    async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> _AttemptWatch:
+        from langchain_core.callbacks.manager import AsyncCallbackManager
+        from langchain_core.messages import convert_to_messages
+
+        config, model = self.config, plan.card.id
+        last = self.ids.get(index)
+        message = f"agentroute-{self.task_id}-{index}"
+        if last is not None:
+            message = f"{message}-{attempt}" if last.streamed else last.message
+        manager = AsyncCallbackManager.configure(
+            inheritable_callbacks=config.get("callbacks"),
+            inheritable_tags=config.get("tags"),
+            inheritable_metadata={**(config.get("metadata") or {}), "ls_model_name": model, "agentroute_role": self.role},
+        )
+        runs = await manager.on_chat_model_start(
+            {"name": model}, [convert_to_messages(plan.request.messages)], name=model,
+            invocation_params={"model": model, "max_tokens": plan.request.max_tokens, "temperature": plan.request.temperature},
+        )
+        watch = self.ids[index] = _AttemptWatch(runs, message, self.role, model, plan.agent.key, stage, index)
+        _watch(self.task_id, index, message)
+        return watch
+
+
+class _AttemptWatch:
+    """One attempt's chat model runs (one per callback manager), fed by the backend's stream."""
+
+    __slots__ = ("agent", "closed", "index", "message", "model", "role", "runs", "stage", "streamed")
+
+    def __init__(self, runs: list[Any], message: str, role: str, model: str, agent: str, stage: str, index: int):
+        self.runs, self.message, self.role, self.model = runs, message, role, model
+        self.agent, self.stage, self.index = agent, stage, index
+        self.streamed = self.closed = False
+
+    async def _chunk(self, text: str, **fields: Any) -> None:
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=text, id=self.message, name=self.role, **fields))
+        for llm_run in self.runs:
+            await llm_run.on_llm_new_token(text, chunk=chunk)
+
+    async def token(self, text: str) -> None:
+        if self.closed or not text:
+            return
+        self.streamed = True
+        await self._chunk(text)
+
+    async def end(self, completion: Any) -> None:
+        """The attempt answered: the last chunk carries usage and metadata, then the whole message."""
+        from langchain_core.messages import AIMessage
+        from langchain_core.outputs import ChatGeneration, LLMResult
+
+        if self.closed:
+            return
+        tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0
+        usage = {"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
+        metadata = {
+            "model_name": self.model, "agent": self.agent, "stage": self.stage, "step_index": self.index,
+            "cost_usd": completion.cost_usd, "finish_reason": completion.raw.get("finish_reason") or "stop",
+        }
+        if self.streamed:
+            await self._chunk("", usage_metadata=usage, response_metadata=metadata, chunk_position="last")
+        self.closed = True
+        message = AIMessage(
+            content=completion.text, id=self.message, name=self.role, response_metadata=metadata, usage_metadata=usage,
+        )
+        for llm_run in self.runs:
+            await llm_run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+
+    async def error(self, reason: str) -> None:
+        """The attempt failed: a message it had begun ends with a chunk that says so
+        (``finish_reason: "error"``); a retry or another model then answers in a new message."""
+        if self.closed:
+            return
+        if self.streamed:
+            await self._chunk("", response_metadata={
+                "model_name": self.model, "agent": self.agent, "finish_reason": "error", "agentroute_error": reason,
+            }, chunk_position="last")
+        self.closed = True
+        for llm_run in self.runs:
+            await llm_run.on_llm_error(BackendError(self.model, reason, retryable=False))
+
+
 def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, writer: Any) -> None:
     """Report a finished step to LangGraph's ``custom`` stream mode and to callback handlers
-    (``messages`` stream mode, ``astream_events``, tracers) as a chat model's run."""
+    (``messages`` stream mode, ``astream_events``, tracers) as a chat model's run — unless its
+    attempts were reported as they ran (:func:`watch_step`: one-sample strategies)."""
     if step is None:
         return
     if _writes(writer):
@@ -293,7 +423,7 @@ def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, 
             "task_id": step.task_id, "index": step.index, "stage": step.stage, "role": role,
             "agent": step.agent.key, "model": step.agent.model, "status": step.status, "cost_usd": step.cost_usd,
         }})
-    if not config or not _observed(config):
+    if not config or not _observed(config) or _watched_id(step.task_id, step.index) is not None:
         return
     from langchain_core.callbacks.manager import CallbackManager
     from langchain_core.messages import AIMessage, HumanMessage
@@ -446,7 +576,7 @@ def routed_node(
 
 def message_id(step: Step) -> str:
     """The id of a step's chat message: the ``messages`` stream and the state's messages share it."""
-    return f"agentroute-{step.task_id}-{step.index}"
+    return _watched_id(step.task_id, step.index) or f"agentroute-{step.task_id}-{step.index}"
 
 
 def _is_message(value: Any) -> bool:
@@ -527,3 +657,6 @@ def _greatest_of_step() -> type:
 
 def step_outputs(steps: Sequence[Step | None]) -> list[str]:
     return [s.output if s is not None and s.status == "ok" else "" for s in steps]
+
+
+set_step_watcher(watch_step)  # the dispatcher asks, once per step, whether LangGraph's handlers listen

@@ -56,9 +56,10 @@ class Provider:
             error = {"message": "Rate limit reached for requests", "type": "rate_limit_error"}
             return web.json_response({"error": error}, status=429, headers=detail)
         pieces = list(detail)
+        usage = {**USAGE, "completion_tokens": len(pieces), "total_tokens": USAGE["prompt_tokens"] + len(pieces)}
         if not body.get("stream"):
             return web.json_response({
-                "id": "x", "object": "chat.completion", "created": 0, "model": model, "usage": USAGE,
+                "id": "x", "object": "chat.completion", "created": 0, "model": model, "usage": usage,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)}, "finish_reason": "stop"}],
             })
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -72,7 +73,7 @@ class Provider:
             request.transport.abort()
             return response
         await response.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n".encode())
-        await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\ndata: [DONE]\n\n".encode())
+        await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
         return response
 
@@ -89,7 +90,7 @@ def pool(url: str, *models: str, backend: str = "openai") -> ModelPool:
     """One card a served model, priced so that the first one listed is the cheapest."""
     return ModelPool([
         ModelCard(id=m, backend=backend, model=f"openai/{m}" if backend == "litellm" else m, base_url=url,
-                  input_price=1.0 + i, output_price=2.0 + i, max_tokens=8, timeout_s=5.0, strategies=["direct"])
+                  input_price=1.0 + i, output_price=2.0 + i, max_tokens=64, timeout_s=5.0, strategies=["direct"])
         for i, m in enumerate(models)
     ])
 
@@ -103,7 +104,7 @@ def http_date(seconds_from_now: float) -> str:
 @pytest.mark.parametrize(("headers", "at_least"), [
     ({"retry-after-ms": "400"}, 0.4),
     ({"Retry-After": "1"}, 1.0),
-    ({"Retry-After": http_date(3)}, 1.0),  # an HTTP date: whole seconds, read a moment later
+    ({"Retry-After": http_date(3)}, 0.5),  # an HTTP date: whole seconds (now + 1 to 2 s), read a moment later
 ], ids=["retry-after-ms", "seconds", "http-date"])
 async def test_a_429_is_retried_no_sooner_than_the_server_asked(headers, at_least):
     """User saw: a rate-limited call retried after the dispatcher's 0.2 s backoff, refused again.
@@ -177,6 +178,27 @@ async def test_litellm_reads_the_rate_limit_wait_too():
     assert second - first >= 0.25, second - first
 
 
+@pytest.mark.parametrize("backend", ["openai", "litellm"])
+async def test_a_stream_dropped_midway_is_retried_and_its_attempt_charged_its_worst_case(backend):
+    """User saw: a connection dropped in the middle of a streamed reply failed the step for good
+    ("RemoteProtocolError", not retried: openai 3 raises httpx2's errors, which were not known as
+    transport failures). Now it is retried, and the dropped attempt is charged as possibly billed."""
+    provider = Provider({"flaky": [("drop", PIECES[:3]), ("ok", PIECES)]})
+    runner = await start(provider)
+    try:
+        dispatcher = Dispatcher(pool(provider.url, "flaky", backend=backend), make_router("cheapest"), retries=2, backoff_s=0.01)
+        run = dispatcher.start("capital of France?")
+        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
+    finally:
+        await runner.cleanup()
+    assert step is not None and step.status == "ok" and step.output == "".join(PIECES), step
+    assert len(provider.times("flaky")) == 2
+    retried = [e.detail for e in run.context["audit"] if e.kind == "retry"]
+    assert retried and ("RemoteProtocolError" in retried[0] or "connection failed mid-stream" in retried[0]), retried
+    honest = (USAGE["prompt_tokens"] * 1.0 + len(PIECES) * 2.0) / 1e6
+    assert step.cost_usd > honest  # the dropped attempt may have been billed: its worst case is booked
+
+
 # -- errors across processes -------------------------------------------------------------------
 
 _ERROR_MODULES = (
@@ -247,3 +269,181 @@ def test_a_budget_error_raised_in_a_worker_process_reaches_the_parent_whole():
             future.result(timeout=60)
     assert caught.value.resource == "usd" and caught.value.limit == 0.01
     assert caught.value.requested == pytest.approx(0.02)
+
+
+# -- tokens into LangGraph's messages stream ---------------------------------------------------
+
+def chat_graph(dispatcher: Dispatcher) -> Any:
+    """A user's chat app: LangGraph's ``MessagesState`` with one routed node."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from agentroute.graph import AgentrouteState
+
+    class Chat(MessagesState, AgentrouteState):
+        pass
+
+    builder = StateGraph(Chat)
+    builder.add_node("chat", routed_node(dispatcher, role="assistant", prompt="Be brief.", input_key="messages", output_key="messages"))
+    builder.add_edge(START, "chat")
+    return builder.compile()
+
+
+def from_routed_node() -> Any:
+    from agentroute import routed_node as node
+
+    return node
+
+
+routed_node = from_routed_node()
+PIECES = ["The", " capital", " of", " France", " is", " Paris", "."]
+
+
+@pytest.mark.parametrize("backend", ["openai", "litellm"])
+def test_a_streamed_answer_reaches_stream_mode_messages_token_by_token(backend):
+    """User saw: a chat UI on ``stream_mode="messages"`` got the routed answer as one message after
+    the model had finished. Now it gets AIMessageChunks as the provider streams them, then nothing
+    twice (the state's message has the chunks' id), with usage on the last chunk."""
+    provider = Provider({"chatty": [("ok", PIECES)]}, pace_s=0.05)
+
+    async def scenario() -> tuple[list[Any], list[float], dict[str, Any]]:
+        runner = await start(provider)
+        try:
+            app = chat_graph(Dispatcher(pool(provider.url, "chatty", backend=backend), make_router("cheapest")))
+            got, when = [], []
+            async for message, meta in app.astream({"messages": [("user", "capital of France?")]}, stream_mode="messages"):
+                got.append((message, meta))
+                when.append(time.monotonic())
+            final = await app.ainvoke({"messages": [("user", "capital of France?")]})
+            return got, when, final
+        finally:
+            await runner.cleanup()
+
+    got, when, final = asyncio.run(scenario())
+    from langchain_core.messages import AIMessageChunk
+
+    chunks = [m for m, _ in got]
+    assert all(isinstance(m, AIMessageChunk) for m in chunks), [type(m).__name__ for m in chunks]
+    assert [m.content for m in chunks if m.content] == PIECES
+    assert when[-1] - when[0] >= 0.2  # they came as the server sent them, not all at the end
+    assert len({m.id for m in chunks}) == 1 and all(meta["langgraph_node"] == "chat" for _, meta in got)
+    last = chunks[-1]
+    assert last.chunk_position == "last" and last.usage_metadata["output_tokens"] == len(PIECES)
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    assert merged.content == "".join(PIECES) and merged.response_metadata["model_name"] == "chatty"
+    assert final["messages"][-1].content == "".join(PIECES)
+
+
+def test_sync_stream_of_an_agent_graph_streams_tokens_too():
+    """``AgentGraph`` roles stream the same way under the sync ``stream`` (run on agentroute's loop)."""
+    from agentroute import AgentGraph
+
+    provider = Provider({"chatty": [("ok", PIECES)]})
+
+    async def serve() -> Any:
+        return await start(provider)
+
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(serve())
+    import threading
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        graph = AgentGraph("one").add_role("executor", prompt="answer")
+        app = graph.compile(pool=pool(provider.url, "chatty"), router=make_router("cheapest"))
+        got = list(app.stream({"query": "capital of France?"}, stream_mode="messages"))
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert [m.content for m, _ in got if m.content] == PIECES
+    assert {meta["langgraph_node"] for _, meta in got} == {"executor"}
+
+
+def test_a_stream_cut_short_then_retried_is_two_messages_the_first_marked_failed():
+    """An attempt that streamed half an answer and then lost its connection: the UI is told (its
+    last chunk says ``finish_reason: "error"``), and the retry answers in a message of its own id,
+    which is the id of the answer written to the state."""
+    provider = Provider({"flaky": [("drop", PIECES[:3]), ("ok", PIECES)]})
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        runner = await start(provider)
+        try:
+            app = chat_graph(Dispatcher(pool(provider.url, "flaky"), make_router("cheapest"), retries=2, backoff_s=0.01))
+            got: list[Any] = []
+            updates: list[Any] = []
+            async for mode, payload in app.astream({"messages": [("user", "capital of France?")]}, stream_mode=["messages", "updates"]):
+                (got if mode == "messages" else updates).append(payload)
+            return got, updates
+        finally:
+            await runner.cleanup()
+
+    got, updates = asyncio.run(scenario())
+    by_id: dict[str, list[Any]] = {}
+    for message, _ in got:
+        by_id.setdefault(message.id, []).append(message)
+    assert len(by_id) == 2, {k: [m.content for m in v] for k, v in by_id.items()}
+    failed, answer = by_id.values()
+    assert [m.content for m in failed if m.content] == PIECES[:3]
+    assert failed[-1].response_metadata["finish_reason"] == "error" and "flaky" in failed[-1].response_metadata["agentroute_error"]
+    assert "".join(m.content for m in answer) == "".join(PIECES)
+    written = updates[-1]["chat"]["messages"][-1]
+    assert written.content == "".join(PIECES) and written.id == answer[0].id
+
+
+def test_self_consistency_and_plain_invoke_keep_one_whole_message():
+    """sc@k aggregates several samples: its answer is one whole message, as before; a plain
+    ``invoke`` (nobody listening) sets up no streaming at all."""
+    from agentroute.graph_runtime import _WATCHED
+
+    provider = Provider({"voter": [("ok", PIECES)]})
+
+    async def scenario() -> tuple[list[Any], dict[str, Any]]:
+        runner = await start(provider)
+        try:
+            cards = ModelPool([ModelCard(id="voter", backend="openai", model="voter", base_url=provider.url, input_price=1.0,
+                                         output_price=2.0, max_tokens=64, timeout_s=5.0, strategies=["sc@3"])])
+            app = chat_graph(Dispatcher(cards, make_router("cheapest")))
+            got = [m async for m, _ in app.astream({"messages": [("user", "q")]}, stream_mode="messages")]
+            before = len(_WATCHED)
+            plain = await chat_graph(Dispatcher(pool(provider.url, "voter"), make_router("cheapest"))).ainvoke({"messages": [("user", "q")]})
+            assert len(_WATCHED) == before
+            return got, plain
+        finally:
+            await runner.cleanup()
+
+    got, plain = asyncio.run(scenario())
+    assert [m.content for m in got] == ["".join(PIECES)]
+    assert plain["messages"][-1].content == "".join(PIECES)
+
+
+# -- a server that ignores max_tokens, through LiteLLM -------------------------------------------
+
+async def test_litellm_cuts_a_server_that_ignores_max_tokens_and_the_budget_holds_at_the_bill():
+    """User saw: through the litellm backend, a self-hosted server that ignores ``max_tokens`` was
+    read to the end (3x max_tokens billed: an ``overrun``, the task stopped ``budget_exhausted``).
+    Now LiteLLM streams and the stream is closed after max_tokens + 1 chunks, as the openai
+    backend does: the server stops, the bill stays within the reserved worst case."""
+    pytest.importorskip("litellm")
+    from tests.fixtures_adversary import Adversary
+
+    with Adversary() as server:
+        card = ModelCard(id="runaway", backend="litellm", model="openai/runaway", base_url=server.url,
+                         input_price=1.0, output_price=2.0, max_tokens=24, timeout_s=5.0, strategies=["cot"])
+        dispatcher = Dispatcher(ModelPool([card]), make_router("cheapest"), retries=0)
+        run = dispatcher.start("[task:lite] say a lot", budget=Budget(usd=0.01))
+        step = await dispatcher.step(run, role="executor", stage="solve", prompt="[task:lite] talk", input="[task:lite] say a lot")
+        await asyncio.sleep(0.1)  # the server books a cut stream when it sees the client leave
+        bill = server.bill("lite")
+    assert step is not None and step.status == "ok", step
+    (charge,) = bill.charges
+    assert charge.stream and charge.completion_tokens <= 24 + 5 < 3 * 24, charge
+    assert not [e for e in run.context.get("audit", []) if e.kind == "overrun"], run.context.get("audit")
+    assert not run.exhausted
+    # booked: what was received (max_tokens + 1 chunks); the server's few tokens generated before
+    # it saw the client leave are the only part of the bill the client cannot see (as with openai)
+    unseen = max(0, charge.completion_tokens - 24 - 1) * 2.0 / 1e6
+    assert run.ledger.spent_usd + unseen >= bill.usd - 1e-12

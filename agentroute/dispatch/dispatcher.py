@@ -22,7 +22,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from agentroute.budget import Budget, Cost, Ledger
 from agentroute.dispatch.run import TaskRun
@@ -30,7 +30,7 @@ from agentroute.dispatch.skills import SkillBlocked, SkillRegistry
 from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
-from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -125,6 +125,16 @@ async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
     raise TimeoutError(f"no reply after {timeout:g}s")
 
 
+async def _watched(plan: _Plan, timeout: float, seen: AttemptWatch) -> Completion:
+    """The backend's completion, with the answer's pieces sent to ``seen`` as they arrive."""
+    sink = token_sink.set(seen.token)  # the call's task copies this context: its backend sees the sink
+    try:
+        call = plan.backend.complete(plan.request, plan.card)
+        return await (call if plan.direct else _within(call, max(timeout, 0.001)))
+    finally:
+        token_sink.reset(sink)
+
+
 async def _all_by_deadline(tasks: list[asyncio.Future[T]], left: float | None) -> list[T]:
     """The results of ``tasks`` (as :func:`asyncio.gather`), read at the deadline without waiting a turn.
 
@@ -155,6 +165,30 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 def _count_key(plan: _Plan) -> tuple[Any, ...]:
     """Plans sharing this key share one ``/tokenize`` count (the chat object is shared per strategy)."""
     return (id(plan.backend), plan.card.base_url, plan.card.backend_model, id(plan.request.messages))
+
+
+class AttemptWatch(Protocol):
+    """One provider attempt as callback handlers see it (a chat model's run)."""
+
+    async def token(self, text: str) -> None: ...
+    async def end(self, completion: Completion) -> None: ...
+    async def error(self, reason: str) -> None: ...
+
+
+class StepWatch(Protocol):
+    """A routed step watched by callback handlers: each of its attempts is reported as it runs."""
+
+    async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> AttemptWatch: ...
+
+
+#: The function that says who watches a step (``(run, role) -> StepWatch | None``): installed by
+#: :mod:`agentroute.graph_runtime`, where LangGraph's callback handlers are read. ``None``: nobody.
+_step_watcher: list[Callable[[TaskRun, str], StepWatch | None] | None] = [None]
+
+
+def set_step_watcher(watcher: Callable[[TaskRun, str], StepWatch | None] | None) -> None:
+    """Install the function that tells, once per step, whether callback handlers watch it."""
+    _step_watcher[0] = watcher
 
 
 @functools.lru_cache(maxsize=1024)
@@ -278,6 +312,8 @@ class Dispatcher:
         post = tuple(postconditions)
         attempts: list[Step] = []
         excluded: set[str] = set()
+        watcher = _step_watcher[0]
+        watch = watcher(run, role) if watcher is not None else None
         while True:
             affordable = self._affordable(run, plans, excluded)
             if not affordable:
@@ -291,7 +327,7 @@ class Dispatcher:
             else:
                 decision, chosen = self._route_now(run, ctx, affordable)
             if len(chosen) == 1:
-                step = await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded)
+                step = await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded, watch)
             else:
                 step = await self._collaborate(run, ctx, decision, chosen, affordable, stage, input, post, excluded)
             attempts.append(step)
@@ -573,10 +609,11 @@ class Dispatcher:
         input: str,
         postconditions: tuple[Postcondition, ...],
         excluded: set[str],
+        watch: StepWatch | None = None,
     ) -> Step:
         fallbacks = 0
         while True:
-            step = await self._call(run, decision, plan, stage, input)
+            step = await self._call(run, decision, plan, stage, input, watch)
             if step.status == "ok" and postconditions:
                 self._check_postconditions(run, step, stage, postconditions)
             self._record(run, step)
@@ -614,15 +651,20 @@ class Dispatcher:
         retry_ctx = self._context(run, ctx.role, ctx.stage, ctx.step_input, left, ctx.attempts, ctx.query_id)
         return (await self._route(run, retry_ctx, left))[1][0]
 
-    async def _call(self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str) -> Step:
-        """One agent's step: every sample and every retry is a provider attempt reserved on its own."""
+    async def _call(
+        self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str, watch: StepWatch | None = None,
+    ) -> Step:
+        """One agent's step: every sample and every retry is a provider attempt reserved on its own.
+
+        With ``watch`` (callback handlers listen) a one-sample step reports each attempt as it runs,
+        its tokens as they come; several samples are reported once done, as one message."""
         index = run.next_index()
         started = time.perf_counter()
         charged = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
         samples: list[asyncio.Future[Completion | str]] = []
         try:
             if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
-                outcome = await self._attempt(run, plan, stage, charged)
+                outcome = await self._attempt(run, plan, stage, charged, watch if watch is not None and plan.backend.streams_tokens else None, index)
                 completions = [outcome] if isinstance(outcome, Completion) else []
                 error = None if completions else outcome
             else:
@@ -652,10 +694,13 @@ class Dispatcher:
             output=text, score=completions[0].score, confidence=confidence,
         )
 
-    async def _attempt(self, run: TaskRun, plan: _Plan, stage: str, charged: list[Any]) -> Completion | str:
+    async def _attempt(
+        self, run: TaskRun, plan: _Plan, stage: str, charged: list[Any], watch: StepWatch | None = None, index: int = 0,
+    ) -> Completion | str:
         """One sample with its retries; each try is reserved first. Returns the completion or why not."""
         ledger, card = run.ledger, plan.card
         error = "not attempted"
+        seen: AttemptWatch | None
         for attempt in range(self.retries + 1):
             if run.exhausted:
                 return error
@@ -668,8 +713,12 @@ class Dispatcher:
             left = ledger.seconds_left()
             if left is not None:
                 timeout = min(timeout, left)
+            seen = None
             try:
-                if plan.direct:  # a backend that answers without I/O: no timeout task is needed
+                if watch is not None:  # callback handlers listen: report the attempt, its tokens as they come
+                    seen = await watch.attempt(plan, stage, index, attempt)
+                    completion = await _watched(plan, timeout, seen)
+                elif plan.direct:  # a backend that answers without I/O: no timeout task is needed
                     completion = await plan.backend.complete(plan.request, card)
                 else:
                     completion = await _within(plan.backend.complete(plan.request, card), max(timeout, 0.001))
@@ -678,6 +727,8 @@ class Dispatcher:
                 if failure is None:
                     raise  # cancelled from outside: the reservation was charged, let it propagate
                 retryable, error = failure
+                if seen is not None:
+                    await seen.error(error)
                 if not retryable or attempt == self.retries or run.exhausted:
                     self._audit(run, stage, "step_failed", plan.key, error)
                     return error
@@ -704,11 +755,15 @@ class Dispatcher:
             tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0  # set: with_usage
             actual = Cost(completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)
             if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
+                if seen is not None:
+                    await seen.end(completion)
                 return completion
             # usage is outside data: the ledger refused it (negative, NaN, infinite) and booked the worst case
             error = f"{card.id}: invalid usage tokens_in={tokens_in} tokens_out={tokens_out} cost={completion.cost_usd}"
             self._faulty(run, plan, stage, error)
             self._audit(run, stage, "step_failed", plan.key, error)
+            if seen is not None:
+                await seen.error(error)
             return error
         return error
 

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from agentroute.pool.backends.counting import byte_bound, text_bound
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
+
+#: Set by the dispatcher while callback handlers watch an attempt (LangGraph's ``messages`` stream
+#: mode, ``astream_events``, a tracer): a backend that streams awaits it with each piece of the
+#: answer's text as it arrives, and ignores it otherwise. ``None`` when nobody watches.
+token_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("agentroute_token_sink", default=None)
 
 
 class Backend(abc.ABC):
     """Calls models of one kind. Subclasses implement :meth:`complete`; everything else has defaults."""
 
     name: str = ""
+    #: True for backends whose :meth:`complete` sends the answer's pieces to :data:`token_sink` as
+    #: they arrive; the dispatcher then reports each attempt to watching callback handlers as it
+    #: runs. Other backends' steps are reported once done, as one message.
+    streams_tokens: bool = False
     #: False for backends that answer without waiting on I/O (replay): the dispatcher then skips
     #: the timeout wrapper, which costs a task per call.
     blocks: bool = True

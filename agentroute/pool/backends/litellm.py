@@ -5,28 +5,31 @@ Prices come from the card when it sets them, else from LiteLLM's bundled cost ta
 ``LITELLM_LOCAL_MODEL_COST_MAP=True``, no network). A self-hosted card (``base_url``) without
 prices, or a model the cost table does not know, is refused with :class:`ConfigurationError` —
 never priced $0. ``worst_case_usd`` and the settled cost use the same price source. LiteLLM is
-imported on first use (it takes seconds) and makes no retries (the dispatcher retries).
+imported on first use (it takes seconds) and makes no retries (the dispatcher retries). Replies
+are streamed and cut after ``max_tokens`` + 1 text chunks, as the openai backend's are: a
+self-hosted server that ignores ``max_tokens`` cannot run away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import httpx
 import openai
 
 from agentroute._optional import require
 from agentroute.errors import BackendError, ConfigurationError, ProtocolError
-from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.counting import (
     EndpointCounting,
     is_openai_endpoint,
     openai_encoding,
 )
-from agentroute.pool.backends.openai import api_key_for, backend_error, never_sent
+from agentroute.pool.backends.openai import TRANSPORT_ERRORS, api_key_for, backend_error, never_sent
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
@@ -87,7 +90,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
 
     name = "litellm"
 
-    def __init__(self) -> None:
+    def __init__(self, *, stream: bool = True) -> None:
+        self.stream = self.streams_tokens = stream
         self._init_counting()
 
     def encoding(self, card: ModelCard) -> Any | None:
@@ -131,26 +135,24 @@ class LiteLLMBackend(EndpointCounting, Backend):
         if key is not None:
             kwargs["api_key"] = key
         started = time.perf_counter()
-        try:
-            response = await litellm.acompletion(**kwargs)
-        except Exception as exc:
-            raise litellm_error(exc, card.id, card.base_url) from exc
+        if self.stream:
+            reply = await self._streamed(litellm, kwargs, request, card)
+        else:
+            reply = await self._plain(litellm, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
-        choices = getattr(response, "choices", None)
-        if not isinstance(choices, list) or not choices:
-            raise ProtocolError(card.id, "the reply has no choices")
-        choice = choices[0]
-        text = getattr(getattr(choice, "message", None), "content", None) or ""
-        if not isinstance(text, str):
-            raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
-        raw: dict[str, Any] = {"id": getattr(response, "id", ""), "finish_reason": getattr(choice, "finish_reason", None)}
-        tokens_in, tokens_out = reply_usage(card, getattr(response, "usage", None), messages=request.messages, text=text)
-        if tokens_in is None or tokens_out is None:
+        text = reply.text
+        raw: dict[str, Any] = {"id": reply.id, "finish_reason": reply.finish_reason}
+        if reply.cut:
+            raw["stream_cut"] = True
+        tokens_in, tokens_out = reply_usage(
+            card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks
+        )
+        if tokens_in is None or tokens_out is None or reply.cut:
             raw["usage_counted"] = True
             if tokens_in is None:
                 tokens_in = await self.aprompt_tokens(request, card)
-            if tokens_out is None:
-                tokens_out = await self.count_text(text, card)
+            if tokens_out is None or reply.cut:
+                tokens_out = max(reply.chunks, await self.count_text(reply.received, card))
         return Completion(
             model=card.id,
             text=text,
@@ -161,8 +163,139 @@ class LiteLLMBackend(EndpointCounting, Backend):
             raw=raw,
         )
 
+    async def _plain(self, litellm: ModuleType, kwargs: dict[str, Any], card: ModelCard) -> _Reply:
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise litellm_error(exc, card.id, card.base_url) from exc
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise ProtocolError(card.id, "the reply has no choices")
+        choice = choices[0]
+        text = getattr(getattr(choice, "message", None), "content", None) or ""
+        if not isinstance(text, str):
+            raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
+        return _Reply(
+            id=str(getattr(response, "id", "") or ""), text=text, received=text, usage=getattr(response, "usage", None),
+            finish_reason=getattr(choice, "finish_reason", None), chunks=0, cut=False,
+        )
+
+    async def _streamed(self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard) -> _Reply:
+        """Stream the reply, as the openai backend does: after more than ``max_tokens`` chunks that
+        carry text (each at least one token) the stream is closed — a server that ignores
+        ``max_tokens`` stops when the client leaves — and the reply counts what was received.
+
+        Usage is read only from what the provider sent: LiteLLM makes up a streamed reply's usage
+        from its own token estimate when the provider sends none (below the bill for a chat
+        template it does not know), so a reply without the provider's usage is counted here."""
+        try:
+            response = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
+        except Exception as exc:
+            raise litellm_error(exc, card.id, card.base_url) from exc
+        limit, sink = request.max_tokens, token_sink.get()
+        pieces: list[str] = []
+        reasoning: list[str] = []
+        chunks, events, cut = 0, 0, False
+        reply_id, finish_reason = "", None
+        try:
+            async for chunk in response:
+                events += 1
+                reply_id = reply_id or str(getattr(chunk, "id", "") or "")
+                choices = getattr(chunk, "choices", None)
+                if not choices:
+                    continue
+                choice = choices[0]
+                finish_reason = getattr(choice, "finish_reason", None) or finish_reason
+                delta = getattr(choice, "delta", None)
+                content = getattr(delta, "content", None)
+                thought = getattr(delta, "reasoning_content", None)  # reasoning models: billed tokens too
+                if not content and not thought:
+                    continue
+                for part in (content, thought):
+                    if part is not None and not isinstance(part, str):
+                        raise ProtocolError(card.id, f"a stream chunk's text is not text (got {type(part).__name__})")
+                if content:
+                    pieces.append(content)
+                if thought:
+                    reasoning.append(thought)
+                chunks += 1
+                if chunks > limit:  # the server ignores max_tokens: stop it here
+                    cut = True
+                    break
+                if content and sink is not None:
+                    await sink(content)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            if not (events and _clean_end_without_finish(exc)):
+                raise _mid_stream_error(exc, card) from exc
+            # the server ended its stream ([DONE]) without a finish_reason: LiteLLM calls that a
+            # truncated stream; the plain reply of the same server was accepted, so is this one
+        finally:
+            with contextlib.suppress(Exception):
+                await response.aclose()  # closes the connection when cut: the server stops generating
+        if events == 0:
+            raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
+        return _Reply(
+            id=reply_id, text="".join(pieces[:limit]) if cut else "".join(pieces),
+            received="".join(pieces) + "".join(reasoning), usage=None if cut else _provider_usage(response),
+            finish_reason="length" if cut else finish_reason, chunks=chunks, cut=cut,
+        )
+
     async def aclose(self) -> None:
         await self.tokenize.aclose()
+
+
+@dataclass(slots=True)
+class _Reply:
+    id: str
+    text: str  # the answer (at most max_tokens chunks)
+    received: str  # everything read and billed: the answer and any streamed reasoning
+    usage: Any
+    finish_reason: Any
+    chunks: int  # chunks read that carried text (each at least one token)
+    cut: bool
+
+
+def _mid_stream_error(exc: BaseException, card: ModelCard) -> BackendError:
+    """A failure while reading a stream (LiteLLM wraps it in ``MidStreamFallbackError``, status
+    500): a dropped connection or a timeout is retried and may have been billed; anything else is
+    a reply LiteLLM could not read (NaN usage, a chunk that is not JSON): a protocol error."""
+    if isinstance(exc, BackendError):
+        return exc
+    detail = " ".join(str(exc).split())[:300]
+    if isinstance(exc, TimeoutError | ConnectionError) or _transport_failure(exc) or "Connection error" in detail:
+        where = f" (endpoint {card.base_url})" if card.base_url else ""
+        return BackendError(card.id, f"connection failed mid-stream: {detail}{where}", retryable=True, billed=True)
+    return ProtocolError(card.id, f"unreadable stream: {detail}")
+
+
+_CLEAN_EOF = "Stream ended before a finish_reason was received"
+
+
+def _clean_end_without_finish(exc: BaseException) -> bool:
+    """Whether LiteLLM raised ``exc`` because the stream ended cleanly without a finish_reason."""
+    seen: BaseException | None = exc
+    for _ in range(12):
+        if seen is None:
+            return False
+        if _CLEAN_EOF in str(seen) and "Connection error" not in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "original_exception", None)
+    return False
+
+
+def _provider_usage(response: Any) -> Any | None:
+    """The usage the provider itself streamed (the last one it sent), else ``None``: LiteLLM keeps
+    the provider's chunks in ``chunks``; the usage it yields at the end may be its own estimate."""
+    kept = getattr(response, "chunks", None)
+    if not isinstance(kept, list):
+        return None
+    for chunk in reversed(kept):
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            return usage
+    return None
 
 
 def litellm_error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
@@ -203,7 +336,7 @@ def _transport_failure(exc: BaseException) -> bool:
     for _ in range(12):
         if seen is None:
             return False
-        if isinstance(seen, httpx.TransportError | ConnectionError | TimeoutError | OSError):
+        if isinstance(seen, (ConnectionError, TimeoutError, OSError, *TRANSPORT_ERRORS)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import math
@@ -37,7 +38,7 @@ from typing import Any, ClassVar, Literal
 
 from agentroute._optional import require, torch_module
 from agentroute.errors import AgentrouteError, BackendError, ConfigurationError, ContextLengthError
-from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.counting import messages_key
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
@@ -532,6 +533,7 @@ class LocalBackend(Backend):
     """
 
     name = "local"
+    streams_tokens = True
 
     def __init__(self, *, max_batch: int = 8, wait_ms: float = 5.0):
         self.max_batch, self.wait_ms = max_batch, wait_ms
@@ -580,7 +582,16 @@ class LocalBackend(Backend):
         return super().worst_case_usd(request, card, prompt_tokens)
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
-        return await self._complete(request, card, RowWatcher())
+        sink = token_sink.get()
+        if sink is None:
+            return await self._complete(request, card, RowWatcher())
+        async with contextlib.aclosing(self.stream(request, card)) as pieces:  # someone shows the answer as it comes
+            async for piece in pieces:
+                if isinstance(piece, str):
+                    await sink(piece)
+                else:
+                    return piece
+        raise AssertionError("stream() ends with its Completion")  # pragma: no cover
 
     async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncIterator[str | Completion]:
         """:meth:`complete` as text deltas while the model generates, then the :class:`Completion`."""

@@ -25,7 +25,7 @@ import httpx
 import openai
 
 from agentroute.errors import BackendError, ConfigurationError, ProtocolError
-from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.counting import (
     EndpointCounting,
     is_openai_endpoint,
@@ -34,6 +34,19 @@ from agentroute.pool.backends.counting import (
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """httpx's transport errors, and those of ``httpx2`` (which ``openai`` ≥ 3 raises mid-stream)."""
+    try:
+        import httpx2
+    except ImportError:
+        return (httpx.TransportError,)
+    return (httpx.TransportError, httpx2.TransportError)
+
+
+#: A connection that failed or dropped (mid-stream too): retryable, whichever httpx raised it.
+TRANSPORT_ERRORS = _transport_errors()
 
 #: HTTP statuses worth retrying: timeout, conflict, too early, rate limit (and every 5xx).
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
@@ -51,7 +64,7 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
     if isinstance(exc, BackendError):
         return exc
     message = " ".join(str(exc).split())[:500] or type(exc).__name__
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError | TimeoutError | ConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, TimeoutError, ConnectionError, *TRANSPORT_ERRORS)):
         # a connection that was never made carried no request: nothing to bill
         where = f" (endpoint {base_url})" if base_url else ""
         return BackendError(model, f"{type(exc).__name__}: {message}{where}", retryable=True, billed=not never_sent(exc))
@@ -197,7 +210,7 @@ class OpenAIBackend(EndpointCounting, Backend):
     name = "openai"
 
     def __init__(self, *, stream: bool = True) -> None:
-        self.stream = stream
+        self.stream = self.streams_tokens = stream
         self._clients: dict[
             tuple[str | None, str | None], tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
         ] = {}
@@ -323,6 +336,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
         limit = request.max_tokens
+        sink = token_sink.get()  # someone shows the answer as it comes (LangGraph's messages stream)
         pieces: list[str] = []
         reasoning: list[str] = []
         chunks, events, cut = 0, 0, False
@@ -366,6 +380,8 @@ class OpenAIBackend(EndpointCounting, Backend):
                 if chunks > limit:  # the server ignores max_tokens: stop it here
                     cut = True
                     break
+                if content and sink is not None:
+                    await sink(content)
         except ProtocolError:
             raise
         except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
@@ -470,6 +486,7 @@ def _confidence(response: Any) -> float | None:
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "TRANSPORT_ERRORS",
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
