@@ -307,3 +307,56 @@ def test_a_first_node_that_paid_then_failed_resumes_with_its_step_charged(scaleo
     assert [s.index for s in got.steps] == [0, 1]  # fetch paid twice; the executor found no budget
     assert status == got.task.status == "budget_exhausted"
     assert got.task.cost_usd == pytest.approx(sum(s.cost_usd for s in got.steps))
+
+
+HITL_WORKER = """
+import json, sys
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.types import Command, interrupt
+from agentroute import AgentGraph, Budget, make_router
+from agentroute.memory import SQLMemory
+from tests.helpers import replay_pool
+memory_url, saver_url, who = sys.argv[1:4]
+
+def approve(state, ctx):
+    interrupt("ok?")
+    return {}
+
+graph = (AgentGraph("scaleout").add_role("planner", prompt="plan").add_node("approve", approve)
+         .add_role("executor", prompt="do").add_node("approve2", approve).add_role("summarizer", prompt="sum")
+         .add_edge("planner", "approve").add_edge("approve", "executor").add_edge("executor", "approve2")
+         .add_edge("approve2", "summarizer"))
+memory = SQLMemory(memory_url)
+with PostgresSaver.from_conn_string(saver_url) as saver:
+    saver.setup()
+    app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory,
+                        budget=Budget(calls=5), checkpointer=saver)
+    config = {"configurable": {"thread_id": "t-human"}}
+    if who == "A":  # opens the task, waits for a human, then takes the human's second answer
+        print(app.run("q1", query_id="q1", config=config).status, flush=True)
+        sys.stdin.readline()
+    result = app.resume(config, command=Command(resume="yes"))
+    print(json.dumps({"status": result.status, "calls": result.state["agentroute"]["ledger"]["spent"][2]}), flush=True)
+memory.close()
+"""
+
+
+@pytest.mark.postgres
+def test_a_human_answering_on_another_worker_between_two_pauses_keeps_the_task_whole(scaleout_db: str) -> None:
+    """Stateless workers behind a load balancer: a paused thread's answers land on any worker."""
+    saver_url = scaleout_db.replace("postgresql+psycopg://", "postgresql://")
+    a = _worker(HITL_WORKER, scaleout_db, saver_url, "A")
+    try:
+        assert a.stdout is not None and a.stdout.readline().strip() == "running"  # planner ran; paused
+        b = _worker(HITL_WORKER, scaleout_db, saver_url, "B")  # the first answer: the executor runs
+        out, err = b.communicate(timeout=60)
+        assert json.loads(out.strip().splitlines()[-1]) == {"status": "running", "calls": 2}, err[-2000:]
+        out, err = a.communicate("go\n", timeout=60)  # the second answer, back on worker A
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.communicate()
+    # was: worker A continued from the run it kept in its process, one step behind: 'failed', 1 call
+    assert json.loads(out.strip().splitlines()[-1]) == {"status": "done", "calls": 3}, err[-2000:]
+    trajectory = _trajectory(scaleout_db)
+    assert [(s.index, s.stage) for s in trajectory.steps] == [(0, "planner"), (1, "executor"), (2, "summarizer")]
