@@ -266,3 +266,21 @@ def test_a_model_renamed_in_the_pool_is_named_with_the_fix(dcrouter, trajectorie
     assert "keep the old id and put the provider's new name in the card's `model:` field" in str(err.value)
     fixed = ModelPool([ModelCard(**{**c.model_dump(), "model": f"{old}-2025"}) if c.id == old else c for c in cards], backends={"replay": backend})
     assert load_router(str(tmp_path / "knn"), pool=fixed).known_agents()
+
+
+def test_kg_gnn_routes_a_repriced_model_at_its_new_price(dcrouter):
+    """kg-gnn builds its own cost matrix: trained on the dataset (its cards' prices kept), the model
+    it picks becomes a thousand times dearer in the pool and is dropped; cut to a tenth and picked
+    again, with why saying so."""
+    pytest.importorskip("torch_geometric")
+    models = list(dcrouter.train.models)
+    router = make_router("kg-gnn", epochs=10, cost_weight=100.0).fit(dcrouter)
+    query = dcrouter.test.queries[0]
+    before = router.route(context(pool_of(dcrouter, models), query))
+    chosen = before.agent.model
+    card = dcrouter.cards()[chosen]
+    dear = pool_of(dcrouter, models, **{chosen: (card.input_price * 1000, card.output_price * 1000)})
+    assert router.route(context(dear, query)).agent.model != chosen
+    cheap = pool_of(dcrouter, models, **{chosen: (card.input_price / 10, card.output_price / 10)})
+    again = router.route(context(cheap, query))
+    assert again.agent.model == chosen and f"{chosen} repriced since training: cost ×0.1" in again.why

@@ -26,6 +26,7 @@ from agentroute.routers.utility import (
     UtilityRouter,
     load_module_arrays,
     module_arrays,
+    repriced_note,
     shared_candidates,
     utilities,
 )
@@ -447,6 +448,7 @@ class KGRouter(UtilityRouter):
         new_chosen = [agents[i].key for i in chosen if agents[i].key in unseen]
         if new_chosen:
             why += f"; {', '.join(new_chosen)} unseen in training: scored from its descriptor"
+        why += "".join(repriced_note(self, ctx, agents[i]) for i in chosen if agents[i].key not in unseen)
         return Decision(
             agents=[agents[i] for i in chosen],
             weights=[float(w) for w in weights],
@@ -458,7 +460,7 @@ class KGRouter(UtilityRouter):
                 "triples": [list(t) for t in kg.triples()],
                 "unseen_in_training": unseen,
             },
-            why=f"{why} (λ={self.cost_weight:g})" if not new_chosen else why.replace("; ", f" (λ={self.cost_weight:g}); ", 1),
+            why=why.replace("; ", f" (λ={self.cost_weight:g}); ", 1) if "; " in why else f"{why} (λ={self.cost_weight:g})",
         )
 
     def _collaborators(self, ctx: RouteContext, top: int, utility: np.ndarray, prob: np.ndarray) -> list[int]:
