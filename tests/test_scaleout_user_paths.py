@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import agentroute
 from agentroute.errors import ConfigurationError
@@ -360,3 +361,27 @@ def test_a_human_answering_on_another_worker_between_two_pauses_keeps_the_task_w
     assert json.loads(out.strip().splitlines()[-1]) == {"status": "done", "calls": 3}, err[-2000:]
     trajectory = _trajectory(scaleout_db)
     assert [(s.index, s.stage) for s in trajectory.steps] == [(0, "planner"), (1, "executor"), (2, "summarizer")]
+
+
+OPENER = """
+import sys, time
+from agentroute.memory import SQLMemory
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+SQLMemory(sys.argv[1]).close()
+print("open", flush=True)
+"""
+
+
+@pytest.mark.postgres
+def test_workers_starting_at_once_on_an_empty_database_migrate_it_once(postgres_url: str) -> None:
+    from agentroute.memory.migrate import VERSION_TABLE, head_revision
+    from agentroute.memory.pgserver import create_database
+
+    url = create_database(postgres_url, f"scaleout_empty_{os.getpid()}_{time.monotonic_ns()}")
+    start = str(time.time() + 2.5)  # after every interpreter has started
+    workers = [_worker(OPENER, url, start) for _ in range(3)]
+    outs = [w.communicate(timeout=60) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], [err[-1500:] for _, err in outs]
+    with SQLMemory(url) as memory, memory.engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [head_revision()]
