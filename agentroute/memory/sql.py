@@ -264,7 +264,10 @@ class SQLMemory(MemoryStore):
         process holds it. Always ``True`` on SQLite (no cross-process claims there)."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
-        return self._claims is None or self._claims.claim(task_id)
+        try:
+            return self._claims is None or self._claims.claim(task_id)
+        except SQLAlchemyError as exc:
+            raise MemoryStoreError(f"cannot claim task {task_id} in the memory at {self.url}: {exc}") from exc
 
     def release_task(self, task_id: str) -> None:
         """Give back a claim taken by :meth:`claim_task`."""
