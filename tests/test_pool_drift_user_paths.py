@@ -284,3 +284,28 @@ def test_kg_gnn_routes_a_repriced_model_at_its_new_price(dcrouter):
     cheap = pool_of(dcrouter, models, **{chosen: (card.input_price / 10, card.output_price / 10)})
     again = router.route(context(cheap, query))
     assert again.agent.model == chosen and f"{chosen} repriced since training: cost ×0.1" in again.why
+
+
+def test_explore_the_new_pool_then_retrain_and_the_router_knows_the_newcomer(dcrouter, trajectories, tmp_path):
+    """The documented way to teach a utility router a model added after training: serve the new
+    pool with an exploring wrapper around the saved router (new agents allowed), then train again
+    from the memory — the retrained router knows the newcomer and loads on the new pool in silence."""
+    models = trained_models(trajectories)
+    make_router("knn").fit(trajectories).save(tmp_path / "knn")
+    grown = pool_of(dcrouter, [*models, NEWCOMER])
+    url = f"sqlite:///{tmp_path}/new.db"
+    table = dcrouter.test
+    items = [{"query": q, "query_id": i, "task_id": f"grown-{n}"} for n, (q, i) in enumerate(zip(table.queries, table.query_ids, strict=True))]
+    explorer = ExploreRouter(base=str(tmp_path / "knn"), epsilon=0.5, seed=0)
+    with SQLMemory(url) as memory:
+        app = GRAPH.compile(pool=grown, router=explorer, memory=memory, allow_new_agents=True)
+        asyncio.run(app.arun_many(items, concurrency=8))
+        memory.flush()
+        logged = memory.trajectories(with_score=True)
+    assert any(s.agent.model == NEWCOMER for t in logged for s in t.steps)
+    retrained = make_router("knn").fit([*trajectories, *logged])
+    assert f"executor:{NEWCOMER}:direct" in retrained.known_agents() and NEWCOMER in retrained.prices_
+    retrained.save(tmp_path / "knn2")
+    warnings: list[str] = []
+    load_router(str(tmp_path / "knn2"), pool=grown, warn=warnings.append)
+    assert warnings == []
