@@ -309,3 +309,23 @@ def test_explore_the_new_pool_then_retrain_and_the_router_knows_the_newcomer(dcr
     warnings: list[str] = []
     load_router(str(tmp_path / "knn2"), pool=grown, warn=warnings.append)
     assert warnings == []
+
+
+def test_a_strategy_added_to_a_card_is_named_as_a_new_agent_not_a_rename(dcrouter, trajectories, tmp_path):
+    """User adds ``cot`` to a trained model's strategies: the load error says the strategy was never
+    logged (no bogus "renamed 'm' (trained as 'm')" hint); allowed, the router routes over it."""
+    from agentroute.errors import ConfigurationError
+
+    models = trained_models(trajectories)
+    make_router("knn").fit(trajectories).save(tmp_path / "knn")
+    m = models[0]
+    backend = dcrouter.replay_pool("test").backend(m)
+    cards = [ModelCard(**{**c.model_dump(), "strategies": ("direct", "cot")}) if c.id == m else c for c in pool_of(dcrouter, models)]
+    pool = ModelPool(cards, backends={"replay": backend})
+    with pytest.raises(ConfigurationError) as err:
+        load_router(str(tmp_path / "knn"), pool=pool)
+    assert f"Strategies never logged: {m}:cot (logged as {m}:direct)" in str(err.value)
+    assert "Renamed" not in str(err.value)
+    router = load_router(str(tmp_path / "knn"), pool=pool, allow_new_agents=True, warn=lambda _: None)
+    decision = router.route(context(pool, dcrouter.test.queries[0]))
+    assert all(math.isfinite(v) for v in decision.scores.values())

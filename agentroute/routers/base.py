@@ -513,22 +513,33 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
 
 
 def _renames(fit: PoolFit) -> str:
-    """A hint for pool models whose id is close to a trained model missing from the pool (a card
-    renamed after training: the router knows models by card id)."""
+    """Hints for unseen pool agents: a trained model played in a strategy never logged, or a model
+    whose id is close to a trained model missing from the pool (a card renamed after training:
+    the router knows models by card id)."""
     from agentroute.outcomes import column_agent
 
-    missing = list(dict.fromkeys(column_agent(c).model for c in fit.missing))
+    trained = {column_agent(c).model: column_agent(c).strategy for c in fit.trained}
+    missing = [m for m in dict.fromkeys(column_agent(c).model for c in fit.missing) if m not in {column_agent(k).model for k in fit.unseen}]
+    strategies: dict[str, str] = {}
     pairs: dict[str, str] = {}
     for key in fit.unseen:
-        model = column_agent(key).model
-        close = difflib.get_close_matches(model, [m for m in missing if m not in pairs.values()], n=1, cutoff=0.6)
-        if close and model not in pairs:
-            pairs[model] = close[0]
-    if not pairs:
-        return ""
-    shown = ", ".join(f"{new!r} (trained as {old!r})" for new, old in list(pairs.items())[:5])
-    return (f". Renamed since training? {shown}: the router knows a model by its card id — keep the old "
-            "id and put the provider's new name in the card's `model:` field")  # fmt: skip
+        agent = column_agent(key)
+        if agent.model in trained:
+            strategies.setdefault(f"{agent.model}:{agent.strategy}", trained[agent.model])
+            continue
+        close = difflib.get_close_matches(agent.model, [m for m in missing if m not in pairs.values()], n=1, cutoff=0.6)
+        if close and agent.model not in pairs:
+            pairs[agent.model] = close[0]
+    hints = []
+    if strategies:
+        shown = ", ".join(f"{new} (logged as {new.rsplit(':', 1)[0]}:{old})" for new, old in list(strategies.items())[:5])
+        hints.append(f"Strategies never logged: {shown}: a strategy is a new agent — keep the card's "
+                     "strategies as trained, or explore the new ones and retrain")  # fmt: skip
+    if pairs:
+        shown = ", ".join(f"{new!r} (trained as {old!r})" for new, old in list(pairs.items())[:5])
+        hints.append(f"Renamed since training? {shown}: the router knows a model by its card id — keep the old "
+                     "id and put the provider's new name in the card's `model:` field")  # fmt: skip
+    return "".join(f". {h}" for h in hints)
 
 
 def _names(keys: Sequence[str], limit: int = 12) -> str:
