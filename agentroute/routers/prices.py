@@ -49,7 +49,8 @@ def training_prices(data: Any) -> PriceRefs:
                     row[3] += 1
         return {m: [t_in / n, t_out / n, usd / n] for m, (t_in, t_out, usd, n) in sums.items()}
     refs: PriceRefs = {}
-    models = {column_agent(c).model for c in _table(data).models} if _table(data) is not None else set()
+    table = _table(data)
+    models = {column_agent(c).model for c in table.models} if table is not None else set()
     for model, card in _data_cards(data).items():
         usd = card_usd(card, 1.0, 1.0)
         if model in models and usd is not None and usd > 0:
