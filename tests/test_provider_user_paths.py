@@ -55,6 +55,10 @@ class Provider:
         if kind == "429":
             error = {"message": "Rate limit reached for requests", "type": "rate_limit_error"}
             return web.json_response({"error": error}, status=429, headers=detail)
+        if kind == "quota":  # OpenAI's answer to an account out of credit
+            error = {"message": "You exceeded your current quota, please check your plan and billing details.",
+                     "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}
+            return web.json_response({"error": error}, status=429)
         pieces = list(detail)
         usage = {**USAGE, "completion_tokens": len(pieces), "total_tokens": USAGE["prompt_tokens"] + len(pieces)}
         if not body.get("stream"):
@@ -90,7 +94,7 @@ def pool(url: str, *models: str, backend: str = "openai") -> ModelPool:
     """One card a served model, priced so that the first one listed is the cheapest."""
     return ModelPool([
         ModelCard(id=m, backend=backend, model=f"openai/{m}" if backend == "litellm" else m, base_url=url,
-                  input_price=1.0 + i, output_price=2.0 + i, max_tokens=64, timeout_s=5.0, strategies=["direct"])
+                  input_price=1.0 + i, output_price=2.0 + i, max_tokens=64, timeout_s=30.0, strategies=["direct"])
         for i, m in enumerate(models)
     ])
 
@@ -160,6 +164,24 @@ async def test_a_wait_past_the_cap_falls_over_without_a_deadline():
     assert len(provider.times("busy")) == 1, provider.seen
     failed = [e.detail for e in run.context["audit"] if e.kind == "step_failed"]
     assert "the cap is 60s" in failed[0], failed
+
+
+@pytest.mark.parametrize("backend", ["openai", "litellm"])
+async def test_an_account_out_of_quota_is_not_retried_the_step_falls_over(backend):
+    """User saw: OpenAI's 429 ``insufficient_quota`` (no credit left) retried twice more, each a
+    call of the budget, before the fallback. No wait makes it pass: now it falls over at once."""
+    provider = Provider({"broke": [("quota", None)], "spare": [("ok", ["Paris"])]})
+    runner = await start(provider)
+    try:
+        dispatcher = Dispatcher(pool(provider.url, "broke", "spare", backend=backend), make_router("cheapest"), retries=2, backoff_s=0.01)
+        run = dispatcher.start("capital of France?", budget=Budget(calls=5))
+        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
+    finally:
+        await runner.cleanup()
+    assert step is not None and step.status == "ok" and step.agent.model == "spare", step
+    assert len(provider.times("broke")) == 1, provider.seen
+    failed = [e.detail for e in run.context["audit"] if e.kind == "step_failed"]
+    assert failed and "exceeded your current quota" in failed[0], failed
 
 
 async def test_litellm_reads_the_rate_limit_wait_too():

@@ -70,7 +70,7 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
         return BackendError(model, f"{type(exc).__name__}: {message}{where}", retryable=True, billed=not never_sent(exc))
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
-        retryable = status in RETRYABLE_STATUS or status >= 500
+        retryable = (status in RETRYABLE_STATUS or status >= 500) and not out_of_quota(exc, message)
         wait = retry_after(exc) if retryable else None
         # an error status means the provider refused the request before running the model
         return BackendError(
@@ -78,6 +78,17 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
             retryable=retryable, billed=False, retry_after_s=wait,
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
+
+
+def out_of_quota(exc: BaseException, message: str) -> bool:
+    """Whether a 429 says the account is out of credit (OpenAI's ``insufficient_quota``): no wait
+    makes it pass, so it is not retried (another model may take the step)."""
+    body = getattr(exc, "body", None)  # LiteLLM keeps the provider's error object here
+    return (
+        getattr(exc, "code", None) == "insufficient_quota"
+        or (isinstance(body, dict) and "insufficient_quota" in (body.get("code"), body.get("type")))
+        or "insufficient_quota" in message
+    )
 
 
 def retry_after(exc: BaseException) -> float | None:
