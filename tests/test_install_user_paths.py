@@ -61,16 +61,23 @@ def _core_closure() -> list[metadata.Distribution]:
 
 
 def _link_core_deps(target: Path) -> int:
-    """Link the top-level entries (packages, modules, .dist-info) of the core closure into ``target``."""
-    target.mkdir()
+    """Link every file the core closure's distributions installed into ``target``, one by one.
+
+    File by file, not folder by folder: namespace packages are shared (``langgraph/checkpoint/``
+    holds the files of ``langgraph-checkpoint`` *and* of the ``checkpoint`` extra's savers), and
+    only the core's files may be seen.
+    """
     count = 0
     for dist in _core_closure():
         base = Path(str(dist.locate_file("")))
-        tops = {Path(str(f)).parts[0] for f in dist.files or [] if ".." not in Path(str(f)).parts}
-        for top in tops:
-            source = base / top
-            if source.exists() and not (target / top).exists() and top not in ("__pycache__", "bin"):
-                (target / top).symlink_to(source)
+        for file in dist.files or []:
+            parts = Path(str(file)).parts
+            if ".." in parts or "__pycache__" in parts or parts[0] == "bin":
+                continue
+            source, link = base / file, target.joinpath(*parts)
+            if source.is_file() and not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(source)
                 count += 1
     return count
 
@@ -97,7 +104,7 @@ def core_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             capture_output=True, text=True, check=True,
         ).stdout.strip()
     )  # fmt: skip
-    assert _link_core_deps(root / "core-deps") > 10
+    assert _link_core_deps(root / "core-deps") > 100
     (site / "agentroute-core-deps.pth").write_text(str(root / "core-deps") + "\n")
     install = subprocess.run(
         [*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
@@ -125,7 +132,8 @@ def test_core_env_has_no_extras_and_a_usable_package(core_env: dict[str, Any]) -
         "from agentroute import *\n"
         "print(agentroute.__version__, agentroute.__file__)\n"
         "print([m for m in ('torch', 'transformers', 'pandas', 'pyarrow', 'litellm', 'psycopg', 'fastapi', "
-        "'uvicorn', 'sklearn', 'trl', 'datasets', 'matplotlib') if importlib.util.find_spec(m) is not None])\n"
+        "'uvicorn', 'sklearn', 'trl', 'datasets', 'matplotlib', 'aiosqlite', 'langgraph.checkpoint.sqlite', "
+        "'langgraph.checkpoint.postgres') if importlib.util.find_spec(m) is not None])\n"
     )
     out = subprocess.run(
         [str(core_env["python"]), "-c", code],
@@ -274,6 +282,8 @@ def _missing(tmp_path: Path, loopback_url: str) -> list[tuple[list[str], str, st
     litellm_pool = str(_pool(tmp_path, "litellm", loopback_url))
     ml, eval_ = (TORCH_FIRST, "ml"), ("pip install 'agentroute[eval]'", "eval")
     postgres = ("pip install 'agentroute[postgres]'", "postgres")
+    checkpoint = ("pip install 'agentroute[checkpoint]'", "checkpoint")
+    queries = str(_write_queries(tmp_path))
     return [
         (["ask", "q"], *ml),  # the default pool is the local model: torch first, then its wheel
         (["ask", "q", "--pool", openai_pool, "--router", "mf"], *ml),
@@ -281,6 +291,20 @@ def _missing(tmp_path: Path, loopback_url: str) -> list[tuple[list[str], str, st
         (["ask", "q", "--pool", litellm_pool], "pip install 'agentroute[litellm]'", "litellm"),
         (["ask", "q", "--pool", openai_pool, "--memory", "postgresql://u@127.0.0.1:1/db"], *postgres),
         (["memory", "stats", "--memory", "postgresql://u@127.0.0.1:1/db"], *postgres),
+        (["run", "qa", "--input", queries, "--pool", openai_pool, "--checkpointer", "memory"], *checkpoint),
+        (
+            [
+                "run",
+                "qa",
+                "--input",
+                queries,
+                "--pool",
+                openai_pool,
+                "--checkpointer",
+                "postgresql://u@127.0.0.1:1/db",
+            ],
+            *checkpoint,
+        ),
         (["serve", "--pool", openai_pool, "--port", "0"], "pip install 'agentroute[serve]'", "serve"),
         (["eval", "--dataset", f"routerbench:{tmp_path}"], *eval_),
         (

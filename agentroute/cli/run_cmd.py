@@ -110,12 +110,12 @@ def run_batch(
     except AgentrouteError as exc:
         raise fail_on(exc) from None
     try:
+        saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
         runner = BatchRunner(
             compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
             grace_s=grace_s, lease_s=lease_s, metric=metric,
         )  # fmt: skip
-        saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None, saver_url))
     except AgentrouteError as exc:
         refused = isinstance(exc, _BadBatch | MissingDependencyError)
@@ -208,10 +208,21 @@ def _checkpointer_url(spec: str, store: Any) -> str:
         raise _BadBatch(expected) from None
     backend = url.get_backend_name()
     if backend == "postgresql":
+        _require_saver("psycopg", "langgraph.checkpoint.postgres")
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
     if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        _require_saver("aiosqlite", "langgraph.checkpoint.sqlite")
         return f"sqlite:///{url.database}"
     raise _BadBatch(expected)
+
+
+def _require_saver(*modules: str) -> None:
+    """Refuse a checkpointer whose packages (the ``checkpoint`` extra) are missing, before any query runs."""
+    import importlib.util
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(module, "checkpoint")
 
 
 @contextlib.asynccontextmanager
