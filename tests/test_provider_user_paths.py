@@ -469,3 +469,22 @@ async def test_litellm_cuts_a_server_that_ignores_max_tokens_and_the_budget_hold
     # it saw the client leave are the only part of the bill the client cannot see (as with openai)
     unseen = max(0, charge.completion_tokens - 24 - 1) * 2.0 / 1e6
     assert run.ledger.spent_usd + unseen >= bill.usd - 1e-12
+
+
+@pytest.mark.slow
+def test_the_local_model_streams_its_tokens_into_stream_mode_messages():
+    """SmolLM2 on the ``local`` backend: its tokens reach LangGraph's ``messages`` stream as it
+    generates them (``LocalBackend.stream``), and they add up to the answer."""
+    pytest.importorskip("transformers")
+    from agentroute import AgentGraph
+    from tests.fixtures_openai_server import SERVER_CARD
+
+    card = SERVER_CARD.model_copy(update={"max_tokens": 24, "strategies": ["cot"]})
+    app = AgentGraph("local").add_role("executor", prompt="Answer briefly.").compile(pool=ModelPool([card]), router=make_router("cheapest"))
+    got = list(app.stream({"query": "What is the capital of France?"}, stream_mode=["messages", "values"]))
+    chunks = [payload[0] for mode, payload in got if mode == "messages"]
+    final = [payload for mode, payload in got if mode == "values"][-1]
+    texts = [c.content for c in chunks if c.content]
+    assert len(texts) > 1, texts  # token by token, not one message at the end
+    assert "".join(texts) == final["answer"] and len({c.id for c in chunks}) == 1
+    assert chunks[-1].usage_metadata["output_tokens"] >= 1
