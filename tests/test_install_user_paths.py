@@ -111,7 +111,14 @@ def core_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr[-2000:]
-    return {"python": python, "bin": venv / "bin", "wheel": wheel, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {
+        "python": python,
+        "bin": venv / "bin",
+        "wheel": wheel,
+        "seconds": seconds,
+        "build_log": build.stderr,
+    }
 
 
 def _run(
@@ -383,6 +390,11 @@ def test_sdist_ships_the_package_and_no_partial_test_suite(tmp_path: Path) -> No
         assert needed in names
     # tests/test_*.py without their conftest, fixtures and data would be a suite that cannot run
     assert not [n for n in names if n.split("/")[0] in ("tests", "benchmarks", "examples", "training")]
+
+
+def test_the_build_warns_of_nothing(core_env: dict[str, Any]) -> None:
+    """A packager's build is quiet: no deprecated pyproject field (``license = {text = …}`` once was)."""
+    assert "Warning" not in core_env["build_log"], core_env["build_log"][-3000:]
 
 
 def test_one_version_everywhere(core_env: dict[str, Any]) -> None:
