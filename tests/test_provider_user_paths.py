@@ -488,3 +488,25 @@ def test_the_local_model_streams_its_tokens_into_stream_mode_messages():
     assert len(texts) > 1, texts  # token by token, not one message at the end
     assert "".join(texts) == final["answer"] and len({c.id for c in chunks}) == 1
     assert chunks[-1].usage_metadata["output_tokens"] >= 1
+
+
+def test_astream_events_has_a_chat_model_stream_event_per_token():
+    """LangChain UIs built on ``astream_events(version="v2")`` read ``on_chat_model_stream``: each
+    streamed piece is one, between the model run's start and end."""
+    provider = Provider({"chatty": [("ok", PIECES)]})
+
+    async def scenario() -> list[dict[str, Any]]:
+        runner = await start(provider)
+        try:
+            app = chat_graph(Dispatcher(pool(provider.url, "chatty"), make_router("cheapest")))
+            return [e async for e in app.astream_events({"messages": [("user", "capital of France?")]}, version="v2")]
+        finally:
+            await runner.cleanup()
+
+    events = asyncio.run(scenario())
+    kinds = [e["event"] for e in events if e["event"].startswith("on_chat_model")]
+    assert kinds[0] == "on_chat_model_start" and kinds[-1] == "on_chat_model_end", kinds
+    pieces = [e["data"]["chunk"].content for e in events if e["event"] == "on_chat_model_stream"]
+    assert [p for p in pieces if p] == PIECES
+    end = next(e for e in events if e["event"] == "on_chat_model_end")
+    assert end["data"]["output"].content == "".join(PIECES) and end["metadata"]["langgraph_node"] == "chat"
