@@ -1,0 +1,110 @@
+"""The dispatcher's overhead in instructions: a figure the machine's load cannot move.
+
+CPU-time ratios on a shared box swing by ±0.1 from run to run (RESULTS.md, issue 10), more than the
+few microseconds a change to the hot path is worth. Valgrind's callgrind counts the instructions a
+process executes, whatever else runs beside it. Each graph of ``dispatch_overhead.py`` (bare
+LangGraph; routed ``AgentGraph``, 3 roles, replay backend, concurrency 1, results kept) runs twice,
+with ``--small`` and ``--large`` tasks after a warm-up of 30; the difference divided by the extra
+steps is the cost of one step, with interpreter start-up and imports cancelled out.
+
+Instructions are not time: a routed step also pays page faults for the results it keeps (kernel
+time, not counted here) and runs at a somewhat lower IPC. The companion figures (user and system
+CPU per step, minor page faults per step) come from ``getrusage`` in the same runs without valgrind
+(``--rusage-tasks``).
+
+    python benchmarks/overhead_instructions.py [--small 20] [--large 220] [--rusage-tasks 1000]
+
+Needs ``valgrind`` (apt: valgrind); each callgrind run takes 2-5 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+WARM = 30
+STEPS_PER_TASK = 3
+
+
+async def run_tasks(mode: str, n: int) -> tuple[float, float, float]:
+    """Run ``n`` tasks after the warm-up; (user µs, system µs, minor faults) per step."""
+    import dispatch_overhead as D
+
+    p = D.pool(n + WARM)
+    queries = [{"query": "question", "query_id": f"q{i}"} for i in range(n + WARM)]
+    if mode == "bare":
+        graph = D.bare_graph(p)
+        for q in queries[:WARM]:
+            await graph.ainvoke(q, version="v2")
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        kept = [await graph.ainvoke(q, version="v2") for q in queries[WARM:]]
+    else:
+        app = D.routed_graph(p)
+        await app.arun_many(queries[:WARM], concurrency=1)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        kept = await app.arun_many(queries[WARM:], concurrency=1)
+        assert all(r.status == "done" for r in kept)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    steps = STEPS_PER_TASK * n
+    return (
+        1e6 * (after.ru_utime - before.ru_utime) / steps,
+        1e6 * (after.ru_stime - before.ru_stime) / steps,
+        (after.ru_minflt - before.ru_minflt) / steps,
+    )
+
+
+def instructions(runs: list[tuple[str, int]], out: Path) -> dict[tuple[str, int], int]:
+    """Instructions callgrind counted for whole processes that run ``n`` tasks of ``mode``, for each
+    ``(mode, n)`` of ``runs`` (all at once: the counts do not depend on what runs beside them)."""
+    procs = {}
+    for mode, n in runs:
+        cmd = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out / f'cg.{mode}.{n}'}",
+            f"--log-file={out / f'{mode}.{n}.log'}", sys.executable, __file__, "--child", mode, str(n),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        procs[mode, n] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    counts = {}
+    for key, proc in procs.items():
+        if proc.wait() != 0:
+            sys.exit(f"callgrind run {key} failed: see {out / f'{key[0]}.{key[1]}.log'}")
+        log = (out / f"{key[0]}.{key[1]}.log").read_text()
+        counts[key] = int(re.search(r"Collected : (\d+)", log).group(1))
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", type=int, default=20)
+    ap.add_argument("--large", type=int, default=220)
+    ap.add_argument("--rusage-tasks", type=int, default=1000)
+    ap.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        asyncio.run(run_tasks(args.child[0], int(args.child[1])))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = instructions([(m, n) for m in ("bare", "routed") for n in (args.small, args.large)], Path(tmp))
+    extra_steps = STEPS_PER_TASK * (args.large - args.small)
+    per_step = {m: (counts[m, args.large] - counts[m, args.small]) / extra_steps for m in ("bare", "routed")}
+    print(f"instructions per step: bare {per_step['bare'] / 1e6:.3f} M, routed {per_step['routed'] / 1e6:.3f} M, "
+          f"ratio {per_step['routed'] / per_step['bare']:.3f}x")  # fmt: skip
+    for mode in ("bare", "routed"):
+        user, system, faults = asyncio.run(run_tasks(mode, args.rusage_tasks))
+        print(f"{mode}: user {user:.1f} us/step, system {system:.1f} us/step, minor faults {faults:.2f}/step")
+
+
+if __name__ == "__main__":
+    main()
