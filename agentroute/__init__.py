@@ -74,13 +74,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     )
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'agentroute' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # the next access is a plain attribute
-    return value
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is still an error there
+
+    def __getattr__(name: str) -> Any:
+        home = _HOME.get(name)
+        if home is None:
+            raise AttributeError(f"module 'agentroute' has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
 
 
 def __dir__() -> list[str]:

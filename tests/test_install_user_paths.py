@@ -425,3 +425,15 @@ def test_import_and_cli_help_load_no_heavy_module() -> None:
     after_import, after_cli, after_use = out.stdout.splitlines()
     assert after_import == after_cli == "[]"
     assert "langgraph" in after_use  # the names still load, on first use
+
+
+def test_every_public_name_resolves_to_its_home() -> None:
+    import agentroute
+
+    assert set(agentroute.__all__) == set(agentroute._HOME)
+    for name in agentroute.__all__:
+        value = getattr(agentroute, name)
+        assert getattr(value, "__module__", "").startswith("agentroute."), name
+    assert set(agentroute.__all__) <= set(dir(agentroute))
+    with pytest.raises(AttributeError, match="no attribute 'Budgett'"):
+        agentroute.Budgett  # noqa: B018
