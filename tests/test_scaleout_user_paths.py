@@ -385,3 +385,25 @@ def test_workers_starting_at_once_on_an_empty_database_migrate_it_once(postgres_
     assert [w.returncode for w in workers] == [0, 0, 0], [err[-1500:] for _, err in outs]
     with SQLMemory(url) as memory, memory.engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [head_revision()]
+
+
+@pytest.mark.postgres
+def test_a_server_restart_under_agentroute_run_finishes_the_batch(own_server: PostgresServer, tmp_path: Path) -> None:
+    from tests.test_batch_kill import _check_exactly_once, _memory_state, _setup, _start, _wait_for_lines
+    from tests.test_batch_server import StubOpenAIServer
+
+    n = 60
+    with StubOpenAIServer(delay_s=0.03) as server:
+        paths = _setup(tmp_path, server.url, n)
+        proc = _start(paths, own_server.url)
+        try:
+            _wait_for_lines(paths["out.jsonl"], 8, proc)
+            own_server.restart(down_s=2.0)
+            output, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    # was: exit 1, "OperationalError … connection refused" from claiming the next items; 50 left pending
+    assert proc.returncode == 0, output[-3000:]
+    _check_exactly_once(_memory_state(own_server.url), paths["out.jsonl"], n)

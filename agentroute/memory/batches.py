@@ -29,20 +29,25 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
+from agentroute.memory.writer import retry_delays
 from agentroute.types import new_id
+
+T = TypeVar("T")
 
 __all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED", "host_key", "pid_alive"]
 
@@ -130,6 +135,21 @@ class BatchQueue:
         return f"BatchQueue({self.batch_id!r}, worker={self.worker_id!r})"
 
     # -- connections ----------------------------------------------------------------------------
+    def _transact(self, body: Callable[[sa.Connection], T]) -> T:
+        """``body(conn)`` in one write transaction (:meth:`_tx`), run again when the connection is
+        lost (a server restart) for up to the memory's ``retry_s``; then the error is raised."""
+        delays = retry_delays(self.memory.retry_s)
+        while True:
+            try:
+                with self._tx() as conn:
+                    return body(conn)
+            except (OperationalError, InterfaceError) as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning("batch %s: %s; trying again", self.batch_id, exc)
+                time.sleep(delay)
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
         """A write transaction; on SQLite ``BEGIN IMMEDIATE`` takes the write lock up front."""
@@ -151,7 +171,9 @@ class BatchQueue:
         """Insert ``(query_id, item)`` pairs not in the batch yet (in input order); returns how many."""
         now = _now()
         count = sa.select(sa.func.count()).select_from(BATCH_ITEMS).where(self._where())
-        with self._tx() as conn:
+        items = list(items)
+
+        def body(conn: sa.Connection) -> int:
             before = conn.execute(count).scalar_one()
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(BATCH_ITEMS.c.seq), -1)).where(self._where())).scalar_one()
             stmt = _insert(conn.dialect.name)(BATCH_ITEMS).on_conflict_do_nothing(
@@ -170,7 +192,9 @@ class BatchQueue:
                     rows.clear()
             if rows:
                 conn.execute(stmt, rows)
-            return conn.execute(count).scalar_one() - before
+            return int(conn.execute(count).scalar_one() - before)
+
+        return self._transact(body)
 
     def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
         """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring)."""
@@ -187,28 +211,28 @@ class BatchQueue:
             .limit(n)
             .with_for_update(skip_locked=True)  # PostgreSQL; ignored on SQLite (BEGIN IMMEDIATE instead)
         )
-        with self._tx() as conn:
+        def body(conn: sa.Connection) -> list[Any]:
             rows = conn.execute(query).all()
-            if not rows:
-                return []
-            conn.execute(
-                sa.update(BATCH_ITEMS)
-                .where(self._where(BATCH_ITEMS.c.query_id.in_([r.query_id for r in rows])))
-                .values(status="running", worker=self.worker_id, attempts=BATCH_ITEMS.c.attempts + 1, updated_at=_now())
-            )
-        return [Claimed(r.query_id, json.loads(r.item), r.attempts + 1) for r in rows]
+            if rows:
+                conn.execute(
+                    sa.update(BATCH_ITEMS)
+                    .where(self._where(BATCH_ITEMS.c.query_id.in_([r.query_id for r in rows])))
+                    .values(status="running", worker=self.worker_id, attempts=BATCH_ITEMS.c.attempts + 1, updated_at=_now())
+                )
+            return list(rows)
+
+        return [Claimed(r.query_id, json.loads(r.item), r.attempts + 1) for r in self._transact(body)]
 
     def release(self, query_ids: Sequence[str]) -> None:
         """Give claimed items that were never started back to the queue."""
         if not query_ids:
             return
-        with self._tx() as conn:
-            conn.execute(
-                sa.update(BATCH_ITEMS)
-                .where(self._where(BATCH_ITEMS.c.query_id.in_(list(query_ids)), BATCH_ITEMS.c.worker == self.worker_id,
-                                   BATCH_ITEMS.c.status == "running"))
-                .values(status="pending", attempts=BATCH_ITEMS.c.attempts - 1, updated_at=_now())
-            )  # fmt: skip
+        self._transact(lambda conn: conn.execute(
+            sa.update(BATCH_ITEMS)
+            .where(self._where(BATCH_ITEMS.c.query_id.in_(list(query_ids)), BATCH_ITEMS.c.worker == self.worker_id,
+                               BATCH_ITEMS.c.status == "running"))
+            .values(status="pending", attempts=BATCH_ITEMS.c.attempts - 1, updated_at=_now())
+        ))  # fmt: skip
 
     def finish(
         self,
@@ -233,19 +257,16 @@ class BatchQueue:
     def join(self) -> None:
         """Register this worker (status ``running``)."""
         now = _now()
-        with self._tx() as conn:
-            conn.execute(
-                sa.insert(BATCH_WORKERS).values(
-                    id=self.worker_id, batch_id=self.batch_id, host=self.host, pid=self.pid,
-                    status="running", started_at=now, heartbeat_at=now,
-                )
-            )  # fmt: skip
+        insert = _insert(self.memory.engine.dialect.name)(BATCH_WORKERS).values(
+            id=self.worker_id, batch_id=self.batch_id, host=self.host, pid=self.pid,
+            status="running", started_at=now, heartbeat_at=now,
+        ).on_conflict_do_nothing(index_elements=[BATCH_WORKERS.c.id])  # a retry after a lost commit
+        self._transact(lambda conn: conn.execute(insert))  # fmt: skip
 
     def heartbeat(self) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id == self.worker_id).values(heartbeat_at=_now())
-            )
+        self._transact(lambda conn: conn.execute(
+            sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id == self.worker_id).values(heartbeat_at=_now())
+        ))
 
     def leave(self) -> Reconciled:
         """Mark this worker stopped; its still-``running`` tasks and items become ``interrupted``."""
@@ -281,7 +302,8 @@ class BatchQueue:
             .scalar_subquery()
         )
         worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
-        with self._tx() as conn:
+
+        def body(conn: sa.Connection) -> Reconciled:
             # an item whose task finished but whose own write was not committed yet (killed between the
             # two): it is finished, not to be run again
             running = self._where(BATCH_ITEMS.c.status == "running", BATCH_ITEMS.c.worker.in_(workers))
@@ -310,7 +332,9 @@ class BatchQueue:
                 sa.update(BATCH_ITEMS).where(running).values(status="interrupted", updated_at=now)
             ).rowcount
             conn.execute(sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id.in_(workers)).values(status=status))
-        return Reconciled(tuple(workers), max(tasks, 0), max(items, 0))
+            return Reconciled(tuple(workers), max(tasks, 0), max(items, 0))
+
+        return self._transact(body)
 
     # -- reads ----------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -198,6 +198,11 @@ class SQLMemory(MemoryStore):
         self._claims = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
         self._finalizer = weakref.finalize(self, _shutdown, self._writer, self.engine)
 
+    @property
+    def retry_s(self) -> float:
+        """How long a write whose connection failed is retried (see the constructor)."""
+        return self._writer.retry_s
+
     def __repr__(self) -> str:
         return f"SQLMemory({self.url!r})"
 
