@@ -6,8 +6,9 @@ Prices come from the card when it sets them, else from LiteLLM's bundled cost ta
 prices, or a model the cost table does not know, is refused with :class:`ConfigurationError` —
 never priced $0. ``worst_case_usd`` and the settled cost use the same price source. LiteLLM is
 imported on first use (it takes seconds) and makes no retries (the dispatcher retries). Replies
-are streamed and cut after ``max_tokens`` + 1 text chunks, as the openai backend's are: a
-self-hosted server that ignores ``max_tokens`` cannot run away.
+of a self-hosted endpoint (``base_url``) or an OpenAI-protocol provider are streamed and cut after
+``max_tokens`` + 1 text chunks, as the openai backend's are: a server that ignores ``max_tokens``
+cannot run away. Other hosted providers (``anthropic/…``) are called plainly.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         if key is not None:
             kwargs["api_key"] = key
         started = time.perf_counter()
-        if self.stream:
+        if self.stream and streamed_provider(card):
             reply = await self._streamed(litellm, kwargs, request, card)
         else:
             reply = await self._plain(litellm, kwargs, card)
@@ -257,6 +258,19 @@ class _Reply:
     cut: bool
 
 
+#: LiteLLM providers whose streamed usage is read as they send it (OpenAI's protocol).
+STREAMED_PROVIDERS = frozenset({"openai", "hosted_vllm"})
+
+
+def streamed_provider(card: ModelCard) -> bool:
+    """Whether ``card``'s replies are streamed: a self-hosted endpoint (``base_url``: the server
+    that may ignore ``max_tokens``) or an OpenAI-protocol provider. Other hosted providers keep
+    ``max_tokens`` and are called plainly, with the usage they report."""
+    model = card.backend_model
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    return bool(card.base_url) or provider in STREAMED_PROVIDERS
+
+
 def _mid_stream_error(exc: BaseException, card: ModelCard) -> BackendError:
     """A failure while reading a stream (LiteLLM wraps it in ``MidStreamFallbackError``, status
     500): a dropped connection or a timeout is retried and may have been billed; anything else is
@@ -353,4 +367,12 @@ def self_hosted_without_url(card: ModelCard) -> str | None:
     )
 
 
-__all__ = ["OPENAI_PROVIDERS", "LiteLLMBackend", "litellm_module", "litellm_error", "litellm_usd"]
+__all__ = [
+    "OPENAI_PROVIDERS",
+    "STREAMED_PROVIDERS",
+    "LiteLLMBackend",
+    "litellm_error",
+    "litellm_module",
+    "litellm_usd",
+    "streamed_provider",
+]
