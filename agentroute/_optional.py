@@ -106,7 +106,11 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         package = _package(module)
-        raise MissingDependencyError(package, extra_for(package) or "all") from exc
+        error = MissingDependencyError(package, extra_for(package) or "all")
+        # the message with the exact command (torch first); ImportError's str() reads ``msg``
+        error.msg = missing_message(package, error.extra)
+        error.args = (error.msg,)
+        raise error from exc
 
 
 _THREADS_SET = False

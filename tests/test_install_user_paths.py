@@ -437,3 +437,19 @@ def test_every_public_name_resolves_to_its_home() -> None:
     assert set(agentroute.__all__) <= set(dir(agentroute))
     with pytest.raises(AttributeError, match="no attribute 'Budgett'"):
         agentroute.Budgett  # noqa: B018
+
+
+def test_python_api_names_the_exact_command_too(core_env: dict[str, Any]) -> None:
+    code = (
+        "from agentroute import MissingDependencyError, make_router\n"
+        "try:\n    make_router('mlp')\nexcept MissingDependencyError as exc:\n    print(exc.extra, '|', exc)\n"
+    )
+    out = subprocess.run(
+        [str(core_env["python"]), "-c", code],
+        cwd=core_env["bin"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"ml | 'torch' is not installed (extra [ml]); install it with: {TORCH_FIRST}"
