@@ -343,10 +343,13 @@ class _StepWatch:
             inheritable_tags=config.get("tags"),
             inheritable_metadata={**(config.get("metadata") or {}), "ls_model_name": model, "agentroute_role": self.role},
         )
-        runs = await manager.on_chat_model_start(
-            {"name": model}, [convert_to_messages(plan.request.messages)], name=model,
-            invocation_params={"model": model, "max_tokens": plan.request.max_tokens, "temperature": plan.request.temperature},
-        )
+        try:
+            runs = await manager.on_chat_model_start(
+                {"name": model}, [convert_to_messages(plan.request.messages)], name=model,
+                invocation_params={"model": model, "max_tokens": plan.request.max_tokens, "temperature": plan.request.temperature},
+            )
+        except Exception:  # noqa: BLE001 - a handler that raises (raise_error=True) must not fail the call unmade
+            runs = []
         watch = self.ids[index] = _AttemptWatch(runs, message, self.role, model, plan.agent.key, stage, index)
         _watch(self.task_id, index, message)
         return watch
