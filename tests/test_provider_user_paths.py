@@ -510,3 +510,29 @@ def test_astream_events_has_a_chat_model_stream_event_per_token():
     assert [p for p in pieces if p] == PIECES
     end = next(e for e in events if e["event"] == "on_chat_model_end")
     assert end["data"]["output"].content == "".join(PIECES) and end["metadata"]["langgraph_node"] == "chat"
+
+
+def test_a_callback_handler_that_raises_at_model_start_does_not_fail_the_call():
+    """A strict handler (``raise_error=True``) that raises in ``on_chat_model_start``: the routed
+    call is still made once and answered (it was failed and charged as an attempt it never made)."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Strict(BaseCallbackHandler):
+        raise_error = True
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            raise RuntimeError("tracer down")
+
+    provider = Provider({"chatty": [("ok", PIECES)]})
+
+    async def scenario() -> dict[str, Any]:
+        runner = await start(provider)
+        try:
+            app = chat_graph(Dispatcher(pool(provider.url, "chatty"), make_router("cheapest")))
+            return await app.ainvoke({"messages": [("user", "capital of France?")]}, {"callbacks": [Strict()]})
+        finally:
+            await runner.cleanup()
+
+    out = asyncio.run(scenario())
+    assert out["messages"][-1].content == "".join(PIECES)
+    assert len(provider.seen) == 1
