@@ -174,7 +174,10 @@ def test_counterfactual_eval_of_a_trained_directory_checks_the_logged_candidates
         )
         asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(40)]))
     result = evaluate_from_memory(url, [str(knn_dir)], pool=pool, n_boot=20)  # knows small, mid, large
-    assert result["warnings"] == [] and result["routers"][0]["n"] == 40
+    # no warning about the candidates (one about an estimate outside the logged scores' range may
+    # come: the explorer's draws follow the fresh task ids, so each run logs another realisation)
+    assert [w for w in result["warnings"] if "logged scores' range" not in w] == []
+    assert result["routers"][0]["n"] == 40
     foreign = tmp_path / "foreign"
     make_router("strongest").fit(sample_outcomes(30).to_trajectories(role="planner")).save(foreign)
     with pytest.raises(ConfigurationError, match="offers none of them"):
