@@ -151,6 +151,24 @@ async def test_a_wait_longer_than_the_deadline_falls_over_to_another_model_at_on
     assert failed and "asks to wait 60s" in failed[0] and "before the deadline" in failed[0], failed
 
 
+async def test_the_tasks_next_steps_leave_a_rate_limited_model_alone_until_its_wait_is_over():
+    """User saw: every step of a task routed to the model that had just said "come back in a
+    minute", each time a refused call of the budget before the fallback. Now the task's next steps
+    go to another model while the wait lasts; when no other model is left, the waiting one is tried."""
+    provider = Provider({"busy": [("429", {"Retry-After": "60"})], "spare": [("ok", ["Paris"])]})
+    runner = await start(provider)
+    try:
+        dispatcher = Dispatcher(pool(provider.url, "busy", "spare"), make_router("cheapest"), retries=2, backoff_s=0.01)
+        run = dispatcher.start("capital of France?", budget=Budget(seconds=10))
+        steps = [await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input=f"question {i}") for i in range(3)]
+        only_busy = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="again", models=["busy"])
+    finally:
+        await runner.cleanup()
+    assert [s.agent.model for s in steps if s is not None and s.status == "ok"] == ["spare"] * 3, steps
+    assert len(provider.times("busy")) == 2, provider.seen  # the first step's try, then the step with no one else
+    assert only_busy is not None and only_busy.status == "failed" and "asks to wait 60s" in (only_busy.error or "")
+
+
 async def test_a_wait_past_the_cap_falls_over_without_a_deadline():
     provider = Provider({"busy": [("429", {"retry-after-ms": "90000"})], "spare": [("ok", ["Paris"])]})
     runner = await start(provider)

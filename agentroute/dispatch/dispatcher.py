@@ -156,6 +156,18 @@ async def _all_by_deadline(tasks: list[asyncio.Future[T]], left: float | None) -
         raise
 
 
+def _not_waiting(plans: list[_Plan], limited: dict[str, float]) -> list[_Plan]:
+    """``plans`` without the models a server asked this task to leave alone for now (a long
+    ``Retry-After``); all of them when every one is waiting (a refused call beats no call)."""
+    now = time.monotonic()
+    for model in [m for m, until in limited.items() if until <= now]:
+        del limited[model]
+    if not limited:
+        return plans
+    free = [p for p in plans if p.card.id not in limited]
+    return free or plans
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a left-behind call's outcome as seen (no "exception was never retrieved" warning)."""
     if not task.cancelled():
@@ -342,8 +354,11 @@ class Dispatcher:
         if run.exhausted:  # an overrun or the deadline stopped the task's calls
             return []
         faulty = run.context.get("faulty_endpoints")
-        if excluded or faulty:
+        limited = run.context.get("rate_limited")
+        if excluded or faulty or limited:
             plans = [p for p in plans if p.key not in excluded and not (faulty and p.card.id in faulty)]
+            if limited:
+                plans = _not_waiting(plans, limited)
         fits = run.ledger.affordable_each([p.worst for p in plans])
         if all(fits):  # the common case: the budget is far from its limits
             return plans
@@ -742,6 +757,8 @@ class Dispatcher:
                         room = f"{left:.3f}s left before the deadline" if left is not None and delay >= left else f"the cap is {self.max_retry_wait_s:g}s"
                         error = f"{error}; not retried: the server asks to wait {wait:g}s and {room}"
                         self._audit(run, stage, "step_failed", plan.key, error)
+                        # the task's next steps leave this model alone until then (unless nothing else is left)
+                        run.context.setdefault("rate_limited", {})[card.id] = time.monotonic() + wait
                         return error
                 elif left is not None and delay >= left:
                     self._audit(run, stage, "step_failed", plan.key, error)
