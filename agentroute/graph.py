@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import difflib
 import functools
 import inspect
 import logging
@@ -315,15 +316,24 @@ class AgentGraph:
         checkpointer: Any = None,
         stage_machine: StageMachine | None = None,
         allow_new_agents: bool = False,
+        interrupt_before: Sequence[str] | str | None = None,
+        interrupt_after: Sequence[str] | str | None = None,
+        store: Any = None,
+        debug: bool = False,
         **dispatcher_options: Any,
     ) -> CompiledAgentGraph:
         """Validate the graph and bind its runtime; returns an immutable runnable graph.
 
         A trained ``router`` must fit the pool: agents it never saw are an error unless
         ``allow_new_agents`` (see :func:`agentroute.routers.base.check_pool`).
+        ``checkpointer``, ``interrupt_before``/``interrupt_after`` (node names, or ``"*"``),
+        ``store`` and ``debug`` are LangGraph's ``StateGraph.compile`` options; the other keyword
+        options go to the :class:`~agentroute.dispatch.Dispatcher` (``retries``, ``backoff_s``,
+        ``max_fallbacks``, …).
         """
         from agentroute.loading import graph_agents  # loading builds on this module
 
+        _check_options(dispatcher_options)
         self.validate()
         self._check_no_parallel_roles()
         for node in self.nodes.values():
@@ -337,17 +347,33 @@ class AgentGraph:
         dispatcher = Dispatcher(
             pool, router, memory=memory, stage_machine=stage_machine or self.stage_machine(), **dispatcher_options
         )
-        return _compile(self, dispatcher, budget, checkpointer)
+        langgraph = {"interrupt_before": interrupt_before, "interrupt_after": interrupt_after, "store": store, "debug": debug}
+        for when in ("interrupt_before", "interrupt_after"):
+            nodes = langgraph[when]
+            for name in [nodes] if isinstance(nodes, str) else (nodes or ()):
+                if name != "*" and name not in self.nodes:
+                    raise ConfigurationError(f"{when}: no node named {name!r}{_did_you_mean(name, list(self.nodes))}")
+        return _compile(self, dispatcher, budget, checkpointer, langgraph)
 
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class RunResult:
     """The outcome of one task: the task record, its steps and the final graph state."""
 
     task: Task
     steps: list[Step]
     state: dict[str, Any]
+
+    def __repr__(self) -> str:
+        """One line a notebook cell or a log can show (the full record: ``task``, ``steps``, ``state``)."""
+        answer = self.task.answer
+        shown = answer if answer is None or len(answer) <= 60 else answer[:57] + "..."
+        steps = ", ".join(f"{s.agent.key} {s.status}" for s in self.steps[:4]) + (", ..." if len(self.steps) > 4 else "")
+        return (
+            f"RunResult(status={self.status!r}, answer={shown!r}, cost_usd={self.cost_usd:.6g}, "
+            f"steps=[{steps}], task_id={self.task.id!r})"
+        )
 
     @property
     def answer(self) -> str | None:
@@ -564,11 +590,18 @@ class CompiledAgentGraph:
         :mod:`agentroute.eval.answers`); the score is the task's ``score`` and its feedback in the
         memory (source ``metric:<name>``), where routers learn from it.
         """
+        if not isinstance(query, str):
+            raise ConfigurationError(
+                f"arun/run take the query text (got {type(query).__name__}); "
+                "a graph's input state goes to invoke/ainvoke, many queries to arun_many"
+            )
         score_fn = None
         if gold is not None:
             from agentroute.eval.answers import get_metric
 
             score_fn = get_metric(metric)  # an unknown metric fails before the task runs
+        if task_id:
+            await asyncio.to_thread(self._check_new_ids, [task_id])
         task_id = task_id or new_id()
         request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
         LIVE.pin(task_id)
@@ -592,6 +625,19 @@ class CompiledAgentGraph:
             if self.dispatcher.memory is not None:
                 self.dispatcher.memory.add_feedback(task_id, score, source=f"metric:{metric}")
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
+
+    def _check_new_ids(self, task_ids: Sequence[str], where: Callable[[int], str] = lambda i: "") -> None:
+        """A ``ConfigurationError`` for an explicit ``task_id`` already in the memory: running it
+        again would add its steps to the recorded task and restart its budget."""
+        memory = self.dispatcher.memory
+        for i, task_id in enumerate(task_ids):
+            if memory is not None and (known := memory.get_task(task_id)) is not None:
+                raise ConfigurationError(
+                    f"{where(i)}task_id {task_id!r} is already in the memory ({known.task.status}, "
+                    f"${known.task.cost_usd:.6g}): an id names one task, and running it again would add its steps "
+                    "and restart its budget; pass a new task_id (or none), or continue a checkpointed task with "
+                    "resume/aresume"
+                )
 
     async def aresume(self, config: dict[str, Any], *, command: Any = None) -> RunResult:
         """Continue the task of a checkpointed thread — after a crash, or an ``interrupt()``.
@@ -670,6 +716,13 @@ class CompiledAgentGraph:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be ≥ 1 (got {concurrency})")
         items = [_batch_item(i, q) for i, q in enumerate(queries)]
+        explicit = [(i, item["task_id"]) for i, item in enumerate(items) if item.get("task_id")]
+        first: dict[str, int] = {}
+        for i, task_id in explicit:
+            if first.setdefault(task_id, i) != i:
+                raise ConfigurationError(f"item {i}: task_id {task_id!r} is also item {first[task_id]}'s")
+        if explicit:
+            await asyncio.to_thread(self._check_new_ids, [t for _, t in explicit], lambda k: f"item {explicit[k][0]}: ")
         results: list[RunResult | None] = [None] * len(items)
         todo = iter(enumerate(items))
 
@@ -950,7 +1003,25 @@ def _compiled_class() -> type:
     return type("CompiledAgentGraph", (CompiledAgentGraph, CompiledStateGraph), {"__module__": __name__})
 
 
-def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, checkpointer: Any) -> CompiledAgentGraph:
+def _check_options(options: Mapping[str, Any]) -> None:
+    """Keyword options of ``compile`` that the dispatcher does not take: a ``ConfigurationError``."""
+    known = set(inspect.signature(Dispatcher.__init__).parameters) - {"self", "pool", "router", "memory", "stage_machine"}
+    for name in options:
+        if name not in known:
+            raise ConfigurationError(
+                f"compile() got an unknown option {name!r}{_did_you_mean(name, sorted(known))}; "
+                f"dispatcher options: {', '.join(sorted(known))}"
+            )
+
+
+def _did_you_mean(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _compile(
+    spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, checkpointer: Any, langgraph: Mapping[str, Any]
+) -> CompiledAgentGraph:
     from langgraph.graph import START, StateGraph
 
     builder = StateGraph(GraphState)
@@ -997,7 +1068,7 @@ def _compile(spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, ch
                 target = exit_to if dst == END else dst
                 if target not in joins:
                     builder.add_edge(name, target)
-    compiled = builder.compile(checkpointer=checkpointer, name=spec.name)
+    compiled = builder.compile(checkpointer=checkpointer, name=spec.name, **langgraph)
     attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
     shell.__init__(spec=spec, dispatcher=dispatcher, budget=budget, **attrs)
     return shell

@@ -331,3 +331,59 @@ def test_a_supervisor_node_hands_the_task_to_agents_by_command(path):
         g.compile(pool=replay_pool(), router=make_router("cheapest")).run("q", query_id="q2")
     with pytest.raises(ConfigurationError, match="already routes"):
         AgentGraph("x").add_node("s", supervisor, destinations=["a"]).add_role("a", prompt="a").add_edge("s", "a")
+
+
+# -- a notebook user's leftovers (helper-27, helper-29 reports) -------------------------------------
+def test_a_task_id_already_in_the_memory_is_refused_before_anything_runs(tmp_path):
+    """Re-running a cell with ``task_id="fixed"`` added the steps again and restarted the budget:
+    after 3 runs the task row said $0.002 and $0.006 of steps were recorded under it."""
+    from agentroute.memory import SQLMemory
+
+    with SQLMemory(f"sqlite:///{tmp_path}/m.db") as memory:
+        app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory)
+        first = app.run("x", query_id="q2", task_id="fixed")
+        with pytest.raises(ConfigurationError, match="already in the memory .done") as err:
+            app.run("x", query_id="q2", task_id="fixed")
+        assert "resume" in str(err.value)
+        with pytest.raises(ConfigurationError, match="item 1: task_id 'fixed' is already"):
+            asyncio.run(app.arun_many([{"query": "x", "query_id": "q1"}, {"query": "x", "query_id": "q2", "task_id": "fixed"}]))
+        with pytest.raises(ConfigurationError, match="item 2: task_id 'twice' is also item 0's"):
+            app_items = [{"query": "x", "task_id": "twice"}, "y", {"query": "z", "task_id": "twice"}]
+            asyncio.run(app.arun_many(app_items))
+        assert memory.stats()["tasks"] == {"done": 1}  # neither batch started a task
+        memory.flush()
+        kept = memory.get_task("fixed")
+        assert len(kept.steps) == 3 and kept.task.cost_usd == pytest.approx(first.cost_usd)
+        assert sum(s.cost_usd for s in kept.steps) == pytest.approx(kept.task.cost_usd)
+
+
+def test_run_given_a_state_mapping_says_which_call_takes_it():
+    app = three_stage().compile(pool=replay_pool(), router=make_router("cheapest"))
+    with pytest.raises(ConfigurationError, match="query text .got dict.*invoke"):
+        app.run({"query": "x"})
+
+
+def test_compile_takes_langgraphs_interrupt_options_and_names_an_unknown_option():
+    """``compile(interrupt_before=[...])``, as docs/langgraph.md reads, was a TypeError from the
+    dispatcher; a misspelt dispatcher option too."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    app = three_stage().compile(
+        pool=replay_pool(), router=make_router("cheapest"), checkpointer=InMemorySaver(), interrupt_before=["executor"]
+    )
+    cfg = {"configurable": {"thread_id": "hitl"}}
+    app.invoke({"query": "x", "query_id": "q2"}, cfg)
+    assert app.get_state(cfg).next == ("executor",)
+    assert app.invoke(None, cfg)["status"] == "done"
+    with pytest.raises(ConfigurationError, match="no node named 'executer' .did you mean 'executor'"):
+        three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), interrupt_before=["executer"])
+    with pytest.raises(ConfigurationError, match="unknown option 'retry' .did you mean 'retries'"):
+        three_stage().compile(pool=replay_pool(), router=make_router("cheapest"), retry=3)
+
+
+def test_a_run_result_shows_as_one_line():
+    """A cell showing a result printed ~2,500 characters for a 2-step task."""
+    result = three_stage().compile(pool=replay_pool(), router=make_router("cheapest")).run("x", query_id="q2")
+    shown = repr(result)
+    assert shown.startswith("RunResult(status='done', answer='small says 2', cost_usd=0.003")
+    assert "planner:small:direct ok" in shown and len(shown) < 300
