@@ -55,6 +55,10 @@ class Provider:
         if kind == "429":
             error = {"message": "Rate limit reached for requests", "type": "rate_limit_error"}
             return web.json_response({"error": error}, status=429, headers=detail)
+        if kind == "toolong":  # vLLM's answer to a prompt + max_tokens over the context window
+            error = {"object": "error", "message": "This model's maximum context length is 2048 tokens. However, you "
+                     "requested 4096 tokens (96 in the messages, 4000 in the completion).", "type": "BadRequestError", "code": 400}
+            return web.json_response(error, status=400)
         if kind == "quota":  # OpenAI's answer to an account out of credit
             error = {"message": "You exceeded your current quota, please check your plan and billing details.",
                      "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}
@@ -200,6 +204,32 @@ async def test_an_account_out_of_quota_is_not_retried_the_step_falls_over(backen
     assert len(provider.times("broke")) == 1, provider.seen
     failed = [e.detail for e in run.context["audit"] if e.kind == "step_failed"]
     assert failed and "exceeded your current quota" in failed[0], failed
+
+
+@pytest.mark.parametrize("backend", ["openai", "litellm"])
+async def test_a_context_window_refusal_is_a_context_length_error_not_billed(backend):
+    """vLLM's 400 "maximum context length" came back as a plain BackendError; it is the
+    ContextLengthError the SDK documents (refused before the model ran: a call, $0, not retried),
+    and the step goes to a model with a longer window."""
+    from agentroute.errors import ContextLengthError
+    from agentroute.types import CompletionRequest
+
+    provider = Provider({"small": [("toolong", None)], "spare": [("ok", ["Paris"])]})
+    runner = await start(provider)
+    try:
+        cards = pool(provider.url, "small", "spare", backend=backend)
+        backend_ = cards.backend("small")
+        with pytest.raises(ContextLengthError) as caught:
+            await backend_.complete(CompletionRequest(model="small", messages=[{"role": "user", "content": "q"}], max_tokens=8), cards.card("small"))
+        assert not caught.value.retryable and not caught.value.billed
+        dispatcher = Dispatcher(cards, make_router("cheapest"), retries=2, backoff_s=0.01)
+        run = dispatcher.start("capital of France?", budget=Budget(calls=5))
+        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
+    finally:
+        await runner.cleanup()
+    assert step is not None and step.status == "ok" and step.agent.model == "spare", step
+    assert len(provider.times("small")) == 2  # once by hand, once by the dispatcher: never retried
+    assert run.ledger.spent["calls"] == 2 and run.ledger.spent_usd == pytest.approx(step.cost_usd)
 
 
 async def test_litellm_reads_the_rate_limit_wait_too():

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import openai
 
-from agentroute.errors import BackendError, ConfigurationError, ProtocolError
+from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, ProtocolError
 from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.counting import (
     EndpointCounting,
@@ -69,6 +69,8 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
         where = f" (endpoint {base_url})" if base_url else ""
         return BackendError(model, f"{type(exc).__name__}: {message}{where}", retryable=True, billed=not never_sent(exc))
     status = getattr(exc, "status_code", None)
+    if status == 400 and too_long(exc, message):  # refused before the model ran: another model may take it
+        return ContextLengthError(model, f"HTTP 400 ({type(exc).__name__}): {message}")
     if isinstance(status, int):
         retryable = (status in RETRYABLE_STATUS or status >= 500) and not out_of_quota(exc, message)
         wait = retry_after(exc) if retryable else None
@@ -78,6 +80,18 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
             retryable=retryable, billed=False, retry_after_s=wait,
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
+
+
+def too_long(exc: BaseException, message: str) -> bool:
+    """Whether a 400 says the prompt and ``max_tokens`` exceed the context window (OpenAI's
+    ``context_length_exceeded``; vLLM's "maximum context length")."""
+    body = getattr(exc, "body", None)
+    return (
+        getattr(exc, "code", None) == "context_length_exceeded"
+        or (isinstance(body, dict) and body.get("code") == "context_length_exceeded")
+        or "context_length_exceeded" in message
+        or "maximum context length" in message
+    )
 
 
 def out_of_quota(exc: BaseException, message: str) -> bool:
