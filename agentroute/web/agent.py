@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from collections import Counter
@@ -40,12 +41,14 @@ from agentroute.pool.backends.base import Backend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
-from agentroute.types import Completion, CompletionRequest, Step, TaskStatus
+from agentroute.types import AuditEvent, Completion, CompletionRequest, Step, TaskStatus
 from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
 from agentroute.web.env import BrowserCrashedError, MiniWoBSession
 from agentroute.web.routers import WebPolicy, web_policy
 from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, skill_card
+
+log = logging.getLogger(__name__)
 
 ROLE = "navigator"
 MAX_TOKENS = 32
@@ -240,6 +243,20 @@ class ExecuteAction:
         return True
 
 
+def _start(session: MiniWoBSession, seed: int) -> Page:
+    """The first page of an episode. A browser kept from an earlier episode that died in between
+    (killed, crashed while a model was thinking) is replaced by a fresh one once, instead of failing
+    an episode that never started."""
+    kept = session.running
+    try:
+        return session.open().reset(seed)
+    except BrowserCrashedError as exc:
+        if not kept:
+            raise
+        log.warning("the browser of %r was lost (%s); starting a fresh one", session.task, exc)
+        return session.open().reset(seed)
+
+
 def _episode(config: RunnableConfig) -> Episode:
     return config["configurable"]["episode"]
 
@@ -412,9 +429,9 @@ class WebAgent:
             await self.preload()
         started = time.perf_counter()
         session = await asyncio.to_thread(self.session, task, slot)
-        meta = {"env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
+        meta: dict[str, Any] = {"env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
         try:
-            page = await asyncio.to_thread(lambda: session.open().reset(seed))
+            page = await asyncio.to_thread(_start, session, seed)
         except BrowserCrashedError as exc:
             run = self.dispatcher.start(
                 f"[{task}]",
@@ -422,8 +439,18 @@ class WebAgent:
                 graph=GRAPH,
                 task_type=task,
                 query_id=f"miniwob/{task}/{seed}",
-                metadata=meta,
+                metadata={**meta, "error": str(exc)},
             )
+            if self.dispatcher.memory is not None:  # why it failed, where `agentroute memory show` looks
+                self.dispatcher.memory.record_audit(
+                    AuditEvent(
+                        task_id=run.task.id,
+                        stage=STAGE,
+                        kind="step_failed",
+                        subject="browser",
+                        detail=str(exc),
+                    )
+                )
             task_record = self.dispatcher.finish(run, status="failed", score=0.0)
             return EpisodeResult(
                 task,
@@ -458,6 +485,16 @@ class WebAgent:
                 {"task": task, "seed": seed, "steps": 0, "reward": 0.0, "status": "running"},
                 {"configurable": {"episode": ep}, "recursion_limit": 4 * self.max_steps + 10},
             )
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C, SIGTERM or the caller's cancel: the episode is closed in the memory with what
+            # its steps cost (it stayed `running` at $0 otherwise), then the interruption goes on
+            self.dispatcher.finish(
+                run,
+                answer="; ".join(ep.history),
+                status="done" if ep.done else "interrupted",
+                score=reward_score(ep.reward),
+            )
+            raise
         except Exception as exc:  # a bug in a node must not stop the batch: the episode fails
             error = f"{type(exc).__name__}: {exc}"
         status: TaskStatus

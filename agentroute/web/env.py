@@ -14,8 +14,10 @@ driver died mid-episode; the session can be reopened).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -49,6 +51,13 @@ class UnknownTaskError(UnknownNameError):
 
     def __init__(self, name: str, known: list[str]):
         super().__init__("MiniWoB task", name, known)
+        # the closest names first: the full list is ~130 names, the one meant is easy to miss in it
+        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.6)
+        if close:
+            hint = " or ".join(repr(c) for c in close)
+            self.args = (
+                f"unknown MiniWoB task {name!r}; did you mean {hint}? known: {', '.join(self.known)}",
+            )
 
 
 def chromium_flags(*, headless: bool = True) -> list[str]:
@@ -209,8 +218,13 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
 
 
 def _brief(exc: BaseException) -> str:
-    """``Type: message`` without the chromedriver stack trace Selenium appends (20 lines of addresses)."""
-    return f"{type(exc).__name__}: {str(exc).split('Stacktrace:', 1)[0].strip()}"
+    """``Type: message`` on one line, without what Selenium appends: chromedriver's stack trace (20
+    lines of addresses), the browser's version and the link to its troubleshooting page."""
+    text = str(exc).split("Stacktrace:", 1)[0]
+    text = re.split(r";?\s*For documentation on this error", text, maxsplit=1)[0]
+    text = re.sub(r"\s*\(Session info: [^)]*\)", "", text)
+    text = " ".join(text.replace("Message:", "").split())
+    return f"{type(exc).__name__}: {text}"
 
 
 class MiniWoBSession:
@@ -243,8 +257,15 @@ class MiniWoBSession:
             try:
                 self._env = env_class(subdomain=self.task, render_mode=None if self.headless else "human")
             except Exception as exc:
-                raise BrowserCrashedError(f"could not start Chromium for {self.task!r}: {_brief(exc)}") from exc
+                raise BrowserCrashedError(
+                    f"could not start Chromium for {self.task!r}: {_brief(exc)}"
+                ) from exc
             return self
+
+    @property
+    def running(self) -> bool:
+        """Whether a browser was started and not lost since (it may still have died unnoticed)."""
+        return self._env is not None
 
     @property
     def driver(self) -> Any:
@@ -283,9 +304,7 @@ class MiniWoBSession:
             obs, reward, done, _, info = env.step(act)
         except Exception as exc:
             self._lost()
-            raise BrowserCrashedError(
-                f"{action} on {self.task!r} failed: {_brief(exc)}"
-            ) from exc
+            raise BrowserCrashedError(f"{action} on {self.task!r} failed: {_brief(exc)}") from exc
         page = None if done else page_from_observation(obs, max_elements=self.max_elements)
         self.page = page
         return Outcome(

@@ -1,0 +1,266 @@
+"""The web agent used as a user uses it: a mistyped task, the CLI's per-episode budgets, a Chromium
+killed between or during episodes, an episode interrupted mid-step.
+
+Real Chromium (marked ``browser``; skipped without chromium/chromedriver or the ``web`` extra). A
+scripted backend stands in for a *model* where a test needs a slow or browser-killing answer; the
+browser, the dispatcher, the budget and the memory are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agentroute.budget import Budget
+from agentroute.pool.backends.base import Backend
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+from agentroute.types import Completion, CompletionRequest
+
+browser = pytest.mark.browser
+
+SCRIPTED = ModelCard(id="scripted", backend="replay", input_price=1.0, output_price=2.0, max_tokens=16)
+
+
+class Scripted(Backend):
+    """A stand-in model: each call awaits and returns the next answer (a callable gets the page)."""
+
+    name = "replay"
+    blocks = False
+
+    def __init__(self, answers: list[str | Callable[[str], object]]):
+        self.answers, self.calls = list(answers), 0
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        text = answer(request.messages[-1]["content"]) if callable(answer) else answer
+        if asyncio.iscoroutine(text):
+            text = await text
+        return Completion(model=card.id, text=str(text), tokens_in=50, tokens_out=5, cost_usd=card.usd(50, 5))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> None:
+    pytest.importorskip("miniwob")
+    pytest.importorskip("selenium")
+    from agentroute.web.env import BrowserNotFoundError, find_chromium
+
+    try:
+        find_chromium()
+    except BrowserNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def store(tmp_path):
+    from agentroute.memory import open_memory
+
+    memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
+    yield memory
+    memory.close()
+
+
+def _proc(pid: int) -> tuple[str, str, int] | None:
+    """(name, state, parent) of a live process from /proc; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+    return name, state, int(ppid)
+
+
+def _browsers_below(root: int) -> list[int]:
+    """Chromium and chromedriver processes descending from ``root`` that are not zombies."""
+    table = {int(p): _proc(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+    children: dict[int, list[int]] = {}
+    for pid, info in table.items():
+        if info is not None:
+            children.setdefault(info[2], []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        name, state, _ = table[pid] or ("", "Z", 0)
+        if state != "Z" and ("chrom" in name):
+            found.append(pid)
+    return found
+
+
+def _kill_browser(session) -> list[int]:
+    """SIGKILL the Chromium of ``session`` (the children of its chromedriver), as `kill -9` would."""
+    driver_pid = session.driver.service.process.pid
+    victims = _browsers_below(driver_pid)
+    assert victims, "no Chromium under the session's chromedriver"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any((_proc(p) or ("", "Z", 0))[1] != "Z" for p in victims) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return victims
+
+
+# -- input mistakes (no browser started) --------------------------------------------------------
+
+
+def test_a_mistyped_task_names_the_closest_one_first(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run web --tasks click-tset`: the ~130 known names were listed with no hint; now the closest
+    name comes first."""
+    pytest.importorskip("miniwob")
+    from agentroute.cli.web_cmd import run_web
+
+    code = run_web(
+        ["--tasks", "click-test,enter-txt"],
+        router="always-skill",
+        pool=None,
+        budget_usd=None,
+        memory="sqlite://",
+        concurrency=1,
+    )
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "unknown MiniWoB task 'enter-txt'; did you mean 'enter-text'" in err
+    assert err.index("did you mean") < err.index("ascending-numbers")  # before the long list
+
+
+# -- the CLI's per-episode budgets ---------------------------------------------------------------
+
+
+@browser
+def test_run_web_budget_calls_hold_per_episode(chromium, tmp_path) -> None:
+    """`agentroute run web --budget-calls 1` on enter-text (2 steps): `run` swallowed the option and
+    the episode played both steps (`done`); now it stops after one call, `budget_exhausted`, with that
+    step in the memory. `--budget-tokens`, which the web runner does not take, is refused (exit 2)
+    instead of being dropped silently."""
+    from agentroute.memory import open_memory
+
+    db = tmp_path / "web.db"
+    base = [sys.executable, "-c", "from agentroute.cli import main; main()", "run", "web", "--tasks", "enter-text",
+            "--episodes", "1", "--router", "always-skill", "--memory", f"sqlite:///{db}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*base, "--budget-calls", "1"], capture_output=True, text=True, timeout=90, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    memory = open_memory(f"sqlite:///{db}")
+    try:
+        (traj,) = memory.trajectories(graph="web_agent")
+    finally:
+        memory.close()
+    assert traj.task.status == "budget_exhausted" and len(traj.steps) == 1, (
+        traj.task.status,
+        len(traj.steps),
+    )
+    refused = subprocess.run(
+        [*base, "--budget-tokens", "100"], capture_output=True, text=True, timeout=90, env=env
+    )
+    assert refused.returncode == 2 and "--budget-tokens" in refused.stderr
+
+
+# -- a Chromium that dies -------------------------------------------------------------------------
+
+
+@browser
+def test_a_browser_killed_between_episodes_is_replaced_and_the_next_episode_plays(chromium, store) -> None:
+    """`kill -9` of the Chromium kept for the next episode (it died while idle, or while a model was
+    thinking): that next episode failed at its reset ("invalid session id"); now a fresh browser
+    plays it, and no Chromium or chromedriver is left running."""
+    from agentroute.web.agent import WebAgent
+
+    agent = WebAgent(router="always-skill", memory=store, budget=Budget(calls=4))
+    try:
+        first = asyncio.run(agent.run_episode("click-test", 0))
+        _kill_browser(agent.session("click-test"))
+        second = asyncio.run(agent.run_episode("click-test", 1))
+    finally:
+        agent.close()
+    assert first.status == "done"
+    assert (second.status, second.success, second.error) == ("done", True, None)
+    assert store.get_task(second.task_id).task.status == "done"
+    assert _browsers_below(os.getpid()) == []
+
+
+@browser
+def test_a_browser_killed_mid_episode_fails_it_with_its_cost_and_a_one_line_reason(chromium, store) -> None:
+    """`kill -9` of Chromium while a model decides: that episode is `failed` with the cost of its
+    steps and a one-line reason (it carried Selenium's session info and documentation link over
+    five lines); the next episode gets a fresh browser; nothing is left running."""
+    from agentroute.web.agent import WebAgent
+
+    holder: dict[str, WebAgent] = {}
+
+    def kill_then_click(observation: str) -> str:
+        _kill_browser(holder["agent"].session("click-test"))
+        return "click(4)"
+
+    def first_button(observation: str) -> str:
+        import re
+
+        found = re.search(r"\[(\d+)\] button", observation)
+        return f"click({found.group(1) if found else 0})"
+
+    pool = ModelPool([SCRIPTED], backends={"replay": Scripted([kill_then_click, first_button])})
+    agent = holder["agent"] = WebAgent(router="always-small", pool=pool, memory=store, max_steps=3)
+    try:
+        crashed, after = asyncio.run(agent.run_many([("click-test", 0), ("click-test", 1)]))
+    finally:
+        agent.close()
+    assert crashed.status == "failed" and crashed.error
+    assert (
+        "\n" not in crashed.error
+        and "selenium.dev" not in crashed.error
+        and "Session info" not in crashed.error
+    )
+    assert "click(4) on 'click-test' failed" in crashed.error
+    record = store.get_task(crashed.task_id)
+    assert record.task.status == "failed" and record.task.cost_usd > 0
+    assert record.task.cost_usd == pytest.approx(sum(s.cost_usd for s in record.steps))
+    assert (after.status, after.success) == ("done", True)
+    assert _browsers_below(os.getpid()) == []
+
+
+# -- an interrupted episode ---------------------------------------------------------------------------
+
+
+@browser
+def test_an_interrupted_episode_is_closed_interrupted_with_what_it_cost(chromium, store) -> None:
+    """Ctrl-C (or SIGTERM, or the caller's cancel) during a model step: the episode stayed `running`
+    at $0 in the memory although its steps were billed; now it is `interrupted` with their cost, and
+    closing the agent leaves no browser."""
+    from agentroute.web.agent import WebAgent
+
+    started = asyncio.Event()
+
+    async def slow(observation: str) -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return "click(4)"
+
+    pool = ModelPool([SCRIPTED], backends={"replay": Scripted(["click(999)", slow])})
+    agent = WebAgent(router="always-small", pool=pool, memory=store, max_steps=5)
+
+    async def go() -> None:
+        episode = asyncio.ensure_future(agent.run_episode("click-test", 0))
+        await asyncio.wait_for(started.wait(), 30)  # the first (illegal, billed) step is recorded
+        episode.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await episode
+
+    try:
+        asyncio.run(go())
+    finally:
+        agent.close()
+    every = ["running", "done", "budget_exhausted", "failed", "interrupted"]
+    (traj,) = store.trajectories(graph="web_agent", status=every)
+    assert traj.task.status == "interrupted"
+    assert len(traj.steps) >= 1 and traj.task.cost_usd > 0
+    assert traj.task.cost_usd == pytest.approx(sum(s.cost_usd for s in traj.steps))
+    assert _browsers_below(os.getpid()) == []
