@@ -264,3 +264,28 @@ def test_an_interrupted_episode_is_closed_interrupted_with_what_it_cost(chromium
     assert len(traj.steps) >= 1 and traj.task.cost_usd > 0
     assert traj.task.cost_usd == pytest.approx(sum(s.cost_usd for s in traj.steps))
     assert _browsers_below(os.getpid()) == []
+
+
+@browser
+def test_a_browser_that_cannot_start_leaves_its_reason_in_the_memory(chromium, store, monkeypatch) -> None:
+    """A Chromium that exits at once: the episode's task was `failed` with no step, no answer and no
+    audit event, so `agentroute memory show` gave no reason; now an audit event and the task's
+    metadata carry it."""
+    from agentroute.web.agent import WebAgent
+    from agentroute.web.env import find_chromium
+
+    _, driver = find_chromium()
+    monkeypatch.setenv("MINIWOB_CHROME_BINARY", "/bin/false")
+    monkeypatch.setenv("MINIWOB_CHROMEDRIVER", driver)
+    agent = WebAgent(router="always-skill", memory=store)
+    try:
+        result = asyncio.run(agent.run_episode("click-test", 0))
+    finally:
+        agent.close()
+    assert result.status == "failed" and "could not start Chromium for 'click-test'" in (result.error or "")
+    record = store.get_task(result.task_id)
+    assert record.task.status == "failed" and record.task.metadata["error"] == result.error
+    events = store.audit_events(result.task_id)
+    assert [(e.kind, e.subject) for e in events] == [("step_failed", "browser")]
+    assert events[0].detail == result.error
+    assert _browsers_below(os.getpid()) == []
