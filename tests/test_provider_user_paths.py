@@ -149,7 +149,7 @@ async def test_a_wait_longer_than_the_deadline_falls_over_to_another_model_at_on
         await runner.cleanup()
     assert step is not None and step.status == "ok" and step.agent.model == "spare", step
     assert len(provider.times("busy")) == 1, provider.seen  # not retried into the same wall
-    assert took < 2.0 and not run.exhausted
+    assert took < 4.0 and not run.exhausted  # no wait for the 60 s (generous: a busy machine)
     assert run.ledger.spent["calls"] == 2
     failed = [e.detail for e in run.context["audit"] if e.kind == "step_failed"]
     assert failed and "asks to wait 60s" in failed[0] and "before the deadline" in failed[0], failed
@@ -500,7 +500,7 @@ async def test_litellm_cuts_a_server_that_ignores_max_tokens_and_the_budget_hold
     pytest.importorskip("litellm")
     from tests.fixtures_adversary import Adversary
 
-    with Adversary() as server:
+    with Adversary(pace_s=0.002) as server:
         card = ModelCard(id="runaway", backend="litellm", model="openai/runaway", base_url=server.url,
                          input_price=1.0, output_price=2.0, max_tokens=24, timeout_s=5.0, strategies=["cot"])
         dispatcher = Dispatcher(ModelPool([card]), make_router("cheapest"), retries=0)
@@ -510,7 +510,8 @@ async def test_litellm_cuts_a_server_that_ignores_max_tokens_and_the_budget_hold
         bill = server.bill("lite")
     assert step is not None and step.status == "ok", step
     (charge,) = bill.charges
-    assert charge.stream and charge.completion_tokens <= 24 + 5 < 3 * 24, charge
+    # cut after 25 chunks; the server stops when it sees the client leave (a few tokens later on a busy machine)
+    assert charge.stream and charge.completion_tokens < 2 * 24 < 3 * 24, charge
     assert not [e for e in run.context.get("audit", []) if e.kind == "overrun"], run.context.get("audit")
     assert not run.exhausted
     # booked: what was received (max_tokens + 1 chunks); the server's few tokens generated before
