@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -289,3 +290,61 @@ def test_a_browser_that_cannot_start_leaves_its_reason_in_the_memory(chromium, s
     assert [(e.kind, e.subject) for e in events] == [("step_failed", "browser")]
     assert events[0].detail == result.error
     assert _browsers_below(os.getpid()) == []
+
+
+PROGRAM = """
+import asyncio, sys
+from agentroute.budget import Budget
+from agentroute.memory import open_memory
+from agentroute.web import WebAgent
+
+memory = open_memory(sys.argv[1])
+agent = WebAgent(router="always-skill", memory=memory, budget=Budget(calls=4))
+asyncio.run(agent.run_many([("click-test", s) for s in range(500)], concurrency=2))
+"""
+
+
+@browser
+def test_ctrl_c_of_a_python_program_leaves_no_browser_folder_and_no_running_episode(
+    chromium, tmp_path
+) -> None:
+    """The Python API of docs/web_agent.md in a script stopped by Ctrl-C before it reached
+    `agent.close()`: each browser's temp folder (its profile) stayed in TMPDIR and the episodes in
+    flight stayed `running`; now the browsers are closed at exit and those episodes are `interrupted`."""
+    import tempfile
+
+    from agentroute.memory import open_memory
+
+    tmp = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))  # short: Chromium's socket path must fit
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PROGRAM, url],
+            env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"},
+            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not list(tmp.glob("agentroute-*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # episodes under way
+        assert proc.poll() is None, proc.communicate()[0]
+        os.kill(
+            proc.pid, signal.SIGINT
+        )  # the program alone, as `kill -INT` (a terminal's ^C reaches Chromium too)
+        out, _ = proc.communicate(timeout=60)
+        time.sleep(0.5)
+        left = subprocess.run(
+            ["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True
+        ).stdout.split()
+        for pid in left:  # never leave them running, even when the test fails
+            os.kill(int(pid), signal.SIGKILL)
+        assert "KeyboardInterrupt" in out, out[-2000:]
+        assert left == [] and list(tmp.glob("agentroute-*")) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    memory = open_memory(url)
+    try:
+        stats = memory.stats()
+    finally:
+        memory.close()
+    assert stats["tasks_total"] > 0 and stats["tasks"].get("running", 0) == 0, stats["tasks"]

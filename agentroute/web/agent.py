@@ -551,5 +551,18 @@ class WebAgent:
             session.shutdown()
 
     async def aclose(self) -> None:
+        """Close every browser, then the pool's backends."""
         await asyncio.to_thread(self.close)
         await self.pool.aclose()
+
+    def __enter__(self) -> WebAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> WebAgent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

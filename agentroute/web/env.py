@@ -13,6 +13,7 @@ driver died mid-episode; the session can be reopened).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import difflib
 import logging
@@ -22,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +229,18 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+#: Sessions with a browser up: closed at interpreter exit, so that a program stopped by Ctrl-C
+#: before it called ``close`` leaves no Chromium temp folder (a profile of a few MB) behind.
+_LIVE: weakref.WeakSet[MiniWoBSession] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_sessions() -> None:
+    for session in list(_LIVE):
+        with contextlib.suppress(Exception):
+            session.shutdown()
+
+
 class MiniWoBSession:
     """One browser on one MiniWoB task, reused across episodes (``reset(seed)`` per episode).
 
@@ -260,6 +274,7 @@ class MiniWoBSession:
                 raise BrowserCrashedError(
                     f"could not start Chromium for {self.task!r}: {_brief(exc)}"
                 ) from exc
+            _LIVE.add(self)
             return self
 
     @property
