@@ -329,3 +329,25 @@ def test_a_strategy_added_to_a_card_is_named_as_a_new_agent_not_a_rename(dcroute
     router = load_router(str(tmp_path / "knn"), pool=pool, allow_new_agents=True, warn=lambda _: None)
     decision = router.route(context(pool, dcrouter.test.queries[0]))
     assert all(math.isfinite(v) for v in decision.scores.values())
+
+
+def test_best_single_breaks_a_tie_at_todays_price_not_the_logged_one():
+    """Two models tied on validation: best-single kept the one that was cheaper in the logs after
+    the other's price was cut."""
+    import numpy as np
+
+    from agentroute.outcomes import OutcomeTable
+    from agentroute.types import Agent
+
+    n = 20
+    table = OutcomeTable(
+        query_ids=[f"q{i}" for i in range(n)], queries=[f"question {i}" for i in range(n)], models=["a", "b"],
+        scores=np.ones((n, 2)), costs=np.tile([0.001, 0.002], (n, 1)),
+    )
+    router = make_router("best-single").fit(table)
+    candidates = [Agent(model="a"), Agent(model="b")]
+    a, b = (c.key for c in candidates)
+    at_logged = RouteContext(query="x", candidates=candidates, costs={a: 0.001, b: 0.002})
+    assert router.route(at_logged).agent.model == "a"
+    repriced = RouteContext(query="x", candidates=candidates, costs={a: 0.001, b: 0.0001})
+    assert router.route(repriced).agent.model == "b"

@@ -109,8 +109,9 @@ class OracleRouter(UtilityRouter):
 class BestSingleRouter(Router):
     """Every query to the model with the best mean score on a seeded validation split of train.
 
-    Candidates are ranked by that validation mean (ties: lower mean cost); a candidate unseen in
-    training ranks at the mean over all models. When the best model is not among the candidates the
+    Candidates are ranked by that validation mean (ties: the lower cost now — the context's card
+    price — then the lower logged mean cost); a candidate unseen in training ranks at the mean over
+    all models. When the best model is not among the candidates the
     best one that is gets the query.
     """
 
@@ -152,11 +153,12 @@ class BestSingleRouter(Router):
 
         columns = list(self.validation_score_)
 
-        def rank(i: int) -> tuple[float, float]:
+        def rank(i: int) -> tuple[float, float, float]:
             j = find_column(ctx.candidates[i], columns)
             if j is None:
-                return prior, -ctx.cost_of(i)
-            return self.validation_score_[columns[j]], -self.mean_cost_.get(columns[j], ctx.cost_of(i))
+                return prior, -ctx.cost_of(i), -ctx.cost_of(i)
+            # a tie goes to what is cheaper now: a model repriced since training is weighed at its new price
+            return self.validation_score_[columns[j]], -ctx.cost_of(i), -self.mean_cost_.get(columns[j], ctx.cost_of(i))
 
         best = max(range(len(ctx.candidates)), key=rank)
         scores = {a.key: rank(i)[0] for i, a in enumerate(ctx.candidates)}
