@@ -8,6 +8,9 @@ shape; a retryable backend failure is a 503, so clients retry it. Responses carr
 ``agentroute`` extension with the cost and confidence. A client that disconnects cancels its
 backend calls.
 
+With a ``router`` (:mod:`agentroute.serve.routed`), the model ``"router"`` (also ``"router:<name>"``)
+routes each request as one agentroute task under a hard per-request budget.
+
 >>> server = ServerThread(pool).start()      # doctest: +SKIP
 >>> server.url                               # doctest: +SKIP
 'http://127.0.0.1:54321/v1'
@@ -22,8 +25,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +38,12 @@ from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.types import Completion, CompletionRequest
+
+if TYPE_CHECKING:
+    from agentroute.budget import Budget
+    from agentroute.memory.base import MemoryStore
+    from agentroute.routers.base import Router
+    from agentroute.serve.routed import Routing
 
 require("fastapi")
 require("uvicorn")
@@ -116,23 +126,43 @@ def _unknown_model(model: str, exc: UnknownNameError) -> JSONResponse:
     return _error(404, str(exc), "invalid_request_error", code="model_not_found", param="model")
 
 
-def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
-    """The FastAPI app serving ``pool``. With ``preload``, local models load at startup."""
+def create_app(
+    pool: ModelPool,
+    *,
+    preload: bool = True,
+    router: Router | str | Path | None = None,
+    memory: MemoryStore | str | None = None,
+    budget: Budget | Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """The FastAPI app serving ``pool``. With ``preload``, local models load at startup.
+
+    With ``router`` (a :class:`~agentroute.routers.Router`, a registered name or a directory saved
+    by ``agentroute train``), the model ``"router"`` routes each request over the pool's agents as
+    one task under ``budget`` (the default per-request :class:`~agentroute.budget.Budget`, or a
+    mapping of its limits), recorded in ``memory`` (a store or a database URL) when given. A bad
+    router, one that does not fit the pool, or a bad budget is a ``ConfigurationError`` here.
+    """
+    routing = _routing(pool, router, memory, budget)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if preload:
-            for card in pool:
-                backend = pool.backend(card.id)
-                warm = getattr(backend, "preload", None)
-                if warm is not None:
-                    await warm(card)
-        yield
+        try:
+            if preload:
+                for card in pool:
+                    backend = pool.backend(card.id)
+                    warm = getattr(backend, "preload", None)
+                    if warm is not None:
+                        await warm(card)
+            yield
+        finally:
+            if routing is not None:
+                routing.close()
 
     app = FastAPI(
         title="agentroute", summary="OpenAI-compatible API over an agentroute model pool", lifespan=lifespan
     )
     app.state.pool = pool
+    app.state.routing = routing
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -157,16 +187,20 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
     async def _crashed(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
 
+    routed = routing.names if routing is not None else []
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": pool.ids}
+        return {"status": "ok", "models": routed + pool.ids}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model_entry(c) for c in pool]}
+        return {"object": "list", "data": [_router_entry(n) for n in routed] + [_model_entry(c) for c in pool]}
 
     @app.get("/v1/models/{model:path}")
     async def model(model: str) -> Any:
+        if model in routed:
+            return _router_entry(model)
         try:
             return _model_entry(pool.card(model))
         except UnknownNameError as exc:
@@ -174,9 +208,16 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody, http: Request) -> Response:
+        if routing is not None and body.model in routed:
+            from agentroute.serve.routed import routed_completion
+
+            return await routed_completion(routing, body, http)
         try:
             card = pool.card(body.model)
         except UnknownNameError as exc:
+            if body.model.split(":", 1)[0] == "router":
+                hint = f"routes as {', '.join(routed)}" if routed else "has no router (serve it with a router)"
+                return _error(404, f"{exc}; this server {hint}", "invalid_request_error", code="model_not_found", param="model")
             return _unknown_model(body.model, exc)
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
@@ -205,6 +246,22 @@ def create_app(pool: ModelPool, *, preload: bool = True) -> FastAPI:
 
 def _model_entry(card: ModelCard) -> dict[str, Any]:
     return {"id": card.id, "object": "model", "created": 0, "owned_by": f"agentroute:{card.backend}"}
+
+
+def _router_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "agentroute:router"}
+
+
+def _routing(
+    pool: ModelPool, router: Any, memory: Any, budget: Any
+) -> Routing | None:
+    if router is None:
+        if memory is not None or budget is not None:
+            raise ConfigurationError("memory= and budget= apply to routed requests: give a router= too")
+        return None
+    from agentroute.serve.routed import Routing
+
+    return Routing(pool, router, memory=memory, budget=budget)
 
 
 async def _disconnected(request: Request) -> None:
@@ -397,6 +454,8 @@ class ServerThread:
 
     >>> with ServerThread(pool) as server:      # doctest: +SKIP
     ...     OpenAI(base_url=server.url, api_key="none")
+
+    ``router``, ``memory`` and ``budget`` serve the routed model ``"router"`` (:func:`create_app`).
     """
 
     def __init__(
@@ -407,11 +466,21 @@ class ServerThread:
         *,
         preload: bool = True,
         log_level: str = "warning",
+        router: Router | str | Path | None = None,
+        memory: MemoryStore | str | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
     ):
         self.pool, self.host = pool, host
-        self._socket = listen_socket(host, port)
+        app = create_app(pool, preload=preload, router=router, memory=memory, budget=budget)
+        self.routing: Routing | None = app.state.routing
+        try:
+            self._socket = listen_socket(host, port)
+        except ConfigurationError:
+            if self.routing is not None:
+                self.routing.close()
+            raise
         self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(create_app(pool, preload=preload), log_level=log_level, lifespan="on")
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="agentroute-serve", daemon=True
@@ -469,17 +538,28 @@ def serve(
     *,
     drain_s: float = 10.0,
     log_level: str = "info",
+    router: Router | str | Path | None = None,
+    memory: MemoryStore | str | None = None,
+    budget: Budget | Mapping[str, Any] | None = None,
 ) -> None:
     """Serve ``pool`` until interrupted (what ``agentroute serve`` runs); closes the pool's backends at exit.
 
     The address is bound before any model loads, so a taken port fails at once. On Ctrl-C or
-    SIGTERM, requests in flight get ``drain_s`` seconds to finish, then are cancelled.
+    SIGTERM, requests in flight get ``drain_s`` seconds to finish, then are cancelled. With
+    ``router`` the model ``"router"`` routes each request (:func:`create_app`); a memory given by
+    URL is closed at exit, a store given as an object is flushed.
     """
     if not drain_s >= 0:
         raise ConfigurationError(f"'drain_s' (got {drain_s}) must be ≥ 0")
-    sock = listen_socket(host, port)
+    app = create_app(pool, router=router, memory=memory, budget=budget)  # a bad router fails before binding
+    try:
+        sock = listen_socket(host, port)
+    except ConfigurationError:
+        if app.state.routing is not None:
+            app.state.routing.close()
+        raise
     config = uvicorn.Config(
-        create_app(pool),
+        app,
         host=host,
         port=sock.getsockname()[1],
         log_level=log_level,

@@ -1,0 +1,258 @@
+"""Routed serving: the model ``"router"`` of the OpenAI-compatible server is one agentroute task.
+
+RouteLLM serves ``model="router-mf-0.116"`` and picks a strong or a weak model per request; here
+the request's messages become one routed step that the :class:`~agentroute.dispatch.Dispatcher`
+runs with the server's router over the pool's agents, under a hard per-request :class:`Budget`
+(the server's default, tightened by the request's ``extra_body={"agentroute": {"budget": {...}}}``).
+Retries, fallbacks and the budget rule are the dispatcher's; with a memory, every request is a task
+there, so ``agentroute train --from`` learns from the served traffic.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agentroute.budget import Budget
+from agentroute.dispatch.dispatcher import Dispatcher
+from agentroute.dispatch.run import TaskRun
+from agentroute.errors import ConfigurationError
+from agentroute.memory.base import MemoryStore
+from agentroute.pool.pool import ModelPool
+from agentroute.routers.base import Router, check_pool
+from agentroute.types import Step
+
+#: The ``model`` of a routed request; ``router:<name>`` (the router's registered name) works too.
+ROUTER_MODEL = "router"
+ROLE = "executor"  # the role a pool is checked for (``loading.graph_agents``) and the memory logs
+EXTENSION_FIELDS = ("budget", "query_id")
+
+
+class RequestError(ValueError):
+    """A routed request the server refuses (400): ``param`` names the field."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
+def resolve_router(router: Router | str | Path, pool: ModelPool) -> Router:
+    """A :class:`Router` from an instance, a registered name or a directory saved by
+    ``agentroute train``, checked against ``pool`` (:func:`~agentroute.routers.base.check_pool`:
+    pool agents a trained router never saw are refused) and fitted."""
+    from agentroute.loading import graph_agents, load_router
+
+    if isinstance(router, Router):
+        for note in check_pool(router, graph_agents(pool), source=router.name):
+            print(f"warning: {note}", file=sys.stderr)
+    elif isinstance(router, str | Path):
+        router = load_router(str(router), pool=pool)
+    else:
+        raise ConfigurationError(
+            f"router= takes a Router, a registered name or a saved router's directory (got {type(router).__name__})"
+        )
+    router.check_fitted()
+    return router
+
+
+def open_memory(memory: MemoryStore | str | None) -> tuple[MemoryStore | None, bool]:
+    """The memory and whether the server opened it (a URL: then the server closes it)."""
+    if memory is None or isinstance(memory, MemoryStore):
+        return memory, False
+    if isinstance(memory, str):
+        from agentroute.memory import SQLMemory
+
+        return SQLMemory(memory), True
+    raise ConfigurationError(f"memory= takes a MemoryStore or a database URL (got {type(memory).__name__})")
+
+
+def check_budget(budget: Budget | Mapping[str, Any] | None) -> Budget | None:
+    if budget is None or isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, Mapping):
+        return Budget(**budget)
+    raise ConfigurationError(f"budget= takes a Budget or a mapping of limits (got {type(budget).__name__})")
+
+
+class Routing:
+    """What the server needs to answer the router model: the dispatcher and the default budget."""
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        router: Router | str | Path,
+        *,
+        memory: MemoryStore | str | None = None,
+        budget: Budget | Mapping[str, Any] | None = None,
+    ):
+        if ROUTER_MODEL in pool.ids:
+            raise ConfigurationError(
+                f"the pool has a card named {ROUTER_MODEL!r}, the name of the routed model; rename the card"
+            )
+        self.router = resolve_router(router, pool)
+        self.budget = check_budget(budget)
+        self.memory, self.owns_memory = open_memory(memory)
+        self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
+
+    @property
+    def names(self) -> list[str]:
+        """The model names that route: ``router`` and ``router:<router name>``."""
+        return [ROUTER_MODEL, f"{ROUTER_MODEL}:{self.router.name}"]
+
+    def close(self) -> None:
+        if self.memory is not None:
+            if self.owns_memory:
+                self.memory.close()
+            else:
+                self.memory.flush()
+
+    def request_budget(self, extension: Any) -> tuple[Budget | None, str | None]:
+        """The budget and query id of a request's ``agentroute`` extension.
+
+        A request budget tightens the server's: each limit is the smaller of the two, so a client
+        cannot spend more than the server allows per request.
+        """
+        if extension is None:
+            return self.budget, None
+        if not isinstance(extension, Mapping):
+            raise RequestError("agentroute: expected an object such as {\"budget\": {\"usd\": 0.01}}", "agentroute")
+        unknown = sorted(set(extension) - set(EXTENSION_FIELDS))
+        if unknown:
+            raise RequestError(f"agentroute: unknown field(s) {unknown}; fields: {list(EXTENSION_FIELDS)}", "agentroute")
+        query_id = extension.get("query_id")
+        if query_id is not None and not isinstance(query_id, str):
+            raise RequestError("agentroute.query_id: expected a string", "agentroute.query_id")
+        given = extension.get("budget")
+        if given is None:
+            return self.budget, query_id
+        if not isinstance(given, Mapping):
+            raise RequestError(
+                "agentroute.budget: expected an object of limits such as {\"usd\": 0.001, \"calls\": 2}",
+                "agentroute.budget",
+            )
+        try:
+            requested = Budget(**given)
+        except ConfigurationError as exc:
+            raise RequestError(f"agentroute.budget: {exc}", "agentroute.budget") from None
+        if self.budget is None:
+            return requested, query_id
+        limits = dict(self.budget.given())
+        for name, value in requested.given().items():
+            limits[name] = min(value, limits[name]) if name in limits else value
+        return Budget(**limits), query_id
+
+    async def run(
+        self, messages: list[tuple[str, str]], *, budget: Budget | None, query_id: str | None, max_tokens: int | None
+    ) -> tuple[TaskRun, Step | None]:
+        """One task: the messages as one routed step; the finished run (``run.task`` has the status
+        and cost) and its step (``None`` when nothing was affordable). A cancelled request (client
+        gone) ends the task ``interrupted``."""
+        prompt, query, text = split_messages(messages)
+        dispatcher = self.dispatcher
+        run = dispatcher.start(query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True})
+        try:
+            step = await dispatcher.step(
+                run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id
+            )
+        except BaseException:
+            dispatcher.finish(run, status="interrupted")
+            raise
+        ok = step is not None and step.status == "ok"
+        dispatcher.finish(run, answer=step.output if ok and step is not None else None)
+        return run, step
+
+
+def split_messages(messages: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """``(system prompt, query, step input)`` of a chat.
+
+    System and developer messages become the step's system prompt; the query (what the router
+    reads and the memory keeps) is the last user message; the input is that message alone, or,
+    for a conversation, the earlier turns as a ``role: text`` transcript ending with it.
+    """
+    system = "\n".join(text for role, text in messages if role in ("system", "developer") and text)
+    turns = [(role, text) for role, text in messages if role not in ("system", "developer")]
+    users = [text for role, text in turns if role == "user"]
+    query = users[-1] if users else (turns[-1][1] if turns else "")
+    if len(turns) <= 1:
+        return system, query, query
+    return system, query, "\n".join(f"{role}: {text}" for role, text in turns)
+
+
+# -- the HTTP side --------------------------------------------------------------------------------
+NO_RETRY = {"x-should-retry": "false"}  # the OpenAI SDKs honour it: the dispatcher already retried
+
+
+async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
+    """The response to a chat completion whose ``model`` is the router (``body``: the request)."""
+    import json
+
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+    from agentroute.serve.openai_server import _error, _unless_disconnected
+
+    if (body.n or 1) != 1:
+        return _error(400, "n: the router model answers one choice per request (one task)", "invalid_request_error", param="n")
+    try:
+        budget, query_id = routing.request_budget((body.model_extra or {}).get("agentroute"))
+    except RequestError as exc:
+        return _error(400, f"invalid request: {exc}", "invalid_request_error", code="invalid_budget", param=exc.param)
+    messages = [(m.role, m.text()) for m in body.messages]
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    result = await _unless_disconnected(
+        http, routing.run(messages, budget=budget, query_id=query_id, max_tokens=max_tokens)
+    )
+    if result is None:  # the client has gone; the task is in the memory as interrupted
+        return Response(status_code=499)
+    run, step = result
+    task = run.task
+    if step is None or step.status != "ok":
+        spent = run.ledger.spent
+        detail = f"task {task.id} spent ${task.cost_usd:.6g} in {int(spent.get('calls', 0))} call(s)"
+        if step is not None and step.error:
+            detail += f"; last error: {step.error}"
+        if task.status == "budget_exhausted":
+            limits = ", ".join(f"{k}={v:g}" for k, v in run.ledger.limits.items())
+            message = f"budget exhausted before any model answered (budget: {limits}; {detail})"
+            response = _error(402, message, "budget_exhausted", code="budget_exhausted")
+        else:
+            response = _error(502, f"every model the router tried failed ({detail})", "server_error", code="all_models_failed")
+        response.headers.update({**NO_RETRY, "x-agentroute-task-id": task.id})
+        return response
+    decision = step.decision
+    extension = {
+        "routed_to": step.agent.key,
+        "why": decision.why if decision is not None else "",
+        "router": decision.router if decision is not None else routing.router.name,
+        "task_id": task.id,
+        "status": task.status,
+        "cost_usd": task.cost_usd,
+        "latency_ms": step.latency_ms,
+        "confidence": step.confidence,
+    }
+    usage = {"prompt_tokens": step.tokens_in, "completion_tokens": step.tokens_out, "total_tokens": step.tokens_in + step.tokens_out}
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": step.agent.model}
+    if not body.stream:
+        message = {"role": "assistant", "content": step.output}
+        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": usage, "agentroute": extension})
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    extra = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        return f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': choices, **extra, **more})}\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": step.output}), chunk({}, "stop")]
+    if include_usage:
+        events.append(chunk(None, usage=usage, agentroute=extension))
+    events.append("data: [DONE]\n\n")
+
+    async def stream() -> Any:
+        for event in events:
+            yield event
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

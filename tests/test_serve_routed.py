@@ -1,0 +1,267 @@
+"""Routed serving: ``model="router"`` on ``agentroute serve``, as RouteLLM users call its server.
+
+Real HTTP on 127.0.0.1 and the real ``openai`` client. The pool replays logged outcomes of two
+models (``small`` is right on the easy questions only, ``large`` on all, at 20× the price); the
+router is a kNN trained on a six-query table, saved to a directory and served from it, so it must
+send the easy questions to ``small`` and the hard ones to ``large``. A replayed request names its
+query by ``extra_body={"agentroute": {"query_id": ...}}``; the replay logs key outcomes by the
+question's text, so a plain request naming a card finds them too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from agentroute.errors import BackendError, ConfigurationError
+from agentroute.memory import SQLMemory
+from agentroute.outcomes import OutcomeTable
+from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+from agentroute.routers import make_router
+from agentroute.routers.explore import ExploreRouter
+from agentroute.types import CompletionRequest
+
+pytest.importorskip("fastapi")
+from agentroute.serve import ServerThread  # noqa: E402
+
+EASY = ["What is 2 + 3?", "What is 4 + 4?", "What is 7 + 1?"]
+HARD = [
+    "Prove that there are infinitely many primes.",
+    "Prove that the square root of 2 is irrational.",
+    "Prove that the halting problem is undecidable.",
+]
+UNSEEN = {"What is 5 + 6?": "small", "Prove that e is irrational.": "large"}  # logged, not trained on
+COST = {"small": 0.0001, "large": 0.002}
+CARDS = [
+    ModelCard(id="small", backend="replay", input_price=0.1, output_price=0.1, tier="small"),
+    ModelCard(id="large", backend="replay", input_price=10, output_price=10, tier="large"),
+]
+
+
+def score(model: str, query: str) -> float:
+    return 1.0 if model == "large" or query in EASY or UNSEEN.get(query) == "small" else 0.0
+
+
+class CountingReplay(ReplayBackend):
+    """The logged outcomes, counting each provider call; models in ``down`` fail (retryable)."""
+
+    def __init__(self, down: tuple[str, ...] = ()) -> None:
+        super().__init__(
+            LoggedOutcome(q, m, score(m, q), COST[m], f"{m} answers: {q}", tokens_in=10, tokens_out=5)
+            for q in EASY + HARD + list(UNSEEN)
+            for m in COST
+        )
+        self.down, self.calls, self._lock = down, [], threading.Lock()
+
+    async def complete(self, request: CompletionRequest, card: ModelCard):
+        with self._lock:
+            self.calls.append(card.id)
+        if card.id in self.down:
+            raise BackendError(card.id, "503 service unavailable", retryable=True)
+        return await super().complete(request, card)
+
+
+def make_pool(down: tuple[str, ...] = ()) -> tuple[ModelPool, CountingReplay]:
+    backend = CountingReplay(down)
+    return ModelPool(CARDS, {"replay": backend}), backend
+
+
+def logged_table() -> OutcomeTable:
+    queries = EASY + HARD
+    return OutcomeTable(
+        list(queries),
+        list(queries),
+        list(COST),
+        np.array([[score(m, q) for m in COST] for q in queries]),
+        np.array([[COST[m] for m in COST] for _ in queries]),
+    )
+
+
+@pytest.fixture(scope="module")
+def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kNN router trained on the logged table and saved, as ``agentroute train knn --out DIR``."""
+    router = make_router("knn", k=1, shrinkage=0.0, cost_weight=0.5).fit(logged_table())
+    return router.save(tmp_path_factory.mktemp("router") / "knn")
+
+
+def client(server: ServerThread, **kwargs: object) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="x", **{"max_retries": 0, **kwargs})  # type: ignore[arg-type]
+
+
+def ask_router(cli: openai.OpenAI, question: str, model: str = "router", **agentroute: object):
+    return cli.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": question}],
+        extra_body={"agentroute": {"query_id": question, **agentroute}},
+    )
+
+
+@pytest.fixture(scope="module")
+def routed(router_dir: Path) -> Iterator[tuple[ServerThread, CountingReplay]]:
+    pool, backend = make_pool()
+    with ServerThread(pool, router=router_dir) as server:
+        yield server, backend
+
+
+# -- routing ------------------------------------------------------------------------------------------
+def test_easy_questions_go_to_the_cheap_model_and_hard_ones_to_the_strong(routed) -> None:
+    server, _ = routed
+    cli = client(server)
+    for question in EASY + HARD:
+        reply = ask_router(cli, question)
+        expected = "small" if question in EASY else "large"
+        ext = reply.model_extra["agentroute"]
+        assert reply.model == expected, (question, ext)
+        assert reply.choices[0].message.content == f"{expected} answers: {question}"
+        assert ext["routed_to"] == f"executor:{expected}:direct"
+        assert ext["router"] == "knn" and "argmax" in ext["why"]
+        assert ext["status"] == "done" and ext["task_id"]
+        assert ext["cost_usd"] == pytest.approx(COST[expected])
+        assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (10, 5)
+    for question, expected in UNSEEN.items():  # the nearest trained question decides
+        assert ask_router(cli, question).model == expected
+    # router:<name> is the same router; a card id still reaches that card alone
+    assert ask_router(cli, HARD[0], model="router:knn").model == "large"
+    plain = cli.chat.completions.create(model="large", messages=[{"role": "user", "content": EASY[0]}])
+    assert plain.model == "large" and "routed_to" not in plain.model_extra["agentroute"]
+
+
+def test_models_lists_the_router(routed) -> None:
+    server, _ = routed
+    cli = client(server)
+    assert [m.id for m in cli.models.list()] == ["router", "router:knn", "small", "large"]
+    assert cli.models.retrieve("router").owned_by == "agentroute:router"
+    with pytest.raises(openai.NotFoundError, match="routes as router"):
+        cli.chat.completions.create(model="router:mf", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_router_streams_the_routed_answer(routed) -> None:
+    server, _ = routed
+    chunks = list(
+        client(server).chat.completions.create(
+            model="router",
+            messages=[{"role": "user", "content": HARD[1]}],
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"agentroute": {"query_id": HARD[1]}},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"large answers: {HARD[1]}"
+    assert {c.model for c in chunks} == {"large"} and chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == 5
+    assert chunks[-1].model_extra["agentroute"]["routed_to"] == "executor:large:direct"
+
+
+# -- budgets ------------------------------------------------------------------------------------------
+def test_a_request_budget_bounds_the_task(router_dir: Path) -> None:
+    """``calls=1``: one provider call even when it fails (no retry, no fallback), then a 402 that the
+    client does not retry; without it the same request retries, falls back and is answered."""
+    pool, backend = make_pool(down=("large",))
+    with ServerThread(pool, router=router_dir) as server:
+        cli = client(server, max_retries=2)  # the SDK's default: it must not retry the 402
+        with pytest.raises(openai.APIStatusError) as info:
+            ask_router(cli, HARD[0], budget={"calls": 1})
+        assert info.value.status_code == 402 and info.value.code == "budget_exhausted"
+        assert "budget exhausted before any model answered" in info.value.message and "503" in info.value.message
+        assert backend.calls == ["large"]
+        backend.calls.clear()
+        reply = ask_router(cli, HARD[0])  # no budget: the dispatcher retries large, then falls back
+        assert reply.model == "small" and backend.calls == ["large", "large", "large", "small"]
+        # usd below large's price: the only affordable model answers, within the budget
+        backend.calls.clear()
+        reply = ask_router(cli, HARD[2], budget={"usd": 0.001})
+        assert reply.model == "small" and backend.calls == ["small"]
+        assert reply.model_extra["agentroute"]["cost_usd"] <= 0.001
+
+
+def test_the_server_budget_is_a_cap_that_requests_only_tighten(router_dir: Path) -> None:
+    pool, backend = make_pool()
+    with ServerThread(pool, router=router_dir, budget={"usd": 0.001}) as server:
+        cli = client(server)
+        reply = ask_router(cli, HARD[0], budget={"usd": 10, "calls": 3})  # cannot raise the server's usd
+        assert reply.model == "small" and backend.calls == ["small"]
+        with pytest.raises(openai.APIStatusError) as info:
+            ask_router(cli, HARD[0], budget={"calls": 0})
+        assert info.value.status_code == 402 and backend.calls == ["small"]
+
+
+@pytest.mark.parametrize(
+    ("extension", "needle"),
+    [
+        ({"budget": {"usd": -1}}, "usd"),
+        ({"budget": {"usd": "lots"}}, "usd"),
+        ({"budget": {"dollars": 1}}, "unknown budget field"),
+        ({"budget": 0.01}, "expected an object"),
+        ({"budget": {"calls": 1.5}}, "calls"),
+        ({"budgt": {"usd": 1}}, "unknown field"),
+    ],
+)
+def test_a_bad_budget_is_a_400(routed, extension: dict, needle: str) -> None:
+    server, backend = routed
+    before = len(backend.calls)
+    with pytest.raises(openai.BadRequestError, match=needle) as info:
+        client(server).chat.completions.create(
+            model="router", messages=[{"role": "user", "content": EASY[0]}], extra_body={"agentroute": extension}
+        )
+    assert info.value.code == "invalid_budget" and info.value.body["param"].startswith("agentroute")
+    assert len(backend.calls) == before  # refused before any call
+
+
+def test_n_above_one_is_refused_on_the_router(routed) -> None:
+    server, _ = routed
+    with pytest.raises(openai.BadRequestError, match="one choice"):
+        client(server).chat.completions.create(model="router", messages=[{"role": "user", "content": "hi"}], n=2)
+
+
+# -- configuration ------------------------------------------------------------------------------------
+def test_a_router_that_does_not_fit_the_pool_is_refused_at_start(router_dir: Path) -> None:
+    other = ModelPool([ModelCard(id="tiny", backend="replay")], {"replay": ReplayBackend([])})
+    with pytest.raises(ConfigurationError, match="does not fit this pool"):
+        ServerThread(other, router=router_dir)
+    with pytest.raises(ConfigurationError, match="learns from data"):
+        ServerThread(make_pool()[0], router="knn")  # a learned router by name: untrained
+    with pytest.raises(ConfigurationError, match="give a router"):
+        ServerThread(make_pool()[0], budget={"usd": 1})
+
+
+def test_a_server_without_router_says_so(routed) -> None:
+    pool, _ = make_pool()
+    with ServerThread(pool) as server:
+        with pytest.raises(openai.NotFoundError, match="has no router"):
+            client(server).chat.completions.create(model="router", messages=[{"role": "user", "content": "hi"}])
+        assert [m.id for m in client(server).models.list()] == ["small", "large"]
+
+
+# -- memory: served traffic trains the next router ----------------------------------------------------
+def test_served_traffic_is_in_the_memory_and_trains_a_router(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/memory.db"
+    pool, _ = make_pool()
+    explorer = ExploreRouter(base="cheapest", epsilon=1.0, seed=0)  # uniform: both models on every kind
+    sent = (EASY + HARD) * 8  # each kind of question meets each model (all but 2⁻²² of the time)
+    with ServerThread(pool, router=explorer, memory=url) as server:
+        cli = client(server)
+        replies = [ask_router(cli, q) for q in sent]
+        with pytest.raises(openai.BadRequestError):
+            ask_router(cli, EASY[0], budget={"usd": -1})  # refused: not a task
+    task_ids = [r.model_extra["agentroute"]["task_id"] for r in replies]
+    assert {r.model for r in replies} == {"small", "large"}
+    with SQLMemory(url) as memory:  # the server closed its memory at stop: everything is written
+        trajectories = memory.trajectories(with_score=True)
+        assert sorted(t.task.id for t in trajectories) == sorted(task_ids)
+        first = memory.get_task(task_ids[0])
+    assert first is not None and first.task.query == sent[0] and first.task.status == "done"
+    assert first.steps[0].agent.key == replies[0].model_extra["agentroute"]["routed_to"]
+    assert first.task.metadata["query_id"] == sent[0]
+    # `agentroute train knn --from URL`, in Python: the router learnt from the traffic routes by
+    # difficulty (k=3: a question's neighbours are the questions of its kind)
+    learnt = make_router("knn", k=3, shrinkage=0.0, cost_weight=0.5).fit(trajectories)
+    with ServerThread(make_pool()[0], router=learnt) as server:
+        cli = client(server)
+        assert [ask_router(cli, q).model for q in EASY + HARD] == ["small"] * 3 + ["large"] * 3
