@@ -348,3 +348,26 @@ def test_ctrl_c_of_a_python_program_leaves_no_browser_folder_and_no_running_epis
     finally:
         memory.close()
     assert stats["tasks_total"] > 0 and stats["tasks"].get("running", 0) == 0, stats["tasks"]
+
+
+def test_a_screenshots_folder_that_cannot_be_made_stops_at_once(tmp_path, capsys) -> None:
+    """`run web --screenshots PATH` where PATH lies under a file: a NotADirectoryError traceback
+    after the browsers started, with the episodes left `running` in the memory; now exit 2 with
+    one line before any browser or episode."""
+    pytest.importorskip("miniwob")
+    from agentroute.cli.web_cmd import run_web
+    from agentroute.memory import open_memory
+
+    (tmp_path / "a-file").write_text("")
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    code = run_web(
+        ["--tasks", "click-test", "--episodes", "2", "--screenshots", str(tmp_path / "a-file" / "shots")],
+        router="always-skill", pool=None, budget_usd=None, memory=url, concurrency=1,
+    )  # fmt: skip
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "screenshots folder" in err and "Not a directory" in err and "Traceback" not in err
+    memory = open_memory(url)
+    try:
+        assert memory.stats()["tasks_total"] == 0
+    finally:
+        memory.close()

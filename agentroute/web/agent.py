@@ -36,6 +36,7 @@ from langchain_core.runnables import RunnableConfig
 
 from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, TaskRun
+from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.backends.base import Backend
 from agentroute.pool.card import ModelCard
@@ -384,6 +385,13 @@ class WebAgent:
         )
         self.budget, self.max_steps, self.headless = budget, max_steps, headless
         self.screenshots = Path(screenshots) if screenshots else None
+        if self.screenshots is not None:  # before any episode starts: a bad path is the caller's to fix
+            try:
+                self.screenshots.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"screenshots folder {str(self.screenshots)!r} cannot be created: {exc.strerror or exc}"
+                ) from None
         self.graph = build_web_graph(
             self.dispatcher, self.skill, models=self.policy.models, max_tokens=max_tokens
         )

@@ -333,11 +333,11 @@ class MiniWoBSession:
     def screenshot(self, path: str | Path) -> Path | None:
         """Save a PNG of the page now; None when the browser cannot take one."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             return path if self.driver is not None and self.driver.save_screenshot(str(path)) else None
-        except Exception:
-            log.warning("screenshot to %s failed", path)
+        except Exception as exc:  # a full disk, a folder gone: the episode goes on without its picture
+            log.warning("screenshot to %s failed: %s", path, exc)
             return None
 
     def _lost(self) -> None:
