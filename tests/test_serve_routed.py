@@ -265,3 +265,47 @@ def test_served_traffic_is_in_the_memory_and_trains_a_router(tmp_path: Path) -> 
     with ServerThread(make_pool()[0], router=learnt) as server:
         cli = client(server)
         assert [ask_router(cli, q).model for q in EASY + HARD] == ["small"] * 3 + ["large"] * 3
+
+
+def test_the_docs_routed_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serve.md's routed-serving example, as written."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "serve.md"
+    example = docs.read_text().split("## Routed serving", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(example, str(docs), "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("->")[1].split()[0] for line in lines[:4]] == ["small", "small", "large", "large"]
+    assert lines[4] == "402 budget_exhausted"
+
+
+class Hangs(ReplayBackend):
+    """A provider that never answers; ``cancelled`` is set when the server gives the call up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.cancelled = threading.Event(), threading.Event()
+
+    async def complete(self, request: CompletionRequest, card: ModelCard):
+        import asyncio
+
+        self.started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+
+def test_a_client_that_goes_away_interrupts_its_task(tmp_path: Path) -> None:
+    backend = Hangs()
+    pool = ModelPool([ModelCard(id="slow", backend="replay")], {"replay": backend})
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        with ServerThread(pool, router="cheapest", memory=memory) as server:
+            with pytest.raises(openai.APITimeoutError):
+                client(server, timeout=0.5).chat.completions.create(
+                    model="router", messages=[{"role": "user", "content": "hello?"}]
+                )
+            assert backend.cancelled.wait(5), "the provider call outlived its client"
+        # the server flushed the memory it was given (and left it open)
+        [trajectory] = memory.trajectories()
+        assert trajectory.task.status == "interrupted" and trajectory.task.query == "hello?"
