@@ -43,6 +43,7 @@ from agentroute.graph_runtime import (
     run_sync,
     runnable,
     step_outputs,
+    stoppable_in_kernel,
 )
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.errors import MemoryStoreError, TaskBusyError
@@ -561,8 +562,9 @@ class CompiledAgentGraph:
     async def _watched_astream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         LIVE.pin(task_id)
         try:
-            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
-                yield chunk
+            async with stoppable_in_kernel():
+                async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+                    yield chunk
         except BaseException as exc:
             self._abandon(task_id, config, exc)
             raise
@@ -607,10 +609,11 @@ class CompiledAgentGraph:
         LIVE.pin(task_id)
         try:
             inp, config, _ = self._seed({"query": query, CHANNEL: request}, config)
-            if await self._async_checkpointer():
-                final = _values(await self.ainvoke(inp, config, **_values_only()))
-            else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
-                final = _values(await asyncio.to_thread(functools.partial(self.invoke, inp, config, **_values_only())))
+            async with stoppable_in_kernel():
+                if await self._async_checkpointer():
+                    final = _values(await self.ainvoke(inp, config, **_values_only()))
+                else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
+                    final = _values(await asyncio.to_thread(functools.partial(self.invoke, inp, config, **_values_only())))
             run = LIVE.get(task_id)
         except BaseException as exc:
             self._abandon(task_id, config, exc)

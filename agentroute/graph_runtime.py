@@ -114,6 +114,30 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+@contextlib.asynccontextmanager
+async def stoppable_in_kernel() -> Any:
+    """Keep a Jupyter kernel's stop button working during a top-level ``await``.
+
+    ipykernel delivers the interrupt to code awaited on its own event loop only when that loop next
+    wakes (ipykernel#881): a task waiting on a provider that does not answer ignored the stop
+    button until the card's timeout. While the block runs on the kernel's main thread, the loop is
+    woken every 0.2 s. Elsewhere (no ipykernel loaded, another thread) this does nothing.
+    """
+    if "ipykernel" not in sys.modules or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    async def wake() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+
+    ticker = asyncio.ensure_future(wake())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+
+
 def runnable(name: str, func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
     """A LangGraph node with a sync and an async implementation (config and writer injected)."""
     try:

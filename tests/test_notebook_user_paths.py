@@ -293,9 +293,9 @@ print(json.dumps([app.run('q1', query_id='q1').status, names.count('agentroute-s
 
 
 def test_interrupting_an_awaited_run_ends_it_interrupted_once_the_loop_wakes(kernel, tmp_path):
-    """The stop button on a top-level ``await hanging.arun(...)``: ipykernel delivers it only when
-    its event loop next wakes (ipykernel#881) — here, the provider answering. The task then ends
-    ``interrupted`` with its cost, as a sync run does, and the next cell works (docs/notebooks.md)."""
+    """The stop button on a top-level ``await hanging.arun(...)`` while the provider answers half a
+    second later: the task ends ``interrupted`` with its cost, as a sync run does, and the next
+    cell works (docs/notebooks.md)."""
     with HangingProvider() as provider:
         hanging_app(kernel, provider.url, str(tmp_path / "hang_await.db"))
 
@@ -335,3 +335,21 @@ def test_the_notebook_doc_runs_cell_by_cell_on_the_default_pool(tmp_path, data_d
     assert printed[1][0] in ("done", "budget_exhausted") and printed[2] and printed[3]
     shown = [o for o in outputs[-1] if o["type"] == "execute_result"]
     assert shown and shown[0]["data"].get("image/png", "").startswith("iVBOR")
+
+
+def test_the_stop_button_stops_an_awaited_run_on_a_provider_that_never_answers(kernel, tmp_path):
+    """A top-level ``await app.arun(...)`` waiting on a provider that never answers ignored the stop
+    button until the card's 30 s timeout (ipykernel#881); the loop is now woken while a run is
+    awaited on the kernel's thread, so the stop takes effect within a second or so."""
+    with HangingProvider() as provider:
+        hanging_app(kernel, provider.url, str(tmp_path / "hang_stop.db"))
+        start = time.monotonic()
+        outputs = kernel.cell("await hanging.arun('q', task_id='stop-now')", timeout=25,
+                              interrupt_when=provider.arrived.is_set)  # fmt: skip
+        took = time.monotonic() - start
+        err = error(outputs)
+        assert err is not None and err["ename"] in ("CancelledError", "KeyboardInterrupt"), outputs
+        assert took < 10, took  # the card's timeout is 30 s
+        rec = kernel.value("print(json.dumps(record(hang_memory, 'stop-now')))")
+        assert rec["status"] == "interrupted" and rec["cost"] > 0, rec
+    assert kernel.value("print(json.dumps([(await app.arun('q1', query_id='q1')).status, len(LIVE)]))") == ["done", 0]
