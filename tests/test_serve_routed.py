@@ -181,6 +181,16 @@ def test_a_request_budget_bounds_the_task(router_dir: Path) -> None:
         assert reply.model_extra["agentroute"]["cost_usd"] <= 0.001
 
 
+def test_a_task_whose_every_model_failed_is_a_502_the_client_does_not_retry(routed) -> None:
+    server, backend = routed
+    before = len(backend.calls)
+    with pytest.raises(openai.InternalServerError) as info:  # nothing logged for it: each model fails
+        ask_router(client(server, max_retries=2), "Prove the Goldbach conjecture.")
+    assert info.value.status_code == 502 and info.value.code == "all_models_failed"
+    assert "no logged outcome" in info.value.message
+    assert sorted(backend.calls[before:]) == ["large", "small"]  # one try each: no retry by the SDK
+
+
 def test_the_server_budget_is_a_cap_that_requests_only_tighten(router_dir: Path) -> None:
     pool, backend = make_pool()
     with ServerThread(pool, router=router_dir, budget={"usd": 0.001}) as server:
@@ -225,6 +235,12 @@ def test_a_router_that_does_not_fit_the_pool_is_refused_at_start(router_dir: Pat
     other = ModelPool([ModelCard(id="tiny", backend="replay")], {"replay": ReplayBackend([])})
     with pytest.raises(ConfigurationError, match="does not fit this pool"):
         ServerThread(other, router=router_dir)
+    medium = ModelCard(id="medium", backend="replay", tier="small")
+    wider = ModelPool([*CARDS, medium], {"replay": CountingReplay()})
+    with pytest.raises(ConfigurationError, match="unseen in training: executor:medium"):
+        ServerThread(wider, router=router_dir)
+    with ServerThread(wider, router=router_dir, allow_new_agents=True) as server:  # as --allow-new-agents
+        assert "router:knn" in [m.id for m in client(server).models.list()]
     with pytest.raises(ConfigurationError, match="learns from data"):
         ServerThread(make_pool()[0], router="knn")  # a learned router by name: untrained
     with pytest.raises(ConfigurationError, match="give a router"):

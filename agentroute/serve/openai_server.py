@@ -133,6 +133,7 @@ def create_app(
     router: Router | str | Path | None = None,
     memory: MemoryStore | str | None = None,
     budget: Budget | Mapping[str, Any] | None = None,
+    allow_new_agents: bool = False,
 ) -> FastAPI:
     """The FastAPI app serving ``pool``. With ``preload``, local models load at startup.
 
@@ -140,9 +141,10 @@ def create_app(
     by ``agentroute train``), the model ``"router"`` routes each request over the pool's agents as
     one task under ``budget`` (the default per-request :class:`~agentroute.budget.Budget`, or a
     mapping of its limits), recorded in ``memory`` (a store or a database URL) when given. A bad
-    router, one that does not fit the pool, or a bad budget is a ``ConfigurationError`` here.
+    router, one that does not fit the pool (pool agents it never saw, unless ``allow_new_agents``)
+    or a bad budget is a ``ConfigurationError`` here.
     """
-    routing = _routing(pool, router, memory, budget)
+    routing = _routing(pool, router, memory, budget, allow_new_agents)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -252,16 +254,14 @@ def _router_entry(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "agentroute:router"}
 
 
-def _routing(
-    pool: ModelPool, router: Any, memory: Any, budget: Any
-) -> Routing | None:
+def _routing(pool: ModelPool, router: Any, memory: Any, budget: Any, allow_new_agents: bool) -> Routing | None:
     if router is None:
         if memory is not None or budget is not None:
             raise ConfigurationError("memory= and budget= apply to routed requests: give a router= too")
         return None
     from agentroute.serve.routed import Routing
 
-    return Routing(pool, router, memory=memory, budget=budget)
+    return Routing(pool, router, memory=memory, budget=budget, allow_new_agents=allow_new_agents)
 
 
 async def _disconnected(request: Request) -> None:
@@ -469,9 +469,12 @@ class ServerThread:
         router: Router | str | Path | None = None,
         memory: MemoryStore | str | None = None,
         budget: Budget | Mapping[str, Any] | None = None,
+    allow_new_agents: bool = False,
     ):
         self.pool, self.host = pool, host
-        app = create_app(pool, preload=preload, router=router, memory=memory, budget=budget)
+        app = create_app(
+            pool, preload=preload, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents
+        )
         self.routing: Routing | None = app.state.routing
         try:
             self._socket = listen_socket(host, port)
@@ -541,6 +544,7 @@ def serve(
     router: Router | str | Path | None = None,
     memory: MemoryStore | str | None = None,
     budget: Budget | Mapping[str, Any] | None = None,
+    allow_new_agents: bool = False,
 ) -> None:
     """Serve ``pool`` until interrupted (what ``agentroute serve`` runs); closes the pool's backends at exit.
 
@@ -551,7 +555,8 @@ def serve(
     """
     if not drain_s >= 0:
         raise ConfigurationError(f"'drain_s' (got {drain_s}) must be ≥ 0")
-    app = create_app(pool, router=router, memory=memory, budget=budget)  # a bad router fails before binding
+    # a bad router fails before binding
+    app = create_app(pool, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents)
     try:
         sock = listen_socket(host, port)
     except ConfigurationError:

@@ -40,17 +40,17 @@ class RequestError(ValueError):
         self.param = param
 
 
-def resolve_router(router: Router | str | Path, pool: ModelPool) -> Router:
+def resolve_router(router: Router | str | Path, pool: ModelPool, *, allow_new_agents: bool = False) -> Router:
     """A :class:`Router` from an instance, a registered name or a directory saved by
     ``agentroute train``, checked against ``pool`` (:func:`~agentroute.routers.base.check_pool`:
-    pool agents a trained router never saw are refused) and fitted."""
+    pool agents a trained router never saw are refused unless ``allow_new_agents``) and fitted."""
     from agentroute.loading import graph_agents, load_router
 
     if isinstance(router, Router):
-        for note in check_pool(router, graph_agents(pool), source=router.name):
+        for note in check_pool(router, graph_agents(pool), allow_new_agents=allow_new_agents, source=router.name):
             print(f"warning: {note}", file=sys.stderr)
     elif isinstance(router, str | Path):
-        router = load_router(str(router), pool=pool)
+        router = load_router(str(router), pool=pool, allow_new_agents=allow_new_agents)
     else:
         raise ConfigurationError(
             f"router= takes a Router, a registered name or a saved router's directory (got {type(router).__name__})"
@@ -88,12 +88,13 @@ class Routing:
         *,
         memory: MemoryStore | str | None = None,
         budget: Budget | Mapping[str, Any] | None = None,
+        allow_new_agents: bool = False,
     ):
         if ROUTER_MODEL in pool.ids:
             raise ConfigurationError(
                 f"the pool has a card named {ROUTER_MODEL!r}, the name of the routed model; rename the card"
             )
-        self.router = resolve_router(router, pool)
+        self.router = resolve_router(router, pool, allow_new_agents=allow_new_agents)
         self.budget = check_budget(budget)
         self.memory, self.owns_memory = open_memory(memory)
         self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
