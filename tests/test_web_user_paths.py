@@ -371,3 +371,38 @@ def test_a_screenshots_folder_that_cannot_be_made_stops_at_once(tmp_path, capsys
         assert memory.stats()["tasks_total"] == 0
     finally:
         memory.close()
+
+
+@browser
+def test_an_episode_played_to_the_step_limit_is_an_outcome_a_router_trains_on(
+    chromium, store, tmp_path
+) -> None:
+    """An agent that never solves the page within --max-steps: the episode was `failed`, and
+    `agentroute train … --from` (which never trains on failed tasks) dropped it, so a router trained
+    on web logs saw the agents' successes only; now it is `done` with score 0 and trained on."""
+    from agentroute.web.agent import WebAgent
+
+    def type_without_submitting(observation: str) -> str:  # legal steps that never finish the page
+        import re
+
+        found = re.search(r"\[(\d+)\] input_text", observation)
+        return f'type({found.group(1) if found else 0}, "not it")'
+
+    pool = ModelPool([SCRIPTED], backends={"replay": Scripted([type_without_submitting])})
+    agent = WebAgent(router="always-small", pool=pool, memory=store, max_steps=2)
+    try:
+        result = asyncio.run(agent.run_episode("enter-text", 0))
+    finally:
+        agent.close()
+    assert (result.status, result.success, result.steps, result.error) == ("done", False, 2, None)
+    record = store.get_task(result.task_id)
+    assert (record.task.status, record.task.score) == ("done", 0.0)
+    assert [s.status for s in record.steps] == ["ok", "ok"]
+    url = store.url
+    trained = subprocess.run(
+        [sys.executable, "-c", "from agentroute.cli import main; main()", "train", "per-task", "--from", url,
+         "--out", str(tmp_path / "router")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "on 1 trajectories" in " ".join(trained.stdout.split())

@@ -326,7 +326,7 @@ class EpisodeResult:
     task: str
     seed: int
     task_id: str
-    status: str  # done, budget_exhausted, failed
+    status: str  # done (the page ended it, done(), or the step limit), budget_exhausted, failed
     reward: float  # MiniWoB's reward (time-discounted, -1 … 1; 0 when it never ended)
     success: bool
     steps: int
@@ -355,7 +355,7 @@ class WebAgent:
             the DOM skill's $0 card is always added first.
         memory: where tasks, steps and audit events go.
         budget: the per-episode :class:`Budget` (any of usd, calls, large_calls, seconds, tokens).
-        max_steps: act steps per episode before it ends ``failed``.
+        max_steps: act steps per episode; an episode that uses them all unsolved ends ``done`` with score 0.
         headless: run Chromium without a window.
         screenshots: a directory for a PNG after the reset and after each action.
         max_tokens: per-call output limit of the model agents (``direct`` gets half): 32 by
@@ -500,7 +500,7 @@ class WebAgent:
                 run,
                 answer="; ".join(ep.history),
                 status="done" if ep.done else "interrupted",
-                score=reward_score(ep.reward),
+                score=reward_score(ep.reward) if ep.done else None,  # stopped from outside: no outcome
             )
             raise
         except Exception as exc:  # a bug in a node must not stop the batch: the episode fails
@@ -513,8 +513,13 @@ class WebAgent:
             status = "done"
         elif run.exhausted:
             status = "budget_exhausted"
+        elif ep.steps >= self.max_steps:
+            # the agents played every step without solving the page: an outcome (score 0), as when
+            # MiniWoB's own timer ends it, so `agentroute train --from` learns from it (it never
+            # trains on `failed` tasks, which it keeps for errors: a dead browser, a blocked step)
+            status = "done"
         else:
-            status = "failed"  # step limit, or a blocked step
+            status = "failed"  # a blocked step
         record = self.dispatcher.finish(
             run, answer="; ".join(ep.history), status=status, score=reward_score(ep.reward)
         )
