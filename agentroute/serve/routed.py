@@ -224,7 +224,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         response.headers.update({**NO_RETRY, "x-agentroute-task-id": task.id})
         return response
     decision = step.decision
-    extension = {
+    extension: dict[str, Any] = {
         "routed_to": step.agent.key,
         "why": decision.why if decision is not None else "",
         "router": decision.router if decision is not None else routing.router.name,
@@ -237,8 +237,8 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     usage = {"prompt_tokens": step.tokens_in, "completion_tokens": step.tokens_out, "total_tokens": step.tokens_in + step.tokens_out}
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": step.agent.model}
     if not body.stream:
-        message = {"role": "assistant", "content": step.output}
-        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        answer = {"role": "assistant", "content": step.output}
+        choice = {"index": 0, "message": answer, "finish_reason": "stop", "logprobs": None}
         return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": usage, "agentroute": extension})
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     extra = {"usage": None} if include_usage else {}
