@@ -106,11 +106,7 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         package = _package(module)
-        error = MissingDependencyError(package, extra_for(package) or "all")
-        # the message with the exact command (torch first); ImportError's str() reads ``msg``
-        error.msg = missing_message(package, error.extra)
-        error.args = (error.msg,)
-        raise error from exc
+        raise MissingDependencyError(package, extra_for(package) or "all") from exc
 
 
 _THREADS_SET = False

