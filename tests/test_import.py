@@ -45,3 +45,27 @@ def test_a_bare_dataset_kind_outside_a_checkout_says_to_set_agentroute_data(monk
     monkeypatch.setattr(datasets, "data_root", lambda: tmp_path / "site-packages-parent" / "shared" / "data")
     with pytest.raises(DatasetError, match="set AGENTROUTE_DATA"):
         datasets.load_dataset("routerbench")
+
+
+def test_without_torch_every_router_builds_or_names_the_install_command():
+    """make_router("graph-planner") without torch was a bare ModuleNotFoundError: its modules
+    imported torch before the clear-error path. A subprocess where torch cannot be imported."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["torch"] = None
+sys.modules["torch_geometric"] = None
+from agentroute import make_router
+from agentroute.errors import MissingDependencyError
+from agentroute.routers import _LAZY_ROUTERS
+for name in _LAZY_ROUTERS:
+    try:
+        make_router(name)
+    except MissingDependencyError as exc:
+        assert "pip install torch==2.13.0" in str(exc), (name, str(exc))
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

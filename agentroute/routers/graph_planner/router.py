@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import numpy as np
-import torch  # noqa: E402  (imported by policy through agentroute._optional: one thread or a clear error)
 
+from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.routers.base import Router, decide, register, require_candidates
@@ -47,6 +47,9 @@ from agentroute.routers.graph_planner.trainer import run_episode, train
 from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
 from agentroute.training.ppo import PPOConfig
 from agentroute.types import Agent, Decision, RouteContext
+
+torch_module()  # one thread per process, or a clear error naming the install command
+import torch  # noqa: E402
 
 
 def agent_key(agent: Agent) -> str:

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch  # noqa: E402  (policy imported torch through agentroute._optional)
 
+from agentroute._optional import torch_module
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, legal_mask, memory_view
 from agentroute.routers.graph_planner.mdp import Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
 from agentroute.routers.graph_planner.policy import PlannerNet, collate
 from agentroute.training.ppo import PPOConfig, gae, minibatches, normalize, ppo_losses
+
+torch_module()  # one thread per process, or a clear error naming the install command
+import torch  # noqa: E402
 
 
 @dataclass
