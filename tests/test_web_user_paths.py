@@ -406,3 +406,28 @@ def test_an_episode_played_to_the_step_limit_is_an_outcome_a_router_trains_on(
     )  # fmt: skip
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "on 1 trajectories" in " ".join(trained.stdout.split())
+
+
+@browser
+def test_a_killed_chromedriver_leaves_no_chromium_running(chromium, store) -> None:
+    """`kill -9` of chromedriver: its Chromium (a dozen processes) ran on forever, since `quit` goes
+    through the dead driver; now closing the lost browser kills them, and a fresh one plays on."""
+    from agentroute.web.agent import WebAgent
+
+    agent = WebAgent(router="always-skill", memory=store, budget=Budget(calls=4))
+    orphans: list[int] = []
+    try:
+        first = asyncio.run(agent.run_episode("click-test", 0))
+        driver_pid = agent.session("click-test").driver.service.process.pid
+        orphans = _browsers_below(driver_pid)
+        os.kill(driver_pid, signal.SIGKILL)
+        second = asyncio.run(agent.run_episode("click-test", 1))
+    finally:
+        agent.close()
+        time.sleep(0.3)
+        alive = [p for p in orphans if (_proc(p) or ("", "Z", 0))[1] != "Z"]
+        for pid in alive:  # never leave them running, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert orphans and (first.status, second.status) == ("done", "done")
+    assert alive == [], f"{len(alive)} of {len(orphans)} Chromium processes still running"
+    assert _browsers_below(os.getpid()) == []

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -156,6 +157,33 @@ def _remove(folder: str, *, seconds: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+def _kill_strays(folder: str) -> list[int]:
+    """SIGKILL the processes of a browser whose driver is gone: those started with ``TMPDIR=folder``
+    or naming ``folder`` on their command line (its profile). A Chromium whose chromedriver was
+    killed is not stopped by ``quit`` and would run on, a dozen processes, forever. Linux only."""
+    if not os.path.isdir("/proc"):
+        return []
+    marks = (f"TMPDIR={folder}\0".encode(), folder.encode() + b"/")
+    killed = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = b"\0" + f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:  # gone, or another user's
+            continue
+        if b"\0" + marks[0] in environ or marks[1] in cmdline:
+            with contextlib.suppress(OSError):
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(int(name))
+    if killed:
+        log.warning("killed %d browser processes left by a lost chromedriver", len(killed))
+    return killed
+
+
 def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
     """A MiniWoB environment whose Selenium instance runs the given Chromium with ``flags``."""
     from miniwob.environment import MiniWoBEnvironment
@@ -205,6 +233,7 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
                 self.died = True
             finally:
                 if self._tmp is not None:
+                    _kill_strays(self._tmp)
                     _remove(self._tmp)
                     self._tmp = None
 
