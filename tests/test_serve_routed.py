@@ -325,3 +325,56 @@ def test_a_client_that_goes_away_interrupts_its_task(tmp_path: Path) -> None:
         # the server flushed the memory it was given (and left it open)
         [trajectory] = memory.trajectories()
         assert trajectory.task.status == "interrupted" and trajectory.task.query == "hello?"
+
+
+# -- the CLI: agentroute serve --router -------------------------------------------------------------
+def test_cli_serve_router_routes_under_its_budget_and_keeps_each_request_in_the_memory(tmp_path: Path) -> None:
+    """`agentroute serve --router …` (docs/serve.md) was 'No such option: --router'."""
+    import signal
+    import subprocess
+
+    from tests.fixtures_adversary import Adversary
+    from tests.test_serve_user_paths import AGENTROUTE, free_port, wait_up
+
+    with Adversary() as provider:
+        pool = tmp_path / "pool.yaml"
+        pool.write_text(
+            "models:\n"
+            f"  - id: small\n    backend: openai\n    model: honest-small\n    base_url: {provider.url}\n"
+            "    input_price: 0.1\n    output_price: 0.2\n    tier: small\n    max_tokens: 16\n"
+            f"  - id: large\n    backend: openai\n    model: honest-large\n    base_url: {provider.url}\n"
+            "    input_price: 10\n    output_price: 20\n    tier: large\n    max_tokens: 16\n"
+        )
+        db = tmp_path / "served.db"
+        port = free_port()
+        process = subprocess.Popen(
+            [AGENTROUTE, "serve", "--port", str(port), "--pool", str(pool), "--router", "cheapest",
+             "--budget-calls", "2", "--memory", f"sqlite:///{db}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_up(process, port)
+            cli = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+            assert "router" in [m.id for m in cli.models.list()]
+            reply = cli.chat.completions.create(model="router", messages=[{"role": "user", "content": "Hi?"}])
+            extension = reply.model_extra["agentroute"]
+            assert reply.model == "small" and extension["status"] == "done" and extension["routed_to"].endswith("small:direct")
+            process.send_signal(signal.SIGINT)
+            out = process.communicate(timeout=30)[0]
+        finally:
+            process.kill()
+        assert process.returncode == 130 and "Traceback" not in out
+        assert provider.requests == 1
+    with SQLMemory(f"sqlite:///{db}") as memory:
+        [task] = memory.trajectories()
+        assert task.task.status == "done" and [s.agent.model for s in task.steps] == ["small"]
+        assert task.task.budget is not None and task.task.budget.calls == 2
+
+
+def test_cli_serve_budget_without_a_router_is_exit_2() -> None:
+    import subprocess
+
+    from tests.test_serve_user_paths import AGENTROUTE
+
+    done = subprocess.run([AGENTROUTE, "serve", "--budget-usd", "0.01"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "give --router too" in done.stderr and "Traceback" not in done.stderr

@@ -306,18 +306,47 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8000,
     drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them.")] = 10.0,
+    router: Annotated[str | None, typer.Option("--router", help="Also serve model=\"router\": each request routed over the pool by this router (a registered name or a directory saved by `train`).")] = None,
+    budget_usd: BudgetOpt = None,
+    budget_tokens: TokensOpt = None,
+    budget_calls: CallsOpt = None,
+    budget_seconds: SecondsOpt = None,
+    budget_large_calls: LargeOpt = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="--router: SQLAlchemy URL where every routed request is kept as a task (default: $AGENTROUTE_MEMORY or the local SQLite file).")] = None,
+    allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Serve a pool's models over an OpenAI-compatible HTTP API: POST /v1/chat/completions (also
-    stream=true, as server-sent events), GET /v1/models. The model a request names is a card id.
-    Stop with Ctrl-C or SIGTERM. Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
+    stream=true, as server-sent events), GET /v1/models. The model a request names is a card id;
+    with --router, model="router" routes each request as one task under the per-request budget
+    (--budget-*; a request may tighten it). Stop with Ctrl-C or SIGTERM.
+    Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
+    from agentroute.loading import make_budget
     from agentroute.pool import ModelPool
 
+    limits = {"usd": budget_usd, "tokens": budget_tokens, "calls": budget_calls, "seconds": budget_seconds,
+              "large_calls": budget_large_calls}  # fmt: skip
     try:
+        if router is None and (memory is not None or any(v is not None for v in limits.values())):
+            raise fail("--memory and --budget-* apply to routed requests: give --router too", 2)
         from agentroute.serve import serve as run_server
 
-        models = ModelPool.load(pool)
-        check_backend_packages(models)
-        run_server(models, host, port, drain_s=drain_s)
+        if router is None:
+            models = ModelPool.load(pool)
+            check_backend_packages(models)
+            run_server(models, host, port, drain_s=drain_s)
+            return
+        budget = make_budget(limits.pop("usd"), **limits)
+        models, loaded = routed(None, router, pool, allow_new_agents)
+        from agentroute.memory import open_memory
+
+        store = open_memory(memory)
+        try:
+            run_server(
+                models, host, port, drain_s=drain_s, router=loaded, memory=store, budget=budget,
+                allow_new_agents=True,  # routed() checked the router against the pool
+            )
+        finally:
+            store.close()
     except AgentrouteError as exc:
         raise fail_on(exc) from None
 
