@@ -431,3 +431,52 @@ def test_a_killed_chromedriver_leaves_no_chromium_running(chromium, store) -> No
     assert orphans and (first.status, second.status) == ("done", "done")
     assert alive == [], f"{len(alive)} of {len(orphans)} Chromium processes still running"
     assert _browsers_below(os.getpid()) == []
+
+
+@browser
+def test_run_many_checks_every_task_name_before_the_first_episode(chromium, store) -> None:
+    """`run_many([("click-test", 0), ("click-tset", 0)])` from Python played (and recorded) the
+    first episode, then raised on the second; now the mistyped name is refused, with the closest
+    name, before any browser starts."""
+    from agentroute.web.agent import WebAgent
+    from agentroute.web.env import UnknownTaskError
+
+    agent = WebAgent(router="always-skill", memory=store)
+    try:
+        with pytest.raises(UnknownTaskError, match="click-tset"):
+            asyncio.run(agent.run_many([("click-test", 0), ("click-tset", 0)]))
+    finally:
+        agent.close()
+    assert store.stats()["tasks_total"] == 0
+    assert _browsers_below(os.getpid()) == []
+
+
+@browser
+def test_an_error_in_one_worker_stops_the_others_inside_a_running_loop(chromium, store) -> None:
+    """In a long-lived event loop (a notebook, a server), an exception from one `run_many` worker
+    (here `on_done`) reached the caller while the other worker went on playing every remaining
+    episode unseen; now it is cancelled first, its episode in flight `interrupted`."""
+    from agentroute.web.agent import WebAgent
+
+    raised: list[bool] = []
+
+    def boom(result) -> None:  # once: the other worker's callbacks are fine
+        if not raised:
+            raised.append(True)
+            raise RuntimeError("on_done failed")
+
+    async def session() -> tuple[int, int]:
+        agent = WebAgent(router="always-skill", memory=store)
+        try:
+            with pytest.raises(RuntimeError, match="on_done failed"):
+                await agent.run_many([("click-test", s) for s in range(40)], concurrency=2, on_done=boom)
+            played = store.stats()["tasks_total"]
+            await asyncio.sleep(3)  # the loop lives on: would the other worker keep playing?
+            return played, store.stats()["tasks_total"]
+        finally:
+            await agent.aclose()
+
+    played, later = asyncio.run(session())
+    assert later == played <= 3, (played, later)
+    assert store.stats()["tasks"].get("running", 0) == 0
+    assert _browsers_below(os.getpid()) == []

@@ -45,7 +45,7 @@ from agentroute.routers.base import Router
 from agentroute.types import AuditEvent, Completion, CompletionRequest, Step, TaskStatus
 from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
-from agentroute.web.env import BrowserCrashedError, MiniWoBSession
+from agentroute.web.env import BrowserCrashedError, MiniWoBSession, check_tasks
 from agentroute.web.routers import WebPolicy, web_policy
 from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, skill_card
 
@@ -416,7 +416,13 @@ class WebAgent:
         concurrency: int = 1,
         on_done: Callable[[EpisodeResult], None] | None = None,
     ) -> list[EpisodeResult]:
-        """Play ``(task, seed)`` episodes, ``concurrency`` at a time (one browser each); input order."""
+        """Play ``(task, seed)`` episodes, ``concurrency`` at a time (one browser each); input order.
+
+        Every task name is checked before the first episode (:class:`UnknownTaskError`). When one
+        worker raises (``on_done`` did, say), the others are cancelled — their episodes in flight end
+        ``interrupted`` — before the error reaches the caller: none goes on playing unseen."""
+        if episodes:
+            await asyncio.to_thread(check_tasks, sorted({task for task, _ in episodes}))
         results: list[EpisodeResult | None] = [None] * len(episodes)
         todo = iter(enumerate(episodes))
 
@@ -426,7 +432,13 @@ class WebAgent:
                 if on_done is not None:
                     on_done(result)
 
-        await asyncio.gather(*(worker(w) for w in range(max(1, min(concurrency, len(episodes))))))
+        workers = [asyncio.ensure_future(worker(w)) for w in range(max(1, min(concurrency, len(episodes))))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         return results  # type: ignore[return-value]
 
     async def run_episode(
