@@ -240,8 +240,17 @@ async def _saver(url: str) -> AsyncIterator[Any]:
     if url.startswith("postgresql"):
         import psycopg
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
 
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        # a pool that checks its connections: after a server restart the checkpoints reconnect (one
+        # connection, as from_conn_string holds, failed every later task of the batch)
+        connections = AsyncConnectionPool(
+            url, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            check=AsyncConnectionPool.check_connection, open=False,
+        )  # fmt: skip
+        async with connections:
+            saver = AsyncPostgresSaver(connections)  # type: ignore[arg-type]
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
                 while not (await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (_SAVER_LOCK,))).fetchone())[0]:  # type: ignore[index]
                     await asyncio.sleep(0.05)
