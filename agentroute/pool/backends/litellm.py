@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -31,7 +30,7 @@ from agentroute.pool.backends.counting import (
     openai_encoding,
 )
 from agentroute.pool.backends.openai import TRANSPORT_ERRORS, api_key_for, backend_error, never_sent
-from agentroute.pool.backends.usage import reply_usage
+from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -141,22 +140,11 @@ class LiteLLMBackend(EndpointCounting, Backend):
         else:
             reply = await self._plain(litellm, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
-        text = reply.text
-        raw: dict[str, Any] = {"id": reply.id, "finish_reason": reply.finish_reason}
-        if reply.cut:
-            raw["stream_cut"] = True
-        tokens_in, tokens_out = reply_usage(
-            card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks
-        )
-        if tokens_in is None or tokens_out is None or reply.cut:
-            raw["usage_counted"] = True
-            if tokens_in is None:
-                tokens_in = await self.aprompt_tokens(request, card)
-            if tokens_out is None or reply.cut:
-                tokens_out = max(reply.chunks, await self.count_text(reply.received, card))
+        raw = reply.raw()
+        tokens_in, tokens_out = await counted_usage(self, reply, request, card, raw)
         return Completion(
             model=card.id,
-            text=text,
+            text=reply.text,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=litellm_usd(card, tokens_in, tokens_out),
@@ -164,7 +152,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
             raw=raw,
         )
 
-    async def _plain(self, litellm: ModuleType, kwargs: dict[str, Any], card: ModelCard) -> _Reply:
+    async def _plain(self, litellm: ModuleType, kwargs: dict[str, Any], card: ModelCard) -> Reply:
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
@@ -176,12 +164,12 @@ class LiteLLMBackend(EndpointCounting, Backend):
         text = getattr(getattr(choice, "message", None), "content", None) or ""
         if not isinstance(text, str):
             raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
-        return _Reply(
+        return Reply(
             id=str(getattr(response, "id", "") or ""), text=text, received=text, usage=getattr(response, "usage", None),
             finish_reason=getattr(choice, "finish_reason", None), chunks=0, cut=False,
         )
 
-    async def _streamed(self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard) -> _Reply:
+    async def _streamed(self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard) -> Reply:
         """Stream the reply, as the openai backend does: after more than ``max_tokens`` chunks that
         carry text (each at least one token) the stream is closed — a server that ignores
         ``max_tokens`` stops when the client leaves — and the reply counts what was received.
@@ -193,10 +181,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
             response = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
         except Exception as exc:
             raise litellm_error(exc, card.id, card.base_url) from exc
-        limit, sink = request.max_tokens, token_sink.get()
-        pieces: list[str] = []
-        reasoning: list[str] = []
-        chunks, events, cut = 0, 0, False
+        read = StreamText(card.id, request.max_tokens, token_sink.get())
+        events = 0
         reply_id, finish_reason = "", None
         try:
             async for chunk in response:
@@ -208,23 +194,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 choice = choices[0]
                 finish_reason = getattr(choice, "finish_reason", None) or finish_reason
                 delta = getattr(choice, "delta", None)
-                content = getattr(delta, "content", None)
-                thought = getattr(delta, "reasoning_content", None)  # reasoning models: billed tokens too
-                if not content and not thought:
-                    continue
-                for part in (content, thought):
-                    if part is not None and not isinstance(part, str):
-                        raise ProtocolError(card.id, f"a stream chunk's text is not text (got {type(part).__name__})")
-                if content:
-                    pieces.append(content)
-                if thought:
-                    reasoning.append(thought)
-                chunks += 1
-                if chunks > limit:  # the server ignores max_tokens: stop it here
-                    cut = True
+                # reasoning models stream their billed reasoning beside the answer
+                if not await read.add(getattr(delta, "content", None), getattr(delta, "reasoning_content", None)):
                     break
-                if content and sink is not None:
-                    await sink(content)
         except ProtocolError:
             raise
         except Exception as exc:
@@ -237,25 +209,10 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 await response.aclose()  # closes the connection when cut: the server stops generating
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
-        return _Reply(
-            id=reply_id, text="".join(pieces[:limit]) if cut else "".join(pieces),
-            received="".join(pieces) + "".join(reasoning), usage=None if cut else _provider_usage(response),
-            finish_reason="length" if cut else finish_reason, chunks=chunks, cut=cut,
-        )
+        return read.reply(id=reply_id, usage=None if read.cut else _provider_usage(response), finish_reason=finish_reason)
 
     async def aclose(self) -> None:
         await self.tokenize.aclose()
-
-
-@dataclass(slots=True)
-class _Reply:
-    id: str
-    text: str  # the answer (at most max_tokens chunks)
-    received: str  # everything read and billed: the answer and any streamed reasoning
-    usage: Any
-    finish_reason: Any
-    chunks: int  # chunks read that carried text (each at least one token)
-    cut: bool
 
 
 #: LiteLLM providers whose streamed usage is read as they send it (OpenAI's protocol).

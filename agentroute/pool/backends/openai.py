@@ -18,7 +18,6 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,7 +30,7 @@ from agentroute.pool.backends.counting import (
     is_openai_endpoint,
     openai_encoding,
 )
-from agentroute.pool.backends.usage import reply_usage
+from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -302,20 +301,8 @@ class OpenAIBackend(EndpointCounting, Backend):
         if reply is None:
             reply = await self._plain(client, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
-        raw: dict[str, Any] = {"id": reply.id, "finish_reason": reply.finish_reason}
-        if reply.cut:
-            raw["stream_cut"] = True
-        if reply.confidence is not None:
-            raw["confidence"] = reply.confidence
-        tokens_in, tokens_out = reply_usage(
-            card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks
-        )
-        if tokens_in is None or tokens_out is None or reply.cut:
-            raw["usage_counted"] = True
-            if tokens_in is None:
-                tokens_in = await self.aprompt_tokens(request, card)
-            if tokens_out is None or reply.cut:
-                tokens_out = max(reply.chunks, await self.count_text(reply.received, card))
+        raw = reply.raw()
+        tokens_in, tokens_out = await counted_usage(self, reply, request, card, raw)
         return Completion(
             model=card.id,
             text=reply.text,
@@ -326,7 +313,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             raw=raw,
         )
 
-    async def _plain(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], card: ModelCard) -> _Reply:
+    async def _plain(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], card: ModelCard) -> Reply:
         try:
             response = await client.chat.completions.create(**kwargs)
         except Exception as exc:
@@ -338,7 +325,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         text = getattr(message, "content", None) or ""
         if not isinstance(text, str):
             raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
-        return _Reply(
+        return Reply(
             id=str(getattr(response, "id", "") or ""), text=text, received=text, usage=getattr(response, "usage", None),
             finish_reason=getattr(choice, "finish_reason", None), chunks=0, cut=False,
             confidence=_confidence(response),
@@ -346,7 +333,7 @@ class OpenAIBackend(EndpointCounting, Backend):
 
     async def _streamed(
         self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
-    ) -> _Reply:
+    ) -> Reply:
         """Stream the reply and read its server-sent events as plain JSON (the SDK's typed chunk
         objects cost about 40% of a call's client CPU); the SDK still builds, sends and maps errors."""
         call = client.chat.completions.with_streaming_response.create(
@@ -360,11 +347,9 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise _error(exc, card.id, card.base_url) from exc
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
-        limit = request.max_tokens
-        sink = token_sink.get()  # someone shows the answer as it comes (LangGraph's messages stream)
-        pieces: list[str] = []
-        reasoning: list[str] = []
-        chunks, events, cut = 0, 0, False
+        # the sink: someone shows the answer as it comes (LangGraph's messages stream)
+        read = StreamText(card.id, request.max_tokens, token_sink.get())
+        events = 0
         usage: Any = None
         reply_id, finish_reason, confidence = "", None, None
         try:
@@ -389,24 +374,9 @@ class OpenAIBackend(EndpointCounting, Backend):
                 delta = choice.get("delta") or {}
                 if not isinstance(delta, dict):
                     raise ProtocolError(card.id, f"a stream delta is not an object (got {delta!r:.80})")
-                content = delta.get("content")
                 # reasoning models (vLLM, DeepSeek) stream their billed reasoning beside the answer
-                thought = delta.get("reasoning_content")
-                if not content and not thought:
-                    continue
-                for part in (content, thought):
-                    if part is not None and not isinstance(part, str):
-                        raise ProtocolError(card.id, f"a stream chunk's text is not text (got {type(part).__name__})")
-                if content:
-                    pieces.append(content)
-                if thought:
-                    reasoning.append(thought)
-                chunks += 1
-                if chunks > limit:  # the server ignores max_tokens: stop it here
-                    cut = True
+                if not await read.add(delta.get("content"), delta.get("reasoning_content")):
                     break
-                if content and sink is not None:
-                    await sink(content)
         except ProtocolError:
             raise
         except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
@@ -417,11 +387,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             await call.__aexit__(None, None, None)  # closes the connection when cut: vLLM aborts the request
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
-        received = "".join(pieces) + "".join(reasoning)
-        return _Reply(
-            id=reply_id, text="".join(pieces[:limit]) if cut else "".join(pieces), received=received, usage=None if cut else usage,
-            finish_reason="length" if cut else finish_reason, chunks=chunks, cut=cut, confidence=confidence,
-        )
+        return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason, confidence=confidence)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -434,18 +400,6 @@ class OpenAIBackend(EndpointCounting, Backend):
 
 class _StreamRefused(Exception):
     """The server answered a streamed request with HTTP 400 about streaming (it cannot stream)."""
-
-
-@dataclass(slots=True)
-class _Reply:
-    id: str
-    text: str  # the answer (at most max_tokens chunks)
-    received: str  # everything read and billed: the answer and any streamed reasoning
-    usage: Any
-    finish_reason: Any
-    chunks: int  # chunks read that carried text (each at least one token)
-    cut: bool
-    confidence: float | None
 
 
 def _error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
