@@ -387,15 +387,15 @@ def test_workers_starting_at_once_on_an_empty_database_migrate_it_once(postgres_
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [head_revision()]
 
 
-@pytest.mark.postgres
-def test_a_server_restart_under_agentroute_run_finishes_the_batch(own_server: PostgresServer, tmp_path: Path) -> None:
-    from tests.test_batch_kill import _check_exactly_once, _memory_state, _setup, _start, _wait_for_lines
+def _restart_under_run(own_server: PostgresServer, tmp_path: Path, n: int, *options: str) -> tuple[int, str, dict[str, Path]]:
+    """``agentroute run`` of ``n`` queries on the PostgreSQL memory, the server restarted (down 2 s)
+    once 8 are done: (exit code, output, paths)."""
+    from tests.test_batch_kill import _setup, _start, _wait_for_lines
     from tests.test_batch_server import StubOpenAIServer
 
-    n = 60
     with StubOpenAIServer(delay_s=0.03) as server:
         paths = _setup(tmp_path, server.url, n)
-        proc = _start(paths, own_server.url)
+        proc = _start(paths, own_server.url, *options)
         try:
             _wait_for_lines(paths["out.jsonl"], 8, proc)
             own_server.restart(down_s=2.0)
@@ -404,36 +404,33 @@ def test_a_server_restart_under_agentroute_run_finishes_the_batch(own_server: Po
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+    return proc.returncode, output, paths
+
+
+@pytest.mark.postgres
+def test_a_server_restart_under_agentroute_run_finishes_the_batch(own_server: PostgresServer, tmp_path: Path) -> None:
+    from tests.test_batch_kill import _check_exactly_once, _memory_state
+
+    code, output, paths = _restart_under_run(own_server, tmp_path, 60)
     # was: exit 1, "OperationalError … connection refused" from claiming the next items; 50 left pending
-    assert proc.returncode == 0, output[-3000:]
-    _check_exactly_once(_memory_state(own_server.url), paths["out.jsonl"], n)
+    assert code == 0, output[-3000:]
+    _check_exactly_once(_memory_state(own_server.url), paths["out.jsonl"], 60)
 
 
+@pytest.mark.postgres
 def test_a_server_restart_under_run_with_the_memory_as_checkpointer_fails_only_the_tasks_in_flight(
     own_server: PostgresServer, tmp_path: Path
 ) -> None:
     """`agentroute run --checkpointer memory` held one checkpoint connection: after a 2 s restart
-    every later task failed writing its checkpoints (108 of 120). The saver now takes pooled,
+    every later task failed writing its checkpoints (51 of 60). The saver now takes pooled,
     checked connections: at most the tasks in flight at the restart fail."""
     import json
 
-    from tests.test_batch_kill import CONCURRENCY, _memory_state, _setup, _start, _wait_for_lines
-    from tests.test_batch_server import StubOpenAIServer
+    from tests.test_batch_kill import CONCURRENCY, _memory_state
 
-    n = 60
-    with StubOpenAIServer(delay_s=0.03) as server:
-        paths = _setup(tmp_path, server.url, n)
-        proc = _start(paths, own_server.url, "--checkpointer", "memory")
-        try:
-            _wait_for_lines(paths["out.jsonl"], 8, proc)
-            own_server.restart(down_s=2.0)
-            output, _ = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    assert proc.returncode in (0, 1) and "Traceback" not in output, output[-3000:]
+    code, output, paths = _restart_under_run(own_server, tmp_path, 60, "--checkpointer", "memory")
+    assert code in (0, 1) and "Traceback" not in output, output[-3000:]
     lines = [json.loads(line) for line in paths["out.jsonl"].read_text().splitlines()]
     failed = [line for line in lines if line["status"] != "done"]
-    assert len(lines) == n and len(failed) <= 2 * CONCURRENCY, (len(failed), output[-2000:])
+    assert len(lines) == 60 and len(failed) <= 2 * CONCURRENCY, (len(failed), output[-2000:])
     assert not [t for t in _memory_state(own_server.url)["tasks"] if t["status"] == "running"]
