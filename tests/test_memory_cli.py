@@ -111,3 +111,21 @@ def test_export_parquet_to_standard_output_is_refused(
     result = runner.invoke(memory_app, ["export", "--format", "parquet", "--out", "-", "--memory", memory_url])
     assert result.exit_code == 2 and "--out -" in result.stderr and "parquet" in result.stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_show_prints_bracketed_text_as_written(tmp_path: Path) -> None:
+    """A web episode's query "[choose-list] Select Kelly…" showed as " Select Kelly…": the cell was
+    read as rich markup ([bold] in an answer or an error message went the same way)."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    with SQLMemory(url) as memory:
+        task = Task(id="web1", query="[choose-list] Select Kelly", graph="web")
+        memory.start_task(task)
+        agent = Agent(model="m")
+        memory.record_step(Step(task_id="web1", index=0, stage="act", agent=agent, output="[bold]click[/bold]",
+                                error="[red]boom[/red]", status="failed"))  # fmt: skip
+        task.status, task.answer = "failed", "[x] done"
+        memory.finish_task(task)
+    result = runner.invoke(memory_app, ["show", "web1", "--memory", url])
+    assert result.exit_code == 0, result.output
+    for text in ("[choose-list] Select Kelly", "[bold]click[/bold]", "[red]boom[/red]", "[x] done"):
+        assert text in result.output, (text, result.output)

@@ -13,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, error_text, exit_code_for, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
@@ -134,7 +135,7 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         ("budget", json.dumps(task.budget.limits()) if task.budget else ""),
         ("created", task.created_at.isoformat()),
     ):
-        head.add_row(name, value)
+        head.add_row(name, Text(value))  # user text: "[choose-list] …" is not markup
     console.print(head)
     steps = Table(title="steps", box=box.SIMPLE_HEAD)
     for column in ("#", "stage", "agent", "status", "tokens", "cost", "ms", "score"):
@@ -145,17 +146,18 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         agent = s.agent.key if s.decision is None else f"{s.agent.key} ({s.decision.router})"
         status = s.status if s.error is None else f"{s.status}: {s.error}"
         tokens = f"{s.tokens_in}+{s.tokens_out}"
-        steps.add_row(
+        cells = (
             str(s.index), s.stage, agent, status, tokens, _money(s.cost_usd), f"{s.latency_ms:.0f}",
             _num(s.score), _clip(s.output, 40),
         )  # fmt: skip
+        steps.add_row(*map(Text, cells))
     console.print(steps)
     if audit:
         events = Table(title="audit events")
         for column in ("time", "stage", "kind", "subject", "detail"):
             events.add_column(column, overflow="fold")
         for e in audit:
-            events.add_row(e.created_at.isoformat(timespec="seconds"), e.stage, e.kind, e.subject, e.detail)
+            events.add_row(*map(Text, (e.created_at.isoformat(timespec="seconds"), e.stage, e.kind, e.subject, e.detail)))
         console.print(events)
 
 
