@@ -480,3 +480,13 @@ def test_an_error_in_one_worker_stops_the_others_inside_a_running_loop(chromium,
     assert later == played <= 3, (played, later)
     assert store.stats()["tasks"].get("running", 0) == 0
     assert _browsers_below(os.getpid()) == []
+
+
+def test_run_web_refuses_a_negative_seed_before_any_browser(tmp_path) -> None:
+    """`--seed -5` started the browsers and failed every episode (MiniWoB seeds its pages with it)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from agentroute.cli import main; main()", "run", "web", "--tasks", "click-test",
+         "--seed", "-5", "--memory", f"sqlite:///{tmp_path / 'web.db'}"],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--seed must be ≥ 0 (got -5)" in done.stderr, done.stdout + done.stderr

@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from agentroute.cli.errors import error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
@@ -132,6 +133,8 @@ def run_web(
             raise ConfigurationError(
                 f"--episodes, --max-steps and --concurrency must be ≥ 1 (got {opts.episodes}, {opts.max_steps}, {concurrency})"
             )
+        if opts.seed < 0:  # MiniWoB seeds its pages with it: a negative one failed every episode
+            raise ConfigurationError(f"--seed must be ≥ 0 (got {opts.seed})")
         for name, value in (
             ("--budget-usd", budget_usd),
             ("--budget-calls", opts.budget_calls),
@@ -231,7 +234,7 @@ async def _run(
                 def done(result: Any) -> None:
                     progress.advance(bar)
                     if result.error:
-                        progress.console.print(f"[yellow]{result.task} seed {result.seed}: {result.error}[/]")
+                        progress.console.print(Text(f"{result.task} seed {result.seed}: {result.error}", style="yellow"))
 
                 results = await agent.run_many(episodes, concurrency=concurrency, on_done=done)
         finally:
