@@ -378,3 +378,215 @@ def test_cli_serve_budget_without_a_router_is_exit_2() -> None:
 
     done = subprocess.run([AGENTROUTE, "serve", "--budget-usd", "0.01"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "give --router too" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- OpenAI-client expectations on the router model: streaming, finish_reason, unsupported fields --
+class Provider:
+    """An OpenAI-compatible provider on 127.0.0.1 whose reply is chosen by the model name:
+
+    ``gated``: streams three words, waits for :attr:`release` (at most 3 s: ``timed_out``), then three
+    more; ``breaks``: streams three words then drops the connection; ``long``: streams ``max_tokens``
+    words and ends for ``length``; ``fine``: four words. ``calls`` lists ``(model, max_tokens)``.
+    """
+
+    WORDS = [" one", " two", " three", " four", " five", " six"]
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.calls: list[tuple[str, int]] = []
+        self.messages: list[list[dict]] = []  # what each call sent
+        self.release, self.timed_out = threading.Event(), False
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        from tests.helpers import serve_on_loopback
+
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self.url, self._runner = self.loop.run_until_complete(serve_on_loopback(app))
+        self.url += "/v1"
+        self._ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self) -> Provider:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)  # type: ignore[attr-defined]
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    async def _chat(self, request):
+        import asyncio
+        import json
+
+        from aiohttp import web
+
+        body = await request.json()
+        model, limit = body["model"], int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+        self.calls.append((model, limit))
+        self.messages.append(body["messages"])
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(delta: dict, finish: str | None = None, usage: dict | None = None) -> None:
+            choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+            chunk = {"id": "p", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": choices}
+            if usage:
+                chunk["usage"] = usage
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        words = {"gated": self.WORDS, "breaks": self.WORDS[:3], "long": (self.WORDS * 4)[:limit]}.get(model, self.WORDS[:4])
+        await send({"role": "assistant", "content": ""})
+        for i, word in enumerate(words):
+            if model == "gated" and i == 3:
+                self.timed_out = not await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 3)
+            await send({"content": word})
+            await asyncio.sleep(0.01)
+        if model == "breaks":
+            request.transport.abort()
+            return response
+        await send({}, "length" if model == "long" else "stop")
+        await send({}, usage={"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)})
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    def pool(self, *models: str) -> ModelPool:
+        cards = [
+            ModelCard(id=m, backend="openai", model=m, base_url=self.url, input_price=0.1 * (i + 1),
+                      output_price=0.1 * (i + 1), max_tokens=16, timeout_s=10)
+            for i, m in enumerate(models)
+        ]  # fmt: skip
+        return ModelPool(cards)
+
+
+def stream_router(server: ServerThread, **kwargs: object):
+    return client(server).chat.completions.create(
+        model="router", messages=[{"role": "user", "content": "Count."}], stream=True,
+        stream_options={"include_usage": True}, **kwargs,
+    )  # fmt: skip
+
+
+def test_a_streamed_routed_answer_comes_token_by_token_as_the_provider_sends_it() -> None:
+    """Before: the routed answer came as one chunk once it was complete (nothing until the provider
+    had finished). Now: the first words arrive while the provider is still writing the rest."""
+    with Provider() as provider, ServerThread(provider.pool("gated"), router="cheapest") as server:
+        pieces, chunks, first_before_release = [], [], None
+        for c in stream_router(server):  # read as it comes: the provider goes on once the first word is here
+            chunks.append(c)
+            if c.choices and c.choices[0].delta.content:
+                if first_before_release is None:
+                    first_before_release = not provider.release.is_set() and not provider.timed_out
+                    provider.release.set()
+                pieces.append(c.choices[0].delta.content)
+    assert first_before_release is True and not provider.timed_out
+    assert pieces == Provider.WORDS  # one chunk per provider token, in order
+    assert {c.model for c in chunks} == {"gated"} and chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    assert chunks[-1].model_extra["agentroute"]["routed_to"] == "executor:gated:direct"
+    assert chunks[-1].model_extra["agentroute"]["status"] == "done"
+
+
+def test_a_stream_that_breaks_after_some_tokens_ends_in_an_error_not_another_models_answer() -> None:
+    """Before: the stream was one chunk after the dispatcher had retried ``breaks`` and fallen back to
+    ``fine``. With tokens streamed, splicing ``fine``'s answer onto ``breaks``'s first words would
+    read as one answer: the stream ends with an error event instead and the task stops there.
+    Without stream the same request falls back as before."""
+    with Provider() as provider, ServerThread(provider.pool("breaks", "fine"), router="cheapest") as server:
+        pieces = []
+        with pytest.raises(openai.APIError, match="not retried or replaced") as info:
+            for c in stream_router(server):
+                if c.choices and c.choices[0].delta.content:
+                    pieces.append(c.choices[0].delta.content)
+        assert info.value.code == "stream_interrupted"
+        assert pieces == Provider.WORDS[:3] and [m for m, _ in provider.calls] == ["breaks"]
+        provider.calls.clear()
+        reply = client(server).chat.completions.create(model="router", messages=[{"role": "user", "content": "Count."}])
+        assert reply.model == "fine" and reply.choices[0].message.content == "".join(Provider.WORDS[:4])
+        assert [m for m, _ in provider.calls] == ["breaks"] * 3 + ["fine"]
+
+
+def test_a_routed_answer_cut_at_max_tokens_ends_for_length() -> None:
+    """Before: finish_reason was always "stop", even for an answer cut at max_tokens. The client's
+    max_tokens bounds the provider call: the ``direct`` strategy asks for half of it."""
+    with Provider() as provider, ServerThread(provider.pool("long"), router="cheapest") as server:
+        ask = {"model": "router", "messages": [{"role": "user", "content": "Count."}], "max_tokens": 6}
+        reply = client(server).chat.completions.create(**ask)
+        assert reply.choices[0].finish_reason == "length" and reply.choices[0].message.content == "".join(Provider.WORDS[:3])
+        chunks = list(client(server).chat.completions.create(**ask, stream=True))
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+        assert provider.calls == [("long", 3), ("long", 3)]
+
+
+def test_stop_on_the_router_is_refused_and_still_works_on_a_card(routed) -> None:
+    """Before: ``stop`` was accepted and silently not applied (the answer ran past the stop string)."""
+    server, backend = routed
+    before = len(backend.calls)
+    with pytest.raises(openai.BadRequestError, match="stop sequences") as info:
+        client(server).chat.completions.create(
+            model="router", messages=[{"role": "user", "content": EASY[0]}], stop=["answers"],
+            extra_body={"agentroute": {"query_id": EASY[0]}},
+        )  # fmt: skip
+    assert info.value.body["param"] == "stop" and len(backend.calls) == before
+    # temperature is accepted (the routed strategy's applies); a card still takes stop as before
+    assert ask_router(client(server), EASY[0]).model == "small"
+    plain = client(server).chat.completions.create(
+        model="small", messages=[{"role": "user", "content": EASY[0]}], stop=["x"], temperature=0
+    )
+    assert plain.model == "small"
+
+
+def test_a_client_that_leaves_a_routed_stream_stops_its_task(tmp_path: Path) -> None:
+    """Before: the stream began once the task was done, so leaving it stopped nothing. Now a client
+    that closes the stream after the first words interrupts the task while the provider writes."""
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        with Provider() as provider, ServerThread(provider.pool("gated"), router="cheapest", memory=memory) as server:
+            stream = stream_router(server)
+            for c in stream:
+                if c.choices and c.choices[0].delta.content:
+                    break
+            stream.close()
+            provider.release.set()
+        [trajectory] = memory.trajectories()
+    assert trajectory.task.status == "interrupted" and not provider.timed_out
+
+
+def test_a_conversation_reaches_the_model_as_a_system_prompt_and_one_transcript() -> None:
+    """What docs/serve.md says a multi-turn chat becomes on the router model."""
+    with Provider() as provider, ServerThread(provider.pool("fine"), router="cheapest") as server:
+        chat = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Red."},
+            {"role": "user", "content": "Another?"},
+        ]
+        client(server).chat.completions.create(model="router", messages=chat)
+    [sent] = provider.messages
+    assert [m["role"] for m in sent] == ["system", "user"] and sent[0]["content"].startswith("Be brief.")
+    assert sent[1]["content"] == "user: Name a colour.\nassistant: Red.\nuser: Another?"
+
+
+def test_stream_true_on_an_openai_card_streams_its_tokens() -> None:
+    """Before: ``stream=true`` naming a card on the ``openai`` backend was a 500 ('bool' object is
+    not callable: the backend's ``stream`` is a flag). Now its tokens stream as the provider sends them."""
+    with Provider() as provider, ServerThread(provider.pool("fine")) as server:
+        chunks = list(
+            client(server).chat.completions.create(
+                model="fine", messages=[{"role": "user", "content": "Count."}], stream=True,
+                stream_options={"include_usage": True},
+            )  # fmt: skip
+        )
+    assert [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content] == Provider.WORDS[:4]
+    assert chunks[-1].usage.prompt_tokens > 0 and [m for m, _ in provider.calls] == ["fine"]

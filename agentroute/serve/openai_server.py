@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentroute._optional import require
 from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, UnknownNameError
-from agentroute.pool.backends.base import Backend
+from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -300,12 +300,36 @@ async def _complete_all(
 async def _deltas(
     backend: Backend, request: CompletionRequest, card: ModelCard
 ) -> AsyncIterator[str | Completion]:
-    """Text deltas, then the :class:`Completion`: the backend's own ``stream`` where it has one,
-    else its whole answer as one delta."""
+    """Text deltas, then the :class:`Completion`: the backend's own ``stream`` method where it has
+    one (``local``), else the pieces a backend that ``streams_tokens`` sends to :data:`token_sink`
+    (``openai``, ``litellm``: their ``stream`` is a flag), else its whole answer as one delta."""
     stream = getattr(backend, "stream", None)
-    if stream is not None:
+    if callable(stream):
         async for item in stream(request, card):
             yield with_usage(item, backend, request, card) if isinstance(item, Completion) else item
+        return
+    if getattr(backend, "streams_tokens", False):
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def sink(text: str) -> None:
+            pieces.put_nowait(text)
+
+        async def call() -> Completion:
+            token_sink.set(sink)  # this task's own context: the backend reads it
+            return await backend.complete(request, card)
+
+        task = asyncio.ensure_future(call())
+        task.add_done_callback(lambda _: pieces.put_nowait(None))
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield piece
+            completion = task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        yield with_usage(completion, backend, request, card)
         return
     completion = with_usage(await backend.complete(request, card), backend, request, card)
     if completion.text:

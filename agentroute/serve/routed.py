@@ -10,21 +10,26 @@ there, so ``agentroute train --from`` learns from the served traffic.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from agentroute.budget import Budget
-from agentroute.dispatch.dispatcher import Dispatcher
+from agentroute.dispatch import dispatcher as dispatch_module
+from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, set_step_watcher
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
-from agentroute.types import Step
+from agentroute.types import Completion, Step
 
 #: The ``model`` of a routed request; ``router:<name>`` (the router's registered name) works too.
 ROUTER_MODEL = "router"
@@ -147,13 +152,22 @@ class Routing:
         return Budget(**limits), query_id
 
     async def run(
-        self, messages: list[tuple[str, str]], *, budget: Budget | None, query_id: str | None, max_tokens: int | None
+        self,
+        messages: list[tuple[str, str]],
+        *,
+        budget: Budget | None,
+        query_id: str | None,
+        max_tokens: int | None,
+        watch: ServedStep | None = None,
     ) -> tuple[TaskRun, Step | None]:
         """One task: the messages as one routed step; the finished run (``run.task`` has the status
         and cost) and its step (``None`` when nothing was affordable). A cancelled request (client
-        gone) ends the task ``interrupted``."""
+        gone) ends the task ``interrupted``. ``watch`` sees the step's provider attempts as they run
+        (the dispatcher's step watcher): their tokens, their ends and failures."""
         prompt, query, text = split_messages(messages)
         dispatcher = self.dispatcher
+        _install_watcher()
+        _served_step.set(watch)  # this request's task has its own context: other requests see theirs
         run = dispatcher.start(query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True})
         try:
             step = await dispatcher.step(
@@ -183,48 +197,234 @@ def split_messages(messages: list[tuple[str, str]]) -> tuple[str, str, str]:
     return system, query, "\n".join(f"{role}: {text}" for role, text in turns)
 
 
+
+
+# -- watching the routed step (the dispatcher's step watcher, as LangGraph's messages mode uses it) --
+_served_step: ContextVar[ServedStep | None] = ContextVar("agentroute_served_step", default=None)
+_chained: list[Callable[[TaskRun, str], StepWatch | None] | None] = [None]  # the watcher installed before ours
+
+
+def _watch_served(run: TaskRun, role: str) -> StepWatch | None:
+    """The dispatcher's step watcher: a served request's own watch, else whoever watched before."""
+    watch = _served_step.get()
+    if watch is not None:
+        return watch
+    previous = _chained[0]
+    return previous(run, role) if previous is not None else None
+
+
+def _install_watcher() -> None:
+    """Put :func:`_watch_served` in the dispatcher's one watcher slot, in front of what is there
+    (:mod:`agentroute.graph_runtime` installs its own when imported: it is kept, and asked for every
+    step that is not a served request's)."""
+    current = dispatch_module._step_watcher[0]
+    if current is not _watch_served:
+        _chained[0] = current
+        set_step_watcher(_watch_served)
+
+
+class ServedStep:
+    """A served request's view of its routed step: each provider attempt's tokens as they come
+    (backends that stream them: ``openai``, ``litellm``, ``local``), its end or its failure.
+
+    ``events`` gets ``("token", text)``, ``("error", reason)`` and ``("done", None)`` (the task has
+    finished) when ``stream``; ``finish`` keeps each agent's last finish reason (``length`` when the
+    answer was cut at ``max_tokens``)."""
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.first_token = asyncio.Event()
+        self.model: str | None = None  # the card whose tokens are streamed
+        self.finish: dict[str, str | None] = {}
+
+    async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> _ServedAttempt:
+        return _ServedAttempt(self, plan)
+
+
+class _ServedAttempt:
+    def __init__(self, step: ServedStep, plan: Any) -> None:
+        self.step, self.plan = step, plan
+
+    async def token(self, text: str) -> None:
+        step = self.step
+        if step.stream and text:
+            if step.model is None:
+                step.model = self.plan.agent.model
+            step.events.put_nowait(("token", text))
+            step.first_token.set()
+
+    async def end(self, completion: Completion) -> None:
+        self.step.finish[self.plan.agent.key] = completion.raw.get("finish_reason")
+
+    async def error(self, reason: str) -> None:
+        if self.step.stream:
+            self.step.events.put_nowait(("error", f"{self.plan.agent.key}: {reason}"))
+
+
+def escalates(router: Router) -> bool:
+    """Whether ``router`` may run a second agent after an answer (its ``escalate`` hook)."""
+    return getattr(type(router), "escalate", None) is not Router.escalate
+
+
 # -- the HTTP side --------------------------------------------------------------------------------
 NO_RETRY = {"x-should-retry": "false"}  # the OpenAI SDKs honour it: the dispatcher already retried
 
 
 async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     """The response to a chat completion whose ``model`` is the router (``body``: the request)."""
-    import json
-
     from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-    from agentroute.serve.openai_server import _error, _unless_disconnected
+    from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected
 
     if (body.n or 1) != 1:
         return _error(400, "n: the router model answers one choice per request (one task)", "invalid_request_error", param="n")
+    if body.stop:
+        return _error(
+            400,
+            "stop: the router model does not apply stop sequences (the routed strategy writes the whole "
+            "answer); leave stop out, or name a card as the model",
+            "invalid_request_error",
+            code="unsupported_parameter",
+            param="stop",
+        )
     try:
         budget, query_id = routing.request_budget((body.model_extra or {}).get("agentroute"))
     except RequestError as exc:
         return _error(400, f"invalid request: {exc}", "invalid_request_error", code="invalid_budget", param=exc.param)
     messages = [(m.role, m.text()) for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
-    result = await _unless_disconnected(
-        http, routing.run(messages, budget=budget, query_id=query_id, max_tokens=max_tokens)
-    )
-    if result is None:  # the client has gone; the task is in the memory as interrupted
+    # tokens are streamed as they come unless the router may answer twice (escalate): the answer
+    # streamed must be the answer returned
+    watch = ServedStep(stream=bool(body.stream) and not escalates(routing.router))
+    task = asyncio.ensure_future(routing.run(messages, budget=budget, query_id=query_id, max_tokens=max_tokens, watch=watch))
+    task.add_done_callback(lambda _: watch.events.put_nowait(("done", None)))
+
+    async def started() -> bool:  # the task has finished, or its answer's first token has come
+        first = asyncio.ensure_future(watch.first_token.wait())
+        try:
+            await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            first.cancel()
+        return True
+
+    if await _unless_disconnected(http, started()) is None:  # the client has gone
+        await _cancel(task)  # the task is in the memory as interrupted
         return Response(status_code=499)
-    run, step = result
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+    extra = {"usage": None} if include_usage else {}
+
+    def chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        data = {**head, "model": model, "object": "chat.completion.chunk", "choices": choices, **extra, **more}
+        return f"data: {json.dumps(data)}\n\n"
+
+    def ending(run: TaskRun, step: Step) -> list[str]:
+        usage, extension = _usage(step), _extension(routing, run, step)
+        events = [chunk(step.agent.model, {}, _finish_reason(watch, step))]
+        if include_usage:
+            events.append(chunk(step.agent.model, None, usage=usage, agentroute=extension))
+        return [*events, "data: [DONE]\n\n"]
+
+    if task.done():  # finished before any token was streamed: the whole answer, or an ordinary error
+        run, step = task.result()
+        if step is None or step.status != "ok":
+            return _failed(run, step)
+        if not body.stream:
+            answer = {"role": "assistant", "content": step.output}
+            choice = {"index": 0, "message": answer, "finish_reason": _finish_reason(watch, step), "logprobs": None}
+            return JSONResponse({
+                **head, "model": step.agent.model, "object": "chat.completion", "choices": [choice],
+                "usage": _usage(step), "agentroute": _extension(routing, run, step),
+            })  # fmt: skip
+        model = step.agent.model
+        events = [chunk(model, {"role": "assistant", "content": ""}), chunk(model, {"content": step.output}), *ending(run, step)]
+
+        async def whole() -> AsyncIterator[str]:
+            for event in events:
+                yield event
+
+        return StreamingResponse(whole(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    streamed = watch.model or ""
+
+    async def tokens() -> AsyncIterator[str]:
+        """The answer's tokens as the provider sends them; an attempt that fails after some were sent
+        ends the stream with an error event (the task stops: no retry or fallback is spliced on)."""
+        try:
+            yield chunk(streamed, {"role": "assistant", "content": ""})
+            while True:
+                kind, value = await watch.events.get()
+                if kind == "token":
+                    yield chunk(streamed, {"content": value})
+                elif kind == "error":
+                    await _cancel(task)
+                    message = (
+                        f"the routed answer failed after part of it was sent ({value}); it is not retried "
+                        f"or replaced by another model's: send the request again (task {_task_id(task)})"
+                    )
+                    yield f"data: {json.dumps(_error_body(message, 'server_error', code='stream_interrupted'))}\n\n"
+                    return
+                else:  # done
+                    break
+            run, step = task.result()
+            if step is None or step.status != "ok":  # not expected: every failed attempt reports an error
+                message = f"the routed task ended {run.task.status} after part of its answer was sent"
+                yield f"data: {json.dumps(_error_body(message, 'server_error', code='stream_interrupted'))}\n\n"
+                return
+            for event in ending(run, step):
+                yield event
+        finally:
+            await _cancel(task)  # a client that goes away stops the task
+
+    return StreamingResponse(tokens(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _task_id(task: asyncio.Future[Any]) -> str:
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()[0].task.id
+    return "interrupted"
+
+
+def _failed(run: TaskRun, step: Step | None) -> Any:
+    """The 402 (budget) or 502 (every model failed) of a task that has no answer."""
+    from agentroute.serve.openai_server import _error
+
     task = run.task
-    if step is None or step.status != "ok":
-        spent = run.ledger.spent
-        detail = f"task {task.id} spent ${task.cost_usd:.6g} in {int(spent.get('calls', 0))} call(s)"
-        if step is not None and step.error:
-            detail += f"; last error: {step.error}"
-        if task.status == "budget_exhausted":
-            limits = ", ".join(f"{k}={v:g}" for k, v in run.ledger.limits.items())
-            message = f"budget exhausted before any model answered (budget: {limits}; {detail})"
-            response = _error(402, message, "budget_exhausted", code="budget_exhausted")
-        else:
-            response = _error(502, f"every model the router tried failed ({detail})", "server_error", code="all_models_failed")
-        response.headers.update({**NO_RETRY, "x-agentroute-task-id": task.id})
-        return response
-    decision = step.decision
-    extension: dict[str, Any] = {
+    spent = run.ledger.spent
+    detail = f"task {task.id} spent ${task.cost_usd:.6g} in {int(spent.get('calls', 0))} call(s)"
+    if step is not None and step.error:
+        detail += f"; last error: {step.error}"
+    if task.status == "budget_exhausted":
+        limits = ", ".join(f"{k}={v:g}" for k, v in run.ledger.limits.items())
+        message = f"budget exhausted before any model answered (budget: {limits}; {detail})"
+        response = _error(402, message, "budget_exhausted", code="budget_exhausted")
+    else:
+        response = _error(502, f"every model the router tried failed ({detail})", "server_error", code="all_models_failed")
+    response.headers.update({**NO_RETRY, "x-agentroute-task-id": task.id})
+    return response
+
+
+def _finish_reason(watch: ServedStep, step: Step) -> str:
+    """``length`` when the answering attempt was cut at ``max_tokens`` (as its backend said), else ``stop``."""
+    return "length" if watch.finish.get(step.agent.key) == "length" else "stop"
+
+
+def _usage(step: Step) -> dict[str, int]:
+    return {"prompt_tokens": step.tokens_in, "completion_tokens": step.tokens_out, "total_tokens": step.tokens_in + step.tokens_out}
+
+
+def _extension(routing: Routing, run: TaskRun, step: Step) -> dict[str, Any]:
+    decision, task = step.decision, run.task
+    return {
         "routed_to": step.agent.key,
         "why": decision.why if decision is not None else "",
         "router": decision.router if decision is not None else routing.router.name,
@@ -234,26 +434,3 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         "latency_ms": step.latency_ms,
         "confidence": step.confidence,
     }
-    usage = {"prompt_tokens": step.tokens_in, "completion_tokens": step.tokens_out, "total_tokens": step.tokens_in + step.tokens_out}
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": step.agent.model}
-    if not body.stream:
-        answer = {"role": "assistant", "content": step.output}
-        choice = {"index": 0, "message": answer, "finish_reason": "stop", "logprobs": None}
-        return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": usage, "agentroute": extension})
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    extra = {"usage": None} if include_usage else {}
-
-    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> str:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
-        return f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': choices, **extra, **more})}\n\n"
-
-    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": step.output}), chunk({}, "stop")]
-    if include_usage:
-        events.append(chunk(None, usage=usage, agentroute=extension))
-    events.append("data: [DONE]\n\n")
-
-    async def stream() -> Any:
-        for event in events:
-            yield event
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
