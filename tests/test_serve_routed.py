@@ -385,7 +385,7 @@ class Provider:
     """An OpenAI-compatible provider on 127.0.0.1 whose reply is chosen by the model name:
 
     ``gated``: streams three words, waits for :attr:`release` (at most 3 s: ``timed_out``), then three
-    more; ``breaks``: streams three words then drops the connection; ``long``: streams ``max_tokens``
+    more; ``breaks``: streams three words then drops the connection; ``down``: HTTP 503; ``long``: streams ``max_tokens``
     words and ends for ``length``; ``fine``: four words. ``calls`` lists ``(model, max_tokens)``.
     """
 
@@ -438,6 +438,8 @@ class Provider:
         model, limit = body["model"], int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
         self.calls.append((model, limit))
         self.messages.append(body["messages"])
+        if model == "down":
+            return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=503)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
@@ -590,3 +592,13 @@ def test_stream_true_on_an_openai_card_streams_its_tokens() -> None:
         )
     assert [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content] == Provider.WORDS[:4]
     assert chunks[-1].usage.prompt_tokens > 0 and [m for m, _ in provider.calls] == ["fine"]
+
+
+def test_a_routed_stream_falls_back_unseen_when_a_model_fails_before_its_first_token() -> None:
+    """A failure before any token was sent is retried and falls back as without stream; the client
+    sees only the answering model's tokens, streamed (before: one chunk once the task was done)."""
+    with Provider() as provider, ServerThread(provider.pool("down", "fine"), router="cheapest") as server:
+        chunks = list(stream_router(server))
+    assert [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content] == Provider.WORDS[:4]
+    assert [m for m, _ in provider.calls] == ["down"] * 3 + ["fine"] and {c.model for c in chunks} == {"fine"}
+    assert chunks[-1].model_extra["agentroute"]["routed_to"] == "executor:fine:direct"

@@ -352,12 +352,16 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     async def tokens() -> AsyncIterator[str]:
         """The answer's tokens as the provider sends them; an attempt that fails after some were sent
         ends the stream with an error event (the task stops: no retry or fallback is spliced on)."""
+        sent = False
         try:
             yield chunk(streamed, {"role": "assistant", "content": ""})
             while True:
                 kind, value = await watch.events.get()
                 if kind == "token":
+                    sent = True
                     yield chunk(streamed, {"content": value})
+                elif kind == "error" and not sent:  # an attempt before the streamed one: retried, fallen back
+                    continue
                 elif kind == "error":
                     await _cancel(task)
                     message = (
