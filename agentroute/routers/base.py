@@ -27,13 +27,17 @@ starts in its class's ``default_mode`` ("serve" unless the class explores by def
 from __future__ import annotations
 
 import abc
+import contextlib
 import difflib
 import functools
+import hashlib
 import inspect
 import json
+import signal
+import threading
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -206,8 +210,10 @@ class Router(abc.ABC):
     def save(self, path: str | Path) -> Path:
         """Write ``router.json`` (+ ``arrays.npz``) into the directory ``path``.
 
-        The manifest lists the arrays saved (``"arrays"``), and an ``arrays.npz`` left by an earlier
-        save of another router is removed: the folder holds this router's files only.
+        The manifest lists the arrays saved (``"arrays"``) and their file's SHA-256, and an
+        ``arrays.npz`` left by an earlier save of another router is removed: the folder holds this
+        router's files only. Both files are written aside and moved in last, so a save that fails
+        or is interrupted leaves the router saved there before as it was.
         """
         self.check_fitted()
         path = Path(path)
@@ -220,11 +226,22 @@ class Router(abc.ABC):
             "state": self.get_state(),
             "arrays": sorted(arrays),
         }
-        if arrays:
-            np.savez(path / ARRAYS, **arrays)
-        else:
-            (path / ARRAYS).unlink(missing_ok=True)
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        staged_arrays, staged_manifest = path / f".{ARRAYS}.partial", path / f".{MANIFEST}.partial"
+        try:
+            if arrays:
+                with staged_arrays.open("wb") as f:
+                    np.savez(f, **arrays)
+                manifest["arrays_sha256"] = _sha256(staged_arrays)
+            staged_manifest.write_text(json.dumps(manifest, indent=1))
+            with _signals_held():  # the two moves: a Ctrl-C waits for both
+                if arrays:
+                    staged_arrays.replace(path / ARRAYS)
+                staged_manifest.replace(path / MANIFEST)
+                if not arrays:
+                    (path / ARRAYS).unlink(missing_ok=True)
+        finally:
+            staged_arrays.unlink(missing_ok=True)
+            staged_manifest.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -253,6 +270,7 @@ class Router(abc.ABC):
             arrays = _saved_arrays(file, manifest)
             if arrays is not None:
                 router.set_arrays(arrays)
+                _check_digest(file, manifest)
         except StateFileError:
             raise
         except Exception as exc:  # a state the router cannot take: say which file
@@ -281,6 +299,40 @@ def _saved_arrays(file: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]
             "(written by another save? save the router again)",
         )
     return arrays
+
+
+def _check_digest(file: Path, manifest: dict[str, Any]) -> None:
+    """Refuse an ``arrays.npz`` other than the one the manifest ``file`` was saved with (checked
+    after the arrays loaded, so a wrong shape or name keeps its more specific error)."""
+    digest, arrays_file = manifest.get("arrays_sha256"), file.parent / ARRAYS
+    if digest is not None and digest != _sha256(arrays_file):
+        raise StateFileError(
+            arrays_file,
+            f"is not the file {file.name} was saved with (an interrupted save, or copied from another "
+            "router?): save the router again",
+        )
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (main thread, POSIX; elsewhere a no-op)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
