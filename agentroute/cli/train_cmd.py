@@ -8,20 +8,26 @@ A recipe is YAML with ``params:`` (the router's keyword parameters) and optional
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from agentroute._yaml import load_untrusted_yaml, read_untrusted_text
+from agentroute._yaml import line_of, load_untrusted_yaml, read_untrusted_text
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
+from agentroute.routers.base import MANIFEST
 
 console = Console()
+err_console = Console(stderr=True)
+
+RECIPE_KEYS = ("router", "dataset", "params")  # the top-level keys of a training recipe
 
 
 def read_recipe(path: Path | None) -> dict[str, Any]:
@@ -30,10 +36,18 @@ def read_recipe(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     text = read_untrusted_text(path, "recipe")
-    _, recipe = load_untrusted_yaml(os.path.expandvars(text), path)
+    root, recipe = load_untrusted_yaml(os.path.expandvars(text), path)
     recipe = {} if recipe is None else recipe
     if not isinstance(recipe, dict) or not isinstance(recipe.get("params", {}), dict):
         raise ConfigurationError(f"{path}: expected a mapping with a 'params:' mapping")
+    for key_node, _ in root.value if isinstance(root, yaml.MappingNode) else ():
+        key = key_node.value
+        if key not in RECIPE_KEYS:  # a misspelt 'params:' would otherwise train on the defaults
+            close = difflib.get_close_matches(str(key), RECIPE_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(
+                f"{path} line {line_of(key_node)}: unknown key {key!r} (a recipe takes {', '.join(RECIPE_KEYS)}){hint}"
+            )
     return recipe
 
 
@@ -99,11 +113,14 @@ def training_data(
 
 
 def check_out_dir(out: Path, *, saved: str | None = None) -> None:
-    """``--out`` before any work: a directory, or a path to create one at. With ``saved`` (the
+    """``--out`` before any work: a directory, or a path where one can be created. With ``saved`` (the
     file a command writes, e.g. ``router.json``), a directory that holds other files but no
     ``saved`` is refused too, so a run never mixes its output into an unrelated folder."""
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {out} is a file, not a directory")
+    above = next((p for p in out.absolute().parents if p.exists()), None)  # where it would be created
+    if not out.exists() and above is not None and not above.is_dir():
+        raise ConfigurationError(f"--out {out}: cannot write there ({above} is a file, not a directory)")
     if saved and out.is_dir() and any(out.iterdir()) and not (out / saved).is_file():
         raise ConfigurationError(
             f"--out {out} holds other files and no {saved}: give a new or empty directory "
@@ -127,8 +144,35 @@ def train_command(
     ``graph-planner`` trains its PPO policy (with a progress bar) and ``router-r1`` its policy LM
     (SFT warm-up, then GRPO with TRL), each by its own trainer.
     """
+    try:
+        if router in ("router-r1", "router_r1", "graph-planner") and (limit, sample, seed) != (None, None, 0):
+            raise ConfigurationError(f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply")
+    except AgentrouteError as exc:
+        raise typer.Exit(report(exc)) from None
+    existed = (out / MANIFEST).is_file()
+    try:
+        _train(router, out, memory_url, dataset, config, limit, sample, seed, gpu)
+    except KeyboardInterrupt:  # Ctrl-C: the save is the last step (and atomic), so --out is as it was
+        if router in ("router-r1", "router_r1"):  # its trainer writes sft/ and policy/ as it goes
+            kept = "see what its trainer wrote there"
+        else:
+            kept = "the router saved there before is unchanged" if existed else "nothing was saved"
+        err_console.print(escape(f"interrupted: --out {out}: {kept}"), highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _train(
+    router: str,
+    out: Path,
+    memory_url: str | None,
+    dataset: str | None,
+    config: Path | None,
+    limit: int | None,
+    sample: float | None,
+    seed: int,
+    gpu: bool,
+) -> None:
     from agentroute.routers import make_router
-    from agentroute.routers.base import MANIFEST
 
     if router in ("router-r1", "router_r1"):
         from agentroute.cli.router_r1_cmd import train_router_r1
