@@ -28,6 +28,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 RECIPE_KEYS = ("router", "dataset", "params")  # the top-level keys of a training recipe
+FEW_EXAMPLES = 20  # fewer queries or trajectories than this: the fit is warned about, not refused
 
 
 def read_recipe(path: Path | None) -> dict[str, Any]:
@@ -195,6 +196,13 @@ def _train(
         check_out_dir(out, saved=MANIFEST)
         data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
         console.print(f"training [bold]{router}[/] on {escape(described)}")
+        examples = len(data) if isinstance(data, list) else len(data.train)
+        if examples < FEW_EXAMPLES:
+            err_console.print(
+                escape(f"warning: {examples} training examples: too few for {router} to learn from; its "
+                       f"choices will mostly reflect chance (log and score at least {FEW_EXAMPLES})"),
+                highlight=False,
+            )
         start = time.perf_counter()
         model.fit(data)
         seconds = time.perf_counter() - start
