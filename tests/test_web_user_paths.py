@@ -490,3 +490,15 @@ def test_run_web_refuses_a_negative_seed_before_any_browser(tmp_path) -> None:
         capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert done.returncode == 2 and "--seed must be ≥ 0 (got -5)" in done.stderr, done.stdout + done.stderr
+
+
+def test_run_web_help_lists_the_web_runners_own_options() -> None:
+    """`agentroute run web --help` showed only `run`'s options: --tasks, --episodes, --max-steps,
+    --seed, --headed and --screenshots were listed nowhere."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from agentroute.cli import main; main()", "run", "web", "--help"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for option in ("--tasks", "--episodes", "--max-steps", "--seed", "--screenshots", "--router", "--budget-usd"):
+        assert option in done.stdout, option

@@ -409,6 +409,16 @@ _register()
 def main() -> None:
     """The ``agentroute`` command: a missing optional package anywhere is one line naming the
     ``pip install`` command, exit code 2 (never a traceback)."""
+    import sys
+
+    args = sys.argv[1:]
+    if args[:2] == ["run", "web"] and ("--help" in args or "-h" in args):
+        # typer answers --help before `run` sees `web`: the web runner's own options (--tasks,
+        # --episodes, …) were listed nowhere. Show them, then `run`'s options they combine with.
+        from agentroute.cli.web_cmd import web_parser
+
+        web_parser().print_help()
+        print()
     try:
         app()
     except ImportError as exc:

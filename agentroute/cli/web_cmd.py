@@ -35,7 +35,7 @@ from agentroute.errors import AgentrouteError, ConfigurationError
 DEFAULT_TASKS = "click-test,click-button,enter-text"
 
 
-def _parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
+def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Run MiniWoB++ episodes with every browser action routed.",
@@ -119,7 +119,7 @@ def run_web(
     console = console or Console()
     err = Console(stderr=True)
     try:
-        opts = _parser().parse_args(args)
+        opts = web_parser().parse_args(args)
     except SystemExit as exc:  # argparse printed the problem (or --help)
         return int(exc.code or 0)
     try:
