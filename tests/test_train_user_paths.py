@@ -101,6 +101,19 @@ def test_a_misspelt_recipe_key_is_refused_with_its_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [("  lr: 0.01\n  epoch: 2\n", "line 4: mlp takes no parameter epoch"),  # closest name too
+     ("  epochs: two\n", "line 3: mlp: epochs='two' (str) is not int")],
+)
+def test_a_bad_recipe_parameter_names_its_line(tmp_path, params, expected):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("router: mlp\nparams:\n" + params)
+    result = runner.invoke(app, ["train", "mlp", "--dataset", "routerbench", "--config", str(recipe), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert f"recipe {recipe} {expected}" in result.output
+
+
 def test_out_under_a_file_is_refused_before_the_fit(tmp_path, data_dir):
     (tmp_path / "notes.txt").write_text("mine")
     out = tmp_path / "notes.txt" / "router"

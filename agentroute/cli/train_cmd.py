@@ -58,8 +58,23 @@ def recipe_params(router: str, recipe: dict[str, Any], config: Path | None) -> d
     from agentroute.eval.harness import check_router_params
 
     params = dict(recipe.get("params", {}))
+    lines = _param_lines(config)
+    for key, value in params.items():  # one by one first, so the error names the key's line
+        where = f"recipe {config} line {lines[key]}" if key in lines else f"recipe {config}"
+        check_router_params(router, {key: value}, where=where)
     check_router_params(router, params, where=f"recipe {config}")
     return params
+
+
+def _param_lines(config: Path | None) -> dict[str, int]:
+    """The line of each key under the recipe's ``params:`` (none without a recipe)."""
+    if config is None:
+        return {}
+    root, _ = load_untrusted_yaml(os.path.expandvars(read_untrusted_text(config, "recipe")), config)
+    for key_node, value_node in root.value if isinstance(root, yaml.MappingNode) else ():
+        if key_node.value == "params" and isinstance(value_node, yaml.MappingNode):
+            return {str(k.value): line_of(k) for k, _ in value_node.value}
+    return {}
 
 
 def training_data(
