@@ -30,7 +30,7 @@ from agentroute.dispatch.skills import SkillBlocked, SkillRegistry
 from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
-from agentroute.pool.backends.base import Backend, token_sink
+from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -105,16 +105,42 @@ def _worst_cases(c: _Candidate, request: CompletionRequest, tokens_in: int) -> t
     return Cost(*(a * samples for a in sample)), sample, card_usd * samples
 
 
-async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
-    """``call``'s result, or :class:`TimeoutError` after ``timeout`` seconds.
+class _CutOff(TimeoutError):
+    """An attempt cut by :func:`_within`: at the task's deadline, or after ``timeout_s`` of silence."""
+
+    def __init__(self, message: str, *, deadline: bool, streamed: bool):
+        super().__init__(message)
+        self.deadline, self.streamed = deadline, streamed
+
+
+async def _within(call: Coroutine[Any, Any, T], timeout: float, left: float | None = None) -> T:
+    """``call``'s result, or :class:`_CutOff` (a :class:`TimeoutError`) when it is cut: at the
+    deadline ``left`` seconds from now, or once it showed no life for ``timeout`` seconds.
+
+    A call shows life when it starts and with each streamed chunk that carries text
+    (:data:`stream_pulse`): ``timeout`` bounds a plain call as a whole, and a streamed one's wait
+    for its first chunk and each gap between two; a stream whose chunks keep coming runs on to its
+    ``max_tokens`` (where the backend cuts it) or to the deadline.
 
     Unlike :func:`asyncio.wait_for`, a call that times out is cancelled and left to finish its
     cancellation (closing a stream, releasing a connection) on its own: on a busy event loop each of
     those awaits costs a whole turn of the loop, and the deadline must not wait for them.
     """
-    task = asyncio.ensure_future(call)
+    pulse = Pulse(time.monotonic())
+    start = pulse.at
+    token = stream_pulse.set(pulse)
+    task = asyncio.ensure_future(call)  # the call's task copies this context: its stream sees the pulse
+    stream_pulse.reset(token)
+    wait = timeout if left is None else min(timeout, left)
     try:
-        done, _ = await asyncio.wait((task,), timeout=timeout)
+        done, _ = await asyncio.wait((task,), timeout=max(wait, 0.001))
+        while not done and pulse.at != start:  # chunks came: wait for the next, or for the deadline
+            now = time.monotonic()
+            idle = pulse.at + timeout - now
+            wait = idle if left is None else min(idle, start + left - now)
+            if wait <= 0:
+                break
+            done, _ = await asyncio.wait((task,), timeout=wait)
     except BaseException:
         task.cancel()
         raise
@@ -122,15 +148,21 @@ async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
         return task.result()
     task.cancel()
     task.add_done_callback(_retrieve)
-    raise TimeoutError(f"no reply after {timeout:g}s")
+    streamed = pulse.at != start
+    deadline = left is not None and (left <= timeout if not streamed else start + left <= pulse.at + timeout)
+    if deadline:
+        raise _CutOff(f"cut off at the task's deadline after {left:.3f}s", deadline=True, streamed=streamed)
+    if streamed:
+        raise _CutOff(f"the stream was silent for {timeout:g}s", deadline=False, streamed=True)
+    raise _CutOff(f"no reply after {timeout:g}s", deadline=False, streamed=False)
 
 
-async def _watched(plan: _Plan, timeout: float, seen: AttemptWatch) -> Completion:
+async def _watched(plan: _Plan, timeout: float, left: float | None, seen: AttemptWatch) -> Completion:
     """The backend's completion, with the answer's pieces sent to ``seen`` as they arrive."""
     sink = token_sink.set(seen.token)  # the call's task copies this context: its backend sees the sink
     try:
         call = plan.backend.complete(plan.request, plan.card)
-        return await (call if plan.direct else _within(call, max(timeout, 0.001)))
+        return await (call if plan.direct else _within(call, timeout, left))
     finally:
         token_sink.reset(sink)
 
@@ -725,19 +757,17 @@ class Dispatcher:
             except BudgetExceededError as exc:  # another attempt took the budget, or time is up
                 self._exhaust(run, stage, plan.key, f"attempt {attempt + 1} not made: {exc}")
                 return str(exc) if attempt == 0 else f"{error}; no retry: {exc}"  # keep what failed
-            timeout = card.timeout_s
+            timeout = card.timeout_s  # a plain call's whole; a stream's silences (_within)
             left = ledger.seconds_left()
-            if left is not None:
-                timeout = min(timeout, left)
             seen = None
             try:
                 if watch is not None:  # callback handlers listen: report the attempt, its tokens as they come
                     seen = await watch.attempt(plan, stage, index, attempt)
-                    completion = await _watched(plan, timeout, seen)
+                    completion = await _watched(plan, timeout, left, seen)
                 elif plan.direct:  # a backend that answers without I/O: no timeout task is needed
                     completion = await plan.backend.complete(plan.request, card)
                 else:
-                    completion = await _within(plan.backend.complete(plan.request, card), max(timeout, 0.001))
+                    completion = await _within(plan.backend.complete(plan.request, card), timeout, left)
             except BaseException as exc:
                 failure = self._failure(run, plan, stage, reservation, exc, timeout, left, charged)
                 if failure is None:
@@ -798,9 +828,12 @@ class Dispatcher:
             self._settle(run, plan, stage, reservation, sample, charged, 0, 0)  # it may have run: its worst case
             if isinstance(exc, asyncio.CancelledError):
                 return None
-            if left is not None and timeout >= left:
-                self._deadline(run, stage, plan.key, f"{card.id} cut off at the task's deadline after {timeout:.3f}s")
+            cut = exc if isinstance(exc, _CutOff) else None
+            if cut.deadline if cut is not None else left is not None and timeout >= left:
+                self._deadline(run, stage, plan.key, f"{card.id} cut off at the task's deadline after {left or 0.0:.3f}s")
                 return False, f"{card.id}: cut off at the deadline"
+            if cut is not None and cut.streamed:  # the stream had begun, then went silent
+                return True, f"{card.id}: timed out: {cut}"
             return True, f"{card.id}: timed out after {timeout:g}s"
         if isinstance(exc, BackendError):
             billed = exc.billed

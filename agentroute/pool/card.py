@@ -44,8 +44,10 @@ class ModelCard(BaseModel):
     string (``int``, ``float``, numpy scalars and ``Decimal`` are accepted). ``max_tokens`` may not
     exceed ``context_window`` (it is the output limit of a ``cot`` call; ``direct`` asks for half
     of it, ``sc@K`` for as much per sample); each strategy must parse (``direct``, ``cot``, ``sc@K``) and appear
-    once. A bad card raises :class:`CardError` (a :class:`~agentroute.errors.ConfigurationError`)
-    naming the field.
+    once. ``timeout_s`` bounds a streamed reply's silences (the wait for its first chunk, each gap
+    between two: a reply still arriving runs on to ``max_tokens`` or the task's ``seconds``
+    deadline) and a plain reply as a whole (docs/budgets.md, "Time limits"). A bad card raises
+    :class:`CardError` (a :class:`~agentroute.errors.ConfigurationError`) naming the field.
 
     >>> ModelCard(id="m", input_price=float("inf"), output_price=1)
     Traceback (most recent call last):

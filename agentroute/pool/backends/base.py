@@ -16,6 +16,23 @@ from agentroute.types import Completion, CompletionRequest
 token_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("agentroute_token_sink", default=None)
 
 
+class Pulse:
+    """When a call last showed life: its start, then each streamed chunk that carried text (``at``,
+    :func:`time.monotonic`). The dispatcher times a call out when ``at`` is ``timeout_s`` old."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float):
+        self.at = at
+
+
+#: Set by the dispatcher around each provider attempt: a backend that streams (``StreamText``)
+#: moves its ``at`` on with every chunk that carries text, so that a card's ``timeout_s`` bounds the
+#: wait for the first chunk and each gap between two, not a steady stream's length. A backend that
+#: never touches it is timed out ``timeout_s`` after the call began (the whole call).
+stream_pulse: ContextVar[Pulse | None] = ContextVar("agentroute_stream_pulse", default=None)
+
+
 class Backend(abc.ABC):
     """Calls models of one kind. Subclasses implement :meth:`complete`; everything else has defaults."""
 

@@ -4,17 +4,21 @@ A streamed reply is read delta by delta (:class:`StreamText`): its answer and an
 reasoning model streams beside it (billed tokens too), handed to the token sink as it comes
 (LangGraph's ``messages`` stream), and cut after more than ``max_tokens`` chunks that carry text —
 each chunk is at least one token, so a server that ignores ``max_tokens`` stops when the client
-leaves. :func:`counted_usage` then takes the provider's usage where it is valid and complete, and
+leaves. Each chunk that carries text also moves the dispatcher's :data:`~.base.stream_pulse` on:
+a card's ``timeout_s`` bounds a stream's silences (before its first chunk, between two), while
+its length is bounded by ``max_tokens`` and the task's ``seconds`` deadline. :func:`counted_usage` then takes the provider's usage where it is valid and complete, and
 counts with the tokenizer (or the byte bound) what it lacks or what a cut reply makes stale.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agentroute.errors import ProtocolError
+from agentroute.pool.backends.base import stream_pulse
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import CompletionRequest
@@ -46,10 +50,11 @@ class Reply:
 class StreamText:
     """The text of a streamed reply, read one delta at a time (module docstring)."""
 
-    __slots__ = ("card_id", "chunks", "cut", "limit", "pieces", "reasoning", "sink")
+    __slots__ = ("card_id", "chunks", "cut", "limit", "pieces", "pulse", "reasoning", "sink")
 
     def __init__(self, card_id: str, limit: int, sink: Callable[[str], Awaitable[None]] | None):
         self.card_id, self.limit, self.sink = card_id, limit, sink
+        self.pulse = stream_pulse.get()  # the dispatcher's timeout watches it: each chunk shows life
         self.pieces: list[str] = []
         self.reasoning: list[str] = []
         self.chunks, self.cut = 0, False
@@ -67,6 +72,8 @@ class StreamText:
         if thought:
             self.reasoning.append(thought)
         self.chunks += 1
+        if self.pulse is not None:
+            self.pulse.at = time.monotonic()
         if self.chunks > self.limit:  # the server ignores max_tokens: stop it here
             self.cut = True
             return False
