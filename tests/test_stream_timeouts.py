@@ -121,3 +121,29 @@ async def test_the_tasks_deadline_still_cuts_a_steady_stream() -> None:
 
 def _audit(run):
     return [(e.kind, e.subject, e.detail) for e in run.context.get("audit", [])]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_serve_reads_a_steady_stream_longer_than_timeout_s(stream: bool) -> None:
+    """`agentroute serve` in front of a slow, steady provider (a token every 100 ms, timeout_s
+    0.4 s): the server cut the call at timeout_s — a 503 'timed out' (plain) or an error event after
+    four tokens (streamed) — although the provider never went silent."""
+    import openai
+
+    from agentroute.serve import ServerThread
+
+    with Adversary(prices={"runaway-x": PRICES}, pace_s=0.1) as provider:
+        pool = adversary_pool(provider.url, {"runaway-x": (*PRICES, "small", ("direct",))}, timeout_s=TIMEOUT_S, max_tokens=12)
+        with ServerThread(pool) as server:
+            client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+            messages = [{"role": "user", "content": "hello"}]
+            started = time.monotonic()
+            if stream:
+                parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                    model="runaway-x", messages=messages, max_tokens=12, stream=True) if c.choices]  # fmt: skip
+                text = "".join(parts)
+            else:
+                text = client.chat.completions.create(model="runaway-x", messages=messages, max_tokens=12).choices[0].message.content
+            elapsed = time.monotonic() - started
+    assert elapsed > 2 * TIMEOUT_S and len(text.split()) == 12, (elapsed, text)
+    assert provider.requests == 1

@@ -106,14 +106,14 @@ def _worst_cases(c: _Candidate, request: CompletionRequest, tokens_in: int) -> t
 
 
 class _CutOff(TimeoutError):
-    """An attempt cut by :func:`_within`: at the task's deadline, or after ``timeout_s`` of silence."""
+    """An attempt cut by :func:`call_within`: at the task's deadline, or after ``timeout_s`` of silence."""
 
     def __init__(self, message: str, *, deadline: bool, streamed: bool):
         super().__init__(message)
         self.deadline, self.streamed = deadline, streamed
 
 
-async def _within(call: Coroutine[Any, Any, T], timeout: float, left: float | None = None) -> T:
+async def call_within(call: Coroutine[Any, Any, T], timeout: float, left: float | None = None) -> T:
     """``call``'s result, or :class:`_CutOff` (a :class:`TimeoutError`) when it is cut: at the
     deadline ``left`` seconds from now, or once it showed no life for ``timeout`` seconds.
 
@@ -162,7 +162,7 @@ async def _watched(plan: _Plan, timeout: float, left: float | None, seen: Attemp
     sink = token_sink.set(seen.token)  # the call's task copies this context: its backend sees the sink
     try:
         call = plan.backend.complete(plan.request, plan.card)
-        return await (call if plan.direct else _within(call, timeout, left))
+        return await (call if plan.direct else call_within(call, timeout, left))
     finally:
         token_sink.reset(sink)
 
@@ -757,7 +757,7 @@ class Dispatcher:
             except BudgetExceededError as exc:  # another attempt took the budget, or time is up
                 self._exhaust(run, stage, plan.key, f"attempt {attempt + 1} not made: {exc}")
                 return str(exc) if attempt == 0 else f"{error}; no retry: {exc}"  # keep what failed
-            timeout = card.timeout_s  # a plain call's whole; a stream's silences (_within)
+            timeout = card.timeout_s  # a plain call's whole; a stream's silences (call_within)
             left = ledger.seconds_left()
             seen = None
             try:
@@ -767,7 +767,7 @@ class Dispatcher:
                 elif plan.direct:  # a backend that answers without I/O: no timeout task is needed
                     completion = await plan.backend.complete(plan.request, card)
                 else:
-                    completion = await _within(plan.backend.complete(plan.request, card), timeout, left)
+                    completion = await call_within(plan.backend.complete(plan.request, card), timeout, left)
             except BaseException as exc:
                 failure = self._failure(run, plan, stage, reservation, exc, timeout, left, charged)
                 if failure is None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentroute._optional import require
+from agentroute.dispatch.dispatcher import call_within
 from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, UnknownNameError
 from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.usage import with_usage
@@ -235,7 +236,8 @@ def create_app(
             return await _stream(http, body.model, card, backend, request, n, usage)
         try:
             completions = await _unless_disconnected(
-                http, asyncio.wait_for(_complete_all(backend, request, card, n), card.timeout_s)
+                # timeout_s bounds a plain call, and a streamed one's silences (as for routed steps)
+                http, call_within(_complete_all(backend, request, card, n), card.timeout_s)
             )
         except (TimeoutError, BackendError, ConfigurationError) as exc:
             return _failure(exc, card)
@@ -361,14 +363,15 @@ async def _stream(
             events.put_nowait((index, exc))
 
     tasks = [asyncio.create_task(run(i)) for i in range(n)]
-    deadline = asyncio.get_running_loop().time() + card.timeout_s
 
     def cancel() -> None:
         for task in tasks:
             task.cancel()
 
     async def next_event() -> tuple[int, str | Completion | Exception]:
-        async with asyncio.timeout_at(deadline):
+        # timeout_s bounds a silence (the wait for the first delta, then each gap): a stream whose
+        # deltas keep coming runs on to max_tokens, where the backend cuts it
+        async with asyncio.timeout(card.timeout_s):
             return await events.get()
 
     try:
