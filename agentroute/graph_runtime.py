@@ -36,7 +36,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentroute.budget import Budget
-from agentroute.dispatch.dispatcher import set_step_watcher
+from agentroute.dispatch.dispatcher import add_step_watcher
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.errors import BackendError, ConfigurationError
 from agentroute.types import Step, new_id
@@ -686,4 +686,4 @@ def step_outputs(steps: Sequence[Step | None]) -> list[str]:
     return [s.output if s is not None and s.status == "ok" else "" for s in steps]
 
 
-set_step_watcher(watch_step)  # the dispatcher asks, once per step, whether LangGraph's handlers listen
+add_step_watcher(watch_step)  # the dispatcher asks, once per step, whether LangGraph's handlers listen

@@ -225,14 +225,23 @@ class StepWatch(Protocol):
     async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> AttemptWatch: ...
 
 
-#: The function that says who watches a step (``(run, role) -> StepWatch | None``): installed by
-#: :mod:`agentroute.graph_runtime`, where LangGraph's callback handlers are read. ``None``: nobody.
-_step_watcher: list[Callable[[TaskRun, str], StepWatch | None] | None] = [None]
+#: The functions that say who watches a step (``(run, role) -> StepWatch | None``), asked in turn
+#: once per step, the first answer wins: :mod:`agentroute.graph_runtime` (LangGraph's callback
+#: handlers) and :mod:`agentroute.serve.routed` (a served stream) add theirs. Empty: nobody.
+_step_watchers: list[Callable[[TaskRun, str], StepWatch | None]] = []
 
 
-def set_step_watcher(watcher: Callable[[TaskRun, str], StepWatch | None] | None) -> None:
-    """Install the function that tells, once per step, whether callback handlers watch it."""
-    _step_watcher[0] = watcher
+def add_step_watcher(watcher: Callable[[TaskRun, str], StepWatch | None]) -> None:
+    """Ask ``watcher`` too, once per step, whether it watches the step (each function once)."""
+    if watcher not in _step_watchers:
+        _step_watchers.append(watcher)
+
+
+def _watch(run: TaskRun, role: str) -> StepWatch | None:
+    for watcher in _step_watchers:
+        if (watch := watcher(run, role)) is not None:
+            return watch
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -357,8 +366,7 @@ class Dispatcher:
         post = tuple(postconditions)
         attempts: list[Step] = []
         excluded: set[str] = set()
-        watcher = _step_watcher[0]
-        watch = watcher(run, role) if watcher is not None else None
+        watch = _watch(run, role) if _step_watchers else None
         while True:
             affordable = self._affordable(run, plans, excluded)
             if not affordable:

@@ -16,14 +16,13 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from agentroute.budget import Budget
-from agentroute.dispatch import dispatcher as dispatch_module
-from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, set_step_watcher
+from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, add_step_watcher
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
@@ -166,7 +165,7 @@ class Routing:
         (the dispatcher's step watcher): their tokens, their ends and failures."""
         prompt, query, text = split_messages(messages)
         dispatcher = self.dispatcher
-        _install_watcher()
+        add_step_watcher(_watch_served)
         _served_step.set(watch)  # this request's task has its own context: other requests see theirs
         run = dispatcher.start(query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True})
         try:
@@ -201,26 +200,10 @@ def split_messages(messages: list[tuple[str, str]]) -> tuple[str, str, str]:
 
 # -- watching the routed step (the dispatcher's step watcher, as LangGraph's messages mode uses it) --
 _served_step: ContextVar[ServedStep | None] = ContextVar("agentroute_served_step", default=None)
-_chained: list[Callable[[TaskRun, str], StepWatch | None] | None] = [None]  # the watcher installed before ours
-
-
 def _watch_served(run: TaskRun, role: str) -> StepWatch | None:
-    """The dispatcher's step watcher: a served request's own watch, else whoever watched before."""
-    watch = _served_step.get()
-    if watch is not None:
-        return watch
-    previous = _chained[0]
-    return previous(run, role) if previous is not None else None
-
-
-def _install_watcher() -> None:
-    """Put :func:`_watch_served` in the dispatcher's one watcher slot, in front of what is there
-    (:mod:`agentroute.graph_runtime` installs its own when imported: it is kept, and asked for every
-    step that is not a served request's)."""
-    current = dispatch_module._step_watcher[0]
-    if current is not _watch_served:
-        _chained[0] = current
-        set_step_watcher(_watch_served)
+    """The dispatcher asks this once per step (:func:`add_step_watcher`): a served request's own
+    watch, or ``None`` for every other step (LangGraph's watcher answers for those)."""
+    return _served_step.get()
 
 
 class ServedStep:
