@@ -22,7 +22,6 @@ from rich.markup import escape
 from agentroute._yaml import line_of, load_untrusted_yaml, read_untrusted_text
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
-from agentroute.routers.base import MANIFEST
 
 console = Console()
 err_console = Console(stderr=True)
@@ -165,6 +164,8 @@ def train_command(
             raise ConfigurationError(f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply")
     except AgentrouteError as exc:
         raise typer.Exit(report(exc)) from None
+    from agentroute.routers.base import MANIFEST  # routers load numpy: not on the CLI's --help path
+
     existed = (out / MANIFEST).is_file()
     try:
         _train(router, out, memory_url, dataset, config, limit, sample, seed, gpu)
@@ -189,6 +190,7 @@ def _train(
     gpu: bool,
 ) -> None:
     from agentroute.routers import make_router
+    from agentroute.routers.base import MANIFEST
 
     if router in ("router-r1", "router_r1"):
         from agentroute.cli.router_r1_cmd import train_router_r1
