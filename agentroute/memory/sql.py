@@ -25,7 +25,7 @@ import math
 import numbers
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -173,9 +173,11 @@ class SQLMemory(MemoryStore):
                 f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})"
             )
         parsed = resolve_url(url)
-        self.url = safe_url(parsed)
-        self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
-        self.engine = create_memory_engine(parsed)
+        self.url: str = safe_url(parsed)
+        self.batch_size: int = batch_size
+        self.flush_interval_s: float = flush_interval_s
+        self.max_pending: int = max_pending
+        self.engine: sa.Engine = create_memory_engine(parsed)
         try:
             if migrate:
                 upgrade(self.engine)
@@ -183,20 +185,20 @@ class SQLMemory(MemoryStore):
             self.engine.dispose()
             raise MemoryStoreError(f"cannot open the memory at {self.url}: {exc}") from exc
         # one shared connection for an in-memory SQLite database: serialise its users
-        self._shared_connection = is_memory_sqlite(parsed)
+        self._shared_connection: bool = is_memory_sqlite(parsed)
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._shared_connection else contextlib.nullcontext()
         )
         if retry_s is None:
             retry_s = RETRY_S if parsed.get_backend_name() == "postgresql" else SQLITE_RETRY_S
-        self._writer = BatchWriter(
+        self._writer: BatchWriter = BatchWriter(
             self.engine, batch_size=batch_size, flush_interval_s=flush_interval_s, lock=self._lock, retry_s=retry_s
         )
-        self._put = self._writer.put
-        self._qsize = self._writer.qsize
-        self.closed = False
-        self._claims = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
-        self._finalizer = weakref.finalize(self, _shutdown, self._writer, self.engine)
+        self._put: Callable[[Any], None] = self._writer.put
+        self._qsize: Callable[[], int] = self._writer.qsize
+        self.closed: bool = False
+        self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
+        self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, _shutdown, self._writer, self.engine)
 
     @property
     def retry_s(self) -> float:
