@@ -339,26 +339,7 @@ def test_headed_without_a_display_stops_at_once(monkeypatch: pytest.MonkeyPatch,
 browser = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def chromium() -> None:
-    pytest.importorskip("miniwob")
-    pytest.importorskip("selenium")
-    from agentroute.web.env import BrowserNotFoundError, find_chromium
-
-    try:
-        find_chromium()
-    except BrowserNotFoundError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture
-def store(tmp_path):
-    from agentroute.memory import open_memory
-
-    memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
-    yield memory
-    memory.close()
-
+# the `chromium` and `store` fixtures: tests/fixtures_web.py
 
 def _agent(**kwargs):
     from agentroute.web.agent import WebAgent

@@ -49,26 +49,7 @@ class Scripted(Backend):
         return Completion(model=card.id, text=str(text), tokens_in=50, tokens_out=5, cost_usd=card.usd(50, 5))
 
 
-@pytest.fixture(scope="module")
-def chromium() -> None:
-    pytest.importorskip("miniwob")
-    pytest.importorskip("selenium")
-    from agentroute.web.env import BrowserNotFoundError, find_chromium
-
-    try:
-        find_chromium()
-    except BrowserNotFoundError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture
-def store(tmp_path):
-    from agentroute.memory import open_memory
-
-    memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
-    yield memory
-    memory.close()
-
+# the `chromium` and `store` fixtures: tests/fixtures_web.py
 
 def _proc(pid: int) -> tuple[str, str, int] | None:
     """(name, state, parent) of a live process from /proc; None when it is gone."""
