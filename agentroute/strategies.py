@@ -15,6 +15,8 @@ from functools import lru_cache
 
 from agentroute.errors import ConfigurationError
 
+_PUNCT = str.maketrans("", "", string.punctuation)
+_ARTICLES = frozenset({"a", "an", "the"})
 _ANSWER = re.compile(r"(?:final answer|answer)\s*[:：]\s*(.+)", re.IGNORECASE)
 
 
@@ -96,13 +98,20 @@ def extract_answer(text: str) -> str:
     return lines[0] if lines else ""
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: lower case, no punctuation, articles or extra spaces.
+def normalize_answer(text: str | None) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces.
+
+    The articles *a*, *an*, *the* are dropped as words (Rajpurkar et al., arXiv 1606.05250) unless
+    they are the whole answer: a multiple-choice answer ``"A"`` stays ``"a"``, never the empty
+    answer (which would make an empty prediction match the gold ``"A"`` and merge ``"A"`` votes
+    with empty samples). The one home of this rule: voting (:mod:`agentroute.aggregate`, ``sc@k``)
+    and the answer metrics (:mod:`agentroute.eval.answers`) use it.
 
     >>> normalize_answer("The  Eiffel Tower!")
     'eiffel tower'
+    >>> normalize_answer("A.")
+    'a'
     """
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+    words = (text or "").lower().translate(_PUNCT).split()
+    kept = [w for w in words if w not in _ARTICLES]
+    return " ".join(kept or words)

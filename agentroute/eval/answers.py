@@ -2,7 +2,9 @@
 
 SQuAD's normalisation (Rajpurkar et al., "SQuAD: 100,000+ Questions for Machine Comprehension of
 Text", arXiv 1606.05250, and its official evaluation script): lower-case, drop punctuation, drop the
-articles *a*, *an*, *the*, collapse white space. With several gold answers the best one counts.
+articles *a*, *an*, *the* (unless the answer is only an article, as a multiple-choice ``"A"``),
+collapse white space — :func:`agentroute.strategies.normalize_answer`, the one home of the rule.
+With several gold answers the best one counts.
 
 - ``em``: 1.0 when the normalised prediction equals a normalised gold answer, else 0.0.
 - ``f1``: the harmonic mean of token precision and recall (bag of tokens), 0 … 1.
@@ -15,33 +17,16 @@ a list), looked up by name with :func:`get_metric`.
 
 from __future__ import annotations
 
-import re
-import string
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from agentroute.errors import UnknownNameError
+from agentroute.strategies import normalize_answer
 
 __all__ = ["METRICS", "contains", "exact_match", "f1_score", "get_metric", "normalize_answer", "score_answer"]
 
 Gold = str | Iterable[str]
 Metric = Callable[[str | None, Gold], float]
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str | None) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces.
-
-    >>> normalize_answer("  The Eiffel-Tower!  ")
-    'eiffeltower'
-    >>> normalize_answer("Hamlet by William Shakespeare.")
-    'hamlet by william shakespeare'
-    """
-    text = (text or "").lower().translate(_PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
 
 def _golds(gold: Gold) -> list[str]:
     return [gold] if isinstance(gold, str) else [str(g) for g in gold]
