@@ -56,4 +56,5 @@ def test_recipe_for_another_router_is_refused(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("router: knn\nparams: {}\n")
     result = CliRunner().invoke(_app(), ["train", "--dataset", "routerbench", "--config", str(recipe), "--out", str(tmp_path / "x")])
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.output  # the error is reported (the progress callback once shadowed `report`)
+    assert "is for router 'knn', not 'graph-planner'" in result.output

@@ -42,8 +42,9 @@ def train_graph_planner(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the PPO progress bar.")] = True,
 ) -> None:
     """Train GraphPlanner's PPO policy on the offline environment and save it for `--router DIR`."""
-    from agentroute.cli.train_cmd import read_recipe, training_data
+    from agentroute.cli.train_cmd import check_out_dir, read_recipe, training_data
     from agentroute.routers import make_router
+    from agentroute.routers.base import MANIFEST
 
     _ensure_registered()
     try:
@@ -54,6 +55,7 @@ def train_graph_planner(
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         model = make_router("graph-planner", **recipe.get("params", {}))
+        check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
         console.print(f"training [bold]graph-planner[/] on {described}")
         start = time.perf_counter()
@@ -64,16 +66,19 @@ def train_graph_planner(
             with Progress(*columns, console=console, transient=False) as bar:
                 task = bar.add_task("ppo", total=model.episodes, stats="")
 
-                def report(row: dict[str, Any]) -> None:
+                def on_update(row: dict[str, Any]) -> None:  # not `report`: that name is the error printer
                     stats = (f"reward {row['reward']:+.3f}  score {row['score']:.3f}  cost ${row['cost']:.5f}  "
                              f"mask {row['mask_rate']:.2f}  steps {row['steps']:.1f}")
                     bar.update(task, completed=row["episodes"], stats=stats)
 
-                model.fit(data, progress=report)
+                model.fit(data, progress=on_update)
         else:
             model.fit(data)
         seconds = time.perf_counter() - start
-        path = model.save(out)
+        try:
+            path = model.save(out)
+        except OSError as exc:  # e.g. a read-only folder: the check above cannot see permissions
+            raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
     console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")

@@ -24,9 +24,11 @@ def train_router_r1(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override the recipe's GRPO steps.")] = None,
 ) -> None:
     """Train a Router-R1 policy; ``agentroute ask --graph router_r1 --policy OUT/policy`` serves it."""
+    from agentroute.cli.train_cmd import check_out_dir
     from agentroute.routers.router_r1.trainer import train_router_r1 as run
 
     try:
+        check_out_dir(out)  # before torch/TRL load and the traces are built; sft/, policy/ and the trace cache may be there
         summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps)
     except AgentrouteError as exc:
         typer.echo(f"error: {error_text(exc)}", err=True)

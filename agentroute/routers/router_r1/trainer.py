@@ -234,7 +234,10 @@ def train_router_r1(
     if max_steps is not None:
         cfg.grpo = {**cfg.grpo, "max_steps": max_steps}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
     if not gpu:
         torch.set_num_threads(1)
     pool = cfg.make_pool()
