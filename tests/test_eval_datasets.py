@@ -52,6 +52,10 @@ def test_routerbench_rows_keep_tasks_responses_and_unique_ids(routerbench):
     ids = routerbench.train.query_ids + test.query_ids
     assert len(set(ids)) == len(ids)  # the subset repeats a few sample_ids: made unique
     assert not test.queries[0].startswith("['")  # the list-literal prompt is unpacked
+    # so are the responses: a cascade reads what the model said ("A"), not the CSV's "['A\\n']"
+    assert not any(r.startswith("['") for row in test.responses for r in row)
+    arc = test.task_types.index("arc-challenge")
+    assert test.responses[arc][test.models.index("gpt-4-1106-preview")] in {"A", "B", "C", "D"}
 
 
 def test_dcrouter_reference_figures(dcrouter):

@@ -357,10 +357,10 @@ def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, 
     ids = frame["sample_id"].astype(str).tolist() if "sample_id" in frame.columns else [None] * len(frame)
     responses = None
     if all(c in frame.columns for c in resp_cols):
-        responses = frame[resp_cols].fillna("").astype(str).values.tolist()
+        responses = [[_listed_text(r) for r in row] for row in frame[resp_cols].fillna("").astype(str).values.tolist()]
     table = OutcomeTable(
         query_ids=[_unique_id(qid or _text_id(q), seen) for qid, q in zip(ids, frame["prompt"], strict=True)],
-        queries=[_prompt_text(q) for q in frame["prompt"]],
+        queries=[_listed_text(q) for q in frame["prompt"]],
         models=models,
         scores=frame[models].to_numpy(dtype=float),
         costs=frame[cost_cols].to_numpy(dtype=float),
@@ -372,8 +372,10 @@ def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, 
     return table, int((~complete).sum())
 
 
-def _prompt_text(prompt: Any) -> str:
-    text = str(prompt)
+def _listed_text(cell: Any) -> str:
+    """A RouterBench prompt or response cell as text: the CSVs store ``str(list)`` of its parts
+    (``"['B\\n']"``), which is unwrapped and joined; any other text is kept as it is."""
+    text = str(cell)
     if text.startswith("[") and text.endswith("]"):
         try:
             parts = ast.literal_eval(text)
