@@ -88,3 +88,40 @@ def test_the_learning_doc_scoring_snippet_scores_the_task(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.split()[-1]) in (0.0, 1.0)
     assert (tmp_path / ".agentroute" / "memory.db").exists()
+
+
+def run_blocks(tmp_path: Path, blocks: list[str]) -> subprocess.CompletedProcess[str]:
+    """``blocks`` pasted one after the other into a script, run in a fresh process in ``tmp_path``."""
+    (tmp_path / "reader.py").write_text("\n".join(blocks))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "reader.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_the_learning_doc_explore_train_and_reload_snippets_run_in_order(tmp_path):
+    """docs/learning.md: explore on a replay pool, train kNN from the memory, then reload it into
+    a pool that lacks its agents (refused, the message printed) and one that adds an agent (warned)."""
+    blocks = python_blocks(ROOT / "docs" / "learning.md")
+    train = next(b for b in blocks if "OutcomeTable.from_trajectories" in b)
+    reload = next(b for b in blocks if "allow_new_agents=True" in b)
+    done = run_blocks(tmp_path, [train, reload])
+    out = done.stdout.splitlines()
+    assert sorted(eval(out[0])) == ["executor:large:direct", "executor:small:direct"]
+    assert out[1] == "True 20.0"
+    assert "does not fit this pool" in out[2]
+    assert (tmp_path / "runs" / "knn").is_dir()
+    assert "unseen in training: executor:gpt-4o-mini:direct" in done.stderr
+
+
+def test_the_eval_doc_int8_and_calibration_snippets_print_what_they_say(tmp_path):
+    """docs/eval.md's int8 embedder and reliability examples, as written."""
+    blocks = python_blocks(ROOT / "docs" / "eval.md")
+    int8 = next(b for b in blocks if 'precision="int8"' in b)
+    calibration = next(b for b in blocks if "M.reliability" in b)
+    out = run_blocks(tmp_path, [int8, calibration]).stdout.splitlines()
+    assert out[0] in ("onnx-int8 (2, 384)", "onnx-fp32 (2, 384)")
+    ece, brier = map(float, out[1].split())
+    assert 0 <= ece <= 1 and brier == pytest.approx((0.2**2 + 0.2**2 + 0.1**2) / 3, abs=1e-3)
