@@ -8,7 +8,11 @@ and the weighted vote counted an ``"A"`` sample and an empty one as the same ans
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentroute import AgentGraph, make_router
 from agentroute.aggregate import weighted_vote
@@ -67,3 +71,11 @@ def test_a_task_answered_with_nothing_scores_zero_against_gold_a(tmp_path):
         assert memory.get_task(empty.task.id).task.score == 0.0
     finally:
         memory.close()
+
+
+@given(st.text(max_size=40))
+def test_normalisation_is_idempotent_and_never_erases_a_word(text):
+    once = normalize_answer(text)
+    assert normalize_answer(once) == once
+    if text.lower().translate(str.maketrans("", "", string.punctuation)).split():
+        assert once  # some word survives: only punctuation and white space normalise to ""
