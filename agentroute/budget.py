@@ -196,7 +196,7 @@ class Ledger:
     @property
     def spent(self) -> dict[str, float]:
         with self._lock:
-            spent = dict(zip(RESOURCES, self._spent, strict=True))
+            spent: dict[str, float] = dict(zip(RESOURCES, self._spent, strict=True))
         spent["seconds"] = self.elapsed()
         return spent
 

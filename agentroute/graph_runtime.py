@@ -220,7 +220,7 @@ try:
     from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _CHECKPOINTER
     from langgraph._internal._constants import CONFIG_KEY_READ as _READ
 except ImportError:  # pragma: no cover - another LangGraph layout: always checkpoint; Send branches open their own task
-    _CHECKPOINTER = _READ = None
+    _CHECKPOINTER = _READ = None  # type: ignore[assignment]
 
 
 def checkpointed(config: Mapping[str, Any] | None) -> bool:

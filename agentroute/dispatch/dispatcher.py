@@ -306,7 +306,7 @@ class Dispatcher:
         meta = dict(metadata or {})
         if query_id is not None:
             meta["query_id"] = query_id
-        fields = {"id": task_id} if task_id else {}
+        fields: dict[str, Any] = {"id": task_id} if task_id else {}
         task = Task(query=query, graph=graph, task_type=task_type, budget=budget, metadata=meta, **fields)
         run = TaskRun(task=task, ledger=Ledger(budget or Budget()), context={"query": query})
         if self.memory is not None:
@@ -716,7 +716,7 @@ class Dispatcher:
         its tokens as they come; several samples are reported once done, as one message."""
         index = run.next_index()
         started = time.perf_counter()
-        charged = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
+        charged: list[Any] = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
         samples: list[asyncio.Future[Completion | str]] = []
         try:
             if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
