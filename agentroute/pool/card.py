@@ -44,9 +44,13 @@ class ModelCard(BaseModel):
     string (``int``, ``float``, numpy scalars and ``Decimal`` are accepted). ``max_tokens`` may not
     exceed ``context_window`` (it is the output limit of a ``cot`` call; ``direct`` asks for half
     of it, ``sc@K`` for as much per sample); each strategy must parse (``direct``, ``cot``, ``sc@K``) and appear
-    once. ``timeout_s`` bounds a streamed reply's silences (the wait for its first chunk, each gap
-    between two: a reply still arriving runs on to ``max_tokens`` or the task's ``seconds``
-    deadline) and a plain reply as a whole (docs/budgets.md, "Time limits"). A bad card raises
+    once. ``timeout_s`` bounds the silences of a reply that shows its progress (the wait for its
+    first chunk or token, each gap between two: a reply still arriving runs on to ``max_tokens`` or
+    the task's ``seconds`` deadline) — the streamed replies of the ``openai`` and ``litellm``
+    backends, the ``local`` backend's generation for a card priced by tokens, a backend of your own
+    built on :class:`~agentroute.pool.backends.streaming.StreamingBackend` — and the whole call of
+    one that cannot (a plain request, a ``local`` card priced per second, a backend of your own
+    that only implements ``complete``) (docs/budgets.md, "Time limits"). A bad card raises
     :class:`CardError` (a :class:`~agentroute.errors.ConfigurationError`) naming the field.
 
     >>> ModelCard(id="m", input_price=float("inf"), output_price=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
@@ -33,8 +34,27 @@ class Pulse:
 stream_pulse: ContextVar[Pulse | None] = ContextVar("agentroute_stream_pulse", default=None)
 
 
+def show_progress() -> None:
+    """Tell the dispatcher that the current call made progress (a token, a chunk of the answer).
+
+    A backend of your own that produces its answer piece by piece calls it with each piece (or
+    yields the pieces from :meth:`~agentroute.pool.backends.streaming.StreamingBackend.stream`,
+    which calls it): the card's ``timeout_s`` then bounds the wait for the first piece and each gap
+    between two, not the whole call, as for the built-in backends that stream. Outside a
+    dispatcher's attempt it does nothing.
+    """
+    pulse = stream_pulse.get()
+    if pulse is not None:
+        pulse.at = time.monotonic()
+
+
 class Backend(abc.ABC):
-    """Calls models of one kind. Subclasses implement :meth:`complete`; everything else has defaults."""
+    """Calls models of one kind. Subclasses implement :meth:`complete`; everything else has defaults.
+
+    A card's ``timeout_s`` bounds a call of :meth:`complete` as a whole unless the call shows its
+    progress (:func:`show_progress`, or pieces yielded by a
+    :class:`~agentroute.pool.backends.streaming.StreamingBackend`): then it bounds the silences.
+    """
 
     name: str = ""
     #: True for backends whose :meth:`complete` sends the answer's pieces to :data:`token_sink` as

@@ -29,8 +29,15 @@ from agentroute.pool.backends.counting import (
     is_openai_endpoint,
     openai_encoding,
 )
-from agentroute.pool.backends.openai import TRANSPORT_ERRORS, api_key_for, backend_error, never_sent
-from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage
+from agentroute.pool.backends.openai import (
+    TRANSPORT_ERRORS,
+    api_key_for,
+    backend_error,
+    error_reply,
+    never_sent,
+    plain_reply,
+)
+from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage, reasoning_of
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -140,6 +147,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         else:
             reply = await self._plain(litellm, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
+        reply.check(card.id)
         raw = reply.raw()
         tokens_in, tokens_out = await counted_usage(self, reply, request, card, raw)
         return Completion(
@@ -160,42 +168,40 @@ class LiteLLMBackend(EndpointCounting, Backend):
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise ProtocolError(card.id, "the reply has no choices")
-        choice = choices[0]
-        text = getattr(getattr(choice, "message", None), "content", None) or ""
-        if not isinstance(text, str):
-            raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
-        return Reply(
-            id=str(getattr(response, "id", "") or ""), text=text, received=text, usage=getattr(response, "usage", None),
-            finish_reason=getattr(choice, "finish_reason", None), chunks=0, cut=False,
-        )
+        return plain_reply(card, response, choices[0])
 
     async def _streamed(self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard) -> Reply:
         """Stream the reply, as the openai backend does: after more than ``max_tokens`` chunks that
         carry text (each at least one token) the stream is closed — a server that ignores
         ``max_tokens`` stops when the client leaves — and the reply counts what was received.
 
-        Usage is read only from what the provider sent: LiteLLM makes up a streamed reply's usage
-        from its own token estimate when the provider sends none (below the bill for a chat
-        template it does not know), so a reply without the provider's usage is counted here."""
+        Usage is read as LiteLLM documents it: the ``usage`` of the stream's last chunk
+        (``stream_options={"include_usage": True}``). When the provider sent none, LiteLLM makes it
+        up from its own token estimate (below the bill for a chat template it does not know): a
+        usage whose prompt count is LiteLLM's own estimate (:func:`litellm.token_counter`) is not
+        taken as the provider's, and the reply is counted here."""
         try:
             response = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
         except Exception as exc:
             raise litellm_error(exc, card.id, card.base_url) from exc
         read = StreamText(card.id, request.max_tokens, token_sink.get())
-        events = 0
-        reply_id, finish_reason = "", None
+        events, said = 0, False  # said: a chunk carried something from the provider (a role, text, a call)
+        reply_id, finish_reason, usage = "", None, None
         try:
             async for chunk in response:
                 events += 1
                 reply_id = reply_id or str(getattr(chunk, "id", "") or "")
+                if getattr(chunk, "usage", None) is not None:  # the last chunk's (LiteLLM's public API)
+                    usage = chunk.usage
                 choices = getattr(chunk, "choices", None)
                 if not choices:
                     continue
                 choice = choices[0]
                 finish_reason = getattr(choice, "finish_reason", None) or finish_reason
                 delta = getattr(choice, "delta", None)
+                said = said or any(getattr(delta, name, None) is not None for name in ("role", "content", "tool_calls"))
                 # reasoning models stream their billed reasoning beside the answer
-                if not await read.add(getattr(delta, "content", None), getattr(delta, "reasoning_content", None)):
+                if not await read.add(getattr(delta, "content", None), reasoning_of(delta), getattr(delta, "tool_calls", None)):
                     break
         except ProtocolError:
             raise
@@ -209,7 +215,11 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 await response.aclose()  # closes the connection when cut: the server stops generating
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
-        return read.reply(id=reply_id, usage=None if read.cut else _provider_usage(response), finish_reason=finish_reason)
+        if usage is not None and _litellm_estimate(litellm, usage, kwargs):
+            usage = None  # LiteLLM's own estimate, not the provider's report: counted
+        if not said and usage is None:  # LiteLLM made up a whole reply: the body was no stream (an error object?)
+            raise ProtocolError(card.id, "the reply is not an event stream (nothing from the provider: no text, no usage)")
+        return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason)
 
     async def aclose(self) -> None:
         await self.tokenize.aclose()
@@ -256,17 +266,22 @@ def _clean_end_without_finish(exc: BaseException) -> bool:
     return False
 
 
-def _provider_usage(response: Any) -> Any | None:
-    """The usage the provider itself streamed (the last one it sent), else ``None``: LiteLLM keeps
-    the provider's chunks in ``chunks``; the usage it yields at the end may be its own estimate."""
-    kept = getattr(response, "chunks", None)
-    if not isinstance(kept, list):
-        return None
-    for chunk in reversed(kept):
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            return usage
-    return None
+def _litellm_estimate(litellm: ModuleType, usage: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a streamed reply's ``usage`` may be LiteLLM's own estimate rather than the
+    provider's report: its ``prompt_tokens`` is what :func:`litellm.token_counter` counts for the
+    messages (LiteLLM's estimate when the provider sent no usage). A provider whose real count
+    happens to be the same is counted by the backend instead (never below the bill)."""
+    reported = getattr(usage, "prompt_tokens", None)
+    if not isinstance(reported, int) or isinstance(reported, bool):
+        return False  # not a count: reply_usage refuses it
+    model = kwargs["model"]
+    for name in dict.fromkeys((model, model.split("/", 1)[-1])):
+        try:
+            if litellm.token_counter(model=name, messages=kwargs["messages"]) == reported:
+                return True
+        except Exception:  # noqa: BLE001 (LiteLLM cannot count these messages: it could not have estimated them)
+            continue
+    return False
 
 
 def litellm_error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
@@ -292,12 +307,28 @@ def litellm_error(exc: BaseException, model: str, base_url: str | None = None) -
         if isinstance(exc, ValueError | TypeError | KeyError | AttributeError) and status is None:
             return ProtocolError(model, f"unreadable reply: {type(exc).__name__}: {str(exc)[:200]}")
         return backend_error(exc, model, base_url)
+    sent = _error_object(exc)
+    if sent is not None:  # HTTP 200 with an error object for body (LiteLLM raises it with its code as status)
+        return error_reply(model, sent)
     cause = exc.__cause__ or exc.__context__
     detail = " ".join(str(cause or exc).split())[:300]
     if "Connection error" in detail or _transport_failure(exc):
         where = f" (endpoint {base_url})" if base_url else ""
         return BackendError(model, f"connection failed: {detail}{where}", retryable=True, billed=not never_sent(exc))
     return ProtocolError(model, f"unreadable reply: {detail}")
+
+
+def _error_object(exc: BaseException) -> dict[str, Any] | None:
+    """The error object a provider sent with HTTP 200, as LiteLLM raises it: a plain ``Exception``
+    with the object's ``code`` as ``status_code`` and its ``message`` as text, in ``exc``'s chain."""
+    seen: BaseException | None = exc
+    for _ in range(12):
+        if seen is None:
+            return None
+        if type(seen) is Exception and hasattr(seen, "status_code"):
+            return {"message": getattr(seen, "message", None) or str(seen), "code": seen.status_code}
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _transport_failure(exc: BaseException) -> bool:

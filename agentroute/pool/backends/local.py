@@ -13,6 +13,13 @@ Weights load once per process per source (:meth:`LocalModel.shared`), under a lo
 never runs on the event loop: each backend owns one worker thread per model that collects the
 requests arriving within a few milliseconds (up to ``max_batch``), groups them by temperature and
 runs one left-padded ``generate`` call per group (greedy at temperature 0, sampling otherwise).
+
+Timeouts: a card priced by tokens shows the dispatcher each token as it is generated, so its
+``timeout_s`` bounds the wait for the first token (the queue and the prompt included) and each gap
+between two, as for the streamed replies of the ``openai`` and ``litellm`` backends: a slow but
+steady generation runs on to ``max_tokens`` or the task's ``seconds`` deadline and is charged what
+it generated. A card priced per second (``price_per_second``) keeps ``timeout_s`` as the limit of
+the whole call: its worst case, ``price_per_second × timeout_s``, relies on it.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import Any, ClassVar, Literal
 
 from agentroute._optional import require, torch_module
 from agentroute.errors import AgentrouteError, BackendError, ConfigurationError, ContextLengthError
-from agentroute.pool.backends.base import Backend, token_sink
+from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink
 from agentroute.pool.backends.counting import messages_key
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
@@ -326,10 +333,12 @@ class _LogProbRecorder:
 @dataclass(frozen=True, slots=True)
 class RowWatcher:
     """Follows one row of a batch: ``on_text`` gets its text so far (never past a possible stop
-    string), and setting ``cancel`` ends the row at the next token."""
+    string), ``pulse`` (the dispatcher's, :data:`~.base.stream_pulse`) moves on with each token
+    generated, and setting ``cancel`` ends the row at the next token."""
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_text: Callable[[str], object] | None = None
+    pulse: Pulse | None = None
 
 
 class _RowTracker:
@@ -369,6 +378,8 @@ class _RowTracker:
                 continue
             self.count[row] += 1
             self.logprob[row] += logp[row]
+            if watcher is not None and watcher.pulse is not None:
+                watcher.pulse.at = time.monotonic()  # a token: the call is alive (timeout_s bounds silences)
             if token in self.model.eos_ids:
                 self.done[row], self.reason[row] = True, "stop"
                 continue
@@ -584,7 +595,7 @@ class LocalBackend(Backend):
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         sink = token_sink.get()
         if sink is None:
-            return await self._complete(request, card, RowWatcher())
+            return await self._complete(request, card, RowWatcher(pulse=_pulse(card)))
         async with contextlib.aclosing(self.stream(request, card)) as pieces:  # someone shows the answer as it comes
             async for piece in pieces:
                 if isinstance(piece, str):
@@ -596,7 +607,7 @@ class LocalBackend(Backend):
     async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncIterator[str | Completion]:
         """:meth:`complete` as text deltas while the model generates, then the :class:`Completion`."""
         loop, texts = asyncio.get_running_loop(), asyncio.Queue[str | None]()
-        watcher = RowWatcher(on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text))
+        watcher = RowWatcher(on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text), pulse=_pulse(card))
         call = asyncio.ensure_future(self._complete(request, card, watcher))
         call.add_done_callback(lambda _: texts.put_nowait(None))
         sent = ""
@@ -651,6 +662,13 @@ class LocalBackend(Backend):
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             await asyncio.to_thread(batcher.close, 60.0)
+
+
+def _pulse(card: ModelCard) -> Pulse | None:
+    """The dispatcher's pulse for a call of ``card``: each token moves it on, so ``timeout_s``
+    bounds silences; ``None`` for a card priced per second (``timeout_s`` bounds the whole call:
+    its worst case, ``price_per_second × timeout_s``, relies on it)."""
+    return None if card.price_per_second is not None else stream_pulse.get()
 
 
 def _check_priced(card: ModelCard) -> None:

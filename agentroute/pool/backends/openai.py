@@ -30,7 +30,7 @@ from agentroute.pool.backends.counting import (
     is_openai_endpoint,
     openai_encoding,
 )
-from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage
+from agentroute.pool.backends.streaming import Reply, StreamText, ToolCalls, counted_usage, reasoning_of
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -301,6 +301,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         if reply is None:
             reply = await self._plain(client, kwargs, card)
         latency_ms = (time.perf_counter() - started) * 1000
+        reply.check(card.id)
         raw = reply.raw()
         tokens_in, tokens_out = await counted_usage(self, reply, request, card, raw)
         return Completion(
@@ -318,18 +319,14 @@ class OpenAIBackend(EndpointCounting, Backend):
             response = await client.chat.completions.create(**kwargs)
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
-        choice = _first_choice(card, getattr(response, "choices", None))
+        choices = getattr(response, "choices", None)
+        error = error_in(getattr(response, "model_extra", None), choices)
+        if error is not None:  # HTTP 200 with an error object for body
+            raise error_reply(card.id, error)
+        choice = _first_choice(card, choices)
         if choice is None:
             raise ProtocolError(card.id, "the reply has no choices")
-        message = getattr(choice, "message", None)
-        text = getattr(message, "content", None) or ""
-        if not isinstance(text, str):
-            raise ProtocolError(card.id, f"the reply's content is not text (got {type(text).__name__})")
-        return Reply(
-            id=str(getattr(response, "id", "") or ""), text=text, received=text, usage=getattr(response, "usage", None),
-            finish_reason=getattr(choice, "finish_reason", None), chunks=0, cut=False,
-            confidence=_confidence(response),
-        )
+        return plain_reply(card, response, choice, confidence=_confidence(response))
 
     async def _streamed(
         self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
@@ -349,11 +346,12 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise _error(exc, card.id, card.base_url) from exc
         # the sink: someone shows the answer as it comes (LangGraph's messages stream)
         read = StreamText(card.id, request.max_tokens, token_sink.get())
-        events = 0
+        events, chose = 0, False
         usage: Any = None
         reply_id, finish_reason, confidence = "", None, None
+        body: list[str] = []  # what was not an event: an error object sent as a plain JSON body
         try:
-            async for chunk in _events(response):
+            async for chunk in _events(response, body):
                 events += 1
                 if not isinstance(chunk, dict):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
@@ -370,12 +368,13 @@ class OpenAIBackend(EndpointCounting, Backend):
                     continue
                 if not isinstance(choice, dict):
                     raise ProtocolError(card.id, f"a stream choice is not an object (got {choice!r:.80})")
+                chose = True
                 finish_reason = choice.get("finish_reason") or finish_reason
                 delta = choice.get("delta") or {}
                 if not isinstance(delta, dict):
                     raise ProtocolError(card.id, f"a stream delta is not an object (got {delta!r:.80})")
                 # reasoning models (vLLM, DeepSeek) stream their billed reasoning beside the answer
-                if not await read.add(delta.get("content"), delta.get("reasoning_content")):
+                if not await read.add(delta.get("content"), reasoning_of(delta), delta.get("tool_calls")):
                     break
         except ProtocolError:
             raise
@@ -386,7 +385,13 @@ class OpenAIBackend(EndpointCounting, Backend):
         finally:
             await call.__aexit__(None, None, None)  # closes the connection when cut: vLLM aborts the request
         if events == 0:
+            with contextlib.suppress(ValueError):  # a server that answered with an error object, not a stream
+                error = error_in(json.loads("\n".join(body)), None)
+                if error is not None:
+                    raise error_reply(card.id, error)
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
+        if not chose:  # as a plain reply with "choices": [] (only a usage chunk, say)
+            raise ProtocolError(card.id, "the reply has no choices")
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason, confidence=confidence)
 
     async def aclose(self) -> None:
@@ -424,6 +429,62 @@ def _warm_sdk() -> None:
                                                  "choices": [{**choice, "message": {"role": "assistant", "content": "x"}}]})
 
 
+def error_in(body: Any, choices: Any) -> Any | None:
+    """The error object of a reply sent with HTTP 200 (some proxies and OpenAI-compatible servers
+    report their failures so): ``body["error"]`` when it says something (a message or a code; some
+    servers send an empty one on success) and the reply has no choices; else ``None``."""
+    if not isinstance(body, dict) or choices:
+        return None
+    if isinstance(body.get("choices"), list) and body["choices"]:
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error if error.get("message") or error.get("code") is not None else None
+    return error or None
+
+
+def error_reply(model: str, error: Any) -> BackendError:
+    """A :class:`BackendError` for an error sent as a reply with HTTP 200, read as an error status
+    is (:func:`backend_error`): retryable when its ``code`` is a retryable status (429, 5xx …) or,
+    without one, when its ``type`` says the server failed or is overloaded; not billed."""
+    message, code, kind = (error.get("message"), error.get("code"), error.get("type")) if isinstance(error, dict) else (error, None, None)
+    status = None
+    with contextlib.suppress(TypeError, ValueError):
+        status = int(code) if not isinstance(code, bool) and 100 <= int(code) <= 599 else None
+    if status is not None:
+        retryable = status in RETRYABLE_STATUS or status >= 500
+    else:
+        retryable = str(kind).lower() in {"server_error", "internal_error", "rate_limit_error", "overloaded_error", "timeout", "service_unavailable"}
+    text = " ".join(str(message if message is not None else kind or "an error").split())[:500]
+    shown = f", code {code}" if code is not None else ""
+    return BackendError(model, f"error reply (HTTP 200{shown}): {text}", retryable=retryable, billed=False)
+
+
+def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: float | None = None) -> Reply:
+    """A plain reply's first choice as a :class:`Reply`: its answer, reasoning and tool calls (all
+    billed text), usage and finish reason."""
+    message = getattr(choice, "message", None)
+    text, reasoning = message_text(card, message)
+    tools = ToolCalls(card.id)
+    called = tools.add(getattr(message, "tool_calls", None) if message is not None else None)
+    return Reply(
+        id=str(getattr(response, "id", "") or ""), text=text, received=text + reasoning + called,
+        usage=getattr(response, "usage", None), finish_reason=getattr(choice, "finish_reason", None), chunks=0,
+        cut=False, confidence=confidence, reasoning=reasoning, tool_calls=tools.list(),
+    )
+
+
+def message_text(card: ModelCard, message: Any) -> tuple[str, str]:
+    """A plain reply's ``(answer, reasoning)`` text: its ``content`` and the reasoning a reasoning
+    model sends beside it (``reasoning_content``, or ``reasoning``), each ``""`` when absent."""
+    text = getattr(message, "content", None) or ""
+    reasoning = (reasoning_of(message) if message is not None else None) or ""
+    for what, part in (("content", text), ("reasoning", reasoning)):
+        if not isinstance(part, str):
+            raise ProtocolError(card.id, f"the reply's {what} is not text (got {type(part).__name__})")
+    return text, reasoning
+
+
 def _first_choice(card: ModelCard, choices: Any) -> Any | None:
     if choices is None:
         return None
@@ -432,15 +493,21 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
     return choices[0] if choices else None
 
 
-async def _events(response: Any) -> AsyncIterator[Any]:
+async def _events(response: Any, other: list[str] | None = None) -> AsyncIterator[Any]:
     """The JSON payloads of a server-sent event stream, up to ``[DONE]`` (SSE: ``data:`` lines,
-    joined by newlines, make one event; a blank line ends it; other fields are ignored)."""
+    joined by newlines, make one event; a blank line ends it; other fields are ignored). Lines
+    that are no SSE field, before any event, go to ``other`` (up to 64 KiB): a body that is not a
+    stream at all (an error object)."""
     data: list[str] = []
     lines = response.iter_lines()
+    kept = 0
     async for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
             continue
+        if other is not None and kept < 65536 and line and ":" not in line[:1] and not line.startswith(("event:", "id:", "retry:")):
+            other.append(line)
+            kept += len(line)
         if line or not data:
             continue
         payload, data = "\n".join(data), []
@@ -469,6 +536,10 @@ __all__ = [
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
+    "error_in",
+    "error_reply",
+    "message_text",
+    "plain_reply",
     "never_sent",
     "prompt_overhead",
     "require_token_prices",

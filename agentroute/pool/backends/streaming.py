@@ -8,20 +8,29 @@ leaves. Each chunk that carries text also moves the dispatcher's :data:`~.base.s
 a card's ``timeout_s`` bounds a stream's silences (before its first chunk, between two), while
 its length is bounded by ``max_tokens`` and the task's ``seconds`` deadline. :func:`counted_usage` then takes the provider's usage where it is valid and complete, and
 counts with the tokenizer (or the byte bound) what it lacks or what a cut reply makes stale.
+
+The reasoning text (``reasoning_content`` of vLLM's reasoning parsers and DeepSeek, ``reasoning``
+elsewhere), streamed or not, is kept on the completion as ``raw["reasoning"]``, and counted as
+completion tokens when the usage is counted (the provider bills it).
+
+:class:`StreamingBackend` is the base of a backend of your own that produces its answer piece by
+piece: its pieces go through :class:`StreamText` too, so that ``timeout_s`` bounds its silences.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentroute.errors import ProtocolError
-from agentroute.pool.backends.base import stream_pulse
+from agentroute.errors import BackendError, ProtocolError
+from agentroute.pool.backends.base import Backend, stream_pulse, token_sink
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
-from agentroute.types import CompletionRequest
+from agentroute.types import Completion, CompletionRequest
 
 
 @dataclass(slots=True)
@@ -36,41 +45,117 @@ class Reply:
     chunks: int  # chunks read that carried text (each at least one token)
     cut: bool
     confidence: float | None = None
+    reasoning: str = ""  # the reasoning text a reasoning model sent beside its answer
+    tool_calls: list[dict[str, Any]] | None = None  # the tool calls it made instead of (or beside) answering
 
     def raw(self) -> dict[str, Any]:
-        """The completion's ``raw`` record: id, finish reason, ``stream_cut``, ``confidence``."""
+        """The completion's ``raw`` record: id, finish reason, ``stream_cut``, ``confidence``,
+        ``reasoning``."""
         raw: dict[str, Any] = {"id": self.id, "finish_reason": self.finish_reason}
         if self.cut:
             raw["stream_cut"] = True
         if self.confidence is not None:
             raw["confidence"] = self.confidence
+        if self.reasoning:
+            raw["reasoning"] = self.reasoning
+        if self.tool_calls:
+            raw["tool_calls"] = self.tool_calls
         return raw
+
+    def check(self, card_id: str) -> None:
+        """Refuse a reply the provider's content filter emptied (``finish_reason:
+        "content_filter"``, no text, no tool call): a non-retryable, billed
+        :class:`~agentroute.errors.BackendError`, so that another model may take the step instead
+        of the task going on with an empty answer. A reply the filter cut short keeps its text."""
+        if self.finish_reason == "content_filter" and not self.text and not self.tool_calls:
+            raise BackendError(
+                card_id, "the provider's content filter blocked the reply (finish_reason 'content_filter', no text)",
+                retryable=False, billed=True,
+            )
+
+
+class ToolCalls:
+    """The tool calls of a reply, put together from a stream's deltas (``index``, ``id``, pieces of
+    ``function.name`` and ``function.arguments``) or read whole from a plain reply; the parts are
+    mappings or objects (the OpenAI SDK's, LiteLLM's)."""
+
+    __slots__ = ("calls", "card_id")
+
+    def __init__(self, card_id: str) -> None:
+        self.card_id = card_id
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, parts: Any) -> str:
+        """Take one delta's (or one message's) tool calls; returns their billed text (names, arguments)."""
+        if not parts:
+            return ""
+        if not isinstance(parts, list | tuple):
+            raise ProtocolError(self.card_id, f"'tool_calls' is not a list (got {type(parts).__name__})")
+        billed: list[str] = []
+        for position, part in enumerate(parts):
+            index = _field(part, "index")
+            index = index if isinstance(index, int) and not isinstance(index, bool) else position
+            call = self.calls.setdefault(index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+            if isinstance(_field(part, "id"), str):
+                call["id"] = _field(part, "id")
+            function = _field(part, "function")
+            for key in ("name", "arguments"):
+                piece = _field(function, key) if function is not None else None
+                if isinstance(piece, str) and piece:
+                    call["function"][key] += piece
+                    billed.append(piece)
+        return "".join(billed)
+
+    def list(self) -> list[dict[str, Any]] | None:
+        return [self.calls[i] for i in sorted(self.calls)] or None
+
+
+def _field(part: Any, name: str) -> Any:
+    return part.get(name) if isinstance(part, dict) else getattr(part, name, None)
+
+
+def reasoning_of(part: Any) -> Any:
+    """The reasoning text of a reply's message or a stream's delta (an object or a mapping):
+    ``reasoning_content`` (vLLM's reasoning parsers, DeepSeek, LiteLLM), else ``reasoning``
+    (newer vLLM, OpenRouter) when it is text; ``None`` when there is none."""
+    for name in ("reasoning_content", "reasoning"):
+        value = part.get(name) if isinstance(part, dict) else getattr(part, name, None)
+        if value is not None and (name == "reasoning_content" or isinstance(value, str)):
+            return value
+    return None
 
 
 class StreamText:
     """The text of a streamed reply, read one delta at a time (module docstring)."""
 
-    __slots__ = ("card_id", "chunks", "cut", "limit", "pieces", "pulse", "reasoning", "sink")
+    __slots__ = ("called", "card_id", "chunks", "cut", "limit", "pieces", "pulse", "reasoning", "sink", "tools")
 
     def __init__(self, card_id: str, limit: int, sink: Callable[[str], Awaitable[None]] | None):
         self.card_id, self.limit, self.sink = card_id, limit, sink
         self.pulse = stream_pulse.get()  # the dispatcher's timeout watches it: each chunk shows life
         self.pieces: list[str] = []
         self.reasoning: list[str] = []
+        self.tools = ToolCalls(card_id)
+        self.called: list[str] = []  # the tool calls' billed text
         self.chunks, self.cut = 0, False
 
-    async def add(self, content: Any, thought: Any) -> bool:
-        """Take one delta's answer and reasoning text; ``False`` once the reply passed ``limit``
-        chunks (stop reading: the caller closes the stream)."""
-        if not content and not thought:
+    async def add(self, content: Any, thought: Any, tool_calls: Any = None) -> bool:
+        """Take one delta's answer, reasoning text and tool-call pieces; ``False`` once the reply
+        passed ``limit`` chunks (stop reading: the caller closes the stream)."""
+        if not content and not thought and not tool_calls:
             return True
         for part in (content, thought):
             if part is not None and not isinstance(part, str):
                 raise ProtocolError(self.card_id, f"a stream chunk's text is not text (got {type(part).__name__})")
+        called = self.tools.add(tool_calls)
+        if not content and not thought and not called:
+            return True
         if content:
             self.pieces.append(content)
         if thought:
             self.reasoning.append(thought)
+        if called:
+            self.called.append(called)  # billed like the answer, kept apart from it
         self.chunks += 1
         if self.pulse is not None:
             self.pulse.at = time.monotonic()
@@ -86,9 +171,9 @@ class StreamText:
         no usage (the provider's, if any, did not see the cut)."""
         return Reply(
             id=id, text="".join(self.pieces[: self.limit] if self.cut else self.pieces),
-            received="".join(self.pieces) + "".join(self.reasoning), usage=None if self.cut else usage,
+            received="".join(self.pieces) + "".join(self.reasoning) + "".join(self.called), usage=None if self.cut else usage,
             finish_reason="length" if self.cut else finish_reason, chunks=self.chunks, cut=self.cut,
-            confidence=confidence,
+            confidence=confidence, reasoning="".join(self.reasoning), tool_calls=self.tools.list(),
         )  # fmt: skip
 
 
@@ -106,3 +191,45 @@ async def counted_usage(
         if tokens_out is None or reply.cut:
             tokens_out = max(reply.chunks, await backend.count_text(reply.received, card))
     return tokens_in, tokens_out
+
+
+class StreamingBackend(Backend):
+    """A backend of your own that produces its answer piece by piece: implement :meth:`stream`.
+
+    Each piece it yields shows the dispatcher that the call is alive, so a card's ``timeout_s``
+    bounds the wait for the first piece and each gap between two (a slow but steady answer runs
+    on to ``max_tokens`` or the task's ``seconds`` deadline), and is handed to whoever watches
+    the step (LangGraph's ``messages`` stream). After more than ``max_tokens`` pieces the stream is
+    closed (each piece is at least one token). A backend that only implements
+    :meth:`~agentroute.pool.backends.base.Backend.complete` cannot show progress: its ``timeout_s``
+    bounds the whole call (or it calls :func:`~agentroute.pool.backends.base.show_progress`).
+
+    >>> class Echo(StreamingBackend):
+    ...     async def stream(self, request, card):
+    ...         for word in request.messages[-1]["content"].split():
+    ...             yield word + " "
+    """
+
+    streams_tokens = True
+
+    @abc.abstractmethod
+    def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncIterator[str | Completion]:
+        """The answer's pieces as they are produced (an ``async def`` generator of ``str``). It may
+        end with its :class:`~agentroute.types.Completion` (usage, cost, ``raw``): that is the
+        call's result; otherwise the pieces make the answer and its usage is counted."""
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        read = StreamText(card.id, request.max_tokens, token_sink.get())
+        started = time.perf_counter()
+        async with contextlib.aclosing(self.stream(request, card)) as pieces:  # type: ignore[type-var]
+            async for piece in pieces:
+                if isinstance(piece, Completion):
+                    return piece
+                if not await read.add(piece, None):
+                    break  # past max_tokens: closed
+        reply = read.reply(id="", usage=None, finish_reason="stop")
+        return Completion(
+            model=card.id, text=reply.text, latency_ms=(time.perf_counter() - started) * 1000, raw=reply.raw(),
+            # a cut answer is billed as produced (its text keeps max_tokens pieces); else counted
+            tokens_out=max(reply.chunks, self.count_tokens(reply.received, card)) if reply.cut else None,
+        )

@@ -1,0 +1,139 @@
+"""A small OpenAI-compatible server on 127.0.0.1 whose replies take the shapes real providers send.
+
+What a request gets is chosen by its model name (the part after the last ``/``, from its first
+``-``-separated word): ``reasoner`` (vLLM's reasoning parsers, DeepSeek: ``reasoning_content``
+beside the answer, usage counting both), ``reasoner2`` (the same in ``reasoning``, as newer vLLM
+and OpenRouter send it), ``nousage`` (a reasoner without usage), ``empty`` (an empty ``choices``
+list), ``filtered`` (``finish_reason: "content_filter"``, no content), ``toolcall`` (a tool call,
+no content), ``error200`` (HTTP 200 with an error body), ``echo`` (the model name it was asked
+for, as its answer). Plain and streamed (server-sent events, with ``stream_options.include_usage``).
+Every request is kept in :attr:`ReplyServer.requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+REASONING = ["Let", " me", " think", " about", " it", "."]
+ANSWER = [" Paris", " is", " the", " capital", "."]
+PROMPT_TOKENS = 7
+
+
+def _usage(completion: int) -> dict[str, Any]:
+    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion, "total_tokens": PROMPT_TOKENS + completion,
+            "completion_tokens_details": {"reasoning_tokens": len(REASONING)}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ReplyServer
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path.rstrip("/").endswith("/tokenize"):
+            return self._json(404, {"error": "no tokenize"})
+        self.server.requests.append(body)
+        model = str(body.get("model", ""))
+        behaviour = model.rsplit("/", 1)[-1].split("-", 1)[0]
+        if behaviour == "error200":
+            return self._json(200, {"error": {"message": "upstream model crashed", "type": "server_error", "code": 500}})
+        base = {"id": "r1", "object": "chat.completion", "created": 0, "model": model}
+        if body.get("stream"):
+            return self._stream(base, behaviour, model)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(ANSWER)}
+        finish, usage = "stop", _usage(len(REASONING) + len(ANSWER))
+        if behaviour in ("reasoner", "nousage"):
+            message["reasoning_content"] = "".join(REASONING)
+        elif behaviour == "reasoner2":
+            message["reasoning"] = "".join(REASONING)
+        elif behaviour == "filtered":
+            message["content"], finish, usage = None, "content_filter", _usage(0)
+        elif behaviour == "toolcall":
+            message["content"], finish = None, "tool_calls"
+            message["tool_calls"] = [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"Paris\"}"}}]
+            usage = _usage(9)
+        elif behaviour == "echo":
+            message["content"], usage = model, _usage(3)
+        choices = [] if behaviour == "empty" else [{"index": 0, "message": message, "finish_reason": finish}]
+        reply = {**base, "choices": choices}
+        if behaviour != "nousage":
+            reply["usage"] = usage
+        return self._json(200, reply)
+
+    def _stream(self, base: dict[str, Any], behaviour: str, model: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunk = {**base, "object": "chat.completion.chunk"}
+
+        def send(choices: list[Any], usage: Any = None) -> None:
+            self.wfile.write(f"data: {json.dumps({**chunk, 'choices': choices, 'usage': usage})}\n\n".encode())
+            self.wfile.flush()
+
+        def delta(d: dict[str, Any], finish: str | None = None) -> None:
+            send([{"index": 0, "delta": d, "finish_reason": finish}])
+
+        tokens = 0
+        if behaviour != "empty":
+            delta({"role": "assistant", "content": ""})
+        if behaviour in ("reasoner", "reasoner2", "nousage"):
+            key = "reasoning" if behaviour == "reasoner2" else "reasoning_content"
+            for piece in REASONING:
+                delta({key: piece})
+            tokens += len(REASONING)
+        if behaviour == "toolcall":
+            delta({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "lookup", "arguments": ""}}]})
+            delta({"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\": \"Paris\"}"}}]}, None)
+            delta({}, "tool_calls")
+            tokens = 9
+        elif behaviour == "filtered":
+            delta({}, "content_filter")
+        elif behaviour == "echo":
+            delta({"content": model})
+            delta({}, "stop")
+            tokens = 3
+        elif behaviour != "empty":
+            for piece in ANSWER:
+                delta({"content": piece})
+            delta({}, "stop")
+            tokens += len(ANSWER)
+        if behaviour != "nousage":
+            send([], _usage(tokens))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+class ReplyServer(ThreadingHTTPServer):
+    """Serve on 127.0.0.1 in a thread: ``with ReplyServer() as server: server.url``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> ReplyServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()

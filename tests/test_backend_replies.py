@@ -1,0 +1,116 @@
+"""The openai and litellm backends against the shapes of reply real providers send, streamed and
+plain, from a real HTTP server on 127.0.0.1 (:mod:`tests.fixtures_reply_server`).
+
+- a reasoning model's text (``reasoning_content``: vLLM's reasoning parsers, DeepSeek, LiteLLM;
+  ``reasoning``: newer vLLM, OpenRouter) is kept as ``raw["reasoning"]`` and billed: the
+  provider's usage counts it, and a reply without usage is counted with it (it used to be dropped,
+  and a plain reply's count left it out: below the bill);
+- through LiteLLM, the usage is read from the stream's last chunk (its public API) and LiteLLM's
+  own estimate, made when the provider sent none, is not taken for the provider's;
+- an empty ``choices`` list is a protocol error, streamed too (a stream used to pass as an empty
+  answer); a reply the content filter emptied fails the step (it used to pass as an empty
+  answer); a tool call without content keeps its calls (``raw["tool_calls"]``), billed; an error
+  object sent with HTTP 200 is the error it says (it used to be a protocol error, or through
+  LiteLLM's stream an empty answer); a model name in any script reaches the server whole.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from agentroute.errors import BackendError, ProtocolError
+from agentroute.pool.backends.openai import OpenAIBackend
+from agentroute.pool.card import ModelCard
+from agentroute.types import CompletionRequest
+from tests.fixtures_reply_server import ANSWER, PROMPT_TOKENS, REASONING, ReplyServer
+
+ANSWER_TEXT, REASONING_TEXT = "".join(ANSWER), "".join(REASONING)
+MODES = [("openai", True), ("openai", False), ("litellm", True), ("litellm", False)]
+IDS = ["openai-stream", "openai-plain", "litellm-stream", "litellm-plain"]
+
+
+def make_backend(kind: str, stream: bool):
+    if kind == "openai":
+        return OpenAIBackend(stream=stream)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    pytest.importorskip("litellm")
+    from agentroute.pool.backends.litellm import LiteLLMBackend
+
+    return LiteLLMBackend(stream=stream)
+
+
+def card_for(kind: str, url: str, model: str) -> ModelCard:
+    return ModelCard(id="m", backend=kind, model=model if kind == "openai" else f"openai/{model}", base_url=url,
+                     input_price=1.0, output_price=2.0)
+
+
+REQUEST = CompletionRequest(model="m", messages=[{"role": "user", "content": "Capital of France?"}], max_tokens=32)
+
+
+@pytest.mark.parametrize(("kind", "stream"), MODES, ids=IDS)
+async def test_reasoning_text_is_kept_and_billed(kind: str, stream: bool) -> None:
+    backend = make_backend(kind, stream)
+    try:
+        with ReplyServer() as server:
+            for model in ("reasoner", "reasoner2"):
+                done = await backend.complete(REQUEST, card_for(kind, server.url, model))
+                assert done.text == ANSWER_TEXT, model
+                assert done.raw["reasoning"] == REASONING_TEXT, model
+                # the provider's usage counts the reasoning: read as reported (not LiteLLM's estimate)
+                assert (done.tokens_in, done.tokens_out) == (PROMPT_TOKENS, len(REASONING) + len(ANSWER)), model
+                assert not done.raw.get("usage_counted"), model
+            # no usage: counted (the byte bound: the server has no /tokenize), the reasoning included
+            done = await backend.complete(REQUEST, card_for(kind, server.url, "nousage"))
+            assert done.raw["usage_counted"] and done.raw["reasoning"] == REASONING_TEXT
+            assert done.tokens_out == len((ANSWER_TEXT + REASONING_TEXT).encode())
+            assert done.cost_usd == pytest.approx(card_for(kind, server.url, "nousage").usd(done.tokens_in, done.tokens_out))
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.parametrize(("kind", "stream"), MODES, ids=IDS)
+async def test_reply_shapes_real_providers_send(kind: str, stream: bool) -> None:
+    backend = make_backend(kind, stream)
+    try:
+        with ReplyServer() as server:
+            with pytest.raises(ProtocolError, match="choices|stream"):  # "choices": [] (or only a usage chunk)
+                await backend.complete(REQUEST, card_for(kind, server.url, "empty"))
+
+            with pytest.raises(BackendError, match="content filter") as info:
+                await backend.complete(REQUEST, card_for(kind, server.url, "filtered"))
+            assert not info.value.retryable and info.value.billed  # another model may take the step
+
+            done = await backend.complete(REQUEST, card_for(kind, server.url, "toolcall"))
+            assert done.text == "" and done.raw["finish_reason"] == "tool_calls"
+            [call] = done.raw["tool_calls"]
+            assert call["id"] == "c1" and call["function"] == {"name": "lookup", "arguments": '{"q": "Paris"}'}
+            assert done.tokens_out == 9  # as the server billed it
+
+            if kind == "litellm" and stream:
+                # LiteLLM reads no error out of a body that is not a stream: it made up an empty
+                # reply; that is no answer
+                with pytest.raises(ProtocolError, match="not an event stream"):
+                    await backend.complete(REQUEST, card_for(kind, server.url, "error200"))
+            else:
+                with pytest.raises(BackendError, match="upstream model crashed") as info:
+                    await backend.complete(REQUEST, card_for(kind, server.url, "error200"))
+                assert type(info.value) is BackendError and info.value.retryable and not info.value.billed
+
+            name = "echo-café-模型🙂"
+            done = await backend.complete(REQUEST, card_for(kind, server.url, name))
+            assert done.text == name and server.requests[-1]["model"] == name
+    finally:
+        await backend.aclose()
+
+
+def test_an_error_object_is_read_as_its_code_says() -> None:
+    from agentroute.pool.backends.openai import error_in, error_reply
+
+    assert error_in({"error": {"message": "", "code": None}, "choices": []}, None) is None  # empty: a success
+    assert error_in({"error": {"message": "x"}, "choices": [{"index": 0}]}, None) is None  # it did answer
+    assert not error_reply("m", {"message": "bad", "code": 400}).retryable
+    assert error_reply("m", {"message": "slow down", "code": "429"}).retryable
+    assert error_reply("m", {"message": "busy", "type": "overloaded_error"}).retryable
+    assert not error_reply("m", "nope").retryable and "nope" in str(error_reply("m", "nope"))
