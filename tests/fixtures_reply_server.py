@@ -5,7 +5,9 @@ What a request gets is chosen by its model name (the part after the last ``/``, 
 beside the answer, usage counting both), ``reasoner2`` (the same in ``reasoning``, as newer vLLM
 and OpenRouter send it), ``nousage`` (a reasoner without usage), ``empty`` (an empty ``choices``
 list), ``filtered`` (``finish_reason: "content_filter"``, no content), ``toolcall`` (a tool call,
-no content), ``error200`` (HTTP 200 with an error body), ``echo`` (the model name it was asked
+no content), ``error200`` (HTTP 200 with an error body), ``overloaded`` (HTTP 200 with an error
+body without code; streamed: an error event, then the end; ``overloaded2``: after two chunks of
+text), ``echo`` (the model name it was asked
 for, as its answer). Plain and streamed (server-sent events, with ``stream_options.include_usage``).
 Every request is kept in :attr:`ReplyServer.requests`.
 """
@@ -50,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = model.rsplit("/", 1)[-1].split("-", 1)[0]
         if behaviour == "error200":
             return self._json(200, {"error": {"message": "upstream model crashed", "type": "server_error", "code": 500}})
+        if behaviour.startswith("overloaded") and not body.get("stream"):
+            return self._json(200, {"error": {"message": "model overloaded", "type": "server_error"}})
         base = {"id": "r1", "object": "chat.completion", "created": 0, "model": model}
         if body.get("stream"):
             return self._stream(base, behaviour, model)
@@ -87,6 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
             send([{"index": 0, "delta": d, "finish_reason": finish}])
 
         tokens = 0
+        if behaviour.startswith("overloaded"):
+            if behaviour == "overloaded2":
+                delta({"role": "assistant", "content": ANSWER[0]})
+                delta({"content": ANSWER[1]})
+            self.wfile.write(f"data: {json.dumps({'error': {'message': 'model overloaded', 'type': 'server_error'}})}\n\n".encode())
+            self.wfile.flush()
+            return
         if behaviour != "empty":
             delta({"role": "assistant", "content": ""})
         if behaviour in ("reasoner", "reasoner2", "nousage"):

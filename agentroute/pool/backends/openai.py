@@ -355,10 +355,11 @@ class OpenAIBackend(EndpointCounting, Backend):
                 events += 1
                 if not isinstance(chunk, dict):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
-                if chunk.get("error"):  # an error reported inside the stream
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else None
-                    raise openai.APIError(str(message or "an error occurred during streaming"), response.http_request, body=error)
+                if chunk.get("error"):  # an error reported inside the stream: read as its code or type says
+                    failed = error_reply(card.id, chunk["error"])
+                    # once text came, the model ran: the attempt may have been billed
+                    failed.billed = read.chunks > 0
+                    raise failed
                 reply_id = reply_id or str(chunk.get("id") or "")
                 if chunk.get("usage") is not None:
                     usage = chunk["usage"]
@@ -444,9 +445,10 @@ def error_in(body: Any, choices: Any) -> Any | None:
 
 
 def error_reply(model: str, error: Any) -> BackendError:
-    """A :class:`BackendError` for an error sent as a reply with HTTP 200, read as an error status
-    is (:func:`backend_error`): retryable when its ``code`` is a retryable status (429, 5xx …) or,
-    without one, when its ``type`` says the server failed or is overloaded; not billed."""
+    """A :class:`BackendError` for an error sent with HTTP 200 (as the reply's body, or as an event
+    of its stream), read as an error status is (:func:`backend_error`): retryable when its ``code``
+    is a retryable status (429, 5xx …) or, without one, when its ``type`` says the server failed or
+    is overloaded; not billed."""
     message, code, kind = (error.get("message"), error.get("code"), error.get("type")) if isinstance(error, dict) else (error, None, None)
     status = None
     with contextlib.suppress(TypeError, ValueError):
