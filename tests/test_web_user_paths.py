@@ -9,6 +9,7 @@ browser, the dispatcher, the budget and the memory are the real ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -273,6 +274,17 @@ def test_a_browser_that_cannot_start_leaves_its_reason_in_the_memory(chromium, s
     assert _browsers_below(os.getpid()) == []
 
 
+def _tasks_in(db: Path) -> int:
+    """How many tasks the SQLite memory at ``db`` holds (0 before it exists)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            return int(conn.execute("select count(*) from tasks").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 PROGRAM = """
 import asyncio, sys
 from agentroute.budget import Budget
@@ -304,10 +316,14 @@ def test_ctrl_c_of_a_python_program_leaves_no_browser_folder_and_no_running_epis
             env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"},
             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while not list(tmp.glob("agentroute-*")) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(3)  # episodes under way
+        # episodes under way: wait for the first one in the memory (a fixed 3 s after the browser's
+        # folder appeared was too short on a loaded machine: Ctrl-C came before any episode began)
+        while _tasks_in(tmp_path / "web.db") == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
         assert proc.poll() is None, proc.communicate()[0]
         os.kill(
             proc.pid, signal.SIGINT

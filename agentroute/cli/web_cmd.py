@@ -6,7 +6,12 @@ from ``args`` and returns the exit code (0 done, 1 run failure, 2 bad input)::
     agentroute run web --tasks click-test,click-button,enter-text --episodes 5 --router cascade
 
 It shows a progress bar, then one table row per task: success rate, mean reward, mean cost,
-mean steps and the agent mix. Everything goes to the memory (``--memory URL``).
+mean steps and the agent mix. Everything goes to the memory (``--memory URL``); ``--out FILE``
+also writes one JSON line per finished episode as it finishes. The episodes are one *batch*
+(``web-<hash of router, pool, --max-steps and budgets>``, or ``--batch ID``): ``--resume`` plays
+only those of ``--tasks`` × seeds that the memory does not hold finished in that batch. Ctrl-C or
+SIGTERM stop it (130 / 143) with the finished episodes kept. ``--input`` and the other options of
+``run`` that mean nothing for web pages are refused (exit 2).
 Also runnable as ``python -m agentroute.cli.web_cmd ...`` (with ``--router``, ``--pool``,
 ``--budget-usd``, ``--memory``, ``--concurrency``).
 """
@@ -15,13 +20,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
+import importlib
+import json
 import os
+import shlex
 import signal
 import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -40,6 +51,23 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
         prog=prog,
         description="Run MiniWoB++ episodes with every browser action routed.",
         epilog="--router, --pool, --budget-usd, --memory and --concurrency are the options of `agentroute run`.",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="also write one JSON line per finished episode here, as it finishes (appended with --resume)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="play only the episodes the memory does not hold finished in this batch (after a Ctrl-C, a crash)",
+    )
+    p.add_argument(
+        "--batch",
+        default=None,
+        metavar="ID",
+        help="batch id (default: web-<hash of --router, --pool, --max-steps and the budgets>)",
     )
     p.add_argument(
         "--tasks",
@@ -105,6 +133,171 @@ def summary_table(results: Sequence[Any], *, title: str) -> Table:
     return table
 
 
+#: Options of ``agentroute run`` that mean nothing for web episodes: refused (exit 2), never dropped.
+REFUSED = {
+    "input": "--input has no meaning for `run web`: its episodes are the --tasks × --episodes seeds "
+    "(from --seed), not queries from a JSONL file; drop --input",
+    "checkpointer": "--checkpointer has no meaning for `run web`: an episode holds a live browser "
+    "and is not checkpointed (rerun unfinished episodes with --resume); drop it",
+    "metric": "--metric has no meaning for `run web`: MiniWoB scores every episode itself (its reward); drop it",
+    "corpus": "--corpus has no meaning for `run web` (it is the qa graph's passages); drop it",
+    "grace_s": "--grace-s has no meaning for `run web`: Ctrl-C or SIGTERM interrupt the episodes in flight "
+    "at once (rerun them with --resume); drop it",
+    "lease_s": "--lease-s has no meaning for `run web`: its batch runs in one process; drop it",
+    "allow_new_agents": "--allow-new-agents is not supported by `run web`: serve a router trained on "
+    "the web pool's agents; drop it",
+}
+
+#: The statuses of an episode that --resume does not play again (failed and interrupted ones it does).
+FINISHED = ("done", "budget_exhausted")
+
+
+def run_options() -> dict[str, Any]:
+    """The options of the enclosing ``agentroute run`` given on its command line: typer parses
+    ``--out``, ``--resume``, ``--input`` … itself, wherever they stand, so they never reach
+    ``args``. ``{}`` when :func:`run_web` is called from Python."""
+    ctx = None
+    for module in ("typer._click.globals", "click.globals"):  # typer ≥ 0.2x carries its own click
+        with contextlib.suppress(ImportError, AttributeError):
+            ctx = importlib.import_module(module).get_current_context(silent=True)
+        if ctx is not None:
+            break
+    if ctx is None or ctx.info_name != "run" or not hasattr(ctx, "get_parameter_source"):
+        return {}
+    given: dict[str, Any] = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT":
+            given[name] = value
+    return given
+
+
+def default_batch(router: str, pool: str | None, max_steps: int, budget: dict[str, Any]) -> str:
+    """``web-<8 hex>`` of what makes two runs' episodes alike: the router, the pool, the step
+    limit and the per-episode budgets (not --tasks, --episodes or --seed: a resumed run may ask
+    for more episodes)."""
+    if pool and Path(pool).exists():
+        pool = str(Path(pool).resolve())
+    key = json.dumps({"router": router, "pool": pool, "max_steps": max_steps, "budget": budget}, sort_keys=True)
+    return "web-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def _agents(steps: Sequence[Any]) -> dict[str, int]:
+    counts: Counter[str] = Counter(
+        s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}" for s in steps
+    )
+    return dict(counts)
+
+
+def episode_line(result: Any, *, batch: str, router: str) -> dict[str, Any]:
+    """The ``--out`` line of an episode played now."""
+    return {
+        "batch": batch,
+        "task": result.task,
+        "seed": result.seed,
+        "task_id": result.task_id,
+        "status": result.status,
+        "reward": result.reward,
+        "success": result.success,
+        "steps": result.steps,
+        "cost_usd": result.cost_usd,
+        "router": router,
+        "agents": dict(result.agents),
+        "actions": list(result.actions),
+        "failed_steps": result.failed_steps,
+        "seconds": round(result.seconds, 3),
+        "error": result.error,
+    }
+
+
+def memory_line(trajectory: Any, *, batch: str) -> dict[str, Any]:
+    """The ``--out`` line of an episode finished by an earlier run, from the memory."""
+    task, meta = trajectory.task, trajectory.task.metadata or {}
+    return {
+        "batch": batch,
+        "task": meta.get("task"),
+        "seed": meta.get("seed"),
+        "task_id": task.id,
+        "status": task.status,
+        "reward": meta.get("reward", task.score),
+        "success": meta.get("success"),
+        "steps": meta.get("steps", len(trajectory.steps)),
+        "cost_usd": task.cost_usd,
+        "router": meta.get("router"),
+        "agents": _agents(trajectory.steps),
+        "actions": task.answer.split("; ") if task.answer else [],
+        "failed_steps": sum(s.status != "ok" for s in trajectory.steps),
+        "seconds": None,
+        "error": meta.get("error"),
+    }
+
+
+class OutFile:
+    """``--out``: one JSON line per finished episode, each in one ``write`` on an ``O_APPEND`` file,
+    so a crash or Ctrl-C leaves whole lines for every episode finished before it. Truncated at
+    the start of a run, appended to with ``--resume``."""
+
+    def __init__(self, path: Path, *, resume: bool):
+        self.path = path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
+        try:
+            self.fd: int | None = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise ConfigurationError(f"--out {path}: {exc.strerror or exc}") from None
+
+    def task_ids(self) -> set[str]:
+        """The task ids the file holds lines for (a torn or foreign line is skipped)."""
+        found: set[str] = set()
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                with contextlib.suppress(ValueError, AttributeError):
+                    task_id = json.loads(raw).get("task_id")
+                    if isinstance(task_id, str):
+                        found.add(task_id)
+        return found
+
+    def write(self, line: dict[str, Any]) -> None:
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode())
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def finished_episodes(store: Any, batch: str) -> dict[tuple[str, int], Any]:
+    """``(task, seed)`` → the trajectory of each episode of ``batch`` the memory holds finished."""
+    from agentroute.web.agent import GRAPH
+
+    found: dict[tuple[str, int], Any] = {}
+    for trajectory in store.trajectories(graph=GRAPH, status=list(FINISHED)):
+        meta = trajectory.task.metadata or {}
+        if meta.get("batch") == batch and isinstance(meta.get("task"), str) and isinstance(meta.get("seed"), int):
+            found[(meta["task"], meta["seed"])] = trajectory
+    return found
+
+
+class Tally:
+    """What a stopped run reports: the episodes of this run finished so far, and how to go on."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.total = 0
+        self.batch = ""
+        self.title = ""
+
+
+def resume_hint() -> str:
+    """The command that finishes the batch: this one with ``--resume``."""
+    argv = sys.argv[1:]
+    if argv[:2] != ["run", "web"]:
+        return "the same command with --resume"
+    if "--resume" not in argv:
+        argv = [*argv, "--resume"]
+    return "`" + shlex.join(["agentroute", *argv]) + "`"
+
+
 def run_web(
     args: list[str],
     *,
@@ -115,14 +308,25 @@ def run_web(
     concurrency: int,
     console: Console | None = None,
 ) -> int:
-    """Run the web agent on MiniWoB++ tasks; returns the exit code (0 ok, 1 failure, 2 bad input)."""
+    """Run the web agent on MiniWoB++ tasks; returns the exit code (0 ok, 1 failure, 2 bad input,
+    128 + the signal when Ctrl-C or SIGTERM stopped it)."""
     console = console or Console()
     err = Console(stderr=True)
     try:
         opts = web_parser().parse_args(args)
     except SystemExit as exc:  # argparse printed the problem (or --help)
         return int(exc.code or 0)
+    outer = run_options()
+    refused = [message for name, message in REFUSED.items() if name in outer]
+    if refused:
+        for message in refused:
+            print_error(message, err)
+        return 2
+    opts.out = opts.out or outer.get("out")
+    opts.resume = opts.resume or bool(outer.get("resume"))
+    opts.batch = opts.batch or outer.get("batch")
     try:
+        from agentroute.batch import check_out
         from agentroute.loading import make_budget
         from agentroute.web.env import check_tasks, find_chromium
 
@@ -135,13 +339,17 @@ def run_web(
             )
         if opts.seed < 0:  # MiniWoB seeds its pages with it: a negative one failed every episode
             raise ConfigurationError(f"--seed must be ≥ 0 (got {opts.seed})")
-        for name, value in (
-            ("--budget-usd", budget_usd),
-            ("--budget-calls", opts.budget_calls),
-            ("--budget-seconds", opts.budget_seconds),
-            ("--budget-large-calls", opts.budget_large_calls),
-        ):
+        limits = {
+            "--budget-usd": budget_usd,
+            "--budget-calls": opts.budget_calls,
+            "--budget-seconds": opts.budget_seconds,
+            "--budget-large-calls": opts.budget_large_calls,
+        }
+        for name, value in limits.items():
             _positive(name, value, zero=name in ("--budget-usd", "--budget-large-calls"))
+        if opts.out is not None:
+            opts.out = Path(opts.out)
+            check_out(opts.out)
         check_tasks(tasks)
         find_chromium()
         if opts.headed and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -152,45 +360,64 @@ def run_web(
             seconds=opts.budget_seconds,
             large_calls=opts.budget_large_calls,
         )
+        batch = opts.batch or default_batch(router, pool, opts.max_steps, limits)
     except AgentrouteError as exc:
         print_error(error_text(exc), err)
         return 2
-    return asyncio.run(_stoppable(_run(opts, tasks, budget, router, pool, memory, concurrency, console, err), err))
+    tally = Tally()
+    run = _run(opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally)
+    return asyncio.run(_stoppable(run, err, tally))
 
 
-async def _stoppable(run: Coroutine[Any, Any, int], err: Console) -> int:
-    """``run`` until it ends or SIGTERM cancels it — its ``finally`` blocks close every browser
-    (Python's default SIGTERM would leave Chromium and its temp folders behind): then 143."""
+async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally | None = None) -> int:
+    """``run`` until it ends or Ctrl-C / SIGTERM cancels it — its ``finally`` blocks close every
+    browser (Python's default SIGTERM would leave Chromium and its temp folders behind), the
+    episodes in flight end ``interrupted``: then 130 / 143, with what is left to resume."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(run)
-    stopped: list[bool] = []
+    stopped: list[signal.Signals] = []
 
-    def stop() -> None:
-        stopped.append(True)
+    def stop(signum: signal.Signals) -> None:
+        stopped.append(signum)
         task.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
     try:
         return await task
     except asyncio.CancelledError:
         if not stopped:
             raise
-        err.print("[yellow]stopped by SIGTERM[/]: the browsers are closed; episodes finished so far are in the memory")
-        return 128 + signal.SIGTERM
+        how = stopped[0].name
+        if tally is None or not tally.total:
+            err.print(f"[yellow]stopped by {how}[/]: the browsers are closed; episodes finished so far are in the memory")
+            return 128 + stopped[0]
+        done = len(tally.results)
+        if tally.results:
+            err.print(summary_table(tally.results, title=f"{tally.title} · stopped after {done}"))
+        err.print(
+            f"[yellow]stopped by {how}[/]: {done} of {tally.total} episodes finished (in the memory, "
+            f"batch {tally.batch}); the browsers are closed. Play the {tally.total - done} others with "
+            f"{resume_hint()}"
+        )
+        return 128 + stopped[0]
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def _run(
     opts: Any,
     tasks: list[str],
     budget: Any,
+    batch: str,
     router: str,
     pool: str | None,
     memory: str | None,
     concurrency: int,
     console: Console,
     err: Console,
+    tally: Tally,
 ) -> int:
     from agentroute.memory import open_memory
     from agentroute.web.agent import WebAgent
@@ -200,7 +427,32 @@ async def _run(
     except AgentrouteError as exc:
         print_error(error_text(exc), err)
         return 2
+    out: OutFile | None = None
     try:
+        episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
+        earlier: dict[tuple[str, int], Any] = {}
+        try:
+            if opts.resume:
+                earlier = await asyncio.to_thread(finished_episodes, store, batch)
+            if opts.out is not None:
+                out = OutFile(opts.out, resume=opts.resume)
+                if earlier:  # episodes finished earlier whose line never reached --out (or another file)
+                    have = out.task_ids()
+                    for key in episodes:
+                        if key in earlier and earlier[key].task.id not in have:
+                            out.write(memory_line(earlier[key], batch=batch))
+        except AgentrouteError as exc:
+            print_error(error_text(exc), err)
+            return 2
+        if opts.resume:
+            skipped = sum(key in earlier for key in episodes)
+            episodes = [key for key in episodes if key not in earlier]
+            console.print(
+                f"--resume: batch {batch}: {skipped} of {skipped + len(episodes)} episodes finished earlier"
+                + (f", playing the {len(episodes)} others" if episodes else "; nothing left to play")
+            )
+            if not episodes:
+                return 0
         try:
             agent = WebAgent(
                 router=router,
@@ -214,7 +466,8 @@ async def _run(
         except AgentrouteError as exc:
             print_error(error_text(exc), err)
             return 2
-        episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
+        title = f"MiniWoB++ · router {agent.policy.name}"
+        tally.total, tally.batch, tally.title = len(episodes), batch, title
         started = time.perf_counter()
         try:
             with Progress(
@@ -232,25 +485,33 @@ async def _run(
                     progress.update(bar, description=f"web · {agent.policy.name}")
 
                 def done(result: Any) -> None:
+                    tally.results.append(result)
+                    if out is not None:  # the memory holds the episode before its line is written
+                        store.flush()
+                        out.write(episode_line(result, batch=batch, router=agent.policy.name))
                     progress.advance(bar)
                     if result.error:
                         progress.console.print(Text(f"{result.task} seed {result.seed}: {result.error}", style="yellow"))
 
-                results = await agent.run_many(episodes, concurrency=concurrency, on_done=done)
+                results = await agent.run_many(
+                    episodes, concurrency=concurrency, on_done=done, metadata={"batch": batch}
+                )
         finally:
             await agent.aclose()
         wall = time.perf_counter() - started
-        console.print(
-            summary_table(results, title=f"MiniWoB++ · router {agent.policy.name} · {len(results)} episodes")
-        )
+        console.print(summary_table(results, title=f"{title} · {len(results)} episodes"))
         browser = [ms for r in results for ms in r.browser_ms]
         rate = 60 * len(results) / wall if wall > 0 else 0.0
         line = f"{rate:.1f} episodes/min"
         if browser:
             line += f"; browser step median {statistics.median(browser):.0f} ms"
         console.print(f"{line}; total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
+        if out is not None:
+            console.print(f"{len(results)} episode lines written to {out.path}")
         return 0 if all(r.status != "failed" or r.error is None for r in results) else 1
     finally:
+        if out is not None:
+            out.close()
         store.close()
 
 

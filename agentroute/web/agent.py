@@ -415,8 +415,10 @@ class WebAgent:
         *,
         concurrency: int = 1,
         on_done: Callable[[EpisodeResult], None] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> list[EpisodeResult]:
         """Play ``(task, seed)`` episodes, ``concurrency`` at a time (one browser each); input order.
+        ``metadata`` goes into every episode's task (``agentroute run web`` puts its batch id there).
 
         Every task name is checked before the first episode (:class:`UnknownTaskError`). When one
         worker raises (``on_done`` did, say), the others are cancelled — their episodes in flight end
@@ -428,7 +430,7 @@ class WebAgent:
 
         async def worker(slot: int) -> None:
             for i, (task, seed) in todo:
-                results[i] = result = await self.run_episode(task, seed, slot=slot)
+                results[i] = result = await self.run_episode(task, seed, slot=slot, metadata=metadata)
                 if on_done is not None:
                     on_done(result)
 
@@ -442,14 +444,23 @@ class WebAgent:
         return results  # type: ignore[return-value]
 
     async def run_episode(
-        self, task: str, seed: int, *, budget: Budget | None = None, slot: int = 0
+        self,
+        task: str,
+        seed: int,
+        *,
+        budget: Budget | None = None,
+        slot: int = 0,
+        metadata: dict[str, Any] | None = None,
     ) -> EpisodeResult:
-        """Play one episode of ``task`` with ``seed``; never raises for browser or budget failures."""
+        """Play one episode of ``task`` with ``seed``; never raises for browser or budget failures.
+
+        The task's metadata in the memory: ``metadata``, then env, task, seed and router, and once
+        the episode ends its MiniWoB ``reward``, ``success`` and act ``steps``."""
         if not self._preloaded:  # load the models before the page's episode timer starts
             await self.preload()
         started = time.perf_counter()
         session = await asyncio.to_thread(self.session, task, slot)
-        meta: dict[str, Any] = {"env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
+        meta: dict[str, Any] = {**(metadata or {}), "env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
         try:
             page = await asyncio.to_thread(_start, session, seed)
         except BrowserCrashedError as exc:
@@ -532,6 +543,8 @@ class WebAgent:
             status = "done"
         else:
             status = "failed"  # a blocked step
+        success = ep.done and ep.raw_reward > 0
+        run.task.metadata.update(reward=ep.reward, success=success, steps=ep.steps)
         record = self.dispatcher.finish(
             run, answer="; ".join(ep.history), status=status, score=reward_score(ep.reward)
         )
@@ -542,7 +555,7 @@ class WebAgent:
             task_id=record.id,
             status=status,
             reward=ep.reward,
-            success=ep.done and ep.raw_reward > 0,
+            success=success,
             steps=ep.steps,
             cost_usd=record.cost_usd,
             agents=Counter(
