@@ -56,9 +56,10 @@ def test_ctrl_c_mid_fit_keeps_the_previous_router_and_says_so(tmp_path, data_dir
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    # 130, or death by SIGINT (-2), which a shell reports as 130 too: one CI run of three saw the
-    # latter, with the message below printed all the same
-    assert proc.returncode in (130, -signal.SIGINT), err
+    # exit 130, never death by SIGINT (-2): CPython ends a `python -m` process by SIGINT after a
+    # KeyboardInterrupt that passed through exec'd source text (torch imports its compiler on the
+    # fit's first step), unless the CLI resets that (tests/test_cli_signals.py)
+    assert proc.returncode == 130, err
     assert f"interrupted: --out {out}: the router saved there before is unchanged" in err
     assert "Traceback" not in err
     assert _files(out) == before

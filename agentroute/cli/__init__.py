@@ -1,7 +1,66 @@
-"""The ``agentroute`` command line (typer + rich)."""
+"""The ``agentroute`` command line (typer + rich).
+
+A Ctrl-C ends every command the same way, whenever it comes: one line on standard error and exit
+code 130 (128 + SIGINT), never a traceback. While the command is still starting (importing typer,
+rich and its subcommands, before :func:`main` runs it) the line is ``interrupted``: importing this
+package as the command sets a SIGINT handler for that, since the console script imports it before
+:func:`main` can catch anything; :func:`main` hands Ctrl-C back to Python's ``KeyboardInterrupt``,
+which a command may handle to say more (``agentroute train``: what ``--out`` holds).
+"""
 
 from __future__ import annotations
 
-from agentroute.cli.app import app, main
+import os
+import signal
+import sys
+from types import FrameType
+from typing import NoReturn
 
-__all__ = ["app", "main"]
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+
+
+def forget_caught_interrupt() -> None:
+    """Make the process exit with the status it is given even after a Ctrl-C that was handled.
+
+    CPython remembers a ``KeyboardInterrupt`` that escaped any ``exec``/``eval`` of source text
+    (dataclasses, namedtuples and many imports run such code; torch imports its compiler on a fit's
+    first step) even when a caller catches it later; under ``python -m`` it then ends the process by
+    SIGINT whatever ``sys.exit`` said. Running source text again resets that note.
+    """
+    exec("")
+
+
+def exit_interrupted(message: str = "interrupted") -> NoReturn:
+    """``message`` on standard error (plain, no rich: it may be what the Ctrl-C cut short), then
+    exit :data:`EXIT_INTERRUPTED`."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    forget_caught_interrupt()
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+def _interrupted_while_starting(signum: int, frame: FrameType | None) -> NoReturn:
+    exit_interrupted()
+
+
+def start_command() -> None:
+    """From here a Ctrl-C is a ``KeyboardInterrupt`` again, for the command to handle (:func:`main`)."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _is_the_command() -> bool:
+    """Whether this process is the ``agentroute`` command: ``python -m agentroute`` or its script."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:
+        return bool(spec.name == "agentroute.__main__")
+    return os.path.basename(sys.argv[0] if sys.argv else "") in ("agentroute", "agentroute.exe", "agentroute-script.py")
+
+
+# a program importing the package keeps its KeyboardInterrupt; a Ctrl-C ignored (nohup) stays ignored
+if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+from agentroute.cli.app import app, main  # noqa: E402  (the handler first: these imports take a while)
+
+__all__ = ["EXIT_INTERRUPTED", "app", "exit_interrupted", "main"]

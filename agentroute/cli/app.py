@@ -408,9 +408,31 @@ _register()
 
 def main() -> None:
     """The ``agentroute`` command: a missing optional package anywhere is one line naming the
-    ``pip install`` command, exit code 2 (never a traceback)."""
-    import sys
+    ``pip install`` command, exit code 2 (never a traceback); a Ctrl-C anywhere is one line and
+    exit code 130 (:func:`agentroute.cli.exit_interrupted`)."""
+    from agentroute.cli import exit_interrupted, forget_caught_interrupt, start_command
 
+    try:
+        start_command()
+        _main()
+    except KeyboardInterrupt:  # outside typer's reach (the `run web --help` path)
+        exit_interrupted()
+    except SystemExit as exc:
+        if _unreported_interrupt(exc):
+            exit_interrupted()
+        raise
+    finally:
+        forget_caught_interrupt()  # a Ctrl-C the command handled: its exit code, not death by SIGINT
+
+
+def _unreported_interrupt(exc: SystemExit) -> bool:
+    """Whether ``exc`` is typer's exit for a Ctrl-C no command handled (``Exit(130)`` raised from the
+    ``KeyboardInterrupt``, which says nothing); a command that handled it said why it stopped."""
+    context = exc.__context__
+    return exc.code == 130 and context is not None and isinstance(context.__cause__, KeyboardInterrupt)
+
+
+def _main() -> None:
     args = sys.argv[1:]
     if args[:2] == ["run", "web"] and ("--help" in args or "-h" in args):
         # typer answers --help before `run` sees `web`: the web runner's own options (--tasks,

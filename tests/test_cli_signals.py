@@ -1,0 +1,124 @@
+"""Ctrl-C on the ``agentroute`` command as a user presses it: a real SIGINT to a real process, at
+points of its start-up (while typer, rich and the subcommands import) and later. Every outcome is
+one line on standard error and exit code 130, never a traceback, never death by SIGINT."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import agentroute
+
+SOURCE = Path(agentroute.__file__).resolve().parents[1]  # the checkout under test, for the subprocesses
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")]))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def _ctrl_c_after_import(command: list[str], module: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+    """Start ``command`` with ``-X importtime`` (each import prints a line on standard error as it
+    completes), send SIGINT as soon as ``module`` has imported, and return the exit status and the
+    standard-error lines that are not import timings. ``module`` is one the command imports on its
+    way to work, so the Ctrl-C lands in the start-up or, on a slow machine, a little after it."""
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=dict(env, PYTHONPROFILEIMPORTTIME="1"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[str] = []
+    sent = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if line.startswith("import time:"):
+                if not sent.is_set() and line.rstrip().split("|")[-1].strip() == module:
+                    proc.send_signal(signal.SIGINT)
+                    sent.set()
+            else:
+                lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    assert sent.is_set(), f"{module} was never imported by {command}: {lines}"
+    return proc.returncode, lines
+
+
+def _assert_one_line_130(rc: int, lines: list[str], where: str) -> None:
+    text = "\n".join(lines)
+    assert rc == 130, f"{where}: exit status {rc}\n{text}"
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, f"{where}:\n{text}"
+    said = [line for line in lines if line.startswith("interrupted")]
+    assert len(said) == 1 and said[0] == lines[-1], f"{where}:\n{text}"
+
+
+# modules the command imports on its way, in order: typer, rich, the subcommands
+START_UP = ["typer.main", "rich.console", "agentroute.cli.errors", "agentroute.cli.memory_cmd",
+            "agentroute.cli.train_cmd", "agentroute.cli.app"]  # fmt: skip
+# then `train` at work: the routers, torch, and torch._dynamo, which torch imports on the fit's first step
+TRAINING = ["agentroute.routers.base", "torch._utils", "torch._dynamo"]
+
+
+def _train_command(data_dir: Path, tmp_path: Path) -> list[str]:
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text("params:\n  epochs: 1000000\n  patience: 1000000\n")  # a fit that outlasts the test
+    return ["train", "mlp", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--limit", "60",
+            "--config", str(recipe), "--out", str(tmp_path / "out")]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", START_UP + TRAINING)
+def test_ctrl_c_during_start_up_of_python_m_agentroute_train(module, tmp_path, data_dir):
+    """During the imports: ``interrupted``; once training, the command's own line."""
+    command = [sys.executable, "-m", "agentroute", *_train_command(data_dir, tmp_path)]
+    rc, lines = _ctrl_c_after_import(command, module, tmp_path, _env())
+    _assert_one_line_130(rc, lines, f"SIGINT after {module} imported")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module", ["typer.main", "agentroute.cli.train_cmd", "agentroute.cli.app", "torch._dynamo"])
+def test_ctrl_c_during_start_up_of_the_agentroute_script(module, tmp_path, data_dir):
+    """The console script imports ``agentroute.cli`` before ``main()`` can run."""
+    script = shutil.which("agentroute", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the agentroute script is not installed next to this Python")
+    rc, lines = _ctrl_c_after_import([script, *_train_command(data_dir, tmp_path)], module, tmp_path, _env())
+    _assert_one_line_130(rc, lines, f"SIGINT after {module} imported")
+
+
+@pytest.mark.parametrize("module", ["typer.main", "agentroute.cli.app", "agentroute.eval.datasets"])
+def test_ctrl_c_during_start_up_of_eval(module, tmp_path, data_dir):
+    """``eval`` has no message of its own: ``interrupted``, the same line as during the imports."""
+    command = [sys.executable, "-m", "agentroute", "eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
+               "--routers", "mlp:epochs=1000000:patience=1000000", "--no-peers", "--boot", "0",
+               "--out", str(tmp_path / "eval")]  # fmt: skip
+    rc, lines = _ctrl_c_after_import(command, module, tmp_path, _env())
+    _assert_one_line_130(rc, lines, f"SIGINT after {module} imported")
+    assert lines[-1] == "interrupted"
+
+
+def test_a_ctrl_c_through_exec_d_code_exits_130_not_by_sigint(tmp_path):
+    """CPython notes a KeyboardInterrupt that escaped code run from source text (dataclasses and
+    namedtuples run such code while they import, torch its compiler on a fit's first step) and,
+    under ``python -m``, ends the process by SIGINT after it was handled and ``sys.exit(130)``
+    called: why ``agentroute train`` Ctrl-C'd mid-fit sometimes ended by signal (-2), not exit 130.
+    Here the Ctrl-C comes while the user's graph file loads, in code it runs with ``exec``."""
+    (tmp_path / "my_graph.py").write_text('exec("raise KeyboardInterrupt")\n')
+    proc = subprocess.run([sys.executable, "-m", "agentroute", "ask", "what?", "--graph", "my_graph.py"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "interrupted\n"
