@@ -173,20 +173,36 @@ def train_kg_net(
     val_costs: np.ndarray,
     cost_estimate: np.ndarray,
     config: KGTrainConfig,
+    desc: str = "training kg-gnn",
 ) -> TrainReport:
     """Train ``net`` in place; it ends with the weights of the epoch with the best validation AIQ
-    (ties: lower validation loss). Without validation graphs, all ``config.epochs`` run."""
+    (ties: lower validation loss). Without validation graphs, all ``config.epochs`` run.
+
+    A progress bar ``desc`` (:mod:`agentroute.progress`) counts the epochs, with the last epoch's
+    training loss and validation AIQ."""
     torch = torch_module()
     from agentroute.nn.kl import SoftKLLoss
+    from agentroute.progress import fit_bar
 
     loss_fn = SoftKLLoss(config.cost_lambda, config.temperature)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loader = _loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
     report = TrainReport()
-    best: tuple[float, float] = (-np.inf, np.inf)
     best_state = copy.deepcopy(net.state_dict())
-    since_best = 0
     start = time.perf_counter()
+    with fit_bar(config.epochs, desc) as b:
+        _epochs(net, loss_fn, optimiser, loader, val_graphs, val_scores, val_costs, cost_estimate, config,
+                report, best_state, b)  # fmt: skip
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _epochs(net: Any, loss_fn: Any, optimiser: Any, loader: Any, val_graphs: Sequence[Any], val_scores: np.ndarray,
+            val_costs: np.ndarray, cost_estimate: np.ndarray, config: KGTrainConfig, report: TrainReport,
+            best_state: Any, b: Any) -> None:  # fmt: skip
+    """The epochs of :func:`train_kg_net`; ``net`` ends with the kept weights."""
+    best: tuple[float, float] = (-np.inf, np.inf)
+    since_best = 0
     for epoch in range(config.epochs):
         net.train()
         total, count = 0.0, 0
@@ -200,6 +216,7 @@ def train_kg_net(
             count += batch.num_graphs
         report.train_loss.append(total / max(1, count))
         if not val_graphs:
+            b.advance(f"loss {report.train_loss[-1]:.4f}")
             best_state = copy.deepcopy(net.state_dict())
             report.best_epoch = epoch
             continue
@@ -210,6 +227,7 @@ def train_kg_net(
         )
         report.val_loss.append(val_loss)
         report.val_aiq.append(aiq)
+        b.advance(f"loss {report.train_loss[-1]:.4f}, val {val_loss:.4f}, val AIQ {aiq:.3f}")
         key = (aiq if np.isfinite(aiq) else -np.inf, val_loss)
         if key[0] > best[0] + 1e-9 or (abs(key[0] - best[0]) <= 1e-9 and key[1] < best[1]):
             best, best_state, since_best = key, copy.deepcopy(net.state_dict()), 0
@@ -220,8 +238,6 @@ def train_kg_net(
                 break
     net.load_state_dict(best_state)
     net.eval()
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def _loss_of(loss_fn: Any, logits: Sequence[np.ndarray], graphs: Sequence[Any]) -> float:

@@ -43,7 +43,6 @@ from agentroute.agentic.features import (
 from agentroute.embed import context_text
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import as_outcome_table
-from agentroute.progress import phase
 from agentroute.routers.base import Router, check_fit_data, decide, require_candidates
 from agentroute.routers.baselines import cost_order
 from agentroute.training.bopo_config import BoPOConfig
@@ -111,8 +110,7 @@ class BoPORouter(Router):
             table, from_logs = paired_explorations(
                 table, config.tiers, score_threshold=config.score_threshold, steps=config.steps
             )
-        with phase("bopo: boundary rollouts, BoSFT and BoPO"):
-            result = BoPOTrainer(config).train(table)
+        result = BoPOTrainer(config).train(table)  # with its bar: BoSFT epochs, then BoPO iterations
         if from_logs is not None:
             result.report["from_logs"] = from_logs
         self.config_ = config

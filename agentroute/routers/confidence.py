@@ -34,6 +34,7 @@ import numpy as np
 
 from agentroute.errors import ConfigurationError, NotFittedError, StateFileError
 from agentroute.outcomes import as_outcome_table, find_column
+from agentroute.routers.base import _sha256, _signals_held
 from agentroute.routers.utility import LogisticHead, embed_texts
 from agentroute.types import Step
 
@@ -132,18 +133,33 @@ class ResponseConfidence:
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``confidence.json`` and ``confidence.npz`` (no pickle) into the directory ``path``."""
+        """Write ``confidence.json`` and ``confidence.npz`` (no pickle) into the directory ``path``.
+
+        As :meth:`Router.save <agentroute.routers.base.Router.save>`: both files are written aside
+        and moved in last (a Ctrl-C waits for both moves), and the manifest holds the arrays' SHA-256,
+        so a save that fails or is interrupted leaves the scorer saved there before as it was.
+        """
         if not self.is_fitted:
             raise NotFittedError("confidence")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        manifest = {
+        manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "params": {"c": self.c, "max_samples": self.max_samples, "seed": self.seed},
             "columns": self.columns_,
         }
-        np.savez(path / ARRAYS, **self.head_.to_arrays("head."))  # type: ignore[arg-type]
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        staged_arrays, staged_manifest = path / f".{ARRAYS}.partial", path / f".{MANIFEST}.partial"
+        try:
+            with staged_arrays.open("wb") as f:
+                np.savez(f, **self.head_.to_arrays("head."))  # type: ignore[arg-type]
+            manifest["arrays_sha256"] = _sha256(staged_arrays)
+            staged_manifest.write_text(json.dumps(manifest, indent=1))
+            with _signals_held():
+                staged_arrays.replace(path / ARRAYS)
+                staged_manifest.replace(path / MANIFEST)
+        finally:
+            staged_arrays.unlink(missing_ok=True)
+            staged_manifest.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -159,6 +175,12 @@ class ResponseConfidence:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise StateFileError(
                 file, f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
+        digest = manifest.get("arrays_sha256")  # absent in saves before it was written
+        if digest is not None and digest != _sha256(path / ARRAYS):
+            raise StateFileError(
+                path / ARRAYS,
+                f"is not the file {MANIFEST} was saved with (copied from another save?): save the scorer again",
             )
         scorer = cls(**manifest["params"])
         scorer.columns_ = [str(c) for c in manifest["columns"]]

@@ -94,7 +94,7 @@ import numpy as np
 from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
-from agentroute.progress import track
+from agentroute.progress import fit_bar
 from agentroute.routers.base import check_fit_data, register
 from agentroute.routers.utility import (
     QUERY_CHARS,
@@ -328,7 +328,7 @@ class GraphRouter(UtilityRouter):
         seen = np.sort(rng.choice(fit_rows, size=size, replace=False))
         val_graph = subgraph(np.concatenate([seen, val_rows]), np.isin(q_idx, seen), np.isin(q_idx, val_rows))
 
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), fit_bar(self.epochs, "graph-router: training", unit="step") as b:
             torch.manual_seed(self.seed)
             self.net_ = GraphRouterNet(
                 query_x.shape[1], llm_x.shape[1], self.hidden, attention=self.attention
@@ -336,7 +336,8 @@ class GraphRouter(UtilityRouter):
             opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             bce = torch.nn.functional.binary_cross_entropy
             best, best_state, stale, ran = np.inf, copy.deepcopy(self.net_.state_dict()), 0, 0
-            for step in track(range(1, self.epochs + 1), "training graph-router"):
+            shown_val = ""  # the last validation loss, in the bar
+            for step in range(1, self.epochs + 1):
                 ran = step
                 self.net_.train()
                 opt.zero_grad()
@@ -360,15 +361,19 @@ class GraphRouter(UtilityRouter):
                     losses.append(bce(self.net_.decode(x0, x, pred_index), pred_label, weight=pred_w))
                 if not losses:
                     break
-                torch.stack(losses).mean().backward()
+                step_loss = torch.stack(losses).mean()
+                step_loss.backward()
                 opt.step()
                 if step % VALIDATE_EVERY and step != self.epochs:
+                    b.advance(f"loss {float(step_loss.detach()):.4f}{shown_val}")
                     continue
                 self.net_.eval()
                 with torch.no_grad():
                     qx, vis_index, vis_attr, pred_index, pred_label, pred_w = val_graph
                     x0, x = self.net_.encode(qx, llm_x, vis_index, vis_attr)
                     current = float(bce(self.net_.decode(x0, x, pred_index), pred_label, weight=pred_w))
+                shown_val = f", val {current:.4f}"
+                b.advance(f"loss {float(step_loss.detach()):.4f}{shown_val}")
                 if current < best - 1e-5:
                     best, best_state, stale = current, copy.deepcopy(self.net_.state_dict()), 0
                 else:

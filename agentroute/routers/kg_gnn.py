@@ -298,16 +298,16 @@ class KGRouter(UtilityRouter):
             graphs = self._training_graphs(builder, table, observed, descriptors)
         train_mean = np.nanmean(np.where(observed[train_rows], table.costs[train_rows], np.nan), axis=0)
         net = self._make_net(builder.embedder.dim)
-        with phase(f"kg-gnn: training on {len(train_rows)} graphs (≤ {self.epochs} epochs)"):
-            report = train_kg_net(
-                net,
-                [graphs[i] for i in train_rows],
-                [graphs[i] for i in val_rows],
-                val_scores=table.scores[val_rows],
-                val_costs=table.costs[val_rows],
-                cost_estimate=np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
-                config=config,
-            )
+        report = train_kg_net(
+            net,
+            [graphs[i] for i in train_rows],
+            [graphs[i] for i in val_rows],
+            val_scores=table.scores[val_rows],
+            val_costs=table.costs[val_rows],
+            cost_estimate=np.nan_to_num(train_mean / self.cost_scale_, nan=np.inf),
+            config=config,
+            desc=f"kg-gnn: training on {len(train_rows)} graphs",
+        )
         train_table = table.rows(train_rows)
         prior = prior_logits(
             train_table.scores,

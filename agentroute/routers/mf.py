@@ -159,6 +159,7 @@ class MatrixFactorizationRouter(UtilityRouter):
                 weight_decay=self.weight_decay,
                 patience=self.patience,
                 seed=self.seed,
+                desc=f"{self.name}: training on {len(tr)} queries",
             )
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:

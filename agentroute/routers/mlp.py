@@ -167,6 +167,7 @@ class MLPRouter(UtilityRouter):
                 weight_decay=self.weight_decay,
                 patience=self.patience,
                 seed=self.seed,
+                desc=f"{self.name}: training on {len(tr)} queries",
             )
 
     # -- prediction -------------------------------------------------------------------------------

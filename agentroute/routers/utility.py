@@ -507,8 +507,12 @@ def train_early_stopping(
     patience: int,
     seed: int,
     optimizer: str = "adam",
+    desc: str | None = None,
 ) -> int:
     """Seeded minibatch training with early stopping; restores the best weights. Returns epochs run.
+
+    A progress bar ``desc`` (default ``training <module class>``; :mod:`agentroute.progress`)
+    counts the epochs, with the last epoch's mean training loss and validation loss.
 
     ``train_loss(batch_index_tensor)`` returns the loss of a minibatch (module in train mode);
     ``val_loss()`` the validation loss (called under ``no_grad``, module in eval mode). Shuffling
@@ -519,10 +523,9 @@ def train_early_stopping(
     opt_cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(module.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    from agentroute.progress import bar
+    from agentroute.progress import fit_bar
 
-    show = None if n_train >= 2000 else False  # a bar (on a terminal) for fits that take a while
-    with bar(epochs, f"training {type(module).__name__}", unit="epoch", show=show) as b:
+    with fit_bar(epochs, desc or f"training {type(module).__name__}") as b:
         ran, best_state = _epochs(module, opt, gen, train_loss, val_loss, n_train, epochs, batch_size, patience, b)
     module.load_state_dict(best_state)
     module.eval()
@@ -538,16 +541,18 @@ def _epochs(module: Any, opt: Any, gen: Any, train_loss: Callable[[Any], Any], v
         ran = epoch
         module.train()
         order = torch.randperm(n_train, generator=gen)
+        total = torch.zeros(())
         for start in range(0, n_train, batch_size):
             opt.zero_grad()
-            loss = train_loss(order[start : start + batch_size])
+            rows = order[start : start + batch_size]
+            loss = train_loss(rows)
             loss.backward()
             opt.step()
+            total += loss.detach() * len(rows)
         module.eval()
         with torch.no_grad():
             current = float(val_loss())
-        b.update(1)
-        b.set_postfix_str(f"val {current:.4f}", refresh=False)
+        b.advance(f"loss {float(total) / max(n_train, 1):.4f}, val {current:.4f}")
         if current < best - 1e-6:
             best, best_state, stale = current, copy.deepcopy(module.state_dict()), 0
         else:

@@ -50,6 +50,7 @@ from agentroute.agentic.rollout import Chooser, Job, StepBatch, Trace, rollout
 from agentroute.budget import Budget
 from agentroute.embed import text_tail
 from agentroute.outcomes import OutcomeTable, as_outcome_table
+from agentroute.progress import fit_bar
 from agentroute.training.bopo_config import BoPOConfig
 from agentroute.training.grpo import clipped_policy_loss, group_advantages, kl_to_reference
 from agentroute.training.rewards import RewardFunc, boundary_reward, combine_rewards
@@ -110,6 +111,13 @@ class BoPOTrainer:
         torch.manual_seed(args.seed)
         env, emb = self.build_env(table)
         ref_usd = float(np.mean([env.cap(env.large, r) for task in env.tasks for r in task.rows]))
+        with fit_bar(args.sft_epochs + args.iterations, "bopo: boundary rollouts", unit="step") as b:
+            return self._train(env, emb, ref_usd, t0, b)
+
+    def _train(self, env: AgenticEnv, emb: np.ndarray, ref_usd: float, t0: float, b: Any) -> BoPOResult:
+        """:meth:`train` after the environment: boundary rollouts, BoSFT, BoPO; ``b`` the fit's bar
+        (its steps: the BoSFT epochs, then the BoPO iterations)."""
+        args = self.args
         boundary = boundary_rollouts(
             env,
             rollouts=args.boundary_rollouts,
@@ -125,7 +133,8 @@ class BoPOTrainer:
             emb_proj=args.emb_proj, hidden=args.hidden,
         )  # fmt: skip
         E = torch.as_tensor(emb, dtype=torch.float32)
-        sft_loss = self.sft(policy, sft, E)
+        b.set_description_str("bopo: BoSFT", refresh=False)
+        sft_loss = self.sft(policy, sft, E, progress=b)
         report: dict[str, Any] = {
             "tasks": len(env.tasks),
             "rows_left_over": env.left_over,
@@ -143,7 +152,8 @@ class BoPOTrainer:
         reference = copy.deepcopy(policy).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
-        report["bopo"] = self.bopo(policy, reference, env, boundary, E, ref_usd)
+        b.set_description_str("bopo: BoPO", refresh=False)
+        report["bopo"] = self.bopo(policy, reference, env, boundary, E, ref_usd, progress=b)
         report["bopo"]["train"] = self.evaluate(policy, env, E, ref_usd)
         report["seconds"] = round(time.perf_counter() - t0, 2)
         policy.eval()
@@ -162,10 +172,13 @@ class BoPOTrainer:
         return env, emb
 
     # -- BoSFT ---------------------------------------------------------------------------------
-    def sft(self, policy: TierPolicy, data: SFTData, E: Any) -> float:
-        """Weighted imitation of the BoSFT actions; returns the last epoch's mean loss."""
+    def sft(self, policy: TierPolicy, data: SFTData, E: Any, *, progress: Any = None) -> float:
+        """Weighted imitation of the BoSFT actions; returns the last epoch's mean loss.
+        ``progress``: a :class:`~agentroute.progress.FitBar`, advanced by one per epoch."""
         args = self.args
         if args.sft_epochs == 0 or len(data) == 0:
+            if progress is not None:
+                progress.update(args.sft_epochs)
             return float("nan")
         rng = np.random.default_rng([args.seed, 17])
         opt = torch.optim.Adam(policy.parameters(), lr=args.sft_lr)
@@ -190,6 +203,8 @@ class BoPOTrainer:
                 total += loss.item() * len(idx)
                 seen += len(idx)
             last = total / max(seen, 1)
+            if progress is not None:
+                progress.advance(f"loss {last:.4f}")
         return last
 
     # -- BoPO ----------------------------------------------------------------------------------
@@ -223,8 +238,11 @@ class BoPOTrainer:
         boundary: Boundary,
         E: Any,
         ref_usd: float,
+        *,
+        progress: Any = None,
     ) -> dict[str, Any]:
-        """The BoPO stage; returns per-iteration metrics."""
+        """The BoPO stage; returns per-iteration metrics. ``progress``: a
+        :class:`~agentroute.progress.FitBar`, advanced by one per iteration."""
         args = self.args
         history: list[dict[str, float]] = []
         if args.iterations == 0:
@@ -285,6 +303,10 @@ class BoPOTrainer:
                 large_share=summary["mean_large_calls"] / max(summary["mean_calls"], 1e-9),
             )
             history.append({k: round(v, 5) for k, v in stats.items()})
+            if progress is not None:
+                progress.advance(
+                    f"loss {stats['loss']:.4f}, reward {stats['reward']:.3f}, success {stats['success']:.2f}"
+                )
         return {"iterations": history, "budgets": [b.limits() for b in budgets]}
 
     def _fill_reference(
