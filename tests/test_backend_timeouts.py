@@ -128,8 +128,9 @@ async def test_a_user_stream_past_max_tokens_is_closed_and_billed_as_produced() 
 @pytest.mark.slow
 async def test_a_local_generation_longer_than_timeout_s_completes_once_charged_what_it_generated() -> None:
     """SmolLM2 generating 64 tokens with ``timeout_s`` a quarter of that generation's time (many
-    token gaps long): one call, read to its end, charged the tokens it generated. A card priced per
-    second keeps ``timeout_s`` as the limit of the whole call (its worst case relies on it)."""
+    token gaps long): one call, read to its end, charged the tokens it generated; a short answer
+    batched with a long one is not cut while it waits for its batch. A card priced per second keeps
+    ``timeout_s`` as the limit of the whole call (its worst case relies on it)."""
     pytest.importorskip("transformers")
     from agentroute.pool.backends.local import DEFAULT_GGUF, LocalBackend
 
@@ -154,6 +155,21 @@ async def test_a_local_generation_longer_than_timeout_s_completes_once_charged_w
         assert elapsed > timeout_s  # it did outlast timeout_s
         assert step.tokens_out >= 32 and step.cost_usd == pytest.approx(card.usd(step.tokens_in, step.tokens_out))
         assert run.ledger.spent["usd"] == pytest.approx(step.cost_usd)  # charged what it generated
+
+        # batched with it, a short answer done at its 4th token waits for the batch's last: alive
+        from agentroute.dispatch.dispatcher import call_within
+
+        batched = LocalBackend(max_batch=8, wait_ms=300)
+        try:
+            await batched.preload(card)
+            short = CompletionRequest(model="smol", messages=[{"role": "user", "content": f"[task:short] {ask}"}], max_tokens=4)
+            long = CompletionRequest(model="smol", messages=[{"role": "user", "content": f"[task:long] {ask}"}], max_tokens=64)
+            a, b = await asyncio.gather(call_within(batched.complete(short, card), timeout_s),
+                                        call_within(batched.complete(long, card), timeout_s))
+            assert batched.batcher(card).batch_sizes == [2]
+            assert a.tokens_out <= 4 and b.tokens_out >= 32
+        finally:
+            await batched.aclose()
 
         per_second = card.model_copy(update={"input_price": None, "output_price": None, "price_per_second": 0.01,
                                              "timeout_s": min(timeout_s, whole_s / 4)})

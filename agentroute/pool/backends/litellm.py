@@ -207,9 +207,12 @@ class LiteLLMBackend(EndpointCounting, Backend):
             raise
         except Exception as exc:
             if not (events and _clean_end_without_finish(exc)):
-                raise _mid_stream_error(exc, card) from exc
+                raise _mid_stream_error(exc, card, ran=read.chunks > 0) from exc
             # the server ended its stream ([DONE]) without a finish_reason: LiteLLM calls that a
-            # truncated stream; the plain reply of the same server was accepted, so is this one
+            # truncated stream; the plain reply of the same server was accepted, so is this one.
+            # LiteLLM raised before yielding its usage chunk: its public API has no usage to give
+            # here, so the provider's is read from the chunks LiteLLM kept (else it is counted)
+            usage = usage if usage is not None else _kept_usage(response)
         finally:
             with contextlib.suppress(Exception):
                 await response.aclose()  # closes the connection when cut: the server stops generating
@@ -238,12 +241,19 @@ def streamed_provider(card: ModelCard) -> bool:
     return bool(card.base_url) or provider in STREAMED_PROVIDERS
 
 
-def _mid_stream_error(exc: BaseException, card: ModelCard) -> BackendError:
+def _mid_stream_error(exc: BaseException, card: ModelCard, *, ran: bool = True) -> BackendError:
     """A failure while reading a stream (LiteLLM wraps it in ``MidStreamFallbackError``, status
-    500): a dropped connection or a timeout is retried and may have been billed; anything else is
-    a reply LiteLLM could not read (NaN usage, a chunk that is not JSON): a protocol error."""
+    500): an error object the server sent as an event is read as its code or type says (billed
+    once text came: ``ran``); a dropped connection or a timeout is retried and may have been billed;
+    anything else is a reply LiteLLM could not read (NaN usage, a chunk that is not JSON): a
+    protocol error."""
     if isinstance(exc, BackendError):
         return exc
+    sent = _streamed_error(exc)
+    if sent is not None:
+        failed = error_reply(card.id, sent)
+        failed.billed = ran
+        return failed
     detail = " ".join(str(exc).split())[:300]
     if isinstance(exc, TimeoutError | ConnectionError) or _transport_failure(exc) or "Connection error" in detail:
         where = f" (endpoint {card.base_url})" if card.base_url else ""
@@ -264,6 +274,18 @@ def _clean_end_without_finish(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "original_exception", None)
     return False
+
+
+def _kept_usage(response: Any) -> Any | None:
+    """The last usage the provider streamed, from the chunks LiteLLM keeps (``chunks``, not part of
+    its documented API): read only for a stream that ended without a finish_reason, where LiteLLM
+    raises before yielding its usage chunk; ``None`` when there is none (the reply is counted)."""
+    kept = getattr(response, "chunks", None)
+    for chunk in reversed(kept if isinstance(kept, list) else []):
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            return usage
+    return None
 
 
 def _litellm_estimate(litellm: ModuleType, usage: Any, kwargs: dict[str, Any]) -> bool:
@@ -328,6 +350,21 @@ def _error_object(exc: BaseException) -> dict[str, Any] | None:
         if type(seen) is Exception and hasattr(seen, "status_code"):
             return {"message": getattr(seen, "message", None) or str(seen), "code": seen.status_code}
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _streamed_error(exc: BaseException) -> dict[str, Any] | None:
+    """The error object a server sent as an event of its stream, as LiteLLM raises it: an
+    ``openai.APIError`` without status whose ``body`` is that object, in ``exc``'s chain."""
+    seen: BaseException | None = exc
+    for _ in range(12):
+        if seen is None:
+            return None
+        body = getattr(seen, "body", None)
+        if (isinstance(seen, openai.APIError) and not isinstance(seen, openai.APIStatusError)
+                and isinstance(body, dict) and (body.get("message") or body.get("code") is not None)):
+            return body
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "original_exception", None)
     return None
 
 

@@ -369,17 +369,20 @@ class _RowTracker:
         torch = torch_module()
         last = input_ids[:, -1].tolist()
         logp = self.recorder.last.gather(1, input_ids[:, -1:]).squeeze(1).tolist()
+        now = time.monotonic()
         for row, token in enumerate(last):
+            watcher = self.watchers[row]
+            if watcher is not None and watcher.pulse is not None:
+                # a token, or a row done and waiting for its batch's last: the call is alive
+                # (timeout_s bounds its silences)
+                watcher.pulse.at = now
             if self.done[row]:
                 continue
-            watcher = self.watchers[row]
             if watcher is not None and watcher.cancel.is_set():
                 self.done[row] = True
                 continue
             self.count[row] += 1
             self.logprob[row] += logp[row]
-            if watcher is not None and watcher.pulse is not None:
-                watcher.pulse.at = time.monotonic()  # a token: the call is alive (timeout_s bounds silences)
             if token in self.model.eos_ids:
                 self.done[row], self.reason[row] = True, "stop"
                 continue
