@@ -547,8 +547,10 @@ def _browser_folders(tmp: Path) -> list[str]:
 
 @browser
 def test_a_browser_that_does_not_start_leaves_no_temp_folder_and_a_short_reason(chromium, short_tmp) -> None:
-    """`run web` with a Chromium that exits at once: each episode fails with one line of reason
-    (not chromedriver's stack of addresses), and no browser folder is left in TMPDIR."""
+    """`run web` with a Chromium that exits at once: one line of reason (not chromedriver's stack of
+    addresses), and no browser folder is left in TMPDIR. The run stops before its first episode
+    (exit 2): it used to fail every episode in turn, each with the same line and a `failed` task."""
+    from agentroute.memory import open_memory
     from agentroute.web.env import find_chromium
 
     _, driver = find_chromium()
@@ -557,8 +559,14 @@ def test_a_browser_that_does_not_start_leaves_no_temp_folder_and_a_short_reason(
         MINIWOB_CHROME_BINARY="/bin/false", MINIWOB_CHROMEDRIVER=driver,
     )  # fmt: skip
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 1, out
-    assert "could not start Chromium for 'click-test'" in out and "failed 2" in out
+    assert proc.returncode == 2, out
+    assert " ".join(out.split()).count("could not start Chromium for 'click-test'") == 1, out
+    assert "No episode was played" in " ".join(out.split())
+    memory = open_memory(f"sqlite:///{short_tmp / 'web.db'}")
+    try:
+        assert memory.stats()["tasks_total"] == 0  # no `failed` task per episode
+    finally:
+        memory.close()
     assert "Stacktrace" not in out and "<unknown>" not in out
     assert _browser_folders(short_tmp) == []
 

@@ -201,3 +201,65 @@ def test_the_docs_results_file_example_runs_as_written(chromium, tmp_path) -> No
     assert sorted((x["task"], x["seed"]) for x in _lines(tmp_path / "results.jsonl")) == [
         (t, s) for t in ("click-test", "enter-text") for s in range(3)
     ]
+
+
+# -- what a new user runs into ------------------------------------------------------------------------
+
+
+def test_episodes_0_names_the_option_at_fault(tmp_path) -> None:
+    """`--episodes 0`: the message lumped three options ("--episodes, --max-steps and --concurrency
+    must be ≥ 1 (got 0, 8, 4)"); now it names the one given wrong."""
+    done = _web("--tasks", "click-test", "--episodes", "0", "--memory", f"sqlite:///{tmp_path / 'web.db'}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--episodes must be ≥ 1 (got 0)" in " ".join(done.stderr.split()), done.stderr
+    assert "--max-steps" not in done.stderr
+
+
+@browser
+def test_a_task_named_twice_plays_its_episodes_once(chromium, tmp_path) -> None:
+    """`--tasks click-test,click-test --episodes 1`: the same seed was played twice (two records of
+    one episode, two --out lines); now each (task, seed) plays once."""
+    out, url = tmp_path / "results.jsonl", f"sqlite:///{tmp_path / 'web.db'}"
+    done = _web("--tasks", "click-test,click-test", "--episodes", "1", "--router", "always-skill",
+                "--memory", url, "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(_episodes(url)) == 1
+    assert [(x["task"], x["seed"]) for x in _lines(out)] == [("click-test", 0)]
+
+
+@browser
+def test_the_table_keeps_its_names_when_stdout_is_a_pipe(chromium, tmp_path) -> None:
+    """`agentroute run web … | tee log` (or a CI log): rich drew the table 80 columns wide, cutting the
+    task names and the agent mix to `click-…` and `dom-sk…`; now they are whole."""
+    env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
+    done = subprocess.run(
+        [*CLI, "--tasks", "click-test,enter-text", "--episodes", "1", "--router", "always-skill",
+         "--memory", f"sqlite:///{tmp_path / 'web.db'}"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│")]
+    assert any("click-test" in row and "dom-skill 100%" in row for row in rows), done.stdout
+    assert any("enter-text" in row for row in rows) and "…" not in done.stdout, done.stdout
+
+
+@browser
+def test_a_browser_that_cannot_start_stops_the_run_before_any_episode(chromium, tmp_path) -> None:
+    """A Chromium that exits at once under `run web --episodes 3 --out FILE`: every episode failed in
+    turn with the same reason (a `failed` task and an --out line each); now one line says so and
+    how to check the browser, exit 2, nothing in the memory or the file."""
+    from agentroute.web.env import find_chromium
+
+    _, driver = find_chromium()
+    out, url = tmp_path / "results.jsonl", f"sqlite:///{tmp_path / 'web.db'}"
+    env = {**ENV, "MINIWOB_CHROME_BINARY": "/bin/false", "MINIWOB_CHROMEDRIVER": driver}
+    done = subprocess.run(
+        [*CLI, "--tasks", "click-test,enter-text", "--episodes", "3", "--router", "always-skill",
+         "--memory", url, "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    err = " ".join(done.stderr.split())
+    assert err.count("could not start Chromium") == 1 and "No episode was played" in err, err
+    assert "MINIWOB_CHROME_BINARY" in err and "Traceback" not in done.stderr
+    assert _episodes(url) == [] and not out.exists()

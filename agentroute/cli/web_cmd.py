@@ -298,6 +298,14 @@ def resume_hint() -> str:
     return "`" + shlex.join(["agentroute", *argv]) + "`"
 
 
+def _width(stream: Any) -> int | None:
+    """Rich's width for ``stream``: a terminal's own (or $COLUMNS); 200 for a pipe or a file, where
+    rich took 80 and cut the task names and the agent mix of the table to `click-…`, `dom-sk…`."""
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return 200
+
+
 def run_web(
     args: list[str],
     *,
@@ -310,8 +318,8 @@ def run_web(
 ) -> int:
     """Run the web agent on MiniWoB++ tasks; returns the exit code (0 ok, 1 failure, 2 bad input,
     128 + the signal when Ctrl-C or SIGTERM stopped it)."""
-    console = console or Console()
-    err = Console(stderr=True)
+    console = console or Console(width=_width(sys.stdout))
+    err = Console(stderr=True, width=_width(sys.stderr))
     try:
         opts = web_parser().parse_args(args)
     except SystemExit as exc:  # argparse printed the problem (or --help)
@@ -330,13 +338,13 @@ def run_web(
         from agentroute.loading import make_budget
         from agentroute.web.env import check_tasks, find_chromium
 
-        tasks = [t.strip() for t in opts.tasks.split(",") if t.strip()]
+        # a task named twice played each of its seeds twice (two --out lines, two records of one episode)
+        tasks = list(dict.fromkeys(t.strip() for t in opts.tasks.split(",") if t.strip()))
         if not tasks:
             raise ConfigurationError("--tasks names no task")
-        if opts.episodes < 1 or opts.max_steps < 1 or concurrency < 1:
-            raise ConfigurationError(
-                f"--episodes, --max-steps and --concurrency must be ≥ 1 (got {opts.episodes}, {opts.max_steps}, {concurrency})"
-            )
+        for name, value in (("--episodes", opts.episodes), ("--max-steps", opts.max_steps), ("--concurrency", concurrency)):
+            if value < 1:
+                raise ConfigurationError(f"{name} must be ≥ 1 (got {value})")
         if opts.seed < 0:  # MiniWoB seeds its pages with it: a negative one failed every episode
             raise ConfigurationError(f"--seed must be ≥ 0 (got {opts.seed})")
         limits = {
@@ -421,6 +429,7 @@ async def _run(
 ) -> int:
     from agentroute.memory import open_memory
     from agentroute.web.agent import WebAgent
+    from agentroute.web.env import BrowserCrashedError, find_chromium
 
     try:
         store = open_memory(memory)
@@ -431,19 +440,23 @@ async def _run(
     try:
         episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
         earlier: dict[tuple[str, int], Any] = {}
-        try:
-            if opts.resume:
-                earlier = await asyncio.to_thread(finished_episodes, store, batch)
-            if opts.out is not None:
-                out = OutFile(opts.out, resume=opts.resume)
-                if earlier:  # episodes finished earlier whose line never reached --out (or another file)
-                    have = out.task_ids()
-                    for key in episodes:
-                        if key in earlier and earlier[key].task.id not in have:
-                            out.write(memory_line(earlier[key], batch=batch))
-        except AgentrouteError as exc:
-            print_error(error_text(exc), err)
-            return 2
+        if opts.resume:
+            earlier = await asyncio.to_thread(finished_episodes, store, batch)
+
+        def open_out() -> OutFile | None:
+            """--out, once the run is sure to play (a refused run leaves an earlier file as it was),
+            with the lines of the episodes finished earlier that it lacks (or, new, all of them)."""
+            if opts.out is None:
+                return None
+            opened = OutFile(opts.out, resume=opts.resume)
+            if earlier:
+                have = opened.task_ids()
+                for key in episodes_asked:
+                    if key in earlier and earlier[key].task.id not in have:
+                        opened.write(memory_line(earlier[key], batch=batch))
+            return opened
+
+        episodes_asked = list(episodes)
         if opts.resume:
             skipped = sum(key in earlier for key in episodes)
             episodes = [key for key in episodes if key not in earlier]
@@ -452,6 +465,11 @@ async def _run(
                 + (f", playing the {len(episodes)} others" if episodes else "; nothing left to play")
             )
             if not episodes:
+                try:
+                    out = open_out()
+                except AgentrouteError as exc:
+                    print_error(error_text(exc), err)
+                    return 2
                 return 0
         try:
             agent = WebAgent(
@@ -470,6 +488,21 @@ async def _run(
         tally.total, tally.batch, tally.title = len(episodes), batch, title
         started = time.perf_counter()
         try:
+            try:  # the first episode's browser, before any episode: one that cannot start stops here
+                await asyncio.to_thread(agent.session(episodes[0][0], 0).open)
+            except BrowserCrashedError as exc:
+                print_error(
+                    f"{str(exc).rstrip('.')}. No episode was played: check that this Chromium starts "
+                    f"(`{find_chromium()[0]} --headless --no-sandbox --dump-dom about:blank`), or point "
+                    "MINIWOB_CHROME_BINARY and MINIWOB_CHROMEDRIVER at a working pair",
+                    err,
+                )
+                return 2
+            try:
+                out = open_out()
+            except AgentrouteError as exc:
+                print_error(error_text(exc), err)
+                return 2
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
