@@ -7,12 +7,16 @@
   or missing, an unknown router or graph name — a :class:`~agentroute.errors.ConfigurationError`,
   :class:`~agentroute.errors.DatasetError` or :class:`~agentroute.errors.StateFileError` — or an
   optional extra it needs that is not installed (:class:`~agentroute.errors.MissingDependencyError`,
-  printed as one line with the exact ``pip install`` command).
+  printed as one line with the exact ``pip install`` command), or a memory URL (``--memory``,
+  ``--from``) whose database cannot be connected to: a wrong password, role or database name, a
+  host that refuses or does not answer (one line: the URL, password hidden, and the driver's reason).
   This is the code click and typer give a malformed command line, so scripts can tell "fix your
   input" from "try again".
 """
 
 from __future__ import annotations
+
+import sys
 
 from rich.console import Console
 from rich.markup import escape
@@ -42,7 +46,30 @@ def exit_code_for(exc: BaseException) -> int:
     >>> exit_code_for(RuntimeError("model down"))
     1
     """
-    return EXIT_BAD_INPUT if isinstance(exc, BAD_INPUT_ERRORS) else EXIT_FAILURE
+    return EXIT_BAD_INPUT if isinstance(exc, BAD_INPUT_ERRORS) or memory_unreachable(exc) else EXIT_FAILURE
+
+
+def memory_unreachable(exc: BaseException) -> str | None:
+    """One line for a memory that could not be opened because its database refused or could not
+    be reached: ``cannot open the memory at URL: REASON`` (password hidden), else ``None``.
+
+    The store's message ends with the driver's, which runs over several lines (libpq's hints,
+    SQLAlchemy's "Background on this error" link); the reason here is
+    :func:`agentroute.memory.engine.connect_failure`'s one line.
+    """
+    from agentroute.memory.errors import MemoryStoreError
+
+    cause = exc.__cause__
+    if not isinstance(exc, MemoryStoreError) or cause is None or "sqlalchemy" not in sys.modules:
+        return None  # (no sqlalchemy loaded: no database was ever connected to)
+    from agentroute.memory.engine import connect_failure
+
+    reason = connect_failure(cause)
+    if reason is None:
+        return None
+    text, detail = str(exc), str(cause)
+    head = text[: text.index(detail)] if detail and detail in text else text.splitlines()[0] + ": "
+    return head + reason
 
 
 def missing_extra(exc: BaseException) -> str | None:
@@ -65,8 +92,9 @@ def missing_extra(exc: BaseException) -> str | None:
 
 
 def error_text(exc: BaseException) -> str:
-    """What the command prints for ``exc``: its message, or for a missing extra the install line."""
-    return missing_extra(exc) or str(exc)
+    """What the command prints for ``exc``: its message, for a missing extra the install line, for a
+    memory whose database cannot be reached one line (:func:`memory_unreachable`)."""
+    return missing_extra(exc) or memory_unreachable(exc) or str(exc)
 
 
 _stderr = Console(stderr=True, soft_wrap=True)

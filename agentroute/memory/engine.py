@@ -22,6 +22,7 @@ __all__ = [
     "safe_url",
     "is_memory_sqlite",
     "create_memory_engine",
+    "connect_failure",
 ]
 
 DEFAULT_PATH = Path(".agentroute") / "memory.db"
@@ -124,3 +125,31 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True) -> Engin
         cur.close()
 
     return engine
+
+
+def connect_failure(exc: BaseException | None) -> str | None:
+    """Why connecting to the memory's database failed, as one line; ``None`` when ``exc`` is not a
+    failure to connect (a DBAPI error raised with no statement: a refused, unreachable or unknown
+    host, a wrong password, a missing role or database, a SQLite file that cannot be opened).
+
+    The driver's message loses its ``connection failed:`` prefix and its line breaks (libpq adds a
+    hint on a second line, and lines for each address it tried): its lines joined by ``;``, each once.
+
+    >>> import sqlalchemy as sa
+    >>> class Refused(Exception): pass
+    >>> error = sa.exc.OperationalError(None, None, Refused(
+    ...     'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\\n'
+    ...     '\\tIs the server running on that host and accepting TCP/IP connections?'))
+    >>> connect_failure(error)
+    'connection to server at "127.0.0.1", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?'
+    >>> connect_failure(RuntimeError("no")) is None
+    True
+    """
+    if not isinstance(exc, sa.exc.DBAPIError) or exc.statement is not None:
+        return None
+    lines: list[str] = []
+    for line in str(exc.orig).splitlines():
+        line = " ".join(line.split()).removeprefix("connection failed: ")
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines) or type(exc.orig).__name__

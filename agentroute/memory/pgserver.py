@@ -60,10 +60,13 @@ class PostgresServer:
     Args:
         durable: keep PostgreSQL's default ``fsync``/``synchronous_commit``; ``False`` (tests)
             turns them off, which is faster and fine for a server that is thrown away.
+        password: the ``postgres`` user's password, required on TCP connections (SCRAM); ``None``
+            (default): no authentication, any password is accepted.
     """
 
-    def __init__(self, *, durable: bool = True) -> None:
+    def __init__(self, *, durable: bool = True, password: str | None = None) -> None:
         self.durable = durable
+        self.password = password
         self.port = 0
         self._tmp: Path | None = None
         bindir = find_bindir()
@@ -76,8 +79,11 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        """SQLAlchemy URL of the ``postgres`` database."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        """SQLAlchemy URL of the ``postgres`` database (with the password, when there is one)."""
+        import sqlalchemy as sa
+
+        url = sa.URL.create("postgresql+psycopg", "postgres", self.password, "127.0.0.1", self.port, "postgres")
+        return url.render_as_string(hide_password=False)
 
     def _cmd(self, *args: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
@@ -94,10 +100,15 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self._tmp, "postgres", "postgres")
         data = self._tmp / "data"
+        auth = ["-A", "trust"]
+        if self.password is not None:  # pg_ctl checks the server over the socket: trusted there
+            pwfile = self._tmp / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres", "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         try:
-            self._run(
-                str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
-            )
+            self._run(str(self.bindir / "initdb"), "-D", str(data), *auth, "-U", "postgres", "--no-sync")
             for attempt in range(3):
                 self.port = free_port()
                 try:
