@@ -75,3 +75,37 @@ async def test_replay_lookups_follow_added_outcomes() -> None:
     assert (await backend.complete(request, card)).text == "new"
     other = CompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}], query_id="q2")
     assert backend.worst_case_usd(other, card, 10) == card.usd(10, other.max_tokens)  # not logged: priced by the card
+
+
+def test_new_id_is_the_millisecond_clock_then_80_random_bits() -> None:
+    import time
+
+    from agentroute.types import new_id
+
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(2_000)]
+    after = time.time_ns() // 1_000_000
+    for i in ids:  # the layout of the two-part f-string it replaced: f"{ms:012x}{random:020x}"
+        assert len(i) == 32 and i == i.lower() and int(i, 16) >= 0
+        assert before <= int(i[:12], 16) <= after
+    assert len({i[12:] for i in ids}) == len(ids)  # the random part differs every time
+
+
+@given(st.tuples(AMOUNTS, AMOUNTS, AMOUNTS, AMOUNTS, AMOUNTS), st.integers(1, 5))
+def test_fast_costs_are_the_named_tuples_of_the_same_amounts(amounts: tuple, samples: int) -> None:
+    from agentroute.dispatch.dispatcher import _cost
+
+    fast, plain = _cost(amounts), Cost(*amounts)
+    assert type(fast) is Cost and fast == plain and fast._asdict() == plain._asdict()
+    assert fast.is_valid() is plain.is_valid() and fast.large_calls == plain.large_calls
+    scaled = _cost([a * samples for a in fast])
+    assert scaled == Cost(*(a * samples for a in plain))
+
+
+def test_fast_plans_are_the_named_tuples_of_the_same_fields() -> None:
+    from agentroute.dispatch.dispatcher import _Plan, _plan
+
+    fields = tuple(range(len(_Plan._fields)))
+    fast = _plan(fields)
+    assert type(fast) is _Plan and fast == _Plan(*fields) and fast.candidate == fields[-1]
+    assert fast._replace(worst=-1).worst == -1 and fast._replace(worst=-1).card_usd == fields[_Plan._fields.index("card_usd")]

@@ -96,13 +96,19 @@ def _worst_cases(c: _Candidate, request: CompletionRequest, tokens_in: int) -> t
     One attempt: prompt tokens × input price + ``max_tokens`` × output price, one call (a large one
     on a large-tier card); the step: ``samples`` attempts.
     """
-    card, samples = c.card, c.strategy.samples
-    card_usd = card.usd(tokens_in, request.max_tokens)
+    card, samples, max_tokens = c.card, c.strategy.samples, request.max_tokens
+    card_usd = card.usd(tokens_in, max_tokens)
     usd = card_usd if c.priced_by_card else c.backend.worst_case_usd(request, card, tokens_in)
-    sample = Cost(usd, tokens_in + request.max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0)
+    sample = _cost((usd, tokens_in + max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0))
     if samples == 1:
         return sample, sample, card_usd
-    return Cost(*(a * samples for a in sample)), sample, card_usd * samples
+    return _cost([a * samples for a in sample]), sample, card_usd * samples
+
+
+#: ``Cost`` from a sequence of its five amounts, without the named tuple's Python ``__new__``.
+_cost: Callable[[Iterable[float]], Cost] = functools.partial(tuple.__new__, Cost)  # type: ignore[assignment]
+#: ``_Plan`` from a sequence of its fields, the same way (one per candidate and step).
+_plan: Callable[[Iterable[Any]], _Plan] = functools.partial(tuple.__new__, _Plan)  # type: ignore[assignment]
 
 
 class _CutOff(TimeoutError):
@@ -469,7 +475,7 @@ class Dispatcher:
             else:
                 tokens_in = backend.prompt_tokens(request, card)
             worst, sample, card_usd = _worst_cases(c, request, tokens_in)
-            plans.append(_Plan(c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c))
+            plans.append(_plan((c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c)))
         return plans
 
     async def _ask_counts(self, run: TaskRun, plans: list[_Plan]) -> list[_Plan]:
@@ -809,7 +815,7 @@ class Dispatcher:
             if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
                 completion = with_usage(completion, plan.backend, plan.request, card)  # a backend of the user's
             tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0  # set: with_usage
-            actual = Cost(completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)
+            actual = _cost((completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls))
             if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
                 if seen is not None:
                     await seen.end(completion)
