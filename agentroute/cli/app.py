@@ -304,8 +304,8 @@ def serve(
     from agentroute.loading import make_budget
     from agentroute.pool import ModelPool
 
-    limits = {"usd": budget_usd, "tokens": budget_tokens, "calls": budget_calls, "seconds": budget_seconds,
-              "large_calls": budget_large_calls}  # fmt: skip
+    limits: dict[str, Any] = {"usd": budget_usd, "tokens": budget_tokens, "calls": budget_calls,
+                              "seconds": budget_seconds, "large_calls": budget_large_calls}  # fmt: skip
     try:
         if router is None and (memory is not None or any(v is not None for v in limits.values())):
             raise fail("--memory and --budget-* apply to routed requests: give --router too", 2)

@@ -262,9 +262,9 @@ async def _saver(url: str) -> AsyncIterator[Any]:
         return
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    async with AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///")) as saver:
-        await saver.setup()
-        yield saver
+    async with AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///")) as sqlite_saver:
+        await sqlite_saver.setup()
+        yield sqlite_saver
 
 
 _SAVER_LOCK = 0x61677370  # "agsp"
