@@ -97,7 +97,9 @@ def export(model_dir: str | Path, out: str | Path, *, opset: int = 17) -> Path:
     model_dir, out = Path(model_dir), Path(out)
     encoder = transformers.AutoModel.from_pretrained(str(model_dir)).eval()
 
-    class Pooled(torch.nn.Module):
+    module: Any = torch.nn.Module  # a base loaded at run time (torch is optional): untyped here
+
+    class Pooled(module):
         def __init__(self, enc: Any):
             super().__init__()
             self.enc = enc

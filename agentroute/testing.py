@@ -73,7 +73,8 @@ def sample_outcomes(n: int = 90, seed: int = 0) -> OutcomeTable:
     # "mid" is the best model here, unlike the card prior (tier, price): a router that forgets what
     # it learned on save/load decides differently after loading, and the kit notices.
     skill = {"math": (0.2, 0.9, 0.5), "code": (0.1, 0.8, 0.7), "facts": (0.6, 0.8, 0.7)}
-    queries, types, scores, costs = [], [], [], []
+    queries, scores, costs = [], [], []
+    types: list[str | None] = []
     for i in range(n):
         topic = topics[i % len(topics)]
         template = _TOPICS[topic][i % len(_TOPICS[topic])]

@@ -45,6 +45,7 @@ def train_graph_planner(
     from agentroute.cli.train_cmd import check_out_dir, read_recipe, training_data
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
+    from agentroute.routers.graph_planner.router import GraphPlannerRouter
 
     _ensure_registered()
     try:
@@ -55,6 +56,9 @@ def train_graph_planner(
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         model = make_router("graph-planner", **recipe.get("params", {}))
+        if not isinstance(model, GraphPlannerRouter):  # an entry point may register another class under the name
+            raise ConfigurationError(f"router 'graph-planner' is registered as {type(model).__name__}: this trainer "
+                                     "trains GraphPlannerRouter only; train it with its own command")
         check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
         console.print(f"training [bold]graph-planner[/] on {described}")
@@ -107,8 +111,9 @@ def write_graph_planner_evidence(router: Any, out: Path) -> list[Path]:
     if roles:
         fig, axes = plt.subplots(1, len(roles), figsize=(5 * len(roles), 3.5), squeeze=False)
         for ax, role in zip(axes[0], roles, strict=True):
-            agents = sorted(per_role[role], key=per_role[role].get, reverse=True)
-            ax.barh(agents, [per_role[role][a] for a in agents])
+            counts = per_role[role]
+            agents = sorted(counts, key=counts.__getitem__, reverse=True)
+            ax.barh(agents, [counts[a] for a in agents])
             ax.set_title(f"{role}: greedy actions")
             ax.invert_yaxis()
         fig.tight_layout()
@@ -124,11 +129,11 @@ def show_graph_planner(
     out: Annotated[Path | None, typer.Option("--out", help="Directory to write the pictures and JSON into.")] = None,
 ) -> None:
     """Draw a few workflows the saved policy built and its action distribution per role."""
-    from agentroute.routers import get_router_class
+    from agentroute.routers.graph_planner.router import GraphPlannerRouter
 
     _ensure_registered()
     try:
-        router = get_router_class("graph-planner").load(state)
+        router = GraphPlannerRouter.load(state)
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
     for tree in router.examples_:

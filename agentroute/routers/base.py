@@ -77,6 +77,9 @@ class Router(abc.ABC):
     #: tier, strategy), so a pool of new agents is served as well as the training one (graph-router,
     #: kg-gnn). A router that is not inductive refuses a pool of agents it never saw (:func:`check_pool`).
     inductive: ClassVar[bool] = False
+    #: Set to ``True`` by :meth:`fit` (and :meth:`load`) of a learned router; absent before (see
+    #: :attr:`is_fitted`).
+    fitted_: bool
 
     # -- modes ----------------------------------------------------------------------------------
     @property
@@ -230,7 +233,7 @@ class Router(abc.ABC):
         try:
             if arrays:
                 with staged_arrays.open("wb") as f:
-                    np.savez(f, **arrays)
+                    np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays may also fill savez's allow_pickle: bool
                 manifest["arrays_sha256"] = _sha256(staged_arrays)
             staged_manifest.write_text(json.dumps(manifest, indent=1))
             with _signals_held():  # the two moves: a Ctrl-C waits for both
@@ -286,9 +289,11 @@ def _saved_arrays(file: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]
     """
     listed = manifest.get("arrays")
     arrays_file = file.parent / ARRAYS
-    if listed == [] or (listed is None and not arrays_file.exists()):
+    if listed == []:
         return None
     if not arrays_file.exists():
+        if listed is None:  # a manifest from before the list, and no arrays saved
+            return None
         raise StateFileError(arrays_file, f"missing: {file.name} lists arrays {_names(listed)}")
     with np.load(arrays_file, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}

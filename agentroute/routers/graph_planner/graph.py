@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 
@@ -101,7 +101,18 @@ def _state(state: GraphState) -> dict[str, Any]:
     return dict((state.get("context") or {}).get(KEY) or {})
 
 
-def _is_planner(router: Any) -> bool:
+class _Planner(Protocol):
+    """What the planner graph asks of a router that builds the workflow."""
+
+    builds_workflow: bool
+
+    def act(self, wf: Workflow, *, agents: Sequence[str], action_cost: np.ndarray, available: np.ndarray,
+            **options: Any) -> tuple[int, np.ndarray]: ...
+
+    def expect(self, task_id: str, agent: Agent | None) -> None: ...
+
+
+def _is_planner(router: Any) -> TypeGuard[_Planner]:
     """A router that builds the workflow (GraphPlanner's policy, or a fixed workflow of
     :mod:`.live_env`): it sets ``builds_workflow`` and has ``act`` and ``expect`` (checked without
     importing torch for other routers)."""
@@ -168,12 +179,12 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             role = ROLES[int(np.argmax(legal)) // g]
             return out(STAGE_OF[role], action={"role": role, "model": None, "strategy": None, "p": None})
         if _is_planner(router):
-            if (dispatcher.memory is not None and not memory_read.get(id(router)) and memory_rows != 0
-                    and callable(getattr(router, "attach_memory", None))):
+            attach = getattr(router, "attach_memory", None)  # GraphPlanner's: the historical memory
+            if dispatcher.memory is not None and not memory_read.get(id(router)) and memory_rows != 0 and callable(attach):
                 memory_read[id(router)] = True
-                if router.history is None:
+                if getattr(router, "history", None) is None:
                     try:
-                        router.attach_memory(dispatcher.memory, limit=memory_rows)
+                        attach(dispatcher.memory, limit=memory_rows)
                     except ConfigurationError as exc:  # a memory the policy cannot read: act without it
                         log.warning("graph-planner: historical memory not used: %s", exc)
             usd = run.ledger.remaining().get("usd")
@@ -202,17 +213,15 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             text = step_input(wf, role)
             router = dispatcher.router
             models = [action["model"]] if action.get("model") else None
-            expected = (
-                Agent(role=role, model=action["model"], strategy=action["strategy"]) if models and _is_planner(router) else None
-            )
-            if expected is not None:
-                router.expect(run.task.id, expected)
+            planner = router if models and _is_planner(router) else None  # told the agent it chose
+            if planner is not None:
+                planner.expect(run.task.id, Agent(role=role, model=action["model"], strategy=action["strategy"]))
             try:
                 step = await dispatcher.step(run, role=role, stage=stage, prompt=PROMPTS[role], input=text, models=models,
                                              max_tokens=limits.get(role))
             finally:
-                if expected is not None:
-                    router.expect(run.task.id, None)
+                if planner is not None:
+                    planner.expect(run.task.id, None)
             if step is None or step.status != "ok":
                 status = "budget_exhausted" if run.exhausted else "failed"
                 partial = wf.last_answer()

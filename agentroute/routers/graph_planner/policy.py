@@ -109,7 +109,7 @@ class PlannerNet(nn.Module):
         self.n_agents, self.hidden = n_agents, hidden
         self.row_mlp = _mlp(N_ROW, hidden, hidden)  # GARNet: historical table
         self.flow_mlp = _mlp(N_FLOW, hidden, hidden)  # GARNet: workflow table
-        state_in = STATE_IN_BASE + 2 * hidden
+        self.state_in = state_in = STATE_IN_BASE + 2 * hidden  # the state vector's width
         self.state_mlp = nn.Sequential(nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
         self.value_mlp = nn.Sequential(nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1))
         self.role_emb = nn.Embedding(len(ROLES), hidden)

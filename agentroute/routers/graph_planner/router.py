@@ -213,7 +213,7 @@ class GraphPlannerRouter(Router):
     def _describe(self, env: OfflineEnv, emb: np.ndarray, n: int = 40) -> None:
         """A few greedy workflows (text trees) and the greedy action counts per role."""
         counts: Counter[str] = Counter()
-        examples = []
+        examples: list[str] = []
         ids = np.arange(len(env))
         for i in ids[np.linspace(0, len(env) - 1, min(n, len(env))).astype(int)]:
             ep = run_episode(
@@ -375,7 +375,7 @@ class GraphPlannerRouter(Router):
         arrays = dict(arrays)
         for name in ("net.state_mlp.0.weight", "net.value_mlp.0.weight"):  # saved before output embeddings
             w = np.asarray(arrays[name])
-            if w.shape[1] == self.net_.state_mlp[0].in_features - EMB:  # the state's last EMB inputs: zero weights
+            if w.shape[1] == self.net_.state_in - EMB:  # the state's last EMB inputs: zero weights
                 arrays[name] = np.concatenate([w, np.zeros((w.shape[0], EMB), w.dtype)], axis=1)
         load_module_arrays(self.net_, arrays)
 

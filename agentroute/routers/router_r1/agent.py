@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from agentroute.budget import Cost
 from agentroute.dispatch.dispatcher import Dispatcher
@@ -269,6 +269,11 @@ def _untagged(ep: Episode) -> str:
     return " ".join(re.sub(r"</?(think|route|search|answer|information)>", " ", text).split())
 
 
+def _is_policy(policy: object) -> TypeGuard[LMPolicy]:
+    """A policy, not a loader of one: it continues prompts (``generate``)."""
+    return hasattr(policy, "generate")
+
+
 class ThinkRouteAgent:
     """Router-R1's loop as a plain :class:`~agentroute.graph.AgentGraph` node.
 
@@ -283,15 +288,19 @@ class ThinkRouteAgent:
         settings: :class:`LoopSettings`.
     """
 
-    def __init__(self, policy: LMPolicy | Any, settings: LoopSettings | None = None):
+    def __init__(self, policy: LMPolicy | Callable[[], LMPolicy], settings: LoopSettings | None = None):
         self._policy, self.settings = policy, settings or LoopSettings()
         self._loops: dict[int, ThinkRouteLoop] = {}
 
     @property
     def policy(self) -> LMPolicy:
-        if not hasattr(self._policy, "generate"):
-            self._policy = self._policy()
-        return self._policy
+        policy = self._policy
+        if _is_policy(policy):
+            return policy
+        if not callable(policy):
+            raise TypeError(f"policy {policy!r} is neither an LMPolicy (it has no generate) nor a loader of one")
+        loaded = self._policy = policy()  # the loader: called on first use
+        return loaded
 
     def loop(self, pool: ModelPool) -> ThinkRouteLoop:
         found = self._loops.get(id(pool))
@@ -299,7 +308,7 @@ class ThinkRouteAgent:
             found = self._loops[id(pool)] = ThinkRouteLoop(self.policy, pool, self.settings)
         return found
 
-    async def __call__(self, state: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    async def __call__(self, state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
         loop = self.loop(ctx.dispatcher.pool)
         ep = loop.episode(state["query"], ctx.run)
         await loop.run([ep], ctx.dispatcher)

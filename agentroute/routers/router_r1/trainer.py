@@ -300,8 +300,11 @@ def train_router_r1(
     args = cfg.grpo_args(out / "grpo", use_cpu=not gpu)
     args.reward_weights = [1.0, 0.0]
     policy.model.train()
+    # TRL types a reward function's result as list[float | None]; ours never abstain (list[float]),
+    # which list's invariance refuses: a gap of TRL's annotation, not of the functions
+    reward_funcs = [reward, format_valid_reward]
     trainer = GRPOTrainer(
-        model=policy.model, reward_funcs=[reward, format_valid_reward], args=args, train_dataset=dataset,
+        model=policy.model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,  # type: ignore[arg-type]
         processing_class=policy.tokenizer, rollout_func=rollout,
     )
     started = time.perf_counter()
