@@ -19,7 +19,7 @@ import difflib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict
 
@@ -55,7 +55,14 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
+    from langgraph.graph.state import CompiledStateGraph
     from langgraph.types import StreamWriter
+
+    # the mixin's base for the type checker: at run time LangGraph's class is combined with it by
+    # _compiled_class() (importing LangGraph here would make `import agentroute` heavy)
+    _LangGraphCompiled = CompiledStateGraph[Any, Any, Any, Any]
+else:
+    _LangGraphCompiled = object
 
 __all__ = [
     "END", "AgentGraph", "CompiledAgentGraph", "GraphState", "NodeContext", "RunResult", "new_task", "routed_node",
@@ -393,13 +400,14 @@ FINISH = "agentroute_finish"
 _ASYNC_SAVERS: dict[int, tuple[Any, bool]] = {}  # id(saver) → (saver, has async methods)
 
 
-class CompiledAgentGraph:
+class CompiledAgentGraph(_LangGraphCompiled):
     """A compiled agent graph: a LangGraph ``CompiledStateGraph`` plus task-level ``arun``/``run``.
 
     Everything LangGraph offers works as on any compiled graph — ``invoke``/``ainvoke``,
     ``stream``/``astream`` with every stream mode, ``batch``/``abatch``, ``get_state``,
     ``get_state_history``, ``update_state``, ``get_graph``, ``with_config``, use as a node or
-    subgraph of a parent graph, checkpointers and ``interrupt()``. The input is the state
+    subgraph of a parent graph (:meth:`as_node` where the parent's state is another, e.g. a ``Send``
+    target), checkpointers and ``interrupt()``. The input is the state
     (``{"query": ...}``) plus optional ``task_id``, ``budget``, ``query_id``, ``task_type`` and
     ``metadata``; each new input starts one task, which every node of the graph shares and which is
     finished (status, answer, cost recorded) when the graph ends. ``invoke(None, config)`` on a
@@ -519,13 +527,13 @@ class CompiledAgentGraph:
 
     def _plain_stream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
         if task_id is None or LIVE.pinned(task_id):  # a resume, a joined task, or arun watching it
-            return super().stream(input, config, **kwargs)  # type: ignore[misc]
+            return super().stream(input, config, **kwargs)
         return self._watched_stream(task_id, input, config, kwargs)
 
     def _watched_stream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
         LIVE.pin(task_id)
         try:
-            yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
+            yield from super().stream(input, config, **kwargs)
         except BaseException as exc:
             self._abandon(task_id, config, exc)
             raise
@@ -556,14 +564,14 @@ class CompiledAgentGraph:
 
     def _plain_astream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         if task_id is None or LIVE.pinned(task_id):
-            return super().astream(input, config, **kwargs)  # type: ignore[misc]
+            return super().astream(input, config, **kwargs)
         return self._watched_astream(task_id, input, config, kwargs)
 
     async def _watched_astream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         LIVE.pin(task_id)
         try:
             async with stoppable_in_kernel():
-                async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+                async for chunk in super().astream(input, config, **kwargs):
                     yield chunk
         except BaseException as exc:
             self._abandon(task_id, config, exc)
@@ -580,7 +588,7 @@ class CompiledAgentGraph:
         query_id: str | None = None,
         task_type: str | None = None,
         metadata: dict[str, Any] | None = None,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | None = None,
         task_id: str | None = None,
         gold: str | Sequence[str] | None = None,
         metric: str = "em",
@@ -642,7 +650,7 @@ class CompiledAgentGraph:
                     "resume/aresume"
                 )
 
-    async def aresume(self, config: dict[str, Any], *, command: Any = None) -> RunResult:
+    async def aresume(self, config: RunnableConfig, *, command: Any = None) -> RunResult:
         """Continue the task of a checkpointed thread — after a crash, or an ``interrupt()``.
 
         ``command`` is what to resume with (``Command(resume=value)`` after an interrupt; ``None``
@@ -676,14 +684,14 @@ class CompiledAgentGraph:
         state = dict(final) if isinstance(final, Mapping) else dict(snapshot.values)
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **state, "status": run.task.status})
 
-    def resume(self, config: dict[str, Any], *, command: Any = None) -> RunResult:
+    def resume(self, config: RunnableConfig, *, command: Any = None) -> RunResult:
         """Synchronous :meth:`aresume`."""
         return run_sync(self.aresume(config, command=command))
 
     async def _async_checkpointer(self) -> bool:
         """Whether the checkpointer has async methods (probed once per saver)."""
         saver = self.checkpointer
-        if saver in (None, True, False):
+        if saver is None or isinstance(saver, bool):
             return True
         known = _ASYNC_SAVERS.get(id(saver))
         if known is None or known[0] is not saver:
@@ -696,6 +704,49 @@ class CompiledAgentGraph:
                 capable = True
             known = _ASYNC_SAVERS[id(saver)] = (saver, capable)
         return known[1]
+
+    def as_node(
+        self,
+        *,
+        output: Callable[[dict[str, Any]], Mapping[str, Any] | None],
+        input: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> Any:
+        """This graph as a node of a parent ``StateGraph`` whose state is not this graph's: a
+        ``Send`` target of LangGraph's map-reduce, one task per branch.
+
+        Each call runs the graph on ``input(state)`` (default: the state or ``Send`` payload as it
+        is, e.g. ``{"query": ..., "query_id": ...}``) and writes to the parent only ``output(final)``,
+        the update made of the graph's final state, e.g. ``output=lambda r: {"answers": [r["answer"]]}``
+        for a list reducer. ``parent.add_node("qa", app)`` instead writes back every key the two states
+        share (``query``, ``answer``, ``status``, …) — which parallel ``Send`` branches cannot all
+        write (LangGraph's ``InvalidUpdateError``: "Can receive only one value per step") — and
+        nothing to a key the graph does not have (a list to collect the answers in).
+        """
+        if not callable(output):
+            raise ConfigurationError("as_node(output=...): a function from the graph's final state to the parent's update")
+        if input is not None and not callable(input):
+            raise ConfigurationError("as_node(input=...): a function from the parent's state to this graph's input")
+        name = self.spec.name
+
+        def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+            value = input(state) if input is not None else state
+            if not isinstance(value, Mapping):
+                raise ConfigurationError(f"node {name!r}: input returned {type(value).__name__}, not the graph's input state (a mapping)")
+            return dict(value)
+
+        def finish(final: Any) -> dict[str, Any]:
+            update = output(dict(final) if isinstance(final, Mapping) else {})
+            if update is not None and not isinstance(update, Mapping):
+                raise ConfigurationError(f"node {name!r}: output returned {type(update).__name__}, not the parent's update (a mapping)")
+            return dict(update or {})
+
+        async def anode(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            return finish(_values(await self.ainvoke(prepare(state), config, **_values_only())))
+
+        def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            return finish(_values(self.invoke(prepare(state), config, **_values_only())))
+
+        return runnable(name, node, anode)
 
     def run(self, query: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun`; works inside a running event loop too (notebooks)."""
@@ -838,7 +889,7 @@ class CompiledAgentGraph:
                 if state.get("status", "running") == "running":
                     update = await self._role_step(role, run, state, config, writer)
                 if run._index != index and (memory := self._before_checkpoint(config)) is not None:
-                    await memory.aflush()
+                    await _aflush(memory)
                 return self._leave(run, state, update, config, last=last, index=index)
             finally:
                 self._exit(run)
@@ -906,7 +957,7 @@ class CompiledAgentGraph:
                 if inspect.isawaitable(result):
                     result = await result
                 if run._index != index and (memory := self._before_checkpoint(config)) is not None:
-                    await memory.aflush()
+                    await _aflush(memory)
                 return end(run, index, state, result, config)
             finally:
                 self._exit(run)
@@ -926,9 +977,21 @@ class CompiledAgentGraph:
 
 
 try:
-    from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _SAVER_KEY
-except ImportError:  # pragma: no cover - another LangGraph layout: the graph's own checkpointer
+    from langgraph._internal import _constants
+
+    _SAVER_KEY: str | None = _constants.CONFIG_KEY_CHECKPOINTER
+except (ImportError, AttributeError):  # pragma: no cover - another LangGraph layout: the graph's own checkpointer
     _SAVER_KEY = None
+
+
+async def _aflush(memory: MemoryStore) -> None:
+    """Commit ``memory``'s writes from a coroutine: its ``aflush`` where it has one (``SQLMemory``),
+    else its ``flush`` off the event loop (any other :class:`MemoryStore`)."""
+    aflush = getattr(memory, "aflush", None)
+    if aflush is not None:
+        await aflush()
+    else:
+        await asyncio.to_thread(memory.flush)
 
 
 def _durable(saver: Any) -> bool:
@@ -977,7 +1040,7 @@ _ARUN_KEYS = set(inspect.signature(CompiledAgentGraph.arun).parameters) - {"self
 
 
 @functools.cache
-def _values_only() -> dict[str, str]:
+def _values_only() -> dict[str, Any]:
     """``version="v2"`` where LangGraph has it: the final values without the per-superstep ``updates``
     stream that version 1 reads for interrupts (≈ 20 µs a routed step less; benchmarks/RESULTS.md)."""
     from langgraph.pregel import Pregel
@@ -1000,10 +1063,12 @@ async def _awaited(awaitable: Any) -> Any:
 
 
 @functools.cache
-def _compiled_class() -> type:
+def _compiled_class() -> type[CompiledAgentGraph]:
     from langgraph.graph.state import CompiledStateGraph
 
-    return type("CompiledAgentGraph", (CompiledAgentGraph, CompiledStateGraph), {"__module__": __name__})
+    combined = type("CompiledAgentGraph", (CompiledAgentGraph, CompiledStateGraph), {"__module__": __name__})
+    assert issubclass(combined, CompiledAgentGraph)
+    return combined
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
@@ -1036,7 +1101,8 @@ def _compile(
     # fork: parallel nodes) one extra node does, once the others are done
     use_finish = bool(spec.branches) or any(len(d) > 1 for d in static.values())
     exit_to = FINISH if use_finish else END
-    shell = _compiled_class().__new__(_compiled_class())  # nodes need the instance; filled in below
+    compiled_class = _compiled_class()
+    shell = compiled_class.__new__(compiled_class)  # nodes need the instance; filled in below
     mappings = {src: {t: (exit_to if t == END else t) for t in [*targets, END]} for src, (_, targets) in spec.branches.items()}
     for name, node in spec.nodes.items():
         last = not use_finish and static.get(name) == [END]
@@ -1065,7 +1131,8 @@ def _compile(
         if name in spec.branches:
             path, _ = spec.branches[name]
             if path is not None:
-                builder.add_conditional_edges(name, _guard(name, path, mappings[name]), mappings[name])
+                path_map: dict[Hashable, str] = {key: dst for key, dst in mappings[name].items()}  # the key type LangGraph takes
+                builder.add_conditional_edges(name, _guard(name, path, mappings[name]), path_map)
         else:  # static edges: a stopped task passes through the remaining nodes as no-ops
             for dst in static[name]:
                 target = exit_to if dst == END else dst
@@ -1073,7 +1140,7 @@ def _compile(
                     builder.add_edge(name, target)
     compiled = builder.compile(checkpointer=checkpointer, name=spec.name, **langgraph)
     attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
-    shell.__init__(spec=spec, dispatcher=dispatcher, budget=budget, **attrs)
+    compiled_class.__init__(shell, spec=spec, dispatcher=dispatcher, budget=budget, **attrs)
     return shell
 
 
