@@ -263,3 +263,53 @@ def test_a_browser_that_cannot_start_stops_the_run_before_any_episode(chromium, 
     assert err.count("could not start Chromium") == 1 and "No episode was played" in err, err
     assert "MINIWOB_CHROME_BINARY" in err and "Traceback" not in done.stderr
     assert _episodes(url) == [] and not out.exists()
+
+
+def _running(db: Path) -> int:
+    """Web episodes the SQLite memory at ``db`` holds as `running` (0 before it exists)."""
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            return int(conn.execute("select count(*) from tasks where status = 'running'").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@browser
+def test_resume_after_kill_9_closes_the_episodes_left_running(chromium, tmp_path) -> None:
+    """`kill -9` of `run web` (or a crash) mid-episode, then `--resume`: the episodes in flight stayed
+    `running` in the memory for good; now the resumed run closes them `interrupted` (their process
+    is gone) and plays them again, every (task, seed) then finished once."""
+    db, out = tmp_path / "web.db", tmp_path / "results.jsonl"
+    base = ["--tasks", "click-test", "--router", "always-skill", "--concurrency", "2",
+            "--memory", f"sqlite:///{db}", "--out", str(out)]  # fmt: skip
+    for _attempt in range(3):  # kill while an episode is `running` in the memory (it may end first)
+        proc = subprocess.Popen([*CLI, *base, "--episodes", "300"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                if out.exists() and len(out.read_text().splitlines()) >= 2 and _running(db):
+                    break
+                time.sleep(0.01)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        if _running(db):
+            break
+    stale = _running(db)
+    assert stale >= 1, "no episode was running when the process was killed"
+    seeds = {line["seed"] for line in _lines(out)}
+    total = max(seeds) + 3
+    resumed = _web(*base, "--episodes", str(total), "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    said = " ".join(resumed.stdout.split())
+    assert f"{stale} episode{'s' if stale > 1 else ''} left running by a process that died marked interrupted" in said
+    trajectories = _episodes(f"sqlite:///{db}")
+    assert [t for t in trajectories if t.task.status == "running"] == []
+    interrupted = [t.task for t in trajectories if t.task.status == "interrupted"]
+    assert len(interrupted) == stale and all("closed by --resume" in t.metadata["error"] for t in interrupted)
+    done = sorted(t.task.metadata["seed"] for t in trajectories if t.task.status == "done")
+    assert set(range(total)) <= set(done) and len(done) == len(set(done))  # each once

@@ -278,6 +278,29 @@ def finished_episodes(store: Any, batch: str) -> dict[tuple[str, int], Any]:
     return found
 
 
+def interrupt_dead(store: Any, batch: str) -> int:
+    """Close as ``interrupted`` the episodes of ``batch`` left ``running`` by a process of this host
+    that is gone (``kill -9``, a crash, a power cut): with their steps' cost, so the memory no longer
+    counts them as under way. Episodes of live processes, or of other hosts, are left alone."""
+    from agentroute.memory.batches import host_key, pid_alive
+    from agentroute.web.agent import GRAPH
+
+    here, closed = host_key(), 0
+    for trajectory in store.trajectories(graph=GRAPH, status=["running"]):
+        task, meta = trajectory.task, trajectory.task.metadata or {}
+        pid = meta.get("pid")
+        if meta.get("batch") != batch or meta.get("host") != here or not isinstance(pid, int) or pid_alive(pid):
+            continue
+        task.status = "interrupted"
+        task.cost_usd = sum(s.cost_usd for s in trajectory.steps)
+        task.metadata["error"] = f"its process ({pid}) ended while it ran; closed by --resume"
+        store.finish_task(task)
+        closed += 1
+    if closed:
+        store.flush()
+    return closed
+
+
 class Tally:
     """What a stopped run reports: the episodes of this run finished so far, and how to go on."""
 
@@ -441,6 +464,12 @@ async def _run(
         episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
         earlier: dict[tuple[str, int], Any] = {}
         if opts.resume:
+            closed = await asyncio.to_thread(interrupt_dead, store, batch)
+            if closed:
+                console.print(
+                    f"--resume: {closed} episode{'s' if closed != 1 else ''} left running by a process "
+                    "that died marked interrupted"
+                )
             earlier = await asyncio.to_thread(finished_episodes, store, batch)
 
         def open_out() -> OutFile | None:
@@ -526,9 +555,11 @@ async def _run(
                     if result.error:
                         progress.console.print(Text(f"{result.task} seed {result.seed}: {result.error}", style="yellow"))
 
-                results = await agent.run_many(
-                    episodes, concurrency=concurrency, on_done=done, metadata={"batch": batch}
-                )
+                from agentroute.memory.batches import host_key
+
+                # the batch, and the process: --resume closes the episodes a dead one left running
+                metadata = {"batch": batch, "host": host_key(), "pid": os.getpid()}
+                results = await agent.run_many(episodes, concurrency=concurrency, on_done=done, metadata=metadata)
         finally:
             await agent.aclose()
         wall = time.perf_counter() - started
