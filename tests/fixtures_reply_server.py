@@ -4,7 +4,8 @@ What a request gets is chosen by its model name (the part after the last ``/``, 
 ``-``-separated word): ``reasoner`` (vLLM's reasoning parsers, DeepSeek: ``reasoning_content``
 beside the answer, usage counting both), ``reasoner2`` (the same in ``reasoning``, as newer vLLM
 and OpenRouter send it), ``nousage`` (a reasoner without usage), ``empty`` (an empty ``choices``
-list), ``filtered`` (``finish_reason: "content_filter"``, no content), ``toolcall`` (a tool call,
+list), ``filtered`` (``finish_reason: "content_filter"``, no content), ``cutoff`` (the content
+filter stopping an answer after its first two words), ``toolcall`` (a tool call,
 no content), ``error200`` (HTTP 200 with an error body), ``overloaded`` (HTTP 200 with an error
 body without code; streamed: an error event, then the end; ``overloaded2``: after two chunks of
 text), ``echo`` (the model name it was asked
@@ -65,6 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
             message["reasoning"] = "".join(REASONING)
         elif behaviour == "filtered":
             message["content"], finish, usage = None, "content_filter", _usage(0)
+        elif behaviour == "cutoff":
+            message["content"], finish, usage = "".join(ANSWER[:2]), "content_filter", _usage(2)
         elif behaviour == "toolcall":
             message["content"], finish = None, "tool_calls"
             message["tool_calls"] = [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"Paris\"}"}}]
@@ -112,6 +115,11 @@ class _Handler(BaseHTTPRequestHandler):
             tokens = 9
         elif behaviour == "filtered":
             delta({}, "content_filter")
+        elif behaviour == "cutoff":
+            for piece in ANSWER[:2]:
+                delta({"content": piece})
+            delta({}, "content_filter")
+            tokens = 2
         elif behaviour == "echo":
             delta({"content": model})
             delta({}, "stop")

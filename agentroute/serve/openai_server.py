@@ -472,8 +472,17 @@ def _extension(completions: list[Completion]) -> dict[str, Any]:
     }
 
 
-def _finish_reason(completion: Completion) -> Literal["stop", "length"]:
-    return "length" if completion.raw.get("finish_reason") == "length" else "stop"
+def finish_reason(backend_reason: object) -> Literal["stop", "length", "content_filter"]:
+    """The OpenAI ``finish_reason`` of an answer whose backend ended it with ``backend_reason``:
+    ``length`` (cut at ``max_tokens``) and ``content_filter`` (the provider's filter stopped it) are
+    passed on, anything else is ``stop``."""
+    if backend_reason == "length":
+        return "length"
+    return "content_filter" if backend_reason == "content_filter" else "stop"
+
+
+def _finish_reason(completion: Completion) -> Literal["stop", "length", "content_filter"]:
+    return finish_reason(completion.raw.get("finish_reason"))
 
 
 class ServerThread:

@@ -28,6 +28,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
+from agentroute.serve.openai_server import finish_reason
 from agentroute.types import Completion, Step
 
 #: The ``model`` of a routed request; ``router:<name>`` (the router's registered name) works too.
@@ -401,8 +402,8 @@ def _failed(run: TaskRun, step: Step | None) -> Any:
 
 
 def _finish_reason(watch: ServedStep, step: Step) -> str:
-    """``length`` when the answering attempt was cut at ``max_tokens`` (as its backend said), else ``stop``."""
-    return "length" if watch.finish.get(step.agent.key) == "length" else "stop"
+    """The answering attempt's finish reason as its backend said it (:func:`finish_reason`)."""
+    return finish_reason(watch.finish.get(step.agent.key))
 
 
 def _usage(step: Step) -> dict[str, int]:
