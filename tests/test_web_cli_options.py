@@ -155,7 +155,7 @@ def test_ctrl_c_then_resume_plays_only_the_missing_episodes(chromium, tmp_path) 
     resumed = _web(*base, "--episodes", str(total), "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     left = total - len(finished_before & set(range(total)))
-    assert f"playing the {left} others" in " ".join(resumed.stdout.split()), resumed.stdout
+    assert f"; {left} to play" in " ".join(resumed.stdout.split()), resumed.stdout
     lines = _lines(out)
     assert sorted(line["seed"] for line in lines) == list(range(total))  # each once, none lost
     done = [t.task.metadata["seed"] for t in _episodes(url) if t.task.status == "done"]

@@ -50,8 +50,24 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Run MiniWoB++ episodes with every browser action routed.",
-        epilog="--router, --pool, --budget-usd, --memory and --concurrency are the options of `agentroute run`.",
+        epilog="--router, --pool, --budget-usd, --memory and --concurrency are the options of `agentroute run`; "
+        "its --input, --metric, --checkpointer, --corpus, --grace-s, --lease-s and --allow-new-agents are refused.",
     )
+    p.add_argument(
+        "--tasks",
+        default=DEFAULT_TASKS,
+        help=f"comma-separated MiniWoB task names (default: {DEFAULT_TASKS})",
+    )
+    p.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED … SEED+N-1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--max-steps", type=int, default=8, help="act steps per episode")
+    p.add_argument("--budget-calls", type=int, default=None, help="hard per-episode limit on calls")
+    p.add_argument("--budget-seconds", type=float, default=None, help="hard per-episode deadline in seconds")
+    p.add_argument(
+        "--budget-large-calls", type=int, default=None, help="hard per-episode limit on large-tier calls"
+    )
+    p.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
+    p.add_argument("--screenshots", default=None, metavar="DIR", help="save a PNG after each step here")
     p.add_argument(
         "--out",
         default=None,
@@ -69,21 +85,6 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
         metavar="ID",
         help="batch id (default: web-<hash of --router, --pool, --max-steps and the budgets>)",
     )
-    p.add_argument(
-        "--tasks",
-        default=DEFAULT_TASKS,
-        help=f"comma-separated MiniWoB task names (default: {DEFAULT_TASKS})",
-    )
-    p.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED … SEED+N-1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--max-steps", type=int, default=8, help="act steps per episode")
-    p.add_argument("--budget-calls", type=int, default=None, help="hard per-episode limit on calls")
-    p.add_argument("--budget-seconds", type=float, default=None, help="hard per-episode deadline in seconds")
-    p.add_argument(
-        "--budget-large-calls", type=int, default=None, help="hard per-episode limit on large-tier calls"
-    )
-    p.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
-    p.add_argument("--screenshots", default=None, metavar="DIR", help="save a PNG after each step here")
     return p
 
 
@@ -428,7 +429,7 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
             err.print(summary_table(tally.results, title=f"{tally.title} · stopped after {done}"))
         err.print(
             f"[yellow]stopped by {how}[/]: {done} of {tally.total} episodes finished (in the memory, "
-            f"batch {tally.batch}); the browsers are closed. Play the {tally.total - done} others with "
+            f"batch {tally.batch}); the browsers are closed. {tally.total - done} left, played by "
             f"{resume_hint()}"
         )
         return 128 + stopped[0]
@@ -491,7 +492,7 @@ async def _run(
             episodes = [key for key in episodes if key not in earlier]
             console.print(
                 f"--resume: batch {batch}: {skipped} of {skipped + len(episodes)} episodes finished earlier"
-                + (f", playing the {len(episodes)} others" if episodes else "; nothing left to play")
+                + (f"; {len(episodes)} to play" if episodes else "; nothing left to play")
             )
             if not episodes:
                 try:
@@ -571,7 +572,7 @@ async def _run(
             line += f"; browser step median {statistics.median(browser):.0f} ms"
         console.print(f"{line}; total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
         if out is not None:
-            console.print(f"{len(results)} episode lines written to {out.path}")
+            console.print(f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to {out.path}")
         return 0 if all(r.status != "failed" or r.error is None for r in results) else 1
     finally:
         if out is not None:
