@@ -46,6 +46,9 @@ print("chat", type(last).__name__, last.name, bool(last.content))
     4: """
 print("jokes", len(jokes))
 """,
+    5: """
+print("answers", len(answers), all(isinstance(a, str) for a in answers))
+""",
 }
 
 
@@ -67,12 +70,13 @@ def test_the_langgraph_doc_snippets_run_in_order_on_the_default_pool(tmp_path):
         [sys.executable, "reader.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.split(" ", 1)[0] in ("team", "draft", "chat", "jokes")]
+    lines = [line for line in done.stdout.splitlines() if line.split(" ", 1)[0] in ("team", "draft", "chat", "jokes", "answers")]
     assert lines == [
         "team done ['researcher', 'writer']",
         "draft True True",
         "chat AIMessage assistant True",
         "jokes 3",
+        "answers 2 True",
     ], done.stdout[-2000:]
 
 
