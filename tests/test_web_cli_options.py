@@ -8,6 +8,7 @@ $0 DOM skill (``--router always-skill``); the memory is a SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -267,7 +268,6 @@ def test_a_browser_that_cannot_start_stops_the_run_before_any_episode(chromium, 
 
 def _running(db: Path) -> int:
     """Web episodes the SQLite memory at ``db`` holds as `running` (0 before it exists)."""
-    import contextlib
     import sqlite3
 
     try:
@@ -295,7 +295,8 @@ def test_resume_after_kill_9_closes_the_episodes_left_running(chromium, tmp_path
                     break
                 time.sleep(0.01)
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended by itself
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         if _running(db):
             break
@@ -313,3 +314,13 @@ def test_resume_after_kill_9_closes_the_episodes_left_running(chromium, tmp_path
     assert len(interrupted) == stale and all("closed by --resume" in t.metadata["error"] for t in interrupted)
     done = sorted(t.task.metadata["seed"] for t in trajectories if t.task.status == "done")
     assert set(range(total)) <= set(done) and len(done) == len(set(done))  # each once
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_resume_on_a_memory_that_does_not_outlive_the_run_is_refused(chromium, url) -> None:
+    """`--resume --memory sqlite://`: nothing from an earlier run can be there, and every episode was
+    played again without a word; now exit 2 saying why, before any browser."""
+    done = _web("--tasks", "click-test", "--episodes", "1", "--router", "always-skill", "--memory", url, "--resume")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--resume needs a memory that outlives a run" in " ".join(done.stderr.split()), done.stderr
+    assert "web · " not in done.stdout  # no progress bar: no episode

@@ -464,6 +464,16 @@ async def _run(
     try:
         episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
         earlier: dict[tuple[str, int], Any] = {}
+        engine = getattr(store, "engine", None)
+        if opts.resume and engine is not None and engine.url.get_backend_name() == "sqlite" and (
+            engine.url.database in (None, "", ":memory:")
+        ):  # nothing outlives the run there: --resume would play everything, unsaid
+            print_error(
+                f"--resume needs a memory that outlives a run; --memory {store.url} is in memory and holds "
+                "no earlier episode: give a file (sqlite:///web.db) or a server URL",
+                err,
+            )
+            return 2
         if opts.resume:
             closed = await asyncio.to_thread(interrupt_dead, store, batch)
             if closed:
