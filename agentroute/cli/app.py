@@ -168,6 +168,8 @@ def ask(
     allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Answer one question through a routed graph; print the answer, the route and the cost."""
+    if not question.strip():  # before any model loads or call is paid for
+        raise fail("the question is empty", 2)
     try:
         if corpus is not None:
             from agentroute.cli.run_cmd import corpus_runtime
@@ -285,7 +287,7 @@ def pool_list(pool: PoolOpt = None) -> None:
 def serve(
     pool: PoolOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8000,
     drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them.")] = 10.0,
     router: Annotated[str | None, typer.Option("--router", help="Also serve model=\"router\": each request routed over the pool by this router (a registered name or a directory saved by `train`).")] = None,
     budget_usd: BudgetOpt = None,

@@ -90,7 +90,8 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True) -> Engin
     (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`; with
     ``pooled=False`` a closed connection is closed on the server too).
 
-    The parent folder of a SQLite file is created. An in-memory SQLite URL (``sqlite://``) shares
+    The parent folder of a SQLite file is created (one that cannot be is a :class:`ConfigurationError`
+    naming it). An in-memory SQLite URL (``sqlite://``) shares
     one connection between threads, so that the writer thread and readers see the same database.
     """
     parsed = url if isinstance(url, URL) else resolve_url(url)
@@ -111,7 +112,14 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True) -> Engin
             raise ConfigurationError(
                 f"memory URL {safe_url(parsed)!r} names a folder: name a file in it, e.g. sqlite:///{path.as_posix()}/memory.db"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, a read-only or missing mount: not a traceback
+            above = next((p for p in path.absolute().parents if p.exists()), None)
+            why = f"{above} is a file, not a folder" if above is not None and not above.is_dir() else exc.strerror or exc
+            raise ConfigurationError(
+                f"memory URL {safe_url(parsed)!r}: cannot create its folder {path.parent} ({why})"
+            ) from None
     engine = sa.create_engine(parsed, **kwargs)
     memory = is_memory_sqlite(parsed)
 
