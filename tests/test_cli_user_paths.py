@@ -38,3 +38,18 @@ def test_ask_refuses_an_empty_question(tmp_path):
     err = _refused(["ask", "  ", "--memory", f"sqlite:///{tmp_path / 'memory.db'}"])
     assert err == "error: the question is empty\n"
     assert not (tmp_path / "memory.db").exists()
+
+
+def test_an_error_on_a_terminal_is_its_text_after_a_coloured_label():
+    """rich highlights numbers, paths and brackets on a terminal: an error is printed as written."""
+    import io
+
+    from rich.console import Console
+
+    from agentroute.cli.errors import print_error
+
+    out = io.StringIO()
+    print_error("--budget-usd: must be non-negative (got -1.0) in /tmp/x [ml]", Console(file=out, force_terminal=True))
+    text = out.getvalue()
+    assert text.startswith("\x1b[1;31merror:\x1b[0m ")
+    assert text.removeprefix("\x1b[1;31merror:\x1b[0m ") == "--budget-usd: must be non-negative (got -1.0) in /tmp/x [ml]\n"

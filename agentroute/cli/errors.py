@@ -102,8 +102,9 @@ _stderr = Console(stderr=True, soft_wrap=True)
 
 def print_error(message: str, console: Console | None = None) -> None:
     """``error: MESSAGE`` on standard error as one line: never wrapped (a ``pip install`` command
-    stays copyable), and never read as rich markup (``agentroute[ml]`` is printed as written)."""
-    (console or _stderr).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    stays copyable), never read as rich markup (``agentroute[ml]`` is printed as written), and on a
+    terminal not decorated either (rich would colour its numbers, paths and brackets)."""
+    (console or _stderr).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
 def report(exc: BaseException, console: Console | None = None) -> int:
