@@ -134,3 +134,33 @@ async def test_an_overloaded_server_says_so_with_http_200_and_is_retried(kind: s
                 assert info.value.retryable and info.value.billed
     finally:
         await backend.aclose()
+
+
+async def test_litellm_stream_reads_the_providers_usage_without_counting_on_the_event_loop(monkeypatch) -> None:
+    """A streamed LiteLLM reply's usage is told apart from LiteLLM's own estimate by the chunks the
+    provider sent, not by counting the prompt again on the event loop: ``litellm.token_counter``
+    may fetch a tokenizer from the Hugging Face Hub (a ``llama-3`` name: 24 s of retries offline),
+    which blocked every step in flight after each reply that carried the provider's usage."""
+    import threading
+
+    backend = make_backend("litellm", True)
+    import litellm
+
+    loop_thread, on_loop = threading.get_ident(), []
+    counter = litellm.token_counter
+
+    def watched(*args, **kwargs):
+        on_loop.append(threading.get_ident() == loop_thread)
+        return counter(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "token_counter", watched)
+    try:
+        with ReplyServer() as server:
+            done = await backend.complete(REQUEST, card_for("litellm", server.url, "reasoner"))
+            assert (done.tokens_in, done.tokens_out) == (PROMPT_TOKENS, len(REASONING) + len(ANSWER))
+            assert not done.raw.get("usage_counted")
+            done = await backend.complete(REQUEST, card_for("litellm", server.url, "nousage"))
+            assert done.raw["usage_counted"]  # LiteLLM's estimate is not taken for the provider's usage
+        assert not any(on_loop)
+    finally:
+        await backend.aclose()

@@ -13,6 +13,7 @@ cannot run away. Other hosted providers (``anthropic/…``) are called plainly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -177,9 +178,11 @@ class LiteLLMBackend(EndpointCounting, Backend):
 
         Usage is read as LiteLLM documents it: the ``usage`` of the stream's last chunk
         (``stream_options={"include_usage": True}``). When the provider sent none, LiteLLM makes it
-        up from its own token estimate (below the bill for a chat template it does not know): a
-        usage whose prompt count is LiteLLM's own estimate (:func:`litellm.token_counter`) is not
-        taken as the provider's, and the reply is counted here."""
+        up from its own token estimate (below the bill for a chat template it does not know), so
+        the usage taken is the last one among the chunks LiteLLM kept as the provider sent them
+        (none: the reply is counted here). A LiteLLM that keeps no chunks gets the last chunk's
+        usage unless its prompt count is LiteLLM's own estimate (:func:`_litellm_estimate`, off the
+        event loop: its tokenizer may be fetched from the Hugging Face Hub)."""
         try:
             response = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
         except Exception as exc:
@@ -218,7 +221,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 await response.aclose()  # closes the connection when cut: the server stops generating
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
-        if usage is not None and _litellm_estimate(litellm, usage, kwargs):
+        if isinstance(getattr(response, "chunks", None), list):
+            usage = _kept_usage(response)  # the provider's own report, if it sent one: LiteLLM keeps every chunk
+        elif usage is not None and await asyncio.to_thread(_litellm_estimate, litellm, usage, kwargs):
             usage = None  # LiteLLM's own estimate, not the provider's report: counted
         if not said and usage is None:  # LiteLLM made up a whole reply: the body was no stream (an error object?)
             raise ProtocolError(card.id, "the reply is not an event stream (nothing from the provider: no text, no usage)")
@@ -278,8 +283,8 @@ def _clean_end_without_finish(exc: BaseException) -> bool:
 
 def _kept_usage(response: Any) -> Any | None:
     """The last usage the provider streamed, from the chunks LiteLLM keeps (``chunks``, not part of
-    its documented API): read only for a stream that ended without a finish_reason, where LiteLLM
-    raises before yielding its usage chunk; ``None`` when there is none (the reply is counted)."""
+    its documented API, each as the provider sent it): the one usage that is surely no estimate of
+    LiteLLM's; ``None`` when there is none (the reply is counted)."""
     kept = getattr(response, "chunks", None)
     for chunk in reversed(kept if isinstance(kept, list) else []):
         usage = getattr(chunk, "usage", None)
