@@ -105,3 +105,14 @@ def test_run_input_with_gold_scores_tasks_and_rejects_an_unknown_metric(tmp_path
     assert "mean 0.500" in result.output
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert sorted(line["score"] for line in lines) == [0.0, 1.0]
+
+
+def test_feedback_twice_keeps_both_rows_and_says_which_score_it_replaces(memory_url: str) -> None:
+    first = runner.invoke(app, ["t1", "--score", "1", "--memory", memory_url])
+    assert first.exit_code == 0 and "replaces" not in first.output
+    second = runner.invoke(app, ["t1", "--score", "0", "--comment", "wrong after all", "--memory", memory_url])
+    assert second.exit_code == 0, second.output
+    assert "task t1 had score 1; the new score replaces it" in " ".join(second.output.split())
+    with SQLMemory(memory_url) as memory:
+        assert memory.get_task("t1").task.score == 0.0
+        assert memory.stats()["feedback"] == 2

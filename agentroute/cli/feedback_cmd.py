@@ -1,7 +1,9 @@
 """``agentroute feedback TASK_ID --score X``: score a finished task, so routers can learn from it.
 
 The score is stored with ``memory.add_feedback`` (a feedback row and the task's score). Scores in
-[0, 1] are the convention (1 = right); others are accepted and stored as given, with a note.
+[0, 1] are the convention (1 = right); others are accepted and stored as given, with a note. Scoring
+a task again keeps both feedback rows; the latest score becomes the task's (a note names the one
+it replaces).
 Exit codes: 0 stored; 1 no such task; 2 a bad score or memory URL.
 """
 
@@ -52,6 +54,9 @@ def feedback_command(
             raise typer.Exit(EXIT_FAILURE)
         if trajectory.task.status == "running":
             err.print(f"[yellow]note:[/] task {task_id} is still running; the score is stored all the same")
+        earlier = trajectory.task.score
+        if earlier is not None:  # feedback twice: the latest score is the task's, say what it replaces
+            err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
         store.add_feedback(task_id, score, source=source, comment=comment)
         store.flush()
     except AgentrouteError as exc:

@@ -97,6 +97,8 @@ Judge = Callable[[Trajectory], bool | float]
 #: The updater thread yields the GIL after this much work, so a routing thread waits at most about
 #: this long for it (instead of Python's 5 ms switch interval).
 YIELD_AFTER_S = 2e-4
+#: ``save`` waits at most this long for the updater to apply the tasks observed before it.
+SAVE_FLUSH_S = 60.0
 
 
 def _minmax(x: list[float]) -> list[float]:
@@ -788,7 +790,7 @@ class AntColonyRouter(Router):
         self._colony = new
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every sampled task has been gated and applied; ``False`` on timeout."""
+        """Wait until every task sampled before the call has been gated and applied; ``False`` on timeout."""
         self.check_fitted()
         return self._worker.flush(timeout)
 
@@ -860,10 +862,27 @@ class AntColonyRouter(Router):
         }
 
     # -- persistence ------------------------------------------------------------------------------
-    def get_state(self) -> dict[str, Any]:
-        """JSON state of the current colony version (``flush()`` first to include pending updates)."""
+    def save(self, path: str | Path) -> Path:
+        """Save what was learned so far: the updates of every task observed before the call are
+        applied first (up to ``SAVE_FLUSH_S`` of waiting), and the JSON state and the matrices are
+        written from one colony version, even while other threads go on observing."""
         self.check_fitted()
-        c = self._colony
+        if not self._worker.flush(SAVE_FLUSH_S):
+            log.warning("%s: saved with %d updates still pending", self.name, self._worker.pending)
+        self._saving = self._colony
+        try:
+            return super().save(path)
+        finally:
+            self._saving = None
+
+    def _saved_colony(self) -> Colony:
+        return getattr(self, "_saving", None) or self._colony
+
+    def get_state(self) -> dict[str, Any]:
+        """JSON state of the current colony version (``flush()`` first to include pending updates;
+        :meth:`save` does)."""
+        self.check_fitted()
+        c = self._saved_colony()
         intent_state = {"kind": getattr(self.intent_, "kind", ""), **_intent_state(self.intent_)}
         return {
             "format": STATE_FORMAT,
@@ -882,7 +901,7 @@ class AntColonyRouter(Router):
         }
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        c = self._colony
+        c = self._saved_colony()
         arrays = {
             "tau": np.array(c.tau),
             "ability_sum": np.array(c.ability_sum),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
@@ -511,6 +512,7 @@ class UpdateWorker(Generic[Item]):
         self.submitted = 0
         self.dropped = 0
         self.handled = 0
+        self._taken = 0
         self.errors = 0
 
     def submit(self, item: Item) -> None:
@@ -536,6 +538,7 @@ class UpdateWorker(Generic[Item]):
                     return
                 batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
                 self._busy = len(batch)
+                self._taken += len(batch)
             try:
                 self._handle(batch)
             except Exception:  # the worker must survive a bad sample or judge
@@ -553,9 +556,20 @@ class UpdateWorker(Generic[Item]):
             return len(self._buffer) + self._busy
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the buffer is drained and the worker idle; ``False`` on timeout."""
+        """Wait until every item submitted before the call has been handled (or dropped);
+        ``False`` on timeout. Items submitted meanwhile by other threads are not waited for, so a
+        flush under a steady stream of submits returns (it used to wait for an empty buffer)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         with self._cond:
-            return self._cond.wait_for(lambda: not self._buffer and not self._busy, timeout)
+            target = self.submitted  # items leave the buffer in FIFO order, taken or dropped
+            if not self._cond.wait_for(lambda: self._taken + self.dropped >= target, left()):
+                return False
+            taken = self._taken
+            return self._cond.wait_for(lambda: self.handled >= taken, left())
 
     def close(self, timeout: float | None = None) -> None:
         """Drain, then stop the thread."""

@@ -80,6 +80,18 @@ def _matrix(export: dict[str, Any], task: str) -> tuple[list[str], list[str], np
     return [sources[i] for i in rows], [targets[j] for j in cols], m[np.ix_(rows, cols)]
 
 
+NO_EDGES = "no pheromone yet: the colony has learned no path (it routes by its heuristic until tasks are observed)"
+
+
+def _no_edges(fig: InlineFigure, title: str) -> InlineFigure:
+    """An empty colony (untrained, ``warm_start=False``): say so instead of drawing empty axes."""
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, NO_EDGES, ha="center", va="center", wrap=True, fontsize=10, transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
 def _log_range(m: np.ndarray) -> tuple[float, float]:
     """The colour range: the data's log₁₀ range (a flat matrix gets ±0.1)."""
     finite = np.log10(m[np.isfinite(m) & (m > 0)])
@@ -99,6 +111,9 @@ def heatmap_figure(export: dict[str, Any], task: str) -> InlineFigure:
     sources, targets, m = _matrix(export, task)
     lo, hi = _log_range(m)
     fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(3.4, 0.42 * len(sources) + 2.6))
+    title = f"pheromone τ, task type '{task}' ({export.get('updates', 0)} online updates)"
+    if not m.size:
+        return _no_edges(fig, title)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
     ax.set_xticks(range(len(targets)), [short(t) for t in targets], rotation=55, ha="right", fontsize=8)
@@ -119,7 +134,7 @@ def heatmap_figure(export: dict[str, Any], task: str) -> InlineFigure:
                     )
     ax.set_xlabel("to (agent of this layer)")
     ax.set_ylabel("from")
-    ax.set_title(f"pheromone τ, task type '{task}' ({export.get('updates', 0)} online updates)")
+    ax.set_title(title)
     fig.colorbar(image, ax=ax, label="log₁₀ τ")
     return fig
 
@@ -143,6 +158,8 @@ def overview_figure(export: dict[str, Any]) -> InlineFigure:
     m = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     lo, hi = _log_range(m)
     fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(3.4, 0.42 * len(tasks) + 2.6))
+    if not export["edges"]:
+        return _no_edges(fig, "pheromone specialists: mean τ into each agent, per task type")
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap="magma", vmin=lo, vmax=hi, aspect="auto")
     ax.set_xticks(range(len(targets)), [short(t) for t in targets], rotation=55, ha="right", fontsize=8)
@@ -196,12 +213,14 @@ def paths_figure(export: dict[str, Any], task: str) -> InlineFigure:
     layers = _drawn_layers(export)
     height = max(3.4, 0.45 * max([len(layer["nodes"]) for layer in layers] + [1]) + 1.8)
     fig = _figure(4.2 + 3.0 * len(layers), height)
-    ax = fig.add_subplot()
     edges = [
         (e["source"], e["target"], e["tau"][task])
         for e in export["edges"]
         if e["source"] in pos and e["target"] in pos
     ]
+    if not edges:
+        return _no_edges(fig, f"task type '{task}': the layered path graph")
+    ax = fig.add_subplot()
     top_tau = max([t for _, _, t in edges] + [1e-12])
     best_out: dict[str, float] = {}
     for src, _, tau in edges:
@@ -232,7 +251,7 @@ def paths_figure(export: dict[str, Any], task: str) -> InlineFigure:
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     ax.set_title(
-        f"task type '{task}': width ∝ τ (max {top_tau:.3g}); red = strongest edge out of a node", fontsize=10
+        f"task type '{task}': width ∝ τ (max {top_tau:.3g})\nred = strongest edge out of a node", fontsize=10
     )
     return fig
 
