@@ -188,6 +188,9 @@ def check_out(out: Path) -> None:
     if out.is_dir():
         raise ConfigurationError(f"--out {out} is a directory; expected a JSONL file")
     if not out.parent.is_dir():
+        blocker = next((p for p in out.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ConfigurationError(f"--out {out}: {blocker} is a file, not a folder")
         raise ConfigurationError(f"--out {out}: the folder {out.parent} does not exist")
 
 

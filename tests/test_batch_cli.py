@@ -136,7 +136,10 @@ def test_bad_input_exits_2(tmp_path, files, content, message):
     assert result.exit_code == 2 and message in result.output
 
 
-@pytest.mark.parametrize(("out", "message"), [(".", "is a directory"), ("missing/out.jsonl", "does not exist")])
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [(".", "is a directory"), ("missing/out.jsonl", "does not exist"), ("in.jsonl/out.jsonl", "in.jsonl is a file, not a folder")],
+)
 def test_an_out_that_is_a_directory_or_in_a_missing_folder_exits_2_before_anything_runs(tmp_path, files, server, out, message):
     """`agentroute run qa --input q.jsonl --out DIR` (or `--out nodir/out.jsonl`) was a traceback
     (IsADirectoryError, FileNotFoundError) with exit 1, after the batch had been added and claimed."""

@@ -63,3 +63,10 @@ def test_a_database_or_role_the_server_lacks_is_one_line(postgres_url):
     assert 'database "no_such_db" does not exist' in line
     line = _one_error_line(["memory", "stats", "--memory", base.set(username="nobody").render_as_string(hide_password=False)])
     assert 'role "nobody" does not exist' in line
+
+
+def test_eval_from_an_unreachable_memory_is_one_line():
+    """`agentroute eval --from URL` (counterfactual estimates) printed psycopg's multi-line message."""
+    url = f"postgresql://me:secret@127.0.0.1:{free_port()}/memory"
+    line = _one_error_line(["eval", "--from", url, "--routers", "cheapest"])
+    assert "me:***@127.0.0.1" in line and "secret" not in line and "Connection refused" in line, line

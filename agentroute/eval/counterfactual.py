@@ -485,10 +485,8 @@ def eval_from_memory_command(
     import json
 
     import typer
-    from rich.console import Console
-    from rich.markup import escape
 
-    from agentroute.cli.errors import exit_code_for
+    from agentroute.cli.errors import error_text, exit_code_for, print_error
     from agentroute.cli.memory_cmd import existing_memory_url
     from agentroute.errors import AgentrouteError
 
@@ -506,7 +504,7 @@ def eval_from_memory_command(
             seed=seed,
         )
     except AgentrouteError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        print_error(error_text(exc))  # a PostgreSQL URL that cannot be reached: one line
         raise typer.Exit(exit_code_for(exc)) from None
     if json_output:
         typer.echo(json.dumps(result))
