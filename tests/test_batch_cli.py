@@ -177,7 +177,8 @@ def test_run_web_hands_over_to_the_web_runner_with_the_shared_options(tmp_path, 
     memory = f"sqlite:///{tmp_path}/m.db"
     result = runner.invoke(app, ["run", "web", "--memory", memory, "--concurrency", "3", "--budget-usd", "0.5"])
     assert result.exit_code == 7, result.output
-    assert calls == [([], {"router": "cascade", "pool": None, "budget_usd": 0.5, "memory": memory, "concurrency": 3})]
+    given = {"memory": memory, "concurrency": 3, "budget_usd": 0.5}  # what the command line set, for --out, --resume …
+    assert calls == [([], {"router": "cascade", "pool": None, "budget_usd": 0.5, "memory": memory, "concurrency": 3, "given": given})]
 
 
 class RaisingRouter(CheapestRouter):

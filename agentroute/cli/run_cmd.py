@@ -338,4 +338,9 @@ def _run_web(ctx: typer.Context, **options: Any) -> None:
         from agentroute.cli.web_cmd import run_web
     except ImportError as exc:
         raise fail(f"`agentroute run web` is not available in this version ({exc})", EXIT_BAD_INPUT) from None
-    raise typer.Exit(run_web(list(ctx.args), **options))
+    given = {  # the options this command line set (not their defaults): web takes some, refuses others
+        name: value
+        for name, value in ctx.params.items()
+        if name != "graph" and (source := ctx.get_parameter_source(name)) is not None and source.name != "DEFAULT"
+    }
+    raise typer.Exit(run_web(list(ctx.args), given=given, **options))

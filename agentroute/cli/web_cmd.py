@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import shlex
@@ -31,7 +30,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,26 +150,6 @@ REFUSED = {
 
 #: The statuses of an episode that --resume does not play again (failed and interrupted ones it does).
 FINISHED = ("done", "budget_exhausted")
-
-
-def run_options() -> dict[str, Any]:
-    """The options of the enclosing ``agentroute run`` given on its command line: typer parses
-    ``--out``, ``--resume``, ``--input`` … itself, wherever they stand, so they never reach
-    ``args``. ``{}`` when :func:`run_web` is called from Python."""
-    ctx = None
-    for module in ("typer._click.globals", "click.globals"):  # typer ≥ 0.2x carries its own click
-        with contextlib.suppress(ImportError, AttributeError):
-            ctx = importlib.import_module(module).get_current_context(silent=True)
-        if ctx is not None:
-            break
-    if ctx is None or ctx.info_name != "run" or not hasattr(ctx, "get_parameter_source"):
-        return {}
-    given: dict[str, Any] = {}
-    for name, value in ctx.params.items():
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name != "DEFAULT":
-            given[name] = value
-    return given
 
 
 def default_batch(router: str, pool: str | None, max_steps: int, budget: dict[str, Any]) -> str:
@@ -338,17 +317,22 @@ def run_web(
     budget_usd: float | None,
     memory: str | None,
     concurrency: int,
+    given: Mapping[str, Any] | None = None,
     console: Console | None = None,
 ) -> int:
     """Run the web agent on MiniWoB++ tasks; returns the exit code (0 ok, 1 failure, 2 bad input,
-    128 + the signal when Ctrl-C or SIGTERM stopped it)."""
+    128 + the signal when Ctrl-C or SIGTERM stopped it).
+
+    ``given``: the options of the enclosing ``agentroute run`` that its command line set (typer
+    parses ``--out``, ``--resume``, ``--input`` … itself, wherever they stand, so they never reach
+    ``args``); ``--out``, ``--resume`` and ``--batch`` apply, the batch-only ones are refused."""
     console = console or Console(width=_width(sys.stdout))
     err = Console(stderr=True, width=_width(sys.stderr))
     try:
         opts = web_parser().parse_args(args)
     except SystemExit as exc:  # argparse printed the problem (or --help)
         return int(exc.code or 0)
-    outer = run_options()
+    outer = dict(given or {})
     refused = [message for name, message in REFUSED.items() if name in outer]
     if refused:
         for message in refused:
