@@ -108,6 +108,13 @@ def retry_delays(retry_s: float) -> Iterator[float]:
         delay = min(delay * 2, 2.0)
 
 
+IDLE_S = 0.002
+"""A write that finds the writer waiting for at least this long (fewer than ~500 writes a second)
+is committed at once instead of at its batch's deadline, so a process killed right after recording
+a step (``kill -9``, the OOM killer) has stored it; faster writes are batched up to
+``flush_interval_s``, where one commit per write would cost more than the write."""
+
+
 class _Flush:
     __slots__ = ("done",)
 
@@ -287,10 +294,16 @@ class BatchWriter:
     def _run(self) -> None:
         queue, stop = self._queue, False
         while not stop:
-            item = queue.get()
+            try:
+                item = queue.get_nowait()
+                idle = False  # writes waited while the last batch was committed: under load, batch them
+            except Empty:
+                began = time.monotonic()
+                item = queue.get()
+                idle = time.monotonic() - began >= IDLE_S  # the first write after a quiet spell: commit it now
             batch: list[Op] = []
             markers: list[_Flush] = []
-            deadline = time.monotonic() + self.flush_interval_s
+            deadline = time.monotonic() + (0.0 if idle else self.flush_interval_s)
             while True:
                 if item is _STOP:
                     stop = True
