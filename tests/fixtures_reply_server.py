@@ -9,7 +9,8 @@ filter stopping an answer after its first two words), ``toolcall`` (a tool call,
 no content), ``error200`` (HTTP 200 with an error body), ``overloaded`` (HTTP 200 with an error
 body without code; streamed: an error event, then the end; ``overloaded2``: after two chunks of
 text), ``echo`` (the model name it was asked
-for, as its answer). Plain and streamed (server-sent events, with ``stream_options.include_usage``).
+for, as its answer), ``thinker`` (a ``reasoner`` whose ``completion_tokens`` leaves the reasoning
+out, ``total_tokens`` and ``reasoning_tokens`` keeping it, as gateways to Gemini report it). Plain and streamed (server-sent events, with ``stream_options.include_usage``).
 Every request is kept in :attr:`ReplyServer.requests`.
 """
 
@@ -25,9 +26,12 @@ ANSWER = [" Paris", " is", " the", " capital", "."]
 PROMPT_TOKENS = 7
 
 
-def _usage(completion: int) -> dict[str, Any]:
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion, "total_tokens": PROMPT_TOKENS + completion,
-            "completion_tokens_details": {"reasoning_tokens": len(REASONING)}}
+def _usage(completion: int, *, thoughts_apart: bool = False) -> dict[str, Any]:
+    usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion, "total_tokens": PROMPT_TOKENS + completion,
+             "completion_tokens_details": {"reasoning_tokens": len(REASONING)}}
+    if thoughts_apart:  # completion_tokens is the answer's alone (candidatesTokenCount)
+        usage["completion_tokens"] = completion - len(REASONING)
+    return usage
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,15 +55,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append(body)
         model = str(body.get("model", ""))
         behaviour = model.rsplit("/", 1)[-1].split("-", 1)[0]
+        thoughts_apart = behaviour == "thinker"
+        if thoughts_apart:
+            behaviour = "reasoner"
         if behaviour == "error200":
             return self._json(200, {"error": {"message": "upstream model crashed", "type": "server_error", "code": 500}})
         if behaviour.startswith("overloaded") and not body.get("stream"):
             return self._json(200, {"error": {"message": "model overloaded", "type": "server_error"}})
         base = {"id": "r1", "object": "chat.completion", "created": 0, "model": model}
         if body.get("stream"):
-            return self._stream(base, behaviour, model)
+            return self._stream(base, behaviour, model, thoughts_apart=thoughts_apart)
         message: dict[str, Any] = {"role": "assistant", "content": "".join(ANSWER)}
-        finish, usage = "stop", _usage(len(REASONING) + len(ANSWER))
+        finish, usage = "stop", _usage(len(REASONING) + len(ANSWER), thoughts_apart=thoughts_apart)
         if behaviour in ("reasoner", "nousage"):
             message["reasoning_content"] = "".join(REASONING)
         elif behaviour == "reasoner2":
@@ -80,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply["usage"] = usage
         return self._json(200, reply)
 
-    def _stream(self, base: dict[str, Any], behaviour: str, model: str) -> None:
+    def _stream(self, base: dict[str, Any], behaviour: str, model: str, *, thoughts_apart: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -130,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             delta({}, "stop")
             tokens += len(ANSWER)
         if behaviour != "nousage":
-            send([], _usage(tokens))
+            send([], _usage(tokens, thoughts_apart=thoughts_apart))
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

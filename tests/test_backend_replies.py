@@ -164,3 +164,35 @@ async def test_litellm_stream_reads_the_providers_usage_without_counting_on_the_
         assert not any(on_loop)
     finally:
         await backend.aclose()
+
+
+@pytest.mark.parametrize(("kind", "stream"), MODES, ids=IDS)
+async def test_a_completion_count_that_leaves_out_the_reasoning_is_raised_to_the_bill(kind: str, stream: bool) -> None:
+    """Gateways to Gemini report ``completion_tokens`` as the answer's alone, the thoughts only in
+    ``total_tokens`` and ``reasoning_tokens``; the provider bills them as output. The ledger books
+    the bill (it booked the answer alone, below the bill; streamed, the count below the chunks
+    received failed the step as a protocol error and charged its worst case)."""
+    backend = make_backend(kind, stream)
+    try:
+        with ReplyServer() as server:
+            card = card_for(kind, server.url, "thinker")
+            done = await backend.complete(REQUEST, card)
+            assert done.raw["reasoning"] == REASONING_TEXT
+            assert (done.tokens_in, done.tokens_out) == (PROMPT_TOKENS, len(REASONING) + len(ANSWER))
+            assert done.cost_usd == pytest.approx(card.usd(PROMPT_TOKENS, len(REASONING) + len(ANSWER)))
+    finally:
+        await backend.aclose()
+
+
+def test_billed_completion_keeps_a_complete_count_and_ignores_a_bad_total() -> None:
+    from agentroute.pool.backends.usage import billed_completion, reply_usage
+
+    card = ModelCard(id="m", context_window=1000)
+    full = {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18, "completion_tokens_details": {"reasoning_tokens": 6}}
+    assert billed_completion(card, full, 7, 11) == 11  # reasoning inside the completion: as reported
+    assert billed_completion(card, {**full, "total_tokens": float("nan")}, 7, 11) == 11
+    assert billed_completion(card, {**full, "total_tokens": 12}, 7, 11) == 11  # a total below: the count stands
+    assert billed_completion(card, full, 7, None) is None  # no count: counted from the text
+    # the thoughts only in the total: completion 0 with reasoning was counted from the text before
+    messages = [{"role": "user", "content": "hi"}]
+    assert reply_usage(card, {"prompt_tokens": 21, "completion_tokens": 0, "total_tokens": 81}, messages=messages, text="x") == (21, 60)

@@ -84,11 +84,16 @@ def reply_usage(
 ) -> tuple[int | None, int | None]:
     """:func:`checked_usage`, read against the reply it came with.
 
-    A zero count for a non-empty prompt or reply is no report (LiteLLM fills in zeros when the
+    A completion count that leaves out the reasoning tokens — ``total_tokens`` above prompt plus
+    completion, or ``completion_tokens_details.reasoning_tokens`` above the completion (some
+    OpenAI-compatible gateways to Gemini send ``candidatesTokenCount`` alone, while the provider
+    bills the thoughts as output) — is raised to what was billed (:func:`billed_completion`). A
+    zero count for a non-empty prompt or reply is no report (LiteLLM fills in zeros when the
     provider sent no usage): ``None``, to be counted. A completion count below the content chunks
     received (each carries at least one token) is a :class:`ProtocolError`.
     """
     tokens_in, tokens_out = checked_usage(card, usage)
+    tokens_out = billed_completion(card, usage, tokens_in, tokens_out)
     if tokens_in == 0 and any((m.get("content") or "") for m in messages):
         tokens_in = None
     if tokens_out == 0 and text:
@@ -98,7 +103,45 @@ def reply_usage(
     return tokens_in, tokens_out
 
 
-__all__ = ["ABSURD_FACTOR", "checked_count", "checked_usage", "reply_usage"]
+def billed_completion(card: ModelCard, usage: Any, tokens_in: int | None, tokens_out: int | None) -> int | None:
+    """The completion tokens billed, from a usage whose ``completion_tokens`` may leave out the
+    reasoning: ``total_tokens - prompt_tokens`` when the total is larger than the two counts, else
+    ``completion_tokens + reasoning_tokens`` when the reasoning alone is larger than the
+    completion (it cannot be part of it); ``tokens_out`` as it is otherwise. A total or reasoning
+    count that is not a valid count is ignored (the completion count was checked).
+
+    >>> from agentroute.pool.card import ModelCard
+    >>> card = ModelCard(id="m", context_window=1000)
+    >>> billed_completion(card, {"prompt_tokens": 20, "completion_tokens": 151, "total_tokens": 553}, 20, 151)
+    533
+    >>> billed_completion(card, {"completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 6}}, None, 5)
+    11
+    """
+    if tokens_out is None:
+        return None
+    total = _optional_count(card, "total_tokens", _field(usage, "total_tokens"))
+    if tokens_in is not None and total is not None and total > tokens_in + tokens_out:
+        return total - tokens_in
+    reasoning = _optional_count(card, "reasoning_tokens", _field(_field(usage, "completion_tokens_details"), "reasoning_tokens"))
+    if reasoning is not None and reasoning > tokens_out:
+        return tokens_out + reasoning
+    return tokens_out
+
+
+def _field(part: Any, name: str) -> Any:
+    if part is None:
+        return None
+    return part.get(name) if isinstance(part, Mapping) else getattr(part, name, None)
+
+
+def _optional_count(card: ModelCard, field: str, value: Any) -> int | None:
+    try:
+        return checked_count(card, field, value)
+    except ProtocolError:
+        return None
+
+
+__all__ = ["ABSURD_FACTOR", "billed_completion", "checked_count", "checked_usage", "reply_usage"]
 
 
 def with_usage(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
