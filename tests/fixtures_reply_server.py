@@ -8,7 +8,7 @@ list), ``filtered`` (``finish_reason: "content_filter"``, no content), ``cutoff`
 filter stopping an answer after its first two words), ``toolcall`` (a tool call,
 no content), ``error200`` (HTTP 200 with an error body), ``overloaded`` (HTTP 200 with an error
 body without code; streamed: an error event, then the end; ``overloaded2``: after two chunks of
-text), ``echo`` (the model name it was asked
+text; ``overloaded1``: after the role chunk, before any text), ``echo`` (the model name it was asked
 for, as its answer), ``thinker`` (a ``reasoner`` whose ``completion_tokens`` leaves the reasoning
 out, ``total_tokens`` and ``reasoning_tokens`` keeping it, as gateways to Gemini report it). Plain and streamed (server-sent events, with ``stream_options.include_usage``).
 Every request is kept in :attr:`ReplyServer.requests`.
@@ -105,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
             if behaviour == "overloaded2":
                 delta({"role": "assistant", "content": ANSWER[0]})
                 delta({"content": ANSWER[1]})
+            elif behaviour == "overloaded1":  # the stream had begun (the role), no text yet
+                delta({"role": "assistant", "content": ""})
             self.wfile.write(f"data: {json.dumps({'error': {'message': 'model overloaded', 'type': 'server_error'}})}\n\n".encode())
             self.wfile.flush()
             return

@@ -120,8 +120,8 @@ def test_an_error_object_is_read_as_its_code_says() -> None:
 @pytest.mark.parametrize(("kind", "stream"), MODES[:3], ids=IDS[:3])
 async def test_an_overloaded_server_says_so_with_http_200_and_is_retried(kind: str, stream: bool) -> None:
     """``{"error": {"type": "server_error", ...}}`` as the body, or as the first event of the stream:
-    retryable, not billed (nothing was generated), the server's message shown; after text came
-    the attempt may have been billed."""
+    retryable, not billed (nothing was generated), the server's message shown; once the stream had
+    begun (a role chunk, text) the attempt may have been billed."""
     backend = make_backend(kind, stream)
     try:
         with ReplyServer() as server:
@@ -131,6 +131,11 @@ async def test_an_overloaded_server_says_so_with_http_200_and_is_retried(kind: s
             if stream:
                 with pytest.raises(BackendError, match="model overloaded") as info:
                     await backend.complete(REQUEST, card_for(kind, server.url, "overloaded2"))
+                assert info.value.retryable and info.value.billed
+                # the stream had begun (a role chunk) when the error came: the provider ran the
+                # prompt and may bill it, so the attempt counts as billed (it did not, before)
+                with pytest.raises(BackendError, match="model overloaded") as info:
+                    await backend.complete(REQUEST, card_for(kind, server.url, "overloaded1"))
                 assert info.value.retryable and info.value.billed
     finally:
         await backend.aclose()

@@ -210,7 +210,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
             raise
         except Exception as exc:
             if not (events and _clean_end_without_finish(exc)):
-                raise _mid_stream_error(exc, card, ran=read.chunks > 0) from exc
+                raise _mid_stream_error(exc, card, ran=said or read.chunks > 0) from exc
             # the server ended its stream ([DONE]) without a finish_reason: LiteLLM calls that a
             # truncated stream; the plain reply of the same server was accepted, so is this one.
             # LiteLLM raised before yielding its usage chunk: its public API has no usage to give
@@ -249,7 +249,7 @@ def streamed_provider(card: ModelCard) -> bool:
 def _mid_stream_error(exc: BaseException, card: ModelCard, *, ran: bool = True) -> BackendError:
     """A failure while reading a stream (LiteLLM wraps it in ``MidStreamFallbackError``, status
     500): an error object the server sent as an event is read as its code or type says (billed
-    once text came: ``ran``); a dropped connection or a timeout is retried and may have been billed;
+    once the stream had begun — a role, text or a call came: ``ran``); a dropped connection or a timeout is retried and may have been billed;
     anything else is a reply LiteLLM could not read (NaN usage, a chunk that is not JSON): a
     protocol error."""
     if isinstance(exc, BackendError):

@@ -357,8 +357,9 @@ class OpenAIBackend(EndpointCounting, Backend):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
                 if chunk.get("error"):  # an error reported inside the stream: read as its code or type says
                     failed = error_reply(card.id, chunk["error"])
-                    # once text came, the model ran: the attempt may have been billed
-                    failed.billed = read.chunks > 0
+                    # once the stream had begun (any event before this one), the provider ran the
+                    # prompt: the attempt may have been billed; an error as the first event was not
+                    failed.billed = events > 1
                     raise failed
                 reply_id = reply_id or str(chunk.get("id") or "")
                 if chunk.get("usage") is not None:
