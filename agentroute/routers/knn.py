@@ -20,7 +20,9 @@ rows), so that a batch prediction and a single route give identical neighbourhoo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from typing import Any, Self
 
 import numpy as np
 
@@ -29,11 +31,38 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
 from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts, shrunk_mean
-from agentroute.types import RouteContext
+from agentroute.types import Decision, RouteContext
+
+#: Orders RefitAside's state swaps and copies (one lock for all instances: a router is copied
+#: and pickled, a lock is not; it is held for microseconds).
+_SWAP = threading.Lock()
+
+
+class RefitAside(UtilityRouter):
+    """Routing while another thread refits: ``fit`` learns on a fresh instance and swaps its state
+    in at once (one ``__dict__`` update), and ``route`` reads one copy of the state, so a route sees
+    the old model or the new one, never half of each (was: shape errors, e.g. a new table's
+    columns against the old arrays). A fit that fails leaves the fitted router as it was.
+
+    (Its home is :class:`~agentroute.routers.utility.UtilityRouter`; here for knn, logreg, stack.)
+    """
+
+    def fit(self, data: Any) -> Self:
+        fresh = type(self)(**self.get_params())
+        UtilityRouter.fit(fresh, data)
+        with _SWAP:  # held for the update and the copy only (microseconds), never while fitting
+            self.__dict__.update(fresh.__dict__)
+        return self
+
+    def route(self, ctx: RouteContext) -> Decision:
+        view = object.__new__(type(self))
+        with _SWAP:
+            view.__dict__ = self.__dict__.copy()  # one consistent version of the learned state
+        return UtilityRouter.route(view, ctx)
 
 
 @register
-class KNNRouter(UtilityRouter):
+class KNNRouter(RefitAside):
     """kNN on MiniLM embeddings (cosine), estimates shrunk toward each model's mean.
 
     Args:
@@ -73,7 +102,7 @@ class KNNRouter(UtilityRouter):
         self.embeddings_ = np.ascontiguousarray(
             embed_texts(table.queries, self.query_chars), dtype=np.float32
         )
-        self._embeddings_t = None
+        self._embeddings_t = torch_module().from_numpy(self.embeddings_)  # shares the array's memory
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
         self.weights_ = np.asarray(table.weights, dtype=float) if table.weighted else None
@@ -118,7 +147,7 @@ class KNNRouter(UtilityRouter):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
-        self._embeddings_t = None
+        self._embeddings_t = torch_module().from_numpy(self.embeddings_)
         self.scores_ = np.asarray(arrays["scores"], dtype=float)
         self.costs_ = np.asarray(arrays["costs"], dtype=float)
         self.weights_ = np.asarray(arrays["weights"], dtype=float) if "weights" in arrays else None

@@ -28,6 +28,7 @@ from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import Router, _jsonable, get_router_class, make_router, register
+from agentroute.routers.knn import RefitAside
 from agentroute.routers.logreg import sigmoid
 from agentroute.routers.utility import UtilityRouter, validation_split
 from agentroute.types import RouteContext
@@ -113,7 +114,7 @@ def cross_entropy(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
 
 
 @register
-class StackRouter(UtilityRouter):
+class StackRouter(RefitAside):
     """Per-agent non-negative logistic stacking of base routers (module docstring).
 
     Args:
