@@ -361,9 +361,9 @@ def _weighting_note(table: OutcomeTable) -> str:
     """``agentroute train``'s line on the training table: its agents, logged cells and weighting."""
     logged = ~np.isnan(table.scores)
     head = f"{len(table.models)} agents, {int(logged.sum())} logged outcomes on {len(table)} queries"
-    if not table.weighted:
+    if not table.weighted or table.propensity is None:
         return head + " (unweighted: no logged propensities)"
-    p = table.propensity[logged & ~np.isnan(table.propensity)]  # type: ignore[index]
+    p = table.propensity[logged & ~np.isnan(table.propensity)]
     clip = float(table.importance_clip)  # type: ignore[arg-type]
     return (
         f"{head}; importance-weighted by the logged propensities of {len(p)} of them (1/p clipped at "

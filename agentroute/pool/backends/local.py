@@ -38,7 +38,7 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -607,7 +607,7 @@ class LocalBackend(Backend):
                     return piece
         raise AssertionError("stream() ends with its Completion")  # pragma: no cover
 
-    async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncIterator[str | Completion]:
+    async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncGenerator[str | Completion, None]:
         """:meth:`complete` as text deltas while the model generates, then the :class:`Completion`."""
         loop, texts = asyncio.get_running_loop(), asyncio.Queue[str | None]()
         watcher = RowWatcher(on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text), pulse=_pulse(card))

@@ -453,7 +453,7 @@ def error_reply(model: str, error: Any) -> BackendError:
     message, code, kind = (error.get("message"), error.get("code"), error.get("type")) if isinstance(error, dict) else (error, None, None)
     status = None
     with contextlib.suppress(TypeError, ValueError):
-        status = int(code) if not isinstance(code, bool) and 100 <= int(code) <= 599 else None
+        status = int(code) if code is not None and not isinstance(code, bool) and 100 <= int(code) <= 599 else None
     if status is not None:
         retryable = status in RETRYABLE_STATUS or status >= 500
     else:
