@@ -9,6 +9,12 @@ both pay the garbage collector for what they hold; ``--discard-bare`` drops the 
 
 ``arun`` reads the final state with ``ainvoke(version="v2")`` (no per-superstep ``updates`` stream);
 ``--bare-version v2`` gives the bare graph the same, for a like-for-like ratio.
+
+The routing path is kept fixed: a dispatcher moves its router to a worker thread for good after three
+``route`` calls slower than ``Dispatcher.SLOW_ROUTE_S`` (50 ms), and on a loaded shared machine a
+preempted 5 µs call of the ``cheapest`` router can take that long; every later step then pays a
+thread hop, and the figure measures that path instead. ``--route-switch`` leaves the switch on (the
+tables then say whether it happened).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
 STAGES = ("planner", "executor", "summarizer")
 KEEP_BARE = True  # --discard-bare: the bare graph's results are dropped (the comparison before 2026-12-05)
 BARE_INVOKE: dict[str, str] = {}  # --bare-version v2: the bare graph reads its output as ``arun`` does
+ROUTE_SWITCH = False  # --route-switch: a router that seems slow may move to a worker thread (the product's default)
 
 
 def pool(n: int) -> ModelPool:
@@ -73,7 +80,10 @@ def routed_graph(p: ModelPool, memory=None):
         g.add_role(name, prompt=name)
     for a, b in zip(STAGES, STAGES[1:], strict=False):
         g.add_edge(a, b)
-    return g.compile(pool=p, router=make_router("cheapest"), memory=memory, budget=Budget(usd=1.0))
+    app = g.compile(pool=p, router=make_router("cheapest"), memory=memory, budget=Budget(usd=1.0))
+    if not ROUTE_SWITCH:
+        app.dispatcher.SLOW_ROUTE_S = float("inf")  # the ordinary path, whatever the machine's load
+    return app
 
 
 async def time_bare(graph, n: int, concurrency: int) -> tuple[float, float]:
@@ -119,7 +129,10 @@ async def main(n: int, concurrency: int, repeats: int) -> None:
             m = min([await time_routed(with_memory, n, c) for _ in range(repeats)])  # min by wall time
             rows.append((c, b, r, m))
         memory.close()
+        moved = [name for name, app in (("routed", routed), ("+memory", with_memory)) if app.dispatcher._route_off_loop]
     steps = n * len(STAGES)
+    if moved:
+        Console(width=140).print(f"routing moved to a worker thread during the runs of: {', '.join(moved)} (--route-switch)")
     for label, pick in (("wall", 0), ("process CPU", 1)):
         table = Table(title=f"{n} tasks × {len(STAGES)} steps on replay, {label} time (best of {repeats})")
         for col in ("concurrency", "bare LangGraph µs/step", "agentroute µs/step", "ratio",
@@ -144,7 +157,12 @@ if __name__ == "__main__":
         "--bare-version", choices=("v1", "v2"), default="v1",
         help="the bare graph's ainvoke output version (v1: LangGraph's default; v2: values only, as arun reads them)",
     )
+    parser.add_argument(
+        "--route-switch", action="store_true",
+        help="let a router that seems slow (a preempted call on a loaded machine) move to a worker thread, as a deployment does",
+    )
     args = parser.parse_args()
+    ROUTE_SWITCH = args.route_switch
     KEEP_BARE = not args.discard_bare
     BARE_INVOKE = {"version": "v2"} if args.bare_version == "v2" else {}
     asyncio.run(main(args.tasks, args.concurrency, args.repeats))
