@@ -111,3 +111,22 @@ def test_flush_under_a_steady_stream_of_tasks_returns_once_earlier_ones_are_appl
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_task_with_a_nan_score_or_a_bad_cost_is_rejected_alone_not_with_its_batch(caplog):
+    router = AntColonyRouter(intent="none", ants=1, update_batch=64).fit(tiny_table())
+    bad = {"nan-score": (float("nan"), 0.1), "inf-cost": (1.0, float("inf")), "negative-cost": (1.0, -1.0)}
+    for i in range(20):
+        if i in (3, 9, 15):
+            task_id = list(bad)[(i - 3) // 6]
+            score, cost = bad[task_id]
+        else:
+            task_id, score, cost = f"good{i}", 1.0, 0.1
+        step = Step(task_id=task_id, index=0, stage="solve", agent=Agent(model="m2"), cost_usd=cost, score=score)
+        router.observe(step)
+        router.observe(step, Task(id=task_id, query="aa question", status="done", score=score, cost_usd=cost))
+    router.flush()
+    s = router.stats()
+    # was: the update batch holding a bad task failed whole ('tau'/'ability_sum' holds non-finite values)
+    assert (s["errors"], s["accepted"], s["rejected"]) == (0, 17, 3), s
+    assert router.export_pheromones()["updates"] == 17

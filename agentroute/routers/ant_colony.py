@@ -118,6 +118,11 @@ def _ratio(x: list[float]) -> list[float]:
     return [v / top for v in x]
 
 
+def _finite(x: float | None) -> float | None:
+    """A score or latency as learned from: NaN or ±inf (a user's metric gone wrong) is no value."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
 def _unit_hash(key: str) -> float:
     """A uniform draw in [0, 1) from a string (reproducible across processes and threads)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") / 2.0**64
@@ -746,12 +751,20 @@ class AntColonyRouter(Router):
             with self._lock:
                 self._counters["rejected"] += 1
             return None
-        score = task.score if task.score is not None else ok[-1].score
+        score = _finite(task.score if task.score is not None else ok[-1].score)
         steps = tuple(
-            PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms))
+            PathStep(
+                s.stage, agent_column(s.agent), _finite(s.score), float(s.cost_usd), _finite(s.latency_ms) or 0.0
+            )
             for s in ok
         )
         cost = float(task.cost_usd) or float(sum(s.cost_usd for s in ok))
+        if not all(np.isfinite(c) and c >= 0 for c in (cost, *(p.cost for p in steps))):
+            # one such sample used to fail its whole update batch (the good tasks in it were lost)
+            log.warning("%s: task %s has a cost that is not a finite number ≥ 0; not learned from", self.name, task.id)
+            with self._lock:
+                self._counters["rejected"] += 1
+            return None
         payload = (
             Trajectory.model_construct(task=task, steps=list(rec.steps)) if self.judge is not None else None
         )
