@@ -329,7 +329,7 @@ def test_flush_wakes_the_writer_without_waiting_for_the_batch_interval(memory_ur
 
 
 def test_sqlite_batches_span_several_statements_and_upsert_each_task_once(tmp_path: Path) -> None:
-    memory = SQLMemory(f"sqlite:///{tmp_path / 'chunks.db'}", batch_size=1000, flush_interval_s=5)
+    memory = SQLMemory(f"sqlite:///{tmp_path / 'chunks.db'}", batch_size=1000, flush_interval_s=5, prompt_commit=False)
     # a SQLite build that binds at most 45 values a statement: 2 step rows, 3 task rows each
     sa.event.listen(memory.engine, "connect", lambda conn, _: conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 45))
     memory.engine.dispose()
@@ -347,7 +347,7 @@ def test_sqlite_batches_span_several_statements_and_upsert_each_task_once(tmp_pa
 
 
 def test_the_last_write_of_a_task_in_a_batch_wins(memory_url: str) -> None:
-    with SQLMemory(memory_url, batch_size=1000, flush_interval_s=5) as memory:
+    with SQLMemory(memory_url, batch_size=1000, flush_interval_s=5, prompt_commit=False) as memory:
         task = make_task(0)
         memory.start_task(task)
         task.status, task.answer = "done", "first"

@@ -111,3 +111,47 @@ def test_kill_9_loses_no_step_of_an_answered_call_postgres(tmp_path, postgres_ur
     from agentroute.memory.pgserver import create_database
 
     _kill_while_waiting_for_a_reply(tmp_path, create_database(postgres_url, "agentroute_memory_crash"), 4)
+
+
+def _rows(url: str, table: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_a_lone_write_is_committed_at_once_not_at_the_batch_deadline(tmp_path):
+    from agentroute.memory import SQLMemory
+    from tests.test_memory import make_step, make_task
+
+    url = f"sqlite:///{tmp_path}/memory.db"
+    with SQLMemory(url, flush_interval_s=30) as memory:
+        task = make_task(0)
+        memory.start_task(task)
+        memory.record_step(make_step(task, 0))
+        deadline = time.monotonic() + 5  # well before the 30 s deadline, seen by another connection
+        while _rows(url, "steps") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _rows(url, "steps") == 1 and _rows(url, "tasks") == 1
+
+
+def test_under_load_writes_are_still_batched(tmp_path):
+    from agentroute.memory import SQLMemory
+    from tests.test_memory import make_step, make_task
+
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db", flush_interval_s=0.05) as memory:
+        task = make_task(0)
+        memory.start_task(task)
+        for k in range(3000):  # far above a provider's pace: one commit per write would cost more than the writes
+            memory.record_step(make_step(task, k))
+            if k % 100 == 0:
+                time.sleep(0.001)  # let the writer run between writes
+        memory.flush()
+        assert memory._writer.committed == 3001
+        assert memory._writer.batches < 300
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db", prompt_commit=False, flush_interval_s=30) as memory:
+        memory.start_task(make_task(1))
+        time.sleep(0.3)
+        assert memory._writer.batches == 0  # prompt_commit=False: the batch waits for its deadline

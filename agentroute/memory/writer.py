@@ -2,7 +2,9 @@
 
 A record call is one ``SimpleQueue.put`` (well under a microsecond); the objects are turned into
 rows on the writer thread. A batch closes when it holds ``batch_size`` writes, when
-``flush_interval_s`` has passed since its first write, or when someone flushes; it is committed in
+``flush_interval_s`` has passed since its first write, or when someone flushes — or at once, with
+whatever is queued, while the memory is not under load (fewer than :data:`LOAD_WRITES` writes committed
+in the last :data:`LOAD_WINDOW_S`: a crash then loses no recorded step); it is committed in
 one transaction, applied in dependency order: task upserts, steps, audit events, feedback and the
 task scores it sets. Steps, the bulk, go straight to the driver: PostgreSQL ``COPY``, SQLite
 multi-row ``INSERT … VALUES (…), (…)`` statements (task upserts too on SQLite); the rest are
@@ -30,6 +32,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from queue import Empty, SimpleQueue
@@ -108,11 +111,13 @@ def retry_delays(retry_s: float) -> Iterator[float]:
         delay = min(delay * 2, 2.0)
 
 
-IDLE_S = 0.002
-"""A write that finds the writer waiting for at least this long (fewer than ~500 writes a second)
-is committed at once instead of at its batch's deadline, so a process killed right after recording
-a step (``kill -9``, the OOM killer) has stored it; faster writes are batched up to
-``flush_interval_s``, where one commit per write would cost more than the write."""
+LOAD_WINDOW_S = 0.05
+LOAD_WRITES = 16
+"""Under load, writes are batched: when fewer than :data:`LOAD_WRITES` writes were committed in
+the last :data:`LOAD_WINDOW_S` (under ~300 writes a second: any real provider's pace), the writer
+commits what is queued at once instead of at its batch's ``flush_interval_s`` deadline, so a process
+killed right after recording a step (``kill -9``, the OOM killer, a lost host) has stored it; above
+that pace a commit per write would cost more than the writes, and a batch waits for its deadline."""
 
 
 class _Flush:
@@ -239,8 +244,10 @@ class BatchWriter:
         lock: contextlib.AbstractContextManager[Any] | None = None,
         name: str = "agentroute-memory-writer",
         retry_s: float = RETRY_S,
+        prompt: bool = True,
     ) -> None:
         self.engine, self.batch_size, self.flush_interval_s = engine, batch_size, flush_interval_s
+        self.prompt = prompt
         self.retry_s = retry_s
         self.committed = 0
         self.batches = 0
@@ -293,17 +300,17 @@ class BatchWriter:
     # -- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         queue, stop = self._queue, False
+        recent: deque[tuple[float, int]] = deque()  # (commit time, writes) of the last LOAD_WINDOW_S
+        load = 0
         while not stop:
-            try:
-                item = queue.get_nowait()
-                idle = False  # writes waited while the last batch was committed: under load, batch them
-            except Empty:
-                began = time.monotonic()
-                item = queue.get()
-                idle = time.monotonic() - began >= IDLE_S  # the first write after a quiet spell: commit it now
+            item = queue.get()
+            now = time.monotonic()
+            while recent and recent[0][0] < now - LOAD_WINDOW_S:
+                load -= recent.popleft()[1]
             batch: list[Op] = []
             markers: list[_Flush] = []
-            deadline = time.monotonic() + (0.0 if idle else self.flush_interval_s)
+            batching = load >= LOAD_WRITES or not self.prompt
+            deadline = now + (self.flush_interval_s if batching else 0.0)  # 0: commit what is queued now
             while True:
                 if item is _STOP:
                     stop = True
@@ -330,6 +337,8 @@ class BatchWriter:
             try:
                 if batch:
                     self._write(batch)
+                    recent.append((time.monotonic(), len(batch)))
+                    load += len(batch)
             except Exception as exc:  # a bug here must not kill the thread nor drop the batch silently
                 log.exception("memory: writer failed")
                 self._fail([(kind, payload, exc) for kind, payload in batch])
