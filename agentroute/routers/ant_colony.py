@@ -882,7 +882,7 @@ class AntColonyRouter(Router):
         self.check_fitted()
         if not self._worker.flush(SAVE_FLUSH_S):
             log.warning("%s: saved with %d updates still pending", self.name, self._worker.pending)
-        self._saving = self._colony
+        self._saving: Colony | None = self._colony
         try:
             return super().save(path)
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class _MeanQuality:
     def _fit_quality(self, data: Any) -> None:
         from agentroute.routers.utility import weighted_mean
 
-        table = fit_table(self, data)
+        table = fit_table(cast(Router, self), data)  # a mixin of Router subclasses (strongest, cascade)
         means = weighted_mean(table.scores, table.weights)  # importance-weighted for bandit logs
         self.quality_ = {m: float(q) for m, q in zip(table.models, means, strict=True) if not np.isnan(q)}
 
@@ -156,7 +156,8 @@ class CascadeRouter(_MeanQuality, Router):
         return self
 
     def _ladder(self, ctx: RouteContext) -> list[int]:
-        ladder, best = [], -np.inf
+        ladder: list[int] = []
+        best = -np.inf
         for i in cost_order(ctx):
             quality = self._quality(ctx, i)[0]
             if not ladder or quality > best or quality < 0:
