@@ -490,6 +490,32 @@ async def test_a_slow_synchronous_router_moves_off_the_event_loop():
     assert all(s.status == "ok" for s in run.steps)
 
 
+async def test_a_fast_router_paused_now_and_then_stays_on_the_event_loop():
+    """Slow calls that are not in a row — a first call that loads an encoder, a loaded machine
+    pausing the process (seen at load 12–18 with ``cheapest``) — do not send the router to a worker
+    thread for good: each later step would pay a thread hop (before: any three slow calls did)."""
+    import threading
+
+    class Sometimes(Router):
+        name = "sometimes"
+        threads: list[str] = []
+
+        def route(self, ctx):
+            self.threads.append(threading.current_thread().name)
+            if len(self.threads) in (1, 3, 5, 8, 9):  # never three in a row
+                time.sleep(0.06)
+            from agentroute.routers.base import decide
+
+            return decide(self, ctx, 0)
+
+    router = Sometimes()
+    dispatcher = Dispatcher(replay_pool(), router)
+    run = dispatcher.start("q", query_id="q0")
+    for _ in range(10):
+        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    assert router.threads == [threading.main_thread().name] * 10
+
+
 # -- the stage machine has no holes -------------------------------------------------------------
 
 

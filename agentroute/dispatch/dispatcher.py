@@ -581,7 +581,7 @@ class Dispatcher:
 
         A router that raises, returns something that is not a :class:`Decision`, or names an agent
         outside its candidates is audited (``router_error``) and the step goes to the cheapest
-        candidate. A router whose ``route`` is slow (≥ :attr:`SLOW_ROUTE_S`, three times) is warned
+        candidate. A router whose ``route`` is slow (≥ :attr:`SLOW_ROUTE_S`, three calls in a row) is warned
         about once and from then on runs in a worker thread, so it cannot stall other tasks' steps.
         """
         started = time.perf_counter()
@@ -591,11 +591,13 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - a router must not take the task down
             return self._router_failed(run, ctx, plans, exc)
         took = time.perf_counter() - started
-        if took >= self.SLOW_ROUTE_S:  # three slow calls, so that one pause of the process is not enough
-            self._slow_routes += 1
-            if self._slow_routes >= 3:
-                self._route_off_loop = True
-                log.warning("router %r took %.0f ms to route a step; its later calls run in a worker thread", self.router.name, took * 1000)
+        if took < self.SLOW_ROUTE_S:
+            self._slow_routes = 0  # three slow calls in a row: a first call that loads a model, or a
+            return decision, chosen  # busy machine pausing the process now and then, is not a slow router
+        self._slow_routes += 1
+        if self._slow_routes >= 3:
+            self._route_off_loop = True
+            log.warning("router %r took %.0f ms to route a step; its later calls run in a worker thread", self.router.name, took * 1000)
         return decision, chosen
 
     def _router_failed(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], exc: Exception) -> tuple[Decision, list[_Plan]]:
