@@ -419,8 +419,11 @@ class _AttemptWatch:
         if self.streamed:
             await self._chunk("", usage_metadata=usage, response_metadata=metadata, chunk_position="last")
         self.closed = True
+        reasoning = completion.raw.get("reasoning")  # a reasoning model's thoughts, where LangChain's
+        extra = {"reasoning_content": reasoning} if reasoning else {}  # DeepSeek/OpenAI chat models put them
         message = AIMessage(
             content=completion.text, id=self.message, name=self.role, response_metadata=metadata, usage_metadata=usage,
+            additional_kwargs=extra,
         )
         for llm_run in self.runs:
             await llm_run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
