@@ -1,6 +1,8 @@
 """A user's script (``app.run`` in a loop) killed with ``kill -9``: every step whose provider call
 was answered before the kill is in the memory, SQLite and PostgreSQL (the non-batch path; the batch
-runner's is tests/test_batch_kill.py).
+runner's is tests/test_batch_kill.py); ``agentroute memory reconcile``, from a fresh process, then
+closes the task it left ``running`` as ``interrupted`` and nothing else (a live process's task, another
+host's, one stored before processes were recorded).
 
 The server holds each request ``DELAY_S``; a sequential run sends its next request only after it has
 recorded the step of the previous reply, so the kill comes ``AFTER_S`` after that step was recorded:
@@ -10,6 +12,7 @@ finds it idle at once.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,7 +69,23 @@ class _Server(StubOpenAIServer):
         self._delay_s = value
 
 
-def _kill_while_waiting_for_a_reply(tmp_path: Path, memory: str, kills_after: int) -> None:
+def _counts(url: str) -> tuple[int, int]:
+    """Steps, and running tasks, in the memory at ``url`` (0, 0 before it exists)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("tasks"):
+                return 0, 0
+            steps = conn.execute(sa.text("SELECT count(*) FROM steps")).scalar()
+            running = conn.execute(sa.text("SELECT count(*) FROM tasks WHERE status = 'running'")).scalar()
+    finally:
+        engine.dispose()
+    return int(steps), int(running)
+
+
+def _kill_while_waiting_for_a_reply(tmp_path: Path, memory: str, kills_after: int) -> int:
+    """Run SCRIPT, kill it with ``kill -9`` while it waits for reply ``kills_after``; returns its pid."""
+    before = _counts(memory)  # what other processes stored (another test's live process)
     with _Server(delay_s=DELAY_S) as server:
         (tmp_path / "pool.yaml").write_text(pool_yaml(server.url))
         (tmp_path / "script.py").write_text(SCRIPT)
@@ -90,15 +109,10 @@ def _kill_while_waiting_for_a_reply(tmp_path: Path, memory: str, kills_after: in
             proc.wait(10)
         answered_before = [a for a in server.answered if a["t"] < killed_at]
         assert len(answered_before) == kills_after - 1  # the last request was still held: not answered
-    engine = sa.create_engine(memory)
-    try:
-        with engine.connect() as conn:
-            steps = conn.execute(sa.text("SELECT count(*), sum(cost_usd) FROM steps")).one()
-            running = conn.execute(sa.text("SELECT count(*) FROM tasks WHERE status = 'running'")).scalar()
-    finally:
-        engine.dispose()
-    assert steps[0] == len(answered_before), "every call answered before the kill has its step in the memory"
-    assert running == 1  # the task the kill cut short (see docs/batches.md: how it is shown)
+    steps, running = _counts(memory)
+    assert steps - before[0] == len(answered_before), "every call answered before the kill has its step in the memory"
+    assert running - before[1] == 1  # the task the kill cut short (see docs/batches.md: how it is shown)
+    return proc.pid
 
 
 @pytest.mark.parametrize("kills_after", [4, 5])  # in a task's second step, and in a new task's first
@@ -155,3 +169,127 @@ def test_under_load_writes_are_still_batched(tmp_path):
         memory.start_task(make_task(1))
         time.sleep(0.3)
         assert memory._writer.batches == 0  # prompt_commit=False: the batch waits for its deadline
+
+
+LIVE = """
+import sys
+from agentroute.memory import SQLMemory
+from agentroute.types import Agent, Step, Task
+
+memory = SQLMemory(sys.argv[1])
+task = Task(id="live-task", query="still running?", graph="qa")
+memory.start_task(task)
+memory.record_step(Step(task_id=task.id, index=0, stage="answer", agent=Agent(model="m"), output="o", cost_usd=0.25))
+memory.flush()
+print("ready", flush=True)
+sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def _tasks(url: str) -> dict[str, dict]:
+    """Every task row (status, cost, meta) with its steps' count and cost, by id."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            steps = {r.task_id: (r.n, r.cost) for r in conn.execute(
+                sa.text("SELECT task_id, count(*) AS n, sum(cost_usd) AS cost FROM steps GROUP BY task_id"))}
+            rows = conn.execute(sa.text("SELECT id, status, cost_usd, meta, finished_at FROM tasks")).mappings().all()
+    finally:
+        engine.dispose()
+    out = {}
+    for r in rows:
+        meta = r["meta"] if isinstance(r["meta"], dict) else json.loads(r["meta"])
+        out[r["id"]] = {**r, "meta": meta, "steps": steps.get(r["id"], (0, 0.0))}
+    return out
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "agentroute", "memory", *args], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+
+
+def _kill_then_reconcile(tmp_path: Path, url: str) -> None:
+    (tmp_path / "live.py").write_text(LIVE)
+    live = subprocess.Popen([sys.executable, str(tmp_path / "live.py"), url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "ready", live.stdout.read()
+        killed_pid = _kill_while_waiting_for_a_reply(tmp_path, url, 4)  # in its second task's second step
+        engine = sa.create_engine(url)
+        try:  # two more running tasks reconcile must leave alone: another host's, and an old row
+            with engine.begin() as conn:
+                for task_id, meta in (("other-host", {"agentroute_process": {"host": "elsewhere/0", "pid": 1, "start": 1}}),
+                                      ("old-row", {})):  # fmt: skip
+                    conn.execute(sa.text("INSERT INTO tasks (id, query, graph, status, cost_usd, meta, created_at) "
+                                         "VALUES (:id, 'q', 'qa', 'running', 0, :meta, CURRENT_TIMESTAMP)"),
+                                 {"id": task_id, "meta": json.dumps(meta)})  # fmt: skip
+        finally:
+            engine.dispose()
+        before = _tasks(url)
+        killed = [t for t, row in before.items() if row["meta"].get("agentroute_process", {}).get("pid") == killed_pid
+                  and row["status"] == "running"]  # fmt: skip
+        assert len(killed) == 1 and before[killed[0]]["steps"][0] == 1  # its first step stored, the second in flight
+
+        stats = _cli("stats", "--memory", url)
+        assert stats.returncode == 0, stats.stderr
+        assert "running (process gone)" in stats.stdout and "agentroute memory reconcile" in stats.stdout
+        figures = json.loads(_cli("stats", "--memory", url, "--json").stdout)
+        assert figures["running"] == {"alive": 1, "gone": 1, "other_host": 1, "unknown": 1}
+
+        done = _cli("reconcile", "--memory", url)
+        assert done.returncode == 0, done.stderr
+        assert "closed 1 task(s)" in done.stdout, done.stdout
+        after = _tasks(url)
+        task = after[killed[0]]
+        assert task["status"] == "interrupted" and task["finished_at"] is not None
+        assert task["cost_usd"] == pytest.approx(task["steps"][1]) and task["cost_usd"] > 0
+        assert f"its process ({killed_pid} on" in task["meta"]["error"]
+        for other in ("live-task", "other-host", "old-row"):
+            assert after[other]["status"] == "running" and after[other]["meta"] == before[other]["meta"]
+        assert {t: r for t, r in after.items() if t != killed[0]} == {t: r for t, r in before.items() if t != killed[0]}
+        again = _cli("reconcile", "--memory", url)
+        assert "closed 0 task(s)" in again.stdout  # nothing left to close; the live process's task stays
+    finally:
+        if live.stdin:
+            live.stdin.close()
+        live.wait(30)
+    # its process ended (normally, without finishing the task): now it is gone too
+    assert "closed 1 task(s)" in _cli("reconcile", "--memory", url).stdout
+    assert _tasks(url)["live-task"]["status"] == "interrupted" and _tasks(url)["live-task"]["cost_usd"] == 0.25
+
+
+def test_reconcile_closes_only_the_killed_process_task_sqlite(tmp_path):
+    _kill_then_reconcile(tmp_path, f"sqlite:///{tmp_path}/memory.db")
+
+
+@pytest.mark.postgres
+def test_reconcile_closes_only_the_killed_process_task_postgres(tmp_path, postgres_url):
+    from agentroute.memory.pgserver import create_database
+
+    _kill_then_reconcile(tmp_path, create_database(postgres_url, "agentroute_memory_reconcile"))
+
+
+def test_a_reused_pid_is_not_the_process_that_ran_the_task(tmp_path):
+    """A task whose recorded pid now runs another process (a different start time) is gone; the
+    same pid with its own start time is alive."""
+    from agentroute.memory import SQLMemory
+    from agentroute.memory.processes import this_process
+    from tests.test_memory import make_task
+
+    url = f"sqlite:///{tmp_path}/memory.db"
+    with SQLMemory(url) as memory:
+        for i in range(2):
+            memory.start_task(make_task(i, id=f"t{i}"))
+        memory.flush()
+        me = this_process()
+        assert me["start"] is not None  # Linux: /proc gives it
+        with memory.engine.begin() as conn:
+            reused = {**me, "start": me["start"] - 1}
+            conn.execute(sa.text("UPDATE tasks SET meta = :meta WHERE id = 't1'"),
+                         {"meta": json.dumps({"agentroute_process": reused})})  # fmt: skip
+        assert memory.running_tasks().alive == ["t0"] and memory.running_tasks().gone == ["t1"]
+        assert memory.reconcile_running() == ["t1"]
+        assert memory.get_task("t0").task.status == "running"
+        assert memory.get_task("t1").task.status == "interrupted"
+        assert "agentroute_process" not in memory.get_task("t0").task.metadata  # bookkeeping, not the caller's

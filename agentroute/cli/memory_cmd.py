@@ -1,4 +1,4 @@
-"""``agentroute memory``: stats, show a task, export trajectories."""
+"""``agentroute memory``: stats, show a task, export trajectories, close the tasks of dead processes."""
 
 from __future__ import annotations
 
@@ -105,7 +105,14 @@ def stats(
     summary = Table(title="memory", show_header=False)
     summary.add_row("url", url)
     summary.add_row("tasks", str(figures["tasks_total"]))
+    gone = figures.get("running", {}).get("gone", 0)
     for status, count in figures["tasks"].items():
+        if status == "running" and gone:
+            count -= gone
+            if count:
+                summary.add_row("  running", str(count))
+            summary.add_row("  running (process gone)", str(gone))
+            continue
         summary.add_row(f"  {status}", str(count))
     summary.add_row("steps", str(figures["steps"]))
     summary.add_row("cost", _money(figures["cost_usd"]))
@@ -113,6 +120,11 @@ def stats(
     summary.add_row("feedback", str(figures["feedback"]))
     summary.add_row("audit events", str(figures["audit_events"]))
     console.print(summary)
+    if gone:
+        console.print(
+            f"[yellow]note:[/] {gone} running task(s) of this host's processes that are gone (killed, crashed): "
+            "`agentroute memory reconcile` closes them as interrupted"
+        )
     if figures["models"]:
         models = Table(title="per model")
         for column in ("model", "calls", "cost", "tokens"):
@@ -241,4 +253,38 @@ def export(
         _console(stderr=True).print(
             "[yellow]note:[/] no scored ok step in the selected tasks: score them first (`agentroute feedback "
             "TASK_ID --score X`, or `agentroute run --input` with gold answers); `memory stats` shows what the memory holds"
+        )
+
+
+@memory_app.command()
+def reconcile(
+    memory: MemoryOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count them; close nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Close the tasks left running by a process of this host that is gone (kill -9, a crash).
+
+    They end interrupted with the cost of their recorded steps and metadata["error"] saying why. Tasks
+    of live processes and of other hosts are never touched (run this on the host that ran them).
+    """
+    with _open(memory) as store:
+        try:
+            running = store.running_tasks()
+            closed = [] if dry_run else store.reconcile_running(running.gone)
+        except AgentrouteError as exc:
+            raise _fail(error_text(exc), exit_code_for(exc)) from exc
+    counts = running.counts()
+    if as_json:
+        typer.echo(json.dumps({"closed": closed, "running": counts}, indent=2))
+        return
+    console = _console()
+    if dry_run:
+        console.print(f"{counts['gone']} running task(s) whose process is gone (--dry-run: none closed)")
+    else:
+        console.print(f"closed {len(closed)} task(s) whose process is gone as interrupted")
+    still = counts["alive"] + counts["other_host"] + counts["unknown"]
+    if still:
+        console.print(
+            f"left running: {counts['alive']} of live processes, {counts['other_host']} of other hosts, "
+            f"{counts['unknown']} without a recorded process"
         )

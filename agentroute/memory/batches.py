@@ -28,12 +28,10 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -42,6 +40,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryWriteError
+from agentroute.memory.processes import host_key, pid_alive
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
 from agentroute.memory.writer import retry_delays
@@ -58,34 +57,6 @@ FINISHED = ("done", "budget_exhausted")
 
 #: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``.
 META_KEY = "agentroute_batch"
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return ""
-
-
-def host_key() -> str:
-    """This machine (and boot): a pid is only meaningful on the host and boot that issued it."""
-    boot = _boot_id()
-    return f"{socket.gethostname()}/{boot}" if boot else socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 @dataclass(frozen=True, slots=True)

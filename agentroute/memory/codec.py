@@ -18,6 +18,7 @@ from typing import Any, get_args
 from pydantic_core import to_json, to_jsonable_python
 
 from agentroute.budget import Budget
+from agentroute.memory.processes import PROCESS_KEY, this_process
 from agentroute.types import Agent, AuditEvent, Decision, Step, StepStatus, Task, TaskStatus
 
 __all__ = [
@@ -118,6 +119,7 @@ def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
     meta = _storable_jsonable(task.metadata)
     if query != task.query:
         meta["agentroute_escaped"] = True
+    meta[PROCESS_KEY] = this_process()  # who runs it: a task its dead process left running can be closed
     return {
         "id": task.id,
         "query": query,
@@ -189,7 +191,7 @@ def task_from_row(row: Mapping[Any, Any]) -> Task:
         answer=row["answer"],
         cost_usd=row["cost_usd"],
         score=row["score"],
-        metadata=row["meta"] or {},
+        metadata={k: v for k, v in (row["meta"] or {}).items() if k != PROCESS_KEY},
         created_at=row["created_at"],
     )
 

@@ -25,10 +25,11 @@ local model at high concurrency) writes are batched and a crash loses at most ``
 --repeats 3`` (CPU µs per step with the SQLite memory, concurrency 1 / 32): 530 / 461 with prompt
 commits, 460 / 440 without, within the run-to-run noise (the replay benchmark runs in the batched
 regime). ``prompt_commit=False`` always waits for the batch deadline. ``flush()`` makes a point durable
-whatever the pace. Tasks a dead process left ``running`` stay ``running``: a later ``agentroute run
---resume`` closes its batch's ones ``interrupted`` (:mod:`agentroute.memory.batches`); others show
-as ``running`` in ``agentroute memory`` stats and are left out of :meth:`SQLMemory.trajectories` by
-default.
+whatever the pace. Tasks a dead process left ``running`` stay ``running`` until closed: a later
+``agentroute run --resume`` closes its batch's ones ``interrupted`` (:mod:`agentroute.memory.batches`);
+any of them, in a batch or not, :meth:`SQLMemory.reconcile_running` (``agentroute memory reconcile``)
+when the process was on this host — each task row names its process (:mod:`agentroute.memory.processes`),
+and ``agentroute memory stats`` shows them as running with their process gone.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentroute.errors import ConfigurationError
-from agentroute.memory import export, queries
+from agentroute.memory import export, processes, queries
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.claims import TaskClaims
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
@@ -389,9 +390,31 @@ class SQLMemory(MemoryStore):
     def stats(self) -> dict[str, Any]:
         """``tasks`` (count by status), ``tasks_total``, ``steps``, ``cost_usd``, ``tokens_in``,
         ``tokens_out``, ``models`` (per model: ``calls``, ``cost_usd``, ``tokens``), ``feedback``,
-        ``audit_events``."""
+        ``audit_events``, ``running`` (the ``running`` tasks by their process: ``alive``, ``gone``,
+        ``other_host``, ``unknown``; see :meth:`running_tasks`)."""
         with self._read() as conn:
-            return queries.stats(conn)
+            figures = queries.stats(conn)
+            figures["running"] = processes.running_tasks(conn).counts()
+        return figures
+
+    def running_tasks(self) -> processes.RunningTasks:
+        """The ``running`` tasks' ids by their process: ``alive`` (runs on this host), ``gone`` (a
+        process of this host that died without finishing them: :meth:`reconcile_running` closes
+        them), ``other_host`` (cannot be told from here) and ``unknown`` (stored before processes
+        were recorded)."""
+        with self._read() as conn:
+            return processes.running_tasks(conn)
+
+    def reconcile_running(self, task_ids: Sequence[str] | None = None) -> list[str]:
+        """Close as ``interrupted`` the ``running`` tasks whose process on this host is gone
+        (``kill -9``, a crash), of ``task_ids`` when given: their cost becomes that of their
+        recorded steps and ``metadata["error"]`` says why. Tasks of live processes and of other
+        hosts are never touched. Returns the ids closed (see :mod:`agentroute.memory.processes`)."""
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        self._writer.drain()
+        with self._lock, self.engine.begin() as conn:
+            return processes.reconcile_running(conn, task_ids)
 
     def save_router_state(self, router: str, state: dict[str, Any]) -> None:
         """Written at once (not batched): a state is saved rarely and read back right after.

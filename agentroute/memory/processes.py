@@ -1,0 +1,180 @@
+"""Which process runs a task, and closing the tasks of processes that are gone.
+
+Every task row a :class:`~agentroute.memory.sql.SQLMemory` writes names, in its stored metadata
+under ``agentroute_process``, the process that wrote it: ``{"host": host_key(), "pid": …, "start":
+…}`` (``start``: the process's start time in clock ticks since boot, from ``/proc``; ``None`` where
+there is no ``/proc``). Reads strip the key: a task's ``metadata`` is what its caller set.
+
+A task left ``running`` by a process that died without finishing it (``kill -9``, the OOM killer,
+a crash) is *gone* when its host is this host (same machine and boot: :func:`host_key`) and its
+pid no longer runs, or runs a different process (another start time: the pid was reused).
+:func:`reconcile_running` closes such tasks ``interrupted`` with the cost of their recorded steps
+and ``metadata["error"]`` saying why; a live process's tasks, another host's (nothing here can tell
+whether they still run) and tasks written before this was recorded are never touched.
+The batch runner's workers are told alive or gone by the same :func:`host_key` and :func:`pid_alive`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from agentroute.memory.tables import STEPS, TASKS
+
+__all__ = [
+    "PROCESS_KEY",
+    "RunningTasks",
+    "host_key",
+    "pid_alive",
+    "process_alive",
+    "process_start",
+    "reconcile_running",
+    "running_tasks",
+    "this_process",
+]
+
+#: Key of a stored task's metadata naming the process that wrote it.
+PROCESS_KEY = "agentroute_process"
+
+Liveness = Literal["alive", "gone", "other_host", "unknown"]
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return ""
+
+
+def host_key() -> str:
+    """This machine (and boot): a pid is only meaningful on the host and boot that issued it."""
+    boot = _boot_id()
+    return f"{socket.gethostname()}/{boot}" if boot else socket.gethostname()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or ``None``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):  # not a pid this system can have
+        return False
+    fields = _stat_fields(pid)
+    return fields is None or fields[:1] != ["Z"]
+
+
+def process_start(pid: int) -> int | None:
+    """Process ``pid``'s start time (clock ticks since boot, field 22 of ``/proc/PID/stat``), or
+    ``None`` where it cannot be read: with the pid, it names one process of one boot."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields is not None else None
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, start: int | None) -> bool:
+    """Whether process ``pid`` of this host runs and is the one that started at ``start`` (a pid
+    reused by a new process is not alive; an unknown start time trusts the pid)."""
+    if not pid_alive(pid):
+        return False
+    now = process_start(pid) if start is not None else None
+    return now is None or now == start
+
+
+_THIS: dict[int, dict[str, Any]] = {}
+
+
+def this_process() -> dict[str, Any]:
+    """``{"host", "pid", "start"}`` of the calling process (computed once per pid: a fork is new)."""
+    pid = os.getpid()
+    info = _THIS.get(pid)
+    if info is None:
+        info = _THIS[pid] = {"host": host_key(), "pid": pid, "start": process_start(pid)}
+    return info
+
+
+@dataclass(slots=True)
+class RunningTasks:
+    """The ``running`` tasks of a memory by what is known of their process: ``alive`` (a process of
+    this host that still runs), ``gone`` (of this host, no longer runs), ``other_host``, ``unknown``
+    (written before processes were recorded). Each is a list of task ids, oldest first."""
+
+    alive: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    other_host: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in ("alive", "gone", "other_host", "unknown")}
+
+
+def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool]) -> Liveness:
+    info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not isinstance(info.get("host"), str):
+        return "unknown"
+    if info["host"] != here:
+        return "other_host"
+    start = info.get("start") if isinstance(info.get("start"), int) else None
+    key = (info["pid"], start)
+    if key not in cache:
+        cache[key] = process_alive(*key)
+    return "alive" if cache[key] else "gone"
+
+
+def running_tasks(conn: sa.Connection) -> RunningTasks:
+    """Sort the memory's ``running`` tasks by their process (see :class:`RunningTasks`)."""
+    found, here, cache = RunningTasks(), host_key(), {}
+    query = sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.status == "running").order_by(TASKS.c.created_at, TASKS.c.id)
+    for task_id, meta in conn.execute(query):
+        getattr(found, _liveness(meta, here, cache)).append(task_id)
+    return found
+
+
+def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None) -> list[str]:
+    """Close as ``interrupted`` the ``running`` tasks whose process, on this host, is gone (of
+    ``task_ids`` when given), with the cost of their recorded steps and ``metadata["error"]`` saying
+    why; returns their ids. Run it in a write transaction."""
+    gone = running_tasks(conn).gone
+    if task_ids is not None:
+        wanted = set(task_ids)
+        gone = [t for t in gone if t in wanted]
+    if not gone:
+        return []
+    now = datetime.now(UTC)
+    steps_cost = (
+        sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id).scalar_subquery()
+    )
+    closed: list[str] = []
+    rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(gone))).all()
+    for task_id, meta in rows:
+        info = meta.get(PROCESS_KEY, {})
+        meta = {**meta, "error": f"its process ({info.get('pid')} on {info.get('host')}) ended while it ran; "
+                                 f"closed by reconcile at {now.isoformat(timespec='seconds')}"}  # fmt: skip
+        done = conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.id == task_id, TASKS.c.status == "running")
+            .values(status="interrupted", cost_usd=steps_cost, finished_at=now, meta=meta)
+        ).rowcount
+        if done:
+            closed.append(task_id)
+    return closed
