@@ -97,6 +97,7 @@ from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, co
 from agentroute.progress import fit_bar
 from agentroute.routers.base import check_fit_data, register
 from agentroute.routers.utility import (
+    _SWAP,
     QUERY_CHARS,
     UtilityRouter,
     embed_contexts,
@@ -279,13 +280,16 @@ class GraphRouter(UtilityRouter):
         parameter's, the default pool's, else a card inferred from the log's prices);
         ``descriptor_sources_`` names the source of each column.
         """
+        return self._refit_aside(data, cards=cards)  # learns on a fresh instance (routes go on meanwhile)
+
+    def _learn(self, data: Any, *, cards: Any = None) -> None:
         from agentroute.kg.agents import training_cards
 
         data = check_fit_data(self, data)
         self._fit_cards, sources = training_cards(data, cards=cards, pool=self.pool)
         self.descriptor_sources_ = sources
         try:
-            return super().fit(data)
+            super()._learn(data)
         finally:
             del self._fit_cards
 
@@ -496,13 +500,23 @@ class GraphRouter(UtilityRouter):
             raise ConfigurationError(
                 f"graph-router: no logged outcome for the new columns {[table.models[j] for j in new]}"
             )
-        hidden = self.encode_llms(descriptors, table.queries, edges)
-        self.columns_ = [*self.columns_, *(table.models[j] for j in new)]
-        self.descriptors_ = [*self.descriptors_, *descriptors]
-        self.llm_features_ = np.vstack([self.llm_features_, embed_texts(descriptors).astype(np.float32)])
-        self.llm_hidden_ = np.vstack([self.llm_hidden_, hidden])
-        self.score_mean_ = np.concatenate([self.score_mean_, means])
-        self.cost_mean_ = np.concatenate([self.cost_mean_, cost_means])
+        now = self._view()  # one version of the state; the new columns are swapped in together
+        hidden = now.encode_llms(descriptors, table.queries, edges)
+        grown = {
+            "columns_": [*now.columns_, *(table.models[j] for j in new)],
+            "descriptors_": [*now.descriptors_, *descriptors],
+            "llm_features_": np.vstack([now.llm_features_, embed_texts(descriptors).astype(np.float32)]),
+            "llm_hidden_": np.vstack([now.llm_hidden_, hidden]),
+            "score_mean_": np.concatenate([now.score_mean_, means]),
+            "cost_mean_": np.concatenate([now.cost_mean_, cost_means]),
+        }
+        with _SWAP:
+            if self.__dict__.get("columns_") is not now.columns_:
+                raise ConfigurationError(
+                    "graph-router: the router was refitted while add_outcomes encoded the new columns; "
+                    "call add_outcomes again"
+                )
+            self.__dict__.update(grown)
         return self
 
     def fit_summary(self) -> str:

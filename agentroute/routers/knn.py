@@ -20,9 +20,7 @@ rows), so that a batch prediction and a single route give identical neighbourhoo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from typing import Any, Self
 
 import numpy as np
 
@@ -31,38 +29,11 @@ from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
 from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts, shrunk_mean
-from agentroute.types import Decision, RouteContext
-
-#: Orders RefitAside's state swaps and copies (one lock for all instances: a router is copied
-#: and pickled, a lock is not; it is held for microseconds).
-_SWAP = threading.Lock()
-
-
-class RefitAside(UtilityRouter):
-    """Routing while another thread refits: ``fit`` learns on a fresh instance and swaps its state
-    in at once (one ``__dict__`` update), and ``route`` reads one copy of the state, so a route sees
-    the old model or the new one, never half of each (was: shape errors, e.g. a new table's
-    columns against the old arrays). A fit that fails leaves the fitted router as it was.
-
-    (Its home is :class:`~agentroute.routers.utility.UtilityRouter`; here for knn, logreg, stack.)
-    """
-
-    def fit(self, data: Any) -> Self:
-        fresh = type(self)(**self.get_params())
-        UtilityRouter.fit(fresh, data)
-        with _SWAP:  # held for the update and the copy only (microseconds), never while fitting
-            self.__dict__.update(fresh.__dict__)
-        return self
-
-    def route(self, ctx: RouteContext) -> Decision:
-        view = object.__new__(type(self))
-        with _SWAP:
-            view.__dict__ = self.__dict__.copy()  # one consistent version of the learned state
-        return UtilityRouter.route(view, ctx)
+from agentroute.types import RouteContext
 
 
 @register
-class KNNRouter(RefitAside):
+class KNNRouter(UtilityRouter):
     """kNN on MiniLM embeddings (cosine), estimates shrunk toward each model's mean.
 
     Args:

@@ -22,8 +22,7 @@ from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
-from agentroute.routers.knn import RefitAside
-from agentroute.routers.utility import QUERY_CHARS, embed_contexts, embed_texts
+from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts
 from agentroute.types import RouteContext
 
 
@@ -69,7 +68,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 @register
-class LogisticRouter(RefitAside):
+class LogisticRouter(UtilityRouter):
     """Per-model logistic regression on MiniLM embeddings (module docstring).
 
     Args:

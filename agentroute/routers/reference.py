@@ -60,18 +60,16 @@ class OracleRouter(UtilityRouter):
     def _fit_table(self, table: OutcomeTable) -> None:
         self.query_ids_ = [str(q) for q in table.query_ids]
         self.queries_ = list(table.queries)
-        self._index: tuple[dict[str, int], dict[str, int]] | None = None
+        self._index = self._build_index()  # built here, not on a route: routes read a view (UtilityRouter._view)
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
 
+    def _build_index(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Training row by query id, and by query text."""
+        return {q: i for i, q in enumerate(self.query_ids_)}, {q: i for i, q in enumerate(self.queries_)}
+
     def _rows(self, ctxs: Sequence[RouteContext]) -> list[int]:
-        index = getattr(self, "_index", None)
-        if index is None:
-            index = self._index = (
-                {q: i for i, q in enumerate(self.query_ids_)},
-                {q: i for i, q in enumerate(self.queries_)},
-            )
-        by_id, by_text = index
+        by_id, by_text = self._index
         rows = []
         for ctx in ctxs:
             row = by_id.get(str(ctx.query_id)) if ctx.query_id is not None else by_text.get(ctx.query)
@@ -100,7 +98,7 @@ class OracleRouter(UtilityRouter):
         super().set_arrays(arrays)
         self.query_ids_ = [str(q) for q in arrays["query_ids"].tolist()]
         self.queries_ = [str(q) for q in arrays["queries"].tolist()]
-        self._index = None
+        self._index = self._build_index()
         self.scores_ = np.asarray(arrays["scores"], dtype=float)
         self.costs_ = np.asarray(arrays["costs"], dtype=float)
 

@@ -28,7 +28,6 @@ from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import Router, _jsonable, get_router_class, make_router, register
-from agentroute.routers.knn import RefitAside
 from agentroute.routers.logreg import sigmoid
 from agentroute.routers.utility import UtilityRouter, validation_split
 from agentroute.types import RouteContext
@@ -114,7 +113,7 @@ def cross_entropy(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
 
 
 @register
-class StackRouter(RefitAside):
+class StackRouter(UtilityRouter):
     """Per-agent non-negative logistic stacking of base routers (module docstring).
 
     Args:

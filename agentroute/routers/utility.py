@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -63,6 +64,13 @@ from agentroute.types import Agent, Decision, RouteContext
 #: a cost gap of 1e-4 of the dearest model's mean cost outweighs a full score point, so the cheapest
 #: model wins every query.
 KNOB_GRID: tuple[float, ...] = (0.0, *(float(x) for x in np.geomspace(1e-3, 1e4, 47)))
+
+#: Orders :meth:`UtilityRouter._refit_aside`'s state swaps and :meth:`UtilityRouter._view`'s copies
+#: (one lock for all routers: a router is copied and pickled, a lock is not; held for microseconds).
+_SWAP = threading.Lock()
+
+#: The key that marks a :meth:`UtilityRouter._view` (a view's own ``_view`` is itself: no second copy).
+_VIEW = "_state_view"
 
 
 # -- the decision rule ---------------------------------------------------------------------------
@@ -171,6 +179,12 @@ class UtilityRouter(Router):
     from datasets; :mod:`agentroute.outcomes`), ``weighted_`` (whether the fit used importance
     weights), ``score_mean_`` and ``cost_mean_`` (per column), ``cost_scale_`` (the dearest
     column's mean cost; 1 when all costs are 0).
+
+    Refitting while routing: ``fit`` learns on a fresh instance and swaps the state in whole
+    (:meth:`_refit_aside`); ``route`` and ``predict`` read one version of it (:meth:`_view`). A
+    subclass whose fit needs more than the data (e.g. model cards) extends :meth:`_learn`, not
+    ``fit``; learned attributes end in ``_``, and caches derived from them are made by the fit (or
+    ``set_arrays``), not lazily on a route (a route's writes go to its view and are lost).
     """
 
     learned = True
@@ -195,7 +209,45 @@ class UtilityRouter(Router):
 
     # -- learning ---------------------------------------------------------------------------
     def fit(self, data: Any) -> Self:
-        """Learn from an :class:`OutcomeTable`, a dataset with ``.train``, or trajectories."""
+        """Learn from an :class:`OutcomeTable`, a dataset with ``.train``, or trajectories.
+
+        The learning happens on a fresh instance (:meth:`_refit_aside`), so routes served meanwhile
+        by another thread see the old model until the new one is swapped in whole.
+        """
+        return self._refit_aside(data)
+
+    # -- refitting while routing ----------------------------------------------------------------
+    def _refit_aside(self, data: Any, **options: Any) -> Self:
+        """``fit`` for a router that may be serving: :meth:`_learn` runs on an unfitted copy (this
+        router's attributes less its learned ones, those ending in ``_``: every parameter, in
+        ``get_params()`` or not, and private settings carry over; no constructor is called), then
+        the copy's state replaces the old one in one assignment under a lock held for microseconds
+        (:data:`_SWAP`), never while learning. A fit that fails leaves the router as it was."""
+        fresh = object.__new__(type(self))
+        fresh.__dict__ = {k: v for k, v in self.__dict__.items() if not _learned(k)}
+        fresh._learn(data, **options)
+        with _SWAP:
+            state = {k: v for k, v in self.__dict__.items() if not _learned(k)}
+            state.update(fresh.__dict__)
+            self.__dict__ = state
+        return self
+
+    def _view(self) -> Self:
+        """One consistent version of this router's state (a shallow copy of its ``__dict__`` taken
+        under :data:`_SWAP`): what ``route`` and ``predict`` read, so that a refit in another thread
+        shows them the old model or the new one, never the new columns against the old arrays."""
+        if _VIEW in self.__dict__:
+            return self
+        view = object.__new__(type(self))
+        with _SWAP:
+            state = self.__dict__.copy()
+        state[_VIEW] = True
+        view.__dict__ = state
+        return view
+
+    def _learn(self, data: Any) -> None:
+        """The learning of :meth:`fit`, on the fresh instance ``self``; subclasses that need more than
+        the table (e.g. model cards) extend this with ``super()``."""
         data = check_fit_data(self, data)
         table = as_outcome_table(data)
         if len(table) == 0 or not table.models:
@@ -218,7 +270,6 @@ class UtilityRouter(Router):
         self.prices_ = training_prices(data)
         self._fit_table(table)
         self.fitted_ = True
-        return self
 
     def _check_params(self) -> None:
         """Validate hyperparameters (called by ``fit``); extend with ``super()``."""
@@ -268,8 +319,9 @@ class UtilityRouter(Router):
         """Predicted (score, cost), each (n × k), for the k candidates the n contexts share.
 
         Never reads a logged outcome of the contexts' queries (except :class:`OracleRouter`, which
-        is a ceiling, not a router).
+        is a ceiling, not a router). Reads one version of the fitted state (:meth:`_view`).
         """
+        self = self._view()  # every read below from one version of the state
         self.check_fitted()
         agents = shared_candidates(ctxs, self.name)
         known = {c: j for j, c in enumerate(self.columns_)}
@@ -313,6 +365,7 @@ class UtilityRouter(Router):
 
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)
+        self = self._view()  # one version of the state for the whole decision
         score, cost = self.predict([ctx])
         index = int(self.choose(score, cost)[0])
         u = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
@@ -355,6 +408,11 @@ class UtilityRouter(Router):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.score_mean_ = np.asarray(arrays["score_mean"], dtype=float)
         self.cost_mean_ = np.asarray(arrays["cost_mean"], dtype=float)
+
+
+def _learned(key: str) -> bool:
+    """Whether an attribute is learned state (scikit-learn's convention: a name ending in ``_``)."""
+    return key.endswith("_") and not key.endswith("__")
 
 
 def _weighting_note(table: OutcomeTable) -> str:
