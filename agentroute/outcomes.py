@@ -160,6 +160,7 @@ class OutcomeTable:
             )
         if len(self.query_ids) != n:
             raise ConfigurationError(f"{len(self.query_ids)} query ids for {n} queries")
+        self._check_costs()
         if not self.task_types:
             self.task_types = [None] * n
         if self.propensity is not None:
@@ -168,6 +169,22 @@ class OutcomeTable:
                 raise ConfigurationError(f"propensity must be {(n, m)} (got {self.propensity.shape})")
             if np.any(self.propensity[~np.isnan(self.propensity)] <= 0) or np.any(self.propensity > 1):
                 raise ConfigurationError("propensities must lie in (0, 1]")
+
+    def _check_costs(self) -> None:
+        """A logged cost is a finite number ≥ 0 (nan: not logged). An infinite cost would give its
+        model utility −∞ in every cost-aware router, which would then never route there without saying
+        why; a negative one would pay a router for choosing it."""
+        costs = np.asarray(self.costs, dtype=float)
+        bad = ~np.isnan(costs) & ~((costs >= 0) & np.isfinite(costs))
+        if not bad.any():
+            return
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        query = str(self.queries[i])
+        raise ConfigurationError(
+            f"outcome table: the cost of {self.models[j]!r} on query {self.query_ids[i]!r} (table row {i + 1}, "
+            f"{query[:60]!r}{'…' if len(query) > 60 else ''}) is {float(costs[i, j])!r}: a cost must be a finite "
+            f"number ≥ 0 in USD (nan: not logged); {int(bad.sum())} such cell(s) in all"
+        )
 
     @property
     def weighted(self) -> bool:

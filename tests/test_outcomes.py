@@ -129,3 +129,43 @@ def test_memory_export_outcomes_then_train_in_one_command(tmp_path, suffix):
     assert "20 trajectories (seeded subset of 40)" in result.output
     # from the memory, the targets are agent keys (role:model:strategy)
     assert set(load_router(str(tmp_path / "r")).quality_) == {"executor:small:direct", "executor:large:direct"}
+
+
+# -- a cost must be a finite number ≥ 0 (nan: not logged) -------------------------------------------
+def _cost_table(bad: float) -> None:
+    from agentroute.outcomes import OutcomeTable
+
+    OutcomeTable(
+        query_ids=["q0", "q1"], queries=["first question", "second question"], models=["small", "large"],
+        scores=np.array([[1.0, 1.0], [0.0, 1.0]]), costs=np.array([[0.001, np.nan], [0.001, bad]]),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, -0.5])
+def test_an_infinite_or_negative_cost_is_refused_naming_the_row_and_the_model(bad):
+    # was: accepted; knn, logreg and per-task then gave 'large' utility −inf and never routed there, silently
+    with pytest.raises(ConfigurationError) as err:
+        _cost_table(bad)
+    message = str(err.value)
+    assert "'large'" in message and "'q1'" in message and "table row 2" in message and "second question" in message
+    assert "finite number ≥ 0" in message and repr(float(bad)) in message
+    _cost_table(np.nan)  # a missing cost is still nan (not logged), and a free call 0
+    _cost_table(0.0)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_train_from_an_outcomes_file_with_an_infinite_cost_exits_2_naming_the_cell(tmp_path, suffix):
+    from agentroute.cli import app as cli
+
+    rows = _rows(split=False)
+    rows[7]["cost_usd"] = float("inf")  # query q3, the large model; JSON writes it as Infinity, CSV as inf
+    path = _write(tmp_path / f"o{suffix}", rows)
+    with pytest.raises(ConfigurationError, match="'executor:large:direct' on query 'q3'"):
+        load_outcomes(path, require_test=False)
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(
+        cli, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")]
+    )
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "the cost of 'executor:large:direct' on query 'q3'" in out and "is inf" in out and "finite number ≥ 0" in out
+    assert not (tmp_path / "r").exists()
