@@ -129,3 +129,30 @@ def test_show_prints_bracketed_text_as_written(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for text in ("[choose-list] Select Kelly", "[bold]click[/bold]", "[red]boom[/red]", "[x] done"):
         assert text in result.output, (text, result.output)
+
+
+def test_reconcile_dry_run_counts_and_json_names_what_it_closed(tmp_path: Path) -> None:
+    """A running task whose recorded process is gone (a pid no process has): ``--dry-run`` only
+    counts it, ``reconcile`` closes it (``--json`` names it), a task of this live process stays."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.processes import this_process
+
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    with SQLMemory(url) as memory:
+        for task_id in ("mine", "dead"):
+            memory.start_task(Task(id=task_id, query="q", graph="qa"))
+        memory.flush()
+        gone = {"agentroute_process": {**this_process(), "pid": 2**22 + 1}}  # above Linux's pid_max
+        with memory.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE tasks SET meta = :meta WHERE id = 'dead'"), {"meta": json.dumps(gone)})
+        dry = runner.invoke(memory_app, ["reconcile", "--memory", url, "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "1 running task(s) whose process is gone (--dry-run: none closed)" in dry.output
+        assert memory.get_task("dead").task.status == "running"  # type: ignore[union-attr]
+        done = runner.invoke(memory_app, ["reconcile", "--memory", url, "--json"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.output) == {"closed": ["dead"], "found": {"alive": 1, "gone": 1, "other_host": 0, "unknown": 0}}
+        assert memory.get_task("dead").task.status == "interrupted"  # type: ignore[union-attr]
+        assert memory.get_task("mine").task.status == "running"  # type: ignore[union-attr]
+        assert memory.stats()["running"] == {"alive": 1, "gone": 0, "other_host": 0, "unknown": 0}

@@ -275,7 +275,7 @@ def reconcile(
             raise _fail(error_text(exc), exit_code_for(exc)) from exc
     counts = running.counts()
     if as_json:
-        typer.echo(json.dumps({"closed": closed, "running": counts}, indent=2))
+        typer.echo(json.dumps({"closed": closed, "found": counts}, indent=2))  # found: before closing
         return
     console = _console()
     if dry_run:
