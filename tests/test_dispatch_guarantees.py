@@ -600,3 +600,22 @@ def step_request(step):
 
     system = get_strategy(step.agent.strategy).system_prompt("")
     return CompletionRequest(step.agent.model, [{"role": "system", "content": system}, {"role": "user", "content": step.input}], 64)
+
+
+async def test_conversation_turns_are_sent_as_messages_and_count_in_the_worst_case():
+    """``Dispatcher.step(history=...)`` (routed serving's conversations): the earlier turns go to
+    the model between the system prompt and the input, and the budget's worst case counts them, so
+    a long conversation under a tokens limit is refused before any call."""
+    history = [("user", "Name a colour. " * 200), ("assistant", "Red.")]
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"))
+    run = dispatcher.start("q", query_id="q0")
+    [plain] = dispatcher._plans(run, "executor", "Answer.", "Another?", ["small"], None, "q0")
+    [talk] = dispatcher._plans(run, "executor", "Answer.", "Another?", ["small"], None, "q0", history)
+    assert [m["role"] for m in talk.request.messages] == ["system", "user", "assistant", "user"]
+    assert talk.request.messages[-1]["content"] == "Another?" and talk.worst.tokens > plain.worst.tokens + 400
+    limit = Budget(tokens=(plain.worst.tokens + talk.worst.tokens) // 2)
+    ok = dispatcher.start("q", query_id="q0", budget=limit)
+    assert await dispatcher.step(ok, role="executor", stage="execute", prompt="Answer.", input="Another?", models=["small"]) is not None
+    tight = dispatcher.start("q", query_id="q0", budget=limit)
+    step = await dispatcher.step(tight, role="executor", stage="execute", prompt="Answer.", input="Another?", models=["small"], history=history)
+    assert step is None and tight.exhausted and not tight.steps

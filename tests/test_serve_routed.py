@@ -565,8 +565,10 @@ def test_a_client_that_leaves_a_routed_stream_stops_its_task(tmp_path: Path) -> 
     assert trajectory.task.status == "interrupted" and not provider.timed_out
 
 
-def test_a_conversation_reaches_the_model_as_a_system_prompt_and_one_transcript() -> None:
-    """What docs/serve.md says a multi-turn chat becomes on the router model."""
+def test_a_conversation_reaches_the_model_turn_by_turn() -> None:
+    """What docs/serve.md says a multi-turn chat becomes on the router model: the turns as they
+    were sent, after one system message (before: one user message holding a ``role: text``
+    transcript, so a model's chat template saw one turn)."""
     with Provider() as provider, ServerThread(provider.pool("fine"), router="cheapest") as server:
         chat = [
             {"role": "system", "content": "Be brief."},
@@ -576,8 +578,8 @@ def test_a_conversation_reaches_the_model_as_a_system_prompt_and_one_transcript(
         ]
         client(server).chat.completions.create(model="router", messages=chat)
     [sent] = provider.messages
-    assert [m["role"] for m in sent] == ["system", "user"] and sent[0]["content"].startswith("Be brief.")
-    assert sent[1]["content"] == "user: Name a colour.\nassistant: Red.\nuser: Another?"
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"] and sent[0]["content"].startswith("Be brief.")
+    assert [m["content"] for m in sent[1:]] == ["Name a colour.", "Red.", "Another?"]
 
 
 def test_stream_true_on_an_openai_card_streams_its_tokens() -> None:

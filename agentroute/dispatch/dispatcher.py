@@ -355,18 +355,23 @@ class Dispatcher:
         max_tokens: int | None = None,
         query_id: str | None = None,
         postconditions: Iterable[Postcondition] = (),
+        history: Sequence[tuple[str, str]] = (),
     ) -> Step | None:
         """Run one routed step; ``None`` when blocked or when nothing affordable is left.
 
         A blocked step writes an audit event and returns ``None`` with ``run.failed`` set; an
         exhausted budget (or an overrun, or the deadline) sets ``run.exhausted``. A step whose
         every agent failed is returned with status ``failed`` (and recorded).
+
+        ``history``: the earlier turns of a conversation, ``(role, text)`` with role ``user`` or
+        ``assistant``, sent as chat messages between the system prompt and ``input`` (the step's
+        input, the last turn); they count in every attempt's prompt tokens and worst case.
         """
         if self._blocked(run, role, stage):
             return None
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
-        plans = self._plans(run, role, prompt, input, models, max_tokens, qid)
+        plans = self._plans(run, role, prompt, input, models, max_tokens, qid, history)
         if any(p.asks for p in plans):
             plans = await self._ask_counts(run, plans)
         post = tuple(postconditions)
@@ -455,16 +460,19 @@ class Dispatcher:
         models: Sequence[str] | None,
         max_tokens: int | None,
         query_id: str | None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> list[_Plan]:
         plans = []
         chats: dict[str, list[dict[str, str]]] = {}  # one prompt per strategy
         counted: dict[tuple[Backend, str], int] = {}  # prompt tokens, where no card tokenizer is involved
+        turns = [{"role": "assistant" if r == "assistant" else "user", "content": t} for r, t in history]
         for c in self._candidates_for(role, models, max_tokens):
             strategy, card, backend = c.strategy, c.card, c.backend
             chat = chats.get(strategy.name)
             if chat is None:
                 chat = chats[strategy.name] = [
                     {"role": "system", "content": strategy.system_prompt(prompt)},
+                    *turns,
                     {"role": "user", "content": input},
                 ]
             request = CompletionRequest(c.model, chat, c.max_tokens, strategy.temperature, None, query_id)

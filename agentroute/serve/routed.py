@@ -164,14 +164,15 @@ class Routing:
         and cost) and its step (``None`` when nothing was affordable). A cancelled request (client
         gone) ends the task ``interrupted``. ``watch`` sees the step's provider attempts as they run
         (the dispatcher's step watcher): their tokens, their ends and failures."""
-        prompt, query, text = split_messages(messages)
+        prompt, query, text, history = split_messages(messages)
         dispatcher = self.dispatcher
         add_step_watcher(_watch_served)
         _served_step.set(watch)  # this request's task has its own context: other requests see theirs
         run = dispatcher.start(query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True})
         try:
             step = await dispatcher.step(
-                run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id
+                run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id,
+                history=history,
             )
         except BaseException:
             dispatcher.finish(run, status="interrupted")
@@ -181,22 +182,23 @@ class Routing:
         return run, step
 
 
-def split_messages(messages: list[tuple[str, str]]) -> tuple[str, str, str]:
-    """``(system prompt, query, step input)`` of a chat.
+def split_messages(messages: list[tuple[str, str]]) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """``(system prompt, query, step input, earlier turns)`` of a chat.
 
     System and developer messages become the step's system prompt; the query (what the router
-    reads and the memory keeps) is the last user message; the input is that message alone, or,
-    for a conversation, the earlier turns as a ``role: text`` transcript ending with it.
+    reads and the memory keeps) is the last user message; the step's input is the last turn, and
+    the turns before it go to the model as they were sent (``user`` / ``assistant`` messages; a
+    ``tool`` or ``function`` message as a user message ``"tool: text"``).
     """
     system = "\n".join(text for role, text in messages if role in ("system", "developer") and text)
     turns = [(role, text) for role, text in messages if role not in ("system", "developer")]
     users = [text for role, text in turns if role == "user"]
     query = users[-1] if users else (turns[-1][1] if turns else "")
-    if len(turns) <= 1:
-        return system, query, query
-    return system, query, "\n".join(f"{role}: {text}" for role, text in turns)
-
-
+    if not turns:
+        return system, query, query, []
+    spoken = [(role, text if role in ("user", "assistant") else f"{role}: {text}") for role, text in turns]
+    *earlier, (_, last) = spoken
+    return system, query, last, earlier
 
 
 # -- watching the routed step (the dispatcher's step watcher, as LangGraph's messages mode uses it) --
