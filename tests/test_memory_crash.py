@@ -293,3 +293,53 @@ def test_a_reused_pid_is_not_the_process_that_ran_the_task(tmp_path):
         assert memory.get_task("t0").task.status == "running"
         assert memory.get_task("t1").task.status == "interrupted"
         assert "agentroute_process" not in memory.get_task("t0").task.metadata  # bookkeeping, not the caller's
+
+
+BUSY = """
+import sys
+from agentroute.memory import SQLMemory
+from agentroute.types import Agent, Step, Task
+
+memory = SQLMemory(sys.argv[1])
+print("ready", flush=True)
+for i in range(int(sys.argv[2])):
+    task = Task(id=f"busy-{i}", query="q", graph="qa")
+    memory.start_task(task)
+    memory.record_step(Step(task_id=task.id, index=0, stage="answer", agent=Agent(model="m"), output="o", cost_usd=0.01))
+    if i % 2:
+        task.status = "done"
+        memory.finish_task(task)
+memory.flush()
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_reconcile_beside_a_live_process_that_writes_leaves_its_tasks_alone(tmp_path):
+    """Reconciling again and again while a live process starts, steps and finishes tasks (SQLite:
+    both write the file): no error, none of its tasks closed, its unfinished ones still running."""
+    from agentroute.memory import SQLMemory
+
+    url = f"sqlite:///{tmp_path}/memory.db"
+    (tmp_path / "busy.py").write_text(BUSY)
+    SQLMemory(url).close()  # the schema, before both open it
+    busy = subprocess.Popen([sys.executable, str(tmp_path / "busy.py"), url, "400"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert busy.stdout is not None and busy.stdout.readline().strip() == "ready"
+        with SQLMemory(url) as memory:
+            closed = []
+            for _ in range(40):
+                closed += memory.reconcile_running()
+                time.sleep(0.005)
+            assert busy.stdout.readline().strip() == "written", busy.stdout.read()
+            closed += memory.reconcile_running()
+            assert closed == []
+            rows = _tasks(url)
+            unfinished = {f"busy-{i}" for i in range(0, 400, 2)}
+            assert {t for t, r in rows.items() if r["status"] == "running"} == unfinished
+            assert set(memory.running_tasks().alive) == unfinished
+    finally:
+        if busy.stdin:
+            busy.stdin.close()
+        busy.wait(30)

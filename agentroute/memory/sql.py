@@ -413,8 +413,16 @@ class SQLMemory(MemoryStore):
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         self._writer.drain()
-        with self._lock, self.engine.begin() as conn:
-            return processes.reconcile_running(conn, task_ids)
+        with self._lock, self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock up front: live processes write too
+            try:
+                closed = processes.reconcile_running(conn, task_ids)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        return closed
 
     def save_router_state(self, router: str, state: dict[str, Any]) -> None:
         """Written at once (not batched): a state is saved rarely and read back right after.
