@@ -30,6 +30,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "mlp": {"epochs": 3, "hidden": 8},
     "mf": {"epochs": 3, "dim": 8},
     "graph-router": {"epochs": 3, "hidden": 8, "queries_per_step": 16, "pool": "default"},
+    "kg-gnn": {"epochs": 2, "hidden_channels": 8, "num_layers": 1, "descriptors": {m: f"model {m}" for m in ("m1", "m2", "m3")}},
 }
 
 

@@ -154,18 +154,18 @@ def test_an_infinite_or_negative_cost_is_refused_naming_the_row_and_the_model(ba
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
-def test_train_from_an_outcomes_file_with_an_infinite_cost_exits_2_naming_the_cell(tmp_path, suffix):
+def test_train_from_an_outcomes_file_with_an_infinite_cost_exits_2_naming_the_file_and_row(tmp_path, suffix):
     from agentroute.cli import app as cli
 
     rows = _rows(split=False)
     rows[7]["cost_usd"] = float("inf")  # query q3, the large model; JSON writes it as Infinity, CSV as inf
     path = _write(tmp_path / f"o{suffix}", rows)
-    with pytest.raises(ConfigurationError, match="'executor:large:direct' on query 'q3'"):
+    with pytest.raises(DatasetError, match=r"a cost must be a finite number ≥ 0 \(row 8: inf\)"):
         load_outcomes(path, require_test=False)
     result = CliRunner(env={"COLUMNS": "300"}).invoke(
         cli, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")]
     )
     out = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
-    assert "the cost of 'executor:large:direct' on query 'q3'" in out and "is inf" in out and "finite number ≥ 0" in out
+    assert f"{path}: a cost must be a finite number ≥ 0 (row 8: inf)" in out
     assert not (tmp_path / "r").exists()

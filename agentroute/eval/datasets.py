@@ -783,8 +783,10 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
         raise DatasetError(f"{p}: no cost_usd column, and no tokens_in/tokens_out to price")
     else:
         notes["cost"] = "logged cost_usd"
-    if (cost < 0).any():
-        raise DatasetError(f"{p}: negative costs (row {int(np.flatnonzero((cost < 0).to_numpy())[0]) + 1})")
+    bad = ((cost < 0) | np.isinf(cost)).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{p}: a cost must be a finite number ≥ 0 (row {row + 1}: {float(cost.iloc[row])})")
     return cost
 
 

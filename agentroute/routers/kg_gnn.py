@@ -411,6 +411,7 @@ class KGRouter(UtilityRouter):
         cost of :class:`~agentroute.routers.utility.UtilityRouter` (mean train cost; card-calibrated
         for new agents). The decision at λ = ``cost_weight`` is ``choose(score, cost)``."""
         self.check_fitted()
+        self = self._view()  # one version of the state while another thread may refit
         agents = shared_candidates(ctxs, self.name)
         score, _ = self.estimates(ctxs, agents)
         return score, self._cost_matrix(ctxs, agents)
@@ -433,6 +434,7 @@ class KGRouter(UtilityRouter):
     def route(self, ctx: RouteContext) -> Decision:
         self.check_fitted()
         require_candidates(self, ctx)
+        self = self._view()  # one version of the state for the whole decision
         agents = list(ctx.candidates)
         score, kgs = self.estimates([ctx], agents)
         cost = self._cost_matrix([ctx], agents)
