@@ -94,7 +94,7 @@ def _num(value: float | None) -> str:
 def stats(
     memory: MemoryOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
-    """Counts and totals: tasks by status (running ones of gone processes apart), steps, cost, tokens, models."""
+    """Counts and totals: tasks by status (those of gone processes apart), steps, cost, tokens, models."""
     with _open(memory) as store:
         figures = store.stats()
         url = store.url
