@@ -295,6 +295,32 @@ def test_a_reused_pid_is_not_the_process_that_ran_the_task(tmp_path):
         assert "agentroute_process" not in memory.get_task("t0").task.metadata  # bookkeeping, not the caller's
 
 
+
+def test_a_task_from_before_this_machines_last_reboot_is_gone(tmp_path):
+    """Same host name, another boot id: every process of that boot has ended (before: counted as
+    another host's, so ``reconcile`` never closed it)."""
+    from agentroute.memory import SQLMemory
+    from agentroute.memory.processes import host_key, this_process
+    from tests.test_memory import make_task
+
+    here = host_key()
+    if "/" not in here:
+        pytest.skip("no boot id on this system")
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        for i in range(2):
+            memory.start_task(make_task(i, id=f"t{i}"))
+        memory.flush()
+        name = here.partition("/")[0]
+        with memory.engine.begin() as conn:
+            for task_id, host in (("t0", f"{name}/0ldb00t"), ("t1", f"not-{name}/0ldb00t")):
+                conn.execute(sa.text("UPDATE tasks SET meta = :meta WHERE id = :id"),
+                             {"id": task_id, "meta": json.dumps({"agentroute_process": {**this_process(), "host": host}})})  # fmt: skip
+        running = memory.running_tasks()
+        assert (running.gone, running.other_host) == (["t0"], ["t1"])
+        assert memory.reconcile_running() == ["t0"]
+        assert memory.get_task("t1").task.status == "running"
+
+
 BUSY = """
 import sys
 from agentroute.memory import SQLMemory

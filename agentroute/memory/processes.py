@@ -7,7 +7,8 @@ there is no ``/proc``). Reads strip the key: a task's ``metadata`` is what its c
 
 A task left ``running`` by a process that died without finishing it (``kill -9``, the OOM killer,
 a crash) is *gone* when its host is this host (same machine and boot: :func:`host_key`) and its
-pid no longer runs, or runs a different process (another start time: the pid was reused).
+pid no longer runs, or runs a different process (another start time: the pid was reused), or when
+it ran on this machine before its last reboot (same host name, another boot id).
 :func:`reconcile_running` closes such tasks ``interrupted`` with the cost of their recorded steps
 and ``metadata["error"]`` saying why; a live process's tasks, another host's (nothing here can tell
 whether they still run) and tasks written before this was recorded are never touched.
@@ -133,7 +134,10 @@ def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool]) -> Liven
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not isinstance(info.get("host"), str):
         return "unknown"
     if info["host"] != here:
-        return "other_host"
+        name, _, boot = info["host"].partition("/")
+        here_name, _, here_boot = here.partition("/")
+        # this machine before its last reboot: every process of that boot has ended
+        return "gone" if boot and here_boot and name == here_name else "other_host"
     start = info.get("start") if isinstance(info.get("start"), int) else None
     key = (info["pid"], start)
     if key not in cache:
