@@ -311,7 +311,7 @@ def test_resume_after_kill_9_closes_the_episodes_left_running(chromium, tmp_path
     trajectories = _episodes(f"sqlite:///{db}")
     assert [t for t in trajectories if t.task.status == "running"] == []
     interrupted = [t.task for t in trajectories if t.task.status == "interrupted"]
-    assert len(interrupted) == stale and all("closed by --resume" in t.metadata["error"] for t in interrupted)
+    assert len(interrupted) == stale and all("ended while it ran" in t.metadata["error"] for t in interrupted)
     done = sorted(t.task.metadata["seed"] for t in trajectories if t.task.status == "done")
     assert set(range(total)) <= set(done) and len(done) == len(set(done))  # each once
 

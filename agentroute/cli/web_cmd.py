@@ -261,24 +261,15 @@ def finished_episodes(store: Any, batch: str) -> dict[tuple[str, int], Any]:
 def interrupt_dead(store: Any, batch: str) -> int:
     """Close as ``interrupted`` the episodes of ``batch`` left ``running`` by a process of this host
     that is gone (``kill -9``, a crash, a power cut): with their steps' cost, so the memory no longer
-    counts them as under way. Episodes of live processes, or of other hosts, are left alone."""
-    from agentroute.memory.batches import host_key, pid_alive
+    counts them as under way. Episodes of live processes, or of other hosts, are left alone — the
+    memory's own rule (:meth:`~agentroute.memory.SQLMemory.reconcile_running`)."""
     from agentroute.web.agent import GRAPH
 
-    here, closed = host_key(), 0
-    for trajectory in store.trajectories(graph=GRAPH, status=["running"]):
-        task, meta = trajectory.task, trajectory.task.metadata or {}
-        pid = meta.get("pid")
-        if meta.get("batch") != batch or meta.get("host") != here or not isinstance(pid, int) or pid_alive(pid):
-            continue
-        task.status = "interrupted"
-        task.cost_usd = sum(s.cost_usd for s in trajectory.steps)
-        task.metadata["error"] = f"its process ({pid}) ended while it ran; closed by --resume"
-        store.finish_task(task)
-        closed += 1
-    if closed:
-        store.flush()
-    return closed
+    reconcile = getattr(store, "reconcile_running", None)
+    if reconcile is None:  # a memory of the user's own that cannot tell
+        return 0
+    ids = [t.task.id for t in store.trajectories(graph=GRAPH, status=["running"]) if (t.task.metadata or {}).get("batch") == batch]
+    return len(reconcile(ids)) if ids else 0
 
 
 class Tally:
