@@ -541,10 +541,8 @@ async def _run(
                     if result.error:
                         progress.console.print(Text(f"{result.task} seed {result.seed}: {result.error}", style="yellow"))
 
-                from agentroute.memory.batches import host_key
-
-                # the batch, and the process: --resume closes the episodes a dead one left running
-                metadata = {"batch": batch, "host": host_key(), "pid": os.getpid()}
+                # the batch (the memory records each task's process: --resume closes a dead one's)
+                metadata = {"batch": batch}
                 results = await agent.run_many(episodes, concurrency=concurrency, on_done=done, metadata=metadata)
         finally:
             await agent.aclose()
