@@ -19,7 +19,7 @@ from agentroute import Budget, Dispatcher, ModelCard, ModelPool, StageMachine, m
 from agentroute.dispatch import SkillBlocked, SkillRegistry
 from agentroute.pool.backends.base import Backend
 from agentroute.routers.base import Router
-from agentroute.types import Completion
+from agentroute.types import Completion, Step
 from tests.helpers import replay_pool, serve_on_loopback
 
 # -- a loopback OpenAI-compatible server that fails on command and counts every request ----------
@@ -465,29 +465,43 @@ async def test_a_raising_postcondition_is_a_failed_recorded_step():
     assert run.steps == [step] and run.context["audit"][0].kind == "postcondition_failed"
 
 
+class _SleepyRouter(Router):
+    """Routes to the first candidate, sleeping 60 ms (≥ ``SLOW_ROUTE_S``) on the calls numbered in
+    ``slow`` (1-based); records the thread of every call."""
+
+    name = "sleepy"
+
+    def __init__(self, slow) -> None:
+        self.slow, self.threads = set(slow), []
+
+    def route(self, ctx):
+        import threading
+
+        from agentroute.routers.base import decide
+
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) in self.slow:
+            time.sleep(0.06)
+        return decide(self, ctx, 0)
+
+
+async def _route_steps(router: Router, n: int) -> list[Step]:
+    dispatcher = Dispatcher(replay_pool(), router)
+    run = dispatcher.start("q", query_id="q0")
+    for _ in range(n):
+        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    return run.steps
+
+
 async def test_a_slow_synchronous_router_moves_off_the_event_loop():
     import threading
 
-    class Slow(Router):
-        name = "slow"
-        threads: list[str] = []
-
-        def route(self, ctx):
-            self.threads.append(threading.current_thread().name)
-            time.sleep(0.06)
-            from agentroute.routers.base import decide
-
-            return decide(self, ctx, 0)
-
-    router = Slow()
-    dispatcher = Dispatcher(replay_pool(), router)
-    run = dispatcher.start("q", query_id="q0")
-    for _ in range(4):
-        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    router = _SleepyRouter(range(1, 5))
+    steps = await _route_steps(router, 4)
     main = threading.main_thread().name
     assert router.threads[:3] == [main] * 3  # three slow calls on the loop's thread …
     assert router.threads[3] != main  # … then a worker thread: the loop keeps serving other tasks
-    assert all(s.status == "ok" for s in run.steps)
+    assert all(s.status == "ok" for s in steps)
 
 
 async def test_a_fast_router_paused_now_and_then_stays_on_the_event_loop():
@@ -496,23 +510,8 @@ async def test_a_fast_router_paused_now_and_then_stays_on_the_event_loop():
     thread for good: each later step would pay a thread hop (before: any three slow calls did)."""
     import threading
 
-    class Sometimes(Router):
-        name = "sometimes"
-        threads: list[str] = []
-
-        def route(self, ctx):
-            self.threads.append(threading.current_thread().name)
-            if len(self.threads) in (1, 3, 5, 8, 9):  # never three in a row
-                time.sleep(0.06)
-            from agentroute.routers.base import decide
-
-            return decide(self, ctx, 0)
-
-    router = Sometimes()
-    dispatcher = Dispatcher(replay_pool(), router)
-    run = dispatcher.start("q", query_id="q0")
-    for _ in range(10):
-        await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
+    router = _SleepyRouter([1, 3, 5, 8, 9])  # never three in a row
+    await _route_steps(router, 10)
     assert router.threads == [threading.main_thread().name] * 10
 
 
