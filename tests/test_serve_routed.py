@@ -396,6 +396,7 @@ class Provider:
 
         self.calls: list[tuple[str, int]] = []
         self.messages: list[list[dict]] = []  # what each call sent
+        self.temperatures: list[float | None] = []
         self.release, self.timed_out = threading.Event(), False
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -438,6 +439,7 @@ class Provider:
         model, limit = body["model"], int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
         self.calls.append((model, limit))
         self.messages.append(body["messages"])
+        self.temperatures.append(body.get("temperature"))
         if model == "down":
             return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=503)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -563,6 +565,21 @@ def test_a_client_that_leaves_a_routed_stream_stops_its_task(tmp_path: Path) -> 
             provider.release.set()
         [trajectory] = memory.trajectories()
     assert trajectory.task.status == "interrupted" and not provider.timed_out
+
+
+def test_the_requests_temperature_reaches_a_one_sample_strategy_not_self_consistency() -> None:
+    """``temperature`` on the router model (RouteLLM forwards it): before, it was accepted and
+    dropped, every call went at the strategy's 0. ``sc@K`` keeps its own, so its samples differ."""
+    with Provider() as provider:
+        fine = provider.pool("fine")
+        sampled = ModelPool([c.model_copy(update={"strategies": ["sc@2"]}) for c in fine])
+        for pool, temperature, expected in ((fine, 0.3, [0.3]), (fine, None, [0.0]), (sampled, 0.3, [0.7, 0.7])):
+            provider.temperatures.clear()
+            with ServerThread(pool, router="cheapest") as server:
+                client(server).chat.completions.create(
+                    model="router", messages=[{"role": "user", "content": "Name a colour."}], temperature=temperature
+                )
+            assert provider.temperatures == expected, (temperature, provider.temperatures)
 
 
 def test_a_conversation_reaches_the_model_turn_by_turn() -> None:

@@ -356,6 +356,7 @@ class Dispatcher:
         query_id: str | None = None,
         postconditions: Iterable[Postcondition] = (),
         history: Sequence[tuple[str, str]] = (),
+        temperature: float | None = None,
     ) -> Step | None:
         """Run one routed step; ``None`` when blocked or when nothing affordable is left.
 
@@ -366,12 +367,14 @@ class Dispatcher:
         ``history``: the earlier turns of a conversation, ``(role, text)`` with role ``user`` or
         ``assistant``, sent as chat messages between the system prompt and ``input`` (the step's
         input, the last turn); they count in every attempt's prompt tokens and worst case.
+        ``temperature``: the caller's sampling temperature for one-sample strategies (``direct``,
+        ``cot``; ``None``: the strategy's, 0); ``sc@K`` keeps its own, so that its samples differ.
         """
         if self._blocked(run, role, stage):
             return None
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
-        plans = self._plans(run, role, prompt, input, models, max_tokens, qid, history)
+        plans = self._plans(run, role, prompt, input, models, max_tokens, qid, history, temperature)
         if any(p.asks for p in plans):
             plans = await self._ask_counts(run, plans)
         post = tuple(postconditions)
@@ -461,6 +464,7 @@ class Dispatcher:
         max_tokens: int | None,
         query_id: str | None,
         history: Sequence[tuple[str, str]] = (),
+        temperature: float | None = None,
     ) -> list[_Plan]:
         plans = []
         chats: dict[str, list[dict[str, str]]] = {}  # one prompt per strategy
@@ -475,7 +479,8 @@ class Dispatcher:
                     *turns,
                     {"role": "user", "content": input},
                 ]
-            request = CompletionRequest(c.model, chat, c.max_tokens, strategy.temperature, None, query_id)
+            temp = strategy.temperature if temperature is None or strategy.samples > 1 else temperature
+            request = CompletionRequest(c.model, chat, c.max_tokens, temp, None, query_id)
             if c.shared_count:
                 tokens_in = counted.get((backend, strategy.name))
                 if tokens_in is None:

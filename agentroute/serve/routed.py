@@ -159,6 +159,7 @@ class Routing:
         query_id: str | None,
         max_tokens: int | None,
         watch: ServedStep | None = None,
+        temperature: float | None = None,
     ) -> tuple[TaskRun, Step | None]:
         """One task: the messages as one routed step; the finished run (``run.task`` has the status
         and cost) and its step (``None`` when nothing was affordable). A cancelled request (client
@@ -172,7 +173,7 @@ class Routing:
         try:
             step = await dispatcher.step(
                 run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id,
-                history=history,
+                history=history, temperature=temperature,
             )
         except BaseException:
             dispatcher.finish(run, status="interrupted")
@@ -283,7 +284,9 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     # tokens are streamed as they come unless the router may answer twice (escalate): the answer
     # streamed must be the answer returned
     watch = ServedStep(stream=bool(body.stream) and not escalates(routing.router))
-    task = asyncio.ensure_future(routing.run(messages, budget=budget, query_id=query_id, max_tokens=max_tokens, watch=watch))
+    task = asyncio.ensure_future(
+        routing.run(messages, budget=budget, query_id=query_id, max_tokens=max_tokens, watch=watch, temperature=body.temperature)
+    )
     task.add_done_callback(lambda _: watch.events.put_nowait(("done", None)))
 
     async def started() -> bool:  # the task has finished, or its answer's first token has come
