@@ -29,3 +29,16 @@ async def serve_on_loopback(app) -> tuple[str, object]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", runner  # type: ignore[union-attr]
+
+
+def logged_memory(url: str, n: int) -> None:
+    """``n`` tasks (``question i``, ids ``q0..``) served on :func:`replay_pool` by the ``random``
+    router into the memory at ``url``: a memory with logged, scored traffic to train from."""
+    import asyncio
+
+    from agentroute import AgentGraph, make_router
+    from agentroute.memory import SQLMemory
+
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(pool=replay_pool(), router=make_router("random"), memory=memory)
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(n)]))

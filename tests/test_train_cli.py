@@ -1,14 +1,12 @@
 """`agentroute train`: fit a router by name on a dataset or on the memory, save it, load it back."""
 
-import asyncio
 import json
 
 from typer.testing import CliRunner
 
 from agentroute.cli import app
 from agentroute.loading import load_router
-from agentroute.memory import SQLMemory
-from tests.helpers import replay_pool
+from tests.helpers import logged_memory
 
 runner = CliRunner()
 
@@ -24,12 +22,8 @@ def test_train_on_a_dataset_then_load_the_saved_router(tmp_path, data_dir):
 
 
 def test_train_from_the_memory_uses_scored_trajectories(tmp_path):
-    from agentroute import AgentGraph, make_router
-
     url = f"sqlite:///{tmp_path}/m.db"
-    with SQLMemory(url) as memory:
-        app_ = AgentGraph("one").add_role("executor", prompt="p").compile(pool=replay_pool(), router=make_router("random"), memory=memory)
-        asyncio.run(app_.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(30)]))
+    logged_memory(url, 30)
     result = runner.invoke(app, ["train", "strongest", "--from", url, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "30 trajectories" in result.output

@@ -138,16 +138,10 @@ def test_graph_planner_refuses_subset_options_it_would_ignore(tmp_path, data_dir
 
 
 def test_a_memory_with_few_scored_tasks_trains_with_a_warning(tmp_path):
-    import asyncio
-
-    from agentroute import AgentGraph
-    from agentroute.memory import SQLMemory
-    from tests.helpers import replay_pool
+    from tests.helpers import logged_memory
 
     url = f"sqlite:///{tmp_path}/m.db"
-    with SQLMemory(url) as memory:
-        graph = AgentGraph("one").add_role("executor", prompt="p").compile(pool=replay_pool(), router=make_router("random"), memory=memory)
-        asyncio.run(graph.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(3)]))
+    logged_memory(url, 3)
     result = runner.invoke(app, ["train", "knn", "--from", url, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "warning: 3 training examples: too few for knn to learn from" in result.output

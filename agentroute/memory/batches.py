@@ -48,7 +48,7 @@ from agentroute.types import new_id
 
 T = TypeVar("T")
 
-__all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED", "host_key", "pid_alive"]
+__all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED"]
 
 log = logging.getLogger("agentroute.batch")
 
