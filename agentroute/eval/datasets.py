@@ -40,6 +40,7 @@ import inspect
 import json
 import numbers
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -573,8 +574,11 @@ def load_outcomes(
     query), ``agent`` or ``model`` (an agent key ``role:model:strategy``, ``model:strategy`` or a
     model id), ``score``, and ``cost_usd`` — or ``tokens_in``, ``tokens_out`` priced by
     ``input_price``/``output_price`` columns or ``prices`` (USD per 1M tokens by model). Optional:
-    ``task``, ``split`` (train/test; validation and dev count as train), ``response``. Repeated
-    (query, agent) rows are averaged. Cells with no score or no cost are missing (never 0).
+    ``task``, ``split`` (train/test; validation and dev count as train), ``response``. Column
+    names ignore case and blanks (``Cost USD`` is ``cost_usd``); a CSV file is separated by commas
+    (``.tsv``: tabs). Repeated (query, agent) rows are averaged (``notes["repeated_rows_averaged"]``).
+    Empty cells are missing (never 0); a score may be ``yes``/``no``/``true``/``false``; any other
+    cell that is not a number (``1,5``, ``$0.01``) is refused, naming the file, row and column.
 
     Train keeps missing cells (bandit logs: one agent per query, learnable from); test keeps only
     queries with every agent's outcome, since replaying another router's choice needs it — a log
@@ -610,6 +614,7 @@ def load_outcomes(
         frame = pd.DataFrame(rows)
     else:
         frame = _read_table_file(p)
+    frame = _outcome_column_names(frame, p)
     notes: dict[str, Any] = {"format": "outcomes", "source": str(p)}
     agent_col = "agent" if "agent" in frame.columns else "model" if "model" in frame.columns else None
     if len(frame) == 0:
@@ -619,11 +624,13 @@ def load_outcomes(
         found = [str(c) for c in frame.columns]
         raise DatasetError(
             f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing} "
-            f"(the file's columns: {_cap(found, 160)}; docs/outcomes.md)"
+            f"(the file's columns: {_cap(found, 160)}; docs/outcomes.md){_separator_hint(found)}"
         )
     frame = frame.reset_index(drop=True)
+    for column in ("query", agent_col, "query_id"):
+        _check_text_cells(frame, column, p)
     frame["_agent"] = [_outcome_column(a) for a in frame[agent_col]]
-    frame["_score"] = pd.to_numeric(frame["score"], errors="coerce")
+    frame["_score"] = _numbers(frame, "score", p, words=_SCORE_WORDS)
     if "propensity" in frame.columns:  # not a probability (text, ≤ 0, > 1): missing, as if not logged
         frame["propensity"] = pd.to_numeric(frame["propensity"], errors="coerce")
     frame["_cost"] = _outcome_costs(frame, prices, p, notes)
@@ -665,6 +672,7 @@ def load_outcomes(
     if not len(tables["test"]) and require_test:
         raise DatasetError(f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}")
     notes["dropped_rows_without_outcome"] = dropped
+    notes["repeated_rows_averaged"] = int(frame.duplicated(["_qid", "_agent"]).sum())
     notes["test_queries_dropped_incomplete"] = int(incomplete)  # type: ignore[call-overload]
     notes["train_cells_missing"] = int(np.isnan(tables["train"].scores).sum())
     return RoutingDataset("outcomes", tables["train"], tables["test"], dropped + int(incomplete), notes, dict(prices or {}))  # type: ignore[call-overload]
@@ -762,16 +770,103 @@ def _outcome_column(value: Any) -> str:
     return text[: -len(":direct")] if text.count(":") == 1 and text.endswith(":direct") else text
 
 
+#: The columns of the ``outcomes:`` format (``docs/outcomes.md``), by the names the loader reads.
+OUTCOME_COLUMNS = ("query", "query_id", "agent", "model", "score", "cost_usd", "tokens_in", "tokens_out",
+                   "input_price", "output_price", "task", "split", "response", "propensity")  # fmt: skip
+#: Score cells written as words (spreadsheet and pandas booleans, graders' yes/no), as 1 or 0.
+_SCORE_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
+#: Text cells that mean "no value" (pandas writes ``nan``, spreadsheets ``N/A``): a missing outcome.
+_MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def _outcome_column_names(frame: Any, p: Path) -> Any:
+    """The frame with the format's columns named as the loader reads them: case, surrounding blanks
+    and inner spaces or hyphens do not matter (``Cost USD`` is ``cost_usd``); other columns keep
+    their names. Two columns that read as one are refused."""
+    renamed: dict[Any, str] = {}
+    for column in frame.columns:
+        name = re.sub(r"[\s\-]+", "_", str(column).strip()).lower()
+        if name in OUTCOME_COLUMNS:
+            other = next((c for c, n in renamed.items() if n == name), None)
+            if other is not None:
+                raise DatasetError(f"{p}: columns {str(other)!r} and {str(column)!r} both read as {name!r}; keep one")
+            renamed[column] = name
+    return frame.rename(columns=renamed)
+
+
+def _separator_hint(columns: list[str]) -> str:
+    """Why a CSV file's header reads as one column: it is separated by something else than commas."""
+    if len(columns) != 1:
+        return ""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if sep in columns[0]:
+            return (f". The header is separated by {name}: a CSV file is read with commas (a .tsv file with tabs); "
+                    "save it with commas and decimal points, e.g. pandas.read_csv(path, sep=';', decimal=',').to_csv(new_path)")
+    return ""
+
+
+def _check_text_cells(frame: Any, column: str | None, p: Path) -> None:
+    """Refuse a nested JSON value (object or list) where the format wants text: read as text it
+    would be its Python repr, silently (a query ``{'text': …}`` that no router should see)."""
+    if column is None or column not in frame.columns:
+        return
+    nested = [i for i, v in enumerate(frame[column]) if isinstance(v, dict | list)]
+    if nested:
+        i = nested[0]
+        raise DatasetError(
+            f"{p}: row {i + 1}, column {column!r}: a nested JSON value ({_cap(frame[column].iloc[i], 80)}), "
+            f"not text; {len(nested)} such row(s). Flatten it first (e.g. the user message's text as {column!r})"
+        )
+
+
+def _numbers(frame: Any, column: str, p: Path, *, words: Mapping[str, float] | None = None) -> Any:
+    """A numeric column of an outcomes file as floats: empty cells (and ``nan``, ``N/A``, ``null``)
+    are nan — missing, never 0; ``words`` (e.g. ``yes``/``no`` scores) read as their numbers. Any
+    other cell that is not a finite number is refused, naming the file, the row (data rows from 1)
+    and the column, so that no figure is computed on silently dropped rows."""
+    pd = require("pandas")
+    values = frame[column]
+    text = values.astype(str).str.strip().str.lower()
+    if words:
+        values = values.where(~text.isin(list(words)), text.map(words))
+    number = pd.to_numeric(values, errors="coerce").astype(float)
+    missing = values.isna() | text.isin(_MISSING_WORDS)
+    bad = ~missing & ~np.isfinite(number.to_numpy())
+    if column == "cost_usd":  # an infinite or negative cost has its own message (_outcome_costs)
+        bad &= number.isna()
+    if not bad.any():
+        return number.where(~missing)
+    i = int(np.flatnonzero(bad.to_numpy())[0])
+    value = frame[column].iloc[i]
+    said = f"{float(value)!r} is not a finite number" if isinstance(value, numbers.Real) else f"{value!r} is not a number"
+    raise DatasetError(
+        f"{p}: column {column!r} holds a cell that is not a finite number (row {i + 1}: {column} {said}); "
+        f"{int(bad.sum())} such cell(s) in all.{_number_hint(str(value))} Leave a cell empty for a missing outcome"
+    )
+
+
+def _number_hint(value: str) -> str:
+    """What a spreadsheet-formatted number needs to be read (decimal comma, currency, percent)."""
+    text = value.strip()
+    if re.fullmatch(r"[-+]?\d*,\d+", text):
+        return " A comma in a number (a decimal comma, 1,5, or a thousands separator, 1,000): write 1.5 or 1000."
+    if text[:1] in "$€£¥" or text[-1:] in "$€£¥":
+        return " Costs are plain numbers in USD: drop the currency sign."
+    if text.endswith("%"):
+        return " Write a percentage as a number (85% as 85 or 0.85)."
+    return ""
+
+
 def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, Any]) -> Any:
     pd = require("pandas")
-    cost = pd.to_numeric(frame["cost_usd"], errors="coerce") if "cost_usd" in frame.columns else pd.Series(np.nan, index=frame.index)
+    cost = _numbers(frame, "cost_usd", p) if "cost_usd" in frame.columns else pd.Series(np.nan, index=frame.index)
     need = cost.isna()
     if need.any() and {"tokens_in", "tokens_out"} <= set(frame.columns):
-        t_in = pd.to_numeric(frame["tokens_in"], errors="coerce")
-        t_out = pd.to_numeric(frame["tokens_out"], errors="coerce")
+        t_in = _numbers(frame, "tokens_in", p)
+        t_out = _numbers(frame, "tokens_out", p)
         if {"input_price", "output_price"} <= set(frame.columns):
-            p_in = pd.to_numeric(frame["input_price"], errors="coerce")
-            p_out = pd.to_numeric(frame["output_price"], errors="coerce")
+            p_in = _numbers(frame, "input_price", p)
+            p_out = _numbers(frame, "output_price", p)
         else:
             model_of = [column_agent(a).model for a in frame["_agent"]]
             _check_prices(sorted(set(np.array(model_of)[need.to_numpy()])), prices)
@@ -906,7 +1001,7 @@ def _read_csv(p: Path) -> Any:
     if b"\0" in head or head.startswith(_PICKLE_MAGIC):
         raise DatasetError(f"{p}: a binary file, not CSV text")
     try:
-        return pd.read_csv(p, encoding="utf-8")
+        return pd.read_csv(p, encoding="utf-8", sep="\t" if p.suffix.lower() == ".tsv" else ",")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{p}: not UTF-8 text (byte offset {exc.start})") from None
     except (ValueError, OSError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
