@@ -168,3 +168,14 @@ def test_repeated_rows_and_rescaled_scores_are_counted_and_printed(tmp_path):
     out = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert "1 repeated (query, agent) rows averaged" in out and "scores rescaled (min-max) from [0, 100] to [0, 1]" in out
+
+
+def test_results_csv_gives_each_interval_as_three_numbers(tmp_path):
+    pd = pytest.importorskip("pandas")
+    data = load_dataset(f"outcomes:{_jsonl(tmp_path / 'hand.jsonl', _hand_rows())}")
+    result = evaluate(data, "cheapest,strongest", peers=["per-task"], progress=False, n_boot=50)
+    table = pd.read_csv(result.write(tmp_path / "out")["csv"]).set_index("name")
+    for r in result.routers:  # before: one cell holding the text "[gain, low, high]"
+        assert table.loc[r.name, ["vs_zero", "vs_zero_low", "vs_zero_high"]].tolist() == pytest.approx(r.vs_zero)
+    assert table.loc["cheapest", "vs_zero"] == pytest.approx(-0.125)
+    assert np.isnan(table.loc["per-task", "vs_reference_low"])  # the reference has no gain over itself

@@ -94,16 +94,29 @@ class EvalResult(BaseModel):
         paths = {"json": out / "results.json", "csv": out / "results.csv"}
         paths["json"].write_text(self.to_json())
         columns = [
-            "name", "mode", "aiq", "aiq_best_anchor", "anchor_model", "vs_zero", "vs_reference", "max_accuracy", "cost_to_match_best", "accuracy_at_best_cost",
-            "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s", "route_us", "points", "error",
+            "name", "mode", "aiq", "aiq_best_anchor", "anchor_model", *_INTERVAL_COLUMNS, "max_accuracy",
+            "cost_to_match_best", "accuracy_at_best_cost", "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s",
+            "route_us", "points", "error",
         ]  # fmt: skip
         with paths["csv"].open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             for r in self.routers:
-                row = {c: getattr(r, c, None) for c in columns if c != "points"}
-                writer.writerow({**row, "points": len(r.curve)})
+                row = {c: getattr(r, c, None) for c in columns if hasattr(r, c)}
+                writer.writerow({**row, **_interval_cells(r), "points": len(r.curve)})
         return paths
+
+
+#: A paired interval ``[gain, low, high]`` as three CSV columns, numbers a spreadsheet reads.
+_INTERVAL_COLUMNS = ("vs_zero", "vs_zero_low", "vs_zero_high", "vs_reference", "vs_reference_low", "vs_reference_high")
+
+
+def _interval_cells(r: RouterResult) -> dict[str, float | None]:
+    cells: dict[str, float | None] = {}
+    for name in ("vs_zero", "vs_reference"):
+        gain, low, high = getattr(r, name) or (None, None, None)
+        cells |= {name: gain, f"{name}_low": low, f"{name}_high": high}
+    return cells
 
 
 def _default(value: Any) -> Any:
