@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -56,6 +56,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa:
 from starlette.exceptions import HTTPException  # noqa: E402
 
 T = TypeVar("T")
+#: What a client can reach (a 404 names them: there is no /v1/completions or /v1/embeddings).
+ENDPOINTS = ("POST /v1/chat/completions", "GET /v1/models", "GET /v1/models/{id}", "GET /health")
 
 
 class ChatMessage(BaseModel):
@@ -71,6 +73,18 @@ class ChatMessage(BaseModel):
             return self.content or ""
         return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
 
+    def unsupported(self) -> tuple[str, str] | None:
+        """``(field, why)`` of what this message holds that no model would see: an image, audio or
+        file part, or an assistant's tool calls."""
+        for name in ("tool_calls", "function_call"):
+            if (self.model_extra or {}).get(name):
+                return name, "tool calls are not supported (the models answer in text): leave them out"
+        for index, part in enumerate(self.content if isinstance(self.content, list) else []):
+            kind = part.get("type", "text")
+            if kind != "text":
+                return f"content.{index}", f"{kind!r} parts are not supported: only text parts are read"
+        return None
+
 
 class StreamOptions(BaseModel):
     """``stream_options``: ``include_usage`` adds a last chunk with the usage and no choices."""
@@ -81,7 +95,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionBody(BaseModel):
-    """The fields of OpenAI's chat-completions request that the server honours (others are ignored).
+    """The fields of OpenAI's chat-completions request that the server honours; those of
+    :data:`UNSUPPORTED` are refused when they ask for something, other fields are ignored.
 
     As in OpenAI's API, the optional fields may be ``null``: their defaults then apply.
     """
@@ -97,6 +112,84 @@ class ChatCompletionBody(BaseModel):
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+
+
+#: The largest request body read (32 MiB: text far beyond any model's context window); a larger one is a 413.
+MAX_BODY_BYTES = 32 * 2**20
+
+
+class BodyLimit:
+    """ASGI middleware: a request body past :data:`MAX_BODY_BYTES` is refused (413) once that much
+    has come, whether or not it declared its length, instead of being read whole into memory."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        read = 0
+
+        async def limited() -> Any:
+            nonlocal read
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > MAX_BODY_BYTES:
+                raise HTTPException(413, f"the body is over {MAX_BODY_BYTES // 2**20} MiB")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _forces_a_call(value: Any) -> bool:
+    return value not in (None, "none", "auto")
+
+
+def _not_text(value: Any) -> bool:
+    return value is not None and not (isinstance(value, Mapping) and value.get("type") == "text")
+
+
+def _not_text_only(value: Any) -> bool:
+    return value not in (None, ["text"])
+
+
+def _given(value: Any) -> bool:
+    return value is not None
+
+
+_NO_TOOLS = "tool calls are not supported (the models answer in text)"
+#: Request fields the server cannot honour and whose loss would change the answer: when they ask for
+#: something they are refused (400), never dropped. Sampling hints (``seed``, ``top_p``, penalties,
+#: ``user``…) are ignored.
+UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "tools": (bool, _NO_TOOLS),
+    "tool_choice": (_forces_a_call, _NO_TOOLS),
+    "functions": (bool, _NO_TOOLS),
+    "function_call": (_forces_a_call, _NO_TOOLS),
+    "response_format": (_not_text, 'only {"type": "text"}: JSON output is not enforced'),
+    "logprobs": (bool, "log probabilities are not returned"),
+    "top_logprobs": (bool, "log probabilities are not returned"),
+    "logit_bias": (bool, "token biases are not applied"),
+    "modalities": (_not_text_only, 'only ["text"]'),
+    "audio": (_given, "audio output is not supported"),
+}
+
+
+def refusal(body: ChatCompletionBody) -> JSONResponse | None:
+    """The 400 of a request asking for what the server cannot give (:data:`UNSUPPORTED`, or a
+    message's image or tool calls), or ``None``."""
+    extra = body.model_extra or {}
+    for name, (asks, why) in UNSUPPORTED.items():
+        if asks(extra.get(name)):
+            return _unsupported(name, why)
+    for index, message in enumerate(body.messages):
+        if (found := message.unsupported()) is not None:
+            return _unsupported(f"messages.{index}.{found[0]}", found[1])
+    return None
+
+
+def _unsupported(param: str, why: str) -> JSONResponse:
+    return _error(400, f"{param}: {why}", "invalid_request_error", code="unsupported_parameter", param=param)
 
 
 def _error(
@@ -180,10 +273,13 @@ def create_app(
             param=loc or None,
         )
 
+    app.add_middleware(BodyLimit)
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        hint = f"; this server has {', '.join(ENDPOINTS)}" if exc.status_code == 404 else ""
         return _error(
-            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error"
+            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}{hint}", "invalid_request_error"
         )
 
     @app.exception_handler(Exception)
@@ -211,6 +307,8 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody, http: Request) -> Response:
+        if (refused := refusal(body)) is not None:
+            return refused
         if routing is not None and body.model in routed:
             from agentroute.serve.routed import routed_completion
 
