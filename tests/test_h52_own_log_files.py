@@ -168,6 +168,15 @@ def test_repeated_rows_and_rescaled_scores_are_counted_and_printed(tmp_path):
     out = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert "1 repeated (query, agent) rows averaged" in out and "scores rescaled (min-max) from [0, 100] to [0, 1]" in out
+    assert "warning: only 4 test queries: one more or less moves AIQ by 0.25" in out  # the hand log is tiny
+
+
+def test_an_evaluation_on_enough_test_queries_gives_no_warning(tmp_path):
+    rows = [{"query": f"q{i}", "model": m, "score": (i + k) % 2, "cost_usd": 1.0 + k, "split": "test" if i % 2 else "train"}
+            for i in range(70) for k, m in enumerate(("small", "big"))]  # fmt: skip
+    result = evaluate(load_dataset(f"outcomes:{_jsonl(tmp_path / 'l.jsonl', rows)}"), "cheapest", peers=False,
+                      progress=False, n_boot=0)  # fmt: skip
+    assert result.n_test == 35 and "few_test_queries" not in result.notes
 
 
 def test_results_csv_gives_each_interval_as_three_numbers(tmp_path):
@@ -179,3 +188,15 @@ def test_results_csv_gives_each_interval_as_three_numbers(tmp_path):
         assert table.loc[r.name, ["vs_zero", "vs_zero_low", "vs_zero_high"]].tolist() == pytest.approx(r.vs_zero)
     assert table.loc["cheapest", "vs_zero"] == pytest.approx(-0.125)
     assert np.isnan(table.loc["per-task", "vs_reference_low"])  # the reference has no gain over itself
+
+
+def test_a_bare_log_file_is_read_as_outcomes_by_eval(tmp_path):
+    path = _csv(tmp_path / "logs.csv", _hand_rows())  # before: "unknown dataset '/…/logs.csv'"
+    result = runner.invoke(
+        app, ["eval", "--dataset", str(path), "--routers", "cheapest", "--no-peers", "--boot", "0", "--json",
+              "--out", str(tmp_path / "r")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["zero_router_aiq"] == pytest.approx(0.625)
+    missing = runner.invoke(app, ["eval", "--dataset", str(tmp_path / "nope.jsonl"), "--routers", "cheapest"])
+    assert missing.exit_code == 2 and "nope.jsonl does not exist; expected an outcomes file" in " ".join(missing.output.split())

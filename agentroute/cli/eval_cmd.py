@@ -138,6 +138,8 @@ def _header(result: EvalResult) -> str:
         f"{100 * result.boot.get('level', 0.9):.0f}% paired-bootstrap interval ({result.boot.get('n_boot', 0)} resamples)"
         + (f"; best reference: {result.reference}" if result.reference else ""),
     ]
+    if "few_test_queries" in notes:
+        lines.append(f"[yellow]warning:[/] {escape(notes['few_test_queries'])}")
     if notes.get("repeated_rows_averaged"):
         lines.append(f"{notes['repeated_rows_averaged']} repeated (query, agent) rows averaged into one outcome each")
     if notes.get("scores", "as given") != "as given":

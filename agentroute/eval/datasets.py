@@ -213,7 +213,7 @@ def load_dataset(
 ) -> RoutingDataset:
     """Load ``KIND:PATH`` (``routerbench:DIR``, ``dcrouter:DIR``, ``routellm-mmlu:DIR``,
     ``outcomes:FILE``, or ``KIND:hf:ID``); a bare ``KIND`` reads its default folder under
-    :func:`data_root`.
+    :func:`data_root`, a bare ``.csv``/``.jsonl``/``.parquet`` file is ``outcomes:FILE``.
 
     ``seed`` goes to loaders that draw a split (RouteLLM MMLU, the RouterBench ``.pkl``,
     outcomes without a ``split`` column) and to the subset; ``limit``/``sample`` keep a seeded
@@ -272,6 +272,8 @@ def subsample(
 
 def _load(spec: str, *, seed: int | None = None, **options: Any) -> RoutingDataset:
     kind, _, path = spec.partition(":")
+    if kind not in _LOADERS and Path(spec).suffix.lower() in OUTCOME_SUFFIXES:  # a bare file: the user's own logs
+        kind, path = "outcomes", spec
     if kind not in _LOADERS:
         raise UnknownNameError("dataset", kind, dataset_kinds())
     if not path:
@@ -553,6 +555,8 @@ def load_routellm_mmlu(
 
 
 # -- agentroute's long format ------------------------------------------------------------------------
+#: The files :func:`load_outcomes` reads; ``load_dataset("logs.csv")`` (no ``KIND:``) is ``outcomes:logs.csv``.
+OUTCOME_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt", ".parquet"})
 #: Score handling of :func:`load_outcomes` when a score lies outside [0, 1].
 RESCALE_MODES = ("auto", "none", "minmax", "clip")
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
@@ -601,7 +605,7 @@ def load_outcomes(
     p = _existing(path, "an outcomes file (.jsonl, .csv or .parquet)")
     if p.is_dir():
         raise DatasetError(f"{p}: a directory; expected an outcomes file (.jsonl, .csv or .parquet)")
-    if p.suffix.lower() not in {".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt", ".parquet"} | PICKLE_SUFFIXES:
+    if p.suffix.lower() not in OUTCOME_SUFFIXES | PICKLE_SUFFIXES:
         raise DatasetError(f"{p}: expected an outcomes file (.jsonl, .csv or .parquet), got {p.suffix or 'no suffix'!r}")
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows = []

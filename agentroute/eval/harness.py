@@ -60,6 +60,9 @@ CostEstimate = Literal["auto", "card", "train-mean"]
 MIN_POINTS = 30
 #: The simple references every evaluation includes, and against which gains are bootstrapped.
 PEERS: tuple[str, ...] = ("per-task", "knn", "logreg")
+#: Fewer test queries than this and an evaluation says its figures are not to be trusted: one
+#: query more or less moves AIQ by 1/n, and a bootstrap of a handful of queries is no interval.
+MIN_TEST_QUERIES = 30
 
 
 # -- contexts --------------------------------------------------------------------------------------
@@ -352,6 +355,11 @@ def evaluate(
         seed=seed,
         notes=dict(dataset.notes),
     )
+    if len(test) < MIN_TEST_QUERIES:
+        result.notes["few_test_queries"] = (
+            f"only {len(test)} test queries: one more or less moves AIQ by {1 / len(test):.2g}; "
+            f"figures and intervals from fewer than {MIN_TEST_QUERIES} are not to be trusted"
+        )
     _SHOW[0] = None if progress else False
     try:
         for spec in _progress(routers, progress):
