@@ -96,6 +96,16 @@ def test_a_field_whose_loss_would_change_the_answer_is_refused_before_any_call(
     assert len(provider.requests) == calls
 
 
+def test_n_above_one_on_the_router_is_refused_with_a_code(served: tuple[ServerThread, ReplyServer]) -> None:
+    """Before: the 400 had no ``code`` (the SDK's ``exc.code`` was ``None``); now ``unsupported_value``."""
+    server, provider = served
+    calls = len(provider.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(server).chat.completions.create(model="router", messages=ASK, n=2)
+    assert (info.value.code, info.value.param) == ("unsupported_value", "n") and len(provider.requests) == calls
+    assert len(sdk(server).chat.completions.create(model="plain", messages=ASK, n=2).choices) == 2
+
+
 ACCEPTED = [
     {"seed": 7, "user": "u1", "top_p": 0.9, "presence_penalty": 0.5, "frequency_penalty": 0.5},
     {"tool_choice": "none", "parallel_tool_calls": False, "tools": [], "logit_bias": {}},
@@ -122,6 +132,34 @@ def test_max_completion_tokens_caps_the_provider_call(served: tuple[ServerThread
     sent = provider.requests[-1]
     cap = sent.get("max_completion_tokens") or sent.get("max_tokens")
     assert cap == (3 if model == "router" else 6)  # the router's direct strategy asks for half
+
+
+def test_max_completion_tokens_bounds_the_routed_budgets_worst_case() -> None:
+    """A card allowing 1,000 tokens does not fit a 300-token budget, unless the request caps the answer."""
+    with Provider() as provider:
+        card = ModelCard(id="plain", backend="openai", model="plain", base_url=provider.url,
+                         input_price=1.0, output_price=2.0, max_tokens=1000, timeout_s=10)  # fmt: skip
+        with ServerThread(ModelPool([card]), router="cheapest", budget={"tokens": 300}) as server:
+            with pytest.raises(openai.APIStatusError) as info:
+                sdk(server).chat.completions.create(model="router", messages=ASK)
+            assert info.value.status_code == 402 and provider.requests == []
+            reply = sdk(server).chat.completions.create(model="router", messages=ASK, max_completion_tokens=40)
+    assert reply.choices[0].message.content == REPLY and len(provider.requests) == 1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_developer_message_reaches_the_provider_as_the_system_prompt(
+    served: tuple[ServerThread, ReplyServer], model: str
+) -> None:
+    """``developer`` is OpenAI's new name for ``system``. Before: a card's provider got the role
+    ``developer`` as sent (which chat templates and OpenAI-compatible servers other than OpenAI's
+    do not know); now, as on the router, it is the system prompt."""
+    server, provider = served
+    messages = [{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]}, *ASK]
+    sdk(server).chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+    first, *rest = provider.requests[-1]["messages"]
+    assert first["role"] == "system" and first["content"].startswith("Be brief.")
+    assert [m["role"] for m in rest] == ["user"]
 
 
 @pytest.mark.parametrize("model", MODELS)

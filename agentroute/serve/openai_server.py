@@ -68,6 +68,12 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
+    @property
+    def sent_role(self) -> str:
+        """The role a backend gets: ``developer`` (OpenAI's new name for ``system``) as ``system``,
+        which every chat template and OpenAI-compatible provider knows."""
+        return "system" if self.role == "developer" else self.role
+
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
             return self.content or ""
@@ -323,7 +329,7 @@ def create_app(
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
             model=card.backend_model,
-            messages=[{"role": m.role, "content": m.text()} for m in body.messages],
+            messages=[{"role": m.sent_role, "content": m.text()} for m in body.messages],
             max_tokens=body.max_completion_tokens or body.max_tokens or card.max_tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             stop=stop or None,

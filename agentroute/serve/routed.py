@@ -265,7 +265,10 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected
 
     if (body.n or 1) != 1:
-        return _error(400, "n: the router model answers one choice per request (one task)", "invalid_request_error", param="n")
+        return _error(
+            400, "n: the router model answers one choice per request (one task)", "invalid_request_error",
+            code="unsupported_value", param="n",
+        )
     if body.stop:
         return _error(
             400,
