@@ -11,13 +11,19 @@ policy's own tokens only: ``<information>`` tokens are masked out, as in GRPO.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
+import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agentroute.dispatch.dispatcher import Dispatcher
-from agentroute.routers.router_r1.agent import AGENT_PROMPT, ThinkRouteLoop
+from agentroute.errors import StateFileError
+from agentroute.routers.router_r1.agent import AGENT_PROMPT, LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import information
 
 
@@ -76,6 +82,41 @@ async def build_traces(
         ])
 
     return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(rows))))
+
+
+def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str], direct_every: int, settings: LoopSettings) -> str:
+    """A digest of what the traces of ``rows`` depend on (questions, gold answers, the pool's agents,
+    ``direct_every``, the loop's settings): a trace cache is reused only for the same inputs."""
+    inputs = {
+        "rows": [[r["question"], r["answer"]] for r in rows], "agents": list(agents),
+        "direct_every": direct_every, "loop": dataclasses.asdict(settings),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_traces(cache: Path, inputs: str, build: Callable[[], list[Trace]]) -> list[Trace]:
+    """The traces cached in ``cache`` when they were built from the same ``inputs``
+    (:func:`trace_inputs`), else ``build()``'s, cached (the pool calls are the slow part).
+
+    The first line of the file is ``{"inputs": DIGEST}``; a cache of other inputs (another recipe,
+    pool or question set) is rebuilt, never reused. The file is replaced atomically, so a killed
+    run leaves the old cache or the new one; a file that still does not parse is a
+    :class:`~agentroute.errors.StateFileError` naming it.
+    """
+    if cache.is_file():
+        lines = cache.read_text().splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+            if header.get("inputs") == inputs:
+                return [Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]]) for d in map(json.loads, lines[1:])]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StateFileError(cache, f"not a trace cache ({exc}); delete it to rebuild the traces") from None
+    traces = build()
+    body = [json.dumps({"inputs": inputs})] + [json.dumps({"question": t.question, "pieces": t.pieces}) for t in traces if not t.failed]
+    partial = cache.with_name(cache.name + ".partial")
+    partial.write_text("\n".join(body) + "\n")
+    os.replace(partial, cache)
+    return traces
 
 
 def encode_trace(loop: ThinkRouteLoop, trace: Trace) -> tuple[list[int], list[int]]:

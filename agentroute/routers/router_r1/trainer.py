@@ -223,7 +223,7 @@ def train_router_r1(
 
     from agentroute.loading import load_router
     from agentroute.routers.router_r1.data import load_hotpotqa, split
-    from agentroute.routers.router_r1.sft import Trace, build_traces, encode_trace
+    from agentroute.routers.router_r1.sft import build_traces, cached_traces, encode_trace, trace_inputs
     from agentroute.routers.router_r1.sft import sft as sft_fit
     from agentroute.training.lm_policy import HFPolicy
 
@@ -255,12 +255,11 @@ def train_router_r1(
         rows = train_rows[: int(cfg.sft.get("traces", len(train_rows)))]
         started = time.perf_counter()
         failed: list[str] = []
-        cache = out / "traces.jsonl"  # built once per output folder: real pool calls are the slow part
-        if cache.is_file():
-            traces = [Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]]) for d in map(json.loads, cache.read_text().splitlines())]
-        else:
-            traces = asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=int(cfg.sft.get("direct_every", 4))))
-            cache.write_text("".join(json.dumps({"question": t.question, "pieces": t.pieces}) + "\n" for t in traces if not t.failed))
+        direct_every = int(cfg.sft.get("direct_every", 4))
+        traces = cached_traces(
+            out / "traces.jsonl", trace_inputs(rows, loop.names, direct_every, settings),
+            lambda: asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)),
+        )
         trace_s = time.perf_counter() - started
         failed += [t.failed for t in traces if t.failed]
         traces = [t for t in traces if not t.failed]
