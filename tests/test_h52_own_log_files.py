@@ -200,3 +200,12 @@ def test_a_bare_log_file_is_read_as_outcomes_by_eval(tmp_path):
     assert json.loads(result.output)["zero_router_aiq"] == pytest.approx(0.625)
     missing = runner.invoke(app, ["eval", "--dataset", str(tmp_path / "nope.jsonl"), "--routers", "cheapest"])
     assert missing.exit_code == 2 and "nope.jsonl does not exist; expected an outcomes file" in " ".join(missing.output.split())
+
+
+def test_a_query_whose_rows_name_both_splits_is_refused(tmp_path):
+    rows = _hand_rows()
+    rows[-1]["split"] = "validation"  # test d: small says test, big says validation (train)
+    with pytest.raises(DatasetError, match=r"query '\w+' \('test d'\) has rows in both train and test"):
+        load_outcomes(_jsonl(tmp_path / "mixed.jsonl", rows))  # before: the first row's split, silently
+    rows[-1]["split"] = "TEST "  # the same split however written
+    assert len(load_outcomes(_jsonl(tmp_path / "same.jsonl", rows)).test) == 4

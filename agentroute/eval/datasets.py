@@ -899,12 +899,16 @@ def _outcome_splits(
     qids = list(dict.fromkeys(frame["_qid"]))
     if "split" in frame.columns and frame["split"].notna().any():
         given: dict[str, str] = {}
-        for q, s in zip(frame["_qid"], frame["split"], strict=True):
+        for q, s, text in zip(frame["_qid"], frame["split"], frame["query"], strict=True):
             if s is not None and s == s:
                 name = _SPLIT_NAMES.get(str(s).strip().lower())
                 if name is None:
                     raise DatasetError(f"unknown split {s!r} for query {q!r}: expected train, test (validation/dev count as train)")
-                given.setdefault(q, name)
+                if given.setdefault(q, name) != name:  # its test rows would be trained on, or its train rows judged
+                    raise DatasetError(
+                        f"{notes['source']}: query {q!r} ({_cap(text, 60)!r}) has rows in both train and test in the "
+                        "split column: a query belongs to one split; label all its rows alike"
+                    )
         if len(set(given.values())) == 2:
             notes["split"] = "from the split column (validation/dev rows in train)"
             return {q: given.get(q, "train") for q in qids}
