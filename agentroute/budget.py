@@ -11,8 +11,10 @@ fits and the task stops making calls.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import operator
 import threading
 import time
 from collections.abc import Sequence
@@ -44,6 +46,9 @@ def check_amount(name: str, value: Any, *, integer: bool = False, allow_zero: bo
     ...
     agentroute.errors.ConfigurationError: calls must be a whole number (got 2.5)
     """
+    kind = type(value)
+    if (kind is float or kind is int) and 0 < value <= MAX_LIMIT and (not integer or value == int(value)):
+        return value + 0.0  # the common case, decided without the checks below (NaN fails ``<=``)
     if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
         raise ConfigurationError(f"{name} must be a number (got {type(value).__name__} {_short(value)})")
     try:
@@ -146,6 +151,15 @@ _SECONDS = RESOURCES.index("seconds")
 _EPS = 1e-12
 
 
+@functools.lru_cache(maxsize=256)
+def _terms(budget: Budget) -> tuple[dict[str, float], tuple[tuple[int, str, float], ...], float | None]:
+    """A budget's limits, the checks a ledger makes of them (index, resource, limit; time apart)
+    and its ``seconds`` limit: worked out once per distinct budget (equal budgets share them)."""
+    limits = budget.limits()
+    checks = tuple((RESOURCES.index(r), r, lim) for r, lim in limits.items() if r != "seconds")
+    return limits, checks, limits.get("seconds")
+
+
 @dataclass(slots=True)
 class Reservation:
     """A worst case held by the ledger until the attempt settles."""
@@ -176,10 +190,9 @@ class Ledger:
                 f"Ledger needs a Budget or None (got {type(budget).__name__} {_short(budget)}): Ledger(Budget(...))"
             )
         self.budget = budget if budget is not None else Budget()
+        limits, self._checks, self._seconds_limit = _terms(self.budget)
         #: The limited resources and their limits (read-only).
-        self.limits: dict[str, float] = self.budget.limits()
-        self._checks = tuple((RESOURCES.index(r), r, lim) for r, lim in self.limits.items() if r != "seconds")
-        self._seconds_limit = self.limits.get("seconds")
+        self.limits: dict[str, float] = dict(limits)
         self._spent = [0.0] * len(RESOURCES)
         self._held = [0.0] * len(RESOURCES)
         self._reserved: dict[int, Reservation] = {}
@@ -255,6 +268,10 @@ class Ledger:
         if not self._checks and self._seconds_limit is None:  # nothing is limited
             return [True] * len(worst_cases)
         with self._lock:
+            if len(self._checks) == 1 and self._seconds_limit is None:  # one limit (often usd): _shortfall's test, inlined
+                [(i, _, limit)] = self._checks
+                committed, bound = self._spent[i] + self._held[i], limit + _EPS
+                return [not committed + w[i] > bound for w in worst_cases]
             return [self._shortfall(w) is None for w in worst_cases]
 
     # -- reserve / settle -------------------------------------------------------------------
@@ -271,9 +288,7 @@ class Ledger:
             self._next_id += 1
             reservation = Reservation(self._next_id, worst_case)
             self._reserved[reservation.id] = reservation
-            held = self._held
-            for i, amount in enumerate(worst_case):
-                held[i] += amount
+            self._held = list(map(operator.add, self._held, worst_case))
             return reservation
 
     def settle(self, reservation: Reservation, actual: Cost) -> Cost:
@@ -295,13 +310,11 @@ class Ledger:
                 raise ConfigurationError(f"reservation {reservation.id} was made by another ledger")
             reservation.settled = True
             del self._reserved[reservation.id]
-            spent, held, worst = self._spent, self._held, reservation.worst_case
-            for i in range(len(RESOURCES)):
-                if i != _SECONDS:
-                    spent[i] += booked[i]
+            worst = reservation.worst_case
+            spent = self._spent = list(map(operator.add, self._spent, booked))
+            spent[_SECONDS] = 0.0  # time is the clock's (elapsed), never a sum of attempts
             if self._reserved:
-                for i, amount in enumerate(worst):
-                    held[i] -= amount
+                self._held = list(map(operator.sub, self._held, worst))
             else:  # nothing in flight: reset exactly, so float drift never accumulates
                 self._held = [0.0] * len(RESOURCES)
             if (booked.usd > worst.usd or booked.tokens > worst.tokens or booked.calls > worst.calls

@@ -63,6 +63,9 @@ class Agent(BaseModel):
     def __str__(self) -> str:
         return self.key
 
+    def __hash__(self) -> int:  # equal agents have equal keys; the key's hash is cached with it
+        return hash(self.key)
+
 
 class Decision(BaseModel):
     """A router's choice for one step: one agent, or several with weights (collaboration).

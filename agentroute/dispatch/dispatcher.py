@@ -63,7 +63,7 @@ class _Candidate(NamedTuple):
     strategy: Strategy
     backend: Backend
     max_tokens: int
-    large: bool
+    large_calls: float  # 1.0 on a large-tier card: what one attempt takes of ``large_calls``
     shared_count: bool  # the backend counts prompt tokens the same way for every card
     single: bool  # one sample: awaited in the step's own task (no gather, no extra turns of the loop)
     direct: bool  # the backend answers without I/O: no timeout task is needed
@@ -90,18 +90,23 @@ class _Plan(NamedTuple):
     candidate: _Candidate
 
 
-def _worst_cases(c: _Candidate, request: CompletionRequest, tokens_in: int) -> tuple[Cost, Cost, float]:
+def _worst_cases(
+    c: _Candidate, request: CompletionRequest, tokens_in: int, usd: float | None = None,
+) -> tuple[Cost, Cost, float]:
     """(the whole step's worst case, one attempt's, the card-priced step cost routers see).
 
-    One attempt: prompt tokens × input price + ``max_tokens`` × output price, one call (a large one
-    on a large-tier card); the step: ``samples`` attempts.
+    One attempt: prompt tokens × input price + ``max_tokens`` × output price (``usd`` when the
+    backend priced it already), one call (a large one on a large-tier card); the step: ``samples``
+    attempts.
     """
-    card, samples, max_tokens = c.card, c.strategy.samples, request.max_tokens
-    card_usd = card.usd(tokens_in, max_tokens)
-    usd = card_usd if c.priced_by_card else c.backend.worst_case_usd(request, card, tokens_in)
-    sample = _cost((usd, tokens_in + max_tokens, 1.0, 0.0, 1.0 if c.large else 0.0))
-    if samples == 1:
+    max_tokens = c.max_tokens  # the request's: every request of the candidate asks for it
+    card_usd = c.card.usd(tokens_in, max_tokens)
+    if usd is None:
+        usd = card_usd if c.priced_by_card else c.backend.worst_case_usd(request, c.card, tokens_in)
+    sample = _cost((usd, tokens_in + max_tokens, 1.0, 0.0, c.large_calls))
+    if c.single:
         return sample, sample, card_usd
+    samples = c.strategy.samples
     return _cost([a * samples for a in sample]), sample, card_usd * samples
 
 
@@ -293,6 +298,8 @@ class Dispatcher:
         self.max_retry_wait_s = max_retry_wait_s
         self._candidates: dict[tuple[str, tuple[str, ...] | None, int | None], list[_Candidate]] = {}
         self._cards = {card.id: card for card in pool}
+        self._system_prompts: dict[tuple[str, str], str] = {}  # (strategy instruction, role prompt) → system prompt
+        self._asking = False  # some candidate's endpoint counts prompt tokens itself (_ask_counts)
         self._route_off_loop = False
         self._slow_routes = 0
         self._hooks: tuple[Router | None, dict[str, bool]] = (None, {})
@@ -370,12 +377,12 @@ class Dispatcher:
         ``temperature``: the caller's sampling temperature for one-sample strategies (``direct``,
         ``cot``; ``None``: the strategy's, 0); ``sc@K`` keeps its own, so that its samples differ.
         """
-        if self._blocked(run, role, stage):
+        if self.stage_machine is not None and self._blocked(run, role, stage):
             return None
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
         plans = self._plans(run, role, prompt, input, models, max_tokens, qid, history, temperature)
-        if any(p.asks for p in plans):
+        if self._asking and any(p.asks for p in plans):
             plans = await self._ask_counts(run, plans)
         post = tuple(postconditions)
         attempts: list[Step] = []
@@ -474,22 +481,36 @@ class Dispatcher:
             strategy, card, backend = c.strategy, c.card, c.backend
             chat = chats.get(strategy.name)
             if chat is None:
+                system = self._system_prompts.get((strategy.instruction, prompt))
+                if system is None:
+                    system = self._system_prompt(strategy, prompt)
                 chat = chats[strategy.name] = [
-                    {"role": "system", "content": strategy.system_prompt(prompt)},
+                    {"role": "system", "content": system},
                     *turns,
                     {"role": "user", "content": input},
                 ]
             temp = strategy.temperature if temperature is None or strategy.samples > 1 else temperature
             request = CompletionRequest(c.model, chat, c.max_tokens, temp, None, query_id)
+            usd = None
             if c.shared_count:
                 tokens_in = counted.get((backend, strategy.name))
                 if tokens_in is None:
                     tokens_in = counted[(backend, strategy.name)] = backend.prompt_tokens(request, card)
-            else:
+            elif c.priced_by_card:
                 tokens_in = backend.prompt_tokens(request, card)
-            worst, sample, card_usd = _worst_cases(c, request, tokens_in)
+            else:  # the backend counts and prices: one call (replay looks both up at once)
+                tokens_in, usd = backend.worst_case(request, card)
+            worst, sample, card_usd = _worst_cases(c, request, tokens_in, usd)
             plans.append(_plan((c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c)))
         return plans
+
+    def _system_prompt(self, strategy: Strategy, prompt: str) -> str:
+        """``strategy.system_prompt(prompt)``, remembered by the two strings it is made of: a graph's
+        roles ask for the same few every step."""
+        if len(self._system_prompts) >= 1024:
+            self._system_prompts.clear()
+        system = self._system_prompts[(strategy.instruction, prompt)] = strategy.system_prompt(prompt)
+        return system
 
     async def _ask_counts(self, run: TaskRun, plans: list[_Plan]) -> list[_Plan]:
         """Recount the prompts of endpoints that count tokens themselves (``Backend.aprompt_tokens``).
@@ -543,8 +564,9 @@ class Dispatcher:
                 shared = type(backend).prompt_tokens is Backend.prompt_tokens and type(backend).count_tokens is Backend.count_tokens
                 asks = bool(card.base_url) and type(backend).aprompt_tokens is not Backend.aprompt_tokens
                 by_card = type(backend).worst_case_usd is Backend.worst_case_usd
+                self._asking = self._asking or asks
                 found.append(_Candidate(
-                    agent, agent.key, card, strategy, backend, limit, card.tier == "large", shared,
+                    agent, agent.key, card, strategy, backend, limit, 1.0 if card.tier == "large" else 0.0, shared,
                     strategy.samples == 1, not backend.blocks, asks, card.backend_model, by_card,
                 ))
             self._candidates[key] = found

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import reprlib
+from collections.abc import Mapping
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -161,9 +163,15 @@ class ModelCard(BaseModel):
             )
         return self
 
-    @property
-    def backend_model(self) -> str:
+    @functools.cached_property
+    def backend_model(self) -> str:  # read for every candidate of every step: worked out once per (frozen) card
         return self.model or self.id
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy.__dict__.pop("backend_model", None)  # the original's no longer holds
+        return copy
 
     @property
     def priced(self) -> bool:

@@ -102,6 +102,13 @@ class Backend(abc.ABC):
             prompt_tokens = self.prompt_tokens(request, card)
         return card.usd(prompt_tokens, request.max_tokens)
 
+    def worst_case(self, request: CompletionRequest, card: ModelCard) -> tuple[int, float]:
+        """``(prompt tokens, worst-case USD)`` of one call: :meth:`prompt_tokens`, then
+        :meth:`worst_case_usd` of that count (what the dispatcher reserves). A backend that finds
+        both in one look-up (replay) answers at once."""
+        tokens = self.prompt_tokens(request, card)
+        return tokens, self.worst_case_usd(request, card, tokens)
+
     async def preload(self, card: ModelCard) -> object:  # noqa: B027 - optional hook
         """Load what the first call needs (a local model, a tokenizer) off the event loop."""
 

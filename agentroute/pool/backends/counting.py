@@ -62,9 +62,10 @@ def byte_bound(messages: Messages) -> int:
     >>> byte_bound([{"role": "user", "content": "héllo"}])  # 6 bytes + 4 (role) + 8 + 8 + 48
     74
     """
-    total = REPLY_OVERHEAD + PREAMBLE
+    total = REPLY_OVERHEAD + PREAMBLE + MESSAGE_OVERHEAD * len(messages)
     for message in messages:
-        total += utf8_len(str(message.get("content") or "")) + utf8_len(str(message.get("role") or "")) + MESSAGE_OVERHEAD
+        for text in (str(message.get("content") or ""), str(message.get("role") or "")):
+            total += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))  # utf8_len, inlined
     return total
 
 

@@ -73,6 +73,9 @@ class ReplayBackend(Backend):
         outcome = self._find(request, card)
         if outcome is not None and outcome.tokens_in > 0:
             return outcome.tokens_in
+        return self._chat_bound(request, card)
+
+    def _chat_bound(self, request: CompletionRequest, card: ModelCard) -> int:
         messages, last = request.messages, self._last_chat
         if last is not None and last[0] is messages:
             return last[1]
@@ -85,6 +88,16 @@ class ReplayBackend(Backend):
         if outcome is not None:
             return outcome.cost_usd
         return super().worst_case_usd(request, card, prompt_tokens)
+
+    def worst_case(self, request: CompletionRequest, card: ModelCard) -> tuple[int, float]:
+        """The logged prompt tokens (else the bound) and the logged cost (else the card's price):
+        :meth:`prompt_tokens` and :meth:`worst_case_usd` from one look-up."""
+        outcome = self._find(request, card)
+        if outcome is not None and outcome.tokens_in > 0:
+            return outcome.tokens_in, outcome.cost_usd
+        last = self._last_chat
+        tokens = last[1] if last is not None and last[0] is request.messages else self._chat_bound(request, card)
+        return tokens, (outcome.cost_usd if outcome is not None else card.usd(tokens, request.max_tokens))
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
         outcome = self.lookup(request, card)
