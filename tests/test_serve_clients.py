@@ -202,16 +202,32 @@ def test_models_list_names_the_router_and_missing_endpoints_say_what_exists(serv
     assert "POST /v1/chat/completions" in str(info.value.message)
 
 
-@pytest.mark.parametrize(
-    ("body", "param"),
-    [(b"[1, 2]", None), (b"not json", None), (b'{"model": "router"}', "messages"), (b'{"model": "router", "messages": []}', "messages")],
-)
-def test_malformed_bodies_are_400s_in_openais_shape(served: tuple[ServerThread, ReplyServer], body: bytes, param: str | None) -> None:
-    server, _ = served
-    reply = httpx.post(f"{server.url}/chat/completions", content=body, headers={"content-type": "application/json"})
+MALFORMED = [
+    (b"not json", "application/json", None, "the body is not valid JSON"),
+    (b"[1, 2]", "application/json", None, "the body must be a JSON object"),
+    (b'{"model": "router"}', "application/json", "messages", "messages: Field required"),
+    (b'{"model": "router", "messages": []}', "application/json", "messages", "at least 1 item"),
+    (b'{"model": "plain", "messages": [{"role": "user", "content": 5}]}', "application/json", "messages.0.content", "expected a string or a list of parts"),
+    (b'{"model": "plain", "messages": [{"role": "user", "content": ["hi"]}]}', "application/json", "messages.0.content", "expected a string or a list of parts"),
+    (b'{"model": "plain", "messages": [{"role": "user", "content": [{"type": "text"}]}]}', "application/json", "messages.0.content", 'part 0: a text part needs "text"'),
+    (b'{"model": "plain", "messages": [{"role": "user", "content": "hi"}]}', "application/x-www-form-urlencoded", None, "sent with 'Content-Type: application/json'"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "param", "says"), MALFORMED)
+def test_malformed_bodies_are_400s_in_openais_shape_that_say_what_is_wrong(
+    served: tuple[ServerThread, ReplyServer], body: bytes, content_type: str, param: str | None, says: str
+) -> None:
+    """Before: content of the wrong shape named a member of pydantic's union as the param
+    (``messages.0.content.str``), a text part without text was read as empty, and a JSON list or a
+    form (``curl -d`` without a JSON header) was "body: Input should be a valid dictionary"."""
+    server, provider = served
+    calls = len(provider.requests)
+    reply = httpx.post(f"{server.url}/chat/completions", content=body, headers={"content-type": content_type})
     assert reply.status_code == 400
     error = reply.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and says in error["message"]
+    assert len(provider.requests) == calls
 
 
 @pytest.mark.parametrize("declared", [True, False])

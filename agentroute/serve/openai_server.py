@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentroute._optional import require
 from agentroute.dispatch.dispatcher import call_within
@@ -67,6 +67,19 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts(cls, content: Any) -> Any:
+        """One clear error for content of the wrong shape (not one per member of the union)."""
+        if content is None or isinstance(content, str):
+            return content
+        if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
+            raise ValueError('expected a string or a list of parts such as {"type": "text", "text": "..."}')
+        for index, part in enumerate(content):
+            if part.get("type", "text") == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f'part {index}: a text part needs "text", a string')
+        return content
 
     @property
     def sent_role(self) -> str:
@@ -272,11 +285,15 @@ def create_app(
         if first.get("type") == "json_invalid":
             return _error(400, "invalid request: the body is not valid JSON", "invalid_request_error")
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if not loc:  # the body as a whole: a JSON list, a form, text
+            sent_json = "json" in request.headers.get("content-type", "")
+            hint = "" if sent_json else " sent with 'Content-Type: application/json'"
+            return _error(400, f"invalid request: the body must be a JSON object{hint}", "invalid_request_error")
         return _error(
             400,
-            f"invalid request: {loc or 'body'}: {first.get('msg', exc)}",
+            f"invalid request: {loc}: {str(first.get('msg', exc)).removeprefix('Value error, ')}",
             "invalid_request_error",
-            param=loc or None,
+            param=loc,
         )
 
     app.add_middleware(BodyLimit)
