@@ -74,6 +74,7 @@ REFUSED = [
     ({"logit_bias": {"1234": -100}}, "logit_bias"),
     ({"modalities": ["text", "audio"]}, "modalities"),
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"web_search_options": {}}, "web_search_options"),
     ({"messages": [{"role": "user", "content": IMAGE}]}, "messages.0.content.1"),
     ({"messages": [*ASK, ASSISTANT_TOOL_CALL, {"role": "tool", "tool_call_id": "c1", "content": "Paris"}]}, "messages.1.tool_calls"),
 ]

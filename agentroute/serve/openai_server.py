@@ -4,9 +4,10 @@
 ``GET /v1/models/{id}`` and ``GET /health``. The request's ``model`` names a pool card by id; the call
 goes to that card's backend, so a local SmolLM2 (or any card) becomes reachable from any OpenAI
 client, LiteLLM or another agentroute ``openai`` card. Errors use OpenAI's ``{"error": {...}}``
-shape; a retryable backend failure is a 503, so clients retry it. Responses carry an
-``agentroute`` extension with the cost and confidence. A client that disconnects cancels its
-backend calls.
+shape; a retryable backend failure is a 503, so clients retry it; a field the server cannot honour
+and whose loss would change the answer (:data:`UNSUPPORTED`: tools, JSON modes, logprobs, images)
+is a 400, never dropped. Responses carry an ``agentroute`` extension with the cost and confidence.
+A client that disconnects cancels its backend calls.
 
 With a ``router`` (:mod:`agentroute.serve.routed`), the model ``"router"`` (also ``"router:<name>"``)
 routes each request as one agentroute task under a hard per-request budget.
@@ -191,6 +192,7 @@ UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "logit_bias": (bool, "token biases are not applied"),
     "modalities": (_not_text_only, 'only ["text"]'),
     "audio": (_given, "audio output is not supported"),
+    "web_search_options": (_given, "web search is not supported"),
 }
 
 
