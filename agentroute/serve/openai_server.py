@@ -61,6 +61,14 @@ T = TypeVar("T")
 ENDPOINTS = ("POST /v1/chat/completions", "GET /v1/models", "GET /v1/models/{id}", "GET /health")
 
 
+_NO_TOOLS = "tool calls are not supported (the models answer in text)"
+
+
+def _kind(part: Mapping[str, Any]) -> str:
+    """A content part's type (a part without one is text)."""
+    return str(part.get("type", "text"))
+
+
 class ChatMessage(BaseModel):
     """One message; ``content`` may be a string or a list of parts (text parts are kept)."""
 
@@ -78,7 +86,7 @@ class ChatMessage(BaseModel):
         if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
             raise ValueError('expected a string or a list of parts such as {"type": "text", "text": "..."}')
         for index, part in enumerate(content):
-            if part.get("type", "text") == "text" and not isinstance(part.get("text"), str):
+            if _kind(part) == "text" and not isinstance(part.get("text"), str):
                 raise ValueError(f'part {index}: a text part needs "text", a string')
         return content
 
@@ -91,17 +99,16 @@ class ChatMessage(BaseModel):
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
             return self.content or ""
-        return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
+        return "".join(part["text"] for part in self.content if _kind(part) == "text")
 
     def unsupported(self) -> tuple[str, str] | None:
         """``(field, why)`` of what this message holds that no model would see: an image, audio or
         file part, or an assistant's tool calls."""
         for name in ("tool_calls", "function_call"):
             if (self.model_extra or {}).get(name):
-                return name, "tool calls are not supported (the models answer in text): leave them out"
+                return name, _NO_TOOLS
         for index, part in enumerate(self.content if isinstance(self.content, list) else []):
-            kind = part.get("type", "text")
-            if kind != "text":
+            if (kind := _kind(part)) != "text":
                 return f"content.{index}", f"{kind!r} parts are not supported: only text parts are read"
         return None
 
@@ -177,7 +184,6 @@ def _given(value: Any) -> bool:
     return value is not None
 
 
-_NO_TOOLS = "tool calls are not supported (the models answer in text)"
 #: Request fields the server cannot honour and whose loss would change the answer: when they ask for
 #: something they are refused (400), never dropped. Sampling hints (``seed``, ``top_p``, penalties,
 #: ``user``…) are ignored.
