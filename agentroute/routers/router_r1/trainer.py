@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,21 +213,15 @@ def train_router_r1(
     ``out/sft`` to vLLM, then trains GRPO from it).
 
     Returns a summary (also in ``out/summary.json``): trace count, SFT losses, GRPO log history,
-    seconds per GRPO step.
+    seconds per GRPO step. A Ctrl-C is a :class:`TrainingInterrupted` naming what this run saved;
+    either way the pool's workers are stopped first (a local model's generation thread left running
+    aborted the process at exit).
     """
     cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
     if gpu:
         check_gpu(cfg, vllm=not sft_only)
 
     import torch
-    from datasets import Dataset
-    from trl import GRPOTrainer
-
-    from agentroute.loading import load_router
-    from agentroute.routers.router_r1.data import load_hotpotqa, split
-    from agentroute.routers.router_r1.sft import build_traces, cached_traces, encode_trace, trace_inputs
-    from agentroute.routers.router_r1.sft import sft as sft_fit
-    from agentroute.training.lm_policy import HFPolicy
 
     if policy_dir is not None:
         cfg.policy = str(policy_dir)
@@ -241,6 +237,27 @@ def train_router_r1(
     if not gpu:
         torch.set_num_threads(1)
     pool = cfg.make_pool()
+    saved: list[str] = []
+    try:
+        return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, log=log, saved=saved)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(saved) from None
+    finally:
+        asyncio.run(pool.aclose())
+
+
+def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, gpu: bool, sft_only: bool,
+         log: Callable[[str], None], saved: list[str]) -> dict[str, Any]:
+    """The recipe's SFT warm-up and GRPO; each folder written is added to ``saved``."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from agentroute.loading import load_router
+    from agentroute.routers.router_r1.data import load_hotpotqa, split
+    from agentroute.routers.router_r1.sft import build_traces, cached_traces, encode_trace, trace_inputs
+    from agentroute.routers.router_r1.sft import sft as sft_fit
+    from agentroute.training.lm_policy import HFPolicy
+
     settings = LoopSettings(**cfg.loop)
     budget = Budget(**cfg.budget) if cfg.budget else None
     router = load_router(cfg.router)
@@ -274,8 +291,8 @@ def train_router_r1(
             policy.model, encoded, epochs=int(cfg.sft.get("epochs", 2)), lr=float(cfg.sft.get("lr", 5e-5)),
             batch_size=int(cfg.sft.get("batch_size", 4)), pad_id=policy.pad_id, log=log,
         )
-        policy.model.save_pretrained(out / "sft")
-        policy.tokenizer.save_pretrained(out / "sft")
+        save_atomically(out / "sft", policy.model.save_pretrained, policy.tokenizer.save_pretrained)
+        saved.append("sft/ (the SFT warm-up)")
         summary["sft"] = {"traces": len(traces), "dropped": len(failed), "routed": sum(len(t.pieces) > 1 for t in traces), "trace_s": trace_s, "train_s": time.perf_counter() - started, "losses": losses}
         log(f"sft: {len(traces)} traces ({trace_s:.0f}s), {len(losses)} steps, last loss {losses[-1]:.3f}")
     if sft_only:
@@ -309,8 +326,8 @@ def train_router_r1(
     started = time.perf_counter()
     trainer.train()
     grpo_s = time.perf_counter() - started
-    trainer.save_model(str(out / "policy"))
-    policy.tokenizer.save_pretrained(out / "policy")
+    save_atomically(out / "policy", lambda folder: trainer.save_model(str(folder)), policy.tokenizer.save_pretrained)
+    saved.append("policy/ (the GRPO policy)")
     steps = max(1, trainer.state.global_step)
     summary["grpo"] = {
         "steps": trainer.state.global_step, "seconds": grpo_s, "seconds_per_step": grpo_s / steps,
@@ -319,3 +336,26 @@ def train_router_r1(
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     log(f"grpo: {trainer.state.global_step} steps in {grpo_s:.0f}s ({grpo_s / steps:.1f}s/step); policy → {out / 'policy'}")
     return summary
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A Ctrl-C during :func:`train_router_r1`; ``saved``: the folders this run had finished writing."""
+
+    def __init__(self, saved: list[str]):
+        super().__init__(saved)
+        self.saved = list(saved)
+
+
+def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
+    """Each writer's ``write(folder)`` into a fresh ``TARGET.partial``, then swapped in for ``target``: a save cut
+    short (Ctrl-C, ``kill -9``) never leaves a half-written ``target`` that loads as a policy, and
+    the previous one stays whole until the swap."""
+    partial, old = target.with_name(target.name + ".partial"), target.with_name(target.name + ".old")
+    shutil.rmtree(partial, ignore_errors=True)
+    for write in writers:
+        write(partial)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(partial, target)
+    shutil.rmtree(old, ignore_errors=True)
