@@ -148,6 +148,7 @@ class ReplyServer(ThreadingHTTPServer):
     """Serve on 127.0.0.1 in a thread: ``with ReplyServer() as server: server.url``."""
 
     daemon_threads = True
+    request_queue_size = 128  # the standard library's backlog of 5 refuses connections under a burst
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -33,12 +33,6 @@ from agentroute.serve.openai_server import MAX_BODY_BYTES  # noqa: E402
 REPLY = "".join(ANSWER)
 
 
-class Provider(ReplyServer):
-    """The reply server with room for fifty connections waiting to be accepted (the standard
-    library's backlog of 5 refuses some under a burst, whatever the server in front does)."""
-
-    request_queue_size = 128
-
 MODELS = ["plain", "router"]  # a pool card, and the routed model
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
@@ -46,7 +40,7 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[ServerThread, ReplyServer]]:
-    with Provider() as provider:
+    with ReplyServer() as provider:
         card = ModelCard(id="plain", backend="openai", model="plain", base_url=provider.url,
                          input_price=1.0, output_price=2.0, max_tokens=16, timeout_s=10)  # fmt: skip
         with ServerThread(ModelPool([card]), router="cheapest", budget={"usd": 1.0}) as server:
@@ -137,7 +131,7 @@ def test_max_completion_tokens_caps_the_provider_call(served: tuple[ServerThread
 
 def test_max_completion_tokens_bounds_the_routed_budgets_worst_case() -> None:
     """A card allowing 1,000 tokens does not fit a 300-token budget, unless the request caps the answer."""
-    with Provider() as provider:
+    with ReplyServer() as provider:
         card = ModelCard(id="plain", backend="openai", model="plain", base_url=provider.url,
                          input_price=1.0, output_price=2.0, max_tokens=1000, timeout_s=10)  # fmt: skip
         with ServerThread(ModelPool([card]), router="cheapest", budget={"tokens": 300}) as server:
@@ -248,7 +242,7 @@ def test_a_body_past_the_limit_is_a_413_not_read_whole(served: tuple[ServerThrea
 
 # -- many clients, clients that leave ------------------------------------------------------------------
 def test_fifty_concurrent_async_requests_on_the_router_are_all_answered_and_recorded(tmp_path: Path) -> None:
-    with Provider() as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+    with ReplyServer() as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
         card = ModelCard(id="plain", backend="openai", model="plain", base_url=provider.url,
                          input_price=1.0, output_price=2.0, max_tokens=16, timeout_s=30)  # fmt: skip
         with ServerThread(ModelPool([card]), router="cheapest", memory=memory, budget={"usd": 1.0}) as server:

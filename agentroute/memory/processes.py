@@ -147,7 +147,8 @@ def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool]) -> Liven
 
 def running_tasks(conn: sa.Connection) -> RunningTasks:
     """Sort the memory's ``running`` tasks by their process (see :class:`RunningTasks`)."""
-    found, here, cache = RunningTasks(), host_key(), {}
+    found, here = RunningTasks(), host_key()
+    cache: dict[tuple[int, int | None], bool] = {}
     query = sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.status == "running").order_by(TASKS.c.created_at, TASKS.c.id)
     for task_id, meta in conn.execute(query):
         getattr(found, _liveness(meta, here, cache)).append(task_id)
