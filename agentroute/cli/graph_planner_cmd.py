@@ -59,6 +59,7 @@ def train_graph_planner(
         if not isinstance(model, GraphPlannerRouter):  # an entry point may register another class under the name
             raise ConfigurationError(f"router 'graph-planner' is registered as {type(model).__name__}: this trainer "
                                      "trains GraphPlannerRouter only; train it with its own command")
+        model._check_params()  # a nonsense value (lr -1, 0 episodes, NaN) before the data is read and embedded
         check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
         console.print(f"training [bold]graph-planner[/] on {described}")

@@ -63,8 +63,8 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("lr_policy", "lr_value"):
-            if not getattr(self, name) > 0:
-                raise ConfigurationError(f"ppo: {name!r} must be > 0 (got {getattr(self, name)!r})")
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ConfigurationError(f"ppo: {name!r} must be a finite number > 0 (got {getattr(self, name)!r})")
         for name in ("gamma", "gae_lambda"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -77,8 +77,10 @@ class PPOConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"ppo: {name!r} must be an integer ≥ 1 (got {value!r})")
-        if self.entropy_coef < 0:
-            raise ConfigurationError(f"ppo: 'entropy_coef' must be ≥ 0 (got {self.entropy_coef!r})")
+        if not 0 <= self.entropy_coef < float("inf"):
+            raise ConfigurationError(f"ppo: 'entropy_coef' must be a finite number ≥ 0 (got {self.entropy_coef!r})")
+        if self.max_grad_norm is not None and not 0 < self.max_grad_norm < float("inf"):
+            raise ConfigurationError(f"ppo: 'max_grad_norm' must be a finite number > 0 or None (got {self.max_grad_norm!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -150,16 +150,15 @@ class GraphPlannerRouter(Router):
         )
 
     def _check_params(self) -> None:
-        if not (isinstance(self.cost_weight, int | float) and self.cost_weight >= 0):
-            raise ConfigurationError(f"graph-planner: 'cost_weight' must be ≥ 0 (got {self.cost_weight!r})")
+        if not (_is_number(self.cost_weight) and 0 <= self.cost_weight < float("inf")):
+            raise ConfigurationError(f"graph-planner: 'cost_weight' must be a finite number ≥ 0 (got {self.cost_weight!r}); "
+                                     "0 is the reference reward, 0.1–1 trade accuracy for cost")
         for key in ("hidden", "episodes", "episodes_per_update", "max_subqueries", "max_depth"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"graph-planner: {key!r} must be an integer ≥ 1 (got {value!r})")
-        for key in ("max_planner_calls", "memory_k"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigurationError(f"graph-planner: {key!r} must be an integer ≥ 0 (got {value!r})")
+            _check_integer(key, getattr(self, key), 1)
+        for key in ("max_planner_calls", "memory_k", "seed"):
+            _check_integer(key, getattr(self, key), 0)
+        if self.query_chars is not None:
+            _check_integer("query_chars", self.query_chars, 1, "or None (the whole text)")
         if not self.memory_tau > 0:
             raise ConfigurationError(f"graph-planner: 'memory_tau' must be > 0 (got {self.memory_tau!r})")
         if not self.memory_fractions or any(not 0 <= f <= 1 for f in self.memory_fractions):
@@ -381,3 +380,14 @@ class GraphPlannerRouter(Router):
 
 
 _LOCK = threading.Lock()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_integer(key: str, value: object, least: int, alternative: str = "") -> None:
+    """A :class:`ConfigurationError` unless ``value`` is an integer (not a bool) ≥ ``least``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        also = f" {alternative}" if alternative else ""
+        raise ConfigurationError(f"graph-planner: {key!r} must be an integer ≥ {least}{also} (got {value!r})")
