@@ -90,10 +90,9 @@ class _Plan(NamedTuple):
     candidate: _Candidate
 
 
-def _worst_cases(
-    c: _Candidate, request: CompletionRequest, tokens_in: int, usd: float | None = None,
-) -> tuple[Cost, Cost, float]:
-    """(the whole step's worst case, one attempt's, the card-priced step cost routers see).
+def _plan_of(c: _Candidate, request: CompletionRequest, tokens_in: int, usd: float | None = None) -> _Plan:
+    """The candidate's plan for ``request``, whose prompt takes ``tokens_in``: its worst cases and
+    the card-priced step cost routers see.
 
     One attempt: prompt tokens × input price + ``max_tokens`` × output price (``usd`` when the
     backend priced it already), one call (a large one on a large-tier card); the step: ``samples``
@@ -105,9 +104,11 @@ def _worst_cases(
         usd = card_usd if c.priced_by_card else c.backend.worst_case_usd(request, c.card, tokens_in)
     sample = _cost((usd, tokens_in + max_tokens, 1.0, 0.0, c.large_calls))
     if c.single:
-        return sample, sample, card_usd
-    samples = c.strategy.samples
-    return _cost([a * samples for a in sample]), sample, card_usd * samples
+        worst = sample
+    else:
+        samples = c.strategy.samples
+        worst, card_usd = _cost([a * samples for a in sample]), card_usd * samples
+    return _plan((c.agent, c.key, c.card, c.strategy, c.backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c))
 
 
 #: ``Cost`` from a sequence of its five amounts, without the named tuple's Python ``__new__``.
@@ -302,7 +303,19 @@ class Dispatcher:
         self._asking = False  # some candidate's endpoint counts prompt tokens itself (_ask_counts)
         self._route_off_loop = False
         self._slow_routes = 0
-        self._hooks: tuple[Router | None, dict[str, bool]] = (None, {})
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    @router.setter
+    def router(self, router: Router) -> None:
+        """A router swapped in: whether it overrides ``observe`` and ``escalate`` is asked once here
+        (the base class's do nothing, and a step calls neither then)."""
+        self._router = router
+        self._observes, self._escalates = (
+            getattr(getattr(router, name), "__func__", None) is not getattr(Router, name) for name in ("observe", "escalate")
+        )
 
     # -- tasks ------------------------------------------------------------------------------
     def start(
@@ -345,7 +358,7 @@ class Dispatcher:
             task.score = run.steps[-1].score
         if self.memory is not None:
             self.memory.finish_task(task)
-        if run.steps and self._hooked("observe"):
+        if run.steps and self._observes:
             self._guarded(run, run.stage or "", "observe", self.router.observe, run.steps[-1], task)
         return task
 
@@ -407,7 +420,7 @@ class Dispatcher:
             attempts.append(step)
             if step.status != "ok" or run.exhausted:
                 return step
-            if not self._hooked("escalate") or not self._guarded(run, stage, "escalate", self.router.escalate, ctx, step):
+            if not self._escalates or not self._guarded(run, stage, "escalate", self.router.escalate, ctx, step):
                 return step
             excluded.add(step.agent.key)
             self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
@@ -476,7 +489,7 @@ class Dispatcher:
         plans = []
         chats: dict[str, list[dict[str, str]]] = {}  # one prompt per strategy
         counted: dict[tuple[Backend, str], int] = {}  # prompt tokens, where no card tokenizer is involved
-        turns = [{"role": "assistant" if r == "assistant" else "user", "content": t} for r, t in history]
+        turns = [{"role": "assistant" if r == "assistant" else "user", "content": t} for r, t in history] if history else []
         for c in self._candidates_for(role, models, max_tokens):
             strategy, card, backend = c.strategy, c.card, c.backend
             chat = chats.get(strategy.name)
@@ -489,7 +502,7 @@ class Dispatcher:
                     *turns,
                     {"role": "user", "content": input},
                 ]
-            temp = strategy.temperature if temperature is None or strategy.samples > 1 else temperature
+            temp = strategy.temperature if temperature is None or not c.single else temperature
             request = CompletionRequest(c.model, chat, c.max_tokens, temp, None, query_id)
             usd = None
             if c.shared_count:
@@ -500,8 +513,7 @@ class Dispatcher:
                 tokens_in = backend.prompt_tokens(request, card)
             else:  # the backend counts and prices: one call (replay looks both up at once)
                 tokens_in, usd = backend.worst_case(request, card)
-            worst, sample, card_usd = _worst_cases(c, request, tokens_in, usd)
-            plans.append(_plan((c.agent, c.key, card, strategy, backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c)))
+            plans.append(_plan_of(c, request, tokens_in, usd))
         return plans
 
     def _system_prompt(self, strategy: Strategy, prompt: str) -> str:
@@ -544,8 +556,7 @@ class Dispatcher:
             task = counts[_count_key(p)]
             if task.cancelled() or not task.done() or task.exception() is not None:
                 continue  # the bound stays
-            worst, sample, card_usd = _worst_cases(p.candidate, p.request, task.result())
-            out[i] = p._replace(worst=worst, sample=sample, card_usd=card_usd)
+            out[i] = _plan_of(p.candidate, p.request, task.result())
         return out
 
     def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
@@ -658,17 +669,6 @@ class Dispatcher:
         if len(chosen) > 1:  # one run per agent, even if named twice
             chosen = list({p.key: p for p in chosen}.values())  # type: ignore[union-attr]
         return chosen  # type: ignore[return-value]
-
-    def _hooked(self, hook: str) -> bool:
-        """Whether the router overrides ``hook`` (``observe``, ``escalate``): the base class's do nothing."""
-        router = self.router
-        known = self._hooks
-        if known[0] is not router:  # a router swapped in since: look again
-            known = self._hooks = (router, {
-                name: getattr(getattr(router, name), "__func__", None) is not getattr(Router, name)
-                for name in ("observe", "escalate")
-            })
-        return known[1][hook]
 
     def _guarded(self, run: TaskRun, stage: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call a router hook; a raising hook is audited and counts as ``None``."""
@@ -968,7 +968,7 @@ class Dispatcher:
         run.steps.append(step)
         if self.memory is not None:
             self.memory.record_step(step)
-        if self._hooked("observe"):
+        if self._observes:
             self._guarded(run, step.stage, "observe", self.router.observe, step)
 
     def _audit(self, run: TaskRun, stage: str, kind: str, subject: str, detail: str) -> None:
