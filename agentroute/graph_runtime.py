@@ -114,19 +114,25 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-@contextlib.asynccontextmanager
-async def stoppable_in_kernel() -> Any:
+def stoppable_in_kernel() -> contextlib.AbstractAsyncContextManager[Any]:
     """Keep a Jupyter kernel's stop button working during a top-level ``await``.
 
     ipykernel delivers the interrupt to code awaited on its own event loop only when that loop next
     wakes (ipykernel#881): a task waiting on a provider that does not answer ignored the stop
     button until the card's timeout. While the block runs on the kernel's main thread, the loop is
-    woken every 0.2 s. Elsewhere (no ipykernel loaded, another thread) this does nothing.
+    woken every 0.2 s. Elsewhere (no ipykernel loaded, another thread) this does nothing, at the
+    cost of no context manager built per task.
     """
     if "ipykernel" not in sys.modules or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+        return _NOTHING
+    return _waking_loop()
 
+
+_NOTHING = contextlib.nullcontext()  # stateless: one for every block
+
+
+@contextlib.asynccontextmanager
+async def _waking_loop() -> Any:
     async def wake() -> None:
         while True:
             await asyncio.sleep(0.2)
