@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agentroute.cli import app
-from agentroute.errors import DatasetError
+from agentroute.cli.eval_cmd import eval_command
+from agentroute.errors import ConfigurationError, DatasetError
 from agentroute.eval.datasets import load_dataset, load_outcomes
 from agentroute.eval.harness import evaluate
 
@@ -209,3 +210,46 @@ def test_a_query_whose_rows_name_both_splits_is_refused(tmp_path):
         load_outcomes(_jsonl(tmp_path / "mixed.jsonl", rows))  # before: the first row's split, silently
     rows[-1]["split"] = "TEST "  # the same split however written
     assert len(load_outcomes(_jsonl(tmp_path / "same.jsonl", rows)).test) == 4
+
+
+def _blind_router(seed: int, n: int = 1000) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Random outcomes of two models, and a 48-point sweep that knows nothing of them: at knob p it
+    sends to the dear model the queries whose draw u < p (nested, as a threshold router's)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 2, (n, 2)).astype(float)
+    costs = np.tile([1.0, 10.0], (n, 1))
+    choice = (rng.random(n)[None, :] < np.linspace(0, 1, 48)[:, None]).astype(int)
+    rows = np.arange(n)
+    return (scores[rows, choice], costs[rows, choice]), (scores, costs)
+
+
+def test_a_router_that_knows_nothing_is_not_called_better_than_the_zero_router():
+    from agentroute.eval import metrics as M
+
+    above = []
+    for seed in range(12):
+        sweep, single = _blind_router(seed, n=3000)
+        d, low, high = M.bootstrap_aiq_difference(sweep, None, single, n_boot=100, seed=seed, interval="basic")
+        assert d >= 0 and low < high  # its sweep holds both single models: never below the zero router
+        above.append(bool(low > 0))
+        _, p_low, p_high = M.bootstrap_aiq_difference(sweep, None, single, n_boot=100, seed=seed)
+        assert (low, high) == pytest.approx((2 * d - p_high, 2 * d - p_low))  # the same draws, reflected
+    # a 90% interval lies above 0 for a useless router about 5% of the time; the percentile
+    # interval did in about half the draws (15 of 30 at 3,000 queries)
+    assert sum(above) <= 1, above
+
+
+def test_eval_takes_the_basic_interval_and_says_which_it_gave(tmp_path, capsys):
+    path = _jsonl(tmp_path / "hand.jsonl", _hand_rows())
+    data = load_dataset(f"outcomes:{path}")
+    basic = evaluate(data, "strongest", peers=False, progress=False, n_boot=50, interval="basic")
+    plain = evaluate(data, "strongest", peers=False, progress=False, n_boot=50)
+    (d, lo, hi), (_, p_lo, p_hi) = basic.router("strongest").vs_zero, plain.router("strongest").vs_zero
+    assert (lo, hi) == pytest.approx((2 * d - p_hi, 2 * d - p_lo)) and basic.boot["interval"] == "basic"
+    with pytest.raises(ConfigurationError, match="interval must be one of"):
+        evaluate(data, "strongest", peers=False, progress=False, interval="bca")
+    eval_command(  # what `agentroute eval` runs (app.py has no --interval option yet)
+        dataset=str(path), routers="cheapest", out=tmp_path / "r", json_output=False, seed=0, output_tokens=None,
+        explore=False, boot=20, peers=False, interval="basic",
+    )
+    assert "paired-bootstrap basic interval" in " ".join(capsys.readouterr().out.split())

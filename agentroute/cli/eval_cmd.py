@@ -57,6 +57,10 @@ def eval_command(
         bool,
         typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg."),
     ] = True,
+    interval: Annotated[
+        str,
+        typer.Option("--interval", help="Bootstrap interval: percentile, or basic (corrects the hull's optimism; docs/eval.md)."),
+    ] = "percentile",
     limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
     sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
 ) -> None:
@@ -97,7 +101,7 @@ def eval_command(
                 err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
-            peers=peers, n_boot=boot,
+            peers=peers, n_boot=boot, interval=interval,
         )  # fmt: skip
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err)) from None
@@ -135,7 +139,8 @@ def _header(result: EvalResult) -> str:
         f"best single: {best.model} accuracy {best.accuracy:.3f} at ${best.cost:.6f}/query; "
         f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ {result.zero_router_aiq:.3f}",
         "serving mode; AIQ anchored at the cheapest model each router uses; Δ: AIQ gain, "
-        f"{100 * result.boot.get('level', 0.9):.0f}% paired-bootstrap interval ({result.boot.get('n_boot', 0)} resamples)"
+        f"{100 * result.boot.get('level', 0.9):.0f}% paired-bootstrap {result.boot.get('interval', 'percentile')} interval "
+        f"({result.boot.get('n_boot', 0)} resamples)"
         + (f"; best reference: {result.reference}" if result.reference else ""),
     ]
     if "few_test_queries" in notes:

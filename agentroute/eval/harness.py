@@ -301,6 +301,7 @@ def evaluate(
     peers: bool | Sequence[str] = True,
     n_boot: int = 500,
     level: float = 0.9,
+    interval: str = "percentile",
 ) -> EvalResult:
     """Fit each router on ``dataset.train``, sweep its knob on ``dataset.test`` in serving mode and
     compute the metrics (module docstring).
@@ -313,6 +314,8 @@ def evaluate(
             string; ``False``: none).
         n_boot: bootstrap resamples for the intervals (0: none).
         level: the intervals' coverage, in (0, 1).
+        interval: ``"percentile"`` or ``"basic"``, which corrects the hull's optimism
+            (:func:`~agentroute.eval.metrics.bootstrap_aiq_difference`).
         seed: a non-negative integer (the routers' seed and the bootstrap's).
 
     A router that fails to build, fit or route is reported with its ``error``; the others still
@@ -324,6 +327,8 @@ def evaluate(
         raise ConfigurationError(f"n_boot must be a whole number of resamples ≥ 0, 0 for none (got {n_boot!r})")
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ConfigurationError(f"level must be a coverage in (0, 1), e.g. 0.9 for 90% (got {level!r})")
+    if interval not in M.INTERVALS:
+        raise ConfigurationError(f"interval must be one of {list(M.INTERVALS)} (got {interval!r})")
     test = dataset.test
     _check_complete(test)
     routers = _spec_list(routers)
@@ -382,7 +387,7 @@ def evaluate(
                 if on_router is not None:
                     on_router(res)
         result.peers = [p for p in peer_names if any(r.name == p and r.error is None for r in result.routers)]
-        add_intervals(result, test, n_boot=n_boot, level=level, seed=seed)
+        add_intervals(result, test, n_boot=n_boot, level=level, seed=seed, interval=interval)
     finally:
         _SHOW[0] = None
     return result
@@ -397,26 +402,28 @@ def _spec_list(specs: str | Router | Sequence[str | Router]) -> list[str | Route
     return list(specs)
 
 
-def add_intervals(result: EvalResult, test: OutcomeTable, *, n_boot: int = 500, level: float = 0.9, seed: int = 0) -> None:
+def add_intervals(
+    result: EvalResult, test: OutcomeTable, *, n_boot: int = 500, level: float = 0.9, seed: int = 0,
+    interval: str = "percentile",
+) -> None:
     """Fill each router's ``vs_zero`` and ``vs_reference`` (paired bootstrap of the AIQ gain over
     the zero router and over the best peer by test AIQ, ``reference``)."""
     ok = [r for r in result.routers if r.error is None and r.name in result._outcomes]
     peers = [r for r in ok if r.name in result.peers]
     ref = max(peers, key=lambda r: r.aiq or -np.inf) if peers else None
     result.reference = ref.name if ref is not None else None
-    result.boot = {"n_boot": n_boot, "level": level, "seed": seed}
+    result.boot = {"n_boot": n_boot, "level": level, "seed": seed, "interval": interval}
     if n_boot <= 0:
         return
     single = (test.scores, test.costs)
     with bar(len(ok), "bootstrap intervals", unit="router", show=_SHOW[0]) as b:
         for r in ok:
             a = result.outcomes(r.name)
-            d, lo, hi = M.bootstrap_aiq_difference(a, None, single, n_boot=n_boot, level=level, seed=seed, anchor_a=r.anchor)
+            d, lo, hi = M.bootstrap_aiq_difference(a, None, single, anchor_a=r.anchor, **result.boot)
             r.vs_zero = [d, lo, hi]
             if ref is not None and r.name != ref.name:
                 d, lo, hi = M.bootstrap_aiq_difference(
-                    a, result.outcomes(ref.name), single, n_boot=n_boot, level=level, seed=seed,
-                    anchor_a=r.anchor, anchor_b=ref.anchor,
+                    a, result.outcomes(ref.name), single, anchor_a=r.anchor, anchor_b=ref.anchor, **result.boot,
                 )  # fmt: skip
                 r.vs_reference = [d, lo, hi]
             b.update(1)
