@@ -20,6 +20,7 @@ policy turn are kept, the ``<information>`` tokens marked so they can be masked 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, TypeGuard
 from agentroute.budget import Cost
 from agentroute.dispatch.dispatcher import Dispatcher
 from agentroute.dispatch.run import TaskRun
+from agentroute.errors import ConfigurationError
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.router_r1.prompts import (
@@ -65,6 +67,18 @@ class LoopSettings:
     top_p: float = 1.0
     role: str = "executor"
     stage: str = "route"
+
+    def __post_init__(self) -> None:
+        for key, least in (("max_turns", 0), ("turn_tokens", 1), ("info_tokens", 1), ("route_max_tokens", 1)):
+            value = getattr(self, key)
+            if value is None and key == "route_max_tokens":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigurationError(f"loop: {key!r} must be an integer ≥ {least} (got {value!r})")
+        if not 0 <= self.temperature < math.inf:
+            raise ConfigurationError(f"loop: 'temperature' must be a finite number ≥ 0, 0 = greedy (got {self.temperature!r})")
+        if not 0 < self.top_p <= 1:
+            raise ConfigurationError(f"loop: 'top_p' must be in (0, 1] (got {self.top_p!r})")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -38,6 +39,39 @@ _GRPO_DEFAULTS: dict[str, Any] = {
     "beta": 0.001, "epsilon": 0.2, "temperature": 1.0, "top_p": 0.95, "logging_steps": 1,
     "save_strategy": "no", "report_to": "none", "seed": 0, "gradient_accumulation_steps": 1,
 }
+
+#: (least, most, whether the least is allowed) of a recipe's numbers; a NaN is outside every range.
+_Range = tuple[float, float, bool]
+_GRPO_RANGES: dict[str, _Range] = {
+    "learning_rate": (0, 1, False), "beta": (0, math.inf, True), "epsilon": (0, 1, False),
+    "temperature": (0, math.inf, False), "top_p": (0, 1, False), "max_steps": (1, math.inf, True),
+}
+_SFT_RANGES: dict[str, _Range | None] = {
+    "enabled": None, "traces": (1, math.inf, True), "epochs": (1, math.inf, True), "lr": (0, 1, False),
+    "batch_size": (1, math.inf, True), "direct_every": (0, math.inf, True),
+}
+_DATA_RANGES: dict[str, _Range | None] = {"path": None, "train": (1, math.inf, True)}
+_REWARD_RANGES: dict[str, _Range | None] = {"alpha": (0, 1, True), "metric": None}
+
+
+def _check_section(section: str, values: dict[str, Any], known: dict[str, _Range | None]) -> None:
+    """A recipe section: its keys are ``known``'s, its numbers in their ranges."""
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigurationError(f"{section}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    _check_ranges(section, values, {k: r for k, r in known.items() if r is not None})
+
+
+def _check_ranges(section: str, values: dict[str, Any], ranges: dict[str, _Range]) -> None:
+    for key, (least, most, closed) in ranges.items():
+        if key not in values:
+            continue
+        value = values[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and (least <= value if closed else least < value) and value <= most):
+            low = f"≥ {least:g}" if closed else f"> {least:g}"
+            high = "" if most == math.inf else f" and ≤ {most:g}"
+            raise ConfigurationError(f"{section}: {key!r} must be a number {low}{high} (got {value!r})")
 
 
 @dataclass
@@ -76,6 +110,8 @@ class RouterR1TrainConfig:
         return cfg
 
     def check(self) -> None:
+        """Every section's values, before any model loads or pool call is made: a
+        :class:`ConfigurationError` saying which value, why, and what is allowed."""
         from trl import GRPOConfig
 
         bad = set(self.grpo) - set(GRPOConfig.__dataclass_fields__)
@@ -88,7 +124,22 @@ class RouterR1TrainConfig:
                 f"grpo: per_device_train_batch_size × gradient_accumulation_steps ({gen_batch}) must be a multiple of "
                 f"num_generations ({grpo['num_generations']}): each prompt's group must fit one generation batch"
             )
-        LoopSettings(**self.loop)
+        _check_ranges("grpo", grpo, _GRPO_RANGES)
+        _check_section("sft", self.sft, _SFT_RANGES)
+        _check_section("data", self.data, _DATA_RANGES)
+        _check_section("reward", self.reward, _REWARD_RANGES)
+        if self.reward.get("metric", "em") not in ("em", "f1"):
+            raise ConfigurationError(f"reward: 'metric' must be 'em' or 'f1' (got {self.reward['metric']!r})")
+        Budget(**self.budget)
+        try:
+            LoopSettings(**self.loop)
+        except TypeError:
+            known = sorted(LoopSettings.__dataclass_fields__)
+            raise ConfigurationError(f"loop: unknown keys {sorted(set(self.loop) - set(known))}; known: {known}") from None
+        try:  # TRL's own checks (num_generations ≥ 2 …), before the SFT warm-up rather than after it
+            GRPOConfig(output_dir="unused", use_cpu=True, **grpo)
+        except ValueError as exc:
+            raise ConfigurationError(f"grpo: {exc}") from None
 
     def make_pool(self) -> ModelPool:
         if self.pool is None or isinstance(self.pool, str):
