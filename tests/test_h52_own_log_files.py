@@ -253,3 +253,21 @@ def test_eval_takes_the_basic_interval_and_says_which_it_gave(tmp_path, capsys):
         explore=False, boot=20, peers=False, interval="basic",
     )
     assert "paired-bootstrap basic interval" in " ".join(capsys.readouterr().out.split())
+
+
+def test_apgr_on_two_models_that_differ_within_noise_says_so(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(400):  # random outcomes: the two models differ only by chance
+        for model, cost in (("small", 1.0), ("big", 10.0)):
+            rows.append({"query": f"q{i}", "model": model, "score": int(rng.integers(0, 2)), "cost_usd": cost})
+    result = evaluate(load_dataset(f"outcomes:{_jsonl(tmp_path / 'noise.jsonl', rows)}"), "cheapest",
+                      peers=False, progress=False, n_boot=0)  # fmt: skip
+    assert "mostly measure noise" in result.notes["apgr"]
+    assert "apgr" in evaluate(load_dataset(f"outcomes:{_jsonl(tmp_path / 'hand.jsonl', _hand_rows())}"), "cheapest",
+                              peers=False, progress=False, n_boot=0).notes  # .5 vs .75, but on 4 queries  # fmt: skip
+    rows = [{"query": f"q{i}", "model": model, "score": int(i % 10 < right), "cost_usd": cost}
+            for i in range(100) for model, cost, right in (("small", 1.0, 3), ("big", 10.0, 9))]  # fmt: skip
+    clear = evaluate(load_dataset(f"outcomes:{_jsonl(tmp_path / 'clear.jsonl', rows)}"), "cheapest",
+                     peers=False, progress=False, n_boot=0)  # fmt: skip
+    assert "apgr" not in clear.notes and clear.router("cheapest").apgr == pytest.approx(0.5)

@@ -145,6 +145,8 @@ def _header(result: EvalResult) -> str:
     ]
     if "few_test_queries" in notes:
         lines.append(f"[yellow]warning:[/] {escape(notes['few_test_queries'])}")
+    if "apgr" in notes:
+        lines.append(f"[yellow]warning:[/] {escape(notes['apgr'])}")
     if notes.get("repeated_rows_averaged"):
         lines.append(f"{notes['repeated_rows_averaged']} repeated (query, agent) rows averaged into one outcome each")
     if notes.get("scores", "as given") != "as given":

@@ -360,6 +360,8 @@ def evaluate(
         seed=seed,
         notes=dict(dataset.notes),
     )
+    if len(test.models) == 2:
+        _note_a_gap_within_noise(result, test)
     if len(test) < MIN_TEST_QUERIES:
         result.notes["few_test_queries"] = (
             f"only {len(test)} test queries: one more or less moves AIQ by {1 / len(test):.2g}; "
@@ -490,6 +492,20 @@ def _run_router(
             _two_model_metrics(res, share, points, q_weak, q_strong)
     result._outcomes[name] = (sweep.scores, sweep.costs)
     return res
+
+
+def _note_a_gap_within_noise(result: EvalResult, test: OutcomeTable) -> None:
+    """Say so (``notes["apgr"]``) when the two models' test accuracies differ by less than two
+    standard errors of their paired difference: APGR and CPT divide by that gap, so they then mostly
+    measure noise (a router that knows nothing can score an APGR far above 1)."""
+    diff = test.scores[:, 1] - test.scores[:, 0]
+    gap = abs(float(diff.mean()))
+    noise = 2 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
+    if 0 < gap < noise:
+        result.notes["apgr"] = (
+            f"the two models' test accuracies differ by {gap:.3g}, within two standard errors ({noise:.3g}): "
+            "APGR and CPT divide by that gap and mostly measure noise here"
+        )
 
 
 def _two_model_metrics(res: RouterResult, share: np.ndarray, points: np.ndarray, q_weak: float, q_strong: float) -> None:
