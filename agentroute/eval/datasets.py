@@ -804,8 +804,9 @@ def _separator_hint(columns: list[str]) -> str:
         return ""
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
         if sep in columns[0]:
+            decimal = ", decimal=','" if sep == ";" else ""  # a semicolon export writes decimal commas
             return (f". The header is separated by {name}: a CSV file is read with commas (a .tsv file with tabs); "
-                    "save it with commas and decimal points, e.g. pandas.read_csv(path, sep=';', decimal=',').to_csv(new_path)")
+                    f"convert it once, e.g. pandas.read_csv(path, sep={sep!r}{decimal}).to_csv(new_path, index=False)")
     return ""
 
 
