@@ -271,3 +271,14 @@ def test_apgr_on_two_models_that_differ_within_noise_says_so(tmp_path):
     clear = evaluate(load_dataset(f"outcomes:{_jsonl(tmp_path / 'clear.jsonl', rows)}"), "cheapest",
                      peers=False, progress=False, n_boot=0)  # fmt: skip
     assert "apgr" not in clear.notes and clear.router("cheapest").apgr == pytest.approx(0.5)
+
+
+def test_rows_of_a_query_logged_with_and_without_its_query_id_stay_one_query(tmp_path):
+    rows = [dict(r, query_id=f"id-{r['query']}") for r in _hand_rows()]
+    for r in rows[1::4]:
+        r["query_id"] = None  # a logger that sometimes drops the id
+    rows[3]["query_id"] = ""
+    data = load_outcomes(_jsonl(tmp_path / "ids.jsonl", rows))
+    # before: each such row became a query of its own, the test queries "incomplete" and dropped
+    assert (len(data.train), len(data.test)) == (6, 4) and data.notes["test_queries_dropped_incomplete"] == 0
+    assert data.notes["train_cells_missing"] == 0 and all(q.startswith("id-") for q in data.test.query_ids)

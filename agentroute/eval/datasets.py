@@ -640,7 +640,7 @@ def load_outcomes(
     frame["_cost"] = _outcome_costs(frame, prices, p, notes)
     if "query_id" not in frame.columns:
         frame["query_id"] = None
-    frame["_qid"] = [str(q) if q is not None and q == q else f"q{_text_id(t)}" for q, t in zip(frame["query_id"], frame["query"], strict=True)]
+    frame["_qid"] = _query_ids(frame)
     blank = frame["query"].isna() | (frame["query"].astype(str).str.strip() == "")
     bad = frame["_score"].isna() | frame["_cost"].isna() | blank | (frame["_agent"] == "")
     dropped = int(bad.sum())
@@ -781,6 +781,22 @@ OUTCOME_COLUMNS = ("query", "query_id", "agent", "model", "score", "cost_usd", "
 _SCORE_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
 #: Text cells that mean "no value" (pandas writes ``nan``, spreadsheets ``N/A``): a missing outcome.
 _MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def _query_ids(frame: Any) -> list[str]:
+    """Each row's query id: its ``query_id``; a row without one takes the id its query text has in
+    the file's other rows (when it has exactly one), else a hash of the text. So a log that names
+    some rows of a query and not others still groups them into one query."""
+    given = [None if q is None or q != q or not str(q).strip() else str(q) for q in frame["query_id"]]
+    ids_of: dict[str, set[str]] = {}
+    for q, text in zip(given, frame["query"], strict=True):
+        if q is not None:
+            ids_of.setdefault(str(text), set()).add(q)
+    out = []
+    for q, text in zip(given, frame["query"], strict=True):
+        known = ids_of.get(str(text), set())
+        out.append(q if q is not None else next(iter(known)) if len(known) == 1 else f"q{_text_id(text)}")
+    return out
 
 
 def _outcome_column_names(frame: Any, p: Path) -> Any:
