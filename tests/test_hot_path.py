@@ -241,3 +241,15 @@ def test_remembered_system_prompts_follow_the_role_prompt_and_the_strategy() -> 
         for p in plans:
             assert p.request.messages[0] == {"role": "system", "content": p.strategy.system_prompt(prompt)}
             assert p.request.messages[-1] == {"role": "user", "content": "the input"}
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1e-6, 2e-6, 1.0, math.inf]), st.sampled_from(["small", "medium", "large"])), min_size=1, max_size=6))
+def test_cheapest_in_one_pass_is_the_first_of_the_cost_order(rows: list) -> None:
+    """Ties (equal costs) included: broken by the weaker card first, then the earlier candidate."""
+    from agentroute.routers.baselines import cheapest, cost_order
+    from agentroute.types import RouteContext
+
+    agents = [Agent(role="r", model=f"m{i}") for i in range(len(rows))]
+    cards = {a.model: ModelCard(id=a.model, input_price=1.0, output_price=1.0, tier=tier) for a, (_, tier) in zip(agents, rows, strict=True)}
+    ctx = RouteContext(query="q", candidates=agents, cards=cards, costs={a.key: c for a, (c, _) in zip(agents, rows, strict=True)})
+    assert cheapest(ctx) == cost_order(ctx)[0]

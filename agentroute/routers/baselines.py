@@ -7,6 +7,7 @@ data, strength is read from the model cards (tier, then price, then strategy sam
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any, Self, cast
 
@@ -35,10 +36,14 @@ def cost_order(ctx: RouteContext) -> list[int]:
 
 
 def cheapest(ctx: RouteContext) -> int:
-    """``cost_order(ctx)[0]`` without sorting: card strengths are compared only to break a tie."""
-    costs = [ctx.costs.get(agent.key, 0.0) for agent in ctx.candidates]
-    low = min(costs)
-    ties = [i for i, c in enumerate(costs) if c == low]
+    """``cost_order(ctx)[0]`` in one pass, without sorting: card strengths only break a tie."""
+    costs, low, ties = ctx.costs, math.inf, []
+    for i, agent in enumerate(ctx.candidates):
+        cost = costs.get(agent.key, 0.0)
+        if cost < low:
+            low, ties = cost, [i]
+        elif cost == low:
+            ties.append(i)
     return ties[0] if len(ties) == 1 else min(ties, key=lambda i: card_strength(ctx, i))
 
 
