@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from agentroute.cli import exit_interrupted
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.routers.base import register_lazy
@@ -32,6 +33,8 @@ _ensure_registered()
 
 console = Console()
 err_console = Console(stderr=True)
+#: In ``--out`` while a training run is unfinished (Ctrl-C, ``kill -9``): what the next run resumes from.
+CHECKPOINT = "checkpoint.pt"
 
 
 def train_graph_planner(
@@ -46,6 +49,7 @@ def train_graph_planner(
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
     from agentroute.routers.graph_planner.router import GraphPlannerRouter
+    from agentroute.routers.graph_planner.trainer import checkpoint_episodes
 
     _ensure_registered()
     try:
@@ -60,9 +64,13 @@ def train_graph_planner(
             raise ConfigurationError(f"router 'graph-planner' is registered as {type(model).__name__}: this trainer "
                                      "trains GraphPlannerRouter only; train it with its own command")
         model._check_params()  # a nonsense value (lr -1, 0 episodes, NaN) before the data is read and embedded
-        check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
+        checkpoint = out / CHECKPOINT
+        if not checkpoint.is_file():  # an interrupted run's folder holds its checkpoint and no router yet
+            check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
-        console.print(f"training [bold]graph-planner[/] on {described}")
+        resumed = checkpoint_episodes(checkpoint)
+        console.print(f"training [bold]graph-planner[/] on {described}"
+                      + (f", resuming from {checkpoint} ({resumed} episodes done)" if resumed is not None else ""))
         start = time.perf_counter()
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -76,17 +84,32 @@ def train_graph_planner(
                              f"mask {row['mask_rate']:.2f}  steps {row['steps']:.1f}")
                     bar.update(task, completed=row["episodes"], stats=stats)
 
-                model.fit(data, progress=on_update)
+                model.fit(data, progress=on_update, checkpoint=checkpoint)
         else:
-            model.fit(data)
+            model.fit(data, checkpoint=checkpoint)
         seconds = time.perf_counter() - start
         try:
             path = model.save(out)
         except OSError as exc:  # e.g. a read-only folder: the check above cannot see permissions
             raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
+        checkpoint.unlink(missing_ok=True)  # the router is saved: nothing left to resume
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
+    except KeyboardInterrupt:
+        exit_interrupted(f"interrupted: --out {out}: {_kept(out)}")
     console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
+
+
+def _kept(out: Path) -> str:
+    """What an interrupted ``train graph-planner`` leaves in ``out``."""
+    from agentroute.routers.base import MANIFEST
+    from agentroute.routers.graph_planner.trainer import checkpoint_episodes
+
+    done = checkpoint_episodes(out / CHECKPOINT)
+    before = "; the router saved there before is unchanged" if (out / MANIFEST).is_file() else ""
+    if done is None:
+        return "nothing was saved" + before
+    return f"a checkpoint after {done} episodes ({out / CHECKPOINT}): rerun the same command to resume{before}"
 
 
 def write_graph_planner_evidence(router: Any, out: Path) -> list[Path]:

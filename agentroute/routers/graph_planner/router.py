@@ -27,10 +27,13 @@ it is given as the policy would for that role on a fresh root node: the argmax a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -43,7 +46,7 @@ from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, 
 from agentroute.routers.graph_planner.mdp import ROLES, Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
 from agentroute.routers.graph_planner.policy import EMB, PlannerNet, collate
-from agentroute.routers.graph_planner.trainer import run_episode, train
+from agentroute.routers.graph_planner.trainer import Checkpoint, run_episode, train
 from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
 from agentroute.training.ppo import PPOConfig
 from agentroute.types import Agent, Decision, RouteContext
@@ -169,12 +172,23 @@ class GraphPlannerRouter(Router):
         self.ppo_config()  # PPO's own checks
 
     # -- learning -------------------------------------------------------------------------------
-    def fit(self, data: Any, *, progress: Callable[[dict[str, Any]], None] | None = None) -> Self:
+    def fit(
+        self,
+        data: Any,
+        *,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every_s: float = 30.0,
+    ) -> Self:
         """Train on the offline environment built from logged outcomes.
 
         ``data``: an :class:`~agentroute.outcomes.OutcomeTable`, a dataset (its train split),
         trajectories, or a :class:`~agentroute.memory.base.MemoryStore` (its scored trajectories).
         ``progress`` receives one dict per PPO update (episodes, reward, score, cost, mask_rate …).
+        ``checkpoint``: a file the training state is saved to every ``checkpoint_every_s`` seconds,
+        on Ctrl-C (the last finished update) and at the end; a fit given an existing one resumes
+        from it — the same result as an uninterrupted run — when the parameters (but ``episodes``)
+        and data are the same. Delete it once the router is saved.
         """
         self._check_params()
         if callable(getattr(data, "trajectories", None)) and callable(getattr(data, "flush", None)):
@@ -189,22 +203,35 @@ class GraphPlannerRouter(Router):
         costs = np.asarray(env.costs, float)
         self.cost_scale_ = float(max(np.nanmax(np.nanmean(costs, axis=0)), 1e-9))
         history = HistoryMemory.from_table(table, emb)
+        saver = None if checkpoint is None else Checkpoint(Path(checkpoint), self._run_key(table), checkpoint_every_s)
+        resume = saver.load() if saver is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.net_ = PlannerNet(len(env.agents), self.hidden)
-            self.train_log_ = train(
-                self.net_, env, query_emb=emb, history=history, config=self.ppo_config(), episodes=self.episodes,
-                episodes_per_update=self.episodes_per_update, cost_weight=float(self.cost_weight),
-                cost_scale=self.cost_scale_, k=self.memory_k, tau=self.memory_tau,
-                memory_fractions=tuple(self.memory_fractions), unlimited_share=self.unlimited_share,
-                id_dropout=self.id_dropout, seed=self.seed, progress=progress,
-            )
+            try:
+                self.train_log_ = train(
+                    self.net_, env, query_emb=emb, history=history, config=self.ppo_config(), episodes=self.episodes,
+                    episodes_per_update=self.episodes_per_update, cost_weight=float(self.cost_weight),
+                    cost_scale=self.cost_scale_, k=self.memory_k, tau=self.memory_tau,
+                    memory_fractions=tuple(self.memory_fractions), unlimited_share=self.unlimited_share,
+                    id_dropout=self.id_dropout, seed=self.seed, progress=progress, resume=resume,
+                    on_update=saver.update if saver is not None else None,
+                )
+            finally:  # the end, or a Ctrl-C: the last finished update is kept
+                if saver is not None:
+                    saver.write()
         self.net_.eval()
         self.agents_ = list(env.agents)
         self.train_seconds_ = time.perf_counter() - started
         self._describe(env, emb)
         self.fitted_ = True
         return self
+
+    def _run_key(self, table: OutcomeTable) -> str:
+        """What a checkpoint must have been trained with to be resumed: parameters (but ``episodes``) and data."""
+        params = {k: v for k, v in self.get_params().items() if k != "episodes"}
+        run = [params, table.query_ids, table.models, np.asarray(table.scores, float).tolist()]
+        return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
 
     def _env(self, table: OutcomeTable) -> OfflineEnv:
         return OfflineEnv(table, self.max_planner_calls, self.max_depth, self.max_subqueries)

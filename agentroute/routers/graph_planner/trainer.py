@@ -8,14 +8,18 @@ A query's own logged rows are never in its memory (leave-one-out), so memory can
 
 from __future__ import annotations
 
+import copy
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agentroute._optional import torch_module
+from agentroute.errors import ConfigurationError, StateFileError
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, legal_mask, memory_view
 from agentroute.routers.graph_planner.mdp import Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
@@ -125,6 +129,18 @@ def precompute_neighbors(emb: np.ndarray, history: HistoryMemory, query_ids: lis
     return out
 
 
+@dataclass
+class TrainState:
+    """Where PPO training stands after an update: enough to resume it exactly (a checkpoint)."""
+
+    episodes: int
+    log: list[dict[str, Any]]
+    net: dict[str, Any]
+    opt_pi: dict[str, Any]
+    opt_v: dict[str, Any]
+    rng: dict[str, Any]  # the numpy generator's bit_generator.state
+
+
 def train(
     net: PlannerNet,
     env: OfflineEnv,
@@ -143,8 +159,13 @@ def train(
     id_dropout: float,
     seed: int,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    resume: TrainState | None = None,
+    on_update: Callable[[TrainState], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """PPO over offline episodes; returns one log row per update."""
+    """PPO over offline episodes; returns one log row per update.
+
+    ``resume`` continues from a :class:`TrainState` (net, optimisers, random state, episodes done)
+    exactly as the run that saved it would have gone on; ``on_update`` gets one after every update."""
     rng = np.random.default_rng(seed)
     g = len(env.agents)
     neighbors = precompute_neighbors(query_emb, history, env.table.query_ids, 8 * k) if len(history) else None
@@ -152,6 +173,12 @@ def train(
     opt_v = torch.optim.Adam(net.critic_parameters(), lr=config.lr_value)
     log: list[dict[str, Any]] = []
     done_episodes = 0
+    if resume is not None:
+        net.load_state_dict(resume.net)
+        opt_pi.load_state_dict(resume.opt_pi)
+        opt_v.load_state_dict(resume.opt_v)
+        rng.bit_generator.state = resume.rng
+        log, done_episodes = list(resume.log), resume.episodes
     while done_episodes < episodes:
         n_ep = min(episodes_per_update, episodes - done_episodes)
         fraction = float(rng.choice(memory_fractions))
@@ -188,6 +215,9 @@ def train(
             "entropy": float(np.mean([s[2] for s in stats])) if stats else 0.0,
         }
         log.append(row)
+        if on_update is not None:
+            on_update(copy.deepcopy(TrainState(done_episodes, log, net.state_dict(), opt_pi.state_dict(), opt_v.state_dict(),
+                                               dict(rng.bit_generator.state))))
         if progress is not None:
             progress(row)
     return log
@@ -233,3 +263,52 @@ def ppo_update(net: PlannerNet, opt_pi: torch.optim.Optimizer, opt_v: torch.opti
             opt_v.step()
             stats.append((out.policy.item(), out.value.item(), out.entropy.item(), out.approx_kl))
     return stats
+
+
+class Checkpoint:
+    """A training run's :class:`TrainState` in a file, to resume it: written atomically at most every
+    ``every_s`` seconds and on :meth:`write` (after a Ctrl-C, the last finished update's), read back
+    by :meth:`load` only for the same run (``run_key``: the parameters and data it was trained with)."""
+
+    def __init__(self, path: Path, run_key: str, every_s: float = 30.0):
+        self.path, self.run_key, self.every_s = path, run_key, every_s
+        self.latest: TrainState | None = None
+        self._written = time.monotonic()
+
+    def load(self) -> TrainState | None:
+        """The saved state (``None``: no file); another run's is a :class:`ConfigurationError`."""
+        if not self.path.is_file():
+            return None
+        try:
+            saved = torch.load(self.path, weights_only=True)
+            state = TrainState(**saved["state"])
+        except Exception as exc:  # torch's unpickling errors have no common base
+            raise StateFileError(self.path, f"not a graph-planner checkpoint ({exc}); delete it to train from the start") from None
+        if saved.get("run") != self.run_key:
+            raise ConfigurationError(
+                f"{self.path}: a checkpoint of another training run (other parameters or data; only 'episodes' may "
+                "change): train with the ones it was saved with to resume, or delete it to start over"
+            )
+        return state
+
+    def update(self, state: TrainState) -> None:
+        self.latest = state
+        if time.monotonic() - self._written >= self.every_s:
+            self.write()
+
+    def write(self) -> None:
+        if self.latest is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        torch.save({"run": self.run_key, "state": asdict(self.latest)}, partial)
+        os.replace(partial, self.path)
+        self._written = time.monotonic()
+
+
+def checkpoint_episodes(path: Path) -> int | None:
+    """Episodes done in the checkpoint at ``path`` (``None``: none there, or unreadable)."""
+    try:
+        return int(torch.load(path, weights_only=True)["state"]["episodes"])
+    except Exception:
+        return None
