@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from agentroute.cli import app
-from agentroute.cli.eval_cmd import eval_command
 from agentroute.errors import ConfigurationError, DatasetError
 from agentroute.eval.datasets import load_dataset, load_outcomes
 from agentroute.eval.harness import evaluate
@@ -229,10 +228,10 @@ def test_a_router_that_knows_nothing_is_not_called_better_than_the_zero_router()
     above = []
     for seed in range(12):
         sweep, single = _blind_router(seed, n=3000)
-        d, low, high = M.bootstrap_aiq_difference(sweep, None, single, n_boot=100, seed=seed, interval="basic")
+        d, low, high = M.bootstrap_aiq_difference(sweep, None, single, n_boot=100, seed=seed)  # basic: the default
         assert d >= 0 and low < high  # its sweep holds both single models: never below the zero router
         above.append(bool(low > 0))
-        _, p_low, p_high = M.bootstrap_aiq_difference(sweep, None, single, n_boot=100, seed=seed)
+        _, p_low, p_high = M.bootstrap_aiq_difference(sweep, None, single, n_boot=100, seed=seed, interval="percentile")
         assert (low, high) == pytest.approx((2 * d - p_high, 2 * d - p_low))  # the same draws, reflected
     # a 90% interval lies above 0 for a useless router about 5% of the time; the percentile
     # interval did in about half the draws (15 of 30 at 3,000 queries)
@@ -242,17 +241,16 @@ def test_a_router_that_knows_nothing_is_not_called_better_than_the_zero_router()
 def test_eval_takes_the_basic_interval_and_says_which_it_gave(tmp_path, capsys):
     path = _jsonl(tmp_path / "hand.jsonl", _hand_rows())
     data = load_dataset(f"outcomes:{path}")
-    basic = evaluate(data, "strongest", peers=False, progress=False, n_boot=50, interval="basic")
-    plain = evaluate(data, "strongest", peers=False, progress=False, n_boot=50)
+    basic = evaluate(data, "strongest", peers=False, progress=False, n_boot=50)  # the default
+    plain = evaluate(data, "strongest", peers=False, progress=False, n_boot=50, interval="percentile")
     (d, lo, hi), (_, p_lo, p_hi) = basic.router("strongest").vs_zero, plain.router("strongest").vs_zero
     assert (lo, hi) == pytest.approx((2 * d - p_hi, 2 * d - p_lo)) and basic.boot["interval"] == "basic"
     with pytest.raises(ConfigurationError, match="interval must be one of"):
         evaluate(data, "strongest", peers=False, progress=False, interval="bca")
-    eval_command(  # what `agentroute eval` runs (app.py has no --interval option yet)
-        dataset=str(path), routers="cheapest", out=tmp_path / "r", json_output=False, seed=0, output_tokens=None,
-        explore=False, boot=20, peers=False, interval="basic",
-    )
-    assert "paired-bootstrap basic interval" in " ".join(capsys.readouterr().out.split())
+    for given, said in (([], "basic"), (["--interval", "percentile"], "percentile")):
+        out = runner.invoke(app, ["eval", "--dataset", str(path), "--routers", "cheapest", "--boot", "20", "--no-peers", *given])
+        assert out.exit_code == 0, out.output
+        assert f"paired-bootstrap {said} interval" in " ".join(out.output.split())
 
 
 def test_apgr_on_two_models_that_differ_within_noise_says_so(tmp_path):

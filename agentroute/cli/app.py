@@ -356,6 +356,7 @@ def eval_routers(
     explore: Annotated[bool, typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows.")] = False,
     boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none).")] = 500,
     peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")] = True,
+    interval: Annotated[str, typer.Option("--interval", help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile.")] = "basic",
     limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
     sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
 ) -> None:
@@ -386,7 +387,7 @@ def eval_routers(
 
     eval_command(
         dataset=dataset, routers=DEFAULT_ROUTERS if routers is None else routers, out=out, json_output=as_json, seed=seed,
-        output_tokens=output_tokens, explore=explore, boot=boot, peers=peers, limit=limit, sample=sample,
+        output_tokens=output_tokens, explore=explore, boot=boot, peers=peers, interval=interval, limit=limit, sample=sample,
     )
 
 

@@ -59,8 +59,8 @@ def eval_command(
     ] = True,
     interval: Annotated[
         str,
-        typer.Option("--interval", help="Bootstrap interval: percentile, or basic (corrects the hull's optimism; docs/eval.md)."),
-    ] = "percentile",
+        typer.Option("--interval", help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile."),
+    ] = "basic",
     limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
     sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
 ) -> None:
@@ -139,7 +139,7 @@ def _header(result: EvalResult) -> str:
         f"best single: {best.model} accuracy {best.accuracy:.3f} at ${best.cost:.6f}/query; "
         f"oracle {result.oracle.accuracy:.3f} at ${result.oracle.cost:.6f}; zero-router AIQ {result.zero_router_aiq:.3f}",
         "serving mode; AIQ anchored at the cheapest model each router uses; Δ: AIQ gain, "
-        f"{100 * result.boot.get('level', 0.9):.0f}% paired-bootstrap {result.boot.get('interval', 'percentile')} interval "
+        f"{100 * result.boot.get('level', 0.9):.0f}% paired-bootstrap {result.boot.get('interval', 'basic')} interval "
         f"({result.boot.get('n_boot', 0)} resamples)"
         + (f"; best reference: {result.reference}" if result.reference else ""),
     ]

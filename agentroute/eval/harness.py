@@ -301,7 +301,7 @@ def evaluate(
     peers: bool | Sequence[str] = True,
     n_boot: int = 500,
     level: float = 0.9,
-    interval: str = "percentile",
+    interval: str = M.DEFAULT_INTERVAL,
 ) -> EvalResult:
     """Fit each router on ``dataset.train``, sweep its knob on ``dataset.test`` in serving mode and
     compute the metrics (module docstring).
@@ -314,7 +314,7 @@ def evaluate(
             string; ``False``: none).
         n_boot: bootstrap resamples for the intervals (0: none).
         level: the intervals' coverage, in (0, 1).
-        interval: ``"percentile"`` or ``"basic"``, which corrects the hull's optimism
+        interval: ``"basic"`` (the default), which corrects the hull's optimism, or ``"percentile"``
             (:func:`~agentroute.eval.metrics.bootstrap_aiq_difference`).
         seed: a non-negative integer (the routers' seed and the bootstrap's).
 
@@ -406,7 +406,7 @@ def _spec_list(specs: str | Router | Sequence[str | Router]) -> list[str | Route
 
 def add_intervals(
     result: EvalResult, test: OutcomeTable, *, n_boot: int = 500, level: float = 0.9, seed: int = 0,
-    interval: str = "percentile",
+    interval: str = M.DEFAULT_INTERVAL,
 ) -> None:
     """Fill each router's ``vs_zero`` and ``vs_reference`` (paired bootstrap of the AIQ gain over
     the zero router and over the best peer by test AIQ, ``reference``)."""
