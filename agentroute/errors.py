@@ -49,12 +49,20 @@ class ConfigurationError(AgentrouteError, ValueError):
     """A configuration or argument is invalid; raised before anything runs."""
 
 
+def did_you_mean(name: str, names: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'knn'?)`` for the closest of ``names`` to a mistyped ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class UnknownNameError(ConfigurationError, KeyError):
     """A name (model, router, graph, dataset) that is not registered."""
 
     def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known) or '(none)'}")
+        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, self.known)}; known: {', '.join(self.known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return str(self.args[0])

@@ -91,3 +91,12 @@ def test_eval_takes_a_trained_router_directory_and_warns_when_it_does_not_fit(da
               str(tmp_path / "dc"), "--no-peers", "--out", str(tmp_path / "run2")],
     )  # fmt: skip
     assert res.exit_code == 2 and "does not fit" in res.output
+
+
+def test_a_mistyped_router_name_gets_a_suggestion():
+    """A typo listed every router and left the user to find the one meant."""
+    from agentroute import make_router
+    from agentroute.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"unknown router 'knnn' \(did you mean 'knn'\?\); known: "):
+        make_router("knnn")
