@@ -8,6 +8,7 @@ RouterBench subset and easy to change (``training/bopo.yaml``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +103,20 @@ class BoPOConfig:
             "inner_epochs": self.inner_epochs, "emb_proj": self.emb_proj, "hidden": self.hidden,
         }  # fmt: skip
         for name, value in ints.items():
-            if value < 1:
-                raise ConfigurationError(f"BoPOConfig.{name} must be >= 1 (got {value})")
-        for name in ("sft_epochs", "iterations"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"BoPOConfig.{name} must be >= 0 (got {getattr(self, name)})")
+            if isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 1 (got {value})")
+        for name in ("sft_epochs", "iterations", "seed"):
+            if isinstance(getattr(self, name), bool) or getattr(self, name) < 0:
+                raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 0 (got {getattr(self, name)})")
+        for name in ("lr", "sft_lr"):  # NaN and ∞ fail both comparisons
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigurationError(f"BoPOConfig.{name} must be a finite number > 0 (got {getattr(self, name)}); "
+                                         "the defaults are lr 2e-3, sft_lr 3e-3")
+        for name in ("kl_coef", "entropy_coef", "lam", "hard_bonus", "reference_weight"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigurationError(f"BoPOConfig.{name} must be a finite number >= 0 (got {getattr(self, name)})")
+        if not math.isfinite(self.score_threshold):
+            raise ConfigurationError(f"BoPOConfig.score_threshold must be a finite score (got {self.score_threshold})")
         task_succeeds([True] * self.steps, self.steps, self.success_rule)
         if self.group_size < 2:
             raise ConfigurationError(
@@ -149,22 +159,14 @@ class BoPOConfig:
             raise ConfigurationError(
                 f"BoPOConfig.advantage_scale must be group, batch or none (got {self.advantage_scale!r})"
             )
-        if self.reference_weight < 0:
-            raise ConfigurationError(
-                f"BoPOConfig.reference_weight must be >= 0 (got {self.reference_weight})"
-            )
         if self.reference_weight > 0 and not self.reference_guided:
             raise ConfigurationError(
                 f"BoPOConfig: reference_weight={self.reference_weight} needs reference_guided=True (the boundary "
                 "rollouts it weighs are the reference group); set reference_weight=0 or reference_guided=True"
             )
-        if self.lam < 0 or self.hard_bonus < 0:
-            raise ConfigurationError(
-                f"BoPOConfig.lam and hard_bonus must be >= 0 (got {self.lam}, {self.hard_bonus})"
-            )
         if not 0 < self.clip_eps < 1:
             raise ConfigurationError(f"BoPOConfig.clip_eps must be in (0, 1) (got {self.clip_eps})")
-        if self.cost_margin < 1:
+        if not 1 <= self.cost_margin < math.inf:
             raise ConfigurationError(
                 f"BoPOConfig.cost_margin must be >= 1 (got {self.cost_margin}): a worst case below the largest logged cost cuts calls off"
             )
