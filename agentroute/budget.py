@@ -151,6 +151,10 @@ _SECONDS = RESOURCES.index("seconds")
 _EPS = 1e-12
 
 
+#: The budget of a task given none (immutable, so one serves every ledger).
+_UNLIMITED = Budget()
+
+
 @functools.lru_cache(maxsize=256)
 def _terms(budget: Budget) -> tuple[dict[str, float], tuple[tuple[int, str, float], ...], float | None]:
     """A budget's limits, the checks a ledger makes of them (index, resource, limit; time apart)
@@ -189,7 +193,7 @@ class Ledger:
             raise ConfigurationError(
                 f"Ledger needs a Budget or None (got {type(budget).__name__} {_short(budget)}): Ledger(Budget(...))"
             )
-        self.budget = budget if budget is not None else Budget()
+        self.budget = budget if budget is not None else _UNLIMITED
         limits, self._checks, self._seconds_limit = _terms(self.budget)
         #: The limited resources and their limits (read-only).
         self.limits: dict[str, float] = dict(limits)

@@ -253,3 +253,36 @@ def test_cheapest_in_one_pass_is_the_first_of_the_cost_order(rows: list) -> None
     cards = {a.model: ModelCard(id=a.model, input_price=1.0, output_price=1.0, tier=tier) for a, (_, tier) in zip(agents, rows, strict=True)}
     ctx = RouteContext(query="q", candidates=agents, cards=cards, costs={a.key: c for a, (c, _) in zip(agents, rows, strict=True)})
     assert cheapest(ctx) == cost_order(ctx)[0]
+
+
+def test_ledgers_without_a_budget_share_one_unlimited_budget_safely() -> None:
+    first, second = Ledger(), Ledger(None)
+    assert first.budget == Budget() and first.limits == {} and first.remaining() == {}
+    first.limits["usd"] = 0.0  # a ledger's own copy: the next ledger is still unlimited
+    assert second.limits == {} and Ledger().limits == {} and Ledger().affordable(Cost(1e9, 1e9))
+
+
+async def test_a_router_swapped_in_is_asked_its_own_hooks() -> None:
+    """Whether a router overrides ``observe``/``escalate`` is looked up when it is set: a router
+    swapped in on a live dispatcher is observed, and the one swapped out no longer is."""
+    from agentroute.dispatch.dispatcher import Dispatcher
+    from agentroute.pool import ModelPool
+    from agentroute.routers.baselines import CheapestRouter
+
+    class Watching(CheapestRouter):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def observe(self, step, task=None) -> None:
+            self.seen.append(step.output)
+
+    card = ModelCard(id="m", backend="replay", input_price=1.0, output_price=1.0)
+    pool = ModelPool([card], {"replay": ReplayBackend([LoggedOutcome(f"q{i}", "m", 1.0, 0.0, f"a{i}") for i in range(3)])})
+    dispatcher = Dispatcher(pool, CheapestRouter())
+    watching = Watching()
+    for i, router in enumerate((CheapestRouter(), watching, CheapestRouter())):
+        dispatcher.router = router
+        run = dispatcher.start("question", query_id=f"q{i}")
+        assert (await dispatcher.step(run, role="executor", stage="s", prompt="p", input="x")).status == "ok"  # type: ignore[union-attr]
+        dispatcher.finish(run)
+    assert watching.seen == ["a1", "a1"]  # the step, then the finished task's last step

@@ -334,7 +334,7 @@ class Dispatcher:
             meta["query_id"] = query_id
         fields: dict[str, Any] = {"id": task_id} if task_id else {}
         task = Task(query=query, graph=graph, task_type=task_type, budget=budget, metadata=meta, **fields)
-        run = TaskRun(task=task, ledger=Ledger(budget or Budget()), context={"query": query})
+        run = TaskRun(task=task, ledger=Ledger(budget or None), context={"query": query})
         if self.memory is not None:
             self.memory.start_task(task)
         return run

@@ -35,11 +35,9 @@ class ReplayBackend(Backend):
     def __init__(self, outcomes: Iterable[LoggedOutcome] = ()):
         self._outcomes: dict[tuple[str, str], LoggedOutcome] = {}
         self._last_chat: tuple[object, int] | None = None
-        self._last_lookup: tuple[CompletionRequest, ModelCard, LoggedOutcome | None] | None = None
         self.add(outcomes)
 
     def add(self, outcomes: Iterable[LoggedOutcome]) -> None:
-        self._last_lookup = None
         for outcome in outcomes:
             self._outcomes[(outcome.query_id, outcome.model)] = outcome
 
@@ -55,14 +53,9 @@ class ReplayBackend(Backend):
         return outcome
 
     def _find(self, request: CompletionRequest, card: ModelCard) -> LoggedOutcome | None:
-        """The logged outcome of ``request`` on ``card``; the last answer is remembered, as the
-        dispatcher asks for the prompt tokens and the worst case of one request in turn."""
-        last = self._last_lookup
-        if last is not None and last[0] is request and last[1] is card:
-            return last[2]
-        outcome = self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
-        self._last_lookup = (request, card, outcome)
-        return outcome
+        """The logged outcome of ``request`` on ``card`` (the dispatcher asks :meth:`worst_case`:
+        one look-up a candidate and step)."""
+        return self._outcomes.get((request.query_id or request.prompt_text, card.backend_model))
 
     def prompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
         """The logged prompt tokens when the outcome logs them, else the byte bound.
