@@ -293,27 +293,31 @@ class OutcomeTable:
         cls, trajectories: Iterable[Trajectory], *, importance_clip: float | None = MAX_IMPORTANCE
     ) -> OutcomeTable:
         """Each scored ok step becomes a cell (step score, else its task's score) of its agent key's
-        column (``role:model:strategy``) in its row (:func:`step_row`); later cells win. A step whose decision logged a
+        column (``role:model:strategy``) in its row (:func:`step_row`; a row without a query id takes
+        its text's id, :func:`borrowed_query_ids`); later cells win. A step whose decision logged a
         ``propensity`` (an exploring router's) gives its cell that propensity, so that the fits
         weight it (``importance_clip``; ``None``: no weighting)."""
+        scored = [
+            (traj, step, score)
+            for traj in trajectories
+            for step in traj.steps
+            if (score := step.score if step.score is not None else traj.task.score) is not None and step.status == "ok"
+        ]
+        places = [step_row(traj, step) for traj, step, _ in scored]
+        ids = borrowed_query_ids([query_id for query_id, _ in places], [text for _, text in places])
         rows: dict[str, int] = {}
         queries: list[str] = []
         task_types: list[str | None] = []
         cols: dict[str, int] = {}
         cells: dict[tuple[int, int], tuple[float, float, float]] = {}
-        for traj in trajectories:
-            for step in traj.steps:
-                score = step.score if step.score is not None else traj.task.score
-                if score is None or step.status != "ok":
-                    continue
-                query_id, text = step_row(traj, step)
-                key = query_id or text
-                if key not in rows:
-                    rows[key] = len(queries)
-                    queries.append(text)
-                    task_types.append(traj.task.task_type)
-                col = cols.setdefault(step.agent.key, len(cols))
-                cells[(rows[key], col)] = (float(score), float(step.cost_usd), _propensity(step))
+        for (traj, step, score), (_, text), query_id in zip(scored, places, ids, strict=True):
+            key = query_id or text
+            if key not in rows:
+                rows[key] = len(queries)
+                queries.append(text)
+                task_types.append(traj.task.task_type)
+            col = cols.setdefault(step.agent.key, len(cols))
+            cells[(rows[key], col)] = (float(score), float(step.cost_usd), _propensity(step))
         if not cells:
             raise ConfigurationError("no scored steps in the trajectories: nothing to learn from")
         shape = (len(queries), len(cols))
@@ -336,6 +340,22 @@ def step_row(trajectory: Trajectory, step: Step) -> tuple[str | None, str]:
     text = step.input or trajectory.task.query
     query_id = trajectory.task.metadata.get("query_id") if len(trajectory.steps) == 1 else None
     return (None if query_id is None else str(query_id)), text
+
+
+def borrowed_query_ids(ids: Iterable[Any], texts: Sequence[Any]) -> list[str | None]:
+    """Each row's query id, where a row without one (``None``, nan or blank) takes the id its query
+    text has in the other rows when it has exactly one, else ``None`` (the row is named by its
+    text). The one home of the rule for :meth:`OutcomeTable.from_trajectories` and the outcomes
+    file loader, so that a log that names some rows of a query and not others (or a step of a
+    longer task whose input is a one-step task's query) gives one row from the memory and from
+    its export alike."""
+    given = [None if q is None or q != q or not str(q).strip() else str(q) for q in ids]
+    ids_of: dict[str, set[str]] = {}
+    for query_id, text in zip(given, texts, strict=True):
+        if query_id is not None:
+            ids_of.setdefault(str(text), set()).add(query_id)
+    borrowed = [next(iter(known)) if len(known := ids_of.get(str(t), set())) == 1 else None for t in texts]
+    return [query_id or other for query_id, other in zip(given, borrowed, strict=True)]
 
 
 def _propensity(step: Step) -> float:

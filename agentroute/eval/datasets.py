@@ -52,7 +52,7 @@ from agentroute._optional import require
 from agentroute.budget import check_amount
 from agentroute.errors import ConfigurationError, DatasetError, UnknownNameError
 from agentroute.eval.tokens import TokenCounter, default_token_counter
-from agentroute.outcomes import OutcomeTable, column_agent
+from agentroute.outcomes import OutcomeTable, borrowed_query_ids, column_agent
 from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -784,19 +784,10 @@ _MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
 
 def _query_ids(frame: Any) -> list[str]:
-    """Each row's query id: its ``query_id``; a row without one takes the id its query text has in
-    the file's other rows (when it has exactly one), else a hash of the text. So a log that names
-    some rows of a query and not others still groups them into one query."""
-    given = [None if q is None or q != q or not str(q).strip() else str(q) for q in frame["query_id"]]
-    ids_of: dict[str, set[str]] = {}
-    for q, text in zip(given, frame["query"], strict=True):
-        if q is not None:
-            ids_of.setdefault(str(text), set()).add(q)
-    out = []
-    for q, text in zip(given, frame["query"], strict=True):
-        known = ids_of.get(str(text), set())
-        out.append(q if q is not None else next(iter(known)) if len(known) == 1 else f"q{_text_id(text)}")
-    return out
+    """Each row's query id (:func:`~agentroute.outcomes.borrowed_query_ids`), else a hash of its
+    query text. So a log that names some rows of a query and not others still groups them."""
+    ids = borrowed_query_ids(frame["query_id"], list(frame["query"]))
+    return [q if q is not None else f"q{_text_id(text)}" for q, text in zip(ids, frame["query"], strict=True)]
 
 
 def _outcome_column_names(frame: Any, p: Path) -> Any:
