@@ -156,12 +156,13 @@ _UNLIMITED = Budget()
 
 
 @functools.lru_cache(maxsize=256)
-def _terms(budget: Budget) -> tuple[dict[str, float], tuple[tuple[int, str, float], ...], float | None]:
-    """A budget's limits, the checks a ledger makes of them (index, resource, limit; time apart)
-    and its ``seconds`` limit: worked out once per distinct budget (equal budgets share them)."""
+def _terms(budget: Budget) -> tuple[dict[str, float], tuple[tuple[int, str, float], ...], float | None, dict[str, float | int]]:
+    """A budget's limits, the checks a ledger makes of them (index, resource, limit; time apart),
+    its ``seconds`` limit and its limits as given: worked out once per distinct budget (equal
+    budgets share them; a ledger copies the dicts it hands out)."""
     limits = budget.limits()
     checks = tuple((RESOURCES.index(r), r, lim) for r, lim in limits.items() if r != "seconds")
-    return limits, checks, limits.get("seconds")
+    return limits, checks, limits.get("seconds"), budget.given()
 
 
 @dataclass(slots=True)
@@ -184,7 +185,7 @@ class Ledger:
     """
 
     __slots__ = (
-        "budget", "limits", "_checks", "_seconds_limit", "_spent", "_held", "_reserved", "_lock",
+        "budget", "limits", "_checks", "_seconds_limit", "_given", "_spent", "_held", "_reserved", "_lock",
         "_next_id", "_started", "overruns",
     )
 
@@ -194,7 +195,7 @@ class Ledger:
                 f"Ledger needs a Budget or None (got {type(budget).__name__} {_short(budget)}): Ledger(Budget(...))"
             )
         self.budget = budget if budget is not None else _UNLIMITED
-        limits, self._checks, self._seconds_limit = _terms(self.budget)
+        limits, self._checks, self._seconds_limit, self._given = _terms(self.budget)
         #: The limited resources and their limits (read-only).
         self.limits: dict[str, float] = dict(limits)
         self._spent = [0.0] * len(RESOURCES)
@@ -348,10 +349,10 @@ class Ledger:
         from it charges that attempt's worst case — the conservative reading of a crash.
         """
         with self._lock:
-            spent = [s + h for s, h in zip(self._spent, self._held, strict=True)]
+            spent = list(map(operator.add, self._spent, self._held))
             in_flight = len(self._reserved)
         spent[_SECONDS] = self.elapsed()
-        limits = {r: getattr(self.budget, r) for r in self.limits}  # the budget's own fields, as given
+        limits = dict(self._given)  # the budget's own fields, as given
         return {"budget": limits, "spent": spent, "in_flight": in_flight, "overruns": self.overruns}
 
     @classmethod

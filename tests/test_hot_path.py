@@ -286,3 +286,26 @@ async def test_a_router_swapped_in_is_asked_its_own_hooks() -> None:
         assert (await dispatcher.step(run, role="executor", stage="s", prompt="p", input="x")).status == "ok"  # type: ignore[union-attr]
         dispatcher.finish(run)
     assert watching.seen == ["a1", "a1"]  # the step, then the finished task's last step
+
+
+@given(
+    st.fixed_dictionaries({}, optional={"usd": st.floats(0, 10), "tokens": st.integers(0, 500), "seconds": st.floats(1, 60)}),
+    st.lists(st.tuples(st.floats(0, 1), st.integers(0, 40), st.booleans()), max_size=5),
+)
+def test_snapshot_counts_open_reservations_as_spent_and_keeps_the_budget_as_given(limits: dict, attempts: list) -> None:
+    ledger = Ledger(Budget(**limits))
+    for usd, tokens, settle in attempts:
+        if ledger.affordable(Cost(usd, tokens)):
+            reservation = ledger.reserve(Cost(usd, tokens))
+            if settle:
+                ledger.settle(reservation, Cost(usd / 2, tokens))
+    snap = ledger.snapshot()
+    held = [sum(r.worst_case[i] for r in ledger._reserved.values()) for i in range(len(RESOURCES))]
+    spent = ledger.spent
+    for i, resource in enumerate(RESOURCES):
+        if resource != "seconds":
+            assert math.isclose(snap["spent"][i], spent[resource] + held[i], abs_tol=1e-9)
+    assert snap["budget"] == Budget(**limits).given() and snap["in_flight"] == ledger.in_flight
+    snap["budget"]["usd"] = -1  # the snapshot is the caller's: the next one is unchanged
+    assert ledger.snapshot()["budget"] == Budget(**limits).given()
+    assert Ledger.restore(ledger.snapshot()).limits == ledger.limits
