@@ -34,9 +34,12 @@ class Builder:
 def test_the_same_inputs_reuse_the_cache(tmp_path):
     cache, key = tmp_path / "traces.jsonl", trace_inputs(ROWS, ["smol-direct"], 4, LoopSettings())
     build = Builder("smol-direct")
-    first = cached_traces(cache, key, build)
-    again = cached_traces(cache, key, build)
+    said: list[str] = []
+    first = cached_traces(cache, key, build, said.append)
+    again = cached_traces(cache, key, build, said.append)
     assert build.calls == 1 and [t.text for t in again] == [t.text for t in first]
+    assert said == [f"sft: building the traces with real pool calls (kept in {cache} for the next run)",
+                    f"sft: 1 traces from {cache} (built before from the same questions, agents and settings)"]
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -88,6 +91,8 @@ def test_rerunning_sft_into_the_same_out_with_another_pool_rebuilds_the_traces(t
         "data: {train: 50}\nloop: {max_turns: 1, turn_tokens: 16, info_tokens: 8}\n"
         "sft: {enabled: true, traces: 1, epochs: 1, batch_size: 1, direct_every: 1}\n"  # direct traces: no pool call
     )
-    summary = train_router_r1(recipe, out, sft_only=True, log=lambda _: None)
+    said: list[str] = []
+    summary = train_router_r1(recipe, out, sft_only=True, log=said.append)
     assert summary["sft"]["traces"] == 1 and (out / "sft" / "config.json").is_file()
+    assert said[0].startswith("sft: building the traces with real pool calls")  # progress before the slow part
     assert "gone-agent" not in (out / "traces.jsonl").read_text()

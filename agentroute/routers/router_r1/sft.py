@@ -94,7 +94,7 @@ def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str], direct_e
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cached_traces(cache: Path, inputs: str, build: Callable[[], list[Trace]]) -> list[Trace]:
+def cached_traces(cache: Path, inputs: str, build: Callable[[], list[Trace]], log: Callable[[str], object] = print) -> list[Trace]:
     """The traces cached in ``cache`` when they were built from the same ``inputs``
     (:func:`trace_inputs`), else ``build()``'s, cached (the pool calls are the slow part).
 
@@ -108,9 +108,11 @@ def cached_traces(cache: Path, inputs: str, build: Callable[[], list[Trace]]) ->
         try:
             header = json.loads(lines[0]) if lines else {}
             if header.get("inputs") == inputs:
+                log(f"sft: {len(lines) - 1} traces from {cache} (built before from the same questions, agents and settings)")
                 return [Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]]) for d in map(json.loads, lines[1:])]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateFileError(cache, f"not a trace cache ({exc}); delete it to rebuild the traces") from None
+    log(f"sft: building the traces with real pool calls (kept in {cache} for the next run)")
     traces = build()
     body = [json.dumps({"inputs": inputs})] + [json.dumps({"question": t.question, "pieces": t.pieces}) for t in traces if not t.failed]
     partial = cache.with_name(cache.name + ".partial")

@@ -327,6 +327,7 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         traces = cached_traces(
             out / "traces.jsonl", trace_inputs(rows, loop.names, direct_every, settings),
             lambda: asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)),
+            log,
         )
         trace_s = time.perf_counter() - started
         failed += [t.failed for t in traces if t.failed]
