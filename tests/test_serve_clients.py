@@ -10,6 +10,7 @@ JSON modes, log probabilities, images…) is refused with OpenAI's 400 before an
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,8 @@ def test_n_above_one_on_the_router_is_refused_with_a_code(served: tuple[ServerTh
 ACCEPTED = [
     {"seed": 7, "user": "u1", "top_p": 0.9, "presence_penalty": 0.5, "frequency_penalty": 0.5},
     {"tool_choice": "none", "parallel_tool_calls": False, "tools": [], "logit_bias": {}},
+    {"tool_choice": "none", "tools": [TOOL]},  # an agent's final answer: its tools sent, none callable
+    {"function_call": "none", "functions": [TOOL["function"]]},
     {"tool_choice": "auto", "response_format": {"type": "text"}, "logprobs": False, "top_logprobs": 0},
     {"modalities": ["text"], "messages": [{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]}, *ASK]},
 ]
@@ -238,6 +241,22 @@ def test_a_body_past_the_limit_is_a_413_not_read_whole(served: tuple[ServerThrea
     assert reply.json()["error"]["type"] == "invalid_request_error" and "32 MiB" in reply.json()["error"]["message"]
     assert len(provider.requests) == calls
     assert sdk(server).chat.completions.create(model="plain", messages=ASK).choices[0].message.content == REPLY
+
+
+def test_a_body_declared_past_the_limit_is_a_413_before_it_is_sent(served: tuple[ServerThread, ReplyServer]) -> None:
+    """Before: a client declaring 64 MiB was made to send 32 MiB of it before the 413; now the
+    declared length is refused at once (here only 2 bytes are ever sent)."""
+    server, _ = served
+    host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {2 * MAX_BODY_BYTES}\r\n\r\n{{}}".encode()
+        )
+        answer = b""
+        while b"MiB" not in answer and (chunk := raw.recv(4096)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"the body is over 32 MiB" in answer
 
 
 # -- many clients, clients that leave ------------------------------------------------------------------

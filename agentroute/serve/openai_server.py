@@ -146,8 +146,9 @@ MAX_BODY_BYTES = 32 * 2**20
 
 
 class BodyLimit:
-    """ASGI middleware: a request body past :data:`MAX_BODY_BYTES` is refused (413) once that much
-    has come, whether or not it declared its length, instead of being read whole into memory."""
+    """ASGI middleware: a request body past :data:`MAX_BODY_BYTES` is refused (413) instead of
+    being read whole into memory: before any of it is read when its declared length is over, else
+    once that much has come (a chunked body)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -155,17 +156,24 @@ class BodyLimit:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        declared = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)  # uvicorn refuses a malformed one
         read = 0
 
         async def limited() -> Any:
             nonlocal read
+            if declared > MAX_BODY_BYTES:
+                raise _too_large()
             message = await receive()
             read += len(message.get("body", b""))
             if read > MAX_BODY_BYTES:
-                raise HTTPException(413, f"the body is over {MAX_BODY_BYTES // 2**20} MiB")
+                raise _too_large()
             return message
 
         await self.app(scope, limited, send)
+
+
+def _too_large() -> HTTPException:
+    return HTTPException(413, f"the body is over {MAX_BODY_BYTES // 2**20} MiB")
 
 
 def _forces_a_call(value: Any) -> bool:
@@ -202,12 +210,18 @@ UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: A tool list that its choice switches off (``"none"``: answer in text, call nothing) asks for
+#: nothing the models cannot give: agents send their tools with ``tool_choice="none"`` for a final answer.
+_SWITCHED_OFF_BY = {"tools": "tool_choice", "functions": "function_call"}
+
+
 def refusal(body: ChatCompletionBody) -> JSONResponse | None:
     """The 400 of a request asking for what the server cannot give (:data:`UNSUPPORTED`, or a
     message's image or tool calls), or ``None``."""
     extra = body.model_extra or {}
     for name, (asks, why) in UNSUPPORTED.items():
-        if asks(extra.get(name)):
+        switch = _SWITCHED_OFF_BY.get(name)
+        if asks(extra.get(name)) and not (switch is not None and extra.get(switch) == "none"):
             return _unsupported(name, why)
     for index, message in enumerate(body.messages):
         if (found := message.unsupported()) is not None:
