@@ -22,14 +22,35 @@ def data_root() -> Path:
 
 
 def load_hotpotqa(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """``[{"id", "question", "answer"}]`` in file order (HippoRAG v1 format)."""
+    """``[{"id", "question", "answer"}]`` in file order: HotpotQA (HippoRAG v1 format), or your own
+    questions — a JSON list or JSON Lines of objects with ``question`` and ``answer`` (texts) and
+    optionally ``_id`` or ``id`` (else the row number)."""
     file = Path(path) if path else data_root() / "hotpotqa" / "hotpotqa_train.json"
     if file.is_dir():
         file = file / "hotpotqa_train.json"
     if not file.is_file():
-        raise ConfigurationError(f"HotpotQA not found at {file}; set AGENTROUTE_DATA")
-    rows = json.loads(file.read_text())
-    return [{"id": r["_id"], "question": r["question"], "answer": r["answer"]} for r in rows]
+        raise ConfigurationError(f"questions not found at {file}" + ("" if path else "; set AGENTROUTE_DATA"))
+    return [_question(file, i, row) for i, row in enumerate(_read_rows(file))]
+
+
+def _read_rows(file: Path) -> list[Any]:
+    text = file.read_text()
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError:
+        try:  # JSON Lines
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{file}: neither JSON nor JSON Lines ({exc})") from None
+    if not isinstance(rows, list):
+        raise ConfigurationError(f"{file}: expected a list of questions (got a {type(rows).__name__})")
+    return rows
+
+
+def _question(file: Path, i: int, row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+        raise ConfigurationError(f"{file}: question {i} must be an object with 'question' and 'answer' texts; got {str(row)[:120]}")
+    return {"id": str(row.get("_id", row.get("id", i))), "question": row["question"], "answer": row["answer"]}
 
 
 def split(rows: list[dict[str, Any]], train: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
