@@ -124,8 +124,8 @@ def test_column_names_in_another_case_or_with_blanks_are_read(tmp_path):
     data = load_outcomes(path)
     assert data.models == ["small", "big"] and len(data.test) == 4 and data.notes["split"].startswith("from the split column")
     same = tmp_path / "twice.csv"
-    same.write_text("query,Query,model,score,cost_usd\nx,y,a,1,0.1\n")
-    with pytest.raises(DatasetError, match=r"columns 'query' and 'Query' both read as 'query'"):
+    same.write_text("QUERY,Query,model,score,cost_usd\nx,y,a,1,0.1\n")
+    with pytest.raises(DatasetError, match=r"columns 'QUERY' and 'Query' both read as 'query'"):
         load_outcomes(same)
 
 

@@ -793,15 +793,18 @@ def _query_ids(frame: Any) -> list[str]:
 def _outcome_column_names(frame: Any, p: Path) -> Any:
     """The frame with the format's columns named as the loader reads them: case, surrounding blanks
     and inner spaces or hyphens do not matter (``Cost USD`` is ``cost_usd``); other columns keep
-    their names. Two columns that read as one are refused."""
+    their names. A column named exactly (``model``) is read over one that only reads as it
+    (``Model ``, which keeps its name); two of the latter are refused."""
+    exact = {column for column in frame.columns if column in OUTCOME_COLUMNS}
     renamed: dict[Any, str] = {}
     for column in frame.columns:
         name = re.sub(r"[\s\-]+", "_", str(column).strip()).lower()
-        if name in OUTCOME_COLUMNS:
-            other = next((c for c, n in renamed.items() if n == name), None)
-            if other is not None:
-                raise DatasetError(f"{p}: columns {str(other)!r} and {str(column)!r} both read as {name!r}; keep one")
-            renamed[column] = name
+        if name not in OUTCOME_COLUMNS or name in exact:
+            continue
+        other = next((c for c, n in renamed.items() if n == name), None)
+        if other is not None:
+            raise DatasetError(f"{p}: columns {str(other)!r} and {str(column)!r} both read as {name!r}; keep one")
+        renamed[column] = name
     return frame.rename(columns=renamed)
 
 
