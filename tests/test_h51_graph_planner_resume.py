@@ -108,3 +108,21 @@ def test_ctrl_c_on_the_cli_keeps_a_checkpoint_that_the_same_command_resumes(tmp_
     assert "resuming from" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "router.json"]  # the checkpoint is gone
     assert isinstance(Router.load(out), GraphPlannerRouter)
+
+
+def test_a_checkpoint_write_cut_short_does_not_lock_the_out_folder(tmp_path, data_dir):
+    """A ``kill -9`` during the first checkpoint write leaves only ``checkpoint.pt.partial``; was:
+    "--out holds other files and no router.json", so the same command could not run again."""
+    from typer.testing import CliRunner
+
+    from agentroute.cli import app
+
+    out = tmp_path / "gp"
+    out.mkdir()
+    (out / "checkpoint.pt.partial").write_bytes(b"cut short")
+    recipe = tmp_path / "gp.yaml"
+    recipe.write_text("router: graph-planner\nparams:\n  episodes: 16\n  episodes_per_update: 16\n  hidden: 8\n")
+    result = CliRunner().invoke(app, ["train", "graph-planner", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
+                                      "--config", str(recipe), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "router.json"]

@@ -65,7 +65,7 @@ def train_graph_planner(
                                      "trains GraphPlannerRouter only; train it with its own command")
         model._check_params()  # a nonsense value (lr -1, 0 episodes, NaN) before the data is read and embedded
         checkpoint = out / CHECKPOINT
-        if not checkpoint.is_file():  # an interrupted run's folder holds its checkpoint and no router yet
+        if not any(out.glob(f"{CHECKPOINT}*")):  # an interrupted run's folder holds its checkpoint (or one a kill -9 cut short) and no router yet
             check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
         resumed = checkpoint_episodes(checkpoint)
