@@ -161,6 +161,19 @@ def test_a_developer_message_reaches_the_provider_as_the_system_prompt(
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_a_tool_result_reaches_the_provider_as_a_user_turn(served: tuple[ServerThread, ReplyServer], model: str) -> None:
+    """The assistant's tool call is refused, so a ``tool`` message answers none: an OpenAI-compatible
+    provider refuses such a message. Before: a card's provider got it as role ``tool`` (the router
+    already sent it as a user turn ``tool: text``); now both send ``tool: Paris`` as a user turn."""
+    server, provider = served
+    messages = [*ASK, {"role": "assistant", "content": "Let me look."}, {"role": "tool", "tool_call_id": "c1", "content": "Paris"}]
+    sdk(server).chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+    sent = provider.requests[-1]["messages"]
+    assert [m["role"] for m in sent if m["role"] != "system"] == ["user", "assistant", "user"]
+    assert sent[-1]["content"] == "tool: Paris"
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_include_usage_ends_the_stream_with_a_usage_chunk(served: tuple[ServerThread, ReplyServer], model: str) -> None:
     server, _ = served
     chunks = list(sdk(server).chat.completions.create(

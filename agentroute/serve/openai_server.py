@@ -90,11 +90,14 @@ class ChatMessage(BaseModel):
                 raise ValueError(f'part {index}: a text part needs "text", a string')
         return content
 
-    @property
-    def sent_role(self) -> str:
-        """The role a backend gets: ``developer`` (OpenAI's new name for ``system``) as ``system``,
-        which every chat template and OpenAI-compatible provider knows."""
-        return "system" if self.role == "developer" else self.role
+    def sent(self) -> dict[str, str]:
+        """The message a card's backend gets, in roles every chat template and OpenAI-compatible
+        provider knows: ``developer`` (OpenAI's new name for ``system``) as ``system``; a ``tool`` or
+        ``function`` result as a user message ``"tool: text"``, as the router sends it (the
+        assistant's call it answers is refused, and a provider refuses a tool message without one)."""
+        if self.role in ("tool", "function"):
+            return {"role": "user", "content": f"{self.role}: {self.text()}"}
+        return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
 
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
@@ -368,7 +371,7 @@ def create_app(
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
             model=card.backend_model,
-            messages=[{"role": m.sent_role, "content": m.text()} for m in body.messages],
+            messages=[m.sent() for m in body.messages],
             max_tokens=body.max_completion_tokens or body.max_tokens or card.max_tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             stop=stop or None,
