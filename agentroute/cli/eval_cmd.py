@@ -51,7 +51,7 @@ def eval_command(
         typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows."),
     ] = False,
     boot: Annotated[
-        int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none).")
+        int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none; else at least 20).")
     ] = 500,
     peers: Annotated[
         bool,

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -323,12 +322,7 @@ def evaluate(
     registered routers.
     """
     check_seed(seed)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 0:
-        raise ConfigurationError(f"n_boot must be a whole number of resamples ≥ 0, 0 for none (got {n_boot!r})")
-    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
-        raise ConfigurationError(f"level must be a coverage in (0, 1), e.g. 0.9 for 90% (got {level!r})")
-    if interval not in M.INTERVALS:
-        raise ConfigurationError(f"interval must be one of {list(M.INTERVALS)} (got {interval!r})")
+    M.check_bootstrap(n_boot, level, interval)
     test = dataset.test
     _check_complete(test)
     routers = _spec_list(routers)
@@ -388,7 +382,7 @@ def evaluate(
                 result.routers.append(res)
                 if on_router is not None:
                     on_router(res)
-        result.peers = [p for p in peer_names if any(r.name == p and r.error is None for r in result.routers)]
+        result.peers = [p for p in peer_names if isinstance(p, str) and any(r.name == p and r.error is None for r in result.routers)]
         add_intervals(result, test, n_boot=n_boot, level=level, seed=seed, interval=interval)
     finally:
         _SHOW[0] = None

@@ -24,6 +24,7 @@ model, so its AIQ is the same under both.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -365,6 +366,29 @@ INTERVALS = ("percentile", "basic")
 #: hull's optimism (see :func:`bootstrap_aiq_difference`).
 DEFAULT_INTERVAL = "basic"
 
+
+def min_resamples(level: float) -> int:
+    """The fewest bootstrap resamples a ``level`` interval can use: each tail then holds at least
+    one draw (20 at 90%, 40 at 95%). With fewer, the bounds are the extreme draws or between them:
+    an interval narrower than the spread, a confident figure from a handful of draws."""
+    return math.ceil(2 / (1 - float(level)) * (1 - 1e-4))  # 1e-4: 0.9 or a float32 0.8 is 20 or 10, not one more
+
+
+def check_bootstrap(n_boot: int, level: float, interval: str) -> None:
+    """Refuse bootstrap settings that cannot give the interval asked for (``n_boot`` 0: none)."""
+    if isinstance(level, bool) or not isinstance(level, int | float | np.floating) or not 0 < level < 1:
+        raise ConfigurationError(f"level must be a coverage in (0, 1), e.g. 0.9 for 90% (got {level!r})")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
+        raise ConfigurationError(f"n_boot must be a whole number of resamples ≥ 0, 0 for none (got {n_boot!r})")
+    if 0 < n_boot < min_resamples(level):
+        raise ConfigurationError(
+            f"n_boot {n_boot} is too few for a {100 * level:g}% interval: at least {min_resamples(level)} "
+            "(each tail needs one resample), 0 for none"
+        )
+    if interval not in INTERVALS:
+        raise ConfigurationError(f"interval must be one of {list(INTERVALS)} (got {interval!r})")
+
+
 def bootstrap_aiq_difference(
     a: tuple[np.ndarray, np.ndarray],
     b: tuple[np.ndarray, np.ndarray] | None,
@@ -397,8 +421,7 @@ def bootstrap_aiq_difference(
     30 draws, a basic one in 0 (``tests/test_h52_own_log_files.py``). The difference ``d`` is the
     plain AIQ(a) − AIQ(b) either way; where the optimism is large, it lies above a basic interval.
     """
-    if interval not in INTERVALS:
-        raise ConfigurationError(f"interval must be one of {list(INTERVALS)} (got {interval!r})")
+    check_bootstrap(n_boot, level, interval)
     rng = np.random.default_rng(seed)
     n = single[0].shape[0]
 
