@@ -53,3 +53,18 @@ def test_the_shipped_recipe_and_its_gpu_profile_pass():
 def test_loop_settings_refuse_a_top_p_of_zero():
     with pytest.raises(ConfigurationError, match=r"'top_p' must be in \(0, 1\] \(got 0.0\)"):
         LoopSettings(top_p=0.0)
+
+
+def test_a_missing_or_broken_recipe_is_one_line_naming_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentroute.cli import app
+
+    missing = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(app, ["train", "router-r1", "--config", str(missing), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2  # was: a FileNotFoundError traceback, exit 1
+    assert f"recipe {missing}: cannot read it (No such file or directory)" in result.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("grpo: {max_steps: 2\n")
+    with pytest.raises(ConfigurationError, match=f"recipe {broken}: not YAML"):
+        RouterR1TrainConfig.from_yaml(broken)

@@ -91,7 +91,12 @@ class RouterR1TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, gpu: bool = False) -> RouterR1TrainConfig:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigurationError(f"recipe {path}: cannot read it ({exc.strerror or exc})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"recipe {path}: not YAML ({exc})") from None
         if not isinstance(raw, dict):
             raise ConfigurationError(f"{path}: a recipe is a mapping")
         unknown = set(raw) - set(cls.__dataclass_fields__)
