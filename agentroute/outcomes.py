@@ -294,9 +294,10 @@ class OutcomeTable:
     ) -> OutcomeTable:
         """Each scored ok step becomes a cell (step score, else its task's score) of its agent key's
         column (``role:model:strategy``) in its row (:func:`step_row`; a row without a query id takes
-        its text's id, :func:`borrowed_query_ids`); later cells win. A step whose decision logged a
-        ``propensity`` (an exploring router's) gives its cell that propensity, so that the fits
-        weight it (``importance_clip``; ``None``: no weighting)."""
+        its text's id, :func:`borrowed_query_ids`); repeated outcomes of a cell are averaged, as the
+        outcomes file loader averages repeated rows. A step whose decision logged a ``propensity``
+        (an exploring router's) gives its cell that propensity, so that the fits weight it
+        (``importance_clip``; ``None``: no weighting)."""
         scored = [
             (traj, step, score)
             for traj in trajectories
@@ -309,7 +310,7 @@ class OutcomeTable:
         queries: list[str] = []
         task_types: list[str | None] = []
         cols: dict[str, int] = {}
-        cells: dict[tuple[int, int], tuple[float, float, float]] = {}
+        cells: dict[tuple[int, int], list[tuple[float, float, float]]] = {}
         for (traj, step, score), (_, text), query_id in zip(scored, places, ids, strict=True):
             key = query_id or text
             if key not in rows:
@@ -317,13 +318,13 @@ class OutcomeTable:
                 queries.append(text)
                 task_types.append(traj.task.task_type)
             col = cols.setdefault(step.agent.key, len(cols))
-            cells[(rows[key], col)] = (float(score), float(step.cost_usd), _propensity(step))
+            cells.setdefault((rows[key], col), []).append((float(score), float(step.cost_usd), _propensity(step)))
         if not cells:
             raise ConfigurationError("no scored steps in the trajectories: nothing to learn from")
         shape = (len(queries), len(cols))
         scores, costs, propensity = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-        for (i, j), (s, c, p) in cells.items():
-            scores[i, j], costs[i, j], propensity[i, j] = s, c, p
+        for (i, j), outcomes in cells.items():
+            scores[i, j], costs[i, j], propensity[i, j] = _mean_outcome(outcomes)
         logged_p = bool(np.any(~np.isnan(propensity)))
         return cls(
             list(rows), queries, list(cols), scores, costs, task_types,
@@ -356,6 +357,14 @@ def borrowed_query_ids(ids: Iterable[Any], texts: Sequence[Any]) -> list[str | N
             ids_of.setdefault(str(text), set()).add(query_id)
     borrowed = [next(iter(known)) if len(known := ids_of.get(str(t), set())) == 1 else None for t in texts]
     return [query_id or other for query_id, other in zip(given, borrowed, strict=True)]
+
+
+def _mean_outcome(outcomes: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """A cell's (score, cost, propensity) from its repeated outcomes: their means, the propensity's
+    over those that logged one (nan when none did)."""
+    score, cost, propensity = np.array(outcomes).T
+    logged = propensity[~np.isnan(propensity)]
+    return float(score.mean()), float(cost.mean()), float(logged.mean()) if len(logged) else np.nan
 
 
 def _propensity(step: Step) -> float:

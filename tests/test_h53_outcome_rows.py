@@ -57,3 +57,17 @@ def test_two_ids_for_one_text_lend_neither() -> None:
     """A text two one-step tasks name differently stays a row of its own for an unnamed step."""
     logs = [*_logs(), _trajectory(QUESTION, [QUESTION], ["large"], query_id="q8")]
     assert OutcomeTable.from_trajectories(logs).query_ids == ["q7", QUESTION, "Book a train to Paris", "q8"]
+
+
+def test_a_query_asked_twice_averages_its_outcomes_from_the_memory_as_from_its_export(tmp_path: Path) -> None:
+    """Before: from the memory the later outcome won (score 0.0, cost 0.03), while the exported
+    file averaged the two rows (0.5, 0.02)."""
+    first, again = _trajectory(QUESTION, [QUESTION], ["small"], query_id="q7"), _trajectory(QUESTION, [QUESTION], ["small"], query_id="q7")
+    first.steps[0].score, again.steps[0].score = 1.0, 0.0
+    first.steps[0].cost_usd, again.steps[0].cost_usd = 0.01, 0.03
+    table = OutcomeTable.from_trajectories([first, again])
+    assert (table.scores.tolist(), table.costs.tolist()) == ([[0.5]], [[0.02]])
+    path = tmp_path / "outcomes.jsonl"
+    write_outcomes([first, again], path)
+    from_file = load_outcomes(path, require_test=False).train
+    assert (from_file.scores.tolist(), from_file.costs.tolist()) == ([[0.5]], [[0.02]])
