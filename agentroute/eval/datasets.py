@@ -777,6 +777,8 @@ def _outcome_column(value: Any) -> str:
 #: The columns of the ``outcomes:`` format (``docs/outcomes.md``), by the names the loader reads.
 OUTCOME_COLUMNS = ("query", "query_id", "agent", "model", "score", "cost_usd", "tokens_in", "tokens_out",
                    "input_price", "output_price", "task", "split", "response", "propensity")  # fmt: skip
+#: The two names of the column that says who answered (``agent`` is read when both are there).
+_SAME_ROLE = {"agent": "model", "model": "agent"}
 #: Score cells written as words (spreadsheet and pandas booleans, graders' yes/no), as 1 or 0.
 _SCORE_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
 #: Text cells that mean "no value" (pandas writes ``nan``, spreadsheets ``N/A``): a missing outcome.
@@ -793,9 +795,11 @@ def _query_ids(frame: Any) -> list[str]:
 def _outcome_column_names(frame: Any, p: Path) -> Any:
     """The frame with the format's columns named as the loader reads them: case, surrounding blanks
     and inner spaces or hyphens do not matter (``Cost USD`` is ``cost_usd``); other columns keep
-    their names. A column named exactly (``model``) is read over one that only reads as it
-    (``Model ``, which keeps its name); two of the latter are refused."""
+    their names. A column named exactly (``model``) is read over one that only reads as it or as
+    the other name of its role (``Model ``, ``Agent``, which keep their names); two of the latter
+    are refused."""
     exact = {column for column in frame.columns if column in OUTCOME_COLUMNS}
+    exact |= {_SAME_ROLE[name] for name in exact if name in _SAME_ROLE}
     renamed: dict[Any, str] = {}
     for column in frame.columns:
         name = re.sub(r"[\s\-]+", "_", str(column).strip()).lower()
