@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,16 @@ pool:
 data: {train: 50}
 loop: {max_turns: 1, turn_tokens: 16, info_tokens: 48}
 sft: {enabled: true, traces: 50, epochs: 1, batch_size: 4, direct_every: 0}
+"""
+
+SMOKE = """
+pool:
+  - {id: smol-direct, backend: local, model: SmolLM2-135M-Instruct.Q4_1.gguf, input_price: 0.05,
+     output_price: 0.20, max_tokens: 8, strategies: [direct]}
+data: {train: 50}
+loop: {max_turns: 1, turn_tokens: 16, info_tokens: 8}
+sft: {enabled: false}
+grpo: {per_device_train_batch_size: 2, num_generations: 2, save_strategy: steps, save_steps: 1, save_total_limit: 1}
 """
 
 
@@ -66,3 +77,30 @@ def test_a_save_cut_short_leaves_the_previous_folder_whole(tmp_path):
     assert (target / "weights").read_text() == "first"  # not the half-written one
     save_atomically(target, lambda folder: (folder.mkdir(), (folder / "weights").write_text("second")))
     assert (target / "weights").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["policy"]
+
+
+def test_resume_without_a_grpo_checkpoint_is_refused_before_anything_loads(tmp_path):
+    from agentroute.errors import ConfigurationError
+    from agentroute.routers.router_r1.trainer import train_router_r1
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(SMOKE)
+    with pytest.raises(ConfigurationError, match=r"--resume: no GRPO checkpoint in .*grpo; .*save_strategy: steps"):
+        train_router_r1(recipe, tmp_path / "out", resume=True, log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_grpo_resumes_from_its_last_checkpoint(tmp_path):
+    """Was: no way to continue a GRPO run; TRL's checkpoints (when the recipe saved them) were never read."""
+    from agentroute.routers.router_r1.trainer import train_router_r1
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(SMOKE)
+    out = tmp_path / "out"
+    first = train_router_r1(recipe, out, max_steps=1, log=lambda _: None)
+    assert first["grpo"]["steps"] == 1 and (out / "grpo" / "checkpoint-1").is_dir()
+    resumed = train_router_r1(recipe, out, max_steps=2, resume=True, log=lambda _: None)
+    assert resumed["grpo"]["steps"] == 2
+    assert len(resumed["grpo"]["rollout_seconds"]) == 1  # only step 2 was rolled out and trained
+    assert (out / "policy" / "config.json").is_file()
+    shutil.rmtree(out)  # ~2 GB of checkpoints (weights and Adam state)

@@ -22,6 +22,7 @@ def train_router_r1(
     sft: Annotated[bool | None, typer.Option("--sft/--no-sft", help="Override the recipe's SFT warm-up switch.")] = None,
     sft_only: Annotated[bool, typer.Option("--sft-only", help="Stop after the SFT warm-up (writes OUT/sft).")] = False,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override the recipe's GRPO steps.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue GRPO from the last checkpoint in OUT/grpo (the recipe must save them).")] = False,
 ) -> None:
     """Train a Router-R1 policy; ``agentroute ask --graph router_r1 --policy OUT/policy`` serves it."""
     from agentroute.cli import exit_interrupted
@@ -30,7 +31,7 @@ def train_router_r1(
 
     try:
         check_out_dir(out)  # before torch/TRL load and the traces are built; sft/, policy/ and the trace cache may be there
-        summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps)
+        summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps, resume=resume)
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, exit 130 (also under `python -m`, the GPU script)
         saved = getattr(stop, "saved", [])  # the trainer's TrainingInterrupted says what it wrote
         kept = f"this run saved {', '.join(saved)}" if saved else "this run saved no policy"

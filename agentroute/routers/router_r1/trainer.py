@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,9 @@ class RouterR1TrainConfig:
             known = sorted(LoopSettings.__dataclass_fields__)
             raise ConfigurationError(f"loop: unknown keys {sorted(set(self.loop) - set(known))}; known: {known}") from None
         try:  # TRL's own checks (num_generations ≥ 2 …), before the SFT warm-up rather than after it
-            GRPOConfig(output_dir="unused", use_cpu=True, **grpo)
+            with warnings.catch_warnings():  # its deprecation notes are the trainer's to show, once
+                warnings.simplefilter("ignore", FutureWarning)
+                GRPOConfig(output_dir="unused", use_cpu=True, **grpo)
         except ValueError as exc:
             raise ConfigurationError(f"grpo: {exc}") from None
 
@@ -233,6 +236,17 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def check_resumable(grpo_dir: Path) -> None:
+    """A :class:`ConfigurationError` unless ``grpo_dir`` holds a GRPO checkpoint to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not grpo_dir.is_dir() or get_last_checkpoint(str(grpo_dir)) is None:
+        raise ConfigurationError(
+            f"--resume: no GRPO checkpoint in {grpo_dir}; a run leaves them only when its recipe saves them "
+            "(grpo: {save_strategy: steps, save_steps: N})"
+        )
+
+
 def check_gpu(cfg: RouterR1TrainConfig, *, vllm: bool = True) -> None:
     """``--gpu`` needs a CUDA device, and vLLM when the profile generates with it (GRPO): a
     :class:`ConfigurationError` naming what is missing, before any trace is built or model loaded
@@ -260,13 +274,16 @@ def train_router_r1(
     sft: bool | None = None,
     sft_only: bool = False,
     max_steps: int | None = None,
+    resume: bool = False,
     log: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
     """Run a recipe; writes ``out/sft`` (after the warm-up) and ``out/policy`` (after GRPO).
 
     ``policy_dir`` overrides the recipe's starting policy, ``sft`` its warm-up switch,
     ``max_steps`` its GRPO steps; ``sft_only`` stops after the warm-up (the GPU script serves
-    ``out/sft`` to vLLM, then trains GRPO from it).
+    ``out/sft`` to vLLM, then trains GRPO from it). ``resume`` continues GRPO from the last
+    checkpoint in ``out/grpo`` (TRL's ``resume_from_checkpoint``; the recipe must save them:
+    ``grpo: {save_strategy: steps, save_steps: N}``).
 
     Returns a summary (also in ``out/summary.json``): trace count, SFT losses, GRPO log history,
     seconds per GRPO step. A Ctrl-C is a :class:`TrainingInterrupted` naming what this run saved;
@@ -286,6 +303,8 @@ def train_router_r1(
     if max_steps is not None:
         cfg.grpo = {**cfg.grpo, "max_steps": max_steps}
     out = Path(out)
+    if resume:
+        check_resumable(out / "grpo")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -295,14 +314,14 @@ def train_router_r1(
     pool = cfg.make_pool()
     saved: list[str] = []
     try:
-        return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, log=log, saved=saved)
+        return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved)
     except KeyboardInterrupt:
         raise TrainingInterrupted(saved) from None
     finally:
         asyncio.run(pool.aclose())
 
 
-def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, gpu: bool, sft_only: bool,
+def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, gpu: bool, sft_only: bool, resume: bool,
          log: Callable[[str], None], saved: list[str]) -> dict[str, Any]:
     """The recipe's SFT warm-up and GRPO; each folder written is added to ``saved``."""
     from datasets import Dataset
@@ -321,7 +340,7 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
     policy = HFPolicy.load(cfg.policy)
     summary: dict[str, Any] = {"config": str(config), "gpu": gpu, "train_questions": len(train_rows)}
 
-    if cfg.sft.get("enabled", True):
+    if cfg.sft.get("enabled", True) and not (resume and (out / "sft" / "config.json").is_file()):  # resume: the warm-up is done
         from agentroute.dispatch.dispatcher import Dispatcher
 
         loop = ThinkRouteLoop(policy, pool, settings)
@@ -381,7 +400,7 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         processing_class=policy.tokenizer, rollout_func=rollout,
     )
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume else None)
     grpo_s = time.perf_counter() - started
     save_atomically(out / "policy", lambda folder: trainer.save_model(str(folder)), policy.tokenizer.save_pretrained)
     saved.append("policy/ (the GRPO policy)")
