@@ -142,10 +142,18 @@ def test_an_estimate_no_router_can_reach_is_flagged(logged):
     """IPS printed 1.147 for a score in [0, 1] with nothing said: unbiased estimators are not
     bounded, and on a thin log a user read it as a router better than perfect."""
     url, pool, _ = logged
-    result = evaluate_from_memory(url, ["cheapest", "fixed:model=large"], pool=pool, n_boot=20)
+    result = evaluate_from_memory(url, ["cheapest", "fixed:model=large"], pool=pool, n_boot=40)
     large = next(r for r in result["routers"] if r["router"] == "fixed:model=large")
     above = {how for how, v in large["score"].items() if v is not None and v > 1}
     assert "ips" in above  # this seeded log: the realisation that surprised users
     flagged = [w for w in result["warnings"] if w.startswith("fixed:model=large: score")]
     assert len(flagged) == 1 and all(how.upper() in flagged[0] for how in above) and "range [0, 1]" in flagged[0]
     assert not any(w.startswith("cheapest:") for w in result["warnings"])
+
+
+def test_too_few_resamples_for_the_level_are_refused(logged):
+    """20 resamples of a 95% interval put its bounds at the extreme draws: a confident figure from
+    a handful of draws (the harness refuses them; the counterfactual estimates did not)."""
+    url, pool, _ = logged
+    with pytest.raises(ConfigurationError, match="n_boot 20 is too few for a 95% interval: at least 40"):
+        evaluate_from_memory(url, ["cheapest"], pool=pool, n_boot=20)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from agentroute.errors import ConfigurationError
+from agentroute.eval.metrics import check_bootstrap
 from agentroute.routers.base import Router, check_pool
 from agentroute.types import Agent, RouteContext, Step, Trajectory
 
@@ -208,8 +209,7 @@ def estimate_router(
         raise ConfigurationError(
             "no logged tasks with propensities to estimate from (serve with an exploring router)"
         )
-    if not 0 < level < 1:
-        raise ConfigurationError(f"level must be in (0, 1) (got {level})")
+    check_bootstrap(n_boot, level, "percentile")  # each tail holds a resample: no interval from a handful
     shrinkage = reward_model.shrinkage if reward_model is not None else RewardModel().shrinkage
     n = len(tasks)
     w = np.ones(n)

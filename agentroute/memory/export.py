@@ -121,8 +121,8 @@ def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]
     Each outcome goes to the row :meth:`~agentroute.outcomes.OutcomeTable.from_trajectories` puts it
     in (:func:`~agentroute.outcomes.step_row`), so training on the export and on the memory sees the
     same table: a one-step task is a row for its query (``query_id`` from the task's metadata, else
-    empty), a step of a longer task a row for its own input; an empty ``query_id`` is read back as a
-    hash of the query text. The score is the step's own, else the task's; the cost is the step's.
+    empty), a step of a longer task a row for its own input; an empty ``query_id`` is read back as the
+    id its text has in other rows, else a hash of the text (:func:`~agentroute.outcomes.borrowed_query_ids`). The score is the step's own, else the task's; the cost is the step's.
     ``propensity`` is the probability the serving router gave the agent
     (``Decision.evidence["propensity"]``), when logged.
     """
