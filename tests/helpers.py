@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+from agentroute.types import Completion, CompletionRequest
 
 
 def replay_pool(n: int = 50, *, small_cost: float = 0.001, large_cost: float = 0.01) -> ModelPool:
@@ -42,3 +46,21 @@ def logged_memory(url: str, n: int) -> None:
     with SQLMemory(url) as memory:
         app = AgentGraph("one").add_role("executor", prompt="p").compile(pool=replay_pool(), router=make_router("random"), memory=memory)
         asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(n)]))
+
+
+class NeverAnswers(ReplayBackend):
+    """A provider whose calls never answer; ``started`` is set when a call begins and ``cancelled``
+    when the caller gives it up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.cancelled = threading.Event(), threading.Event()
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        self.started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")

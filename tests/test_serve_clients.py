@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,10 @@ import openai
 import pytest
 
 from agentroute.memory import SQLMemory
-from agentroute.pool.backends.replay import ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
-from agentroute.types import CompletionRequest
 from tests.fixtures_reply_server import ANSWER, ReplyServer
+from tests.helpers import NeverAnswers
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -305,28 +303,12 @@ def test_fifty_concurrent_async_requests_on_the_router_are_all_answered_and_reco
     assert sum(t.cost_usd for t in tasks) == pytest.approx(sum(cost for _, cost in answers))
 
 
-class Hangs(ReplayBackend):
-    """A provider whose calls never answer; it says when a call started and when it was cancelled."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started, self.cancelled = threading.Event(), threading.Event()
-
-    async def complete(self, request: CompletionRequest, card: ModelCard):  # type: ignore[override]
-        self.started.set()
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        raise AssertionError("unreachable")
-
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_times_out_leaves_its_task_billed_for_the_call_it_started(tmp_path: Path, stream: bool) -> None:
     """The provider may bill a call the client gave up on: the task is recorded ``interrupted`` with
     that call's worst case, the same figure the budget's ledger charged."""
-    backend = Hangs()
+    backend = NeverAnswers()
     card = ModelCard(id="slow", backend="replay", input_price=1.0, output_price=2.0, max_tokens=16)
     with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
         with ServerThread(ModelPool([card], {"replay": backend}), router="cheapest", memory=memory) as server:

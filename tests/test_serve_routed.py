@@ -27,6 +27,7 @@ from agentroute.pool.pool import ModelPool
 from agentroute.routers import make_router
 from agentroute.routers.explore import ExploreRouter
 from agentroute.types import CompletionRequest
+from tests.helpers import NeverAnswers
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -293,27 +294,9 @@ def test_the_docs_routed_example_runs(capsys: pytest.CaptureFixture[str]) -> Non
     assert lines[4] == "402 budget_exhausted"
 
 
-class Hangs(ReplayBackend):
-    """A provider that never answers; ``cancelled`` is set when the server gives the call up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started, self.cancelled = threading.Event(), threading.Event()
-
-    async def complete(self, request: CompletionRequest, card: ModelCard):
-        import asyncio
-
-        self.started.set()
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        raise AssertionError("unreachable")
-
 
 def test_a_client_that_goes_away_interrupts_its_task(tmp_path: Path) -> None:
-    backend = Hangs()
+    backend = NeverAnswers()
     pool = ModelPool([ModelCard(id="slow", backend="replay")], {"replay": backend})
     with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
         with ServerThread(pool, router="cheapest", memory=memory) as server:

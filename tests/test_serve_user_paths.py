@@ -30,6 +30,7 @@ from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.types import Completion, CompletionRequest
 from tests.fixtures_openai_server import SERVER_MODEL
+from tests.helpers import NeverAnswers
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -38,23 +39,6 @@ QUESTION, REPLY = "What is the capital of France?", "Paris is the capital of Fra
 AGENTROUTE = str(Path(sys.executable).with_name("agentroute"))  # the installed console script
 CARD = ModelCard(id="replayed", backend="replay", input_price=1.0, output_price=2.0)
 
-
-class NeverAnswers(Backend):
-    """A backend whose calls wait forever; it records that a call started and that it was cancelled."""
-
-    name = "never"
-
-    def __init__(self) -> None:
-        self.started, self.cancelled = threading.Event(), threading.Event()
-
-    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
-        self.started.set()
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        raise AssertionError("unreachable")
 
 
 class FailsMidStream(Backend):
