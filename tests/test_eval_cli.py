@@ -1,24 +1,14 @@
-"""``agentroute eval`` through a tiny typer app (the lead registers ``eval_command`` on the real one)."""
+"""``agentroute eval`` through the real CLI app."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from agentroute.cli import app
 from agentroute.cli.errors import EXIT_BAD_INPUT
-from agentroute.cli.eval_cmd import eval_command
-
-app = typer.Typer()
-app.command("eval")(eval_command)
-
-
-@app.command("noop")
-def _noop() -> None:  # a second command, so that "eval" stays a subcommand
-    """Nothing."""
-
 
 runner = CliRunner()
 

@@ -8,23 +8,13 @@ import json
 import math
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from agentroute.cli import app
 from agentroute.cli.errors import EXIT_BAD_INPUT
-from agentroute.cli.eval_cmd import eval_command
 from agentroute.errors import ConfigurationError
 from agentroute.eval.datasets import load_dataset
 from agentroute.eval.harness import evaluate
-
-app = typer.Typer()
-app.command("eval")(eval_command)
-
-
-@app.command("noop")
-def _noop() -> None:  # a second command, so that "eval" stays a subcommand
-    """Nothing."""
-
 
 runner = CliRunner()
 
@@ -222,16 +212,12 @@ def test_the_docs_harness_example_runs_as_written(data_dir, tmp_path, monkeypatc
 
 def test_agentic_eval_refuses_a_negative_seed_with_a_message(data_dir):
     """``eval --agentic --seed -1`` died in numpy's SeedSequence while building the tasks (traceback, exit 1)."""
-    from agentroute.cli.agentic_cmd import agentic_eval_command
     from agentroute.eval.agentic import evaluate_agentic
 
     with pytest.raises(ConfigurationError, match="seed must be a non-negative integer"):
         evaluate_agentic(load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=30), ["cheapest"], seed=-1)
-    agentic = typer.Typer()
-    agentic.command("eval")(agentic_eval_command)
-    agentic.command("noop")(_noop)
     res = runner.invoke(
-        agentic, ["eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest", "--seed", "-1"]
+        app, ["eval", "--agentic", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--routers", "cheapest", "--seed", "-1"]
     )
     assert res.exit_code == EXIT_BAD_INPUT, res.output
     assert "seed must be a non-negative integer" in " ".join(res.output.split())

@@ -354,7 +354,7 @@ def eval_routers(
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="--agentic: calls allowed per step.")] = 1,
     config: Annotated[Path | None, typer.Option("--config", help="--agentic: BoPO recipe YAML.")] = None,
     explore: Annotated[bool, typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows.")] = False,
-    boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none).")] = 500,
+    boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none; else at least 20).")] = 500,
     peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")] = True,
     interval: Annotated[str, typer.Option("--interval", help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile.")] = "basic",
     limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,

@@ -7,7 +7,7 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -25,46 +25,21 @@ DEFAULT_ROUTERS = "random,cheapest,strongest,cascade"
 
 
 def eval_command(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            "--dataset",
-            help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE (or KIND:hf:ID; a bare "
-            "KIND reads $AGENTROUTE_DATA).",
-        ),
-    ],
-    routers: Annotated[
-        str, typer.Option("--routers", help="Comma-separated router names, each optionally name:key=value.")
-    ] = DEFAULT_ROUTERS,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default runs/eval-<dataset>-<timestamp>).")
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the results as one JSON object.")
-    ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the routers and of drawn splits.")] = 0,
-    output_tokens: Annotated[
-        int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")
-    ] = None,
-    explore: Annotated[
-        bool,
-        typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows."),
-    ] = False,
-    boot: Annotated[
-        int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none; else at least 20).")
-    ] = 500,
-    peers: Annotated[
-        bool,
-        typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg."),
-    ] = True,
-    interval: Annotated[
-        str,
-        typer.Option("--interval", help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile."),
-    ] = "basic",
-    limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
-    sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
+    dataset: str,
+    routers: str = DEFAULT_ROUTERS,
+    out: Path | None = None,
+    json_output: bool = False,
+    seed: int = 0,
+    output_tokens: int | None = None,
+    explore: bool = False,
+    boot: int = 500,
+    peers: bool = True,
+    interval: str = "basic",
+    limit: int | None = None,
+    sample: float | None = None,
 ) -> None:
-    """Fit each router on train, sweep its cost–quality knob on test, and compare them.
+    """``agentroute eval --dataset …`` (its options are declared in :mod:`agentroute.cli.app`): fit
+    each router on train, sweep its cost–quality knob on test, and compare them.
 
     Routers are evaluated in serving mode (no exploration draws); --explore adds an exploring
     router's explore-mode sweep as its own row. Prints a table (AIQ with the 90% paired-bootstrap
