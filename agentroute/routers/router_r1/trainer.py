@@ -303,6 +303,8 @@ def train_router_r1(
     if max_steps is not None:
         cfg.grpo = {**cfg.grpo, "max_steps": max_steps}
     out = Path(out)
+    for folder in ("sft", "policy"):
+        restore_swap(out / folder)
     if resume:
         check_resumable(out / "grpo")
     try:
@@ -425,8 +427,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
     """Each writer's ``write(folder)`` into a fresh ``TARGET.partial``, then swapped in for ``target``: a save cut
     short (Ctrl-C, ``kill -9``) never leaves a half-written ``target`` that loads as a policy, and
-    the previous one stays whole until the swap."""
-    partial, old = target.with_name(target.name + ".partial"), target.with_name(target.name + ".old")
+    the previous one stays whole until the swap (as ``TARGET.old`` for an instant: see :func:`restore_swap`)."""
+    partial, old = target.with_name(target.name + ".partial"), restore_swap(target)
     shutil.rmtree(partial, ignore_errors=True)
     for write in writers:
         write(partial)
@@ -435,3 +437,12 @@ def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
         os.replace(target, old)
     os.replace(partial, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_swap(target: Path) -> Path:
+    """Put back ``TARGET.old`` when a swap of :func:`save_atomically` was cut between its two renames
+    (``target`` gone, the previous one moved aside); returns the ``.old`` path."""
+    old = target.with_name(target.name + ".old")
+    if old.is_dir() and not target.exists():
+        os.replace(old, target)
+    return old
