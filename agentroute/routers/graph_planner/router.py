@@ -228,9 +228,11 @@ class GraphPlannerRouter(Router):
         return self
 
     def _run_key(self, table: OutcomeTable) -> str:
-        """What a checkpoint must have been trained with to be resumed: parameters (but ``episodes``) and data."""
+        """What a checkpoint must have been trained with to be resumed: parameters (but ``episodes``) and
+        data (queries, agents, scores and costs: each shapes the rewards)."""
         params = {k: v for k, v in self.get_params().items() if k != "episodes"}
-        run = [params, table.query_ids, table.models, np.asarray(table.scores, float).tolist()]
+        outcomes = [np.asarray(values, float).tolist() for values in (table.scores, table.costs)]
+        run = [params, table.query_ids, table.queries, table.models, outcomes]
         return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
 
     def _env(self, table: OutcomeTable) -> OfflineEnv:
