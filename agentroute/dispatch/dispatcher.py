@@ -30,7 +30,7 @@ from agentroute.dispatch.skills import SkillBlocked, SkillRegistry
 from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
-from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink
+from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink, worst_case_of
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -70,6 +70,7 @@ class _Candidate(NamedTuple):
     asks: bool  # the endpoint can count prompt tokens itself (a vLLM server's /tokenize)
     model: str  # the name the backend is called with
     priced_by_card: bool  # the backend's worst case is the card's price of the counted tokens
+    worst_case: Callable[[CompletionRequest, ModelCard], tuple[int, float]]  # worst_case_of(backend)
 
 
 class _Plan(NamedTuple):
@@ -512,7 +513,7 @@ class Dispatcher:
             elif c.priced_by_card:
                 tokens_in = backend.prompt_tokens(request, card)
             else:  # the backend counts and prices: one call (replay looks both up at once)
-                tokens_in, usd = backend.worst_case(request, card)
+                tokens_in, usd = c.worst_case(request, card)
             plans.append(_plan_of(c, request, tokens_in, usd))
         return plans
 
@@ -578,7 +579,7 @@ class Dispatcher:
                 self._asking = self._asking or asks
                 found.append(_Candidate(
                     agent, agent.key, card, strategy, backend, limit, 1.0 if card.tier == "large" else 0.0, shared,
-                    strategy.samples == 1, not backend.blocks, asks, card.backend_model, by_card,
+                    strategy.samples == 1, not backend.blocks, asks, card.backend_model, by_card, worst_case_of(backend),
                 ))
             self._candidates[key] = found
         return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -105,7 +106,8 @@ class Backend(abc.ABC):
     def worst_case(self, request: CompletionRequest, card: ModelCard) -> tuple[int, float]:
         """``(prompt tokens, worst-case USD)`` of one call: :meth:`prompt_tokens`, then
         :meth:`worst_case_usd` of that count (what the dispatcher reserves). A backend that finds
-        both in one look-up (replay) answers at once."""
+        both in one look-up (replay) answers at once; it speaks for those two methods as its own
+        class defines them (see :func:`worst_case_of`)."""
         tokens = self.prompt_tokens(request, card)
         return tokens, self.worst_case_usd(request, card, tokens)
 
@@ -114,3 +116,20 @@ class Backend(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or models."""
+
+
+def worst_case_of(backend: Backend) -> Callable[[CompletionRequest, ModelCard], tuple[int, float]]:
+    """``backend.worst_case``, or :meth:`Backend.worst_case` where a subclass overrides
+    ``prompt_tokens`` or ``worst_case_usd`` below the class whose one-look-up ``worst_case`` it
+    inherits (a ``ReplayBackend`` that pads its counts): the reservation is then the backend's
+    own count and price, never its parent's."""
+    kind = type(backend)
+    fused = _definer(kind, "worst_case")
+    if all(issubclass(fused, _definer(kind, name)) for name in ("prompt_tokens", "worst_case_usd")):
+        return backend.worst_case
+    return functools.partial(Backend.worst_case, backend)
+
+
+def _definer(kind: type, name: str) -> type:
+    """The class of ``kind``'s MRO whose own body defines attribute ``name``."""
+    return next(c for c in kind.__mro__ if name in vars(c))

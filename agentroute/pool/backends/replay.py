@@ -88,8 +88,7 @@ class ReplayBackend(Backend):
         outcome = self._find(request, card)
         if outcome is not None and outcome.tokens_in > 0:
             return outcome.tokens_in, outcome.cost_usd
-        last = self._last_chat
-        tokens = last[1] if last is not None and last[0] is request.messages else self._chat_bound(request, card)
+        tokens = self._chat_bound(request, card)
         return tokens, (outcome.cost_usd if outcome is not None else card.usd(tokens, request.max_tokens))
 
     async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
