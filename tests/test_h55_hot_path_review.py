@@ -55,3 +55,40 @@ async def test_a_budget_below_a_subclass_price_refuses_the_step() -> None:
     step = await dispatcher.step(run, role="executor", stage="s", prompt="p", input="x")
     assert step is None or step.status != "ok"
     assert run.ledger.spent_usd == 0.0 and run.exhausted
+
+
+def _replay_pool(n: int = 2) -> ModelPool:
+    return ModelPool([CARD], {"replay": ReplayBackend([LoggedOutcome(f"q{i}", "m", 1.0, 0.0, f"a{i}") for i in range(n)])})
+
+
+async def _one_task(dispatcher: Dispatcher, query_id: str) -> None:
+    run = dispatcher.start("question", query_id=query_id)
+    assert (await dispatcher.step(run, role="executor", stage="s", prompt="p", input="x")).status == "ok"  # type: ignore[union-attr]
+    dispatcher.finish(run)
+
+
+async def test_an_observe_hook_set_on_the_router_later_is_called() -> None:
+    """A notebook sets ``router.observe`` after compiling: the steps from then on reach it."""
+    router = CheapestRouter()
+    dispatcher = Dispatcher(_replay_pool(), router)
+    await _one_task(dispatcher, "q0")
+    seen: list[str] = []
+    router.observe = lambda step, task=None: seen.append(step.output)  # type: ignore[method-assign]
+    await _one_task(dispatcher, "q1")
+    assert seen == ["a1", "a1"]  # was []: the hooks were looked up once, when the router was set
+
+
+async def test_a_hook_added_to_the_router_class_later_is_called() -> None:
+    class Later(CheapestRouter):
+        pass
+
+    dispatcher = Dispatcher(_replay_pool(), Later())
+    escalated: list[str] = []
+
+    def escalate(self: Any, ctx: Any, step: Any) -> bool:
+        escalated.append(step.agent.key)
+        return False
+
+    Later.escalate = escalate  # type: ignore[method-assign]
+    await _one_task(dispatcher, "q0")
+    assert escalated == ["executor:m:direct"]

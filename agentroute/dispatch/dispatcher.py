@@ -112,6 +112,9 @@ def _plan_of(c: _Candidate, request: CompletionRequest, tokens_in: int, usd: flo
     return _plan((c.agent, c.key, c.card, c.strategy, c.backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c))
 
 
+#: The router hooks the base class defines as doing nothing (a step skips them).
+_IDLE_HOOKS: dict[str, Callable[..., Any]] = {"observe": Router.observe, "escalate": Router.escalate}
+
 #: ``Cost`` from a sequence of its five amounts, without the named tuple's Python ``__new__``.
 _cost: Callable[[Iterable[float]], Cost] = functools.partial(tuple.__new__, Cost)  # type: ignore[assignment]
 #: ``_Plan`` from a sequence of its fields, the same way (one per candidate and step).
@@ -305,19 +308,6 @@ class Dispatcher:
         self._route_off_loop = False
         self._slow_routes = 0
 
-    @property
-    def router(self) -> Router:
-        return self._router
-
-    @router.setter
-    def router(self, router: Router) -> None:
-        """A router swapped in: whether it overrides ``observe`` and ``escalate`` is asked once here
-        (the base class's do nothing, and a step calls neither then)."""
-        self._router = router
-        self._observes, self._escalates = (
-            getattr(getattr(router, name), "__func__", None) is not getattr(Router, name) for name in ("observe", "escalate")
-        )
-
     # -- tasks ------------------------------------------------------------------------------
     def start(
         self,
@@ -359,8 +349,8 @@ class Dispatcher:
             task.score = run.steps[-1].score
         if self.memory is not None:
             self.memory.finish_task(task)
-        if run.steps and self._observes:
-            self._guarded(run, run.stage or "", "observe", self.router.observe, run.steps[-1], task)
+        if run.steps and (observe := self._hook("observe")) is not None:
+            self._guarded(run, run.stage or "", "observe", observe, run.steps[-1], task)
         return task
 
     # -- one step ---------------------------------------------------------------------------
@@ -421,7 +411,7 @@ class Dispatcher:
             attempts.append(step)
             if step.status != "ok" or run.exhausted:
                 return step
-            if not self._escalates or not self._guarded(run, stage, "escalate", self.router.escalate, ctx, step):
+            if (escalate := self._hook("escalate")) is None or not self._guarded(run, stage, "escalate", escalate, ctx, step):
                 return step
             excluded.add(step.agent.key)
             self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
@@ -670,6 +660,12 @@ class Dispatcher:
         if len(chosen) > 1:  # one run per agent, even if named twice
             chosen = list({p.key: p for p in chosen}.values())  # type: ignore[union-attr]
         return chosen  # type: ignore[return-value]
+
+    def _hook(self, name: str) -> Callable[..., Any] | None:
+        """The router's ``observe`` or ``escalate``, or ``None`` where it is the base class's (which
+        does nothing): looked up at each use, so a hook set on the router or its class later counts."""
+        fn = getattr(self.router, name)
+        return None if getattr(fn, "__func__", None) is _IDLE_HOOKS[name] else fn
 
     def _guarded(self, run: TaskRun, stage: str, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call a router hook; a raising hook is audited and counts as ``None``."""
@@ -969,8 +965,8 @@ class Dispatcher:
         run.steps.append(step)
         if self.memory is not None:
             self.memory.record_step(step)
-        if self._observes:
-            self._guarded(run, step.stage, "observe", self.router.observe, step)
+        if (observe := self._hook("observe")) is not None:
+            self._guarded(run, step.stage, "observe", observe, step)
 
     def _audit(self, run: TaskRun, stage: str, kind: str, subject: str, detail: str) -> None:
         event = AuditEvent(task_id=run.task.id, stage=stage, kind=kind, subject=subject, detail=detail)  # type: ignore[arg-type]
