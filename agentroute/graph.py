@@ -1162,23 +1162,43 @@ def _compile(
 def _open_fresh_dicts_fast(builder: Any) -> None:
     """Give the state's dict-merging channels (``outputs``, ``context``, ``agentroute``) a class that
     opens a new task's channel without re-deriving its value type: LangGraph opens every channel
-    once per invocation, and ``BinaryOperatorAggregate`` spends ≈ 2 µs on it (10× ``LastValue``)."""
+    once per invocation, and ``BinaryOperatorAggregate`` spends ≈ 2 µs on it (10× ``LastValue``).
+    Where that class cannot be made (another LangGraph), the channels stay LangGraph's own."""
     from langgraph.channels.binop import BinaryOperatorAggregate
 
-    channels = getattr(builder, "channels", None)
-    if not isinstance(channels, dict):  # pragma: no cover - another LangGraph layout: its own channels
+    channels, fast = getattr(builder, "channels", None), _fresh_dict_aggregate()
+    if not isinstance(channels, dict) or fast is None:
         return
     for key, channel in channels.items():
         if type(channel) is BinaryOperatorAggregate and type(channel.value) is dict:
-            channels[key] = _fresh_dict_aggregate().like(channel)
+            channels[key] = fast.like(channel)
 
 
 @functools.cache
 def _fresh_dict_aggregate() -> Any:
-    from langgraph._internal._typing import MISSING
+    """The fast dict channel class over this LangGraph's ``BinaryOperatorAggregate`` (or ``None``)."""
     from langgraph.channels.binop import BinaryOperatorAggregate
 
-    class FreshDictAggregate(BinaryOperatorAggregate):  # type: ignore[misc]
+    return _fresh_dict_class(BinaryOperatorAggregate)
+
+
+#: Every attribute a ``BinaryOperatorAggregate`` holds (LangGraph 1.x): what a fresh one is built of.
+_AGGREGATE_SLOTS = frozenset({"key", "typ", "value", "operator"})
+
+
+def _fresh_dict_class(base: type) -> Any:
+    """A subclass of ``base`` (a ``BinaryOperatorAggregate``) that opens a channel without a
+    checkpointed value as ``{}`` at once, built from the four attributes the class is known to hold;
+    ``None`` where ``base`` holds others (an instance ``__dict__``, a slot a LangGraph upgrade
+    added) or LangGraph's ``MISSING`` moved: a fresh channel built without them would break."""
+    try:
+        from langgraph._internal._typing import MISSING
+    except ImportError:  # pragma: no cover - another LangGraph layout
+        return None
+    if _slots_of(base) != _AGGREGATE_SLOTS:
+        return None
+
+    class FreshDictAggregate(base):  # type: ignore[misc, valid-type]
         """A ``BinaryOperatorAggregate`` of a dict: one without a checkpointed value opens as ``{}``
         at once (what the base class makes of ``typ()``), any other as the base class opens it."""
 
@@ -1198,6 +1218,17 @@ def _fresh_dict_aggregate() -> Any:
             return fresh
 
     return FreshDictAggregate
+
+
+def _slots_of(kind: type) -> set[str] | None:
+    """The attributes ``kind``'s instances hold in slots; ``None`` where they also have a ``__dict__``."""
+    names: set[str] = set()
+    for c in kind.__mro__[:-1]:  # object last
+        slots = vars(c).get("__slots__")
+        if slots is None:
+            return None
+        names.update((slots,) if isinstance(slots, str) else slots)
+    return names
 
 
 def _acyclic(successors: Mapping[str, list[str]]) -> bool:
