@@ -104,16 +104,34 @@ class RouterR1TrainConfig:
         if unknown:
             raise ConfigurationError(f"{path}: unknown recipe keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         cfg = cls(**raw)
+        if gpu and not cfg.gpu:
+            raise ConfigurationError(f"{path}: --gpu given but the recipe has no `gpu:` profile")
+        on_gpu = cfg.with_gpu_profile(path)
+        if gpu:
+            cfg = on_gpu
+        elif cfg.gpu:
+            try:  # the --gpu run's values too, here rather than once it reaches a GPU machine
+                on_gpu.check()
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{path}: the gpu: profile (read with --gpu): {exc}") from None
+        cfg.check()
         if isinstance(cfg.pool, str) and cfg.pool not in ("", "default") and not Path(cfg.pool).is_absolute():
             cfg.pool = str(Path(path).parent / cfg.pool)  # a pool file beside the recipe
-        if gpu:
-            if not cfg.gpu:
-                raise ConfigurationError(f"{path}: --gpu given but the recipe has no `gpu:` profile")
-            for key, value in cfg.gpu.items():
-                current = getattr(cfg, key)
-                setattr(cfg, key, {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value)
-        cfg.check()
         return cfg
+
+    def with_gpu_profile(self, path: str | Path) -> RouterR1TrainConfig:
+        """This recipe with its ``gpu:`` profile applied (a section's keys merged, other values replaced)."""
+        if not isinstance(self.gpu, dict):
+            raise ConfigurationError(f"{path}: gpu: is a mapping of recipe keys (got {self.gpu!r})")
+        unknown = set(self.gpu) - set(self.__dataclass_fields__) | ({"gpu"} & set(self.gpu))
+        if unknown:
+            known = sorted(set(self.__dataclass_fields__) - {"gpu"})
+            raise ConfigurationError(f"{path}: gpu: unknown recipe keys {sorted(unknown)}; known: {known}")
+        merged = {
+            key: {**getattr(self, key), **value} if isinstance(getattr(self, key), dict) and isinstance(value, dict) else value
+            for key, value in self.gpu.items()
+        }
+        return dataclasses.replace(self, **merged)
 
     def check(self) -> None:
         """Every section's values, before any model loads or pool call is made: a
