@@ -123,11 +123,10 @@ class RouterR1TrainConfig:
         """This recipe with its ``gpu:`` profile applied (a section's keys merged, other values replaced)."""
         if not isinstance(self.gpu, dict):
             raise ConfigurationError(f"{path}: gpu: is a mapping of recipe keys (got {self.gpu!r})")
-        unknown = set(self.gpu) - set(self.__dataclass_fields__) | ({"gpu"} & set(self.gpu))
-        if unknown:
-            known = sorted(set(self.__dataclass_fields__) - {"gpu"})
-            raise ConfigurationError(f"{path}: gpu: unknown recipe keys {sorted(unknown)}; known: {known}")
-        merged = {
+        known = set(self.__dataclass_fields__) - {"gpu"}
+        if set(self.gpu) - known:
+            raise ConfigurationError(f"{path}: gpu: unknown recipe keys {sorted(set(self.gpu) - known)}; known: {sorted(known)}")
+        merged: dict[str, Any] = {
             key: {**getattr(self, key), **value} if isinstance(getattr(self, key), dict) and isinstance(value, dict) else value
             for key, value in self.gpu.items()
         }
