@@ -37,6 +37,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -237,9 +238,11 @@ class LocalModel:
         temperature: float = 0.0,
         stops: Sequence[Sequence[str] | None] | None = None,
         watchers: Sequence[RowWatcher | None] | None = None,
+        stop: threading.Event | None = None,
     ) -> list[GenerationResult]:
         """One left-padded ``generate`` call over ``prompts`` (token ids), each with its own limits;
-        a row's watcher sees its text as it grows and can cancel it."""
+        a row's watcher sees its text as it grows and can cancel it; setting ``stop`` ends every row
+        at the next token."""
         torch = torch_module()
         transformers = require("transformers")
         n = len(prompts)
@@ -252,7 +255,7 @@ class LocalModel:
             input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
             attention[row, width - len(ids) :] = 1
         recorder = _LogProbRecorder()
-        tracker = _RowTracker(self, width, list(max_tokens), stops, recorder, watchers)
+        tracker = _RowTracker(self, width, list(max_tokens), stops, recorder, watchers, stop)
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
             if temperature > 0
@@ -342,8 +345,8 @@ class RowWatcher:
 
 
 class _RowTracker:
-    """Stopping criterion with per-row limits: EOS, ``max_tokens``, stop strings, cancellation;
-    also sums log-probs and reports the text of watched rows."""
+    """Stopping criterion with per-row limits: EOS, ``max_tokens``, stop strings, cancellation
+    (a row's, or the whole batch's ``stop``); also sums log-probs and reports the text of watched rows."""
 
     def __init__(
         self,
@@ -353,8 +356,10 @@ class _RowTracker:
         stops: list[Sequence[str] | None],
         recorder: _LogProbRecorder,
         watchers: Sequence[RowWatcher | None] = (),
+        stop: threading.Event | None = None,
     ):
         n = len(max_tokens)
+        self.stop = stop
         self.watchers = list(watchers) or [None] * n
         self.model, self.width, self.max_tokens, self.recorder = model, prompt_width, max_tokens, recorder
         self.stops = [[s for s in (row or []) if s] for row in stops]
@@ -367,6 +372,8 @@ class _RowTracker:
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         torch = torch_module()
+        if self.stop is not None and self.stop.is_set():
+            return torch.ones(len(self.done), dtype=torch.bool, device=input_ids.device)
         last = input_ids[:, -1].tolist()
         logp = self.recorder.last.gather(1, input_ids[:, -1:]).squeeze(1).tolist()
         now = time.monotonic()
@@ -422,12 +429,19 @@ class _Job:
     future: concurrent.futures.Future[GenerationResult] = field(default_factory=concurrent.futures.Future)
 
 
+EXIT_WAIT_S = 10.0  # at interpreter exit, how long the workers get to stop (one token; a model half loaded)
+
+
 class MicroBatcher:
     """One worker thread that batches the requests for one model.
 
     It waits for a request, then collects whatever else arrives within ``wait_ms`` (up to
     ``max_batch``), groups by temperature and runs one ``generate`` per group. ``generate_calls``
     and ``requests`` count the work done (tests and benchmarks read them).
+
+    At interpreter exit every worker still running is stopped (:meth:`stop`) and joined, for up to
+    :data:`EXIT_WAIT_S`, before Python finalizes: a thread left inside torch then kills the process
+    with SIGABRT, whatever exit code it was ending with (a script's end, ``sys.exit``, a Ctrl-C).
     """
 
     def __init__(self, spec: str, *, max_batch: int = 8, wait_ms: float = 5.0):
@@ -441,8 +455,10 @@ class MicroBatcher:
         self.batch_sizes: list[int] = []
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._model: LocalModel | None = None
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"agentroute-local:{spec}", daemon=True)
         self._thread.start()
+        _running.add(self)
 
     @property
     def model(self) -> LocalModel:
@@ -459,7 +475,7 @@ class MicroBatcher:
         stop: list[str] | None,
         watcher: RowWatcher | None = None,
     ) -> concurrent.futures.Future[GenerationResult]:
-        if not self._thread.is_alive():
+        if self._stopping.is_set() or not self._thread.is_alive():
             raise BackendError(self.spec, "the local generation worker is stopped", retryable=False)
         job = _Job(messages, max_tokens, temperature, stop, watcher)
         self._queue.put(job)
@@ -470,8 +486,32 @@ class MicroBatcher:
         self._queue.put(None)
         self._thread.join(timeout)
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the worker now: the generation running ends at its next token and every request
+        not answered yet fails (``BackendError``); waits up to ``timeout`` for the thread to end."""
+        self._stopping.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
     def _run(self) -> None:
-        while True:
+        try:
+            self._serve()
+        finally:
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        """Fail the requests still queued when the worker ends (after :meth:`stop`)."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                job = self._queue.get_nowait()
+                if job is not None and job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(self._stopped())
+
+    def _stopped(self) -> BackendError:
+        return BackendError(self.spec, "the local generation worker was stopped (the process is exiting)", retryable=False)
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
             job = self._queue.get()
             if job is None:
                 return
@@ -492,6 +532,10 @@ class MicroBatcher:
 
     def _process(self, batch: list[_Job]) -> None:
         live = [j for j in batch if j.future.set_running_or_notify_cancel()]
+        if self._stopping.is_set():
+            for job in live:
+                job.future.set_exception(self._stopped())
+            return
         if not live:
             return
         try:
@@ -523,7 +567,14 @@ class MicroBatcher:
                     temperature,
                     [job.stop for job, _ in members],
                     [job.watcher for job, _ in members],
+                    self._stopping,
                 )
+                if self._stopping.is_set():
+                    raise self._stopped()
+            except BackendError as exc:
+                for job, _ in members:
+                    job.future.set_exception(exc)
+                continue
             except Exception as exc:
                 error = BackendError(
                     self.spec, f"generation failed: {type(exc).__name__}: {exc}", retryable=False
@@ -536,6 +587,23 @@ class MicroBatcher:
             self.batch_sizes.append(len(members))
             for (job, _), result in zip(members, results, strict=True):
                 job.future.set_result(result)
+
+
+_running: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()  # (a worker's thread holds its batcher)
+
+
+def _stop_workers_at_exit() -> None:
+    """Stop and join every worker (:meth:`MicroBatcher.stop`) within :data:`EXIT_WAIT_S` in all."""
+    batchers = list(_running)
+    for batcher in batchers:  # all at once: they stop together
+        batcher.stop(timeout=0)
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for batcher in batchers:
+        batcher.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+
+# before Python's own shutdown: atexit callbacks would run after torch's (registered later, run first)
+threading._register_atexit(_stop_workers_at_exit)  # type: ignore[attr-defined]
 
 
 class LocalBackend(Backend):
