@@ -253,11 +253,17 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def check_resumable(grpo_dir: Path) -> None:
-    """A :class:`ConfigurationError` unless ``grpo_dir`` holds a GRPO checkpoint to resume from."""
+def last_grpo_checkpoint(grpo_dir: Path) -> Path | None:
+    """The checkpoint ``--resume`` continues from: TRL's last ``checkpoint-N`` in ``grpo_dir`` (``None``: none)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not grpo_dir.is_dir() or get_last_checkpoint(str(grpo_dir)) is None:
+    last = get_last_checkpoint(str(grpo_dir)) if grpo_dir.is_dir() else None
+    return Path(last) if last else None
+
+
+def check_resumable(grpo_dir: Path) -> None:
+    """A :class:`ConfigurationError` unless ``grpo_dir`` holds a GRPO checkpoint to resume from."""
+    if last_grpo_checkpoint(grpo_dir) is None:
         raise ConfigurationError(
             f"--resume: no GRPO checkpoint in {grpo_dir}; a run leaves them only when its recipe saves them "
             "(grpo: {save_strategy: steps, save_steps: N})"
@@ -332,9 +338,13 @@ def train_router_r1(
         torch.set_num_threads(1)
     pool = cfg.make_pool()
     saved: list[str] = []
+    checkpoint_before = last_grpo_checkpoint(out / "grpo")
     try:
         return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved)
     except KeyboardInterrupt:
+        checkpoint = last_grpo_checkpoint(out / "grpo")
+        if checkpoint is not None and checkpoint != checkpoint_before:
+            saved.append(f"grpo/{checkpoint.name} (rerun with --resume to continue GRPO from it)")
         raise TrainingInterrupted(saved) from None
     finally:
         asyncio.run(pool.aclose())
