@@ -381,7 +381,7 @@ class Dispatcher:
         ``temperature``: the caller's sampling temperature for one-sample strategies (``direct``,
         ``cot``; ``None``: the strategy's, 0); ``sc@K`` keeps its own, so that its samples differ.
         """
-        if self.stage_machine is not None and self._blocked(run, role, stage):
+        if self.stage_machine is not None and self._blocked(run, role, stage, self.stage_machine):
             return None
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
@@ -434,10 +434,9 @@ class Dispatcher:
         run.exhausted = True
         self._audit(run, stage, "budget_blocked", subject, detail)
 
-    def _blocked(self, run: TaskRun, role: str, stage: str) -> bool:
-        if self.stage_machine is None:
-            return False
-        reason = self.stage_machine.check(run.stage, stage, intent=role)
+    def _blocked(self, run: TaskRun, role: str, stage: str, machine: StageMachine) -> bool:
+        """Whether ``machine`` refuses the move to ``stage`` (audited, and the task fails)."""
+        reason = machine.check(run.stage, stage, intent=role)
         if reason is None:
             return False
         run.failed = True
