@@ -2,6 +2,10 @@
 
     agentroute train ROUTER (--from MEMORY_URL | --dataset SPEC) [--limit N | --sample F] [--config training/ROUTER.yaml] --out DIR
 
+``graph-planner`` and ``router-r1`` are trained by their own commands
+(:func:`~agentroute.cli.graph_planner_cmd.train_graph_planner`,
+:func:`~agentroute.cli.router_r1_cmd.train_router_r1`), which this one runs with their options.
+
 A recipe is YAML with ``params:`` (the router's keyword parameters) and optionally ``dataset:``
 (used when neither --from nor --dataset is given). ``$VARS`` in it are expanded from the environment.
 """
@@ -26,6 +30,7 @@ from agentroute.errors import AgentrouteError, ConfigurationError
 console = Console()
 err_console = Console(stderr=True)
 
+ROUTER_R1 = ("router-r1", "router_r1")  # (its two spellings)
 RECIPE_KEYS = ("router", "dataset", "params")  # the top-level keys of a training recipe
 FEW_EXAMPLES = 20  # fewer queries or trajectories than this: the fit is warned about, not refused
 
@@ -153,29 +158,91 @@ def train_command(
     sample: Annotated[float | None, typer.Option("--sample", help="Train on this fraction (0, 1] of the queries: a seeded random subset.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subset and of drawn splits.")] = 0,
     gpu: Annotated[bool, typer.Option("--gpu", help="router-r1: the recipe's gpu profile (vLLM generation).")] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="graph-planner: show the PPO progress bar (default: shown).")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="router-r1: start from this checkpoint directory.")] = None,
+    sft: Annotated[bool | None, typer.Option("--sft/--no-sft", help="router-r1: override the recipe's SFT warm-up switch.")] = None,
+    sft_only: Annotated[bool, typer.Option("--sft-only", help="router-r1: stop after the SFT warm-up (writes OUT/sft).")] = False,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="router-r1: override the recipe's GRPO steps.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="router-r1: continue GRPO from the last checkpoint in OUT/grpo (graph-planner resumes by itself).")] = False,
 ) -> None:
     """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`.
 
     ``graph-planner`` trains its PPO policy (with a progress bar) and ``router-r1`` its policy LM
-    (SFT warm-up, then GRPO with TRL), each by its own trainer.
+    (SFT warm-up, then GRPO with TRL), each by its own command, as `train graph-planner|router-r1`
+    runs it (a Ctrl-C says what that run kept in ``--out``).
     """
+    given = {"--from": memory_url is not None, "--dataset": dataset is not None, "--limit": limit is not None,
+             "--sample": sample is not None, "--seed": seed != 0, "--gpu": gpu, "--policy": policy is not None,
+             "--sft" if sft else "--no-sft": sft is not None, "--sft-only": sft_only, "--max-steps": max_steps is not None,
+             "--resume": resume, "--progress" if progress else "--no-progress": progress is not None}  # fmt: skip
     try:
-        if router in ("router-r1", "router_r1", "graph-planner") and (limit, sample, seed) != (None, None, 0):
-            raise ConfigurationError(f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply")
+        check_router_options(router, [option for option, used in given.items() if used])
     except AgentrouteError as exc:
         raise typer.Exit(report(exc)) from None
+    if router in ROUTER_R1:
+        return _train_router_r1(out, config or Path("training/router_r1.yaml"), gpu=gpu, policy=policy, sft=sft,
+                                sft_only=sft_only, max_steps=max_steps, resume=resume)  # fmt: skip
+    if router == "graph-planner":
+        return _train_graph_planner(out, memory_url, dataset, config, progress is not False)
     from agentroute.routers.base import MANIFEST  # routers load numpy: not on the CLI's --help path
 
     existed = (out / MANIFEST).is_file()
     try:
-        _train(router, out, memory_url, dataset, config, limit, sample, seed, gpu)
+        _train(router, out, memory_url, dataset, config, limit, sample, seed)
     except KeyboardInterrupt:  # Ctrl-C: the save is the last step (and atomic), so --out is as it was
-        if router in ("router-r1", "router_r1"):  # its trainer writes sft/ and policy/ as it goes
-            kept = "see what its trainer wrote there"
-        else:
-            kept = "the router saved there before is unchanged" if existed else "nothing was saved"
+        kept = "the router saved there before is unchanged" if existed else "nothing was saved"
         err_console.print(escape(f"interrupted: --out {out}: {kept}"), highlight=False)
         raise typer.Exit(130) from None
+
+
+#: The options only some routers take: the routers (``other``: any but these two) that take each.
+_ROUTER_OPTIONS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("--limit", "--sample", "--seed"), ("other",)),
+    **dict.fromkeys(("--from", "--dataset"), ("graph-planner", "other")),
+    **dict.fromkeys(("--progress", "--no-progress"), ("graph-planner",)),
+    **dict.fromkeys(("--gpu", "--policy", "--sft", "--no-sft", "--sft-only", "--max-steps", "--resume"), ("router-r1",)),
+}
+
+
+def check_router_options(router: str, given: list[str]) -> None:
+    """Refuse the options ``given`` that ``router``'s training would ignore (one error naming them)."""
+    family = "router-r1" if router in ROUTER_R1 else "graph-planner" if router == "graph-planner" else "other"
+    ignored = [option for option in given if family not in _ROUTER_OPTIONS.get(option, (family,))]
+    if not ignored:
+        return
+    if family != "other" and {"--limit", "--sample", "--seed"} & set(ignored):
+        raise ConfigurationError(f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply")
+    if family == "router-r1" and {"--from", "--dataset"} & set(ignored):
+        raise ConfigurationError(f"{router} trains on its recipe's data: --from and --dataset do not apply")
+    owners = sorted({owner for option in ignored for owner in _ROUTER_OPTIONS[option]})
+    raise ConfigurationError(f"{', '.join(ignored)}: for `train {' or '.join(owners)}` only, not {router}")
+
+
+# Each router's own command says what a Ctrl-C left in --out; these say it for one that lands before it starts.
+
+
+def _train_router_r1(out: Path, config: Path, **options: Any) -> None:
+    from agentroute.cli import exit_interrupted
+
+    try:
+        from agentroute.cli.router_r1_cmd import train_router_r1
+
+        train_router_r1(config=config, out=out, **options)
+    except KeyboardInterrupt:
+        exit_interrupted(f"interrupted: --out {out}: this run saved no policy")
+
+
+def _train_graph_planner(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> None:
+    from agentroute.cli import exit_interrupted
+
+    try:
+        from agentroute.cli.graph_planner_cmd import train_graph_planner
+
+        train_graph_planner(out=out, memory_url=memory_url, dataset=dataset, config=config, progress=progress)
+    except KeyboardInterrupt:
+        from agentroute.cli.graph_planner_cmd import _kept  # what the checkpoint in --out holds
+
+        exit_interrupted(f"interrupted: --out {out}: {_kept(out)}")
 
 
 def _train(
@@ -187,19 +254,10 @@ def _train(
     limit: int | None,
     sample: float | None,
     seed: int,
-    gpu: bool,
 ) -> None:
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
 
-    if router in ("router-r1", "router_r1"):
-        from agentroute.cli.router_r1_cmd import train_router_r1
-
-        return train_router_r1(config=config or Path("training/router_r1.yaml"), out=out, gpu=gpu)
-    if router == "graph-planner":
-        from agentroute.cli.graph_planner_cmd import train_graph_planner
-
-        return train_graph_planner(out=out, memory_url=memory_url, dataset=dataset, config=config)
     try:
         recipe = read_recipe(config)
         if recipe.get("router", router) != router:
