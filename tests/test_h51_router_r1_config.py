@@ -63,8 +63,8 @@ def test_a_missing_or_broken_recipe_is_one_line_naming_it(tmp_path):
     missing = tmp_path / "nope.yaml"
     result = CliRunner().invoke(app, ["train", "router-r1", "--config", str(missing), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2  # was: a FileNotFoundError traceback, exit 1
-    assert f"recipe {missing}: cannot read it (No such file or directory)" in result.output
+    assert f"recipe {missing} does not exist" in result.output
     broken = tmp_path / "broken.yaml"
     broken.write_text("grpo: {max_steps: 2\n")
-    with pytest.raises(ConfigurationError, match=f"recipe {broken}: not YAML"):
+    with pytest.raises(ConfigurationError, match=f"recipe {broken} line 2: invalid YAML"):
         RouterR1TrainConfig.from_yaml(broken)

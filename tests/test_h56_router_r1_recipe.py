@@ -43,3 +43,19 @@ def test_a_pool_file_named_by_the_gpu_profile_is_read_beside_the_recipe(tmp_path
 def test_the_shipped_recipe_reads(gpu):
     cfg = RouterR1TrainConfig.from_yaml("training/router_r1.yaml", gpu=gpu)
     assert cfg.grpo["max_steps"] == (225 if gpu else 3)
+
+
+def test_a_learning_rate_written_2e_3_is_a_number(tmp_path):
+    """Was: PyYAML's safe_load read 1e-6 as text: "grpo: 'learning_rate' must be a number > 0 and ≤ 1 (got '1e-6')"."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("pool: []\ngrpo: {learning_rate: 1e-6}\nsft: {lr: 5e-5}\n")
+    cfg = RouterR1TrainConfig.from_yaml(recipe)
+    assert cfg.grpo["learning_rate"] == 1e-6 and cfg.sft["lr"] == 5e-5
+
+
+def test_a_repeated_recipe_key_is_refused_naming_its_line(tmp_path):
+    """Was: the later 'grpo:' silently replaced the first (PyYAML keeps the last of two equal keys)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("pool: []\ngrpo: {max_steps: 5}\ngrpo: {beta: 0.1}\n")
+    with pytest.raises(ConfigurationError, match=f"recipe {recipe} line 3"):
+        RouterR1TrainConfig.from_yaml(recipe)

@@ -191,9 +191,9 @@ class BoPOConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = "bopo") -> BoPOConfig:
         """Read a recipe file; with ``section``, the fields under that key (when present)."""
-        import yaml
+        from agentroute.training.recipe_file import read_recipe_file
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_recipe_file(path)
         if section and isinstance(data, dict) and section in data:
             data = data[section]
         if not isinstance(data, dict):

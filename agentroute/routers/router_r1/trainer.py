@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
 from agentroute.pool.card import ModelCard
@@ -33,6 +31,7 @@ from agentroute.pool.pool import ModelPool
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import ROUTE_STOPS
 from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_valid
+from agentroute.training.recipe_file import read_recipe_file
 
 #: GRPOConfig fields a recipe may set (anything else in ``grpo:`` is refused, naming the field).
 _GRPO_DEFAULTS: dict[str, Any] = {
@@ -92,12 +91,7 @@ class RouterR1TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, gpu: bool = False) -> RouterR1TrainConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise ConfigurationError(f"recipe {path}: cannot read it ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigurationError(f"recipe {path}: not YAML ({exc})") from None
+        raw = read_recipe_file(path)
         if not isinstance(raw, dict):
             raise ConfigurationError(f"{path}: a recipe is a mapping")
         unknown = set(raw) - set(cls.__dataclass_fields__)
