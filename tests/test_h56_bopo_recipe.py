@@ -21,3 +21,20 @@ def test_a_missing_recipe_is_an_error_naming_it(tmp_path):
     with pytest.raises(ConfigurationError, match="recipe .*nope.yaml does not exist"):
         BoPOConfig.from_yaml(tmp_path / "nope.yaml")
 
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("steps", 2.5, "an integer"), ("group_size", 4.0, "an integer"), ("lr", "2e-3", "a number"),
+    ("kl_coef", "0.1", "a number"), ("tail_chars", "512", "an integer"),
+])
+def test_a_text_or_a_fraction_where_a_number_belongs_is_refused_naming_the_field(field, value, says):
+    """Was: a TypeError traceback from the first comparison or product (6 × 2.5 steps, '2e-3' < 0)."""
+    with pytest.raises(ConfigurationError, match=f"BoPOConfig.{field} must be {says} \\(got {value!r}\\)"):
+        BoPOConfig(**{field: value})
+
+
+def test_numpy_numbers_and_an_int_for_a_float_are_accepted():
+    import numpy as np
+
+    config = BoPOConfig(steps=np.int64(2), lr=np.float32(1e-3), score_threshold=1, tail_chars=None)
+    assert config.steps == 2 and config.score_threshold == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any, Literal
 from agentroute.agentic.env import SuccessRule, task_succeeds
 from agentroute.agentic.tasks import Equivalence
 from agentroute.errors import ConfigurationError
+
+#: The annotations of BoPOConfig's number fields, and the type their values must have.
+_NUMBER_FIELDS: dict[str, type] = {"int": numbers.Integral, "int | None": numbers.Integral, "float": numbers.Real}
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,17 @@ class BoPOConfig:
         if self.tiers is not None:
             object.__setattr__(self, "tiers", tuple(self.tiers))
         object.__setattr__(self, "usd_fractions", tuple(float(f) for f in self.usd_fractions))
+        self._check_number_types()
         ints = {
             "steps": self.steps, "variants": self.variants, "boundary_rollouts": self.boundary_rollouts,
             "sweep": self.sweep, "batch_size": self.batch_size, "tasks_per_iteration": self.tasks_per_iteration,
             "inner_epochs": self.inner_epochs, "emb_proj": self.emb_proj, "hidden": self.hidden,
         }  # fmt: skip
         for name, value in ints.items():
-            if isinstance(value, bool) or value < 1:
+            if value < 1:
                 raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 1 (got {value})")
         for name in ("sft_epochs", "iterations", "seed"):
-            if isinstance(getattr(self, name), bool) or getattr(self, name) < 0:
+            if getattr(self, name) < 0:
                 raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("lr", "sft_lr"):  # NaN and ∞ fail both comparisons
             if not 0 < getattr(self, name) < math.inf:
@@ -172,6 +177,18 @@ class BoPOConfig:
             )
         if self.tail_chars is not None and self.tail_chars < 16:
             raise ConfigurationError(f"BoPOConfig.tail_chars must be >= 16 or None (got {self.tail_chars})")
+
+    def _check_number_types(self) -> None:
+        """An ``int`` field holds an integer, a ``float`` field a number (bools are neither), before any
+        range is compared: a text or a fraction was a TypeError traceback from the first comparison."""
+        for f in dataclasses.fields(self):
+            kind = _NUMBER_FIELDS.get(str(f.type))
+            value = getattr(self, f.name)
+            if kind is None or (value is None and "None" in str(f.type)):
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "an integer" if kind is numbers.Integral else "a number"
+                raise ConfigurationError(f"BoPOConfig.{f.name} must be {what} (got {value!r})")
 
     # -- conversions ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
