@@ -23,6 +23,7 @@ from typing import Any
 
 from agentroute.dispatch.dispatcher import Dispatcher
 from agentroute.errors import StateFileError
+from agentroute.pool.card import ModelCard
 from agentroute.routers.router_r1.agent import AGENT_PROMPT, LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import information
 
@@ -84,11 +85,17 @@ async def build_traces(
     return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(rows))))
 
 
-def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str], direct_every: int, settings: LoopSettings) -> str:
-    """A digest of what the traces of ``rows`` depend on (questions, gold answers, the pool's agents,
-    ``direct_every``, the loop's settings): a trace cache is reused only for the same inputs."""
+#: What of a card shapes an agent's replies (a changed model or ``max_tokens`` changes the traces).
+_REPLY_FIELDS = ("id", "backend", "model", "base_url", "max_tokens", "strategies")
+
+
+def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str | ModelCard], direct_every: int, settings: LoopSettings) -> str:
+    """A digest of what the traces of ``rows`` depend on (questions, gold answers, the pool's agents —
+    names, or cards: then their model and reply length too —, ``direct_every``, the loop's settings):
+    a trace cache is reused only for the same inputs."""
     inputs = {
-        "rows": [[r["question"], r["answer"]] for r in rows], "agents": list(agents),
+        "rows": [[r["question"], r["answer"]] for r in rows],
+        "agents": [a if isinstance(a, str) else [getattr(a, f) for f in _REPLY_FIELDS] for a in agents],
         "direct_every": direct_every, "loop": dataclasses.asdict(settings),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
