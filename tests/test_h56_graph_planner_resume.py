@@ -40,3 +40,12 @@ def test_the_same_data_resumes_it(table, checkpoint):
     rows: list[dict] = []
     GraphPlannerRouter(**{**PARAMS, "episodes": 48}).fit(table, checkpoint=checkpoint, progress=rows.append)
     assert [r["episodes"] for r in rows] == [48]
+
+
+def test_a_checkpoint_past_the_episodes_asked_for_is_refused_saying_how_many(tmp_path, table):
+    """Was: resumed and 'finished' at once — a router of 32 episodes saved as one of 16."""
+    path = tmp_path / "checkpoint.pt"
+    GraphPlannerRouter(**PARAMS).fit(table, checkpoint=path)
+    with pytest.raises(ConfigurationError, match=r"after 32 episodes, more than the 16 asked for .*set episodes to 32 or more"):
+        GraphPlannerRouter(**{**PARAMS, "episodes": 16}).fit(table, checkpoint=path)
+    assert GraphPlannerRouter(**PARAMS).fit(table, checkpoint=path).train_log_[-1]["episodes"] == 32

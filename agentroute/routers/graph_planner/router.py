@@ -204,7 +204,7 @@ class GraphPlannerRouter(Router):
         self.cost_scale_ = float(max(np.nanmax(np.nanmean(costs, axis=0)), 1e-9))
         history = HistoryMemory.from_table(table, emb)
         saver = None if checkpoint is None else Checkpoint(Path(checkpoint), self._run_key(table), checkpoint_every_s)
-        resume = saver.load() if saver is not None else None
+        resume = saver.load(self.episodes) if saver is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.net_ = PlannerNet(len(env.agents), self.hidden)

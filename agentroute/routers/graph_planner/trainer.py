@@ -275,8 +275,8 @@ class Checkpoint:
         self.latest: TrainState | None = None
         self._written = time.monotonic()
 
-    def load(self) -> TrainState | None:
-        """The saved state (``None``: no file); another run's is a :class:`ConfigurationError`."""
+    def load(self, episodes: int) -> TrainState | None:
+        """The saved state (``None``: no file); another run's, or one past ``episodes``, is a :class:`ConfigurationError`."""
         if not self.path.is_file():
             return None
         try:
@@ -288,6 +288,12 @@ class Checkpoint:
             raise ConfigurationError(
                 f"{self.path}: a checkpoint of another training run (other parameters or data; only 'episodes' may "
                 "change): train with the ones it was saved with to resume, or delete it to start over"
+            )
+        if state.episodes > episodes:
+            raise ConfigurationError(
+                f"{self.path}: a checkpoint after {state.episodes} episodes, more than the {episodes} asked for (the "
+                f"router would not be the one asked for): set episodes to {state.episodes} or more to finish from it, "
+                "or delete it to start over"
             )
         return state
 
