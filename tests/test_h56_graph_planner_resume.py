@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,3 +52,33 @@ def test_a_checkpoint_past_the_episodes_asked_for_is_refused_saying_how_many(tmp
     with pytest.raises(ConfigurationError, match=r"after 32 episodes, more than the 16 asked for .*set episodes to 32 or more"):
         GraphPlannerRouter(**{**PARAMS, "episodes": 16}).fit(table, checkpoint=path)
     assert GraphPlannerRouter(**PARAMS).fit(table, checkpoint=path).train_log_[-1]["episodes"] == 32
+
+
+KILLED_AFTER_ONE_UPDATE = """
+import os, sys
+from agentroute.eval.datasets import load_dataset
+from agentroute.routers.graph_planner.router import GraphPlannerRouter
+table = load_dataset("routerbench:" + sys.argv[1], limit=20).train
+seen = []
+def progress(row):
+    seen.append(row)
+    if len(seen) == 1:
+        os._exit(9)  # a kill -9: no finally, no Ctrl-C handler; only what the timer wrote is there
+GraphPlannerRouter(episodes=32, episodes_per_update=16, hidden=8, seed=1).fit(
+    table, checkpoint=sys.argv[2], checkpoint_every_s=0.0, progress=progress)
+"""
+
+
+def test_the_timed_checkpoint_survives_a_kill_and_resumes_to_the_uninterrupted_router(tmp_path, data_dir):
+    """The every-N-seconds write is what a kill -9 leaves; resumed, the router is the uninterrupted one's."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ONE_UPDATE, str(data_dir / "routerbench"), str(checkpoint)],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert killed.returncode == 9, killed.stderr
+    table = load_dataset(f"routerbench:{data_dir / 'routerbench'}", limit=20).train
+    rows: list[dict] = []
+    resumed = GraphPlannerRouter(**PARAMS).fit(table, checkpoint=checkpoint, progress=rows.append)
+    assert [r["episodes"] for r in rows] == [32]  # the first update's checkpoint, written by the timer
+    straight = GraphPlannerRouter(**PARAMS).fit(table)
+    for name, value in straight.get_arrays().items():
+        np.testing.assert_array_equal(resumed.get_arrays()[name], value, err_msg=name)
