@@ -104,3 +104,32 @@ def test_grpo_resumes_from_its_last_checkpoint(tmp_path):
     assert len(resumed["grpo"]["rollout_seconds"]) == 1  # only step 2 was rolled out and trained
     assert (out / "policy" / "config.json").is_file()
     shutil.rmtree(out)  # ~2 GB of checkpoints (weights and Adam state)
+
+
+def _interrupt_when_saved(checkpoint, deadline_s=600.0):
+    """SIGINT to this process once TRL has finished writing ``checkpoint`` (its trainer_state.json is last)."""
+    def watch():
+        deadline = time.monotonic() + deadline_s
+        while not (checkpoint / "trainer_state.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_grpo_names_the_checkpoint_to_resume_from(tmp_path):
+    """Was: 'this run saved no policy' — the GRPO checkpoint it had written, and --resume, unmentioned."""
+    from agentroute.routers.router_r1.trainer import TrainingInterrupted, train_router_r1
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(SMOKE)
+    out = tmp_path / "out"
+    _interrupt_when_saved(out / "grpo" / "checkpoint-1")
+    try:
+        with pytest.raises(TrainingInterrupted) as stop:
+            train_router_r1(recipe, out, max_steps=50, log=lambda _: None)
+        assert len(stop.value.saved) == 1
+        assert stop.value.saved[0].startswith("grpo/checkpoint-") and "rerun with --resume" in stop.value.saved[0]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # ~1.6 GB a checkpoint (weights and Adam state)
