@@ -59,3 +59,13 @@ def test_a_repeated_recipe_key_is_refused_naming_its_line(tmp_path):
     recipe.write_text("pool: []\ngrpo: {max_steps: 5}\ngrpo: {beta: 0.1}\n")
     with pytest.raises(ConfigurationError, match=f"recipe {recipe} line 3"):
         RouterR1TrainConfig.from_yaml(recipe)
+
+
+@pytest.mark.parametrize("section", ["budget: 3", "loop: 3", "sft: 3", "grpo: [1]", "reward: on"])
+def test_a_section_that_is_not_a_mapping_is_refused_naming_it(tmp_path, section):
+    """Was: a TypeError traceback ('int' object is not iterable; argument after ** must be a mapping)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"pool: []\n{section}\n")
+    name = section.split(":")[0]
+    with pytest.raises(ConfigurationError, match=f"{name}: a mapping of its settings"):
+        RouterR1TrainConfig.from_yaml(recipe)

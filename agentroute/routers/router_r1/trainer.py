@@ -131,6 +131,10 @@ class RouterR1TrainConfig:
         :class:`ConfigurationError` saying which value, why, and what is allowed."""
         from trl import GRPOConfig
 
+        for section in ("budget", "data", "loop", "reward", "sft", "grpo"):
+            if not isinstance(getattr(self, section), dict):
+                raise ConfigurationError(f"{section}: a mapping of its settings (got {getattr(self, section)!r}); "
+                                         "see training/router_r1.yaml")
         bad = set(self.grpo) - set(GRPOConfig.__dataclass_fields__)
         if bad:
             raise ConfigurationError(f"grpo: {sorted(bad)} are not GRPOConfig fields")
