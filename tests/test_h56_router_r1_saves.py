@@ -65,3 +65,19 @@ def test_a_rerun_puts_back_the_warm_up_a_cut_swap_moved_aside(tmp_path):
     with pytest.raises(ConfigurationError, match="--resume: no GRPO checkpoint"):
         train_router_r1(recipe, out, resume=True, log=lambda _: None)
     assert (out / "sft" / "weights").read_text() == "warm-up" and not (out / "sft.old").exists()
+
+
+def test_resume_takes_the_last_whole_grpo_checkpoint(tmp_path):
+    """A checkpoint cut short (no trainer_state.json: TRL writes it last) is passed over; was: TRL's
+    get_last_checkpoint picked it and the resume failed loading it."""
+    from agentroute.routers.router_r1.trainer import last_grpo_checkpoint
+
+    for step, whole in ((2, True), (10, True), (11, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        if whole:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_grpo_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+    assert last_grpo_checkpoint(tmp_path / "none") is None

@@ -252,11 +252,11 @@ def _say(msg: str) -> None:
 
 
 def last_grpo_checkpoint(grpo_dir: Path) -> Path | None:
-    """The checkpoint ``--resume`` continues from: TRL's last ``checkpoint-N`` in ``grpo_dir`` (``None``: none)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(grpo_dir)) if grpo_dir.is_dir() else None
-    return Path(last) if last else None
+    """The checkpoint ``--resume`` continues from: the last whole ``checkpoint-N`` in ``grpo_dir``
+    (``None``: none). Whole: TRL writes its ``trainer_state.json`` last, so a save cut short by a
+    Ctrl-C or ``kill -9`` has none and the one before is taken (TRL's own pick fails on it)."""
+    whole = [c for c in grpo_dir.glob("checkpoint-*") if c.name[11:].isdigit() and (c / "trainer_state.json").is_file()]
+    return max(whole, key=lambda c: int(c.name[11:]), default=None)
 
 
 def check_resumable(grpo_dir: Path) -> None:
@@ -427,7 +427,7 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         processing_class=policy.tokenizer, rollout_func=rollout,
     )
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(last_grpo_checkpoint(out / "grpo")) if resume else None)
     grpo_s = time.perf_counter() - started
     save_atomically(out / "policy", lambda folder: trainer.save_model(str(folder)), policy.tokenizer.save_pretrained)
     saved.append("policy/ (the GRPO policy)")
