@@ -173,7 +173,7 @@ def test_counterfactual_eval_of_a_trained_directory_checks_the_logged_candidates
             pool=pool, router=ExploreRouter(base="cheapest", epsilon=0.5), memory=memory
         )
         asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(40)]))
-    result = evaluate_from_memory(url, [str(knn_dir)], pool=pool, n_boot=20)  # knows small, mid, large
+    result = evaluate_from_memory(url, [str(knn_dir)], pool=pool, n_boot=40)  # knows small, mid, large
     # no warning about the candidates (one about an estimate outside the logged scores' range may
     # come: the explorer's draws follow the fresh task ids, so each run logs another realisation)
     assert [w for w in result["warnings"] if "logged scores' range" not in w] == []
@@ -181,7 +181,7 @@ def test_counterfactual_eval_of_a_trained_directory_checks_the_logged_candidates
     foreign = tmp_path / "foreign"
     make_router("strongest").fit(sample_outcomes(30).to_trajectories(role="planner")).save(foreign)
     with pytest.raises(ConfigurationError, match="offers none of them"):
-        evaluate_from_memory(url, [str(foreign)], pool=pool, n_boot=20)
+        evaluate_from_memory(url, [str(foreign)], pool=pool, n_boot=40)
 
 
 def test_compiling_a_graph_checks_the_router_against_the_pool(knn_dir, caplog):
