@@ -42,7 +42,7 @@ def _read_rows(file: Path) -> list[Any]:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"{file}: neither JSON nor JSON Lines ({exc})") from None
-    if isinstance(rows, dict):  # JSON Lines of one question
+    if isinstance(rows, dict) and "question" in rows:  # JSON Lines of one question
         rows = [rows]
     if not isinstance(rows, list):
         raise ConfigurationError(f"{file}: expected a list of questions (got a {type(rows).__name__})")
