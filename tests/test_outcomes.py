@@ -109,7 +109,7 @@ def test_memory_export_outcomes_then_train_in_one_command(tmp_path, suffix):
     url = f"sqlite:///{tmp_path}/m.db"
     with SQLMemory(url) as memory:
         graph = AgentGraph("one").add_role("executor", prompt="p")
-        app_ = graph.compile(pool=replay_pool(), router=ExploreRouter(base="cheapest", epsilon=0.5), memory=memory)
+        app_ = graph.compile(pool=replay_pool(), router=ExploreRouter(base="cheapest", epsilon=1.0), memory=memory)
         asyncio.run(app_.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(40)]))
     out = tmp_path / f"outcomes{suffix}"
     result = runner.invoke(memory_app, ["export", "--format", "outcomes", "--out", str(out), "--memory", url])
