@@ -96,11 +96,11 @@ def train_graph_planner(
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
     except KeyboardInterrupt:
-        exit_interrupted(f"interrupted: --out {out}: {_kept(out)}")
+        exit_interrupted(f"interrupted: --out {out}: {kept_after_interrupt(out)}")
     console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
 
 
-def _kept(out: Path) -> str:
+def kept_after_interrupt(out: Path) -> str:
     """What an interrupted ``train graph-planner`` leaves in ``out``."""
     from agentroute.routers.base import MANIFEST
     from agentroute.routers.graph_planner.trainer import checkpoint_episodes

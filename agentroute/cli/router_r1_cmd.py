@@ -1,6 +1,6 @@
 """``agentroute train router-r1``: SFT warm-up + GRPO of a Router-R1 policy (TRL; vLLM with ``--gpu``).
 
-Hooked into the ``train`` group by ``train_app.command("router-r1")(train_router_r1)``.
+Reached as ``agentroute train router-r1 …`` (:func:`agentroute.cli.train_cmd.train_command` delegates here).
 """
 
 from __future__ import annotations

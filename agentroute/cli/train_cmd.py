@@ -240,9 +240,9 @@ def _train_graph_planner(out: Path, memory_url: str | None, dataset: str | None,
 
         train_graph_planner(out=out, memory_url=memory_url, dataset=dataset, config=config, progress=progress)
     except KeyboardInterrupt:
-        from agentroute.cli.graph_planner_cmd import _kept  # what the checkpoint in --out holds
+        from agentroute.cli.graph_planner_cmd import kept_after_interrupt
 
-        exit_interrupted(f"interrupted: --out {out}: {_kept(out)}")
+        exit_interrupted(f"interrupted: --out {out}: {kept_after_interrupt(out)}")
 
 
 def _train(
