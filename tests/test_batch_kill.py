@@ -51,6 +51,18 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str], timeout: fl
     pytest.fail(f"no {n} lines in {path} after {timeout}s")
 
 
+def _wait_for_a_running_task(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Until the memory holds a ``running`` task row (a task in flight whose row is committed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(t["status"] == "running" for t in _memory_state(url)["tasks"]):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"agentroute run ended early ({proc.returncode})")
+        time.sleep(0.01)
+    pytest.fail("no running task in the memory within the timeout")
+
+
 def _memory_state(url: str) -> dict[str, list[dict]]:
     engine = sa.create_engine(url)
     try:
@@ -101,6 +113,7 @@ def test_kill_9_mid_batch_then_resume_runs_each_query_once_and_loses_no_step(tmp
         paths = _setup(tmp_path, server.url, n)
         proc = _start(paths, memory)
         _wait_for_lines(paths["out.jsonl"], 12, proc)
+        _wait_for_a_running_task(memory, proc)  # the memory commits in batches under load: kill when it shows one
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         answered_at_kill = _settled_count(server)  # requests already received finish after the kill
