@@ -18,10 +18,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from agentroute.cli import exit_interrupted
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.routers.base import register_lazy
+from agentroute.training.stopping import exit_stopped, stop_word, terminate_as_interrupt
 
 
 def _ensure_registered() -> None:
@@ -44,14 +44,24 @@ def train_graph_planner(
     config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the PPO progress bar.")] = True,
 ) -> None:
-    """Train GraphPlanner's PPO policy on the offline environment and save it for `--router DIR`."""
+    """Train GraphPlanner's PPO policy on the offline environment and save it for `--router DIR`.
+
+    Ctrl-C (exit 130) or SIGTERM (exit 143) keeps the last finished update in ``--out/checkpoint.pt``;
+    the same command resumes from it."""
+    _ensure_registered()
+    with terminate_as_interrupt():  # a job scheduler's SIGTERM keeps the checkpoint, as a Ctrl-C does
+        path, seconds = _train(out, memory_url, dataset, config, progress)
+    console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
+
+
+def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> tuple[Path, float]:
+    """The training run of :func:`train_graph_planner`: (the saved router's path, seconds)."""
     from agentroute.cli.train_cmd import check_out_dir, read_recipe, training_data
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
     from agentroute.routers.graph_planner.router import GraphPlannerRouter
     from agentroute.routers.graph_planner.trainer import checkpoint_episodes
 
-    _ensure_registered()
     try:
         recipe = read_recipe(config)
         if recipe.get("router", "graph-planner") != "graph-planner":
@@ -95,9 +105,9 @@ def train_graph_planner(
         checkpoint.unlink(missing_ok=True)  # the router is saved: nothing left to resume
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
-    except KeyboardInterrupt:
-        exit_interrupted(f"interrupted: --out {out}: {kept_after_interrupt(out)}")
-    console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
+    except KeyboardInterrupt as stop:  # Ctrl-C (exit 130) or SIGTERM (exit 143)
+        exit_stopped(stop, f"{stop_word(stop)}: --out {out}: {kept_after_interrupt(out)}")
+    return path, seconds
 
 
 def kept_after_interrupt(out: Path) -> str:

@@ -1,0 +1,62 @@
+"""A training run stopped by Ctrl-C or SIGTERM (a job scheduler's end of a job) keeps its checkpoint.
+
+Python's default SIGTERM ends the process at once: no ``finally`` block runs, so the last finished
+update is never written. Inside :func:`terminate_as_interrupt` a SIGTERM is a :class:`Terminated`
+(a ``KeyboardInterrupt``) instead, so every path that keeps a checkpoint on Ctrl-C keeps it on
+SIGTERM too; :func:`exit_stopped` then ends the command as a shell expects (130 SIGINT, 143 SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import NoReturn
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM, raised in the main thread where a Ctrl-C's ``KeyboardInterrupt`` would be."""
+
+    signum = int(getattr(signal, "SIGTERM", 15))
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the checkpoint write short
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block a SIGTERM raises :class:`Terminated` (main thread, POSIX; elsewhere, or when
+    SIGTERM is ignored, nothing changes). The previous handler is restored at the end."""
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    if before is signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def stop_word(stop: KeyboardInterrupt) -> str:
+    """``terminated`` for a SIGTERM, ``interrupted`` for a Ctrl-C: how a stop message starts."""
+    return "terminated" if isinstance(stop, Terminated) else "interrupted"
+
+
+def exit_stopped(stop: KeyboardInterrupt, message: str) -> NoReturn:
+    """``message`` on standard error (plain text), then exit 128 + the signal: 143 for a SIGTERM,
+    130 for a Ctrl-C."""
+    from agentroute.cli import forget_caught_interrupt
+
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    forget_caught_interrupt()
+    raise SystemExit(128 + (Terminated.signum if isinstance(stop, Terminated) else int(signal.SIGINT)))

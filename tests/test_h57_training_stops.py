@@ -1,0 +1,61 @@
+"""A training command ended by a job scheduler's SIGTERM keeps its work, as a Ctrl-C does: exit 143,
+the last finished update in the checkpoint, a message saying how to resume; the same command resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+
+
+def _start(command: list[str], cwd: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd)
+    said: list[str] = []
+    threading.Thread(target=lambda: said.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    return proc, said
+
+
+def _wait_for(said: list[str], text: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not any(text in line for line in said):
+        assert time.monotonic() < deadline, f"{text!r} never printed: {said}"
+        time.sleep(0.2)
+
+
+def test_sigterm_keeps_the_graph_planner_checkpoint_and_the_same_command_resumes(tmp_path: Path, data_dir: Path) -> None:
+    """Was: Python's default SIGTERM — the process died (-15) with no checkpoint of the run so far."""
+    from agentroute.routers.base import Router
+    from agentroute.routers.graph_planner.router import GraphPlannerRouter
+    from agentroute.routers.graph_planner.trainer import checkpoint_episodes
+
+    recipe = tmp_path / "gp.yaml"
+    recipe.write_text("router: graph-planner\nparams:\n  episodes: 200000\n  episodes_per_update: 32\n  hidden: 8\n")
+    out = tmp_path / "gp"
+    command = [sys.executable, "-m", "agentroute", "train", "graph-planner", "--dataset",
+               f"routerbench:{data_dir / 'routerbench'}", "--config", str(recipe), "--out", str(out), "--no-progress"]
+    proc, said = _start(command, tmp_path)
+    _wait_for(said, "training graph-planner")
+    time.sleep(8)  # some PPO updates (the periodic checkpoint is every 30 s: none yet)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.startswith(f"terminated: --out {out}: a checkpoint after "), err
+    assert "rerun the same command to resume" in err
+    done_episodes = checkpoint_episodes(out / "checkpoint.pt")
+    assert done_episodes is not None and done_episodes > 0
+    recipe.write_text(recipe.read_text().replace("200000", str(done_episodes + 32)))
+    resumed = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {out / 'checkpoint.pt'} ({done_episodes} episodes done)" in resumed.stdout.replace("\n", "")
+    router = Router.load(out)
+    assert isinstance(router, GraphPlannerRouter) and router.train_log_[-1]["episodes"] == done_episodes + 32
