@@ -7,6 +7,14 @@ lock keyed by the task id, held on one dedicated connection per memory. A second
 refused at once (no waiting); a worker that dies (``kill -9``, a lost host) releases its claims with
 its connection. Claims are counted within a process, so nested or concurrent uses in one process
 share one lock.
+
+The same connection holds this process's *lease* (:meth:`TaskClaims.hold_lease`): a shared advisory
+lock keyed by the process (:func:`lease_key`), taken before its first task row is written. The
+server drops it when the process's session ends, so another host tells a live process from a dead
+one by whether the lock is still held (:func:`leases_held`, read from ``pg_locks``). The connection
+asks the server for TCP keepalives (a lost host's session ends in about 30 s, not the kernel's two
+hours) and is checked every :data:`LEASE_CHECK_S` seconds, reopened (lease and claims taken again)
+when the server dropped it.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
@@ -21,9 +31,15 @@ from sqlalchemy.exc import DBAPIError
 
 from agentroute.memory.engine import create_memory_engine
 
-__all__ = ["TaskClaims", "claim_key"]
+__all__ = ["LEASE_CHECK_S", "TaskClaims", "claim_key", "lease_key", "leases_held"]
 
 log = logging.getLogger("agentroute.memory")
+
+LEASE_CHECK_S = 5.0
+"""How often the connection holding a lease is checked (and reopened when the server dropped it)."""
+
+#: Per-session TCP keepalives: the server ends the session of a lost host after about 10 + 4 × 5 s.
+_KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 4")
 
 
 def claim_key(task_id: str) -> int:
@@ -31,25 +47,52 @@ def claim_key(task_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(task_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+def lease_key(process: Mapping[str, Any]) -> int:
+    """The advisory lock key of a process's lease, from its ``{"host", "pid", "start"}``."""
+    return claim_key(f"agentroute-process {process.get('host')} {process.get('pid')} {process.get('start')}")
+
+
+def leases_held(conn: Connection, keys: Iterable[int]) -> set[int]:
+    """Which of ``keys`` some session of this database holds as an advisory lock now (``pg_locks``
+    shows a bigint key as its high half in ``classid``, its low half in ``objid``, ``objsubid`` 1)."""
+    wanted = {((k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF): k for k in set(keys)}
+    if not wanted:
+        return set()
+    rows = conn.execute(sa.text(
+        "SELECT DISTINCT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 "
+        "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ))  # fmt: skip
+    return {wanted[(hi, lo)] for hi, lo in rows if (hi, lo) in wanted}
+
+
 class TaskClaims:
-    """Claims on tasks held by this process on one connection to ``url`` (PostgreSQL only), opened
-    on first use outside any pool: closing it ends the server session, and its locks with it."""
+    """Claims on tasks (and this process's lease) held by this process on one connection to ``url``
+    (PostgreSQL only), opened on first use outside any pool: closing it ends the server session, and
+    its locks with it."""
 
     def __init__(self, url: URL) -> None:
         self.engine: Engine = create_memory_engine(url, pooled=False)
         self._conn: Connection | None = None
         self._held: dict[str, int] = {}  # task id → uses in this process
+        self._lease: int | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+
+    def _open(self) -> Connection:
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        for setting in _KEEPALIVES:
+            conn.exec_driver_sql(setting)
+        return conn
 
     def _execute(self, sql: str, key: int) -> bool:
-        """Run one advisory-lock function; a lost connection is opened again once (its claims are
-        gone with it: the ones this process still holds are taken again first)."""
+        """Run one advisory-lock function; a lost connection is opened again once (its locks are
+        gone with it: the lease and the claims this process still holds are taken again first)."""
         for attempt in (0, 1):
             try:
                 if self._conn is None:
-                    self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                    if attempt:
-                        self._retake()
+                    self._conn = self._open()
+                    self._retake()
                 return bool(self._conn.execute(sa.text(sql), {"key": key}).scalar_one())
             except DBAPIError as exc:
                 if not exc.connection_invalidated or attempt:
@@ -59,7 +102,10 @@ class TaskClaims:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retake(self) -> None:
+        """Take again, on a new connection, the lease and the claims held on the lost one."""
         assert self._conn is not None
+        if self._lease is not None:
+            self._conn.execute(sa.text("SELECT pg_advisory_lock_shared(:key)"), {"key": self._lease})
         for task_id in self._held:
             got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": claim_key(task_id)})
             if not got.scalar_one():
@@ -94,10 +140,42 @@ class TaskClaims:
         with self._lock:
             return list(self._held)
 
+    # -- the lease ------------------------------------------------------------------------------
+    @property
+    def leased(self) -> bool:
+        """Whether this process holds its lease here."""
+        return self._lease is not None
+
+    def hold_lease(self, key: int) -> None:
+        """Hold the lease ``key`` (shared: every memory of this process on this database holds the
+        same one) until :meth:`close`, checked every :data:`LEASE_CHECK_S` by a daemon thread."""
+        with self._lock:
+            if self._lease is not None:
+                return
+            self._execute("SELECT pg_advisory_lock_shared(:key) IS NULL", key)
+            self._lease = key
+            self._stop.clear()
+            self._keeper = threading.Thread(target=self._keep, name="agentroute-memory-lease", daemon=True)
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        """Check the connection now and then: one the server dropped is reopened, the lease retaken."""
+        while not self._stop.wait(LEASE_CHECK_S):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                try:
+                    self._execute("SELECT CAST(:key AS bigint) IS NOT NULL", 0)
+                except DBAPIError as exc:  # the server is down: try again at the next check
+                    log.warning("memory: the connection holding this process's lease: %s", exc)
+                    self._conn = None
+
     def close(self) -> None:
-        """Release every claim (closing the connection does)."""
+        """Release every claim and the lease (closing the connection does)."""
+        self._stop.set()
         with self._lock:
             self._held.clear()
+            self._lease = None
             if self._conn is not None:
                 try:
                     self._conn.close()
@@ -105,3 +183,6 @@ class TaskClaims:
                     pass
                 self._conn = None
             self.engine.dispose()
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join(timeout=LEASE_CHECK_S)

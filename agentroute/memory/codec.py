@@ -114,12 +114,15 @@ def _checked_status(kind: str, status: Any, allowed: frozenset[str]) -> str:
     return status
 
 
-def task_row(task: Task, *, finished: bool = False) -> dict[str, Any]:
+def task_row(task: Task, *, finished: bool = False, lease: bool = False) -> dict[str, Any]:
+    """The ``tasks`` row of ``task``; ``lease``: its process holds a lease in this database
+    (:mod:`agentroute.memory.processes`)."""
     query = storable(task.query)
     meta = _storable_jsonable(task.metadata)
     if query != task.query:
         meta["agentroute_escaped"] = True
-    meta[PROCESS_KEY] = this_process()  # who runs it: a task its dead process left running can be closed
+    # who runs it: a task its dead process left running can be closed
+    meta[PROCESS_KEY] = {**this_process(), "lease": True} if lease else this_process()
     return {
         "id": task.id,
         "query": query,

@@ -9,9 +9,16 @@ A task left ``running`` by a process that died without finishing it (``kill -9``
 a crash) is *gone* when its host is this host (same machine and boot: :func:`host_key`) and its
 pid no longer runs, or runs a different process (another start time: the pid was reused), or when
 it ran on this machine before its last reboot (same host name, another boot id).
-:func:`reconcile_running` closes such tasks ``interrupted`` with the cost of their recorded steps
-and ``metadata["error"]`` saying why; a live process's tasks, another host's (nothing here can tell
-whether they still run) and tasks written before this was recorded are never touched.
+
+Another host's pids mean nothing here. On PostgreSQL each writing process holds a *lease*, an
+advisory lock keyed by its ``{"host", "pid", "start"}`` (:mod:`agentroute.memory.claims`), taken
+before its first task row is written; such rows say so (``"lease": true`` in the process info). The
+server drops the lock when the process's session ends (``kill -9``: at once; a lost host: when its
+TCP keepalives fail, about 30 s), so another host's task is *alive* while its lease is held and
+*gone* once it is not. :func:`reconcile_running` closes gone tasks ``interrupted`` with the cost of
+their recorded steps and ``metadata["error"]`` saying why; a live process's tasks, another host's
+without a lease (SQLite, an older agentroute: nothing here can tell whether they still run) and
+tasks written before processes were recorded are never touched.
 The batch runner's workers are told alive or gone by the same :func:`host_key` and :func:`pid_alive`.
 """
 
@@ -27,6 +34,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from agentroute.memory.claims import lease_key, leases_held
 from agentroute.memory.tables import STEPS, TASKS
 
 __all__ = [
@@ -117,8 +125,9 @@ def this_process() -> dict[str, Any]:
 @dataclass(slots=True)
 class RunningTasks:
     """The ``running`` tasks of a memory by what is known of their process: ``alive`` (a process of
-    this host that still runs), ``gone`` (of this host, no longer runs), ``other_host``, ``unknown``
-    (written before processes were recorded). Each is a list of task ids, oldest first."""
+    this host that still runs, or of another host that holds its lease), ``gone`` (of this host, no
+    longer runs; of another host, its lease is released), ``other_host`` (another host's, without a
+    lease), ``unknown`` (written before processes were recorded). Each is a list of task ids, oldest first."""
 
     alive: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
@@ -129,7 +138,8 @@ class RunningTasks:
         return {name: len(getattr(self, name)) for name in ("alive", "gone", "other_host", "unknown")}
 
 
-def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool]) -> Liveness:
+def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool], leases: set[int] | None) -> Liveness:
+    """How a task's process stands; ``leases``: the leases held now (PostgreSQL), else ``None``."""
     info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not isinstance(info.get("host"), str):
         return "unknown"
@@ -137,7 +147,11 @@ def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool]) -> Liven
         name, _, boot = info["host"].partition("/")
         here_name, _, here_boot = here.partition("/")
         # this machine before its last reboot: every process of that boot has ended
-        return "gone" if boot and here_boot and name == here_name else "other_host"
+        if boot and here_boot and name == here_name:
+            return "gone"
+        if leases is not None and info.get("lease") is True:
+            return "alive" if lease_key(info) in leases else "gone"
+        return "other_host"
     start = info.get("start") if isinstance(info.get("start"), int) else None
     key = (info["pid"], start)
     if key not in cache:
@@ -145,19 +159,28 @@ def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool]) -> Liven
     return "alive" if cache[key] else "gone"
 
 
+def _leased(meta: Any) -> int | None:
+    info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
+    return lease_key(info) if isinstance(info, dict) and info.get("lease") is True else None
+
+
 def running_tasks(conn: sa.Connection) -> RunningTasks:
     """Sort the memory's ``running`` tasks by their process (see :class:`RunningTasks`)."""
     found, here = RunningTasks(), host_key()
     cache: dict[tuple[int, int | None], bool] = {}
     query = sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.status == "running").order_by(TASKS.c.created_at, TASKS.c.id)
-    for task_id, meta in conn.execute(query):
-        getattr(found, _liveness(meta, here, cache)).append(task_id)
+    rows = conn.execute(query).all()
+    leases: set[int] | None = None
+    if conn.dialect.name == "postgresql":  # read after the rows: a lease seen released was released before
+        leases = leases_held(conn, [key for _, meta in rows if (key := _leased(meta)) is not None])
+    for task_id, meta in rows:
+        getattr(found, _liveness(meta, here, cache, leases)).append(task_id)
     return found
 
 
 def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None) -> list[str]:
-    """Close as ``interrupted`` the ``running`` tasks whose process, on this host, is gone (of
-    ``task_ids`` when given), with the cost of their recorded steps and ``metadata["error"]`` saying
+    """Close as ``interrupted`` the ``running`` tasks whose process is gone (of ``task_ids`` when
+    given; see the module docstring), with the cost of their recorded steps and ``metadata["error"]`` saying
     why; returns their ids. Run it in a write transaction."""
     gone = running_tasks(conn).gone
     if task_ids is not None:
@@ -173,7 +196,8 @@ def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None
     rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(gone))).all()
     for task_id, meta in rows:
         info = meta.get(PROCESS_KEY, {})
-        meta = {**meta, "error": f"its process ({info.get('pid')} on {info.get('host')}) ended while it ran; "
+        why = "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"
+        meta = {**meta, "error": f"its process ({info.get('pid')} on {info.get('host')}) {why} while it ran; "
                                  f"closed by reconcile at {now.isoformat(timespec='seconds')}"}  # fmt: skip
         done = conn.execute(
             sa.update(TASKS)

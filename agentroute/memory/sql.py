@@ -51,7 +51,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentroute.errors import ConfigurationError
-from agentroute.memory import export, processes, queries
+from agentroute.memory import claims, export, processes, queries
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.claims import TaskClaims
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
@@ -129,13 +129,15 @@ def _where(
     return queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
 
 
-def _shutdown(writer: BatchWriter, engine: sa.Engine) -> None:
+def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None) -> None:
     """Commit what a store that was never closed still holds (at exit or garbage collection)."""
     writer.stop()
     try:
         writer.raise_errors()
     except MemoryStoreError as exc:
         log.error("memory: at shutdown: %s", exc)
+    if claims is not None:
+        claims.close()
     engine.dispose()
 
 
@@ -224,7 +226,11 @@ class SQLMemory(MemoryStore):
         self._qsize: Callable[[], int] = self._writer.qsize
         self.closed: bool = False
         self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
-        self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, _shutdown, self._writer, self.engine)
+        self._lease_tried: bool = False
+        self._lease_guard: threading.Lock = threading.Lock()
+        self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(
+            self, _shutdown, self._writer, self.engine, self._claims
+        )
 
     @property
     def retry_s(self) -> float:
@@ -251,9 +257,27 @@ class SQLMemory(MemoryStore):
                 self._writer.wake()
 
     def start_task(self, task: Task) -> None:
+        if not self._lease_tried and self._claims is not None:
+            self._take_lease()
         self._enqueue(START, task)
         if (watch := _WATCH.get()) is not None:
             watch.tasks.append(task)
+
+    def _take_lease(self) -> None:
+        """Hold this process's lease before its first task row (PostgreSQL; once): another host then
+        tells whether it still runs (:mod:`agentroute.memory.processes`). Without it (the server
+        refused) tasks are written as before, their liveness unknown to other hosts."""
+        assert self._claims is not None
+        with self._lease_guard:
+            if self._lease_tried:
+                return
+            try:
+                self._claims.hold_lease(claims.lease_key(processes.this_process()))
+                self._writer.leased = True
+            except SQLAlchemyError as exc:
+                log.warning("memory: cannot take this process's lease in %s (%s): other hosts cannot tell "
+                            "whether its running tasks still run", self.url, exc)  # fmt: skip
+            self._lease_tried = True
 
     def record_step(self, step: Step) -> None:
         self._enqueue(STEP, step)

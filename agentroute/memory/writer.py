@@ -251,6 +251,8 @@ class BatchWriter:
         self.retry_s = retry_s
         self.committed = 0
         self.batches = 0
+        self.leased = False
+        """Whether the process holds its lease in this database (set before the task writes it covers)."""
         self._lock = lock or contextlib.nullcontext()
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._wake = threading.Event()  # set after a flush marker or the stop sentinel is queued
@@ -490,7 +492,8 @@ class BatchWriter:
                 items.append(payload)
             else:
                 raise ValueError(f"unknown memory write kind {kind!r}")
-        tasks = {task_id: task_row(task, finished=finished) for task_id, (task, finished) in latest.items()}
+        lease = self.leased
+        tasks = {task_id: task_row(task, finished=finished, lease=lease) for task_id, (task, finished) in latest.items()}
         with self._lock, self.engine.begin() as conn:
             self._execute(conn, tasks, steps, audits, feedback)
             if items:

@@ -1,0 +1,148 @@
+"""Tasks left running by a process of *another host* that died: its lease (an advisory lock held by
+its session) is released with it, and ``reconcile`` closes its tasks; a live host's are left alone.
+
+Two real processes stand for two other hosts (their ``socket.gethostname`` is set before agentroute
+is imported, so the host key they write is not this machine's); one is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.postgres
+
+OTHER_HOST = """
+import socket, sys
+socket.gethostname = lambda: sys.argv[2]  # another machine, as far as the memory can tell
+from agentroute.memory import SQLMemory
+from agentroute.types import Agent, Step, Task
+
+memory = SQLMemory(sys.argv[1])
+task = Task(id=sys.argv[3], query="q", graph="qa")
+memory.start_task(task)
+memory.record_step(Step(task_id=task.id, index=0, stage="answer", agent=Agent(model="m"), output="o", cost_usd=0.25))
+memory.flush()
+print("ready", flush=True)
+sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def _start(script: Path, url: str, host: str, task_id: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, str(script), url, host, task_id], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line == "ready", line + proc.stdout.read()
+    return proc
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "agentroute", "memory", *args], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+
+
+def _task(url: str, task_id: str) -> dict:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT status, cost_usd, meta FROM tasks WHERE id = :id"), {"id": task_id})
+            status, cost, meta = row.one()
+    finally:
+        engine.dispose()
+    return {"status": status, "cost_usd": cost, "meta": meta if isinstance(meta, dict) else json.loads(meta)}
+
+
+def _wait_for(check, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_reconcile_closes_the_tasks_of_a_killed_process_on_another_host(tmp_path, postgres_url):
+    from agentroute.memory import SQLMemory
+    from agentroute.memory.pgserver import create_database
+
+    url = create_database(postgres_url, "agentroute_memory_lease")
+    script = tmp_path / "other_host.py"
+    script.write_text(OTHER_HOST)
+    killed = _start(script, url, "host-a", "task-a")
+    live = _start(script, url, "host-b", "task-b")
+    try:
+        memory = SQLMemory(url)
+        try:
+            running = memory.running_tasks()
+            assert (running.alive, running.gone, running.other_host) == (["task-a", "task-b"], [], [])
+            assert memory.reconcile_running() == []  # both hold their lease: nothing to close
+
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(30)
+            _wait_for(lambda: memory.running_tasks().gone == ["task-a"])  # the server ends its session
+            assert memory.running_tasks().alive == ["task-b"]
+        finally:
+            memory.close()
+
+        done = _cli("reconcile", "--memory", url)
+        assert done.returncode == 0, done.stderr
+        assert "closed 1 task(s)" in done.stdout, done.stdout
+        task = _task(url, "task-a")
+        assert task["status"] == "interrupted" and task["cost_usd"] == pytest.approx(0.25)
+        assert "on host-a" in task["meta"]["error"] and "released its lease" in task["meta"]["error"]
+        assert _task(url, "task-b")["status"] == "running"
+        assert json.loads(_cli("stats", "--memory", url, "--json").stdout)["running"]["alive"] == 1
+    finally:
+        for proc in (killed, live):
+            if proc.poll() is None and proc.stdin:
+                proc.stdin.close()
+            proc.wait(30)
+    # the live one ended without finishing its task (its session closed with it): now it is gone too
+    assert "closed 1 task(s)" in _cli("reconcile", "--memory", url).stdout
+    assert _task(url, "task-b")["status"] == "interrupted"
+
+
+def _lease_sessions(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )).scalars())  # fmt: skip
+
+
+def test_a_lease_lost_with_its_connection_is_taken_again(tmp_path, postgres_url):
+    """The server ends the session holding the lease (a restart, an admin): the process reopens it
+    within a few seconds, so its task is alive again, not closed by the next reconcile."""
+    from agentroute.memory import SQLMemory
+    from agentroute.memory.claims import LEASE_CHECK_S
+    from agentroute.memory.pgserver import create_database
+
+    url = create_database(postgres_url, "agentroute_memory_lease_lost")
+    script = tmp_path / "other_host.py"
+    script.write_text(OTHER_HOST)
+    live = _start(script, url, "host-c", "task-c")
+    try:
+        memory = SQLMemory(url)
+        try:
+            assert memory.running_tasks().alive == ["task-c"]
+            before = _lease_sessions(memory.engine)
+            assert len(before) == 1  # the one session of the other process that holds a lease
+            with memory.engine.begin() as conn:
+                assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before[0]}).scalar_one()
+            _wait_for(lambda: (s := _lease_sessions(memory.engine)) != [] and s != before, 3 * LEASE_CHECK_S + 10)
+            assert live.poll() is None and memory.running_tasks().alive == ["task-c"]
+            assert memory.reconcile_running() == []
+        finally:
+            memory.close()
+    finally:
+        if live.stdin:
+            live.stdin.close()
+        live.wait(30)
