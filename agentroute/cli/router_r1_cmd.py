@@ -25,17 +25,18 @@ def train_router_r1(
     resume: Annotated[bool, typer.Option("--resume", help="Continue GRPO from the last checkpoint in OUT/grpo (the recipe must save them).")] = False,
 ) -> None:
     """Train a Router-R1 policy; ``agentroute ask --graph router_r1 --policy OUT/policy`` serves it."""
-    from agentroute.cli import exit_interrupted
     from agentroute.cli.train_cmd import check_out_dir
     from agentroute.routers.router_r1.trainer import train_router_r1 as run
+    from agentroute.training.stopping import exit_stopped, stop_word, terminate_as_interrupt
 
     try:
         check_out_dir(out)  # before torch/TRL load and the traces are built; sft/, policy/ and the trace cache may be there
-        summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps, resume=resume)
-    except KeyboardInterrupt as stop:  # Ctrl-C: one line, exit 130 (also under `python -m`, the GPU script)
+        with terminate_as_interrupt():  # a job scheduler's SIGTERM stops the run as a Ctrl-C does
+            summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps, resume=resume)
+    except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143): one line (also under `python -m`, the GPU script)
         saved = getattr(stop, "saved", [])  # the trainer's TrainingInterrupted says what it wrote
         kept = f"this run saved {', '.join(saved)}" if saved else "this run saved no policy"
-        exit_interrupted(f"interrupted: --out {out}: {kept}")
+        exit_stopped(stop, f"{stop_word(stop)}: --out {out}: {kept}")
     except AgentrouteError as exc:
         typer.echo(f"error: {error_text(exc)}", err=True)
         raise typer.Exit(exit_code_for(exc)) from None

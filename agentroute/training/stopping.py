@@ -46,9 +46,15 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+def is_terminated(stop: BaseException) -> bool:
+    """Whether ``stop`` is a SIGTERM's: a :class:`Terminated`, or an exception that says it stands for
+    one (``terminated = True``, e.g. a trainer's own interrupt naming what it saved)."""
+    return isinstance(stop, Terminated) or getattr(stop, "terminated", False) is True
+
+
 def stop_word(stop: KeyboardInterrupt) -> str:
     """``terminated`` for a SIGTERM, ``interrupted`` for a Ctrl-C: how a stop message starts."""
-    return "terminated" if isinstance(stop, Terminated) else "interrupted"
+    return "terminated" if is_terminated(stop) else "interrupted"
 
 
 def exit_stopped(stop: KeyboardInterrupt, message: str) -> NoReturn:
@@ -59,4 +65,4 @@ def exit_stopped(stop: KeyboardInterrupt, message: str) -> NoReturn:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
     forget_caught_interrupt()
-    raise SystemExit(128 + (Terminated.signum if isinstance(stop, Terminated) else int(signal.SIGINT)))
+    raise SystemExit(128 + (Terminated.signum if is_terminated(stop) else int(signal.SIGINT)))

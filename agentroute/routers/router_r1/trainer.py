@@ -32,6 +32,7 @@ from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import ROUTE_STOPS
 from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_valid
 from agentroute.training.recipe_file import read_recipe_file
+from agentroute.training.stopping import is_terminated
 
 #: GRPOConfig fields a recipe may set (anything else in ``grpo:`` is refused, naming the field).
 _GRPO_DEFAULTS: dict[str, Any] = {
@@ -339,11 +340,11 @@ def train_router_r1(
     checkpoint_before = last_grpo_checkpoint(out / "grpo")
     try:
         return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         checkpoint = last_grpo_checkpoint(out / "grpo")
         if checkpoint is not None and checkpoint != checkpoint_before:
             saved.append(f"grpo/{checkpoint.name} (rerun with --resume to continue GRPO from it)")
-        raise TrainingInterrupted(saved) from None
+        raise TrainingInterrupted(saved, terminated=is_terminated(stop)) from None
     finally:
         asyncio.run(pool.aclose())
 
@@ -442,11 +443,12 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """A Ctrl-C during :func:`train_router_r1`; ``saved``: the folders this run had finished writing."""
+    """A Ctrl-C (or, ``terminated``, a SIGTERM) during :func:`train_router_r1`; ``saved``: the
+    folders this run had finished writing."""
 
-    def __init__(self, saved: list[str]):
+    def __init__(self, saved: list[str], *, terminated: bool = False):
         super().__init__(saved)
-        self.saved = list(saved)
+        self.saved, self.terminated = list(saved), terminated
 
 
 def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
