@@ -102,9 +102,18 @@ def final_answer(summary: str | None, question: str, answers: list[str]) -> str 
     return answered[-1] if answered else summary
 
 
+class _Pairs(dict[str, Any]):
+    """A JSON object that also keeps every key-value pair in file order, repeated keys included."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
 def load_corpus(path: str | Path) -> list[Passage]:
     """Paragraphs from a corpus file: a JSON list of strings or ``{title, text}`` objects, JSONL of
-    them, or a JSON object ``{title: text or [sentences]}`` (HotpotQA's corpus layout).
+    them, or a JSON object ``{title: text or [sentences]}`` (HotpotQA's corpus layout; a title
+    written twice keeps both paragraphs).
 
     Raises :class:`~agentroute.errors.ConfigurationError` naming the file when it cannot be read.
     """
@@ -116,7 +125,7 @@ def load_corpus(path: str | Path) -> list[Passage]:
     except UnicodeDecodeError as exc:
         raise ConfigurationError(f"corpus file {path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        data: Any = json.loads(text)
+        data: Any = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError:
         try:
             data = [json.loads(line) for line in text.split("\n") if line.strip()]
@@ -125,9 +134,10 @@ def load_corpus(path: str | Path) -> list[Passage]:
     if isinstance(data, Mapping) and isinstance(data.get("text", data.get("paragraph_text")), str):
         data = [data]  # one JSONL line: one paragraph
     elif isinstance(data, Mapping):
+        pairs = data.pairs if isinstance(data, _Pairs) else list(data.items())  # a repeated title keeps each text
         data = [
             Passage(str(title), "".join(map(str, body)) if isinstance(body, list) else str(body))
-            for title, body in data.items()
+            for title, body in pairs
         ]
     if not isinstance(data, list) or not data:
         raise ConfigurationError(f"corpus file {path}: expected a non-empty list of paragraphs or a {{title: text}} object")
@@ -161,6 +171,9 @@ def build_qa_graph(
             answer over a summary that does not answer (module docstring); ``False``: always
             summarise and return the summary.
     """
+    for name, value in (("top_k", top_k), ("max_subquestions", max_subquestions)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"build_qa_graph: {name} must be a whole number >= 1 (got {value!r})")
     graph = AgentGraph("qa")
     graph.add_role("planner", prompt=PLANNER, stage="plan", max_tokens=max_tokens)
 
