@@ -142,6 +142,8 @@ class ChatCompletionBody(BaseModel):
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    reasoning_effort: str | None = Field(default=None, min_length=1)
+    seed: int | None = None
 
 
 #: The largest request body read (32 MiB: text far beyond any model's context window); a larger one is a 413.
@@ -196,8 +198,8 @@ def _given(value: Any) -> bool:
 
 
 #: Request fields the server cannot honour and whose loss would change the answer: when they ask for
-#: something they are refused (400), never dropped. Sampling hints (``seed``, ``top_p``, penalties,
-#: ``user``…) are ignored.
+#: something they are refused (400), never dropped. Sampling hints (``top_p``, penalties,
+#: ``user``…) are ignored; those of :data:`PASSED_ON` reach the providers that take them.
 UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tools": (bool, _NO_TOOLS),
     "tool_choice": (_forces_a_call, _NO_TOOLS),
@@ -230,6 +232,32 @@ def refusal(body: ChatCompletionBody) -> JSONResponse | None:
         if (found := message.unsupported()) is not None:
             return _unsupported(f"messages.{index}.{found[0]}", found[1])
     return None
+
+
+#: Fields a card's provider gets when its backend names them in ``request_fields`` (``openai``,
+#: ``litellm``: :data:`~agentroute.pool.backends.openai.PROVIDER_FIELDS`), with whether their loss
+#: would change the answer: such a field is refused (400) for other backends and on the router
+#: (whose routed calls do not carry it); a mere hint (``seed``) is ignored there.
+PASSED_ON: dict[str, bool] = {"reasoning_effort": True, "seed": False}
+
+
+def passed_on(body: ChatCompletionBody, backend: Backend | None, where: str) -> dict[str, Any] | JSONResponse:
+    """The :data:`PASSED_ON` fields ``body`` sets that ``backend`` takes (``None``: the router
+    takes none), or the 400 of one it cannot honour; ``where`` names the model in that 400."""
+    takes: frozenset[str] = getattr(backend, "request_fields", frozenset())
+    fields: dict[str, Any] = {}
+    for name, changes_the_answer in PASSED_ON.items():
+        value = getattr(body, name)
+        if value is None:
+            continue
+        if name in takes:
+            fields[name] = value
+        elif changes_the_answer:
+            return _unsupported(
+                name, f"{where} cannot take it: only cards of the openai and litellm backends pass it to their "
+                "provider; name such a card as the model"
+            )
+    return fields
 
 
 def _unsupported(param: str, why: str) -> JSONResponse:
@@ -368,6 +396,10 @@ def create_app(
                 hint = f"routes as {', '.join(routed)}" if routed else "has no router (serve it with a router)"
                 return _error(404, f"{exc}; this server {hint}", "invalid_request_error", code="model_not_found", param="model")
             return _unknown_model(body.model, exc)
+        backend, n = pool.backend(card.id), body.n or 1
+        fields = passed_on(body, backend, f"model {card.id!r} (backend {card.backend})")
+        if isinstance(fields, JSONResponse):
+            return fields
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
             model=card.backend_model,
@@ -375,8 +407,8 @@ def create_app(
             max_tokens=body.max_completion_tokens or body.max_tokens or card.max_tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             stop=stop or None,
+            **fields,
         )
-        backend, n = pool.backend(card.id), body.n or 1
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return await _stream(http, body.model, card, backend, request, n, usage)
@@ -598,7 +630,8 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
 
 
 def _usage(completions: list[Completion]) -> dict[str, int]:
-    tokens_in = completions[0].tokens_in or 0  # every completion has passed with_usage
+    """The usage billed: with ``n`` > 1 each choice is its own provider call, billed its prompt."""
+    tokens_in = sum(c.tokens_in or 0 for c in completions)  # every completion has passed with_usage
     tokens_out = sum(c.tokens_out or 0 for c in completions)
     return {
         "prompt_tokens": tokens_in,

@@ -262,13 +262,15 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     """The response to a chat completion whose ``model`` is the router (``body``: the request)."""
     from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-    from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected
+    from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected, passed_on
 
     if (body.n or 1) != 1:
         return _error(
             400, "n: the router model answers one choice per request (one task)", "invalid_request_error",
             code="unsupported_value", param="n",
         )
+    if isinstance(refused := passed_on(body, None, "the router model"), JSONResponse):
+        return refused
     if body.stop:
         return _error(
             400,

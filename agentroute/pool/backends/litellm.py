@@ -18,7 +18,7 @@ import contextlib
 import os
 import time
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 
@@ -31,12 +31,14 @@ from agentroute.pool.backends.counting import (
     openai_encoding,
 )
 from agentroute.pool.backends.openai import (
+    PROVIDER_FIELDS,
     TRANSPORT_ERRORS,
     api_key_for,
     backend_error,
     error_reply,
     never_sent,
     plain_reply,
+    provider_fields,
 )
 from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage, reasoning_of
 from agentroute.pool.card import ModelCard
@@ -97,6 +99,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
     """
 
     name = "litellm"
+    #: The :class:`~agentroute.types.CompletionRequest` fields passed to ``litellm.acompletion`` when
+    #: set (LiteLLM maps them to the provider's own, or refuses them for a provider without them).
+    request_fields: ClassVar[frozenset[str]] = PROVIDER_FIELDS
 
     def __init__(self, *, stream: bool = True) -> None:
         self.stream = self.streams_tokens = stream
@@ -137,6 +142,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         }
         if request.stop:
             kwargs["stop"] = request.stop
+        kwargs.update(provider_fields(request))
         if card.base_url:
             kwargs["api_base"] = card.base_url
         key = api_key_for(card)

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import openai
@@ -192,6 +192,16 @@ def api_key_for(card: ModelCard) -> str | None:
     return "none" if card.base_url else None
 
 
+#: Request fields an OpenAI-protocol provider takes as they are (``reasoning_effort`` for reasoning
+#: models; ``seed`` for reproducible sampling): the backends that send them name them.
+PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed"})
+
+
+def provider_fields(request: CompletionRequest) -> dict[str, Any]:
+    """The :data:`PROVIDER_FIELDS` that ``request`` sets, as the request body's fields."""
+    return {name: value for name in sorted(PROVIDER_FIELDS) if (value := getattr(request, name)) is not None}
+
+
 def prompt_overhead(messages: list[dict[str, str]]) -> int:
     """Tokens OpenAI's chat format adds around the messages' text: 3 a message + 3 to open the reply."""
     return 3 * len(messages) + 3
@@ -232,6 +242,8 @@ class OpenAIBackend(EndpointCounting, Backend):
     """
 
     name = "openai"
+    #: The :class:`~agentroute.types.CompletionRequest` fields sent to the provider when set.
+    request_fields: ClassVar[frozenset[str]] = PROVIDER_FIELDS
 
     def __init__(self, *, stream: bool = True) -> None:
         self.stream = self.streams_tokens = stream
@@ -291,6 +303,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         }
         if request.stop:
             kwargs["stop"] = request.stop
+        kwargs["extra_body"].update(provider_fields(request))
         started = time.perf_counter()
         reply = None
         if self.stream and card.base_url not in self._plain_only:
@@ -536,6 +549,7 @@ def _confidence(response: Any) -> float | None:
 __all__ = [
     "RETRYABLE_STATUS",
     "TRANSPORT_ERRORS",
+    "PROVIDER_FIELDS",
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
@@ -545,6 +559,7 @@ __all__ = [
     "plain_reply",
     "never_sent",
     "prompt_overhead",
+    "provider_fields",
     "require_token_prices",
     "retry_after",
 ]

@@ -1,0 +1,337 @@
+"""``agentroute serve`` as OpenAI-SDK, LiteLLM and LangChain clients reach it, over an echoing provider.
+
+Real HTTP on 127.0.0.1 on both sides: the server (:class:`ServerThread`) serves ``openai`` and
+``litellm`` cards, a ``replay`` card and the ``cheapest`` router; the cards' provider is
+:class:`EchoProvider`, a loopback OpenAI-compatible server that answers each request with the
+words of its last user message (so two clients' answers cannot be mistaken for each other), reports
+usage as it counts it, keeps every request body and notes every stream whose client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from agentroute.memory import SQLMemory
+from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+
+pytest.importorskip("fastapi")
+from agentroute.serve import ServerThread  # noqa: E402
+
+PRICES = {"input_price": 1.0, "output_price": 2.0}  # USD per 1M tokens on every card
+
+
+class _Echo(BaseHTTPRequestHandler):
+    server: EchoProvider
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path.rstrip("/").endswith("/tokenize"):
+            return self._send(404, b'{"error": "no tokenize"}')
+        self.server.requests.append(body)
+        words = [m["content"] for m in body["messages"] if m["role"] == "user"][-1].split()
+        prompt = sum(len(m["content"].split()) for m in body["messages"])  # this provider's "tokens"
+        slow = str(body["model"]).startswith("slow")
+        pieces = [f" {w}" for w in words] * (200 if slow else 1)
+        usage = {"prompt_tokens": prompt, "completion_tokens": len(pieces), "total_tokens": prompt + len(pieces)}
+        base = {"id": "echo", "created": 0, "model": body["model"]}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(pieces)}
+            reply = {**base, "object": "chat.completion", "usage": usage,
+                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
+            return self._send(200, json.dumps(reply).encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        sent = 0
+
+        def event(choices: list[Any], **more: Any) -> None:
+            data = {**base, "object": "chat.completion.chunk", "choices": choices, **more}
+            self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+
+        try:
+            event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            for piece in pieces:
+                if slow:
+                    time.sleep(0.02)
+                event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+                sent += 1
+            event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            event([], usage=usage)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client (the agentroute server) went away
+            self.server.abandoned.append(sent)
+
+
+class EchoProvider(ThreadingHTTPServer):
+    """``with EchoProvider() as provider: provider.url``; a model named ``slow…`` streams its
+    answer 200 times over, a piece every 20 ms (a long answer a client may walk away from)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Echo)
+        self.requests: list[dict[str, Any]] = []
+        self.abandoned: list[int] = []  # pieces sent before each stream's client left
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> EchoProvider:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def cards(url: str) -> list[ModelCard]:
+    return [
+        ModelCard(id="echo", backend="openai", model="echo", base_url=url, max_tokens=64, timeout_s=30, **PRICES),
+        ModelCard(id="lite", backend="litellm", model="openai/echo", base_url=url, max_tokens=64, timeout_s=30, **PRICES),
+        ModelCard(id="logged", backend="replay", max_tokens=64, **PRICES),
+    ]
+
+
+def replay() -> ReplayBackend:
+    return ReplayBackend([LoggedOutcome("q", "logged", 1.0, 0.0001, "logged answer")])
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[ServerThread, EchoProvider]]:
+    with EchoProvider() as provider:
+        pool = ModelPool(cards(provider.url), {"replay": replay()})
+        with ServerThread(pool, router="cheapest", budget={"usd": 1.0}) as server:
+            yield server, provider
+
+
+def sdk(server: ServerThread, **kwargs: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="x", **{"max_retries": 0, **kwargs})
+
+
+def ask(text: str = "alpha beta gamma") -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+def billed(usage: Any) -> float:
+    """What the cards' prices make of a reply's usage."""
+    return (usage.prompt_tokens * PRICES["input_price"] + usage.completion_tokens * PRICES["output_price"]) / 1e6
+
+
+# -- reasoning_effort and seed: honoured where the provider takes them, never silently dropped --------------
+@pytest.mark.parametrize("model", ["echo", "lite"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_effort_and_seed_reach_an_openai_or_litellm_cards_provider(
+    served: tuple[ServerThread, EchoProvider], model: str, stream: bool
+) -> None:
+    """Before: the server dropped both (the provider got neither); the answer of a reasoning model
+    was then made at its default effort, whatever the client asked."""
+    server, provider = served
+    reply = sdk(server).chat.completions.create(
+        model=model, messages=ask(), reasoning_effort="low", seed=7, stream=stream
+    )  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in reply if c.choices) if stream else reply.choices[0].message.content  # type: ignore[union-attr]
+    assert text == " alpha beta gamma"
+    sent = provider.requests[-1]
+    assert (sent.get("reasoning_effort"), sent.get("seed")) == ("low", 7)
+
+
+@pytest.mark.parametrize("model", ["router", "logged"])
+def test_reasoning_effort_is_refused_where_no_provider_would_get_it(
+    served: tuple[ServerThread, EchoProvider], model: str
+) -> None:
+    """Before: a 200 answered at the default effort. Now a 400 naming the field, before any call;
+    ``seed`` (a hint) is still accepted there."""
+    server, provider = served
+    calls = len(provider.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(server).chat.completions.create(model=model, messages=ask("q"), reasoning_effort="high")
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "reasoning_effort")
+    assert "name such a card as the model" in info.value.message
+    assert len(provider.requests) == calls
+    extra = {"extra_body": {"agentroute": {"query_id": "q"}}} if model == "router" else {}
+    assert sdk(server).chat.completions.create(model=model, messages=ask("q"), seed=7, **extra).choices[0].message.content
+
+
+def test_a_seed_that_is_not_an_integer_is_a_400_naming_it(served: tuple[ServerThread, EchoProvider]) -> None:
+    server, provider = served
+    calls = len(provider.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(server).chat.completions.create(model="echo", messages=ask(), extra_body={"seed": "seven"})
+    assert info.value.param == "seed" and len(provider.requests) == calls
+
+
+def test_langchain_and_litellm_clients_reasoning_effort_reaches_the_provider(
+    served: tuple[ServerThread, EchoProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As users configure them: ``ChatOpenAI(reasoning_effort=...)`` and ``litellm.completion(...,
+    reasoning_effort=...)`` pointed at the server."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+    server, provider = served
+    llm = langchain_openai.ChatOpenAI(model="echo", base_url=server.url, api_key="x", max_retries=0, reasoning_effort="medium")
+    assert llm.invoke("alpha beta").content == " alpha beta"
+    assert provider.requests[-1].get("reasoning_effort") == "medium"
+    reply = litellm.completion(model="openai/echo", api_base=server.url, api_key="x", messages=ask("alpha"), reasoning_effort="high")
+    assert reply.choices[0].message.content == " alpha" and provider.requests[-1].get("reasoning_effort") == "high"
+    routed = langchain_openai.ChatOpenAI(model="router", base_url=server.url, api_key="x", max_retries=0, reasoning_effort="medium")
+    with pytest.raises(openai.BadRequestError) as info:
+        routed.invoke("alpha beta")
+    assert info.value.param == "reasoning_effort"
+
+
+# -- usage is what was billed ----------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["echo", "lite"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_n_choices_report_every_prompt_they_were_billed(
+    served: tuple[ServerThread, EchoProvider], model: str, stream: bool
+) -> None:
+    """Each of ``n`` choices is its own provider call, billed its prompt. Before: ``usage`` counted
+    the prompt once, so ``cost_usd`` was more than the usage priced (here 3 prompts billed, 1 shown)."""
+    server, provider = served
+    create = sdk(server).chat.completions.create
+    if stream:
+        chunks = list(create(model=model, messages=ask(), n=3, stream=True, stream_options={"include_usage": True}))
+        texts = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i) for i in range(3)]
+        usage, extension = chunks[-1].usage, chunks[-1].model_extra["agentroute"]  # type: ignore[index]
+    else:
+        reply = create(model=model, messages=ask(), n=3)
+        texts = [c.message.content or "" for c in reply.choices]
+        usage, extension = reply.usage, reply.model_extra["agentroute"]  # type: ignore[index]
+    assert texts == [" alpha beta gamma"] * 3
+    prompts = [sum(len(m["content"].split()) for m in sent["messages"]) for sent in provider.requests[-3:]]
+    assert usage is not None and usage.prompt_tokens == sum(prompts) == 9 and usage.completion_tokens == 9
+    assert extension["cost_usd"] == pytest.approx(billed(usage))
+
+
+def test_the_routed_streams_usage_chunk_is_what_the_ledger_charged(tmp_path: Path) -> None:
+    with EchoProvider() as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        with ServerThread(ModelPool(cards(provider.url)[:1]), router="cheapest", memory=memory, budget={"usd": 1.0}) as server:
+            chunks = list(sdk(server).chat.completions.create(
+                model="router", messages=ask(), stream=True, stream_options={"include_usage": True}
+            ))  # fmt: skip
+        [trajectory] = memory.trajectories()
+    usage, extension = chunks[-1].usage, chunks[-1].model_extra["agentroute"]  # type: ignore[index]
+    assert usage is not None and [s.tokens_in for s in trajectory.steps] == [usage.prompt_tokens]
+    assert trajectory.task.cost_usd == pytest.approx(extension["cost_usd"]) == pytest.approx(billed(usage))
+
+
+# -- request fields as the provider gets them -------------------------------------------------------------
+def test_stop_and_max_completion_tokens_reach_a_cards_provider(served: tuple[ServerThread, EchoProvider]) -> None:
+    server, provider = served
+    create = sdk(server).chat.completions.create
+    create(model="echo", messages=ask(), stop="gamma", max_tokens=50, max_completion_tokens=5)
+    sent = provider.requests[-1]
+    assert sent["stop"] == ["gamma"] and sent["max_tokens"] == 5  # max_completion_tokens wins, as on OpenAI's API
+    create(model="lite", messages=ask(), stop=["beta", "gamma"], max_completion_tokens=6)
+    sent = provider.requests[-1]
+    assert sent["stop"] == ["beta", "gamma"] and (sent.get("max_completion_tokens") or sent.get("max_tokens")) == 6
+
+
+def test_models_lists_the_router_then_every_card_of_the_pool(served: tuple[ServerThread, EchoProvider]) -> None:
+    server, _ = served
+    listed = {m.id: m.owned_by for m in sdk(server).models.list()}
+    assert listed == {"router": "agentroute:router", "router:cheapest": "agentroute:router", "echo": "agentroute:openai",
+                      "lite": "agentroute:litellm", "logged": "agentroute:replay"}  # fmt: skip
+
+
+# -- many clients, clients that leave ---------------------------------------------------------------------
+def test_fifty_concurrent_clients_get_their_own_answers_and_usage_that_matches_the_bill(tmp_path: Path) -> None:
+    """Cards and the router, plain and streamed, sync and async clients at once: each answer echoes
+    its own question, and each reply's usage priced is its cost (the router's: its task's)."""
+    with EchoProvider() as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        pool = ModelPool(cards(provider.url)[:2])
+        with ServerThread(pool, router="cheapest", memory=memory, budget={"usd": 1.0}) as server:
+
+            async def main() -> list[tuple[int, str, Any, dict[str, Any]]]:
+                client = openai.AsyncOpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=60)
+                sync = sdk(server, timeout=60)
+
+                async def one(i: int) -> tuple[int, str, Any, dict[str, Any]]:
+                    model, messages = ("echo", "lite", "router")[i % 3], ask(f"w{i}a w{i}b w{i}c")
+                    if i % 5 == 0:  # a sync client, from a thread
+                        reply = await asyncio.to_thread(sync.chat.completions.create, model=model, messages=messages)
+                        return i, reply.choices[0].message.content or "", reply.usage, reply.model_extra["agentroute"]  # type: ignore[index]
+                    if i % 2:
+                        reply = await client.chat.completions.create(model=model, messages=messages)
+                        return i, reply.choices[0].message.content or "", reply.usage, reply.model_extra["agentroute"]  # type: ignore[index]
+                    stream = await client.chat.completions.create(
+                        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+                    )
+                    chunks = [c async for c in stream]
+                    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                    return i, text, chunks[-1].usage, chunks[-1].model_extra["agentroute"]  # type: ignore[index]
+
+                try:
+                    return await asyncio.gather(*(one(i) for i in range(50)))
+                finally:
+                    await client.close()
+                    sync.close()
+
+            answers = asyncio.run(main())
+        tasks = {t.task.id: t.task for t in memory.trajectories()}
+    assert [text for _, text, _, _ in answers] == [f" w{i}a w{i}b w{i}c" for i in range(50)]
+    assert all(ext["cost_usd"] == pytest.approx(billed(usage)) for _, _, usage, ext in answers)
+    routed = [ext for i, _, _, ext in answers if i % 3 == 2]
+    assert len(tasks) == len(routed) == 16 and {t.status for t in tasks.values()} == {"done"}
+    assert all(tasks[ext["task_id"]].cost_usd == pytest.approx(ext["cost_usd"]) for ext in routed)
+    assert len(provider.requests) == 50
+
+
+@pytest.mark.parametrize("model", ["slow", "router"])
+def test_a_client_that_leaves_mid_stream_stops_the_provider_and_the_task_is_settled(tmp_path: Path, model: str) -> None:
+    """The provider's stream is closed within a moment of the client's leaving (it had sent a
+    fraction of its 600 pieces), and a routed task is kept ``interrupted`` with the call's charge."""
+    with EchoProvider() as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        card = ModelCard(id="slow", backend="openai", model="slow", base_url=provider.url, max_tokens=1000, timeout_s=30, **PRICES)
+        with ServerThread(ModelPool([card]), router="cheapest", memory=memory, budget={"usd": 1.0}) as server:
+            stream = sdk(server).chat.completions.create(model=model, messages=ask(), stream=True)
+            pieces = 0
+            for chunk in stream:
+                pieces += bool(chunk.choices and chunk.choices[0].delta.content)
+                if pieces == 5:
+                    break
+            stream.close()
+            deadline = time.monotonic() + 10
+            while not provider.abandoned and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert provider.abandoned and provider.abandoned[0] < 300, "the provider's stream outlived its client"
+        trajectories = memory.trajectories()
+    if model == "router":
+        [trajectory] = trajectories
+        [step] = trajectory.steps
+        assert trajectory.task.status == "interrupted" and step.error == "cancelled"
+        assert trajectory.task.cost_usd == pytest.approx(step.cost_usd) and step.cost_usd > 0
+    else:
+        assert trajectories == []
