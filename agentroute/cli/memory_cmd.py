@@ -122,7 +122,7 @@ def stats(
     console.print(summary)
     if gone:
         console.print(
-            f"[yellow]note:[/] {gone} running task(s) of this host's processes that are gone (killed, crashed): "
+            f"[yellow]note:[/] {gone} running task(s) of processes that are gone (killed, crashed): "
             "`agentroute memory reconcile` closes them as interrupted"
         )
     if figures["models"]:
@@ -262,10 +262,12 @@ def reconcile(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count them; close nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Close the tasks left running by a process of this host that is gone (kill -9, a crash).
+    """Close the tasks left running by a process that is gone (kill -9, a crash, a lost host).
 
-    They end interrupted with the cost of their recorded steps and metadata["error"] saying why. Tasks
-    of live processes and of other hosts are never touched (run this on the host that ran them).
+    They end interrupted with the cost of their recorded steps and metadata["error"] saying why. A
+    process of this host is told by its pid; one of another host sharing a PostgreSQL memory by its
+    lease (released when its session ends). Tasks of live processes are never touched, nor other
+    hosts' without a lease (SQLite: run this on the host that ran them).
     """
     with _open(memory) as store:
         try:

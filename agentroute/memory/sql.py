@@ -28,7 +28,8 @@ regime). ``prompt_commit=False`` always waits for the batch deadline. ``flush()`
 whatever the pace. Tasks a dead process left ``running`` stay ``running`` until closed: a later
 ``agentroute run --resume`` closes its batch's ones ``interrupted`` (:mod:`agentroute.memory.batches`);
 any of them, in a batch or not, :meth:`SQLMemory.reconcile_running` (``agentroute memory reconcile``)
-when the process was on this host — each task row names its process (:mod:`agentroute.memory.processes`),
+when the process was on this host, or on another host sharing a PostgreSQL memory (whose lease the
+dead process no longer holds) — each task row names its process (:mod:`agentroute.memory.processes`),
 and ``agentroute memory stats`` shows them as running with their process gone.
 """
 
@@ -422,18 +423,18 @@ class SQLMemory(MemoryStore):
         return figures
 
     def running_tasks(self) -> processes.RunningTasks:
-        """The ``running`` tasks' ids by their process: ``alive`` (runs on this host), ``gone`` (a
-        process of this host that died without finishing them: :meth:`reconcile_running` closes
-        them), ``other_host`` (cannot be told from here) and ``unknown`` (stored before processes
-        were recorded)."""
+        """The ``running`` tasks' ids by their process: ``alive`` (runs on this host, or holds its
+        lease on another), ``gone`` (died without finishing them: :meth:`reconcile_running` closes
+        them), ``other_host`` (another host's without a lease: cannot be told from here) and
+        ``unknown`` (stored before processes were recorded)."""
         with self._read() as conn:
             return processes.running_tasks(conn)
 
     def reconcile_running(self, task_ids: Sequence[str] | None = None) -> list[str]:
-        """Close as ``interrupted`` the ``running`` tasks whose process on this host is gone
-        (``kill -9``, a crash), of ``task_ids`` when given: their cost becomes that of their
-        recorded steps and ``metadata["error"]`` says why. Tasks of live processes and of other
-        hosts are never touched. Returns the ids closed (see :mod:`agentroute.memory.processes`)."""
+        """Close as ``interrupted`` the ``running`` tasks whose process is gone (``kill -9``, a
+        crash; on another host sharing a PostgreSQL memory: its lease released), of ``task_ids``
+        when given: their cost becomes that of their recorded steps and ``metadata["error"]`` says
+        why. Tasks of live processes, and of other hosts without a lease, are never touched. Returns the ids closed (see :mod:`agentroute.memory.processes`)."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         self._writer.drain()
