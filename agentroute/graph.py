@@ -33,6 +33,9 @@ from agentroute.graph_runtime import (
     CHANNEL,
     agentroute_state,
     checkpointed,
+    claiming,
+    durable_saver,
+    flush_memory,
     graph_path,
     is_request,
     new_task,
@@ -46,7 +49,7 @@ from agentroute.graph_runtime import (
     stoppable_in_kernel,
 )
 from agentroute.memory.base import MemoryStore
-from agentroute.memory.errors import MemoryStoreError, TaskBusyError
+from agentroute.memory.errors import TaskBusyError
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.types import Step, Task, new_id
@@ -65,8 +68,8 @@ else:
     _LangGraphCompiled = object
 
 __all__ = [
-    "END", "AgentGraph", "CompiledAgentGraph", "GraphState", "NodeContext", "RunResult", "new_task", "routed_node",
-    "run_sync",
+    "END", "AgentGraph", "CompiledAgentGraph", "GraphState", "NodeContext", "RunResult", "claiming", "new_task",
+    "routed_node", "run_sync",
 ]
 
 END = "__end__"
@@ -471,7 +474,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         """The memory that claims tasks across processes, when checkpoints outlive this process
         (a durable saver and a PostgreSQL memory: the scale-out path); else ``None``."""
         memory = self.dispatcher.memory
-        if not getattr(memory, "claims_tasks", False) or not _durable(self.checkpointer):
+        if not getattr(memory, "claims_tasks", False) or not durable_saver(self.checkpointer):
             return None
         return memory
 
@@ -495,7 +498,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
             failed = False
         finally:
             try:
-                _flush(memory, quiet=failed)
+                flush_memory(memory, quiet=failed)
             finally:
                 memory.release_task(task_id)
 
@@ -511,7 +514,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
             failed = False
         finally:
             try:
-                await asyncio.to_thread(_flush, memory, quiet=failed)
+                await asyncio.to_thread(flush_memory, memory, quiet=failed)
             finally:
                 await asyncio.to_thread(memory.release_task, task_id)
 
@@ -880,7 +883,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         the process: a crash after the checkpoint then never leaves the memory behind it (steps
         paid but missing, charged to no ledger on resume)."""
         saver = ((config or {}).get("configurable") or {}).get(_SAVER_KEY) if _SAVER_KEY else self.checkpointer
-        return self.dispatcher.memory if _durable(saver) else None
+        return self.dispatcher.memory if durable_saver(saver) else None
 
     def _role(self, role: _Role, last: bool) -> Any:
         """A role node: one routed step (or a fan-out's), a no-op once the task has stopped.
@@ -1003,23 +1006,6 @@ async def _aflush(memory: MemoryStore) -> None:
         await aflush()
     else:
         await asyncio.to_thread(memory.flush)
-
-
-def _durable(saver: Any) -> bool:
-    """Whether ``saver`` keeps checkpoints beyond this process (any saver but ``InMemorySaver``)."""
-    if saver in (None, True, False):
-        return False
-    return type(saver).__name__ != "InMemorySaver"
-
-
-def _flush(memory: MemoryStore, *, quiet: bool) -> None:
-    """Commit the memory; ``quiet`` (an exception is on its way already): log a failure instead."""
-    try:
-        memory.flush()
-    except MemoryStoreError as exc:
-        if not quiet:
-            raise
-        log.error("memory: %s", exc)
 
 
 def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:

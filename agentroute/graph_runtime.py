@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import logging
 import sys
 import threading
 from collections import OrderedDict
@@ -39,15 +40,26 @@ from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import add_step_watcher
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.errors import BackendError, ConfigurationError
+from agentroute.memory.errors import MemoryStoreError, TaskBusyError
 from agentroute.types import Step, new_id
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
     from langchain_core.runnables import RunnableConfig
+    from langgraph.graph.state import CompiledStateGraph
     from langgraph.types import StreamWriter
 
     from agentroute.dispatch.dispatcher import Dispatcher, Postcondition
+    from agentroute.memory.base import MemoryStore
+
+    _Compiled = CompiledStateGraph[Any, Any, Any, Any]  # the mixin's base for the type checker
+else:
+    _Compiled = object
 
 T = TypeVar("T")
+G = TypeVar("G")
+log = logging.getLogger("agentroute.graph")
 
 #: State key of the task channel (the task's checkpoint, see :class:`TaskRun`).
 CHANNEL = "agentroute"
@@ -291,6 +303,151 @@ def _observed(config: Mapping[str, Any]) -> bool:
     a tracer (LangSmith, Langfuse) or the caller's own; a plain ``invoke`` attaches none."""
     callbacks = config.get("callbacks")
     return bool(getattr(callbacks, "handlers", callbacks))
+
+
+# -- one worker at a time runs a thread (claims in a shared PostgreSQL memory) --------------------
+CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes (``__``: not in checkpoint metadata)
+
+
+def durable_saver(saver: Any) -> bool:
+    """Whether ``saver`` keeps checkpoints beyond this process (any saver but ``InMemorySaver``)."""
+    if saver in (None, True, False):
+        return False
+    return type(saver).__name__ != "InMemorySaver"
+
+
+def flush_memory(memory: MemoryStore, *, quiet: bool) -> None:
+    """Commit the memory; ``quiet`` (an exception is on its way already): log a failure instead."""
+    try:
+        memory.flush()
+    except MemoryStoreError as exc:
+        if not quiet:
+            raise
+        log.error("memory: %s", exc)
+
+
+def _thread_claim(thread: Any) -> str:
+    return f"thread:{thread}"
+
+
+def unclaimed_thread(memory: Any, config: Mapping[str, Any] | None) -> str | None:
+    """The thread of a node run that needs a worker's claim and runs without one, else ``None``:
+    a durable checkpointer and a memory that claims tasks (PostgreSQL), outside :func:`claiming`."""
+    if not getattr(memory, "claims_tasks", False):
+        return None
+    configurable = (config or {}).get("configurable") or {}
+    thread = configurable.get("thread_id")
+    if thread is None or not durable_saver(configurable.get(_CHECKPOINTER)):
+        return None
+    return None if configurable.get(CLAIM_KEY) == _thread_claim(thread) else str(thread)
+
+
+class ClaimingGraph(_Compiled):
+    """A compiled LangGraph graph whose every invocation on a thread holds that thread's claim in a
+    shared PostgreSQL memory (see :func:`claiming`). LangGraph's ``invoke``/``batch`` go through
+    ``stream`` and ``ainvoke``/``abatch`` through ``astream``, so those two take it."""
+
+    claims_memory: Any
+
+    def __init__(self, *, claims_memory: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.claims_memory = claims_memory
+
+    def _claimed_thread(self, config: Mapping[str, Any] | None) -> str | None:
+        if not getattr(self.claims_memory, "claims_tasks", False) or not durable_saver(self.checkpointer):
+            return None
+        thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        if thread is None:
+            thread = (self.config or {}).get("configurable", {}).get("thread_id")
+        return None if thread is None else str(thread)
+
+    @staticmethod
+    def _tagged(config: Mapping[str, Any] | None, thread: str) -> Any:
+        configurable = {**((config or {}).get("configurable") or {}), CLAIM_KEY: _thread_claim(thread)}
+        return {**(config or {}), "configurable": configurable}
+
+    @staticmethod
+    def _thread_task(snapshot: Any) -> str | None:
+        channel = snapshot.values.get(CHANNEL) if snapshot is not None and isinstance(snapshot.values, Mapping) else None
+        return channel.get("task_id") if isinstance(channel, Mapping) else None
+
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
+        thread = self._claimed_thread(config)
+        if thread is None:
+            return super().stream(input, config, **kwargs)
+        return self._claimed_stream(thread, input, config, kwargs)
+
+    def _claimed_stream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
+        memory, key = self.claims_memory, _thread_claim(thread)
+        if not memory.claim_task(key):
+            raise TaskBusyError(f"of thread {thread!r}", memory.url)
+        failed = True
+        try:
+            if (task_id := self._thread_task(self.get_state(config))) is not None:
+                LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
+            yield from super().stream(input, self._tagged(config, thread), **kwargs)
+            failed = False
+        finally:
+            try:
+                flush_memory(memory, quiet=failed)  # the next worker reads every paid step
+            finally:
+                memory.release_task(key)
+
+    def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        thread = self._claimed_thread(config)
+        if thread is None:
+            return super().astream(input, config, **kwargs)
+        return self._claimed_astream(thread, input, config, kwargs)
+
+    async def _claimed_astream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        memory, key = self.claims_memory, _thread_claim(thread)
+        if not await asyncio.to_thread(memory.claim_task, key):
+            raise TaskBusyError(f"of thread {thread!r}", memory.url)
+        failed = True
+        try:
+            try:
+                snapshot = await self.aget_state(config)
+            except NotImplementedError:  # a sync-only saver
+                snapshot = await asyncio.to_thread(self.get_state, config)
+            if (task_id := self._thread_task(snapshot)) is not None:
+                LIVE.drop(task_id)
+            async for chunk in super().astream(input, self._tagged(config, thread), **kwargs):
+                yield chunk
+            failed = False
+        finally:
+            try:
+                await asyncio.to_thread(flush_memory, memory, quiet=failed)
+            finally:
+                await asyncio.to_thread(memory.release_task, key)
+
+
+@functools.cache
+def _claiming_class(base: type) -> type:
+    return type(f"Claiming{base.__name__}", (ClaimingGraph, base), {"__module__": __name__})
+
+
+def claiming(app: G, memory: MemoryStore | None) -> G:
+    """Your compiled ``StateGraph`` whose invocations each claim their thread in ``memory``.
+
+    For worker processes sharing one PostgreSQL memory and one durable checkpointer: an invocation
+    on a thread (``invoke``, ``stream``, ``batch`` and their async forms, a resume) first claims the
+    thread; a second worker's invocation of the same thread meanwhile raises
+    :class:`~agentroute.memory.TaskBusyError` before anything runs, so a step is paid once. Paid
+    steps are committed to the memory before the claim is given back. With another memory or
+    saver (SQLite, ``InMemorySaver``), it is the graph as it was: nothing is claimed.
+
+    ``routed_node`` s under a durable checkpointer and a memory that claims tasks refuse to run
+    outside it (``ConfigurationError``): without the claim, two workers resuming one thread both
+    run it — plain nodes before the routed one included, since each loaded the same checkpoint.
+    """
+    if isinstance(app, ClaimingGraph):
+        base: type = type(app).__mro__[2]
+    elif hasattr(app, "astream") and hasattr(app, "checkpointer") and hasattr(app, "copy"):
+        base = type(app)
+    else:
+        raise ConfigurationError(f"claiming() takes a compiled LangGraph graph (builder.compile(...)), got {type(app).__name__}")
+    attrs = {k: v for k, v in vars(app).items() if k not in ("__orig_class__", "claims_memory")}
+    return _claiming_class(base)(claims_memory=memory, **attrs)  # type: ignore[no-any-return]
 
 
 def _noop(chunk: Any) -> None:
@@ -585,6 +742,12 @@ def routed_node(
         return LIVE.hold(task_id, opened({"task_id": task_id}))
 
     async def anode(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+        if (thread := unclaimed_thread(dispatcher.memory, config)) is not None:
+            raise ConfigurationError(
+                f"routed node {role!r}: thread {thread!r} is checkpointed durably and the memory is shared by "
+                "workers (PostgreSQL), but this invocation holds no claim on the thread: two workers resuming it "
+                "would both pay for its steps. Invoke the graph through agentroute.graph.claiming(app, memory)"
+            )
         text = read(state)
         run = acquire(state, config, text)
         try:

@@ -1,0 +1,133 @@
+"""A routed node in YOUR StateGraph on the scale-out path: worker processes sharing one PostgreSQL
+memory and one PostgresSaver, two of them resuming the same thread at once.
+
+Workers are real OS processes (``python -c``) against a real server on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import agentroute
+from agentroute.memory import SQLMemory
+
+ROOT = Path(agentroute.__file__).resolve().parents[1]
+
+WORKER = """
+import json, sys, time
+from typing import TypedDict
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.graph import START, StateGraph
+from agentroute import Budget, Dispatcher, make_router, routed_node
+import agentroute.graph as ag
+from agentroute.errors import ConfigurationError
+from agentroute.memory import SQLMemory, TaskBusyError
+from tests.helpers import replay_pool
+memory_url, saver_url, mode, thread, hold_s, wrap = sys.argv[1:7]
+
+class State(ag.AgentrouteState):
+    query: str
+    query_id: str
+    plan: str
+    answer: str
+
+def hold(state):  # a slow tool between two paid steps
+    print("HOLD", flush=True)
+    time.sleep(float(hold_s))
+    return {}
+
+memory = SQLMemory(memory_url, flush_interval_s=0.05)
+dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+builder = StateGraph(State)
+builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="plan", output_key="plan", budget=Budget(calls=2)))
+builder.add_node("hold", hold)
+builder.add_node("executor", routed_node(dispatcher, role="executor", prompt="do", input_key="plan", budget=Budget(calls=2)))
+builder.add_edge(START, "planner"); builder.add_edge("planner", "hold"); builder.add_edge("hold", "executor")
+with PostgresSaver.from_conn_string(saver_url) as saver:
+    saver.setup()
+    app = builder.compile(checkpointer=saver)
+    if wrap == "yes":
+        app = ag.claiming(app, memory)
+    config = {"configurable": {"thread_id": thread}}
+    try:
+        out = app.invoke({"query": "q1", "query_id": "q1"} if mode == "start" else None, config)
+    except TaskBusyError as exc:
+        print(json.dumps({"busy": str(exc)}), flush=True)
+        sys.exit(3)
+    except ConfigurationError as exc:
+        print(json.dumps({"refused": str(exc)}), flush=True)
+        sys.exit(4)
+    print(json.dumps({"calls": out["agentroute"]["ledger"]["spent"][2], "task": out["agentroute"]["task_id"]}), flush=True)
+memory.close()
+"""
+
+
+def _worker(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def db(postgres_url: str) -> str:
+    """A database of this test alone on the session's server (memory and checkpoints)."""
+    from agentroute.memory.pgserver import create_database
+
+    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
+    return create_database(postgres_url, f"usergraph_{os.getpid()}_{time.monotonic_ns()}")
+
+
+def _crash_in_hold(db: str, thread: str, wrap: str) -> str:
+    """Worker A runs the planner step, then is killed (``kill -9``) in the slow tool."""
+    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
+    a = _worker(db, saver_url, "start", thread, "60", wrap)
+    try:
+        assert a.stdout is not None and a.stdout.readline().strip() == "HOLD", a.stderr.read() if a.stderr else ""
+        time.sleep(0.3)  # LangGraph saves the planner's checkpoint in the background
+    finally:
+        a.kill()
+        a.communicate()
+    return saver_url
+
+
+def _steps(db: str) -> list[tuple[int, str]]:
+    with SQLMemory(db) as memory:
+        (only,) = memory.trajectories(graph="langgraph", status=None)
+        return [(s.index, s.stage) for s in only.steps]
+
+
+@pytest.mark.postgres
+def test_two_workers_resuming_a_user_graph_thread_at_once_pay_its_steps_once(db: str) -> None:
+    saver_url = _crash_in_hold(db, "t-user", "yes")
+    resumers = [_worker(db, saver_url, "resume", "t-user", "1.5", "yes") for _ in range(2)]
+    outs = []
+    for r in resumers:
+        out, err = r.communicate(timeout=90)
+        outs.append((r.returncode, out.strip().splitlines()[-1] if out.strip() else err[-800:]))
+    # was: both ran the executor — 3 paid calls on a 2-call budget, the executor step recorded twice
+    assert sorted(code for code, _ in outs) == [0, 3], outs
+    busy = next(json.loads(line) for code, line in outs if code == 3)
+    assert "being run by another worker" in busy["busy"]
+    assert next(json.loads(line) for code, line in outs if code == 0)["calls"] == 2
+    assert _steps(db) == [(0, "planner"), (1, "executor")]
+
+
+@pytest.mark.postgres
+def test_an_unclaimed_user_graph_on_a_shared_postgres_memory_is_refused_before_it_pays(db: str) -> None:
+    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
+    w = _worker(db, saver_url, "start", "t-bare", "0", "no")
+    out, err = w.communicate(timeout=90)
+    # was: it ran, and two such workers resuming one thread paid for the same step twice
+    assert w.returncode == 4, (out, err[-2000:])
+    refused = json.loads(out.strip().splitlines()[-1])["refused"]
+    assert "claiming(" in refused and "t-bare" in refused
+    with SQLMemory(db) as memory:
+        assert memory.stats()["steps"] == 0
