@@ -180,7 +180,7 @@ def test_reasoning_effort_is_refused_where_no_provider_would_get_it(
     assert "name such a card as the model" in info.value.message
     assert len(provider.requests) == calls
     extra = {"extra_body": {"agentroute": {"query_id": "q"}}} if model == "router" else {}
-    assert sdk(server).chat.completions.create(model=model, messages=ask("q"), seed=7, **extra).choices[0].message.content
+    assert sdk(server).chat.completions.create(model=model, messages=ask("q"), seed=7, **extra).choices[0].message.content  # type: ignore[call-overload]
 
 
 def test_a_seed_that_is_not_an_integer_is_a_400_naming_it(served: tuple[ServerThread, EchoProvider]) -> None:
@@ -335,3 +335,14 @@ def test_a_client_that_leaves_mid_stream_stops_the_provider_and_the_task_is_sett
         assert trajectory.task.cost_usd == pytest.approx(step.cost_usd) and step.cost_usd > 0
     else:
         assert trajectories == []
+
+
+def test_docs_reasoning_effort_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/serve.md's "Passed to the provider" example, as written, with the echo provider as its vLLM."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "serve.md"
+    example = docs.read_text().split("## Passed to the provider", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    with EchoProvider() as provider:
+        exec(compile(example.replace("http://127.0.0.1:8001/v1", provider.url), str(docs), "exec"), {})
+    assert capsys.readouterr().out.splitlines() == [" Is 91 prime?", "400 unsupported_parameter reasoning_effort"]
+    [sent] = provider.requests
+    assert (sent["model"], sent["reasoning_effort"], sent["seed"], sent["max_tokens"]) == ("Qwen/Qwen3-0.6B", "low", 7, 512)
