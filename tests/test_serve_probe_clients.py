@@ -346,3 +346,25 @@ def test_docs_reasoning_effort_example_runs(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.splitlines() == [" Is 91 prime?", "400 unsupported_parameter reasoning_effort"]
     [sent] = provider.requests
     assert (sent["model"], sent["reasoning_effort"], sent["seed"], sent["max_tokens"]) == ("Qwen/Qwen3-0.6B", "low", 7, 512)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_card_on_openais_endpoint_caps_the_answer_with_max_completion_tokens(
+    monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) refuse ``max_tokens`` with a 400 ("Use
+    'max_completion_tokens' instead"): before, every call of such a card failed, with or without a
+    reasoning effort. A card without ``base_url`` is OpenAI's endpoint; the SDK's
+    ``OPENAI_BASE_URL`` points it at the loopback provider here."""
+    with EchoProvider() as provider:
+        monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        card = ModelCard(id="o4", backend="openai", model="o4-mini", max_tokens=64, timeout_s=30, **PRICES)
+        with ServerThread(ModelPool([card])) as server:
+            reply = sdk(server).chat.completions.create(
+                model="o4", messages=ask(), reasoning_effort="low", max_completion_tokens=40, stream=stream
+            )  # fmt: skip
+            if stream:
+                assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices) == " alpha beta gamma"  # type: ignore[union-attr]
+        [sent] = provider.requests
+    assert sent["max_completion_tokens"] == 40 and "max_tokens" not in sent and sent["reasoning_effort"] == "low"

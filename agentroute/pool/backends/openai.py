@@ -202,6 +202,13 @@ def provider_fields(request: CompletionRequest) -> dict[str, Any]:
     return {name: value for name in sorted(PROVIDER_FIELDS) if (value := getattr(request, name)) is not None}
 
 
+def answer_cap(card: ModelCard) -> str:
+    """The request field that caps the answer: OpenAI's endpoint takes ``max_completion_tokens``
+    (its reasoning models refuse the deprecated ``max_tokens``); other servers, some of which know
+    only ``max_tokens`` (older vLLM, llama.cpp), get ``max_tokens``."""
+    return "max_completion_tokens" if is_openai_endpoint(card.base_url) else "max_tokens"
+
+
 def prompt_overhead(messages: list[dict[str, str]]) -> int:
     """Tokens OpenAI's chat format adds around the messages' text: 3 a message + 3 to open the reply."""
     return 3 * len(messages) + 3
@@ -297,7 +304,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             # a call (a quarter of our client CPU) and changes nothing in plain text messages
             "messages": [],
             "extra_body": {"messages": request.messages},
-            "max_tokens": request.max_tokens,
+            answer_cap(card): request.max_tokens,
             "temperature": request.temperature,
             "timeout": card.timeout_s,
         }
