@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,7 +18,8 @@ from agentroute.errors import ConfigurationError
 
 _PUNCT = str.maketrans("", "", string.punctuation)
 _ARTICLES = frozenset({"a", "an", "the"})
-_ANSWER = re.compile(r"(?:final answer|answer)\s*[:：]\s*(.+)", re.IGNORECASE)
+# the answer marker in English, Chinese, Japanese and Korean (a model asked in those often writes it so)
+_ANSWER = re.compile(r"(?:final answer|answer|答案|答え|回答|정답)\s*[:：]\s*(.+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,15 @@ class Strategy:
         return f"{role_prompt}\n{self.instruction}".strip()
 
     def aggregate(self, texts: list[str]) -> tuple[str, float]:
-        """The answer of several samples and its agreement (share of samples that gave it)."""
+        """The answer of several samples and its agreement (share of samples that gave it).
+
+        Samples are grouped by their normalised final answer (:func:`extract_answer`,
+        :func:`normalize_answer`). A tie between groups goes to the group of the earliest sample,
+        and the text returned is that group's first sample, so equal samples give equal results.
+
+        >>> get_strategy("sc@4").aggregate(["Answer: Rome", "Answer: Paris", "Paris.", "rome"])
+        ('Answer: Rome', 0.5)
+        """
         if len(texts) == 1:
             return texts[0], 1.0
         votes = Counter(normalize_answer(extract_answer(t)) for t in texts)
@@ -86,10 +96,12 @@ def _parse_strategy(name: str) -> Strategy:
 
 
 def extract_answer(text: str) -> str:
-    """The part after the last 'Answer:' marker, else the first line.
+    """The part after the last 'Answer:' marker (or 答案：, 答え：, 回答：, 정답:), else the first line.
 
     >>> extract_answer("Paris is big. Answer: Paris")
     'Paris'
+    >>> extract_answer("首都是巴黎。答案：巴黎")
+    '巴黎'
     """
     matches = _ANSWER.findall(text)
     if matches:
@@ -101,6 +113,9 @@ def extract_answer(text: str) -> str:
 def normalize_answer(text: str | None) -> str:
     """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces.
 
+    Punctuation is ASCII's and Unicode's (``"巴黎。"`` is ``"巴黎"``, ``"«Paris»"`` is ``"paris"``); an
+    answer made only of non-ASCII punctuation (``"…"``) is kept as it is rather than emptied.
+
     The articles *a*, *an*, *the* are dropped as words (Rajpurkar et al., arXiv 1606.05250) unless
     they are the whole answer: a multiple-choice answer ``"A"`` stays ``"a"``, never the empty
     answer (which would make an empty prediction match the gold ``"A"`` and merge ``"A"`` votes
@@ -111,7 +126,13 @@ def normalize_answer(text: str | None) -> str:
     'eiffel tower'
     >>> normalize_answer("A.")
     'a'
+    >>> normalize_answer("「東京」。") == normalize_answer("東京")
+    True
     """
-    words = (text or "").lower().translate(_PUNCT).split()
+    ascii_words = (text or "").lower().translate(_PUNCT).split()
+    words = ascii_words
+    if not all(w.isascii() for w in words):  # Unicode punctuation too (P*: 。「」«»¿…), as MLQA's scoring
+        spaced = "".join(c for c in " ".join(words) if unicodedata.category(c)[0] != "P")
+        words = spaced.split() or ascii_words
     kept = [w for w in words if w not in _ARTICLES]
     return " ".join(kept or words)
