@@ -183,6 +183,17 @@ def test_reasoning_effort_is_refused_where_no_provider_would_get_it(
     assert sdk(server).chat.completions.create(model=model, messages=ask("q"), seed=7, **extra).choices[0].message.content  # type: ignore[call-overload]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_n_seeded_choices_are_drawn_with_seeds_that_differ(served: tuple[ServerThread, EchoProvider], stream: bool) -> None:
+    """Each choice is its own provider call: one seed for all would draw the same answer ``n``
+    times (OpenAI's ``n`` with a seed gives different choices). Choice ``i`` gets ``seed + i``."""
+    server, provider = served
+    reply = sdk(server).chat.completions.create(model="echo", messages=ask(), n=3, seed=7, stream=stream)
+    if stream:
+        list(reply)  # type: ignore[call-overload]
+    assert sorted(sent["seed"] for sent in provider.requests[-3:]) == [7, 8, 9]
+
+
 def test_a_seed_that_is_not_an_integer_is_a_400_naming_it(served: tuple[ServerThread, EchoProvider]) -> None:
     server, provider = served
     calls = len(provider.requests)

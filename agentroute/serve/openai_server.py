@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -464,11 +465,20 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
     return None if task.cancelled() else task.result()
 
 
+def choice_request(request: CompletionRequest, index: int) -> CompletionRequest:
+    """The provider call of choice ``index`` of ``n``: ``request``, with ``seed + index`` when it
+    has a seed, so that the choices are reproducible and still differ (one seed would make the
+    provider draw the same answer ``n`` times)."""
+    if request.seed is None or index == 0:
+        return request
+    return dataclasses.replace(request, seed=request.seed + index)
+
+
 async def _complete_all(
     backend: Backend, request: CompletionRequest, card: ModelCard, n: int
 ) -> list[Completion]:
     """``n`` completions at once; when one fails or the caller is cancelled, the others are cancelled."""
-    calls = [asyncio.ensure_future(backend.complete(request, card)) for _ in range(n)]
+    calls = [asyncio.ensure_future(backend.complete(choice_request(request, i), card)) for i in range(n)]
     try:
         return [with_usage(c, backend, request, card) for c in await asyncio.gather(*calls)]
     finally:
@@ -535,7 +545,7 @@ async def _stream(
 
     async def run(index: int) -> None:
         try:
-            async for item in _deltas(backend, request, card):
+            async for item in _deltas(backend, choice_request(request, index), card):
                 events.put_nowait((index, item))
         except Exception as exc:
             events.put_nowait((index, exc))
