@@ -28,16 +28,13 @@ DEFAULT_AGENTIC_ROUTERS = "always-small,always-large,first-step-large,random-mix
 
 
 def bopo_recipe(path: Path | None) -> dict[str, Any]:
-    """The ``params.config`` mapping of a ``training/bopo.yaml`` recipe (or a bare config mapping)."""
+    """The ``params.config`` mapping of a ``training/bopo.yaml`` recipe."""
     if path is None:
         return {}
     from agentroute.cli.train_cmd import read_recipe
+    from agentroute.training.bopo_config import recipe_config
 
-    recipe = read_recipe(path)
-    config = recipe.get("params", {}).get("config", {})
-    if not isinstance(config, dict):
-        raise ConfigurationError(f"{path}: params.config must be a mapping of BoPOConfig fields")
-    return config
+    return recipe_config(read_recipe(path), path)
 
 
 def agentic_eval_command(

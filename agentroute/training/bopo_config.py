@@ -207,11 +207,14 @@ class BoPOConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, section: str | None = "bopo") -> BoPOConfig:
-        """Read a recipe file; with ``section``, the fields under that key (when present)."""
+        """Read a recipe file: a training recipe (``training/bopo.yaml``: the fields under
+        ``params: config:``), or a mapping of the fields, under ``section`` when it has that key."""
         from agentroute.training.recipe_file import read_recipe_file
 
         data = read_recipe_file(path)
-        if section and isinstance(data, dict) and section in data:
+        if isinstance(data, dict) and "params" in data:
+            data = recipe_config(data, path)
+        elif section and isinstance(data, dict) and section in data:
             data = data[section]
         if not isinstance(data, dict):
             raise ConfigurationError(f"{path}: expected a mapping of BoPOConfig fields")
@@ -219,3 +222,16 @@ class BoPOConfig:
 
     def replace(self, **changes: Any) -> BoPOConfig:
         return dataclasses.replace(self, **changes)
+
+
+def recipe_config(recipe: Mapping[str, Any], path: str | Path | None) -> dict[str, Any]:
+    """The BoPOConfig fields of a training recipe for ``bopo``: its ``params: config:`` mapping
+    (``{}`` when absent); a recipe for another router, or a config that is not a mapping, is an error."""
+    router = recipe.get("router", "bopo")
+    if router != "bopo":
+        raise ConfigurationError(f"recipe {path} is for router {router!r}, not 'bopo'")
+    params = recipe.get("params") or {}
+    config = (params.get("config") or {}) if isinstance(params, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigurationError(f"recipe {path}: params.config must be a mapping of BoPOConfig fields")
+    return dict(config)
