@@ -237,8 +237,9 @@ def invocation_task(config: Mapping[str, Any] | None) -> str:
 try:
     from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _CHECKPOINTER
     from langgraph._internal._constants import CONFIG_KEY_READ as _READ
+    from langgraph._internal._constants import CONFIG_KEY_SCRATCHPAD as _SCRATCHPAD
 except ImportError:  # pragma: no cover - another LangGraph layout: always checkpoint; Send branches open their own task
-    _CHECKPOINTER = _READ = None  # type: ignore[assignment]
+    _CHECKPOINTER = _READ = _SCRATCHPAD = None  # type: ignore[assignment]
 
 
 def checkpointed(config: Mapping[str, Any] | None) -> bool:
@@ -259,6 +260,27 @@ def graph_task(config: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None,
     except KeyError:  # the graph's state declares no task channel
         return None, None
     return values.get(CHANNEL), values.get(LIVE_KEY)
+
+
+def resumed_after_interrupt(config: Mapping[str, Any] | None) -> bool:
+    """Whether this node runs again because its own ``interrupt()`` got an answer (``Command(resume=…)``):
+    LangGraph re-executes an interrupted node from its start."""
+    scratchpad = ((config or {}).get("configurable") or {}).get(_SCRATCHPAD)
+    if scratchpad is None:
+        return False
+    return bool(scratchpad.resume) or scratchpad.get_null_resume(False) is not None  # by interrupt id, or the thread's
+
+
+def paid_before_interrupt(run: TaskRun, since: int, stage: str, text: str) -> Step | None:
+    """The answered step a re-executed node already paid for before its ``interrupt()``: the
+    latest ``ok`` step of ``stage`` on the same input recorded since the node's checkpoint
+    (step index ``since``), or ``None``."""
+    for step in reversed(run.steps):
+        if step.index < since:
+            return None
+        if step.stage == stage and step.input == text and step.status == "ok":
+            return step
+    return None
 
 
 def resuming(config: Mapping[str, Any] | None) -> bool:
@@ -751,11 +773,17 @@ def routed_node(
         text = read(state)
         run = acquire(state, config, text)
         try:
-            step = await dispatcher.step(
-                run, role=role, stage=stage, prompt=prompt, input=text,
-                models=model_list, max_tokens=max_tokens, postconditions=post,
-            )
-            report_step(step, role, config, writer)
+            step = None
+            if resumed_after_interrupt(config):  # `output=`/your node called interrupt() after this step: no second call
+                channel = state.get(CHANNEL) if CHANNEL in state else graph_task(config)[0]
+                since = 0 if not channel or is_request(channel) else int(channel.get("index", 0))
+                step = paid_before_interrupt(run, since, stage, text)
+            if step is None:
+                step = await dispatcher.step(
+                    run, role=role, stage=stage, prompt=prompt, input=text,
+                    models=model_list, max_tokens=max_tokens, postconditions=post,
+                )
+                report_step(step, role, config, writer)
             if run.carry.get("opened_by") == "node":
                 dispatcher.finish(run)  # the record is kept up to date after every routed node
             return {
