@@ -379,3 +379,35 @@ def test_a_card_on_openais_endpoint_caps_the_answer_with_max_completion_tokens(
                 assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices) == " alpha beta gamma"  # type: ignore[union-attr]
         [sent] = provider.requests
     assert sent["max_completion_tokens"] == 40 and "max_tokens" not in sent and sent["reasoning_effort"] == "low"
+
+
+def test_the_cli_server_passes_reasoning_effort_to_a_pool_files_openai_card(tmp_path: Path) -> None:
+    """``agentroute serve --pool pool.yaml --router cheapest`` in a subprocess, as a user runs it."""
+    import signal
+    import subprocess
+
+    from tests.test_serve_user_paths import AGENTROUTE, free_port, wait_up
+
+    with EchoProvider() as provider:
+        pool = tmp_path / "pool.yaml"
+        pool.write_text(
+            f"models:\n  - id: qwen3\n    backend: openai\n    model: Qwen/Qwen3-0.6B\n    base_url: {provider.url}\n"
+            "    input_price: 0.1\n    output_price: 0.4\n"
+        )
+        port = free_port()
+        command = [AGENTROUTE, "serve", "--pool", str(pool), "--port", str(port), "--router", "cheapest",
+                   "--memory", f"sqlite:///{tmp_path}/memory.db"]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_up(process, port)
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+            reply = client.chat.completions.create(model="qwen3", messages=ask(), reasoning_effort="high", seed=1)
+            with pytest.raises(openai.BadRequestError) as info:
+                client.chat.completions.create(model="router", messages=ask(), reasoning_effort="high")
+            process.send_signal(signal.SIGINT)
+            out = process.communicate(timeout=30)[0]
+        finally:
+            process.kill()
+    assert reply.choices[0].message.content == " alpha beta gamma" and info.value.param == "reasoning_effort"
+    [sent] = provider.requests
+    assert (sent["reasoning_effort"], sent["seed"]) == ("high", 1) and "Traceback" not in out
