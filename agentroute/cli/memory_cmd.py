@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
@@ -231,19 +232,33 @@ def export(
             f"--out {out} is a directory; give the file to write (e.g. {out / 'logs.jsonl'})", EXIT_BAD_INPUT
         )
     target = sys.stdout if to_stdout else out
+    from agentroute import progress
+
     with _open(memory) as store:
         try:
+            scored = format is ExportFormat.outcomes
             if format is ExportFormat.parquet:
-                count = store.export_parquet(out, graph=graph, status=status or None, limit=limit)
+                with progress.bar(None, "exporting", unit=" rows") as shown:
+                    count = store.export_parquet(
+                        out, graph=graph, status=status or None, limit=limit, progress=shown.update
+                    )
             else:
                 from agentroute.memory.export import write_jsonl, write_outcomes
 
-                writer = write_outcomes if format is ExportFormat.outcomes else write_jsonl
-                scored = format is ExportFormat.outcomes
-                count = writer(
-                    store.iter_trajectories(graph=graph, status=status or None, with_score=scored, limit=limit),
-                    target,
+                writer = write_outcomes if scored else write_jsonl
+                total = (
+                    store.count_tasks(graph=graph, status=status or None, with_score=scored, limit=limit)
+                    if progress.enabled()
+                    else None
                 )
+                with progress.bar(total, "exporting", unit=" tasks") as shown:
+                    count = writer(
+                        _counted(
+                            store.iter_trajectories(graph=graph, status=status or None, with_score=scored, limit=limit),
+                            shown.update,
+                        ),
+                        target,
+                    )
         except AgentrouteError as exc:
             raise _fail(error_text(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
@@ -254,6 +269,13 @@ def export(
             "[yellow]note:[/] no scored ok step in the selected tasks: score them first (`agentroute feedback "
             "TASK_ID --score X`, or `agentroute run --input` with gold answers); `memory stats` shows what the memory holds"
         )
+
+
+def _counted(items: Iterator[Trajectory], update: Callable[[int], Any]) -> Iterator[Trajectory]:
+    """``items``, calling ``update(1)`` after each (a progress bar)."""
+    for item in items:
+        yield item
+        update(1)
 
 
 @memory_app.command()

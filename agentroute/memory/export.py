@@ -5,7 +5,7 @@ steps in agentroute's long logged-outcome format (``outcomes``: read back by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -78,9 +78,15 @@ def _step_column(name: str) -> sa.ColumnElement[Any]:
 
 
 def write_parquet(
-    conn: sa.Connection, where: list[sa.ColumnElement[bool]], path: Path, *, limit: int | None
+    conn: sa.Connection,
+    where: list[sa.ColumnElement[bool]],
+    path: Path,
+    *,
+    limit: int | None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Stream ``tasks ⟕ steps`` (oldest task first, steps by index) into a Parquet file; returns rows."""
+    """Stream ``tasks ⟕ steps`` (oldest task first, steps by index) into a Parquet file; returns rows.
+    ``progress(n)`` is called after each ``n`` rows written."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     tasks = sa.select(TASKS).where(*where).order_by(TASKS.c.created_at, TASKS.c.id).limit(limit).subquery()
@@ -105,6 +111,8 @@ def write_parquet(
                     columns[name].append(value)
             writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
             rows += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
     return rows
 
 

@@ -58,6 +58,7 @@ from agentroute.memory.claims import TaskClaims
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
 from agentroute.memory.errors import MemoryStoreError
 from agentroute.memory.migrate import upgrade
+from agentroute.memory.tables import TASKS
 from agentroute.memory.writer import (
     AUDIT_EVENT,
     BATCH_ITEM,
@@ -494,15 +495,32 @@ class SQLMemory(MemoryStore):
         since: datetime | None = None,
         with_score: bool = False,
         limit: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Write a flat table, one row per step joined with its task's columns; returns the rows.
 
         A task without steps gets one row with empty step columns. The filters are those of
-        :meth:`trajectories`. Needs pyarrow (extra ``eval``).
+        :meth:`trajectories`; ``progress(n)`` is called after each ``n`` rows written. Needs
+        pyarrow (extra ``eval``).
         """
         where = _where(graph=graph, status=status, since=since, with_score=with_score, limit=limit)
         with self._read() as conn:
-            return export.write_parquet(conn, where, Path(path), limit=limit)
+            return export.write_parquet(conn, where, Path(path), limit=limit, progress=progress)
+
+    def count_tasks(
+        self,
+        *,
+        graph: str | None = None,
+        status: Sequence[str] | None = None,
+        since: datetime | None = None,
+        with_score: bool = False,
+        limit: int | None = None,
+    ) -> int:
+        """How many tasks :meth:`trajectories` with these filters returns (one count query)."""
+        where = _where(graph=graph, status=status, since=since, with_score=with_score, limit=limit)
+        with self._read() as conn:
+            n = int(conn.execute(sa.select(sa.func.count()).select_from(TASKS).where(*where)).scalar_one())
+        return n if limit is None else min(n, limit)
 
 
 def open_memory(url: str | None = None, **options: Any) -> SQLMemory:
