@@ -131,3 +131,45 @@ def test_an_unclaimed_user_graph_on_a_shared_postgres_memory_is_refused_before_i
     assert "claiming(" in refused and "t-bare" in refused
     with SQLMemory(db) as memory:
         assert memory.stats()["steps"] == 0
+
+
+@pytest.mark.postgres
+def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_the_thread(db: str) -> None:
+    import asyncio
+
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.graph import START, StateGraph
+
+    import agentroute.graph as ag
+    from agentroute import Budget, Dispatcher, make_router, routed_node
+    from agentroute.memory import TaskBusyError
+    from tests.helpers import replay_pool
+
+    class State(ag.AgentrouteState):
+        query: str
+        query_id: str
+        answer: str
+
+    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
+    with SQLMemory(db) as memory, SQLMemory(db) as other_worker, PostgresSaver.from_conn_string(saver_url) as saver:
+        saver.setup()
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        builder = StateGraph(State)
+        builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=2)))
+        builder.add_edge(START, "answer")
+        app = ag.claiming(builder.compile(checkpointer=saver), memory).with_config(tags=["prod"])
+        cfg = {"configurable": {"thread_id": "held"}}
+        assert other_worker.claim_task("thread:held")
+        try:
+            for call in (lambda: app.invoke({"query": "q1", "query_id": "q1"}, cfg),
+                         lambda: list(app.stream({"query": "q1", "query_id": "q1"}, cfg, stream_mode="updates")),
+                         lambda: asyncio.run(app.ainvoke({"query": "q1", "query_id": "q1"}, cfg))):
+                with pytest.raises(TaskBusyError, match="being run by another worker"):
+                    call()
+        finally:
+            other_worker.release_task("thread:held")
+        assert memory.stats()["steps"] == 0  # nothing ran or was paid while the thread was held
+        out = app.invoke({"query": "q1", "query_id": "q1"}, cfg)  # (a sync-only saver: LangGraph's ainvoke can't use it)
+        assert out["answer"] == "small says 1"
+        assert other_worker.claim_task("thread:held")  # given back after the invocation
+        other_worker.release_task("thread:held")
