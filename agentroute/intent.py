@@ -63,6 +63,13 @@ class PersistentIntentModel(IntentModel, Protocol):
     def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None: ...
 
 
+def as_queries(queries: Sequence[str], what: str = "queries") -> Sequence[str]:
+    """``queries`` unchanged, unless it is one string: a clear error instead of one query per character."""
+    if isinstance(queries, str | bytes):
+        raise ConfigurationError(f"{what} must be a list of strings, not one string (wrap it: [{queries[:40]!r}])")
+    return queries
+
+
 class BaseIntentModel(abc.ABC):
     """Shared behaviour: label bookkeeping, ``predict`` and ``score``."""
 
@@ -82,6 +89,7 @@ class BaseIntentModel(abc.ABC):
 
     @staticmethod
     def _validate(queries: Sequence[str], labels: Sequence[str]) -> list[str]:
+        as_queries(queries), as_queries(labels, "labels")
         if len(queries) != len(labels):
             raise ConfigurationError(f"{len(queries)} queries but {len(labels)} labels")
         if not queries:
@@ -130,7 +138,7 @@ class SingleIntent(BaseIntentModel):
         return self
 
     def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
-        return np.ones((len(queries), 1))
+        return np.ones((len(as_queries(queries)), 1))
 
     @property
     def is_fitted(self) -> bool:
@@ -212,7 +220,7 @@ class EmbeddingIntentModel(BaseIntentModel):
     def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
         self._check()
         assert self.coef_ is not None and self.intercept_ is not None
-        return _linear_proba(self._embed(queries), self.coef_, self.intercept_, len(self.labels))
+        return _linear_proba(self._embed(as_queries(queries)), self.coef_, self.intercept_, len(self.labels))
 
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "c": self.c, "max_iter": self.max_iter, "seed": self.seed}
@@ -414,7 +422,7 @@ class SmolLMIntentModel(BaseIntentModel):
         self._restore()
         out = []
         with torch.no_grad():
-            for hidden, mask in self._bottom(queries):
+            for hidden, mask in self._bottom(as_queries(queries)):
                 out.append(torch.softmax(self._head(self._top(hidden, mask)), dim=-1).numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.labels)))
 
@@ -528,7 +536,7 @@ def cluster_task_types(
     """
     cluster = require("sklearn.cluster")
     metrics = require("sklearn.metrics")
-    distinct = list(dict.fromkeys(queries))
+    distinct = list(dict.fromkeys(as_queries(queries)))
     if len(distinct) < 2:
         raise ConfigurationError(f"clustering task types needs at least 2 distinct queries (got {len(distinct)})")
     x = np.asarray((embedder or default_embedder()).embed(distinct), dtype=np.float64)

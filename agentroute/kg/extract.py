@@ -7,7 +7,8 @@ h –r→ t becomes a relation node r with edges h →src→ r →tgt→ t). The
 
 - **dates**: ISO (``2021-03-04``), numeric (``3/4/2021``), ``March 3, 2021``, ``3 March 2021``,
   ``March 2021``;
-- **quoted** strings: ``"…"``, ``“…”``, ``‘…’`` and ``'…'`` (not apostrophes), 1–80 characters;
+- **quoted** strings: ``"…"``, ``“…”``, ``‘…’``, ``'…'`` (not apostrophes), ``「…」``, ``『…』`` and
+  ``«…»``, 1–80 characters (the way Chinese and Japanese text marks names and titles);
 - **capitalised** spans: runs of capitalised words or acronyms (``Eiffel Tower``, ``NASA``,
   ``Bank of America``), without leading function words (``The``, ``What`` …);
 - **numbers**: integers, decimals, thousands separators, ``$`` amounts and percentages.
@@ -22,6 +23,7 @@ through :func:`spacy_ner`.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,12 +103,13 @@ _DATE = re.compile(
 )
 _QUOTED = re.compile(
     r"\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|‘([^’\n]{1,80})’|(?<![\w'])'([^'\n]{1,80})'(?![\w])"
+    r"|「([^」\n]{1,80})」|『([^』\n]{1,80})』|«\s?([^»\n]{1,80})\s?»"
 )
 _WORD = r"(?:[A-Z][\w'’&.-]*[\w]|[A-Z])"
 _CONNECTOR = r"(?:of|the|de|da|del|der|di|du|la|le|van|von|y|&)"
 _CAPITALISED = re.compile(rf"\b{_WORD}(?:[ \t]+(?:{_CONNECTOR}[ \t]+)*{_WORD})*")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?%?(?![\w])|(?<![\w.])[-+]?\$?\.\d+%?(?![\w])")
-_SENTENCE_END = re.compile(r"[.!?;:]\s|\n")
+_SENTENCE_END = re.compile(r"[.!?;:]\s|\n|[。！？；]")
 #: Capitalised function words dropped from the start of a capitalised span.
 _STOP = frozenset(
     """a an the this that these those there here it its he she they we you i me my our your their his
@@ -119,7 +122,9 @@ _STOP = frozenset(
 
 
 def _overlaps(start: int, end: int, taken: list[tuple[int, int]]) -> bool:
-    return any(start < e and s < end for s, e in taken)
+    """Whether ``[start, end)`` overlaps a span of ``taken`` (sorted, disjoint): O(log n)."""
+    i = bisect.bisect_left(taken, (end, end))  # the spans before i start before ``end``
+    return i > 0 and taken[i - 1][1] > start
 
 
 class RuleExtractor:
@@ -153,7 +158,7 @@ class RuleExtractor:
         for kind in self.kinds:
             for start, end in getattr(self, f"_{kind}")(text):
                 if end - start >= self.min_chars and not _overlaps(start, end, taken):
-                    taken.append((start, end))
+                    bisect.insort(taken, (start, end))
                     found.append(Entity(text[start:end], kind, start, end))
         found.sort(key=lambda e: e.start)
         return found
@@ -166,7 +171,7 @@ class RuleExtractor:
     def _quoted(text: str) -> list[tuple[int, int]]:
         out = []
         for m in _QUOTED.finditer(text):
-            group = next(g for g in range(1, 5) if m.group(g) is not None)
+            group = next(g for g in range(1, _QUOTED.groups + 1) if m.group(g) is not None)
             start, end = m.span(group)
             while start < end and text[start].isspace():
                 start += 1
@@ -268,7 +273,8 @@ class KGExtractor:
             ha, hb = index.get(_normalise_key(a.text)), index.get(_normalise_key(b.text))
             if ha is None or hb is None or ha == hb or a.start < 0 or b.start < a.end:
                 continue
-            if any(a.end <= p < b.start for p in breaks):
+            i = bisect.bisect_left(breaks, a.end)
+            if i < len(breaks) and breaks[i] < b.start:
                 continue  # not in one sentence
             words = re.findall(r"[\w'’-]+", text[a.end : b.start])
             rel = " ".join(words[: self.max_relation_words]).lower() if words else CO_OCCURS
