@@ -11,6 +11,7 @@ JSON state (``state.json``).
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated
@@ -32,22 +33,35 @@ routers_app = typer.Typer(help="Registered routers and their learned state.", no
 
 @routers_app.command("list")
 def list_routers() -> None:
-    """Every registered router: whether it learns, its knob and where it lives."""
+    """Every registered router: whether it learns, its knob, its options with their defaults (as
+    ``make_router(NAME, option=value)``, ``--routers NAME:option=value`` and ``--router-param`` take
+    them) and where it lives."""
     from agentroute.routers import base, get_router_class, router_names
 
     table = Table(title="routers")
-    for col in ("name", "learned", "knob", "class"):
-        table.add_column(col)
+    for col in ("name", "learned", "knob", "options (defaults)", "class"):
+        table.add_column(col, overflow="fold") if col.startswith("options") else table.add_column(col)
     for name in router_names():
         try:
             cls = get_router_class(name)
         except Exception as exc:  # an optional dependency missing: still list it
             why = missing_extra(exc) or f"{type(exc).__name__}: {exc}"
-            table.add_row(name, "?", "?", f"[yellow]unavailable: {escape(why)}[/]")
+            table.add_row(name, "?", "?", "?", f"[yellow]unavailable: {escape(why)}[/]")
             continue
         target = base._LAZY.get(name) or f"{cls.__module__}:{cls.__name__}"
-        table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", target)
+        table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", escape(options(cls)) or "-", target)
     console.print(table)
+
+
+def options(cls: type) -> str:
+    """``name=default`` for each keyword parameter of ``cls.__init__`` (``name`` alone when it has
+    no default), one a line, as the code declares them."""
+    shown = []
+    for p in inspect.signature(cls).parameters.values():
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        shown.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+    return "\n".join(shown)
 
 
 @routers_app.command("show")

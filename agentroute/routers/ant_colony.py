@@ -71,7 +71,7 @@ from agentroute.intent import (
     parse_task_types,
 )
 from agentroute.outcomes import OutcomeTable, agent_column, column_agent
-from agentroute.routers.base import ARRAYS, MANIFEST, Router, check_fit_data, require_candidates
+from agentroute.routers.base import ARRAYS, MANIFEST, Router, check_fit_data, check_range, require_candidates
 from agentroute.routers.pheromone import (
     START,
     START_NAME,
@@ -350,6 +350,8 @@ class AntColonyRouter(Router):
         )
 
     def _check_params(self) -> None:
+        super()._check_params()
+        check_range(self, "cost_weight", low=0)
         checks = {
             "alpha": self.alpha >= 0, "beta": self.beta >= 0, "cost_weight": self.cost_weight >= 0,
             "lambda_ability": self.lambda_ability >= 0, "lambda_load": self.lambda_load >= 0,
@@ -367,7 +369,10 @@ class AntColonyRouter(Router):
                 )
         if self.lambda_ability + self.lambda_load + self.lambda_latency <= 0:
             raise ConfigurationError(f"{self.name}: the heuristic weights λ_A, λ_L, λ_R are all 0")
-        self._rule()
+        try:
+            self._rule()
+        except ConfigurationError as exc:  # the pheromone rule's own checks: name the router
+            raise ConfigurationError(f"{self.name}: {exc}") from None
 
     # -- runtime state (made by fit/load, never at construction) -----------------------------------
     def _reset_runtime(self) -> None:

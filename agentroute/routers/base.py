@@ -162,15 +162,53 @@ class Router(abc.ABC):
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> Self:
-        self.check_params(params)
+        """Set parameters, checked as :func:`make_router` checks them; a value refused leaves the
+        router as it was."""
+        self._check_names_and_types(params)
+        before = {key: self.__dict__[key] for key in params if key in self.__dict__}
         for key, value in params.items():
             setattr(self, key, value)
+        try:
+            self._check_params()
+        except ConfigurationError:
+            for key in params:
+                if key in before:
+                    setattr(self, key, before[key])
+                else:
+                    self.__dict__.pop(key, None)
+            raise
         return self
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> None:
         """A :class:`ConfigurationError` naming the router for a parameter its ``__init__`` does not
-        take (with the ones it does, and the closest) or a value its annotation does not admit."""
+        take (with the ones it does, and the closest), a value its annotation does not admit, or a
+        value out of its range (:meth:`_check_params` of a router built with ``params``)."""
+        cls._build(params)
+
+    @classmethod
+    def _build(cls, params: Mapping[str, Any]) -> Self:
+        """The router ``cls(**params)``, its parameters checked (:meth:`check_params`)."""
+        cls._check_names_and_types(params)
+        router = cls(**params)
+        router._check_params()
+        return router
+
+    def _check_params(self) -> None:
+        """Check the parameters' values (ranges, relations), raising a :class:`ConfigurationError`
+        that names the router and the parameter. Run by :func:`make_router`, :meth:`set_params`,
+        :meth:`load` and ``fit``; routers extend it with ``super()._check_params()``. Here: no
+        number is NaN, and a ``seed`` is an integer ≥ 0 (what numpy's generators take)."""
+        for key, value in self.get_params().items():
+            if isinstance(value, float | np.floating) and np.isnan(value):
+                raise ConfigurationError(f"{self.name}: {key!r} is NaN (give a number)")
+        seed = self.get_params().get("seed")
+        if seed is not None and isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed < 0:
+            raise ConfigurationError(f"{self.name}: 'seed' must be an integer ≥ 0 (got {seed!r})")
+
+    @classmethod
+    def _check_names_and_types(cls, params: Mapping[str, Any]) -> None:
+        """Parameters ``__init__`` does not take, or values its annotations do not admit."""
         signature = inspect.signature(cls.__init__).parameters.values() if cls.__init__ is not object.__init__ else []
         if any(p.kind is p.VAR_KEYWORD for p in signature):
             return
@@ -274,6 +312,7 @@ class Router(abc.ABC):
             return klass.load(path)  # type: ignore[return-value]  # its own checks (the ant colony's matrices)
         try:
             router = klass(**manifest.get("params", {}))
+            router._check_params()
             router.set_state(manifest.get("state", {}))
             arrays = _saved_arrays(file, manifest)
             if arrays is not None:
@@ -406,9 +445,46 @@ def get_router_class(name: str) -> type[Router]:
 
 def make_router(name: str, **params: Any) -> Router:
     """Build a registered router by name with keyword parameters (:meth:`Router.check_params`)."""
-    cls = get_router_class(name)
-    cls.check_params(params)
-    return cls(**params)
+    return get_router_class(name)._build(params)
+
+
+def check_range(
+    router: Router,
+    key: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
+    """A :class:`ConfigurationError` naming the router and ``key`` unless ``router.<key>`` is a
+    finite number (an integer with ``integer``) in the range given (``None`` too with ``optional``).
+
+    >>> check_range(make_router("knn"), "k", low=1, integer=True)
+    """
+    value = getattr(router, key)
+    if optional and value is None:
+        return
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+    if integer:
+        number = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    ok = number and bool(np.isfinite(value))
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if ok:
+        return
+    kind = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        what = f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        what = f"{kind} {'>' if low_open else '≥'} {low:g}"
+    elif high is not None:
+        what = f"{kind} {'<' if high_open else '≤'} {high:g}"
+    else:
+        what = kind
+    raise ConfigurationError(f"{router.name}: {key!r} must be {what}{' or None' if optional else ''} (got {value!r})")
 
 
 def _admits(annotation: Any, value: Any) -> bool:

@@ -13,8 +13,9 @@ from typing import Any, Self, cast
 
 import numpy as np
 
+from agentroute.errors import ConfigurationError
 from agentroute.outcomes import find_column
-from agentroute.routers.base import Router, decide, fit_table, register, require_candidates
+from agentroute.routers.base import Router, check_range, decide, fit_table, register, require_candidates
 from agentroute.strategies import get_strategy
 from agentroute.types import Decision, RouteContext, Step
 
@@ -87,6 +88,11 @@ class FixedRouter(Router):
         self.model = model
         self.strategy = strategy
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigurationError("fixed: 'model' is required: the model id to always route to (fixed:model=ID)")
+
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)
         for i, agent in enumerate(ctx.candidates):
@@ -155,6 +161,10 @@ class CascadeRouter(_MeanQuality, Router):
     def __init__(self, *, threshold: float = 0.5, confidence_fn: Callable[[Step], float | None] | None = None):
         self.threshold = threshold
         self.confidence_fn = confidence_fn
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range(self, "threshold", low=0, high=1)
 
     def fit(self, data: Any) -> Self:
         self._fit_quality(data)

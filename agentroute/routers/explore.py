@@ -30,7 +30,16 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.routers.base import Mode, Router, check_fit_data, make_router, register, require_candidates
+from agentroute.routers.base import (
+    Mode,
+    Router,
+    check_fit_data,
+    check_range,
+    get_router_class,
+    make_router,
+    register,
+    require_candidates,
+)
 from agentroute.types import Decision, RouteContext, Step, Task
 
 __all__ = ["ExploreRouter"]
@@ -69,6 +78,17 @@ class ExploreRouter(Router):
         self.epsilon = epsilon
         self.seed = seed
         self.base_params = base_params
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range(self, "epsilon", low=0, high=1)
+        if isinstance(self.base, str) and not Path(self.base).is_dir():
+            if self.base == self.name:
+                raise ConfigurationError("explore: the base router is itself an exploring wrapper")
+            try:
+                get_router_class(self.base).check_params(self.base_params or {})
+            except ConfigurationError as exc:  # an unknown name lists the routers
+                raise ConfigurationError(f"explore: 'base' {self.base!r}: {exc}") from None
 
     # -- the base router ------------------------------------------------------------------------
     @property

@@ -95,7 +95,7 @@ from agentroute._optional import require, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
 from agentroute.progress import fit_bar
-from agentroute.routers.base import check_fit_data, register
+from agentroute.routers.base import check_fit_data, check_range, register
 from agentroute.routers.utility import (
     _SWAP,
     QUERY_CHARS,
@@ -258,13 +258,14 @@ class GraphRouter(UtilityRouter):
     def _check_params(self) -> None:
         super()._check_params()
         for key in ("hidden", "epochs", "patience", "masks_per_step", "queries_per_step"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"graph-router: {key!r} must be an integer ≥ 1 (got {value!r})")
+            check_range(self, key, low=1, integer=True)
         for key in ("edge_mask_rate", "llm_dropout", "descriptor_dropout"):
             value = getattr(self, key)
             if not 0 <= value < 1:
                 raise ConfigurationError(f"graph-router: {key!r} must be in [0, 1) (got {value!r})")
+        check_range(self, "lr", low=0, low_open=True)
+        check_range(self, "weight_decay", low=0)
+        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
         if self.effect_weight < 0 or self.cost_penalty < 0 or self.effect_weight + self.cost_penalty <= 0:
             raise ConfigurationError(
                 f"graph-router: 'effect_weight' and 'cost_penalty' must be ≥ 0 and not both 0 "

@@ -20,7 +20,7 @@ from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
 from agentroute.outcomes import OutcomeTable, column_agent, find_column
 from agentroute.progress import phase
-from agentroute.routers.base import check_fit_data, require_candidates
+from agentroute.routers.base import check_fit_data, check_range, require_candidates
 from agentroute.routers.prices import price_factors
 from agentroute.routers.utility import (
     UtilityRouter,
@@ -246,8 +246,14 @@ class KGRouter(UtilityRouter):
             raise ConfigurationError(
                 f"kg-gnn: 'hidden_channels' (got {self.hidden_channels}) must be divisible by 'heads' (got {self.heads})"
             )
-        if self.collaborate_k < 1:
-            raise ConfigurationError(f"kg-gnn: 'collaborate_k' (got {self.collaborate_k}) must be at least 1")
+        for key in ("hidden_channels", "num_layers", "heads", "collaborate_k", "epochs", "batch_size", "max_entities", "max_relations"):
+            check_range(self, key, low=1, integer=True)
+        check_range(self, "patience", low=0, integer=True)
+        check_range(self, "dropout", low=0, high=1, high_open=True)
+        check_range(self, "temperature", low=0, low_open=True)
+        check_range(self, "lr", low=0, low_open=True)
+        check_range(self, "weight_decay", low=0)
+        check_range(self, "cost_lambda", low=0)
         if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
             raise ConfigurationError(
                 f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]"

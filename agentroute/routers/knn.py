@@ -25,9 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from agentroute._optional import torch_module
-from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import register
+from agentroute.routers.base import check_range, register
 from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts, shrunk_mean
 from agentroute.types import RouteContext
 
@@ -64,10 +63,8 @@ class KNNRouter(UtilityRouter):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigurationError(f"knn: 'k' must be an integer ≥ 1 (got {self.k!r})")
-        if not self.shrinkage >= 0:
-            raise ConfigurationError(f"knn: 'shrinkage' must be ≥ 0 (got {self.shrinkage!r})")
+        check_range(self, "k", low=1, integer=True)
+        check_range(self, "shrinkage", low=0)
 
     def _fit_table(self, table: OutcomeTable) -> None:
         self.embeddings_ = np.ascontiguousarray(

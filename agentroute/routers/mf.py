@@ -30,7 +30,7 @@ import numpy as np
 from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import register
+from agentroute.routers.base import check_range, register
 from agentroute.routers.utility import (
     QUERY_CHARS,
     UtilityRouter,
@@ -117,11 +117,11 @@ class MatrixFactorizationRouter(UtilityRouter):
     def _check_params(self) -> None:
         super()._check_params()
         for key in ("dim", "epochs", "patience", "batch_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"mf: {key!r} must be an integer ≥ 1 (got {value!r})")
+            check_range(self, key, low=1, integer=True)
         if not self.lr > 0:
             raise ConfigurationError(f"mf: 'lr' must be > 0 (got {self.lr!r})")
+        check_range(self, "weight_decay", low=0)
+        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
 
     def _fit_table(self, table: OutcomeTable) -> None:
         scores = np.asarray(table.scores, dtype=float)

@@ -24,7 +24,7 @@ import numpy as np
 from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import register
+from agentroute.routers.base import check_range, register
 from agentroute.routers.utility import (
     QUERY_CHARS,
     UtilityRouter,
@@ -110,13 +110,14 @@ class MLPRouter(UtilityRouter):
     def _check_params(self) -> None:
         super()._check_params()
         for key in ("hidden", "epochs", "patience", "batch_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"mlp: {key!r} must be an integer ≥ 1 (got {value!r})")
+            check_range(self, key, low=1, integer=True)
         if not 0 <= self.dropout < 1:
             raise ConfigurationError(f"mlp: 'dropout' must be in [0, 1) (got {self.dropout!r})")
         if not self.lr > 0:
             raise ConfigurationError(f"mlp: 'lr' must be > 0 (got {self.lr!r})")
+        check_range(self, "weight_decay", low=0)
+        check_range(self, "cost_loss_weight", low=0)
+        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
 
     # -- learning ---------------------------------------------------------------------------------
     def _fit_table(self, table: OutcomeTable) -> None:

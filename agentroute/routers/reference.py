@@ -25,7 +25,7 @@ import numpy as np
 
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, find_column
-from agentroute.routers.base import Router, decide, fit_table, register, require_candidates
+from agentroute.routers.base import Router, check_range, decide, fit_table, register, require_candidates
 from agentroute.routers.utility import (
     QUERY_CHARS,
     LogisticHead,
@@ -115,6 +115,10 @@ class BestSingleRouter(Router):
 
     name = "best-single"
     learned = True
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
 
     def __init__(self, *, validation_fraction: float = 0.3, seed: int = 0):
         self.validation_fraction = validation_fraction

@@ -27,7 +27,7 @@ import numpy as np
 from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import Router, _jsonable, get_router_class, make_router, register
+from agentroute.routers.base import Router, _jsonable, check_range, get_router_class, make_router, register
 from agentroute.routers.logreg import sigmoid
 from agentroute.routers.utility import UtilityRouter, validation_split
 from agentroute.types import RouteContext
@@ -165,9 +165,16 @@ class StackRouter(UtilityRouter):
             raise ConfigurationError("stack: 'bases' names no router")
         if self.l2 is not None and (not isinstance(self.l2, int | float) or not self.l2 >= 0):
             raise ConfigurationError(f"stack: 'l2' must be a number ≥ 0 (got {self.l2!r})")
-        if not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 1:
-            raise ConfigurationError(f"stack: 'folds' must be an integer ≥ 1 (got {self.folds!r})")
-        validation_split(2, self.validation_fraction, self.seed)  # checks the fraction
+        check_range(self, "folds", low=1, integer=True)
+        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
+        try:
+            for template in self._templates():
+                if isinstance(template, str):
+                    get_router_class(template)  # an unknown name lists the registered routers
+            for base, params in (self.base_params or {}).items():
+                get_router_class(base).check_params(params)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"stack: 'bases'/'base_params': {exc}") from None
 
     def _new_base(self, template: str | Router, params: dict[str, Any] | None = None) -> UtilityRouter:
         """An unfitted base from a template; ``params`` (saved ones, at load) replace the defaults."""

@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.routers.base import Router, decide, register, require_candidates
+from agentroute.routers.base import Router, check_range, decide, register, require_candidates
 from agentroute.routers.baselines import cost_order
 from agentroute.types import Decision, RouteContext
 
@@ -90,6 +90,10 @@ class RandomMixRouter(Router):
     def __init__(self, *, p_large: float = 0.5, seed: int = 0):
         self.p_large = p_large
         self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range(self, "p_large", low=0, high=1)
 
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)

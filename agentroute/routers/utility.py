@@ -56,7 +56,7 @@ from agentroute._optional import require, torch_module
 from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
-from agentroute.routers.base import Router, check_fit_data, decide, require_candidates
+from agentroute.routers.base import Router, check_fit_data, check_range, decide, require_candidates
 from agentroute.routers.prices import PriceRefs, price_factor, price_factors, training_prices
 from agentroute.types import Agent, Decision, RouteContext
 
@@ -272,15 +272,13 @@ class UtilityRouter(Router):
         self.fitted_ = True
 
     def _check_params(self) -> None:
-        """Validate hyperparameters (called by ``fit``); extend with ``super()``."""
+        """Validate hyperparameters (called by ``fit`` and :func:`make_router`); extend with ``super()``."""
+        super()._check_params()
         lam = self.cost_weight
         if not isinstance(lam, int | float) or not np.isfinite(lam) or lam < 0:
             raise ConfigurationError(f"{self.name}: 'cost_weight' must be a finite number ≥ 0 (got {lam!r})")
-        chars = getattr(self, "query_chars", None)
-        if chars is not None and (not isinstance(chars, int) or isinstance(chars, bool) or chars < 0):
-            raise ConfigurationError(
-                f"{self.name}: 'query_chars' must be None or an integer ≥ 0 (got {chars!r})"
-            )
+        if hasattr(self, "query_chars"):
+            check_range(self, "query_chars", low=0, integer=True, optional=True)  # 0: the whole text
 
     @abc.abstractmethod
     def _fit_table(self, table: OutcomeTable) -> None:
