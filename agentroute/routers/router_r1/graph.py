@@ -10,7 +10,7 @@ from typing import Any
 from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteAgent
-from agentroute.training.lm_policy import HFPolicy, LMPolicy, OpenAIPolicy
+from agentroute.training.lm_policy import HFPolicy, LMPolicy, OpenAIPolicy, whole_policy_dir
 
 
 def load_policy(policy: str | Path | None = None, *, policy_url: str | None = None, api_key: str | None = None) -> LMPolicy:
@@ -39,7 +39,7 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
 def _tokenizer(path: str | Path) -> Any:
     import transformers
 
-    folder = Path(path).expanduser()
+    folder = whole_policy_dir(Path(path).expanduser())
     if not folder.is_dir():
         raise ConfigurationError(f"policy {str(path)!r} is not a directory (with --policy-url it supplies the served model's tokenizer)")
     try:

@@ -15,8 +15,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from agentroute.pool.pool import ModelPool
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import ROUTE_STOPS
 from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_valid
+from agentroute.training.lm_policy import restore_swap, save_atomically
 from agentroute.training.recipe_file import read_recipe_file
 from agentroute.training.stopping import is_terminated
 
@@ -449,27 +448,3 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, saved: list[str], *, terminated: bool = False):
         super().__init__(saved)
         self.saved, self.terminated = list(saved), terminated
-
-
-def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
-    """Each writer's ``write(folder)`` into a fresh ``TARGET.partial``, then swapped in for ``target``: a save cut
-    short (Ctrl-C, ``kill -9``) never leaves a half-written ``target`` that loads as a policy, and
-    the previous one stays whole until the swap (as ``TARGET.old`` for an instant: see :func:`restore_swap`)."""
-    partial, old = target.with_name(target.name + ".partial"), restore_swap(target)
-    shutil.rmtree(partial, ignore_errors=True)
-    for write in writers:
-        write(partial)
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(partial, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def restore_swap(target: Path) -> Path:
-    """Put back ``TARGET.old`` when a swap of :func:`save_atomically` was cut between its two renames
-    (``target`` gone, the previous one moved aside); returns the ``.old`` path."""
-    old = target.with_name(target.name + ".old")
-    if old.is_dir() and not target.exists():
-        os.replace(old, target)
-    return old
