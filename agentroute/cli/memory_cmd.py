@@ -309,6 +309,6 @@ def reconcile(
     still = counts["alive"] + counts["other_host"] + counts["unknown"]
     if still:
         console.print(
-            f"left running: {counts['alive']} of live processes, {counts['other_host']} of other hosts, "
+            f"left running: {counts['alive']} of live processes, {counts['other_host']} of other hosts without a lease, "
             f"{counts['unknown']} without a recorded process"
         )

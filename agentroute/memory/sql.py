@@ -435,7 +435,8 @@ class SQLMemory(MemoryStore):
         """Close as ``interrupted`` the ``running`` tasks whose process is gone (``kill -9``, a
         crash; on another host sharing a PostgreSQL memory: its lease released), of ``task_ids``
         when given: their cost becomes that of their recorded steps and ``metadata["error"]`` says
-        why. Tasks of live processes, and of other hosts without a lease, are never touched. Returns the ids closed (see :mod:`agentroute.memory.processes`)."""
+        why. Tasks of live processes, and of other hosts without a lease, are never touched.
+        Returns the ids closed (see :mod:`agentroute.memory.processes`)."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         self._writer.drain()
