@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher
 from agentroute.errors import StateFileError
 from agentroute.pool.card import ModelCard
@@ -89,14 +90,16 @@ async def build_traces(
 _REPLY_FIELDS = ("id", "backend", "model", "base_url", "max_tokens", "strategies")
 
 
-def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str | ModelCard], direct_every: int, settings: LoopSettings) -> str:
+def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str | ModelCard], direct_every: int, settings: LoopSettings,
+                 budget: Budget | None = None) -> str:
     """A digest of what the traces of ``rows`` depend on (questions, gold answers, the pool's agents —
-    names, or cards: then their model and reply length too —, ``direct_every``, the loop's settings):
-    a trace cache is reused only for the same inputs."""
+    names, or cards: then their model and reply length too —, ``direct_every``, the loop's settings,
+    the per-task ``budget`` the routed calls ran under): a trace cache is reused only for the same inputs."""
     inputs = {
         "rows": [[r["question"], r["answer"]] for r in rows],
         "agents": [a if isinstance(a, str) else [getattr(a, f) for f in _REPLY_FIELDS] for a in agents],
         "direct_every": direct_every, "loop": dataclasses.asdict(settings),
+        "budget": budget.limits() if budget is not None else None,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
