@@ -32,11 +32,13 @@ import hashlib
 import logging
 import sys
 import threading
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentroute.budget import Budget
+from agentroute.budget import Budget, Ledger
 from agentroute.dispatch.dispatcher import add_step_watcher
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.errors import BackendError, ConfigurationError
@@ -209,29 +211,35 @@ def fingerprint(value: Any) -> str:
     return hashlib.blake2b(repr(value).encode("utf-8", "backslashreplace"), digest_size=8).hexdigest()
 
 
-_OPENED: OrderedDict[Any, str] = OrderedDict()  # graph invocation → the task its nodes opened
-_OPENED_LOCK = threading.Lock()
+_GREGORIAN_TO_UNIX_100NS = 0x01B21DD213814000  # from 1582-10-15 (UUID time) to 1970-01-01, in 100 ns
 
 
 def invocation_task(config: Mapping[str, Any] | None) -> str:
-    """The task id opened by the nodes of this superstep (a new one on first call).
+    """The id of the task the nodes of this superstep open, the same in every process.
 
     Parallel nodes of the first superstep find no task in the state yet; they agree on one through
-    the checkpoint their superstep started from (``Runtime.execution_info.checkpoint_id``).
+    the checkpoint their superstep started from (``Runtime.execution_info.checkpoint_id``), from
+    which the id is derived: a time-ordered id like :func:`~agentroute.types.new_id` (the
+    checkpoint's time, then 80 bits of a digest of thread, graph path and checkpoint). LangGraph
+    runs a superstep from the same checkpoint again only to resume it — after its ``interrupt()``
+    or a crash, maybe in another process — so that run finds the task the first one opened; a
+    replay from an old checkpoint forks a new checkpoint, and opens a new task.
     """
     configurable = (config or {}).get("configurable") or {}
     info = getattr(configurable.get("__pregel_runtime"), "execution_info", None)
     checkpoint_id = getattr(info, "checkpoint_id", None)
     if not checkpoint_id:
         return new_id()
-    key = (configurable.get("thread_id"), graph_path(config), checkpoint_id)
-    with _OPENED_LOCK:
-        task_id = _OPENED.get(key)
-        if task_id is None:
-            task_id = _OPENED[key] = new_id()
-            if len(_OPENED) > 4096:
-                _OPENED.popitem(last=False)
-        return task_id
+    try:
+        stamp = uuid.UUID(str(checkpoint_id))
+        ticks = (stamp.int >> 80) << 12 | (stamp.int >> 64) & 0xFFF  # UUIDv6: 60 bits of time, in 100 ns
+        ms = (ticks - _GREGORIAN_TO_UNIX_100NS) // 10_000 if stamp.version == 6 else None
+    except ValueError:
+        ms = None
+    if ms is None or not 0 <= ms < 1 << 48:  # a saver of your own with other ids
+        ms = time.time_ns() // 1_000_000
+    key = f"{configurable.get('thread_id')}|{graph_path(config)}|{checkpoint_id}".encode()
+    return (ms << 80 | int.from_bytes(hashlib.blake2b(key, digest_size=10).digest(), "big")).to_bytes(16, "big").hex()
 
 
 try:
@@ -313,6 +321,24 @@ def open_task(
 
 def rebuild(dispatcher: Dispatcher, checkpoint: Mapping[str, Any]) -> TaskRun:
     return TaskRun.from_checkpoint(dict(checkpoint), dispatcher.memory)
+
+
+def reopen(dispatcher: Dispatcher, task_id: str, carry: dict[str, Any]) -> TaskRun | None:
+    """The recorded task ``task_id`` as a run that continues it (every recorded step charged to a
+    fresh ledger under its budget), or ``None`` when the memory does not have it."""
+    memory = dispatcher.memory
+    if memory is None:
+        return None
+    memory.flush()
+    stored = memory.get_task(task_id)
+    if stored is None:
+        return None
+    budget = stored.task.budget
+    snapshot = {
+        "task_id": task_id, "budget": budget.given() if budget is not None else None,
+        "ledger": Ledger(budget).snapshot(), "index": 0, "carry": carry,
+    }
+    return TaskRun.from_checkpoint(snapshot, memory)
 
 
 def is_request(channel: Mapping[str, Any] | None) -> bool:
@@ -746,7 +772,13 @@ def routed_node(
         def opened(request: Mapping[str, Any]) -> Callable[[], TaskRun]:
             carry = {"opened_by": "node", "fp_key": input_key, "fp": fingerprint(state.get(input_key))}
             request = {"query_id": state.get("query_id"), **{k: v for k, v in request.items() if v is not None}}
-            return lambda: open_task(dispatcher, request, query=query, graph="langgraph", budget=budget, carry=carry)
+
+            def make() -> TaskRun:
+                if resuming(config) and (run := reopen(dispatcher, request["task_id"], carry)) is not None:
+                    return run  # this superstep opened it before its interrupt() or a crash: continue it
+                return open_task(dispatcher, request, query=query, graph="langgraph", budget=budget, carry=carry)
+
+            return make
 
         if task_id and is_request(channel):
             return LIVE.hold(task_id, opened(channel))

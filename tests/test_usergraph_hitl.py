@@ -100,36 +100,47 @@ from agentroute import Budget, Dispatcher, make_router, routed_node
 from agentroute.memory import SQLMemory
 from tests.helpers import replay_pool
 from tests.test_usergraph_hitl import State, _review
-memory_url, saver_path, mode = sys.argv[1:4]
+memory_url, saver_path, mode, planner = sys.argv[1:5]
 memory = SQLMemory(memory_url)
 dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
 builder = StateGraph(State)
-builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="p", output_key="plan", budget=Budget(calls=2)))
-builder.add_node("executor", routed_node(dispatcher, role="executor", prompt="e", input=lambda s: s["query"], output=_review))
-builder.add_edge(START, "planner"); builder.add_edge("planner", "executor")
+builder.add_node("executor", routed_node(dispatcher, role="executor", prompt="e", input=lambda s: s["query"], output=_review,
+                                         budget=Budget(calls=2 if planner == "yes" else 1)))
+if planner == "yes":
+    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="p", output_key="plan", budget=Budget(calls=2)))
+    builder.add_edge(START, "planner"); builder.add_edge("planner", "executor")
+else:  # the reviewed node opens the task: the checkpoint it paused at holds none yet
+    builder.add_edge(START, "executor")
 with SqliteSaver.from_conn_string(saver_path) as saver:
     app, cfg = builder.compile(checkpointer=saver), {"configurable": {"thread_id": "across"}}
     out = app.invoke({"query": "q5", "query_id": "q5"} if mode == "start" else Command(resume="ok"), cfg)
+    channel = out.get("agentroute") or {}  # empty while the task's first node is paused
     print(json.dumps({"paused": "__interrupt__" in out, "answer": out.get("answer"),
-                      "calls": out["agentroute"]["ledger"]["spent"][2], "task": out["agentroute"]["task_id"]}))
+                      "calls": channel["ledger"]["spent"][2] if channel else 0, "task": channel.get("task_id")}))
 memory.close()
 """
 
 
-def test_a_review_answered_in_another_process_pays_the_reviewed_step_once(tmp_path):
+@pytest.mark.parametrize("planner", [True, False], ids=["after-a-routed-planner", "the-task-s-first-node"])
+def test_a_review_answered_in_another_process_pays_the_reviewed_step_once(tmp_path, planner):
     memory_url, saver_path = f"sqlite:///{tmp_path}/memory.db", str(tmp_path / "checkpoints.db")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    flag = "yes" if planner else "no"
 
     def worker(mode: str) -> dict:
-        done = subprocess.run([sys.executable, "-c", RESUMER, memory_url, saver_path, mode], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-c", RESUMER, memory_url, saver_path, mode, flag], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     first = worker("start")
-    assert first["paused"] and first["calls"] == 1  # the checkpoint is the planner's: the executor's step paused unsaved
+    assert first["paused"] and first["calls"] == (1 if planner else 0)  # the executor's step paused unsaved
     second = worker("resume")
-    # was: the executor paid again in the new process — 3 calls on a 2-call budget refused, no answer
-    assert second == {"paused": False, "answer": "small says 5", "calls": 2, "task": first["task"]}
+    # was: the executor paid again in the new process — refused by the budget, so no answer; and
+    # when it was the task's first node, the resume opened a second task (the first one left running)
+    assert second["paused"] is False and second["answer"] == "small says 5"
+    assert second["calls"] == (2 if planner else 1)
     with SQLMemory(memory_url) as memory:
-        assert _recorded(memory, first["task"]) == [(0, "planner"), (1, "executor")]
+        tasks = memory.trajectories(graph="langgraph", status=None)
+        assert [[(s.index, s.stage) for s in t.steps] for t in tasks] == [[(0, "planner"), (1, "executor")] if planner else [(0, "executor")]]
+        assert tasks[0].task.id == second["task"] and tasks[0].task.status == "done"
