@@ -33,7 +33,6 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -230,12 +229,14 @@ def invocation_task(config: Mapping[str, Any] | None) -> str:
     checkpoint_id = getattr(info, "checkpoint_id", None)
     if not checkpoint_id:
         return new_id()
-    try:
-        stamp = uuid.UUID(str(checkpoint_id))
-        ticks = (stamp.int >> 80) << 12 | (stamp.int >> 64) & 0xFFF  # UUIDv6: 60 bits of time, in 100 ns
-        ms = (ticks - _GREGORIAN_TO_UNIX_100NS) // 10_000 if stamp.version == 6 else None
-    except ValueError:
-        ms = None
+    hexed = str(checkpoint_id).replace("-", "")
+    ms = None
+    if len(hexed) == 32 and hexed[12] == "6":  # a UUIDv6 (LangGraph's savers): 60 bits of time, in 100 ns
+        try:
+            ticks = int(hexed[:12], 16) << 12 | int(hexed[13:16], 16)
+            ms = (ticks - _GREGORIAN_TO_UNIX_100NS) // 10_000
+        except ValueError:
+            ms = None
     if ms is None or not 0 <= ms < 1 << 48:  # a saver of your own with other ids
         ms = time.time_ns() // 1_000_000
     key = f"{configurable.get('thread_id')}|{graph_path(config)}|{checkpoint_id}".encode()
