@@ -158,3 +158,39 @@ def test_routers_list_shows_every_option_with_its_default() -> None:
             if p.kind is p.KEYWORD_ONLY:
                 assert f"{p.name}={p.default!r}" in rows[name], (name, p.name, rows[name])
     assert "k=40" in rows["knn"] and "shrinkage=10.0" in rows["knn"]
+
+
+def _ghost_table() -> OutcomeTable:
+    """'ghost' was logged but never scored; 'good' always succeeds; 'ghost' is the cheaper one."""
+    n = 12
+    return OutcomeTable(
+        query_ids=[f"q{i}" for i in range(n)],
+        queries=[f"question {i} on {'maths' if i % 2 else 'history'}" for i in range(n)],
+        models=["ghost", "good"],
+        scores=np.c_[np.full(n, np.nan), np.ones(n)],
+        costs=np.tile([1e-4, 1e-2], (n, 1)),
+    )
+
+
+@pytest.mark.parametrize("name", ["knn", "per-task", "logreg"])
+def test_an_agent_never_scored_is_unseen_not_a_column_scored_by_the_mean(tmp_path, name: str) -> None:
+    """Before, the fit kept 'ghost' as a trained column scored by the mean of the others (1.0 here),
+    which tied 'good' and won on cost: the router sent every query to an agent it knew nothing of,
+    and the pool check passed it as trained. Now it is left out, said so, and the pool check refuses
+    it unless new agents are allowed."""
+    from agentroute.loading import load_router
+    from agentroute.pool import ModelPool
+    from agentroute.pool.card import ModelCard
+
+    with pytest.warns(UserWarning, match="no scored outcome.*ghost"):
+        router = make_router(name).fit(_ghost_table())
+    assert router.known_agents() == ["good"]
+    assert "ghost" in router.fit_summary()
+    router.save(tmp_path / name)
+    pool = ModelPool([ModelCard(id="ghost", backend="replay"), ModelCard(id="good", backend="replay")])
+    with pytest.raises(ConfigurationError, match="unseen in training: executor:ghost:direct"):
+        load_router(str(tmp_path / name), pool=pool)
+    loaded = load_router(str(tmp_path / name), pool=pool, allow_new_agents=True, warn=lambda note: None)
+    ctx = RouteContext(query="question on maths", candidates=[Agent(model="ghost"), Agent(model="good")])
+    decision = loaded.route(ctx)
+    assert decision.agents[0].model == "good" or "unseen in training" in decision.why

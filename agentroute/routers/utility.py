@@ -46,6 +46,7 @@ from __future__ import annotations
 import abc
 import copy
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -255,10 +256,13 @@ class UtilityRouter(Router):
         if np.all(np.isnan(table.scores)):
             raise ConfigurationError(f"{self.name}: the training table has no scored cells")
         self._check_params()
+        table, unscored = _scored_columns(table)
+        if unscored:
+            warnings.warn(f"{self.name}: {unscored}", UserWarning, stacklevel=4)
         self.columns_ = list(table.models)
         weights = table.weights
         self.weighted_ = table.weighted
-        self.__dict__["_fit_note"] = _weighting_note(table)
+        self.__dict__["_fit_note"] = _weighting_note(table) + (f"; {unscored}" if unscored else "")
         score_mean = weighted_mean(table.scores, weights)
         self.score_mean_ = np.where(np.isnan(score_mean), np.nanmean(score_mean), score_mean)
         cost_mean = weighted_mean(table.costs, weights)
@@ -411,6 +415,22 @@ class UtilityRouter(Router):
 def _learned(key: str) -> bool:
     """Whether an attribute is learned state (scikit-learn's convention: a name ending in ``_``)."""
     return key.endswith("_") and not key.endswith("__")
+
+
+def _scored_columns(table: OutcomeTable) -> tuple[OutcomeTable, str]:
+    """``table`` less its columns without one scored cell, and a note naming them ("" if none).
+
+    Such an agent was never seen to succeed or fail: the router leaves it out of its columns, so it
+    is unseen in training (:func:`~agentroute.routers.base.check_pool` refuses it in a pool unless
+    new agents are allowed) instead of a column scored by the other agents' mean — which ties the
+    best agent whenever they all score alike and then wins on cost."""
+    scored = ~np.all(np.isnan(np.asarray(table.scores, dtype=float)), axis=0)
+    if scored.all():
+        return table, ""
+    left_out = [m for m, ok in zip(table.models, scored, strict=True) if not ok]
+    shown = ", ".join(left_out[:12]) + (f" … and {len(left_out) - 12} more" if len(left_out) > 12 else "")
+    note = f"left out {len(left_out)} agent(s) with no scored outcome in the training table: {shown} (unseen in training)"
+    return table.columns(np.flatnonzero(scored)), note
 
 
 def _weighting_note(table: OutcomeTable) -> str:
