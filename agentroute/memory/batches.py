@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentroute.memory.codec import storable
-from agentroute.memory.errors import MemoryWriteError
+from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
 from agentroute.memory.processes import host_key, pid_alive
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
@@ -117,9 +117,17 @@ class BatchQueue:
             except (OperationalError, InterfaceError) as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    raise
+                    raise self._failed(exc) from exc
                 log.warning("batch %s: %s; trying again", self.batch_id, exc)
                 time.sleep(delay)
+
+    def _failed(self, exc: OperationalError | InterfaceError) -> MemoryStoreError:
+        """The error a batch ends with when the memory refuses its writes (a full disk, a read-only
+        file, a server that stays down): what it could not record stays to do in the batch."""
+        return MemoryStoreError(
+            f"batch {self.batch_id}: cannot write to the memory at {self.memory.url}: {exc.orig or exc}; "
+            "its unfinished queries stay in the batch: resume it once the database accepts writes"
+        )
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:

@@ -1,0 +1,42 @@
+"""`agentroute run` whose memory stops accepting writes mid-batch (a full disk: the process's file
+size limit, so SQLite's writes fail with "disk I/O error"): the run ends with one clear error, not a
+traceback, and once the disk has room a `--resume` finishes every query exactly once."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+
+from agentroute.memory import SQLMemory
+from tests.test_batch_kill import _check_exactly_once, _command, _memory_state, _setup
+from tests.test_batch_server import StubOpenAIServer
+
+FILE_LIMIT = 400_000  # bytes: the migrated memory (about 100 KB) and a few tasks fit, not 60
+
+
+def _disk_full() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+
+
+def test_a_full_disk_ends_the_run_with_a_clear_error_and_resume_finishes_it(tmp_path):
+    n = 60
+    url = f"sqlite:///{tmp_path}/memory.db"
+    SQLMemory(url).close()  # the schema is in place: the writes of the run itself hit the limit
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    with StubOpenAIServer(delay_s=0.0) as server:
+        paths = _setup(tmp_path, server.url, n)
+        full = subprocess.run(_command(paths, url), capture_output=True, text=True, env=env, timeout=300,
+                              preexec_fn=_disk_full)  # fmt: skip
+        output = full.stdout + full.stderr
+        assert full.returncode == 1, output
+        assert "Traceback" not in output, output
+        assert "error: batch " in output and "cannot write to the memory" in output and "disk I/O error" in output
+        state = _memory_state(url)
+        assert sum(i["status"] == "done" for i in state["items"]) < n  # it did stop part way
+
+        resumed = subprocess.run(_command(paths, url), capture_output=True, text=True, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _check_exactly_once(_memory_state(url), paths["out.jsonl"], n)
