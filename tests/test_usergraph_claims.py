@@ -173,3 +173,48 @@ def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_th
         assert out["answer"] == "small says 1"
         assert other_worker.claim_task("thread:held")  # given back after the invocation
         other_worker.release_task("thread:held")
+
+
+@pytest.mark.postgres
+def test_a_claimed_graph_on_an_async_postgres_saver_resumes_across_an_interrupt(db: str) -> None:
+    import asyncio
+
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.graph import START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    import agentroute.graph as ag
+    from agentroute import Budget, Dispatcher, make_router, routed_node
+    from tests.helpers import replay_pool
+
+    class State(ag.AgentrouteState):
+        query: str
+        query_id: str
+        answer: str
+
+    def review(text: str) -> dict[str, str]:
+        return {"answer": text if interrupt({"draft": text}) == "ok" else "rejected"}
+
+    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
+
+    async def main(memory: SQLMemory) -> tuple[dict, dict]:
+        async with AsyncPostgresSaver.from_conn_string(saver_url) as saver:
+            await saver.setup()
+            dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+            builder = StateGraph(State)
+            builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", output=review, budget=Budget(calls=1)))
+            builder.add_edge(START, "answer")
+            app = ag.claiming(builder.compile(checkpointer=saver), memory)
+            cfg = {"configurable": {"thread_id": "async-review"}}
+            paused = await app.ainvoke({"query": "q1", "query_id": "q1"}, cfg)
+            with SQLMemory(db) as other_worker:  # the claim was given back while a human reads the draft
+                assert other_worker.claim_task("thread:async-review")
+                other_worker.release_task("thread:async-review")
+            return paused, await app.ainvoke(Command(resume="ok"), cfg)
+
+    with SQLMemory(db) as memory:
+        paused, done = asyncio.run(main(memory))
+        assert paused["__interrupt__"][0].value == {"draft": "small says 1"}
+        assert done["answer"] == "small says 1" and done["agentroute"]["ledger"]["spent"][2] == 1
+        memory.flush()
+        assert len(memory.get_task(done["agentroute"]["task_id"]).steps) == 1
