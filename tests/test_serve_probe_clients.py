@@ -89,6 +89,27 @@ class _Echo(BaseHTTPRequestHandler):
             self.server.abandoned.append(sent)
 
 
+class _DropsFirst(_Echo):
+    """The first ``server.drops`` calls: a stream whose connection closes after one piece of text,
+    with no ``finish_reason`` and no ``[DONE]`` (HTTP/1.0 framing: the body ends when the
+    connection does, so the client sees an ordinary end of body); then as :class:`_Echo`."""
+
+    protocol_version = "HTTP/1.0"
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        if self.server.drops <= 0 or self.path.rstrip("/").endswith("/tokenize"):
+            return super().do_POST()
+        self.server.drops -= 1
+        self.server.requests.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        piece = {"id": "cut", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": " half"}, "finish_reason": None}]}  # fmt: skip
+        self.wfile.write(f"data: {json.dumps(piece)}\n\n".encode())
+        self.wfile.flush()
+
+
 class EchoProvider(ThreadingHTTPServer):
     """``with EchoProvider() as provider: provider.url``; a model named ``slow…`` streams its
     answer 200 times over, a piece every 20 ms (a long answer a client may walk away from)."""
@@ -96,8 +117,9 @@ class EchoProvider(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Echo)
+    def __init__(self, handler: type[_Echo] = _Echo) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.drops = 0  # for _DropsFirst
         self.requests: list[dict[str, Any]] = []
         self.abandoned: list[int] = []  # pieces sent before each stream's client left
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -411,3 +433,39 @@ def test_the_cli_server_passes_reasoning_effort_to_a_pool_files_openai_card(tmp_
     assert reply.choices[0].message.content == " alpha beta gamma" and info.value.param == "reasoning_effort"
     [sent] = provider.requests
     assert (sent["reasoning_effort"], sent["seed"]) == ("high", 1) and "Traceback" not in out
+
+
+@pytest.mark.parametrize("model", ["echo", "lite", "router"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stream_the_provider_drops_midway_is_no_answer(tmp_path: Path, model: str, stream: bool) -> None:
+    """A provider stream that ends without ``[DONE]`` and without a ``finish_reason`` was cut (the
+    connection dropped). Before: its first piece (" half") was the whole answer, ``finish_reason``
+    "stop", on a card as on the router. Now it is a retryable failure: a card's plain request is a
+    503 (the SDK retries those) and the router's dispatcher retries it and answers in full. Streamed,
+    " half" has already reached the client: the stream ends with an error event instead of a
+    ``finish_reason`` (the router's task is ``interrupted``: no answer is spliced onto another)."""
+    with EchoProvider(_DropsFirst) as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        provider.drops = 1
+        pool = ModelPool(cards(provider.url)[:2])
+        with ServerThread(pool, router="cheapest", memory=memory, budget={"usd": 1.0}) as server:
+            create = sdk(server).chat.completions.create
+            if stream:
+                texts: list[str] = []
+                with pytest.raises(openai.APIError) as info:
+                    for chunk in create(model=model, messages=ask(), stream=True):
+                        texts += [chunk.choices[0].delta.content or ""] if chunk.choices else []
+                        assert not (chunk.choices and chunk.choices[0].finish_reason), "a cut answer was finished"
+                assert "".join(texts) == " half" and "dropped midway" in info.value.message
+            elif model == "router":
+                assert create(model=model, messages=ask()).choices[0].message.content == " alpha beta gamma"
+            else:
+                with pytest.raises(openai.InternalServerError) as info:
+                    create(model=model, messages=ask())
+                assert info.value.status_code == 503 and "dropped midway" in info.value.message
+            if model != "router" or stream:  # the client sends it again
+                assert create(model=model, messages=ask()).choices[0].message.content == " alpha beta gamma"
+        tasks = [t.task for t in memory.trajectories()]
+    assert len(provider.requests) == 2
+    if model == "router":
+        assert [(t.status, t.answer) for t in tasks][-1] == ("done", " alpha beta gamma")
+        assert tasks[0].status == ("interrupted" if stream else "done")

@@ -35,6 +35,7 @@ from agentroute.pool.backends.openai import (
     TRANSPORT_ERRORS,
     api_key_for,
     backend_error,
+    dropped_stream,
     error_reply,
     never_sent,
     plain_reply,
@@ -217,11 +218,15 @@ class LiteLLMBackend(EndpointCounting, Backend):
         except Exception as exc:
             if not (events and _clean_end_without_finish(exc)):
                 raise _mid_stream_error(exc, card, ran=said or read.chunks > 0) from exc
-            # the server ended its stream ([DONE]) without a finish_reason: LiteLLM calls that a
-            # truncated stream; the plain reply of the same server was accepted, so is this one.
-            # LiteLLM raised before yielding its usage chunk: its public API has no usage to give
-            # here, so the provider's is read from the chunks LiteLLM kept (else it is counted)
+            # the stream ended without a finish_reason: LiteLLM calls that a truncated stream and
+            # cannot say whether [DONE] came. The provider's usage (asked for: it comes last, just
+            # before [DONE]) says the server ended it, and the reply is taken as the plain reply
+            # of the same server is; without it the connection dropped midway: the text read is
+            # part of an answer. LiteLLM raised before yielding its usage chunk: the provider's is
+            # read from the chunks LiteLLM kept
             usage = usage if usage is not None else _kept_usage(response)
+            if usage is None:
+                raise dropped_stream(card) from exc
         finally:
             with contextlib.suppress(Exception):
                 await response.aclose()  # closes the connection when cut: the server stops generating

@@ -370,8 +370,9 @@ class OpenAIBackend(EndpointCounting, Backend):
         usage: Any = None
         reply_id, finish_reason, confidence = "", None, None
         body: list[str] = []  # what was not an event: an error object sent as a plain JSON body
+        ended: list[bool] = []  # [True] once the stream's [DONE] came
         try:
-            async for chunk in _events(response, body):
+            async for chunk in _events(response, body, ended):
                 events += 1
                 if not isinstance(chunk, dict):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
@@ -414,6 +415,8 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
         if not chose:  # as a plain reply with "choices": [] (only a usage chunk, say)
             raise ProtocolError(card.id, "the reply has no choices")
+        if not (ended or finish_reason or read.cut or usage is not None):  # the usage comes last, before [DONE]
+            raise dropped_stream(card)
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason, confidence=confidence)
 
     async def aclose(self) -> None:
@@ -516,11 +519,22 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
     return choices[0] if choices else None
 
 
-async def _events(response: Any, other: list[str] | None = None) -> AsyncIterator[Any]:
+def dropped_stream(card: ModelCard) -> BackendError:
+    """The failure of a stream that ended with none of ``[DONE]``, a ``finish_reason`` or the
+    usage (sent last): the connection dropped midway (a body framed by the connection's end reads
+    as an ordinary end), so the text read is part of an answer. Retryable, and billed (the model ran)."""
+    where = f" (endpoint {card.base_url})" if card.base_url else ""
+    return BackendError(
+        card.id, f"the stream ended before its end ([DONE]) and without a finish_reason: the connection dropped midway{where}",
+        retryable=True, billed=True,
+    )
+
+
+async def _events(response: Any, other: list[str] | None = None, ended: list[bool] | None = None) -> AsyncIterator[Any]:
     """The JSON payloads of a server-sent event stream, up to ``[DONE]`` (SSE: ``data:`` lines,
     joined by newlines, make one event; a blank line ends it; other fields are ignored). Lines
     that are no SSE field, before any event, go to ``other`` (up to 64 KiB): a body that is not a
-    stream at all (an error object)."""
+    stream at all (an error object). ``ended`` gets ``True`` when ``[DONE]`` comes."""
     data: list[str] = []
     lines = response.iter_lines()
     kept = 0
@@ -535,11 +549,16 @@ async def _events(response: Any, other: list[str] | None = None) -> AsyncIterato
             continue
         payload, data = "\n".join(data), []
         if payload.startswith("[DONE]"):
+            if ended is not None:
+                ended.append(True)
             async for _ in lines:  # read to the end, so that the connection is reused
                 pass
             return
         yield json.loads(payload)
-    if data and not data[0].startswith("[DONE]"):
+    if data and data[0].startswith("[DONE]"):
+        if ended is not None:
+            ended.append(True)
+    elif data:
         yield json.loads("\n".join(data))
 
 
@@ -560,6 +579,7 @@ __all__ = [
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
+    "dropped_stream",
     "error_in",
     "error_reply",
     "message_text",
