@@ -49,6 +49,14 @@ class BrowserCrashedError(AgentrouteError):
     """The browser or its driver stopped answering during an episode."""
 
 
+class PageLoadError(AgentrouteError):
+    """The task page did not finish loading within :data:`PAGE_LOAD_TIMEOUT_S`."""
+
+
+#: Seconds a task page may take to load before the browser counts as failed to start.
+PAGE_LOAD_TIMEOUT_S = 30.0
+
+
 class UnknownTaskError(UnknownNameError):
     """A MiniWoB task name that the installed ``miniwob`` package does not ship."""
 
@@ -189,6 +197,7 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
     from miniwob.environment import MiniWoBEnvironment
     from miniwob.selenium_instance import SeleniumInstance
     from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -211,8 +220,14 @@ def _env_class(chrome: str, driver: str, flags: list[str]) -> type:
                 service = Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
                 self.driver = webdriver.Chrome(service=service, options=options)
                 self.driver.implicitly_wait(5)
+                self.driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)  # Selenium's default: 300 s
                 if self.headless:
-                    self.driver.get(self.url)
+                    try:
+                        self.driver.get(self.url)
+                    except TimeoutException:
+                        raise PageLoadError(
+                            f"the task page {self.url} did not load within {PAGE_LOAD_TIMEOUT_S:g} s"
+                        ) from None
                 WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
                 self.inner_width, self.inner_height = self.driver.execute_script(
                     "return [window.innerWidth, window.innerHeight];"
@@ -347,8 +362,9 @@ class MiniWoBSession:
                 act = env.create_action(ActionTypes.PRESS_KEY, key=key)
             obs, reward, done, _, info = env.step(act)
         except Exception as exc:
+            reason = self._left_task(exc) or _brief(exc)
             self._lost()
-            raise BrowserCrashedError(f"{action} on {self.task!r} failed: {_brief(exc)}") from exc
+            raise BrowserCrashedError(f"{action} on {self.task!r} failed: {reason}") from exc
         page = None if done else page_from_observation(obs, max_elements=self.max_elements)
         self.page = page
         return Outcome(
@@ -368,6 +384,17 @@ class MiniWoBSession:
         except Exception as exc:  # a full disk, a folder gone: the episode goes on without its picture
             log.warning("screenshot to %s failed: %s", path, exc)
             return None
+
+    def _left_task(self, exc: Exception) -> str | None:
+        """Why a page's script failed when the page is no longer the task's (a link or a script took
+        the tab elsewhere: MiniWoB's ``core`` is gone); None otherwise."""
+        if type(exc).__name__ != "JavascriptException":  # a dead browser: do not ask it anything
+            return None
+        try:
+            url, task_url = str(self.driver.current_url), str(self._env.instance.url)
+        except Exception:
+            return None
+        return None if url.startswith(task_url) else f"the page left the task (now at {url[:100]})"
 
     def _lost(self) -> None:
         """Forget a dead browser so that the next episode starts a fresh one."""
