@@ -713,6 +713,7 @@ def routed_node(
     models: Iterable[str] | None = None,
     max_tokens: int | None = None,
     postconditions: Iterable[Postcondition] = (),
+    require_claim: bool = True,
 ) -> Any:
     """A routed step as a node of YOUR LangGraph graph (sync and async).
 
@@ -733,6 +734,11 @@ def routed_node(
     A task ends with its invocation: a new input on a checkpointed thread starts a new task when the
     value under ``input_key`` changed (pass ``agentroute=new_task(...)`` in the input to force one);
     a resume (``invoke(None, config)``, ``Command(resume=…)``) continues it.
+
+    Under a durable checkpointer with a memory shared by workers (PostgreSQL), run the graph
+    through :func:`claiming`; the node refuses to run without the thread's claim, unless
+    ``require_claim=False`` (your runtime already runs one invocation per thread at a time, such as
+    LangGraph Server's run queue).
     """
     stage = stage or role
     model_list = tuple(models) if models is not None else None
@@ -797,11 +803,12 @@ def routed_node(
         return LIVE.hold(task_id, opened({"task_id": task_id}))
 
     async def anode(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
-        if (thread := unclaimed_thread(dispatcher.memory, config)) is not None:
+        if require_claim and (thread := unclaimed_thread(dispatcher.memory, config)) is not None:
             raise ConfigurationError(
                 f"routed node {role!r}: thread {thread!r} is checkpointed durably and the memory is shared by "
                 "workers (PostgreSQL), but this invocation holds no claim on the thread: two workers resuming it "
-                "would both pay for its steps. Invoke the graph through agentroute.graph.claiming(app, memory)"
+                "would both pay for its steps. Invoke the graph through agentroute.graph.claiming(app, memory), or pass "
+                "routed_node(..., require_claim=False) if your runtime runs one invocation per thread at a time"
             )
         text = read(state)
         run = acquire(state, config, text)

@@ -218,3 +218,28 @@ def test_a_claimed_graph_on_an_async_postgres_saver_resumes_across_an_interrupt(
         assert done["answer"] == "small says 1" and done["agentroute"]["ledger"]["spent"][2] == 1
         memory.flush()
         assert len(memory.get_task(done["agentroute"]["task_id"]).steps) == 1
+
+
+@pytest.mark.postgres
+def test_a_runtime_that_serialises_threads_itself_opts_out_of_the_claim(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.graph import START, StateGraph
+
+    import agentroute.graph as ag
+    from agentroute import Budget, Dispatcher, make_router, routed_node
+    from tests.helpers import replay_pool
+
+    class State(ag.AgentrouteState):
+        query: str
+        query_id: str
+        answer: str
+
+    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
+    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(saver_url) as saver:
+        saver.setup()
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        builder = StateGraph(State)
+        builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=1), require_claim=False))
+        builder.add_edge(START, "answer")
+        out = builder.compile(checkpointer=saver).invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "server"}})
+        assert out["answer"] == "small says 1"
