@@ -469,3 +469,25 @@ def test_a_stream_the_provider_drops_midway_is_no_answer(tmp_path: Path, model: 
     if model == "router":
         assert [(t.status, t.answer) for t in tasks][-1] == ("done", " alpha beta gamma")
         assert tasks[0].status == ("interrupted" if stream else "done")
+
+
+def test_a_routed_request_without_an_answer_says_its_task_and_is_not_retried_by_the_sdk(tmp_path: Path) -> None:
+    """What docs/serve.md promises of a 402: ``x-should-retry: false`` (the SDK, with its default
+    2 retries, sends it once: a ``calls=1`` request makes one provider call, however it goes) and
+    ``x-agentroute-task-id`` naming the task in the memory; nothing is called when nothing is affordable."""
+    with EchoProvider(_DropsFirst) as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
+        provider.drops = 10
+        with ServerThread(ModelPool(cards(provider.url)[:1]), router="cheapest", memory=memory) as server:
+            client = openai.OpenAI(base_url=server.url, api_key="x")  # the SDK's default retries
+            errors = []
+            for budget in ({"usd": 1e-9}, {"calls": 1}):
+                with pytest.raises(openai.APIStatusError) as info:
+                    client.chat.completions.create(model="router", messages=ask(), extra_body={"agentroute": {"budget": budget}})
+                errors.append(info.value)
+                assert len(provider.requests) == (0 if "usd" in budget else 1)
+        tasks = {t.task.id: t.task for t in memory.trajectories()}
+    assert len(tasks) == 2
+    for error in errors:
+        assert (error.status_code, error.code, error.response.headers["x-should-retry"]) == (402, "budget_exhausted", "false")
+        assert tasks[error.response.headers["x-agentroute-task-id"]].status == "budget_exhausted"
+    assert "dropped midway" in errors[1].message  # the last error is told
