@@ -144,3 +144,25 @@ def test_a_review_answered_in_another_process_pays_the_reviewed_step_once(tmp_pa
         tasks = memory.trajectories(graph="langgraph", status=None)
         assert [[(s.index, s.stage) for s in t.steps] for t in tasks] == [[(0, "planner"), (1, "executor")] if planner else [(0, "executor")]]
         assert tasks[0].task.id == second["task"] and tasks[0].task.status == "done"
+
+
+def test_an_entrypoint_that_asks_a_human_between_two_routed_calls_pays_each_once(memory):
+    from langgraph.func import entrypoint
+
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    plan = routed_node(dispatcher, role="planner", prompt="p", output_key="plan", budget=Budget(calls=2))
+    do = routed_node(dispatcher, role="executor", prompt="e", input_key="plan")
+
+    @entrypoint(checkpointer=InMemorySaver())
+    def flow(query: str) -> dict:  # LangGraph runs an entrypoint again from its start on resume
+        planned = plan.invoke({"query": query, "query_id": query})
+        interrupt({"plan": planned["plan"]})
+        done = do.invoke({"plan": planned["plan"], "query_id": query, "agentroute": planned["agentroute"]})
+        return {"answer": done["answer"], "task": done["agentroute_task_id"], "calls": done["agentroute"]["ledger"]["spent"][2]}
+
+    cfg = {"configurable": {"thread_id": "functional"}}
+    assert "__interrupt__" in flow.invoke("q1", cfg)
+    out = flow.invoke(Command(resume="ok"), cfg)
+    # was: the planner paid again on resume, and the 2-call budget refused the executor
+    assert out["answer"] == "small says 1" and out["calls"] == 2
+    assert _recorded(memory, out["task"]) == [(0, "planner"), (1, "executor")]
