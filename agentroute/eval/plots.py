@@ -24,10 +24,20 @@ if TYPE_CHECKING:
 
 def plot_curves(result: EvalResult, path: str | Path, *, title: str | None = None, dpi: int = 130) -> Path:
     """Write a PNG of the cost–quality curves of ``result`` to ``path``; returns the path."""
-    fig = curves_figure(result, title=title)
+    return save_figure(curves_figure(result, title=title), path, dpi=dpi)
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 130) -> Path:
+    """Save ``fig`` to ``path`` (format from its suffix, PNG without one), written aside and moved in
+    last: an interrupted save leaves the file there before as it was, never a cut-short image."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    staged = path.with_name(f".{path.name}.partial")
+    try:
+        fig.savefig(staged, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
+        staged.replace(path)
+    finally:
+        staged.unlink(missing_ok=True)
     return path
 
 
@@ -184,7 +194,4 @@ def plot_reliability(
     ax.legend(loc="upper left", fontsize=8)
     hist.set_xlabel("predicted success probability")
     hist.set_ylabel("share of predictions")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi=dpi)

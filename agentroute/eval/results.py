@@ -88,22 +88,36 @@ class EvalResult(BaseModel):
         return json.dumps(self.model_dump(), indent=1, default=_default)
 
     def write(self, out: str | Path) -> dict[str, Path]:
-        """Write ``results.json`` and ``results.csv`` (one row per router) into ``out``."""
+        """Write ``results.json`` and ``results.csv`` (one row per router) into ``out``.
+
+        Both are written aside and moved in together last (a Ctrl-C waits for the two moves), so a
+        write that fails or is interrupted leaves the results there before — or none — as they were,
+        never a cut-short file or a JSON from one run beside a CSV from another."""
+        from agentroute.routers.base import _signals_held
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "results.json", "csv": out / "results.csv"}
-        paths["json"].write_text(self.to_json())
+        staged = {kind: out / f".{path.name}.partial" for kind, path in paths.items()}
         columns = [
             "name", "mode", "aiq", "aiq_best_anchor", "anchor_model", *_INTERVAL_COLUMNS, "max_accuracy",
             "cost_to_match_best", "accuracy_at_best_cost", "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s",
             "route_us", "points", "error",
         ]  # fmt: skip
-        with paths["csv"].open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            for r in self.routers:
-                row = {c: getattr(r, c, None) for c in columns if hasattr(r, c)}
-                writer.writerow({**row, **_interval_cells(r), "points": len(r.curve)})
+        try:
+            staged["json"].write_text(self.to_json())
+            with staged["csv"].open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                for r in self.routers:
+                    row = {c: getattr(r, c, None) for c in columns if hasattr(r, c)}
+                    writer.writerow({**row, **_interval_cells(r), "points": len(r.curve)})
+            with _signals_held():
+                for kind, path in paths.items():
+                    staged[kind].replace(path)
+        finally:
+            for path in staged.values():
+                path.unlink(missing_ok=True)
         return paths
 
 
