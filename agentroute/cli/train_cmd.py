@@ -13,8 +13,10 @@ A recipe is YAML with ``params:`` (the router's keyword parameters) and optional
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -185,14 +187,26 @@ def train_command(
     if router == "graph-planner":
         return _train_graph_planner(out, memory_url, dataset, config, progress is not False)
     from agentroute.routers.base import MANIFEST  # routers load numpy: not on the CLI's --help path
+    from agentroute.training.stopping import exit_stopped, stop_word, terminate_as_interrupt
 
     existed = (out / MANIFEST).is_file()
     try:
-        _train(router, out, memory_url, dataset, config, limit, sample, seed)
-    except KeyboardInterrupt:  # Ctrl-C: the save is the last step (and atomic), so --out is as it was
-        kept = "the router saved there before is unchanged" if existed else "nothing was saved"
-        err_console.print(escape(f"interrupted: --out {out}: {kept}"), highlight=False)
-        raise typer.Exit(130) from None
+        with terminate_as_interrupt():  # a job scheduler's SIGTERM stops it as a Ctrl-C does
+            _train(router, out, memory_url, dataset, config, limit, sample, seed)
+    except KeyboardInterrupt as stop:  # Ctrl-C (130), SIGTERM (143): the save is the last step (and atomic)
+        exit_stopped(stop, f"{stop_word(stop)}: --out {out}: {kept_after_stop(out, existed=existed)}")
+
+
+def kept_after_stop(out: Path, *, existed: bool) -> str:
+    """What a stopped ``train ROUTER`` leaves in ``out``: a checkpoint to resume (routers whose fit keeps
+    one), and the router saved there before (``existed``), unchanged."""
+    from agentroute.training.checkpoint import CHECKPOINT, checkpoint_done
+
+    before = "the router saved there before is unchanged" if existed else ""
+    done = checkpoint_done(out / CHECKPOINT)
+    if done is None:
+        return before or "nothing was saved"
+    return f"a checkpoint after {done} ({out / CHECKPOINT}): rerun the same command to resume" + (f"; {before}" if before else "")
 
 
 #: The options only some routers take: the routers (``other``: any but these two) that take each.
@@ -257,6 +271,7 @@ def _train(
 ) -> None:
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
+    from agentroute.training.checkpoint import CHECKPOINT, checkpoint_done
 
     try:
         recipe = read_recipe(config)
@@ -268,9 +283,13 @@ def _train(
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         model = make_router(router, **recipe_params(router, recipe, config))
-        check_out_dir(out, saved=MANIFEST)
+        checkpoint = out / CHECKPOINT if "checkpoint" in inspect.signature(model.fit).parameters else None
+        if checkpoint is None or not any(out.glob(f"{CHECKPOINT}*")):  # an interrupted run's folder holds its checkpoint
+            check_out_dir(out, saved=MANIFEST)
         data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
-        console.print(f"training [bold]{router}[/] on {escape(described)}")
+        done = checkpoint_done(checkpoint) if checkpoint is not None else None
+        resuming = f", resuming from {checkpoint} ({done} done)" if done is not None else ""
+        console.print(f"training [bold]{router}[/] on {escape(described + resuming)}")
         examples = len(data) if isinstance(data, list) else len(data.train)
         if examples < FEW_EXAMPLES:
             err_console.print(
@@ -279,7 +298,8 @@ def _train(
                 highlight=False,
             )
         start = time.perf_counter()
-        model.fit(data)
+        fit: Callable[..., Any] = model.fit  # a router whose fit keeps a checkpoint (bopo) is given one:
+        fit(data, **({"checkpoint": checkpoint} if checkpoint is not None else {}))  # the same command resumes from it
         seconds = time.perf_counter() - start
         summary = getattr(model, "fit_summary", None)  # what a router found in the data (task types, taxonomy…)
         if callable(summary):
@@ -288,6 +308,8 @@ def _train(
             path = model.save(out)
         except OSError as exc:
             raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)  # the router is saved: nothing left to resume
     except AgentrouteError as exc:
         raise typer.Exit(report(exc)) from None  # on standard error, like every command's errors
     console.print(escape(f"trained in {seconds:.1f}s; saved to {path} — use it with `--router {path}`"))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -85,8 +86,13 @@ class BoPORouter(Router):
             )
         return config.replace(seed=self.seed)
 
-    def fit(self, data: Any) -> Self:
+    def fit(self, data: Any, *, checkpoint: str | Path | None = None, checkpoint_every_s: float = 30.0) -> Self:
         """Train on logged outcomes (an OutcomeTable, a dataset — its train split — or trajectories).
+
+        ``checkpoint``: a file the training state is kept in (after the BoSFT warm-up, every
+        ``checkpoint_every_s`` seconds of BoPO, on Ctrl-C/SIGTERM and at the end); a fit given an
+        existing one resumes from it — the same policy as an uninterrupted run — when the config
+        (but ``iterations``) and data are the same. Delete it once the router is saved.
 
         Trajectories (the memory) and tables most of whose queries lack a tier are read as a log:
         only the queries on which every tier ran train the policy
@@ -110,7 +116,7 @@ class BoPORouter(Router):
             table, from_logs = paired_explorations(
                 table, config.tiers, score_threshold=config.score_threshold, steps=config.steps
             )
-        result = BoPOTrainer(config).train(table)  # with its bar: BoSFT epochs, then BoPO iterations
+        result = BoPOTrainer(config).train(table, checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s)  # with its bar
         if from_logs is not None:
             result.report["from_logs"] = from_logs
         self.config_ = config

@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,11 @@ from agentroute.agentic.policy import TierPolicy
 from agentroute.agentic.rollout import Chooser, Job, StepBatch, Trace, rollout
 from agentroute.budget import Budget
 from agentroute.embed import text_tail
+from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.progress import fit_bar
 from agentroute.training.bopo_config import BoPOConfig
+from agentroute.training.checkpoint import TrainingCheckpoint, run_key
 from agentroute.training.grpo import clipped_policy_loss, group_advantages, kl_to_reference
 from agentroute.training.rewards import RewardFunc, boundary_reward, combine_rewards
 
@@ -66,6 +69,11 @@ def default_embed(texts: list[str]) -> np.ndarray:
     from agentroute.embed import default_embedder
 
     return default_embedder().embed(texts)
+
+
+def _name(func: Callable[..., Any]) -> str:
+    """A function's (or a callable object's class's) qualified name: the same in every run."""
+    return f"{func.__module__}.{getattr(func, '__qualname__', type(func).__qualname__)}"
 
 
 @dataclass
@@ -104,19 +112,50 @@ class BoPOTrainer:
         self.embed = embed or default_embed
 
     # -- the whole recipe ---------------------------------------------------------------------
-    def train(self, data: Any) -> BoPOResult:
+    def train(self, data: Any, *, checkpoint: str | Path | None = None, checkpoint_every_s: float = 30.0) -> BoPOResult:
+        """Train on ``data`` (an OutcomeTable, a dataset or trajectories).
+
+        ``checkpoint``: a file the run's state is kept in — after the BoSFT warm-up, then every
+        ``checkpoint_every_s`` seconds of BoPO iterations, and when training stops (Ctrl-C, SIGTERM,
+        the end). Given one, training resumes from it and ends with the policy an uninterrupted run
+        trains, when the config (but ``iterations``) and data are the same; another run's is refused."""
         args = self.args
         t0 = time.perf_counter()
         table = as_outcome_table(data)
+        saver = None
+        resume = None
+        if checkpoint is not None:
+            saver = TrainingCheckpoint(Path(checkpoint), self._run_key(table), what="bopo", every_s=checkpoint_every_s)
+            resume = saver.load()
+            if resume is not None and int(resume["iteration"]) > args.iterations:
+                raise ConfigurationError(
+                    f"{checkpoint}: a checkpoint after {resume['iteration']} BoPO iterations, more than the "
+                    f"{args.iterations} asked for: set iterations to {resume['iteration']} or more to finish from it, "
+                    "or delete it to start over"
+                )
         torch.manual_seed(args.seed)
         env, emb = self.build_env(table)
         ref_usd = float(np.mean([env.cap(env.large, r) for task in env.tasks for r in task.rows]))
         with fit_bar(args.sft_epochs + args.iterations, "bopo: boundary rollouts", unit="step") as b:
-            return self._train(env, emb, ref_usd, t0, b)
+            try:
+                return self._train(env, emb, ref_usd, t0, b, saver=saver, resume=resume)
+            finally:  # the end, a Ctrl-C or a SIGTERM: the last finished stage is kept
+                if saver is not None:
+                    saver.write()
 
-    def _train(self, env: AgenticEnv, emb: np.ndarray, ref_usd: float, t0: float, b: Any) -> BoPOResult:
+    def _run_key(self, table: OutcomeTable) -> str:
+        """What a checkpoint must have been trained with to be resumed: the config (but ``iterations``),
+        the reward functions and embedder, and the data (queries, models, scores, costs)."""
+        config = {k: v for k, v in self.args.to_dict().items() if k != "iterations"}
+        funcs = [_name(f) for f in (*self.reward_funcs, self.embed)]
+        outcomes = [np.asarray(values, float).tolist() for values in (table.scores, table.costs)]
+        return run_key(config, funcs, self.reward_weights, table.query_ids, table.queries, table.models, outcomes)
+
+    def _train(self, env: AgenticEnv, emb: np.ndarray, ref_usd: float, t0: float, b: Any, *,
+               saver: TrainingCheckpoint | None = None, resume: dict[str, Any] | None = None) -> BoPOResult:
         """:meth:`train` after the environment: boundary rollouts, BoSFT, BoPO; ``b`` the fit's bar
-        (its steps: the BoSFT epochs, then the BoPO iterations)."""
+        (its steps: the BoSFT epochs, then the BoPO iterations). ``resume``: a checkpoint's state
+        (the BoSFT policy is loaded, not trained again)."""
         args = self.args
         boundary = boundary_rollouts(
             env,
@@ -134,7 +173,12 @@ class BoPOTrainer:
         )  # fmt: skip
         E = torch.as_tensor(emb, dtype=torch.float32)
         b.set_description_str("bopo: BoSFT", refresh=False)
-        sft_loss = self.sft(policy, sft, E, progress=b)
+        if resume is None:
+            sft_loss = self.sft(policy, sft, E, progress=b)
+        else:  # the warm-up is done: its policy is the checkpoint's reference
+            policy.load_state_dict(resume["reference"])
+            sft_loss = float(resume["sft_loss"])
+            b.update(args.sft_epochs)
         report: dict[str, Any] = {
             "tasks": len(env.tasks),
             "rows_left_over": env.left_over,
@@ -153,7 +197,14 @@ class BoPOTrainer:
         for p in reference.parameters():
             p.requires_grad_(False)
         b.set_description_str("bopo: BoPO", refresh=False)
-        report["bopo"] = self.bopo(policy, reference, env, boundary, E, ref_usd, progress=b)
+        keep = None
+        if saver is not None:
+            def keep(iteration: int, state: dict[str, Any]) -> None:
+                saver.update({**state, "iteration": iteration, "reference": reference.state_dict(), "sft_loss": sft_loss},
+                             f"{iteration} BoPO iterations")
+                if iteration == 0:  # the warm-up is done: kept at once
+                    saver.write()
+        report["bopo"] = self.bopo(policy, reference, env, boundary, E, ref_usd, progress=b, keep=keep, resume=resume)
         report["bopo"]["train"] = self.evaluate(policy, env, E, ref_usd)
         report["seconds"] = round(time.perf_counter() - t0, 2)
         policy.eval()
@@ -240,20 +291,39 @@ class BoPOTrainer:
         ref_usd: float,
         *,
         progress: Any = None,
+        keep: Callable[[int, dict[str, Any]], None] | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The BoPO stage; returns per-iteration metrics. ``progress``: a
-        :class:`~agentroute.progress.FitBar`, advanced by one per iteration."""
+        :class:`~agentroute.progress.FitBar`, advanced by one per iteration. ``keep`` gets the
+        iterations done and a copy of the state (policy, optimiser, random state, metrics) before
+        the first iteration and after each; ``resume``: such a state, continued from."""
         args = self.args
         history: list[dict[str, float]] = []
+        rng = np.random.default_rng([args.seed, 31337])
+        opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
+        start = 0
+        if resume is not None:
+            policy.load_state_dict(resume["policy"])
+            opt.load_state_dict(resume["opt"])
+            rng.bit_generator.state = resume["rng"]
+            history, start = [dict(row) for row in resume["history"]], int(resume["iteration"])
+            if progress is not None:
+                progress.update(start)
+
+        def snapshot() -> dict[str, Any]:  # copies: later updates must not change a kept state
+            weights, optimiser = copy.deepcopy((policy.state_dict(), opt.state_dict()))
+            return {"policy": weights, "opt": optimiser, "rng": dict(rng.bit_generator.state), "history": list(history)}
+
+        if keep is not None:
+            keep(start, snapshot())
         if args.iterations == 0:
             return {"iterations": history}
-        rng = np.random.default_rng([args.seed, 31337])
         budgets = self.budgets(env, boundary)
         draws = env.draws(args.seed, args.boundary_rollouts)
         ref_cache: dict[tuple[int, int], tuple[np.ndarray, list[Trace]]] = {}
-        opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
         n_tasks = len(env.tasks)
-        for it in range(args.iterations):
+        for it in range(start, args.iterations):
             tasks = rng.choice(n_tasks, size=min(args.tasks_per_iteration, n_tasks), replace=False)
             which = [
                 int(rng.integers(len(budgets))) + 1 if budgets and rng.random() < args.budget_prob else 0
@@ -303,6 +373,8 @@ class BoPOTrainer:
                 large_share=summary["mean_large_calls"] / max(summary["mean_calls"], 1e-9),
             )
             history.append({k: round(v, 5) for k, v in stats.items()})
+            if keep is not None:
+                keep(it + 1, snapshot())
             if progress is not None:
                 progress.advance(
                     f"loss {stats['loss']:.4f}, reward {stats['reward']:.3f}, success {stats['success']:.2f}"
