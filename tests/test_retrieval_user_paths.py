@@ -93,3 +93,34 @@ def test_run_qa_over_a_corpus_with_a_very_long_document_answers_on_the_local_mod
     assert row["status"] == "done" and row["error"] is None
     executor = [s for s in row["steps"] if s["role"] == "executor"]
     assert executor[0]["status"] == "ok" and executor[0]["tokens_in"] < 2000
+
+
+def test_a_question_in_chinese_is_decomposed_and_each_part_reads_its_own_passage():
+    """The planner answers in Chinese (full-width ？, 1、 and （2） numbering): both sub-questions
+    reach an executor, each with the passage BM25 found for it (before, none was read as a
+    question, and the whole question went to one executor)."""
+    import threading
+
+    from agentroute import Budget, ModelCard, ModelPool, make_router
+    from agentroute.pool.backends.openai import OpenAIBackend
+    from tests.test_strategies_user_paths import Answers
+
+    plan = "1、法国的首都是哪座城市？\n（2）巴黎在哪条河边？"
+    server = Answers([plan, "巴黎", "巴黎", "塞纳河"])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    corpus = [{"title": "柏林", "text": "柏林是德国的首都，在施普雷河边。"},
+              {"title": "巴黎", "text": "巴黎是法国的首都。"},
+              {"title": "塞纳河", "text": "巴黎在塞纳河边。"}]
+    try:
+        card = ModelCard(id="m", backend="openai", model="m", base_url=server.url, input_price=1.0, output_price=1.0, max_tokens=32)
+        app = build_qa_graph(corpus=corpus, top_k=1).compile(
+            pool=ModelPool([card], {"openai": OpenAIBackend()}), router=make_router("cheapest"), budget=Budget(calls=6))
+        result = app.run("巴黎是哪个国家的首都，它在哪条河边？")
+    finally:
+        server.shutdown()
+        server.server_close()
+    executors = [s for s in result.steps if s.agent.role == "executor"]
+    assert len(executors) == 2, [s.input for s in result.steps]
+    by_question = {s.input.rsplit("Question: ", 1)[-1]: s.input for s in executors}
+    assert "巴黎是法国的首都。" in by_question["法国的首都是哪座城市？"]
+    assert "巴黎在塞纳河边。" in by_question["巴黎在哪条河边？"]

@@ -39,7 +39,9 @@ SUMMARIZER = (
     "Reply with the final answer only."
 )
 
-_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)]|Q\d*[:.)])\s*")
+_LIST_MARK = re.compile(r"^\s*(?:[-*•・]|\d+[.)、．）]|[(（]\d+[)）]|Q\d*[:.)：])\s*")
+_QUESTION_MARKS = ("?", "？")
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")  # CJK: a word in a character or two
 
 
 def parse_subquestions(text: str, question: str, limit: int) -> list[str]:
@@ -49,11 +51,14 @@ def parse_subquestions(text: str, question: str, limit: int) -> list[str]:
     ['Who directed Jaws?', 'When was he born?']
     >>> parse_subquestions("I cannot help", "Who won?", 3)
     ['Who won?']
+    >>> parse_subquestions("1、哈姆雷特是谁写的？\\n（2）他生于哪年？", "q", 3)
+    ['哈姆雷特是谁写的？', '他生于哪年？']
     """
     subs = []
     for line in text.splitlines():
         line = _LIST_MARK.sub("", line).strip()
-        if line.endswith("?") and 8 <= len(line) <= 300 and line not in subs:
+        shortest = 5 if _UNSPACED.search(line) else 8  # "法国首都？" is a question; "Why?" is not
+        if line.endswith(_QUESTION_MARKS) and shortest <= len(line) <= 300 and line not in subs:
             subs.append(line)
     return subs[:limit] or [question]
 
@@ -81,7 +86,7 @@ def is_restatement(summary: str, question: str, answers: Iterable[str]) -> bool:
     False
     """
     text = summary.strip()
-    if not text or text.endswith("?"):
+    if not text or text.endswith(_QUESTION_MARKS):
         return True
     words, asked = _content(text), _content(question)
     offered = set().union(*(_content(a) for a in answers)) - asked
