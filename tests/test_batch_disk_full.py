@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
+
+import pytest
 
 from agentroute.memory import SQLMemory
 from tests.test_batch_kill import _check_exactly_once, _command, _memory_state, _setup
@@ -40,3 +43,22 @@ def test_a_full_disk_ends_the_run_with_a_clear_error_and_resume_finishes_it(tmp_
         resumed = subprocess.run(_command(paths, url), capture_output=True, text=True, env=env, timeout=300)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     _check_exactly_once(_memory_state(url), paths["out.jsonl"], n)
+
+
+def test_a_read_only_memory_ends_the_run_before_any_call_with_a_clear_error(tmp_path):
+    url = f"sqlite:///{tmp_path}/memory.db"
+    SQLMemory(url).close()
+    db = tmp_path / "memory.db"
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode:
+        pytest.skip("cannot make the file immutable here (chattr +i needs root and a supporting file system)")
+    try:
+        with StubOpenAIServer(delay_s=0.0) as server:
+            paths = _setup(tmp_path, server.url, 5)
+            run = subprocess.run(_command(paths, url), capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+            output = run.stdout + run.stderr
+            assert run.returncode == 1 and "Traceback" not in output, output
+            assert "cannot write to the memory" in output and "readonly database" in output
+            assert server.answered == []  # refused before anything was paid for
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)

@@ -118,7 +118,7 @@ class BatchQueue:
                 delay = next(delays, None)
                 if delay is None:
                     raise self._failed(exc) from exc
-                log.warning("batch %s: %s; trying again", self.batch_id, exc)
+                log.warning("batch %s: %s; trying again", self.batch_id, exc.orig or exc)
                 time.sleep(delay)
 
     def _failed(self, exc: OperationalError | InterfaceError) -> MemoryStoreError:
