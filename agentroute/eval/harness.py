@@ -443,6 +443,7 @@ def _run_router(
     res = RouterResult(name=name, router=router.name, knob=router.knob, params=_params(router), mode=mode)
     replay_only = bool(getattr(router, "replay_only", False)) or router.name == "oracle"
     stage = "fit"
+    mode0 = router.mode  # the user's instance gets back the mode it came in (as its knob)
     try:
         start = time.perf_counter()
         if refit:
@@ -461,6 +462,8 @@ def _run_router(
     except Exception as exc:  # reported in the table; the other routers still run
         res.error = f"{stage} failed: {type(exc).__name__}: {exc}"
         return res
+    finally:
+        router.set_mode(mode0)
     res.sweep = sweep.how + (" (fitted on the test outcomes: replay-only reference)" if replay_only else "")
     res.route_us = sweep.route_us
     res.knob_values = sweep.knob_values
