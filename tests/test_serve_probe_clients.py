@@ -491,3 +491,21 @@ def test_a_routed_request_without_an_answer_says_its_task_and_is_not_retried_by_
         assert (error.status_code, error.code, error.response.headers["x-should-retry"]) == (402, "budget_exhausted", "false")
         assert tasks[error.response.headers["x-agentroute-task-id"]].status == "budget_exhausted"
     assert "dropped midway" in errors[1].message  # the last error is told
+
+
+def test_a_litellm_card_whose_model_has_no_reasoning_effort_is_a_400_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM knows ``gpt-4o-mini`` takes no reasoning effort and refuses it: the client gets that
+    as a 400 (not retried), and no provider is called; LiteLLM's own o-series mapping sends
+    ``max_completion_tokens``."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    pytest.importorskip("litellm")
+    with EchoProvider() as own:
+        pool = ModelPool([ModelCard(id=m, backend="litellm", model=f"openai/{m}", base_url=own.url, max_tokens=64, **PRICES)
+                          for m in ("gpt-4o-mini", "o4-mini")])  # fmt: skip
+        with ServerThread(pool) as other:
+            with pytest.raises(openai.BadRequestError) as info:
+                sdk(other).chat.completions.create(model="gpt-4o-mini", messages=ask(), reasoning_effort="low")
+            assert "reasoning_effort" in info.value.message and own.requests == []
+            sdk(other).chat.completions.create(model="o4-mini", messages=ask(), reasoning_effort="low", max_completion_tokens=20)
+    [sent] = own.requests
+    assert (sent["reasoning_effort"], sent["max_completion_tokens"]) == ("low", 20)
