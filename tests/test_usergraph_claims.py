@@ -56,6 +56,9 @@ with PostgresSaver.from_conn_string(saver_url) as saver:
     if wrap == "yes":
         app = ag.claiming(app, memory)
     config = {"configurable": {"thread_id": thread}}
+    if mode == "resume":  # resumers start their invocations together
+        print("READY", flush=True)
+        sys.stdin.readline()
     try:
         out = app.invoke({"query": "q1", "query_id": "q1"} if mode == "start" else None, config)
     except TaskBusyError as exc:
@@ -72,7 +75,8 @@ memory.close()
 def _worker(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        [sys.executable, "-c", WORKER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=ROOT,
     )  # fmt: skip
 
 
@@ -108,7 +112,13 @@ def _steps(db: str) -> list[tuple[int, str]]:
 def test_two_workers_resuming_a_user_graph_thread_at_once_pay_its_steps_once(db: str) -> None:
     saver_url = _crash_in_hold(db, "t-user", "yes")
     resumers = [_worker(db, saver_url, "resume", "t-user", "1.5", "yes") for _ in range(2)]
+    for r in resumers:
+        assert r.stdout is not None and r.stdout.readline().strip() == "READY", r.stderr.read() if r.stderr else ""
     outs = []
+    for r in resumers:
+        assert r.stdin is not None
+        r.stdin.write("go\n")
+        r.stdin.flush()
     for r in resumers:
         out, err = r.communicate(timeout=90)
         outs.append((r.returncode, out.strip().splitlines()[-1] if out.strip() else err[-800:]))
