@@ -509,3 +509,17 @@ def test_a_litellm_card_whose_model_has_no_reasoning_effort_is_a_400_before_any_
             sdk(other).chat.completions.create(model="o4-mini", messages=ask(), reasoning_effort="low", max_completion_tokens=20)
     [sent] = own.requests
     assert (sent["reasoning_effort"], sent["max_completion_tokens"]) == ("low", 20)
+
+
+@pytest.mark.slow
+def test_the_local_model_refuses_a_reasoning_effort_and_answers_with_a_seed(openai_server_url: str) -> None:
+    """The real SmolLM2 (``backend: local``): it has no reasoning effort to set (a 400 before any
+    generation, naming the card and its backend); a seed is a hint it does not need at temperature 0."""
+    from tests.fixtures_openai_server import SERVER_MODEL
+
+    client = openai.OpenAI(base_url=openai_server_url, api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=SERVER_MODEL, messages=ask("Name a fruit."), reasoning_effort="low")
+    assert info.value.param == "reasoning_effort" and f"model '{SERVER_MODEL}' (backend local)" in info.value.message
+    reply = client.chat.completions.create(model=SERVER_MODEL, messages=ask("Name a fruit."), seed=3, max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content and reply.usage is not None and reply.usage.completion_tokens > 0
