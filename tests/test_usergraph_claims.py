@@ -143,6 +143,10 @@ def test_an_unclaimed_user_graph_on_a_shared_postgres_memory_is_refused_before_i
         assert memory.stats()["steps"] == 0
 
 
+async def _drain(events) -> list:
+    return [e async for e in events]
+
+
 @pytest.mark.postgres
 def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_the_thread(db: str) -> None:
     import asyncio
@@ -173,7 +177,9 @@ def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_th
         try:
             for call in (lambda: app.invoke({"query": "q1", "query_id": "q1"}, cfg),
                          lambda: list(app.stream({"query": "q1", "query_id": "q1"}, cfg, stream_mode="updates")),
-                         lambda: asyncio.run(app.ainvoke({"query": "q1", "query_id": "q1"}, cfg))):
+                         lambda: asyncio.run(app.ainvoke({"query": "q1", "query_id": "q1"}, cfg)),
+                         lambda: asyncio.run(_drain(app.astream_events({"query": "q1", "query_id": "q1"}, cfg, version="v2"))),
+                         lambda: app.batch([{"query": "q1", "query_id": "q1"}], [cfg])):
                 with pytest.raises(TaskBusyError, match="being run by another worker"):
                     call()
         finally:
