@@ -47,8 +47,9 @@ def eval_command(
     cost to match the best single model, accuracy at its cost) and writes results.json,
     results.csv and curves.png into --out.
     """
+    from agentroute.errors import ConfigurationError, UnknownNameError
     from agentroute.eval.datasets import load_dataset
-    from agentroute.eval.harness import check_router_params, evaluate, parse_router_spec
+    from agentroute.eval.harness import OWN_ROUTERS, check_router_params, evaluate, parse_router_spec
     from agentroute.outcomes import column_agent
     from agentroute.routers.base import Router, check_pool, get_router_class
 
@@ -66,7 +67,10 @@ def eval_command(
         for name in names:  # unknown router names and parameters fail before the dataset is read
             if name not in trained:
                 spec, params = parse_router_spec(name)
-                get_router_class(spec)
+                try:
+                    get_router_class(spec)
+                except UnknownNameError as exc:
+                    raise ConfigurationError(f"{exc}; {OWN_ROUTERS}") from None
                 check_router_params(spec, params, where=f"router spec {name!r}")
         data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
         if "models_dropped" in data.notes:

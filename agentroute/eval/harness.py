@@ -62,6 +62,12 @@ PEERS: tuple[str, ...] = ("per-task", "knn", "logreg")
 #: Fewer test queries than this and an evaluation says its figures are not to be trusted: one
 #: query more or less moves AIQ by 1/n, and a bootstrap of a handful of queries is no interval.
 MIN_TEST_QUERIES = 30
+#: How a router of one's own reaches the command line (a spec never imports code).
+OWN_ROUTERS = (
+    "a router class of your own is not imported from a spec: register it under the "
+    "`agentroute.routers` entry-point group of your package (then `--routers NAME` finds it; "
+    "docs/routers.md), or pass an instance to agentroute.eval.harness.evaluate(data, [MyRouter(), 'knn'])"
+)
 
 
 # -- contexts --------------------------------------------------------------------------------------
@@ -115,7 +121,8 @@ def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key:
-            raise ConfigurationError(f"router spec {spec!r}: expected name:key=value (got {pair!r})")
+            own = f"; {OWN_ROUTERS}" if pair.strip().isidentifier() and pair.strip()[:1].isupper() else ""
+            raise ConfigurationError(f"router spec {spec!r}: expected name:key=value (got {pair!r}){own}")
         params[key.strip()] = load_untrusted_yaml(value, f"router spec {spec!r}")[1]  # as pool files: 1e-3 a float
     return name, params
 
