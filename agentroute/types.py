@@ -93,9 +93,9 @@ class CompletionRequest:
     """One call to a model. ``query_id`` lets the replay backend find the logged outcome.
 
     A plain dataclass: the dispatcher builds one per candidate on every step, from values it has
-    already checked, so it is not validated again. ``reasoning_effort`` and ``seed`` (``None``: the
-    provider's default) reach the providers of the backends that name them in their
-    ``request_fields`` (``openai``, ``litellm``); the server refuses a reasoning effort for others.
+    already checked, so it is not validated again. ``reasoning_effort``, ``verbosity`` and ``seed``
+    (``None``: the provider's default) reach the providers of the backends that name them in their
+    ``request_fields`` (``openai``, ``litellm``); the server refuses the first two for others.
     """
 
     model: str
@@ -106,6 +106,7 @@ class CompletionRequest:
     query_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     reasoning_effort: str | None = None
+    verbosity: str | None = None
     seed: int | None = None
 
     @property

@@ -144,6 +144,7 @@ class ChatCompletionBody(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     reasoning_effort: str | None = Field(default=None, min_length=1)
+    verbosity: str | None = Field(default=None, min_length=1)
     seed: int | None = None
 
 
@@ -239,7 +240,7 @@ def refusal(body: ChatCompletionBody) -> JSONResponse | None:
 #: ``litellm``: :data:`~agentroute.pool.backends.openai.PROVIDER_FIELDS`), with whether their loss
 #: would change the answer: such a field is refused (400) for other backends and on the router
 #: (whose routed calls do not carry it); a mere hint (``seed``) is ignored there.
-PASSED_ON: dict[str, bool] = {"reasoning_effort": True, "seed": False}
+PASSED_ON: dict[str, bool] = {"reasoning_effort": True, "verbosity": True, "seed": False}
 
 
 def passed_on(body: ChatCompletionBody, backend: Backend | None, where: str) -> dict[str, Any] | JSONResponse:

@@ -193,8 +193,9 @@ def api_key_for(card: ModelCard) -> str | None:
 
 
 #: Request fields an OpenAI-protocol provider takes as they are (``reasoning_effort`` for reasoning
-#: models; ``seed`` for reproducible sampling): the backends that send them name them.
-PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed"})
+#: models, ``verbosity`` for the length of GPT-5's answers, ``seed`` for reproducible sampling):
+#: the backends that send them name them.
+PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed", "verbosity"})
 
 
 def provider_fields(request: CompletionRequest) -> dict[str, Any]:
