@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentroute.errors import ConfigurationError
 
@@ -89,17 +90,9 @@ class BM25Retriever:
         self._idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for t, p in self._postings.items()}
 
     @classmethod
-    def from_file(cls, path: str | Path) -> BM25Retriever:
-        """A JSON list of strings or of ``{title, text}`` objects, or a JSONL file of them."""
-        path = Path(path)
-        if not path.exists():
-            raise ConfigurationError(f"corpus file {path} does not exist")
-        text = path.read_text()
-        try:
-            items = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"corpus file {path}: invalid JSON ({exc})") from exc
-        return cls(items)
+    def from_file(cls, path: str | Path, *, chunk_chars: int | None = CHUNK_CHARS) -> BM25Retriever:
+        """A retriever over the paragraphs of a corpus file (:func:`load_corpus`)."""
+        return cls(load_corpus(path), chunk_chars=chunk_chars)
 
     def scores(self, query: str) -> list[float]:
         """The BM25 score of every passage for ``query`` (0 for a passage sharing no term)."""
@@ -156,6 +149,51 @@ def _as_passage(item: str | Mapping[str, str] | Passage) -> Passage:
     if isinstance(item, Mapping) and ("text" in item or "paragraph_text" in item):
         return Passage(str(item.get("title", "")), str(item.get("text", item.get("paragraph_text", ""))))
     raise ConfigurationError(f"corpus entries must be strings or {{title, text}} objects (got {item!r:.80})")
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object that also keeps every key-value pair in file order, repeated keys included."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
+def load_corpus(path: str | Path) -> list[Passage]:
+    """Paragraphs from a corpus file: a JSON list of strings or ``{title, text}`` objects, JSONL of
+    them, or a JSON object ``{title: text or [sentences]}`` (HotpotQA's corpus layout; a title
+    written twice keeps both paragraphs).
+
+    Raises :class:`~agentroute.errors.ConfigurationError` naming the file when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"corpus file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"corpus file {path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data: Any = json.loads(text, object_pairs_hook=_Pairs)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.split("\n") if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"corpus file {path}: neither JSON nor JSONL ({exc})") from None
+    if isinstance(data, Mapping) and isinstance(data.get("text", data.get("paragraph_text")), str):
+        data = [data]  # one JSONL line: one paragraph
+    elif isinstance(data, Mapping):
+        pairs = data.pairs if isinstance(data, _Pairs) else list(data.items())  # a repeated title keeps each text
+        data = [
+            Passage(str(title), "".join(map(str, body)) if isinstance(body, list) else str(body))
+            for title, body in pairs
+        ]
+    if not isinstance(data, list) or not data:
+        raise ConfigurationError(f"corpus file {path}: expected a non-empty list of paragraphs or a {{title: text}} object")
+    try:
+        return [_as_passage(item) for item in data]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"corpus file {path}: {exc}") from None
 
 
 def format_passages(passages: Sequence[Passage]) -> str:

@@ -124,3 +124,13 @@ def test_a_question_in_chinese_is_decomposed_and_each_part_reads_its_own_passage
     by_question = {s.input.rsplit("Question: ", 1)[-1]: s.input for s in executors}
     assert "巴黎是法国的首都。" in by_question["法国的首都是哪座城市？"]
     assert "巴黎在塞纳河边。" in by_question["巴黎在哪条河边？"]
+
+
+def test_a_retriever_from_a_hotpotqa_layout_file_reads_the_paragraphs_not_the_titles(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"Paris": ["Paris is the capital ", "of France."], "Berlin": "Berlin is in Germany."}))
+    r = BM25Retriever.from_file(tmp_path / "c.json")
+    assert r.passages == [Passage("Paris", "Paris is the capital of France."), Passage("Berlin", "Berlin is in Germany.")]
+    assert r.search("capital", k=1)[0].text == "Paris is the capital of France."
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ConfigurationError, match="bad.json"):
+        BM25Retriever.from_file(tmp_path / "bad.json")

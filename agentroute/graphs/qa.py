@@ -18,16 +18,15 @@ The final answer keeps a right executor answer (``keep_executor_answer=True``, t
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from agentroute.dispatch.skills import has_key
 from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph, GraphState, NodeContext
 from agentroute.retrieval import BM25Retriever, Passage, format_passages, tokenize
+from agentroute.retrieval import load_corpus as load_corpus  # where `run qa --corpus` finds it
 
 PLANNER = (
     "You break a question into the simpler sub-questions needed to answer it. "
@@ -105,56 +104,6 @@ def final_answer(summary: str | None, question: str, answers: list[str]) -> str 
     if summary is not None and (not answered or not is_restatement(summary, question, answered)):
         return summary
     return answered[-1] if answered else summary
-
-
-class _Pairs(dict[str, Any]):
-    """A JSON object that also keeps every key-value pair in file order, repeated keys included."""
-
-    def __init__(self, pairs: list[tuple[str, Any]]):
-        super().__init__(pairs)
-        self.pairs = pairs
-
-
-def load_corpus(path: str | Path) -> list[Passage]:
-    """Paragraphs from a corpus file: a JSON list of strings or ``{title, text}`` objects, JSONL of
-    them, or a JSON object ``{title: text or [sentences]}`` (HotpotQA's corpus layout; a title
-    written twice keeps both paragraphs).
-
-    Raises :class:`~agentroute.errors.ConfigurationError` naming the file when it cannot be read.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"corpus file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"corpus file {path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        data: Any = json.loads(text, object_pairs_hook=_Pairs)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.split("\n") if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"corpus file {path}: neither JSON nor JSONL ({exc})") from None
-    if isinstance(data, Mapping) and isinstance(data.get("text", data.get("paragraph_text")), str):
-        data = [data]  # one JSONL line: one paragraph
-    elif isinstance(data, Mapping):
-        pairs = data.pairs if isinstance(data, _Pairs) else list(data.items())  # a repeated title keeps each text
-        data = [
-            Passage(str(title), "".join(map(str, body)) if isinstance(body, list) else str(body))
-            for title, body in pairs
-        ]
-    if not isinstance(data, list) or not data:
-        raise ConfigurationError(f"corpus file {path}: expected a non-empty list of paragraphs or a {{title: text}} object")
-    out = []
-    for item in data:
-        if isinstance(item, Passage | str):
-            out.append(item if isinstance(item, Passage) else Passage("", item))
-        elif isinstance(item, Mapping) and ("text" in item or "paragraph_text" in item):
-            out.append(Passage(str(item.get("title", "")), str(item.get("text", item.get("paragraph_text", "")))))
-        else:
-            raise ConfigurationError(f"corpus file {path}: an entry is neither text nor {{title, text}}: {item!r:.80}")
-    return out
 
 
 def build_qa_graph(
