@@ -166,3 +166,56 @@ def test_an_entrypoint_that_asks_a_human_between_two_routed_calls_pays_each_once
     # was: the planner paid again on resume, and the 2-call budget refused the executor
     assert out["answer"] == "small says 1" and out["calls"] == 2
     assert _recorded(memory, out["task"]) == [(0, "planner"), (1, "executor")]
+
+
+CRASHER = """
+import json, os, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import START, StateGraph
+from agentroute import Budget, Dispatcher, make_router, routed_node
+from agentroute.memory import SQLMemory
+from tests.helpers import replay_pool
+from tests.test_usergraph_hitl import State
+memory_url, saver_path, mode = sys.argv[1:4]
+
+def write(text):
+    if mode == "start":
+        raise RuntimeError("the worker crashed after the call")
+    return {"answer": text}
+
+memory = SQLMemory(memory_url)
+dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+builder = StateGraph(State)
+builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", output=write, budget=Budget(calls=2)))
+builder.add_edge(START, "answer")
+with SqliteSaver.from_conn_string(saver_path) as saver:
+    app, cfg = builder.compile(checkpointer=saver), {"configurable": {"thread_id": "crash"}}
+    try:
+        out = app.invoke({"query": "q7", "query_id": "q7"} if mode == "start" else None, cfg)
+    except RuntimeError as exc:
+        print(json.dumps({"crashed": str(exc)}))
+        sys.exit(0)
+    print(json.dumps({"answer": out["answer"], "calls": out["agentroute"]["ledger"]["spent"][2], "task": out["agentroute"]["task_id"]}))
+memory.close()
+"""
+
+
+def test_a_first_routed_node_that_paid_then_crashed_resumes_in_another_process_within_its_budget(tmp_path):
+    memory_url, saver_path = f"sqlite:///{tmp_path}/memory.db", str(tmp_path / "checkpoints.db")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+    def worker(mode: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", CRASHER, memory_url, saver_path, mode], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert "crashed" in worker("start")
+    resumed = worker("resume")
+    # was: the resume opened a second task with a budget of its own; the paid call was left in a
+    # task still `running`, counted by no ledger
+    assert resumed["answer"] == "small says 7" and resumed["calls"] == 2  # the crashed call counts
+    with SQLMemory(memory_url) as memory:
+        (task,) = memory.trajectories(graph="langgraph", status=None)
+        assert task.task.id == resumed["task"] and [s.index for s in task.steps] == [0, 1]
+        assert task.task.status == "done" and task.task.cost_usd == pytest.approx(sum(s.cost_usd for s in task.steps))
