@@ -93,3 +93,15 @@ def test_sigterm_during_router_r1_training_exits_143_with_one_line(tmp_path: Pat
     said = [line for line in err if "Loading weights" not in line and line.strip()]
     assert proc.returncode == 143, "".join(err)
     assert said == [f"terminated: --out {out}: this run saved no policy\n"]
+
+
+@pytest.mark.parametrize("steps", ["-1", "0"])
+def test_a_max_steps_below_one_is_refused_naming_it_before_anything_loads(tmp_path: Path, steps: str) -> None:
+    """Was: accepted — the SFT warm-up's pool calls and fit ran (minutes) before TRL met the bad value."""
+    recipe = Path(__file__).parents[1] / "training" / "router_r1.yaml"
+    done = subprocess.run([sys.executable, "-m", "agentroute", "train", "router-r1", "--config", str(recipe),
+                           "--out", str(tmp_path / "r1"), "--max-steps", steps],
+                          capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: --max-steps must be an integer >= 1 (got {steps}): the GRPO steps to train"
+    assert not (tmp_path / "r1").exists()

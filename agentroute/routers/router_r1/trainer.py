@@ -311,6 +311,8 @@ def train_router_r1(
     either way the pool's workers are stopped first (a local model's generation thread left running
     aborted the process at exit).
     """
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigurationError(f"--max-steps must be an integer >= 1 (got {max_steps!r}): the GRPO steps to train")
     cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
     if gpu:
         check_gpu(cfg, vllm=not sft_only)
