@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -119,13 +120,21 @@ def export(model_dir: str | Path, out: str | Path, *, opset: int = 17) -> Path:
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
             "token_type_ids": {0: "batch", 1: "seq"}, "embedding": {0: "batch"}}  # fmt: skip
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapped, (ids, ids, torch.zeros_like(ids)), str(tmp),
-            input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["embedding"],
-            dynamic_axes=axes, opset_version=opset, dynamo=False,
-        )  # fmt: skip
-    tmp.replace(out)
+    try:
+        # The tracer's notes on this known graph (a Python bool from a tensor, advanced indexing
+        # with non-negative indices) are not the user's concern: the vectors are checked against
+        # torch's, and a first `eval` printed them as if something were wrong.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+            torch.onnx.export(
+                wrapped, (ids, ids, torch.zeros_like(ids)), str(tmp),
+                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["embedding"],
+                dynamic_axes=axes, opset_version=opset, dynamo=False,
+            )  # fmt: skip
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
