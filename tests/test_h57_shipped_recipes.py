@@ -86,3 +86,15 @@ def test_the_shipped_bopo_recipe_trains_on_the_cli_and_the_saved_router_routes(t
     assert isinstance(router, BoPORouter)
     assert router.config_ == BoPOConfig.from_yaml(TRAINING / "bopo.yaml").replace(**small)
     assert router.fit_summary().startswith("bopo: tiers mistralai/mixtral-8x7b-chat < gpt-4-1106-preview")
+
+
+def test_the_learning_doc_recipe_snippet_runs_from_the_repository_root() -> None:
+    import re
+
+    root = TRAINING.parent
+    blocks = re.findall(r"^ *```python\n(.*?)^ *```", (root / "docs" / "learning.md").read_text(), re.S | re.M)
+    snippet = next(b for b in blocks if "BoPOConfig.from_yaml" in b)
+    done = subprocess.run([sys.executable, "-c", snippet + "\nprint(router.resolved_config().iterations, config.steps)"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["20", "3"]

@@ -105,3 +105,26 @@ def test_a_max_steps_below_one_is_refused_naming_it_before_anything_loads(tmp_pa
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: --max-steps must be an integer >= 1 (got {steps}): the GRPO steps to train"
     assert not (tmp_path / "r1").exists()
+
+
+def test_graph_planner_on_a_tiny_memory_warns_as_every_other_trainer_does(tmp_path: Path) -> None:
+    """Was: two logged tasks trained in silence; `train knn`/`train bopo` warn that so few teach nothing."""
+    from agentroute.memory import open_memory
+    from agentroute.types import Agent, Step, Task
+
+    url = f"sqlite:///{tmp_path}/memory.db"
+    with open_memory(url) as memory:
+        for i in range(2):
+            task = Task(query=f"What is {i} plus 1?", metadata={"query_id": f"q{i}"})
+            memory.start_task(task)
+            memory.record_step(Step(task_id=task.id, index=0, stage="execute", agent=Agent(model="small"),
+                                    input=task.query, output="x", cost_usd=0.001, score=1.0))
+            task.status, task.score = "done", 1.0
+            memory.finish_task(task)
+    recipe = tmp_path / "gp.yaml"
+    recipe.write_text("router: graph-planner\nparams:\n  episodes: 16\n  episodes_per_update: 16\n  hidden: 8\n")
+    done = subprocess.run([sys.executable, "-m", "agentroute", "train", "graph-planner", "--from", url, "--config", str(recipe),
+                           "--out", str(tmp_path / "gp"), "--no-progress"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "warning: 2 training examples: too few for graph-planner to learn from" in done.stderr.replace("\n", " ")
+    assert (tmp_path / "gp" / "router.json").is_file()

@@ -56,7 +56,7 @@ def train_graph_planner(
 
 def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> tuple[Path, float]:
     """The training run of :func:`train_graph_planner`: (the saved router's path, seconds)."""
-    from agentroute.cli.train_cmd import check_out_dir, read_recipe, training_data
+    from agentroute.cli.train_cmd import check_out_dir, read_recipe, training_data, warn_if_few
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
     from agentroute.routers.graph_planner.router import GraphPlannerRouter
@@ -81,6 +81,7 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
         resumed = checkpoint_episodes(checkpoint)
         console.print(f"training [bold]graph-planner[/] on {described}"
                       + (f", resuming from {checkpoint} ({resumed} episodes done)" if resumed is not None else ""))
+        warn_if_few("graph-planner", data)
         start = time.perf_counter()
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -134,6 +134,18 @@ def training_data(
     return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (f" ({'; '.join(notes)})" if notes else "")
 
 
+def warn_if_few(router: str, data: Any) -> None:
+    """A warning on standard error when ``data`` (trajectories, or a dataset: its train split) holds
+    fewer than :data:`FEW_EXAMPLES` examples; the fit goes on."""
+    examples = len(data) if isinstance(data, list) else len(data.train)
+    if examples < FEW_EXAMPLES:
+        err_console.print(
+            escape(f"warning: {examples} training examples: too few for {router} to learn from; its "
+                   f"choices will mostly reflect chance (log and score at least {FEW_EXAMPLES})"),
+            highlight=False,
+        )
+
+
 def check_out_dir(out: Path, *, saved: str | None = None) -> None:
     """``--out`` before any work: a directory, or a path where one can be created. With ``saved`` (the
     file a command writes, e.g. ``router.json``), a directory that holds other files but no
@@ -290,13 +302,7 @@ def _train(
         done = checkpoint_done(checkpoint) if checkpoint is not None else None
         resuming = f", resuming from {checkpoint} ({done} done)" if done is not None else ""
         console.print(f"training [bold]{router}[/] on {escape(described + resuming)}")
-        examples = len(data) if isinstance(data, list) else len(data.train)
-        if examples < FEW_EXAMPLES:
-            err_console.print(
-                escape(f"warning: {examples} training examples: too few for {router} to learn from; its "
-                       f"choices will mostly reflect chance (log and score at least {FEW_EXAMPLES})"),
-                highlight=False,
-            )
+        warn_if_few(router, data)
         start = time.perf_counter()
         fit: Callable[..., Any] = model.fit  # a router whose fit keeps a checkpoint (bopo) is given one:
         fit(data, **({"checkpoint": checkpoint} if checkpoint is not None else {}))  # the same command resumes from it

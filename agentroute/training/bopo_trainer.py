@@ -71,7 +71,7 @@ def default_embed(texts: list[str]) -> np.ndarray:
     return default_embedder().embed(texts)
 
 
-def _name(func: Callable[..., Any]) -> str:
+def _name(func: Any) -> str:
     """A function's (or a callable object's class's) qualified name: the same in every run."""
     return f"{func.__module__}.{getattr(func, '__qualname__', type(func).__qualname__)}"
 
