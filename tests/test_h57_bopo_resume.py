@@ -137,3 +137,12 @@ def test_the_cli_keeps_a_checkpoint_on_a_stop_and_the_same_command_resumes(tmp_p
     assert not (out / "checkpoint.pt").exists()
     router = load_router(out)
     assert isinstance(router, BoPORouter) and router.config_.iterations == iterations + 2
+
+
+@pytest.mark.parametrize("router", ["bopo", "graph-planner"])
+def test_resume_given_to_a_trainer_that_resumes_by_itself_says_so(tmp_path: Path, router: str) -> None:
+    """Was: "--resume: for `train router-r1` only, not bopo" — as if bopo could not resume at all."""
+    done = subprocess.run([sys.executable, "-m", "agentroute", "train", router, "--dataset", "routerbench", "--resume",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"--resume is for `train router-r1`: {router} resumes by itself; rerun the same command without it" in done.stderr.replace("\n", " ")

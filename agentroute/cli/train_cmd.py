@@ -34,6 +34,7 @@ err_console = Console(stderr=True)
 
 ROUTER_R1 = ("router-r1", "router_r1")  # (its two spellings)
 RECIPE_KEYS = ("router", "dataset", "params")  # the top-level keys of a training recipe
+SELF_RESUMING = ("graph-planner", "bopo")  # keep OUT/checkpoint.pt on a stop; the same command resumes
 FEW_EXAMPLES = 20  # fewer queries or trajectories than this: the fit is warned about, not refused
 
 
@@ -177,13 +178,14 @@ def train_command(
     sft: Annotated[bool | None, typer.Option("--sft/--no-sft", help="router-r1: override the recipe's SFT warm-up switch.")] = None,
     sft_only: Annotated[bool, typer.Option("--sft-only", help="router-r1: stop after the SFT warm-up (writes OUT/sft).")] = False,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="router-r1: override the recipe's GRPO steps.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="router-r1: continue GRPO from the last checkpoint in OUT/grpo (graph-planner resumes by itself).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="router-r1: continue GRPO from the last checkpoint in OUT/grpo (graph-planner and bopo resume by themselves from OUT/checkpoint.pt).")] = False,
 ) -> None:
     """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`.
 
     ``graph-planner`` trains its PPO policy (with a progress bar) and ``router-r1`` its policy LM
     (SFT warm-up, then GRPO with TRL), each by its own command, as `train graph-planner|router-r1`
-    runs it (a Ctrl-C says what that run kept in ``--out``).
+    runs it. A Ctrl-C (exit 130) or SIGTERM (143) says what the run kept in ``--out``; graph-planner
+    and bopo keep a checkpoint there that the same command resumes from.
     """
     given = {"--from": memory_url is not None, "--dataset": dataset is not None, "--limit": limit is not None,
              "--sample": sample is not None, "--seed": seed != 0, "--gpu": gpu, "--policy": policy is not None,
@@ -238,6 +240,9 @@ def check_router_options(router: str, given: list[str]) -> None:
         return
     if family != "other" and {"--limit", "--sample", "--seed"} & set(ignored):
         raise ConfigurationError(f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply")
+    if "--resume" in ignored and router in SELF_RESUMING:
+        raise ConfigurationError(f"--resume is for `train router-r1`: {router} resumes by itself; rerun the same command "
+                                 "without it (it goes on from --out's checkpoint.pt)")
     if family == "router-r1" and {"--from", "--dataset"} & set(ignored):
         raise ConfigurationError(f"{router} trains on its recipe's data: --from and --dataset do not apply")
     owners = sorted({owner for option in ignored for owner in _ROUTER_OPTIONS[option]})
