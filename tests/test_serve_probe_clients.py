@@ -106,6 +106,8 @@ class _DropsFirst(_Echo):
         self.end_headers()
         piece = {"id": "cut", "object": "chat.completion.chunk", "created": 0, "model": "m",
                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": " half"}, "finish_reason": None}]}  # fmt: skip
+        if self.server.usage_each:  # as servers that report the usage so far on every chunk
+            piece["usage"] = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
         self.wfile.write(f"data: {json.dumps(piece)}\n\n".encode())
         self.wfile.flush()
 
@@ -119,7 +121,7 @@ class EchoProvider(ThreadingHTTPServer):
 
     def __init__(self, handler: type[_Echo] = _Echo) -> None:
         super().__init__(("127.0.0.1", 0), handler)
-        self.drops = 0  # for _DropsFirst
+        self.drops, self.usage_each = 0, False  # for _DropsFirst
         self.requests: list[dict[str, Any]] = []
         self.abandoned: list[int] = []  # pieces sent before each stream's client left
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -528,3 +530,14 @@ def test_the_local_model_refuses_a_reasoning_effort_and_answers_with_a_seed(open
     assert info.value.param == "reasoning_effort" and f"model '{SERVER_MODEL}' (backend local)" in info.value.message
     reply = client.chat.completions.create(model=SERVER_MODEL, messages=ask("Name a fruit."), seed=3, max_tokens=8, temperature=0)
     assert reply.choices[0].message.content and reply.usage is not None and reply.usage.completion_tokens > 0
+
+
+def test_a_dropped_stream_whose_chunks_each_carry_usage_is_still_no_answer() -> None:
+    """Usage on a chunk that has choices is no end of stream (only OpenAI's closing usage chunk,
+    with no choices, is): the cut answer is a 503, not " half"."""
+    with EchoProvider(_DropsFirst) as provider:
+        provider.drops, provider.usage_each = 1, True
+        with ServerThread(ModelPool(cards(provider.url)[:1])) as server:
+            with pytest.raises(openai.InternalServerError) as info:
+                sdk(server).chat.completions.create(model="echo", messages=ask())
+    assert "dropped midway" in info.value.message

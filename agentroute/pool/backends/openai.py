@@ -371,7 +371,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         usage: Any = None
         reply_id, finish_reason, confidence = "", None, None
         body: list[str] = []  # what was not an event: an error object sent as a plain JSON body
-        ended: list[bool] = []  # [True] once the stream's [DONE] came
+        ended: list[bool] = []  # [True] once the stream's [DONE] (or its closing usage chunk) came
         try:
             async for chunk in _events(response, body, ended):
                 events += 1
@@ -386,6 +386,8 @@ class OpenAIBackend(EndpointCounting, Backend):
                 reply_id = reply_id or str(chunk.get("id") or "")
                 if chunk.get("usage") is not None:
                     usage = chunk["usage"]
+                    # OpenAI's last chunk: the usage, no choices (some servers repeat it on every chunk)
+                    ended += [] if chunk.get("choices") else [True]
                 confidence = _confidence(chunk) if confidence is None else confidence
                 choice = _first_choice(card, chunk.get("choices"))
                 if choice is None:
@@ -416,7 +418,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
         if not chose:  # as a plain reply with "choices": [] (only a usage chunk, say)
             raise ProtocolError(card.id, "the reply has no choices")
-        if not (ended or finish_reason or read.cut or usage is not None):  # the usage comes last, before [DONE]
+        if not (ended or finish_reason or read.cut):
             raise dropped_stream(card)
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason, confidence=confidence)
 
@@ -522,7 +524,7 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
 
 def dropped_stream(card: ModelCard) -> BackendError:
     """The failure of a stream that ended with none of ``[DONE]``, a ``finish_reason`` or the
-    usage (sent last): the connection dropped midway (a body framed by the connection's end reads
+    closing usage chunk (no choices): the connection dropped midway (a body framed by the connection's end reads
     as an ordinary end), so the text read is part of an answer. Retryable, and billed (the model ran)."""
     where = f" (endpoint {card.base_url})" if card.base_url else ""
     return BackendError(
