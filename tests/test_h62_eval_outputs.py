@@ -138,3 +138,23 @@ def test_an_interrupted_plot_leaves_the_earlier_plot_whole(logs: Path, tmp_path:
         plot_curves(result, target, title="again")
     assert target.read_bytes() == before  # was: half a PNG
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_the_table_keeps_every_name_and_figure_in_80_columns(logs: Path, tmp_path: Path) -> None:
+    """``agentroute eval … > report.txt`` (rich takes a pipe as 80 columns) printed `per-…`,
+    `+0.0…`, `[-0.…`: the table without its figures. Now it is printed at its own width."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentroute", "eval", "--dataset", f"outcomes:{logs}", "--routers",
+         "per-task:prior_strength=2,cheapest", "--boot", "30", "--out", "ev"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert "…" not in proc.stdout
+    for r in result["routers"]:
+        assert f"│ {r['name']} " in proc.stdout, r["name"]
+        assert f"{r['aiq']:.3f}" in proc.stdout
+        if r["vs_zero"]:
+            d, lo, hi = r["vs_zero"]
+            assert f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" in proc.stdout

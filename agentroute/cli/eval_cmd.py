@@ -100,7 +100,7 @@ def eval_command(
         typer.echo(json.dumps(json.loads(result.to_json())))
         return
     console.print(_header(result))
-    console.print(_table(result))
+    _print_whole(console, _table(result))
     console.print(escape(f"wrote {', '.join(str(p) for p in paths.values())}"))
 
 
@@ -139,15 +139,19 @@ def _header(result: EvalResult) -> str:
 
 
 def _table(result: EvalResult) -> Table:
+    """The results table (the error column only when a router failed); :func:`_print_whole` prints it."""
     two = any(r.apgr is not None for r in result.routers)
+    errors = any(r.error for r in result.routers)
     table = Table(title="test split", title_justify="left")
-    for col in ("router", "AIQ", "Δ vs zero", "Δ vs best ref", "max acc", "cost to match best", "acc at best cost", "points"):
-        table.add_column(col, justify="left" if col == "router" else "right")
+    table.add_column("router", justify="left", no_wrap=True)
+    for col in ("AIQ", "Δ vs zero", "Δ vs best ref", "max acc", "cost to match best", "acc at best cost", "points"):
+        table.add_column(col, justify="right", no_wrap=True)
     if two:
         for col in ("APGR", "CPT50", "CPT80"):
-            table.add_column(col, justify="right")
-    table.add_column("fit s", justify="right")
-    table.add_column("error", style="red", overflow="fold")
+            table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("fit s", justify="right", no_wrap=True)
+    if errors:
+        table.add_column("error", style="red", overflow="fold")
     for r in result.routers:
         row = [
             r.name,
@@ -161,9 +165,22 @@ def _table(result: EvalResult) -> Table:
         ]
         if two:
             row += [_f(r.apgr), _pct(r.cpt50), _pct(r.cpt80)]
-        row += [_f(r.fit_s, 2), r.error or ""]
-        table.add_row(*row)
+        row += [_f(r.fit_s, 2)] + ([r.error or ""] if errors else [])
+        table.add_row(*(escape(cell) for cell in row[:1]), *row[1:])
     return table
+
+
+def _print_whole(console: Console, table: Table) -> None:
+    """Print ``table`` at its natural width when the console is narrower (a terminal of 80 columns,
+    or a pipe or file, which rich takes as 80): a terminal then wraps its lines, but no router name
+    or figure is cut to "…" — as they were, leaving an eval's table without its numbers."""
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    width = console.width
+    console.width = max(width, needed)
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
 
 
 def _f(value: float | None, digits: int = 3) -> str:
