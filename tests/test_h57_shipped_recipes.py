@@ -98,3 +98,19 @@ def test_the_learning_doc_recipe_snippet_runs_from_the_repository_root() -> None
                           cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["20", "3"]
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ("lr: -1", "BoPOConfig.lr must be a finite number > 0 (got -1)"),
+    ("stepz: 3", "BoPOConfig: unknown fields ['stepz']"),
+])
+def test_a_bad_bopo_config_in_a_recipe_is_refused_before_the_data_is_read(tmp_path: Path, config: str, says: str) -> None:
+    """Was: the dataset was read (and said so) first; the error came from the fit."""
+    recipe = tmp_path / "bopo.yaml"
+    recipe.write_text(f"router: bopo\nparams:\n  config:\n    {config}\n")
+    done = subprocess.run([sys.executable, "-m", "agentroute", "train", "bopo", "--dataset", "routerbench:/nonexistent",
+                           "--config", str(recipe), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: recipe {recipe} line 3: {says}"), done.stderr
+    assert done.stdout == ""

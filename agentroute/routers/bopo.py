@@ -150,6 +150,12 @@ class BoPORouter(Router):
         )
         return "\n".join(lines)
 
+    def _check_params(self) -> None:
+        """The threshold and every :class:`BoPOConfig` field, when the router is built (before any data is read)."""
+        super()._check_params()
+        self._check_threshold()
+        self.resolved_config()
+
     def _check_threshold(self) -> None:
         if not 0 < self.threshold <= 1:
             raise ConfigurationError(f"bopo: threshold must be in (0, 1] (got {self.threshold})")
