@@ -55,3 +55,28 @@ def test_evaluate_scores_serving_reports_explore_apart_and_gives_the_router_back
     assert rows["cheap-or-coin [explore]"].curve != rows["cheap-or-coin"].curve
     assert router.mode == start  # was: left in the last sweep's mode ("explore", or "serve" without --explore)
     assert router.exploring == (start != "serve")
+
+
+class Pick(Router):
+    """Always the candidate at ``index`` (two instances: two routers of one name)."""
+
+    name = "pick"
+
+    def __init__(self, *, index: int = 0):
+        self.index = index
+
+    def route(self, ctx: RouteContext) -> Decision:
+        return decide(self, ctx, self.index, why=f"candidate {self.index}")
+
+
+def test_two_routers_of_one_name_get_their_own_rows_and_intervals() -> None:
+    """Before, both rows were named 'pick' and the bootstrap read the second's outcomes for both:
+    the first router's interval was the second's."""
+    result = evaluate(_dataset(), [Pick(index=0), Pick(index=1)], seed=0, n_boot=50, peers=False, progress=False)
+    first, second = result.routers
+    assert (first.name, second.name) == ("pick", "pick #2")
+    assert result.router("pick #2") is second
+    assert first.aiq != second.aiq
+    for r in (first, second):
+        assert r.vs_zero is not None
+        assert r.vs_zero[0] == pytest.approx(r.aiq - result.zero_router_aiq, abs=1e-9)

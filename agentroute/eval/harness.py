@@ -369,12 +369,14 @@ def evaluate(
             f"figures and intervals from fewer than {MIN_TEST_QUERIES} are not to be trusted"
         )
     _SHOW[0] = None if progress else False
+    names: set[str] = set()
     try:
         for spec in _progress(routers, progress):
             try:
                 name, router = make_eval_router(spec, seed=seed)
+                name = _unique(name, names)
             except Exception as exc:  # bad parameters: reported like a failed fit
-                name = spec if isinstance(spec, str) else spec.name
+                name = _unique(spec if isinstance(spec, str) else spec.name, names)
                 res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
                 runs = [res]
             else:
@@ -394,6 +396,17 @@ def evaluate(
     finally:
         _SHOW[0] = None
     return result
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name #2``, ``#3``… when a router of that name is already in the evaluation
+    (two instances of one class, a spec given twice): each row has its own outcomes and interval."""
+    unique, k = name, 1
+    while unique in taken:
+        k += 1
+        unique = f"{name} #{k}"
+    taken.add(unique)
+    return unique
 
 
 def _spec_list(specs: str | Router | Sequence[str | Router]) -> list[str | Router]:
