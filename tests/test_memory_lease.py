@@ -146,3 +146,46 @@ def test_a_lease_lost_with_its_connection_is_taken_again(tmp_path, postgres_url)
         if live.stdin:
             live.stdin.close()
         live.wait(30)
+
+
+def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_path, postgres_url):
+    """The server drops the live process's lease session and a reconcile runs at once, before the
+    process notices: the task is not closed (before: closed ``interrupted`` while it still ran, its
+    later steps written to an interrupted task). The reconcile looks again after the grace period,
+    by when the process holds its lease again; a process that is really gone is still closed."""
+    from agentroute.memory import SQLMemory
+    from agentroute.memory.pgserver import create_database
+
+    url = create_database(postgres_url, "agentroute_memory_lease_window")
+    script = tmp_path / "other_host.py"
+    script.write_text(OTHER_HOST)
+    live = _start(script, url, "host-d", "task-d")
+    dead = _start(script, url, "host-e", "task-e")
+    try:
+        memory = SQLMemory(url)
+        try:
+            with memory.engine.begin() as conn:
+                sessions = conn.execute(sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = '' AND pid <> pg_backend_pid() "
+                    "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock')"
+                )).scalars().all()  # fmt: skip
+                assert len(sessions) == 2
+                for pid in sessions:  # both lease sessions end; only one process comes back
+                    conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            dead.send_signal(signal.SIGKILL)
+            dead.wait(30)
+            assert memory.running_tasks().gone == ["task-d", "task-e"]  # both look gone now
+            started = time.monotonic()
+            assert memory.reconcile_running() == ["task-e"]
+            from agentroute.memory.claims import LEASE_GRACE_S
+
+            assert time.monotonic() - started >= LEASE_GRACE_S
+        finally:
+            memory.close()
+        assert _task(url, "task-d")["status"] == "running"
+        assert _task(url, "task-e")["status"] == "interrupted"
+    finally:
+        for proc in (live, dead):
+            if proc.poll() is None and proc.stdin:
+                proc.stdin.close()
+            proc.wait(30)

@@ -288,12 +288,19 @@ def reconcile(
 
     They end interrupted with the cost of their recorded steps and metadata["error"] saying why. A
     process of this host is told by its pid; one of another host sharing a PostgreSQL memory by its
-    lease (released when its session ends). Tasks of live processes are never touched, nor other
-    hosts' without a lease (SQLite: run this on the host that ran them).
+    lease (released when its session ends, and still released at a second look). Tasks of live processes
+    are never touched, nor other hosts' without a lease (SQLite: run this on the host that ran them).
     """
     with _open(memory) as store:
         try:
             running = store.running_tasks()
+            if running.released and not dry_run:
+                from agentroute.memory.claims import LEASE_GRACE_S
+
+                _console(stderr=True).print(
+                    f"{len(running.released)} task(s) of other hosts whose lease is released: looking again in "
+                    f"{LEASE_GRACE_S:g} s (a live process takes back a lease whose connection was dropped)"
+                )
             closed = [] if dry_run else store.reconcile_running(running.gone)
         except AgentrouteError as exc:
             raise _fail(error_text(exc), exit_code_for(exc)) from exc

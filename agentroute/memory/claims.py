@@ -31,12 +31,17 @@ from sqlalchemy.exc import DBAPIError
 
 from agentroute.memory.engine import create_memory_engine
 
-__all__ = ["LEASE_CHECK_S", "TaskClaims", "claim_key", "lease_key", "leases_held"]
+__all__ = ["LEASE_CHECK_S", "LEASE_GRACE_S", "TaskClaims", "claim_key", "lease_key", "leases_held"]
 
 log = logging.getLogger("agentroute.memory")
 
 LEASE_CHECK_S = 5.0
 """How often the connection holding a lease is checked (and reopened when the server dropped it)."""
+
+LEASE_GRACE_S = 3 * LEASE_CHECK_S
+"""How long another host's lease must stay released before its tasks are closed: a lease whose
+connection the server dropped (a restart, an idle-session killer) while its process lives is taken
+again within :data:`LEASE_CHECK_S` (plus the time to reconnect), so one look is not enough."""
 
 #: Per-session TCP keepalives: the server ends the session of a lost host after about 10 + 4 × 5 s.
 _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 4")

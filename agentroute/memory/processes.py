@@ -15,7 +15,10 @@ advisory lock keyed by its ``{"host", "pid", "start"}`` (:mod:`agentroute.memory
 before its first task row is written; such rows say so (``"lease": true`` in the process info). The
 server drops the lock when the process's session ends (``kill -9``: at once; a lost host: when its
 TCP keepalives fail, about 30 s), so another host's task is *alive* while its lease is held and
-*gone* once it is not. :func:`reconcile_running` closes gone tasks ``interrupted`` with the cost of
+*gone* once it is not — but a live process whose lease connection was dropped takes it again within
+a few seconds, so :meth:`~agentroute.memory.SQLMemory.reconcile_running` closes such a task only
+when its lease was released at two looks :data:`~agentroute.memory.claims.LEASE_GRACE_S` apart
+(:attr:`RunningTasks.released`). :func:`reconcile_running` closes gone tasks ``interrupted`` with the cost of
 their recorded steps and ``metadata["error"]`` saying why; a live process's tasks, another host's
 without a lease (SQLite, an older agentroute: nothing here can tell whether they still run) and
 tasks written before processes were recorded are never touched.
@@ -52,7 +55,7 @@ __all__ = [
 #: Key of a stored task's metadata naming the process that wrote it.
 PROCESS_KEY = "agentroute_process"
 
-Liveness = Literal["alive", "gone", "other_host", "unknown"]
+Liveness = Literal["alive", "gone", "released", "other_host", "unknown"]
 
 
 def _boot_id() -> str:
@@ -127,19 +130,22 @@ class RunningTasks:
     """The ``running`` tasks of a memory by what is known of their process: ``alive`` (a process of
     this host that still runs, or of another host that holds its lease), ``gone`` (of this host, no
     longer runs; of another host, its lease is released), ``other_host`` (another host's, without a
-    lease), ``unknown`` (written before processes were recorded). Each is a list of task ids, oldest first."""
+    lease), ``unknown`` (written before processes were recorded). Each is a list of task ids, oldest
+    first. ``released``: those of ``gone`` told by a released lease (another host's: it may come back)."""
 
     alive: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     other_host: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in ("alive", "gone", "other_host", "unknown")}
 
 
 def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool], leases: set[int] | None) -> Liveness:
-    """How a task's process stands; ``leases``: the leases held now (PostgreSQL), else ``None``."""
+    """How a task's process stands (``released``: gone by its lease, another host's); ``leases``:
+    the leases held now (PostgreSQL), else ``None``."""
     info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not isinstance(info.get("host"), str):
         return "unknown"
@@ -150,7 +156,7 @@ def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool], leases: 
         if boot and here_boot and name == here_name:
             return "gone"
         if leases is not None and info.get("lease") is True:
-            return "alive" if lease_key(info) in leases else "gone"
+            return "alive" if lease_key(info) in leases else "released"
         return "other_host"
     start = info.get("start") if isinstance(info.get("start"), int) else None
     key = (info["pid"], start)
@@ -174,7 +180,10 @@ def running_tasks(conn: sa.Connection) -> RunningTasks:
     if conn.dialect.name == "postgresql":  # read after the rows: a lease seen released was released before
         leases = leases_held(conn, [key for _, meta in rows if (key := _leased(meta)) is not None])
     for task_id, meta in rows:
-        getattr(found, _liveness(meta, here, cache, leases)).append(task_id)
+        liveness = _liveness(meta, here, cache, leases)
+        if liveness == "released":
+            found.released.append(task_id)
+        getattr(found, "gone" if liveness == "released" else liveness).append(task_id)
     return found
 
 

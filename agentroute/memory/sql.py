@@ -42,6 +42,7 @@ import logging
 import math
 import numbers
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -435,16 +436,27 @@ class SQLMemory(MemoryStore):
         """Close as ``interrupted`` the ``running`` tasks whose process is gone (``kill -9``, a
         crash; on another host sharing a PostgreSQL memory: its lease released), of ``task_ids``
         when given: their cost becomes that of their recorded steps and ``metadata["error"]`` says
-        why. Tasks of live processes, and of other hosts without a lease, are never touched.
-        Returns the ids closed (see :mod:`agentroute.memory.processes`)."""
+        why. Tasks of live processes, and of other hosts without a lease, are never touched; another
+        host's task is closed only when its lease stays released for
+        :data:`~agentroute.memory.claims.LEASE_GRACE_S` (this call waits that long to look again: a
+        live process takes back a lease whose connection was dropped). Returns the ids closed (see
+        :mod:`agentroute.memory.processes`)."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
-        self._writer.drain()
+        running = self.running_tasks()
+        gone = running.gone if task_ids is None else [t for t in running.gone if t in set(task_ids)]
+        if set(gone) & set(running.released):
+            # a live process whose lease connection was dropped takes it again: look once more later
+            log.info("memory: waiting %g s to see that %d released lease(s) stay released",
+                     claims.LEASE_GRACE_S, len(set(gone) & set(running.released)))  # fmt: skip
+            time.sleep(claims.LEASE_GRACE_S)
+        if not gone:
+            return []
         with self._lock, self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock up front: live processes write too
             try:
-                closed = processes.reconcile_running(conn, task_ids)
+                closed = processes.reconcile_running(conn, gone)
             except BaseException:
                 conn.rollback()
                 raise
