@@ -189,3 +189,55 @@ def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_p
             if proc.poll() is None and proc.stdin:
                 proc.stdin.close()
             proc.wait(30)
+
+
+FORKS = """
+import json, os, sys
+import sqlalchemy as sa
+from agentroute.memory import SQLMemory
+from agentroute.types import Agent, Step, Task
+
+def locks():  # (mode, session) of each advisory lock held in this database
+    engine = sa.create_engine(sys.argv[1], poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        return sorted(map(list, conn.execute(sa.text(
+            "SELECT mode, pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))))
+
+memory = SQLMemory(sys.argv[1])
+task = Task(id="parent-task", query="q", graph="qa")
+memory.start_task(task)
+assert memory.claim_task(task.id)
+memory.flush()
+before = locks()
+for how in ("close", "exit"):
+    pid = os.fork()
+    if pid == 0:  # a forked worker: closes its copy of the memory, or leaves it to the exit
+        if how == "close":
+            memory.close()
+        sys.exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+memory.record_step(Step(task_id=task.id, index=0, stage="answer", agent=Agent(model="m"), output="o", cost_usd=0.1))
+memory.flush()
+print(json.dumps({"before": before, "after": locks(), "alive": memory.running_tasks().alive}))
+memory.close()
+"""
+
+
+def test_a_forked_child_leaves_the_parents_lease_and_claims_alone(tmp_path, postgres_url):
+    """A process forks workers after its memory took the lease and a claim; the children close their
+    copy of the memory, or just exit: the parent still holds both, on the same session (before: the
+    child's exit closed the shared connection, so the parent's lease and claim were gone and another
+    host's reconcile could close its running task)."""
+    from agentroute.memory.pgserver import create_database
+
+    url = create_database(postgres_url, "agentroute_memory_lease_fork")
+    script = tmp_path / "forks.py"
+    script.write_text(FORKS)
+    done = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [mode for mode, _ in found["before"]] == ["ExclusiveLock", "ShareLock"]  # the claim, the lease
+    assert found["after"] == found["before"]
+    assert found["alive"] == ["parent-task"]

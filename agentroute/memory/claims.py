@@ -8,6 +8,10 @@ refused at once (no waiting); a worker that dies (``kill -9``, a lost host) rele
 its connection. Claims are counted within a process, so nested or concurrent uses in one process
 share one lock.
 
+A forked child inherits none of it: its copy of the connection is cut off from the socket it
+shares with the parent (closing it, at the child's exit, would end the parent's session and drop
+the parent's lease and claims), and it holds no claim and no lease until it takes its own.
+
 The same connection holds this process's *lease* (:meth:`TaskClaims.hold_lease`): a shared advisory
 lock keyed by the process (:func:`lease_key`), taken before its first task row is written. The
 server drops it when the process's session ends, so another host tells a live process from a dead
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,6 +76,28 @@ def leases_held(conn: Connection, keys: Iterable[int]) -> set[int]:
     return {wanted[(hi, lo)] for hi, lo in rows if (hi, lo) in wanted}
 
 
+def _cut_off(conn: Connection) -> None:
+    """In a forked child: point this process's copy of ``conn``'s socket at ``/dev/null``, so that
+    closing it (or the garbage collector) sends nothing to the server on the parent's session."""
+    try:
+        fileno = conn.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - a connection already broken has no socket to protect
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)
+
+
+_ALL: weakref.WeakSet[TaskClaims] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for claims in list(_ALL):
+        claims._forget_parent()  # noqa: SLF001 - same module
+
+
 class TaskClaims:
     """Claims on tasks (and this process's lease) held by this process on one connection to ``url``
     (PostgreSQL only), opened on first use outside any pool: closing it ends the server session, and
@@ -83,6 +111,14 @@ class TaskClaims:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
+        _ALL.add(self)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's connection, claims, lease and thread are not this process's."""
+        if self._conn is not None:
+            _cut_off(self._conn)
+        self._conn, self._held, self._lease, self._keeper = None, {}, None, None
+        self._lock, self._stop = threading.Lock(), threading.Event()
 
     def _open(self) -> Connection:
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -191,3 +227,6 @@ class TaskClaims:
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not threading.current_thread():
             keeper.join(timeout=LEASE_CHECK_S)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

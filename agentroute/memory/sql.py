@@ -41,6 +41,7 @@ import contextvars
 import logging
 import math
 import numbers
+import os
 import threading
 import time
 import weakref
@@ -132,8 +133,13 @@ def _where(
     return queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
 
 
-def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None) -> None:
-    """Commit what a store that was never closed still holds (at exit or garbage collection)."""
+def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None, pid: int) -> None:
+    """Commit what a store that was never closed still holds (at exit or garbage collection). In a
+    process forked from the one that opened it (``pid``), nothing: its pooled connections are the
+    parent's, and closing them would end the parent's sessions."""
+    if os.getpid() != pid:
+        engine.dispose(close=False)
+        return
     writer.stop()
     try:
         writer.raise_errors()
@@ -229,10 +235,11 @@ class SQLMemory(MemoryStore):
         self._qsize: Callable[[], int] = self._writer.qsize
         self.closed: bool = False
         self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
+        self._pid: int = os.getpid()  # the process that opened it (a forked child's copy closes nothing)
         self._lease_tried: bool = False
         self._lease_guard: threading.Lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(
-            self, _shutdown, self._writer, self.engine, self._claims
+            self, _shutdown, self._writer, self.engine, self._claims, self._pid
         )
 
     @property
@@ -348,6 +355,9 @@ class SQLMemory(MemoryStore):
             return
         self.closed = True
         self._finalizer.detach()
+        if os.getpid() != self._pid:  # a forked child's copy: the connections are the parent's
+            _shutdown(self._writer, self.engine, self._claims, self._pid)
+            return
         try:
             self._writer.stop()
             self._writer.raise_errors()
