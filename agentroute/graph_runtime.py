@@ -29,10 +29,13 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import itertools
 import logging
+import re
 import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -271,25 +274,85 @@ def graph_task(config: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None,
     return values.get(CHANNEL), values.get(LIVE_KEY)
 
 
-def resumed_after_interrupt(config: Mapping[str, Any] | None) -> bool:
-    """Whether this node runs again because its own ``interrupt()`` got an answer (``Command(resume=…)``):
-    LangGraph re-executes an interrupted node from its start."""
-    scratchpad = ((config or {}).get("configurable") or {}).get(_SCRATCHPAD)
+# -- a node LangGraph runs again after its interrupt() -------------------------------------------
+_CALLS: weakref.WeakKeyDictionary[Any, Callable[[], int]] = weakref.WeakKeyDictionary()
+_CALLS_LOCK = threading.Lock()
+_PAID = "_langgraph_calls"  # run.context: (LangGraph task namespace, call ordinal) → index of the step that call returned
+
+
+def call_position(config: Mapping[str, Any] | None) -> tuple[tuple[str, int], bool] | None:
+    """Where this routed call stands in the execution of its LangGraph task, or ``None`` outside one.
+
+    ``(key, replay)``: ``key`` — the task's namespace (the same each time LangGraph runs that task
+    again) and the ordinal of this call among the routed calls of this execution; ``replay`` —
+    whether the call comes before an ``interrupt()`` of the task that has its answer already, so
+    an earlier execution made it and paid for it. LangGraph re-executes an interrupted node from
+    its start and answers its interrupts in order, so a call after the last answered one is new
+    work (a redraft the human asked for, a call a branch makes once allowed to) and is paid.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    scratchpad = configurable.get(_SCRATCHPAD) if _SCRATCHPAD is not None else None
     if scratchpad is None:
-        return False
-    return bool(scratchpad.resume) or scratchpad.get_null_resume(False) is not None  # by interrupt id, or the thread's
+        return None
+    execution = scratchpad.get_null_resume  # one closure per execution of a task
+    with _CALLS_LOCK:
+        counter = _CALLS.get(execution)
+        if counter is None:
+            counter = _CALLS[execution] = itertools.count().__next__
+    key = (str(configurable.get("checkpoint_ns", "")), counter())
+    pending, passed = _null_resume_pending(execution), _interrupts_passed(scratchpad)
+    if pending is None or passed is None:  # another LangGraph layout: pay (never take back a call meant to be paid)
+        return key, False
+    return key, passed < len(scratchpad.resume) + pending
 
 
-def paid_before_interrupt(run: TaskRun, since: int, stage: str, text: str) -> Step | None:
-    """The answered step a re-executed node already paid for before its ``interrupt()``: the
-    latest ``ok`` step of ``stage`` on the same input recorded since the node's checkpoint
-    (step index ``since``), or ``None``."""
-    for step in reversed(run.steps):
-        if step.index < since:
-            return None
-        if step.stage == stage and step.input == text and step.status == "ok":
+def _interrupts_passed(scratchpad: Any) -> int | None:
+    """How many ``interrupt()`` calls this execution of the task has made so far."""
+    counter = getattr(scratchpad.interrupt_counter, "_counter", False)
+    if counter is None:  # LangGraph's lazy counter, not started: none yet
+        return 0
+    owner = getattr(counter, "__self__", None)
+    if not isinstance(owner, itertools.count):
+        return None
+    made = re.fullmatch(r"count\((\d+)\)", repr(owner))
+    return int(made.group(1)) if made else None
+
+
+def _null_resume_pending(get_null_resume: Any) -> bool | None:
+    """Whether the thread's resume value (``Command(resume=value)``) still waits for this task's next
+    ``interrupt()`` — LangGraph takes it out of the pending writes when an interrupt consumes it."""
+    try:
+        free = dict(zip(get_null_resume.__code__.co_freevars, (c.cell_contents for c in get_null_resume.__closure__ or ()), strict=True))
+        write, parent, pending = free["null_resume_write"], free["parent_scratchpad"], free["pending_writes"]
+    except (AttributeError, KeyError, ValueError, TypeError):
+        return None
+    if write is None:  # a subgraph's task: its parent's resume value
+        return False if parent is None else _null_resume_pending(parent.get_null_resume)
+    return any(w is write for w in pending)
+
+
+def taken_back(run: TaskRun, key: tuple[str, int], since: int, stage: str, text: str) -> Step | None:
+    """The step an earlier execution of this call paid for, or ``None``.
+
+    The call's own step when this process saw it paid; in a run rebuilt from the memory, the first
+    answered step of ``stage`` on the same input since the node's checkpoint (step index ``since``)
+    that no other call took back."""
+    paid: dict[tuple[str, int], int] = run.context.setdefault(_PAID, {})
+    index = paid.get(key)
+    taken = set(paid.values()) if index is None else ()
+    for step in run.steps:
+        if index is not None:
+            if step.index == index:
+                return step
+        elif step.index >= since and step.index not in taken and step.status == "ok" and step.stage == stage and step.input == text:
+            paid[key] = step.index
             return step
     return None
+
+
+def remember_call(run: TaskRun, key: tuple[str, int], step: Step | None) -> None:
+    if step is not None:
+        run.context.setdefault(_PAID, {})[key] = step.index
 
 
 def resuming(config: Mapping[str, Any] | None) -> bool:
@@ -814,16 +877,19 @@ def routed_node(
         run = acquire(state, config, text)
         try:
             step = None
-            if resumed_after_interrupt(config):  # `output=`/your node called interrupt() after this step: no second call
+            position = call_position(config) if checkpointed(config) else None
+            if position is not None and position[1]:  # made before an answered interrupt(): paid already
                 channel = state.get(CHANNEL) if CHANNEL in state else graph_task(config)[0]
                 since = 0 if not channel or is_request(channel) else int(channel.get("index", 0))
-                step = paid_before_interrupt(run, since, stage, text)
+                step = taken_back(run, position[0], since, stage, text)
             if step is None:
                 step = await dispatcher.step(
                     run, role=role, stage=stage, prompt=prompt, input=text,
                     models=model_list, max_tokens=max_tokens, postconditions=post,
                 )
                 report_step(step, role, config, writer)
+                if position is not None:
+                    remember_call(run, position[0], step)
             if run.carry.get("opened_by") == "node":
                 dispatcher.finish(run)  # the record is kept up to date after every routed node
             return {
