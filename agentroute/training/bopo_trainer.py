@@ -125,7 +125,8 @@ class BoPOTrainer:
         saver = None
         resume = None
         if checkpoint is not None:
-            saver = TrainingCheckpoint(Path(checkpoint), self._run_key(table), what="bopo", every_s=checkpoint_every_s)
+            saver = TrainingCheckpoint(Path(checkpoint), self._run_key(table), what="bopo", length="iterations",
+                                       every_s=checkpoint_every_s)
             resume = saver.load()
             if resume is not None and int(resume["iteration"]) > args.iterations:
                 raise ConfigurationError(

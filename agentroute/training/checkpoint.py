@@ -35,11 +35,12 @@ class TrainingCheckpoint:
         path: the file (``OUT/checkpoint.pt``); ``PATH.partial`` while it is written.
         run: :func:`run_key` of the run's parameters and data; a file of another run is refused.
         what: who wrote it, for errors ("bopo", "graph-planner").
+        length: the parameter a resumed run may change, for errors ("episodes", "iterations").
         every_s: :meth:`update` writes at most this often; :meth:`write` writes the latest at once.
     """
 
-    def __init__(self, path: Path, run: str, *, what: str, every_s: float = 30.0):
-        self.path, self.run, self.what, self.every_s = Path(path), run, what, every_s
+    def __init__(self, path: Path, run: str, *, what: str, length: str, every_s: float = 30.0):
+        self.path, self.run, self.what, self.length, self.every_s = Path(path), run, what, length, every_s
         self._latest: tuple[dict[str, Any], str] | None = None
         self._written = time.monotonic()
 
@@ -56,8 +57,8 @@ class TrainingCheckpoint:
             raise StateFileError(self.path, f"not a {self.what} checkpoint ({exc}); delete it to train from the start") from None
         if saved.get("run") != self.run:
             raise ConfigurationError(
-                f"{self.path}: a checkpoint of another training run (other parameters or data): train with the ones it "
-                "was saved with to resume, or delete it to start over"
+                f"{self.path}: a checkpoint of another training run (other parameters or data; only {self.length!r} may "
+                "change): train with the ones it was saved with to resume, or delete it to start over"
             )
         return dict(state)
 

@@ -9,10 +9,9 @@ A query's own logged rows are never in its memory (leave-one-out), so memory can
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, 
 from agentroute.routers.graph_planner.mdp import Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
 from agentroute.routers.graph_planner.policy import PlannerNet, collate
+from agentroute.training.checkpoint import TrainingCheckpoint
 from agentroute.training.ppo import PPOConfig, gae, minibatches, normalize, ppo_losses
 
 torch_module()  # one thread per process, or a clear error naming the install command
@@ -273,30 +273,24 @@ def ppo_update(net: PlannerNet, opt_pi: torch.optim.Optimizer, opt_v: torch.opti
     return stats
 
 
-class Checkpoint:
-    """A training run's :class:`TrainState` in a file, to resume it: written atomically at most every
-    ``every_s`` seconds and on :meth:`write` (after a Ctrl-C, the last finished update's), read back
-    by :meth:`load` only for the same run (``run_key``: the parameters and data it was trained with)."""
+class Checkpoint(TrainingCheckpoint):
+    """A training run's :class:`TrainState` in a file, to resume it (:class:`TrainingCheckpoint`: written
+    atomically at most every ``every_s`` seconds and on :meth:`write`, after a Ctrl-C or SIGTERM the
+    last finished update's; read back only for the same run — ``run_key``: the parameters but
+    ``episodes`` and the data it was trained with)."""
 
     def __init__(self, path: Path, run_key: str, every_s: float = 30.0):
-        self.path, self.run_key, self.every_s = path, run_key, every_s
-        self.latest: TrainState | None = None
-        self._written = time.monotonic()
+        super().__init__(path, run_key, what="graph-planner", length="episodes", every_s=every_s)
 
-    def load(self, episodes: int) -> TrainState | None:
+    def load(self, episodes: int) -> TrainState | None:  # type: ignore[override]
         """The saved state (``None``: no file); another run's, or one past ``episodes``, is a :class:`ConfigurationError`."""
-        if not self.path.is_file():
+        saved = super().load()
+        if saved is None:
             return None
         try:
-            saved = torch.load(self.path, weights_only=True)
-            state = TrainState(**saved["state"])
-        except Exception as exc:  # torch's unpickling errors have no common base
+            state = TrainState(**saved)
+        except TypeError as exc:
             raise StateFileError(self.path, f"not a graph-planner checkpoint ({exc}); delete it to train from the start") from None
-        if saved.get("run") != self.run_key:
-            raise ConfigurationError(
-                f"{self.path}: a checkpoint of another training run (other parameters or data; only 'episodes' may "
-                "change): train with the ones it was saved with to resume, or delete it to start over"
-            )
         if state.episodes > episodes:
             raise ConfigurationError(
                 f"{self.path}: a checkpoint after {state.episodes} episodes, more than the {episodes} asked for (the "
@@ -305,19 +299,9 @@ class Checkpoint:
             )
         return state
 
-    def update(self, state: TrainState) -> None:
-        self.latest = state
-        if time.monotonic() - self._written >= self.every_s:
-            self.write()
-
-    def write(self) -> None:
-        if self.latest is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        torch.save({"run": self.run_key, "state": asdict(self.latest)}, partial)
-        os.replace(partial, self.path)
-        self._written = time.monotonic()
+    def update(self, state: TrainState) -> None:  # type: ignore[override]
+        fields = {name: getattr(state, name) for name in TrainState.__dataclass_fields__}  # no copy: a snapshot already
+        super().update(fields, f"{state.episodes} episodes")
 
 
 def checkpoint_episodes(path: Path) -> int | None:
