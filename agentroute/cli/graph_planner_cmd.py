@@ -21,6 +21,7 @@ from rich.console import Console
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.routers.base import register_lazy
+from agentroute.training.checkpoint import CHECKPOINT
 from agentroute.training.stopping import exit_stopped, stop_word, terminate_as_interrupt
 
 
@@ -33,8 +34,6 @@ _ensure_registered()
 
 console = Console()
 err_console = Console(stderr=True)
-#: In ``--out`` while a training run is unfinished (Ctrl-C, ``kill -9``): what the next run resumes from.
-CHECKPOINT = "checkpoint.pt"
 
 
 def train_graph_planner(
