@@ -24,7 +24,11 @@ def weighted_vote(answers: Sequence[str], weights: Sequence[float]) -> tuple[str
     (:func:`~agentroute.strategies.normalize_answer`); the normalised answer with the largest total
     weight wins. Returns the *original text* of the heaviest answer in the winning group, and the
     winning group's share of the total weight. Ties go to the group whose first member comes first
-    (the router's order). Empty answers take part like any other.
+    (the router's order). An empty answer (nothing left after normalising) is no vote for an
+    answer: it wins only when every answer is empty, and its weight still counts in the share, so
+    ``["", "", "Paris"]`` gives ``"Paris"`` with the agreement of its own weight alone. This is the
+    one voting rule: ``sc@k`` (:meth:`~agentroute.strategies.Strategy.aggregate`) is this vote with
+    equal weights.
 
     Args:
         answers: the agents' full answer texts.
@@ -44,6 +48,8 @@ def weighted_vote(answers: Sequence[str], weights: Sequence[float]) -> tuple[str
     ('The Eiffel Tower', 1.0)
     >>> weighted_vote(["4"], [0.9])
     ('4', 1.0)
+    >>> weighted_vote(["", "...", "Paris"], [0.3, 0.3, 0.4])  # an answer beats more empty ones
+    ('Paris', 0.4)
     """
     if not answers:
         raise ConfigurationError("weighted_vote: no answers to aggregate")
@@ -59,8 +65,9 @@ def weighted_vote(answers: Sequence[str], weights: Sequence[float]) -> tuple[str
     groups: dict[str, list[int]] = {}
     for i, text in enumerate(answers):
         groups.setdefault(normalize_answer(extract_answer(text)), []).append(i)
+    answered = [members for key, members in groups.items() if key] or list(groups.values())
     # dicts keep insertion order, so max() breaks ties by the first member's position
-    best = max(groups.values(), key=lambda members: sum(w[i] for i in members))
+    best = max(answered, key=lambda members: sum(w[i] for i in members))
     share = sum(w[i] for i in best) / total
     representative = max(best, key=lambda i: (w[i], -i))
     return answers[representative], share

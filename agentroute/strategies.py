@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,21 +35,21 @@ class Strategy:
     def aggregate(self, texts: list[str]) -> tuple[str, float]:
         """The answer of several samples and its agreement (share of samples that gave it).
 
-        Samples are grouped by their normalised final answer (:func:`extract_answer`,
-        :func:`normalize_answer`). A tie between groups goes to the group of the earliest sample,
-        and the text returned is that group's first sample, so equal samples give equal results.
+        :func:`~agentroute.aggregate.weighted_vote` with equal weights: samples are grouped by their
+        normalised final answer (:func:`extract_answer`, :func:`normalize_answer`); a tie between
+        groups goes to the group of the earliest sample, and the text returned is that group's
+        first sample, so equal samples give equal results. Empty samples are no vote for an
+        answer: any sample that answered beats them (its agreement counts every sample drawn),
+        and an empty answer comes back only when every sample is empty.
 
         >>> get_strategy("sc@4").aggregate(["Answer: Rome", "Answer: Paris", "Paris.", "rome"])
         ('Answer: Rome', 0.5)
+        >>> get_strategy("sc@3").aggregate(["", "", "Answer: Paris"])
+        ('Answer: Paris', 0.3333333333333333)
         """
-        if len(texts) == 1:
-            return texts[0], 1.0
-        votes = Counter(normalize_answer(extract_answer(t)) for t in texts)
-        best, count = votes.most_common(1)[0]
-        for text in texts:  # return the first full text whose answer won
-            if normalize_answer(extract_answer(text)) == best:
-                return text, count / len(texts)
-        return texts[0], count / len(texts)  # pragma: no cover
+        from agentroute.aggregate import weighted_vote  # aggregate imports this module
+
+        return weighted_vote(texts, [1.0] * len(texts))
 
 
 #: The most samples a ``sc@K`` strategy may draw (K calls per step; beyond this it is a typo).

@@ -34,8 +34,16 @@ def test_the_heaviest_member_of_the_winning_group_is_returned():
     assert text == "Answer: 42" and share == pytest.approx(0.7)
 
 
-def test_empty_answers_vote_like_any_other():
-    assert weighted_vote(["", "", "Paris"], [0.3, 0.3, 0.4]) == ("", pytest.approx(0.6))
+def test_an_answer_beats_any_number_of_empty_answers():
+    """Empty answers are no vote for an answer: a user of the vote (or of ``sc@k``) gets an answer
+    when any agent gave one. Before, two empty answers outweighed one "Paris" and the step answered
+    nothing. Their weight still counts in the share: only 0.4 of the weight agreed on "Paris"."""
+    assert weighted_vote(["", "", "Paris"], [0.3, 0.3, 0.4]) == ("Paris", pytest.approx(0.4))
+    assert weighted_vote(["?", " ", "Answer: Paris"], [0.45, 0.45, 0.1]) == ("Answer: Paris", pytest.approx(0.1))
+
+
+def test_empty_wins_only_when_every_answer_is_empty():
+    assert weighted_vote(["", "  ", "!"], [0.2, 0.5, 0.3]) == ("  ", pytest.approx(1.0))
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,15 @@ def test_all_samples_failing_is_a_failed_step_charged_nothing_and_within_the_bud
     assert 3 <= server.calls <= 20
 
 
+def test_one_sample_that_answered_beats_two_empty_samples(serve):
+    """sc@3 over a server answering "", "", "Paris": the step answers Paris (before: the two empty
+    samples won the vote and the user got an empty answer although a sample had answered)."""
+    server = serve(["", "", "Answer: Paris"])
+    result = run(server.url, "sc@3", Budget(calls=3))
+    assert server.calls == 3 and result.status == "done"
+    assert result.answer == "Answer: Paris" and result.steps[-1].confidence == pytest.approx(1 / 3)
+
+
 def test_all_samples_empty_give_an_empty_answer_not_an_error(serve):
     server = serve([""])
     result = run(server.url, "sc@3", Budget(calls=3))
