@@ -80,3 +80,18 @@ def test_two_routers_of_one_name_get_their_own_rows_and_intervals() -> None:
     for r in (first, second):
         assert r.vs_zero is not None
         assert r.vs_zero[0] == pytest.approx(r.aiq - result.zero_router_aiq, abs=1e-9)
+
+
+def test_a_tuned_instance_of_a_peer_class_is_not_taken_for_the_peer() -> None:
+    """Before, ``evaluate(data, [make_router("per-task", prior_strength=50.0)])`` took the user's
+    tuned router for the per-task reference (the peer was not added, and its Δ vs best ref compared
+    it with the references chosen among itself); a spec ``per-task:prior_strength=50`` did add it."""
+    from agentroute.routers import make_router
+
+    tuned = make_router("per-task", prior_strength=50.0)
+    result = evaluate(_dataset(), [tuned], seed=0, n_boot=20, progress=False)
+    names = [r.name for r in result.routers]
+    assert names == ["per-task", "per-task #2", "knn", "logreg"], names
+    assert "per-task" not in result.peers and "per-task #2" in result.peers
+    plain = evaluate(_dataset(), [make_router("per-task")], seed=0, n_boot=0, progress=False)
+    assert [r.name for r in plain.routers] == ["per-task", "knn", "logreg"] and "per-task" in plain.peers

@@ -334,8 +334,8 @@ def evaluate(
     _check_complete(test)
     routers = _spec_list(routers)
     peer_names = list(PEERS) if peers is True else _spec_list(peers or [])
-    present = {r.name if isinstance(r, Router) else r.strip() for r in routers}  # a peer with other params is not the peer
-    routers += [p for p in peer_names if p not in present]
+    present = {r.name if isinstance(r, Router) else r.strip() for r in routers if _as_peer(r, peer_names) or isinstance(r, str)}
+    routers += [p for p in peer_names if p not in present]  # a peer with other params is not the peer
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
         if not isinstance(spec, Router) and not Path(spec).is_dir():  # a directory: a trained router
             get_router_class(parse_router_spec(spec)[0])
@@ -370,11 +370,14 @@ def evaluate(
         )
     _SHOW[0] = None if progress else False
     names: set[str] = set()
+    peer_rows: list[str] = []
     try:
         for spec in _progress(routers, progress):
             try:
                 name, router = make_eval_router(spec, seed=seed)
                 name = _unique(name, names)
+                if _as_peer(spec, peer_names):
+                    peer_rows.append(name)
             except Exception as exc:  # bad parameters: reported like a failed fit
                 name = _unique(spec if isinstance(spec, str) else spec.name, names)
                 res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
@@ -391,11 +394,24 @@ def evaluate(
                 result.routers.append(res)
                 if on_router is not None:
                     on_router(res)
-        result.peers = [p for p in peer_names if isinstance(p, str) and any(r.name == p and r.error is None for r in result.routers)]
+        result.peers = [p for p in peer_rows if any(r.name == p and r.error is None for r in result.routers)]
         add_intervals(result, test, n_boot=n_boot, level=level, seed=seed, interval=interval)
     finally:
         _SHOW[0] = None
     return result
+
+
+def _as_peer(spec: str | Router, peer_names: Sequence[str | Router]) -> bool:
+    """Whether ``spec`` is one of the simple references: its name, or an instance of a peer's class
+    with that class's default parameters (an instance tuned otherwise is the user's router)."""
+    if not isinstance(spec, Router):
+        return spec.strip() in peer_names
+    if spec.name not in peer_names:
+        return False
+    try:
+        return bool(spec.get_params() == type(spec)().get_params())
+    except Exception:  # parameters that do not compare (arrays): not the plain peer
+        return False
 
 
 def _unique(name: str, taken: set[str]) -> str:
