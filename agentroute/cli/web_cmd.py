@@ -259,10 +259,14 @@ def finished_episodes(store: Any, batch: str) -> dict[tuple[str, int], Any]:
 
 
 def interrupt_dead(store: Any, batch: str) -> int:
-    """Close as ``interrupted`` the episodes of ``batch`` left ``running`` by a process of this host
-    that is gone (``kill -9``, a crash, a power cut): with their steps' cost, so the memory no longer
-    counts them as under way. Episodes of live processes, or of other hosts, are left alone — the
-    memory's own rule (:meth:`~agentroute.memory.SQLMemory.reconcile_running`)."""
+    """Close as ``interrupted`` the episodes of ``batch`` left ``running`` by a process that is gone
+    (``kill -9``, a crash, a power cut): with their steps' cost, so the memory no longer counts them
+    as under way. Gone: on this host, its pid has ended (or the machine rebooted since); on another
+    host sharing a PostgreSQL memory, its lease was released at two looks
+    :data:`~agentroute.memory.claims.LEASE_GRACE_S` apart (so this call may wait that long). Episodes
+    of live processes, and of other hosts that hold no lease (a shared SQLite file, an older
+    agentroute), are left alone — the memory's own rule
+    (:meth:`~agentroute.memory.SQLMemory.reconcile_running`)."""
     from agentroute.web.agent import GRAPH
 
     reconcile = getattr(store, "reconcile_running", None)
