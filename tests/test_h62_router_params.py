@@ -194,3 +194,25 @@ def test_an_agent_never_scored_is_unseen_not_a_column_scored_by_the_mean(tmp_pat
     ctx = RouteContext(query="question on maths", candidates=[Agent(model="ghost"), Agent(model="good")])
     decision = loaded.route(ctx)
     assert decision.agents[0].model == "good" or "unseen in training" in decision.why
+
+
+def test_a_required_option_not_given_names_the_router() -> None:
+    from agentroute.routers import register
+    from agentroute.routers.base import _REGISTRY, decide
+
+    @register
+    class Needs(Router):
+        name = "h62-needs-model"
+
+        def __init__(self, *, model: str):
+            self.model = model
+
+        def route(self, ctx: RouteContext):  # type: ignore[no-untyped-def]
+            return decide(self, ctx, 0)
+
+    try:
+        with pytest.raises(ConfigurationError, match="h62-needs-model: .*model"):
+            make_router("h62-needs-model")
+        assert make_router("h62-needs-model", model="m").model == "m"
+    finally:
+        _REGISTRY.pop("h62-needs-model", None)

@@ -190,7 +190,10 @@ class Router(abc.ABC):
     def _build(cls, params: Mapping[str, Any]) -> Self:
         """The router ``cls(**params)``, its parameters checked (:meth:`check_params`)."""
         cls._check_names_and_types(params)
-        router = cls(**params)
+        try:
+            router = cls(**params)
+        except TypeError as exc:  # a required option not given (a router of one's own)
+            raise ConfigurationError(f"{cls.name}: {exc}") from None
         router._check_params()
         return router
 
