@@ -33,15 +33,23 @@ from agentroute.pool.backends.counting import (
 from agentroute.pool.backends.openai import (
     PROVIDER_FIELDS,
     TRANSPORT_ERRORS,
+    SamplingRefusals,
     api_key_for,
     backend_error,
-    dropped_stream,
     error_reply,
     never_sent,
     plain_reply,
     provider_fields,
 )
-from agentroute.pool.backends.streaming import Reply, StreamText, counted_usage, reasoning_of
+from agentroute.pool.backends.streaming import (
+    Reply,
+    StreamText,
+    closing_usage,
+    counted_usage,
+    dropped_stream,
+    reasoning_of,
+    stream_ended,
+)
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -107,6 +115,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
     def __init__(self, *, stream: bool = True) -> None:
         self.stream = self.streams_tokens = stream
         self._init_counting()
+        self.sampling = SamplingRefusals()  # the sampling fields each model refused (o-series temperatures)
 
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
@@ -150,10 +159,13 @@ class LiteLLMBackend(EndpointCounting, Backend):
         if key is not None:
             kwargs["api_key"] = key
         started = time.perf_counter()
-        if self.stream and streamed_provider(card):
-            reply = await self._streamed(litellm, kwargs, request, card)
-        else:
-            reply = await self._plain(litellm, kwargs, card)
+
+        async def send(kwargs: dict[str, Any]) -> Reply:
+            if self.stream and streamed_provider(card):
+                return await self._streamed(litellm, kwargs, request, card)
+            return await self._plain(litellm, kwargs, card)
+
+        reply = await self.sampling.call(card, kwargs, send)
         latency_ms = (time.perf_counter() - started) * 1000
         reply.check(card.id)
         raw = reply.raw()
@@ -196,14 +208,15 @@ class LiteLLMBackend(EndpointCounting, Backend):
             raise litellm_error(exc, card.id, card.base_url) from exc
         read = StreamText(card.id, request.max_tokens, token_sink.get())
         events, said = 0, False  # said: a chunk carried something from the provider (a role, text, a call)
-        reply_id, finish_reason, usage = "", None, None
+        reply_id, finish_reason, usage, closing = "", None, None, False
         try:
             async for chunk in response:
                 events += 1
                 reply_id = reply_id or str(getattr(chunk, "id", "") or "")
+                choices = getattr(chunk, "choices", None)
                 if getattr(chunk, "usage", None) is not None:  # the last chunk's (LiteLLM's public API)
                     usage = chunk.usage
-                choices = getattr(chunk, "choices", None)
+                    closing = closing or closing_usage(usage, choices)
                 if not choices:
                     continue
                 choice = choices[0]
@@ -219,14 +232,15 @@ class LiteLLMBackend(EndpointCounting, Backend):
             if not (events and _clean_end_without_finish(exc)):
                 raise _mid_stream_error(exc, card, ran=said or read.chunks > 0) from exc
             # the stream ended without a finish_reason: LiteLLM calls that a truncated stream and
-            # cannot say whether [DONE] came. The provider's usage (asked for: it comes last, just
-            # before [DONE]) says the server ended it, and the reply is taken as the plain reply
-            # of the same server is; without it the connection dropped midway: the text read is
-            # part of an answer. LiteLLM raised before yielding its usage chunk: the provider's is
-            # read from the chunks LiteLLM kept
-            usage = usage if usage is not None else _kept_usage(response)
-            if usage is None:
+            # cannot say whether [DONE] came. OpenAI's closing usage chunk (asked for: it comes
+            # last, just before [DONE]) says the server ended it, and the reply is taken as the
+            # plain reply of the same server is; without it the connection dropped midway (the
+            # usage so far on every chunk says nothing of the end). LiteLLM raised before
+            # yielding its usage chunk: it is looked for among the chunks LiteLLM kept
+            closing = closing or _kept_closing(response)
+            if not stream_ended(done=False, finish_reason=None, closing=closing, cut=read.cut):
                 raise dropped_stream(card) from exc
+            usage = usage if usage is not None else _kept_usage(response)
         finally:
             with contextlib.suppress(Exception):
                 await response.aclose()  # closes the connection when cut: the server stops generating
@@ -302,6 +316,12 @@ def _kept_usage(response: Any) -> Any | None:
         if usage is not None:
             return usage
     return None
+
+
+def _kept_closing(response: Any) -> bool:
+    """Whether the chunks LiteLLM kept (as the provider sent them) hold OpenAI's closing usage chunk."""
+    kept = getattr(response, "chunks", None)
+    return any(closing_usage(getattr(c, "usage", None), getattr(c, "choices", None)) for c in (kept if isinstance(kept, list) else []))
 
 
 def _litellm_estimate(litellm: ModuleType, usage: Any, kwargs: dict[str, Any]) -> bool:

@@ -17,8 +17,8 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 import openai
@@ -30,9 +30,20 @@ from agentroute.pool.backends.counting import (
     is_openai_endpoint,
     openai_encoding,
 )
-from agentroute.pool.backends.streaming import Reply, StreamText, ToolCalls, counted_usage, reasoning_of
+from agentroute.pool.backends.streaming import (
+    Reply,
+    StreamText,
+    ToolCalls,
+    closing_usage,
+    counted_usage,
+    dropped_stream,
+    reasoning_of,
+    stream_ended,
+)
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
+
+T = TypeVar("T")
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -203,6 +214,64 @@ def provider_fields(request: CompletionRequest) -> dict[str, Any]:
     return {name: value for name in sorted(PROVIDER_FIELDS) if (value := getattr(request, name)) is not None}
 
 
+#: Sampling fields a model may refuse: OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) take
+#: only their default temperature (o3-mini none at all), while routed steps are sampled at 0.
+SAMPLING_FIELDS = frozenset({"temperature"})
+
+#: OpenAI's error codes for a field this model does not take (its value, or the field at all).
+_UNSUPPORTED = frozenset({"unsupported_value", "unsupported_parameter"})
+
+
+def refused_sampling(exc: BaseException) -> str | None:
+    """The :data:`SAMPLING_FIELDS` field that ``exc`` (or what caused it) says the model refuses:
+    OpenAI's HTTP 400 with that ``param`` and code ``unsupported_value`` or ``unsupported_parameter``
+    (OpenAI, Azure OpenAI and OpenRouter send it so; or its message, "Unsupported value: 'temperature'
+    …", where the error object reached us as text), or LiteLLM's ``UnsupportedParamsError``
+    naming it (LiteLLM refuses o-series and gpt-5 temperatures before calling); else ``None``."""
+    seen: BaseException | None = exc
+    for _ in range(12):
+        if seen is None:
+            return None
+        if getattr(seen, "status_code", None) == 400:
+            body = getattr(seen, "body", None)
+            body = body if isinstance(body, dict) else {}
+            param, code = getattr(seen, "param", None) or body.get("param"), getattr(seen, "code", None) or body.get("code")
+            if param in SAMPLING_FIELDS and code in _UNSUPPORTED:
+                return str(param)
+            for name in sorted(SAMPLING_FIELDS):  # the error object as text (LiteLLM's hosted_vllm/)
+                if f"Unsupported value: '{name}'" in str(seen) or f"Unsupported parameter: '{name}'" in str(seen):
+                    return name
+            if type(seen).__name__ == "UnsupportedParamsError":
+                return next((name for name in sorted(SAMPLING_FIELDS) if name in str(seen)), None)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class SamplingRefusals:
+    """The sampling fields each endpoint's model refused (:func:`refused_sampling`), left out of its
+    later calls. A refusal is an HTTP 400 before the model ran (not billed): the call is sent again
+    at once without the field, so a card of a reasoning model answers routed steps (sampled at
+    temperature 0) at its default temperature instead of failing every call."""
+
+    def __init__(self) -> None:
+        self._refused: dict[tuple[str | None, str], set[str]] = {}
+
+    async def call(self, card: ModelCard, kwargs: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
+        """``send(kwargs)`` without the fields ``card``'s model refused, learning those it refuses now."""
+        key = (card.base_url, card.backend_model)
+        for name in self._refused.get(key, ()):
+            kwargs.pop(name, None)
+        while True:  # each refusal takes a field out: at most len(SAMPLING_FIELDS) + 1 sends
+            try:
+                return await send(kwargs)
+            except BackendError as exc:
+                refused = refused_sampling(exc)
+                if refused is None or refused not in kwargs:
+                    raise
+                self._refused.setdefault(key, set()).add(refused)
+                del kwargs[refused]
+
+
 def answer_cap(card: ModelCard) -> str:
     """The request field that caps the answer: OpenAI's endpoint takes ``max_completion_tokens``
     (its reasoning models refuse the deprecated ``max_tokens``); other servers, some of which know
@@ -260,6 +329,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         ] = {}
         self._init_counting()
         self._plain_only: set[str | None] = set()  # endpoints that refused to stream
+        self.sampling = SamplingRefusals()  # the sampling fields each endpoint's model refused
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
         """The client for ``card``'s endpoint, bound to the running event loop."""
@@ -313,14 +383,16 @@ class OpenAIBackend(EndpointCounting, Backend):
             kwargs["stop"] = request.stop
         kwargs["extra_body"].update(provider_fields(request))
         started = time.perf_counter()
-        reply = None
-        if self.stream and card.base_url not in self._plain_only:
-            try:
-                reply = await self._streamed(client, kwargs, request, card)
-            except _StreamRefused:  # refused before the model ran (HTTP 400): not billed
-                self._plain_only.add(card.base_url)
-        if reply is None:
-            reply = await self._plain(client, kwargs, card)
+
+        async def send(kwargs: dict[str, Any]) -> Reply:
+            if self.stream and card.base_url not in self._plain_only:
+                try:
+                    return await self._streamed(client, kwargs, request, card)
+                except _StreamRefused:  # refused before the model ran (HTTP 400): not billed
+                    self._plain_only.add(card.base_url)
+            return await self._plain(client, kwargs, card)
+
+        reply = await self.sampling.call(card, kwargs, send)
         latency_ms = (time.perf_counter() - started) * 1000
         reply.check(card.id)
         raw = reply.raw()
@@ -371,9 +443,10 @@ class OpenAIBackend(EndpointCounting, Backend):
         usage: Any = None
         reply_id, finish_reason, confidence = "", None, None
         body: list[str] = []  # what was not an event: an error object sent as a plain JSON body
-        ended: list[bool] = []  # [True] once the stream's [DONE] (or its closing usage chunk) came
+        done: list[bool] = []  # [True] once the stream's [DONE] came
+        closing = False  # OpenAI's closing usage chunk came
         try:
-            async for chunk in _events(response, body, ended):
+            async for chunk in _events(response, body, done):
                 events += 1
                 if not isinstance(chunk, dict):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
@@ -386,8 +459,7 @@ class OpenAIBackend(EndpointCounting, Backend):
                 reply_id = reply_id or str(chunk.get("id") or "")
                 if chunk.get("usage") is not None:
                     usage = chunk["usage"]
-                    # OpenAI's last chunk: the usage, no choices (some servers repeat it on every chunk)
-                    ended += [] if chunk.get("choices") else [True]
+                    closing = closing or closing_usage(usage, chunk.get("choices"))
                 confidence = _confidence(chunk) if confidence is None else confidence
                 choice = _first_choice(card, chunk.get("choices"))
                 if choice is None:
@@ -418,7 +490,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
         if not chose:  # as a plain reply with "choices": [] (only a usage chunk, say)
             raise ProtocolError(card.id, "the reply has no choices")
-        if not (ended or finish_reason or read.cut):
+        if not stream_ended(done=bool(done), finish_reason=finish_reason, closing=closing, cut=read.cut):
             raise dropped_stream(card)
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason, confidence=confidence)
 
@@ -522,17 +594,6 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
     return choices[0] if choices else None
 
 
-def dropped_stream(card: ModelCard) -> BackendError:
-    """The failure of a stream that ended with none of ``[DONE]``, a ``finish_reason`` or the
-    closing usage chunk (no choices): the connection dropped midway (a body framed by the connection's end reads
-    as an ordinary end), so the text read is part of an answer. Retryable, and billed (the model ran)."""
-    where = f" (endpoint {card.base_url})" if card.base_url else ""
-    return BackendError(
-        card.id, f"the stream ended before its end ([DONE]) and without a finish_reason: the connection dropped midway{where}",
-        retryable=True, billed=True,
-    )
-
-
 async def _events(response: Any, other: list[str] | None = None, ended: list[bool] | None = None) -> AsyncIterator[Any]:
     """The JSON payloads of a server-sent event stream, up to ``[DONE]`` (SSE: ``data:`` lines,
     joined by newlines, make one event; a blank line ends it; other fields are ignored). Lines
@@ -577,8 +638,10 @@ def _confidence(response: Any) -> float | None:
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "SAMPLING_FIELDS",
     "TRANSPORT_ERRORS",
     "PROVIDER_FIELDS",
+    "SamplingRefusals",
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
@@ -590,6 +653,7 @@ __all__ = [
     "never_sent",
     "prompt_overhead",
     "provider_fields",
+    "refused_sampling",
     "require_token_prices",
     "retry_after",
 ]

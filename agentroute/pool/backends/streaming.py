@@ -177,6 +177,33 @@ class StreamText:
         )  # fmt: skip
 
 
+def closing_usage(usage: Any, choices: Any) -> bool:
+    """Whether a stream chunk is OpenAI's closing usage chunk: a usage and no choices. A server
+    that reports the usage so far on every chunk (vLLM's ``continuous_usage_stats``) sends it beside
+    choices: that is no end."""
+    return usage is not None and not choices
+
+
+def stream_ended(*, done: bool, finish_reason: Any, closing: bool, cut: bool) -> bool:
+    """Whether a stream ended as servers end one: ``[DONE]`` came (``done``), a ``finish_reason``
+    (vLLM, llama.cpp, Ollama, LM Studio, TGI — the last without ``[DONE]`` before its 2.1.1), OpenAI's
+    closing usage chunk (:func:`closing_usage`), or the client cut it (``cut``). A stream with none
+    of them was cut when its connection dropped (:func:`dropped_stream`). The one rule of both
+    OpenAI-protocol backends."""
+    return done or bool(finish_reason) or closing or cut
+
+
+def dropped_stream(card: ModelCard) -> BackendError:
+    """The failure of a stream that did not end (:func:`stream_ended`): the connection dropped
+    midway (a body framed by the connection's end reads as an ordinary end), so the text read is
+    part of an answer. Retryable, and billed (the model ran)."""
+    where = f" (endpoint {card.base_url})" if card.base_url else ""
+    return BackendError(
+        card.id, f"the stream ended before its end ([DONE]) and without a finish_reason: the connection dropped midway{where}",
+        retryable=True, billed=True,
+    )
+
+
 async def counted_usage(
     backend: Any, reply: Reply, request: CompletionRequest, card: ModelCard, raw: dict[str, Any]
 ) -> tuple[int, int]:

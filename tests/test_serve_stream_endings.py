@@ -1,0 +1,268 @@
+"""How real OpenAI-compatible servers end a stream, and what a dropped one looks like.
+
+A stream ends properly with ``[DONE]``, a ``finish_reason`` or OpenAI's closing usage chunk (no
+choices); a stream that has none of them was cut when its connection dropped: a retryable, billed
+failure. A false "dropped" is a retry that doubles the user's bill, so each server's real ending
+is replayed here (:data:`ENDINGS`, shapes as each server's own issue threads show them), on both
+OpenAI-protocol backends and the router behind ``agentroute serve``: each is one provider call
+and the whole answer. Then OpenAI's reasoning models, which refuse every ``temperature`` but
+their default (a 400 in OpenAI's error shape): a card of one answers on routed steps too.
+
+Real HTTP on 127.0.0.1: :class:`Scripted` (HTTP/1.0, the body ends when the connection closes)
+plays the ending the test picks; :class:`~agentroute.serve.ServerThread` serves the cards.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import openai
+import pytest
+
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+
+pytest.importorskip("fastapi")
+from agentroute.serve import ServerThread  # noqa: E402
+
+PRICES = {"input_price": 1.0, "output_price": 2.0}
+WORDS = [" alpha", " beta", " gamma"]
+USAGE = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+def _chunk(choices: list[Any], **more: Any) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": choices, **more}
+
+
+def _piece(text: str, finish: str | None = None, **more: Any) -> dict[str, Any]:
+    return _chunk([{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}], **more)
+
+
+def _so_far(count: int) -> dict[str, int]:
+    return {"prompt_tokens": 4, "completion_tokens": count, "total_tokens": 4 + count}
+
+
+#: Each server's stream end, as a list of events (``"[DONE]"`` verbatim): all end properly.
+ENDINGS: dict[str, list[Any]] = {
+    # OpenAI, vLLM, Ollama >= 0.5.2 with include_usage: finish_reason, the usage alone, [DONE]
+    "openai": [*map(_piece, WORDS), _piece("", "stop"), _chunk([], usage=USAGE), "[DONE]"],
+    # vLLM with continuous_usage_stats: the usage so far on every chunk, then as OpenAI
+    "vllm-continuous-usage": [*(_piece(w, usage=_so_far(i + 1)) for i, w in enumerate(WORDS)),
+                              _piece("", "stop", usage=USAGE), _chunk([], usage=USAGE), "[DONE]"],  # fmt: skip
+    # llama.cpp server: timings on every chunk, the usage beside the finish_reason, [DONE]
+    "llama.cpp": [*(_piece(w, timings={"predicted_n": i + 1}) for i, w in enumerate(WORDS)),
+                  _piece("", "stop", usage=USAGE, timings={"predicted_n": 3}), "[DONE]"],  # fmt: skip
+    # Ollama before 0.5.2, LM Studio without include_usage: no usage at all
+    "no-usage": [*map(_piece, WORDS), _piece("", "stop"), "[DONE]"],
+    # TGI before 2.1.1 (its #2221 added [DONE]): the last chunk's finish_reason ends the stream
+    "tgi-without-done": [*map(_piece, WORDS[:-1]), _piece(WORDS[-1], "eos_token")],
+    # no finish_reason at all: OpenAI's closing usage chunk says the server ended the stream
+    "closing-usage-no-finish-reason": [*map(_piece, WORDS), _chunk([], usage=USAGE), "[DONE]"],
+    # a server whose [DONE] has no blank line after it (the body just ends)
+    "done-unterminated": [*map(_piece, WORDS), _piece("", "stop"), _chunk([], usage=USAGE), "[DONE]-"],
+}
+
+#: Streams whose connection dropped midway: no [DONE], no finish_reason, no closing usage chunk.
+DROPS: dict[str, list[Any]] = {
+    "text": [_piece(WORDS[0])],
+    # a server that reports the usage so far on every chunk (vLLM's continuous_usage_stats)
+    "usage-on-every-chunk": [_piece(WORDS[0], usage=_so_far(1)), _piece(WORDS[1], usage=_so_far(2))],
+}
+
+OPENAI_400 = {"type": "invalid_request_error", "param": "temperature"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Scripted
+    protocol_version = "HTTP/1.0"  # the body ends when the connection closes: a drop looks like an end
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path.rstrip("/").endswith("/tokenize"):
+            return self._json(404, {"error": "no tokenize"})
+        self.server.requests.append(body)
+        refusal = self.server.refuses(body)
+        if refusal is not None:  # as OpenAI answers a reasoning model's temperature
+            return self._json(400, {"error": refusal})
+        events = self.server.next_events()
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(WORDS)}
+            return self._json(200, {"id": "p", "object": "chat.completion", "created": 0, "model": "m", "usage": USAGE,
+                                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for event in events:
+            if event == "[DONE]-":
+                self.wfile.write(b"data: [DONE]")
+            else:
+                self.wfile.write(f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+
+
+class Scripted(ThreadingHTTPServer):
+    """An OpenAI-compatible provider on 127.0.0.1 that streams :attr:`ending` (after the first
+    :attr:`drops` calls, which stream :attr:`drop` and close), and keeps every request body."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.ending: list[Any] = ENDINGS["openai"]
+        self.drop: list[Any] = DROPS["text"]
+        self.drops = 0
+        self.refuses: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda body: None
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def next_events(self) -> list[Any]:
+        with self._lock:
+            if self.drops > 0:
+                self.drops -= 1
+                return self.drop
+        return self.ending
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> Scripted:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def cards(url: str, model: str = "m") -> list[ModelCard]:
+    return [
+        ModelCard(id="echo", backend="openai", model=model, base_url=url, max_tokens=64, timeout_s=30, **PRICES),
+        ModelCard(id="lite", backend="litellm", model=f"openai/{model}", base_url=url, max_tokens=64, timeout_s=30, **PRICES),
+        ModelCard(id="vllm", backend="litellm", model=f"hosted_vllm/{model}", base_url=url, max_tokens=64, timeout_s=30, **PRICES),
+    ]
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Scripted]:
+    with Scripted() as scripted:
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def server(provider: Scripted) -> Iterator[ServerThread]:
+    with ServerThread(ModelPool(cards(provider.url)), router="cheapest", budget={"usd": 1.0}) as served:
+        yield served
+
+
+def sdk(server: ServerThread) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+
+
+def ask() -> list[Any]:
+    return [{"role": "user", "content": "say three words"}]
+
+
+def answer(server: ServerThread, model: str, stream: bool) -> tuple[str, Any]:
+    create = sdk(server).chat.completions.create
+    if not stream:
+        reply = create(model=model, messages=ask())
+        return reply.choices[0].message.content or "", reply.usage
+    chunks = list(create(model=model, messages=ask(), stream=True, stream_options={"include_usage": True}))
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks[-1].usage
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+@pytest.mark.parametrize("model", ["echo", "lite", "vllm", "router"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_each_real_servers_stream_end_is_one_call_and_the_whole_answer(
+    provider: Scripted, server: ServerThread, ending: str, model: str, stream: bool
+) -> None:
+    provider.ending, provider.drops = ENDINGS[ending], 0
+    before = len(provider.requests)
+    text, usage = answer(server, model, stream)
+    assert (text, len(provider.requests) - before) == ("".join(WORDS), 1), "a false 'dropped' retried or failed it"
+    if ending not in ("no-usage", "tgi-without-done"):  # the provider's own usage is what the client is shown
+        assert (usage.prompt_tokens, usage.completion_tokens) == (USAGE["prompt_tokens"], USAGE["completion_tokens"])
+
+
+@pytest.mark.parametrize("drop", sorted(DROPS))
+@pytest.mark.parametrize("model", ["echo", "lite", "vllm"])
+def test_a_dropped_stream_is_a_503_on_both_backends(provider: Scripted, server: ServerThread, drop: str, model: str) -> None:
+    """Before, on ``lite``: a stream with the usage so far on every chunk that then dropped was
+    taken as complete (" alpha beta" as the whole answer, finish_reason "stop"): LiteLLM's backend
+    took any usage for the end of the stream, the openai backend only the closing usage chunk."""
+    provider.ending, provider.drop, provider.drops = ENDINGS["openai"], DROPS[drop], 1
+    with pytest.raises(openai.InternalServerError) as info:
+        sdk(server).chat.completions.create(model=model, messages=ask())
+    assert info.value.status_code == 503 and "dropped midway" in info.value.message
+
+
+def test_the_router_retries_a_dropped_stream_with_usage_on_every_chunk(provider: Scripted, server: ServerThread) -> None:
+    """The dispatcher retries the drop (billed) and answers in full; before, on a litellm card the
+    partial answer was the step's output."""
+    provider.ending, provider.drop = ENDINGS["openai"], DROPS["usage-on-every-chunk"]
+    for model in ("lite", "vllm", "echo"):
+        with ServerThread(ModelPool([c for c in cards(provider.url) if c.id == model]), router="cheapest") as only:
+            provider.drops = 1
+            before = len(provider.requests)
+            assert sdk(only).chat.completions.create(model="router", messages=ask()).choices[0].message.content == "".join(WORDS)
+            assert len(provider.requests) - before == 2
+
+
+# -- OpenAI's reasoning models take no temperature but their default -----------------------------------
+def openai_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's 400 for a reasoning model's temperature: o3-mini refuses the field, o4-mini any value but 1."""
+    if "temperature" not in body:
+        return None
+    if body["model"] == "o3-mini":
+        return {**OPENAI_400, "code": "unsupported_parameter",
+                "message": "Unsupported parameter: 'temperature' is not supported with this model."}  # fmt: skip
+    if body["model"] == "o4-mini" and body["temperature"] != 1:
+        return {**OPENAI_400, "code": "unsupported_value",
+                "message": f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                           "Only the default (1) value is supported."}  # fmt: skip
+    return None
+
+
+@pytest.mark.parametrize("model", ["o4-mini", "o3-mini"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reasoning_model_that_refuses_temperature_answers_routed_steps(provider: Scripted, model: str, stream: bool) -> None:
+    """Routed steps are sampled at temperature 0: before, every call of such a card was a 400 (the
+    router's task failed, the card's client got the 400). Now the refused temperature is left out
+    (remembered for the card's model: one refused request, not billed, then none)."""
+    provider.ending, provider.drops, provider.refuses = ENDINGS["openai"], 0, openai_refusal
+    try:
+        for card in cards(provider.url, model):
+            with ServerThread(ModelPool([card]), router="cheapest", budget={"usd": 1.0}) as only:
+                for name in ("router", card.id, "router"):
+                    provider.requests.clear()
+                    text, _ = answer(only, name, stream)
+                    assert text == "".join(WORDS), (card.id, name)
+                    assert "temperature" not in provider.requests[-1], "the refused temperature was sent"
+            assert len(provider.requests) == 1, "the refusal was not remembered"
+    finally:
+        provider.refuses = lambda body: None
+
+
+def test_a_model_that_takes_its_temperature_still_gets_it(provider: Scripted, server: ServerThread) -> None:
+    provider.ending, provider.drops = ENDINGS["openai"], 0
+    for model in ("echo", "lite", "vllm"):
+        sdk(server).chat.completions.create(model=model, messages=ask(), temperature=0.3)
+        assert provider.requests[-1]["temperature"] == 0.3
