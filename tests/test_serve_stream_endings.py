@@ -228,8 +228,13 @@ def test_the_router_retries_a_dropped_stream_with_usage_on_every_chunk(provider:
 
 # -- OpenAI's reasoning models take no temperature but their default -----------------------------------
 def openai_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
-    """OpenAI's 400 for a reasoning model's temperature: o3-mini refuses the field, o4-mini any value but 1."""
+    """OpenAI's 400 for a reasoning model's temperature (o3-mini refuses the field, o4-mini any
+    value but 1) and for its ``max_tokens`` (they take ``max_completion_tokens``)."""
     if "temperature" not in body:
+        if "max_tokens" in body and body["model"] in ("o3-mini", "o4-mini"):
+            return {**OPENAI_400, "param": "max_tokens", "code": "unsupported_parameter",
+                    "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                               "Use 'max_completion_tokens' instead."}  # fmt: skip
         return None
     if body["model"] == "o3-mini":
         return {**OPENAI_400, "code": "unsupported_parameter",
@@ -246,7 +251,9 @@ def openai_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
 def test_a_reasoning_model_that_refuses_temperature_answers_routed_steps(provider: Scripted, model: str, stream: bool) -> None:
     """Routed steps are sampled at temperature 0: before, every call of such a card was a 400 (the
     router's task failed, the card's client got the 400). Now the refused temperature is left out
-    (remembered for the card's model: one refused request, not billed, then none)."""
+    (remembered for the card's model: one refused request, not billed, then none). The provider is
+    no OpenAI host (a proxy, an Azure gateway): its refused ``max_tokens`` is sent again as
+    ``max_completion_tokens``, the same cap."""
     provider.ending, provider.drops, provider.refuses = ENDINGS["openai"], 0, openai_refusal
     try:
         for card in cards(provider.url, model):
@@ -255,7 +262,9 @@ def test_a_reasoning_model_that_refuses_temperature_answers_routed_steps(provide
                     provider.requests.clear()
                     text, _ = answer(only, name, stream)
                     assert text == "".join(WORDS), (card.id, name)
-                    assert "temperature" not in provider.requests[-1], "the refused temperature was sent"
+                    sent = provider.requests[-1]
+                    assert "temperature" not in sent, "the refused temperature was sent"
+                    assert "max_tokens" not in sent and sent["max_completion_tokens"] > 0
             assert len(provider.requests) == 1, "the refusal was not remembered"
     finally:
         provider.refuses = lambda body: None

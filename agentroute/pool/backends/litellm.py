@@ -33,7 +33,7 @@ from agentroute.pool.backends.counting import (
 from agentroute.pool.backends.openai import (
     PROVIDER_FIELDS,
     TRANSPORT_ERRORS,
-    SamplingRefusals,
+    FieldRefusals,
     api_key_for,
     backend_error,
     error_reply,
@@ -115,7 +115,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
     def __init__(self, *, stream: bool = True) -> None:
         self.stream = self.streams_tokens = stream
         self._init_counting()
-        self.sampling = SamplingRefusals()  # the sampling fields each model refused (o-series temperatures)
+        self.refusals = FieldRefusals()  # the fields each model refused (o-series temperatures)
 
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
@@ -165,7 +165,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 return await self._streamed(litellm, kwargs, request, card)
             return await self._plain(litellm, kwargs, card)
 
-        reply = await self.sampling.call(card, kwargs, send)
+        reply = await self.refusals.call(card, kwargs, send)
         latency_ms = (time.perf_counter() - started) * 1000
         reply.check(card.id)
         raw = reply.raw()

@@ -216,18 +216,26 @@ def provider_fields(request: CompletionRequest) -> dict[str, Any]:
 
 #: Sampling fields a model may refuse: OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) take
 #: only their default temperature (o3-mini none at all), while routed steps are sampled at 0.
+#: A refused one is left out.
 SAMPLING_FIELDS = frozenset({"temperature"})
+
+#: Fields a model may refuse under one name and take under another: OpenAI's reasoning models
+#: refuse ``max_tokens`` ("Use 'max_completion_tokens' instead"), also behind a proxy or an Azure
+#: gateway whose host :func:`answer_cap` cannot tell from OpenAI's.
+RENAMED_FIELDS = {"max_tokens": "max_completion_tokens"}
 
 #: OpenAI's error codes for a field this model does not take (its value, or the field at all).
 _UNSUPPORTED = frozenset({"unsupported_value", "unsupported_parameter"})
 
 
-def refused_sampling(exc: BaseException) -> str | None:
-    """The :data:`SAMPLING_FIELDS` field that ``exc`` (or what caused it) says the model refuses:
-    OpenAI's HTTP 400 with that ``param`` and code ``unsupported_value`` or ``unsupported_parameter``
-    (OpenAI, Azure OpenAI and OpenRouter send it so; or its message, "Unsupported value: 'temperature'
-    …", where the error object reached us as text), or LiteLLM's ``UnsupportedParamsError``
-    naming it (LiteLLM refuses o-series and gpt-5 temperatures before calling); else ``None``."""
+def refused_field(exc: BaseException) -> str | None:
+    """The field of :data:`SAMPLING_FIELDS` or :data:`RENAMED_FIELDS` that ``exc`` (or what caused
+    it) says the model refuses: OpenAI's HTTP 400 with that ``param`` and code ``unsupported_value``
+    or ``unsupported_parameter`` (OpenAI, Azure OpenAI and OpenRouter send it so; or its message,
+    "Unsupported value: 'temperature' …", where the error object reached us as text), or LiteLLM's
+    ``UnsupportedParamsError`` naming it (LiteLLM refuses o-series and gpt-5 temperatures before
+    calling); else ``None``."""
+    names = sorted(SAMPLING_FIELDS | RENAMED_FIELDS.keys())
     seen: BaseException | None = exc
     for _ in range(12):
         if seen is None:
@@ -236,22 +244,24 @@ def refused_sampling(exc: BaseException) -> str | None:
             body = getattr(seen, "body", None)
             body = body if isinstance(body, dict) else {}
             param, code = getattr(seen, "param", None) or body.get("param"), getattr(seen, "code", None) or body.get("code")
-            if param in SAMPLING_FIELDS and code in _UNSUPPORTED:
+            if param in names and code in _UNSUPPORTED:
                 return str(param)
-            for name in sorted(SAMPLING_FIELDS):  # the error object as text (LiteLLM's hosted_vllm/)
-                if f"Unsupported value: '{name}'" in str(seen) or f"Unsupported parameter: '{name}'" in str(seen):
+            text = str(seen)
+            for name in names:  # the error object as text (LiteLLM's hosted_vllm/)
+                if f"Unsupported value: '{name}'" in text or f"Unsupported parameter: '{name}'" in text:
                     return name
             if type(seen).__name__ == "UnsupportedParamsError":
-                return next((name for name in sorted(SAMPLING_FIELDS) if name in str(seen)), None)
+                return next((name for name in sorted(SAMPLING_FIELDS) if name in text), None)
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-class SamplingRefusals:
-    """The sampling fields each endpoint's model refused (:func:`refused_sampling`), left out of its
-    later calls. A refusal is an HTTP 400 before the model ran (not billed): the call is sent again
-    at once without the field, so a card of a reasoning model answers routed steps (sampled at
-    temperature 0) at its default temperature instead of failing every call."""
+class FieldRefusals:
+    """The request fields each endpoint's model refused (:func:`refused_field`), left out of its
+    later calls (a sampling field) or sent under the name it takes (``max_completion_tokens``). A
+    refusal is an HTTP 400 before the model ran (not billed): the call is sent again at once, so a
+    card of a reasoning model answers routed steps (sampled at temperature 0) at its default
+    temperature, capped as before, instead of failing every call."""
 
     def __init__(self) -> None:
         self._refused: dict[tuple[str | None, str], set[str]] = {}
@@ -260,16 +270,24 @@ class SamplingRefusals:
         """``send(kwargs)`` without the fields ``card``'s model refused, learning those it refuses now."""
         key = (card.base_url, card.backend_model)
         for name in self._refused.get(key, ()):
-            kwargs.pop(name, None)
-        while True:  # each refusal takes a field out: at most len(SAMPLING_FIELDS) + 1 sends
+            _mend(kwargs, name)
+        while True:  # each refusal takes a field out of kwargs: a bounded number of sends
             try:
                 return await send(kwargs)
             except BackendError as exc:
-                refused = refused_sampling(exc)
+                refused = refused_field(exc)
                 if refused is None or refused not in kwargs:
                     raise
                 self._refused.setdefault(key, set()).add(refused)
-                del kwargs[refused]
+                _mend(kwargs, refused)
+
+
+def _mend(kwargs: dict[str, Any], name: str) -> None:
+    """Take the refused field ``name`` out of ``kwargs``, under its other name if it has one."""
+    if name in kwargs:
+        value = kwargs.pop(name)
+        if name in RENAMED_FIELDS:
+            kwargs[RENAMED_FIELDS[name]] = value
 
 
 def answer_cap(card: ModelCard) -> str:
@@ -329,7 +347,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         ] = {}
         self._init_counting()
         self._plain_only: set[str | None] = set()  # endpoints that refused to stream
-        self.sampling = SamplingRefusals()  # the sampling fields each endpoint's model refused
+        self.refusals = FieldRefusals()  # the fields each endpoint's model refused
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
         """The client for ``card``'s endpoint, bound to the running event loop."""
@@ -392,7 +410,7 @@ class OpenAIBackend(EndpointCounting, Backend):
                     self._plain_only.add(card.base_url)
             return await self._plain(client, kwargs, card)
 
-        reply = await self.sampling.call(card, kwargs, send)
+        reply = await self.refusals.call(card, kwargs, send)
         latency_ms = (time.perf_counter() - started) * 1000
         reply.check(card.id)
         raw = reply.raw()
@@ -638,10 +656,11 @@ def _confidence(response: Any) -> float | None:
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "RENAMED_FIELDS",
     "SAMPLING_FIELDS",
     "TRANSPORT_ERRORS",
     "PROVIDER_FIELDS",
-    "SamplingRefusals",
+    "FieldRefusals",
     "OpenAIBackend",
     "api_key_for",
     "backend_error",
@@ -653,7 +672,7 @@ __all__ = [
     "never_sent",
     "prompt_overhead",
     "provider_fields",
-    "refused_sampling",
+    "refused_field",
     "require_token_prices",
     "retry_after",
 ]
