@@ -241,3 +241,92 @@ def test_a_forked_child_leaves_the_parents_lease_and_claims_alone(tmp_path, post
     assert [mode for mode, _ in found["before"]] == ["ExclusiveLock", "ShareLock"]  # the claim, the lease
     assert found["after"] == found["before"]
     assert found["alive"] == ["parent-task"]
+
+
+class SlowConnectProxy:
+    """A TCP relay on loopback to the PostgreSQL server that waits ``delay_s`` before each new
+    connection goes through (a far-away server: a TLS handshake and authentication over a WAN)."""
+
+    def __init__(self, port: int, delay_s: float) -> None:
+        import socket
+        import threading
+
+        self.upstream, self.delay_s = port, delay_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list = []
+        self.threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._spawn(self._accept)
+
+    def _spawn(self, target, *args) -> None:
+        import threading
+
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            time.sleep(self.delay_s)
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self.sockets += [client, server]
+            self._spawn(self._pipe, client, server)
+            self._spawn(self._pipe, server, client)
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        for thread in self.threads:
+            thread.join(10)
+
+
+def test_the_lease_is_taken_off_the_callers_thread(postgres_url):
+    """start_task only enqueues, also the first one on a PostgreSQL memory: the lease's connection
+    is opened by the writer thread, before it writes the task row (before: on the caller's thread,
+    a connection's round trips inside the event loop's step; here a second through a slow network)."""
+    from agentroute.memory import SQLMemory
+    from agentroute.memory.pgserver import create_database
+    from agentroute.types import Task
+
+    url = sa.engine.make_url(create_database(postgres_url, "agentroute_memory_lease_hot"))
+    proxy = SlowConnectProxy(url.port, delay_s=1.0)
+    try:
+        memory = SQLMemory(url.set(port=proxy.port).render_as_string(hide_password=False))
+        try:
+            started = time.perf_counter()
+            memory.start_task(Task(id="hot-task", query="q", graph="qa"))
+            assert time.perf_counter() - started < 0.3
+            memory.flush()
+            assert memory.running_tasks().alive == ["hot-task"]
+        finally:
+            memory.close()
+        task = _task(url.render_as_string(hide_password=False), "hot-task")
+        assert task["meta"]["agentroute_process"]["lease"] is True  # taken before the row was written
+    finally:
+        proxy.close()

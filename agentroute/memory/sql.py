@@ -150,6 +150,27 @@ def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None,
     engine.dispose()
 
 
+class _Lease:
+    """This process's lease in one PostgreSQL memory, taken once, by the memory's writer thread
+    before it writes its first task row (never on the caller's thread: opening the connection takes
+    a round trip or more); another host then tells whether the process still runs
+    (:mod:`agentroute.memory.processes`). Calling it says whether the lease is held: without it
+    (the server refused) tasks are written as before, their liveness unknown to other hosts."""
+
+    def __init__(self, task_claims: TaskClaims, url: str) -> None:
+        self._claims, self._url, self._tried = task_claims, url, False
+
+    def __call__(self) -> bool:
+        if not self._tried:
+            self._tried = True
+            try:
+                self._claims.hold_lease(claims.lease_key(processes.this_process()))
+            except SQLAlchemyError as exc:
+                log.warning("memory: cannot take this process's lease in %s (%s): other hosts cannot tell "
+                            "whether its running tasks still run", self._url, exc)  # fmt: skip
+        return self._claims.leased
+
+
 class SQLMemory(MemoryStore):
     """The interaction memory on a SQL database, brought to the newest schema on open.
 
@@ -223,6 +244,7 @@ class SQLMemory(MemoryStore):
         )
         if retry_s is None:
             retry_s = RETRY_S if parsed.get_backend_name() == "postgresql" else SQLITE_RETRY_S
+        self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
         self._writer: BatchWriter = BatchWriter(
             self.engine,
             batch_size=batch_size,
@@ -230,14 +252,12 @@ class SQLMemory(MemoryStore):
             lock=self._lock,
             retry_s=retry_s,
             prompt=bool(prompt_commit),
+            lease=None if self._claims is None else _Lease(self._claims, self.url),
         )
         self._put: Callable[[Any], None] = self._writer.put
         self._qsize: Callable[[], int] = self._writer.qsize
         self.closed: bool = False
-        self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
         self._pid: int = os.getpid()  # the process that opened it (a forked child's copy closes nothing)
-        self._lease_tried: bool = False
-        self._lease_guard: threading.Lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(
             self, _shutdown, self._writer, self.engine, self._claims, self._pid
         )
@@ -267,27 +287,9 @@ class SQLMemory(MemoryStore):
                 self._writer.wake()
 
     def start_task(self, task: Task) -> None:
-        if not self._lease_tried and self._claims is not None:
-            self._take_lease()
         self._enqueue(START, task)
         if (watch := _WATCH.get()) is not None:
             watch.tasks.append(task)
-
-    def _take_lease(self) -> None:
-        """Hold this process's lease before its first task row (PostgreSQL; once): another host then
-        tells whether it still runs (:mod:`agentroute.memory.processes`). Without it (the server
-        refused) tasks are written as before, their liveness unknown to other hosts."""
-        assert self._claims is not None
-        with self._lease_guard:
-            if self._lease_tried:
-                return
-            try:
-                self._claims.hold_lease(claims.lease_key(processes.this_process()))
-                self._writer.leased = True
-            except SQLAlchemyError as exc:
-                log.warning("memory: cannot take this process's lease in %s (%s): other hosts cannot tell "
-                            "whether its running tasks still run", self.url, exc)  # fmt: skip
-            self._lease_tried = True
 
     def record_step(self, step: Step) -> None:
         self._enqueue(STEP, step)

@@ -245,14 +245,14 @@ class BatchWriter:
         name: str = "agentroute-memory-writer",
         retry_s: float = RETRY_S,
         prompt: bool = True,
+        lease: Callable[[], bool] | None = None,
     ) -> None:
         self.engine, self.batch_size, self.flush_interval_s = engine, batch_size, flush_interval_s
         self.prompt = prompt
         self.retry_s = retry_s
         self.committed = 0
         self.batches = 0
-        self.leased = False
-        """Whether the process holds its lease in this database (set before the task writes it covers)."""
+        self._lease = lease  # called before task rows are built: whether the process holds its lease here
         self._lock = lock or contextlib.nullcontext()
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._wake = threading.Event()  # set after a flush marker or the stop sentinel is queued
@@ -492,7 +492,7 @@ class BatchWriter:
                 items.append(payload)
             else:
                 raise ValueError(f"unknown memory write kind {kind!r}")
-        lease = self.leased
+        lease = bool(latest) and self._lease is not None and self._lease()
         tasks = {task_id: task_row(task, finished=finished, lease=lease) for task_id, (task, finished) in latest.items()}
         with self._lock, self.engine.begin() as conn:
             self._execute(conn, tasks, steps, audits, feedback)
