@@ -418,7 +418,7 @@ def _observed(config: Mapping[str, Any]) -> bool:
 
 
 # -- one worker at a time runs a thread (claims in a shared PostgreSQL memory) --------------------
-CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes (``__``: not in checkpoint metadata)
+CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes: the invocation's ThreadHold
 
 
 def durable_saver(saver: Any) -> bool:
@@ -442,6 +442,82 @@ def _thread_claim(thread: Any) -> str:
     return f"thread:{thread}"
 
 
+class ThreadHold:
+    """One invocation's claim on a thread. The claim goes back when the invocation has ended *and*
+    no routed call of it is still running (a sync node LangGraph started in a thread runs on after
+    an async stream is closed); a routed call that starts after the end refuses to run."""
+
+    __slots__ = ("calls", "ended", "failed", "key", "memory")
+
+    def __init__(self, memory: Any, key: str):
+        self.memory, self.key = memory, key
+        self.calls, self.ended, self.failed = 0, False, False
+
+
+_HELD: dict[tuple[int, str], ThreadHold] = {}  # (id(memory), claim key) → this process's invocation holding it
+_HELD_LOCK = threading.Lock()
+
+
+def take_thread(memory: Any, key: str) -> ThreadHold | None:
+    """Claim ``key`` for one invocation: ``None`` when another invocation holds it, in this process
+    (the memory counts its claims per process) or in another one."""
+    hold = ThreadHold(memory, key)
+    with _HELD_LOCK:
+        if (id(memory), key) in _HELD:
+            return None
+        _HELD[(id(memory), key)] = hold
+    taken = False
+    try:
+        taken = memory.claim_task(key)
+    finally:
+        if not taken:
+            with _HELD_LOCK:
+                del _HELD[(id(memory), key)]
+    return hold if taken else None
+
+
+def end_thread(hold: ThreadHold, *, failed: bool) -> None:
+    """The invocation ended: its claim goes back now, or when its last running routed call returns."""
+    with _HELD_LOCK:
+        hold.ended, hold.failed = True, hold.failed or failed
+        last = hold.calls == 0
+    if last:
+        give_back(hold)
+
+
+def give_back(hold: ThreadHold) -> None:
+    """Commit the memory, then give the claim back."""
+    try:
+        flush_memory(hold.memory, quiet=hold.failed)  # the next worker reads every paid step
+    finally:
+        try:
+            hold.memory.release_task(hold.key)
+        finally:
+            with _HELD_LOCK:
+                _HELD.pop((id(hold.memory), hold.key), None)
+
+
+def enter_thread(config: Mapping[str, Any] | None) -> ThreadHold | None:
+    """A routed call of a claimed invocation starts: counted, so that the claim outlives it; refused
+    (:class:`TaskBusyError`, before anything is paid) once the invocation has ended."""
+    hold = ((config or {}).get("configurable") or {}).get(CLAIM_KEY)
+    if not isinstance(hold, ThreadHold):
+        return None
+    with _HELD_LOCK:
+        if not hold.ended:
+            hold.calls += 1
+            return hold
+    raise TaskBusyError(f"of {hold.key.replace(':', ' ', 1)} (its invocation has ended)", getattr(hold.memory, "url", ""))
+
+
+def leave_thread(hold: ThreadHold) -> bool:
+    """A routed call of a claimed invocation returned: whether it was the last one after the
+    invocation's end, which must give the claim back (:func:`give_back`)."""
+    with _HELD_LOCK:
+        hold.calls -= 1
+        return hold.ended and hold.calls == 0
+
+
 def unclaimed_thread(memory: Any, config: Mapping[str, Any] | None) -> str | None:
     """The thread of a node run that needs a worker's claim and runs without one, else ``None``:
     a durable checkpointer and a memory that claims tasks (PostgreSQL), outside :func:`claiming`."""
@@ -451,7 +527,30 @@ def unclaimed_thread(memory: Any, config: Mapping[str, Any] | None) -> str | Non
     thread = configurable.get("thread_id")
     if thread is None or not durable_saver(configurable.get(_CHECKPOINTER)):
         return None
-    return None if configurable.get(CLAIM_KEY) == _thread_claim(thread) else str(thread)
+    hold = configurable.get(CLAIM_KEY)
+    return None if isinstance(hold, ThreadHold) and hold.key == _thread_claim(thread) else str(thread)
+
+
+async def _take_thread_async(memory: Any, key: str) -> ThreadHold | None:
+    """:func:`take_thread` off the event loop; a claim the caller was cancelled while taking is given back."""
+    taking: concurrent.futures.Future[ThreadHold | None] = concurrent.futures.Future()
+
+    def take() -> None:
+        try:
+            taking.set_result(take_thread(memory, key))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            taking.set_exception(exc)
+
+    threading.Thread(target=take, name="agentroute-claim", daemon=True).start()
+    try:
+        return await asyncio.shield(asyncio.wrap_future(taking))
+    except asyncio.CancelledError:
+        def untake(done: concurrent.futures.Future[ThreadHold | None]) -> None:
+            if done.exception() is None and (hold := done.result()) is not None:
+                end_thread(hold, failed=True)
+
+        taking.add_done_callback(untake)
+        raise
 
 
 class ClaimingGraph(_Compiled):
@@ -468,14 +567,20 @@ class ClaimingGraph(_Compiled):
     def _claimed_thread(self, config: Mapping[str, Any] | None) -> str | None:
         if not getattr(self.claims_memory, "claims_tasks", False) or not durable_saver(self.checkpointer):
             return None
-        thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        configurable = (config or {}).get("configurable") or {}
+        thread = configurable.get("thread_id")
         if thread is None:
             thread = (self.config or {}).get("configurable", {}).get("thread_id")
-        return None if thread is None else str(thread)
+        if thread is None:
+            return None
+        hold = configurable.get(CLAIM_KEY)
+        if isinstance(hold, ThreadHold) and hold.key == _thread_claim(thread) and hold.memory is self.claims_memory:
+            return None  # invoked from inside the invocation that holds the claim (a subgraph)
+        return str(thread)
 
     @staticmethod
-    def _tagged(config: Mapping[str, Any] | None, thread: str) -> Any:
-        configurable = {**((config or {}).get("configurable") or {}), CLAIM_KEY: _thread_claim(thread)}
+    def _tagged(config: Mapping[str, Any] | None, hold: ThreadHold) -> Any:
+        configurable = {**((config or {}).get("configurable") or {}), CLAIM_KEY: hold}
         return {**(config or {}), "configurable": configurable}
 
     @staticmethod
@@ -490,20 +595,17 @@ class ClaimingGraph(_Compiled):
         return self._claimed_stream(thread, input, config, kwargs)
 
     def _claimed_stream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
-        memory, key = self.claims_memory, _thread_claim(thread)
-        if not memory.claim_task(key):
+        memory = self.claims_memory
+        if (hold := take_thread(memory, _thread_claim(thread))) is None:
             raise TaskBusyError(f"of thread {thread!r}", memory.url)
         failed = True
         try:
             if (task_id := self._thread_task(self.get_state(config))) is not None:
                 LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
-            yield from super().stream(input, self._tagged(config, thread), **kwargs)
+            yield from super().stream(input, self._tagged(config, hold), **kwargs)  # closed: LangGraph waits for its nodes
             failed = False
         finally:
-            try:
-                flush_memory(memory, quiet=failed)  # the next worker reads every paid step
-            finally:
-                memory.release_task(key)
+            end_thread(hold, failed=failed)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         thread = self._claimed_thread(config)
@@ -512,10 +614,10 @@ class ClaimingGraph(_Compiled):
         return self._claimed_astream(thread, input, config, kwargs)
 
     async def _claimed_astream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        memory, key = self.claims_memory, _thread_claim(thread)
-        if not await asyncio.to_thread(memory.claim_task, key):
+        memory = self.claims_memory
+        if (hold := await _take_thread_async(memory, _thread_claim(thread))) is None:
             raise TaskBusyError(f"of thread {thread!r}", memory.url)
-        failed = True
+        failed, inner = True, None
         try:
             try:
                 snapshot = await self.aget_state(config)
@@ -523,14 +625,16 @@ class ClaimingGraph(_Compiled):
                 snapshot = await asyncio.to_thread(self.get_state, config)
             if (task_id := self._thread_task(snapshot)) is not None:
                 LIVE.drop(task_id)
-            async for chunk in super().astream(input, self._tagged(config, thread), **kwargs):
+            inner = super().astream(input, self._tagged(config, hold), **kwargs)
+            async for chunk in inner:
                 yield chunk
             failed = False
         finally:
             try:
-                await asyncio.to_thread(flush_memory, memory, quiet=failed)
+                if (aclose := getattr(inner, "aclose", None)) is not None:
+                    await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
             finally:
-                await asyncio.to_thread(memory.release_task, key)
+                await asyncio.to_thread(end_thread, hold, failed=failed)  # runs on, even if cancelled again
 
 
 @functools.cache
@@ -873,6 +977,14 @@ def routed_node(
                 "would both pay for its steps. Invoke the graph through agentroute.graph.claiming(app, memory), or pass "
                 "routed_node(..., require_claim=False) if your runtime runs one invocation per thread at a time"
             )
+        hold = enter_thread(config)
+        try:
+            return await routed(state, config, writer)
+        finally:
+            if hold is not None and leave_thread(hold):
+                await asyncio.to_thread(give_back, hold)
+
+    async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
         text = read(state)
         run = acquire(state, config, text)
         try:

@@ -1,0 +1,317 @@
+"""``claiming(app, memory)`` inside one process: the claim on a thread is exclusive per invocation
+and is given back however the invocation ends — an exception, a cancelled task, a consumer that
+stops reading a stream — but never while a step of that invocation may still be paid.
+
+Real PostgreSQL server on loopback, real savers; ``other`` is a second memory (its own session, as
+another worker process has) that tries the thread's claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import agentroute.graph as ag
+from agentroute import Budget, Dispatcher, make_router, routed_node
+from agentroute.memory import SQLMemory, TaskBusyError
+from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+from tests.helpers import replay_pool
+
+pytestmark = pytest.mark.postgres
+
+
+class State(ag.AgentrouteState, total=False):
+    query: str
+    query_id: str
+    answer: str
+    note: str
+
+
+@pytest.fixture
+def db(postgres_url: str) -> str:
+    from agentroute.memory.pgserver import create_database
+
+    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
+    return create_database(postgres_url, f"claiming_{os.getpid()}_{time.monotonic_ns()}")
+
+
+def _saver_url(db: str) -> str:
+    return db.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _free(other: SQLMemory, thread: str, within_s: float = 10.0) -> bool:
+    """Whether another worker can claim ``thread`` within ``within_s`` (it gives the claim back at once)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if other.claim_task(f"thread:{thread}"):
+            other.release_task(f"thread:{thread}")
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _steps(memory: SQLMemory) -> int:
+    memory.flush()
+    return int(memory.stats()["steps"])
+
+
+def _graph(dispatcher: Dispatcher, *, before: Any = None, after: Any = None) -> Any:
+    """START → [before] → answer (routed) → [after]."""
+    from langgraph.graph import START, StateGraph
+
+    builder = StateGraph(State)
+    builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4)))
+    last = START
+    if before is not None:
+        builder.add_node("before", before)
+        builder.add_edge(START, "before")
+        last = "before"
+    builder.add_edge(last, "answer")
+    if after is not None:
+        builder.add_node("after", after)
+        builder.add_edge("answer", "after")
+    return builder
+
+
+def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    started = threading.Event()
+
+    def slow(state: State) -> dict:
+        started.set()
+        time.sleep(1.0)
+        return {}
+
+    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        saver.setup()
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        app = ag.claiming(_graph(dispatcher, before=slow).compile(checkpointer=saver), memory)
+        cfg = {"configurable": {"thread_id": "same-process"}}
+        outcomes: list[Any] = []
+
+        def request() -> None:  # e.g. two HTTP requests of one server resuming the same thread
+            try:
+                outcomes.append(app.invoke({"query": "q1", "query_id": "q1"}, cfg))
+            except TaskBusyError as exc:
+                outcomes.append(exc)
+
+        first = threading.Thread(target=request)
+        first.start()
+        assert started.wait(30)
+        second = threading.Thread(target=request)
+        second.start()
+        first.join(60)
+        second.join(60)
+        # was: the claim is counted per process, so the second invocation ran too and paid again
+        assert sum(isinstance(o, TaskBusyError) for o in outcomes) == 1, outcomes
+        assert _steps(memory) == 1
+
+
+def test_the_claim_is_given_back_when_the_invocation_raises(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    def broken(state: State) -> dict:
+        raise RuntimeError("a tool failed")
+
+    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        saver.setup()
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        app = ag.claiming(_graph(dispatcher, after=broken).compile(checkpointer=saver), memory)
+        with pytest.raises(RuntimeError, match="a tool failed"):
+            app.invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "raises"}})
+        assert _free(other, "raises", within_s=0.5)
+        assert _steps(memory) == 1  # the paid step was committed before the claim went back
+
+
+def test_a_sync_stream_left_early_gives_the_claim_back_after_its_running_node(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        saver.setup()
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        app = ag.claiming(_graph(dispatcher, after=lambda s: {"note": "after"}).compile(checkpointer=saver), memory)
+        for chunk in app.stream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "left"}}, stream_mode="updates"):
+            assert "answer" in chunk
+            break
+        assert _free(other, "left", within_s=0.5)
+        assert _steps(memory) == 1
+
+
+def test_a_cancelled_async_invocation_gives_the_claim_back(db: str) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async def main(memory: SQLMemory, other: SQLMemory) -> None:
+        entered = asyncio.Event()
+
+        async def wait_forever(state: State) -> dict:
+            entered.set()
+            await asyncio.sleep(3600)
+            return {}
+
+        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+            await saver.setup()
+            dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+            app = ag.claiming(_graph(dispatcher, after=wait_forever).compile(checkpointer=saver), memory)
+
+            async def consume() -> None:
+                async for _ in app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "cancelled"}}):
+                    pass
+
+            task = asyncio.create_task(consume())
+            await asyncio.wait_for(entered.wait(), 30)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await asyncio.to_thread(_free, other, "cancelled", 5.0)
+
+    with SQLMemory(db) as memory, SQLMemory(db) as other:
+        asyncio.run(main(memory, other))
+        assert _steps(memory) == 1
+
+
+class SlowReplay(ReplayBackend):
+    """The replay provider, answering after ``delay_s``; ``started`` is set when a call begins."""
+
+    def __init__(self, outcomes: Any, delay_s: float) -> None:
+        super().__init__(outcomes)
+        self.delay_s, self.started = delay_s, threading.Event()
+
+    async def complete(self, request: Any, card: Any) -> Any:
+        self.started.set()
+        await asyncio.sleep(self.delay_s)
+        return await super().complete(request, card)
+
+
+def _slow_pool(delay_s: float) -> tuple[ModelPool, SlowReplay]:
+    """:func:`replay_pool`'s two models, answering after ``delay_s``."""
+    cards = [ModelCard(id="small", backend="replay", input_price=0.1, output_price=0.1, tier="small"),
+             ModelCard(id="large", backend="replay", input_price=10, output_price=10, tier="large")]
+    backend = SlowReplay([LoggedOutcome(f"q{i}", m, 1.0, 0.001, f"{m} says {i}") for i in range(5) for m in ("small", "large")], delay_s)
+    return ModelPool(cards, {"replay": backend}), backend
+
+
+def _two_branches(dispatcher: Dispatcher, quick: Any, tool: Any) -> Any:
+    from langgraph.graph import START, StateGraph
+
+    builder = StateGraph(State)
+    builder.add_node("quick", quick)
+    builder.add_node("tool", tool)  # a sync node: under astream LangGraph runs it in a thread, which closing cannot stop
+    builder.add_edge(START, "quick")
+    builder.add_edge(START, "tool")
+    return builder
+
+
+def test_a_node_still_paying_when_an_async_stream_is_left_keeps_the_claim_until_it_is_recorded(db: str) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    pool, backend = _slow_pool(1.5)
+
+    async def main(memory: SQLMemory, other: SQLMemory) -> tuple[bool, int]:
+        dispatcher = Dispatcher(pool, make_router("cheapest"), memory=memory)
+        draft = routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4))
+        quick = lambda state: {"answer": "-"} if backend.started.wait(30) else {}  # noqa: E731
+        tool = lambda state, config: {"note": draft.invoke(state, config)["answer"]}  # noqa: E731
+        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+            await saver.setup()
+            app = ag.claiming(_two_branches(dispatcher, quick, tool).compile(checkpointer=saver), memory)
+            stream = app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "paying"}}, stream_mode="updates")
+            async for chunk in stream:
+                assert "quick" in chunk  # the tool's provider call is under way
+                break
+            await stream.aclose()
+            free_while_paying = await asyncio.to_thread(_free, other, "paying", 0.3)
+            assert await asyncio.to_thread(_free, other, "paying", 30.0)
+            return free_while_paying, _steps(memory)
+
+    with SQLMemory(db) as memory, SQLMemory(db) as other:
+        free_while_paying, steps = asyncio.run(main(memory, other))
+        # was: the claim went back as the stream closed while the node went on paying in its thread:
+        # another worker could take the thread and pay for the same step
+        assert not free_while_paying
+        assert steps == 1  # recorded before the claim went back
+
+
+def test_a_routed_call_a_left_stream_s_node_makes_later_is_refused(db: str) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    waiting, go, refused = threading.Event(), threading.Event(), []
+
+    async def main(memory: SQLMemory, other: SQLMemory) -> int:
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        draft = routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4))
+
+        def tool(state, config):  # untyped: LangGraph passes the config to a parameter named so
+            waiting.set()
+            go.wait(30)  # a slow tool: the consumer leaves meanwhile
+            try:
+                return {"note": draft.invoke(state, config)["answer"]}
+            except TaskBusyError as exc:
+                refused.append(exc)
+                raise
+
+        quick = lambda state: {"answer": "-"} if waiting.wait(30) else {}  # noqa: E731
+        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+            await saver.setup()
+            app = ag.claiming(_two_branches(dispatcher, quick, tool).compile(checkpointer=saver), memory)
+            stream = app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "zombie"}}, stream_mode="updates")
+            async for _ in stream:
+                break
+            await stream.aclose()
+            assert await asyncio.to_thread(other.claim_task, "thread:zombie")  # another worker runs the thread now
+            try:
+                go.set()
+                for _ in range(300):  # bounded: the tool's call returns (refused) within a few turns
+                    if refused:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                other.release_task("thread:zombie")
+            return _steps(memory)
+
+    with SQLMemory(db) as memory, SQLMemory(db) as other:
+        steps = asyncio.run(main(memory, other))
+        # was: the node LangGraph had left running paid for its step while another worker held the thread
+        assert refused and "invocation has ended" in str(refused[0])
+        assert steps == 0
+
+
+class SlowToClaim(SQLMemory):
+    """A memory whose claims take a while to answer (a distant database server)."""
+
+    answered = threading.Event()
+
+    def claim_task(self, task_id: str) -> bool:
+        time.sleep(0.5)
+        try:
+            return super().claim_task(task_id)
+        finally:
+            self.answered.set()
+
+
+def test_an_invocation_cancelled_while_it_claims_the_thread_gives_the_claim_back(db: str) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async def main(memory: SQLMemory, other: SQLMemory) -> bool:
+        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+            await saver.setup()
+            dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+            app = ag.claiming(_graph(dispatcher).compile(checkpointer=saver), memory)
+            task = asyncio.create_task(app.ainvoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "taking"}}))
+            await asyncio.sleep(0.2)  # the claim is being taken
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await asyncio.to_thread(SlowToClaim.answered.wait, 30)  # the server granted the claim after all
+            return await asyncio.to_thread(_free, other, "taking", 5.0)
+
+    with SlowToClaim(db) as memory, SQLMemory(db) as other:
+        # was: the claim the worker thread went on to take was never given back: the thread stayed
+        # busy for every worker until this process ended
+        assert asyncio.run(main(memory, other))
+        assert _steps(memory) == 0
