@@ -62,3 +62,29 @@ def test_a_read_only_memory_ends_the_run_before_any_call_with_a_clear_error(tmp_
             assert server.answered == []  # refused before anything was paid for
     finally:
         subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_memory_ends_the_run_before_any_call_with_a_clear_error(tmp_path, postgres_url):
+    """A PostgreSQL memory that refuses writes for good (a standby, ``default_transaction_read_only``):
+    the run ends with the same clear error, nothing paid (before: a traceback of the INSERT)."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.pgserver import create_database
+
+    url = create_database(postgres_url, "agentroute_batch_read_only")
+    SQLMemory(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{sa.engine.make_url(url).database}" SET default_transaction_read_only = on')
+    finally:
+        engine.dispose()
+    with StubOpenAIServer(delay_s=0.0) as server:
+        paths = _setup(tmp_path, server.url, 5)
+        run = subprocess.run(_command(paths, url), capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+        output = run.stdout + run.stderr
+        assert run.returncode == 1 and "Traceback" not in output, output
+        assert "cannot write to the memory" in output and "read-only transaction" in output, output
+        assert server.answered == []

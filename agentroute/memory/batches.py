@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
@@ -54,6 +54,11 @@ log = logging.getLogger("agentroute.batch")
 
 FINISHED = ("done", "budget_exhausted")
 """Item statuses a resumed batch skips."""
+
+WRITES_REFUSED = ("25006", "42501")
+"""SQLSTATEs of a PostgreSQL memory that refuses writes for good, not retried: a read-only
+transaction (a standby, ``default_transaction_read_only``) and a missing privilege. The other
+refusals (a full disk, a server that stays down) are ``OperationalError``\s, retried first."""
 
 #: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``.
 META_KEY = "agentroute_batch"
@@ -120,8 +125,12 @@ class BatchQueue:
                     raise self._failed(exc) from exc
                 log.warning("batch %s: %s; trying again", self.batch_id, exc.orig or exc)
                 time.sleep(delay)
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) in WRITES_REFUSED:
+                    raise self._failed(exc) from exc
+                raise
 
-    def _failed(self, exc: OperationalError | InterfaceError) -> MemoryStoreError:
+    def _failed(self, exc: DBAPIError) -> MemoryStoreError:
         """The error a batch ends with when the memory refuses its writes (a full disk, a read-only
         file, a server that stays down): what it could not record stays to do in the batch."""
         return MemoryStoreError(
