@@ -275,3 +275,27 @@ def test_a_model_that_takes_its_temperature_still_gets_it(provider: Scripted, se
     for model in ("echo", "lite", "vllm"):
         sdk(server).chat.completions.create(model=model, messages=ask(), temperature=0.3)
         assert provider.requests[-1]["temperature"] == 0.3
+
+
+# -- a reply whose usage was lost, on OpenAI's endpoint -------------------------------------------------
+@pytest.mark.parametrize("backend", ["openai", "litellm"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_without_usage_on_openais_endpoint_is_charged_at_its_cap(
+    provider: Scripted, monkeypatch: pytest.MonkeyPatch, backend: str, stream: bool
+) -> None:
+    """OpenAI's reasoning models bill reasoning tokens they never send: a stream that ended (a
+    finish_reason) before its closing usage chunk came says nothing of them. Before, the completion
+    was counted from the 3 words received; now it is charged at the cap the call was sent with (the
+    card's 64; the router's step cap), on a card as on the router. Cards without ``base_url`` are OpenAI's endpoint
+    (``OPENAI_BASE_URL`` points the SDKs at the loopback provider here)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    provider.ending, provider.drops = [*map(_piece, WORDS), _piece("", "stop")], 0
+    model = "o4-mini" if backend == "openai" else "openai/o4-mini"
+    card = ModelCard(id="o4", backend=backend, model=model, max_tokens=64, timeout_s=30, **PRICES)
+    with ServerThread(ModelPool([card]), router="cheapest", budget={"usd": 1.0}) as only:
+        for name in ("o4", "router"):
+            text, usage = answer(only, name, stream)
+            sent = provider.requests[-1]
+            cap = sent.get("max_completion_tokens") or sent["max_tokens"]
+            assert text == "".join(WORDS) and usage.completion_tokens == cap >= 32, name

@@ -119,11 +119,16 @@ class LiteLLMBackend(EndpointCounting, Backend):
 
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
-        model = card.backend_model
-        provider = model.split("/", 1)[0] if "/" in model else "openai"
-        if provider not in OPENAI_PROVIDERS or not is_openai_endpoint(card.base_url):
-            return None
-        return openai_encoding(model)
+        return openai_encoding(card.backend_model) if self.on_openai(card) else None
+
+    def on_openai(self, card: ModelCard) -> bool:
+        """Whether ``card`` is an OpenAI model (``gpt-4o-mini``, ``openai/…``, ``azure/…``) on OpenAI's endpoint."""
+        return provider_of(card.backend_model) in OPENAI_PROVIDERS and is_openai_endpoint(card.base_url)
+
+    def hides_reasoning(self, card: ModelCard) -> bool:
+        """Whether ``card``'s model may bill reasoning it never sends: an OpenAI model on OpenAI's
+        endpoint (a reply without usage is charged at its cap)."""
+        return self.on_openai(card)
 
     def served_name(self, card: ModelCard) -> str:
         """The model name a self-hosted server knows (LiteLLM's ``hosted_vllm/`` or ``openai/`` prefix dropped)."""
@@ -266,9 +271,12 @@ def streamed_provider(card: ModelCard) -> bool:
     """Whether ``card``'s replies are streamed: a self-hosted endpoint (``base_url``: the server
     that may ignore ``max_tokens``) or an OpenAI-protocol provider. Other hosted providers keep
     ``max_tokens`` and are called plainly, with the usage they report."""
-    model = card.backend_model
-    provider = model.split("/", 1)[0] if "/" in model else "openai"
-    return bool(card.base_url) or provider in STREAMED_PROVIDERS
+    return bool(card.base_url) or provider_of(card.backend_model) in STREAMED_PROVIDERS
+
+
+def provider_of(model: str) -> str:
+    """LiteLLM's provider of ``model``: its prefix (``anthropic/…``), ``openai`` without one."""
+    return model.split("/", 1)[0] if "/" in model else "openai"
 
 
 def _mid_stream_error(exc: BaseException, card: ModelCard, *, ran: bool = True) -> BackendError:
@@ -435,5 +443,6 @@ __all__ = [
     "litellm_error",
     "litellm_module",
     "litellm_usd",
+    "provider_of",
     "streamed_provider",
 ]

@@ -379,6 +379,11 @@ class OpenAIBackend(EndpointCounting, Backend):
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
         return openai_encoding(card.backend_model) if is_openai_endpoint(card.base_url) else None
 
+    def hides_reasoning(self, card: ModelCard) -> bool:
+        """Whether ``card``'s model may bill reasoning it never sends: any model on OpenAI's
+        endpoint (its reasoning models do; a reply without usage is charged at its cap)."""
+        return is_openai_endpoint(card.base_url)
+
     def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
         require_token_prices(card, self.name)
         return super().worst_case_usd(request, card, prompt_tokens)

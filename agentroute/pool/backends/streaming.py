@@ -209,14 +209,18 @@ async def counted_usage(
 ) -> tuple[int, int]:
     """(prompt, completion) tokens of ``reply``: the provider's usage where it is valid, else
     counted by ``backend`` (``aprompt_tokens``, ``count_text``; ``raw["usage_counted"]`` says so).
-    A cut reply's completion is what was received, never less than its chunks."""
+    A cut reply's completion is what was received, never less than its chunks. Where the model
+    may think unseen (``backend.hides_reasoning(card)``: OpenAI's reasoning models bill reasoning
+    tokens they never send), a completion the provider did not report is charged at the cap,
+    ``max_tokens``: the text received may be a small part of the bill."""
     tokens_in, tokens_out = reply_usage(card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks)
     if tokens_in is None or tokens_out is None or reply.cut:
         raw["usage_counted"] = True
         if tokens_in is None:
             tokens_in = await backend.aprompt_tokens(request, card)
         if tokens_out is None or reply.cut:
-            tokens_out = max(reply.chunks, await backend.count_text(reply.received, card))
+            unseen = tokens_out is None and not reply.cut and backend.hides_reasoning(card)
+            tokens_out = max(reply.chunks, await backend.count_text(reply.received, card), request.max_tokens if unseen else 0)
     return tokens_in, tokens_out
 
 
