@@ -299,3 +299,25 @@ def test_a_reply_without_usage_on_openais_endpoint_is_charged_at_its_cap(
             sent = provider.requests[-1]
             cap = sent.get("max_completion_tokens") or sent["max_tokens"]
             assert text == "".join(WORDS) and usage.completion_tokens == cap >= 32, name
+
+
+# -- n choices: n provider calls, the usage their sum -----------------------------------------------------
+@pytest.mark.parametrize("model", ["echo", "lite", "vllm"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_n_choices_are_n_provider_calls_and_their_usage_is_the_sum_the_provider_reported(
+    provider: Scripted, server: ServerThread, model: str, stream: bool
+) -> None:
+    """OpenAI bills the prompt once for ``n`` choices of one request; agentroute makes ``n`` calls
+    (choice ``i`` with ``seed + i``), each billed its prompt by the provider: the usage shown is the
+    sum of what the provider reported for those calls, no more, no less."""
+    provider.ending, provider.drops = ENDINGS["openai"], 0
+    before = len(provider.requests)
+    create = sdk(server).chat.completions.create
+    if stream:
+        chunks = list(create(model=model, messages=ask(), n=3, seed=5, stream=True, stream_options={"include_usage": True}))
+        usage = chunks[-1].usage
+    else:
+        usage = create(model=model, messages=ask(), n=3, seed=5).usage
+    sent = provider.requests[before:]
+    assert sorted(body["seed"] for body in sent) == [5, 6, 7]
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (3 * USAGE["prompt_tokens"], 3 * USAGE["completion_tokens"])
