@@ -30,7 +30,7 @@ _HOME = {
         ),
         "agentroute.errors",
     ),
-    **dict.fromkeys(("AgentGraph", "CompiledAgentGraph", "RunResult", "routed_node"), "agentroute.graph"),
+    **dict.fromkeys(("AgentGraph", "CompiledAgentGraph", "RunResult", "claiming", "routed_node"), "agentroute.graph"),
     "OutcomeTable": "agentroute.outcomes",
     **dict.fromkeys(("Backend", "ModelCard", "ModelPool", "ReplayBackend"), "agentroute.pool"),
     **dict.fromkeys(("Router", "make_router", "register", "router_names"), "agentroute.routers"),
@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         StateFileError,
         UnknownNameError,
     )
-    from agentroute.graph import AgentGraph, CompiledAgentGraph, RunResult, routed_node
+    from agentroute.graph import AgentGraph, CompiledAgentGraph, RunResult, claiming, routed_node
     from agentroute.outcomes import OutcomeTable
     from agentroute.pool import Backend, ModelCard, ModelPool, ReplayBackend
     from agentroute.routers import Router, make_router, register, router_names
@@ -124,6 +124,7 @@ __all__ = [
     "TaskRun",
     "Trajectory",
     "UnknownNameError",
+    "claiming",
     "make_router",
     "register",
     "routed_node",
