@@ -422,10 +422,11 @@ CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the
 
 
 def durable_saver(saver: Any) -> bool:
-    """Whether ``saver`` keeps checkpoints beyond this process (any saver but ``InMemorySaver``)."""
-    if saver in (None, True, False):
+    """Whether ``saver`` keeps checkpoints beyond this process (any saver but an ``InMemorySaver``,
+    subclasses included)."""
+    if saver is None or isinstance(saver, bool):
         return False
-    return type(saver).__name__ != "InMemorySaver"
+    return not any(c.__name__ == "InMemorySaver" for c in type(saver).__mro__)
 
 
 def flush_memory(memory: MemoryStore, *, quiet: bool) -> None:

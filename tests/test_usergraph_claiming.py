@@ -315,3 +315,21 @@ def test_an_invocation_cancelled_while_it_claims_the_thread_gives_the_claim_back
         # busy for every worker until this process ended
         assert asyncio.run(main(memory, other))
         assert _steps(memory) == 0
+
+
+def test_an_in_memory_saver_of_your_own_needs_no_claim(db: str) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    class CountingSaver(InMemorySaver):  # e.g. a test double that counts the checkpoints it keeps
+        puts = 0
+
+        def put(self, *args: Any, **kwargs: Any) -> Any:
+            CountingSaver.puts += 1
+            return super().put(*args, **kwargs)
+
+    with SQLMemory(db) as memory:
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        app = _graph(dispatcher).compile(checkpointer=CountingSaver())
+        out = app.invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "in-memory"}})
+        # was: ConfigurationError (a saver not named InMemorySaver counted as durable): nothing else shares it
+        assert out["answer"] == "small says 1" and CountingSaver.puts > 0
