@@ -333,3 +333,33 @@ def test_an_in_memory_saver_of_your_own_needs_no_claim(db: str) -> None:
         out = app.invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "in-memory"}})
         # was: ConfigurationError (a saver not named InMemorySaver counted as durable): nothing else shares it
         assert out["answer"] == "small says 1" and CountingSaver.puts > 0
+
+
+def test_a_claimed_graph_keeps_the_compiled_graph_s_surface(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.graph import START, StateGraph
+    from langgraph.graph.state import CompiledStateGraph
+
+    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        saver.setup()
+        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+        app = ag.claiming(_graph(dispatcher).compile(checkpointer=saver), memory).with_config(tags=["prod"])
+        assert isinstance(app, CompiledStateGraph) and {"answer"} <= set(app.get_graph().nodes)
+        cfg = {"configurable": {"thread_id": "surface"}}
+        modes = {mode for mode, _ in app.stream({"query": "q1", "query_id": "q1"}, cfg, stream_mode=["updates", "messages", "custom"])}
+        assert modes == {"updates", "messages", "custom"}
+        assert app.get_state(cfg).values["answer"] == "small says 1"
+        app.update_state(cfg, {"answer": "edited"})
+        assert app.get_state(cfg).values["answer"] == "edited"
+        assert _free(other, "surface", within_s=0.5)
+
+        def parent_node(state, config):  # the claimed graph invoked inside a claimed invocation
+            return {"answer": app.invoke({"query": "q2", "query_id": "q2"}, config)["answer"]}
+
+        builder = StateGraph(State)
+        builder.add_node("child", parent_node)
+        builder.add_edge(START, "child")
+        parent = ag.claiming(builder.compile(checkpointer=saver), memory)
+        out = parent.invoke({"query": "q2"}, {"configurable": {"thread_id": "surface"}})
+        assert out["answer"] == "small says 2"  # one claim for both: not refused as another invocation
+        assert _free(other, "surface", within_s=0.5)
