@@ -46,7 +46,7 @@ BAD = [
     ("cascade", "threshold", NAN),
     ("cascade", "threshold", 2.0),
     ("random-mix", "p_large", 1.5),
-    ("random", "seed", -1),
+    ("random", "seed", 1.5),  # any integer keys its hashed draws (-1 too), not a fraction
     ("explore", "epsilon", 1.5),
     ("explore", "base", "nope"),
     ("ant-colony", "rho", 2.0),

@@ -259,6 +259,7 @@ class AntColonyRouter(Router):
     """
 
     name = "ant-colony"
+    any_seed = True  # keys hashed draws (and a clustering seed taken modulo 2**32)
     learned = True
     knob = "cost_weight"
     knob_grid = KNOB_GRID
@@ -394,7 +395,7 @@ class AntColonyRouter(Router):
     # -- learning offline ---------------------------------------------------------------------------
     def fit(self, data: Any) -> Self:
         """Warm-start from an OutcomeTable / dataset (its ``train``) or logged trajectories."""
-        self._check_params()
+        self._run_checks()
         self._reset_runtime()
         allowed = set(self.models) if self.models is not None else None
         data = check_fit_data(self, data)
@@ -458,7 +459,7 @@ class AntColonyRouter(Router):
             return fit_model
         qs = list(dict.fromkeys(queries))
         try:
-            ys, report = cluster_task_types(qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed))
+            ys, report = cluster_task_types(qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed) % 2**32)
         except ConfigurationError as exc:
             if kind == "cluster":
                 raise ConfigurationError(f"{self.name}: task_types={self.task_types!r}: {exc}") from None
@@ -947,7 +948,7 @@ class AntColonyRouter(Router):
         missing = [k for k in ("tau", "ability_sum", "ability_n") if k not in arrays]
         if missing:
             raise ConfigurationError(f"arrays.npz lacks {missing}")
-        self._check_params()
+        self._run_checks()
         self._reset_runtime()
         intent_arrays = {k[len("intent.") :]: v for k, v in arrays.items() if k.startswith("intent.")}
         self.intent_ = intent_from_state(dict(state["intent"]), intent_arrays)

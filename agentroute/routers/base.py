@@ -77,6 +77,9 @@ class Router(abc.ABC):
     #: tier, strategy), so a pool of new agents is served as well as the training one (graph-router,
     #: kg-gnn). A router that is not inductive refuses a pool of agents it never saw (:func:`check_pool`).
     inductive: ClassVar[bool] = False
+    #: Whether ``seed`` only keys hashed draws (random, random-mix, explore, ant-colony), so any
+    #: integer is a seed; otherwise it seeds numpy's generators, which take integers ≥ 0.
+    any_seed: ClassVar[bool] = False
     #: Set to ``True`` by :meth:`fit` (and :meth:`load`) of a learned router; absent before (see
     #: :attr:`is_fitted`).
     fitted_: bool
@@ -169,7 +172,7 @@ class Router(abc.ABC):
         for key, value in params.items():
             setattr(self, key, value)
         try:
-            self._check_params()
+            self._run_checks()
         except ConfigurationError:
             for key in params:
                 if key in before:
@@ -194,20 +197,31 @@ class Router(abc.ABC):
             router = cls(**params)
         except TypeError as exc:  # a required option not given (a router of one's own)
             raise ConfigurationError(f"{cls.name}: {exc}") from None
-        router._check_params()
+        router._run_checks()
         return router
 
     def _check_params(self) -> None:
         """Check the parameters' values (ranges, relations), raising a :class:`ConfigurationError`
         that names the router and the parameter. Run by :func:`make_router`, :meth:`set_params`,
-        :meth:`load` and ``fit``; routers extend it with ``super()._check_params()``. Here: no
-        number is NaN, and a ``seed`` is an integer ≥ 0 (what numpy's generators take)."""
-        for key, value in self.get_params().items():
-            if isinstance(value, float | np.floating) and np.isnan(value):
-                raise ConfigurationError(f"{self.name}: {key!r} is NaN (give a number)")
-        seed = self.get_params().get("seed")
-        if seed is not None and isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed < 0:
-            raise ConfigurationError(f"{self.name}: 'seed' must be an integer ≥ 0 (got {seed!r})")
+        :meth:`load` and ``fit``; routers extend it with ``super()._check_params()``. Here: the
+        checks every router gets (:meth:`_check_common`)."""
+        self._check_common()
+
+    def _run_checks(self) -> None:
+        """:meth:`_check_common`, then the router's :meth:`_check_params`: a router whose checks
+        forget ``super()._check_params()`` still refuses NaN, ±inf and a bad seed."""
+        self._check_common()
+        self._check_params()
+
+    def _check_common(self) -> None:
+        """No number is NaN or infinite, and a ``seed`` is an integer (≥ 0 unless :attr:`any_seed`)."""
+        params = self.get_params()
+        for key, value in params.items():
+            if isinstance(value, float | np.floating) and not np.isfinite(value):
+                what = "NaN" if np.isnan(value) else "infinite"
+                raise ConfigurationError(f"{self.name}: {key!r} is {what} (give a finite number)")
+        if params.get("seed") is not None:
+            check_range(self, "seed", low=None if self.any_seed else 0, integer=True)
 
     @classmethod
     def _check_names_and_types(cls, params: Mapping[str, Any]) -> None:
@@ -315,7 +329,12 @@ class Router(abc.ABC):
             return klass.load(path)  # type: ignore[return-value]  # its own checks (the ant colony's matrices)
         try:
             router = klass(**manifest.get("params", {}))
-            router._check_params()
+            router._run_checks()
+        except (ConfigurationError, TypeError) as exc:  # a value refused since, or edited by hand
+            raise StateFileError(
+                file, f"its \"params\" are refused: {exc}. Edit that value in the file (or save the router again)"
+            ) from None
+        try:
             router.set_state(manifest.get("state", {}))
             arrays = _saved_arrays(file, manifest)
             if arrays is not None:

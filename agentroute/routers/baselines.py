@@ -106,6 +106,7 @@ class RandomRouter(Router):
     """Uniformly random; seeded per (seed, task, step, query) so decisions are reproducible."""
 
     name = "random"
+    any_seed = True  # keys hashed draws
 
     def __init__(self, *, seed: int = 0):
         self.seed = seed

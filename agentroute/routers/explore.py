@@ -24,6 +24,7 @@ default: a fresh id per task) draw afresh. In ``serve`` mode the wrapper decides
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -63,6 +64,7 @@ class ExploreRouter(Router):
     """
 
     name = "explore"
+    any_seed = True  # keys hashed draws
     explores: ClassVar[bool] = True
     default_mode: ClassVar[Mode] = "explore"
 
@@ -82,7 +84,7 @@ class ExploreRouter(Router):
     def _check_params(self) -> None:
         super()._check_params()
         check_range(self, "epsilon", low=0, high=1)
-        if isinstance(self.base, str) and not Path(self.base).is_dir():
+        if isinstance(self.base, str) and not _saved_router(self.base):
             if self.base == self.name:
                 raise ConfigurationError("explore: the base router is itself an exploring wrapper")
             try:
@@ -99,7 +101,7 @@ class ExploreRouter(Router):
                 raise ConfigurationError(f"explore: epsilon must be in [0, 1] (got {self.epsilon})")
             if isinstance(self.base, Router):
                 router = self.base
-            elif Path(str(self.base)).is_dir():
+            elif _saved_router(str(self.base)):
                 router = Router.load(str(self.base))
             else:
                 router = make_router(str(self.base), **(self.base_params or {}))
@@ -201,6 +203,14 @@ class ExploreRouter(Router):
         inner = {k.removeprefix("base__"): v for k, v in arrays.items() if k.startswith("base__")}
         if inner:
             self.base_.set_arrays(inner)
+
+
+def _saved_router(base: str) -> bool:
+    """Whether ``base`` names a saved router's folder rather than a registered router: an existing
+    folder, or a path (router names hold no ``/``). A folder moved since is not checked by name:
+    a loaded wrapper's base comes from its saved state, and a fresh one's from :meth:`Router.load`,
+    whose error names the path."""
+    return Path(base).is_dir() or "/" in base or (os.sep in base)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

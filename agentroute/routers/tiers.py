@@ -84,6 +84,7 @@ class RandomMixRouter(Router):
     """
 
     name = "random-mix"
+    any_seed = True  # keys hashed draws
     knob = "p_large"
     knob_grid = tuple(float(x) for x in np.round(np.linspace(0.0, 1.0, 21), 2))
 

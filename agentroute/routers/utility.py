@@ -255,7 +255,7 @@ class UtilityRouter(Router):
             raise ConfigurationError(f"{self.name}: the training table is empty")
         if np.all(np.isnan(table.scores)):
             raise ConfigurationError(f"{self.name}: the training table has no scored cells")
-        self._check_params()
+        self._run_checks()
         table, unscored = _scored_columns(table)
         if unscored:
             warnings.warn(f"{self.name}: {unscored}", UserWarning, stacklevel=4)
