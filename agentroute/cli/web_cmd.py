@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -64,6 +65,14 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     p.add_argument("--budget-seconds", type=float, default=None, help="hard per-episode deadline in seconds")
     p.add_argument(
         "--budget-large-calls", type=int, default=None, help="hard per-episode limit on large-tier calls"
+    )
+    p.add_argument(
+        "--page-load-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a task page may take to load before its episode fails "
+        "(default: $AGENTROUTE_WEB_PAGE_LOAD_S, else 30)",
     )
     p.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
     p.add_argument("--screenshots", default=None, metavar="DIR", help="save a PNG after each step here")
@@ -358,6 +367,11 @@ def run_web(
         }
         for name, value in limits.items():
             _positive(name, value, zero=name in ("--budget-usd", "--budget-large-calls"))
+        if opts.page_load_timeout is not None and not 0 < opts.page_load_timeout < math.inf:  # nan too
+            raise ConfigurationError(f"--page-load-timeout must be a number of seconds > 0 (got {opts.page_load_timeout})")
+        from agentroute.web.env import page_load_timeout
+
+        page_load_timeout(opts.page_load_timeout)  # without the option, $AGENTROUTE_WEB_PAGE_LOAD_S
         if opts.out is not None:
             opts.out = Path(opts.out)
             check_out(opts.out)
@@ -432,7 +446,7 @@ async def _run(
 ) -> int:
     from agentroute.memory import open_memory
     from agentroute.web.agent import WebAgent
-    from agentroute.web.env import BrowserCrashedError, find_chromium
+    from agentroute.web.env import BrowserCrashedError, PageLoadError, find_chromium
 
     try:
         store = open_memory(memory)
@@ -499,6 +513,7 @@ async def _run(
                 max_steps=opts.max_steps,
                 headless=not opts.headed,
                 screenshots=opts.screenshots,
+                page_load_timeout_s=opts.page_load_timeout,
             )
         except AgentrouteError as exc:
             print_error(error_text(exc), err)
@@ -510,6 +525,9 @@ async def _run(
             try:  # the first episode's browser, before any episode: one that cannot start stops here
                 await asyncio.to_thread(agent.session(episodes[0][0], 0).open)
             except BrowserCrashedError as exc:
+                if isinstance(exc.__cause__, PageLoadError):  # the browser is fine: the page is not
+                    print_error(f"{str(exc).rstrip('.')}. No episode was played", err)
+                    return 2
                 print_error(
                     f"{str(exc).rstrip('.')}. No episode was played: check that this Chromium starts "
                     f"(`{find_chromium()[0]} --headless --no-sandbox --dump-dom about:blank`), or point "

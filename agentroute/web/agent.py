@@ -45,7 +45,7 @@ from agentroute.routers.base import Router
 from agentroute.types import AuditEvent, Completion, CompletionRequest, Step, TaskStatus
 from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
-from agentroute.web.env import BrowserCrashedError, MiniWoBSession, check_tasks
+from agentroute.web.env import BrowserCrashedError, MiniWoBSession, check_tasks, page_load_timeout
 from agentroute.web.routers import WebPolicy, web_policy
 from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, skill_card
 
@@ -360,6 +360,8 @@ class WebAgent:
         screenshots: a directory for a PNG after the reset and after each action.
         max_tokens: per-call output limit of the model agents (``direct`` gets half): 32 by
             default, room for ``type(ID, "a few words")`` (an action is 5–12 tokens).
+        page_load_timeout_s: seconds a task page may take to load before its episode fails
+            (default ``$AGENTROUTE_WEB_PAGE_LOAD_S``, else 30; a bad value is refused here).
     """
 
     def __init__(
@@ -373,7 +375,10 @@ class WebAgent:
         headless: bool = True,
         screenshots: str | Path | None = None,
         max_tokens: int | None = MAX_TOKENS,
+        page_load_timeout_s: float | None = None,
     ):
+        # a bad value is refused before anything starts
+        self.page_load_timeout_s = page_load_timeout(page_load_timeout_s)
         self.pool = web_pool(pool)
         self.skill: DomSkillBackend = self.pool.backend(SKILL_MODEL)  # type: ignore[assignment]
         if isinstance(router, Router):
@@ -406,7 +411,9 @@ class WebAgent:
         if session is None:
             for other in [k for k in self._sessions if k.startswith(f"{slot}/")]:
                 self._sessions.pop(other).close()
-            session = self._sessions[key] = MiniWoBSession(task, headless=self.headless)
+            session = self._sessions[key] = MiniWoBSession(
+                task, headless=self.headless, page_load_timeout_s=self.page_load_timeout_s
+            )
         return session
 
     async def run_many(
