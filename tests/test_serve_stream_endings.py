@@ -104,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
             message = {"role": "assistant", "content": "".join(WORDS)}
             return self._json(200, {"id": "p", "object": "chat.completion", "created": 0, "model": "m", "usage": USAGE,
                                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+        if self.server.chunked:  # HTTP/1.1 chunks, the connection closed before the last (empty) one
+            return self._chunked(events)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -113,6 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.wfile.write(f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode())
             self.wfile.flush()
+
+
+    def _chunked(self, events: list[Any]) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for event in events:
+            data = f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        self.close_connection = True
 
 
 class Scripted(ThreadingHTTPServer):
@@ -126,6 +137,7 @@ class Scripted(ThreadingHTTPServer):
         self.ending: list[Any] = ENDINGS["openai"]
         self.drop: list[Any] = DROPS["text"]
         self.drops = 0
+        self.chunked = False  # answer in HTTP/1.1 chunks and reset the connection after the events
         self.refuses: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda body: None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -204,14 +216,21 @@ def test_each_real_servers_stream_end_is_one_call_and_the_whole_answer(
 
 @pytest.mark.parametrize("drop", sorted(DROPS))
 @pytest.mark.parametrize("model", ["echo", "lite", "vllm"])
-def test_a_dropped_stream_is_a_503_on_both_backends(provider: Scripted, server: ServerThread, drop: str, model: str) -> None:
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_dropped_stream_is_a_503_on_both_backends(
+    provider: Scripted, server: ServerThread, drop: str, model: str, chunked: bool
+) -> None:
     """Before, on ``lite``: a stream with the usage so far on every chunk that then dropped was
     taken as complete (" alpha beta" as the whole answer, finish_reason "stop"): LiteLLM's backend
-    took any usage for the end of the stream, the openai backend only the closing usage chunk."""
-    provider.ending, provider.drop, provider.drops = ENDINGS["openai"], DROPS[drop], 1
-    with pytest.raises(openai.InternalServerError) as info:
-        sdk(server).chat.completions.create(model=model, messages=ask())
-    assert info.value.status_code == 503 and "dropped midway" in info.value.message
+    took any usage for the end of the stream, the openai backend only the closing usage chunk.
+    A chunked body cut short is a failed connection: retryable too."""
+    provider.ending, provider.drop, provider.drops, provider.chunked = ENDINGS["openai"], DROPS[drop], 1, chunked
+    try:
+        with pytest.raises(openai.InternalServerError) as info:
+            sdk(server).chat.completions.create(model=model, messages=ask())
+    finally:
+        provider.chunked = False
+    assert info.value.status_code == 503 and ("dropped midway" in info.value.message or chunked)
 
 
 def test_the_router_retries_a_dropped_stream_with_usage_on_every_chunk(provider: Scripted, server: ServerThread) -> None:
@@ -321,3 +340,22 @@ def test_n_choices_are_n_provider_calls_and_their_usage_is_the_sum_the_provider_
     sent = provider.requests[before:]
     assert sorted(body["seed"] for body in sent) == [5, 6, 7]
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (3 * USAGE["prompt_tokens"], 3 * USAGE["completion_tokens"])
+
+
+# -- the connection fails after the stream's end -----------------------------------------------------------
+@pytest.mark.parametrize("ending", ["openai", "no-usage", "llama.cpp"])
+@pytest.mark.parametrize("model", ["echo", "lite", "vllm", "router"])
+def test_a_connection_that_fails_after_the_streams_end_keeps_the_answer(
+    provider: Scripted, server: ServerThread, ending: str, model: str
+) -> None:
+    """A chunked body whose connection closes after ``[DONE]`` (or after the ``finish_reason``)
+    without its last, empty chunk: the answer had ended. Before, on the openai backend, the
+    transport error was a retryable, billed failure: a 503 for a card, a second provider call (a
+    second bill) on the router."""
+    provider.ending, provider.drops, provider.chunked = ENDINGS[ending], 0, True
+    try:
+        before = len(provider.requests)
+        text, _ = answer(server, model, stream=False)
+        assert (text, len(provider.requests) - before) == ("".join(WORDS), 1)
+    finally:
+        provider.chunked = False

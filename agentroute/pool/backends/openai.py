@@ -501,6 +501,11 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise
         except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
             raise ProtocolError(card.id, f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        except TRANSPORT_ERRORS as exc:
+            # a connection that failed after the stream's end (a chunked body closed before its last,
+            # empty chunk) lost nothing: the answer is kept, as when the connection's end frames the body
+            if not stream_ended(done=bool(done), finish_reason=finish_reason, closing=closing, cut=False):
+                raise _error(exc, card.id, card.base_url) from exc
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
         finally:
