@@ -300,6 +300,8 @@ def call_position(config: Mapping[str, Any] | None) -> tuple[tuple[str, int], bo
         if counter is None:
             counter = _CALLS[execution] = itertools.count().__next__
     key = (str(configurable.get("checkpoint_ns", "")), counter())
+    if not scratchpad.resume and execution(False) is None:  # no interrupt of this task has an answer
+        return key, False
     pending, passed = _null_resume_pending(execution), _interrupts_passed(scratchpad)
     if pending is None or passed is None:  # another LangGraph layout: pay (never take back a call meant to be paid)
         return key, False

@@ -203,3 +203,28 @@ def test_a_redo_answered_in_another_process_is_paid_and_the_reviewed_draft_is_no
     with SQLMemory(memory_url) as memory:
         # was: one step for three drafts (each redo took the first draft back)
         assert _steps(memory) == [(0, "executor"), (1, "executor"), (2, "executor")]
+
+
+def test_a_redraft_inside_a_subgraph_is_paid_and_the_reviewed_draft_is_not(memory):
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
+    draft = routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=3))
+
+    def write_until_approved(state, config):
+        update = draft.invoke(state, config)
+        while interrupt(update["answer"]) == "redo":  # answered through the parent's Command(resume=…)
+            update = draft.invoke(state, config)
+        return update
+
+    inner = StateGraph(State)
+    inner.add_node("write", write_until_approved)
+    inner.add_edge(START, "write")
+    outer = StateGraph(State)
+    outer.add_node("team", inner.compile())
+    outer.add_edge(START, "team")
+    app, cfg = outer.compile(checkpointer=InMemorySaver()), {"configurable": {"thread_id": "nested"}}
+    app.invoke({"query": "q1", "query_id": "q1"}, cfg)
+    assert "__interrupt__" in app.invoke(Command(resume="redo"), cfg)
+    done = app.invoke(Command(resume="ok"), cfg)
+    # was: the redraft was the first draft taken back (one call for two drafts)
+    assert done["answer"] == "small says 1" and done["agentroute"]["ledger"]["spent"][2] == 2
+    assert _steps(memory) == [(0, "executor"), (1, "executor")]
