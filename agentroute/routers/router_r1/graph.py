@@ -10,7 +10,7 @@ from typing import Any
 from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteAgent
-from agentroute.training.lm_policy import HFPolicy, LMPolicy, OpenAIPolicy, whole_policy_dir
+from agentroute.training.lm_policy import HFPolicy, LMPolicy, OpenAIPolicy, read_whole_policy
 
 
 def load_policy(policy: str | Path | None = None, *, policy_url: str | None = None, api_key: str | None = None) -> LMPolicy:
@@ -39,13 +39,15 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
 def _tokenizer(path: str | Path) -> Any:
     import transformers
 
-    folder = whole_policy_dir(Path(path).expanduser())
-    if not folder.is_dir():
-        raise ConfigurationError(f"policy {str(path)!r} is not a directory (with --policy-url it supplies the served model's tokenizer)")
-    try:
-        return transformers.AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {exc}") from None
+    def read(folder: Path) -> Any:
+        if not folder.is_dir():
+            raise ConfigurationError(f"policy {str(path)!r} is not a directory (with --policy-url it supplies the served model's tokenizer)")
+        try:
+            return transformers.AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {exc}") from None
+
+    return read_whole_policy(Path(path).expanduser(), read)  # a training run may be saving it meanwhile
 
 
 def build_router_r1_graph(
