@@ -109,11 +109,22 @@ def extract_answer(text: str) -> str:
     return lines[0] if lines else ""
 
 
+def _other_script(words: list[str]) -> bool:
+    """Whether a letter of ``words`` is of a script other than Latin (by its Unicode name)."""
+    return any(
+        c.isalpha() and not c.isascii() and not unicodedata.name(c, "").startswith("LATIN ") for w in words for c in w
+    )
+
+
 def normalize_answer(text: str | None) -> str:
     """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces.
 
-    Punctuation is ASCII's and Unicode's (``"巴黎。"`` is ``"巴黎"``, ``"«Paris»"`` is ``"paris"``); an
-    answer made only of non-ASCII punctuation (``"…"``) is kept as it is rather than emptied.
+    Punctuation is ASCII's (SQuAD's script: ``string.punctuation``), so English and other text in
+    the Latin script scores exactly as the published EM/F1 do (``"1989–90"`` keeps its en dash,
+    ``"Monk’s"`` its apostrophe). Text with a letter of another script (Chinese, Japanese, Cyrillic,
+    Greek …) loses Unicode's punctuation too, as MLQA's scoring does (Lewis et al., arXiv
+    1910.07475): ``"巴黎。"`` is ``"巴黎"``, ``"«Москва»"`` is ``"москва"``. An answer made only of
+    non-ASCII punctuation (``"…"``) is kept as it is rather than emptied. The rule is idempotent.
 
     The articles *a*, *an*, *the* are dropped as words (Rajpurkar et al., arXiv 1606.05250) unless
     they are the whole answer: a multiple-choice answer ``"A"`` stays ``"a"``, never the empty
@@ -127,11 +138,11 @@ def normalize_answer(text: str | None) -> str:
     'a'
     >>> normalize_answer("「東京」。") == normalize_answer("東京")
     True
+    >>> normalize_answer("“1989–90”")  # Latin script: SQuAD's ASCII punctuation only
+    '“1989–90”'
     """
-    ascii_words = (text or "").lower().translate(_PUNCT).split()
-    words = ascii_words
-    if not all(w.isascii() for w in words):  # Unicode punctuation too (P*: 。「」«»¿…), as MLQA's scoring
-        spaced = "".join(c for c in " ".join(words) if unicodedata.category(c)[0] != "P")
-        words = spaced.split() or ascii_words
+    words = (text or "").lower().translate(_PUNCT).split()
+    if not all(w.isascii() for w in words) and _other_script(words):  # Unicode punctuation too (P*: 。「」«»)
+        words = "".join(c for c in " ".join(words) if unicodedata.category(c)[0] != "P").split() or words
     kept = [w for w in words if w not in _ARTICLES]
     return " ".join(kept or words)

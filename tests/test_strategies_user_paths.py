@@ -173,4 +173,4 @@ def test_the_weighted_vote_groups_answers_that_differ_in_unicode_punctuation_or_
     from agentroute.aggregate import weighted_vote
 
     assert weighted_vote(["「東京」", "答え：東京。", "大阪"], [0.3, 0.3, 0.4]) == ("「東京」", pytest.approx(0.6))
-    assert weighted_vote(["«Paris»", "Paris", "Rome"], [0.3, 0.3, 0.4])[0] == "«Paris»"
+    assert weighted_vote(["«Москва»", "Москва.", "Рим"], [0.3, 0.3, 0.4])[0] == "«Москва»"
