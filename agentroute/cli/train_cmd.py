@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from agentroute._yaml import line_of, load_untrusted_yaml, read_untrusted_text
+from agentroute._yaml import line_of
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 
@@ -40,11 +39,13 @@ FEW_EXAMPLES = 20  # fewer queries or trajectories than this: the fit is warned 
 
 def read_recipe(path: Path | None) -> dict[str, Any]:
     """A recipe file as a mapping, read as untrusted YAML (bounded aliases and nesting, no repeated
-    keys; errors name the file and line). ``$VARS`` are expanded from the environment first."""
+    keys; errors name the file and line). ``$VARS`` are expanded from the environment first
+    (:func:`~agentroute.training.recipe_file.load_recipe_yaml`, every recipe's reader)."""
+    from agentroute.training.recipe_file import load_recipe_yaml
+
     if path is None:
         return {}
-    text = read_untrusted_text(path, "recipe")
-    root, recipe = load_untrusted_yaml(os.path.expandvars(text), path)
+    root, recipe = load_recipe_yaml(path, path)
     recipe = {} if recipe is None else recipe
     if not isinstance(recipe, dict) or not isinstance(recipe.get("params", {}), dict):
         raise ConfigurationError(f"{path}: expected a mapping with a 'params:' mapping")
@@ -75,9 +76,11 @@ def recipe_params(router: str, recipe: dict[str, Any], config: Path | None) -> d
 
 def _param_lines(config: Path | None) -> dict[str, int]:
     """The line of each key under the recipe's ``params:`` (none without a recipe)."""
+    from agentroute.training.recipe_file import load_recipe_yaml
+
     if config is None:
         return {}
-    root, _ = load_untrusted_yaml(os.path.expandvars(read_untrusted_text(config, "recipe")), config)
+    root, _ = load_recipe_yaml(config, config)
     for key_node, value_node in root.value if isinstance(root, yaml.MappingNode) else ():
         if key_node.value == "params" and isinstance(value_node, yaml.MappingNode):
             return {str(k.value): line_of(k) for k, _ in value_node.value}
