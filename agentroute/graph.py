@@ -35,7 +35,7 @@ from agentroute.graph_runtime import (
     checkpointed,
     claiming,
     durable_saver,
-    flush_memory,
+    end_claim,
     graph_path,
     is_request,
     new_task,
@@ -47,6 +47,8 @@ from agentroute.graph_runtime import (
     runnable,
     step_outputs,
     stoppable_in_kernel,
+    take_claim,
+    take_claim_async,
 )
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.errors import TaskBusyError
@@ -488,7 +490,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
     def _claimed_stream(self, memory: Any, task_id: str, resume: bool, chunks: Iterator[Any]) -> Iterator[Any]:
         """Run ``chunks`` while this process claims the task; a task another worker runs is a
         :class:`TaskBusyError` before anything runs. Steps are committed before the claim is given back."""
-        if not memory.claim_task(task_id):
+        if (hold := take_claim(memory, task_id)) is None:  # another worker, or another invocation of this process
             raise TaskBusyError(task_id, memory.url)
         failed = True
         try:
@@ -497,13 +499,10 @@ class CompiledAgentGraph(_LangGraphCompiled):
             yield from chunks
             failed = False
         finally:
-            try:
-                flush_memory(memory, quiet=failed)
-            finally:
-                memory.release_task(task_id)
+            end_claim(hold, failed=failed)  # commits the memory first
 
     async def _aclaimed_stream(self, memory: Any, task_id: str, resume: bool, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        if not await asyncio.to_thread(memory.claim_task, task_id):
+        if (hold := await take_claim_async(memory, task_id)) is None:
             raise TaskBusyError(task_id, memory.url)
         failed = True
         try:
@@ -514,9 +513,10 @@ class CompiledAgentGraph(_LangGraphCompiled):
             failed = False
         finally:
             try:
-                await asyncio.to_thread(flush_memory, memory, quiet=failed)
+                if (aclose := getattr(chunks, "aclose", None)) is not None:
+                    await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
             finally:
-                await asyncio.to_thread(memory.release_task, task_id)
+                await asyncio.to_thread(end_claim, hold, failed=failed)  # runs on, even if cancelled again
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         input, config, task_id = self._seed(input, config)

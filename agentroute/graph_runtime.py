@@ -420,7 +420,7 @@ def _observed(config: Mapping[str, Any]) -> bool:
 
 
 # -- one worker at a time runs a thread (claims in a shared PostgreSQL memory) --------------------
-CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes: the invocation's ThreadHold
+CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes: the invocation's ClaimHold
 
 
 def durable_saver(saver: Any) -> bool:
@@ -445,10 +445,11 @@ def _thread_claim(thread: Any) -> str:
     return f"thread:{thread}"
 
 
-class ThreadHold:
-    """One invocation's claim on a thread. The claim goes back when the invocation has ended *and*
-    no routed call of it is still running (a sync node LangGraph started in a thread runs on after
-    an async stream is closed); a routed call that starts after the end refuses to run."""
+class ClaimHold:
+    """One invocation's claim (on a thread, or an ``AgentGraph``'s task). The claim goes back when the
+    invocation has ended *and* no routed call of it is still running (a sync node LangGraph started
+    in a thread runs on after an async stream is closed); a routed call that starts after the end
+    refuses to run."""
 
     __slots__ = ("calls", "ended", "failed", "key", "memory")
 
@@ -457,14 +458,14 @@ class ThreadHold:
         self.calls, self.ended, self.failed = 0, False, False
 
 
-_HELD: dict[tuple[int, str], ThreadHold] = {}  # (id(memory), claim key) → this process's invocation holding it
+_HELD: dict[tuple[int, str], ClaimHold] = {}  # (id(memory), claim key) → this process's invocation holding it
 _HELD_LOCK = threading.Lock()
 
 
-def take_thread(memory: Any, key: str) -> ThreadHold | None:
+def take_claim(memory: Any, key: str) -> ClaimHold | None:
     """Claim ``key`` for one invocation: ``None`` when another invocation holds it, in this process
     (the memory counts its claims per process) or in another one."""
-    hold = ThreadHold(memory, key)
+    hold = ClaimHold(memory, key)
     with _HELD_LOCK:
         if (id(memory), key) in _HELD:
             return None
@@ -479,7 +480,7 @@ def take_thread(memory: Any, key: str) -> ThreadHold | None:
     return hold if taken else None
 
 
-def end_thread(hold: ThreadHold, *, failed: bool) -> None:
+def end_claim(hold: ClaimHold, *, failed: bool) -> None:
     """The invocation ended: its claim goes back now, or when its last running routed call returns."""
     with _HELD_LOCK:
         hold.ended, hold.failed = True, hold.failed or failed
@@ -488,7 +489,7 @@ def end_thread(hold: ThreadHold, *, failed: bool) -> None:
         give_back(hold)
 
 
-def give_back(hold: ThreadHold) -> None:
+def give_back(hold: ClaimHold) -> None:
     """Commit the memory, then give the claim back."""
     try:
         flush_memory(hold.memory, quiet=hold.failed)  # the next worker reads every paid step
@@ -500,11 +501,11 @@ def give_back(hold: ThreadHold) -> None:
                 _HELD.pop((id(hold.memory), hold.key), None)
 
 
-def enter_thread(config: Mapping[str, Any] | None) -> ThreadHold | None:
+def enter_claim(config: Mapping[str, Any] | None) -> ClaimHold | None:
     """A routed call of a claimed invocation starts: counted, so that the claim outlives it; refused
     (:class:`TaskBusyError`, before anything is paid) once the invocation has ended."""
     hold = ((config or {}).get("configurable") or {}).get(CLAIM_KEY)
-    if not isinstance(hold, ThreadHold):
+    if not isinstance(hold, ClaimHold):
         return None
     with _HELD_LOCK:
         if not hold.ended:
@@ -513,7 +514,7 @@ def enter_thread(config: Mapping[str, Any] | None) -> ThreadHold | None:
     raise TaskBusyError(f"of {hold.key.replace(':', ' ', 1)} (its invocation has ended)", getattr(hold.memory, "url", ""))
 
 
-def leave_thread(hold: ThreadHold) -> bool:
+def leave_claim(hold: ClaimHold) -> bool:
     """A routed call of a claimed invocation returned: whether it was the last one after the
     invocation's end, which must give the claim back (:func:`give_back`)."""
     with _HELD_LOCK:
@@ -531,16 +532,16 @@ def unclaimed_thread(memory: Any, config: Mapping[str, Any] | None) -> str | Non
     if thread is None or not durable_saver(configurable.get(_CHECKPOINTER)):
         return None
     hold = configurable.get(CLAIM_KEY)
-    return None if isinstance(hold, ThreadHold) and hold.key == _thread_claim(thread) else str(thread)
+    return None if isinstance(hold, ClaimHold) and hold.key == _thread_claim(thread) else str(thread)
 
 
-async def _take_thread_async(memory: Any, key: str) -> ThreadHold | None:
-    """:func:`take_thread` off the event loop; a claim the caller was cancelled while taking is given back."""
-    taking: concurrent.futures.Future[ThreadHold | None] = concurrent.futures.Future()
+async def take_claim_async(memory: Any, key: str) -> ClaimHold | None:
+    """:func:`take_claim` off the event loop; a claim the caller was cancelled while taking is given back."""
+    taking: concurrent.futures.Future[ClaimHold | None] = concurrent.futures.Future()
 
     def take() -> None:
         try:
-            taking.set_result(take_thread(memory, key))
+            taking.set_result(take_claim(memory, key))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
             taking.set_exception(exc)
 
@@ -548,9 +549,9 @@ async def _take_thread_async(memory: Any, key: str) -> ThreadHold | None:
     try:
         return await asyncio.shield(asyncio.wrap_future(taking))
     except asyncio.CancelledError:
-        def untake(done: concurrent.futures.Future[ThreadHold | None]) -> None:
+        def untake(done: concurrent.futures.Future[ClaimHold | None]) -> None:
             if done.exception() is None and (hold := done.result()) is not None:
-                end_thread(hold, failed=True)
+                end_claim(hold, failed=True)
 
         taking.add_done_callback(untake)
         raise
@@ -577,12 +578,12 @@ class ClaimingGraph(_Compiled):
         if thread is None:
             return None
         hold = configurable.get(CLAIM_KEY)
-        if isinstance(hold, ThreadHold) and hold.key == _thread_claim(thread) and hold.memory is self.claims_memory:
+        if isinstance(hold, ClaimHold) and hold.key == _thread_claim(thread) and hold.memory is self.claims_memory:
             return None  # invoked from inside the invocation that holds the claim (a subgraph)
         return str(thread)
 
     @staticmethod
-    def _tagged(config: Mapping[str, Any] | None, hold: ThreadHold) -> Any:
+    def _tagged(config: Mapping[str, Any] | None, hold: ClaimHold) -> Any:
         configurable = {**((config or {}).get("configurable") or {}), CLAIM_KEY: hold}
         return {**(config or {}), "configurable": configurable}
 
@@ -599,7 +600,7 @@ class ClaimingGraph(_Compiled):
 
     def _claimed_stream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
         memory = self.claims_memory
-        if (hold := take_thread(memory, _thread_claim(thread))) is None:
+        if (hold := take_claim(memory, _thread_claim(thread))) is None:
             raise TaskBusyError(f"of thread {thread!r}", memory.url)
         failed = True
         try:
@@ -608,7 +609,7 @@ class ClaimingGraph(_Compiled):
             yield from super().stream(input, self._tagged(config, hold), **kwargs)  # closed: LangGraph waits for its nodes
             failed = False
         finally:
-            end_thread(hold, failed=failed)
+            end_claim(hold, failed=failed)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         thread = self._claimed_thread(config)
@@ -618,7 +619,7 @@ class ClaimingGraph(_Compiled):
 
     async def _claimed_astream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         memory = self.claims_memory
-        if (hold := await _take_thread_async(memory, _thread_claim(thread))) is None:
+        if (hold := await take_claim_async(memory, _thread_claim(thread))) is None:
             raise TaskBusyError(f"of thread {thread!r}", memory.url)
         failed, inner = True, None
         try:
@@ -637,7 +638,7 @@ class ClaimingGraph(_Compiled):
                 if (aclose := getattr(inner, "aclose", None)) is not None:
                     await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
             finally:
-                await asyncio.to_thread(end_thread, hold, failed=failed)  # runs on, even if cancelled again
+                await asyncio.to_thread(end_claim, hold, failed=failed)  # runs on, even if cancelled again
 
 
 @functools.cache
@@ -980,11 +981,11 @@ def routed_node(
                 "would both pay for its steps. Invoke the graph through agentroute.graph.claiming(app, memory), or pass "
                 "routed_node(..., require_claim=False) if your runtime runs one invocation per thread at a time"
             )
-        hold = enter_thread(config)
+        hold = enter_claim(config)
         try:
             return await routed(state, config, writer)
         finally:
-            if hold is not None and leave_thread(hold):
+            if hold is not None and leave_claim(hold):
                 await asyncio.to_thread(give_back, hold)
 
     async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:

@@ -363,3 +363,51 @@ def test_a_claimed_graph_keeps_the_compiled_graph_s_surface(db: str) -> None:
         out = parent.invoke({"query": "q2"}, {"configurable": {"thread_id": "surface"}})
         assert out["answer"] == "small says 2"  # one claim for both: not refused as another invocation
         assert _free(other, "surface", within_s=0.5)
+
+
+def test_an_agent_graph_resumed_twice_at_once_in_one_process_runs_once(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.types import Command, interrupt
+
+    from agentroute import AgentGraph
+
+    holding = threading.Event()
+
+    def approve(state, ctx):
+        interrupt("ok?")
+        return {}
+
+    def hold(state, ctx):  # a slow tool before the paid executor
+        holding.set()
+        time.sleep(1.0)
+        return {}
+
+    graph = (AgentGraph("twice").add_role("planner", prompt="plan").add_node("approve", approve).add_node("hold", hold)
+             .add_role("executor", prompt="do").add_edge("planner", "approve").add_edge("approve", "hold")
+             .add_edge("hold", "executor"))
+    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        saver.setup()
+        app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=5),
+                            checkpointer=saver)
+        config = {"configurable": {"thread_id": "agent-twice"}}
+        app.run("q1", query_id="q1", config=config)
+        outcomes: list[Any] = []
+
+        def resume() -> None:  # two requests of one server answering the same review
+            try:
+                outcomes.append(app.resume(config, command=Command(resume="yes")))
+            except TaskBusyError as exc:
+                outcomes.append(exc)
+
+        first = threading.Thread(target=resume)
+        first.start()
+        assert holding.wait(30)
+        second = threading.Thread(target=resume)
+        second.start()
+        first.join(60)
+        second.join(60)
+        memory.flush()
+        (task,) = memory.trajectories(graph="twice", status=None)
+        # was: the task's claim is counted per process, so both resumes ran the executor
+        assert sum(isinstance(o, TaskBusyError) for o in outcomes) == 1, outcomes
+        assert [s.stage for s in task.steps] == ["planner", "executor"]
