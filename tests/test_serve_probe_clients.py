@@ -392,12 +392,17 @@ def test_a_card_on_openais_endpoint_caps_the_answer_with_max_completion_tokens(
 ) -> None:
     """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) refuse ``max_tokens`` with a 400 ("Use
     'max_completion_tokens' instead"): before, every call of such a card failed, with or without a
-    reasoning effort. A card without ``base_url`` is OpenAI's endpoint; the SDK's
-    ``OPENAI_BASE_URL`` points it at the loopback provider here."""
+    reasoning effort. The card names OpenAI's host; an HTTP proxy on loopback (``HTTP_PROXY``, as
+    a corporate gateway) answers for it here."""
     with EchoProvider() as provider:
-        monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+        monkeypatch.setenv("HTTP_PROXY", provider.url.removesuffix("/v1"))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # our own server and clients stay direct
+        for name in ("http_proxy", "no_proxy"):  # the lower-case forms win where both are set
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        card = ModelCard(id="o4", backend="openai", model="o4-mini", max_tokens=64, timeout_s=30, **PRICES)
+        card = ModelCard(
+            id="o4", backend="openai", model="o4-mini", base_url="http://api.openai.com/v1", max_tokens=64, timeout_s=30, **PRICES
+        )
         with ServerThread(ModelPool([card])) as server:
             reply = sdk(server).chat.completions.create(
                 model="o4", messages=ask(), reasoning_effort="low", max_completion_tokens=40, stream=stream
@@ -406,6 +411,21 @@ def test_a_card_on_openais_endpoint_caps_the_answer_with_max_completion_tokens(
                 assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices) == " alpha beta gamma"  # type: ignore[union-attr]
         [sent] = provider.requests
     assert sent["max_completion_tokens"] == 40 and "max_tokens" not in sent and sent["reasoning_effort"] == "low"
+
+
+def test_a_card_without_base_url_follows_openai_base_url_to_another_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A card without ``base_url`` goes where the OpenAI SDK sends it: ``$OPENAI_BASE_URL`` (a vLLM
+    or Ollama server). Before, such a card counted as OpenAI's endpoint: tiktoken counts for a model
+    with another tokenizer (below the truth on CJK text: a budget could be overrun) and
+    ``max_completion_tokens``, which older servers ignore. Now it is an ordinary server's card."""
+    with EchoProvider() as provider:
+        monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        card = ModelCard(id="qwen", backend="openai", model="Qwen/Qwen3-0.6B", max_tokens=64, timeout_s=30, **PRICES)
+        with ServerThread(ModelPool([card])) as server:
+            sdk(server).chat.completions.create(model="qwen", messages=ask(), max_tokens=40)
+        [sent] = provider.requests
+    assert sent["max_tokens"] == 40 and "max_completion_tokens" not in sent
 
 
 def test_the_cli_server_passes_reasoning_effort_to_a_pool_files_openai_card(tmp_path: Path) -> None:

@@ -305,13 +305,16 @@ def test_a_reply_without_usage_on_openais_endpoint_is_charged_at_its_cap(
     """OpenAI's reasoning models bill reasoning tokens they never send: a stream that ended (a
     finish_reason) before its closing usage chunk came says nothing of them. Before, the completion
     was counted from the 3 words received; now it is charged at the cap the call was sent with (the
-    card's 64; the router's step cap), on a card as on the router. Cards without ``base_url`` are OpenAI's endpoint
-    (``OPENAI_BASE_URL`` points the SDKs at the loopback provider here)."""
-    monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+    card's 64; the router's step cap), on a card as on the router. The cards name OpenAI's host; an
+    HTTP proxy on loopback (``HTTP_PROXY``, as a corporate gateway) answers for it here."""
+    monkeypatch.setenv("HTTP_PROXY", provider.url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # our own server and clients stay direct
+    for name in ("http_proxy", "no_proxy"):  # the lower-case forms win where both are set
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     provider.ending, provider.drops = [*map(_piece, WORDS), _piece("", "stop")], 0
     model = "o4-mini" if backend == "openai" else "openai/o4-mini"
-    card = ModelCard(id="o4", backend=backend, model=model, max_tokens=64, timeout_s=30, **PRICES)
+    card = ModelCard(id="o4", backend=backend, model=model, base_url="http://api.openai.com/v1", max_tokens=64, timeout_s=30, **PRICES)
     with ServerThread(ModelPool([card]), router="cheapest", budget={"usd": 1.0}) as only:
         for name in ("o4", "router"):
             text, usage = answer(only, name, stream)

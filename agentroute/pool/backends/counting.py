@@ -157,7 +157,12 @@ def openai_encoding(model: str) -> Any | None:
 
 
 def is_openai_endpoint(base_url: str | None) -> bool:
-    """Whether ``base_url`` is OpenAI's (or Azure OpenAI's) API; ``None`` means the default: OpenAI."""
+    """Whether ``base_url`` is OpenAI's (or Azure OpenAI's) API.
+
+    ``None`` means where the OpenAI SDK would send the call: ``$OPENAI_BASE_URL`` when set (a
+    vLLM or Ollama server a user points the SDK at), else OpenAI itself.
+    """
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
     if not base_url:
         return True
     host = (urlsplit(base_url).hostname or "").lower()
