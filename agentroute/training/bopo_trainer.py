@@ -134,10 +134,13 @@ class BoPOTrainer:
                     f"{args.iterations} asked for: set iterations to {resume['iteration']} or more to finish from it, "
                     "or delete it to start over"
                 )
-        torch.manual_seed(args.seed)
         env, emb = self.build_env(table)
         ref_usd = float(np.mean([env.cap(env.large, r) for task in env.tasks for r in task.rows]))
-        with fit_bar(args.sft_epochs + args.iterations, "bopo: boundary rollouts", unit="step") as b:
+        with (
+            fit_bar(args.sft_epochs + args.iterations, "bopo: boundary rollouts", unit="step") as b,
+            torch.random.fork_rng(devices=[]),  # the caller's torch draws go on as they were
+        ):
+            torch.manual_seed(args.seed)  # the policy's start
             try:
                 return self._train(env, emb, ref_usd, t0, b, saver=saver, resume=resume)
             finally:  # the end, a Ctrl-C or a SIGTERM: the last finished stage is kept
