@@ -116,3 +116,24 @@ def test_training_leaves_the_callers_torch_random_state_alone(table) -> None:
     torch.manual_seed(2024)
     BoPOTrainer(CONFIG.replace(iterations=1), reward_funcs=[StopAt(None)], embed=embed).train(table)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_checkpoint_of_the_same_data_with_other_task_labels_is_refused(tmp_path: Path, table) -> None:
+    """Was: resumed — task types group BoPO's tasks and cap their costs, yet were not in the run's key,
+    so relabelled data went on from a checkpoint trained on other tasks."""
+    import dataclasses
+
+    from agentroute.errors import ConfigurationError
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    config = CONFIG.replace(iterations=2)
+    with pytest.raises(KeyboardInterrupt):
+        BoPOTrainer(config, reward_funcs=[StopAt(3)], embed=embed).train(table, checkpoint=checkpoint)
+    relabelled = dataclasses.replace(table, task_types=["one-type"] * len(table.queries))
+    with pytest.raises(ConfigurationError, match="a checkpoint of another training run"):
+        BoPOTrainer(config, reward_funcs=[StopAt(None)], embed=embed).train(relabelled, checkpoint=checkpoint)
+    scores = np.array(table.scores, float)
+    scores[0, 0] = 1.0 - scores[0, 0]  # the same queries, one outcome changed
+    with pytest.raises(ConfigurationError, match="a checkpoint of another training run"):
+        BoPOTrainer(config, reward_funcs=[StopAt(None)], embed=embed).train(dataclasses.replace(table, scores=scores),
+                                                                            checkpoint=checkpoint)

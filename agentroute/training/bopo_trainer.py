@@ -149,11 +149,13 @@ class BoPOTrainer:
 
     def _run_key(self, table: OutcomeTable) -> str:
         """What a checkpoint must have been trained with to be resumed: the config (but ``iterations``),
-        the reward functions and embedder, and the data (queries, models, scores, costs)."""
+        the reward functions and embedder, and the data (queries, models, scores, costs, and the task
+        types that group the tasks and cap their costs)."""
         config = {k: v for k, v in self.args.to_dict().items() if k != "iterations"}
         funcs = [_name(f) for f in (*self.reward_funcs, self.embed)]
         outcomes = [np.asarray(values, float).tolist() for values in (table.scores, table.costs)]
-        return run_key(config, funcs, self.reward_weights, table.query_ids, table.queries, table.models, outcomes)
+        return run_key(config, funcs, self.reward_weights, table.query_ids, table.queries, table.models, outcomes,
+                       [None if t is None else str(t) for t in table.task_types])
 
     def _train(self, env: AgenticEnv, emb: np.ndarray, ref_usd: float, t0: float, b: Any, *,
                saver: TrainingCheckpoint | None = None, resume: dict[str, Any] | None = None) -> BoPOResult:

@@ -27,8 +27,6 @@ it is given as the policy would for that role on a fresh root node: the argmax a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from collections import Counter
@@ -48,6 +46,7 @@ from agentroute.routers.graph_planner.memory import HistoryMemory
 from agentroute.routers.graph_planner.policy import EMB, PlannerNet, collate
 from agentroute.routers.graph_planner.trainer import Checkpoint, run_episode, train
 from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
+from agentroute.training.checkpoint import run_key
 from agentroute.training.ppo import PPOConfig
 from agentroute.types import Agent, Decision, RouteContext
 
@@ -232,8 +231,7 @@ class GraphPlannerRouter(Router):
         data (queries, agents, scores and costs: each shapes the rewards)."""
         params = {k: v for k, v in self.get_params().items() if k != "episodes"}
         outcomes = [np.asarray(values, float).tolist() for values in (table.scores, table.costs)]
-        run = [params, table.query_ids, table.queries, table.models, outcomes]
-        return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
+        return run_key(params, table.query_ids, table.queries, table.models, outcomes)
 
     def _env(self, table: OutcomeTable) -> OfflineEnv:
         return OfflineEnv(table, self.max_planner_calls, self.max_depth, self.max_subqueries)
