@@ -18,7 +18,7 @@ from agentroute.errors import ConfigurationError
 _PUNCT = str.maketrans("", "", string.punctuation)
 _ARTICLES = frozenset({"a", "an", "the"})
 # the answer marker in English, Chinese, Japanese and Korean (a model asked in those often writes it so)
-_ANSWER = re.compile(r"(?:final answer|answer|答案|答え|回答|정답)\s*[:：]\s*(.+)", re.IGNORECASE)
+_ANSWER = re.compile(r"(?:final answer|answer|答案|答え|回答|정답)\s*[:：]\s*(.*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +95,22 @@ def _parse_strategy(name: str) -> Strategy:
 
 
 def extract_answer(text: str) -> str:
-    """The part after the last 'Answer:' marker (or 答案：, 答え：, 回答：, 정답:), else the first line.
+    """The part after the last 'Answer:' marker (or 答案：, 答え：, 回答：, 정답:) that has one, else
+    the first line. A text whose markers all end their line with nothing after them (a sample cut
+    off by its token limit right at ``Answer:``) gave no answer: ``""``, not its reasoning's first
+    line and not the word "Answer" — so it votes as an empty sample in ``sc@k``.
 
     >>> extract_answer("Paris is big. Answer: Paris")
     'Paris'
     >>> extract_answer("首都是巴黎。答案：巴黎")
     '巴黎'
+    >>> extract_answer("The capital is" + chr(10) + "Answer:")
+    ''
     """
-    matches = _ANSWER.findall(text)
+    matches = [m.strip() for m in _ANSWER.findall(text)]
     if matches:
-        return matches[-1].strip()
+        given = [m for m in matches if m]
+        return given[-1] if given else ""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[0] if lines else ""
 

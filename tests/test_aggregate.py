@@ -10,6 +10,7 @@ import pytest
 import agentroute.aggregate as aggregate
 from agentroute.aggregate import weighted_vote
 from agentroute.errors import ConfigurationError
+from agentroute.strategies import extract_answer
 
 
 def test_doctests():
@@ -40,6 +41,12 @@ def test_an_answer_beats_any_number_of_empty_answers():
     nothing. Their weight still counts in the share: only 0.4 of the weight agreed on "Paris"."""
     assert weighted_vote(["", "", "Paris"], [0.3, 0.3, 0.4]) == ("Paris", pytest.approx(0.4))
     assert weighted_vote(["?", " ", "Answer: Paris"], [0.45, 0.45, 0.1]) == ("Answer: Paris", pytest.approx(0.1))
+
+
+def test_an_answer_marker_with_nothing_after_it_is_an_empty_answer():
+    assert extract_answer("The capital is\nAnswer:") == "" and extract_answer("答案：") == ""
+    assert extract_answer("Answer:\nParis") == "Paris" and extract_answer("Answer: Paris\nAnswer:") == "Paris"
+    assert weighted_vote(["Answer:", "Answer: ", "Answer: Paris"], [0.4, 0.4, 0.2]) == ("Answer: Paris", pytest.approx(0.2))
 
 
 def test_empty_wins_only_when_every_answer_is_empty():

@@ -152,6 +152,16 @@ def test_one_sample_that_answered_beats_two_empty_samples(serve):
     assert result.answer == "Answer: Paris" and result.steps[-1].confidence == pytest.approx(1 / 3)
 
 
+def test_samples_cut_off_at_the_answer_marker_are_empty_not_answers(serve):
+    """Two cot samples stopped by their token limit right after "Answer:" gave no answer. Before,
+    one voted with its reasoning's first line and the other with the word "answer": three groups of
+    one, and the earliest (a cut-off sample) won over the sample that answered Paris."""
+    server = serve(["Let me think. The capital of France is\nAnswer:", "Answer:", "Answer: Paris"])
+    result = run(server.url, "sc@3", Budget(calls=3))
+    assert server.calls == 3 and result.status == "done"
+    assert result.answer == "Answer: Paris" and result.steps[-1].confidence == pytest.approx(1 / 3)
+
+
 def test_all_samples_empty_give_an_empty_answer_not_an_error(serve):
     server = serve([""])
     result = run(server.url, "sc@3", Budget(calls=3))
