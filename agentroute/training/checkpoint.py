@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentroute.errors import ConfigurationError, StateFileError
+from agentroute.training.stopping import signals_deferred
 
 #: In ``--out`` while a training run is unfinished (Ctrl-C, SIGTERM, ``kill -9``): what the same command resumes from.
 CHECKPOINT = "checkpoint.pt"
@@ -70,7 +71,8 @@ class TrainingCheckpoint:
             self.write()
 
     def write(self) -> None:
-        """Write the latest state (atomically: ``PATH.partial``, then renamed); nothing before an update."""
+        """Write the latest state (atomically: ``PATH.partial``, then renamed; a Ctrl-C or SIGTERM meanwhile
+        takes effect once it is written); nothing before an update."""
         import torch
 
         if self._latest is None:
@@ -78,8 +80,9 @@ class TrainingCheckpoint:
         state, done = self._latest
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
-        torch.save({"run": self.run, "state": state, "done": done}, partial)
-        os.replace(partial, self.path)
+        with signals_deferred():  # a second Ctrl-C or a SIGTERM now would keep the previous state, not this one
+            torch.save({"run": self.run, "state": state, "done": done}, partial)
+            os.replace(partial, self.path)
         self._written = time.monotonic()
 
 
