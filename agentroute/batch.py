@@ -38,6 +38,7 @@ from typing import Any
 
 from agentroute.errors import ConfigurationError
 from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled
+from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.sql import SQLMemory, watch_tasks
 from agentroute.types import Step, Task, new_id
 
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("agentroute.batch")
+
+REFUSED = "the memory refuses writes"
+"""The stop reason of a run whose memory gave up writes the database refused: it claims nothing
+more, lets the items in flight end, and raises :class:`~agentroute.memory.errors.MemoryStoreError`."""
 
 _QUERY_KEYS = ("query", "question", "prompt")
 _BOM = b"\xef\xbb\xbf"
@@ -338,6 +343,7 @@ class BatchRunner:
         self._fd: int | None = None
         self._grace: asyncio.TimerHandle | None = None
         self._reconciled_at_end = False
+        self._refused = memory.refused_writes  # writes the database refused before this run
 
     @property
     def batch_id(self) -> str:
@@ -385,7 +391,13 @@ class BatchRunner:
             if self._grace is not None:
                 self._grace.cancel()
             unstarted, self._claimed = [c.query_id for c in self._claimed], []
-            await asyncio.to_thread(self._close, unstarted)
+            try:
+                await asyncio.to_thread(self._close, unstarted)
+            finally:
+                if self.memory.refused_writes > self._refused:
+                    await asyncio.to_thread(self._settle_refused)
+        if self.stopped == REFUSED and (refusal := self.memory.write_refusal) is not None:
+            raise queue._failed(refusal)  # noqa: SLF001 - the one wording of this error
         counts = await asyncio.to_thread(queue.counts)
         return BatchReport(self.batch_id, queue.worker_id, results, counts, added, reconciled, self.stopped)
 
@@ -398,6 +410,14 @@ class BatchRunner:
                 os.close(self._fd)
                 self._fd = None
 
+    def _settle_refused(self) -> None:
+        """The writes the database refused were logged as they failed, and their queries stay to do
+        in the batch: collected here, so the run ends with one error (:data:`REFUSED`), not theirs."""
+        try:
+            self.memory.flush()
+        except MemoryWriteError as exc:
+            log.debug("batch %s: %s", self.batch_id, exc)
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(max(self.queue.lease_s / 3, 0.1))
@@ -406,8 +426,19 @@ class BatchRunner:
             except Exception as exc:  # a missed heartbeat is not fatal (a database error, a closed store)
                 log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
 
+    async def _writable(self) -> None:
+        """Wait while the memory's writer retries (a full disk, a server restarting): nothing more is
+        paid for that could not be recorded. Writes it then gave up on stop the run (:data:`REFUSED`)."""
+        memory = self.memory
+        while memory.refusing_writes and memory.refused_writes == self._refused:
+            await asyncio.sleep(0.05)
+        if memory.refused_writes > self._refused and self.stopped is None:
+            self.stopped = REFUSED
+            log.error("batch %s: the memory refuses writes: claiming nothing more", self.batch_id)
+
     async def _next(self) -> Claimed | None:
         async with self._claim_lock:
+            await self._writable()
             if self.stopped is not None:
                 return None
             if not self._claimed:

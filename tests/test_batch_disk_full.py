@@ -9,11 +9,13 @@ import resource
 import shutil
 import signal
 import subprocess
+import time
+from collections import Counter
 
 import pytest
 
 from agentroute.memory import SQLMemory
-from tests.test_batch_kill import _check_exactly_once, _command, _memory_state, _setup
+from tests.test_batch_kill import CONCURRENCY, _check_exactly_once, _command, _memory_state, _setup
 from tests.test_batch_server import StubOpenAIServer
 
 FILE_LIMIT = 400_000  # bytes: the migrated memory (about 100 KB) and a few tasks fit, not 60
@@ -88,3 +90,57 @@ def test_a_read_only_postgres_memory_ends_the_run_before_any_call_with_a_clear_e
         assert run.returncode == 1 and "Traceback" not in output, output
         assert "cannot write to the memory" in output and "read-only transaction" in output, output
         assert server.answered == []
+
+
+@pytest.mark.postgres
+def test_a_memory_that_starts_refusing_steps_mid_run_stops_the_paying(tmp_path, postgres_url):
+    """Mid-run the memory starts refusing the steps (an admin revokes INSERT on ``steps`` from the
+    run's role) while claiming items still works: the run claims nothing more and ends with the
+    clear error, only the calls then under way paid without a stored step (before: it went on to
+    pay for every query of the batch, none of them recorded), and a resume finishes the batch."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.pgserver import create_database
+
+    n = 40
+    url = create_database(postgres_url, "agentroute_batch_refused_mid_run")
+    SQLMemory(url).close()
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql("DROP ROLE IF EXISTS agentroute_runner")
+        conn.exec_driver_sql("CREATE ROLE agentroute_runner LOGIN")
+        conn.exec_driver_sql("GRANT ALL ON ALL TABLES IN SCHEMA public TO agentroute_runner")
+    runner = sa.engine.make_url(url).set(username="agentroute_runner").render_as_string(hide_password=False)
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    try:
+        with StubOpenAIServer(delay_s=0.2) as server:  # the pace at which each write is committed at once
+            paths = _setup(tmp_path, server.url, n)
+            run = subprocess.Popen(_command(paths, runner), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            deadline = time.monotonic() + 120
+            while len(server.answered) < 8:
+                assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
+                time.sleep(0.01)
+            with admin.begin() as conn:
+                conn.exec_driver_sql("REVOKE INSERT ON steps FROM agentroute_runner")
+            output = run.communicate(timeout=300)[0]
+            stored = len(_memory_state(url)["steps"])
+            # paid, not stored: the calls in flight at the revoke, and those answered just before it
+            # whose steps the writer had not committed yet
+            assert len(server.answered) - stored <= 2 * CONCURRENCY, (len(server.answered), stored)
+            assert run.returncode == 1 and "Traceback" not in output, output
+            assert "cannot write to the memory" in output and "permission denied for table steps" in output, output
+
+            with admin.begin() as conn:
+                conn.exec_driver_sql("GRANT INSERT ON steps TO agentroute_runner")
+            resumed = subprocess.run(_command(paths, runner), capture_output=True, text=True, env=env, timeout=300)
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        state = _memory_state(url)  # (a task whose step was refused keeps its row: its cost, no step)
+        done = Counter(t["meta"]["query_id"] for t in state["tasks"] if t["status"] == "done")
+        assert done == Counter({f"id{i}": 1 for i in range(n)})
+        assert all(i["status"] == "done" for i in state["items"]) and len(state["items"]) == n
+        assert len(server.answered) < 2 * n
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql("DROP OWNED BY agentroute_runner")
+            conn.exec_driver_sql("DROP ROLE agentroute_runner")
+        admin.dispose()

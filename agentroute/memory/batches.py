@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from agentroute.memory.codec import storable
-from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
+from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.processes import host_key, pid_alive
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
@@ -54,11 +54,6 @@ log = logging.getLogger("agentroute.batch")
 
 FINISHED = ("done", "budget_exhausted")
 """Item statuses a resumed batch skips."""
-
-WRITES_REFUSED = ("25006", "42501")
-"""SQLSTATEs of a PostgreSQL memory that refuses writes for good, not retried: a read-only
-transaction (a standby, ``default_transaction_read_only``) and a missing privilege. The other
-refusals (a full disk, a server that stays down) are ``OperationalError``\s, retried first."""
 
 #: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``.
 META_KEY = "agentroute_batch"
@@ -125,16 +120,16 @@ class BatchQueue:
                     raise self._failed(exc) from exc
                 log.warning("batch %s: %s; trying again", self.batch_id, exc.orig or exc)
                 time.sleep(delay)
-            except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) in WRITES_REFUSED:
+            except DBAPIError as exc:  # refused for good (read-only, no privilege): not retried
+                if refuses_writes(exc):
                     raise self._failed(exc) from exc
                 raise
 
-    def _failed(self, exc: DBAPIError) -> MemoryStoreError:
+    def _failed(self, exc: BaseException) -> MemoryStoreError:
         """The error a batch ends with when the memory refuses its writes (a full disk, a read-only
         file, a server that stays down): what it could not record stays to do in the batch."""
         return MemoryStoreError(
-            f"batch {self.batch_id}: cannot write to the memory at {self.memory.url}: {exc.orig or exc}; "
+            f"batch {self.batch_id}: cannot write to the memory at {self.memory.url}: {getattr(exc, 'orig', None) or exc}; "
             "its unfinished queries stay in the batch: resume it once the database accepts writes"
         )
 

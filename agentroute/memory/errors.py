@@ -6,7 +6,21 @@ from typing import Any
 
 from agentroute.errors import AgentrouteError
 
-__all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError"]
+__all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError", "WRITES_REFUSED", "refuses_writes"]
+
+WRITES_REFUSED = ("25006", "42501")
+"""SQLSTATEs of a PostgreSQL database that refuses writes for good: a read-only transaction (a
+standby, ``default_transaction_read_only``) and a missing privilege."""
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether a failed write is the database refusing writes (a lost connection, a full disk, a
+    read-only file or database, a missing privilege), not a fault of the data written."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in WRITES_REFUSED
 
 
 class MemoryStoreError(AgentrouteError):

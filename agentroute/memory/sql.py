@@ -263,6 +263,22 @@ class SQLMemory(MemoryStore):
         )
 
     @property
+    def refusing_writes(self) -> bool:
+        """Whether the database refuses the memory's writes now (its writer retries a batch)."""
+        return self._writer.refusing
+
+    @property
+    def refused_writes(self) -> int:
+        """How many recorded writes were lost because the database refused them (a full disk, a
+        read-only database, a server that stayed down), not for their data; :meth:`flush` raises them."""
+        return self._writer.refused
+
+    @property
+    def write_refusal(self) -> BaseException | None:
+        """The last error of a write the database refused (see :attr:`refused_writes`)."""
+        return self._writer.refusal
+
+    @property
     def retry_s(self) -> float:
         """How long a write whose connection failed is retried (see the constructor)."""
         return self._writer.retry_s

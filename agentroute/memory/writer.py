@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentroute.memory.codec import audit_row, json_text, step_row, task_row
-from agentroute.memory.errors import MemoryStoreError, MemoryWriteError
+from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.tables import AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
 
 __all__ = [
@@ -253,6 +253,11 @@ class BatchWriter:
         self.committed = 0
         self.batches = 0
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
+        self.refusing = False
+        """Whether the database refuses writes now (a batch is being retried)."""
+        self.refused = 0
+        """Writes lost because the database refused them (not for their data); ``refusal``: the last error."""
+        self.refusal: BaseException | None = None
         self._lock = lock or contextlib.nullcontext()
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._wake = threading.Event()  # set after a flush marker or the stop sentinel is queued
@@ -374,17 +379,21 @@ class BatchWriter:
                 self._commit(batch)
                 if error is not None:
                     log.warning("memory: writes committed again after %s", type(error).__name__)
+                self.refusing = False
                 return
             except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
                 if error is None:
                     log.warning("memory: %s; retrying for up to %gs", exc, self.retry_s)
                 error = exc
+                self.refusing = True
                 delay = next(delays, None)
             except Exception:
+                self.refusing = False
                 self._bisect(self._groups(batch))
                 return
         assert error is not None
         self._fail([(kind, payload, error) for kind, payload in batch])
+        self.refusing = False
 
     def _hold_back(self, batch: list[Op]) -> list[Op]:
         """Leave out the writes of tasks whose first write was lost (a step without its task)."""
@@ -459,6 +468,10 @@ class BatchWriter:
             "memory: %d write(s) failed (first %s: %s: %s); the next flush() raises",
             len(failures), kind, type(exc).__name__, exc,
         )  # fmt: skip
+        refused = [exc for _, _, exc in failures if refuses_writes(exc)]
+        if refused:
+            self.refusal = refused[-1]
+            self.refused += len(refused)
         with self._errors_lock:
             self._errors.extend(failures)
             self._lost_tasks.update(
