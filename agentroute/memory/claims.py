@@ -79,9 +79,11 @@ def leases_held(conn: Connection, keys: Iterable[int]) -> set[int]:
 def _cut_off(conn: Connection) -> None:
     """In a forked child: point this process's copy of ``conn``'s socket at ``/dev/null``, so that
     closing it (or the garbage collector) sends nothing to the server on the parent's session."""
+    if conn.closed or conn.invalidated:  # no socket to protect (and .connection would reconnect)
+        return
     try:
         fileno = conn.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
-    except Exception:  # noqa: BLE001 - a connection already broken has no socket to protect
+    except Exception:  # noqa: BLE001 - a driver without a socket to protect
         return
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
