@@ -1,7 +1,9 @@
 """The ``agentroute`` command line (typer + rich).
 
 A Ctrl-C ends every command the same way, whenever it comes: one line on standard error and exit
-code 130 (128 + SIGINT), never a traceback. While the command is still starting (importing typer,
+code 130 (128 + SIGINT), never a traceback; a command that turns SIGTERM into a stop (``run``,
+``train``, ``run web``) exits 143 (128 + SIGTERM) — one rule for every command,
+:func:`stopped_exit_code`, and one exit, :func:`exit_interrupted`. While the command is still starting (importing typer,
 rich and its subcommands, before :func:`main` runs it) the line is ``interrupted``: importing this
 package as the command sets a SIGINT handler for that, since the console script imports it before
 :func:`main` can catch anything; :func:`main` hands Ctrl-C back to Python's ``KeyboardInterrupt``,
@@ -30,17 +32,35 @@ def forget_caught_interrupt() -> None:
     exec("")
 
 
-def exit_interrupted(message: str = "interrupted") -> NoReturn:
-    """``message`` on standard error (plain, no rich: it may be what the Ctrl-C cut short), then
-    exit :data:`EXIT_INTERRUPTED`."""
+def stopped_exit_code(signum: int) -> int:
+    """The exit code of a command a signal stopped, as a shell reports it: 128 + the signal
+    (130 for a Ctrl-C, 143 for a SIGTERM)."""
+    return 128 + int(signum)
+
+
+def exit_interrupted(message: str | None = None, signum: int | None = None) -> NoReturn:
+    """``message`` on standard error (plain, no rich: it may be what the Ctrl-C cut short; default
+    ``interrupted`` or ``terminated``), then exit :func:`stopped_exit_code` of ``signum`` — by default
+    the signal of the stop being handled (:func:`~agentroute.training.stopping.stop_signal`), so a
+    SIGTERM is 143 wherever it is caught."""
+    if signum is None:
+        stop = sys.exc_info()[1]
+        if stop is None:
+            signum = int(signal.SIGINT)
+        else:
+            from agentroute.training.stopping import stop_signal
+
+            signum = stop_signal(stop)
+    if message is None:
+        message = "terminated" if signum == getattr(signal, "SIGTERM", None) else "interrupted"
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
     forget_caught_interrupt()
-    raise SystemExit(EXIT_INTERRUPTED)
+    raise SystemExit(stopped_exit_code(signum))
 
 
 def _interrupted_while_starting(signum: int, frame: FrameType | None) -> NoReturn:
-    exit_interrupted()
+    exit_interrupted(signum=signum)
 
 
 def start_command() -> None:
@@ -63,4 +83,4 @@ if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_h
 
 from agentroute.cli.app import app, main  # noqa: E402  (the handler first: these imports take a while)
 
-__all__ = ["EXIT_INTERRUPTED", "app", "exit_interrupted", "main"]
+__all__ = ["EXIT_INTERRUPTED", "app", "exit_interrupted", "main", "stopped_exit_code"]

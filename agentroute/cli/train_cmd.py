@@ -256,27 +256,27 @@ def check_router_options(router: str, given: list[str]) -> None:
 
 
 def _train_router_r1(out: Path, config: Path, **options: Any) -> None:
-    from agentroute.cli import exit_interrupted
+    from agentroute.training.stopping import exit_stopped, stop_word
 
     try:
         from agentroute.cli.router_r1_cmd import train_router_r1
 
         train_router_r1(config=config, out=out, **options)
-    except KeyboardInterrupt:
-        exit_interrupted(f"interrupted: --out {out}: this run saved no policy")
+    except KeyboardInterrupt as stop:
+        exit_stopped(stop, f"{stop_word(stop)}: --out {out}: this run saved no policy")
 
 
 def _train_graph_planner(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> None:
-    from agentroute.cli import exit_interrupted
+    from agentroute.training.stopping import exit_stopped, stop_word
 
     try:
         from agentroute.cli.graph_planner_cmd import train_graph_planner
 
         train_graph_planner(out=out, memory_url=memory_url, dataset=dataset, config=config, progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         from agentroute.cli.graph_planner_cmd import kept_after_interrupt
 
-        exit_interrupted(f"interrupted: --out {out}: {kept_after_interrupt(out)}")
+        exit_stopped(stop, f"{stop_word(stop)}: --out {out}: {kept_after_interrupt(out)}")
 
 
 def _train(

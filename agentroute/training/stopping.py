@@ -3,14 +3,14 @@
 Python's default SIGTERM ends the process at once: no ``finally`` block runs, so the last finished
 update is never written. Inside :func:`terminate_as_interrupt` a SIGTERM is a :class:`Terminated`
 (a ``KeyboardInterrupt``) instead, so every path that keeps a checkpoint on Ctrl-C keeps it on
-SIGTERM too; :func:`exit_stopped` then ends the command as a shell expects (130 SIGINT, 143 SIGTERM).
+SIGTERM too; :func:`exit_stopped` then ends the command as a shell expects (130 SIGINT, 143 SIGTERM;
+:func:`agentroute.cli.exit_interrupted`, every command's exit on a stop).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -75,10 +75,18 @@ def signals_deferred() -> Iterator[None]:
                 signal.raise_signal(s)  # now, to the handler it would have met
 
 
+def stop_signal(stop: BaseException) -> int:
+    """The signal ``stop`` stands for: SIGTERM for a :class:`Terminated` or an exception that says it
+    stands for one (``terminated = True``, e.g. a trainer's own interrupt naming what it saved), else
+    SIGINT (a Ctrl-C's ``KeyboardInterrupt``)."""
+    if isinstance(stop, Terminated) or getattr(stop, "terminated", False) is True:
+        return Terminated.signum
+    return int(signal.SIGINT)
+
+
 def is_terminated(stop: BaseException) -> bool:
-    """Whether ``stop`` is a SIGTERM's: a :class:`Terminated`, or an exception that says it stands for
-    one (``terminated = True``, e.g. a trainer's own interrupt naming what it saved)."""
-    return isinstance(stop, Terminated) or getattr(stop, "terminated", False) is True
+    """Whether ``stop`` is a SIGTERM's (:func:`stop_signal`)."""
+    return stop_signal(stop) == Terminated.signum
 
 
 def stop_word(stop: KeyboardInterrupt) -> str:
@@ -87,11 +95,8 @@ def stop_word(stop: KeyboardInterrupt) -> str:
 
 
 def exit_stopped(stop: KeyboardInterrupt, message: str) -> NoReturn:
-    """``message`` on standard error (plain text), then exit 128 + the signal: 143 for a SIGTERM,
-    130 for a Ctrl-C."""
-    from agentroute.cli import forget_caught_interrupt
+    """``message`` on standard error (plain text), then exit 128 + the signal ``stop`` stands for:
+    143 for a SIGTERM, 130 for a Ctrl-C (:func:`agentroute.cli.exit_interrupted`, every command's exit)."""
+    from agentroute.cli import exit_interrupted
 
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-    forget_caught_interrupt()
-    raise SystemExit(128 + (Terminated.signum if is_terminated(stop) else int(signal.SIGINT)))
+    exit_interrupted(message, stop_signal(stop))
