@@ -86,16 +86,14 @@ def eval_command(
         raise typer.Exit(report(exc, err)) from None
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
-        paths = result.write(out)
+        try:
+            paths = result.write(out, plot=True)  # results.json, results.csv and curves.png: one run's
+        except ImportError as exc:  # matplotlib is an optional extra
+            err.print(f"[yellow]no plot:[/] {escape(error_text(exc))}", soft_wrap=True)
+            paths = result.write(out)
     except OSError as exc:
         err.print(f"[bold red]error:[/] {escape(f'--out {out}: cannot write the results there ({exc.strerror or exc})')}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    try:
-        from agentroute.eval.plots import plot_curves
-
-        paths["png"] = plot_curves(result, out / "curves.png")
-    except ImportError as exc:  # matplotlib is an optional extra
-        err.print(f"[yellow]no plot:[/] {escape(error_text(exc))}", soft_wrap=True)
     if json_output:
         typer.echo(json.dumps(json.loads(result.to_json())))
         return

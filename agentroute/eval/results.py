@@ -87,38 +87,54 @@ class EvalResult(BaseModel):
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=1, default=_default)
 
-    def write(self, out: str | Path) -> dict[str, Path]:
-        """Write ``results.json`` and ``results.csv`` (one row per router) into ``out``.
+    def write(self, out: str | Path, *, plot: bool = False, dpi: int = 130) -> dict[str, Path]:
+        """Write ``results.json`` and ``results.csv`` (one row per router) into ``out``; with ``plot``,
+        ``curves.png`` too (:func:`~agentroute.eval.plots.curves_figure`: an :class:`ImportError`
+        without matplotlib, before anything is written).
 
-        Both are written aside and moved in together last (a Ctrl-C waits for the two moves), so a
-        write that fails or is interrupted leaves the results there before — or none — as they were,
-        never a cut-short file or a JSON from one run beside a CSV from another."""
+        The files are one run's: each is written aside first (the plot's drawing included), then all
+        are moved in together, ``results.json`` last (a Ctrl-C or SIGTERM waits for the moves), and
+        a ``curves.png`` of an earlier run is removed when no plot is written. A write that fails or
+        is interrupted leaves the files there before — or none — as they were. Only a hard kill
+        between the moves (SIGKILL, a power cut) can leave new files beside an older
+        ``results.json``, with its ``.results.json.partial`` left beside it: ``results.json`` is
+        the record of the run."""
         from agentroute.routers.base import _signals_held
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "results.json", "csv": out / "results.csv"}
+        paths = {"csv": out / "results.csv", "png": out / "curves.png", "json": out / "results.json"}
         staged = {kind: out / f".{path.name}.partial" for kind, path in paths.items()}
+        try:
+            if plot:
+                from agentroute.eval.plots import curves_figure
+
+                curves_figure(self).savefig(staged["png"], dpi=dpi, format="png")
+            self._write_csv(staged["csv"])
+            staged["json"].write_text(self.to_json())
+            with _signals_held():
+                for kind, path in paths.items():  # results.json last
+                    if staged[kind].exists():
+                        staged[kind].replace(path)
+                    else:
+                        path.unlink(missing_ok=True)  # an earlier run's plot
+        finally:
+            for path in staged.values():
+                path.unlink(missing_ok=True)
+        return {kind: paths[kind] for kind in ("json", "csv", "png") if paths[kind].exists()}
+
+    def _write_csv(self, file: Path) -> None:
         columns = [
             "name", "mode", "aiq", "aiq_best_anchor", "anchor_model", *_INTERVAL_COLUMNS, "max_accuracy",
             "cost_to_match_best", "accuracy_at_best_cost", "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s",
             "route_us", "points", "error",
         ]  # fmt: skip
-        try:
-            staged["json"].write_text(self.to_json())
-            with staged["csv"].open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=columns)
-                writer.writeheader()
-                for r in self.routers:
-                    row = {c: getattr(r, c, None) for c in columns if hasattr(r, c)}
-                    writer.writerow({**row, **_interval_cells(r), "points": len(r.curve)})
-            with _signals_held():
-                for kind, path in paths.items():
-                    staged[kind].replace(path)
-        finally:
-            for path in staged.values():
-                path.unlink(missing_ok=True)
-        return paths
+        with file.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for r in self.routers:
+                row = {c: getattr(r, c, None) for c in columns if hasattr(r, c)}
+                writer.writerow({**row, **_interval_cells(r), "points": len(r.curve)})
 
 
 #: A paired interval ``[gain, low, high]`` as three CSV columns, numbers a spreadsheet reads.
