@@ -90,7 +90,8 @@ class BoPORouter(Router):
         """Train on logged outcomes (an OutcomeTable, a dataset — its train split — or trajectories).
 
         ``checkpoint``: a file the training state is kept in (after the BoSFT warm-up, every
-        ``checkpoint_every_s`` seconds of BoPO, on Ctrl-C/SIGTERM and at the end); a fit given an
+        ``checkpoint_every_s`` seconds of BoPO, on Ctrl-C — on SIGTERM within
+        :func:`~agentroute.training.stopping.terminate_as_interrupt` — and at the end); a fit given an
         existing one resumes from it — the same policy as an uninterrupted run — when the config
         (but ``iterations``) and data are the same. Delete it once the router is saved.
 

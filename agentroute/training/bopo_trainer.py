@@ -116,8 +116,8 @@ class BoPOTrainer:
         """Train on ``data`` (an OutcomeTable, a dataset or trajectories).
 
         ``checkpoint``: a file the run's state is kept in — after the BoSFT warm-up, then every
-        ``checkpoint_every_s`` seconds of BoPO iterations, and when training stops (Ctrl-C, SIGTERM,
-        the end). Given one, training resumes from it and ends with the policy an uninterrupted run
+        ``checkpoint_every_s`` seconds of BoPO iterations, and when training stops (Ctrl-C, a SIGTERM
+        within :func:`~agentroute.training.stopping.terminate_as_interrupt`, the end). Given one, training resumes from it and ends with the policy an uninterrupted run
         trains, when the config (but ``iterations``) and data are the same; another run's is refused."""
         args = self.args
         t0 = time.perf_counter()

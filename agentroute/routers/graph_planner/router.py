@@ -185,7 +185,8 @@ class GraphPlannerRouter(Router):
         trajectories, or a :class:`~agentroute.memory.base.MemoryStore` (its scored trajectories).
         ``progress`` receives one dict per PPO update (episodes, reward, score, cost, mask_rate …).
         ``checkpoint``: a file the training state is saved to every ``checkpoint_every_s`` seconds,
-        on Ctrl-C (the last finished update) and at the end; a fit given an existing one resumes
+        on Ctrl-C or, within :func:`~agentroute.training.stopping.terminate_as_interrupt`, SIGTERM
+        (the last finished update) and at the end; a fit given an existing one resumes
         from it — the same result as an uninterrupted run — when the parameters (but ``episodes``)
         and data are the same. Delete it once the router is saved.
         """
