@@ -87,19 +87,23 @@ async def build_traces(
 
 
 #: What of a card shapes an agent's replies (a changed model or ``max_tokens`` changes the traces).
-_REPLY_FIELDS = ("id", "backend", "model", "base_url", "max_tokens", "strategies")
+# what shapes a card's reply, or whether its call fits the task's budget (prices, tier: large_calls)
+_REPLY_FIELDS = ("id", "backend", "model", "base_url", "max_tokens", "strategies", "context_window",
+                 "input_price", "output_price", "price_per_second", "tier")
 
 
 def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str | ModelCard], direct_every: int, settings: LoopSettings,
-                 budget: Budget | None = None) -> str:
+                 budget: Budget | None = None, router: str | None = None) -> str:
     """A digest of what the traces of ``rows`` depend on (questions, gold answers, the pool's agents —
-    names, or cards: then their model and reply length too —, ``direct_every``, the loop's settings,
-    the per-task ``budget`` the routed calls ran under): a trace cache is reused only for the same inputs."""
+    names, or cards: then their model, reply length, prices and tier too —, ``direct_every``, the
+    loop's settings, the per-task ``budget`` the routed calls ran under and the ``router`` that picked
+    their strategies): a trace cache is reused only for the same inputs."""
     inputs = {
         "rows": [[r["question"], r["answer"]] for r in rows],
         "agents": [a if isinstance(a, str) else [getattr(a, f) for f in _REPLY_FIELDS] for a in agents],
         "direct_every": direct_every, "loop": dataclasses.asdict(settings),
         "budget": budget.limits() if budget is not None else None,
+        **({"router": router} if router is not None else {}),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -378,7 +378,7 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         failed: list[str] = []
         direct_every = int(cfg.sft.get("direct_every", 4))
         traces = cached_traces(
-            out / "traces.jsonl", trace_inputs(rows, loop.cards, direct_every, settings, budget),
+            out / "traces.jsonl", trace_inputs(rows, loop.cards, direct_every, settings, budget, cfg.router),
             lambda: asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)),
             log,
         )
