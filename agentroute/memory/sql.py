@@ -472,11 +472,12 @@ class SQLMemory(MemoryStore):
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         running = self.running_tasks()
-        gone = running.gone if task_ids is None else [t for t in running.gone if t in set(task_ids)]
-        if set(gone) & set(running.released):
+        wanted = None if task_ids is None else set(task_ids)
+        gone = [t for t in running.gone if wanted is None or t in wanted]
+        if released := set(gone) & set(running.released):
             # a live process whose lease connection was dropped takes it again: look once more later
             log.info("memory: waiting %g s to see that %d released lease(s) stay released",
-                     claims.LEASE_GRACE_S, len(set(gone) & set(running.released)))  # fmt: skip
+                     claims.LEASE_GRACE_S, len(released))  # fmt: skip
             time.sleep(claims.LEASE_GRACE_S)
         if not gone:
             return []
