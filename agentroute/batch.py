@@ -430,7 +430,7 @@ class BatchRunner:
         """Wait while the memory's writer retries (a full disk, a server restarting): nothing more is
         paid for that could not be recorded. Writes it then gave up on stop the run (:data:`REFUSED`)."""
         memory = self.memory
-        while memory.refusing_writes and memory.refused_writes == self._refused:
+        while memory.refusing_writes and memory.refused_writes == self._refused and self.stopped is None:
             await asyncio.sleep(0.05)
         if memory.refused_writes > self._refused and self.stopped is None:
             self.stopped = REFUSED
