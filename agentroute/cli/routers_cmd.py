@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,7 +23,10 @@ from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, missing_extra, report
 from agentroute.cli.train_cmd import check_out_dir
-from agentroute.errors import AgentrouteError
+from agentroute.errors import AgentrouteError, ConfigurationError
+
+if TYPE_CHECKING:
+    from agentroute.routers.base import Router
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,14 +56,23 @@ def list_routers() -> None:
     console.print(table)
 
 
-def options(cls: type) -> str:
-    """``name=default`` for each keyword parameter of ``cls.__init__`` (``name`` alone when it has
-    no default), one a line, as the code declares them."""
+def options(cls: type[Router]) -> str:
+    """``name=default`` for each keyword parameter of ``cls.__init__``, one a line, as the code
+    declares them; ``name (required)`` for one without a default, or whose default the router's
+    own checks refuse (``fixed``'s ``model=''``: it must be given)."""
+    try:
+        cls._build({})
+        refused = ""
+    except ConfigurationError as exc:  # a default that stands for "must be given"
+        refused = str(exc)
+    except Exception:  # a router that cannot be built here (a missing extra): defaults as declared
+        refused = ""
     shown = []
     for p in inspect.signature(cls).parameters.values():
         if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
             continue
-        shown.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+        required = p.default is p.empty or f"'{p.name}'" in refused
+        shown.append(f"{p.name} (required)" if required else f"{p.name}={p.default!r}")
     return "\n".join(shown)
 
 
