@@ -313,6 +313,8 @@ def reconcile(
         console.print(f"{counts['gone']} running task(s) whose process is gone (--dry-run: none closed)")
     else:
         console.print(f"closed {len(closed)} task(s) whose process is gone as interrupted")
+        if back := len(set(running.released) - set(closed)):
+            console.print(f"{back} task(s) of other hosts left running: their lease was taken again (or they ended)")
     still = counts["alive"] + counts["other_host"] + counts["unknown"]
     if still:
         console.print(
