@@ -316,7 +316,7 @@ class GraphRouter(UtilityRouter):
             (np.ones(len(q_idx)) if cell_weights is None else np.asarray(cell_weights)[q_idx, m_idx]).astype(np.float32)
         )
         rng = np.random.default_rng(self.seed)
-        fit_rows, val_rows = validation_split(n, self.validation_fraction, self.seed)
+        fit_rows, val_rows = validation_split(n, self.validation_fraction, self.seed, scores=table.scores)
         size = min(self.queries_per_step, len(fit_rows))
 
         def subgraph(rows: np.ndarray, visible: np.ndarray, predict: np.ndarray) -> tuple[Any, ...]:

@@ -134,7 +134,7 @@ class MatrixFactorizationRouter(UtilityRouter):
         mask = ~np.isnan(scores)
         target = torch.from_numpy(np.where(mask, scores, 0.0).astype(np.float32))
         weight = torch.from_numpy(np.where(mask, table.weights, 0.0).astype(np.float32))  # importance weights
-        tr, va = validation_split(len(table), self.validation_fraction, self.seed)
+        tr, va = validation_split(len(table), self.validation_fraction, self.seed, scores=scores)
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
 

@@ -138,7 +138,7 @@ class MLPRouter(UtilityRouter):
             w = torch.from_numpy(np.asarray(table.weights, dtype=np.float32))
             ms, mc = ms * w, mc * w
         m = len(self.columns_)
-        tr, va = validation_split(len(table), self.validation_fraction, self.seed)
+        tr, va = validation_split(len(table), self.validation_fraction, self.seed, scores=scores)
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
 

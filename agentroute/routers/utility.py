@@ -639,14 +639,27 @@ def _epochs(module: Any, opt: Any, gen: Any, train_loss: Callable[[Any], Any], v
 
 
 def validation_split(
-    n: int, fraction: float, seed: int, *, minimum: int = 2
+    n: int, fraction: float, seed: int, *, minimum: int = 2, scores: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, validation) row indices; the validation part has at least ``minimum`` rows
-    when ``n`` allows, and both parts are non-empty (with ``n == 1`` the row is used for both)."""
+    when ``n`` allows, and both parts are non-empty (with ``n == 1`` the row is used for both).
+
+    With ``scores`` (n × agents, NaN: not logged), an agent whose scored rows all fell in the
+    validation part has them trained on instead (else its head would learn nothing and score it at
+    random); if that empties the validation part, it keeps those rows too."""
     if not 0 < fraction < 1:
         raise ConfigurationError(f"'validation_fraction' must be in (0, 1) (got {fraction!r})")
     order = np.random.default_rng(seed).permutation(n)
     if n < 2:
         return order, order
     n_val = min(n - 1, max(minimum, int(round(fraction * n))))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    fit, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+    if scores is None:
+        return fit, val
+    scored = ~np.isnan(np.asarray(scores, dtype=float))
+    orphans = scored[val].any(axis=0) & ~scored[fit].any(axis=0)
+    if not orphans.any():
+        return fit, val
+    moved = scored[val][:, orphans].any(axis=1)
+    fit = np.sort(np.concatenate([fit, val[moved]]))
+    return fit, (val[~moved] if not moved.all() else val)
