@@ -91,7 +91,9 @@ def test_a_tuned_instance_of_a_peer_class_is_not_taken_for_the_peer() -> None:
     tuned = make_router("per-task", prior_strength=50.0)
     result = evaluate(_dataset(), [tuned], seed=0, n_boot=20, progress=False)
     names = [r.name for r in result.routers]
-    assert names == ["per-task", "per-task #2", "knn", "logreg"], names
-    assert "per-task" not in result.peers and "per-task #2" in result.peers
+    # named as the spec per-task:prior_strength=50.0 would be; the reference keeps the plain name
+    assert names == ["per-task:prior_strength=50.0", "per-task", "knn", "logreg"], names
+    assert "per-task" in result.peers and names[0] not in result.peers
+    assert result.router("per-task").params.get("prior_strength") != 50.0
     plain = evaluate(_dataset(), [make_router("per-task")], seed=0, n_boot=0, progress=False)
     assert [r.name for r in plain.routers] == ["per-task", "knn", "logreg"] and "per-task" in plain.peers

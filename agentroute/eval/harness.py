@@ -375,6 +375,8 @@ def evaluate(
         for spec in _progress(routers, progress):
             try:
                 name, router = make_eval_router(spec, seed=seed)
+                if not _as_peer(spec, peer_names) and isinstance(spec, Router) and name in peer_names:
+                    name = _tuned_name(spec)  # a peer's class tuned otherwise: named as its spec would be
                 name = _unique(name, names)
                 if _as_peer(spec, peer_names):
                     peer_rows.append(name)
@@ -412,6 +414,17 @@ def _as_peer(spec: str | Router, peer_names: Sequence[str | Router]) -> bool:
         return bool(spec.get_params() == type(spec)().get_params())
     except Exception:  # parameters that do not compare (arrays): not the plain peer
         return False
+
+
+def _tuned_name(router: Router) -> str:
+    """``knn:k=5``: the router's name and the parameters it does not hold at their defaults, as the
+    spec ``--routers knn:k=5`` is named (its name alone when they cannot be written so)."""
+    try:
+        defaults = type(router)().get_params()
+    except Exception:  # a required option: no defaults to compare with
+        return router.name
+    changed = [f"{k}={v}" for k, v in router.get_params().items() if defaults.get(k) != v and isinstance(v, int | float | str)]
+    return ":".join([router.name, *changed])
 
 
 def _unique(name: str, taken: set[str]) -> str:
