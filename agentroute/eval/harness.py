@@ -370,7 +370,7 @@ def evaluate(
         )
     _SHOW[0] = None if progress else False
     names: set[str] = set()
-    peer_rows: list[str] = []
+    peer_rows: list[tuple[int, str]] = []  # (place in the peers' list, row name)
     try:
         for spec in _progress(routers, progress):
             try:
@@ -379,7 +379,7 @@ def evaluate(
                     name = _tuned_name(spec)  # a peer's class tuned otherwise: named as its spec would be
                 name = _unique(name, names)
                 if _as_peer(spec, peer_names):
-                    peer_rows.append(name)
+                    peer_rows.append((peer_names.index(spec.strip() if isinstance(spec, str) else spec.name), name))
             except Exception as exc:  # bad parameters: reported like a failed fit
                 name = _unique(spec if isinstance(spec, str) else spec.name, names)
                 res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
@@ -396,7 +396,8 @@ def evaluate(
                 result.routers.append(res)
                 if on_router is not None:
                     on_router(res)
-        result.peers = [p for p in peer_rows if any(r.name == p and r.error is None for r in result.routers)]
+        ran = {r.name for r in result.routers if r.error is None}
+        result.peers = [p for _, p in sorted(peer_rows, key=lambda row: row[0]) if p in ran]  # the peers' order
         add_intervals(result, test, n_boot=n_boot, level=level, seed=seed, interval=interval)
     finally:
         _SHOW[0] = None
