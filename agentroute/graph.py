@@ -862,16 +862,14 @@ class CompiledAgentGraph(_LangGraphCompiled):
         if last:
             carry = run.carry
             if carry.get("opened_by") == "graph" and carry.get("owner") == graph_path(config):
-                status = update.get("status") or state.get("status", "running")
-                task = self.dispatcher.finish(
-                    run,
-                    answer=update.get("answer") or state.get("answer") or run.best_answer,
-                    status=None if status == "running" else status,
-                )
+                given = update.get("status") or state.get("status", "running")
+                status = self.dispatcher.closing_status(run, None if given == "running" else given)
+                answer = update.get("answer") or state.get("answer") or None
+                task = self.dispatcher.finish(run, answer=None if status == "failed" else answer, status=status)
                 run.finished = True
                 update["status"] = task.status
-                if task.answer is not None:
-                    update["answer"] = task.answer
+                if task.answer is not None or status == "failed":  # a failed task's state shows no role's output as its answer
+                    update["answer"] = task.answer or ""
             elif carry.get("opened_by") == "node":
                 self.dispatcher.finish(run)  # a user graph's task: keep its record up to date
         if last or (run._index != index and (checkpointed(config) or not LIVE.pinned(run.task.id))):

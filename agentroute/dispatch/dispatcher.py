@@ -338,10 +338,12 @@ class Dispatcher:
         status: TaskStatus | None = None,
         score: float | None = None,
     ) -> Task:
-        """Close the task: ``budget_exhausted`` keeps the best partial answer; nothing raises."""
+        """Close the task; nothing raises. ``answer`` left out: the best partial answer (the latest
+        successful output), except for a ``failed`` task, whose answer stays empty — an earlier
+        role's output (a planner's sub-questions) is no answer. :meth:`closing_status` is its status."""
         task = run.task
-        task.status = status or ("budget_exhausted" if run.exhausted else "failed" if run.failed else "done")
-        task.answer = answer if answer is not None else run.best_answer
+        task.status = self.closing_status(run, status)
+        task.answer = answer if answer is not None else None if task.status == "failed" else run.best_answer
         task.cost_usd = sum(s.cost_usd for s in run.steps)
         if score is not None:
             task.score = score
@@ -352,6 +354,11 @@ class Dispatcher:
         if run.steps and (observe := self._hook("observe")) is not None:
             self._guarded(run, run.stage or "", "observe", observe, run.steps[-1], task)
         return task
+
+    @staticmethod
+    def closing_status(run: TaskRun, status: TaskStatus | None = None) -> TaskStatus:
+        """The status :meth:`finish` gives the task: ``status``, else what its run came to."""
+        return status or ("budget_exhausted" if run.exhausted else "failed" if run.failed else "done")
 
     # -- one step ---------------------------------------------------------------------------
     async def step(
