@@ -96,3 +96,33 @@ def test_a_sigterms_stop_met_by_a_generic_ctrl_c_handler_exits_143() -> None:
     done = subprocess.run([sys.executable, "-c", code.replace("Terminated()", "KeyboardInterrupt()")], capture_output=True,
                           text=True, env=ENV, timeout=120)
     assert (done.returncode, done.stderr) == (130, "interrupted\n")
+
+
+def test_a_second_sigterm_while_train_says_what_it_kept_still_exits_143(tmp_path: Path, data_dir: Path) -> None:
+    """Was: killed by the second signal (-15) while it printed or exited — sometimes before its line —
+    though the checkpoint was whole (a process group's SIGTERM and a supervisor's, say)."""
+    import yaml
+
+    from agentroute.training.checkpoint import checkpoint_done
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "training" / "bopo.yaml").read_text())
+    recipe["params"]["config"].update(iterations=100000, tasks_per_iteration=8, group_size=2, sft_epochs=2,
+                                      boundary_rollouts=2, sweep=2, hidden=8, emb_proj=8)
+    (tmp_path / "bopo.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "agentroute", "train", "bopo", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
+                             "--config", str(tmp_path / "bopo.yaml"), "--limit", "40", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint.pt").is_file():  # the warm-up is done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
+    said = proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)  # while it exits
+    proc.wait(timeout=120)
+    assert proc.returncode == 143, said
+    assert said.startswith(f"terminated: --out {out}: a checkpoint after "), said
+    assert (checkpoint_done(out / "checkpoint.pt") or "").endswith(" BoPO iterations")

@@ -48,7 +48,7 @@ def train_graph_planner(
     Ctrl-C (exit 130) or SIGTERM (exit 143) keeps the last finished update in ``--out/checkpoint.pt``;
     the same command resumes from it."""
     _ensure_registered()
-    with terminate_as_interrupt():  # a job scheduler's SIGTERM keeps the checkpoint, as a Ctrl-C does
+    with terminate_as_interrupt(exiting=True):  # a job scheduler's SIGTERM keeps the checkpoint, as a Ctrl-C does
         path, seconds = _train(out, memory_url, dataset, config, progress)
     console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
 

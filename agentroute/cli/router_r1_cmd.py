@@ -31,7 +31,7 @@ def train_router_r1(
 
     try:
         check_out_dir(out)  # before torch/TRL load and the traces are built; sft/, policy/ and the trace cache may be there
-        with terminate_as_interrupt():  # a job scheduler's SIGTERM stops the run as a Ctrl-C does
+        with terminate_as_interrupt(exiting=True):  # a job scheduler's SIGTERM stops the run as a Ctrl-C does
             summary = run(config, out, gpu=gpu, policy_dir=policy, sft=sft, sft_only=sft_only, max_steps=max_steps, resume=resume)
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143): one line (also under `python -m`, the GPU script)
         saved = getattr(stop, "saved", [])  # the trainer's TrainingInterrupted says what it wrote

@@ -208,7 +208,7 @@ def train_command(
 
     existed = (out / MANIFEST).is_file()
     try:
-        with terminate_as_interrupt():  # a job scheduler's SIGTERM stops it as a Ctrl-C does
+        with terminate_as_interrupt(exiting=True):  # a job scheduler's SIGTERM stops it as a Ctrl-C does
             _train(router, out, memory_url, dataset, config, limit, sample, seed)
     except KeyboardInterrupt as stop:  # Ctrl-C (130), SIGTERM (143): the save is the last step (and atomic)
         exit_stopped(stop, f"{stop_word(stop)}: --out {out}: {kept_after_stop(out, existed=existed)}")

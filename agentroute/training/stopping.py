@@ -29,9 +29,12 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt(*, exiting: bool = False) -> Iterator[None]:
     """Within the block a SIGTERM raises :class:`Terminated` (main thread, POSIX; elsewhere, or when
-    SIGTERM is ignored, nothing changes). The previous handler is restored at the end."""
+    SIGTERM is ignored, nothing changes). The previous handler is restored at the end — but with
+    ``exiting`` (a command that ends on the stop), after a SIGTERM later ones stay ignored, so one
+    arriving while the command says what it kept and exits does not end it by the signal (-15, the
+    line unsaid) instead of 143."""
     if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -43,7 +46,8 @@ def terminate_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        if not (exiting and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):  # SIG_IGN: a SIGTERM came
+            signal.signal(signal.SIGTERM, before)
 
 
 @contextlib.contextmanager
