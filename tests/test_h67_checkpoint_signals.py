@@ -99,3 +99,23 @@ def test_outside_the_main_thread_nothing_is_installed() -> None:
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_a_ctrl_c_from_outside_waits_for_the_block_though_other_threads_run() -> None:
+    """A process-directed SIGINT may be delivered to any thread (torch's, a progress bar's): it still
+    waits for the block's end (a thread signal mask on the main thread alone would not hold it)."""
+    import subprocess
+    import time
+
+    from agentroute.training.stopping import signals_deferred
+
+    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            subprocess.Popen(["sh", "-c", f"sleep 0.2; kill -INT {os.getpid()}"])
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                pass
+            done.append("block")
+    assert done == ["block"]
