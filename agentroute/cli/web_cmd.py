@@ -40,6 +40,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from agentroute.cli import stopped_exit_code
 from agentroute.cli.errors import error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
 
@@ -416,7 +417,7 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
         how = stopped[0].name
         if tally is None or not tally.total:
             err.print(f"[yellow]stopped by {how}[/]: the browsers are closed; episodes finished so far are in the memory")
-            return 128 + stopped[0]
+            return stopped_exit_code(stopped[0])
         done = len(tally.results)
         if tally.results:
             err.print(summary_table(tally.results, title=f"{tally.title} · stopped after {done}"))
@@ -425,7 +426,7 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
             f"batch {tally.batch}); the browsers are closed. {tally.total - done} left, played by "
             f"{resume_hint()}"
         )
-        return 128 + stopped[0]
+        return stopped_exit_code(stopped[0])
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
