@@ -449,13 +449,20 @@ class ClaimHold:
     """One invocation's claim (on a thread, or an ``AgentGraph``'s task). The claim goes back when the
     invocation has ended *and* no routed call of it is still running (a sync node LangGraph started
     in a thread runs on after an async stream is closed); a routed call that starts after the end
-    refuses to run."""
+    refuses to run.
 
-    __slots__ = ("calls", "ended", "failed", "key", "memory")
+    ``opened``: the tasks its routed nodes opened or continued (a user graph's), each with its
+    dispatcher; ``error``: what ended the invocation, if it raised — those tasks then end
+    ``failed`` (``interrupted`` when stopped from outside) when the claim goes back.
+    """
+
+    __slots__ = ("calls", "ended", "error", "failed", "key", "memory", "opened")
 
     def __init__(self, memory: Any, key: str):
         self.memory, self.key = memory, key
         self.calls, self.ended, self.failed = 0, False, False
+        self.error: BaseException | None = None
+        self.opened: dict[str, tuple[Any, TaskRun]] = {}
 
 
 _HELD: dict[tuple[int, str], ClaimHold] = {}  # (id(memory), claim key) → this process's invocation holding it
@@ -480,18 +487,22 @@ def take_claim(memory: Any, key: str) -> ClaimHold | None:
     return hold if taken else None
 
 
-def end_claim(hold: ClaimHold, *, failed: bool) -> None:
-    """The invocation ended: its claim goes back now, or when its last running routed call returns."""
+def end_claim(hold: ClaimHold, *, failed: bool, error: BaseException | None = None) -> None:
+    """The invocation ended (by ``error`` if it raised): its claim goes back now, or when its last
+    running routed call returns."""
     with _HELD_LOCK:
         hold.ended, hold.failed = True, hold.failed or failed
+        hold.error = hold.error or error
         last = hold.calls == 0
     if last:
         give_back(hold)
 
 
 def give_back(hold: ClaimHold) -> None:
-    """Commit the memory, then give the claim back."""
+    """Close the tasks of an invocation that raised, commit the memory, then give the claim back."""
     try:
+        if hold.error is not None:
+            close_opened(hold.opened, hold.error)
         flush_memory(hold.memory, quiet=hold.failed)  # the next worker reads every paid step
     finally:
         try:
@@ -499,6 +510,16 @@ def give_back(hold: ClaimHold) -> None:
         finally:
             with _HELD_LOCK:
                 _HELD.pop((id(hold.memory), hold.key), None)
+
+
+def close_opened(opened: Mapping[str, tuple[Any, TaskRun]], error: BaseException) -> None:
+    """An invocation raised after its routed nodes had brought their tasks' records up to date
+    (``done``): those tasks end ``failed`` — ``interrupted`` when it was stopped from outside (a
+    cancel, Ctrl-C, a stream left early). A resume that runs a routed node updates them again."""
+    stopped = isinstance(error, asyncio.CancelledError | KeyboardInterrupt | GeneratorExit)
+    for dispatcher, run in opened.values():
+        if run.task.status != "failed":
+            dispatcher.finish(run, status="interrupted" if stopped else "failed")
 
 
 def enter_claim(config: Mapping[str, Any] | None) -> ClaimHold | None:
@@ -602,14 +623,17 @@ class ClaimingGraph(_Compiled):
         memory = self.claims_memory
         if (hold := take_claim(memory, _thread_claim(thread))) is None:
             raise TaskBusyError(f"of thread {thread!r}", memory.url)
-        failed = True
+        failed, error = True, None
         try:
             if (task_id := self._thread_task(self.get_state(config))) is not None:
                 LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
             yield from super().stream(input, self._tagged(config, hold), **kwargs)  # closed: LangGraph waits for its nodes
             failed = False
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            end_claim(hold, failed=failed)
+            end_claim(hold, failed=failed, error=error)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         thread = self._claimed_thread(config)
@@ -621,7 +645,7 @@ class ClaimingGraph(_Compiled):
         memory = self.claims_memory
         if (hold := await take_claim_async(memory, _thread_claim(thread))) is None:
             raise TaskBusyError(f"of thread {thread!r}", memory.url)
-        failed, inner = True, None
+        failed, inner, error = True, None, None
         try:
             try:
                 snapshot = await self.aget_state(config)
@@ -633,12 +657,15 @@ class ClaimingGraph(_Compiled):
             async for chunk in inner:
                 yield chunk
             failed = False
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             try:
                 if (aclose := getattr(inner, "aclose", None)) is not None:
                     await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
             finally:
-                await asyncio.to_thread(end_claim, hold, failed=failed)  # runs on, even if cancelled again
+                await asyncio.to_thread(end_claim, hold, failed=failed, error=error)  # runs on, even if cancelled again
 
 
 @functools.cache
@@ -983,12 +1010,12 @@ def routed_node(
             )
         hold = enter_claim(config)
         try:
-            return await routed(state, config, writer)
+            return await routed(state, config, writer, hold)
         finally:
             if hold is not None and leave_claim(hold):
                 await asyncio.to_thread(give_back, hold)
 
-    async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
+    async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter, hold: ClaimHold | None) -> dict[str, Any]:
         text = read(state)
         run = acquire(state, config, text)
         try:
@@ -1008,6 +1035,8 @@ def routed_node(
                     remember_call(run, position[0], step)
             if run.carry.get("opened_by") == "node":
                 dispatcher.finish(run)  # the record is kept up to date after every routed node
+                if hold is not None:  # and closed by the claimed invocation's end if it raises (close_opened)
+                    hold.opened[run.task.id] = (dispatcher, run)
             return {
                 **update(state, step, run), CHANNEL: run.checkpoint(), LIVE_KEY: run.task.id,
                 "agentroute_task_id": run.task.id, "agentroute_cost_usd": run.ledger.spent_usd,
