@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from agentroute.errors import ConfigurationError, StateFileError
 from agentroute.eval.datasets import load_dataset
 from agentroute.routers import make_router
-from agentroute.routers.base import Router, register
+from agentroute.routers.base import _REGISTRY, Router, register
 from agentroute.types import Decision, RouteContext
 
 
@@ -83,9 +84,14 @@ class _Forgetful(Router):
         raise NotImplementedError
 
 
-register(_Forgetful)
+@pytest.fixture
+def forgetful() -> Iterator[None]:
+    register(_Forgetful)
+    yield
+    _REGISTRY.pop(_Forgetful.name, None)  # the other tests' registry is as it was
 
 
+@pytest.mark.usefixtures("forgetful")
 @pytest.mark.parametrize(("value", "word"), [(math.nan, "NaN"), (math.inf, "infinite")])
 def test_a_router_that_forgets_super_still_refuses_nan_and_inf(value: float, word: str) -> None:
     with pytest.raises(ConfigurationError, match=f"'temperature' is {word}"):
@@ -94,3 +100,15 @@ def test_a_router_that_forgets_super_still_refuses_nan_and_inf(value: float, wor
     with pytest.raises(ConfigurationError):
         router.set_params(temperature=value)
     assert router.temperature == 2.0
+
+
+def test_a_numpy_integer_option_is_saved_not_dropped_for_the_default(tmp_path: Path) -> None:
+    """make_router takes np.int64 (from a grid) as an integer; save wrote no value for it, so the
+    router came back with its default."""
+    import numpy as np
+
+    make_router("random", seed=np.int64(3)).save(tmp_path / "random")
+    assert Router.load(tmp_path / "random").seed == 3
+    train = load_dataset("routerbench").train.rows(list(range(200)))
+    make_router("per-task", cost_weight=np.float32(0.5)).fit(train).save(tmp_path / "per-task")
+    assert Router.load(tmp_path / "per-task").cost_weight == 0.5

@@ -410,13 +410,18 @@ def _signals_held() -> Iterator[None]:
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters JSON can hold: numpy numbers as Python's (``k=np.int64(7)`` from a grid is
+    saved as 7, not dropped for the default); callables and objects are left out (the defaults are
+    used at load)."""
     out = {}
     for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
         try:
             json.dumps(value)
             out[key] = value
-        except TypeError:
-            continue  # callables and objects are not persisted; the defaults are used at load
+        except (TypeError, ValueError):
+            continue
     return out
 
 

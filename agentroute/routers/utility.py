@@ -278,9 +278,7 @@ class UtilityRouter(Router):
     def _check_params(self) -> None:
         """Validate hyperparameters (called by ``fit`` and :func:`make_router`); extend with ``super()``."""
         super()._check_params()
-        lam = self.cost_weight
-        if not isinstance(lam, int | float) or not np.isfinite(lam) or lam < 0:
-            raise ConfigurationError(f"{self.name}: 'cost_weight' must be a finite number ≥ 0 (got {lam!r})")
+        check_range(self, "cost_weight", low=0)  # numpy floats too (np.float32 from a grid)
         if hasattr(self, "query_chars"):
             check_range(self, "query_chars", low=0, integer=True, optional=True)  # 0: the whole text
 
