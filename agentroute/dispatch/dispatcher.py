@@ -786,14 +786,16 @@ class Dispatcher:
                 status="failed", error=str(error),
             )
         if len(completions) == 1:
-            first = completions[0]
-            text, confidence = first.text, first.raw.get("confidence")
+            chosen = completions[0]
+            text, confidence = chosen.text, chosen.raw.get("confidence")
         else:
-            text, confidence = plan.strategy.aggregate([c.text for c in completions])
+            texts = [c.text for c in completions]
+            text, confidence = plan.strategy.aggregate(texts)
+            chosen = completions[texts.index(text)]  # the vote returns its winning group's first sample
         return Step(
             task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
             latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
-            output=text, score=completions[0].score, confidence=confidence,
+            output=text, score=chosen.score, confidence=confidence,
         )
 
     async def _attempt(
