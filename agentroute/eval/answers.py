@@ -11,22 +11,53 @@ With several gold answers the best one counts.
 - ``contains``: 1.0 when a normalised gold answer occurs in the normalised prediction as whole
   tokens (lenient: a long answer that states the right one counts).
 
+Tokens are the words between spaces, except that a Chinese character or a Japanese kana — scripts
+written without spaces — is a token of its own, as MLQA's evaluation segments Chinese (Lewis et
+al., arXiv 1910.07475, ``mixed_segmentation``): ``"法国巴黎"`` against ``"巴黎"`` scores F1 0.667,
+not 0. Text without such a character is split on spaces alone, so English scores as SQuAD's do
+(:func:`answer_tokens`, the one home of this rule).
+
 Every metric is a plain function ``metric(prediction, gold) -> float`` (``gold``: one answer or
 a list), looked up by name with :func:`get_metric`.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from agentroute.errors import UnknownNameError
 from agentroute.strategies import normalize_answer
 
-__all__ = ["METRICS", "contains", "exact_match", "f1_score", "get_metric", "normalize_answer", "score_answer"]
+__all__ = [
+    "METRICS", "answer_tokens", "contains", "exact_match", "f1_score", "get_metric", "normalize_answer", "score_answer",
+]  # fmt: skip
 
 Gold = str | Iterable[str]
 Metric = Callable[[str | None, Gold], float]
+
+#: Characters of the unspaced scripts each taken as one token: CJK ideographs (with extensions and
+#: compatibility forms), hiragana, katakana (half-width too). Hangul is written with spaces.
+_UNSPACED = re.compile(
+    "([\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f])"
+)
+
+
+def answer_tokens(text: str | None) -> list[str]:
+    """The tokens of the normalised ``text`` (:func:`normalize_answer`): its words, and in text with
+    Chinese or Japanese characters each such character apart.
+
+    >>> answer_tokens("The Eiffel Tower!")
+    ['eiffel', 'tower']
+    >>> answer_tokens("法国巴黎 (Paris)")
+    ['法', '国', '巴', '黎', 'paris']
+    """
+    normal = normalize_answer(text)
+    if normal.isascii() or not _UNSPACED.search(normal):
+        return normal.split()
+    return _UNSPACED.sub(r" \1 ", normal).split()
+
 
 def _golds(gold: Gold) -> list[str]:
     return [gold] if isinstance(gold, str) else [str(g) for g in gold]
@@ -45,7 +76,7 @@ def exact_match(prediction: str | None, gold: Gold) -> float:
 
 
 def _f1(prediction: str, gold: str) -> float:
-    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    pred, ref = answer_tokens(prediction), answer_tokens(gold)
     if not pred or not ref:
         return float(pred == ref)
     common = sum((Counter(pred) & Counter(ref)).values())
@@ -62,6 +93,8 @@ def f1_score(prediction: str | None, gold: Gold) -> float:
     0.667
     >>> f1_score("", "Paris")
     0.0
+    >>> round(f1_score("法国巴黎", "巴黎"), 3)  # by character in Chinese and Japanese text
+    0.667
     """
     return max((_f1(prediction or "", g) for g in _golds(gold)), default=0.0)
 
@@ -73,9 +106,11 @@ def contains(prediction: str | None, gold: Gold) -> float:
     1.0
     >>> contains("Shakespeare's sonnets", "Shakespeare")
     0.0
+    >>> contains("首都是巴黎。", "巴黎")
+    1.0
     """
-    pred = f" {normalize_answer(prediction)} "
-    return float(any(ref and f" {ref} " in pred for ref in map(normalize_answer, _golds(gold))))
+    pred = f" {' '.join(answer_tokens(prediction))} "
+    return float(any(ref and f" {ref} " in pred for ref in (" ".join(answer_tokens(g)) for g in _golds(gold))))
 
 
 METRICS: dict[str, Metric] = {"em": exact_match, "f1": f1_score, "contains": contains}
