@@ -107,7 +107,7 @@ def test_a_ctrl_c_from_outside_waits_for_the_block_though_other_threads_run() ->
     import subprocess
     import time
 
-    from agentroute.training.stopping import signals_deferred
+    from agentroute._signals import signals_deferred
 
     threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
     done = []

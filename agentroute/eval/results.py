@@ -99,7 +99,7 @@ class EvalResult(BaseModel):
         between the moves (SIGKILL, a power cut) can leave new files beside an older
         ``results.json``, with its ``.results.json.partial`` left beside it: ``results.json`` is
         the record of the run."""
-        from agentroute.routers.base import _signals_held
+        from agentroute._signals import signals_deferred
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ class EvalResult(BaseModel):
                 curves_figure(self).savefig(staged["png"], dpi=dpi, format="png")
             self._write_csv(staged["csv"])
             staged["json"].write_text(self.to_json())
-            with _signals_held():
+            with signals_deferred():
                 for kind, path in paths.items():  # results.json last
                     if staged[kind].exists():
                         staged[kind].replace(path)

@@ -27,17 +27,14 @@ starts in its class's ``default_mode`` ("serve" unless the class explores by def
 from __future__ import annotations
 
 import abc
-import contextlib
 import difflib
 import functools
 import hashlib
 import inspect
 import json
-import signal
-import threading
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -45,6 +42,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from agentroute._signals import signals_deferred
 from agentroute.errors import ConfigurationError, NotFittedError, StateFileError, UnknownNameError
 from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.types import Agent, Decision, RouteContext, Step, Task, Trajectory
@@ -291,7 +289,7 @@ class Router(abc.ABC):
                     np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays may also fill savez's allow_pickle: bool
                 manifest["arrays_sha256"] = _sha256(staged_arrays)
             staged_manifest.write_text(json.dumps(manifest, indent=1))
-            with _signals_held():  # the two moves: a Ctrl-C waits for both
+            with signals_deferred():  # the two moves: a Ctrl-C waits for both
                 if arrays:
                     staged_arrays.replace(path / ARRAYS)
                 staged_manifest.replace(path / MANIFEST)
@@ -393,20 +391,6 @@ def _sha256(file: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (main thread, POSIX; elsewhere a no-op)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

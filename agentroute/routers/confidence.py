@@ -32,9 +32,10 @@ from typing import Any, Self
 
 import numpy as np
 
+from agentroute._signals import signals_deferred
 from agentroute.errors import ConfigurationError, NotFittedError, StateFileError
 from agentroute.outcomes import as_outcome_table, find_column
-from agentroute.routers.base import _sha256, _signals_held
+from agentroute.routers.base import _sha256
 from agentroute.routers.utility import LogisticHead, embed_texts
 from agentroute.types import Step
 
@@ -154,7 +155,7 @@ class ResponseConfidence:
                 np.savez(f, **self.head_.to_arrays("head."))  # type: ignore[arg-type]
             manifest["arrays_sha256"] = _sha256(staged_arrays)
             staged_manifest.write_text(json.dumps(manifest, indent=1))
-            with _signals_held():
+            with signals_deferred():
                 staged_arrays.replace(path / ARRAYS)
                 staged_manifest.replace(path / MANIFEST)
         finally:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentroute._signals import signals_deferred
 from agentroute.errors import ConfigurationError, StateFileError
-from agentroute.training.stopping import signals_deferred
 
 #: In ``--out`` while a training run is unfinished (Ctrl-C, SIGTERM, ``kill -9``): what the same command resumes from.
 CHECKPOINT = "checkpoint.pt"
