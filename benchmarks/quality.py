@@ -35,7 +35,6 @@ from agentroute.embed import default_embedder, set_default_pieces
 from agentroute.eval import load_dataset
 from agentroute.eval import metrics as M
 from agentroute.eval.harness import evaluate
-from agentroute.eval.plots import plot_curves
 from agentroute.eval.results import EvalResult, RouterResult
 from agentroute.routers import router_names
 
@@ -219,12 +218,11 @@ def load_result(folder: Path) -> EvalResult:
 
 def _report(result: EvalResult, out: Path, start: float) -> None:
     """Write the results and plot, print the tables."""
-    result.write(out)
+    result.write(out, plot=True)  # results.json, results.csv and curves.png as one run's
     np.savez_compressed(out / "outcomes.npz", **{
         f"{r.name}::{part}": arr for r in result.routers if r.name in result._outcomes
         for part, arr in zip(("scores", "costs"), result.outcomes(r.name), strict=True)
     })  # fmt: skip
-    plot_curves(result, out / "curves.png")
     rich, md = table(result)
     console.rule(result.dataset)
     console.print(header(result))
