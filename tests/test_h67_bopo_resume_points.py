@@ -14,28 +14,10 @@ torch = pytest.importorskip("torch")
 
 from agentroute.training import BoPOConfig, BoPOTrainer  # noqa: E402
 from agentroute.training.checkpoint import checkpoint_done  # noqa: E402
-from agentroute.training.rewards import boundary_reward  # noqa: E402
+from tests.test_h57_bopo_resume import StopAt, embed  # noqa: E402  (one fixed embedding, one stop rule)
 
 CONFIG = BoPOConfig(steps=2, tiers=("mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"), variants=2, boundary_rollouts=2,
                     sweep=2, sft_epochs=3, iterations=5, tasks_per_iteration=6, group_size=2, emb_proj=8, hidden=8)
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """A fixed embedding of each text (its bytes' histogram): fast, and the same in every run."""
-    return np.stack([np.bincount(np.frombuffer(t.encode(), np.uint8) % 16, minlength=16) for t in texts]).astype(np.float32)
-
-
-class StopAt:
-    """BoPO's reward, with a Ctrl-C at its ``n``-th call, as a user's Ctrl-C lands."""
-
-    def __init__(self, n: int | None):
-        self.n, self.calls = n, 0
-
-    def __call__(self, **kwargs):  # noqa: ANN003, ANN204
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return boundary_reward(**kwargs)
 
 
 class StopInWarmUp(BoPOTrainer):
