@@ -67,9 +67,12 @@ def memory_unreachable(exc: BaseException) -> str | None:
     reason = connect_failure(cause)
     if reason is None:
         return None
-    text, detail = str(exc), str(cause)
-    head = text[: text.index(detail)] if detail and detail in text else text.splitlines()[0] + ": "
-    return head + reason
+    text, detail, orig = str(exc), str(cause), str(getattr(cause, "orig", None) or "")
+    if detail and detail in text:  # "cannot open the memory at URL: <SQLAlchemy's message>"
+        return text[: text.index(detail)] + reason
+    if orig and orig in text:  # a message that quotes the driver's (a batch's write): said once, in one line
+        return " ".join(text.replace(orig, reason).split())
+    return text.splitlines()[0] + ": " + reason
 
 
 def missing_extra(exc: BaseException) -> str | None:
