@@ -680,7 +680,9 @@ def claiming(app: G, memory: MemoryStore | None) -> G:
     on a thread (``invoke``, ``stream``, ``batch`` and their async forms, a resume) first claims the
     thread; a second worker's invocation of the same thread meanwhile raises
     :class:`~agentroute.memory.TaskBusyError` before anything runs, so a step is paid once. Paid
-    steps are committed to the memory before the claim is given back. With another memory or
+    steps are committed to the memory before the claim is given back. An invocation that raises
+    (a node's error, ``GraphRecursionError``) after its routed nodes ends their tasks ``failed``
+    (``interrupted`` when cancelled or its stream is left early; :func:`close_opened`). With another memory or
     saver (SQLite, ``InMemorySaver``), it is the graph as it was: nothing is claimed.
 
     ``routed_node`` s under a durable checkpointer and a memory that claims tasks refuse to run
