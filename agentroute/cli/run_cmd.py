@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -215,6 +216,10 @@ def _checkpointer_url(spec: str, store: Any) -> str:
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
     if backend == "sqlite" and url.database not in (None, "", ":memory:"):
         _require_saver("aiosqlite", "langgraph.checkpoint.sqlite")
+        try:  # opened here first: aiosqlite's thread outlives a failed open and prints its own traceback
+            sqlite3.connect(url.database).close()
+        except sqlite3.Error as exc:
+            raise _unreachable(f"sqlite:///{url.database}", exc) from None
         return f"sqlite:///{url.database}"
     raise _BadBatch(expected)
 
@@ -251,7 +256,11 @@ async def _saver(url: str) -> AsyncIterator[Any]:
         )  # fmt: skip
         async with connections:
             saver = AsyncPostgresSaver(connections)  # type: ignore[arg-type]
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
+            try:
+                lock_connection = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            except psycopg.OperationalError as exc:  # refused, unreachable, a wrong password: one line, no traceback
+                raise _unreachable(url, exc) from None
+            async with lock_connection as lock:
                 while not (await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (_SAVER_LOCK,))).fetchone())[0]:  # type: ignore[index]
                     await asyncio.sleep(0.05)
                 try:
@@ -262,9 +271,23 @@ async def _saver(url: str) -> AsyncIterator[Any]:
         return
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    async with AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///")) as sqlite_saver:
-        await sqlite_saver.setup()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sqlite_saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///")))
+            await sqlite_saver.setup()
+        except sqlite3.Error as exc:  # a missing folder, a file that is no database
+            raise _unreachable(url, exc) from None
         yield sqlite_saver
+
+
+def _unreachable(url: str, exc: BaseException) -> _BadBatch:
+    """``--checkpointer URL: cannot connect: REASON`` (password hidden, the driver's lines in one)."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.engine import connect_failure
+
+    shown = sa.make_url(url).render_as_string(hide_password=True)
+    return _BadBatch(f"--checkpointer {shown}: cannot connect: {connect_failure(sa.exc.OperationalError(None, None, exc))}")
 
 
 _SAVER_LOCK = 0x61677370  # "agsp"
