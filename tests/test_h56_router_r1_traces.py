@@ -23,8 +23,10 @@ def test_a_card_that_replies_otherwise_under_the_same_id_changes_the_key(changed
     assert _key(**changed) != _key()
 
 
-def test_a_price_change_keeps_the_traces():
-    assert _key(input_price=0.5) == _key()
+def test_a_price_change_rebuilds_the_traces():
+    """Prices decide which routed calls fit the budget and what a cost-aware router picks, so traces
+    made at one price are not reused at another (was: kept, before the budget joined the key)."""
+    assert _key(input_price=0.5) != _key()
 
 
 RECIPE = """
