@@ -190,7 +190,7 @@ async def test_server_protocol(openai_server_url: str) -> None:
         assert reply.usage is not None
         assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
         extra = reply.model_extra["agentroute"]
-        card_cost = SERVER_CARD.usd(3 * reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        card_cost = SERVER_CARD.usd(reply.usage.prompt_tokens, reply.usage.completion_tokens)  # the usage counts each choice's prompt
         assert extra["cost_usd"] == pytest.approx(card_cost)
         with pytest.raises(openai.NotFoundError, match="unknown model 'nope'"):
             await client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
