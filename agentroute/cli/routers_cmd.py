@@ -43,17 +43,21 @@ def list_routers() -> None:
 
     table = Table(title="routers")
     for col in ("name", "learned", "knob", "options (defaults)", "class"):
-        table.add_column(col, overflow="fold") if col.startswith("options") else table.add_column(col)
+        table.add_column(col, overflow="fold")
+    unavailable: dict[str, list[str]] = {}  # why → the routers it keeps out, told below the table
     for name in router_names():
         try:
             cls = get_router_class(name)
         except Exception as exc:  # an optional dependency missing: still list it
             why = missing_extra(exc) or f"{type(exc).__name__}: {exc}"
-            table.add_row(name, "?", "?", "?", f"[yellow]unavailable: {escape(why)}[/]")
+            unavailable.setdefault(why, []).append(name)
+            table.add_row(name, "?", "?", "?", "[yellow]unavailable (below)[/]")
             continue
         target = base._LAZY.get(name) or f"{cls.__module__}:{cls.__name__}"
         table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", escape(options(cls)) or "-", target)
     console.print(table)
+    for why, names in unavailable.items():  # whole lines: an install command is never cut by a column
+        console.print(f"[yellow]unavailable[/] {', '.join(names)}: {escape(why)}")
 
 
 def options(cls: type[Router]) -> str:
