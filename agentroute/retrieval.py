@@ -3,8 +3,8 @@
 The idf is Lucene's ``ln(1 + (N − n + 0.5) / (n + 0.5))``: always positive, so a term found in half
 of a small corpus (or in its only paragraph) still counts — the classic ``ln((N − n + 0.5) / (n +
 0.5))`` is zero or negative there and ranks a two-paragraph corpus in file order. Text is split into
-words; Chinese and Japanese runs (written without spaces) into single characters and character
-pairs, so a query in those scripts matches the paragraphs that share its words. A paragraph longer
+words; Chinese, Japanese and Korean runs (:data:`agentroute.cjk.DENSE`) into single characters and
+character pairs, so a query in those scripts matches the paragraphs that share its words. A paragraph longer
 than ``chunk_chars`` is indexed as consecutive pieces of at most that length (cut at a space or a
 sentence end, each keeping the title), so a retrieved passage always fits a model's prompt.
 """
@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentroute.cjk import DENSE, DENSE_RUN
 from agentroute.errors import ConfigurationError
 
 _TOKEN = re.compile(r"\w+")
-# Han ideographs (with extensions and compatibility forms), hiragana, katakana: scripts without spaces.
-_UNSPACED = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]+)")
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|[。！？]")
 _CUT = re.compile(r"[\s；，、;,]")
 K1, B = 1.5, 0.75
@@ -33,7 +32,7 @@ CHUNK_CHARS = 1200
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words; a run of Chinese/Japanese characters gives its characters and their pairs.
+    """Lower-cased words; a run of Chinese/Japanese/Korean characters gives its characters and their pairs.
 
     >>> tokenize("Paris, France")
     ['paris', 'france']
@@ -42,10 +41,10 @@ def tokenize(text: str) -> list[str]:
     """
     out: list[str] = []
     for word in _TOKEN.findall(text.lower()):
-        if not _UNSPACED.search(word):
+        if not DENSE.search(word):
             out.append(word)
             continue
-        for i, part in enumerate(_UNSPACED.split(word)):
+        for i, part in enumerate(DENSE_RUN.split(word)):
             if i % 2 == 0:  # the pieces between unspaced runs
                 out.extend([part] if part else [])
             else:

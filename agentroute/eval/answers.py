@@ -14,8 +14,9 @@ With several gold answers the best one counts.
 Tokens are the words between spaces, except that a Chinese character or a Japanese kana — scripts
 written without spaces — is a token of its own, as MLQA's evaluation segments Chinese (Lewis et
 al., arXiv 1910.07475, ``mixed_segmentation``): ``"法国巴黎"`` against ``"巴黎"`` scores F1 0.667,
-not 0. Text without such a character is split on spaces alone, so English scores as SQuAD's do
-(:func:`answer_tokens`, the one home of this rule).
+not 0 (the characters: :data:`agentroute.cjk.UNSPACED`). Text without such a character is split on
+spaces alone, so English scores as SQuAD's do, and so does Korean, which is written with spaces
+(``"서울 특별시"`` against ``"서울"``: F1 0.667) (:func:`answer_tokens`, the one home of this rule).
 
 Every metric is a plain function ``metric(prediction, gold) -> float`` (``gold``: one answer or
 a list), looked up by name with :func:`get_metric`.
@@ -23,10 +24,10 @@ a list), looked up by name with :func:`get_metric`.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from agentroute.cjk import UNSPACED
 from agentroute.errors import UnknownNameError
 from agentroute.strategies import normalize_answer
 
@@ -36,13 +37,6 @@ __all__ = [
 
 Gold = str | Iterable[str]
 Metric = Callable[[str | None, Gold], float]
-
-#: Characters of the unspaced scripts each taken as one token: CJK ideographs (with extensions and
-#: compatibility forms), hiragana, katakana (half-width too). Hangul is written with spaces.
-_UNSPACED = re.compile(
-    "([\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f])"
-)
-
 
 def answer_tokens(text: str | None) -> list[str]:
     """The tokens of the normalised ``text`` (:func:`normalize_answer`): its words, and in text with
@@ -54,9 +48,9 @@ def answer_tokens(text: str | None) -> list[str]:
     ['法', '国', '巴', '黎', 'paris']
     """
     normal = normalize_answer(text)
-    if normal.isascii() or not _UNSPACED.search(normal):
+    if normal.isascii() or not UNSPACED.search(normal):
         return normal.split()
-    return _UNSPACED.sub(r" \1 ", normal).split()
+    return UNSPACED.sub(r" \g<0> ", normal).split()
 
 
 def _golds(gold: Gold) -> list[str]:

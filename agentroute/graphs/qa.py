@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agentroute.cjk import DENSE
 from agentroute.dispatch.skills import has_key
 from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph, GraphState, NodeContext
@@ -40,7 +41,6 @@ SUMMARIZER = (
 
 _LIST_MARK = re.compile(r"^\s*(?:[-*•・]|\d+[.)、．）]|[(（]\d+[)）]|Q\d*[:.)：])\s*")
 _QUESTION_MARKS = ("?", "？")
-_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")  # CJK: a word in a character or two
 
 
 def parse_subquestions(text: str, question: str, limit: int) -> list[str]:
@@ -56,7 +56,7 @@ def parse_subquestions(text: str, question: str, limit: int) -> list[str]:
     subs = []
     for line in text.splitlines():
         line = _LIST_MARK.sub("", line).strip()
-        shortest = 5 if _UNSPACED.search(line) else 8  # "法国首都？" is a question; "Why?" is not
+        shortest = 5 if DENSE.search(line) else 8  # "法国首都？" is a question; "Why?" is not
         if line.endswith(_QUESTION_MARKS) and shortest <= len(line) <= 300 and line not in subs:
             subs.append(line)
     return subs[:limit] or [question]
