@@ -1,82 +1,90 @@
 """A server loading a Router-R1 policy while training saves it (``save_atomically``) gets one whole
 policy — the previous save or the new one — never a mix of both, and never an error about a
-folder the swap moved or deleted under it."""
+folder the swap moved or deleted under it.
+
+The swap is made to land at the worst instant of a real load (between its tokenizer read and its
+weights read, or between the swap's two renames) every time, rather than by racing a saving
+process for half a minute: the same two interleavings, met on each run in about a second."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
 
-SAVE_IN_A_LOOP = """
-import sys, time
-from pathlib import Path
-import transformers
-from agentroute.training.lm_policy import save_atomically
+from agentroute.training.lm_policy import HFPolicy, save_atomically  # noqa: E402
 
-tok = transformers.AutoTokenizer.from_pretrained(sys.argv[1])
-target, seconds = Path(sys.argv[2]), float(sys.argv[3])
 
-def tiny(hidden):
-    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2)
-    return transformers.LlamaForCausalLM(config)
-
-models = {16: tiny(16), 32: tiny(32)}
-end, saves = time.monotonic() + seconds, 0
-while time.monotonic() < end:
-    hidden = 16 if saves % 2 else 32
-    tok.model_max_length = hidden  # each save's tokenizer says which model it was saved with
-    save_atomically(target, models[hidden].save_pretrained, tok.save_pretrained)
-    saves += 1
-    print(saves, flush=True)
-    time.sleep(2)  # a save every few seconds: far more often than training saves; many loads still meet one
-"""
+def _writers(hidden: int) -> tuple[Callable[[Path], object], ...]:
+    """A tiny policy whose tokenizer says which model it was saved with (``model_max_length``)."""
+    vocab = {"[UNK]": 0, "[PAD]": 1, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6, "f": 7}
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]")),
+        unk_token="[UNK]", pad_token="[PAD]", model_max_length=hidden)
+    config = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=hidden,
+                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    return transformers.LlamaForCausalLM(config).save_pretrained, tok.save_pretrained
 
 
 @pytest.fixture(scope="module")
-def tokenizer_dir() -> Path:
-    """The default policy's converted cache (a tokenizer on disk), made once if it is not there."""
-    from agentroute.pool.backends.local import ModelSource
-    from agentroute.training.lm_policy import DEFAULT_POLICY, HFPolicy
-
-    folder = ModelSource.resolve(DEFAULT_POLICY).cache_dir()
-    if not (folder / "tokenizer.json").is_file():
-        HFPolicy.load()
-    return folder
+def saves() -> dict[int, tuple[Callable[[Path], object], ...]]:
+    return {hidden: _writers(hidden) for hidden in (16, 32)}
 
 
-def test_loads_while_training_saves_each_get_one_whole_policy(tmp_path: Path, tokenizer_dir: Path) -> None:
-    """Was: a load met the swap — "not a loadable policy checkpoint" (the folder renamed or deleted
-    mid-read), or the tokenizer of one save with the weights of the next."""
-    from agentroute.training.lm_policy import HFPolicy
+def _assert_whole(policy: HFPolicy, hidden: int) -> None:
+    got = policy.model.config.hidden_size, policy.tokenizer.model_max_length
+    assert got == (hidden, hidden), f"a mixed policy: weights of a {got[0]}-wide save, the tokenizer of a {got[1]}-wide one"
 
+
+def _once(original: Any, before: Callable[[], object], after: Callable[[], object] = lambda: None) -> Any:
+    """``original`` (a ``from_pretrained``) with ``before()``/``after()`` around its first call only."""
+    calls: list[int] = []
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            return original(*args, **kwargs)
+        before()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            after()
+
+    return wrapped
+
+
+def test_a_save_swapped_in_between_the_tokenizer_and_the_weights_is_read_again(
+        tmp_path: Path, saves: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: the tokenizer of one save with the weights of the next (a 32-wide tokenizer, 16-wide weights)."""
     target = tmp_path / "policy"
-    writer = subprocess.Popen([sys.executable, "-c", SAVE_IN_A_LOOP, str(tokenizer_dir), str(target), "40"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "1", writer.stderr
-        loads, problems = 0, []
-        end = time.monotonic() + 30
-        while time.monotonic() < end and writer.poll() is None:
-            try:
-                policy = HFPolicy.load(target)
-            except Exception as exc:  # noqa: BLE001  (what a server would have failed with)
-                problems.append(f"{type(exc).__name__}: {exc}")
-                continue
-            loads += 1
-            hidden, max_length = policy.model.config.hidden_size, policy.tokenizer.model_max_length
-            if hidden != max_length:
-                problems.append(f"a mixed policy: weights of a {hidden}-wide save, the tokenizer of a {max_length}-wide one")
-        assert loads >= 5, problems
-        assert problems == [], f"{len(problems)} bad loads of {loads + len(problems)}: {problems[:3]}"
-    finally:
-        writer.kill()
-        writer.wait()
+    save_atomically(target, *saves[32])
+    load_weights = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        _once(load_weights, lambda: save_atomically(target, *saves[16])))
+    _assert_whole(HFPolicy.load(target), 16)
+
+
+def test_a_load_between_the_swaps_two_renames_reads_the_save_swapped_in(
+        tmp_path: Path, saves: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: "not a loadable policy checkpoint" — the folder was renamed away mid-read."""
+    target = tmp_path / "policy"
+    save_atomically(target, *saves[32])
+    partial, old = target.with_name("policy.partial"), target.with_name("policy.old")
+    for write in saves[16]:
+        write(partial)  # the next save, written; its swap (save_atomically's two renames) lands mid-read
+
+    def finish_swap() -> None:
+        os.replace(partial, target)
+        shutil.rmtree(old)
+
+    load_weights = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        _once(load_weights, lambda: os.replace(target, old), finish_swap))
+    _assert_whole(HFPolicy.load(target), 16)
