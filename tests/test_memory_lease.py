@@ -69,7 +69,8 @@ def _wait_for(check, timeout_s: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def test_reconcile_closes_the_tasks_of_a_killed_process_on_another_host(tmp_path, postgres_url):
+def test_reconcile_closes_the_tasks_of_a_killed_process_on_another_host(tmp_path, postgres_url, monkeypatch):
+    monkeypatch.setenv("AGENTROUTE_LEASE_CHECK_S", "0.3")  # every process here: a reconcile's grace is 0.9 s
     from agentroute.memory import SQLMemory
     from agentroute.memory.pgserver import create_database
 
@@ -118,11 +119,11 @@ def _lease_sessions(engine: sa.Engine) -> list[int]:
         )).scalars())  # fmt: skip
 
 
-def test_a_lease_lost_with_its_connection_is_taken_again(tmp_path, postgres_url):
+def test_a_lease_lost_with_its_connection_is_taken_again(tmp_path, postgres_url, monkeypatch):
     """The server ends the session holding the lease (a restart, an admin): the process reopens it
-    within a few seconds, so its task is alive again, not closed by the next reconcile."""
+    within a check or so, so its task is alive again, not closed by the next reconcile."""
+    monkeypatch.setenv("AGENTROUTE_LEASE_CHECK_S", "0.3")
     from agentroute.memory import SQLMemory
-    from agentroute.memory.claims import LEASE_CHECK_S
     from agentroute.memory.pgserver import create_database
 
     url = create_database(postgres_url, "agentroute_memory_lease_lost")
@@ -137,7 +138,7 @@ def test_a_lease_lost_with_its_connection_is_taken_again(tmp_path, postgres_url)
             assert len(before) == 1  # the one session of the other process that holds a lease
             with memory.engine.begin() as conn:
                 assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before[0]}).scalar_one()
-            _wait_for(lambda: (s := _lease_sessions(memory.engine)) != [] and s != before, 3 * LEASE_CHECK_S + 10)
+            _wait_for(lambda: (s := _lease_sessions(memory.engine)) != [] and s != before, 10)
             assert live.poll() is None and memory.running_tasks().alive == ["task-c"]
             assert memory.reconcile_running() == []
         finally:
@@ -148,11 +149,14 @@ def test_a_lease_lost_with_its_connection_is_taken_again(tmp_path, postgres_url)
         live.wait(30)
 
 
-def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_path, postgres_url):
+def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_path, postgres_url, monkeypatch):
     """The server drops the live process's lease session and a reconcile runs at once, before the
     process notices: the task is not closed (before: closed ``interrupted`` while it still ran, its
     later steps written to an interrupted task). The reconcile looks again after the grace period,
-    by when the process holds its lease again; a process that is really gone is still closed."""
+    by when the process holds its lease again; a process that is really gone is still closed. The
+    live process is stopped (SIGSTOP) until the reconcile has had its first look, so that look
+    always finds both leases released."""
+    monkeypatch.setenv("AGENTROUTE_LEASE_CHECK_S", "1")  # grace: 3 s
     from agentroute.memory import SQLMemory
     from agentroute.memory.pgserver import create_database
 
@@ -161,9 +165,11 @@ def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_p
     script.write_text(OTHER_HOST)
     live = _start(script, url, "host-d", "task-d")
     dead = _start(script, url, "host-e", "task-e")
+    reconcile = None
     try:
         memory = SQLMemory(url)
         try:
+            live.send_signal(signal.SIGSTOP)
             with memory.engine.begin() as conn:
                 sessions = conn.execute(sa.text(
                     "SELECT pid FROM pg_stat_activity WHERE application_name = '' AND pid <> pg_backend_pid() "
@@ -178,21 +184,27 @@ def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_p
         finally:
             memory.close()
         started = time.monotonic()
-        done = _cli("reconcile", "--memory", url)
-        assert done.returncode == 0, done.stderr
-        assert "closed 1 task(s)" in done.stdout, done.stdout + done.stderr
-        from agentroute.memory.claims import LEASE_GRACE_S
-
-        assert time.monotonic() - started >= LEASE_GRACE_S
-        assert "looking again in" in done.stderr
-        assert "1 task(s) of other hosts left running: their lease was taken again" in done.stdout
+        reconcile = subprocess.Popen([sys.executable, "-m", "agentroute", "memory", "reconcile", "--memory", url],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"})  # fmt: skip
+        assert reconcile.stderr is not None
+        first_look = reconcile.stderr.readline()
+        assert "looking again in 3 s" in first_look, first_look
+        live.send_signal(signal.SIGCONT)  # it takes its lease back at its next check, within the grace
+        out, err = reconcile.communicate(timeout=60)
+        assert reconcile.returncode == 0, err
+        assert "closed 1 task(s)" in out, out + err
+        assert time.monotonic() - started >= 3
+        assert "1 task(s) of other hosts left running: their lease was taken again" in out
         assert _task(url, "task-d")["status"] == "running"
         assert _task(url, "task-e")["status"] == "interrupted"
     finally:
-        for proc in (live, dead):
-            if proc.poll() is None and proc.stdin:
+        live.send_signal(signal.SIGCONT)
+        for proc in (live, dead, reconcile):
+            if proc is not None and proc.poll() is None and proc.stdin:
                 proc.stdin.close()
-            proc.wait(30)
+            if proc is not None:
+                proc.wait(30)
 
 
 FORKS = """

@@ -17,7 +17,7 @@ lock keyed by the process (:func:`lease_key`), taken before its first task row i
 server drops it when the process's session ends, so another host tells a live process from a dead
 one by whether the lock is still held (:func:`leases_held`, read from ``pg_locks``). The connection
 asks the server for TCP keepalives (a lost host's session ends in about 30 s, not the kernel's two
-hours) and is checked every :data:`LEASE_CHECK_S` seconds, reopened (lease and claims taken again)
+hours) and is checked every :func:`lease_check_s` seconds, reopened (lease and claims taken again)
 when the server dropped it.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import weakref
@@ -35,19 +36,62 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from agentroute.errors import ConfigurationError
 from agentroute.memory.engine import create_memory_engine
 
-__all__ = ["LEASE_CHECK_S", "LEASE_GRACE_S", "TaskClaims", "claim_key", "lease_key", "leases_held"]
+__all__ = [
+    "DEFAULT_LEASE_CHECK_S",
+    "TaskClaims",
+    "claim_key",
+    "lease_check_s",
+    "lease_grace_s",
+    "lease_key",
+    "leases_held",
+]
 
 log = logging.getLogger("agentroute.memory")
 
-LEASE_CHECK_S = 5.0
-"""How often the connection holding a lease is checked (and reopened when the server dropped it)."""
+DEFAULT_LEASE_CHECK_S = 5.0
+"""How often the connection holding a lease is checked (and reopened when the server dropped it),
+unless ``$AGENTROUTE_LEASE_CHECK_S`` says otherwise (:func:`lease_check_s`)."""
 
-LEASE_GRACE_S = 3 * LEASE_CHECK_S
-"""How long another host's lease must stay released before its tasks are closed: a lease whose
-connection the server dropped (a restart, an idle-session killer) while its process lives is taken
-again within :data:`LEASE_CHECK_S` (plus the time to reconnect), so one look is not enough."""
+#: Bounds of ``$AGENTROUTE_LEASE_CHECK_S``, in seconds.
+LEASE_CHECK_RANGE = (0.1, 600.0)
+
+
+def lease_check_s() -> float:
+    """Seconds between two checks of the connection holding a lease: ``$AGENTROUTE_LEASE_CHECK_S``
+    (read at each use, in [0.1, 600]) or :data:`DEFAULT_LEASE_CHECK_S`. Every host sharing a memory
+    should use the same value: a reconcile waits 3 × its own before closing another host's tasks."""
+    raw = os.environ.get("AGENTROUTE_LEASE_CHECK_S", "").strip()
+    if not raw:
+        return DEFAULT_LEASE_CHECK_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    low, high = LEASE_CHECK_RANGE
+    if not low <= value <= high:  # NaN fails too
+        raise ConfigurationError(f"$AGENTROUTE_LEASE_CHECK_S must be a number of seconds in [{low:g}, {high:g}] (got {raw!r})")
+    return value
+
+
+def lease_grace_s() -> float:
+    """How long another host's lease must stay released before its tasks are closed (3 ×
+    :func:`lease_check_s`): a lease whose connection the server dropped (a restart, an idle-session
+    killer) while its process lives is taken again within one check (plus the time to reconnect),
+    so one look is not enough."""
+    return 3 * lease_check_s()
+
+
+def __getattr__(name: str) -> float:
+    """``LEASE_CHECK_S`` and ``LEASE_GRACE_S``: the current :func:`lease_check_s` and :func:`lease_grace_s`."""
+    if name == "LEASE_CHECK_S":
+        return lease_check_s()
+    if name == "LEASE_GRACE_S":
+        return lease_grace_s()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Per-session TCP keepalives: the server ends the session of a lost host after about 10 + 4 × 5 s.
 _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 4")
@@ -113,6 +157,7 @@ class TaskClaims:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
+        self.check_s: float = lease_check_s()  # read here: a wrong value is refused on the caller's thread
         _ALL.add(self)
 
     def _forget_parent(self) -> None:
@@ -191,7 +236,7 @@ class TaskClaims:
 
     def hold_lease(self, key: int) -> None:
         """Hold the lease ``key`` (shared: every memory of this process on this database holds the
-        same one) until :meth:`close`, checked every :data:`LEASE_CHECK_S` by a daemon thread."""
+        same one) until :meth:`close`, checked every :attr:`check_s` by a daemon thread."""
         with self._lock:
             if self._lease is not None:
                 return
@@ -203,7 +248,7 @@ class TaskClaims:
 
     def _keep(self) -> None:
         """Check the connection now and then: one the server dropped is reopened, the lease retaken."""
-        while not self._stop.wait(LEASE_CHECK_S):
+        while not self._stop.wait(self.check_s):
             with self._lock:
                 if self._stop.is_set():
                     return
@@ -228,7 +273,7 @@ class TaskClaims:
             self.engine.dispose()
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not threading.current_thread():
-            keeper.join(timeout=LEASE_CHECK_S)
+            keeper.join(timeout=self.check_s)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

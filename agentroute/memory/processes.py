@@ -17,7 +17,7 @@ server drops the lock when the process's session ends (``kill -9``: at once; a l
 TCP keepalives fail, about 30 s), so another host's task is *alive* while its lease is held and
 *gone* once it is not — but a live process whose lease connection was dropped takes it again within
 a few seconds, so :meth:`~agentroute.memory.SQLMemory.reconcile_running` closes such a task only
-when its lease was released at two looks :data:`~agentroute.memory.claims.LEASE_GRACE_S` apart
+when its lease was released at two looks :func:`~agentroute.memory.claims.lease_grace_s` apart
 (:attr:`RunningTasks.released`). :func:`reconcile_running` closes gone tasks ``interrupted`` with the cost of
 their recorded steps and ``metadata["error"]`` saying why; a live process's tasks, another host's
 without a lease (SQLite, an older agentroute: nothing here can tell whether they still run) and

@@ -151,21 +151,23 @@ def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None,
 
 
 class _Lease:
-    """This process's lease in one PostgreSQL memory, taken once, by the memory's writer thread
-    before it writes its first task row (never on the caller's thread: opening the connection takes
-    a round trip or more); another host then tells whether the process still runs
-    (:mod:`agentroute.memory.processes`). Calling it says whether the lease is held: without it
-    (the server refused) tasks are written as before, their liveness unknown to other hosts."""
+    """This process's lease in one PostgreSQL memory, taken by the memory's writer thread before it
+    writes a task row (never on the caller's thread: opening the connection takes a round trip or
+    more); another host then tells whether the process still runs (:mod:`agentroute.memory.processes`).
+    Calling it says whether the lease is held: without it (the server refused: down, out of
+    connections) tasks are written as before, their liveness unknown to other hosts, and it is
+    tried again before the next task row written one lease check or more later."""
 
     def __init__(self, task_claims: TaskClaims, url: str) -> None:
-        self._claims, self._url, self._tried = task_claims, url, False
+        self._claims, self._url = task_claims, url
+        self._next_try = -math.inf  # time.monotonic() of the next attempt
 
     def __call__(self) -> bool:
-        if not self._tried:
-            self._tried = True
+        if not self._claims.leased and time.monotonic() >= self._next_try:
             try:
                 self._claims.hold_lease(claims.lease_key(processes.this_process()))
             except SQLAlchemyError as exc:
+                self._next_try = time.monotonic() + self._claims.check_s
                 log.warning("memory: cannot take this process's lease in %s (%s): other hosts cannot tell "
                             "whether its running tasks still run", self._url, exc)  # fmt: skip
         return self._claims.leased
@@ -230,6 +232,8 @@ class SQLMemory(MemoryStore):
         self.batch_size: int = batch_size
         self.flush_interval_s: float = flush_interval_s
         self.max_pending: int = max_pending
+        # before the memory's own engine: a wrong $AGENTROUTE_LEASE_CHECK_S is refused with nothing open
+        self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
         self.engine: sa.Engine = create_memory_engine(parsed)
         try:
             if migrate:
@@ -244,7 +248,6 @@ class SQLMemory(MemoryStore):
         )
         if retry_s is None:
             retry_s = RETRY_S if parsed.get_backend_name() == "postgresql" else SQLITE_RETRY_S
-        self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
         self._writer: BatchWriter = BatchWriter(
             self.engine,
             batch_size=batch_size,
@@ -466,7 +469,7 @@ class SQLMemory(MemoryStore):
         when given: their cost becomes that of their recorded steps and ``metadata["error"]`` says
         why. Tasks of live processes, and of other hosts without a lease, are never touched; another
         host's task is closed only when its lease stays released for
-        :data:`~agentroute.memory.claims.LEASE_GRACE_S` (this call waits that long to look again: a
+        :func:`~agentroute.memory.claims.lease_grace_s` (this call waits that long to look again: a
         live process takes back a lease whose connection was dropped). Returns the ids closed (see
         :mod:`agentroute.memory.processes`)."""
         if self.closed:
@@ -476,9 +479,9 @@ class SQLMemory(MemoryStore):
         gone = [t for t in running.gone if wanted is None or t in wanted]
         if released := set(gone) & set(running.released):
             # a live process whose lease connection was dropped takes it again: look once more later
-            log.info("memory: waiting %g s to see that %d released lease(s) stay released",
-                     claims.LEASE_GRACE_S, len(released))  # fmt: skip
-            time.sleep(claims.LEASE_GRACE_S)
+            grace_s = claims.lease_grace_s()
+            log.info("memory: waiting %g s to see that %d released lease(s) stay released", grace_s, len(released))
+            time.sleep(grace_s)
         if not gone:
             return []
         with self._lock, self.engine.connect() as conn:
