@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,15 +121,27 @@ def restore_swap(target: Path) -> Path:
     return old
 
 
+#: How long a reader waits for a swap of :func:`save_atomically` seen between its two renames to
+#: finish before it takes the swap for one cut short (seconds).
+SWAP_GRACE_S = 0.25
+
+
 def whole_policy_dir(path: Path) -> Path:
     """``path``, or its whole previous save ``PATH.old`` when a :func:`save_atomically` swap was cut
-    between its two renames (``kill -9``: ``path`` gone). Nothing is moved: a reader may not own the folder."""
+    between its two renames (``kill -9``: ``path`` gone for good). A swap still running (``path``
+    back within :data:`SWAP_GRACE_S`) gives ``path``, with no warning. Nothing is moved: a reader
+    may not own the folder."""
     old = path.with_name(path.name + ".old")
-    if not path.exists() and (old / "config.json").is_file():
-        log.warning("policy %s: missing, a save was cut short; loading the previous one, %s "
-                    "(the next training run puts it back)", path, old)
-        return old
-    return path
+    if path.exists() or not (old / "config.json").is_file():
+        return path
+    deadline = time.monotonic() + SWAP_GRACE_S
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+        if path.exists():  # a live swap: its second rename is done
+            return path
+    log.warning("policy %s: missing, a save was cut short; loading the previous one, %s "
+                "(the next training run puts it back)", path, old)
+    return old
 
 
 def read_whole_policy(path: Path, read: Callable[[Path], T], *, tries: int = 5) -> T:
