@@ -16,10 +16,11 @@ import pytest
 pytest.importorskip("torch")
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+LIVE = {**ENV, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1"}  # rich draws its progress bar into the pipe
 
 
-def _start(command: list[str], cwd: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd)
+def _start(command: list[str], cwd: Path, env: dict[str, str] = ENV) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     said: list[str] = []
     threading.Thread(target=lambda: said.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
     return proc, said
@@ -42,10 +43,9 @@ def test_sigterm_keeps_the_graph_planner_checkpoint_and_the_same_command_resumes
     recipe.write_text("router: graph-planner\nparams:\n  episodes: 200000\n  episodes_per_update: 32\n  hidden: 8\n")
     out = tmp_path / "gp"
     command = [sys.executable, "-m", "agentroute", "train", "graph-planner", "--dataset",
-               f"routerbench:{data_dir / 'routerbench'}", "--config", str(recipe), "--out", str(out), "--no-progress"]
-    proc, said = _start(command, tmp_path)
-    _wait_for(said, "training graph-planner")
-    time.sleep(8)  # some PPO updates (the periodic checkpoint is every 30 s: none yet)
+               f"routerbench:{data_dir / 'routerbench'}", "--config", str(recipe), "--out", str(out)]
+    proc, said = _start(command, tmp_path, LIVE)
+    _wait_for(said, " 32/200000 ")  # the first PPO update done, as the progress bar shows (the periodic checkpoint is every 30 s: none yet)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
