@@ -298,11 +298,11 @@ def serve(
     memory: Annotated[str | None, typer.Option("--memory", help="--router: SQLAlchemy URL where every routed request is kept as a task (default: $AGENTROUTE_MEMORY or the local SQLite file).")] = None,
     allow_new_agents: AllowNewOpt = False,
 ) -> None:
-    """Serve a pool's models over an OpenAI-compatible HTTP API: POST /v1/chat/completions (also
-    stream=true, as server-sent events), GET /v1/models. The model a request names is a card id;
-    with --router, model="router" routes each request as one task under the per-request budget
-    (--budget-*; a request may tighten it). Stop with Ctrl-C or SIGTERM.
-    Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
+    """Serve a pool's models over an OpenAI-compatible HTTP API.
+
+    POST /v1/chat/completions (also stream=true, as server-sent events) and GET /v1/models; a request's model is a card id.
+    With --router, model="router" routes each request as one task under the per-request budget (--budget-*; a request may tighten it).
+    Stop with Ctrl-C or SIGTERM. Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
     from agentroute.loading import make_budget
     from agentroute.pool import ModelPool
 
@@ -360,8 +360,10 @@ def eval_routers(
     limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
     sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
 ) -> None:
-    """Compare routers on logged outcomes: AIQ and cost–quality curves, (--agentic) success under
-    budgets, or (--from MEMORY_URL) counterfactual estimates on your own logged traffic."""
+    """Compare routers on logged outcomes (AIQ, cost–quality curves, success under budgets).
+
+    Single queries: AIQ and cost–quality curves. --agentic: success under per-task budgets.
+    --from MEMORY_URL: counterfactual estimates on your own logged traffic."""
     if from_memory and dataset:
         raise fail("give --dataset KIND:PATH or --from MEMORY_URL, not both", 2)
     if from_memory:

@@ -174,16 +174,39 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         console.print(events)
 
 
+def _task_id(store: SQLMemory, given: str) -> str:
+    """``given`` if a task has that id, else the one id it begins; exit 1 naming what there is."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.tables import TASKS
+
+    store.flush()
+    with store.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(TASKS.c.id).where(TASKS.c.id.startswith(given, autoescape=True)).order_by(TASKS.c.id).limit(4)
+        ).scalars().all()
+        if given in found or len(found) == 1:
+            return given if given in found else found[0]
+        if found:
+            shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+            raise _fail(f"task id {given!r} is ambiguous: {shown}; give more of it")
+        latest = conn.execute(sa.select(TASKS.c.id, TASKS.c.query).order_by(TASKS.c.created_at.desc()).limit(3)).all()
+    if not latest:
+        raise _fail(f"no task {given!r} in the memory (it holds no tasks yet)")
+    shown = "; ".join(f"{row.id} ({_clip(row.query, 30)})" for row in latest)
+    raise _fail(f"no task {given!r} in the memory; the latest: {shown}")
+
+
 @memory_app.command()
 def show(
-    task_id: Annotated[str, typer.Argument(help="The task's id.")],
+    task_id: Annotated[str, typer.Argument(help="The task's id, or its first characters.")],
     memory: MemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the trajectory as JSON.")] = False,
 ) -> None:
-    """One task with its steps and audit events."""
+    """One task with its steps and audit events (TASK_ID may be the start of an id, as git takes a commit's)."""
     with _open(memory) as store:
-        trajectory = store.get_task(task_id)
-        audit = store.audit_events(task_id) if trajectory is not None else []
+        trajectory = store.get_task(_task_id(store, task_id))
+        audit = store.audit_events(trajectory.task.id) if trajectory is not None else []
     if trajectory is None:
         raise _fail(f"no task {task_id!r} in the memory")
     if as_json:

@@ -1,0 +1,65 @@
+"""What a new user meets in the first hour with the ``agentroute`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentroute.cli.memory_cmd import memory_app
+from agentroute.memory import SQLMemory
+from agentroute.types import Task
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def agentroute(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed ``agentroute`` script, as a user runs it."""
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", "from agentroute.cli import main; main()", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_every_command_is_summarised_on_one_line_of_the_top_help(tmp_path: Path) -> None:
+    done = agentroute("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    panel = done.stdout.split("Commands", 1)[1].splitlines()[1:]
+    rows = [line.strip("│ ").split(None, 1) for line in panel if line.startswith("│")]
+    names = [row[0] for row in rows if row and row[0].isidentifier()]
+    assert names == ["ask", "serve", "eval", "train", "run", "feedback", "pool", "memory", "routers"], panel
+    assert len(rows) == len(names), "a command's summary wraps onto a second line:\n" + "\n".join(panel)
+
+
+@pytest.fixture
+def memory_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    with SQLMemory(url) as memory:
+        for task_id, query in [("01aa11", "Who wrote Hamlet?"), ("01aa22", "Capital of France?"), ("02bb33", "2+2?")]:
+            task = Task(id=task_id, query=query, graph="qa")
+            memory.start_task(task)
+            task.status, task.answer = "done", "x"
+            memory.finish_task(task)
+    return url
+
+
+def test_memory_show_takes_the_start_of_a_task_id_and_names_the_latest_when_none_matches(
+    tmp_path: Path, memory_url: str
+) -> None:
+    shown = runner.invoke(memory_app, ["show", "02b", "--memory", memory_url, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert '"id": "02bb33"' in shown.output
+
+    ambiguous = runner.invoke(memory_app, ["show", "01aa", "--memory", memory_url])
+    assert ambiguous.exit_code == 1
+    assert ambiguous.output.strip() == "error: task id '01aa' is ambiguous: 01aa11, 01aa22; give more of it"
+
+    missing = agentroute("memory", "show", "zz", "--memory", memory_url, cwd=tmp_path)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert re.fullmatch(r"error: no task 'zz' in the memory; the latest: .*02bb33 \(2\+2\?\).*\n", missing.stderr)
