@@ -14,7 +14,9 @@ memory) finish a batch with every item run once:
   rows (:meth:`BatchQueue.finish`), so an item is never ``done`` before its task and steps are
   stored, and never stored twice;
 - :meth:`BatchQueue.reconcile` finds workers that died without leaving (``kill -9``, a lost
-  machine): on the same host by their pid, elsewhere by a heartbeat older than ``lease_s``. Their
+  machine): on the same host by their pid, elsewhere by a heartbeat older than ``lease_s`` and, on
+  PostgreSQL, a process lease (:mod:`agentroute.memory.claims`) not held: a worker whose tasks'
+  process holds its lease is alive, however late its heartbeat. Their
   ``running`` tasks become ``interrupted`` with the cost of their recorded steps, and their claimed
   items ``interrupted`` (claimable again).
 
@@ -38,9 +40,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from agentroute.memory.claims import lease_key, leases_held
 from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
-from agentroute.memory.processes import host_key, pid_alive
+from agentroute.memory.processes import PROCESS_KEY, host_key, pid_alive
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
 from agentroute.memory.writer import retry_delays
@@ -270,8 +273,24 @@ class BatchQueue:
                 .where(BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status == "running",
                        BATCH_WORKERS.c.id != self.worker_id)
             ).all()  # fmt: skip
-        dead = [r.id for r in rows if not self._alive(r.host, r.pid, r.heartbeat_at)]
+            late = [r.id for r in rows if not self._alive(r.host, r.pid, r.heartbeat_at)]
+            dead = [w for w in late if w not in self._leased(conn, late)]
         return self._retire(dead, "dead") if dead else Reconciled()
+
+    def _leased(self, conn: sa.Connection, workers: list[str]) -> set[str]:
+        """Those of ``workers`` whose process holds its lease now (PostgreSQL; known from the tasks it
+        wrote): alive, however late its heartbeat (a stalled thread, a clock that jumped)."""
+        if not workers or conn.dialect.name != "postgresql":
+            return set()
+        worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
+        keys: dict[int, str] = {}
+        for worker in workers:  # a worker is one process: its latest task names it
+            latest = sa.select(TASKS.c.meta).where(worker_of == worker).order_by(TASKS.c.created_at.desc()).limit(1)
+            meta = conn.execute(latest).scalar()
+            info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
+            if isinstance(info, dict) and info.get("lease") is True and info.get("host") != self.host:
+                keys[lease_key(info)] = worker
+        return {keys[k] for k in leases_held(conn, keys)}
 
     def _retire(self, workers: list[str], status: str) -> Reconciled:
         try:
