@@ -14,6 +14,7 @@ and an optional LangGraph checkpointer. Every role node is one routed step throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import difflib
 import functools
@@ -31,11 +32,12 @@ from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import ConfigurationError
 from agentroute.graph_runtime import (
     CHANNEL,
+    aclaimed_stream,
     agentroute_state,
     checkpointed,
+    claimed_stream,
     claiming,
     durable_saver,
-    end_claim,
     graph_path,
     is_request,
     new_task,
@@ -47,11 +49,8 @@ from agentroute.graph_runtime import (
     runnable,
     step_outputs,
     stoppable_in_kernel,
-    take_claim,
-    take_claim_async,
 )
 from agentroute.memory.base import MemoryStore
-from agentroute.memory.errors import TaskBusyError
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.types import Step, Task, new_id
@@ -487,45 +486,18 @@ class CompiledAgentGraph(_LangGraphCompiled):
         channel = snapshot.values.get(CHANNEL) if snapshot is not None else None
         return (channel.get("task_id") if channel else None) or None
 
-    def _claimed_stream(self, memory: Any, task_id: str, resume: bool, chunks: Iterator[Any]) -> Iterator[Any]:
-        """Run ``chunks`` while this process claims the task; a task another worker runs is a
-        :class:`TaskBusyError` before anything runs. Steps are committed before the claim is given back."""
-        if (hold := take_claim(memory, task_id)) is None:  # another worker, or another invocation of this process
-            raise TaskBusyError(task_id, memory.url)
-        failed = True
-        try:
-            if resume:
-                LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
-            yield from chunks
-            failed = False
-        finally:
-            end_claim(hold, failed=failed)  # commits the memory first
-
-    async def _aclaimed_stream(self, memory: Any, task_id: str, resume: bool, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        if (hold := await take_claim_async(memory, task_id)) is None:
-            raise TaskBusyError(task_id, memory.url)
-        failed = True
-        try:
-            if resume:
-                LIVE.drop(task_id)
-            async for chunk in chunks:
-                yield chunk
-            failed = False
-        finally:
-            try:
-                if (aclose := getattr(chunks, "aclose", None)) is not None:
-                    await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
-            finally:
-                await asyncio.to_thread(end_claim, hold, failed=failed)  # runs on, even if cancelled again
-
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         input, config, task_id = self._seed(input, config)
         if (memory := self._claimer()) is not None:
             resume = task_id is None
             claimed = task_id or self._thread_task(input, config, None if isinstance(input, Mapping) else self.get_state(config))
             if claimed:
-                chunks = self._plain_stream(task_id, input, config, kwargs)
-                return self._claimed_stream(memory, claimed, resume, chunks)
+                def open_stream(hold: Any) -> Iterator[Any]:
+                    if resume:
+                        LIVE.drop(claimed)  # an idle run kept here may be stale: another worker may have gone on
+                    return self._plain_stream(task_id, input, config, kwargs)
+
+                return claimed_stream(memory, claimed, claimed, open_stream)
         return self._plain_stream(task_id, input, config, kwargs)
 
     def _plain_stream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
@@ -557,13 +529,20 @@ class CompiledAgentGraph(_LangGraphCompiled):
             except NotImplementedError:  # a sync-only saver
                 snapshot = await asyncio.to_thread(self.get_state, config)
             claimed = self._thread_task(input, config, snapshot)
-        chunks = self._plain_astream(task_id, input, config, kwargs)
         if not claimed:
-            async for chunk in chunks:
+            async for chunk in self._plain_astream(task_id, input, config, kwargs):
                 yield chunk
             return
-        async for chunk in self._aclaimed_stream(memory, claimed, task_id is None, chunks):
-            yield chunk
+        key = claimed
+
+        async def open_stream(hold: Any) -> AsyncIterator[Any]:
+            if task_id is None:
+                LIVE.drop(key)  # a resume: an idle run kept here may be stale
+            return self._plain_astream(task_id, input, config, kwargs)
+
+        async with contextlib.aclosing(aclaimed_stream(memory, key, key, open_stream)) as chunks:
+            async for chunk in chunks:  # left early: the claim goes back now, not when collected
+                yield chunk
 
     def _plain_astream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         if task_id is None or LIVE.pinned(task_id):

@@ -37,7 +37,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentroute.budget import Budget, Ledger
@@ -48,7 +48,7 @@ from agentroute.memory.errors import MemoryStoreError, TaskBusyError
 from agentroute.types import Step, new_id
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     from langchain_core.runnables import RunnableConfig
     from langgraph.graph.state import CompiledStateGraph
@@ -578,6 +578,48 @@ async def take_claim_async(memory: Any, key: str) -> ClaimHold | None:
         raise
 
 
+def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Iterator[Any]]) -> Iterator[Any]:
+    """The one rule of a claimed invocation's stream: claim ``key`` (else :class:`TaskBusyError`
+    naming ``busy``, before anything runs), stream what ``open_stream(hold)`` yields, and give the
+    claim back however it ends — exhausted, raised, or closed early by its consumer (``yield from``
+    closes the inner stream; LangGraph waits for its running nodes). Paid steps are committed first."""
+    if (hold := take_claim(memory, key)) is None:  # another worker, or another invocation of this process
+        raise TaskBusyError(busy, memory.url)
+    failed, error = True, None
+    try:
+        yield from open_stream(hold)
+        failed = False
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        end_claim(hold, failed=failed, error=error)
+
+
+async def aclaimed_stream(
+    memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Awaitable[AsyncIterator[Any]]],
+) -> AsyncGenerator[Any, None]:
+    """:func:`claimed_stream` for ``astream``: also when the consumer's task is cancelled, the inner
+    stream is closed (LangGraph stops the nodes it runs) before the claim goes back."""
+    if (hold := await take_claim_async(memory, key)) is None:
+        raise TaskBusyError(busy, memory.url)
+    failed, chunks, error = True, None, None
+    try:
+        chunks = await open_stream(hold)
+        async for chunk in chunks:
+            yield chunk
+        failed = False
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            if (aclose := getattr(chunks, "aclose", None)) is not None:
+                await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
+        finally:
+            await asyncio.to_thread(end_claim, hold, failed=failed, error=error)  # runs on, even if cancelled again
+
+
 class ClaimingGraph(_Compiled):
     """A compiled LangGraph graph whose every invocation on a thread holds that thread's claim in a
     shared PostgreSQL memory (see :func:`claiming`). LangGraph's ``invoke``/``batch`` go through
@@ -617,55 +659,31 @@ class ClaimingGraph(_Compiled):
         thread = self._claimed_thread(config)
         if thread is None:
             return super().stream(input, config, **kwargs)
-        return self._claimed_stream(thread, input, config, kwargs)
+        stream = super().stream
 
-    def _claimed_stream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
-        memory = self.claims_memory
-        if (hold := take_claim(memory, _thread_claim(thread))) is None:
-            raise TaskBusyError(f"of thread {thread!r}", memory.url)
-        failed, error = True, None
-        try:
+        def open_stream(hold: ClaimHold) -> Iterator[Any]:
             if (task_id := self._thread_task(self.get_state(config))) is not None:
                 LIVE.drop(task_id)  # an idle run kept here may be stale: another worker may have gone on
-            yield from super().stream(input, self._tagged(config, hold), **kwargs)  # closed: LangGraph waits for its nodes
-            failed = False
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            end_claim(hold, failed=failed, error=error)
+            return stream(input, self._tagged(config, hold), **kwargs)
+
+        return claimed_stream(self.claims_memory, _thread_claim(thread), f"of thread {thread!r}", open_stream)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         thread = self._claimed_thread(config)
         if thread is None:
             return super().astream(input, config, **kwargs)
-        return self._claimed_astream(thread, input, config, kwargs)
+        astream = super().astream
 
-    async def _claimed_astream(self, thread: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        memory = self.claims_memory
-        if (hold := await take_claim_async(memory, _thread_claim(thread))) is None:
-            raise TaskBusyError(f"of thread {thread!r}", memory.url)
-        failed, inner, error = True, None, None
-        try:
+        async def open_stream(hold: ClaimHold) -> AsyncIterator[Any]:
             try:
                 snapshot = await self.aget_state(config)
             except NotImplementedError:  # a sync-only saver
                 snapshot = await asyncio.to_thread(self.get_state, config)
             if (task_id := self._thread_task(snapshot)) is not None:
                 LIVE.drop(task_id)
-            inner = super().astream(input, self._tagged(config, hold), **kwargs)
-            async for chunk in inner:
-                yield chunk
-            failed = False
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            try:
-                if (aclose := getattr(inner, "aclose", None)) is not None:
-                    await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
-            finally:
-                await asyncio.to_thread(end_claim, hold, failed=failed, error=error)  # runs on, even if cancelled again
+            return astream(input, self._tagged(config, hold), **kwargs)
+
+        return aclaimed_stream(self.claims_memory, _thread_claim(thread), f"of thread {thread!r}", open_stream)
 
 
 @functools.cache
