@@ -18,7 +18,10 @@ server drops it when the process's session ends, so another host tells a live pr
 one by whether the lock is still held (:func:`leases_held`, read from ``pg_locks``). The connection
 asks the server for TCP keepalives (a lost host's session ends in about 30 s, not the kernel's two
 hours) and is checked every :func:`lease_check_s` seconds, reopened (lease and claims taken again)
-when the server dropped it.
+when the server dropped it. It is bounded from this side too: libpq keepalives and
+``tcp_user_timeout`` (a half-open socket fails in about 3 checks) and a ``statement_timeout`` of
+one check (at least 1 s: a lock statement that waits, a stalled server), so no check or claim
+holds the connection's lock for long.
 """
 
 from __future__ import annotations
@@ -97,6 +100,20 @@ def __getattr__(name: str) -> float:
 _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 4")
 
 
+def _step_s(check_s: float) -> int:
+    """Whole seconds (at least 1) that one statement or one TCP probe of the lease's connection may take."""
+    return max(1, math.ceil(check_s))
+
+
+def _bounded(check_s: float) -> dict[str, int]:
+    """libpq parameters that bound a stalled lease connection (a half-open socket, a lost host): TCP
+    keepalives from this side and a limit on unacknowledged data, both about 3 × the check, so a
+    check never holds the claims' lock much longer than a reconcile's grace."""
+    step = _step_s(check_s)
+    return {"keepalives": 1, "keepalives_idle": step, "keepalives_interval": step, "keepalives_count": 3,
+            "tcp_user_timeout": 3 * step * 1000}  # fmt: skip
+
+
 def claim_key(task_id: str) -> int:
     """The advisory lock key of a task: 64 bits of its id's BLAKE2b hash, signed (PostgreSQL's bigint)."""
     return int.from_bytes(hashlib.blake2b(task_id.encode(), digest_size=8).digest(), "big", signed=True)
@@ -150,14 +167,14 @@ class TaskClaims:
     its locks with it."""
 
     def __init__(self, url: URL) -> None:
-        self.engine: Engine = create_memory_engine(url, pooled=False)
+        self.check_s: float = lease_check_s()  # read here: a wrong value is refused on the caller's thread
+        self.engine: Engine = create_memory_engine(url, pooled=False, libpq=_bounded(self.check_s))
         self._conn: Connection | None = None
         self._held: dict[str, int] = {}  # task id → uses in this process
         self._lease: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
-        self.check_s: float = lease_check_s()  # read here: a wrong value is refused on the caller's thread
         _ALL.add(self)
 
     def _forget_parent(self) -> None:
@@ -169,7 +186,7 @@ class TaskClaims:
 
     def _open(self) -> Connection:
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        for setting in _KEEPALIVES:
+        for setting in (*_KEEPALIVES, f"SET statement_timeout = {_step_s(self.check_s) * 1000}"):
             conn.exec_driver_sql(setting)
         return conn
 

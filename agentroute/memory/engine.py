@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +86,11 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def create_memory_engine(url: str | URL | None, *, pooled: bool = True) -> Engine:
+def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: Mapping[str, Any] | None = None) -> Engine:
     """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg
     (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`; with
-    ``pooled=False`` a closed connection is closed on the server too).
+    ``pooled=False`` a closed connection is closed on the server too; ``libpq``: more connection
+    parameters, those the URL sets winning).
 
     The parent folder of a SQLite file is created (one that cannot be is a :class:`ConfigurationError`
     naming it). An in-memory SQLite URL (``sqlite://``) shares
@@ -100,6 +102,7 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True) -> Engin
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query and not os.environ.get("PGCONNECT_TIMEOUT"):
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        connect_args |= {k: v for k, v in (libpq or {}).items() if k not in parsed.query}
         if not pooled:
             return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
