@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agentroute.cli.app import app
 from agentroute.cli.memory_cmd import memory_app
 from agentroute.memory import SQLMemory
 from agentroute.types import Task
@@ -63,3 +64,20 @@ def test_memory_show_takes_the_start_of_a_task_id_and_names_the_latest_when_none
     missing = agentroute("memory", "show", "zz", "--memory", memory_url, cwd=tmp_path)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert re.fullmatch(r"error: no task 'zz' in the memory; the latest: .*02bb33 \(2\+2\?\).*\n", missing.stderr)
+
+
+def test_run_names_its_batch_on_one_line_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """The README's `questions.jsonl`: a JSON object or a JSON string per line."""
+    (tmp_path / "questions.jsonl").write_text('{"query": "Who wrote Hamlet?", "answer": "Shakespeare"}\n"2+2?"\n')
+    (tmp_path / "my_pool.yaml").write_text(
+        "models:\n  - {id: small, backend: openai, model: m, base_url: 'http://127.0.0.1:9/v1', "
+        "input_price: 0.1, output_price: 0.4}\n"
+    )
+    memory = f"sqlite:///{tmp_path / 'memory.db'}"
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        done = narrow.invoke(app, ["run", "qa", "--input", "questions.jsonl", "--pool", "my_pool.yaml",
+                                   "--budget-usd", "1e-12", "--memory", memory])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert re.search(r"^2 tasks \(0 lines skipped\); batch qa-\S+: 2 queries$", done.stdout, re.M), done.stdout

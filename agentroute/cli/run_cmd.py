@@ -335,10 +335,13 @@ def _summary(report: Any, url: str, skipped: int, metric: str = "em") -> None:
     for result in report.results:
         mine[result.status] = mine.get(result.status, 0) + 1
     total = sum(report.counts.values())
-    table = Table(
-        title=f"{_count(len(report.results), 'task')} ({_count(skipped, 'line')} skipped); batch {report.batch_id}: "
-        f"{_count(total, 'query', 'queries')}"
+    # a line of its own: as the narrow table's title it wrapped mid-phrase ("batch" apart from its id)
+    console.print(
+        f"{_count(len(report.results), 'task')} ({_count(skipped, 'line')} skipped); batch {report.batch_id}: "
+        f"{_count(total, 'query', 'queries')}",
+        soft_wrap=True,
     )
+    table = Table()
     table.add_column("status")
     table.add_column("run here", justify="right")
     table.add_column("whole batch", justify="right")
