@@ -55,7 +55,7 @@ def train_graph_planner(
 
 def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> tuple[Path, float]:
     """The training run of :func:`train_graph_planner`: (the saved router's path, seconds)."""
-    from agentroute.cli.train_cmd import check_out_dir, read_recipe, training_data, warn_if_few
+    from agentroute.cli.train_cmd import check_out_dir, read_recipe, recipe_params, training_data, warn_if_few
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
     from agentroute.routers.graph_planner.router import GraphPlannerRouter
@@ -68,11 +68,11 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
         dataset = dataset or (None if memory_url else recipe.get("dataset"))
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
-        model = make_router("graph-planner", **recipe.get("params", {}))
+        # each option checked (name, type, range) with the recipe's file and line, before the data is read
+        model = make_router("graph-planner", **recipe_params("graph-planner", recipe, config))
         if not isinstance(model, GraphPlannerRouter):  # an entry point may register another class under the name
             raise ConfigurationError(f"router 'graph-planner' is registered as {type(model).__name__}: this trainer "
                                      "trains GraphPlannerRouter only; train it with its own command")
-        model._check_params()  # a nonsense value (lr -1, 0 episodes, NaN) before the data is read and embedded
         checkpoint = out / CHECKPOINT
         if not any(out.glob(f"{CHECKPOINT}*")):  # an interrupted run's folder holds its checkpoint (or one a kill -9 cut short) and no router yet
             check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)

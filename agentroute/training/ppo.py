@@ -21,7 +21,7 @@ router that collects (reward, value, done, log-prob) per decision can reuse it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -29,7 +29,25 @@ import numpy as np
 
 from agentroute.errors import ConfigurationError
 
-__all__ = ["PPOConfig", "PPOLosses", "gae", "minibatches", "normalize", "ppo_losses"]
+__all__ = ["PPOConfig", "PPOLosses", "PPOOptionError", "gae", "minibatches", "normalize", "ppo_losses"]
+
+
+class PPOOptionError(ConfigurationError):
+    """A PPO hyperparameter out of its range: ``field`` (the :class:`PPOConfig` field), ``rule``
+    (what it must be), ``value``; a router re-raises it under its own option's name."""
+
+    def __init__(self, field: str, rule: str, value: object):
+        self.field, self.rule, self.value = field, rule, value
+        super().__init__(f"ppo: {field!r} must be {rule} (got {value!r})")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(field: str, value: Any, rule: str, ok: Callable[[Any], bool]) -> None:
+    if not ok(value):
+        raise PPOOptionError(field, rule, value)
 
 
 @dataclass(frozen=True)
@@ -63,24 +81,16 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("lr_policy", "lr_value"):
-            if not 0 < getattr(self, name) < float("inf"):
-                raise ConfigurationError(f"ppo: {name!r} must be a finite number > 0 (got {getattr(self, name)!r})")
+            _check(name, getattr(self, name), "a finite number > 0", lambda v: _real(v) and 0 < v < float("inf"))
         for name in ("gamma", "gae_lambda"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ConfigurationError(f"ppo: {name!r} must be in [0, 1] (got {value!r})")
-        if not 0 < self.clip < 1:
-            raise ConfigurationError(f"ppo: 'clip' must be in (0, 1) (got {self.clip!r})")
-        if self.value_clip is not None and not self.value_clip > 0:
-            raise ConfigurationError(f"ppo: 'value_clip' must be > 0 or None (got {self.value_clip!r})")
+            _check(name, getattr(self, name), "in [0, 1]", lambda v: _real(v) and 0 <= v <= 1)
+        _check("clip", self.clip, "in (0, 1)", lambda v: _real(v) and 0 < v < 1)
+        _check("value_clip", self.value_clip, "> 0 or None", lambda v: v is None or (_real(v) and v > 0))
         for name in ("minibatch", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"ppo: {name!r} must be an integer ≥ 1 (got {value!r})")
-        if not 0 <= self.entropy_coef < float("inf"):
-            raise ConfigurationError(f"ppo: 'entropy_coef' must be a finite number ≥ 0 (got {self.entropy_coef!r})")
-        if self.max_grad_norm is not None and not 0 < self.max_grad_norm < float("inf"):
-            raise ConfigurationError(f"ppo: 'max_grad_norm' must be a finite number > 0 or None (got {self.max_grad_norm!r})")
+            _check(name, getattr(self, name), "an integer ≥ 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        _check("entropy_coef", self.entropy_coef, "a finite number ≥ 0", lambda v: _real(v) and 0 <= v < float("inf"))
+        _check("max_grad_norm", self.max_grad_norm, "a finite number > 0 or None",
+               lambda v: v is None or (_real(v) and 0 < v < float("inf")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -47,7 +47,7 @@ from agentroute.routers.graph_planner.policy import EMB, PlannerNet, collate
 from agentroute.routers.graph_planner.trainer import Checkpoint, run_episode, train
 from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
 from agentroute.training.checkpoint import run_key
-from agentroute.training.ppo import PPOConfig
+from agentroute.training.ppo import PPOConfig, PPOOptionError
 from agentroute.types import Agent, Decision, RouteContext
 
 torch_module()  # one thread per process, or a clear error naming the install command
@@ -146,10 +146,15 @@ class GraphPlannerRouter(Router):
 
     # -- configuration --------------------------------------------------------------------------
     def ppo_config(self) -> PPOConfig:
-        return PPOConfig(
-            lr_policy=self.lr_policy, lr_value=self.lr_value, gamma=self.gamma, gae_lambda=self.gae_lambda,
-            clip=self.clip, minibatch=self.minibatch, epochs=self.ppo_epochs, entropy_coef=self.entropy_coef,
-        )
+        """The PPO hyperparameters; an error names this router's option (``ppo_epochs``, not PPO's ``epochs``)."""
+        try:
+            return PPOConfig(
+                lr_policy=self.lr_policy, lr_value=self.lr_value, gamma=self.gamma, gae_lambda=self.gae_lambda,
+                clip=self.clip, minibatch=self.minibatch, epochs=self.ppo_epochs, entropy_coef=self.entropy_coef,
+            )
+        except PPOOptionError as exc:
+            option = "ppo_epochs" if exc.field == "epochs" else exc.field
+            raise ConfigurationError(f"graph-planner: {option!r} must be {exc.rule} (got {exc.value!r})") from None
 
     def _check_params(self) -> None:
         if not (_is_number(self.cost_weight) and 0 <= self.cost_weight < float("inf")):
