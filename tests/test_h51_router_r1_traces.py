@@ -76,7 +76,7 @@ def test_a_corrupted_cache_is_an_error_naming_the_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_rerunning_sft_into_the_same_out_with_another_pool_rebuilds_the_traces(tmp_path):
+def test_rerunning_sft_into_the_same_out_with_another_pool_rebuilds_the_traces(tmp_path, tiny_policy):
     """Was: the first run's traces (routing to its pool's agents) were reused, and the warm-up
     stopped on an ``AssertionError`` (their agents are not this pool's)."""
     from agentroute.routers.router_r1.trainer import train_router_r1
@@ -92,7 +92,7 @@ def test_rerunning_sft_into_the_same_out_with_another_pool_rebuilds_the_traces(t
         "sft: {enabled: true, traces: 1, epochs: 1, batch_size: 1, direct_every: 1}\n"  # direct traces: no pool call
     )
     said: list[str] = []
-    summary = train_router_r1(recipe, out, sft_only=True, log=said.append)
+    summary = train_router_r1(recipe, out, policy_dir=tiny_policy, sft_only=True, log=said.append)
     assert summary["sft"]["traces"] == 1 and (out / "sft" / "config.json").is_file()
     assert said[0].startswith("sft: building the traces with real pool calls")  # progress before the slow part
     assert "gone-agent" not in (out / "traces.jsonl").read_text()

@@ -40,7 +40,7 @@ sft: {enabled: true, traces: 1, epochs: 1, batch_size: 1, direct_every: 0}
 
 
 @pytest.mark.slow
-def test_train_rebuilds_the_traces_after_the_cards_max_tokens_changed(tmp_path):
+def test_train_rebuilds_the_traces_after_the_cards_max_tokens_changed(tmp_path, tiny_policy):
     """Was: 'sft: 1 traces from OUT/traces.jsonl' — the 4-token replies reused after max_tokens 24."""
     from agentroute.routers.router_r1.trainer import train_router_r1
 
@@ -48,6 +48,6 @@ def test_train_rebuilds_the_traces_after_the_cards_max_tokens_changed(tmp_path):
     said: list[str] = []
     for max_tokens in (4, 24):
         recipe.write_text(RECIPE.replace("MAX", str(max_tokens)))
-        train_router_r1(recipe, out, sft_only=True, log=said.append)
+        train_router_r1(recipe, out, policy_dir=tiny_policy, sft_only=True, log=said.append)
     built = [line for line in said if line.startswith("sft: building the traces")]
     assert len(built) == 2, said

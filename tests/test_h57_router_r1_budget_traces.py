@@ -36,28 +36,6 @@ sft: {enabled: true, traces: 1, epochs: 1, batch_size: 1, direct_every: 0}
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 1-layer, 16-wide policy with SmolLM2's tokenizer: the traces are the same as the 135M default's
-    (they are the pool's answers, not the policy's), its SFT step a blink instead of seconds."""
-    import transformers
-
-    from agentroute.pool.backends.local import ModelSource
-    from agentroute.training.lm_policy import DEFAULT_POLICY, HFPolicy
-
-    source = ModelSource.resolve(DEFAULT_POLICY).cache_dir()
-    if not (source / "tokenizer.json").is_file():
-        HFPolicy.load()  # converts the default policy once, its tokenizer included
-    tok = transformers.AutoTokenizer.from_pretrained(source)
-    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
-                                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    folder = tmp_path_factory.mktemp("tiny-policy")
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
 def test_train_rebuilds_the_traces_when_the_recipes_budget_changes(tmp_path: Path, tiny_policy: Path) -> None:
     """Was: 'sft: 1 traces from OUT/traces.jsonl' — the second run trained on the first budget's traces."""
