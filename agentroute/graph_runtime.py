@@ -578,16 +578,16 @@ async def take_claim_async(memory: Any, key: str) -> ClaimHold | None:
         raise
 
 
-def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Iterator[Any]]) -> Iterator[Any]:
-    """The one rule of a claimed invocation's stream: claim ``key`` (else :class:`TaskBusyError`
-    naming ``busy``, before anything runs), stream what ``open_stream(hold)`` yields, and give the
-    claim back however it ends — exhausted, raised, or closed early by its consumer (``yield from``
-    closes the inner stream; LangGraph waits for its running nodes). Paid steps are committed first."""
+@contextlib.contextmanager
+def holding(memory: Any, key: str, busy: str) -> Iterator[ClaimHold]:
+    """The one rule of a claimed invocation: claim ``key`` (else :class:`TaskBusyError` naming
+    ``busy``, before anything runs), and give the claim back however the block ends — done, raised,
+    cancelled, a stream closed early by its consumer. Paid steps are committed first (:func:`end_claim`)."""
     if (hold := take_claim(memory, key)) is None:  # another worker, or another invocation of this process
         raise TaskBusyError(busy, memory.url)
     failed, error = True, None
     try:
-        yield from open_stream(hold)
+        yield hold
         failed = False
     except BaseException as exc:
         error = exc
@@ -596,34 +596,49 @@ def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[Clai
         end_claim(hold, failed=failed, error=error)
 
 
-async def aclaimed_stream(
-    memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Awaitable[AsyncIterator[Any]]],
-) -> AsyncGenerator[Any, None]:
-    """:func:`claimed_stream` for ``astream``: also when the consumer's task is cancelled, the inner
-    stream is closed (LangGraph stops the nodes it runs) before the claim goes back."""
+@contextlib.asynccontextmanager
+async def aholding(memory: Any, key: str, busy: str) -> AsyncIterator[ClaimHold]:
+    """:func:`holding` off the event loop: the claim is taken and given back in a thread."""
     if (hold := await take_claim_async(memory, key)) is None:
         raise TaskBusyError(busy, memory.url)
-    failed, chunks, error = True, None, None
+    failed, error = True, None
     try:
-        chunks = await open_stream(hold)
-        async for chunk in chunks:
-            yield chunk
+        yield hold
         failed = False
     except BaseException as exc:
         error = exc
         raise
     finally:
+        await asyncio.to_thread(end_claim, hold, failed=failed, error=error)  # runs on, even if cancelled again
+
+
+def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Iterator[Any]]) -> Iterator[Any]:
+    """Stream what ``open_stream(hold)`` yields while :func:`holding` the claim; a consumer that
+    leaves early closes the inner stream too (``yield from``: LangGraph waits for its running nodes)."""
+    with holding(memory, key, busy) as hold:
+        yield from open_stream(hold)
+
+
+async def aclaimed_stream(
+    memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Awaitable[AsyncIterator[Any]]],
+) -> AsyncGenerator[Any, None]:
+    """:func:`claimed_stream` for ``astream``: left early or cancelled, the inner stream is closed
+    (LangGraph stops the nodes it runs) before the claim goes back."""
+    async with aholding(memory, key, busy) as hold:
+        chunks = await open_stream(hold)
         try:
-            if (aclose := getattr(chunks, "aclose", None)) is not None:
-                await aclose()  # left early or cancelled: LangGraph stops the nodes it runs now
+            async for chunk in chunks:
+                yield chunk
         finally:
-            await asyncio.to_thread(end_claim, hold, failed=failed, error=error)  # runs on, even if cancelled again
+            if (aclose := getattr(chunks, "aclose", None)) is not None:
+                await aclose()
 
 
 class ClaimingGraph(_Compiled):
     """A compiled LangGraph graph whose every invocation on a thread holds that thread's claim in a
     shared PostgreSQL memory (see :func:`claiming`). LangGraph's ``invoke``/``batch`` go through
-    ``stream`` and ``ainvoke``/``abatch`` through ``astream``, so those two take it."""
+    ``stream``, ``ainvoke``/``abatch`` through ``astream`` and ``update_state`` through
+    ``bulk_update_state`` (async alike), so those take it."""
 
     claims_memory: Any
 
@@ -686,6 +701,25 @@ class ClaimingGraph(_Compiled):
         return aclaimed_stream(self.claims_memory, _thread_claim(thread), f"of thread {thread!r}", open_stream)
 
 
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        """LangGraph's ``bulk_update_state`` (``update_state`` goes through it) holding the thread's
+        claim: a human's edit between two runs is refused (:class:`TaskBusyError`) while a worker
+        runs the thread, never written under a running invocation."""
+        thread = self._claimed_thread(config)
+        if thread is None:
+            return super().bulk_update_state(config, supersteps)
+        with holding(self.claims_memory, _thread_claim(thread), f"of thread {thread!r}"):
+            return super().bulk_update_state(config, supersteps)
+
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        """:meth:`bulk_update_state` for ``aupdate_state``/``abulk_update_state``."""
+        thread = self._claimed_thread(config)
+        if thread is None:
+            return await super().abulk_update_state(config, supersteps)
+        async with aholding(self.claims_memory, _thread_claim(thread), f"of thread {thread!r}"):
+            return await super().abulk_update_state(config, supersteps)
+
+
 @functools.cache
 def _claiming_class(base: type) -> type:
     return type(f"Claiming{base.__name__}", (ClaimingGraph, base), {"__module__": __name__})
@@ -695,8 +729,8 @@ def claiming(app: G, memory: MemoryStore | None) -> G:
     """Your compiled ``StateGraph`` whose invocations each claim their thread in ``memory``.
 
     For worker processes sharing one PostgreSQL memory and one durable checkpointer: an invocation
-    on a thread (``invoke``, ``stream``, ``batch`` and their async forms, a resume) first claims the
-    thread; a second worker's invocation of the same thread meanwhile raises
+    on a thread (``invoke``, ``stream``, ``batch`` and their async forms, a resume) or an edit of its
+    state (``update_state``, ``bulk_update_state``, async alike) first claims the thread; a second worker's invocation of the same thread meanwhile raises
     :class:`~agentroute.memory.TaskBusyError` before anything runs, so a step is paid once. Paid
     steps are committed to the memory before the claim is given back. An invocation that raises
     (a node's error, ``GraphRecursionError``) after its routed nodes ends their tasks ``failed``
