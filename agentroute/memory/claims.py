@@ -171,6 +171,8 @@ class TaskClaims:
         self.engine: Engine = create_memory_engine(url, pooled=False, libpq=_bounded(self.check_s))
         self._conn: Connection | None = None
         self._held: dict[str, int] = {}  # task id → uses in this process
+        self._since: dict[str, int] = {}  # task id → the session (epoch) that took its claim
+        self._epoch = 0  # sessions opened so far: a claim holds only on the one that took it
         self._lease: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -181,7 +183,7 @@ class TaskClaims:
         """In a forked child: the parent's connection, claims, lease and thread are not this process's."""
         if self._conn is not None:
             _cut_off(self._conn)
-        self._conn, self._held, self._lease, self._keeper = None, {}, None, None
+        self._conn, self._held, self._since, self._lease, self._keeper = None, {}, {}, None, None
         self._lock, self._stop = threading.Lock(), threading.Event()
 
     def _open(self) -> Connection:
@@ -197,6 +199,7 @@ class TaskClaims:
             try:
                 if self._conn is None:
                     self._conn = self._open()
+                    self._epoch += 1
                     self._retake()
                 return bool(self._conn.execute(sa.text(sql), {"key": key}).scalar_one())
             except DBAPIError as exc:
@@ -205,6 +208,16 @@ class TaskClaims:
                 log.warning("memory: the connection holding task claims was lost; opening it again")
                 self._conn = None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _discard(self) -> None:
+        """Close a connection that failed a statement (its session, if it lives on, ends with its
+        locks): the next statement opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
 
     def _retake(self) -> None:
         """Take again, on a new connection, the lease and the claims held on the lost one."""
@@ -220,8 +233,10 @@ class TaskClaims:
         """Claim ``task_id`` for this process; ``False`` when another process holds it."""
         with self._lock:
             uses = self._held.get(task_id, 0)
-            if uses == 0 and not self._execute("SELECT pg_try_advisory_lock(:key)", claim_key(task_id)):
-                return False
+            if uses == 0:
+                if not self._execute("SELECT pg_try_advisory_lock(:key)", claim_key(task_id)):
+                    return False
+                self._since[task_id] = self._epoch
             self._held[task_id] = uses + 1
             return True
 
@@ -235,10 +250,28 @@ class TaskClaims:
             if uses == 0:
                 return
             del self._held[task_id]
+            self._since.pop(task_id, None)
             try:
                 self._execute("SELECT pg_advisory_unlock(:key)", claim_key(task_id))
             except DBAPIError as exc:  # the connection died: the lock went with it
                 log.warning("memory: releasing the claim on task %s: %s", task_id, exc)
+
+    def confirm(self, task_id: str) -> bool:
+        """Whether this process still holds its claim on ``task_id`` without a break, asked of the
+        server (one round trip): ``False`` once the session that took it ended (the server dropped
+        it, the network cut it) — even if the claim was taken again since, as another worker may
+        have run the task meanwhile — or when the server cannot be reached. A worker checks it
+        before each paid call, so one that lost its claim stops paying for a task another runs."""
+        with self._lock:
+            if task_id not in self._held:
+                return False
+            try:
+                self._execute("SELECT CAST(:key AS bigint) IS NOT NULL", 0)
+            except DBAPIError as exc:
+                log.warning("memory: cannot confirm the claim on task %s: %s", task_id, exc)
+                self._discard()
+                return False
+            return self._since.get(task_id) == self._epoch
 
     def held(self) -> list[str]:
         """The tasks this process claims now."""
@@ -273,13 +306,14 @@ class TaskClaims:
                     self._execute("SELECT CAST(:key AS bigint) IS NOT NULL", 0)
                 except DBAPIError as exc:  # the server is down: try again at the next check
                     log.warning("memory: the connection holding this process's lease: %s", exc)
-                    self._conn = None
+                    self._discard()
 
     def close(self) -> None:
         """Release every claim and the lease (closing the connection does)."""
         self._stop.set()
         with self._lock:
             self._held.clear()
+            self._since.clear()
             self._lease = None
             if self._conn is not None:
                 try:

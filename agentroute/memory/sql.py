@@ -357,6 +357,14 @@ class SQLMemory(MemoryStore):
         except SQLAlchemyError as exc:
             raise MemoryStoreError(f"cannot claim task {task_id} in the memory at {self.url}: {exc}") from exc
 
+    def confirm_claim(self, task_id: str) -> bool:
+        """Whether this process still holds, unbroken, the claim :meth:`claim_task` took on
+        ``task_id`` (one round trip; see :meth:`TaskClaims.confirm`): ``False`` once its session
+        was lost, when another worker may have claimed and run the task. Always ``True`` on SQLite."""
+        if self._claims is None:
+            return True
+        return not self.closed and self._claims.confirm(task_id)
+
     def release_task(self, task_id: str) -> None:
         """Give back a claim taken by :meth:`claim_task`."""
         if self._claims is not None:
