@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from agentroute.budget import Budget, Cost, Ledger
+from agentroute.dispatch.options import RequestOptions, nth_seed
 from agentroute.dispatch.run import TaskRun
 from agentroute.dispatch.skills import SkillBlocked, SkillRegistry
 from agentroute.dispatch.stages import StageMachine
@@ -110,6 +112,15 @@ def _plan_of(c: _Candidate, request: CompletionRequest, tokens_in: int, usd: flo
         samples = c.strategy.samples
         worst, card_usd = _cost([a * samples for a in sample]), card_usd * samples
     return _plan((c.agent, c.key, c.card, c.strategy, c.backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c))
+
+
+def _sample(plan: _Plan, index: int) -> _Plan:
+    """The plan of sample ``index`` of a several-sample strategy: with a seed, its own
+    (:func:`~agentroute.dispatch.options.nth_seed`), so that the samples still differ."""
+    seed = plan.request.seed
+    if seed is None or index == 0:
+        return plan
+    return plan._replace(request=dataclasses.replace(plan.request, seed=nth_seed(seed, index)))
 
 
 #: The router hooks the base class defines as doing nothing (a step skips them).
@@ -375,6 +386,7 @@ class Dispatcher:
         postconditions: Iterable[Postcondition] = (),
         history: Sequence[tuple[str, str]] = (),
         temperature: float | None = None,
+        options: RequestOptions | None = None,
     ) -> Step | None:
         """Run one routed step; ``None`` when blocked or when nothing affordable is left.
 
@@ -387,12 +399,15 @@ class Dispatcher:
         input, the last turn); they count in every attempt's prompt tokens and worst case.
         ``temperature``: the caller's sampling temperature for one-sample strategies (``direct``,
         ``cot``; ``None``: the strategy's, 0); ``sc@K`` keeps its own, so that its samples differ.
+        ``options``: provider fields every attempt's request carries (:class:`RequestOptions`); the
+        caller checks that the candidates' backends take them
+        (:func:`~agentroute.dispatch.options.refused_option`): a backend ignores those it does not name.
         """
         if self.stage_machine is not None and self._blocked(run, role, stage, self.stage_machine):
             return None
         run.stage = stage
         qid = query_id or run.task.metadata.get("query_id")
-        plans = self._plans(run, role, prompt, input, models, max_tokens, qid, history, temperature)
+        plans = self._plans(run, role, prompt, input, models, max_tokens, qid, history, temperature, options)
         if self._asking and any(p.asks for p in plans):
             plans = await self._ask_counts(run, plans)
         post = tuple(postconditions)
@@ -482,6 +497,7 @@ class Dispatcher:
         query_id: str | None,
         history: Sequence[tuple[str, str]] = (),
         temperature: float | None = None,
+        options: RequestOptions | None = None,
     ) -> list[_Plan]:
         plans = []
         chats: dict[str, list[dict[str, str]]] = {}  # one prompt per strategy
@@ -501,6 +517,8 @@ class Dispatcher:
                 ]
             temp = strategy.temperature if temperature is None or not c.single else temperature
             request = CompletionRequest(c.model, chat, c.max_tokens, temp, None, query_id)
+            if options is not None:
+                options.apply(request)
             usd = None
             if c.shared_count:
                 tokens_in = counted.get((backend, strategy.name))
@@ -770,7 +788,7 @@ class Dispatcher:
                 completions = [outcome] if isinstance(outcome, Completion) else []
                 error = None if completions else outcome
             else:
-                samples = [asyncio.ensure_future(self._attempt(run, plan, stage, charged)) for _ in range(plan.strategy.samples)]
+                samples = [asyncio.ensure_future(self._attempt(run, _sample(plan, i), stage, charged)) for i in range(plan.strategy.samples)]
                 outcomes = await _all_by_deadline(samples, run.ledger.seconds_left())
                 completions = [o for o in outcomes if isinstance(o, Completion)]
                 error = None if completions else outcomes[0]

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -35,8 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentroute._optional import require
 from agentroute.dispatch.dispatcher import call_within
+from agentroute.dispatch.options import SEED_MAX, RequestOptions, nth_seed, refused_option
 from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, UnknownNameError
 from agentroute.pool.backends.base import Backend, token_sink
+from agentroute.pool.backends.streaming import reasoning_sink
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -145,7 +147,19 @@ class ChatCompletionBody(BaseModel):
     stream_options: StreamOptions | None = None
     reasoning_effort: str | None = Field(default=None, min_length=1)
     verbosity: str | None = Field(default=None, min_length=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-SEED_MAX - 1, le=SEED_MAX)
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def options(self) -> RequestOptions:
+        """The provider fields this request sets (:data:`PASSED_ON`); ``{"type": "text"}`` and
+        ``logprobs: false`` ask for nothing."""
+        response_format = self.response_format if _not_text(self.response_format) else None
+        return RequestOptions(
+            reasoning_effort=self.reasoning_effort, verbosity=self.verbosity, seed=self.seed,
+            response_format=response_format, logprobs=self.logprobs or None, top_logprobs=self.top_logprobs,
+        )  # fmt: skip
 
 
 #: The largest request body read (32 MiB: text far beyond any model's context window); a larger one is a 413.
@@ -207,9 +221,6 @@ UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tool_choice": (_forces_a_call, _NO_TOOLS),
     "functions": (bool, _NO_TOOLS),
     "function_call": (_forces_a_call, _NO_TOOLS),
-    "response_format": (_not_text, 'only {"type": "text"}: JSON output is not enforced'),
-    "logprobs": (bool, "log probabilities are not returned"),
-    "top_logprobs": (bool, "log probabilities are not returned"),
     "logit_bias": (bool, "token biases are not applied"),
     "modalities": (_not_text_only, 'only ["text"]'),
     "audio": (_given, "audio output is not supported"),
@@ -237,29 +248,27 @@ def refusal(body: ChatCompletionBody) -> JSONResponse | None:
 
 
 #: Fields a card's provider gets when its backend names them in ``request_fields`` (``openai``,
-#: ``litellm``: :data:`~agentroute.pool.backends.openai.PROVIDER_FIELDS`), with whether their loss
-#: would change the answer: such a field is refused (400) for other backends and on the router
-#: (whose routed calls do not carry it); a mere hint (``seed``) is ignored there.
-PASSED_ON: dict[str, bool] = {"reasoning_effort": True, "verbosity": True, "seed": False}
+#: ``litellm``: :data:`~agentroute.pool.backends.openai.PROVIDER_FIELDS`), as
+#: :class:`~agentroute.dispatch.options.RequestOptions`: one the card's backend (on the router: any
+#: card it may pick) cannot honour is refused (400), except ``seed``, a mere hint, ignored there.
+PASSED_ON = ("reasoning_effort", "verbosity", "seed", "response_format", "logprobs", "top_logprobs")
 
 
-def passed_on(body: ChatCompletionBody, backend: Backend | None, where: str) -> dict[str, Any] | JSONResponse:
-    """The :data:`PASSED_ON` fields ``body`` sets that ``backend`` takes (``None``: the router
-    takes none), or the 400 of one it cannot honour; ``where`` names the model in that 400."""
-    takes: frozenset[str] = getattr(backend, "request_fields", frozenset())
-    fields: dict[str, Any] = {}
-    for name, changes_the_answer in PASSED_ON.items():
-        value = getattr(body, name)
-        if value is None:
-            continue
-        if name in takes:
-            fields[name] = value
-        elif changes_the_answer:
-            return _unsupported(
-                name, f"{where} cannot take it: only cards of the openai and litellm backends pass it to their "
-                "provider; name such a card as the model"
-            )
-    return fields
+def refused_options(options: RequestOptions, takers: Iterable[frozenset[str]], where: str) -> JSONResponse | None:
+    """The 400 of an option in ``options`` that one of ``takers`` (the ``request_fields`` of the
+    backends that may answer) cannot honour, or ``None``; ``where`` names the model in it."""
+    name = refused_option(options, takers)
+    if name is None:
+        return None
+    return _unsupported(
+        name, f"{where} cannot honour it: only cards of the openai and litellm backends pass it to their "
+        "provider; name such a card as the model"
+    )
+
+
+def takers_of(backend: Backend) -> frozenset[str]:
+    """The request fields ``backend`` passes on (its ``request_fields``)."""
+    return getattr(backend, "request_fields", frozenset())
 
 
 def _unsupported(param: str, why: str) -> JSONResponse:
@@ -398,10 +407,9 @@ def create_app(
                 hint = f"routes as {', '.join(routed)}" if routed else "has no router (serve it with a router)"
                 return _error(404, f"{exc}; this server {hint}", "invalid_request_error", code="model_not_found", param="model")
             return _unknown_model(body.model, exc)
-        backend, n = pool.backend(card.id), body.n or 1
-        fields = passed_on(body, backend, f"model {card.id!r} (backend {card.backend})")
-        if isinstance(fields, JSONResponse):
-            return fields
+        backend, n, options = pool.backend(card.id), body.n or 1, body.options()
+        if (refused := refused_options(options, [takers_of(backend)], f"model {card.id!r} (backend {card.backend})")) is not None:
+            return refused
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
             model=card.backend_model,
@@ -409,8 +417,8 @@ def create_app(
             max_tokens=body.max_completion_tokens or body.max_tokens or card.max_tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             stop=stop or None,
-            **fields,
         )
+        options.apply(request)
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return await _stream(http, body.model, card, backend, request, n, usage)
@@ -468,11 +476,12 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
 
 def choice_request(request: CompletionRequest, index: int) -> CompletionRequest:
     """The provider call of choice ``index`` of ``n``: ``request``, with ``seed + index`` when it
-    has a seed, so that the choices are reproducible and still differ (one seed would make the
+    has a seed (:func:`~agentroute.dispatch.options.nth_seed`: wrapped within the signed 64-bit range
+    servers take), so that the choices are reproducible and still differ (one seed would make the
     provider draw the same answer ``n`` times)."""
     if request.seed is None or index == 0:
         return request
-    return dataclasses.replace(request, seed=request.seed + index)
+    return dataclasses.replace(request, seed=nth_seed(request.seed, index))
 
 
 async def _complete_all(
@@ -488,12 +497,19 @@ async def _complete_all(
         await asyncio.gather(*calls, return_exceptions=True)
 
 
+class Reasoning(str):
+    """A delta of the reasoning text a reasoning model sends beside its answer (``reasoning_content``)."""
+
+    __slots__ = ()
+
+
 async def _deltas(
     backend: Backend, request: CompletionRequest, card: ModelCard
 ) -> AsyncIterator[str | Completion]:
-    """Text deltas, then the :class:`Completion`: the backend's own ``stream`` method where it has
-    one (``local``), else the pieces a backend that ``streams_tokens`` sends to :data:`token_sink`
-    (``openai``, ``litellm``: their ``stream`` is a flag), else its whole answer as one delta."""
+    """Text deltas (:class:`Reasoning` ones for the reasoning text), then the :class:`Completion`:
+    the backend's own ``stream`` method where it has one (``local``), else the pieces a backend
+    that ``streams_tokens`` sends to :data:`token_sink` and :data:`reasoning_sink` (``openai``,
+    ``litellm``: their ``stream`` is a flag), else its whole answer as one delta."""
     stream = getattr(backend, "stream", None)
     if callable(stream):
         async for item in stream(request, card):
@@ -505,8 +521,12 @@ async def _deltas(
         async def sink(text: str) -> None:
             pieces.put_nowait(text)
 
+        async def thought(text: str) -> None:
+            pieces.put_nowait(Reasoning(text))
+
         async def call() -> Completion:
-            token_sink.set(sink)  # this task's own context: the backend reads it
+            token_sink.set(sink)  # this task's own context: the backend reads them
+            reasoning_sink.set(thought)
             return await backend.complete(request, card)
 
         task = asyncio.ensure_future(call())
@@ -523,6 +543,8 @@ async def _deltas(
         yield with_usage(completion, backend, request, card)
         return
     completion = with_usage(await backend.complete(request, card), backend, request, card)
+    if completion.raw.get("reasoning"):
+        yield Reasoning(completion.raw["reasoning"])
     if completion.text:
         yield completion.text
     yield completion
@@ -581,8 +603,8 @@ async def _stream(
 
     no_usage = {"usage": None} if usage else {}  # with include_usage, every chunk has the field
 
-    def choice(index: int, delta: dict[str, Any], finish: str | None = None) -> str:
-        return chunk([{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}], **no_usage)
+    def choice(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
+        return chunk([{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}], **no_usage)
 
     async def body() -> AsyncIterator[str]:
         done: dict[int, Completion] = {}
@@ -603,11 +625,14 @@ async def _stream(
                 if index not in started:
                     started.add(index)
                     yield choice(index, {"role": "assistant", "content": ""})
+                if isinstance(item, Reasoning):
+                    yield choice(index, {"reasoning_content": str(item)})
+                    continue
                 if isinstance(item, str):
                     yield choice(index, {"content": item})
                     continue
-                done[index] = item
-                yield choice(index, {}, _finish_reason(item))
+                done[index] = item  # its log probabilities come whole, with its end
+                yield choice(index, {}, _finish_reason(item), _logprobs(item))
                 if len(done) == n:
                     break
             if usage:
@@ -627,17 +652,27 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": c.text},
-                "finish_reason": _finish_reason(c),
-                "logprobs": None,
-            }
+            {"index": i, "message": message(c), "finish_reason": _finish_reason(c), "logprobs": _logprobs(c)}
             for i, c in enumerate(completions)
         ],
         "usage": _usage(completions),
         "agentroute": _extension(completions),
     }
+
+
+def message(completion: Completion) -> dict[str, Any]:
+    """The assistant message of ``completion``: its answer, and the reasoning text a reasoning
+    model sent beside it as ``reasoning_content`` (vLLM's and DeepSeek's field)."""
+    answer: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    if completion.raw.get("reasoning"):
+        answer["reasoning_content"] = completion.raw["reasoning"]
+    return answer
+
+
+def _logprobs(completion: Completion) -> dict[str, Any] | None:
+    """A choice's ``logprobs``: the token log probabilities the provider returned, when asked."""
+    found = completion.raw.get("logprobs")
+    return {"content": found} if found is not None else None
 
 
 def _usage(completions: list[Completion]) -> dict[str, int]:

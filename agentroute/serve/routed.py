@@ -23,12 +23,13 @@ from typing import Any
 
 from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, add_step_watcher
+from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
-from agentroute.serve.openai_server import finish_reason
+from agentroute.serve.openai_server import finish_reason, takers_of
 from agentroute.types import Completion, Step
 
 #: The ``model`` of a routed request; ``router:<name>`` (the router's registered name) works too.
@@ -103,6 +104,9 @@ class Routing:
         self.budget = check_budget(budget)
         self.memory, self.owns_memory = open_memory(memory)
         self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
+        #: each pool card's request fields (its backend's ``request_fields``): a request option one
+        #: of them cannot honour is refused, since the router may pick that card
+        self.takers = {card.id: takers_of(pool.backend(card.id)) for card in pool}
 
     @property
     def names(self) -> list[str]:
@@ -160,11 +164,13 @@ class Routing:
         max_tokens: int | None,
         watch: ServedStep | None = None,
         temperature: float | None = None,
+        options: RequestOptions | None = None,
     ) -> tuple[TaskRun, Step | None]:
         """One task: the messages as one routed step; the finished run (``run.task`` has the status
         and cost) and its step (``None`` when nothing was affordable). A cancelled request (client
         gone) ends the task ``interrupted``. ``watch`` sees the step's provider attempts as they run
-        (the dispatcher's step watcher): their tokens, their ends and failures."""
+        (the dispatcher's step watcher): their tokens, their ends and failures. ``options``: the
+        request's provider fields, carried by every attempt."""
         prompt, query, text, history = split_messages(messages)
         dispatcher = self.dispatcher
         add_step_watcher(_watch_served)
@@ -173,7 +179,7 @@ class Routing:
         try:
             step = await dispatcher.step(
                 run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id,
-                history=history, temperature=temperature,
+                history=history, temperature=temperature, options=options,
             )
         except BaseException:
             dispatcher.finish(run, status="interrupted")
@@ -262,15 +268,17 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     """The response to a chat completion whose ``model`` is the router (``body``: the request)."""
     from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-    from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected, passed_on
+    from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected, refused_options
 
     if (body.n or 1) != 1:
         return _error(
             400, "n: the router model answers one choice per request (one task)", "invalid_request_error",
             code="unsupported_value", param="n",
         )
-    if isinstance(refused := passed_on(body, None, "the router model"), JSONResponse):
-        return refused
+    options = body.options()
+    for card_id, takes in routing.takers.items():
+        if (refused := refused_options(options, [takes], f"the router model (it may pick model {card_id!r})")) is not None:
+            return refused
     if body.stop:
         return _error(
             400,
@@ -290,7 +298,10 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     # streamed must be the answer returned
     watch = ServedStep(stream=bool(body.stream) and not escalates(routing.router))
     task = asyncio.ensure_future(
-        routing.run(messages, budget=budget, query_id=query_id, max_tokens=max_tokens, watch=watch, temperature=body.temperature)
+        routing.run(
+            messages, budget=budget, query_id=query_id, max_tokens=max_tokens, watch=watch, temperature=body.temperature,
+            options=options if options.given() else None,
+        )
     )
     task.add_done_callback(lambda _: watch.events.put_nowait(("done", None)))
 

@@ -47,6 +47,7 @@ from agentroute.pool.backends.streaming import (
     closing_usage,
     counted_usage,
     dropped_stream,
+    logprobs_of,
     reasoning_of,
     stream_ended,
 )
@@ -227,6 +228,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 choice = choices[0]
                 finish_reason = getattr(choice, "finish_reason", None) or finish_reason
                 delta = getattr(choice, "delta", None)
+                if getattr(choice, "logprobs", None):
+                    read.add_logprobs(logprobs_of(choice))
                 said = said or any(getattr(delta, name, None) is not None for name in ("role", "content", "tool_calls"))
                 # reasoning models stream their billed reasoning beside the answer
                 if not await read.add(getattr(delta, "content", None), reasoning_of(delta), getattr(delta, "tool_calls", None)):

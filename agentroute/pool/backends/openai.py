@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 import openai
 
+from agentroute.dispatch.options import extra_fields
 from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, ProtocolError
 from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.counting import (
@@ -37,6 +38,7 @@ from agentroute.pool.backends.streaming import (
     closing_usage,
     counted_usage,
     dropped_stream,
+    logprobs_of,
     reasoning_of,
     stream_ended,
 )
@@ -204,14 +206,19 @@ def api_key_for(card: ModelCard) -> str | None:
 
 
 #: Request fields an OpenAI-protocol provider takes as they are (``reasoning_effort`` for reasoning
-#: models, ``verbosity`` for the length of GPT-5's answers, ``seed`` for reproducible sampling):
-#: the backends that send them name them.
-PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed", "verbosity"})
+#: models, ``verbosity`` for the length of GPT-5's answers, ``seed`` for reproducible sampling,
+#: ``response_format`` for JSON output, ``logprobs``/``top_logprobs``: returned in
+#: ``raw["logprobs"]``): the backends that send them name them (:mod:`agentroute.dispatch.options`).
+PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed", "verbosity", "response_format", "logprobs", "top_logprobs"})
+_TYPED_FIELDS = ("reasoning_effort", "seed", "verbosity")  # CompletionRequest's own
 
 
 def provider_fields(request: CompletionRequest) -> dict[str, Any]:
     """The :data:`PROVIDER_FIELDS` that ``request`` sets, as the request body's fields."""
-    return {name: value for name in sorted(PROVIDER_FIELDS) if (value := getattr(request, name)) is not None}
+    fields = {name: value for name in _TYPED_FIELDS if (value := getattr(request, name)) is not None}
+    if request.metadata:
+        fields.update(extra_fields(request))
+    return fields
 
 
 #: Sampling fields a model may refuse: OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) take
@@ -494,6 +501,8 @@ class OpenAIBackend(EndpointCounting, Backend):
                 delta = choice.get("delta") or {}
                 if not isinstance(delta, dict):
                     raise ProtocolError(card.id, f"a stream delta is not an object (got {delta!r:.80})")
+                if choice.get("logprobs"):
+                    read.add_logprobs(logprobs_of(choice))
                 # reasoning models (vLLM, DeepSeek) stream their billed reasoning beside the answer
                 if not await read.add(delta.get("content"), reasoning_of(delta), delta.get("tool_calls")):
                     break
@@ -599,7 +608,7 @@ def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: floa
     return Reply(
         id=str(getattr(response, "id", "") or ""), text=text, received=text + reasoning + called,
         usage=getattr(response, "usage", None), finish_reason=getattr(choice, "finish_reason", None), chunks=0,
-        cut=False, confidence=confidence, reasoning=reasoning, tool_calls=tools.list(),
+        cut=False, confidence=confidence, reasoning=reasoning, tool_calls=tools.list(), logprobs=logprobs_of(choice),
     )
 
 

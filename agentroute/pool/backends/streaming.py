@@ -23,6 +23,7 @@ import abc
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class Reply:
     confidence: float | None = None
     reasoning: str = ""  # the reasoning text a reasoning model sent beside its answer
     tool_calls: list[dict[str, Any]] | None = None  # the tool calls it made instead of (or beside) answering
+    logprobs: list[Any] | None = None  # the answer's token log probabilities, when asked for
 
     def raw(self) -> dict[str, Any]:
         """The completion's ``raw`` record: id, finish reason, ``stream_cut``, ``confidence``,
@@ -60,6 +62,8 @@ class Reply:
             raw["reasoning"] = self.reasoning
         if self.tool_calls:
             raw["tool_calls"] = self.tool_calls
+        if self.logprobs is not None:
+            raw["logprobs"] = self.logprobs
         return raw
 
     def check(self, card_id: str) -> None:
@@ -125,13 +129,32 @@ def reasoning_of(part: Any) -> Any:
     return None
 
 
+def logprobs_of(choice: Any) -> list[Any] | None:
+    """The token log probabilities of a reply's choice or a stream chunk's (``logprobs.content``,
+    as mappings), or ``None`` when it has none."""
+    found = choice.get("logprobs") if isinstance(choice, dict) else getattr(choice, "logprobs", None)
+    content = found.get("content") if isinstance(found, dict) else getattr(found, "content", None)
+    if not isinstance(content, list):
+        return None
+    return [item.model_dump() if hasattr(item, "model_dump") else item for item in content]
+
+
+#: Who watches a streamed reply's reasoning text as it comes (``agentroute serve`` streams it to
+#: its client as ``reasoning_content`` deltas), beside :data:`~.base.token_sink`'s answer text.
+reasoning_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("agentroute_reasoning_sink", default=None)
+
+
 class StreamText:
     """The text of a streamed reply, read one delta at a time (module docstring)."""
 
-    __slots__ = ("called", "card_id", "chunks", "cut", "limit", "pieces", "pulse", "reasoning", "sink", "tools")
+    __slots__ = (
+        "called", "card_id", "chunks", "cut", "limit", "logprobs", "pieces", "pulse", "reasoning", "sink", "thinking", "tools",
+    )  # fmt: skip
 
     def __init__(self, card_id: str, limit: int, sink: Callable[[str], Awaitable[None]] | None):
         self.card_id, self.limit, self.sink = card_id, limit, sink
+        self.thinking = reasoning_sink.get() if sink is not None else None  # who watches the reasoning
+        self.logprobs: list[Any] | None = None
         self.pulse = stream_pulse.get()  # the dispatcher's timeout watches it: each chunk shows life
         self.pieces: list[str] = []
         self.reasoning: list[str] = []
@@ -164,7 +187,16 @@ class StreamText:
             return False
         if content and self.sink is not None:
             await self.sink(content)
+        if thought and self.thinking is not None:
+            await self.thinking(thought)
         return True
+
+    def add_logprobs(self, content: list[Any] | None) -> None:
+        """Take one chunk's token log probabilities."""
+        if content is not None:
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(content)
 
     def reply(self, *, id: str, usage: Any, finish_reason: Any, confidence: float | None = None) -> Reply:
         """What was read: a cut reply keeps its first ``limit`` chunks, ends for ``length`` and has
@@ -174,6 +206,7 @@ class StreamText:
             received="".join(self.pieces) + "".join(self.reasoning) + "".join(self.called), usage=None if self.cut else usage,
             finish_reason="length" if self.cut else finish_reason, chunks=self.chunks, cut=self.cut,
             confidence=confidence, reasoning="".join(self.reasoning), tool_calls=self.tools.list(),
+            logprobs=self.logprobs,
         )  # fmt: skip
 
 

@@ -1,0 +1,211 @@
+"""Request fields through ``agentroute serve``: JSON modes, log probabilities, reasoning text, seeds.
+
+The real ``openai`` client talks to :class:`ServerThread`, whose ``openai`` cards call a small
+OpenAI-compatible upstream on loopback (below) that keeps every request it gets, refuses a seed
+outside the signed 64-bit range (as vLLM does), and answers with ``reasoning_content`` and, when
+asked, ``logprobs``, plain or streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+
+from agentroute.pool.card import ModelCard  # noqa: E402
+from agentroute.pool.pool import ModelPool  # noqa: E402
+from agentroute.serve import ServerThread  # noqa: E402
+
+ANSWER = ["Par", "is"]
+THOUGHT = ["Let me ", "think."]
+ASK = [{"role": "user", "content": "Capital of France?"}]
+INT64 = 2**63
+
+
+def _logprob(token: str) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.5, "bytes": list(token.encode()), "top_logprobs": []}
+
+
+class _Upstream(BaseHTTPRequestHandler):
+    server: Upstream
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path.endswith("/tokenize"):
+            return self._send(404, {"error": "no"})
+        self.server.requests.append(body)
+        seed = body.get("seed")
+        if seed is not None and not -INT64 <= seed < INT64:  # vLLM: seed within torch.long
+            return self._send(400, {"error": {"message": f"seed {seed} out of range", "type": "BadRequestError",
+                                              "param": "seed", "code": 400}})  # fmt: skip
+        thinks = str(body.get("model")).startswith("reasoner")
+        logprobs = bool(body.get("logprobs"))
+        usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+        base = {"id": "u1", "created": 0, "model": body.get("model")}
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(ANSWER)}
+            if thinks:
+                message["reasoning_content"] = "".join(THOUGHT)
+            lp = {"content": [_logprob(t) for t in ANSWER]} if logprobs else None
+            choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": lp}
+            return self._send(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+
+        def event(delta: dict[str, Any], finish: str | None = None, lp: Any = None, use: Any = None) -> None:
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lp}]
+            chunk = {**base, "object": "chat.completion.chunk", "choices": choices, "usage": use}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        event({"role": "assistant", "content": ""})
+        for piece in THOUGHT if thinks else []:
+            event({"reasoning_content": piece})
+        for piece in ANSWER:
+            event({"content": piece}, lp={"content": [_logprob(piece)]} if logprobs else None)
+        event({}, "stop")
+        event(None, use=usage)  # type: ignore[arg-type]
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class Upstream(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Upstream)
+        self.requests: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> Upstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def _card(id: str, url: str, backend: str = "openai") -> ModelCard:
+    return ModelCard(id=id, backend=backend, model=id, base_url=url, input_price=1.0, output_price=2.0,
+                     max_tokens=16, timeout_s=10)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(upstream: Upstream) -> Iterator[ServerThread]:
+    pool = ModelPool([_card("plain", upstream.url), _card("reasoner", upstream.url)])
+    with ServerThread(pool, router="cheapest", budget={"usd": 1.0}) as server:
+        yield server
+
+
+def client(server: ServerThread) -> Any:
+    return openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+
+
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_mode_and_logprobs_reach_an_openai_card_and_come_back(served: ServerThread, upstream: Upstream, stream: bool) -> None:
+    """Before: a 400 (``response_format: only {"type": "text"}``, ``logprobs are not returned``) even
+    for a card whose provider honours them; now they reach it and its log probabilities come back."""
+    made = client(served).chat.completions.create(
+        model="plain", messages=ASK, response_format=SCHEMA, logprobs=True, top_logprobs=2, stream=stream
+    )
+    sent = upstream.requests[-1]
+    assert (sent["response_format"], sent["logprobs"], sent["top_logprobs"]) == (SCHEMA, True, 2)
+    if stream:
+        chunks = list(made)
+        tokens = [t.token for c in chunks for ch in c.choices if ch.logprobs for t in ch.logprobs.content]
+        text = "".join(ch.delta.content or "" for c in chunks for ch in c.choices)
+    else:
+        tokens, text = [t.token for t in made.choices[0].logprobs.content], made.choices[0].message.content
+    assert tokens == ANSWER and text == "".join(ANSWER)
+
+
+def test_without_logprobs_none_come_back(served: ServerThread, upstream: Upstream) -> None:
+    made = client(served).chat.completions.create(model="plain", messages=ASK, response_format={"type": "text"})
+    assert made.choices[0].logprobs is None and "response_format" not in upstream.requests[-1]
+
+
+def test_a_card_whose_backend_cannot_honour_them_is_a_400(upstream: Upstream) -> None:
+    """A local card (no provider fields) and the router over a pool holding one: a 400 naming the
+    field and the card, before any call."""
+    pool = ModelPool([_card("plain", upstream.url), ModelCard(id="tiny", backend="local", model="x.gguf", price_per_second=0.001)])
+    with ServerThread(pool, router="cheapest", budget={"usd": 1.0}, preload=False) as server:
+        calls = len(upstream.requests)
+        for model, fields in [("tiny", {"logprobs": True}), ("router", {"response_format": SCHEMA}),
+                              ("router", {"reasoning_effort": "low"})]:  # fmt: skip
+            with pytest.raises(openai.BadRequestError) as info:
+                client(server).chat.completions.create(model=model, messages=ASK, **fields)
+            assert info.value.param == next(iter(fields)) and "'tiny'" in info.value.message
+        assert len(upstream.requests) == calls
+
+
+def test_a_routed_request_carries_its_provider_fields(served: ServerThread, upstream: Upstream) -> None:
+    """Before: ``reasoning_effort`` on the router was a 400 and ``seed`` was dropped; now the routed
+    call carries them (and ``response_format``)."""
+    made = client(served).chat.completions.create(
+        model="router", messages=ASK, reasoning_effort="low", seed=11, response_format={"type": "json_object"}
+    )
+    sent = upstream.requests[-1]
+    assert (sent["reasoning_effort"], sent["seed"], sent["response_format"]) == ("low", 11, {"type": "json_object"})
+    assert made.choices[0].message.content == "".join(ANSWER)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_content_comes_back(served: ServerThread, stream: bool) -> None:
+    """Before: an upstream reasoning model's ``reasoning_content`` was dropped; now it is returned
+    (streamed as ``reasoning_content`` deltas before the answer)."""
+    made = client(served).chat.completions.create(model="reasoner", messages=ASK, stream=stream)
+    if stream:
+        deltas = [ch.delta for c in made for ch in c.choices]
+        thought = [d.model_extra.get("reasoning_content") for d in deltas if (d.model_extra or {}).get("reasoning_content")]
+        assert thought == THOUGHT and "".join(d.content or "" for d in deltas) == "".join(ANSWER)
+    else:
+        message = made.choices[0].message
+        assert message.model_extra["reasoning_content"] == "".join(THOUGHT) and message.content == "".join(ANSWER)
+
+
+@pytest.mark.parametrize("seed", [INT64 - 1, -INT64])
+def test_n_choices_seeds_stay_in_the_int64_range(served: ServerThread, upstream: Upstream, seed: int) -> None:
+    """Before: ``seed + i`` went past 2**63-1, and the upstream refused choice 1 (a 400 to the client)."""
+    calls = len(upstream.requests)
+    made = client(served).chat.completions.create(model="plain", messages=ASK, n=3, seed=seed)
+    seeds = sorted(r["seed"] for r in upstream.requests[calls:])
+    assert len(made.choices) == 3 and len(set(seeds)) == 3 and all(-INT64 <= s < INT64 for s in seeds)
+    assert seed in seeds
+
+
+def test_a_seed_outside_int64_is_a_400_naming_it(served: ServerThread) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="plain", messages=ASK, seed=INT64)
+    assert info.value.param == "seed"
