@@ -81,3 +81,20 @@ def test_run_names_its_batch_on_one_line_in_an_80_column_terminal(tmp_path: Path
                                    "--budget-usd", "1e-12", "--memory", memory])  # fmt: skip
     assert done.exit_code == 0, done.output
     assert re.search(r"^2 tasks \(0 lines skipped\); batch qa-\S+: 2 queries$", done.stdout, re.M), done.stdout
+
+
+def test_eval_names_the_files_it_wrote_whole_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """A path cut across two lines cannot be copied into the next command."""
+    rows = [
+        f'{{"query_id": "q{i}", "query": "question {i}", "agent": "{agent}", "score": {score}, "cost_usd": {cost}}}'
+        for i in range(20)
+        for agent, score, cost in (("small", i % 2, 0.001), ("large", 1, 0.01))
+    ]
+    (tmp_path / "logs.jsonl").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "runs" / "an-evaluation-with-a-long-folder-name"
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    done = narrow.invoke(app, ["eval", "--dataset", f"outcomes:{tmp_path / 'logs.jsonl'}", "--routers", "cheapest",
+                               "--no-peers", "--boot", "0", "--out", str(out)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    wrote = [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    assert wrote and str(out / "results.json") in wrote[0] and str(out / "results.csv") in wrote[0], done.stdout

@@ -99,7 +99,7 @@ def eval_command(
         return
     console.print(_header(result))
     _print_whole(console, _table(result))
-    console.print(escape(f"wrote {', '.join(str(p) for p in paths.values())}"))
+    console.print(escape(f"wrote {', '.join(str(p) for p in paths.values())}"), soft_wrap=True)  # paths whole, to copy
 
 
 def _header(result: EvalResult) -> str:
