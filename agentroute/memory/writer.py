@@ -76,6 +76,22 @@ class BatchItemWrite:
         self.row, self.on_commit = row, on_commit
 
 
+FINISHED_WHOLE = ("done", "budget_exhausted")
+"""Task statuses a task with a step that was not stored is never written with (``failed`` instead)."""
+
+
+def _missing_text(lost: int) -> str:
+    return f"{lost} step(s) of this task were not stored (the memory refused them): its record is incomplete"
+
+
+def _incomplete(row: dict[str, Any], lost: int) -> None:
+    """A task row whose ``lost`` steps were not stored: ``failed`` rather than finished, saying why."""
+    row["meta"] = {**row["meta"], "agentroute_missing_steps": lost}
+    if row["status"] in FINISHED_WHOLE:
+        row["status"] = "failed"
+        row["meta"]["error"] = _missing_text(lost)
+
+
 def _task_of(kind: str, payload: Any) -> str | None:
     """The task id a write belongs to (the unit kept together when a batch is split); ``None``
     for a malformed payload, which then stands alone."""
@@ -268,6 +284,7 @@ class BatchWriter:
         self._errors: list[tuple[str, Any, BaseException]] = []
         self._errors_lock = threading.Lock()
         self._lost_tasks: set[str] = set()  # tasks whose first write was lost: their steps are held back
+        self._missing: dict[str, int] = {}  # task id → its steps lost: never stored as finished whole
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -436,6 +453,8 @@ class BatchWriter:
             pass
         rows = [op for op in group if op[0] in (START, FINISH)]
         rest = [op for op in group if op[0] not in (START, FINISH)]
+        task_id = _task_of(*group[0])
+        missing = self._missing.get(task_id, 0) if task_id is not None else 0
         if rows:
             try:
                 self._commit(rows)
@@ -445,6 +464,11 @@ class BatchWriter:
                     self._fail(_held_back(rest))
                     return
         self._split(rest)
+        if task_id is not None and rows and self._missing.get(task_id, 0) > missing:  # stored whole before the loss
+            try:
+                self._commit(rows)  # again: not finished whole now
+            except Exception as exc:  # noqa: BLE001 - recorded like any lost write
+                self._fail([(kind, payload, exc) for kind, payload in rows])
 
     def _split(self, ops: list[Op]) -> None:
         if not ops:
@@ -477,6 +501,9 @@ class BatchWriter:
             self._lost_tasks.update(
                 task_id for kind, payload, _ in failures if kind == START and (task_id := _task_of(kind, payload))
             )
+        for kind, payload, _ in failures:
+            if kind == STEP and (task_id := _task_of(kind, payload)) is not None:
+                self._missing[task_id] = self._missing.get(task_id, 0) + 1
 
     def _commit(self, batch: list[Op]) -> None:
         latest: dict[str, tuple[Any, bool]] = {}  # task id → (task, finished): one row per task
@@ -507,6 +534,13 @@ class BatchWriter:
                 raise ValueError(f"unknown memory write kind {kind!r}")
         lease = bool(latest) and self._lease is not None and self._lease()
         tasks = {task_id: task_row(task, finished=finished, lease=lease) for task_id, (task, finished) in latest.items()}
+        if self._missing:
+            for task_id, row in tasks.items():
+                if task_id in self._missing:
+                    _incomplete(row, self._missing[task_id])
+            for item in items:
+                if (lost := self._missing.get(str(item.row.get("task_id")))) and item.row.get("status") in FINISHED_WHOLE:
+                    item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
         with self._lock, self.engine.begin() as conn:
             self._execute(conn, tasks, steps, audits, feedback)
             if items:
