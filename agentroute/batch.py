@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,12 +420,27 @@ class BatchRunner:
             log.debug("batch %s: %s", self.batch_id, exc)
 
     async def _heartbeat(self) -> None:
+        """Beat every ``lease_s``/3. A worker retired by another's reconcile, or whose heartbeat could
+        not be stored for ``lease_s`` (after which another host may take it for dead), has had its
+        queries handed over: it stops at once, its tasks in flight cancelled (``interrupted``)."""
+        stored = time.monotonic()
         while True:
             await asyncio.sleep(max(self.queue.lease_s / 3, 0.1))
             try:
-                await asyncio.to_thread(self.queue.heartbeat)
-            except Exception as exc:  # a missed heartbeat is not fatal (a database error, a closed store)
+                if not await asyncio.to_thread(self.queue.heartbeat):
+                    return self._fence("retired by another worker's reconcile (taken for dead)")
+                stored = time.monotonic()
+            except Exception as exc:  # a missed heartbeat is not fatal (a database error), a lease's worth is
                 log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
+                if time.monotonic() - stored >= self.queue.lease_s:
+                    return self._fence(f"no heartbeat stored for {self.queue.lease_s:g} s (--lease-s)")
+
+    def _fence(self, why: str) -> None:
+        """Stop now: another worker may run this worker's queries; paying for them here too is waste."""
+        log.error("batch %s: %s: its queries may run elsewhere; stopping, tasks in flight interrupted", self.batch_id, why)
+        if self.stopped is None:
+            self.stopped = why
+        self._cancel_all()
 
     async def _writable(self) -> None:
         """Wait while the memory's writer retries (a full disk, a server restarting): nothing more is

@@ -249,10 +249,13 @@ class BatchQueue:
         ).on_conflict_do_nothing(index_elements=[BATCH_WORKERS.c.id])  # a retry after a lost commit
         self._transact(lambda conn: conn.execute(insert))  # fmt: skip
 
-    def heartbeat(self) -> None:
-        self._transact(lambda conn: conn.execute(
-            sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id == self.worker_id).values(heartbeat_at=_now())
-        ))
+    def heartbeat(self) -> bool:
+        """Store that this worker is alive; ``False`` when it was retired meanwhile (another worker's
+        :meth:`reconcile` took it for dead and handed its items over): it must stop paying for them."""
+        return self._transact(lambda conn: conn.execute(
+            sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id == self.worker_id, BATCH_WORKERS.c.status == "running")
+            .values(heartbeat_at=_now())
+        ).rowcount) != 0  # fmt: skip
 
     def leave(self) -> Reconciled:
         """Mark this worker stopped; its still-``running`` tasks and items become ``interrupted``."""
