@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterato
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict
 
-from agentroute.budget import Budget, Ledger
+from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, Postcondition
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.dispatch.skills import SkillRegistry
@@ -43,6 +43,7 @@ from agentroute.graph_runtime import (
     new_task,
     open_task,
     rebuild,
+    recorded_ledger,
     report_step,
     routed_node,
     run_sync,
@@ -817,7 +818,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         """A resume from the thread's first checkpoint (the request) of a task that a worker opened
         and paid steps for before dying, its first node's checkpoint unsaved (LangGraph writes them in
         the background): the task as the memory has it, every recorded step charged; ``None`` when
-        the memory never saw it. Opening it again would have restarted its ledger at zero."""
+        the memory never saw it. Opening it again would have restarted its ledger at zero (its time too)."""
         memory = self.dispatcher.memory
         stored = memory.get_task(request["task_id"]) if memory is not None else None
         if stored is None:
@@ -827,7 +828,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         return rebuild(self.dispatcher, {
             "task_id": task.id, "query": task.query, "graph": task.graph, "task_type": task.task_type,
             "metadata": task.metadata, "budget": budget.given() if budget is not None else None,
-            "ledger": Ledger(budget or Budget()).snapshot(), "index": 0, "stage": None, "seq": 0,
+            "ledger": recorded_ledger(budget, stored.steps), "index": 0, "stage": None, "seq": 0,
             "carry": {"opened_by": "graph", "owner": graph_path(config)},
         })  # fmt: skip
 

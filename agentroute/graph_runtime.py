@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentroute.budget import Budget, Ledger
+from agentroute.budget import RESOURCES, Budget, Ledger
 from agentroute.dispatch.dispatcher import add_step_watcher
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.errors import BackendError, ConfigurationError
@@ -402,9 +402,27 @@ def reopen(dispatcher: Dispatcher, task_id: str, carry: dict[str, Any]) -> TaskR
     budget = stored.task.budget
     snapshot = {
         "task_id": task_id, "budget": budget.given() if budget is not None else None,
-        "ledger": Ledger(budget).snapshot(), "index": 0, "carry": carry,
+        "ledger": recorded_ledger(budget, stored.steps), "index": 0, "carry": carry,
     }
     return TaskRun.from_checkpoint(snapshot, memory)
+
+
+def recorded_ledger(budget: Budget | None, steps: Iterable[Step]) -> dict[str, Any]:
+    """The ledger snapshot of a task reopened from the memory, its checkpoint holding none: the time
+    its recorded steps ran (the union of their spans: concurrent steps count once), so a
+    ``seconds`` budget is not given afresh on each resume. Their costs are charged by
+    :meth:`TaskRun.from_checkpoint`; time between invocations (a human answering an interrupt)
+    counts no more than across a checkpoint."""
+    ends = ((s.created_at.timestamp(), s.latency_ms / 1000) for s in steps)  # a step is recorded as it ends
+    spans = sorted((end - latency, end) for end, latency in ends)
+    ran, reached = 0.0, float("-inf")
+    for start, end in spans:
+        if end > reached:
+            ran += end - max(start, reached)
+            reached = end
+    snapshot = Ledger(budget).snapshot()
+    snapshot["spent"][RESOURCES.index("seconds")] = ran
+    return snapshot
 
 
 def is_request(channel: Mapping[str, Any] | None) -> bool:
