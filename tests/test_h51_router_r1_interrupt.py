@@ -35,11 +35,11 @@ grpo: {per_device_train_batch_size: 2, num_generations: 2, save_strategy: steps,
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_traces_are_built_exits_130_with_one_line(tmp_path):
+def test_ctrl_c_while_traces_are_built_exits_130_with_one_line(tmp_path, tiny_policy):
     """Was: the local model's generation thread was still running at exit and the process died
     of SIGABRT ("terminate called without an active exception"), with no line and no 130."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE)
+    recipe.write_text(RECIPE + f"policy: {tiny_policy}\n")
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentroute.cli.router_r1_cmd", "--config", str(recipe), "--out", str(out)],

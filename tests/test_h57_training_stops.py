@@ -72,10 +72,10 @@ sft: {enabled: true, traces: 50, epochs: 1, batch_size: 4, direct_every: 0}
 
 
 @pytest.mark.slow
-def test_sigterm_during_router_r1_training_exits_143_with_one_line(tmp_path: Path) -> None:
+def test_sigterm_during_router_r1_training_exits_143_with_one_line(tmp_path: Path, tiny_policy: Path) -> None:
     """Was: killed by the signal (-15) with no line, the pool's generation thread never stopped."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(ROUTER_R1_RECIPE)
+    recipe.write_text(ROUTER_R1_RECIPE + f"policy: {tiny_policy}\n")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "agentroute", "train", "router-r1", "--config", str(recipe), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
