@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -98,3 +99,19 @@ def test_eval_names_the_files_it_wrote_whole_in_an_80_column_terminal(tmp_path: 
     assert done.exit_code == 0, done.output
     wrote = [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
     assert wrote and str(out / "results.json") in wrote[0] and str(out / "results.csv") in wrote[0], done.stdout
+
+
+def test_pool_list_shows_litellm_prices_and_refuses_a_model_the_cost_table_does_not_know(tmp_path: Path) -> None:
+    """A typo in a LiteLLM model name was listed as priced by the "provider" (exit 0); `ask` then refused it."""
+    if importlib.util.find_spec("litellm") is None:  # not imported here: agentroute imports it offline
+        pytest.skip("the [litellm] extra is not installed")
+    pool = tmp_path / "my_pool.yaml"
+    pool.write_text(
+        "models:\n  - {id: mini, backend: litellm, model: openai/gpt-4o-mini}\n"
+        "  - {id: typo, backend: litellm, model: openai/gpt-4o-mnii}\n"
+    )
+    listed = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
+    assert listed.exit_code == 2
+    assert re.search(r"│ mini +│ litellm +│ \w+ +│ 0\.15 +│ 0\.6 ", listed.stdout), listed.stdout
+    assert re.search(r"│ typo +│ litellm +│ \w+ +│ none +│ none ", listed.stdout), listed.stdout
+    assert "error: model 'typo': LiteLLM's cost table has no price for 'openai/gpt-4o-mnii'" in listed.stderr

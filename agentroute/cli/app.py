@@ -274,13 +274,36 @@ def pool_list(pool: PoolOpt = None) -> None:
     table = Table(title="model pool")
     for col in ("id", "backend", "tier", "$/1M in", "$/1M out", "context", "strategies", "description"):
         table.add_column(col)
+    unpriced: list[str] = []
     for card in models:
-        price = lambda p: "provider" if p is None else f"{p:g}"  # noqa: E731
+        try:
+            prices = _prices(card)
+        except AgentrouteError as exc:  # what `ask` and `run` would refuse the pool for
+            prices = ("none", "none")
+            unpriced.append(str(exc))
         table.add_row(
-            card.id, card.backend, card.tier, price(card.input_price), price(card.output_price),
+            card.id, card.backend, card.tier, *prices,
             str(card.context_window), ", ".join(card.strategies), card.description[:60],
         )
     console.print(table)
+    for message in unpriced:
+        print_error(message, err_console)
+    if unpriced:
+        raise typer.Exit(2)
+
+
+def _prices(card: Any) -> tuple[str, str]:
+    """A card's USD per 1M input and output tokens: its own, else LiteLLM's cost table (the prices a
+    call is charged); "provider" where that table is not installed."""
+    if card.input_price is not None or card.backend != "litellm":
+        own = ["provider" if p is None else f"{p:g}" for p in (card.input_price, card.output_price)]
+        return own[0], own[1]
+    from agentroute.pool.backends.litellm import litellm_usd
+
+    try:
+        return f"{litellm_usd(card, 1_000_000, 0):g}", f"{litellm_usd(card, 0, 1_000_000):g}"
+    except ImportError:
+        return "provider", "provider"
 
 
 @app.command()
