@@ -153,12 +153,12 @@ class ChatCompletionBody(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def options(self) -> RequestOptions:
-        """The provider fields this request sets (:data:`PASSED_ON`); ``{"type": "text"}`` and
-        ``logprobs: false`` ask for nothing."""
+        """The provider fields this request sets (:data:`PASSED_ON`); ``{"type": "text"}``,
+        ``logprobs: false`` and ``top_logprobs: 0`` ask for nothing."""
         response_format = self.response_format if _not_text(self.response_format) else None
         return RequestOptions(
             reasoning_effort=self.reasoning_effort, verbosity=self.verbosity, seed=self.seed,
-            response_format=response_format, logprobs=self.logprobs or None, top_logprobs=self.top_logprobs,
+            response_format=response_format, logprobs=self.logprobs or None, top_logprobs=self.top_logprobs or None,
         )  # fmt: skip
 
 
