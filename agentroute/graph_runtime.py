@@ -302,6 +302,8 @@ def call_position(config: Mapping[str, Any] | None) -> tuple[tuple[str, int], bo
     key = (str(configurable.get("checkpoint_ns", "")), counter())
     if not scratchpad.resume and execution(False) is None:  # no interrupt of this task has an answer
         return key, False
+    # No public API gives these two facts of the running execution (LangGraph 1.2.24: get_state's
+    # tasks/interrupts and pending writes describe the thread before it): read from its scratchpad.
     pending, passed = _null_resume_pending(execution), _interrupts_passed(scratchpad)
     if pending is None or passed is None:  # another LangGraph layout: pay (never take back a call meant to be paid)
         return key, False
