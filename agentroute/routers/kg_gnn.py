@@ -445,7 +445,7 @@ class KGRouter(UtilityRouter):
         score, kgs = self.estimates([ctx], agents)
         cost = self._cost_matrix([ctx], agents)
         utility = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
-        top = int(self.choose(score, cost)[0])
+        top = int(self.choose(score, cost, names=[a.key for a in agents])[0])
         prob = _softmax(utility / self.temperature)
         chosen = self._collaborators(ctx, top, utility, prob)
         weights = prob[chosen] / prob[chosen].sum()

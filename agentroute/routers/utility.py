@@ -89,20 +89,34 @@ def utilities(score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scal
     return np.where(np.isnan(u), -np.inf, u)
 
 
-def choose(score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scale: float = 1.0) -> np.ndarray:
-    """Row-wise ``argmax`` of :func:`utilities`; ties go to the lower cost, then the lower index.
+#: Utilities closer than this are a tie (the float noise of a learned predictor: two agents with the
+#: same logged outcomes, given different seeded embeddings, predict 0.999001 and 0.999002).
+TIE_TOLERANCE = 1e-4
+
+
+def choose(
+    score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scale: float = 1.0, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Row-wise ``argmax`` of :func:`utilities`. Ties (within :data:`TIE_TOLERANCE`) go to the lower
+    cost, then to the first of ``names`` in sorted order (the agents' keys; ``None``: the lower
+    index), so a pick never depends on the order of the candidates.
 
     >>> choose(np.array([[0.5, 0.5, 0.4]]), np.array([[2.0, 1.0, 0.0]]), 0.0).tolist()
     [1]
     >>> choose(np.array([[0.5, 0.5, 0.4]]), np.array([[2.0, 1.0, 0.0]]), 1.0, 10.0).tolist()
     [2]
+    >>> choose(np.array([[0.9, 0.90001]]), np.array([[1.0, 1.0]]), 0.0, names=["b", "a"]).tolist()
+    [1]
     """
     u = utilities(score, cost, cost_weight, cost_scale)
     if u.ndim != 2 or u.shape[1] == 0:
         raise ConfigurationError(f"score and cost must be (n × k) with k ≥ 1 (got shape {u.shape})")
-    best = u.max(axis=1, keepdims=True)
-    tied_cost = np.where(u >= best, np.nan_to_num(np.asarray(cost, dtype=float), nan=np.inf), np.inf)
-    return np.argmin(tied_cost, axis=1)
+    tied = u >= u.max(axis=1, keepdims=True) - TIE_TOLERANCE
+    tied_cost = np.where(tied, np.nan_to_num(np.asarray(cost, dtype=float), nan=np.inf), np.inf)
+    tied &= tied_cost <= tied_cost.min(axis=1, keepdims=True)
+    k = u.shape[1]
+    rank = np.arange(k) if names is None else np.argsort(np.argsort(np.asarray(list(names), dtype=object), kind="stable"))
+    return np.argmin(np.where(tied, rank, k), axis=1)
 
 
 def sweep(
@@ -341,11 +355,14 @@ class UtilityRouter(Router):
             )
         return score, cost
 
-    def choose(self, score: np.ndarray, cost: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
-        """The candidate index per row for λ = ``cost_weight`` (default: this router's)."""
+    def choose(
+        self, score: np.ndarray, cost: np.ndarray, cost_weight: float | None = None, names: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """The candidate index per row for λ = ``cost_weight`` (default: this router's); ties as
+        :func:`choose` breaks them (``names``: the candidates' keys)."""
         self.check_fitted()
         lam = self.cost_weight if cost_weight is None else cost_weight
-        return choose(score, cost, lam, self.cost_scale_)
+        return choose(score, cost, lam, self.cost_scale_, names)
 
     @property
     def prices(self) -> PriceRefs:
@@ -367,9 +384,9 @@ class UtilityRouter(Router):
         require_candidates(self, ctx)
         self = self._view()  # one version of the state for the whole decision
         score, cost = self.predict([ctx])
-        index = int(self.choose(score, cost)[0])
-        u = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
         keys = [a.key for a in ctx.candidates]
+        index = int(self.choose(score, cost, names=keys)[0])
+        u = utilities(score, cost, self.cost_weight, self.cost_scale_)[0]
         why = f"argmax predicted score − {self.cost_weight:g}·cost/{self.cost_scale_:.3g}"
         if find_column(ctx.candidates[index], self.columns_) is None:
             why += f"; {unseen_note(self, ctx.candidates[index])}"
