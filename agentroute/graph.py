@@ -34,11 +34,13 @@ from agentroute.graph_runtime import (
     CHANNEL,
     aclaimed_stream,
     agentroute_state,
+    aholding,
     checkpointed,
     claimed_stream,
     claiming,
     durable_saver,
     graph_path,
+    holding,
     is_request,
     new_task,
     open_task,
@@ -515,6 +517,21 @@ class CompiledAgentGraph(_LangGraphCompiled):
             raise
         finally:
             LIVE.unpin(task_id)
+
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        """LangGraph's ``bulk_update_state`` (``update_state`` goes through it) holding the thread's
+        task claim when workers share the memory: refused (:class:`TaskBusyError`) while one runs it."""
+        if (memory := self._claimer()) is None or not (task := self._thread_task(None, config, self.get_state(config))):
+            return super().bulk_update_state(config, supersteps)
+        with holding(memory, task, task):
+            return super().bulk_update_state(config, supersteps)
+
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        """:meth:`bulk_update_state` for ``aupdate_state``/``abulk_update_state``."""
+        if (memory := self._claimer()) is None or not (task := self._thread_task(None, config, await self.aget_state(config))):
+            return await super().abulk_update_state(config, supersteps)
+        async with aholding(memory, task, task):
+            return await super().abulk_update_state(config, supersteps)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         input, config, task_id = self._seed(input, config)

@@ -132,3 +132,34 @@ def test_aupdate_state_holds_and_gives_back_the_claim(db: str) -> None:
 
     with SQLMemory(db) as memory, SQLMemory(db) as other:
         assert asyncio.run(main(memory, other)) == ("edited", True)
+
+
+def test_an_agent_graph_s_update_state_is_refused_while_another_worker_runs_its_task(db: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.types import interrupt
+
+    from agentroute import AgentGraph
+
+    def approve(state, ctx):
+        interrupt("ok?")
+        return {}
+
+    graph = (AgentGraph("reviewed").add_role("planner", prompt="plan").add_node("approve", approve)
+             .add_role("executor", prompt="do").add_edge("planner", "approve").add_edge("approve", "executor"))
+    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        saver.setup()
+        app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=5),
+                            checkpointer=saver)
+        cfg = {"configurable": {"thread_id": "agent-edit"}}
+        app.run("q1", query_id="q1", config=cfg, task_id="t-edit")  # paused at the review
+        assert other.claim_task("t-edit")  # another worker resumes the task
+        try:
+            with pytest.raises(TaskBusyError, match="task t-edit is being run by another worker"):
+                app.update_state(cfg, {"outputs": {"planner": "edited"}})  # was: written under its run
+        finally:
+            other.release_task("t-edit")
+        assert app.get_state(cfg).values["outputs"]["planner"] != "edited"
+        app.update_state(cfg, {"outputs": {"planner": "edited"}})
+        assert app.get_state(cfg).values["outputs"]["planner"] == "edited"
+        assert other.claim_task("t-edit")  # given back after the edit
+        other.release_task("t-edit")
