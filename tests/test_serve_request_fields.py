@@ -209,3 +209,18 @@ def test_a_seed_outside_int64_is_a_400_naming_it(served: ServerThread) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client(served).chat.completions.create(model="plain", messages=ASK, seed=INT64)
     assert info.value.param == "seed"
+
+
+def test_a_litellm_card_passes_them_on_and_returns_logprobs_and_reasoning(upstream: Upstream) -> None:
+    """The same path through LiteLLM (``openai/`` provider): the fields reach the upstream, and its
+    log probabilities and reasoning text come back."""
+    pytest.importorskip("litellm")
+    pool = ModelPool([_card("lite", upstream.url, "litellm").model_copy(update={"model": "openai/reasoner"})])
+    with ServerThread(pool, preload=False) as server:
+        made = client(server).chat.completions.create(
+            model="lite", messages=ASK, response_format=SCHEMA, logprobs=True, reasoning_effort="low"
+        )
+        sent = upstream.requests[-1]
+        assert (sent["response_format"], sent["logprobs"], sent["reasoning_effort"]) == (SCHEMA, True, "low")
+        assert [t.token for t in made.choices[0].logprobs.content] == ANSWER
+        assert made.choices[0].message.model_extra["reasoning_content"] == "".join(THOUGHT)
