@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -121,6 +122,22 @@ def _ratio(x: list[float]) -> list[float]:
 def _finite(x: float | None) -> float | None:
     """A score or latency as learned from: NaN or ±inf (a user's metric gone wrong) is no value."""
     return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _tempered(desire: Sequence[float], temperature: float) -> list[float]:
+    """``desire``^(1/T), normalised to probabilities (in log space: no overflow at a small T).
+
+    >>> [round(x, 3) for x in _tempered([1.0, 3.0], 1.0)], [round(x, 3) for x in _tempered([1.0, 3.0], 0.5)]
+    ([0.25, 0.75], [0.1, 0.9])
+    """
+    if temperature == 1.0:  # the paper's rule, as it always was computed
+        total = sum(desire)
+        return [d / total for d in desire]
+    logs = [math.log(max(d, 1e-300)) / temperature for d in desire]
+    top = max(logs)
+    weights = [math.exp(x - top) for x in logs]
+    total = sum(weights)
+    return [w / total for w in weights]
 
 
 def _unit_hash(key: str) -> float:
@@ -226,6 +243,9 @@ class AntColonyRouter(Router):
             ``explore`` or ``train`` mode (the default mode of a new colony, which learns online
             from what it samples); in ``serve`` mode (``router.serve()``, what evaluation uses) it
             takes the argmax. [default False]
+        explore_temperature: T of the sampling in ``explore``/``train`` mode: agents are drawn with
+            p ∝ (τ^α η^β)^(1/T). 1 is the paper's rule; below 1 sharpens towards the argmax, above 1
+            flattens towards uniform (more exploration). Serving is unchanged. [default 1, > 0]
         seed: seed of the sampling draws.
         intent: ``"embedding"`` (MiniLM + logistic regression), ``"smollm"``, ``"none"``, or an
             :class:`~agentroute.intent.IntentModel` (fitted ones are used as they are: their
@@ -289,6 +309,7 @@ class AntColonyRouter(Router):
         quality_threshold: float = 0.5,
         judge: Judge | None = None,
         greedy: bool = False,
+        explore_temperature: float = 1.0,
         seed: int = 0,
         intent: str | IntentModel = "embedding",
         task_types: str = "auto",
@@ -323,6 +344,7 @@ class AntColonyRouter(Router):
         self.quality_threshold = quality_threshold
         self.judge = judge
         self.greedy = greedy
+        self.explore_temperature = explore_temperature
         self.seed = seed
         self.intent = intent
         self.task_types = task_types
@@ -353,6 +375,7 @@ class AntColonyRouter(Router):
     def _check_params(self) -> None:
         super()._check_params()
         check_range(self, "cost_weight", low=0)
+        check_range(self, "explore_temperature", low=0, low_open=True)
         checks = {
             "alpha": self.alpha >= 0, "beta": self.beta >= 0, "cost_weight": self.cost_weight >= 0,
             "lambda_ability": self.lambda_ability >= 0, "lambda_load": self.lambda_load >= 0,
@@ -658,11 +681,10 @@ class AntColonyRouter(Router):
                     for e, n in zip(eta, _ratio([1.0 / (x + eps) for x in values]), strict=True)
                 ]
         eta = [max(e + flat, 1e-12) for e in eta]
-        # transition p(j | i, q) = τ^α η^β / Σ τ^α η^β
+        # transition p(j | i, q) = τ^α η^β / Σ τ^α η^β, tempered: p ∝ (τ^α η^β)^(1/T)
         a, b = float(self.alpha), float(self.beta)
         desire = [t**a * e**b for t, e in zip(tau, eta, strict=True)]
-        total = sum(desire)
-        p = [d / total for d in desire]
+        p = _tempered(desire, float(self.explore_temperature))
         if self.greedy or not self.exploring:
             pick = max(range(k), key=lambda c: (desire[c], -costs[c], -c))
             mode = "greedy"
