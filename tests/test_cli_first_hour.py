@@ -115,3 +115,19 @@ def test_pool_list_shows_litellm_prices_and_refuses_a_model_the_cost_table_does_
     assert re.search(r"│ mini +│ litellm +│ \w+ +│ 0\.15 +│ 0\.6 ", listed.stdout), listed.stdout
     assert re.search(r"│ typo +│ litellm +│ \w+ +│ none +│ none ", listed.stdout), listed.stdout
     assert "error: model 'typo': LiteLLM's cost table has no price for 'openai/gpt-4o-mnii'" in listed.stderr
+
+
+def test_ask_takes_router_options_as_eval_does(tmp_path: Path) -> None:
+    """`--router fixed:model=ID` (what the error for a bare `fixed` asks for) was an 'unknown router'."""
+    pool = tmp_path / "my_pool.yaml"
+    pool.write_text(
+        "models:\n  - {id: small, backend: openai, model: m, base_url: 'http://127.0.0.1:9/v1', "
+        "input_price: 0.1, output_price: 0.4}\n"
+    )
+    common = ["--pool", str(pool), "--budget-usd", "1e-12", "--memory", f"sqlite:///{tmp_path / 'm.db'}", "--json"]
+    fixed = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--router", "fixed:model=small", *common])
+    assert fixed.exit_code == 0, fixed.output
+    assert '"status": "budget_exhausted"' in fixed.stdout
+    typo = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--router", "cascade:threshhold=0.5", *common])
+    assert typo.exit_code == 2
+    assert "cascade takes no parameter threshhold" in typo.output and "did you mean 'threshold'" in typo.output
