@@ -90,7 +90,7 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     from agentroute.loading import load_router
     from agentroute.pool import ModelPool
 
-    name, params = router, {}
+    name, params = router, dict[str, Any]()
     if ":" in router and not Path(router).exists():
         from agentroute.eval.harness import parse_router_spec
 
