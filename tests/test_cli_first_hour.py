@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
-def agentroute(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def agentroute(*args: str, cwd: Path, columns: int = 200) -> subprocess.CompletedProcess[str]:
     """The installed ``agentroute`` script, as a user runs it."""
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "COLUMNS": str(columns), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-c", "from agentroute.cli import main; main()", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
@@ -131,3 +131,21 @@ def test_ask_takes_router_options_as_eval_does(tmp_path: Path) -> None:
     typo = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--router", "cascade:threshhold=0.5", *common])
     assert typo.exit_code == 2
     assert "cascade takes no parameter threshhold" in typo.output and "did you mean 'threshold'" in typo.output
+
+
+def test_ask_shows_the_whole_model_id_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """The route table cut every model id to 8 characters ("smollm2…", "gpt-4o-m…")."""
+    from tests.fixtures_reply_server import ReplyServer
+
+    with ReplyServer() as server:
+        pool = tmp_path / "my_pool.yaml"
+        pool.write_text(
+            f"models:\n  - {{id: gpt-4o-mini-2024-07-18, backend: openai, model: echo-x, base_url: '{server.url}/v1', "
+            "input_price: 0.15, output_price: 0.6}\n"
+        )
+        done = agentroute("ask", "Who wrote Hamlet?", "--pool", str(pool), "--router", "cheapest",
+                          "--memory", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path, columns=80)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("│") for line in done.stdout.splitlines() if line.startswith("│")]
+    model_column = "".join(cells[3].strip() for cells in rows)
+    assert model_column.startswith("gpt-4o-mini-2024-07-18"), done.stdout

@@ -205,7 +205,10 @@ def ask(
     else:
         table = Table(title=f"route of task {result.task.id} ({result.status})")
         for col in ("step", "role", "model", "strategy", "tokens", "cost $", "latency ms", "status"):
-            table.add_column(col, justify="right" if col in ("tokens", "cost $", "latency ms") else "left")
+            table.add_column(  # names fold onto a second line in a narrow terminal, never cut to "smollm2…"
+                col, justify="right" if col in ("tokens", "cost $", "latency ms") else "left",
+                overflow="fold" if col in ("role", "model", "strategy") else "ellipsis",
+            )
         for row in step_rows(result):
             table.add_row(
                 str(row["index"]), row["role"], row["model"], row["strategy"],
