@@ -149,3 +149,10 @@ def test_ask_shows_the_whole_model_id_in_an_80_column_terminal(tmp_path: Path) -
     rows = [line.split("│") for line in done.stdout.splitlines() if line.startswith("│")]
     model_column = "".join(cells[3].strip() for cells in rows)
     assert model_column.startswith("gpt-4o-mini-2024-07-18"), done.stdout
+
+
+def test_pool_list_cuts_nothing_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """The default pool was listed as "smollm…", "strateg…", "descri…"."""
+    done = agentroute("pool", "list", cwd=tmp_path, columns=80)
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout and "│ smollm2-135m │" in done.stdout, done.stdout

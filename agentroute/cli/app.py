@@ -282,7 +282,7 @@ def pool_list(pool: PoolOpt = None) -> None:
         raise fail_on(exc) from None
     table = Table(title="model pool")
     for col in ("id", "backend", "tier", "$/1M in", "$/1M out", "context", "strategies", "description"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "id", overflow="fold")  # never cut: the id was "smollm…" at 80 columns
     unpriced: list[str] = []
     for card in models:
         try:
