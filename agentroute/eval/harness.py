@@ -187,10 +187,13 @@ def is_utility_router(router: Router) -> bool:
     )
 
 
-def utility_choices(router: Router, scores: np.ndarray, costs: np.ndarray, weight: float) -> np.ndarray:
+def utility_choices(
+    router: Router, scores: np.ndarray, costs: np.ndarray, weight: float, names: Sequence[str]
+) -> np.ndarray:
     """A UtilityRouter's choices at ``cost_weight = weight`` from its predicted matrices: its own
-    ``choose`` (argmax of score − λ·cost/cost_scale_, ties to the lower cost), as ``route`` does."""
-    return np.asarray(router.choose(scores, costs, weight), dtype=int)  # type: ignore[attr-defined]
+    ``choose`` (argmax of score − λ·cost/cost_scale_, ties to the lower cost, then to the first of
+    ``names``, the candidates' keys, in sorted order), as ``route`` decides."""
+    return np.asarray(router.choose(scores, costs, weight, names=names), dtype=int)  # type: ignore[attr-defined]
 
 
 # -- sweeping --------------------------------------------------------------------------------------
@@ -227,7 +230,8 @@ def _sweep_utility(
     elapsed = time.perf_counter() - start
     cols = _columns(table, ctxs[0].candidates)
     rows = np.arange(len(ctxs))
-    picks = np.stack([utility_choices(router, pred_s, pred_c, v or 0.0) for v in values])
+    names = [a.key for a in ctxs[0].candidates]
+    picks = np.stack([utility_choices(router, pred_s, pred_c, v or 0.0, names) for v in values])
     choices = cols[picks]
     return Sweep(
         values, table.scores[rows, choices], table.costs[rows, choices], choices,
