@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,12 +34,18 @@ CHUNK_CHARS = 1200
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased words; a run of Chinese/Japanese/Korean characters gives its characters and their pairs.
+    Text is NFKC-folded first, as Lucene's CJK width filter folds it: half-width katakana read as
+    full-width, full-width Latin and digits as ASCII (``ｶﾚｰ`` is ``カレー``, ``ＰＡＲＩＳ`` is ``paris``).
 
     >>> tokenize("Paris, France")
     ['paris', 'france']
     >>> tokenize("法国的首都 Paris")
     ['法', '国', '的', '首', '都', '法国', '国的', '的首', '首都', 'paris']
+    >>> tokenize("ＰＡＲＩＳ") == tokenize("paris") and tokenize("ｶﾚｰ") == tokenize("カレー")
+    True
     """
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
     for word in _TOKEN.findall(text.lower()):
         if not DENSE.search(word):
