@@ -16,7 +16,7 @@ def _save(folder, text):
 
 
 def test_a_live_swap_loads_the_new_save_without_a_cut_short_warning(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(lm_policy, "SWAP_GRACE_S", 30.0)  # a loaded CI machine may not run the thread in 0.25 s
+    monkeypatch.setattr(lm_policy, "SWAP_GRACE_S", 30.0, raising=False)  # a loaded CI machine may not run the thread in 0.25 s
     target, old, partial = tmp_path / "policy", tmp_path / "policy.old", tmp_path / "policy.partial"
     _save(target, "first")
     _save(partial, "second")
@@ -46,7 +46,7 @@ def test_a_swap_cut_for_good_loads_the_previous_save_and_says_so(tmp_path, caplo
 
 
 def test_a_whole_folder_loads_at_once(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(lm_policy, "SWAP_GRACE_S", 30.0)  # waiting at all would show, whatever the load
+    monkeypatch.setattr(lm_policy, "SWAP_GRACE_S", 30.0, raising=False)  # waiting at all would show, whatever the load
     _save(tmp_path / "policy", "first")
     _save(tmp_path / "policy.old", "stale")  # a reader must not look at it while the save is whole
     start = time.monotonic()
