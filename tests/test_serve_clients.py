@@ -4,7 +4,7 @@ Real HTTP on 127.0.0.1: the server serves a pool of ``openai`` cards whose provi
 :class:`~tests.fixtures_reply_server.ReplyServer` (it keeps every request it gets), with the
 ``cheapest`` router, so each request goes either to a card (``model="plain"``) or through the router
 (``model="router"``). What the server cannot honour and whose loss would change the answer (tools,
-JSON modes, log probabilities, images…) is refused with OpenAI's 400 before any provider call.
+images, token biases…) is refused with OpenAI's 400 before any provider call.
 """
 
 from __future__ import annotations
@@ -60,10 +60,6 @@ REFUSED = [
     ({"tool_choice": {"type": "function", "function": {"name": "lookup"}}}, "tool_choice"),
     ({"functions": [TOOL["function"]]}, "functions"),
     ({"function_call": {"name": "lookup"}}, "function_call"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}}, "response_format"),
-    ({"logprobs": True}, "logprobs"),
-    ({"top_logprobs": 3}, "top_logprobs"),
     ({"logit_bias": {"1234": -100}}, "logit_bias"),
     ({"modalities": ["text", "audio"]}, "modalities"),
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
@@ -73,13 +69,34 @@ REFUSED = [
 ]
 
 
+PASSED = [
+    {"response_format": {"type": "json_object"}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}},
+    {"logprobs": True},
+    {"logprobs": True, "top_logprobs": 3},
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("fields", PASSED, ids=["json_object", "json_schema", "logprobs", "top_logprobs"])
+def test_json_modes_and_logprobs_reach_the_provider_of_an_openai_card(
+    served: tuple[ServerThread, ReplyServer], model: str, fields: dict[str, Any]
+) -> None:
+    """Before: refused (400) on every card. An ``openai`` card's provider honours them: they reach it
+    as sent, on the card and through the router (tests/test_serve_request_fields.py: what comes back)."""
+    server, provider = served
+    reply = sdk(server).chat.completions.create(**{"model": model, "messages": ASK, **fields})
+    assert reply.choices[0].message.content == REPLY
+    assert {name: provider.requests[-1].get(name) for name in fields} == fields
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(("fields", "param"), REFUSED, ids=[p for _, p in REFUSED])
 def test_a_field_whose_loss_would_change_the_answer_is_refused_before_any_call(
     served: tuple[ServerThread, ReplyServer], model: str, fields: dict[str, Any], param: str
 ) -> None:
-    """Before: each was accepted and dropped (a 200 with plain text: no tool call, no JSON, no
-    logprobs, the image unseen). Now a 400 naming the field, and the provider is never called."""
+    """Before: each was accepted and dropped (a 200 with plain text: no tool call, no token bias
+    applied, the image unseen). Now a 400 naming the field, and the provider is never called."""
     server, provider = served
     calls = len(provider.requests)
     with pytest.raises(openai.BadRequestError) as info:
@@ -329,8 +346,8 @@ def test_a_client_that_times_out_leaves_its_task_billed_for_the_call_it_started(
 def test_langchain_chat_openai_answers_and_is_told_what_is_not_supported(
     served: tuple[ServerThread, ReplyServer], model: str
 ) -> None:
-    """Before: ``with_structured_output`` got plain text back (a pydantic "Invalid JSON" error on the
-    client) and ``bind_tools`` an answer with no tool call; now both are the server's clear 400."""
+    """Before: ``bind_tools`` got an answer with no tool call; now it is the server's clear 400.
+    (``with_structured_output`` reaches an ``openai`` card's provider: tests/test_serve_request_fields.py.)"""
     langchain_openai = pytest.importorskip("langchain_openai")
     from pydantic import BaseModel
 
@@ -344,9 +361,6 @@ def test_langchain_chat_openai_answers_and_is_told_what_is_not_supported(
     class City(BaseModel):
         name: str
 
-    with pytest.raises(openai.BadRequestError) as info:
-        llm.with_structured_output(City).invoke("What is the capital of France?")
-    assert info.value.param == "response_format"
     with pytest.raises(openai.BadRequestError) as info:
         llm.bind_tools([City]).invoke("What is the capital of France?")
     assert info.value.param == "tools"

@@ -24,6 +24,7 @@ from agentroute.pool.pool import ModelPool  # noqa: E402
 from agentroute.serve import ServerThread  # noqa: E402
 
 ANSWER = ["Par", "is"]
+JSON_ANSWER = ['{"name": ', '"Paris"}']  # the answer when a JSON response_format is asked for
 THOUGHT = ["Let me ", "think."]
 ASK = [{"role": "user", "content": "Capital of France?"}]
 INT64 = 2**63
@@ -50,13 +51,14 @@ class _Upstream(BaseHTTPRequestHandler):
                                               "param": "seed", "code": 400}})  # fmt: skip
         thinks = str(body.get("model")).startswith("reasoner")
         logprobs = bool(body.get("logprobs"))
+        answer = JSON_ANSWER if (body.get("response_format") or {}).get("type", "text") != "text" else ANSWER
         usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
         base = {"id": "u1", "created": 0, "model": body.get("model")}
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(ANSWER)}
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(answer)}
             if thinks:
                 message["reasoning_content"] = "".join(THOUGHT)
-            lp = {"content": [_logprob(t) for t in ANSWER]} if logprobs else None
+            lp = {"content": [_logprob(t) for t in answer]} if logprobs else None
             choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": lp}
             return self._send(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
         self.send_response(200)
@@ -71,7 +73,7 @@ class _Upstream(BaseHTTPRequestHandler):
         event({"role": "assistant", "content": ""})
         for piece in THOUGHT if thinks else []:
             event({"reasoning_content": piece})
-        for piece in ANSWER:
+        for piece in answer:
             event({"content": piece}, lp={"content": [_logprob(piece)]} if logprobs else None)
         event({}, "stop")
         event(None, use=usage)  # type: ignore[arg-type]
@@ -148,7 +150,7 @@ def test_json_mode_and_logprobs_reach_an_openai_card_and_come_back(served: Serve
         text = "".join(ch.delta.content or "" for c in chunks for ch in c.choices)
     else:
         tokens, text = [t.token for t in made.choices[0].logprobs.content], made.choices[0].message.content
-    assert tokens == ANSWER and text == "".join(ANSWER)
+    assert tokens == JSON_ANSWER and json.loads(text) == {"name": "Paris"}
 
 
 def test_without_logprobs_none_come_back(served: ServerThread, upstream: Upstream) -> None:
@@ -178,7 +180,7 @@ def test_a_routed_request_carries_its_provider_fields(served: ServerThread, upst
     )
     sent = upstream.requests[-1]
     assert (sent["reasoning_effort"], sent["seed"], sent["response_format"]) == ("low", 11, {"type": "json_object"})
-    assert made.choices[0].message.content == "".join(ANSWER)
+    assert json.loads(made.choices[0].message.content) == {"name": "Paris"}
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -222,5 +224,21 @@ def test_a_litellm_card_passes_them_on_and_returns_logprobs_and_reasoning(upstre
         )
         sent = upstream.requests[-1]
         assert (sent["response_format"], sent["logprobs"], sent["reasoning_effort"]) == (SCHEMA, True, "low")
-        assert [t.token for t in made.choices[0].logprobs.content] == ANSWER
+        assert [t.token for t in made.choices[0].logprobs.content] == JSON_ANSWER
         assert made.choices[0].message.model_extra["reasoning_content"] == "".join(THOUGHT)
+
+
+@pytest.mark.parametrize("model", ["plain", "router"])
+def test_langchain_structured_output_gets_the_providers_json(served: ServerThread, upstream: Upstream, model: str) -> None:
+    """Before: ``with_structured_output`` was a 400 (``response_format``); now its JSON schema reaches
+    the provider, on a card and through the router, and LangChain parses the answer."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    llm = langchain_openai.ChatOpenAI(model=model, base_url=served.url, api_key="x", max_retries=0)
+    assert llm.with_structured_output(City).invoke("Capital of France?") == City(name="Paris")
+    sent = upstream.requests[-1]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "City"
