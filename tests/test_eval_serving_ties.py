@@ -8,6 +8,7 @@ import pytest
 from agentroute.eval.harness import sweep_router
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers import make_router
+from agentroute.routers.utility import sweep
 from agentroute.testing import contexts
 
 N = 6
@@ -29,3 +30,8 @@ def test_eval_and_serving_break_a_tie_alike(lam):
     served = [router.route(c).agent.model for c in ctxs]
     assert served == ["alpha"] * N
     assert evaluated == served
+
+
+def test_the_sweep_helper_breaks_ties_by_name_too():
+    score, cost = np.array([[0.9, 0.9, 0.2]]), np.array([[1.0, 1.0, 0.1]])
+    assert sweep(score, cost, [0.0], names=["zeta", "alpha", "mid"]).tolist() == [[1]]

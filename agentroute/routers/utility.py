@@ -120,10 +120,15 @@ def choose(
 
 
 def sweep(
-    score: np.ndarray, cost: np.ndarray, grid: Sequence[float] = KNOB_GRID, cost_scale: float = 1.0
+    score: np.ndarray,
+    cost: np.ndarray,
+    grid: Sequence[float] = KNOB_GRID,
+    cost_scale: float = 1.0,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """The choices for every λ in ``grid``: an (len(grid) × n) array of candidate indices."""
-    return np.stack([choose(score, cost, float(lam), cost_scale) for lam in grid])
+    """The choices for every λ in ``grid``: an (len(grid) × n) array of candidate indices (ties as
+    :func:`choose` breaks them)."""
+    return np.stack([choose(score, cost, float(lam), cost_scale, names) for lam in grid])
 
 
 # -- what routers read from a context ------------------------------------------------------------
