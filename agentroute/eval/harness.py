@@ -188,11 +188,11 @@ def is_utility_router(router: Router) -> bool:
 
 
 def utility_choices(
-    router: Router, scores: np.ndarray, costs: np.ndarray, weight: float, names: Sequence[str]
+    router: Router, scores: np.ndarray, costs: np.ndarray, weight: float, names: Sequence[str] | None = None
 ) -> np.ndarray:
     """A UtilityRouter's choices at ``cost_weight = weight`` from its predicted matrices: its own
     ``choose`` (argmax of score − λ·cost/cost_scale_, ties to the lower cost, then to the first of
-    ``names``, the candidates' keys, in sorted order), as ``route`` decides."""
+    ``names``, the candidates' keys, in sorted order, as ``route`` decides; ``None``: the lower index)."""
     return np.asarray(router.choose(scores, costs, weight, names=names), dtype=int)  # type: ignore[attr-defined]
 
 
