@@ -93,9 +93,11 @@ class CompletionRequest:
     """One call to a model. ``query_id`` lets the replay backend find the logged outcome.
 
     A plain dataclass: the dispatcher builds one per candidate on every step, from values it has
-    already checked, so it is not validated again. ``reasoning_effort``, ``verbosity`` and ``seed``
-    (``None``: the provider's default) reach the providers of the backends that name them in their
-    ``request_fields`` (``openai``, ``litellm``); the server refuses the first two for others.
+    already checked, so it is not validated again. ``reasoning_effort``, ``verbosity``, ``seed``,
+    ``response_format``, ``logprobs`` and ``top_logprobs`` (``None``: the provider's default; set
+    from a :class:`~agentroute.dispatch.options.RequestOptions`) reach the providers of the backends
+    that name them in their ``request_fields`` (``openai``, ``litellm``); others ignore them, so a
+    caller refuses them first (the server does, but for ``seed``).
     """
 
     model: str
@@ -108,6 +110,9 @@ class CompletionRequest:
     reasoning_effort: str | None = None
     verbosity: str | None = None
     seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
     @property
     def prompt_text(self) -> str:

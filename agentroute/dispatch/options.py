@@ -9,16 +9,11 @@ option a set of backends cannot honour, so a caller refuses it before any call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from agentroute.types import CompletionRequest
-
-#: ``CompletionRequest.metadata`` key of the options that have no field of their own there
-#: (``response_format``, ``logprobs``, ``top_logprobs``): :func:`extra_fields` reads it.
-EXTRA = "provider_fields"
-_TYPED = ("reasoning_effort", "verbosity", "seed")  # CompletionRequest's own fields
 
 #: The largest seed: OpenAI-compatible servers take a signed 64-bit one (vLLM refuses others).
 SEED_MAX = 2**63 - 1
@@ -30,13 +25,14 @@ class RequestOptions:
 
     ``reasoning_effort`` and ``verbosity`` (reasoning models, GPT-5), ``seed`` (reproducible
     sampling, a signed 64-bit integer), ``response_format`` (JSON mode or a JSON schema),
-    ``logprobs`` and ``top_logprobs`` (returned in the completion's ``raw["logprobs"]``).
+    ``logprobs`` and ``top_logprobs`` (returned in the completion's ``raw["logprobs"]``): each
+    sets the :class:`CompletionRequest` field of its name.
     """
 
     reasoning_effort: str | None = None
     verbosity: str | None = None
     seed: int | None = None
-    response_format: Mapping[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
 
@@ -45,21 +41,11 @@ class RequestOptions:
         return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
 
     def apply(self, request: CompletionRequest) -> CompletionRequest:
-        """``request`` (changed in place: one the caller has just built) carrying these options."""
-        extra: dict[str, Any] = {}
+        """``request`` (changed in place: one the caller has just built) carrying these options
+        (:class:`CompletionRequest` has a field of the same name for each)."""
         for name, value in self.given().items():
-            if name in _TYPED:
-                setattr(request, name, value)
-            else:
-                extra[name] = value
-        if extra:
-            request.metadata = {**request.metadata, EXTRA: extra}
+            setattr(request, name, value)
         return request
-
-
-def extra_fields(request: CompletionRequest) -> Mapping[str, Any]:
-    """The options of ``request`` that :class:`CompletionRequest` has no field for."""
-    return request.metadata.get(EXTRA) or {} if request.metadata else {}
 
 
 def refused_option(options: RequestOptions, takers: Iterable[frozenset[str]]) -> str | None:
@@ -79,4 +65,4 @@ def nth_seed(seed: int, index: int) -> int:
     return (seed + index + 2**63) % 2**64 - 2**63
 
 
-__all__ = ["EXTRA", "SEED_MAX", "RequestOptions", "extra_fields", "nth_seed", "refused_option"]
+__all__ = ["SEED_MAX", "RequestOptions", "nth_seed", "refused_option"]

@@ -23,7 +23,6 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 import openai
 
-from agentroute.dispatch.options import extra_fields
 from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, ProtocolError
 from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.counting import (
@@ -210,15 +209,11 @@ def api_key_for(card: ModelCard) -> str | None:
 #: ``response_format`` for JSON output, ``logprobs``/``top_logprobs``: returned in
 #: ``raw["logprobs"]``): the backends that send them name them (:mod:`agentroute.dispatch.options`).
 PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed", "verbosity", "response_format", "logprobs", "top_logprobs"})
-_TYPED_FIELDS = ("reasoning_effort", "seed", "verbosity")  # CompletionRequest's own
 
 
 def provider_fields(request: CompletionRequest) -> dict[str, Any]:
     """The :data:`PROVIDER_FIELDS` that ``request`` sets, as the request body's fields."""
-    fields = {name: value for name in _TYPED_FIELDS if (value := getattr(request, name)) is not None}
-    if request.metadata:
-        fields.update(extra_fields(request))
-    return fields
+    return {name: value for name in sorted(PROVIDER_FIELDS) if (value := getattr(request, name)) is not None}
 
 
 #: Sampling fields a model may refuse: OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) take
