@@ -213,9 +213,10 @@ def test_a_seed_outside_int64_is_a_400_naming_it(served: ServerThread) -> None:
     assert info.value.param == "seed"
 
 
-def test_a_litellm_card_passes_them_on_and_returns_logprobs_and_reasoning(upstream: Upstream) -> None:
+def test_a_litellm_card_passes_them_on_and_returns_logprobs_and_reasoning(upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same path through LiteLLM (``openai/`` provider): the fields reach the upstream, and its
     log probabilities and reasoning text come back."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # its import fetches no remote price table (seconds)
     pytest.importorskip("litellm")
     pool = ModelPool([_card("lite", upstream.url, "litellm").model_copy(update={"model": "openai/reasoner"})])
     with ServerThread(pool, preload=False) as server:
@@ -242,3 +243,21 @@ def test_langchain_structured_output_gets_the_providers_json(served: ServerThrea
     assert llm.with_structured_output(City).invoke("Capital of France?") == City(name="Paris")
     sent = upstream.requests[-1]["response_format"]
     assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "City"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_routed_answer_brings_its_reasoning_and_logprobs(upstream: Upstream, stream: bool) -> None:
+    """Before: the router's reply dropped them (``logprobs: null``, no ``reasoning_content``) though
+    the routed call had asked for them; now the answering attempt's come back, plain or streamed."""
+    with ServerThread(ModelPool([_card("reasoner", upstream.url)]), router="cheapest", budget={"usd": 1.0}) as server:
+        made = client(server).chat.completions.create(model="router", messages=ASK, logprobs=True, stream=stream)
+        assert upstream.requests[-1]["logprobs"] is True
+        if stream:
+            choices = [ch for c in made for ch in c.choices]
+            tokens = [t.token for ch in choices if ch.logprobs for t in ch.logprobs.content]
+            thought = "".join((ch.delta.model_extra or {}).get("reasoning_content") or "" for ch in choices)
+            text = "".join(ch.delta.content or "" for ch in choices)
+        else:
+            message = made.choices[0].message
+            tokens, thought, text = [t.token for t in made.choices[0].logprobs.content], message.model_extra["reasoning_content"], message.content
+    assert (tokens, thought, text) == (ANSWER, "".join(THOUGHT), "".join(ANSWER))

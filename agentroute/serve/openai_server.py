@@ -153,7 +153,7 @@ class ChatCompletionBody(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def options(self) -> RequestOptions:
-        """The provider fields this request sets (:data:`PASSED_ON`); ``{"type": "text"}``,
+        """The provider fields this request sets (:class:`RequestOptions`); ``{"type": "text"}``,
         ``logprobs: false`` and ``top_logprobs: 0`` ask for nothing."""
         response_format = self.response_format if _not_text(self.response_format) else None
         return RequestOptions(
@@ -215,7 +215,7 @@ def _given(value: Any) -> bool:
 
 #: Request fields the server cannot honour and whose loss would change the answer: when they ask for
 #: something they are refused (400), never dropped. Sampling hints (``top_p``, penalties,
-#: ``user``…) are ignored; those of :data:`PASSED_ON` reach the providers that take them.
+#: ``user``…) are ignored; :meth:`ChatCompletionBody.options` reach the providers that take them.
 UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tools": (bool, _NO_TOOLS),
     "tool_choice": (_forces_a_call, _NO_TOOLS),
@@ -247,16 +247,12 @@ def refusal(body: ChatCompletionBody) -> JSONResponse | None:
     return None
 
 
-#: Fields a card's provider gets when its backend names them in ``request_fields`` (``openai``,
-#: ``litellm``: :data:`~agentroute.pool.backends.openai.PROVIDER_FIELDS`), as
-#: :class:`~agentroute.dispatch.options.RequestOptions`: one the card's backend (on the router: any
-#: card it may pick) cannot honour is refused (400), except ``seed``, a mere hint, ignored there.
-PASSED_ON = ("reasoning_effort", "verbosity", "seed", "response_format", "logprobs", "top_logprobs")
-
-
 def refused_options(options: RequestOptions, takers: Iterable[frozenset[str]], where: str) -> JSONResponse | None:
     """The 400 of an option in ``options`` that one of ``takers`` (the ``request_fields`` of the
-    backends that may answer) cannot honour, or ``None``; ``where`` names the model in it."""
+    backends that may answer: on the router, of every card it may pick) cannot honour, or ``None``;
+    ``where`` names the model in it. A card's provider gets the fields its backend names
+    (``openai``, ``litellm``: :data:`~agentroute.pool.backends.openai.PROVIDER_FIELDS`); ``seed``,
+    a mere hint, is never refused."""
     name = refused_option(options, takers)
     if name is None:
         return None
@@ -632,7 +628,7 @@ async def _stream(
                     yield choice(index, {"content": item})
                     continue
                 done[index] = item  # its log probabilities come whole, with its end
-                yield choice(index, {}, _finish_reason(item), _logprobs(item))
+                yield choice(index, {}, _finish_reason(item), choice_logprobs(item))
                 if len(done) == n:
                     break
             if usage:
@@ -652,7 +648,7 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": i, "message": message(c), "finish_reason": _finish_reason(c), "logprobs": _logprobs(c)}
+            {"index": i, "message": message(c), "finish_reason": _finish_reason(c), "logprobs": choice_logprobs(c)}
             for i, c in enumerate(completions)
         ],
         "usage": _usage(completions),
@@ -669,7 +665,7 @@ def message(completion: Completion) -> dict[str, Any]:
     return answer
 
 
-def _logprobs(completion: Completion) -> dict[str, Any] | None:
+def choice_logprobs(completion: Completion) -> dict[str, Any] | None:
     """A choice's ``logprobs``: the token log probabilities the provider returned, when asked."""
     found = completion.raw.get("logprobs")
     return {"content": found} if found is not None else None

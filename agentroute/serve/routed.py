@@ -29,7 +29,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
-from agentroute.serve.openai_server import finish_reason, takers_of
+from agentroute.serve.openai_server import choice_logprobs, finish_reason, message, takers_of
 from agentroute.types import Completion, Step
 
 #: The ``model`` of a routed request; ``router:<name>`` (the router's registered name) works too.
@@ -221,15 +221,16 @@ class ServedStep:
     (backends that stream them: ``openai``, ``litellm``, ``local``), its end or its failure.
 
     ``events`` gets ``("token", text)``, ``("error", reason)`` and ``("done", None)`` (the task has
-    finished) when ``stream``; ``finish`` keeps each agent's last finish reason (``length`` when the
-    answer was cut at ``max_tokens``)."""
+    finished) when ``stream``; ``ended`` keeps each agent's last completed attempt (its finish
+    reason: ``length`` when the answer was cut at ``max_tokens``; its reasoning text, its log
+    probabilities)."""
 
     def __init__(self, stream: bool) -> None:
         self.stream = stream
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.first_token = asyncio.Event()
         self.model: str | None = None  # the card whose tokens are streamed
-        self.finish: dict[str, str | None] = {}
+        self.ended: dict[str, Completion] = {}
 
     async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> _ServedAttempt:
         return _ServedAttempt(self, plan)
@@ -248,7 +249,7 @@ class _ServedAttempt:
             step.first_token.set()
 
     async def end(self, completion: Completion) -> None:
-        self.step.finish[self.plan.agent.key] = completion.raw.get("finish_reason")
+        self.step.ended[self.plan.agent.key] = completion
 
     async def error(self, reason: str) -> None:
         if self.step.stream:
@@ -320,14 +321,20 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> str:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+    def chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None, logprobs: Any = None, **more: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]
         data = {**head, "model": model, "object": "chat.completion.chunk", "choices": choices, **extra, **more}
         return f"data: {json.dumps(data)}\n\n"
 
-    def ending(run: TaskRun, step: Step) -> list[str]:
+    def ending(run: TaskRun, step: Step, *, thought: bool) -> list[str]:
+        """The stream's last events: the reasoning text when ``thought`` (the answer's tokens went
+        first, as they came), the end with the answer's log probabilities, the usage, ``[DONE]``."""
         usage, extension = _usage(step), _extension(routing, run, step)
-        events = [chunk(step.agent.model, {}, _finish_reason(watch, step))]
+        message, logprobs = _answer(watch, step)
+        events = []
+        if thought and "reasoning_content" in message:
+            events.append(chunk(step.agent.model, {"reasoning_content": message["reasoning_content"]}))
+        events.append(chunk(step.agent.model, {}, _finish_reason(watch, step), logprobs))
         if include_usage:
             events.append(chunk(step.agent.model, None, usage=usage, agentroute=extension))
         return [*events, "data: [DONE]\n\n"]
@@ -337,14 +344,17 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         if step is None or step.status != "ok":
             return _failed(run, step)
         if not body.stream:
-            answer = {"role": "assistant", "content": step.output}
-            choice = {"index": 0, "message": answer, "finish_reason": _finish_reason(watch, step), "logprobs": None}
+            answer, logprobs = _answer(watch, step)
+            choice = {"index": 0, "message": answer, "finish_reason": _finish_reason(watch, step), "logprobs": logprobs}
             return JSONResponse({
                 **head, "model": step.agent.model, "object": "chat.completion", "choices": [choice],
                 "usage": _usage(step), "agentroute": _extension(routing, run, step),
             })  # fmt: skip
-        model = step.agent.model
-        events = [chunk(model, {"role": "assistant", "content": ""}), chunk(model, {"content": step.output}), *ending(run, step)]
+        model, thought = step.agent.model, _answer(watch, step)[0].get("reasoning_content")
+        events = [
+            chunk(model, {"role": "assistant", "content": ""}), *([chunk(model, {"reasoning_content": thought})] if thought else []),
+            chunk(model, {"content": step.output}), *ending(run, step, thought=False),
+        ]  # fmt: skip
 
         async def whole() -> AsyncIterator[str]:
             for event in events:
@@ -382,7 +392,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
                 message = f"the routed task ended {run.task.status} after part of its answer was sent"
                 yield f"data: {json.dumps(_error_body(message, 'server_error', code='stream_interrupted'))}\n\n"
                 return
-            for event in ending(run, step):
+            for event in ending(run, step, thought=True):
                 yield event
         finally:
             await _cancel(task)  # a client that goes away stops the task
@@ -424,7 +434,18 @@ def _failed(run: TaskRun, step: Step | None) -> Any:
 
 def _finish_reason(watch: ServedStep, step: Step) -> str:
     """The answering attempt's finish reason as its backend said it (:func:`finish_reason`)."""
-    return finish_reason(watch.finish.get(step.agent.key))
+    ended = watch.ended.get(step.agent.key)
+    return finish_reason(ended.raw.get("finish_reason") if ended is not None else None)
+
+
+def _answer(watch: ServedStep, step: Step) -> tuple[dict[str, Any], Any]:
+    """The routed answer's message and ``logprobs``: with the answering attempt's reasoning text and
+    log probabilities where one was watched (``openai``, ``litellm`` cards; one sample: not ``sc@K``,
+    whose answer is a vote) and gave the step its answer."""
+    ended = watch.ended.get(step.agent.key)
+    if ended is None or ended.text != step.output:
+        return {"role": "assistant", "content": step.output}, None
+    return message(ended), choice_logprobs(ended)
 
 
 def _usage(step: Step) -> dict[str, int]:
