@@ -130,7 +130,8 @@ def run_batch(
     if report.stopped is not None and report.remaining:
         err_console.print(
             f"[yellow]stopped by {report.stopped}[/]: {report.remaining} quer{'y' if report.remaining == 1 else 'ies'} "
-            f"left; finish with `agentroute run {graph} --resume --batch {report.batch_id} …`"
+            f"left; finish with `agentroute run {graph} --resume --batch {report.batch_id} …`",
+            soft_wrap=True,  # the command whole, to copy
         )
         raise typer.Exit(128 + _SIGNALS.get(report.stopped, signal.SIGTERM))
     if report.failed:
@@ -307,15 +308,25 @@ async def _run(runner: Any, items: list[dict[str, Any]], total: int | None, save
 
 async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None) -> Any:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runner.stop, sig.name)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     pool = runner.compiled.dispatcher.pool
+    preload = asyncio.ensure_future(pool.preload())
+
+    def stop(reason: str) -> None:
+        runner.stop(reason)
+        preload.cancel()  # a model still loading is not waited for: no query will run
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig.name)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             bar = progress.add_task(f"running {runner.compiled.name}", total=total)
             runner.on_done = lambda _: progress.advance(bar)
-            await pool.preload()
+            try:
+                await preload
+            except asyncio.CancelledError:
+                if runner.stopped is None or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
             try:
                 return await runner.run(items)
             finally:

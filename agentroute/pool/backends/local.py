@@ -639,8 +639,22 @@ class LocalBackend(Backend):
         return self.batcher(card).model
 
     async def preload(self, card: ModelCard) -> LocalModel:
-        """Load ``card``'s model off the event loop, so the first request does not pay for it."""
-        return await asyncio.to_thread(self.model, card)
+        """Load ``card``'s model off the event loop, so the first request does not pay for it.
+
+        The load runs in a daemon thread of its own, not the loop's default executor: a cancelled
+        preload (Ctrl-C) returns at once, and ``asyncio.run`` does not wait for the load to end."""
+        loaded: concurrent.futures.Future[LocalModel] = concurrent.futures.Future()
+
+        def load() -> None:
+            if not loaded.set_running_or_notify_cancel():
+                return
+            try:
+                loaded.set_result(self.model(card))
+            except BaseException as exc:  # the awaiting task re-raises it
+                loaded.set_exception(exc)
+
+        threading.Thread(target=load, name=f"agentroute-load:{card.backend_model}", daemon=True).start()
+        return await asyncio.wrap_future(loaded)
 
     def count_tokens(self, text: str, card: ModelCard) -> int:
         return max(1, self.model(card).count_tokens(text))
