@@ -261,3 +261,19 @@ def test_a_routed_answer_brings_its_reasoning_and_logprobs(upstream: Upstream, s
             message = made.choices[0].message
             tokens, thought, text = [t.token for t in made.choices[0].logprobs.content], message.model_extra["reasoning_content"], message.content
     assert (tokens, thought, text) == (ANSWER, "".join(THOUGHT), "".join(ANSWER))
+
+
+def test_the_sdks_stream_accumulator_and_langchain_gather_the_streamed_logprobs(upstream: Upstream) -> None:
+    """Streamed, a choice's log probabilities come whole on its last chunk: the OpenAI SDK's
+    ``stream().get_final_completion()`` and LangChain's summed chunks read them, on a card and
+    through the router."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    with ServerThread(ModelPool([_card("reasoner", upstream.url)]), router="cheapest", budget={"usd": 1.0}) as server:
+        for model in ("reasoner", "router"):
+            with client(server).chat.completions.stream(model=model, messages=ASK, logprobs=True) as stream:
+                final = stream.get_final_completion().choices[0]
+            assert [t.token for t in final.logprobs.content] == ANSWER and final.message.content == "".join(ANSWER)
+            llm = langchain_openai.ChatOpenAI(model=model, base_url=server.url, api_key="x", max_retries=0).bind(logprobs=True)
+            chunks = list(llm.stream("Capital of France?"))
+            merged = sum(chunks[1:], chunks[0])
+            assert [t["token"] for t in merged.response_metadata["logprobs"]["content"]] == ANSWER
