@@ -570,7 +570,7 @@ async def _run(
         finally:
             await agent.aclose()
         wall = time.perf_counter() - started
-        console.print(summary_table(results, title=f"{title} · {len(results)} episodes"))
+        console.print(summary_table(results, title=f"{title} · {len(results)} episode{'s' if len(results) != 1 else ''}"))
         browser = [ms for r in results for ms in r.browser_ms]
         rate = 60 * len(results) / wall if wall > 0 else 0.0
         line = f"{rate:.1f} episodes/min"
