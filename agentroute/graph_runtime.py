@@ -598,6 +598,23 @@ async def take_claim_async(memory: Any, key: str) -> ClaimHold | None:
         raise
 
 
+async def give_back_async(end: Callable[[], None]) -> None:
+    """Run ``end`` (a claim given back) off the event loop, in a thread of its own that runs to its
+    end even if the caller is cancelled again: a job queued in the default executor would be dropped
+    by that cancel before it starts (a busy executor), keeping the claim until the process exits."""
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            end()
+            done.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="agentroute-claim-end").start()  # not a daemon: paid steps are committed
+    await asyncio.shield(asyncio.wrap_future(done))
+
+
 @contextlib.contextmanager
 def holding(memory: Any, key: str, busy: str) -> Iterator[ClaimHold]:
     """The one rule of a claimed invocation: claim ``key`` (else :class:`TaskBusyError` naming
@@ -629,7 +646,7 @@ async def aholding(memory: Any, key: str, busy: str) -> AsyncIterator[ClaimHold]
         error = exc
         raise
     finally:
-        await asyncio.to_thread(end_claim, hold, failed=failed, error=error)  # runs on, even if cancelled again
+        await give_back_async(functools.partial(end_claim, hold, failed=failed, error=error))
 
 
 def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Iterator[Any]]) -> Iterator[Any]:
@@ -1087,7 +1104,7 @@ def routed_node(
             return await routed(state, config, writer, hold)
         finally:
             if hold is not None and leave_claim(hold):
-                await asyncio.to_thread(give_back, hold)
+                await give_back_async(functools.partial(give_back, hold))
 
     async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter, hold: ClaimHold | None) -> dict[str, Any]:
         text = read(state)
