@@ -277,3 +277,14 @@ def test_the_sdks_stream_accumulator_and_langchain_gather_the_streamed_logprobs(
             chunks = list(llm.stream("Capital of France?"))
             merged = sum(chunks[1:], chunks[0])
             assert [t["token"] for t in merged.response_metadata["logprobs"]["content"]] == ANSWER
+
+
+@pytest.mark.parametrize("model", ["plain", "router"])
+def test_top_logprobs_without_logprobs_is_a_400_naming_it_before_any_call(served: ServerThread, upstream: Upstream, model: str) -> None:
+    """Before: passed on alone, which OpenAI's API refuses ("logprobs must be set to true if this
+    parameter is used") only after the call; now the server's own 400 before any call."""
+    calls = len(upstream.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model=model, messages=ASK, top_logprobs=2)
+    assert info.value.param == "top_logprobs" and "logprobs: true" in info.value.message
+    assert len(upstream.requests) == calls

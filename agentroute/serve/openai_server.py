@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agentroute._optional import require
 from agentroute.dispatch.dispatcher import call_within
@@ -151,6 +151,14 @@ class ChatCompletionBody(BaseModel):
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _asks_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """Alternatives come with the log probabilities asked for: OpenAI refuses them alone."""
+        if value and not info.data.get("logprobs"):
+            raise ValueError("needs logprobs: true (the alternatives of each token's log probability)")
+        return value
 
     def options(self) -> RequestOptions:
         """The provider fields this request sets (:class:`RequestOptions`); ``{"type": "text"}``,
