@@ -20,7 +20,7 @@ i → j from the agent of the previous layer (the last finished step of another 
   (all equal → 1) and division by the largest value for the positive load and latency terms;
 - **transition** p(k | i, q) = τ(q)ᵢₖ^α·ηₖ^β / Σⱼ τ(q)ᵢⱼ^α·ηⱼ^β; sampled (seeded by the task,
   step and query, so reproducible) while exploring (``explore``/``train`` mode, the default of a
-  new colony), the argmax (ties → cheaper) in ``serve`` mode or with ``greedy``.
+  new colony), the argmax (ties → cheaper, then the key sorting first) in ``serve`` mode or with ``greedy``.
 
 Serving never writes pheromone: ``observe`` samples a fraction ``sample_rate`` of finished tasks
 into a bounded FIFO (``buffer_size``; the oldest is dropped and counted when full); a background
@@ -686,7 +686,7 @@ class AntColonyRouter(Router):
         desire = [t**a * e**b for t, e in zip(tau, eta, strict=True)]
         p = _tempered(desire, float(self.explore_temperature))
         if self.greedy or not self.exploring:
-            pick = max(range(k), key=lambda c: (desire[c], -costs[c], -c))
+            pick = min(range(k), key=lambda c: (-desire[c], costs[c], keys[c]))  # ties: cheaper, then key
             mode = "greedy"
         else:
             draw = _unit_hash(
