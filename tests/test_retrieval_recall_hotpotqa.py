@@ -68,4 +68,4 @@ def test_cutting_long_paragraphs_costs_at_most_one_gold_paragraph_in_a_hundred()
     assert len(cut.passages) > len(whole.passages)  # the corpus has paragraphs over 1200 characters
     ks = [1, 2, 5, 10, 20]
     a, b = recall(lambda q: whole, ks), recall(lambda q: cut, ks)
-    assert all(abs(a[k] - b[k]) <= 0.01 for k in ks), (a, b)
+    assert all(abs(a[k] - b[k]) <= 0.01 + 1e-9 for k in ks), (a, b)  # recall is a multiple of 1/200
