@@ -1,4 +1,8 @@
-"""What a new user meets in the first hour with the ``agentroute`` command, run as a real subprocess."""
+"""What a new user meets in the first hour with the ``agentroute`` command.
+
+Most commands run in this process (typer's runner: the same app, arguments and terminal width a user
+gives); a subprocess only where the process is what is tested (the console script, what it imports).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from agentroute.cli.app import app
@@ -21,22 +26,39 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
-def agentroute(*args: str, cwd: Path, columns: int = 200) -> subprocess.CompletedProcess[str]:
-    """The installed ``agentroute`` script, as a user runs it."""
+def agentroute(*args: str, cwd: Path, columns: int = 200, python: tuple[str, ...] | list[str] = ()) -> subprocess.CompletedProcess[str]:
+    """The ``agentroute`` command in a process of its own, as a user runs it (``python``: interpreter options)."""
     env = {**os.environ, "COLUMNS": str(columns), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-c", "from agentroute.cli import main; main()", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, *python, "-c", "from agentroute.cli import main; main()", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def _commands_panel(stdout: str) -> tuple[list[str], list[str]]:
+    """(command names, panel rows) of a ``--help``'s Commands panel."""
+    panel = stdout.split("Commands", 1)[1].splitlines()[1:]
+    rows = [line for line in panel if line.startswith("│")]
+    return [row.strip("│ ").split(None, 1)[0] for row in rows if row.strip("│ ")[:1].isalpha()], rows
 
 
 def test_every_command_is_summarised_on_one_line_of_the_top_help(tmp_path: Path) -> None:
     done = agentroute("--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    panel = done.stdout.split("Commands", 1)[1].splitlines()[1:]
-    rows = [line.strip("│ ").split(None, 1) for line in panel if line.startswith("│")]
-    names = [row[0] for row in rows if row and row[0].isidentifier()]
-    assert names == ["ask", "serve", "eval", "train", "run", "feedback", "pool", "memory", "routers"], panel
-    assert len(rows) == len(names), "a command's summary wraps onto a second line:\n" + "\n".join(panel)
+    names, rows = _commands_panel(done.stdout)
+    assert names == ["ask", "serve", "eval", "train", "run", "feedback", "pool", "memory", "routers"], rows
+    assert len(rows) == len(names), "a command's summary wraps onto a second line:\n" + "\n".join(rows)
+
+
+@pytest.mark.parametrize("group", ["pool", "memory", "routers"])
+def test_every_subcommand_is_summarised_on_one_line(group: str) -> None:
+    """`routers --help` showed `list`'s whole docstring over five lines, naming a --router-param that
+    no command has."""
+    done = runner.invoke(app, [group, "--help"])
+    assert done.exit_code == 0, done.output
+    names, rows = _commands_panel(done.stdout)
+    assert names and len(rows) == len(names), "a summary wraps onto a second line:\n" + "\n".join(rows)
+    assert "--router-param" not in done.stdout
 
 
 @pytest.fixture
@@ -62,9 +84,24 @@ def test_memory_show_takes_the_start_of_a_task_id_and_names_the_latest_when_none
     assert ambiguous.exit_code == 1
     assert ambiguous.output.strip() == "error: task id '01aa' is ambiguous: 01aa11, 01aa22; give more of it"
 
-    missing = agentroute("memory", "show", "zz", "--memory", memory_url, cwd=tmp_path)
-    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    missing = runner.invoke(memory_app, ["show", "zz", "--memory", memory_url])
+    assert missing.exit_code == 1
     assert re.fullmatch(r"error: no task 'zz' in the memory; the latest: .*02bb33 \(2\+2\?\).*\n", missing.stderr)
+
+
+def test_feedback_takes_the_start_of_a_task_id_as_memory_show_does(memory_url: str) -> None:
+    """`memory show 02b` worked; `feedback 02b` said there was no such task."""
+    from agentroute.cli.feedback_cmd import feedback_command
+
+    feedback = typer.Typer()
+    feedback.command()(feedback_command)
+    scored = runner.invoke(feedback, ["02b", "--score", "1", "--memory", memory_url])
+    assert scored.exit_code == 0, scored.output
+    assert "task 02bb33: score 1 (user) stored" in scored.stdout
+    with SQLMemory(memory_url) as memory:
+        assert memory.get_task("02bb33").task.score == 1.0
+    ambiguous = runner.invoke(feedback, ["01aa", "--score", "1", "--memory", memory_url])
+    assert ambiguous.exit_code == 1 and "task id '01aa' is ambiguous: 01aa11, 01aa22" in ambiguous.stderr
 
 
 def test_run_names_its_batch_on_one_line_in_an_80_column_terminal(tmp_path: Path) -> None:
@@ -133,8 +170,30 @@ def test_ask_takes_router_options_as_eval_does(tmp_path: Path) -> None:
     assert "cascade takes no parameter threshhold" in typo.output and "did you mean 'threshold'" in typo.output
 
 
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("fixed:model=smal", "error: fixed: model 'smal' is not in the pool (did you mean 'small'?); its models: large, small"),
+        ("fixed:model=small:strategy=cot", "error: fixed: model 'small' has no strategy 'cot' (it has: direct)"),
+    ],
+)
+def test_a_fixed_router_naming_what_the_pool_lacks_is_refused(tmp_path: Path, spec: str, error: str) -> None:
+    """`fixed:model=ID` with a mistyped ID routed every step to the cheapest model without a word."""
+    pool = tmp_path / "my_pool.yaml"
+    pool.write_text(
+        "models:\n"
+        + "".join(f"  - {{id: {m}, backend: openai, model: m, base_url: 'http://127.0.0.1:9/v1', input_price: 0.1, "
+                  "output_price: 0.4}\n" for m in ("small", "large"))  # fmt: skip
+    )
+    done = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--router", spec, "--pool", str(pool),
+                               "--memory", f"sqlite:///{tmp_path / 'm.db'}"])  # fmt: skip
+    assert done.exit_code == 2, done.output
+    assert done.stderr.strip() == error
+
+
 def test_ask_shows_the_whole_model_id_in_an_80_column_terminal(tmp_path: Path) -> None:
-    """The route table cut every model id to 8 characters ("smollm2…", "gpt-4o-m…")."""
+    """The route table cut every model id to 8 characters ("smollm2…", "gpt-4o-m…"). A process of its
+    own: ``ask`` prints through a console whose width is fixed when the CLI is imported."""
     from tests.fixtures_reply_server import ReplyServer
 
     with ReplyServer() as server:
@@ -151,8 +210,11 @@ def test_ask_shows_the_whole_model_id_in_an_80_column_terminal(tmp_path: Path) -
     assert model_column.startswith("gpt-4o-mini-2024-07-18"), done.stdout
 
 
-def test_pool_list_cuts_nothing_in_an_80_column_terminal(tmp_path: Path) -> None:
-    """The default pool was listed as "smollm…", "strateg…", "descri…"."""
-    done = agentroute("pool", "list", cwd=tmp_path, columns=80)
+def test_pool_list_cuts_nothing_in_an_80_column_terminal_and_loads_no_litellm(tmp_path: Path) -> None:
+    """The default pool was listed as "smollm…", "strateg…", "descri…". LiteLLM (seconds to import)
+    prices only LiteLLM cards: a pool without one does not import it."""
+    done = agentroute("pool", "list", cwd=tmp_path, columns=80, python=["-X", "importtime"])
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout and "│ smollm2-135m │" in done.stdout, done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "agentroute.pool" in imported and not {m for m in imported if m.split(".")[0] == "litellm"}

@@ -87,7 +87,7 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     """(pool, router) for ``spec.compile``: the router loaded and checked against the agents the
     graph routes over (:func:`agentroute.loading.load_router`; a misfit exits 2). ``router`` may carry
     options as eval's ``--routers`` do: ``fixed:model=gpt-4o-mini``, ``runs/knn:k=5``."""
-    from agentroute.loading import load_router
+    from agentroute.loading import graph_agents, load_router
     from agentroute.pool import ModelPool
 
     name, params = router, dict[str, Any]()
@@ -97,7 +97,30 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
         name, params = parse_router_spec(router)
     models = ModelPool.load(pool)
     models.require_backends()  # a missing backend package: exit 2 before any task
-    return models, load_router(name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params)
+    loaded = load_router(name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params)
+    _check_fixed(loaded, graph_agents(models, spec))
+    return models, loaded
+
+
+def _check_fixed(router: Any, agents: list[Any]) -> None:
+    """A ``fixed`` router names a model (and strategy) the graph can route to; else it would route
+    every step to the cheapest agent without a word."""
+    from agentroute.errors import ConfigurationError, did_you_mean
+    from agentroute.routers.baselines import FixedRouter
+
+    if not isinstance(router, FixedRouter) or any(
+        a.model == router.model and router.strategy in (None, a.strategy) for a in agents
+    ):
+        return
+    offered = sorted({a.model for a in agents})
+    if router.model in offered:
+        strategies = sorted({a.strategy for a in agents if a.model == router.model})
+        raise ConfigurationError(
+            f"fixed: model {router.model!r} has no strategy {router.strategy!r} (it has: {', '.join(strategies)})"
+        )
+    raise ConfigurationError(
+        f"fixed: model {router.model!r} is not in the pool{did_you_mean(router.model, offered)}; its models: {', '.join(offered)}"
+    )
 
 
 def _runtime(

@@ -4,7 +4,8 @@ The score is stored with ``memory.add_feedback`` (a feedback row and the task's 
 [0, 1] are the convention (1 = right); others are accepted and stored as given, with a note. Scoring
 a task again keeps both feedback rows; the latest score becomes the task's (a note names the one
 it replaces).
-Exit codes: 0 stored; 1 no such task; 2 a bad score or memory URL.
+TASK_ID may be an id's first characters, as `memory show` takes it.
+Exit codes: 0 stored; 1 no such task (or a prefix of several); 2 a bad score or memory URL.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agentroute.errors import AgentrouteError
 
 def feedback_command(
     task_id: Annotated[
-        str, typer.Argument(help="The task's id (printed by ask, in run --out, memory show).")
+        str, typer.Argument(help="The task's id, or its first characters (printed by ask, in run --out, memory show).")
     ],
     score: Annotated[
         float, typer.Option("--score", help="The task's outcome, conventionally in [0, 1] (1 = right).")
@@ -44,10 +45,11 @@ def feedback_command(
     if not math.isfinite(score):
         err.print(f"[bold red]error:[/] --score must be a finite number (got {score})")
         raise typer.Exit(EXIT_BAD_INPUT)
-    from agentroute.cli.memory_cmd import _open
+    from agentroute.cli.memory_cmd import _open, task_id_from
 
     store = _open(memory)
     try:
+        task_id = task_id_from(store, task_id)
         trajectory = store.get_task(task_id)
         if trajectory is None:
             err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")

@@ -174,8 +174,9 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         console.print(events)
 
 
-def _task_id(store: SQLMemory, given: str) -> str:
-    """``given`` if a task has that id, else the one id it begins; exit 1 naming what there is."""
+def task_id_from(store: SQLMemory, given: str) -> str:
+    """The task id a command's TASK_ID names: ``given`` if a task has that id, else the one id it
+    begins (as git takes a commit's first characters); exit 1 naming the matches, or the latest tasks."""
     import sqlalchemy as sa
 
     from agentroute.memory.tables import TASKS
@@ -205,7 +206,7 @@ def show(
 ) -> None:
     """One task with its steps and audit events (TASK_ID may be the start of an id, as git takes a commit's)."""
     with _open(memory) as store:
-        trajectory = store.get_task(_task_id(store, task_id))
+        trajectory = store.get_task(task_id_from(store, task_id))
         audit = store.audit_events(trajectory.task.id) if trajectory is not None else []
     if trajectory is None:
         raise _fail(f"no task {task_id!r} in the memory")

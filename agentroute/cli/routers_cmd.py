@@ -36,9 +36,9 @@ routers_app = typer.Typer(help="Registered routers and their learned state.", no
 
 @routers_app.command("list")
 def list_routers() -> None:
-    """Every registered router: whether it learns, its knob, its options with their defaults (as
-    ``make_router(NAME, option=value)``, ``--routers NAME:option=value`` and ``--router-param`` take
-    them) and where it lives."""
+    """Every registered router: whether it learns, its knob, its options and where it lives.
+
+    Set options as `--router NAME:option=value` (ask, run, serve), `--routers NAME:option=value` (eval) or `make_router(NAME, option=value)`."""
     from agentroute.routers import base, get_router_class, router_names
 
     table = Table(title="routers")
