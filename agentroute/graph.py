@@ -47,6 +47,7 @@ from agentroute.graph_runtime import (
     rebuild,
     recorded_ledger,
     report_step,
+    restart_paused,
     routed_node,
     run_sync,
     runnable,
@@ -812,6 +813,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         """
         channel = state.get(CHANNEL) or {}
         task_id = channel.get("task_id")
+        restart_paused(task_id, config)
         if task_id and LIVE.pinned(task_id) and (run := LIVE.get(task_id)) is not None:
             return run
         if task_id and not is_request(channel):

@@ -363,6 +363,27 @@ def resuming(config: Mapping[str, Any] | None) -> bool:
     return bool(config and (config.get("configurable") or {}).get(_RESUMING))
 
 
+_RESTARTED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # a resumed execution → its tasks
+
+
+def restart_paused(task_id: str | None, config: Mapping[str, Any] | None) -> None:
+    """An ``AgentGraph`` node's first use of ``task_id`` in a resumed superstep: its idle live run,
+    kept since the invocation stopped (``interrupt_before``, an ``interrupt()``, an error), is dropped
+    and rebuilt from its checkpoint, as a worker in another process does — the claimed path's rule
+    too: the time between two invocations does not count against ``Budget(seconds)``. (Not for a
+    routed node of your own graph: its run's context maps an execution's calls to their steps.)"""
+    configurable = (config or {}).get("configurable") or {}
+    scratchpad = configurable.get(_SCRATCHPAD) if _SCRATCHPAD is not None else None
+    if not task_id or scratchpad is None or not configurable.get(_RESUMING):
+        return
+    with _CALLS_LOCK:
+        restarted = _RESTARTED.setdefault(scratchpad.get_null_resume, set())  # one closure per execution
+        if task_id in restarted:
+            return
+        restarted.add(task_id)
+    LIVE.drop(task_id)  # an idle run only: one in use by this invocation is kept
+
+
 def open_task(
     dispatcher: Dispatcher,
     request: Mapping[str, Any],
