@@ -48,7 +48,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 GraphOpt = Annotated[str, typer.Option("--graph", help="Built-in graph name, module:attr or path/file.py[:attr].")]
-RouterOpt = Annotated[str, typer.Option("--router", help="Registered router name, or a directory saved by `train`.")]
+RouterOpt = Annotated[str, typer.Option("--router", help="Registered router name, or a directory saved by `train`; options as NAME:option=value (fixed:model=ID, cascade:threshold=0.6).")]
 PoolOpt = Annotated[str | None, typer.Option("--pool", help="Pool YAML (default: the local SmolLM2 pool).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")]
 TokensOpt = Annotated[int | None, typer.Option("--budget-tokens", help="Hard per-task limit on tokens (prompt + output).")]
@@ -344,7 +344,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8000,
     drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them.")] = 10.0,
-    router: Annotated[str | None, typer.Option("--router", help="Also serve model=\"router\": each request routed over the pool by this router (a registered name or a directory saved by `train`).")] = None,
+    router: Annotated[str | None, typer.Option("--router", help="Also serve model=\"router\": each request routed over the pool by this router (a registered name or a directory saved by `train`; options as NAME:option=value).")] = None,
     budget_usd: BudgetOpt = None,
     budget_tokens: TokensOpt = None,
     budget_calls: CallsOpt = None,
