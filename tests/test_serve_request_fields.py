@@ -112,7 +112,7 @@ class Upstream(ThreadingHTTPServer):
 
 def _card(id: str, url: str, backend: str = "openai") -> ModelCard:
     return ModelCard(id=id, backend=backend, model=id, base_url=url, input_price=1.0, output_price=2.0,
-                     max_tokens=16, timeout_s=10)  # fmt: skip
+                     max_tokens=16, timeout_s=30)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +227,9 @@ def test_a_litellm_card_passes_them_on_and_returns_logprobs_and_reasoning(upstre
         assert (sent["response_format"], sent["logprobs"], sent["reasoning_effort"]) == (SCHEMA, True, "low")
         assert [t.token for t in made.choices[0].logprobs.content] == JSON_ANSWER
         assert made.choices[0].message.model_extra["reasoning_content"] == "".join(THOUGHT)
+        with client(server).chat.completions.stream(model="lite", messages=ASK, logprobs=True) as stream:
+            final = stream.get_final_completion().choices[0]  # streamed: LiteLLM's chunks' log probabilities
+        assert [t.token for t in final.logprobs.content] == ANSWER and final.message.model_extra["reasoning_content"] == "".join(THOUGHT)
 
 
 @pytest.mark.parametrize("model", ["plain", "router"])
