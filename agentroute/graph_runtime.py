@@ -366,22 +366,32 @@ def resuming(config: Mapping[str, Any] | None) -> bool:
 _RESTARTED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # a resumed execution → its tasks
 
 
-def restart_paused(task_id: str | None, config: Mapping[str, Any] | None) -> None:
-    """An ``AgentGraph`` node's first use of ``task_id`` in a resumed superstep: its idle live run,
-    kept since the invocation stopped (``interrupt_before``, an ``interrupt()``, an error), is dropped
-    and rebuilt from its checkpoint, as a worker in another process does — the claimed path's rule
-    too: the time between two invocations does not count against ``Budget(seconds)``. (Not for a
-    routed node of your own graph: its run's context maps an execution's calls to their steps.)"""
+def restart_paused(task_id: str | None, config: Mapping[str, Any] | None) -> TaskRun | None:
+    """A node execution's first use of ``task_id`` in a resumed superstep: the task's idle live run,
+    kept since the invocation stopped (an ``interrupt()`` a human answers, ``interrupt_before``, an
+    error), is dropped and returned, so that it is rebuilt from its checkpoint and the memory as a
+    worker in another process does. One rule for both: the time between two invocations does not
+    count against ``Budget(seconds)``. ``None`` when nothing was dropped."""
     configurable = (config or {}).get("configurable") or {}
     scratchpad = configurable.get(_SCRATCHPAD) if _SCRATCHPAD is not None else None
     if not task_id or scratchpad is None or not configurable.get(_RESUMING):
-        return
+        return None
     with _CALLS_LOCK:
         restarted = _RESTARTED.setdefault(scratchpad.get_null_resume, set())  # one closure per execution
         if task_id in restarted:
-            return
+            return None
         restarted.add(task_id)
+    paused = LIVE.get(task_id)
     LIVE.drop(task_id)  # an idle run only: one in use by this invocation is kept
+    return paused if paused is not None and LIVE.get(task_id) is None else None
+
+
+def rebuilt_after(paused: TaskRun, make: Callable[[], TaskRun]) -> TaskRun:
+    """``make()``'s run of a task rebuilt by :func:`restart_paused`, knowing which of its steps each
+    call of the paused run paid for (so twin branches each take back their own)."""
+    run = make()
+    run.context.setdefault(_PAID, {}).update(paused.context.get(_PAID, {}))
+    return run
 
 
 def open_task(
@@ -1086,6 +1096,11 @@ def routed_node(
         channel = channel or {}
         task_id = channel.get("task_id")
 
+        def hold(task_id: str, make: Callable[[], TaskRun]) -> TaskRun:
+            if (paused := restart_paused(task_id, config)) is not None:  # a resume: the pause does not count
+                make = functools.partial(rebuilt_after, paused, make)
+            return LIVE.hold(task_id, make)
+
         def opened(request: Mapping[str, Any]) -> Callable[[], TaskRun]:
             carry = {"opened_by": "node", "fp_key": input_key, "fp": fingerprint(state.get(input_key))}
             request = {"query_id": state.get("query_id"), **{k: v for k, v in request.items() if v is not None}}
@@ -1098,7 +1113,7 @@ def routed_node(
             return make
 
         if task_id and is_request(channel):
-            return LIVE.hold(task_id, opened(channel))
+            return hold(task_id, opened(channel))
         if task_id:
             carry = channel.get("carry") or {}
             same = live == task_id or resuming(config) or not sent and (
@@ -1106,11 +1121,11 @@ def routed_node(
                 or carry.get("fp") == fingerprint(state.get(carry.get("fp_key", input_key)))
             )
             if same:
-                return LIVE.hold(task_id, lambda: rebuild(dispatcher, channel))
+                return hold(task_id, lambda: rebuild(dispatcher, channel))
         elif sent and (legacy := state.get("agentroute_task_id")):  # a state without the channel
-            return LIVE.hold(legacy, opened({"task_id": legacy}))
+            return hold(legacy, opened({"task_id": legacy}))
         task_id = invocation_task(config)
-        return LIVE.hold(task_id, opened({"task_id": task_id}))
+        return hold(task_id, opened({"task_id": task_id}))
 
     async def anode(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
         if require_claim and (thread := unclaimed_thread(dispatcher.memory, config)) is not None:
