@@ -104,6 +104,22 @@ def test_feedback_takes_the_start_of_a_task_id_as_memory_show_does(memory_url: s
     assert ambiguous.exit_code == 1 and "task id '01aa' is ambiguous: 01aa11, 01aa22" in ambiguous.stderr
 
 
+def test_an_empty_task_id_names_no_task(tmp_path: Path) -> None:
+    """`feedback "$TASK" --score 1` with TASK unset scored the memory's only task (every id begins with "")."""
+    from agentroute.cli.feedback_cmd import feedback_command
+
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    with SQLMemory(url) as memory:
+        memory.start_task(Task(id="01aa11", query="Who wrote Hamlet?", graph="qa"))
+    feedback = typer.Typer()
+    feedback.command()(feedback_command)
+    for done in (runner.invoke(feedback, ["", "--score", "1", "--memory", url]), runner.invoke(memory_app, ["show", " ", "--memory", url])):
+        assert done.exit_code == 2, done.output
+        assert done.stderr == "error: TASK_ID is empty: give a task's id or its first characters\n"
+    with SQLMemory(url) as memory:
+        assert memory.get_task("01aa11").task.score is None
+
+
 def test_run_names_its_batch_on_one_line_in_an_80_column_terminal(tmp_path: Path) -> None:
     """The README's `questions.jsonl`: a JSON object or a JSON string per line."""
     (tmp_path / "questions.jsonl").write_text('{"query": "Who wrote Hamlet?", "answer": "Shakespeare"}\n"2+2?"\n')

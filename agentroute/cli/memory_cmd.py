@@ -176,11 +176,14 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
 
 def task_id_from(store: SQLMemory, given: str) -> str:
     """The task id a command's TASK_ID names: ``given`` if a task has that id, else the one id it
-    begins (as git takes a commit's first characters); exit 1 naming the matches, or the latest tasks."""
+    begins (as git takes a commit's first characters); exit 1 naming the matches, or the latest tasks;
+    exit 2 for an empty one (an unset shell variable: it would name any task)."""
     import sqlalchemy as sa
 
     from agentroute.memory.tables import TASKS
 
+    if not given.strip():
+        raise _fail("TASK_ID is empty: give a task's id or its first characters", EXIT_BAD_INPUT)
     store.flush()
     with store.engine.connect() as conn:
         found = conn.execute(
