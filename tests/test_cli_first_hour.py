@@ -154,6 +154,21 @@ def test_eval_names_the_files_it_wrote_whole_in_an_80_column_terminal(tmp_path: 
     assert wrote and str(out / "results.json") in wrote[0] and str(out / "results.csv") in wrote[0], done.stdout
 
 
+def test_eval_refuses_a_fixed_router_naming_a_model_the_dataset_lacks(tmp_path: Path) -> None:
+    """`eval --routers fixed:model=smal` was evaluated as the cheapest model, under that name."""
+    (tmp_path / "logs.jsonl").write_text("".join(
+        f'{{"query_id": "q{i}", "query": "question {i}", "agent": "{agent}", "score": 1, "cost_usd": 0.01}}\n'
+        for i in range(10) for agent in ("small", "large")
+    ))  # fmt: skip
+    done = runner.invoke(app, ["eval", "--dataset", f"outcomes:{tmp_path / 'logs.jsonl'}", "--routers", "cheapest,fixed:model=smal",
+                               "--no-peers", "--boot", "0", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert done.exit_code == 2, done.output
+    assert done.stderr.strip() == (
+        "error: router spec 'fixed:model=smal': fixed: model 'smal' is not in the dataset (did you mean 'small'?); "
+        "its models: large, small"
+    )
+
+
 def test_pool_list_shows_litellm_prices_and_refuses_a_model_the_cost_table_does_not_know(tmp_path: Path) -> None:
     """A typo in a LiteLLM model name was listed as priced by the "provider" (exit 0); `ask` then refused it."""
     if importlib.util.find_spec("litellm") is None:  # not imported here: agentroute imports it offline

@@ -98,13 +98,13 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     models = ModelPool.load(pool)
     models.require_backends()  # a missing backend package: exit 2 before any task
     loaded = load_router(name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params)
-    _check_fixed(loaded, graph_agents(models, spec))
+    check_fixed(loaded, graph_agents(models, spec))
     return models, loaded
 
 
-def _check_fixed(router: Any, agents: list[Any]) -> None:
-    """A ``fixed`` router names a model (and strategy) the graph can route to; else it would route
-    every step to the cheapest agent without a word."""
+def check_fixed(router: Any, agents: list[Any], among: str = "the pool") -> None:
+    """A ``fixed`` router names a model (and strategy) of ``agents``, those it will route over;
+    else it would route every step to the cheapest one without a word. ``among``: what they are."""
     from agentroute.errors import ConfigurationError, did_you_mean
     from agentroute.routers.baselines import FixedRouter
 
@@ -119,7 +119,7 @@ def _check_fixed(router: Any, agents: list[Any]) -> None:
             f"fixed: model {router.model!r} has no strategy {router.strategy!r} (it has: {', '.join(strategies)})"
         )
     raise ConfigurationError(
-        f"fixed: model {router.model!r} is not in the pool{did_you_mean(router.model, offered)}; its models: {', '.join(offered)}"
+        f"fixed: model {router.model!r} is not in {among}{did_you_mean(router.model, offered)}; its models: {', '.join(offered)}"
     )
 
 

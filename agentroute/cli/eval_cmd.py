@@ -47,11 +47,19 @@ def eval_command(
     cost to match the best single model, accuracy at its cost) and writes results.json,
     results.csv and curves.png into --out.
     """
+    from agentroute.cli.app import check_fixed
     from agentroute.errors import ConfigurationError, UnknownNameError
     from agentroute.eval.datasets import load_dataset
-    from agentroute.eval.harness import OWN_ROUTERS, check_router_params, evaluate, parse_router_spec
+    from agentroute.eval.harness import (
+        OWN_ROUTERS,
+        check_router_params,
+        evaluate,
+        make_eval_router,
+        parse_router_spec,
+    )
     from agentroute.outcomes import column_agent
     from agentroute.routers.base import Router, check_pool, get_router_class
+    from agentroute.types import Agent
 
     console = Console()
     err = Console(stderr=True)
@@ -75,6 +83,12 @@ def eval_command(
         data = load_dataset(dataset, seed=seed, limit=limit, sample=sample, **options)
         if "models_dropped" in data.notes:
             err.print(f"[yellow]note:[/] {escape(data.notes['models_dropped'])}")
+        for name in names:  # fixed:model=ID names one of the dataset's models
+            if name not in trained and parse_router_spec(name)[0] == "fixed":
+                try:
+                    check_fixed(make_eval_router(name)[1], [Agent(model=m) for m in data.train.models], "the dataset")
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"router spec {name!r}: {exc}") from None
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
             for note in check_pool(Router.load(name), [column_agent(m) for m in data.train.models], source=name):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
