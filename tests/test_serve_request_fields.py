@@ -248,11 +248,12 @@ def test_langchain_structured_output_gets_the_providers_json(served: ServerThrea
     assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "City"
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_a_routed_answer_brings_its_reasoning_and_logprobs(upstream: Upstream, stream: bool) -> None:
+@pytest.mark.parametrize(("router", "stream"), [("cheapest", False), ("cheapest", True), ("cascade", True)])
+def test_a_routed_answer_brings_its_reasoning_and_logprobs(upstream: Upstream, router: str, stream: bool) -> None:
     """Before: the router's reply dropped them (``logprobs: null``, no ``reasoning_content``) though
-    the routed call had asked for them; now the answering attempt's come back, plain or streamed."""
-    with ServerThread(ModelPool([_card("reasoner", upstream.url)]), router="cheapest", budget={"usd": 1.0}) as server:
+    the routed call had asked for them; now the answering attempt's come back, plain or streamed
+    (as the tokens come; ``cascade``, which may answer twice, streams the answer once it is final)."""
+    with ServerThread(ModelPool([_card("reasoner", upstream.url)]), router=router, budget={"usd": 1.0}) as server:
         made = client(server).chat.completions.create(model="router", messages=ASK, logprobs=True, stream=stream)
         assert upstream.requests[-1]["logprobs"] is True
         if stream:

@@ -330,10 +330,10 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         """The stream's last events: the reasoning text when ``thought`` (the answer's tokens went
         first, as they came), the end with the answer's log probabilities, the usage, ``[DONE]``."""
         usage, extension = _usage(step), _extension(routing, run, step)
-        message, logprobs = _answer(watch, step)
+        answer, logprobs = _answer(watch, step)
         events = []
-        if thought and "reasoning_content" in message:
-            events.append(chunk(step.agent.model, {"reasoning_content": message["reasoning_content"]}))
+        if thought and "reasoning_content" in answer:
+            events.append(chunk(step.agent.model, {"reasoning_content": answer["reasoning_content"]}))
         events.append(chunk(step.agent.model, {}, _finish_reason(watch, step), logprobs))
         if include_usage:
             events.append(chunk(step.agent.model, None, usage=usage, agentroute=extension))
@@ -351,10 +351,10 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
                 "usage": _usage(step), "agentroute": _extension(routing, run, step),
             })  # fmt: skip
         model, thought = step.agent.model, _answer(watch, step)[0].get("reasoning_content")
-        events = [
-            chunk(model, {"role": "assistant", "content": ""}), *([chunk(model, {"reasoning_content": thought})] if thought else []),
-            chunk(model, {"content": step.output}), *ending(run, step, thought=False),
-        ]  # fmt: skip
+        events = [chunk(model, {"role": "assistant", "content": ""})]
+        if thought:  # before the answer, as a card streams it
+            events.append(chunk(model, {"reasoning_content": thought}))
+        events += [chunk(model, {"content": step.output}), *ending(run, step, thought=False)]
 
         async def whole() -> AsyncIterator[str]:
             for event in events:
