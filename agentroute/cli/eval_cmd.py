@@ -56,6 +56,7 @@ def eval_command(
         evaluate,
         make_eval_router,
         parse_router_spec,
+        saved_router_dir,
     )
     from agentroute.outcomes import column_agent
     from agentroute.routers.base import Router, check_pool, get_router_class
@@ -71,7 +72,7 @@ def eval_command(
     try:
         if out is not None:
             check_out_dir(out)
-        trained = [n for n in names if Path(n).is_dir()]  # saved by `agentroute train`
+        trained = [n for n in names if saved_router_dir(n) is not None]  # saved by `agentroute train`
         for name in names:  # unknown router names and parameters fail before the dataset is read
             if name not in trained:
                 spec, params = parse_router_spec(name)
@@ -90,7 +91,7 @@ def eval_command(
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"router spec {name!r}: {exc}") from None
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
-            for note in check_pool(Router.load(name), [column_agent(m) for m in data.train.models], source=name):
+            for note in check_pool(Router.load(saved_router_dir(name)), [column_agent(m) for m in data.train.models], source=name):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,

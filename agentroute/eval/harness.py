@@ -127,15 +127,34 @@ def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, params
 
 
+def split_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """(registered name or saved directory, options) of a ``--router``/``--routers`` value — the one
+    rule every command reads a router spec by: ``knn:k=40``, ``runs/knn:k=5`` (a directory saved by
+    ``agentroute train``, with the knob it serves at); a path that exists is taken whole.
+
+    >>> split_router_spec("runs/knn:cost_weight=0.5")
+    ('runs/knn', {'cost_weight': 0.5})
+    """
+    if Path(spec).exists():
+        return spec, {}
+    return parse_router_spec(spec)
+
+
+def saved_router_dir(spec: str) -> Path | None:
+    """The directory of a router saved by ``agentroute train`` that ``spec`` names, if it names one."""
+    path = Path(split_router_spec(spec)[0])
+    return path if path.is_dir() else None
+
+
 def make_eval_router(spec: str | Router, *, seed: int = 0) -> tuple[str, Router]:
     """(display name, router) from a spec or an instance; ``seed`` goes to routers that take one."""
     if isinstance(spec, Router):
         return spec.name, spec
-    if Path(spec).is_dir():  # a router saved by `agentroute train`: evaluated as trained
+    name, params = split_router_spec(spec)
+    if Path(name).is_dir():  # a router saved by `agentroute train`: evaluated as trained
         from agentroute.loading import load_router
 
-        return spec, load_router(spec)
-    name, params = parse_router_spec(spec)
+        return spec, load_router(name, **params)
     cls = get_router_class(name)  # UnknownNameError lists the registered routers
     check_router_params(name, params, where=f"router spec {spec!r}")
     if "seed" in inspect.signature(cls.__init__).parameters:
@@ -341,7 +360,7 @@ def evaluate(
     present = {r.name if isinstance(r, Router) else r.strip() for r in routers if _as_peer(r, peer_names) or isinstance(r, str)}
     routers += [p for p in peer_names if p not in present]  # a peer with other params is not the peer
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
-        if not isinstance(spec, Router) and not Path(spec).is_dir():  # a directory: a trained router
+        if not isinstance(spec, Router) and saved_router_dir(spec) is None:  # a directory: a trained router
             get_router_class(parse_router_spec(spec)[0])
     ctxs, how = build_contexts(dataset, "test", cost_estimate=cost_estimate)
     singles = M.single_model_points(test.scores, test.costs)
