@@ -9,10 +9,12 @@ option a set of backends cannot honour, so a caller refuses it before any call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
+from agentroute.errors import ConfigurationError
 from agentroute.types import CompletionRequest
 
 #: The largest seed: OpenAI-compatible servers take a signed 64-bit one (vLLM refuses others).
@@ -36,6 +38,26 @@ class RequestOptions:
     logprobs: bool | None = None
     top_logprobs: int | None = None
 
+    def __post_init__(self) -> None:
+        """Nonsense is refused here, before any provider call (``agentroute serve`` refuses it as a 400)."""
+
+        def refuse(name: str, what: str) -> None:
+            raise ConfigurationError(f"RequestOptions: {name!r} must be {what} (got {getattr(self, name)!r})")
+
+        for name in ("reasoning_effort", "verbosity"):
+            if (value := getattr(self, name)) is not None and (not isinstance(value, str) or not value):
+                refuse(name, "a non-empty string")
+        if self.seed is not None and not _int_within(self.seed, -SEED_MAX - 1, SEED_MAX):
+            refuse("seed", "a signed 64-bit integer")
+        if self.response_format is not None and not isinstance(self.response_format, Mapping):
+            refuse("response_format", "a mapping")
+        if self.logprobs is not None and not isinstance(self.logprobs, bool):
+            refuse("logprobs", "True or False")
+        if self.top_logprobs is not None and not _int_within(self.top_logprobs, 0, 20):
+            refuse("top_logprobs", "an integer in [0, 20]")
+        if self.top_logprobs and not self.logprobs:
+            refuse("top_logprobs", "0 or None without logprobs=True, as in OpenAI's API")
+
     def given(self) -> dict[str, Any]:
         """The options set, by name."""
         return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
@@ -46,6 +68,11 @@ class RequestOptions:
         for name, value in self.given().items():
             setattr(request, name, value)
         return request
+
+
+def _int_within(value: Any, low: int, high: int) -> bool:
+    """``value`` is an integer (not a bool) in [low, high]."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and low <= int(value) <= high
 
 
 def refused_option(options: RequestOptions, takers: Iterable[frozenset[str]]) -> str | None:
