@@ -57,6 +57,7 @@ def eval_command(
         make_eval_router,
         parse_router_spec,
         saved_router_dir,
+        split_router_spec,
     )
     from agentroute.outcomes import column_agent
     from agentroute.routers.base import Router, check_pool, get_router_class
@@ -91,7 +92,7 @@ def eval_command(
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"router spec {name!r}: {exc}") from None
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
-            for note in check_pool(Router.load(saved_router_dir(name)), [column_agent(m) for m in data.train.models], source=name):
+            for note in check_pool(Router.load(split_router_spec(name)[0]), [column_agent(m) for m in data.train.models], source=name):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
