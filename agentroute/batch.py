@@ -373,9 +373,10 @@ class BatchRunner:
         rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
         added = await asyncio.to_thread(queue.add, rows)
         reconciled = await asyncio.to_thread(queue.reconcile) if self.resume else Reconciled()
+        joined = time.monotonic()  # before its first heartbeat_at
         await asyncio.to_thread(queue.join)
         results: list[ItemResult] = []
-        heartbeat = asyncio.create_task(self._heartbeat())
+        heartbeat = asyncio.create_task(self._heartbeat(joined))
         try:
             if self.out is not None:
                 await asyncio.to_thread(self._open_out)
@@ -419,21 +420,28 @@ class BatchRunner:
         except MemoryWriteError as exc:
             log.debug("batch %s: %s", self.batch_id, exc)
 
-    async def _heartbeat(self) -> None:
-        """Beat every ``lease_s``/3. A worker retired by another's reconcile, or whose heartbeat could
-        not be stored for ``lease_s`` (after which another host may take it for dead), has had its
-        queries handed over: it stops at once, its tasks in flight cancelled (``interrupted``)."""
-        stored = time.monotonic()
+    async def _heartbeat(self, since: float) -> None:
+        """Beat every ``lease_s``/3. ``since``: :func:`time.monotonic` when the last heartbeat stored
+        began (its ``heartbeat_at`` is no older). From ``since + lease_s`` another host may take this
+        worker for dead and hand its queries over, so a worker retired by another's reconcile, or
+        with no heartbeat stored by then — one that failed, or one still waiting (its retries, a
+        lock, a lost network: not waited for) — stops at once, its tasks in flight ``interrupted``."""
+        lease_s = self.queue.lease_s
+        period = max(lease_s / 3, 0.1)
         while True:
-            await asyncio.sleep(max(self.queue.lease_s / 3, 0.1))
-            try:
-                if not await asyncio.to_thread(self.queue.heartbeat):
-                    return self._fence("retired by another worker's reconcile (taken for dead)")
-                stored = time.monotonic()
-            except Exception as exc:  # a missed heartbeat is not fatal (a database error), a lease's worth is
+            deadline = since + lease_s
+            await asyncio.sleep(min(period, max(deadline - time.monotonic(), 0.0)))
+            started = time.monotonic()
+            try:  # a beat late itself (a busy event loop) still gets a period: stored, it says nobody took over
+                alive = await asyncio.wait_for(asyncio.to_thread(self.queue.heartbeat), max(deadline - started, period))
+            except Exception as exc:  # a database error, or still waiting: not fatal before the deadline
+                if time.monotonic() >= deadline:
+                    return self._fence(f"no heartbeat stored for {lease_s:g} s (--lease-s)")
                 log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
-                if time.monotonic() - stored >= self.queue.lease_s:
-                    return self._fence(f"no heartbeat stored for {self.queue.lease_s:g} s (--lease-s)")
+                continue
+            if not alive:
+                return self._fence("retired by another worker's reconcile (taken for dead)")
+            since = started
 
     def _fence(self, why: str) -> None:
         """Stop now: another worker may run this worker's queries; paying for them here too is waste."""

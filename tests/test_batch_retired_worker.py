@@ -39,6 +39,7 @@ def test_a_retired_worker_stops_paying_at_its_next_heartbeat(tmp_path: Path):
         async def main():
             run = asyncio.create_task(runner.run(items))
             while len(slow.answered) < 2:
+                assert not run.done(), run.result()  # bounded: a run that ended early fails here
                 await asyncio.sleep(0.02)
             at_retire = await asyncio.to_thread(retire)
             report = await asyncio.wait_for(run, timeout=20)
