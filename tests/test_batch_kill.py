@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,16 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str], timeout: fl
             pytest.fail(f"agentroute run ended early ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
         time.sleep(0.02)
     pytest.fail(f"no {n} lines in {path} after {timeout}s")
+
+
+def _wait_until(ready: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"agentroute run ended early ({proc.returncode})")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not ready after {timeout}s")
+        time.sleep(0.02)
 
 
 def _wait_for_a_running_task(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
@@ -177,10 +188,13 @@ def test_sigterm_finishes_tasks_in_flight_and_out_holds_every_finished_task(tmp_
 def test_a_signal_with_no_grace_marks_tasks_in_flight_interrupted_with_their_steps_cost(tmp_path, sig):
     n = 12
     memory = f"sqlite:///{tmp_path}/memory.db"
-    with StubOpenAIServer(delay_s=0.3) as server:
+    # calls after the first round wait at the server: the signal lands with calls surely in flight,
+    # however loaded the machine (was: 0.3 s calls, so a slow poll could see the batch end first)
+    with StubOpenAIServer(hold_after=CONCURRENCY) as server:
         paths = _setup(tmp_path, server.url, n)
         proc = _start(paths, memory, "--grace-s", "0")
         _wait_for_lines(paths["out.jsonl"], 1, proc)
+        _wait_until(lambda: server.held >= 1, proc)
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 128 + sig, output
@@ -194,6 +208,7 @@ def test_a_signal_with_no_grace_marks_tasks_in_flight_interrupted_with_their_ste
         assert all(t["cost_usd"] == pytest.approx(step_cost[t["id"]]) for t in interrupted)
         assert {i["status"] for i in state["items"]} <= {"done", "interrupted", "pending"}
 
+        server.release.set()
         resumed = _start(paths, memory)
         output, _ = resumed.communicate(timeout=120)
         assert resumed.returncode == 0, output

@@ -26,11 +26,16 @@ class StubOpenAIServer:
 
     ``answered``: one ``{"t", "prompt"}`` dict per request answered, logged just before the reply is
     sent (what a provider bills: a client that dies while reading it has still been billed).
+    ``hold_after=N``: requests after the first ``N`` wait (up to 60 s) until ``release.set()``;
+    ``held`` counts those waiting, so a test acts while calls are surely in flight, at any load.
     """
 
-    def __init__(self, *, delay_s: float = 0.0, log_path: str | None = None, port: int = 0):
-        self.delay_s, self.log_path = delay_s, log_path
+    def __init__(self, *, delay_s: float = 0.0, log_path: str | None = None, port: int = 0, hold_after: int | None = None):
+        self.delay_s, self.log_path, self.hold_after = delay_s, log_path, hold_after
         self.answered: list[dict[str, Any]] = []
+        self.release = threading.Event()
+        self.held = 0
+        self._received = 0
         self._lock = threading.Lock()
         server = self
 
@@ -47,6 +52,7 @@ class StubOpenAIServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                server._hold()
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 prompt = body.get("messages", [{}])[-1].get("content", "")
@@ -84,6 +90,14 @@ class StubOpenAIServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
+    def _hold(self) -> None:
+        with self._lock:
+            self._received += 1
+            held = self.hold_after is not None and self._received > self.hold_after
+            self.held += held
+        if held:
+            self.release.wait(timeout=60)
+
     def _answered(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.answered.append(entry)
@@ -96,6 +110,7 @@ class StubOpenAIServer:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
