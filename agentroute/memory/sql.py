@@ -365,6 +365,13 @@ class SQLMemory(MemoryStore):
             return True
         return not self.closed and self._claims.confirm(task_id)
 
+    def claim_unbroken(self, task_id: str) -> bool:
+        """:meth:`confirm_claim` without a round trip (no I/O, for each paid call): ``False`` within
+        a lease check (``$AGENTROUTE_LEASE_CHECK_S``) of the claim's session ending. Always ``True`` on SQLite."""
+        if self._claims is None:
+            return True
+        return not self.closed and self._claims.unbroken(task_id)
+
     def release_task(self, task_id: str) -> None:
         """Give back a claim taken by :meth:`claim_task`."""
         if self._claims is not None:
