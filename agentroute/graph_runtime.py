@@ -575,15 +575,18 @@ def close_opened(opened: Mapping[str, tuple[Any, TaskRun]], error: BaseException
 
 def enter_claim(config: Mapping[str, Any] | None) -> ClaimHold | None:
     """A routed call of a claimed invocation starts: counted, so that the claim outlives it; refused
-    (:class:`TaskBusyError`, before anything is paid) once the invocation has ended."""
+    (:class:`TaskBusyError`, before anything is paid) once the invocation has ended, or once the
+    claim's database session ended (``memory.claim_unbroken``: another worker may have taken it)."""
     hold = ((config or {}).get("configurable") or {}).get(CLAIM_KEY)
     if not isinstance(hold, ClaimHold):
         return None
     with _HELD_LOCK:
-        if not hold.ended:
+        ended = hold.ended
+        if not ended and hold.memory.claim_unbroken(hold.key):  # no I/O: the lease's own check's finding
             hold.calls += 1
             return hold
-    raise TaskBusyError(f"of {hold.key.replace(':', ' ', 1)} (its invocation has ended)", getattr(hold.memory, "url", ""))
+    why = "its invocation has ended" if ended else "its claim was lost with its database session: another worker may run it now"
+    raise TaskBusyError(f"of {hold.key.replace(':', ' ', 1)} ({why})", getattr(hold.memory, "url", ""))
 
 
 def leave_claim(hold: ClaimHold) -> bool:
