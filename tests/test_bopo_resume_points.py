@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from agentroute.training import BoPOConfig, BoPOTrainer  # noqa: E402
 from agentroute.training.checkpoint import checkpoint_done  # noqa: E402
-from tests.test_h57_bopo_resume import StopAt, embed  # noqa: E402  (one fixed embedding, one stop rule)
+from tests.test_bopo_resume import StopAt, embed  # noqa: E402  (one fixed embedding, one stop rule)
 
 CONFIG = BoPOConfig(steps=2, tiers=("mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"), variants=2, boundary_rollouts=2,
                     sweep=2, sft_epochs=3, iterations=5, tasks_per_iteration=6, group_size=2, emb_proj=8, hidden=8)

@@ -418,7 +418,7 @@ def bootstrap_aiq_difference(
     hull of a resample sits above again: the percentile interval inherits that optimism, the basic
     one subtracts the bootstrap's estimate of it. Against the zero router, on 3,000 queries of
     random outcomes, a 48-point router that knows nothing got a percentile interval above 0 in 15 of
-    30 draws, a basic one in 0 (``tests/test_h52_own_log_files.py``). The difference ``d`` is the
+    30 draws, a basic one in 0 (``tests/test_own_log_files.py``). The difference ``d`` is the
     plain AIQ(a) − AIQ(b) either way; where the optimism is large, it lies above a basic interval.
     """
     check_bootstrap(n_boot, level, interval)
