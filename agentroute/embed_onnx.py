@@ -154,6 +154,22 @@ def _fp32_matmuls(model: Any) -> list[str]:
     return keep
 
 
+def _length_batches(order: np.ndarray, lengths: np.ndarray, start: int, stop: int, size: int) -> list[np.ndarray]:
+    """Rows ``order[start:stop]`` (sorted by length) in batches of at most ``size`` whose longest
+    text is at most twice the shortest (or 16 word pieces): padding costs little time, and under
+    int8 a text's vector hardly depends on the batch it came in — the activations' int8 scale is
+    set per batch tensor, padded positions included ('x ' * 400 batched with a 30-piece question:
+    cosine 0.9897 to torch; alone: 0.9975)."""
+    batches, s = [], start
+    while s < stop:
+        e, limit = s + 1, max(2 * int(lengths[order[s]]), 16)
+        while e < stop and e - s < size and lengths[order[e]] <= limit:
+            e += 1
+        batches.append(order[s:e])
+        s = e
+    return batches
+
+
 def quantize_int8(fp32: str | Path, out: str | Path) -> Path:
     """Dynamic int8 quantisation of the weight MatMuls, per output channel (activations stay float,
     quantised on the fly), except the FFN down-projections (:func:`_fp32_matmuls`). Measured on 300
@@ -280,9 +296,9 @@ class OnnxEmbedder:
         order = np.argsort(lengths, kind="stable")
         n_short = int(np.sum(lengths <= SHORT_TOKENS)) if short is not None else 0
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = [order[s : min(s + self.batch_size, n_short)] for s in range(0, n_short, self.batch_size)]
+        batches = _length_batches(order, lengths, 0, n_short, self.batch_size)
         n_short_batches = len(batches)
-        batches += [order[s : s + self.batch_size] for s in range(n_short, len(order), self.batch_size)]
+        batches += _length_batches(order, lengths, n_short, len(order), self.batch_size)
         for k_batch, rows in enumerate(batches):
             width = max(1, max(len(ids[r]) for r in rows))
             input_ids = np.zeros((len(rows), width), dtype=np.int64)
