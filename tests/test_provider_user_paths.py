@@ -273,7 +273,7 @@ async def test_a_stream_dropped_midway_is_retried_and_its_attempt_charged_its_wo
 
 _ERROR_MODULES = (
     "agentroute.errors", "agentroute.dispatch.skills", "agentroute.memory.errors", "agentroute.pool.card",
-    "agentroute.web.actions", "agentroute.web.env",
+    "agentroute.web.actions", "agentroute.web.env", "agentroute.training.ppo",
 )
 
 
@@ -299,6 +299,7 @@ _SAMPLE_ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "MemoryWriteError": (([("step", {"id": "s1"}, RuntimeError("disk full"))],), {}),
     "MissingDependencyError": (("torch", "nn"), {}),
     "NotFittedError": (("knn",), {}),
+    "PPOOptionError": (("epochs", "an integer ≥ 1", 0), {}),
     "ProtocolError": (("m", "NaN usage"), {}),
     "SkillBlocked": (("search", "precondition_failed", "no query"), {}),
     "StateFileError": (("/tmp/state.json", "truncated"), {}),
