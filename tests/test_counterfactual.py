@@ -62,7 +62,7 @@ def test_estimates_of_fixed_routers_cover_their_true_value(logged, model, truth_
         lo, hi = est.intervals[f"score_{how}"]
         assert lo - 1e-9 <= truth_score <= hi + 1e-9, (how, est.score[how], lo, hi)
     lo, hi = est.intervals["cost_dr"]
-    assert lo - 1e-9 <= truth_cost <= hi + 1e-9  # a constant cost: the interval is that constant, ± float error
+    assert lo * (1 - 1e-6) <= truth_cost <= hi * (1 + 1e-6)  # a constant cost: the interval is that constant, ± float error
     assert abs(est.score["dr"] - truth_score) < 0.1
 
 
@@ -82,6 +82,24 @@ def test_evaluate_from_memory_fits_learned_routers_on_held_out_logs(logged):
     assert by["strongest"]["score"]["dr"] > 0.9  # learned from the bandit logs: large is always right
     assert by["cheapest"]["score"]["dr"] == pytest.approx(0.5, abs=0.1)
     print_counterfactual(result)
+
+
+def test_the_held_out_split_does_not_depend_on_the_order_tasks_were_stored(tmp_path):
+    """Concurrent tasks finish, and are stored, in a different order each run: the same logged tasks
+    must give the same fit/evaluate split (CI once saw cheapest's estimate at 0.60 instead of ≈0.50)."""
+    results = []
+    for name, order in (("forward", 1), ("reverse", -1)):
+        url = f"sqlite:///{tmp_path}/{name}.db"
+        with SQLMemory(url) as memory:
+            app = AgentGraph("one").add_role("executor", prompt="p").compile(
+                pool=replay_pool(40), router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3), memory=memory
+            )
+            items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t-{i:03d}"} for i in range(40)]
+            asyncio.run(app.arun_many(items[::order], concurrency=1))
+        results.append(evaluate_from_memory(url, ["cheapest", "strongest"], pool=replay_pool(40), n_boot=100))
+    first, second = ({r["router"]: (r["score"], r["cost"]) for r in result["routers"]} for result in results)
+    assert first == second
+    assert results[0]["logged_policy"] == results[1]["logged_policy"]
 
 
 def test_logs_without_propensities_are_refused_clearly(tmp_path):

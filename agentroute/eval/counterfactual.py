@@ -341,7 +341,8 @@ def evaluate_from_memory(
     ``warnings`` (:func:`~agentroute.routers.base.check_pool`).
 
     A router given by name that learns from data (its class has its own ``fit``) is fitted on a
-    seeded ``1 − holdout`` share of the logged tasks (importance-weighted by their propensities,
+    seeded ``1 − holdout`` share of the logged tasks (drawn by task id, so the same logs give the same
+    split in whatever order they were stored; importance-weighted by their propensities,
     :attr:`~agentroute.outcomes.OutcomeTable.weights`) and every router is then estimated on the
     other share (stated in the result), so no router is judged on the tasks it learned from.
     ``pool`` gives the model cards routers read (a YAML path or a :class:`ModelPool`; default: the
@@ -358,6 +359,9 @@ def evaluate_from_memory(
         trajectories = store.trajectories(graph=graph)  # unscored ones too: they are counted as skipped
         url = store.url
     tasks, skipped = logged_tasks(trajectories, cards=cards)
+    # by task id: the same logs give the same split and the same sums whatever order the store returns
+    # them in (tasks that finished concurrently are stored in a different order on each run)
+    tasks.sort(key=lambda t: t.task_id)
     if not tasks:
         raise ConfigurationError(
             f"no scored tasks with logged propensities in {url} ({skipped}): serve traffic with an exploring "
