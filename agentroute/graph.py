@@ -20,9 +20,18 @@ import difflib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Self, TypedDict, TypeVar
 
 from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, Postcondition
@@ -60,6 +69,7 @@ from agentroute.routers.base import Router, check_pool
 from agentroute.types import Step, Task, new_id
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -528,11 +538,26 @@ class CompiledAgentGraph(_LangGraphCompiled):
             return super().bulk_update_state(config, supersteps)
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
-        """:meth:`bulk_update_state` for ``aupdate_state``/``abulk_update_state``."""
+        """:meth:`bulk_update_state` for ``aupdate_state``/``abulk_update_state``; under a sync-only
+        saver, :meth:`bulk_update_state` off the event loop (:meth:`_on_saver`)."""
+        if not await self._async_checkpointer():
+            return await asyncio.to_thread(self.bulk_update_state, config, supersteps)
         if (memory := self._claimer()) is None or not (task := self._thread_task(None, config, await self.aget_state(config))):
             return await super().abulk_update_state(config, supersteps)
         async with aholding(memory, task, task):
             return await super().abulk_update_state(config, supersteps)
+
+    async def _aget_state(self, config: Any) -> Any:
+        """The thread's state snapshot from async code, whatever the saver (:meth:`_on_saver`)."""
+        return await self._on_saver(functools.partial(self.get_state, config), functools.partial(self.aget_state, config))
+
+    async def _on_saver(self, sync: Callable[[], T], coroutine: Callable[[], Awaitable[T]]) -> T:
+        """The one rule for async methods under the checkpointer: a sync-only saver (SqliteSaver,
+        PostgresSaver) raises ``NotImplementedError`` from LangGraph's async methods, so ``sync`` (the
+        sync method) runs in a worker thread; else ``coroutine`` is awaited."""
+        if await self._async_checkpointer():
+            return await coroutine()
+        return await asyncio.to_thread(sync)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         input, config, task_id = self._seed(input, config)
@@ -543,11 +568,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
     async def _aclaimed(self, memory: Any, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         claimed = task_id
         if claimed is None:  # a resume: the thread's task
-            try:
-                snapshot = await self.aget_state(config)
-            except NotImplementedError:  # a sync-only saver
-                snapshot = await asyncio.to_thread(self.get_state, config)
-            claimed = self._thread_task(input, config, snapshot)
+            claimed = self._thread_task(input, config, await self._aget_state(config))
         if not claimed:
             async for chunk in self._plain_astream(task_id, input, config, kwargs):
                 yield chunk
@@ -619,10 +640,10 @@ class CompiledAgentGraph(_LangGraphCompiled):
         LIVE.pin(task_id)
         try:
             async with stoppable_in_kernel():
-                if self._known_async() or await self._async_checkpointer():
-                    final = _values(await self.ainvoke(inp, config, **_values_only()))
-                else:  # a sync-only saver (SqliteSaver, PostgresSaver): LangGraph's sync path, off the loop
-                    final = _values(await asyncio.to_thread(functools.partial(self.invoke, inp, config, **_values_only())))
+                final = _values(await self._on_saver(
+                    functools.partial(self.invoke, inp, config, **_values_only()),
+                    functools.partial(self.ainvoke, inp, config, **_values_only()),
+                ))
             run = LIVE.get(task_id)
         except BaseException as exc:
             self._abandon(task_id, config, exc)
@@ -658,8 +679,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         after a crash). The task keeps its id, ledger and memory row. A thread whose task already
         ended runs nothing and returns that task's result.
         """
-        sync_only = not await self._async_checkpointer()
-        snapshot = await asyncio.to_thread(self.get_state, config) if sync_only else await self.aget_state(config)
+        snapshot = await self._aget_state(config)
         channel = dict(snapshot.values.get(CHANNEL) or {})
         task_id = channel.get("task_id")
         memory = self.dispatcher.memory
@@ -671,10 +691,10 @@ class CompiledAgentGraph(_LangGraphCompiled):
         LIVE.pin(task_id)
         token = _RESUMING.set(task_id)
         try:
-            if sync_only:
-                final = _values(await asyncio.to_thread(functools.partial(self.invoke, command, config, **_values_only())))
-            else:
-                final = _values(await self.ainvoke(command, config, **_values_only()))
+            final = _values(await self._on_saver(
+                functools.partial(self.invoke, command, config, **_values_only()),
+                functools.partial(self.ainvoke, command, config, **_values_only()),
+            ))
             run = LIVE.get(task_id)
         finally:
             _RESUMING.reset(token)

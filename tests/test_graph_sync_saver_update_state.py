@@ -1,0 +1,54 @@
+"""``aupdate_state`` / ``abulk_update_state`` of a compiled agent graph under the checkpointers users
+pass: a sync-only saver (``SqliteSaver``) works as ``arun``/``aresume`` do (LangGraph's sync method,
+off the event loop) instead of raising LangGraph's ``NotImplementedError``; ``InMemorySaver`` (which
+has async methods) goes on taking the async path. Real LangGraph, real SQLite files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langgraph.types import StateUpdate
+
+from agentroute import AgentGraph, Budget, make_router
+from agentroute.memory import SQLMemory
+from tests.helpers import replay_pool
+
+
+@contextlib.contextmanager
+def saver(kind: str, tmp_path: Any) -> Iterator[Any]:
+    if kind == "memory":
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield InMemorySaver()
+        return
+    pytest.importorskip("langgraph.checkpoint.sqlite", reason="pip install 'agentroute[checkpoint]'")
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_async_state_edits_work_with_the_saver_users_pass(kind: str, tmp_path: Any) -> None:
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory, saver(kind, tmp_path) as checkpointer:
+        graph = AgentGraph("edited").add_role("executor", prompt="do")
+        app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory,
+                            budget=Budget(calls=2), checkpointer=checkpointer)  # fmt: skip
+        done = app.run("x", query_id="q1")
+        cfg = {"configurable": {"thread_id": done.task.id}}
+        # was (SqliteSaver): NotImplementedError from LangGraph's async saver methods
+        asyncio.run(app.aupdate_state(cfg, {"answer": "by hand"}))
+        assert app.get_state(cfg).values["answer"] == "by hand"
+        asyncio.run(app.abulk_update_state(cfg, [[StateUpdate({"answer": "in bulk"}, None)]]))
+        assert app.get_state(cfg).values["answer"] == "in bulk"
+        resumed = app.resume(cfg)  # the edited thread still holds its task
+        assert resumed.task.id == done.task.id
