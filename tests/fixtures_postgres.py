@@ -4,12 +4,14 @@
 user when run as root) on a free port and yields the SQLAlchemy URL of its ``postgres`` database;
 the server is stopped at the end, also when tests fail. ``$AGENTROUTE_TEST_POSTGRES`` names an
 already running server instead. Without server binaries, the tests that use it skip (CI installs
-Debian's ``postgresql``, so there they run).
+Debian's ``postgresql``, so there they run). ``checkpoint_db`` gives one test a database of its own
+on that server, for a memory and LangGraph's checkpoints.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -34,3 +36,19 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def checkpoint_db(postgres_url: str) -> str:
+    """SQLAlchemy URL of a database of this test alone on the session's server, for a memory and
+    LangGraph's PostgreSQL checkpoints (see :func:`saver_url`); skips without that saver installed."""
+    from agentroute.memory.pgserver import create_database
+
+    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
+    return create_database(postgres_url, f"graph_{os.getpid()}_{time.monotonic_ns()}")
+
+
+def saver_url(url: str) -> str:
+    """The libpq URL (``postgresql://…``) that LangGraph's ``PostgresSaver`` takes for the same
+    database as a SQLAlchemy ``postgresql+psycopg://…`` URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://")

@@ -10,67 +10,20 @@ session) that tries the claim.
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from typing import Any
 
 import pytest
 
-import agentroute.graph as ag
-from agentroute import AgentGraph, Budget, Dispatcher, make_router, routed_node
+from agentroute import AgentGraph, Budget, make_router
 from agentroute.memory import SQLMemory
+from tests.fixtures_claimed_graph import State, claimable, claimed_app, task_status
+from tests.fixtures_postgres import saver_url
 from tests.helpers import replay_pool
 
 pytestmark = pytest.mark.postgres
 
 
-class State(ag.AgentrouteState, total=False):
-    query: str
-    query_id: str
-    answer: str
-    note: str
-
-
-@pytest.fixture
-def db(postgres_url: str) -> str:
-    from agentroute.memory.pgserver import create_database
-
-    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
-    return create_database(postgres_url, f"streamends_{os.getpid()}_{time.monotonic_ns()}")
-
-
-def _saver_url(db: str) -> str:
-    return db.replace("postgresql+psycopg://", "postgresql://")
-
-
-def _free_now(other: SQLMemory, key: str) -> bool:
-    """Whether another worker can claim ``key`` right now (and gives it back)."""
-    if other.claim_task(key):
-        other.release_task(key)
-        return True
-    return False
-
-
-def _status(memory: SQLMemory, task_id: str) -> str:
-    memory.flush()
-    stored = memory.get_task(task_id)
-    assert stored is not None
-    return str(stored.task.status)
-
-
-def _user_graph(memory: SQLMemory, saver: Any, after: Any) -> Any:
-    from langgraph.graph import START, StateGraph
-
-    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-    builder = StateGraph(State)
-    builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4)))
-    builder.add_node("after", after)
-    builder.add_edge(START, "answer")
-    builder.add_edge("answer", "after")
-    return ag.claiming(builder.compile(checkpointer=saver), memory)
-
-
-def test_a_user_graph_astream_cancelled_mid_stream_interrupts_its_task_and_frees_the_thread(db: str) -> None:
+def test_a_user_graph_astream_cancelled_mid_stream_interrupts_its_task_and_frees_the_thread(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> tuple[str, bool]:
@@ -81,9 +34,9 @@ def test_a_user_graph_astream_cancelled_mid_stream_interrupts_its_task_and_frees
             await asyncio.sleep(3600)
             return {}
 
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            app = _user_graph(memory, saver, wait_forever)
+            app = claimed_app(memory, saver, after=wait_forever)
             cfg = {"configurable": {"thread_id": "cancelled"}}
 
             async def consume() -> None:
@@ -95,36 +48,36 @@ def test_a_user_graph_astream_cancelled_mid_stream_interrupts_its_task_and_frees
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            free = await asyncio.to_thread(_free_now, other, "thread:cancelled")
+            free = await asyncio.to_thread(claimable, other, "thread:cancelled")
             task_id = (await app.aget_state(cfg)).values["agentroute_task_id"]
             return task_id, free
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         task_id, free = asyncio.run(main(memory, other))
         assert free
-        assert _status(memory, task_id) == "interrupted"
+        assert task_status(memory, task_id) == "interrupted"
 
 
-def test_a_user_graph_astream_left_early_interrupts_its_task_and_frees_the_thread(db: str) -> None:
+def test_a_user_graph_astream_left_early_interrupts_its_task_and_frees_the_thread(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> tuple[str, bool]:
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            app = _user_graph(memory, saver, lambda s: {"note": "after"})
+            app = claimed_app(memory, saver, after=lambda s: {"note": "after"})
             cfg = {"configurable": {"thread_id": "left-async"}}
             stream = app.astream({"query": "q1", "query_id": "q1"}, cfg, stream_mode="updates")
             async for chunk in stream:
                 assert "answer" in chunk
                 break
             await stream.aclose()
-            free = _free_now(other, "thread:left-async")  # at once: without yielding to the event loop
+            free = claimable(other, "thread:left-async")  # at once: without yielding to the event loop
             return (await app.aget_state(cfg)).values["agentroute_task_id"], free
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         task_id, free = asyncio.run(main(memory, other))
         assert free
-        assert _status(memory, task_id) == "interrupted"
+        assert task_status(memory, task_id) == "interrupted"
 
 
 def _agent_graph(memory: SQLMemory, saver: Any) -> Any:
@@ -132,11 +85,11 @@ def _agent_graph(memory: SQLMemory, saver: Any) -> Any:
     return graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=5), checkpointer=saver)
 
 
-def test_an_agent_graph_astream_left_early_gives_its_task_claim_back_at_once(db: str) -> None:
+def test_an_agent_graph_astream_left_early_gives_its_task_claim_back_at_once(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> bool:
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
             app = _agent_graph(memory, saver)
             stream = app.astream({"query": "q1", "query_id": "q1", "task_id": "t-left"}, stream_mode="updates")
@@ -146,16 +99,16 @@ def test_an_agent_graph_astream_left_early_gives_its_task_claim_back_at_once(db:
             await stream.aclose()
             # was: the inner claimed stream was left to the garbage collector: the task stayed
             # claimed until the event loop next ran its finalizer (asked here without yielding to it)
-            return _free_now(other, "t-left")
+            return claimable(other, "t-left")
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         assert asyncio.run(main(memory, other))
 
 
-def test_an_agent_graph_stream_left_early_gives_its_task_claim_back(db: str) -> None:
+def test_an_agent_graph_stream_left_early_gives_its_task_claim_back(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
         app = _agent_graph(memory, saver)
         stream = app.stream({"query": "q1", "query_id": "q1", "task_id": "t-sync"}, stream_mode="updates")
@@ -163,5 +116,5 @@ def test_an_agent_graph_stream_left_early_gives_its_task_claim_back(db: str) -> 
             assert "planner" in chunk
             break
         stream.close()
-        assert _free_now(other, "t-sync")
+        assert claimable(other, "t-sync")
         assert memory.stats()["steps"] == 1  # the planner's step, committed before the claim went back

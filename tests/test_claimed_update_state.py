@@ -10,67 +10,27 @@ session) that holds or tries the thread's claim.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 from typing import Any
 
 import pytest
 
-import agentroute.graph as ag
-from agentroute import Budget, Dispatcher, make_router, routed_node
+from agentroute import Budget, make_router
 from agentroute.memory import SQLMemory, TaskBusyError
+from tests.fixtures_claimed_graph import State, claimable, claimed_app
+from tests.fixtures_postgres import saver_url
 from tests.helpers import replay_pool
 
 pytestmark = pytest.mark.postgres
 
 
-class State(ag.AgentrouteState, total=False):
-    query: str
-    query_id: str
-    answer: str
-    note: str
-
-
-@pytest.fixture
-def db(postgres_url: str) -> str:
-    from agentroute.memory.pgserver import create_database
-
-    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
-    return create_database(postgres_url, f"updstate_{os.getpid()}_{time.monotonic_ns()}")
-
-
-def _saver_url(db: str) -> str:
-    return db.replace("postgresql+psycopg://", "postgresql://")
-
-
-def _app(memory: SQLMemory, saver: Any, after: Any = None) -> Any:
-    from langgraph.graph import START, StateGraph
-
-    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-    builder = StateGraph(State)
-    builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4)))
-    builder.add_edge(START, "answer")
-    if after is not None:
-        builder.add_node("after", after)
-        builder.add_edge("answer", "after")
-    return ag.claiming(builder.compile(checkpointer=saver), memory)
-
-
-def _free_now(other: SQLMemory, thread: str) -> bool:
-    if other.claim_task(f"thread:{thread}"):
-        other.release_task(f"thread:{thread}")
-        return True
-    return False
-
-
-def test_update_state_is_refused_while_another_worker_holds_the_thread(db: str) -> None:
+def test_update_state_is_refused_while_another_worker_holds_the_thread(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.types import StateUpdate
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        app = _app(memory, saver)
+        app = claimed_app(memory, saver)
         cfg = {"configurable": {"thread_id": "edited"}}
         app.invoke({"query": "q1", "query_id": "q1"}, cfg)
         assert other.claim_task("thread:edited")
@@ -86,10 +46,10 @@ def test_update_state_is_refused_while_another_worker_holds_the_thread(db: str) 
         assert "note" not in app.get_state(cfg).values
         app.update_state(cfg, {"note": "by hand"})  # the thread is free: the edit goes through
         assert app.get_state(cfg).values["note"] == "by hand"
-        assert _free_now(other, "edited")  # and its claim went back
+        assert claimable(other, "thread:edited")  # and its claim went back
 
 
-def test_update_state_is_refused_while_this_process_runs_the_thread(db: str) -> None:
+def test_update_state_is_refused_while_this_process_runs_the_thread(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
 
     running, go = threading.Event(), threading.Event()
@@ -99,9 +59,9 @@ def test_update_state_is_refused_while_this_process_runs_the_thread(db: str) -> 
         go.wait(30)
         return {"note": "tool"}
 
-    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        app = _app(memory, saver, after=slow_tool)
+        app = claimed_app(memory, saver, after=slow_tool)
         cfg = {"configurable": {"thread_id": "busy"}}
         worker = threading.Thread(target=app.invoke, args=({"query": "q1", "query_id": "q1"}, cfg))
         worker.start()
@@ -117,24 +77,24 @@ def test_update_state_is_refused_while_this_process_runs_the_thread(db: str) -> 
         assert app.get_state(cfg).values["answer"] == "edited"
 
 
-def test_aupdate_state_holds_and_gives_back_the_claim(db: str) -> None:
+def test_aupdate_state_holds_and_gives_back_the_claim(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> tuple[Any, bool]:
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            app = _app(memory, saver)
+            app = claimed_app(memory, saver)
             cfg = {"configurable": {"thread_id": "async-edit"}}
             await app.ainvoke({"query": "q1", "query_id": "q1"}, cfg)
             await app.aupdate_state(cfg, {"answer": "edited"})
-            free = _free_now(other, "async-edit")  # at once, without yielding to the event loop
+            free = claimable(other, "thread:async-edit")  # at once, without yielding to the event loop
             return (await app.aget_state(cfg)).values["answer"], free
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         assert asyncio.run(main(memory, other)) == ("edited", True)
 
 
-def test_an_agent_graph_s_update_state_is_refused_while_another_worker_runs_its_task(db: str) -> None:
+def test_an_agent_graph_s_update_state_is_refused_while_another_worker_runs_its_task(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.types import interrupt
 
@@ -146,7 +106,7 @@ def test_an_agent_graph_s_update_state_is_refused_while_another_worker_runs_its_
 
     graph = (AgentGraph("reviewed").add_role("planner", prompt="plan").add_node("approve", approve)
              .add_role("executor", prompt="do").add_edge("planner", "approve").add_edge("approve", "executor"))
-    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
         app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=5),
                             checkpointer=saver)

@@ -9,7 +9,6 @@ another worker process has) that tries the thread's claim.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from typing import Any
@@ -20,39 +19,11 @@ import agentroute.graph as ag
 from agentroute import Budget, Dispatcher, make_router, routed_node
 from agentroute.memory import SQLMemory, TaskBusyError
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+from tests.fixtures_claimed_graph import State, answer_graph, claimable, claimed_app
+from tests.fixtures_postgres import saver_url
 from tests.helpers import replay_pool
 
 pytestmark = pytest.mark.postgres
-
-
-class State(ag.AgentrouteState, total=False):
-    query: str
-    query_id: str
-    answer: str
-    note: str
-
-
-@pytest.fixture
-def db(postgres_url: str) -> str:
-    from agentroute.memory.pgserver import create_database
-
-    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
-    return create_database(postgres_url, f"claiming_{os.getpid()}_{time.monotonic_ns()}")
-
-
-def _saver_url(db: str) -> str:
-    return db.replace("postgresql+psycopg://", "postgresql://")
-
-
-def _free(other: SQLMemory, thread: str, within_s: float = 10.0) -> bool:
-    """Whether another worker can claim ``thread`` within ``within_s`` (it gives the claim back at once)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if other.claim_task(f"thread:{thread}"):
-            other.release_task(f"thread:{thread}")
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _steps(memory: SQLMemory) -> int:
@@ -60,25 +31,7 @@ def _steps(memory: SQLMemory) -> int:
     return int(memory.stats()["steps"])
 
 
-def _graph(dispatcher: Dispatcher, *, before: Any = None, after: Any = None) -> Any:
-    """START → [before] → answer (routed) → [after]."""
-    from langgraph.graph import START, StateGraph
-
-    builder = StateGraph(State)
-    builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4)))
-    last = START
-    if before is not None:
-        builder.add_node("before", before)
-        builder.add_edge(START, "before")
-        last = "before"
-    builder.add_edge(last, "answer")
-    if after is not None:
-        builder.add_node("after", after)
-        builder.add_edge("answer", "after")
-    return builder
-
-
-def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(db: str) -> None:
+def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
 
     started = threading.Event()
@@ -88,10 +41,9 @@ def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(db: str) -
         time.sleep(1.0)
         return {}
 
-    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        app = ag.claiming(_graph(dispatcher, before=slow).compile(checkpointer=saver), memory)
+        app = claimed_app(memory, saver, before=slow)
         cfg = {"configurable": {"thread_id": "same-process"}}
         outcomes: list[Any] = []
 
@@ -113,37 +65,35 @@ def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(db: str) -
         assert _steps(memory) == 1
 
 
-def test_the_claim_is_given_back_when_the_invocation_raises(db: str) -> None:
+def test_the_claim_is_given_back_when_the_invocation_raises(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
 
     def broken(state: State) -> dict:
         raise RuntimeError("a tool failed")
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        app = ag.claiming(_graph(dispatcher, after=broken).compile(checkpointer=saver), memory)
+        app = claimed_app(memory, saver, after=broken)
         with pytest.raises(RuntimeError, match="a tool failed"):
             app.invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "raises"}})
-        assert _free(other, "raises", within_s=0.5)
+        assert claimable(other, "thread:raises", within_s=0.5)
         assert _steps(memory) == 1  # the paid step was committed before the claim went back
 
 
-def test_a_sync_stream_left_early_gives_the_claim_back_after_its_running_node(db: str) -> None:
+def test_a_sync_stream_left_early_gives_the_claim_back_after_its_running_node(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        app = ag.claiming(_graph(dispatcher, after=lambda s: {"note": "after"}).compile(checkpointer=saver), memory)
+        app = claimed_app(memory, saver, after=lambda s: {"note": "after"})
         for chunk in app.stream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "left"}}, stream_mode="updates"):
             assert "answer" in chunk
             break
-        assert _free(other, "left", within_s=0.5)
+        assert claimable(other, "thread:left", within_s=0.5)
         assert _steps(memory) == 1
 
 
-def test_a_cancelled_async_invocation_gives_the_claim_back(db: str) -> None:
+def test_a_cancelled_async_invocation_gives_the_claim_back(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> None:
@@ -154,10 +104,9 @@ def test_a_cancelled_async_invocation_gives_the_claim_back(db: str) -> None:
             await asyncio.sleep(3600)
             return {}
 
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-            app = ag.claiming(_graph(dispatcher, after=wait_forever).compile(checkpointer=saver), memory)
+            app = claimed_app(memory, saver, after=wait_forever)
 
             async def consume() -> None:
                 async for _ in app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "cancelled"}}):
@@ -168,9 +117,9 @@ def test_a_cancelled_async_invocation_gives_the_claim_back(db: str) -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert await asyncio.to_thread(_free, other, "cancelled", 5.0)
+            assert await asyncio.to_thread(claimable, other, "thread:cancelled", 5.0)
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         asyncio.run(main(memory, other))
         assert _steps(memory) == 1
 
@@ -207,7 +156,7 @@ def _two_branches(dispatcher: Dispatcher, quick: Any, tool: Any) -> Any:
     return builder
 
 
-def test_a_node_still_paying_when_an_async_stream_is_left_keeps_the_claim_until_it_is_recorded(db: str) -> None:
+def test_a_node_still_paying_when_an_async_stream_is_left_keeps_the_claim_until_it_is_recorded(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     pool, backend = _slow_pool(1.5)
@@ -217,7 +166,7 @@ def test_a_node_still_paying_when_an_async_stream_is_left_keeps_the_claim_until_
         draft = routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=4))
         quick = lambda state: {"answer": "-"} if backend.started.wait(30) else {}  # noqa: E731
         tool = lambda state, config: {"note": draft.invoke(state, config)["answer"]}  # noqa: E731
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
             app = ag.claiming(_two_branches(dispatcher, quick, tool).compile(checkpointer=saver), memory)
             stream = app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "paying"}}, stream_mode="updates")
@@ -225,11 +174,11 @@ def test_a_node_still_paying_when_an_async_stream_is_left_keeps_the_claim_until_
                 assert "quick" in chunk  # the tool's provider call is under way
                 break
             await stream.aclose()
-            free_while_paying = await asyncio.to_thread(_free, other, "paying", 0.3)
-            assert await asyncio.to_thread(_free, other, "paying", 30.0)
+            free_while_paying = await asyncio.to_thread(claimable, other, "thread:paying", 0.3)
+            assert await asyncio.to_thread(claimable, other, "thread:paying", 30.0)
             return free_while_paying, _steps(memory)
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         free_while_paying, steps = asyncio.run(main(memory, other))
         # was: the claim went back as the stream closed while the node went on paying in its thread:
         # another worker could take the thread and pay for the same step
@@ -237,7 +186,7 @@ def test_a_node_still_paying_when_an_async_stream_is_left_keeps_the_claim_until_
         assert steps == 1  # recorded before the claim went back
 
 
-def test_a_routed_call_a_left_stream_s_node_makes_later_is_refused(db: str) -> None:
+def test_a_routed_call_a_left_stream_s_node_makes_later_is_refused(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     waiting, go, refused = threading.Event(), threading.Event(), []
@@ -256,7 +205,7 @@ def test_a_routed_call_a_left_stream_s_node_makes_later_is_refused(db: str) -> N
                 raise
 
         quick = lambda state: {"answer": "-"} if waiting.wait(30) else {}  # noqa: E731
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
             app = ag.claiming(_two_branches(dispatcher, quick, tool).compile(checkpointer=saver), memory)
             stream = app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "zombie"}}, stream_mode="updates")
@@ -274,7 +223,7 @@ def test_a_routed_call_a_left_stream_s_node_makes_later_is_refused(db: str) -> N
                 other.release_task("thread:zombie")
             return _steps(memory)
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         steps = asyncio.run(main(memory, other))
         # was: the node LangGraph had left running paid for its step while another worker held the thread
         assert refused and "invocation has ended" in str(refused[0])
@@ -294,30 +243,29 @@ class SlowToClaim(SQLMemory):
             self.answered.set()
 
 
-def test_an_invocation_cancelled_while_it_claims_the_thread_gives_the_claim_back(db: str) -> None:
+def test_an_invocation_cancelled_while_it_claims_the_thread_gives_the_claim_back(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> bool:
-        async with AsyncPostgresSaver.from_conn_string(_saver_url(db)) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-            app = ag.claiming(_graph(dispatcher).compile(checkpointer=saver), memory)
+            app = claimed_app(memory, saver)
             task = asyncio.create_task(app.ainvoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "taking"}}))
             await asyncio.sleep(0.2)  # the claim is being taken
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert await asyncio.to_thread(SlowToClaim.answered.wait, 30)  # the server granted the claim after all
-            return await asyncio.to_thread(_free, other, "taking", 5.0)
+            return await asyncio.to_thread(claimable, other, "thread:taking", 5.0)
 
-    with SlowToClaim(db) as memory, SQLMemory(db) as other:
+    with SlowToClaim(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
         # was: the claim the worker thread went on to take was never given back: the thread stayed
         # busy for every worker until this process ended
         assert asyncio.run(main(memory, other))
         assert _steps(memory) == 0
 
 
-def test_an_in_memory_saver_of_your_own_needs_no_claim(db: str) -> None:
+def test_an_in_memory_saver_of_your_own_needs_no_claim(checkpoint_db: str) -> None:
     from langgraph.checkpoint.memory import InMemorySaver
 
     class CountingSaver(InMemorySaver):  # e.g. a test double that counts the checkpoints it keeps
@@ -327,23 +275,21 @@ def test_an_in_memory_saver_of_your_own_needs_no_claim(db: str) -> None:
             CountingSaver.puts += 1
             return super().put(*args, **kwargs)
 
-    with SQLMemory(db) as memory:
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        app = _graph(dispatcher).compile(checkpointer=CountingSaver())
+    with SQLMemory(checkpoint_db) as memory:
+        app = answer_graph(memory).compile(checkpointer=CountingSaver())
         out = app.invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "in-memory"}})
         # was: ConfigurationError (a saver not named InMemorySaver counted as durable): nothing else shares it
         assert out["answer"] == "small says 1" and CountingSaver.puts > 0
 
 
-def test_a_claimed_graph_keeps_the_compiled_graph_s_surface(db: str) -> None:
+def test_a_claimed_graph_keeps_the_compiled_graph_s_surface(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.graph import START, StateGraph
     from langgraph.graph.state import CompiledStateGraph
 
-    with SQLMemory(db) as memory, SQLMemory(db) as other, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        app = ag.claiming(_graph(dispatcher).compile(checkpointer=saver), memory).with_config(tags=["prod"])
+        app = claimed_app(memory, saver).with_config(tags=["prod"])
         assert isinstance(app, CompiledStateGraph) and {"answer"} <= set(app.get_graph().nodes)
         cfg = {"configurable": {"thread_id": "surface"}}
         modes = {mode for mode, _ in app.stream({"query": "q1", "query_id": "q1"}, cfg, stream_mode=["updates", "messages", "custom"])}
@@ -351,7 +297,7 @@ def test_a_claimed_graph_keeps_the_compiled_graph_s_surface(db: str) -> None:
         assert app.get_state(cfg).values["answer"] == "small says 1"
         app.update_state(cfg, {"answer": "edited"})
         assert app.get_state(cfg).values["answer"] == "edited"
-        assert _free(other, "surface", within_s=0.5)
+        assert claimable(other, "thread:surface", within_s=0.5)
 
         def parent_node(state, config):  # the claimed graph invoked inside a claimed invocation
             return {"answer": app.invoke({"query": "q2", "query_id": "q2"}, config)["answer"]}
@@ -362,10 +308,10 @@ def test_a_claimed_graph_keeps_the_compiled_graph_s_surface(db: str) -> None:
         parent = ag.claiming(builder.compile(checkpointer=saver), memory)
         out = parent.invoke({"query": "q2"}, {"configurable": {"thread_id": "surface"}})
         assert out["answer"] == "small says 2"  # one claim for both: not refused as another invocation
-        assert _free(other, "surface", within_s=0.5)
+        assert claimable(other, "thread:surface", within_s=0.5)
 
 
-def test_an_agent_graph_resumed_twice_at_once_in_one_process_runs_once(db: str) -> None:
+def test_an_agent_graph_resumed_twice_at_once_in_one_process_runs_once(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.types import Command, interrupt
 
@@ -385,7 +331,7 @@ def test_an_agent_graph_resumed_twice_at_once_in_one_process_runs_once(db: str) 
     graph = (AgentGraph("twice").add_role("planner", prompt="plan").add_node("approve", approve).add_node("hold", hold)
              .add_role("executor", prompt="do").add_edge("planner", "approve").add_edge("approve", "hold")
              .add_edge("hold", "executor"))
-    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(_saver_url(db)) as saver:
+    with SQLMemory(checkpoint_db) as memory, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
         app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory, budget=Budget(calls=5),
                             checkpointer=saver)

@@ -17,6 +17,8 @@ import pytest
 
 import agentroute
 from agentroute.memory import SQLMemory
+from tests.fixtures_claimed_graph import answer_graph, claimed_app
+from tests.fixtures_postgres import saver_url
 
 ROOT = Path(agentroute.__file__).resolve().parents[1]
 
@@ -80,26 +82,15 @@ def _worker(*args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def db(postgres_url: str) -> str:
-    """A database of this test alone on the session's server (memory and checkpoints)."""
-    from agentroute.memory.pgserver import create_database
-
-    pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
-    return create_database(postgres_url, f"usergraph_{os.getpid()}_{time.monotonic_ns()}")
-
-
-def _crash_in_hold(db: str, thread: str, wrap: str) -> str:
+def _crash_in_hold(db: str, thread: str, wrap: str) -> None:
     """Worker A runs the planner step, then is killed (``kill -9``) in the slow tool."""
-    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
-    a = _worker(db, saver_url, "start", thread, "60", wrap)
+    a = _worker(db, saver_url(db), "start", thread, "60", wrap)
     try:
         assert a.stdout is not None and a.stdout.readline().strip() == "HOLD", a.stderr.read() if a.stderr else ""
         time.sleep(0.3)  # LangGraph saves the planner's checkpoint in the background
     finally:
         a.kill()
         a.communicate()
-    return saver_url
 
 
 def _steps(db: str) -> list[tuple[int, str]]:
@@ -109,9 +100,9 @@ def _steps(db: str) -> list[tuple[int, str]]:
 
 
 @pytest.mark.postgres
-def test_two_workers_resuming_a_user_graph_thread_at_once_pay_its_steps_once(db: str) -> None:
-    saver_url = _crash_in_hold(db, "t-user", "yes")
-    resumers = [_worker(db, saver_url, "resume", "t-user", "1.5", "yes") for _ in range(2)]
+def test_two_workers_resuming_a_user_graph_thread_at_once_pay_its_steps_once(checkpoint_db: str) -> None:
+    _crash_in_hold(checkpoint_db, "t-user", "yes")
+    resumers = [_worker(checkpoint_db, saver_url(checkpoint_db), "resume", "t-user", "1.5", "yes") for _ in range(2)]
     for r in resumers:
         assert r.stdout is not None and r.stdout.readline().strip() == "READY", r.stderr.read() if r.stderr else ""
     outs = []
@@ -127,19 +118,18 @@ def test_two_workers_resuming_a_user_graph_thread_at_once_pay_its_steps_once(db:
     busy = next(json.loads(line) for code, line in outs if code == 3)
     assert "being run by another worker" in busy["busy"]
     assert next(json.loads(line) for code, line in outs if code == 0)["calls"] == 2
-    assert _steps(db) == [(0, "planner"), (1, "executor")]
+    assert _steps(checkpoint_db) == [(0, "planner"), (1, "executor")]
 
 
 @pytest.mark.postgres
-def test_an_unclaimed_user_graph_on_a_shared_postgres_memory_is_refused_before_it_pays(db: str) -> None:
-    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
-    w = _worker(db, saver_url, "start", "t-bare", "0", "no")
+def test_an_unclaimed_user_graph_on_a_shared_postgres_memory_is_refused_before_it_pays(checkpoint_db: str) -> None:
+    w = _worker(checkpoint_db, saver_url(checkpoint_db), "start", "t-bare", "0", "no")
     out, err = w.communicate(timeout=90)
     # was: it ran, and two such workers resuming one thread paid for the same step twice
     assert w.returncode == 4, (out, err[-2000:])
     refused = json.loads(out.strip().splitlines()[-1])["refused"]
     assert "claiming(" in refused and "t-bare" in refused
-    with SQLMemory(db) as memory:
+    with SQLMemory(checkpoint_db) as memory:
         assert memory.stats()["steps"] == 0
 
 
@@ -148,30 +138,16 @@ async def _drain(events) -> list:
 
 
 @pytest.mark.postgres
-def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_the_thread(db: str) -> None:
+def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_the_thread(checkpoint_db: str) -> None:
     import asyncio
 
     from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.graph import START, StateGraph
 
-    import agentroute.graph as ag
-    from agentroute import Budget, Dispatcher, make_router, routed_node
     from agentroute.memory import TaskBusyError
-    from tests.helpers import replay_pool
 
-    class State(ag.AgentrouteState):
-        query: str
-        query_id: str
-        answer: str
-
-    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
-    with SQLMemory(db) as memory, SQLMemory(db) as other_worker, PostgresSaver.from_conn_string(saver_url) as saver:
+    with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other_worker, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        builder = StateGraph(State)
-        builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=2)))
-        builder.add_edge(START, "answer")
-        app = ag.claiming(builder.compile(checkpointer=saver), memory).with_config(tags=["prod"])
+        app = claimed_app(memory, saver, calls=2).with_config(tags=["prod"])
         cfg = {"configurable": {"thread_id": "held"}}
         assert other_worker.claim_task("thread:held")
         try:
@@ -192,43 +168,27 @@ def test_a_claimed_graph_refuses_every_entry_point_while_another_worker_holds_th
 
 
 @pytest.mark.postgres
-def test_a_claimed_graph_on_an_async_postgres_saver_resumes_across_an_interrupt(db: str) -> None:
+def test_a_claimed_graph_on_an_async_postgres_saver_resumes_across_an_interrupt(checkpoint_db: str) -> None:
     import asyncio
 
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from langgraph.graph import START, StateGraph
     from langgraph.types import Command, interrupt
-
-    import agentroute.graph as ag
-    from agentroute import Budget, Dispatcher, make_router, routed_node
-    from tests.helpers import replay_pool
-
-    class State(ag.AgentrouteState):
-        query: str
-        query_id: str
-        answer: str
 
     def review(text: str) -> dict[str, str]:
         return {"answer": text if interrupt({"draft": text}) == "ok" else "rejected"}
 
-    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
-
     async def main(memory: SQLMemory) -> tuple[dict, dict]:
-        async with AsyncPostgresSaver.from_conn_string(saver_url) as saver:
+        async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-            builder = StateGraph(State)
-            builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", output=review, budget=Budget(calls=1)))
-            builder.add_edge(START, "answer")
-            app = ag.claiming(builder.compile(checkpointer=saver), memory)
+            app = claimed_app(memory, saver, calls=1, output=review)
             cfg = {"configurable": {"thread_id": "async-review"}}
             paused = await app.ainvoke({"query": "q1", "query_id": "q1"}, cfg)
-            with SQLMemory(db) as other_worker:  # the claim was given back while a human reads the draft
+            with SQLMemory(checkpoint_db) as other_worker:  # the claim was given back while a human reads the draft
                 assert other_worker.claim_task("thread:async-review")
                 other_worker.release_task("thread:async-review")
             return paused, await app.ainvoke(Command(resume="ok"), cfg)
 
-    with SQLMemory(db) as memory:
+    with SQLMemory(checkpoint_db) as memory:
         paused, done = asyncio.run(main(memory))
         assert paused["__interrupt__"][0].value == {"draft": "small says 1"}
         assert done["answer"] == "small says 1" and done["agentroute"]["ledger"]["spent"][2] == 1
@@ -237,25 +197,11 @@ def test_a_claimed_graph_on_an_async_postgres_saver_resumes_across_an_interrupt(
 
 
 @pytest.mark.postgres
-def test_a_runtime_that_serialises_threads_itself_opts_out_of_the_claim(db: str) -> None:
+def test_a_runtime_that_serialises_threads_itself_opts_out_of_the_claim(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.graph import START, StateGraph
 
-    import agentroute.graph as ag
-    from agentroute import Budget, Dispatcher, make_router, routed_node
-    from tests.helpers import replay_pool
-
-    class State(ag.AgentrouteState):
-        query: str
-        query_id: str
-        answer: str
-
-    saver_url = db.replace("postgresql+psycopg://", "postgresql://")
-    with SQLMemory(db) as memory, PostgresSaver.from_conn_string(saver_url) as saver:
+    with SQLMemory(checkpoint_db) as memory, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
-        dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
-        builder = StateGraph(State)
-        builder.add_node("answer", routed_node(dispatcher, role="executor", prompt="e", budget=Budget(calls=1), require_claim=False))
-        builder.add_edge(START, "answer")
+        builder = answer_graph(memory, calls=1, require_claim=False)
         out = builder.compile(checkpointer=saver).invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "server"}})
         assert out["answer"] == "small says 1"
