@@ -20,6 +20,9 @@ memory) finish a batch with every item run once:
   ``running`` tasks become ``interrupted`` with the cost of their recorded steps, and their claimed
   items ``interrupted`` (claimable again).
 
+Heartbeats are written and judged by the database server's clock (:func:`_clock`), never a worker's:
+workers on hosts whose clocks differ by minutes neither retire a live worker nor keep a dead one.
+
 Claimable: ``pending`` and ``interrupted`` items; with ``retry_failed``, also ``failed`` items
 whose worker is gone (a resumed batch reruns its failures once per resume, not once per worker).
 """
@@ -45,7 +48,7 @@ from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.processes import PROCESS_KEY, host_key, pid_alive
 from agentroute.memory.sql import SQLMemory
-from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS
+from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS, UTCDateTime
 from agentroute.memory.writer import retry_delays
 from agentroute.types import new_id
 
@@ -82,6 +85,14 @@ class Reconciled:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _clock(dialect: str) -> sa.ColumnElement[datetime]:
+    """The database server's time, in SQL (PostgreSQL's ``now()``; SQLite's ``'now'`` to the
+    millisecond): the one clock heartbeats are written and judged by, whatever the workers' clocks."""
+    if dialect == "sqlite":
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", "now", type_=UTCDateTime)
+    return sa.func.now(type_=UTCDateTime)
 
 
 def _insert(dialect: str) -> Any:
@@ -242,7 +253,7 @@ class BatchQueue:
     # -- workers --------------------------------------------------------------------------------
     def join(self) -> None:
         """Register this worker (status ``running``)."""
-        now = _now()
+        now = _clock(self.memory.engine.dialect.name)
         insert = _insert(self.memory.engine.dialect.name)(BATCH_WORKERS).values(
             id=self.worker_id, batch_id=self.batch_id, host=self.host, pid=self.pid,
             status="running", started_at=now, heartbeat_at=now,
@@ -254,19 +265,21 @@ class BatchQueue:
         :meth:`reconcile` took it for dead and handed its items over): it must stop paying for them."""
         return self._transact(lambda conn: conn.execute(
             sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id == self.worker_id, BATCH_WORKERS.c.status == "running")
-            .values(heartbeat_at=_now())
+            .values(heartbeat_at=_clock(conn.dialect.name))
         ).rowcount) != 0  # fmt: skip
 
     def leave(self) -> Reconciled:
         """Mark this worker stopped; its still-``running`` tasks and items become ``interrupted``."""
         return self._retire([self.worker_id], "stopped")
 
-    def _alive(self, host: str, pid: int, heartbeat: datetime) -> bool:
+    def _alive(self, host: str, pid: int, heartbeat: datetime, now: datetime) -> bool:
+        """Whether a worker is alive: by its pid on this host, else by a heartbeat younger than
+        ``lease_s`` at ``now``, the database server's time (both written by that clock)."""
         if host == self.host:
             return pid == self.pid or pid_alive(pid)
         if heartbeat.tzinfo is None:
             heartbeat = heartbeat.replace(tzinfo=UTC)
-        return _now() - heartbeat < timedelta(seconds=self.lease_s)
+        return now - heartbeat < timedelta(seconds=self.lease_s)
 
     def reconcile(self) -> Reconciled:
         """Retire the batch's dead workers (see the module docstring); returns what was repaired."""
@@ -276,7 +289,8 @@ class BatchQueue:
                 .where(BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status == "running",
                        BATCH_WORKERS.c.id != self.worker_id)
             ).all()  # fmt: skip
-            late = [r.id for r in rows if not self._alive(r.host, r.pid, r.heartbeat_at)]
+            now = conn.execute(sa.select(_clock(conn.dialect.name))).scalar_one()
+            late = [r.id for r in rows if not self._alive(r.host, r.pid, r.heartbeat_at, now)]
             dead = [w for w in late if w not in self._leased(conn, late)]
         return self._retire(dead, "dead") if dead else Reconciled()
 
