@@ -174,6 +174,22 @@ class Reservation:
     settled: bool = False
 
 
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """The write-ahead record of one provider attempt: made durable before the attempt is sent.
+
+    A stored step of the same task and ``step_index`` settles it (the step's cost holds what the
+    attempt was booked); an attempt left unsettled — its process died with the call in flight — is
+    charged its ``worst_case`` when the task is resumed, as the provider may have billed it.
+    """
+
+    task_id: str
+    step_index: int
+    attempt: int
+    agent: str
+    worst_case: Cost
+
+
 class Ledger:
     """Tracks spending of one task against its :class:`Budget`.
 

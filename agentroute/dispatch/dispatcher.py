@@ -5,7 +5,8 @@
     task context ──► stage machine: is this stage/role legal now?        (blocked → audit event)
                  ──► ledger: which candidate agents are affordable now?   (worst case ≤ remaining)
                  ──► router.route(context) → Decision
-                 ──► ledger.reserve(worst case) ──► backend call (retry, then fallback, within budget)
+                 ──► ledger.reserve(worst case) ──► memory.reserve_attempt (durable before the call)
+                 ──► backend call (retry, then fallback, within budget)
                  ──► postconditions ──► ledger.settle(actual) ──► memory.record(step)
                  ──► router.observe(step)
 
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from agentroute.budget import Budget, Cost, Ledger
+from agentroute.budget import Attempt, Budget, Cost, Ledger
 from agentroute.dispatch.options import RequestOptions, nth_seed
 from agentroute.dispatch.run import TaskRun
 from agentroute.dispatch.skills import SkillBlocked, SkillRegistry
@@ -788,7 +789,7 @@ class Dispatcher:
                 completions = [outcome] if isinstance(outcome, Completion) else []
                 error = None if completions else outcome
             else:
-                samples = [asyncio.ensure_future(self._attempt(run, _sample(plan, i), stage, charged)) for i in range(plan.strategy.samples)]
+                samples = [asyncio.ensure_future(self._attempt(run, _sample(plan, i), stage, charged, None, index)) for i in range(plan.strategy.samples)]
                 outcomes = await _all_by_deadline(samples, run.ledger.seconds_left())
                 completions = [o for o in outcomes if isinstance(o, Completion)]
                 error = None if completions else outcomes[0]
@@ -835,6 +836,9 @@ class Dispatcher:
             left = ledger.seconds_left()
             seen = None
             try:
+                if self.memory is not None and not plan.direct:  # a provider may bill it: durable before it is sent
+                    await self._write_ahead(run, plan, index, attempt)
+                    left = ledger.seconds_left()
                 if watch is not None:  # callback handlers listen: report the attempt, its tokens as they come
                     seen = await watch.attempt(plan, stage, index, attempt)
                     completion = await _watched(plan, timeout, left, seen)
@@ -888,6 +892,12 @@ class Dispatcher:
                 await seen.error(error)
             return error
         return error
+
+    async def _write_ahead(self, run: TaskRun, plan: _Plan, index: int, attempt: int) -> None:
+        """Store the attempt's reservation before it is made (a memory that keeps them: ``SQLMemory``)."""
+        reserve = getattr(self.memory, "reserve_attempt", None)
+        if reserve is not None:
+            await reserve(Attempt(run.task.id, index, attempt, plan.key, plan.sample))
 
     def _failure(
         self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, exc: BaseException,

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentroute.budget import RESOURCES, Budget, Ledger
-from agentroute.types import Step, Task
+from agentroute.budget import RESOURCES, Attempt, Budget, Ledger
+from agentroute.types import AuditEvent, Step, Task
 
 if TYPE_CHECKING:
     from agentroute.memory.base import MemoryStore
@@ -111,14 +111,18 @@ class TaskRun:
         ledger_state = dict(snapshot["ledger"])
         index = int(snapshot.get("index", 0))
         later = [s for s in steps if s.index >= index]
-        if later:  # paid after the checkpoint: book them, as the provider did
+        unsettled = _unsettled(memory, task.id, index) if stored is not None else []
+        if later or unsettled:  # paid after the checkpoint: book them, as the provider did
             spent = list(ledger_state["spent"])
             for s in later:
                 spent[RESOURCES.index("usd")] += s.cost_usd
                 spent[RESOURCES.index("tokens")] += s.tokens_in + s.tokens_out
                 spent[RESOURCES.index("calls")] += 1
+            for a in unsettled:  # in flight at a crash: the provider may have billed its worst case
+                for resource in ("usd", "tokens", "calls", "large_calls"):
+                    spent[RESOURCES.index(resource)] += a.worst_case.get(resource)
             ledger_state["spent"] = spent
-            index = max(s.index for s in later) + 1
+            index = max([s.index for s in later] + [a.step_index for a in unsettled]) + 1
         run = cls(
             task=task,
             ledger=Ledger.restore(ledger_state, budget),
@@ -131,7 +135,23 @@ class TaskRun:
             _seq=int(snapshot.get("seq", 0)),
             carry=dict(snapshot.get("carry") or {}),
         )
+        for a in unsettled:
+            event = AuditEvent(
+                task_id=task.id, stage=run.stage or "", kind="step_failed", subject=a.agent,
+                detail=f"unsettled attempt {a.attempt + 1} of step {a.step_index}: in flight when its process stopped, "
+                f"charged its worst case (${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
+            )
+            run.context.setdefault("audit", []).append(event)
+            if memory is not None:
+                memory.record_audit(event)
         return run
+
+
+def _unsettled(memory: MemoryStore | None, task_id: str, index: int) -> list[Attempt]:
+    """The write-ahead records of ``task_id``'s attempts from step ``index`` on that no stored step
+    settles (:class:`~agentroute.budget.Attempt`); earlier ones are in the checkpoint's ledger."""
+    find = getattr(memory, "unsettled_attempts", None)
+    return [a for a in find(task_id) if a.step_index >= index] if find is not None else []
 
 
 def merge_checkpoints(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from typing import Any, get_args
 
 from pydantic_core import to_json, to_jsonable_python
 
-from agentroute.budget import Budget
+from agentroute.budget import Attempt, Budget, Cost
 from agentroute.memory.processes import PROCESS_KEY, this_process
-from agentroute.types import Agent, AuditEvent, Decision, Step, StepStatus, Task, TaskStatus
+from agentroute.types import Agent, AuditEvent, Decision, Step, StepStatus, Task, TaskStatus, new_id
 
 __all__ = [
     "storable",
@@ -31,6 +31,8 @@ __all__ = [
     "task_from_row",
     "step_from_row",
     "audit_from_row",
+    "attempt_row",
+    "attempt_from_row",
 ]
 
 
@@ -246,3 +248,24 @@ def audit_from_row(row: Mapping[Any, Any]) -> AuditEvent:
         detail=row["detail"],
         created_at=row["created_at"],
     )
+
+
+def attempt_row(attempt: Attempt) -> dict[str, Any]:
+    worst = attempt.worst_case
+    return {
+        "id": new_id(),
+        "task_id": attempt.task_id,
+        "step_index": attempt.step_index,
+        "attempt": attempt.attempt,
+        "agent": storable(attempt.agent),
+        "usd": worst.usd,
+        "tokens": worst.tokens,
+        "calls": worst.calls,
+        "large_calls": worst.large_calls,
+        "created_at": datetime.now(UTC),
+    }
+
+
+def attempt_from_row(row: Mapping[Any, Any]) -> Attempt:
+    worst = Cost(usd=row["usd"], tokens=row["tokens"], calls=row["calls"], large_calls=row["large_calls"])
+    return Attempt(row["task_id"], row["step_index"], row["attempt"], row["agent"], worst)

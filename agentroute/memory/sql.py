@@ -53,15 +53,18 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from agentroute.budget import Attempt
 from agentroute.errors import ConfigurationError
 from agentroute.memory import claims, export, processes, queries
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.claims import TaskClaims
+from agentroute.memory.codec import attempt_from_row
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
 from agentroute.memory.errors import MemoryStoreError
 from agentroute.memory.migrate import upgrade
-from agentroute.memory.tables import TASKS
+from agentroute.memory.tables import ATTEMPTS, STEPS, TASKS
 from agentroute.memory.writer import (
+    ATTEMPT,
     AUDIT_EVENT,
     BATCH_ITEM,
     FEEDBACK_SCORE,
@@ -322,6 +325,34 @@ class SQLMemory(MemoryStore):
 
     def finish_task(self, task: Task) -> None:
         self._enqueue(FINISH, task)
+
+    async def reserve_attempt(self, attempt: Attempt) -> None:
+        """Store ``attempt``'s write-ahead record, returning once it is committed (or its write has
+        failed: the next :meth:`flush` raises it): the dispatcher calls this before each provider
+        attempt, so that a crash with the call in flight leaves its reservation behind."""
+        if self.closed:
+            raise MemoryStoreError(f"memory {self.url} is closed")
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            if not stored.done():  # not cancelled meanwhile
+                stored.set_result(None)
+
+        def then() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(done)
+
+        self._writer.commit_soon((ATTEMPT, attempt), then)
+        await stored
+
+    def unsettled_attempts(self, task_id: str) -> list[Attempt]:
+        """The attempts of ``task_id`` whose step was never stored: in flight when their process
+        stopped (see :class:`~agentroute.budget.Attempt`), oldest step first."""
+        settled = sa.exists().where(STEPS.c.task_id == ATTEMPTS.c.task_id, STEPS.c.step_index == ATTEMPTS.c.step_index)
+        query = sa.select(ATTEMPTS).where(ATTEMPTS.c.task_id == task_id, ~settled).order_by(ATTEMPTS.c.created_at)
+        with self._read() as conn:
+            return [attempt_from_row(row) for row in conn.execute(query).mappings()]
 
     def record_audit(self, event: AuditEvent) -> None:
         self._enqueue(AUDIT_EVENT, event)

@@ -1,7 +1,7 @@
 """The memory's SQL schema as SQLModel tables (the Alembic migrations create the same schema).
 
-Five tables: ``tasks``, ``steps``, ``feedback``, ``audit_events`` and ``router_state``; two more
-keep durable batches (``batch_items``: one row per query of a batch, the work queue and its
+Six tables: ``tasks``, ``steps``, ``feedback``, ``audit_events``, ``router_state`` and ``attempts``
+(the write-ahead record of each provider attempt, see :class:`AttemptRow`); two more keep durable batches (``batch_items``: one row per query of a batch, the work queue and its
 outcome; ``batch_workers``: the processes working on a batch, for claims and crash recovery). JSON is
 stored as ``JSON`` (``JSONB`` on PostgreSQL, text on SQLite); times as UTC. Steps and audit events
 name their task by an indexed ``task_id`` that is not a foreign key, so a log line is never refused
@@ -29,6 +29,7 @@ __all__ = [
     "RouterStateRow",
     "BatchItemRow",
     "BatchWorkerRow",
+    "AttemptRow",
 ]
 
 JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
@@ -191,6 +192,25 @@ class BatchWorkerRow(_Table, table=True):
     heartbeat_at: datetime = _time()
 
 
+class AttemptRow(_Table, table=True):
+    """The write-ahead record of a provider attempt, stored before the attempt is sent: its task,
+    step and the worst case reserved for it. A step of the same task and index settles it; one left
+    unsettled (a crash with the call in flight) is charged its worst case when the task resumes."""
+
+    __tablename__ = "attempts"
+
+    id: str = Field(primary_key=True)
+    task_id: str = Field(index=True)
+    step_index: int
+    attempt: int
+    agent: str
+    usd: float
+    tokens: float
+    calls: float
+    large_calls: float
+    created_at: datetime = _time()
+
+
 TASKS: sa.Table = TaskRow.__table__  # type: ignore[attr-defined]
 STEPS: sa.Table = StepRow.__table__  # type: ignore[attr-defined]
 FEEDBACK: sa.Table = FeedbackRow.__table__  # type: ignore[attr-defined]
@@ -198,3 +218,4 @@ AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 ROUTER_STATE: sa.Table = RouterStateRow.__table__  # type: ignore[attr-defined]
 BATCH_ITEMS: sa.Table = BatchItemRow.__table__  # type: ignore[attr-defined]
 BATCH_WORKERS: sa.Table = BatchWorkerRow.__table__  # type: ignore[attr-defined]
+ATTEMPTS: sa.Table = AttemptRow.__table__  # type: ignore[attr-defined]

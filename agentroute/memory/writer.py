@@ -20,6 +20,10 @@ the bad writes are left out. A step never goes in without its task: when a task'
 every later one. Every lost write is logged and kept, and the next ``flush()`` raises
 :class:`~agentroute.memory.errors.MemoryWriteError` with them.
 
+Attempts (:data:`ATTEMPT`, the write-ahead record of a provider attempt) are committed at once
+with whatever is queued before them (:meth:`BatchWriter.commit_soon`): the dispatcher awaits the
+commit before it sends the attempt.
+
 Batch items (:data:`BATCH_ITEM`, from :mod:`agentroute.memory.batches`) are written in the same
 transaction as the task writes recorded before them, so a query is never marked finished before
 its task and steps are stored; their ``on_commit`` callback runs after the commit.
@@ -43,9 +47,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from agentroute.memory.codec import audit_row, json_text, step_row, task_row
+from agentroute.memory.codec import attempt_row, audit_row, json_text, step_row, task_row
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
-from agentroute.memory.tables import AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
+from agentroute.memory.tables import ATTEMPTS, AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
 
 __all__ = [
     "BatchWriter",
@@ -57,12 +61,14 @@ __all__ = [
     "AUDIT_EVENT",
     "FEEDBACK_SCORE",
     "BATCH_ITEM",
+    "ATTEMPT",
 ]
 
 log = logging.getLogger("agentroute.memory")
 
 START, FINISH, STEP, AUDIT_EVENT, FEEDBACK_SCORE = "start_task", "finish_task", "step", "audit", "feedback"
 BATCH_ITEM = "batch_item"
+ATTEMPT = "attempt"
 Op = tuple[str, Any]
 
 
@@ -137,10 +143,11 @@ that pace a commit per write would cost more than the writes, and a batch waits 
 
 
 class _Flush:
-    __slots__ = ("done",)
+    __slots__ = ("done", "then")
 
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[], None] | None = None) -> None:
         self.done = threading.Event()
+        self.then = then  # called on the writer thread once the writes before it are committed (or failed)
 
 
 _STOP = object()
@@ -306,6 +313,15 @@ class BatchWriter:
             if not self._thread.is_alive():
                 raise MemoryStoreError("the memory writer thread has stopped; writes cannot be committed")
 
+    def commit_soon(self, op: Op, then: Callable[[], None]) -> None:
+        """Enqueue ``op`` and commit it now, without waiting for its batch; ``then()`` runs on the
+        writer thread once it is committed (or has failed: the next :meth:`raise_errors` says so)."""
+        if not self._thread.is_alive():
+            raise MemoryStoreError("the memory writer thread has stopped; writes cannot be committed")
+        self._queue.put(op)
+        self._queue.put(_Flush(then))
+        self._wake.set()
+
     def raise_errors(self) -> None:
         """Raise :class:`MemoryWriteError` for writes lost since the last call, if any."""
         with self._errors_lock:
@@ -369,6 +385,8 @@ class BatchWriter:
             finally:
                 for marker in markers:
                     marker.done.set()
+                    if marker.then is not None:
+                        marker.then()
 
     def _take_rest(self, markers: list[_Flush]) -> list[Op]:
         rest: list[Op] = []
@@ -511,6 +529,7 @@ class BatchWriter:
         audits: list[dict[str, Any]] = []
         feedback: list[dict[str, Any]] = []
         items: list[BatchItemWrite] = []
+        attempts: list[dict[str, Any]] = []
         decisions: dict[int, tuple[Any, str]] = {}  # interned decisions are encoded once a batch
 
         def decision_json(decision: Any) -> str:
@@ -530,6 +549,8 @@ class BatchWriter:
                 feedback.append(payload)
             elif kind == BATCH_ITEM:
                 items.append(payload)
+            elif kind == ATTEMPT:
+                attempts.append(attempt_row(payload))
             else:
                 raise ValueError(f"unknown memory write kind {kind!r}")
         lease = bool(latest) and self._lease is not None and self._lease()
@@ -543,6 +564,8 @@ class BatchWriter:
                     item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
         with self._lock, self.engine.begin() as conn:
             self._execute(conn, tasks, steps, audits, feedback)
+            if attempts:
+                conn.execute(ATTEMPTS.insert(), attempts)
             if items:
                 now = datetime.now(UTC)
                 conn.execute(_SET_ITEM, [{f"b_{k}": v for k, v in (i.row | {"updated_at": now}).items()} for i in items])

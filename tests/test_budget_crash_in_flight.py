@@ -1,0 +1,198 @@
+"""A provider call in flight when the process is killed is billed; the resumed task counts it.
+
+A worker process runs two budgeted tasks of an ``AgentGraph`` (SQLite checkpointer, SQLite or
+PostgreSQL memory) against a loopback OpenAI-compatible server whose first calls hang: the server
+bills each one its worst case (the model ran to ``max_tokens``; the reply never came). The worker
+is killed (``SIGKILL``) while both calls hang; this process then resumes both threads with
+``app.resume(config)``, as a new worker would.
+
+One call's worst case is ``W`` = 100 tokens × $10/M = $0.001. Task ``tight`` has ``usd=1.5 W``:
+the hung call leaves no room for another, so it ends ``budget_exhausted`` having been billed ``W``.
+Before, its ledger was rebuilt from its stored steps only (none): the resume made a second call
+and the provider billed ``2 W = $0.002`` against a ``$0.0015`` limit. Task ``roomy`` has
+``usd=2.5 W``: its resume makes its call and ends ``done``, billed ``2 W``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
+
+MAX_TOKENS = 100  # what a call asks for: the card says 200, the `direct` strategy asks half
+OUT_PRICE = 10.0  # USD per 1M output tokens; input is free, so a call's worst case is exact
+WORST = MAX_TOKENS * OUT_PRICE / 1e6  # $0.001
+LIMITS = {"tight": 1.5 * WORST, "roomy": 2.5 * WORST}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Provider:
+    """A loopback chat-completions server that bills each call ``WORST`` by the query it carries;
+    while :attr:`hang` is set, calls are billed and never answered (until :meth:`stop`)."""
+
+    def __init__(self) -> None:
+        self.hang = True
+        self.billed: dict[str, float] = defaultdict(float)
+        self.hanging = 0
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                if not self.path.endswith("/chat/completions"):
+                    self.send_error(404)
+                    return
+                query = str(body["messages"][-1]["content"])
+                with provider._lock:
+                    provider.billed[query] += body["max_tokens"] * OUT_PRICE / 1e6  # it runs to max_tokens
+                    hang = provider.hang
+                    provider.hanging += hang
+                if hang:
+                    provider._release.wait(30)
+                    self.close_connection = True
+                    return
+                self._stream(body)
+
+            def _stream(self, body: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                usage = {"prompt_tokens": 10, "completion_tokens": body["max_tokens"], "total_tokens": 10 + body["max_tokens"]}
+                chunks = [
+                    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": None}]},
+                    {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+                    {"choices": [], "usage": usage},
+                ]
+                for chunk in chunks:
+                    chunk.update(id="c1", object="chat.completion.chunk", created=0, model=body["model"])
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def build(url: str, memory: Any, saver: Any) -> Any:
+    """The graph both workers run: one role, one model at ``url``."""
+    from agentroute import AgentGraph, make_router
+    from agentroute.pool import ModelCard, ModelPool
+
+    card = ModelCard(id="m", backend="openai", model="m", base_url=url, input_price=0.0, output_price=OUT_PRICE,
+                     max_tokens=2 * MAX_TOKENS, timeout_s=30, context_window=4096)
+    graph = AgentGraph("crash").add_role("executor", prompt="Answer.")
+    return graph.compile(pool=ModelPool([card]), router=make_router("cheapest"), memory=memory, checkpointer=saver)
+
+
+def crash_worker(url: str, memory_url: str, saver_path: str, run: str) -> None:
+    """The worker that is killed: both tasks' calls hang until then."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agentroute.memory import SQLMemory
+
+    memory = SQLMemory(memory_url)
+    with SqliteSaver.from_conn_string(saver_path) as saver:
+        app = build(url, memory, saver)
+        threads = [
+            threading.Thread(target=app.invoke, args=({"query": f"{name}-{run}", "budget": {"usd": limit}},
+                                                     {"configurable": {"thread_id": f"{name}-{run}"}}))
+            for name, limit in LIMITS.items()
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    server = Provider()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _crash_and_resume(provider: Provider, memory_url: str, saver_path: Path) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    code = "import sys; from tests.test_budget_crash_in_flight import crash_worker; crash_worker(*sys.argv[1:])"
+    worker = subprocess.Popen([sys.executable, "-c", code, provider.url, memory_url, str(saver_path), run], cwd=os.getcwd())
+    engine = sa.create_engine(memory_url)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and worker.poll() is None:  # both calls hang, both tasks stored
+            if provider.hanging == len(LIMITS):
+                with engine.connect() as conn:
+                    stored = conn.execute(sa.text("SELECT count(*) FROM tasks WHERE query LIKE :q"), {"q": f"%-{run}"}).scalar()
+                if stored == len(LIMITS):
+                    break
+            time.sleep(0.02)
+        assert worker.poll() is None and provider.hanging == len(LIMITS), "the worker did not reach its hanging calls"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        engine.dispose()
+    provider.hang = False
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agentroute.memory import SQLMemory
+
+    outcome: dict[str, Any] = {}
+    with SQLMemory(memory_url) as memory, SqliteSaver.from_conn_string(str(saver_path)) as saver:
+        app = build(provider.url, memory, saver)
+        for name in LIMITS:
+            result = app.resume({"configurable": {"thread_id": f"{name}-{run}"}})
+            memory.flush()
+            events = memory.audit_events(result.task.id)
+            outcome[name] = {
+                "status": result.task.status, "billed": provider.billed[f"{name}-{run}"],
+                "unsettled": [e for e in events if "unsettled" in e.detail],
+            }
+    return outcome
+
+
+def _check(outcome: dict[str, Any]) -> None:
+    tight, roomy = outcome["tight"], outcome["roomy"]
+    # was: tight billed $0.002 against its $0.0015 limit (status done): the hung call was forgotten
+    assert tight["billed"] <= LIMITS["tight"] + 1e-12, outcome
+    assert tight["status"] == "budget_exhausted", outcome
+    assert roomy["status"] == "done" and roomy["billed"] == pytest.approx(2 * WORST), outcome
+    assert roomy["billed"] <= LIMITS["roomy"] + 1e-12
+    assert tight["unsettled"] and roomy["unsettled"], outcome  # the audit names the charged attempt
+
+
+def test_a_call_in_flight_at_a_crash_counts_on_resume_sqlite(provider: Provider, tmp_path: Path) -> None:
+    _check(_crash_and_resume(provider, f"sqlite:///{tmp_path}/memory.db", tmp_path / "ckpt.db"))
+
+
+def test_a_call_in_flight_at_a_crash_counts_on_resume_postgres(provider: Provider, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    _check(_crash_and_resume(provider, postgres_url, tmp_path / "ckpt.db"))
