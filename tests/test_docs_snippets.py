@@ -3,7 +3,10 @@
 The doc's first block is a cheat sheet (placeholders such as ``{...}``); a reader keeps its imports.
 The other blocks are complete examples that assume what the reader already has: a ``pool``, a
 ``memory``, a checkpointer ``saver`` and a thread ``config``. Run in a fresh process, from a folder
-of the reader's own, on the default local pool (the real SmolLM2).
+of the reader's own, on the default local pool (the real SmolLM2) with its answers cut to a few
+tokens (what the snippets do does not depend on the answers' length; a 96-token cap made this the
+slowest test of CI). docs/learning.md's scoring snippet runs in the same process, in a namespace of
+its own, so the model loads once.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agentroute.memory import SQLMemory
 from agentroute.pool import ModelPool
 
-pool = ModelPool.default()
+pool = ModelPool([card.model_copy(update={"max_tokens": 16}) for card in ModelPool.default()])
 memory = SQLMemory("sqlite:///memory.db")
 saver = InMemorySaver()
 config = {"configurable": {"thread_id": "t1"}}
@@ -57,18 +60,35 @@ def python_blocks(doc: Path) -> list[str]:
     return [textwrap.dedent(b) for b in re.findall(r"^ *```python\n(.*?)^ *```", doc.read_text(), re.S | re.M)]
 
 
-@pytest.mark.slow
-def test_the_langgraph_doc_snippets_run_in_order_on_the_default_pool(tmp_path):
+SCORING = """
+import os, runpy
+os.makedirs("scoring"); os.chdir("scoring")
+runpy.run_path("../score.py", run_name="__main__")  # a fresh namespace: nothing of the snippets above
+"""
+
+
+@pytest.fixture(scope="module")
+def reader_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """docs/langgraph.md's snippets in order, then docs/learning.md's ``app.run(..., gold=, metric=)``
+    snippet (inside a list item), in one fresh process on the default pool."""
+    folder = tmp_path_factory.mktemp("reader")
     blocks = python_blocks(ROOT / "docs" / "langgraph.md")
     imports = "\n".join(line for line in blocks[0].splitlines() if line.startswith(("from ", "import ")))
     script = [READER, imports]
     for i, check in CHECKS.items():
         script += [blocks[i], check]
-    (tmp_path / "reader.py").write_text("\n".join(script))
+    (folder / "reader.py").write_text("\n".join([*script, SCORING]))
+    (folder / "score.py").write_text(next(b for b in python_blocks(ROOT / "docs" / "learning.md") if "gold=" in b))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "reader.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "reader.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )
+    return folder, done
+
+
+@pytest.mark.slow
+def test_the_langgraph_doc_snippets_run_in_order_on_the_default_pool(reader_session):
+    _, done = reader_session
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.split(" ", 1)[0] in ("team", "draft", "chat", "jokes", "answers")]
     assert lines == [
@@ -81,17 +101,12 @@ def test_the_langgraph_doc_snippets_run_in_order_on_the_default_pool(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_learning_doc_scoring_snippet_scores_the_task(tmp_path):
+def test_the_learning_doc_scoring_snippet_scores_the_task(reader_session):
     """docs/learning.md's ``app.run(..., gold=, metric=)`` snippet (inside a list item)."""
-    block = next(b for b in python_blocks(ROOT / "docs" / "learning.md") if "gold=" in b)
-    (tmp_path / "score.py").write_text(block)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "score.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+    folder, done = reader_session
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.split()[-1]) in (0.0, 1.0)
-    assert (tmp_path / ".agentroute" / "memory.db").exists()
+    assert (folder / "scoring" / ".agentroute" / "memory.db").exists()
 
 
 def run_blocks(tmp_path: Path, blocks: list[str]) -> subprocess.CompletedProcess[str]:
