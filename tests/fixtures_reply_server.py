@@ -12,6 +12,9 @@ text; ``overloaded1``: after the role chunk, before any text), ``echo`` (the mod
 for, as its answer), ``thinker`` (a ``reasoner`` whose ``completion_tokens`` leaves the reasoning
 out, ``total_tokens`` and ``reasoning_tokens`` keeping it, as gateways to Gemini report it). Plain and streamed (server-sent events, with ``stream_options.include_usage``).
 Every request is kept in :attr:`ReplyServer.requests`.
+
+:class:`LoopbackServer` and :class:`JSONHandler` are the parts every such test server shares: the
+server on loopback in a thread, the request body read and kept, JSON replies and server-sent events.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 REASONING = ["Let", " me", " think", " about", " it", "."]
 ANSWER = [" Paris", " is", " the", " capital", "."]
@@ -34,13 +37,31 @@ def _usage(completion: int, *, thoughts_apart: bool = False) -> dict[str, Any]:
     return usage
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ReplyServer
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet handler of an OpenAI-compatible test server: reads and keeps each request's JSON
+    body (:meth:`chat_body`), answers in JSON (:meth:`send_json`) or server-sent events
+    (:meth:`start_events`, :meth:`send_event`)."""
+
+    server: LoopbackServer
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
 
-    def _json(self, status: int, body: Any) -> None:
+    def read_json(self) -> dict[str, Any]:
+        """The request's JSON body (``{}`` when it has none)."""
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+    def chat_body(self) -> dict[str, Any] | None:
+        """The request's JSON body, kept in ``server.requests``; ``None`` for a ``/tokenize`` probe
+        (a vLLM server's token counter, which agentroute may ask first), answered 404 here."""
+        body = self.read_json()
+        if self.path.rstrip("/").endswith("/tokenize"):
+            self.send_json(404, {"error": "no tokenize"})
+            return None
+        self.server.requests.append(body)
+        return body
+
+    def send_json(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -48,20 +69,58 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def start_events(self) -> None:
+        """A 200 ``text/event-stream`` reply's status line and headers."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+
+    def send_event(self, event: Any) -> None:
+        """One server-sent event, flushed: ``data: <event>`` (a ``str`` as it is, else as JSON)."""
+        self.wfile.write(f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode())
+        self.wfile.flush()
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 (a free port) that serves in a thread while in a ``with`` block:
+    ``with Server(handler) as server: server.url`` (the ``/v1`` root); every chat request body its
+    :class:`JSONHandler` reads is kept in :attr:`requests`."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the standard library's backlog of 5 refuses connections under a burst
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.requests: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(JSONHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        if self.path.rstrip("/").endswith("/tokenize"):
-            return self._json(404, {"error": "no tokenize"})
-        self.server.requests.append(body)
+        body = self.chat_body()
+        if body is None:
+            return
         model = str(body.get("model", ""))
         behaviour = model.rsplit("/", 1)[-1].split("-", 1)[0]
         thoughts_apart = behaviour == "thinker"
         if thoughts_apart:
             behaviour = "reasoner"
         if behaviour == "error200":
-            return self._json(200, {"error": {"message": "upstream model crashed", "type": "server_error", "code": 500}})
+            return self.send_json(200, {"error": {"message": "upstream model crashed", "type": "server_error", "code": 500}})
         if behaviour.startswith("overloaded") and not body.get("stream"):
-            return self._json(200, {"error": {"message": "model overloaded", "type": "server_error"}})
+            return self.send_json(200, {"error": {"message": "model overloaded", "type": "server_error"}})
         base = {"id": "r1", "object": "chat.completion", "created": 0, "model": model}
         if body.get("stream"):
             return self._stream(base, behaviour, model, thoughts_apart=thoughts_apart)
@@ -85,17 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
         reply = {**base, "choices": choices}
         if behaviour != "nousage":
             reply["usage"] = usage
-        return self._json(200, reply)
+        return self.send_json(200, reply)
 
     def _stream(self, base: dict[str, Any], behaviour: str, model: str, *, thoughts_apart: bool = False) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
+        self.start_events()
         chunk = {**base, "object": "chat.completion.chunk"}
 
         def send(choices: list[Any], usage: Any = None) -> None:
-            self.wfile.write(f"data: {json.dumps({**chunk, 'choices': choices, 'usage': usage})}\n\n".encode())
-            self.wfile.flush()
+            self.send_event({**chunk, "choices": choices, "usage": usage})
 
         def delta(d: dict[str, Any], finish: str | None = None) -> None:
             send([{"index": 0, "delta": d, "finish_reason": finish}])
@@ -107,8 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
                 delta({"content": ANSWER[1]})
             elif behaviour == "overloaded1":  # the stream had begun (the role), no text yet
                 delta({"role": "assistant", "content": ""})
-            self.wfile.write(f"data: {json.dumps({'error': {'message': 'model overloaded', 'type': 'server_error'}})}\n\n".encode())
-            self.wfile.flush()
+            self.send_event({"error": {"message": "model overloaded", "type": "server_error"}})
             return
         if behaviour != "empty":
             delta({"role": "assistant", "content": ""})
@@ -140,29 +195,11 @@ class _Handler(BaseHTTPRequestHandler):
             tokens += len(ANSWER)
         if behaviour != "nousage":
             send([], _usage(tokens, thoughts_apart=thoughts_apart))
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        self.send_event("[DONE]")
 
 
-class ReplyServer(ThreadingHTTPServer):
+class ReplyServer(LoopbackServer):
     """Serve on 127.0.0.1 in a thread: ``with ReplyServer() as server: server.url``."""
 
-    daemon_threads = True
-    request_queue_size = 128  # the standard library's backlog of 5 refuses connections under a burst
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __enter__(self) -> ReplyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Handler)

@@ -10,11 +10,8 @@ usage as it counts it, keeps every request body and notes every stream whose cli
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from agentroute.memory import SQLMemory
 from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
+from tests.fixtures_reply_server import JSONHandler, LoopbackServer
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -32,25 +30,14 @@ from agentroute.serve import ServerThread  # noqa: E402
 PRICES = {"input_price": 1.0, "output_price": 2.0}  # USD per 1M tokens on every card
 
 
-class _Echo(BaseHTTPRequestHandler):
+class _Echo(JSONHandler):
     server: EchoProvider
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args: Any) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        if self.path.rstrip("/").endswith("/tokenize"):
-            return self._send(404, b'{"error": "no tokenize"}')
-        self.server.requests.append(body)
+        body = self.chat_body()
+        if body is None:
+            return
         words = [m["content"] for m in body["messages"] if m["role"] == "user"][-1].split()
         prompt = sum(len(m["content"].split()) for m in body["messages"])  # this provider's "tokens"
         slow = str(body["model"]).startswith("slow")
@@ -61,7 +48,7 @@ class _Echo(BaseHTTPRequestHandler):
             message = {"role": "assistant", "content": "".join(pieces)}
             reply = {**base, "object": "chat.completion", "usage": usage,
                      "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
-            return self._send(200, json.dumps(reply).encode())
+            return self.send_json(200, reply)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
@@ -70,9 +57,7 @@ class _Echo(BaseHTTPRequestHandler):
         sent = 0
 
         def event(choices: list[Any], **more: Any) -> None:
-            data = {**base, "object": "chat.completion.chunk", "choices": choices, **more}
-            self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
-            self.wfile.flush()
+            self.send_event({**base, "object": "chat.completion.chunk", "choices": choices, **more})
 
         try:
             event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
@@ -83,8 +68,7 @@ class _Echo(BaseHTTPRequestHandler):
                 sent += 1
             event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
             event([], usage=usage)
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            self.send_event("[DONE]")
         except (BrokenPipeError, ConnectionResetError):  # the client (the agentroute server) went away
             self.server.abandoned.append(sent)
 
@@ -100,43 +84,23 @@ class _DropsFirst(_Echo):
         if self.server.drops <= 0 or self.path.rstrip("/").endswith("/tokenize"):
             return super().do_POST()
         self.server.drops -= 1
-        self.server.requests.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
+        self.chat_body()
+        self.start_events()
         piece = {"id": "cut", "object": "chat.completion.chunk", "created": 0, "model": "m",
                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": " half"}, "finish_reason": None}]}  # fmt: skip
         if self.server.usage_each:  # as servers that report the usage so far on every chunk
             piece["usage"] = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
-        self.wfile.write(f"data: {json.dumps(piece)}\n\n".encode())
-        self.wfile.flush()
+        self.send_event(piece)
 
 
-class EchoProvider(ThreadingHTTPServer):
+class EchoProvider(LoopbackServer):
     """``with EchoProvider() as provider: provider.url``; a model named ``slow…`` streams its
     answer 200 times over, a piece every 20 ms (a long answer a client may walk away from)."""
 
-    daemon_threads = True
-    request_queue_size = 128
-
     def __init__(self, handler: type[_Echo] = _Echo) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
+        super().__init__(handler)
         self.drops, self.usage_each = 0, False  # for _DropsFirst
-        self.requests: list[dict[str, Any]] = []
         self.abandoned: list[int] = []  # pieces sent before each stream's client left
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __enter__(self) -> EchoProvider:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def cards(url: str) -> list[ModelCard]:

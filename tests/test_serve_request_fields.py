@@ -9,9 +9,7 @@ asked, ``logprobs``, plain or streamed.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ pytest.importorskip("fastapi")
 from agentroute.pool.card import ModelCard  # noqa: E402
 from agentroute.pool.pool import ModelPool  # noqa: E402
 from agentroute.serve import ServerThread  # noqa: E402
+from tests.fixtures_reply_server import JSONHandler, LoopbackServer  # noqa: E402
 
 ANSWER = ["Par", "is"]
 JSON_ANSWER = ['{"name": ', '"Paris"}']  # the answer when a JSON response_format is asked for
@@ -34,21 +33,15 @@ def _logprob(token: str) -> dict[str, Any]:
     return {"token": token, "logprob": -0.5, "bytes": list(token.encode()), "top_logprobs": []}
 
 
-class _Upstream(BaseHTTPRequestHandler):
-    server: Upstream
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
+class _Upstream(JSONHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        if self.path.endswith("/tokenize"):
-            return self._send(404, {"error": "no"})
-        self.server.requests.append(body)
+        body = self.chat_body()
+        if body is None:
+            return
         seed = body.get("seed")
         if seed is not None and not -INT64 <= seed < INT64:  # vLLM: seed within torch.long
-            return self._send(400, {"error": {"message": f"seed {seed} out of range", "type": "BadRequestError",
-                                              "param": "seed", "code": 400}})  # fmt: skip
+            return self.send_json(400, {"error": {"message": f"seed {seed} out of range", "type": "BadRequestError",
+                                                  "param": "seed", "code": 400}})  # fmt: skip
         thinks = str(body.get("model")).startswith("reasoner")
         logprobs = bool(body.get("logprobs"))
         answer = JSON_ANSWER if (body.get("response_format") or {}).get("type", "text") != "text" else ANSWER
@@ -60,15 +53,12 @@ class _Upstream(BaseHTTPRequestHandler):
                 message["reasoning_content"] = "".join(THOUGHT)
             lp = {"content": [_logprob(t) for t in answer]} if logprobs else None
             choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": lp}
-            return self._send(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
+            return self.send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+        self.start_events()
 
         def event(delta: dict[str, Any], finish: str | None = None, lp: Any = None, use: Any = None) -> None:
             choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lp}]
-            chunk = {**base, "object": "chat.completion.chunk", "choices": choices, "usage": use}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.send_event({**base, "object": "chat.completion.chunk", "choices": choices, "usage": use})
 
         event({"role": "assistant", "content": ""})
         for piece in THOUGHT if thinks else []:
@@ -77,37 +67,14 @@ class _Upstream(BaseHTTPRequestHandler):
             event({"content": piece}, lp={"content": [_logprob(piece)]} if logprobs else None)
         event({}, "stop")
         event(None, use=usage)  # type: ignore[arg-type]
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_event("[DONE]")
 
 
-class Upstream(ThreadingHTTPServer):
-    daemon_threads = True
+class Upstream(LoopbackServer):
+    """The upstream described above: ``with Upstream() as server: server.url``."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Upstream)
-        self.requests: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __enter__(self) -> Upstream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Upstream)
 
 
 def _card(id: str, url: str, backend: str = "openai") -> ModelCard:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import openai
@@ -25,6 +24,7 @@ import pytest
 
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
+from tests.fixtures_reply_server import JSONHandler, LoopbackServer
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -76,46 +76,31 @@ DROPS: dict[str, list[Any]] = {
 OPENAI_400 = {"type": "invalid_request_error", "param": "temperature"}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     server: Scripted
     protocol_version = "HTTP/1.0"  # the body ends when the connection closes: a drop looks like an end
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        if self.path.rstrip("/").endswith("/tokenize"):
-            return self._json(404, {"error": "no tokenize"})
-        self.server.requests.append(body)
+        body = self.chat_body()
+        if body is None:
+            return
         refusal = self.server.refuses(body)
         if refusal is not None:  # as OpenAI answers a reasoning model's temperature
-            return self._json(400, {"error": refusal})
+            return self.send_json(400, {"error": refusal})
         events = self.server.next_events()
         if not body.get("stream"):
             message = {"role": "assistant", "content": "".join(WORDS)}
-            return self._json(200, {"id": "p", "object": "chat.completion", "created": 0, "model": "m", "usage": USAGE,
-                                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+            return self.send_json(200, {"id": "p", "object": "chat.completion", "created": 0, "model": "m", "usage": USAGE,
+                                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
         if self.server.chunked:  # HTTP/1.1 chunks, the connection closed before the last (empty) one
             return self._chunked(events)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
+        self.start_events()
         for event in events:
             if event == "[DONE]-":
                 self.wfile.write(b"data: [DONE]")
+                self.wfile.flush()
             else:
-                self.wfile.write(f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode())
-            self.wfile.flush()
-
+                self.send_event(event)
 
     def _chunked(self, events: list[Any]) -> None:
         self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -126,22 +111,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-class Scripted(ThreadingHTTPServer):
+class Scripted(LoopbackServer):
     """An OpenAI-compatible provider on 127.0.0.1 that streams :attr:`ending` (after the first
     :attr:`drops` calls, which stream :attr:`drop` and close), and keeps every request body."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.ending: list[Any] = ENDINGS["openai"]
         self.drop: list[Any] = DROPS["text"]
         self.drops = 0
         self.chunked = False  # answer in HTTP/1.1 chunks and reset the connection after the events
         self.refuses: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda body: None
-        self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def next_events(self) -> list[Any]:
         with self._lock:
@@ -149,18 +130,6 @@ class Scripted(ThreadingHTTPServer):
                 self.drops -= 1
                 return self.drop
         return self.ending
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __enter__(self) -> Scripted:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def cards(url: str, model: str = "m") -> list[ModelCard]:
