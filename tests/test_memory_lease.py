@@ -311,7 +311,13 @@ class SlowConnectProxy:
                     pass
 
     def close(self) -> None:
+        import socket
+
         self._stop.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not (a 10 s join)
+        except OSError:
+            pass
         self.listener.close()
         for sock in self.sockets:
             try:
@@ -331,7 +337,7 @@ def test_the_lease_is_taken_off_the_callers_thread(postgres_url):
     from agentroute.types import Task
 
     url = sa.engine.make_url(create_database(postgres_url, "agentroute_memory_lease_hot"))
-    proxy = SlowConnectProxy(url.port, delay_s=1.0)
+    proxy = SlowConnectProxy(url.port, delay_s=0.5)  # a connect on the caller's thread alone exceeds the 0.3 s below
     try:
         memory = SQLMemory(url.set(port=proxy.port).render_as_string(hide_password=False))
         try:
