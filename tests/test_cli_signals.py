@@ -7,12 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 import agentroute
+from tests.fixtures_signals import signal_after_import
 
 SOURCE = Path(agentroute.__file__).resolve().parents[1]  # the checkout under test, for the subprocesses
 
@@ -25,38 +25,10 @@ def _env() -> dict[str, str]:
 
 
 def _ctrl_c_after_import(command: list[str], module: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
-    """Start ``command`` with ``-X importtime`` (each import prints a line on standard error as it
-    completes), send SIGINT as soon as ``module`` has imported, and return the exit status and the
-    standard-error lines that are not import timings. ``module`` is one the command imports on its
-    way to work, so the Ctrl-C lands in the start-up or, on a slow machine, a little after it."""
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=dict(env, PYTHONPROFILEIMPORTTIME="1"), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    assert proc.stderr is not None
-    lines: list[str] = []
-    sent = threading.Event()
-
-    def read() -> None:
-        for line in proc.stderr:  # type: ignore[union-attr]
-            if line.startswith("import time:"):
-                if not sent.is_set() and line.rstrip().split("|")[-1].strip() == module:
-                    proc.send_signal(signal.SIGINT)
-                    sent.set()
-            else:
-                lines.append(line.rstrip("\n"))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(timeout=10)
-    assert sent.is_set(), f"{module} was never imported by {command}: {lines}"
-    return proc.returncode, lines
+    """A Ctrl-C (SIGINT) as soon as ``module`` has imported: :func:`signal_after_import`. ``module``
+    is one the command imports on its way to work, so the Ctrl-C lands in the start-up or, on a slow
+    machine, a little after it."""
+    return signal_after_import(command, module, signal.SIGINT, cwd=cwd, env=env, timeout_s=120)
 
 
 def _assert_one_line_130(rc: int, lines: list[str], where: str) -> None:

@@ -10,44 +10,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures_signals import signal_after_import
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 WORD = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}
-
-
-def _signal_after_import(command: list[str], module: str, sig: int, cwd: Path) -> tuple[int, list[str]]:
-    """Run ``command``, send ``sig`` once ``module`` has imported (``-X importtime`` lines), and return
-    the exit status and the standard-error lines that are not import timings."""
-    proc = subprocess.Popen(command, cwd=cwd, env={**ENV, "PYTHONPROFILEIMPORTTIME": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    sent = threading.Event()
-
-    def read() -> None:
-        for line in proc.stderr:  # type: ignore[union-attr]
-            if line.startswith("import time:"):
-                if not sent.is_set() and line.rstrip().split("|")[-1].strip() == module:
-                    proc.send_signal(sig)
-                    sent.set()
-            elif line.strip():
-                lines.append(line.rstrip("\n"))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(timeout=10)
-    assert sent.is_set(), f"{module} never imported: {lines}"
-    return proc.returncode, lines
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -56,7 +27,7 @@ def test_train_stopped_while_it_reads_its_data_exits_128_plus_the_signal(tmp_pat
     out = tmp_path / "out"
     command = [sys.executable, "-m", "agentroute", "train", router, "--dataset", f"routerbench:{data_dir / 'routerbench'}",
                "--out", str(out)] + (["--no-progress"] if router == "graph-planner" else [])
-    code, said = _signal_after_import(command, "agentroute.eval.datasets", sig, tmp_path)
+    code, said = signal_after_import(command, "agentroute.eval.datasets", sig, cwd=tmp_path, env=ENV)
     assert code == 128 + sig, said
     assert said == [f"{WORD[sig]}: --out {out}: nothing was saved"], said
     assert not (out / "checkpoint.pt").exists()
