@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from agentroute import AgentGraph, Budget, ConfigurationError, make_router, routed_node
+from agentroute import AgentGraph, Budget, ConfigurationError, make_router
 from agentroute.dispatch.run import LIVE
 from agentroute.graph import END
 from agentroute.graphs.qa import build_qa_graph, parse_subquestions
@@ -170,31 +170,6 @@ async def test_conditional_edges_and_plain_nodes():
     app = g.compile(pool=replay_pool(), router=make_router("cheapest"))
     assert [s.stage for s in (await app.arun("q", query_id="q0")).steps] == ["executor"]
     assert [s.stage for s in (await app.arun("q", query_id="q1")).steps] == ["executor", "refiner"]
-
-
-async def test_routed_step_inside_a_users_own_langgraph_graph():
-    from typing import TypedDict
-
-    from langgraph.graph import START, StateGraph
-
-    from agentroute import Dispatcher
-
-    class State(TypedDict, total=False):
-        query: str
-        query_id: str
-        draft: str
-        answer: str
-        agentroute_task_id: str
-        agentroute_cost_usd: float
-
-    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"))
-    builder = StateGraph(State)
-    builder.add_node("draft", routed_node(dispatcher, role="executor", prompt="draft", output_key="draft", budget=Budget(usd=0.005)))
-    builder.add_node("polish", lambda s: {"answer": s["draft"].upper()})
-    builder.add_edge(START, "draft")
-    builder.add_edge("draft", "polish")
-    out = await builder.compile().ainvoke({"query": "question", "query_id": "q3"})
-    assert out["answer"] == "SMALL SAYS 3" and out["agentroute_cost_usd"] == pytest.approx(0.001)
 
 
 async def test_a_checkpointed_thread_runs_again_after_its_budget_ran_out():

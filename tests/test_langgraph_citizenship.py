@@ -87,17 +87,32 @@ def test_routed_nodes_of_one_invocation_share_one_task_and_ledger(memory, parall
     assert out["agentroute"]["ledger"]["spent"][0] == pytest.approx(0.002) and len(LIVE) < 100
 
 
-def test_routed_nodes_in_a_legacy_state_share_the_task_by_its_id():
-    class State(TypedDict, total=False):
-        query: str
-        query_id: str
-        draft: str
-        answer: str
-        agentroute_task_id: str
-        agentroute_cost_usd: float
+class LegacyState(TypedDict, total=False):
+    """A user's state as earlier releases asked for it: a plain TypedDict with the flat
+    ``agentroute_task_id`` and ``agentroute_cost_usd`` keys, not :class:`AgentrouteState`."""
 
+    query: str
+    query_id: str
+    draft: str
+    answer: str
+    agentroute_task_id: str
+    agentroute_cost_usd: float
+
+
+async def test_routed_step_inside_a_users_own_langgraph_graph():
     dispatcher = Dispatcher(replay_pool(), make_router("cheapest"))
-    builder = StateGraph(State)
+    builder = StateGraph(LegacyState)
+    builder.add_node("draft", routed_node(dispatcher, role="executor", prompt="draft", output_key="draft", budget=Budget(usd=0.005)))
+    builder.add_node("polish", lambda s: {"answer": s["draft"].upper()})
+    builder.add_edge(START, "draft")
+    builder.add_edge("draft", "polish")
+    out = await builder.compile().ainvoke({"query": "question", "query_id": "q3"})
+    assert out["answer"] == "SMALL SAYS 3" and out["agentroute_cost_usd"] == pytest.approx(0.001)
+
+
+def test_routed_nodes_in_a_legacy_state_share_the_task_by_its_id():
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"))
+    builder = StateGraph(LegacyState)
     builder.add_node("a", routed_node(dispatcher, role="executor", prompt="a", output_key="draft", budget=Budget(calls=1)))
     builder.add_node("b", routed_node(dispatcher, role="refiner", prompt="b", budget=Budget(calls=1)))
     builder.add_edge(START, "a")
