@@ -100,6 +100,15 @@ def write_pool(tmp_path, card: str):
     return path
 
 
+def my_vllm_card(base_url: str, *more: str, model: str = "served") -> str:
+    """The card a user writes for their own vLLM server: ``my-vllm`` on the ``openai`` backend at
+    ``base_url`` (line 5 of the pool file), priced 0.5/1.5 USD per 1M tokens; each of ``more``
+    (``field: value``) is a line after ``base_url``."""
+    lines = ["id: my-vllm", "backend: openai", f"model: {model}", f"base_url: {base_url}", *more,
+             "input_price: 0.5", "output_price: 1.5"]  # fmt: skip
+    return "  - " + "\n    ".join(lines) + "\n"
+
+
 def ask(tmp_path, pool, *extra: str):
     memory = f"sqlite:///{tmp_path}/m.db"
     result = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--pool", str(pool), "--memory", memory, "--json", *extra])
@@ -140,10 +149,7 @@ def test_an_unset_key_variable_is_a_clear_error_before_any_call(tmp_path, server
         monkeypatch.delenv("MY_VLLM_KEY", raising=False)
     else:
         monkeypatch.setenv("MY_VLLM_KEY", value)
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}/v1\n"
-        "    api_key_env: MY_VLLM_KEY\n    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card(f"{server.url}/v1", "api_key_env: MY_VLLM_KEY"))
     result, _ = ask(tmp_path, pool)
     assert result.exit_code == 2 and f"$MY_VLLM_KEY, {said}" in " ".join(result.output.split()), result.output
     assert server.seen == []
@@ -192,10 +198,7 @@ def test_a_self_hosted_card_without_prices_is_refused_at_load_naming_the_line(tm
 
 
 def test_a_base_url_without_v1_names_the_url_it_tried(tmp_path, server):
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}\n"
-        "    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card(server.url))
     result, memory = ask(tmp_path, pool)
     assert result.exit_code == 1, result.output
     out = json.loads(result.output)
@@ -206,10 +209,7 @@ def test_a_base_url_without_v1_names_the_url_it_tried(tmp_path, server):
 
 
 def test_an_unknown_model_404_is_not_retried_and_says_so(tmp_path, server):
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: no-such\n    base_url: {server.url}/v1\n"
-        "    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card(f"{server.url}/v1", model="no-such"))
     result, memory = ask(tmp_path, pool)
     assert result.exit_code == 1, result.output
     out = json.loads(result.output)
@@ -219,10 +219,7 @@ def test_an_unknown_model_404_is_not_retried_and_says_so(tmp_path, server):
 
 def test_a_server_that_is_down_names_the_endpoint(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {url}\n"
-        "    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card(url))
     result, memory = ask(tmp_path, pool)
     assert result.exit_code == 1, result.output
     out = json.loads(result.output)
@@ -251,10 +248,7 @@ def test_a_rate_limited_endpoint_is_retried_and_each_attempt_is_a_call(tmp_path,
 
 def test_a_wrong_key_is_not_retried_and_says_401(tmp_path, server, monkeypatch):
     monkeypatch.setenv("MY_VLLM_KEY", "sk-wrong")
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {server.url}/v1\n"
-        "    api_key_env: MY_VLLM_KEY\n    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card(f"{server.url}/v1", "api_key_env: MY_VLLM_KEY"))
     result, memory = ask(tmp_path, pool)
     assert result.exit_code == 1, result.output
     out = json.loads(result.stdout)
@@ -274,10 +268,7 @@ def test_a_wrong_key_is_not_retried_and_says_401(tmp_path, server, monkeypatch):
 )
 def test_a_key_written_into_the_card_is_refused_without_echoing_it(tmp_path, monkeypatch, line, said):
     monkeypatch.setenv("MY_VLLM_KEY", "sk-local-123")  # set: `$MY_VLLM_KEY` used to read "$$MY_VLLM_KEY ... not set"
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: http://127.0.0.1:1/v1\n"
-        f"    {line}\n    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card("http://127.0.0.1:1/v1", line))
     for args in (["pool", "list"], ["ask", "hi", "--memory", f"sqlite:///{tmp_path}/m.db"]):
         result = runner.invoke(app, [*args, "--pool", str(pool)])
         text = " ".join(result.output.split())
@@ -287,10 +278,7 @@ def test_a_key_written_into_the_card_is_refused_without_echoing_it(tmp_path, mon
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8000/v1", "localhost:8000", "ftp://host/v1", "http://"])
 def test_a_base_url_that_is_no_http_url_is_refused_at_load(tmp_path, url):
-    pool = write_pool(tmp_path, (
-        f"  - id: my-vllm\n    backend: openai\n    model: served\n    base_url: {url}\n"
-        "    input_price: 0.5\n    output_price: 1.5\n"
-    ))
+    pool = write_pool(tmp_path, my_vllm_card(url))
     result = runner.invoke(app, ["pool", "list", "--pool", str(pool)])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "line 5" in text and "field 'base_url': expected an http:// or https:// URL" in text, text
