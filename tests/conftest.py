@@ -38,7 +38,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Router-R1 policy directory: SmolLM2's tokenizer (the default policy's prompts and traces, token
-    for token) on a random 1-layer, 16-wide model — SFT and GRPO steps and saves take a blink instead of
+    for token) on a random 1-layer, 16-wide model with SmolLM2's tied embeddings — SFT and GRPO steps and saves take a blink instead of
     the 135M model's seconds and 0.5–2 GB. For tests of the training run's mechanics (trace caches,
     resume, interrupts), not of what the policy learns."""
     import transformers
@@ -52,7 +52,8 @@ def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok = transformers.AutoTokenizer.from_pretrained(source)
     config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=16, num_hidden_layers=1,
                                       num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
-                                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+                                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                                      tie_word_embeddings=True)
     folder = tmp_path_factory.mktemp("tiny-policy")
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
