@@ -133,6 +133,12 @@ def _run(
     )  # fmt: skip
 
 
+def _python(env: dict[str, Any], code: str) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE`` in the core-only environment, run from its ``bin`` folder: not the
+    checkout's, which ``python -c`` would put first on ``sys.path``."""
+    return subprocess.run([str(env["python"]), "-c", code], cwd=env["bin"], capture_output=True, text=True, timeout=120)
+
+
 def test_core_env_has_no_extras_and_a_usable_package(core_env: dict[str, Any]) -> None:
     code = (
         "import importlib.util, sys, agentroute\n"
@@ -142,13 +148,7 @@ def test_core_env_has_no_extras_and_a_usable_package(core_env: dict[str, Any]) -
         "'uvicorn', 'sklearn', 'trl', 'datasets', 'matplotlib', 'aiosqlite', 'langgraph.checkpoint.sqlite', "
         "'langgraph.checkpoint.postgres') if importlib.util.find_spec(m) is not None])\n"
     )
-    out = subprocess.run(
-        [str(core_env["python"]), "-c", code],
-        cwd=core_env["bin"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # not the checkout's folder: `python -c` puts the working directory first on sys.path
+    out = _python(core_env, code)
     assert out.returncode == 0, out.stderr
     version_line, extras_line = out.stdout.splitlines()
     version, path = version_line.split(" ", 1)
@@ -444,13 +444,7 @@ def test_python_api_names_the_exact_command_too(core_env: dict[str, Any]) -> Non
         "from agentroute import MissingDependencyError, make_router\n"
         "try:\n    make_router('mlp')\nexcept MissingDependencyError as exc:\n    print(exc.extra, '|', exc)\n"
     )
-    out = subprocess.run(
-        [str(core_env["python"]), "-c", code],
-        cwd=core_env["bin"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _python(core_env, code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"ml | 'torch' is not installed (extra [ml]); install it with: {TORCH_FIRST}"
 
@@ -469,6 +463,6 @@ def test_python_api_refuses_a_pool_whose_backend_is_missing_when_the_graph_compi
         "    AgentGraph('a').add_role('executor', prompt='p').compile(pool=ModelPool([card]), router=make_router('cheapest'))\n"
         "except MissingDependencyError as exc:\n    print(exc.extra, '|', exc)\n"
     )
-    out = subprocess.run([str(core_env["python"]), "-c", code], cwd=core_env["bin"], capture_output=True, text=True, timeout=120)
+    out = _python(core_env, code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "litellm | 'litellm' is not installed (extra [litellm]); install it with: pip install 'agentroute[litellm]'"
