@@ -186,7 +186,8 @@ class Attempt:
     task_id: str
     step_index: int
     attempt: int
-    agent: str
+    agent: str  # its key, ``role:model:strategy``
+    stage: str
     worst_case: Cost
 
 

@@ -837,7 +837,7 @@ class Dispatcher:
             seen = None
             try:
                 if self.memory is not None and not plan.direct:  # a provider may bill it: durable before it is sent
-                    await self._write_ahead(run, plan, index, attempt)
+                    await self._write_ahead(run, plan, stage, index, attempt)
                     left = ledger.seconds_left()
                 if watch is not None:  # callback handlers listen: report the attempt, its tokens as they come
                     seen = await watch.attempt(plan, stage, index, attempt)
@@ -893,11 +893,11 @@ class Dispatcher:
             return error
         return error
 
-    async def _write_ahead(self, run: TaskRun, plan: _Plan, index: int, attempt: int) -> None:
+    async def _write_ahead(self, run: TaskRun, plan: _Plan, stage: str, index: int, attempt: int) -> None:
         """Store the attempt's reservation before it is made (a memory that keeps them: ``SQLMemory``)."""
         reserve = getattr(self.memory, "reserve_attempt", None)
         if reserve is not None:
-            await reserve(Attempt(run.task.id, index, attempt, plan.key, plan.sample))
+            await reserve(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample))
 
     def _failure(
         self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, exc: BaseException,

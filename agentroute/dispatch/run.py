@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentroute.budget import RESOURCES, Attempt, Budget, Ledger
-from agentroute.types import AuditEvent, Step, Task
+from agentroute.types import Agent, AuditEvent, Step, Task
 
 if TYPE_CHECKING:
     from agentroute.memory.base import MemoryStore
@@ -92,7 +92,9 @@ class TaskRun:
         The task record and its steps come from ``memory`` when it has them (the record is kept
         as it is, never reset). Steps recorded *after* the checkpoint was taken — a step paid for
         just before a crash — are charged to the ledger and advance the step index, so spending
-        stays continuous across the crash.
+        stays continuous across the crash. So are attempts in flight at the crash (their write-ahead
+        records with no stored step, :class:`~agentroute.budget.Attempt`): each is charged its worst
+        case, audited, and settled by a failed step stored at that cost.
         """
         budget = Budget(**snapshot["budget"]) if snapshot.get("budget") is not None else None
         stored = None
@@ -135,14 +137,17 @@ class TaskRun:
             _seq=int(snapshot.get("seq", 0)),
             carry=dict(snapshot.get("carry") or {}),
         )
-        for a in unsettled:
-            event = AuditEvent(
-                task_id=task.id, stage=run.stage or "", kind="step_failed", subject=a.agent,
-                detail=f"unsettled attempt {a.attempt + 1} of step {a.step_index}: in flight when its process stopped, "
-                f"charged its worst case (${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
-            )
-            run.context.setdefault("audit", []).append(event)
-            if memory is not None:
+        if unsettled and memory is not None:  # settled now: the task's record holds what they cost
+            for step in _settling_steps(unsettled):
+                steps.append(step)
+                memory.record_step(step)
+            for a in unsettled:
+                event = AuditEvent(
+                    task_id=task.id, stage=a.stage, kind="step_failed", subject=a.agent,
+                    detail=f"unsettled attempt {a.attempt + 1} of step {a.step_index}: in flight when its process "
+                    f"stopped, charged its worst case (${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
+                )
+                run.context.setdefault("audit", []).append(event)
                 memory.record_audit(event)
         return run
 
@@ -152,6 +157,24 @@ def _unsettled(memory: MemoryStore | None, task_id: str, index: int) -> list[Att
     settles (:class:`~agentroute.budget.Attempt`); earlier ones are in the checkpoint's ledger."""
     find = getattr(memory, "unsettled_attempts", None)
     return [a for a in find(task_id) if a.step_index >= index] if find is not None else []
+
+
+def _settling_steps(attempts: list[Attempt]) -> list[Step]:
+    """One failed step per step index of ``attempts``, costing their worst cases: stored, it settles them."""
+    by_index: dict[int, list[Attempt]] = {}
+    for a in attempts:
+        by_index.setdefault(a.step_index, []).append(a)
+    steps = []
+    for index, group in by_index.items():
+        first = group[0]
+        role, rest = first.agent.split(":", 1)
+        model, strategy = rest.rsplit(":", 1)  # a model id may hold a colon; a role or strategy does not
+        steps.append(Step(
+            task_id=first.task_id, index=index, stage=first.stage, agent=Agent(role=role, model=model, strategy=strategy),
+            tokens_out=round(sum(a.worst_case.tokens for a in group)), cost_usd=sum(a.worst_case.usd for a in group),
+            status="failed", error=f"{len(group)} attempt(s) in flight when the process stopped: charged the worst case",
+        ))
+    return steps
 
 
 def merge_checkpoints(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

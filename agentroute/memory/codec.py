@@ -258,6 +258,7 @@ def attempt_row(attempt: Attempt) -> dict[str, Any]:
         "step_index": attempt.step_index,
         "attempt": attempt.attempt,
         "agent": storable(attempt.agent),
+        "stage": storable(attempt.stage),
         "usd": worst.usd,
         "tokens": worst.tokens,
         "calls": worst.calls,
@@ -268,4 +269,4 @@ def attempt_row(attempt: Attempt) -> dict[str, Any]:
 
 def attempt_from_row(row: Mapping[Any, Any]) -> Attempt:
     worst = Cost(usd=row["usd"], tokens=row["tokens"], calls=row["calls"], large_calls=row["large_calls"])
-    return Attempt(row["task_id"], row["step_index"], row["attempt"], row["agent"], worst)
+    return Attempt(row["task_id"], row["step_index"], row["attempt"], row["agent"], row["stage"], worst)

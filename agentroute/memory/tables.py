@@ -204,6 +204,7 @@ class AttemptRow(_Table, table=True):
     step_index: int
     attempt: int
     agent: str
+    stage: str
     usd: float
     tokens: float
     calls: float

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("step_index", sa.Integer(), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("agent", sa.String(), nullable=False),
+        sa.Column("stage", sa.String(), nullable=False),
         sa.Column("usd", sa.Float(), nullable=False),
         sa.Column("tokens", sa.Float(), nullable=False),
         sa.Column("calls", sa.Float(), nullable=False),
