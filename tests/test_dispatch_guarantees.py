@@ -132,8 +132,10 @@ async def test_a_server_is_not_asked_to_count_when_the_bound_already_fits(provid
 async def test_counts_are_asked_at_once_and_bounded_in_all(provider):
     """Three candidates on one server and model share one count; a slow /tokenize costs one wait of
     at most 0.5 s, after which the bound stays."""
-    provider.tokenize_delay = 2.0
-    dispatcher = Dispatcher(http_pool(provider.url, ids=("a", "b", "c")), make_router("cheapest"))
+    pool = http_pool(provider.url, ids=("a", "b", "c"))
+    await pool.preload()  # the SDK is loaded before the clock starts (run alone, the step took 2.3 s importing it)
+    provider.tokenized, provider.tokenize_delay = 0, 2.0  # preloading probed /tokenize
+    dispatcher = Dispatcher(pool, make_router("cheapest"))
     run = dispatcher.start("q", budget=Budget(tokens=21 + 8))
     started = time.perf_counter()
     step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer briefly.", input="What is the capital of France?")
@@ -145,7 +147,9 @@ async def test_counts_are_asked_at_once_and_bounded_in_all(provider):
 
 async def test_seconds_budget_is_a_deadline_not_a_failure(provider):
     provider.mode = "hang"
-    dispatcher = Dispatcher(http_pool(provider.url, timeout_s=60, ids=("a", "b")), make_router("cheapest"), backoff_s=0.01)
+    pool = http_pool(provider.url, timeout_s=60, ids=("a", "b"))
+    await pool.preload()  # the SDK is loaded before the clock starts (run alone, its import blocked the loop past the deadline)
+    dispatcher = Dispatcher(pool, make_router("cheapest"), backoff_s=0.01)
     run = dispatcher.start("q", budget=Budget(seconds=0.5))
     started = time.perf_counter()
     step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi")
