@@ -145,6 +145,11 @@ class Router(abc.ABC):
         agents are allowed."""
         return "scored from their descriptors" if self.inductive else None
 
+    def check_agents(self, agents: Sequence[Agent], among: str = "the pool") -> None:  # noqa: B027 - optional hook
+        """A :class:`ConfigurationError` when the router, as configured, cannot route over ``agents``
+        (``among``: what they are, for the message), e.g. a ``fixed`` router's model that none of
+        them plays. Run by :func:`check_pool`: at ``compile``, ``load_router(pool=)`` and ``serve``."""
+
     def check_fitted(self) -> None:
         if self.learned and not self.is_fitted:
             raise NotFittedError(self.name)
@@ -609,6 +614,8 @@ def check_pool(
     The rule (what a RouteLLM or LiteLLM user expects: a router routes over the models it was
     trained on, and says so when it cannot):
 
+    - a router configured for agents the pool lacks (:meth:`Router.check_agents`: a ``fixed``
+      router's model) is a :class:`~agentroute.errors.ConfigurationError`;
     - a pool agent the router has no training column for would be scored by a constant (the
       training mean): a :class:`~agentroute.errors.ConfigurationError` naming the unseen agents
       and the router's agents — unless ``allow_new_agents`` (``--allow-new-agents``), then a
@@ -624,6 +631,8 @@ def check_pool(
     A warning is returned once per router object: ``load_router(..., pool=)`` and then
     ``graph.compile`` check the same router against the same pool, and the user hears it once.
     """
+    agents = list(agents)
+    router.check_agents(agents)
     fit = pool_fit(router, agents)
     if fit is None or not fit.unseen:
         return []
@@ -652,16 +661,18 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
         )
     roles = [r for r in dict.fromkeys(k.split(":", 1)[0] for k in fit.unseen) if r not in fit.roles_seen]
     no_role = f"; no outcome at all for role(s) {', '.join(roles)} (were those steps scored?)" if roles else ""
-    message = (
-        f"{who}: pool agent(s) unseen in training: {_names(fit.unseen)} ({trained}{no_role}); "
-        "they would be scored by the training mean"
-    )
+    unseen = f"pool agent(s) unseen in training: {_names(fit.unseen)} ({trained}{no_role})"
     if not allow_new_agents:
         raise ConfigurationError(
-            f"{message}. Remove them from the pool (or restrict the role's models), retrain on this pool, "
-            f"or pass --allow-new-agents (Python: allow_new_agents=True) to route over them anyway{renamed}"
+            f"{who}: {unseen}; they would be scored by the training mean. Remove them from the pool (or "
+            "restrict the role's models), retrain on this pool, or pass --allow-new-agents (Python: "
+            f"allow_new_agents=True) to route over them anyway{renamed}"
         )
-    return [f"{message} (--allow-new-agents){renamed}"]
+    return [
+        f"{who}: routing over {unseen}, as --allow-new-agents asks: they are scored by the training mean. "
+        "To score them by their own outcomes, retrain on this pool (`agentroute train NAME --from MEMORY_URL` "
+        f"after serving it with `--router explore`){renamed}"
+    ]
 
 
 def _renames(fit: PoolFit) -> str:

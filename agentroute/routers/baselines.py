@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
 import numpy as np
 
-from agentroute.errors import ConfigurationError
+from agentroute.errors import ConfigurationError, did_you_mean
 from agentroute.outcomes import find_column
 from agentroute.routers.base import Router, check_range, decide, fit_table, register, require_candidates
 from agentroute.strategies import get_strategy
-from agentroute.types import Decision, RouteContext, Step
+from agentroute.types import Agent, Decision, RouteContext, Step
 
 _TIER_RANK = {"small": 0, "medium": 1, "large": 2}
 
@@ -80,7 +80,9 @@ class _MeanQuality:
 
 @register
 class FixedRouter(Router):
-    """Always the same model (and strategy, if given); the cheapest candidate when it is not offered."""
+    """Always the same model (and strategy, if given); the cheapest candidate for a step where it is
+    not legal or affordable. A model the pool does not offer is a :class:`ConfigurationError` naming
+    the pool's models: at ``compile`` (:meth:`check_agents`), else at the first route."""
 
     name = "fixed"
 
@@ -93,11 +95,32 @@ class FixedRouter(Router):
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigurationError("fixed: 'model' is required: the model id to always route to (fixed:model=ID)")
 
+    def check_agents(self, agents: Sequence[Agent], among: str = "the pool") -> None:
+        """Refuse ``agents`` none of which plays the model (in the strategy, if given): every step
+        would go to the cheapest one."""
+        if any(a.model == self.model and self.strategy in (None, a.strategy) for a in agents):
+            return
+        offered = sorted({a.model for a in agents})
+        if self.model in offered:
+            strategies = sorted({a.strategy for a in agents if a.model == self.model})
+            raise ConfigurationError(
+                f"fixed: model {self.model!r} has no strategy {self.strategy!r} (it has: {', '.join(strategies)})"
+            )
+        raise self._not_offered(offered, among)
+
+    def _not_offered(self, offered: Sequence[str], among: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"fixed: model {self.model!r} is not in {among}{did_you_mean(self.model, list(offered))}; "
+            f"its models: {', '.join(offered)}"
+        )
+
     def route(self, ctx: RouteContext) -> Decision:
         require_candidates(self, ctx)
         for i, agent in enumerate(ctx.candidates):
             if agent.model == self.model and (self.strategy is None or agent.strategy == self.strategy):
                 return decide(self, ctx, i, why=f"fixed to {self.model}")
+        if ctx.cards and self.model not in ctx.cards:  # the pool's cards: not a model of the pool at all
+            raise self._not_offered(sorted(ctx.cards), "the pool")
         return decide(self, ctx, cheapest(ctx), why=f"{self.model!r} not legal or affordable: cheapest")
 
 
