@@ -103,6 +103,18 @@ def pool(url: str, *models: str, backend: str = "openai") -> ModelPool:
     ])
 
 
+async def one_step(provider: Provider, *models: str, backend: str = "openai", budget: Budget | None = None) -> tuple[Any, Any]:
+    """One routed step ("capital of France?") over ``models`` of ``provider``, served on loopback
+    for it, by a dispatcher that retries twice 10 ms apart: ``(step, run)``."""
+    runner = await start(provider)
+    try:
+        dispatcher = Dispatcher(pool(provider.url, *models, backend=backend), make_router("cheapest"), retries=2, backoff_s=0.01)
+        run = dispatcher.start("capital of France?", budget=budget)
+        return await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?"), run
+    finally:
+        await runner.cleanup()
+
+
 # -- rate limits -------------------------------------------------------------------------------
 
 def http_date(seconds_from_now: float) -> str:
@@ -120,13 +132,7 @@ async def test_a_429_is_retried_no_sooner_than_the_server_asked(headers, at_leas
     if "Retry-After" in headers and "GMT" in headers["Retry-After"]:
         headers = {"Retry-After": http_date(2)}  # made now, not at collection
     provider = Provider({"busy": [("429", headers), ("ok", ["Paris"])]})
-    runner = await start(provider)
-    try:
-        dispatcher = Dispatcher(pool(provider.url, "busy"), make_router("cheapest"), retries=2, backoff_s=0.01)
-        run = dispatcher.start("capital of France?", budget=Budget(calls=5))
-        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
-    finally:
-        await runner.cleanup()
+    step, run = await one_step(provider, "busy", budget=Budget(calls=5))
     assert step is not None and step.status == "ok" and step.output == "Paris", step
     first, second = provider.times("busy")
     assert second - first >= at_least - 0.05, (second - first, headers)
@@ -175,13 +181,7 @@ async def test_the_tasks_next_steps_leave_a_rate_limited_model_alone_until_its_w
 
 async def test_a_wait_past_the_cap_falls_over_without_a_deadline():
     provider = Provider({"busy": [("429", {"retry-after-ms": "90000"})], "spare": [("ok", ["Paris"])]})
-    runner = await start(provider)
-    try:
-        dispatcher = Dispatcher(pool(provider.url, "busy", "spare"), make_router("cheapest"), retries=2, backoff_s=0.01)
-        run = dispatcher.start("capital of France?")
-        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
-    finally:
-        await runner.cleanup()
+    step, run = await one_step(provider, "busy", "spare")
     assert step is not None and step.status == "ok" and step.agent.model == "spare", step
     assert len(provider.times("busy")) == 1, provider.seen
     failed = [e.detail for e in run.context["audit"] if e.kind == "step_failed"]
@@ -193,13 +193,7 @@ async def test_an_account_out_of_quota_is_not_retried_the_step_falls_over(backen
     """User saw: OpenAI's 429 ``insufficient_quota`` (no credit left) retried twice more, each a
     call of the budget, before the fallback. No wait makes it pass: now it falls over at once."""
     provider = Provider({"broke": [("quota", None)], "spare": [("ok", ["Paris"])]})
-    runner = await start(provider)
-    try:
-        dispatcher = Dispatcher(pool(provider.url, "broke", "spare", backend=backend), make_router("cheapest"), retries=2, backoff_s=0.01)
-        run = dispatcher.start("capital of France?", budget=Budget(calls=5))
-        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
-    finally:
-        await runner.cleanup()
+    step, run = await one_step(provider, "broke", "spare", backend=backend, budget=Budget(calls=5))
     assert step is not None and step.status == "ok" and step.agent.model == "spare", step
     assert len(provider.times("broke")) == 1, provider.seen
     failed = [e.detail for e in run.context["audit"] if e.kind == "step_failed"]
@@ -236,13 +230,7 @@ async def test_litellm_reads_the_rate_limit_wait_too():
     """The litellm backend's 429 carries the server's wait (LiteLLM keeps the response headers)."""
     pytest.importorskip("litellm")
     provider = Provider({"busy": [("429", {"retry-after-ms": "300"}), ("ok", ["Paris"])]})
-    runner = await start(provider)
-    try:
-        dispatcher = Dispatcher(pool(provider.url, "busy", backend="litellm"), make_router("cheapest"), retries=2, backoff_s=0.01)
-        run = dispatcher.start("capital of France?", budget=Budget(calls=5))
-        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
-    finally:
-        await runner.cleanup()
+    step, _ = await one_step(provider, "busy", backend="litellm", budget=Budget(calls=5))
     assert step is not None and step.status == "ok" and step.output == "Paris", step
     first, second = provider.times("busy")
     assert second - first >= 0.25, second - first
@@ -254,13 +242,7 @@ async def test_a_stream_dropped_midway_is_retried_and_its_attempt_charged_its_wo
     ("RemoteProtocolError", not retried: openai 3 raises httpx2's errors, which were not known as
     transport failures). Now it is retried, and the dropped attempt is charged as possibly billed."""
     provider = Provider({"flaky": [("drop", PIECES[:3]), ("ok", PIECES)]})
-    runner = await start(provider)
-    try:
-        dispatcher = Dispatcher(pool(provider.url, "flaky", backend=backend), make_router("cheapest"), retries=2, backoff_s=0.01)
-        run = dispatcher.start("capital of France?")
-        step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
-    finally:
-        await runner.cleanup()
+    step, run = await one_step(provider, "flaky", backend=backend)
     assert step is not None and step.status == "ok" and step.output == "".join(PIECES), step
     assert len(provider.times("flaky")) == 2
     retried = [e.detail for e in run.context["audit"] if e.kind == "retry"]
