@@ -24,6 +24,7 @@ from agentroute import AgentGraph, Budget, Dispatcher, make_router, routed_node
 from agentroute.dispatch.run import LIVE
 from agentroute.graph import AgentrouteState
 from agentroute.memory import SQLMemory
+from tests.fixtures_postgres import saver_url
 from tests.helpers import replay_pool
 
 SYNC_SAVERS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -31,7 +32,7 @@ ASYNC_SAVERS = ["memory", "aiosqlite", pytest.param("apostgres", marks=pytest.ma
 
 
 def _pg(request) -> str:
-    return request.getfixturevalue("postgres_url").replace("postgresql+psycopg://", "postgresql://")
+    return saver_url(request.getfixturevalue("postgres_url"))
 
 
 @contextlib.contextmanager
