@@ -31,6 +31,27 @@ def _steps(memory: SQLMemory) -> int:
     return int(memory.stats()["steps"])
 
 
+def _twice_at_once(call: Any, running: threading.Event) -> list[Any]:
+    """``call`` in two threads of this process (e.g. two requests of one server), the second
+    started once the first has set ``running``: each one's result or its ``TaskBusyError``."""
+    outcomes: list[Any] = []
+
+    def request() -> None:
+        try:
+            outcomes.append(call())
+        except TaskBusyError as exc:
+            outcomes.append(exc)
+
+    first = threading.Thread(target=request)
+    first.start()
+    assert running.wait(30)
+    second = threading.Thread(target=request)
+    second.start()
+    first.join(60)
+    second.join(60)
+    return outcomes
+
+
 def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(checkpoint_db: str) -> None:
     from langgraph.checkpoint.postgres import PostgresSaver
 
@@ -45,21 +66,8 @@ def test_two_invocations_of_one_thread_in_one_process_do_not_both_run(checkpoint
         saver.setup()
         app = claimed_app(memory, saver, before=slow)
         cfg = {"configurable": {"thread_id": "same-process"}}
-        outcomes: list[Any] = []
-
-        def request() -> None:  # e.g. two HTTP requests of one server resuming the same thread
-            try:
-                outcomes.append(app.invoke({"query": "q1", "query_id": "q1"}, cfg))
-            except TaskBusyError as exc:
-                outcomes.append(exc)
-
-        first = threading.Thread(target=request)
-        first.start()
-        assert started.wait(30)
-        second = threading.Thread(target=request)
-        second.start()
-        first.join(60)
-        second.join(60)
+        # e.g. two HTTP requests of one server resuming the same thread
+        outcomes = _twice_at_once(lambda: app.invoke({"query": "q1", "query_id": "q1"}, cfg), started)
         # was: the claim is counted per process, so the second invocation ran too and paid again
         assert sum(isinstance(o, TaskBusyError) for o in outcomes) == 1, outcomes
         assert _steps(memory) == 1
@@ -337,21 +345,8 @@ def test_an_agent_graph_resumed_twice_at_once_in_one_process_runs_once(checkpoin
                             checkpointer=saver)
         config = {"configurable": {"thread_id": "agent-twice"}}
         app.run("q1", query_id="q1", config=config)
-        outcomes: list[Any] = []
-
-        def resume() -> None:  # two requests of one server answering the same review
-            try:
-                outcomes.append(app.resume(config, command=Command(resume="yes")))
-            except TaskBusyError as exc:
-                outcomes.append(exc)
-
-        first = threading.Thread(target=resume)
-        first.start()
-        assert holding.wait(30)
-        second = threading.Thread(target=resume)
-        second.start()
-        first.join(60)
-        second.join(60)
+        # two requests of one server answering the same review
+        outcomes = _twice_at_once(lambda: app.resume(config, command=Command(resume="yes")), holding)
         memory.flush()
         (task,) = memory.trajectories(graph="twice", status=None)
         # was: the task's claim is counted per process, so both resumes ran the executor
