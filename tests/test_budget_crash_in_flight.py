@@ -10,12 +10,14 @@ One call's worst case is ``W`` = 100 tokens × $10/M = $0.001. Task ``tight`` ha
 the hung call leaves no room for another, so it ends ``budget_exhausted`` having been billed ``W``.
 Before, its ledger was rebuilt from its stored steps only (none): the resume made a second call
 and the provider billed ``2 W = $0.002`` against a ``$0.0015`` limit. Task ``roomy`` has
-``usd=2.5 W``: its resume makes its call and ends ``done``, billed ``2 W``. Each task's recorded cost
+``usd=2.5 W``: its resume makes its call and ends ``done``, billed ``2 W``. Task ``late`` (``usd=2.5 W``)
+is killed in its second role, after a checkpoint: was billed ``3 W``, now ``2 W``, ``budget_exhausted``. Each task's recorded cost
 is its bill: the lost call is stored as a failed step at its worst case, and audited.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -38,7 +40,13 @@ from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
 MAX_TOKENS = 100  # what a call asks for: the card says 200, the `direct` strategy asks half
 OUT_PRICE = 10.0  # USD per 1M output tokens; input is free, so a call's worst case is exact
 WORST = MAX_TOKENS * OUT_PRICE / 1e6  # $0.001
-LIMITS = {"tight": 1.5 * WORST, "roomy": 2.5 * WORST}
+#: Each task's limit and roles; every ``executor`` call hangs in the killed worker.
+TASKS = {
+    "tight": (1.5 * WORST, ("executor",)),  # killed in its first node: reopened from the memory
+    "roomy": (2.5 * WORST, ("executor",)),
+    "late": (2.5 * WORST, ("planner", "executor")),  # killed in its second node: resumed from its checkpoint
+}
+LIMITS = {name: limit for name, (limit, _) in TASKS.items()}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,7 +74,7 @@ class Provider:
                 query = str(body["messages"][-1]["content"])
                 with provider._lock:
                     provider.billed[query] += body["max_tokens"] * OUT_PRICE / 1e6  # it runs to max_tokens
-                    hang = provider.hang
+                    hang = provider.hang and "Answer." in str(body["messages"][0]["content"])  # the executor's
                     provider.hanging += hang
                 if hang:
                     provider._release.wait(60)
@@ -102,30 +110,34 @@ class Provider:
         self._server.server_close()
 
 
-def build(url: str, memory: Any, saver: Any) -> Any:
-    """The graph both workers run: one role, one model at ``url``."""
+def build(url: str, memory: Any, saver: Any, roles: tuple[str, ...]) -> Any:
+    """The graph both workers run: ``roles`` in a chain, one model at ``url``."""
     from agentroute import AgentGraph, make_router
     from agentroute.pool import ModelCard, ModelPool
 
     card = ModelCard(id="m", backend="openai", model="m", base_url=url, input_price=0.0, output_price=OUT_PRICE,
                      max_tokens=2 * MAX_TOKENS, timeout_s=60, context_window=4096)
-    graph = AgentGraph("crash").add_role("executor", prompt="Answer.")
+    graph = AgentGraph("crash")
+    for role in roles:
+        graph.add_role(role, prompt="Answer." if role == "executor" else "Plan.")
+    for first, then in itertools.pairwise(roles):
+        graph.add_edge(first, then)
     return graph.compile(pool=ModelPool([card]), router=make_router("cheapest"), memory=memory, checkpointer=saver)
 
 
 def crash_worker(url: str, memory_url: str, saver_path: str, run: str) -> None:
-    """The worker that is killed: both tasks' calls hang until then."""
+    """The worker that is killed: every task's executor call hangs until then."""
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     from agentroute.memory import SQLMemory
 
     memory = SQLMemory(memory_url)
     with SqliteSaver.from_conn_string(saver_path) as saver:
-        app = build(url, memory, saver)
         threads = [
-            threading.Thread(target=app.invoke, args=({"query": f"{name}-{run}", "budget": {"usd": limit}},
-                                                     {"configurable": {"thread_id": f"{name}-{run}"}}))
-            for name, limit in LIMITS.items()
+            threading.Thread(target=build(url, memory, saver, roles).invoke, args=(
+                {"query": f"{name}-{run}", "budget": {"usd": limit}}, {"configurable": {"thread_id": f"{name}-{run}"}},
+            ))
+            for name, (limit, roles) in TASKS.items()
         ]
         for t in threads:
             t.start()
@@ -169,28 +181,30 @@ def _crash_and_resume(provider: Provider, memory_url: str, saver_path: Path) -> 
 
     outcome: dict[str, Any] = {}
     with SQLMemory(memory_url) as memory, SqliteSaver.from_conn_string(str(saver_path)) as saver:
-        app = build(provider.url, memory, saver)
-        for name in LIMITS:
-            result = app.resume({"configurable": {"thread_id": f"{name}-{run}"}})
+        for name, (_, roles) in TASKS.items():
+            app, config = build(provider.url, memory, saver, roles), {"configurable": {"thread_id": f"{name}-{run}"}}
+            checkpointed = "ledger" in (app.get_state(config).values.get("agentroute") or {})  # else: a request
+            result = app.resume(config)
             memory.flush()
             events = memory.audit_events(result.task.id)
             outcome[name] = {
                 "status": result.task.status, "billed": provider.billed[f"{name}-{run}"], "cost": result.task.cost_usd,
-                "unsettled": [e for e in events if "unsettled" in e.detail],
+                "unsettled": [e for e in events if "unsettled" in e.detail], "checkpointed": checkpointed,
             }
     return outcome
 
 
 def _check(outcome: dict[str, Any]) -> None:
-    tight, roomy = outcome["tight"], outcome["roomy"]
-    # was: tight billed $0.002 against its $0.0015 limit (status done): the hung call was forgotten
-    assert tight["billed"] <= LIMITS["tight"] + 1e-12, outcome
-    assert tight["status"] == "budget_exhausted", outcome
+    tight, roomy, late = outcome["tight"], outcome["roomy"], outcome["late"]
+    # was: tight billed $0.002 against its $0.0015 limit, late $0.003 against $0.0025 (both done):
+    # the hung call was forgotten, and paid for again
+    for name, task in outcome.items():
+        assert task["billed"] <= LIMITS[name] + 1e-12, outcome
+        assert task["unsettled"], outcome  # the audit names the charged attempt
+        assert task["cost"] == pytest.approx(task["billed"]), outcome  # the record holds it: a failed step
+    assert tight["status"] == late["status"] == "budget_exhausted", outcome
+    assert late["checkpointed"] and not tight["checkpointed"], outcome  # both ways a task resumes
     assert roomy["status"] == "done" and roomy["billed"] == pytest.approx(2 * WORST), outcome
-    assert roomy["billed"] <= LIMITS["roomy"] + 1e-12
-    assert tight["unsettled"] and roomy["unsettled"], outcome  # the audit names the charged attempt
-    for task in (tight, roomy):  # the task's record holds it too: a failed step at its worst case
-        assert task["cost"] == pytest.approx(task["billed"]), outcome
 
 
 def test_a_call_in_flight_at_a_crash_counts_on_resume_sqlite(provider: Provider, tmp_path: Path) -> None:
