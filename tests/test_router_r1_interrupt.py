@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,8 +31,9 @@ pool:
 data: {train: 50}
 loop: {max_turns: 1, turn_tokens: 16, info_tokens: 8}
 sft: {enabled: false}
-grpo: {per_device_train_batch_size: 2, num_generations: 2, save_strategy: steps, save_steps: 1, save_total_limit: 1}
-"""
+grpo: {per_device_train_batch_size: 2, num_generations: 2, save_strategy: steps, save_steps: 1, save_total_limit: 1,
+       beta: 0.0}
+"""  # beta 0: no reference model to load and run (checkpoints and resume are the same; test_router_r1_slow keeps it)
 
 
 @pytest.mark.slow
@@ -89,23 +91,6 @@ def test_resume_without_a_grpo_checkpoint_is_refused_before_anything_loads(tmp_p
         train_router_r1(recipe, tmp_path / "out", resume=True, log=lambda _: None)
 
 
-@pytest.mark.slow
-def test_grpo_resumes_from_its_last_checkpoint(tmp_path, tiny_policy):
-    """Was: no way to continue a GRPO run; TRL's checkpoints (when the recipe saved them) were never read."""
-    from agentroute.routers.router_r1.trainer import train_router_r1
-
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(SMOKE)
-    out = tmp_path / "out"
-    first = train_router_r1(recipe, out, policy_dir=tiny_policy, max_steps=1, log=lambda _: None)
-    assert first["grpo"]["steps"] == 1 and (out / "grpo" / "checkpoint-1").is_dir()
-    resumed = train_router_r1(recipe, out, policy_dir=tiny_policy, max_steps=2, resume=True, log=lambda _: None)
-    assert resumed["grpo"]["steps"] == 2
-    assert len(resumed["grpo"]["rollout_seconds"]) == 1  # only step 2 was rolled out and trained
-    assert (out / "policy" / "config.json").is_file()
-    shutil.rmtree(out)  # checkpoints (weights and Adam state)
-
-
 def _interrupt_when_saved(checkpoint, deadline_s=600.0):
     """SIGINT to this process once TRL has finished writing ``checkpoint`` (its trainer_state.json is last)."""
     def watch():
@@ -118,8 +103,10 @@ def _interrupt_when_saved(checkpoint, deadline_s=600.0):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_grpo_names_the_checkpoint_to_resume_from(tmp_path, tiny_policy):
-    """Was: 'this run saved no policy' — the GRPO checkpoint it had written, and --resume, unmentioned."""
+def test_ctrl_c_during_grpo_names_the_checkpoint_and_resume_continues_from_it(tmp_path, tiny_policy):
+    """Was: 'this run saved no policy' — the GRPO checkpoint it had written, and --resume, unmentioned;
+    and before that, no way to continue a GRPO run (TRL's checkpoints, when the recipe saved them, were
+    never read). One run serves both, as a user meets them: Ctrl-C after step 1's save, then --resume."""
     from agentroute.routers.router_r1.trainer import TrainingInterrupted, train_router_r1
 
     recipe = tmp_path / "recipe.yaml"
@@ -129,7 +116,13 @@ def test_ctrl_c_during_grpo_names_the_checkpoint_to_resume_from(tmp_path, tiny_p
     try:
         with pytest.raises(TrainingInterrupted) as stop:
             train_router_r1(recipe, out, policy_dir=tiny_policy, max_steps=50, log=lambda _: None)
-        assert len(stop.value.saved) == 1
-        assert stop.value.saved[0].startswith("grpo/checkpoint-") and "rerun with --resume" in stop.value.saved[0]
+        [saved] = stop.value.saved
+        assert re.fullmatch(r"grpo/checkpoint-\d+ \(rerun with --resume to continue GRPO from it\)", saved), saved
+        assert not (out / "policy").exists()
+        done = int(saved.split()[0].split("-")[1])  # 1, unless the SIGINT came after the next save
+        resumed = train_router_r1(recipe, out, policy_dir=tiny_policy, max_steps=done + 1, resume=True, log=lambda _: None)
+        assert resumed["grpo"]["steps"] == done + 1
+        assert len(resumed["grpo"]["rollout_seconds"]) == 1  # only the last step was rolled out and trained
+        assert (out / "policy" / "config.json").is_file()
     finally:
         shutil.rmtree(out, ignore_errors=True)  # checkpoints (weights and Adam state)
