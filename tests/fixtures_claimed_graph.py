@@ -10,8 +10,11 @@ worker process has) that tries a claim.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
+
+import pytest
 
 import agentroute.graph as ag
 from agentroute import Budget, Dispatcher, make_router, routed_node
@@ -58,6 +61,31 @@ def claimed_app(memory: SQLMemory, saver: Any, **graph: Any) -> Any:
     """:func:`answer_graph` (``graph`` its options) compiled on ``saver`` and wrapped by
     ``claiming(app, memory)``."""
     return ag.claiming(answer_graph(memory, **graph).compile(checkpointer=saver), memory)
+
+
+async def astream_cancelled_mid_node(memory: SQLMemory, saver: Any, cfg: dict[str, Any], **stream: Any) -> Any:
+    """A :func:`claimed_app` whose ``after`` node never returns, run by an asyncio task consuming
+    its ``astream(…, cfg, **stream)`` that is cancelled once that node has begun (a client gone
+    mid-answer); returns the app."""
+    entered = asyncio.Event()
+
+    async def wait_forever(state: State) -> dict:
+        entered.set()
+        await asyncio.sleep(3600)
+        return {}
+
+    app = claimed_app(memory, saver, after=wait_forever)
+
+    async def consume() -> None:
+        async for _ in app.astream({"query": "q1", "query_id": "q1"}, cfg, **stream):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(entered.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return app
 
 
 def claimable(other: SQLMemory, key: str, within_s: float = 0.0) -> bool:

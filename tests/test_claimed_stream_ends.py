@@ -16,7 +16,7 @@ import pytest
 
 from agentroute import AgentGraph, Budget, make_router
 from agentroute.memory import SQLMemory
-from tests.fixtures_claimed_graph import State, claimable, claimed_app, task_status
+from tests.fixtures_claimed_graph import astream_cancelled_mid_node, claimable, claimed_app, task_status
 from tests.fixtures_postgres import saver_url
 from tests.helpers import replay_pool
 
@@ -27,27 +27,10 @@ def test_a_user_graph_astream_cancelled_mid_stream_interrupts_its_task_and_frees
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> tuple[str, bool]:
-        entered = asyncio.Event()
-
-        async def wait_forever(state: State) -> dict:
-            entered.set()
-            await asyncio.sleep(3600)
-            return {}
-
         async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            app = claimed_app(memory, saver, after=wait_forever)
             cfg = {"configurable": {"thread_id": "cancelled"}}
-
-            async def consume() -> None:
-                async for _ in app.astream({"query": "q1", "query_id": "q1"}, cfg, stream_mode="updates"):
-                    pass
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(entered.wait(), 30)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            app = await astream_cancelled_mid_node(memory, saver, cfg, stream_mode="updates")
             free = await asyncio.to_thread(claimable, other, "thread:cancelled")
             task_id = (await app.aget_state(cfg)).values["agentroute_task_id"]
             return task_id, free

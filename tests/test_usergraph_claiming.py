@@ -19,7 +19,13 @@ import agentroute.graph as ag
 from agentroute import Budget, Dispatcher, make_router, routed_node
 from agentroute.memory import SQLMemory, TaskBusyError
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
-from tests.fixtures_claimed_graph import State, answer_graph, claimable, claimed_app
+from tests.fixtures_claimed_graph import (
+    State,
+    answer_graph,
+    astream_cancelled_mid_node,
+    claimable,
+    claimed_app,
+)
 from tests.fixtures_postgres import saver_url
 from tests.helpers import replay_pool
 
@@ -105,26 +111,9 @@ def test_a_cancelled_async_invocation_gives_the_claim_back(checkpoint_db: str) -
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async def main(memory: SQLMemory, other: SQLMemory) -> None:
-        entered = asyncio.Event()
-
-        async def wait_forever(state: State) -> dict:
-            entered.set()
-            await asyncio.sleep(3600)
-            return {}
-
         async with AsyncPostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
             await saver.setup()
-            app = claimed_app(memory, saver, after=wait_forever)
-
-            async def consume() -> None:
-                async for _ in app.astream({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "cancelled"}}):
-                    pass
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(entered.wait(), 30)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await astream_cancelled_mid_node(memory, saver, {"configurable": {"thread_id": "cancelled"}})
             assert await asyncio.to_thread(claimable, other, "thread:cancelled", 5.0)
 
     with SQLMemory(checkpoint_db) as memory, SQLMemory(checkpoint_db) as other:
