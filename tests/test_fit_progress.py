@@ -17,6 +17,7 @@ import subprocess
 import sys
 import termios
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -117,21 +118,28 @@ def test_cli_eval_draws_each_fit_bar_on_stderr_when_asked_and_nothing_when_off(t
     specs = ",".join(f"{r}:{k}={v}" for r in routers for k, v in SMALL[r][0].items())
     command = [sys.executable, "-m", "agentroute", "eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
                "--limit", "40", "--routers", specs, "--no-peers", "--boot", "0", "--json"]  # fmt: skip
+    runs = {}  # both at once (CI's second core), their output in files (a full pipe would stall one)
     for progress in ("1", "0"):
-        proc = subprocess.run(command + ["--out", str(tmp_path / progress)], capture_output=True, text=True,
-                              env=_env(progress), timeout=600)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        names = {r["name"].split(":")[0] for r in json.loads(proc.stdout)["routers"]}  # stdout stays clean
+        with open(tmp_path / f"{progress}.out", "w") as out, open(tmp_path / f"{progress}.err", "w") as err:
+            runs[progress] = subprocess.Popen(command + ["--out", str(tmp_path / progress)], stdout=out, stderr=err,
+                                              env=_env(progress))  # fmt: skip
+    for proc in runs.values():
+        proc.wait(timeout=600)
+    for progress, proc in runs.items():
+        stdout, stderr = ((tmp_path / f"{progress}.{name}").read_text() for name in ("out", "err"))
+        assert proc.returncode == 0, stderr[-3000:]
+        names = {r["name"].split(":")[0] for r in json.loads(stdout)["routers"]}  # stdout stays clean
         assert names >= set(routers)
         if progress == "1":
             for router in routers:
-                _assert_fit_bar(proc.stderr, router)
+                _assert_fit_bar(stderr, router)
         else:
-            _assert_silent(proc.stderr)
+            _assert_silent(stderr)
 
 
-def _run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run ``command`` with its stderr a pseudo-terminal (as in a shell); (exit code, what it drew)."""
+def _start_on_a_terminal(command: list[str], env: dict[str, str]) -> Callable[[], tuple[int, str]]:
+    """Start ``command`` with its stderr a pseudo-terminal (as in a shell); the function returned
+    waits for it: (exit code, what it drew)."""
     master, slave = pty.openpty()
     # a terminal's size: tqdm draws nothing on one of 0 rows
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
@@ -150,12 +158,19 @@ def _run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, st
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=600)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=slave, env=env)
     finally:
         os.close(slave)
-        reader.join(timeout=10)
-        os.close(master)
-    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+    def finish() -> tuple[int, str]:
+        try:
+            proc.wait(timeout=600)
+        finally:
+            reader.join(timeout=10)
+            os.close(master)
+        return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+    return finish
 
 
 def test_cli_train_draws_the_bopo_bar_on_a_terminal_and_nothing_when_disabled(tmp_path, data_dir):
@@ -163,12 +178,13 @@ def test_cli_train_draws_the_bopo_bar_on_a_terminal_and_nothing_when_disabled(tm
     recipe.write_text("params:\n  config:\n    sft_epochs: 2\n    iterations: 3\n")
     command = [sys.executable, "-m", "agentroute", "train", "bopo", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
                "--limit", "40", "--config", str(recipe)]  # fmt: skip
-    code, drawn = _run_on_a_terminal(command + ["--out", str(tmp_path / "on")], _env(None))
+    on = _start_on_a_terminal(command + ["--out", str(tmp_path / "on")], _env(None))  # both at once: CI's second core
+    off = _start_on_a_terminal(command + ["--out", str(tmp_path / "off")], _env("0"))
+    (code, drawn), (off_code, off_drawn) = on(), off()
     assert code == 0, drawn[-3000:]
     _assert_fit_bar(drawn, "bopo")
-    code, drawn = _run_on_a_terminal(command + ["--out", str(tmp_path / "off")], _env("0"))
-    assert code == 0, drawn[-3000:]
-    _assert_silent(drawn)
+    assert off_code == 0, off_drawn[-3000:]
+    _assert_silent(off_drawn)
     assert (tmp_path / "off" / "router.json").exists()
 
 
