@@ -388,8 +388,8 @@ def test_workers_starting_at_once_on_an_empty_database_migrate_it_once(postgres_
 
 
 def _restart_under_run(own_server: PostgresServer, tmp_path: Path, n: int, *options: str) -> tuple[int, str, dict[str, Path]]:
-    """``agentroute run`` of ``n`` queries on the PostgreSQL memory, the server restarted (down 2 s)
-    once 8 are done: (exit code, output, paths)."""
+    """``agentroute run`` of ``n`` queries on the PostgreSQL memory, the server restarted (down 1 s:
+    the run claims items and writes checkpoints all the while) once 8 are done: (exit code, output, paths)."""
     from tests.test_batch_kill import _setup, _start, _wait_for_lines
     from tests.test_batch_server import StubOpenAIServer
 
@@ -398,7 +398,7 @@ def _restart_under_run(own_server: PostgresServer, tmp_path: Path, n: int, *opti
         proc = _start(paths, own_server.url, *options)
         try:
             _wait_for_lines(paths["out.jsonl"], 8, proc)
-            own_server.restart(down_s=2.0)
+            own_server.restart(down_s=1.0)
             output, _ = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
@@ -411,10 +411,10 @@ def _restart_under_run(own_server: PostgresServer, tmp_path: Path, n: int, *opti
 def test_a_server_restart_under_agentroute_run_finishes_the_batch(own_server: PostgresServer, tmp_path: Path) -> None:
     from tests.test_batch_kill import _check_exactly_once, _memory_state
 
-    code, output, paths = _restart_under_run(own_server, tmp_path, 60)
+    code, output, paths = _restart_under_run(own_server, tmp_path, 40)
     # was: exit 1, "OperationalError … connection refused" from claiming the next items; 50 left pending
     assert code == 0, output[-3000:]
-    _check_exactly_once(_memory_state(own_server.url), paths["out.jsonl"], 60)
+    _check_exactly_once(_memory_state(own_server.url), paths["out.jsonl"], 40)
 
 
 @pytest.mark.postgres
@@ -428,9 +428,9 @@ def test_a_server_restart_under_run_with_the_memory_as_checkpointer_fails_only_t
 
     from tests.test_batch_kill import CONCURRENCY, _memory_state
 
-    code, output, paths = _restart_under_run(own_server, tmp_path, 60, "--checkpointer", "memory")
+    code, output, paths = _restart_under_run(own_server, tmp_path, 40, "--checkpointer", "memory")
     assert code in (0, 1) and "Traceback" not in output, output[-3000:]
     lines = [json.loads(line) for line in paths["out.jsonl"].read_text().splitlines()]
     failed = [line for line in lines if line["status"] != "done"]
-    assert len(lines) == 60 and len(failed) <= 2 * CONCURRENCY, (len(failed), output[-2000:])
+    assert len(lines) == 40 and len(failed) <= 2 * CONCURRENCY, (len(failed), output[-2000:])
     assert not [t for t in _memory_state(own_server.url)["tasks"] if t["status"] == "running"]
