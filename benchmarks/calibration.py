@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         test = data.test
         ctxs, _ = build_contexts(data, "test")
         cols = _columns(test, ctxs[0].candidates)
+        names = [a.key for a in ctxs[0].candidates]  # ties broken as route and the harness break them
         rows = np.arange(len(ctxs))
         singles = M.single_model_points(test.scores, test.costs)
         outcome = test.scores[:, cols]
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             curves[name] = rel
             aiq = {}
             for rule, picks in (
-                ("lambda", [router.choose(score, cost, lam) for lam in KNOB_GRID]),
+                ("lambda", [router.choose(score, cost, lam, names=names) for lam in KNOB_GRID]),
                 ("tau", [threshold_choices(score, cost, t) for t in np.linspace(0, 1, 101)]),
             ):
                 choices = cols[np.stack(picks)]

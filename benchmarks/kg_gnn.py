@@ -53,12 +53,18 @@ def router_params(dataset: RoutingDataset, recipe: Path = RECIPE, **overrides: A
     return params
 
 
+def keys(ctxs: list[RouteContext]) -> list[str]:
+    """The candidates' keys: ``choose`` breaks ties by them as ``route`` and the harness do (without
+    them, by column order)."""
+    return [a.key for a in ctxs[0].candidates]
+
+
 def sweep_points(
     router: KGRouter, ctxs: list[RouteContext], table: OutcomeTable, cols: np.ndarray
 ) -> np.ndarray:
     """(cost, accuracy) per knob value of a UtilityRouter on ``table`` (as the harness does)."""
     score, cost = router.predict(ctxs)
-    picks = cols[sweep(score, cost, router.knob_grid, router.cost_scale_)]
+    picks = cols[sweep(score, cost, router.knob_grid, router.cost_scale_, keys(ctxs))]
     rows = np.arange(len(ctxs))
     return np.array([[table.costs[rows, p].mean(), table.scores[rows, p].mean()] for p in picks])
 
@@ -212,8 +218,8 @@ def part_inductive(args: argparse.Namespace) -> dict[str, Any]:
     points_without = sweep_points(held, without, test, np.array(keep))
     points_added = sweep_points(held, ctxs, test, np.arange(len(models)))
     score, cost = held.predict(ctxs)
-    share = float((held.choose(score, cost, 0.0) == h).mean())
-    share_full = float((full.choose(*full.predict(ctxs), 0.0) == h).mean())
+    share = float((held.choose(score, cost, 0.0, names=keys(ctxs)) == h).mean())
+    share_full = float((full.choose(*full.predict(ctxs), 0.0, names=keys(ctxs)) == h).mean())
     out = {
         "holdout": args.holdout,
         "trained_on_all_routing_all": summary(points_full, test),
@@ -246,7 +252,7 @@ def part_collab(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for lam in args.lambdas:
         u = score - lam * cost / router.cost_scale_
-        top1 = router.choose(score, cost, lam)
+        top1 = router.choose(score, cost, lam, names=keys(ctxs))
         prob = np.exp((u - u.max(axis=1, keepdims=True)) / router.temperature)
         prob /= prob.sum(axis=1, keepdims=True)
         rows: dict[str, Any] = {}
