@@ -358,7 +358,11 @@ class BatchWriter:
                     break
                 if isinstance(item, _Flush):
                     markers.append(item)
-                    break
+                    try:  # what is queued behind it shares the commit (concurrent attempts' write-aheads)
+                        item = queue.get_nowait()
+                    except Empty:
+                        break
+                    continue
                 batch.append(item)
                 if len(batch) >= self.batch_size:
                     break
