@@ -102,7 +102,7 @@ def test_a_memory_that_starts_refusing_steps_mid_run_stops_the_paying(tmp_path, 
 
     from agentroute.memory.pgserver import create_database
 
-    n = 40
+    n = 24  # 8 answered before the refusal, 16 after: twice what may be paid unstored
     url = create_database(postgres_url, "agentroute_batch_refused_mid_run")
     SQLMemory(url).close()
     admin = sa.create_engine(url)
