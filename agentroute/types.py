@@ -197,7 +197,8 @@ class AuditEvent(BaseModel):
     ``overrun``: a provider billed more than the attempt's reserved worst case; ``protocol_error``:
     a reply whose usage could not be trusted (charged its worst case); ``router_error``: a router
     raised or chose outside its candidates (the step went to the cheapest candidate);
-    ``deadline``: the task's ``seconds`` budget ran out during a step.
+    ``deadline``: the task's ``seconds`` budget ran out during a step; ``unsettled_attempt``: a
+    provider attempt was in flight when its process stopped (charged its worst case on resume).
     """
 
     id: str = Field(default_factory=new_id)
@@ -216,6 +217,7 @@ class AuditEvent(BaseModel):
         "protocol_error",
         "router_error",
         "deadline",
+        "unsettled_attempt",
     ]
     subject: str = ""
     detail: str = ""

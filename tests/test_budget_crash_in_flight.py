@@ -189,7 +189,7 @@ def _crash_and_resume(provider: Provider, memory_url: str, saver_path: Path) -> 
             events = memory.audit_events(result.task.id)
             outcome[name] = {
                 "status": result.task.status, "billed": provider.billed[f"{name}-{run}"], "cost": result.task.cost_usd,
-                "unsettled": [e for e in events if "unsettled" in e.detail], "checkpointed": checkpointed,
+                "unsettled": [e for e in events if e.kind == "unsettled_attempt" and "unsettled" in e.detail], "checkpointed": checkpointed,
             }
     return outcome
 

@@ -895,9 +895,8 @@ class Dispatcher:
 
     async def _write_ahead(self, run: TaskRun, plan: _Plan, stage: str, index: int, attempt: int) -> None:
         """Store the attempt's reservation before it is made (a memory that keeps them: ``SQLMemory``)."""
-        reserve = getattr(self.memory, "reserve_attempt", None)
-        if reserve is not None:
-            await reserve(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample))
+        assert self.memory is not None
+        await self.memory.reserve_attempt(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample))
 
     def _failure(
         self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, exc: BaseException,

@@ -113,13 +113,19 @@ class TaskRun:
         ledger_state = dict(snapshot["ledger"])
         index = int(snapshot.get("index", 0))
         later = [s for s in steps if s.index >= index]
-        unsettled = _unsettled(memory, task.id, index) if stored is not None else []
+        # write-ahead records of the attempts made after the checkpoint (each retry, fallback, sample)
+        made = [a for a in memory.attempts(task.id) if a.step_index >= index] if memory is not None and stored else []
+        settled = {s.index for s in steps}
+        unsettled = [a for a in made if a.step_index not in settled]
         if later or unsettled:  # paid after the checkpoint: book them, as the provider did
             spent = list(ledger_state["spent"])
             for s in later:
+                tried = [a for a in made if a.step_index == s.index]
                 spent[RESOURCES.index("usd")] += s.cost_usd
                 spent[RESOURCES.index("tokens")] += s.tokens_in + s.tokens_out
-                spent[RESOURCES.index("calls")] += 1
+                # calls count attempts; a step from before write-ahead records (or a blocked one): one
+                spent[RESOURCES.index("calls")] += max(1, len(tried))
+                spent[RESOURCES.index("large_calls")] += sum(a.worst_case.large_calls for a in tried)
             for a in unsettled:  # in flight at a crash: the provider may have billed its worst case
                 for resource in ("usd", "tokens", "calls", "large_calls"):
                     spent[RESOURCES.index(resource)] += a.worst_case.get(resource)
@@ -143,20 +149,13 @@ class TaskRun:
                 memory.record_step(step)
             for a in unsettled:
                 event = AuditEvent(
-                    task_id=task.id, stage=a.stage, kind="step_failed", subject=a.agent,
+                    task_id=task.id, stage=a.stage, kind="unsettled_attempt", subject=a.agent,
                     detail=f"unsettled attempt {a.attempt + 1} of step {a.step_index}: in flight when its process "
                     f"stopped, charged its worst case (${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
                 )
                 run.context.setdefault("audit", []).append(event)
                 memory.record_audit(event)
         return run
-
-
-def _unsettled(memory: MemoryStore | None, task_id: str, index: int) -> list[Attempt]:
-    """The write-ahead records of ``task_id``'s attempts from step ``index`` on that no stored step
-    settles (:class:`~agentroute.budget.Attempt`); earlier ones are in the checkpoint's ledger."""
-    find = getattr(memory, "unsettled_attempts", None)
-    return [a for a in find(task_id) if a.step_index >= index] if find is not None else []
 
 
 def _settling_steps(attempts: list[Attempt]) -> list[Step]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from agentroute.budget import Attempt
 from agentroute.types import AuditEvent, Step, Task, Trajectory
 
 
@@ -80,6 +81,16 @@ class MemoryStore(abc.ABC):
     @abc.abstractmethod
     def load_router_state(self, router: str) -> dict[str, Any] | None:
         """The latest state saved for ``router``, or ``None``."""
+
+    # -- write-ahead records of provider attempts ---------------------------------------------
+    @abc.abstractmethod
+    async def reserve_attempt(self, attempt: Attempt) -> None:
+        """Make ``attempt``'s reservation durable before it is sent (:class:`~agentroute.budget.Attempt`),
+        so that a task resumed after a crash with the call in flight can charge it."""
+
+    @abc.abstractmethod
+    def attempts(self, task_id: str) -> list[Attempt]:
+        """The write-ahead records of ``task_id``'s provider attempts, oldest first."""
 
     # -- conveniences -----------------------------------------------------------------------
     def record_steps(self, steps: Iterable[Step]) -> None:

@@ -62,7 +62,7 @@ from agentroute.memory.codec import attempt_from_row
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
 from agentroute.memory.errors import MemoryStoreError
 from agentroute.memory.migrate import upgrade
-from agentroute.memory.tables import ATTEMPTS, STEPS, TASKS
+from agentroute.memory.tables import ATTEMPTS, TASKS
 from agentroute.memory.writer import (
     ATTEMPT,
     AUDIT_EVENT,
@@ -346,11 +346,9 @@ class SQLMemory(MemoryStore):
         self._writer.commit_soon((ATTEMPT, attempt), then)
         await stored
 
-    def unsettled_attempts(self, task_id: str) -> list[Attempt]:
-        """The attempts of ``task_id`` whose step was never stored: in flight when their process
-        stopped (see :class:`~agentroute.budget.Attempt`), oldest step first."""
-        settled = sa.exists().where(STEPS.c.task_id == ATTEMPTS.c.task_id, STEPS.c.step_index == ATTEMPTS.c.step_index)
-        query = sa.select(ATTEMPTS).where(ATTEMPTS.c.task_id == task_id, ~settled).order_by(ATTEMPTS.c.created_at)
+    def attempts(self, task_id: str) -> list[Attempt]:
+        """The write-ahead records of ``task_id``'s provider attempts, oldest first."""
+        query = sa.select(ATTEMPTS).where(ATTEMPTS.c.task_id == task_id).order_by(ATTEMPTS.c.created_at)
         with self._read() as conn:
             return [attempt_from_row(row) for row in conn.execute(query).mappings()]
 
