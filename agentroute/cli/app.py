@@ -95,29 +95,8 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     models = ModelPool.load(pool)
     models.require_backends()  # a missing backend package: exit 2 before any task
     loaded = load_router(name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params)
-    check_fixed(loaded, graph_agents(models, spec))
+    loaded.check_agents(graph_agents(models, spec))  # e.g. fixed:model=ID that the graph's roles never play
     return models, loaded
-
-
-def check_fixed(router: Any, agents: list[Any], among: str = "the pool") -> None:
-    """A ``fixed`` router names a model (and strategy) of ``agents``, those it will route over;
-    else it would route every step to the cheapest one without a word. ``among``: what they are."""
-    from agentroute.errors import ConfigurationError, did_you_mean
-    from agentroute.routers.baselines import FixedRouter
-
-    if not isinstance(router, FixedRouter) or any(
-        a.model == router.model and router.strategy in (None, a.strategy) for a in agents
-    ):
-        return
-    offered = sorted({a.model for a in agents})
-    if router.model in offered:
-        strategies = sorted({a.strategy for a in agents if a.model == router.model})
-        raise ConfigurationError(
-            f"fixed: model {router.model!r} has no strategy {router.strategy!r} (it has: {', '.join(strategies)})"
-        )
-    raise ConfigurationError(
-        f"fixed: model {router.model!r} is not in {among}{did_you_mean(router.model, offered)}; its models: {', '.join(offered)}"
-    )
 
 
 def _runtime(

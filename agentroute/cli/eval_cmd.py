@@ -47,7 +47,6 @@ def eval_command(
     cost to match the best single model, accuracy at its cost) and writes results.json,
     results.csv and curves.png into --out.
     """
-    from agentroute.cli.app import check_fixed
     from agentroute.errors import ConfigurationError, UnknownNameError
     from agentroute.eval.datasets import load_dataset
     from agentroute.eval.harness import (
@@ -88,7 +87,7 @@ def eval_command(
         for name in names:  # fixed:model=ID names one of the dataset's models
             if name not in trained and parse_router_spec(name)[0] == "fixed":
                 try:
-                    check_fixed(make_eval_router(name)[1], [Agent(model=m) for m in data.train.models], "the dataset")
+                    make_eval_router(name)[1].check_agents([Agent(model=m) for m in data.train.models], "the dataset")
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"router spec {name!r}: {exc}") from None
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
