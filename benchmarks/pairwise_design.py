@@ -85,7 +85,7 @@ def centred(a: np.ndarray) -> np.ndarray:
 
 def val_aiq(score: np.ndarray, cost: np.ndarray, table: OutcomeTable, cost_scale: float) -> float:
     """AIQ on logged rows of ``table`` of routing by ``score − λ·cost`` over the harness's λ grid."""
-    choices = sweep(score, cost, KNOB_GRID, cost_scale)
+    choices = sweep(score, cost, KNOB_GRID, cost_scale, table.models)  # ties as serving breaks them
     rows = np.arange(len(table))
     s, c = table.scores[rows, choices], table.costs[rows, choices]
     points = np.column_stack([c.mean(axis=1), s.mean(axis=1)])
