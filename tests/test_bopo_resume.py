@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -98,46 +97,64 @@ def test_a_checkpoint_of_another_config_or_past_the_iterations_is_refused(tmp_pa
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
-@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
-def test_the_cli_keeps_a_checkpoint_on_a_stop_and_the_same_command_resumes(tmp_path: Path, data_dir: Path, signum, code, word) -> None:
-    """Was: no checkpoint — a stopped `train bopo` said "nothing was saved" (SIGTERM: died with -15) and started over."""
+STOPS = [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]  # (signal, exit code, word)
+
+
+def test_the_cli_keeps_a_checkpoint_on_a_stop_and_the_same_command_resumes(tmp_path: Path, data_dir: Path) -> None:
+    """Was: no checkpoint — a stopped `train bopo` said "nothing was saved" (SIGTERM: died with -15) and started over.
+    A SIGTERM'd and a Ctrl-C'd run side by side (CI's second core), each resumed by its same command."""
     from agentroute.loading import load_router
     from agentroute.routers.bopo import BoPORouter
+    from agentroute.training.checkpoint import checkpoint_done
 
     recipe = yaml.safe_load((Path(__file__).parents[1] / "training" / "bopo.yaml").read_text())
     recipe["params"]["config"].update(iterations=100000, tasks_per_iteration=8, group_size=2, sft_epochs=2,
                                       boundary_rollouts=2, sweep=2, hidden=8, emb_proj=8)
-    (tmp_path / "bopo.yaml").write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "bopo"
-    command = [sys.executable, "-m", "agentroute", "train", "bopo", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
-               "--config", str(tmp_path / "bopo.yaml"), "--limit", "40", "--out", str(out)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
-    said: list[str] = []
-    threading.Thread(target=lambda: said.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 300
-    while not (out / "checkpoint.pt").is_file():  # written once the warm-up is done
-        assert proc.poll() is None and time.monotonic() < deadline, said
-        time.sleep(0.2)
-    time.sleep(1)  # some BoPO iterations (tens of them: the checkpoint on the stop is the one that counts them)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"{word}: --out {out}: a checkpoint after ") and last.endswith("rerun the same command to resume"), err
-    from agentroute.training.checkpoint import checkpoint_done
-
-    done = checkpoint_done(out / "checkpoint.pt")
-    assert done is not None and done.endswith(" BoPO iterations")
-    iterations = int(done.split()[0])
-    assert iterations > 0, done  # written by the stop, not the warm-up's checkpoint
-    recipe["params"]["config"]["iterations"] = iterations + 2
-    (tmp_path / "bopo.yaml").write_text(yaml.safe_dump(recipe))
-    resumed = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {out / 'checkpoint.pt'} ({iterations} BoPO iterations done)" in resumed.stdout.replace("\n", "")
-    assert not (out / "checkpoint.pt").exists()
-    router = load_router(out)
-    assert isinstance(router, BoPORouter) and router.config_.iterations == iterations + 2
+    runs = []  # (folder, command, process) per stop
+    for _, _, word in STOPS:
+        folder = tmp_path / word
+        folder.mkdir()
+        (folder / "bopo.yaml").write_text(yaml.safe_dump(recipe))
+        command = [sys.executable, "-m", "agentroute", "train", "bopo", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
+                   "--config", str(folder / "bopo.yaml"), "--limit", "40", "--out", str(folder / "bopo")]
+        runs.append((folder, command, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                                       env=ENV, cwd=folder)))
+    try:
+        deadline = time.monotonic() + 300
+        for folder, _, proc in runs:
+            while not (folder / "bopo" / "checkpoint.pt").is_file():  # written once the warm-up is done
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+                time.sleep(0.1)
+        time.sleep(1)  # some BoPO iterations (tens of them: the checkpoint on the stop is the one that counts them)
+        for (signum, _, _), (_, _, proc) in zip(STOPS, runs, strict=True):
+            proc.send_signal(signum)
+        errors = [proc.communicate(timeout=120)[1] for _, _, proc in runs]
+    finally:
+        for _, _, proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    resumes = []
+    for (_, code, word), (folder, command, proc), err in zip(STOPS, runs, errors, strict=True):
+        out = folder / "bopo"
+        assert proc.returncode == code, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"{word}: --out {out}: a checkpoint after ") and last.endswith("rerun the same command to resume"), err
+        done = checkpoint_done(out / "checkpoint.pt")
+        assert done is not None and done.endswith(" BoPO iterations")
+        iterations = int(done.split()[0])
+        assert iterations > 0, done  # written by the stop, not the warm-up's checkpoint
+        recipe["params"]["config"]["iterations"] = iterations + 2
+        (folder / "bopo.yaml").write_text(yaml.safe_dump(recipe))
+        resumes.append((out, iterations, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                          env=ENV, cwd=folder)))
+    finished = [(out, iterations, proc.communicate(timeout=300), proc.returncode) for out, iterations, proc in resumes]
+    for out, iterations, (stdout, stderr), returncode in finished:
+        assert returncode == 0, stderr
+        assert f"resuming from {out / 'checkpoint.pt'} ({iterations} BoPO iterations done)" in stdout.replace("\n", "")
+        assert not (out / "checkpoint.pt").exists()
+        router = load_router(out)
+        assert isinstance(router, BoPORouter) and router.config_.iterations == iterations + 2
 
 
 @pytest.mark.parametrize("router", ["bopo", "graph-planner"])
