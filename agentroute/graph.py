@@ -65,7 +65,7 @@ from agentroute.graph_runtime import (
 )
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
-from agentroute.routers.base import Router, check_pool
+from agentroute.routers.base import Router
 from agentroute.types import Step, Task, new_id
 
 log = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ class AgentGraph:
         options go to the :class:`~agentroute.dispatch.Dispatcher` (``retries``, ``backoff_s``,
         ``max_fallbacks``, …).
         """
-        from agentroute.loading import graph_agents  # loading builds on this module
+        from agentroute.loading import check_graph_pool  # loading builds on this module
 
         _check_options(dispatcher_options)
         self.validate()
@@ -368,7 +368,7 @@ class AgentGraph:
                     pool.card(model)
             if isinstance(node, _Role) and not pool.agents(node.name):
                 raise ConfigurationError(f"role {node.name!r}: the pool offers no agents")
-        for note in check_pool(router, graph_agents(pool, self), allow_new_agents=allow_new_agents):
+        for note in check_graph_pool(router, pool, self, allow_new_agents=allow_new_agents):
             log.warning(note)
         dispatcher = Dispatcher(
             pool, router, memory=memory, stage_machine=stage_machine or self.stage_machine(), **dispatcher_options

@@ -115,12 +115,21 @@ def load_router(
                 f"`agentroute train {spec} --dataset SPEC --out DIR` (or --from MEMORY_URL) and pass --router DIR"
             )
     if pool is not None:
-        notes = check_pool(
-            router, graph_agents(pool, graph), allow_new_agents=allow_new_agents, source=str(spec)
-        )
-        for note in notes:
+        for note in check_graph_pool(router, pool, graph, allow_new_agents=allow_new_agents, source=str(spec)):
             (warn or _stderr)(note)
     return router
+
+
+def check_graph_pool(
+    router: Router, pool: Any, graph: AgentGraph | None = None, *, allow_new_agents: bool = False, source: str = ""
+) -> list[str]:
+    """:func:`~agentroute.routers.base.check_pool` over :func:`graph_agents`; an error names them
+    as the pool, or, where the roles' ``models=`` leave some pool models out, as those roles' models."""
+    agents = graph_agents(pool, graph)
+    among = "the pool"
+    if graph is not None and {a.model for a in agents} != {a.model for a in pool.agents()}:
+        among = f"the pool models the roles of graph {graph.name!r} may use"
+    return check_pool(router, agents, allow_new_agents=allow_new_agents, source=source, among=among)
 
 
 def graph_agents(pool: Any, graph: AgentGraph | None = None) -> list[Agent]:

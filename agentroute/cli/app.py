@@ -88,14 +88,13 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     graph routes over (:func:`agentroute.loading.load_router`; a misfit exits 2). ``router`` may carry
     options as eval's ``--routers`` do: ``fixed:model=gpt-4o-mini``, ``runs/knn:k=5``."""
     from agentroute.eval.harness import split_router_spec
-    from agentroute.loading import graph_agents, load_router
+    from agentroute.loading import load_router
     from agentroute.pool import ModelPool
 
     name, params = split_router_spec(router)
     models = ModelPool.load(pool)
     models.require_backends()  # a missing backend package: exit 2 before any task
     loaded = load_router(name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params)
-    loaded.check_agents(graph_agents(models, spec))  # e.g. fixed:model=ID that the graph's roles never play
     return models, loaded
 
 

@@ -607,7 +607,7 @@ def pool_fit(router: Router, agents: Iterable[Agent]) -> PoolFit | None:
 
 
 def check_pool(
-    router: Router, agents: Iterable[Agent], *, allow_new_agents: bool = False, source: str = ""
+    router: Router, agents: Iterable[Agent], *, allow_new_agents: bool = False, source: str = "", among: str = "the pool"
 ) -> list[str]:
     """Refuse to serve a trained router on a pool it does not fit; returns warnings to print.
 
@@ -615,7 +615,8 @@ def check_pool(
     trained on, and says so when it cannot):
 
     - a router configured for agents the pool lacks (:meth:`Router.check_agents`: a ``fixed``
-      router's model) is a :class:`~agentroute.errors.ConfigurationError`;
+      router's model) is a :class:`~agentroute.errors.ConfigurationError` (``among``: what the
+      agents are, for its message);
     - a pool agent the router has no training column for would be scored by a constant (the
       training mean): a :class:`~agentroute.errors.ConfigurationError` naming the unseen agents
       and the router's agents — unless ``allow_new_agents`` (``--allow-new-agents``), then a
@@ -632,7 +633,7 @@ def check_pool(
     ``graph.compile`` check the same router against the same pool, and the user hears it once.
     """
     agents = list(agents)
-    router.check_agents(agents)
+    router.check_agents(agents, among)
     fit = pool_fit(router, agents)
     if fit is None or not fit.unseen:
         return []
