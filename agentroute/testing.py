@@ -106,6 +106,7 @@ def contexts(table: OutcomeTable, *, subsets: bool = True, seed: int = 0) -> lis
     """Route contexts over the table's queries; with ``subsets``, random candidate subsets too."""
     rng = np.random.default_rng(seed)
     cards = sample_cards()
+    pool = {m: cards[m] for m in table.models if m in cards}  # a context holds the pool's cards, as the dispatcher's do
     agents = [column_agent(m) for m in table.models]
     mean_cost = np.nanmean(table.costs, axis=0)
     out = []
@@ -121,7 +122,7 @@ def contexts(table: OutcomeTable, *, subsets: bool = True, seed: int = 0) -> lis
                 candidates=cands,
                 task_id=f"t{i}",
                 costs={agents[j].key: float(mean_cost[j]) for j in pick},
-                cards={a.model: cards[a.model] for a in cands if a.model in cards},
+                cards=pool,
                 remaining={"usd": 1.0},
                 budget={"usd": 1.0},
             )

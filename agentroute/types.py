@@ -230,8 +230,9 @@ class RouteContext:
 
     Only what a real deployment knows before the call: the query and step input, the stage and
     role, the task's history so far, earlier ``attempts`` at this step (cascades), the legal and
-    affordable ``candidates`` with their card-priced worst-case ``costs`` (USD, by agent key) and
-    model ``cards`` (by model id), and the budget that remains. Never a logged outcome.
+    affordable ``candidates`` with their card-priced worst-case ``costs`` (USD, by agent key), the
+    ``cards`` of the whole pool (by model id; the candidates' models are among them), and the
+    budget that remains. Never a logged outcome.
     """
 
     query: str
