@@ -837,7 +837,11 @@ class Dispatcher:
             seen = None
             try:
                 if self.memory is not None and not plan.direct:  # a provider may bill it: durable before it is sent
-                    await self._write_ahead(run, plan, stage, index, attempt)
+                    if not await self._write_ahead(run, plan, stage, index, attempt, left):
+                        ledger.release(reservation, charge=Cost(calls=0.0))  # never sent: nothing to bill
+                        error = f"{card.id}: not called: the deadline came while the memory stored its write-ahead record"
+                        self._deadline(run, stage, plan.key, error)
+                        return error
                     left = ledger.seconds_left()
                 if watch is not None:  # callback handlers listen: report the attempt, its tokens as they come
                     seen = await watch.attempt(plan, stage, index, attempt)
@@ -893,10 +897,21 @@ class Dispatcher:
             return error
         return error
 
-    async def _write_ahead(self, run: TaskRun, plan: _Plan, stage: str, index: int, attempt: int) -> None:
-        """Store the attempt's reservation before it is made (a memory that keeps them: ``SQLMemory``)."""
+    async def _write_ahead(
+        self, run: TaskRun, plan: _Plan, stage: str, index: int, attempt: int, left: float | None,
+    ) -> bool:
+        """Store the attempt's reservation before it is made; ``False`` when the task's deadline,
+        ``left`` seconds away, comes first (a memory refusing writes holds the record: no call)."""
         assert self.memory is not None
-        await self.memory.reserve_attempt(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample))
+        stored = asyncio.ensure_future(self.memory.reserve_attempt(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample)))
+        try:
+            done, _ = await asyncio.wait((stored,), timeout=None if left is None else max(left, 0.0))
+        finally:
+            if not stored.done():  # the record is still committed later: a resume charges it, never less
+                stored.cancel()
+        if done:
+            stored.result()  # a closed memory raises here
+        return bool(done)
 
     def _failure(
         self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, exc: BaseException,
