@@ -124,6 +124,8 @@ def training_data(
 
             keep = total if sample is None else max(1, round(sample * total))
             keep = min(keep, limit) if limit is not None else keep
+            # drawn over task ids: the same logs give the same subset in whatever order they were stored
+            trajectories = sorted(trajectories, key=lambda t: t.task.id)
             order = np.sort(np.random.default_rng(seed).permutation(total)[:keep])
             trajectories = [trajectories[i] for i in order]
         subset = f" (seeded subset of {total})" if len(trajectories) < total else ""

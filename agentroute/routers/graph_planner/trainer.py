@@ -116,11 +116,13 @@ def run_episode(
 def precompute_neighbors(emb: np.ndarray, history: HistoryMemory, query_ids: list[str], k: int, chunk: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each query's ``k`` nearest history rows, its own rows left out: (index, sims) per query."""
     out = []
-    own = np.asarray(history.query)
+    codes = {q: i for i, q in enumerate(dict.fromkeys(history.query))}  # ids compared as integers, not strings
+    own = np.fromiter((codes[q] for q in history.query), dtype=np.int64, count=len(history.query))
+    mine = [codes.get(q, -1) for q in query_ids]
     for start in range(0, len(emb), chunk):
         sims = emb[start : start + chunk] @ history.emb.T
         for r in range(sims.shape[0]):
-            s = np.where(own == query_ids[start + r], -np.inf, sims[r])
+            s = np.where(own == mine[start + r], -np.inf, sims[r])
             kk = min(k, len(s))
             top = np.argpartition(-s, kk - 1)[:kk]
             top = top[np.argsort(-s[top], kind="stable")]
