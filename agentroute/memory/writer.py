@@ -358,6 +358,7 @@ class BatchWriter:
                     break
                 if isinstance(item, _Flush):
                     markers.append(item)
+                    deadline = 0.0  # a marker asks for a commit now: what follows it waits for no batch
                     try:  # what is queued behind it shares the commit (concurrent attempts' write-aheads)
                         item = queue.get_nowait()
                     except Empty:
