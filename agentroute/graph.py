@@ -74,7 +74,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
     from langgraph.graph.state import CompiledStateGraph
-    from langgraph.types import StreamWriter
+    from langgraph.types import StateSnapshot, StreamWriter
 
     # the mixin's base for the type checker: at run time LangGraph's class is combined with it by
     # _compiled_class() (importing LangGraph here would make `import agentroute` heavy)
@@ -547,9 +547,13 @@ class CompiledAgentGraph(_LangGraphCompiled):
         async with aholding(memory, task, task):
             return await super().abulk_update_state(config, supersteps)
 
-    async def _aget_state(self, config: Any) -> Any:
-        """The thread's state snapshot from async code, whatever the saver (:meth:`_on_saver`)."""
-        return await self._on_saver(functools.partial(self.get_state, config), functools.partial(self.aget_state, config))
+    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        """LangGraph's ``aget_state``; under a sync-only saver, :meth:`get_state` off the event loop
+        (:meth:`_on_saver`)."""
+        return await self._on_saver(
+            functools.partial(self.get_state, config, subgraphs=subgraphs),
+            functools.partial(super().aget_state, config, subgraphs=subgraphs),
+        )
 
     async def _on_saver(self, sync: Callable[[], T], coroutine: Callable[[], Awaitable[T]]) -> T:
         """The one rule for async methods under the checkpointer: a sync-only saver (SqliteSaver,
@@ -568,7 +572,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
     async def _aclaimed(self, memory: Any, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         claimed = task_id
         if claimed is None:  # a resume: the thread's task
-            claimed = self._thread_task(input, config, await self._aget_state(config))
+            claimed = self._thread_task(input, config, await self.aget_state(config))
         if not claimed:
             async for chunk in self._plain_astream(task_id, input, config, kwargs):
                 yield chunk
@@ -679,7 +683,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         after a crash). The task keeps its id, ledger and memory row. A thread whose task already
         ended runs nothing and returns that task's result.
         """
-        snapshot = await self._aget_state(config)
+        snapshot = await self.aget_state(config)
         channel = dict(snapshot.values.get(CHANNEL) or {})
         task_id = channel.get("task_id")
         memory = self.dispatcher.memory
