@@ -555,6 +555,24 @@ class CompiledAgentGraph(_LangGraphCompiled):
             functools.partial(super().aget_state, config, subgraphs=subgraphs),
         )
 
+    async def aget_state_history(
+        self,
+        config: RunnableConfig,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[StateSnapshot]:
+        """LangGraph's ``aget_state_history``; under a sync-only saver, :meth:`get_state_history`
+        read off the event loop (the rule of :meth:`_on_saver`)."""
+        if await self._async_checkpointer():
+            async for snapshot in super().aget_state_history(config, filter=filter, before=before, limit=limit):
+                yield snapshot
+            return
+        history = functools.partial(self.get_state_history, config, filter=filter, before=before, limit=limit)
+        for snapshot in await asyncio.to_thread(lambda: list(history())):
+            yield snapshot
+
     async def _on_saver(self, sync: Callable[[], T], coroutine: Callable[[], Awaitable[T]]) -> T:
         """The one rule for async methods under the checkpointer: a sync-only saver (SqliteSaver,
         PostgresSaver) raises ``NotImplementedError`` from LangGraph's async methods, so ``sync`` (the

@@ -39,3 +39,23 @@ def test_aget_state_works_under_a_sync_saver(tmp_path: Path) -> None:
             assert asyncio.run(cell()) == ("by hand", "same task")
     finally:
         conn.close()
+
+
+def test_aget_state_history_works_under_a_sync_saver(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph.checkpoint.sqlite", reason="pip install 'agentroute[checkpoint]'")
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
+    try:
+        app = AgentGraph("edited").add_role("executor", prompt="do").compile(
+            pool=replay_pool(), router=make_router("cheapest"), budget=Budget(calls=2), checkpointer=SqliteSaver(conn)
+        )
+        done = app.run("x", query_id="q1")
+        cfg = {"configurable": {"thread_id": done.task.id}}
+
+        async def cell() -> list[str | None]:  # was: NotImplementedError at the first item
+            return [s.config["configurable"]["checkpoint_id"] async for s in app.aget_state_history(cfg, limit=2)]
+
+        assert asyncio.run(cell()) == [s.config["configurable"]["checkpoint_id"] for s in app.get_state_history(cfg, limit=2)]
+    finally:
+        conn.close()
