@@ -42,5 +42,6 @@ async def test_a_locked_memory_does_not_hold_an_attempt_past_the_deadline(tmp_pa
     assert elapsed < 1.5, f"the attempt waited {elapsed:.2f}s for the memory, past the 0.4 s deadline"
     assert step is None or step.status == "failed"  # the task ended at its deadline
     assert server.requests == []  # the provider never saw the call
+    assert any(e.kind == "deadline" and "not called" in e.detail for e in run.context["audit"])
     assert run.ledger.spent_usd == 0.0 and run.ledger.spent["calls"] == 0  # no call was sent
     assert run.exhausted
