@@ -91,7 +91,8 @@ def eval_command(
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"router spec {name!r}: {exc}") from None
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
-            for note in check_pool(Router.load(split_router_spec(name)[0]), [column_agent(m) for m in data.train.models], source=name):
+            router = Router.load(split_router_spec(name)[0])
+            for note in check_pool(router, [column_agent(m) for m in data.train.models], source=name, among="the dataset"):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
             data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
