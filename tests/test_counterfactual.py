@@ -175,3 +175,14 @@ def test_too_few_resamples_for_the_level_are_refused(logged):
     url, pool, _ = logged
     with pytest.raises(ConfigurationError, match="n_boot 20 is too few for a 95% interval: at least 40"):
         evaluate_from_memory(url, ["cheapest"], pool=pool, n_boot=20)
+
+
+def test_a_fixed_router_on_a_model_never_logged_is_refused(logged):
+    """``fixed:model=ID`` whose model the logs never offered has no counterfactual estimate: it
+    was scored silently as the cheapest candidate."""
+    from agentroute import ModelCard, ModelPool
+
+    url, pool, _ = logged
+    cards = [*pool, ModelCard(id="mid", backend="replay", input_price=1, output_price=1)]  # in the pool, never logged
+    with pytest.raises(ConfigurationError, match="'mid' is not in the logged candidates"):
+        evaluate_from_memory(url, ["fixed:model=mid"], pool=ModelPool(cards, {}), n_boot=100)

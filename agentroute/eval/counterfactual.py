@@ -380,6 +380,7 @@ def evaluate_from_memory(
             continue
         built.append(make_eval_router(spec, seed=seed))
         router = built[-1][1]
+        router.check_agents(logged_agents, "the logged candidates")  # e.g. fixed:model=ID never offered
         if (
             isinstance(spec, str)
             and type(router).fit is not Router.fit
