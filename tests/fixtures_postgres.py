@@ -10,9 +10,13 @@ on that server, for a memory and LangGraph's checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +56,30 @@ def saver_url(url: str) -> str:
     """The libpq URL (``postgresql://…``) that LangGraph's ``PostgresSaver`` takes for the same
     database as a SQLAlchemy ``postgresql+psycopg://…`` URL."""
     return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@contextlib.contextmanager
+def sync_saver(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A LangGraph saver with sync methods only, as users pass one: ``memory`` (``InMemorySaver``,
+    which also has async ones), ``sqlite`` (``SqliteSaver`` on a file in ``tmp_path``) or
+    ``postgres`` (``PostgresSaver`` on this session's server; mark such a case ``postgres``)."""
+    if kind == "memory":
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield InMemorySaver()
+    elif kind == "sqlite":
+        pytest.importorskip("langgraph.checkpoint.sqlite", reason="pip install 'agentroute[checkpoint]'")
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        conn = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
+        try:
+            yield SqliteSaver(conn)
+        finally:
+            conn.close()
+    else:
+        pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        with PostgresSaver.from_conn_string(saver_url(request.getfixturevalue("postgres_url"))) as saver:
+            saver.setup()
+            yield saver

@@ -7,9 +7,6 @@ has async methods) goes on taking the async path. Real LangGraph, real SQLite fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,29 +14,13 @@ from langgraph.types import StateUpdate
 
 from agentroute import AgentGraph, Budget, make_router
 from agentroute.memory import SQLMemory
+from tests.fixtures_postgres import sync_saver
 from tests.helpers import replay_pool
 
 
-@contextlib.contextmanager
-def saver(kind: str, tmp_path: Any) -> Iterator[Any]:
-    if kind == "memory":
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        yield InMemorySaver()
-        return
-    pytest.importorskip("langgraph.checkpoint.sqlite", reason="pip install 'agentroute[checkpoint]'")
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
-    try:
-        yield SqliteSaver(conn)
-    finally:
-        conn.close()
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "memory"])
-def test_async_state_edits_work_with_the_saver_users_pass(kind: str, tmp_path: Any) -> None:
-    with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory, saver(kind, tmp_path) as checkpointer:
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
+def test_async_state_edits_work_with_the_saver_users_pass(kind: str, tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    with SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory, sync_saver(kind, tmp_path, request) as checkpointer:
         graph = AgentGraph("edited").add_role("executor", prompt="do")
         app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory,
                             budget=Budget(calls=2), checkpointer=checkpointer)  # fmt: skip

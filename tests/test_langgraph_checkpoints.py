@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from agentroute import AgentGraph, Budget, Dispatcher, make_router, routed_node
 from agentroute.dispatch.run import LIVE
 from agentroute.graph import AgentrouteState
 from agentroute.memory import SQLMemory
-from tests.fixtures_postgres import saver_url
+from tests.fixtures_postgres import saver_url, sync_saver
 from tests.helpers import replay_pool
 
 SYNC_SAVERS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -33,30 +32,6 @@ ASYNC_SAVERS = ["memory", "aiosqlite", pytest.param("apostgres", marks=pytest.ma
 
 def _pg(request) -> str:
     return saver_url(request.getfixturevalue("postgres_url"))
-
-
-@contextlib.contextmanager
-def sync_saver(kind: str, tmp_path, request) -> Iterator[Any]:
-    if kind == "memory":
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        yield InMemorySaver()
-    elif kind == "sqlite":
-        pytest.importorskip("langgraph.checkpoint.sqlite", reason="pip install 'agentroute[checkpoint]'")
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        conn = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
-        try:
-            yield SqliteSaver(conn)
-        finally:
-            conn.close()
-    else:
-        pytest.importorskip("langgraph.checkpoint.postgres", reason="pip install 'agentroute[checkpoint]'")
-        from langgraph.checkpoint.postgres import PostgresSaver
-
-        with PostgresSaver.from_conn_string(_pg(request)) as saver:
-            saver.setup()
-            yield saver
 
 
 @contextlib.asynccontextmanager
