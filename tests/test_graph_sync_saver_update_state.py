@@ -1,7 +1,7 @@
 """``aupdate_state`` / ``abulk_update_state`` of a compiled agent graph under the checkpointers users
-pass: a sync-only saver (``SqliteSaver``) works as ``arun``/``aresume`` do (LangGraph's sync method,
+pass: a sync-only saver (``SqliteSaver``, ``PostgresSaver``) works as ``arun``/``aresume`` do (LangGraph's sync method,
 off the event loop) instead of raising LangGraph's ``NotImplementedError``; ``InMemorySaver`` (which
-has async methods) goes on taking the async path. Real LangGraph, real SQLite files.
+has async methods) goes on taking the async path. Real LangGraph, real SQLite files and PostgreSQL.
 """
 
 from __future__ import annotations
