@@ -903,9 +903,13 @@ class Dispatcher:
         """Store the attempt's reservation before it is made; ``False`` when the task's deadline,
         ``left`` seconds away, comes first (a memory refusing writes holds the record: no call)."""
         assert self.memory is not None
-        stored = asyncio.ensure_future(self.memory.reserve_attempt(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample)))
+        record = self.memory.reserve_attempt(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample))
+        if left is None:  # no deadline: no task nor timer on the hot path
+            await record
+            return True
+        stored = asyncio.ensure_future(record)
         try:
-            done, _ = await asyncio.wait((stored,), timeout=None if left is None else max(left, 0.0))
+            done, _ = await asyncio.wait((stored,), timeout=max(left, 0.0))
         finally:
             if not stored.done():  # the record is still committed later: a resume charges it, never less
                 stored.cancel()
