@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 
@@ -45,3 +47,35 @@ def signal_after_import(command: list[str], module: str, sig: int, *, cwd: Path,
     reader.join(timeout=10)
     assert sent.is_set(), f"{module} was never imported by {command}: {lines}"
     return proc.returncode, lines
+
+
+#: A ``train router-r1`` recipe whose SFT warm-up makes 50 calls of the real local SmolLM2 (minutes
+#: on CPU): a run of it can be stopped while its pool calls run. Append ``policy: DIR``.
+ROUTER_R1_TRACES = """
+pool:
+  - {id: smol-direct, backend: local, model: SmolLM2-135M-Instruct.Q4_1.gguf, input_price: 0.05,
+     output_price: 0.20, max_tokens: 48, strategies: [direct], timeout_s: 900}
+data: {train: 50}
+loop: {max_turns: 1, turn_tokens: 16, info_tokens: 48}
+sft: {enabled: true, traces: 50, epochs: 1, batch_size: 4, direct_every: 0}
+"""
+
+
+def signal_while_traces_are_built(args: list[str], sig: int, *, cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run ``python -m <args>`` (a ``train router-r1`` on :data:`ROUTER_R1_TRACES`), send it ``sig``
+    2 s after the policy's weights and then the pool's model (at the first trace's call) have loaded,
+    and return its exit status and the standard-error lines other than weight loading."""
+    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=cwd)  # fmt: skip
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    deadline = time.monotonic() + 300
+    while sum("Loading weights: 100%" in line for line in err) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    assert proc.poll() is None, "".join(err)
+    proc.send_signal(sig)
+    proc.wait(timeout=180)
+    reader.join(timeout=10)
+    return proc.returncode, [line for line in err if "Loading weights" not in line and line.strip()]

@@ -6,23 +6,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from agentroute.routers.router_r1.trainer import save_atomically
-
-RECIPE = """
-pool:
-  - {id: smol-direct, backend: local, model: SmolLM2-135M-Instruct.Q4_1.gguf, input_price: 0.05,
-     output_price: 0.20, max_tokens: 48, strategies: [direct], timeout_s: 900}
-data: {train: 50}
-loop: {max_turns: 1, turn_tokens: 16, info_tokens: 48}
-sft: {enabled: true, traces: 50, epochs: 1, batch_size: 4, direct_every: 0}
-"""
+from tests.fixtures_signals import ROUTER_R1_TRACES, signal_while_traces_are_built
 
 SMOKE = """
 pool:
@@ -41,26 +31,13 @@ def test_ctrl_c_while_traces_are_built_exits_130_with_one_line(tmp_path, tiny_po
     """Was: the local model's generation thread was still running at exit and the process died
     of SIGABRT ("terminate called without an active exception"), with no line and no 130."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE + f"policy: {tiny_policy}\n")
+    recipe.write_text(ROUTER_R1_TRACES + f"policy: {tiny_policy}\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentroute.cli.router_r1_cmd", "--config", str(recipe), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    code, said = signal_while_traces_are_built(
+        ["agentroute.cli.router_r1_cmd", "--config", str(recipe), "--out", str(out)], signal.SIGINT,
+        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    deadline = time.monotonic() + 300
-    # the policy's weights load first, the pool's model at the first trace's call: then calls are running
-    while sum("Loading weights: 100%" in line for line in err) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)
-    assert proc.poll() is None, "".join(err)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=180)
-    reader.join(timeout=10)
-    said = [line for line in err if "Loading weights" not in line and line.strip()]
-    assert proc.returncode == 130, "".join(err)
+    assert code == 130, said
     assert said == [f"interrupted: --out {out}: this run saved no policy\n"]
     assert not (out / "sft").exists() and not (out / "policy").exists()
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_signals import ROUTER_R1_TRACES, signal_while_traces_are_built
+
 pytest.importorskip("torch")
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -61,37 +63,16 @@ def test_sigterm_keeps_the_graph_planner_checkpoint_and_the_same_command_resumes
     assert isinstance(router, GraphPlannerRouter) and router.train_log_[-1]["episodes"] == done_episodes + 32
 
 
-ROUTER_R1_RECIPE = """
-pool:
-  - {id: smol-direct, backend: local, model: SmolLM2-135M-Instruct.Q4_1.gguf, input_price: 0.05,
-     output_price: 0.20, max_tokens: 48, strategies: [direct], timeout_s: 900}
-data: {train: 50}
-loop: {max_turns: 1, turn_tokens: 16, info_tokens: 48}
-sft: {enabled: true, traces: 50, epochs: 1, batch_size: 4, direct_every: 0}
-"""
-
-
 @pytest.mark.slow
 def test_sigterm_during_router_r1_training_exits_143_with_one_line(tmp_path: Path, tiny_policy: Path) -> None:
     """Was: killed by the signal (-15) with no line, the pool's generation thread never stopped."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(ROUTER_R1_RECIPE + f"policy: {tiny_policy}\n")
+    recipe.write_text(ROUTER_R1_TRACES + f"policy: {tiny_policy}\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "agentroute", "train", "router-r1", "--config", str(recipe), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    deadline = time.monotonic() + 300
-    while sum("Loading weights: 100%" in line for line in err) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)  # the policy's weights, then the pool's model at the first trace's call
-    time.sleep(2)
-    assert proc.poll() is None, "".join(err)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=180)
-    reader.join(timeout=10)
-    said = [line for line in err if "Loading weights" not in line and line.strip()]
-    assert proc.returncode == 143, "".join(err)
+    code, said = signal_while_traces_are_built(
+        ["agentroute", "train", "router-r1", "--config", str(recipe), "--out", str(out)], signal.SIGTERM, cwd=tmp_path, env=ENV
+    )
+    assert code == 143, said
     assert said == [f"terminated: --out {out}: this run saved no policy\n"]
 
 
