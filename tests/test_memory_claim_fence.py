@@ -24,8 +24,10 @@ def _claim_sessions(engine: sa.Engine) -> list[int]:
 
 
 def _end(engine: sa.Engine, pid: int) -> None:
+    """End the session and wait (up to 5 s) until it is gone: the server signals the backend and
+    returns at once without the timeout, so its locks could still be held on the next line."""
     with engine.begin() as conn:
-        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar_one()
 
 
 def _wait_for(check, timeout_s: float = 10.0) -> None:
