@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentroute.budget import Budget
+from agentroute.budget import Attempt, Budget, Cost
 from agentroute.errors import ConfigurationError
 from agentroute.memory import MemoryStoreError, MemoryWriteError, SQLMemory, open_memory
 from agentroute.memory import queries as memory_queries
@@ -267,7 +267,10 @@ def test_stats(store: SQLMemory) -> None:
     store.record_step(make_step(task, 3, LARGE, tokens_in=100, tokens_out=50, cost_usd=0.5))
     store.record_audit(AuditEvent(task_id=task.id, stage="answer", kind="retry"))
     store.add_feedback(task.id, 1.0)
+    for n in range(2):  # a call retried once: two provider attempts for one step
+        asyncio.run(store.reserve_attempt(Attempt(task.id, 3, n, "executor:large:direct", "answer", Cost(usd=0.5))))
     stats = store.stats()
+    assert stats["attempts"] == 2
     assert stats["tasks_total"] == 2
     assert stats["tasks"] == {"done": 1, "running": 1}
     assert stats["steps"] == 4

@@ -95,7 +95,8 @@ def _num(value: float | None) -> str:
 def stats(
     memory: MemoryOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
-    """Counts and totals: tasks by status (those of gone processes apart), steps, cost, tokens, models."""
+    """Counts and totals: tasks by status (those of gone processes apart), steps and the provider attempts
+    they made, cost, tokens, models."""
     with _open(memory) as store:
         figures = store.stats()
         url = store.url
@@ -116,6 +117,7 @@ def stats(
             continue
         summary.add_row(f"  {status}", str(count))
     summary.add_row("steps", str(figures["steps"]))
+    summary.add_row("  provider attempts", str(figures.get("attempts", 0)))
     summary.add_row("cost", _money(figures["cost_usd"]))
     summary.add_row("tokens in / out", f"{figures['tokens_in']} / {figures['tokens_out']}")
     summary.add_row("feedback", str(figures["feedback"]))

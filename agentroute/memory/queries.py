@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentroute.memory.codec import audit_from_row, jsonable, step_from_row, task_from_row
-from agentroute.memory.tables import AUDIT, FEEDBACK, ROUTER_STATE, STEPS, TASKS
+from agentroute.memory.tables import ATTEMPTS, AUDIT, FEEDBACK, ROUTER_STATE, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step, Trajectory
 
 __all__ = [
@@ -141,6 +141,8 @@ def stats(conn: sa.Connection) -> dict[str, Any]:
         "tokens_in": int(tokens_in or 0),
         "tokens_out": int(tokens_out or 0),
         "models": models,
+        # provider attempts recorded before they were sent: retries, fallbacks and samples included
+        "attempts": int(conn.execute(count.select_from(ATTEMPTS)).scalar_one()),
         "feedback": int(conn.execute(count.select_from(FEEDBACK)).scalar_one()),
         "audit_events": int(conn.execute(count.select_from(AUDIT)).scalar_one()),
     }
