@@ -169,15 +169,17 @@ def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_p
     try:
         memory = SQLMemory(url)
         try:
-            live.send_signal(signal.SIGSTOP)
+            for proc in (live, dead):  # neither takes its lease again before the look below
+                proc.send_signal(signal.SIGSTOP)
             with memory.engine.begin() as conn:
                 sessions = conn.execute(sa.text(
                     "SELECT pid FROM pg_stat_activity WHERE application_name = '' AND pid <> pg_backend_pid() "
                     "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock')"
                 )).scalars().all()  # fmt: skip
                 assert len(sessions) == 2
-                for pid in sessions:  # both lease sessions end; only one process comes back
-                    conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                for pid in sessions:  # both lease sessions end, waited for (a signalled backend holds its
+                    # locks until it exits); only one process comes back
+                    assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar_one()
             dead.send_signal(signal.SIGKILL)
             dead.wait(30)
             assert memory.running_tasks().gone == ["task-d", "task-e"]  # both look gone now
@@ -199,7 +201,9 @@ def test_a_lease_dropped_under_a_live_process_does_not_get_its_task_closed(tmp_p
         assert _task(url, "task-d")["status"] == "running"
         assert _task(url, "task-e")["status"] == "interrupted"
     finally:
-        live.send_signal(signal.SIGCONT)
+        for proc in (live, dead):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
         for proc in (live, dead, reconcile):
             if proc is not None and proc.poll() is None and proc.stdin:
                 proc.stdin.close()
