@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -37,9 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentroute.budget import Attempt, Budget
 from agentroute.errors import ConfigurationError
 from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled
 from agentroute.memory.errors import MemoryWriteError
+from agentroute.memory.settle import spent
 from agentroute.memory.sql import SQLMemory, watch_tasks
 from agentroute.types import Step, Task, new_id
 
@@ -494,7 +497,7 @@ class BatchRunner:
     async def _run_one(self, claimed: Claimed) -> ItemResult:
         item, qid = claimed.item, claimed.query_id
         query = item.get("query", "")
-        tag = {"id": self.batch_id, "worker": self.queue.worker_id}
+        tag: dict[str, Any] = {"id": self.batch_id, "worker": self.queue.worker_id}
         with watch_tasks() as watch:
             try:
                 metadata = item.get("metadata")
@@ -502,8 +505,12 @@ class BatchRunner:
                     metadata = {}
                 if not isinstance(metadata, dict):
                     raise ConfigurationError(f"metadata must be a JSON object (got {type(metadata).__name__})")
+                budget = None
+                if claimed.attempt > 1 and (earlier := await asyncio.to_thread(self.queue.interrupted_tasks, qid)):
+                    budget = await asyncio.to_thread(self._budget_left, earlier)
+                    tag = {**tag, "continues": earlier}
                 run = await self.compiled.arun(
-                    query, query_id=qid, task_type=item.get("task_type"), metadata={**metadata, META_KEY: tag}
+                    query, budget=budget, query_id=qid, task_type=item.get("task_type"), metadata={**metadata, META_KEY: tag}
                 )
                 steps = list(run.steps)
                 error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
@@ -520,6 +527,32 @@ class BatchRunner:
             on_commit=on_commit,
         )  # fmt: skip
         return result
+
+    def _budget_left(self, earlier: list[str]) -> Budget | None:
+        """The budget of an item rerun after its ``earlier`` tasks were interrupted: the graph's, less
+        what they spent (:func:`~agentroute.memory.settle.spent`: usd, tokens, calls — one per
+        provider attempt — and large calls; a call in flight when they stopped at its worst case).
+
+        A rerun starts the graph over as a new task rather than resuming the interrupted one: a
+        batch keeps no checkpoint to resume from, and a new task keeps each run's steps apart. The
+        per-query limit holds all the same: whatever the query's tasks spent counts once.
+        ``seconds`` is given afresh: it bounds how long one run may take, and the rerun runs it all.
+        Nothing left: the limit is 0 and the task ends ``budget_exhausted`` without a call."""
+        given: Budget | None = getattr(self.compiled, "budget", None)
+        if given is None:
+            return None
+        steps: list[Step] = []
+        attempts: list[Attempt] = []
+        for task_id in earlier:
+            trajectory = self.memory.get_task(task_id)
+            steps += trajectory.steps if trajectory is not None else []
+            attempts += self.memory.attempts(task_id)
+        used = spent(steps, attempts)
+        left: dict[str, float] = {}
+        for resource, limit in given.limits().items():
+            rest = limit if resource == "seconds" else max(0.0, limit - used.get(resource))
+            left[resource] = math.floor(rest + 1e-9) if resource in ("tokens", "calls", "large_calls") else rest
+        return Budget(**left)
 
     def _score(self, task: Task, gold: Any) -> float | None:
         """Score a finished task against its gold answers, recorded as feedback (before the item's

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentroute.budget import RESOURCES, Attempt, Budget, Ledger
-from agentroute.types import Agent, AuditEvent, Step, Task
+from agentroute.budget import RESOURCES, Budget, Ledger
+from agentroute.memory.settle import settling_audits, settling_steps, spent, unsettled
+from agentroute.types import Step, Task
 
 if TYPE_CHECKING:
     from agentroute.memory.base import MemoryStore
@@ -115,22 +116,11 @@ class TaskRun:
         later = [s for s in steps if s.index >= index]
         # write-ahead records of the attempts made after the checkpoint (each retry, fallback, sample)
         made = [a for a in memory.attempts(task.id) if a.step_index >= index] if memory is not None and stored else []
-        settled = {s.index for s in steps}
-        unsettled = [a for a in made if a.step_index not in settled]
-        if later or unsettled:  # paid after the checkpoint: book them, as the provider did
-            spent = list(ledger_state["spent"])
-            for s in later:
-                tried = [a for a in made if a.step_index == s.index]
-                spent[RESOURCES.index("usd")] += s.cost_usd
-                spent[RESOURCES.index("tokens")] += s.tokens_in + s.tokens_out
-                # calls count attempts; a step from before write-ahead records (or a blocked one): one
-                spent[RESOURCES.index("calls")] += max(1, len(tried))
-                spent[RESOURCES.index("large_calls")] += sum(a.worst_case.large_calls for a in tried)
-            for a in unsettled:  # in flight at a crash: the provider may have billed its worst case
-                for resource in ("usd", "tokens", "calls", "large_calls"):
-                    spent[RESOURCES.index(resource)] += a.worst_case.get(resource)
-            ledger_state["spent"] = spent
-            index = max([s.index for s in later] + [a.step_index for a in unsettled]) + 1
+        in_flight = unsettled(made, steps)
+        if later or in_flight:  # paid after the checkpoint: book them, as the provider did
+            booked = spent(later, made)
+            ledger_state["spent"] = [was + booked.get(r) for was, r in zip(ledger_state["spent"], RESOURCES, strict=True)]
+            index = max([s.index for s in later] + [a.step_index for a in in_flight]) + 1
         run = cls(
             task=task,
             ledger=Ledger.restore(ledger_state, budget),
@@ -143,37 +133,14 @@ class TaskRun:
             _seq=int(snapshot.get("seq", 0)),
             carry=dict(snapshot.get("carry") or {}),
         )
-        if unsettled and memory is not None:  # settled now: the task's record holds what they cost
-            for step in _settling_steps(unsettled):
+        if in_flight and memory is not None:  # settled now: the task's record holds what they cost
+            for step in settling_steps(in_flight):
                 steps.append(step)
                 memory.record_step(step)
-            for a in unsettled:
-                event = AuditEvent(
-                    task_id=task.id, stage=a.stage, kind="unsettled_attempt", subject=a.agent,
-                    detail=f"unsettled attempt {a.attempt + 1} of step {a.step_index}: in flight when its process "
-                    f"stopped, charged its worst case (${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
-                )
+            for event in settling_audits(in_flight):
                 run.context.setdefault("audit", []).append(event)
                 memory.record_audit(event)
         return run
-
-
-def _settling_steps(attempts: list[Attempt]) -> list[Step]:
-    """One failed step per step index of ``attempts``, costing their worst cases: stored, it settles them."""
-    by_index: dict[int, list[Attempt]] = {}
-    for a in attempts:
-        by_index.setdefault(a.step_index, []).append(a)
-    steps = []
-    for index, group in by_index.items():
-        first = group[0]
-        role, rest = first.agent.split(":", 1)
-        model, strategy = rest.rsplit(":", 1)  # a model id may hold a colon; a role or strategy does not
-        steps.append(Step(
-            task_id=first.task_id, index=index, stage=first.stage, agent=Agent(role=role, model=model, strategy=strategy),
-            tokens_out=round(sum(a.worst_case.tokens for a in group)), cost_usd=sum(a.worst_case.usd for a in group),
-            status="failed", error=f"{len(group)} attempt(s) in flight when the process stopped: charged the worst case",
-        ))
-    return steps
 
 
 def merge_checkpoints(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

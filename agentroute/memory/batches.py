@@ -17,8 +17,9 @@ memory) finish a batch with every item run once:
   machine): on the same host by their pid, elsewhere by a heartbeat older than ``lease_s`` and, on
   PostgreSQL, a process lease (:mod:`agentroute.memory.claims`) not held: a worker whose tasks'
   process holds its lease is alive, however late its heartbeat. Their
-  ``running`` tasks become ``interrupted`` with the cost of their recorded steps, and their claimed
-  items ``interrupted`` (claimable again).
+  ``running`` tasks become ``interrupted`` with the cost of their recorded steps — a provider call
+  in flight when the worker died is first stored as a failed step at its worst case and audited
+  (:mod:`agentroute.memory.settle`) — and their claimed items ``interrupted`` (claimable again).
 
 Heartbeats are written and judged by the database server's clock (:func:`_clock`), never a worker's:
 workers on hosts whose clocks differ by minutes neither retire a live worker nor keep a dead one.
@@ -47,6 +48,7 @@ from agentroute.memory.claims import lease_key, leases_held
 from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.processes import PROCESS_KEY, host_key, pid_alive
+from agentroute.memory.settle import settle_unsettled
 from agentroute.memory.sql import SQLMemory
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS, UTCDateTime
 from agentroute.memory.writer import retry_delays
@@ -342,10 +344,11 @@ class BatchQueue:
                     .where(running, BATCH_ITEMS.c.query_id == qid)
                     .values(status=task.status, task_id=task.id, cost_usd=task.cost_usd, updated_at=now)
                 )
+            stopped = sa.and_(TASKS.c.status == "running", worker_of.in_(workers))
+            # calls in flight when the workers stopped: stored as failed steps at their worst case
+            settle_unsettled(conn, list(conn.execute(sa.select(TASKS.c.id).where(stopped)).scalars()), when="by reconcile")
             tasks = conn.execute(
-                sa.update(TASKS)
-                .where(TASKS.c.status == "running", worker_of.in_(workers))
-                .values(status="interrupted", cost_usd=steps_cost, finished_at=now)
+                sa.update(TASKS).where(stopped).values(status="interrupted", cost_usd=steps_cost, finished_at=now)
             ).rowcount
             items = conn.execute(
                 sa.update(BATCH_ITEMS).where(running).values(status="interrupted", updated_at=now)
@@ -356,6 +359,17 @@ class BatchQueue:
         return self._transact(body)
 
     # -- reads ----------------------------------------------------------------------------------
+    def interrupted_tasks(self, query_id: str) -> list[str]:
+        """The ids of the batch's ``interrupted`` tasks of ``query_id`` (all workers, all runs), oldest first."""
+        query = (
+            sa.select(TASKS.c.id)
+            .where(TASKS.c.meta[(META_KEY, "id")].as_string() == self.batch_id,
+                   TASKS.c.meta["query_id"].as_string() == query_id, TASKS.c.status == "interrupted")
+            .order_by(TASKS.c.created_at, TASKS.c.id)
+        )  # fmt: skip
+        with self.memory._read() as conn:  # noqa: SLF001 - same package
+            return list(conn.execute(query).scalars())
+
     def counts(self) -> dict[str, int]:
         """Items by status."""
         with self.memory._read() as conn:  # noqa: SLF001 - same package

@@ -19,7 +19,8 @@ TCP keepalives fail, about 30 s), so another host's task is *alive* while its le
 a few seconds, so :meth:`~agentroute.memory.SQLMemory.reconcile_running` closes such a task only
 when its lease was released at two looks :func:`~agentroute.memory.claims.lease_grace_s` apart
 (:attr:`RunningTasks.released`). :func:`reconcile_running` closes gone tasks ``interrupted`` with the cost of
-their recorded steps and ``metadata["error"]`` saying why; a live process's tasks, another host's
+their recorded steps — a provider call in flight when the process died is first stored as a failed
+step at its worst case and audited (:mod:`agentroute.memory.settle`) — and ``metadata["error"]`` saying why; a live process's tasks, another host's
 without a lease (SQLite, an older agentroute: nothing here can tell whether they still run) and
 tasks written before processes were recorded are never touched.
 The batch runner's workers are told alive or gone by the same :func:`host_key` and :func:`pid_alive`.
@@ -38,6 +39,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from agentroute.memory.claims import lease_key, leases_held
+from agentroute.memory.settle import settle_unsettled
 from agentroute.memory.tables import STEPS, TASKS
 
 __all__ = [
@@ -189,8 +191,8 @@ def running_tasks(conn: sa.Connection) -> RunningTasks:
 
 def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None) -> list[str]:
     """Close as ``interrupted`` the ``running`` tasks whose process is gone (of ``task_ids`` when
-    given; see the module docstring), with the cost of their recorded steps and ``metadata["error"]`` saying
-    why; returns their ids. Run it in a write transaction."""
+    given; see the module docstring), with the cost of their recorded steps (calls in flight settled
+    at their worst case first) and ``metadata["error"]`` saying why; returns their ids. Run it in a write transaction."""
     gone = running_tasks(conn).gone
     if task_ids is not None:
         wanted = set(task_ids)
@@ -202,7 +204,8 @@ def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None
         sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id).scalar_subquery()
     )
     closed: list[str] = []
-    rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(gone))).all()
+    rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(gone), TASKS.c.status == "running")).all()
+    settle_unsettled(conn, [task_id for task_id, _ in rows], when="by reconcile")  # calls in flight: their worst case
     for task_id, meta in rows:
         info = meta.get(PROCESS_KEY, {})
         why = "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"

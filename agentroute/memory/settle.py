@@ -1,0 +1,122 @@
+"""Settling provider attempts that were in flight when their process stopped.
+
+Each provider attempt's worst case is stored before it is sent (the ``attempts`` table,
+:class:`~agentroute.budget.Attempt`); a stored step of the same task and step index settles it.
+An attempt that no step settles was in flight when its process stopped (``kill -9``, a lost
+machine): the provider may have billed its worst case, so it is charged that. This module is the
+one home of that rule, for every path that finds such attempts:
+
+- a LangGraph thread resumed from its checkpoint (:meth:`~agentroute.dispatch.run.TaskRun.from_checkpoint`),
+- a batch's reconcile of its dead workers (:meth:`~agentroute.memory.batches.BatchQueue.reconcile`),
+- ``agentroute memory reconcile`` (:func:`~agentroute.memory.processes.reconcile_running`),
+- the rerun of an interrupted batch item, whose budget is what its earlier tasks left (:func:`spent`).
+
+Settling stores one failed step per unsettled step index, costing the worst cases of its attempts,
+and one ``unsettled_attempt`` audit event per attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from agentroute.budget import Attempt, Cost
+from agentroute.memory import codec  # the module: codec → processes → here, imported while codec loads
+from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS
+from agentroute.types import Agent, AuditEvent, Step
+
+__all__ = ["settle_unsettled", "settling_audits", "settling_steps", "spent", "unsettled"]
+
+#: Task ids per query (SQLite's bound-parameter limit is far above; a reconcile may close thousands).
+_CHUNK = 500
+
+
+def unsettled(attempts: Iterable[Attempt], steps: Iterable[Step]) -> list[Attempt]:
+    """Those of ``attempts`` that no step of ``steps`` settles (same task and step index)."""
+    settled = {(s.task_id, s.index) for s in steps}
+    return [a for a in attempts if (a.task_id, a.step_index) not in settled]
+
+
+def spent(steps: Iterable[Step], attempts: Iterable[Attempt]) -> Cost:
+    """What a task's stored ``steps`` and write-ahead ``attempts`` cost, as its ledger would book them.
+
+    A step books its cost and tokens, one call per attempt of its index (one for a step stored
+    without write-ahead records: a blocked step, an older memory) and the large calls of those
+    attempts; an attempt no step settles books its worst case. ``seconds`` is left at 0.
+    """
+    tried: dict[tuple[str, int], list[Attempt]] = {}
+    for a in attempts:
+        tried.setdefault((a.task_id, a.step_index), []).append(a)
+    usd = tokens = calls = large = 0.0
+    for s in steps:
+        made = tried.pop((s.task_id, s.index), [])
+        usd += s.cost_usd
+        tokens += s.tokens_in + s.tokens_out
+        calls += max(1, len(made))
+        large += sum(a.worst_case.large_calls for a in made)
+    for group in tried.values():  # in flight when their process stopped
+        for a in group:
+            usd += a.worst_case.usd
+            tokens += a.worst_case.tokens
+            calls += a.worst_case.calls
+            large += a.worst_case.large_calls
+    return Cost(usd=usd, tokens=tokens, calls=calls, seconds=0.0, large_calls=large)
+
+
+def _by_step(attempts: Iterable[Attempt]) -> dict[tuple[str, int], list[Attempt]]:
+    groups: dict[tuple[str, int], list[Attempt]] = {}
+    for a in attempts:
+        groups.setdefault((a.task_id, a.step_index), []).append(a)
+    return groups
+
+
+def settling_steps(attempts: Iterable[Attempt]) -> list[Step]:
+    """One failed step per step index of the unsettled ``attempts``, costing their worst cases: stored, it settles them."""
+    steps = []
+    for (task_id, index), group in _by_step(attempts).items():
+        first = group[0]
+        role, rest = first.agent.split(":", 1)
+        model, strategy = rest.rsplit(":", 1)  # a model id may hold a colon; a role or strategy does not
+        steps.append(Step(
+            task_id=task_id, index=index, stage=first.stage, agent=Agent(role=role, model=model, strategy=strategy),
+            tokens_out=round(sum(a.worst_case.tokens for a in group)), cost_usd=sum(a.worst_case.usd for a in group),
+            status="failed", error=f"{len(group)} attempt(s) in flight when the process stopped: charged the worst case",
+        ))  # fmt: skip
+    return steps
+
+
+def settling_audits(attempts: Iterable[Attempt], *, when: str = "on resume") -> list[AuditEvent]:
+    """One ``unsettled_attempt`` event per attempt; the attempts of one step (retries, the samples
+    of ``sc@k``) are told apart by their place among that step's unsettled attempts, oldest first."""
+    events = []
+    for (task_id, index), group in _by_step(attempts).items():
+        for k, a in enumerate(group, start=1):
+            events.append(AuditEvent(
+                task_id=task_id, stage=a.stage, kind="unsettled_attempt", subject=a.agent,
+                detail=f"unsettled attempt {a.attempt + 1} of step {index} (call {k} of {len(group)} in flight there): "
+                f"in flight when its process stopped, charged its worst case {when} "
+                f"(${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
+            ))  # fmt: skip
+    return events
+
+
+def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str) -> list[AuditEvent]:
+    """Store the settling steps and audit events of ``task_ids``' unsettled attempts, in ``conn``'s
+    transaction (run it before the tasks' cost is summed from their steps); returns the events.
+    ``when``: the words the audit uses for who settled them (``"by reconcile"``)."""
+    found: list[Attempt] = []
+    for start in range(0, len(task_ids), _CHUNK):
+        chunk = list(task_ids[start : start + _CHUNK])
+        settled = sa.exists().where(STEPS.c.task_id == ATTEMPTS.c.task_id, STEPS.c.step_index == ATTEMPTS.c.step_index)
+        query = (
+            sa.select(ATTEMPTS).where(ATTEMPTS.c.task_id.in_(chunk), ~settled)
+            .order_by(ATTEMPTS.c.task_id, ATTEMPTS.c.created_at, ATTEMPTS.c.id)
+        )  # fmt: skip
+        found += [codec.attempt_from_row(row) for row in conn.execute(query).mappings()]
+    if not found:
+        return []
+    events = settling_audits(found, when=when)
+    conn.execute(STEPS.insert(), [codec.step_row(s) for s in settling_steps(found)])
+    conn.execute(AUDIT.insert(), [codec.audit_row(e) for e in events])
+    return events

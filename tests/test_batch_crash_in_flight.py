@@ -1,0 +1,212 @@
+"""`agentroute run --input` killed with provider calls in flight: the query's budget holds across the rerun.
+
+A real ``agentroute run`` subprocess runs a two-role graph (planner → executor) over two queries
+against a loopback OpenAI-compatible server that bills every call its worst case ``W`` = 100 tokens
+× $10/M = $0.001 (the model runs to ``max_tokens``). Query ``A``'s planner call hangs, query ``B``'s
+executor call hangs (its planner answered); the process is killed (``SIGKILL``) while both hang, and
+``agentroute run --resume`` reruns them: on SQLite after ``agentroute memory reconcile`` closed the
+killed run's tasks, on PostgreSQL with the rerun's own reconcile of its dead worker doing it.
+
+The budget is ``2.5 W`` per query. Before, the reconcile closed each task at the cost of its stored
+steps (A: $0, B: $0.001), with no trace of the hung call, and the rerun got a fresh budget: A was
+billed ``3 W`` = $0.003 and B ``4 W`` = $0.004 against $0.0025. Now the hung call is stored as a
+failed step at its worst case and audited (``unsettled_attempt``), and the rerun's budget is what the
+interrupted task left: A's rerun (``1.5 W``) plans, then cannot afford the executor; B's (``0.5 W``)
+makes no call. Each ends ``budget_exhausted``, billed ``2 W``, and its tasks' stored costs add up to that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
+
+OUT_PRICE = 10.0  # USD per 1M output tokens; input is free, so a call's worst case is exact
+WORST = 100 * OUT_PRICE / 1e6  # $0.001: the card allows 200 tokens, the `direct` strategy asks 100
+LIMIT = 2.5 * WORST
+#: The call of each query that hangs in the killed run: (query key, start of its role's system prompt).
+HANGS = {("A", "Plan."), ("B", "Answer.")}
+AGENTROUTE = [sys.executable, "-c", "from agentroute.cli import main; main()"]
+GRAPH_PY = (
+    "from agentroute.graph import AgentGraph\n\n"
+    'graph = AgentGraph("crash").add_role("planner", prompt="Plan.").add_role("executor", prompt="Answer.")'
+    '.add_edge("planner", "executor")\n'
+)
+
+
+class Provider:
+    """A loopback chat-completions server that bills each call its ``max_tokens`` by query; while
+    :attr:`hang` is set, the calls of :data:`HANGS` are billed and never answered (until :meth:`stop`)."""
+
+    def __init__(self) -> None:
+        self.hang = True
+        self.billed: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.hanging = 0
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                if not self.path.endswith("/chat/completions"):  # a tokenizer probe: not served
+                    self.send_error(404)
+                    return
+                found = re.search(r"\b([AB])-[0-9a-f]{8}\b", json.dumps(body["messages"]))
+                key = found.group(1) if found else "?"
+                with provider._lock:
+                    provider.billed[key] += body["max_tokens"] * OUT_PRICE / 1e6  # it runs to max_tokens
+                    provider.calls[key] += 1
+                    system = str(body["messages"][0]["content"])
+                    hang = provider.hang and any(key == k and system.startswith(role) for k, role in HANGS)
+                    provider.hanging += hang
+                if hang:
+                    provider._release.wait(30)
+                    self.close_connection = True
+                    return
+                usage = {"prompt_tokens": 10, "completion_tokens": body["max_tokens"], "total_tokens": 10 + body["max_tokens"]}
+                reply = json.dumps({
+                    "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"], "usage": usage,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris?"}, "finish_reason": "length"}],
+                }).encode()  # fmt: skip
+                if body.get("stream"):
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+                    events = [
+                        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris?"}, "finish_reason": "length"}]},
+                        {**chunk, "choices": [], "usage": usage},
+                    ]
+                    reply = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream" if body.get("stream") else "application/json")
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    server = Provider()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _files(tmp_path: Path, url: str) -> tuple[list[str], str]:
+    """The ``agentroute run`` command line over a fresh input (its own batch) and the run's suffix."""
+    run = uuid.uuid4().hex[:8]
+    (tmp_path / "graph.py").write_text(GRAPH_PY)
+    (tmp_path / "pool.yaml").write_text(
+        f"models:\n  - id: m\n    backend: openai\n    model: m\n    base_url: {url}\n    input_price: 0.0\n"
+        f"    output_price: {OUT_PRICE}\n    max_tokens: 200\n    timeout_s: 30\n    context_window: 4096\n"
+    )
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"query": f"{k}-{run}", "query_id": f"{k}-{run}"}) + "\n" for k in "AB"))
+    command = [
+        *AGENTROUTE, "run", str(tmp_path / "graph.py"), "--input", str(tmp_path / "in.jsonl"), "--pool", str(tmp_path / "pool.yaml"),
+        "--router", "cheapest", "--budget-usd", str(LIMIT), "--budget-calls", "4", "--budget-seconds", "30",
+        "--concurrency", "2", "--resume",
+    ]  # fmt: skip
+    return command, run
+
+
+def _tasks(url: str, run: str) -> dict[str, list[dict[str, Any]]]:
+    """Each query's tasks, oldest first, with their audit events' kinds and details."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT id, query, status, cost_usd, budget, meta FROM tasks WHERE query LIKE :q ORDER BY created_at"),
+                {"q": f"%-{run}"},
+            ).mappings().all()  # fmt: skip
+            out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for row in rows:
+                audit = conn.execute(sa.text("SELECT kind, detail FROM audit_events WHERE task_id = :t"), {"t": row["id"]}).all()
+                loads = lambda v: json.loads(v) if isinstance(v, str) else v  # noqa: E731 - SQLite gives text
+                out[row["query"][0]].append({**row, "budget": loads(row["budget"]), "meta": loads(row["meta"]), "audit": audit})
+            return out
+    finally:
+        engine.dispose()
+
+
+def _crash_and_rerun(provider: Provider, tmp_path: Path, url: str, *, reconcile: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    command, run = _files(tmp_path, provider.url)
+    env = {**os.environ, "COLUMNS": "200"}
+    first = subprocess.Popen([*command, "--memory", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a wait
+        while time.monotonic() < deadline and first.poll() is None and provider.hanging < len(HANGS):
+            time.sleep(0.02)
+        assert first.poll() is None and provider.hanging == len(HANGS), "the run did not reach its hanging calls"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        if first.stdout is not None:
+            first.stdout.close()
+    provider.hang = False
+    if reconcile:
+        done = subprocess.run([*AGENTROUTE, "memory", "reconcile", "--memory", url], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    closed = _tasks(url, run)
+    rerun = subprocess.run([*command, "--memory", url], capture_output=True, text=True, env=env, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    return closed, _tasks(url, run)
+
+
+def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *, reconcile: bool) -> None:
+    for key, hung in (("A", WORST), ("B", 2 * WORST)):
+        earlier, rerun = final[key]
+        if reconcile:  # `memory reconcile` closed it, before the rerun
+            assert closed[key] == [earlier], closed
+        # closed at what the provider billed: the hung call is a failed step at its worst case, audited
+        assert earlier["status"] == "interrupted" and earlier["cost_usd"] == pytest.approx(hung), final
+        assert [kind for kind, _ in earlier["audit"]] == ["unsettled_attempt"], final
+        # was: A billed $0.003, B $0.004 on a $0.0025 budget (the rerun had a fresh one)
+        assert provider.billed[key] <= LIMIT + 1e-12, (key, dict(provider.billed))
+        assert earlier["cost_usd"] + rerun["cost_usd"] == pytest.approx(provider.billed[key]), final
+        assert rerun["status"] == "budget_exhausted", final
+        # what the interrupted task left: calls count its attempts, the hung one too; seconds are given afresh
+        assert rerun["budget"] == {"usd": pytest.approx(LIMIT - hung), "calls": 4 - round(hung / WORST), "seconds": 30}, final
+        assert rerun["meta"]["agentroute_batch"]["continues"] == [earlier["id"]], final
+    assert provider.calls["B"] == 2, dict(provider.calls)  # B's rerun could afford no call: it made none
+
+
+def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: Provider, tmp_path: Path) -> None:
+    _check(provider, *_crash_and_rerun(provider, tmp_path, f"sqlite:///{tmp_path}/memory.db", reconcile=True), reconcile=True)
+
+
+@pytest.mark.postgres
+def test_the_batch_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_postgres(
+    provider: Provider, tmp_path: Path, postgres_url: str,  # noqa: F811
+) -> None:
+    _check(provider, *_crash_and_rerun(provider, tmp_path, postgres_url, reconcile=False), reconcile=False)
