@@ -94,8 +94,8 @@ def settling_audits(attempts: Iterable[Attempt], *, when: str = "on resume") -> 
         for k, a in enumerate(group, start=1):
             events.append(AuditEvent(
                 task_id=task_id, stage=a.stage, kind="unsettled_attempt", subject=a.agent,
-                detail=f"unsettled attempt {a.attempt + 1} of step {index} (call {k} of {len(group)} in flight there): "
-                f"in flight when its process stopped, charged its worst case {when} "
+                detail=f"unsettled attempt {a.attempt + 1} of step {index}, call {k} of {len(group)} in flight at that "
+                f"step when its process stopped: charged its worst case {when} "
                 f"(${a.worst_case.usd:.6g}, {a.worst_case.tokens:g} tokens)",
             ))  # fmt: skip
     return events
