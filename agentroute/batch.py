@@ -15,7 +15,9 @@ Running (:class:`BatchRunner`): the items go into the memory's durable work queu
 database, so several processes over one PostgreSQL memory share a batch, and ``resume`` skips
 what is finished. Each item runs as one task through ``compiled.arun``; whatever one task raises
 ends that task ``failed`` with its reason (in the task's ``metadata["error"]`` and the item), never
-the batch. An item with a gold answer (``answer`` or ``answers`` on its line) is scored when its
+the batch. An item rerun after its task was interrupted (a kill, a stop) runs as a new task under
+the budget that task left (:meth:`BatchRunner._budget_left`), so a query's bill stays within its budget
+across kills. An item with a gold answer (``answer`` or ``answers`` on its line) is scored when its
 task ends ``done`` or ``budget_exhausted``: ``metric(answer, gold)`` (:mod:`agentroute.eval.answers`)
 becomes the task's score through ``memory.add_feedback(task_id, score, source="metric:<name>")``,
 written before the item is marked finished. :meth:`BatchRunner.stop` (wired to SIGTERM/SIGINT by the CLI) stops claiming, lets the
