@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -326,6 +327,7 @@ def serve(
     budget_seconds: SecondsOpt = None,
     budget_large_calls: LargeOpt = None,
     memory: Annotated[str | None, typer.Option("--memory", help="--router: SQLAlchemy URL where every routed request is kept as a task (default: $AGENTROUTE_MEMORY or the local SQLite file).")] = None,
+    memory_wait_s: Annotated[float | None, typer.Option("--memory-wait-s", help="--router: seconds a request waits for the memory to store its write-ahead record before a retryable 503, its call not made (default 5).")] = None,
     allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Serve a pool's models over an OpenAI-compatible HTTP API.
@@ -339,8 +341,8 @@ def serve(
     limits: dict[str, Any] = {"usd": budget_usd, "tokens": budget_tokens, "calls": budget_calls,
                               "seconds": budget_seconds, "large_calls": budget_large_calls}  # fmt: skip
     try:
-        if router is None and (memory is not None or any(v is not None for v in limits.values())):
-            raise fail("--memory and --budget-* apply to routed requests: give --router too", 2)
+        if router is None and (memory is not None or memory_wait_s is not None or any(v is not None for v in limits.values())):
+            raise fail("--memory, --memory-wait-s and --budget-* apply to routed requests: give --router too", 2)
         from agentroute.serve import serve as run_server
 
         if router is None:
@@ -348,15 +350,19 @@ def serve(
             models.require_backends()  # a missing backend package: exit 2 before any task
             run_server(models, host, port, drain_s=drain_s)
             return
+        from agentroute.serve.routed import MEMORY_WAIT_S, Routing
+
+        if memory_wait_s is not None:
+            Routing.check_memory_wait_s(memory_wait_s, "--memory-wait-s")
         budget = make_budget(limits.pop("usd"), **limits)
         models, loaded = routed(None, router, pool, allow_new_agents)
         from agentroute.memory import open_memory
-
-        store = open_memory(memory)
+        store = open_memory(memory, retry_s=math.inf)  # a server keeps the rows of what it answered, however long the outage
         try:
             run_server(
                 models, host, port, drain_s=drain_s, router=loaded, memory=store, budget=budget,
                 allow_new_agents=True,  # routed() checked the router against the pool
+                memory_wait_s=MEMORY_WAIT_S if memory_wait_s is None else memory_wait_s,
             )
         finally:
             store.close()

@@ -192,7 +192,8 @@ class SQLMemory(MemoryStore):
         retry_s: how long the writer retries a batch whose connection failed (a server restart, a
             network blip) before the batch's writes are lost and the next ``flush()`` raises; new
             writes wait in the queue meanwhile. Default: 30 s on PostgreSQL, 1.5 s on SQLite (whose
-            busy timeout already waits 30 s for a lock).
+            busy timeout already waits 30 s for a lock). ``math.inf``: until the database returns,
+            unless more than ``max_pending`` writes wait behind the batch (then it is lost, loudly).
         prompt_commit: commit a write at once while fewer than 16 writes were committed in the last
             50 ms (the default: a process killed right after a step keeps it); ``False`` always waits
             for the batch to fill or its ``flush_interval_s`` deadline.
@@ -223,9 +224,13 @@ class SQLMemory(MemoryStore):
                 f"flush_interval_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] (got {flush_interval_s!r})"
             )
         if retry_s is not None and (
-            isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not 0 <= retry_s <= MAX_FLUSH_INTERVAL_S
+            isinstance(retry_s, bool)
+            or not isinstance(retry_s, numbers.Real)
+            or not (0 <= retry_s <= MAX_FLUSH_INTERVAL_S or retry_s == math.inf)
         ):
-            raise ConfigurationError(f"retry_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] (got {retry_s!r})")
+            raise ConfigurationError(
+                f"retry_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] or math.inf (got {retry_s!r})"
+            )
         if max_pending < batch_size:
             raise ConfigurationError(
                 f"max_pending (got {max_pending}) must be at least batch_size (got {batch_size})"
@@ -259,7 +264,10 @@ class SQLMemory(MemoryStore):
             retry_s=retry_s,
             prompt=bool(prompt_commit),
             lease=None if self._claims is None else _Lease(self._claims, self.url),
+            max_pending=max_pending,
         )
+        # write-ahead records not yet committed: token → (task id, time.monotonic() it was recorded)
+        self._write_aheads: dict[object, tuple[str, float]] = {}
         self._put: Callable[[Any], None] = self._writer.put
         self._qsize: Callable[[], int] = self._writer.qsize
         self.closed: bool = False
@@ -272,6 +280,29 @@ class SQLMemory(MemoryStore):
     def refusing_writes(self) -> bool:
         """Whether the database refuses the memory's writes now (its writer retries a batch)."""
         return self._writer.refusing
+
+    @property
+    def refusing_for_s(self) -> float | None:
+        """Seconds since the database began refusing the batch its writer retries (``None``: not refusing)."""
+        since = self._writer.refusing_since
+        return None if since is None else time.monotonic() - since
+
+    @property
+    def retry_error(self) -> BaseException | None:
+        """The last error of the batch the writer retries now (``None``: not refusing)."""
+        return self._writer.retry_error
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes recorded and not yet committed (nor lost)."""
+        return self._qsize()
+
+    def write_ahead_wait(self, task_id: str) -> float | None:
+        """Seconds the oldest uncommitted write-ahead record of ``task_id`` has waited for its
+        commit (:meth:`reserve_attempt`), ``None`` when none waits: what a caller that cannot wait
+        out a memory outage (``agentroute serve``) watches, since the attempt is not sent meanwhile."""
+        waits = [since for task, since in list(self._write_aheads.values()) if task == task_id]
+        return time.monotonic() - min(waits) if waits else None
 
     @property
     def refused_writes(self) -> int:
@@ -334,16 +365,23 @@ class SQLMemory(MemoryStore):
             raise MemoryStoreError(f"memory {self.url} is closed")
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[None] = loop.create_future()
+        token = object()
+        self._write_aheads[token] = (attempt.task_id, time.monotonic())
 
         def done() -> None:
             if not stored.done():  # not cancelled meanwhile
                 stored.set_result(None)
 
-        def then() -> None:
+        def then() -> None:  # on the writer thread, also when nobody waits any more
+            self._write_aheads.pop(token, None)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(done)
 
-        self._writer.commit_soon((ATTEMPT, attempt), then)
+        try:
+            self._writer.commit_soon((ATTEMPT, attempt), then)
+        except MemoryStoreError:
+            self._write_aheads.pop(token, None)
+            raise
         await stored
 
     def attempts(self, task_id: str) -> list[Attempt]:

@@ -12,7 +12,11 @@ SQLAlchemy Core ``executemany`` statements. Never ORM objects. The writer sleeps
 due rather than waking on every write; a full batch, a flush and the stop sentinel wake it.
 
 Failures: a lost connection or a locked database is retried with backoff for up to ``retry_s``
-(30 s by default: a PostgreSQL restart or failover, while new writes wait in the queue); a batch
+(30 s by default: a PostgreSQL restart or failover, while new writes wait in the queue; ``math.inf``:
+until the database returns, as ``agentroute serve`` keeps the rows of the calls it answered). Two
+things end the retries sooner, loudly (the batch's writes are lost, logged, and the next ``flush()``
+raises them): more than ``max_pending`` writes waiting behind the batch (the bound on the memory an
+outage may hold), and :meth:`BatchWriter.stop` (at most :data:`RETRY_S` more once asked). A batch
 that fails on its data (a duplicate id, a malformed object) is split in halves recursively — the
 writes of one task (its row, steps, audit events, feedback, batch item) stay together — until only
 the bad writes are left out. A step never goes in without its task: when a task's first write
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -269,15 +274,23 @@ class BatchWriter:
         retry_s: float = RETRY_S,
         prompt: bool = True,
         lease: Callable[[], bool] | None = None,
+        max_pending: int | None = None,
     ) -> None:
         self.engine, self.batch_size, self.flush_interval_s = engine, batch_size, flush_interval_s
         self.prompt = prompt
         self.retry_s = retry_s
+        self.max_pending = max_pending
+        """While a batch is retried: the most writes that may wait behind it before it is given up."""
+        self._stop_asked: float | None = None  # time.monotonic() of stop(): the retries end RETRY_S later
         self.committed = 0
         self.batches = 0
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
         self.refusing = False
         """Whether the database refuses writes now (a batch is being retried)."""
+        self.refusing_since: float | None = None
+        """``time.monotonic()`` of the first failure of the batch being retried (``None``: not refusing)."""
+        self.retry_error: BaseException | None = None
+        """The last error of the batch being retried (``None``: not refusing)."""
         self.refused = 0
         """Writes lost because the database refused them (not for their data); ``refusal``: the last error."""
         self.refusal: BaseException | None = None
@@ -332,6 +345,8 @@ class BatchWriter:
     def stop(self) -> None:
         """Commit everything enqueued, then end the thread."""
         if self._thread.is_alive():
+            if self._stop_asked is None:
+                self._stop_asked = time.monotonic()
             self._queue.put(_STOP)
             self._wake.set()
             if threading.current_thread() is not self._thread:  # a finalizer may run on it
@@ -410,30 +425,52 @@ class BatchWriter:
             if not batch:
                 return
         error: BaseException | None = None
-        delays = retry_delays(self.retry_s)  # its clock starts at the first failure
-        delay: float | None = 0.0
-        while delay is not None:
-            time.sleep(delay)
-            delay = None
+        first = 0.0  # time.monotonic() of the first failure
+        delay = 0.05
+        while True:
             try:
                 self._commit(batch)
                 if error is not None:
                     log.warning("memory: writes committed again after %s", type(error).__name__)
-                self.refusing = False
+                self._refusing(None)
                 return
             except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
                 if error is None:
-                    log.warning("memory: %s; retrying for up to %gs", exc, self.retry_s)
+                    first = time.monotonic()
+                    log.warning("memory: %s; retrying %s", exc,
+                                "until it answers" if self.retry_s == math.inf else f"for up to {self.retry_s:g}s")  # fmt: skip
                 error = exc
-                self.refusing = True
-                delay = next(delays, None)
+                self._refusing(exc, first)
+                left = self._retry_left(first, len(batch))
+                if left <= 0:
+                    break
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
             except Exception:
-                self.refusing = False
+                self._refusing(None)
                 self._bisect(self._groups(batch))
                 return
-        assert error is not None
         self._fail([(kind, payload, error) for kind, payload in batch])
-        self.refusing = False
+        self._refusing(None)
+
+    def _refusing(self, error: BaseException | None, since: float = 0.0) -> None:
+        self.refusing, self.retry_error = error is not None, error
+        self.refusing_since = since if error is not None else None
+
+    def _retry_left(self, first: float, size: int) -> float:
+        """Seconds a failing batch is still retried (≤ 0: give it up): ``retry_s`` since its first
+        failure, :data:`RETRY_S` after :meth:`stop`, none once over ``max_pending`` writes wait."""
+        now = time.monotonic()
+        left = first + self.retry_s - now
+        if self._stop_asked is not None:
+            left = min(left, self._stop_asked + RETRY_S - now)
+        if self.max_pending is not None and (waiting := self.qsize()) > self.max_pending:
+            log.error(
+                "memory: %d writes wait behind a batch the database refuses (more than max_pending=%d): "
+                "its %d write(s) are given up", waiting, self.max_pending, size,
+            )  # fmt: skip
+            return 0.0
+        return left
 
     def _hold_back(self, batch: list[Op]) -> list[Op]:
         """Leave out the writes of tasks whose first write was lost (a step without its task)."""

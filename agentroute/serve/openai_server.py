@@ -315,6 +315,7 @@ def create_app(
     memory: MemoryStore | str | None = None,
     budget: Budget | Mapping[str, Any] | None = None,
     allow_new_agents: bool = False,
+    memory_wait_s: float | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``pool``. With ``preload``, local models load at startup.
 
@@ -323,9 +324,11 @@ def create_app(
     one task under ``budget`` (the default per-request :class:`~agentroute.budget.Budget`, or a
     mapping of its limits), recorded in ``memory`` (a store or a database URL) when given. A bad
     router, one that does not fit the pool (pool agents it never saw, unless ``allow_new_agents``)
-    or a bad budget is a ``ConfigurationError`` here.
+    or a bad budget is a ``ConfigurationError`` here. A routed request whose write-ahead record the
+    memory has not stored within ``memory_wait_s`` (default 5 s) gets a retryable 503, its call not
+    made; ``GET /health`` answers 503 while the memory refuses writes.
     """
-    routing = _routing(pool, router, memory, budget, allow_new_agents)
+    routing = _routing(pool, router, memory, budget, allow_new_agents, memory_wait_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -380,8 +383,13 @@ def create_app(
     routed = routing.names if routing is not None else []
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": routed + pool.ids}
+    async def health() -> Any:
+        body: dict[str, Any] = {"status": "ok", "models": routed + pool.ids}
+        if routing is not None and (memory := routing.memory_health()) is not None:
+            body["memory"] = memory
+            if memory["state"] != "ok":  # routed requests get a retryable 503 meanwhile
+                return JSONResponse({**body, "status": "unavailable"}, status_code=503)
+        return body
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -448,14 +456,19 @@ def _router_entry(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "agentroute:router"}
 
 
-def _routing(pool: ModelPool, router: Any, memory: Any, budget: Any, allow_new_agents: bool) -> Routing | None:
+def _routing(
+    pool: ModelPool, router: Any, memory: Any, budget: Any, allow_new_agents: bool, memory_wait_s: float | None = None
+) -> Routing | None:
     if router is None:
-        if memory is not None or budget is not None:
-            raise ConfigurationError("memory= and budget= apply to routed requests: give a router= too")
+        if memory is not None or budget is not None or memory_wait_s is not None:
+            raise ConfigurationError("memory=, memory_wait_s= and budget= apply to routed requests: give a router= too")
         return None
-    from agentroute.serve.routed import Routing
+    from agentroute.serve.routed import MEMORY_WAIT_S, Routing
 
-    return Routing(pool, router, memory=memory, budget=budget, allow_new_agents=allow_new_agents)
+    return Routing(
+        pool, router, memory=memory, budget=budget, allow_new_agents=allow_new_agents,
+        memory_wait_s=MEMORY_WAIT_S if memory_wait_s is None else memory_wait_s,
+    )
 
 
 async def _disconnected(request: Request) -> None:
@@ -734,11 +747,13 @@ class ServerThread:
         router: Router | str | Path | None = None,
         memory: MemoryStore | str | None = None,
         budget: Budget | Mapping[str, Any] | None = None,
-    allow_new_agents: bool = False,
+        allow_new_agents: bool = False,
+        memory_wait_s: float | None = None,
     ):
         self.pool, self.host = pool, host
         app = create_app(
-            pool, preload=preload, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents
+            pool, preload=preload, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents,
+            memory_wait_s=memory_wait_s,
         )
         self.routing: Routing | None = app.state.routing
         try:
@@ -810,18 +825,21 @@ def serve(
     memory: MemoryStore | str | None = None,
     budget: Budget | Mapping[str, Any] | None = None,
     allow_new_agents: bool = False,
+    memory_wait_s: float | None = None,
 ) -> None:
     """Serve ``pool`` until interrupted (what ``agentroute serve`` runs); closes the pool's backends at exit.
 
     The address is bound before any model loads, so a taken port fails at once. On Ctrl-C or
     SIGTERM, requests in flight get ``drain_s`` seconds to finish, then are cancelled. With
     ``router`` the model ``"router"`` routes each request (:func:`create_app`); a memory given by
-    URL is closed at exit, a store given as an object is flushed.
+    URL is closed at exit, a store given as an object is flushed; ``memory_wait_s``: see :func:`create_app`.
     """
     if not drain_s >= 0:
         raise ConfigurationError(f"'drain_s' (got {drain_s}) must be ≥ 0")
     # a bad router fails before binding
-    app = create_app(pool, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents)
+    app = create_app(
+        pool, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents, memory_wait_s=memory_wait_s
+    )
     try:
         sock = listen_socket(host, port)
     except ConfigurationError:

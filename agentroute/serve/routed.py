@@ -6,6 +6,12 @@ runs with the server's router over the pool's agents, under a hard per-request :
 (the server's default, tightened by the request's ``extra_body={"agentroute": {"budget": {...}}}``).
 Retries, fallbacks and the budget rule are the dispatcher's; with a memory, every request is a task
 there, so ``agentroute train --from`` learns from the served traffic.
+
+While the memory cannot store a request's write-ahead record (its database is down), the request is
+not sent to a model: it gets a retryable 503 (``Retry-After``, ``x-should-retry: true``) at once
+when the memory is known to refuse writes, else once the record has waited ``memory_wait_s``; a
+memory the server opens retries its writes until the database returns (``retry_s=math.inf``), so
+the rows of the calls it answered are kept through the outage.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sys
 import time
 import uuid
@@ -27,6 +34,7 @@ from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
+from agentroute.memory.errors import MemoryStoreError
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.serve.openai_server import choice_logprobs, finish_reason, message, takers_of
@@ -36,6 +44,11 @@ from agentroute.types import Completion, Step
 ROUTER_MODEL = "router"
 ROLE = "executor"  # the role a pool is checked for (``loading.graph_agents``) and the memory logs
 EXTENSION_FIELDS = ("budget", "query_id")
+MEMORY_WAIT_S = 5.0
+"""How long a routed request waits for the memory to store its write-ahead record before it gets a
+retryable 503 (the record normally commits in about a millisecond)."""
+RETRY_AFTER_S = 2
+"""The ``Retry-After`` of a 503 sent while the memory refuses writes."""
 
 
 class RequestError(ValueError):
@@ -72,7 +85,7 @@ def open_memory(memory: MemoryStore | str | None) -> tuple[MemoryStore | None, b
     if isinstance(memory, str):
         from agentroute.memory import SQLMemory
 
-        return SQLMemory(memory), True
+        return SQLMemory(memory, retry_s=math.inf), True  # a server keeps the rows of what it answered
     raise ConfigurationError(f"memory= takes a MemoryStore or a database URL (got {type(memory).__name__})")
 
 
@@ -95,7 +108,9 @@ class Routing:
         memory: MemoryStore | str | None = None,
         budget: Budget | Mapping[str, Any] | None = None,
         allow_new_agents: bool = False,
+        memory_wait_s: float = MEMORY_WAIT_S,
     ):
+        self.memory_wait_s = self.check_memory_wait_s(memory_wait_s)
         if ROUTER_MODEL in pool.ids:
             raise ConfigurationError(
                 f"the pool has a card named {ROUTER_MODEL!r}, the name of the routed model; rename the card"
@@ -108,17 +123,59 @@ class Routing:
         #: of them cannot honour is refused, since the router may pick that card
         self.takers = {card.id: takers_of(pool.backend(card.id)) for card in pool}
 
+    @staticmethod
+    def check_memory_wait_s(value: Any, name: str = "memory_wait_s") -> float:
+        """``value`` as seconds in (0, 3600]; else a :class:`ConfigurationError` naming ``name``."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+            raise ConfigurationError(f"{name} must be a number of seconds in (0, 3600] (got {value!r})")
+        return float(value)
+
     @property
     def names(self) -> list[str]:
         """The model names that route: ``router`` and ``router:<router name>``."""
         return [ROUTER_MODEL, f"{ROUTER_MODEL}:{self.router.name}"]
 
     def close(self) -> None:
-        if self.memory is not None:
+        """Close the memory the server opened, flush one it was given (not while its database refuses
+        writes: that flush would wait for the database; its owner closes it); writes it could not
+        store are reported on one line, not raised."""
+        memory = self.memory
+        if memory is None:
+            return
+        try:
             if self.owns_memory:
-                self.memory.close()
-            else:
-                self.memory.flush()
+                memory.close()
+            elif getattr(memory, "refusing_for_s", None) is None:
+                memory.flush()
+        except MemoryStoreError as exc:
+            print(f"agentroute serve: memory: {_first_line(exc)}", file=sys.stderr)
+
+    def memory_health(self) -> dict[str, Any] | None:
+        """The memory's state for ``/health`` (``None`` without one): ``state`` is ``ok``, or
+        ``refusing_writes`` (with ``for_s`` and ``error``) while its writer retries a failing batch;
+        ``pending_writes`` and ``lost_writes`` (refused, then given up) where the store tells them."""
+        memory = self.memory
+        if memory is None:
+            return None
+        down_for = getattr(memory, "refusing_for_s", None)
+        health: dict[str, Any] = {"state": "ok" if down_for is None else "refusing_writes"}
+        if down_for is not None:
+            health["for_s"] = round(down_for, 3)
+            health["error"] = _first_line(getattr(memory, "retry_error", None) or "")
+        for key, name in (("pending_writes", "pending_writes"), ("lost_writes", "refused_writes")):
+            if (value := getattr(memory, name, None)) is not None:
+                health[key] = value
+        return health
+
+    def write_ahead_wait(self, task_id: str | None) -> float | None:
+        """Seconds ``task_id``'s oldest write-ahead record has waited for the memory (``None``: none waits)."""
+        wait = getattr(self.memory, "write_ahead_wait", None)
+        return wait(task_id) if wait is not None and task_id is not None else None
+
+    def memory_wait_left(self, task_id: str | None) -> float:
+        """Seconds before ``task_id``'s waiting write-ahead record reaches ``memory_wait_s``
+        (≤ 0: give up the request); ``memory_wait_s`` when none waits."""
+        return self.memory_wait_s - (self.write_ahead_wait(task_id) or 0.0)
 
     def request_budget(self, extension: Any) -> tuple[Budget | None, str | None]:
         """The budget and query id of a request's ``agentroute`` extension.
@@ -176,6 +233,8 @@ class Routing:
         add_step_watcher(_watch_served)
         _served_step.set(watch)  # this request's task has its own context: other requests see theirs
         run = dispatcher.start(query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True})
+        if watch is not None:
+            watch.task_id = run.task.id
         try:
             step = await dispatcher.step(
                 run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id,
@@ -230,6 +289,7 @@ class ServedStep:
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.first_token = asyncio.Event()
         self.model: str | None = None  # the card whose tokens are streamed
+        self.task_id: str | None = None  # set once the task has started
         self.ended: dict[str, Completion] = {}
 
     async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> _ServedAttempt:
@@ -265,6 +325,27 @@ def escalates(router: Router) -> bool:
 NO_RETRY = {"x-should-retry": "false"}  # the OpenAI SDKs honour it: the dispatcher already retried
 
 
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def memory_unavailable(routing: Routing, task_id: str | None = None) -> Any:
+    """The retryable 503 of a request the memory cannot record now (its model call not made)."""
+    from agentroute.serve.openai_server import _error
+
+    health = routing.memory_health() or {}
+    why = f": {health['error']}" if health.get("error") else ""
+    message = (
+        f"the memory cannot store this request's records now{why}; the request was not sent to a model: "
+        f"send it again in a few seconds (GET /health tells when the memory is back)"
+    )
+    response = _error(503, message, "server_error", code="memory_unavailable")
+    response.headers.update({"Retry-After": str(RETRY_AFTER_S), "x-should-retry": "true"})
+    if task_id is not None:
+        response.headers["x-agentroute-task-id"] = task_id
+    return response
+
+
 async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     """The response to a chat completion whose ``model`` is the router (``body``: the request)."""
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -293,6 +374,8 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         budget, query_id = routing.request_budget((body.model_extra or {}).get("agentroute"))
     except RequestError as exc:
         return _error(400, f"invalid request: {exc}", "invalid_request_error", code="invalid_budget", param=exc.param)
+    if (routing.memory_health() or {}).get("state", "ok") != "ok":  # fail fast: no task, no call
+        return memory_unavailable(routing)
     messages = [(m.role, m.text()) for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
     # tokens are streamed as they come unless the router may answer twice (escalate): the answer
@@ -306,17 +389,26 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     )
     task.add_done_callback(lambda _: watch.events.put_nowait(("done", None)))
 
-    async def started() -> bool:  # the task has finished, or its answer's first token has come
+    async def started() -> bool:
+        """``True`` once the task has finished or its answer's first token has come; ``False`` when
+        a write-ahead record of it waits ``memory_wait_s`` for the memory (its call not sent)."""
         first = asyncio.ensure_future(watch.first_token.wait())
         try:
-            await asyncio.wait({task, first}, return_when=asyncio.FIRST_COMPLETED)
+            while (left := routing.memory_wait_left(watch.task_id)) > 0:  # ends: a record's wait only grows
+                done, _ = await asyncio.wait({task, first}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    return True
+            return False
         finally:
             first.cancel()
-        return True
 
-    if await _unless_disconnected(http, started()) is None:  # the client has gone
+    ready = await _unless_disconnected(http, started())
+    if ready is None:  # the client has gone
         await _cancel(task)  # the task is in the memory as interrupted
         return Response(status_code=499)
+    if not ready:  # the memory is down: the task ends interrupted, its call never sent
+        await _cancel(task)
+        return memory_unavailable(routing, watch.task_id)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     extra = {"usage": None} if include_usage else {}
@@ -342,7 +434,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     if task.done():  # finished before any token was streamed: the whole answer, or an ordinary error
         run, step = task.result()
         if step is None or step.status != "ok":
-            return _failed(run, step)
+            return _failed(routing, run, step)
         if not body.stream:
             answer, logprobs = _answer(watch, step)
             choice = {"index": 0, "message": answer, "finish_reason": _finish_reason(watch, step), "logprobs": logprobs}
@@ -413,11 +505,14 @@ def _task_id(task: asyncio.Future[Any]) -> str:
     return "interrupted"
 
 
-def _failed(run: TaskRun, step: Step | None) -> Any:
-    """The 402 (budget) or 502 (every model failed) of a task that has no answer."""
+def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
+    """The 402 (budget) or 502 (every model failed) of a task that has no answer; the retryable 503
+    when its deadline came while the memory held a write-ahead record (the memory's outage, not the budget)."""
     from agentroute.serve.openai_server import _error
 
     task = run.task
+    if task.status == "budget_exhausted" and routing.write_ahead_wait(task.id) is not None:
+        return memory_unavailable(routing, task.id)
     spent = run.ledger.spent
     detail = f"task {task.id} spent ${task.cost_usd:.6g} in {int(spent.get('calls', 0))} call(s)"
     if step is not None and step.error:

@@ -1,0 +1,279 @@
+"""``agentroute serve`` with a PostgreSQL memory whose server goes down under it, as a user of the
+OpenAI SDK sees it: a routed request is refused at once with a retryable 503 (its model call never
+made) instead of hanging for the outage, ``/health`` says the memory is down, and the rows of a call
+answered during the outage are stored when the database returns, however long it stayed down.
+
+Real servers on loopback: a PostgreSQL server of this module (stopped and started under the
+server), ``agentroute serve`` in a thread (:class:`ServerThread`), an OpenAI-compatible upstream
+that counts its calls (and answers ``slow`` questions after :data:`SLOW_S`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import sqlalchemy as sa
+
+import agentroute
+from agentroute.memory import SQLMemory
+from agentroute.memory.pgserver import PostgresServer, find_bindir
+from agentroute.pool.card import ModelCard
+from agentroute.pool.pool import ModelPool
+from tests.fixtures_reply_server import JSONHandler, LoopbackServer
+
+pytest.importorskip("fastapi")
+from agentroute.serve import ServerThread  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(agentroute.__file__).resolve().parents[1]
+SLOW_S = 0.8
+WAIT_S = 0.5  # the servers' memory_wait_s
+
+
+class _Upstream(JSONHandler):
+    """Answers every chat request with ``ok``; a question containing ``slow`` after ``SLOW_S``."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.chat_body()
+        if body is None:
+            return
+        if "slow" in json.dumps(body["messages"]):
+            time.sleep(SLOW_S)
+        usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+        base = {"id": "u1", "created": 0, "model": body.get("model", "m")}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "ok"}
+            self.send_json(200, {**base, "object": "chat.completion", "usage": usage,
+                                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+            return
+        self.start_events()
+        chunk = {**base, "object": "chat.completion.chunk"}
+        self.send_event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}]})
+        self.send_event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        self.send_event({**chunk, "choices": [], "usage": usage})
+        self.send_event("[DONE]")
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this module alone (it is stopped under the servers)."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'agentroute[postgres]'")
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL server binaries not found: apt-get install postgresql")
+    server = PostgresServer(durable=False).start()
+    try:
+        SQLMemory(server.url).close()  # the schema, once
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[LoopbackServer]:
+    with LoopbackServer(_Upstream) as server:
+        yield server
+
+
+def serving(pg: PostgresServer, upstream: LoopbackServer) -> ServerThread:
+    card = ModelCard(id="plain", backend="openai", model="plain", base_url=upstream.url,
+                     input_price=1.0, output_price=2.0, max_tokens=8, timeout_s=10)  # fmt: skip
+    return ServerThread(ModelPool([card]), router="cheapest", memory=pg.url, memory_wait_s=WAIT_S)
+
+
+class Outage:
+    """``with Outage(pg, down_s):`` the server is down inside the block (fast shutdown: connections
+    cut) and stays down ``down_s`` in all; leaving the block waits until it is up again."""
+
+    def __init__(self, pg: PostgresServer, down_s: float) -> None:
+        self.pg = pg
+        self._thread = threading.Thread(target=pg.restart, kwargs={"down_s": down_s}, daemon=True)
+
+    def __enter__(self) -> Outage:
+        self._thread.start()
+        for _ in range(200):  # until the port refuses connections (pg_ctl stop takes ~0.3 s)
+            try:
+                socket.create_connection(("127.0.0.1", self.pg.port), timeout=0.2).close()
+            except OSError:
+                return self
+            time.sleep(0.02)
+        raise AssertionError("the PostgreSQL server did not go down")
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the PostgreSQL server did not come back"
+
+
+def sdk(server: ServerThread, **kwargs: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="x", **{"max_retries": 0, "timeout": 20, **kwargs})
+
+
+def ask(server: ServerThread, query: str, **extra: Any) -> tuple[int, dict[str, str], float]:
+    """``(status, headers, seconds)`` of one routed request (no retries)."""
+    started = time.monotonic()
+    try:
+        raw = sdk(server).chat.completions.with_raw_response.create(
+            model="router", messages=[{"role": "user", "content": query}], extra_body=extra or None
+        )
+        return raw.status_code, dict(raw.headers), time.monotonic() - started
+    except openai.APIStatusError as exc:
+        return exc.status_code, dict(exc.response.headers), time.monotonic() - started
+
+
+def get_health(server: ServerThread) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    url = server.url.removesuffix("/v1") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_healthy(server: ServerThread) -> None:
+    for _ in range(100):  # the writer retries every 2 s at most
+        if get_health(server)[0] == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"/health did not come back: {get_health(server)}")
+
+
+def tasks(pg: PostgresServer, prefix: str) -> dict[str, tuple[str, str]]:
+    """query → (task id, status) of the stored tasks whose query starts with ``prefix``."""
+    engine = sa.create_engine(pg.url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select query, id, status from tasks where query like :p"), {"p": prefix + "%"})
+            return {q: (i, s) for q, i, s in rows}
+    finally:
+        engine.dispose()
+
+
+def calls(upstream: LoopbackServer, prefix: str) -> int:
+    return sum(prefix in json.dumps(r.get("messages")) for r in upstream.requests)
+
+
+def test_requests_during_an_outage_fail_fast_and_retryably_without_a_model_call(
+    pg: PostgresServer, upstream: LoopbackServer
+) -> None:
+    with serving(pg, upstream) as first, serving(pg, upstream) as second:
+        assert ask(first, "ff-warm-1")[0] == 200 and ask(second, "ff-warm-2")[0] == 200
+        assert get_health(first)[0] == 200
+        before = calls(upstream, "ff-")
+        with Outage(pg, down_s=2.5):
+            # the write-ahead record cannot be stored: a retryable 503 after memory_wait_s, not the outage
+            status, headers, took = ask(first, "ff-held")
+            assert (status, headers.get("x-should-retry")) == (503, "true"), (status, headers)
+            assert headers.get("retry-after") == "2" and took < WAIT_S + 1.0, (headers, took)
+            held = headers["x-agentroute-task-id"]
+            # a deadline that comes while the memory holds the record: the outage, not the budget (was 402, no retry)
+            status, headers, _ = ask(second, "ff-deadline", agentroute={"budget": {"seconds": 0.3}})
+            assert (status, headers.get("x-should-retry")) == (503, "true"), (status, headers)
+            # the memory is known down now: refused at once, and /health says why
+            status, headers, took = ask(first, "ff-fast")
+            assert (status, headers.get("x-should-retry")) == (503, "true") and took < 0.5, (status, took)
+            code, body = get_health(first)
+            assert code == 503 and body["memory"]["state"] == "refusing_writes", body
+            assert body["memory"]["error"], body
+            # the OpenAI SDK's own retries (Retry-After: 2) carry a request over the outage
+            retried = sdk(first, max_retries=4).chat.completions.create(
+                model="router", messages=[{"role": "user", "content": "ff-retried"}]
+            )
+            assert retried.choices[0].message.content == "ok"
+        assert calls(upstream, "ff-") == before + 1  # ff-retried's one call, made once the memory was back
+        wait_healthy(first)
+        assert ask(first, "ff-after")[0] == 200
+        first.routing.memory.flush()  # type: ignore[union-attr]
+        second.routing.memory.flush()  # type: ignore[union-attr]
+    stored = tasks(pg, "ff-")
+    assert stored["ff-held"] == (held, "interrupted"), stored
+    assert stored["ff-deadline"][1] == "budget_exhausted" and stored["ff-retried"][1] == "done", stored
+    assert "running" not in {status for _, status in stored.values()}, stored
+
+
+def test_a_call_answered_during_a_long_outage_keeps_its_rows(
+    pg: PostgresServer, upstream: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentroute.memory.sql
+
+    monkeypatch.setattr(agentroute.memory.sql, "RETRY_S", 1.0)  # the outage outlasts the memory's default retry_s
+    with serving(pg, upstream) as server:
+        done: dict[str, Any] = {}
+        asking = threading.Thread(target=lambda: done.update(result=ask(server, "long-slow")))
+        asking.start()
+        for _ in range(200):  # its write-ahead record is stored, its call in flight
+            if calls(upstream, "long-slow"):
+                break
+            time.sleep(0.01)
+        with Outage(pg, down_s=2.5):
+            asking.join(10)
+            assert done["result"][0] == 200  # answered (and billed) while the database is down
+        wait_healthy(server)
+        server.routing.memory.flush()  # type: ignore[union-attr]
+        memory = server.routing.memory
+        (task_id, status), = tasks(pg, "long-").values()
+        assert status == "done"  # was left running: its step and end were lost after retry_s
+        assert memory is not None and len(memory.get_task(task_id).steps) == 1  # type: ignore[union-attr]
+
+
+def test_memory_wait_s_is_checked_on_the_command_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentroute", "serve", "--router", "cheapest", "--memory-wait-s", "0"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--memory-wait-s must be a number of seconds in (0, 3600]" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_outage_holds_writes_up_to_max_pending_then_gives_up_the_oldest_loudly(pg: PostgresServer) -> None:
+    from agentroute.memory.errors import MemoryWriteError
+    from agentroute.types import Task
+
+    memory = SQLMemory(pg.url, retry_s=math.inf, batch_size=1, max_pending=2)
+    try:
+        ids = [f"bound-{k}-{time.monotonic_ns()}" for k in range(4)]
+        with Outage(pg, down_s=2.0):
+            for task_id in ids:  # the writer retries the first; the last one blocks until room is made
+                memory.start_task(Task(id=task_id, query=task_id))
+        memory._writer.drain()  # noqa: SLF001 - every write committed or given up
+        with pytest.raises(MemoryWriteError) as lost:
+            memory.flush()
+        given_up = [t.id for t in lost.value.payloads]  # the oldest, while over max_pending waited
+        assert given_up and given_up == ids[: len(given_up)] and len(given_up) < len(ids), given_up
+        assert [memory.get_task(t) is None for t in ids] == [t in given_up for t in ids]
+    finally:
+        memory.close()
+
+
+def test_a_server_stopped_during_an_outage_exits_and_says_what_it_lost(
+    pg: PostgresServer, upstream: LoopbackServer, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import agentroute.memory.writer
+
+    monkeypatch.setattr(agentroute.memory.writer, "RETRY_S", 0.3)  # how long a stopping writer still retries
+    server = serving(pg, upstream).start()
+    try:
+        assert ask(server, "stop-warm")[0] == 200
+        with Outage(pg, down_s=2.0):
+            assert ask(server, "stop-held")[0] == 503
+            started = time.monotonic()
+            server.stop()
+            assert time.monotonic() - started < 3.0  # not until the database returns
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "agentroute serve: memory: " in err and "memory write(s) failed" in err, err
+    assert "Traceback" not in err, err
