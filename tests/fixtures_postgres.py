@@ -58,6 +58,19 @@ def saver_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+def wait_for_checkpoint(url: str, thread: str, step: int, timeout_s: float = 30.0) -> None:
+    """Wait until the ``PostgresSaver`` at ``url`` holds thread ``thread``'s checkpoint of superstep
+    ``step`` (``-1`` the input, ``0`` before the first node, ``1`` after it): a worker's graph saves
+    it in the background while its next node already runs."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    deadline = time.monotonic() + timeout_s
+    with PostgresSaver.from_conn_string(saver_url(url)) as saver:
+        while (got := saver.get_tuple({"configurable": {"thread_id": thread}})) is None or got.metadata["step"] < step:
+            assert time.monotonic() < deadline, f"no checkpoint of step {step} of thread {thread} after {timeout_s} s"
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def sync_saver(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A LangGraph saver with sync methods only, as users pass one: ``memory`` (``InMemorySaver``,

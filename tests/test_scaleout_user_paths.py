@@ -24,6 +24,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.memory import SQLMemory
 from agentroute.memory.errors import MemoryStoreError
 from agentroute.memory.pgserver import PostgresServer, find_bindir
+from tests.fixtures_postgres import wait_for_checkpoint
 
 ROOT = Path(agentroute.__file__).resolve().parents[1]
 
@@ -208,7 +209,7 @@ def _crash_on_worker_a(memory_url: str, thread: str, flush_s: str = "0.05") -> s
     a = _worker(GRAPH_WORKER, memory_url, saver_url, "start", thread, flush_s, "60")
     try:
         assert a.stdout is not None and a.stdout.readline().strip() == "HOLD", a.stderr.read() if a.stderr else ""
-        time.sleep(0.3)  # LangGraph saves the planner's checkpoint in the background
+        wait_for_checkpoint(memory_url, thread, 1)  # the planner's, saved in the background
     finally:
         a.kill()
         a.communicate()

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 import agentroute
 from agentroute.memory import SQLMemory
 from tests.fixtures_claimed_graph import answer_graph, claimed_app
-from tests.fixtures_postgres import saver_url
+from tests.fixtures_postgres import saver_url, wait_for_checkpoint
 
 ROOT = Path(agentroute.__file__).resolve().parents[1]
 
@@ -87,7 +86,7 @@ def _crash_in_hold(db: str, thread: str, wrap: str) -> None:
     a = _worker(db, saver_url(db), "start", thread, "60", wrap)
     try:
         assert a.stdout is not None and a.stdout.readline().strip() == "HOLD", a.stderr.read() if a.stderr else ""
-        time.sleep(0.3)  # LangGraph saves the planner's checkpoint in the background
+        wait_for_checkpoint(db, thread, 1)  # the planner's, saved in the background
     finally:
         a.kill()
         a.communicate()
