@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -126,7 +128,8 @@ def test_a_real_ner_plugs_in():
 
 # -- graphs ---------------------------------------------------------------------------------------
 class HashEmbedder:
-    """A deterministic test embedder: text → seeded random unit vector (no model download)."""
+    """A deterministic test embedder: text → seeded random unit vector (no model download; the seed
+    is a CRC of the text, not `hash()`, which differs between processes)."""
 
     dim = 16
 
@@ -137,7 +140,7 @@ class HashEmbedder:
         self.calls.append(list(texts))
         out = []
         for t in texts:
-            v = np.random.default_rng(abs(hash(t)) % 2**32).normal(size=self.dim)
+            v = np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim)
             out.append(v / np.linalg.norm(v))
         return np.array(out, dtype=np.float32).reshape(len(texts), self.dim)
 

@@ -4,6 +4,7 @@ and learning on real RouterBench outcomes."""
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ class HashEmbedder:
     dim = 32
 
     def embed(self, texts):
-        rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=self.dim) for t in texts]
+        rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim) for t in texts]
         out = np.array(rows, dtype=np.float32).reshape(len(texts), self.dim)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
