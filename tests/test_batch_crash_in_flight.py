@@ -202,7 +202,17 @@ def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *,
 
 
 def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: Provider, tmp_path: Path) -> None:
-    _check(provider, *_crash_and_rerun(provider, tmp_path, f"sqlite:///{tmp_path}/memory.db", reconcile=True), reconcile=True)
+    from typer.testing import CliRunner
+
+    from agentroute.cli.memory_cmd import memory_app
+
+    url = f"sqlite:///{tmp_path}/memory.db"
+    closed, final = _crash_and_rerun(provider, tmp_path, url, reconcile=True)
+    _check(provider, closed, final, reconcile=True)
+    earlier, rerun = final["A"]
+    shown = CliRunner().invoke(memory_app, ["show", rerun["id"], "--memory", url], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert f"continues │ {earlier['id']} (its budget: what they left)" in shown.output  # why its budget is smaller
 
 
 @pytest.mark.postgres

@@ -151,6 +151,9 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         ("created", task.created_at.isoformat()),
     ):
         head.add_row(name, Text(value))  # user text: "[choose-list] …" is not markup
+    batch = task.metadata.get("agentroute_batch")  # memory.batches.META_KEY
+    if isinstance(batch, dict) and batch.get("continues"):  # a batch item rerun after an interruption
+        head.add_row("continues", Text(f"{', '.join(map(str, batch['continues']))} (its budget: what they left)"))
     console.print(head)
     steps = Table(title="steps", box=box.SIMPLE_HEAD)
     for column in ("#", "stage", "agent", "status", "tokens", "cost", "ms", "score"):

@@ -45,9 +45,7 @@ def spent(steps: Iterable[Step], attempts: Iterable[Attempt]) -> Cost:
     without write-ahead records: a blocked step, an older memory) and the large calls of those
     attempts; an attempt no step settles books its worst case. ``seconds`` is left at 0.
     """
-    tried: dict[tuple[str, int], list[Attempt]] = {}
-    for a in attempts:
-        tried.setdefault((a.task_id, a.step_index), []).append(a)
+    tried = _by_step(attempts)
     usd = tokens = calls = large = 0.0
     for s in steps:
         made = tried.pop((s.task_id, s.index), [])
