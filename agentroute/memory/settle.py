@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from agentroute.budget import Attempt, Cost
 from agentroute.memory import codec  # the module: codec → processes → here, imported while codec loads
-from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS
+from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step
 
 __all__ = ["settle_unsettled", "settling_audits", "settling_steps", "spent", "unsettled"]
@@ -100,12 +100,21 @@ def settling_audits(attempts: Iterable[Attempt], *, when: str = "on resume") -> 
 
 
 def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str) -> list[AuditEvent]:
-    """Store the settling steps and audit events of ``task_ids``' unsettled attempts, in ``conn``'s
-    transaction (run it before the tasks' cost is summed from their steps); returns the events.
-    ``when``: the words the audit uses for who settled them (``"by reconcile"``)."""
+    """Store the settling steps and audit events of the unsettled attempts of those of ``task_ids``
+    still ``running``, in ``conn``'s transaction (run it before the tasks are closed and their cost
+    summed from their steps); returns the events. ``when``: the words the audit uses for who
+    settled them (``"by reconcile"``).
+
+    The tasks' rows are locked first (PostgreSQL's ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``
+    already serialises writers): a concurrent reconcile of the same tasks waits, then finds them
+    closed and settles nothing, so no call is stored twice."""
     found: list[Attempt] = []
-    for start in range(0, len(task_ids), _CHUNK):
-        chunk = list(task_ids[start : start + _CHUNK])
+    ordered = sorted(set(task_ids))  # one lock order for every reconcile: no deadlock between two
+    for start in range(0, len(ordered), _CHUNK):
+        running = sa.select(TASKS.c.id).where(TASKS.c.id.in_(ordered[start : start + _CHUNK]), TASKS.c.status == "running")
+        chunk = list(conn.execute(running.order_by(TASKS.c.id).with_for_update()).scalars())
+        if not chunk:
+            continue
         settled = sa.exists().where(STEPS.c.task_id == ATTEMPTS.c.task_id, STEPS.c.step_index == ATTEMPTS.c.step_index)
         query = (
             sa.select(ATTEMPTS).where(ATTEMPTS.c.task_id.in_(chunk), ~settled)
