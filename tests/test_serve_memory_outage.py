@@ -171,6 +171,8 @@ def test_requests_during_an_outage_fail_fast_and_retryably_without_a_model_call(
     with serving(pg, upstream) as first, serving(pg, upstream) as second:
         assert ask(first, "ff-warm-1")[0] == 200 and ask(second, "ff-warm-2")[0] == 200
         assert get_health(first)[0] == 200
+        for server in (first, second):  # nothing left to write: the outage meets idle writers
+            server.routing.memory.flush()  # type: ignore[union-attr]
         before = calls(upstream, "ff-")
         with Outage(pg, down_s=2.5):
             # the write-ahead record cannot be stored: a retryable 503 after memory_wait_s, not the outage
@@ -277,3 +279,76 @@ def test_a_server_stopped_during_an_outage_exits_and_says_what_it_lost(
     err = capfd.readouterr().err
     assert "agentroute serve: memory: " in err and "memory write(s) failed" in err, err
     assert "Traceback" not in err, err
+
+
+class CommitCutter:
+    """A TCP proxy on loopback in front of PostgreSQL that, once :attr:`armed`, forwards the
+    ``COMMIT`` of a connection that sent ``marker`` (armed), then cuts that connection before the
+    server's reply comes back: the commit is stored, its acknowledgement lost (a network fault)."""
+
+    def __init__(self, port: int, marker: bytes) -> None:
+        self.target, self.marker, self.armed, self.cut = port, marker, False, 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            state = {"seen": False, "mute": False}  # sent the marker while armed; replies dropped
+            threading.Thread(target=self._pipe, args=(server, client, False, state), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, server, True, state), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, upstream: bool, state: dict[str, bool]) -> None:
+        try:
+            while data := source.recv(65536):
+                if upstream:
+                    state["seen"] = state["seen"] or (self.armed and self.marker in data)
+                    if state["seen"] and self.armed and b"COMMIT" in data:
+                        self.armed, self.cut, state["mute"] = False, self.cut + 1, True
+                        sink.sendall(data)
+                        time.sleep(0.2)  # the server commits; its reply is never passed on
+                        break
+                elif state["mute"]:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            end.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("marker", [b"COPY", b"INSERT INTO attempts"], ids=["steps", "write-ahead"])
+def test_a_commit_whose_reply_is_lost_is_stored_once(pg: PostgresServer, marker: bytes) -> None:
+    import asyncio
+
+    from agentroute.budget import Attempt, Cost
+    from agentroute.types import Agent, Step, Task
+
+    proxy = CommitCutter(pg.port, marker)
+    memory = SQLMemory(pg.url.replace(f":{pg.port}/", f":{proxy.port}/"), retry_s=5.0, prompt_commit=False)
+    try:
+        task = Task(id=f"cut-{time.monotonic_ns()}", query="cut")
+        memory.start_task(task)
+        memory.flush()
+        proxy.armed = True
+        attempt = Attempt(task.id, 0, 0, "executor:m:direct", "executor", Cost(0.01, 10, 1, 0))
+        asyncio.run(memory.reserve_attempt(attempt))  # committed at once, alone
+        memory.record_step(Step(task_id=task.id, index=0, stage="executor", agent=Agent(model="m"), output="ok"))
+        task.status, task.answer = "done", "ok"
+        memory.finish_task(task)
+        memory.flush()  # steps were: MemoryWriteError (the step inserted again: a duplicate key)
+        assert proxy.cut == 1
+        stored = memory.get_task(task.id)
+        assert stored is not None and stored.task.status == "done", stored  # was: failed, "1 step(s) … not stored"
+        assert len(stored.steps) == 1 and len(memory.attempts(task.id)) == 1  # the write-ahead was stored twice
+    finally:
+        memory.close()
+        proxy.close()

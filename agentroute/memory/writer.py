@@ -305,6 +305,8 @@ class BatchWriter:
         self._errors_lock = threading.Lock()
         self._lost_tasks: set[str] = set()  # tasks whose first write was lost: their steps are held back
         self._missing: dict[str, int] = {}  # task id → its steps lost: never stored as finished whole
+        self._committing = False  # the batch being committed has sent its COMMIT
+        self._attempt_ids: dict[int, str] = {}  # id(attempt) → its row's id, the same in every try of a batch
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -427,14 +429,21 @@ class BatchWriter:
         error: BaseException | None = None
         first = 0.0  # time.monotonic() of the first failure
         delay = 0.05
+        unsure = False  # a try lost its connection while committing: the batch may be stored
         while True:
             try:
-                self._commit(batch)
+                if unsure and self._stored(batch):
+                    self._committed(batch)
+                else:
+                    unsure = False
+                    self._commit(batch)
                 if error is not None:
                     log.warning("memory: writes committed again after %s", type(error).__name__)
                 self._refusing(None)
+                self._attempt_ids.clear()
                 return
             except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
+                unsure = unsure or self._committing
                 if error is None:
                     first = time.monotonic()
                     log.warning("memory: %s; retrying %s", exc,
@@ -449,9 +458,28 @@ class BatchWriter:
             except Exception:
                 self._refusing(None)
                 self._bisect(self._groups(batch))
+                self._attempt_ids.clear()
                 return
         self._fail([(kind, payload, error) for kind, payload in batch])
         self._refusing(None)
+        self._attempt_ids.clear()
+
+    def _stored(self, batch: list[Op]) -> bool:
+        """Whether a batch whose commit lost its connection was stored all the same (the reply to
+        ``COMMIT`` lost, not the commit): one of its rows with a known id tells, a transaction being
+        whole. ``False`` for a batch without one (task upserts and batch item updates are committed
+        again harmlessly; feedback alone would be stored twice)."""
+        for kind, payload in batch:
+            if kind == STEP or kind == AUDIT_EVENT:
+                table, key = (STEPS if kind == STEP else AUDIT), getattr(payload, "id", None)
+            elif kind == ATTEMPT:
+                table, key = ATTEMPTS, self._attempt_ids.get(id(payload))
+            else:
+                continue
+            if key is not None:
+                with self._lock, self.engine.connect() as conn:
+                    return conn.execute(sa.select(table.c.id).where(table.c.id == key)).first() is not None
+        return False
 
     def _refusing(self, error: BaseException | None, since: float = 0.0) -> None:
         self.refusing, self.retry_error = error is not None, error
@@ -592,7 +620,9 @@ class BatchWriter:
             elif kind == BATCH_ITEM:
                 items.append(payload)
             elif kind == ATTEMPT:
-                attempts.append(attempt_row(payload))
+                row = attempt_row(payload)
+                row["id"] = self._attempt_ids.setdefault(id(payload), row["id"])  # a retry finds it by it
+                attempts.append(row)
             else:
                 raise ValueError(f"unknown memory write kind {kind!r}")
         lease = bool(latest) and self._lease is not None and self._lease()
@@ -604,6 +634,7 @@ class BatchWriter:
             for item in items:
                 if (lost := self._missing.get(str(item.row.get("task_id")))) and item.row.get("status") in FINISHED_WHOLE:
                     item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
+        self._committing = False
         with self._lock, self.engine.begin() as conn:
             self._execute(conn, tasks, steps, audits, feedback)
             if attempts:
@@ -611,10 +642,16 @@ class BatchWriter:
             if items:
                 now = datetime.now(UTC)
                 conn.execute(_SET_ITEM, [{f"b_{k}": v for k, v in (i.row | {"updated_at": now}).items()} for i in items])
+            self._committing = True  # a connection lost from here on may have committed it
+        self._committing = False
+        self._committed(batch)
+
+    def _committed(self, batch: list[Op]) -> None:
+        """Count a stored batch and run its batch items' ``on_commit`` callbacks."""
         self.committed += len(batch)
         self.batches += 1
-        for item in items:
-            if item.on_commit is not None:
+        for kind, item in batch:
+            if kind == BATCH_ITEM and isinstance(item, BatchItemWrite) and item.on_commit is not None:
                 try:
                     item.on_commit()
                 except Exception:  # a callback's bug must not stop the writer
