@@ -151,9 +151,12 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         ("created", task.created_at.isoformat()),
     ):
         head.add_row(name, Text(value))  # user text: "[choose-list] …" is not markup
-    batch = task.metadata.get("agentroute_batch")  # memory.batches.META_KEY
+    from agentroute.memory.batches import META_KEY  # loaded with the memory already
+
+    batch = task.metadata.get(META_KEY)
     if isinstance(batch, dict) and batch.get("continues"):  # a batch item rerun after an interruption
-        head.add_row("continues", Text(f"{', '.join(map(str, batch['continues']))} (its budget: what they left)"))
+        why = " (its budget: what they left)" if task.budget is not None else ""  # no budget: nothing was kept
+        head.add_row("continues", Text(f"{', '.join(map(str, batch['continues']))}{why}"))
     console.print(head)
     steps = Table(title="steps", box=box.SIMPLE_HEAD)
     for column in ("#", "stage", "agent", "status", "tokens", "cost", "ms", "score"):
@@ -318,7 +321,8 @@ def reconcile(
 ) -> None:
     """Close the tasks left running by a process that is gone (kill -9, a crash, a lost host).
 
-    They end interrupted with the cost of their recorded steps and metadata["error"] saying why. A
+    They end interrupted with the cost of their recorded steps, each provider call they had in flight
+    first stored as a failed step at its worst case (audited: unsettled_attempt), and metadata["error"] saying why. A
     process of this host is told by its pid; one of another host sharing a PostgreSQL memory by its
     lease (released when its session ends, and still released at a second look). Tasks of live processes
     are never touched, nor other hosts' without a lease (SQLite: run this on the host that ran them).
