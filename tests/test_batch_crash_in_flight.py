@@ -34,7 +34,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from agentroute.cli.app import app
 from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
 
 OUT_PRICE = 10.0  # USD per 1M output tokens; input is free, so a call's worst case is exact
@@ -174,12 +176,14 @@ def _crash_and_rerun(provider: Provider, tmp_path: Path, url: str, *, reconcile:
         if first.stdout is not None:
             first.stdout.close()
     provider.hang = False
+    # the killed run is a process of its own; the commands after it run here, as `agentroute` would
+    # run them (the CLI's own app), a process start each saved
     if reconcile:
-        done = subprocess.run([*AGENTROUTE, "memory", "reconcile", "--memory", url], capture_output=True, text=True, env=env, timeout=60)
-        assert done.returncode == 0, done.stdout + done.stderr
+        done = CliRunner().invoke(app, ["memory", "reconcile", "--memory", url], env={"COLUMNS": "200"})
+        assert done.exit_code == 0, done.output
     closed = _tasks(url, run)
-    rerun = subprocess.run([*command, "--memory", url], capture_output=True, text=True, env=env, timeout=120)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rerun = CliRunner().invoke(app, [*command[len(AGENTROUTE) :], "--memory", url], env={"COLUMNS": "200"})
+    assert rerun.exit_code == 0, rerun.output
     return closed, _tasks(url, run)
 
 
@@ -202,15 +206,11 @@ def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *,
 
 
 def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: Provider, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from agentroute.cli.memory_cmd import memory_app
-
     url = f"sqlite:///{tmp_path}/memory.db"
     closed, final = _crash_and_rerun(provider, tmp_path, url, reconcile=True)
     _check(provider, closed, final, reconcile=True)
     earlier, rerun = final["A"]
-    shown = CliRunner().invoke(memory_app, ["show", rerun["id"], "--memory", url], env={"COLUMNS": "300"})
+    shown = CliRunner().invoke(app, ["memory", "show", rerun["id"], "--memory", url], env={"COLUMNS": "300"})
     assert shown.exit_code == 0, shown.output
     assert f"continues │ {earlier['id']} (its budget: what they left)" in shown.output  # why its budget is smaller
 
