@@ -394,7 +394,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         a write-ahead record of it waits ``memory_wait_s`` for the memory (its call not sent)."""
         first = asyncio.ensure_future(watch.first_token.wait())
         try:
-            while (left := routing.memory_wait_left(watch.task_id)) > 0:  # ends: a record's wait only grows
+            while (left := routing.memory_wait_left(watch.task_id)) > 0:  # each wait: ≤ memory_wait_s
                 done, _ = await asyncio.wait({task, first}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
                 if done:
                     return True
@@ -406,7 +406,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     if ready is None:  # the client has gone
         await _cancel(task)  # the task is in the memory as interrupted
         return Response(status_code=499)
-    if not ready:  # the memory is down: the task ends interrupted, its call never sent
+    if not ready and not task.done():  # the memory is down: the task ends interrupted, its call never sent
         await _cancel(task)
         return memory_unavailable(routing, watch.task_id)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
