@@ -352,3 +352,20 @@ def test_a_commit_whose_reply_is_lost_is_stored_once(pg: PostgresServer, marker:
     finally:
         memory.close()
         proxy.close()
+
+
+def test_lost_writes_are_reported_on_one_line(pg: PostgresServer) -> None:
+    from agentroute.memory.errors import MemoryWriteError
+    from agentroute.types import Task
+
+    proxy = CommitCutter(pg.port, b"never")
+    memory = SQLMemory(pg.url.replace(f":{pg.port}/", f":{proxy.port}/"), retry_s=0.0)
+    proxy.close()  # nothing listens there now: a server gone
+    memory.engine.dispose()
+    try:
+        memory.start_task(Task(query="gone"))
+        with pytest.raises(MemoryWriteError) as lost:
+            memory.flush()
+        assert "\n" not in str(lost.value) and "Connection refused" in str(lost.value), str(lost.value)
+    finally:
+        memory.close()

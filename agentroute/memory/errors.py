@@ -37,9 +37,10 @@ class MemoryWriteError(MemoryStoreError):
     def __init__(self, failures: list[tuple[str, Any, BaseException]]):
         self.failures = failures
         kind, _, exc = failures[0]
+        lines = str(exc).strip().splitlines()  # a driver's error goes on with hints and a link
         super().__init__(
             f"{len(failures)} memory write(s) failed and were not committed; "
-            f"first ({kind}): {type(exc).__name__}: {exc}"
+            f"first ({kind}): {type(exc).__name__}: {lines[0] if lines else ''}"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
