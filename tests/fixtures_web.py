@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 
 
@@ -26,3 +32,21 @@ def store(tmp_path):
     memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
     yield memory
     memory.close()
+
+
+def still_running(session: int, within_s: float = 10.0) -> list[int]:
+    """The processes of ``session`` (a job started with ``start_new_session=True``) still running
+    after waiting up to ``within_s`` for them to end (a SIGKILLed Chromium takes a while to exit on
+    a loaded machine; zombies are dead, and this container's init may not reap them). Those are then
+    SIGKILLed, so that a failing test leaves none running."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = subprocess.run(["pgrep", "-s", str(session), "-r", "R,S,D,T"], capture_output=True, text=True)
+        left = [int(pid) for pid in found.stdout.split()]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left

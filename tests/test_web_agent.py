@@ -32,6 +32,7 @@ from agentroute.types import Completion, CompletionRequest
 from agentroute.web.actions import Action, ActionError, check_action, parse_action
 from agentroute.web.dom import Page, digest_of, page_from_observation, render
 from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, dom_policy, skill_card
+from tests.fixtures_web import still_running
 
 # -- unit: the action grammar ------------------------------------------------------------------
 
@@ -583,11 +584,7 @@ def test_ctrl_c_stops_run_web_and_leaves_no_browser_or_temp_folder(chromium, sho
     assert proc.poll() is None, proc.communicate()[0]
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    time.sleep(0.5)
-    # processes of the job still alive (zombies are dead; this container's init may not reap them)
-    left = subprocess.run(["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True).stdout.split()
-    for pid in left:  # never leave them running, even when the test fails
-        os.kill(int(pid), signal.SIGKILL)
+    left = still_running(proc.pid)  # processes of the job
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "Error closing the driver" not in out, out
     assert left == [] and _browser_folders(short_tmp) == []
@@ -605,9 +602,7 @@ def test_sigterm_stops_run_web_and_closes_every_browser(chromium, short_tmp) -> 
     assert proc.poll() is None, proc.communicate()[0]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
-    left = subprocess.run(["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True).stdout.split()
-    for pid in left:  # never leave them running, even when the test fails
-        os.kill(int(pid), signal.SIGKILL)
+    left = still_running(proc.pid)
     assert proc.returncode == 143, out
     assert "stopped by SIGTERM" in out and "Traceback" not in out
     assert left == [] and _browser_folders(short_tmp) == []

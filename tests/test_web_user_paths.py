@@ -26,6 +26,7 @@ from agentroute.pool.backends.base import Backend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.types import Completion, CompletionRequest
+from tests.fixtures_web import still_running
 
 browser = pytest.mark.browser
 
@@ -87,10 +88,17 @@ def _kill_browser(session) -> list[int]:
     assert victims, "no Chromium under the session's chromedriver"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while any((_proc(p) or ("", "Z", 0))[1] != "Z" for p in victims) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _running(victims, within_s=5)
     return victims
+
+
+def _running(pids: list[int], within_s: float) -> list[int]:
+    """Which of ``pids`` still run (neither gone nor zombies) after waiting up to ``within_s`` for
+    them to end: a SIGKILLed Chromium takes a while to exit on a loaded machine."""
+    deadline = time.monotonic() + within_s
+    while (alive := [p for p in pids if (_proc(p) or ("", "Z", 0))[1] != "Z"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
 
 
 # -- input mistakes (no browser started) --------------------------------------------------------
@@ -329,12 +337,7 @@ def test_ctrl_c_of_a_python_program_leaves_no_browser_folder_and_no_running_epis
             proc.pid, signal.SIGINT
         )  # the program alone, as `kill -INT` (a terminal's ^C reaches Chromium too)
         out, _ = proc.communicate(timeout=60)
-        time.sleep(0.5)
-        left = subprocess.run(
-            ["pgrep", "-s", str(proc.pid), "-r", "R,S,D,T"], capture_output=True, text=True
-        ).stdout.split()
-        for pid in left:  # never leave them running, even when the test fails
-            os.kill(int(pid), signal.SIGKILL)
+        left = still_running(proc.pid)
         assert "KeyboardInterrupt" in out, out[-2000:]
         assert left == [] and list(tmp.glob("agentroute-*")) == []
     finally:
@@ -421,8 +424,7 @@ def test_a_killed_chromedriver_leaves_no_chromium_running(chromium, store) -> No
         second = asyncio.run(agent.run_episode("click-test", 1))
     finally:
         agent.close()
-        time.sleep(0.3)
-        alive = [p for p in orphans if (_proc(p) or ("", "Z", 0))[1] != "Z"]
+        alive = _running(orphans, within_s=10)
         for pid in alive:  # never leave them running, even when the test fails
             os.kill(pid, signal.SIGKILL)
     assert orphans and (first.status, second.status) == ("done", "done")
