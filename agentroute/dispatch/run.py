@@ -95,13 +95,16 @@ class TaskRun:
         just before a crash — are charged to the ledger and advance the step index, so spending
         stays continuous across the crash. So are attempts in flight at the crash (their write-ahead
         records with no stored step, :class:`~agentroute.budget.Attempt`): each is charged its worst
-        case, audited, and settled by a failed step stored at that cost.
+        case, audited, and settled by a failed step stored at that cost. A task the memory holds as
+        ``running`` (its process died) is stored again as this process's before this returns, so
+        ``memory reconcile`` leaves it to the run that continues it.
         """
         budget = Budget(**snapshot["budget"]) if snapshot.get("budget") is not None else None
         stored = None
         if memory is not None:
             memory.flush()
             stored = memory.get_task(snapshot["task_id"])
+        reclaim = stored is not None and stored.task.status == "running"  # its row names the process that left it
         if stored is not None:
             task, steps = stored.task, list(stored.steps)
             task.status = "running"
@@ -140,6 +143,9 @@ class TaskRun:
             for event in settling_audits(in_flight):
                 run.context.setdefault("audit", []).append(event)
                 memory.record_audit(event)
+        if memory is not None and reclaim:
+            memory.start_task(task)  # run by this process now: a reconcile elsewhere no longer takes it for gone
+            memory.flush()
         return run
 
 
