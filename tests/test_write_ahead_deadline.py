@@ -45,3 +45,33 @@ async def test_a_locked_memory_does_not_hold_an_attempt_past_the_deadline(tmp_pa
     assert any(e.kind == "deadline" and "not called" in e.detail for e in run.context["audit"])
     assert run.ledger.spent_usd == 0.0 and run.ledger.spent["calls"] == 0  # no call was sent
     assert run.exhausted
+
+
+async def test_a_step_cancelled_while_its_write_ahead_record_waits_is_not_charged(tmp_path):
+    """Cancelled before the call went out (a client gone, ``serve``'s memory wait): was charged the
+    attempt's worst case, as if the provider had seen it."""
+    import asyncio
+
+    path = tmp_path / "m.db"
+    with ReplyServer() as server, SQLMemory(f"sqlite:///{path}", retry_s=5) as memory:
+        card = ModelCard(id="m", backend="openai", model="m", base_url=server.url, input_price=1e-3, output_price=1e-3, timeout_s=5)
+        pool = ModelPool([card])
+        await pool.preload()
+        dispatcher = Dispatcher(pool, make_router("cheapest"), memory=memory)
+        run = dispatcher.start("q", query_id="q0", budget=Budget(usd=1.0))
+        memory.flush()
+        lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            step = asyncio.ensure_future(
+                dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi", models=["m"])
+            )
+            await asyncio.sleep(0.3)  # the step waits on its write-ahead record
+            assert not step.done() and run.ledger.in_flight == 1
+            step.cancel()
+            await asyncio.gather(step, return_exceptions=True)
+        finally:
+            lock.rollback()
+            lock.close()
+    assert server.requests == []  # the provider never saw the call
+    assert run.ledger.spent_usd == 0.0 and run.ledger.spent["calls"] == 0 and run.ledger.in_flight == 0

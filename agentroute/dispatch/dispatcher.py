@@ -835,6 +835,7 @@ class Dispatcher:
             timeout = card.timeout_s  # a plain call's whole; a stream's silences (call_within)
             left = ledger.seconds_left()
             seen = None
+            sent = False  # until then a failure or a cancellation costs nothing: no provider saw the call
             try:
                 if self.memory is not None and not plan.direct:  # a provider may bill it: durable before it is sent
                     if not await self._write_ahead(run, plan, stage, index, attempt, left):
@@ -843,6 +844,7 @@ class Dispatcher:
                         self._deadline(run, stage, plan.key, error)
                         return error
                     left = ledger.seconds_left()
+                sent = True
                 if watch is not None:  # callback handlers listen: report the attempt, its tokens as they come
                     seen = await watch.attempt(plan, stage, index, attempt)
                     completion = await _watched(plan, timeout, left, seen)
@@ -851,6 +853,13 @@ class Dispatcher:
                 else:
                     completion = await call_within(plan.backend.complete(plan.request, card), timeout, left)
             except BaseException as exc:
+                if not sent:  # the write-ahead record failed or was cancelled (a client gone, serve's memory wait)
+                    ledger.release(reservation, charge=Cost(calls=0.0))
+                    if not isinstance(exc, Exception):
+                        raise
+                    error = f"{card.id}: not called: the memory could not store its write-ahead record: {exc}"
+                    self._audit(run, stage, "step_failed", plan.key, error)
+                    return error
                 failure = self._failure(run, plan, stage, reservation, exc, timeout, left, charged)
                 if failure is None:
                     raise  # cancelled from outside: the reservation was charged, let it propagate
