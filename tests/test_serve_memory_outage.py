@@ -372,3 +372,26 @@ def test_lost_writes_are_reported_on_one_line(pg: PostgresServer) -> None:
         assert "\n" not in str(lost.value) and "Connection refused" in str(lost.value), str(lost.value)
     finally:
         memory.close()
+
+
+def test_a_feedback_whose_commit_reply_is_lost_is_stored_once(pg: PostgresServer) -> None:
+    """A batch of feedback alone (no row with an id of its own): the retry finds its row by its
+    task, source and time; was stored twice, a grader's score counted twice."""
+    from agentroute.types import Task
+
+    proxy = CommitCutter(pg.port, b"INSERT INTO feedback")
+    memory = SQLMemory(pg.url.replace(f":{pg.port}/", f":{proxy.port}/"), retry_s=5.0)
+    try:
+        task = Task(id=f"fb-{time.monotonic_ns()}", query="fb")
+        memory.start_task(task)
+        memory.flush()
+        proxy.armed = True
+        memory.add_feedback(task.id, 1.0, source="grader")
+        memory.flush()
+        assert proxy.cut == 1
+        with memory.engine.connect() as conn:
+            rows = conn.execute(sa.text("select score from feedback where task_id = :t"), {"t": task.id}).all()
+        assert [r.score for r in rows] == [1.0], rows
+    finally:
+        memory.close()
+        proxy.close()

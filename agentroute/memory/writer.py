@@ -466,20 +466,32 @@ class BatchWriter:
 
     def _stored(self, batch: list[Op]) -> bool:
         """Whether a batch whose commit lost its connection was stored all the same (the reply to
-        ``COMMIT`` lost, not the commit): one of its rows with a known id tells, a transaction being
-        whole. ``False`` for a batch without one (task upserts and batch item updates are committed
-        again harmlessly; feedback alone would be stored twice)."""
+        ``COMMIT`` lost, not the commit): one of its rows tells, a transaction being whole. ``False``
+        for a batch of task upserts and batch item updates alone (committed again harmlessly)."""
         for kind, payload in batch:
-            if kind == STEP or kind == AUDIT_EVENT:
-                table, key = (STEPS if kind == STEP else AUDIT), getattr(payload, "id", None)
-            elif kind == ATTEMPT:
-                table, key = ATTEMPTS, self._attempt_ids.get(id(payload))
-            else:
-                continue
-            if key is not None:
+            if (where := self._row_of(kind, payload)) is not None:
+                table, clause = where
                 with self._lock, self.engine.connect() as conn:
-                    return conn.execute(sa.select(table.c.id).where(table.c.id == key)).first() is not None
+                    return conn.execute(sa.select(sa.literal(1)).select_from(table).where(clause).limit(1)).first() is not None
         return False
+
+    def _row_of(self, kind: str, payload: Any) -> tuple[sa.Table, sa.ColumnElement[bool]] | None:
+        """The table and clause that find the row a write inserts (``None``: an upsert or update,
+        or a malformed payload): by its id, or a feedback row by its task, source and time."""
+        if kind == STEP or kind == AUDIT_EVENT:
+            table, key = (STEPS if kind == STEP else AUDIT), getattr(payload, "id", None)
+        elif kind == ATTEMPT:
+            table, key = ATTEMPTS, self._attempt_ids.get(id(payload))
+        elif kind == FEEDBACK_SCORE and isinstance(payload, dict) and {"task_id", "source", "created_at"} <= payload.keys():
+            columns = FEEDBACK.c
+            return FEEDBACK, sa.and_(
+                columns.task_id == payload["task_id"],
+                columns.source == payload["source"],
+                columns.created_at == payload["created_at"],
+            )
+        else:
+            return None
+        return None if key is None else (table, table.c.id == key)
 
     def _refusing(self, error: BaseException | None, since: float = 0.0) -> None:
         self.refusing, self.retry_error = error is not None, error
