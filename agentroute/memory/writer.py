@@ -52,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from agentroute.memory import engine as memory_engine
 from agentroute.memory.codec import attempt_row, audit_row, json_text, step_row, task_row
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.tables import ATTEMPTS, AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
@@ -500,10 +501,9 @@ class BatchWriter:
     def _retry_left(self, first: float, size: int) -> float:
         """Seconds a failing batch is still retried (≤ 0: give it up): ``retry_s`` since its first
         failure, :data:`RETRY_S` after :meth:`stop`, none once over ``max_pending`` writes wait."""
-        now = time.monotonic()
-        left = first + self.retry_s - now
-        if self._stop_asked is not None:
-            left = min(left, self._stop_asked + RETRY_S - now)
+        left = first + self.retry_s - time.monotonic()
+        if (stopping := self._stop_left()) is not None:
+            left = min(left, stopping)
         if self.max_pending is not None and (waiting := self.qsize()) > self.max_pending:
             log.error(
                 "memory: %d writes wait behind a batch the database refuses (more than max_pending=%d): "
@@ -511,6 +511,18 @@ class BatchWriter:
             )  # fmt: skip
             return 0.0
         return left
+
+    def _stop_left(self) -> float | None:
+        """Seconds a stopping writer still retries refused writes (``None``: not stopping)."""
+        return None if self._stop_asked is None else self._stop_asked + RETRY_S - time.monotonic()
+
+    def _bound_lock_wait(self, conn: Connection) -> None:
+        """While stopping, a SQLite try waits for a locked file only what is left of the stop's
+        retries (at least 0.1 s), not the busy timeout's 30 s: each batch queued behind a lock held
+        by another process made Ctrl-C wait 30 s more (87 s for three)."""
+        if conn.dialect.name == "sqlite" and (left := self._stop_left()) is not None:
+            wait_ms = min(memory_engine.SQLITE_BUSY_TIMEOUT_MS, max(100, int(left * 1000)))
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
 
     def _hold_back(self, batch: list[Op]) -> list[Op]:
         """Leave out the writes of tasks whose first write was lost (a step without its task)."""
@@ -648,6 +660,7 @@ class BatchWriter:
                     item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
         self._committing = False
         with self._lock, self.engine.begin() as conn:
+            self._bound_lock_wait(conn)
             self._execute(conn, tasks, steps, audits, feedback)
             if attempts:
                 conn.execute(ATTEMPTS.insert(), attempts)
