@@ -74,8 +74,8 @@ def settling_steps(attempts: Iterable[Attempt]) -> list[Step]:
     steps = []
     for (task_id, index), group in _by_step(attempts).items():
         first = group[0]
-        role, rest = first.agent.split(":", 1)
-        model, strategy = rest.rsplit(":", 1)  # a model id may hold a colon; a role or strategy does not
+        role, rest = first.agent.split(":", 1)  # a role holds no colon (Agent refuses one)
+        model, strategy = rest.rsplit(":", 1)  # a model id may hold colons; a strategy does not
         steps.append(Step(
             task_id=task_id, index=index, stage=first.stage, agent=Agent(role=role, model=model, strategy=strategy),
             tokens_out=round(sum(a.worst_case.tokens for a in group)), cost_usd=sum(a.worst_case.usd for a in group),
