@@ -42,7 +42,7 @@ from typing import Any
 
 from agentroute.budget import Attempt, Budget
 from agentroute.errors import ConfigurationError
-from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled
+from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled, continued
 from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.settle import spent
 from agentroute.memory.sql import SQLMemory, watch_tasks
@@ -234,17 +234,28 @@ def latest_fresh_batch(memory: SQLMemory, default: str) -> str | None:
 
 @dataclass
 class ItemResult:
-    """How one item of the batch ended (one ``--out`` line)."""
+    """How one item of the batch ended (one ``--out`` line).
+
+    :attr:`cost_usd` is what the query cost: its task's own cost (:attr:`task_cost_usd`) plus that of
+    the interrupted tasks it continues (:attr:`continues`), which get no line of their own. Summed
+    over an ``--out`` file, it is what the batch cost."""
 
     query_id: str
     query: str
     status: str
     task_id: str | None
     answer: str | None = None
-    cost_usd: float = 0.0
+    task_cost_usd: float = 0.0
     error: str | None = None
     steps: list[Step] = field(default_factory=list)
     score: float | None = None
+    continues: dict[str, float] = field(default_factory=dict)
+    """The query's earlier tasks, interrupted, that this one reran: id → cost."""
+
+    @property
+    def cost_usd(self) -> float:
+        """The query's cost across its tasks: this one and those it continues."""
+        return self.task_cost_usd + sum(self.continues.values())
 
     def line(self) -> dict[str, Any]:
         return {
@@ -253,7 +264,9 @@ class ItemResult:
             "task_id": self.task_id,
             "status": self.status,
             "answer": self.answer,
-            "cost_usd": self.cost_usd,
+            "cost_usd": float(self.cost_usd),  # a run without a step costs an int 0
+            "task_cost_usd": float(self.task_cost_usd),
+            "continues": list(self.continues),
             "error": self.error,
             "score": self.score,
             "steps": [
@@ -501,6 +514,7 @@ class BatchRunner:
         item, qid = claimed.item, claimed.query_id
         query = item.get("query", "")
         tag: dict[str, Any] = {"id": self.batch_id, "worker": self.queue.worker_id}
+        earlier: dict[str, float] = {}
         with watch_tasks() as watch:
             try:
                 metadata = item.get("metadata")
@@ -510,20 +524,20 @@ class BatchRunner:
                     raise ConfigurationError(f"metadata must be a JSON object (got {type(metadata).__name__})")
                 budget = None
                 if claimed.attempt > 1 and (earlier := await asyncio.to_thread(self.queue.interrupted_tasks, qid)):
-                    budget = await asyncio.to_thread(self._budget_left, earlier)
-                    tag = {**tag, "continues": earlier}
+                    budget = await asyncio.to_thread(self._budget_left, list(earlier))
+                    tag = {**tag, "continues": list(earlier)}
                 run = await self.compiled.arun(
                     query, budget=budget, query_id=qid, task_type=item.get("task_type"), metadata={**metadata, META_KEY: tag}
                 )
                 steps = list(run.steps)
                 error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
-                result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps)
+                result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps, continues=earlier)
                 result.score = self._score(run.task, item.get("gold"))
             except asyncio.CancelledError:
-                result = self._mark(claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})")
+                result = self._mark(claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})", earlier)
             except Exception as exc:  # whatever one task raises ends that task, never the batch
                 log.debug("batch %s: %s failed", self.batch_id, qid, exc_info=True)
-                result = self._mark(claimed, watch, "failed", f"{type(exc).__name__}: {exc}")
+                result = self._mark(claimed, watch, "failed", f"{type(exc).__name__}: {exc}", earlier)
         on_commit = (lambda: self._write(result)) if self._fd is not None and result.status != "interrupted" else None
         self.queue.finish(
             qid, status=result.status, task_id=result.task_id, cost_usd=result.cost_usd, error=result.error,
@@ -567,8 +581,9 @@ class BatchRunner:
         task.score = score
         return score
 
-    def _mark(self, claimed: Claimed, watch: Any, status: str, error: str) -> ItemResult:
-        """End the item's task (or a task made for it) ``status`` with ``error`` and its steps' cost."""
+    def _mark(self, claimed: Claimed, watch: Any, status: str, error: str, earlier: dict[str, float]) -> ItemResult:
+        """End the item's task (or a task made for it) ``status`` with ``error`` and its steps' cost;
+        ``earlier``: the interrupted tasks it continues (:attr:`ItemResult.continues`)."""
         item = claimed.item
         task: Task | None = watch.tasks[0] if watch.tasks else None
         if task is None:  # it failed before its task started: record one, so the failure is visible
@@ -576,7 +591,9 @@ class BatchRunner:
                 query=str(item.get("query", "")),
                 graph=getattr(self.compiled, "name", ""),
                 task_type=item.get("task_type"),
-                metadata={"query_id": claimed.query_id, META_KEY: {"id": self.batch_id, "worker": self.queue.worker_id}},
+                metadata={"query_id": claimed.query_id, META_KEY: {
+                    "id": self.batch_id, "worker": self.queue.worker_id, **({"continues": list(earlier)} if earlier else {}),
+                }},  # fmt: skip
             )
             self.memory.start_task(task)
         steps = [s for s in watch.steps if s.task_id == task.id]
@@ -584,7 +601,7 @@ class BatchRunner:
         task.cost_usd = sum(s.cost_usd for s in steps)
         task.metadata["error"] = error
         self.memory.finish_task(task)
-        return ItemResult(claimed.query_id, task.query, status, task.id, task.answer, task.cost_usd, error, steps)
+        return ItemResult(claimed.query_id, task.query, status, task.id, task.answer, task.cost_usd, error, steps, continues=earlier)
 
     # -- --out ------------------------------------------------------------------------------------
     def _open_out(self) -> None:
@@ -619,5 +636,5 @@ class BatchRunner:
             task = trajectory.task
             self._write(ItemResult(
                 row["query_id"], task.query, row["status"], task.id, task.answer, task.cost_usd, row["error"],
-                trajectory.steps, task.score,
+                trajectory.steps, task.score, self.queue.task_costs(continued(task.metadata)),
             ))  # fmt: skip

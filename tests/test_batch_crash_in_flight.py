@@ -13,6 +13,11 @@ billed ``3 W`` = $0.003 and B ``4 W`` = $0.004 against $0.0025. Now the hung cal
 failed step at its worst case and audited (``unsettled_attempt``), and the rerun's budget is what the
 interrupted task left: A's rerun (``1.5 W``) plans, then cannot afford the executor; B's (``0.5 W``)
 makes no call. Each ends ``budget_exhausted``, billed ``2 W``, and its tasks' stored costs add up to that.
+
+What the user reads holds the same bill: each query's ``--out`` line says ``cost_usd`` ``2 W``, its
+tasks' together (``task_cost_usd``: the rerun's own, ``continues``: the interrupted task), and so does
+its batch item; the run's printed cost is ``4 W``, as ``agentroute memory stats``. Before, the line
+and the item said the rerun's own cost only (A ``1 W``, B $0), the run printed $0.001.
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ def _files(tmp_path: Path, url: str) -> tuple[list[str], str]:
     command = [
         *AGENTROUTE, "run", str(tmp_path / "graph.py"), "--input", str(tmp_path / "in.jsonl"), "--pool", str(tmp_path / "pool.yaml"),
         "--router", "cheapest", "--budget-usd", str(LIMIT), "--budget-calls", "4", "--budget-seconds", "30",
-        "--concurrency", "2", "--resume",
+        "--concurrency", "2", "--resume", "--out", str(tmp_path / "out.jsonl"),
     ]  # fmt: skip
     return command, run
 
@@ -161,7 +166,10 @@ def _tasks(url: str, run: str) -> dict[str, list[dict[str, Any]]]:
         engine.dispose()
 
 
-def _crash_and_rerun(provider: Provider, tmp_path: Path, url: str, *, reconcile: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def _crash_and_rerun(
+    provider: Provider, tmp_path: Path, url: str, *, reconcile: bool
+) -> tuple[dict[str, Any], dict[str, Any], str, list[str]]:
+    """The tasks after the reconcile and after the rerun, the rerun's output and its command line."""
     command, run = _files(tmp_path, provider.url)
     env = {**os.environ, "COLUMNS": "200"}
     first = subprocess.Popen([*command, "--memory", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -182,9 +190,10 @@ def _crash_and_rerun(provider: Provider, tmp_path: Path, url: str, *, reconcile:
         done = CliRunner().invoke(app, ["memory", "reconcile", "--memory", url], env={"COLUMNS": "200"})
         assert done.exit_code == 0, done.output
     closed = _tasks(url, run)
-    rerun = CliRunner().invoke(app, [*command[len(AGENTROUTE) :], "--memory", url], env={"COLUMNS": "200"})
+    rerun_args = [*command[len(AGENTROUTE) :], "--memory", url]
+    rerun = CliRunner().invoke(app, rerun_args, env={"COLUMNS": "200"})
     assert rerun.exit_code == 0, rerun.output
-    return closed, _tasks(url, run)
+    return closed, _tasks(url, run), rerun.output, rerun_args
 
 
 def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *, reconcile: bool) -> None:
@@ -205,10 +214,42 @@ def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *,
     assert provider.calls["B"] == 2, dict(provider.calls)  # B's rerun could afford no call: it made none
 
 
+def _check_read(provider: Provider, tmp_path: Path, url: str, final: dict[str, Any], printed: str) -> None:
+    """What the user reads of the bill: the ``--out`` lines, the batch items, the printed cost, ``memory stats``."""
+    lines = {line["query_id"][0]: line for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert sorted(lines) == ["A", "B"], lines
+    for key, (earlier, rerun) in final.items():
+        line = lines[key]  # was: cost_usd the rerun's own (A $0.001, B $0), the interrupted task's missing
+        assert line["cost_usd"] == pytest.approx(provider.billed[key]) == pytest.approx(2 * WORST), line
+        assert line["task_id"] == rerun["id"] and line["task_cost_usd"] == pytest.approx(rerun["cost_usd"]), line
+        assert line["continues"] == [earlier["id"]], line
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            items = dict(conn.execute(sa.text("SELECT query_id, cost_usd FROM batch_items")).tuples().all())
+    finally:
+        engine.dispose()
+    assert {k[0]: v for k, v in items.items()} == {k: pytest.approx(provider.billed[k]) for k in "AB"}, items
+    stats = CliRunner().invoke(app, ["memory", "stats", "--json", "--memory", url])
+    assert stats.exit_code == 0, stats.output
+    bill = sum(provider.billed.values())  # 4 W: the memory holds this batch only
+    assert json.loads(stats.output)["cost_usd"] == pytest.approx(bill)
+    assert sum(line["cost_usd"] for line in lines.values()) == pytest.approx(bill)
+    assert f"cost of this run ${bill:.6f}" in printed, printed  # was $0.001000
+
+
 def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: Provider, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/memory.db"
-    closed, final = _crash_and_rerun(provider, tmp_path, url, reconcile=True)
+    closed, final, printed, rerun_args = _crash_and_rerun(provider, tmp_path, url, reconcile=True)
     _check(provider, closed, final, reconcile=True)
+    _check_read(provider, tmp_path, url, final, printed)
+    # its lines lost (a crash between the commit and the write): the next `--resume` writes them, same cost
+    out = tmp_path / "out.jsonl"
+    written = sorted(out.read_text().splitlines())
+    out.write_text("")
+    again = CliRunner().invoke(app, rerun_args, env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    assert sorted(out.read_text().splitlines()) == written
     earlier, rerun = final["A"]
     shown = CliRunner().invoke(app, ["memory", "show", rerun["id"], "--memory", url], env={"COLUMNS": "300"})
     assert shown.exit_code == 0, shown.output
@@ -219,4 +260,6 @@ def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_b
 def test_the_batch_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_postgres(
     provider: Provider, tmp_path: Path, postgres_url: str,  # noqa: F811
 ) -> None:
-    _check(provider, *_crash_and_rerun(provider, tmp_path, postgres_url, reconcile=False), reconcile=False)
+    closed, final, printed, _ = _crash_and_rerun(provider, tmp_path, postgres_url, reconcile=False)
+    _check(provider, closed, final, reconcile=False)
+    _check_read(provider, tmp_path, postgres_url, final, printed)

@@ -56,14 +56,15 @@ from agentroute.types import new_id
 
 T = TypeVar("T")
 
-__all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED"]
+__all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED", "continued"]
 
 log = logging.getLogger("agentroute.batch")
 
 FINISHED = ("done", "budget_exhausted")
 """Item statuses a resumed batch skips."""
 
-#: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``.
+#: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``, and for the rerun of
+#: an interrupted query ``"continues"``: the ids of its interrupted tasks.
 META_KEY = "agentroute_batch"
 
 
@@ -332,17 +333,19 @@ class BatchQueue:
             ended: dict[str, Any] = {}
             if claimed:
                 query = (
-                    sa.select(TASKS.c.id, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta["query_id"].as_string().label("qid"))
+                    sa.select(TASKS.c.id, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta,
+                              TASKS.c.meta["query_id"].as_string().label("qid"))
                     .where(worker_of.in_(workers), TASKS.c.status.in_((*FINISHED, "failed")),
                            TASKS.c.meta["query_id"].as_string().in_(claimed))
                     .order_by(TASKS.c.created_at)
                 )  # fmt: skip
                 ended = {r.qid: r for r in conn.execute(query)}
             for qid, task in ended.items():
+                cost = task.cost_usd + sum(_costs(conn, continued(task.meta)).values())  # the query's, across its tasks
                 conn.execute(
                     sa.update(BATCH_ITEMS)
                     .where(running, BATCH_ITEMS.c.query_id == qid)
-                    .values(status=task.status, task_id=task.id, cost_usd=task.cost_usd, updated_at=now)
+                    .values(status=task.status, task_id=task.id, cost_usd=cost, updated_at=now)
                 )
             stopped = sa.and_(TASKS.c.status == "running", worker_of.in_(workers))
             # calls in flight when the workers stopped: stored as failed steps at their worst case
@@ -359,16 +362,29 @@ class BatchQueue:
         return self._transact(body)
 
     # -- reads ----------------------------------------------------------------------------------
-    def interrupted_tasks(self, query_id: str) -> list[str]:
-        """The ids of the batch's ``interrupted`` tasks of ``query_id`` (all workers, all runs), oldest first."""
+    def interrupted_tasks(self, query_id: str) -> dict[str, float]:
+        """The batch's ``interrupted`` tasks of ``query_id`` (all workers, all runs) since its latest task
+        that ended (done, budget_exhausted, failed: the earlier ones are that task's, counted in its
+        ``--out`` line), oldest first: id → cost. What a rerun of the query continues."""
         query = (
-            sa.select(TASKS.c.id)
+            sa.select(TASKS.c.id, TASKS.c.status, TASKS.c.cost_usd)
             .where(TASKS.c.meta[(META_KEY, "id")].as_string() == self.batch_id,
-                   TASKS.c.meta["query_id"].as_string() == query_id, TASKS.c.status == "interrupted")
+                   TASKS.c.meta["query_id"].as_string() == query_id, TASKS.c.status != "running")
             .order_by(TASKS.c.created_at, TASKS.c.id)
         )  # fmt: skip
+        found: dict[str, float] = {}
         with self.memory._read() as conn:  # noqa: SLF001 - same package
-            return list(conn.execute(query).scalars())
+            for task_id, status, cost in conn.execute(query):
+                if status != "interrupted":
+                    found.clear()
+                else:
+                    found[task_id] = float(cost or 0.0)
+        return found
+
+    def task_costs(self, task_ids: Sequence[str]) -> dict[str, float]:
+        """The stored cost of those of ``task_ids`` found, in their order: id → cost."""
+        with self.memory._read() as conn:  # noqa: SLF001 - same package
+            return _costs(conn, task_ids)
 
     def counts(self) -> dict[str, int]:
         """Items by status."""
@@ -392,3 +408,17 @@ class BatchQueue:
         with self.memory._read() as conn:  # noqa: SLF001 - same package
             query = sa.select(*cols).where(self._where(*clauses)).order_by(BATCH_ITEMS.c.seq)
             return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def continued(meta: Any) -> list[str]:
+    """The ids of the interrupted tasks a batch task reran, from its metadata (``agentroute_batch.continues``)."""
+    tag = meta.get(META_KEY) if isinstance(meta, dict) else None
+    ids = tag.get("continues") if isinstance(tag, dict) else None
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
+def _costs(conn: sa.Connection, task_ids: Sequence[str]) -> dict[str, float]:
+    if not task_ids:
+        return {}
+    found = dict(conn.execute(sa.select(TASKS.c.id, TASKS.c.cost_usd).where(TASKS.c.id.in_(list(task_ids)))).tuples().all())
+    return {i: float(found[i] or 0.0) for i in task_ids if i in found}
