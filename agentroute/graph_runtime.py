@@ -45,7 +45,7 @@ from agentroute.dispatch.dispatcher import add_step_watcher
 from agentroute.dispatch.run import LIVE, TaskRun, merge_checkpoints
 from agentroute.errors import BackendError, ConfigurationError
 from agentroute.memory.errors import MemoryStoreError, TaskBusyError
-from agentroute.types import Step, new_id
+from agentroute.types import Step, check_role, new_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -1063,6 +1063,7 @@ def routed_node(
     ``require_claim=False`` (your runtime already runs one invocation per thread at a time, such as
     LangGraph Server's run queue).
     """
+    check_role(role)
     stage = stage or role
     model_list = tuple(models) if models is not None else None
     post = tuple(postconditions)

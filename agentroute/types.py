@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,12 +51,6 @@ class Agent(BaseModel):
     model: str
     strategy: str = "direct"
 
-    if not TYPE_CHECKING:  # type checkers keep the fields' signature
-
-        def __init__(self, /, **data: Any) -> None:
-            _check_role(data.get("role"))  # before pydantic, which would wrap the error in its own
-            super().__init__(**data)
-
     @functools.cached_property
     def key(self) -> str:  # routers read it on every step: computed once per (frozen) agent
         return f"{self.role}:{self.model}:{self.strategy}"
@@ -64,7 +58,6 @@ class Agent(BaseModel):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)
         if update:
-            _check_role(update.get("role"))
             copy.__dict__.pop("key", None)  # the cached key of the original no longer holds
         return copy
 
@@ -75,9 +68,13 @@ class Agent(BaseModel):
         return hash(self.key)
 
 
-def _check_role(role: Any) -> None:
+def check_role(role: Any) -> None:
     """A role holds no ``:``: an agent's key ``role:model:strategy`` is read back on its first ``:``
-    (a model id may hold one: ``ollama:llama3:8b``), and a graph's roles are LangGraph nodes, which refuse it."""
+    (a model id may hold one: ``ollama:llama3:8b``), and a graph's roles are LangGraph nodes, which refuse it.
+
+    Checked where a role is given (:func:`~agentroute.graph_runtime.routed_node`,
+    :meth:`~agentroute.dispatch.Dispatcher.step`), not by :class:`Agent`, so that logs stored
+    before the check still read back."""
     if isinstance(role, str) and ":" in role:
         raise ConfigurationError(f"role {role!r} holds ':', the separator of an agent's key role:model:strategy; use '-' or '.'")
 

@@ -37,20 +37,24 @@ def test_a_routed_node_whose_role_holds_a_colon_is_refused_before_its_call(tmp_p
     with StubOpenAIServer() as provider:
         (tmp_path / "pool.yaml").write_text(pool_yaml(provider.url, model=MODEL))
         dispatcher = Dispatcher(ModelPool.load(tmp_path / "pool.yaml"), CheapestRouter())
+        with pytest.raises(ConfigurationError, match=r"^role 'plan:a' holds ':'.*use '-' or '\.'"):
+            routed_node(dispatcher, role="plan:a", prompt="Plan.")  # where the graph is built
         builder = StateGraph(State)
-        builder.add_node("answer", routed_node(dispatcher, role="plan:a", prompt="Plan."))
+        builder.add_node("answer", routed_node(dispatcher, role="plan-a", prompt="Plan."))
         builder.add_edge(START, "answer")
         builder.add_edge("answer", END)
-        with pytest.raises(ConfigurationError, match=r"^role 'plan:a' holds ':'.*use '-' or '\.'"):
-            builder.compile().invoke({"query": "q?"})
-        assert provider.answered == []  # was: the call was made and paid
+        builder.compile().invoke({"query": "q?"})
+        assert len(provider.answered) == 1  # the same node with a plain role runs
 
 
-def test_an_agent_update_to_a_role_with_a_colon_is_refused() -> None:
-    agent = Agent(role="plan", model=MODEL)
-    with pytest.raises(ConfigurationError, match="role 'x:y' holds ':'"):
-        agent.model_copy(update={"role": "x:y"})
-    assert agent.model_copy(update={"role": "plan-a"}).key == f"plan-a:{MODEL}:direct"
+async def test_a_dispatcher_step_whose_role_holds_a_colon_is_refused_before_its_call(tmp_path: Path) -> None:
+    with StubOpenAIServer() as provider:
+        (tmp_path / "pool.yaml").write_text(pool_yaml(provider.url, model=MODEL))
+        dispatcher = Dispatcher(ModelPool.load(tmp_path / "pool.yaml"), CheapestRouter())
+        run = dispatcher.start("q?")
+        with pytest.raises(ConfigurationError, match="role 'x:y' holds ':'"):
+            await dispatcher.step(run, role="x:y", stage="s", prompt="", input="q?")
+        assert provider.answered == [] and run.ledger.spent["calls"] == 0  # was: the call was made and paid
 
 
 def test_a_call_in_flight_is_settled_as_its_agent_when_the_model_id_holds_colons() -> None:
@@ -61,3 +65,20 @@ def test_a_call_in_flight_is_settled_as_its_agent_when_the_model_id_holds_colons
     attempts = [Attempt("t1", 0, k, agent.key, "plan", worst) for k in range(2)]
     (step,) = settling_steps(attempts)
     assert step.agent == agent and step.cost_usd == pytest.approx(0.002) and step.status == "failed"
+
+
+def test_a_step_stored_before_roles_were_refused_a_colon_still_reads_back(tmp_path: Path) -> None:
+    """Logs written before the check (a ``routed_node(role="plan:a")`` of an older version) stay
+    readable: export, training and ``memory show`` read them as they were stored."""
+    from agentroute.memory import SQLMemory
+    from agentroute.types import Step, Task
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        memory.start_task(Task(id="t", query="q", graph="g"))
+        memory.record_step(Step(task_id="t", index=0, stage="s", agent=Agent(role="plan-a", model=MODEL), output="o"))
+        memory.flush()
+        with memory.engine.begin() as conn:  # as an older version stored it
+            conn.exec_driver_sql("UPDATE steps SET role = 'plan:a'")
+        [step] = memory.get_task("t").steps
+    assert (step.agent.role, step.agent.model) == ("plan:a", MODEL)

@@ -49,6 +49,7 @@ from agentroute.types import (
     Step,
     Task,
     TaskStatus,
+    check_role,
 )
 
 log = logging.getLogger(__name__)
@@ -404,6 +405,7 @@ class Dispatcher:
         caller checks that the candidates' backends take them
         (:func:`~agentroute.dispatch.options.refused_option`): a backend ignores those it does not name.
         """
+        check_role(role)
         if self.stage_machine is not None and self._blocked(run, role, stage, self.stage_machine):
             return None
         run.stage = stage
