@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -137,7 +138,7 @@ class Routing:
 
     def close(self) -> None:
         """Close the memory the server opened, flush one it was given (not while its database refuses
-        writes: that flush would wait for the database; its owner closes it); writes it could not
+        writes, and waiting at most ``memory_wait_s``: its owner closes it); writes it could not
         store are reported on one line, not raised."""
         memory = self.memory
         if memory is None:
@@ -146,7 +147,7 @@ class Routing:
             if self.owns_memory:
                 memory.close()
             elif getattr(memory, "refusing_for_s", None) is None:
-                memory.flush()
+                _flush_within(memory, self.memory_wait_s)
         except MemoryStoreError as exc:
             print(f"agentroute serve: memory: {_first_line(exc)}", file=sys.stderr)
 
@@ -327,6 +328,28 @@ NO_RETRY = {"x-should-retry": "false"}  # the OpenAI SDKs honour it: the dispatc
 
 def _first_line(error: object) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _flush_within(memory: MemoryStore, seconds: float) -> None:
+    """``memory.flush()``, no longer waited for after ``seconds``: a database that stops answering
+    as the server stops (a file another process holds locked) held that flush, and the server's
+    exit, as long as the store retries: forever for ``retry_s=math.inf``, as ``agentroute serve`` opens it."""
+    flushed: list[BaseException | None] = []
+
+    def flush() -> None:
+        try:
+            memory.flush()
+            flushed.append(None)
+        except BaseException as exc:  # noqa: BLE001 - raised below, on the caller's thread
+            flushed.append(exc)
+
+    flushing = threading.Thread(target=flush, name="agentroute-serve-flush", daemon=True)
+    flushing.start()
+    flushing.join(seconds)
+    if not flushed:
+        raise MemoryStoreError(f"its writes were not all stored within {seconds:g}s (its database does not answer)")
+    if flushed[0] is not None:
+        raise flushed[0]
 
 
 def memory_unavailable(routing: Routing, task_id: str | None = None) -> Any:
