@@ -235,7 +235,7 @@ def _check_read(provider: Provider, tmp_path: Path, url: str, final: dict[str, A
     bill = sum(provider.billed.values())  # 4 W: the memory holds this batch only
     assert json.loads(stats.output)["cost_usd"] == pytest.approx(bill)
     assert sum(line["cost_usd"] for line in lines.values()) == pytest.approx(bill)
-    assert f"cost of this run ${bill:.6f}" in printed, printed  # was $0.001000
+    assert f"cost of the queries ended here ${bill:.6f}" in printed, printed  # was $0.001000
 
 
 def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: Provider, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -212,6 +213,10 @@ def test_a_signal_with_no_grace_marks_tasks_in_flight_interrupted_with_their_ste
         assert all(t["cost_usd"] == pytest.approx(step_cost[t["id"]]) for t in interrupted)
         assert {i["status"] for i in state["items"]} <= {"done", "interrupted", "pending"}
 
+        ended, cut = _printed_cost(output)
+        assert ended == pytest.approx(sum(t["cost_usd"] for t in state["tasks"] if t["status"] == "done"), abs=1e-6)
+        assert cut == pytest.approx(sum(t["cost_usd"] for t in interrupted), abs=1e-6)
+
         server.release.set()
         resumed = _start(paths, memory)
         output, _ = resumed.communicate(timeout=120)
@@ -219,6 +224,15 @@ def test_a_signal_with_no_grace_marks_tasks_in_flight_interrupted_with_their_ste
         final = _memory_state(memory)
     _check_exactly_once(final, paths["out.jsonl"], n)
     assert len(server.answered) >= n
+    # the two runs' printed costs add up to what the memory holds: the interrupted tasks counted once
+    assert ended + _printed_cost(output)[0] == pytest.approx(sum(t["cost_usd"] for t in final["tasks"]), abs=2e-6)
+
+
+def _printed_cost(output: str) -> tuple[float, float]:
+    """The run's printed cost of the queries it ended, and of those it left interrupted."""
+    found = re.search(r"cost of the queries ended here \$([\d.]+)(?: \(\+\$([\d.]+) in the interrupted ones)?", output)
+    assert found, output
+    return float(found[1]), float(found[2] or 0.0)
 
 
 def test_resume_after_kill_9_of_a_run_started_without_resume_continues_that_run(tmp_path):

@@ -367,7 +367,11 @@ def _summary(report: Any, url: str, skipped: int, metric: str = "em") -> None:
     scores = [r.score for r in report.results if getattr(r, "score", None) is not None]
     if scores:
         console.print(f"scored {len(scores)} task(s) against their gold answers ({metric}): mean {sum(scores) / len(scores):.3f}")
-    console.print(f"cost of this run ${sum(r.cost_usd for r in report.results):.6f}; memory: {url}")
+    # a rerun query's cost holds its interrupted earlier tasks' (docs/batches.md, Cost): counted once
+    ended = sum(r.cost_usd for r in report.results if r.status != "interrupted")
+    cut = sum(r.cost_usd for r in report.results if r.status == "interrupted")
+    later = f" (+${cut:.6f} in the interrupted ones, counted when they are rerun)" if cut else ""
+    console.print(f"cost of the queries ended here ${ended:.6f}{later}; memory: {url}")
 
 
 def _run_web(ctx: typer.Context, **options: Any) -> None:
