@@ -66,7 +66,7 @@ from agentroute.graph_runtime import (
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
-from agentroute.types import Step, Task, new_id
+from agentroute.types import Step, Task, check_role, new_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,6 +192,7 @@ class AgentGraph:
             max_tokens: per-call output limit (default: the card's).
             postconditions: checks on the finished step; a failing one fails the step.
         """
+        check_role(role)
         self._new_node(role)
         if input is not None and fan_out is not None:
             raise ConfigurationError(f"role {role!r}: give either input or fan_out, not both")

@@ -82,3 +82,11 @@ def test_a_step_stored_before_roles_were_refused_a_colon_still_reads_back(tmp_pa
             conn.exec_driver_sql("UPDATE steps SET role = 'plan:a'")
         [step] = memory.get_task("t").steps
     assert (step.agent.role, step.agent.model) == ("plan:a", MODEL)
+
+
+def test_a_graph_role_holding_a_colon_is_refused_where_it_is_added() -> None:
+    """Was LangGraph's raw ValueError at compile time."""
+    from agentroute.graph import AgentGraph
+
+    with pytest.raises(ConfigurationError, match="role 'plan:a' holds ':'"):
+        AgentGraph("g").add_role("plan:a", prompt="Plan.")
