@@ -299,15 +299,21 @@ def test_interrupting_an_awaited_run_ends_it_interrupted_once_the_loop_wakes(ker
     with HangingProvider() as provider:
         hanging_app(kernel, provider.url, str(tmp_path / "hang_await.db"))
 
+        stopped = threading.Event()
+
+        def stop_now() -> bool:  # the stop button, once the call reached the provider
+            if provider.arrived.is_set():
+                stopped.set()
+            return stopped.is_set()
+
         def answer_later() -> None:
-            if provider.arrived.wait(20):
-                time.sleep(0.5)  # the interrupt is sent meanwhile
+            if stopped.wait(20):  # not timed from the call's arrival: a loaded machine may press the stop later
+                time.sleep(0.5)  # the interrupt is handled meanwhile
                 provider.release()
 
         releaser = threading.Thread(target=answer_later, daemon=True)
         releaser.start()
-        outputs = kernel.cell("await hanging.arun('q', task_id='awaited')", timeout=20,
-                              interrupt_when=provider.arrived.is_set)
+        outputs = kernel.cell("await hanging.arun('q', task_id='awaited')", timeout=20, interrupt_when=stop_now)
         releaser.join(20)
         err = error(outputs)
         assert err is not None and err["ename"] in ("CancelledError", "KeyboardInterrupt"), outputs
