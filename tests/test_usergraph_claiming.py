@@ -228,12 +228,13 @@ def test_a_routed_call_a_left_stream_s_node_makes_later_is_refused(checkpoint_db
 
 
 class SlowToClaim(SQLMemory):
-    """A memory whose claims take a while to answer (a distant database server)."""
+    """A memory whose claims are answered when the test says (a distant database server)."""
 
-    answered = threading.Event()
+    asked, go, answered = threading.Event(), threading.Event(), threading.Event()
 
     def claim_task(self, task_id: str) -> bool:
-        time.sleep(0.5)
+        self.asked.set()
+        self.go.wait(30)
         try:
             return super().claim_task(task_id)
         finally:
@@ -248,8 +249,10 @@ def test_an_invocation_cancelled_while_it_claims_the_thread_gives_the_claim_back
             await saver.setup()
             app = claimed_app(memory, saver)
             task = asyncio.create_task(app.ainvoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "taking"}}))
-            await asyncio.sleep(0.2)  # the claim is being taken
+            assert await asyncio.to_thread(SlowToClaim.asked.wait, 30)  # the claim is being taken
             task.cancel()
+            await asyncio.sleep(0)  # the cancellation reaches the invocation while it waits for the claim
+            SlowToClaim.go.set()
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert await asyncio.to_thread(SlowToClaim.answered.wait, 30)  # the server granted the claim after all
