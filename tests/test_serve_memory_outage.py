@@ -395,3 +395,18 @@ def test_a_feedback_whose_commit_reply_is_lost_is_stored_once(pg: PostgresServer
     finally:
         memory.close()
         proxy.close()
+
+
+def test_an_idle_servers_health_asks_the_database(pg: PostgresServer, upstream: LoopbackServer) -> None:
+    """Nothing written since the database went down: ``/health`` was a 200 ``ok`` until a request
+    had waited ``memory_wait_s`` for it; it asks the database now (a load balancer moves away)."""
+    with serving(pg, upstream) as server:
+        assert ask(server, "idle-warm")[0] == 200
+        server.routing.memory.flush()  # type: ignore[union-attr]
+        assert get_health(server)[0] == 200
+        with Outage(pg, down_s=1.0):
+            code, body = get_health(server)
+            assert code == 503 and body["memory"]["state"] == "unreachable", body
+            assert "refused" in body["memory"]["error"], body
+        wait_healthy(server)
+        assert get_health(server)[1]["memory"]["state"] == "ok"

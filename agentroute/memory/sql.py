@@ -297,6 +297,19 @@ class SQLMemory(MemoryStore):
         """Writes recorded and not yet committed (nor lost)."""
         return self._qsize()
 
+    def unreachable(self) -> str | None:
+        """Why the database does not answer now, on one line (``None``: it does): one ``SELECT 1``,
+        what ``agentroute serve``'s ``/health`` asks while the writer has nothing to tell (idle)."""
+        if self.closed:
+            return f"memory {self.url} is closed"
+        try:
+            with self._lock, self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError as exc:
+            lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            return lines[0] if lines else type(exc).__name__
+        return None
+
     def write_ahead_wait(self, task_id: str) -> float | None:
         """Seconds the oldest uncommitted write-ahead record of ``task_id`` has waited for its
         commit (:meth:`reserve_attempt`), ``None`` when none waits: what a caller that cannot wait

@@ -385,7 +385,7 @@ def create_app(
     @app.get("/health")
     async def health() -> Any:
         body: dict[str, Any] = {"status": "ok", "models": routed + pool.ids}
-        if routing is not None and (memory := routing.memory_health()) is not None:
+        if routing is not None and (memory := await routing.probed_memory_health()) is not None:
             body["memory"] = memory
             if memory["state"] != "ok":  # routed requests get a retryable 503 meanwhile
                 return JSONResponse({**body, "status": "unavailable"}, status_code=503)

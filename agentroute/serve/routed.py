@@ -168,6 +168,22 @@ class Routing:
                 health[key] = value
         return health
 
+    async def probed_memory_health(self) -> dict[str, Any] | None:
+        """:meth:`memory_health`, the database asked once (``SELECT 1``, waited for ``memory_wait_s``
+        at most) while the writer has nothing to tell, idle: ``state`` ``unreachable`` with ``error``
+        when it does not answer (an idle server whose database was down said ``ok``)."""
+        health = self.memory_health()
+        probe = getattr(self.memory, "unreachable", None)
+        if health is None or health["state"] != "ok" or health.get("pending_writes") or probe is None:
+            return health
+        try:
+            why = await asyncio.wait_for(asyncio.to_thread(probe), self.memory_wait_s)
+        except TimeoutError:
+            why = f"it did not answer within {self.memory_wait_s:g}s"
+        if why is not None:
+            health.update(state="unreachable", error=why)
+        return health
+
     def write_ahead_wait(self, task_id: str | None) -> float | None:
         """Seconds ``task_id``'s oldest write-ahead record has waited for the memory (``None``: none waits)."""
         wait = getattr(self.memory, "write_ahead_wait", None)
