@@ -189,6 +189,11 @@ def test_requests_during_an_outage_fail_fast_and_retryably_without_a_model_call(
             # the memory is known down now: refused at once, and /health says why
             status, headers, took = ask(first, "ff-fast")
             assert (status, headers.get("x-should-retry")) == (503, "true") and took < 1.0, (status, took)
+            with pytest.raises(openai.APIStatusError) as streamed:  # a stream too: a 503, not a 200 with an error event
+                sdk(first).chat.completions.create(
+                    model="router", messages=[{"role": "user", "content": "ff-stream"}], stream=True
+                )
+            assert streamed.value.status_code == 503 and streamed.value.response.headers["x-should-retry"] == "true"
             code, body = get_health(first)
             assert code == 503 and body["memory"]["state"] == "refusing_writes", body
             assert body["memory"]["error"], body
