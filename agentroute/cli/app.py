@@ -319,7 +319,7 @@ def serve(
     pool: PoolOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8000,
-    drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them.")] = 10.0,
+    drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them (and, with --router, the memory retry writes its database refuses).")] = 10.0,
     router: Annotated[str | None, typer.Option("--router", help="Also serve model=\"router\": each request routed over the pool by this router (a registered name or a directory saved by `train`; options as NAME:option=value).")] = None,
     budget_usd: BudgetOpt = None,
     budget_tokens: TokensOpt = None,
@@ -365,7 +365,8 @@ def serve(
                 memory_wait_s=MEMORY_WAIT_S if memory_wait_s is None else memory_wait_s,
             )
         finally:
-            store.close()
+            # stopping during an outage: the writes the database refuses are retried as long as requests drain
+            store.close(retry_s=drain_s if drain_s >= 0 else None)  # a bad --drain-s: serve's own error
     except AgentrouteError as exc:
         raise fail_on(exc) from None
 

@@ -466,7 +466,11 @@ class SQLMemory(MemoryStore):
         """:meth:`flush` without blocking the event loop."""
         await asyncio.to_thread(self.flush)
 
-    def close(self) -> None:
+    def close(self, *, retry_s: float | None = None) -> None:
+        """Commit what is queued and close; a batch the database refuses meanwhile is retried
+        ``retry_s`` more at most (default 30 s), then its writes are lost and raised here."""
+        if retry_s is not None and (isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not retry_s >= 0):
+            raise ConfigurationError(f"retry_s must be a number of seconds ≥ 0 (got {retry_s!r})")
         if self.closed:
             return
         self.closed = True
@@ -475,7 +479,7 @@ class SQLMemory(MemoryStore):
             _shutdown(self._writer, self.engine, self._claims, self._pid)
             return
         try:
-            self._writer.stop()
+            self._writer.stop(retry_s)
             self._writer.raise_errors()
         finally:
             if self._claims is not None:

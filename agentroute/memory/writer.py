@@ -16,7 +16,8 @@ Failures: a lost connection or a locked database is retried with backoff for up 
 until the database returns, as ``agentroute serve`` keeps the rows of the calls it answered). Two
 things end the retries sooner, loudly (the batch's writes are lost, logged, and the next ``flush()``
 raises them): more than ``max_pending`` writes waiting behind the batch (the bound on the memory an
-outage may hold), and :meth:`BatchWriter.stop` (at most :data:`RETRY_S` more once asked). A batch
+outage may hold), and :meth:`BatchWriter.stop` (at most :data:`RETRY_S` more once asked, or its
+``retry_s``). A batch
 that fails on its data (a duplicate id, a malformed object) is split in halves recursively — the
 writes of one task (its row, steps, audit events, feedback, batch item) stay together — until only
 the bad writes are left out. A step never goes in without its task: when a task's first write
@@ -282,7 +283,8 @@ class BatchWriter:
         self.retry_s = retry_s
         self.max_pending = max_pending
         """While a batch is retried: the most writes that may wait behind it before it is given up."""
-        self._stop_asked: float | None = None  # time.monotonic() of stop(): the retries end RETRY_S later
+        self._stop_asked: float | None = None  # time.monotonic() of stop(): the retries end _stop_grace later
+        self._stop_grace = RETRY_S
         self.committed = 0
         self.batches = 0
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
@@ -345,11 +347,12 @@ class BatchWriter:
         if errors:
             raise MemoryWriteError(errors)
 
-    def stop(self) -> None:
-        """Commit everything enqueued, then end the thread."""
+    def stop(self, retry_s: float | None = None) -> None:
+        """Commit everything enqueued, then end the thread; a batch the database refuses is retried
+        ``retry_s`` more at most (default :data:`RETRY_S`)."""
         if self._thread.is_alive():
             if self._stop_asked is None:
-                self._stop_asked = time.monotonic()
+                self._stop_asked, self._stop_grace = time.monotonic(), RETRY_S if retry_s is None else retry_s
             self._queue.put(_STOP)
             self._wake.set()
             if threading.current_thread() is not self._thread:  # a finalizer may run on it
@@ -514,7 +517,7 @@ class BatchWriter:
 
     def _stop_left(self) -> float | None:
         """Seconds a stopping writer still retries refused writes (``None``: not stopping)."""
-        return None if self._stop_asked is None else self._stop_asked + RETRY_S - time.monotonic()
+        return None if self._stop_asked is None else self._stop_asked + self._stop_grace - time.monotonic()
 
     def _bound_lock_wait(self, conn: Connection) -> None:
         """While stopping, a SQLite try waits for a locked file only what is left of the stop's
