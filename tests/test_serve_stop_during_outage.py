@@ -23,10 +23,12 @@ pytestmark = pytest.mark.postgres
 
 
 class Cuttable:
-    """A TCP proxy on loopback in front of ``port``; :meth:`cut` drops every connection and refuses new ones."""
+    """A TCP proxy on loopback in front of ``port``; :meth:`cut` drops every connection and refuses
+    new ones; once :attr:`stalled`, nothing goes through any more, nor is any connection closed (a
+    network that drops packets: a reply waited for never comes)."""
 
     def __init__(self, port: int) -> None:
-        self.target, self.sockets = port, []
+        self.target, self.sockets, self.stalled = port, [], False
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -42,11 +44,11 @@ class Cuttable:
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self.stalled:
+                    sink.sendall(data)
         except OSError:
             pass
         for end in (source, sink):

@@ -112,6 +112,7 @@ class Routing:
         memory_wait_s: float = MEMORY_WAIT_S,
     ):
         self.memory_wait_s = self.check_memory_wait_s(memory_wait_s)
+        self._probe: asyncio.Future[str | None] | None = None  # the /health probe of the database in flight
         if ROUTER_MODEL in pool.ids:
             raise ConfigurationError(
                 f"the pool has a card named {ROUTER_MODEL!r}, the name of the routed model; rename the card"
@@ -169,15 +170,18 @@ class Routing:
         return health
 
     async def probed_memory_health(self) -> dict[str, Any] | None:
-        """:meth:`memory_health`, the database asked once (``SELECT 1``, waited for ``memory_wait_s``
-        at most) while the writer has nothing to tell, idle: ``state`` ``unreachable`` with ``error``
-        when it does not answer (an idle server whose database was down said ``ok``)."""
+        """:meth:`memory_health`, the database asked (``SELECT 1``, waited for ``memory_wait_s`` at
+        most) while the writer tells nothing wrong: ``state`` ``unreachable`` with ``error`` when it
+        does not answer (an idle server, or one whose connection hangs, said ``ok``). One probe at a
+        time: a hung one is waited for again, not joined by a thread per call."""
         health = self.memory_health()
         probe = getattr(self.memory, "unreachable", None)
-        if health is None or health["state"] != "ok" or health.get("pending_writes") or probe is None:
+        if health is None or health["state"] != "ok" or probe is None:
             return health
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(asyncio.to_thread(probe))
         try:
-            why = await asyncio.wait_for(asyncio.to_thread(probe), self.memory_wait_s)
+            why = await asyncio.wait_for(asyncio.shield(self._probe), self.memory_wait_s)
         except TimeoutError:
             why = f"it did not answer within {self.memory_wait_s:g}s"
         if why is not None:
