@@ -131,6 +131,11 @@ RETRY_S = 30.0
 writes are given up as lost: long enough for a PostgreSQL server to restart."""
 
 
+STUCK_S = 30.0
+"""How long :meth:`BatchWriter.stop` waits, past its retries, for a try the database never answers (a
+connection that hangs, a server process stopped) before it gives up the writes it holds, loudly."""
+
+
 def retry_delays(retry_s: float) -> Iterator[float]:
     """The waits before each retry: 0.05 s, doubling up to 2 s, while less than ``retry_s`` passed."""
     end = time.monotonic() + retry_s
@@ -310,6 +315,7 @@ class BatchWriter:
         self._missing: dict[str, int] = {}  # task id → its steps lost: never stored as finished whole
         self._committing = False  # the batch being committed has sent its COMMIT
         self._attempt_ids: dict[int, str] = {}  # id(attempt) → its row's id, the same in every try of a batch
+        self._writing: list[Op] = []  # the batch being written (given up by stop() if its try hangs)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -356,7 +362,21 @@ class BatchWriter:
             self._queue.put(_STOP)
             self._wake.set()
             if threading.current_thread() is not self._thread:  # a finalizer may run on it
-                self._thread.join()
+                self._thread.join(max(self._stop_grace, 0.0) + STUCK_S)
+                if self._thread.is_alive():
+                    self._give_up_stuck()
+
+    def _give_up_stuck(self) -> None:
+        """The thread hangs in a try the database never answers: what it holds is failed (logged,
+        raised by the next flush), and who waits on a flush is let go; was: ``stop()`` waited forever."""
+        markers: list[_Flush] = []
+        held = [*self._writing, *self._take_rest(markers)]
+        error = MemoryStoreError(f"not stored: the database did not answer the memory's writer within {STUCK_S:g}s of its stop")
+        self._fail([(kind, payload, error) for kind, payload in held])
+        for marker in markers:
+            marker.done.set()
+            if marker.then is not None:
+                marker.then()
 
     # -- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -402,6 +422,7 @@ class BatchWriter:
                         break
             try:
                 if batch:
+                    self._writing = batch
                     self._write(batch)
                     recent.append((time.monotonic(), len(batch)))
                     load += len(batch)
@@ -409,6 +430,7 @@ class BatchWriter:
                 log.exception("memory: writer failed")
                 self._fail([(kind, payload, exc) for kind, payload in batch])
             finally:
+                self._writing = []
                 for marker in markers:
                     marker.done.set()
                     if marker.then is not None:
