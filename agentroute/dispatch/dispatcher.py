@@ -922,8 +922,9 @@ class Dispatcher:
         try:
             done, _ = await asyncio.wait((stored,), timeout=max(left, 0.0))
         finally:
-            if not stored.done():  # the record is still committed later: a resume charges it, never less
+            if not stored.done():  # the call is not sent: its record is left out unless already being written
                 stored.cancel()
+                await asyncio.gather(stored, return_exceptions=True)  # withdrawn before the task goes on
         if done:
             stored.result()  # a closed memory raises here
         return bool(done)

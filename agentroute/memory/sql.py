@@ -373,7 +373,9 @@ class SQLMemory(MemoryStore):
     async def reserve_attempt(self, attempt: Attempt) -> None:
         """Store ``attempt``'s write-ahead record, returning once it is committed (or its write has
         failed: the next :meth:`flush` raises it): the dispatcher calls this before each provider
-        attempt, so that a crash with the call in flight leaves its reservation behind."""
+        attempt, so that a crash with the call in flight leaves its reservation behind. Cancelled
+        before the commit (a deadline, a client gone), the record is left out if not yet written: a
+        stored one no step settles is charged its worst case when the task is resumed or rerun."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         loop = asyncio.get_running_loop()
@@ -395,7 +397,12 @@ class SQLMemory(MemoryStore):
         except MemoryStoreError:
             self._write_aheads.pop(token, None)
             raise
-        await stored
+        try:
+            await stored
+        except asyncio.CancelledError:  # the attempt will not be sent: its record, not yet written, never is
+            if token in self._write_aheads:
+                self._writer.withdraw(attempt)
+            raise
 
     def attempts(self, task_id: str) -> list[Attempt]:
         """The write-ahead records of ``task_id``'s provider attempts, oldest first."""

@@ -79,6 +79,10 @@ ATTEMPT = "attempt"
 Op = tuple[str, Any]
 
 
+class _Withdrawn(Exception):
+    """Rolls back a transaction holding an attempt withdrawn while its statements ran."""
+
+
 class BatchItemWrite:
     """The outcome of one batch item: ``row`` (batch_id, query_id, worker, status, task_id,
     cost_usd, error) and an optional ``on_commit`` callback, run on the writer thread once stored."""
@@ -316,6 +320,7 @@ class BatchWriter:
         self._committing = False  # the batch being committed has sent its COMMIT
         self._attempt_ids: dict[int, str] = {}  # id(attempt) → its row's id, the same in every try of a batch
         self._writing: list[Op] = []  # the batch being written (given up by stop() if its try hangs)
+        self._withdrawn: dict[int, Any] = {}  # id(payload) → payload: writes to leave out (withdraw())
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -345,6 +350,11 @@ class BatchWriter:
         self._queue.put(op)
         self._queue.put(_Flush(then))
         self._wake.set()
+
+    def withdraw(self, payload: Any) -> None:
+        """Leave ``payload``'s write out of the batch that holds it, unless already committed (an
+        attempt given up before it was sent: its write-ahead record would charge its worst case)."""
+        self._withdrawn[id(payload)] = payload
 
     def raise_errors(self) -> None:
         """Raise :class:`MemoryWriteError` for writes lost since the last call, if any."""
@@ -431,6 +441,9 @@ class BatchWriter:
                 self._fail([(kind, payload, exc) for kind, payload in batch])
             finally:
                 self._writing = []
+                if self._withdrawn:
+                    for _, payload in batch:
+                        self._withdrawn.pop(id(payload), None)
                 for marker in markers:
                     marker.done.set()
                     if marker.then is not None:
@@ -669,6 +682,8 @@ class BatchWriter:
             elif kind == BATCH_ITEM:
                 items.append(payload)
             elif kind == ATTEMPT:
+                if self._withdrawn.get(id(payload)) is payload:
+                    continue
                 row = attempt_row(payload)
                 row["id"] = self._attempt_ids.setdefault(id(payload), row["id"])  # a retry finds it by it
                 attempts.append(row)
@@ -684,15 +699,21 @@ class BatchWriter:
                 if (lost := self._missing.get(str(item.row.get("task_id")))) and item.row.get("status") in FINISHED_WHOLE:
                     item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
         self._committing = False
-        with self._lock, self.engine.begin() as conn:
-            self._bound_lock_wait(conn)
-            self._execute(conn, tasks, steps, audits, feedback)
-            if attempts:
-                conn.execute(ATTEMPTS.insert(), attempts)
-            if items:
-                now = datetime.now(UTC)
-                conn.execute(_SET_ITEM, [{f"b_{k}": v for k, v in (i.row | {"updated_at": now}).items()} for i in items])
-            self._committing = True  # a connection lost from here on may have committed it
+        try:
+            with self._lock, self.engine.begin() as conn:
+                self._bound_lock_wait(conn)
+                self._execute(conn, tasks, steps, audits, feedback)
+                if attempts:
+                    conn.execute(ATTEMPTS.insert(), attempts)
+                    if any(kind == ATTEMPT and self._withdrawn.get(id(p)) is p for kind, p in batch):
+                        raise _Withdrawn  # while its statements waited (a lock): rolled back
+                if items:
+                    now = datetime.now(UTC)
+                    conn.execute(_SET_ITEM, [{f"b_{k}": v for k, v in (i.row | {"updated_at": now}).items()} for i in items])
+                self._committing = True  # a connection lost from here on may have committed it
+        except _Withdrawn:
+            self._commit(batch)  # again, without it
+            return
         self._committing = False
         self._committed(batch)
 
