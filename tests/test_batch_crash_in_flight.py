@@ -28,12 +28,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from agentroute.cli.app import app
+from tests.fixtures_billing_provider import BillingProvider
 from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
 
 OUT_PRICE = 10.0  # USD per 1M output tokens; input is free, so a call's worst case is exact
@@ -57,77 +56,21 @@ GRAPH_PY = (
 )
 
 
-class Provider:
-    """A loopback chat-completions server that bills each call its ``max_tokens`` by query; while
-    :attr:`hang` is set, the calls of :data:`HANGS` are billed and never answered (until :meth:`stop`)."""
+def _query(body: dict[str, Any]) -> str:
+    """The query key (``A`` or ``B``) a request's messages carry."""
+    found = re.search(r"\b([AB])-[0-9a-f]{8}\b", json.dumps(body["messages"]))
+    return found.group(1) if found else "?"
 
-    def __init__(self) -> None:
-        self.hang = True
-        self.billed: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.hanging = 0
-        self._lock = threading.Lock()
-        self._release = threading.Event()
-        provider = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                if not self.path.endswith("/chat/completions"):  # a tokenizer probe: not served
-                    self.send_error(404)
-                    return
-                found = re.search(r"\b([AB])-[0-9a-f]{8}\b", json.dumps(body["messages"]))
-                key = found.group(1) if found else "?"
-                with provider._lock:
-                    provider.billed[key] += body["max_tokens"] * OUT_PRICE / 1e6  # it runs to max_tokens
-                    provider.calls[key] += 1
-                    system = str(body["messages"][0]["content"])
-                    hang = provider.hang and any(key == k and system.startswith(role) for k, role in HANGS)
-                    provider.hanging += hang
-                if hang:
-                    provider._release.wait(30)
-                    self.close_connection = True
-                    return
-                usage = {"prompt_tokens": 10, "completion_tokens": body["max_tokens"], "total_tokens": 10 + body["max_tokens"]}
-                reply = json.dumps({
-                    "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"], "usage": usage,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris?"}, "finish_reason": "length"}],
-                }).encode()  # fmt: skip
-                if body.get("stream"):
-                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
-                    events = [
-                        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris?"}, "finish_reason": "length"}]},
-                        {**chunk, "choices": [], "usage": usage},
-                    ]
-                    reply = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream" if body.get("stream") else "application/json")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+def _hangs(key: str, system: str) -> bool:
+    return any(key == k and system.startswith(role) for k, role in HANGS)
 
 
 @pytest.fixture
-def provider() -> Iterator[Provider]:
-    server = Provider()
-    try:
+def provider() -> Iterator[BillingProvider]:
+    """The provider of :data:`HANGS`, billing by query key."""
+    with BillingProvider(key=_query, hangs=_hangs, out_price=OUT_PRICE) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _files(tmp_path: Path, url: str) -> tuple[list[str], str]:
@@ -167,7 +110,7 @@ def _tasks(url: str, run: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _crash_and_rerun(
-    provider: Provider, tmp_path: Path, url: str, *, reconcile: bool
+    provider: BillingProvider, tmp_path: Path, url: str, *, reconcile: bool
 ) -> tuple[dict[str, Any], dict[str, Any], str, list[str]]:
     """The tasks after the reconcile and after the rerun, the rerun's output and its command line."""
     command, run = _files(tmp_path, provider.url)
@@ -196,7 +139,7 @@ def _crash_and_rerun(
     return closed, _tasks(url, run), rerun.output, rerun_args
 
 
-def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *, reconcile: bool) -> None:
+def _check(provider: BillingProvider, closed: dict[str, Any], final: dict[str, Any], *, reconcile: bool) -> None:
     for key, hung in (("A", WORST), ("B", 2 * WORST)):
         earlier, rerun = final[key]
         if reconcile:  # `memory reconcile` closed it, before the rerun
@@ -214,7 +157,7 @@ def _check(provider: Provider, closed: dict[str, Any], final: dict[str, Any], *,
     assert provider.calls["B"] == 2, dict(provider.calls)  # B's rerun could afford no call: it made none
 
 
-def _check_read(provider: Provider, tmp_path: Path, url: str, final: dict[str, Any], printed: str) -> None:
+def _check_read(provider: BillingProvider, tmp_path: Path, url: str, final: dict[str, Any], printed: str) -> None:
     """What the user reads of the bill: the ``--out`` lines, the batch items, the printed cost, ``memory stats``."""
     lines = {line["query_id"][0]: line for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
     assert sorted(lines) == ["A", "B"], lines
@@ -238,7 +181,7 @@ def _check_read(provider: Provider, tmp_path: Path, url: str, final: dict[str, A
     assert f"cost of the queries ended here ${bill:.6f}" in printed, printed  # was $0.001000
 
 
-def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: Provider, tmp_path: Path) -> None:
+def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_sqlite(provider: BillingProvider, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/memory.db"
     closed, final, printed, rerun_args = _crash_and_rerun(provider, tmp_path, url, reconcile=True)
     _check(provider, closed, final, reconcile=True)
@@ -258,7 +201,7 @@ def test_memory_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_b
 
 @pytest.mark.postgres
 def test_the_batch_reconcile_settles_the_calls_in_flight_then_the_rerun_keeps_the_budget_postgres(
-    provider: Provider, tmp_path: Path, postgres_url: str,  # noqa: F811
+    provider: BillingProvider, tmp_path: Path, postgres_url: str,  # noqa: F811
 ) -> None:
     closed, final, printed, _ = _crash_and_rerun(provider, tmp_path, postgres_url, reconcile=False)
     _check(provider, closed, final, reconcile=False)

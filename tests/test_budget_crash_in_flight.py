@@ -18,7 +18,6 @@ is its bill: the lost call is stored as a failed step at its worst case, and aud
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -26,15 +25,14 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from tests.fixtures_billing_provider import BillingProvider
 from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
 
 MAX_TOKENS = 100  # what a call asks for: the card says 200, the `direct` strategy asks half
@@ -48,66 +46,6 @@ TASKS = {
 }
 LIMITS = {name: limit for name, (limit, _) in TASKS.items()}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Provider:
-    """A loopback chat-completions server that bills each call ``WORST`` by the query it carries;
-    while :attr:`hang` is set, calls are billed and never answered (until :meth:`stop`)."""
-
-    def __init__(self) -> None:
-        self.hang = True
-        self.billed: dict[str, float] = defaultdict(float)
-        self.hanging = 0
-        self._lock = threading.Lock()
-        self._release = threading.Event()
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                if not self.path.endswith("/chat/completions"):
-                    self.send_error(404)
-                    return
-                query = str(body["messages"][-1]["content"])
-                with provider._lock:
-                    provider.billed[query] += body["max_tokens"] * OUT_PRICE / 1e6  # it runs to max_tokens
-                    hang = provider.hang and "Answer." in str(body["messages"][0]["content"])  # the executor's
-                    provider.hanging += hang
-                if hang:
-                    provider._release.wait(60)
-                    self.close_connection = True
-                    return
-                self._stream(body)
-
-            def _stream(self, body: dict[str, Any]) -> None:
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.end_headers()
-                usage = {"prompt_tokens": 10, "completion_tokens": body["max_tokens"], "total_tokens": 10 + body["max_tokens"]}
-                chunks = [
-                    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": None}]},
-                    {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
-                    {"choices": [], "usage": usage},
-                ]
-                for chunk in chunks:
-                    chunk.update(id="c1", object="chat.completion.chunk", created=0, model=body["model"])
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.close_connection = True
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def build(url: str, memory: Any, saver: Any, roles: tuple[str, ...]) -> Any:
@@ -146,15 +84,14 @@ def crash_worker(url: str, memory_url: str, saver_path: str, run: str) -> None:
 
 
 @pytest.fixture
-def provider() -> Iterator[Provider]:
-    server = Provider()
-    try:
+def provider() -> Iterator[BillingProvider]:
+    """Bills by the query a call carries; every executor call hangs."""
+    with BillingProvider(key=lambda body: str(body["messages"][-1]["content"]), hangs=lambda _, system: "Answer." in system,
+                         out_price=OUT_PRICE) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop()
 
 
-def _crash_and_resume(provider: Provider, memory_url: str, saver_path: Path) -> dict[str, Any]:
+def _crash_and_resume(provider: BillingProvider, memory_url: str, saver_path: Path) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     code = "import sys; from tests.test_budget_crash_in_flight import crash_worker; crash_worker(*sys.argv[1:])"
     worker = subprocess.Popen([sys.executable, "-c", code, provider.url, memory_url, str(saver_path), run], cwd=os.getcwd())
@@ -207,9 +144,9 @@ def _check(outcome: dict[str, Any]) -> None:
     assert roomy["status"] == "done" and roomy["billed"] == pytest.approx(2 * WORST), outcome
 
 
-def test_a_call_in_flight_at_a_crash_counts_on_resume_sqlite(provider: Provider, tmp_path: Path) -> None:
+def test_a_call_in_flight_at_a_crash_counts_on_resume_sqlite(provider: BillingProvider, tmp_path: Path) -> None:
     _check(_crash_and_resume(provider, f"sqlite:///{tmp_path}/memory.db", tmp_path / "ckpt.db"))
 
 
-def test_a_call_in_flight_at_a_crash_counts_on_resume_postgres(provider: Provider, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+def test_a_call_in_flight_at_a_crash_counts_on_resume_postgres(provider: BillingProvider, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
     _check(_crash_and_resume(provider, postgres_url, tmp_path / "ckpt.db"))
