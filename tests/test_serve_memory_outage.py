@@ -31,6 +31,7 @@ from agentroute.memory.pgserver import PostgresServer, find_bindir
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from tests.fixtures_reply_server import JSONHandler, LoopbackServer
+from tests.test_serve_stop_during_outage import Proxy
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -289,48 +290,28 @@ def test_a_server_stopped_during_an_outage_exits_and_says_what_it_lost(
     assert "Traceback" not in err, err
 
 
-class CommitCutter:
-    """A TCP proxy on loopback in front of PostgreSQL that, once :attr:`armed`, forwards the
-    ``COMMIT`` of a connection that sent ``marker`` (armed), then cuts that connection before the
-    server's reply comes back: the commit is stored, its acknowledgement lost (a network fault)."""
+class CommitCutter(Proxy):
+    """A :class:`Proxy` in front of PostgreSQL that, once :attr:`armed`, forwards the ``COMMIT`` of
+    a connection that sent ``marker`` (armed), then cuts that connection before the server's reply
+    comes back: the commit is stored, its acknowledgement lost (a network fault)."""
 
     def __init__(self, port: int, marker: bytes) -> None:
-        self.target, self.marker, self.armed, self.cut = port, marker, False, 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.marker, self.armed, self.cut = marker, False, 0
+        super().__init__(port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            state = {"seen": False, "mute": False}  # sent the marker while armed; replies dropped
-            threading.Thread(target=self._pipe, args=(server, client, False, state), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(client, server, True, state), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, upstream: bool, state: dict[str, bool]) -> None:
-        try:
-            while data := source.recv(65536):
-                if upstream:
-                    state["seen"] = state["seen"] or (self.armed and self.marker in data)
-                    if state["seen"] and self.armed and b"COMMIT" in data:
-                        self.armed, self.cut, state["mute"] = False, self.cut + 1, True
-                        sink.sendall(data)
-                        time.sleep(0.2)  # the server commits; its reply is never passed on
-                        break
-                elif state["mute"]:
-                    break
+    def forward(self, data: bytes, sink: socket.socket, upstream: bool, state: dict[str, bool]) -> bool:
+        # state: "seen", the connection sent the marker while armed; "mute", its replies are dropped
+        if upstream:
+            state["seen"] = state.get("seen", False) or (self.armed and self.marker in data)
+            if state["seen"] and self.armed and b"COMMIT" in data:
+                self.armed, self.cut, state["mute"] = False, self.cut + 1, True
                 sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            end.close()
-
-    def close(self) -> None:
-        self._listener.close()
+                time.sleep(0.2)  # the server commits; its reply is never passed on
+                return False
+        elif state.get("mute"):
+            return False
+        sink.sendall(data)
+        return True
 
 
 @pytest.mark.parametrize("marker", [b"COPY", b"INSERT INTO attempts"], ids=["steps", "write-ahead"])

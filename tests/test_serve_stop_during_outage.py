@@ -22,16 +22,25 @@ from tests.test_serve_user_paths import AGENTROUTE, free_port, wait_up
 pytestmark = pytest.mark.postgres
 
 
-class Cuttable:
-    """A TCP proxy on loopback in front of ``port``; :meth:`cut` drops every connection and refuses
-    new ones; once :attr:`stalled`, nothing goes through any more, nor is any connection closed (a
-    network that drops packets: a reply waited for never comes)."""
+class Proxy:
+    """A TCP proxy on loopback in front of ``port`` (:attr:`port`: its own): each connection's bytes
+    go through :meth:`forward`, both ways; :meth:`close` stops it taking new connections."""
 
     def __init__(self, port: int) -> None:
-        self.target, self.sockets, self.stalled = port, [], False
+        self.target = port
+        self.sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def forward(self, data: bytes, sink: socket.socket, upstream: bool, state: dict[str, bool]) -> bool:
+        """Passes ``data`` on to ``sink`` (towards the server when ``upstream``); ``False`` closes
+        the connection. ``state`` is the connection's, shared by its two ways."""
+        sink.sendall(data)
+        return True
+
+    def close(self) -> None:
+        self._listener.close()
 
     def _accept(self) -> None:
         while True:
@@ -41,18 +50,31 @@ class Cuttable:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
             self.sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            state: dict[str, bool] = {}
+            for source, sink, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(source, sink, upstream, state), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, upstream: bool, state: dict[str, bool]) -> None:
         try:
-            while data := source.recv(65536):
-                if not self.stalled:
-                    sink.sendall(data)
+            while (data := source.recv(65536)) and self.forward(data, sink, upstream, state):
+                pass
         except OSError:
             pass
         for end in (source, sink):
             end.close()
+
+
+class Cuttable(Proxy):
+    """A :class:`Proxy`; :meth:`cut` drops every connection and refuses new ones; once
+    :attr:`stalled`, nothing goes through any more, nor is any connection closed (a network that
+    drops packets: a reply waited for never comes)."""
+
+    stalled = False
+
+    def forward(self, data: bytes, sink: socket.socket, upstream: bool, state: dict[str, bool]) -> bool:
+        if not self.stalled:
+            sink.sendall(data)
+        return True
 
     def cut(self) -> None:
         for end in [self._listener, *self.sockets]:
