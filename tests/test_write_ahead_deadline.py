@@ -12,28 +12,47 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
-from agentroute import Budget, Dispatcher, ModelCard, ModelPool, make_router
+from agentroute import Budget, Dispatcher, ModelCard, ModelPool, TaskRun, make_router
 from agentroute.memory import SQLMemory
+from agentroute.types import Step
 from tests.fixtures_reply_server import ReplyServer
+
+
+async def start_locked(
+    server: ReplyServer, memory: SQLMemory, path: Path, budget: Budget
+) -> tuple[Dispatcher, TaskRun, sqlite3.Connection]:
+    """A dispatcher over one model ``m`` at ``server``, a task of ``budget`` started and stored, then
+    the memory's SQLite file ``path`` locked by another process's write transaction: the memory's
+    next write waits until the returned connection rolls back."""
+    card = ModelCard(id="m", backend="openai", model="m", base_url=server.url, input_price=1e-3, output_price=1e-3, timeout_s=5)
+    pool = ModelPool([card])
+    await pool.preload()  # the OpenAI SDK's import (~2 s on a loaded machine) is not the memory's wait
+    dispatcher = Dispatcher(pool, make_router("cheapest"), memory=memory)
+    run = dispatcher.start("q", query_id="q0", budget=budget)
+    memory.flush()
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN EXCLUSIVE")
+    return dispatcher, run, lock
+
+
+def execute(dispatcher: Dispatcher, run: TaskRun) -> Coroutine[Any, Any, Step | None]:
+    """The task's executor step: one call to ``m``."""
+    return dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi", models=["m"])
 
 
 async def test_a_locked_memory_does_not_hold_an_attempt_past_the_deadline(tmp_path):
     path = tmp_path / "m.db"
     with ReplyServer() as server, SQLMemory(f"sqlite:///{path}", retry_s=0) as memory:
-        card = ModelCard(id="m", backend="openai", model="m", base_url=server.url, input_price=1e-3, output_price=1e-3, timeout_s=5)
-        pool = ModelPool([card])
-        await pool.preload()  # the OpenAI SDK's import (~2 s on a loaded machine) is not the memory's wait
-        dispatcher = Dispatcher(pool, make_router("cheapest"), memory=memory)
-        run = dispatcher.start("q", query_id="q0", budget=Budget(seconds=0.4))
-        memory.flush()
-        lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # another process's write transaction
-        lock.execute("BEGIN EXCLUSIVE")
+        dispatcher, run, lock = await start_locked(server, memory, path, Budget(seconds=0.4))
         release = threading.Timer(2.5, lock.rollback)  # the old code waits for this
         release.start()
         try:
             started = time.perf_counter()
-            step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi", models=["m"])
+            step = await execute(dispatcher, run)
             elapsed = time.perf_counter() - started
         finally:
             release.cancel()
@@ -54,18 +73,9 @@ async def test_a_step_cancelled_while_its_write_ahead_record_waits_is_not_charge
 
     path = tmp_path / "m.db"
     with ReplyServer() as server, SQLMemory(f"sqlite:///{path}", retry_s=5) as memory:
-        card = ModelCard(id="m", backend="openai", model="m", base_url=server.url, input_price=1e-3, output_price=1e-3, timeout_s=5)
-        pool = ModelPool([card])
-        await pool.preload()
-        dispatcher = Dispatcher(pool, make_router("cheapest"), memory=memory)
-        run = dispatcher.start("q", query_id="q0", budget=Budget(usd=1.0))
-        memory.flush()
-        lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        lock.execute("BEGIN EXCLUSIVE")
+        dispatcher, run, lock = await start_locked(server, memory, path, Budget(usd=1.0))
         try:
-            step = asyncio.ensure_future(
-                dispatcher.step(run, role="executor", stage="execute", prompt="", input="hi", models=["m"])
-            )
+            step = asyncio.ensure_future(execute(dispatcher, run))
             await asyncio.sleep(0.3)  # the step waits on its write-ahead record
             assert not step.done() and run.ledger.in_flight == 1
             step.cancel()
