@@ -42,6 +42,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.graph_runtime import (
     CHANNEL,
     aclaimed_stream,
+    aflush_memory,
     agentroute_state,
     aholding,
     checkpointed,
@@ -944,7 +945,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
                 else:
                     update = await self._fan_out(role, run, state, config, writer)
                 if run._index != index and (memory := self._before_checkpoint(config)) is not None:
-                    await _aflush(memory)
+                    await aflush_memory(memory)
                 return self._leave(run, state, update, config, last=last, index=index)
             finally:
                 self._exit(run)
@@ -1011,7 +1012,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
                 if inspect.isawaitable(result):
                     result = await result
                 if run._index != index and (memory := self._before_checkpoint(config)) is not None:
-                    await _aflush(memory)
+                    await aflush_memory(memory)
                 return end(run, index, state, result, config)
             finally:
                 self._exit(run)
@@ -1036,16 +1037,6 @@ try:
     _SAVER_KEY: str | None = _constants.CONFIG_KEY_CHECKPOINTER
 except (ImportError, AttributeError):  # pragma: no cover - another LangGraph layout: the graph's own checkpointer
     _SAVER_KEY = None
-
-
-async def _aflush(memory: MemoryStore) -> None:
-    """Commit ``memory``'s writes from a coroutine: its ``aflush`` where it has one (``SQLMemory``),
-    else its ``flush`` off the event loop (any other :class:`MemoryStore`)."""
-    aflush = getattr(memory, "aflush", None)
-    if aflush is not None:
-        await aflush()
-    else:
-        await asyncio.to_thread(memory.flush)
 
 
 def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:

@@ -482,6 +482,16 @@ def durable_saver(saver: Any) -> bool:
     return not any(c.__name__ == "InMemorySaver" for c in type(saver).__mro__)
 
 
+async def aflush_memory(memory: MemoryStore) -> None:
+    """Commit ``memory``'s writes from a coroutine: its ``aflush`` where it has one (``SQLMemory``),
+    else its ``flush`` off the event loop (any other :class:`MemoryStore`)."""
+    aflush = getattr(memory, "aflush", None)
+    if aflush is not None:
+        await aflush()
+    else:
+        await asyncio.to_thread(memory.flush)
+
+
 def flush_memory(memory: MemoryStore, *, quiet: bool) -> None:
     """Commit the memory; ``quiet`` (an exception is on its way already): log a failure instead."""
     try:
@@ -1168,6 +1178,10 @@ def routed_node(
                 dispatcher.finish(run)  # the record is kept up to date after every routed node
                 if hold is not None:  # and closed by the claimed invocation's end if it raises (close_opened)
                     hold.opened[run.task.id] = (dispatcher, run)
+            memory = dispatcher.memory
+            if memory is not None and step is not None and durable_saver(((config or {}).get("configurable") or {}).get(_CHECKPOINTER)):
+                # the checkpoint written after this node counts the step: a crash after it must find the step stored
+                await aflush_memory(memory)
             return {
                 **update(state, step, run), CHANNEL: run.checkpoint(), LIVE_KEY: run.task.id,
                 "agentroute_task_id": run.task.id, "agentroute_cost_usd": run.ledger.spent_usd,

@@ -94,3 +94,28 @@ def test_a_ctrl_c_through_exec_d_code_exits_130_not_by_sigint(tmp_path):
                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "interrupted\n"
+
+
+SWALLOWED = """
+import os, signal, sys, time
+sys.argv = ["agentroute", "--help"]
+try:  # a library's bare `except:` around an optional import, where the Ctrl-C lands
+    import agentroute.cli as cli
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except BaseException:
+    pass
+cli.main()
+"""
+
+
+def test_a_ctrl_c_of_the_start_up_whose_exit_code_swallowed_still_stops_the_command():
+    """The start-up's Ctrl-C raises ``SystemExit`` wherever it lands; code that swallowed it let the
+    command run on (was: the help printed, exit 0 — in CI a `train` that ran until its timeout)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED], cwd=SOURCE, env=_env(), capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "Usage" not in done.stdout  # the command did not run
+    _assert_one_line_130(done.returncode, done.stderr.strip().splitlines(), "swallowed")

@@ -32,6 +32,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.memory import SQLMemory, TaskBusyError
 from tests.helpers import replay_pool
 memory_url, saver_url, mode, thread, hold_s, wrap = sys.argv[1:7]
+flush_s = float(sys.argv[7]) if len(sys.argv) > 7 else 0.05
 
 class State(ag.AgentrouteState):
     query: str
@@ -44,7 +45,7 @@ def hold(state):  # a slow tool between two paid steps
     time.sleep(float(hold_s))
     return {}
 
-memory = SQLMemory(memory_url, flush_interval_s=0.05)
+memory = SQLMemory(memory_url, flush_interval_s=flush_s, prompt_commit=flush_s < 1)  # 5 s: batches wait
 dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
 builder = StateGraph(State)
 builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="plan", output_key="plan", budget=Budget(calls=2)))
@@ -81,9 +82,9 @@ def _worker(*args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _crash_in_hold(db: str, thread: str, wrap: str) -> None:
+def _crash_in_hold(db: str, thread: str, wrap: str, flush_s: str = "0.05") -> None:
     """Worker A runs the planner step, then is killed (``kill -9``) in the slow tool."""
-    a = _worker(db, saver_url(db), "start", thread, "60", wrap)
+    a = _worker(db, saver_url(db), "start", thread, "60", wrap, flush_s)
     try:
         assert a.stdout is not None and a.stdout.readline().strip() == "HOLD", a.stderr.read() if a.stderr else ""
         wait_for_checkpoint(db, thread, 1)  # the planner's, saved in the background
@@ -204,3 +205,13 @@ def test_a_runtime_that_serialises_threads_itself_opts_out_of_the_claim(checkpoi
         builder = answer_graph(memory, calls=1, require_claim=False)
         out = builder.compile(checkpointer=saver).invoke({"query": "q1", "query_id": "q1"}, {"configurable": {"thread_id": "server"}})
         assert out["answer"] == "small says 1"
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_after_a_routed_nodes_checkpoint_leaves_its_paid_step_in_the_memory(checkpoint_db: str) -> None:
+    """A user's StateGraph: the routed node commits its step before LangGraph writes the checkpoint
+    that counts it (as an AgentGraph's nodes do). Was: killed once that checkpoint was saved, the
+    planner's paid step, still queued behind a 5 s flush interval, was not in the memory (the
+    project's CI lost it at 0.05 s, on a loaded machine)."""
+    _crash_in_hold(checkpoint_db, "t-flush", "yes", flush_s="5")
+    assert _steps(checkpoint_db) == [(0, "planner")]

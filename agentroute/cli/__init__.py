@@ -59,14 +59,25 @@ def exit_interrupted(message: str | None = None, signum: int | None = None) -> N
     raise SystemExit(stopped_exit_code(signum))
 
 
+#: The signal that stopped the start-up, if one did: its ``SystemExit`` may be swallowed by code it
+#: lands in (a library's bare ``except:`` around an optional import), so the command checks it too.
+_stopped_while_starting: int | None = None
+
+
 def _interrupted_while_starting(signum: int, frame: FrameType | None) -> NoReturn:
+    global _stopped_while_starting
+    _stopped_while_starting = signum
     exit_interrupted(signum=signum)
 
 
 def start_command() -> None:
-    """From here a Ctrl-C is a ``KeyboardInterrupt`` again, for the command to handle (:func:`main`)."""
+    """From here a Ctrl-C is a ``KeyboardInterrupt`` again, for the command to handle (:func:`main`);
+    a Ctrl-C of the start-up whose exit was swallowed ends the process now (its line already said)."""
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _stopped_while_starting is not None:
+        forget_caught_interrupt()
+        raise SystemExit(stopped_exit_code(_stopped_while_starting))
 
 
 def _is_the_command() -> bool:
