@@ -6,7 +6,7 @@ from typing import Any
 
 from agentroute.errors import AgentrouteError
 
-__all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError", "WRITES_REFUSED", "refuses_writes"]
+__all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError", "WRITES_REFUSED", "first_line", "refuses_writes"]
 
 WRITES_REFUSED = ("25006", "42501")
 """SQLSTATEs of a PostgreSQL database that refuses writes for good: a read-only transaction (a
@@ -67,3 +67,9 @@ class TaskBusyError(MemoryStoreError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.task_id,))
+
+
+def first_line(error: object) -> str:
+    """The first line of ``error``'s text (a driver's error goes on with hints and a link), else its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

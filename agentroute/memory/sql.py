@@ -60,7 +60,7 @@ from agentroute.memory.base import MemoryStore
 from agentroute.memory.claims import TaskClaims
 from agentroute.memory.codec import attempt_from_row
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
-from agentroute.memory.errors import MemoryStoreError
+from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.memory.migrate import upgrade
 from agentroute.memory.tables import ATTEMPTS, TASKS
 from agentroute.memory.writer import (
@@ -306,8 +306,7 @@ class SQLMemory(MemoryStore):
             with self._lock, self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except SQLAlchemyError as exc:
-            lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            return lines[0] if lines else type(exc).__name__
+            return first_line(getattr(exc, "orig", None) or exc)
         return None
 
     def write_ahead_wait(self, task_id: str) -> float | None:

@@ -35,7 +35,7 @@ from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
-from agentroute.memory.errors import MemoryStoreError
+from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.serve.openai_server import choice_logprobs, finish_reason, message, takers_of
@@ -150,7 +150,7 @@ class Routing:
             elif getattr(memory, "refusing_for_s", None) is None:
                 _flush_within(memory, self.memory_wait_s)
         except MemoryStoreError as exc:
-            print(f"agentroute serve: memory: {_first_line(exc)}", file=sys.stderr)
+            print(f"agentroute serve: memory: {first_line(exc)}", file=sys.stderr)
 
     def memory_health(self) -> dict[str, Any] | None:
         """The memory's state for ``/health`` (``None`` without one): ``state`` is ``ok``, or
@@ -163,7 +163,7 @@ class Routing:
         health: dict[str, Any] = {"state": "ok" if down_for is None else "refusing_writes"}
         if down_for is not None:
             health["for_s"] = round(down_for, 3)
-            health["error"] = _first_line(getattr(memory, "retry_error", None) or "")
+            health["error"] = first_line(getattr(memory, "retry_error", None) or "")
         for key, name in (("pending_writes", "pending_writes"), ("lost_writes", "refused_writes")):
             if (value := getattr(memory, name, None)) is not None:
                 health[key] = value
@@ -344,10 +344,6 @@ def escalates(router: Router) -> bool:
 
 # -- the HTTP side --------------------------------------------------------------------------------
 NO_RETRY = {"x-should-retry": "false"}  # the OpenAI SDKs honour it: the dispatcher already retried
-
-
-def _first_line(error: object) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _flush_within(memory: MemoryStore, seconds: float) -> None:
