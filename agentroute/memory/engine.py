@@ -32,6 +32,18 @@ CONNECT_TIMEOUT_S = 5
 """How long opening a PostgreSQL connection may take (libpq's ``connect_timeout``) unless the URL
 (``?connect_timeout=N``) or ``$PGCONNECT_TIMEOUT`` says otherwise: a host that never answers fails
 then instead of hanging forever."""
+TCP_KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 4,
+    "tcp_user_timeout": 12_000,
+}
+"""libpq's TCP settings of a PostgreSQL connection unless the URL sets them (``?keepalives_idle=60``):
+a connection whose peer vanished (a network partition, a cloud failover) fails in about 12–13 s —
+unacknowledged data after ``tcp_user_timeout`` ms, a silent idle or waiting connection after
+``keepalives_idle`` + ``keepalives_count`` × ``keepalives_interval`` s — instead of stalling a write
+until the writer gives it up, or a read forever (the operating system's default: about 2 hours)."""
 
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 
@@ -88,7 +100,8 @@ def is_memory_sqlite(url: URL) -> bool:
 
 def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: Mapping[str, Any] | None = None) -> Engine:
     """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg
-    (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`; with
+    (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`, a half-open
+    one failing within :data:`TCP_KEEPALIVES`' bound; with
     ``pooled=False`` a closed connection is closed on the server too; ``libpq``: more connection
     parameters, those the URL sets winning).
 
@@ -99,10 +112,10 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: M
     parsed = url if isinstance(url, URL) else resolve_url(url)
     if parsed.get_backend_name() == "postgresql":
         require("psycopg")
-        connect_args: dict[str, Any] = {}
-        if "connect_timeout" not in parsed.query and not os.environ.get("PGCONNECT_TIMEOUT"):
+        connect_args: dict[str, Any] = dict(TCP_KEEPALIVES)
+        if not os.environ.get("PGCONNECT_TIMEOUT"):
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-        connect_args |= {k: v for k, v in (libpq or {}).items() if k not in parsed.query}
+        connect_args = {k: v for k, v in (connect_args | dict(libpq or {})).items() if k not in parsed.query}
         if not pooled:
             return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
