@@ -4,9 +4,11 @@ trains; `agentroute train bopo` stopped by SIGTERM or Ctrl-C keeps it and the sa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +99,30 @@ def test_a_checkpoint_of_another_config_or_past_the_iterations_is_refused(tmp_pa
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
+class _Stderr:
+    """A process's standard error, read as it comes (a bar's updates end in a carriage return, not a line)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr.fileno(),), daemon=True)
+        self._thread.start()
+
+    def _read(self, fd: int) -> None:
+        while chunk := os.read(fd, 65536):
+            self._chunks.append(chunk)
+
+    def steps(self) -> int:
+        """The most steps its bar has counted so far (``3/100002 [``)."""
+        return max((int(n) for n in re.findall(r"(\d+)/\d+ \[", self.text())), default=0)
+
+    def text(self, *, ended: bool = False) -> str:
+        """What came so far; ``ended``: all of it (read to its end, the process having ended)."""
+        if ended:
+            self._thread.join(timeout=30)
+        return b"".join(self._chunks).decode(errors="replace")
+
+
 STOPS = [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]  # (signal, exit code, word)
 
 
@@ -117,23 +143,27 @@ def test_the_cli_keeps_a_checkpoint_on_a_stop_and_the_same_command_resumes(tmp_p
         (folder / "bopo.yaml").write_text(yaml.safe_dump(recipe))
         command = [sys.executable, "-m", "agentroute", "train", "bopo", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
                    "--config", str(folder / "bopo.yaml"), "--limit", "40", "--out", str(folder / "bopo")]
-        runs.append((folder, command, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                                       env=ENV, cwd=folder)))
+        runs.append((folder, command, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                       env={**ENV, "AGENTROUTE_PROGRESS": "1"}, cwd=folder)))
+    readers = [_Stderr(proc) for _, _, proc in runs]
     try:
         deadline = time.monotonic() + 300
-        for folder, _, proc in runs:
-            while not (folder / "bopo" / "checkpoint.pt").is_file():  # written once the warm-up is done
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-                time.sleep(0.1)
-        time.sleep(1)  # some BoPO iterations (tens of them: the checkpoint on the stop is the one that counts them)
+        # its bar counts the BoSFT epochs, then the BoPO iterations: stopped once one iteration is
+        # done (was a fixed 1 s after the warm-up's checkpoint: on a loaded machine, no iteration yet)
+        for (_, _, proc), reader in zip(runs, readers, strict=True):
+            while reader.steps() <= recipe["params"]["config"]["sft_epochs"]:
+                assert proc.poll() is None and time.monotonic() < deadline, reader.text()
+                time.sleep(0.05)
         for (signum, _, _), (_, _, proc) in zip(STOPS, runs, strict=True):
             proc.send_signal(signum)
-        errors = [proc.communicate(timeout=120)[1] for _, _, proc in runs]
+        for _, _, proc in runs:
+            proc.wait(timeout=120)
+        errors = [reader.text(ended=True) for reader in readers]
     finally:
         for _, _, proc in runs:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
     resumes = []
     for (_, code, word), (folder, command, proc), err in zip(STOPS, runs, errors, strict=True):
         out = folder / "bopo"
