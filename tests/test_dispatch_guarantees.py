@@ -470,13 +470,13 @@ async def test_a_raising_postcondition_is_a_failed_recorded_step():
 
 
 class _SleepyRouter(Router):
-    """Routes to the first candidate, sleeping 60 ms (≥ ``SLOW_ROUTE_S``) on the calls numbered in
-    ``slow`` (1-based); records the thread of every call."""
+    """Routes to the first candidate, sleeping 60 ms (≥ ``SLOW_ROUTE_S``; by ``sleep``) on the calls
+    numbered in ``slow`` (1-based); records the thread of every call."""
 
     name = "sleepy"
 
-    def __init__(self, slow) -> None:
-        self.slow, self.threads = set(slow), []
+    def __init__(self, slow, sleep=time.sleep) -> None:
+        self.slow, self.sleep, self.threads = set(slow), sleep, []
 
     def route(self, ctx):
         import threading
@@ -485,7 +485,7 @@ class _SleepyRouter(Router):
 
         self.threads.append(threading.current_thread().name)
         if len(self.threads) in self.slow:
-            time.sleep(0.06)
+            self.sleep(0.06)
         return decide(self, ctx, 0)
 
 
@@ -508,13 +508,22 @@ async def test_a_slow_synchronous_router_moves_off_the_event_loop():
     assert all(s.status == "ok" for s in steps)
 
 
-async def test_a_fast_router_paused_now_and_then_stays_on_the_event_loop():
+async def test_a_fast_router_paused_now_and_then_stays_on_the_event_loop(monkeypatch):
     """Slow calls that are not in a row — a first call that loads an encoder, a loaded machine
     pausing the process (seen at load 12–18 with ``cheapest``) — do not send the router to a worker
-    thread for good: each later step would pay a thread hop (before: any three slow calls did)."""
-    import threading
+    thread for good: each later step would pay a thread hop (before: any three slow calls did).
 
-    router = _SleepyRouter([1, 3, 5, 8, 9])  # never three in a row
+    The dispatcher times its router on a clock that only the slow calls move (60 ms each): on the
+    real one, a loaded machine could pause a fast call for 50 ms too, making three in a row."""
+    import threading
+    import types
+
+    from agentroute.dispatch import dispatcher as dispatcher_module
+
+    clock = [0.0]
+    monkeypatch.setattr(dispatcher_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0],
+                                                                         monotonic=time.monotonic))  # fmt: skip
+    router = _SleepyRouter([1, 3, 5, 8, 9], sleep=lambda s: clock.__setitem__(0, clock[0] + s))  # never three in a row
     await _route_steps(router, 10)
     assert router.threads == [threading.main_thread().name] * 10
 
