@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "is_memory_sqlite",
     "create_memory_engine",
     "connect_failure",
+    "write_locked",
 ]
 
 DEFAULT_PATH = Path(".agentroute") / "memory.db"
@@ -149,6 +151,29 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: M
         cur.close()
 
     return engine
+
+
+def write_locked(engine: Engine, wait_s: float = 0.0) -> bool:
+    """Whether another connection holds the write lock of ``engine``'s SQLite file and keeps it
+    ``wait_s`` more: a ``BEGIN IMMEDIATE`` on a connection of its own, rolled back at once. ``False``
+    for PostgreSQL, an in-memory database, or a file that cannot be opened (other checks say that)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or is_memory_sqlite(url):
+        return False
+    try:  # mode=rw: a missing file is not created
+        conn = sqlite3.connect(f"{Path(url.database or '').absolute().as_uri()}?mode=rw", uri=True, timeout=wait_s)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.isolation_level = None
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF  # the primary code
+        return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    finally:
+        conn.close()
+    return False
 
 
 def connect_failure(exc: BaseException | None) -> str | None:

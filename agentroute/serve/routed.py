@@ -9,8 +9,9 @@ there, so ``agentroute train --from`` learns from the served traffic.
 
 While the memory cannot store a request's write-ahead record (its database is down), the request is
 not sent to a model: it gets a retryable 503 (``Retry-After``, ``x-should-retry: true``) at once
-when the memory is known to refuse writes, else once the record has waited ``memory_wait_s``; a
-memory the server opens retries its writes until the database returns (``retry_s=math.inf``), so
+when the memory is known to refuse writes (or its SQLite file to be locked by another process: a
+record has waited :data:`LOCKED_AFTER_S` on that lock), else once the record has waited
+``memory_wait_s``; a memory the server opens retries its writes until the database returns (``retry_s=math.inf``), so
 the rows of the calls it answered are kept through the outage.
 """
 
@@ -29,12 +30,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import URL
+
 from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, add_step_watcher
 from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
+from agentroute.memory.engine import is_memory_sqlite, write_locked
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
@@ -50,6 +54,14 @@ MEMORY_WAIT_S = 5.0
 retryable 503 (the record normally commits in about a millisecond)."""
 RETRY_AFTER_S = 2
 """The ``Retry-After`` of a 503 sent while the memory refuses writes."""
+LOCKED_AFTER_S = 1.0
+"""How long a write-ahead record waits on a SQLite file another process holds locked (a ``sqlite3``
+shell in a transaction, a ``VACUUM``) before the memory is known ``locked``: requests are then
+refused at once, not each after ``memory_wait_s`` (the file's busy timeout is 30 s)."""
+LOCK_POLL_S = 0.25
+"""How often a request whose write-ahead record waits checks whether a SQLite file's lock is the cause."""
+LOCK_RECHECK_S = 0.1
+"""While the memory is known ``locked``: how often the lock is tried again (without waiting) to see it go."""
 
 
 class RequestError(ValueError):
@@ -121,6 +133,12 @@ class Routing:
         self.budget = check_budget(budget)
         self.memory, self.owns_memory = open_memory(memory)
         self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
+        engine = getattr(self.memory, "engine", None)  # a SQLite file another process may lock
+        url = getattr(engine, "url", None)
+        self._lock_engine = engine if isinstance(url, URL) and url.get_backend_name() == "sqlite" and not is_memory_sqlite(url) else None
+        self.lock_poll_s = math.inf if self._lock_engine is None else LOCK_POLL_S
+        self._locked_since: float | None = None  # time.monotonic() since the SQLite file is known locked
+        self._lock_tried = 0.0  # time.monotonic() of the last try of a known lock
         #: each pool card's request fields (its backend's ``request_fields``): a request option one
         #: of them cannot honour is refused, since the router may pick that card
         self.takers = {card.id: takers_of(pool.backend(card.id)) for card in pool}
@@ -154,14 +172,19 @@ class Routing:
 
     def memory_health(self) -> dict[str, Any] | None:
         """The memory's state for ``/health`` (``None`` without one): ``state`` is ``ok``, or
-        ``refusing_writes`` (with ``for_s`` and ``error``) while its writer retries a failing batch;
+        ``refusing_writes`` (with ``for_s`` and ``error``) while its writer retries a failing batch,
+        ``locked`` while its SQLite file is known locked by another process (:meth:`waits_on_lock`);
         ``pending_writes`` and ``lost_writes`` (refused, then given up) where the store tells them."""
         memory = self.memory
         if memory is None:
             return None
         down_for = getattr(memory, "refusing_for_s", None)
         health: dict[str, Any] = {"state": "ok" if down_for is None else "refusing_writes"}
-        if down_for is not None:
+        if self._still_locked() and self._locked_since is not None:
+            file = self._lock_engine.url.database if self._lock_engine is not None else ""
+            health.update(state="locked", for_s=round(time.monotonic() - self._locked_since, 3),
+                          error=f"its SQLite file {file} is locked by another process (its writes wait for the lock)")  # fmt: skip
+        elif down_for is not None:
             health["for_s"] = round(down_for, 3)
             health["error"] = first_line(getattr(memory, "retry_error", None) or "")
         for key, name in (("pending_writes", "pending_writes"), ("lost_writes", "refused_writes")):
@@ -179,14 +202,56 @@ class Routing:
         if health is None or health["state"] != "ok" or probe is None:
             return health
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(asyncio.to_thread(probe))
+            self._probe = asyncio.ensure_future(asyncio.to_thread(self._ask, probe))
         try:
             why = await asyncio.wait_for(asyncio.shield(self._probe), self.memory_wait_s)
         except TimeoutError:
             why = f"it did not answer within {self.memory_wait_s:g}s"
+        if self._locked_since is not None:
+            return self.memory_health()
         if why is not None:
             health.update(state="unreachable", error=why)
         return health
+
+    def _ask(self, unreachable: Any) -> str | None:
+        """The probe of :meth:`probed_memory_health` (on a thread): why the database does not answer,
+        else whether its SQLite file stays locked by another process for ``LOCKED_AFTER_S`` (at most
+        half of ``memory_wait_s``): then known ``locked``."""
+        why: str | None = unreachable()
+        wait = min(LOCKED_AFTER_S, self.memory_wait_s / 2)
+        if why is None and self._lock_engine is not None and write_locked(self._lock_engine, wait):
+            self._known_locked(wait)
+        return why
+
+    def _known_locked(self, waited: float) -> None:
+        now = time.monotonic()
+        if self._locked_since is None:
+            self._locked_since = now - waited
+        self._lock_tried = now
+
+    def _still_locked(self) -> bool:
+        """Whether the SQLite file known locked still is (tried again, without waiting, at most every
+        :data:`LOCK_RECHECK_S`); once free, the memory is ``ok`` again."""
+        if self._locked_since is None or self._lock_engine is None:
+            return False
+        if time.monotonic() - self._lock_tried >= LOCK_RECHECK_S:
+            self._lock_tried = time.monotonic()
+            if not write_locked(self._lock_engine):
+                self._locked_since = None
+        return self._locked_since is not None
+
+    def waits_on_lock(self, task_id: str | None) -> bool:
+        """Whether ``task_id``'s request should give up now: the memory's SQLite file is known locked
+        by another process, or becomes so as its write-ahead record has waited :data:`LOCKED_AFTER_S`
+        with the file's write lock held elsewhere. The writer keeps waiting for the lock meanwhile:
+        nothing recorded is lost."""
+        if self._still_locked():
+            return True
+        waited = self.write_ahead_wait(task_id)
+        if self._lock_engine is None or waited is None or waited < LOCKED_AFTER_S or not write_locked(self._lock_engine):
+            return False
+        self._known_locked(waited)
+        return True
 
     def write_ahead_wait(self, task_id: str | None) -> float | None:
         """Seconds ``task_id``'s oldest write-ahead record has waited for the memory (``None``: none waits)."""
@@ -430,13 +495,17 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
 
     async def started() -> bool:
         """``True`` once the task has finished or its answer's first token has come; ``False`` when
-        a write-ahead record of it waits ``memory_wait_s`` for the memory (its call not sent)."""
+        a write-ahead record of it waits ``memory_wait_s`` for the memory (its call not sent), or
+        waits on a SQLite file another process holds locked (:meth:`Routing.waits_on_lock`)."""
         first = asyncio.ensure_future(watch.first_token.wait())
         try:
             while (left := routing.memory_wait_left(watch.task_id)) > 0:  # each wait: ≤ memory_wait_s
-                done, _ = await asyncio.wait({task, first}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                timeout = min(left, routing.lock_poll_s)
+                done, _ = await asyncio.wait({task, first}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if done:
                     return True
+                if routing.waits_on_lock(watch.task_id):
+                    return False
             return False
         finally:
             first.cancel()
