@@ -301,7 +301,7 @@ class OutcomeTable:
         scored = [
             (traj, step, score)
             for traj in trajectories
-            for step in traj.steps
+            for step in ordered_steps(traj)
             if (score := step.score if step.score is not None else traj.task.score) is not None and step.status == "ok"
         ]
         places = [step_row(traj, step) for traj, step, _ in scored]
@@ -330,6 +330,14 @@ class OutcomeTable:
             list(rows), queries, list(cols), scores, costs, task_types,
             propensity=propensity if logged_p else None, importance_clip=importance_clip,
         )  # fmt: skip
+
+
+def ordered_steps(trajectory: Trajectory) -> list[Step]:
+    """``trajectory``'s steps by (index, creation time, id): the order a table built from a memory
+    follows, the same in every read. The memory's own order leaves the steps of one index created at
+    the same instant (a fan-out) tied, and PostgreSQL returns tied rows in their order on disk,
+    which an UPDATE changes."""
+    return sorted(trajectory.steps, key=lambda step: (step.index, step.created_at, step.id))
 
 
 def step_row(trajectory: Trajectory, step: Step) -> tuple[str | None, str]:

@@ -130,11 +130,13 @@ class HistoryMemory:
             raise ConfigurationError(
                 f"graph-planner: {type(memory).__name__} is not an interaction memory (no trajectories())"
             )
+        from agentroute.outcomes import ordered_steps
+
         memory.flush()
         rows: list[dict[str, Any]] = []
         seen_steps = 0
         for traj in memory.trajectories(graph=graph, status=["done", "budget_exhausted"]):
-            for step in traj.steps:
+            for step in ordered_steps(traj):  # the same rows in the same order in every read
                 if step.status != "ok":
                     continue
                 seen_steps += 1
