@@ -19,7 +19,8 @@ memory) finish a batch with every item run once:
   process holds its lease is alive, however late its heartbeat. Their
   ``running`` tasks become ``interrupted`` with the cost of their recorded steps — a provider call
   in flight when the worker died is first stored as a failed step at its worst case and audited
-  (:mod:`agentroute.memory.settle`) — and their claimed items ``interrupted`` (claimable again).
+  (:mod:`agentroute.memory.settle`) — and their claimed items ``interrupted`` (claimable again),
+  each with the cost its tasks were charged, the settled calls included.
 
 Heartbeats are written and judged by the database server's clock (:func:`_clock`), never a worker's:
 workers on hosts whose clocks differ by minutes neither retire a live worker nor keep a dead one.
@@ -348,11 +349,19 @@ class BatchQueue:
                     .values(status=task.status, task_id=task.id, cost_usd=cost, updated_at=now)
                 )
             stopped = sa.and_(TASKS.c.status == "running", worker_of.in_(workers))
+            closing = conn.execute(
+                sa.select(TASKS.c.id, TASKS.c.meta, TASKS.c.meta["query_id"].as_string().label("qid"))
+                .where(stopped).order_by(TASKS.c.created_at)
+            ).all()  # fmt: skip
             # calls in flight when the workers stopped: stored as failed steps at their worst case
-            settle_unsettled(conn, list(conn.execute(sa.select(TASKS.c.id).where(stopped)).scalars()), when="by reconcile")
+            settle_unsettled(conn, [t.id for t in closing], when="by reconcile")
             tasks = conn.execute(
                 sa.update(TASKS).where(stopped).values(status="interrupted", cost_usd=steps_cost, finished_at=now)
             ).rowcount
+            # an interrupted item costs what its tasks were charged now, the settled calls included
+            for task in {t.qid: t for t in closing if t.qid in claimed}.values():
+                cost = sum(_costs(conn, [task.id, *continued(task.meta)]).values())
+                conn.execute(sa.update(BATCH_ITEMS).where(running, BATCH_ITEMS.c.query_id == task.qid).values(cost_usd=cost))
             items = conn.execute(
                 sa.update(BATCH_ITEMS).where(running).values(status="interrupted", updated_at=now)
             ).rowcount

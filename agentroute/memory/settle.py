@@ -12,7 +12,11 @@ one home of that rule, for every path that finds such attempts:
 - the rerun of an interrupted batch item, whose budget is what its earlier tasks left (:func:`spent`).
 
 Settling stores one failed step per unsettled step index, costing the worst cases of its attempts,
-and one ``unsettled_attempt`` audit event per attempt.
+and one ``unsettled_attempt`` audit event per attempt. A settling step's id is
+:func:`settling_step_id` of its task and index: when the process that made the calls was not dead
+after all (a worker partitioned from the database, retired by another's reconcile) and later
+stores its own step of that index, the memory's writer replaces the settling step by it and audits
+that (``settled_replaced``), so the call is charged once, at what it cost.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from agentroute.memory import codec  # the module: codec → processes → here,
 from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step
 
-__all__ = ["settle_unsettled", "settling_audits", "settling_steps", "spent", "unsettled"]
+__all__ = ["settle_unsettled", "settling_audits", "settling_step_id", "settling_steps", "spent", "unsettled"]
 
 #: Task ids per query (SQLite's bound-parameter limit is far above; a reconcile may close thousands).
 _CHUNK = 500
@@ -69,6 +73,11 @@ def _by_step(attempts: Iterable[Attempt]) -> dict[tuple[str, int], list[Attempt]
     return groups
 
 
+def settling_step_id(task_id: str, index: int) -> str:
+    """The id of the step settling ``task_id``'s step ``index``: one per step, found by the step that replaces it."""
+    return f"settled-{task_id}-{index}"
+
+
 def settling_steps(attempts: Iterable[Attempt]) -> list[Step]:
     """One failed step per step index of the unsettled ``attempts``, costing their worst cases: stored, it settles them."""
     steps = []
@@ -77,7 +86,7 @@ def settling_steps(attempts: Iterable[Attempt]) -> list[Step]:
         role, rest = first.agent.split(":", 1)  # a role holds no colon (Agent refuses one)
         model, strategy = rest.rsplit(":", 1)  # a model id may hold colons; a strategy does not
         steps.append(Step(
-            task_id=task_id, index=index, stage=first.stage, agent=Agent(role=role, model=model, strategy=strategy),
+            id=settling_step_id(task_id, index), task_id=task_id, index=index, stage=first.stage, agent=Agent(role=role, model=model, strategy=strategy),
             tokens_out=round(sum(a.worst_case.tokens for a in group)), cost_usd=sum(a.worst_case.usd for a in group),
             status="failed", error=f"{len(group)} attempt(s) in flight when the process stopped: charged the worst case",
         ))  # fmt: skip
@@ -99,10 +108,10 @@ def settling_audits(attempts: Iterable[Attempt], *, when: str = "on resume") -> 
     return events
 
 
-def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str) -> list[AuditEvent]:
+def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str) -> list[Attempt]:
     """Store the settling steps and audit events of the unsettled attempts of those of ``task_ids``
     still ``running``, in ``conn``'s transaction (run it before the tasks are closed and their cost
-    summed from their steps); returns the events. ``when``: the words the audit uses for who
+    summed from their steps); returns the attempts settled (each charged its ``worst_case``). ``when``: the words the audit uses for who
     settled them (``"by reconcile"``).
 
     The tasks' rows are locked first (PostgreSQL's ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``
@@ -126,4 +135,4 @@ def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str)
     events = settling_audits(found, when=when)
     conn.execute(STEPS.insert(), [codec.step_row(s) for s in settling_steps(found)])
     conn.execute(AUDIT.insert(), [codec.audit_row(e) for e in events])
-    return events
+    return found

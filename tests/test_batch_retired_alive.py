@@ -1,0 +1,141 @@
+"""A batch worker retired while still alive: its call in flight is charged once, at what it cost.
+
+Worker A runs one query against a loopback provider that bills every call its worst case ``W`` =
+100 tokens × $10/M = $0.001; A's call hangs. Worker B, on another host (its queue says so: a host
+sees another's pids as meaningless and judges it by its heartbeat alone), reconciles with a lease
+of 50 ms: A's heartbeat is older, so B retires A — A's task ``interrupted``, its call in flight
+stored as a failed step at its worst case (``unsettled_attempt``), its item ``interrupted`` — and
+re-claims the item. Then A's call is released: A was alive all along, its dispatcher stores its own
+step of that index and finishes its task.
+
+Before: the task held both the settling step and A's own (3 W stored for a 2 W bill: the hung
+call, and its retry), and the interrupted item kept its old cost ($0) until its rerun ended. Now A's
+step replaces the settling one (its audit event says so), the task's cost and steps equal the bill,
+the item costs what its task was charged at once, and A's late finish leaves B's claim alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from agentroute.batch import BatchRunner
+from agentroute.graph import AgentGraph
+from agentroute.memory import open_memory
+from agentroute.memory.batches import BatchQueue
+from agentroute.pool import ModelPool
+from agentroute.routers.baselines import CheapestRouter
+from tests.fixtures_billing_provider import BillingProvider
+from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
+
+OUT_PRICE = 10.0
+WORST = 100 * OUT_PRICE / 1e6  # $0.001: the `direct` strategy asks 100 tokens; input is free
+
+
+@pytest.fixture
+def provider() -> Iterator[BillingProvider]:
+    """Bills every call to one key; the first call hangs until released."""
+    with BillingProvider(key=lambda body: "q", hangs=lambda key, system: True, out_price=OUT_PRICE) as server:
+        yield server
+
+
+def _rows(memory: Any, sql: str, **params: Any) -> list[dict[str, Any]]:
+    with memory.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
+
+
+def _cut_leases(memory: Any) -> None:
+    """End the sessions holding advisory locks in the memory's database (A's lease, its task claims),
+    as a network partition does, and wait until the server released them."""
+    with memory.engine.connect() as conn:
+        held = "FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        conn.execute(sa.text(f"SELECT pg_terminate_backend(l.pid) {held}"))
+        for _ in range(250):  # bounded: 5 s
+            if not conn.execute(sa.text(f"SELECT count(*) {held}")).scalar_one():
+                return
+            time.sleep(0.02)
+    raise AssertionError("the leases were not released")
+
+
+def _run(provider: BillingProvider, tmp_path: Path, url: str) -> None:
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(
+        f"models:\n  - id: m\n    backend: openai\n    model: m\n    base_url: {provider.url}\n    input_price: 0.0\n"
+        f"    output_price: {OUT_PRICE}\n    max_tokens: 200\n    timeout_s: 30\n    context_window: 4096\n"
+    )
+    memory_a, memory_b = open_memory(url), open_memory(url)
+    compiled = AgentGraph("one").add_role("executor", prompt="Answer.").compile(
+        pool=ModelPool.load(str(pool)), router=CheapestRouter(), memory=memory_a
+    )
+    runner = BatchRunner(compiled, memory_a, batch_id="b", concurrency=1, lease_s=30.0)  # A beats every 10 s
+    queue_b = BatchQueue(memory_b, "b", lease_s=0.05)
+    queue_b.host = "elsewhere/boot"  # B runs on another host: A's pid tells it nothing
+
+    async def main() -> dict[str, Any]:
+        run = asyncio.create_task(runner.run([{"query_id": "q1", "query": "What is 2+2?"}]))
+        for _ in range(500):  # bounded: 10 s on a loaded machine
+            if provider.hanging or run.done():
+                break
+            await asyncio.sleep(0.02)
+        assert provider.hanging == 1 and not run.done(), "A did not reach its call"
+        await asyncio.sleep(0.1)  # A's heartbeat is older than B's lease
+        if memory_b.engine.dialect.name == "postgresql":  # A partitioned from the database: its lease is released
+            await asyncio.to_thread(_cut_leases, memory_b)
+        reconciled = await asyncio.to_thread(queue_b.reconcile)
+        assert reconciled.workers == (runner.queue.worker_id,) and reconciled.tasks == 1, reconciled
+        at_retire = {
+            "task": _rows(memory_b, "SELECT id, status, cost_usd FROM tasks"),
+            "item": _rows(memory_b, "SELECT status, cost_usd FROM batch_items"),
+        }
+        assert [c.query_id for c in await asyncio.to_thread(queue_b.claim, 1)] == ["q1"]  # B takes it over
+        provider.hang = False
+        provider.release.set()  # A's hung call ends; A, alive, goes on
+        await asyncio.wait_for(run, timeout=30)
+        return at_retire
+
+    try:
+        at_retire = asyncio.run(main())
+        memory_a.flush()
+        (task,) = at_retire["task"]
+        # B's reconcile: A's task interrupted at the worst case of its call in flight, and so its item
+        assert task["status"] == "interrupted" and task["cost_usd"] == pytest.approx(WORST), at_retire
+        assert at_retire["item"] == [{"status": "interrupted", "cost_usd": pytest.approx(WORST)}], at_retire  # was $0
+        bill = provider.billed["q"]
+        assert bill >= 2 * WORST, dict(provider.billed)  # the hung call and its retry (or a new one on PostgreSQL)
+        steps = _rows(memory_b, "SELECT id, step_index, cost_usd FROM steps WHERE task_id = :t", t=task["id"])
+        # stored once: A's own step replaced the settling one (was: both, 3 W for a 2 W bill)
+        assert [s["step_index"] for s in steps] == [0] and not steps[0]["id"].startswith("settled-"), steps
+        assert sum(s["cost_usd"] for s in steps) == pytest.approx(bill), (steps, bill)
+        (stored,) = _rows(memory_b, "SELECT status, cost_usd FROM tasks WHERE id = :t", t=task["id"])
+        assert stored["cost_usd"] == pytest.approx(bill), (stored, bill)
+        audit = _rows(memory_b, "SELECT kind, detail FROM audit_events WHERE task_id = :t", t=task["id"])
+        settled = [a["detail"] for a in audit if a["kind"] == "unsettled_attempt"]
+        assert len(settled) == 1 and "replaced by the step its process stored after all" in settled[0], audit
+        # A's finish left B's claim alone: the item is B's, running, claimed twice
+        items = _rows(memory_b, "SELECT status, worker, attempts FROM batch_items")
+        assert items == [{"status": "running", "worker": queue_b.worker_id, "attempts": 2}], items
+        stats = memory_b.stats()
+        assert stats["cost_usd"] == pytest.approx(bill), json.dumps(stats, default=str)
+    finally:
+        memory_a.close()
+        memory_b.close()
+
+
+def test_a_worker_retired_while_alive_has_its_call_charged_once_sqlite(provider: BillingProvider, tmp_path: Path) -> None:
+    _run(provider, tmp_path, f"sqlite:///{tmp_path}/m.db")
+
+
+@pytest.mark.postgres
+def test_a_worker_retired_while_alive_has_its_call_charged_once_postgres(
+    provider: BillingProvider, tmp_path: Path, postgres_url: str,  # noqa: F811
+) -> None:
+    from agentroute.memory.pgserver import create_database
+
+    _run(provider, tmp_path, create_database(postgres_url, f"retired_{time.monotonic_ns()}"))
