@@ -5,7 +5,8 @@ against a loopback OpenAI-compatible server that bills every call its worst case
 × $10/M = $0.001 (the model runs to ``max_tokens``). Query ``A``'s planner call hangs, query ``B``'s
 executor call hangs (its planner answered); the process is killed (``SIGKILL``) while both hang, and
 ``agentroute run --resume`` reruns them: on SQLite after ``agentroute memory reconcile`` closed the
-killed run's tasks, on PostgreSQL with the rerun's own reconcile of its dead worker doing it.
+killed run's tasks (a process of its own, which says it stored the two calls in flight at their
+worst case), on PostgreSQL with the rerun's own reconcile of its dead worker doing it.
 
 The budget is ``2.5 W`` per query. Before, the reconcile closed each task at the cost of its stored
 steps (A: $0, B: $0.001), with no trace of the hung call, and the rerun got a fresh budget: A was
@@ -127,11 +128,15 @@ def _crash_and_rerun(
         if first.stdout is not None:
             first.stdout.close()
     provider.hang = False
+    if reconcile:  # what it settled, said (was: only "closed 2 task(s) …")
+        done = subprocess.run([*AGENTROUTE, "memory", "reconcile", "--memory", url], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (
+            f"closed 2 task(s) whose process is gone as interrupted; 2 call(s) in flight stored at their worst case (${2 * WORST:.6g})"
+            in done.stdout
+        ), done.stdout
     # the killed run is a process of its own; the commands after it run here, as `agentroute` would
     # run them (the CLI's own app), a process start each saved
-    if reconcile:
-        done = CliRunner().invoke(app, ["memory", "reconcile", "--memory", url], env={"COLUMNS": "200"})
-        assert done.exit_code == 0, done.output
     closed = _tasks(url, run)
     rerun_args = [*command[len(AGENTROUTE) :], "--memory", url]
     rerun = CliRunner().invoke(app, rerun_args, env={"COLUMNS": "200"})

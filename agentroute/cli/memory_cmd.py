@@ -327,6 +327,8 @@ def reconcile(
     lease (released when its session ends, and still released at a second look). Tasks of live processes
     are never touched, nor other hosts' without a lease (SQLite: run this on the host that ran them).
     """
+    from agentroute.memory.processes import Closed
+
     with _open(memory) as store:
         try:
             running = store.running_tasks()
@@ -337,18 +339,22 @@ def reconcile(
                     f"{len(running.released)} task(s) of other hosts whose lease is released: looking again in "
                     f"{LEASE_GRACE_S:g} s (a live process takes back a lease whose connection was dropped)"
                 )
-            closed = [] if dry_run else store.reconcile_running(running.gone)
+            done = Closed() if dry_run else store.reconcile(running.gone)
         except AgentrouteError as exc:
             raise _fail(error_text(exc), exit_code_for(exc)) from exc
-    counts = running.counts()
+    counts, closed = running.counts(), done.tasks
+    settled = {"calls": len(done.settled), "usd": done.settled_usd}  # calls in flight, at their worst case
     if as_json:
-        typer.echo(json.dumps({"closed": closed, "found": counts}, indent=2))  # found: before closing
+        typer.echo(json.dumps({"closed": closed, "settled": settled, "found": counts}, indent=2))  # found: before closing
         return
     console = _console()
     if dry_run:
         console.print(f"{counts['gone']} running task(s) whose process is gone (--dry-run: none closed)")
     else:
-        console.print(f"closed {len(closed)} task(s) whose process is gone as interrupted")
+        console.print(
+            f"closed {len(closed)} task(s) whose process is gone as interrupted; {settled['calls']} call(s) in flight "
+            f"stored at their worst case (${settled['usd']:.6g})"
+        )
         if back := len(set(running.released) - set(closed)):
             console.print(f"{back} task(s) of other hosts left running: their lease was taken again (or they ended)")
     still = counts["alive"] + counts["other_host"] + counts["unknown"]

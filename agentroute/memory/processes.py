@@ -38,12 +38,14 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from agentroute.budget import Attempt
 from agentroute.memory.claims import lease_key, leases_held
 from agentroute.memory.settle import settle_unsettled
 from agentroute.memory.tables import STEPS, TASKS
 
 __all__ = [
     "PROCESS_KEY",
+    "Closed",
     "RunningTasks",
     "host_key",
     "pid_alive",
@@ -189,23 +191,37 @@ def running_tasks(conn: sa.Connection) -> RunningTasks:
     return found
 
 
-def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """What :func:`reconcile_running` closed: the tasks' ids, and the provider calls they had in
+    flight, stored at their worst case (:mod:`agentroute.memory.settle`)."""
+
+    tasks: list[str] = field(default_factory=list)
+    settled: list[Attempt] = field(default_factory=list)
+
+    @property
+    def settled_usd(self) -> float:
+        """What the calls in flight were charged: their worst case."""
+        return sum(a.worst_case.usd for a in self.settled)
+
+
+def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None) -> Closed:
     """Close as ``interrupted`` the ``running`` tasks whose process is gone (of ``task_ids`` when
     given; see the module docstring), with the cost of their recorded steps (calls in flight settled
-    at their worst case first) and ``metadata["error"]`` saying why; returns their ids. Run it in a write transaction."""
+    at their worst case first) and ``metadata["error"]`` saying why. Run it in a write transaction."""
     gone = running_tasks(conn).gone
     if task_ids is not None:
         wanted = set(task_ids)
         gone = [t for t in gone if t in wanted]
     if not gone:
-        return []
+        return Closed()
     now = datetime.now(UTC)
     steps_cost = (
         sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id).scalar_subquery()
     )
     closed: list[str] = []
     rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(gone), TASKS.c.status == "running")).all()
-    settle_unsettled(conn, [task_id for task_id, _ in rows], when="by reconcile")  # calls in flight: their worst case
+    settled = settle_unsettled(conn, [task_id for task_id, _ in rows], when="by reconcile")  # calls in flight: their worst case
     for task_id, meta in rows:
         info = meta.get(PROCESS_KEY, {})
         why = "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"
@@ -218,4 +234,4 @@ def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None
         ).rowcount
         if done:
             closed.append(task_id)
-    return closed
+    return Closed(closed, settled)

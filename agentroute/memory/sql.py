@@ -569,14 +569,19 @@ class SQLMemory(MemoryStore):
             return processes.running_tasks(conn)
 
     def reconcile_running(self, task_ids: Sequence[str] | None = None) -> list[str]:
+        """The ids of the tasks :meth:`reconcile` closed."""
+        return self.reconcile(task_ids).tasks
+
+    def reconcile(self, task_ids: Sequence[str] | None = None) -> processes.Closed:
         """Close as ``interrupted`` the ``running`` tasks whose process is gone (``kill -9``, a
         crash; on another host sharing a PostgreSQL memory: its lease released), of ``task_ids``
         when given: their cost becomes that of their recorded steps and ``metadata["error"]`` says
         why. Tasks of live processes, and of other hosts without a lease, are never touched; another
         host's task is closed only when its lease stays released for
         :func:`~agentroute.memory.claims.lease_grace_s` (this call waits that long to look again: a
-        live process takes back a lease whose connection was dropped). Returns the ids closed (see
-        :mod:`agentroute.memory.processes`)."""
+        live process takes back a lease whose connection was dropped). Returns the ids closed and the
+        calls in flight they had, stored at their worst case (:class:`~agentroute.memory.processes.Closed`;
+        see :mod:`agentroute.memory.processes`)."""
         if self.closed:
             raise MemoryStoreError(f"memory {self.url} is closed")
         running = self.running_tasks()
@@ -588,7 +593,7 @@ class SQLMemory(MemoryStore):
             log.info("memory: waiting %g s to see that %d released lease(s) stay released", grace_s, len(released))
             time.sleep(grace_s)
         if not gone:
-            return []
+            return processes.Closed()
         with self._lock, self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock up front: live processes write too
