@@ -11,8 +11,8 @@ While the memory cannot store a request's write-ahead record (its database is do
 not sent to a model: it gets a retryable 503 (``Retry-After``, ``x-should-retry: true``) at once
 when the memory is known to refuse writes (or its SQLite file to be locked by another process: a
 record has waited :data:`LOCKED_AFTER_S` on that lock), else once the record has waited
-``memory_wait_s``; a memory the server opens retries its writes until the database returns (``retry_s=math.inf``), so
-the rows of the calls it answered are kept through the outage.
+``memory_wait_s``; a memory the server opens retries its writes until the database returns
+(``retry_s=math.inf``), so the rows of the calls it answered are kept through the outage.
 """
 
 from __future__ import annotations
@@ -62,6 +62,45 @@ LOCK_POLL_S = 0.25
 """How often a request whose write-ahead record waits checks whether a SQLite file's lock is the cause."""
 LOCK_RECHECK_S = 0.1
 """While the memory is known ``locked``: how often the lock is tried again (without waiting) to see it go."""
+
+
+class FileLock:
+    """Whether the memory's SQLite file is known locked by another process: seen held while one of
+    the memory's writes waited on it, then tried again (without waiting) at most every
+    :data:`LOCK_RECHECK_S` until it is free."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.since: float | None = None  # time.monotonic() since it is held (known locked), else None
+        self._tried = 0.0
+        self.why = f"its SQLite file {engine.url.database} is locked by another process (its writes wait for the lock)"
+
+    @classmethod
+    def of(cls, memory: MemoryStore | None) -> FileLock | None:
+        """The lock of ``memory``'s SQLite file (``None``: not a store on a SQLite file)."""
+        engine = getattr(memory, "engine", None)
+        url = getattr(engine, "url", None)
+        sqlite_file = isinstance(url, URL) and url.get_backend_name() == "sqlite" and not is_memory_sqlite(url)
+        return cls(engine) if sqlite_file else None
+
+    def held_over(self, waited: float, *, wait: bool = False) -> bool:
+        """Whether another connection holds the lock now (for ``waited`` more seconds when ``wait``),
+        a write having waited ``waited`` seconds on it: then it is known locked since then."""
+        if not write_locked(self.engine, waited if wait else 0.0):
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now - waited
+        self._tried = now
+        return True
+
+    def held_for(self) -> float | None:
+        """Seconds the lock is known held (``None``: not known locked, or free again)."""
+        if self.since is not None and time.monotonic() - self._tried >= LOCK_RECHECK_S:
+            self._tried = time.monotonic()
+            if not write_locked(self.engine):
+                self.since = None
+        return None if self.since is None else time.monotonic() - self.since
 
 
 class RequestError(ValueError):
@@ -133,12 +172,8 @@ class Routing:
         self.budget = check_budget(budget)
         self.memory, self.owns_memory = open_memory(memory)
         self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
-        engine = getattr(self.memory, "engine", None)  # a SQLite file another process may lock
-        url = getattr(engine, "url", None)
-        self._lock_engine = engine if isinstance(url, URL) and url.get_backend_name() == "sqlite" and not is_memory_sqlite(url) else None
-        self.lock_poll_s = math.inf if self._lock_engine is None else LOCK_POLL_S
-        self._locked_since: float | None = None  # time.monotonic() since the SQLite file is known locked
-        self._lock_tried = 0.0  # time.monotonic() of the last try of a known lock
+        self._lock = FileLock.of(self.memory)
+        self.lock_poll_s = math.inf if self._lock is None else LOCK_POLL_S
         #: each pool card's request fields (its backend's ``request_fields``): a request option one
         #: of them cannot honour is refused, since the router may pick that card
         self.takers = {card.id: takers_of(pool.backend(card.id)) for card in pool}
@@ -180,10 +215,8 @@ class Routing:
             return None
         down_for = getattr(memory, "refusing_for_s", None)
         health: dict[str, Any] = {"state": "ok" if down_for is None else "refusing_writes"}
-        if self._still_locked() and self._locked_since is not None:
-            file = self._lock_engine.url.database if self._lock_engine is not None else ""
-            health.update(state="locked", for_s=round(time.monotonic() - self._locked_since, 3),
-                          error=f"its SQLite file {file} is locked by another process (its writes wait for the lock)")  # fmt: skip
+        if self._lock is not None and (locked_for := self._lock.held_for()) is not None:
+            health.update(state="locked", for_s=round(locked_for, 3), error=self._lock.why)
         elif down_for is not None:
             health["for_s"] = round(down_for, 3)
             health["error"] = first_line(getattr(memory, "retry_error", None) or "")
@@ -207,7 +240,7 @@ class Routing:
             why = await asyncio.wait_for(asyncio.shield(self._probe), self.memory_wait_s)
         except TimeoutError:
             why = f"it did not answer within {self.memory_wait_s:g}s"
-        if self._locked_since is not None:
+        if self._lock is not None and self._lock.since is not None:
             return self.memory_health()
         if why is not None:
             health.update(state="unreachable", error=why)
@@ -215,43 +248,24 @@ class Routing:
 
     def _ask(self, unreachable: Any) -> str | None:
         """The probe of :meth:`probed_memory_health` (on a thread): why the database does not answer,
-        else whether its SQLite file stays locked by another process for ``LOCKED_AFTER_S`` (at most
-        half of ``memory_wait_s``): then known ``locked``."""
+        else whether its SQLite file stays locked by another process for :data:`LOCKED_AFTER_S` (at
+        most half of ``memory_wait_s``): then it is known ``locked``."""
         why: str | None = unreachable()
-        wait = min(LOCKED_AFTER_S, self.memory_wait_s / 2)
-        if why is None and self._lock_engine is not None and write_locked(self._lock_engine, wait):
-            self._known_locked(wait)
+        if why is None and self._lock is not None:
+            self._lock.held_over(min(LOCKED_AFTER_S, self.memory_wait_s / 2), wait=True)
         return why
-
-    def _known_locked(self, waited: float) -> None:
-        now = time.monotonic()
-        if self._locked_since is None:
-            self._locked_since = now - waited
-        self._lock_tried = now
-
-    def _still_locked(self) -> bool:
-        """Whether the SQLite file known locked still is (tried again, without waiting, at most every
-        :data:`LOCK_RECHECK_S`); once free, the memory is ``ok`` again."""
-        if self._locked_since is None or self._lock_engine is None:
-            return False
-        if time.monotonic() - self._lock_tried >= LOCK_RECHECK_S:
-            self._lock_tried = time.monotonic()
-            if not write_locked(self._lock_engine):
-                self._locked_since = None
-        return self._locked_since is not None
 
     def waits_on_lock(self, task_id: str | None) -> bool:
         """Whether ``task_id``'s request should give up now: the memory's SQLite file is known locked
         by another process, or becomes so as its write-ahead record has waited :data:`LOCKED_AFTER_S`
         with the file's write lock held elsewhere. The writer keeps waiting for the lock meanwhile:
         nothing recorded is lost."""
-        if self._still_locked():
+        if self._lock is None:
+            return False
+        if self._lock.held_for() is not None:
             return True
         waited = self.write_ahead_wait(task_id)
-        if self._lock_engine is None or waited is None or waited < LOCKED_AFTER_S or not write_locked(self._lock_engine):
-            return False
-        self._known_locked(waited)
-        return True
+        return waited is not None and waited >= LOCKED_AFTER_S and self._lock.held_over(waited)
 
     def write_ahead_wait(self, task_id: str | None) -> float | None:
         """Seconds ``task_id``'s oldest write-ahead record has waited for the memory (``None``: none waits)."""
