@@ -212,7 +212,41 @@ def _kill_strays(folder: str) -> list[int]:
                 killed.append(int(name))
     if killed:
         log.warning("killed %d browser processes left by a lost chromedriver", len(killed))
+        if left := _wait_gone(killed):
+            log.warning("browser processes %s still running %g s after SIGKILL", left, _KILL_WAIT_S)
     return killed
+
+
+#: Seconds :func:`_kill_strays` waits for the processes it killed to be gone.
+_KILL_WAIT_S = 5.0
+
+
+def _wait_gone(pids: list[int]) -> list[int]:
+    """Wait (at most :data:`_KILL_WAIT_S`) until each of ``pids`` has exited, reaping those that are
+    this process's children (chromedriver is): a SIGKILLed Chromium takes a moment to exit, and until
+    then it still holds its profile folder and port. Returns those still running at the deadline."""
+    deadline = time.monotonic() + _KILL_WAIT_S
+    left = set(pids)
+    while left:
+        for pid in list(left):
+            with contextlib.suppress(ChildProcessError):  # not ours: its parent (or init) reaps it
+                os.waitpid(pid, os.WNOHANG)
+            if not _running(pid):
+                left.discard(pid)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return sorted(left)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has: it holds no files)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -> type:
