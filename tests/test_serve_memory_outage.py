@@ -131,6 +131,15 @@ def ask(server: ServerThread, query: str, **extra: Any) -> tuple[int, dict[str, 
         return exc.status_code, dict(exc.response.headers), time.monotonic() - started
 
 
+def warm(server: ServerThread, query: str) -> int:
+    """The status of a server's first routed request, a 503 asked again (twice at most): the first
+    write opens the memory's connections, which took more than ``WAIT_S`` on a loaded machine."""
+    for _ in range(3):
+        if (status := ask(server, query)[0]) != 503:
+            break
+    return status
+
+
 def get_health(server: ServerThread) -> tuple[int, dict[str, Any]]:
     import urllib.error
     import urllib.request
@@ -173,7 +182,7 @@ def test_requests_during_an_outage_fail_fast_and_retryably_without_a_model_call(
 
     monkeypatch.setattr(agentroute.serve.routed, "RETRY_AFTER_S", 1)  # the clients' retries, sooner
     with serving(pg, upstream) as first, serving(pg, upstream) as second:
-        assert ask(first, "ff-warm-1")[0] == 200 and ask(second, "ff-warm-2")[0] == 200
+        assert warm(first, "ff-warm-1") == 200 and warm(second, "ff-warm-2") == 200
         assert get_health(first)[0] == 200
         for server in (first, second):  # nothing left to write: the outage meets idle writers
             server.routing.memory.flush()  # type: ignore[union-attr]
@@ -277,7 +286,7 @@ def test_a_server_stopped_during_an_outage_exits_and_says_what_it_lost(
     monkeypatch.setattr(agentroute.memory.writer, "RETRY_S", 0.3)  # how long a stopping writer still retries
     server = serving(pg, upstream).start()
     try:
-        assert ask(server, "stop-warm")[0] == 200
+        assert warm(server, "stop-warm") == 200
         with Outage(pg, down_s=1.5):
             assert ask(server, "stop-held")[0] == 503
             started = time.monotonic()
@@ -387,7 +396,7 @@ def test_an_idle_servers_health_asks_the_database(pg: PostgresServer, upstream: 
     """Nothing written since the database went down: ``/health`` was a 200 ``ok`` until a request
     had waited ``memory_wait_s`` for it; it asks the database now (a load balancer moves away)."""
     with serving(pg, upstream) as server:
-        assert ask(server, "idle-warm")[0] == 200
+        assert warm(server, "idle-warm") == 200
         server.routing.memory.flush()  # type: ignore[union-attr]
         assert get_health(server)[0] == 200
         with Outage(pg, down_s=1.0):
