@@ -16,7 +16,9 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_openai_server", "tests.fixtures_web"]
+pytest_plugins = [
+    "tests.fixtures_postgres", "tests.fixtures_openai_server", "tests.fixtures_web", "tests.fixtures_sigterm",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
