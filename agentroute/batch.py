@@ -66,6 +66,9 @@ REFUSED = "the memory refuses writes"
 """The stop reason of a run whose memory gave up writes the database refused: it claims nothing
 more, lets the items in flight end, and raises :class:`~agentroute.memory.errors.MemoryStoreError`."""
 
+RETIRED = "retired by another worker's reconcile (taken for dead)"
+"""The stop reason of a worker found retired, by its heartbeat or its next claim: it stops paying for queries run elsewhere."""
+
 _QUERY_KEYS = ("query", "question", "prompt")
 _BOM = b"\xef\xbb\xbf"
 
@@ -459,7 +462,7 @@ class BatchRunner:
                 log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
                 continue
             if not alive:
-                return self._fence("retired by another worker's reconcile (taken for dead)")
+                return self._fence(RETIRED)
             since = started
 
     def _fence(self, why: str) -> None:
@@ -486,6 +489,9 @@ class BatchRunner:
                 return None
             if not self._claimed:
                 claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=self.resume)
+                if self.queue.retired:
+                    self._fence(RETIRED)
+                    return None
                 if not claimed and self.resume and not self._reconciled_at_end:
                     # out of work: a worker that died meanwhile may hold some; take them over once
                     self._reconciled_at_end = True

@@ -119,6 +119,8 @@ class BatchQueue:
         self.lease_s = lease_s
         self.host, self.pid = host_key(), os.getpid()
         self._sqlite = memory.engine.dialect.name == "sqlite"
+        self.retired = False
+        """Whether a claim found this worker retired by another worker's reconcile (it claims nothing more)."""
 
     def __repr__(self) -> str:
         return f"BatchQueue({self.batch_id!r}, worker={self.worker_id!r})"
@@ -198,7 +200,8 @@ class BatchQueue:
         return self._transact(body)
 
     def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
-        """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring)."""
+        """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring);
+        none once the worker was retired (another's reconcile took it for dead: :attr:`retired`)."""
         claimable: sa.ColumnElement[bool] = BATCH_ITEMS.c.status.in_(("pending", "interrupted"))
         if retry_failed:
             gone = sa.select(BATCH_WORKERS.c.id).where(
@@ -212,7 +215,11 @@ class BatchQueue:
             .limit(n)
             .with_for_update(skip_locked=True)  # PostgreSQL; ignored on SQLite (BEGIN IMMEDIATE instead)
         )
+        retired = sa.select(BATCH_WORKERS.c.id).where(BATCH_WORKERS.c.id == self.worker_id, BATCH_WORKERS.c.status != "running")
         def body(conn: sa.Connection) -> list[Any]:
+            if conn.execute(retired).first() is not None:  # taken for dead: its queries are others' now
+                self.retired = True
+                return []
             rows = conn.execute(query).all()
             if rows:
                 conn.execute(

@@ -92,10 +92,12 @@ class BatchItemWrite:
     """The outcome of one batch item: ``row`` (batch_id, query_id, worker, status, task_id,
     cost_usd, error) and an optional ``on_commit`` callback, run on the writer thread once stored."""
 
-    __slots__ = ("row", "on_commit")
+    __slots__ = ("row", "on_commit", "refused")
 
     def __init__(self, row: dict[str, Any], on_commit: Callable[[], None] | None = None):
         self.row, self.on_commit = row, on_commit
+        self.refused = False
+        """Whether its last write found the item no longer its worker's running claim (see :func:`set_items`)."""
 
 
 FINISHED_WHOLE = ("done", "budget_exhausted")
@@ -299,6 +301,33 @@ def _after_replacing(conn: Connection, replaced: list[tuple[dict[str, Any], floa
     )
 
 
+def set_items(conn: Connection, items: list[BatchItemWrite]) -> None:
+    """Write batch items' outcomes, each only while the item is still its worker's running claim.
+
+    An outcome refused (its worker was retired while alive: a reconcile elsewhere took it for dead
+    and handed the item over, to be claimed again) is the late end of a task that the reconcile
+    closed: the task stays ``interrupted`` (its steps and cost as its process stored them), so
+    the query's rerun continues it under the budget it left; an item still waiting for its rerun
+    gets the outcome's cost; ``on_commit`` is not run (no ``--out`` line for it)."""
+    now = datetime.now(UTC)
+    refused = []
+    for item in items:
+        item.refused = conn.execute(_SET_ITEM, {f"b_{k}": v for k, v in (item.row | {"updated_at": now}).items()}).rowcount == 0
+        if item.refused:
+            refused.append(item.row)
+    for row in refused:
+        if isinstance(row.get("task_id"), str):
+            conn.execute(
+                sa.update(TASKS).where(TASKS.c.id == row["task_id"], TASKS.c.status != "running").values(status="interrupted")
+            )
+        conn.execute(
+            sa.update(BATCH_ITEMS)
+            .where(BATCH_ITEMS.c.batch_id == row["batch_id"], BATCH_ITEMS.c.query_id == row["query_id"],
+                   BATCH_ITEMS.c.worker == row["worker"], BATCH_ITEMS.c.status == "interrupted")
+            .values(cost_usd=row["cost_usd"], updated_at=now)
+        )  # fmt: skip
+
+
 _SET_SCORE = sa.update(TASKS).where(TASKS.c.id == sa.bindparam("b_id")).values(score=sa.bindparam("b_score"))
 _SET_ITEM = (
     sa.update(BATCH_ITEMS)
@@ -306,6 +335,7 @@ _SET_ITEM = (
         BATCH_ITEMS.c.batch_id == sa.bindparam("b_batch_id"),
         BATCH_ITEMS.c.query_id == sa.bindparam("b_query_id"),
         BATCH_ITEMS.c.worker == sa.bindparam("b_worker"),  # a claim taken over by another worker wins
+        BATCH_ITEMS.c.status == "running",  # and one a reconcile handed over (interrupted) is no longer its own
     )
     .values(
         status=sa.bindparam("b_status"),
@@ -754,8 +784,7 @@ class BatchWriter:
                     if any(kind == ATTEMPT and self._withdrawn.get(id(p)) is p for kind, p in batch):
                         raise _Withdrawn  # while its statements waited (a lock): rolled back
                 if items:
-                    now = datetime.now(UTC)
-                    conn.execute(_SET_ITEM, [{f"b_{k}": v for k, v in (i.row | {"updated_at": now}).items()} for i in items])
+                    set_items(conn, items)
                 self._committing = True  # a connection lost from here on may have committed it
         except _Withdrawn:
             self._commit(batch)  # again, without it
@@ -768,7 +797,7 @@ class BatchWriter:
         self.committed += len(batch)
         self.batches += 1
         for kind, item in batch:
-            if kind == BATCH_ITEM and isinstance(item, BatchItemWrite) and item.on_commit is not None:
+            if kind == BATCH_ITEM and isinstance(item, BatchItemWrite) and item.on_commit is not None and not item.refused:
                 try:
                     item.on_commit()
                 except Exception:  # a callback's bug must not stop the writer
