@@ -335,7 +335,9 @@ _SET_ITEM = (
         BATCH_ITEMS.c.batch_id == sa.bindparam("b_batch_id"),
         BATCH_ITEMS.c.query_id == sa.bindparam("b_query_id"),
         BATCH_ITEMS.c.worker == sa.bindparam("b_worker"),  # a claim taken over by another worker wins
-        BATCH_ITEMS.c.status == "running",  # and one a reconcile handed over (interrupted) is no longer its own
+        # and one a reconcile handed over (interrupted) is no longer its own; the same outcome again
+        # (a batch whose COMMIT reply was lost, committed again) finds it written
+        sa.or_(BATCH_ITEMS.c.status == "running", BATCH_ITEMS.c.task_id == sa.bindparam("b_task_id")),
     )
     .values(
         status=sa.bindparam("b_status"),
