@@ -249,6 +249,32 @@ def _running(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+_SWEPT: set[str] = set()  # the temp folders already swept by this process
+
+
+def _remove_left_behind(tmp: str) -> list[str]:
+    """Remove the browser folders in ``tmp`` whose process is gone (``agentroute-<pid>-*``: a
+    ``kill -9`` or a crash gave it no chance to), killing any Chromium still running in one; once a
+    process. Returns the folders removed. Linux only (processes are looked up in /proc)."""
+    if tmp in _SWEPT or not os.path.isdir("/proc"):
+        return []
+    _SWEPT.add(tmp)
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(tmp):
+            owner = re.match(r"agentroute-(\d+)-", entry.name)
+            if owner is None or _running(int(owner[1])) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():  # another user's: not ours to remove
+                continue
+            _kill_strays(entry.path)
+            _remove(entry.path, seconds=1.0)
+            removed.append(entry.path)
+    if removed:
+        log.info("removed %d browser folders left in %s by processes that are gone", len(removed), tmp)
+    return removed
+
+
 def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -> type:
     """A MiniWoB environment whose Selenium instance runs the given Chromium with ``flags``."""
     from miniwob.environment import MiniWoBEnvironment
@@ -266,7 +292,8 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
         def create_driver(self) -> None:  # miniwob's, with our binaries and flags
             # Chromium's temporary files (its profile, its singleton socket) go to a folder of this
             # browser's own, removed when it closes: a killed Chromium otherwise leaves them in /tmp
-            self._tmp = tempfile.mkdtemp(prefix="agentroute-")
+            _remove_left_behind(tempfile.gettempdir())
+            self._tmp = tempfile.mkdtemp(prefix=f"agentroute-{os.getpid()}-")
             try:
                 options = webdriver.ChromeOptions()
                 for flag in flags:
