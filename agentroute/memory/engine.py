@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ unacknowledged data after ``tcp_user_timeout`` ms, a silent idle or waiting conn
 until the writer gives it up, or a read forever (the operating system's default: about 2 hours)."""
 
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_OPEN: dict[str, dict[int, sqlite3.Connection]] = {}
+"""This process's memory connections to each SQLite file (by its real path), by ``id``: whether the
+file's write lock is held here (:func:`write_locked`)."""
+_OPEN_LOCK = threading.Lock()
 
 
 def default_url() -> str:
@@ -101,7 +106,8 @@ def is_memory_sqlite(url: URL) -> bool:
 
 
 def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: Mapping[str, Any] | None = None) -> Engine:
-    """An engine for the memory: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg
+    """An engine for the memory: SQLite in WAL mode with a busy timeout (a write transaction taking
+    the write lock as it begins: ``BEGIN IMMEDIATE``), or PostgreSQL via psycopg
     (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`, a half-open
     one failing within :data:`TCP_KEEPALIVES`' bound; with
     ``pooled=False`` a closed connection is closed on the server too; ``libpq``: more connection
@@ -121,7 +127,9 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: M
         if not pooled:
             return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    # IMMEDIATE: a write transaction begins by taking the write lock, so a connection is in one
+    # (``in_transaction``) exactly while it holds the lock, not while it waits for it
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "isolation_level": "IMMEDIATE"}}
     if is_memory_sqlite(parsed):
         kwargs["poolclass"] = StaticPool
     else:
@@ -139,27 +147,63 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: M
                 f"memory URL {safe_url(parsed)!r}: cannot create its folder {path.parent} ({why})"
             ) from None
     engine = sa.create_engine(parsed, **kwargs)
-    memory = is_memory_sqlite(parsed)
+    file = None if is_memory_sqlite(parsed) else _file_key(parsed)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        if not memory:
+        if file is not None:
             cur.execute("PRAGMA journal_mode=WAL")
+            with _OPEN_LOCK:
+                _OPEN.setdefault(file, {})[id(dbapi_conn)] = dbapi_conn
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.close()
 
+    if file is not None:
+
+        @sa.event.listens_for(engine, "close")
+        @sa.event.listens_for(engine, "close_detached")
+        def _closed(dbapi_conn: Any, *_: Any) -> None:
+            with _OPEN_LOCK:
+                _OPEN.get(file, {}).pop(id(dbapi_conn), None)
+
     return engine
 
 
+def _file_key(url: URL) -> str:
+    return os.path.realpath(url.database or "")
+
+
+def _held_here(file: str) -> bool:
+    """Whether a memory connection of this process holds ``file``'s write lock (is in a transaction)."""
+    with _OPEN_LOCK:
+        connections = list(_OPEN.get(file, {}).values())
+    for conn in connections:
+        try:
+            if conn.in_transaction:
+                return True
+        except sqlite3.ProgrammingError:  # closed without the pool's close event (a collected engine)
+            with _OPEN_LOCK:
+                _OPEN.get(file, {}).pop(id(conn), None)
+    return False
+
+
 def write_locked(engine: Engine, wait_s: float = 0.0) -> bool:
-    """Whether another connection holds the write lock of ``engine``'s SQLite file and keeps it
-    ``wait_s`` more: a ``BEGIN IMMEDIATE`` on a connection of its own, rolled back at once. ``False``
-    for PostgreSQL, an in-memory database, or a file that cannot be opened (other checks say that)."""
+    """Whether another process holds the write lock of ``engine``'s SQLite file and keeps it
+    ``wait_s`` more: a ``BEGIN IMMEDIATE`` on a connection of its own, rolled back at once, busy while
+    no memory connection of this process is in a write transaction (the memory's own writer, another
+    memory on the file: their lock goes with their transaction). ``False`` for PostgreSQL, an
+    in-memory database, or a file that cannot be opened (other checks say that)."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or is_memory_sqlite(url):
         return False
+    file = _file_key(url)
+    return not _held_here(file) and _busy(url, wait_s) and not _held_here(file)
+
+
+def _busy(url: URL, wait_s: float) -> bool:
+    """Whether a ``BEGIN IMMEDIATE`` on ``url``'s file is refused as busy after ``wait_s``."""
     try:  # mode=rw: a missing file is not created
         conn = sqlite3.connect(f"{Path(url.database or '').absolute().as_uri()}?mode=rw", uri=True, timeout=wait_s)
     except sqlite3.Error:
