@@ -34,12 +34,13 @@ def _record(memory, qid: str, at: datetime, models: list[str]) -> None:
     memory.finish_task(task)
 
 
-def _tables(memory) -> tuple[OutcomeTable, list[str]]:
+def _tables(memory) -> tuple[OutcomeTable, list[str], list[list[str]]]:
     from agentroute.routers.graph_planner.memory import HistoryMemory
 
-    table = OutcomeTable.from_trajectories(memory.trajectories(status=["done"]))
+    trajectories = memory.trajectories(status=["done"])
+    table = OutcomeTable.from_trajectories(trajectories)
     history = HistoryMemory.from_store(memory, embed=lambda texts: np.ones((len(texts), 4), np.float32))
-    return table, history.agent
+    return table, history.agent, [[s.id for s in t.steps] for t in trajectories]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -60,14 +61,14 @@ def test_two_reads_around_an_update_of_earlier_rows_give_the_same_table(url: str
         _record(memory, "q0", at, ["zeta", "alpha"])  # inserted zeta first, so the old order was the disk's
         _record(memory, "q1", at.replace(second=1), ["alpha", "zeta"])
         memory.flush()
-        before, history_before = _tables(memory)
+        before, history_before, steps_before = _tables(memory)
         engine = sa.create_engine(url)
         try:
             with engine.begin() as conn:  # rewrites the first rows: PostgreSQL puts their new versions last
                 conn.execute(sa.text("UPDATE steps SET latency_ms = latency_ms + 1 WHERE id LIKE :ids"), {"ids": "%zeta"})
         finally:
             engine.dispose()
-        after, history_after = _tables(memory)
+        after, history_after, steps_after = _tables(memory)
     finally:
         memory.close()
     assert after.models == before.models == ["executor:alpha:direct", "executor:zeta:direct"]
@@ -75,3 +76,4 @@ def test_two_reads_around_an_update_of_earlier_rows_give_the_same_table(url: str
     np.testing.assert_array_equal(after.scores, before.scores)
     np.testing.assert_array_equal(after.costs, before.costs)
     assert history_after == history_before == ["alpha:direct", "zeta:direct"] * 2
+    assert steps_after == steps_before  # the memory's own read: a task's tied steps in one order

@@ -60,7 +60,7 @@ def _steps_by_task(
     query = (
         sa.select(*STEP_COLUMNS)
         .where(STEPS.c.task_id.in_(task_ids))
-        .order_by(STEPS.c.task_id, STEPS.c.step_index, STEPS.c.created_at)
+        .order_by(STEPS.c.task_id, STEPS.c.step_index, STEPS.c.created_at, STEPS.c.id)  # id: ties in one order
     )
     by_task: dict[str, list[Step]] = {}
     for row in conn.execute(query).mappings():
