@@ -256,16 +256,14 @@ class Routing:
         return why
 
     def waits_on_lock(self, task_id: str | None) -> bool:
-        """Whether ``task_id``'s request should give up now: the memory's SQLite file is known locked
-        by another process, or becomes so as its write-ahead record has waited :data:`LOCKED_AFTER_S`
-        with the file's write lock held elsewhere. The writer keeps waiting for the lock meanwhile:
-        nothing recorded is lost."""
-        if self._lock is None:
+        """Whether ``task_id``'s request should give up now: a write-ahead record of it waits (its
+        call not sent; one in flight is answered) while the memory's SQLite file is known locked by
+        another process, or becomes so as the record has waited :data:`LOCKED_AFTER_S` with the
+        file's write lock held elsewhere. The writer keeps waiting for the lock meanwhile: nothing
+        recorded is lost."""
+        if self._lock is None or (waited := self.write_ahead_wait(task_id)) is None:
             return False
-        if self._lock.held_for() is not None:
-            return True
-        waited = self.write_ahead_wait(task_id)
-        return waited is not None and waited >= LOCKED_AFTER_S and self._lock.held_over(waited)
+        return self._lock.held_for() is not None or (waited >= LOCKED_AFTER_S and self._lock.held_over(waited))
 
     def write_ahead_wait(self, task_id: str | None) -> float | None:
         """Seconds ``task_id``'s oldest write-ahead record has waited for the memory (``None``: none waits)."""
