@@ -18,6 +18,7 @@ from agentroute.errors import ConfigurationError, StateFileError
 from agentroute.eval.datasets import load_dataset
 from agentroute.routers.base import Router
 from agentroute.routers.graph_planner.router import GraphPlannerRouter
+from tests.small_data import small_routerbench
 
 PARAMS = {"episodes": 64, "episodes_per_update": 16, "hidden": 16, "seed": 3}
 
@@ -85,8 +86,9 @@ def test_ctrl_c_on_the_cli_keeps_a_checkpoint_that_the_same_command_resumes(tmp_
     recipe = tmp_path / "gp.yaml"
     recipe.write_text("router: graph-planner\nparams:\n  episodes: 200000\n  episodes_per_update: 32\n  hidden: 16\n")
     out = tmp_path / "gp"
+    dataset = small_routerbench(data_dir, tmp_path / "routerbench")  # the signal is the subject, not the data
     command = [sys.executable, "-m", "agentroute", "train", "graph-planner", "--dataset",
-               f"routerbench:{data_dir / 'routerbench'}", "--config", str(recipe), "--out", str(out)]
+               f"routerbench:{dataset}", "--config", str(recipe), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     live = {**env, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1"}  # rich draws its progress bar into the pipe
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=live)
@@ -126,7 +128,8 @@ def test_a_checkpoint_write_cut_short_does_not_lock_the_out_folder(tmp_path, dat
     (out / "checkpoint.pt.partial").write_bytes(b"cut short")
     recipe = tmp_path / "gp.yaml"
     recipe.write_text("router: graph-planner\nparams:\n  episodes: 16\n  episodes_per_update: 16\n  hidden: 8\n")
-    result = CliRunner().invoke(app, ["train", "graph-planner", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
+    dataset = small_routerbench(data_dir, tmp_path / "routerbench")
+    result = CliRunner().invoke(app, ["train", "graph-planner", "--dataset", f"routerbench:{dataset}",
                                       "--config", str(recipe), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "router.json"]

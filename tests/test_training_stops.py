@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_signals import ROUTER_R1_TRACES, signal_while_traces_are_built
+from tests.small_data import small_routerbench
 
 pytest.importorskip("torch")
 
@@ -44,8 +45,9 @@ def test_sigterm_keeps_the_graph_planner_checkpoint_and_the_same_command_resumes
     recipe = tmp_path / "gp.yaml"
     recipe.write_text("router: graph-planner\nparams:\n  episodes: 200000\n  episodes_per_update: 32\n  hidden: 8\n")
     out = tmp_path / "gp"
+    dataset = small_routerbench(data_dir, tmp_path / "routerbench")  # the signal is the subject, not the data
     command = [sys.executable, "-m", "agentroute", "train", "graph-planner", "--dataset",
-               f"routerbench:{data_dir / 'routerbench'}", "--config", str(recipe), "--out", str(out)]
+               f"routerbench:{dataset}", "--config", str(recipe), "--out", str(out)]
     proc, said = _start(command, tmp_path, LIVE)
     _wait_for(said, " 32/200000 ")  # the first PPO update done, as the progress bar shows (the periodic checkpoint is every 30 s: none yet)
     proc.send_signal(signal.SIGTERM)
