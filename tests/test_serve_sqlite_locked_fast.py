@@ -21,14 +21,19 @@ import agentroute.serve.routed as routed
 from agentroute.memory import SQLMemory
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
-from tests.fixtures_adversary import Adversary
+from tests.fixtures_reply_server import ReplyServer
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
 
 WAIT_S = 5.0  # the server's memory_wait_s (the default): what each request waited before
-LOCKED_AFTER_S = 0.3
-HOLD = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); sys.stdin.readline()"  # noqa: E501
+LOCKED_AFTER_S = 0.15
+HOLD = """import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+for line in sys.stdin:
+    c.execute("BEGIN EXCLUSIVE" if line == "lock\\n" else "ROLLBACK")
+    print("done", flush=True)
+"""
 
 
 def call(url: str, body: dict | None = None) -> tuple[int, dict, Any, float]:
@@ -44,32 +49,43 @@ def call(url: str, body: dict | None = None) -> tuple[int, dict, Any, float]:
 
 
 class Holder:
-    """Another process holding the file's write lock until :meth:`release`."""
+    """Another process that holds the file's write lock from :meth:`lock` to :meth:`release`."""
 
     def __init__(self, path) -> None:
         self.process = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert self.process.stdout is not None and self.process.stdout.readline() == "held\n"
+
+    def _say(self, line: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line)
+        self.process.stdin.flush()
+        assert self.process.stdout.readline() == "done\n"
+
+    def lock(self) -> None:
+        self._say("lock\n")
 
     def release(self) -> None:
+        self._say("free\n")
+
+    def close(self) -> None:
         if self.process.poll() is None:
-            self.process.communicate("\n", timeout=10)
+            self.process.communicate("", timeout=10)
 
 
 def test_a_locked_sqlite_memory_is_refused_fast_and_named_locked(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(routed, "LOCKED_AFTER_S", LOCKED_AFTER_S, raising=False)  # 1 s by default
     monkeypatch.setattr(routed, "LOCK_POLL_S", 0.05, raising=False)
     path = tmp_path / "m.db"
-    with Adversary() as provider:
-        card = ModelCard(id="small", backend="openai", model="honest-small", base_url=provider.url,
+    with ReplyServer() as provider:
+        card = ModelCard(id="small", backend="openai", model="plain", base_url=provider.url,
                          input_price=0.1, output_price=0.2, max_tokens=8, timeout_s=10)  # fmt: skip
         server = ServerThread(ModelPool([card]), router="cheapest", memory=f"sqlite:///{path}", memory_wait_s=WAIT_S).start()
         chat, health = f"{server.url}/chat/completions", server.url.removesuffix("/v1") + "/health"
         ask = {"model": "router", "messages": [{"role": "user", "content": "hi"}]}
-        holders: list[Holder] = []
+        holder = Holder(path)
         try:
             assert call(chat, ask)[0] == 200
-            holders.append(Holder(path))
+            holder.lock()
             # the first request finds the lock by its write-ahead record's wait; the next at once
             for most_s in (LOCKED_AFTER_S + 2.0, 1.0, 1.0):  # slack for a loaded machine
                 code, body, headers, took = call(chat, ask)
@@ -80,20 +96,19 @@ def test_a_locked_sqlite_memory_is_refused_fast_and_named_locked(tmp_path, monke
             code, body, _, _ = call(health)
             assert code == 503 and body["memory"]["state"] == "locked", body
             assert f"{path} is locked by another process" in body["memory"]["error"], body
-            holders[0].release()
+            holder.release()
             for _ in range(40):  # back within a lock re-check and a writer retry
                 if call(health)[0] == 200:
                     break
                 time.sleep(0.05)
             assert call(chat, ask)[0] == 200
-            holders.append(Holder(path))  # an idle server: /health finds the lock itself
+            holder.lock()  # an idle server: /health finds the lock itself
             code, body, _, took = call(health)
             assert code == 503 and body["memory"]["state"] == "locked" and took < WAIT_S, (body, took)
             assert call(chat, ask)[0] == 503
-            holders[1].release()
+            holder.release()
         finally:
-            for holder in holders:
-                holder.release()
+            holder.close()
             server.stop(timeout=10)
     with SQLMemory(f"sqlite:///{path}") as stored:
         statuses = sorted(t.task.status for t in stored.trajectories())
