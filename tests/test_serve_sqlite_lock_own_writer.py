@@ -21,7 +21,7 @@ import agentroute.serve.routed as routed
 from agentroute.memory import SQLMemory
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
-from tests.fixtures_adversary import Adversary
+from tests.fixtures_reply_server import ReplyServer
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -46,8 +46,8 @@ def served(tmp_path, monkeypatch):
     """A routed server on ``tmp_path/m.db``, warmed up (its memory's connections open)."""
     monkeypatch.setattr(routed, "LOCKED_AFTER_S", 0.15)
     monkeypatch.setattr(routed, "LOCK_POLL_S", 0.05)
-    with Adversary() as provider:
-        card = ModelCard(id="small", backend="openai", model="honest-small", base_url=provider.url,
+    with ReplyServer() as provider:
+        card = ModelCard(id="small", backend="openai", model="plain", base_url=provider.url,
                          input_price=0.1, output_price=0.2, max_tokens=8, timeout_s=10)  # fmt: skip
         server = ServerThread(ModelPool([card]), router="cheapest", memory=f"sqlite:///{tmp_path / 'm.db'}",
                               memory_wait_s=5.0).start()  # fmt: skip
