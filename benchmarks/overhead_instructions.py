@@ -12,7 +12,12 @@ time, not counted here) and runs at a somewhat lower IPC. The companion figures 
 CPU per step, minor page faults per step) come from ``getrusage`` in the same runs without valgrind
 (``--rusage-tasks``).
 
-    python benchmarks/overhead_instructions.py [--small 20] [--large 220] [--rusage-tasks 1000]
+    python benchmarks/overhead_instructions.py [--small 20] [--large 220] [--rusage-tasks 1000] [--cache]
+
+``--cache`` adds callgrind's cache and branch simulation, with its last level sized as one core's
+L2 (512 KiB, 8-way; valgrind otherwise takes the host's L3, where nothing misses), and prints each
+event per step: L1 misses (``I1mr``, ``D1mr``, ``D1mw``), L2 misses (``ILmr``, ``DLmr``, ``DLmw``) and
+mispredicted branches (``Bcm``, ``Bim``). Twice as slow.
 
 Needs ``valgrind`` (apt: valgrind); each callgrind run takes 2-5 minutes.
 """
@@ -71,13 +76,17 @@ async def run_tasks(mode: str, n: int, *, valgrind: bool = False) -> tuple[float
     )
 
 
-def instructions(runs: list[tuple[str, int]], out: Path) -> dict[tuple[str, int], int]:
-    """Instructions callgrind counted for whole processes that run ``n`` tasks of ``mode``, for each
-    ``(mode, n)`` of ``runs`` (all at once: the counts do not depend on what runs beside them)."""
+CACHE_SIM = ("--cache-sim=yes", "--branch-sim=yes", "--LL=524288,8,64")  # --cache: one core's L2 as the last level
+
+
+def instructions(runs: list[tuple[str, int]], out: Path, sim: tuple[str, ...] = ()) -> dict[tuple[str, int], dict[str, int]]:
+    """The events callgrind counted (``Ir``: instructions; with ``sim`` the cache and branch events
+    too) for whole processes that run ``n`` tasks of ``mode``, for each ``(mode, n)`` of ``runs`` (all
+    at once: the counts do not depend on what runs beside them)."""
     procs = {}
     for mode, n in runs:
         cmd = [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out / f'cg.{mode}.{n}'}",
+            "valgrind", "--tool=callgrind", *sim, f"--callgrind-out-file={out / f'cg.{mode}.{n}'}",
             f"--log-file={out / f'{mode}.{n}.log'}", sys.executable, __file__, "--child", mode, str(n),
         ]  # fmt: skip
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -87,7 +96,8 @@ def instructions(runs: list[tuple[str, int]], out: Path) -> dict[tuple[str, int]
         if proc.wait() != 0:
             sys.exit(f"callgrind run {key} failed: see {out / f'{key[0]}.{key[1]}.log'}")
         log = (out / f"{key[0]}.{key[1]}.log").read_text()
-        counts[key] = int(re.search(r"Collected : (\d+)", log).group(1))
+        names = re.search(r"Events +: ([\w ]+)", log).group(1).split()
+        counts[key] = dict(zip(names, map(int, re.search(r"Collected : ([\d ]+)", log).group(1).split()), strict=True))
     return counts
 
 
@@ -96,6 +106,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=20)
     ap.add_argument("--large", type=int, default=220)
     ap.add_argument("--rusage-tasks", type=int, default=1000)
+    ap.add_argument("--cache", action="store_true", help="simulate L1, L2 and branch prediction too (twice as slow)")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -104,11 +115,15 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
-        counts = instructions([(m, n) for m in ("bare", "routed") for n in (args.small, args.large)], Path(tmp))
+        runs = [(m, n) for m in ("bare", "routed") for n in (args.small, args.large)]
+        counts = instructions(runs, Path(tmp), CACHE_SIM if args.cache else ())
     extra_steps = STEPS_PER_TASK * (args.large - args.small)
-    per_step = {m: (counts[m, args.large] - counts[m, args.small]) / extra_steps for m in ("bare", "routed")}
-    print(f"instructions per step: bare {per_step['bare'] / 1e6:.3f} M, routed {per_step['routed'] / 1e6:.3f} M, "
-          f"ratio {per_step['routed'] / per_step['bare']:.3f}x")  # fmt: skip
+    per_step = {m: {e: (counts[m, args.large][e] - counts[m, args.small][e]) / extra_steps for e in counts[m, args.small]} for m in ("bare", "routed")}
+    bare, routed = per_step["bare"], per_step["routed"]
+    print(f"instructions per step: bare {bare['Ir'] / 1e6:.3f} M, routed {routed['Ir'] / 1e6:.3f} M, "
+          f"ratio {routed['Ir'] / bare['Ir']:.3f}x")  # fmt: skip
+    for event in [e for e in bare if e not in ("Ir", "Dr", "Dw", "Bc", "Bi")]:
+        print(f"{event} per step: bare {bare[event]:,.0f}, routed {routed[event]:,.0f}, ratio {routed[event] / max(bare[event], 1):.3f}x")
     for mode in ("bare", "routed"):
         user, system, faults = asyncio.run(run_tasks(mode, args.rusage_tasks))
         print(f"{mode}: user {user:.1f} us/step, system {system:.1f} us/step, minor faults {faults:.2f}/step")
