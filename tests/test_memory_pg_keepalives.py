@@ -12,6 +12,7 @@ import os
 import socket
 
 import pytest
+import sqlalchemy as sa
 
 from agentroute.memory import SQLMemory
 from agentroute.memory.engine import create_memory_engine
@@ -26,6 +27,8 @@ def libpq_options(engine) -> tuple[dict[str, str], dict[str, int]]:
         options = {o.keyword.decode(): (o.val or b"").decode() for o in pgconn.info}
         sock = socket.socket(fileno=os.dup(pgconn.socket))
         try:
+            if sock.family == socket.AF_UNIX:  # no TCP options
+                return options, {}
             tcp = {name: sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name))
                    for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
                    if hasattr(socket, name)}  # fmt: skip
@@ -35,7 +38,7 @@ def libpq_options(engine) -> tuple[dict[str, str], dict[str, int]]:
     return options, tcp
 
 
-def test_a_memory_connection_fails_within_seconds_when_its_peer_vanishes(postgres_url: str) -> None:
+def test_a_memory_connection_carries_tcp_keepalives_and_a_user_timeout(postgres_url: str) -> None:
     memory = SQLMemory(postgres_url)
     try:
         options, tcp = libpq_options(memory.engine)
@@ -48,6 +51,7 @@ def test_a_memory_connection_fails_within_seconds_when_its_peer_vanishes(postgre
     expected = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 4, "TCP_USER_TIMEOUT": 12_000}
     assert {k: v for k, v in tcp.items() if k in expected} == {k: v for k, v in expected.items() if k in tcp}
 
+
 def test_the_urls_own_tcp_parameters_win(postgres_url: str) -> None:
     engine = create_memory_engine(f"{postgres_url}?keepalives_idle=60&tcp_user_timeout=0", libpq={"keepalives_count": 9})
     try:
@@ -58,3 +62,16 @@ def test_the_urls_own_tcp_parameters_win(postgres_url: str) -> None:
     assert (options["keepalives_interval"], options["keepalives_count"]) == ("2", "9")  # default; the caller's
     if "TCP_KEEPIDLE" in tcp:
         assert (tcp["TCP_KEEPIDLE"], tcp["TCP_KEEPCNT"]) == (60, 9)
+
+
+def test_a_unix_socket_connection_opens_with_them(postgres_url: str) -> None:
+    """libpq ignores TCP settings on a Unix-domain socket (``?host=/run/postgresql``): it connects."""
+    url = sa.make_url(postgres_url)
+    with SQLMemory(postgres_url) as memory, memory.engine.connect() as conn:
+        folder = str(conn.exec_driver_sql("SHOW unix_socket_directories").scalar()).split(",")[0].strip()
+    engine = create_memory_engine(url.set(host=None, port=None, query={"host": folder, "port": str(url.port)}))
+    try:
+        options, tcp = libpq_options(engine)
+    finally:
+        engine.dispose()
+    assert options["host"] == folder and options["keepalives_idle"] == "5" and tcp == {}
