@@ -462,8 +462,17 @@ class BatchRunner:
                 log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
                 continue
             if not alive:
-                return self._fence(RETIRED)
+                return await self._retired()
             since = started
+
+    async def _retired(self) -> None:
+        """Found retired while alive: stop (:meth:`_fence`), and have each call the reconcile settled at
+        its worst case charged once, at what it cost (:meth:`SQLMemory.taken_for_dead`)."""
+        self._fence(RETIRED)
+        try:
+            await asyncio.to_thread(lambda: self.memory.taken_for_dead(self.queue.own_tasks()))
+        except Exception as exc:  # noqa: BLE001 - the run stops anyway; the reconcile's worst case stays
+            log.error("batch %s: replacing the settled calls of its tasks failed: %s", self.batch_id, exc)
 
     def _fence(self, why: str) -> None:
         """Stop now: another worker may run this worker's queries; paying for them here too is waste."""
@@ -490,7 +499,7 @@ class BatchRunner:
             if not self._claimed:
                 claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=self.resume)
                 if self.queue.retired:
-                    self._fence(RETIRED)
+                    await self._retired()
                     return None
                 if not claimed and self.resume and not self._reconciled_at_end:
                     # out of work: a worker that died meanwhile may hold some; take them over once

@@ -199,6 +199,12 @@ class BatchQueue:
 
         return self._transact(body)
 
+    def own_tasks(self) -> list[str]:
+        """The ids of the tasks this worker ran (a scan of the tasks: for the rare worker found retired)."""
+        worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
+        with self.memory._read() as conn:  # noqa: SLF001 - same package
+            return list(conn.execute(sa.select(TASKS.c.id).where(worker_of == self.worker_id)).scalars())
+
     def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
         """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring);
         none once the worker was retired (another's reconcile took it for dead: :attr:`retired`)."""

@@ -15,8 +15,11 @@ Settling stores one failed step per unsettled step index, costing the worst case
 and one ``unsettled_attempt`` audit event per attempt. A settling step's id is
 :func:`settling_step_id` of its task and index: when the process that made the calls was not dead
 after all (a worker partitioned from the database, retired by another's reconcile) and later
-stores its own step of that index, the memory's writer replaces the settling step by it and audits
-that (``settled_replaced``), so the call is charged once, at what it cost.
+stores its own step of that index, :func:`replace_settled` deletes the settling step and says so in
+its ``unsettled_attempt`` event, so the call is charged once, at what it cost. That process runs it
+once it learns it was taken for dead (its batch worker found retired), for the steps it stored
+before, and its memory's writer with each batch of steps after (``SQLMemory.taken_for_dead``):
+a process never taken for dead pays nothing for it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from agentroute.memory import codec  # the module: codec → processes → here,
 from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step
 
-__all__ = ["settle_unsettled", "settling_audits", "settling_step_id", "settling_steps", "spent", "unsettled"]
+__all__ = ["replace_settled", "settle_unsettled", "settling_audits", "settling_step_id", "settling_steps", "spent", "unsettled"]
 
 #: Task ids per query (SQLite's bound-parameter limit is far above; a reconcile may close thousands).
 _CHUNK = 500
@@ -136,3 +139,42 @@ def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str)
     conn.execute(STEPS.insert(), [codec.step_row(s) for s in settling_steps(found)])
     conn.execute(AUDIT.insert(), [codec.audit_row(e) for e in events])
     return found
+
+
+def replace_settled(conn: sa.Connection, task_ids: Iterable[str]) -> int:
+    """Delete the settling steps of ``task_ids`` that a step of the same index, stored by the process
+    taken for dead, replaces; note it in their ``unsettled_attempt`` events and give their closed
+    tasks the cost of their steps (a ``running`` task's cost is its own process's to write), in
+    ``conn``'s transaction. Returns how many were replaced."""
+    ordered = sorted(set(task_ids))
+    real = sa.alias(STEPS)
+    replaced = []
+    for start in range(0, len(ordered), _CHUNK):
+        settling = STEPS.c.id == sa.literal("settled-") + STEPS.c.task_id + "-" + sa.cast(STEPS.c.step_index, sa.String)
+        by_itself = sa.and_(real.c.task_id == STEPS.c.task_id, real.c.step_index == STEPS.c.step_index, real.c.id != STEPS.c.id)
+        query = (
+            sa.select(STEPS.c.id, STEPS.c.task_id, STEPS.c.step_index, STEPS.c.cost_usd,
+                      sa.select(sa.func.sum(real.c.cost_usd)).where(by_itself).scalar_subquery().label("paid"))
+            .where(STEPS.c.task_id.in_(ordered[start : start + _CHUNK]), settling)
+        )  # fmt: skip
+        replaced += [r for r in conn.execute(query) if r.paid is not None]
+    if not replaced:
+        return 0
+    conn.execute(sa.delete(STEPS).where(STEPS.c.id.in_([r.id for r in replaced])))
+    for r in replaced:
+        conn.execute(
+            sa.update(AUDIT)
+            .where(AUDIT.c.task_id == r.task_id, AUDIT.c.kind == "unsettled_attempt",
+                   AUDIT.c.detail.like(f"% of step {r.step_index}, call %"))
+            .values(detail=AUDIT.c.detail + (
+                f"; replaced by the step its process stored after all (it was not dead): charged "
+                f"${r.paid:.6g}, not the worst case ${r.cost_usd:.6g}"
+            ))
+        )  # fmt: skip
+    steps_cost = sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id)
+    conn.execute(
+        sa.update(TASKS)
+        .where(TASKS.c.id.in_({r.task_id for r in replaced}), TASKS.c.status != "running")
+        .values(cost_usd=steps_cost.scalar_subquery())
+    )
+    return len(replaced)

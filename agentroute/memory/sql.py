@@ -45,7 +45,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -62,6 +62,7 @@ from agentroute.memory.codec import attempt_from_row
 from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.memory.migrate import upgrade
+from agentroute.memory.settle import replace_settled
 from agentroute.memory.tables import ATTEMPTS, TASKS
 from agentroute.memory.writer import (
     ATTEMPT,
@@ -604,6 +605,25 @@ class SQLMemory(MemoryStore):
                 raise
             conn.commit()
         return closed
+
+    def taken_for_dead(self, task_ids: Iterable[str]) -> int:
+        """Say that another process took this one for dead while it lived (a batch worker retired
+        by another's reconcile), which may have settled its calls in flight at their worst case: the
+        steps it stores from now on, and those of ``task_ids`` already stored, replace the settling
+        steps of their index (:func:`~agentroute.memory.settle.replace_settled`), so each call is
+        charged once. Returns how many settling steps were replaced now."""
+        self._writer.replacing = True
+        self.flush()
+        with self._lock, self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                replaced = replace_settled(conn, task_ids)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        return replaced
 
     def save_router_state(self, router: str, state: dict[str, Any]) -> None:
         """Written at once (not batched): a state is saved rarely and read back right after.

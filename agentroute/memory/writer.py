@@ -29,9 +29,11 @@ Attempts (:data:`ATTEMPT`, the write-ahead record of a provider attempt) are com
 with whatever is queued before them (:meth:`BatchWriter.commit_soon`): the dispatcher awaits the
 commit before it sends the attempt.
 
-A step stored for a task and index that a reconcile elsewhere had settled (its process taken for
-dead while it lived: :mod:`agentroute.memory.settle`) replaces the settling step, in the same
-transaction (:func:`replace_settling`): the call is charged once, at what it cost.
+Once its process learned it was taken for dead while it lived (:attr:`BatchWriter.replacing`, set
+by ``SQLMemory.taken_for_dead``), each batch of steps replaces, in the same transaction, the
+settling steps a reconcile elsewhere stored for their tasks and indexes
+(:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost. A
+process never taken for dead runs no statement for it.
 
 Batch items (:data:`BATCH_ITEM`, from :mod:`agentroute.memory.batches`) are written in the same
 transaction as the task writes recorded before them, so a query is never marked finished before
@@ -60,7 +62,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from agentroute.memory import engine as memory_engine
 from agentroute.memory.codec import attempt_row, audit_row, json_text, step_row, task_row
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
-from agentroute.memory.settle import settling_step_id
+from agentroute.memory.settle import replace_settled
 from agentroute.memory.tables import ATTEMPTS, AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
 
 __all__ = [
@@ -260,47 +262,6 @@ def bulk_insert(
         raise sa.exc.DBAPIError.instance(shown, None, exc, dbapi.Error) from exc
 
 
-def replace_settling(conn: Connection, steps: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
-    """Delete the settling steps (:func:`~agentroute.memory.settle.settling_step_id`) that the step
-    rows ``steps`` replace, in ``conn``'s transaction; returns ``(step row, settled cost)`` for each
-    replaced. One statement by primary key per batch (chunks of 500 ids): most find nothing."""
-    wanted = {settling_step_id(r["task_id"], r["step_index"]): r for r in steps}
-    for row in steps:  # a settling step stored through the writer (a resumed thread) replaces nothing
-        wanted.pop(row["id"], None)
-    ids = list(wanted)
-    found: list[tuple[dict[str, Any], float]] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        if conn.dialect.name == "sqlite":  # the driver directly: this runs with every batch of steps
-            sql = f"DELETE FROM steps WHERE id IN ({', '.join('?' * len(chunk))}) RETURNING id, cost_usd"
-            rows = conn.connection.driver_connection.execute(sql, chunk).fetchall()  # type: ignore[union-attr]
-        else:
-            rows = conn.execute(sa.delete(STEPS).where(STEPS.c.id.in_(chunk)).returning(STEPS.c.id, STEPS.c.cost_usd)).all()
-        found += [(wanted[step_id], float(cost or 0.0)) for step_id, cost in rows]
-    return found
-
-
-def _after_replacing(conn: Connection, replaced: list[tuple[dict[str, Any], float]]) -> None:
-    """Say so in the replaced steps' ``unsettled_attempt`` events, and give their closed tasks the cost
-    of their steps now (a ``running`` task's cost is its own process's to write)."""
-    for row, settled in replaced:
-        conn.execute(
-            sa.update(AUDIT)
-            .where(AUDIT.c.task_id == row["task_id"], AUDIT.c.kind == "unsettled_attempt",
-                   AUDIT.c.detail.like(f"% of step {row['step_index']}, call %"))
-            .values(detail=AUDIT.c.detail + (
-                f"; replaced by the step its process stored after all (it was not dead): charged "
-                f"${row['cost_usd']:.6g}, not the worst case ${settled:.6g}"
-            ))
-        )  # fmt: skip
-    steps_cost = sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id)
-    conn.execute(
-        sa.update(TASKS)
-        .where(TASKS.c.id.in_({row["task_id"] for row, _ in replaced}), TASKS.c.status != "running")
-        .values(cost_usd=steps_cost.scalar_subquery())
-    )
-
-
 def set_items(conn: Connection, items: list[BatchItemWrite]) -> None:
     """Write batch items' outcomes, each only while the item is still its worker's running claim.
 
@@ -375,6 +336,8 @@ class BatchWriter:
         self.committed = 0
         self.batches = 0
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
+        self.replacing = False
+        """Whether each batch of steps replaces the settling steps of their tasks (its process was taken for dead)."""
         self.refusing = False
         """Whether the database refuses writes now (a batch is being retried)."""
         self.refusing_since: float | None = None
@@ -818,10 +781,9 @@ class BatchWriter:
         elif tasks:
             conn.execute(self._upsert, list(tasks.values()))
         if steps:
-            replaced = replace_settling(conn, steps)
             bulk_insert(conn, STEPS, steps)
-            if replaced:
-                _after_replacing(conn, replaced)
+            if self.replacing:
+                replace_settled(conn, {row["task_id"] for row in steps})
         if audits:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
