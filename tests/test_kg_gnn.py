@@ -273,24 +273,29 @@ def test_a_new_agent_is_scored_from_its_descriptor_alone():
 
 
 # -- real data ------------------------------------------------------------------------------------
-def test_the_recipe_builds_the_router_and_describes_every_routerbench_model(data_dir):
+@pytest.fixture(scope="module")
+def routerbench(data_dir):
+    """The RouterBench dataset, read once for the tests of this module (it is never modified)."""
     from agentroute.eval.datasets import load_dataset
 
+    return load_dataset(f"routerbench:{data_dir / 'routerbench'}")
+
+
+def test_the_recipe_builds_the_router_and_describes_every_routerbench_model(routerbench):
     recipe = yaml.safe_load((ROOT / "training" / "kg_gnn.yaml").read_text())
     router = KGRouter(**recipe["params"])
-    dataset = load_dataset(f"routerbench:{data_dir / 'routerbench'}")
+    dataset = routerbench
     assert recipe["router"] == router.name
     assert set(router.descriptors or {}) == set(dataset.models)
 
 
-def test_learns_on_routerbench_and_beats_random_and_the_zero_router(data_dir):
+def test_learns_on_routerbench_and_beats_random_and_the_zero_router(routerbench):
     """Fit on the train split (short training), sweep λ on the held-out test split."""
     from agentroute.eval import metrics as M
-    from agentroute.eval.datasets import load_dataset
     from agentroute.eval.harness import build_contexts
     from agentroute.routers.utility import sweep
 
-    dataset = load_dataset(f"routerbench:{data_dir / 'routerbench'}")
+    dataset = routerbench
     recipe = yaml.safe_load((ROOT / "training" / "kg_gnn.yaml").read_text())["params"]
     router = KGRouter(**{**recipe, "epochs": 6, "patience": 3}).fit(dataset.train)
     test = dataset.test
