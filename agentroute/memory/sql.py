@@ -137,6 +137,41 @@ def _where(
     return queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
 
 
+def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]) -> int:
+    """:meth:`SQLMemory.taken_for_dead` (a function: a lease's callback holds no memory alive)."""
+    writer.replacing = True
+    writer.drain()
+    with lock, engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            replaced = replace_settled(conn, task_ids)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    return replaced
+
+
+def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Callable[[list[str]], None]:
+    """The lease's callback: replaced at once from now on, and those already stored on a thread of
+    their own (the claims' lock is held; the writer may wait on it)."""
+
+    def retaken(task_ids: list[str]) -> None:
+        writer.replacing = True
+        threading.Thread(target=_replace_quietly, args=(writer, engine, lock, task_ids), name="agentroute-memory-settled", daemon=True).start()
+
+    return retaken
+
+
+def _replace_quietly(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]) -> None:
+    try:
+        if (replaced := _replace_settled(writer, engine, lock, task_ids)):
+            log.warning("memory: this process was taken for dead while its lease was lost: %d settled call(s) replaced by its own steps", replaced)
+    except Exception as exc:  # noqa: BLE001 - the reconcile's worst case stays stored
+        log.error("memory: replacing settled calls after the lease was taken again: %s", first_line(exc))
+
+
 def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None, pid: int) -> None:
     """Commit what a store that was never closed still holds (at exit or garbage collection). In a
     process forked from the one that opened it (``pid``), nothing: its pooled connections are the
@@ -269,6 +304,8 @@ class SQLMemory(MemoryStore):
         )
         # write-ahead records not yet committed: token → (task id, time.monotonic() it was recorded)
         self._write_aheads: dict[object, tuple[str, float]] = {}
+        if self._claims is not None:
+            self._claims.on_retaken = _on_retaken(self._writer, self.engine, self._lock)
         self._put: Callable[[Any], None] = self._writer.put
         self._qsize: Callable[[], int] = self._writer.qsize
         self.closed: bool = False
@@ -608,22 +645,12 @@ class SQLMemory(MemoryStore):
 
     def taken_for_dead(self, task_ids: Iterable[str]) -> int:
         """Say that another process took this one for dead while it lived (a batch worker retired
-        by another's reconcile), which may have settled its calls in flight at their worst case: the
-        steps it stores from now on, and those of ``task_ids`` already stored, replace the settling
-        steps of their index (:func:`~agentroute.memory.settle.replace_settled`), so each call is
-        charged once. Returns how many settling steps were replaced now."""
-        self._writer.replacing = True
-        self.flush()
-        with self._lock, self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                replaced = replace_settled(conn, task_ids)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        return replaced
+        by another's reconcile; on PostgreSQL, a lease taken again after its session was lost: done
+        by itself), which may have settled its calls in flight at their worst case: the steps it
+        stores from now on, and those of ``task_ids`` already stored, replace the settling steps of
+        their index (:func:`~agentroute.memory.settle.replace_settled`), so each call is charged
+        once. Returns how many settling steps were replaced now."""
+        return _replace_settled(self._writer, self.engine, self._lock, list(task_ids))
 
     def save_router_state(self, router: str, state: dict[str, Any]) -> None:
         """Written at once (not batched): a state is saved rarely and read back right after.
