@@ -544,6 +544,8 @@ class BatchRunner:
                 run = await self.compiled.arun(
                     query, budget=budget, query_id=qid, task_type=item.get("task_type"), metadata={**metadata, META_KEY: tag}
                 )
+                if earlier:  # again: a worker retired while alive may have stored its own steps of them since
+                    earlier = await asyncio.to_thread(self.queue.task_costs, list(earlier))
                 steps = list(run.steps)
                 error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
                 result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps, continues=earlier)
