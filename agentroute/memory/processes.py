@@ -202,7 +202,7 @@ class Closed:
     @property
     def settled_usd(self) -> float:
         """What the calls in flight were charged: their worst case."""
-        return sum(a.worst_case.usd for a in self.settled)
+        return float(sum(a.worst_case.usd for a in self.settled))
 
 
 def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None) -> Closed:
