@@ -78,6 +78,7 @@ def test_the_memorys_own_slow_commit_is_waited_for_not_called_another_process(se
             held.set()
             time.sleep(HOLD_S)
 
+    memory.flush()  # the warm-up's writes stored: the request's own batch is the slow one
     sa.event.listen(memory.engine, "after_cursor_execute", slow_disk)
     try:
         answered_while_held(served, held)
