@@ -152,7 +152,8 @@ def test_reconcile_dry_run_counts_and_json_names_what_it_closed(tmp_path: Path) 
         assert memory.get_task("dead").task.status == "running"  # type: ignore[union-attr]
         done = runner.invoke(memory_app, ["reconcile", "--memory", url, "--json"])
         assert done.exit_code == 0, done.output
-        assert json.loads(done.output) == {"closed": ["dead"], "found": {"alive": 1, "gone": 1, "other_host": 0, "unknown": 0}}
+        assert json.loads(done.output) == {"closed": ["dead"], "found": {"alive": 1, "gone": 1, "other_host": 0, "unknown": 0},
+                                            "settled": {"calls": 0, "usd": 0.0}}  # no call was in flight
         assert memory.get_task("dead").task.status == "interrupted"  # type: ignore[union-attr]
         assert memory.get_task("mine").task.status == "running"  # type: ignore[union-attr]
         assert memory.stats()["running"] == {"alive": 1, "gone": 0, "other_host": 0, "unknown": 0}
