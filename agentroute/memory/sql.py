@@ -137,39 +137,45 @@ def _where(
     return queries.task_filter(graph=graph, status=status, since=since, with_score=with_score)
 
 
-def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]) -> int:
-    """:meth:`SQLMemory.taken_for_dead` (a function: a lease's callback holds no memory alive)."""
-    writer.replacing = True
-    writer.drain()
+@contextlib.contextmanager
+def _write_transaction(engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Iterator[sa.Connection]:
+    """One write transaction, committed unless its body raises; on SQLite ``BEGIN IMMEDIATE`` takes
+    the write lock up front (live processes write too)."""
     with lock, engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
-            replaced = replace_settled(conn, task_ids)
+            yield conn
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
-    return replaced
+
+
+def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]) -> int:
+    """:meth:`SQLMemory.taken_for_dead` (a function: a lease's callback holds no memory alive)."""
+    writer.replacing = True
+    writer.drain()
+    with _write_transaction(engine, lock) as conn:
+        return replace_settled(conn, task_ids)
 
 
 def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Callable[[list[str]], None]:
-    """The lease's callback: replaced at once from now on, and those already stored on a thread of
-    their own (the claims' lock is held; the writer may wait on it)."""
+    """The lease's callback (:attr:`TaskClaims.on_retaken`): :func:`_replace_settled` on a thread of
+    its own, as the claims' lock is held and the writer may wait on it."""
+
+    def replace(task_ids: list[str]) -> None:
+        try:
+            if replaced := _replace_settled(writer, engine, lock, task_ids):
+                log.warning("memory: this process was taken for dead while its lease was lost: %d settled call(s) replaced by its own steps", replaced)
+        except Exception as exc:  # noqa: BLE001 - the reconcile's worst case stays stored
+            log.error("memory: replacing settled calls after the lease was taken again: %s", first_line(exc))
 
     def retaken(task_ids: list[str]) -> None:
-        writer.replacing = True
-        threading.Thread(target=_replace_quietly, args=(writer, engine, lock, task_ids), name="agentroute-memory-settled", daemon=True).start()
+        writer.replacing = True  # its steps from now on, before the thread starts
+        threading.Thread(target=replace, args=(task_ids,), name="agentroute-memory-settled", daemon=True).start()
 
     return retaken
-
-
-def _replace_quietly(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]) -> None:
-    try:
-        if (replaced := _replace_settled(writer, engine, lock, task_ids)):
-            log.warning("memory: this process was taken for dead while its lease was lost: %d settled call(s) replaced by its own steps", replaced)
-    except Exception as exc:  # noqa: BLE001 - the reconcile's worst case stays stored
-        log.error("memory: replacing settled calls after the lease was taken again: %s", first_line(exc))
 
 
 def _shutdown(writer: BatchWriter, engine: sa.Engine, claims: TaskClaims | None, pid: int) -> None:
@@ -632,16 +638,8 @@ class SQLMemory(MemoryStore):
             time.sleep(grace_s)
         if not gone:
             return processes.Closed()
-        with self._lock, self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock up front: live processes write too
-            try:
-                closed = processes.reconcile_running(conn, gone)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        return closed
+        with _write_transaction(self.engine, self._lock) as conn:
+            return processes.reconcile_running(conn, gone)
 
     def taken_for_dead(self, task_ids: Iterable[str]) -> int:
         """Say that another process took this one for dead while it lived (a batch worker retired
