@@ -7,7 +7,8 @@ stored). A is cut off: the session holding its lease is ended, and A cannot take
 another host (memory ``b``, its host key another) sees the lease released for the grace, closes
 the task ``interrupted`` and stores the call at its worst case (a settling step). A's call then
 answers: A stores its own step of that index. Once A takes its lease back, it knows it may have
-been taken for dead: its own step replaces the settling one, and the task costs what was paid.
+been taken for dead: the steps it stored since its lease was last found held replace their
+settling steps, and the task costs what was paid.
 
 Before (no replacement): both steps stayed, W + the call's cost stored for one call; with a
 replacement looking at every batch of steps, every process paid a statement a batch for it.
@@ -46,8 +47,7 @@ def test_a_live_process_closed_by_a_reconcile_elsewhere_has_its_call_charged_onc
     url = create_database(postgres_url, f"lease_{uuid.uuid4().hex[:12]}")
     with SQLMemory(url) as a, SQLMemory(url) as b:
         task = Task(query="q")
-        a.start_task(task)
-        assert a.claim_task(task.id)
+        a.start_task(task)  # claimed by no one (a plain run): found by the steps A stored
         asyncio.run(a.reserve_attempt(Attempt(task.id, 0, 0, "executor:m:direct", "executor", WORST)))
         a.flush()
         claims = a._claims  # noqa: SLF001 - A's lease connection, cut off below

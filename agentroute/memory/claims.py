@@ -174,10 +174,11 @@ class TaskClaims:
         self._since: dict[str, int] = {}  # task id → the session (epoch) that took its claim
         self._epoch = 0  # sessions opened so far: a claim holds only on the one that took it
         self._lease: int | None = None
-        self._released: set[str] = set()  # claims given back since the connection was last found alive
-        self.on_retaken: Callable[[list[str]], None] | None = None
-        """Called, with the claims' lock held (so: quickly), once a lost lease was taken again, with
-        the tasks claimed on the lost session: a reconcile elsewhere may have closed them meanwhile."""
+        self.on_alive: Callable[[], None] | None = None
+        """Called, with the claims' lock held (so: quickly), when a check found the lease held."""
+        self.on_retaken: Callable[[], None] | None = None
+        """Called, with the claims' lock held (so: quickly), once a lost lease was taken again: a
+        reconcile elsewhere may have taken this process for dead meanwhile."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
@@ -188,7 +189,6 @@ class TaskClaims:
         if self._conn is not None:
             _cut_off(self._conn)
         self._conn, self._held, self._since, self._lease, self._keeper = None, {}, {}, None, None
-        self._released = set()
         self._lock, self._stop = threading.Lock(), threading.Event()
 
     def _open(self) -> Connection:
@@ -229,9 +229,8 @@ class TaskClaims:
         assert self._conn is not None
         if self._lease is not None:
             self._conn.execute(sa.text("SELECT pg_advisory_lock_shared(:key)"), {"key": self._lease})
-            if self.on_retaken is not None:  # released meanwhile: a reconcile elsewhere may have taken it for dead
-                self.on_retaken([*self._held, *self._released])
-            self._released.clear()
+            if self.on_retaken is not None:
+                self.on_retaken()
         for task_id in self._held:
             got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": claim_key(task_id)})
             if not got.scalar_one():
@@ -259,8 +258,6 @@ class TaskClaims:
                 return
             del self._held[task_id]
             self._since.pop(task_id, None)
-            if self._lease is not None:
-                self._released.add(task_id)
             try:
                 self._execute("SELECT pg_advisory_unlock(:key)", claim_key(task_id))
             except DBAPIError as exc:  # the connection died: the lock went with it
@@ -323,8 +320,9 @@ class TaskClaims:
                 except DBAPIError as exc:  # the server is down: try again at the next check
                     log.warning("memory: the connection holding this process's lease: %s", exc)
                     self._discard()
-                else:  # held on a live session: those given back before were never released elsewhere
-                    self._released.clear()
+                else:
+                    if self.on_alive is not None:
+                        self.on_alive()
 
     def close(self) -> None:
         """Release every claim and the lease (closing the connection does)."""

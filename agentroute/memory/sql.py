@@ -160,9 +160,10 @@ def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.Ab
         return replace_settled(conn, task_ids)
 
 
-def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Callable[[list[str]], None]:
-    """The lease's callback (:attr:`TaskClaims.on_retaken`): :func:`_replace_settled` on a thread of
-    its own, as the claims' lock is held and the writer may wait on it."""
+def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Callable[[], None]:
+    """The lease's callback (:attr:`TaskClaims.on_retaken`): :func:`_replace_settled` for the tasks of
+    the steps committed since the lease was last found held (:attr:`BatchWriter.stepped`), on a
+    thread of its own, as the claims' lock is held and the writer may wait on it."""
 
     def replace(task_ids: list[str]) -> None:
         try:
@@ -171,9 +172,10 @@ def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.Abstrac
         except Exception as exc:  # noqa: BLE001 - the reconcile's worst case stays stored
             log.error("memory: replacing settled calls after the lease was taken again: %s", first_line(exc))
 
-    def retaken(task_ids: list[str]) -> None:
+    def retaken() -> None:
         writer.replacing = True  # its steps from now on, before the thread starts
-        threading.Thread(target=replace, args=(task_ids,), name="agentroute-memory-settled", daemon=True).start()
+        stepped = list(writer.stepped.copy()) if writer.stepped is not None else []
+        threading.Thread(target=replace, args=(stepped,), name="agentroute-memory-settled", daemon=True).start()
 
     return retaken
 
@@ -310,7 +312,8 @@ class SQLMemory(MemoryStore):
         )
         # write-ahead records not yet committed: token → (task id, time.monotonic() it was recorded)
         self._write_aheads: dict[object, tuple[str, float]] = {}
-        if self._claims is not None:
+        if self._claims is not None and (stepped := self._writer.stepped) is not None:
+            self._claims.on_alive = stepped.clear
             self._claims.on_retaken = _on_retaken(self._writer, self.engine, self._lock)
         self._put: Callable[[Any], None] = self._writer.put
         self._qsize: Callable[[], int] = self._writer.qsize

@@ -338,6 +338,9 @@ class BatchWriter:
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
         self.replacing = False
         """Whether each batch of steps replaces the settling steps of their tasks (its process was taken for dead)."""
+        self.stepped: set[str] | None = set() if lease is not None else None
+        """With a lease (PostgreSQL): the tasks of the steps committed since it was last found held
+        (emptied then): those whose calls a reconcile elsewhere may have settled while it was lost."""
         self.refusing = False
         """Whether the database refuses writes now (a batch is being retried)."""
         self.refusing_since: float | None = None
@@ -784,6 +787,8 @@ class BatchWriter:
             bulk_insert(conn, STEPS, steps)
             if self.replacing:
                 replace_settled(conn, {row["task_id"] for row in steps})
+            if self.stepped is not None:
+                self.stepped.update([row["task_id"] for row in steps])
         if audits:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
