@@ -415,6 +415,8 @@ class BatchRunner:
             if self._grace is not None:
                 self._grace.cancel()
             unstarted, self._claimed = [c.query_id for c in self._claimed], []
+            if self.stopped == RETIRED:  # its tasks all ended: their steps are queued or stored
+                await asyncio.to_thread(self._taken_for_dead)
             try:
                 await asyncio.to_thread(self._close, unstarted)
             finally:
@@ -433,6 +435,14 @@ class BatchRunner:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+    def _taken_for_dead(self) -> None:
+        """Found retired while alive: each call the reconcile settled at its worst case is charged
+        once, at what it cost (:meth:`SQLMemory.taken_for_dead`)."""
+        try:
+            self.memory.taken_for_dead(self.queue.own_tasks())
+        except Exception as exc:  # noqa: BLE001 - the run ends anyway; the reconcile's worst case stays
+            log.error("batch %s: replacing the settled calls of its tasks failed: %s", self.batch_id, exc)
 
     def _settle_refused(self) -> None:
         """The writes the database refused were logged as they failed, and their queries stay to do
@@ -462,17 +472,8 @@ class BatchRunner:
                 log.warning("batch %s: heartbeat failed: %s", self.batch_id, exc)
                 continue
             if not alive:
-                return await self._retired()
+                return self._fence(RETIRED)
             since = started
-
-    async def _retired(self) -> None:
-        """Found retired while alive: stop (:meth:`_fence`), and have each call the reconcile settled at
-        its worst case charged once, at what it cost (:meth:`SQLMemory.taken_for_dead`)."""
-        self._fence(RETIRED)
-        try:
-            await asyncio.to_thread(lambda: self.memory.taken_for_dead(self.queue.own_tasks()))
-        except Exception as exc:  # noqa: BLE001 - the run stops anyway; the reconcile's worst case stays
-            log.error("batch %s: replacing the settled calls of its tasks failed: %s", self.batch_id, exc)
 
     def _fence(self, why: str) -> None:
         """Stop now: another worker may run this worker's queries; paying for them here too is waste."""
@@ -499,7 +500,7 @@ class BatchRunner:
             if not self._claimed:
                 claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=self.resume)
                 if self.queue.retired:
-                    await self._retired()
+                    self._fence(RETIRED)
                     return None
                 if not claimed and self.resume and not self._reconciled_at_end:
                     # out of work: a worker that died meanwhile may hold some; take them over once
