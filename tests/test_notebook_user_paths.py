@@ -39,6 +39,9 @@ def record(memory, task_id):
     memory.flush()
     t = memory.get_task(task_id)
     return {"status": t.task.status, "cost": t.task.cost_usd, "steps": [[s.error, s.cost_usd] for s in t.steps]}
+
+memory = SQLMemory("sqlite:///calls.db")
+app = graph.compile(pool=replay_pool(), router=make_router("cheapest"), memory=memory)
 """
 
 
@@ -100,7 +103,8 @@ def error(outputs: list[dict]) -> dict | None:
 def kernel(tmp_path_factory) -> Iterator[Kernel]:
     k = Kernel(tmp_path_factory.mktemp("notebook"))
     try:
-        assert error(k.cell(SETUP)) is None
+        failed = error(k.cell(SETUP))  # every test's cells build on it: each test runs alone too
+        assert failed is None, failed
         yield k
     finally:
         k.close()
@@ -160,8 +164,6 @@ hanging = graph.compile(pool=ModelPool([card]), router=make_router("cheapest"), 
 def test_sync_and_awaited_calls_run_in_cells_on_the_kernels_loop(kernel):
     """``run``/``invoke``/``stream`` in a cell (the kernel's loop is running) and top-level
     ``await`` of ``arun``/``ainvoke``/``arun_many``: every task ends ``done`` and is in the memory."""
-    kernel.cell("memory = SQLMemory('sqlite:///calls.db')\n"
-                "app = graph.compile(pool=replay_pool(), router=make_router('cheapest'), memory=memory)")
     cells = {
         "c1": "print(json.dumps(app.run('q1', task_id='c1', query_id='q1').status))",
         "c2": "print(json.dumps(app.invoke({'query': 'q2', 'task_id': 'c2', 'query_id': 'q2'})['status']))",
@@ -194,7 +196,7 @@ gc.collect()  # the replaced stores commit what they hold when collected
 memory.flush()
 print(json.dumps([memory.stats()['tasks'], [t.name for t in threading.enumerate()].count('agentroute-memory-writer')]))
 """)
-    assert left[0] == {"done": 3} and left[1] <= 2, left  # the stores alive: calls.db (an earlier test), rerun.db
+    assert left[0] == {"done": 3} and left[1] <= 2, left  # the stores alive: calls.db (the set-up cell), rerun.db
 
 
 # -- progress and figures --------------------------------------------------------------------------
