@@ -366,6 +366,7 @@ class BatchRunner:
         self._fd: int | None = None
         self._grace: asyncio.TimerHandle | None = None
         self._reconciled_at_end = False
+        self._fenced = False  # stopped as possibly taken for dead (:meth:`_fence`)
         self._refused = memory.refused_writes  # writes the database refused before this run
 
     @property
@@ -415,7 +416,7 @@ class BatchRunner:
             if self._grace is not None:
                 self._grace.cancel()
             unstarted, self._claimed = [c.query_id for c in self._claimed], []
-            if self.stopped == RETIRED:  # its tasks all ended: their steps are queued or stored
+            if self._fenced:  # its tasks all ended: their steps (the cancelled ones too) are queued or stored
                 await asyncio.to_thread(self._taken_for_dead)
             try:
                 await asyncio.to_thread(self._close, unstarted)
@@ -437,8 +438,9 @@ class BatchRunner:
                 self._fd = None
 
     def _taken_for_dead(self) -> None:
-        """Found retired while alive: each call the reconcile settled at its worst case is charged
-        once, at what it cost (:meth:`SQLMemory.taken_for_dead`)."""
+        """Stopped as possibly taken for dead (retired, or no heartbeat stored for ``lease_s``): each
+        call a reconcile elsewhere settled at its worst case is charged once, at what this worker's
+        own step of it says (:meth:`SQLMemory.taken_for_dead`; a cancelled call's step: its worst case)."""
         try:
             self.memory.taken_for_dead(self.queue.own_tasks())
         except Exception as exc:  # noqa: BLE001 - the run ends anyway; the reconcile's worst case stays
@@ -480,6 +482,7 @@ class BatchRunner:
         log.error("batch %s: %s: its queries may run elsewhere; stopping, tasks in flight interrupted", self.batch_id, why)
         if self.stopped is None:
             self.stopped = why
+        self._fenced = True
         self._cancel_all()
 
     async def _writable(self) -> None:
