@@ -17,9 +17,10 @@ and one ``unsettled_attempt`` audit event per attempt. A settling step's id is
 after all (a worker partitioned from the database, retired by another's reconcile) and later
 stores its own step of that index, :func:`replace_settled` deletes the settling step and says so in
 its ``unsettled_attempt`` event, so the call is charged once, at what it cost. That process runs it
-once it learns it was taken for dead (its batch worker found retired), for the steps it stored
-before, and its memory's writer with each batch of steps after (``SQLMemory.taken_for_dead``):
-a process never taken for dead pays nothing for it.
+once it knows it may have been taken for dead (``SQLMemory.taken_for_dead``: a batch worker
+stopped as retired or unheard, at its run's end; on PostgreSQL, a lease taken back after its
+session was lost), for the steps it stored before, and its memory's writer with each batch of
+steps after: a process never taken for dead pays nothing for it.
 """
 
 from __future__ import annotations

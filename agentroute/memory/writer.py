@@ -29,8 +29,8 @@ Attempts (:data:`ATTEMPT`, the write-ahead record of a provider attempt) are com
 with whatever is queued before them (:meth:`BatchWriter.commit_soon`): the dispatcher awaits the
 commit before it sends the attempt.
 
-Once its process learned it was taken for dead while it lived (:attr:`BatchWriter.replacing`, set
-by ``SQLMemory.taken_for_dead``), each batch of steps replaces, in the same transaction, the
+Once its process knows it may have been taken for dead while it lived (:attr:`BatchWriter.replacing`,
+set by ``SQLMemory.taken_for_dead`` and by a lease taken back), each batch of steps replaces, in the same transaction, the
 settling steps a reconcile elsewhere stored for their tasks and indexes
 (:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost. A
 process never taken for dead runs no statement for it.
