@@ -251,24 +251,60 @@ def _running(pid: int) -> bool:
 
 _SWEPT: set[str] = set()  # the temp folders already swept by this process
 
+#: The file in a browser's folder that its process holds locked (``flock``) while the folder is in
+#: use: the kernel lets go of it when the process ends, however it ends (``kill -9`` too).
+_OWNER_LOCK = ".agentroute-owner"
+
+
+def _own_folder() -> tuple[str, int | None]:
+    """A new browser folder (``$TMPDIR/agentroute-<pid>-*``) and the descriptor of its owner lock,
+    held until :func:`os.close` (POSIX; elsewhere ``None``); the lock is taken before the file gets
+    its name, so a sweep never finds it unlocked while its folder is in use."""
+    folder = tempfile.mkdtemp(prefix=f"agentroute-{os.getpid()}-")
+    if os.name != "posix":
+        return folder, None
+    import fcntl
+
+    making = os.path.join(folder, _OWNER_LOCK + ".new")
+    fd = os.open(making, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)  # not inherited by Chromium
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(making, os.path.join(folder, _OWNER_LOCK))
+    return folder, fd
+
 
 def _remove_left_behind(tmp: str) -> list[str]:
-    """Remove the browser folders in ``tmp`` whose process is gone (``agentroute-<pid>-*``: a
-    ``kill -9`` or a crash gave it no chance to), killing any Chromium still running in one; once a
-    process. Returns the folders removed. Linux only (processes are looked up in /proc)."""
-    if tmp in _SWEPT or not os.path.isdir("/proc"):
+    """Remove the browser folders in ``tmp`` (``agentroute-<pid>-*``) whose owner lock no process
+    holds (a ``kill -9`` or a crash gave the owner no chance to remove it), killing any Chromium
+    still running in one; once per ``tmp`` a process. The lock, not the pid in the name, says
+    whether the owner lives: a pid may be reused, and a process of another pid namespace sharing
+    ``tmp`` (a container) is not in this /proc. A folder without the lock file (being made) and
+    another user's are left as they are. Returns the folders removed. POSIX (``flock``)."""
+    if tmp in _SWEPT or os.name != "posix":
         return []
+    import fcntl
+
     _SWEPT.add(tmp)
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(tmp):
-            owner = re.match(r"agentroute-(\d+)-", entry.name)
-            if owner is None or _running(int(owner[1])) or not entry.is_dir(follow_symlinks=False):
+            if re.match(r"agentroute-\d+-", entry.name) is None or not entry.is_dir(follow_symlinks=False):
                 continue
             if entry.stat(follow_symlinks=False).st_uid != os.getuid():  # another user's: not ours to remove
                 continue
-            _kill_strays(entry.path)
-            _remove(entry.path, seconds=1.0)
+            try:
+                fd = os.open(os.path.join(entry.path, _OWNER_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its owner lives (or sweeps it now)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                _kill_strays(entry.path)
+                _remove(entry.path, seconds=1.0)
+            finally:
+                os.close(fd)
             removed.append(entry.path)
     if removed:
         log.info("removed %d browser folders left in %s by processes that are gone", len(removed), tmp)
@@ -288,12 +324,13 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
 
     class _Instance(SeleniumInstance):
         _tmp: str | None = None
+        _owner: int | None = None  # the descriptor holding the folder's owner lock
 
         def create_driver(self) -> None:  # miniwob's, with our binaries and flags
             # Chromium's temporary files (its profile, its singleton socket) go to a folder of this
             # browser's own, removed when it closes: a killed Chromium otherwise leaves them in /tmp
             _remove_left_behind(tempfile.gettempdir())
-            self._tmp = tempfile.mkdtemp(prefix=f"agentroute-{os.getpid()}-")
+            self._tmp, self._owner = _own_folder()
             try:
                 options = webdriver.ChromeOptions()
                 for flag in flags:
@@ -336,6 +373,9 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
                     _kill_strays(self._tmp)
                     _remove(self._tmp)
                     self._tmp = None
+                if self._owner is not None:
+                    os.close(self._owner)
+                    self._owner = None
 
     class _Env(MiniWoBEnvironment):
         def _hard_reset_instance(self) -> None:
