@@ -6,8 +6,11 @@ write is refused only when the item was handed over (a reconcile retired its wor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from agentroute.memory import open_memory
+import sqlalchemy as sa
+
+from agentroute.memory import SQLMemory, open_memory
 from agentroute.memory.batches import BatchQueue
 from agentroute.types import Task
 
@@ -32,3 +35,25 @@ def test_the_same_outcome_written_again_is_not_taken_for_a_handed_over_item(tmp_
         stored = memory.get_task(task.id)
         assert stored is not None and stored.task.status == "done"
         assert written == [1, 1]
+
+
+def test_item_outcomes_of_one_batch_are_written_in_one_statement(tmp_path: Path) -> None:
+    """None refused (the common case): one ``executemany`` for the batch's items, as before the
+    handed-over check (was: one statement per item, N round trips on PostgreSQL)."""
+    with SQLMemory(f"sqlite:///{tmp_path}/m.db", flush_interval_s=5.0) as memory:  # one batch: flush() commits it
+        queue = BatchQueue(memory, "b")
+        queue.add([(f"q{i}", {"query": "one"}) for i in range(3)])
+        queue.join()
+        assert len(queue.claim(3)) == 3
+        calls: list[bool] = []
+
+        def count(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+            if statement.lstrip().upper().startswith("UPDATE BATCH_ITEMS"):
+                calls.append(executemany)
+
+        sa.event.listen(memory.engine, "before_cursor_execute", count)
+        for i in range(3):
+            queue.finish(f"q{i}", status="done", task_id=f"t{i}", cost_usd=0.1)
+        memory.flush()
+        assert calls == [True], calls
+        assert [i["status"] for i in queue.items()] == ["done"] * 3

@@ -271,9 +271,12 @@ def set_items(conn: Connection, items: list[BatchItemWrite]) -> None:
     the query's rerun continues it under the budget it left; an item still waiting for its rerun
     gets the outcome's cost; ``on_commit`` is not run (no ``--out`` line for it)."""
     now = datetime.now(UTC)
+    params = [{f"b_{k}": v for k, v in (item.row | {"updated_at": now}).items()} for item in items]
+    if conn.execute(_SET_ITEM, params).rowcount == len(items):  # one statement: none refused, the common case
+        return
     refused = []
-    for item in items:
-        item.refused = conn.execute(_SET_ITEM, {f"b_{k}": v for k, v in (item.row | {"updated_at": now}).items()}).rowcount == 0
+    for item, one in zip(items, params, strict=True):  # again one by one (those written find themselves)
+        item.refused = conn.execute(_SET_ITEM, one).rowcount == 0
         if item.refused:
             refused.append(item.row)
     for row in refused:
