@@ -92,14 +92,19 @@ def test_ctrl_c_on_the_cli_keeps_a_checkpoint_that_the_same_command_resumes(tmp_
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     live = {**env, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1"}  # rich draws its progress bar into the pipe
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=live)
-    said: list[str] = []
-    threading.Thread(target=lambda: said.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 120
-    while not any(" 64/200000 " in line for line in said):  # two PPO updates done, as the progress bar shows
-        assert time.monotonic() < deadline and proc.poll() is None, said
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:  # a failure never leaves the 200,000-episode run going
+        said: list[str] = []
+        threading.Thread(target=lambda: said.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 120
+        while not any(" 64/200000 " in line for line in said):  # two PPO updates done, as the progress bar shows
+            assert time.monotonic() < deadline and proc.poll() is None, said
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert err.startswith(f"interrupted: --out {out}: a checkpoint after ") and "rerun the same command to resume" in err
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]

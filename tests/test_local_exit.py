@@ -4,13 +4,17 @@ still inside torch while Python finalized."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,13 +40,30 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _start(tmp_path: Path, how: str) -> subprocess.Popen[str]:
+#: Seconds a process of these tests may run (its model load and a few seconds of generation).
+WATCHDOG_S = 240
+
+
+@contextlib.contextmanager
+def _running(command: list[str], **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """``command`` running, killed after :data:`WATCHDOG_S` or when the test ends first: a read of
+    its output never waits unbounded, and a failure never leaves it generating."""
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **popen) as proc:
+        watchdog = threading.Timer(WATCHDOG_S, proc.kill)
+        watchdog.start()
+        try:
+            yield proc
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _start(tmp_path: Path, how: str) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
-    return subprocess.Popen(
-        [sys.executable, str(script), how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    return _running([sys.executable, str(script), how], stdout=subprocess.PIPE,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 
 def _wait_generating(proc: subprocess.Popen[str]) -> None:
@@ -53,10 +74,10 @@ def _wait_generating(proc: subprocess.Popen[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("code", [0, 3])
 def test_a_script_ending_mid_generation_exits_with_its_own_code(tmp_path: Path, code: int) -> None:
-    proc = _start(tmp_path, str(code))
-    _wait_generating(proc)
-    ended = time.monotonic()
-    _, err = proc.communicate(timeout=60)
+    with _start(tmp_path, str(code)) as proc:
+        _wait_generating(proc)
+        ended = time.monotonic()
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert "terminate called" not in err
     assert time.monotonic() - ended < 5
@@ -64,13 +85,13 @@ def test_a_script_ending_mid_generation_exits_with_its_own_code(tmp_path: Path, 
 
 @pytest.mark.slow
 def test_ctrl_c_mid_generation_ends_by_sigint_promptly(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "wait")
-    _wait_generating(proc)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    _, err = proc.communicate(timeout=60)
-    took = time.monotonic() - sent
+    with _start(tmp_path, "wait") as proc:
+        _wait_generating(proc)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
     assert proc.returncode == -signal.SIGINT, err  # Python's own end for an uncaught KeyboardInterrupt
     assert "terminate called" not in err and "KeyboardInterrupt" in err
     assert took < 5, took  # the worker stops within a token (0.04 s measured); the rest is torch's teardown
@@ -106,18 +127,18 @@ def test_stop_fails_the_running_and_queued_requests_at_once() -> None:
 def test_ctrl_c_on_agentroute_ask_mid_generation_is_one_line_and_130(tmp_path: Path) -> None:
     """The command's own path (it passed before too: ask cancels its call; kept as the user's case)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTROUTE_MEMORY": f"sqlite:///{tmp_path}/m.db"}
-    proc = subprocess.Popen([sys.executable, "-m", "agentroute", "ask", "Write a very long story about a dragon."],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:  # the pool's model loads at the first call: then it generates
-        if "Loading weights: 100%" in line:
-            break
-    # at once: the call is in flight from the load to the story's end, however fast the machine
-    # (was a fixed 1.5 s: a fast one finished the story first, and `ask` exited 0)
-    proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    rest = proc.stderr.read()
-    proc.wait(timeout=60)
+    with _running([sys.executable, "-m", "agentroute", "ask", "Write a very long story about a dragon."],
+                  stdout=subprocess.DEVNULL, env=env, cwd=tmp_path) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the pool's model loads at the first call: then it generates
+            if "Loading weights: 100%" in line:
+                break
+        # at once: the call is in flight from the load to the story's end, however fast the machine
+        # (was a fixed 1.5 s: a fast one finished the story first, and `ask` exited 0)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
     assert proc.returncode == 130, rest
     assert [line for line in rest.splitlines() if line.strip()] == ["interrupted"]
     assert time.monotonic() - sent < 5
