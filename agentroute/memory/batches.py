@@ -50,7 +50,7 @@ from agentroute.memory.codec import storable
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.processes import PROCESS_KEY, host_key, pid_alive
 from agentroute.memory.settle import settle_unsettled
-from agentroute.memory.sql import SQLMemory
+from agentroute.memory.sql import SQLMemory, write_transaction
 from agentroute.memory.tables import BATCH_ITEMS, BATCH_WORKERS, STEPS, TASKS, UTCDateTime
 from agentroute.memory.writer import retry_delays
 from agentroute.types import new_id
@@ -118,7 +118,6 @@ class BatchQueue:
         self.worker_id = worker_id or new_id()
         self.lease_s = lease_s
         self.host, self.pid = host_key(), os.getpid()
-        self._sqlite = memory.engine.dialect.name == "sqlite"
         self.retired = False
         """Whether a claim found this worker retired by another worker's reconcile (it claims nothing more)."""
 
@@ -155,16 +154,9 @@ class BatchQueue:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        """A write transaction; on SQLite ``BEGIN IMMEDIATE`` takes the write lock up front."""
-        with self.memory._lock, self.memory.engine.connect() as conn:  # noqa: SLF001 - same package
-            if self._sqlite:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        """A write transaction of the memory's (``BEGIN IMMEDIATE`` on SQLite)."""
+        with write_transaction(self.memory.engine, self.memory._lock) as conn:  # noqa: SLF001 - same package
+            yield conn
 
     def _where(self, *clauses: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
         return sa.and_(BATCH_ITEMS.c.batch_id == self.batch_id, *clauses)

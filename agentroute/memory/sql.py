@@ -138,7 +138,7 @@ def _where(
 
 
 @contextlib.contextmanager
-def _write_transaction(engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Iterator[sa.Connection]:
+def write_transaction(engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Iterator[sa.Connection]:
     """One write transaction, committed unless its body raises; on SQLite ``BEGIN IMMEDIATE`` takes
     the write lock up front (live processes write too)."""
     with lock, engine.connect() as conn:
@@ -156,7 +156,7 @@ def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.Ab
     """:meth:`SQLMemory.taken_for_dead` (a function: a lease's callback holds no memory alive)."""
     writer.replacing = True
     writer.drain()
-    with _write_transaction(engine, lock) as conn:
+    with write_transaction(engine, lock) as conn:
         return replace_settled(conn, task_ids)
 
 
@@ -641,7 +641,7 @@ class SQLMemory(MemoryStore):
             time.sleep(grace_s)
         if not gone:
             return processes.Closed()
-        with _write_transaction(self.engine, self._lock) as conn:
+        with write_transaction(self.engine, self._lock) as conn:
             return processes.reconcile_running(conn, gone)
 
     def taken_for_dead(self, task_ids: Iterable[str]) -> int:
