@@ -25,6 +25,7 @@ import abc
 import copy
 import importlib.util
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -320,12 +321,16 @@ class SmolLMIntentModel(BaseIntentModel):
         self._trainable: tuple[list[Any], Any] | None = None  # this model's top layers and norm
         self._head: Any = None
         self._top_state: dict[str, np.ndarray] | None = None
+        # the lazy state (the backbone, the top layers' copies, a loaded state applied) is made once,
+        # however many threads route through the model at once
+        self._lazy = threading.RLock()
 
     # -- the model ---------------------------------------------------------------------------
     def _backbone(self) -> tuple[Any, Any]:
-        if self._model is None:
-            self._tok, self._model = load_smollm()
-        return self._tok, self._model
+        with self._lazy:
+            if self._model is None:
+                self._tok, self._model = load_smollm()
+            return self._tok, self._model
 
     def _layers(self) -> tuple[Any, list[Any], Any]:
         """The shared base model, and this model's own trainable top layers and final norm."""
@@ -334,10 +339,12 @@ class SmolLMIntentModel(BaseIntentModel):
         n = len(base.layers)
         if not 0 <= self.train_layers <= n:
             raise ConfigurationError(f"'train_layers' (got {self.train_layers}) must be in [0, {n}]")
-        if self._trainable is None:
-            top = [copy.deepcopy(layer) for layer in base.layers[n - self.train_layers :]]
-            self._trainable = (top, copy.deepcopy(base.norm) if top else base.norm)
-        return base, *self._trainable
+        with self._lazy:
+            if self._trainable is None:
+                top = [copy.deepcopy(layer) for layer in base.layers[n - self.train_layers :]]
+                self._trainable = (top, copy.deepcopy(base.norm) if top else base.norm)
+            trainable = self._trainable
+        return base, *trainable
 
     def _bottom(self, queries: Sequence[str]) -> list[tuple[Any, Any]]:
         """Hidden states entering the trainable layers, per batch: (hidden, attention mask)."""
@@ -454,20 +461,21 @@ class SmolLMIntentModel(BaseIntentModel):
         self._trainable = None
 
     def _restore(self) -> None:
-        if self._top_state is None:
-            return
-        torch = torch_module()
-        arrays, self._top_state = self._top_state, None
-        weight = arrays["head.weight"]
-        self._head = torch.nn.Linear(weight.shape[1], weight.shape[0])
-        self._head.load_state_dict(
-            {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])}
-        )
-        for name, module in self._trained_modules().items():
-            sub = {
-                k[len(name) + 1 :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(name + ".")
-            }
-            module.load_state_dict(sub)
+        """Apply a loaded state (once: threads predicting meanwhile wait for it)."""
+        with self._lazy:
+            if self._top_state is None:
+                return
+            torch = torch_module()
+            arrays = self._top_state
+            weight = arrays["head.weight"]
+            head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+            head.load_state_dict({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])})
+            for name, module in self._trained_modules().items():
+                sub = {
+                    k[len(name) + 1 :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(name + ".")
+                }
+                module.load_state_dict(sub)
+            self._head, self._top_state = head, None
 
 
 # -- registry --------------------------------------------------------------------------------------
