@@ -1,10 +1,11 @@
 """Mini-batched training of the AgentRouter network with KL(p* ‖ p_θ) and early stopping on
 validation AIQ.
 
-The graphs of many queries are batched with torch-geometric's ``DataLoader`` (one query node per
-graph, so the query of agent node ``j`` is ``batch["agent"].batch[j]``). Each graph carries, per
-agent node, its measured score (``agent.score``), its normalised cost (``agent.cost``, logged cost
-÷ the cost scale) and its outcome-table column (``agent.col``).
+The graphs of many queries are batched as torch-geometric's ``DataLoader`` batches them, in the
+same order (one query node per graph, so the query of agent node ``j`` is
+``batch["agent"].batch[j]``); each batch is gathered from one collation of all the graphs. Each
+graph carries, per agent node, its measured score (``agent.score``), its normalised cost
+(``agent.cost``, logged cost ÷ the cost scale) and its outcome-table column (``agent.col``).
 
 **Validation AIQ** (:func:`validation_aiq`) uses :func:`agentroute.eval.metrics.aiq` and its hull
 convention on the validation split: the router's utility ``T·z − w·ĉ`` is maximised per query for
@@ -102,10 +103,90 @@ class TrainReport:
 
 
 def _loader(graphs: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
+    """torch's ``DataLoader`` over the graphs' positions (the order and random draws of
+    torch-geometric's, which is this loader with its own collation) yielding :class:`_Batches`."""
     torch = torch_module()
-    loader_cls = require("torch_geometric.loader").DataLoader
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return loader_cls(list(graphs), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return torch.utils.data.DataLoader(
+        range(len(graphs)), batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_Batches(graphs)
+    )
+
+
+class _Batches:
+    """Mini-batches of ``graphs``, each the ``Batch.from_data_list`` of its graphs (the same tensors),
+    gathered by index from one collation of all of them (a copy of their tensors). torch-geometric
+    collates graph by graph in Python: redone for every batch of every epoch, that was most of a fit.
+
+    Graphs holding anything but node-level tensors and ``edge_index`` are collated per batch."""
+
+    def __init__(self, graphs: Sequence[Any]) -> None:
+        self.graphs = list(graphs)
+        self.batch_cls = require("torch_geometric.data").Batch
+        self.all: Any = self.batch_cls.from_data_list(self.graphs) if self.graphs else None
+        self.gather = self.all is not None and _gatherable(self.all)
+
+    def __call__(self, index: list[int]) -> Any:
+        if not self.gather:
+            return self.batch_cls.from_data_list([self.graphs[i] for i in index])
+        torch = torch_module()
+        cumsum = require("torch_geometric.utils").cumsum
+        full, idx = self.all, torch.tensor(index, dtype=torch.long)
+        out = self.batch_cls(_base_cls=type(self.graphs[0]))
+        out.stores_as(self.graphs[0])
+        slices: dict[Any, dict[str, Any]] = {}
+        incs: dict[Any, dict[str, Any]] = {}
+        counts: dict[str, Any] = {}
+        for store in out.node_stores:
+            nt, ptr = store._key, full[store._key].ptr
+            n = counts[nt] = ptr[idx + 1] - ptr[idx]
+            rows = _ranges(ptr[idx], n)
+            for key in self.graphs[0][nt].keys():
+                if key == "num_nodes":
+                    store._num_nodes = n.tolist()
+                    store.num_nodes = int(n.sum())
+                    continue
+                store[key] = full[nt][key][rows]
+                slices.setdefault(nt, {})[key] = cumsum(n)
+                incs.setdefault(nt, {})[key] = torch.zeros(len(idx), dtype=torch.long)
+            store.batch = torch.arange(len(idx)).repeat_interleave(n)
+            store.ptr = cumsum(n)
+        for store in out.edge_stores:
+            et = store._key
+            ends = full._slice_dict[et]["edge_index"]
+            m = ends[idx + 1] - ends[idx]
+            cols = _ranges(ends[idx], m)
+            size = torch.stack([counts[et[0]], counts[et[-1]]], dim=1).view(-1, 2, 1)
+            inc = torch.cat([torch.zeros(1, 2, 1, dtype=torch.long), size.cumsum(0)[:-1]])
+            moved = inc - full._inc_dict[et]["edge_index"][idx]  # each graph's offset: new − old
+            graph = torch.arange(len(idx)).repeat_interleave(m)
+            store.edge_index = full[et].edge_index[:, cols] + moved[graph, :, 0].T
+            slices[et] = {"edge_index": cumsum(m)}
+            incs[et] = {"edge_index": inc}
+        out._num_graphs, out._slice_dict, out._inc_dict = len(idx), slices, incs
+        return out
+
+
+def _ranges(starts: Any, counts: Any) -> Any:
+    """The positions ``starts[i] … starts[i] + counts[i] − 1``, concatenated."""
+    torch = torch_module()
+    offsets = torch.cumsum(counts, 0) - counts
+    return torch.repeat_interleave(starts - offsets, counts) + torch.arange(int(counts.sum()))
+
+
+def _gatherable(full: Any) -> bool:
+    """Whether :class:`_Batches` can gather from ``full``: nothing graph-level, node attributes sliced
+    by node (not incremented), edge stores holding only ``edge_index``."""
+    torch = torch_module()
+    if list(full._global_store.keys()) or any(set(s.keys()) != {"edge_index"} for s in full.edge_stores):
+        return False
+    for store in full.node_stores:
+        if "ptr" not in store:
+            return False
+        for key in set(store.keys()) - {"num_nodes", "batch", "ptr"}:
+            s, inc = full._slice_dict[store._key][key], full._inc_dict[store._key][key]
+            if not (torch.is_tensor(s) and s.equal(store.ptr)) or not torch.is_tensor(inc) or bool(inc.any()):
+                return False
+    return True
 
 
 def _forward(net: Any, batch: Any) -> Any:
@@ -114,11 +195,15 @@ def _forward(net: Any, batch: Any) -> Any:
 
 def predict_logits(net: Any, graphs: Sequence[Any], *, batch_size: int = 256) -> list[np.ndarray]:
     """The logits of each graph's agent nodes (eval mode, no gradients), one array per graph."""
+    return _predict(net, _loader(graphs, batch_size, shuffle=False))
+
+
+def _predict(net: Any, loader: Any) -> list[np.ndarray]:
     torch = torch_module()
     net.eval()
     out: list[np.ndarray] = []
     with torch.inference_mode():
-        for batch in _loader(graphs, batch_size, shuffle=False):
+        for batch in loader:
             logits = _forward(net, batch).numpy()
             ptr = batch["agent"].ptr.numpy()
             out.extend(logits[ptr[g] : ptr[g + 1]] for g in range(len(ptr) - 1))
@@ -203,6 +288,7 @@ def _epochs(net: Any, loss_fn: Any, optimiser: Any, loader: Any, val_graphs: Seq
     """The epochs of :func:`train_kg_net`; ``net`` ends with the kept weights."""
     best: tuple[float, float] = (-np.inf, np.inf)
     since_best = 0
+    val_loader = _loader(val_graphs, 256, shuffle=False)  # collated once, read every epoch
     for epoch in range(config.epochs):
         net.train()
         total, count = 0.0, 0
@@ -220,7 +306,7 @@ def _epochs(net: Any, loss_fn: Any, optimiser: Any, loader: Any, val_graphs: Seq
             best_state = copy.deepcopy(net.state_dict())
             report.best_epoch = epoch
             continue
-        logits = predict_logits(net, val_graphs)
+        logits = _predict(net, val_loader)
         val_loss = _loss_of(loss_fn, logits, val_graphs)
         aiq = validation_aiq(
             logits, val_graphs, val_scores, val_costs, cost_estimate, temperature=config.temperature
