@@ -70,12 +70,17 @@ def signal_while_traces_are_built(args: list[str], sig: int, *, cwd: Path, env: 
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    deadline = time.monotonic() + 300
-    while sum("Loading weights: 100%" in line for line in err) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)
-    assert proc.poll() is None, "".join(err)
-    proc.send_signal(sig)
-    proc.wait(timeout=180)
+    try:  # a failure never leaves the training run going
+        deadline = time.monotonic() + 300
+        while sum("Loading weights: 100%" in line for line in err) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)
+        assert proc.poll() is None, "".join(err)
+        proc.send_signal(sig)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     reader.join(timeout=10)
     return proc.returncode, [line for line in err if "Loading weights" not in line and line.strip()]
