@@ -35,6 +35,7 @@ with hub access.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -222,10 +223,7 @@ def load_dataset(
     """
     if seed is not None:
         check_seed(seed)
-    data = _load(spec, seed=seed, **options)
-    if limit is not None or sample is not None:
-        data = subsample(data, limit=limit, sample=sample, seed=seed or 0)
-    return data
+    return _load(spec, seed=seed, limit=limit, sample=sample, **options)
 
 
 def subsample(
@@ -270,7 +268,11 @@ def subsample(
     )  # fmt: skip
 
 
-def _load(spec: str, *, seed: int | None = None, **options: Any) -> RoutingDataset:
+def _load(
+    spec: str, *, seed: int | None = None, limit: int | None = None, sample: float | None = None, **options: Any
+) -> RoutingDataset:
+    """The loader of ``spec`` with ``options``, then :func:`subsample` (a loader taking ``limit``
+    subsamples itself, before its costly parsing)."""
     kind, _, path = spec.partition(":")
     if kind not in _LOADERS and Path(spec).suffix.lower() in OUTCOME_SUFFIXES:  # a bare file: the user's own logs
         kind, path = "outcomes", spec
@@ -284,16 +286,25 @@ def _load(spec: str, *, seed: int | None = None, **options: Any) -> RoutingDatas
     accepted = inspect.signature(loader).parameters
     if seed is not None and "seed" in accepted:
         options["seed"] = seed
-    unknown = sorted(set(options) - set(accepted))
+    takes = sorted(set(list(accepted)[1:]) - {"limit", "sample"})  # the path, and load_dataset's own
+    unknown = sorted(set(options) - set(takes))
     if unknown:
-        raise ConfigurationError(
-            f"dataset {kind!r} takes no option {unknown}; it takes {sorted(accepted)[1:]}"
-        )
-    return loader(path, **options)
+        raise ConfigurationError(f"dataset {kind!r} takes no option {unknown}; it takes {takes}")
+    if "limit" in accepted:
+        return loader(path, **options, limit=limit, sample=sample)
+    data = loader(path, **options)
+    return data if limit is None and sample is None else subsample(data, limit=limit, sample=sample, seed=seed or 0)
 
 
 # -- RouterBench ------------------------------------------------------------------------------------
-def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int = 0) -> RoutingDataset:
+def load_routerbench(
+    path: str | Path,
+    *,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    limit: int | None = None,
+    sample: float | None = None,
+) -> RoutingDataset:
     """RouterBench wide format: a folder of ``<task>_{train,test}.csv``, one ``.csv``/``.parquet``
     file, or ``hf:ID``.
 
@@ -306,7 +317,9 @@ def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int 
     Args:
         path: the folder, a ``.csv`` or ``.parquet`` file, or ``"hf:withmartian/routerbench"``.
         test_fraction: test share when the source ships no split.
-        seed: the seed of that split.
+        seed: the seed of that split, and of the subset.
+        limit, sample: keep a seeded random subset of each split (:func:`subsample`); the model
+            responses, most of the parsing, are then parsed for the kept rows only.
     """
     pd = require("pandas")
     notes: dict[str, Any] = {"format": "routerbench", "source": str(path), "cost": "logged USD per query"}
@@ -342,7 +355,11 @@ def load_routerbench(path: str | Path, *, test_fraction: float = 0.3, seed: int 
         notes["split"] = f"seeded random split (seed {seed}, test fraction {test_fraction})"
     _same_models(tables["train"], tables["test"], path)
     notes["dropped_by_split"] = dropped
-    return RoutingDataset("routerbench", tables["train"], tables["test"], sum(dropped.values()), notes)
+    data = RoutingDataset("routerbench", tables["train"], tables["test"], sum(dropped.values()), notes)
+    if limit is not None or sample is not None:
+        data = subsample(data, limit=limit, sample=sample, seed=seed)
+    data.train, data.test = _parsed_responses(data.train), _parsed_responses(data.test)
+    return data
 
 
 def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, int]:
@@ -359,8 +376,8 @@ def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, 
     tasks = frame["eval_name"] if "eval_name" in frame.columns else frame.get("_task")
     ids = frame["sample_id"].astype(str).tolist() if "sample_id" in frame.columns else [None] * len(frame)
     responses = None
-    if all(c in frame.columns for c in resp_cols):
-        responses = [[_listed_text(r) for r in row] for row in frame[resp_cols].fillna("").astype(str).values.tolist()]
+    if all(c in frame.columns for c in resp_cols):  # raw cells: parsed once subsampled (_parsed_responses)
+        responses = frame[resp_cols].fillna("").astype(str).values.tolist()
     table = OutcomeTable(
         query_ids=[_unique_id(qid or _text_id(q), seen) for qid, q in zip(ids, frame["prompt"], strict=True)],
         queries=[_listed_text(q) for q in frame["prompt"]],
@@ -373,6 +390,13 @@ def _routerbench_table(frame: Any, seen: dict[str, int]) -> tuple[OutcomeTable, 
         responses=responses,
     )
     return table, int((~complete).sum())
+
+
+def _parsed_responses(table: OutcomeTable) -> OutcomeTable:
+    """``table`` with its raw RouterBench response cells as text (:func:`_listed_text`)."""
+    if table.responses is None:
+        return table
+    return dataclasses.replace(table, responses=[[_listed_text(r) for r in row] for row in table.responses])
 
 
 def _listed_text(cell: Any) -> str:
