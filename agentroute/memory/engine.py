@@ -25,6 +25,7 @@ __all__ = [
     "safe_url",
     "is_memory_sqlite",
     "create_memory_engine",
+    "tcp_settings",
     "connect_failure",
     "write_locked",
 ]
@@ -46,7 +47,19 @@ TCP_KEEPALIVES: dict[str, int] = {
 a connection whose peer vanished (a network partition, a cloud failover) fails in about 12–13 s —
 unacknowledged data after ``tcp_user_timeout`` ms, a silent idle or waiting connection after
 ``keepalives_idle`` + ``keepalives_count`` × ``keepalives_interval`` s — instead of stalling a write
-until the writer gives it up, or a read forever (the operating system's default: about 2 hours)."""
+until the writer gives it up, or a read forever (the operating system's default: about 2 hours).
+``tcp_user_timeout`` only where libpq knows it (:func:`tcp_settings`)."""
+
+TCP_USER_TIMEOUT_LIBPQ = 120_000
+"""The first libpq version with ``tcp_user_timeout`` (12): an older one refuses every connection given it."""
+
+
+def tcp_settings(libpq_version: int) -> dict[str, int]:
+    """:data:`TCP_KEEPALIVES` as libpq ``libpq_version`` (``psycopg.pq.version()``, e.g. 160002)
+    takes them: without ``tcp_user_timeout`` before libpq 12 ("invalid connection option")."""
+    if libpq_version >= TCP_USER_TIMEOUT_LIBPQ:
+        return dict(TCP_KEEPALIVES)
+    return {k: v for k, v in TCP_KEEPALIVES.items() if k != "tcp_user_timeout"}
 
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 _OPEN: dict[str, dict[int, sqlite3.Connection]] = {}
@@ -119,8 +132,8 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: M
     """
     parsed = url if isinstance(url, URL) else resolve_url(url)
     if parsed.get_backend_name() == "postgresql":
-        require("psycopg")
-        connect_args: dict[str, Any] = dict(TCP_KEEPALIVES)
+        psycopg = require("psycopg")
+        connect_args: dict[str, Any] = tcp_settings(psycopg.pq.version())
         if not os.environ.get("PGCONNECT_TIMEOUT"):
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
         connect_args = {k: v for k, v in (connect_args | dict(libpq or {})).items() if k not in parsed.query}
