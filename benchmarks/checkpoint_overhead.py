@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,49 +31,17 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dispatch_overhead import STAGES, State, pool  # noqa: E402  (same graphs as the dispatcher benchmark)
-
-from agentroute import AgentGraph, Budget, CompletionRequest, make_router  # noqa: E402
+from bench_graphs import STAGES, pool  # noqa: E402  (the graphs of the dispatcher benchmark)
+from bench_graphs import bare_graph as _bare  # noqa: E402
+from bench_graphs import routed_graph as _routed  # noqa: E402
 
 
 def bare_graph(p: Any, saver: Any) -> Any:
-    from langgraph._internal._runnable import RunnableCallable
-    from langgraph.graph import END, START, StateGraph
-
-    backend, card = p.backend("small"), p.card("small")
-
-    def node(name: str) -> Callable[..., Any]:
-        async def acall(state: State) -> State:
-            request = CompletionRequest(model=card.id, messages=[{"role": "user", "content": state["query"]}], query_id=state["query_id"])
-            return {"answer": (await backend.complete(request, card)).text}
-
-        def call(state: State) -> State:  # the replay backend answers without awaiting: drive it by hand
-            coro = acall(state)
-            try:
-                coro.send(None)
-            except StopIteration as done:
-                return done.value
-            raise RuntimeError("the backend awaited I/O")
-
-        return RunnableCallable(call, acall, name=name, trace=False)
-
-    builder = StateGraph(State)
-    for name in STAGES:
-        builder.add_node(name, node(name))
-    builder.add_edge(START, STAGES[0])
-    for a, b in zip(STAGES, STAGES[1:], strict=False):
-        builder.add_edge(a, b)
-    builder.add_edge(STAGES[-1], END)
-    return builder.compile(checkpointer=saver)
+    return _bare(p, checkpointer=saver, sync=True)
 
 
 def routed_graph(p: Any, saver: Any) -> Any:
-    g = AgentGraph("bench")
-    for name in STAGES:
-        g.add_role(name, prompt=name)
-    for a, b in zip(STAGES, STAGES[1:], strict=False):
-        g.add_edge(a, b)
-    return g.compile(pool=p, router=make_router("cheapest"), budget=Budget(usd=1.0), checkpointer=saver)
+    return _routed(p, checkpointer=saver)
 
 
 async def time_async(graph: Any, n: int, tag: str) -> float:

@@ -23,67 +23,19 @@ import argparse
 import asyncio
 import tempfile
 import time
-from typing import TypedDict
 
+from bench_graphs import (  # the graphs, shared with the other overhead benchmarks
+    STAGES,
+    bare_graph,
+    pool,
+    routed_graph,
+)
 from rich.console import Console
 from rich.table import Table
 
-from agentroute import AgentGraph, Budget, CompletionRequest, make_router
-from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
-
-STAGES = ("planner", "executor", "summarizer")
 KEEP_BARE = True  # --discard-bare: the bare graph's results are dropped (the comparison before 2026-12-05)
 BARE_INVOKE: dict[str, str] = {}  # --bare-version v2: the bare graph reads its output as ``arun`` does
 ROUTE_SWITCH = False  # --route-switch: a router that seems slow may move to a worker thread (the product's default)
-
-
-def pool(n: int) -> ModelPool:
-    cards = [
-        ModelCard(id=m, backend="replay", input_price=p, output_price=p, tier=t)  # type: ignore[arg-type]
-        for m, p, t in (("small", 0.1, "small"), ("mid", 1.0, "medium"), ("large", 10.0, "large"))
-    ]
-    outcomes = [LoggedOutcome(f"q{i}", c.id, 1.0, c.input_price * 1e-4, f"{c.id} {i}") for i in range(n) for c in cards]  # type: ignore[operator]
-    return ModelPool(cards, {"replay": ReplayBackend(outcomes)})
-
-
-class State(TypedDict, total=False):
-    query: str
-    query_id: str
-    answer: str
-
-
-def bare_graph(p: ModelPool):
-    from langgraph.graph import END, START, StateGraph
-
-    backend, card = p.backend("small"), p.card("small")
-    builder = StateGraph(State)
-
-    def node(name: str):
-        async def call(state: State) -> State:
-            request = CompletionRequest(model=card.id, messages=[{"role": "user", "content": state["query"]}], query_id=state["query_id"])
-            return {"answer": (await backend.complete(request, card)).text}
-
-        return call
-
-    for name in STAGES:
-        builder.add_node(name, node(name))
-    builder.add_edge(START, STAGES[0])
-    for a, b in zip(STAGES, STAGES[1:], strict=False):
-        builder.add_edge(a, b)
-    builder.add_edge(STAGES[-1], END)
-    return builder.compile()
-
-
-def routed_graph(p: ModelPool, memory=None):
-    g = AgentGraph("bench")
-    for name in STAGES:
-        g.add_role(name, prompt=name)
-    for a, b in zip(STAGES, STAGES[1:], strict=False):
-        g.add_edge(a, b)
-    app = g.compile(pool=p, router=make_router("cheapest"), memory=memory, budget=Budget(usd=1.0))
-    if not ROUTE_SWITCH:
-        app.dispatcher.SLOW_ROUTE_S = float("inf")  # the ordinary path, whatever the machine's load
-    return app
 
 
 async def time_bare(graph, n: int, concurrency: int) -> tuple[float, float]:
@@ -116,13 +68,13 @@ async def main(n: int, concurrency: int, repeats: int) -> None:
     from agentroute.memory import SQLMemory
 
     p = pool(n)
-    bare, routed = bare_graph(p), routed_graph(p)
+    bare, routed = bare_graph(p), routed_graph(p, route_switch=ROUTE_SWITCH)
     await time_bare(bare, 50, 8)
     await time_routed(routed, 50, 8)  # warm up
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         memory = SQLMemory(f"sqlite:///{tmp}/bench.db")
-        with_memory = routed_graph(p, memory)
+        with_memory = routed_graph(p, memory, route_switch=ROUTE_SWITCH)
         for c in (1, concurrency):
             b = min([await time_bare(bare, n, c) for _ in range(repeats)])
             r = min([await time_routed(routed, n, c) for _ in range(repeats)])

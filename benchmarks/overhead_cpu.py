@@ -32,35 +32,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dispatch_overhead import STAGES, bare_graph, pool, routed_graph  # noqa: E402
+from bench_graphs import STAGES, bare_graph, pool, routed_graph  # noqa: E402
 from overhead_floor import no_step  # noqa: E402
 
-from agentroute import CompletionRequest  # noqa: E402
 from agentroute.graph import GraphState  # noqa: E402
 
 
 def bare_on_routed_state(p: Any) -> Any:
     """The bare graph's nodes on the routed graph's state, writing ``outputs`` and ``answer``."""
-    from langgraph.graph import END, START, StateGraph
-
-    backend, card = p.backend("small"), p.card("small")
-    builder = StateGraph(GraphState)
-
-    def node(name: str) -> Any:
-        async def call(state: GraphState) -> dict[str, Any]:
-            request = CompletionRequest(model=card.id, messages=[{"role": "user", "content": state["query"]}], query_id="q0")
-            text = (await backend.complete(request, card)).text
-            return {"outputs": {name: text}, "answer": text}
-
-        return call
-
-    for name in STAGES:
-        builder.add_node(name, node(name))
-    builder.add_edge(START, STAGES[0])
-    for a, b in zip(STAGES, STAGES[1:], strict=False):
-        builder.add_edge(a, b)
-    builder.add_edge(STAGES[-1], END)
-    return builder.compile()
+    return bare_graph(p, state=GraphState, wide=True)
 
 
 async def main(tasks: int, rounds: int) -> None:
