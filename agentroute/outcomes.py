@@ -333,11 +333,11 @@ class OutcomeTable:
 
 
 def ordered_steps(trajectory: Trajectory) -> list[Step]:
-    """``trajectory``'s steps by (index, creation time, id): the order a table built from a memory
-    follows, the same in every read. The memory's own order leaves the steps of one index created at
-    the same instant (a fan-out) tied, and PostgreSQL returns tied rows in their order on disk,
-    which an UPDATE changes."""
-    return sorted(trajectory.steps, key=lambda step: (step.index, step.created_at, step.id))
+    """``trajectory``'s steps in the memory's step order (:data:`~agentroute.memory.queries.STEP_ORDER`:
+    index, creation time, id), the same in every read, whichever way the trajectory came."""
+    from agentroute.memory.queries import step_sort_key  # sqlalchemy, only once steps are ordered
+
+    return sorted(trajectory.steps, key=step_sort_key)
 
 
 def step_row(trajectory: Trajectory, step: Step) -> tuple[str | None, str]:

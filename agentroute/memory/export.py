@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from agentroute._optional import require
 from agentroute.errors import ConfigurationError
+from agentroute.memory.queries import step_order
 from agentroute.memory.tables import STEPS, TASKS
 from agentroute.types import Trajectory
 
@@ -85,7 +86,7 @@ def write_parquet(
     limit: int | None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Stream ``tasks ⟕ steps`` (oldest task first, steps by index) into a Parquet file; returns rows.
+    """Stream ``tasks ⟕ steps`` (oldest task first, its steps in :func:`~agentroute.memory.queries.step_order`) into a Parquet file; returns rows.
     ``progress(n)`` is called after each ``n`` rows written."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
@@ -97,7 +98,7 @@ def write_parquet(
             *(_step_column(c).label(f"step_{c}") for c in _STEP_COLUMNS),
         )
         .select_from(tasks.outerjoin(STEPS, STEPS.c.task_id == tasks.c.id))
-        .order_by(tasks.c.created_at, tasks.c.id, STEPS.c.step_index, STEPS.c.created_at)
+        .order_by(tasks.c.created_at, tasks.c.id, *step_order())
     )
     schema = _schema(pa)
     path.parent.mkdir(parents=True, exist_ok=True)

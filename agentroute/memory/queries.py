@@ -14,6 +14,9 @@ from agentroute.memory.tables import ATTEMPTS, AUDIT, FEEDBACK, ROUTER_STATE, ST
 from agentroute.types import Agent, AuditEvent, Step, Trajectory
 
 __all__ = [
+    "STEP_ORDER",
+    "step_order",
+    "step_sort_key",
     "task_filter",
     "get_task",
     "iter_trajectories",
@@ -49,6 +52,23 @@ def task_filter(
     return where
 
 
+STEP_ORDER = ("index", "created_at", "id")
+"""The order of a task's steps, by :class:`~agentroute.types.Step` field: index, creation time, then
+id, which orders the steps of one index created at the same instant (a fan-out; PostgreSQL returns
+tied rows in their order on disk, which an UPDATE changes). The one home of the rule: the memory's
+reads and exports (:func:`step_order`) and tables built from trajectories (:func:`step_sort_key`)."""
+
+
+def step_order(steps: sa.FromClause = STEPS) -> list[sa.ColumnElement[Any]]:
+    """:data:`STEP_ORDER` as ``ORDER BY`` columns of ``steps`` (the ``steps`` table or an alias)."""
+    return [steps.c["step_index" if name == "index" else name] for name in STEP_ORDER]
+
+
+def step_sort_key(step: Step) -> tuple[Any, ...]:
+    """:data:`STEP_ORDER` as a sort key of a step read back (``sorted(steps, key=step_sort_key)``)."""
+    return tuple(getattr(step, name) for name in STEP_ORDER)
+
+
 STEP_COLUMNS: list[sa.ColumnElement[Any]] = [c for c in STEPS.columns if c.name != "decision"]
 STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
 """The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
@@ -60,7 +80,7 @@ def _steps_by_task(
     query = (
         sa.select(*STEP_COLUMNS)
         .where(STEPS.c.task_id.in_(task_ids))
-        .order_by(STEPS.c.task_id, STEPS.c.step_index, STEPS.c.created_at, STEPS.c.id)  # id: ties in one order
+        .order_by(STEPS.c.task_id, *step_order())
     )
     by_task: dict[str, list[Step]] = {}
     for row in conn.execute(query).mappings():
