@@ -20,7 +20,8 @@ its ``unsettled_attempt`` event, so the call is charged once, at what it cost. T
 once it knows it may have been taken for dead (``SQLMemory.taken_for_dead``: a batch worker
 stopped as retired or unheard, at its run's end; on PostgreSQL, a lease taken back after its
 session was lost), for the steps it stored before, and its memory's writer with each batch of
-steps after: a process never taken for dead pays nothing for it.
+steps after; and the writer in the commit of a task write that finds the task closed by a reconcile
+(``interrupted``), for that task's steps: a process never taken for dead pays nothing for it.
 """
 
 from __future__ import annotations

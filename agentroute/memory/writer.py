@@ -33,7 +33,11 @@ Once its process knows it may have been taken for dead while it lived (:attr:`Ba
 set by ``SQLMemory.taken_for_dead`` and by a lease taken back), each batch of steps replaces, in the same transaction, the
 settling steps a reconcile elsewhere stored for their tasks and indexes
 (:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost. A
-process never taken for dead runs no statement for it.
+process never taken for dead runs no statement for it. A task write that lands on a task a reconcile
+elsewhere closed (``interrupted``: :data:`TAKEN_BACK_SQL`) tells the writer so by its upsert's
+rowcount: the task's steps replace its settling ones in that transaction, the process's row is
+written all the same (the process owns its task: its status and cost are the truth; a batch
+item refused after it sets the task back to ``interrupted``), and :attr:`BatchWriter.replacing` is set.
 
 Batch items (:data:`BATCH_ITEM`, from :mod:`agentroute.memory.batches`) are written in the same
 transaction as the task writes recorded before them, so a query is never marked finished before
@@ -181,13 +185,22 @@ _STOP = object()
 #: What a task upsert overwrites: everything but its id and creation time.
 TASK_UPDATES = tuple(c.name for c in TASKS.columns if c.name not in ("id", "created_at"))
 
+TAKEN_BACK_SQL = "tasks.status = 'interrupted' AND excluded.status <> 'running'"
+"""When a task upsert finds its row closed by another process: a reconcile elsewhere took its
+process for dead while it lived (a finish landing on an ``interrupted`` row; a resume, which
+writes ``running``, is not one). The writer's upsert leaves such rows alone, and its rowcount
+tells: the common path needs no query to know (see :meth:`BatchWriter._execute`)."""
 
-def task_upsert(dialect: str) -> sa.Insert:
-    """``INSERT … ON CONFLICT (id) DO UPDATE`` for ``tasks`` (keeps ``created_at``)."""
+
+def task_upsert(dialect: str, *, guarded: bool = False) -> sa.Insert:
+    """``INSERT … ON CONFLICT (id) DO UPDATE`` for ``tasks`` (keeps ``created_at``); ``guarded``:
+    not over a row closed by another process (:data:`TAKEN_BACK_SQL`)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(TASKS)
     return stmt.on_conflict_do_update(
-        index_elements=[TASKS.c.id], set_={name: stmt.excluded[name] for name in TASK_UPDATES}
+        index_elements=[TASKS.c.id],
+        set_={name: stmt.excluded[name] for name in TASK_UPDATES},
+        where=sa.text(f"NOT ({TAKEN_BACK_SQL})") if guarded else None,
     )
 
 
@@ -203,8 +216,8 @@ SQLITE_MAX_VALUES = 30_000
 
 
 def bulk_insert(
-    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, update: tuple[str, ...] = ()
-) -> None:
+    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, update: tuple[str, ...] = (), where: str = ""
+) -> int:
     """Insert many rows on the driver directly, inside the connection's transaction.
 
     PostgreSQL: ``COPY … FROM STDIN`` (about 2.5× ``executemany``). SQLite: multi-row ``INSERT …
@@ -212,7 +225,8 @@ def bulk_insert(
     storage form. One statement per chunk rather than ``executemany``'s one step per row matters
     beyond SQLite's own speed: the driver releases the GIL around every step, and each hand-off
     to and from the event-loop thread costs that thread more CPU than the row itself.
-    ``update`` (SQLite only) names the columns an ``ON CONFLICT (id)`` upsert overwrites.
+    ``update`` (SQLite only) names the columns an ``ON CONFLICT (id)`` upsert overwrites, ``where``
+    (SQL) the rows it overwrites. Returns the rows inserted or overwritten (SQLite; ``COPY``: all).
     Driver errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``…).
     """
     dialect = conn.dialect
@@ -245,18 +259,20 @@ def bulk_insert(
             with raw.cursor() as cur, cur.copy(sql) as copy:
                 for record in values:
                     copy.write_row(record)
-            return
+            return len(values)
         marks = f"({', '.join('?' * len(names))})"
         conflict = ""
         if update:
             sets = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in update)
-            conflict = f" ON CONFLICT ({quote('id')}) DO UPDATE SET {sets}"
+            conflict = f" ON CONFLICT ({quote('id')}) DO UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
         most = min(SQLITE_MAX_VALUES, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # older builds allow 999
         per_statement = max(1, most // len(names))
+        written = 0
         for first in range(0, len(values), per_statement):
             chunk = values[first : first + per_statement]
             sql = f"INSERT INTO {head} VALUES {', '.join([marks] * len(chunk))}{conflict}"
-            raw.execute(sql, [value for record in chunk for value in record])
+            written += raw.execute(sql, [value for record in chunk for value in record]).rowcount
+        return written
     except dbapi.Error as exc:
         shown = sql if len(sql) <= 300 else f"{sql[:300]} … ({len(values)} rows)"
         raise sa.exc.DBAPIError.instance(shown, None, exc, dbapi.Error) from exc
@@ -359,7 +375,8 @@ class BatchWriter:
         self.put: Callable[[Op], None] = self._queue.put
         """Enqueue one ``(kind, payload)`` write; the hot path."""
         self.qsize: Callable[[], int] = self._queue.qsize
-        self._upsert = task_upsert(engine.dialect.name)
+        self._upsert = task_upsert(engine.dialect.name, guarded=True)
+        self._upsert_all = task_upsert(engine.dialect.name)
         self._errors: list[tuple[str, Any, BaseException]] = []
         self._errors_lock = threading.Lock()
         self._lost_tasks: set[str] = set()  # tasks whose first write was lost: their steps are held back
@@ -763,6 +780,23 @@ class BatchWriter:
         self._committing = False
         self._committed(batch)
 
+    def _write_tasks(self, conn: Connection, rows: list[dict[str, Any]], *, guarded: bool) -> int:
+        """Upsert task rows; ``guarded``: not over rows closed by another process (:data:`TAKEN_BACK_SQL`).
+        Returns the rows written."""
+        if conn.dialect.name == "sqlite":
+            return bulk_insert(conn, TASKS, rows, update=TASK_UPDATES, where=TAKEN_BACK_SQL.join(("NOT (", ")")) if guarded else "")
+        return int(conn.execute(self._upsert if guarded else self._upsert_all, rows).rowcount)
+
+    def _taken_back(self, conn: Connection, tasks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of ``tasks`` whose stored row a reconcile elsewhere closed (``interrupted``)
+        while this process ran them: from now on its steps replace the calls that reconcile settled."""
+        closed = set(conn.execute(sa.select(TASKS.c.id).where(TASKS.c.id.in_(list(tasks)), TASKS.c.status == "interrupted")).scalars())
+        if closed:
+            self.replacing = True
+            log.warning("memory: %d task(s) of this process were closed by a reconcile elsewhere while it ran them "
+                        "(taken for dead): its steps replace the calls settled for them", len(closed))  # fmt: skip
+        return [row for task_id, row in tasks.items() if task_id in closed]
+
     def _committed(self, batch: list[Op]) -> None:
         """Count a stored batch and run its batch items' ``on_commit`` callbacks."""
         self.committed += len(batch)
@@ -782,16 +816,17 @@ class BatchWriter:
         audits: list[dict[str, Any]],
         feedback: list[dict[str, Any]],
     ) -> None:
-        if tasks and conn.dialect.name == "sqlite":
-            bulk_insert(conn, TASKS, list(tasks.values()), update=TASK_UPDATES)
-        elif tasks:
-            conn.execute(self._upsert, list(tasks.values()))
+        taken: list[dict[str, Any]] = []  # rows of tasks a reconcile elsewhere closed while this process ran them
+        if tasks and self._write_tasks(conn, list(tasks.values()), guarded=True) < len(tasks):
+            taken = self._taken_back(conn, tasks)
         if steps:
             bulk_insert(conn, STEPS, steps)
-            if self.replacing:
-                replace_settled(conn, {row["task_id"] for row in steps})
             if self.stepped is not None:
                 self.stepped.update([row["task_id"] for row in steps])
+        if (steps and self.replacing) or taken:
+            replace_settled(conn, {row["task_id"] for row in steps} | {row["id"] for row in taken})
+        if taken:  # its process owns the task: its status and cost are the truth
+            self._write_tasks(conn, taken, guarded=False)
         if audits:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
