@@ -262,8 +262,11 @@ class Ledger:
 
     def remaining(self) -> dict[str, float]:
         """What is left on each limited resource, net of open reservations."""
-        with self._lock:
-            left = {r: lim - self._spent[i] - self._held[i] for i, r, lim in self._checks}
+        left: dict[str, float] = {}
+        with self._lock:  # a loop, not a comprehension: one frame less on every step (the router's context)
+            spent, held = self._spent, self._held
+            for i, r, lim in self._checks:
+                left[r] = lim - spent[i] - held[i]
         if self._seconds_limit is not None:
             left["seconds"] = self._seconds_limit - self.elapsed()
         return left

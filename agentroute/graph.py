@@ -923,8 +923,11 @@ class CompiledAgentGraph(_LangGraphCompiled):
         """The memory to commit before a node's checkpoint is written, when checkpoints outlive
         the process: a crash after the checkpoint then never leaves the memory behind it (steps
         paid but missing, charged to no ledger on resume)."""
+        memory = self.dispatcher.memory
+        if memory is None:  # nothing to commit (the common case of a graph without a memory)
+            return None
         saver = ((config or {}).get("configurable") or {}).get(_SAVER_KEY) if _SAVER_KEY else self.checkpointer
-        return self.dispatcher.memory if durable_saver(saver) else None
+        return memory if durable_saver(saver) else None
 
     def _role(self, role: _Role, last: bool) -> Any:
         """A role node: one routed step (or a fan-out's), a no-op once the task has stopped.
@@ -941,7 +944,12 @@ class CompiledAgentGraph(_LangGraphCompiled):
                     pass
                 elif role.fan_out is None:  # the common case: one routed step, awaited here (one frame less)
                     text = role.input(state) if role.input else state.get("query", "")
-                    update = self._step_update(role, run, await self._routed_step(role, run, text), config, writer)
+                    step = await self._routed_step(role, run, text)
+                    report_step(step, role.name, config, writer)
+                    if step is not None and step.status == "ok":
+                        update = {"outputs": {role.name: step.output}, "answer": step.output}
+                    else:
+                        update = {"status": "budget_exhausted" if run.exhausted else "failed"}
                 else:
                     update = await self._fan_out(role, run, state, config, writer)
                 if run._index != index and (memory := self._before_checkpoint(config)) is not None:
@@ -961,14 +969,6 @@ class CompiledAgentGraph(_LangGraphCompiled):
             run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
             models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
         )
-
-    @staticmethod
-    def _step_update(role: _Role, run: TaskRun, step: Step | None, config: Any, writer: Any) -> dict[str, Any]:
-        """Report a role's finished step; the state update it makes."""
-        report_step(step, role.name, config, writer)
-        if step is not None and step.status == "ok":
-            return {"outputs": {role.name: step.output}, "answer": step.output}
-        return {"status": "budget_exhausted" if run.exhausted else "failed"}
 
     async def _fan_out(self, role: _Role, run: TaskRun, state: GraphState, config: Any, writer: Any) -> dict[str, Any]:
         """A fan-out role: one routed step per input, run concurrently."""

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import operator
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -132,6 +133,11 @@ _IDLE_HOOKS: dict[str, Callable[..., Any]] = {"observe": Router.observe, "escala
 _cost: Callable[[Iterable[float]], Cost] = functools.partial(tuple.__new__, Cost)  # type: ignore[assignment]
 #: ``_Plan`` from a sequence of its fields, the same way (one per candidate and step).
 _plan: Callable[[Iterable[Any]], _Plan] = functools.partial(tuple.__new__, _Plan)  # type: ignore[assignment]
+# A plan's fields as C getters: a step reads them without a Python comprehension (a frame and its code).
+_worst_of = operator.attrgetter("worst")
+_agent_of = operator.attrgetter("agent")
+_key_and_usd = operator.attrgetter("key", "card_usd")
+_cost_usd_of = operator.attrgetter("cost_usd")  # of a Step
 
 
 class _CutOff(TimeoutError):
@@ -266,13 +272,6 @@ def add_step_watcher(watcher: Callable[[TaskRun, str], StepWatch | None]) -> Non
         _step_watchers.append(watcher)
 
 
-def _watch(run: TaskRun, role: str) -> StepWatch | None:
-    for watcher in _step_watchers:
-        if (watch := watcher(run, role)) is not None:
-            return watch
-    return None
-
-
 @functools.lru_cache(maxsize=1024)
 def _fallback_decision(router: str, agent: Agent) -> Decision:
     return Decision(agents=[agent], weights=[1.0], router=router, why="router error: cheapest candidate")
@@ -357,7 +356,7 @@ class Dispatcher:
         task = run.task
         task.status = self.closing_status(run, status)
         task.answer = answer if answer is not None else None if task.status == "failed" else run.best_answer
-        task.cost_usd = sum(s.cost_usd for s in run.steps)
+        task.cost_usd = sum(map(_cost_usd_of, run.steps))
         if score is not None:
             task.score = score
         elif run.steps and run.steps[-1].score is not None:
@@ -416,7 +415,10 @@ class Dispatcher:
         post = tuple(postconditions)
         attempts: list[Step] = []
         excluded: set[str] = set()
-        watch = _watch(run, role) if _step_watchers else None
+        watch = None
+        for watcher in _step_watchers:  # the first that watches the step (callback handlers listen)
+            if (watch := watcher(run, role)) is not None:
+                break
         while True:
             affordable = self._affordable(run, plans, excluded)
             if not affordable:
@@ -450,7 +452,7 @@ class Dispatcher:
             plans = [p for p in plans if p.key not in excluded and not (faulty and p.card.id in faulty)]
             if limited:
                 plans = _not_waiting(plans, limited)
-        fits = run.ledger.affordable_each([p.worst for p in plans])
+        fits = run.ledger.affordable_each(list(map(_worst_of, plans)))
         if all(fits):  # the common case: the budget is far from its limits
             return plans
         return [p for p, ok in zip(plans, fits, strict=True) if ok]
@@ -613,7 +615,7 @@ class Dispatcher:
     ) -> RouteContext:
         return RouteContext(
             query=run.task.query,
-            candidates=[p.agent for p in plans],
+            candidates=list(map(_agent_of, plans)),
             stage=stage,
             role=role,
             step_input=input,
@@ -621,7 +623,7 @@ class Dispatcher:
             step_index=len(run.steps),
             history=run.steps,
             attempts=attempts,
-            costs={p.key: p.card_usd for p in plans},
+            costs=dict(map(_key_and_usd, plans)),
             cards=self._cards,
             remaining=run.ledger.remaining(),
             budget=dict(run.ledger.limits),  # a copy: a router must not reach the ledger
