@@ -9,8 +9,8 @@ there, so ``agentroute train --from`` learns from the served traffic.
 
 While the memory cannot store a request's write-ahead record (its database is down), the request is
 not sent to a model: it gets a retryable 503 (``Retry-After``, ``x-should-retry: true``) at once
-when the memory is known to refuse writes (or its SQLite file to be locked by another process: a
-record has waited :data:`LOCKED_AFTER_S` on that lock), else once the record has waited
+when the memory is known to refuse writes (or its SQLite file to be locked by another process: its
+write lock was seen held throughout :data:`LOCKED_AFTER_S` while a record waited), else once the record has waited
 ``memory_wait_s``; a memory the server opens retries its writes until the database returns
 (``retry_s=math.inf``), so the rows of the calls it answered are kept through the outage.
 """
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import math
+import random
 import sys
 import threading
 import time
@@ -55,24 +56,42 @@ retryable 503 (the record normally commits in about a millisecond)."""
 RETRY_AFTER_S = 2
 """The ``Retry-After`` of a 503 sent while the memory refuses writes."""
 LOCKED_AFTER_S = 1.0
-"""How long a write-ahead record waits on a SQLite file another process holds locked (a ``sqlite3``
-shell in a transaction, a ``VACUUM``) before the memory is known ``locked``: requests are then
-refused at once, not each after ``memory_wait_s`` (the file's busy timeout is 30 s)."""
+"""How long another process must hold a SQLite file's write lock without a break (a ``sqlite3`` shell
+in a transaction, a ``VACUUM``), seen while a write-ahead record waits, before the memory is known
+``locked``: requests are then refused at once, not each after ``memory_wait_s`` (the file's busy
+timeout is 30 s). A file written in short transactions by another process is busy, not locked."""
 LOCK_POLL_S = 0.25
 """How often a request whose write-ahead record waits checks whether a SQLite file's lock is the cause."""
 LOCK_RECHECK_S = 0.1
 """While the memory is known ``locked``: how often the lock is tried again (without waiting) to see it go."""
+LOCK_TRY_S = (0.002, 0.01)
+"""The bounds of the random pause between two tries of the lock while it is watched for a break
+(random: tries at a fixed pace could keep landing in another process's periodic transactions)."""
+
+
+def held_throughout(engine: Any, seconds: float) -> bool:
+    """Whether another process holds the write lock of ``engine``'s SQLite file for all of
+    ``seconds``: tried without waiting every few milliseconds, ``False`` at the first try that
+    finds it free (:func:`~agentroute.memory.engine.write_locked`)."""
+    end = time.monotonic() + seconds
+    while write_locked(engine):
+        if time.monotonic() >= end:
+            return True
+        time.sleep(random.uniform(*LOCK_TRY_S))
+    return False
 
 
 class FileLock:
-    """Whether the memory's SQLite file is known locked by another process: seen held while one of
-    the memory's writes waited on it, then tried again (without waiting) at most every
-    :data:`LOCK_RECHECK_S` until it is free."""
+    """Whether the memory's SQLite file is known locked by another process: watched for
+    :data:`LOCKED_AFTER_S` (on a thread) while one of the memory's writes waits, known locked when
+    held throughout, then tried again (without waiting) at most every :data:`LOCK_RECHECK_S` until
+    it is free."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.since: float | None = None  # time.monotonic() since it is held (known locked), else None
         self._tried = 0.0
+        self._watch: threading.Thread | None = None  # the watch of :meth:`watch` in flight
         self.why = f"its SQLite file {engine.url.database} is locked by another process (its writes wait for the lock)"
 
     @classmethod
@@ -83,16 +102,23 @@ class FileLock:
         sqlite_file = isinstance(url, URL) and url.get_backend_name() == "sqlite" and not is_memory_sqlite(url)
         return cls(engine) if sqlite_file else None
 
-    def held_over(self, waited: float, *, wait: bool = False) -> bool:
-        """Whether another connection holds the lock now (for ``waited`` more seconds when ``wait``),
-        a write having waited ``waited`` seconds on it: then it is known locked since then."""
-        if not write_locked(self.engine, waited if wait else 0.0):
+    def held_over(self, seconds: float) -> bool:
+        """Whether another process holds the lock throughout the next ``seconds`` (blocks that
+        long at most): then it is known locked since they began."""
+        started = time.monotonic()
+        if not held_throughout(self.engine, seconds):
             return False
-        now = time.monotonic()
+        self._tried = time.monotonic()
         if self.since is None:
-            self.since = now - waited
-        self._tried = now
+            self.since = started
         return True
+
+    def watch(self) -> None:
+        """Start :meth:`held_over` for :data:`LOCKED_AFTER_S` on a thread unless one runs or the
+        lock is known held (returns at once; :meth:`held_for` tells the outcome)."""
+        if self.since is None and (self._watch is None or not self._watch.is_alive()):
+            self._watch = threading.Thread(target=self.held_over, args=(LOCKED_AFTER_S,), daemon=True)
+            self._watch.start()
 
     def held_for(self) -> float | None:
         """Seconds the lock is known held (``None``: not known locked, or free again)."""
@@ -252,18 +278,21 @@ class Routing:
         most half of ``memory_wait_s``): then it is known ``locked``."""
         why: str | None = unreachable()
         if why is None and self._lock is not None:
-            self._lock.held_over(min(LOCKED_AFTER_S, self.memory_wait_s / 2), wait=True)
+            self._lock.held_over(min(LOCKED_AFTER_S, self.memory_wait_s / 2))
         return why
 
     def waits_on_lock(self, task_id: str | None) -> bool:
         """Whether ``task_id``'s request should give up now: a write-ahead record of it waits (its
         call not sent; one in flight is answered) while the memory's SQLite file is known locked by
-        another process, or becomes so as the record has waited :data:`LOCKED_AFTER_S` with the
-        file's write lock held elsewhere. The writer keeps waiting for the lock meanwhile: nothing
+        another process (its write lock held without a break for :data:`LOCKED_AFTER_S`: a watch of
+        it starts while a record waits). The writer keeps waiting for the lock meanwhile: nothing
         recorded is lost."""
-        if self._lock is None or (waited := self.write_ahead_wait(task_id)) is None:
+        if self._lock is None or self.write_ahead_wait(task_id) is None:
             return False
-        return self._lock.held_for() is not None or (waited >= LOCKED_AFTER_S and self._lock.held_over(waited))
+        if self._lock.held_for() is not None:
+            return True
+        self._lock.watch()
+        return False
 
     def write_ahead_wait(self, task_id: str | None) -> float | None:
         """Seconds ``task_id``'s oldest write-ahead record has waited for the memory (``None``: none waits)."""
