@@ -29,7 +29,7 @@ from agentroute.memory.codec import storable
 from agentroute.memory.export import PARQUET_COLUMNS
 from agentroute.memory.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
 from agentroute.memory.pgserver import create_database
-from agentroute.memory.tables import metadata
+from agentroute.memory.tables import include_object, metadata
 from agentroute.types import Agent, AuditEvent, Decision, Step, Task, Trajectory
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -445,7 +445,7 @@ def test_migrations_reach_head_without_drift(fresh_url: str) -> None:
         SQLMemory(fresh_url).close()  # already at head: nothing to do
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+                conn, opts={"version_table": VERSION_TABLE, "compare_type": True, "include_object": include_object}
             )
             assert compare_metadata(context, metadata) == []
             assert set(TABLES) <= set(sa.inspect(conn).get_table_names())

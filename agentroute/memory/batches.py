@@ -64,6 +64,19 @@ log = logging.getLogger("agentroute.batch")
 FINISHED = ("done", "budget_exhausted")
 """Item statuses a resumed batch skips."""
 
+WORKER_OF = {
+    "postgresql": "((meta -> 'agentroute_batch') ->> 'worker')",
+    "sqlite": "json_extract(meta, '$.agentroute_batch.worker')",
+}
+"""The batch worker that ran a task, in SQL over ``tasks`` by dialect: the expression the index
+``ix_tasks_batch_worker`` holds (migration 0004), so that a worker's tasks are found without a scan."""
+
+
+def worker_of(dialect: str) -> sa.ColumnElement[str]:
+    """:data:`WORKER_OF` for ``dialect``, as a column of ``tasks``."""
+    return sa.literal_column(WORKER_OF[dialect], sa.String)
+
+
 #: Key of a task's metadata naming its batch: ``{"id": batch_id, "worker": worker_id}``, and for the rerun of
 #: an interrupted query ``"continues"``: the ids of its interrupted tasks.
 META_KEY = "agentroute_batch"
@@ -192,10 +205,10 @@ class BatchQueue:
         return self._transact(body)
 
     def own_tasks(self) -> list[str]:
-        """The ids of the tasks this worker ran (a scan of the tasks: for the rare worker found retired)."""
-        worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
+        """The ids of the tasks this worker ran (by the index of tasks by worker)."""
         with self.memory._read() as conn:  # noqa: SLF001 - same package
-            return list(conn.execute(sa.select(TASKS.c.id).where(worker_of == self.worker_id)).scalars())
+            ran = worker_of(conn.dialect.name) == self.worker_id
+            return list(conn.execute(sa.select(TASKS.c.id).where(ran)).scalars())
 
     def claim(self, n: int, *, retry_failed: bool = False) -> list[Claimed]:
         """Claim up to ``n`` claimable items for this worker, oldest first (see the module docstring);
@@ -206,25 +219,25 @@ class BatchQueue:
                 BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status != "running"
             )
             claimable = sa.or_(claimable, sa.and_(BATCH_ITEMS.c.status == "failed", BATCH_ITEMS.c.worker.in_(gone)))
+        retired = sa.exists().where(BATCH_WORKERS.c.id == self.worker_id, BATCH_WORKERS.c.status != "running")
         query = (
             sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item, BATCH_ITEMS.c.attempts)
-            .where(self._where(claimable))
+            .where(self._where(claimable), ~retired)  # taken for dead: its queries are others' now
             .order_by(BATCH_ITEMS.c.seq)
             .limit(n)
             .with_for_update(skip_locked=True)  # PostgreSQL; ignored on SQLite (BEGIN IMMEDIATE instead)
         )
-        retired = sa.select(BATCH_WORKERS.c.id).where(BATCH_WORKERS.c.id == self.worker_id, BATCH_WORKERS.c.status != "running")
+
         def body(conn: sa.Connection) -> list[Any]:
-            if conn.execute(retired).first() is not None:  # taken for dead: its queries are others' now
-                self.retired = True
-                return []
             rows = conn.execute(query).all()
-            if rows:
-                conn.execute(
-                    sa.update(BATCH_ITEMS)
-                    .where(self._where(BATCH_ITEMS.c.query_id.in_([r.query_id for r in rows])))
-                    .values(status="running", worker=self.worker_id, attempts=BATCH_ITEMS.c.attempts + 1, updated_at=_now())
-                )
+            if not rows:  # no work, or retired: told apart only then (the claim's own statement checked)
+                self.retired = self.retired or bool(conn.execute(sa.select(retired)).scalar_one())
+                return []
+            conn.execute(
+                sa.update(BATCH_ITEMS)
+                .where(self._where(BATCH_ITEMS.c.query_id.in_([r.query_id for r in rows])))
+                .values(status="running", worker=self.worker_id, attempts=BATCH_ITEMS.c.attempts + 1, updated_at=_now())
+            )
             return list(rows)
 
         return [Claimed(r.query_id, json.loads(r.item), r.attempts + 1) for r in self._transact(body)]
@@ -308,10 +321,9 @@ class BatchQueue:
         wrote): alive, however late its heartbeat (a stalled thread, a clock that jumped)."""
         if not workers or conn.dialect.name != "postgresql":
             return set()
-        worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
         keys: dict[int, str] = {}
         for worker in workers:  # a worker is one process: its latest task names it
-            latest = sa.select(TASKS.c.meta).where(worker_of == worker).order_by(TASKS.c.created_at.desc()).limit(1)
+            latest = sa.select(TASKS.c.meta).where(worker_of(conn.dialect.name) == worker).order_by(TASKS.c.created_at.desc()).limit(1)
             meta = conn.execute(latest).scalar()
             info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
             if isinstance(info, dict) and info.get("lease") is True and info.get("host") != self.host:
@@ -329,9 +341,9 @@ class BatchQueue:
             .where(STEPS.c.task_id == TASKS.c.id)
             .scalar_subquery()
         )
-        worker_of = TASKS.c.meta[(META_KEY, "worker")].as_string()
 
         def body(conn: sa.Connection) -> Reconciled:
+            ran = worker_of(conn.dialect.name).in_(workers)
             # an item whose task finished but whose own write was not committed yet (killed between the
             # two): it is finished, not to be run again
             running = self._where(BATCH_ITEMS.c.status == "running", BATCH_ITEMS.c.worker.in_(workers))
@@ -341,7 +353,7 @@ class BatchQueue:
                 query = (
                     sa.select(TASKS.c.id, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta,
                               TASKS.c.meta["query_id"].as_string().label("qid"))
-                    .where(worker_of.in_(workers), TASKS.c.status.in_((*FINISHED, "failed")),
+                    .where(ran, TASKS.c.status.in_((*FINISHED, "failed")),
                            TASKS.c.meta["query_id"].as_string().in_(claimed))
                     .order_by(TASKS.c.created_at)
                 )  # fmt: skip
@@ -353,7 +365,7 @@ class BatchQueue:
                     .where(running, BATCH_ITEMS.c.query_id == qid)
                     .values(status=task.status, task_id=task.id, cost_usd=cost, updated_at=now)
                 )
-            stopped = sa.and_(TASKS.c.status == "running", worker_of.in_(workers))
+            stopped = sa.and_(TASKS.c.status == "running", ran)
             closing = conn.execute(
                 sa.select(TASKS.c.id, TASKS.c.meta, TASKS.c.meta["query_id"].as_string().label("qid"))
                 .where(stopped).order_by(TASKS.c.created_at)

@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from agentroute.memory.migrate import VERSION_TABLE
-from agentroute.memory.tables import metadata
+from agentroute.memory.tables import include_object, metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("connection") is None:
@@ -28,6 +28,7 @@ def _configure(connection: Connection) -> None:
         version_table=VERSION_TABLE,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode rebuilds the table
         compare_type=True,
+        include_object=include_object,
     )
 
 
