@@ -296,7 +296,10 @@ class Ledger:
             if len(self._checks) == 1 and self._seconds_limit is None:  # one limit (often usd): _shortfall's test, inlined
                 [(i, _, limit)] = self._checks
                 committed, bound = self._spent[i] + self._held[i], limit + _EPS
-                return [not committed + w[i] > bound for w in worst_cases]
+                fits = []
+                for w in worst_cases:  # a loop, not a comprehension: no frame of its own on every step
+                    fits.append(not committed + w[i] > bound)
+                return fits
             return [self._shortfall(w) is None for w in worst_cases]
 
     # -- reserve / settle -------------------------------------------------------------------
