@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -35,6 +38,21 @@ def data_dir() -> Path:
     if path is None:
         pytest.skip("logged-outcome data not found: set AGENTROUTE_DATA (CI always has it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def routerbench(data_dir: Path) -> Callable[..., Any]:
+    """RouterBench parsed once per session: ``routerbench(limit=None)`` is a fresh copy (tests may
+    change it) of ``load_dataset("routerbench", limit=limit)``, cut from the full parse with
+    :func:`subsample`, which gives the very same rows (tests/test_routerbench_subset.py checks it)."""
+    from agentroute.eval.datasets import load_dataset, subsample
+
+    full = load_dataset("routerbench")
+
+    def copy_of(limit: int | None = None) -> Any:
+        return copy.deepcopy(full if limit is None else subsample(full, limit=limit))
+
+    return copy_of
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from agentroute.eval import evaluate
-from agentroute.eval.datasets import load_dataset
 
 pytest.importorskip("matplotlib")
 
@@ -78,8 +77,8 @@ def test_ctrl_c_while_eval_writes_leaves_the_earlier_runs_three_files(tmp_path: 
     assert sorted(p.name for p in out.iterdir()) == ["curves.png", "results.csv", "results.json"]
 
 
-def test_results_written_without_a_plot_remove_an_earlier_runs_plot(tmp_path: Path) -> None:
-    data = load_dataset("routerbench", limit=60)
+def test_results_written_without_a_plot_remove_an_earlier_runs_plot(tmp_path: Path, routerbench) -> None:
+    data = routerbench(limit=60)
     first = evaluate(data, ["cheapest"], n_boot=0)
     paths = first.write(tmp_path, plot=True)
     assert sorted(paths) == ["csv", "json", "png"] and paths["png"].read_bytes()[:4] == b"\x89PNG"

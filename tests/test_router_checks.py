@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from agentroute.errors import ConfigurationError, StateFileError
-from agentroute.eval.datasets import load_dataset
 from agentroute.routers import make_router
 from agentroute.routers.base import _REGISTRY, Router, register
 from agentroute.types import Decision, RouteContext
@@ -50,9 +49,9 @@ def test_a_saved_value_refused_now_names_the_file_and_what_to_change(tmp_path: P
     assert "router.json" in text and "'k' must be an integer ≥ 1" in text and "Edit that value" in text
 
 
-def test_explore_saved_over_a_trained_folder_loads_after_the_folder_moved(tmp_path: Path) -> None:
+def test_explore_saved_over_a_trained_folder_loads_after_the_folder_moved(tmp_path: Path, routerbench) -> None:
     """The wrapper's base comes back from its saved state; the folder it was built from is gone."""
-    train = load_dataset("routerbench").train.rows(list(range(300)))
+    train = routerbench().train.rows(list(range(300)))
     make_router("per-task").fit(train).save(tmp_path / "per-task")
     explore = make_router("explore", base=str(tmp_path / "per-task"), epsilon=0.2).fit(train)
     explore.save(tmp_path / "explore")
@@ -102,13 +101,13 @@ def test_a_router_that_forgets_super_still_refuses_nan_and_inf(value: float, wor
     assert router.temperature == 2.0
 
 
-def test_a_numpy_integer_option_is_saved_not_dropped_for_the_default(tmp_path: Path) -> None:
+def test_a_numpy_integer_option_is_saved_not_dropped_for_the_default(tmp_path: Path, routerbench) -> None:
     """make_router takes np.int64 (from a grid) as an integer; save wrote no value for it, so the
     router came back with its default."""
     import numpy as np
 
     make_router("random", seed=np.int64(3)).save(tmp_path / "random")
     assert Router.load(tmp_path / "random").seed == 3
-    train = load_dataset("routerbench").train.rows(list(range(200)))
+    train = routerbench().train.rows(list(range(200)))
     make_router("per-task", cost_weight=np.float32(0.5)).fit(train).save(tmp_path / "per-task")
     assert Router.load(tmp_path / "per-task").cost_weight == 0.5

@@ -34,10 +34,17 @@ def single_file(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def full_parse(data_dir):
-    """The full parse of a spec (and split seed), read once."""
-    cache: dict = {}
-    return lambda spec, seed: cache.setdefault((spec, seed), load_dataset(spec, seed=seed))
+def full_parse(routerbench):
+    """The full parse of a spec (and split seed), read once (RouterBench's is the session's). It was
+    ``cache.setdefault(key, load_dataset(...))``, which parsed again on every call."""
+    cache: dict = {("routerbench", None): routerbench()}
+
+    def parse(spec, seed):
+        if (spec, seed) not in cache:
+            cache[(spec, seed)] = load_dataset(spec, seed=seed)
+        return cache[(spec, seed)]
+
+    return parse
 
 
 @pytest.mark.parametrize(("limit", "sample", "seed"), [(30, None, None), (7, None, 3), (None, 0.2, None), (5, 0.5, 3), (10**6, None, 3)])

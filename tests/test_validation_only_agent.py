@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from agentroute.eval.datasets import load_dataset
+from agentroute.eval.datasets import RoutingDataset
 from agentroute.eval.harness import build_contexts
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers import make_router
@@ -18,10 +18,10 @@ pytest.importorskip("torch")
 GPT4 = "gpt-4-1106-preview"
 
 
-def _only_in_validation(fraction: float) -> OutcomeTable:
+def _only_in_validation(data: RoutingDataset, fraction: float) -> OutcomeTable:
     """RouterBench train rows where GPT-4's outcomes are logged only on the rows the router keeps
     for validation (a model added late to the logs, say)."""
-    table = load_dataset("routerbench", limit=400).train
+    table = data.train
     fit, _ = validation_split(len(table), fraction, 0)
     scores = np.array(table.scores, dtype=float)
     scores[fit, list(table.models).index(GPT4)] = np.nan
@@ -29,12 +29,12 @@ def _only_in_validation(fraction: float) -> OutcomeTable:
 
 
 @pytest.mark.parametrize(("name", "params"), [("mlp", {"epochs": 40}), ("mf", {"epochs": 40})])
-def test_an_agent_logged_only_in_the_validation_rows_is_learned(name: str, params: dict) -> None:
-    table = _only_in_validation(0.15)
+def test_an_agent_logged_only_in_the_validation_rows_is_learned(name: str, params: dict, routerbench) -> None:
+    table = _only_in_validation(routerbench(limit=400), 0.15)
     gpt4 = list(table.models).index(GPT4)
     logged = np.array(table.scores, dtype=float)[:, gpt4]
     router = make_router(name, seed=0, **params).fit(table)
-    ctxs = build_contexts(load_dataset("routerbench", limit=400), "train")[0][:200]
+    ctxs = build_contexts(routerbench(limit=400), "train")[0][:200]
     predicted, _ = router.predict(ctxs)
     mean = float(predicted[:, [a.model for a in ctxs[0].candidates].index(GPT4)].mean())
     assert abs(mean - float(np.nanmean(logged))) < 0.15, (mean, float(np.nanmean(logged)))
