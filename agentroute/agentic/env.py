@@ -65,11 +65,21 @@ def task_succeeds(step_ok: Sequence[bool], steps: int, rule: SuccessRule = "all"
         return any(ok)
     if rule == "last":
         return bool(ok[-1])
+    return sum(ok) >= float(check_success_rule(rule)) * steps - 1e-9
+
+
+def check_success_rule(rule: Any, name: str = "success_rule") -> SuccessRule:
+    """``rule`` when it is a :data:`SuccessRule`; a :class:`ConfigurationError` naming ``name``
+    (``--success-rule`` on the command line) otherwise.
+
+    >>> check_success_rule("majority"), check_success_rule(0.5)
+    ('majority', 0.5)
+    """
+    if rule in ("all", "majority", "any", "last"):
+        return rule  # type: ignore[no-any-return]
     if isinstance(rule, int | float) and not isinstance(rule, bool) and 0 < rule <= 1:
-        return sum(ok) >= rule * steps - 1e-9
-    raise ConfigurationError(
-        f"success_rule must be all/majority/any/last or a fraction in (0, 1] (got {rule!r})"
-    )
+        return float(rule)
+    raise ConfigurationError(f"{name} must be all/majority/any/last or a fraction in (0, 1] (got {rule!r})")
 
 
 def resolve_tiers(table: OutcomeTable, tiers: Sequence[str] | None) -> tuple[str, ...]:

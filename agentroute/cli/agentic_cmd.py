@@ -37,6 +37,25 @@ def bopo_recipe(path: Path | None) -> dict[str, Any]:
     return recipe_config(read_recipe(path), path)
 
 
+def check_options(names: list[str], *, steps: int, max_attempts: int, success_rule: str) -> Any:
+    """The success rule ``--success-rule`` names, once the options that need no data are checked:
+    a bad one is a :class:`ConfigurationError` naming its option, before the dataset loads."""
+    from agentroute.agentic.env import check_success_rule
+
+    if not names:
+        raise ConfigurationError("--routers is empty")
+    if steps < 1:
+        raise ConfigurationError(f"--steps must be >= 1 (got {steps})")
+    if max_attempts < 1:
+        raise ConfigurationError(f"--max-attempts must be >= 1 (got {max_attempts})")
+    rule: Any = success_rule
+    try:
+        rule = float(success_rule)
+    except ValueError:
+        pass
+    return check_success_rule(rule, "--success-rule")
+
+
 def agentic_eval_command(
     dataset: Annotated[
         str, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")
@@ -74,21 +93,16 @@ def agentic_eval_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print only the results as JSON.")] = False,
 ) -> None:
     """Roll each router through k-step tasks of the test split under an optional hard budget."""
-    from agentroute.eval.agentic import evaluate_agentic
-    from agentroute.eval.datasets import load_dataset
-    from agentroute.loading import make_budget
-
     err = Console(stderr=True)
     names = [r.strip() for r in routers.split(",") if r.strip()]
     try:
-        if not names:
-            raise ConfigurationError("--routers is empty")
+        rule = check_options(names, steps=steps, max_attempts=max_attempts, success_rule=success_rule)
+        from agentroute.loading import make_budget  # loads LangGraph: after the checks that need nothing
+
         budget = make_budget(usd=budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
-        rule: Any = success_rule
-        try:
-            rule = float(success_rule)
-        except ValueError:
-            pass
+        from agentroute.eval.agentic import evaluate_agentic
+        from agentroute.eval.datasets import load_dataset
+
         data = load_dataset(dataset)
         result = evaluate_agentic(
             data,
