@@ -61,7 +61,7 @@ async def run_tasks(mode: str, n: int, *, valgrind: bool = False) -> tuple[float
     move to a worker thread (``asyncio.to_thread`` per step, +100 K instructions a step) and the
     count would measure that path instead of the ordinary one. There the threshold is lifted.
     """
-    import dispatch_overhead as D
+    import bench_graphs as D
 
     p = D.pool(n + WARM)
     queries = [{"query": "question", "query_id": f"q{i}"} for i in range(n + WARM)]
@@ -79,8 +79,12 @@ async def run_tasks(mode: str, n: int, *, valgrind: bool = False) -> tuple[float
         await app.arun_many(queries[:WARM], concurrency=1)
         start_counting()
         before = resource.getrusage(resource.RUSAGE_SELF)
-        kept = await app.arun_many(queries[WARM:], concurrency=1)
-        assert all(r.status == "done" for r in kept)
+        if mode == "dropped":  # each task's RunResult discarded as soon as it is returned
+            for q in queries[WARM:]:
+                assert (await app.arun(q["query"], query_id=q["query_id"])).status == "done"
+        else:
+            kept = await app.arun_many(queries[WARM:], concurrency=1)
+            assert all(r.status == "done" for r in kept)
     after = resource.getrusage(resource.RUSAGE_SELF)
     steps = STEPS_PER_TASK * n
     return (
@@ -121,6 +125,10 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=220)
     ap.add_argument("--rusage-tasks", type=int, default=1000)
     ap.add_argument("--cache", action="store_true", help="simulate L1, L2 and branch prediction too (twice as slow)")
+    ap.add_argument(
+        "--modes", default="bare,routed",
+        help="what to count, of bare, routed and dropped (routed, each task's result discarded); the ratios are to the first",
+    )
     ap.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -129,16 +137,22 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [(m, n) for m in ("bare", "routed") for n in (args.small, args.large)]
+        modes = args.modes.split(",")
+        runs = [(m, n) for m in modes for n in (args.small, args.large)]
         counts = instructions(runs, Path(tmp), CACHE_SIM if args.cache else ())
     extra_steps = STEPS_PER_TASK * (args.large - args.small)
-    per_step = {m: {e: (counts[m, args.large][e] - counts[m, args.small][e]) / extra_steps for e in counts[m, args.small]} for m in ("bare", "routed")}
-    bare, routed = per_step["bare"], per_step["routed"]
-    print(f"instructions per step: bare {bare['Ir'] / 1e6:.3f} M, routed {routed['Ir'] / 1e6:.3f} M, "
-          f"ratio {routed['Ir'] / bare['Ir']:.3f}x")  # fmt: skip
-    for event in [e for e in bare if e not in ("Ir", "Dr", "Dw", "Bc", "Bi")]:
-        print(f"{event} per step: bare {bare[event]:,.0f}, routed {routed[event]:,.0f}, ratio {routed[event] / max(bare[event], 1):.3f}x")
-    for mode in ("bare", "routed"):
+    per_step = {m: {e: (counts[m, args.large][e] - counts[m, args.small][e]) / extra_steps for e in counts[m, args.small]} for m in modes}
+    first = per_step[modes[0]]
+    for event in [e for e in first if e not in ("Dr", "Dw", "Bc", "Bi")]:
+        scale, unit = (1e6, " M") if event == "Ir" else (1.0, "")
+        figures = ", ".join(f"{m} {per_step[m][event] / scale:,.{3 if unit else 0}f}{unit}" for m in modes)
+        ratios = ", ".join(f"{per_step[m][event] / max(first[event], 1):.3f}x" for m in modes[1:])
+        print(f"{'instructions' if event == 'Ir' else event} per step: {figures}; ratio {ratios}")
+    if "ILmr" in first:  # --cache: the L2 misses, all kinds together
+        total = {m: sum(per_step[m][e] for e in ("ILmr", "DLmr", "DLmw")) for m in modes}
+        print("L2 misses per step: " + ", ".join(f"{m} {t:,.0f}" for m, t in total.items())
+              + "; ratio " + ", ".join(f"{total[m] / total[modes[0]]:.3f}x" for m in modes[1:]))  # fmt: skip
+    for mode in modes:
         user, system, faults = asyncio.run(run_tasks(mode, args.rusage_tasks))
         print(f"{mode}: user {user:.1f} us/step, system {system:.1f} us/step, minor faults {faults:.2f}/step")
 
