@@ -303,12 +303,14 @@ def test_unknown_task_lists_the_available_ones(capsys: pytest.CaptureFixture[str
 
 
 def test_missing_chromium_says_how_to_install_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
 ) -> None:
     pytest.importorskip("miniwob")
     from agentroute.cli.web_cmd import run_web
 
-    monkeypatch.setenv("MINIWOB_CHROME_BINARY", "/nonexistent/chromium")
+    monkeypatch.delenv("MINIWOB_CHROME_BINARY", raising=False)
+    monkeypatch.delenv("MINIWOB_CHROMEDRIVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither chromium nor chromedriver on PATH
     code = run_web(
         ["--tasks", "click-test"],
         router="always-skill",
@@ -319,7 +321,7 @@ def test_missing_chromium_says_how_to_install_it(
     )
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2
-    assert "chromium not found" in err and "apt-get install chromium chromium-driver" in err
+    assert "chromium and chromedriver not found" in err and "apt-get install chromium chromium-driver" in err
 
 
 def test_headed_without_a_display_stops_at_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,18 +119,24 @@ def chromium_flags(*, headless: bool = True) -> list[str]:
 
 
 def find_chromium() -> tuple[str, str]:
-    """``(chromium, chromedriver)`` paths: the ``MINIWOB_*`` variables, else Debian's on PATH."""
+    """``(chromium, chromedriver)`` paths: the ``MINIWOB_*`` variables, else Debian's on PATH.
+
+    A variable that names no executable file is an error naming it (not Debian's browser instead,
+    nor Selenium's "Unable to obtain driver" once an episode starts)."""
+    named = {"chromium": "MINIWOB_CHROME_BINARY", "chromedriver": "MINIWOB_CHROMEDRIVER"}
+    for variable in named.values():
+        value = os.environ.get(variable)
+        if value and not (os.path.isfile(value) and os.access(value, os.X_OK)):
+            why = "is a directory" if os.path.isdir(value) else "is not executable" if os.path.isfile(value) else "does not exist"
+            raise BrowserNotFoundError(f"{variable}={value} {why}: point it at an executable file, or unset "
+                                       "it to use Debian's on PATH (`sudo apt-get install chromium chromium-driver`)")
     chrome = (
-        os.environ.get("MINIWOB_CHROME_BINARY")
+        os.environ.get(named["chromium"])
         or shutil.which("chromium")
         or shutil.which("chromium-browser")
     )
-    driver = os.environ.get("MINIWOB_CHROMEDRIVER") or shutil.which("chromedriver")
-    missing = [
-        name
-        for name, path in (("chromium", chrome), ("chromedriver", driver))
-        if not path or not Path(path).exists()
-    ]
+    driver = os.environ.get(named["chromedriver"]) or shutil.which("chromedriver")
+    missing = [name for name, path in (("chromium", chrome), ("chromedriver", driver)) if not path]
     if missing:
         raise BrowserNotFoundError(f"{' and '.join(missing)} not found: {INSTALL_HINT}")
     return str(chrome), str(driver)
