@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agentroute.errors import UnknownNameError
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.baselines import CascadeRouter, FixedRouter, cost_order
@@ -95,4 +96,9 @@ def web_policy(name: str, pool: ModelPool, *, role: str = "navigator", **params:
         return WebPolicy(name, CascadeRouter(threshold=float(params.get("threshold", 0.0))), None, 2)
     from agentroute.loading import load_router
 
-    return WebPolicy(name, load_router(name, **params), None, 2)
+    try:
+        return WebPolicy(name, load_router(name, **params), None, 2)
+    except UnknownNameError as exc:  # the web presets are names too: suggest and list them
+        if exc.kind != "router" or exc.name != name:
+            raise
+        raise UnknownNameError("router", name, sorted({*exc.known, *PRESETS})) from None
