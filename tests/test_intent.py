@@ -68,30 +68,32 @@ def test_errors():
 
 
 @pytest.fixture(scope="module")
-def routerbench(data_dir):
+def routerbench_folder(data_dir):
+    """RouterBench read from its folder (the split it ships), not the session's ``routerbench``."""
     from agentroute.eval.datasets import load_dataset
 
     return load_dataset(f"routerbench:{data_dir / 'routerbench'}")
 
 
-def test_embedding_intent_accuracy_on_routerbench_task_labels(routerbench):
-    train, test = routerbench.train, routerbench.test
+def test_embedding_intent_accuracy_on_routerbench_task_labels(routerbench_folder):
+    train, test = routerbench_folder.train, routerbench_folder.test
     model = EmbeddingIntentModel().fit(train.queries, train.task_types)
     assert model.labels == ["arc-challenge", "mbpp", "winogrande"]
     assert model.score(test.queries, test.task_types) >= 0.97
 
 
 @pytest.mark.slow
-def test_smollm_intent_learns_routerbench_task_labels(routerbench):
-    """SmolLM2-135M with a trained head and top layer on 90 labelled queries (about a minute on CPU)."""
+def test_smollm_intent_learns_routerbench_task_labels(routerbench_folder):
+    """SmolLM2-135M with a trained head and top layer on 90 labelled queries, their first 16 tokens
+    (test accuracy 1.0 as with 32, in a third of the time: the queries' median is 386 tokens)."""
     from agentroute.pool.backends.local import DEFAULT_GGUF, LocalModel
 
     shared = LocalModel.shared(DEFAULT_GGUF).model  # the local backend's model
     pristine = {k: v.clone() for k, v in shared.model.layers[-1].state_dict().items()}
     rng = np.random.default_rng(0)
-    train, test = routerbench.train, routerbench.test
+    train, test = routerbench_folder.train, routerbench_folder.test
     tr, te = rng.choice(len(train), 90, replace=False), rng.choice(len(test), 60, replace=False)
-    model = SmolLMIntentModel(train_layers=1, max_length=32, epochs=3, batch_size=16, lr=1e-4)
+    model = SmolLMIntentModel(train_layers=1, max_length=16, epochs=3, batch_size=16, lr=1e-4)
     model.fit([train.queries[i] for i in tr], [train.task_types[i] for i in tr])
     accuracy = model.score([test.queries[i] for i in te], [test.task_types[i] for i in te])
     assert accuracy >= 0.6  # three balanced-ish classes: chance is about 0.46 (the majority class)
