@@ -161,7 +161,7 @@ def test_train_from_an_outcomes_file_with_an_infinite_cost_exits_2_naming_the_fi
     rows = _rows(split=False)
     rows[7]["cost_usd"] = float("inf")  # query q3, the large model; JSON writes it as Infinity, CSV as inf
     path = _write(tmp_path / f"o{suffix}", rows)
-    with pytest.raises(DatasetError, match=r"a cost must be a finite number ≥ 0 \(row 8: inf\)"):
+    with pytest.raises(DatasetError, match=r"a cost must be a finite number ≥ 0 \(row 8: inf\), at most 1e\+09 USD a call"):
         load_outcomes(path, require_test=False)
     result = CliRunner(env={"COLUMNS": "300"}).invoke(
         cli, ["train", "knn", "--dataset", f"outcomes:{path}", "--out", str(tmp_path / "r")]

@@ -583,6 +583,9 @@ def load_routellm_mmlu(
 OUTCOME_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt", ".parquet"})
 #: Score handling of :func:`load_outcomes` when a score lies outside [0, 1].
 RESCALE_MODES = ("auto", "none", "minmax", "clip")
+MAX_COST_USD = 1e9
+"""The largest logged cost of one call an outcomes file may hold (USD): beyond it a cell is a
+unit or export error, and the figures derived from it (a model's price per token) overflow."""
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
                 "dev": "train", "test": "test", "eval": "test", "evaluation": "test"}  # fmt: skip
 
@@ -921,10 +924,13 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
         raise DatasetError(f"{p}: no cost_usd column, and no tokens_in/tokens_out to price")
     else:
         notes["cost"] = "logged cost_usd"
-    bad = ((cost < 0) | np.isinf(cost)).to_numpy()
+    bad = ((cost < 0) | (cost > MAX_COST_USD)).to_numpy()  # inf too; nan: not logged
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DatasetError(f"{p}: a cost must be a finite number ≥ 0 (row {row + 1}: {float(cost.iloc[row])})")
+        raise DatasetError(
+            f"{p}: a cost must be a finite number ≥ 0 (row {row + 1}: {float(cost.iloc[row])}), "
+            f"at most {MAX_COST_USD:g} USD a call"
+        )
     return cost
 
 
