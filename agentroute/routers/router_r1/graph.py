@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
     """
     if not policy_url:
         return HFPolicy.load(policy)
+    check_policy_url(policy_url)
     tok = HFPolicy.load(policy).tokenizer if policy is None else _tokenizer(policy)
     try:
         return OpenAIPolicy(policy_url, tok, api_key=api_key or os.environ.get("VLLM_API_KEY"))
@@ -34,6 +36,15 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
             f"policy server {policy_url} does not answer ({reason}); start it with `vllm serve DIR "
             "--served-model-name router-r1` (docs/router_r1.md) or leave out --policy-url"
         ) from None
+
+
+def check_policy_url(url: str) -> str:
+    """``url`` when it is an ``http(s)://HOST…`` URL; a :class:`ConfigurationError` naming it otherwise
+    (was: urllib's ``ValueError: unknown url type`` with a traceback, from inside the graph run)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)")
+    return url
 
 
 def _tokenizer(path: str | Path) -> Any:
@@ -56,7 +67,10 @@ def build_router_r1_graph(
     policy_url: str | None = None,
     settings: LoopSettings | None = None,
 ) -> AgentGraph:
-    """A graph with one ``think_route`` node (stage ``route``); the policy loads on first use."""
+    """A graph with one ``think_route`` node (stage ``route``); the policy loads on first use
+    (a ``policy_url`` that is no http(s) URL is refused at once)."""
+    if policy_url:
+        check_policy_url(policy_url)
     agent = ThinkRouteAgent(
         policy if hasattr(policy, "generate") else (lambda: load_policy(policy, policy_url=policy_url)),  # type: ignore[arg-type]
         settings,
