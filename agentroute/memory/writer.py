@@ -35,9 +35,11 @@ settling steps a reconcile elsewhere stored for their tasks and indexes
 (:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost. A
 process never taken for dead runs no statement for it. A task write that lands on a task a reconcile
 elsewhere closed (``interrupted``: :data:`TAKEN_BACK_SQL`) tells the writer so by its upsert's
-rowcount: the task's steps replace its settling ones in that transaction, the process's row is
-written all the same (the process owns its task: its status and cost are the truth; a batch
-item refused after it sets the task back to ``interrupted``), and :attr:`BatchWriter.replacing` is set.
+rowcount: the process's row is written all the same (the process owns its task: its status and
+cost are the truth; a batch item refused after it sets the task back to ``interrupted``), and the
+task's steps replace its settling ones in that transaction; only when there were some (a reconcile
+elsewhere did take it for dead, not its own process stopping it earlier) is
+:attr:`BatchWriter.replacing` set and a warning logged.
 
 Batch items (:data:`BATCH_ITEM`, from :mod:`agentroute.memory.batches`) are written in the same
 transaction as the task writes recorded before them, so a query is never marked finished before
@@ -186,10 +188,11 @@ _STOP = object()
 TASK_UPDATES = tuple(c.name for c in TASKS.columns if c.name not in ("id", "created_at"))
 
 TAKEN_BACK_SQL = "tasks.status = 'interrupted' AND excluded.status <> 'running'"
-"""When a task upsert finds its row closed by another process: a reconcile elsewhere took its
-process for dead while it lived (a finish landing on an ``interrupted`` row; a resume, which
-writes ``running``, is not one). The writer's upsert leaves such rows alone, and its rowcount
-tells: the common path needs no query to know (see :meth:`BatchWriter._execute`)."""
+"""When a task upsert may find its row closed by another process: a finish landing on an
+``interrupted`` row (a reconcile elsewhere that took its process for dead while it lived — or its
+own process that stopped it before; a resume, which writes ``running``, is neither). The writer's
+upsert leaves such rows alone, and its rowcount tells: the common path needs no query to know; the
+rare one tells the two apart by the reconcile's settling steps (:meth:`BatchWriter._take_back`)."""
 
 
 def task_upsert(dialect: str, *, guarded: bool = False) -> sa.Insert:
@@ -787,15 +790,19 @@ class BatchWriter:
             return bulk_insert(conn, TASKS, rows, update=TASK_UPDATES, where=TAKEN_BACK_SQL.join(("NOT (", ")")) if guarded else "")
         return int(conn.execute(self._upsert if guarded else self._upsert_all, rows).rowcount)
 
-    def _taken_back(self, conn: Connection, tasks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows of ``tasks`` whose stored row a reconcile elsewhere closed (``interrupted``)
-        while this process ran them: from now on its steps replace the calls that reconcile settled."""
-        closed = set(conn.execute(sa.select(TASKS.c.id).where(TASKS.c.id.in_(list(tasks)), TASKS.c.status == "interrupted")).scalars())
-        if closed:
+    def _take_back(self, conn: Connection, tasks: dict[str, dict[str, Any]]) -> None:
+        """Write the rows of ``tasks`` the guarded upsert left (stored ``interrupted``: by a reconcile
+        elsewhere, or by this process stopping the task earlier), their steps replacing the calls a
+        reconcile settled for them. Settling steps replaced tell that a reconcile took this process
+        for dead while it lived: from then on its steps replace settled calls as they are stored."""
+        left = list(conn.execute(sa.select(TASKS.c.id).where(TASKS.c.id.in_(list(tasks)), TASKS.c.status == "interrupted")).scalars())
+        if not left:
+            return
+        if replaced := replace_settled(conn, left):
             self.replacing = True
-            log.warning("memory: %d task(s) of this process were closed by a reconcile elsewhere while it ran them "
-                        "(taken for dead): its steps replace the calls settled for them", len(closed))  # fmt: skip
-        return [row for task_id, row in tasks.items() if task_id in closed]
+            log.warning("memory: %d call(s) of this process's tasks were settled by a reconcile elsewhere that took it "
+                        "for dead while it ran them: its steps replace them", replaced)  # fmt: skip
+        self._write_tasks(conn, [tasks[task_id] for task_id in left], guarded=False)  # its process owns the task
 
     def _committed(self, batch: list[Op]) -> None:
         """Count a stored batch and run its batch items' ``on_commit`` callbacks."""
@@ -816,17 +823,15 @@ class BatchWriter:
         audits: list[dict[str, Any]],
         feedback: list[dict[str, Any]],
     ) -> None:
-        taken: list[dict[str, Any]] = []  # rows of tasks a reconcile elsewhere closed while this process ran them
-        if tasks and self._write_tasks(conn, list(tasks.values()), guarded=True) < len(tasks):
-            taken = self._taken_back(conn, tasks)
+        written = self._write_tasks(conn, list(tasks.values()), guarded=True) if tasks else 0
         if steps:
             bulk_insert(conn, STEPS, steps)
             if self.stepped is not None:
                 self.stepped.update([row["task_id"] for row in steps])
-        if (steps and self.replacing) or taken:
-            replace_settled(conn, {row["task_id"] for row in steps} | {row["id"] for row in taken})
-        if taken:  # its process owns the task: its status and cost are the truth
-            self._write_tasks(conn, taken, guarded=False)
+            if self.replacing:
+                replace_settled(conn, {row["task_id"] for row in steps})
+        if written < len(tasks):  # rows the guard left: their steps are stored above
+            self._take_back(conn, tasks)
         if audits:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
