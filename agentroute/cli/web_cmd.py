@@ -586,15 +586,30 @@ async def _run(
         store.close()
 
 
+#: The runner without the ``agentroute`` command (docs/web_agent.md).
+MODULE_PROG = "python -m agentroute.cli.web_cmd"
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``agentroute run`` parses for ``run web``, for the runner without it."""
+    group = parser.add_argument_group("runtime options (those of `agentroute run`)")
+    group.add_argument("--router", default="cascade", help="web preset, registered router or saved router dir (default: cascade)")
+    group.add_argument("--pool", default=None, metavar="FILE", help="pool YAML (default: the local SmolLM2 pool)")
+    group.add_argument("--budget-usd", type=float, default=None, help="hard per-episode budget in USD")
+    group.add_argument("--memory", default=None, metavar="URL", help="SQLAlchemy URL of the memory")
+    group.add_argument("--concurrency", type=int, default=1, help="episodes at once, one browser each (default: 1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m agentroute.cli.web_cmd``: the same options plus the runtime ones of ``run``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    outer = argparse.ArgumentParser(add_help=False)
-    outer.add_argument("--router", default="cascade")
-    outer.add_argument("--pool", default=None)
-    outer.add_argument("--budget-usd", type=float, default=None)
-    outer.add_argument("--memory", default=None)
-    outer.add_argument("--concurrency", type=int, default=1)
+    if {"-h", "--help"} & set(argv):  # every option, under this program's name (was: `run web`'s help only)
+        full = web_parser(MODULE_PROG)
+        add_runtime_options(full)
+        full.print_help()
+        return 0
+    outer = argparse.ArgumentParser(prog=MODULE_PROG, add_help=False)
+    add_runtime_options(outer)
     known, rest = outer.parse_known_args(argv)
     return run_web(
         rest,
