@@ -3,9 +3,9 @@
 The doc's first block is a cheat sheet (placeholders such as ``{...}``); a reader keeps its imports.
 The other blocks are complete examples that assume what the reader already has: a ``pool``, a
 ``memory``, a checkpointer ``saver`` and a thread ``config``. Run in a fresh process, from a folder
-of the reader's own, on the default local pool (the real SmolLM2) with its answers cut to a few
-tokens (what the snippets do does not depend on the answers' length; a 96-token cap made this the
-slowest test of CI). docs/learning.md's scoring snippet runs in the same process, in a namespace of
+of the reader's own, on the default local pool (the real SmolLM2) with its answers cut to 8 tokens
+(what the snippets do does not depend on the answers' length; a 96-token cap made this the slowest
+test of CI, and 16 tokens took 36-39 s here against 24-25 s for 8, same printed lines). docs/learning.md's scoring snippet runs in the same process, in a namespace of
 its own, so the model loads once.
 """
 
@@ -27,7 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agentroute.memory import SQLMemory
 from agentroute.pool import ModelPool
 
-pool = ModelPool([card.model_copy(update={"max_tokens": 16}) for card in ModelPool.default()])
+pool = ModelPool([card.model_copy(update={"max_tokens": 8}) for card in ModelPool.default()])
 memory = SQLMemory("sqlite:///memory.db")
 saver = InMemorySaver()
 config = {"configurable": {"thread_id": "t1"}}
