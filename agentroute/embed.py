@@ -178,8 +178,10 @@ def _pieces_default() -> Pieces | None:
 
 
 def cache_dir() -> Path:
-    """``$AGENTROUTE_CACHE`` or ``~/.cache/agentroute``."""
-    return Path(os.environ.get("AGENTROUTE_CACHE", Path.home() / ".cache" / "agentroute"))
+    """agentroute's cache folder (embeddings, ONNX exports, token counts, converted local models):
+    ``$AGENTROUTE_CACHE`` (a leading ``~`` expanded), else ``~/.cache/agentroute`` (also when it is empty)."""
+    env = os.environ.get("AGENTROUTE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "agentroute"
 
 
 @runtime_checkable

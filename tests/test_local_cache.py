@@ -128,3 +128,18 @@ def test_loading_smollm2_removes_the_old_copy_beside_its_cache(tmp_path: Path) -
     old = old_cache(root)
     assert LocalModel.load(DEFAULT_GGUF, cache=root).loaded_from == "cache"
     assert not old.exists() and linked.is_dir()
+
+
+def test_every_cache_lives_in_one_folder_with_a_tilde_expanded(tmp_path: Path, monkeypatch) -> None:
+    """The embeddings cache read ``$AGENTROUTE_CACHE`` as is: ``~/cache`` (from a .env file, say)
+    made a folder named ``~`` in the working directory, and an empty value the working directory
+    itself, while converted models went to the home folder."""
+    from agentroute.embed import SentenceEmbedder, cache_dir
+    from agentroute.pool.backends.local import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for value, want in [("~/cache", tmp_path / "home" / "cache"), ("", tmp_path / "home" / ".cache" / "agentroute"),
+                        (str(tmp_path / "abs"), tmp_path / "abs")]:  # fmt: skip
+        monkeypatch.setenv("AGENTROUTE_CACHE", value)
+        assert cache_dir() == cache_root() == want
+        assert SentenceEmbedder(cache=True)._cache_path == want / "embeddings.sqlite"

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from agentroute._optional import require, torch_module
+from agentroute.embed import cache_dir
 from agentroute.errors import AgentrouteError, BackendError, ConfigurationError, ContextLengthError
 from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink
 from agentroute.pool.backends.counting import messages_key
@@ -70,9 +71,8 @@ LoadedFrom = Literal["gguf", "cache", "directory", "hub"]
 
 
 def cache_root() -> Path:
-    """Where converted models are cached: ``$AGENTROUTE_CACHE``, else ``~/.cache/agentroute``."""
-    env = os.environ.get("AGENTROUTE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "agentroute"
+    """Where converted models are cached: agentroute's cache folder (:func:`agentroute.embed.cache_dir`)."""
+    return cache_dir()
 
 
 def gguf_package_dir() -> Path:
