@@ -55,6 +55,7 @@ async def build_traces(
     """One trace per row; routed traces call the named agent through ``dispatcher``.
 
     A routed trace whose call failed (timeout, budget) comes back with ``failed`` set and no pieces.
+    A progress bar counts the finished traces (on a terminal, or with ``AGENTROUTE_PROGRESS=1``).
     """
     rng = random.Random(seed)
     names = loop.names
@@ -83,7 +84,16 @@ async def build_traces(
             (f"<think>I have the information I need.</think><answer>{gold}</answer>", True),
         ])
 
-    return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(rows))))
+    from agentroute.progress import bar
+
+    with bar(len(rows), "sft traces", unit="trace", tick=True) as shown:  # minutes of pool calls: a bar on a terminal
+
+        async def counted(i: int, row: dict[str, Any]) -> Trace:
+            trace = await one(i, row)
+            shown.update(1)
+            return trace
+
+        return list(await asyncio.gather(*(counted(i, r) for i, r in enumerate(rows))))
 
 
 #: What of a card shapes an agent's replies (a changed model or ``max_tokens`` changes the traces).
