@@ -197,14 +197,17 @@ rare one tells the two apart by the reconcile's settling steps (:meth:`BatchWrit
 
 def task_upsert(dialect: str, *, guarded: bool = False) -> sa.Insert:
     """``INSERT … ON CONFLICT (id) DO UPDATE`` for ``tasks`` (keeps ``created_at``); ``guarded``:
-    not over a row closed by another process (:data:`TAKEN_BACK_SQL`)."""
+    not over a row closed by another process (:data:`TAKEN_BACK_SQL`), its result's ``rowcount``
+    the rows written, summed over an ``executemany`` (SQLAlchemy keeps no INSERT's rowcount unless
+    told: it read -1, so every write of tasks on PostgreSQL ran the rare path's query)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(TASKS)
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[TASKS.c.id],
         set_={name: stmt.excluded[name] for name in TASK_UPDATES},
         where=sa.text(f"NOT ({TAKEN_BACK_SQL})") if guarded else None,
     )
+    return upsert.execution_options(preserve_rowcount=True) if guarded else upsert
 
 
 def _sqlite_time(value: datetime) -> str:
