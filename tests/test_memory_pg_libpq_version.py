@@ -32,3 +32,25 @@ def test_an_older_libpqs_settings_open_a_real_connection(postgres_url: str) -> N
     with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), **settings) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
         assert conn.info.get_parameters().get("tcp_user_timeout") is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("version", [110_022, 160_002])
+def test_a_memorys_connections_carry_what_its_libpq_takes(
+    postgres_url: str, version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory's engine asks the installed libpq's version (here an older one's) before connecting."""
+    from agentroute.memory.engine import create_memory_engine
+
+    monkeypatch.setattr(psycopg.pq, "version", lambda: version)
+    engine = create_memory_engine(postgres_url)
+    try:
+        raw = engine.raw_connection()
+        try:
+            parameters = raw.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    assert parameters.get("keepalives_idle") == "5"
+    assert ("tcp_user_timeout" in parameters) is (version >= 120_000)
