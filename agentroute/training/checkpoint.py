@@ -87,7 +87,10 @@ class TrainingCheckpoint:
 
 
 def checkpoint_done(path: Path) -> str | None:
-    """What the checkpoint at ``path`` holds ("12 BoPO iterations"; ``None``: none there, or unreadable)."""
+    """What the checkpoint at ``path`` holds ("12 BoPO iterations"; ``None``: none there, or unreadable).
+    Without a file torch is not imported: a Ctrl-C that stopped its import left it half-initialized."""
+    if not path.is_file():
+        return None
     import torch
 
     try:
