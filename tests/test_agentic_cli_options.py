@@ -28,6 +28,7 @@ def test_steps_0_is_named_before_the_dataset_loads(tmp_path):
     ({"max_attempts": 0}, "--max-attempts must be >= 1 (got 0)"),
     ({"success_rule": "1.5"}, "--success-rule must be all/majority/any/last or a fraction in (0, 1] (got 1.5)"),
     ({"success_rule": "nan"}, "--success-rule must be all/majority/any/last or a fraction in (0, 1] (got nan)"),
+    ({"tiers": "claude-v1,claude-v1"}, "--tiers must name at least two distinct models, cheapest first (got ['claude-v1', 'claude-v1'])"),
 ])
 def test_each_bad_option_names_itself(options, message):
     given = {"steps": 3, "max_attempts": 1, "success_rule": "all", **options}
@@ -36,6 +37,6 @@ def test_each_bad_option_names_itself(options, message):
     assert str(caught.value) == message
 
 
-def test_good_options_give_the_rule():
-    assert check_options(["bopo"], steps=1, max_attempts=2, success_rule="0.5") == 0.5
-    assert check_options(["bopo"], steps=1, max_attempts=1, success_rule="majority") == "majority"
+def test_good_options_give_the_rule_and_the_tiers():
+    assert check_options(["bopo"], steps=1, max_attempts=2, success_rule="0.5") == (0.5, None)
+    assert check_options(["bopo"], steps=1, max_attempts=1, success_rule="majority", tiers=",a, b,") == ("majority", ["a", "b"])

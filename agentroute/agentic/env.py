@@ -82,6 +82,15 @@ def check_success_rule(rule: Any, name: str = "success_rule") -> SuccessRule:
     raise ConfigurationError(f"{name} must be all/majority/any/last or a fraction in (0, 1] (got {rule!r})")
 
 
+def check_tier_names(tiers: Sequence[str], name: str = "tiers") -> tuple[str, ...]:
+    """``tiers`` when they name at least two distinct models; a :class:`ConfigurationError` naming
+    ``name`` (``--tiers`` on the command line) otherwise."""
+    tiers = tuple(tiers)
+    if len(tiers) < 2 or len(set(tiers)) != len(tiers):
+        raise ConfigurationError(f"{name} must name at least two distinct models, cheapest first (got {list(tiers)})")
+    return tiers
+
+
 def resolve_tiers(table: OutcomeTable, tiers: Sequence[str] | None) -> tuple[str, ...]:
     """The tier ladder, cheapest first. Default: (cheapest model by mean cost, best model by mean score)."""
     if tiers is None:
@@ -93,11 +102,7 @@ def resolve_tiers(table: OutcomeTable, tiers: Sequence[str] | None) -> tuple[str
                 f"{small!r} is both the cheapest and the best model: pass tiers= explicitly"
             )
         return (small, large)
-    tiers = tuple(tiers)
-    if len(tiers) < 2 or len(set(tiers)) != len(tiers):
-        raise ConfigurationError(
-            f"tiers must name at least two distinct models, cheapest first (got {list(tiers)})"
-        )
+    tiers = check_tier_names(tiers)
     unknown = [t for t in tiers if t not in table.models]
     if unknown:
         raise ConfigurationError(f"tiers {unknown} are not models of the table; known: {table.models}")

@@ -37,10 +37,12 @@ def bopo_recipe(path: Path | None) -> dict[str, Any]:
     return recipe_config(read_recipe(path), path)
 
 
-def check_options(names: list[str], *, steps: int, max_attempts: int, success_rule: str) -> Any:
-    """The success rule ``--success-rule`` names, once the options that need no data are checked:
+def check_options(
+    names: list[str], *, steps: int, max_attempts: int, success_rule: str, tiers: str | None = None
+) -> tuple[Any, list[str] | None]:
+    """(the success rule, the tiers) the options name, once those that need no data are checked:
     a bad one is a :class:`ConfigurationError` naming its option, before the dataset loads."""
-    from agentroute.agentic.env import check_success_rule
+    from agentroute.agentic.env import check_success_rule, check_tier_names
 
     if not names:
         raise ConfigurationError("--routers is empty")
@@ -53,7 +55,8 @@ def check_options(names: list[str], *, steps: int, max_attempts: int, success_ru
         rule = float(success_rule)
     except ValueError:
         pass
-    return check_success_rule(rule, "--success-rule")
+    ladder = None if tiers is None else list(check_tier_names([t.strip() for t in tiers.split(",") if t.strip()], "--tiers"))
+    return check_success_rule(rule, "--success-rule"), ladder
 
 
 def agentic_eval_command(
@@ -96,7 +99,7 @@ def agentic_eval_command(
     err = Console(stderr=True)
     names = [r.strip() for r in routers.split(",") if r.strip()]
     try:
-        rule = check_options(names, steps=steps, max_attempts=max_attempts, success_rule=success_rule)
+        rule, ladder = check_options(names, steps=steps, max_attempts=max_attempts, success_rule=success_rule, tiers=tiers)
         from agentroute.loading import make_budget  # loads LangGraph: after the checks that need nothing
 
         budget = make_budget(usd=budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
@@ -108,7 +111,7 @@ def agentic_eval_command(
             data,
             names,
             steps=steps,
-            tiers=[t.strip() for t in tiers.split(",")] if tiers else None,
+            tiers=ladder,
             budget=budget,
             success_rule=rule,
             feedback=feedback,
