@@ -57,10 +57,11 @@ def memory_unreachable(exc: BaseException) -> str | None:
     SQLAlchemy's "Background on this error" link); the reason here is
     :func:`agentroute.memory.engine.connect_failure`'s one line.
     """
-    from agentroute.memory.errors import MemoryStoreError
-
+    store_errors = sys.modules.get("agentroute.memory.errors")  # not imported: no memory was ever opened
     cause = exc.__cause__
-    if not isinstance(exc, MemoryStoreError) or cause is None or "sqlalchemy" not in sys.modules:
+    if store_errors is None or not isinstance(exc, store_errors.MemoryStoreError) or cause is None:
+        return None  # (importing the memory for the check costs seconds of SQLAlchemy on every error line)
+    if "sqlalchemy" not in sys.modules:
         return None  # (no sqlalchemy loaded: no database was ever connected to)
     from agentroute.memory.engine import connect_failure
 
