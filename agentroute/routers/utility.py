@@ -428,8 +428,17 @@ class UtilityRouter(Router):
         return {"score_mean": np.asarray(self.score_mean_), "cost_mean": np.asarray(self.cost_mean_)}
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """The saved means, one per agent of ``columns`` (:meth:`set_state` comes first): a file whose
+        ``columns`` were edited, or paired with another router's arrays, is refused (it would label
+        one agent's record with another's name)."""
         self.score_mean_ = np.asarray(arrays["score_mean"], dtype=float)
         self.cost_mean_ = np.asarray(arrays["cost_mean"], dtype=float)
+        n = len(self.columns_)
+        if self.score_mean_.shape != (n,) or self.cost_mean_.shape != (n,):
+            raise ValueError(
+                f"its arrays hold {self.score_mean_.size} agents' outcomes but its \"columns\" name {n}: "
+                "the files were edited or come from different saves; train it again"
+            )
 
 
 def _learned(key: str) -> bool:
