@@ -142,7 +142,13 @@ def training_data(
 
 def warn_if_few(router: str, data: Any) -> None:
     """A warning on standard error when ``data`` (trajectories, or a dataset: its train split) holds
-    fewer than :data:`FEW_EXAMPLES` examples; the fit goes on."""
+    fewer than :data:`FEW_EXAMPLES` examples, or a dataset holds one agent; the fit goes on."""
+    if not isinstance(data, list) and len(models := list(data.train.models)) == 1:
+        err_console.print(
+            escape(f"warning: the training data holds one agent ({models[0]}): {router} can only ever choose it "
+                   "(log the outcomes of at least two agents)"),
+            highlight=False,
+        )
     examples = len(data) if isinstance(data, list) else len(data.train)
     if examples < FEW_EXAMPLES:
         err_console.print(
