@@ -680,6 +680,10 @@ class Dispatcher:
             for p in plans:
                 if p.agent is agent:
                     return [p]
+            key = getattr(agent, "key", None)  # an equal agent: a decision interned for an earlier pool
+            for p in plans:  # (a notebook that compiled its graph again)
+                if p.key == key:
+                    return [p]
         by_key = {p.key: p for p in plans}
         chosen = [by_key.get(getattr(agent, "key", None)) for agent in agents]  # type: ignore[arg-type]
         if any(p is None for p in chosen):
