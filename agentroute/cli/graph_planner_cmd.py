@@ -58,8 +58,7 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
     from agentroute.cli.train_cmd import check_out_dir, read_recipe, recipe_params, training_data, warn_if_few
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
-    from agentroute.routers.graph_planner.router import GraphPlannerRouter
-    from agentroute.routers.graph_planner.trainer import checkpoint_episodes
+    from agentroute.routers.graph_planner.router import GraphPlannerRouter  # no torch: bad recipes fail fast
 
     try:
         recipe = read_recipe(config)
@@ -77,6 +76,8 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
         if not any(out.glob(f"{CHECKPOINT}*")):  # an interrupted run's folder holds its checkpoint (or one a kill -9 cut short) and no router yet
             check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
+        from agentroute.routers.graph_planner.trainer import checkpoint_episodes  # loads torch
+
         resumed = checkpoint_episodes(checkpoint)
         console.print(f"training [bold]graph-planner[/] on {described}"
                       + (f", resuming from {checkpoint} ({resumed} episodes done)" if resumed is not None else ""))
@@ -113,9 +114,12 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
 def kept_after_interrupt(out: Path) -> str:
     """What an interrupted ``train graph-planner`` leaves in ``out``."""
     from agentroute.routers.base import MANIFEST
-    from agentroute.routers.graph_planner.trainer import checkpoint_episodes
 
-    done = checkpoint_episodes(out / CHECKPOINT)
+    done = None
+    if (out / CHECKPOINT).is_file():  # else torch is not imported: a Ctrl-C may have stopped its import
+        from agentroute.routers.graph_planner.trainer import checkpoint_episodes
+
+        done = checkpoint_episodes(out / CHECKPOINT)
     before = "; the router saved there before is unchanged" if (out / MANIFEST).is_file() else ""
     if done is None:
         return "nothing was saved" + before

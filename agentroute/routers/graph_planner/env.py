@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from agentroute.routers.graph_planner.mdp import EXECUTE, PLAN, ROLES, SUMMARIZE, Workflow
+from agentroute.routers.graph_planner.mdp import EXECUTE, N_ACTION, N_FLOW, PLAN, ROLES, SUMMARIZE, Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory, _agent_key
-from agentroute.routers.graph_planner.policy import N_ACTION, N_FLOW
 
 #: Row features of the workflow memory: role one-hot, cost_n, depth.
 _FLOW_ROLE = {r: i for i, r in enumerate(ROLES)}

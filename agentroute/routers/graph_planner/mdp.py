@@ -28,6 +28,12 @@ STAGE_OF: dict[str, str] = {"planner": "plan", "executor": "execute", "summarize
 PLAN, EXECUTE, SUMMARIZE = range(3)
 #: Width of :meth:`Workflow.features`.
 N_STRUCT = 10
+#: Per-action features: [log-cost (scaled), cost / remaining budget (clipped), unavailable flag].
+N_ACTION = 3
+#: Per-workflow-row features: [role one-hot (3), cost_n, depth].
+N_FLOW = 5
+#: Width of a text embedding (node, query, task).
+EMB = 384
 
 NodeStatus = Literal["pending", "planned", "done"]
 

@@ -35,18 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from agentroute._optional import torch_module
-from agentroute.routers.graph_planner.mdp import N_STRUCT, ROLES
+from agentroute.routers.graph_planner.mdp import EMB, N_ACTION, N_FLOW, N_STRUCT, ROLES
 from agentroute.routers.graph_planner.memory import N_ROW
 
 torch_module()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-#: Per-action features: [log-cost (scaled), cost / remaining budget (clipped), unavailable flag].
-N_ACTION = 3
-#: Per-workflow-row features: [role one-hot (3), cost_n, depth].
-N_FLOW = 5
-EMB = 384
 #: Width of the state vector's fixed part: node, query, task (input side), the workflow's structure and
 #: (last) the task's output-side embedding; the two pooled memory vectors (2 × hidden) come between.
 STATE_IN_BASE = 4 * EMB + N_STRUCT

@@ -43,15 +43,10 @@ from agentroute.routers.base import Router, decide, register, require_candidates
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, memory_view
 from agentroute.routers.graph_planner.mdp import ROLES, Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
-from agentroute.routers.graph_planner.policy import EMB, PlannerNet, collate
-from agentroute.routers.graph_planner.trainer import Checkpoint, run_episode, train
 from agentroute.routers.utility import embed_texts, load_module_arrays, module_arrays
 from agentroute.training.checkpoint import run_key
 from agentroute.training.ppo import PPOConfig, PPOOptionError
 from agentroute.types import Agent, Decision, RouteContext
-
-torch_module()  # one thread per process, or a clear error naming the install command
-import torch  # noqa: E402
 
 
 def agent_key(agent: Agent) -> str:
@@ -196,6 +191,10 @@ class GraphPlannerRouter(Router):
         and data are the same. Delete it once the router is saved.
         """
         self._check_params()
+        torch = torch_module()  # here, not at import: a bad recipe is refused before torch loads (seconds)
+        from agentroute.routers.graph_planner.policy import PlannerNet
+        from agentroute.routers.graph_planner.trainer import Checkpoint, train
+
         if callable(getattr(data, "trajectories", None)) and callable(getattr(data, "flush", None)):
             data.flush()
             data = data.trajectories(with_score=True)
@@ -244,6 +243,8 @@ class GraphPlannerRouter(Router):
 
     def _describe(self, env: OfflineEnv, emb: np.ndarray, n: int = 40) -> None:
         """A few greedy workflows (text trees) and the greedy action counts per role."""
+        from agentroute.routers.graph_planner.trainer import run_episode
+
         counts: Counter[str] = Counter()
         examples: list[str] = []
         ids = np.arange(len(env))
@@ -327,6 +328,9 @@ class GraphPlannerRouter(Router):
             budget=budget, cost_scale=self.cost_scale_,
         )
         agent_id = self._agent_ids(agents)
+        torch = torch_module()
+        from agentroute.routers.graph_planner.policy import collate
+
         with torch.no_grad():
             logits, value = self.net_(collate([feats], agent_id))
             probs = torch.softmax(logits[0], -1).double().numpy()
@@ -402,6 +406,8 @@ class GraphPlannerRouter(Router):
         return module_arrays(self.net_)
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        from agentroute.routers.graph_planner.policy import EMB, PlannerNet
+
         emb = np.asarray(arrays["net.agent_emb.weight"])
         self.net_ = PlannerNet(emb.shape[0] - 1, emb.shape[1])
         arrays = dict(arrays)
