@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,44 +80,52 @@ def test_a_cold_gguf_load_parses_the_file_twice_not_three_times(tmp_path: Path, 
     assert cached.tokenizer.encode("hello there") == auto.encode("hello there")
 
 
-def old_cache(root: Path, config: dict | None = None, extra: str | None = None) -> Path:
+def old_cache(root: Path, weights: bytes = b"\0" * 4096, extra: str | None = None) -> Path:
     """A folder laid out as older versions wrote it (small stand-in weights)."""
     folder = root / OLD
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(config if config is not None else {**SMOLLM_SHAPE, "vocab_size": 49152}))
+    (folder / "config.json").write_text(json.dumps({**SMOLLM_SHAPE, "vocab_size": 49152}))
     for name in ("generation_config.json", "tokenizer_config.json", "tokenizer.json"):
         (folder / name).write_text("{}")
     (folder / "chat_template.jinja").write_text("{{ messages }}")
-    (folder / "model.safetensors").write_bytes(b"\0" * 4096)
+    (folder / "model.safetensors").write_bytes(weights)
     if extra:
         (folder / extra).write_text("mine")
     return folder
 
 
-def test_only_a_folder_of_the_old_layout_is_removed(tmp_path: Path) -> None:
+def test_only_a_copy_of_the_shared_cache_is_removed(tmp_path: Path) -> None:
+    """Removed only when it is a copy of the shared cache (its weights byte-identical): a user's own
+    SmolLM2 of the very same layout and config (a fine-tune, say) was removed too."""
+    ours = tmp_path / "models" / "SmolLM2"
+    ours.mkdir(parents=True)
+    (ours / "model.safetensors").write_bytes(b"\0" * 4096)
     folder = old_cache(tmp_path / "a")
     size = sum(p.stat().st_size for p in folder.iterdir())
-    assert drop_old_smollm_cache(tmp_path / "a") == size
-    assert not folder.exists() and (tmp_path / "a").is_dir()
+    assert drop_old_smollm_cache(tmp_path / "a", ours) == size
+    assert not folder.exists() and os.listdir(tmp_path / "a") == []
     kept = [
         old_cache(tmp_path / "b", extra="notes.txt"),  # a file we never wrote
-        old_cache(tmp_path / "c", config={**SMOLLM_SHAPE, "num_hidden_layers": 24}),  # another model
-        old_cache(tmp_path / "d", config=[]),  # not an object
+        old_cache(tmp_path / "c", weights=b"\0" * 4095 + b"\1"),  # the user's fine-tune: same size, same config
+        old_cache(tmp_path / "d", weights=b"\0" * 100),  # another model
     ]
     (tmp_path / "e" / OLD).mkdir(parents=True)  # empty
     (tmp_path / "f").mkdir()
     os.symlink(old_cache(tmp_path / "g"), tmp_path / "f" / OLD)  # a link to the user's own copy
-    (old_cache(tmp_path / "h") / "config.json").write_text("{not json")
+    (old_cache(tmp_path / "h") / "model.safetensors").unlink()
+    (tmp_path / "h" / OLD / "model.safetensors").mkdir()  # not a file
     for root in ("b", "c", "d", "e", "f", "h", "nowhere"):
-        assert drop_old_smollm_cache(tmp_path / root) == 0
+        assert drop_old_smollm_cache(tmp_path / root, ours) == 0
+    assert drop_old_smollm_cache(tmp_path / "b", tmp_path / "missing") == 0  # ours unreadable: never raises
     assert all((f / "model.safetensors").is_file() for f in kept) and (tmp_path / "g" / OLD / "config.json").is_file()
     assert (tmp_path / "e" / OLD).is_dir() and (tmp_path / "f" / OLD).is_symlink()
+    assert (tmp_path / "c" / OLD / "model.safetensors").read_bytes()[-1:] == b"\1"
 
 
 @pytest.mark.slow
 def test_loading_smollm2_removes_the_old_copy_beside_its_cache(tmp_path: Path) -> None:
     """Through the load users make: the shared cache is in place (linked from the real one), the
-    old copy goes; a cache root where the shared cache is missing keeps it."""
+    old copy (the same weights, as older versions wrote them) goes."""
     real = ModelSource.resolve(DEFAULT_GGUF).cache_dir()
     if not (real / "agentroute-cache.json").is_file():
         LocalModel.shared(DEFAULT_GGUF)  # converts it once (the other slow tests load it anyway)
@@ -126,8 +135,10 @@ def test_loading_smollm2_removes_the_old_copy_beside_its_cache(tmp_path: Path) -
     for f in real.iterdir():
         os.symlink(f, linked / f.name)
     old = old_cache(root)
+    (old / "model.safetensors").unlink()
+    shutil.copyfile(real / "model.safetensors", old / "model.safetensors")
     assert LocalModel.load(DEFAULT_GGUF, cache=root).loaded_from == "cache"
-    assert not old.exists() and linked.is_dir()
+    assert not old.exists() and linked.is_dir() and sorted(os.listdir(root)) == ["models"]
 
 
 def test_every_cache_lives_in_one_folder_with_a_tilde_expanded(tmp_path: Path, monkeypatch) -> None:

