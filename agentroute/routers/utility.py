@@ -421,6 +421,8 @@ class UtilityRouter(Router):
     def set_state(self, state: dict[str, Any]) -> None:
         self.columns_ = list(state["columns"])
         self.cost_scale_ = float(state["cost_scale"])
+        if not np.isfinite(self.cost_scale_) or self.cost_scale_ <= 0:  # else every route fails on it
+            raise ValueError(f"'cost_scale' must be a finite number > 0 (got {state['cost_scale']!r})")
         self.weighted_ = bool(state.get("weighted", False))  # absent in routers saved before weighting
         self.prices_ = {str(m): [float(x) for x in ref] for m, ref in state.get("prices", {}).items()}
 
