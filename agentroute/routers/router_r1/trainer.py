@@ -11,7 +11,6 @@ model generates (``use_cpu``); with ``use_vllm=True`` (colocate, or server mode 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -24,6 +23,7 @@ from typing import Any
 
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
+from agentroute.graph_runtime import run_sync
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
@@ -196,7 +196,6 @@ class RouterR1Rollout:
 
         self.pool, self.settings, self.budget, self.log = pool, settings, budget, log
         self.dispatcher = Dispatcher(pool, router)
-        self._aloop = asyncio.new_event_loop()
         self.seconds: list[float] = []
 
     def policy_for(self, trainer: Any) -> Any:
@@ -214,7 +213,7 @@ class RouterR1Rollout:
         loop = ThinkRouteLoop(self.policy_for(trainer), self.pool, settings)
         questions = [completion_text(p) if not isinstance(p, str) else p for p in prompts]
         episodes = [loop.episode(q, self.dispatcher.start(q, budget=self.budget, graph="router_r1_grpo")) for q in questions]
-        self._aloop.run_until_complete(loop.run(episodes, self.dispatcher))
+        run_sync(loop.run(episodes, self.dispatcher))  # also inside a running event loop (a notebook)
         for ep in episodes:
             self.dispatcher.finish(ep.run, answer=ep.answer or "")
         eos = loop.policy.tokenizer.eos_token_id
@@ -347,7 +346,7 @@ def train_router_r1(
             saved.append(f"grpo/{checkpoint.name} (rerun with --resume to continue GRPO from it)")
         raise TrainingInterrupted(saved, terminated=is_terminated(stop)) from None
     finally:
-        asyncio.run(pool.aclose())
+        run_sync(pool.aclose())
 
 
 def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, gpu: bool, sft_only: bool, resume: bool,
@@ -379,7 +378,7 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         direct_every = int(cfg.sft.get("direct_every", 4))
         traces = cached_traces(
             out / "traces.jsonl", trace_inputs(rows, loop.cards, direct_every, settings, budget, cfg.router),
-            lambda: asyncio.run(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)),
+            lambda: run_sync(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)),
             log,
         )
         trace_s = time.perf_counter() - started
