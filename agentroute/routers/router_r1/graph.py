@@ -42,7 +42,11 @@ def check_policy_url(url: str) -> str:
     """``url`` when it is an ``http(s)://HOST…`` URL; a :class:`ConfigurationError` naming it otherwise
     (was: urllib's ``ValueError: unknown url type`` with a traceback, from inside the graph run)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port_ok = parts.port is None or parts.port > 0  # a port that is no number 1-65535 raises here
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ConfigurationError(f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)")
     return url
 
