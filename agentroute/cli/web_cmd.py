@@ -324,17 +324,19 @@ def run_web(
     concurrency: int,
     given: Mapping[str, Any] | None = None,
     console: Console | None = None,
+    prog: str = "agentroute run web",
 ) -> int:
     """Run the web agent on MiniWoB++ tasks; returns the exit code (0 ok, 1 failure, 2 bad input,
     128 + the signal when Ctrl-C or SIGTERM stopped it).
 
     ``given``: the options of the enclosing ``agentroute run`` that its command line set (typer
     parses ``--out``, ``--resume``, ``--input`` … itself, wherever they stand, so they never reach
-    ``args``); ``--out``, ``--resume`` and ``--batch`` apply, the batch-only ones are refused."""
+    ``args``); ``--out``, ``--resume`` and ``--batch`` apply, the batch-only ones are refused.
+    ``prog``: the program a bad option's error names."""
     console = console or Console(width=_width(sys.stdout))
     err = Console(stderr=True, width=_width(sys.stderr))
     try:
-        opts = web_parser().parse_args(args)
+        opts = web_parser(prog).parse_args(args)
     except SystemExit as exc:  # argparse printed the problem (or --help)
         return int(exc.code or 0)
     outer = dict(given or {})
@@ -618,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         budget_usd=known.budget_usd,
         memory=known.memory,
         concurrency=known.concurrency,
+        prog=MODULE_PROG,
     )
 
 
