@@ -3,6 +3,7 @@ and keeps exactly the rows, ids, texts and notes of the full parse subset afterw
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from agentroute.eval import datasets
@@ -72,3 +73,19 @@ def test_subset_errors_are_unchanged(data_dir):
         load_dataset("routerbench", limit=0)
     with pytest.raises(Exception, match=r"takes no option \['bogus'\]; it takes \['seed', 'test_fraction'\]"):
         load_dataset("routerbench", limit=3, bogus=1)
+
+
+@pytest.mark.parametrize("limit", [None, 30])
+def test_a_test_that_changes_its_routerbench_leaves_the_next_ones_alone(routerbench, limit) -> None:
+    """The session's parse is shared: each ``routerbench()`` is a deep copy, so a test that edits
+    its arrays, lists or notes in place changes no other test's data."""
+    mine = routerbench(limit)
+    before = routerbench(limit)
+    mine.train.scores[:] = -1.0
+    mine.test.costs[0, 0] = 1e9
+    mine.train.queries[0] = "changed"
+    mine.notes.clear()
+    after = routerbench(limit)
+    assert np.array_equal(after.train.scores, before.train.scores) and after.train.scores.min() >= 0
+    assert after.test.costs[0, 0] == before.test.costs[0, 0] != 1e9
+    assert after.train.queries[0] == before.train.queries[0] != "changed" and after.notes == before.notes != {}
