@@ -40,3 +40,11 @@ def test_each_bad_option_names_itself(options, message):
 def test_good_options_give_the_rule_and_the_tiers():
     assert check_options(["bopo"], steps=1, max_attempts=2, success_rule="0.5") == (0.5, None)
     assert check_options(["bopo"], steps=1, max_attempts=1, success_rule="majority", tiers=",a, b,") == ("majority", ["a", "b"])
+
+
+def test_a_missing_bopo_recipe_is_named_before_the_dataset_loads(tmp_path):
+    command = [sys.executable, "-m", "agentroute", "eval", "--agentic", "--dataset", f"routerbench:{tmp_path / 'missing'}",
+               "--routers", "bopo", "--config", str(tmp_path / "bopo.yaml")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"})
+    assert run.returncode == 2 and run.stderr.splitlines() == [f"error: recipe {tmp_path / 'bopo.yaml'} does not exist"], run.stderr

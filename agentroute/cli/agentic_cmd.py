@@ -103,6 +103,7 @@ def agentic_eval_command(
         from agentroute.loading import make_budget  # loads LangGraph: after the checks that need nothing
 
         budget = make_budget(usd=budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
+        bopo_config = bopo_recipe(config)  # a bad --config is named before the dataset loads
         from agentroute.eval.agentic import evaluate_agentic
         from agentroute.eval.datasets import load_dataset
 
@@ -117,7 +118,7 @@ def agentic_eval_command(
             feedback=feedback,
             max_attempts=max_attempts,
             seed=seed,
-            bopo_config=bopo_recipe(config),
+            bopo_config=bopo_config,
         )
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err)) from None
