@@ -130,6 +130,18 @@ def propensity_weights(
     return raw / np.where(mean > 0, mean, 1.0)
 
 
+MAX_COST_USD = 1e9
+"""The largest logged cost of one call (USD): beyond it a cell is a unit or export error (``1e308``),
+and the figures derived from it (a model's price per token, a router's cost scale) overflow."""
+
+
+def bad_costs(costs: Any) -> np.ndarray:
+    """Where a logged cost breaks the rule of every outcome table and outcomes file: a number in
+    [0, :data:`MAX_COST_USD`] (``nan``: not logged, allowed; ``inf`` and negatives are not)."""
+    c = np.asarray(costs, dtype=float)
+    return ~np.isnan(c) & ~((c >= 0) & (c <= MAX_COST_USD))
+
+
 @dataclass
 class OutcomeTable:
     """``scores[i, j]`` and ``costs[i, j]`` of agent column ``j`` on query ``i``.
@@ -171,19 +183,19 @@ class OutcomeTable:
                 raise ConfigurationError("propensities must lie in (0, 1]")
 
     def _check_costs(self) -> None:
-        """A logged cost is a finite number ≥ 0 (nan: not logged). An infinite cost would give its
-        model utility −∞ in every cost-aware router, which would then never route there without saying
-        why; a negative one would pay a router for choosing it."""
-        costs = np.asarray(self.costs, dtype=float)
-        bad = ~np.isnan(costs) & ~((costs >= 0) & np.isfinite(costs))
+        """A logged cost obeys :func:`bad_costs`' rule (nan: not logged). An infinite cost would give
+        its model utility −∞ in every cost-aware router, which would then never route there without
+        saying why; a negative one would pay a router for choosing it; a huge one overflows the
+        prices derived from it."""
+        bad = bad_costs(self.costs)
         if not bad.any():
             return
         i, j = (int(v) for v in np.argwhere(bad)[0])
         query = str(self.queries[i])
         raise ConfigurationError(
             f"outcome table: the cost of {self.models[j]!r} on query {self.query_ids[i]!r} (table row {i + 1}, "
-            f"{query[:60]!r}{'…' if len(query) > 60 else ''}) is {float(costs[i, j])!r}: a cost must be a finite "
-            f"number ≥ 0 in USD (nan: not logged); {int(bad.sum())} such cell(s) in all"
+            f"{query[:60]!r}{'…' if len(query) > 60 else ''}) is {float(self.costs[i, j])!r}: a cost must be a finite "
+            f"number ≥ 0 in USD, at most {MAX_COST_USD:g} a call (nan: not logged); {int(bad.sum())} such cell(s) in all"
         )
 
     @property

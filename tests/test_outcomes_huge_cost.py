@@ -47,4 +47,4 @@ def test_a_huge_cost_is_refused_naming_the_row(tmp_path: Path, command: str) -> 
 
 
 def test_the_largest_cost_allowed_still_loads(tmp_path: Path) -> None:
-    load_outcomes(_write(tmp_path / "logs.csv", 1e9))  # datasets.MAX_COST_USD
+    load_outcomes(_write(tmp_path / "logs.csv", 1e9))  # outcomes.MAX_COST_USD

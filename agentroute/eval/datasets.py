@@ -53,7 +53,7 @@ from agentroute._optional import require
 from agentroute.budget import check_amount
 from agentroute.errors import ConfigurationError, DatasetError, UnknownNameError
 from agentroute.eval.tokens import TokenCounter, default_token_counter
-from agentroute.outcomes import OutcomeTable, borrowed_query_ids, column_agent
+from agentroute.outcomes import MAX_COST_USD, OutcomeTable, bad_costs, borrowed_query_ids, column_agent
 from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -583,9 +583,6 @@ def load_routellm_mmlu(
 OUTCOME_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt", ".parquet"})
 #: Score handling of :func:`load_outcomes` when a score lies outside [0, 1].
 RESCALE_MODES = ("auto", "none", "minmax", "clip")
-MAX_COST_USD = 1e9
-"""The largest logged cost of one call an outcomes file may hold (USD): beyond it a cell is a
-unit or export error, and the figures derived from it (a model's price per token) overflow."""
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
                 "dev": "train", "test": "test", "eval": "test", "evaluation": "test"}  # fmt: skip
 
@@ -924,7 +921,7 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
         raise DatasetError(f"{p}: no cost_usd column, and no tokens_in/tokens_out to price")
     else:
         notes["cost"] = "logged cost_usd"
-    bad = ((cost < 0) | (cost > MAX_COST_USD)).to_numpy()  # inf too; nan: not logged
+    bad = bad_costs(cost.to_numpy())
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DatasetError(
