@@ -12,7 +12,8 @@ with GARNet memory read from agentroute's SQL interaction memory.
 - :mod:`.live` — the response cache kept in the interaction memory;
 - :mod:`.live_env` — the live environment: MCQ questions on the local pool, fixed workflows, live PPO.
 
-The torch parts load on first use of the router; ``import agentroute.routers.graph_planner`` is light.
+The torch parts load when the router fits, decides or loads its weights: importing the package or
+:mod:`.router` and building a router (checking its parameters) are light.
 """
 
 from __future__ import annotations
