@@ -39,3 +39,16 @@ def test_a_variable_naming_no_executable_is_named(tmp_path, monkeypatch, variabl
     monkeypatch.setenv(variable, str(path))
     with pytest.raises(BrowserNotFoundError, match=f"^{variable}={path} {why}: "):
         find_chromium()
+
+
+def test_variables_from_a_dotenv_file_may_start_with_a_tilde(tmp_path, monkeypatch):
+    # a shell expands `~` in `export X=~/…`; a .env file loaded by python-dotenv or docker does not
+    from agentroute.web.env import find_chromium
+
+    for name in ("chrome", "driver"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MINIWOB_CHROME_BINARY", "~/chrome")
+    monkeypatch.setenv("MINIWOB_CHROMEDRIVER", "~/driver")
+    assert find_chromium() == (str(tmp_path / "chrome"), str(tmp_path / "driver"))

@@ -124,18 +124,19 @@ def find_chromium() -> tuple[str, str]:
     A variable that names no executable file is an error naming it (not Debian's browser instead,
     nor Selenium's "Unable to obtain driver" once an episode starts)."""
     named = {"chromium": "MINIWOB_CHROME_BINARY", "chromedriver": "MINIWOB_CHROMEDRIVER"}
-    for variable in named.values():
-        value = os.environ.get(variable)
+    given = {name: os.path.expanduser(os.environ.get(variable) or "") for name, variable in named.items()}  # ~ from a .env file
+    for name, variable in named.items():
+        value = given[name]
         if value and not (os.path.isfile(value) and os.access(value, os.X_OK)):
             why = "is a directory" if os.path.isdir(value) else "is not executable" if os.path.isfile(value) else "does not exist"
             raise BrowserNotFoundError(f"{variable}={value} {why}: point it at an executable file, or unset "
                                        "it to use Debian's on PATH (`sudo apt-get install chromium chromium-driver`)")
     chrome = (
-        os.environ.get(named["chromium"])
+        given["chromium"]
         or shutil.which("chromium")
         or shutil.which("chromium-browser")
     )
-    driver = os.environ.get(named["chromedriver"]) or shutil.which("chromedriver")
+    driver = given["chromedriver"] or shutil.which("chromedriver")
     missing = [name for name, path in (("chromium", chrome), ("chromedriver", driver)) if not path]
     if missing:
         raise BrowserNotFoundError(f"{' and '.join(missing)} not found: {INSTALL_HINT}")
