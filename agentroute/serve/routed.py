@@ -69,15 +69,17 @@ LOCK_TRY_S = (0.002, 0.01)
 (random: tries at a fixed pace could keep landing in another process's periodic transactions)."""
 
 
-def held_throughout(engine: Any, seconds: float) -> bool:
+def held_throughout(engine: Any, seconds: float, stop: threading.Event | None = None) -> bool:
     """Whether another process holds the write lock of ``engine``'s SQLite file for all of
     ``seconds``: tried without waiting every few milliseconds, ``False`` at the first try that
-    finds it free (:func:`~agentroute.memory.engine.write_locked`)."""
+    finds it free (:func:`~agentroute.memory.engine.write_locked`) or once ``stop`` is set."""
     end = time.monotonic() + seconds
+    stop = stop or threading.Event()
     while write_locked(engine):
         if time.monotonic() >= end:
             return True
-        time.sleep(random.uniform(*LOCK_TRY_S))
+        if stop.wait(random.uniform(*LOCK_TRY_S)):
+            return False
     return False
 
 
@@ -92,6 +94,7 @@ class FileLock:
         self.since: float | None = None  # time.monotonic() since it is held (known locked), else None
         self._tried = 0.0
         self._watch: threading.Thread | None = None  # the watch of :meth:`watch` in flight
+        self._stop = threading.Event()  # set by :meth:`close`: watches end at their next try
         self.why = f"its SQLite file {engine.url.database} is locked by another process (its writes wait for the lock)"
 
     @classmethod
@@ -106,7 +109,7 @@ class FileLock:
         """Whether another process holds the lock throughout the next ``seconds`` (blocks that
         long at most): then it is known locked since they began."""
         started = time.monotonic()
-        if not held_throughout(self.engine, seconds):
+        if not held_throughout(self.engine, seconds, self._stop):
             return False
         self._tried = time.monotonic()
         if self.since is None:
@@ -116,9 +119,18 @@ class FileLock:
     def watch(self) -> None:
         """Start :meth:`held_over` for :data:`LOCKED_AFTER_S` on a thread unless one runs or the
         lock is known held (returns at once; :meth:`held_for` tells the outcome)."""
-        if self.since is None and (self._watch is None or not self._watch.is_alive()):
-            self._watch = threading.Thread(target=self.held_over, args=(LOCKED_AFTER_S,), daemon=True)
+        if self.since is None and not self._stop.is_set() and (self._watch is None or not self._watch.is_alive()):
+            self._watch = threading.Thread(
+                target=self.held_over, args=(LOCKED_AFTER_S,), name="agentroute-serve-lock-watch", daemon=True
+            )
             self._watch.start()
+
+    def close(self) -> None:
+        """End the watches (:meth:`watch`, :meth:`held_over` on a thread) at their next try: the server
+        stops with no thread left trying its file (was: for the rest of :data:`LOCKED_AFTER_S`)."""
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join()
 
     def held_for(self) -> float | None:
         """Seconds the lock is known held (``None``: not known locked, or free again)."""
@@ -217,9 +229,11 @@ class Routing:
         return [ROUTER_MODEL, f"{ROUTER_MODEL}:{self.router.name}"]
 
     def close(self) -> None:
-        """Close the memory the server opened, flush one it was given (not while its database refuses
-        writes, and waiting at most ``memory_wait_s``: its owner closes it); writes it could not
-        store are reported on one line, not raised."""
+        """End the watch of the memory's SQLite lock, close the memory the server opened, flush one it
+        was given (not while its database refuses writes, and waiting at most ``memory_wait_s``: its
+        owner closes it); writes it could not store are reported on one line, not raised."""
+        if self._lock is not None:
+            self._lock.close()
         memory = self.memory
         if memory is None:
             return
