@@ -10,7 +10,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 gguf = pytest.importorskip("gguf")
@@ -23,48 +22,16 @@ from agentroute.pool.backends.local import (  # noqa: E402
     ModelSource,
     drop_old_smollm_cache,
 )
+from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
 
 OLD = "smollm2-135m-instruct"
 SMOLLM_SHAPE = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 30, "hidden_size": 576}
 
 
-def tiny_gguf(path: Path) -> Path:
-    """A 1-layer, 16-wide Llama GGUF with a byte-level BPE vocabulary of printable ASCII and 4 merges."""
-    tokens = ["<s>", "</s>"] + [chr(c) for c in range(33, 127)] + ["Ġ", "he", "ll", "Ġt", "hell"]
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_context_length(64)
-    w.add_embedding_length(16)
-    w.add_block_count(1)
-    w.add_feed_forward_length(32)
-    w.add_head_count(2)
-    w.add_head_count_kv(2)
-    w.add_rope_dimension_count(8)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types([3, 3] + [1] * (len(tokens) - 2))
-    w.add_token_merges(["h e", "l l", "Ġ t", "he ll"])
-    w.add_bos_token_id(0)
-    w.add_eos_token_id(1)
-    rng = np.random.default_rng(0)
-    shapes = {"token_embd.weight": (len(tokens), 16), "output_norm.weight": (16,)}
-    shapes |= {f"blk.0.{n}.weight": (16,) for n in ("attn_norm", "ffn_norm")}
-    shapes |= {f"blk.0.attn_{n}.weight": (16, 16) for n in ("q", "k", "v", "output")}
-    shapes |= {"blk.0.ffn_gate.weight": (32, 16), "blk.0.ffn_up.weight": (32, 16), "blk.0.ffn_down.weight": (16, 32)}
-    for name, shape in shapes.items():
-        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
 def test_a_cold_gguf_load_parses_the_file_twice_not_three_times(tmp_path: Path, monkeypatch) -> None:
     """The tokenizer went through ``AutoTokenizer``, which parses the whole file for a config the
     model's load parses again (SmolLM2: 3 parses of ~5 s each on a cold load)."""
-    path = tiny_gguf(tmp_path / "tiny.gguf")
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
     parses: list[str] = []
     init = gguf.GGUFReader.__init__
     monkeypatch.setattr(gguf.GGUFReader, "__init__", lambda self, *a, **k: parses.append(str(a[0])) or init(self, *a, **k))
