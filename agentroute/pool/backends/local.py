@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -64,6 +65,8 @@ _OLD_SMOLLM_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "chat_template.jinja", "special_tokens_map.json",
 })  # fmt: skip
+# what drop_old_smollm_cache renames that copy to before deleting it (pid, 8 hex digits)
+_DOOMED_SMOLLM = re.compile(rf"\.tmp-{re.escape(_OLD_SMOLLM_CACHE)}-\d+-[0-9a-f]{{8}}")
 
 log = logging.getLogger(__name__)
 
@@ -307,15 +310,45 @@ def _from_pretrained(transformers: Any, torch: Any, location: str) -> tuple[Any,
 
 
 def _from_gguf(transformers: Any, source: ModelSource) -> tuple[Any, Any]:
-    """Dequantize a GGUF file. Its tokenizer is read from the vocabulary's metadata alone: through
-    ``AutoTokenizer`` it cost a third full parse of the file (for a config the model's load parses
-    anyway); transformers builds every GGUF tokenizer as a ``tokenizers`` backend either way."""
+    """Dequantize a GGUF file. Its tokenizer is read first, from the vocabulary's metadata alone
+    (seconds, where the model's conversion takes ~30 s): a file whose tokenizer transformers cannot
+    build fails before the conversion, in one line (:func:`_gguf_tokenizer`)."""
     folder, name = source.location, source.gguf_file
+    tok = _gguf_tokenizer(transformers, source)
     model = transformers.AutoModelForCausalLM.from_pretrained(
         folder, gguf_file=name, quantization_config=transformers.GgufConfig(dequantize=True)
     )
-    tok = transformers.PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name)
     return model, tok
+
+
+def _gguf_tokenizer(transformers: Any, source: ModelSource) -> Any:
+    """The GGUF file's tokenizer, built from its metadata. Not through ``AutoTokenizer``: that
+    parsed the whole file for a config the model's load parses anyway, and builds the same
+    ``tokenizers`` backend. A tokenizer it cannot build (an unsupported kind, a sentencepiece
+    vocabulary with neither merges nor scores) is a :class:`ConfigurationError` naming the file
+    and the tokenizer kind (was transformers' bare ``KeyError: 'scores'``)."""
+    try:
+        return transformers.PreTrainedTokenizerFast.from_pretrained(source.location, gguf_file=source.gguf_file)
+    except Exception as exc:
+        kind = _gguf_tokenizer_kind(source.gguf_path)
+        if kind is None:  # not a readable GGUF file: transformers' own error says so
+            raise
+        detail = f"its metadata has no tokenizer.ggml.{exc.args[0]}" if isinstance(exc, KeyError) else str(exc)
+        raise ConfigurationError(
+            f"GGUF file '{source.gguf_path}' has a tokenizer of kind {kind!r} that transformers cannot build: {detail}"
+        ) from exc
+
+
+def _gguf_tokenizer_kind(path: Path) -> str | None:
+    """A GGUF file's ``tokenizer.ggml.model`` (``gpt2``, ``llama``…; ``none`` if it names none), or
+    ``None`` if the file cannot be read as GGUF."""
+    try:
+        import gguf  # a dependency of transformers' GGUF loading
+
+        field = gguf.GGUFReader(path).fields.get("tokenizer.ggml.model")
+    except Exception:  # only ever read for an error message
+        return None
+    return "none" if field is None else str(field.contents())
 
 
 def _write_cache(model: Any, tok: Any, source: ModelSource, target: Path) -> None:
@@ -343,7 +376,9 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     the intent model, now that ``ours`` (the shared cache, marker written) holds the same model;
     returns the bytes freed. Removed only if it is a copy of ``ours``: the ``save_pretrained`` files
     alone, no links, and a ``model.safetensors`` byte-identical to ours, so nothing is lost that is
-    not in the shared cache. Never raises: a folder that cannot be read or renamed is left alone."""
+    not in the shared cache. Never raises: a folder that cannot be read or renamed is left alone.
+    First sweeps what an earlier removal left when its process died between rename and delete."""
+    sweep_doomed_smollm(root)
     folder = root / _OLD_SMOLLM_CACHE
     try:
         if folder.is_symlink() or not folder.is_dir():
@@ -363,6 +398,23 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     shutil.rmtree(doomed, ignore_errors=True)
     log.info("removed %s (%.0f MB), the SmolLM2 copy older agentroute versions cached", folder, size / 1e6)
     return size
+
+
+def sweep_doomed_smollm(root: Path) -> int:
+    """Delete the ``<root>/.tmp-smollm2-135m-instruct-<pid>-<hex>`` folders (≈ 517 MB each) that
+    :func:`drop_old_smollm_cache` renamed away but whose process died before deleting them; returns
+    how many went. Only folders of exactly that name, never a link; never raises."""
+    swept = 0
+    try:
+        for folder in root.iterdir():
+            if _DOOMED_SMOLLM.fullmatch(folder.name) and not folder.is_symlink() and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                if not folder.exists():
+                    swept += 1
+                    log.info("removed %s, left by an interrupted removal of the old SmolLM2 copy", folder)
+    except OSError as exc:
+        log.debug("could not sweep %s: %s", root, exc)
+    return swept
 
 
 class _LogProbRecorder:
@@ -818,4 +870,5 @@ __all__ = [
     "cache_root",
     "drop_old_smollm_cache",
     "gguf_package_dir",
+    "sweep_doomed_smollm",
 ]
