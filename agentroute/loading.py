@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from agentroute.budget import Budget
-from agentroute.errors import ConfigurationError, UnknownNameError
+from agentroute.errors import ConfigurationError, StateFileError, UnknownNameError
 from agentroute.graph import AgentGraph
-from agentroute.routers.base import Router, check_pool, make_router
+from agentroute.routers.base import MANIFEST, Router, check_pool, make_router
 from agentroute.types import Agent
 
 BUILTIN_GRAPHS = {
@@ -97,6 +97,8 @@ def load_router(
     router is inductive or ``allow_new_agents``; ``warn`` gets the warnings (default: stderr).
     """
     path = Path(spec)
+    if path.is_file() and path.suffix.lower() != ".json":  # logs.csv given for the router trained on it
+        raise StateFileError(path, f"not a saved router (expected {MANIFEST} written by `agentroute train`, or its folder)")
     if path.exists():
         router = Router.load(path).set_params(**params)  # e.g. the knob it serves at
     else:
