@@ -142,10 +142,15 @@ def training_data(
 
 def warn_if_few(router: str, data: Any) -> None:
     """A warning on standard error when ``data`` (trajectories, or a dataset: its train split) holds
-    fewer than :data:`FEW_EXAMPLES` examples, or a dataset holds one agent; the fit goes on."""
-    if not isinstance(data, list) and len(models := list(data.train.models)) == 1:
+    fewer than :data:`FEW_EXAMPLES` examples, or one agent (a memory of traffic one rule routed); the
+    fit goes on."""
+    if isinstance(data, list):
+        agents = sorted({step.agent.key for trajectory in data for step in trajectory.steps})
+    else:
+        agents = list(data.train.models)
+    if len(agents) == 1:
         err_console.print(
-            escape(f"warning: the training data holds one agent ({models[0]}): {router} can only ever choose it "
+            escape(f"warning: the training data holds one agent ({agents[0]}): {router} can only ever choose it "
                    "(log the outcomes of at least two agents)"),
             highlight=False,
         )
