@@ -75,6 +75,14 @@ _VIEW = "_state_view"
 
 
 # -- the decision rule ---------------------------------------------------------------------------
+def check_cost_scale(cost_scale: float) -> float:
+    """``cost_scale`` (what a cost is divided by in :func:`utilities`), a finite number > 0; else a
+    :class:`ConfigurationError` (every route would fail on it)."""
+    if not np.isfinite(cost_scale) or cost_scale <= 0:
+        raise ConfigurationError(f"'cost_scale' must be a finite number > 0 (got {cost_scale!r})")
+    return cost_scale
+
+
 def utilities(score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scale: float = 1.0) -> np.ndarray:
     """``score − cost_weight · cost / cost_scale``; missing (nan) predictions become −inf.
 
@@ -83,8 +91,7 @@ def utilities(score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scal
     """
     if not np.isfinite(cost_weight) or cost_weight < 0:
         raise ConfigurationError(f"'cost_weight' must be a finite number ≥ 0 (got {cost_weight!r})")
-    if not np.isfinite(cost_scale) or cost_scale <= 0:
-        raise ConfigurationError(f"'cost_scale' must be a finite number > 0 (got {cost_scale!r})")
+    check_cost_scale(cost_scale)
     u = np.asarray(score, dtype=float) - cost_weight * np.asarray(cost, dtype=float) / cost_scale
     return np.where(np.isnan(u), -np.inf, u)
 
@@ -420,9 +427,7 @@ class UtilityRouter(Router):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.columns_ = list(state["columns"])
-        self.cost_scale_ = float(state["cost_scale"])
-        if not np.isfinite(self.cost_scale_) or self.cost_scale_ <= 0:  # else every route fails on it
-            raise ValueError(f"'cost_scale' must be a finite number > 0 (got {state['cost_scale']!r})")
+        self.cost_scale_ = check_cost_scale(float(state["cost_scale"]))  # an edited file: refused at load
         self.weighted_ = bool(state.get("weighted", False))  # absent in routers saved before weighting
         self.prices_ = {str(m): [float(x) for x in ref] for m, ref in state.get("prices", {}).items()}
 
