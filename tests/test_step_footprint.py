@@ -3,9 +3,14 @@
 Inside LangGraph, every distinct Python function a routed step calls is fetched again from L3 each
 step (benchmarks/RESULTS.md, tenth and eleventh passes). These tests run the 3-role chain of the
 overhead benchmarks (real LangGraph, replay backend, one task at a time through ``arun_many``) under
-``sys.setprofile`` and hold the common path to what it needs: no comprehension of the dispatcher or
-the ledger runs once per step (each is a function of its own: a frame and a code object), and the
-helpers folded into their callers stay folded.
+``sys.setprofile`` and hold one thing: no comprehension of the dispatcher or the ledger runs once
+per step (on Python 3.11 each is a function of its own: a frame and a code object; 3.12 inlines all but
+generator expressions, so there the check is weaker, never wrong), also on a graph compiled twice (a
+decision interned for the first pool's equal agents still takes the one-agent path).
+
+Not held: how many agentroute functions a step calls in all (67 → 59 in the eleventh pass). That
+count moves with any feature a step gains, and the eleventh pass measured no change in time or L2
+misses from the cut, so a ceiling on it would fail useful changes for no promise a user sees.
 """
 
 from __future__ import annotations
@@ -57,11 +62,3 @@ def test_no_comprehension_of_the_dispatcher_or_the_ledger_runs_every_step() -> N
         and k[0].replace("\\", "/").endswith(("dispatch/dispatcher.py", "budget.py"))
     }  # fmt: skip
     assert {k: v for k, v in comprehensions.items() if v >= 1.0} == {}
-    # the step watcher loop and the role node's state update run in their callers
-    assert not [k for k in per_step if k[1] in ("_watch", "_step_update")]
-
-
-def test_a_step_calls_fewer_agentroute_functions() -> None:
-    per_step, _ = _calls_per_step()
-    each_step = [k for k, v in per_step.items() if v >= 1.0]
-    assert len(each_step) <= 62, sorted(each_step)  # 67 before the eleventh pass, 59 after
