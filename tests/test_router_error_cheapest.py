@@ -3,7 +3,9 @@ the cheapest affordable candidate (not one to each model in turn), an audit ``ro
 it, and the task goes on. A real compiled graph, a real SQLite memory, an OpenAI-compatible server
 on loopback; sync (``run``) and async (``arun``), the router on the loop and off it (a slow router).
 Also: a graph compiled again over a pool whose prices changed (a notebook's edited cards) routes by
-the new prices, though decisions are interned for the old pool's equal agents."""
+the new cards, though decisions are interned for the old pool's equal agents (an agent is its role,
+model and strategy; its card and price are the pool's, looked up by key). Guards: both held at
+9dcfd77 already, and hold the dispatcher's one-agent fast path (4ac7fdc) to them."""
 
 from __future__ import annotations
 
@@ -55,17 +57,21 @@ def test_a_raising_router_costs_one_call_to_the_cheapest_and_the_task_goes_on(tm
     memory.close()
 
 
-def test_a_graph_compiled_again_over_repriced_cards_routes_by_the_new_prices() -> None:
+@pytest.mark.parametrize(("new_price", "chosen"), [(1.5, "echo-small"), (5.0, "echo-mid")])
+def test_a_graph_compiled_again_over_repriced_cards_routes_and_bills_by_the_new_cards(new_price: float, chosen: str) -> None:
+    """1.5: the same agent wins again, its decision the one interned for the first pool's equal agent
+    (the dispatcher's fast path matches it by key); 5.0: echo-small is now the dearest."""
     with ReplyServer() as provider:
         first = _graph().compile(pool=_pool(provider.url, PRICES), router=make_router("cheapest"))
-        assert first.run("q").answer == "echo-small"  # its decisions are interned with this pool's agents
-        repriced = {**PRICES, "echo-small": 5.0}  # the card edited in a notebook cell: now the dearest
+        assert first.run("q").answer == "echo-small"
+        repriced = {**PRICES, "echo-small": new_price}  # the card edited in a notebook cell, the graph compiled again
         again = _graph().compile(pool=_pool(provider.url, repriced), router=make_router("cheapest"))
         result: Any = again.run("q")
         sent = [r["model"] for r in provider.requests]
-    assert sent == ["echo-small"] * 2 + ["echo-mid"] * 2
-    assert result.answer == "echo-mid"
+    assert sent == ["echo-small"] * 2 + [chosen] * 2 and result.answer == chosen
     step = result.steps[-1]
-    assert step.agent.key == "executor:echo-mid:direct" and step.decision.agent.key == step.agent.key
-    # billed at the new card's price: (prompt + completion tokens) × 2 USD per million
-    assert step.cost_usd == pytest.approx((step.tokens_in + step.tokens_out) * 2.0 / 1e6)
+    assert step.agent.key == step.decision.agent.key == f"executor:{chosen}:direct"
+    if chosen == "echo-small":  # the interned decision names an earlier pool's agent; the step runs this pool's
+        assert step.decision.agent is not step.agent
+    # billed at the new card's price: (prompt + completion tokens) × its USD per million
+    assert step.cost_usd == pytest.approx((step.tokens_in + step.tokens_out) * repriced[chosen] / 1e6)
