@@ -1,7 +1,7 @@
 """Issue 10 req 6, checked on the wire: a router whose ``route`` raises costs the task one call to
 the cheapest affordable candidate (not one to each model in turn), an audit ``router_error`` naming
 it, and the task goes on. A real compiled graph, a real SQLite memory, an OpenAI-compatible server
-on loopback; sync (``run``) and async (``arun``), the router on the loop and off it (a slow router).
+on loopback; sync (``run``, also in a running event loop) and async (``arun``), the router on the loop and off it (a slow router).
 Also: a graph compiled again over a pool whose prices changed (a notebook's edited cards) routes by
 the new cards, though decisions are interned for the old pool's equal agents (an agent is its role,
 model and strategy; its card and price are the pool's, looked up by key). Guards: both held at
@@ -36,18 +36,25 @@ def _pool(url: str, prices: dict[str, float]) -> ModelPool:
                                 max_tokens=8, timeout_s=10, strategies=("direct",)) for m, p in prices.items()])  # fmt: skip
 
 
+async def _in_a_cell(call: Any) -> Any:
+    return call()
+
+
 def _graph() -> AgentGraph:
     return AgentGraph("qa").add_role("planner", prompt="Plan.").add_role("executor", prompt="Answer.").add_edge("planner", "executor")
 
 
-@pytest.mark.parametrize("path", ["sync", "async", "off-loop"])
+@pytest.mark.parametrize("path", ["sync", "notebook", "async", "off-loop"])
 def test_a_raising_router_costs_one_call_to_the_cheapest_and_the_task_goes_on(tmp_path: Path, path: str) -> None:
     memory = SQLMemory(f"sqlite:///{tmp_path / 'm.db'}")
     with ReplyServer() as provider:
         app = _graph().compile(pool=_pool(provider.url, PRICES), router=Raising(), budget=Budget(usd=1.0), memory=memory)
         if path == "off-loop":
             app.dispatcher._route_off_loop = True  # as after three slow routes: route() runs in a worker thread
-        result = app.run("q") if path == "sync" else asyncio.run(app.arun("q"))
+        if path == "notebook":  # a sync call inside a running event loop, as in a Jupyter cell
+            result = asyncio.run(_in_a_cell(lambda: app.run("q")))
+        else:
+            result = app.run("q") if path == "sync" else asyncio.run(app.arun("q"))
         sent = [r["model"] for r in provider.requests]
     assert result.status == "done" and result.answer == "echo-small"
     assert sent == ["echo-small", "echo-small"]  # one call a step, to the cheapest: none to echo-mid or echo-big
