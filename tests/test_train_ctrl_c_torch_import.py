@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,3 +52,42 @@ def test_ctrl_c_during_the_torch_import_of_a_fit_exits_130_with_one_line(tmp_pat
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == f"interrupted: --out {out}: nothing was saved", err
     assert not out.exists()
+
+
+# a process whose `import torch` a Ctrl-C stops (sent once libtorch is mapped), then asked what its
+# --out keeps, as `agentroute train` is after a Ctrl-C (cli.train_cmd.kept_after_stop); "whole" when
+# the import ended before the signal came (a loaded machine): the test tries again
+STOPPED_IMPORT = """import os, signal, sys, threading, time
+from pathlib import Path
+import numpy  # as train has it (its data) before torch loads
+from agentroute.cli.train_cmd import kept_after_stop
+def ctrl_c():
+    while "libtorch" not in Path(f"/proc/{os.getpid()}/maps").read_text():
+        time.sleep(0.001)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=ctrl_c, daemon=True).start()
+try:
+    import torch
+    print("whole", flush=True)
+    os._exit(0)
+except KeyboardInterrupt:
+    if "torch" in sys.modules:
+        print("whole", flush=True)
+    else:
+        print(kept_after_stop(Path(sys.argv[1]), existed=False), flush=True)
+"""
+
+
+def test_ctrl_c_during_the_torch_import_with_a_checkpoint_to_resume_says_so(tmp_path: Path) -> None:
+    """A bopo/graph-planner run resumed from ``--out/checkpoint.pt`` and stopped while torch imports:
+    the report names the checkpoint without importing torch again (was: a segmentation fault, -11)."""
+    torch = pytest.importorskip("torch")
+    torch.save({"done": "12 BoPO iterations"}, tmp_path / "checkpoint.pt")  # as TrainingCheckpoint keeps it
+    for _ in range(3):  # bounded: the import may end before the signal comes
+        done = subprocess.run([sys.executable, "-c", STOPPED_IMPORT, str(tmp_path)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        if not done.stdout.startswith("whole"):
+            break
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    expected = f"a checkpoint after its last save ({tmp_path / 'checkpoint.pt'}): rerun the same command to resume"
+    assert done.stdout.strip() == expected, done.stdout + done.stderr[-2000:]

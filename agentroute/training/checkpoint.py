@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,21 @@ class TrainingCheckpoint:
 
 def checkpoint_done(path: Path) -> str | None:
     """What the checkpoint at ``path`` holds ("12 BoPO iterations"; ``None``: none there, or unreadable).
-    Without a file torch is not imported: a Ctrl-C that stopped its import left it half-initialized."""
+    Torch is not imported again after a Ctrl-C stopped its import (importing it twice crashed the
+    process): without a file that is ``None``, with one ``"its last save"``, the file left unread."""
     if not path.is_file():
         return None
+    if torch_import_stopped():
+        return "its last save"
     import torch
 
     try:
         return str(torch.load(path, weights_only=True)["done"])
     except Exception:
         return None
+
+
+def torch_import_stopped() -> bool:
+    """Whether an import of torch was stopped midway in this process (a Ctrl-C): some of its
+    submodules are loaded, the package is not. Importing it again then fails or crashes the process."""
+    return "torch" not in sys.modules and any(name.startswith("torch.") for name in sys.modules)
