@@ -949,7 +949,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
                     if step is not None and step.status == "ok":
                         update = {"outputs": {role.name: step.output}, "answer": step.output}
                     else:
-                        update = {"status": "budget_exhausted" if run.exhausted else "failed"}
+                        update = {"status": run.stop_status}
                 else:
                     update = await self._fan_out(role, run, state, config, writer)
                 if run._index != index and (memory := self._before_checkpoint(config)) is not None:
@@ -981,7 +981,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         if done:
             update["answer"] = done[-1].output
         if len(done) < len(steps):
-            update["status"] = "budget_exhausted" if run.exhausted else "failed"
+            update["status"] = run.stop_status
         return update
 
     def _plain(self, plain: _Plain | None, last: bool, goto: Mapping[str, str] | None = None) -> Any:

@@ -370,7 +370,7 @@ class Dispatcher:
     @staticmethod
     def closing_status(run: TaskRun, status: TaskStatus | None = None) -> TaskStatus:
         """The status :meth:`finish` gives the task: ``status``, else what its run came to."""
-        return status or ("budget_exhausted" if run.exhausted else "failed" if run.failed else "done")
+        return status or (run.stop_status if run.exhausted or run.failed else "done")
 
     # -- one step ---------------------------------------------------------------------------
     async def step(

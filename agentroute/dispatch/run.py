@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentroute.budget import RESOURCES, Budget, Ledger
 from agentroute.memory.settle import settling_audits, settling_steps, spent, unsettled
@@ -53,6 +53,12 @@ class TaskRun:
         with self._lock:  # concurrent steps (fan-out, parallel nodes, sync nodes in threads)
             self._index += 1
             return self._index - 1
+
+    @property
+    def stop_status(self) -> Literal["budget_exhausted", "failed"]:
+        """The status a task stopped short of its answer takes: ``budget_exhausted`` once a limit
+        was reached (a partial answer is not a failure of the agents), else ``failed``."""
+        return "budget_exhausted" if self.exhausted else "failed"
 
     @property
     def best_answer(self) -> str | None:

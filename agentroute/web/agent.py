@@ -300,7 +300,7 @@ def build_web_graph(
         elif ep.done:
             status = "done"
         elif step is None or ep.run.exhausted:
-            status = "budget_exhausted" if ep.run.exhausted else "failed"
+            status = ep.run.stop_status
         elif ep.steps >= ep.max_steps:
             status = "step_limit"
         else:
