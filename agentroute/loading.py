@@ -78,6 +78,13 @@ def _import_graph_file(path: Path) -> Any:
     return module
 
 
+def check_not_other_file(path: Path) -> None:
+    """A :class:`StateFileError` when ``path``, given as a router, is a file other than a saved
+    router's ``router.json`` (the ``logs.csv`` it was trained on): one line saying what is expected."""
+    if path.is_file() and path.suffix.lower() != ".json":
+        raise StateFileError(path, f"not a saved router (expected {MANIFEST} written by `agentroute train`, or its folder)")
+
+
 def load_router(
     spec: str,
     *,
@@ -97,8 +104,7 @@ def load_router(
     router is inductive or ``allow_new_agents``; ``warn`` gets the warnings (default: stderr).
     """
     path = Path(spec)
-    if path.is_file() and path.suffix.lower() != ".json":  # logs.csv given for the router trained on it
-        raise StateFileError(path, f"not a saved router (expected {MANIFEST} written by `agentroute train`, or its folder)")
+    check_not_other_file(path)
     if path.exists():
         router = Router.load(path).set_params(**params)  # e.g. the knob it serves at
     else:

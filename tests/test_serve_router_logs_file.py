@@ -37,3 +37,14 @@ def test_load_router_says_the_same(tmp_path: Path) -> None:
     logs = _logs(tmp_path)
     with pytest.raises(StateFileError, match="not a saved router"):
         load_router(str(logs))
+
+
+def test_eval_names_an_outcomes_file_given_as_a_router(tmp_path: Path) -> None:
+    """``agentroute eval --routers knn,logs.csv`` says the same, before the dataset loads (was:
+    ``unknown router '…/logs.csv'; known: …``, a list of names for what was a path)."""
+    logs = _logs(tmp_path)
+    argv = ["eval", "--routers", f"knn,{logs}", "--dataset", f"outcomes:{tmp_path / 'missing.csv'}"]
+    done = subprocess.run([sys.executable, "-m", "agentroute", *argv], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, "COLUMNS": "300"})  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == f"error: {logs}: {EXPECTED}", done.stderr

@@ -75,6 +75,10 @@ def eval_command(
         trained = [n for n in names if saved_router_dir(n) is not None]  # saved by `agentroute train`
         for name in names:  # unknown router names and parameters fail before the dataset is read
             if name not in trained:
+                if (path := Path(split_router_spec(name)[0])).is_file():  # logs.csv for a saved router
+                    from agentroute.loading import check_not_other_file  # (LangGraph: only then)
+
+                    check_not_other_file(path)
                 spec, params = parse_router_spec(name)
                 try:
                     get_router_class(spec)
