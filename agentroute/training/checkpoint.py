@@ -87,11 +87,11 @@ class TrainingCheckpoint:
         self._written = time.monotonic()
 
 
-def checkpoint_done(path: Path) -> str | None:
+def checkpoint_done(path: str | os.PathLike[str]) -> str | None:
     """What the checkpoint at ``path`` holds ("12 BoPO iterations"; ``None``: none there, or unreadable).
     Torch is not imported again after a Ctrl-C stopped its import (importing it twice crashed the
     process): without a file that is ``None``, with one ``"its last save"``, the file left unread."""
-    if not path.is_file():
+    if not Path(path).is_file():
         return None
     if torch_import_stopped():
         return "its last save"
