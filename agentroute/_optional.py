@@ -8,6 +8,7 @@ the exact command that fixes it (the CLI prints it as one line and exits 2).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from agentroute.errors import MissingDependencyError
@@ -107,6 +108,18 @@ def require(module: str) -> ModuleType:
     except ImportError as exc:
         package = _package(module)
         raise MissingDependencyError(package, extra_for(package) or "all") from exc
+
+
+def require_installed(module: str) -> None:
+    """Raise :class:`MissingDependencyError` naming its extra unless ``module`` is installed, without
+    importing it (a router that imports torch only to fit still says at once that it needs it)."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        package = _package(module)
+        raise MissingDependencyError(package, extra_for(package) or "all")
 
 
 _THREADS_SET = False

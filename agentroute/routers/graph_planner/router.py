@@ -36,7 +36,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute._optional import torch_module
+from agentroute._optional import require_installed, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table
 from agentroute.routers.base import Router, decide, register, require_candidates
@@ -116,6 +116,7 @@ class GraphPlannerRouter(Router):
         query_chars: int | None = None,
         seed: int = 0,
     ):
+        require_installed("torch")  # its policy needs it: said here, not after a `train` it cannot run
         self.cost_weight = cost_weight
         self.hidden = hidden
         self.episodes = episodes
