@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from agentroute.agentic.tasks import AgenticTask, Equivalence, build_tasks
+from agentroute.agentic.tasks import AgenticTask, Equivalence, build_tasks, check_count
 from agentroute.budget import Budget, Cost, Ledger
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
@@ -199,9 +199,8 @@ class AgenticEnv:
         max_attempts: int = 1,
         seed: int = 0,
     ):
-        task_succeeds([True] * steps, steps, success_rule)  # validates the rule
-        if max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be >= 1 (got {max_attempts})")
+        steps, max_attempts = check_count(steps, "steps"), check_count(max_attempts, "max_attempts")
+        check_success_rule(success_rule)
         self.table = table
         self.steps = steps
         self.tiers = resolve_tiers(table, tiers)

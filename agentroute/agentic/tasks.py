@@ -21,6 +21,22 @@ from agentroute.errors import ConfigurationError
 Equivalence = Literal["neighbours", "task_type"]
 
 
+def check_count(value: object, name: str) -> int:
+    """``value`` when it is a whole number >= 1 (steps, attempts, variants); otherwise a
+    :class:`ConfigurationError` naming ``name`` (``steps`` in Python, ``--steps`` on the command line).
+
+    >>> check_count(0, "--steps")
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: --steps must be >= 1 (got 0)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigurationError(f"{name} must be a whole number >= 1 (got {value!r})")
+    if value < 1:
+        raise ConfigurationError(f"{name} must be >= 1 (got {value})")
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class AgenticTask:
     """One k-step task: anchor rows of the outcome table and, per step, the equivalent rows.
@@ -64,10 +80,7 @@ def build_tasks(
     >>> [t.task_type for t in tasks], left
     (['a', 'b'], 1)
     """
-    if steps < 1:
-        raise ConfigurationError(f"steps must be >= 1 (got {steps})")
-    if variants < 1:
-        raise ConfigurationError(f"variants must be >= 1 (got {variants})")
+    steps, variants = check_count(steps, "steps"), check_count(variants, "variants")
     if equivalence not in ("neighbours", "task_type"):
         raise ConfigurationError(f"equivalence must be 'neighbours' or 'task_type' (got {equivalence!r})")
     if variants > 1 and equivalence == "neighbours" and embeddings is None:

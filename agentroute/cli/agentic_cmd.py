@@ -43,13 +43,12 @@ def check_options(
     """(the success rule, the tiers) the options name, once those that need no data are checked:
     a bad one is a :class:`ConfigurationError` naming its option, before the dataset loads."""
     from agentroute.agentic.env import check_success_rule, check_tier_names
+    from agentroute.agentic.tasks import check_count
 
     if not names:
         raise ConfigurationError("--routers is empty")
-    if steps < 1:
-        raise ConfigurationError(f"--steps must be >= 1 (got {steps})")
-    if max_attempts < 1:
-        raise ConfigurationError(f"--max-attempts must be >= 1 (got {max_attempts})")
+    check_count(steps, "--steps")
+    check_count(max_attempts, "--max-attempts")
     rule: Any = success_rule
     try:
         rule = float(success_rule)
