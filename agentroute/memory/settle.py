@@ -17,16 +17,17 @@ and one ``unsettled_attempt`` audit event per attempt. A settling step's id is
 after all (a worker partitioned from the database, retired by another's reconcile) and later
 stores its own step of that index, :func:`replace_settled` deletes the settling step and says so in
 its ``unsettled_attempt`` event, so the call is charged once, at what it cost. That process runs it
-once it knows it may have been taken for dead (``SQLMemory.taken_for_dead``: a batch worker
-stopped as retired or unheard, at its run's end; on PostgreSQL, a lease taken back after its
-session was lost), for the steps it stored before, and its memory's writer with each batch of
-steps after; and the writer in the commit of a task write that finds the task closed by a reconcile
-(``interrupted``), for that task's steps: a process never taken for dead pays nothing for it.
+in the commit of each of its steps that finds a settling step of its index (:func:`settled_tasks`, one
+primary-key lookup per batch of steps; the writer replaces all its settled calls from then on),
+in the commit of a task write that finds the task closed by a reconcile (``interrupted``), and once
+it knows it may have been taken for dead (``SQLMemory.taken_for_dead``: a batch worker stopped as
+retired or unheard, at its run's end; on PostgreSQL, a lease taken back after its session was lost).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -35,7 +36,7 @@ from agentroute.memory import codec  # the module: codec → processes → here,
 from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step
 
-__all__ = ["replace_settled", "settle_unsettled", "settling_audits", "settling_step_id", "settling_steps", "spent", "unsettled"]
+__all__ = ["replace_settled", "settle_unsettled", "settled_tasks", "settling_audits", "settling_step_id", "settling_steps", "spent", "unsettled"]
 
 #: Task ids per query (SQLite's bound-parameter limit is far above; a reconcile may close thousands).
 _CHUNK = 500
@@ -140,6 +141,23 @@ def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str)
     events = settling_audits(found, when=when)
     conn.execute(STEPS.insert(), [codec.step_row(s) for s in settling_steps(found)])
     conn.execute(AUDIT.insert(), [codec.audit_row(e) for e in events])
+    return found
+
+
+def settled_tasks(conn: sa.Connection, steps: Iterable[dict[str, Any]]) -> set[str]:
+    """The tasks of step rows ``steps`` holding a settling step of the same index (a reconcile
+    elsewhere settled the call they store): a primary-key lookup, on the driver (SQLAlchemy's
+    ``IN`` costs 3–5× the query: every commit of steps runs it)."""
+    ids = sorted({key for row in steps if (key := settling_step_id(row["task_id"], row["step_index"])) != row["id"]})
+    if not ids:
+        return set()
+    if conn.dialect.name == "postgresql":
+        return set(conn.exec_driver_sql(f"SELECT task_id FROM {STEPS.name} WHERE id = ANY(%s)", (ids,)).scalars())
+    found: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        query = f"SELECT task_id FROM {STEPS.name} WHERE id IN ({', '.join('?' * len(chunk))})"
+        found.update(conn.exec_driver_sql(query, tuple(chunk)).scalars())
     return found
 
 

@@ -29,11 +29,14 @@ Attempts (:data:`ATTEMPT`, the write-ahead record of a provider attempt) are com
 with whatever is queued before them (:meth:`BatchWriter.commit_soon`): the dispatcher awaits the
 commit before it sends the attempt.
 
-Once its process knows it may have been taken for dead while it lived (:attr:`BatchWriter.replacing`,
-set by ``SQLMemory.taken_for_dead`` and by a lease taken back), each batch of steps replaces, in the same transaction, the
-settling steps a reconcile elsewhere stored for their tasks and indexes
-(:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost. A
-process never taken for dead runs no statement for it. A task write that lands on a task a reconcile
+A batch of steps looks up, by primary key, the settling steps a reconcile elsewhere may have stored
+for their tasks and indexes (:func:`~agentroute.memory.settle.settled_tasks`: one statement); found
+(its process was taken for dead while it lived), they are replaced in the same transaction
+(:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost, from
+the commit of its step on — not only from its task's finish (a multi-step task, a worker killed before
+it). From then on — and once its process knows by other means that it may have been taken for dead
+(:attr:`BatchWriter.replacing`, set by ``SQLMemory.taken_for_dead`` and by a lease taken back), each
+batch of steps replaces its tasks' settling steps without the lookup. A task write that lands on a task a reconcile
 elsewhere closed (``interrupted``: :data:`TAKEN_BACK_SQL`) tells the writer so by its upsert's
 rowcount: the process's row is written all the same (the process owns its task: its status and
 cost are the truth; a batch item refused after it sets the task back to ``interrupted``), and the
@@ -55,7 +58,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -68,7 +71,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from agentroute.memory import engine as memory_engine
 from agentroute.memory.codec import attempt_row, audit_row, json_text, step_row, task_row
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
-from agentroute.memory.settle import replace_settled
+from agentroute.memory.settle import replace_settled, settled_tasks
 from agentroute.memory.tables import ATTEMPTS, AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
 
 __all__ = [
@@ -801,11 +804,17 @@ class BatchWriter:
         left = list(conn.execute(sa.select(TASKS.c.id).where(TASKS.c.id.in_(list(tasks)), TASKS.c.status == "interrupted")).scalars())
         if not left:
             return
-        if replaced := replace_settled(conn, left):
+        self._replace(conn, left)
+        self._write_tasks(conn, [tasks[task_id] for task_id in left], guarded=False)  # its process owns the task
+
+    def _replace(self, conn: Connection, task_ids: Iterable[str]) -> None:
+        """Replace the settling steps of ``task_ids`` by this process's steps of their index: some
+        replaced tell that a reconcile elsewhere took it for dead while it lived, and from then on
+        each batch of steps replaces them (:attr:`replacing`)."""
+        if replaced := replace_settled(conn, task_ids):
             self.replacing = True
             log.warning("memory: %d call(s) of this process's tasks were settled by a reconcile elsewhere that took it "
                         "for dead while it ran them: its steps replace them", replaced)  # fmt: skip
-        self._write_tasks(conn, [tasks[task_id] for task_id in left], guarded=False)  # its process owns the task
 
     def _committed(self, batch: list[Op]) -> None:
         """Count a stored batch and run its batch items' ``on_commit`` callbacks."""
@@ -829,10 +838,13 @@ class BatchWriter:
         written = self._write_tasks(conn, list(tasks.values()), guarded=True) if tasks else 0
         if steps:
             bulk_insert(conn, STEPS, steps)
+            stepped = {row["task_id"] for row in steps}
             if self.stepped is not None:
-                self.stepped.update([row["task_id"] for row in steps])
+                self.stepped.update(stepped)
             if self.replacing:
-                replace_settled(conn, {row["task_id"] for row in steps})
+                replace_settled(conn, stepped)
+            elif settled := settled_tasks(conn, steps):  # a reconcile elsewhere settled calls they store
+                self._replace(conn, settled)
         if written < len(tasks):  # rows the guard left: their steps are stored above
             self._take_back(conn, tasks)
         if audits:

@@ -1,0 +1,94 @@
+"""A batch worker retired while alive stores its own step of a call the reconcile settled before its
+task finishes (a multi-step task, or a worker killed for real before the finish): that step replaces
+the settling step ``settled-<task>-<index>`` in its own commit.
+
+Before, the worker's real step stood beside the settling step until the task's finish was committed
+or the worker learned it was retired: the call counted twice by every reader meanwhile (the rerun's
+budget among them), and for ever when the worker died before its task's finish.
+
+Worker A claims a query, starts its task and stores a provider call's write-ahead record; worker B
+on another host retires A (A's heartbeat older than B's lease; on PostgreSQL A's lease sessions
+ended, as a partition does): the task ``interrupted``, the call settled at its worst case W. A's
+call answers and A stores its step alone (its task goes on)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from agentroute.budget import Attempt, Cost
+from agentroute.memory import SQLMemory
+from agentroute.memory.batches import META_KEY, BatchQueue
+from agentroute.memory.pgserver import create_database
+from agentroute.types import Agent, Step, Task
+
+WORST = Cost(usd=0.001, tokens=100.0)
+PAID = 0.0004
+AGENT = Agent(role="executor", model="m", strategy="direct")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'memory.db'}"
+    monkeypatch.setenv("AGENTROUTE_LEASE_CHECK_S", "600")  # A does not take its lease back during the test
+    return create_database(request.getfixturevalue("postgres_url"), f"retired_{uuid.uuid4().hex[:12]}")
+
+
+def _cut_leases(memory: SQLMemory) -> None:
+    """End the sessions holding advisory locks in the memory's database (A's lease), as a partition does."""
+    held = "FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+    with memory.engine.connect() as conn:
+        conn.execute(sa.text(f"SELECT pg_terminate_backend(l.pid) {held}"))
+        for _ in range(250):  # bounded: 5 s
+            if not conn.execute(sa.text(f"SELECT count(*) {held}")).scalar_one():
+                return
+            time.sleep(0.02)
+    raise AssertionError("the leases were not released")
+
+
+def _steps(memory: SQLMemory, task_id: str) -> list[tuple[int, float, bool]]:
+    with memory.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT step_index, cost_usd, id FROM steps WHERE task_id = :t ORDER BY step_index, id"), {"t": task_id})
+        return [(r.step_index, pytest.approx(r.cost_usd), r.id.startswith("settled-")) for r in rows]
+
+
+def test_a_retired_workers_step_replaces_the_settled_call_before_its_task_ends(url: str) -> None:
+    with SQLMemory(url) as a, SQLMemory(url) as b:
+        queue_a, queue_b = BatchQueue(a, "b"), BatchQueue(b, "b", lease_s=0.05)
+        queue_b.host = "elsewhere/boot"  # B judges A by its heartbeat alone
+        queue_a.add([("q1", {"query": "q"})])
+        queue_a.join()
+        (claimed,) = queue_a.claim(1)
+        task = Task(query="q", metadata={"query_id": claimed.query_id, META_KEY: {"id": "b", "worker": queue_a.worker_id}})
+        a.start_task(task)
+        asyncio.run(a.reserve_attempt(Attempt(task.id, 0, 0, "executor:m:direct", "executor", WORST)))
+        a.flush()
+        time.sleep(0.1)  # A's heartbeat is older than B's lease
+        if b.engine.dialect.name == "postgresql":
+            _cut_leases(b)
+        assert queue_b.reconcile().workers == (queue_a.worker_id,)
+        assert _steps(b, task.id) == [(0, pytest.approx(WORST.usd), True)]
+
+        a.record_step(Step(task_id=task.id, index=0, stage="s", agent=AGENT, cost_usd=PAID))  # A's call answers
+        a.flush()  # its task goes on: no finish in this commit
+        assert _steps(b, task.id) == [(0, pytest.approx(PAID), False)]  # was: W beside it
+        stored = b.get_task(task.id)
+        assert stored is not None and (stored.task.status, stored.task.cost_usd) == ("interrupted", pytest.approx(PAID))
+        assert queue_b.interrupted_tasks("q1") == {task.id: pytest.approx(PAID)}  # the rerun's budget: what was billed
+        with b.engine.connect() as conn:
+            (detail,) = conn.execute(sa.text("SELECT detail FROM audit_events WHERE kind = 'unsettled_attempt'")).scalars()
+        assert "replaced by the step its process stored" in detail
+
+        a.record_step(Step(task_id=task.id, index=1, stage="s", agent=AGENT, cost_usd=PAID))  # its next call
+        a.finish_task(task.model_copy(update={"status": "done", "cost_usd": 2 * PAID}))
+        queue_a.finish(claimed.query_id, status="done", task_id=task.id, cost_usd=2 * PAID)
+        a.flush()
+        assert _steps(b, task.id) == [(0, pytest.approx(PAID), False), (1, pytest.approx(PAID), False)]
+        stored = b.get_task(task.id)
+        assert stored is not None and (stored.task.status, stored.task.cost_usd) == ("interrupted", pytest.approx(2 * PAID))
