@@ -17,7 +17,7 @@ import numbers
 import operator
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
@@ -126,6 +126,31 @@ class Budget(BaseModel):
     def given(self) -> dict[str, float | int]:
         """The limits that are set, as given (``model_dump(exclude_none=True)``, faster)."""
         return {r: v for r in RESOURCES if (v := getattr(self, r)) is not None}
+
+
+def make_budget(usd: Any = None, *, options: Mapping[str, str] | None = None, **limits: Any) -> Budget | None:
+    """A :class:`Budget` from CLI options (``usd=``, ``tokens=``, ``calls=``, ``seconds=``,
+    ``large_calls=``), or ``None`` when no limit is given.
+
+    A bad value raises :class:`ConfigurationError` naming the option (``--budget-usd``, or the
+    name ``options`` gives a field, e.g. ``{"large_calls": "--cap-large"}``): NaN,
+    ±inf, negative, boolean, text or overflowing numbers are refused; ``0`` means "none allowed".
+
+    >>> make_budget(usd=0.01, large_calls=0)
+    Budget(usd=0.01, tokens=None, calls=None, seconds=None, large_calls=0)
+    >>> make_budget(usd=float("nan"))
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: --budget-usd: budget usd must be finite and at most 1e+15 (got nan)
+    """
+    values = {k: v for k, v in {"usd": usd, **limits}.items() if v is not None}
+    for name, value in values.items():  # one at a time, so the error names the option
+        option = (options or {}).get(name) or f"--budget-{name.replace('_', '-')}"
+        try:
+            Budget(**{name: value})
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{option}: {exc}") from None
+    return Budget(**values) if values else None
 
 
 class Cost(NamedTuple):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentroute.budget import Budget
+from agentroute.budget import make_budget as make_budget  # its home; importable from here as before
 from agentroute.errors import ConfigurationError, StateFileError, UnknownNameError
 from agentroute.graph import AgentGraph
 from agentroute.routers.base import MANIFEST, Router, check_pool, make_router
@@ -156,28 +156,3 @@ def graph_agents(pool: Any, graph: AgentGraph | None = None) -> list[Agent]:
 
 def _stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
-
-
-def make_budget(usd: Any = None, *, options: Mapping[str, str] | None = None, **limits: Any) -> Budget | None:
-    """A :class:`Budget` from CLI options (``usd=``, ``tokens=``, ``calls=``, ``seconds=``,
-    ``large_calls=``), or ``None`` when no limit is given.
-
-    A bad value raises :class:`ConfigurationError` naming the option (``--budget-usd``, or the
-    name ``options`` gives a field, e.g. ``{"large_calls": "--cap-large"}``): NaN,
-    ±inf, negative, boolean, text or overflowing numbers are refused; ``0`` means "none allowed".
-
-    >>> make_budget(usd=0.01, large_calls=0)
-    Budget(usd=0.01, tokens=None, calls=None, seconds=None, large_calls=0)
-    >>> make_budget(usd=float("nan"))
-    Traceback (most recent call last):
-    ...
-    agentroute.errors.ConfigurationError: --budget-usd: budget usd must be finite and at most 1e+15 (got nan)
-    """
-    values = {k: v for k, v in {"usd": usd, **limits}.items() if v is not None}
-    for name, value in values.items():  # one at a time, so the error names the option
-        option = (options or {}).get(name) or f"--budget-{name.replace('_', '-')}"
-        try:
-            Budget(**{name: value})
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{option}: {exc}") from None
-    return Budget(**values) if values else None

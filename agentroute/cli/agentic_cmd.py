@@ -99,7 +99,7 @@ def agentic_eval_command(
     names = [r.strip() for r in routers.split(",") if r.strip()]
     try:
         rule, ladder = check_options(names, steps=steps, max_attempts=max_attempts, success_rule=success_rule, tiers=tiers)
-        from agentroute.loading import make_budget  # loads LangGraph: after the checks that need nothing
+        from agentroute.budget import make_budget
 
         budget = make_budget(usd=budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
         bopo_config = bopo_recipe(config)  # a bad --config is named before the dataset loads

@@ -104,10 +104,12 @@ def _runtime(
     allow_new_agents: bool = False, **limits: Any,
 ) -> Any:  # fmt: skip
     """The compiled graph and its memory; ``limits``: the other budget fields (tokens, calls, …)."""
-    from agentroute.loading import load_graph, make_budget
+    from agentroute.budget import make_budget
+
+    budget = make_budget(budget_usd, **limits)  # a bad --budget-* is named before LangGraph loads
+    from agentroute.loading import load_graph
     from agentroute.memory import open_memory
 
-    budget = make_budget(budget_usd, **limits)
     spec = load_graph(graph)
     models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
@@ -233,8 +235,10 @@ def _router_r1_runtime(
     graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
     policy: Path | None, policy_url: str | None, allow_new_agents: bool = False, **limits: Any,
 ) -> Any:
+    from agentroute.budget import make_budget
     from agentroute.errors import ConfigurationError
-    from agentroute.loading import make_budget
+
+    budget = make_budget(budget_usd, **limits)  # a bad --budget-* is named before LangGraph loads
     from agentroute.memory import open_memory
     from agentroute.routers.router_r1 import build_router_r1_graph
 
@@ -245,7 +249,7 @@ def _router_r1_runtime(
     models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
     compiled = spec.compile(
-        pool=models, router=loaded, memory=store, budget=make_budget(budget_usd, **limits), allow_new_agents=True,
+        pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True,
     )  # routed() checked
     return compiled, store
 
@@ -335,7 +339,7 @@ def serve(
     POST /v1/chat/completions (also stream=true, as server-sent events) and GET /v1/models; a request's model is a card id.
     With --router, model="router" routes each request as one task under the per-request budget (--budget-*; a request may tighten it).
     Stop with Ctrl-C or SIGTERM. Example client: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="x")."""
-    from agentroute.loading import make_budget
+    from agentroute.budget import make_budget
     from agentroute.pool import ModelPool
 
     limits: dict[str, Any] = {"usd": budget_usd, "tokens": budget_tokens, "calls": budget_calls,
@@ -343,6 +347,7 @@ def serve(
     try:
         if router is None and (memory is not None or memory_wait_s is not None or any(v is not None for v in limits.values())):
             raise fail("--memory, --memory-wait-s and --budget-* apply to routed requests: give --router too", 2)
+        budget = make_budget(limits.pop("usd"), **limits)  # a bad --budget-* is named before LangGraph loads
         from agentroute.serve import serve as run_server
 
         if router is None:
@@ -354,7 +359,6 @@ def serve(
 
         if memory_wait_s is not None:
             Routing.check_memory_wait_s(memory_wait_s, "--memory-wait-s")
-        budget = make_budget(limits.pop("usd"), **limits)
         models, loaded = routed(None, router, pool, allow_new_agents)
         from agentroute.memory import open_memory
         store = open_memory(memory, retry_s=math.inf)  # a server keeps the rows of what it answered, however long the outage

@@ -148,13 +148,15 @@ def corpus_runtime(
     ``graph`` must name the qa graph (``qa``, ``graphs/qa.py[:graph]`` or ``agentroute.graphs.qa:graph``):
     another graph has no corpus to take.
     """
+    from agentroute.budget import make_budget
+
+    budget = make_budget(budget_usd, **limits)  # a bad --budget-* is named before LangGraph loads
     from agentroute.cli.app import routed
     from agentroute.errors import ConfigurationError
     from agentroute.graphs.qa import build_qa_graph, load_corpus
-    from agentroute.loading import load_graph, make_budget
+    from agentroute.loading import load_graph
     from agentroute.memory import open_memory
 
-    budget = make_budget(budget_usd, **limits)
     if load_graph(graph).name != "qa":
         raise ConfigurationError(f"--corpus works with the qa graph (got {graph!r})")
     spec = build_qa_graph(corpus=load_corpus(corpus))

@@ -350,7 +350,7 @@ def run_web(
     opts.batch = opts.batch or outer.get("batch")
     try:
         from agentroute.batch import check_out
-        from agentroute.loading import make_budget
+        from agentroute.budget import make_budget
         from agentroute.web.env import check_tasks, find_chromium
 
         # a task named twice played each of its seeds twice (two --out lines, two records of one episode)
