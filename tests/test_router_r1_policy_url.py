@@ -24,7 +24,7 @@ def test_ask_names_a_policy_url_without_a_scheme():
         "error: policy server URL 'gpu-box/v1' is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)"]
 
 
-@pytest.mark.parametrize("url", ["notaurl", "http://", "ftp://host/v1", "http://gpu-box:abc/v1", "http://gpu-box:99999/v1"])
+@pytest.mark.parametrize("url", ["notaurl", "http://", "ftp://host/v1"])  # a bad port: tests/test_router_r1_policy_port.py
 def test_the_python_api_refuses_it_when_the_graph_is_built(url):
     with pytest.raises(ConfigurationError, match="is not an http\\(s\\) URL"):
         build_router_r1_graph(policy_url=url)

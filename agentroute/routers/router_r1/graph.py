@@ -39,15 +39,24 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
 
 
 def check_policy_url(url: str) -> str:
-    """``url`` when it is an ``http(s)://HOST…`` URL; a :class:`ConfigurationError` naming it otherwise
-    (was: urllib's ``ValueError: unknown url type`` with a traceback, from inside the graph run)."""
+    """``url`` when it is an ``http(s)://HOST[:PORT]…`` URL with a port in 1-65535; a
+    :class:`ConfigurationError` naming it and what is wrong otherwise.
+
+    >>> check_policy_url("http://h:0/v1")
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: policy server URL 'http://h:0/v1': the port must be a number 1-65535 (got '0')
+    """
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)")
     try:
-        port_ok = parts.port is None or parts.port > 0  # a port that is no number 1-65535 raises here
+        port_ok = parts.port is None or parts.port > 0  # urllib raises for a port out of 0-65535 or no number
     except ValueError:
         port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ConfigurationError(f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)")
+    if not port_ok:
+        port = parts.netloc.rpartition(":")[2]
+        raise ConfigurationError(f"policy server URL {url!r}: the port must be a number 1-65535 (got {port!r})")
     return url
 
 
