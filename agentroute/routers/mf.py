@@ -30,17 +30,9 @@ import numpy as np
 from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import check_range, register
-from agentroute.routers.utility import (
-    QUERY_CHARS,
-    UtilityRouter,
-    embed_contexts,
-    embed_texts,
-    load_module_arrays,
-    module_arrays,
-    train_early_stopping,
-    validation_split,
-)
+from agentroute.routers.base import register
+from agentroute.routers.utility import QUERY_CHARS, embed_texts
+from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
 
 torch_module()  # imported lazily, on first use of the "mf" router: one torch thread, or a clear error
@@ -72,7 +64,7 @@ class MatrixFactorization(torch.nn.Module):
 
 
 @register
-class MatrixFactorizationRouter(UtilityRouter):
+class MatrixFactorizationRouter(EmbeddingNetRouter):
     """RouteLLM's matrix factorisation, trained pointwise on logged scores.
 
     Args:
@@ -88,6 +80,7 @@ class MatrixFactorizationRouter(UtilityRouter):
     """
 
     name = "mf"
+    size_param = "dim"
 
     def __init__(
         self,
@@ -114,15 +107,6 @@ class MatrixFactorizationRouter(UtilityRouter):
         self.validation_fraction = validation_fraction
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        for key in ("dim", "epochs", "patience", "batch_size"):
-            check_range(self, key, low=1, integer=True)
-        if not self.lr > 0:
-            raise ConfigurationError(f"mf: 'lr' must be > 0 (got {self.lr!r})")
-        check_range(self, "weight_decay", low=0)
-        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
-
     def _fit_table(self, table: OutcomeTable) -> None:
         scores = np.asarray(table.scores, dtype=float)
         logged = scores[~np.isnan(scores)]
@@ -134,55 +118,25 @@ class MatrixFactorizationRouter(UtilityRouter):
         mask = ~np.isnan(scores)
         target = torch.from_numpy(np.where(mask, scores, 0.0).astype(np.float32))
         weight = torch.from_numpy(np.where(mask, table.weights, 0.0).astype(np.float32))  # importance weights
-        tr, va = validation_split(len(table), self.validation_fraction, self.seed, scores=scores)
-        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
 
         def loss(rows: Any) -> Any:
             per_cell = bce(self.net_(x[rows]), target[rows], reduction="none")
             return (per_cell * weight[rows]).sum() / weight[rows].sum().clamp(min=1.0)
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.net_ = MatrixFactorization(x.shape[1], self.dim, len(self.columns_))
+        def make_net() -> MatrixFactorization:
+            net = MatrixFactorization(x.shape[1], self.dim, len(self.columns_))
             with torch.no_grad():  # start from each model's base rate
                 rate = np.clip(np.nan_to_num(self.score_mean_, nan=0.5), 1e-3, 1 - 1e-3)
-                self.net_.bias.copy_(torch.from_numpy(np.log(rate / (1 - rate)).astype(np.float32)))
-            self.epochs_run_ = train_early_stopping(
-                self.net_,
-                lambda rows: loss(tr_t[rows]),
-                lambda: loss(va_t),
-                n_train=len(tr),
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                patience=self.patience,
-                seed=self.seed,
-                desc=f"{self.name}: training on {len(tr)} queries",
-            )
+                net.bias.copy_(torch.from_numpy(np.log(rate / (1 - rate)).astype(np.float32)))
+            return net
+
+        self._train(table, make_net, loss)
 
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            logits = (
-                self.net_(torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32)))
-                .double()
-                .numpy()
-            )
+        logits = self._net_outputs(ctxs)
         return 1.0 / (1.0 + np.exp(-logits)), np.tile(self.cost_mean_, (len(ctxs), 1))
 
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "epochs_run": self.epochs_run_}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        super().set_state(state)
-        self.epochs_run_ = int(state["epochs_run"])
-
-    def get_arrays(self) -> dict[str, np.ndarray]:
-        return {**super().get_arrays(), **module_arrays(self.net_)}
-
-    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        super().set_arrays(arrays)
+    def _net_from_arrays(self, arrays: dict[str, np.ndarray]) -> MatrixFactorization:
         proj = np.asarray(arrays["net.text_proj.weight"])
-        self.net_ = MatrixFactorization(proj.shape[1], proj.shape[0], len(self.columns_))
-        load_module_arrays(self.net_, arrays)
+        return MatrixFactorization(proj.shape[1], proj.shape[0], len(self.columns_))

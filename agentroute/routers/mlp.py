@@ -25,16 +25,8 @@ from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import check_range, register
-from agentroute.routers.utility import (
-    QUERY_CHARS,
-    UtilityRouter,
-    embed_contexts,
-    embed_texts,
-    load_module_arrays,
-    module_arrays,
-    train_early_stopping,
-    validation_split,
-)
+from agentroute.routers.utility import QUERY_CHARS, embed_texts
+from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
 
 torch_module()  # imported lazily, on first use of the "mlp" router: one torch thread, or a clear error
@@ -59,7 +51,7 @@ class ScoreCostMLP(torch.nn.Sequential):
 
 
 @register
-class MLPRouter(UtilityRouter):
+class MLPRouter(EmbeddingNetRouter):
     """MLP on MiniLM embeddings → per-model score (σ) and log cost.
 
     Args:
@@ -77,6 +69,7 @@ class MLPRouter(UtilityRouter):
     """
 
     name = "mlp"
+    size_param = "hidden"
 
     def __init__(
         self,
@@ -109,15 +102,9 @@ class MLPRouter(UtilityRouter):
 
     def _check_params(self) -> None:
         super()._check_params()
-        for key in ("hidden", "epochs", "patience", "batch_size"):
-            check_range(self, key, low=1, integer=True)
         if not 0 <= self.dropout < 1:
             raise ConfigurationError(f"mlp: 'dropout' must be in [0, 1) (got {self.dropout!r})")
-        if not self.lr > 0:
-            raise ConfigurationError(f"mlp: 'lr' must be > 0 (got {self.lr!r})")
-        check_range(self, "weight_decay", low=0)
         check_range(self, "cost_loss_weight", low=0)
-        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
 
     # -- learning ---------------------------------------------------------------------------------
     def _fit_table(self, table: OutcomeTable) -> None:
@@ -138,8 +125,6 @@ class MLPRouter(UtilityRouter):
             w = torch.from_numpy(np.asarray(table.weights, dtype=np.float32))
             ms, mc = ms * w, mc * w
         m = len(self.columns_)
-        tr, va = validation_split(len(table), self.validation_fraction, self.seed, scores=scores)
-        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
 
         def loss(rows: Any) -> Any:
@@ -154,32 +139,12 @@ class MLPRouter(UtilityRouter):
             cost_loss = (lc * mc[rows]).sum() / mc[rows].sum().clamp(min=1.0)
             return score_loss + self.cost_loss_weight * cost_loss
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.net_ = ScoreCostMLP(x.shape[1], self.hidden, m, self.dropout)
-            self.epochs_run_ = train_early_stopping(
-                self.net_,
-                lambda rows: loss(tr_t[rows]),
-                lambda: loss(va_t),
-                n_train=len(tr),
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                patience=self.patience,
-                seed=self.seed,
-                desc=f"{self.name}: training on {len(tr)} queries",
-            )
+        self._train(table, lambda: ScoreCostMLP(x.shape[1], self.hidden, m, self.dropout), loss)
 
     # -- prediction -------------------------------------------------------------------------------
     def _predict_columns(self, ctxs: Sequence[RouteContext]) -> tuple[np.ndarray, np.ndarray]:
         m = len(self.columns_)
-        with torch.no_grad():
-            out = (
-                self.net_(torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32)))
-                .double()
-                .numpy()
-            )
+        out = self._net_outputs(ctxs)
         score = self.score_lo_ + (self.score_hi_ - self.score_lo_) / (1.0 + np.exp(-out[:, :m]))
         cost = np.exp(self.log_cost_mean_ + self.log_cost_std_ * out[:, m:]) - COST_EPS
         return score, np.maximum(cost, 0.0)
@@ -190,30 +155,28 @@ class MLPRouter(UtilityRouter):
             **super().get_state(),
             "binary": self.binary_,
             "score_range": [self.score_lo_, self.score_hi_],
-            "epochs_run": self.epochs_run_,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.binary_ = bool(state["binary"])
         self.score_lo_, self.score_hi_ = (float(v) for v in state["score_range"])
-        self.epochs_run_ = int(state["epochs_run"])
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         return {
             **super().get_arrays(),
             "log_cost_mean": self.log_cost_mean_,
             "log_cost_std": self.log_cost_std_,
-            **module_arrays(self.net_),
         }
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
         self.log_cost_mean_ = np.asarray(arrays["log_cost_mean"], dtype=float)
         self.log_cost_std_ = np.asarray(arrays["log_cost_std"], dtype=float)
+
+    def _net_from_arrays(self, arrays: dict[str, np.ndarray]) -> ScoreCostMLP:
         first = np.asarray(arrays["net.0.weight"])
-        self.net_ = ScoreCostMLP(first.shape[1], first.shape[0], len(self.columns_), self.dropout)
-        load_module_arrays(self.net_, arrays)
+        return ScoreCostMLP(first.shape[1], first.shape[0], len(self.columns_), self.dropout)
 
 
 def _masked(values: np.ndarray) -> tuple[Any, Any]:
