@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch_geometric.nn as pyg_nn
 
-Metadata = tuple[list[str], list[tuple[str, str, str]]]
+from agentroute.nn.residual_hetero import EdgeIndexDict, Metadata, ResidualHeteroEncoder
 
 
-class HeteroSAGE(torch.nn.Module):
+class HeteroSAGE(ResidualHeteroEncoder):
     r"""A stack of heterogeneous GraphSAGE layers ("Inductive Representation Learning on Large
     Graphs", Hamilton et al., NeurIPS 2017, https://arxiv.org/abs/1706.02216) in the relational
     form of :class:`~torch_geometric.nn.conv.HeteroConv` (R-GCN style sum over edge types).
@@ -49,6 +50,8 @@ class HeteroSAGE(torch.nn.Module):
         - **output:** {type: :math:`(|\mathcal{V}_t|, F_{hidden})`}
     """
 
+    relu_output = True
+
     def __init__(
         self,
         in_channels: int | dict[str, int],
@@ -59,26 +62,12 @@ class HeteroSAGE(torch.nn.Module):
         dropout: float = 0.1,
         fused: bool = True,
     ):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"'num_layers' (got {num_layers}) must be at least 1")
-        node_types, edge_types = metadata
-        self.metadata = (list(node_types), list(edge_types))
-        self.hidden_channels = hidden_channels
-        self.num_layers = num_layers
-        self.dropout = dropout
+        def make_layer(metadata: Metadata) -> torch.nn.Module:
+            sage = {et: pyg_nn.SAGEConv((hidden_channels, hidden_channels), hidden_channels) for et in metadata[1]}
+            return pyg_nn.HeteroConv(sage, aggr="sum")
+
+        super().__init__(in_channels, hidden_channels, num_layers, metadata, dropout, make_layer)
         self.fused = fused
-        self.lin_in = pyg_nn.HeteroDictLinear(in_channels, hidden_channels, types=list(node_types))
-        self.convs = torch.nn.ModuleList(
-            pyg_nn.HeteroConv(
-                {
-                    et: pyg_nn.SAGEConv((hidden_channels, hidden_channels), hidden_channels)
-                    for et in edge_types
-                },
-                aggr="sum",
-            )
-            for _ in range(num_layers)
-        )
         self._edge_types = set(self.metadata[1])
         self._cache: dict[Any, tuple[Any, Any, Any]] = {}
         self._layer_params = [list(conv.parameters()) for conv in self.convs]
@@ -86,25 +75,17 @@ class HeteroSAGE(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         self._cache.clear()
-        self.lin_in.reset_parameters()
-        for conv in self.convs:
-            conv.reset_parameters()  # type: ignore[operator]
+        super().reset_parameters()
 
-    def forward(
-        self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]
-    ) -> dict[str, Any]:
-        F = torch.nn.functional
-        h = {t: F.relu(x) for t, x in self.lin_in(x_dict).items()}
-        plan = self._plan(edge_index_dict, h) if self.fused else None
-        for layer, conv in enumerate(self.convs):
-            out = self._fused_layer(layer, conv, h, plan) if plan is not None else conv(h, edge_index_dict)
-            h = {
-                t: x + F.dropout(F.relu(out[t]), self.dropout, self.training) if t in out else x
-                for t, x in h.items()
-            }
-        return h
+    def _layer_runner(
+        self, edge_index_dict: EdgeIndexDict, h: dict[str, Any]
+    ) -> Callable[[int, Any, dict[str, Any]], dict[str, Any]]:
+        if not self.fused:
+            return super()._layer_runner(edge_index_dict, h)
+        plan = self._plan(edge_index_dict, h)
+        return lambda layer, conv, h: self._fused_layer(layer, conv, h, plan)
 
-    def _plan(self, edge_index_dict: dict[tuple[str, str, str], Any], h: dict[str, Any]) -> dict[str, Any]:
+    def _plan(self, edge_index_dict: EdgeIndexDict, h: dict[str, Any]) -> dict[str, Any]:
         """Per destination type: its edge types, and for those with edges (source, gather index,
         scatter index, 1/in-degree): the mean aggregation, shared by every layer."""
         plan: dict[str, tuple[list[Any], list[Any]]] = {}
@@ -159,6 +140,3 @@ class HeteroSAGE(torch.nn.Module):
         if cacheable:
             self._cache[key] = (version, weight.detach(), bias.detach())
         return weight, bias
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(hidden={self.hidden_channels}, num_layers={self.num_layers})"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
 import torch_geometric.nn as pyg_nn
 
-Metadata = tuple[list[str], list[tuple[str, str, str]]]
+from agentroute.nn.residual_hetero import Metadata, ResidualHeteroEncoder
 
 
-class HGTEncoder(torch.nn.Module):
+class HGTEncoder(ResidualHeteroEncoder):
     r"""A stack of Heterogeneous Graph Transformer layers ("Heterogeneous Graph Transformer",
     Hu et al., WWW 2020, https://arxiv.org/abs/2003.01332).
 
@@ -56,43 +53,20 @@ class HGTEncoder(torch.nn.Module):
         heads: int = 4,
         dropout: float = 0.1,
     ):
-        super().__init__()
         if hidden_channels % heads:
             raise ValueError(
                 f"'hidden_channels' (got {hidden_channels}) must be divisible by 'heads' (got {heads})"
             )
-        if num_layers < 1:
-            raise ValueError(f"'num_layers' (got {num_layers}) must be at least 1")
-        node_types, edge_types = metadata
-        self.metadata = (list(node_types), list(edge_types))
-        self.hidden_channels = hidden_channels
-        self.num_layers = num_layers
-        self.heads = heads
-        self.dropout = dropout
-        self.lin_in = pyg_nn.HeteroDictLinear(in_channels, hidden_channels, types=list(node_types))
-        self.convs = torch.nn.ModuleList(
-            pyg_nn.HGTConv(hidden_channels, hidden_channels, self.metadata, heads=heads)
-            for _ in range(num_layers)
+        super().__init__(
+            in_channels,
+            hidden_channels,
+            num_layers,
+            metadata,
+            dropout,
+            lambda meta: pyg_nn.HGTConv(hidden_channels, hidden_channels, meta, heads=heads),
         )
+        self.heads = heads
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        self.lin_in.reset_parameters()
-        for conv in self.convs:
-            conv.reset_parameters()  # type: ignore[operator]
-
-    def forward(
-        self, x_dict: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]
-    ) -> dict[str, Any]:
-        F = torch.nn.functional
-        h = {t: F.relu(x) for t, x in self.lin_in(x_dict).items()}
-        for conv in self.convs:
-            out = conv(h, edge_index_dict)
-            h = {
-                t: x + F.dropout(out[t], self.dropout, self.training) if out.get(t) is not None else x
-                for t, x in h.items()
-            }
-        return h
-
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(hidden={self.hidden_channels}, num_layers={self.num_layers}, heads={self.heads})"
+        return f"{super().__repr__()[:-1]}, heads={self.heads})"

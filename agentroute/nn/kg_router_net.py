@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 import torch
 
-from agentroute.nn.hetero_sage import HeteroSAGE, Metadata
+from agentroute.nn.hetero_sage import HeteroSAGE
 from agentroute.nn.hgt import HGTEncoder
 from agentroute.nn.pair_score import PairScore
+from agentroute.nn.residual_hetero import Metadata
 
 Encoder = Literal["sage", "hgt"]
 
