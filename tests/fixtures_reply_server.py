@@ -27,6 +27,9 @@ from typing import Any, Self
 REASONING = ["Let", " me", " think", " about", " it", "."]
 ANSWER = [" Paris", " is", " the", " capital", "."]
 PROMPT_TOKENS = 7
+#: How often a test server's ``serve_forever(POLL_S)`` loop checks for ``shutdown()``: the standard
+#: library's 0.5 s made every server's stop wait up to half a second (most of a short test's time).
+POLL_S = 0.01
 
 
 def _usage(completion: int, *, thoughts_apart: bool = False) -> dict[str, Any]:
@@ -88,14 +91,11 @@ class LoopbackServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128  # the standard library's backlog of 5 refuses connections under a burst
-    #: How often the serving loop checks for :meth:`shutdown`: the standard library's 0.5 s made
-    #: every ``with`` block's exit wait up to half a second (most of a short test's time).
-    poll_interval = 0.01
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(("127.0.0.1", 0), handler)
         self.requests: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self.serve_forever, args=(self.poll_interval,), daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(POLL_S,), daemon=True)
 
     @property
     def url(self) -> str:

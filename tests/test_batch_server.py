@@ -88,7 +88,8 @@ class StubOpenAIServer:
         self._httpd = Quiet(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # polled every 10 ms (tests/fixtures_reply_server.py's POLL_S; a script here): stops at once, not in 0.5 s
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.01,), daemon=True)
 
     def _hold(self) -> None:
         with self._lock:

@@ -34,6 +34,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.fixtures_reply_server import POLL_S
+
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = metadata.version("agentroute")
 TORCH_FIRST = "pip install torch==2.13.0 && pip install 'agentroute[ml]'"
@@ -236,7 +238,7 @@ class _Chat(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def loopback_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agentroute.errors import ConfigurationError
+from tests.fixtures_reply_server import POLL_S
 from tests.fixtures_web import chromium, store  # noqa: F401 (fixtures)
 from tests.test_web_h61_user_paths import Hanging
 
@@ -48,7 +49,7 @@ def browsers_in(folder: Path) -> list[int]:
 @pytest.fixture
 def hanging() -> Iterator[Hanging]:
     server = Hanging()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True).start()
     yield server
     server.release.set()
     server.shutdown()

@@ -14,6 +14,7 @@ from agentroute import retrieval
 from agentroute.errors import ConfigurationError
 from agentroute.graphs.qa import build_qa_graph, load_corpus
 from agentroute.retrieval import BM25Retriever, Passage
+from tests.fixtures_reply_server import POLL_S
 
 
 def test_a_two_paragraph_corpus_is_ranked_by_the_query_not_by_file_order():
@@ -107,7 +108,7 @@ def test_a_question_in_chinese_is_decomposed_and_each_part_reads_its_own_passage
 
     plan = "1、法国的首都是哪座城市？\n（2）巴黎在哪条河边？"
     server = Answers([plan, "巴黎", "巴黎", "塞纳河"])
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True).start()
     corpus = [{"title": "柏林", "text": "柏林是德国的首都，在施普雷河边。"},
               {"title": "巴黎", "text": "巴黎是法国的首都。"},
               {"title": "塞纳河", "text": "巴黎在塞纳河边。"}]

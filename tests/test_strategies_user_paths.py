@@ -17,6 +17,7 @@ from agentroute import AgentGraph, Budget, make_router
 from agentroute.pool import ModelCard, ModelPool
 from agentroute.pool.backends.openai import OpenAIBackend
 from agentroute.strategies import get_strategy
+from tests.fixtures_reply_server import POLL_S
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,7 +79,7 @@ def serve() -> Iterator[Any]:
 
     def start(answers: list[str | None]) -> Answers:
         server = Answers(answers)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True).start()
         servers.append(server)
         return server
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures_reply_server import POLL_S
 from tests.fixtures_web import chromium, store  # noqa: F401 (fixtures)
 from tests.test_strategies_user_paths import Answers
 from tests.test_web_user_paths import _browsers_below
@@ -51,7 +52,7 @@ def test_a_task_page_that_never_loads_fails_the_episode_in_seconds_and_leaves_no
     from agentroute.web import WebAgent
 
     server = Hanging()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True).start()
     try:
         # the pages come from a server that accepts the connection and never answers
         monkeypatch.setattr(miniwob.selenium_instance, "DEFAULT_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/")
@@ -77,7 +78,7 @@ def test_run_web_budget_usd_running_out_midway_ends_budget_exhausted_without_an_
     the dollar budget runs out after a few steps, the episode ends `budget_exhausted`, and the
     server saw exactly the calls the memory recorded, their cost within the budget."""
     server = Answers(["click(999)"])
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True).start()
     try:
         (tmp_path / "pool.yaml").write_text(
             "models:\n  - id: paid\n    backend: openai\n    model: paid\n"
