@@ -23,7 +23,7 @@ from rich.table import Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, missing_extra, report
 from agentroute.cli.train_cmd import check_out_dir
-from agentroute.errors import AgentrouteError, ConfigurationError
+from agentroute.errors import AgentrouteError, ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
     from agentroute.routers.base import Router
@@ -48,13 +48,14 @@ def list_routers() -> None:
     for name in router_names():
         try:
             cls = get_router_class(name)
+            shown = options(cls)  # builds it: a router that needs an extra only when made says so here too
         except Exception as exc:  # an optional dependency missing: still list it
             why = missing_extra(exc) or f"{type(exc).__name__}: {exc}"
             unavailable.setdefault(why, []).append(name)
             table.add_row(name, "?", "?", "?", "[yellow]unavailable (below)[/]")
             continue
         target = base._LAZY.get(name) or f"{cls.__module__}:{cls.__name__}"
-        table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", escape(options(cls)) or "-", target)
+        table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", escape(shown) or "-", target)
     console.print(table)
     for why, names in unavailable.items():  # whole lines: an install command is never cut by a column
         console.print(f"[yellow]unavailable[/] {', '.join(names)}: {escape(why)}")
@@ -63,13 +64,16 @@ def list_routers() -> None:
 def options(cls: type[Router]) -> str:
     """``name=default`` for each keyword parameter of ``cls.__init__``, one a line, as the code
     declares them; ``name (required)`` for one without a default, or whose default the router's
-    own checks refuse (``fixed``'s ``model=''``: it must be given)."""
+    own checks refuse (``fixed``'s ``model=''``: it must be given). A router that needs a package
+    that is not installed raises its :class:`MissingDependencyError`."""
     try:
         cls._build({})
         refused = ""
     except ConfigurationError as exc:  # a default that stands for "must be given"
         refused = str(exc)
-    except Exception:  # a router that cannot be built here (a missing extra): defaults as declared
+    except MissingDependencyError:
+        raise
+    except Exception:  # a router that cannot be built here otherwise: defaults as declared
         refused = ""
     shown = []
     for p in inspect.signature(cls).parameters.values():
