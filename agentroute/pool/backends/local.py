@@ -65,8 +65,12 @@ _OLD_SMOLLM_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "chat_template.jinja", "special_tokens_map.json",
 })  # fmt: skip
-# what drop_old_smollm_cache renames that copy to before deleting it (pid, 8 hex digits)
-_DOOMED_SMOLLM = re.compile(rf"\.tmp-{re.escape(_OLD_SMOLLM_CACHE)}-\d+-[0-9a-f]{{8}}")
+# the temporary folders of this module: a cache being written (``_write_cache``) or the old SmolLM2
+# copy renamed away to be deleted (``drop_old_smollm_cache``), each ``.tmp-<name>-<pid>-<8 hex digits>``
+_TMP = re.compile(r"\.tmp-(.+)-\d+-[0-9a-f]{8}")
+#: A cache write's temporary folder that nothing has written for this long (seconds) was left by a
+#: crash: a live writer touches its files as it saves them (any host sharing the cache folder).
+STALE_TMP_S = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +213,7 @@ class LocalModel:
         try:
             if source.kind == "gguf":
                 cached = source.cache_dir(cache)
+                sweep_left_tmp(cached.parent)  # what a crashed cache write left
                 if (cached / _CACHE_MARKER).is_file():
                     model, tok = _from_pretrained(transformers, torch, str(cached))
                     loaded_from: LoadedFrom = "cache"
@@ -352,7 +357,8 @@ def _gguf_tokenizer_kind(path: Path) -> str | None:
 
 
 def _write_cache(model: Any, tok: Any, source: ModelSource, target: Path) -> None:
-    """Save to a temporary sibling folder, then rename it into place: a crash never leaves half a cache."""
+    """Save to a temporary sibling folder, then rename it into place: a crash never leaves half a
+    cache (what it leaves, :func:`sweep_left_tmp` deletes)."""
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
@@ -378,7 +384,7 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     alone, no links, and a ``model.safetensors`` byte-identical to ours, so nothing is lost that is
     not in the shared cache. Never raises: a folder that cannot be read or renamed is left alone.
     First sweeps what an earlier removal left when its process died between rename and delete."""
-    sweep_doomed_smollm(root)
+    sweep_left_tmp(root)
     folder = root / _OLD_SMOLLM_CACHE
     try:
         if folder.is_symlink() or not folder.is_dir():
@@ -400,21 +406,40 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     return size
 
 
-def sweep_doomed_smollm(root: Path) -> int:
-    """Delete the ``<root>/.tmp-smollm2-135m-instruct-<pid>-<hex>`` folders (≈ 517 MB each) that
-    :func:`drop_old_smollm_cache` renamed away but whose process died before deleting them; returns
-    how many went. Only folders of exactly that name, never a link; never raises."""
+def sweep_left_tmp(folder: Path) -> int:
+    """Delete the ``.tmp-<name>-<pid>-<hex>`` folders in ``folder`` that a dead process left; returns
+    how many went. Left: the old SmolLM2 copy that :func:`drop_old_smollm_cache` renamed away (≈ 517 MB;
+    nothing writes it), and a cache write (:func:`_write_cache`) that nothing has written for
+    :data:`STALE_TMP_S` (a live writer's, even on another host, is younger). Only folders of exactly
+    that name, never a link; never raises."""
     swept = 0
     try:
-        for folder in root.iterdir():
-            if _DOOMED_SMOLLM.fullmatch(folder.name) and not folder.is_symlink() and folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-                if not folder.exists():
-                    swept += 1
-                    log.info("removed %s, left by an interrupted removal of the old SmolLM2 copy", folder)
+        for tmp in folder.iterdir():
+            name = _TMP.fullmatch(tmp.name)
+            if name is None or tmp.is_symlink() or not tmp.is_dir():
+                continue
+            if name[1] != _OLD_SMOLLM_CACHE and not _untouched_for(tmp, STALE_TMP_S):
+                continue
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not tmp.exists():
+                swept += 1
+                log.info("removed %s, left by an interrupted process", tmp)
     except OSError as exc:
-        log.debug("could not sweep %s: %s", root, exc)
+        log.debug("could not sweep %s: %s", folder, exc)
     return swept
+
+
+def _untouched_for(folder: Path, seconds: float) -> bool:
+    """Whether neither ``folder`` nor a file directly in it was modified in the last ``seconds``
+    (``False`` when they change under us: someone is at work there)."""
+    try:
+        last = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except OSError:
+        return False
+    return time.time() - last >= seconds
+
+
+sweep_doomed_smollm = sweep_left_tmp  # its former name
 
 
 class _LogProbRecorder:
@@ -870,5 +895,5 @@ __all__ = [
     "cache_root",
     "drop_old_smollm_cache",
     "gguf_package_dir",
-    "sweep_doomed_smollm",
+    "sweep_left_tmp",
 ]
