@@ -375,6 +375,13 @@ def serve(
         raise fail_on(exc) from None
 
 
+def unused_options(given: dict[str, bool], where: str) -> None:
+    """Exit 2 naming the options ``given`` (name → whether the user set it) that this run would ignore."""
+    names = [name for name, set_ in given.items() if set_]
+    if names:
+        raise fail(f"{', '.join(names)}: {where}", 2)
+
+
 @app.command("eval")
 def eval_routers(
     dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
@@ -407,6 +414,22 @@ def eval_routers(
     --from MEMORY_URL: counterfactual estimates on your own logged traffic."""
     if from_memory and dataset:
         raise fail("give --dataset KIND:PATH or --from MEMORY_URL, not both", 2)
+    agentic_only = {
+        "--steps": steps != 3, "--cap-large": cap_large is not None, "--budget-usd": budget_usd is not None,
+        "--tiers": tiers is not None, "--success-rule": success_rule != "all", "--feedback": feedback,
+        "--max-attempts": max_attempts != 1, "--config": config is not None,
+    }  # fmt: skip
+    single_only = {
+        "--out": out is not None, "--output-tokens": output_tokens is not None, "--explore": explore,
+        "--boot": boot != 500, "--no-peers": not peers, "--interval": interval != "basic",
+        "--limit": limit is not None, "--sample": sample is not None,
+    }  # fmt: skip
+    if from_memory:
+        unused_options({"--agentic": agentic, **agentic_only, **single_only}, "not used with --from (counterfactual estimates)")
+    elif agentic:
+        unused_options(single_only, "single-query evaluation only, not used with --agentic")
+    else:
+        unused_options(agentic_only, "--agentic only (k-step tasks under budgets): add --agentic, or leave out")
     if from_memory:
         from agentroute.eval.counterfactual import eval_from_memory_command
 
