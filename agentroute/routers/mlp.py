@@ -162,12 +162,8 @@ class MLPRouter(EmbeddingNetRouter):
         self.binary_ = bool(state["binary"])
         self.score_lo_, self.score_hi_ = (float(v) for v in state["score_range"])
 
-    def get_arrays(self) -> dict[str, np.ndarray]:
-        return {
-            **super().get_arrays(),
-            "log_cost_mean": self.log_cost_mean_,
-            "log_cost_std": self.log_cost_std_,
-        }
+    def _own_arrays(self) -> dict[str, np.ndarray]:
+        return {"log_cost_mean": self.log_cost_mean_, "log_cost_std": self.log_cost_std_}
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
