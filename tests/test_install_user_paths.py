@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
+from importlib.util import cache_from_source
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def _link_core_deps(target: Path) -> int:
 
     File by file, not folder by folder: namespace packages are shared (``langgraph/checkpoint/``
     holds the files of ``langgraph-checkpoint`` *and* of the ``checkpoint`` extra's savers), and
-    only the core's files may be seen.
+    only the core's files may be seen. A module's compiled bytecode comes with it, as a pip install
+    leaves it: without it each command's first run compiled some 600 modules again (seconds each).
     """
     count = 0
     for dist in _core_closure():
@@ -81,6 +83,9 @@ def _link_core_deps(target: Path) -> int:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(source)
                 count += 1
+                if source.suffix == ".py" and Path(compiled := cache_from_source(str(source))).is_file():
+                    Path(cache_from_source(str(link))).parent.mkdir(exist_ok=True)
+                    Path(cache_from_source(str(link))).symlink_to(compiled)  # valid: the source's mtime and size
     return count
 
 
