@@ -97,11 +97,6 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     return p
 
 
-def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
-    if value is not None and (value < 0 or (value == 0 and not zero)):
-        raise ConfigurationError(f"{name} must be {'≥' if zero else '>'} 0 (got {value})")
-
-
 def _mix(counts: Counter[str]) -> str:
     total = sum(counts.values())
     return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in counts.most_common()) if total else "-"
@@ -368,8 +363,12 @@ def run_web(
             "--budget-seconds": opts.budget_seconds,
             "--budget-large-calls": opts.budget_large_calls,
         }
-        for name, value in limits.items():
-            _positive(name, value, zero=name in ("--budget-usd", "--budget-large-calls"))
+        budget = make_budget(
+            budget_usd, calls=opts.budget_calls, seconds=opts.budget_seconds, large_calls=opts.budget_large_calls
+        )  # Budget's rule, as for ask and run; the web agent's own: no episode can start with 0 calls or seconds
+        for name in ("--budget-calls", "--budget-seconds"):
+            if limits[name] == 0:
+                raise ConfigurationError(f"{name} must be > 0 (got 0): no episode could take a step")
         if opts.page_load_timeout is not None and not 0 < opts.page_load_timeout < math.inf:  # nan too
             raise ConfigurationError(f"--page-load-timeout must be a number of seconds > 0 (got {opts.page_load_timeout})")
         from agentroute.web.env import page_load_timeout
@@ -382,12 +381,6 @@ def run_web(
         find_chromium()
         if opts.headed and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise ConfigurationError("--headed needs a display (DISPLAY is not set): drop --headed, or run under `xvfb-run`")
-        budget = make_budget(
-            budget_usd,
-            calls=opts.budget_calls,
-            seconds=opts.budget_seconds,
-            large_calls=opts.budget_large_calls,
-        )
         batch = opts.batch or default_batch(router, pool, opts.max_steps, limits)
     except AgentrouteError as exc:
         print_error(error_text(exc), err)
