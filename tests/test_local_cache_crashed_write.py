@@ -38,6 +38,7 @@ def crashing_load(gguf_file: Path, cache: Path) -> int:
 
 def test_a_crashed_cache_write_is_swept_by_a_later_load_once_stale(tmp_path: Path) -> None:
     gguf_file = write_tiny_gguf(tmp_path / "tiny.gguf", width=128)
+    LocalModel.load(str(gguf_file), cache=tmp_path / "warm")  # transformers' lazy imports, once for both processes
     cache = tmp_path / "cache"
     assert crashing_load(gguf_file, cache) == signal.SIGXFSZ
     (left,) = (cache / "models").glob(".tmp-*")  # the crash's half-written cache
