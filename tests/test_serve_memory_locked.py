@@ -46,8 +46,8 @@ def test_a_server_stopped_while_its_memory_file_is_locked_exits(tmp_path, monkey
                 server.stop(timeout=10)
             took = time.monotonic() - started
         assert took < WAIT_S + 1.0, took  # was: the 10 s join timed out, the server still flushing
-        err = capfd.readouterr().err
-        assert f"agentroute serve: memory: its writes were not all stored within {WAIT_S:g}s" in err, err
+        # the lock is known held: no flush is waited for (was: memory_wait_s), the writes are its owner's to close
+        assert "agentroute serve: memory:" not in capfd.readouterr().err
         lock.rollback()  # the lock is released: the owner's close stores what was kept
         memory.close()
         with SQLMemory(f"sqlite:///{path}") as stored:

@@ -202,6 +202,12 @@ def _held_here(file: str) -> bool:
     return False
 
 
+STOP_LOCKED_S = 0.25
+"""At :meth:`~agentroute.memory.sql.SQLMemory.close`, with writes not yet stored: how long another process must hold the
+SQLite file's write lock for them to be given up at once (a Ctrl-C of ``agentroute serve`` beside
+a ``sqlite3`` shell in a transaction waited 31 s: a try's busy timeout, then ``--drain-s``)."""
+
+
 def write_locked(engine: Engine, wait_s: float = 0.0) -> bool:
     """Whether another process holds the write lock of ``engine``'s SQLite file and keeps it
     ``wait_s`` more: a ``BEGIN IMMEDIATE`` on a connection of its own, rolled back at once, busy while

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from agentroute.errors import AgentrouteError
@@ -38,8 +39,10 @@ class MemoryWriteError(MemoryStoreError):
         self.failures = failures
         kind, _, exc = failures[0]
         lines = str(exc).strip().splitlines()  # a driver's error goes on with hints and a link
+        kinds = Counter(kind for kind, _, _ in failures)
         super().__init__(
-            f"{len(failures)} memory write(s) failed and were not committed; "
+            f"{len(failures)} memory write(s) failed and were not committed "
+            f"({', '.join(f'{n} {name}' for name, n in kinds.items())}); "
             f"first ({kind}): {type(exc).__name__}: {lines[0] if lines else ''}"
         )
 

@@ -59,7 +59,14 @@ from agentroute.memory import claims, export, processes, queries
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.claims import TaskClaims
 from agentroute.memory.codec import attempt_from_row
-from agentroute.memory.engine import create_memory_engine, is_memory_sqlite, resolve_url, safe_url
+from agentroute.memory.engine import (
+    STOP_LOCKED_S,
+    create_memory_engine,
+    is_memory_sqlite,
+    resolve_url,
+    safe_url,
+    write_locked,
+)
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.memory.migrate import upgrade
 from agentroute.memory.settle import replace_settled
@@ -341,8 +348,15 @@ class SQLMemory(MemoryStore):
 
     @property
     def pending_writes(self) -> int:
-        """Writes recorded and not yet committed (nor lost)."""
-        return self._qsize()
+        """Writes recorded and not yet committed (nor lost), the batch being written included."""
+        return self._qsize() + len(self._writer._writing)  # noqa: SLF001 - the memory's own writer
+
+    def give_up_writes(self, why: str) -> int:
+        """Stop storing now, without waiting for the database (a file another process keeps locked
+        as the process stops): the writes not yet committed are lost, each with ``why``, and raised
+        by the next :meth:`flush` or :meth:`close` (which then returns at once); a try in flight that
+        the database answers after all is rolled back. Returns how many were given up."""
+        return self._writer.give_up(MemoryStoreError(why))
 
     def unreachable(self) -> str | None:
         """Why the database does not answer now, on one line (``None``: it does): one ``SELECT 1``,
@@ -521,7 +535,10 @@ class SQLMemory(MemoryStore):
 
     def close(self, *, retry_s: float | None = None) -> None:
         """Commit what is queued and close; a batch the database refuses meanwhile is retried
-        ``retry_s`` more at most (default 30 s), then its writes are lost and raised here."""
+        ``retry_s`` more at most (default 30 s), then its writes are lost and raised here. Writes
+        waiting for a SQLite file's write lock that another process holds throughout
+        :data:`STOP_LOCKED_S` are given up at once (:meth:`give_up_writes`), not waited for (a
+        try in flight waits the file's 30 s busy timeout, which nothing can cut short)."""
         if retry_s is not None and (isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not retry_s >= 0):
             raise ConfigurationError(f"retry_s must be a number of seconds ≥ 0 (got {retry_s!r})")
         if self.closed:
@@ -532,6 +549,12 @@ class SQLMemory(MemoryStore):
             _shutdown(self._writer, self.engine, self._claims, self._pid)
             return
         try:
+            if self.pending_writes and write_locked(self.engine, STOP_LOCKED_S):
+                self.give_up_writes(
+                    f"not stored: the memory was closed while another process held the write lock of "
+                    f"{self.engine.url.database}; what was stored stays, as after a crash: "
+                    "`agentroute memory reconcile` closes the tasks left running"
+                )  # fmt: skip
             self._writer.stop(retry_s)
             self._writer.raise_errors()
         finally:

@@ -99,6 +99,11 @@ class _Withdrawn(Exception):
     """Rolls back a transaction holding an attempt withdrawn while its statements ran."""
 
 
+class _GivenUp(BaseException):
+    """Rolls back the try in flight of a writer whose writes were given up (:meth:`BatchWriter.give_up`)
+    and ends its thread (a ``BaseException``: no retry nor split of the batch catches it)."""
+
+
 class BatchItemWrite:
     """The outcome of one batch item: ``row`` (batch_id, query_id, worker, status, task_id,
     cost_usd, error) and an optional ``on_commit`` callback, run on the writer thread once stored."""
@@ -394,6 +399,10 @@ class BatchWriter:
         self._attempt_ids: dict[int, str] = {}  # id(attempt) → its row's id, the same in every try of a batch
         self._writing: list[Op] = []  # the batch being written (given up by stop() if its try hangs)
         self._withdrawn: dict[int, Any] = {}  # id(payload) → payload: writes to leave out (withdraw())
+        self._markers: list[_Flush] = []  # the flushes waiting on the batch being written
+        self._stored_ids: set[int] = set()  # id(payload) of its writes committed (a batch split on its data)
+        self._given_up: BaseException | None = None  # give_up()'s error: nothing more is committed
+        self._ending = threading.Lock()  # a commit and give_up(), one at a time: no write both stored and failed
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -408,10 +417,15 @@ class BatchWriter:
 
     def drain(self) -> None:
         """Block until every write enqueued before this call is committed (or has failed)."""
+        if self._given_up is not None:  # nothing is committed any more: what was not is failed
+            self.give_up(self._given_up)
+            return
         marker = _Flush()
         self._queue.put(marker)
         self._wake.set()
         while not marker.done.wait(0.5):
+            if self._given_up is not None:
+                return
             if not self._thread.is_alive():
                 raise MemoryStoreError("the memory writer thread has stopped; writes cannot be committed")
 
@@ -444,22 +458,32 @@ class BatchWriter:
                 self._stop_asked, self._stop_grace = time.monotonic(), RETRY_S if retry_s is None else retry_s
             self._queue.put(_STOP)
             self._wake.set()
-            if threading.current_thread() is not self._thread:  # a finalizer may run on it
+            if threading.current_thread() is not self._thread and self._given_up is None:  # a finalizer may run on it
                 self._thread.join(max(self._stop_grace, 0.0) + STUCK_S)
-                if self._thread.is_alive():
-                    self._give_up_stuck()
+                if self._thread.is_alive():  # the try hangs: the database never answers (was: waited forever)
+                    self.give_up(MemoryStoreError(
+                        f"not stored: the database did not answer the memory's writer within {STUCK_S:g}s of its stop"
+                    ))  # fmt: skip
+        if self._given_up is not None:
+            self.give_up(self._given_up)  # the writes recorded since
 
-    def _give_up_stuck(self) -> None:
-        """The thread hangs in a try the database never answers: what it holds is failed (logged,
-        raised by the next flush), and who waits on a flush is let go; was: ``stop()`` waited forever."""
-        markers: list[_Flush] = []
-        held = [*self._writing, *self._take_rest(markers)]
-        error = MemoryStoreError(f"not stored: the database did not answer the memory's writer within {STUCK_S:g}s of its stop")
-        self._fail([(kind, payload, error) for kind, payload in held])
-        for marker in markers:
-            marker.done.set()
-            if marker.then is not None:
-                marker.then()
+    def give_up(self, error: BaseException) -> int:
+        """Stop committing now: the writes not yet committed — the batch being written and those
+        queued — are failed with ``error`` (raised by the next :meth:`raise_errors`, not logged: a
+        stop that cannot wait for a lock another process holds says it once), flushes waiting on
+        them are let go, and the try in flight, if its database answers after all, is rolled back.
+        Returns how many writes were given up."""
+        with self._ending:
+            self._given_up = error
+            markers, self._markers = self._markers, []
+            held = [op for op in self._writing if id(op[1]) not in self._stored_ids]  # a split batch's parts stored
+            self._writing = []
+        held = [op for op in [*held, *self._take_rest(markers)] if self._withdrawn.get(id(op[1])) is not op[1]]
+        self._queue.put(_STOP)
+        self._wake.set()
+        self._fail([(kind, payload, error) for kind, payload in held], logged=False)
+        self._release(markers)
+        return len(held)
 
     # -- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -503,24 +527,40 @@ class BatchWriter:
                         item = queue.get_nowait()
                     except Empty:
                         break
+            with self._ending:
+                given_up = self._given_up
+                if given_up is None:
+                    self._writing, self._markers, self._stored_ids = batch, markers, set()
+            if given_up is not None:  # taken from the queue as give_up() emptied it: failed the same way
+                self._fail([(kind, payload, given_up) for kind, payload in batch], logged=False)
+                self._release(markers)
+                return
             try:
                 if batch:
-                    self._writing = batch
                     self._write(batch)
                     recent.append((time.monotonic(), len(batch)))
                     load += len(batch)
+            except _GivenUp:
+                return  # its writes and flushes were given up by give_up()
             except Exception as exc:  # a bug here must not kill the thread nor drop the batch silently
                 log.exception("memory: writer failed")
                 self._fail([(kind, payload, exc) for kind, payload in batch])
             finally:
-                self._writing = []
+                with self._ending:
+                    markers = markers if self._given_up is None else []  # else give_up() let them go
+                    self._writing, self._markers = [], []
                 if self._withdrawn:
                     for _, payload in batch:
                         self._withdrawn.pop(id(payload), None)
-                for marker in markers:
-                    marker.done.set()
-                    if marker.then is not None:
-                        marker.then()
+                self._release(markers)
+
+    @staticmethod
+    def _release(markers: list[_Flush]) -> None:
+        """Let go who waits on these flushes (their writes are committed or failed)."""
+        for marker in markers:
+            marker.done.set()
+            if marker.then is not None:
+                marker.then()
 
     def _take_rest(self, markers: list[_Flush]) -> list[Op]:
         rest: list[Op] = []
@@ -555,6 +595,8 @@ class BatchWriter:
                 self._attempt_ids.clear()
                 return
             except (OperationalError, InterfaceError) as exc:  # connection lost, database locked
+                if self._given_up is not None:
+                    raise _GivenUp from exc
                 unsure = unsure or self._committing
                 if error is None:
                     first = time.monotonic()
@@ -707,14 +749,15 @@ class BatchWriter:
         self._split(ops[:half])
         self._split(ops[half:])
 
-    def _fail(self, failures: list[tuple[str, Any, BaseException]]) -> None:
+    def _fail(self, failures: list[tuple[str, Any, BaseException]], *, logged: bool = True) -> None:
         if not failures:
             return
         kind, _, exc = failures[0]
-        log.error(
-            "memory: %d write(s) failed (first %s: %s: %s); the next flush() raises",
-            len(failures), kind, type(exc).__name__, exc,
-        )  # fmt: skip
+        if logged:
+            log.error(
+                "memory: %d write(s) failed (first %s: %s: %s); the next flush() raises",
+                len(failures), kind, type(exc).__name__, exc,
+            )  # fmt: skip
         refused = [exc for _, _, exc in failures if refuses_writes(exc)]
         if refused:
             self.refusal = refused[-1]
@@ -773,7 +816,7 @@ class BatchWriter:
                     item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
         self._committing = False
         try:
-            with self._lock, self.engine.begin() as conn:
+            with self._lock, self.engine.connect() as conn, conn.begin():
                 self._bound_lock_wait(conn)
                 self._execute(conn, tasks, steps, audits, feedback)
                 if attempts:
@@ -782,7 +825,15 @@ class BatchWriter:
                         raise _Withdrawn  # while its statements waited (a lock): rolled back
                 if items:
                     set_items(conn, items)
-                self._committing = True  # a connection lost from here on may have committed it
+                with self._ending:  # stored, or given up: never both
+                    if self._given_up is not None:
+                        raise _GivenUp
+                    self._committing = True  # a connection lost from here on may have committed it
+                    conn.commit()
+                    if batch is self._writing:
+                        self._writing = []
+                    else:  # a part of it (split on its data, held back)
+                        self._stored_ids.update(id(payload) for _, payload in batch)
         except _Withdrawn:
             self._commit(batch)  # again, without it
             return

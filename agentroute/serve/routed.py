@@ -39,7 +39,7 @@ from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
-from agentroute.memory.engine import is_memory_sqlite, write_locked
+from agentroute.memory.engine import STOP_LOCKED_S, is_memory_sqlite, write_locked
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
@@ -230,20 +230,30 @@ class Routing:
 
     def close(self) -> None:
         """End the watch of the memory's SQLite lock, close the memory the server opened, flush one it
-        was given (not while its database refuses writes, and waiting at most ``memory_wait_s``: its
-        owner closes it); writes it could not store are reported on one line, not raised."""
+        was given (not while its database refuses writes, nor while another process holds its SQLite
+        file's write lock, and waiting at most ``memory_wait_s``: its owner closes it); writes it could
+        not store are reported on one line, not raised. A close does not wait for another process's
+        lock: the writes it holds are given up at once, named (:meth:`SQLMemory.close`)."""
+        memory = self.memory
+        locked = memory is not None and not self.owns_memory and self._locked(memory)
         if self._lock is not None:
             self._lock.close()
-        memory = self.memory
         if memory is None:
             return
         try:
             if self.owns_memory:
                 memory.close()
-            elif getattr(memory, "refusing_for_s", None) is None:
+            elif not locked and getattr(memory, "refusing_for_s", None) is None:
                 _flush_within(memory, self.memory_wait_s)
         except MemoryStoreError as exc:
             print(f"agentroute serve: memory: {first_line(exc)}", file=sys.stderr)
+
+    def _locked(self, memory: MemoryStore) -> bool:
+        """Whether ``memory`` holds writes not yet stored while another process holds its SQLite
+        file's write lock (known held, or held throughout :data:`STOP_LOCKED_S`): a flush would wait."""
+        if self._lock is None or not getattr(memory, "pending_writes", 0):
+            return False
+        return self._lock.held_for() is not None or self._lock.held_over(STOP_LOCKED_S)
 
     def memory_health(self) -> dict[str, Any] | None:
         """The memory's state for ``/health`` (``None`` without one): ``state`` is ``ok``, or
