@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,32 +22,12 @@ import sqlalchemy as sa
 from agentroute.budget import Attempt, Cost
 from agentroute.memory import SQLMemory
 from agentroute.memory.batches import META_KEY, BatchQueue
-from agentroute.memory.pgserver import create_database
 from agentroute.types import Agent, Step, Task
+from tests.test_batch_retired_finish_replaces import _cut_leases, url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 WORST = Cost(usd=0.001, tokens=100.0)
 PAID = 0.0004
 AGENT = Agent(role="executor", model="m", strategy="direct")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    monkeypatch.setenv("AGENTROUTE_LEASE_CHECK_S", "600")  # A does not take its lease back during the test
-    return create_database(request.getfixturevalue("postgres_url"), f"retired_{uuid.uuid4().hex[:12]}")
-
-
-def _cut_leases(memory: SQLMemory) -> None:
-    """End the sessions holding advisory locks in the memory's database (A's lease), as a partition does."""
-    held = "FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-    with memory.engine.connect() as conn:
-        conn.execute(sa.text(f"SELECT pg_terminate_backend(l.pid) {held}"))
-        for _ in range(250):  # bounded: 5 s
-            if not conn.execute(sa.text(f"SELECT count(*) {held}")).scalar_one():
-                return
-            time.sleep(0.02)
-    raise AssertionError("the leases were not released")
 
 
 def _steps(memory: SQLMemory, task_id: str) -> list[tuple[int, float, bool]]:
@@ -58,7 +36,7 @@ def _steps(memory: SQLMemory, task_id: str) -> list[tuple[int, float, bool]]:
         return [(r.step_index, pytest.approx(r.cost_usd), r.id.startswith("settled-")) for r in rows]
 
 
-def test_a_retired_workers_step_replaces_the_settled_call_before_its_task_ends(url: str) -> None:
+def test_a_retired_workers_step_replaces_the_settled_call_before_its_task_ends(url: str) -> None:  # noqa: F811
     with SQLMemory(url) as a, SQLMemory(url) as b:
         queue_a, queue_b = BatchQueue(a, "b"), BatchQueue(b, "b", lease_s=0.05)
         queue_b.host = "elsewhere/boot"  # B judges A by its heartbeat alone
