@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "create_memory_engine",
     "tcp_settings",
     "connect_failure",
+    "held_throughout",
     "write_locked",
 ]
 
@@ -202,10 +205,29 @@ def _held_here(file: str) -> bool:
     return False
 
 
-STOP_LOCKED_S = 0.25
+STOP_LOCKED_S = 0.5
 """At :meth:`~agentroute.memory.sql.SQLMemory.close`, with writes not yet stored: how long another process must hold the
 SQLite file's write lock for them to be given up at once (a Ctrl-C of ``agentroute serve`` beside
 a ``sqlite3`` shell in a transaction waited 31 s: a try's busy timeout, then ``--drain-s``)."""
+
+
+LOCK_TRY_S = (0.002, 0.01)
+"""The bounds of the random pause between two tries of the lock while it is watched for a break
+(random: tries at a fixed pace could keep landing in another process's periodic transactions)."""
+
+
+def held_throughout(engine: Engine, seconds: float, stop: threading.Event | None = None) -> bool:
+    """Whether another process holds the write lock of ``engine``'s SQLite file for all of
+    ``seconds``: tried without waiting every few milliseconds, ``False`` at the first try that
+    finds it free (:func:`write_locked`) or once ``stop`` is set."""
+    end = time.monotonic() + seconds
+    stop = stop or threading.Event()
+    while write_locked(engine):
+        if time.monotonic() >= end:
+            return True
+        if stop.wait(random.uniform(*LOCK_TRY_S)):
+            return False
+    return False
 
 
 def write_locked(engine: Engine, wait_s: float = 0.0) -> bool:

@@ -62,10 +62,10 @@ from agentroute.memory.codec import attempt_from_row
 from agentroute.memory.engine import (
     STOP_LOCKED_S,
     create_memory_engine,
+    held_throughout,
     is_memory_sqlite,
     resolve_url,
     safe_url,
-    write_locked,
 )
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.memory.migrate import upgrade
@@ -549,7 +549,7 @@ class SQLMemory(MemoryStore):
             _shutdown(self._writer, self.engine, self._claims, self._pid)
             return
         try:
-            if self.pending_writes and write_locked(self.engine, STOP_LOCKED_S):
+            if self.pending_writes and held_throughout(self.engine, STOP_LOCKED_S):
                 self.give_up_writes(
                     f"not stored: the memory was closed while another process held the write lock of "
                     f"{self.engine.url.database}; what was stored stays, as after a crash: "

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import math
-import random
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.memory.base import MemoryStore
-from agentroute.memory.engine import STOP_LOCKED_S, is_memory_sqlite, write_locked
+from agentroute.memory.engine import STOP_LOCKED_S, held_throughout, is_memory_sqlite, write_locked
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
@@ -64,25 +63,6 @@ LOCK_POLL_S = 0.25
 """How often a request whose write-ahead record waits checks whether a SQLite file's lock is the cause."""
 LOCK_RECHECK_S = 0.1
 """While the memory is known ``locked``: how often the lock is tried again (without waiting) to see it go."""
-LOCK_TRY_S = (0.002, 0.01)
-"""The bounds of the random pause between two tries of the lock while it is watched for a break
-(random: tries at a fixed pace could keep landing in another process's periodic transactions)."""
-
-
-def held_throughout(engine: Any, seconds: float, stop: threading.Event | None = None) -> bool:
-    """Whether another process holds the write lock of ``engine``'s SQLite file for all of
-    ``seconds``: tried without waiting every few milliseconds, ``False`` at the first try that
-    finds it free (:func:`~agentroute.memory.engine.write_locked`) or once ``stop`` is set."""
-    end = time.monotonic() + seconds
-    stop = stop or threading.Event()
-    while write_locked(engine):
-        if time.monotonic() >= end:
-            return True
-        if stop.wait(random.uniform(*LOCK_TRY_S)):
-            return False
-    return False
-
-
 class FileLock:
     """Whether the memory's SQLite file is known locked by another process: watched for
     :data:`LOCKED_AFTER_S` (on a thread) while one of the memory's writes waits, known locked when
