@@ -1,4 +1,6 @@
-"""The frame shared by the heterogeneous encoders: per-type input projection, residual layers."""
+"""The frame shared by kg-gnn's heterogeneous encoders, :class:`~agentroute.nn.hetero_sage.HeteroSAGE`
+(GraphSAGE, Hamilton et al., NeurIPS 2017) and :class:`~agentroute.nn.hgt.HGTEncoder` (HGT, Hu et al.,
+WWW 2020): per-type input projection, then residual layers."""
 
 from __future__ import annotations
 
