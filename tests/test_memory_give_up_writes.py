@@ -1,0 +1,71 @@
+"""Writes given up while their try waits for a SQLite lock another process holds are never also
+stored: a try that gets the lock after :meth:`SQLMemory.give_up_writes` is rolled back, and the
+writes are raised once, by kind. :meth:`SQLMemory.close` gives them up at once when the lock stays
+held (was: the try's busy timeout, then the stop's retries)."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+
+import pytest
+
+import agentroute.memory.engine
+from agentroute.memory import SQLMemory
+from agentroute.memory.errors import MemoryWriteError
+from agentroute.types import Task
+
+BUSY_MS = 3000  # the file's busy timeout here (30 s by default): what a try waits for the lock
+
+
+def _stored(path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT id FROM tasks ORDER BY id")]
+
+
+def test_a_try_that_gets_the_lock_after_its_writes_were_given_up_is_rolled_back(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(agentroute.memory.engine, "SQLITE_BUSY_TIMEOUT_MS", BUSY_MS)
+    path = tmp_path / "m.db"
+    memory = SQLMemory(f"sqlite:///{path}", retry_s=math.inf)
+    memory.flush()
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        memory.start_task(Task(id="t0", query="q"))
+        time.sleep(0.2)  # its try waits for the lock
+        memory.start_task(Task(id="t1", query="q"))  # queued behind it
+        assert memory.give_up_writes("not stored: given up") == 2
+        threading.Timer(0.1, lock.rollback).start()  # the lock goes: the try goes on, to its commit
+        writer = memory._writer._thread  # noqa: SLF001 - waiting for its try to end
+        writer.join(BUSY_MS / 1000)
+        assert not writer.is_alive()
+        with pytest.raises(MemoryWriteError) as lost:
+            memory.flush()
+        assert "2 memory write(s) failed and were not committed (2 start_task)" in str(lost.value)
+        assert _stored(path) == []  # rolled back: not stored and reported lost
+        memory.close()  # nothing more to say
+    finally:
+        lock.close()
+
+
+def test_close_behind_a_held_lock_gives_the_writes_up_at_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(agentroute.memory.engine, "SQLITE_BUSY_TIMEOUT_MS", BUSY_MS)
+    path = tmp_path / "m.db"
+    memory = SQLMemory(f"sqlite:///{path}", retry_s=math.inf)
+    memory.flush()
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        memory.start_task(Task(id="t0", query="q"))
+        started = time.monotonic()
+        with pytest.raises(MemoryWriteError) as lost:
+            memory.close(retry_s=10)
+        took = time.monotonic() - started
+    finally:
+        lock.rollback()
+        lock.close()
+    assert took < 1.5, took  # the lock seen held for STOP_LOCKED_S (0.5 s); was the busy timeout and 10 s more
+    assert f"closed while another process held the write lock of {path}" in str(lost.value)
+    assert _stored(path) == []
