@@ -65,9 +65,10 @@ _OLD_SMOLLM_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "chat_template.jinja", "special_tokens_map.json",
 })  # fmt: skip
-# the temporary folders of this module: a cache being written (``_write_cache``) or the old SmolLM2
-# copy renamed away to be deleted (``drop_old_smollm_cache``), each ``.tmp-<name>-<pid>-<8 hex digits>``
-_TMP = re.compile(r"\.tmp-(.+)-\d+-[0-9a-f]{8}")
+# what drop_old_smollm_cache renames that copy to before deleting it (pid, 8 hex digits), in the cache root
+_DOOMED_SMOLLM = re.compile(rf"\.tmp-{re.escape(_OLD_SMOLLM_CACHE)}-\d+-[0-9a-f]{{8}}")
+# what _write_cache saves into before renaming it into place, in ``models/``: ``.tmp-<stem>-<size hex>-<pid>-<hex>``
+_CACHE_TMP = re.compile(r"\.tmp-.+-[0-9a-f]+-\d+-[0-9a-f]{8}")
 #: A cache write's temporary folder that nothing has written for this long (seconds) was left by a
 #: crash: a live writer touches its files as it saves them (any host sharing the cache folder).
 STALE_TMP_S = 3600.0
@@ -384,7 +385,7 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     alone, no links, and a ``model.safetensors`` byte-identical to ours, so nothing is lost that is
     not in the shared cache. Never raises: a folder that cannot be read or renamed is left alone.
     First sweeps what an earlier removal left when its process died between rename and delete."""
-    sweep_left_tmp(root)
+    sweep_doomed_smollm(root)
     folder = root / _OLD_SMOLLM_CACHE
     try:
         if folder.is_symlink() or not folder.is_dir():
@@ -406,40 +407,59 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     return size
 
 
-def sweep_left_tmp(folder: Path) -> int:
-    """Delete the ``.tmp-<name>-<pid>-<hex>`` folders in ``folder`` that a dead process left; returns
-    how many went. Left: the old SmolLM2 copy that :func:`drop_old_smollm_cache` renamed away (≈ 517 MB;
-    nothing writes it), and a cache write (:func:`_write_cache`) that nothing has written for
-    :data:`STALE_TMP_S` (a live writer's, even on another host, is younger). Only folders of exactly
-    that name, never a link; never raises."""
+def sweep_left_tmp(models: Path) -> int:
+    """Delete the folders in ``models`` (``$AGENTROUTE_CACHE/models``) that a cache write
+    (:func:`_write_cache`) killed mid-save left, ``.tmp-<stem>-<size hex>-<pid>-<hex>`` holding files
+    only, once nothing has written in them for :data:`STALE_TMP_S` (a live writer's, even on another
+    host, is younger); returns how many went. Never a link, nor a folder with a folder in it; never raises."""
+    return _sweep(models, _CACHE_TMP, STALE_TMP_S)
+
+
+def sweep_doomed_smollm(root: Path) -> int:
+    """Delete the ``<root>/.tmp-smollm2-135m-instruct-<pid>-<hex>`` folders (≈ 517 MB each) that
+    :func:`drop_old_smollm_cache` renamed away but whose process died before deleting them; returns
+    how many went. Only folders of exactly that name, never a link; never raises."""
+    return _sweep(root, _DOOMED_SMOLLM, None)
+
+
+def _sweep(folder: Path, name: re.Pattern[str], stale_s: float | None) -> int:
+    """Delete the folders in ``folder`` whose whole name is ``name`` (not links) and, when ``stale_s``
+    is given, that hold files only, none modified in the last ``stale_s`` seconds. Each is first renamed
+    to a fresh name of the same form, so a writer renaming it into place meanwhile, or another sweeper,
+    never loses a file to this one."""
     swept = 0
     try:
         for tmp in folder.iterdir():
-            name = _TMP.fullmatch(tmp.name)
-            if name is None or tmp.is_symlink() or not tmp.is_dir():
+            if not name.fullmatch(tmp.name) or tmp.is_symlink() or not tmp.is_dir():
                 continue
-            if name[1] != _OLD_SMOLLM_CACHE and not _untouched_for(tmp, STALE_TMP_S):
+            if stale_s is not None and not _left_for(tmp, stale_s):
                 continue
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not tmp.exists():
-                swept += 1
-                log.info("removed %s, left by an interrupted process", tmp)
+            mine = folder / f"{tmp.name.rpartition('-')[0]}-{uuid.uuid4().hex[:8]}"  # same form: still swept if we die
+            try:
+                os.rename(tmp, mine)
+            except OSError:  # renamed into place, or taken by another sweeper, meanwhile
+                continue
+            shutil.rmtree(mine, ignore_errors=True)
+            swept += 1
+            log.info("removed %s, left by an interrupted process", tmp)
     except OSError as exc:
         log.debug("could not sweep %s: %s", folder, exc)
     return swept
 
 
-def _untouched_for(folder: Path, seconds: float) -> bool:
-    """Whether neither ``folder`` nor a file directly in it was modified in the last ``seconds``
-    (``False`` when they change under us: someone is at work there)."""
+def _left_for(folder: Path, seconds: float) -> bool:
+    """Whether ``folder`` holds files only (no folder, no link) and neither it nor one of them was
+    modified in the last ``seconds`` (``False`` when they change under us: someone is at work there)."""
     try:
-        last = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+        files = list(folder.iterdir())
+        if any(p.is_symlink() or not p.is_file() for p in files):
+            return False
+        last = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in files)])
     except OSError:
         return False
     return time.time() - last >= seconds
 
 
-sweep_doomed_smollm = sweep_left_tmp  # its former name
 
 
 class _LogProbRecorder:
@@ -895,5 +915,6 @@ __all__ = [
     "cache_root",
     "drop_old_smollm_cache",
     "gguf_package_dir",
+    "sweep_doomed_smollm",
     "sweep_left_tmp",
 ]
