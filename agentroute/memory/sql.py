@@ -354,9 +354,10 @@ class SQLMemory(MemoryStore):
     def give_up_writes(self, why: str) -> int:
         """Stop storing now, without waiting for the database (a file another process keeps locked
         as the process stops): the writes not yet committed are lost, each with ``why``, and raised
-        by the next :meth:`flush` or :meth:`close` (which then returns at once); a try in flight that
-        the database answers after all is rolled back. Returns how many were given up."""
-        return self._writer.give_up(MemoryStoreError(why))
+        by the next :meth:`flush` or :meth:`close` (which then returns at once; not logged: that
+        error says it, on one line); a try in flight that the database answers after all is rolled
+        back. Returns how many were given up."""
+        return self._writer.give_up(MemoryStoreError(why), logged=False)
 
     def unreachable(self) -> str | None:
         """Why the database does not answer now, on one line (``None``: it does): one ``SELECT 1``,

@@ -17,7 +17,10 @@ until the database returns, as ``agentroute serve`` keeps the rows of the calls 
 things end the retries sooner, loudly (the batch's writes are lost, logged, and the next ``flush()``
 raises them): more than ``max_pending`` writes waiting behind the batch (the bound on the memory an
 outage may hold), and :meth:`BatchWriter.stop` (at most :data:`RETRY_S` more once asked, or its
-``retry_s``). A batch
+``retry_s``). :meth:`BatchWriter.give_up` fails what is not yet committed at once, for a stop that
+cannot wait (a SQLite lock another process keeps: a try waits the file's busy timeout, which nothing
+cuts short); a try in flight that gets the lock later is rolled back, so no write is both stored and
+reported lost. A batch
 that fails on its data (a duplicate id, a malformed object) is split in halves recursively — the
 writes of one task (its row, steps, audit events, feedback, batch item) stay together — until only
 the bad writes are left out. A step never goes in without its task: when a task's first write
@@ -418,7 +421,7 @@ class BatchWriter:
     def drain(self) -> None:
         """Block until every write enqueued before this call is committed (or has failed)."""
         if self._given_up is not None:  # nothing is committed any more: what was not is failed
-            self.give_up(self._given_up)
+            self.give_up(self._given_up, logged=False)  # raised by the flush, as the first were
             return
         marker = _Flush()
         self._queue.put(marker)
@@ -465,14 +468,13 @@ class BatchWriter:
                         f"not stored: the database did not answer the memory's writer within {STUCK_S:g}s of its stop"
                     ))  # fmt: skip
         if self._given_up is not None:
-            self.give_up(self._given_up)  # the writes recorded since
+            self.give_up(self._given_up, logged=False)  # the writes recorded since: raised by close()
 
-    def give_up(self, error: BaseException) -> int:
+    def give_up(self, error: BaseException, *, logged: bool = True) -> int:
         """Stop committing now: the writes not yet committed — the batch being written and those
-        queued — are failed with ``error`` (raised by the next :meth:`raise_errors`, not logged: a
-        stop that cannot wait for a lock another process holds says it once), flushes waiting on
-        them are let go, and the try in flight, if its database answers after all, is rolled back.
-        Returns how many writes were given up."""
+        queued — are failed with ``error`` (raised by the next :meth:`raise_errors`; ``logged``: and
+        logged as an error), flushes waiting on them are let go, and the try in flight, if its
+        database answers after all, is rolled back. Returns how many writes were given up."""
         with self._ending:
             self._given_up = error
             markers, self._markers = self._markers, []
@@ -481,7 +483,7 @@ class BatchWriter:
         held = [op for op in [*held, *self._take_rest(markers)] if self._withdrawn.get(id(op[1])) is not op[1]]
         self._queue.put(_STOP)
         self._wake.set()
-        self._fail([(kind, payload, error) for kind, payload in held], logged=False)
+        self._fail([(kind, payload, error) for kind, payload in held], logged=logged)
         self._release(markers)
         return len(held)
 
