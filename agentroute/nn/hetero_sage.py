@@ -63,7 +63,9 @@ class HeteroSAGE(ResidualHeteroEncoder):
         fused: bool = True,
     ):
         def make_layer(metadata: Metadata) -> torch.nn.Module:
-            sage = {et: pyg_nn.SAGEConv((hidden_channels, hidden_channels), hidden_channels) for et in metadata[1]}
+            sage = {
+                et: pyg_nn.SAGEConv((hidden_channels, hidden_channels), hidden_channels) for et in metadata[1]
+            }
             return pyg_nn.HeteroConv(sage, aggr="sum")
 
         super().__init__(in_channels, hidden_channels, num_layers, metadata, dropout, make_layer)
