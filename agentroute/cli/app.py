@@ -375,15 +375,28 @@ def serve(
         raise fail_on(exc) from None
 
 
-def unused_options(given: dict[str, bool], where: str) -> None:
-    """Exit 2 naming the options ``given`` (name → whether the user set it) that this run would ignore."""
-    names = [name for name, set_ in given.items() if set_]
-    if names:
-        raise fail(f"{', '.join(names)}: {where}", 2)
+#: The ``eval`` options that only one of its modes uses (parameter names).
+_AGENTIC_ONLY = ("steps", "cap_large", "budget_usd", "tiers", "success_rule", "feedback", "max_attempts", "config")
+_SINGLE_ONLY = ("out", "output_tokens", "explore", "boot", "peers", "interval", "limit", "sample")
+_FROM_ONLY = ("eval_pool",)
+
+
+def unused_options(ctx: typer.Context, names: tuple[str, ...], where: str) -> None:
+    """Exit 2 naming those of the options ``names`` (parameter names) that the user typed, as typed
+    (``--no-peers``), since this run would ignore them; a value the user did not type is never refused."""
+    typed = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name in names else None
+        if source is not None and source.name == "COMMANDLINE":  # typer's own copy of click's enum
+            flags = param.secondary_opts if param.secondary_opts and not ctx.params[param.name] else param.opts
+            typed.append(flags[0])
+    if typed:
+        raise fail(f"{', '.join(typed)}: {where}", 2)
 
 
 @app.command("eval")
 def eval_routers(
+    ctx: typer.Context,
     dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
     from_memory: Annotated[str | None, typer.Option("--from", help="Counterfactual estimates (IPS, SNIPS, doubly robust) on the logged traffic of this memory URL.")] = None,
     eval_pool: Annotated[str | None, typer.Option("--pool", help="--from: the pool the logged traffic ran on.")] = None,
@@ -414,22 +427,14 @@ def eval_routers(
     --from MEMORY_URL: counterfactual estimates on your own logged traffic."""
     if from_memory and dataset:
         raise fail("give --dataset KIND:PATH or --from MEMORY_URL, not both", 2)
-    agentic_only = {
-        "--steps": steps != 3, "--cap-large": cap_large is not None, "--budget-usd": budget_usd is not None,
-        "--tiers": tiers is not None, "--success-rule": success_rule != "all", "--feedback": feedback,
-        "--max-attempts": max_attempts != 1, "--config": config is not None,
-    }  # fmt: skip
-    single_only = {
-        "--out": out is not None, "--output-tokens": output_tokens is not None, "--explore": explore,
-        "--boot": boot != 500, "--no-peers": not peers, "--interval": interval != "basic",
-        "--limit": limit is not None, "--sample": sample is not None,
-    }  # fmt: skip
     if from_memory:
-        unused_options({"--agentic": agentic, **agentic_only, **single_only}, "not used with --from (counterfactual estimates)")
+        unused_options(ctx, ("agentic", *_AGENTIC_ONLY, *_SINGLE_ONLY), "not used with --from (counterfactual estimates)")
     elif agentic:
-        unused_options(single_only, "single-query evaluation only, not used with --agentic")
+        unused_options(ctx, _SINGLE_ONLY, "single-query evaluation only, not used with --agentic")
     else:
-        unused_options(agentic_only, "--agentic only (k-step tasks under budgets): add --agentic, or leave out")
+        unused_options(ctx, _AGENTIC_ONLY, "--agentic only (k-step tasks under budgets): add --agentic, or leave out")
+    if not from_memory:
+        unused_options(ctx, _FROM_ONLY, "--from only (the pool its logged traffic ran on): add --from, or leave out")
     if from_memory:
         from agentroute.eval.counterfactual import eval_from_memory_command
 
