@@ -99,11 +99,10 @@ def agentic_eval_command(
     names = [r.strip() for r in routers.split(",") if r.strip()]
     try:
         rule, ladder = check_options(names, steps=steps, max_attempts=max_attempts, success_rule=success_rule, tiers=tiers)
-        from agentroute.budget import make_budget
+        from agentroute.eval.agentic import evaluate_agentic, make_budget
 
-        budget = make_budget(usd=budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
+        budget = make_budget(cap_large, budget_usd)
         bopo_config = bopo_recipe(config)  # a bad --config is named before the dataset loads
-        from agentroute.eval.agentic import evaluate_agentic
         from agentroute.eval.datasets import load_dataset
 
         data = load_dataset(dataset)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agentroute import budget as budgets
 from agentroute.agentic.env import AgenticEnv, SuccessRule, summarize
 from agentroute.budget import Budget
 from agentroute.errors import ConfigurationError
@@ -157,10 +158,9 @@ def run_router(env: AgenticEnv, name: str, router: Router, budget: Budget | None
 
 
 def make_budget(cap_large: int | None = None, budget_usd: float | None = None) -> Budget | None:
-    """A per-task hard budget from the CLI options (None when neither is given)."""
-    if cap_large is None and budget_usd is None:
-        return None
-    return Budget(large_calls=cap_large, usd=budget_usd)
+    """A per-task hard budget from ``eval --agentic``'s ``--cap-large`` and ``--budget-usd`` (None when
+    neither is given): :func:`agentroute.budget.make_budget`, whose errors name the option."""
+    return budgets.make_budget(budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
 
 
 def evaluate_agentic(
