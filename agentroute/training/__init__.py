@@ -1,11 +1,11 @@
 """Shared RL pieces: GRPO-style group advantages, rewards as plain functions, config/trainer pairs.
 
-``BoPOTrainer`` (torch) loads on first use so that importing this package stays light.
+``BoPOConfig`` (which reads the agentic environment and the pool) and ``BoPOTrainer`` (torch) load on
+first use, so that importing this package (as mf and mlp do) stays light.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentroute.training.bopo_config import BoPOConfig
 from agentroute.training.grpo import group_advantages
 from agentroute.training.rewards import (
     boundary_reward,
@@ -14,6 +14,10 @@ from agentroute.training.rewards import (
     hard_reward,
     success_reward,
 )
+
+if TYPE_CHECKING:
+    from agentroute.training.bopo_config import BoPOConfig
+    from agentroute.training.bopo_trainer import BoPOResult, BoPOTrainer
 
 __all__ = [
     "BoPOConfig",
@@ -29,6 +33,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "BoPOConfig":
+        from agentroute.training import bopo_config
+
+        return bopo_config.BoPOConfig
     if name in ("BoPOTrainer", "BoPOResult"):
         from agentroute.training import bopo_trainer
 
