@@ -110,16 +110,18 @@ def require(module: str) -> ModuleType:
         raise MissingDependencyError(package, extra_for(package) or "all") from exc
 
 
-def require_installed(module: str) -> None:
-    """Raise :class:`MissingDependencyError` naming its extra unless ``module`` is installed, without
-    importing it (a router that imports torch only to fit still says at once that it needs it)."""
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        package = _package(module)
-        raise MissingDependencyError(package, extra_for(package) or "all")
+def require_installed(*modules: str) -> None:
+    """Raise :class:`MissingDependencyError` naming its extra for the first of ``modules`` that is not
+    installed, without importing any (a router that imports torch only to fit still says at once that it
+    needs it: ``routers list`` shows it unavailable, ``make_router`` refuses it before any data is read)."""
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            package = _package(module)
+            raise MissingDependencyError(package, extra_for(package) or "all")
 
 
 _THREADS_SET = False

@@ -34,6 +34,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from agentroute._optional import require_installed
 from agentroute.agentic.decoding import ordinal_choice
 from agentroute.agentic.features import (
     available_mask,
@@ -69,6 +70,7 @@ class BoPORouter(Router):
     def __init__(
         self, *, config: BoPOConfig | Mapping[str, Any] | None = None, threshold: float = 0.5, seed: int = 0
     ):
+        require_installed("torch")  # its policy needs it: said when built, not at fit
         self.config = config
         self.threshold = threshold
         self.seed = seed

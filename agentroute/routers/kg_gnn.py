@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from agentroute._optional import require_installed
 from agentroute.embed import Embedder, context_text
 from agentroute.errors import ConfigurationError
 from agentroute.kg.agents import agent_descriptor, descriptor_summary
@@ -157,6 +158,7 @@ class KGRouter(UtilityRouter):
         ner: EntityExtractor | None = None,
         seed: int = 0,
     ):
+        require_installed("torch", "torch_geometric")  # its graph network needs them: said when built, not at fit
         self.encoder = encoder
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agentroute._optional import torch_module
+from agentroute._optional import require_installed, torch_module
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import check_range, register
 from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts, shrunk_mean
@@ -56,6 +56,7 @@ class KNNRouter(UtilityRouter):
         shrinkage: float = 10.0,
         query_chars: int | None = QUERY_CHARS,
     ):
+        require_installed("torch")  # its neighbours are found with it: said when built, not at fit
         self.cost_weight = cost_weight
         self.query_chars = query_chars
         self.k = k

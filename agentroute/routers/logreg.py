@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agentroute._optional import require
+from agentroute._optional import require, require_installed
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
@@ -82,6 +82,7 @@ class LogisticRouter(UtilityRouter):
     name = "logreg"
 
     def __init__(self, *, cost_weight: float = 0.0, c: float = 1.0, query_chars: int | None = QUERY_CHARS):
+        require_installed("sklearn")  # it fits with it: said when built, not at fit
         self.cost_weight = cost_weight
         self.c = c
         self.query_chars = query_chars
