@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentroute.checks import check_count
 from agentroute.cjk import DENSE, DENSE_RUN
 from agentroute.errors import ConfigurationError
 
@@ -112,8 +113,7 @@ class BM25Retriever:
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
         """The ``k`` best passages, best first (``k`` ≥ 1)."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigurationError(f"top-k must be a whole number >= 1 (got {k!r})")
+        k = check_count(k, "top-k")
         scores = self.scores(query)
         best = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
         return [self.passages[i] for i in best]

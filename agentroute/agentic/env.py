@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from agentroute.agentic.tasks import AgenticTask, Equivalence, build_tasks, check_count
+from agentroute.agentic.tasks import AgenticTask, Equivalence, build_tasks
 from agentroute.budget import Budget, Cost, Ledger
+from agentroute.checks import check_count
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.pool.card import ModelCard

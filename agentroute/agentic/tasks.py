@@ -16,25 +16,10 @@ from typing import Literal
 
 import numpy as np
 
+from agentroute.checks import check_count
 from agentroute.errors import ConfigurationError
 
 Equivalence = Literal["neighbours", "task_type"]
-
-
-def check_count(value: object, name: str) -> int:
-    """``value`` when it is a whole number >= 1 (steps, attempts, variants); otherwise a
-    :class:`ConfigurationError` naming ``name`` (``steps`` in Python, ``--steps`` on the command line).
-
-    >>> check_count(0, "--steps")
-    Traceback (most recent call last):
-    ...
-    agentroute.errors.ConfigurationError: --steps must be >= 1 (got 0)
-    """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigurationError(f"{name} must be a whole number >= 1 (got {value!r})")
-    if value < 1:
-        raise ConfigurationError(f"{name} must be >= 1 (got {value})")
-    return int(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ def check_options(
     """(the success rule, the tiers) the options name, once those that need no data are checked:
     a bad one is a :class:`ConfigurationError` naming its option, before the dataset loads."""
     from agentroute.agentic.env import check_success_rule, check_tier_names
-    from agentroute.agentic.tasks import check_count
+    from agentroute.checks import check_count
 
     if not names:
         raise ConfigurationError("--routers is empty")

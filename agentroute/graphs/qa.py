@@ -22,9 +22,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agentroute.checks import check_count
 from agentroute.cjk import DENSE
 from agentroute.dispatch.skills import has_key
-from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph, GraphState, NodeContext
 from agentroute.retrieval import BM25Retriever, Passage, format_passages, tokenize
 from agentroute.retrieval import load_corpus as load_corpus  # where `run qa --corpus` finds it
@@ -125,9 +125,8 @@ def build_qa_graph(
             answer over a summary that does not answer (module docstring); ``False``: always
             summarise and return the summary.
     """
-    for name, value in (("top_k", top_k), ("max_subquestions", max_subquestions)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"build_qa_graph: {name} must be a whole number >= 1 (got {value!r})")
+    top_k = check_count(top_k, "build_qa_graph: top_k")
+    max_subquestions = check_count(max_subquestions, "build_qa_graph: max_subquestions")
     graph = AgentGraph("qa")
     graph.add_role("planner", prompt=PLANNER, stage="plan", max_tokens=max_tokens)
 

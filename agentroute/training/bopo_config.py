@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from agentroute.agentic.env import SuccessRule, task_succeeds
 from agentroute.agentic.tasks import Equivalence
+from agentroute.checks import check_count
 from agentroute.errors import ConfigurationError
 
 #: The annotations of BoPOConfig's number fields, and the type their values must have.
@@ -106,10 +107,10 @@ class BoPOConfig:
             "steps": self.steps, "variants": self.variants, "boundary_rollouts": self.boundary_rollouts,
             "sweep": self.sweep, "batch_size": self.batch_size, "tasks_per_iteration": self.tasks_per_iteration,
             "inner_epochs": self.inner_epochs, "emb_proj": self.emb_proj, "hidden": self.hidden,
+            "max_attempts": self.max_attempts,
         }  # fmt: skip
         for name, value in ints.items():
-            if value < 1:
-                raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 1 (got {value})")
+            check_count(value, f"BoPOConfig.{name}")
         for name in ("sft_epochs", "iterations", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 0 (got {getattr(self, name)})")
@@ -153,8 +154,6 @@ class BoPOConfig:
                 "BoPOConfig: budget_prob > 0 with steps=1 and no usd_fractions leaves no budget to sample "
                 "(large-call caps run 1 … k−1); add usd_fractions or set budget_prob=0"
             )
-        if self.max_attempts < 1:
-            raise ConfigurationError(f"BoPOConfig.max_attempts must be >= 1 (got {self.max_attempts})")
         if self.max_attempts > 1 and not self.feedback:
             raise ConfigurationError(
                 f"BoPOConfig: max_attempts={self.max_attempts} without feedback never retries (a step's "
