@@ -47,7 +47,10 @@ def check_policy_url(url: str) -> str:
     ...
     agentroute.errors.ConfigurationError: policy server URL 'http://h:0/v1': the port must be a number 1-65535 (got '0')
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, "http://[::1:80/v1"
+        parts = urllib.parse.SplitResult("", "", "", "", "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)")
     try:
