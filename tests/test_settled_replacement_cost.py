@@ -6,9 +6,9 @@ step at its worst case (:mod:`agentroute.memory.settle`); when that process stor
 the index after all, the settling one is replaced, so the call is charged once. Before, every
 batch of steps of every process ran a ``DELETE … RETURNING`` looking for a settling step to
 replace (about 7 µs of CPU a batch on SQLite, a round trip on PostgreSQL; at concurrency 1 a batch
-is one step). Now a batch of steps looks its settling steps up by primary key (one ``SELECT``, no
-write); only where one is found — or once the process learns otherwise that it was taken for dead
-(``SQLMemory.taken_for_dead``, called by a batch worker found retired) — are they replaced.
+is one step). Now a process pays for it only once it learns it was taken for dead
+(``SQLMemory.taken_for_dead``, called by a batch worker found retired): then the steps it already
+stored replace their settling steps, and so does each batch of steps it stores after.
 
 Real SQLite memory, its own writer thread; the statements it runs are traced on the driver.
 """
@@ -75,8 +75,7 @@ def test_steps_of_a_process_never_taken_for_dead_look_for_no_settling_step(tmp_p
             memory.flush()
         writes = [s for s in statements if "steps" in s.lower() and not s.lstrip().upper().startswith("SELECT")]
         assert writes and all(s.lstrip().upper().startswith("INSERT") for s in writes), writes  # was: a DELETE each
-        lookups = [s for s in statements if "settled-" in s]
-        assert len(lookups) == 3 and all(s.lstrip().upper().startswith("SELECT") for s in lookups), statements
+        assert not [s for s in statements if "settled-" in s], statements
 
 
 def test_a_process_taken_for_dead_replaces_settling_steps_before_and_after_it_learns(tmp_path: Path) -> None:
@@ -86,10 +85,11 @@ def test_a_process_taken_for_dead_replaces_settling_steps_before_and_after_it_le
         memory.start_task(late)
         memory.flush()
         _settled_elsewhere(memory, [early, late])  # both calls in flight settled at their worst case
-        # `early`'s own step, stored before the process knows: replaces the settling one as it is stored
+        # `early`'s own step is stored before the process knows: both stored, until it learns
         memory.record_step(Step(task_id=early.id, index=0, stage="s", agent=AGENT, cost_usd=0.0004))
         memory.flush()
-        assert memory.taken_for_dead([early.id, late.id]) == 0  # it learns (a batch worker: found retired): done already
+        assert sorted(cost for _, cost in _steps(memory, early)) == [0.0004, 0.001]
+        assert memory.taken_for_dead([early.id, late.id]) == 1  # it learns (a batch worker: found retired)
         ((step_id, cost),) = _steps(memory, early)
         assert cost == 0.0004 and not step_id.startswith("settled-")
         assert _task_cost(memory, early) == 0.0004  # closed: the cost of its steps

@@ -240,7 +240,10 @@ class BatchQueue:
             )
             return list(rows)
 
-        return [Claimed(r.query_id, json.loads(r.item), r.attempts + 1) for r in self._transact(body)]
+        claimed = [Claimed(r.query_id, json.loads(r.item), r.attempts + 1) for r in self._transact(body)]
+        if claimed:  # its steps from now on look for a call another worker's reconcile settled
+            self.memory._writer.watching = True  # noqa: SLF001 - same package
+        return claimed
 
     def release(self, query_ids: Sequence[str]) -> None:
         """Give claimed items that were never started back to the queue."""

@@ -18,7 +18,8 @@ after all (a worker partitioned from the database, retired by another's reconcil
 stores its own step of that index, :func:`replace_settled` deletes the settling step and says so in
 its ``unsettled_attempt`` event, so the call is charged once, at what it cost. That process runs it
 in the commit of each of its steps that finds a settling step of its index (:func:`settled_tasks`, one
-primary-key lookup per batch of steps; the writer replaces all its settled calls from then on),
+primary-key lookup per batch of steps, run by batch workers alone: another worker's reconcile may
+retire them while they live; the writer replaces all its settled calls from then on),
 in the commit of a task write that finds the task closed by a reconcile (``interrupted``), and once
 it knows it may have been taken for dead (``SQLMemory.taken_for_dead``: a batch worker stopped as
 retired or unheard, at its run's end; on PostgreSQL, a lease taken back after its session was lost).
@@ -147,7 +148,7 @@ def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str)
 def settled_tasks(conn: sa.Connection, steps: Iterable[dict[str, Any]]) -> set[str]:
     """The tasks of step rows ``steps`` holding a settling step of the same index (a reconcile
     elsewhere settled the call they store): a primary-key lookup, on the driver (SQLAlchemy's
-    ``IN`` costs 3–5× the query: every commit of steps runs it)."""
+    ``IN`` costs 3–5× the query: every commit of a batch worker's steps runs it)."""
     ids = sorted({key for row in steps if (key := settling_step_id(row["task_id"], row["step_index"])) != row["id"]})
     if not ids:
         return set()

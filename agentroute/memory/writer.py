@@ -32,8 +32,10 @@ Attempts (:data:`ATTEMPT`, the write-ahead record of a provider attempt) are com
 with whatever is queued before them (:meth:`BatchWriter.commit_soon`): the dispatcher awaits the
 commit before it sends the attempt.
 
-A batch of steps looks up, by primary key, the settling steps a reconcile elsewhere may have stored
-for their tasks and indexes (:func:`~agentroute.memory.settle.settled_tasks`: one statement); found
+A batch worker (:attr:`BatchWriter.watching`, from its first claim: another worker's reconcile may
+retire it while it lives) looks up, with each batch of steps and by primary key, the settling steps
+that reconcile may have stored for their tasks and indexes
+(:func:`~agentroute.memory.settle.settled_tasks`: one statement; any other process runs none); found
 (its process was taken for dead while it lived), they are replaced in the same transaction
 (:func:`~agentroute.memory.settle.replace_settled`): the call is charged once, at what it cost, from
 the commit of its step on — not only from its task's finish (a multi-step task, a worker killed before
@@ -374,6 +376,9 @@ class BatchWriter:
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
         self.replacing = False
         """Whether each batch of steps replaces the settling steps of their tasks (its process was taken for dead)."""
+        self.watching = False
+        """Whether each batch of steps looks its settling steps up (:func:`~agentroute.memory.settle.settled_tasks`):
+        set by a batch worker's first claim (another worker's reconcile may retire it while it lives)."""
         self.stepped: set[str] | None = set() if lease is not None else None
         """With a lease (PostgreSQL): the tasks of the steps committed since it was last found held
         (emptied then): those whose calls a reconcile elsewhere may have settled while it was lost."""
@@ -896,7 +901,7 @@ class BatchWriter:
                 self.stepped.update(stepped)
             if self.replacing:
                 replace_settled(conn, stepped)
-            elif settled := settled_tasks(conn, steps):  # a reconcile elsewhere settled calls they store
+            elif self.watching and (settled := settled_tasks(conn, steps)):  # a reconcile elsewhere settled calls they store
                 self._replace(conn, settled)
         if written < len(tasks):  # rows the guard left: their steps are stored above
             self._take_back(conn, tasks)
