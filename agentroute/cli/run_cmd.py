@@ -75,8 +75,10 @@ def run_batch(
     left running by a crash are marked interrupted and rerun. SIGTERM/SIGINT stop gracefully.
     """
     if graph == "web":
+        if budget_tokens is not None:  # the web runner takes no token budget (docs/web_agent.md)
+            raise fail("--budget-tokens: run web takes no token budget; set Budget(tokens=…) from Python (docs/web_agent.md)", EXIT_BAD_INPUT)
         # `run` parsed the per-episode --budget-* options itself: hand them to the web runner (they were dropped)
-        limits = {"--budget-tokens": budget_tokens, "--budget-calls": budget_calls, "--budget-seconds": budget_seconds, "--budget-large-calls": budget_large_calls}
+        limits = {"--budget-calls": budget_calls, "--budget-seconds": budget_seconds, "--budget-large-calls": budget_large_calls}
         ctx.args = [*ctx.args, *(a for name, v in limits.items() if v is not None for a in (name, str(v)))]
         _run_web(ctx, router=router, pool=pool, budget_usd=budget_usd, memory=memory, concurrency=concurrency)
     if ctx.args:
