@@ -426,7 +426,7 @@ class BatchWriter:
     def drain(self) -> None:
         """Block until every write enqueued before this call is committed (or has failed)."""
         if self._given_up is not None:  # nothing is committed any more: what was not is failed
-            self.give_up(self._given_up, logged=False)  # raised by the flush, as the first were
+            self.give_up(self._given_up, logged=False, wait_s=0)  # raised by the flush, as the first were
             return
         marker = _Flush()
         self._queue.put(marker)
@@ -471,20 +471,26 @@ class BatchWriter:
                 if self._thread.is_alive():  # the try hangs: the database never answers (was: waited forever)
                     self.give_up(MemoryStoreError(
                         f"not stored: the database did not answer the memory's writer within {STUCK_S:g}s of its stop"
-                    ))  # fmt: skip
+                    ), wait_s=0)  # fmt: skip
         if self._given_up is not None:
-            self.give_up(self._given_up, logged=False)  # the writes recorded since: raised by close()
+            self.give_up(self._given_up, logged=False, wait_s=0)  # the writes recorded since: raised by close()
 
-    def give_up(self, error: BaseException, *, logged: bool = True) -> int:
+    def give_up(self, error: BaseException, *, logged: bool = True, wait_s: float | None = None) -> int:
         """Stop committing now: the writes not yet committed — the batch being written and those
         queued — are failed with ``error`` (raised by the next :meth:`raise_errors`; ``logged``: and
         logged as an error), flushes waiting on them are let go, and the try in flight, if its
-        database answers after all, is rolled back. Returns how many writes were given up."""
-        with self._ending:
+        database answers after all, is rolled back. A commit under way is waited for ``wait_s`` at
+        most (``None``: until it ends): past that (a ``COMMIT`` the database never answers) its
+        batch is failed too, stored or not. Returns how many writes were given up."""
+        ended = self._ending.acquire(timeout=-1 if wait_s is None else wait_s)
+        try:
             self._given_up = error
             markers, self._markers = self._markers, []
             held = [op for op in self._writing if id(op[1]) not in self._stored_ids]  # a split batch's parts stored
             self._writing = []
+        finally:
+            if ended:
+                self._ending.release()
         held = [op for op in [*held, *self._take_rest(markers)] if self._withdrawn.get(id(op[1])) is not op[1]]
         self._queue.put(_STOP)
         self._wake.set()
