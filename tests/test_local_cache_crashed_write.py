@@ -32,7 +32,14 @@ def crashing_load(gguf_file: Path, cache: Path) -> int:
             LocalModel.load(str(gguf_file), cache=cache)
         finally:
             os._exit(3)
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 120  # bounded: a child stuck after the fork is killed, not waited on for ever
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked load neither finished nor crashed within 120 s")
+    status = done[1]
     return os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status)
 
 
