@@ -1,7 +1,7 @@
 """Writes given up while their try waits for a SQLite lock another process holds are never also
 stored: a try that gets the lock after :meth:`SQLMemory.give_up_writes` is rolled back, and the
-writes are raised once, by kind. :meth:`SQLMemory.close` gives them up at once when the lock stays
-held (was: the try's busy timeout, then the stop's retries)."""
+writes are raised once, by kind. (A close during Ctrl-C gives them up at once when the lock stays
+held: tests/test_memory_close_waits_for_a_lock.py.)"""
 
 from __future__ import annotations
 
@@ -49,23 +49,3 @@ def test_a_try_that_gets_the_lock_after_its_writes_were_given_up_is_rolled_back(
     finally:
         lock.close()
 
-
-def test_close_behind_a_held_lock_gives_the_writes_up_at_once(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(agentroute.memory.engine, "SQLITE_BUSY_TIMEOUT_MS", BUSY_MS)
-    path = tmp_path / "m.db"
-    memory = SQLMemory(f"sqlite:///{path}", retry_s=math.inf)
-    memory.flush()
-    lock = sqlite3.connect(path, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
-        memory.start_task(Task(id="t0", query="q"))
-        started = time.monotonic()
-        with pytest.raises(MemoryWriteError) as lost:
-            memory.close(retry_s=10)
-        took = time.monotonic() - started
-    finally:
-        lock.rollback()
-        lock.close()
-    assert took < 1.5, took  # the lock seen held for STOP_LOCKED_S (0.5 s); was the busy timeout and 10 s more
-    assert f"closed while another process held the write lock of {path}" in str(lost.value)
-    assert _stored(path) == []

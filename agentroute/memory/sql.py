@@ -42,6 +42,7 @@ import logging
 import math
 import numbers
 import os
+import sys
 import threading
 import time
 import weakref
@@ -536,10 +537,12 @@ class SQLMemory(MemoryStore):
 
     def close(self, *, retry_s: float | None = None) -> None:
         """Commit what is queued and close; a batch the database refuses meanwhile is retried
-        ``retry_s`` more at most (default 30 s), then its writes are lost and raised here. Writes
-        waiting for a SQLite file's write lock that another process holds throughout
-        :data:`STOP_LOCKED_S` are given up at once (:meth:`give_up_writes`), not waited for (a
-        try in flight waits the file's 30 s busy timeout, which nothing can cut short)."""
+        ``retry_s`` more at most (default 30 s), then its writes are lost and raised here. A close
+        during a Ctrl-C (a ``KeyboardInterrupt`` on its way out: ``agentroute serve``'s stop) does
+        not wait for a SQLite file's write lock that another process holds throughout
+        :data:`STOP_LOCKED_S`: the writes waiting for it are given up at once
+        (:meth:`give_up_writes`; a try in flight waits the file's 30 s busy timeout, which nothing
+        cuts short). Any other close waits for the lock, as for the other writers of the file."""
         if retry_s is not None and (isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not retry_s >= 0):
             raise ConfigurationError(f"retry_s must be a number of seconds ≥ 0 (got {retry_s!r})")
         if self.closed:
@@ -550,7 +553,7 @@ class SQLMemory(MemoryStore):
             _shutdown(self._writer, self.engine, self._claims, self._pid)
             return
         try:
-            if self.pending_writes and held_throughout(self.engine, STOP_LOCKED_S):
+            if self.pending_writes and isinstance(sys.exc_info()[1], KeyboardInterrupt) and held_throughout(self.engine, STOP_LOCKED_S):
                 self.give_up_writes(
                     f"not stored: the memory was closed while another process held the write lock of "
                     f"{self.engine.url.database}; what was stored stays, as after a crash: "
