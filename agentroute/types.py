@@ -172,53 +172,6 @@ class Step(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-_new = object.__new__
-_set = object.__setattr__
-_OPTIONAL_FLOAT = frozenset((float, type(None)))
-_OK_STEP_TYPES = (str, int, str, Agent, str, str, int, int, float, float)
-_OK_STEP_GIVEN = frozenset(
-    ("task_id", "index", "stage", "agent", "decision", "input", "output", "tokens_in", "tokens_out", "cost_usd", "latency_ms", "score", "confidence")
-)
-
-
-def _built(model: Any, values: dict[str, Any], given: frozenset[str]) -> Any:
-    """An instance of the pydantic ``model`` holding ``values`` (every field, in declaration order),
-    with ``given`` as its set fields: what validating the same values would build, without the validation."""
-    built = _new(model)
-    _set(built, "__dict__", values)
-    _set(built, "__pydantic_fields_set__", set(given))
-    _set(built, "__pydantic_extra__", None)
-    _set(built, "__pydantic_private__", None)
-    return built
-
-
-def ok_step(
-    task_id: str, index: int, stage: str, agent: Agent, decision: Decision | None, input: str, output: str,
-    tokens_in: int, tokens_out: int, cost_usd: float, latency_ms: float, score: float | None, confidence: float | None,
-) -> Step:
-    """``Step(...)`` of a successful step with these fields, built without pydantic's validation when
-    every value already has its field's exact type (the dispatcher's own values: a step's common path);
-    anything else (a ``str`` subclass, an ``int`` score, a NumPy number) is validated as ``Step(...)`` would."""
-    values = (task_id, index, stage, agent, input, output, tokens_in, tokens_out, cost_usd, latency_ms)
-    if (
-        tuple(map(type, values)) == _OK_STEP_TYPES
-        and type(score) in _OPTIONAL_FLOAT
-        and type(confidence) in _OPTIONAL_FLOAT
-        and (decision is None or type(decision) is Decision)
-    ):
-        return _built(Step, {  # the fields in Step's order, the defaults as Step's
-            "id": new_id(), "task_id": task_id, "index": index, "stage": stage, "agent": agent, "decision": decision,
-            "input": input, "output": output, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost_usd,
-            "latency_ms": latency_ms, "status": "ok", "error": None, "score": score, "confidence": confidence,
-            "created_at": utcnow(),
-        }, _OK_STEP_GIVEN)  # fmt: skip
-    return Step(
-        task_id=task_id, index=index, stage=stage, agent=agent, decision=decision, input=input, output=output,
-        tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost_usd, latency_ms=latency_ms, score=score,
-        confidence=confidence,
-    )
-
-
 class Task(BaseModel):
     """One user query run through a graph, with its budget and outcome."""
 

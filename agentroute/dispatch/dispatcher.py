@@ -51,7 +51,6 @@ from agentroute.types import (
     Task,
     TaskStatus,
     check_role,
-    ok_step,
 )
 
 log = logging.getLogger(__name__)
@@ -820,7 +819,7 @@ class Dispatcher:
             texts = [c.text for c in completions]
             text, confidence = plan.strategy.aggregate(texts)
             chosen = completions[texts.index(text)]  # the vote returns its winning group's first sample
-        return ok_step(  # the common path: values of the step's own types are not validated again
+        return Step(
             task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
             latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
             output=text, score=chosen.score, confidence=confidence,
