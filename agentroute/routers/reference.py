@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from agentroute._optional import EMBEDDER, require_installed
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, find_column
 from agentroute.routers.base import Router, check_range, decide, fit_table, register, require_candidates
@@ -205,6 +206,7 @@ class PerTaskRouter(UtilityRouter):
         intent_c: float = 10.0,
         query_chars: int | None = QUERY_CHARS,
     ):
+        require_installed(*EMBEDDER, "sklearn")  # its intent model: said when built, not at fit
         self.cost_weight = cost_weight
         self.query_chars = query_chars
         self.soft = soft
