@@ -209,10 +209,11 @@ def test_the_docs_results_file_example_runs_as_written(chromium, tmp_path) -> No
 
 def test_episodes_0_names_the_option_at_fault(tmp_path) -> None:
     """`--episodes 0`: the message lumped three options ("--episodes, --max-steps and --concurrency
-    must be ≥ 1 (got 0, 8, 4)"); now it names the one given wrong."""
+    must be ≥ 1 (got 0, 8, 4)"); now it names the one given wrong, in the words of every other count
+    option (agentroute.checks.check_count, one rule; web_cmd had its own "≥ 1")."""
     done = _web("--tasks", "click-test", "--episodes", "0", "--memory", f"sqlite:///{tmp_path / 'web.db'}")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "--episodes must be ≥ 1 (got 0)" in " ".join(done.stderr.split()), done.stderr
+    assert "--episodes must be >= 1 (got 0)" in " ".join(done.stderr.split()), done.stderr
     assert "--max-steps" not in done.stderr
 
 

@@ -52,10 +52,28 @@ GraphOpt = Annotated[str, typer.Option("--graph", help="Built-in graph name, mod
 RouterOpt = Annotated[str, typer.Option("--router", help="Registered router name, or a directory saved by `train`; options as NAME:option=value (fixed:model=ID, cascade:threshold=0.6).")]
 PoolOpt = Annotated[str | None, typer.Option("--pool", help="Pool YAML (default: the local SmolLM2 pool).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")]
-TokensOpt = Annotated[int | None, typer.Option("--budget-tokens", help="Hard per-task limit on tokens (prompt + output).")]
-CallsOpt = Annotated[int | None, typer.Option("--budget-calls", help="Hard per-task limit on provider calls (retries and samples count).")]
+
+
+def number(text: str) -> int | float:
+    """A command-line number as written: ``"3"`` → 3, ``"1.5"`` → 1.5 (text that is no number: ValueError).
+
+    The ``--budget-*`` counts are parsed with it and checked by ``make_budget`` (one rule), so
+    ``--budget-calls 1.5`` is one line naming the option, exit 2, as ``-1`` is (an int type refused
+    it first, in a multi-line usage box)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+TokensOpt = Annotated[float | None, typer.Option("--budget-tokens", parser=number, metavar="INTEGER", help="Hard per-task limit on tokens (prompt + output).")]
+CallsOpt = Annotated[float | None, typer.Option("--budget-calls", parser=number, metavar="INTEGER", help="Hard per-task limit on provider calls (retries and samples count).")]
 SecondsOpt = Annotated[float | None, typer.Option("--budget-seconds", help="Per-task deadline in seconds.")]
-LargeOpt = Annotated[int | None, typer.Option("--budget-large-calls", help="Hard per-task limit on calls to large-tier models (0: none).")]
+LargeOpt = Annotated[float | None, typer.Option("--budget-large-calls", parser=number, metavar="INTEGER", help="Hard per-task limit on calls to large-tier models (0: none).")]
 MemoryOpt = Annotated[str | None, typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file).")]
 
 

@@ -41,6 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentroute.cli import stopped_exit_code
+from agentroute.cli.app import number
 from agentroute.cli.errors import error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
 
@@ -62,10 +63,11 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED … SEED+N-1)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--max-steps", type=int, default=8, help="act steps per episode")
-    p.add_argument("--budget-calls", type=int, default=None, help="hard per-episode limit on calls")
+    # counts parsed as numbers: make_budget refuses one that is not whole in one line naming the option
+    p.add_argument("--budget-calls", type=number, default=None, metavar="N", help="hard per-episode limit on calls")
     p.add_argument("--budget-seconds", type=float, default=None, help="hard per-episode deadline in seconds")
     p.add_argument(
-        "--budget-large-calls", type=int, default=None, help="hard per-episode limit on large-tier calls"
+        "--budget-large-calls", type=number, default=None, metavar="N", help="hard per-episode limit on large-tier calls"
     )
     p.add_argument(
         "--page-load-timeout",
@@ -346,6 +348,7 @@ def run_web(
     try:
         from agentroute.batch import check_out
         from agentroute.budget import make_budget
+        from agentroute.checks import check_count
         from agentroute.web.env import check_tasks, find_chromium
 
         # a task named twice played each of its seeds twice (two --out lines, two records of one episode)
@@ -353,8 +356,7 @@ def run_web(
         if not tasks:
             raise ConfigurationError("--tasks names no task")
         for name, value in (("--episodes", opts.episodes), ("--max-steps", opts.max_steps), ("--concurrency", concurrency)):
-            if value < 1:
-                raise ConfigurationError(f"{name} must be ≥ 1 (got {value})")
+            check_count(value, name)
         if opts.seed < 0:  # MiniWoB seeds its pages with it: a negative one failed every episode
             raise ConfigurationError(f"--seed must be ≥ 0 (got {opts.seed})")
         limits = {

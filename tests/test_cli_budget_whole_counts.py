@@ -1,0 +1,47 @@
+"""A count budget that is not a whole number (`agentroute ask hi --budget-calls 1.5`) is one line naming
+the option, exit 2, as a negative one is: make_budget is the one rule. Was: typer's int type refused it
+first in a multi-line usage box ("Invalid value for '--budget-calls': Input should be a valid integer").
+`run web` hands its --budget-* to the web runner, which parses them with the same rule; a whole count
+(given as text "2" and handed on) is still taken. Real CLI subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``agentroute ARGS`` of this checkout, run from ``cwd`` (no memory file lands in the checkout)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "agentroute", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("ask", "hi", "--budget-calls", "1.5"), "--budget-calls"),
+        (("ask", "hi", "--budget-tokens", "2.5"), "--budget-tokens"),
+        (("run", "web", "--budget-large-calls", "0.5"), "--budget-large-calls"),
+    ],
+)
+def test_a_count_budget_that_is_not_whole_is_one_line_naming_it(args, option, tmp_path) -> None:
+    done = _cli(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    name = option.removeprefix("--budget-").replace("-", "_")
+    got = args[-1]
+    assert done.stderr == f"error: {option}: budget {name} must be a whole number (got {got})\n"
+    assert done.stdout == ""
+
+
+def test_a_whole_count_is_still_taken(tmp_path) -> None:
+    """`run web --budget-calls 2`: past the budget checks to the next one (the unknown task)."""
+    done = _cli("run", "web", "--budget-calls", "2", "--tasks", "no-such-task", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: unknown MiniWoB task 'no-such-task'"), done.stderr
