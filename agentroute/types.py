@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import os
 import random
 import time
@@ -150,6 +152,18 @@ class Completion(BaseModel):
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a ``float`` when it is a finite real number (an ``int``, a ``float``, a NumPy
+    number; not a ``bool``), else ``None``: how a number a backend reports beside its answer (a
+    reply's ``raw["confidence"]``) is read."""
+    if type(value) is float:  # the common case, without the ABC check
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 class Step(BaseModel):
     """One call of one agent inside a task."""
 
@@ -207,7 +221,8 @@ class AuditEvent(BaseModel):
     """A replayable record of a blocked operation, a retry, a fallback or a broken promise.
 
     ``overrun``: a provider billed more than the attempt's reserved worst case; ``protocol_error``:
-    a reply whose usage could not be trusted (charged its worst case); ``router_error``: a router
+    a reply whose usage could not be trusted (charged its worst case) or whose ``raw["confidence"]``
+    is no finite number (recorded as absent; the step stands); ``router_error``: a router
     raised or chose outside its candidates (the step went to the cheapest candidate);
     ``deadline``: the task's ``seconds`` budget ran out during a step; ``unsettled_attempt``: a
     provider attempt was in flight when its process stopped (charged its worst case on resume).

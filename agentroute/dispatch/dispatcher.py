@@ -51,6 +51,7 @@ from agentroute.types import (
     Task,
     TaskStatus,
     check_role,
+    finite_number,
 )
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,17 @@ async def _watched(plan: _Plan, timeout: float, left: float | None, seen: Attemp
         return await (call if plan.direct else call_within(call, timeout, left))
     finally:
         token_sink.reset(sink)
+
+
+def _with_usage(plan: _Plan, completion: Any) -> Completion:
+    """A backend's answer with the usage it did not report counted (a backend of the user's:
+    :func:`~agentroute.pool.backends.usage.with_usage`); anything but a :class:`Completion` is the
+    backend's bug (``TypeError``), charged as billed like any other."""
+    if not isinstance(completion, Completion):
+        raise TypeError(f"{type(plan.backend).__name__}.complete returned {type(completion).__name__}, not a Completion")
+    if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
+        return with_usage(completion, plan.backend, plan.request, plan.card)
+    return completion
 
 
 async def _all_by_deadline(tasks: list[asyncio.Future[T]], left: float | None) -> list[T]:
@@ -814,7 +826,7 @@ class Dispatcher:
             )
         if len(completions) == 1:
             chosen = completions[0]
-            text, confidence = chosen.text, chosen.raw.get("confidence")
+            text, confidence = chosen.text, self._confidence(run, plan, stage, chosen)
         else:
             texts = [c.text for c in completions]
             text, confidence = plan.strategy.aggregate(texts)
@@ -860,6 +872,7 @@ class Dispatcher:
                     completion = await plan.backend.complete(plan.request, card)
                 else:
                     completion = await call_within(plan.backend.complete(plan.request, card), timeout, left)
+                completion = _with_usage(plan, completion)  # a bug here is the backend's: charged as billed
             except BaseException as exc:
                 if not sent:  # the write-ahead record failed or was cancelled (a client gone, serve's memory wait)
                     ledger.release(reservation, charge=Cost(calls=0.0))
@@ -897,9 +910,7 @@ class Dispatcher:
                 self._audit(run, stage, "retry", plan.key, f"attempt {attempt + 1}: {error}")
                 await asyncio.sleep(delay)
                 continue
-            if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
-                completion = with_usage(completion, plan.backend, plan.request, card)  # a backend of the user's
-            tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0  # set: with_usage
+            tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0  # set: _with_usage
             actual = _cost((completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls))
             if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
                 if seen is not None:
@@ -993,6 +1004,17 @@ class Dispatcher:
         """Charge the worst case, audit, and avoid this endpoint for the rest of the task."""
         self._settle(run, plan, stage, reservation, plan.sample, charged, 0, 0)
         self._faulty(run, plan, stage, detail)
+
+    def _confidence(self, run: TaskRun, plan: _Plan, stage: str, completion: Completion) -> float | None:
+        """The reply's ``raw["confidence"]``, data from outside: kept when a finite number
+        (:func:`~agentroute.types.finite_number`); anything else is audited ``protocol_error`` and
+        recorded as absent, the paid step standing."""
+        value = completion.raw.get("confidence")
+        confidence = finite_number(value)
+        if confidence is None and value is not None:
+            detail = f"{plan.card.id}: the reply's confidence is not a finite number (got {type(value).__name__} {value!r:.40}): recorded as absent"
+            self._audit(run, stage, "protocol_error", plan.card.id, detail)
+        return confidence
 
     def _faulty(self, run: TaskRun, plan: _Plan, stage: str, detail: str) -> None:
         run.context.setdefault("faulty_endpoints", set()).add(plan.card.id)

@@ -658,14 +658,14 @@ async def _events(response: Any, other: list[str] | None = None, ended: list[boo
         yield json.loads("\n".join(data))
 
 
-def _confidence(response: Any) -> float | None:
+def _confidence(response: Any) -> Any:
+    """The ``agentroute.confidence`` an agentroute server sends, as sent (``None`` when absent): the
+    dispatcher reads it as any backend's ``raw["confidence"]``, one rule for what is not a number."""
     if isinstance(response, dict):
         extra = response.get("agentroute")
     else:
         extra = (getattr(response, "model_extra", None) or {}).get("agentroute")
-    if isinstance(extra, dict) and isinstance(extra.get("confidence"), int | float):
-        return float(extra["confidence"])  # served by agentroute's own server
-    return None
+    return extra.get("confidence") if isinstance(extra, dict) else None
 
 
 __all__ = [
