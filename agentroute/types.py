@@ -160,7 +160,10 @@ def finite_number(value: Any) -> float | None:
         return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int of 400 digits, as JSON may carry one
+        return None
     return number if math.isfinite(number) else None
 
 

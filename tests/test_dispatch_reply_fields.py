@@ -111,7 +111,7 @@ class _Raw(Backend):
 
 @pytest.mark.parametrize(
     ("given", "kept"),
-    [("high", None), ("0.75", None), ([0.5], None), ({"p": 1}, None), (True, None), (float("nan"), None), (float("-inf"), None),
+    [("high", None), ("0.75", None), ([0.5], None), ({"p": 1}, None), (True, None), (float("nan"), None), (float("-inf"), None), (10**400, None),
      (0.75, 0.75), (1, 1.0), (np.float32(0.5), 0.5), (np.int64(0), 0.0), (None, None)],
 )
 def test_a_backends_raw_confidence_is_kept_only_as_a_finite_number(given: Any, kept: float | None) -> None:
