@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentroute.cli.errors import missing_extra, print_error, report
+from agentroute.cli.errors import error_text, missing_extra, print_error, report
 from agentroute.errors import AgentrouteError
 
 app = typer.Typer(
@@ -390,6 +390,12 @@ def serve(
             # stopping during an outage: the writes the database refuses are retried as long as requests drain
             store.close(retry_s=drain_s if drain_s >= 0 else None)  # a bad --drain-s: serve's own error
     except AgentrouteError as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # writes the stop gave up: still the stop's exit (130/143)
+            from agentroute.cli import exit_interrupted
+            from agentroute.training.stopping import stop_signal
+
+            print_error(error_text(exc), err_console)
+            exit_interrupted(signum=stop_signal(exc.__context__))
         raise fail_on(exc) from None
 
 
