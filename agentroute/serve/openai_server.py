@@ -42,7 +42,7 @@ from agentroute.pool.backends.streaming import reasoning_sink
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
-from agentroute.types import Completion, CompletionRequest
+from agentroute.types import Completion, CompletionRequest, finite_number
 
 if TYPE_CHECKING:
     from agentroute.budget import Budget
@@ -704,9 +704,8 @@ def _usage(completions: list[Completion]) -> dict[str, int]:
 
 
 def _extension(completions: list[Completion]) -> dict[str, Any]:
-    confidences = [
-        c.raw["confidence"] for c in completions if isinstance(c.raw.get("confidence"), int | float)
-    ]
+    read = (finite_number(c.raw.get("confidence")) for c in completions)  # NaN, text, True: absent
+    confidences = [number for number in read if number is not None]
     return {
         "cost_usd": sum(c.cost_usd or 0.0 for c in completions),
         "latency_ms": max(c.latency_ms for c in completions),

@@ -45,7 +45,7 @@ class Reply:
     finish_reason: Any
     chunks: int  # chunks read that carried text (each at least one token)
     cut: bool
-    confidence: float | None = None
+    confidence: Any = None  # as served: the dispatcher reads it by one rule (types.finite_number)
     reasoning: str = ""  # the reasoning text a reasoning model sent beside its answer
     tool_calls: list[dict[str, Any]] | None = None  # the tool calls it made instead of (or beside) answering
     logprobs: list[Any] | None = None  # the answer's token log probabilities, when asked for
