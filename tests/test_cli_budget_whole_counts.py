@@ -1,6 +1,7 @@
 """A count budget that is not a whole number (`agentroute ask hi --budget-calls 1.5`) is one line naming
 the option, exit 2, as a negative one is: make_budget is the one rule. Was: typer's int type refused it
-first in a multi-line usage box ("Invalid value for '--budget-calls': Input should be a valid integer").
+first in a multi-line usage box ("Invalid value for '--budget-calls': Input should be a valid integer");
+`eval --agentic --cap-large 1.5` likewise.
 `run web` hands its --budget-* to the web runner, which parses them with the same rule; a whole count
 (given as text "2" and handed on) is still taken. Real CLI subprocesses."""
 
@@ -31,6 +32,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (("run", "web", "--budget-large-calls", "0.5"),
          "--budget-large-calls: budget large_calls must be a whole number (got 0.5)"),
         (("ask", "hi", "--budget-calls", "-1"), "--budget-calls: budget calls must be non-negative (got -1)"),
+        (("eval", "--agentic", "--dataset", "routerbench:x", "--cap-large", "1.5"),
+         "--cap-large: budget large_calls must be a whole number (got 1.5)"),
     ],
 )  # fmt: skip
 def test_a_count_budget_that_is_not_whole_is_one_line_naming_it(args, message, tmp_path) -> None:

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentroute.cli.app import number
 from agentroute.cli.errors import report
 from agentroute.errors import AgentrouteError, ConfigurationError
 
@@ -70,7 +71,8 @@ def agentic_eval_command(
         ),
     ] = DEFAULT_AGENTIC_ROUTERS,
     cap_large: Annotated[
-        int | None, typer.Option("--cap-large", help="Hard cap on large-tier calls per task.")
+        float | None,
+        typer.Option("--cap-large", parser=number, metavar="INTEGER", help="Hard cap on large-tier calls per task."),
     ] = None,
     budget_usd: Annotated[
         float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")

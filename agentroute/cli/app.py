@@ -431,7 +431,7 @@ def eval_routers(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     output_tokens: Annotated[int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="--agentic: steps per task.")] = 3,
-    cap_large: Annotated[int | None, typer.Option("--cap-large", help="--agentic: hard cap on large calls per task.")] = None,
+    cap_large: Annotated[float | None, typer.Option("--cap-large", parser=number, metavar="INTEGER", help="--agentic: hard cap on large calls per task.")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="--agentic: hard per-task budget in USD.")] = None,
     tiers: Annotated[str | None, typer.Option("--tiers", help="--agentic: tier models, cheapest first.")] = None,
     success_rule: Annotated[str, typer.Option("--success-rule", help="--agentic: all | majority | any | last | a fraction.")] = "all",

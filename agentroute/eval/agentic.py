@@ -157,7 +157,7 @@ def run_router(env: AgenticEnv, name: str, router: Router, budget: Budget | None
     )
 
 
-def make_budget(cap_large: int | None = None, budget_usd: float | None = None) -> Budget | None:
+def make_budget(cap_large: float | None = None, budget_usd: float | None = None) -> Budget | None:
     """A per-task hard budget from ``eval --agentic``'s ``--cap-large`` and ``--budget-usd`` (None when
     neither is given): :func:`agentroute.budget.make_budget`, whose errors name the option."""
     return budgets.make_budget(budget_usd, large_calls=cap_large, options={"large_calls": "--cap-large"})
