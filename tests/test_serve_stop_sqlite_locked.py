@@ -103,6 +103,9 @@ def test_ctrl_c_beside_a_foreign_sqlite_lock_stops_at_once_naming_what_was_not_s
     assert f"closed while another process held the write lock of {db}" in said[0] and "agentroute memory reconcile" in said[0], said
     with sqlite3.connect(db) as conn:  # what was stored stays: the call under way left running
         assert sorted(conn.execute("SELECT status FROM tasks").fetchall()) == [("done",), ("running",)]
+        (running,) = conn.execute("SELECT id FROM tasks WHERE status = 'running'").fetchone()
+    named = said[0].split(" of task(s) ", 1)[1].split(";", 1)[0].split(", ")  # its task and the refused one's
+    assert len(named) == 2 and running in named, said
     with SQLMemory(f"sqlite:///{db}") as memory:  # what `agentroute memory reconcile` runs
         closed = memory.reconcile()
     assert len(closed.tasks) == 1 and len(closed.settled) == 1, closed

@@ -42,7 +42,7 @@ class MemoryWriteError(MemoryStoreError):
         kinds = Counter(kind for kind, _, _ in failures)
         super().__init__(
             f"{len(failures)} memory write(s) failed and were not committed "
-            f"({', '.join(f'{n} {name}' for name, n in kinds.items())}); "
+            f"({', '.join(f'{n} {name}' for name, n in kinds.items())}){_of_tasks(self.task_ids)}; "
             f"first ({kind}): {type(exc).__name__}: {lines[0] if lines else ''}"
         )
 
@@ -54,6 +54,27 @@ class MemoryWriteError(MemoryStoreError):
     def payloads(self) -> list[Any]:
         """The objects whose writes failed (tasks, steps, audit events, feedback tuples)."""
         return [payload for _, payload, _ in self.failures]
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The ids of the tasks whose writes failed, each once, in the order of their first failure."""
+        from agentroute.memory.writer import _task_of  # the writer's rule (it imports this module)
+
+        return list(dict.fromkeys(t for kind, payload, _ in self.failures if (t := _task_of(kind, payload)) is not None))
+
+
+TASK_IDS_SHOWN = 5
+"""How many task ids a :class:`MemoryWriteError`'s line names before ``+N more`` (all are in ``task_ids``)."""
+
+
+def _of_tasks(task_ids: list[str]) -> str:
+    """`` of task(s) a, b +N more``: a few ids of the lost writes' tasks, each one short line, for
+    ``agentroute memory reconcile`` or a look for a request; empty when none is known."""
+    if not task_ids:
+        return ""
+    shown = [t if len(t) <= 40 and t.isprintable() else repr(t[:40]) for t in task_ids[:TASK_IDS_SHOWN]]
+    more = len(task_ids) - len(shown)
+    return f" of task(s) {', '.join(shown)}" + (f" +{more} more" if more else "")
 
 
 class TaskBusyError(MemoryStoreError):
