@@ -91,7 +91,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute._optional import require, torch_module
+from agentroute._optional import require_installed, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
 from agentroute.progress import fit_bar
@@ -111,8 +111,7 @@ from agentroute.types import Agent, RouteContext
 torch_module()  # imported lazily, on first use of the "graph-router" router: one torch thread, or a clear error
 import torch  # noqa: E402
 
-require("torch_geometric")
-from torch_geometric.nn import GeneralConv  # noqa: E402
+require_installed("torch_geometric")  # checked here, imported (seconds) when a net is built
 
 EDGE_FEATURES = ("utility", "cost", "effect")
 VALIDATE_EVERY = 5  # steps between validation passes (early stopping counts steps)
@@ -147,6 +146,8 @@ class GraphRouterNet(torch.nn.Module):
         self.edge_mlp = torch.nn.Linear(edge_dim, edge_dim)
         # attention weights are a softmax over the incoming edges: summing them is a weighted mean
         conv = {"in_edge_channels": edge_dim, "aggr": "add" if attention else "mean", "attention": attention}
+        from torch_geometric.nn import GeneralConv
+
         self.conv1 = GeneralConv(hidden, hidden, **conv)
         self.conv2 = GeneralConv(hidden, hidden, **conv)
         self.bn1 = torch.nn.BatchNorm1d(hidden)
