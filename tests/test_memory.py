@@ -429,7 +429,7 @@ def test_failed_writes_are_raised_not_lost(store: SQLMemory, caplog: pytest.LogC
         store.flush()
     assert [kind for kind, _, _ in info.value.failures] == ["step", "step"]
     assert info.value.payloads[0].index == 99
-    assert "failed" in caplog.text
+    assert f"1 memory write(s) failed and were not committed (1 step) of task(s) {task.id}; first" in caplog.text  # the error's line
     store.flush()  # reported once
     got = store.get_task(task.id)
     assert got is not None and [s.id for s in got.steps] == [s.id for s in good]

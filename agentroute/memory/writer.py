@@ -765,12 +765,8 @@ class BatchWriter:
     def _fail(self, failures: list[tuple[str, Any, BaseException]], *, logged: bool = True) -> None:
         if not failures:
             return
-        kind, _, exc = failures[0]
-        if logged:
-            log.error(
-                "memory: %d write(s) failed (first %s: %s: %s); the next flush() raises",
-                len(failures), kind, type(exc).__name__, exc,
-            )  # fmt: skip
+        if logged:  # the error's own line: counts, kinds, the tasks and the first cause
+            log.error("%s; the next flush() raises", MemoryWriteError(failures))
         refused = [exc for _, _, exc in failures if refuses_writes(exc)]
         if refused:
             self.refusal = refused[-1]
