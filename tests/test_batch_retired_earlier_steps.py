@@ -13,21 +13,14 @@ call answers and A stores its step alone (its task goes on)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 import sqlalchemy as sa
 
-from agentroute.budget import Attempt, Cost
 from agentroute.memory import SQLMemory
-from agentroute.memory.batches import META_KEY, BatchQueue
-from agentroute.types import Agent, Step, Task
-from tests.test_batch_retired_finish_replaces import _cut_leases, url  # noqa: F401 - the fixture: SQLite, PostgreSQL
+from agentroute.types import Step
+from tests.fixtures_batch import AGENT, WORST, batch_url, retire_alive_worker  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
-WORST = Cost(usd=0.001, tokens=100.0)
 PAID = 0.0004
-AGENT = Agent(role="executor", model="m", strategy="direct")
 
 
 def _steps(memory: SQLMemory, task_id: str) -> list[tuple[int, float, bool]]:
@@ -36,21 +29,9 @@ def _steps(memory: SQLMemory, task_id: str) -> list[tuple[int, float, bool]]:
         return [(r.step_index, pytest.approx(r.cost_usd), r.id.startswith("settled-")) for r in rows]
 
 
-def test_a_retired_workers_step_replaces_the_settled_call_before_its_task_ends(url: str) -> None:  # noqa: F811
-    with SQLMemory(url) as a, SQLMemory(url) as b:
-        queue_a, queue_b = BatchQueue(a, "b"), BatchQueue(b, "b", lease_s=0.05)
-        queue_b.host = "elsewhere/boot"  # B judges A by its heartbeat alone
-        queue_a.add([("q1", {"query": "q"})])
-        queue_a.join()
-        (claimed,) = queue_a.claim(1)
-        task = Task(query="q", metadata={"query_id": claimed.query_id, META_KEY: {"id": "b", "worker": queue_a.worker_id}})
-        a.start_task(task)
-        asyncio.run(a.reserve_attempt(Attempt(task.id, 0, 0, "executor:m:direct", "executor", WORST)))
-        a.flush()
-        time.sleep(0.1)  # A's heartbeat is older than B's lease
-        if b.engine.dialect.name == "postgresql":
-            _cut_leases(b)
-        assert queue_b.reconcile().workers == (queue_a.worker_id,)
+def test_a_retired_workers_step_replaces_the_settled_call_before_its_task_ends(batch_url: str) -> None:  # noqa: F811
+    with SQLMemory(batch_url) as a, SQLMemory(batch_url) as b:
+        queue_a, queue_b, claimed, task = retire_alive_worker(a, b)
         assert _steps(b, task.id) == [(0, pytest.approx(WORST.usd), True)]
 
         a.record_step(Step(task_id=task.id, index=0, stage="s", agent=AGENT, cost_usd=PAID))  # A's call answers
