@@ -35,6 +35,7 @@ from agentroute.memory import open_memory
 from agentroute.memory.batches import BatchQueue
 from agentroute.pool import ModelPool
 from agentroute.routers.baselines import CheapestRouter
+from tests.fixtures_batch import cut_leases
 from tests.fixtures_billing_provider import BillingProvider
 from tests.fixtures_postgres import postgres_url  # noqa: F401 - a fixture
 
@@ -52,19 +53,6 @@ def provider() -> Iterator[BillingProvider]:
 def _rows(memory: Any, sql: str, **params: Any) -> list[dict[str, Any]]:
     with memory.engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
-
-
-def _cut_leases(memory: Any) -> None:
-    """End the sessions holding advisory locks in the memory's database (A's lease, its task claims),
-    as a network partition does, and wait until the server released them."""
-    with memory.engine.connect() as conn:
-        held = "FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-        conn.execute(sa.text(f"SELECT pg_terminate_backend(l.pid) {held}"))
-        for _ in range(250):  # bounded: 5 s
-            if not conn.execute(sa.text(f"SELECT count(*) {held}")).scalar_one():
-                return
-            time.sleep(0.02)
-    raise AssertionError("the leases were not released")
 
 
 def _run(provider: BillingProvider, tmp_path: Path, url: str, *, reclaim: bool) -> None:
@@ -90,7 +78,7 @@ def _run(provider: BillingProvider, tmp_path: Path, url: str, *, reclaim: bool) 
         assert provider.hanging == 1 and not run.done(), "A did not reach its call"
         await asyncio.sleep(0.1)  # A's heartbeat is older than B's lease
         if memory_b.engine.dialect.name == "postgresql":  # A partitioned from the database: its lease is released
-            await asyncio.to_thread(_cut_leases, memory_b)
+            await asyncio.to_thread(cut_leases, memory_b)
         reconciled = await asyncio.to_thread(queue_b.reconcile)
         assert reconciled.workers == (runner.queue.worker_id,) and reconciled.tasks == 1, reconciled
         at_retire = {
