@@ -36,7 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from agentroute._optional import require
 from agentroute.dispatch.dispatcher import call_within
 from agentroute.dispatch.options import SEED_MAX, RequestOptions, nth_seed, refused_option
-from agentroute.errors import BackendError, ConfigurationError, ContextLengthError, UnknownNameError
+from agentroute.errors import (
+    BackendError,
+    ConfigurationError,
+    ContextLengthError,
+    ProtocolError,
+    UnknownNameError,
+)
 from agentroute.pool.backends.base import Backend, token_sink
 from agentroute.pool.backends.streaming import reasoning_sink
 from agentroute.pool.backends.usage import with_usage
@@ -295,6 +301,10 @@ def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
         return _error(503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout")
     if isinstance(exc, ContextLengthError):  # OpenAI's code: clients (LangChain, LiteLLM) recognise it
         return _error(400, str(exc), "invalid_request_error", code="context_length_exceeded", param="messages")
+    if isinstance(exc, ProtocolError):  # the upstream's reply broke the protocol: retrying pays again
+        response = _error(502, f"upstream reply: {exc}", "server_error", code="bad_upstream_reply")
+        response.headers["x-should-retry"] = "false"  # OpenAI's clients honour it
+        return response
     if isinstance(exc, BackendError):
         status, kind = (503, "server_error") if exc.retryable else (400, "invalid_request_error")
         return _error(status, str(exc), kind)

@@ -595,8 +595,12 @@ def error_reply(model: str, error: Any) -> BackendError:
 
 def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: float | None = None) -> Reply:
     """A plain reply's first choice as a :class:`Reply`: its answer, reasoning and tool calls (all
-    billed text), usage and finish reason."""
+    billed text), usage and finish reason. A choice without a message object (``null``, text) is
+    a :class:`ProtocolError`: not an empty answer."""
     message = getattr(choice, "message", None)
+    if not hasattr(message, "content"):
+        shown = type(message).__name__ if isinstance(choice, (dict, type(None))) or hasattr(choice, "message") else f"a choice of {type(choice).__name__}"
+        raise ProtocolError(card.id, f"the reply's message is not an object (got {shown})")
     text, reasoning = message_text(card, message)
     tools = ToolCalls(card.id)
     called = tools.add(getattr(message, "tool_calls", None) if message is not None else None)

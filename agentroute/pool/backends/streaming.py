@@ -31,7 +31,7 @@ from agentroute.errors import BackendError, ProtocolError
 from agentroute.pool.backends.base import Backend, stream_pulse, token_sink
 from agentroute.pool.backends.usage import reply_usage
 from agentroute.pool.card import ModelCard
-from agentroute.types import Completion, CompletionRequest
+from agentroute.types import Completion, CompletionRequest, finite_number
 
 
 @dataclass(slots=True)
@@ -105,13 +105,20 @@ class ToolCalls:
             function = _field(part, "function")
             for key in ("name", "arguments"):
                 piece = _field(function, key) if function is not None else None
-                if isinstance(piece, str) and piece:
+                if piece is not None and not isinstance(piece, str):
+                    raise ProtocolError(self.card_id, f"a tool call's function.{key} is not text (got {type(piece).__name__})")
+                if piece:
                     call["function"][key] += piece
                     billed.append(piece)
         return "".join(billed)
 
     def list(self) -> list[dict[str, Any]] | None:
-        return [self.calls[i] for i in sorted(self.calls)] or None
+        """The calls, in order; :class:`ProtocolError` for one that names no function (a client
+        could not run it)."""
+        calls = [self.calls[i] for i in sorted(self.calls)]
+        if any(not call["function"]["name"] for call in calls):
+            raise ProtocolError(self.card_id, "a tool call names no function (no function.name)")
+        return calls or None
 
 
 def _field(part: Any, name: str) -> Any:
@@ -131,12 +138,25 @@ def reasoning_of(part: Any) -> Any:
 
 def logprobs_of(choice: Any) -> list[Any] | None:
     """The token log probabilities of a reply's choice or a stream chunk's (``logprobs.content``,
-    as mappings), or ``None`` when it has none."""
+    as mappings), or ``None`` when it has none or they are malformed (an entry without a text
+    ``token`` and a finite ``logprob``, or such ``top_logprobs``): outside data that would make a
+    served reply invalid JSON (NaN) is absent, the answer it came with kept."""
     found = choice.get("logprobs") if isinstance(choice, dict) else getattr(choice, "logprobs", None)
     content = found.get("content") if isinstance(found, dict) else getattr(found, "content", None)
     if not isinstance(content, list):
         return None
-    return [item.model_dump() if hasattr(item, "model_dump") else item for item in content]
+    items = [item.model_dump(warnings=False) if hasattr(item, "model_dump") else item for item in content]
+    return items if all(_token_logprob(item, top=True) for item in items) else None
+
+
+def _token_logprob(item: Any, *, top: bool) -> bool:
+    """Whether ``item`` is one token's log probability as OpenAI sends it (and its alternatives)."""
+    if not isinstance(item, dict) or not isinstance(item.get("token"), str) or finite_number(item.get("logprob")) is None:
+        return False
+    alternatives = item.get("top_logprobs")
+    if not top or alternatives is None:
+        return True
+    return isinstance(alternatives, list) and all(_token_logprob(a, top=False) for a in alternatives)
 
 
 #: Who watches a streamed reply's reasoning text as it comes (``agentroute serve`` streams it to
