@@ -8,7 +8,9 @@ answer charged as a sound one; a tool call naming no function, or whose ``argume
 object, was kept with empty text (a client ran the tool without its arguments); token log
 probabilities of NaN made serve's reply a 500 (``stream: false``) or sent ``NaN`` (not JSON) in its
 stream; and every upstream protocol fault was served as HTTP 400 ``invalid_request_error``, blaming
-the client's request.
+the client's request. An upstream that ignores ``stream: true`` and sends its whole reply as JSON
+lost its paid answer (the step failed charged its worst case; serve, which streams from upstream,
+answered every request to it 502): it is read as the plain reply it is.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ FAULTS: dict[str, dict[str, Any]] = {
 LOGPROBS: dict[str, Any] = {"logprobs-nan": NAN_LOGPROBS, "logprobs-text": "bad",
                             "logprobs-token-number": {"content": [{"token": 1, "logprob": -0.1, "bytes": None, "top_logprobs": []}]}}
 
+#: A server that ignores ``stream: true`` and sends its whole reply as one JSON body.
+IGNORES_STREAM = "ignores-stream"
+
 
 class _Hostile(JSONHandler):
     """Plain replies as :data:`FAULTS` and :data:`LOGPROBS` say; streamed ones carry the same message
@@ -59,7 +64,7 @@ class _Hostile(JSONHandler):
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": LOGPROBS.get(model), **fault.get("choice", {})}
         choices = fault.get("choices", [choice])
         base = {"id": "r1", "created": 0, "model": model}
-        if not body.get("stream"):
+        if not body.get("stream") or model == IGNORES_STREAM:
             return self.send_json(200, {**base, "object": "chat.completion", "usage": USAGE, "choices": choices})
         self.start_events()
         chunk = {**base, "object": "chat.completion.chunk"}
@@ -73,7 +78,7 @@ class _Hostile(JSONHandler):
         self.send_event("[DONE]")
 
 
-MODELS = [*FAULTS, *LOGPROBS]
+MODELS = [*FAULTS, *LOGPROBS, IGNORES_STREAM]
 
 
 def _card(model: str, url: str) -> ModelCard:
@@ -110,7 +115,7 @@ def test_a_routed_step_fails_charged_or_answers_soundly(upstream: Any, model: st
         return run, step
 
     run, step = asyncio.run(main())
-    if model in LOGPROBS:  # the answer stands; the log probabilities are absent, never NaN
+    if model in LOGPROBS or model == IGNORES_STREAM:  # the answer stands; the log probabilities are absent, never NaN
         assert step.status == "ok" and step.output == "Paris."
         assert run.ledger.spent["usd"] == pytest.approx(card.usd(7, 2))
     else:
@@ -123,7 +128,7 @@ def test_a_routed_step_fails_charged_or_answers_soundly(upstream: Any, model: st
 def test_serve_answers_502_naming_the_upstream_fault_or_valid_json(served: Any, model: str, stream: bool) -> None:
     client = openai.OpenAI(base_url=served.url, api_key="none", max_retries=0)
     ask: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Capital?"}], "logprobs": True}
-    if model in LOGPROBS:
+    if model in LOGPROBS or model == IGNORES_STREAM:
         if stream:
             with httpx.stream("POST", f"{served.url}/chat/completions", json={**ask, "stream": True}, timeout=10) as reply:
                 events = [line[6:] for line in reply.iter_lines() if line.startswith("data: ")]

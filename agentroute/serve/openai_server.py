@@ -558,8 +558,10 @@ async def _deltas(
 
         task = asyncio.ensure_future(call())
         task.add_done_callback(lambda _: pieces.put_nowait(None))
+        streamed = False
         try:
             while (piece := await pieces.get()) is not None:
+                streamed = True
                 yield piece
             completion = task.result()
         finally:
@@ -567,9 +569,19 @@ async def _deltas(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        yield with_usage(completion, backend, request, card)
+        completion = with_usage(completion, backend, request, card)
+        if not streamed:  # the reply came whole (the server does not stream): its text is one delta
+            async for item in _whole(completion):
+                yield item
+        else:
+            yield completion
         return
-    completion = with_usage(await backend.complete(request, card), backend, request, card)
+    async for item in _whole(with_usage(await backend.complete(request, card), backend, request, card)):
+        yield item
+
+
+async def _whole(completion: Completion) -> AsyncIterator[str | Completion]:
+    """A whole reply as deltas: its reasoning text, its answer, then the completion."""
     if completion.raw.get("reasoning"):
         yield Reasoning(completion.raw["reasoning"])
     if completion.text:

@@ -437,14 +437,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             response = await client.chat.completions.create(**kwargs)
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
-        choices = getattr(response, "choices", None)
-        error = error_in(getattr(response, "model_extra", None), choices)
-        if error is not None:  # HTTP 200 with an error object for body
-            raise error_reply(card.id, error)
-        choice = _first_choice(card, choices)
-        if choice is None:
-            raise ProtocolError(card.id, "the reply has no choices")
-        return plain_reply(card, response, choice, confidence=_confidence(response))
+        return _read_plain(card, response, getattr(response, "model_extra", None))
 
     async def _streamed(
         self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
@@ -514,11 +507,20 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise _error(exc, card.id, card.base_url) from exc
         finally:
             await call.__aexit__(None, None, None)  # closes the connection when cut: vLLM aborts the request
-        if events == 0:
-            with contextlib.suppress(ValueError):  # a server that answered with an error object, not a stream
-                error = error_in(json.loads("\n".join(body)), None)
-                if error is not None:
-                    raise error_reply(card.id, error)
+        if events == 0:  # a server that answered with a JSON body, not a stream: an error object, or
+            # the whole reply (it ignores "stream"): read as a plain one, the paid answer kept
+            try:
+                whole = json.loads("\n".join(body))
+            except ValueError:
+                whole = None
+            if isinstance(whole, dict) and "choices" in whole:
+                from openai._models import construct_type
+                from openai.types.chat import ChatCompletion
+
+                return _read_plain(card, construct_type(type_=ChatCompletion, value=whole), whole)
+            error = error_in(whole, None)
+            if error is not None:
+                raise error_reply(card.id, error)
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
         if not chose:  # as a plain reply with "choices": [] (only a usage chunk, say)
             raise ProtocolError(card.id, "the reply has no choices")
@@ -591,6 +593,19 @@ def error_reply(model: str, error: Any) -> BackendError:
     text = " ".join(str(message if message is not None else kind or "an error").split())[:500]
     shown = f", code {code}" if code is not None else ""
     return BackendError(model, f"error reply (HTTP 200{shown}): {text}", retryable=retryable, billed=False)
+
+
+def _read_plain(card: ModelCard, response: Any, body: Any) -> Reply:
+    """A plain reply (the SDK's object, ``body`` its fields beside the typed ones): an error object
+    sent with HTTP 200 raised as its error, no choice a :class:`ProtocolError`, else its first choice."""
+    choices = getattr(response, "choices", None)
+    error = error_in(body, choices)
+    if error is not None:  # HTTP 200 with an error object for body
+        raise error_reply(card.id, error)
+    choice = _first_choice(card, choices)
+    if choice is None:
+        raise ProtocolError(card.id, "the reply has no choices")
+    return plain_reply(card, response, choice, confidence=_confidence(body))
 
 
 def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: float | None = None) -> Reply:
