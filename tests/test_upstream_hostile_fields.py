@@ -10,7 +10,8 @@ probabilities of NaN made serve's reply a 500 (``stream: false``) or sent ``NaN`
 stream; and every upstream protocol fault was served as HTTP 400 ``invalid_request_error``, blaming
 the client's request. An upstream that ignores ``stream: true`` and sends its whole reply as JSON
 lost its paid answer (the step failed charged its worst case; serve, which streams from upstream,
-answered every request to it 502): it is read as the plain reply it is.
+answered every request to it 502): it is read as the plain reply it is. Such a reply, or one of an
+upstream that refuses to stream, was streamed by serve as an empty answer: now as one delta.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ LOGPROBS: dict[str, Any] = {"logprobs-nan": NAN_LOGPROBS, "logprobs-text": "bad"
 
 #: A server that ignores ``stream: true`` and sends its whole reply as one JSON body.
 IGNORES_STREAM = "ignores-stream"
+#: A server that refuses ``stream: true`` (HTTP 400): asked again without it.
+REFUSES_STREAM = "refuses-stream"
 
 
 class _Hostile(JSONHandler):
@@ -64,6 +67,8 @@ class _Hostile(JSONHandler):
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": LOGPROBS.get(model), **fault.get("choice", {})}
         choices = fault.get("choices", [choice])
         base = {"id": "r1", "created": 0, "model": model}
+        if body.get("stream") and model == REFUSES_STREAM:
+            return self.send_json(400, {"error": {"message": "stream is not supported", "type": "invalid_request_error"}})
         if not body.get("stream") or model == IGNORES_STREAM:
             return self.send_json(200, {**base, "object": "chat.completion", "usage": USAGE, "choices": choices})
         self.start_events()
@@ -78,7 +83,8 @@ class _Hostile(JSONHandler):
         self.send_event("[DONE]")
 
 
-MODELS = [*FAULTS, *LOGPROBS, IGNORES_STREAM]
+WHOLE = (IGNORES_STREAM, REFUSES_STREAM)
+MODELS = [*FAULTS, *LOGPROBS, *WHOLE]
 
 
 def _card(model: str, url: str) -> ModelCard:
@@ -115,7 +121,7 @@ def test_a_routed_step_fails_charged_or_answers_soundly(upstream: Any, model: st
         return run, step
 
     run, step = asyncio.run(main())
-    if model in LOGPROBS or model == IGNORES_STREAM:  # the answer stands; the log probabilities are absent, never NaN
+    if model in LOGPROBS or model in WHOLE:  # the answer stands; the log probabilities are absent, never NaN
         assert step.status == "ok" and step.output == "Paris."
         assert run.ledger.spent["usd"] == pytest.approx(card.usd(7, 2))
     else:
@@ -128,7 +134,7 @@ def test_a_routed_step_fails_charged_or_answers_soundly(upstream: Any, model: st
 def test_serve_answers_502_naming_the_upstream_fault_or_valid_json(served: Any, model: str, stream: bool) -> None:
     client = openai.OpenAI(base_url=served.url, api_key="none", max_retries=0)
     ask: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Capital?"}], "logprobs": True}
-    if model in LOGPROBS or model == IGNORES_STREAM:
+    if model in LOGPROBS or model in WHOLE:
         if stream:
             with httpx.stream("POST", f"{served.url}/chat/completions", json={**ask, "stream": True}, timeout=10) as reply:
                 events = [line[6:] for line in reply.iter_lines() if line.startswith("data: ")]
