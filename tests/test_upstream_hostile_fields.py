@@ -11,7 +11,9 @@ stream; and every upstream protocol fault was served as HTTP 400 ``invalid_reque
 the client's request. An upstream that ignores ``stream: true`` and sends its whole reply as JSON
 lost its paid answer (the step failed charged its worst case; serve, which streams from upstream,
 answered every request to it 502): it is read as the plain reply it is. Such a reply, or one of an
-upstream that refuses to stream, was streamed by serve as an empty answer: now as one delta.
+upstream that refuses to stream, was streamed by serve as an empty answer: now as one delta. A server
+that answers two choices where one was asked made the answer its first listed one (``index`` 1),
+or, streamed, both interleaved ("ParisLyon.."): now the choice of ``index`` 0.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class _Hostile(JSONHandler):
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": LOGPROBS.get(model), **fault.get("choice", {})}
         choices = fault.get("choices", [choice])
         base = {"id": "r1", "created": 0, "model": model}
+        if model == TWO_CHOICES:
+            return self._two_choices(body, base)
         if body.get("stream") and model == REFUSES_STREAM:
             return self.send_json(400, {"error": {"message": "stream is not supported", "type": "invalid_request_error"}})
         if not body.get("stream") or model == IGNORES_STREAM:
@@ -82,8 +86,23 @@ class _Hostile(JSONHandler):
         self.send_event({**chunk, "choices": [], "usage": USAGE})
         self.send_event("[DONE]")
 
+    def _two_choices(self, body: dict[str, Any], base: dict[str, Any]) -> None:
+        """Two choices where one was asked: the second listed first (plain), or their deltas interleaved."""
+        if not body.get("stream"):
+            choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} for i, text in ((1, "Lyon."), (0, "Paris."))]
+            return self.send_json(200, {**base, "object": "chat.completion", "usage": USAGE, "choices": choices})
+        self.start_events()
+        chunk = {**base, "object": "chat.completion.chunk"}
+        for index, text in ((0, "Paris"), (1, "Lyon"), (0, "."), (1, ".")):
+            self.send_event({**chunk, "choices": [{"index": index, "delta": {"content": text}, "finish_reason": None}]})
+        self.send_event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        self.send_event({**chunk, "choices": [], "usage": USAGE})
+        self.send_event("[DONE]")
 
-WHOLE = (IGNORES_STREAM, REFUSES_STREAM)
+
+#: A server that answers two choices where one was asked (or interleaves two in its stream).
+TWO_CHOICES = "two-choices"
+WHOLE = (IGNORES_STREAM, REFUSES_STREAM, TWO_CHOICES)
 MODELS = [*FAULTS, *LOGPROBS, *WHOLE]
 
 
@@ -122,7 +141,7 @@ def test_a_routed_step_fails_charged_or_answers_soundly(upstream: Any, model: st
 
     run, step = asyncio.run(main())
     if model in LOGPROBS or model in WHOLE:  # the answer stands; the log probabilities are absent, never NaN
-        assert step.status == "ok" and step.output == "Paris."
+        assert step.status == "ok" and step.output == "Paris."  # never another choice's text
         assert run.ledger.spent["usd"] == pytest.approx(card.usd(7, 2))
     else:
         assert step.status == "failed" and step.output in ("", None) and model in (step.error or "")

@@ -638,11 +638,18 @@ def message_text(card: ModelCard, message: Any) -> tuple[str, str]:
 
 
 def _first_choice(card: ModelCard, choices: Any) -> Any | None:
+    """The choice asked for (``index`` 0, or the first that has no whole-number ``index``):
+    a server that answers more choices than asked, or interleaves their deltas, never mixes
+    another choice's text into the answer. ``None`` when there is none."""
     if choices is None:
         return None
     if not isinstance(choices, list):
         raise ProtocolError(card.id, f"'choices' is not a list (got {type(choices).__name__})")
-    return choices[0] if choices else None
+    for choice in choices:
+        index = choice.get("index") if isinstance(choice, dict) else None if isinstance(choice, str) else getattr(choice, "index", None)
+        if not isinstance(index, int) or isinstance(index, bool) or index == 0:
+            return choice
+    return None
 
 
 async def _events(response: Any, other: list[str] | None = None, ended: list[bool] | None = None) -> AsyncIterator[Any]:
