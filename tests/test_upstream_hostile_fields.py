@@ -46,8 +46,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "no-choices": {"choices": []},
 }
 #: The reply is sound but for its token log probabilities: the answer stands, the log probabilities are absent.
-LOGPROBS: dict[str, Any] = {"logprobs-nan": NAN_LOGPROBS, "logprobs-text": "bad",
-                            "logprobs-token-number": {"content": [{"token": 1, "logprob": -0.1, "bytes": None, "top_logprobs": []}]}}
+LOGPROBS: dict[str, Any] = {"logprobs-nan": NAN_LOGPROBS, "logprobs-token-number": {"content": [{"token": 1, "logprob": -0.1, "bytes": None, "top_logprobs": []}]}}
 
 #: A server that ignores ``stream: true`` and sends its whole reply as one JSON body.
 IGNORES_STREAM = "ignores-stream"
