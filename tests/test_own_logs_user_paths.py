@@ -408,8 +408,9 @@ def test_a_misspelt_router_spec_parameter_is_named_by_eval_too(tmp_path):
     path = _write_jsonl(tmp_path / "logs.jsonl", _own_log(20, new_model=False))
     url = f"sqlite:///{tmp_path}/m.db"
     _serve(url, replay_pool(6), 6)
-    for source in (["--dataset", f"outcomes:{path}"], ["--from", url]):  # --from raised a TypeError traceback
-        result = runner.invoke(app, ["eval", *source, "--routers", "cheapest,knn:kk=5", "--out", str(tmp_path / "ev")])
+    out = ["--out", str(tmp_path / "ev")]  # --from writes no folder: eval refuses --out there (an option its mode does not use)
+    for source in (["--dataset", f"outcomes:{path}", *out], ["--from", url]):  # --from raised a TypeError traceback
+        result = runner.invoke(app, ["eval", *source, "--routers", "cheapest,knn:kk=5"])
         assert result.exit_code == 2 and "router spec 'knn:kk=5': knn takes no parameter kk" in result.output, result.output
 
 
