@@ -13,7 +13,9 @@ lost its paid answer (the step failed charged its worst case; serve, which strea
 answered every request to it 502): it is read as the plain reply it is. Such a reply, or one of an
 upstream that refuses to stream, was streamed by serve as an empty answer: now as one delta. A server
 that answers two choices where one was asked made the answer its first listed one (``index`` 1),
-or, streamed, both interleaved ("ParisLyon.."): now the choice of ``index`` 0.
+or, streamed, both interleaved ("ParisLyon.."): now the choice of ``index`` 0. A ``content`` sent as a
+list of text parts failed the step charged its worst case (serve: the paid answer lost): it is
+read as its text.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     "tool-no-function": {"message": {"tool_calls": [{"id": "c1", "type": "function"}]}},
     "tool-args-object": {"message": {"tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}},
     "no-choices": {"choices": []},
+    "content-number": {"message": {"content": 42}},
+    "content-parts": {"message": {"content": [{"type": "text", "text": "Paris"}, {"type": "text", "text": "."}]}},  # answers
 }
 #: The reply is sound but for its token log probabilities: the answer stands, the log probabilities are absent.
 LOGPROBS: dict[str, Any] = {"logprobs-nan": NAN_LOGPROBS, "logprobs-token-number": {"content": [{"token": 1, "logprob": -0.1, "bytes": None, "top_logprobs": []}]}}
@@ -101,8 +105,8 @@ class _Hostile(JSONHandler):
 
 #: A server that answers two choices where one was asked (or interleaves two in its stream).
 TWO_CHOICES = "two-choices"
-WHOLE = (IGNORES_STREAM, REFUSES_STREAM, TWO_CHOICES)
-MODELS = [*FAULTS, *LOGPROBS, *WHOLE]
+WHOLE = (IGNORES_STREAM, REFUSES_STREAM, TWO_CHOICES, "content-parts")
+MODELS = [*FAULTS, *LOGPROBS, *WHOLE[:-1]]
 
 
 def _card(model: str, url: str) -> ModelCard:

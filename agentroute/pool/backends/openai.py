@@ -40,6 +40,7 @@ from agentroute.pool.backends.streaming import (
     logprobs_of,
     reasoning_of,
     stream_ended,
+    text_parts,
 )
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
@@ -627,9 +628,9 @@ def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: floa
 
 
 def message_text(card: ModelCard, message: Any) -> tuple[str, str]:
-    """A plain reply's ``(answer, reasoning)`` text: its ``content`` and the reasoning a reasoning
+    """A plain reply's ``(answer, reasoning)`` text: its ``content`` (or its text parts) and the reasoning a reasoning
     model sends beside it (``reasoning_content``, or ``reasoning``), each ``""`` when absent."""
-    text = getattr(message, "content", None) or ""
+    text = text_parts(getattr(message, "content", None)) or ""
     reasoning = (reasoning_of(message) if message is not None else None) or ""
     for what, part in (("content", text), ("reasoning", reasoning)):
         if not isinstance(part, str):

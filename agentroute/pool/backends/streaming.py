@@ -125,6 +125,17 @@ def _field(part: Any, name: str) -> Any:
     return part.get(name) if isinstance(part, dict) else getattr(part, name, None)
 
 
+def text_parts(content: Any) -> Any:
+    """A ``content`` sent as a list of text parts (``[{"type": "text", "text": "…"}]``, as some
+    OpenAI-compatible servers send it) as its text; any other value as it is (the caller refuses
+    what is not text)."""
+    if isinstance(content, list) and content and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    return content
+
+
 def reasoning_of(part: Any) -> Any:
     """The reasoning text of a reply's message or a stream's delta (an object or a mapping):
     ``reasoning_content`` (vLLM's reasoning parsers, DeepSeek, LiteLLM), else ``reasoning``
@@ -187,6 +198,7 @@ class StreamText:
         passed ``limit`` chunks (stop reading: the caller closes the stream)."""
         if not content and not thought and not tool_calls:
             return True
+        content = text_parts(content)
         for part in (content, thought):
             if part is not None and not isinstance(part, str):
                 raise ProtocolError(self.card_id, f"a stream chunk's text is not text (got {type(part).__name__})")
