@@ -225,11 +225,12 @@ def estimate_router(
                 break
     y = np.array([[t.score, t.cost] for t in tasks])
     # per-cluster sums (a cluster: the tasks of one logged query), so that the bootstrap resamples
-    # queries, not tasks: the same query served twice is not two independent draws
-    cluster_of: dict[str, int] = {}
-    ids = np.array(
-        [cluster_of.setdefault(str(t.steps[0].context.query_id or t.task_id), len(cluster_of)) for t in tasks]
-    )
+    # queries, not tasks: the same query served twice is not two independent draws. Clusters are
+    # numbered in key order, so the same logs give the same intervals in whatever order they come
+    # (tasks that finished concurrently are stored, and returned, in a different order each run)
+    keys = [str(t.steps[0].context.query_id or t.task_id) for t in tasks]
+    cluster_of = {key: i for i, key in enumerate(sorted(set(keys)))}
+    ids = np.array([cluster_of[key] for key in keys])
     m = len(cluster_of)
     dr = _DoublyRobust(tasks, policies, y, w, shrinkage) if single else None
 
