@@ -37,7 +37,8 @@ async def serve_on_loopback(app) -> tuple[str, object]:
 
 def logged_memory(url: str, n: int) -> None:
     """``n`` tasks (``question i``, ids ``q0..``) served on :func:`replay_pool` by the ``random``
-    router into the memory at ``url``: a memory with logged, scored traffic to train from."""
+    router into the memory at ``url``: a memory with logged, scored traffic to train from. Task ids
+    are fixed, so the random router's draws (keyed by task id) are the same traffic on every run."""
     import asyncio
 
     from agentroute import AgentGraph, make_router
@@ -45,7 +46,8 @@ def logged_memory(url: str, n: int) -> None:
 
     with SQLMemory(url) as memory:
         app = AgentGraph("one").add_role("executor", prompt="p").compile(pool=replay_pool(), router=make_router("random"), memory=memory)
-        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}"} for i in range(n)]))
+        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"logged-{i:04d}"} for i in range(n)]
+        asyncio.run(app.arun_many(items))
 
 
 class NeverAnswers(ReplayBackend):
