@@ -434,11 +434,16 @@ class OpenAIBackend(EndpointCounting, Backend):
         )
 
     async def _plain(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], card: ModelCard) -> Reply:
+        """One plain request, its reply read from the JSON sent (:func:`_read_plain`)."""
         try:
-            response = await client.chat.completions.create(**kwargs)
+            response = await client.chat.completions.with_raw_response.create(**kwargs)
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
-        return _read_plain(card, response, getattr(response, "model_extra", None))
+        try:
+            whole = json.loads(response.http_response.content)
+        except ValueError as exc:  # not JSON, not UTF-8
+            raise ProtocolError(card.id, f"unreadable reply: {' '.join(str(exc).split())[:200]}") from exc
+        return _read_plain(card, whole)
 
     async def _streamed(
         self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
@@ -515,10 +520,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             except ValueError:
                 whole = None
             if isinstance(whole, dict) and "choices" in whole:
-                from openai._models import construct_type
-                from openai.types.chat import ChatCompletion
-
-                return _read_plain(card, construct_type(type_=ChatCompletion, value=whole), whole)
+                return _read_plain(card, whole)
             error = error_in(whole, None)
             if error is not None:
                 raise error_reply(card.id, error)
@@ -596,9 +598,17 @@ def error_reply(model: str, error: Any) -> BackendError:
     return BackendError(model, f"error reply (HTTP 200{shown}): {text}", retryable=retryable, billed=False)
 
 
-def _read_plain(card: ModelCard, response: Any, body: Any) -> Reply:
-    """A plain reply (the SDK's object, ``body`` its fields beside the typed ones): an error object
-    sent with HTTP 200 raised as its error, no choice a :class:`ProtocolError`, else its first choice."""
+def _read_plain(card: ModelCard, body: Any) -> Reply:
+    """A plain reply, ``body`` its JSON as sent: an error object sent with HTTP 200 raised as its
+    error, no choice a :class:`ProtocolError`, else its first choice. The choices are read through
+    the SDK's objects, the usage as sent: the SDK's models turn ``"7"``, ``" 7 "`` or ``true`` into
+    counts, which :func:`~agentroute.pool.backends.usage.checked_count` refuses (as in a stream)."""
+    from openai._models import construct_type
+    from openai.types.chat import ChatCompletion
+
+    if not isinstance(body, dict):
+        raise ProtocolError(card.id, f"the reply is not a JSON object (got {type(body).__name__})")
+    response = construct_type(type_=ChatCompletion, value=body)
     choices = getattr(response, "choices", None)
     error = error_in(body, choices)
     if error is not None:  # HTTP 200 with an error object for body
@@ -606,7 +616,9 @@ def _read_plain(card: ModelCard, response: Any, body: Any) -> Reply:
     choice = _first_choice(card, choices)
     if choice is None:
         raise ProtocolError(card.id, "the reply has no choices")
-    return plain_reply(card, response, choice, confidence=_confidence(body))
+    reply = plain_reply(card, response, choice, confidence=_confidence(body))
+    reply.usage = body.get("usage")
+    return reply
 
 
 def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: float | None = None) -> Reply:
