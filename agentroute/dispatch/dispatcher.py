@@ -826,7 +826,7 @@ class Dispatcher:
             )
         if len(completions) == 1:
             chosen = completions[0]
-            text, confidence = chosen.text, self._confidence(run, plan, stage, chosen)
+            text, confidence = chosen.text, self._reported(run, plan, stage, "confidence", chosen.raw.get("confidence"))
         else:
             texts = [c.text for c in completions]
             text, confidence = plan.strategy.aggregate(texts)
@@ -834,7 +834,7 @@ class Dispatcher:
         return Step(
             task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
             latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
-            output=text, score=chosen.score, confidence=confidence,
+            output=text, score=self._reported(run, plan, stage, "score", chosen.score), confidence=confidence,
         )
 
     async def _attempt(
@@ -1005,16 +1005,15 @@ class Dispatcher:
         self._settle(run, plan, stage, reservation, plan.sample, charged, 0, 0)
         self._faulty(run, plan, stage, detail)
 
-    def _confidence(self, run: TaskRun, plan: _Plan, stage: str, completion: Completion) -> float | None:
-        """The reply's ``raw["confidence"]``, data from outside: kept when a finite number
-        (:func:`~agentroute.types.finite_number`); anything else is audited ``protocol_error`` and
-        recorded as absent, the paid step standing."""
-        value = completion.raw.get("confidence")
-        confidence = finite_number(value)
-        if confidence is None and value is not None:
-            detail = f"{plan.card.id}: the reply's confidence is not a finite number (got {type(value).__name__} {value!r:.40}): recorded as absent"
+    def _reported(self, run: TaskRun, plan: _Plan, stage: str, what: str, value: Any) -> float | None:
+        """A number the reply reports beside its answer (its ``raw["confidence"]``, its ``score``),
+        data from outside: kept when a finite number (:func:`~agentroute.types.finite_number`);
+        anything else is audited ``protocol_error`` and recorded as absent, the paid step standing."""
+        number = finite_number(value)
+        if number is None and value is not None:
+            detail = f"{plan.card.id}: the reply's {what} is not a finite number (got {type(value).__name__} {value!r:.40}): recorded as absent"
             self._audit(run, stage, "protocol_error", plan.card.id, detail)
-        return confidence
+        return number
 
     def _faulty(self, run: TaskRun, plan: _Plan, stage: str, detail: str) -> None:
         run.context.setdefault("faulty_endpoints", set()).add(plan.card.id)
