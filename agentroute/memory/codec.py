@@ -22,6 +22,14 @@ from agentroute.memory.processes import PROCESS_KEY, this_process
 from agentroute.types import Agent, AuditEvent, Decision, Step, StepStatus, Task, TaskStatus, new_id
 
 __all__ = [
+    "START",
+    "FINISH",
+    "STEP",
+    "AUDIT_EVENT",
+    "FEEDBACK_SCORE",
+    "BATCH_ITEM",
+    "ATTEMPT",
+    "write_task_id",
     "storable",
     "storable_data",
     "jsonable",
@@ -34,6 +42,28 @@ __all__ = [
     "attempt_row",
     "attempt_from_row",
 ]
+
+
+START, FINISH, STEP, AUDIT_EVENT, FEEDBACK_SCORE = "start_task", "finish_task", "step", "audit", "feedback"
+BATCH_ITEM = "batch_item"
+ATTEMPT = "attempt"
+"""The kinds of the memory's writes, each a ``(kind, payload)`` (:mod:`agentroute.memory.writer`)."""
+
+
+def write_task_id(kind: str, payload: Any) -> str | None:
+    """The id of the task a ``(kind, payload)`` write belongs to (the unit the writer keeps together
+    when it splits a batch; the tasks a :class:`~agentroute.memory.errors.MemoryWriteError` names);
+    ``None`` for a malformed payload, which then stands alone."""
+    if kind == START or kind == FINISH:
+        task_id = getattr(payload, "id", None)
+    elif kind == FEEDBACK_SCORE:
+        task_id = payload.get("task_id") if isinstance(payload, dict) else None
+    elif kind == BATCH_ITEM:  # a BatchItemWrite: its row
+        row = getattr(payload, "row", None)
+        task_id = row.get("task_id") if isinstance(row, dict) else None
+    else:
+        task_id = getattr(payload, "task_id", None)
+    return task_id if isinstance(task_id, str) else None
 
 
 def _fallback(value: Any) -> Any:

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from agentroute.errors import AgentrouteError
+from agentroute.memory.codec import write_task_id
 
 __all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError", "WRITES_REFUSED", "first_line", "refuses_writes"]
 
@@ -58,9 +59,7 @@ class MemoryWriteError(MemoryStoreError):
     @property
     def task_ids(self) -> list[str]:
         """The ids of the tasks whose writes failed, each once, in the order of their first failure."""
-        from agentroute.memory.writer import _task_of  # the writer's rule (it imports this module)
-
-        return list(dict.fromkeys(t for kind, payload, _ in self.failures if (t := _task_of(kind, payload)) is not None))
+        return list(dict.fromkeys(t for kind, payload, _ in self.failures if (t := write_task_id(kind, payload)) is not None))
 
 
 TASK_IDS_SHOWN = 5

@@ -74,7 +74,21 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentroute.memory import engine as memory_engine
-from agentroute.memory.codec import attempt_row, audit_row, json_text, step_row, task_row
+from agentroute.memory.codec import (
+    ATTEMPT,
+    AUDIT_EVENT,
+    BATCH_ITEM,
+    FEEDBACK_SCORE,
+    FINISH,
+    START,
+    STEP,
+    attempt_row,
+    audit_row,
+    json_text,
+    step_row,
+    task_row,
+    write_task_id,
+)
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
 from agentroute.memory.settle import replace_settled, settled_tasks
 from agentroute.memory.tables import ATTEMPTS, AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
@@ -94,9 +108,6 @@ __all__ = [
 
 log = logging.getLogger("agentroute.memory")
 
-START, FINISH, STEP, AUDIT_EVENT, FEEDBACK_SCORE = "start_task", "finish_task", "step", "audit", "feedback"
-BATCH_ITEM = "batch_item"
-ATTEMPT = "attempt"
 Op = tuple[str, Any]
 
 
@@ -137,23 +148,9 @@ def _incomplete(row: dict[str, Any], lost: int) -> None:
         row["meta"]["error"] = _missing_text(lost)
 
 
-def _task_of(kind: str, payload: Any) -> str | None:
-    """The task id a write belongs to (the unit kept together when a batch is split); ``None``
-    for a malformed payload, which then stands alone."""
-    if kind == START or kind == FINISH:
-        task_id = getattr(payload, "id", None)
-    elif kind == FEEDBACK_SCORE:
-        task_id = payload.get("task_id") if isinstance(payload, dict) else None
-    elif kind == BATCH_ITEM:
-        task_id = payload.row.get("task_id") if isinstance(payload, BatchItemWrite) else None
-    else:
-        task_id = getattr(payload, "task_id", None)
-    return task_id if isinstance(task_id, str) else None
-
-
 def _held_back(ops: list[Op]) -> list[tuple[str, Any, BaseException]]:
     return [
-        (kind, payload, MemoryStoreError(f"task {_task_of(kind, payload)} was never stored; its {kind} is held back"))
+        (kind, payload, MemoryStoreError(f"task {write_task_id(kind, payload)} was never stored; its {kind} is held back"))
         for kind, payload in ops
     ]
 
@@ -694,7 +691,7 @@ class BatchWriter:
         """Leave out the writes of tasks whose first write was lost (a step without its task)."""
         kept, held = [], []
         for kind, payload in batch:
-            if kind != START and _task_of(kind, payload) in self._lost_tasks:
+            if kind != START and write_task_id(kind, payload) in self._lost_tasks:
                 held.append((kind, payload))
             else:
                 kept.append((kind, payload))
@@ -706,7 +703,7 @@ class BatchWriter:
         """The batch's writes grouped by task, in first-seen order (a task's writes stay in order)."""
         groups: dict[Any, list[Op]] = {}
         for i, (kind, payload) in enumerate(batch):
-            task_id = _task_of(kind, payload)
+            task_id = write_task_id(kind, payload)
             groups.setdefault(task_id if task_id is not None else ("op", i), []).append((kind, payload))
         return list(groups.values())
 
@@ -731,7 +728,7 @@ class BatchWriter:
             pass
         rows = [op for op in group if op[0] in (START, FINISH)]
         rest = [op for op in group if op[0] not in (START, FINISH)]
-        task_id = _task_of(*group[0])
+        task_id = write_task_id(*group[0])
         missing = self._missing.get(task_id, 0) if task_id is not None else 0
         if rows:
             try:
@@ -774,10 +771,10 @@ class BatchWriter:
         with self._errors_lock:
             self._errors.extend(failures)
             self._lost_tasks.update(
-                task_id for kind, payload, _ in failures if kind == START and (task_id := _task_of(kind, payload))
+                task_id for kind, payload, _ in failures if kind == START and (task_id := write_task_id(kind, payload))
             )
         for kind, payload, _ in failures:
-            if kind == STEP and (task_id := _task_of(kind, payload)) is not None:
+            if kind == STEP and (task_id := write_task_id(kind, payload)) is not None:
                 self._missing[task_id] = self._missing.get(task_id, 0) + 1
 
     def _commit(self, batch: list[Op]) -> None:
