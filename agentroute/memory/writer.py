@@ -371,11 +371,13 @@ class BatchWriter:
         self.committed = 0
         self.batches = 0
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
-        self.replacing = False
-        """Whether each batch of steps replaces the settling steps of their tasks (its process was taken for dead)."""
-        self.watching = False
-        """Whether each batch of steps looks its settling steps up (:func:`~agentroute.memory.settle.settled_tasks`):
-        set by a batch worker's first claim (another worker's reconcile may retire it while it lives)."""
+        self.replacing = False  # what it learnt: it was taken for dead (_replace, taken_for_dead, a lease taken back)
+        """Whether each batch of steps replaces every settling step of its tasks, without a lookup: its process was
+        taken for dead while it lived. Wins over :attr:`watching`."""
+        self.watching = False  # what it is: a batch worker, retirable while alive (set by its first claim)
+        """Whether each batch of steps looks up the settling steps of its own indexes (:func:`~agentroute.memory.settle.settled_tasks`)
+        and replaces those found. Apart from :attr:`replacing`: each is only ever set ``True``, by the thread that
+        learns it; one three-state attribute would need a lock never to move back."""
         self.stepped: set[str] | None = set() if lease is not None else None
         """With a lease (PostgreSQL): the tasks of the steps committed since it was last found held
         (emptied then): those whose calls a reconcile elsewhere may have settled while it was lost."""
