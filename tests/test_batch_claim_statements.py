@@ -7,10 +7,8 @@ metadata: 69–76 ms on 50,000 tasks on SQLite, 17–36 ms on PostgreSQL; now 1.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,17 +16,13 @@ import sqlalchemy as sa
 
 from agentroute.memory import SQLMemory
 from agentroute.memory.batches import META_KEY, BatchQueue
-from agentroute.memory.pgserver import create_database
 from agentroute.types import Task
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLMemory]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'memory.db'}"
-    else:
-        url = create_database(request.getfixturevalue("postgres_url"), f"claims_{uuid.uuid4().hex[:12]}")
-    with SQLMemory(url) as store:
+@pytest.fixture
+def memory(memory_url: str) -> Iterator[SQLMemory]:  # noqa: F811
+    with SQLMemory(memory_url) as store:
         yield store
 
 

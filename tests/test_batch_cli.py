@@ -14,9 +14,9 @@ from agentroute.batch import BatchRunner, content_query_id, read_jsonl_queries
 from agentroute.cli import app
 from agentroute.graph import AgentGraph
 from agentroute.memory import BatchQueue, open_memory
-from agentroute.memory.pgserver import create_database
 from agentroute.pool import ModelPool
 from agentroute.routers.baselines import CheapestRouter
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 from tests.test_batch_server import GRAPH_PY, StubOpenAIServer, pool_yaml
 
 runner = CliRunner()
@@ -87,18 +87,14 @@ def test_metadata_that_is_not_an_object_fails_that_task_only(tmp_path, files):
         assert task is not None and task.task.status == "failed" and "metadata" in task.task.metadata["error"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_nul_and_lone_surrogate_queries_are_stored_escaped_and_the_batch_goes_on(tmp_path, files, backend, request):
-    memory = f"sqlite:///{tmp_path}/m.db"
-    if backend == "postgres":
-        memory = create_database(request.getfixturevalue("postgres_url"), "agentroute_batch_nul")
+def test_nul_and_lone_surrogate_queries_are_stored_escaped_and_the_batch_goes_on(tmp_path, files, memory_url):  # noqa: F811
     path = tmp_path / "in.jsonl"
     path.write_text('{"query": "nul \\u0000 inside", "query_id": "nul"}\n{"query": "lone \\ud800", "query_id": "sur"}\n"plain?"\n')
-    result = _run(files, path, memory, "--budget-usd", "1")
+    result = _run(files, path, memory_url, "--budget-usd", "1")
     assert result.exit_code in (0, 1), result.output
     lines = {line["query_id"]: line for line in _lines(files["out"])}
     assert lines["nul"]["query"] == "nul \x00 inside" and lines["sur"]["query"] == "lone \ud800"  # --out keeps the query
-    with open_memory(memory) as store:
+    with open_memory(memory_url) as store:
         for qid, stored in (("nul", "nul \\x00 inside"), ("sur", "lone \\ud800")):
             task = store.get_task(lines[qid]["task_id"])
             assert task is not None and task.task.query == stored and task.task.metadata["agentroute_escaped"] is True

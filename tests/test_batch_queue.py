@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from agentroute.memory import SQLMemory
 from agentroute.memory.batches import META_KEY, BatchQueue
-from agentroute.memory.pgserver import create_database
 from agentroute.types import Agent, Step, Task
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
-
-@pytest.fixture(params=BACKENDS)
-def memory(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'm.db'}"
-    else:
-        url = create_database(request.getfixturevalue("postgres_url"), "agentroute_batch_queue")
-    store = SQLMemory(url, flush_interval_s=0.005)
+@pytest.fixture
+def memory(memory_url: str):  # noqa: F811
+    store = SQLMemory(memory_url, flush_interval_s=0.005)
     yield store
     store.close()
 

@@ -31,6 +31,8 @@ from agentroute.memory.migrate import VERSION_TABLE, alembic_config, current_rev
 from agentroute.memory.pgserver import create_database
 from agentroute.memory.tables import include_object, metadata
 from agentroute.types import Agent, AuditEvent, Decision, Step, Task, Trajectory
+from tests import fixtures_memory
+from tests.fixtures_memory import BACKENDS
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 SMALL = Agent(role="executor", model="small", strategy="direct")
@@ -49,19 +51,11 @@ def pg_test_db(postgres_url: str) -> Iterator[tuple[str, sa.Engine]]:
     engine.dispose()
 
 
-def _fresh_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / f'{name}.db'}"
-    return create_database(request.getfixturevalue("postgres_url"), f"agentroute_{name}")
-
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
 @pytest.fixture(params=BACKENDS)
 def memory_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A memory's URL: SQLite, then the session's PostgreSQL database truncated (faster than a new one)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
+        return fixtures_memory.fresh_url(request, tmp_path)
     url, engine = request.getfixturevalue("pg_test_db")
     with engine.begin() as conn:
         conn.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
@@ -81,7 +75,7 @@ def store(memory_url: str) -> Iterator[SQLMemory]:
 @pytest.fixture(params=BACKENDS)
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database (no schema yet)."""
-    return _fresh_url(request, tmp_path, "fresh")
+    return fixtures_memory.fresh_url(request, tmp_path)
 
 
 # -- helpers ----------------------------------------------------------------------------------

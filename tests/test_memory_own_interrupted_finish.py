@@ -9,31 +9,22 @@ settled-call query with every batch of steps for the rest of the process's life.
 from __future__ import annotations
 
 import logging
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from agentroute.memory import SQLMemory
-from agentroute.memory.pgserver import create_database
 from agentroute.types import Agent, Step, Task
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 AGENT = Agent(role="executor", model="m", strategy="direct")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    return create_database(request.getfixturevalue("postgres_url"), f"own_{uuid.uuid4().hex[:12]}")
-
-
 def test_a_task_its_own_process_interrupted_then_finished_is_no_taking_for_dead(
-    url: str, caplog: pytest.LogCaptureFixture
+    memory_url: str, caplog: pytest.LogCaptureFixture  # noqa: F811
 ) -> None:
-    with SQLMemory(url) as memory:
+    with SQLMemory(memory_url) as memory:
         task = Task(query="q")
         memory.start_task(task)
         memory.record_step(Step(task_id=task.id, index=0, stage="s", agent=AGENT, cost_usd=0.25))

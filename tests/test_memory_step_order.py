@@ -9,25 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from agentroute.memory import SQLMemory
-from agentroute.memory.pgserver import create_database
 from agentroute.outcomes import ordered_steps
 from agentroute.types import Agent, Step, Task
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    return create_database(request.getfixturevalue("postgres_url"), "agentroute_step_order")
-
-
-def test_every_reader_orders_a_fan_out_by_id(url: str, tmp_path: Path) -> None:
-    memory = SQLMemory(url)
+def test_every_reader_orders_a_fan_out_by_id(memory_url: str, tmp_path: Path) -> None:  # noqa: F811
+    memory = SQLMemory(memory_url)
     try:
         memory.start_task(Task(id="fan", query="q", status="running"))
         ids = [f"s{k}" for k in range(9, -1, -1)]  # stored in reverse id order, all at one instant, one index

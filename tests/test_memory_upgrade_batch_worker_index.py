@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from agentroute.memory import SQLMemory
 from agentroute.memory.batches import BatchQueue
 from agentroute.memory.migrate import alembic_config, current_revision, head_revision, upgrade
-from agentroute.memory.pgserver import create_database
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    return create_database(request.getfixturevalue("postgres_url"), f"upgrade_{uuid.uuid4().hex[:12]}")
-
-
-def test_an_older_memory_upgrades_when_two_open_it_at_once(url: str) -> None:
-    engine, *engines = [sa.create_engine(url) for _ in range(3)]  # the last two: two openers at once
+def test_an_older_memory_upgrades_when_two_open_it_at_once(memory_url: str) -> None:  # noqa: F811
+    engine, *engines = [sa.create_engine(memory_url) for _ in range(3)]  # the last two: two openers at once
     try:
         cfg = alembic_config()
         with engine.begin() as conn:
@@ -59,7 +49,7 @@ def test_an_older_memory_upgrades_when_two_open_it_at_once(url: str) -> None:
     finally:
         for each in (engine, *engines):
             each.dispose()
-    with SQLMemory(url) as memory:
+    with SQLMemory(memory_url) as memory:
         queue = BatchQueue(memory, "b")
         queue.worker_id = "w1"
         assert sorted(queue.own_tasks(), key=lambda t: int(t[1:])) == [f"t{i}" for i in range(60) if i % 2 and i % 3 == 1]

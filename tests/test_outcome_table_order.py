@@ -10,16 +10,14 @@ and a real PostgreSQL server.
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 
 from agentroute.outcomes import OutcomeTable
 from agentroute.types import Agent, Step, Task
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 
 def _record(memory, qid: str, at: datetime, models: list[str]) -> None:
@@ -43,26 +41,17 @@ def _tables(memory) -> tuple[OutcomeTable, list[str], list[list[str]]]:
     return table, history.agent, [[s.id for s in t.steps] for t in trajectories]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    from agentroute.memory.pgserver import create_database
-
-    return create_database(request.getfixturevalue("postgres_url"), f"order_{os.getpid()}_{time.monotonic_ns()}")
-
-
-def test_two_reads_around_an_update_of_earlier_rows_give_the_same_table(url: str) -> None:
+def test_two_reads_around_an_update_of_earlier_rows_give_the_same_table(memory_url: str) -> None:  # noqa: F811
     from agentroute.memory import open_memory
 
-    memory = open_memory(url)
+    memory = open_memory(memory_url)
     try:
         at = datetime(2026, 1, 1, tzinfo=UTC)
         _record(memory, "q0", at, ["zeta", "alpha"])  # inserted zeta first, so the old order was the disk's
         _record(memory, "q1", at.replace(second=1), ["alpha", "zeta"])
         memory.flush()
         before, history_before, steps_before = _tables(memory)
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(memory_url)
         try:
             with engine.begin() as conn:  # rewrites the first rows: PostgreSQL puts their new versions last
                 conn.execute(sa.text("UPDATE steps SET latency_ms = latency_ms + 1 WHERE id LIKE :ids"), {"ids": "%zeta"})

@@ -14,27 +14,18 @@ outside batches and without a lease (SQLite) was never."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from agentroute.budget import Attempt, Cost
 from agentroute.memory import SQLMemory, processes
-from agentroute.memory.pgserver import create_database
 from agentroute.types import Agent, Step, Task
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 WORST = Cost(usd=0.001, tokens=100.0)
 PAID = 0.0004
 AGENT = Agent(role="executor", model="m", strategy="direct")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    return create_database(request.getfixturevalue("postgres_url"), f"late_{uuid.uuid4().hex[:12]}")
 
 
 def _steps(memory: SQLMemory, task_id: str) -> list[tuple[str, float]]:
@@ -45,9 +36,9 @@ def _steps(memory: SQLMemory, task_id: str) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("apart", [False, True], ids=["step-with-finish", "step-before-finish"])
 def test_a_late_finish_is_the_truth_and_its_step_replaces_the_settled_call(
-    url: str, apart: bool, monkeypatch: pytest.MonkeyPatch
+    memory_url: str, apart: bool, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    with SQLMemory(url) as a, SQLMemory(url) as b:
+    with SQLMemory(memory_url) as a, SQLMemory(memory_url) as b:
         task = Task(query="q")
         a.start_task(task)
         asyncio.run(a.reserve_attempt(Attempt(task.id, 0, 0, "executor:m:direct", "executor", WORST)))
@@ -72,8 +63,8 @@ def test_a_late_finish_is_the_truth_and_its_step_replaces_the_settled_call(
         assert a._writer.replacing  # noqa: SLF001
 
 
-def test_a_process_never_taken_for_dead_writes_its_tasks_as_before(url: str) -> None:
-    with SQLMemory(url) as a:
+def test_a_process_never_taken_for_dead_writes_its_tasks_as_before(memory_url: str) -> None:  # noqa: F811
+    with SQLMemory(memory_url) as a:
         task = Task(query="q")
         a.start_task(task)
         a.record_step(Step(task_id=task.id, index=0, stage="s", agent=AGENT, cost_usd=PAID))
