@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -108,77 +108,22 @@ from agentroute.routers.utility import (
 )
 from agentroute.types import Agent, RouteContext
 
-torch_module()  # imported lazily, on first use of the "graph-router" router: one torch thread, or a clear error
-import torch  # noqa: E402
+if TYPE_CHECKING:
+    from torch import Tensor
 
-require_installed("torch_geometric")  # checked here, imported (seconds) when a net is built
+# checked here, imported (seconds) when a network is built, fitted or loaded (graph_router_net)
+require_installed("torch", "torch_geometric")
 
 EDGE_FEATURES = ("utility", "cost", "effect")
 VALIDATE_EVERY = 5  # steps between validation passes (early stopping counts steps)
 
 
-class GraphRouterNet(torch.nn.Module):
-    """GraphRouter's encoder–decoder over a query → LLM graph.
+def __getattr__(name: str) -> Any:
+    if name == "GraphRouterNet":  # the network's old home: importing it imports torch
+        from agentroute.routers.graph_router_net import GraphRouterNet
 
-    Args:
-        query_dim: width of the query features (MiniLM: 384).
-        llm_dim: width of the LLM descriptor features.
-        hidden: h, the common node width of both GNN layers.
-        edge_dim: edge features (3: utility, cost, effect).
-
-    Shapes:
-        query_x (n_q × query_dim), llm_x (n_m × llm_dim); nodes are numbered queries first, then
-        LLMs; ``edge_index`` (2 × E) holds (query node, LLM node) pairs, ``edge_attr`` (E × edge_dim).
-        :meth:`encode` → (x⁰, x²), each ((n_q + n_m) × h); :meth:`decode` → P(edge) per pair (P,).
-    """
-
-    def __init__(
-        self,
-        query_dim: int,
-        llm_dim: int,
-        hidden: int,
-        edge_dim: int = len(EDGE_FEATURES),
-        attention: bool = False,
-    ) -> None:
-        super().__init__()
-        self.query_align = torch.nn.Linear(query_dim, hidden)
-        self.llm_align = torch.nn.Linear(llm_dim, hidden)
-        self.edge_mlp = torch.nn.Linear(edge_dim, edge_dim)
-        # attention weights are a softmax over the incoming edges: summing them is a weighted mean
-        conv = {"in_edge_channels": edge_dim, "aggr": "add" if attention else "mean", "attention": attention}
-        from torch_geometric.nn import GeneralConv
-
-        self.conv1 = GeneralConv(hidden, hidden, **conv)
-        self.conv2 = GeneralConv(hidden, hidden, **conv)
-        self.bn1 = torch.nn.BatchNorm1d(hidden)
-        self.bn2 = torch.nn.BatchNorm1d(hidden)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for child in (
-            self.query_align,
-            self.llm_align,
-            self.edge_mlp,
-            self.conv1,
-            self.conv2,
-            self.bn1,
-            self.bn2,
-        ):
-            child.reset_parameters()
-
-    def encode(
-        self, query_x: torch.Tensor, llm_x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x0 = torch.cat([self.query_align(query_x), self.llm_align(llm_x)], dim=0)
-        e = torch.relu(self.edge_mlp(edge_attr))
-        x = torch.relu(self.bn1(self.conv1(x0, edge_index, edge_attr=e)))
-        x = self.bn2(self.conv2(x, edge_index, edge_attr=e))
-        return x0, x
-
-    @staticmethod
-    def decode(x0: torch.Tensor, x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """σ(mean(x⁰_q ⊙ x²_m)) for each (query node, LLM node) column of ``pairs``."""
-        return torch.sigmoid((x0[pairs[0]] * x[pairs[1]]).mean(dim=-1))
+        return GraphRouterNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @register
@@ -296,6 +241,9 @@ class GraphRouter(UtilityRouter):
             del self._fit_cards
 
     def _fit_table(self, table: OutcomeTable) -> None:
+        torch = torch_module()
+        from agentroute.routers.graph_router_net import GraphRouterNet
+
         costs = np.asarray(table.costs, dtype=float)
         logged_cost = costs[~np.isnan(costs)]
         lo, hi = (float(logged_cost.min()), float(logged_cost.max())) if logged_cost.size else (0.0, 1.0)
@@ -325,7 +273,7 @@ class GraphRouter(UtilityRouter):
             pos = np.full(n, -1)
             pos[rows] = np.arange(len(rows))
 
-            def index(sel: np.ndarray) -> torch.Tensor:
+            def index(sel: np.ndarray) -> Tensor:
                 return torch.from_numpy(np.vstack([pos[q_idx[sel]], len(rows) + m_idx[sel]]).astype(np.int64))
 
             return query_x[rows], index(visible), edge_attr[visible], index(predict), label[predict], edge_w[predict]
@@ -426,6 +374,7 @@ class GraphRouter(UtilityRouter):
 
     # -- prediction -------------------------------------------------------------------------------
     def _edge_probability(self, ctxs: Sequence[RouteContext], llm_hidden: np.ndarray) -> np.ndarray:
+        torch = torch_module()
         with torch.no_grad():
             q0 = self.net_.query_align(
                 torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32))
@@ -459,6 +408,7 @@ class GraphRouter(UtilityRouter):
         self.check_fitted()
         if not descriptors:
             return np.zeros((0, self.llm_hidden_.shape[1]), dtype=np.float32)
+        torch = torch_module()
         llm_x = torch.from_numpy(embed_texts(descriptors).astype(np.float32))
         query_x = torch.from_numpy(
             embed_texts(list(queries), self.query_chars).astype(np.float32).reshape(-1, llm_x.shape[1])
@@ -560,6 +510,8 @@ class GraphRouter(UtilityRouter):
         super().set_arrays(arrays)
         self.llm_features_ = np.asarray(arrays["llm_features"], dtype=np.float32)
         self.llm_hidden_ = np.asarray(arrays["llm_hidden"], dtype=np.float32)
+        from agentroute.routers.graph_router_net import GraphRouterNet
+
         query_w = np.asarray(arrays["net.query_align.weight"])
         llm_w = np.asarray(arrays["net.llm_align.weight"])
         attention = "net.conv1.att_msg" in arrays

@@ -23,11 +23,11 @@ factorisation models quality only: the predicted cost of a model is its mean tra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentroute._optional import torch_module
+from agentroute._optional import require_installed, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import register
@@ -35,32 +35,18 @@ from agentroute.routers.utility import QUERY_CHARS, embed_texts
 from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
 
-torch_module()  # imported lazily, on first use of the "mf" router: one torch thread, or a clear error
-import torch  # noqa: E402
+if TYPE_CHECKING:
+    from agentroute.routers.mf_net import MatrixFactorization
+
+require_installed("torch")  # checked here, imported (seconds) when a network is built, fitted or loaded
 
 
-class MatrixFactorization(torch.nn.Module):
-    """RouteLLM's MFModel with a per-model bias: logits δ(m, q) + b_m = wᵀ(v̂_m ⊙ W q) + b_m.
+def __getattr__(name: str) -> Any:
+    if name == "MatrixFactorization":  # the network's old home: importing it imports torch
+        from agentroute.routers.mf_net import MatrixFactorization
 
-    Args:
-        text_dim: D, the query embedding's size.
-        dim: d, the latent size.
-        n_models: m.
-
-    Shapes: q (n × D) → logits (n × m).
-    """
-
-    def __init__(self, text_dim: int, dim: int, n_models: int) -> None:
-        super().__init__()
-        self.P = torch.nn.Embedding(n_models, dim)
-        self.text_proj = torch.nn.Linear(text_dim, dim, bias=False)
-        self.classifier = torch.nn.Linear(dim, 1, bias=False)
-        self.bias = torch.nn.Parameter(torch.zeros(n_models))
-
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        models = torch.nn.functional.normalize(self.P.weight, p=2, dim=1)  # m × d
-        projected = self.text_proj(q)  # n × d
-        return (projected[:, None, :] * models[None, :, :]) @ self.classifier.weight[0] + self.bias
+        return MatrixFactorization
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @register
@@ -114,6 +100,9 @@ class MatrixFactorizationRouter(EmbeddingNetRouter):
             raise ConfigurationError(
                 f"mf: scores must lie in [0, 1] (got {logged.min():g} … {logged.max():g}); rescale them first"
             )
+        torch = torch_module()
+        from agentroute.routers.mf_net import MatrixFactorization
+
         x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
         mask = ~np.isnan(scores)
         target = torch.from_numpy(np.where(mask, scores, 0.0).astype(np.float32))
@@ -138,5 +127,7 @@ class MatrixFactorizationRouter(EmbeddingNetRouter):
         return 1.0 / (1.0 + np.exp(-logits)), np.tile(self.cost_mean_, (len(ctxs), 1))
 
     def _net_from_arrays(self, arrays: dict[str, np.ndarray]) -> MatrixFactorization:
+        from agentroute.routers.mf_net import MatrixFactorization
+
         proj = np.asarray(arrays["net.text_proj.weight"])
         return MatrixFactorization(proj.shape[1], proj.shape[0], len(self.columns_))

@@ -17,11 +17,11 @@ minibatches, early stopping on a seeded validation split of train, best weights 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentroute._optional import torch_module
+from agentroute._optional import require_installed, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import check_range, register
@@ -29,25 +29,20 @@ from agentroute.routers.utility import QUERY_CHARS, embed_texts
 from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
 
-torch_module()  # imported lazily, on first use of the "mlp" router: one torch thread, or a clear error
-import torch  # noqa: E402
+if TYPE_CHECKING:
+    from agentroute.routers.mlp_net import ScoreCostMLP
+
+require_installed("torch")  # checked here, imported (seconds) when a network is built, fitted or loaded
 
 COST_EPS = 1e-9
 
 
-class ScoreCostMLP(torch.nn.Sequential):
-    """Linear(D, hidden) → ReLU → Dropout → Linear(hidden, 2m): m score logits, then m log costs.
+def __getattr__(name: str) -> Any:
+    if name == "ScoreCostMLP":  # the network's old home: importing it imports torch
+        from agentroute.routers.mlp_net import ScoreCostMLP
 
-    Shapes: e (n × D) → (n × 2m).
-    """
-
-    def __init__(self, in_dim: int, hidden: int, n_models: int, dropout: float) -> None:
-        super().__init__(
-            torch.nn.Linear(in_dim, hidden),
-            torch.nn.ReLU(),
-            torch.nn.Dropout(dropout),
-            torch.nn.Linear(hidden, 2 * n_models),
-        )
+        return ScoreCostMLP
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @register
@@ -108,6 +103,9 @@ class MLPRouter(EmbeddingNetRouter):
 
     # -- learning ---------------------------------------------------------------------------------
     def _fit_table(self, table: OutcomeTable) -> None:
+        torch = torch_module()
+        from agentroute.routers.mlp_net import ScoreCostMLP
+
         x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
         scores = np.asarray(table.scores, dtype=float)
         logged = scores[~np.isnan(scores)]
@@ -171,12 +169,15 @@ class MLPRouter(EmbeddingNetRouter):
         self.log_cost_std_ = np.asarray(arrays["log_cost_std"], dtype=float)
 
     def _net_from_arrays(self, arrays: dict[str, np.ndarray]) -> ScoreCostMLP:
+        from agentroute.routers.mlp_net import ScoreCostMLP
+
         first = np.asarray(arrays["net.0.weight"])
         return ScoreCostMLP(first.shape[1], first.shape[0], len(self.columns_), self.dropout)
 
 
 def _masked(values: np.ndarray) -> tuple[Any, Any]:
     """(values with nan → 0, mask of logged cells) as float32 tensors."""
+    torch = torch_module()
     mask = ~np.isnan(values)
     return torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32)), torch.from_numpy(
         mask.astype(np.float32)
