@@ -86,7 +86,8 @@ dataset with ``cards()`` provides them) so that training and new LLMs are descri
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -106,6 +107,7 @@ from agentroute.routers.utility import (
     module_arrays,
     validation_split,
 )
+from agentroute.training.embedding_net import check_each
 from agentroute.types import Agent, RouteContext
 
 if TYPE_CHECKING:
@@ -203,15 +205,31 @@ class GraphRouter(UtilityRouter):
 
     def _check_params(self) -> None:
         super()._check_params()
-        for key in ("hidden", "epochs", "patience", "masks_per_step", "queries_per_step"):
-            check_range(self, key, low=1, integer=True)
+        checks: dict[str, Callable[[], None]] = {
+            key: partial(check_range, self, key, low=1, integer=True)
+            for key in ("hidden", "epochs", "patience", "masks_per_step", "queries_per_step")
+        }
         for key in ("edge_mask_rate", "llm_dropout", "descriptor_dropout"):
-            value = getattr(self, key)
-            if not 0 <= value < 1:
-                raise ConfigurationError(f"graph-router: {key!r} must be in [0, 1) (got {value!r})")
-        check_range(self, "lr", low=0, low_open=True)
-        check_range(self, "weight_decay", low=0)
-        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
+            checks[key] = partial(self._check_rate, key)
+        check_each(
+            self,
+            {
+                **checks,
+                "lr": partial(check_range, self, "lr", low=0, low_open=True),
+                "weight_decay": partial(check_range, self, "weight_decay", low=0),
+                "validation_fraction": partial(
+                    check_range, self, "validation_fraction", low=0, high=1, low_open=True, high_open=True
+                ),
+                "effect_weight": self._check_utility_weights,
+            },
+        )
+
+    def _check_rate(self, key: str) -> None:
+        value = getattr(self, key)
+        if not 0 <= value < 1:
+            raise ConfigurationError(f"graph-router: {key!r} must be in [0, 1) (got {value!r})")
+
+    def _check_utility_weights(self) -> None:
         if self.effect_weight < 0 or self.cost_penalty < 0 or self.effect_weight + self.cost_penalty <= 0:
             raise ConfigurationError(
                 f"graph-router: 'effect_weight' and 'cost_penalty' must be ≥ 0 and not both 0 "

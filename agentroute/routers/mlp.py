@@ -16,7 +16,8 @@ minibatches, early stopping on a seeded validation split of train, best weights 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,11 +96,16 @@ class MLPRouter(EmbeddingNetRouter):
         self.cost_loss_weight = cost_loss_weight
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not 0 <= self.dropout < 1:
-            raise ConfigurationError(f"mlp: 'dropout' must be in [0, 1) (got {self.dropout!r})")
-        check_range(self, "cost_loss_weight", low=0)
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        def dropout() -> None:
+            if not 0 <= self.dropout < 1:
+                raise ConfigurationError(f"mlp: 'dropout' must be in [0, 1) (got {self.dropout!r})")
+
+        return {
+            **super()._param_checks(),
+            "dropout": dropout,
+            "cost_loss_weight": partial(check_range, self, "cost_loss_weight", low=0),
+        }
 
     # -- learning ---------------------------------------------------------------------------------
     def _fit_table(self, table: OutcomeTable) -> None:

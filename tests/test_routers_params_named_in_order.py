@@ -1,0 +1,43 @@
+"""A torch router given several bad training parameters names every one, in the order of its
+signature (`make_router`, `--router mlp:...`), in one line.
+
+Was: the first check that failed won, in the order the code ran them: mlp with ``dropout=1.5, lr=0``
+named only ``lr`` (dropout comes first in the signature), with ``lr=0, epochs=0`` only ``epochs``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from agentroute.errors import ConfigurationError
+from agentroute.routers import make_router
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the [ml] extra")
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("mlp", {"lr": 0, "dropout": 1.5}, "mlp: 'dropout' must be in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"),
+        (
+            "mlp",
+            {"epochs": 0, "lr": 0, "cost_loss_weight": -1, "hidden": 0},
+            "mlp: 'hidden' must be an integer ≥ 1 (got 0); 'lr' must be > 0 (got 0); "
+            "'epochs' must be an integer ≥ 1 (got 0); 'cost_loss_weight' must be a finite number ≥ 0 (got -1)",
+        ),
+        ("mf", {"epochs": 0, "lr": 0}, "mf: 'lr' must be > 0 (got 0); 'epochs' must be an integer ≥ 1 (got 0)"),
+        (
+            "graph-router",
+            {"llm_dropout": 1, "epochs": 0, "lr": 0},
+            "graph-router: 'lr' must be a finite number > 0 (got 0); 'epochs' must be an integer ≥ 1 (got 0); "
+            "'llm_dropout' must be in [0, 1) (got 1)",
+        ),
+        ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be in [0, 1) (got 1.0)"),  # one: as it always read
+    ],
+)
+def test_every_bad_parameter_is_named_in_signature_order(name: str, params: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_router(name, **params)
+    assert str(info.value) == message
