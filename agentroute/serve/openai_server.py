@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -670,7 +670,9 @@ async def _stream(
                 if isinstance(item, str):
                     yield choice(index, {"content": item})
                     continue
-                done[index] = item  # its log probabilities come whole, with its end
+                done[index] = item  # its log probabilities and tool calls come whole, with its end
+                if calls := tool_call_deltas(item):
+                    yield choice(index, {"tool_calls": calls})
                 yield choice(index, {}, _finish_reason(item), choice_logprobs(item))
                 if len(done) == n:
                     break
@@ -700,12 +702,20 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
 
 
 def message(completion: Completion) -> dict[str, Any]:
-    """The assistant message of ``completion``: its answer, and the reasoning text a reasoning
-    model sent beside it as ``reasoning_content`` (vLLM's and DeepSeek's field)."""
+    """The assistant message of ``completion``: its answer, the reasoning text a reasoning model
+    sent beside it as ``reasoning_content`` (vLLM's and DeepSeek's field), and the ``tool_calls``
+    the model made (an upstream that calls tools of its own: serve sends none)."""
     answer: dict[str, Any] = {"role": "assistant", "content": completion.text}
     if completion.raw.get("reasoning"):
         answer["reasoning_content"] = completion.raw["reasoning"]
+    if completion.raw.get("tool_calls"):
+        answer["tool_calls"] = completion.raw["tool_calls"]
     return answer
+
+
+def tool_call_deltas(completion: Completion) -> list[dict[str, Any]]:
+    """``completion``'s tool calls as a stream's delta carries them (each with its ``index``)."""
+    return [{"index": i, **call} for i, call in enumerate(completion.raw.get("tool_calls") or [])]
 
 
 def choice_logprobs(completion: Completion) -> dict[str, Any] | None:
@@ -735,17 +745,26 @@ def _extension(completions: list[Completion]) -> dict[str, Any]:
     }
 
 
-def finish_reason(backend_reason: object) -> Literal["stop", "length", "content_filter"]:
+#: OpenAI's finish reasons, passed on as the backend said them.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+_FINISH_REASONS: frozenset[str] = frozenset(get_args(FinishReason))
+#: The reasons that tell a client to run the message's tool calls.
+_CALLS = frozenset({"tool_calls", "function_call"})
+
+
+def finish_reason(backend_reason: object, tool_calls: object = None) -> FinishReason:
     """The OpenAI ``finish_reason`` of an answer whose backend ended it with ``backend_reason``:
-    ``length`` (cut at ``max_tokens``) and ``content_filter`` (the provider's filter stopped it) are
-    passed on, anything else is ``stop``."""
-    if backend_reason == "length":
-        return "length"
-    return "content_filter" if backend_reason == "content_filter" else "stop"
+    one of OpenAI's reasons as it was (``length``: cut at ``max_tokens``; ``content_filter``: the
+    provider's filter stopped it; ``tool_calls``: the model called tools), anything else ``stop``.
+    ``tool_calls`` and ``function_call`` stand only with the ``tool_calls`` they announce (a
+    client's agent loop runs ``message.tool_calls`` on them): without any, ``stop``."""
+    if backend_reason not in _FINISH_REASONS or (backend_reason in _CALLS and not tool_calls):
+        return "stop"
+    return backend_reason  # type: ignore[return-value]
 
 
-def _finish_reason(completion: Completion) -> Literal["stop", "length", "content_filter"]:
-    return finish_reason(completion.raw.get("finish_reason"))
+def _finish_reason(completion: Completion) -> FinishReason:
+    return finish_reason(completion.raw.get("finish_reason"), completion.raw.get("tool_calls"))
 
 
 class ServerThread:
