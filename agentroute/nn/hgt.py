@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch_geometric.nn as pyg_nn
 
 from agentroute.nn.residual_hetero import Metadata, ResidualHeteroEncoder
@@ -68,5 +70,5 @@ class HGTEncoder(ResidualHeteroEncoder):
         self.heads = heads
         self.reset_parameters()
 
-    def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]}, heads={self.heads})"
+    def _repr_fields(self) -> dict[str, Any]:
+        return {**super()._repr_fields(), "heads": self.heads}

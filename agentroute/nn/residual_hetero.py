@@ -72,5 +72,10 @@ class ResidualHeteroEncoder(torch.nn.Module):
         """How a layer maps ``h`` to its output on these edges (default: ``conv(h, edge_index_dict)``)."""
         return lambda layer, conv, h: conv(h, edge_index_dict)
 
+    def _repr_fields(self) -> dict[str, Any]:
+        """What :meth:`__repr__` shows; subclasses add their own options."""
+        return {"hidden": self.hidden_channels, "num_layers": self.num_layers}
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(hidden={self.hidden_channels}, num_layers={self.num_layers})"
+        fields = ", ".join(f"{key}={value!r}" for key, value in self._repr_fields().items())
+        return f"{type(self).__name__}({fields})"
