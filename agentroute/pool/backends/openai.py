@@ -37,6 +37,7 @@ from agentroute.pool.backends.streaming import (
     closing_usage,
     counted_usage,
     dropped_stream,
+    field_of,
     logprobs_of,
     reasoning_of,
     stream_ended,
@@ -627,11 +628,13 @@ def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: floa
     a :class:`ProtocolError`: not an empty answer."""
     message = getattr(choice, "message", None)
     if not hasattr(message, "content"):
-        shown = type(message).__name__ if isinstance(choice, (dict, type(None))) or hasattr(choice, "message") else f"a choice of {type(choice).__name__}"
+        # a choice that is text or a number has no message at all: name the choice, else its message
+        choice_is_no_object = not hasattr(choice, "message") and not isinstance(choice, dict | None)
+        shown = f"a choice of {type(choice).__name__}" if choice_is_no_object else type(message).__name__
         raise ProtocolError(card.id, f"the reply's message is not an object (got {shown})")
     text, reasoning = message_text(card, message)
     tools = ToolCalls(card.id)
-    called = tools.add(getattr(message, "tool_calls", None) if message is not None else None)
+    called = tools.add(getattr(message, "tool_calls", None))
     return Reply(
         id=str(getattr(response, "id", "") or ""), text=text, received=text + reasoning + called,
         usage=getattr(response, "usage", None), finish_reason=getattr(choice, "finish_reason", None), chunks=0,
@@ -659,7 +662,7 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
     if not isinstance(choices, list):
         raise ProtocolError(card.id, f"'choices' is not a list (got {type(choices).__name__})")
     for choice in choices:
-        index = choice.get("index") if isinstance(choice, dict) else None if isinstance(choice, str) else getattr(choice, "index", None)
+        index = field_of(choice, "index")
         if not isinstance(index, int) or isinstance(index, bool) or index == 0:
             return choice
     return None

@@ -97,14 +97,14 @@ class ToolCalls:
             raise ProtocolError(self.card_id, f"'tool_calls' is not a list (got {type(parts).__name__})")
         billed: list[str] = []
         for position, part in enumerate(parts):
-            index = _field(part, "index")
+            index = field_of(part, "index")
             index = index if isinstance(index, int) and not isinstance(index, bool) else position
             call = self.calls.setdefault(index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-            if isinstance(_field(part, "id"), str):
-                call["id"] = _field(part, "id")
-            function = _field(part, "function")
+            if isinstance(field_of(part, "id"), str):
+                call["id"] = field_of(part, "id")
+            function = field_of(part, "function")
             for key in ("name", "arguments"):
-                piece = _field(function, key) if function is not None else None
+                piece = field_of(function, key)
                 if piece is not None and not isinstance(piece, str):
                     raise ProtocolError(self.card_id, f"a tool call's function.{key} is not text (got {type(piece).__name__})")
                 if piece:
@@ -121,7 +121,8 @@ class ToolCalls:
         return calls or None
 
 
-def _field(part: Any, name: str) -> Any:
+def field_of(part: Any, name: str) -> Any:
+    """``part[name]`` of a mapping sent as JSON, ``part.name`` of an SDK's object; ``None`` when absent."""
     return part.get(name) if isinstance(part, dict) else getattr(part, name, None)
 
 
