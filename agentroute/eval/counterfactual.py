@@ -179,6 +179,12 @@ class RewardModel:
         return self.agent_.get(agent, self.global_)
 
 
+def _query_key(task: LoggedTask) -> str:
+    """The logged query a task served (its ``query_id``, else its own id): the unit the bootstrap
+    resamples and the held-out split draws, so a query served twice is one draw, on one side."""
+    return str(task.steps[0].context.query_id or task.task_id)
+
+
 def _policy(router: Router, step: LoggedStep) -> dict[str, float]:
     """π(· | x) of the candidate on a logged context: its reported probabilities, else one-hot."""
     decision = router.route(step.context)
@@ -228,7 +234,7 @@ def estimate_router(
     # queries, not tasks: the same query served twice is not two independent draws. Clusters are
     # numbered in key order, so the same logs give the same intervals in whatever order they come
     # (tasks that finished concurrently are stored, and returned, in a different order each run)
-    keys = [str(t.steps[0].context.query_id or t.task_id) for t in tasks]
+    keys = [_query_key(t) for t in tasks]
     cluster_of = {key: i for i, key in enumerate(sorted(set(keys)))}
     ids = np.array([cluster_of[key] for key in keys])
     m = len(cluster_of)
@@ -341,11 +347,12 @@ def evaluate_from_memory(
     :class:`ConfigurationError` naming them; logged candidates it never saw are listed in
     ``warnings`` (:func:`~agentroute.routers.base.check_pool`).
 
-    A router given by name that learns from data (its class has its own ``fit``) is fitted on a
-    seeded ``1 − holdout`` share of the logged tasks (drawn by task id, so the same logs give the same
-    split in whatever order they were stored; importance-weighted by their propensities,
+    A router given by name that learns from data (its class has its own ``fit``) is fitted on the
+    tasks of a seeded ``1 − holdout`` share of the logged queries (a query served twice is on one
+    side; drawn by query id, so the same logs give the same split in whatever order they were
+    stored; importance-weighted by their propensities,
     :attr:`~agentroute.outcomes.OutcomeTable.weights`) and every router is then estimated on the
-    other share (stated in the result), so no router is judged on the tasks it learned from.
+    other share (stated in the result), so no router is judged on the queries it learned from.
     ``pool`` gives the model cards routers read (a YAML path or a :class:`ModelPool`; default: the
     local pool); ``graph`` keeps only that graph's tasks.
     """
@@ -391,9 +398,12 @@ def evaluate_from_memory(
     train_ids: set[str] = set()
     evaluated = tasks
     if needs_fit:
-        order = np.random.default_rng(seed).permutation(len(tasks))
-        cut = int(round((1 - holdout) * len(tasks)))
-        train_ids = {tasks[i].task_id for i in order[:cut]}
+        # by logged query, not by task: a query served twice would otherwise be learned from on one
+        # side and judged on the other (a router that remembers its training queries looks right)
+        queries = sorted({_query_key(t) for t in tasks})
+        order = np.random.default_rng(seed).permutation(len(queries))
+        fit_queries = {queries[i] for i in order[: int(round((1 - holdout) * len(queries)))]}
+        train_ids = {t.task_id for t in tasks if _query_key(t) in fit_queries}
         evaluated = [t for t in tasks if t.task_id not in train_ids]
         fit_on = [t for t in trajectories if t.task.id in train_ids]
         for router in needs_fit:

@@ -1,0 +1,59 @@
+"""``agentroute eval --from MEMORY``'s user paths: logs as serving leaves them, estimated as users ask."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from agentroute import AgentGraph
+from agentroute.eval.counterfactual import evaluate_from_memory
+from agentroute.memory import SQLMemory
+from agentroute.routers import base as routers_base
+from agentroute.routers.base import Router, decide, require_candidates
+from agentroute.routers.explore import ExploreRouter
+from agentroute.types import Decision, RouteContext
+from tests.helpers import replay_pool
+
+
+def _serve(url: str, items: list[dict], n: int, router: Router | None = None) -> None:
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(
+            pool=replay_pool(n), router=router or ExploreRouter(base="cheapest", epsilon=0.5, seed=3), memory=memory
+        )
+        asyncio.run(app.arun_many(items, concurrency=4))
+
+
+class _Memorise(Router):
+    """A learned router that records the queries it was fitted on and the ones it was asked about."""
+
+    name = "memorise-probe"
+    fitted_on: ClassVar[set[str]] = set()
+    asked: ClassVar[set[str]] = set()
+
+    def fit(self, data):  # type: ignore[no-untyped-def]
+        type(self).fitted_on |= {t.task.query for t in data}
+        self.fitted_ = True
+        return self
+
+    def route(self, ctx: RouteContext) -> Decision:
+        require_candidates(self, ctx)
+        type(self).asked.add(ctx.query)
+        return decide(self, ctx, 0, why="first")
+
+
+def test_a_query_served_twice_is_fitted_on_or_evaluated_on_never_both(tmp_path, monkeypatch):
+    """The held-out split drew tasks: a query served twice was learned from on one side and judged
+    on the other (with 30 queries × 2, about half the evaluated queries had been fitted on)."""
+    monkeypatch.setitem(routers_base._REGISTRY, _Memorise.name, _Memorise)
+    monkeypatch.setattr(_Memorise, "fitted_on", set())
+    monkeypatch.setattr(_Memorise, "asked", set())
+    url = f"sqlite:///{tmp_path}/m.db"
+    items = [
+        {"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t-{i:02d}-{r}"} for i in range(30) for r in range(2)
+    ]
+    _serve(url, items, 30)
+    result = evaluate_from_memory(url, [_Memorise.name], pool=replay_pool(30), n_boot=50)
+    assert result["fitted_on"] + result["evaluated_on"] == 60
+    assert _Memorise.fitted_on and _Memorise.asked
+    assert not _Memorise.fitted_on & _Memorise.asked
+    assert result["fitted_on"] % 2 == 0  # both tasks of a query on the same side
