@@ -2,7 +2,8 @@
 signature (`make_router`, `--router mlp:...`), in one line.
 
 Was: the first check that failed won, in the order the code ran them: mlp with ``dropout=1.5, lr=0``
-named only ``lr`` (dropout comes first in the signature), with ``lr=0, epochs=0`` only ``epochs``.
+named only ``lr`` (dropout comes first in the signature), with ``lr=0, epochs=0`` only ``epochs``; and
+a bad ``cost_weight`` or ``query_chars`` (every utility router checks them) hid the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reaso
             "'llm_dropout' must be in [0, 1) (got 1)",
         ),
         ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be in [0, 1) (got 1.0)"),  # one: as it always read
+        (  # the routing knob and query_chars (every utility router's checks) are named with the rest
+            "mlp",
+            {"dropout": 1.5, "cost_weight": -1, "query_chars": -2},
+            "mlp: 'cost_weight' must be a finite number ≥ 0 (got -1); 'dropout' must be in [0, 1) (got 1.5); "
+            "'query_chars' must be an integer ≥ 0 or None (got -2)",
+        ),
+        (
+            "graph-router",
+            {"hidden": 0, "cost_weight": -1},
+            "graph-router: 'cost_weight' must be a finite number ≥ 0 (got -1); 'hidden' must be an integer ≥ 1 (got 0)",
+        ),
     ],
 )
 def test_every_bad_parameter_is_named_in_signature_order(name: str, params: dict, message: str) -> None:

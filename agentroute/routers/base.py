@@ -503,6 +503,22 @@ def check_range(
     raise ConfigurationError(f"{router.name}: {key!r} must be {what}{' or None' if optional else ''} (got {value!r})")
 
 
+def check_each(router: Router, checks: Mapping[str, Callable[[], None]]) -> None:
+    """Run every check of ``checks`` (parameter name → a check raising :class:`ConfigurationError`)
+    and raise one error naming each parameter refused, in the order of the router's signature:
+    ``"mlp: 'dropout' must be in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"``."""
+    order = list(inspect.signature(type(router)).parameters)
+    prefix = f"{router.name}: "
+    refused = []
+    for key in sorted(checks, key=lambda k: order.index(k) if k in order else len(order)):
+        try:
+            checks[key]()
+        except ConfigurationError as exc:
+            refused.append(str(exc).removeprefix(prefix))
+    if refused:
+        raise ConfigurationError(prefix + "; ".join(refused))
+
+
 def _admits(annotation: Any, value: Any) -> bool:
     """Whether ``value`` fits a parameter annotation (numbers, text, Literal, unions, sequences,
     mappings, callables, classes); what cannot be checked at runtime is admitted."""

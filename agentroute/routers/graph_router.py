@@ -107,7 +107,6 @@ from agentroute.routers.utility import (
     module_arrays,
     validation_split,
 )
-from agentroute.training.embedding_net import check_each
 from agentroute.types import Agent, RouteContext
 
 if TYPE_CHECKING:
@@ -203,26 +202,23 @@ class GraphRouter(UtilityRouter):
         self.validation_fraction = validation_fraction
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
         checks: dict[str, Callable[[], None]] = {
             key: partial(check_range, self, key, low=1, integer=True)
             for key in ("hidden", "epochs", "patience", "masks_per_step", "queries_per_step")
         }
         for key in ("edge_mask_rate", "llm_dropout", "descriptor_dropout"):
             checks[key] = partial(self._check_rate, key)
-        check_each(
-            self,
-            {
-                **checks,
-                "lr": partial(check_range, self, "lr", low=0, low_open=True),
-                "weight_decay": partial(check_range, self, "weight_decay", low=0),
-                "validation_fraction": partial(
-                    check_range, self, "validation_fraction", low=0, high=1, low_open=True, high_open=True
-                ),
-                "effect_weight": self._check_utility_weights,
-            },
-        )
+        return {
+            **super()._param_checks(),
+            **checks,
+            "lr": partial(check_range, self, "lr", low=0, low_open=True),
+            "weight_decay": partial(check_range, self, "weight_decay", low=0),
+            "validation_fraction": partial(
+                check_range, self, "validation_fraction", low=0, high=1, low_open=True, high_open=True
+            ),
+            "effect_weight": self._check_utility_weights,
+        }
 
     def _check_rate(self, key: str) -> None:
         value = getattr(self, key)

@@ -49,6 +49,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Self
 
 import numpy as np
@@ -57,7 +58,14 @@ from agentroute._optional import require, torch_module
 from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
-from agentroute.routers.base import Router, check_fit_data, check_range, decide, require_candidates
+from agentroute.routers.base import (
+    Router,
+    check_each,
+    check_fit_data,
+    check_range,
+    decide,
+    require_candidates,
+)
 from agentroute.routers.prices import PriceRefs, price_factor, price_factors, training_prices
 from agentroute.types import Agent, Decision, RouteContext
 
@@ -302,11 +310,19 @@ class UtilityRouter(Router):
         self.fitted_ = True
 
     def _check_params(self) -> None:
-        """Validate hyperparameters (called by ``fit`` and :func:`make_router`); extend with ``super()``."""
+        """Validate hyperparameters (called by ``fit`` and :func:`make_router`): every check of
+        :meth:`_param_checks` runs, and one error names each parameter refused (:func:`check_each`)."""
         super()._check_params()
-        check_range(self, "cost_weight", low=0)  # numpy floats too (np.float32 from a grid)
-        if hasattr(self, "query_chars"):
-            check_range(self, "query_chars", low=0, integer=True, optional=True)  # 0: the whole text
+        check_each(self, self._param_checks())
+
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        """The check of each parameter, by name; subclasses extend it with ``super()``."""
+        checks: dict[str, Callable[[], None]] = {
+            "cost_weight": partial(check_range, self, "cost_weight", low=0)  # np.float32 from a grid too
+        }
+        if hasattr(self, "query_chars"):  # 0: the whole text
+            checks["query_chars"] = partial(check_range, self, "query_chars", low=0, integer=True, optional=True)
+        return checks
 
     @abc.abstractmethod
     def _fit_table(self, table: OutcomeTable) -> None:

@@ -9,8 +9,7 @@ A subclass builds its network and its loss, and reads its predictions from the o
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import Router, check_range
+from agentroute.routers.base import check_range
 from agentroute.routers.utility import (
     UtilityRouter,
     embed_contexts,
@@ -54,12 +53,8 @@ class EmbeddingNetRouter(UtilityRouter):
     net_: Any
     epochs_run_: int
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_each(self, self._param_checks())
-
     def _param_checks(self) -> dict[str, Callable[[], None]]:
-        """The check of each training parameter (:func:`check_each`); subclasses add theirs."""
+        """The training parameters' checks, besides :class:`UtilityRouter`'s; subclasses add theirs."""
 
         def lr() -> None:
             if not self.lr > 0:
@@ -70,6 +65,7 @@ class EmbeddingNetRouter(UtilityRouter):
             for key in (self.size_param, "epochs", "patience", "batch_size")
         }
         return {
+            **super()._param_checks(),
             **checks,
             "lr": lr,
             "weight_decay": partial(check_range, self, "weight_decay", low=0),
@@ -132,19 +128,3 @@ class EmbeddingNetRouter(UtilityRouter):
         super().set_arrays(arrays)
         self.net_ = self._net_from_arrays(arrays)
         load_module_arrays(self.net_, arrays)
-
-
-def check_each(router: Router, checks: Mapping[str, Callable[[], None]]) -> None:
-    """Run the check of each parameter in ``checks`` (it raises a :class:`ConfigurationError`), in the
-    order of the router's signature, and raise one error naming every parameter refused, in that order:
-    ``"mlp: 'dropout' must be in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"``."""
-    order = list(inspect.signature(type(router)).parameters)
-    prefix = f"{router.name}: "
-    refused = []
-    for key in sorted(checks, key=lambda k: order.index(k) if k in order else len(order)):
-        try:
-            checks[key]()
-        except ConfigurationError as exc:
-            refused.append(str(exc).removeprefix(prefix))
-    if refused:
-        raise ConfigurationError(prefix + "; ".join(refused))
