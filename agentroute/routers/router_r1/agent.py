@@ -162,6 +162,12 @@ class ThinkRouteLoop:
         self.settings = settings or LoopSettings()
         self.cards: list[ModelCard] = list(pool)
         self.names = [c.id for c in self.cards]
+        colon = next((n for n in self.names if ":" in n), None)
+        if colon is not None:  # `<route> llama3:8b: q </route>` has two colons: never a route action
+            raise ConfigurationError(
+                f"router-r1: agent id {colon!r} has a colon, which a route action (`agent-id: query`) cannot "
+                "name; give the card another id (its model may keep the colon)"
+            )
         self.system = system_prompt(self.cards, self.settings.max_turns)
 
     # -- prompts ----------------------------------------------------------------------------

@@ -82,6 +82,16 @@ def parse_route(body: str, agents: Iterable[str]) -> tuple[str, str] | str:
     return known[name.lower()], query
 
 
+def routable(query: str) -> str:
+    """``query`` as the body of a route action can carry it: its colons written as ``∶`` (a route
+    body has exactly one colon, after the agent's name) and the loop's tags removed.
+
+    >>> routable("Dune: who wrote it? <answer>")
+    'Dune∶ who wrote it?'
+    """
+    return " ".join(_TAG.sub(" ", query).replace(":", "\u2236").split())
+
+
 def format_errors(text: str, agents: Iterable[str]) -> list[str]:
     """Every rule of Router-R1's format that ``text`` (one whole rollout) breaks; ``[]`` when valid.
 

@@ -27,6 +27,7 @@ from agentroute.errors import StateFileError
 from agentroute.pool.card import ModelCard
 from agentroute.routers.router_r1.agent import AGENT_PROMPT, LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import information
+from agentroute.routers.router_r1.rewards import routable
 
 
 @dataclass(slots=True)
@@ -65,11 +66,11 @@ async def build_traces(
         q, gold = row["question"], row["answer"]
         if direct_every and i % direct_every == direct_every - 1:
             return Trace(q, [(f"<think>I can answer this directly.</think><answer>{gold}</answer>", True)])
-        agent = names[i % len(names)]
+        agent, query = names[i % len(names)], routable(q)  # the route the policy learns to write, and sends
         run = dispatcher.start(q, budget=budget, graph="router_r1_sft", query_id=row.get("id"))
         async with sem:
             step = await dispatcher.step(
-                run, role=loop.settings.role, stage=loop.settings.stage, prompt=AGENT_PROMPT, input=q,
+                run, role=loop.settings.role, stage=loop.settings.stage, prompt=AGENT_PROMPT, input=query,
                 models=[agent], max_tokens=loop.settings.route_max_tokens,
             )
         dispatcher.finish(run, answer=gold)
@@ -79,7 +80,7 @@ async def build_traces(
         reply = loop._truncate(step.output.strip())
         think = rng.choice(["I should ask an agent.", "An agent can help with this.", "Let me route the question."])
         return Trace(q, [
-            (f"<think>{think}</think><route> {agent}: {q} </route>", True),
+            (f"<think>{think}</think><route> {agent}: {query} </route>", True),
             (information(reply), False),
             (f"<think>I have the information I need.</think><answer>{gold}</answer>", True),
         ])

@@ -28,7 +28,7 @@ from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import ROUTE_STOPS
-from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_valid
+from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_errors, format_valid
 from agentroute.training.lm_policy import restore_swap, save_atomically
 from agentroute.training.recipe_file import read_recipe_file
 from agentroute.training.stopping import is_terminated
@@ -388,7 +388,12 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
             log(f"sft: {len(failed)} traces dropped, their pool call failed: {failed[:3]}")
         if not traces:
             raise ConfigurationError("sft: every trace's pool call failed (raise the cards' timeout_s?)")
-        assert all(format_valid(t.text, loop.names) for t in traces)
+        broken = [f"{t.question[:60]!r}: {format_errors(t.text, loop.names)[0]}" for t in traces if not format_valid(t.text, loop.names)]
+        if broken:  # a gold answer holding the loop's tags, say: not a trace to learn the format from
+            log(f"sft: {len(broken)} traces dropped, not in Router-R1's format: {broken[:3]}")
+            traces = [t for t in traces if format_valid(t.text, loop.names)]
+        if not traces:
+            raise ConfigurationError("sft: no trace is in Router-R1's format; see the dropped traces above")
         encoded = [encode_trace(loop, t) for t in traces]
         started = time.perf_counter()
         losses = sft_fit(
