@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import ClassVar
 
+from typer.testing import CliRunner
+
 from agentroute import AgentGraph
+from agentroute.cli import app as app_cli
 from agentroute.eval.counterfactual import evaluate_from_memory
 from agentroute.memory import SQLMemory
+from agentroute.pool import LoggedOutcome, ModelPool, ReplayBackend
 from agentroute.routers import base as routers_base
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.explore import ExploreRouter
@@ -57,3 +62,40 @@ def test_a_query_served_twice_is_fitted_on_or_evaluated_on_never_both(tmp_path, 
     assert _Memorise.fitted_on and _Memorise.asked
     assert not _Memorise.fitted_on & _Memorise.asked
     assert result["fitted_on"] % 2 == 0  # both tasks of a query on the same side
+
+
+POOL_YAML = (
+    "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
+    "  - {id: large, backend: replay, input_price: 10, output_price: 10, tier: large}\n"
+)
+
+
+def _flaky_pool(n: int) -> ModelPool:
+    """:func:`replay_pool`'s models, but ``large`` has no answer (its call fails) on odd queries."""
+    cards = list(replay_pool(n))
+    outcomes = [
+        LoggedOutcome(f"q{i}", m, float(m == "large" or i % 2 == 0), 0.001 if m == "small" else 0.01, "a")
+        for i in range(n)
+        for m in ("small", "large")
+        if not (m == "large" and i % 2)
+    ]
+    return ModelPool(cards, {"replay": ReplayBackend(outcomes)})
+
+
+def test_why_dr_is_missing_is_printed_under_the_table(tmp_path):
+    """A call that failed and was routed again makes its task two routed steps, and DR is then left
+    out for every router: the table showed "—" under DR with no word why (the note was only in
+    ``--json``, and named no count)."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(
+            pool=_flaky_pool(20), router=ExploreRouter(base="cheapest", epsilon=1.0, seed=3), memory=memory
+        )
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(20)]))
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(POOL_YAML)
+    done = CliRunner().invoke(app_cli, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest"])
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.output.split())  # rich wraps long lines at the runner's width
+    retried = re.search(r"note: DR needs one routed step per task, and (\d+) of the 20 tasks have several", text)
+    assert retried and 0 < int(retried.group(1)) < 20, done.output

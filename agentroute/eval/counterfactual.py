@@ -278,7 +278,15 @@ def estimate_router(
         cost={k: _num(v[1]) for k, v in point.items()} | ({} if single else {"dr": None}),
         intervals=intervals,
         level=level,
-        notes="" if single else "DR needs one routed step per task: IPS/SNIPS only (trajectory-wise weights)",
+        notes="" if single else _several_steps_note(tasks),
+    )
+
+
+def _several_steps_note(tasks: Sequence[LoggedTask]) -> str:
+    several = sum(len(t.steps) > 1 for t in tasks)
+    return (
+        f"DR needs one routed step per task, and {several} of the {len(tasks)} tasks have several (a multi-step "
+        "graph, or a call that failed and was routed again): IPS and SNIPS only, with trajectory-wise weights"
     )
 
 
@@ -481,6 +489,8 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
             cell(r, "score", "dr"), cell(r, "cost", "ips", True), cell(r, "cost", "dr", True),
         )  # fmt: skip
     console.print(table)
+    for note in dict.fromkeys(r["notes"] for r in result["routers"] if r.get("notes")):
+        console.print(f"note: {note}")
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
 
