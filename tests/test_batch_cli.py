@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from agentroute.batch import BatchRunner, content_query_id, read_jsonl_queries
+from agentroute.batch import BatchReport, BatchRunner, content_query_id, read_jsonl_queries
 from agentroute.cli import app
 from agentroute.graph import AgentGraph
 from agentroute.memory import BatchQueue, open_memory
@@ -204,8 +204,14 @@ def test_a_router_or_node_that_raises_on_one_task_ends_that_task_not_the_batch(t
     compiled = graph.compile(pool=ModelPool.load(str(pool)), router=RaisingRouter(), memory=memory)
     path = _input(tmp_path, ["fine one?", "boom here?", "kaboom here?", "fine two?"])
     items, _ = read_jsonl_queries(path)
+    async def run() -> BatchReport:
+        try:
+            return await BatchRunner(compiled, memory, batch_id="b", concurrency=2, out=tmp_path / "o.jsonl").run(items)
+        finally:
+            await compiled.dispatcher.pool.aclose()  # its clients' connections, as `agentroute run` closes them
+
     try:
-        report = asyncio.run(BatchRunner(compiled, memory, batch_id="b", concurrency=2, out=tmp_path / "o.jsonl").run(items))
+        report = asyncio.run(run())
     finally:
         memory.close()
     by_query = {r.query: r for r in report.results}

@@ -158,19 +158,27 @@ async def test_unreachable_endpoint_without_fallback_fails_the_task_and_records_
 
 
 async def test_hanging_endpoint_times_out_and_falls_back():
-    async def hang(reader, writer):
-        await asyncio.sleep(30)
+    writers = []
+
+    async def hang(reader, writer):  # never answers
+        writers.append(writer)
+        await reader.read()
 
     server = await asyncio.start_server(hang, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    pool = mixed_pool(f"http://127.0.0.1:{port}/v1", timeout_s=0.3)
     try:
-        dispatcher = Dispatcher(mixed_pool(f"http://127.0.0.1:{port}/v1", timeout_s=0.3), make_router("cheapest"), retries=1, backoff_s=0.01)
+        dispatcher = Dispatcher(pool, make_router("cheapest"), retries=1, backoff_s=0.01)
         run = dispatcher.start("q", query_id="q0")
         step = await dispatcher.step(run, role="executor", stage="execute", prompt="", input="x")
         assert step.agent.model == "backup" and step.status == "ok"
         assert "timed out" in next(e.detail for e in run.context["audit"] if e.kind == "step_failed")
     finally:
+        await pool.aclose()
         server.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
 
 
 async def test_cascade_escalates_on_low_confidence():

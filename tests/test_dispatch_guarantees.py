@@ -80,15 +80,22 @@ async def provider():
         yield prov
     finally:
         prov.release.set()
+        while OPENED:  # the pools' clients and their connections, as a caller closes them
+            await OPENED.pop().aclose()
         await runner.cleanup()
 
 
+OPENED: list[ModelPool] = []  # the pools built by http_pool, closed by the provider fixture
+
+
 def http_pool(url: str, *, timeout_s: float = 5.0, strategies=("direct",), ids=("remote",)) -> ModelPool:
-    return ModelPool([
+    pool = ModelPool([
         ModelCard(id=i, backend="openai", model="m", base_url=url, input_price=1.0, output_price=2.0,
                   max_tokens=8, timeout_s=timeout_s, strategies=list(strategies))
         for i in ids
     ])
+    OPENED.append(pool)
+    return pool
 
 
 async def test_calls_budget_counts_every_provider_attempt_retries_and_fallbacks_included(provider):
