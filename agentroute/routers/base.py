@@ -503,6 +503,14 @@ def check_range(
     raise ConfigurationError(f"{router.name}: {key!r} must be {what}{' or None' if optional else ''} (got {value!r})")
 
 
+def check_rate(router: Router, key: str) -> None:
+    """A :class:`ConfigurationError` naming the router and ``key`` unless ``router.<key>`` is a rate
+    in [0, 1) (a dropout, a masking probability)."""
+    value = getattr(router, key)
+    if not 0 <= value < 1:
+        raise ConfigurationError(f"{router.name}: {key!r} must be in [0, 1) (got {value!r})")
+
+
 def check_each(router: Router, checks: Mapping[str, Callable[[], None]]) -> None:
     """Run every check of ``checks`` (parameter name → a check raising :class:`ConfigurationError`)
     and raise one error naming each parameter refused, in the order of the router's signature:

@@ -96,7 +96,7 @@ from agentroute._optional import require_installed, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
 from agentroute.progress import fit_bar
-from agentroute.routers.base import check_fit_data, check_range, register
+from agentroute.routers.base import check_fit_data, check_range, check_rate, register
 from agentroute.routers.utility import (
     _SWAP,
     QUERY_CHARS,
@@ -208,7 +208,7 @@ class GraphRouter(UtilityRouter):
             for key in ("hidden", "epochs", "patience", "masks_per_step", "queries_per_step")
         }
         for key in ("edge_mask_rate", "llm_dropout", "descriptor_dropout"):
-            checks[key] = partial(self._check_rate, key)
+            checks[key] = partial(check_rate, self, key)
         return {
             **super()._param_checks(),
             **checks,
@@ -219,11 +219,6 @@ class GraphRouter(UtilityRouter):
             ),
             "effect_weight": self._check_utility_weights,
         }
-
-    def _check_rate(self, key: str) -> None:
-        value = getattr(self, key)
-        if not 0 <= value < 1:
-            raise ConfigurationError(f"graph-router: {key!r} must be in [0, 1) (got {value!r})")
 
     def _check_utility_weights(self) -> None:
         if self.effect_weight < 0 or self.cost_penalty < 0 or self.effect_weight + self.cost_penalty <= 0:

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agentroute._optional import require_installed, torch_module
-from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import check_range, register
+from agentroute.routers.base import check_range, check_rate, register
 from agentroute.routers.utility import QUERY_CHARS, embed_texts
 from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
@@ -97,13 +96,9 @@ class MLPRouter(EmbeddingNetRouter):
         self.seed = seed
 
     def _param_checks(self) -> dict[str, Callable[[], None]]:
-        def dropout() -> None:
-            if not 0 <= self.dropout < 1:
-                raise ConfigurationError(f"mlp: 'dropout' must be in [0, 1) (got {self.dropout!r})")
-
         return {
             **super()._param_checks(),
-            "dropout": dropout,
+            "dropout": partial(check_rate, self, "dropout"),
             "cost_loss_weight": partial(check_range, self, "cost_loss_weight", low=0),
         }
 
