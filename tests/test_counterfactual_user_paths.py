@@ -99,3 +99,14 @@ def test_why_dr_is_missing_is_printed_under_the_table(tmp_path):
     text = " ".join(done.output.split())  # rich wraps long lines at the runner's width
     retried = re.search(r"note: DR needs one routed step per task, and (\d+) of the 20 tasks have several", text)
     assert retried and 0 < int(retried.group(1)) < 20, done.output
+
+
+def test_a_handful_of_logged_queries_is_flagged(tmp_path):
+    """Three logged tasks, one left after fitting ``strongest`` on the others: the table printed
+    DR 1.000 [1.000, 1.000] — an interval from one query — with no warning (``eval --dataset``
+    warns under 30 test queries)."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i}"} for i in range(3)], 3)
+    result = evaluate_from_memory(url, ["strongest"], pool=replay_pool(3), n_boot=40)
+    assert result["evaluated_on"] == 1
+    assert result["warnings"][0].startswith("only 1 logged queries to estimate on (the other 2 tasks fitted")
