@@ -427,12 +427,12 @@ def evaluate_from_memory(
         "score": float(np.mean([t.score for t in evaluated])),
         "cost": float(np.mean([t.cost for t in evaluated])),
     }
-    queries = len({_query_key(t) for t in evaluated})
-    if queries < MIN_TEST_QUERIES:  # the bootstrap resamples queries: a handful gives no interval
+    n_queries = len({_query_key(t) for t in evaluated})
+    if n_queries < MIN_TEST_QUERIES:  # the bootstrap resamples queries: a handful gives no interval
         held = f" (the other {len(train_ids)} tasks fitted the learned routers)" if train_ids else ""
         warnings.append(
-            f"only {queries} logged queries to estimate on{held}: one more or less moves a mean score by "
-            f"{1 / queries:.2g}; estimates and intervals from fewer than {MIN_TEST_QUERIES} are not to be trusted"
+            f"only {n_queries} logged queries to estimate on{held}: one more or less moves a mean score by "
+            f"{1 / n_queries:.2g}; estimates and intervals from fewer than {MIN_TEST_QUERIES} are not to be trusted"
         )
     warnings += _outside_logged_range(results, evaluated)
     return {
