@@ -40,6 +40,7 @@ from agentroute.routers.router_r1.prompts import (
     system_prompt,
 )
 from agentroute.routers.router_r1.rewards import extract_answer, format_valid, parse_route
+from agentroute.routers.router_r1.served import PolicyServerError, ServedPolicy
 from agentroute.strategies import get_strategy
 from agentroute.training.lm_policy import LMPolicy
 
@@ -217,10 +218,22 @@ class ThinkRouteLoop:
                 if not group:
                     continue
                 contexts = [e.prompt_ids + e.completion_ids for e in group]
-                outs = await asyncio.to_thread(
-                    self.policy.generate, contexts, max_tokens=s.turn_tokens,
-                    stop=FINAL_STOPS if final else ROUTE_STOPS, temperature=s.temperature, top_p=s.top_p,
-                )
+                served: dict[str, Any] = {}
+                if isinstance(self.policy, ServedPolicy):  # a served call waits no longer than its tasks have left
+                    lefts = [left for e in group if (left := e.run.ledger.seconds_left()) is not None]
+                    served["timeout_s"] = min(lefts, default=None)
+                try:
+                    outs = await asyncio.to_thread(
+                        self.policy.generate, contexts, max_tokens=s.turn_tokens,
+                        stop=FINAL_STOPS if final else ROUTE_STOPS, temperature=s.temperature, top_p=s.top_p, **served,
+                    )
+                except PolicyServerError as exc:  # a served policy failed: the task fails on its one line,
+                    if not exc.timed_out or not all(map(_time_spent, group)):
+                        raise
+                    for e in group:  # or its time ran out while the policy generated: its best partial answer
+                        e.run.exhausted = e.done = True
+                        e.turns.append(Turn("", "stopped", information=f"{exc}: the task's time is spent"))
+                    continue
                 await asyncio.gather(*(self._after_turn(e, out, dispatcher) for e, out in zip(group, outs, strict=True)))
 
     async def _after_turn(self, ep: Episode, out: Any, dispatcher: Dispatcher) -> None:
@@ -280,6 +293,12 @@ class ThinkRouteLoop:
         if len(ids) <= self.settings.info_tokens:
             return text
         return tok.decode(ids[: self.settings.info_tokens], skip_special_tokens=True)
+
+
+def _time_spent(ep: Episode) -> bool:
+    """Whether ``ep``'s task has no time left under a ``seconds`` limit (a socket's timer may end a hair early)."""
+    left = ep.run.ledger.seconds_left()
+    return left is not None and left <= 0.01
 
 
 def _untagged(ep: Episode) -> str:

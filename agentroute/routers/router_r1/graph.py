@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.error
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteAgent
-from agentroute.training.lm_policy import HFPolicy, LMPolicy, OpenAIPolicy, read_whole_policy
+from agentroute.routers.router_r1.served import ServedPolicy
+from agentroute.training.lm_policy import HFPolicy, LMPolicy, read_whole_policy
 
 
 def load_policy(policy: str | Path | None = None, *, policy_url: str | None = None, api_key: str | None = None) -> LMPolicy:
@@ -26,16 +26,7 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
         return HFPolicy.load(policy)
     check_policy_url(policy_url)
     tok = HFPolicy.load(policy).tokenizer if policy is None else _tokenizer(policy)
-    try:
-        return OpenAIPolicy(policy_url, tok, api_key=api_key or os.environ.get("VLLM_API_KEY"))
-    except urllib.error.HTTPError as exc:
-        raise ConfigurationError(f"policy server {policy_url}: GET /models answered HTTP {exc.code} {exc.reason}") from None
-    except OSError as exc:  # URLError: refused, unknown host; a timeout
-        reason = getattr(exc, "reason", exc)
-        raise ConfigurationError(
-            f"policy server {policy_url} does not answer ({reason}); start it with `vllm serve DIR "
-            "--served-model-name router-r1` (docs/router_r1.md) or leave out --policy-url"
-        ) from None
+    return ServedPolicy(policy_url, tok, api_key=api_key or os.environ.get("VLLM_API_KEY"))
 
 
 def check_policy_url(url: str) -> str:
