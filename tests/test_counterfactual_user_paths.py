@@ -110,3 +110,19 @@ def test_a_handful_of_logged_queries_is_flagged(tmp_path):
     result = evaluate_from_memory(url, ["strongest"], pool=replay_pool(3), n_boot=40)
     assert result["evaluated_on"] == 1
     assert result["warnings"][0].startswith("only 1 logged queries to estimate on (the other 2 tasks fitted")
+
+
+def test_the_table_keeps_its_router_names_and_figures_in_a_pipe(tmp_path):
+    """``agentroute eval --from … | cat`` (or a file, or an 80-column terminal) printed
+    ``fixed:…`` and ``$0.001…`` in place of the names and figures; ``eval --dataset`` did not."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(12)], 12)
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(POOL_YAML)
+    args = ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest,fixed:model=large"]
+    done = CliRunner().invoke(app_cli, args, env={"COLUMNS": "80"})  # what rich takes for a pipe
+    assert done.exit_code == 0, done.output
+    table = done.output[done.output.index("counterfactual estimates") :]
+    assert "…" not in table
+    row = next(line for line in table.splitlines() if "fixed:model=large" in line)
+    assert re.search(r"\$0\.\d{6} \[\$0\.\d{6}, \$0\.\d{6}\]", row), row

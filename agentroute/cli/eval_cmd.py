@@ -118,7 +118,7 @@ def eval_command(
         typer.echo(json.dumps(json.loads(result.to_json())))
         return
     console.print(_header(result))
-    _print_whole(console, _table(result))
+    print_whole(console, _table(result))
     console.print(escape(f"wrote {', '.join(str(p) for p in paths.values())}"), soft_wrap=True)  # paths whole, to copy
 
 
@@ -157,7 +157,7 @@ def _header(result: EvalResult) -> str:
 
 
 def _table(result: EvalResult) -> Table:
-    """The results table (the error column only when a router failed); :func:`_print_whole` prints it."""
+    """The results table (the error column only when a router failed); :func:`print_whole` prints it."""
     two = any(r.apgr is not None for r in result.routers)
     errors = any(r.error for r in result.routers)
     table = Table(title="test split", title_justify="left")
@@ -188,7 +188,7 @@ def _table(result: EvalResult) -> Table:
     return table
 
 
-def _print_whole(console: Console, table: Table) -> None:
+def print_whole(console: Console, table: Table) -> None:
     """Print ``table`` at its natural width when the console is narrower (a terminal of 80 columns,
     or a pipe or file, which rich takes as 80): a terminal then wraps its lines, but no router name
     or figure is cut to "…" — as they were, leaving an eval's table without its numbers."""

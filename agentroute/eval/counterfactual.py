@@ -469,6 +469,8 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
     from rich.console import Console
     from rich.table import Table
 
+    from agentroute.cli.eval_cmd import print_whole
+
     console = console or Console()
     fitted = (
         f"; learned routers fitted on {result['fitted_on']} other logged tasks" if result["fitted_on"] else ""
@@ -495,7 +497,7 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
             r["router"], f"{r['matched']:.2f}", f"{r['ess']:.0f}", cell(r, "score", "ips"), cell(r, "score", "snips"),
             cell(r, "score", "dr"), cell(r, "cost", "ips", True), cell(r, "cost", "dr", True),
         )  # fmt: skip
-    console.print(table)
+    print_whole(console, table)  # at its own width: no router name or figure cut to "…" in a pipe
     for note in dict.fromkeys(r["notes"] for r in result["routers"] if r.get("notes")):
         console.print(f"note: {note}")
     for warning in result.get("warnings", []):
