@@ -23,6 +23,7 @@ CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "argu
 #: Each model's reply: (content, tool calls, the upstream's finish_reason, what serve says).
 REPLIES: dict[str, tuple[str | None, list[dict[str, Any]] | None, str, str]] = {
     "called": (None, [CALL], "tool_calls", "tool_calls"),
+    "said": ("Let me look.", [CALL], "tool_calls", "tool_calls"),  # text, then the call
     "length": ("Paris is", None, "length", "length"),
     "claimed": ("Paris.", None, "tool_calls", "stop"),  # announces calls it does not make
     "eos": ("Paris.", None, "eos", "stop"),  # not OpenAI's
@@ -66,18 +67,40 @@ class _Ends(JSONHandler):
 MODELS = [f"{m}{how}" for m in REPLIES for how in ("", "-plain")]
 
 
+def _card(model: str, url: str) -> ModelCard:
+    return ModelCard(id=model, backend="openai", model=model, base_url=url, input_price=1.0, output_price=2.0, max_tokens=8, timeout_s=5)
+
+
 @pytest.fixture(scope="module")
-def client() -> Any:
-    with LoopbackServer(_Ends) as upstream:
-        cards = [ModelCard(id=m, backend="openai", model=m, base_url=upstream.url, input_price=1.0, output_price=2.0, max_tokens=8, timeout_s=5) for m in MODELS]
-        with ServerThread(ModelPool(cards)) as served:
-            yield openai.OpenAI(base_url=served.url, api_key="none", max_retries=0)
+def upstream() -> Any:
+    with LoopbackServer(_Ends) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(upstream: Any) -> Any:
+    with ServerThread(ModelPool([_card(m, upstream.url) for m in MODELS])) as served:
+        yield openai.OpenAI(base_url=served.url, api_key="none", max_retries=0)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_serve_passes_openais_finish_reasons_and_the_tool_calls_they_announce(client: Any, model: str) -> None:
+    _check(client, model, model)
+
+
+@pytest.mark.parametrize("model", ["called", "said", "claimed", "length-plain"])
+def test_the_routed_model_ends_as_the_model_that_answered(upstream: Any, model: str) -> None:
+    """The model ``"router"`` gives the answering card's finish reason and tool calls, plain and
+    streamed (``said``: its text streams as it comes, the call after it). Before: ``stop``, with
+    the calls in the plain message but none streamed."""
+    with ServerThread(ModelPool([_card(model, upstream.url)]), router="cheapest") as served:
+        _check(openai.OpenAI(base_url=served.url, api_key="none", max_retries=0), "router", model)
+
+
+def _check(client: Any, asked: str, model: str) -> None:
+    """``client``'s plain and streamed answers to ``asked`` end as :data:`REPLIES` says ``model``'s do."""
     content, calls, _, served = REPLIES[model.removesuffix("-plain")]
-    ask: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    ask: dict[str, Any] = {"model": asked, "messages": [{"role": "user", "content": "Weather in Paris?"}]}
     plain = client.chat.completions.create(**ask).choices[0]
     with client.chat.completions.stream(**ask) as events:
         try:

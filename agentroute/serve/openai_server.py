@@ -671,7 +671,7 @@ async def _stream(
                     yield choice(index, {"content": item})
                     continue
                 done[index] = item  # its log probabilities and tool calls come whole, with its end
-                if calls := tool_call_deltas(item):
+                if calls := tool_call_deltas(item.raw.get("tool_calls")):
                     yield choice(index, {"tool_calls": calls})
                 yield choice(index, {}, _finish_reason(item), choice_logprobs(item))
                 if len(done) == n:
@@ -713,9 +713,9 @@ def message(completion: Completion) -> dict[str, Any]:
     return answer
 
 
-def tool_call_deltas(completion: Completion) -> list[dict[str, Any]]:
-    """``completion``'s tool calls as a stream's delta carries them (each with its ``index``)."""
-    return [{"index": i, **call} for i, call in enumerate(completion.raw.get("tool_calls") or [])]
+def tool_call_deltas(calls: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A message's ``tool_calls`` as a stream's delta carries them (each with its ``index``)."""
+    return [{"index": i, **call} for i, call in enumerate(calls or [])]
 
 
 def choice_logprobs(completion: Completion) -> dict[str, Any] | None:

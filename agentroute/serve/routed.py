@@ -42,7 +42,14 @@ from agentroute.memory.engine import STOP_LOCKED_S, held_throughout, is_memory_s
 from agentroute.memory.errors import MemoryStoreError, first_line
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
-from agentroute.serve.openai_server import choice_logprobs, finish_reason, message, takers_of
+from agentroute.serve.openai_server import (
+    FinishReason,
+    choice_logprobs,
+    finish_reason,
+    message,
+    takers_of,
+    tool_call_deltas,
+)
 from agentroute.types import Completion, Step
 
 #: The ``model`` of a routed request; ``router:<name>`` (the router's registered name) works too.
@@ -573,13 +580,16 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
 
     def ending(run: TaskRun, step: Step, *, thought: bool) -> list[str]:
         """The stream's last events: the reasoning text when ``thought`` (the answer's tokens went
-        first, as they came), the end with the answer's log probabilities, the usage, ``[DONE]``."""
+        first, as they came), the tool calls the model made (one delta), the end with the answer's
+        log probabilities, the usage, ``[DONE]``."""
         usage, extension = _usage(step), _extension(routing, run, step)
-        answer, logprobs = _answer(watch, step)
+        answer, logprobs, finish = _answer(watch, step)
         events = []
         if thought and "reasoning_content" in answer:
             events.append(chunk(step.agent.model, {"reasoning_content": answer["reasoning_content"]}))
-        events.append(chunk(step.agent.model, {}, _finish_reason(watch, step), logprobs))
+        if calls := tool_call_deltas(answer.get("tool_calls")):
+            events.append(chunk(step.agent.model, {"tool_calls": calls}))
+        events.append(chunk(step.agent.model, {}, finish, logprobs))
         if include_usage:
             events.append(chunk(step.agent.model, None, usage=usage, agentroute=extension))
         return [*events, "data: [DONE]\n\n"]
@@ -589,8 +599,8 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         if step is None or step.status != "ok":
             return _failed(routing, run, step)
         if not body.stream:
-            answer, logprobs = _answer(watch, step)
-            choice = {"index": 0, "message": answer, "finish_reason": _finish_reason(watch, step), "logprobs": logprobs}
+            answer, logprobs, finish = _answer(watch, step)
+            choice = {"index": 0, "message": answer, "finish_reason": finish, "logprobs": logprobs}
             return JSONResponse({
                 **head, "model": step.agent.model, "object": "chat.completion", "choices": [choice],
                 "usage": _usage(step), "agentroute": _extension(routing, run, step),
@@ -680,20 +690,18 @@ def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
     return response
 
 
-def _finish_reason(watch: ServedStep, step: Step) -> str:
-    """The answering attempt's finish reason as its backend said it (:func:`finish_reason`)."""
-    ended = watch.ended.get(step.agent.key)
-    return finish_reason(ended.raw.get("finish_reason") if ended is not None else None)
-
-
-def _answer(watch: ServedStep, step: Step) -> tuple[dict[str, Any], Any]:
-    """The routed answer's message and ``logprobs``: with the answering attempt's reasoning text and
-    log probabilities where one was watched (``openai``, ``litellm`` cards; one sample: not ``sc@K``,
-    whose answer is a vote) and gave the step its answer."""
+def _answer(watch: ServedStep, step: Step) -> tuple[dict[str, Any], Any, FinishReason]:
+    """The routed answer's message, ``logprobs`` and ``finish_reason``: with the answering attempt's
+    reasoning text, tool calls and log probabilities where one was watched (``openai``, ``litellm``
+    cards; one sample: not ``sc@K``, whose answer is a vote) and gave the step its answer; the
+    finish reason its backend said (:func:`finish_reason`, read with the calls the message carries)."""
     ended = watch.ended.get(step.agent.key)
     if ended is None or ended.text != step.output:
-        return {"role": "assistant", "content": step.output}, None
-    return message(ended), choice_logprobs(ended)
+        answer, logprobs = {"role": "assistant", "content": step.output}, None
+    else:
+        answer, logprobs = message(ended), choice_logprobs(ended)
+    reason = ended.raw.get("finish_reason") if ended is not None else None
+    return answer, logprobs, finish_reason(reason, answer.get("tool_calls"))
 
 
 def _usage(step: Step) -> dict[str, int]:
