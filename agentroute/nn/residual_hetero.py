@@ -73,9 +73,10 @@ class ResidualHeteroEncoder(torch.nn.Module):
         return lambda layer, conv, h: conv(h, edge_index_dict)
 
     def _repr_fields(self) -> dict[str, Any]:
-        """What :meth:`__repr__` shows; subclasses add their own options."""
+        """What :meth:`__repr__` shows (each value as ``str``: 8, not ``np.int64(8)`` from a grid);
+        subclasses add their own options."""
         return {"hidden": self.hidden_channels, "num_layers": self.num_layers}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{key}={value!r}" for key, value in self._repr_fields().items())
+        fields = ", ".join(f"{key}={value}" for key, value in self._repr_fields().items())
         return f"{type(self).__name__}({fields})"
