@@ -77,12 +77,18 @@ def _app() -> web.Application:
     return app
 
 
-async def _ask(mode: str, budget: Budget):
+async def _ask(mode: str, budget: Budget, *, load_s: float = 0.0):
+    """Run the graph on the policy served at ``/MODE/v1``; the policy loads on first use, in ``load_s``."""
     root, runner = await serve_on_loopback(_app())
     try:
         policy = await asyncio.to_thread(ServedPolicy, f"{root}/{mode}/v1", CharTokenizer())
+
+        def load() -> ServedPolicy:
+            time.sleep(load_s)  # what `ask --policy-url` spends reading the tokenizer, inside the task
+            return policy
+
         pool, backend = echo_pool()
-        graph = AgentGraph("router_r1").add_node("think_route", ThinkRouteAgent(policy), stage="route")
+        graph = AgentGraph("router_r1").add_node("think_route", ThinkRouteAgent(load), stage="route")
         return await graph.compile(pool=pool, router=make_router("cheapest"), budget=budget).arun("Who wrote Dune?"), backend
     finally:
         await runner.cleanup()
@@ -113,6 +119,14 @@ async def test_a_hanging_server_ends_the_task_when_its_time_is_spent():
     assert result.status == "budget_exhausted" and result.answer == "small says hi"
     assert r1["turns"][-1]["kind"] == "stopped" and "the task's time is spent" in r1["turns"][-1]["information"]
     assert result.cost_usd == pytest.approx((10 * 1.0 + 4 * 2.0) / 1e6)  # the bill: the one routed call
+
+
+async def test_a_task_whose_time_is_spent_before_the_first_turn_asks_no_completion():
+    result, backend = await _ask("hang", Budget(usd=1.0, seconds=0.2), load_s=0.3)
+    r1 = result.state["context"]["router_r1"]
+    assert result.status == "budget_exhausted" and backend.calls == []
+    assert [t["kind"] for t in r1["turns"]] == ["stopped"]  # was (CLI): 'no completion within -0.676 s'
+    assert r1["turns"][0]["information"] == "the policy did not start its turn: the task's time is spent"
 
 
 async def test_a_server_whose_model_list_is_garbage_is_refused_naming_it():

@@ -214,7 +214,7 @@ class ThinkRouteLoop:
             if not live:
                 return episodes
             for final in (False, True):  # one generate call per stop set
-                group = [e for e in live if e.final == final]
+                group = [e for e in live if e.final == final and not _out_of_time(e, "the policy did not start its turn")]
                 if not group:
                     continue
                 contexts = [e.prompt_ids + e.completion_ids for e in group]
@@ -228,11 +228,8 @@ class ThinkRouteLoop:
                         stop=FINAL_STOPS if final else ROUTE_STOPS, temperature=s.temperature, top_p=s.top_p, **served,
                     )
                 except PolicyServerError as exc:  # a served policy failed: the task fails on its one line,
-                    if not exc.timed_out or not all(map(_time_spent, group)):
-                        raise
-                    for e in group:  # or its time ran out while the policy generated: its best partial answer
-                        e.run.exhausted = e.done = True
-                        e.turns.append(Turn("", "stopped", information=f"{exc}: the task's time is spent"))
+                    if not exc.timed_out or not all([_out_of_time(e, str(exc)) for e in group]):
+                        raise  # (or its time ran out while the policy generated: its best partial answer)
                     continue
                 await asyncio.gather(*(self._after_turn(e, out, dispatcher) for e, out in zip(group, outs, strict=True)))
 
@@ -295,10 +292,15 @@ class ThinkRouteLoop:
         return tok.decode(ids[: self.settings.info_tokens], skip_special_tokens=True)
 
 
-def _time_spent(ep: Episode) -> bool:
-    """Whether ``ep``'s task has no time left under a ``seconds`` limit (a socket's timer may end a hair early)."""
+def _out_of_time(ep: Episode, why: str) -> bool:
+    """Whether ``ep``'s task has no time left under a ``seconds`` limit (a socket's timer may end a
+    hair early); if so the episode ends there, its task ``budget_exhausted``, the turn ``stopped``."""
     left = ep.run.ledger.seconds_left()
-    return left is not None and left <= 0.01
+    if left is None or left > 0.01:
+        return False
+    ep.run.exhausted = ep.done = True
+    ep.turns.append(Turn("", "stopped", information=f"{why}: the task's time is spent"))
+    return True
 
 
 def _untagged(ep: Episode) -> str:

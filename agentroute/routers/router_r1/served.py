@@ -55,8 +55,7 @@ class ServedPolicy(OpenAIPolicy):
 
     def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """:meth:`OpenAIPolicy._request` waiting no longer than this call's ``timeout_s``."""
-        limit = getattr(self._call, "timeout_s", None)
-        timeout = self.timeout_s if limit is None else min(self.timeout_s, max(limit, 0.001))
+        timeout = getattr(self._call, "timeout_s", None) or self.timeout_s
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
         req.add_header("Content-Type", "application/json")
@@ -75,8 +74,7 @@ class ServedPolicy(OpenAIPolicy):
         top_p: float = 1.0,
         timeout_s: float | None = None,
     ) -> list[PolicyOutput]:
-        self._call.timeout_s = timeout_s
-        waited = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
+        waited = self._call.timeout_s = self.timeout_s if timeout_s is None else min(self.timeout_s, max(timeout_s, 0.001))
         try:
             out = super().generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature, top_p=top_p)
         except urllib.error.HTTPError as exc:
