@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from agentroute import AgentGraph
 from agentroute.cli import app as app_cli
-from agentroute.eval.counterfactual import evaluate_from_memory
+from agentroute.eval.counterfactual import estimate_router, evaluate_from_memory, logged_tasks
 from agentroute.memory import SQLMemory
 from agentroute.pool import LoggedOutcome, ModelPool, ReplayBackend
 from agentroute.routers import base as routers_base
+from agentroute.routers import make_router
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.explore import ExploreRouter
 from agentroute.types import Decision, RouteContext
@@ -83,22 +84,43 @@ def _flaky_pool(n: int) -> ModelPool:
 
 
 def test_why_dr_is_missing_is_printed_under_the_table(tmp_path):
-    """A call that failed and was routed again makes its task two routed steps, and DR is then left
-    out for every router: the table showed "—" under DR with no word why (the note was only in
-    ``--json``, and named no count)."""
+    """A graph with two routed roles: DR is left out for every router, and the table showed "—"
+    under DR with no word why (the note was only in ``--json``, and named no count)."""
     url = f"sqlite:///{tmp_path}/m.db"
     with SQLMemory(url) as memory:
-        app = AgentGraph("one").add_role("executor", prompt="p").compile(
-            pool=_flaky_pool(20), router=ExploreRouter(base="cheapest", epsilon=1.0, seed=3), memory=memory
+        graph = AgentGraph("two").add_role("planner", prompt="plan").add_role("executor", prompt="do")
+        app = graph.add_edge("planner", "executor").compile(
+            pool=replay_pool(12), router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3), memory=memory
         )
-        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(20)]))
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(12)]))
     pool = tmp_path / "pool.yaml"
     pool.write_text(POOL_YAML)
     done = CliRunner().invoke(app_cli, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest"])
     assert done.exit_code == 0, done.output
     text = " ".join(done.output.split())  # rich wraps long lines at the runner's width
-    retried = re.search(r"note: DR needs one routed step per task, and (\d+) of the 20 tasks have several", text)
-    assert retried and 0 < int(retried.group(1)) < 20, done.output
+    assert "note: DR needs one routed step per task, and 12 of the 12 tasks have several" in text, done.output
+
+
+def test_a_call_that_fell_back_is_part_of_the_decision_it_follows(tmp_path):
+    """``large`` fails on odd queries and the dispatcher falls back to ``small`` (wrong there), under
+    the first decision's evidence. That fallback was read as a second routed step: ``fixed:large``
+    has weight 0 on it, so only the even queries counted — SNIPS 1.000 for a true 0.5 — and DR was
+    left out for every router."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    n = 60
+    with SQLMemory(url) as memory:
+        app = AgentGraph("one").add_role("executor", prompt="p").compile(
+            pool=_flaky_pool(n), router=ExploreRouter(base="cheapest", epsilon=1.0, seed=3), memory=memory
+        )
+        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(n)]))
+        trajectories = memory.trajectories()
+    assert any(len(t.steps) == 2 for t in trajectories)  # fallbacks happened
+    tasks, _ = logged_tasks(trajectories)
+    assert all(len(t.steps) == 1 for t in tasks)
+    est = estimate_router(make_router("fixed", model="large"), tasks, n_boot=100, seed=1)
+    for how in ("snips", "dr"):  # truth: 1 on even queries, 0 on odd ones (small after large failed)
+        lo, hi = est.intervals[f"score_{how}"]
+        assert lo <= 0.5 <= hi and abs(est.score[how] - 0.5) < 0.2, (how, est.score[how], lo, hi)
 
 
 def test_a_handful_of_logged_queries_is_flagged(tmp_path):

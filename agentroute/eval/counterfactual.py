@@ -20,6 +20,11 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
   tasks with one routed step (the 1-step graphs of replay traffic, single-call tasks); ``None``
   otherwise.
 
+A call that fails and is retried on another agent (the dispatcher's fallback) is recorded under the
+decision it follows: it is part of that decision's outcome, not a routed step (exact where one
+agent is left to fall back to; with more, the candidate is taken to fall back as the logging router
+did, whose re-route is not logged).
+
 Each is computed for the task score rᵢ and, the same way, for the task cost, with a percentile
 bootstrap interval over logged queries (``n_boot`` resamples of the distinct ``query_id``s, each
 with all its tasks: a query served twice is one draw, not two; ``level`` two-sided; q̂ refitted
@@ -116,13 +121,20 @@ def logged_tasks(
         history: list[Step] = []
         usable = True
         for step in trajectory.steps:
-            evidence = step.decision.evidence if step.decision is not None else {}
+            decision = step.decision
+            if decision is not None and step.agent.key not in {a.key for a in decision.agents}:
+                # a fallback: the decided agent's call failed and the dispatcher ran another under the
+                # same decision (its evidence is the first choice's): part of that choice's outcome,
+                # not a routed step of its own
+                history.append(step)
+                continue
+            evidence = decision.evidence if decision is not None else {}
             if (
                 not isinstance(evidence, dict)
                 or "propensity" not in evidence
                 or "probabilities" not in evidence
             ):
-                if step.decision is not None:  # routed by a router that logs no propensity
+                if decision is not None:  # routed by a router that logs no propensity
                     usable = False
                     break
                 history.append(step)
@@ -285,8 +297,8 @@ def estimate_router(
 def _several_steps_note(tasks: Sequence[LoggedTask]) -> str:
     several = sum(len(t.steps) > 1 for t in tasks)
     return (
-        f"DR needs one routed step per task, and {several} of the {len(tasks)} tasks have several (a multi-step "
-        "graph, or a call that failed and was routed again): IPS and SNIPS only, with trajectory-wise weights"
+        f"DR needs one routed step per task, and {several} of the {len(tasks)} tasks have several (a graph "
+        "with several routed roles): IPS and SNIPS only, with trajectory-wise weights"
     )
 
 
