@@ -21,6 +21,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 pytest_plugins = [
     "tests.fixtures_postgres", "tests.fixtures_openai_server", "tests.fixtures_web", "tests.fixtures_sigterm",
+    "tests.fixtures_leaks",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
