@@ -74,6 +74,8 @@ class LoggedTask:
     score: float
     cost: float
     steps: list[LoggedStep]
+    failed: bool = False
+    """The task failed unscored, and counts with score 0."""
 
 
 @dataclass
@@ -107,14 +109,19 @@ def _agent(key: str) -> Agent:
 def logged_tasks(
     trajectories: Iterable[Trajectory], *, cards: Mapping[str, Any] | None = None
 ) -> tuple[list[LoggedTask], dict[str, int]]:
-    """Scored finished tasks whose routed steps logged propensities and candidate probabilities,
-    rebuilt as the contexts their router saw; and counts of what was skipped (and why)."""
+    """Scored finished tasks (and failed ones without a score, as score 0) whose routed steps
+    logged propensities and candidate probabilities, rebuilt as the contexts their router saw; and
+    counts of what was skipped (and why)."""
     out: list[LoggedTask] = []
     skipped = {"unscored": 0, "no_propensity": 0, "failed_step": 0}
     cards = dict(cards or {})
     for trajectory in trajectories:
         task = trajectory.task
-        if task.score is None or not math.isfinite(task.score):
+        # a task that failed (no answer) is the outcome of the choices that led to it: score 0, as
+        # leaving it out would flatter the routers choosing the agents that fail
+        failed = task.status == "failed" and task.score is None
+        score = 0.0 if failed else task.score
+        if score is None or not math.isfinite(score):
             skipped["unscored"] += 1
             continue
         steps: list[LoggedStep] = []
@@ -156,7 +163,7 @@ def logged_tasks(
             skipped["failed_step"] += 1
             continue
         cost = task.cost_usd if task.cost_usd else sum(s.cost_usd for s in trajectory.steps)
-        out.append(LoggedTask(task.id, task.task_type, float(task.score), float(cost), steps))
+        out.append(LoggedTask(task.id, task.task_type, float(score), float(cost), steps, failed))
     return out, skipped
 
 
@@ -453,6 +460,7 @@ def evaluate_from_memory(
         "evaluated_on": len(evaluated),
         "fitted_on": len(train_ids),
         "skipped": skipped,
+        "failed_scored_0": sum(t.failed for t in tasks),
         "logged_policy": logged,
         "level": level,
         "routers": results,
@@ -489,7 +497,7 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
     )
     console.print(
         f"[bold]{result['memory']}[/]: {result['evaluated_on']} logged tasks with propensities{fitted}; "
-        f"skipped {result['skipped']}; logging policy: score {result['logged_policy']['score']:.3f}, "
+        f"skipped {result['skipped']}; {result.get('failed_scored_0', 0)} failed tasks scored 0; logging policy: score {result['logged_policy']['score']:.3f}, "
         f"cost ${result['logged_policy']['cost']:.6f}; {100 * result['level']:.0f}% bootstrap intervals"
     )
     table = Table(title="counterfactual estimates", title_justify="left")
