@@ -53,3 +53,32 @@ def test_every_bad_parameter_is_named_in_signature_order(name: str, params: dict
     with pytest.raises(ConfigurationError) as info:
         make_router(name, **params)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("name", "needs", "params", "message"),
+    [
+        (  # was: ZeroDivisionError (hidden_channels % heads ran before heads' range)
+            "kg-gnn",
+            "torch_geometric",
+            {"encoder": "hgt", "heads": 0},
+            "kg-gnn: 'heads' must be an integer ≥ 1 (got 0)",
+        ),
+        (
+            "kg-gnn",
+            "torch_geometric",
+            {"encoder": "hgt", "hidden_channels": 6, "heads": 4, "lr": 0},
+            "kg-gnn: 'hidden_channels' (got 6) must be divisible by 'heads' (got 4); "
+            "'lr' must be a finite number > 0 (got 0)",
+        ),
+        ("knn", "torch", {"k": 0, "cost_weight": -1}, "knn: 'cost_weight' must be a finite number ≥ 0 (got -1); "
+         "'k' must be an integer ≥ 1 (got 0)"),  # fmt: skip
+        ("logreg", "sklearn", {"c": 0, "cost_weight": -1}, "logreg: 'cost_weight' must be a finite number ≥ 0 "
+         "(got -1); 'c' must be a number > 0 (got 0)"),  # fmt: skip
+    ],
+)
+def test_every_utility_router_names_each_bad_parameter(name: str, needs: str, params: dict, message: str) -> None:
+    pytest.importorskip(needs)
+    with pytest.raises(ConfigurationError) as info:
+        make_router(name, **params)
+    assert str(info.value) == message

@@ -8,7 +8,8 @@ KL(p* ‖ p_θ) with p* = softmax((score − λ·ĉ)/T) from the logged outcomes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -240,30 +241,49 @@ class KGRouter(UtilityRouter):
         finally:
             del self._fit_cards, self._card_sources
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.encoder not in ("sage", "hgt"):
-            raise ConfigurationError(f"kg-gnn: 'encoder' must be 'sage' or 'hgt' (got {self.encoder!r})")
-        if self.encoder == "hgt" and self.hidden_channels % self.heads:
-            raise ConfigurationError(
-                f"kg-gnn: 'hidden_channels' (got {self.hidden_channels}) must be divisible by 'heads' (got {self.heads})"
-            )
-        for key in ("hidden_channels", "num_layers", "heads", "collaborate_k", "epochs", "batch_size", "max_entities", "max_relations"):
-            check_range(self, key, low=1, integer=True)
-        check_range(self, "patience", low=0, integer=True)
-        check_range(self, "dropout", low=0, high=1, high_open=True)
-        check_range(self, "temperature", low=0, low_open=True)
-        check_range(self, "lr", low=0, low_open=True)
-        check_range(self, "weight_decay", low=0)
-        check_range(self, "cost_lambda", low=0)
-        if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
-            raise ConfigurationError(
-                f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]"
-            )
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigurationError(f"kg-gnn: 'val_fraction' (got {self.val_fraction}) must be in [0, 1)")
-        if self.shrinkage is not None and not 0 <= self.shrinkage <= 1:
-            raise ConfigurationError(f"kg-gnn: 'shrinkage' (got {self.shrinkage}) must be in [0, 1] or None")
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        def encoder() -> None:
+            if self.encoder not in ("sage", "hgt"):
+                raise ConfigurationError(f"kg-gnn: 'encoder' must be 'sage' or 'hgt' (got {self.encoder!r})")
+
+        def heads() -> None:
+            check_range(self, "heads", low=1, integer=True)  # first: hidden_channels % 0 raised ZeroDivisionError
+            if self.encoder == "hgt" and self.hidden_channels % self.heads:
+                raise ConfigurationError(
+                    f"kg-gnn: 'hidden_channels' (got {self.hidden_channels}) must be divisible by 'heads' (got {self.heads})"
+                )
+
+        def collaborate_mass() -> None:
+            if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
+                raise ConfigurationError(f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]")
+
+        def val_fraction() -> None:
+            if not 0 <= self.val_fraction < 1:
+                raise ConfigurationError(f"kg-gnn: 'val_fraction' (got {self.val_fraction}) must be in [0, 1)")
+
+        def shrinkage() -> None:
+            if self.shrinkage is not None and not 0 <= self.shrinkage <= 1:
+                raise ConfigurationError(f"kg-gnn: 'shrinkage' (got {self.shrinkage}) must be in [0, 1] or None")
+
+        checks: dict[str, Callable[[], None]] = {
+            key: partial(check_range, self, key, low=1, integer=True)
+            for key in ("hidden_channels", "num_layers", "collaborate_k", "epochs", "batch_size", "max_entities", "max_relations")
+        }
+        return {
+            **super()._param_checks(),
+            **checks,
+            "encoder": encoder,
+            "heads": heads,
+            "patience": partial(check_range, self, "patience", low=0, integer=True),
+            "dropout": partial(check_range, self, "dropout", low=0, high=1, high_open=True),
+            "temperature": partial(check_range, self, "temperature", low=0, low_open=True),
+            "lr": partial(check_range, self, "lr", low=0, low_open=True),
+            "weight_decay": partial(check_range, self, "weight_decay", low=0),
+            "cost_lambda": partial(check_range, self, "cost_lambda", low=0),
+            "collaborate_mass": collaborate_mass,
+            "val_fraction": val_fraction,
+            "shrinkage": shrinkage,
+        }
 
     def _fit_table(self, table: OutcomeTable) -> None:
         from agentroute.kg.trainer import (

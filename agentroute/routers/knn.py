@@ -20,7 +20,8 @@ rows), so that a batch prediction and a single route give identical neighbourhoo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -62,10 +63,12 @@ class KNNRouter(UtilityRouter):
         self.k = k
         self.shrinkage = shrinkage
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_range(self, "k", low=1, integer=True)
-        check_range(self, "shrinkage", low=0)
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        return {
+            **super()._param_checks(),
+            "k": partial(check_range, self, "k", low=1, integer=True),
+            "shrinkage": partial(check_range, self, "shrinkage", low=0),
+        }
 
     def _fit_table(self, table: OutcomeTable) -> None:
         self.embeddings_ = np.ascontiguousarray(

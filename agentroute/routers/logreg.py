@@ -14,7 +14,7 @@ the model's mean training cost; routing is the usual argmax of ŝ − λ·ĉ/c_s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -87,10 +87,12 @@ class LogisticRouter(UtilityRouter):
         self.c = c
         self.query_chars = query_chars
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not isinstance(self.c, int | float) or not self.c > 0:
-            raise ConfigurationError(f"logreg: 'c' must be a number > 0 (got {self.c!r})")
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        def c() -> None:
+            if not isinstance(self.c, int | float) or not self.c > 0:
+                raise ConfigurationError(f"logreg: 'c' must be a number > 0 (got {self.c!r})")
+
+        return {**super()._param_checks(), "c": c}
 
     def _fit_table(self, table: OutcomeTable) -> None:
         x = embed_texts(table.queries, self.query_chars).astype(float)

@@ -18,7 +18,7 @@ and the oracle shows how much room there is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -213,12 +213,16 @@ class PerTaskRouter(UtilityRouter):
         self.prior_strength = prior_strength
         self.intent_c = intent_c
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not self.prior_strength >= 0:
-            raise ConfigurationError(f"per-task: 'prior_strength' must be ≥ 0 (got {self.prior_strength!r})")
-        if not self.intent_c > 0:
-            raise ConfigurationError(f"per-task: 'intent_c' must be > 0 (got {self.intent_c!r})")
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        def prior_strength() -> None:
+            if not self.prior_strength >= 0:
+                raise ConfigurationError(f"per-task: 'prior_strength' must be ≥ 0 (got {self.prior_strength!r})")
+
+        def intent_c() -> None:
+            if not self.intent_c > 0:
+                raise ConfigurationError(f"per-task: 'intent_c' must be > 0 (got {self.intent_c!r})")
+
+        return {**super()._param_checks(), "prior_strength": prior_strength, "intent_c": intent_c}
 
     def _fit_table(self, table: OutcomeTable) -> None:
         labels = [str(t) if t is not None else NO_TASK for t in table.task_types]
