@@ -92,3 +92,48 @@ def test_an_agent_id_with_a_colon_is_refused_naming_it(policy):
 
     with pytest.raises(ConfigurationError, match="agent id 'llama3:8b' has a colon"):
         ThinkRouteLoop(policy, _pool("http://127.0.0.1:9/v1", agent="llama3:8b"))  # was: every route refused
+
+
+@pytest.fixture(scope="module")
+def short_context_policy(tiny_policy, tmp_path_factory):
+    """The tiny policy with a 512-token context: a 2 KB question cannot fit it (as 100 KB cannot fit SmolLM2's 8192)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("short-context")
+    shutil.copytree(tiny_policy, folder, dirs_exist_ok=True)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
+    return folder
+
+
+LONG = "Which of these cities is the capital? " + "Paris, Lyon, Nice, " * 200
+
+
+def test_a_question_too_long_for_the_policy_is_refused_naming_the_lengths(short_context_policy):
+    from agentroute import AgentGraph, make_router
+    from agentroute.budget import Budget
+    from agentroute.routers.router_r1.agent import ThinkRouteAgent
+    from agentroute.training.lm_policy import HFPolicy
+
+    graph = AgentGraph("router_r1").add_node("think_route", ThinkRouteAgent(HFPolicy.load(short_context_policy)), stage="route")
+    app = graph.compile(pool=_pool("http://127.0.0.1:9/v1"), router=make_router("cheapest"), budget=Budget(usd=1.0))
+    with pytest.raises(ConfigurationError, match=r"the question is \d+ tokens with the system prompt, \d+ with the "
+                                                 r"loop's turns, over the policy's 512-token context"):
+        app.run(LONG)  # was: generated past the positions the policy was trained on
+
+
+@pytest.mark.slow
+def test_training_leaves_out_a_question_too_long_for_the_policy(tmp_path, short_context_policy):
+    from agentroute.routers.router_r1.trainer import train_router_r1
+
+    data = _file(tmp_path, [{"question": LONG, "answer": "Paris"}, {"question": "Who wrote Dune?", "answer": "Frank Herbert"}])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "pool:\n  - {id: plain, backend: openai, model: plain, base_url: 'http://127.0.0.1:9/v1', max_tokens: 8}\n"
+        f"data: {{path: {data}, train: 2}}\nloop: {{max_turns: 1, turn_tokens: 16, info_tokens: 8}}\n"
+        "sft: {enabled: true, traces: 2, epochs: 1, batch_size: 2, direct_every: 1}\n"  # direct traces: no pool call
+    )
+    said: list[str] = []
+    summary = train_router_r1(recipe, tmp_path / "out", policy_dir=short_context_policy, sft_only=True, log=said.append)
+    assert summary["train_questions"] == 1 and summary["sft"]["traces"] == 1  # was: an SFT sequence past the context
+    assert said[0].startswith("data: 1 questions left out, too long: question 0: the question is ")

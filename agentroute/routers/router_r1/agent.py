@@ -182,7 +182,26 @@ class ThinkRouteLoop:
             ids = ids["input_ids"]
         return [int(i) for i in ids]
 
+    def too_long(self, question: str) -> str | None:
+        """Why an episode on ``question`` cannot fit the policy's context (its model's
+        ``max_position_embeddings``: the prompt, every turn and every information block), or ``None``."""
+        config = getattr(getattr(self.policy, "model", None), "config", None)
+        limit = getattr(config, "max_position_embeddings", None)
+        if not isinstance(limit, int):
+            return None  # a served policy: its server enforces its own length
+        s = self.settings
+        prompt = len(self.prompt_ids(question))
+        most = prompt + (s.max_turns + 1) * s.turn_tokens + s.max_turns * (s.info_tokens + 16)  # 16: the tags, the notes
+        if most <= limit:
+            return None
+        return (f"the question is {prompt} tokens with the system prompt, {most} with the loop's turns, over the "
+                f"policy's {limit}-token context; shorten it (or loop: turn_tokens, info_tokens, max_turns)")
+
     def episode(self, question: str, run: TaskRun) -> Episode:
+        """A new episode on ``question``: a :class:`ConfigurationError` when it cannot fit the policy's context."""
+        why = self.too_long(question)
+        if why is not None:
+            raise ConfigurationError(f"router-r1: {why}")
         return Episode(question, run, self.prompt_ids(question), self.names)
 
     # -- budget -----------------------------------------------------------------------------

@@ -366,6 +366,14 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
     router = load_router(cfg.router)
     train_rows, _ = split(load_hotpotqa(cfg.data.get("path")), int(cfg.data.get("train", 50)))
     policy = HFPolicy.load(cfg.policy)
+    fits = ThinkRouteLoop(policy, pool, settings)
+    long = [(i, why) for i, r in enumerate(train_rows) if (why := fits.too_long(r["question"]))]
+    if long:  # a 100 KB question: its episode cannot fit the policy's context
+        log(f"data: {len(long)} questions left out, too long: " + "; ".join(f"question {i}: {why}" for i, why in long[:3]))
+        left_out = {i for i, _ in long}
+        train_rows = [r for i, r in enumerate(train_rows) if i not in left_out]
+        if not train_rows:
+            raise ConfigurationError("data: every training question is too long for the policy's context")
     summary: dict[str, Any] = {"config": str(config), "gpu": gpu, "train_questions": len(train_rows)}
 
     if cfg.sft.get("enabled", True) and not (resume and (out / "sft" / "config.json").is_file()):  # resume: the warm-up is done
