@@ -37,12 +37,12 @@ from agentroute.pool.backends.streaming import (
     closing_usage,
     counted_usage,
     dropped_stream,
-    field_of,
     logprobs_of,
     reasoning_of,
     stream_ended,
     text_parts,
 )
+from agentroute.pool.backends.usage import field_of
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 

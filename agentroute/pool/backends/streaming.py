@@ -29,7 +29,7 @@ from typing import Any
 
 from agentroute.errors import BackendError, ProtocolError
 from agentroute.pool.backends.base import Backend, stream_pulse, token_sink
-from agentroute.pool.backends.usage import reply_usage
+from agentroute.pool.backends.usage import field_of, reply_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest, finite_number
 
@@ -119,11 +119,6 @@ class ToolCalls:
         if any(not call["function"]["name"] for call in calls):
             raise ProtocolError(self.card_id, "a tool call names no function (no function.name)")
         return calls or None
-
-
-def field_of(part: Any, name: str) -> Any:
-    """``part[name]`` of a mapping sent as JSON, ``part.name`` of an SDK's object; ``None`` when absent."""
-    return part.get(name) if isinstance(part, dict) else getattr(part, name, None)
 
 
 def text_parts(content: Any) -> Any:

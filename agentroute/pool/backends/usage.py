@@ -119,18 +119,17 @@ def billed_completion(card: ModelCard, usage: Any, tokens_in: int | None, tokens
     """
     if tokens_out is None:
         return None
-    total = _optional_count(card, "total_tokens", _field(usage, "total_tokens"))
+    total = _optional_count(card, "total_tokens", field_of(usage, "total_tokens"))
     if tokens_in is not None and total is not None and total > tokens_in + tokens_out:
         return total - tokens_in
-    reasoning = _optional_count(card, "reasoning_tokens", _field(_field(usage, "completion_tokens_details"), "reasoning_tokens"))
+    reasoning = _optional_count(card, "reasoning_tokens", field_of(field_of(usage, "completion_tokens_details"), "reasoning_tokens"))
     if reasoning is not None and reasoning > tokens_out:
         return tokens_out + reasoning
     return tokens_out
 
 
-def _field(part: Any, name: str) -> Any:
-    if part is None:
-        return None
+def field_of(part: Any, name: str) -> Any:
+    """``part[name]`` of a mapping sent as JSON, ``part.name`` of an SDK's object; ``None`` when absent."""
     return part.get(name) if isinstance(part, Mapping) else getattr(part, name, None)
 
 
@@ -141,7 +140,7 @@ def _optional_count(card: ModelCard, field: str, value: Any) -> int | None:
         return None
 
 
-__all__ = ["ABSURD_FACTOR", "billed_completion", "checked_count", "checked_usage", "reply_usage"]
+__all__ = ["ABSURD_FACTOR", "billed_completion", "checked_count", "checked_usage", "field_of", "reply_usage"]
 
 
 def with_usage(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
