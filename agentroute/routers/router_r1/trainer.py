@@ -338,15 +338,24 @@ def train_router_r1(
     pool = cfg.make_pool()
     saved: list[str] = []
     checkpoint_before = last_grpo_checkpoint(out / "grpo")
-    try:
-        return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved)
-    except KeyboardInterrupt as stop:
+
+    def interrupted(stop: KeyboardInterrupt) -> TrainingInterrupted:
         checkpoint = last_grpo_checkpoint(out / "grpo")
         if checkpoint is not None and checkpoint != checkpoint_before:
             saved.append(f"grpo/{checkpoint.name} (rerun with --resume to continue GRPO from it)")
-        raise TrainingInterrupted(saved, terminated=is_terminated(stop)) from None
+        return TrainingInterrupted(saved, terminated=is_terminated(stop))
+
+    stopped: TrainingInterrupted | None = None
+    try:
+        return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved)
+    except KeyboardInterrupt as stop:
+        stopped = interrupted(stop)
+        raise stopped from None
     finally:
-        run_sync(pool.aclose())
+        try:
+            run_sync(pool.aclose())
+        except KeyboardInterrupt as again:  # a second Ctrl-C while the workers stop: still the line naming what was saved
+            raise (stopped or interrupted(again)) from None
 
 
 def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, gpu: bool, sft_only: bool, resume: bool,
