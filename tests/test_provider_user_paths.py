@@ -94,13 +94,25 @@ async def start(provider: Provider) -> Any:
     return runner
 
 
+OPENED: list[ModelPool] = []  # the pools built by pool(), closed by stop() on the event loop that used them
+
+
 def pool(url: str, *models: str, backend: str = "openai") -> ModelPool:
     """One card a served model, priced so that the first one listed is the cheapest."""
-    return ModelPool([
+    models_pool = ModelPool([
         ModelCard(id=m, backend=backend, model=f"openai/{m}" if backend == "litellm" else m, base_url=url,
                   input_price=1.0 + i, output_price=2.0 + i, max_tokens=64, timeout_s=30.0, strategies=["direct"])
         for i, m in enumerate(models)
     ])
+    OPENED.append(models_pool)
+    return models_pool
+
+
+async def stop(runner: Any) -> None:
+    """Close the test's pools (their clients' connections, as a caller closes them), then its server."""
+    while OPENED:
+        await OPENED.pop().aclose()
+    await runner.cleanup()
 
 
 async def one_step(provider: Provider, *models: str, backend: str = "openai", budget: Budget | None = None) -> tuple[Any, Any]:
@@ -112,7 +124,7 @@ async def one_step(provider: Provider, *models: str, backend: str = "openai", bu
         run = dispatcher.start("capital of France?", budget=budget)
         return await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?"), run
     finally:
-        await runner.cleanup()
+        await stop(runner)
 
 
 # -- rate limits -------------------------------------------------------------------------------
@@ -154,7 +166,7 @@ async def test_a_wait_longer_than_the_deadline_falls_over_to_another_model_at_on
         step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
         took = time.monotonic() - began
     finally:
-        await runner.cleanup()
+        await stop(runner)
     assert step is not None and step.status == "ok" and step.agent.model == "spare", step
     assert len(provider.times("busy")) == 1, provider.seen  # not retried into the same wall
     assert took < 4.0 and not run.exhausted  # no wait for the 60 s (generous: a busy machine)
@@ -175,7 +187,7 @@ async def test_the_tasks_next_steps_leave_a_rate_limited_model_alone_until_its_w
         steps = [await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input=f"question {i}") for i in range(3)]
         only_busy = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="again", models=["busy"])
     finally:
-        await runner.cleanup()
+        await stop(runner)
     assert [s.agent.model for s in steps if s is not None and s.status == "ok"] == ["spare"] * 3, steps
     assert len(provider.times("busy")) == 2, provider.seen  # the first step's try, then the step with no one else
     assert only_busy is not None and only_busy.status == "failed" and "asks to wait 60s" in (only_busy.error or "")
@@ -222,7 +234,7 @@ async def test_a_context_window_refusal_is_a_context_length_error_not_billed(bac
         run = dispatcher.start("capital of France?", budget=Budget(calls=5))
         step = await dispatcher.step(run, role="executor", stage="solve", prompt="answer", input="capital of France?")
     finally:
-        await runner.cleanup()
+        await stop(runner)
     assert step is not None and step.status == "ok" and step.agent.model == "spare", step
     assert len(provider.times("small")) == 2  # once by hand, once by the dispatcher: never retried
     assert run.ledger.spent["calls"] == 2 and run.ledger.spent_usd == pytest.approx(step.cost_usd)
@@ -371,7 +383,7 @@ def test_a_streamed_answer_reaches_stream_mode_messages_token_by_token(backend):
             final = await app.ainvoke({"messages": [("user", "capital of France?")]})
             return got, when, final
         finally:
-            await runner.cleanup()
+            await stop(runner)
 
     got, when, final = asyncio.run(scenario())
     from langchain_core.messages import AIMessageChunk
@@ -408,6 +420,7 @@ def test_sync_stream_of_an_agent_graph_streams_tokens_too():
     try:
         graph = AgentGraph("one").add_role("executor", prompt="answer")
         app = graph.compile(pool=pool(provider.url, "chatty"), router=make_router("cheapest"))
+        OPENED.pop()  # its clients live on agentroute's own loop, which outlives the test
         got = list(app.stream({"query": "capital of France?"}, stream_mode="messages"))
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
@@ -434,7 +447,7 @@ def test_a_stream_cut_short_then_retried_is_two_messages_the_first_marked_failed
                 (got if mode == "messages" else updates).append(payload)
             return got, updates
         finally:
-            await runner.cleanup()
+            await stop(runner)
 
     got, updates = asyncio.run(scenario())
     by_id: dict[str, list[Any]] = {}
@@ -461,6 +474,7 @@ def test_self_consistency_and_plain_invoke_keep_one_whole_message():
         try:
             cards = ModelPool([ModelCard(id="voter", backend="openai", model="voter", base_url=provider.url, input_price=1.0,
                                          output_price=2.0, max_tokens=64, timeout_s=5.0, strategies=["sc@3"])])
+            OPENED.append(cards)
             app = chat_graph(Dispatcher(cards, make_router("cheapest")))
             got = [m async for m, _ in app.astream({"messages": [("user", "q")]}, stream_mode="messages")]
             before = len(_WATCHED)
@@ -468,7 +482,7 @@ def test_self_consistency_and_plain_invoke_keep_one_whole_message():
             assert len(_WATCHED) == before
             return got, plain
         finally:
-            await runner.cleanup()
+            await stop(runner)
 
     got, plain = asyncio.run(scenario())
     assert [m.content for m in got] == ["".join(PIECES)]
@@ -535,7 +549,7 @@ def test_astream_events_has_a_chat_model_stream_event_per_token():
             app = chat_graph(Dispatcher(pool(provider.url, "chatty"), make_router("cheapest")))
             return [e async for e in app.astream_events({"messages": [("user", "capital of France?")]}, version="v2")]
         finally:
-            await runner.cleanup()
+            await stop(runner)
 
     events = asyncio.run(scenario())
     kinds = [e["event"] for e in events if e["event"].startswith("on_chat_model")]
@@ -565,7 +579,7 @@ def test_a_callback_handler_that_raises_at_model_start_does_not_fail_the_call():
             app = chat_graph(Dispatcher(pool(provider.url, "chatty"), make_router("cheapest")))
             return await app.ainvoke({"messages": [("user", "capital of France?")]}, {"callbacks": [Strict()]})
         finally:
-            await runner.cleanup()
+            await stop(runner)
 
     out = asyncio.run(scenario())
     assert out["messages"][-1].content == "".join(PIECES)
