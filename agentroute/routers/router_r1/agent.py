@@ -114,6 +114,7 @@ class Episode:
     done: bool = False
     cost_raw: float = 0.0  # Σ completion tokens × output price per 1M (Router-R1's cost)
     route_calls: int = 0
+    budget_stopped: bool = False  # a route was not run, or the final turn forced, because the budget was spent
 
     @property
     def text(self) -> str:
@@ -269,7 +270,7 @@ class ThinkRouteLoop:
         if ep.route_turns >= self.settings.max_turns:
             ep.final = True
         elif not ep.final and not self.affordable(ep.run):
-            ep.final = True
+            ep.final = ep.budget_stopped = True
             turn.information = f"{turn.information} [budget spent: answer now]"
         info = information(turn.information or "")
         ids = self.policy.tokenizer.encode(info, add_special_tokens=False)
@@ -286,6 +287,7 @@ class ThinkRouteLoop:
         if not run.ledger.affordable(self.worst_case(card, query)):
             left = self.affordable(run)
             hint = f"affordable: {', '.join(left)}" if left else "nothing is affordable: answer now"
+            ep.budget_stopped = True
             if not left:
                 ep.final = True
             return Turn("", "refused", name, query, information=f"not routed: {name} is over the remaining budget; {hint}")
@@ -294,7 +296,7 @@ class ThinkRouteLoop:
             models=[name], max_tokens=self.settings.route_max_tokens,
         )
         if step is None:
-            ep.final = True
+            ep.final, ep.budget_stopped = True, run.exhausted
             why = "budget spent" if run.exhausted else "blocked"
             return Turn("", "refused", name, query, information=f"not routed: {why}; answer now")
         if step.status != "ok":
@@ -375,6 +377,8 @@ class ThinkRouteAgent:
         summary = ep.summary()
         ctx.run.context["router_r1"] = summary
         answer = ep.answer if ep.answer is not None else ctx.run.best_answer or _untagged(ep)
+        if ep.answer is None and ep.budget_stopped:  # a fallback answer because the budget stopped the routing:
+            ctx.run.exhausted = True  # the task ends budget_exhausted, as a graph whose step the budget refused
         update: dict[str, Any] = {"context": {"router_r1": summary}, "outputs": {"think_route": ep.text}}
         if answer:
             update["answer"] = answer
