@@ -63,7 +63,8 @@ def _tokenizer(path: str | Path) -> Any:
         try:
             return transformers.AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {exc}") from None
+            reason = " ".join(str(exc).split())  # transformers' text runs over several lines
+            raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {reason}") from None
 
     return read_whole_policy(Path(path).expanduser(), read)  # a training run may be saving it meanwhile
 
