@@ -56,7 +56,7 @@ def test_explore_router_logs_propensities_that_match_its_draws(logged):
 def test_estimates_of_fixed_routers_cover_their_true_value(logged, model, truth_score, truth_cost):
     _, pool, trajectories = logged
     tasks, skipped = logged_tasks(trajectories, cards={c.id: c for c in pool})
-    assert len(tasks) == N and skipped == {"unscored": 0, "no_propensity": 0, "failed_step": 0}
+    assert len(tasks) == N and skipped == {"unscored": 0, "no_propensity": 0, "zero_propensity": 0}
     est = estimate_router(make_router("fixed", model=model), tasks, n_boot=300, seed=1)
     for how in ("ips", "snips", "dr"):
         lo, hi = est.intervals[f"score_{how}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import ClassVar
 
@@ -173,3 +174,20 @@ def test_a_failed_task_counts_as_score_0(tmp_path):
     by = {r["router"]: r for r in result["routers"]}
     assert abs(by["cheapest"]["score"]["dr"] - 0.5) < 0.2, by["cheapest"]["score"]
     assert by["fixed:model=large"]["score"]["snips"] == 1.0  # large never fails
+
+
+def test_logs_mixing_an_explorer_with_another_router_are_estimated_on_the_explorers_tasks(tmp_path):
+    """Traffic served by ``cheapest`` (no propensities) beside an exploring router's: the first is
+    skipped and said so in words (the header printed the raw dict, whose ``failed_step`` meant a
+    zero propensity, not a failed step)."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"c{i:02d}"} for i in range(10)], 40, router=make_router("cheapest"))
+    _serve(url, [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"e{i:02d}"} for i in range(10, 40)], 40)
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(POOL_YAML)
+    done = CliRunner().invoke(app_cli, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest", "--json"])
+    result = json.loads(done.output)
+    assert result["tasks"] == 30 and result["skipped"] == {"unscored": 0, "no_propensity": 10, "zero_propensity": 0}
+    done = CliRunner().invoke(app_cli, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest"])
+    text = " ".join(done.output.split())
+    assert "skipped 0 unscored, 10 routed without propensities, 0 with a zero propensity" in text, done.output

@@ -113,7 +113,7 @@ def logged_tasks(
     logged propensities and candidate probabilities, rebuilt as the contexts their router saw; and
     counts of what was skipped (and why)."""
     out: list[LoggedTask] = []
-    skipped = {"unscored": 0, "no_propensity": 0, "failed_step": 0}
+    skipped = {"unscored": 0, "no_propensity": 0, "zero_propensity": 0}
     cards = dict(cards or {})
     for trajectory in trajectories:
         task = trajectory.task
@@ -160,7 +160,7 @@ def logged_tasks(
             skipped["no_propensity"] += 1
             continue
         if any(s.propensity <= 0 for s in steps):
-            skipped["failed_step"] += 1
+            skipped["zero_propensity"] += 1  # a choice its logger gave no chance: no weight defined
             continue
         cost = task.cost_usd if task.cost_usd else sum(s.cost_usd for s in trajectory.steps)
         out.append(LoggedTask(task.id, task.task_type, float(score), float(cost), steps, failed))
@@ -484,6 +484,12 @@ def _outside_logged_range(results: list[dict[str, Any]], tasks: Sequence[LoggedT
     return out
 
 
+def _skipped_text(skipped: Mapping[str, int]) -> str:
+    """``3 unscored, 0 routed without propensities, 0 with a zero propensity``."""
+    words = {"unscored": "unscored", "no_propensity": "routed without propensities", "zero_propensity": "with a zero propensity"}
+    return ", ".join(f"{skipped.get(key, 0)} {text}" for key, text in words.items())
+
+
 def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None:
     """A table of the estimates (what ``agentroute eval --from MEMORY_URL`` prints)."""
     from rich.console import Console
@@ -497,7 +503,7 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
     )
     console.print(
         f"[bold]{result['memory']}[/]: {result['evaluated_on']} logged tasks with propensities{fitted}; "
-        f"skipped {result['skipped']}; {result.get('failed_scored_0', 0)} failed tasks scored 0; logging policy: score {result['logged_policy']['score']:.3f}, "
+        f"skipped {_skipped_text(result['skipped'])}; {result.get('failed_scored_0', 0)} failed tasks scored 0; logging policy: score {result['logged_policy']['score']:.3f}, "
         f"cost ${result['logged_policy']['cost']:.6f}; {100 * result['level']:.0f}% bootstrap intervals"
     )
     table = Table(title="counterfactual estimates", title_justify="left")
