@@ -137,3 +137,10 @@ def test_training_leaves_out_a_question_too_long_for_the_policy(tmp_path, short_
     summary = train_router_r1(recipe, tmp_path / "out", policy_dir=short_context_policy, sft_only=True, log=said.append)
     assert summary["train_questions"] == 1 and summary["sft"]["traces"] == 1  # was: an SFT sequence past the context
     assert said[0].startswith("data: 1 questions left out, too long: question 0: the question is ")
+
+
+def test_more_training_questions_than_the_file_holds_names_the_recipe_key():
+    from agentroute.routers.router_r1.data import split
+
+    with pytest.raises(ConfigurationError, match=r"^data: 'train' \(50\) must be between 0 and the 2 questions there are$"):
+        split([{"q": 1}, {"q": 2}], 50)  # was: 'train (50) …', no section named

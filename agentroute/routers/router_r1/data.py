@@ -80,5 +80,5 @@ def split(rows: list[dict[str, Any]], train: int) -> tuple[list[dict[str, Any]],
     [{'q': 3}, {'q': 4}]
     """
     if not 0 <= train <= len(rows):
-        raise ConfigurationError(f"train ({train}) must be between 0 and the {len(rows)} questions")
+        raise ConfigurationError(f"data: 'train' ({train}) must be between 0 and the {len(rows)} questions there are")
     return rows[:train], rows[train:]
