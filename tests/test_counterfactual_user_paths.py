@@ -7,6 +7,7 @@ import json
 import re
 from typing import ClassVar
 
+import pytest
 from typer.testing import CliRunner
 
 from agentroute import AgentGraph
@@ -48,15 +49,19 @@ class _Memorise(Router):
         return decide(self, ctx, 0, why="first")
 
 
-def test_a_query_served_twice_is_fitted_on_or_evaluated_on_never_both(tmp_path, monkeypatch):
+@pytest.mark.parametrize("with_id", [True, False])
+def test_a_query_served_twice_is_fitted_on_or_evaluated_on_never_both(tmp_path, monkeypatch, with_id):
     """The held-out split drew tasks: a query served twice was learned from on one side and judged
-    on the other (with 30 queries × 2, about half the evaluated queries had been fitted on)."""
+    on the other (with 30 queries × 2, every evaluated query had been fitted on). Without a
+    ``query_id`` (``serve``'s clients rarely send one) the query's text names it."""
     monkeypatch.setitem(routers_base._REGISTRY, _Memorise.name, _Memorise)
     monkeypatch.setattr(_Memorise, "fitted_on", set())
     monkeypatch.setattr(_Memorise, "asked", set())
     url = f"sqlite:///{tmp_path}/m.db"
     items = [
-        {"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t-{i:02d}-{r}"} for i in range(30) for r in range(2)
+        {"query": f"question {i}", "task_id": f"t-{i:02d}-{r}"} | ({"query_id": f"q{i}"} if with_id else {})
+        for i in range(30)
+        for r in range(2)
     ]
     _serve(url, items, 30)
     result = evaluate_from_memory(url, [_Memorise.name], pool=replay_pool(30), n_boot=50)

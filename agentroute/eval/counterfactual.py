@@ -26,8 +26,8 @@ agent is left to fall back to; with more, the candidate is taken to fall back as
 did, whose re-route is not logged).
 
 Each is computed for the task score rᵢ and, the same way, for the task cost, with a percentile
-bootstrap interval over logged queries (``n_boot`` resamples of the distinct ``query_id``s, each
-with all its tasks: a query served twice is one draw, not two; ``level`` two-sided; q̂ refitted
+bootstrap interval over logged queries (``n_boot`` resamples of the distinct ``query_id``s (the query text where
+none was sent), each with all its tasks: a query served twice is one draw, not two; ``level`` two-sided; q̂ refitted
 on every resample, so DR's interval carries the reward model's uncertainty too). ``ess`` (Σw)²/Σw² says how many logged tasks the estimate effectively rests on.
 """
 
@@ -199,9 +199,11 @@ class RewardModel:
 
 
 def _query_key(task: LoggedTask) -> str:
-    """The logged query a task served (its ``query_id``, else its own id): the unit the bootstrap
-    resamples and the held-out split draws, so a query served twice is one draw, on one side."""
-    return str(task.steps[0].context.query_id or task.task_id)
+    """The logged query a task served (its ``query_id``, else its text: clients of ``serve`` rarely
+    send an id): the unit the bootstrap resamples and the held-out split draws, so a query served
+    twice is one draw, on one side."""
+    context = task.steps[0].context
+    return f"id:{context.query_id}" if context.query_id else f"text:{context.query}"
 
 
 def _policy(router: Router, step: LoggedStep) -> dict[str, float]:
