@@ -69,6 +69,8 @@ def test_memory_reconcile_leaves_a_resumed_task_to_the_run_that_continues_it(tmp
         try:
             from langgraph.checkpoint.sqlite import SqliteSaver
 
+            from agentroute.graph import run_sync
+
             graph = AgentGraph("two").add_role("planner", prompt="Plan.").add_role("executor", prompt="Answer.")
             compiled = graph.add_edge("planner", "executor").compile(
                 pool=ModelPool.load(str(tmp_path / "pool.yaml")), router=CheapestRouter(), memory=memory,
@@ -82,6 +84,7 @@ def test_memory_reconcile_leaves_a_resumed_task_to_the_run_that_continues_it(tmp
             reconciled = CliRunner().invoke(app, ["memory", "reconcile", "--memory", url, "--json"])
             provider.release.set()
             resume.join(30)
+            run_sync(compiled.dispatcher.pool.aclose())  # its clients live on the loop the sync calls ran on
         finally:
             memory.close()
             saver.close()
