@@ -61,8 +61,7 @@ def test_estimates_of_fixed_routers_cover_their_true_value(logged, model, truth_
     for how in ("ips", "snips", "dr"):
         lo, hi = est.intervals[f"score_{how}"]
         assert lo - 1e-9 <= truth_score <= hi + 1e-9, (how, est.score[how], lo, hi)
-    # a constant cost, but q̂ is shrunk toward the mean of both models' costs: DR's interval is
-    # narrow around it, not that constant ± float error
+    # a constant cost: q̂ is the agent's own mean cost, so DR's interval is that constant
     lo, hi = est.intervals["cost_dr"]
     assert lo * (1 - 1e-9) <= truth_cost <= hi * (1 + 1e-9), (est.cost["dr"], lo, hi)
     assert abs(est.score["dr"] - truth_score) < 0.1

@@ -196,3 +196,17 @@ def test_logs_mixing_an_explorer_with_another_router_are_estimated_on_the_explor
     done = CliRunner().invoke(app_cli, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest"])
     text = " ".join(done.output.split())
     assert "skipped 0 unscored, 10 routed without propensities, 0 with a zero propensity" in text, done.output
+
+
+def test_a_constant_cost_is_estimated_exactly_by_dr(tmp_path):
+    """Every ``large`` call costs $0.01: DR's q̂ shrank that toward the mean of both models' costs, so
+    DR printed fixed:large's cost off the constant (≈ 1% at 200 tasks) with an interval that could
+    leave it out (92–94% of seeds, benchmarks/counterfactual_coverage.py --constant-cost)."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    _serve(url, [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(40)], 40)
+    with SQLMemory(url) as memory:
+        tasks, _ = logged_tasks(memory.trajectories())
+    for model, cost in (("large", 0.01), ("small", 0.001)):
+        est = estimate_router(make_router("fixed", model=model), tasks, n_boot=100, seed=1)
+        assert est.cost["dr"] == pytest.approx(cost, rel=1e-9), model
+        assert est.intervals["cost_dr"] == pytest.approx([cost, cost], rel=1e-9), model

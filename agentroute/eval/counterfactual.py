@@ -15,7 +15,7 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
 - IPS: V̂ = (1/n) Σᵢ wᵢ rᵢ — unbiased when every chosen agent had p > 0;
 - SNIPS: V̂ = Σᵢ wᵢ rᵢ / Σᵢ wᵢ — self-normalised, lower variance, slightly biased;
 - DR: V̂ = (1/n) Σᵢ [ Σₐ π(a | xᵢ) q̂(xᵢ, a) + wᵢ (rᵢ − q̂(xᵢ, aᵢ)) ] with a reward model q̂ fitted
-  on the same logs (mean outcome per (task type, agent), shrunk toward the agent's mean with
+  on the same logs (mean outcome per (task type, agent), shrunk toward the agent's own mean with
   ``shrinkage`` pseudo-counts); unbiased if either the propensities or q̂ are right. Defined for
   tasks with one routed step (the 1-step graphs of replay traffic, single-call tasks); ``None``
   otherwise.
@@ -168,9 +168,11 @@ def logged_tasks(
 
 
 class RewardModel:
-    """q̂(x, a): mean logged score and cost per (task type, agent), shrunk toward the agent's mean
-    with ``shrinkage`` pseudo-counts (and the agent's toward the global mean). Fitted on the last
-    routed step of each task (for one-step tasks: the step)."""
+    """q̂(x, a): mean logged score and cost per (task type, agent), shrunk toward the agent's own
+    mean with ``shrinkage`` pseudo-counts (an agent never logged: the global mean). Fitted on the
+    last routed step of each task (for one-step tasks: the step). The agent's mean is not shrunk
+    toward other agents': an agent's cost is its own (a constant per-call cost is then estimated
+    exactly), and its score the data of its own calls."""
 
     def __init__(self, *, shrinkage: float = 5.0):
         self.shrinkage = shrinkage
@@ -185,7 +187,7 @@ class RewardModel:
             by_pair.setdefault((t.task_type, key), []).append((t.score, t.cost))
         every = np.array([(t.score, t.cost) for t in tasks]) if tasks else np.zeros((1, 2))
         self.global_ = every.mean(axis=0)
-        self.agent_ = {a: (np.sum(v, axis=0) + k * self.global_) / (len(v) + k) for a, v in by_agent.items()}
+        self.agent_ = {a: np.mean(v, axis=0) for a, v in by_agent.items()}
         self.pair_ = {
             p: (np.sum(v, axis=0) + k * self.agent_[p[1]]) / (len(v) + k) for p, v in by_pair.items()
         }
@@ -342,7 +344,8 @@ class _DoublyRobust:
         s_a, n_a = np.zeros((n_agents, 2)), np.zeros(n_agents)
         np.add.at(s_a, self.a, mult[:, None] * y)
         np.add.at(n_a, self.a, mult)
-        agent = (s_a + k * glob) / (n_a + k)[:, None]
+        # an agent's own mean (the global one for an agent this draw holds no task of)
+        agent = np.where(n_a[:, None] > 0, s_a / np.maximum(n_a, 1)[:, None], glob)
         s_ta, n_ta = np.zeros((n_types, n_agents, 2)), np.zeros((n_types, n_agents))
         np.add.at(s_ta, (self.t, self.a), mult[:, None] * y)
         np.add.at(n_ta, (self.t, self.a), mult)
