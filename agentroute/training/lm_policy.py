@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -94,6 +94,25 @@ def check_weight_files(folder: Path) -> None:
                 handle.keys()
         except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
             raise StateFileError(weights, f"not a readable weights file ({exc}); the save was cut short? retrain it") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s text on one line (transformers' messages run over several)."""
+    return " ".join(str(exc).split())
+
+
+def check_all_weights(folder: Path, model: Any, missing: Collection[str]) -> None:
+    """A :class:`StateFileError` when ``folder``'s files left weights of ``model`` missing (transformers
+    then fills them at random and only warns): a folder of another kind of model (a BERT encoder has no
+    causal LM head), or a save of another size."""
+    if not missing:
+        return
+    first, config = sorted(missing)[0], model.config
+    kind = ", ".join(getattr(config, "architectures", None) or []) or config.model_type
+    total = len(model.state_dict())
+    raise StateFileError(folder, f"{len(missing)} of the {total} weights of a {config.model_type} causal LM are missing "
+                                 f"({first}…): a {kind} checkpoint, not a policy; it would generate at random. "
+                                 "Name a policy that train router-r1 saved, or a causal LM")
 
 
 def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
@@ -203,11 +222,17 @@ class HFPolicy:
             if not (path / "config.json").is_file():
                 raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
             check_weight_files(path)
+            verbosity = transformers.logging.get_verbosity()
+            transformers.logging.set_verbosity_error()  # its load report of missing weights: the one line below
             try:
                 tok = transformers.AutoTokenizer.from_pretrained(path)
-                model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+                loaded: Any = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+                model, info = loaded
             except (OSError, ValueError, RuntimeError) as exc:  # a missing or broken file; weights unlike the config
-                raise StateFileError(path, f"not a loadable policy checkpoint ({exc}); retrain it, or name another directory") from None
+                raise StateFileError(path, f"not a loadable policy checkpoint ({one_line(exc)}); retrain it, or name another directory") from None
+            finally:
+                transformers.logging.set_verbosity(verbosity)
+            check_all_weights(path, model, info.get("missing_keys") or [])
             model.eval()
             return cls(model, tok)
 
@@ -278,13 +303,17 @@ class OpenAIPolicy:
         self.base_url, self.tokenizer, self.api_key, self.timeout_s = base_url.rstrip("/"), tokenizer, api_key, timeout_s
         self.model = model or self._first_model()
 
-    def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    def wait_s(self, timeout_s: float | None = None) -> float:
+        """How long one request waits: ``timeout_s`` (a task's time left) capped at ``self.timeout_s``."""
+        return self.timeout_s if timeout_s is None else min(self.timeout_s, max(timeout_s, 0.001))
+
+    def _request(self, path: str, payload: dict[str, Any] | None = None, *, timeout_s: float | None = None) -> dict[str, Any]:
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
         req.add_header("Content-Type", "application/json")
         if self.api_key:
             req.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 (a URL the user gave)
+        with urllib.request.urlopen(req, timeout=self.wait_s(timeout_s)) as resp:  # noqa: S310 (a URL the user gave)
             return json.loads(resp.read())
 
     def _first_model(self) -> str:
@@ -301,13 +330,15 @@ class OpenAIPolicy:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         top_p: float = 1.0,
+        timeout_s: float | None = None,
     ) -> list[PolicyOutput]:
+        """The completions of ``prompts``, waiting no longer than ``timeout_s`` (:meth:`wait_s`)."""
         payload = {
             "model": self.model, "prompt": [list(p) for p in prompts], "max_tokens": max_tokens,
             "temperature": temperature, "top_p": top_p, "stop": list(stop) or None,
             "include_stop_str_in_output": True,
         }
-        choices = sorted(self._request("/completions", payload)["choices"], key=lambda c: c["index"])
+        choices = sorted(self._request("/completions", payload, timeout_s=timeout_s)["choices"], key=lambda c: c["index"])
         out = []
         for choice in choices:
             text = choice["text"]

@@ -40,9 +40,9 @@ from agentroute.routers.router_r1.prompts import (
     system_prompt,
 )
 from agentroute.routers.router_r1.rewards import extract_answer, format_valid, parse_route
-from agentroute.routers.router_r1.served import PolicyServerError, ServedPolicy
+from agentroute.routers.router_r1.served import PolicyServerError
 from agentroute.strategies import get_strategy
-from agentroute.training.lm_policy import LMPolicy
+from agentroute.training.lm_policy import LMPolicy, OpenAIPolicy
 
 _OPEN_ROUTE = re.compile(r"<(route|search)>")
 
@@ -239,7 +239,7 @@ class ThinkRouteLoop:
                     continue
                 contexts = [e.prompt_ids + e.completion_ids for e in group]
                 served: dict[str, Any] = {}
-                if isinstance(self.policy, ServedPolicy):  # a served call waits no longer than its tasks have left
+                if isinstance(self.policy, OpenAIPolicy):  # a served call waits no longer than its tasks have left
                     lefts = [left for e in group if (left := e.run.ledger.seconds_left()) is not None]
                     served["timeout_s"] = min(lefts, default=None)
                 try:

@@ -11,7 +11,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.graph import AgentGraph
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteAgent
 from agentroute.routers.router_r1.served import ServedPolicy
-from agentroute.training.lm_policy import HFPolicy, LMPolicy, read_whole_policy
+from agentroute.training.lm_policy import DEFAULT_POLICY, HFPolicy, LMPolicy, one_line, read_whole_policy
 
 
 def load_policy(policy: str | Path | None = None, *, policy_url: str | None = None, api_key: str | None = None) -> LMPolicy:
@@ -25,8 +25,22 @@ def load_policy(policy: str | Path | None = None, *, policy_url: str | None = No
     if not policy_url:
         return HFPolicy.load(policy)
     check_policy_url(policy_url)
-    tok = HFPolicy.load(policy).tokenizer if policy is None else _tokenizer(policy)
+    tok = _default_tokenizer() if policy is None else _tokenizer(policy)
     return ServedPolicy(policy_url, tok, api_key=api_key or os.environ.get("VLLM_API_KEY"))
+
+
+def _default_tokenizer() -> Any:
+    """The default policy's (SmolLM2's) tokenizer alone: from its converted cache, else from the GGUF's
+    metadata (seconds; its weights are neither read nor converted)."""
+    import transformers
+
+    from agentroute.pool.backends.local import ModelSource
+
+    source = ModelSource.resolve(DEFAULT_POLICY)
+    cached = source.cache_dir()
+    if (cached / "tokenizer.json").is_file():
+        return transformers.AutoTokenizer.from_pretrained(cached)
+    return transformers.PreTrainedTokenizerFast.from_pretrained(source.location, gguf_file=source.gguf_file)
 
 
 def check_policy_url(url: str) -> str:
@@ -63,8 +77,7 @@ def _tokenizer(path: str | Path) -> Any:
         try:
             return transformers.AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as exc:
-            reason = " ".join(str(exc).split())  # transformers' text runs over several lines
-            raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {reason}") from None
+            raise ConfigurationError(f"policy {str(path)!r} holds no tokenizer: {one_line(exc)}") from None
 
     return read_whole_policy(Path(path).expanduser(), read)  # a training run may be saving it meanwhile
 
@@ -86,6 +99,15 @@ def build_router_r1_graph(
     graph = AgentGraph("router_r1")
     graph.add_node("think_route", agent, stage="route")
     return graph
+
+
+def preload_policy(graph: AgentGraph) -> LMPolicy:
+    """Load the policy of ``graph`` (:func:`build_router_r1_graph`) now, not in its first task: the CLI
+    loads it before the task starts, so its load takes none of the task's ``--budget-seconds``."""
+    agent = getattr(graph.nodes.get("think_route"), "fn", None)
+    if not isinstance(agent, ThinkRouteAgent):
+        raise ConfigurationError(f"graph {graph.name!r} has no think_route node of Router-R1")
+    return agent.policy
 
 
 graph = build_router_r1_graph

@@ -11,10 +11,7 @@ hangs, closes mid-reply, answers something that is not a completion — is one
 from __future__ import annotations
 
 import http.client
-import json
-import threading
 import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,13 +28,12 @@ class PolicyServerError(BackendError):
 
 
 class ServedPolicy(OpenAIPolicy):
-    """An :class:`OpenAIPolicy` whose ``generate`` takes ``timeout_s`` (the task's time left) and
-    fails with a :class:`PolicyServerError`."""
+    """An :class:`OpenAIPolicy` whose ``generate`` (given the task's time left as ``timeout_s``) fails
+    with a :class:`PolicyServerError`."""
 
     def __init__(self, base_url: str, tokenizer: Any, *, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
         """Asks the server for its model (``GET /models``) unless ``model`` is given: a server that
         does not answer it is a :class:`ConfigurationError` naming the server."""
-        self._call = threading.local()  # this call's timeout (generate runs in worker threads)
         try:
             super().__init__(base_url, tokenizer, model=model, api_key=api_key, timeout_s=timeout_s)
         except ConfigurationError:
@@ -53,17 +49,6 @@ class ServedPolicy(OpenAIPolicy):
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # not JSON; no data list; a model without id
             raise ConfigurationError(f"policy server {base_url}: GET /models answered no model list ({type(exc).__name__}: {exc})"[:300]) from None
 
-    def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """:meth:`OpenAIPolicy._request` waiting no longer than this call's ``timeout_s``."""
-        timeout = getattr(self._call, "timeout_s", None) or self.timeout_s
-        data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
-        req.add_header("Content-Type", "application/json")
-        if self.api_key:
-            req.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (a URL the user gave)
-            return json.loads(resp.read())
-
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
@@ -74,22 +59,20 @@ class ServedPolicy(OpenAIPolicy):
         top_p: float = 1.0,
         timeout_s: float | None = None,
     ) -> list[PolicyOutput]:
-        waited = self._call.timeout_s = self.timeout_s if timeout_s is None else min(self.timeout_s, max(timeout_s, 0.001))
+        """:meth:`OpenAIPolicy.generate`; a server's failure is a :class:`PolicyServerError`."""
         try:
-            out = super().generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature, top_p=top_p)
+            out = super().generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature, top_p=top_p, timeout_s=timeout_s)
         except urllib.error.HTTPError as exc:
             raise PolicyServerError(self.base_url, f"POST /completions answered HTTP {exc.code} {exc.reason}") from None
         except (TimeoutError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
             timed_out = isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError)
-            why = f"no completion within {waited:.3g} s" if timed_out else f"unreachable ({reason})"
+            why = f"no completion within {self.wait_s(timeout_s):.3g} s" if timed_out else f"unreachable ({reason})"
             raise PolicyServerError(self.base_url, why, timed_out=timed_out) from None
         except (OSError, http.client.HTTPException) as exc:  # closed mid-reply: IncompleteRead, RemoteDisconnected
             raise PolicyServerError(self.base_url, f"the reply was cut short ({type(exc).__name__})") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON; no choices; a choice without text
             raise PolicyServerError(self.base_url, f"the reply is not a completion ({type(exc).__name__}: {exc})"[:300]) from None
-        finally:
-            self._call.timeout_s = None
         if len(out) != len(prompts):
             raise PolicyServerError(self.base_url, f"{len(out)} completions for {len(prompts)} prompts")
         return out
