@@ -122,21 +122,23 @@ def test_a_question_too_long_for_the_policy_is_refused_naming_the_lengths(short_
         app.run(LONG)  # was: generated past the positions the policy was trained on
 
 
-@pytest.mark.slow
 def test_training_leaves_out_a_question_too_long_for_the_policy(tmp_path, short_context_policy):
+    """Checked before the SFT warm-up: a recipe whose only question is too long stops there, its line said
+    (the same filter leaves a long question out of a run with others; no warm-up here keeps it < 1 s)."""
     from agentroute.routers.router_r1.trainer import train_router_r1
 
-    data = _file(tmp_path, [{"question": LONG, "answer": "Paris"}, {"question": "Who wrote Dune?", "answer": "Frank Herbert"}])
+    data = _file(tmp_path, [{"question": LONG, "answer": "Paris"}])
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         "pool:\n  - {id: plain, backend: openai, model: plain, base_url: 'http://127.0.0.1:9/v1', max_tokens: 8}\n"
-        f"data: {{path: {data}, train: 2}}\nloop: {{max_turns: 1, turn_tokens: 16, info_tokens: 8}}\n"
-        "sft: {enabled: true, traces: 2, epochs: 1, batch_size: 2, direct_every: 1}\n"  # direct traces: no pool call
+        f"data: {{path: {data}, train: 1}}\nloop: {{max_turns: 1, turn_tokens: 16, info_tokens: 8}}\n"
+        "sft: {enabled: true, traces: 1, epochs: 1, batch_size: 1, direct_every: 1}\n"
     )
     said: list[str] = []
-    summary = train_router_r1(recipe, tmp_path / "out", policy_dir=short_context_policy, sft_only=True, log=said.append)
-    assert summary["train_questions"] == 1 and summary["sft"]["traces"] == 1  # was: an SFT sequence past the context
-    assert said[0].startswith("data: 1 questions left out, too long: question 0: the question is ")
+    with pytest.raises(ConfigurationError, match="^data: every training question is too long for the policy's context$"):
+        train_router_r1(recipe, tmp_path / "out", policy_dir=short_context_policy, sft_only=True, log=said.append)
+    assert said == [said[0]] and said[0].startswith("data: 1 questions left out, too long: question 0: the question is ")
+    assert not (tmp_path / "out" / "sft").exists()  # was: an SFT sequence past the context, trained and saved
 
 
 def test_more_training_questions_than_the_file_holds_names_the_recipe_key():
