@@ -103,16 +103,22 @@ def _pool_file(tmp_path: Path, url: str) -> Path:
     return pool
 
 
-def test_ask_loads_the_policy_before_the_task_starts(tmp_path, tiny_policy):
+@pytest.mark.parametrize("how", ["flags", "graph-file"])
+def test_ask_loads_the_policy_before_the_task_starts(tmp_path, tiny_policy, how):
     from typer.testing import CliRunner
 
     from agentroute.cli.app import app
 
     with ReplyServer() as agents, _PolicyServer(models_s=0.6) as policy_server:
-        result = CliRunner().invoke(app, [
-            "ask", "Who wrote Dune?", "--graph", "router_r1", "--policy-url", policy_server.url, "--policy", str(tiny_policy),
-            "--pool", str(_pool_file(tmp_path, agents.url)), "--memory", "sqlite://", "--budget-seconds", "0.5", "--json",
-        ])
+        if how == "flags":
+            graph = ["--graph", "router_r1", "--policy-url", policy_server.url, "--policy", str(tiny_policy)]
+        else:  # a user's graph file building the same graph
+            file = tmp_path / "router_r1.py"
+            file.write_text("from agentroute.routers.router_r1 import build_router_r1_graph\n\n"
+                            f"graph = build_router_r1_graph({str(tiny_policy)!r}, policy_url={policy_server.url!r})\n")
+            graph = ["--graph", str(file)]
+        result = CliRunner().invoke(app, ["ask", "Who wrote Dune?", *graph, "--pool", str(_pool_file(tmp_path, agents.url)),
+                                          "--memory", "sqlite://", "--budget-seconds", "0.5", "--json"])
         assert result.exit_code == 0, result.output
         routed = len(agents.requests)
     out = json.loads(result.output.strip().splitlines()[-1])

@@ -127,9 +127,11 @@ def _runtime(
     budget = make_budget(budget_usd, **limits)  # a bad --budget-* is named before LangGraph loads
     from agentroute.loading import load_graph
     from agentroute.memory import open_memory
+    from agentroute.routers.router_r1.graph import preload_policies
 
     spec = load_graph(graph)
     models, loaded = routed(spec, router, pool, allow_new_agents)
+    preload_policies(spec)  # before the memory opens: a policy that fails to load leaves nothing open
     store = open_memory(memory)
     compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True)  # routed() checked
     return compiled, store
@@ -258,15 +260,14 @@ def _router_r1_runtime(
 
     budget = make_budget(budget_usd, **limits)  # a bad --budget-* is named before LangGraph loads
     from agentroute.memory import open_memory
-    from agentroute.routers.router_r1 import build_router_r1_graph
-    from agentroute.routers.router_r1.graph import preload_policy
+    from agentroute.routers.router_r1.graph import build_router_r1_graph, preload_policies
 
     source = graph.split(":")[0]
     if Path(source).stem != "router_r1" and not source.endswith((".router_r1", ".router_r1.graph")):
         raise ConfigurationError(f"--policy/--policy-url need --graph router_r1 (got {graph!r})")
     spec = build_router_r1_graph(policy, policy_url=policy_url)
     models, loaded = routed(spec, router, pool, allow_new_agents)
-    preload_policy(spec)  # before the task: its load time is not the task's --budget-seconds
+    preload_policies(spec)  # before the memory opens: a policy that fails to load leaves nothing open
     store = open_memory(memory)
     compiled = spec.compile(
         pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True,

@@ -101,13 +101,13 @@ def build_router_r1_graph(
     return graph
 
 
-def preload_policy(graph: AgentGraph) -> LMPolicy:
-    """Load the policy of ``graph`` (:func:`build_router_r1_graph`) now, not in its first task: the CLI
-    loads it before the task starts, so its load takes none of the task's ``--budget-seconds``."""
-    agent = getattr(graph.nodes.get("think_route"), "fn", None)
-    if not isinstance(agent, ThinkRouteAgent):
-        raise ConfigurationError(f"graph {graph.name!r} has no think_route node of Router-R1")
-    return agent.policy
+def preload_policies(graph: AgentGraph) -> None:
+    """Load the policy of every Router-R1 node of ``graph`` now, not in its first task (none: nothing to
+    do): the CLI loads them before a task starts, so a load takes none of its ``--budget-seconds``."""
+    for node in graph.nodes.values():
+        agent = getattr(node, "fn", None)
+        if isinstance(agent, ThinkRouteAgent):
+            agent.policy  # noqa: B018 (the property loads it)
 
 
 graph = build_router_r1_graph
