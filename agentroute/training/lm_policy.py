@@ -96,9 +96,9 @@ def check_weight_files(folder: Path) -> None:
             raise StateFileError(weights, f"not a readable weights file ({exc}); the save was cut short? retrain it") from None
 
 
-def one_line(exc: BaseException) -> str:
-    """``exc``'s text on one line (transformers' messages run over several)."""
-    return " ".join(str(exc).split())
+def one_line(text: object) -> str:
+    """``text`` (an exception's, say) on one line: transformers' messages run over several."""
+    return " ".join(str(text).split())
 
 
 def check_all_weights(folder: Path, model: Any, missing: Collection[str]) -> None:

@@ -11,12 +11,13 @@ hangs, closes mid-reply, answers something that is not a completion — is one
 from __future__ import annotations
 
 import http.client
+import json
 import urllib.error
 from collections.abc import Sequence
 from typing import Any
 
 from agentroute.errors import BackendError, ConfigurationError
-from agentroute.training.lm_policy import OpenAIPolicy, PolicyOutput
+from agentroute.training.lm_policy import OpenAIPolicy, PolicyOutput, one_line
 
 
 class PolicyServerError(BackendError):
@@ -39,7 +40,7 @@ class ServedPolicy(OpenAIPolicy):
         except ConfigurationError:
             raise
         except urllib.error.HTTPError as exc:
-            raise ConfigurationError(f"policy server {base_url}: GET /models answered HTTP {exc.code} {exc.reason}") from None
+            raise ConfigurationError(f"policy server {base_url}: GET /models answered HTTP {exc.code} {exc.reason}{said(exc)}") from None
         except (OSError, http.client.HTTPException) as exc:  # URLError: refused, unknown host; a timeout
             reason = getattr(exc, "reason", exc)
             raise ConfigurationError(
@@ -63,7 +64,7 @@ class ServedPolicy(OpenAIPolicy):
         try:
             out = super().generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature, top_p=top_p, timeout_s=timeout_s)
         except urllib.error.HTTPError as exc:
-            raise PolicyServerError(self.base_url, f"POST /completions answered HTTP {exc.code} {exc.reason}") from None
+            raise PolicyServerError(self.base_url, f"POST /completions answered HTTP {exc.code} {exc.reason}{said(exc)}") from None
         except (TimeoutError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
             timed_out = isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError)
@@ -76,3 +77,17 @@ class ServedPolicy(OpenAIPolicy):
         if len(out) != len(prompts):
             raise PolicyServerError(self.base_url, f"{len(out)} completions for {len(prompts)} prompts")
         return out
+
+
+def said(error: urllib.error.HTTPError) -> str:
+    """``": MESSAGE"``, the message of an error reply's JSON (vLLM's ``{"message": …}``, OpenAI's
+    ``{"error": {"message": …}}``: a prompt over the served model's context names its length), or ``""``."""
+    try:
+        body = json.loads(error.read() or b"null")
+    except (OSError, ValueError, http.client.HTTPException):
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    nested = body.get("error")
+    message = nested.get("message") if isinstance(nested, dict) else body.get("message")
+    return f": {one_line(message)[:300]}" if isinstance(message, str) and message.strip() else ""
