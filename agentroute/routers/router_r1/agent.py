@@ -114,7 +114,7 @@ class Episode:
     done: bool = False
     cost_raw: float = 0.0  # Σ completion tokens × output price per 1M (Router-R1's cost)
     route_calls: int = 0
-    budget_stopped: bool = False  # a route was not run, or the final turn forced, because the budget was spent
+    budget_stopped: bool = False  # the budget ended the routing: no agent is affordable any more
 
     @property
     def text(self) -> str:
@@ -287,9 +287,8 @@ class ThinkRouteLoop:
         if not run.ledger.affordable(self.worst_case(card, query)):
             left = self.affordable(run)
             hint = f"affordable: {', '.join(left)}" if left else "nothing is affordable: answer now"
-            ep.budget_stopped = True
-            if not left:
-                ep.final = True
+            if not left:  # the budget ends the routing (with an agent left affordable, the policy may go on)
+                ep.final = ep.budget_stopped = True
             return Turn("", "refused", name, query, information=f"not routed: {name} is over the remaining budget; {hint}")
         step = await dispatcher.step(
             run, role=self.settings.role, stage=self.settings.stage, prompt=AGENT_PROMPT, input=query,
