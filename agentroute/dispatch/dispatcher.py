@@ -763,11 +763,12 @@ class Dispatcher:
                     run.failed = True
                 return step
             excluded.add(plan.key)
-            nxt = await self._fallback(run, ctx, affordable, excluded)
-            if nxt is None:
+            rerouted = await self._fallback(run, ctx, affordable, excluded)
+            if rerouted is None:
                 if not run.exhausted:
                     run.failed = True
                 return step
+            decision, nxt = rerouted  # the fallback's step carries the re-route's decision (its propensity)
             self._audit(run, stage, "fallback", nxt.agent.key, f"after {plan.agent.key} failed: {step.error}")
             plan, fallbacks = nxt, fallbacks + 1
 
@@ -784,13 +785,17 @@ class Dispatcher:
             step.status, step.error = "failed", f"postconditions failed: {failed}"
             self._audit(run, stage, "postcondition_failed", step.agent.key, step.error)
 
-    async def _fallback(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]) -> _Plan | None:
-        """Let the router pick again among the agents not yet failed that are still affordable."""
+    async def _fallback(
+        self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]
+    ) -> tuple[Decision, _Plan] | None:
+        """Let the router pick again among the agents not yet failed that are still affordable: its
+        decision (recorded on the fallback's step, so its propensity is logged) and the plan to run."""
         left = self._affordable(run, plans, excluded)
         if not left:
             return None
         retry_ctx = self._context(run, ctx.role, ctx.stage, ctx.step_input, left, ctx.attempts, ctx.query_id)
-        return (await self._route(run, retry_ctx, left))[1][0]
+        decision, chosen = await self._route(run, retry_ctx, left)
+        return decision, chosen[0]
 
     async def _call(
         self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str, watch: StepWatch | None = None,

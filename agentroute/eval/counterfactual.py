@@ -20,10 +20,12 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
   tasks with one routed step (the 1-step graphs of replay traffic, single-call tasks); ``None``
   otherwise.
 
-A call that fails and is retried on another agent (the dispatcher's fallback) is recorded under the
-decision it follows: it is part of that decision's outcome, not a routed step (exact where one
-agent is left to fall back to; with more, the candidate is taken to fall back as the logging router
-did, whose re-route is not logged).
+A call that fails and is retried on another agent (the dispatcher's fallback) is a routed step of
+its own, weighted by the re-route's logged propensity (the candidate is replayed on the agents
+left), except where one agent was left: no choice, so part of the decision it follows (the task
+keeps one routed step, and DR). Logs written before the dispatcher recorded the re-route's decision
+hold the fallback under the first decision: it is then part of that decision's outcome (exact with
+one agent left; with more, the candidate is taken to fall back as the logging router did).
 
 Each is computed for the task score rᵢ and, the same way, for the task cost, with a percentile
 bootstrap interval over logged queries (``n_boot`` resamples of the distinct ``query_id``s (the query text where
@@ -130,9 +132,8 @@ def logged_tasks(
         for step in trajectory.steps:
             decision = step.decision
             if decision is not None and step.agent.key not in {a.key for a in decision.agents}:
-                # a fallback: the decided agent's call failed and the dispatcher ran another under the
-                # same decision (its evidence is the first choice's): part of that choice's outcome,
-                # not a routed step of its own
+                # a fallback logged before the dispatcher recorded the re-route's decision (it ran under
+                # the first one, whose evidence is the first choice's): part of that choice's outcome
                 history.append(step)
                 continue
             evidence = decision.evidence if decision is not None else {}
@@ -147,6 +148,11 @@ def logged_tasks(
                 history.append(step)
                 continue
             probabilities = {str(k): float(v) for k, v in evidence["probabilities"].items()}
+            if len(probabilities) == 1 and steps:
+                # one candidate (a fallback to the one agent left): no choice, weight 1 under every
+                # router; part of the decision it follows, so a one-step task keeps DR
+                history.append(step)
+                continue
             keys = list(probabilities)
             context = RouteContext(
                 query=task.query, candidates=[_agent(k) for k in keys], stage=step.stage, role=step.agent.role,
@@ -309,7 +315,8 @@ def _several_steps_note(tasks: Sequence[LoggedTask]) -> str:
     several = sum(len(t.steps) > 1 for t in tasks)
     return (
         f"DR needs one routed step per task, and {several} of the {len(tasks)} tasks have several (a graph "
-        "with several routed roles): IPS and SNIPS only, with trajectory-wise weights"
+        "with several routed roles, or a failed call routed again among several agents): IPS and SNIPS "
+        "only, with trajectory-wise weights"
     )
 
 

@@ -1,0 +1,61 @@
+"""``eval --from`` on logs with fallbacks among several agents: the re-route is a logged decision."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentroute import AgentGraph
+from agentroute.eval.counterfactual import estimate_router, logged_tasks
+from agentroute.memory import SQLMemory
+from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+from agentroute.routers import make_router
+from agentroute.routers.explore import ExploreRouter
+
+N = 90
+
+
+def _pool() -> ModelPool:
+    """``small`` (cheapest) never answers; ``mid`` is always right, ``large`` always wrong."""
+    cards = [
+        ModelCard(id="small", backend="replay", input_price=0.1, output_price=0.1, tier="small"),
+        ModelCard(id="mid", backend="replay", input_price=1, output_price=1, tier="medium"),
+        ModelCard(id="large", backend="replay", input_price=10, output_price=10, tier="large"),
+    ]
+    outcomes = [
+        LoggedOutcome(f"q{i}", m, float(m == "mid"), 0.01, "a") for i in range(N) for m in ("mid", "large")
+    ]
+    return ModelPool(cards, {"replay": ReplayBackend(outcomes)})
+
+
+def _log(url: str) -> list:
+    with SQLMemory(url) as memory:
+        app = (
+            AgentGraph("one")
+            .add_role("executor", prompt="p")
+            .compile(pool=_pool(), router=ExploreRouter(base="cheapest", epsilon=1.0, seed=5), memory=memory)
+        )
+        asyncio.run(
+            app.arun_many(
+                [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:03d}"} for i in range(N)]
+            )
+        )
+        return memory.trajectories()
+
+
+def test_a_fallback_among_several_agents_is_weighted_by_its_own_logged_propensity(tmp_path):
+    """``cheapest`` picks ``small``, which fails, then falls back to the cheapest of the rest, ``mid``:
+    its true score is 1. The dispatcher recorded the fallback under the first decision and dropped
+    the re-route's, so the fallback's draw (mid or large, ½ each) had no logged propensity: the
+    estimate took ``cheapest`` to fall back as the logger did — SNIPS ≈ 0.5 (on 8160c6b: weight 0)."""
+    trajectories = _log(f"sqlite:///{tmp_path}/m.db")
+    fell_back = [t for t in trajectories if len(t.steps) == 2]
+    assert fell_back
+    for t in fell_back:  # the fallback's step carries the re-route: two candidates, ½ each
+        evidence = t.steps[1].decision.evidence
+        assert t.steps[1].agent.key in {a.key for a in t.steps[1].decision.agents}
+        assert sorted(evidence["probabilities"]) == ["executor:large:direct", "executor:mid:direct"]
+        assert evidence["propensity"] == 0.5
+    tasks, _ = logged_tasks(trajectories)
+    est = estimate_router(make_router("cheapest"), tasks, n_boot=100, seed=1)
+    assert est.score["snips"] == 1.0  # only small → mid has weight, and mid is always right
+    assert est.score["dr"] is None and "failed call routed again" in est.notes
