@@ -10,6 +10,7 @@ from agentroute.memory import SQLMemory
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
 from agentroute.routers import make_router
 from agentroute.routers.explore import ExploreRouter
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 
 N = 90
 
@@ -42,12 +43,12 @@ def _log(url: str) -> list:
         return memory.trajectories()
 
 
-def test_a_fallback_among_several_agents_is_weighted_by_its_own_logged_propensity(tmp_path):
+def test_a_fallback_among_several_agents_is_weighted_by_its_own_logged_propensity(memory_url):  # noqa: F811
     """``cheapest`` picks ``small``, which fails, then falls back to the cheapest of the rest, ``mid``:
     its true score is 1. The dispatcher recorded the fallback under the first decision and dropped
     the re-route's, so the fallback's draw (mid or large, ½ each) had no logged propensity: the
     estimate took ``cheapest`` to fall back as the logger did — SNIPS ≈ 0.5 (on 8160c6b: weight 0)."""
-    trajectories = _log(f"sqlite:///{tmp_path}/m.db")
+    trajectories = _log(memory_url)
     fell_back = [t for t in trajectories if len(t.steps) == 2]
     assert fell_back
     for t in fell_back:  # the fallback's step carries the re-route: two candidates, ½ each
