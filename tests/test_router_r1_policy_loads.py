@@ -61,17 +61,26 @@ class _PolicyServer(LoopbackServer):
         super().__exit__(*exc)
 
 
-def test_a_folder_of_another_kind_of_model_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("kind", ["BertModel", "BertForMaskedLM"])
+def test_a_folder_of_another_kind_of_model_is_refused_in_one_line(tmp_path, kind):
     import transformers
 
     config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
-    transformers.BertModel(config).save_pretrained(tmp_path)  # an encoder: no LM head
+    getattr(transformers, kind)(config).save_pretrained(tmp_path)  # an encoder, a masked LM: no causal LM
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefgh"]))
     with pytest.raises(StateFileError) as refused:
-        HFPolicy.load(tmp_path)  # was: BertLMHeadModel, its head random, and gibberish served
+        HFPolicy.load(tmp_path)  # was: BertLMHeadModel, its head random (or a decoder it never was): gibberish
     text = str(refused.value)
-    assert "\n" not in text and " weights of a bert causal LM are missing (cls.predictions." in text, text
-    assert "a BertModel checkpoint, not a policy" in text
+    assert "\n" not in text and f"a {kind} checkpoint, not a causal LM: no policy" in text, text
+
+
+def test_a_policy_whose_weights_are_missing_is_refused_naming_one(tmp_path, tiny_policy):
+    shutil.copytree(tiny_policy, tmp_path, dirs_exist_ok=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))  # its own head: not saved
+    with pytest.raises(StateFileError) as refused:
+        HFPolicy.load(tmp_path)  # was: loaded, lm_head random
+    assert "1 of the " in str(refused.value) and "llama causal LM are missing (lm_head.weight…)" in str(refused.value)
 
 
 def test_a_policy_folder_without_its_tokenizer_is_one_line(tmp_path, tiny_policy):

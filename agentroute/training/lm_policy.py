@@ -101,18 +101,29 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def check_causal_lm(folder: Path) -> None:
+    """A :class:`StateFileError` when ``folder``'s ``config.json`` names its model classes and none is a
+    causal LM (a BERT encoder or masked LM: transformers would load it with a random head, or as a
+    decoder it never was, and it would generate gibberish)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        classes = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return  # transformers names a config it cannot read
+    if classes and not set(classes) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
+        raise StateFileError(folder, f"a {', '.join(map(str, classes))} checkpoint, not a causal LM: no policy "
+                                     "(it would generate at random). Name a policy that train router-r1 saved, or a causal LM")
+
+
 def check_all_weights(folder: Path, model: Any, missing: Collection[str]) -> None:
     """A :class:`StateFileError` when ``folder``'s files left weights of ``model`` missing (transformers
-    then fills them at random and only warns): a folder of another kind of model (a BERT encoder has no
-    causal LM head), or a save of another size."""
-    if not missing:
-        return
-    first, config = sorted(missing)[0], model.config
-    kind = ", ".join(getattr(config, "architectures", None) or []) or config.model_type
-    total = len(model.state_dict())
-    raise StateFileError(folder, f"{len(missing)} of the {total} weights of a {config.model_type} causal LM are missing "
-                                 f"({first}…): a {kind} checkpoint, not a policy; it would generate at random. "
-                                 "Name a policy that train router-r1 saved, or a causal LM")
+    then fills them at random and only warns): a config that names no model class over another
+    model's weights, a config edited after the save."""
+    if missing:
+        raise StateFileError(folder, f"{len(missing)} of the {len(model.state_dict())} weights of its "
+                                     f"{model.config.model_type} causal LM are missing ({sorted(missing)[0]}…): it "
+                                     "would generate at random. Name a policy that train router-r1 saved, or a causal LM")
 
 
 def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
@@ -222,6 +233,7 @@ class HFPolicy:
             if not (path / "config.json").is_file():
                 raise ConfigurationError(f"policy {str(spec)!r} is not a model directory (no config.json)")
             check_weight_files(path)
+            check_causal_lm(path)
             verbosity = transformers.logging.get_verbosity()
             transformers.logging.set_verbosity_error()  # its load report of missing weights: the one line below
             try:
