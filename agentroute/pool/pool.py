@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 from collections.abc import Iterable, Iterator, Mapping
@@ -182,8 +183,32 @@ class ModelPool:
             await self.backend(card.id).preload(card)
 
     async def aclose(self) -> None:
+        """Close every backend's connections (those every event loop opened) and models. The pool
+        stays usable: a later call opens new connections."""
         for backend in self._backends.values():
             await backend.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` from synchronous code: after ``app.run()`` or one ``asyncio.run`` per
+        question. Inside a running event loop (a notebook), ``await pool.aclose()`` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.aclose())
+            return
+        raise RuntimeError("pool.close() cannot run inside a running event loop: use `await pool.aclose()`")
+
+    def __enter__(self) -> ModelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ModelPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def _price_problem(card: ModelCard, backends: Mapping[str, Backend]) -> str | None:

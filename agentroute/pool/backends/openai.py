@@ -8,7 +8,6 @@ no retries of its own (the dispatcher retries retryable errors within the budget
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import email.utils
@@ -30,6 +29,7 @@ from agentroute.pool.backends.counting import (
     is_openai_endpoint,
     openai_encoding,
 )
+from agentroute.pool.backends.loops import PerLoop
 from agentroute.pool.backends.streaming import (
     Reply,
     StreamText,
@@ -346,27 +346,27 @@ class OpenAIBackend(EndpointCounting, Backend):
 
     def __init__(self, *, stream: bool = True) -> None:
         self.stream = self.streams_tokens = stream
-        self._clients: dict[
-            tuple[str | None, str | None], tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
-        ] = {}
+        # each event loop's clients, by (base_url, key): connections cannot cross event loops
+        self._clients = PerLoop[dict[tuple[str | None, str | None], openai.AsyncOpenAI]](dict, _close_clients)
         self._init_counting()
         self._plain_only: set[str | None] = set()  # endpoints that refused to stream
         self.refusals = FieldRefusals()  # the fields each endpoint's model refused
 
     def client(self, card: ModelCard) -> openai.AsyncOpenAI:
-        """The client for ``card``'s endpoint, bound to the running event loop."""
+        """The client for ``card``'s endpoint, bound to the running event loop (and closed when
+        that loop shuts down, see :class:`~agentroute.pool.backends.loops.PerLoop`)."""
         key = (card.base_url, api_key_for(card))
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(key)
-        if entry is None or entry[0] is not loop:  # connections cannot cross event loops
+        clients = self._clients.get()
+        client = clients.get(key)
+        if client is None:
             try:
                 client = openai.AsyncOpenAI(
                     base_url=card.base_url, api_key=key[1], max_retries=0, timeout=card.timeout_s
                 )
             except openai.OpenAIError as exc:
                 raise ConfigurationError(f"model {card.id!r}: {exc}") from exc
-            self._clients[key] = entry = (loop, client)
-        return entry[1]
+            clients[key] = client
+        return client
 
     async def preload(self, card: ModelCard) -> None:
         """Do the first call's one-off work now: build the endpoint's client (its TLS context), let
@@ -533,12 +533,14 @@ class OpenAIBackend(EndpointCounting, Backend):
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason, confidence=confidence)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        loop = asyncio.get_running_loop()
-        for client_loop, client in clients:
-            if client_loop is loop:
-                await client.close()
+        """Close every event loop's clients (see :meth:`PerLoop.aclose`)."""
+        await self._clients.aclose()
         await self.tokenize.aclose()
+
+
+async def _close_clients(clients: dict[Any, openai.AsyncOpenAI]) -> None:
+    for client in clients.values():
+        await client.close()
 
 
 class _StreamRefused(Exception):

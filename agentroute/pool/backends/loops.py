@@ -1,0 +1,81 @@
+"""Connections kept per event loop, each closed on its own loop.
+
+An asyncio connection (an ``openai.AsyncOpenAI`` client's sockets) belongs to the event loop that
+opened it: it cannot be used from another loop, nor closed once its loop is closed (its transport
+would schedule the close on the dead loop, and is left to warn ``unclosed transport`` when
+collected). A user who calls ``asyncio.run(...)`` once per question runs a new loop each time.
+:class:`PerLoop` keeps one value per loop and closes it on that loop: when the loop shuts down
+(``asyncio.run`` and ``asyncio.Runner`` close the loop's asynchronous generators first, through
+``loop.shutdown_asyncgens()``, and each value is watched by one), or at :meth:`PerLoop.aclose`.
+A loop closed without ``shutdown_asyncgens()`` cannot close what it opened: ``await aclose()``
+before closing such a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+#: How long :meth:`PerLoop.aclose` waits for another thread's loop to close its value (a loop that
+#: is blocked waiting for the caller would otherwise never answer).
+OTHER_LOOP_WAIT_S = 10.0
+
+
+class PerLoop(Generic[T]):
+    """One value per event loop (``make()`` on the loop's first :meth:`get`), closed by
+    ``close(value)`` on its own loop when that loop shuts down or at :meth:`aclose`."""
+
+    def __init__(self, make: Callable[[], T], close: Callable[[T], Awaitable[None]]) -> None:
+        self._make, self._close = make, close
+        # loop → (value, the generator whose end closes it: the loop's shutdown_asyncgens ends it)
+        self._values: dict[asyncio.AbstractEventLoop, tuple[T, AsyncGenerator[None, None]]] = {}
+
+    def get(self) -> T:
+        """The running loop's value."""
+        loop = asyncio.get_running_loop()
+        entry = self._values.get(loop)
+        if entry is None:
+            for old in [lp for lp in self._values if lp.is_closed()]:  # closed without shutdown_asyncgens
+                del self._values[old]
+            value = self._make()
+            watch = self._watch(loop, value)
+            # its first step, here: the running loop's first-iteration hook now tracks it (for
+            # shutdown_asyncgens), and the generator waits at its ``yield`` until it is closed
+            with contextlib.suppress(StopIteration):
+                watch.asend(None).send(None)
+            entry = self._values[loop] = (value, watch)
+        return entry[0]
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop, value: T) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self._values.get(loop, (None,))[0] is value:
+                del self._values[loop]
+            await self._close(value)
+
+    async def aclose(self) -> None:
+        """Close every loop's value: the running loop's here, a loop running in another thread on
+        that loop. A loop that is not running keeps its value until it runs again or shuts down;
+        one already closed has lost it."""
+        here = asyncio.get_running_loop()
+        for loop, (_, watch) in list(self._values.items()):
+            if loop is here:
+                await watch.aclose()
+            elif loop.is_closed():
+                self._values.pop(loop, None)
+            elif loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(_finish(watch), loop)
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.wrap_future(done), OTHER_LOOP_WAIT_S)
+
+
+async def _finish(watch: AsyncGenerator[None, None]) -> None:
+    await watch.aclose()
+
+
+__all__ = ["OTHER_LOOP_WAIT_S", "PerLoop"]
