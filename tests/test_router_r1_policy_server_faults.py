@@ -96,7 +96,7 @@ async def _ask(mode: str, budget: Budget, *, load_s: float = 0.0):
 
 @pytest.mark.parametrize(("mode", "says"), [
     ("garbage", "the reply is not a completion (JSONDecodeError"),
-    ("error", "the reply is not a completion (KeyError: 'choices')"),
+    ("error", """the reply is not a completion (ValueError: no 'choices' list in {"object": "error", "message": "model not loaded"})"""),
     ("cut", "the reply was cut short (IncompleteRead)"),
 ])
 async def test_a_failing_server_with_nothing_to_answer_is_one_line(mode, says):

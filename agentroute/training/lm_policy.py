@@ -350,7 +350,10 @@ class OpenAIPolicy:
             "temperature": temperature, "top_p": top_p, "stop": list(stop) or None,
             "include_stop_str_in_output": True,
         }
-        choices = sorted(self._request("/completions", payload, timeout_s=timeout_s)["choices"], key=lambda c: c["index"])
+        reply = self._request("/completions", payload, timeout_s=timeout_s)
+        if not isinstance(reply, dict) or not isinstance(reply.get("choices"), list):  # an error object, say
+            raise ValueError(f"no 'choices' list in {one_line(json.dumps(reply))[:200]}")
+        choices = sorted(reply["choices"], key=lambda c: c["index"])
         out = []
         for choice in choices:
             text = choice["text"]
