@@ -78,6 +78,11 @@ class LoggedTask:
     steps: list[LoggedStep]
     failed: bool = False
     """The task failed unscored, and counts with score 0."""
+    every_agent_failed: bool = False
+    """It failed after the call of every candidate of its failing stage failed (an outage): no
+    router could have answered it."""
+    error: str = ""
+    """A failed task's last error."""
 
 
 @dataclass
@@ -170,7 +175,20 @@ def logged_tasks(
             continue
         cost = task.cost_usd if task.cost_usd else sum(s.cost_usd for s in trajectory.steps)
         out.append(LoggedTask(task.id, task.task_type, float(score), float(cost), steps, failed))
+        if failed:
+            _describe_failure(out[-1], trajectory.steps)
     return out, skipped
+
+
+def _describe_failure(task: LoggedTask, steps: Sequence[Step]) -> None:
+    """A failed task's last error, and whether every candidate of the stage it failed in failed."""
+    bad = [s for s in steps if s.status != "ok"]
+    if not bad:
+        return
+    task.error = f"{bad[-1].error}"
+    failed_keys = {s.agent.key for s in bad}
+    offered = {a for s in task.steps if s.context.stage == bad[-1].stage for a in s.probabilities}
+    task.every_agent_failed = bool(offered) and offered <= failed_keys
 
 
 class RewardModel:
@@ -465,19 +483,33 @@ def evaluate_from_memory(
             f"only {n_queries} logged queries to estimate on{held}: one more or less moves a mean score by "
             f"{1 / n_queries:.2g}; estimates and intervals from fewer than {MIN_TEST_QUERIES} are not to be trusted"
         )
-    warnings += _outside_logged_range(results, evaluated)
+    warnings += _failed_warning(evaluated) + _outside_logged_range(results, evaluated)
     return {
         "memory": url,
         "tasks": len(tasks),
         "evaluated_on": len(evaluated),
         "fitted_on": len(train_ids),
         "skipped": skipped,
-        "failed_scored_0": sum(t.failed for t in tasks),
+        "failed_scored_0": sum(t.failed for t in evaluated),
         "logged_policy": logged,
         "level": level,
         "routers": results,
         "warnings": warnings,
     }
+
+
+def _failed_warning(tasks: Sequence[LoggedTask]) -> list[str]:
+    """What the failed tasks scored 0 failed of: an outage (every candidate failed) lowers every
+    router's estimate alike; a failure of some agents counts against the routers choosing them."""
+    failed = [t for t in tasks if t.failed]
+    if not failed:
+        return []
+    every = sum(t.every_agent_failed for t in failed)
+    return [
+        f"{len(failed)} failed tasks are scored 0 (no answer reached their users): {every} after every candidate "
+        f"failed (an outage: no router could have answered them), {len(failed) - every} after the agents tried "
+        f"failed; last error: {failed[-1].error}"
+    ]
 
 
 def _outside_logged_range(results: list[dict[str, Any]], tasks: Sequence[LoggedTask]) -> list[str]:
