@@ -11,6 +11,7 @@ from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
 from agentroute.routers import make_router
 from agentroute.routers.explore import ExploreRouter
 from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
+from tests.helpers import replay_pool
 
 N = 90
 
@@ -60,3 +61,25 @@ def test_a_fallback_among_several_agents_is_weighted_by_its_own_logged_propensit
     est = estimate_router(make_router("cheapest"), tasks, n_boot=100, seed=1)
     assert est.score["snips"] == 1.0  # only small → mid has weight, and mid is always right
     assert est.score["dr"] is None and "failed call routed again" in est.notes
+
+
+def test_a_role_given_one_model_is_no_routed_step(tmp_path):
+    """A planner routed between two models, then an executor given one: the executor's step is no
+    choice (propensity 1 under every router), so each task has one routed step and DR is given (it
+    was left out, the note naming a graph with several routed roles)."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        graph = (
+            AgentGraph("two")
+            .add_role("planner", prompt="plan")
+            .add_role("executor", prompt="do", models=["large"])
+        )
+        app = graph.add_edge("planner", "executor").compile(
+            pool=replay_pool(40), router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3), memory=memory
+        )
+        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(40)]
+        asyncio.run(app.arun_many(items))
+        tasks, _ = logged_tasks(memory.trajectories())
+    assert len(tasks) == 40 and all(len(t.steps) == 1 and t.steps[0].context.role == "planner" for t in tasks)
+    est = estimate_router(make_router("cheapest"), tasks, n_boot=50, seed=1)
+    assert est.score["dr"] == 1.0 and not est.notes  # large, the executor, is always right

@@ -22,8 +22,9 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
 
 A call that fails and is retried on another agent (the dispatcher's fallback) is a routed step of
 its own, weighted by the re-route's logged propensity (the candidate is replayed on the agents
-left), except where one agent was left: no choice, so part of the decision it follows (the task
-keeps one routed step, and DR). Logs written before the dispatcher recorded the re-route's decision
+left). A routed step with one candidate (a fallback to the one agent left, a role given one model)
+is no choice, weight 1 under every router: part of the decisions around it, not a routed step
+(a task left with one routed step keeps DR). Logs written before the dispatcher recorded the re-route's decision
 hold the fallback under the first decision: it is then part of that decision's outcome (exact with
 one agent left; with more, the candidate is taken to fall back as the logging router did).
 
@@ -153,11 +154,6 @@ def logged_tasks(
                 history.append(step)
                 continue
             probabilities = {str(k): float(v) for k, v in evidence["probabilities"].items()}
-            if len(probabilities) == 1 and steps:
-                # one candidate (a fallback to the one agent left): no choice, weight 1 under every
-                # router; part of the decision it follows, so a one-step task keeps DR
-                history.append(step)
-                continue
             keys = list(probabilities)
             context = RouteContext(
                 query=task.query, candidates=[_agent(k) for k in keys], stage=step.stage, role=step.agent.role,
@@ -170,6 +166,9 @@ def logged_tasks(
         if not usable or not steps:
             skipped["no_propensity"] += 1
             continue
+        # a step with one candidate (a fallback to the one agent left, a role given one model) is no
+        # choice: weight 1 under every router, part of the decisions around it (the task keeps DR)
+        steps = [s for s in steps if len(s.probabilities) > 1] or steps[:1]
         if any(s.propensity <= 0 for s in steps):
             skipped["zero_propensity"] += 1  # a choice its logger gave no chance: no weight defined
             continue
