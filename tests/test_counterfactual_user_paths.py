@@ -89,9 +89,10 @@ def _flaky_pool(n: int) -> ModelPool:
     return ModelPool(cards, {"replay": ReplayBackend(outcomes)})
 
 
-def test_why_dr_is_missing_is_printed_under_the_table(tmp_path):
-    """A graph with two routed roles: DR is left out for every router, and the table showed "—"
-    under DR with no word why (the note was only in ``--json``, and named no count)."""
+def test_a_graph_with_two_routed_roles_gets_dr_and_a_note_under_the_table(tmp_path):
+    """A graph with two routed roles: DR was left out for every router, the table showing "—" with
+    no word why. DR now models the first routed step and importance-weights the second, and the
+    note under the table says so, with the count."""
     url = f"sqlite:///{tmp_path}/m.db"
     with SQLMemory(url) as memory:
         graph = AgentGraph("two").add_role("planner", prompt="plan").add_role("executor", prompt="do")
@@ -104,7 +105,9 @@ def test_why_dr_is_missing_is_printed_under_the_table(tmp_path):
     done = CliRunner().invoke(app_cli, ["eval", "--from", url, "--pool", str(pool), "--routers", "cheapest"])
     assert done.exit_code == 0, done.output
     text = " ".join(done.output.split())  # rich wraps long lines at the runner's width
-    assert "note: DR needs one routed step per task, and 12 of the 12 tasks have several" in text, done.output
+    assert "note: 12 of the 12 tasks have several routed steps (a graph with several routed roles" in text, done.output
+    row = next(line for line in done.output.splitlines() if line.startswith("│ cheapest"))
+    assert "—" not in row, row  # DR's score and cost are given
 
 
 def test_a_call_that_fell_back_is_part_of_the_decision_it_follows(tmp_path):

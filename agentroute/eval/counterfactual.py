@@ -16,9 +16,10 @@ Swaminathan & Joachims, "The Self-Normalized Estimator for Counterfactual Learni
 - SNIPS: V̂ = Σᵢ wᵢ rᵢ / Σᵢ wᵢ — self-normalised, lower variance, slightly biased;
 - DR: V̂ = (1/n) Σᵢ [ Σₐ π(a | xᵢ) q̂(xᵢ, a) + wᵢ (rᵢ − q̂(xᵢ, aᵢ)) ] with a reward model q̂ fitted
   on the same logs (mean outcome per (task type, agent), shrunk toward the agent's own mean with
-  ``shrinkage`` pseudo-counts); unbiased if either the propensities or q̂ are right. Defined for
-  tasks with one routed step (the 1-step graphs of replay traffic, single-call tasks); ``None``
-  otherwise.
+  ``shrinkage`` pseudo-counts); unbiased if either the propensities or q̂ are right. In a task
+  with several routed steps, q̂ and π(· | xᵢ) are those of its first routed step and wᵢ stays the
+  trajectory's weight (the later steps importance-weighted): unbiased for any q̂ when the
+  propensities are right, q̂ then a control variate of the first decision.
 
 A call that fails and is retried on another agent (the dispatcher's fallback) is a routed step of
 its own, weighted by the re-route's logged propensity (the candidate is replayed on the agents
@@ -192,8 +193,8 @@ def _describe_failure(task: LoggedTask, steps: Sequence[Step]) -> None:
 
 class RewardModel:
     """q̂(x, a): mean logged score and cost per (task type, agent), shrunk toward the agent's own
-    mean with ``shrinkage`` pseudo-counts (an agent never logged: the global mean). Fitted on the
-    last routed step of each task (for one-step tasks: the step). The agent's mean is not shrunk
+    mean with ``shrinkage`` pseudo-counts (an agent never logged: the global mean), keyed by the
+    agent of each task's first routed step (DR's control variate is that decision's). The agent's mean is not shrunk
     toward other agents': an agent's cost is its own (a constant per-call cost is then estimated
     exactly), and its score the data of its own calls."""
 
@@ -205,7 +206,7 @@ class RewardModel:
         by_agent: dict[str, list[tuple[float, float]]] = {}
         by_pair: dict[tuple[str | None, str], list[tuple[float, float]]] = {}
         for t in tasks:
-            key = t.steps[-1].chosen
+            key = t.steps[0].chosen
             by_agent.setdefault(key, []).append((t.score, t.cost))
             by_pair.setdefault((t.task_type, key), []).append((t.score, t.cost))
         every = np.array([(t.score, t.cost) for t in tasks]) if tasks else np.zeros((1, 2))
@@ -265,13 +266,12 @@ def estimate_router(
     shrinkage = reward_model.shrinkage if reward_model is not None else RewardModel().shrinkage
     n = len(tasks)
     w = np.ones(n)
-    single = all(len(t.steps) == 1 for t in tasks)
-    policies: list[dict[str, float]] = []
+    policies: list[dict[str, float]] = []  # π(· | x) at each task's first routed step, for DR
     for i, t in enumerate(tasks):
-        for s in t.steps:
+        for j, s in enumerate(t.steps):
             pi = _policy(router, s)
             w[i] *= pi.get(s.chosen, 0.0) / s.propensity
-            if single:
+            if j == 0:
                 policies.append(pi)
             if w[i] == 0.0:
                 break
@@ -284,15 +284,14 @@ def estimate_router(
     cluster_of = {key: i for i, key in enumerate(sorted(set(keys)))}
     ids = np.array([cluster_of[key] for key in keys])
     m = len(cluster_of)
-    dr = _DoublyRobust(tasks, policies, y, w, shrinkage) if single else None
+    dr = _DoublyRobust(tasks, policies, y, w, shrinkage)
 
     def estimates(pick: np.ndarray) -> dict[str, np.ndarray]:
         mult = np.bincount(pick, minlength=m)[ids].astype(float)  # how often each task was drawn
         total_n, total_w = mult.sum(), (mult * w).sum()
         wy = ((mult * w)[:, None] * y).sum(axis=0)
         out = {"ips": wy / total_n, "snips": wy / total_w if total_w > 0 else np.full(2, np.nan)}
-        if dr is not None:
-            out["dr"], out["dm"] = dr(mult)
+        out["dr"], out["dm"] = dr(mult)
         return out
 
     point = estimates(np.arange(m))
@@ -320,20 +319,22 @@ def estimate_router(
         n=n,
         matched=float((w > 0).mean()),
         ess=ess,
-        score={k: _num(v[0]) for k, v in point.items()} | ({} if single else {"dr": None}),
-        cost={k: _num(v[1]) for k, v in point.items()} | ({} if single else {"dr": None}),
+        score={k: _num(v[0]) for k, v in point.items()},
+        cost={k: _num(v[1]) for k, v in point.items()},
         intervals=intervals,
         level=level,
-        notes="" if single else _several_steps_note(tasks),
+        notes=_several_steps_note(tasks),
     )
 
 
 def _several_steps_note(tasks: Sequence[LoggedTask]) -> str:
     several = sum(len(t.steps) > 1 for t in tasks)
+    if not several:
+        return ""
     return (
-        f"DR needs one routed step per task, and {several} of the {len(tasks)} tasks have several (a graph "
-        "with several routed roles, or a failed call routed again among several agents): IPS and SNIPS "
-        "only, with trajectory-wise weights"
+        f"{several} of the {len(tasks)} tasks have several routed steps (a graph with several routed roles, or a "
+        "failed call routed again among several agents): their weights are trajectory-wise, and DR's reward "
+        "model is of their first routed step"
     )
 
 
