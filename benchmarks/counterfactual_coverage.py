@@ -9,11 +9,17 @@ with known success rates and costs, logged by ε-greedy around ``cheapest`` (the
 - ``strongest`` fitted on a small full-information sample drawn afresh per seed (a learned router;
   its truth is the true value of the model it learned to pick).
 
+With ``--fallbacks``, ``small``'s call always fails (billed nothing) and the dispatcher's fallback
+routes again, ε-greedy around ``cheapest`` among ``mid`` and ``large``, logged as a second routed
+step with its propensity: ``cheapest`` then falls back to ``mid`` (targets ``fixed:large``,
+``fixed:mid``, ``cheapest``).
+
 Truth is the policy's expected score and cost under the simulation. Printed: for IPS, SNIPS and DR,
 score and cost, the share of seeds whose 95% and 90% intervals hold the truth, the bias and the RMSE.
 
     python benchmarks/counterfactual_coverage.py            # 300 seeds × 200 tasks: ≈ 2 min of CPU
     python benchmarks/counterfactual_coverage.py --constant-cost --seeds 200
+    python benchmarks/counterfactual_coverage.py --fallbacks --seeds 200
 """
 
 from __future__ import annotations
@@ -54,25 +60,40 @@ def truth(choice: dict[str, str]) -> tuple[float, float]:
     return score, cost
 
 
-def simulate(rng: np.random.Generator, n: int, epsilon: float, constant_cost: bool) -> list[LoggedTask]:
-    candidates = [Agent(model=m) for m in MODELS]
-    costs = {a.key: COST[a.model] for a in candidates}
-    k = len(MODELS)
-    probabilities = {a.key: epsilon / k + (1 - epsilon) * (a.model == "small") for a in candidates}
+def _greedy_step(
+    rng: np.random.Generator, i: int, kind: str, models: tuple[str, ...], epsilon: float, index: int
+) -> LoggedStep:
+    """One decision, ε-greedy around the cheapest of ``models``, with the propensities ``explore`` logs."""
+    candidates = [Agent(model=m) for m in models]
+    k, cheapest = len(models), models[0]
+    probabilities = {a.key: epsilon / k + (1 - epsilon) * (a.model == cheapest) for a in candidates}
+    model = models[int(rng.integers(k))] if rng.random() < epsilon else cheapest
+    ctx = RouteContext(
+        query=f"query {i}", candidates=candidates, costs={a.key: COST[a.model] for a in candidates},
+        task_id=f"t{i:05d}", query_id=f"q{i:05d}", step_index=index, metadata={"task_type": kind},
+    )  # fmt: skip
+    chosen = Agent(model=model).key
+    return LoggedStep(ctx, chosen, probabilities[chosen], probabilities)
+
+
+def simulate(
+    rng: np.random.Generator, n: int, epsilon: float, constant_cost: bool, fallbacks: bool = False
+) -> list[LoggedTask]:
     tasks = []
     for i in range(n):
         kind = TYPES[int(rng.random() < P_TYPE[1])]
-        model = MODELS[int(rng.integers(k))] if rng.random() < epsilon else "small"
-        chosen = Agent(model=model).key
+        steps = [_greedy_step(rng, i, kind, MODELS, epsilon, 0)]
+        if fallbacks and steps[0].chosen == Agent(model="small").key:  # small failed: routed again
+            steps.append(_greedy_step(rng, i, kind, MODELS[1:], epsilon, 1))
+        model = _agent_model(steps[-1].chosen)
         score = float(rng.random() < RATE[kind][model])
         cost = COST[model] * (1.0 if constant_cost else rng.uniform(0.5, 1.5))
-        ctx = RouteContext(
-            query=f"query {i}", candidates=candidates, costs=costs, task_id=f"t{i:05d}", query_id=f"q{i:05d}",
-            metadata={"task_type": kind},
-        )  # fmt: skip
-        step = LoggedStep(ctx, chosen, probabilities[chosen], probabilities)
-        tasks.append(LoggedTask(f"t{i:05d}", kind, score, cost, [step]))
+        tasks.append(LoggedTask(f"t{i:05d}", kind, score, cost, steps))
     return tasks
+
+
+def _agent_model(key: str) -> str:
+    return key.split(":")[1]
 
 
 def learned_strongest(rng: np.random.Generator, n: int = 30) -> tuple[Router, str]:
@@ -94,6 +115,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--boot", type=int, default=200)
     parser.add_argument("--constant-cost", action="store_true", help="every model's cost is its mean (no noise)")
+    parser.add_argument("--fallbacks", action="store_true", help="small always fails; the fallback is routed again")
     args = parser.parse_args()
     start, cpu = time.perf_counter(), time.process_time()
     fixed_targets: dict[str, tuple[Router, dict[str, str]]] = {
@@ -106,9 +128,13 @@ def main() -> None:
     errors: dict[tuple[str, str, str], list[float]] = {}
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        tasks = simulate(rng, args.tasks, args.epsilon, args.constant_cost)
-        strongest, pick = learned_strongest(rng)
-        targets = dict(fixed_targets) | {"strongest (learned)": (strongest, {"math": pick, "chat": pick})}
+        tasks = simulate(rng, args.tasks, args.epsilon, args.constant_cost, args.fallbacks)
+        if args.fallbacks:  # cheapest falls back to mid, the cheapest left
+            targets = {k: fixed_targets[k] for k in ("fixed:large", "fixed:mid")}
+            targets["cheapest"] = (fixed_targets["cheapest"][0], {"math": "mid", "chat": "mid"})
+        else:
+            strongest, pick = learned_strongest(rng)
+            targets = dict(fixed_targets) | {"strongest (learned)": (strongest, {"math": pick, "chat": pick})}
         for name, (router, choice) in targets.items():
             true = dict(zip(("score", "cost"), truth(choice), strict=True))
             for level in (0.95, 0.90):
@@ -124,8 +150,9 @@ def main() -> None:
                             value = getattr(est, what)[how]
                             errors.setdefault((name, what, how), []).append(float(value) - true[what])
     print(
-        f"{args.seeds} seeds × {args.tasks} one-step tasks, ε = {args.epsilon} around cheapest over 3 models, "
-        f"{args.boot} bootstrap resamples{', constant costs' if args.constant_cost else ''}; "
+        f"{args.seeds} seeds × {args.tasks} tasks, ε = {args.epsilon} around cheapest over 3 models, "
+        f"{args.boot} bootstrap resamples{', constant costs' if args.constant_cost else ''}"
+        f"{', small fails and is routed again' if args.fallbacks else ''}; "
         f"{time.perf_counter() - start:.0f} s ({time.process_time() - cpu:.0f} s CPU)"
     )
     print("| target | what | estimator | 95% coverage | 90% coverage | bias | RMSE |")
