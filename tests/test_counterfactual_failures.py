@@ -75,3 +75,33 @@ def test_a_task_that_failed_on_every_agent_is_told_apart(tmp_path):
     assert result["warnings"][0].startswith(
         "10 failed tasks are scored 0 (no answer reached their users): 10 after every candidate failed"
     ), result["warnings"]
+
+
+def test_a_role_given_one_model_that_fails_failed_on_every_candidate(tmp_path):
+    """A planner given ``large``, then an executor given ``small`` alone, which fails on odd
+    queries: those tasks failed on every candidate the executor had (its one model)."""
+    outcomes = [
+        LoggedOutcome(f"q{i}", m, 1.0, 0.001 if m == "small" else 0.01, "a")
+        for i in range(40)
+        for m in ("small", "large")
+        if not (m == "small" and i % 2)
+    ]
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        graph = (
+            AgentGraph("two")
+            .add_role("planner", prompt="plan", models=["large"])
+            .add_role("executor", prompt="do", models=["small"])
+        )
+        app = graph.add_edge("planner", "executor").compile(
+            pool=ModelPool(list(replay_pool(40)), {"replay": ReplayBackend(outcomes)}),
+            memory=memory,
+            router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3),
+        )
+        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(40)]
+        asyncio.run(app.arun_many(items))
+    result = evaluate_from_memory(url, ["cheapest"], pool=replay_pool(40), n_boot=50)
+    assert result["failed_scored_0"] == 20, result
+    assert result["warnings"][0].startswith(
+        "20 failed tasks are scored 0 (no answer reached their users): 20 after every candidate failed"
+    ), result["warnings"]

@@ -187,7 +187,12 @@ def _describe_failure(task: LoggedTask, steps: Sequence[Step]) -> None:
         return
     task.error = f"{bad[-1].error}"
     failed_keys = {s.agent.key for s in bad}
-    offered = {a for s in task.steps if s.context.stage == bad[-1].stage for a in s.probabilities}
+    offered = {  # the candidates its router was offered in that stage (a role given one model: that one)
+        str(a)
+        for s in steps
+        if s.stage == bad[-1].stage and s.decision is not None and isinstance(s.decision.evidence, dict)
+        for a in s.decision.evidence.get("probabilities") or {}
+    }
     task.every_agent_failed = bool(offered) and offered <= failed_keys
 
 
