@@ -15,8 +15,8 @@ from agentroute.cli.app import app
     (["--steps", "3"], "--steps: --agentic only (k-step tasks under budgets): add --agentic, or leave out"),
     (["--agentic", "--boot", "500", "--peers"], "--boot, --peers: single-query evaluation only, not used with --agentic"),
     (["--agentic", "--no-peers"], "--no-peers: single-query evaluation only, not used with --agentic"),
-    (["--pool", "pool.yaml"], "--pool: --from only (the pool its logged traffic ran on): add --from, or leave out"),
-    (["--agentic", "--pool", "pool.yaml"], "--pool: --from only (the pool its logged traffic ran on): add --from, or leave out"),
+    (["--pool", "pool.yaml"], "--pool: --from only (estimates on your logged traffic): add --from, or leave out"),
+    (["--agentic", "--pool", "pool.yaml"], "--pool: --from only (estimates on your logged traffic): add --from, or leave out"),
 ])  # fmt: skip
 def test_a_typed_option_of_another_mode_is_named(tmp_path, args, message):
     result = CliRunner().invoke(app, ["eval", "--dataset", f"routerbench:{tmp_path}", *args])

@@ -405,7 +405,7 @@ def serve(
 #: The ``eval`` options that only one of its modes uses (parameter names).
 _AGENTIC_ONLY = ("steps", "cap_large", "budget_usd", "tiers", "success_rule", "feedback", "max_attempts", "config")
 _SINGLE_ONLY = ("out", "output_tokens", "explore", "boot", "peers", "interval", "limit", "sample")
-_FROM_ONLY = ("eval_pool",)
+_FROM_ONLY = ("eval_pool", "graph")
 
 
 def unused_options(ctx: typer.Context, names: tuple[str, ...], where: str) -> None:
@@ -427,6 +427,7 @@ def eval_routers(
     dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
     from_memory: Annotated[str | None, typer.Option("--from", help="Counterfactual estimates (IPS, SNIPS, doubly robust) on the logged traffic of this memory URL.")] = None,
     eval_pool: Annotated[str | None, typer.Option("--pool", help="--from: the pool the logged traffic ran on.")] = None,
+    graph: Annotated[str | None, typer.Option("--graph", help="--from: only the tasks of this graph (its name).")] = None,
     routers: Annotated[str | None, typer.Option("--routers", help="Comma-separated router names (name:key=value…).")] = None,
     agentic: Annotated[bool, typer.Option("--agentic", help="k-step tasks under per-task budgets instead of single queries.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (single-step evaluation).")] = None,
@@ -442,7 +443,7 @@ def eval_routers(
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="--agentic: calls allowed per step.")] = 1,
     config: Annotated[Path | None, typer.Option("--config", help="--agentic: BoPO recipe YAML.")] = None,
     explore: Annotated[bool, typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows.")] = False,
-    boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the 90% intervals (0: none; else at least 20).")] = 500,
+    boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the intervals (90%; --from: 95%) (0: none; else at least 20; --from: 40).")] = 500,
     peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")] = True,
     interval: Annotated[str, typer.Option("--interval", help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile.")] = "basic",
     limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
@@ -455,18 +456,19 @@ def eval_routers(
     if from_memory and dataset:
         raise fail("give --dataset KIND:PATH or --from MEMORY_URL, not both", 2)
     if from_memory:
-        unused_options(ctx, ("agentic", *_AGENTIC_ONLY, *_SINGLE_ONLY), "not used with --from (counterfactual estimates)")
+        single_only = tuple(name for name in _SINGLE_ONLY if name != "boot")  # --from has its resamples too
+        unused_options(ctx, ("agentic", *_AGENTIC_ONLY, *single_only), "not used with --from (counterfactual estimates)")
     elif agentic:
         unused_options(ctx, _SINGLE_ONLY, "single-query evaluation only, not used with --agentic")
     else:
         unused_options(ctx, _AGENTIC_ONLY, "--agentic only (k-step tasks under budgets): add --agentic, or leave out")
     if not from_memory:
-        unused_options(ctx, _FROM_ONLY, "--from only (the pool its logged traffic ran on): add --from, or leave out")
+        unused_options(ctx, _FROM_ONLY, "--from only (estimates on your logged traffic): add --from, or leave out")
     if from_memory:
         from agentroute.eval.counterfactual import eval_from_memory_command
 
         try:
-            eval_from_memory_command(from_memory, "cheapest,strongest" if routers is None else routers, pool=eval_pool, json_output=as_json, seed=seed)
+            eval_from_memory_command(from_memory, "cheapest,strongest" if routers is None else routers, pool=eval_pool, graph=graph, json_output=as_json, seed=seed, n_boot=boot)
         except AgentrouteError as exc:
             raise fail_on(exc) from None
         return

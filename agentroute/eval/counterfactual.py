@@ -428,6 +428,8 @@ def evaluate_from_memory(
     with open_memory(memory_url) as store:
         trajectories = store.trajectories(graph=graph)  # unscored ones too: they are counted as skipped
         url = store.url
+    if graph is not None and not trajectories:
+        raise ConfigurationError(f"no tasks of graph {graph!r} in {url} (--graph takes the name a graph was compiled with)")
     tasks, skipped = logged_tasks(trajectories, cards=cards)
     # by task id: the same logs give the same split and the same sums whatever order the store returns
     # them in (tasks that finished concurrently are stored in a different order on each run)
@@ -547,13 +549,15 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
     from agentroute.cli.eval_cmd import print_whole
 
     console = console or Console()
+    bootstrapped = any(r["intervals"] for r in result["routers"])  # none with --boot 0
     fitted = (
         f"; learned routers fitted on {result['fitted_on']} other logged tasks" if result["fitted_on"] else ""
     )
     console.print(
         f"[bold]{result['memory']}[/]: {result['evaluated_on']} logged tasks with propensities{fitted}; "
         f"skipped {_skipped_text(result['skipped'])}; {result.get('failed_scored_0', 0)} failed tasks scored 0; logging policy: score {result['logged_policy']['score']:.3f}, "
-        f"cost ${result['logged_policy']['cost']:.6f}; {100 * result['level']:.0f}% bootstrap intervals"
+        f"cost ${result['logged_policy']['cost']:.6f}; "
+        + (f"{100 * result['level']:.0f}% bootstrap intervals" if bootstrapped else "no intervals (--boot 0)")
     )
     table = Table(title="counterfactual estimates", title_justify="left")
     for col in ("router", "matched", "ESS", "score IPS", "score SNIPS", "score DR", "cost IPS", "cost DR"):
@@ -563,9 +567,11 @@ def print_counterfactual(result: Mapping[str, Any], console: Any = None) -> None
         value = r[what].get(how)
         if value is None:
             return "—"
-        lo, hi = r["intervals"].get(f"{what}_{how}", [math.nan, math.nan])
         fmt = (lambda x: f"${x:.6f}") if money else (lambda x: f"{x:.3f}")
-        return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+        bounds = r["intervals"].get(f"{what}_{how}")
+        if bounds is None:  # no resamples (--boot 0), or none finite
+            return fmt(value)
+        return f"{fmt(value)} [{fmt(bounds[0])}, {fmt(bounds[1])}]"
 
     for r in result["routers"]:
         table.add_row(
