@@ -23,6 +23,7 @@ from agentroute.memory import SQLMemory
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from tests.fixtures_reply_server import ANSWER, ReplyServer
+from tests.fixtures_sdk import close_sdk_clients, litellm_sync_loop, sdk_client  # noqa: F401 (closes the clients sdk_client opens)
 from tests.helpers import NeverAnswers
 
 pytest.importorskip("fastapi")
@@ -47,7 +48,7 @@ def served() -> Iterator[tuple[ServerThread, ReplyServer]]:
 
 
 def sdk(server: ServerThread, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="x", **{"max_retries": 0, **kwargs})
+    return sdk_client(server.url, **kwargs)
 
 
 # -- fields the server cannot honour: refused, never dropped ------------------------------------------
@@ -206,9 +207,10 @@ def test_litellm_reaches_the_router_plain_and_streamed(served: tuple[ServerThrea
     litellm = pytest.importorskip("litellm")
     server, _ = served
     common = {"model": "openai/router", "api_base": server.url, "api_key": "x", "messages": ASK}
-    reply = litellm.completion(**common)
+    with litellm_sync_loop():
+        reply = litellm.completion(**common)
+        chunks = list(litellm.completion(**common, stream=True, stream_options={"include_usage": True}))
     assert reply.choices[0].message.content == REPLY and reply.usage.completion_tokens > 0
-    chunks = list(litellm.completion(**common, stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
     assert chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
 

@@ -23,6 +23,7 @@ from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 from tests.fixtures_reply_server import JSONHandler, LoopbackServer
+from tests.fixtures_sdk import close_sdk_clients, litellm_sync_loop, sdk_client  # noqa: F401 (closes the clients sdk_client opens)
 
 pytest.importorskip("fastapi")
 from agentroute.serve import ServerThread  # noqa: E402
@@ -124,7 +125,7 @@ def served() -> Iterator[tuple[ServerThread, EchoProvider]]:
 
 
 def sdk(server: ServerThread, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="x", **{"max_retries": 0, **kwargs})
+    return sdk_client(server.url, **kwargs)
 
 
 def ask(text: str = "alpha beta gamma") -> list[Any]:
@@ -205,7 +206,8 @@ def test_langchain_and_litellm_clients_reasoning_effort_reaches_the_provider(
     llm = langchain_openai.ChatOpenAI(model="echo", base_url=server.url, api_key="x", max_retries=0, reasoning_effort="medium")
     assert llm.invoke("alpha beta").content == " alpha beta"
     assert provider.requests[-1].get("reasoning_effort") == "medium"
-    reply = litellm.completion(model="openai/echo", api_base=server.url, api_key="x", messages=ask("alpha"), reasoning_effort="high")
+    with litellm_sync_loop():
+        reply = litellm.completion(model="openai/echo", api_base=server.url, api_key="x", messages=ask("alpha"), reasoning_effort="high")
     assert reply.choices[0].message.content == " alpha" and provider.requests[-1].get("reasoning_effort") == "high"
     routed = langchain_openai.ChatOpenAI(model="router", base_url=server.url, api_key="x", max_retries=0, reasoning_effort="medium")
     with pytest.raises(openai.BadRequestError) as info:
@@ -412,7 +414,7 @@ def test_the_cli_server_passes_reasoning_effort_to_a_pool_files_openai_card(tmp_
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             wait_up(process, port)
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+            client = sdk_client(f"http://127.0.0.1:{port}/v1")
             reply = client.chat.completions.create(model="qwen3", messages=ask(), reasoning_effort="high", seed=1)
             routed = client.chat.completions.create(model="router", messages=ask(), reasoning_effort="medium")
             process.send_signal(signal.SIGINT)
@@ -468,7 +470,7 @@ def test_a_routed_request_without_an_answer_says_its_task_and_is_not_retried_by_
     with EchoProvider(_DropsFirst) as provider, SQLMemory(f"sqlite:///{tmp_path}/memory.db") as memory:
         provider.drops = 10
         with ServerThread(ModelPool(cards(provider.url)[:1]), router="cheapest", memory=memory) as server:
-            client = openai.OpenAI(base_url=server.url, api_key="x")  # the SDK's default retries
+            client = sdk_client(server.url, max_retries=openai.DEFAULT_MAX_RETRIES)  # the SDK's default retries
             errors = []
             for budget in ({"usd": 1e-9}, {"calls": 1}):
                 with pytest.raises(openai.APIStatusError) as info:
@@ -509,7 +511,7 @@ def test_the_local_model_refuses_a_reasoning_effort_and_answers_with_a_seed(open
     generation, naming the card and its backend); a seed is a hint it does not need at temperature 0."""
     from tests.fixtures_openai_server import SERVER_MODEL
 
-    client = openai.OpenAI(base_url=openai_server_url, api_key="x", max_retries=0)
+    client = sdk_client(openai_server_url)
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=SERVER_MODEL, messages=ask("Name a fruit."), reasoning_effort="low")
     assert info.value.param == "reasoning_effort" and f"model '{SERVER_MODEL}' (backend local)" in info.value.message

@@ -27,6 +27,7 @@ from agentroute.pool.pool import ModelPool
 from agentroute.routers import make_router
 from agentroute.routers.explore import ExploreRouter
 from agentroute.types import CompletionRequest
+from tests.fixtures_sdk import close_sdk_clients, sdk_client  # noqa: F401 (closes the clients sdk_client opens)
 from tests.helpers import NeverAnswers
 
 pytest.importorskip("fastapi")
@@ -93,7 +94,7 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def client(server: ServerThread, **kwargs: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="x", **{"max_retries": 0, **kwargs})  # type: ignore[arg-type]
+    return sdk_client(server.url, **kwargs)
 
 
 def ask_router(cli: openai.OpenAI, question: str, model: str = "router", **agentroute: object):
@@ -337,7 +338,7 @@ def test_cli_serve_router_routes_under_its_budget_and_keeps_each_request_in_the_
         )  # fmt: skip
         try:
             wait_up(process, port)
-            cli = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+            cli = sdk_client(f"http://127.0.0.1:{port}/v1")
             assert "router" in [m.id for m in cli.models.list()]
             reply = cli.chat.completions.create(model="router", messages=[{"role": "user", "content": "Hi?"}])
             extension = reply.model_extra["agentroute"]
@@ -398,7 +399,10 @@ class Provider:
         self.url, self._runner = self.loop.run_until_complete(serve_on_loopback(app))
         self.url += "/v1"
         self._ready.set()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
 
     def __enter__(self) -> Provider:
         self._thread.start()
