@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: How long :meth:`PerLoop.aclose` waits for another thread's loop to close its value (a loop that
 #: is blocked waiting for the caller would otherwise never answer).
@@ -39,8 +42,8 @@ class PerLoop(Generic[T]):
         loop = asyncio.get_running_loop()
         entry = self._values.get(loop)
         if entry is None:
-            for old in [lp for lp in self._values if lp.is_closed()]:  # closed without shutdown_asyncgens
-                del self._values[old]
+            for old in [lp for lp in list(self._values) if lp.is_closed()]:  # closed without shutdown_asyncgens
+                self._values.pop(old, None)  # list(): other threads' loops add and drop theirs meanwhile
             value = self._make()
             watch = self._watch(loop, value)
             # its first step, here: the running loop's first-iteration hook now tracks it (for
@@ -55,8 +58,11 @@ class PerLoop(Generic[T]):
             yield
         finally:
             if self._values.get(loop, (None,))[0] is value:
-                del self._values[loop]
-            await self._close(value)
+                self._values.pop(loop, None)
+            try:
+                await self._close(value)
+            except Exception as exc:  # best effort: neither the loop's shutdown nor aclose() fails on it
+                log.warning("closing an event loop's connections failed: %s: %s", type(exc).__name__, exc)
 
     async def aclose(self) -> None:
         """Close every loop's value: the running loop's here, a loop running in another thread on

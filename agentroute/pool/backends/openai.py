@@ -8,6 +8,7 @@ no retries of its own (the dispatcher retries retryable errors within the budget
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import email.utils
@@ -539,8 +540,10 @@ class OpenAIBackend(EndpointCounting, Backend):
 
 
 async def _close_clients(clients: dict[Any, openai.AsyncOpenAI]) -> None:
-    for client in clients.values():
-        await client.close()
+    """Close every client, also after one fails to close (the first failure is raised at the end)."""
+    failed = [r for r in await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True) if r]
+    if failed:
+        raise failed[0]
 
 
 class _StreamRefused(Exception):

@@ -1,0 +1,65 @@
+"""A connection that fails to close is one warning line, and the other loops' connections are still
+closed. Before, a failure at ``asyncio.run``'s shutdown printed asyncio's traceback ("an error
+occurred during closing of asynchronous generator"), and in ``pool.aclose()`` it was raised,
+leaving the other loops' connections (and the other backends) unclosed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+from agentroute.pool.backends.loops import PerLoop
+
+closed: list[dict[str, str]] = []
+
+
+async def _close(value: dict[str, str]) -> None:
+    if value.get("fails"):
+        raise OSError("connection reset")
+    closed.append(value)
+
+
+def test_a_failed_close_at_loop_shutdown_is_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
+    values = PerLoop(dict, _close)
+
+    async def ask() -> None:
+        values.get()["fails"] = "yes"
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(ask())
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)], caplog.text
+    assert caplog.records[0].getMessage() == "closing an event loop's connections failed: OSError: connection reset"
+    assert values._values == {}
+
+
+def test_a_failed_close_does_not_stop_aclose_closing_the_other_loops(caplog: pytest.LogCaptureFixture) -> None:
+    closed.clear()
+    values = PerLoop(dict, _close)
+    ready = threading.Event()
+    other = asyncio.new_event_loop()
+
+    def run_other() -> None:
+        other.call_soon(lambda: (values.get().update(name="other"), ready.set()))
+        other.run_forever()
+
+    thread = threading.Thread(target=run_other)
+
+    async def here() -> None:
+        values.get()["fails"] = "yes"  # this loop's value is closed first, and fails
+        thread.start()
+        assert await asyncio.to_thread(ready.wait, 2)
+        await values.aclose()  # raised OSError before: the other loop's value stayed open
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(here())
+        assert closed == [{"name": "other"}]
+        assert "OSError: connection reset" in caplog.text
+    finally:
+        if thread.is_alive():
+            other.call_soon_threadsafe(other.stop)
+            thread.join(2)
+        other.close()
