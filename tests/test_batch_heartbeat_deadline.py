@@ -29,10 +29,11 @@ def test_a_worker_whose_heartbeat_hangs_stops_at_its_lease(tmp_path: Path, postg
 
     memory = SQLMemory(create_database(postgres_url, "agentroute_batch_heartbeat_deadline"))
     with StubOpenAIServer(delay_s=0.1) as server:
-        pool = tmp_path / "pool.yaml"
-        pool.write_text(pool_yaml(server.url))
+        pool_file = tmp_path / "pool.yaml"
+        pool_file.write_text(pool_yaml(server.url))
+        pool = ModelPool.load(str(pool_file))
         compiled = AgentGraph("one").add_role("executor", prompt="Answer.").compile(
-            pool=ModelPool.load(str(pool)), router=CheapestRouter(), memory=memory
+            pool=pool, router=CheapestRouter(), memory=memory
         )
         items = [{"query_id": f"q{i}", "query": f"q{i}?"} for i in range(40)]
         runner = BatchRunner(compiled, memory, batch_id="b", concurrency=2, lease_s=LEASE_S)
@@ -56,7 +57,8 @@ def test_a_worker_whose_heartbeat_hangs_stops_at_its_lease(tmp_path: Path, postg
             return at_block, stopped_after, at_stop, report
 
         try:
-            at_block, stopped_after, at_stop, report = asyncio.run(main())
+            with pool:  # its connections closed at the end, whichever loop opened them
+                at_block, stopped_after, at_stop, report = asyncio.run(main())
         finally:
             blocker.close()
             memory.close()
