@@ -65,9 +65,9 @@ class PerLoop(Generic[T]):
                 log.warning("closing an event loop's connections failed: %s: %s", type(exc).__name__, exc)
 
     async def aclose(self) -> None:
-        """Close every loop's value: the running loop's here, a loop running in another thread on
-        that loop. A loop that is not running keeps its value until it runs again or shuts down;
-        one already closed has lost it."""
+        """Close every loop's value on its loop: the running loop's here, a loop running in another
+        thread there, a loop left idle (``loop.run_until_complete`` done, not closed) run once more
+        in a worker thread to close it. One already closed has lost it."""
         here = asyncio.get_running_loop()
         for loop, (_, watch) in list(self._values.items()):
             if loop is here:
@@ -78,6 +78,9 @@ class PerLoop(Generic[T]):
                 done = asyncio.run_coroutine_threadsafe(_finish(watch), loop)
                 with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.wrap_future(done), OTHER_LOOP_WAIT_S)
+            else:  # idle: its owner may start it meanwhile, then it runs on and keeps its value
+                with contextlib.suppress(RuntimeError):
+                    await asyncio.to_thread(loop.run_until_complete, _finish(watch))
 
 
 async def _finish(watch: AsyncGenerator[None, None]) -> None:
