@@ -63,3 +63,40 @@ def test_a_failed_close_does_not_stop_aclose_closing_the_other_loops(caplog: pyt
             other.call_soon_threadsafe(other.stop)
             thread.join(2)
         other.close()
+
+
+def test_a_blocked_loop_in_another_thread_is_named_when_aclose_gives_up(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from agentroute.pool.backends import loops
+
+    monkeypatch.setattr(loops, "OTHER_LOOP_WAIT_S", 0.2)
+    values = PerLoop(dict, _close)
+    ready, release = threading.Event(), threading.Event()
+    other = asyncio.new_event_loop()
+
+    def blocked() -> None:  # a callback that blocks its loop, as sync code inside it would
+        values.get()
+        ready.set()
+        release.wait(5)
+
+    thread = threading.Thread(target=lambda: (other.call_soon(blocked), other.run_forever()))
+    thread.start()
+    try:
+        assert ready.wait(2)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(values.aclose())
+        assert time.monotonic() - started < 2
+        assert "did not close its connections within 0.2 s" in caplog.text  # was silent
+        closed.clear()
+        release.set()
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), other).result(2)
+        assert closed == [{}]  # the close it gave up waiting for ran once the loop was free
+    finally:
+        release.set()
+        other.call_soon_threadsafe(other.stop)
+        thread.join(2)
+        other.close()

@@ -14,6 +14,7 @@ before closing such a loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -76,8 +77,13 @@ class PerLoop(Generic[T]):
                 self._values.pop(loop, None)
             elif loop.is_running():
                 done = asyncio.run_coroutine_threadsafe(_finish(watch), loop)
-                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.wrap_future(done), OTHER_LOOP_WAIT_S)
+                try:  # waited on in a thread: on a timeout the close stays scheduled there, not cancelled
+                    await asyncio.to_thread(done.result, OTHER_LOOP_WAIT_S)
+                except (TimeoutError, concurrent.futures.TimeoutError):
+                    log.warning(
+                        "an event loop in another thread did not close its connections within %g s "
+                        "(it is busy or blocked): it closes them when it is free", OTHER_LOOP_WAIT_S
+                    )
             else:  # idle: its owner may start it meanwhile, then it runs on and keeps its value
                 with contextlib.suppress(RuntimeError):
                     await asyncio.to_thread(loop.run_until_complete, _finish(watch))
