@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 import pytest
 
@@ -68,8 +69,6 @@ def test_a_failed_close_does_not_stop_aclose_closing_the_other_loops(caplog: pyt
 def test_a_blocked_loop_in_another_thread_is_named_when_aclose_gives_up(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
-
     from agentroute.pool.backends import loops
 
     monkeypatch.setattr(loops, "OTHER_LOOP_WAIT_S", 0.2)
@@ -95,6 +94,50 @@ def test_a_blocked_loop_in_another_thread_is_named_when_aclose_gives_up(
         release.set()
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), other).result(2)
         assert closed == [{}]  # the close it gave up waiting for ran once the loop was free
+    finally:
+        release.set()
+        other.call_soon_threadsafe(other.stop)
+        thread.join(2)
+        other.close()
+
+
+def test_two_threads_closing_at_once_close_each_value_once() -> None:
+    closes: list[str] = []
+
+    async def slow_close(value: dict[str, str]) -> None:
+        await asyncio.sleep(0.1)
+        closes.append(value["name"])
+
+    values = PerLoop(dict, slow_close)
+    ready = threading.Event()
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=lambda: (other.call_soon(lambda: (values.get().update(name="other"), ready.set())), other.run_forever())
+    )
+    thread.start()
+    failures: list[BaseException] = []
+
+    def close_from_a_thread() -> None:
+        try:
+            asyncio.run(values.aclose())
+        except BaseException as exc:  # noqa: BLE001 - what the user would see
+            failures.append(exc)
+
+    busy, release = threading.Event(), threading.Event()
+    try:
+        assert ready.wait(2)
+        other.call_soon_threadsafe(lambda: (busy.set(), release.wait(5)))  # busy while both closers ask it to close
+        assert busy.wait(2)
+        closers = [threading.Thread(target=close_from_a_thread) for _ in range(2)]
+        for closer in closers:
+            closer.start()
+        deadline = time.monotonic() + 2  # until both asked (old code) or one found nothing left to close
+        while len(other._ready) < 2 and all(c.is_alive() for c in closers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        for closer in closers:
+            closer.join(5)
+        assert failures == [] and closes == ["other"]  # was: RuntimeError 'asynchronous generator is already running'
     finally:
         release.set()
         other.call_soon_threadsafe(other.stop)

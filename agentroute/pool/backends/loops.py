@@ -70,11 +70,13 @@ class PerLoop(Generic[T]):
         thread there, a loop left idle (``loop.run_until_complete`` done, not closed) run once more
         in a worker thread to close it. One already closed has lost it."""
         here = asyncio.get_running_loop()
-        for loop, (_, watch) in list(self._values.items()):
+        for loop in list(self._values):
+            entry = self._values.pop(loop, None)  # claimed: an aclose() in another thread skips it
+            if entry is None or loop.is_closed():
+                continue
+            watch = entry[1]
             if loop is here:
                 await watch.aclose()
-            elif loop.is_closed():
-                self._values.pop(loop, None)
             elif loop.is_running():
                 done = asyncio.run_coroutine_threadsafe(_finish(watch), loop)
                 try:  # waited on in a thread: on a timeout the close stays scheduled there, not cancelled
@@ -84,13 +86,18 @@ class PerLoop(Generic[T]):
                         "an event loop in another thread did not close its connections within %g s "
                         "(it is busy or blocked): it closes them when it is free", OTHER_LOOP_WAIT_S
                     )
-            else:  # idle: its owner may start it meanwhile, then it runs on and keeps its value
-                with contextlib.suppress(RuntimeError):
-                    await asyncio.to_thread(loop.run_until_complete, _finish(watch))
+            else:  # idle: run once more to close it (its owner starting it meanwhile keeps its value)
+                finish = _finish(watch)
+                try:
+                    await asyncio.to_thread(loop.run_until_complete, finish)
+                except RuntimeError:
+                    finish.close()
+                    self._values.setdefault(loop, entry)
 
 
 async def _finish(watch: AsyncGenerator[None, None]) -> None:
-    await watch.aclose()
+    with contextlib.suppress(RuntimeError):  # already being closed (its loop shutting down meanwhile)
+        await watch.aclose()
 
 
 __all__ = ["OTHER_LOOP_WAIT_S", "PerLoop"]
