@@ -70,11 +70,22 @@ def _interrupted_while_starting(signum: int, frame: FrameType | None) -> NoRetur
     exit_interrupted(signum=signum)
 
 
+def _quiet_swallowed_exit(unraisable: sys.UnraisableHookArgs) -> None:
+    """The start-up's Ctrl-C that landed where Python cannot raise (a weakref callback of the import
+    system, a ``__del__``): its ``SystemExit`` is swallowed there, and :func:`start_command` exits;
+    Python's "Exception ignored in …" traceback of it would only repeat ``interrupted``."""
+    if _stopped_while_starting is not None and isinstance(unraisable.exc_value, SystemExit):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def start_command() -> None:
     """From here a Ctrl-C is a ``KeyboardInterrupt`` again, for the command to handle (:func:`main`);
     a Ctrl-C of the start-up whose exit was swallowed ends the process now (its line already said)."""
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if sys.unraisablehook is _quiet_swallowed_exit:
+        sys.unraisablehook = sys.__unraisablehook__
     if _stopped_while_starting is not None:
         forget_caught_interrupt()
         raise SystemExit(stopped_exit_code(_stopped_while_starting))
@@ -91,6 +102,8 @@ def _is_the_command() -> bool:
 # a program importing the package keeps its KeyboardInterrupt; a Ctrl-C ignored (nohup) stays ignored
 if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
+    if sys.unraisablehook is sys.__unraisablehook__:
+        sys.unraisablehook = _quiet_swallowed_exit
 
 from agentroute.cli.app import app, main  # noqa: E402  (the handler first: these imports take a while)
 
