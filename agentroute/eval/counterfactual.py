@@ -201,32 +201,57 @@ class RewardModel:
     mean with ``shrinkage`` pseudo-counts (an agent never logged: the global mean), keyed by the
     agent of each task's first routed step (DR's control variate is that decision's). The agent's mean is not shrunk
     toward other agents': an agent's cost is its own (a constant per-call cost is then estimated
-    exactly), and its score the data of its own calls."""
+    exactly), and its score the data of its own calls. The rule is :func:`_shrunk_means`'s, which DR
+    also refits on every bootstrap resample."""
 
     def __init__(self, *, shrinkage: float = 5.0):
         self.shrinkage = shrinkage
 
     def fit(self, tasks: Sequence[LoggedTask]) -> RewardModel:
-        k = self.shrinkage
-        by_agent: dict[str, list[tuple[float, float]]] = {}
-        by_pair: dict[tuple[str | None, str], list[tuple[float, float]]] = {}
-        for t in tasks:
-            key = t.steps[0].chosen
-            by_agent.setdefault(key, []).append((t.score, t.cost))
-            by_pair.setdefault((t.task_type, key), []).append((t.score, t.cost))
-        every = np.array([(t.score, t.cost) for t in tasks]) if tasks else np.zeros((1, 2))
-        self.global_ = every.mean(axis=0)
-        self.agent_ = {a: np.mean(v, axis=0) for a, v in by_agent.items()}
-        self.pair_ = {
-            p: (np.sum(v, axis=0) + k * self.agent_[p[1]]) / (len(v) + k) for p, v in by_pair.items()
-        }
+        self.types_ = sorted({str(t.task_type) for t in tasks})
+        self.agents_ = sorted({t.steps[0].chosen for t in tasks})
+        cells = _Cells(tasks, self.types_, self.agents_)
+        y = np.array([(t.score, t.cost) for t in tasks]).reshape(-1, 2)
+        self.global_, self.agent_, self.q_ = _shrunk_means(cells, y, np.ones(len(tasks)), self.shrinkage)
         return self
 
     def predict(self, task_type: str | None, agent: str) -> np.ndarray:
         """[score, cost] expected of ``agent`` on a task of ``task_type``."""
-        if (task_type, agent) in self.pair_:
-            return self.pair_[(task_type, agent)]
-        return self.agent_.get(agent, self.global_)
+        if agent not in self.agents_:
+            return self.global_
+        a = self.agents_.index(agent)
+        if str(task_type) not in self.types_:
+            return self.agent_[a]
+        return self.q_[self.types_.index(str(task_type)), a]
+
+
+class _Cells:
+    """Each task's (task type, agent of its first routed step) cell, as indices into ``types`` and
+    ``agents``: what :func:`_shrunk_means` sums over."""
+
+    def __init__(self, tasks: Sequence[LoggedTask], types: list[str], agents: list[str]):
+        col = {a: j for j, a in enumerate(agents)}
+        row = {t: i for i, t in enumerate(types)}
+        self.t = np.array([row[str(t.task_type)] for t in tasks], dtype=int)
+        self.a = np.array([col[t.steps[0].chosen] for t in tasks], dtype=int)
+        self.shape = (len(types), len(agents))
+
+
+def _shrunk_means(cells: _Cells, y: np.ndarray, mult: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reward model's rule, the one home of it: the global mean of ``y`` (n × [score, cost])
+    under task multiplicities ``mult``; each agent's own mean (the global one for an agent that
+    holds no task); and each (type, agent) cell's mean shrunk toward its agent's with ``k``
+    pseudo-counts (an empty cell: its agent's mean)."""
+    (n_types, n_agents), total = cells.shape, mult.sum()
+    glob = (mult[:, None] * y).sum(axis=0) / total if total > 0 else np.zeros(2)
+    s_a, n_a = np.zeros((n_agents, 2)), np.zeros(n_agents)
+    np.add.at(s_a, cells.a, mult[:, None] * y)
+    np.add.at(n_a, cells.a, mult)
+    agent = np.where(n_a[:, None] > 0, s_a / np.maximum(n_a, 1)[:, None], glob)
+    s_ta, n_ta = np.zeros((n_types, n_agents, 2)), np.zeros((n_types, n_agents))
+    np.add.at(s_ta, (cells.t, cells.a), mult[:, None] * y)
+    np.add.at(n_ta, (cells.t, cells.a), mult)
+    return glob, agent, (s_ta + k * agent[None]) / (n_ta + k)[..., None]
 
 
 def _query_key(task: LoggedTask) -> str:
@@ -357,33 +382,20 @@ class _DoublyRobust:
     ):
         agents = sorted({t.steps[0].chosen for t in tasks} | {a for pi in policies for a in pi})
         col = {a: j for j, a in enumerate(agents)}
-        types = sorted({str(t.task_type) for t in tasks})
-        self.t = np.array([types.index(str(t.task_type)) for t in tasks])
-        self.a = np.array([col[t.steps[0].chosen] for t in tasks])
+        self.cells = _Cells(tasks, sorted({str(t.task_type) for t in tasks}), agents)
         self.pi = np.zeros((len(tasks), len(agents)))
         for i, pi in enumerate(policies):
             for a, p in pi.items():
                 self.pi[i, col[a]] = p
         self.y, self.w, self.k = y, w, k
-        self.shape = (len(types), len(agents))
 
     def __call__(self, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k, y, (n_types, n_agents) = self.k, self.y, self.shape
-        total = mult.sum()
-        glob = (mult[:, None] * y).sum(axis=0) / total
-        s_a, n_a = np.zeros((n_agents, 2)), np.zeros(n_agents)
-        np.add.at(s_a, self.a, mult[:, None] * y)
-        np.add.at(n_a, self.a, mult)
-        # an agent's own mean (the global one for an agent this draw holds no task of)
-        agent = np.where(n_a[:, None] > 0, s_a / np.maximum(n_a, 1)[:, None], glob)
-        s_ta, n_ta = np.zeros((n_types, n_agents, 2)), np.zeros((n_types, n_agents))
-        np.add.at(s_ta, (self.t, self.a), mult[:, None] * y)
-        np.add.at(n_ta, (self.t, self.a), mult)
-        q = (s_ta + k * agent[None]) / (n_ta + k)[..., None]  # (types, agents, 2)
-        q_task = q[self.t]  # (n, agents, 2)
+        y, cells = self.y, self.cells
+        q_task = _shrunk_means(cells, y, mult, self.k)[2][cells.t]  # (n, agents, 2)
         dm = np.einsum("ia,iaj->ij", self.pi, q_task)
-        logged = q_task[np.arange(len(mult)), self.a]
+        logged = q_task[np.arange(len(mult)), cells.a]
         dr = dm + self.w[:, None] * (y - logged)
+        total = mult.sum()
         return (mult[:, None] * dr).sum(axis=0) / total, (mult[:, None] * dm).sum(axis=0) / total
 
 
