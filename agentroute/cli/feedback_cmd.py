@@ -3,9 +3,11 @@
 The score is stored with ``memory.add_feedback`` (a feedback row and the task's score). Scores in
 [0, 1] are the convention (1 = right); others are accepted and stored as given, with a note. Scoring
 a task again keeps both feedback rows; the latest score becomes the task's (a note names the one
-it replaces).
+it replaces). A task still ``running`` is refused: its process writes the whole task row when it
+ends, which would replace the score without a word.
 TASK_ID may be an id's first characters, as `memory show` takes it.
-Exit codes: 0 stored; 1 no such task (or a prefix of several); 2 a bad score or memory URL.
+Exit codes: 0 stored; 1 no such task (or a prefix of several), or a task still running; 2 a bad
+score or memory URL.
 """
 
 from __future__ import annotations
@@ -54,8 +56,12 @@ def feedback_command(
         if trajectory is None:
             err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
             raise typer.Exit(EXIT_FAILURE)
-        if trajectory.task.status == "running":
-            err.print(f"[yellow]note:[/] task {task_id} is still running; the score is stored all the same")
+        if trajectory.task.status == "running":  # its finish would overwrite the score (tasks.score)
+            err.print(
+                f"[bold red]error:[/] {escape(f'task {task_id} is still running: its end would replace the score')}; "
+                "score it once it has ended (a task whose process died: `agentroute memory reconcile` closes it)"
+            )
+            raise typer.Exit(EXIT_FAILURE)
         earlier = trajectory.task.score
         if earlier is not None:  # feedback twice: the latest score is the task's, say what it replaces
             err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
