@@ -345,6 +345,9 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
                 if not self.headless:
                     options.add_argument("--app=" + self.url)
                 options.binary_location = chrome
+                # a page's alert, confirm or prompt is answered OK, as a user would, and the episode
+                # goes on (chromedriver's default dismisses it and fails the next command)
+                options.unhandled_prompt_behavior = "accept"
                 service = Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
                 self.driver = webdriver.Chrome(service=service, options=options)
                 self.driver.implicitly_wait(5)
