@@ -55,6 +55,7 @@ __all__ = [
     "content_query_id",
     "check_out",
     "default_batch_id",
+    "done_elsewhere",
     "fresh_batch_id",
     "latest_fresh_batch",
     "read_jsonl_queries",
@@ -213,6 +214,11 @@ def fresh_batch_id(default: str) -> str:
     return f"{default}-{new_id()[-8:]}"
 
 
+def _starting_with(text: str) -> str:
+    """A ``LIKE`` pattern (escape ``\\``) of the strings that start with ``text``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def latest_fresh_batch(memory: SQLMemory, default: str) -> str | None:
     """The most recently updated batch that a run without ``--resume`` started on this input
     (:func:`fresh_batch_id` of ``default``), or None: what ``--resume`` continues when the input's
@@ -221,7 +227,7 @@ def latest_fresh_batch(memory: SQLMemory, default: str) -> str | None:
 
     from agentroute.memory.tables import BATCH_ITEMS
 
-    prefix = default.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+    prefix = _starting_with(default + "-")
     last = sa.func.max(BATCH_ITEMS.c.updated_at)
     query = (
         sa.select(BATCH_ITEMS.c.batch_id)
@@ -233,6 +239,31 @@ def latest_fresh_batch(memory: SQLMemory, default: str) -> str | None:
     )
     with memory.engine.connect() as conn:
         return conn.execute(query).scalar()
+
+
+def done_elsewhere(memory: SQLMemory, graph: str, batch_id: str, query_ids: list[str]) -> tuple[str, int] | None:
+    """The other batch of ``graph`` (a :func:`default_batch_id` or :func:`fresh_batch_id` one) where
+    most of ``query_ids`` are finished, and how many: what a ``--resume`` of an edited input (whose
+    default batch id is new) would otherwise run and pay for again. ``None`` when there is none."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.tables import BATCH_ITEMS
+
+    prefix = _starting_with(graph + "-")
+    items = BATCH_ITEMS.c
+    found: dict[str, int] = {}
+    with memory.engine.connect() as conn:
+        for start in range(0, len(query_ids), 5000):  # bounded statements on any input
+            rows = conn.execute(
+                sa.select(items.batch_id, sa.func.count())
+                .where(items.batch_id.like(prefix, escape="\\"), items.batch_id != batch_id)
+                .where(sa.func.length(items.batch_id).in_([len(graph) + 13, len(graph) + 22]))
+                .where(items.status.in_(FINISHED), items.query_id.in_(query_ids[start : start + 5000]))
+                .group_by(items.batch_id)
+            )
+            for name, n in rows:
+                found[name] = found.get(name, 0) + int(n)
+    return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
 
 
 @dataclass
@@ -394,6 +425,8 @@ class BatchRunner:
         """Add ``items`` (each with ``query_id``) to the batch, then work until nothing is claimable."""
         queue = self.queue
         rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
+        if self.resume and rows:
+            await asyncio.to_thread(self._check_edited_input, [query_id for query_id, _ in rows])
         added = await asyncio.to_thread(queue.add, rows)
         reconciled = await asyncio.to_thread(queue.reconcile) if self.resume else Reconciled()
         joined = time.monotonic()  # before its first heartbeat_at
@@ -427,6 +460,22 @@ class BatchRunner:
             raise queue._failed(refusal)  # noqa: SLF001 - the one wording of this error
         counts = await asyncio.to_thread(queue.counts)
         return BatchReport(self.batch_id, queue.worker_id, results, counts, added, reconciled, self.stopped)
+
+    def _check_edited_input(self, query_ids: list[str]) -> None:
+        """A resume whose input's default batch is new while its queries are finished in another batch of
+        the graph (a line added, removed or edited since): refused, naming that batch, rather than
+        running and paying for them all again."""
+        graph = str(self.compiled.name)
+        if self.batch_id != default_batch_id(graph, ({"query_id": q} for q in query_ids)) or self.queue.counts():
+            return
+        if (earlier := done_elsewhere(self.memory, graph, self.batch_id, query_ids)) is None:
+            return
+        name, done = earlier
+        raise ConfigurationError(
+            f"this input's batch {self.batch_id} is new, but {done} of its {len(query_ids)} queries are done in "
+            f"batch {name} (the input changed since?): continue that batch with `--resume --batch {name}` (the "
+            "input's new queries are added to it), or run without --resume to do them all again"
+        )
 
     def _close(self, unstarted: list[str]) -> None:
         try:

@@ -1,0 +1,48 @@
+"""`agentroute run --resume` over an input edited since the batch ran (a line added): its default
+batch id is new, so every query already done ran and was paid for again, without a word."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentroute.cli import app
+from tests.test_batch_server import GRAPH_PY, StubOpenAIServer, pool_yaml
+
+
+@pytest.fixture(scope="module")
+def server():
+    with StubOpenAIServer() as stub:
+        yield stub
+
+
+def test_resume_of_an_edited_input_names_the_batch_holding_its_done_queries(tmp_path: Path, server) -> None:
+    (tmp_path / "pool.yaml").write_text(pool_yaml(server.url))
+    (tmp_path / "graph.py").write_text(GRAPH_PY)
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"query": f"question {i}?"}) + "\n" for i in range(3)))
+
+    def run(*extra: str):
+        return CliRunner().invoke(app, [
+            "run", str(tmp_path / "graph.py"), "--input", str(path), "--pool", str(tmp_path / "pool.yaml"),
+            "--memory", f"sqlite:///{tmp_path}/m.db", "--resume", *extra,
+        ])  # fmt: skip
+
+    first = run()
+    assert first.exit_code == 0, first.output
+    calls = len(server.answered)
+    with path.open("a") as fh:
+        fh.write(json.dumps({"query": "question 3?"}) + "\n")
+    edited = run()
+    assert edited.exit_code == 1, edited.output
+    text = " ".join(edited.output.split())
+    assert "3 of its 4 queries are done in batch" in text
+    earlier = re.search(r"--resume --batch (\S+)`", text).group(1)
+    assert len(server.answered) == calls  # nothing paid again
+    joined = run("--batch", earlier)
+    assert joined.exit_code == 0, joined.output
+    assert len(server.answered) == calls + 1  # only the added line runs
