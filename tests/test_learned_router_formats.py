@@ -111,7 +111,7 @@ def test_a_seed_gives_the_same_weights(
         ("mlp", {"lr": -1.0}, "mlp: 'lr' must be > 0 (got -1.0)"),
         ("mf", {"dim": 0}, "'dim'"),
         ("mlp", {"hidden": 0}, "'hidden'"),
-        ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be in [0, 1) (got 1.0)"),
+        ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be a finite number in [0, 1) (got 1.0)"),
         ("mf", {"validation_fraction": 1.0}, "'validation_fraction'"),
     ],
 )

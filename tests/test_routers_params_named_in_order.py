@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reaso
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("mlp", {"lr": 0, "dropout": 1.5}, "mlp: 'dropout' must be in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"),
+        ("mlp", {"lr": 0, "dropout": 1.5}, "mlp: 'dropout' must be a finite number in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"),
         (
             "mlp",
             {"epochs": 0, "lr": 0, "cost_loss_weight": -1, "hidden": 0},
@@ -33,13 +33,13 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reaso
             "graph-router",
             {"llm_dropout": 1, "epochs": 0, "lr": 0},
             "graph-router: 'lr' must be a finite number > 0 (got 0); 'epochs' must be an integer ≥ 1 (got 0); "
-            "'llm_dropout' must be in [0, 1) (got 1)",
+            "'llm_dropout' must be a finite number in [0, 1) (got 1)",
         ),
-        ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be in [0, 1) (got 1.0)"),  # one: as it always read
+        ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be a finite number in [0, 1) (got 1.0)"),  # one: as it always read
         (  # the routing knob and query_chars (every utility router's checks) are named with the rest
             "mlp",
             {"dropout": 1.5, "cost_weight": -1, "query_chars": -2},
-            "mlp: 'cost_weight' must be a finite number ≥ 0 (got -1); 'dropout' must be in [0, 1) (got 1.5); "
+            "mlp: 'cost_weight' must be a finite number ≥ 0 (got -1); 'dropout' must be a finite number in [0, 1) (got 1.5); "
             "'query_chars' must be an integer ≥ 0 or None (got -2)",
         ),
         (
@@ -74,7 +74,7 @@ def test_every_bad_parameter_is_named_in_signature_order(name: str, params: dict
         ("knn", "torch", {"k": 0, "cost_weight": -1}, "knn: 'cost_weight' must be a finite number ≥ 0 (got -1); "
          "'k' must be an integer ≥ 1 (got 0)"),  # fmt: skip
         ("logreg", "sklearn", {"c": 0, "cost_weight": -1}, "logreg: 'cost_weight' must be a finite number ≥ 0 "
-         "(got -1); 'c' must be a number > 0 (got 0)"),  # fmt: skip
+         "(got -1); 'c' must be a finite number > 0 (got 0)"),  # fmt: skip
     ],
 )
 def test_every_utility_router_names_each_bad_parameter(name: str, needs: str, params: dict, message: str) -> None:

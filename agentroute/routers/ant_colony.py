@@ -56,6 +56,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Self, cast
 
@@ -73,7 +74,15 @@ from agentroute.intent import (
     parse_task_types,
 )
 from agentroute.outcomes import OutcomeTable, agent_column, column_agent
-from agentroute.routers.base import ARRAYS, MANIFEST, Router, check_fit_data, check_range, require_candidates
+from agentroute.routers.base import (
+    ARRAYS,
+    MANIFEST,
+    Router,
+    check_each,
+    check_fit_data,
+    check_range,
+    require_candidates,
+)
 from agentroute.routers.pheromone import (
     START,
     START_NAME,
@@ -383,30 +392,46 @@ class AntColonyRouter(Router):
         )
 
     def _check_params(self) -> None:
+        """Every option's range; one error names each option refused (:func:`check_each`)."""
         super()._check_params()
-        check_range(self, "cost_weight", low=0)
-        check_range(self, "explore_temperature", low=0, low_open=True)
-        checks = {
-            "alpha": self.alpha >= 0, "beta": self.beta >= 0, "cost_weight": self.cost_weight >= 0,
-            "lambda_ability": self.lambda_ability >= 0, "lambda_load": self.lambda_load >= 0,
-            "lambda_latency": self.lambda_latency >= 0, "sample_rate": 0 <= self.sample_rate <= 1,
-            "buffer_size": self.buffer_size >= 1, "update_batch": self.update_batch >= 1,
-            "ability_strength": self.ability_strength >= 0, "latency_smoothing": 0 < self.latency_smoothing <= 1,
-            "load_eps": self.load_eps > 0, "latency_eps": self.latency_eps > 0, "load_ttl_s": self.load_ttl_s > 0,
-            "max_open_tasks": self.max_open_tasks >= 1, "load_unit": self.load_unit in ("wait", "calls"),
-            "importance_clip": self.importance_clip is None or self.importance_clip >= 1,
-        }  # fmt: skip
-        for name, ok in checks.items():
-            if not ok:
+        at_least_0 = ("alpha", "beta", "lambda_ability", "lambda_load", "cost_weight", "ability_strength")
+        checks: dict[str, Callable[[], None]] = {key: partial(check_range, self, key, low=0) for key in at_least_0}
+        for key in ("q", "deposit_eps", "explore_temperature", "load_eps", "latency_eps", "load_ttl_s"):
+            checks[key] = partial(check_range, self, key, low=0, low_open=True)
+        for key in ("ants", "buffer_size", "update_batch", "max_open_tasks"):
+            checks[key] = partial(check_range, self, key, low=1, integer=True)
+
+        def heuristic_weights() -> None:
+            check_range(self, "lambda_latency", low=0)
+            if self.lambda_ability + self.lambda_load + self.lambda_latency <= 0:
+                raise ConfigurationError(f"{self.name}: the heuristic weights λ_A, λ_L, λ_R are all 0")
+
+        def taus() -> None:
+            for key in ("tau_init", "tau_min", "tau_max"):
+                check_range(self, key, low=0, low_open=True)
+            if not self.tau_min <= self.tau_init <= self.tau_max:
                 raise ConfigurationError(
-                    f"{self.name}: parameter {name!r} out of range (got {getattr(self, name)!r})"
+                    f"{self.name}: need 0 < tau_min ≤ tau_init ≤ tau_max "
+                    f"(got {self.tau_min}, {self.tau_init}, {self.tau_max})"
                 )
-        if self.lambda_ability + self.lambda_load + self.lambda_latency <= 0:
-            raise ConfigurationError(f"{self.name}: the heuristic weights λ_A, λ_L, λ_R are all 0")
-        try:
-            self._rule()
-        except ConfigurationError as exc:  # the pheromone rule's own checks: name the router
-            raise ConfigurationError(f"{self.name}: {exc}") from None
+
+        def one_of(key: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, key) not in allowed:
+                raise ConfigurationError(
+                    f"{self.name}: {key!r} must be {' or '.join(map(repr, allowed))} (got {getattr(self, key)!r})"
+                )
+
+        checks |= {
+            "lambda_latency": heuristic_weights,
+            "rho": partial(check_range, self, "rho", low=0, high=1),
+            "tau_init": taus,
+            "evaporation": partial(one_of, "evaporation", ("intent", "all")),
+            "sample_rate": partial(check_range, self, "sample_rate", low=0, high=1),
+            "importance_clip": partial(check_range, self, "importance_clip", low=1, optional=True),
+            "latency_smoothing": partial(check_range, self, "latency_smoothing", low=0, high=1, low_open=True),
+            "load_unit": partial(one_of, "load_unit", ("wait", "calls")),
+        }
+        check_each(self, checks)
 
     # -- runtime state (made by fit/load, never at construction) -----------------------------------
     def _reset_runtime(self) -> None:

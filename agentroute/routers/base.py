@@ -506,15 +506,13 @@ def check_range(
 def check_rate(router: Router, key: str) -> None:
     """A :class:`ConfigurationError` naming the router and ``key`` unless ``router.<key>`` is a rate
     in [0, 1) (a dropout, a masking probability)."""
-    value = getattr(router, key)
-    if not 0 <= value < 1:
-        raise ConfigurationError(f"{router.name}: {key!r} must be in [0, 1) (got {value!r})")
+    check_range(router, key, low=0, high=1, high_open=True)
 
 
-def check_each(router: Router, checks: Mapping[str, Callable[[], None]]) -> None:
+def check_each(router: Router, checks: Mapping[str, Callable[[], object]]) -> None:
     """Run every check of ``checks`` (parameter name → a check raising :class:`ConfigurationError`)
     and raise one error naming each parameter refused, in the order of the router's signature:
-    ``"mlp: 'dropout' must be in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"``."""
+    ``"knn: 'k' must be an integer ≥ 1 (got 0); 'shrinkage' must be a finite number ≥ 0 (got -1)"``."""
     order = list(inspect.signature(type(router)).parameters)
     prefix = f"{router.name}: "
     refused = []

@@ -45,7 +45,14 @@ from agentroute.agentic.features import (
 from agentroute.embed import context_text
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import as_outcome_table
-from agentroute.routers.base import Router, check_fit_data, decide, require_candidates
+from agentroute.routers.base import (
+    Router,
+    check_each,
+    check_fit_data,
+    check_range,
+    decide,
+    require_candidates,
+)
 from agentroute.routers.baselines import cost_order
 from agentroute.training.bopo_config import BoPOConfig
 from agentroute.types import Decision, RouteContext, Step
@@ -156,12 +163,10 @@ class BoPORouter(Router):
     def _check_params(self) -> None:
         """The threshold and every :class:`BoPOConfig` field, when the router is built (before any data is read)."""
         super()._check_params()
-        self._check_threshold()
-        self.resolved_config()
+        check_each(self, {"threshold": self._check_threshold, "config": self.resolved_config})
 
     def _check_threshold(self) -> None:
-        if not 0 < self.threshold <= 1:
-            raise ConfigurationError(f"bopo: threshold must be in (0, 1] (got {self.threshold})")
+        check_range(self, "threshold", low=0, high=1, low_open=True)
 
     # -- routing ------------------------------------------------------------------------------
     def probabilities(self, ctx: RouteContext) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -34,6 +35,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.routers.base import (
     Mode,
     Router,
+    check_each,
     check_fit_data,
     check_range,
     get_router_class,
@@ -83,22 +85,24 @@ class ExploreRouter(Router):
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_range(self, "epsilon", low=0, high=1)
-        if isinstance(self.base, str) and not _saved_router(self.base):
-            if self.base == self.name:
-                raise ConfigurationError("explore: the base router is itself an exploring wrapper")
-            try:
-                get_router_class(self.base).check_params(self.base_params or {})
-            except ConfigurationError as exc:  # an unknown name lists the routers
-                raise ConfigurationError(f"explore: 'base' {self.base!r}: {exc}") from None
+
+        def base() -> None:
+            if isinstance(self.base, str) and not _saved_router(self.base):
+                if self.base == self.name:
+                    raise ConfigurationError("explore: the base router is itself an exploring wrapper")
+                try:
+                    get_router_class(self.base).check_params(self.base_params or {})
+                except ConfigurationError as exc:  # an unknown name lists the routers
+                    raise ConfigurationError(f"explore: 'base' {self.base!r}: {exc}") from None
+
+        check_each(self, {"base": base, "epsilon": partial(check_range, self, "epsilon", low=0, high=1)})
 
     # -- the base router ------------------------------------------------------------------------
     @property
     def base_(self) -> Router:
         router = self.__dict__.get("_base")
         if router is None:
-            if not 0.0 <= float(self.epsilon) <= 1.0:
-                raise ConfigurationError(f"explore: epsilon must be in [0, 1] (got {self.epsilon})")
+            check_range(self, "epsilon", low=0, high=1)
             if isinstance(self.base, Router):
                 router = self.base
             elif _saved_router(str(self.base)):

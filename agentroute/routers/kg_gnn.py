@@ -22,7 +22,7 @@ from agentroute.kg.extract import EntityExtractor, KGExtractor, QueryKG
 from agentroute.kg.graph import METADATA, GraphBuilder
 from agentroute.outcomes import OutcomeTable, column_agent, find_column
 from agentroute.progress import phase
-from agentroute.routers.base import check_fit_data, check_range, require_candidates
+from agentroute.routers.base import check_fit_data, check_range, check_rate, require_candidates
 from agentroute.routers.prices import price_factors
 from agentroute.routers.utility import (
     UtilityRouter,
@@ -253,18 +253,6 @@ class KGRouter(UtilityRouter):
                     f"kg-gnn: 'hidden_channels' (got {self.hidden_channels}) must be divisible by 'heads' (got {self.heads})"
                 )
 
-        def collaborate_mass() -> None:
-            if self.collaborate_mass is not None and not 0 < self.collaborate_mass <= 1:
-                raise ConfigurationError(f"kg-gnn: 'collaborate_mass' (got {self.collaborate_mass}) must be in (0, 1]")
-
-        def val_fraction() -> None:
-            if not 0 <= self.val_fraction < 1:
-                raise ConfigurationError(f"kg-gnn: 'val_fraction' (got {self.val_fraction}) must be in [0, 1)")
-
-        def shrinkage() -> None:
-            if self.shrinkage is not None and not 0 <= self.shrinkage <= 1:
-                raise ConfigurationError(f"kg-gnn: 'shrinkage' (got {self.shrinkage}) must be in [0, 1] or None")
-
         checks: dict[str, Callable[[], None]] = {
             key: partial(check_range, self, key, low=1, integer=True)
             for key in ("hidden_channels", "num_layers", "collaborate_k", "epochs", "batch_size", "max_entities", "max_relations")
@@ -275,14 +263,14 @@ class KGRouter(UtilityRouter):
             "encoder": encoder,
             "heads": heads,
             "patience": partial(check_range, self, "patience", low=0, integer=True),
-            "dropout": partial(check_range, self, "dropout", low=0, high=1, high_open=True),
+            "dropout": partial(check_rate, self, "dropout"),
             "temperature": partial(check_range, self, "temperature", low=0, low_open=True),
             "lr": partial(check_range, self, "lr", low=0, low_open=True),
             "weight_decay": partial(check_range, self, "weight_decay", low=0),
             "cost_lambda": partial(check_range, self, "cost_lambda", low=0),
-            "collaborate_mass": collaborate_mass,
-            "val_fraction": val_fraction,
-            "shrinkage": shrinkage,
+            "collaborate_mass": partial(check_range, self, "collaborate_mass", low=0, high=1, low_open=True, optional=True),
+            "val_fraction": partial(check_range, self, "val_fraction", low=0, high=1, high_open=True),
+            "shrinkage": partial(check_range, self, "shrinkage", low=0, high=1, optional=True),
         }
 
     def _fit_table(self, table: OutcomeTable) -> None:

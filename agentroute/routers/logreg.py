@@ -15,13 +15,13 @@ the model's mean training cost; routing is the usual argmax of ŝ − λ·ĉ/c_s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
 from agentroute._optional import require, require_installed
-from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import register
+from agentroute.routers.base import check_range, register
 from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts
 from agentroute.types import RouteContext
 
@@ -88,11 +88,7 @@ class LogisticRouter(UtilityRouter):
         self.query_chars = query_chars
 
     def _param_checks(self) -> dict[str, Callable[[], None]]:
-        def c() -> None:
-            if not isinstance(self.c, int | float) or not self.c > 0:
-                raise ConfigurationError(f"logreg: 'c' must be a number > 0 (got {self.c!r})")
-
-        return {**super()._param_checks(), "c": c}
+        return {**super()._param_checks(), "c": partial(check_range, self, "c", low=0, low_open=True)}
 
     def _fit_table(self, table: OutcomeTable) -> None:
         x = embed_texts(table.queries, self.query_chars).astype(float)

@@ -19,6 +19,7 @@ and the oracle shows how much room there is.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -214,15 +215,11 @@ class PerTaskRouter(UtilityRouter):
         self.intent_c = intent_c
 
     def _param_checks(self) -> dict[str, Callable[[], None]]:
-        def prior_strength() -> None:
-            if not self.prior_strength >= 0:
-                raise ConfigurationError(f"per-task: 'prior_strength' must be ≥ 0 (got {self.prior_strength!r})")
-
-        def intent_c() -> None:
-            if not self.intent_c > 0:
-                raise ConfigurationError(f"per-task: 'intent_c' must be > 0 (got {self.intent_c!r})")
-
-        return {**super()._param_checks(), "prior_strength": prior_strength, "intent_c": intent_c}
+        return {
+            **super()._param_checks(),
+            "prior_strength": partial(check_range, self, "prior_strength", low=0),
+            "intent_c": partial(check_range, self, "intent_c", low=0, low_open=True),
+        }
 
     def _fit_table(self, table: OutcomeTable) -> None:
         labels = [str(t) if t is not None else NO_TASK for t in table.task_types]

@@ -19,7 +19,8 @@ cost is the per-task base's when it is among the bases, else each agent's mean t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -159,22 +160,34 @@ class StackRouter(UtilityRouter):
         bases = self.bases.split(",") if isinstance(self.bases, str) else list(self.bases)
         return [b.strip() if isinstance(b, str) else b for b in bases]
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not self._templates():
-            raise ConfigurationError("stack: 'bases' names no router")
-        if self.l2 is not None and (not isinstance(self.l2, int | float) or not self.l2 >= 0):
-            raise ConfigurationError(f"stack: 'l2' must be a number ≥ 0 (got {self.l2!r})")
-        check_range(self, "folds", low=1, integer=True)
-        check_range(self, "validation_fraction", low=0, high=1, low_open=True, high_open=True)
-        try:
-            for template in self._templates():
-                if isinstance(template, str):
-                    get_router_class(template)  # an unknown name lists the registered routers
-            for base, params in (self.base_params or {}).items():
-                get_router_class(base).check_params(params)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"stack: 'bases'/'base_params': {exc}") from None
+    def _param_checks(self) -> dict[str, Callable[[], None]]:
+        def bases() -> None:
+            if not self._templates():
+                raise ConfigurationError("stack: 'bases' names no router")
+            try:
+                for template in self._templates():
+                    if isinstance(template, str):
+                        get_router_class(template)  # an unknown name lists the registered routers
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"stack: 'bases': {exc}") from None
+
+        def base_params() -> None:
+            try:
+                for base, params in (self.base_params or {}).items():
+                    get_router_class(base).check_params(params)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"stack: 'base_params': {exc}") from None
+
+        return {
+            **super()._param_checks(),
+            "bases": bases,
+            "base_params": base_params,
+            "folds": partial(check_range, self, "folds", low=1, integer=True),
+            "validation_fraction": partial(
+                check_range, self, "validation_fraction", low=0, high=1, low_open=True, high_open=True
+            ),
+            "l2": partial(check_range, self, "l2", low=0, optional=True),
+        }
 
     def _new_base(self, template: str | Router, params: dict[str, Any] | None = None) -> UtilityRouter:
         """An unfitted base from a template; ``params`` (saved ones, at load) replace the defaults."""

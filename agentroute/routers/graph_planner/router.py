@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -39,7 +40,7 @@ import numpy as np
 from agentroute._optional import require_installed, torch_module
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table
-from agentroute.routers.base import Router, decide, register, require_candidates
+from agentroute.routers.base import Router, check_each, check_range, decide, register, require_candidates
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, memory_view
 from agentroute.routers.graph_planner.mdp import ROLES, Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
@@ -143,33 +144,44 @@ class GraphPlannerRouter(Router):
     # -- configuration --------------------------------------------------------------------------
     def ppo_config(self) -> PPOConfig:
         """The PPO hyperparameters; an error names this router's option (``ppo_epochs``, not PPO's ``epochs``)."""
+        return self._ppo({field: getattr(self, option) for option, field in _PPO_FIELDS.items()})
+
+    def _ppo(self, fields: dict[str, Any]) -> PPOConfig:
         try:
-            return PPOConfig(
-                lr_policy=self.lr_policy, lr_value=self.lr_value, gamma=self.gamma, gae_lambda=self.gae_lambda,
-                clip=self.clip, minibatch=self.minibatch, epochs=self.ppo_epochs, entropy_coef=self.entropy_coef,
-            )
+            return PPOConfig(**fields)
         except PPOOptionError as exc:
             option = "ppo_epochs" if exc.field == "epochs" else exc.field
             raise ConfigurationError(f"graph-planner: {option!r} must be {exc.rule} (got {exc.value!r})") from None
 
     def _check_params(self) -> None:
-        if not (_is_number(self.cost_weight) and 0 <= self.cost_weight < float("inf")):
-            raise ConfigurationError(f"graph-planner: 'cost_weight' must be a finite number ≥ 0 (got {self.cost_weight!r}); "
-                                     "0 is the reference reward, 0.1–1 trade accuracy for cost")
+        """Every option's range (PPO's own rules for its options); one error names each option refused."""
+
+        def cost_weight() -> None:
+            if not (_is_number(self.cost_weight) and 0 <= self.cost_weight < float("inf")):
+                raise ConfigurationError(
+                    f"graph-planner: 'cost_weight' must be a finite number ≥ 0 (got {self.cost_weight!r}) — "
+                    "0 is the reference reward, 0.1–1 trade accuracy for cost"
+                )
+
+        def memory_fractions() -> None:
+            if not self.memory_fractions or any(not 0 <= f <= 1 for f in self.memory_fractions):
+                raise ConfigurationError(
+                    f"graph-planner: 'memory_fractions' must be shares in [0, 1] (got {self.memory_fractions!r})"
+                )
+
+        checks: dict[str, Callable[[], object]] = {"cost_weight": cost_weight, "memory_fractions": memory_fractions}
         for key in ("hidden", "episodes", "episodes_per_update", "max_subqueries", "max_depth"):
-            _check_integer(key, getattr(self, key), 1)
+            checks[key] = partial(_check_integer, key, getattr(self, key), 1)
         for key in ("max_planner_calls", "memory_k", "seed"):
-            _check_integer(key, getattr(self, key), 0)
+            checks[key] = partial(_check_integer, key, getattr(self, key), 0)
         if self.query_chars is not None:
-            _check_integer("query_chars", self.query_chars, 1, "or None (the whole text)")
-        if not self.memory_tau > 0:
-            raise ConfigurationError(f"graph-planner: 'memory_tau' must be > 0 (got {self.memory_tau!r})")
-        if not self.memory_fractions or any(not 0 <= f <= 1 for f in self.memory_fractions):
-            raise ConfigurationError(f"graph-planner: 'memory_fractions' must be shares in [0, 1] (got {self.memory_fractions!r})")
+            checks["query_chars"] = partial(_check_integer, "query_chars", self.query_chars, 1, "or None (the whole text)")
+        checks["memory_tau"] = partial(check_range, self, "memory_tau", low=0, low_open=True)
         for key in ("unlimited_share", "id_dropout"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigurationError(f"graph-planner: {key!r} must be in [0, 1] (got {getattr(self, key)!r})")
-        self.ppo_config()  # PPO's own checks
+            checks[key] = partial(check_range, self, key, low=0, high=1)
+        for option, field in _PPO_FIELDS.items():
+            checks[option] = partial(self._ppo, {field: getattr(self, option)})
+        check_each(self, checks)
 
     # -- learning -------------------------------------------------------------------------------
     def fit(
@@ -420,6 +432,9 @@ class GraphPlannerRouter(Router):
 
 
 _LOCK = threading.Lock()
+#: This router's option → the :class:`PPOConfig` field it sets (PPO's rules check them).
+_PPO_FIELDS = {"lr_policy": "lr_policy", "lr_value": "lr_value", "gamma": "gamma", "gae_lambda": "gae_lambda",
+               "clip": "clip", "minibatch": "minibatch", "ppo_epochs": "epochs", "entropy_coef": "entropy_coef"}
 
 
 def _is_number(value: object) -> bool:
