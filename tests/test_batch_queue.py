@@ -35,7 +35,7 @@ def test_adding_the_same_items_twice_keeps_one_row_each_and_their_order(memory):
     queue.join()
     claimed = queue.claim(10)
     assert [c.query_id for c in claimed] == [f"q{i}" for i in range(7)]
-    assert claimed[0].item == {"query": "0?"} and claimed[0].attempt == 1
+    assert claimed[0].item == {"query": "changed"} and claimed[0].attempt == 1  # a pending item takes the line as edited
 
 
 def test_concurrent_claimers_never_get_the_same_item(memory):

@@ -64,6 +64,9 @@ log = logging.getLogger("agentroute.batch")
 FINISHED = ("done", "budget_exhausted")
 """Item statuses a resumed batch skips."""
 
+EDITABLE = ("pending", "failed", "interrupted")
+"""Item statuses whose query has yet to run to its end: :meth:`BatchQueue.add` gives them an edited line's content."""
+
 WORKER_OF = {
     "postgresql": "((meta -> 'agentroute_batch') ->> 'worker')",
     "sqlite": "json_extract(meta, '$.agentroute_batch.worker')",
@@ -176,7 +179,9 @@ class BatchQueue:
 
     # -- items ----------------------------------------------------------------------------------
     def add(self, items: Iterable[tuple[str, dict[str, Any]]], *, chunk: int = 1000) -> int:
-        """Insert ``(query_id, item)`` pairs not in the batch yet (in input order); returns how many."""
+        """Insert ``(query_id, item)`` pairs not in the batch yet (in input order); returns how many.
+        An item already in the batch and not run to its end yet (:data:`EDITABLE`) takes the content
+        given, when it differs: a query line fixed after its task failed runs as fixed, not as stored."""
         now = _now()
         count = sa.select(sa.func.count()).select_from(BATCH_ITEMS).where(self._where())
         items = list(items)
@@ -200,9 +205,30 @@ class BatchQueue:
                     rows.clear()
             if rows:
                 conn.execute(stmt, rows)
-            return int(conn.execute(count).scalar_one() - before)
+            added = int(conn.execute(count).scalar_one() - before)
+            if added < len(items):
+                self._edit(conn, items)
+            return added
 
         return self._transact(body)
+
+    def _edit(self, conn: sa.Connection, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Give the batch's :data:`EDITABLE` items whose stored content differs from ``items``' theirs."""
+        given = {query_id: json.dumps(item, ensure_ascii=True, separators=(",", ":")) for query_id, item in items}
+        stored = conn.execute(
+            sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item).where(self._where(), BATCH_ITEMS.c.status.in_(EDITABLE))
+        )
+        edited = [{"b_id": q, "b_item": given[q]} for q, item in stored if q in given and given[q] != item]
+        if not edited:
+            return
+        conn.execute(
+            sa.update(BATCH_ITEMS)
+            .where(self._where(), BATCH_ITEMS.c.query_id == sa.bindparam("b_id"))
+            .where(sa.or_(*(BATCH_ITEMS.c.status == status for status in EDITABLE)))  # no expanding IN in executemany
+            .values(item=sa.bindparam("b_item")),
+            edited,
+        )
+        log.warning("batch %s: %d unfinished %s take their edited input line", self.batch_id, len(edited), "query" if len(edited) == 1 else "queries")
 
     def own_tasks(self) -> list[str]:
         """The ids of the tasks this worker ran (by the index of tasks by worker)."""
