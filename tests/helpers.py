@@ -50,6 +50,40 @@ def logged_memory(url: str, n: int) -> None:
         asyncio.run(app.arun_many(items))
 
 
+def flaky_outcomes(
+    n: int, *, small_fails_on_odd: bool = True, outage_every: int | None = None, large_score: float = 1.0
+) -> list[LoggedOutcome]:
+    """Outcomes of :func:`replay_pool`'s models on ``q0..q{n-1}`` (``small`` $0.001 scoring 1,
+    ``large`` $0.01 scoring ``large_score``) with gaps, where a call fails (no logged outcome):
+    ``small`` on the odd queries if asked, every model on each ``outage_every``-th query (an outage)."""
+    return [
+        LoggedOutcome(f"q{i}", m, 1.0 if m == "small" else large_score, 0.001 if m == "small" else 0.01, "a")
+        for i in range(n)
+        for m in ("small", "large")
+        if not (small_fails_on_odd and m == "small" and i % 2)
+        and not (outage_every and i % outage_every == outage_every - 1)
+    ]
+
+
+def log_explored(url: str, n: int, outcomes: list[LoggedOutcome], graph: object = None, **compile_options: object) -> None:
+    """``n`` tasks (``question i``, query ids ``q{i}``, task ids ``t{i:02d}``) of ``graph`` (default:
+    one executor) on :func:`replay_pool`'s cards answering ``outcomes``, routed by an ``explore``
+    router (ε 0.5 around ``cheapest``, seeded: the same traffic every run) into the memory at
+    ``url``: logs with propensities for ``eval --from``."""
+    from agentroute import AgentGraph
+    from agentroute.memory import SQLMemory
+    from agentroute.routers.explore import ExploreRouter
+
+    graph = graph or AgentGraph("one").add_role("executor", prompt="p")
+    with SQLMemory(url) as memory:
+        app = graph.compile(  # type: ignore[attr-defined]
+            pool=ModelPool(list(replay_pool(n)), {"replay": ReplayBackend(outcomes)}), memory=memory,
+            router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3), **compile_options,
+        )  # fmt: skip
+        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(n)]
+        asyncio.run(app.arun_many(items))
+
+
 class NeverAnswers(ReplayBackend):
     """A provider whose calls never answer; ``started`` is set when a call begins and ``cancelled``
     when the caller gives it up."""

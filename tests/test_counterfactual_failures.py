@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from typer.testing import CliRunner
@@ -11,9 +10,7 @@ from agentroute import AgentGraph
 from agentroute.cli import app as app_cli
 from agentroute.eval.counterfactual import evaluate_from_memory
 from agentroute.memory import SQLMemory
-from agentroute.pool import LoggedOutcome, ModelPool, ReplayBackend
-from agentroute.routers.explore import ExploreRouter
-from tests.helpers import replay_pool
+from tests.helpers import flaky_outcomes, log_explored, replay_pool
 
 POOL_YAML = (
     "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
@@ -21,35 +18,12 @@ POOL_YAML = (
 )
 
 
-def _log(url: str, n: int, small_fails_on_odd: bool, max_fallbacks: int) -> None:
-    """Every model fails on one query in four (an outage); ``small`` on the odd ones too if asked."""
-    outcomes = [
-        LoggedOutcome(f"q{i}", m, 1.0, 0.001 if m == "small" else 0.01, "a")
-        for i in range(n)
-        for m in ("small", "large")
-        if i % 4 != 3 and not (small_fails_on_odd and m == "small" and i % 2)
-    ]
-    with SQLMemory(url) as memory:
-        app = (
-            AgentGraph("one")
-            .add_role("executor", prompt="p")
-            .compile(
-                pool=ModelPool(list(replay_pool(n)), {"replay": ReplayBackend(outcomes)}),
-                memory=memory,
-                max_fallbacks=max_fallbacks,
-                router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3),
-            )
-        )
-        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(n)]
-        asyncio.run(app.arun_many(items))
-
-
 def test_the_table_says_what_the_failed_tasks_scored_0_failed_of(tmp_path):
     """The header said "N failed tasks scored 0" and no more: an outage, which no router could
     have avoided and which lowers every estimate alike, read the same as an agent's failures. With
     no fallback each failed task tried one agent: none failed on every candidate."""
     url = f"sqlite:///{tmp_path}/m.db"
-    _log(url, 40, small_fails_on_odd=True, max_fallbacks=0)
+    log_explored(url, 40, flaky_outcomes(40, outage_every=4), max_fallbacks=0)
     with SQLMemory(url) as memory:
         failed = sum(t.task.status == "failed" for t in memory.trajectories())
     pool = tmp_path / "pool.yaml"
@@ -69,7 +43,7 @@ def test_the_table_says_what_the_failed_tasks_scored_0_failed_of(tmp_path):
 def test_a_task_that_failed_on_every_agent_is_told_apart(tmp_path):
     """With a fallback, a task on a query every model fails on ends after both failed: an outage."""
     url = f"sqlite:///{tmp_path}/m.db"
-    _log(url, 40, small_fails_on_odd=False, max_fallbacks=1)
+    log_explored(url, 40, flaky_outcomes(40, small_fails_on_odd=False, outage_every=4), max_fallbacks=1)
     result = evaluate_from_memory(url, ["cheapest"], pool=replay_pool(40), n_boot=50)
     assert result["failed_scored_0"] == 10
     assert result["warnings"][0].startswith(
@@ -80,26 +54,14 @@ def test_a_task_that_failed_on_every_agent_is_told_apart(tmp_path):
 def test_a_role_given_one_model_that_fails_failed_on_every_candidate(tmp_path):
     """A planner given ``large``, then an executor given ``small`` alone, which fails on odd
     queries: those tasks failed on every candidate the executor had (its one model)."""
-    outcomes = [
-        LoggedOutcome(f"q{i}", m, 1.0, 0.001 if m == "small" else 0.01, "a")
-        for i in range(40)
-        for m in ("small", "large")
-        if not (m == "small" and i % 2)
-    ]
     url = f"sqlite:///{tmp_path}/m.db"
-    with SQLMemory(url) as memory:
-        graph = (
-            AgentGraph("two")
-            .add_role("planner", prompt="plan", models=["large"])
-            .add_role("executor", prompt="do", models=["small"])
-        )
-        app = graph.add_edge("planner", "executor").compile(
-            pool=ModelPool(list(replay_pool(40)), {"replay": ReplayBackend(outcomes)}),
-            memory=memory,
-            router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3),
-        )
-        items = [{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(40)]
-        asyncio.run(app.arun_many(items))
+    graph = (
+        AgentGraph("two")
+        .add_role("planner", prompt="plan", models=["large"])
+        .add_role("executor", prompt="do", models=["small"])
+        .add_edge("planner", "executor")
+    )
+    log_explored(url, 40, flaky_outcomes(40), graph)
     result = evaluate_from_memory(url, ["cheapest"], pool=replay_pool(40), n_boot=50)
     assert result["failed_scored_0"] == 20, result
     assert result["warnings"][0].startswith(

@@ -20,7 +20,7 @@ from agentroute.routers import make_router
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.explore import ExploreRouter
 from agentroute.types import Decision, RouteContext
-from tests.helpers import replay_pool
+from tests.helpers import flaky_outcomes, log_explored, replay_pool
 
 
 def _serve(url: str, items: list[dict], n: int, router: Router | None = None) -> None:
@@ -163,20 +163,8 @@ def test_a_failed_task_counts_as_score_0(tmp_path):
     """``small`` has no answer on odd queries and nothing is tried after it: those tasks fail
     unscored. They were skipped as "unscored", so ``cheapest`` (always small) was estimated on the
     even queries alone — 1.000 for a true 0.5."""
-    cards = list(replay_pool(40))
-    outcomes = [
-        LoggedOutcome(f"q{i}", m, 1.0, 0.001 if m == "small" else 0.01, "a")
-        for i in range(40)
-        for m in ("small", "large")
-        if not (m == "small" and i % 2)
-    ]
     url = f"sqlite:///{tmp_path}/m.db"
-    with SQLMemory(url) as memory:
-        app = AgentGraph("one").add_role("executor", prompt="p").compile(
-            pool=ModelPool(cards, {"replay": ReplayBackend(outcomes)}), memory=memory, max_fallbacks=0,
-            router=ExploreRouter(base="cheapest", epsilon=0.5, seed=3),
-        )  # fmt: skip
-        asyncio.run(app.arun_many([{"query": f"question {i}", "query_id": f"q{i}", "task_id": f"t{i:02d}"} for i in range(40)]))
+    log_explored(url, 40, flaky_outcomes(40), max_fallbacks=0)
     result = evaluate_from_memory(url, ["cheapest", "fixed:model=large"], pool=replay_pool(40), n_boot=100)
     assert result["tasks"] == 40 and result["failed_scored_0"] > 0
     by = {r["router"]: r for r in result["routers"]}

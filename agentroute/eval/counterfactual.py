@@ -46,6 +46,7 @@ import numpy as np
 
 from agentroute.errors import ConfigurationError
 from agentroute.eval.metrics import check_bootstrap
+from agentroute.progress import bar, phase
 from agentroute.routers.base import Router, check_pool
 from agentroute.types import Agent, RouteContext, Step, Trajectory
 
@@ -244,14 +245,18 @@ def _shrunk_means(cells: _Cells, y: np.ndarray, mult: np.ndarray, k: float) -> t
     pseudo-counts (an empty cell: its agent's mean)."""
     (n_types, n_agents), total = cells.shape, mult.sum()
     glob = (mult[:, None] * y).sum(axis=0) / total if total > 0 else np.zeros(2)
-    s_a, n_a = np.zeros((n_agents, 2)), np.zeros(n_agents)
-    np.add.at(s_a, cells.a, mult[:, None] * y)
-    np.add.at(n_a, cells.a, mult)
+    s_a, n_a = _sums(cells.a, n_agents, y, mult)
     agent = np.where(n_a[:, None] > 0, s_a / np.maximum(n_a, 1)[:, None], glob)
-    s_ta, n_ta = np.zeros((n_types, n_agents, 2)), np.zeros((n_types, n_agents))
-    np.add.at(s_ta, (cells.t, cells.a), mult[:, None] * y)
-    np.add.at(n_ta, (cells.t, cells.a), mult)
-    return glob, agent, (s_ta + k * agent[None]) / (n_ta + k)[..., None]
+    s_ta, n_ta = _sums(cells.t * n_agents + cells.a, n_types * n_agents, y, mult)
+    q = (s_ta + k * np.tile(agent, (n_types, 1))) / (n_ta + k)[:, None]
+    return glob, agent, q.reshape(n_types, n_agents, 2)
+
+
+def _sums(index: np.ndarray, size: int, y: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell sums of ``mult``-weighted ``y`` (size × 2) and of ``mult`` (size), cells by ``index``."""
+    wy = mult[:, None] * y
+    sums = np.stack([np.bincount(index, wy[:, j], minlength=size) for j in range(y.shape[1])], axis=1)
+    return sums, np.bincount(index, mult, minlength=size)
 
 
 def _query_key(task: LoggedTask) -> str:
@@ -327,9 +332,11 @@ def estimate_router(
     point = estimates(np.arange(m))
     rng = np.random.default_rng(seed)
     boots: dict[str, list[np.ndarray]] = {k: [] for k in point}
-    for _ in range(n_boot):
-        for k, v in estimates(rng.integers(0, m, m)).items():
-            boots[k].append(v)
+    with bar(n_boot, f"bootstrap {name or router.name}", unit="resample") as b:
+        for _ in range(n_boot):
+            for k, v in estimates(rng.integers(0, m, m)).items():
+                boots[k].append(v)
+            b.update(1)
     alpha = (1 - level) / 2
     intervals: dict[str, list[float]] = {}
     for k, values in boots.items():
@@ -413,6 +420,7 @@ def evaluate_from_memory(
     level: float = 0.95,
     seed: int = 0,
     holdout: float = 0.5,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Counterfactual estimates of each router in ``routers`` on the traffic logged in a memory.
 
@@ -428,7 +436,9 @@ def evaluate_from_memory(
     :attr:`~agentroute.outcomes.OutcomeTable.weights`) and every router is then estimated on the
     other share (stated in the result), so no router is judged on the queries it learned from.
     ``pool`` gives the model cards routers read (a YAML path or a :class:`ModelPool`; default: the
-    local pool); ``graph`` keeps only that graph's tasks.
+    local pool); ``graph`` keeps only that graph's tasks. ``progress``: a bar on stderr for each
+    long phase (reading the memory, each fit, each router's bootstrap), as :mod:`agentroute.progress`
+    shows them (``False``: none).
     """
     from pathlib import Path
 
@@ -437,12 +447,14 @@ def evaluate_from_memory(
     from agentroute.pool import ModelPool
 
     cards = {card.id: card for card in (pool if isinstance(pool, ModelPool) else ModelPool.load(pool))}
-    with open_memory(memory_url) as store:
+    show = None if progress else False
+    with phase("reading the memory", show=show), open_memory(memory_url) as store:
         trajectories = store.trajectories(graph=graph)  # unscored ones too: they are counted as skipped
         url = store.url
     if graph is not None and not trajectories:
         raise ConfigurationError(f"no tasks of graph {graph!r} in {url} (--graph takes the name a graph was compiled with)")
-    tasks, skipped = logged_tasks(trajectories, cards=cards)
+    with phase("reading the logged decisions", show=show):
+        tasks, skipped = logged_tasks(trajectories, cards=cards)
     # by task id: the same logs give the same split and the same sums whatever order the store returns
     # them in (tasks that finished concurrently are stored in a different order on each run)
     tasks.sort(key=lambda t: t.task_id)
@@ -481,16 +493,20 @@ def evaluate_from_memory(
         fit_queries = {queries[i] for i in order[: int(round((1 - holdout) * len(queries)))]}
         train_ids = {t.task_id for t in tasks if _query_key(t) in fit_queries}
         evaluated = [t for t in tasks if t.task_id not in train_ids]
-        fit_on = [t for t in trajectories if t.task.id in train_ids]
+        outage = {t.task_id for t in tasks if t.every_agent_failed}
+        fit_on = [
+            t if t.task.id in outage else _failures_scored_0(t) for t in trajectories if t.task.id in train_ids
+        ]
         for router in needs_fit:
-            router.fit(fit_on)
+            with phase(f"fitting {router.name} on {len(fit_on)} logged tasks", show=show):
+                router.fit(fit_on)
     q = RewardModel().fit(evaluated)
-    results = [
-        estimate_router(
-            router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed
-        ).as_dict()
-        for name, router in built
-    ]
+    with bar(len(built), "estimating", unit="router", show=show) as b:  # each router's bootstrap nested
+        results = []
+        for name, router in built:
+            estimate = estimate_router(router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed)
+            results.append(estimate.as_dict())
+            b.update(1)
     logged = {
         "score": float(np.mean([t.score for t in evaluated])),
         "cost": float(np.mean([t.cost for t in evaluated])),
@@ -515,6 +531,17 @@ def evaluate_from_memory(
         "routers": results,
         "warnings": warnings,
     }
+
+
+def _failures_scored_0(trajectory: Trajectory) -> Trajectory:
+    """``trajectory`` as a fit sees it: each failed call an outcome scored 0 of the agent that made
+    it, as the estimate scores the failed task 0 (fits learn from answered, scored calls alone, so
+    an agent that fails often looked as good as its answers). Not for a task whose every candidate
+    failed (an outage is no agent's fault): the caller keeps it as it is."""
+    if not any(s.status == "failed" for s in trajectory.steps):
+        return trajectory
+    steps = [s.model_copy(update={"status": "ok", "score": 0.0}) if s.status == "failed" else s for s in trajectory.steps]
+    return trajectory.model_copy(update={"steps": steps})
 
 
 def _failed_warning(tasks: Sequence[LoggedTask]) -> list[str]:
@@ -630,6 +657,7 @@ def eval_from_memory_command(
             n_boot=n_boot,
             level=level,
             seed=seed,
+            progress=not json_output,  # bars on a terminal's stderr ($AGENTROUTE_PROGRESS), none with --json
         )
     except AgentrouteError as exc:
         print_error(error_text(exc))  # a PostgreSQL URL that cannot be reached: one line
