@@ -517,11 +517,41 @@ async def _complete_all(
     """``n`` completions at once; when one fails or the caller is cancelled, the others are cancelled."""
     calls = [asyncio.ensure_future(backend.complete(choice_request(request, i), card)) for i in range(n)]
     try:
-        return [with_usage(c, backend, request, card) for c in await asyncio.gather(*calls)]
+        return [received(c, backend, request, card) for c in await asyncio.gather(*calls)]
     finally:
         for call in calls:
             call.cancel()
         await asyncio.gather(*calls, return_exceptions=True)
+
+
+def received(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
+    """A backend's ``completion`` as the server answers it: its usage counted (:func:`with_usage`);
+    :class:`ProtocolError` (a 502 ``bad_upstream_reply``) when its ``raw["tool_calls"]`` are not
+    OpenAI's: a list of ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}``
+    (a user backend's own shape would reach the client as a reply its SDK cannot read)."""
+    if (problem := tool_calls_problem(completion.raw.get("tool_calls"))) is not None:
+        raise ProtocolError(card.id, f"'tool_calls' {problem}")
+    return with_usage(completion, backend, request, card)
+
+
+def tool_calls_problem(calls: Any) -> str | None:
+    """What keeps ``calls`` from being a message's OpenAI ``tool_calls`` (``None``: nothing; none
+    at all is fine)."""
+    if not calls:
+        return None
+    if not isinstance(calls, list):
+        return f"is not a list (got {type(calls).__name__})"
+    for index, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+            return f'{index}: needs an "id", a non-empty string'
+        if call.get("type") != "function":
+            return f'{index}: "type" must be "function" (got {call.get("type")!r})'
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            return f'{index}: needs a "function" with a "name", a non-empty string'
+        if not isinstance(function.get("arguments"), str):
+            return f"{index}: function.arguments must be a string of JSON (got {type(function.get('arguments')).__name__})"
+    return None
 
 
 class Reasoning(str):
@@ -540,7 +570,7 @@ async def _deltas(
     stream = getattr(backend, "stream", None)
     if callable(stream):
         async for item in stream(request, card):
-            yield with_usage(item, backend, request, card) if isinstance(item, Completion) else item
+            yield received(item, backend, request, card) if isinstance(item, Completion) else item
         return
     if getattr(backend, "streams_tokens", False):
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
@@ -569,14 +599,14 @@ async def _deltas(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        completion = with_usage(completion, backend, request, card)
+        completion = received(completion, backend, request, card)
         if not streamed:  # the reply came whole (the server does not stream): its text is one delta
             async for item in _whole(completion):
                 yield item
         else:
             yield completion
         return
-    async for item in _whole(with_usage(await backend.complete(request, card), backend, request, card)):
+    async for item in _whole(received(await backend.complete(request, card), backend, request, card)):
         yield item
 
 

@@ -1,0 +1,77 @@
+"""A user backend's ``raw["tool_calls"]`` that are not OpenAI's shape: ``agentroute serve`` answers
+502 ``bad_upstream_reply`` (plain and streamed), as for other bad upstream fields (was: a 500
+traceback, a stream cut without an error, or a reply the openai SDK reads as nonsense)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from agentroute.pool import ModelPool
+from agentroute.pool.backends.base import Backend
+from agentroute.pool.card import ModelCard
+from agentroute.serve import ServerThread
+from agentroute.types import Completion, CompletionRequest
+from tests.fixtures_sdk import close_sdk_clients, sdk_client  # noqa: F401
+
+GOOD = [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}]
+SHAPES: dict[str, Any] = {
+    "good": GOOD,
+    "text": "add(1)",
+    "mapping": {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}},
+    "no-id": [{"type": "function", "function": {"name": "add", "arguments": "{}"}}],
+    "arguments-object": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": {"a": 1}}}],
+    "not-function": [{"id": "call_1", "type": "tool", "function": {"name": "add", "arguments": "{}"}}],
+    "items-text": ["add"],
+}
+
+
+class Calls(Backend):
+    """Answers with the tool calls of the shape its prompt names (a user backend's own reply)."""
+
+    name = "calls"
+
+    async def complete(self, request: CompletionRequest, card: ModelCard) -> Completion:
+        shape = SHAPES[request.messages[-1]["content"]]
+        return Completion(
+            text="", model=card.id, tokens_in=3, tokens_out=2, cost_usd=0.0, latency_ms=1.0,
+            raw={"finish_reason": "tool_calls", "tool_calls": shape},
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    card = ModelCard(id="caller", backend="calls", input_price=1.0, output_price=1.0)
+    with ServerThread(ModelPool([card], backends={"calls": Calls()}), preload=False) as server:
+        yield server.url
+
+
+def ask(shape: str) -> dict[str, Any]:
+    return {"model": "caller", "messages": [{"role": "user", "content": shape}]}
+
+
+def test_well_formed_tool_calls_reach_the_sdk(url: str) -> None:
+    reply = sdk_client(url).chat.completions.create(**ask("good"))
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert [(c.id, c.function.name, c.function.arguments) for c in reply.choices[0].message.tool_calls or []] == [
+        ("call_1", "add", '{"a": 1}')
+    ]
+    chunks = list(sdk_client(url).chat.completions.create(**ask("good"), stream=True))
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    assert [(c.index, c.id, c.function.name) for c in calls] == [(0, "call_1", "add")]
+
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s != "good"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_malformed_tool_calls_are_a_bad_upstream_reply(url: str, shape: str, stream: bool) -> None:
+    with pytest.raises(openai.APIStatusError) as refused:
+        reply = sdk_client(url).chat.completions.create(**ask(shape), stream=stream)
+        list(reply) if stream else None  # type: ignore[call-overload]
+    assert refused.value.status_code == 502, refused.value.response.text
+    error = json.loads(refused.value.response.text)["error"]
+    assert error["code"] == "bad_upstream_reply" and "'tool_calls'" in error["message"], error
+    assert refused.value.response.headers["x-should-retry"] == "false"
