@@ -8,9 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from agentroute.batch import default_batch_id, done_elsewhere, fresh_batch_id
 from agentroute.cli import app
+from agentroute.memory import BatchQueue, SQLMemory
+from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
 from tests.test_batch_server import GRAPH_PY, StubOpenAIServer, pool_yaml
 
 
@@ -46,3 +50,17 @@ def test_resume_of_an_edited_input_names_the_batch_holding_its_done_queries(tmp_
     joined = run("--batch", earlier)
     assert joined.exit_code == 0, joined.output
     assert len(server.answered) == calls + 1  # only the added line runs
+
+
+
+def test_done_elsewhere_counts_finished_queries_of_the_graphs_other_batches_only(memory_url: str) -> None:  # noqa: F811
+    with SQLMemory(memory_url) as memory:
+        default = default_batch_id("g_1", [{"query_id": "q1"}, {"query_id": "q2"}])
+        fresh = fresh_batch_id(default)
+        for batch, ids in ((default, ["q1", "q2"]), (fresh, ["q1"]), ("gx1-0123456789ab", ["q1", "q2"])):
+            BatchQueue(memory, batch).add([(q, {"query": q}) for q in ids])
+            with memory.engine.begin() as conn:
+                conn.execute(sa.text("UPDATE batch_items SET status = 'done' WHERE batch_id = :b"), {"b": batch})
+        assert done_elsewhere(memory, "g_1", "g_1-new", ["q1", "q2", "q3"]) == (default, 2)
+        assert done_elsewhere(memory, "g_1", default, ["q1", "q2"]) == (fresh, 1)  # gx1-…: another graph ("_" is no wildcard)
+        assert done_elsewhere(memory, "g_1", "g_1-new", ["q9"]) is None
