@@ -479,8 +479,9 @@ class MiniWoBSession:
         try:
             obs, _ = self._env.reset(seed=seed, options={"record_screenshots": False})
         except Exception as exc:
+            reason = self._unanswered(exc) or _brief(exc)
             self._lost()
-            raise BrowserCrashedError(f"reset of {self.task!r} failed: {_brief(exc)}") from exc
+            raise BrowserCrashedError(f"reset of {self.task!r} failed: {reason}") from exc
         self.page = page_from_observation(obs, max_elements=self.max_elements)
         return self.page
 
@@ -505,7 +506,7 @@ class MiniWoBSession:
                 act = env.create_action(ActionTypes.PRESS_KEY, key=key)
             obs, reward, done, _, info = env.step(act)
         except Exception as exc:
-            reason = self._left_task(exc) or _brief(exc)
+            reason = self._left_task(exc) or self._unanswered(exc) or _brief(exc)
             self._lost()
             raise BrowserCrashedError(f"{action} on {self.task!r} failed: {reason}") from exc
         page = None if done else page_from_observation(obs, max_elements=self.max_elements)
@@ -538,6 +539,16 @@ class MiniWoBSession:
         except Exception:
             return None
         return None if url.startswith(task_url) else f"the page left the task (now at {url[:100]})"
+
+    def _unanswered(self, exc: Exception) -> str | None:
+        """Why a command timed out when the page kept its renderer busy past the limit (a huge DOM,
+        a script that loops): chromedriver waits for the renderer as long as for a page load."""
+        if "Timed out receiving message from renderer" not in str(exc):
+            return None
+        return (
+            f"the page did not answer within {self.page_load_timeout_s:g} s (a huge or busy page; "
+            f"run web --page-load-timeout or ${PAGE_LOAD_ENV} sets the limit)"
+        )
 
     def _lost(self) -> None:
         """Forget a dead browser so that the next episode starts a fresh one."""
