@@ -465,8 +465,10 @@ class BatchRunner:
         """A resume whose input's default batch is new while its queries are finished in another batch of
         the graph (a line added, removed or edited since): refused, naming that batch, rather than
         running and paying for them all again."""
-        graph = str(self.compiled.name)
-        if self.batch_id != default_batch_id(graph, ({"query_id": q} for q in query_ids)) or self.queue.counts():
+        graph = getattr(self.compiled, "name", None)  # a stand-in for a compiled graph may have none
+        if not isinstance(graph, str) or self.batch_id != default_batch_id(graph, ({"query_id": q} for q in query_ids)):
+            return
+        if self.queue.counts():
             return
         if (earlier := done_elsewhere(self.memory, graph, self.batch_id, query_ids)) is None:
             return
