@@ -8,18 +8,25 @@ never priced $0. ``worst_case_usd`` and the settled cost use the same price sour
 imported on first use (it takes seconds) and makes no retries (the dispatcher retries). Replies
 of a self-hosted endpoint (``base_url``) or an OpenAI-protocol provider are streamed and cut after
 ``max_tokens`` + 1 text chunks, as the openai backend's are: a server that ignores ``max_tokens``
-cannot run away. Other hosted providers (``anthropic/…``) are called plainly.
+cannot run away. Other hosted providers (``anthropic/…``) are called plainly. A self-hosted
+OpenAI-protocol endpoint (``openai/…``, ``hosted_vllm/…`` with ``base_url``) is called through
+clients of this backend's, one set per event loop and closed with it, whose hook reads the usage
+as the server sent it (:class:`_LoopClients`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, ClassVar
 
+import httpx
 import openai
 
 from agentroute._optional import require
@@ -30,6 +37,7 @@ from agentroute.pool.backends.counting import (
     is_openai_endpoint,
     openai_encoding,
 )
+from agentroute.pool.backends.loops import PerLoop
 from agentroute.pool.backends.openai import (
     PROVIDER_FIELDS,
     TRANSPORT_ERRORS,
@@ -117,6 +125,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         self.stream = self.streams_tokens = stream
         self._init_counting()
         self.refusals = FieldRefusals()  # the fields each model refused (o-series temperatures)
+        # each event loop's clients of self-hosted OpenAI-protocol endpoints (see own_client)
+        self._clients = PerLoop[_LoopClients](_LoopClients, _LoopClients.aclose)
 
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
@@ -164,6 +174,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         key = api_key_for(card)
         if key is not None:
             kwargs["api_key"] = key
+        if card.base_url and provider_of(card.backend_model) in STREAMED_PROVIDERS:
+            kwargs["client"] = self._clients.get().client(card.backend_model, card.base_url, key)
         started = time.perf_counter()
 
         async def send(kwargs: dict[str, Any]) -> Reply:
@@ -187,14 +199,21 @@ class LiteLLMBackend(EndpointCounting, Backend):
         )
 
     async def _plain(self, litellm: ModuleType, kwargs: dict[str, Any], card: ModelCard) -> Reply:
+        sent = _Sent()
+        token = _SENT.set(sent)
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
             raise litellm_error(exc, card.id, card.base_url) from exc
+        finally:
+            _SENT.reset(token)
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise ProtocolError(card.id, "the reply has no choices")
-        return plain_reply(card, response, choices[0])
+        reply = plain_reply(card, response, choices[0])
+        if sent.read:  # the usage as the server sent it (LiteLLM's objects turn "7" or true into counts)
+            reply.usage = sent.usage
+        return reply
 
     async def _streamed(self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard) -> Reply:
         """Stream the reply, as the openai backend does: after more than ``max_tokens`` chunks that
@@ -208,10 +227,14 @@ class LiteLLMBackend(EndpointCounting, Backend):
         (none: the reply is counted here). A LiteLLM that keeps no chunks gets the last chunk's
         usage unless its prompt count is LiteLLM's own estimate (:func:`_litellm_estimate`, off the
         event loop: its tokenizer may be fetched from the Hugging Face Hub)."""
+        sent = _Sent()
+        token = _SENT.set(sent)
         try:
             response = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
         except Exception as exc:
+            _SENT.reset(token)
             raise litellm_error(exc, card.id, card.base_url) from exc
+        _SENT.reset(token)  # the stream's hook holds it: the chunks are read later, in this task
         read = StreamText(card.id, request.max_tokens, token_sink.get())
         events, said = 0, False  # said: a chunk carried something from the provider (a role, text, a call)
         reply_id, finish_reason, usage, closing = "", None, None, False
@@ -254,7 +277,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 await response.aclose()  # closes the connection when cut: the server stops generating
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
-        if isinstance(getattr(response, "chunks", None), list):
+        if sent.read:
+            usage = sent.usage  # as the server sent it, read off the wire: surely no estimate of LiteLLM's
+        elif isinstance(getattr(response, "chunks", None), list):
             usage = _kept_usage(response)  # the provider's own report, if it sent one: LiteLLM keeps every chunk
         elif usage is not None and await asyncio.to_thread(_litellm_estimate, litellm, usage, kwargs):
             usage = None  # LiteLLM's own estimate, not the provider's report: counted
@@ -263,6 +288,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason)
 
     async def aclose(self) -> None:
+        """Close every event loop's clients (see :meth:`PerLoop.aclose`) and the token counter's."""
+        await self._clients.aclose()
         await self.tokenize.aclose()
 
 
@@ -275,6 +302,98 @@ def streamed_provider(card: ModelCard) -> bool:
     that may ignore ``max_tokens``) or an OpenAI-protocol provider. Other hosted providers keep
     ``max_tokens`` and are called plainly, with the usage they report."""
     return bool(card.base_url) or provider_of(card.backend_model) in STREAMED_PROVIDERS
+
+
+class _Sent:
+    """The usage a reply carried as the server sent it (JSON, unconverted): ``read`` once the body
+    or stream went through :func:`_keep_usage`'s hook (``usage`` stays ``None`` when it had none)."""
+
+    __slots__ = ("read", "usage", "_rest")
+
+    def __init__(self) -> None:
+        self.read, self.usage, self._rest = False, None, b""
+
+    def take(self, body: Any) -> None:
+        """Keep ``body``'s usage (a plain reply's body or a stream's event) when it has one."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if usage is not None:
+            self.usage = usage
+
+    def feed(self, data: bytes) -> None:
+        """Read the events of a stream's next bytes that mention ``"usage"`` (the others are not parsed)."""
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:") and b'"usage"' in line:
+                with contextlib.suppress(ValueError):
+                    self.take(json.loads(line[5:]))
+
+
+#: The reply being read in this task (set around each ``litellm.acompletion``).
+_SENT: ContextVar[_Sent | None] = ContextVar("agentroute_litellm_sent", default=None)
+
+
+class _UsageTee(httpx.AsyncByteStream):
+    """A stream's bytes, passed on unchanged, each read by :meth:`_Sent.feed` on the way."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent) -> None:
+        self._stream, self._sent = stream, sent
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for data in self._stream:
+            self._sent.feed(data)
+            yield data
+        self._sent.read = True
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _keep_usage(response: httpx.Response) -> None:
+    """httpx's response hook of :class:`_LoopClients`: keeps the usage of a reply as the server sent
+    it, for :func:`~agentroute.pool.backends.usage.checked_count` to judge (LiteLLM's ``Usage`` and
+    the OpenAI SDK's models turn ``"7"`` or ``true`` into counts before the backend sees them).
+    A compressed stream is not read (its usage is taken as LiteLLM gives it)."""
+    sent = _SENT.get()
+    if sent is None or response.status_code != 200:
+        return
+    kind = response.headers.get("content-type", "")
+    if "event-stream" in kind:
+        if not response.headers.get("content-encoding") and isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _UsageTee(response.stream, sent)
+    elif "json" in kind:
+        await response.aread()
+        with contextlib.suppress(ValueError):
+            sent.take(json.loads(response.content))
+        sent.read = True
+
+
+class _LoopClients:
+    """One event loop's clients of self-hosted OpenAI-protocol endpoints, given to LiteLLM as its
+    ``client``: one httpx client (LiteLLM's own transport, :func:`_keep_usage` hooked) shared by an
+    ``openai.AsyncOpenAI`` per endpoint and key (``openai/``) and one ``AsyncHTTPHandler``
+    (``hosted_vllm/``). Closed with their loop (LiteLLM's cache would keep one per loop open)."""
+
+    def __init__(self) -> None:
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        self.handler = AsyncHTTPHandler(event_hooks={"response": [_keep_usage]})
+        self.openai: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
+
+    def client(self, model: str, base_url: str, key: str | None) -> Any:
+        """The client LiteLLM calls ``model`` (``openai/…`` or ``hosted_vllm/…``) at ``base_url`` with."""
+        if provider_of(model) != "openai":
+            return self.handler
+        client = self.openai.get((base_url, key))
+        if client is None:
+            client = self.openai[(base_url, key)] = openai.AsyncOpenAI(
+                base_url=base_url, api_key=key or "none", max_retries=0,
+                http_client=self.handler.client,  # type: ignore[arg-type]  # the SDK takes httpx's clients too (as LiteLLM gives them)
+            )
+        return client
+
+    async def aclose(self) -> None:
+        await self.handler.close()  # the one httpx client every AsyncOpenAI here shares
 
 
 def provider_of(model: str) -> str:

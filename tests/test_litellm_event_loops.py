@@ -1,0 +1,79 @@
+"""The litellm backend's connections to a self-hosted endpoint close with the event loop that
+opened them, as the openai backend's do: a user who calls ``asyncio.run(...)`` once per question
+keeps no connection open per run.
+
+Before: LiteLLM cached one client per event loop (its key names the loop) and never closed those
+of a loop that had ended: after 2 runs against a keep-alive server, 2 sockets stayed open, also
+after ``pool.close()`` and a garbage collection. Against a real HTTP/1.1 server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from agentroute.pool import ModelCard, ModelPool
+from agentroute.types import CompletionRequest
+from tests.fixtures_reply_server import LoopbackServer, _Handler
+from tests.test_pool_event_loops import _connections_to
+
+pytest.importorskip("litellm")
+
+
+class _KeepAlive(_Handler):
+    protocol_version = "HTTP/1.1"  # connections stay open between requests, as real servers keep them
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(_KeepAlive) as running:
+        yield running
+
+
+@pytest.mark.parametrize("model", ["openai/echo", "hosted_vllm/echo"])
+def test_one_asyncio_run_per_question_leaves_no_connection_open(server: LoopbackServer, model: str) -> None:
+    from agentroute.pool.backends.litellm import LiteLLMBackend
+
+    card = ModelCard(id="m", backend="litellm", model=model, base_url=server.url, input_price=1.0, output_price=2.0,
+                     max_tokens=8, timeout_s=5)
+    backend = LiteLLMBackend(stream=False)
+    pool = ModelPool([card], {"litellm": backend})
+    request = CompletionRequest(model="m", messages=[{"role": "user", "content": "Capital?"}], max_tokens=8)
+    port = server.server_address[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(2):
+            assert asyncio.run(backend.complete(request, card)).text == "echo"
+            assert _connections_to(port) == 0  # closed as its loop shut down
+        pool.close()
+        gc.collect()
+    assert _connections_to(port) == 0
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_pool_aclose_closes_the_running_loops_connections(server: LoopbackServer) -> None:
+    """Within one loop (a notebook), ``await pool.aclose()`` closes them, and the pool stays usable."""
+    from agentroute.pool.backends.litellm import LiteLLMBackend
+
+    card = ModelCard(id="m", backend="litellm", model="openai/echo", base_url=server.url, input_price=1.0,
+                     output_price=2.0, max_tokens=8, timeout_s=5)
+    backend = LiteLLMBackend(stream=False)
+    pool = ModelPool([card], {"litellm": backend})
+    request = CompletionRequest(model="m", messages=[{"role": "user", "content": "Capital?"}], max_tokens=8)
+    port = server.server_address[1]
+
+    async def main() -> list[int]:
+        seen = []
+        for _ in range(2):
+            await backend.complete(request, card)
+            seen.append(_connections_to(port))
+            await pool.aclose()
+            seen.append(_connections_to(port))
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[0] == 1 and seen[1] == seen[3] == 0, seen
