@@ -213,7 +213,8 @@ class RewardModel:
         self.agents_ = sorted({t.steps[0].chosen for t in tasks})
         cells = _Cells(tasks, self.types_, self.agents_)
         y = np.array([(t.score, t.cost) for t in tasks]).reshape(-1, 2)
-        self.global_, self.agent_, self.q_ = _shrunk_means(cells, y, np.ones(len(tasks)), self.shrinkage)
+        glob, agent, q = _shrunk_means(cells, y, np.ones((1, len(tasks))), self.shrinkage)
+        self.global_, self.agent_, self.q_ = glob[0], agent[0], q[0]
         return self
 
     def predict(self, task_type: str | None, agent: str) -> np.ndarray:
@@ -228,7 +229,7 @@ class RewardModel:
 
 class _Cells:
     """Each task's (task type, agent of its first routed step) cell, as indices into ``types`` and
-    ``agents``: what :func:`_shrunk_means` sums over."""
+    ``agents`` and as a one-hot matrix (n × types·agents): what :func:`_shrunk_means` sums over."""
 
     def __init__(self, tasks: Sequence[LoggedTask], types: list[str], agents: list[str]):
         col = {a: j for j, a in enumerate(agents)}
@@ -236,27 +237,29 @@ class _Cells:
         self.t = np.array([row[str(t.task_type)] for t in tasks], dtype=int)
         self.a = np.array([col[t.steps[0].chosen] for t in tasks], dtype=int)
         self.shape = (len(types), len(agents))
+        self.onehot = np.zeros((len(tasks), len(types) * len(agents)))
+        self.onehot[np.arange(len(tasks)), self.t * len(agents) + self.a] = 1.0
 
 
 def _shrunk_means(cells: _Cells, y: np.ndarray, mult: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reward model's rule, the one home of it: the global mean of ``y`` (n × [score, cost])
-    under task multiplicities ``mult``; each agent's own mean (the global one for an agent that
-    holds no task); and each (type, agent) cell's mean shrunk toward its agent's with ``k``
-    pseudo-counts (an empty cell: its agent's mean)."""
-    (n_types, n_agents), total = cells.shape, mult.sum()
-    glob = (mult[:, None] * y).sum(axis=0) / total if total > 0 else np.zeros(2)
-    s_a, n_a = _sums(cells.a, n_agents, y, mult)
-    agent = np.where(n_a[:, None] > 0, s_a / np.maximum(n_a, 1)[:, None], glob)
-    s_ta, n_ta = _sums(cells.t * n_agents + cells.a, n_types * n_agents, y, mult)
-    q = (s_ta + k * np.tile(agent, (n_types, 1))) / (n_ta + k)[:, None]
-    return glob, agent, q.reshape(n_types, n_agents, 2)
+    """The reward model's rule, the one home of it, under task multiplicities ``mult`` (B × n: B
+    draws at once): the global mean of ``y`` (n × [score, cost]), B × 2; each agent's own mean (the
+    global one for an agent that holds no task), B × agents × 2; and each (type, agent) cell's mean
+    shrunk toward its agent's with ``k`` pseudo-counts (an empty cell: its agent's mean),
+    B × types × agents × 2."""
+    (n_types, n_agents), n = cells.shape, len(y)
+    total = mult.sum(axis=1)
+    glob = np.divide(mult @ y, total[:, None], out=np.zeros((len(mult), 2)), where=total[:, None] > 0)
+    shape = (len(mult), n_types, n_agents)
+    s_c = (mult @ (cells.onehot[:, :, None] * y[:, None, :]).reshape(n, -1)).reshape(*shape, 2)
+    n_c = (mult @ cells.onehot).reshape(shape)
+    s_a, n_a = s_c.sum(axis=1), n_c.sum(axis=1)
+    agent = np.where(n_a[..., None] > 0, s_a / np.maximum(n_a, 1)[..., None], glob[:, None, :])
+    return glob, agent, (s_c + k * agent[:, None]) / (n_c + k)[..., None]
 
 
-def _sums(index: np.ndarray, size: int, y: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell sums of ``mult``-weighted ``y`` (size × 2) and of ``mult`` (size), cells by ``index``."""
-    wy = mult[:, None] * y
-    sums = np.stack([np.bincount(index, wy[:, j], minlength=size) for j in range(y.shape[1])], axis=1)
-    return sums, np.bincount(index, mult, minlength=size)
+_BOOT_CELLS = 2_000_000
+"""Bootstrap draws × tasks computed at once (a matrix of that many floats, 16 MB)."""
 
 
 def _query_key(task: LoggedTask) -> str:
@@ -321,28 +324,32 @@ def estimate_router(
     m = len(cluster_of)
     dr = _DoublyRobust(tasks, policies, y, w, shrinkage)
 
-    def estimates(pick: np.ndarray) -> dict[str, np.ndarray]:
-        mult = np.bincount(pick, minlength=m)[ids].astype(float)  # how often each task was drawn
-        total_n, total_w = mult.sum(), (mult * w).sum()
-        wy = ((mult * w)[:, None] * y).sum(axis=0)
-        out = {"ips": wy / total_n, "snips": wy / total_w if total_w > 0 else np.full(2, np.nan)}
-        out["dr"], out["dm"] = dr(mult)
-        return out
+    def estimates(mult: np.ndarray) -> dict[str, np.ndarray]:
+        """Each estimate (B × [score, cost]) under task multiplicities ``mult`` (B × n)."""
+        total_n, total_w = mult.sum(axis=1)[:, None], (mult @ w)[:, None]
+        wy = mult @ (w[:, None] * y)
+        snips = np.divide(wy, total_w, out=np.full(wy.shape, np.nan), where=total_w > 0)
+        dr_mean, dm_mean = dr(mult)
+        return {"ips": wy / total_n, "snips": snips, "dr": dr_mean, "dm": dm_mean}
 
-    point = estimates(np.arange(m))
+    point = {k: v[0] for k, v in estimates(np.ones((1, n))).items()}
     rng = np.random.default_rng(seed)
     boots: dict[str, list[np.ndarray]] = {k: [] for k in point}
+    chunk = max(1, min(n_boot, _BOOT_CELLS // max(n, 1)))  # resamples computed at once, in matrix products
     with bar(n_boot, f"bootstrap {name or router.name}", unit="resample") as b:
-        for _ in range(n_boot):
-            for k, v in estimates(rng.integers(0, m, m)).items():
+        for start in range(0, n_boot, chunk):
+            size = min(chunk, n_boot - start)
+            # how often each task was drawn: its query's draws (drawn one resample at a time, as ever)
+            counts = np.stack([np.bincount(rng.integers(0, m, m), minlength=m) for _ in range(size)])
+            for k, v in estimates(counts[:, ids].astype(float)).items():
                 boots[k].append(v)
-            b.update(1)
+            b.update(size)
     alpha = (1 - level) / 2
     intervals: dict[str, list[float]] = {}
     for k, values in boots.items():
         if not values:
             continue
-        arr = np.array(values)
+        arr = np.concatenate(values)
         for j, what in enumerate(("score", "cost")):
             col = arr[:, j][np.isfinite(arr[:, j])]
             if len(col):
@@ -376,8 +383,9 @@ def _several_steps_note(tasks: Sequence[LoggedTask]) -> str:
 
 
 class _DoublyRobust:
-    """DR and DM means under task multiplicities ``mult``, the reward model (:class:`RewardModel`,
-    vectorised) refitted on the same draw: the bootstrap interval carries q̂'s uncertainty too."""
+    """DR and DM means under task multiplicities ``mult``, the reward model (:class:`RewardModel`'s
+    rule, :func:`_shrunk_means`) refitted on each draw: the bootstrap interval carries q̂'s
+    uncertainty too."""
 
     def __init__(
         self,
@@ -395,15 +403,22 @@ class _DoublyRobust:
             for a, p in pi.items():
                 self.pi[i, col[a]] = p
         self.y, self.w, self.k = y, w, k
+        n, (n_types, n_agents) = len(tasks), self.cells.shape
+        # π(· | xᵢ) in task i's type's block of cells, and wᵢ in its logged cell: DM's and the
+        # correction's sums are then matrix products with the draws' multiplicities
+        self.pi_cells = np.zeros((n, n_types, n_agents))
+        self.pi_cells[np.arange(n), self.cells.t] = self.pi
+        self.pi_cells = self.pi_cells.reshape(n, -1)
+        self.w_cells = self.cells.onehot * w[:, None]
+        self.wy = w[:, None] * y
 
     def __call__(self, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        y, cells = self.y, self.cells
-        q_task = _shrunk_means(cells, y, mult, self.k)[2][cells.t]  # (n, agents, 2)
-        dm = np.einsum("ia,iaj->ij", self.pi, q_task)
-        logged = q_task[np.arange(len(mult)), cells.a]
-        dr = dm + self.w[:, None] * (y - logged)
-        total = mult.sum()
-        return (mult[:, None] * dr).sum(axis=0) / total, (mult[:, None] * dm).sum(axis=0) / total
+        """(DR, DM) means, each B × [score, cost], under multiplicities ``mult`` (B × n)."""
+        q = _shrunk_means(self.cells, self.y, mult, self.k)[2].reshape(len(mult), -1, 2)  # (B, cells, 2)
+        total = mult.sum(axis=1)[:, None]
+        dm = np.einsum("bc,bcj->bj", mult @ self.pi_cells, q)
+        logged = np.einsum("bc,bcj->bj", mult @ self.w_cells, q)
+        return (dm + mult @ self.wy - logged) / total, dm / total
 
 
 def _num(value: float) -> float | None:
