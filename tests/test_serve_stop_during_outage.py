@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.fixtures_adversary import Adversary
+from tests.fixtures_sdk import close_sdk_clients, sdk_client  # noqa: F401
 from tests.test_serve_user_paths import AGENTROUTE, free_port, wait_up
 
 pytestmark = pytest.mark.postgres
@@ -85,7 +86,7 @@ class Cuttable(Proxy):
 def test_ctrl_c_during_a_memory_outage_exits_within_drain_s(postgres_url: str, tmp_path) -> None:
     proxy = Cuttable(int(postgres_url.rsplit(":", 1)[1].split("/")[0]))
     memory = postgres_url.replace(postgres_url.rsplit("@", 1)[1].split("/")[0], f"127.0.0.1:{proxy.port}")
-    with Adversary() as provider:
+    with Adversary() as provider, contextlib.closing(proxy):  # its listener: cut() only shuts it down
         pool = tmp_path / "pool.yaml"
         pool.write_text(
             f"models:\n  - id: small\n    backend: openai\n    model: honest-small\n    base_url: {provider.url}\n"
@@ -99,7 +100,7 @@ def test_ctrl_c_during_a_memory_outage_exits_within_drain_s(postgres_url: str, t
         )  # fmt: skip
         try:
             wait_up(process, port)
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+            client = sdk_client(f"http://127.0.0.1:{port}/v1")  # closed at the test's end: its connection to the server
             ask = {"model": "router", "messages": [{"role": "user", "content": "hi"}]}
             assert client.chat.completions.create(**ask).choices[0].message.content
             proxy.cut()
