@@ -406,9 +406,9 @@ class _DoublyRobust:
         n, (n_types, n_agents) = len(tasks), self.cells.shape
         # π(· | xᵢ) in task i's type's block of cells, and wᵢ in its logged cell: DM's and the
         # correction's sums are then matrix products with the draws' multiplicities
-        self.pi_cells = np.zeros((n, n_types, n_agents))
-        self.pi_cells[np.arange(n), self.cells.t] = self.pi
-        self.pi_cells = self.pi_cells.reshape(n, -1)
+        pi_cells = np.zeros((n, n_types, n_agents))
+        pi_cells[np.arange(n), self.cells.t] = self.pi
+        self.pi_cells = pi_cells.reshape(n, -1)
         self.w_cells = self.cells.onehot * w[:, None]
         self.wy = w[:, None] * y
 
