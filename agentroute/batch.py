@@ -42,7 +42,15 @@ from typing import Any
 
 from agentroute.budget import Attempt, Budget
 from agentroute.errors import ConfigurationError
-from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled, continued
+from agentroute.memory.batches import (
+    FINISHED,
+    META_KEY,
+    BatchQueue,
+    Claimed,
+    Reconciled,
+    continued,
+    item_text,
+)
 from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.settle import spent
 from agentroute.memory.sql import SQLMemory, watch_tasks
@@ -241,28 +249,33 @@ def latest_fresh_batch(memory: SQLMemory, default: str) -> str | None:
         return conn.execute(query).scalar()
 
 
-def done_elsewhere(memory: SQLMemory, graph: str, batch_id: str, query_ids: list[str]) -> tuple[str, int] | None:
+def done_elsewhere(
+    memory: SQLMemory, graph: str, batch_id: str, items: list[tuple[str, dict[str, Any]]]
+) -> tuple[str, int] | None:
     """The other batch of ``graph`` (a :func:`default_batch_id` or :func:`fresh_batch_id` one) where
-    most of ``query_ids`` are finished, and how many: what a ``--resume`` of an edited input (whose
-    default batch id is new) would otherwise run and pay for again. ``None`` when there is none."""
+    most of ``items`` (``(query_id, item)``) are finished with that same content, and how many: what
+    a ``--resume`` of an edited input (whose default batch id is new) would otherwise run and pay for
+    again. ``None`` when there is none."""
     import sqlalchemy as sa
 
     from agentroute.memory.tables import BATCH_ITEMS
 
     prefix = _starting_with(graph + "-")
-    items = BATCH_ITEMS.c
+    column = BATCH_ITEMS.c
+    given = {query_id: item_text(item) for query_id, item in items}
+    ids = list(given)
     found: dict[str, int] = {}
     with memory.engine.connect() as conn:
-        for start in range(0, len(query_ids), 5000):  # bounded statements on any input
+        for start in range(0, len(ids), 5000):  # bounded statements on any input
             rows = conn.execute(
-                sa.select(items.batch_id, sa.func.count())
-                .where(items.batch_id.like(prefix, escape="\\"), items.batch_id != batch_id)
-                .where(sa.func.length(items.batch_id).in_([len(graph) + 13, len(graph) + 22]))
-                .where(items.status.in_(FINISHED), items.query_id.in_(query_ids[start : start + 5000]))
-                .group_by(items.batch_id)
+                sa.select(column.batch_id, column.query_id, column.item)
+                .where(column.batch_id.like(prefix, escape="\\"), column.batch_id != batch_id)
+                .where(sa.func.length(column.batch_id).in_([len(graph) + 13, len(graph) + 22]))
+                .where(column.status.in_(FINISHED), column.query_id.in_(ids[start : start + 5000]))
             )
-            for name, n in rows:
-                found[name] = found.get(name, 0) + int(n)
+            for name, query_id, text in rows:  # the same id over other content (ids numbered per file) is another query
+                if given[query_id] == text:
+                    found[name] = found.get(name, 0) + 1
     return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
 
 
@@ -426,7 +439,7 @@ class BatchRunner:
         queue = self.queue
         rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
         if self.resume and rows:
-            await asyncio.to_thread(self._check_edited_input, [query_id for query_id, _ in rows])
+            await asyncio.to_thread(self._check_edited_input, rows)
         added = await asyncio.to_thread(queue.add, rows)
         reconciled = await asyncio.to_thread(queue.reconcile) if self.resume else Reconciled()
         joined = time.monotonic()  # before its first heartbeat_at
@@ -461,20 +474,20 @@ class BatchRunner:
         counts = await asyncio.to_thread(queue.counts)
         return BatchReport(self.batch_id, queue.worker_id, results, counts, added, reconciled, self.stopped)
 
-    def _check_edited_input(self, query_ids: list[str]) -> None:
+    def _check_edited_input(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """A resume whose input's default batch is new while its queries are finished in another batch of
         the graph (a line added, removed or edited since): refused, naming that batch, rather than
         running and paying for them all again."""
         graph = getattr(self.compiled, "name", None)  # a stand-in for a compiled graph may have none
-        if not isinstance(graph, str) or self.batch_id != default_batch_id(graph, ({"query_id": q} for q in query_ids)):
+        if not isinstance(graph, str) or self.batch_id != default_batch_id(graph, ({"query_id": q} for q, _ in rows)):
             return
         if self.queue.counts():
             return
-        if (earlier := done_elsewhere(self.memory, graph, self.batch_id, query_ids)) is None:
+        if (earlier := done_elsewhere(self.memory, graph, self.batch_id, rows)) is None:
             return
         name, done = earlier
         raise ConfigurationError(
-            f"this input's batch {self.batch_id} is new, but {done} of its {len(query_ids)} queries are done in "
+            f"this input's batch {self.batch_id} is new, but {done} of its {len(rows)} queries are done in "
             f"batch {name} (the input changed since?): continue that batch with `--resume --batch {name}` (the "
             "input's new queries are added to it), or run without --resume to do them all again"
         )

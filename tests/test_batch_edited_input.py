@@ -61,6 +61,7 @@ def test_done_elsewhere_counts_finished_queries_of_the_graphs_other_batches_only
             BatchQueue(memory, batch).add([(q, {"query": q}) for q in ids])
             with memory.engine.begin() as conn:
                 conn.execute(sa.text("UPDATE batch_items SET status = 'done' WHERE batch_id = :b"), {"b": batch})
-        assert done_elsewhere(memory, "g_1", "g_1-new", ["q1", "q2", "q3"]) == (default, 2)
-        assert done_elsewhere(memory, "g_1", default, ["q1", "q2"]) == (fresh, 1)  # gx1-…: another graph ("_" is no wildcard)
-        assert done_elsewhere(memory, "g_1", "g_1-new", ["q9"]) is None
+        lines = [(q, {"query": q}) for q in ("q1", "q2", "q3")]
+        assert done_elsewhere(memory, "g_1", "g_1-new", lines) == (default, 2)
+        assert done_elsewhere(memory, "g_1", default, lines) == (fresh, 1)  # gx1-…: another graph ("_" is no wildcard)
+        assert done_elsewhere(memory, "g_1", "g_1-new", [("q1", {"query": "another text"})]) is None  # ids per file

@@ -57,7 +57,7 @@ from agentroute.types import new_id
 
 T = TypeVar("T")
 
-__all__ = ["BatchQueue", "Claimed", "Reconciled", "FINISHED", "continued"]
+__all__ = ["BatchQueue", "Claimed", "Reconciled", "EDITABLE", "FINISHED", "continued", "item_text"]
 
 log = logging.getLogger("agentroute.batch")
 
@@ -66,6 +66,11 @@ FINISHED = ("done", "budget_exhausted")
 
 EDITABLE = ("pending", "failed", "interrupted")
 """Item statuses whose query has yet to run to its end: :meth:`BatchQueue.add` gives them an edited line's content."""
+
+
+def item_text(item: dict[str, Any]) -> str:
+    """An item as ``batch_items.item`` stores it (compact JSON): two lines are the same query when these agree."""
+    return json.dumps(item, ensure_ascii=True, separators=(",", ":"))
 
 WORKER_OF = {
     "postgresql": "((meta -> 'agentroute_batch') ->> 'worker')",
@@ -197,7 +202,7 @@ class BatchQueue:
                 seq += 1
                 rows.append({
                     "batch_id": self.batch_id, "query_id": query_id, "seq": seq,
-                    "item": json.dumps(item, ensure_ascii=True, separators=(",", ":")),
+                    "item": item_text(item),
                     "status": "pending", "attempts": 0, "cost_usd": 0.0, "updated_at": now,
                 })  # fmt: skip
                 if len(rows) >= chunk:
@@ -214,7 +219,7 @@ class BatchQueue:
 
     def _edit(self, conn: sa.Connection, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Give the batch's :data:`EDITABLE` items whose stored content differs from ``items``' theirs."""
-        given = {query_id: json.dumps(item, ensure_ascii=True, separators=(",", ":")) for query_id, item in items}
+        given = {query_id: item_text(item) for query_id, item in items}
         stored = conn.execute(
             sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item).where(self._where(), BATCH_ITEMS.c.status.in_(EDITABLE))
         )
