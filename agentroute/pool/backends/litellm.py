@@ -59,6 +59,7 @@ from agentroute.pool.backends.streaming import (
     reasoning_of,
     stream_ended,
 )
+from agentroute.pool.backends.usage import checked_usage
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -204,6 +205,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
+            checked_usage(card, sent.usage)  # a usage LiteLLM could not read (NaN): named as the openai backend names it
             raise litellm_error(exc, card.id, card.base_url) from exc
         finally:
             _SENT.reset(token)
@@ -260,6 +262,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         except ProtocolError:
             raise
         except Exception as exc:
+            checked_usage(card, sent.usage)  # a usage LiteLLM could not read (NaN): named as the openai backend names it
             if not (events and _clean_end_without_finish(exc)):
                 raise _mid_stream_error(exc, card, ran=said or read.chunks > 0) from exc
             # the stream ended without a finish_reason: LiteLLM calls that a truncated stream and
