@@ -42,15 +42,7 @@ from typing import Any
 
 from agentroute.budget import Attempt, Budget
 from agentroute.errors import ConfigurationError
-from agentroute.memory.batches import (
-    FINISHED,
-    META_KEY,
-    BatchQueue,
-    Claimed,
-    Reconciled,
-    continued,
-    item_text,
-)
+from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled, continued
 from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.settle import spent
 from agentroute.memory.sql import SQLMemory, watch_tasks
@@ -88,9 +80,13 @@ def content_query_id(item: dict[str, Any]) -> str:
     >>> content_query_id({"query": "What is 2+2?"}) == content_query_id({"query": "What is 2+2?"})
     True
     """
-    key = {k: item.get(k) for k in ("query", "task_type", "metadata")}
-    text = json.dumps(key, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    text = json.dumps(_what_is_asked(item), sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
     return "q" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _what_is_asked(item: dict[str, Any]) -> dict[str, Any]:
+    """The part of an item that makes it the query it is (its gold answers do not): what its content id hashes."""
+    return {k: item.get(k) for k in ("query", "task_type", "metadata")}
 
 
 def read_jsonl_queries(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
@@ -253,16 +249,16 @@ def done_elsewhere(
     memory: SQLMemory, graph: str, batch_id: str, items: list[tuple[str, dict[str, Any]]]
 ) -> tuple[str, int] | None:
     """The other batch of ``graph`` (a :func:`default_batch_id` or :func:`fresh_batch_id` one) where
-    most of ``items`` (``(query_id, item)``) are finished with that same content, and how many: what
-    a ``--resume`` of an edited input (whose default batch id is new) would otherwise run and pay for
-    again. ``None`` when there is none."""
+    most of ``items`` (``(query_id, item)``) are finished as the same query (gold answers aside), and
+    how many: what a ``--resume`` of an edited input (whose default batch id is new) would otherwise
+    run and pay for again. ``None`` when there is none."""
     import sqlalchemy as sa
 
     from agentroute.memory.tables import BATCH_ITEMS
 
     prefix = _starting_with(graph + "-")
     column = BATCH_ITEMS.c
-    given = {query_id: item_text(item) for query_id, item in items}
+    given = {query_id: _what_is_asked(item) for query_id, item in items}
     ids = list(given)
     found: dict[str, int] = {}
     with memory.engine.connect() as conn:
@@ -273,8 +269,8 @@ def done_elsewhere(
                 .where(sa.func.length(column.batch_id).in_([len(graph) + 13, len(graph) + 22]))
                 .where(column.status.in_(FINISHED), column.query_id.in_(ids[start : start + 5000]))
             )
-            for name, query_id, text in rows:  # the same id over other content (ids numbered per file) is another query
-                if given[query_id] == text:
+            for name, query_id, text in rows:  # the same id over another query (ids numbered per file) is not it
+                if given[query_id] == _what_is_asked(json.loads(text)):
                     found[name] = found.get(name, 0) + 1
     return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
 

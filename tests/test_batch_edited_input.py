@@ -65,3 +65,4 @@ def test_done_elsewhere_counts_finished_queries_of_the_graphs_other_batches_only
         assert done_elsewhere(memory, "g_1", "g_1-new", lines) == (default, 2)
         assert done_elsewhere(memory, "g_1", default, lines) == (fresh, 1)  # gx1-…: another graph ("_" is no wildcard)
         assert done_elsewhere(memory, "g_1", "g_1-new", [("q1", {"query": "another text"})]) is None  # ids per file
+        assert done_elsewhere(memory, "g_1", "g_1-new", [("q2", {"query": "q2", "gold": ["x"]})]) == (default, 1)  # gold aside
