@@ -8,6 +8,12 @@ import threading
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
 from agentroute.types import Completion, CompletionRequest
 
+POOL_YAML = (
+    "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
+    "  - {id: large, backend: replay, input_price: 10, output_price: 10, tier: large}\n"
+)
+""":func:`replay_pool`'s cards as a pool file (``--pool``) for the CLI."""
+
 
 def replay_pool(n: int = 50, *, small_cost: float = 0.001, large_cost: float = 0.01) -> ModelPool:
     """Two replay models: ``small`` is right on even queries, ``large`` always; ids ``q0..q{n-1}``."""

@@ -10,12 +10,7 @@ from agentroute import AgentGraph
 from agentroute.cli import app as app_cli
 from agentroute.eval.counterfactual import evaluate_from_memory
 from agentroute.memory import SQLMemory
-from tests.helpers import flaky_outcomes, log_explored, replay_pool
-
-POOL_YAML = (
-    "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
-    "  - {id: large, backend: replay, input_price: 10, output_price: 10, tier: large}\n"
-)
+from tests.helpers import POOL_YAML, flaky_outcomes, log_explored, replay_pool
 
 
 def test_the_table_says_what_the_failed_tasks_scored_0_failed_of(tmp_path):

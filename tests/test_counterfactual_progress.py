@@ -8,12 +8,7 @@ from typer.testing import CliRunner
 
 from agentroute.cli import app as app_cli
 from agentroute.eval.counterfactual import evaluate_from_memory
-from tests.helpers import flaky_outcomes, log_explored, replay_pool
-
-POOL_YAML = (
-    "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
-    "  - {id: large, backend: replay, input_price: 10, output_price: 10, tier: large}\n"
-)
+from tests.helpers import POOL_YAML, flaky_outcomes, log_explored, replay_pool
 
 
 def test_each_long_phase_shows_on_stderr_and_stdout_stays_the_json(tmp_path):

@@ -20,7 +20,7 @@ from agentroute.routers import make_router
 from agentroute.routers.base import Router, decide, require_candidates
 from agentroute.routers.explore import ExploreRouter
 from agentroute.types import Decision, RouteContext
-from tests.helpers import flaky_outcomes, log_explored, replay_pool
+from tests.helpers import POOL_YAML, flaky_outcomes, log_explored, replay_pool
 
 
 def _serve(url: str, items: list[dict], n: int, router: Router | None = None) -> None:
@@ -69,12 +69,6 @@ def test_a_query_served_twice_is_fitted_on_or_evaluated_on_never_both(tmp_path, 
     assert _Memorise.fitted_on and _Memorise.asked
     assert not _Memorise.fitted_on & _Memorise.asked
     assert result["fitted_on"] % 2 == 0  # both tasks of a query on the same side
-
-
-POOL_YAML = (
-    "models:\n  - {id: small, backend: replay, input_price: 0.1, output_price: 0.1, tier: small}\n"
-    "  - {id: large, backend: replay, input_price: 10, output_price: 10, tier: large}\n"
-)
 
 
 def _flaky_pool(n: int) -> ModelPool:
