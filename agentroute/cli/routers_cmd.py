@@ -35,12 +35,25 @@ routers_app = typer.Typer(help="Registered routers and their learned state.", no
 
 
 @routers_app.command("list")
-def list_routers() -> None:
+def list_routers(
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Import torch now (seconds) and list its routers unavailable if it does not import."),
+    ] = False,
+) -> None:
     """Every registered router: whether it learns, its knob, its options and where it lives.
 
     Set options as `--router NAME:option=value` (ask, run, serve), `--routers NAME:option=value` (eval) or `make_router(NAME, option=value)`."""
+    import importlib.util
+    import sys
+
     from agentroute.routers import base, get_router_class, router_names
 
+    try:
+        torch_spec = importlib.util.find_spec("torch") if "torch" not in sys.modules else None
+    except (ImportError, ValueError):  # not installed (or hidden): its routers are listed unavailable
+        torch_spec = None
+    broken = _broken_torch() if check and torch_spec is not None else None
     table = Table(title="routers")
     for col in ("name", "learned", "knob", "options (defaults)", "class"):
         table.add_column(col, overflow="fold")
@@ -50,8 +63,9 @@ def list_routers() -> None:
             cls = get_router_class(name)
             shown = options(cls)  # builds it: a router that needs an extra only when made says so here too
         except Exception as exc:  # an optional dependency missing: still list it
-            why = missing_extra(exc) or f"{type(exc).__name__}: {exc}"
-            unavailable.setdefault(why, []).append(name)
+            torch_refused = broken and isinstance(exc, MissingDependencyError) and exc.module == "torch"
+            why = broken if torch_refused else missing_extra(exc) or f"{type(exc).__name__}: {exc}"
+            unavailable.setdefault(str(why), []).append(name)
             table.add_row(name, "?", "?", "?", "[yellow]unavailable (below)[/]")
             continue
         target = base._LAZY.get(name) or f"{cls.__module__}:{cls.__name__}"
@@ -59,6 +73,29 @@ def list_routers() -> None:
     console.print(table)
     for why, names in unavailable.items():  # whole lines: an install command is never cut by a column
         console.print(f"[yellow]unavailable[/] {', '.join(names)}: {escape(why)}")
+    if torch_spec is not None and not check:  # found, not imported: say so, not that it works
+        where = f" at {Path(torch_spec.origin).parent}" if torch_spec.origin else ""
+        console.print(
+            f"torch: found{where}, not imported (seconds): the routers that need it import it when fitted or "
+            "loaded; `agentroute routers list --check` imports it now", soft_wrap=True, markup=False
+        )
+
+
+def _broken_torch() -> str | None:
+    """``None`` when torch imports; else the one line saying why (:func:`~agentroute.routers.base.import_torch`),
+    and torch hidden from this process, so the routers that need it list as unavailable."""
+    import sys
+
+    from agentroute.routers.base import import_torch
+
+    try:
+        import_torch()
+    except ConfigurationError as exc:
+        for module in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+            del sys.modules[module]  # what the failed import left
+        sys.modules["torch"] = None  # type: ignore[assignment]  # find_spec: not installed
+        return str(exc)
+    return None
 
 
 def options(cls: type[Router]) -> str:

@@ -171,9 +171,9 @@ class BoPORouter(Router):
     # -- routing ------------------------------------------------------------------------------
     def probabilities(self, ctx: RouteContext) -> np.ndarray:
         """The unmasked policy's probability of each rung of the ladder in this context."""
-        from agentroute._optional import torch_module
+        from agentroute.routers.base import import_torch
 
-        torch = torch_module()
+        torch = import_torch()
         text = context_text(ctx, self.config_.tail_chars, word_start=False)
         emb = self._embed(text)
         scal = scalar_features(ctx, self.ladder_, self.ref_usd_)
@@ -270,9 +270,9 @@ class BoPORouter(Router):
         return {f"policy.{k}": v.detach().numpy().copy() for k, v in self.policy_.state_dict().items()}
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        from agentroute._optional import torch_module
+        from agentroute.routers.base import import_torch
 
-        torch = torch_module()
+        torch = import_torch()
         state = {
             k.removeprefix("policy."): torch.as_tensor(v)
             for k, v in arrays.items()

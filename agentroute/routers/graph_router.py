@@ -92,11 +92,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from agentroute._optional import require_installed, torch_module
+from agentroute._optional import require_installed
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, as_outcome_table, column_agent
 from agentroute.progress import fit_bar
-from agentroute.routers.base import check_fit_data, check_range, check_rate, register
+from agentroute.routers.base import check_fit_data, check_range, check_rate, import_torch, register
 from agentroute.routers.utility import (
     _SWAP,
     QUERY_CHARS,
@@ -250,7 +250,7 @@ class GraphRouter(UtilityRouter):
             del self._fit_cards
 
     def _fit_table(self, table: OutcomeTable) -> None:
-        torch = torch_module()
+        torch = import_torch()
         from agentroute.routers.graph_router_net import GraphRouterNet
 
         costs = np.asarray(table.costs, dtype=float)
@@ -383,7 +383,7 @@ class GraphRouter(UtilityRouter):
 
     # -- prediction -------------------------------------------------------------------------------
     def _edge_probability(self, ctxs: Sequence[RouteContext], llm_hidden: np.ndarray) -> np.ndarray:
-        torch = torch_module()
+        torch = import_torch()
         with torch.no_grad():
             q0 = self.net_.query_align(
                 torch.from_numpy(embed_contexts(ctxs, self.query_chars).astype(np.float32))
@@ -417,7 +417,7 @@ class GraphRouter(UtilityRouter):
         self.check_fitted()
         if not descriptors:
             return np.zeros((0, self.llm_hidden_.shape[1]), dtype=np.float32)
-        torch = torch_module()
+        torch = import_torch()
         llm_x = torch.from_numpy(embed_texts(descriptors).astype(np.float32))
         query_x = torch.from_numpy(
             embed_texts(list(queries), self.query_chars).astype(np.float32).reshape(-1, llm_x.shape[1])

@@ -3,10 +3,10 @@ when one is built: torch and torch-geometric (seconds)."""
 
 from __future__ import annotations
 
-from agentroute._optional import torch_module
+from agentroute.routers.base import import_torch
 from agentroute.routers.graph_router import EDGE_FEATURES
 
-torch_module()  # one torch thread, or a clear error naming the [ml] extra
+import_torch()  # one torch thread, or a clear error naming the [ml] extra
 import torch  # noqa: E402
 
 

@@ -537,9 +537,9 @@ class KGRouter(UtilityRouter):
 
 
 def _torch() -> Any:
-    from agentroute._optional import torch_module
+    from agentroute.routers.base import import_torch
 
-    return torch_module()
+    return import_torch()
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -25,9 +25,9 @@ from functools import partial
 
 import numpy as np
 
-from agentroute._optional import require_installed, torch_module
+from agentroute._optional import require_installed
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import check_range, register
+from agentroute.routers.base import check_range, import_torch, register
 from agentroute.routers.utility import QUERY_CHARS, UtilityRouter, embed_contexts, embed_texts, shrunk_mean
 from agentroute.types import RouteContext
 
@@ -74,14 +74,14 @@ class KNNRouter(UtilityRouter):
         self.embeddings_ = np.ascontiguousarray(
             embed_texts(table.queries, self.query_chars), dtype=np.float32
         )
-        self._embeddings_t = torch_module().from_numpy(self.embeddings_)  # shares the array's memory
+        self._embeddings_t = import_torch().from_numpy(self.embeddings_)  # shares the array's memory
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
         self.weights_ = np.asarray(table.weights, dtype=float) if table.weighted else None
 
     def neighbours(self, embedding: np.ndarray) -> np.ndarray:
         """Training-row indices of the k nearest queries to one embedding (ties: earlier rows)."""
-        torch = torch_module()  # one-thread torch: numpy's threaded BLAS is 10× slower on a busy host
+        torch = import_torch()  # one-thread torch: numpy's threaded BLAS is 10× slower on a busy host
         if getattr(self, "_embeddings_t", None) is None:
             self._embeddings_t = torch.from_numpy(self.embeddings_)
         query = torch.from_numpy(np.ascontiguousarray(embedding, dtype=np.float32))
@@ -119,7 +119,7 @@ class KNNRouter(UtilityRouter):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_arrays(arrays)
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
-        self._embeddings_t = torch_module().from_numpy(self.embeddings_)
+        self._embeddings_t = import_torch().from_numpy(self.embeddings_)
         self.scores_ = np.asarray(arrays["scores"], dtype=float)
         self.costs_ = np.asarray(arrays["costs"], dtype=float)
         self.weights_ = np.asarray(arrays["weights"], dtype=float) if "weights" in arrays else None

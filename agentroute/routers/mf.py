@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentroute._optional import require_installed, torch_module
+from agentroute._optional import require_installed
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import register
+from agentroute.routers.base import import_torch, register
 from agentroute.routers.utility import QUERY_CHARS, embed_texts
 from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
@@ -100,7 +100,7 @@ class MatrixFactorizationRouter(EmbeddingNetRouter):
             raise ConfigurationError(
                 f"mf: scores must lie in [0, 1] (got {logged.min():g} … {logged.max():g}); rescale them first"
             )
-        torch = torch_module()
+        torch = import_torch()
         from agentroute.routers.mf_net import MatrixFactorization
 
         x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))

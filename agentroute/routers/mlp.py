@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentroute._optional import require_installed, torch_module
+from agentroute._optional import require_installed
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import check_range, check_rate, register
+from agentroute.routers.base import check_range, check_rate, import_torch, register
 from agentroute.routers.utility import QUERY_CHARS, embed_texts
 from agentroute.training.embedding_net import EmbeddingNetRouter
 from agentroute.types import RouteContext
@@ -104,7 +104,7 @@ class MLPRouter(EmbeddingNetRouter):
 
     # -- learning ---------------------------------------------------------------------------------
     def _fit_table(self, table: OutcomeTable) -> None:
-        torch = torch_module()
+        torch = import_torch()
         from agentroute.routers.mlp_net import ScoreCostMLP
 
         x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
@@ -178,7 +178,7 @@ class MLPRouter(EmbeddingNetRouter):
 
 def _masked(values: np.ndarray) -> tuple[Any, Any]:
     """(values with nan → 0, mask of logged cells) as float32 tensors."""
-    torch = torch_module()
+    torch = import_torch()
     mask = ~np.isnan(values)
     return torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32)), torch.from_numpy(
         mask.astype(np.float32)

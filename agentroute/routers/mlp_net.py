@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agentroute._optional import torch_module
+from agentroute.routers.base import import_torch
 
-torch_module()  # one torch thread, or a clear error naming the [ml] extra
+import_torch()  # one torch thread, or a clear error naming the [ml] extra
 import torch  # noqa: E402
 
 

@@ -54,7 +54,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute._optional import require, torch_module
+from agentroute._optional import require
 from agentroute.embed import context_text, text_tail
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table, find_column
@@ -64,6 +64,7 @@ from agentroute.routers.base import (
     check_fit_data,
     check_range,
     decide,
+    import_torch,
     require_candidates,
 )
 from agentroute.routers.prices import PriceRefs, price_factor, price_factors, training_prices
@@ -614,7 +615,7 @@ def module_arrays(module: Any, prefix: str = "net.") -> dict[str, np.ndarray]:
 
 def load_module_arrays(module: Any, arrays: dict[str, np.ndarray], prefix: str = "net.") -> None:
     """Load what :func:`module_arrays` wrote; a missing or extra tensor is an error."""
-    torch = torch_module()
+    torch = import_torch()
     state = {
         k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)
     }
@@ -647,7 +648,7 @@ def train_early_stopping(
     uses its own ``torch.Generator`` seeded with ``seed``; the caller seeds parameter
     initialisation.
     """
-    torch = torch_module()
+    torch = import_torch()
     opt_cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(module.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -663,7 +664,7 @@ def train_early_stopping(
 def _epochs(module: Any, opt: Any, gen: Any, train_loss: Callable[[Any], Any], val_loss: Callable[[], float],
             n_train: int, epochs: int, batch_size: int, patience: int, b: Any) -> tuple[int, Any]:  # fmt: skip
     """The loop of :func:`train_early_stopping`: (epochs run, best weights)."""
-    torch = torch_module()
+    torch = import_torch()
     best, best_state, stale, ran = np.inf, copy.deepcopy(module.state_dict()), 0, 0
     for epoch in range(1, epochs + 1):
         ran = epoch

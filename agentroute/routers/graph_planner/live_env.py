@@ -32,17 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from agentroute._optional import torch_module
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
-from agentroute.routers.base import Router, decide, require_candidates
+from agentroute.routers.base import Router, decide, import_torch, require_candidates
 from agentroute.routers.graph_planner.mdp import ROLES, Workflow
 from agentroute.routers.graph_planner.policy import PlannerNet
 from agentroute.routers.graph_planner.trainer import Episode, ppo_update
 from agentroute.strategies import extract_answer
 from agentroute.types import Agent, Decision, RouteContext
 
-torch_module()  # one thread per process, or a clear error naming the install command
+import_torch()  # one thread per process, or a clear error naming the install command
 import torch  # noqa: E402
 
 MCQ_TASKS = ("arc_challenge", "openbook_qa", "commonsense_qa")

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agentroute._optional import torch_module
+from agentroute.routers.base import import_torch
 from agentroute.routers.graph_planner.mdp import EMB, N_ACTION, N_FLOW, N_STRUCT, ROLES
 from agentroute.routers.graph_planner.memory import N_ROW
 
-torch_module()
+import_torch()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 

@@ -37,10 +37,18 @@ from typing import Any, Self
 
 import numpy as np
 
-from agentroute._optional import require_installed, torch_module
+from agentroute._optional import require_installed
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, as_outcome_table
-from agentroute.routers.base import Router, check_each, check_range, decide, register, require_candidates
+from agentroute.routers.base import (
+    Router,
+    check_each,
+    check_range,
+    decide,
+    import_torch,
+    register,
+    require_candidates,
+)
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, memory_view
 from agentroute.routers.graph_planner.mdp import ROLES, Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
@@ -204,7 +212,7 @@ class GraphPlannerRouter(Router):
         and data are the same. Delete it once the router is saved.
         """
         self._check_params()
-        torch = torch_module()  # here, not at import: a bad recipe is refused before torch loads (seconds)
+        torch = import_torch()  # here, not at import: a bad recipe is refused before torch loads (seconds)
         from agentroute.routers.graph_planner.policy import PlannerNet
         from agentroute.routers.graph_planner.trainer import Checkpoint, train
 
@@ -341,7 +349,7 @@ class GraphPlannerRouter(Router):
             budget=budget, cost_scale=self.cost_scale_,
         )
         agent_id = self._agent_ids(agents)
-        torch = torch_module()
+        torch = import_torch()
         from agentroute.routers.graph_planner.policy import collate
 
         with torch.no_grad():

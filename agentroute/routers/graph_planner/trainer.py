@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from agentroute._optional import torch_module
 from agentroute.errors import ConfigurationError, StateFileError
+from agentroute.routers.base import import_torch
 from agentroute.routers.graph_planner.env import OfflineEnv, decision_features, legal_mask, memory_view
 from agentroute.routers.graph_planner.mdp import Workflow
 from agentroute.routers.graph_planner.memory import HistoryMemory
@@ -26,7 +26,7 @@ from agentroute.routers.graph_planner.policy import PlannerNet, collate
 from agentroute.training.checkpoint import TrainingCheckpoint
 from agentroute.training.ppo import PPOConfig, gae, minibatches, normalize, ppo_losses
 
-torch_module()  # one thread per process, or a clear error naming the install command
+import_torch()  # one thread per process, or a clear error naming the install command
 import torch  # noqa: E402
 
 
