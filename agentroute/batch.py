@@ -262,15 +262,21 @@ def done_elsewhere(
     ids = list(given)
     found: dict[str, int] = {}
     with memory.engine.connect() as conn:
-        for start in range(0, len(ids), 5000):  # bounded statements on any input
-            rows = conn.execute(
-                sa.select(column.batch_id, column.query_id, column.item)
+        batches = list(  # one pass over an index of batch ids, then key lookups
+            conn.execute(
+                sa.select(column.batch_id)
+                .distinct()
                 .where(column.batch_id.like(prefix, escape="\\"), column.batch_id != batch_id)
                 .where(sa.func.length(column.batch_id).in_([len(graph) + 13, len(graph) + 22]))
-                .where(column.status.in_(FINISHED), column.query_id.in_(ids[start : start + 5000]))
+            ).scalars()
+        )
+        for start in range(0, len(ids) if batches else 0, 5000):  # bounded statements on any input
+            rows = conn.execute(  # by primary key: a status filter here made SQLite scan each batch's items
+                sa.select(column.batch_id, column.query_id, column.item, column.status)
+                .where(column.batch_id.in_(batches), column.query_id.in_(ids[start : start + 5000]))
             )
-            for name, query_id, text in rows:  # the same id over another query (ids numbered per file) is not it
-                if given[query_id] == _what_is_asked(json.loads(text)):
+            for name, query_id, text, status in rows:  # the same id over another query (ids per file) is not it
+                if status in FINISHED and given[query_id] == _what_is_asked(json.loads(text)):
                     found[name] = found.get(name, 0) + 1
     return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
 
