@@ -57,13 +57,18 @@ def logged_memory(url: str, n: int) -> None:
 
 
 def flaky_outcomes(
-    n: int, *, small_fails_on_odd: bool = True, outage_every: int | None = None, large_score: float = 1.0
+    n: int,
+    *,
+    small_fails_on_odd: bool = True,
+    outage_every: int | None = None,
+    small_score: float = 1.0,
+    large_score: float = 1.0,
 ) -> list[LoggedOutcome]:
-    """Outcomes of :func:`replay_pool`'s models on ``q0..q{n-1}`` (``small`` $0.001 scoring 1,
-    ``large`` $0.01 scoring ``large_score``) with gaps, where a call fails (no logged outcome):
+    """Outcomes of :func:`replay_pool`'s models on ``q0..q{n-1}`` (``small`` $0.001 scoring
+    ``small_score``, ``large`` $0.01 scoring ``large_score``) with gaps, where a call fails (no logged outcome):
     ``small`` on the odd queries if asked, every model on each ``outage_every``-th query (an outage)."""
     return [
-        LoggedOutcome(f"q{i}", m, 1.0 if m == "small" else large_score, 0.001 if m == "small" else 0.01, "a")
+        LoggedOutcome(f"q{i}", m, small_score if m == "small" else large_score, 0.001 if m == "small" else 0.01, "a")
         for i in range(n)
         for m in ("small", "large")
         if not (small_fails_on_odd and m == "small" and i % 2)
