@@ -114,3 +114,26 @@ def test_one_wording_for_one_rule(name: str, params: dict, message: str) -> None
     if "install" in str(info.value):
         pytest.skip("needs the [ml] extra")
     assert str(info.value) == message
+
+
+def test_a_router_r1_recipe_names_every_value_refused_on_the_command_line(tmp_path) -> None:
+    """Was: the first section's first bad value alone (grpo's learning_rate; sft, reward, loop unsaid)."""
+    pytest.importorskip("trl")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "pool: default\ndata: {train: 50}\n"
+        "grpo: {max_steps: 0, learning_rate: -1, per_device_train_batch_size: 4, num_generations: 4}\n"
+        "sft: {epochs: 0}\nreward: {alpha: 2}\nloop: {turn_tokens: 0, top_p: 0}\n"
+    )
+    from typer.testing import CliRunner
+
+    from agentroute.cli import app
+
+    done = CliRunner().invoke(app, ["train", "router-r1", "--config", str(recipe), "--out", str(tmp_path / "o")])
+    assert done.exit_code == 2, done.output[-2000:]
+    (line,) = done.output.strip().splitlines()
+    assert line.endswith(
+        "grpo: 'learning_rate' must be a number > 0 and ≤ 1 (got -1); 'max_steps' must be a number ≥ 1 (got 0); "
+        "sft: 'epochs' must be a number ≥ 1 (got 0); reward: 'alpha' must be a number ≥ 0 and ≤ 1 (got 2); "
+        "loop: 'turn_tokens' must be an integer ≥ 1 (got 0); 'top_p' must be in (0, 1] (got 0)"
+    ), line

@@ -70,16 +70,20 @@ class LoopSettings:
     stage: str = "route"
 
     def __post_init__(self) -> None:
+        """One error naming each setting refused."""
+        refused = []
         for key, least in (("max_turns", 0), ("turn_tokens", 1), ("info_tokens", 1), ("route_max_tokens", 1)):
             value = getattr(self, key)
             if value is None and key == "route_max_tokens":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ConfigurationError(f"loop: {key!r} must be an integer ≥ {least} (got {value!r})")
+                refused.append(f"{key!r} must be an integer ≥ {least} (got {value!r})")
         if not 0 <= self.temperature < math.inf:
-            raise ConfigurationError(f"loop: 'temperature' must be a finite number ≥ 0, 0 = greedy (got {self.temperature!r})")
+            refused.append(f"'temperature' must be a finite number ≥ 0, 0 = greedy (got {self.temperature!r})")
         if not 0 < self.top_p <= 1:
-            raise ConfigurationError(f"loop: 'top_p' must be in (0, 1] (got {self.top_p!r})")
+            refused.append(f"'top_p' must be in (0, 1] (got {self.top_p!r})")
+        if refused:
+            raise ConfigurationError("loop: " + "; ".join(refused))
 
 
 @dataclass

@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def _check_section(section: str, values: dict[str, Any], known: dict[str, _Range
 
 
 def _check_ranges(section: str, values: dict[str, Any], ranges: dict[str, _Range]) -> None:
+    """One error naming each of ``values`` out of its range."""
+    refused = []
     for key, (least, most, closed) in ranges.items():
         if key not in values:
             continue
@@ -71,7 +74,9 @@ def _check_ranges(section: str, values: dict[str, Any], ranges: dict[str, _Range
         if not (number and (least <= value if closed else least < value) and value <= most):
             low = f"≥ {least:g}" if closed else f"> {least:g}"
             high = "" if most == math.inf else f" and ≤ {most:g}"
-            raise ConfigurationError(f"{section}: {key!r} must be a number {low}{high} (got {value!r})")
+            refused.append(f"{key!r} must be a number {low}{high} (got {value!r})")
+    if refused:
+        raise ConfigurationError(f"{section}: " + "; ".join(refused))
 
 
 @dataclass
@@ -135,28 +140,42 @@ class RouterR1TrainConfig:
             if not isinstance(getattr(self, section), dict):
                 raise ConfigurationError(f"{section}: a mapping of its settings (got {getattr(self, section)!r}); "
                                          "see training/router_r1.yaml")
-        bad = set(self.grpo) - set(GRPOConfig.__dataclass_fields__)
-        if bad:
-            raise ConfigurationError(f"grpo: {sorted(bad)} are not GRPOConfig fields")
         grpo = {**_GRPO_DEFAULTS, **self.grpo}
-        gen_batch = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]
-        if gen_batch % grpo["num_generations"]:
-            raise ConfigurationError(
-                f"grpo: per_device_train_batch_size × gradient_accumulation_steps ({gen_batch}) must be a multiple of "
-                f"num_generations ({grpo['num_generations']}): each prompt's group must fit one generation batch"
-            )
-        _check_ranges("grpo", grpo, _GRPO_RANGES)
-        _check_section("sft", self.sft, _SFT_RANGES)
-        _check_section("data", self.data, _DATA_RANGES)
-        _check_section("reward", self.reward, _REWARD_RANGES)
-        if self.reward.get("metric", "em") not in ("em", "f1"):
-            raise ConfigurationError(f"reward: 'metric' must be 'em' or 'f1' (got {self.reward['metric']!r})")
-        Budget(**self.budget)
-        try:
-            LoopSettings(**self.loop)
-        except TypeError:
-            known = sorted(LoopSettings.__dataclass_fields__)
-            raise ConfigurationError(f"loop: unknown keys {sorted(set(self.loop) - set(known))}; known: {known}") from None
+
+        def grpo_fields() -> None:
+            bad = set(self.grpo) - set(GRPOConfig.__dataclass_fields__)
+            if bad:
+                raise ConfigurationError(f"grpo: {sorted(bad)} are not GRPOConfig fields")
+            gen_batch = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]
+            if gen_batch % grpo["num_generations"]:
+                raise ConfigurationError(
+                    f"grpo: per_device_train_batch_size × gradient_accumulation_steps ({gen_batch}) must be a multiple of "
+                    f"num_generations ({grpo['num_generations']}): each prompt's group must fit one generation batch"
+                )
+
+        def reward() -> None:
+            _check_section("reward", self.reward, _REWARD_RANGES)
+            if self.reward.get("metric", "em") not in ("em", "f1"):
+                raise ConfigurationError(f"reward: 'metric' must be 'em' or 'f1' (got {self.reward['metric']!r})")
+
+        def loop() -> None:
+            try:
+                LoopSettings(**self.loop)
+            except TypeError:
+                known = sorted(LoopSettings.__dataclass_fields__)
+                raise ConfigurationError(f"loop: unknown keys {sorted(set(self.loop) - set(known))}; known: {known}") from None
+
+        refused = []  # every section's refusals, in one line
+        for check in (
+            grpo_fields, partial(_check_ranges, "grpo", grpo, _GRPO_RANGES), partial(_check_section, "sft", self.sft, _SFT_RANGES),
+            partial(_check_section, "data", self.data, _DATA_RANGES), reward, partial(Budget, **self.budget), loop,
+        ):
+            try:
+                check()
+            except ConfigurationError as exc:
+                refused.append(str(exc))
+        if refused:
+            raise ConfigurationError("; ".join(refused))
         try:  # TRL's own checks (num_generations ≥ 2 …), before the SFT warm-up rather than after it
             with warnings.catch_warnings():  # its deprecation notes are the trainer's to show, once
                 warnings.simplefilter("ignore", FutureWarning)
