@@ -1238,12 +1238,14 @@ def _fresh_dict_class(base: type) -> Any:
 
 
 def _slots_of(kind: type) -> set[str] | None:
-    """The attributes ``kind``'s instances hold in slots; ``None`` where they also have a ``__dict__``."""
+    """The attributes ``kind``'s instances hold in slots; ``None`` where they also have a ``__dict__``.
+    (A base written in C, as ``typing.Generic`` is from Python 3.12, declares no ``__slots__`` and
+    adds none: whether instances have a ``__dict__`` is read from the class itself.)"""
+    if kind.__dictoffset__ != 0:
+        return None
     names: set[str] = set()
-    for c in kind.__mro__[:-1]:  # object last
-        slots = vars(c).get("__slots__")
-        if slots is None:
-            return None
+    for c in kind.__mro__:
+        slots = vars(c).get("__slots__", ())
         names.update((slots,) if isinstance(slots, str) else slots)
     return names
 
