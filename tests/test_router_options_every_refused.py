@@ -137,3 +137,15 @@ def test_a_router_r1_recipe_names_every_value_refused_on_the_command_line(tmp_pa
         "sft: 'epochs' must be a number ≥ 1 (got 0); reward: 'alpha' must be a number ≥ 0 and ≤ 1 (got 2); "
         "loop: 'turn_tokens' must be an integer ≥ 1 (got 0); 'top_p' must be in (0, 1] (got 0)"
     ), line
+
+
+def test_every_unknown_option_and_every_wrong_type_is_named_on_the_command_line() -> None:
+    """Was: the first unknown option alone (``knn takes no parameter kk``; ``shrinkge`` unsaid)."""
+    line = _eval_refuses("knn:kk=1:shrinkge=2")
+    assert line.endswith(
+        "knn takes no parameters kk, shrinkge (it takes: cost_weight, k, shrinkage, query_chars); "
+        "did you mean 'kk' → 'k', 'shrinkge' → 'shrinkage'?"
+    ), line
+    with pytest.raises(ConfigurationError) as info:
+        make_router("knn", k="a", shrinkage="b")
+    assert str(info.value) == "knn: k='a' (str) is not int; shrinkage='b' (str) is not float"

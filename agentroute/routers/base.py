@@ -236,26 +236,34 @@ class Router(abc.ABC):
 
     @classmethod
     def _check_names_and_types(cls, params: Mapping[str, Any]) -> None:
-        """Parameters ``__init__`` does not take, or values its annotations do not admit."""
+        """Parameters ``__init__`` does not take, or values its annotations do not admit: one error
+        naming each."""
         signature = inspect.signature(cls.__init__).parameters.values() if cls.__init__ is not object.__init__ else []
         if any(p.kind is p.VAR_KEYWORD for p in signature):
             return
         takes = [p.name for p in signature if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        for key in params:
-            if key not in takes:
-                close = difflib.get_close_matches(key, takes, n=1)
-                takes_what = f"no parameter {key} (it takes: {', '.join(takes)})" if takes else f"no parameters (got {key})"
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigurationError(f"{cls.name} takes {takes_what}{hint}")
+        unknown = [key for key in params if key not in takes]
+        if unknown:
+            if not takes:
+                raise ConfigurationError(f"{cls.name} takes no parameters (got {', '.join(unknown)})")
+            close = {key: match[0] for key in unknown if (match := difflib.get_close_matches(key, takes, n=1))}
+            if len(unknown) == 1:
+                hint = f"; did you mean {close[unknown[0]]!r}?" if close else ""
+            else:
+                hint = f"; did you mean {', '.join(f'{k!r} → {v!r}' for k, v in close.items())}?" if close else ""
+            said = "no parameter" if len(unknown) == 1 else "no parameters"
+            raise ConfigurationError(f"{cls.name} takes {said} {', '.join(unknown)} (it takes: {', '.join(takes)}){hint}")
         try:
-            hints = typing.get_type_hints(cls.__init__)
+            types_of = typing.get_type_hints(cls.__init__)
         except Exception:  # an annotation that does not resolve at runtime: names were checked
             return
-        for key, value in params.items():
-            if key in hints and not _admits(hints[key], value):
-                raise ConfigurationError(
-                    f"{cls.name}: {key}={value!r} ({type(value).__name__}) is not {_describe(hints[key])}"
-                )
+        refused = [
+            f"{key}={value!r} ({type(value).__name__}) is not {_describe(types_of[key])}"
+            for key, value in params.items()
+            if key in types_of and not _admits(types_of[key], value)
+        ]
+        if refused:
+            raise ConfigurationError(f"{cls.name}: " + "; ".join(refused))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
