@@ -23,7 +23,7 @@ FAILURES = {
 
 
 def _agentroute(broken: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken), str(Path(__file__).parents[1])]), "COLUMNS": "400"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken), str(Path(__file__).parents[1])]), "COLUMNS": "80"}  # lines wider than it stay whole
     return subprocess.run([sys.executable, "-m", "agentroute", *args], capture_output=True, text=True, timeout=90, env=env)
 
 

@@ -72,7 +72,7 @@ def list_routers(
         table.add_row(name, "yes" if cls.learned else "no", cls.knob or "-", escape(shown) or "-", target)
     console.print(table)
     for why, names in unavailable.items():  # whole lines: an install command is never cut by a column
-        console.print(f"[yellow]unavailable[/] {', '.join(names)}: {escape(why)}")
+        console.print(f"[yellow]unavailable[/] {', '.join(names)}: {escape(why)}", soft_wrap=True)
     if torch_spec is not None and not check:  # found, not imported: say so, not that it works
         where = f" at {Path(torch_spec.origin).parent}" if torch_spec.origin else ""
         console.print(
