@@ -4,13 +4,18 @@ keeps no connection open per run.
 
 Before: LiteLLM cached one client per event loop (its key names the loop) and never closed those
 of a loop that had ended: after 2 runs against a keep-alive server, 2 sockets stayed open, also
-after ``pool.close()`` and a garbage collection. Against a real HTTP/1.1 server on 127.0.0.1.
+after ``pool.close()`` and a garbage collection. A self-hosted ``openai/`` or ``hosted_vllm/``
+endpoint is now called through the backend's own per-loop client; the clients LiteLLM cached for
+a loop (other providers', ``openrouter/…``) are closed with it. Against a real HTTP/1.1 server on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
+import os
+import socket
 import warnings
 from collections.abc import Iterator
 
@@ -19,9 +24,27 @@ import pytest
 from agentroute.pool import ModelCard, ModelPool
 from agentroute.types import CompletionRequest
 from tests.fixtures_reply_server import LoopbackServer, _Handler
-from tests.test_pool_event_loops import _connections_to
 
-pytest.importorskip("litellm")
+# not imported here: agentroute imports it with its local cost map (no network)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("litellm") is None, reason="litellm is not installed")
+
+
+def _connections_to(port: int) -> int:
+    """This process's TCP sockets connected to ``port`` (the client ends of the pool's connections)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                count += sock.family == socket.AF_INET and sock.getpeername()[1] == port
+            except OSError:
+                pass
+    return count
 
 
 class _KeepAlive(_Handler):
@@ -34,7 +57,7 @@ def server() -> Iterator[LoopbackServer]:
         yield running
 
 
-@pytest.mark.parametrize("model", ["openai/echo", "hosted_vllm/echo"])
+@pytest.mark.parametrize("model", ["openai/echo", "hosted_vllm/echo", "openrouter/echo"])
 def test_one_asyncio_run_per_question_leaves_no_connection_open(server: LoopbackServer, model: str) -> None:
     from agentroute.pool.backends.litellm import LiteLLMBackend
 

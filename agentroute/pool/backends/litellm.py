@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import time
@@ -175,8 +176,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
         key = api_key_for(card)
         if key is not None:
             kwargs["api_key"] = key
+        clients = self._clients.get()  # this loop's, closed with it (LiteLLM's own among them)
         if card.base_url and provider_of(card.backend_model) in STREAMED_PROVIDERS:
-            kwargs["client"] = self._clients.get().client(card.backend_model, card.base_url, key)
+            kwargs["client"] = clients.client(card.backend_model, card.base_url, key)
         started = time.perf_counter()
 
         async def send(kwargs: dict[str, Any]) -> Reply:
@@ -375,13 +377,15 @@ class _LoopClients:
     """One event loop's clients of self-hosted OpenAI-protocol endpoints, given to LiteLLM as its
     ``client``: one httpx client (LiteLLM's own transport, :func:`_keep_usage` hooked) shared by an
     ``openai.AsyncOpenAI`` per endpoint and key (``openai/``) and one ``AsyncHTTPHandler``
-    (``hosted_vllm/``). Closed with their loop (LiteLLM's cache would keep one per loop open)."""
+    (``hosted_vllm/``). Closed with their loop, with the clients LiteLLM cached for that loop
+    (other providers'): its cache keeps one per loop open, also once the loop is gone."""
 
     def __init__(self) -> None:
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
         self.handler = AsyncHTTPHandler(event_hooks={"response": [_keep_usage]})
         self.openai: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
+        self.loop_keys = _loop_key_ends()
 
     def client(self, model: str, base_url: str, key: str | None) -> Any:
         """The client LiteLLM calls ``model`` (``openai/…`` or ``hosted_vllm/…``) at ``base_url`` with."""
@@ -397,6 +401,44 @@ class _LoopClients:
 
     async def aclose(self) -> None:
         await self.handler.close()  # the one httpx client every AsyncOpenAI here shares
+        await _close_cached(self.loop_keys)
+
+
+def _loop_key_ends() -> tuple[str, ...]:
+    """How the keys of the running loop's clients in LiteLLM's client cache end: ``-<its loop
+    token>`` (``-<id(loop)>`` in LiteLLM before 1.7x)."""
+    ends = [f"-{id(asyncio.get_running_loop())}"]
+    with contextlib.suppress(ImportError):
+        from litellm.caching.evicted_client_closer import running_loop_token
+
+        token = running_loop_token()
+        if token is not None:
+            ends.append(f"-{token}")
+    return tuple(ends)
+
+
+async def _close_cached(key_ends: tuple[str, ...]) -> None:
+    """Drop from LiteLLM's client cache (``litellm.in_memory_llm_clients_cache``) the clients of
+    one event loop — those whose keys end in ``key_ends`` — and close them; a client around the
+    user's ``litellm.aclient_session`` is dropped, not closed. Best effort: the cache is no
+    documented API (a LiteLLM without it is left as it is)."""
+    litellm = litellm_module()
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    kept = getattr(cache, "cache_dict", None)
+    if not isinstance(kept, dict) or not hasattr(cache, "delete_cache"):
+        return
+    for key in [k for k in list(kept) if isinstance(k, str) and k.endswith(key_ends)]:
+        client = kept.get(key)
+        cache.delete_cache(key)
+        shared = getattr(litellm, "aclient_session", None)
+        if client is None or (shared is not None and getattr(client, "_client", None) is shared):
+            continue
+        for name in ("close", "aclose"):  # an SDK client or LiteLLM's handler; an httpx client
+            close = getattr(client, name, None)
+            if close is not None and inspect.iscoroutinefunction(close):
+                with contextlib.suppress(Exception):
+                    await close()
+                break
 
 
 def provider_of(model: str) -> str:
