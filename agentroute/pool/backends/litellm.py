@@ -425,11 +425,12 @@ async def _close_cached(key_ends: tuple[str, ...]) -> None:
     litellm = litellm_module()
     cache = getattr(litellm, "in_memory_llm_clients_cache", None)
     kept = getattr(cache, "cache_dict", None)
-    if not isinstance(kept, dict) or not hasattr(cache, "delete_cache"):
+    drop = getattr(cache, "delete_cache", None)
+    if not isinstance(kept, dict) or drop is None:
         return
     for key in [k for k in list(kept) if isinstance(k, str) and k.endswith(key_ends)]:
         client = kept.get(key)
-        cache.delete_cache(key)
+        drop(key)
         shared = getattr(litellm, "aclient_session", None)
         if client is None or (shared is not None and getattr(client, "_client", None) is shared):
             continue
