@@ -21,10 +21,11 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import inspect
 import logging
 import operator
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from agentroute.budget import Attempt, Budget, Cost, Ledger
@@ -57,7 +58,11 @@ from agentroute.types import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Postcondition = Callable[[Step], bool]
+#: A check of a step's output, run before the step is recorded: ``True`` keeps it, ``False`` or a
+#: raise fails it (audited). It may return an awaitable (an ``async def`` check, a worker thread's
+#: call): the dispatcher awaits it, cut at the task's ``seconds`` deadline — the step then fails,
+#: the task is exhausted, and the check is cancelled (its ``CancelledError`` handler cleans up).
+Postcondition = Callable[[Step], "bool | Awaitable[bool]"]
 
 
 class _Candidate(NamedTuple):
@@ -756,7 +761,12 @@ class Dispatcher:
         while True:
             step = await self._call(run, decision, plan, stage, input, watch)
             if step.status == "ok" and postconditions:
-                self._check_postconditions(run, step, stage, postconditions)
+                try:
+                    await self._check_postconditions(run, step, stage, postconditions)
+                except asyncio.CancelledError:  # stopped from outside mid-check: the call's cost stays on record
+                    step.status, step.error = "failed", "cancelled"
+                    self._record(run, step)
+                    raise
             self._record(run, step)
             if step.status == "ok" or fallbacks >= self.max_fallbacks or run.exhausted:
                 if step.status != "ok" and not run.exhausted:
@@ -772,18 +782,44 @@ class Dispatcher:
             self._audit(run, stage, "fallback", nxt.agent.key, f"after {plan.agent.key} failed: {step.error}")
             plan, fallbacks = nxt, fallbacks + 1
 
-    def _check_postconditions(self, run: TaskRun, step: Step, stage: str, postconditions: tuple[Postcondition, ...]) -> None:
+    async def _check_postconditions(self, run: TaskRun, step: Step, stage: str, postconditions: tuple[Postcondition, ...]) -> None:
         failed = []
         for check in postconditions:
             name = getattr(check, "__name__", repr(check))
             try:
-                if not check(step):
+                held = check(step)
+                if inspect.isawaitable(held):
+                    held = await self._by_deadline(run, stage, step, name, held)
+                if not held:
                     failed.append(name)
+            except _CutOff as cut:
+                failed.append(f"{name} {cut}")
+                break  # the task's time is up: no later check runs
             except Exception as exc:  # noqa: BLE001 - a raising check fails the step, not the task
                 failed.append(f"{name} raised {type(exc).__name__}: {exc}")
         if failed:
             step.status, step.error = "failed", f"postconditions failed: {failed}"
             self._audit(run, stage, "postcondition_failed", step.agent.key, step.error)
+
+    async def _by_deadline(self, run: TaskRun, stage: str, step: Step, name: str, held: Awaitable[Any]) -> Any:
+        """The result of an async postcondition, awaited until the task's ``seconds`` deadline at
+        most: past it (or when the step is cancelled) the check is cancelled and awaited as it
+        unwinds; at the deadline the task is exhausted, audited, and :class:`_CutOff` raised."""
+        left = run.ledger.seconds_left()
+        if left is None:
+            return await held
+        check = asyncio.ensure_future(held)
+        try:
+            await asyncio.wait((check,), timeout=max(left, 0.0))
+        finally:
+            if not check.done():
+                check.cancel()
+                await asyncio.wait((check,))
+        if not check.cancelled():
+            return check.result()
+        detail = f"cut off at the task's deadline after {max(left, 0.0):.3f}s"
+        self._deadline(run, stage, step.agent.key, f"{name} {detail}")
+        raise _CutOff(detail, deadline=True, streamed=False)
 
     async def _fallback(
         self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], excluded: set[str]
