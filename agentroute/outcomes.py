@@ -304,7 +304,7 @@ class OutcomeTable:
     def from_trajectories(
         cls, trajectories: Iterable[Trajectory], *, importance_clip: float | None = MAX_IMPORTANCE
     ) -> OutcomeTable:
-        """Each scored ok step becomes a cell (step score, else its task's score) of its agent key's
+        """Each scored ok step becomes a cell (its :func:`learned_scores` score) of its agent key's
         column (``role:model:strategy``) in its row (:func:`step_row`; a row without a query id takes
         its text's id, :func:`borrowed_query_ids`); repeated outcomes of a cell are averaged, as the
         outcomes file loader averages repeated rows. A step whose decision logged a ``propensity``
@@ -313,8 +313,8 @@ class OutcomeTable:
         scored = [
             (traj, step, score)
             for traj in trajectories
-            for step in ordered_steps(traj)
-            if (score := step.score if step.score is not None else traj.task.score) is not None and step.status == "ok"
+            for step, score in learned_scores(traj)
+            if score is not None and step.status == "ok"
         ]
         places = [step_row(traj, step) for traj, step, _ in scored]
         ids = borrowed_query_ids([query_id for query_id, _ in places], [text for _, text in places])
@@ -350,6 +350,23 @@ def ordered_steps(trajectory: Trajectory) -> list[Step]:
     from agentroute.memory.queries import step_sort_key  # sqlalchemy, only once steps are ordered
 
     return sorted(trajectory.steps, key=step_sort_key)
+
+
+def learned_scores(trajectory: Trajectory) -> list[tuple[Step, float | None]]:
+    """Each of ``trajectory``'s steps (:func:`ordered_steps`) with the score it is learned and judged
+    by: a one-step task's step, its task's score (else its own); a step of a longer task, its own
+    score (else its task's).
+
+    A task's score is its step's own unless its end was given one or feedback replaced it (the
+    latest feedback is the task's score, ``docs/learning.md``), so a one-step task is learned by its
+    feedback; a longer task's steps that reported their own scores keep them. The one home of the
+    rule for :meth:`OutcomeTable.from_trajectories` (``train --from``, ``eval --from``'s fits) and
+    the memory's ``outcomes`` export (:func:`agentroute.memory.export.outcome_rows`)."""
+    steps = ordered_steps(trajectory)
+    task_score = trajectory.task.score
+    if len(steps) == 1 and task_score is not None:
+        return [(steps[0], task_score)]
+    return [(step, task_score if step.score is None else step.score) for step in steps]
 
 
 def step_row(trajectory: Trajectory, step: Step) -> tuple[str | None, str]:

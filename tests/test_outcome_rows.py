@@ -17,7 +17,7 @@ QUESTION = "What is the capital of France?"
 
 
 def _trajectory(query: str, inputs: list[str], models: list[str], query_id: str | None = None) -> Trajectory:
-    task = Task(query=query, status="done", score=1.0, metadata={} if query_id is None else {"query_id": query_id})
+    task = Task(query=query, status="done", metadata={} if query_id is None else {"query_id": query_id})  # scored by its steps
     steps = [
         Step(task_id=task.id, index=i, stage="execute", agent=Agent(model=model), input=text, cost_usd=0.01 * (i + 1), score=0.5)
         for i, (text, model) in enumerate(zip(inputs, models, strict=True))

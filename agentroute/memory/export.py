@@ -131,16 +131,16 @@ def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]
     in (:func:`~agentroute.outcomes.step_row`), so training on the export and on the memory sees the
     same table: a one-step task is a row for its query (``query_id`` from the task's metadata, else
     empty), a step of a longer task a row for its own input; an empty ``query_id`` is read back as the
-    id its text has in other rows, else a hash of the text (:func:`~agentroute.outcomes.borrowed_query_ids`). The score is the step's own, else the task's; the cost is the step's.
+    id its text has in other rows, else a hash of the text (:func:`~agentroute.outcomes.borrowed_query_ids`). The score is
+    :func:`~agentroute.outcomes.learned_scores`' (feedback included); the cost is the step's.
     ``propensity`` is the probability the serving router gave the agent
     (``Decision.evidence["propensity"]``), when logged.
     """
-    from agentroute.outcomes import step_row
+    from agentroute.outcomes import learned_scores, step_row
 
     for trajectory in trajectories:
-        task, steps = trajectory.task, trajectory.steps
-        for step in steps:
-            score = step.score if step.score is not None else task.score
+        task = trajectory.task
+        for step, score in learned_scores(trajectory):
             if score is None or step.status != "ok":
                 continue
             query_id, text = step_row(trajectory, step)
