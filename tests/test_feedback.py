@@ -46,10 +46,9 @@ def test_feedback_sets_the_task_score_and_keeps_the_comment(memory_url: str) -> 
 def test_feedback_on_an_unknown_task_or_a_bad_score_fails_clearly(memory_url: str) -> None:
     result = runner.invoke(app, ["nope", "--score", "1", "--memory", memory_url])
     assert result.exit_code == 1 and "no task 'nope'" in result.output
-    result = runner.invoke(app, ["t1", "--score", "nan", "--memory", memory_url])
-    assert result.exit_code == 2 and "finite" in result.output
-    result = runner.invoke(app, ["t1", "--score", "7", "--memory", memory_url])
-    assert result.exit_code == 0 and "outside [0, 1]" in result.output
+    for bad in ("nan", "7", "-0.5"):  # routers learn scores in [0, 1]: one rule, at input
+        result = runner.invoke(app, ["t1", "--score", bad, "--memory", memory_url])
+        assert result.exit_code == 2 and "--score must be a number in [0, 1]" in result.output, result.output
 
 
 def test_gold_answers_are_read_from_answer_and_answers(tmp_path: Path) -> None:

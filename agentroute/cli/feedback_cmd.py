@@ -1,18 +1,15 @@
-"""``agentroute feedback TASK_ID --score X``: score a finished task, so routers can learn from it.
+"""``agentroute feedback TASK_ID --score X``: score a task, so routers can learn from it.
 
-The score is stored with ``memory.add_feedback`` (a feedback row and the task's score). Scores in
-[0, 1] are the convention (1 = right); others are accepted and stored as given, with a note. Scoring
-a task again keeps both feedback rows; the latest score becomes the task's (a note names the one
-it replaces). A task still ``running`` is refused: its process writes the whole task row when it
-ends, which would replace the score without a word.
+The score is stored with ``memory.add_feedback`` (a feedback row and the task's score). Scores are
+in [0, 1] (1 = right), as routers learn them; others are refused. Scoring a task again keeps both
+feedback rows; the latest score becomes the task's (a note names the one it replaces). A task
+still ``running`` keeps the score when it ends (feedback wins over the score its process gives).
 TASK_ID may be an id's first characters, as `memory show` takes it.
-Exit codes: 0 stored; 1 no such task (or a prefix of several), or a task still running; 2 a bad
-score or memory URL.
+Exit codes: 0 stored; 1 no such task (or a prefix of several); 2 a bad score or memory URL.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import typer
@@ -28,7 +25,7 @@ def feedback_command(
         str, typer.Argument(help="The task's id, or its first characters (printed by ask, in run --out, memory show).")
     ],
     score: Annotated[
-        float, typer.Option("--score", help="The task's outcome, conventionally in [0, 1] (1 = right).")
+        float, typer.Option("--score", help="The task's outcome in [0, 1] (1 = right).")
     ],
     comment: Annotated[str, typer.Option("--comment", help="Free text kept with the score.")] = "",
     source: Annotated[
@@ -42,10 +39,10 @@ def feedback_command(
         ),
     ] = None,
 ) -> None:
-    """Score a finished task (stored as feedback; its score is what routers train on)."""
+    """Score a task (stored as feedback; its score is what routers train on)."""
     err = Console(stderr=True)
-    if not math.isfinite(score):
-        err.print(f"[bold red]error:[/] --score must be a finite number (got {score})")
+    if not 0.0 <= score <= 1.0:  # nan too
+        err.print(f"[bold red]error:[/] --score must be a number in [0, 1], 1 = right (got {score:g})")
         raise typer.Exit(EXIT_BAD_INPUT)
     from agentroute.cli.memory_cmd import _open, task_id_from
 
@@ -56,12 +53,6 @@ def feedback_command(
         if trajectory is None:
             err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
             raise typer.Exit(EXIT_FAILURE)
-        if trajectory.task.status == "running":  # its finish would overwrite the score (tasks.score)
-            err.print(
-                f"[bold red]error:[/] {escape(f'task {task_id} is still running: its end would replace the score')}; "
-                "score it once it has ended (a task whose process died: `agentroute memory reconcile` closes it)"
-            )
-            raise typer.Exit(EXIT_FAILURE)
         earlier = trajectory.task.score
         if earlier is not None:  # feedback twice: the latest score is the task's, say what it replaces
             err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
@@ -71,6 +62,4 @@ def feedback_command(
         raise typer.Exit(report(exc, err)) from None
     finally:
         store.close()
-    if not 0.0 <= score <= 1.0:
-        err.print(f"[yellow]note:[/] score {score:g} is outside [0, 1]; stored as given")
     Console().print(escape(f"task {task_id}: score {score:g} ({source}) stored in {store.url}"))

@@ -197,6 +197,14 @@ _STOP = object()
 #: What a task upsert overwrites: everything but its id and creation time.
 TASK_UPDATES = tuple(c.name for c in TASKS.columns if c.name not in ("id", "created_at"))
 
+KEPT_SCORE_SQL = (
+    "COALESCE((SELECT feedback.score FROM feedback WHERE feedback.task_id = tasks.id "
+    "ORDER BY feedback.created_at DESC, feedback.id DESC LIMIT 1), excluded.score, tasks.score)"
+)
+"""The score a task upsert leaves on a stored row: its latest feedback's (a human's or a metric's
+judgement wins over the score its process gives at its end, whichever lands first), else the
+upsert's, else the one stored (a task's end or resume that brings none keeps it)."""
+
 TAKEN_BACK_SQL = "tasks.status = 'interrupted' AND excluded.status <> 'running'"
 """When a task upsert may find its row closed by another process: a finish landing on an
 ``interrupted`` row (a reconcile elsewhere that took its process for dead while it lived — or its
@@ -214,7 +222,7 @@ def task_upsert(dialect: str, *, guarded: bool = False) -> sa.Insert:
     stmt = insert(TASKS)
     upsert = stmt.on_conflict_do_update(
         index_elements=[TASKS.c.id],
-        set_={name: stmt.excluded[name] for name in TASK_UPDATES},
+        set_={name: sa.literal_column(KEPT_SCORE_SQL) if name == "score" else stmt.excluded[name] for name in TASK_UPDATES},
         where=sa.text(f"NOT ({TAKEN_BACK_SQL})") if guarded else None,
     )
     return upsert.execution_options(preserve_rowcount=True) if guarded else upsert
@@ -241,8 +249,8 @@ def bulk_insert(
     storage form. One statement per chunk rather than ``executemany``'s one step per row matters
     beyond SQLite's own speed: the driver releases the GIL around every step, and each hand-off
     to and from the event-loop thread costs that thread more CPU than the row itself.
-    ``update`` (SQLite only) names the columns an ``ON CONFLICT (id)`` upsert overwrites, ``where``
-    (SQL) the rows it overwrites. Returns the rows inserted or overwritten (SQLite; ``COPY``: all).
+    ``update`` (SQLite only) names the columns an ``ON CONFLICT (id)`` upsert overwrites (``tasks.score``
+    by :data:`KEPT_SCORE_SQL`), ``where`` (SQL) the rows it overwrites. Returns the rows inserted or overwritten (SQLite; ``COPY``: all).
     Driver errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``…).
     """
     dialect = conn.dialect
@@ -279,7 +287,8 @@ def bulk_insert(
         marks = f"({', '.join('?' * len(names))})"
         conflict = ""
         if update:
-            sets = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in update)
+            kept = {"score": KEPT_SCORE_SQL} if table is TASKS else {}
+            sets = ", ".join(f"{quote(n)} = {kept.get(n, f'excluded.{quote(n)}')}" for n in update)
             conflict = f" ON CONFLICT ({quote('id')}) DO UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
         most = min(SQLITE_MAX_VALUES, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # older builds allow 999
         per_statement = max(1, most // len(names))
