@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from agentroute.errors import ConfigurationError, StateFileError
+from agentroute.training.http_deadline import read_within
 
 log = logging.getLogger(__name__)
 
@@ -320,13 +321,14 @@ class OpenAIPolicy:
         return self.timeout_s if timeout_s is None else min(self.timeout_s, max(timeout_s, 0.001))
 
     def _request(self, path: str, payload: dict[str, Any] | None = None, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """The JSON reply to ``path``, whole within :meth:`wait_s` (connection, headers, body: a server
+        that trickles its reply is cut there too), else a :class:`TimeoutError`."""
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
         req.add_header("Content-Type", "application/json")
         if self.api_key:
             req.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(req, timeout=self.wait_s(timeout_s)) as resp:  # noqa: S310 (a URL the user gave)
-            return json.loads(resp.read())
+        return json.loads(read_within(req, self.wait_s(timeout_s)))
 
     def _first_model(self) -> str:
         models = self._request("/models").get("data") or []

@@ -5,21 +5,16 @@ needs: a completion waits no longer than the time its task has left (a server th
 ``--budget-seconds 3`` task after the 120 s socket timeout), and a server that fails — refuses,
 hangs, closes mid-reply, answers something that is not a completion — is one
 :class:`PolicyServerError` line naming the server (was: the traceback of ``urllib``, ``json`` or
-``http.client``). The wait is a deadline for the whole request: urllib's timeout is per read, so a
-server that trickles its reply (a byte a second) held a task for as long as it kept sending.
+``http.client``). The wait is :class:`OpenAIPolicy`'s deadline for the whole request (a server that
+trickles its reply is cut there too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import socket
-import threading
-import time
 import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from agentroute.errors import BackendError, ConfigurationError
@@ -55,30 +50,6 @@ class ServedPolicy(OpenAIPolicy):
             ) from None
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # not JSON; no data list; a model without id
             raise ConfigurationError(f"policy server {base_url}: GET /models answered no model list ({type(exc).__name__}: {exc})"[:300]) from None
-
-    def _request(self, path: str, payload: dict[str, Any] | None = None, *, timeout_s: float | None = None) -> dict[str, Any]:
-        """:meth:`OpenAIPolicy._request` within one deadline, :meth:`wait_s` from now, for the whole
-        request (connection, headers, body): past it, a :class:`TimeoutError`."""
-        data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
-        req.add_header("Content-Type", "application/json")
-        if self.api_key:
-            req.add_header("Authorization", f"Bearer {self.api_key}")
-        wait = self.wait_s(timeout_s)
-        deadline = _Deadline(time.monotonic() + wait)
-        opener = urllib.request.build_opener(_DeadlineHTTPHandler(deadline), _DeadlineHTTPSHandler(deadline))
-        try:
-            with opener.open(req, timeout=wait) as resp:
-                body = resp.read()
-        except Exception:
-            if deadline.expired:
-                raise TimeoutError(f"no reply within {wait:.3g} s") from None
-            raise
-        finally:
-            deadline.stop()
-        if deadline.expired:  # the socket was shut down as the last byte came: what came may be cut
-            raise TimeoutError(f"no reply within {wait:.3g} s")
-        return json.loads(body)
 
     def generate(
         self,
@@ -122,67 +93,3 @@ def said(error: urllib.error.HTTPError) -> str:
     message = nested.get("message") if isinstance(nested, dict) else body.get("message")
     return f": {one_line(message)[:300]}" if isinstance(message, str) and message.strip() else ""
 
-
-class _Deadline:
-    """Shuts down the sockets of one request at ``at`` (:func:`time.monotonic`), ending a read that
-    waits there; ``expired`` then. One timer thread, stopped by :meth:`stop`."""
-
-    def __init__(self, at: float):
-        self.at, self.expired = at, False
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(max(at - time.monotonic(), 0.0), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._socks.append(sock)
-            if not self.expired:
-                return
-        self._shut(sock)  # connected just as the time ran out
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            socks = list(self._socks)
-        for sock in socks:
-            self._shut(sock)
-
-    @staticmethod
-    def _shut(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        self._timer.cancel()
-
-
-def _watched(base: type[http.client.HTTPConnection], deadline: _Deadline) -> Callable[..., http.client.HTTPConnection]:
-    """A factory of ``base`` connections whose sockets ``deadline`` watches (kept here: urllib drops
-    the connection's own reference once the headers are read)."""
-
-    class Watched(base):  # type: ignore[valid-type,misc]
-        def connect(self) -> None:
-            super().connect()
-            deadline.watch(self.sock)
-
-    return Watched
-
-
-class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline):
-        super().__init__()
-        self.deadline = deadline
-
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_watched(http.client.HTTPConnection, self.deadline), req)
-
-
-class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline):
-        super().__init__()
-        self.deadline = deadline
-
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_watched(http.client.HTTPSConnection, self.deadline), req, context=self._context)  # type: ignore[attr-defined]
