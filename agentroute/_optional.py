@@ -1,7 +1,8 @@
 """Import optional dependencies lazily, naming the extra that provides them.
 
 Every optional import goes through :func:`require`, so a missing package is one
-:class:`~agentroute.errors.MissingDependencyError` naming its extra; :func:`install_command` is
+:class:`~agentroute.errors.MissingDependencyError` naming its extra, and an installed one that does
+not import one :class:`BrokenDependencyError` naming its import error; :func:`install_command` is
 the exact command that fixes it (the CLI prints it as one line and exits 2).
 """
 
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from pathlib import Path
 from types import ModuleType
 
-from agentroute.errors import MissingDependencyError
+from agentroute.errors import ConfigurationError, MissingDependencyError
 
 #: The extra that provides each optional top-level module.
 _EXTRA_OF = {
@@ -105,13 +107,41 @@ def missing_message(module: str, extra: str) -> str:
     return f"{package!r} is not installed (extra [{extra}]); install it with: {install_command(extra)}"
 
 
+class BrokenDependencyError(ConfigurationError, ImportError):
+    """An optional dependency that is installed but does not import (an ABI mismatch, a missing
+    shared library, a missing dependency of its own): one line naming where it is, its import error
+    and the command that reinstalls it. An :class:`ImportError` too, so a caller that does without
+    the package (a plot left out) still does."""
+
+    def __init__(self, module: str, error: BaseException):
+        from agentroute.training.lm_policy import one_line
+
+        package = _package(module)
+        self.module, self.error = package, error
+        try:
+            spec = importlib.util.find_spec(package.partition(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        where = f" at {Path(spec.origin).parent}" if spec is not None and spec.origin else ""
+        super().__init__(
+            f"{package} is installed{where} but does not import ({type(error).__name__}: {one_line(error)[:300]}); "
+            f"reinstall it with: {install_command(extra_for(package) or 'all', package)}"
+        )
+
+
 def require(module: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming its extra."""
+    """Import ``module``: one that is not installed is a :class:`MissingDependencyError` naming its
+    extra; one whose import fails otherwise, a :class:`BrokenDependencyError`."""
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
-        package = _package(module)
-        raise MissingDependencyError(package, extra_for(package) or "all") from exc
+    except ModuleNotFoundError as exc:
+        absent = exc.name or module
+        if module == absent or module.startswith(absent + ".") or extra_for(absent) is not None:
+            package = _package(absent if extra_for(absent) is not None else module)
+            raise MissingDependencyError(package, extra_for(package) or "all") from exc  # itself or another extra's
+        raise BrokenDependencyError(module, exc) from None
+    except Exception as exc:  # ImportError (an undefined symbol), OSError (a shared library), … from its own import
+        raise BrokenDependencyError(module, exc) from None
 
 
 def require_installed(*modules: str) -> None:

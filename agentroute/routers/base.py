@@ -30,7 +30,6 @@ import abc
 import difflib
 import functools
 import hashlib
-import importlib.util
 import inspect
 import json
 import types
@@ -43,11 +42,10 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from agentroute._optional import install_command, torch_module
+from agentroute._optional import torch_module
 from agentroute._signals import signals_deferred
 from agentroute.errors import (
     ConfigurationError,
-    MissingDependencyError,
     NotFittedError,
     StateFileError,
     UnknownNameError,
@@ -480,28 +478,9 @@ def make_router(name: str, **params: Any) -> Router:
     return get_router_class(name)._build(params)
 
 
-def import_torch() -> types.ModuleType:
-    """torch (:func:`agentroute._optional.torch_module`), imported when a router's network is fitted
-    or loaded. A torch that is installed but does not import (an ABI mismatch, a missing CUDA library)
-    is a one-line :class:`ConfigurationError` naming where it is, its import error and the reinstall
-    command (was: ``'torch' is not installed``, or the import's traceback)."""
-    try:
-        return torch_module()
-    except MissingDependencyError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ModuleNotFoundError) and cause.name == "torch":
-            raise  # not installed: the install command
-        failure: BaseException = cause or exc
-    except Exception as exc:  # OSError (a shared library), RuntimeError, … from torch's own import
-        failure = exc
-    from agentroute.training.lm_policy import one_line
-
-    spec = importlib.util.find_spec("torch")
-    where = f" at {Path(spec.origin).parent}" if spec is not None and spec.origin else ""
-    raise ConfigurationError(
-        f"torch is installed{where} but does not import ({type(failure).__name__}: {one_line(failure)[:300]}); "
-        f"reinstall it with: {install_command('ml', 'torch')}"
-    ) from None
+#: torch, imported when a router's network is fitted or loaded; one that is installed but does not
+#: import is a one-line :class:`~agentroute._optional.BrokenDependencyError` (exit 2 at the CLI).
+import_torch = torch_module
 
 
 def check_range(
