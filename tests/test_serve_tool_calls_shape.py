@@ -24,6 +24,7 @@ SHAPES: dict[str, Any] = {
     "text": "add(1)",
     "mapping": {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}},
     "no-id": [{"type": "function", "function": {"name": "add", "arguments": "{}"}}],
+    "id-none": [{"id": None, "type": "function", "function": {"name": "add", "arguments": "{}"}}],  # the openai backend's, when an upstream sent none
     "arguments-object": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": {"a": 1}}}],
     "not-function": [{"id": "call_1", "type": "tool", "function": {"name": "add", "arguments": "{}"}}],
     "items-text": ["add"],

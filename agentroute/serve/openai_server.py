@@ -301,16 +301,22 @@ def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
         return _error(503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout")
     if isinstance(exc, ContextLengthError):  # OpenAI's code: clients (LangChain, LiteLLM) recognise it
         return _error(400, str(exc), "invalid_request_error", code="context_length_exceeded", param="messages")
-    if isinstance(exc, ProtocolError):  # the upstream's reply broke the protocol: retrying pays again
-        response = _error(502, f"upstream reply: {exc}", "server_error", code="bad_upstream_reply")
-        response.headers["x-should-retry"] = "false"  # OpenAI's clients honour it
-        return response
+    if isinstance(exc, ProtocolError):
+        return bad_upstream_reply(exc)
     if isinstance(exc, BackendError):
         status, kind = (503, "server_error") if exc.retryable else (400, "invalid_request_error")
         return _error(status, str(exc), kind)
     if isinstance(exc, ConfigurationError):
         return _error(500, str(exc), "server_error", code="misconfigured_model")
     return _error(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+
+
+def bad_upstream_reply(exc: ProtocolError) -> JSONResponse:
+    """The 502 ``bad_upstream_reply`` of an upstream reply that broke the protocol; not to be retried
+    (``x-should-retry: false``, which OpenAI's clients honour): each try would be paid again."""
+    response = _error(502, f"upstream reply: {exc}", "server_error", code="bad_upstream_reply")
+    response.headers["x-should-retry"] = "false"
+    return response
 
 
 def _unknown_model(model: str, exc: UnknownNameError) -> JSONResponse:
@@ -525,13 +531,19 @@ async def _complete_all(
 
 
 def received(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
-    """A backend's ``completion`` as the server answers it: its usage counted (:func:`with_usage`);
-    :class:`ProtocolError` (a 502 ``bad_upstream_reply``) when its ``raw["tool_calls"]`` are not
-    OpenAI's: a list of ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}``
-    (a user backend's own shape would reach the client as a reply its SDK cannot read)."""
-    if (problem := tool_calls_problem(completion.raw.get("tool_calls"))) is not None:
-        raise ProtocolError(card.id, f"'tool_calls' {problem}")
+    """A backend's ``completion`` as the server answers it: its tool calls checked
+    (:func:`check_tool_calls`), its usage counted (:func:`with_usage`)."""
+    check_tool_calls(completion, card.id)
     return with_usage(completion, backend, request, card)
+
+
+def check_tool_calls(completion: Completion, card_id: str) -> None:
+    """:class:`ProtocolError` (a 502 ``bad_upstream_reply``) when ``completion``'s ``raw["tool_calls"]``
+    are not OpenAI's: a list of ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}``
+    (a user backend's own shape, or a call without an id, would reach the client as a reply its SDK
+    cannot read or answer). The one rule of direct and routed models."""
+    if (problem := tool_calls_problem(completion.raw.get("tool_calls"))) is not None:
+        raise ProtocolError(card_id, f"'tool_calls' {problem}")
 
 
 def tool_calls_problem(calls: Any) -> str | None:

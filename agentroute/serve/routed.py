@@ -36,7 +36,7 @@ from agentroute.budget import Budget
 from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, add_step_watcher
 from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
-from agentroute.errors import ConfigurationError
+from agentroute.errors import ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
 from agentroute.memory.engine import STOP_LOCKED_S, held_throughout, is_memory_sqlite, write_locked
 from agentroute.memory.errors import MemoryStoreError, first_line
@@ -44,6 +44,7 @@ from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.serve.openai_server import (
     FinishReason,
+    check_tool_calls,
     choice_logprobs,
     finish_reason,
     message,
@@ -196,7 +197,7 @@ class Routing:
         self.router = resolve_router(router, pool, allow_new_agents=allow_new_agents)
         self.budget = check_budget(budget)
         self.memory, self.owns_memory = open_memory(memory)
-        self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
+        self.dispatcher = ServedDispatcher(pool, self.router, memory=self.memory)
         self._lock = FileLock.of(self.memory)
         self.lock_poll_s = math.inf if self._lock is None else LOCK_POLL_S
         #: each pool card's request fields (its backend's ``request_fields``): a request option one
@@ -413,6 +414,20 @@ def _watch_served(run: TaskRun, role: str) -> StepWatch | None:
     return _served_step.get()
 
 
+class ServedDispatcher(Dispatcher):
+    """The routed model's :class:`Dispatcher`: a served request watches every one-sample attempt,
+    whatever its backend (the dispatcher watches only those of backends that stream tokens), so the
+    answer keeps the tool calls and finish reason a backend of the user's returns whole, as direct
+    models pass them."""
+
+    async def _attempt(
+        self, run: TaskRun, plan: Any, stage: str, charged: list[Any], watch: StepWatch | None = None, index: int = 0,
+    ) -> Completion | str:
+        if watch is None and plan.single:
+            watch = _served_step.get()
+        return await super()._attempt(run, plan, stage, charged, watch, index)
+
+
 class ServedStep:
     """A served request's view of its routed step: each provider attempt's tokens as they come
     (backends that stream them: ``openai``, ``litellm``, ``local``), its end or its failure.
@@ -506,7 +521,13 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     """The response to a chat completion whose ``model`` is the router (``body``: the request)."""
     from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-    from agentroute.serve.openai_server import _error, _error_body, _unless_disconnected, refused_options
+    from agentroute.serve.openai_server import (
+        _error,
+        _error_body,
+        _unless_disconnected,
+        bad_upstream_reply,
+        refused_options,
+    )
 
     if (body.n or 1) != 1:
         return _error(
@@ -578,12 +599,12 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         data = {**head, "model": model, "object": "chat.completion.chunk", "choices": choices, **extra, **more}
         return f"data: {json.dumps(data)}\n\n"
 
-    def ending(run: TaskRun, step: Step, *, thought: bool) -> list[str]:
+    def ending(run: TaskRun, step: Step, answered: Answer, *, thought: bool) -> list[str]:
         """The stream's last events: the reasoning text when ``thought`` (the answer's tokens went
         first, as they came), the tool calls the model made (one delta), the end with the answer's
         log probabilities, the usage, ``[DONE]``."""
         usage, extension = _usage(step), _extension(routing, run, step)
-        answer, logprobs, finish = _answer(watch, step)
+        answer, logprobs, finish = answered
         events = []
         if thought and "reasoning_content" in answer:
             events.append(chunk(step.agent.model, {"reasoning_content": answer["reasoning_content"]}))
@@ -598,18 +619,26 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         run, step = task.result()
         if step is None or step.status != "ok":
             return _failed(routing, run, step)
+        try:
+            answered = _answer(watch, step)
+        except ProtocolError as exc:
+            response = bad_upstream_reply(exc)
+            response.headers["x-agentroute-task-id"] = run.task.id
+            return response
         if not body.stream:
-            answer, logprobs, finish = _answer(watch, step)
+            answer, logprobs, finish = answered
             choice = {"index": 0, "message": answer, "finish_reason": finish, "logprobs": logprobs}
             return JSONResponse({
                 **head, "model": step.agent.model, "object": "chat.completion", "choices": [choice],
                 "usage": _usage(step), "agentroute": _extension(routing, run, step),
             })  # fmt: skip
-        model, thought = step.agent.model, _answer(watch, step)[0].get("reasoning_content")
+        model, thought = step.agent.model, answered[0].get("reasoning_content")
         events = [chunk(model, {"role": "assistant", "content": ""})]
         if thought:  # before the answer, as a card streams it
             events.append(chunk(model, {"reasoning_content": thought}))
-        events += [chunk(model, {"content": step.output}), *ending(run, step, thought=False)]
+        if step.output:  # a reply of tool calls alone has no text delta, as on direct models
+            events.append(chunk(model, {"content": step.output}))
+        events += ending(run, step, answered, thought=False)
 
         async def whole() -> AsyncIterator[str]:
             for event in events:
@@ -647,7 +676,12 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
                 message = f"the routed task ended {run.task.status} after part of its answer was sent"
                 yield f"data: {json.dumps(_error_body(message, 'server_error', code='stream_interrupted'))}\n\n"
                 return
-            for event in ending(run, step, thought=True):
+            try:
+                answered = _answer(watch, step)
+            except ProtocolError as exc:  # after part of the answer: the same error as the last event
+                yield f"data: {bytes(bad_upstream_reply(exc).body).decode()}\n\n"
+                return
+            for event in ending(run, step, answered, thought=True):
                 yield event
         finally:
             await _cancel(task)  # a client that goes away stops the task
@@ -690,15 +724,21 @@ def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
     return response
 
 
-def _answer(watch: ServedStep, step: Step) -> tuple[dict[str, Any], Any, FinishReason]:
+Answer = tuple[dict[str, Any], Any, FinishReason]
+"""A routed answer's message, ``logprobs`` and ``finish_reason``."""
+
+
+def _answer(watch: ServedStep, step: Step) -> Answer:
     """The routed answer's message, ``logprobs`` and ``finish_reason``: with the answering attempt's
-    reasoning text, tool calls and log probabilities where one was watched (``openai``, ``litellm``
-    cards; one sample: not ``sc@K``, whose answer is a vote) and gave the step its answer; the
-    finish reason its backend said (:func:`finish_reason`, read with the calls the message carries)."""
+    reasoning text, tool calls and log probabilities where it gave the step its answer (one sample:
+    not ``sc@K``, whose answer is a vote); the finish reason its backend said (:func:`finish_reason`,
+    read with the calls the message carries). Tool calls not in OpenAI's shape are a
+    :class:`ProtocolError`, as on direct models (:func:`check_tool_calls`)."""
     ended = watch.ended.get(step.agent.key)
     if ended is None or ended.text != step.output:
         answer, logprobs = {"role": "assistant", "content": step.output}, None
     else:
+        check_tool_calls(ended, step.agent.model)
         answer, logprobs = message(ended), choice_logprobs(ended)
     reason = ended.raw.get("finish_reason") if ended is not None else None
     return answer, logprobs, finish_reason(reason, answer.get("tool_calls"))
