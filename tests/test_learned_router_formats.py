@@ -107,8 +107,8 @@ def test_a_seed_gives_the_same_weights(
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("mf", {"lr": 0}, "mf: 'lr' must be > 0 (got 0)"),
-        ("mlp", {"lr": -1.0}, "mlp: 'lr' must be > 0 (got -1.0)"),
+        ("mf", {"lr": 0}, "mf: 'lr' must be a finite number > 0 (got 0)"),
+        ("mlp", {"lr": -1.0}, "mlp: 'lr' must be a finite number > 0 (got -1.0)"),
         ("mf", {"dim": 0}, "'dim'"),
         ("mlp", {"hidden": 0}, "'hidden'"),
         ("mlp", {"dropout": 1.0}, "mlp: 'dropout' must be a finite number in [0, 1) (got 1.0)"),

@@ -21,14 +21,14 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reaso
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("mlp", {"lr": 0, "dropout": 1.5}, "mlp: 'dropout' must be a finite number in [0, 1) (got 1.5); 'lr' must be > 0 (got 0)"),
+        ("mlp", {"lr": 0, "dropout": 1.5}, "mlp: 'dropout' must be a finite number in [0, 1) (got 1.5); 'lr' must be a finite number > 0 (got 0)"),
         (
             "mlp",
             {"epochs": 0, "lr": 0, "cost_loss_weight": -1, "hidden": 0},
-            "mlp: 'hidden' must be an integer ≥ 1 (got 0); 'lr' must be > 0 (got 0); "
+            "mlp: 'hidden' must be an integer ≥ 1 (got 0); 'lr' must be a finite number > 0 (got 0); "
             "'epochs' must be an integer ≥ 1 (got 0); 'cost_loss_weight' must be a finite number ≥ 0 (got -1)",
         ),
-        ("mf", {"epochs": 0, "lr": 0}, "mf: 'lr' must be > 0 (got 0); 'epochs' must be an integer ≥ 1 (got 0)"),
+        ("mf", {"epochs": 0, "lr": 0}, "mf: 'lr' must be a finite number > 0 (got 0); 'epochs' must be an integer ≥ 1 (got 0)"),
         (
             "graph-router",
             {"llm_dropout": 1, "epochs": 0, "lr": 0},

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from agentroute._optional import torch_module
-from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable
 from agentroute.routers.base import check_range
 from agentroute.routers.utility import (
@@ -56,10 +55,6 @@ class EmbeddingNetRouter(UtilityRouter):
     def _param_checks(self) -> dict[str, Callable[[], None]]:
         """The training parameters' checks, besides :class:`UtilityRouter`'s; subclasses add theirs."""
 
-        def lr() -> None:
-            if not self.lr > 0:
-                raise ConfigurationError(f"{self.name}: 'lr' must be > 0 (got {self.lr!r})")
-
         checks: dict[str, Callable[[], None]] = {
             key: partial(check_range, self, key, low=1, integer=True)
             for key in (self.size_param, "epochs", "patience", "batch_size")
@@ -67,7 +62,7 @@ class EmbeddingNetRouter(UtilityRouter):
         return {
             **super()._param_checks(),
             **checks,
-            "lr": lr,
+            "lr": partial(check_range, self, "lr", low=0, low_open=True),
             "weight_decay": partial(check_range, self, "weight_decay", low=0),
             "validation_fraction": partial(
                 check_range, self, "validation_fraction", low=0, high=1, low_open=True, high_open=True
