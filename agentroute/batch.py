@@ -42,7 +42,7 @@ from typing import Any
 
 from agentroute.budget import Attempt, Budget
 from agentroute.errors import ConfigurationError
-from agentroute.memory.batches import FINISHED, META_KEY, BatchQueue, Claimed, Reconciled, continued
+from agentroute.memory.batches import EDITABLE, FINISHED, META_KEY, BatchQueue, Claimed, Reconciled, continued
 from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.settle import spent
 from agentroute.memory.sql import SQLMemory, watch_tasks
@@ -488,10 +488,16 @@ class BatchRunner:
         if (earlier := done_elsewhere(self.memory, graph, self.batch_id, rows)) is None:
             return
         name, done = earlier
+        given = {query_id for query_id, _ in rows}  # what that batch's resume also runs: lines since removed or edited
+        gone = [i["query_id"] for i in BatchQueue(self.memory, name).items(EDITABLE) if i["query_id"] not in given]
+        also = ""
+        if gone:
+            which = "query" if len(gone) == 1 else "queries"
+            also = f"; its {len(gone)} unfinished {which} not in this input ({gone[0]}{', …' if len(gone) > 1 else ''}) run too"
         raise ConfigurationError(
             f"this input's batch {self.batch_id} is new, but {done} of its {len(rows)} queries are done in "
             f"batch {name} (the input changed since?): continue that batch with `--resume --batch {name}` (the "
-            "input's new queries are added to it), or run without --resume to do them all again"
+            f"input's new queries are added to it{also}), or run without --resume to do them all again"
         )
 
     def _close(self, unstarted: list[str]) -> None:

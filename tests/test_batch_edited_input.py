@@ -52,6 +52,26 @@ def test_resume_of_an_edited_input_names_the_batch_holding_its_done_queries(tmp_
     assert len(server.answered) == calls + 1  # only the added line runs
 
 
+def test_the_refusal_says_which_unfinished_queries_of_that_batch_are_no_longer_in_the_input(tmp_path: Path, server) -> None:
+    """A failed line edited (a new content id): the named batch still holds the old line, which its
+    ``--resume --batch`` runs again; the refusal said nothing of it."""
+    (tmp_path / "pool.yaml").write_text(pool_yaml(server.url))
+    (tmp_path / "graph.py").write_text(GRAPH_PY)
+    path = tmp_path / "in.jsonl"
+
+    def run(lines: list[dict]):
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return CliRunner().invoke(app, [
+            "run", str(tmp_path / "graph.py"), "--input", str(path), "--pool", str(tmp_path / "pool.yaml"),
+            "--memory", f"sqlite:///{tmp_path}/m.db", "--resume",
+        ])  # fmt: skip
+
+    broken = {"query_id": "b", "query": "broken?", "metadata": "not an object"}
+    assert run([{"query_id": "a", "query": "fine?"}, broken]).exit_code == 1  # b failed
+    edited = run([{"query_id": "a", "query": "fine?"}, {"query_id": "b2", "query": "fixed?"}])
+    assert edited.exit_code == 1, edited.output
+    assert "its 1 unfinished query not in this input (b) run too" in " ".join(edited.output.split())
+
 
 def test_done_elsewhere_counts_finished_queries_of_the_graphs_other_batches_only(memory_url: str) -> None:  # noqa: F811
     with SQLMemory(memory_url) as memory:
