@@ -47,8 +47,13 @@ def _connections_to(port: int) -> int:
     count = 0
     for name in os.listdir("/proc/self/fd"):
         try:
-            sock = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
+            fd = os.dup(int(name))
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # not a socket: close the copy, or each call doubles the open descriptors
+            os.close(fd)
             continue
         with sock:
             try:
