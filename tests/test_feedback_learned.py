@@ -6,9 +6,6 @@ agent's reward) beat the feedback given later, so a router trained on the memory
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -49,10 +46,8 @@ def test_train_and_export_from_the_memory_follow_the_feedback_over_the_steps_own
     assert exported.exit_code == 0, exported.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(r["model"], r["score"]) for r in rows} == {("small", 0.0), ("large", 1.0)}
-    env = {**os.environ, "COLUMNS": "200"}
-    command = [sys.executable, "-m", "agentroute", "train", "strongest", "--from", url, "--out", str(tmp_path / "r")]
-    trained = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
-    assert trained.returncode == 0, trained.stdout + trained.stderr
+    trained = runner.invoke(app, ["train", "strongest", "--from", url, "--out", str(tmp_path / "r")])
+    assert trained.exit_code == 0, trained.output
     router = Router.load(tmp_path / "r")
     ctx = RouteContext(query="question 9", candidates=[Agent(model=m) for m in MODELS])
     assert router.route(ctx).agent.model == "large"
