@@ -6,6 +6,7 @@ Couldn't instantiate the backend tokenizer from one of:`` and five more lines of
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from typer.testing import CliRunner
 
 from agentroute.cli import app
 
-pytest.importorskip("transformers")
-pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(  # not imported to collect: seconds
+    not all(importlib.util.find_spec(m) for m in ("transformers", "torch")), reason="needs the [ml] extra"
+)
 
 
 def test_a_model_transformers_cannot_load_is_one_line_on_the_command_line(tmp_path: Path, monkeypatch) -> None:

@@ -116,9 +116,10 @@ def test_one_wording_for_one_rule(name: str, params: dict, message: str) -> None
     assert str(info.value) == message
 
 
-def test_a_router_r1_recipe_names_every_value_refused_on_the_command_line(tmp_path) -> None:
-    """Was: the first section's first bad value alone (grpo's learning_rate; sft, reward, loop unsaid)."""
-    pytest.importorskip("trl")
+def test_a_router_r1_recipe_names_every_value_refused_on_the_command_line(tmp_path, monkeypatch) -> None:
+    """Was: the first section's first bad value alone (grpo's learning_rate; sft, reward, loop unsaid).
+    The recipe's own rules need no TRL: it is not imported (seconds) to refuse them."""
+    monkeypatch.setitem(sys.modules, "trl", None)  # an import of trl fails
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         "pool: default\ndata: {train: 50}\n"
