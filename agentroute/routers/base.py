@@ -234,34 +234,27 @@ class Router(abc.ABC):
 
     @classmethod
     def _check_names_and_types(cls, params: Mapping[str, Any]) -> None:
-        """Parameters ``__init__`` does not take, or values its annotations do not admit: one error
+        """Parameters ``__init__`` does not take, and values its annotations do not admit: one error
         naming each."""
         signature = inspect.signature(cls.__init__).parameters.values() if cls.__init__ is not object.__init__ else []
         if any(p.kind is p.VAR_KEYWORD for p in signature):
             return
         takes = [p.name for p in signature if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        unknown = [key for key in params if key not in takes]
-        if unknown:
-            if not takes:
-                raise ConfigurationError(f"{cls.name} takes no parameters (got {', '.join(unknown)})")
-            close = {key: match[0] for key in unknown if (match := difflib.get_close_matches(key, takes, n=1))}
-            if len(unknown) == 1:
-                hint = f"; did you mean {close[unknown[0]]!r}?" if close else ""
-            else:
-                hint = f"; did you mean {', '.join(f'{k!r} → {v!r}' for k, v in close.items())}?" if close else ""
-            said = "no parameter" if len(unknown) == 1 else "no parameters"
-            raise ConfigurationError(f"{cls.name} takes {said} {', '.join(unknown)} (it takes: {', '.join(takes)}){hint}")
+        unknown = _unknown_said(cls.name, [key for key in params if key not in takes], takes)
         try:
             types_of = typing.get_type_hints(cls.__init__)
         except Exception:  # an annotation that does not resolve at runtime: names were checked
-            return
-        refused = [
+            types_of = {}
+        wrong = [
             f"{key}={value!r} ({type(value).__name__}) is not {_describe(types_of[key])}"
             for key, value in params.items()
             if key in types_of and not _admits(types_of[key], value)
         ]
-        if refused:
-            raise ConfigurationError(f"{cls.name}: " + "; ".join(refused))
+        said = [unknown] if unknown else []
+        if wrong:
+            said.append(("" if unknown else f"{cls.name}: ") + "; ".join(wrong))
+        if said:
+            raise ConfigurationError("; ".join(said))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -432,6 +425,21 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 _REGISTRY: dict[str, type[Router]] = {}
 _LAZY: dict[str, str] = {}
 _ENTRY_POINTS_LOADED = False
+
+
+def _unknown_said(name: str, unknown: list[str], takes: list[str]) -> str | None:
+    """``"NAME takes no parameter KEY (it takes: …); did you mean …?"`` for the ``unknown`` keys, or ``None``."""
+    if not unknown:
+        return None
+    if not takes:
+        return f"{name} takes no parameters (got {', '.join(unknown)})"
+    close = {key: match[0] for key in unknown if (match := difflib.get_close_matches(key, takes, n=1))}
+    if len(unknown) == 1:
+        hint = f"; did you mean {close[unknown[0]]!r}?" if close else ""
+    else:
+        hint = f"; did you mean {', '.join(f'{k!r} → {v!r}' for k, v in close.items())}?" if close else ""
+    said = "no parameter" if len(unknown) == 1 else "no parameters"
+    return f"{name} takes {said} {', '.join(unknown)} (it takes: {', '.join(takes)}){hint}"
 
 
 def register(cls: type[Router]) -> type[Router]:
