@@ -442,8 +442,9 @@ class BatchRunner:
         rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
         if self.resume and rows:
             await asyncio.to_thread(self._check_edited_input, rows)
-        added = await asyncio.to_thread(queue.add, rows)
+        # dead workers' items first: interrupted, they take an edited line's content in add()
         reconciled = await asyncio.to_thread(queue.reconcile) if self.resume else Reconciled()
+        added = await asyncio.to_thread(queue.add, rows)
         joined = time.monotonic()  # before its first heartbeat_at
         await asyncio.to_thread(queue.join)
         results: list[ItemResult] = []

@@ -51,3 +51,27 @@ def test_add_gives_unfinished_items_their_edited_content_and_leaves_finished_one
         assert items == {"q1": {"query": "old 1"}, "q2": {"query": "new 2"}, "q3": {"query": "3"}}
         assert [c.item["query"] for c in queue.claim(2)] == ["new 2", "3"]
         queue.leave()
+
+
+def test_a_line_edited_after_its_worker_was_killed_runs_as_edited(tmp_path: Path) -> None:
+    """A worker killed (``kill -9``) while running ``b``; the line is fixed and the input resumed:
+    the batch edited only items not running, then found ``b`` interrupted and ran its old line."""
+    from agentroute.batch import default_batch_id
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    with SQLMemory(url) as memory:
+        dead = BatchQueue(memory, default_batch_id("one", [{"query_id": "b"}]), worker_id="killed")
+        dead.pid = 2**22 + 12345  # above Linux's pid_max default: never a live process
+        dead.join()
+        dead.add([("b", {"query": "old?"})])
+        assert [c.query_id for c in dead.claim(1)] == ["b"]
+    (tmp_path / "graph.py").write_text(GRAPH_PY)
+    (tmp_path / "in.jsonl").write_text(json.dumps({"query_id": "b", "query": "fixed?"}) + "\n")
+    with StubOpenAIServer() as server:
+        (tmp_path / "pool.yaml").write_text(pool_yaml(server.url))
+        resumed = CliRunner().invoke(app, [
+            "run", str(tmp_path / "graph.py"), "--input", str(tmp_path / "in.jsonl"), "--pool", str(tmp_path / "pool.yaml"),
+            "--memory", url, "--resume",
+        ])  # fmt: skip
+        assert resumed.exit_code == 0, resumed.output
+        assert [a["prompt"].rsplit("\n", 1)[-1] for a in server.answered] == ["fixed?"]
