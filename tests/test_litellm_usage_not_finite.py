@@ -44,6 +44,9 @@ class _NaN(JSONHandler):
 
 @pytest.fixture(scope="module")
 def upstream() -> Any:
+    from agentroute.pool.backends.litellm import litellm_module
+
+    litellm_module()  # its import (seconds under load) is no part of the first step's 5 s deadline
     with LoopbackServer(_NaN) as running:
         yield running
 

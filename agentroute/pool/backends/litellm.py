@@ -130,6 +130,12 @@ class LiteLLMBackend(EndpointCounting, Backend):
         # each event loop's clients of self-hosted OpenAI-protocol endpoints (see own_client)
         self._clients = PerLoop[_LoopClients](_LoopClients, _LoopClients.aclose)
 
+    async def preload(self, card: ModelCard) -> None:
+        """Import LiteLLM now, off the event loop: seconds (8 s on a busy machine) that the first
+        call would otherwise spend inside its card's ``timeout_s``, blocking the event loop (every
+        other request of ``agentroute serve`` waiting)."""
+        await asyncio.to_thread(litellm_module)
+
     def encoding(self, card: ModelCard) -> Any | None:
         """tiktoken's encoding when ``card`` is an OpenAI model on OpenAI's endpoint, else ``None``."""
         return openai_encoding(card.backend_model) if self.on_openai(card) else None
