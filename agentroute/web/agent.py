@@ -45,7 +45,7 @@ from agentroute.routers.base import Router
 from agentroute.types import AuditEvent, Completion, CompletionRequest, Step, TaskStatus
 from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
-from agentroute.web.env import BrowserCrashedError, MiniWoBSession, check_tasks, page_load_timeout
+from agentroute.web.env import BrowserCrashedError, MiniWoBSession, Outcome, check_tasks, page_load_timeout
 from agentroute.web.routers import WebPolicy, web_policy
 from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, skill_card
 
@@ -213,6 +213,10 @@ class ExecuteAction:
     :class:`~agentroute.web.env.BrowserCrashedError` when the browser died (the dispatcher fails
     the step and audits the reason). At most one action runs per step: when a router escalates
     after an executed attempt, the later attempt fails instead of acting on a stale page.
+
+    The browser runs the action in a worker thread (:meth:`MiniWoBSession.off_loop`), so the event
+    loop stays free: at the task's ``seconds`` deadline the dispatcher cancels the check, the
+    browser is killed, and the episode ends ``budget_exhausted``; Ctrl-C stops it at once.
     """
 
     __name__ = "legal_action_executed"
@@ -220,22 +224,28 @@ class ExecuteAction:
     def __init__(self, episode: Episode):
         self.episode = episode
 
-    def __call__(self, step: Step) -> bool:
+    async def __call__(self, step: Step) -> bool:
         ep = self.episode
         if ep.acted:
             raise RuntimeError("an earlier attempt of this step already acted on the page")
         action: Action = check_action(parse_action(step.output), ep.page.refs, ep.page.typeable_refs)
         ep.acted = True
+        label = f"step{ep.steps + 1:02d}"
+
+        def act() -> Outcome:  # in a worker thread: a hung page blocks neither the loop nor the deadline
+            outcome = ep.session.execute(action)
+            ep.shot(label)
+            return outcome
+
         started = time.perf_counter()
         try:
-            outcome = ep.session.execute(action)
+            outcome = await ep.session.off_loop(act, str(action))
         except BrowserCrashedError as exc:
             ep.crashed = str(exc)
             raise
         finally:
             ep.browser_ms.append((time.perf_counter() - started) * 1000)
         ep.history.append(str(action))
-        ep.shot(f"step{ep.steps + 1:02d}")
         if outcome.done:
             ep.done, ep.reward, ep.raw_reward = True, outcome.reward, outcome.raw_reward
             step.score = reward_score(outcome.reward)

@@ -13,6 +13,7 @@ driver died mid-episode; the session can be reopened).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import difflib
@@ -26,15 +27,17 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentroute.errors import AgentrouteError, ConfigurationError, MissingDependencyError, UnknownNameError
 from agentroute.web.actions import Action
 from agentroute.web.dom import Page, page_from_observation
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INSTALL_HINT = (
     "install Debian's browser and driver with `sudo apt-get install chromium chromium-driver` "
@@ -57,6 +60,9 @@ class PageLoadError(AgentrouteError):
 #: Seconds a task page may take to load before the browser counts as failed to start, by default.
 #: MiniWoB's own pages load in under 0.6 s even on a 2-core box at load 9 (Selenium's default: 300 s).
 PAGE_LOAD_TIMEOUT_S = 30.0
+#: Seconds a browser command may run past the page-load limit before its browser counts as hung
+#: (chromedriver itself gives up on a busy renderer at the page-load limit; this catches the rest).
+COMMAND_GRACE_S = 2.0
 #: The environment variable that sets the limit for every browser of a run (``run web`` too).
 PAGE_LOAD_ENV = "AGENTROUTE_WEB_PAGE_LOAD_S"
 
@@ -195,7 +201,7 @@ def _remove(folder: str, *, seconds: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def _kill_strays(folder: str) -> list[int]:
+def _kill_strays(folder: str, *, warn: bool = True) -> list[int]:
     """SIGKILL the processes of a browser whose driver is gone: those started with ``TMPDIR=folder``
     or naming ``folder`` on their command line (its profile). A Chromium whose chromedriver was
     killed is not stopped by ``quit`` and would run on, a dozen processes, forever. Linux only."""
@@ -218,7 +224,8 @@ def _kill_strays(folder: str) -> list[int]:
                 os.kill(int(name), signal.SIGKILL)
                 killed.append(int(name))
     if killed:
-        log.warning("killed %d browser processes left by a lost chromedriver", len(killed))
+        if warn:
+            log.warning("killed %d browser processes left by a lost chromedriver", len(killed))
         if left := _wait_gone(killed):
             log.warning("browser processes %s still running %g s after SIGKILL", left, _KILL_WAIT_S)
     return killed
@@ -332,6 +339,7 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
     class _Instance(SeleniumInstance):
         _tmp: str | None = None
         _owner: int | None = None  # the descriptor holding the folder's owner lock
+        _killed: list[int] = []  # the processes :meth:`MiniWoBSession.abandon` killed, reaped by close
 
         def create_driver(self) -> None:  # miniwob's, with our binaries and flags
             # Chromium's temporary files (its profile, its singleton socket) go to a folder of this
@@ -379,8 +387,10 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
                         driver.quit()  # stops chromedriver even when the shutdown request fails
                 self.died = True
             finally:
+                if self._killed:
+                    _wait_gone(self._killed)
                 if self._tmp is not None:
-                    _kill_strays(self._tmp)
+                    _kill_strays(self._tmp, warn=not self._killed)  # expected after an abandon
                     _remove(self._tmp)
                     self._tmp = None
                 if self._owner is not None:
@@ -506,8 +516,10 @@ class MiniWoBSession:
                 act = env.create_action(ActionTypes.PRESS_KEY, key=key)
             obs, reward, done, _, info = env.step(act)
         except Exception as exc:
+            if env is not self._env:  # abandoned while it ran (a deadline, Ctrl-C): killed, being closed
+                raise BrowserCrashedError(f"{action} on {self.task!r} was cut off: the browser was stopped") from exc
             reason = self._left_task(exc) or self._unanswered(exc) or _brief(exc)
-            self._lost()
+            self._lost(env)
             raise BrowserCrashedError(f"{action} on {self.task!r} failed: {reason}") from exc
         page = None if done else page_from_observation(obs, max_elements=self.max_elements)
         self.page = page
@@ -518,6 +530,55 @@ class MiniWoBSession:
             float(info.get("raw_reward") or 0.0),
             str(info.get("reason") or ""),
         )
+
+    async def off_loop(self, call: Callable[[], T], what: str) -> T:
+        """``call()`` (browser commands) in a worker thread, so that a hung page blocks neither the
+        event loop nor the other episodes. Cancelled (a task's deadline, Ctrl-C) or still running
+        :data:`COMMAND_GRACE_S` past the page-load limit, the browser is abandoned: its chromedriver
+        and Chromium are killed at once (the thread's command then fails), and the next episode
+        starts a fresh one."""
+        env = self._env
+        limit = self.page_load_timeout_s + COMMAND_GRACE_S
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(call), limit)
+        except TimeoutError:
+            self.abandon(env)
+            raise BrowserCrashedError(
+                f"{what} on {self.task!r} failed: the browser did not answer within {limit:g} s "
+                f"(run web --page-load-timeout or ${PAGE_LOAD_ENV} sets the limit, plus {COMMAND_GRACE_S:g} s)"
+            ) from None
+        except asyncio.CancelledError:
+            self.abandon(env)
+            raise
+
+    def abandon(self, env: Any = None) -> None:
+        """Kill the browser of ``env`` (default: the current one) now, without asking it anything —
+        ``quit`` would wait behind a hung command — and forget it, so that the next :meth:`open`
+        starts a fresh one; its folder is removed in a thread of its own."""
+        with self._lock:
+            env = self._env if env is None else env
+            if env is not None and self._env is env:
+                self._env = None
+        instance = getattr(env, "instance", None)
+        folder = getattr(instance, "_tmp", None)
+        if instance is None or not folder:
+            return
+        # chromedriver killed now fails the hung command at once; a thread of its own then kills
+        # Chromium (run with TMPDIR=folder), reaps chromedriver and removes the folder, without the
+        # `quit` that would retry a dead port. The interpreter waits for that thread at exit.
+        process = getattr(getattr(getattr(instance, "driver", None), "service", None), "process", None)
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
+            instance._killed = [process.pid]
+        instance.driver = None
+
+        def close() -> None:  # Chromium first: env.close waits for the hung command to fail
+            _kill_strays(folder, warn=False)
+            env.close()
+
+        threading.Thread(target=close, name=f"close-browser-{self.task}").start()
+        log.info("killed the chromedriver of %r", self.task)
 
     def screenshot(self, path: str | Path) -> Path | None:
         """Save a PNG of the page now; None when the browser cannot take one."""
@@ -550,10 +611,14 @@ class MiniWoBSession:
             f"run web --page-load-timeout or ${PAGE_LOAD_ENV} sets the limit)"
         )
 
-    def _lost(self) -> None:
-        """Forget a dead browser so that the next episode starts a fresh one."""
+    def _lost(self, env: Any = None) -> None:
+        """Close ``env`` (default: the current browser), forgetting it when it is the current one,
+        so that the next episode starts a fresh one."""
         with self._lock:  # a browser being started is closed once it is up
-            env, self._env = self._env, None
+            if env is None:
+                env = self._env
+            if self._env is env:
+                self._env = None
         if env is not None:
             try:
                 env.close()
