@@ -209,28 +209,47 @@ class Router(abc.ABC):
         router._run_checks()
         return router
 
-    def _check_params(self) -> None:
+    def _check_params(self) -> None:  # noqa: B027 (routers extend it; none need to)
         """Check the parameters' values (ranges, relations), raising a :class:`ConfigurationError`
         that names the router and the parameter. Run by :func:`make_router`, :meth:`set_params`,
-        :meth:`load` and ``fit``; routers extend it with ``super()._check_params()``. Here: the
-        checks every router gets (:meth:`_check_common`)."""
-        self._check_common()
+        :meth:`load` and ``fit`` (through :meth:`_run_checks`, which adds the checks every router
+        gets, :meth:`_check_common`); routers extend it with ``super()._check_params()``."""
 
     def _run_checks(self) -> None:
-        """:meth:`_check_common`, then the router's :meth:`_check_params`: a router whose checks
-        forget ``super()._check_params()`` still refuses NaN, ±inf and a bad seed."""
-        self._check_common()
-        self._check_params()
+        """The router's :meth:`_check_params` and :meth:`_check_common` (a router whose checks forget
+        ``super()._check_params()`` still refuses NaN, ±inf and a bad seed): one error naming each
+        option refused, once."""
+        prefix = f"{self.name}: "
+        try:
+            self._check_params()
+            said = ""
+        except ConfigurationError as exc:
+            said = str(exc).removeprefix(prefix)
+        refused = [said] if said else []
+        refused += [why for key, why in self._common_refusals() if repr(key) not in said]
+        if refused:
+            raise ConfigurationError(prefix + "; ".join(refused))
 
     def _check_common(self) -> None:
         """No number is NaN or infinite, and a ``seed`` is an integer (≥ 0 unless :attr:`any_seed`)."""
+        refused = [why for _, why in self._common_refusals()]
+        if refused:
+            raise ConfigurationError(f"{self.name}: " + "; ".join(refused))
+
+    def _common_refusals(self) -> list[tuple[str, str]]:
+        """``(option, why)`` for each option :meth:`_check_common` refuses."""
         params = self.get_params()
-        for key, value in params.items():
-            if isinstance(value, float | np.floating) and not np.isfinite(value):
-                what = "NaN" if np.isnan(value) else "infinite"
-                raise ConfigurationError(f"{self.name}: {key!r} is {what} (give a finite number)")
+        refused = [
+            (key, f"{key!r} is {'NaN' if np.isnan(value) else 'infinite'} (give a finite number)")
+            for key, value in params.items()
+            if isinstance(value, float | np.floating) and not np.isfinite(value)
+        ]
         if params.get("seed") is not None:
-            check_range(self, "seed", low=None if self.any_seed else 0, integer=True)
+            try:
+                check_range(self, "seed", low=None if self.any_seed else 0, integer=True)
+            except ConfigurationError as exc:
+                refused.append(("seed", str(exc).removeprefix(f"{self.name}: ")))
+        return refused
 
     @classmethod
     def _check_names_and_types(cls, params: Mapping[str, Any]) -> None:

@@ -217,7 +217,7 @@ def summarize(rows: Sequence[dict[str, Any]], budget_usd: float | None = None) -
 # -- live PPO --------------------------------------------------------------------------------------
 def init_policy(router: Any, agents: Sequence[str], cost_scale: float) -> Any:
     """A fresh, untrained policy over ``agents`` (``model:strategy``) for live training."""
-    router._check_params()
+    router._run_checks()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(router.seed)
         router.net_ = PlannerNet(len(agents), router.hidden)

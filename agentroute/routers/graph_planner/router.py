@@ -211,7 +211,7 @@ class GraphPlannerRouter(Router):
         from it — the same result as an uninterrupted run — when the parameters (but ``episodes``)
         and data are the same. Delete it once the router is saved.
         """
-        self._check_params()
+        self._run_checks()
         torch = import_torch()  # here, not at import: a bad recipe is refused before torch loads (seconds)
         from agentroute.routers.graph_planner.policy import PlannerNet
         from agentroute.routers.graph_planner.trainer import Checkpoint, train
