@@ -256,7 +256,7 @@ def done_elsewhere(
 
     from agentroute.memory.tables import BATCH_ITEMS
 
-    prefix = _starting_with(graph + "-")
+    prefix, default = _starting_with(graph + "-"), default_batch_id(graph, [])  # the ids' lengths: theirs
     column = BATCH_ITEMS.c
     given = {query_id: _what_is_asked(item) for query_id, item in items}
     ids = list(given)
@@ -267,7 +267,7 @@ def done_elsewhere(
                 sa.select(column.batch_id)
                 .distinct()
                 .where(column.batch_id.like(prefix, escape="\\"), column.batch_id != batch_id)
-                .where(sa.func.length(column.batch_id).in_([len(graph) + 13, len(graph) + 22]))
+                .where(sa.func.length(column.batch_id).in_([len(default), len(fresh_batch_id(default))]))
             ).scalars()
         )
         for start in range(0, len(ids) if batches else 0, 5000):  # bounded statements on any input
