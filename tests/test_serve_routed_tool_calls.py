@@ -19,6 +19,7 @@ from agentroute.pool.backends.base import token_sink
 from agentroute.pool.card import ModelCard
 from agentroute.serve import ServerThread
 from agentroute.types import Completion, CompletionRequest
+from tests.fixtures_reply_server import JSONHandler, LoopbackServer
 from tests.fixtures_sdk import close_sdk_clients, sdk_client  # noqa: F401
 from tests.test_serve_tool_calls_shape import GOOD, Calls
 
@@ -80,3 +81,34 @@ def test_malformed_tool_calls_are_one_rule_for_cards_and_the_router(
         error = {"code": refused.value.code, "message": refused.value.message}
     assert error["code"] == "bad_upstream_reply" and "caller: 'tool_calls'" in error["message"], error
     assert '"id"' in error["message"] if shape == "id-none" else "not a list" in error["message"], error
+
+
+class _NoId(JSONHandler):
+    """An OpenAI-compatible upstream whose tool call has no ``id`` (plain, or streamed in one delta)."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        if (body := self.chat_body()) is None:
+            return
+        call = {"index": 0, "type": "function", "function": {"name": "add", "arguments": "{}"}}
+        base = {"id": "r1", "created": 0, "model": body["model"], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            return self.send_json(200, {**base, "object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]})
+        self.start_events()
+        self.send_event({**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": "tool_calls"}]})
+        self.send_event("[DONE]")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_call_without_an_id_is_the_same_502_on_the_router(stream: bool) -> None:
+    """The openai backend builds a call an upstream sent without an id with ``"id": None``."""
+    with LoopbackServer(_NoId) as upstream:
+        card = ModelCard(id="upstream", backend="openai", model="m", base_url=upstream.url, input_price=1.0, output_price=1.0)
+        with ServerThread(ModelPool([card]), preload=False, router="cheapest") as server:
+            for model in ("upstream", "router"):
+                with pytest.raises(openai.APIStatusError) as refused:
+                    reply = sdk_client(server.url).chat.completions.create(**ask(model, "add"), stream=stream)
+                    list(reply) if stream else None  # type: ignore[call-overload]
+                error = json.loads(refused.value.response.text)["error"]
+                assert (refused.value.status_code, error["code"]) == (502, "bad_upstream_reply"), (model, error)
+                assert "upstream: 'tool_calls' 0: needs an \"id\"" in error["message"], (model, error)
