@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 
 
 def read_within(request: urllib.request.Request, wait_s: float) -> bytes:
     """The body of ``request``'s reply, read within ``wait_s`` seconds from now: past them, a
-    :class:`TimeoutError`. An error status is urllib's :class:`~urllib.error.HTTPError`."""
+    :class:`TimeoutError`. An error status is urllib's :class:`~urllib.error.HTTPError`, its body
+    (the server's message) read within the deadline too."""
     deadline = _Deadline(time.monotonic() + wait_s)
     opener = urllib.request.build_opener(_DeadlineHTTPHandler(deadline), _DeadlineHTTPSHandler(deadline))
+    error: urllib.error.HTTPError | None = None
     try:
-        with opener.open(request, timeout=wait_s) as reply:  # a URL the user gave
-            body: bytes = reply.read()
+        try:
+            with opener.open(request, timeout=wait_s) as reply:  # a URL the user gave
+                body: bytes = reply.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                body, error = exc.read(), exc
     except Exception:
         if deadline.expired:
             raise TimeoutError(f"no reply within {wait_s:.3g} s") from None
@@ -32,6 +40,8 @@ def read_within(request: urllib.request.Request, wait_s: float) -> bytes:
         deadline.stop()
     if deadline.expired:  # the socket was shut down as the last byte came: what came may be cut
         raise TimeoutError(f"no reply within {wait_s:.3g} s")
+    if error is not None:
+        raise urllib.error.HTTPError(error.url, error.code, error.msg, error.headers, io.BytesIO(body))
     return body
 
 
