@@ -125,8 +125,18 @@ class BrokenDependencyError(ConfigurationError, ImportError):
         where = f" at {Path(spec.origin).parent}" if spec is not None and spec.origin else ""
         super().__init__(
             f"{package} is installed{where} but does not import ({type(error).__name__}: {one_line(error)[:300]}); "
-            f"reinstall it with: {install_command(extra_for(package) or 'all', package)}"
+            f"reinstall it with: {reinstall_command(package)}"
         )
+
+
+def reinstall_command(package: str) -> str:
+    """The command that reinstalls an installed ``package`` over itself (a plain ``pip install``
+    leaves an installed one as it is): its distribution, torch at its pin; else its extra's command."""
+    from importlib.metadata import packages_distributions
+
+    top = package.partition(".")[0]
+    dists = [TORCH_PIN] if top == "torch" else packages_distributions().get(top, [])
+    return f"pip install --force-reinstall {dists[0]}" if len(dists) == 1 else install_command(extra_for(package) or "all", package)
 
 
 def require(module: str) -> ModuleType:

@@ -14,10 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 FAILURES = {
-    "ImportError": 'raise ImportError("libtorch_cpu.so: undefined symbol: _ZN3c1010Dispatcher")',
     "OSError": 'raise OSError("libcudnn.so.9: cannot open shared object file: No such file or directory")',
 }
 
@@ -46,13 +43,15 @@ def test_routers_list_says_torch_was_found_not_that_it_works(tmp_path: Path) -> 
     assert {"mlp", "mf", "knn", "graph-router", "stack"} <= set(names.split(", ")), line
     assert why == (
         f"torch is installed at {broken / 'torch'} but does not import (OSError: libcudnn.so.9: cannot open shared "
-        "object file: No such file or directory); reinstall it with: pip install torch==2.13.0 && pip install 'agentroute[ml]'"
+        "object file: No such file or directory); reinstall it with: pip install --force-reinstall torch==2.13.0"
     )
     assert "torch: found" not in checked.stdout
 
 
-@pytest.mark.parametrize("failure", sorted(FAILURES))
-def test_a_fit_on_a_broken_torch_is_one_line_naming_its_import_error(tmp_path: Path, data_dir: Path, failure: str) -> None:
+def test_a_fit_on_a_broken_torch_is_one_line_naming_its_import_error(tmp_path: Path, data_dir: Path) -> None:
+    """An OSError (not an ImportError: was a traceback); an ImportError's line is the same rule, checked
+    in process by test_optional_broken_dependency (was "'torch' is not installed")."""
+    failure = "OSError"
     broken = _broken_torch(tmp_path, failure)
     done = _agentroute(
         broken, "train", "mlp", "--dataset", f"routerbench:{data_dir / 'routerbench'}", "--limit", "20", "--out", str(tmp_path / "out")
@@ -61,5 +60,5 @@ def test_a_fit_on_a_broken_torch_is_one_line_naming_its_import_error(tmp_path: P
     assert "Traceback" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert line.startswith(f"error: torch is installed at {broken / 'torch'} but does not import ({failure}: "), line
-    assert line.endswith("reinstall it with: pip install torch==2.13.0 && pip install 'agentroute[ml]'"), line
+    assert line.endswith("reinstall it with: pip install --force-reinstall torch==2.13.0"), line
     assert done.stderr.rstrip().endswith(line)
