@@ -173,3 +173,44 @@ def test_a_browser_that_stops_answering_is_killed_past_the_page_load_limit(chrom
     assert took < 10, f"{took:.1f}s"
     assert left == []
     assert (after.status, after.success) == ("done", True)
+
+
+@pytest.mark.browser
+def test_a_hung_page_in_one_worker_does_not_stall_the_other(chromium, store, monkeypatch):  # noqa: F811
+    """`--concurrency 2`, one page hung: the other worker plays its episode to the end within its
+    own 3 s budget (it stalled behind the hung click before, and ran out of time)."""
+    import re
+
+    monkeypatch.setenv("AGENTROUTE_WEB_PAGE_LOAD_S", "10")
+    holder: dict[str, Any] = {}
+
+    async def hang_then_click() -> str:
+        await asyncio.sleep(0.3)  # the page's loop starts
+        holder.setdefault("hung", asyncio.Event()).set()
+        return "click(4)"
+
+    async def once_hung(action: str) -> str:  # the other worker acts while the click-test page hangs
+        await asyncio.wait_for(holder.setdefault("hung", asyncio.Event()).wait(), 5)
+        await asyncio.sleep(0.2)
+        return action
+
+    def answer(observation: str) -> Any:
+        if "Task: Click the button." in observation:  # click-test: hang its page, then click
+            session = next(s for s in holder["agent"]._sessions.values() if s.task == "click-test")
+            session.driver.execute_script(HUNG)
+            return hang_then_click()
+        wanted = re.search(r'Task: Click on the "(.*)" button', observation)
+        ref = re.search(rf'\[(\d+)\] button "{re.escape(wanted.group(1))}"', observation) if wanted else None
+        return once_hung(f"click({ref.group(1)})" if ref else "done()")
+
+    pool = ModelPool([SCRIPTED], backends={"replay": Scripted([answer])})
+    agent = holder["agent"] = WebAgent(
+        router="always-small", pool=pool, memory=store, max_steps=3, budget=Budget(seconds=3)
+    )
+    try:
+        hung, other = asyncio.run(agent.run_many([("click-test", 0), ("click-button", 0)], concurrency=2))
+    finally:
+        agent.close()
+    assert (other.status, other.success) == ("done", True), (other.status, other.error)
+    assert hung.status == "budget_exhausted", (hung.status, hung.error)
+    assert _gone_within(3.0) == []
