@@ -281,6 +281,13 @@ def done_elsewhere(
     return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
 
 
+def out_usd(cost: float) -> float:
+    """A cost as an ``--out`` line writes it: a float (a run without a step costs an int 0), a sum
+    of step costs without its float noise (``1.61e-05``, not ``1.6100000000000002e-05``): to 12
+    decimals, a millionth of a micro-dollar."""
+    return round(float(cost), 12)
+
+
 @dataclass
 class ItemResult:
     """How one item of the batch ended (one ``--out`` line).
@@ -313,15 +320,15 @@ class ItemResult:
             "task_id": self.task_id,
             "status": self.status,
             "answer": self.answer,
-            "cost_usd": float(self.cost_usd),  # a run without a step costs an int 0
-            "task_cost_usd": float(self.task_cost_usd),
+            "cost_usd": out_usd(self.cost_usd),
+            "task_cost_usd": out_usd(self.task_cost_usd),
             "continues": list(self.continues),
             "error": self.error,
             "score": self.score,
             "steps": [
                 {
                     "index": s.index, "stage": s.stage, "role": s.agent.role, "model": s.agent.model,
-                    "strategy": s.agent.strategy, "cost_usd": s.cost_usd, "tokens_in": s.tokens_in,
+                    "strategy": s.agent.strategy, "cost_usd": out_usd(s.cost_usd), "tokens_in": s.tokens_in,
                     "tokens_out": s.tokens_out, "latency_ms": round(s.latency_ms, 2), "status": s.status,
                 }
                 for s in self.steps

@@ -176,14 +176,10 @@ def _agents(steps: Sequence[Any]) -> dict[str, int]:
     return dict(counts)
 
 
-def _usd(cost: float) -> float:
-    """A cost for an ``--out`` line: a sum of step costs without its float noise (``1.61e-05``,
-    not ``1.6100000000000002e-05``), to 12 decimals: a millionth of a micro-dollar."""
-    return round(float(cost), 12)
-
-
 def episode_line(result: Any, *, batch: str, router: str) -> dict[str, Any]:
     """The ``--out`` line of an episode played now."""
+    from agentroute.batch import out_usd
+
     return {
         "batch": batch,
         "task": result.task,
@@ -193,7 +189,7 @@ def episode_line(result: Any, *, batch: str, router: str) -> dict[str, Any]:
         "reward": result.reward,
         "success": result.success,
         "steps": result.steps,
-        "cost_usd": _usd(result.cost_usd),
+        "cost_usd": out_usd(result.cost_usd),
         "router": router,
         "agents": dict(result.agents),
         "actions": list(result.actions),
@@ -206,6 +202,8 @@ def episode_line(result: Any, *, batch: str, router: str) -> dict[str, Any]:
 def memory_line(trajectory: Any, *, batch: str) -> dict[str, Any]:
     """The ``--out`` line of an episode finished by an earlier run, from the memory."""
     task, meta = trajectory.task, trajectory.task.metadata or {}
+    from agentroute.batch import out_usd
+
     return {
         "batch": batch,
         "task": meta.get("task"),
@@ -215,7 +213,7 @@ def memory_line(trajectory: Any, *, batch: str) -> dict[str, Any]:
         "reward": meta.get("reward", task.score),
         "success": meta.get("success"),
         "steps": meta.get("steps", len(trajectory.steps)),
-        "cost_usd": _usd(task.cost_usd),
+        "cost_usd": out_usd(task.cost_usd),
         "router": meta.get("router"),
         "agents": _agents(trajectory.steps),
         "actions": task.answer.split("; ") if task.answer else [],
