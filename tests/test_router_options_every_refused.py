@@ -134,9 +134,9 @@ def test_a_router_r1_recipe_names_every_value_refused_on_the_command_line(tmp_pa
     assert done.exit_code == 2, done.output[-2000:]
     (line,) = done.output.strip().splitlines()
     assert line.endswith(
-        "grpo: 'learning_rate' must be a number > 0 and ≤ 1 (got -1); 'max_steps' must be a number ≥ 1 (got 0); "
-        "sft: 'epochs' must be a number ≥ 1 (got 0); reward: 'alpha' must be a number ≥ 0 and ≤ 1 (got 2); "
-        "loop: 'turn_tokens' must be an integer ≥ 1 (got 0); 'top_p' must be in (0, 1] (got 0)"
+        "grpo: 'learning_rate' must be a finite number in (0, 1] (got -1); 'max_steps' must be a finite number ≥ 1 (got 0); "
+        "sft: 'epochs' must be a finite number ≥ 1 (got 0); reward: 'alpha' must be a finite number in [0, 1] (got 2); "
+        "loop: 'turn_tokens' must be an integer ≥ 1 (got 0); 'top_p' must be a finite number in (0, 1] (got 0)"
     ), line
 
 

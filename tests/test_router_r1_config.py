@@ -24,16 +24,16 @@ def _read(tmp_path, **sections):
     # was: accepted, then TRL refused it after the SFT warm-up had run (minutes)
     ({"grpo": {"num_generations": 1, "per_device_train_batch_size": 2}}, "grpo: GRPO requires at least 2 generations"),
     # was: accepted and trained (a negative rate ascends the loss; NaN weights)
-    ({"grpo": {"learning_rate": -1e-6}}, "grpo: 'learning_rate' must be a number > 0 and ≤ 1 (got -1e-06)"),
-    ({"grpo": {"beta": float("nan")}}, "grpo: 'beta' must be a number ≥ 0 (got nan)"),
-    ({"grpo": {"max_steps": 0}}, "grpo: 'max_steps' must be a number ≥ 1 (got 0)"),
-    ({"grpo": {"temperature": 0.0}}, "grpo: 'temperature' must be a number > 0 (got 0.0)"),
-    ({"sft": {"enabled": True, "lr": -1.0}}, "sft: 'lr' must be a number > 0 and ≤ 1 (got -1.0)"),
-    ({"sft": {"enabled": True, "epochs": 0}}, "sft: 'epochs' must be a number ≥ 1 (got 0)"),
+    ({"grpo": {"learning_rate": -1e-6}}, "grpo: 'learning_rate' must be a finite number in (0, 1] (got -1e-06)"),
+    ({"grpo": {"beta": float("nan")}}, "grpo: 'beta' must be a finite number ≥ 0 (got nan)"),
+    ({"grpo": {"max_steps": 0}}, "grpo: 'max_steps' must be a finite number ≥ 1 (got 0)"),
+    ({"grpo": {"temperature": 0.0}}, "grpo: 'temperature' must be a finite number > 0 (got 0.0)"),
+    ({"sft": {"enabled": True, "lr": -1.0}}, "sft: 'lr' must be a finite number in (0, 1] (got -1.0)"),
+    ({"sft": {"enabled": True, "epochs": 0}}, "sft: 'epochs' must be a finite number ≥ 1 (got 0)"),
     ({"sft": {"enabled": True, "trace": 5}}, "sft: unknown keys ['trace']"),  # was: ignored, 50 traces built
-    ({"data": {"train": 0}}, "data: 'train' must be a number ≥ 1 (got 0)"),
+    ({"data": {"train": 0}}, "data: 'train' must be a finite number ≥ 1 (got 0)"),
     ({"data": {"trian": 5}}, "data: unknown keys ['trian']"),
-    ({"reward": {"alpha": 2.0}}, "reward: 'alpha' must be a number ≥ 0 and ≤ 1 (got 2.0)"),
+    ({"reward": {"alpha": 2.0}}, "reward: 'alpha' must be a finite number in [0, 1] (got 2.0)"),
     ({"reward": {"metric": "bleu"}}, "reward: 'metric' must be 'em' or 'f1' (got 'bleu')"),
     ({"loop": {"turn_tokens": -1}}, "loop: 'turn_tokens' must be an integer ≥ 1 (got -1)"),
     ({"loop": {"max_turn": 3}}, "loop: unknown keys ['max_turn']"),  # was: a TypeError traceback
@@ -51,7 +51,7 @@ def test_the_shipped_recipe_and_its_gpu_profile_pass():
 
 
 def test_loop_settings_refuse_a_top_p_of_zero():
-    with pytest.raises(ConfigurationError, match=r"'top_p' must be in \(0, 1\] \(got 0.0\)"):
+    with pytest.raises(ConfigurationError, match=r"'top_p' must be a finite number in \(0, 1\] \(got 0.0\)"):
         LoopSettings(top_p=0.0)
 
 

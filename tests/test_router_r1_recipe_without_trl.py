@@ -20,10 +20,10 @@ from agentroute.cli import app
 @pytest.mark.parametrize(
     ("grpo", "said"),
     [
-        ("{per_device_train_batch_size: '4'}", "grpo: 'per_device_train_batch_size' must be a number ≥ 1 (got '4')"),
-        ("{num_generations: 0}", "grpo: 'num_generations' must be a number ≥ 1 (got 0)"),
+        ("{per_device_train_batch_size: '4'}", "grpo: 'per_device_train_batch_size' must be a finite number ≥ 1 (got '4')"),
+        ("{num_generations: 0}", "grpo: 'num_generations' must be a finite number ≥ 1 (got 0)"),
         ("{gradient_accumulation_steps: 0, beta: -1}",
-         "grpo: 'beta' must be a number ≥ 0 (got -1); 'gradient_accumulation_steps' must be a number ≥ 1 (got 0)"),
+         "grpo: 'beta' must be a finite number ≥ 0 (got -1); 'gradient_accumulation_steps' must be a finite number ≥ 1 (got 0)"),
     ],
 )
 def test_a_bad_grpo_batch_is_one_line_without_trl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grpo: str, said: str) -> None:

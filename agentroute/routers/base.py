@@ -537,16 +537,26 @@ def check_range(
     ok = ok and (high is None or (value < high if high_open else value <= high))
     if ok:
         return
+    what = range_rule(low, high, low_open=low_open, high_open=high_open, integer=integer)
+    raise ConfigurationError(f"{router.name}: {key!r} must be {what}{' or None' if optional else ''} (got {value!r})")
+
+
+def range_rule(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False, integer: bool = False
+) -> str:
+    """The one wording of a range, as :func:`check_range` (and a recipe's checks) say it.
+
+    >>> range_rule(0, 1, low_open=True), range_rule(1, integer=True)
+    ('a finite number in (0, 1]', 'an integer ≥ 1')
+    """
     kind = "an integer" if integer else "a finite number"
     if low is not None and high is not None:
-        what = f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    elif low is not None:
-        what = f"{kind} {'>' if low_open else '≥'} {low:g}"
-    elif high is not None:
-        what = f"{kind} {'<' if high_open else '≤'} {high:g}"
-    else:
-        what = kind
-    raise ConfigurationError(f"{router.name}: {key!r} must be {what}{' or None' if optional else ''} (got {value!r})")
+        return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{kind} {'>' if low_open else '≥'} {low:g}"
+    if high is not None:
+        return f"{kind} {'<' if high_open else '≤'} {high:g}"
+    return kind
 
 
 def check_rate(router: Router, key: str) -> None:

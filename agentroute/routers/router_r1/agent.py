@@ -32,6 +32,7 @@ from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
+from agentroute.routers.base import range_rule
 from agentroute.routers.router_r1.prompts import (
     AGENT_PROMPT,
     FINAL_STOPS,
@@ -78,10 +79,11 @@ class LoopSettings:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 refused.append(f"{key!r} must be an integer ≥ {least} (got {value!r})")
-        if not 0 <= self.temperature < math.inf:
-            refused.append(f"'temperature' must be a finite number ≥ 0, 0 = greedy (got {self.temperature!r})")
-        if not 0 < self.top_p <= 1:
-            refused.append(f"'top_p' must be in (0, 1] (got {self.top_p!r})")
+        number = {key: isinstance(getattr(self, key), int | float) and not isinstance(getattr(self, key), bool) for key in ("temperature", "top_p")}
+        if not (number["temperature"] and 0 <= self.temperature < math.inf):
+            refused.append(f"'temperature' must be {range_rule(0)}, 0 = greedy (got {self.temperature!r})")
+        if not (number["top_p"] and 0 < self.top_p <= 1):
+            refused.append(f"'top_p' must be {range_rule(0, 1, low_open=True)} (got {self.top_p!r})")
         if refused:
             raise ConfigurationError("loop: " + "; ".join(refused))
 

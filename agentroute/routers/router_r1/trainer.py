@@ -27,6 +27,7 @@ from agentroute.errors import ConfigurationError
 from agentroute.graph_runtime import run_sync
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
+from agentroute.routers.base import range_rule
 from agentroute.routers.router_r1.agent import LoopSettings, ThinkRouteLoop
 from agentroute.routers.router_r1.prompts import ROUTE_STOPS
 from agentroute.routers.router_r1.rewards import RouterR1Reward, completion_text, format_errors, format_valid
@@ -73,10 +74,9 @@ def _check_ranges(section: str, values: dict[str, Any], ranges: dict[str, _Range
             continue
         value = values[key]
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (number and (least <= value if closed else least < value) and value <= most):
-            low = f"≥ {least:g}" if closed else f"> {least:g}"
-            high = "" if most == math.inf else f" and ≤ {most:g}"
-            refused.append(f"{key!r} must be a number {low}{high} (got {value!r})")
+        if not (number and math.isfinite(value) and (least <= value if closed else least < value) and value <= most):
+            rule = range_rule(least, None if most == math.inf else most, low_open=not closed)
+            refused.append(f"{key!r} must be {rule} (got {value!r})")
     if refused:
         raise ConfigurationError(f"{section}: " + "; ".join(refused))
 
