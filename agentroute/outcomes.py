@@ -25,6 +25,7 @@ per-cell importance weights (``weights``), which the learned routers use in thei
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -304,7 +305,7 @@ class OutcomeTable:
     def from_trajectories(
         cls, trajectories: Iterable[Trajectory], *, importance_clip: float | None = MAX_IMPORTANCE
     ) -> OutcomeTable:
-        """Each scored ok step becomes a cell (its :func:`learned_scores` score) of its agent key's
+        """Each step with a :func:`learned_scores` score (a failed call's 0 included) becomes a cell of its agent key's
         column (``role:model:strategy``) in its row (:func:`step_row`; a row without a query id takes
         its text's id, :func:`borrowed_query_ids`); repeated outcomes of a cell are averaged, as the
         outcomes file loader averages repeated rows. A step whose decision logged a ``propensity``
@@ -314,7 +315,7 @@ class OutcomeTable:
             (traj, step, score)
             for traj in trajectories
             for step, score in learned_scores(traj)
-            if score is not None and step.status == "ok"
+            if score is not None
         ]
         places = [step_row(traj, step) for traj, step, _ in scored]
         ids = borrowed_query_ids([query_id for query_id, _ in places], [text for _, text in places])
@@ -352,21 +353,85 @@ def ordered_steps(trajectory: Trajectory) -> list[Step]:
     return sorted(trajectory.steps, key=step_sort_key)
 
 
+def feedback_score(score: Any) -> float:
+    """``score`` as a feedback score: a number in [0, 1] (1 = right), as routers learn scores; else
+    a :class:`ConfigurationError` naming it. The one home of the rule for ``memory.add_feedback``
+    and ``agentroute feedback --score``."""
+    if isinstance(score, bool) or not isinstance(score, numbers.Real) or not 0.0 <= float(score) <= 1.0:  # nan too
+        raise ConfigurationError(f"feedback score must be a number in [0, 1], 1 = right (got {score!r})")
+    return float(score)
+
+
+def recorded_candidates(step: Step) -> set[str]:
+    """The agent keys a step's decision records as its candidates (an exploring router's
+    ``probabilities``, a ``candidates`` list); empty when it records none."""
+    evidence = step.decision.evidence if step.decision is not None else None
+    if not isinstance(evidence, dict):
+        return set()
+    given = evidence.get("probabilities") or evidence.get("candidates") or ()
+    return {str(key) for key in given} if isinstance(given, dict | list | tuple) else set()
+
+
+def outage_steps(trajectory: Trajectory) -> set[str]:
+    """The ids of ``trajectory``'s failed steps that are nobody's fault: an outage, where every
+    candidate of the decision failed.
+
+    A decision is one routed step and its fallbacks: the steps of one stage on one input. When one
+    of them answered (``ok``), its failed steps are their agents' failures. When none did, it is an
+    outage if every candidate its decisions record (:func:`recorded_candidates`) failed; a decision
+    that records none (a router that logs no probabilities) is known by the agents it tried, so
+    there a step whose every try failed is an outage too."""
+    runs: dict[tuple[str, str], list[Step]] = {}
+    for step in trajectory.steps:
+        runs.setdefault((step.stage, step.input), []).append(step)
+    out: set[str] = set()
+    for steps in runs.values():
+        failed = [s for s in steps if s.status == "failed"]
+        if not failed or any(s.status == "ok" for s in steps):
+            continue
+        tried = {s.agent.key for s in failed}
+        offered = set().union(*(recorded_candidates(s) for s in steps)) or tried
+        if offered <= tried:
+            out.update(s.id for s in failed)
+    return out
+
+
 def learned_scores(trajectory: Trajectory) -> list[tuple[Step, float | None]]:
     """Each of ``trajectory``'s steps (:func:`ordered_steps`) with the score it is learned and judged
-    by: a one-step task's step, its task's score (else its own); a step of a longer task, its own
-    score (else its task's).
+    by (``None``: not learned):
 
-    A task's score is its step's own unless its end was given one or feedback replaced it (the
-    latest feedback is the task's score, ``docs/learning.md``), so a one-step task is learned by its
-    feedback; a longer task's steps that reported their own scores keep them. The one home of the
-    rule for :meth:`OutcomeTable.from_trajectories` (``train --from``, ``eval --from``'s fits) and
-    the memory's ``outcomes`` export (:func:`agentroute.memory.export.outcome_rows`)."""
+    - a failed call scores 0 for the agent that made it, unless it is nobody's fault (an outage,
+      :func:`outage_steps`: ``None``); a blocked step (no call) is ``None``;
+    - the step the task's score judges takes that score: a one-step task's step, and the answer
+      (the last ``ok`` step) of a task whose score is feedback (the memory's read marks it:
+      :data:`agentroute.memory.codec.FEEDBACK_KEY`), over its own;
+    - any other ``ok`` step, its own score, else its task's.
+
+    So feedback judges the answer it was given on, a task with a fallback included, and a web
+    episode's feedback beats its last step's own reward; without feedback a longer task's steps keep
+    the scores they reported. The one home of the rule for :meth:`OutcomeTable.from_trajectories`
+    (``train --from``, ``eval --from``'s fits) and the memory's ``outcomes`` export
+    (:func:`agentroute.memory.export.outcome_rows`)."""
+    from agentroute.memory.codec import FEEDBACK_KEY
+
     steps = ordered_steps(trajectory)
     task_score = trajectory.task.score
-    if len(steps) == 1 and task_score is not None:
-        return [(steps[0], task_score)]
-    return [(step, task_score if step.score is None else step.score) for step in steps]
+    answered = [s for s in steps if s.status == "ok"]
+    judged: Step | None = None
+    if len(steps) == 1 or FEEDBACK_KEY in trajectory.task.metadata:
+        judged = answered[-1] if answered else None
+    outage = outage_steps(trajectory) if len(answered) < len(steps) else set()
+    out: list[tuple[Step, float | None]] = []
+    for step in steps:
+        if step.status == "failed":
+            out.append((step, None if step.id in outage else 0.0))
+        elif step.status != "ok":
+            out.append((step, None))
+        elif step is judged and task_score is not None:
+            out.append((step, task_score))
+        else:
+            out.append((step, task_score if step.score is None else step.score))
+    return out
 
 
 def step_row(trajectory: Trajectory, step: Step) -> tuple[str | None, str]:

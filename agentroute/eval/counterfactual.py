@@ -46,6 +46,7 @@ import numpy as np
 
 from agentroute.errors import ConfigurationError
 from agentroute.eval.metrics import check_bootstrap
+from agentroute.outcomes import outage_steps
 from agentroute.progress import bar, phase
 from agentroute.routers.base import Router, check_pool
 from agentroute.types import Agent, RouteContext, Step, Trajectory
@@ -177,24 +178,18 @@ def logged_tasks(
         cost = task.cost_usd if task.cost_usd else sum(s.cost_usd for s in trajectory.steps)
         out.append(LoggedTask(task.id, task.task_type, float(score), float(cost), steps, failed))
         if failed:
-            _describe_failure(out[-1], trajectory.steps)
+            _describe_failure(out[-1], trajectory)
     return out, skipped
 
 
-def _describe_failure(task: LoggedTask, steps: Sequence[Step]) -> None:
-    """A failed task's last error, and whether every candidate of the stage it failed in failed."""
-    bad = [s for s in steps if s.status != "ok"]
+def _describe_failure(task: LoggedTask, trajectory: Trajectory) -> None:
+    """A failed task's last error, and whether its last failed call was an outage (every candidate
+    of its decision failed: :func:`~agentroute.outcomes.outage_steps`, the rule the fits learn by)."""
+    bad = [s for s in trajectory.steps if s.status != "ok"]
     if not bad:
         return
     task.error = f"{bad[-1].error}"
-    failed_keys = {s.agent.key for s in bad}
-    offered = {  # the candidates its router was offered in that stage (a role given one model: that one)
-        str(a)
-        for s in steps
-        if s.stage == bad[-1].stage and s.decision is not None and isinstance(s.decision.evidence, dict)
-        for a in s.decision.evidence.get("probabilities") or {}
-    }
-    task.every_agent_failed = bool(offered) and offered <= failed_keys
+    task.every_agent_failed = bad[-1].id in outage_steps(trajectory)
 
 
 class RewardModel:
@@ -521,10 +516,8 @@ def evaluate_from_memory(
         fit_queries = {queries[i] for i in order[: int(round((1 - holdout) * len(queries)))]}
         train_ids = {t.task_id for t in tasks if _query_key(t) in fit_queries}
         evaluated = [t for t in tasks if t.task_id not in train_ids]
-        outage = {t.task_id for t in tasks if t.every_agent_failed}
-        fit_on = [
-            t if t.task.id in outage else _failures_scored_0(t) for t in trajectories if t.task.id in train_ids
-        ]
+        # failed calls are learned as scored 0, but for an outage (agentroute.outcomes.learned_scores)
+        fit_on = [t for t in trajectories if t.task.id in train_ids]
         for router in needs_fit:
             with phase(f"fitting {router.name} on {len(fit_on)} logged tasks", show=show):
                 router.fit(fit_on)
@@ -559,17 +552,6 @@ def evaluate_from_memory(
         "routers": results,
         "warnings": warnings,
     }
-
-
-def _failures_scored_0(trajectory: Trajectory) -> Trajectory:
-    """``trajectory`` as a fit sees it: each failed call an outcome scored 0 of the agent that made
-    it, as the estimate scores the failed task 0 (fits learn from answered, scored calls alone, so
-    an agent that fails often looked as good as its answers). Not for a task whose every candidate
-    failed (an outage is no agent's fault): the caller keeps it as it is."""
-    if not any(s.status == "failed" for s in trajectory.steps):
-        return trajectory
-    steps = [s.model_copy(update={"status": "ok", "score": 0.0}) if s.status == "failed" else s for s in trajectory.steps]
-    return trajectory.model_copy(update={"steps": steps})
 
 
 def _failed_warning(tasks: Sequence[LoggedTask]) -> list[str]:

@@ -27,6 +27,7 @@ __all__ = [
     "STEP",
     "AUDIT_EVENT",
     "FEEDBACK_SCORE",
+    "FEEDBACK_KEY",
     "BATCH_ITEM",
     "ATTEMPT",
     "write_task_id",
@@ -48,6 +49,16 @@ START, FINISH, STEP, AUDIT_EVENT, FEEDBACK_SCORE = "start_task", "finish_task", 
 BATCH_ITEM = "batch_item"
 ATTEMPT = "attempt"
 """The kinds of the memory's writes, each a ``(kind, payload)`` (:mod:`agentroute.memory.writer`)."""
+
+
+FEEDBACK_KEY = "agentroute_feedback"
+"""The key of a task's metadata under which the memory's read gives the source of the task's latest
+feedback (``"user"``, ``"metric:em"`` …) when it was given one: the task's score is then that
+feedback's, which :func:`agentroute.outcomes.learned_scores` gives to the answer it judges. Read
+from the ``feedback`` table (:data:`FEEDBACK_SOURCE` in a task read), never stored in ``meta``."""
+
+FEEDBACK_SOURCE = "feedback_source"
+"""The label of the column a task read adds: its latest feedback's source (``NULL``: none)."""
 
 
 def write_task_id(kind: str, payload: Any) -> str | None:
@@ -150,7 +161,7 @@ def task_row(task: Task, *, finished: bool = False, lease: bool = False) -> dict
     """The ``tasks`` row of ``task``; ``lease``: its process holds a lease in this database
     (:mod:`agentroute.memory.processes`)."""
     query = storable(task.query)
-    meta = _storable_jsonable(task.metadata)
+    meta = _storable_jsonable({k: v for k, v in task.metadata.items() if k != FEEDBACK_KEY})
     if query != task.query:
         meta["agentroute_escaped"] = True
     # who runs it: a task its dead process left running can be closed
@@ -215,7 +226,12 @@ def audit_row(event: AuditEvent) -> dict[str, Any]:
 
 
 def task_from_row(row: Mapping[Any, Any]) -> Task:
+    """A :class:`Task` from a ``tasks`` row; a row with a :data:`FEEDBACK_SOURCE` gives its
+    metadata :data:`FEEDBACK_KEY`."""
     budget = row["budget"]
+    metadata = {k: v for k, v in (row["meta"] or {}).items() if k != PROCESS_KEY}
+    if row.get(FEEDBACK_SOURCE) is not None:
+        metadata[FEEDBACK_KEY] = row[FEEDBACK_SOURCE]
     return Task(
         id=row["id"],
         query=row["query"],
@@ -226,7 +242,7 @@ def task_from_row(row: Mapping[Any, Any]) -> Task:
         answer=row["answer"],
         cost_usd=row["cost_usd"],
         score=row["score"],
-        metadata={k: v for k, v in (row["meta"] or {}).items() if k != PROCESS_KEY},
+        metadata=metadata,
         created_at=row["created_at"],
     )
 

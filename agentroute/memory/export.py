@@ -125,7 +125,8 @@ OUTCOME_COLUMNS = (
 
 
 def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]:
-    """One row per scored ``ok`` step: the long format's query × agent outcome.
+    """One row per step with a learned score (a failed call's 0 included, an outage's left out):
+    the long format's query × agent outcome.
 
     Each outcome goes to the row :meth:`~agentroute.outcomes.OutcomeTable.from_trajectories` puts it
     in (:func:`~agentroute.outcomes.step_row`), so training on the export and on the memory sees the
@@ -141,7 +142,7 @@ def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]
     for trajectory in trajectories:
         task = trajectory.task
         for step, score in learned_scores(trajectory):
-            if score is None or step.status != "ok":
+            if score is None:
                 continue
             query_id, text = step_row(trajectory, step)
             evidence = step.decision.evidence if step.decision is not None else {}

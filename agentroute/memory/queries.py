@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from agentroute.memory.codec import audit_from_row, jsonable, step_from_row, task_from_row
+from agentroute.memory.codec import FEEDBACK_SOURCE, audit_from_row, jsonable, step_from_row, task_from_row
 from agentroute.memory.tables import ATTEMPTS, AUDIT, FEEDBACK, ROUTER_STATE, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step, Trajectory
 
@@ -74,6 +74,19 @@ STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
 """The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
 
 
+TASK_COLUMNS: list[sa.ColumnElement[Any]] = [
+    *TASKS.columns,
+    sa.select(FEEDBACK.c.source)
+    .where(FEEDBACK.c.task_id == TASKS.c.id)
+    .order_by(FEEDBACK.c.created_at.desc(), FEEDBACK.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label(FEEDBACK_SOURCE),
+]
+"""The columns of ``tasks`` with the source of the task's latest feedback (the one whose score is
+the task's, in the writer's order), so that a read task says whether its score is feedback."""
+
+
 def _steps_by_task(
     conn: sa.Connection, task_ids: list[str], agents: dict[Any, Agent]
 ) -> dict[str, list[Step]]:
@@ -89,7 +102,7 @@ def _steps_by_task(
 
 
 def get_task(conn: sa.Connection, task_id: str) -> Trajectory | None:
-    row = conn.execute(sa.select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
+    row = conn.execute(sa.select(*TASK_COLUMNS).where(TASKS.c.id == task_id)).mappings().first()
     if row is None:
         return None
     steps = _steps_by_task(conn, [task_id], {}).get(task_id, [])
@@ -105,7 +118,7 @@ def iter_trajectories(
     after: tuple[datetime, str] | None = None
     while remaining is None or remaining > 0:
         size = page if remaining is None else min(page, remaining)
-        query = sa.select(TASKS).where(*where)
+        query = sa.select(*TASK_COLUMNS).where(*where)
         if after is not None:
             at, last = after
             query = query.where(

@@ -476,14 +476,15 @@ class SQLMemory(MemoryStore):
         self._enqueue(AUDIT_EVENT, event)
 
     def add_feedback(self, task_id: str, score: float, *, source: str = "user", comment: str = "") -> None:
-        """Queue a score for ``task_id``; a score that is not a finite number is a :class:`ConfigurationError`
-        here (not a failed write at the next ``flush()``). An id that names no task is stored all the
+        """Queue a score for ``task_id``; a score that is not a number in [0, 1] is a
+        :class:`ConfigurationError` naming it, here (not a failed write at the next ``flush()``), by
+        :func:`agentroute.outcomes.feedback_score`'s rule. An id that names no task is stored all the
         same (log tables have no foreign keys) and scores nothing: check it with :meth:`get_task`."""
-        if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
-            raise ConfigurationError(f"feedback score must be a finite number (got {score!r})")
+        from agentroute.outcomes import feedback_score
+
         row = {
             "task_id": task_id,
-            "score": float(score),
+            "score": feedback_score(score),
             "source": source,
             "comment": comment,
             "created_at": datetime.now(UTC),
