@@ -374,7 +374,8 @@ def recorded_candidates(step: Step) -> set[str]:
 
 def outage_steps(trajectory: Trajectory) -> set[str]:
     """The ids of ``trajectory``'s failed steps that are nobody's fault: an outage, where every
-    candidate of the decision failed.
+    candidate of the decision failed; and the last step of a task that ran out of budget or was
+    stopped (``budget_exhausted``, ``interrupted``), a call cut short or never made.
 
     A decision is one routed step and its fallbacks: the steps of one stage on one input. When one
     of them answered (``ok``), its failed steps are their agents' failures. When none did, it is an
@@ -385,6 +386,10 @@ def outage_steps(trajectory: Trajectory) -> set[str]:
     for step in trajectory.steps:
         runs.setdefault((step.stage, step.input), []).append(step)
     out: set[str] = set()
+    if trajectory.task.status in ("budget_exhausted", "interrupted") and trajectory.steps:
+        last = ordered_steps(trajectory)[-1]
+        if last.status == "failed":
+            out.add(last.id)
     for steps in runs.values():
         failed = [s for s in steps if s.status == "failed"]
         if not failed or any(s.status == "ok" for s in steps):
