@@ -7,7 +7,6 @@ limit, past any deadline."""
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import subprocess
@@ -35,61 +34,6 @@ def _gone_within(seconds: float) -> list[int]:
     while (left := _browsers_below(os.getpid())) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
-
-
-@pytest.mark.browser
-def test_a_deadline_cuts_a_hung_action_kills_its_browser_and_the_loop_stays_free(chromium, store, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("AGENTROUTE_WEB_PAGE_LOAD_S", "10")  # chromedriver would wait 10 s on the page
-    holder: dict[str, Any] = {}
-
-    def hang_then_click(observation: str) -> Any:
-        holder["deadline"] = time.time() + 1.1  # the run started just before
-        holder["agent"].session("click-test").driver.execute_script(HUNG)
-
-        async def click() -> str:
-            await asyncio.sleep(0.3)  # the page's loop starts
-            holder["answered"] = time.time()
-            return "click(4)"
-
-        return click()
-
-    pool = ModelPool([SCRIPTED], backends={"replay": Scripted([hang_then_click, "click(4)"])})  # awaits a coroutine
-    agent = holder["agent"] = WebAgent(router="always-small", pool=pool, memory=store, max_steps=3)
-
-    async def play() -> tuple[Any, float, float, Any]:
-        gaps: list[float] = []
-
-        async def ticker() -> None:  # another episode's view of the loop while the click runs
-            last = time.time()
-            while True:
-                await asyncio.sleep(0.02)
-                now = time.time()
-                if holder.get("answered", now) + 0.1 < now < holder.get("deadline", now):
-                    gaps.append(now - last)
-                last = now
-
-        ticking = asyncio.ensure_future(ticker())
-        cut = await agent.run_episode("click-test", 0, budget=Budget(seconds=1.2))
-        ended = time.time()
-        ticking.cancel()
-        left = await asyncio.to_thread(_gone_within, 3.0)
-        after = await agent.run_episode("click-test", 1)
-        return cut, ended, max(gaps, default=math.inf), (left, after)
-
-    try:
-        cut, ended, gap, (left, after) = asyncio.run(play())
-    finally:
-        agent.close()
-    record = store.get_task(cut.task_id)
-    overrun = ended - (record.task.created_at.timestamp() + 1.2)
-    assert cut.status == "budget_exhausted" and record.task.status == "budget_exhausted", (cut.status, cut.error)
-    print(f"overrun {overrun:.3f}s, loop gap {gap:.3f}s")
-    assert overrun < 0.6, f"the episode ended {overrun:.3f}s past its deadline"
-    assert gap < 0.5, f"the event loop was blocked {gap:.3f}s"  # (was: the whole click, until the deadline)
-    assert len(record.steps) == 1 and "cut off at the task's deadline" in (record.steps[0].error or "")
-    assert record.task.cost_usd > 0 and cut.cost_usd == record.task.cost_usd
-    assert left == []  # the hung browser was killed
-    assert (after.status, after.success) == ("done", True)  # a fresh browser for the next episode
 
 
 PROGRAM = """
@@ -131,6 +75,7 @@ def test_ctrl_c_during_a_hung_action_stops_the_program_at_once_with_no_browser_l
         out, _ = proc.communicate(timeout=30)
         took = time.monotonic() - sent
         left = still_running(proc.pid, within_s=2)
+        folders = sorted(p.name for p in tmp.iterdir())  # the browser's temporary folder was removed
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -140,49 +85,52 @@ def test_ctrl_c_during_a_hung_action_stops_the_program_at_once_with_no_browser_l
     assert "KeyboardInterrupt" in out, out[-2000:]
     print(f"Ctrl-C took {took:.2f}s")
     assert took < 5, f"Ctrl-C took {took:.2f}s"  # 0.9–2.7 s on a 2-core box at load 9 (was the page-load limit: 15 s here)
-    assert left == []
+    assert left == [] and folders == [], (left, folders)
 
 
 @pytest.mark.browser
 def test_a_browser_that_stops_answering_is_killed_past_the_page_load_limit(chromium, store, monkeypatch):  # noqa: F811
     """A chromedriver that answers nothing (stopped, here by SIGSTOP) held the click until Selenium's
-    own HTTP timeout (120 s); now the episode fails past the page-load limit plus 2 s, naming it,
-    with its browser killed, and the next episode gets a fresh one."""
+    own HTTP timeout (120 s); now the episode fails past the page-load limit plus a grace (2 s; 0.5 s
+    here), naming it, with its browser killed (the slot's next episode gets a fresh browser, as after
+    a deadline: the test above)."""
     monkeypatch.setenv("AGENTROUTE_WEB_PAGE_LOAD_S", "1")
+    monkeypatch.setattr("agentroute.web.env.COMMAND_GRACE_S", 0.5, raising=False)
     holder: dict[str, Any] = {}
 
     def stop_then_click(observation: str) -> str:
         os.kill(holder["agent"].session("click-test").driver.service.process.pid, signal.SIGSTOP)
         return "click(4)"
 
-    pool = ModelPool([SCRIPTED], backends={"replay": Scripted([stop_then_click, "click(4)"])})
+    pool = ModelPool([SCRIPTED], backends={"replay": Scripted([stop_then_click])})
     agent = holder["agent"] = WebAgent(router="always-small", pool=pool, memory=store, max_steps=3)
 
-    async def play() -> tuple[Any, float, list[int], Any]:
+    async def play() -> tuple[Any, float, list[int]]:
         started = time.monotonic()
         stopped = await agent.run_episode("click-test", 0)
         took = time.monotonic() - started
-        left = await asyncio.to_thread(_gone_within, 3.0)
-        return stopped, took, left, await agent.run_episode("click-test", 1)
+        return stopped, took, await asyncio.to_thread(_gone_within, 3.0)
 
     try:
-        stopped, took, left, after = asyncio.run(play())
+        stopped, took, left = asyncio.run(play())
     finally:
         agent.close()
-    assert stopped.status == "failed" and "the browser did not answer within 3 s" in (stopped.error or ""), stopped.error
-    assert took < 10, f"{took:.1f}s"
+    assert stopped.status == "failed" and "the browser did not answer within 1.5 s" in (stopped.error or ""), stopped.error
+    assert took < 6, f"{took:.1f}s"
     assert left == []
-    assert (after.status, after.success) == ("done", True)
 
 
 @pytest.mark.browser
-def test_a_hung_page_in_one_worker_does_not_stall_the_other(chromium, store, monkeypatch):  # noqa: F811
+def test_a_deadline_cuts_a_hung_action_and_the_other_worker_plays_on(chromium, store, monkeypatch):  # noqa: F811
     """`--concurrency 2`, one page hung: the other worker plays its episode to the end within its
-    own 3 s budget (it stalled behind the hung click before, and ran out of time)."""
+    own budget (it stalled behind the hung click before, and ran out of time); the hung click is cut
+    at its deadline (budget_exhausted, step and cost stored, was failed at the page-load limit), its
+    browser killed, and that slot's next episode gets a fresh one."""
     import re
 
-    monkeypatch.setenv("AGENTROUTE_WEB_PAGE_LOAD_S", "10")
+    monkeypatch.setenv("AGENTROUTE_WEB_PAGE_LOAD_S", "10")  # chromedriver would wait 10 s on the page
     holder: dict[str, Any] = {}
+    budget = 2.0
 
     async def hang_then_click() -> str:
         await asyncio.sleep(0.3)  # the page's loop starts
@@ -195,22 +143,42 @@ def test_a_hung_page_in_one_worker_does_not_stall_the_other(chromium, store, mon
         return action
 
     def answer(observation: str) -> Any:
-        if "Task: Click the button." in observation:  # click-test: hang its page, then click
-            session = next(s for s in holder["agent"]._sessions.values() if s.task == "click-test")
-            session.driver.execute_script(HUNG)
-            return hang_then_click()
+        if "Task: Click the button." in observation:  # click-test: hang its page (once), then click
+            if holder.setdefault("hangs", 1):
+                holder["hangs"] = 0
+                session = next(s for s in holder["agent"]._sessions.values() if s.task == "click-test")
+                session.driver.execute_script(HUNG)
+                return hang_then_click()
+            return "click(4)"
         wanted = re.search(r'Task: Click on the "(.*)" button', observation)
         ref = re.search(rf'\[(\d+)\] button "{re.escape(wanted.group(1))}"', observation) if wanted else None
         return once_hung(f"click({ref.group(1)})" if ref else "done()")
 
     pool = ModelPool([SCRIPTED], backends={"replay": Scripted([answer])})
     agent = holder["agent"] = WebAgent(
-        router="always-small", pool=pool, memory=store, max_steps=3, budget=Budget(seconds=3)
+        router="always-small", pool=pool, memory=store, max_steps=3, budget=Budget(seconds=budget)
     )
+
+    async def play() -> tuple[Any, Any, float, list[int], Any]:
+        hung, other = await agent.run_many([("click-test", 0), ("click-button", 0)], concurrency=2)
+        ended = time.time()
+        for key in [k for k, s in agent._sessions.items() if s.task == "click-button"]:
+            await asyncio.to_thread(agent._sessions.pop(key).close)
+        left = await asyncio.to_thread(_gone_within, 3.0)  # the hung browser was killed
+        slot = next(int(k.split("/")[0]) for k, s in agent._sessions.items() if s.task == "click-test")
+        return hung, other, ended, left, await agent.run_episode("click-test", 1, slot=slot)
+
     try:
-        hung, other = asyncio.run(agent.run_many([("click-test", 0), ("click-button", 0)], concurrency=2))
+        hung, other, ended, left, after = asyncio.run(play())
     finally:
         agent.close()
     assert (other.status, other.success) == ("done", True), (other.status, other.error)
-    assert hung.status == "budget_exhausted", (hung.status, hung.error)
-    assert _gone_within(3.0) == []
+    record = store.get_task(hung.task_id)
+    overrun = ended - (record.task.created_at.timestamp() + budget)
+    assert hung.status == "budget_exhausted" and record.task.status == "budget_exhausted", (hung.status, hung.error)
+    print(f"overrun {overrun:.3f}s")
+    assert overrun < 0.6, f"the episode ended {overrun:.3f}s past its deadline"
+    assert len(record.steps) == 1 and "cut off at the task's deadline" in (record.steps[0].error or "")
+    assert record.task.cost_usd > 0 and hung.cost_usd == record.task.cost_usd
+    assert left == []
+    assert (after.status, after.success) == ("done", True)  # a fresh browser for the next episode
