@@ -88,3 +88,22 @@ def test_add_feedback_refuses_a_score_outside_0_1(tmp_path, score):
         memory.add_feedback(task.id, 1)
         memory.flush()
         assert memory.get_task(task.id).task.score == 1.0  # type: ignore[union-attr]
+
+
+def test_eval_from_replays_contexts_without_the_feedback_mark(tmp_path):
+    """The mark came after the outcome: the contexts ``eval --from`` replays to a router are the
+    served ones, without it (a router reading ``ctx.metadata`` would see the future)."""
+    from agentroute.eval.counterfactual import logged_tasks
+    from tests.helpers import flaky_outcomes, log_explored
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    log_explored(url, 4, flaky_outcomes(4, small_fails_on_odd=False))
+    with SQLMemory(url) as memory:
+        for trajectory in memory.trajectories():
+            memory.add_feedback(trajectory.task.id, 0.5)
+        memory.flush()
+        trajectories = memory.trajectories()
+    assert all(t.task.metadata[FEEDBACK_KEY] == "user" for t in trajectories)
+    tasks, _ = logged_tasks(trajectories)
+    contexts = [s.context for t in tasks for s in t.steps]
+    assert len(contexts) == 4 and all(FEEDBACK_KEY not in c.metadata and c.metadata["query_id"] for c in contexts)

@@ -49,7 +49,7 @@ from agentroute.eval.metrics import check_bootstrap
 from agentroute.outcomes import outage_steps
 from agentroute.progress import bar, phase
 from agentroute.routers.base import Router, check_pool
-from agentroute.types import Agent, RouteContext, Step, Trajectory
+from agentroute.types import Agent, RouteContext, Step, Task, Trajectory
 
 __all__ = [
     "CounterfactualEstimate",
@@ -162,7 +162,7 @@ def logged_tasks(
                 query=task.query, candidates=[_agent(k) for k in keys], stage=step.stage, role=step.agent.role,
                 step_input=step.input, task_id=task.id, step_index=step.index, history=list(history),
                 costs={k: float(v) for k, v in (evidence.get("costs") or {}).items()}, cards=cards,
-                query_id=task.metadata.get("query_id"), metadata=dict(task.metadata),
+                query_id=task.metadata.get("query_id"), metadata=served_metadata(task),
             )  # fmt: skip
             steps.append(LoggedStep(context, step.agent.key, float(evidence["propensity"]), probabilities))
             history.append(step)
@@ -180,6 +180,14 @@ def logged_tasks(
         if failed:
             _describe_failure(out[-1], trajectory)
     return out, skipped
+
+
+def served_metadata(task: Task) -> dict[str, Any]:
+    """A logged task's metadata as its router saw it when served: without the memory's mark of its
+    feedback (:data:`~agentroute.memory.codec.FEEDBACK_KEY`), which came after its outcome."""
+    from agentroute.memory.codec import FEEDBACK_KEY
+
+    return {k: v for k, v in task.metadata.items() if k != FEEDBACK_KEY}
 
 
 def _describe_failure(task: LoggedTask, trajectory: Trajectory) -> None:
