@@ -405,8 +405,9 @@ def learned_scores(trajectory: Trajectory) -> list[tuple[Step, float | None]]:
     """Each of ``trajectory``'s steps (:func:`ordered_steps`) with the score it is learned and judged
     by (``None``: not learned):
 
-    - a failed call scores 0 for the agent that made it, unless it is nobody's fault (an outage,
-      :func:`outage_steps`: ``None``); a blocked step (no call) is ``None``;
+    - a failed call scores 0 for the agent that made it, unless it is nobody's fault (an outage, a
+      call cut by the task's budget or stop: :func:`outage_steps`, ``None``); a blocked step (no
+      call) is ``None``;
     - the step the task's score judges takes that score: a one-step task's step, and the answer
       (the last ``ok`` step) of a task whose score is feedback (the memory's read marks it:
       :data:`agentroute.memory.codec.FEEDBACK_KEY`), over its own;
