@@ -73,3 +73,30 @@ async def test_a_cancel_during_an_async_postcondition_records_the_step_and_its_c
     await asyncio.wait((stepping,))
     assert stepping.cancelled()
     assert [(s.status, s.error) for s in run.steps] == [("failed", "cancelled")] and run.steps[0].cost_usd > 0
+
+
+async def test_a_check_that_swallows_the_cancel_at_the_deadline_is_still_cut():
+    """A check that catches the cancel and returns (or raises) while unwinding ran past the
+    deadline all the same: the step fails, the task ends budget_exhausted (the step was kept ok,
+    or failed as a plain raise, and the task ran on past its deadline before)."""
+
+    async def stubborn(step):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return True
+        return True
+
+    async def raises_on_cancel(step):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+        return True
+
+    for check in (stubborn, raises_on_cancel):
+        dispatcher = _dispatcher()
+        run = dispatcher.start("q", query_id="q0", budget=Budget(seconds=0.1))
+        step = await dispatcher.step(run, role="executor", stage="s", prompt="", input="x", postconditions=[check])
+        assert step.status == "failed" and "cut off at the task's deadline" in (step.error or ""), (check, step.error)
+        assert run.exhausted and dispatcher.finish(run).status == "budget_exhausted"

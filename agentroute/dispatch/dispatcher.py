@@ -804,19 +804,22 @@ class Dispatcher:
     async def _by_deadline(self, run: TaskRun, stage: str, step: Step, name: str, held: Awaitable[Any]) -> Any:
         """The result of an async postcondition, awaited until the task's ``seconds`` deadline at
         most: past it (or when the step is cancelled) the check is cancelled and awaited as it
-        unwinds; at the deadline the task is exhausted, audited, and :class:`_CutOff` raised."""
+        unwinds; at the deadline the task is exhausted, audited, and :class:`_CutOff` raised —
+        however the check unwinds (a check that swallows the cancel and returns still ran late)."""
         left = run.ledger.seconds_left()
         if left is None:
             return await held
         check = asyncio.ensure_future(held)
         try:
-            await asyncio.wait((check,), timeout=max(left, 0.0))
+            finished, _ = await asyncio.wait((check,), timeout=max(left, 0.0))
         finally:
             if not check.done():
                 check.cancel()
                 await asyncio.wait((check,))
-        if not check.cancelled():
+        if finished:
             return check.result()
+        if not check.cancelled():
+            check.exception()  # retrieved: what it raised while unwinding is not the step's error
         detail = f"cut off at the task's deadline after {max(left, 0.0):.3f}s"
         self._deadline(run, stage, step.agent.key, f"{name} {detail}")
         raise _CutOff(detail, deadline=True, streamed=False)
