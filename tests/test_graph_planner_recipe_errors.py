@@ -17,7 +17,7 @@ def _recipe(tmp_path, params):
 
 @pytest.mark.parametrize("params, says", [
     ("ppo_epochs: 0", "line 3: graph-planner: 'ppo_epochs' must be an integer ≥ 1 (got 0)"),  # was: ppo: 'epochs'
-    ("clip: 1.5", "line 3: graph-planner: 'clip' must be in (0, 1) (got 1.5)"),
+    ("clip: 1.5", "line 3: graph-planner: 'clip' must be a finite number in (0, 1) (got 1.5)"),  # was: 'must be in (0, 1)'
     ("lr_policy: fast", "line 3: graph-planner: lr_policy='fast' (str) is not float"),
     ("episodes: 10\n  epochs: 4", "line 4: graph-planner takes no parameter epochs (it takes: cost_weight,"),
 ])  # fmt: skip

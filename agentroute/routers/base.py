@@ -527,8 +527,30 @@ def check_range(
     >>> check_range(make_router("knn"), "k", low=1, integer=True)
     """
     value = getattr(router, key)
+    rule = out_of_range(value, low=low, high=high, low_open=low_open, high_open=high_open, integer=integer, optional=optional)
+    if rule is not None:
+        raise ConfigurationError(f"{router.name}: {key!r} must be {rule} (got {value!r})")
+
+
+def out_of_range(
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    optional: bool = False,
+) -> str | None:
+    """The rule ``value`` breaks, in :func:`range_rule`'s words (``" or None"`` added with
+    ``optional``), or ``None`` when it is a finite number (an integer with ``integer``) in the range:
+    the one test behind :func:`check_range` and the training configs' checks.
+
+    >>> out_of_range(0, low=1, integer=True), out_of_range(None, low=0, optional=True)
+    ('an integer ≥ 1', None)
+    """
     if optional and value is None:
-        return
+        return None
     number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
     if integer:
         number = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
@@ -536,9 +558,8 @@ def check_range(
     ok = ok and (low is None or (value > low if low_open else value >= low))
     ok = ok and (high is None or (value < high if high_open else value <= high))
     if ok:
-        return
-    what = range_rule(low, high, low_open=low_open, high_open=high_open, integer=integer)
-    raise ConfigurationError(f"{router.name}: {key!r} must be {what}{' or None' if optional else ''} (got {value!r})")
+        return None
+    return range_rule(low, high, low_open=low_open, high_open=high_open, integer=integer) + (" or None" if optional else "")
 
 
 def range_rule(

@@ -21,13 +21,14 @@ router that collects (reward, value, done, log-prob) per decision can reuse it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from agentroute.errors import ConfigurationError
+from agentroute.routers.base import out_of_range
 
 __all__ = ["PPOConfig", "PPOLosses", "PPOOptionError", "gae", "minibatches", "normalize", "ppo_losses"]
 
@@ -41,13 +42,11 @@ class PPOOptionError(ConfigurationError):
         super().__init__(f"ppo: {field!r} must be {rule} (got {value!r})")
 
 
-def _real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check(field: str, value: Any, rule: str, ok: Callable[[Any], bool]) -> None:
-    if not ok(value):
-        raise PPOOptionError(field, rule, value)
+def _check(field: str, value: Any, **rule: Any) -> None:
+    """A :class:`PPOOptionError` unless ``value`` is in the range ``rule`` gives (:func:`out_of_range`)."""
+    broken = out_of_range(value, **rule)
+    if broken is not None:
+        raise PPOOptionError(field, broken, value)
 
 
 @dataclass(frozen=True)
@@ -81,16 +80,15 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("lr_policy", "lr_value"):
-            _check(name, getattr(self, name), "a finite number > 0", lambda v: _real(v) and 0 < v < float("inf"))
+            _check(name, getattr(self, name), low=0, low_open=True)
         for name in ("gamma", "gae_lambda"):
-            _check(name, getattr(self, name), "in [0, 1]", lambda v: _real(v) and 0 <= v <= 1)
-        _check("clip", self.clip, "in (0, 1)", lambda v: _real(v) and 0 < v < 1)
-        _check("value_clip", self.value_clip, "> 0 or None", lambda v: v is None or (_real(v) and v > 0))
+            _check(name, getattr(self, name), low=0, high=1)
+        _check("clip", self.clip, low=0, high=1, low_open=True, high_open=True)
+        _check("value_clip", self.value_clip, low=0, low_open=True, optional=True)
         for name in ("minibatch", "epochs"):
-            _check(name, getattr(self, name), "an integer ≥ 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-        _check("entropy_coef", self.entropy_coef, "a finite number ≥ 0", lambda v: _real(v) and 0 <= v < float("inf"))
-        _check("max_grad_norm", self.max_grad_norm, "a finite number > 0 or None",
-               lambda v: v is None or (_real(v) and 0 < v < float("inf")))
+            _check(name, getattr(self, name), low=1, integer=True)
+        _check("entropy_coef", self.entropy_coef, low=0)
+        _check("max_grad_norm", self.max_grad_norm, low=0, low_open=True, optional=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
