@@ -211,12 +211,43 @@ async def _watched(plan: _Plan, timeout: float, left: float | None, seen: Attemp
 def _with_usage(plan: _Plan, completion: Any) -> Completion:
     """A backend's answer with the usage it did not report counted (a backend of the user's:
     :func:`~agentroute.pool.backends.usage.with_usage`); anything but a :class:`Completion` is the
-    backend's bug (``TypeError``), charged as billed like any other."""
+    backend's bug (``TypeError``), charged as billed like any other; tool calls not in OpenAI's
+    shape are a :class:`ProtocolError` (:func:`check_tool_calls`), as a bad usage is."""
     if not isinstance(completion, Completion):
         raise TypeError(f"{type(plan.backend).__name__}.complete returned {type(completion).__name__}, not a Completion")
+    check_tool_calls(completion, plan.card.id)
     if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
         return with_usage(completion, plan.backend, plan.request, plan.card)
     return completion
+
+
+def check_tool_calls(completion: Completion, card_id: str) -> None:
+    """:class:`ProtocolError` when ``completion``'s ``raw["tool_calls"]`` are not OpenAI's: a list of
+    ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}`` (a user
+    backend's own shape, or a call without an id, is a reply no client can read or answer). The one
+    rule of every step, and of ``agentroute serve``'s direct and routed models (a 502 ``bad_upstream_reply``)."""
+    if (problem := tool_calls_problem(completion.raw.get("tool_calls"))) is not None:
+        raise ProtocolError(card_id, f"'tool_calls' {problem}")
+
+
+def tool_calls_problem(calls: Any) -> str | None:
+    """What keeps ``calls`` from being a message's OpenAI ``tool_calls`` (``None``: nothing; none
+    at all is fine)."""
+    if not calls:
+        return None
+    if not isinstance(calls, list):
+        return f"is not a list (got {type(calls).__name__})"
+    for index, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+            return f'{index}: needs an "id", a non-empty string'
+        if call.get("type") != "function":
+            return f'{index}: "type" must be "function" (got {call.get("type")!r})'
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            return f'{index}: needs a "function" with a "name", a non-empty string'
+        if not isinstance(function.get("arguments"), str):
+            return f"{index}: function.arguments must be a string of JSON (got {type(function.get('arguments')).__name__})"
+    return None
 
 
 async def _all_by_deadline(tasks: list[asyncio.Future[T]], left: float | None) -> list[T]:

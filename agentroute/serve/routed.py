@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from agentroute.budget import Budget
-from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, add_step_watcher
+from agentroute.dispatch.dispatcher import Dispatcher, StepWatch, add_step_watcher, check_tool_calls
 from agentroute.dispatch.options import RequestOptions
 from agentroute.dispatch.run import TaskRun
 from agentroute.errors import ConfigurationError, ProtocolError
@@ -44,7 +44,6 @@ from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router, check_pool
 from agentroute.serve.openai_server import (
     FinishReason,
-    check_tool_calls,
     choice_logprobs,
     finish_reason,
     message,
@@ -702,10 +701,21 @@ def _task_id(task: asyncio.Future[Any]) -> str:
     return "interrupted"
 
 
+def _broke_protocol(run: TaskRun, step: Step | None) -> ProtocolError | None:
+    """The :class:`ProtocolError` that failed ``step`` (its last model's reply broke the protocol:
+    tool calls not in OpenAI's shape, a bad usage), as the dispatcher audited it; else ``None``."""
+    if step is None or not step.error:
+        return None
+    for event in reversed(run.context.get("audit", [])):
+        if event.kind == "protocol_error" and event.detail == step.error:
+            return ProtocolError(event.subject, event.detail.removeprefix(f"{event.subject}: "))
+    return None
+
+
 def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
     """The 402 (budget) or 502 (every model failed) of a task that has no answer; the retryable 503
     when its deadline came while the memory held a write-ahead record (the memory's outage, not the budget)."""
-    from agentroute.serve.openai_server import _error
+    from agentroute.serve.openai_server import _error, bad_upstream_reply
 
     task = run.task
     if task.status == "budget_exhausted" and routing.write_ahead_wait(task.id) is not None:
@@ -714,7 +724,9 @@ def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
     detail = f"task {task.id} spent ${task.cost_usd:.6g} in {int(spent.get('calls', 0))} call(s)"
     if step is not None and step.error:
         detail += f"; last error: {step.error}"
-    if task.status == "budget_exhausted":
+    if (broke := _broke_protocol(run, step)) is not None:  # the last model's reply was unreadable
+        response = bad_upstream_reply(broke)
+    elif task.status == "budget_exhausted":
         limits = ", ".join(f"{k}={v:g}" for k, v in run.ledger.limits.items())
         message = f"budget exhausted before any model answered (budget: {limits}; {detail})"
         response = _error(402, message, "budget_exhausted", code="budget_exhausted")
