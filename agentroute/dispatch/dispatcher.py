@@ -308,6 +308,15 @@ class StepWatch(Protocol):
     async def attempt(self, plan: Any, stage: str, index: int, attempt: int) -> AttemptWatch: ...
 
 
+def _watching(watch: StepWatch | None, plan: _Plan) -> StepWatch | None:
+    """The watch of a one-sample attempt: only that of a backend that streams tokens, unless the
+    watch sets ``whole_replies = True`` (a served request: it keeps every backend's tool calls and
+    finish reason)."""
+    if watch is not None and (plan.backend.streams_tokens or getattr(watch, "whole_replies", False)):
+        return watch
+    return None
+
+
 #: The functions that say who watches a step (``(run, role) -> StepWatch | None``), asked in turn
 #: once per step, the first answer wins: :mod:`agentroute.graph_runtime` (LangGraph's callback
 #: handlers) and :mod:`agentroute.serve.routed` (a served stream) add theirs. Empty: nobody.
@@ -880,7 +889,7 @@ class Dispatcher:
         samples: list[asyncio.Future[Completion | str]] = []
         try:
             if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
-                outcome = await self._attempt(run, plan, stage, charged, watch if watch is not None and plan.backend.streams_tokens else None, index)
+                outcome = await self._attempt(run, plan, stage, charged, _watching(watch, plan), index)
                 completions = [outcome] if isinstance(outcome, Completion) else []
                 error = None if completions else outcome
             else:

@@ -196,7 +196,7 @@ class Routing:
         self.router = resolve_router(router, pool, allow_new_agents=allow_new_agents)
         self.budget = check_budget(budget)
         self.memory, self.owns_memory = open_memory(memory)
-        self.dispatcher = ServedDispatcher(pool, self.router, memory=self.memory)
+        self.dispatcher = Dispatcher(pool, self.router, memory=self.memory)
         self._lock = FileLock.of(self.memory)
         self.lock_poll_s = math.inf if self._lock is None else LOCK_POLL_S
         #: each pool card's request fields (its backend's ``request_fields``): a request option one
@@ -413,20 +413,6 @@ def _watch_served(run: TaskRun, role: str) -> StepWatch | None:
     return _served_step.get()
 
 
-class ServedDispatcher(Dispatcher):
-    """The routed model's :class:`Dispatcher`: a served request watches every one-sample attempt,
-    whatever its backend (the dispatcher watches only those of backends that stream tokens), so the
-    answer keeps the tool calls and finish reason a backend of the user's returns whole, as direct
-    models pass them."""
-
-    async def _attempt(
-        self, run: TaskRun, plan: Any, stage: str, charged: list[Any], watch: StepWatch | None = None, index: int = 0,
-    ) -> Completion | str:
-        if watch is None and plan.single:
-            watch = _served_step.get()
-        return await super()._attempt(run, plan, stage, charged, watch, index)
-
-
 class ServedStep:
     """A served request's view of its routed step: each provider attempt's tokens as they come
     (backends that stream them: ``openai``, ``litellm``, ``local``), its end or its failure.
@@ -434,7 +420,10 @@ class ServedStep:
     ``events`` gets ``("token", text)``, ``("error", reason)`` and ``("done", None)`` (the task has
     finished) when ``stream``; ``ended`` keeps each agent's last completed attempt (its finish
     reason: ``length`` when the answer was cut at ``max_tokens``; its reasoning text, its log
-    probabilities)."""
+    probabilities) — of every backend, streaming or not (``whole_replies``: so the answer keeps the
+    tool calls and finish reason a backend of the user's returns whole, as direct models pass them)."""
+
+    whole_replies = True
 
     def __init__(self, stream: bool) -> None:
         self.stream = stream
