@@ -78,7 +78,7 @@ def router(table) -> BoPORouter:
         ({"group_size": 1}, "no baseline"),
         ({"variants": 1}, "identical rollouts"),
         ({"reference_guided": False}, "needs reference_guided"),
-        ({"tiers": ("a",)}, ">= 2 distinct"),
+        ({"tiers": ("a",)}, "at least two distinct"),
         ({"success_rule": "most"}, "success_rule"),
         ({"advantage_scale": "layer"}, "advantage_scale"),
         ({"difficulty_threshold": 0.0}, "difficulty_threshold"),

@@ -14,18 +14,18 @@ from agentroute.training.bopo_config import BoPOConfig
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
-    ("lr", -1.0, "BoPOConfig.lr must be a finite number > 0 (got -1.0)"),  # was: accepted (gradient ascent)
-    ("lr", math.nan, "BoPOConfig.lr must be a finite number > 0 (got nan)"),
-    ("sft_lr", 0.0, "BoPOConfig.sft_lr must be a finite number > 0 (got 0.0)"),
-    ("kl_coef", -1.0, "BoPOConfig.kl_coef must be a finite number >= 0 (got -1.0)"),
-    ("entropy_coef", math.nan, "BoPOConfig.entropy_coef must be a finite number >= 0 (got nan)"),
-    ("lam", math.nan, "BoPOConfig.lam must be a finite number >= 0 (got nan)"),  # was: NaN passed `lam < 0`
-    ("lam", math.inf, "BoPOConfig.lam must be a finite number >= 0 (got inf)"),
-    ("reference_weight", math.nan, "BoPOConfig.reference_weight must be a finite number >= 0 (got nan)"),
-    ("score_threshold", math.nan, "BoPOConfig.score_threshold must be a finite score (got nan)"),
-    ("cost_margin", math.nan, "BoPOConfig.cost_margin must be >= 1 (got nan)"),
-    ("seed", -1, "BoPOConfig.seed must be an integer >= 0 (got -1)"),
-    ("steps", True, "BoPOConfig.steps must be an integer (got True)"),
+    ("lr", -1.0, "BoPOConfig: 'lr' must be a finite number > 0 (got -1.0)"),  # was: accepted (gradient ascent)
+    ("lr", math.nan, "BoPOConfig: 'lr' must be a finite number > 0 (got nan)"),
+    ("sft_lr", 0.0, "BoPOConfig: 'sft_lr' must be a finite number > 0 (got 0.0)"),
+    ("kl_coef", -1.0, "BoPOConfig: 'kl_coef' must be a finite number ≥ 0 (got -1.0)"),
+    ("entropy_coef", math.nan, "BoPOConfig: 'entropy_coef' must be a finite number ≥ 0 (got nan)"),
+    ("lam", math.nan, "BoPOConfig: 'lam' must be a finite number ≥ 0 (got nan)"),  # was: NaN passed `lam < 0`
+    ("lam", math.inf, "BoPOConfig: 'lam' must be a finite number ≥ 0 (got inf)"),
+    ("reference_weight", math.nan, "BoPOConfig: 'reference_weight' must be a finite number ≥ 0 (got nan)"),
+    ("score_threshold", math.nan, "BoPOConfig: 'score_threshold' must be a finite number (got nan)"),
+    ("cost_margin", math.nan, "BoPOConfig: 'cost_margin' must be a finite number ≥ 1 (got nan)"),
+    ("seed", -1, "BoPOConfig: 'seed' must be an integer ≥ 0 (got -1)"),
+    ("steps", True, "BoPOConfig: 'steps' must be an integer ≥ 1 (got True)"),
 ])
 def test_nonsense_is_refused_when_the_config_is_built(field, value, says):
     with pytest.raises(ConfigurationError) as refused:

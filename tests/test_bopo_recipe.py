@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agentroute.errors import ConfigurationError
@@ -24,12 +26,12 @@ def test_a_missing_recipe_is_an_error_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
-    ("steps", 2.5, "an integer"), ("group_size", 4.0, "an integer"), ("lr", "2e-3", "a number"),
-    ("kl_coef", "0.1", "a number"), ("tail_chars", "512", "an integer"),
+    ("steps", 2.5, "an integer ≥ 1"), ("group_size", 4.0, "an integer ≥ 2"), ("lr", "2e-3", "a finite number > 0"),
+    ("kl_coef", "0.1", "a finite number ≥ 0"), ("tail_chars", "512", "an integer ≥ 16 or None"),
 ])
 def test_a_text_or_a_fraction_where_a_number_belongs_is_refused_naming_the_field(field, value, says):
     """Was: a TypeError traceback from the first comparison or product (6 × 2.5 steps, '2e-3' < 0)."""
-    with pytest.raises(ConfigurationError, match=f"BoPOConfig.{field} must be {says} \\(got {value!r}\\)"):
+    with pytest.raises(ConfigurationError, match=re.escape(f"BoPOConfig: {field!r} must be {says} (got {value!r})")):
         BoPOConfig(**{field: value})
 
 

@@ -101,7 +101,7 @@ def test_the_learning_doc_recipe_snippet_runs_from_the_repository_root() -> None
 
 
 @pytest.mark.parametrize(("config", "says"), [
-    ("lr: -1", "bopo: BoPOConfig.lr must be a finite number > 0 (got -1)"),
+    ("lr: -1", "bopo: BoPOConfig: 'lr' must be a finite number > 0 (got -1) — the default is 2e-3"),  # was: BoPOConfig.lr must be
     ("stepz: 3", "bopo: BoPOConfig: unknown fields ['stepz']"),
 ])
 def test_a_bad_bopo_config_in_a_recipe_is_refused_before_the_data_is_read(tmp_path: Path, config: str, says: str) -> None:

@@ -8,20 +8,80 @@ RouterBench subset and easy to change (``training/bopo.yaml``).
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agentroute.agentic.env import SuccessRule, task_succeeds
-from agentroute.agentic.tasks import Equivalence
-from agentroute.checks import check_count
-from agentroute.errors import ConfigurationError
+import numpy as np
 
-#: The annotations of BoPOConfig's number fields, and the type their values must have.
-_NUMBER_FIELDS: dict[str, type] = {"int": numbers.Integral, "int | None": numbers.Integral, "float": numbers.Real}
+from agentroute.agentic.env import SuccessRule, check_success_rule, check_tier_names
+from agentroute.agentic.tasks import Equivalence
+from agentroute.errors import ConfigurationError
+from agentroute.routers.base import out_of_range
+
+_COUNT, _NATURAL = {"low": 1, "integer": True}, {"low": 0, "integer": True}
+_RATE, _WEIGHT, _SHARE = {"low": 0, "low_open": True}, {"low": 0}, {"low": 0, "high": 1}
+#: The range of each number field (:func:`~agentroute.routers.base.out_of_range`'s terms).
+_RANGES: dict[str, dict[str, Any]] = {
+    "steps": _COUNT, "variants": _COUNT, "score_threshold": {}, "cost_margin": {"low": 1}, "max_attempts": _COUNT,
+    "boundary_rollouts": _COUNT, "difficulty_threshold": {**_SHARE, "low_open": True}, "sweep": _COUNT,
+    "sft_epochs": _NATURAL, "sft_lr": _RATE, "batch_size": _COUNT, "iterations": _NATURAL,
+    "tasks_per_iteration": _COUNT, "group_size": {"low": 2, "integer": True}, "inner_epochs": _COUNT, "lr": _RATE,
+    "clip_eps": {**_SHARE, "low_open": True, "high_open": True}, "kl_coef": _WEIGHT, "entropy_coef": _WEIGHT,
+    "lam": _WEIGHT, "hard_bonus": _WEIGHT, "reference_weight": _WEIGHT, "budget_prob": _SHARE,
+    "tail_chars": {"low": 16, "integer": True, "optional": True}, "emb_proj": _COUNT, "hidden": _COUNT, "seed": _NATURAL,
+}  # fmt: skip
+#: What a refused field's message adds.
+_HINTS = {
+    "lr": "the default is 2e-3",
+    "sft_lr": "the default is 3e-3",
+    "group_size": "a GRPO group of one has no baseline to compare with (4-16 is usual)",
+    "cost_margin": "a worst case below the largest logged cost cuts calls off",
+}
+#: The choices of each text field.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "equivalence": typing.get_args(Equivalence),
+    "advantage_scale": ("group", "batch", "none"),
+}
+
+
+def _refusal(check: Callable[[Any, str], object], value: Any, name: str) -> str | None:
+    """The one-line :class:`ConfigurationError` ``check(value, name)`` raises, or ``None``."""
+    try:
+        check(value, name)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
+def field_refusals(values: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with each :class:`BoPOConfig` field of ``values`` that is refused on its own
+    (field → ``"'lr' must be a finite number > 0 (got -1)…"``, the ranges in the routers' one wording,
+    :func:`~agentroute.routers.base.out_of_range`), in field order; fields not given are not checked."""
+    said: dict[str, str] = {}
+    for name, value in values.items():
+        if name in _RANGES and (broken := out_of_range(value, **_RANGES[name])) is not None:
+            hint = f" — {_HINTS[name]}" if name in _HINTS else ""
+            said[name] = f"{name!r} must be {broken} (got {value!r}){hint}"
+        elif name in ("feedback", "stratify", "reference_guided") and not isinstance(value, bool | np.bool_):
+            said[name] = f"{name!r} must be true or false (got {value!r})"
+        elif name in _CHOICES and value not in _CHOICES[name]:
+            said[name] = f"{name!r} must be {' or '.join(_CHOICES[name])} (got {value!r})"
+        elif name == "success_rule" and (broke := _refusal(check_success_rule, value, "'success_rule'")):
+            said[name] = broke
+        elif name == "tiers" and value is not None:  # a text is one name, not its letters
+            tiers = tuple(value) if isinstance(value, list | tuple) else [value]
+            if broke := _refusal(check_tier_names, tiers, "'tiers'"):
+                said[name] = broke
+        elif name == "usd_fractions" and (
+            not isinstance(value, list | tuple)
+            or any(out_of_range(f, low=0, high=1, low_open=True) for f in value)
+        ):
+            said[name] = f"'usd_fractions' must be shares in (0, 1] (got {value!r})"
+    order = [f.name for f in dataclasses.fields(BoPOConfig)]
+    return {name: said[name] for name in order if name in said}
 
 
 @dataclass(frozen=True)
@@ -99,95 +159,52 @@ class BoPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.tiers is not None:
+        if isinstance(self.tiers, list | tuple):
             object.__setattr__(self, "tiers", tuple(self.tiers))
+        said = field_refusals({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        refused = list(said.values()) + self._clashes(said)
+        if refused:
+            raise ConfigurationError("BoPOConfig: " + "; ".join(refused))
         object.__setattr__(self, "usd_fractions", tuple(float(f) for f in self.usd_fractions))
-        self._check_number_types()
-        ints = {
-            "steps": self.steps, "variants": self.variants, "boundary_rollouts": self.boundary_rollouts,
-            "sweep": self.sweep, "batch_size": self.batch_size, "tasks_per_iteration": self.tasks_per_iteration,
-            "inner_epochs": self.inner_epochs, "emb_proj": self.emb_proj, "hidden": self.hidden,
-            "max_attempts": self.max_attempts,
-        }  # fmt: skip
-        for name, value in ints.items():
-            check_count(value, f"BoPOConfig.{name}")
-        for name in ("sft_epochs", "iterations", "seed"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"BoPOConfig.{name} must be an integer >= 0 (got {getattr(self, name)})")
-        for name in ("lr", "sft_lr"):  # NaN and ∞ fail both comparisons
-            if not 0 < getattr(self, name) < math.inf:
-                raise ConfigurationError(f"BoPOConfig.{name} must be a finite number > 0 (got {getattr(self, name)}); "
-                                         "the defaults are lr 2e-3, sft_lr 3e-3")
-        for name in ("kl_coef", "entropy_coef", "lam", "hard_bonus", "reference_weight"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise ConfigurationError(f"BoPOConfig.{name} must be a finite number >= 0 (got {getattr(self, name)})")
-        if not math.isfinite(self.score_threshold):
-            raise ConfigurationError(f"BoPOConfig.score_threshold must be a finite score (got {self.score_threshold})")
-        task_succeeds([True] * self.steps, self.steps, self.success_rule)
-        if self.group_size < 2:
-            raise ConfigurationError(
-                f"BoPOConfig.group_size must be >= 2 (got {self.group_size}): a GRPO group of one has no "
-                "baseline to compare with; use 4-16"
-            )
-        if self.tiers is not None and (len(self.tiers) < 2 or len(set(self.tiers)) != len(self.tiers)):
-            raise ConfigurationError(
-                f"BoPOConfig.tiers must name >= 2 distinct models, cheapest first (got {self.tiers})"
-            )
-        if self.variants == 1 and self.boundary_rollouts > 1:
-            raise ConfigurationError(
-                f"BoPOConfig: boundary_rollouts={self.boundary_rollouts} with variants=1 gives identical "
-                "rollouts (the logged outcomes are deterministic), so the taxonomy would rest on one draw; "
-                "set variants >= 2 (resample equivalent queries) or boundary_rollouts=1"
-            )
-        if not 0 < self.difficulty_threshold <= 1:
-            raise ConfigurationError(
-                f"BoPOConfig.difficulty_threshold must be in (0, 1] (got {self.difficulty_threshold})"
-            )
-        if not 0 <= self.budget_prob <= 1:
-            raise ConfigurationError(f"BoPOConfig.budget_prob must be in [0, 1] (got {self.budget_prob})")
-        if any(not 0 < f <= 1 for f in self.usd_fractions):
-            raise ConfigurationError(
-                f"BoPOConfig.usd_fractions must lie in (0, 1] (got {self.usd_fractions})"
-            )
-        if self.budget_prob > 0 and self.steps == 1 and not self.usd_fractions:
-            raise ConfigurationError(
-                "BoPOConfig: budget_prob > 0 with steps=1 and no usd_fractions leaves no budget to sample "
-                "(large-call caps run 1 … k−1); add usd_fractions or set budget_prob=0"
-            )
-        if self.max_attempts > 1 and not self.feedback:
-            raise ConfigurationError(
-                f"BoPOConfig: max_attempts={self.max_attempts} without feedback never retries (a step's "
-                "failure is not shown, so there is nothing to escalate on); set feedback=True or max_attempts=1"
-            )
-        if self.advantage_scale not in ("group", "batch", "none"):
-            raise ConfigurationError(
-                f"BoPOConfig.advantage_scale must be group, batch or none (got {self.advantage_scale!r})"
-            )
-        if self.reference_weight > 0 and not self.reference_guided:
-            raise ConfigurationError(
-                f"BoPOConfig: reference_weight={self.reference_weight} needs reference_guided=True (the boundary "
-                "rollouts it weighs are the reference group); set reference_weight=0 or reference_guided=True"
-            )
-        if not 0 < self.clip_eps < 1:
-            raise ConfigurationError(f"BoPOConfig.clip_eps must be in (0, 1) (got {self.clip_eps})")
-        if not 1 <= self.cost_margin < math.inf:
-            raise ConfigurationError(
-                f"BoPOConfig.cost_margin must be >= 1 (got {self.cost_margin}): a worst case below the largest logged cost cuts calls off"
-            )
-        if self.tail_chars is not None and self.tail_chars < 16:
-            raise ConfigurationError(f"BoPOConfig.tail_chars must be >= 16 or None (got {self.tail_chars})")
 
-    def _check_number_types(self) -> None:
-        """An ``int`` field holds an integer, a ``float`` field a number (bools are neither), before any
-        range is compared: a text or a fraction was a TypeError traceback from the first comparison."""
-        for f in dataclasses.fields(self):
-            kind = _NUMBER_FIELDS.get(str(f.type))
-            value = getattr(self, f.name)
-            if kind is None or (value is None and "None" in str(f.type)):
-                continue
-            if isinstance(value, bool) or not isinstance(value, kind):
-                what = "an integer" if kind is numbers.Integral else "a number"
-                raise ConfigurationError(f"BoPOConfig.{f.name} must be {what} (got {value!r})")
+    def _clashes(self, refused: Mapping[str, str]) -> list[str]:
+        """The combinations of fields that cannot work (of fields not ``refused`` on their own)."""
+
+        def valid(*names: str) -> bool:
+            return not set(names) & set(refused)
+
+        clashes = []
+        if valid("variants", "boundary_rollouts") and self.variants == 1 and self.boundary_rollouts > 1:
+            clashes.append(
+                f"boundary_rollouts={self.boundary_rollouts} with variants=1 gives identical rollouts (the logged "
+                "outcomes are deterministic), so the taxonomy would rest on one draw: set variants ≥ 2 (resample "
+                "equivalent queries) or boundary_rollouts=1"
+            )
+        if (
+            valid("budget_prob", "steps", "usd_fractions")
+            and self.budget_prob > 0
+            and self.steps == 1
+            and not self.usd_fractions
+        ):
+            clashes.append(
+                "budget_prob > 0 with steps=1 and no usd_fractions leaves no budget to sample (large-call caps run "
+                "1 … k−1): add usd_fractions or set budget_prob=0"
+            )
+        if valid("max_attempts", "feedback") and self.max_attempts > 1 and not self.feedback:
+            clashes.append(
+                f"max_attempts={self.max_attempts} without feedback never retries (a step's failure is not shown, "
+                "so there is nothing to escalate on): set feedback=True or max_attempts=1"
+            )
+        if (
+            valid("reference_weight", "reference_guided")
+            and self.reference_weight > 0
+            and not self.reference_guided
+        ):
+            clashes.append(
+                f"reference_weight={self.reference_weight} needs reference_guided=True (the boundary rollouts it "
+                "weighs are the reference group): set reference_weight=0 or reference_guided=True"
+            )
+        return clashes
 
     # -- conversions ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -225,7 +242,8 @@ class BoPOConfig:
 
 def recipe_config(recipe: Mapping[str, Any], path: str | Path | None) -> dict[str, Any]:
     """The BoPOConfig fields of a training recipe for ``bopo``: its ``params: config:`` mapping
-    (``{}`` when absent); a recipe for another router, or a config that is not a mapping, is an error."""
+    (``{}`` when absent); a recipe for another router, a config that is not a mapping, or a field
+    refused on its own (:func:`field_refusals`: all of them, in one line) is an error."""
     router = recipe.get("router", "bopo")
     if router != "bopo":
         raise ConfigurationError(f"recipe {path} is for router {router!r}, not 'bopo'")
@@ -233,4 +251,7 @@ def recipe_config(recipe: Mapping[str, Any], path: str | Path | None) -> dict[st
     config = (params.get("config") or {}) if isinstance(params, dict) else None
     if not isinstance(config, dict):
         raise ConfigurationError(f"recipe {path}: params.config must be a mapping of BoPOConfig fields")
+    refused = field_refusals(config)  # each bad field, before any data is read
+    if refused:
+        raise ConfigurationError(f"recipe {path}: BoPOConfig: " + "; ".join(refused.values()))
     return dict(config)
