@@ -66,3 +66,11 @@ def test_eval_agentic_names_every_bad_field_before_the_dataset_loads(tmp_path: P
     done = _cli(tmp_path, "eval", "--agentic", "--dataset", "routerbench:/nonexistent", "--routers", "bopo", "--config", str(recipe))
     assert done.returncode == 2, done.stderr  # was: the dataset was read first ('/nonexistent does not exist')
     assert done.stderr == f"error: recipe {recipe}: BoPOConfig: {STEPS_AND_LR}\n"
+
+
+def test_an_unknown_field_is_named_with_the_known_ones_refused() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        BoPOConfig.from_dict({"stepz": 3, "lr": -1})  # was: the unknown field alone
+    said = str(refused.value)
+    assert said.startswith("BoPOConfig: unknown fields ['stepz']; known: ['advantage_scale', ")
+    assert said.endswith("]; 'lr' must be a finite number > 0 (got -1) — the default is 2e-3")

@@ -217,8 +217,9 @@ class BoPOConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> BoPOConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigurationError(f"BoPOConfig: unknown fields {unknown}; known: {sorted(known)}")
+        if unknown:  # with the known fields refused, so that one run names every mistake
+            refused = "".join(f"; {said}" for said in field_refusals(values).values())
+            raise ConfigurationError(f"BoPOConfig: unknown fields {unknown}; known: {sorted(known)}{refused}")
         return cls(**dict(values))
 
     @classmethod
