@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agentroute._optional import require
-from agentroute.dispatch.dispatcher import call_within
+from agentroute.dispatch.dispatcher import call_within, check_tool_calls
 from agentroute.dispatch.options import SEED_MAX, RequestOptions, nth_seed, refused_option
 from agentroute.errors import (
     BackendError,
@@ -535,35 +535,6 @@ def received(completion: Completion, backend: Backend, request: CompletionReques
     (:func:`check_tool_calls`), its usage counted (:func:`with_usage`)."""
     check_tool_calls(completion, card.id)
     return with_usage(completion, backend, request, card)
-
-
-def check_tool_calls(completion: Completion, card_id: str) -> None:
-    """:class:`ProtocolError` (a 502 ``bad_upstream_reply``) when ``completion``'s ``raw["tool_calls"]``
-    are not OpenAI's: a list of ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}``
-    (a user backend's own shape, or a call without an id, would reach the client as a reply its SDK
-    cannot read or answer). The one rule of direct and routed models."""
-    if (problem := tool_calls_problem(completion.raw.get("tool_calls"))) is not None:
-        raise ProtocolError(card_id, f"'tool_calls' {problem}")
-
-
-def tool_calls_problem(calls: Any) -> str | None:
-    """What keeps ``calls`` from being a message's OpenAI ``tool_calls`` (``None``: nothing; none
-    at all is fine)."""
-    if not calls:
-        return None
-    if not isinstance(calls, list):
-        return f"is not a list (got {type(calls).__name__})"
-    for index, call in enumerate(calls):
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
-            return f'{index}: needs an "id", a non-empty string'
-        if call.get("type") != "function":
-            return f'{index}: "type" must be "function" (got {call.get("type")!r})'
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
-            return f'{index}: needs a "function" with a "name", a non-empty string'
-        if not isinstance(function.get("arguments"), str):
-            return f"{index}: function.arguments must be a string of JSON (got {type(function.get('arguments')).__name__})"
-    return None
 
 
 class Reasoning(str):
