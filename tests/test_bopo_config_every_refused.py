@@ -74,3 +74,14 @@ def test_an_unknown_field_is_named_with_the_known_ones_refused() -> None:
     said = str(refused.value)
     assert said.startswith("BoPOConfig: unknown fields ['stepz']; known: ['advantage_scale', ")
     assert said.endswith("]; 'lr' must be a finite number > 0 (got -1) — the default is 2e-3")
+
+
+def test_from_yaml_names_the_file_of_a_refused_mapping(tmp_path: Path) -> None:
+    mapping = tmp_path / "fields.yaml"
+    mapping.write_text("bopo:\n  lr: -1\n  steps: 0\n")
+    with pytest.raises(ConfigurationError) as refused:
+        BoPOConfig.from_yaml(mapping)  # was: 'BoPOConfig.steps must be >= 1 (got 0)', no file named
+    assert str(refused.value) == f"recipe {mapping}: BoPOConfig: {STEPS_AND_LR}"
+    with pytest.raises(ConfigurationError) as refused:
+        BoPOConfig.from_yaml(_recipe(tmp_path, "lr: -1", "steps: 0"))
+    assert str(refused.value) == f"recipe {tmp_path / 'bopo.yaml'}: BoPOConfig: {STEPS_AND_LR}"

@@ -235,7 +235,10 @@ class BoPOConfig:
             data = data[section]
         if not isinstance(data, dict):
             raise ConfigurationError(f"{path}: expected a mapping of BoPOConfig fields")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigurationError as exc:  # the file named, as recipe_config's refusals name it
+            raise ConfigurationError(f"recipe {path}: {exc}") from None
 
     def replace(self, **changes: Any) -> BoPOConfig:
         return dataclasses.replace(self, **changes)
