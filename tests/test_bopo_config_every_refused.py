@@ -85,3 +85,16 @@ def test_from_yaml_names_the_file_of_a_refused_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as refused:
         BoPOConfig.from_yaml(_recipe(tmp_path, "lr: -1", "steps: 0"))
     assert str(refused.value) == f"recipe {tmp_path / 'bopo.yaml'}: BoPOConfig: {STEPS_AND_LR}"
+
+
+def test_the_routers_threshold_is_named_before_the_configs_fields() -> None:
+    """What follows ``BoPOConfig: …`` in the line is BoPOConfig's: the router's own option comes first."""
+    from agentroute import make_router
+    from agentroute.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        make_router("bopo", threshold=2, config={"lr": -1})
+    assert str(info.value) == (
+        "bopo: 'threshold' must be a finite number in (0, 1] (got 2); "
+        "BoPOConfig: 'lr' must be a finite number > 0 (got -1) — the default is 2e-3"
+    )

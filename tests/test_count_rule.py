@@ -26,8 +26,8 @@ def test_numpy_integers_are_whole_numbers():
     (lambda: BM25Retriever(CORPUS).search("France", k=0), "top-k must be >= 1 (got 0)"),
     (lambda: BM25Retriever(CORPUS).search("France", k=1.0), "top-k must be a whole number >= 1 (got 1.0)"),
     (lambda: build_qa_graph(max_subquestions=0), "build_qa_graph: max_subquestions must be >= 1 (got 0)"),
-    (lambda: BoPOConfig(steps=0), "BoPOConfig.steps must be >= 1 (got 0)"),
-    (lambda: BoPOConfig(max_attempts=0), "BoPOConfig.max_attempts must be >= 1 (got 0)"),
+    (lambda: BoPOConfig(steps=0), "BoPOConfig: 'steps' must be an integer ≥ 1 (got 0)"),
+    (lambda: BoPOConfig(max_attempts=0), "BoPOConfig: 'max_attempts' must be an integer ≥ 1 (got 0)"),
 ])  # fmt: skip
 def test_a_bad_count_reads_the_same_everywhere(build, message):
     with pytest.raises(ConfigurationError) as caught:

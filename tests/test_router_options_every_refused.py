@@ -84,7 +84,7 @@ def test_graph_planner_names_every_bad_option_ppo_ones_included() -> None:
     with pytest.raises(ConfigurationError) as info:
         make_router("graph-planner", hidden=0, clip=1.5, ppo_epochs=0, memory_tau=0, id_dropout=2)
     assert str(info.value) == (
-        "graph-planner: 'hidden' must be an integer ≥ 1 (got 0); 'clip' must be in (0, 1) (got 1.5); "
+        "graph-planner: 'hidden' must be an integer ≥ 1 (got 0); 'clip' must be a finite number in (0, 1) (got 1.5); "
         "'ppo_epochs' must be an integer ≥ 1 (got 0); 'memory_tau' must be a finite number > 0 (got 0); "
         "'id_dropout' must be a finite number in [0, 1] (got 2)"
     )
@@ -95,8 +95,8 @@ def test_bopo_names_threshold_and_config() -> None:
     with pytest.raises(ConfigurationError) as info:
         make_router("bopo", threshold=0, config={"nope": 1})
     message = str(info.value)
-    assert message.startswith("bopo: BoPOConfig: unknown fields ['nope']") and "\n" not in message
-    assert message.endswith("; 'threshold' must be a finite number in (0, 1] (got 0)")
+    assert message.startswith("bopo: 'threshold' must be a finite number in (0, 1] (got 0); ") and "\n" not in message
+    assert "; BoPOConfig: unknown fields ['nope']" in message  # the config's own fields last: what follows is its
 
 
 @pytest.mark.parametrize(

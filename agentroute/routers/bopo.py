@@ -163,7 +163,9 @@ class BoPORouter(Router):
     def _check_params(self) -> None:
         """The threshold and every :class:`BoPOConfig` field, when the router is built (before any data is read)."""
         super()._check_params()
-        check_each(self, {"threshold": self._check_threshold, "config": self.resolved_config})
+        # the config's own fields last (a key outside the signature sorts last), so that what follows
+        # "BoPOConfig: …" in the one line is BoPOConfig's, not the router's 'threshold'
+        check_each(self, {"threshold": self._check_threshold, "BoPOConfig": self.resolved_config})
 
     def _check_threshold(self) -> None:
         check_range(self, "threshold", low=0, high=1, low_open=True)
