@@ -299,8 +299,14 @@ class LiteLLMBackend(EndpointCounting, Backend):
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason)
 
     async def aclose(self) -> None:
-        """Close every event loop's clients (see :meth:`PerLoop.aclose`) and the token counter's."""
-        await self._clients.aclose()
+        """Close every event loop's clients (see :meth:`PerLoop.aclose`) and the token counter's.
+        The clients LiteLLM cached for a loop are shared with the user's own LiteLLM calls on it:
+        they are closed when that loop shuts down, not here (a call in flight would hang)."""
+        token = _POOL_CLOSING.set(True)
+        try:
+            await self._clients.aclose()
+        finally:
+            _POOL_CLOSING.reset(token)
         await self.tokenize.aclose()
 
 
@@ -339,6 +345,9 @@ class _Sent:
                 with contextlib.suppress(ValueError):
                     self.take(json.loads(line[5:]))
 
+
+#: Set while :meth:`LiteLLMBackend.aclose` runs (its context reaches the loops it closes values on).
+_POOL_CLOSING: ContextVar[bool] = ContextVar("agentroute_litellm_pool_closing", default=False)
 
 #: The reply being read in this task (set around each ``litellm.acompletion``).
 _SENT: ContextVar[_Sent | None] = ContextVar("agentroute_litellm_sent", default=None)
@@ -384,7 +393,8 @@ class _LoopClients:
     ``client``: one httpx client (LiteLLM's own transport, :func:`_keep_usage` hooked) shared by an
     ``openai.AsyncOpenAI`` per endpoint and key (``openai/``) and one ``AsyncHTTPHandler``
     (``hosted_vllm/``). Closed with their loop, with the clients LiteLLM cached for that loop
-    (other providers'): its cache keeps one per loop open, also once the loop is gone."""
+    (other providers'; at the loop's shutdown only): its cache keeps one per loop open, also once
+    the loop is gone."""
 
     def __init__(self) -> None:
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
@@ -407,7 +417,8 @@ class _LoopClients:
 
     async def aclose(self) -> None:
         await self.handler.close()  # the one httpx client every AsyncOpenAI here shares
-        await _close_cached(self.loop_keys)
+        if not _POOL_CLOSING.get():  # the loop is shutting down: nothing can use LiteLLM's clients of it any more
+            await _close_cached(self.loop_keys)
 
 
 def _loop_key_ends() -> tuple[str, ...]:
