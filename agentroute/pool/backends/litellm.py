@@ -129,6 +129,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
         self.refusals = FieldRefusals()  # the fields each model refused (o-series temperatures)
         # each event loop's clients of self-hosted OpenAI-protocol endpoints (see own_client)
         self._clients = PerLoop[_LoopClients](_LoopClients, _LoopClients.aclose)
+        # each event loop's keys in LiteLLM's client cache, whose clients close when that loop
+        # shuts down: never at aclose(), the user's own LiteLLM calls on a running loop share them
+        self._cached = PerLoop[tuple[str, ...]](_loop_key_ends, _close_cached)
 
     async def preload(self, card: ModelCard) -> None:
         """Import LiteLLM now, off the event loop: seconds (8 s on a busy machine) that the first
@@ -182,7 +185,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         key = api_key_for(card)
         if key is not None:
             kwargs["api_key"] = key
-        clients = self._clients.get()  # this loop's, closed with it (LiteLLM's own among them)
+        clients = self._clients.get()  # this loop's, closed with it
+        self._cached.get()  # LiteLLM's clients of this loop close when it shuts down
         if card.base_url and provider_of(card.backend_model) in STREAMED_PROVIDERS:
             kwargs["client"] = clients.client(card.backend_model, card.base_url, key)
         started = time.perf_counter()
@@ -302,11 +306,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         """Close every event loop's clients (see :meth:`PerLoop.aclose`) and the token counter's.
         The clients LiteLLM cached for a loop are shared with the user's own LiteLLM calls on it:
         they are closed when that loop shuts down, not here (a call in flight would hang)."""
-        token = _POOL_CLOSING.set(True)
-        try:
-            await self._clients.aclose()
-        finally:
-            _POOL_CLOSING.reset(token)
+        await self._clients.aclose()
         await self.tokenize.aclose()
 
 
@@ -345,9 +345,6 @@ class _Sent:
                 with contextlib.suppress(ValueError):
                     self.take(json.loads(line[5:]))
 
-
-#: Set while :meth:`LiteLLMBackend.aclose` runs (its context reaches the loops it closes values on).
-_POOL_CLOSING: ContextVar[bool] = ContextVar("agentroute_litellm_pool_closing", default=False)
 
 #: The reply being read in this task (set around each ``litellm.acompletion``).
 _SENT: ContextVar[_Sent | None] = ContextVar("agentroute_litellm_sent", default=None)
@@ -392,16 +389,13 @@ class _LoopClients:
     """One event loop's clients of self-hosted OpenAI-protocol endpoints, given to LiteLLM as its
     ``client``: one httpx client (LiteLLM's own transport, :func:`_keep_usage` hooked) shared by an
     ``openai.AsyncOpenAI`` per endpoint and key (``openai/``) and one ``AsyncHTTPHandler``
-    (``hosted_vllm/``). Closed with their loop, with the clients LiteLLM cached for that loop
-    (other providers'; at the loop's shutdown only): its cache keeps one per loop open, also once
-    the loop is gone."""
+    (``hosted_vllm/``). Closed with their loop or at :meth:`LiteLLMBackend.aclose`."""
 
     def __init__(self) -> None:
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
         self.handler = AsyncHTTPHandler(event_hooks={"response": [_keep_usage]})
         self.openai: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
-        self.loop_keys = _loop_key_ends()
 
     def client(self, model: str, base_url: str, key: str | None) -> Any:
         """The client LiteLLM calls ``model`` (``openai/…`` or ``hosted_vllm/…``) at ``base_url`` with."""
@@ -417,8 +411,7 @@ class _LoopClients:
 
     async def aclose(self) -> None:
         await self.handler.close()  # the one httpx client every AsyncOpenAI here shares
-        if not _POOL_CLOSING.get():  # the loop is shutting down: nothing can use LiteLLM's clients of it any more
-            await _close_cached(self.loop_keys)
+
 
 
 def _loop_key_ends() -> tuple[str, ...]:
@@ -435,7 +428,7 @@ def _loop_key_ends() -> tuple[str, ...]:
 
 
 async def _close_cached(key_ends: tuple[str, ...]) -> None:
-    """Drop from LiteLLM's client cache (``litellm.in_memory_llm_clients_cache``) the clients of
+    """At an event loop's shutdown (LiteLLM's cache would keep them open once the loop is gone): drop from LiteLLM's client cache (``litellm.in_memory_llm_clients_cache``) the clients of
     one event loop — those whose keys end in ``key_ends`` — and close them; a client around the
     user's ``litellm.aclient_session`` is dropped, not closed. Best effort: the cache is no
     documented API (a LiteLLM without it is left as it is)."""
