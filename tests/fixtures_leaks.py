@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import warnings
 from collections.abc import Iterator
 
@@ -22,6 +23,25 @@ import pytest
 class LeakedResource(UserWarning):
     """A test module left a socket, file or event loop unclosed: a client, session or server that
     the test or the product code it ran opened and never closed."""
+
+
+def connections_to(port: int) -> int:
+    """This process's IPv4 sockets connected to ``port`` on the other end (a pool's client ends of
+    its connections to a loopback server)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:  # closed since the listing
+            continue
+        with sock:
+            try:
+                count += sock.family == socket.AF_INET and sock.getpeername()[1] == port
+            except OSError:  # not connected
+                pass
+    return count
 
 
 def open_descriptors() -> set[str]:

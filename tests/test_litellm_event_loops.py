@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib.util
-import os
-import socket
 import warnings
 from collections.abc import Iterator
 
@@ -23,28 +21,11 @@ import pytest
 
 from agentroute.pool import ModelCard, ModelPool
 from agentroute.types import CompletionRequest
+from tests.fixtures_leaks import connections_to
 from tests.fixtures_reply_server import LoopbackServer, _Handler
 
 # not imported here: agentroute imports it with its local cost map (no network)
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("litellm") is None, reason="litellm is not installed")
-
-
-def _connections_to(port: int) -> int:
-    """This process's TCP sockets connected to ``port`` (the client ends of the pool's connections)."""
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                continue
-            sock = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue
-        with sock:
-            try:
-                count += sock.family == socket.AF_INET and sock.getpeername()[1] == port
-            except OSError:
-                pass
-    return count
 
 
 class _KeepAlive(_Handler):
@@ -71,10 +52,10 @@ def test_one_asyncio_run_per_question_leaves_no_connection_open(server: Loopback
         warnings.simplefilter("always", ResourceWarning)
         for _ in range(2):
             assert asyncio.run(backend.complete(request, card)).text == "echo"
-            assert _connections_to(port) == 0  # closed as its loop shut down
+            assert connections_to(port) == 0  # closed as its loop shut down
         pool.close()
         gc.collect()
-    assert _connections_to(port) == 0
+    assert connections_to(port) == 0
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
@@ -93,9 +74,9 @@ def test_pool_aclose_closes_the_running_loops_connections(server: LoopbackServer
         seen = []
         for _ in range(2):
             await backend.complete(request, card)
-            seen.append(_connections_to(port))
+            seen.append(connections_to(port))
             await pool.aclose()
-            seen.append(_connections_to(port))
+            seen.append(connections_to(port))
         return seen
 
     seen = asyncio.run(main())

@@ -78,7 +78,7 @@ def test_async_with_pool_in_asyncio_run_leaves_no_connection_open(server: Loopba
     """``asyncio.run(main())`` whose ``main`` ends with ``await pool.aclose()`` (``async with pool``):
     LiteLLM's clients of that loop still close when the loop shuts down."""
     from agentroute.pool.backends.litellm import LiteLLMBackend
-    from tests.test_litellm_event_loops import _connections_to
+    from tests.fixtures_leaks import connections_to
 
     card = ModelCard(id="m", backend="litellm", model="openrouter/echo", base_url=server.url, input_price=1.0,
                      output_price=2.0, max_tokens=8, timeout_s=5)
@@ -86,11 +86,11 @@ def test_async_with_pool_in_asyncio_run_leaves_no_connection_open(server: Loopba
     pool = ModelPool([card], {"litellm": backend})
     request = CompletionRequest(model="m", messages=[{"role": "user", "content": "Capital?"}], max_tokens=8)
     port = server.server_address[1]
-    before = _connections_to(port)
+    before = connections_to(port)
 
     async def main() -> None:
         async with pool:
             await backend.complete(request, card)
 
     asyncio.run(main())
-    assert _connections_to(port) == before
+    assert connections_to(port) == before

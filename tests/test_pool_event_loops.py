@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import socket
 import warnings
 from collections.abc import Iterator
 
@@ -23,6 +21,7 @@ import pytest
 from agentroute import AgentGraph, make_router
 from agentroute.pool import ModelCard, ModelPool
 from agentroute.pool.backends.openai import OpenAIBackend
+from tests.fixtures_leaks import connections_to
 from tests.fixtures_reply_server import LoopbackServer, _Handler
 
 
@@ -42,27 +41,6 @@ def _app(url: str):  # noqa: ANN202 - a compiled graph
     return AgentGraph("one").add_role("executor", prompt="Answer.").compile(pool=pool, router=make_router("cheapest")), pool
 
 
-def _connections_to(port: int) -> int:
-    """This process's sockets connected to ``port`` (the client ends of the pool's connections)."""
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fd = os.dup(int(name))
-        except OSError:  # the listing's own descriptor, closed by now
-            continue
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError:  # not a socket: close the copy, or each call doubles the open descriptors
-            os.close(fd)
-            continue
-        with sock:
-            try:
-                count += sock.family == socket.AF_INET and sock.getpeername()[1] == port
-            except OSError:
-                pass
-    return count
-
-
 def _resource_warnings() -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -76,7 +54,7 @@ def test_one_asyncio_run_per_question_leaves_no_connection_open(server: Loopback
     for question in ("one?", "two?", "three?"):
         assert asyncio.run(app.arun(question)).answer == "echo"
     # each run's loop closed its clients as it shut down: nothing is open, before any close
-    assert _connections_to(server.server_address[1]) == 0
+    assert connections_to(server.server_address[1]) == 0
     pool.close()
     assert _resource_warnings() == []
 
@@ -86,8 +64,8 @@ def test_app_run_then_pool_close_closes_the_background_loops_connections(server:
     with pool:
         for question in ("one?", "two?"):
             assert app.run(question).answer == "echo"
-        assert _connections_to(server.server_address[1]) == 1  # one kept-alive connection, reused
-    assert _connections_to(server.server_address[1]) == 0
+        assert connections_to(server.server_address[1]) == 1  # one kept-alive connection, reused
+    assert connections_to(server.server_address[1]) == 0
 
 
 def test_pool_close_inside_a_running_loop_says_to_await_aclose(server: LoopbackServer) -> None:
