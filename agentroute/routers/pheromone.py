@@ -37,7 +37,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 
 from agentroute.errors import ConfigurationError
-from agentroute.outcomes import OutcomeTable, agent_column
+from agentroute.outcomes import OutcomeTable, agent_column, learned_scores
 from agentroute.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -410,8 +410,9 @@ def paths_from_trajectories(
         if not ok or outside or score is None:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
+        learned = {s.id: v for s, v in learned_scores(traj)}  # feedback judges the answer (one rule)
         steps = tuple(
-            PathStep(s.stage, agent_column(s.agent), s.score, float(s.cost_usd), float(s.latency_ms))
+            PathStep(s.stage, agent_column(s.agent), learned[s.id], float(s.cost_usd), float(s.latency_ms))
             for s in ok
         )
         cost = float(traj.task.cost_usd) or float(sum(s.cost_usd for s in ok))

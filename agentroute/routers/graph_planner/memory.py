@@ -121,8 +121,9 @@ class HistoryMemory:
 
     @classmethod
     def from_store(cls, memory: Any, *, limit: int | None = None, graph: str | None = None, embed: Any = None) -> HistoryMemory:
-        """The rows of a :class:`~agentroute.memory.base.MemoryStore`: every ok step of a finished,
-        scored task (the step's own score when the backend logged one, else the task's).
+        """The rows of a :class:`~agentroute.memory.base.MemoryStore`: every step of a finished task
+        with a learned score (:func:`agentroute.outcomes.learned_scores`: a failed call scores 0 for
+        its agent, feedback judges the task's answer, else the step's own score or the task's).
 
         Raises :class:`ConfigurationError` when the store cannot be read as a memory or holds
         steps but no scores at all (nothing for the policy to learn from)."""
@@ -130,17 +131,14 @@ class HistoryMemory:
             raise ConfigurationError(
                 f"graph-planner: {type(memory).__name__} is not an interaction memory (no trajectories())"
             )
-        from agentroute.outcomes import ordered_steps
+        from agentroute.outcomes import learned_scores
 
         memory.flush()
         rows: list[dict[str, Any]] = []
         seen_steps = 0
         for traj in memory.trajectories(graph=graph, status=["done", "budget_exhausted"]):
-            for step in ordered_steps(traj):  # the same rows in the same order in every read
-                if step.status != "ok":
-                    continue
-                seen_steps += 1
-                score = step.score if step.score is not None else traj.task.score
+            for step, score in learned_scores(traj):  # the same rows in the same order in every read
+                seen_steps += step.status == "ok"
                 if score is None or not np.isfinite(score):
                     continue
                 rows.append({
