@@ -353,12 +353,12 @@ def ordered_steps(trajectory: Trajectory) -> list[Step]:
     return sorted(trajectory.steps, key=step_sort_key)
 
 
-def feedback_score(score: Any) -> float:
+def feedback_score(score: Any, *, name: str = "feedback score") -> float:
     """``score`` as a feedback score: a number in [0, 1] (1 = right), as routers learn scores; else
-    a :class:`ConfigurationError` naming it. The one home of the rule for ``memory.add_feedback``
-    and ``agentroute feedback --score``."""
+    a :class:`ConfigurationError` naming it as ``name``. The one home of the rule for
+    ``memory.add_feedback`` and ``agentroute feedback --score``."""
     if isinstance(score, bool) or not isinstance(score, numbers.Real) or not 0.0 <= float(score) <= 1.0:  # nan too
-        raise ConfigurationError(f"feedback score must be a number in [0, 1], 1 = right (got {score!r})")
+        raise ConfigurationError(f"{name} must be a number in [0, 1], 1 = right (got {score!r})")
     return float(score)
 
 

@@ -41,9 +41,14 @@ def feedback_command(
 ) -> None:
     """Score a task (stored as feedback; its score is what routers train on)."""
     err = Console(stderr=True)
-    if not 0.0 <= score <= 1.0:  # nan too
-        err.print(f"[bold red]error:[/] --score must be a number in [0, 1], 1 = right (got {score:g})")
-        raise typer.Exit(EXIT_BAD_INPUT)
+    from agentroute.errors import ConfigurationError
+    from agentroute.outcomes import feedback_score
+
+    try:
+        feedback_score(score, name="--score")
+    except ConfigurationError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     from agentroute.cli.memory_cmd import _open, task_id_from
 
     store = _open(memory)
