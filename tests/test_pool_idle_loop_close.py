@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.fixtures_leaks import connections_to
 from tests.fixtures_reply_server import LoopbackServer
-from tests.test_pool_event_loops import _app, _connections_to, _KeepAlive, _resource_warnings
+from tests.test_pool_event_loops import _app, _KeepAlive, _resource_warnings
 
 
 def test_pool_close_closes_an_idle_hand_run_loops_connections() -> None:
@@ -20,9 +21,9 @@ def test_pool_close_closes_an_idle_hand_run_loops_connections() -> None:
         loop = asyncio.new_event_loop()
         try:
             assert loop.run_until_complete(app.arun("one?")).answer == "echo"
-            assert _connections_to(server.server_address[1]) == 1
+            assert connections_to(server.server_address[1]) == 1
             pool.close()
-            assert _connections_to(server.server_address[1]) == 0  # was 1
+            assert connections_to(server.server_address[1]) == 0  # was 1
             assert loop.run_until_complete(app.arun("two?")).answer == "echo"  # the pool stays usable
             loop.run_until_complete(pool.aclose())
         finally:
