@@ -289,6 +289,7 @@ def _error_classes() -> list[type[AgentrouteError]]:
 _SAMPLE_ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "ActionError": (("illegal", "click(99)"), {}),
     "BackendError": (("m", "HTTP 429"), {"retryable": True, "billed": False, "retry_after_s": 1.5}),
+    "BrokenDependencyError": (("sklearn", OSError("libgomp.so.1: cannot open shared object file")), {}),
     "BudgetExceededError": (("usd", 0.01, 0.004, 0.007), {}),
     "CardError": (("m", "input_price", "must be ≥ 0"), {}),
     "ContextLengthError": (("m", "too long"), {}),
