@@ -56,6 +56,8 @@ def test_a_missing_dependency_that_an_extra_provides_names_that_extra(tmp_path: 
 
 
 def test_a_package_not_installed_is_still_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported by an earlier test of the suite: not found now
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn: ModuleNotFoundError, name 'sklearn'
     with pytest.raises(MissingDependencyError, match=r"^'sklearn' is not installed \(extra \[ml\]\)"):
         require("sklearn.linear_model")

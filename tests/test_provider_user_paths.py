@@ -297,6 +297,7 @@ _SAMPLE_ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "MissingDependencyError": (("torch", "nn"), {}),
     "NotFittedError": (("knn",), {}),
     "PPOOptionError": (("epochs", "an integer ≥ 1", 0), {}),
+    "PolicyServerError": (("http://127.0.0.1:8000/v1", "no completion within 3 s"), {"timed_out": True}),
     "ProtocolError": (("m", "NaN usage"), {}),
     "SkillBlocked": (("search", "precondition_failed", "no query"), {}),
     "StateFileError": (("/tmp/state.json", "truncated"), {}),
