@@ -4,10 +4,9 @@ An unclosed socket, file or event loop left as garbage in a reference cycle warn
 only when the garbage collector frees it: in whichever later test that happens, naming nothing of
 the module that leaked (an earlier module's loopback sockets once failed tests/test_embed_export.py).
 Here each module's garbage is collected at its end, and what it left unclosed is a
-:class:`LeakedResource` warning at its last test, an error there (this plugin adds the filter;
-``-W always::tests.fixtures_leaks.LeakedResource`` lists them all without failing). Only a module
-that ends with a descriptor open that it did not begin with is collected (listing
-``/proc/self/fd`` takes microseconds; a full collection 0.1–1 s).
+:class:`LeakedResource` warning at its last test; ``-W error::tests.fixtures_leaks.LeakedResource``
+makes it fail there. Only a module that ends with a descriptor open that it did not begin with is
+collected (listing ``/proc/self/fd`` takes microseconds; a full collection 0.1–1 s).
 """
 
 from __future__ import annotations
@@ -59,11 +58,6 @@ def open_descriptors() -> set[str]:
         except OSError:  # the listing's own descriptor, closed by now
             pass
     return found
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """A leak fails the module that left it (a command line ``-W`` for the class comes after, and wins)."""
-    config.addinivalue_line("filterwarnings", "error::tests.fixtures_leaks.LeakedResource")
 
 
 @pytest.fixture(scope="module", autouse=True)
