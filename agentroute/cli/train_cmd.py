@@ -62,14 +62,20 @@ def read_recipe(path: Path | None) -> dict[str, Any]:
 
 def recipe_params(router: str, recipe: dict[str, Any], config: Path | None) -> dict[str, Any]:
     """The recipe's ``params:``, checked against the router's keyword parameters
-    (:func:`~agentroute.eval.harness.check_router_params`)."""
+    (:func:`~agentroute.eval.harness.check_router_params`); one error names each key refused."""
     from agentroute.eval.harness import check_router_params
 
     params = dict(recipe.get("params", {}))
     lines = _param_lines(config)
-    for key, value in params.items():  # one by one first, so the error names the key's line
+    refused: list[str] = []
+    for key, value in params.items():  # one by one first, so the error names each key's line
         where = f"recipe {config} line {lines[key]}" if key in lines else f"recipe {config}"
-        check_router_params(router, {key: value}, where=where)
+        try:
+            check_router_params(router, {key: value}, where=where)
+        except ConfigurationError as exc:
+            refused.append(str(exc) if not refused else str(exc).removeprefix(f"recipe {config} "))
+    if refused:
+        raise ConfigurationError("; ".join(refused))
     check_router_params(router, params, where=f"recipe {config}")
     return params
 
@@ -107,16 +113,19 @@ def training_data(
     if memory_url:
         from agentroute.cli.memory_cmd import existing_memory_url
         from agentroute.memory import open_memory
+        from agentroute.memory.export import learned_trajectories
 
-        with open_memory(existing_memory_url(memory_url)) as store:
-            trajectories = store.trajectories(status=["done", "budget_exhausted"], with_score=True)
+        with open_memory(
+            existing_memory_url(memory_url)
+        ) as store:  # scored tasks, and failed ones by their agents
+            trajectories = list(learned_trajectories(store, status=["done", "budget_exhausted", "failed"]))
             held = store.stats()["tasks"] if not trajectories else {}
         if not trajectories:
             tally = ", ".join(f"{status}: {n}" for status, n in held.items()) or "none"
             raise ConfigurationError(
-                f"no scored done or budget_exhausted tasks in memory {memory_url} (tasks {tally}; failed tasks are "
-                "never trained on): score finished ones first (`agentroute feedback TASK_ID --score X`, or "
-                "`agentroute run --input` with gold answers)"
+                f"nothing to learn in memory {memory_url} (tasks {tally}): no scored done or budget_exhausted task, "
+                "and no failed task failed by its agent's call (an outage, where every candidate failed, is nobody's): "
+                "score finished ones first (`agentroute feedback TASK_ID --score X`, or `agentroute run --input` with gold answers)"
             )
         total = len(trajectories)
         if sample is not None or limit is not None:
@@ -132,12 +141,22 @@ def training_data(
         return trajectories, f"{len(trajectories)} trajectories{subset} from {memory_url}"
     from agentroute.eval.datasets import load_dataset
 
-    options = {"require_test": False} if str(dataset).startswith("outcomes:") else {}  # bandit logs train as they are
+    options = (
+        {"require_test": False} if str(dataset).startswith("outcomes:") else {}
+    )  # bandit logs train as they are
     data = load_dataset(dataset, limit=limit, sample=sample, seed=seed, **options)  # type: ignore[arg-type]
-    notes = [str(data.notes[k]) for k in ("scores", "subset", "models_dropped") if k in data.notes and data.notes[k] != "as given"]
+    notes = [
+        str(data.notes[k])
+        for k in ("scores", "subset", "models_dropped")
+        if k in data.notes and data.notes[k] != "as given"
+    ]
     if len(data.test):  # not trained on: say so, and how the split was made
-        notes.insert(0, f"{len(data.test)} test queries held out: {data.notes.get('split', 'the test split')}")
-    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (f" ({'; '.join(notes)})" if notes else "")
+        notes.insert(
+            0, f"{len(data.test)} test queries held out: {data.notes.get('split', 'the test split')}"
+        )
+    return data, f"{data.name}: {len(data.train)} train queries × {len(data.train.models)} models" + (
+        f" ({'; '.join(notes)})" if notes else ""
+    )
 
 
 def warn_if_few(router: str, data: Any) -> None:
@@ -150,15 +169,19 @@ def warn_if_few(router: str, data: Any) -> None:
         agents = list(data.train.models)
     if len(agents) == 1:
         err_console.print(
-            escape(f"warning: the training data holds one agent ({agents[0]}): {router} can only ever choose it "
-                   "(log the outcomes of at least two agents)"),
+            escape(
+                f"warning: the training data holds one agent ({agents[0]}): {router} can only ever choose it "
+                "(log the outcomes of at least two agents)"
+            ),
             highlight=False,
         )
     examples = len(data) if isinstance(data, list) else len(data.train)
     if examples < FEW_EXAMPLES:
         err_console.print(
-            escape(f"warning: {examples} training examples: too few for {router} to learn from; its "
-                   f"choices will mostly reflect chance (log and score at least {FEW_EXAMPLES})"),
+            escape(
+                f"warning: {examples} training examples: too few for {router} to learn from; its "
+                f"choices will mostly reflect chance (log and score at least {FEW_EXAMPLES})"
+            ),
             highlight=False,
         )
 
@@ -182,19 +205,56 @@ def check_out_dir(out: Path, *, saved: str | None = None) -> None:
 def train_command(
     router: Annotated[str, typer.Argument(help="Registered router name.")],
     out: Annotated[Path, typer.Option("--out", help="Directory to save the trained router into.")],
-    memory_url: Annotated[str | None, typer.Option("--from", help="Train on trajectories from this memory URL.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
+    memory_url: Annotated[
+        str | None, typer.Option("--from", help="Train on trajectories from this memory URL.")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE"),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Train on at most N queries (trajectories with --from): a seeded random subset.")] = None,
-    sample: Annotated[float | None, typer.Option("--sample", help="Train on this fraction (0, 1] of the queries: a seeded random subset.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", help="Train on at most N queries (trajectories with --from): a seeded random subset."
+        ),
+    ] = None,
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            "--sample", help="Train on this fraction (0, 1] of the queries: a seeded random subset."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the subset and of drawn splits.")] = 0,
-    gpu: Annotated[bool, typer.Option("--gpu", help="router-r1: the recipe's gpu profile (vLLM generation).")] = False,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="graph-planner: show the PPO progress bar (default: shown).")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="router-r1: start from this checkpoint directory.")] = None,
-    sft: Annotated[bool | None, typer.Option("--sft/--no-sft", help="router-r1: override the recipe's SFT warm-up switch.")] = None,
-    sft_only: Annotated[bool, typer.Option("--sft-only", help="router-r1: stop after the SFT warm-up (writes OUT/sft).")] = False,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="router-r1: override the recipe's GRPO steps.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="router-r1: continue GRPO from the last checkpoint in OUT/grpo (graph-planner and bopo resume by themselves from OUT/checkpoint.pt).")] = False,
+    gpu: Annotated[
+        bool, typer.Option("--gpu", help="router-r1: the recipe's gpu profile (vLLM generation).")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="graph-planner: show the PPO progress bar (default: shown)."
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="router-r1: start from this checkpoint directory.")
+    ] = None,
+    sft: Annotated[
+        bool | None,
+        typer.Option("--sft/--no-sft", help="router-r1: override the recipe's SFT warm-up switch."),
+    ] = None,
+    sft_only: Annotated[
+        bool, typer.Option("--sft-only", help="router-r1: stop after the SFT warm-up (writes OUT/sft).")
+    ] = False,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="router-r1: override the recipe's GRPO steps.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="router-r1: continue GRPO from the last checkpoint in OUT/grpo (graph-planner and bopo resume by themselves from OUT/checkpoint.pt).",
+        ),
+    ] = False,
 ) -> None:
     """Fit a router on logged trajectories or a dataset, then save it for `--router DIR`.
 
@@ -236,7 +296,9 @@ def kept_after_stop(out: Path, *, existed: bool) -> str:
     done = checkpoint_done(out / CHECKPOINT)
     if done is None:
         return before or "nothing was saved"
-    return f"a checkpoint after {done} ({out / CHECKPOINT}): rerun the same command to resume" + (f"; {before}" if before else "")
+    return f"a checkpoint after {done} ({out / CHECKPOINT}): rerun the same command to resume" + (
+        f"; {before}" if before else ""
+    )
 
 
 #: The options only some routers take: the routers (``other``: any but these two) that take each.
@@ -244,7 +306,9 @@ _ROUTER_OPTIONS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("--limit", "--sample", "--seed"), ("other",)),
     **dict.fromkeys(("--from", "--dataset"), ("graph-planner", "other")),
     **dict.fromkeys(("--progress", "--no-progress"), ("graph-planner",)),
-    **dict.fromkeys(("--gpu", "--policy", "--sft", "--no-sft", "--sft-only", "--max-steps", "--resume"), ("router-r1",)),
+    **dict.fromkeys(
+        ("--gpu", "--policy", "--sft", "--no-sft", "--sft-only", "--max-steps", "--resume"), ("router-r1",)
+    ),
 }
 
 
@@ -255,10 +319,14 @@ def check_router_options(router: str, given: list[str]) -> None:
     if not ignored:
         return
     if family != "other" and {"--limit", "--sample", "--seed"} & set(ignored):
-        raise ConfigurationError(f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply")
+        raise ConfigurationError(
+            f"{router} trains on its recipe's data: --limit, --sample and --seed do not apply"
+        )
     if "--resume" in ignored and router in SELF_RESUMING:
-        raise ConfigurationError(f"--resume is for `train router-r1`: {router} resumes by itself; rerun the same command "
-                                 "without it (it goes on from --out's checkpoint.pt)")
+        raise ConfigurationError(
+            f"--resume is for `train router-r1`: {router} resumes by itself; rerun the same command "
+            "without it (it goes on from --out's checkpoint.pt)"
+        )
     if family == "router-r1" and {"--from", "--dataset"} & set(ignored):
         raise ConfigurationError(f"{router} trains on its recipe's data: --from and --dataset do not apply")
     owners = sorted({owner for option in ignored for owner in _ROUTER_OPTIONS[option]})
@@ -279,7 +347,9 @@ def _train_router_r1(out: Path, config: Path, **options: Any) -> None:
         exit_stopped(stop, f"{stop_word(stop)}: --out {out}: this run saved no policy")
 
 
-def _train_graph_planner(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> None:
+def _train_graph_planner(
+    out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool
+) -> None:
     from agentroute.training.stopping import exit_stopped, stop_word
 
     try:
@@ -317,7 +387,9 @@ def _train(
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         model = make_router(router, **recipe_params(router, recipe, config))
         checkpoint = out / CHECKPOINT if "checkpoint" in inspect.signature(model.fit).parameters else None
-        if checkpoint is None or not any(out.glob(f"{CHECKPOINT}*")):  # an interrupted run's folder holds its checkpoint
+        if checkpoint is None or not any(
+            out.glob(f"{CHECKPOINT}*")
+        ):  # an interrupted run's folder holds its checkpoint
             check_out_dir(out, saved=MANIFEST)
         data, described = training_data(memory_url, dataset, limit=limit, sample=sample, seed=seed)
         done = checkpoint_done(checkpoint) if checkpoint is not None else None
@@ -326,15 +398,21 @@ def _train(
         warn_if_few(router, data)
         start = time.perf_counter()
         fit: Callable[..., Any] = model.fit  # a router whose fit keeps a checkpoint (bopo) is given one:
-        fit(data, **({"checkpoint": checkpoint} if checkpoint is not None else {}))  # the same command resumes from it
+        fit(
+            data, **({"checkpoint": checkpoint} if checkpoint is not None else {})
+        )  # the same command resumes from it
         seconds = time.perf_counter() - start
-        summary = getattr(model, "fit_summary", None)  # what a router found in the data (task types, taxonomy…)
+        summary = getattr(
+            model, "fit_summary", None
+        )  # what a router found in the data (task types, taxonomy…)
         if callable(summary):
             console.print(summary(), markup=False, highlight=False)
         try:
             path = model.save(out)
         except OSError as exc:
-            raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
+            raise ConfigurationError(
+                f"--out {out}: cannot write the router there ({exc.strerror or exc})"
+            ) from None
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)  # the router is saved: nothing left to resume
     except AgentrouteError as exc:

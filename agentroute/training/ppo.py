@@ -34,19 +34,29 @@ __all__ = ["PPOConfig", "PPOLosses", "PPOOptionError", "gae", "minibatches", "no
 
 
 class PPOOptionError(ConfigurationError):
-    """A PPO hyperparameter out of its range: ``field`` (the :class:`PPOConfig` field), ``rule``
-    (what it must be), ``value``; a router re-raises it under its own option's name."""
+    """PPO hyperparameters out of their ranges, all named in one line: ``field``, ``rule`` (what it
+    must be) and ``value`` of the first, ``refusals`` (field, rule, value) of each; a router
+    re-raises them under its own options' names."""
 
-    def __init__(self, field: str, rule: str, value: object):
+    def __init__(self, field: str, rule: str, value: object, *more: tuple[str, str, object]):
         self.field, self.rule, self.value = field, rule, value
-        super().__init__(f"ppo: {field!r} must be {rule} (got {value!r})")
+        self.refusals: tuple[tuple[str, str, object], ...] = ((field, rule, value), *more)
+        super().__init__("ppo: " + "; ".join(f"{f!r} must be {r} (got {v!r})" for f, r, v in self.refusals))
 
 
-def _check(field: str, value: Any, **rule: Any) -> None:
-    """A :class:`PPOOptionError` unless ``value`` is in the range ``rule`` gives (:func:`out_of_range`)."""
-    broken = out_of_range(value, **rule)
-    if broken is not None:
-        raise PPOOptionError(field, broken, value)
+#: The range of each number field (:func:`~agentroute.routers.base.out_of_range`'s terms), in field order.
+_RANGES: dict[str, dict[str, Any]] = {
+    "lr_policy": {"low": 0, "low_open": True},
+    "lr_value": {"low": 0, "low_open": True},
+    "gamma": {"low": 0, "high": 1},
+    "gae_lambda": {"low": 0, "high": 1},
+    "clip": {"low": 0, "high": 1, "low_open": True, "high_open": True},
+    "value_clip": {"low": 0, "low_open": True, "optional": True},
+    "minibatch": {"low": 1, "integer": True},
+    "epochs": {"low": 1, "integer": True},
+    "entropy_coef": {"low": 0},
+    "max_grad_norm": {"low": 0, "low_open": True, "optional": True},
+}
 
 
 @dataclass(frozen=True)
@@ -79,16 +89,13 @@ class PPOConfig:
     normalize_advantages: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("lr_policy", "lr_value"):
-            _check(name, getattr(self, name), low=0, low_open=True)
-        for name in ("gamma", "gae_lambda"):
-            _check(name, getattr(self, name), low=0, high=1)
-        _check("clip", self.clip, low=0, high=1, low_open=True, high_open=True)
-        _check("value_clip", self.value_clip, low=0, low_open=True, optional=True)
-        for name in ("minibatch", "epochs"):
-            _check(name, getattr(self, name), low=1, integer=True)
-        _check("entropy_coef", self.entropy_coef, low=0)
-        _check("max_grad_norm", self.max_grad_norm, low=0, low_open=True, optional=True)
+        refused = [
+            (name, broken, value)
+            for name, rule in _RANGES.items()
+            if (broken := out_of_range(value := getattr(self, name), **rule)) is not None
+        ]
+        if refused:
+            raise PPOOptionError(*refused[0], *refused[1:])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +124,9 @@ def gae(
     v = np.asarray(values, dtype=np.float64)
     d = np.asarray(dones, dtype=bool)
     if not (r.shape == v.shape == d.shape) or r.ndim != 1:
-        raise ConfigurationError(f"gae: rewards, values and dones must be 1-d of one length (got {r.shape}, {v.shape}, {d.shape})")
+        raise ConfigurationError(
+            f"gae: rewards, values and dones must be 1-d of one length (got {r.shape}, {v.shape}, {d.shape})"
+        )
     adv = np.zeros_like(r)
     running = 0.0
     next_value = float(last_value)
@@ -188,4 +197,3 @@ def ppo_losses(
         approx_kl = float((old_logp - logp).mean())
         clip_fraction = float(((ratio - 1).abs() > clip).float().mean())
     return PPOLosses(policy, value, ent, approx_kl, clip_fraction)
-

@@ -158,8 +158,9 @@ class GraphPlannerRouter(Router):
         try:
             return PPOConfig(**fields)
         except PPOOptionError as exc:
-            option = "ppo_epochs" if exc.field == "epochs" else exc.field
-            raise ConfigurationError(f"graph-planner: {option!r} must be {exc.rule} (got {exc.value!r})") from None
+            options = {field: option for option, field in _PPO_FIELDS.items()}
+            said = (f"{options.get(f, f)!r} must be {rule} (got {value!r})" for f, rule, value in exc.refusals)
+            raise ConfigurationError("graph-planner: " + "; ".join(said)) from None
 
     def _check_params(self) -> None:
         """Every option's range (PPO's own rules for its options); one error names each option refused."""
