@@ -278,22 +278,23 @@ def export(
                         out, graph=graph, status=status or None, limit=limit, progress=shown.update
                     )
             else:
-                from agentroute.memory.export import write_jsonl, write_outcomes
+                from agentroute.memory.export import (
+                    count_learned,
+                    learned_trajectories,
+                    write_jsonl,
+                    write_outcomes,
+                )
 
                 writer = write_outcomes if scored else write_jsonl
-                total = (
-                    store.count_tasks(graph=graph, status=status or None, with_score=scored, limit=limit)
-                    if progress.enabled()
-                    else None
-                )
+                chosen: dict[str, Any] = {"graph": graph, "status": status or None, "limit": limit}
+                if scored:  # the tasks a router learns from: the scored, and the failed by their agents' calls
+                    total = count_learned(store, **chosen) if progress.enabled() else None
+                    tasks = learned_trajectories(store, **chosen)
+                else:
+                    total = store.count_tasks(**chosen) if progress.enabled() else None
+                    tasks = store.iter_trajectories(**chosen)
                 with progress.bar(total, "exporting", unit=" tasks") as shown:
-                    count = writer(
-                        _counted(
-                            store.iter_trajectories(graph=graph, status=status or None, with_score=scored, limit=limit),
-                            shown.update,
-                        ),
-                        target,
-                    )
+                    count = writer(_counted(tasks, shown.update), target)
         except AgentrouteError as exc:
             raise _fail(error_text(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
@@ -301,8 +302,9 @@ def export(
     _console(stderr=to_stdout).print(escape(f"wrote {count} {unit} to {where}"))
     if count == 0 and format is ExportFormat.outcomes:
         _console(stderr=True).print(
-            "[yellow]note:[/] no scored ok step in the selected tasks: score them first (`agentroute feedback "
-            "TASK_ID --score X`, or `agentroute run --input` with gold answers); `memory stats` shows what the memory holds"
+            "[yellow]note:[/] nothing learned in the selected tasks (no scored step, no failed call but outages): score "
+            "them first (`agentroute feedback TASK_ID --score X`, or `agentroute run --input` with gold answers); "
+            "`memory stats` shows what the memory holds"
         )
 
 

@@ -4,11 +4,13 @@ steps in agentroute's long logged-outcome format (``outcomes``: read back by
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, get_args
 
 import sqlalchemy as sa
 
@@ -16,9 +18,21 @@ from agentroute._optional import require
 from agentroute.errors import ConfigurationError
 from agentroute.memory.queries import step_order
 from agentroute.memory.tables import STEPS, TASKS
-from agentroute.types import Trajectory
+from agentroute.types import TaskStatus, Trajectory
 
-__all__ = ["OUTCOME_COLUMNS", "PARQUET_COLUMNS", "outcome_rows", "write_jsonl", "write_outcomes", "write_parquet"]
+if TYPE_CHECKING:
+    from agentroute.memory.sql import SQLMemory
+
+__all__ = [
+    "OUTCOME_COLUMNS",
+    "PARQUET_COLUMNS",
+    "count_learned",
+    "learned_trajectories",
+    "outcome_rows",
+    "write_jsonl",
+    "write_outcomes",
+    "write_parquet",
+]
 
 _TASK_COLUMNS = ("query", "graph", "task_type", "status", "answer", "cost_usd", "score", "created_at")
 _STEP_COLUMNS = (
@@ -165,6 +179,56 @@ def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]
                 "task_id": task.id,
                 "step_index": step.index,
             }
+
+
+def _learned_reads(status: Sequence[str] | None) -> tuple[list[str], bool]:
+    """The statuses read among ``status`` (``None``: every finished one) as (those read only when
+    scored, whether failed tasks are read scored or not)."""
+    finished = [s for s in get_args(TaskStatus) if s != "running"]
+    wanted = finished if status is None else [s for s in finished if s in status]
+    return [s for s in wanted if s != "failed"], "failed" in wanted
+
+
+def learned_trajectories(
+    store: SQLMemory,
+    *,
+    graph: str | None = None,
+    status: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> Iterator[Trajectory]:
+    """The memory's tasks a router learns from, oldest first: those of ``status`` (``None``: every
+    finished status) of which :func:`~agentroute.outcomes.learned_scores` scores a step — a scored
+    task, and a failed one whose failed call was its agent's (scored 0; a task failed by an outage
+    teaches nothing). The one home of the selection of ``train --from`` and ``memory export
+    --format outcomes``; ``limit`` counts the tasks given."""
+    from agentroute.outcomes import learned_scores
+
+    scored_statuses, failed = _learned_reads(status)
+    streams = (
+        [store.iter_trajectories(graph=graph, status=scored_statuses, with_score=True)]
+        if scored_statuses
+        else []
+    )
+    if failed:
+        streams.append(store.iter_trajectories(graph=graph, status=["failed"]))
+    merged = heapq.merge(*streams, key=lambda t: (t.task.created_at, t.task.id))  # the memory's order
+    learned = (t for t in merged if any(score is not None for _, score in learned_scores(t)))
+    return itertools.islice(learned, limit)
+
+
+def count_learned(
+    store: SQLMemory,
+    *,
+    graph: str | None = None,
+    status: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> int:
+    """At most how many tasks :func:`learned_trajectories` gives (a failed task by an outage, which
+    it drops, is counted): for a progress bar."""
+    scored_statuses, failed = _learned_reads(status)
+    n = store.count_tasks(graph=graph, status=scored_statuses, with_score=True) if scored_statuses else 0
+    n += store.count_tasks(graph=graph, status=["failed"]) if failed else 0
+    return n if limit is None else min(n, limit)
 
 
 def write_outcomes(trajectories: Iterable[Trajectory], target: Path | TextIO) -> int:
