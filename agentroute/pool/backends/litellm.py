@@ -188,7 +188,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         clients = self._clients.get()  # this loop's, closed with it
         self._cached.get()  # LiteLLM's clients of this loop close when it shuts down
         if card.base_url and provider_of(card.backend_model) in STREAMED_PROVIDERS:
-            kwargs["client"] = clients.client(card.backend_model, card.base_url, key)
+            kwargs["client"] = clients.client(card, key)
         started = time.perf_counter()
 
         async def send(kwargs: dict[str, Any]) -> Reply:
@@ -392,25 +392,50 @@ class _LoopClients:
     (``hosted_vllm/``). Closed with their loop or at :meth:`LiteLLMBackend.aclose`."""
 
     def __init__(self) -> None:
-        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
-
-        self.handler = AsyncHTTPHandler(event_hooks={"response": [_keep_usage]})
+        self.handler: Any | None = None  # made on the first call of a self-hosted endpoint
         self.openai: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
 
-    def client(self, model: str, base_url: str, key: str | None) -> Any:
-        """The client LiteLLM calls ``model`` (``openai/…`` or ``hosted_vllm/…``) at ``base_url`` with."""
-        if provider_of(model) != "openai":
+    def client(self, card: ModelCard, key: str | None) -> Any:
+        """The client LiteLLM calls ``card`` (``openai/…`` or ``hosted_vllm/…`` at its ``base_url``) with."""
+        if self.handler is None:
+            self.handler = _http_handler(card.id)(event_hooks={"response": [_keep_usage]})
+        if provider_of(card.backend_model) != "openai":
             return self.handler
+        base_url = str(card.base_url)
         client = self.openai.get((base_url, key))
         if client is None:
             client = self.openai[(base_url, key)] = openai.AsyncOpenAI(
                 base_url=base_url, api_key=key or "none", max_retries=0,
-                http_client=self.handler.client,  # type: ignore[arg-type]  # the SDK takes httpx's clients too (as LiteLLM gives them)
+                http_client=self.handler.client,  # the SDK takes httpx's clients too (as LiteLLM gives them)
             )
         return client
 
     async def aclose(self) -> None:
-        await self.handler.close()  # the one httpx client every AsyncOpenAI here shares
+        if self.handler is not None:
+            await self.handler.close()  # the one httpx client every AsyncOpenAI here shares
+
+
+#: Where LiteLLM keeps the HTTP client class :class:`_LoopClients` builds on (no documented API).
+_HANDLER_HOME = "litellm.llms.custom_httpx.http_handler"
+
+
+def _http_handler(model: str) -> Any:
+    """LiteLLM's ``AsyncHTTPHandler`` class; a LiteLLM that moved it is one line naming the fix, a
+    :class:`BackendError` of ``model`` (never sent: not billed, not retried; other models go on)."""
+    try:
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+    except ImportError as exc:
+        from importlib.metadata import version
+
+        release = version("litellm")
+        raise BackendError(
+            model,
+            f"LiteLLM {release} has no AsyncHTTPHandler in {_HANDLER_HOME} ({type(exc).__name__}), which the "
+            f"litellm backend calls self-hosted openai/ and hosted_vllm/ endpoints through: install an earlier "
+            f"LiteLLM (pip install 'litellm<{release}') or use backend: openai for this card",
+            retryable=False, billed=False,
+        ) from exc
+    return AsyncHTTPHandler
 
 
 
