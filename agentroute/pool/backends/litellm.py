@@ -155,9 +155,15 @@ class LiteLLMBackend(EndpointCounting, Backend):
     def served_name(self, card: ModelCard) -> str:
         """The model name a self-hosted server knows (LiteLLM's ``hosted_vllm/`` or ``openai/`` prefix dropped)."""
         model = card.backend_model
-        return model.split("/", 1)[1] if "/" in model and model.split("/", 1)[0] in {"hosted_vllm", "openai"} else model
+        return (
+            model.split("/", 1)[1]
+            if "/" in model and model.split("/", 1)[0] in {"hosted_vllm", "openai"}
+            else model
+        )
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         if prompt_tokens is None:
             prompt_tokens = self.prompt_tokens(request, card)
         return litellm_usd(card, prompt_tokens, request.max_tokens)
@@ -217,7 +223,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            checked_usage(card, sent.usage)  # a usage LiteLLM could not read (NaN): named as the openai backend names it
+            checked_usage(
+                card, sent.usage
+            )  # a usage LiteLLM could not read (NaN): named as the openai backend names it
             raise litellm_error(exc, card.id, card.base_url) from exc
         finally:
             _SENT.reset(token)
@@ -229,7 +237,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
             reply.usage = sent.usage
         return reply
 
-    async def _streamed(self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard) -> Reply:
+    async def _streamed(
+        self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
+    ) -> Reply:
         """Stream the reply, as the openai backend does: after more than ``max_tokens`` chunks that
         carry text (each at least one token) the stream is closed — a server that ignores
         ``max_tokens`` stops when the client leaves — and the reply counts what was received.
@@ -244,7 +254,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
         sent = _Sent()
         token = _SENT.set(sent)
         try:
-            response = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
+            response = await litellm.acompletion(
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
         except Exception as exc:
             _SENT.reset(token)
             raise litellm_error(exc, card.id, card.base_url) from exc
@@ -267,14 +279,20 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 delta = getattr(choice, "delta", None)
                 if getattr(choice, "logprobs", None):
                     read.add_logprobs(logprobs_of(choice))
-                said = said or any(getattr(delta, name, None) is not None for name in ("role", "content", "tool_calls"))
+                said = said or any(
+                    getattr(delta, name, None) is not None for name in ("role", "content", "tool_calls")
+                )
                 # reasoning models stream their billed reasoning beside the answer
-                if not await read.add(getattr(delta, "content", None), reasoning_of(delta), getattr(delta, "tool_calls", None)):
+                if not await read.add(
+                    getattr(delta, "content", None), reasoning_of(delta), getattr(delta, "tool_calls", None)
+                ):
                     break
         except ProtocolError:
             raise
         except Exception as exc:
-            checked_usage(card, sent.usage)  # a usage LiteLLM could not read (NaN): named as the openai backend names it
+            checked_usage(
+                card, sent.usage
+            )  # a usage LiteLLM could not read (NaN): named as the openai backend names it
             if not (events and _clean_end_without_finish(exc)):
                 raise _mid_stream_error(exc, card, ran=said or read.chunks > 0) from exc
             # the stream ended without a finish_reason: LiteLLM calls that a truncated stream and
@@ -295,11 +313,17 @@ class LiteLLMBackend(EndpointCounting, Backend):
         if sent.read:
             usage = sent.usage  # as the server sent it, read off the wire: surely no estimate of LiteLLM's
         elif isinstance(getattr(response, "chunks", None), list):
-            usage = _kept_usage(response)  # the provider's own report, if it sent one: LiteLLM keeps every chunk
+            usage = _kept_usage(
+                response
+            )  # the provider's own report, if it sent one: LiteLLM keeps every chunk
         elif usage is not None and await asyncio.to_thread(_litellm_estimate, litellm, usage, kwargs):
             usage = None  # LiteLLM's own estimate, not the provider's report: counted
-        if not said and usage is None:  # LiteLLM made up a whole reply: the body was no stream (an error object?)
-            raise ProtocolError(card.id, "the reply is not an event stream (nothing from the provider: no text, no usage)")
+        if (
+            not said and usage is None
+        ):  # LiteLLM made up a whole reply: the body was no stream (an error object?)
+            raise ProtocolError(
+                card.id, "the reply is not an event stream (nothing from the provider: no text, no usage)"
+            )
         return read.reply(id=reply_id, usage=usage, finish_reason=finish_reason)
 
     async def aclose(self) -> None:
@@ -376,7 +400,9 @@ async def _keep_usage(response: httpx.Response) -> None:
         return
     kind = response.headers.get("content-type", "")
     if "event-stream" in kind:
-        if not response.headers.get("content-encoding") and isinstance(response.stream, httpx.AsyncByteStream):
+        if not response.headers.get("content-encoding") and isinstance(
+            response.stream, httpx.AsyncByteStream
+        ):
             response.stream = _UsageTee(response.stream, sent)
     elif "json" in kind:
         await response.aread()
@@ -405,7 +431,9 @@ class _LoopClients:
         client = self.openai.get((base_url, key))
         if client is None:
             client = self.openai[(base_url, key)] = openai.AsyncOpenAI(
-                base_url=base_url, api_key=key or "none", max_retries=0,
+                base_url=base_url,
+                api_key=key or "none",
+                max_retries=0,
                 http_client=self.handler.client,  # the SDK takes httpx's clients too (as LiteLLM gives them)
             )
         return client
@@ -433,10 +461,10 @@ def _http_handler(model: str) -> Any:
             f"LiteLLM {release} has no AsyncHTTPHandler in {_HANDLER_HOME} ({type(exc).__name__}), which the "
             f"litellm backend calls self-hosted openai/ and hosted_vllm/ endpoints through: install an earlier "
             f"LiteLLM (pip install 'litellm<{release}') or use backend: openai for this card",
-            retryable=False, billed=False,
+            retryable=False,
+            billed=False,
         ) from exc
     return AsyncHTTPHandler
-
 
 
 def _loop_key_ends() -> tuple[str, ...]:
@@ -496,9 +524,15 @@ def _mid_stream_error(exc: BaseException, card: ModelCard, *, ran: bool = True) 
         failed.billed = ran
         return failed
     detail = " ".join(str(exc).split())[:300]
-    if isinstance(exc, TimeoutError | ConnectionError) or _transport_failure(exc) or "Connection error" in detail:
+    if (
+        isinstance(exc, TimeoutError | ConnectionError)
+        or _transport_failure(exc)
+        or "Connection error" in detail
+    ):
         where = f" (endpoint {card.base_url})" if card.base_url else ""
-        return BackendError(card.id, f"connection failed mid-stream: {detail}{where}", retryable=True, billed=True)
+        return BackendError(
+            card.id, f"connection failed mid-stream: {detail}{where}", retryable=True, billed=True
+        )
     return ProtocolError(card.id, f"unreadable stream: {detail}")
 
 
@@ -532,7 +566,10 @@ def _kept_usage(response: Any) -> Any | None:
 def _kept_closing(response: Any) -> bool:
     """Whether the chunks LiteLLM kept (as the provider sent them) hold OpenAI's closing usage chunk."""
     kept = getattr(response, "chunks", None)
-    return any(closing_usage(getattr(c, "usage", None), getattr(c, "choices", None)) for c in (kept if isinstance(kept, list) else []))
+    return any(
+        closing_usage(getattr(c, "usage", None), getattr(c, "choices", None))
+        for c in (kept if isinstance(kept, list) else [])
+    )
 
 
 def _litellm_estimate(litellm: ModuleType, usage: Any, kwargs: dict[str, Any]) -> bool:
@@ -583,7 +620,9 @@ def litellm_error(exc: BaseException, model: str, base_url: str | None = None) -
     detail = " ".join(str(cause or exc).split())[:300]
     if "Connection error" in detail or _transport_failure(exc):
         where = f" (endpoint {base_url})" if base_url else ""
-        return BackendError(model, f"connection failed: {detail}{where}", retryable=True, billed=not never_sent(exc))
+        return BackendError(
+            model, f"connection failed: {detail}{where}", retryable=True, billed=not never_sent(exc)
+        )
     return ProtocolError(model, f"unreadable reply: {detail}")
 
 
@@ -608,8 +647,12 @@ def _streamed_error(exc: BaseException) -> dict[str, Any] | None:
         if seen is None:
             return None
         body = getattr(seen, "body", None)
-        if (isinstance(seen, openai.APIError) and not isinstance(seen, openai.APIStatusError)
-                and isinstance(body, dict) and (body.get("message") or body.get("code") is not None)):
+        if (
+            isinstance(seen, openai.APIError)
+            and not isinstance(seen, openai.APIStatusError)
+            and isinstance(body, dict)
+            and (body.get("message") or body.get("code") is not None)
+        ):
             return body
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "original_exception", None)
     return None
