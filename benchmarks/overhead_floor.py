@@ -54,7 +54,7 @@ def minimal_step(dispatcher):
         )
         decision = dispatcher.router.route(ctx)
         agent = decision.agents[0]
-        c, request, worst, _ = next(p for p in plans if p[0].agent is agent)
+        c, request, worst, _ = next(p for p in plans if p[0].key == agent.key)  # by key: decisions are interned by value
         reservation = ledger.reserve(worst)
         done = await c.backend.complete(request, c.card)
         ledger.settle(reservation, Cost(done.cost_usd, done.tokens_in + done.tokens_out, 1.0, 0.0, 0.0))
