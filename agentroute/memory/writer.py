@@ -197,13 +197,28 @@ _STOP = object()
 #: What a task upsert overwrites: everything but its id and creation time.
 TASK_UPDATES = tuple(c.name for c in TASKS.columns if c.name not in ("id", "created_at"))
 
+LATEST_FEEDBACK = "feedback.created_at DESC, feedback.id DESC"
+"""The order that puts a task's latest feedback first."""
+
 KEPT_SCORE_SQL = (
     "COALESCE((SELECT feedback.score FROM feedback WHERE feedback.task_id = tasks.id "
-    "ORDER BY feedback.created_at DESC, feedback.id DESC LIMIT 1), excluded.score, tasks.score)"
+    f"ORDER BY {LATEST_FEEDBACK} LIMIT 1), excluded.score, tasks.score)"
 )
 """The score a task upsert leaves on a stored row: its latest feedback's (a human's or a metric's
 judgement wins over the score its process gives at its end, whichever lands first), else the
 upsert's, else the one stored (a task's end or resume that brings none keeps it)."""
+
+KEEP_FEEDBACK_SQL = (
+    "UPDATE tasks SET score = latest.score FROM (SELECT DISTINCT ON (feedback.task_id) feedback.task_id, "
+    f"feedback.score FROM feedback WHERE feedback.task_id = ANY(:ids) ORDER BY feedback.task_id, {LATEST_FEEDBACK}) "
+    "AS latest WHERE tasks.id = ANY(:ids) AND tasks.id = latest.task_id AND tasks.score IS DISTINCT FROM latest.score"
+)
+""":data:`KEPT_SCORE_SQL`'s rule again (PostgreSQL), for the task rows a transaction has just
+upserted (``:ids``; it holds their locks). The upsert's subquery reads the snapshot its statement
+took before it waited for a row, so a feedback committed meanwhile (its ``UPDATE`` held the row, or
+came just before the upsert locked it) was unseen and the task's own score written over it (64 of
+1,000 concurrent ends); this statement's snapshot sees it, and a feedback committed after it waits
+for the row and sets the score itself. SQLite runs one writer at a time: nothing to see there."""
 
 TAKEN_BACK_SQL = "tasks.status = 'interrupted' AND excluded.status <> 'running'"
 """When a task upsert may find its row closed by another process: a finish landing on an
@@ -333,6 +348,7 @@ def set_items(conn: Connection, items: list[BatchItemWrite]) -> None:
         )  # fmt: skip
 
 
+_KEEP_FEEDBACK = sa.text(KEEP_FEEDBACK_SQL)
 _SET_SCORE = sa.update(TASKS).where(TASKS.c.id == sa.bindparam("b_id")).values(score=sa.bindparam("b_score"))
 _SET_ITEM = (
     sa.update(BATCH_ITEMS)
@@ -915,6 +931,8 @@ class BatchWriter:
                 self._replace(conn, settled)
         if written < len(tasks):  # rows the guard left: their steps are stored above
             self._take_back(conn, tasks)
+        if tasks and conn.dialect.name == "postgresql":
+            conn.execute(_KEEP_FEEDBACK, {"ids": list(tasks)})
         if audits:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
