@@ -21,7 +21,7 @@ from agentroute.serve import ServerThread
 from agentroute.types import Completion, CompletionRequest
 from tests.fixtures_reply_server import JSONHandler, LoopbackServer
 from tests.fixtures_sdk import close_sdk_clients, sdk_client  # noqa: F401
-from tests.test_serve_tool_calls_shape import GOOD, Calls
+from tests.test_serve_tool_calls_shape import WELL_FORMED, Calls, calls_of, read
 
 
 class StreamingCalls(Calls):
@@ -52,14 +52,17 @@ def ask(model: str, shape: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("model", ["caller", "router"])
-def test_the_routed_model_passes_tool_calls_as_a_card_does(served: tuple[str, str], model: str) -> None:
+@pytest.mark.parametrize("shape", WELL_FORMED)
+def test_the_routed_model_passes_tool_calls_as_a_card_does(served: tuple[str, str], model: str, shape: str) -> None:
+    """Function calls, OpenAI's custom tool calls, and calls a backend left with its stream's ``index``
+    (each gets its place as its delta's ``index``: was the one it had, so the SDK merged them)."""
     url = served[0]
-    choice = sdk_client(url).chat.completions.create(**ask(model, "good")).choices[0]
+    choice = sdk_client(url).chat.completions.create(**ask(model, shape)).choices[0]
     assert choice.finish_reason == "tool_calls"
-    assert [c.model_dump() for c in choice.message.tool_calls or []] == GOOD
-    chunks = list(sdk_client(url).chat.completions.create(**ask(model, "good"), stream=True))
+    assert [read(c) for c in choice.message.tool_calls or []] == calls_of(shape)
+    chunks = list(sdk_client(url).chat.completions.create(**ask(model, shape), stream=True))
     calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
-    assert [(c.index, c.id, c.function.name, c.function.arguments) for c in calls] == [(0, "call_1", "add", '{"a": 1}')]
+    assert [(c.index, *read(c)) for c in calls] == [(i, *call) for i, call in enumerate(calls_of(shape))]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 

@@ -1,6 +1,9 @@
 """A user backend's ``raw["tool_calls"]`` that are not OpenAI's shape: ``agentroute serve`` answers
 502 ``bad_upstream_reply`` (plain and streamed), as for other bad upstream fields (was: a 500
-traceback, a stream cut without an error, or a reply the openai SDK reads as nonsense)."""
+traceback, a stream cut without an error, or a reply the openai SDK reads as nonsense). OpenAI's
+custom tool calls (``{"type": "custom", "custom": {"name", "input"}}``) pass (were refused as
+malformed), and each streamed call's ``index`` is its place, not one a backend left on it (two
+calls left at ``index`` 0 were merged by the SDK)."""
 
 from __future__ import annotations
 
@@ -19,8 +22,14 @@ from agentroute.types import Completion, CompletionRequest
 from tests.fixtures_sdk import close_sdk_clients, sdk_client  # noqa: F401
 
 GOOD = [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}]
+#: OpenAI's custom tool call (free text for the tool, no JSON arguments), beside a function call
+GOOD_CUSTOM = [{"id": "call_2", "type": "custom", "custom": {"name": "grep", "input": "TODO src/"}}, *GOOD]
+#: two calls a backend left with their stream's ``index`` (Ollama streams every call at 0)
+SECOND = {"id": "call_3", "type": "function", "function": {"name": "mul", "arguments": '{"b": 2}'}}
+GOOD_INDEXED = [{"index": 0, **GOOD[0]}, {"index": 0, **SECOND}]
+WELL_FORMED = {"good": GOOD, "good-custom": GOOD_CUSTOM, "good-indexed": GOOD_INDEXED}
 SHAPES: dict[str, Any] = {
-    "good": GOOD,
+    **WELL_FORMED,
     "text": "add(1)",
     "mapping": {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}},
     "no-id": [{"type": "function", "function": {"name": "add", "arguments": "{}"}}],
@@ -28,6 +37,9 @@ SHAPES: dict[str, Any] = {
     "arguments-object": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": {"a": 1}}}],
     "not-function": [{"id": "call_1", "type": "tool", "function": {"name": "add", "arguments": "{}"}}],
     "items-text": ["add"],
+    "custom-no-name": [{"id": "call_1", "type": "custom", "custom": {"input": "x"}}],
+    "custom-input-object": [{"id": "call_1", "type": "custom", "custom": {"name": "grep", "input": {"q": 1}}}],
+    "custom-function-body": [{"id": "call_1", "type": "custom", "function": {"name": "add", "arguments": "{}"}}],
 }
 
 
@@ -55,18 +67,30 @@ def ask(shape: str) -> dict[str, Any]:
     return {"model": "caller", "messages": [{"role": "user", "content": shape}]}
 
 
-def test_well_formed_tool_calls_reach_the_sdk(url: str) -> None:
-    reply = sdk_client(url).chat.completions.create(**ask("good"))
+def calls_of(shape: str) -> list[tuple[Any, ...]]:
+    """``(id, type, name, arguments or input)`` of each call of ``shape``."""
+    return [(c["id"], c["type"], *c[c["type"]].values()) for c in SHAPES[shape]]  # name, then arguments or input
+
+
+def read(call: Any) -> tuple[Any, ...]:
+    """The same of a call the SDK read (a streamed custom call's body is a mapping: the SDK's delta type lacks it)."""
+    if call.type == "custom" or getattr(call, "custom", None) is not None:
+        body = call.custom if isinstance(call.custom, dict) else call.custom.model_dump()
+        return call.id, "custom", body["name"], body["input"]
+    return call.id, call.type, call.function.name, call.function.arguments
+
+
+@pytest.mark.parametrize("shape", WELL_FORMED)
+def test_well_formed_tool_calls_reach_the_sdk(url: str, shape: str) -> None:
+    reply = sdk_client(url).chat.completions.create(**ask(shape))
     assert reply.choices[0].finish_reason == "tool_calls"
-    assert [(c.id, c.function.name, c.function.arguments) for c in reply.choices[0].message.tool_calls or []] == [
-        ("call_1", "add", '{"a": 1}')
-    ]
-    chunks = list(sdk_client(url).chat.completions.create(**ask("good"), stream=True))
+    assert [read(c) for c in reply.choices[0].message.tool_calls or []] == calls_of(shape)
+    chunks = list(sdk_client(url).chat.completions.create(**ask(shape), stream=True))
     calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
-    assert [(c.index, c.id, c.function.name) for c in calls] == [(0, "call_1", "add")]
+    assert [(c.index, *read(c)) for c in calls] == [(i, *call) for i, call in enumerate(calls_of(shape))]
 
 
-@pytest.mark.parametrize("shape", [s for s in SHAPES if s != "good"])
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s not in WELL_FORMED])
 @pytest.mark.parametrize("stream", [False, True])
 def test_malformed_tool_calls_are_a_bad_upstream_reply(url: str, shape: str, stream: bool) -> None:
     with pytest.raises(openai.APIStatusError) as refused:

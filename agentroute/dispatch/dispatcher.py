@@ -36,6 +36,7 @@ from agentroute.dispatch.stages import StageMachine
 from agentroute.errors import BackendError, BudgetExceededError, ConfigurationError, ProtocolError
 from agentroute.memory.base import MemoryStore
 from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink, worst_case_of
+from agentroute.pool.backends.streaming import TOOL_FIELDS
 from agentroute.pool.backends.usage import with_usage
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
@@ -223,7 +224,8 @@ def _with_usage(plan: _Plan, completion: Any) -> Completion:
 
 def check_tool_calls(completion: Completion, card_id: str) -> None:
     """:class:`ProtocolError` when ``completion``'s ``raw["tool_calls"]`` are not OpenAI's: a list of
-    ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}`` (a user
+    ``{"id": str, "type": "function", "function": {"name": str, "arguments": str}}`` or, for a
+    custom tool, ``{"id": str, "type": "custom", "custom": {"name": str, "input": str}}`` (a user
     backend's own shape, or a call without an id, is a reply no client can read or answer). The one
     rule of every step, and of ``agentroute serve``'s direct and routed models (a 502 ``bad_upstream_reply``)."""
     if (problem := tool_calls_problem(completion.raw.get("tool_calls"))) is not None:
@@ -238,15 +240,17 @@ def tool_calls_problem(calls: Any) -> str | None:
     if not isinstance(calls, list):
         return f"is not a list (got {type(calls).__name__})"
     for index, call in enumerate(calls):
-        function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
             return f'{index}: needs an "id", a non-empty string'
-        if call.get("type") != "function":
-            return f'{index}: "type" must be "function" (got {call.get("type")!r})'
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
-            return f'{index}: needs a "function" with a "name", a non-empty string'
-        if not isinstance(function.get("arguments"), str):
-            return f"{index}: function.arguments must be a string of JSON (got {type(function.get('arguments')).__name__})"
+        kind = call.get("type")
+        if not isinstance(kind, str) or kind not in TOOL_FIELDS:
+            return f'{index}: "type" must be "function" or "custom" (got {kind!r})'
+        body, field = call.get(kind), TOOL_FIELDS[kind][1]
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            return f'{index}: needs a "{kind}" with a "name", a non-empty string'
+        if not isinstance(body.get(field), str):
+            what = "a string of JSON" if kind == "function" else "a string"
+            return f"{index}: {kind}.{field} must be {what} (got {type(body.get(field)).__name__})"
     return None
 
 

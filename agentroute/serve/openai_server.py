@@ -727,8 +727,10 @@ def message(completion: Completion) -> dict[str, Any]:
 
 
 def tool_call_deltas(calls: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """A message's ``tool_calls`` as a stream's delta carries them (each with its ``index``)."""
-    return [{"index": i, **call} for i, call in enumerate(calls or [])]
+    """A message's ``tool_calls`` as a stream's one delta carries them, each whole with its place
+    as its ``index`` (an ``index`` a backend left on a call is not its place: clients merge the
+    calls that share one)."""
+    return [{**call, "index": i} for i, call in enumerate(calls or [])]
 
 
 def choice_logprobs(completion: Completion) -> dict[str, Any] | None:

@@ -78,16 +78,25 @@ class Reply:
             )
 
 
+#: A tool call's kinds (OpenAI's ``function`` and ``custom`` tools) and the fields of each, text that
+#: streams in pieces: its ``name``, then what the model gives the tool (the rule of a call's shape:
+#: :func:`~agentroute.dispatch.dispatcher.tool_calls_problem`).
+TOOL_FIELDS: dict[str, tuple[str, str]] = {"function": ("name", "arguments"), "custom": ("name", "input")}
+
+
 class ToolCalls:
     """The tool calls of a reply, put together from a stream's deltas (``index``, ``id``, pieces of
-    ``function.name`` and ``function.arguments``) or read whole from a plain reply; the parts are
-    mappings or objects (the OpenAI SDK's, LiteLLM's)."""
+    ``function.name`` and ``function.arguments``, or of a custom tool's ``custom.name`` and
+    ``custom.input``) or read whole from a plain reply; the parts are mappings or objects (the
+    OpenAI SDK's, LiteLLM's). A part whose ``id`` differs from the call at its ``index`` starts a
+    new call: Ollama streams every call of a batch at ``index`` 0 (older builds send none)."""
 
-    __slots__ = ("calls", "card_id")
+    __slots__ = ("calls", "card_id", "latest")
 
     def __init__(self, card_id: str) -> None:
         self.card_id = card_id
-        self.calls: dict[int, dict[str, Any]] = {}
+        self.calls: dict[tuple[int, int], dict[str, Any]] = {}  # by (index, nth call at that index)
+        self.latest: dict[int, int] = {}  # index -> the nth call at it, which its pieces go to
 
     def add(self, parts: Any) -> str:
         """Take one delta's (or one message's) tool calls; returns their billed text (names, arguments)."""
@@ -99,26 +108,54 @@ class ToolCalls:
         for position, part in enumerate(parts):
             index = field_of(part, "index")
             index = index if isinstance(index, int) and not isinstance(index, bool) else position
-            call = self.calls.setdefault(index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-            if isinstance(field_of(part, "id"), str):
-                call["id"] = field_of(part, "id")
-            function = field_of(part, "function")
-            for key in ("name", "arguments"):
-                piece = field_of(function, key)
+            call = self._call(index, field_of(part, "id"), _kind_of(part))
+            kind = call["type"]
+            for key in TOOL_FIELDS[kind]:
+                piece = field_of(field_of(part, kind), key)
                 if piece is not None and not isinstance(piece, str):
-                    raise ProtocolError(self.card_id, f"a tool call's function.{key} is not text (got {type(piece).__name__})")
+                    raise ProtocolError(
+                        self.card_id, f"a tool call's {kind}.{key} is not text (got {type(piece).__name__})"
+                    )
                 if piece:
-                    call["function"][key] += piece
+                    call[kind][key] += piece
                     billed.append(piece)
         return "".join(billed)
 
+    def _call(self, index: int, call_id: Any, kind: str | None) -> dict[str, Any]:
+        """The call at ``index`` that a part with ``call_id`` adds to: a new one (of ``kind``, else a
+        function call) when there is none yet, or when ``call_id`` is not the id of the last one there."""
+        nth = self.latest.get(index)
+        call = None if nth is None else self.calls[(index, nth)]
+        call_id = call_id if isinstance(call_id, str) and call_id else None
+        if call is None or (call_id is not None and call["id"] is not None and call_id != call["id"]):
+            nth = 0 if nth is None else nth + 1
+            self.latest[index] = nth
+            kind = kind or "function"
+            call = {"id": None, "type": kind, kind: dict.fromkeys(TOOL_FIELDS[kind], "")}
+            self.calls[(index, nth)] = call
+        if call_id is not None:
+            call["id"] = call_id
+        return call
+
     def list(self) -> list[dict[str, Any]] | None:
-        """The calls, in order; :class:`ProtocolError` for one that names no function (a client
-        could not run it)."""
-        calls = [self.calls[i] for i in sorted(self.calls)]
-        if any(not call["function"]["name"] for call in calls):
-            raise ProtocolError(self.card_id, "a tool call names no function (no function.name)")
+        """The calls, in order; :class:`ProtocolError` for one that names no function or custom
+        tool (a client could not run it)."""
+        calls = [self.calls[key] for key in sorted(self.calls)]
+        for call in calls:
+            if not call[kind := call["type"]]["name"]:
+                raise ProtocolError(self.card_id, f"a tool call names no {kind} (no {kind}.name)")
         return calls or None
+
+
+def _kind_of(part: Any) -> str | None:
+    """A tool call part's kind: ``custom`` or ``function`` where its ``type`` or its body says so,
+    else ``None`` (a later piece of a call)."""
+    kind = field_of(part, "type")
+    if isinstance(kind, str) and kind in TOOL_FIELDS:
+        return kind
+    if field_of(part, "custom") is not None:
+        return "custom"
+    return "function" if field_of(part, "function") is not None else None
 
 
 def text_parts(content: Any) -> Any:
