@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import time
+import zlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from types import ModuleType
@@ -232,6 +233,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise ProtocolError(card.id, "the reply has no choices")
+        if sent.unreadable is not None:  # a stream for a plain request (read as LiteLLM could)
+            raise ProtocolError(card.id, f"unreadable reply: {sent.unreadable}")
         reply = plain_reply(card, response, choices[0])
         if sent.read:  # the usage as the server sent it (LiteLLM's objects turn "7" or true into counts)
             reply.usage = sent.usage
@@ -251,7 +254,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         (none: the reply is counted here). A LiteLLM that keeps no chunks gets the last chunk's
         usage unless its prompt count is LiteLLM's own estimate (:func:`_litellm_estimate`, off the
         event loop: its tokenizer may be fetched from the Hugging Face Hub)."""
-        sent = _Sent()
+        sent = _Sent(streamed=True)
         token = _SENT.set(sent)
         try:
             response = await litellm.acompletion(
@@ -308,6 +311,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         finally:
             with contextlib.suppress(Exception):
                 await response.aclose()  # closes the connection when cut: the server stops generating
+        if sent.unreadable is not None:  # its usage cannot be checked
+            raise ProtocolError(card.id, f"unreadable stream: {sent.unreadable}")
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
         if sent.read:
@@ -347,12 +352,15 @@ def streamed_provider(card: ModelCard) -> bool:
 
 class _Sent:
     """The usage a reply carried as the server sent it (JSON, unconverted): ``read`` once the body
-    or stream went through :func:`_keep_usage`'s hook (``usage`` stays ``None`` when it had none)."""
+    or stream went through :func:`_keep_usage`'s hook (``usage`` stays ``None`` when it had none);
+    ``streamed``: the request asked for a stream; ``unreadable``: why a stream's bytes could not be
+    read (the reply is then a :class:`ProtocolError`)."""
 
-    __slots__ = ("read", "usage", "_rest")
+    __slots__ = ("read", "usage", "streamed", "unreadable", "_rest")
 
-    def __init__(self) -> None:
-        self.read, self.usage, self._rest = False, None, b""
+    def __init__(self, *, streamed: bool = False) -> None:
+        self.read, self.usage, self.streamed, self._rest = False, None, streamed, b""
+        self.unreadable: str | None = None
 
     def take(self, body: Any) -> None:
         """Keep ``body``'s usage (a plain reply's body or a stream's event) when it has one."""
@@ -373,18 +381,66 @@ class _Sent:
 #: The reply being read in this task (set around each ``litellm.acompletion``).
 _SENT: ContextVar[_Sent | None] = ContextVar("agentroute_litellm_sent", default=None)
 
+#: The encodings :class:`_LoopClients` accepts (``Accept-Encoding``): those :class:`_Inflate` reads.
+ACCEPTED_ENCODINGS = "gzip, deflate"
+
+
+class _Inflate:
+    """A ``gzip`` or ``deflate`` body, decoded chunk by chunk as httpx decodes it (``deflate``:
+    zlib-wrapped, or raw as some servers send it)."""
+
+    def __init__(self, encoding: str) -> None:
+        self._raw_next = encoding == "deflate"  # a first chunk that is no zlib stream: raw deflate
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding != "deflate" else 0))
+
+    def __call__(self, data: bytes) -> bytes:
+        try:
+            out = self._zlib.decompress(data)
+        except zlib.error:
+            if not self._raw_next:
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._zlib.decompress(data)
+        self._raw_next = False
+        return out
+
+
+def _decoder(encoding: str) -> _Inflate | None:
+    """How a stream sent with ``Content-Encoding: encoding`` is read: as it is (``None``), or
+    inflated; :class:`ValueError` for an encoding that was not accepted (:data:`ACCEPTED_ENCODINGS`)."""
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip().lower() not in ("", "identity")]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return _Inflate(codings[0])
+    raise ValueError(
+        f"sent in Content-Encoding {encoding!r}, which was not asked for (Accept-Encoding: "
+        f"{ACCEPTED_ENCODINGS}): its usage cannot be checked"
+    )
+
 
 class _UsageTee(httpx.AsyncByteStream):
-    """A stream's bytes, passed on unchanged, each read by :meth:`_Sent.feed` on the way."""
+    """A stream's bytes, passed on unchanged, each read by :meth:`_Sent.feed` on the way (decoded
+    first when the stream is compressed)."""
 
-    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent) -> None:
-        self._stream, self._sent = stream, sent
+    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent, decode: _Inflate | None) -> None:
+        self._stream, self._sent, self._decode = stream, sent, decode
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent, decode = self._sent, self._decode
         async for data in self._stream:
-            self._sent.feed(data)
+            if decode is None:
+                sent.feed(data)
+            elif sent.unreadable is None:
+                try:
+                    sent.feed(decode(data))
+                except zlib.error as exc:
+                    sent.unreadable = (
+                        f"compressed data that does not decode ({exc}): its usage cannot be checked"
+                    )
             yield data
-        self._sent.read = True
+        sent.feed(b"\n")  # a last event without its closing line break
+        sent.read = True
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -393,18 +449,22 @@ class _UsageTee(httpx.AsyncByteStream):
 async def _keep_usage(response: httpx.Response) -> None:
     """httpx's response hook of :class:`_LoopClients`: keeps the usage of a reply as the server sent
     it, for :func:`~agentroute.pool.backends.usage.checked_count` to judge (LiteLLM's ``Usage`` and
-    the OpenAI SDK's models turn ``"7"`` or ``true`` into counts before the backend sees them).
-    A compressed stream is not read (its usage is taken as LiteLLM gives it)."""
+    the OpenAI SDK's models turn ``"7"`` or ``true`` into counts before the backend sees them),
+    whatever its ``Content-Type`` or ``Content-Encoding`` says: a reply to a stream request is read
+    as a stream unless it says it is JSON, any other reply as a whole body."""
     sent = _SENT.get()
     if sent is None or response.status_code != 200:
         return
     kind = response.headers.get("content-type", "")
-    if "event-stream" in kind:
-        if not response.headers.get("content-encoding") and isinstance(
-            response.stream, httpx.AsyncByteStream
-        ):
-            response.stream = _UsageTee(response.stream, sent)
-    elif "json" in kind:
+    if "event-stream" in kind or (sent.streamed and "json" not in kind):
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            try:
+                decode = _decoder(response.headers.get("content-encoding", ""))
+            except ValueError as exc:
+                sent.unreadable = str(exc)
+                return
+            response.stream = _UsageTee(response.stream, sent, decode)
+    else:  # httpx decodes a whole body (gzip included)
         await response.aread()
         with contextlib.suppress(ValueError):
             sent.take(json.loads(response.content))
@@ -425,6 +485,7 @@ class _LoopClients:
         """The client LiteLLM calls ``card`` (``openai/…`` or ``hosted_vllm/…`` at its ``base_url``) with."""
         if self.handler is None:
             self.handler = _http_handler(card.id)(event_hooks={"response": [_keep_usage]})
+            self.handler.client.headers["Accept-Encoding"] = ACCEPTED_ENCODINGS  # what _UsageTee reads
         if provider_of(card.backend_model) != "openai":
             return self.handler
         base_url = str(card.base_url)
