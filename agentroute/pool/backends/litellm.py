@@ -224,9 +224,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            checked_usage(
-                card, sent.usage
-            )  # a usage LiteLLM could not read (NaN): named as the openai backend names it
+            # a usage LiteLLM could not read (NaN): named as the openai backend names it
+            checked_usage(card, sent.usage)
             raise litellm_error(exc, card.id, card.base_url) from exc
         finally:
             _SENT.reset(token)
@@ -293,9 +292,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         except ProtocolError:
             raise
         except Exception as exc:
-            checked_usage(
-                card, sent.usage
-            )  # a usage LiteLLM could not read (NaN): named as the openai backend names it
+            # a usage LiteLLM could not read (NaN): named as the openai backend names it
+            checked_usage(card, sent.usage)
             if not (events and _clean_end_without_finish(exc)):
                 raise _mid_stream_error(exc, card, ran=said or read.chunks > 0) from exc
             # the stream ended without a finish_reason: LiteLLM calls that a truncated stream and
@@ -318,14 +316,12 @@ class LiteLLMBackend(EndpointCounting, Backend):
         if sent.read:
             usage = sent.usage  # as the server sent it, read off the wire: surely no estimate of LiteLLM's
         elif isinstance(getattr(response, "chunks", None), list):
-            usage = _kept_usage(
-                response
-            )  # the provider's own report, if it sent one: LiteLLM keeps every chunk
+            # the provider's own report, if it sent one: LiteLLM keeps every chunk
+            usage = _kept_usage(response)
         elif usage is not None and await asyncio.to_thread(_litellm_estimate, litellm, usage, kwargs):
             usage = None  # LiteLLM's own estimate, not the provider's report: counted
-        if (
-            not said and usage is None
-        ):  # LiteLLM made up a whole reply: the body was no stream (an error object?)
+        # LiteLLM made up a whole reply: the body was no stream (an error object?)
+        if not said and usage is None:
             raise ProtocolError(
                 card.id, "the reply is not an event stream (nothing from the provider: no text, no usage)"
             )
