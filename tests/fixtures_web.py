@@ -50,3 +50,29 @@ def still_running(session: int, within_s: float = 10.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+@pytest.fixture
+def miniwob_server():
+    """The task pages the ``miniwob`` package ships, served over HTTP on 127.0.0.1 as a user's own
+    MiniWoB++ server would: ``server.base`` is the base URL (``…/miniwob/``), ``server.paths`` the
+    paths it was asked for."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    from tests.fixtures_reply_server import LoopbackServer
+
+    html = pytest.importorskip("miniwob.selenium_instance").HTML_DIR
+
+    class Pages(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.server.paths.append(self.path)  # type: ignore[attr-defined]
+            super().do_GET()
+
+    with LoopbackServer(functools.partial(Pages, directory=str(html))) as server:  # type: ignore[arg-type]
+        server.paths = []  # type: ignore[attr-defined]
+        server.base = f"http://127.0.0.1:{server.server_address[1]}/miniwob/"  # type: ignore[attr-defined]
+        yield server

@@ -45,7 +45,14 @@ from agentroute.routers.base import Router
 from agentroute.types import AuditEvent, Completion, CompletionRequest, Step, TaskStatus
 from agentroute.web.actions import Action, check_action, parse_action
 from agentroute.web.dom import Page, render
-from agentroute.web.env import BrowserCrashedError, MiniWoBSession, Outcome, check_tasks, page_load_timeout
+from agentroute.web.env import (
+    BrowserCrashedError,
+    MiniWoBSession,
+    Outcome,
+    check_miniwob_url,
+    check_tasks,
+    page_load_timeout,
+)
 from agentroute.web.routers import WebPolicy, web_policy
 from agentroute.web.skill import SKILL_BACKEND, SKILL_MODEL, DomSkillBackend, skill_card
 
@@ -372,6 +379,8 @@ class WebAgent:
             default, room for ``type(ID, "a few words")`` (an action is 5–12 tokens).
         page_load_timeout_s: seconds a task page may take to load before its episode fails
             (default ``$AGENTROUTE_WEB_PAGE_LOAD_S``, else 30; a bad value is refused here).
+        miniwob_url: the base URL of a MiniWoB++ server of your own (``http://host:port/miniwob/``,
+            whose ``<task>.html`` are the pages); default: the pages the ``miniwob`` package ships.
     """
 
     def __init__(
@@ -386,9 +395,11 @@ class WebAgent:
         screenshots: str | Path | None = None,
         max_tokens: int | None = MAX_TOKENS,
         page_load_timeout_s: float | None = None,
+        miniwob_url: str | None = None,
     ):
         # a bad value is refused before anything starts
         self.page_load_timeout_s = page_load_timeout(page_load_timeout_s)
+        self.miniwob_url = check_miniwob_url(miniwob_url) if miniwob_url is not None else None
         self.pool = web_pool(pool)
         self.skill: DomSkillBackend = self.pool.backend(SKILL_MODEL)  # type: ignore[assignment]
         if isinstance(router, Router):
@@ -422,7 +433,7 @@ class WebAgent:
             for other in [k for k in self._sessions if k.startswith(f"{slot}/")]:
                 self._sessions.pop(other).close()
             session = self._sessions[key] = MiniWoBSession(
-                task, headless=self.headless, page_load_timeout_s=self.page_load_timeout_s
+                task, headless=self.headless, page_load_timeout_s=self.page_load_timeout_s, miniwob_url=self.miniwob_url
             )
         return session
 
@@ -479,7 +490,7 @@ class WebAgent:
         session = await asyncio.to_thread(self.session, task, slot)
         meta: dict[str, Any] = {**(metadata or {}), "env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
         try:
-            page = await asyncio.to_thread(_start, session, seed)
+            page = await session.starting(lambda: _start(session, seed))  # Ctrl-C kills a loading browser
         except BrowserCrashedError as exc:
             run = self.dispatcher.start(
                 f"[{task}]",

@@ -86,6 +86,43 @@ def page_load_timeout(seconds: float | None = None) -> float:
     return limit
 
 
+def check_miniwob_url(url: str, source: str = "miniwob_url") -> str:
+    """``url`` as the base URL of MiniWoB++ task pages (``<url>click-test.html``), ending in ``/``
+    so that the last folder is kept: an ``http(s)://HOST[:PORT]/…`` URL, or a ``file://`` URL of an
+    existing folder. Anything else is a :class:`~agentroute.errors.ConfigurationError` naming
+    ``source`` (the CLI gives ``--miniwob-url``).
+
+    >>> check_miniwob_url("http://127.0.0.1:8080/miniwob")
+    'http://127.0.0.1:8080/miniwob/'
+    >>> check_miniwob_url("127.0.0.1:8080", "--miniwob-url")
+    Traceback (most recent call last):
+    ...
+    agentroute.errors.ConfigurationError: --miniwob-url '127.0.0.1:8080' is not an http(s):// or file:// URL (e.g. http://127.0.0.1:8080/miniwob/)
+    """
+    import urllib.parse
+    import urllib.request
+
+    text = url.strip() if isinstance(url, str) else ""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0  # urllib raises for a port out of 0-65535
+    except ValueError:  # an unclosed IPv6 bracket, a port that is no number
+        parts, port_ok = urllib.parse.urlsplit(text.replace("[", "").replace("]", "")), False
+    example = "(e.g. http://127.0.0.1:8080/miniwob/)"
+    if parts.scheme in ("http", "https") and parts.hostname:
+        if not port_ok:
+            port = parts.netloc.rpartition(":")[2]
+            raise ConfigurationError(f"{source} {url!r}: the port must be a number 1-65535 (got {port!r})")
+    elif parts.scheme == "file" and parts.path:
+        if not os.path.isdir(urllib.request.url2pathname(parts.path)):
+            raise ConfigurationError(f"{source} {url!r}: the folder {parts.path} does not exist; give a folder of MiniWoB++ task pages")
+    else:
+        raise ConfigurationError(f"{source} {url!r} is not an http(s):// or file:// URL {example}")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{source} {url!r}: drop the ?query or #fragment: task pages are <URL><task>.html {example}")
+    return text if parts.path.endswith("/") else urllib.parse.urlunsplit(parts._replace(path=parts.path + "/"))
+
+
 class UnknownTaskError(UnknownNameError):
     """A MiniWoB task name that the installed ``miniwob`` package does not ship."""
 
@@ -325,12 +362,19 @@ def _remove_left_behind(tmp: str) -> list[str]:
     return removed
 
 
-def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -> type:
-    """A MiniWoB environment whose Selenium instance runs the given Chromium with ``flags``."""
+def _env_class(
+    chrome: str,
+    driver: str,
+    flags: list[str],
+    page_load_s: float,
+    starting: Callable[[Any], None] = lambda instance: None,
+) -> type:
+    """A MiniWoB environment whose Selenium instance runs the given Chromium with ``flags``;
+    ``starting(instance)`` is called as each instance starts its browser (before its page loads)."""
     from miniwob.environment import MiniWoBEnvironment
     from miniwob.selenium_instance import SeleniumInstance
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -340,12 +384,14 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
         _tmp: str | None = None
         _owner: int | None = None  # the descriptor holding the folder's owner lock
         _killed: list[int] = []  # the processes :meth:`MiniWoBSession.abandon` killed, reaped by close
+        _abandoned = False  # killed while starting (Ctrl-C during the page load): no quit, no page
 
         def create_driver(self) -> None:  # miniwob's, with our binaries and flags
             # Chromium's temporary files (its profile, its singleton socket) go to a folder of this
             # browser's own, removed when it closes: a killed Chromium otherwise leaves them in /tmp
             _remove_left_behind(tempfile.gettempdir())
             self._tmp, self._owner = _own_folder()
+            starting(self)
             try:
                 options = webdriver.ChromeOptions()
                 for flag in flags:
@@ -360,6 +406,8 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
                 self.driver = webdriver.Chrome(service=service, options=options)
                 self.driver.implicitly_wait(5)
                 self.driver.set_page_load_timeout(page_load_s)  # Selenium's default: 300 s
+                if self._abandoned:  # killed before its chromedriver was up: nothing else to wait for
+                    raise BrowserCrashedError("the browser was stopped while it started")
                 if self.headless:
                     try:
                         self.driver.get(self.url)
@@ -368,7 +416,17 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
                             f"the task page {self.url} did not load within {page_load_s:g} s "
                             f"(run web --page-load-timeout or ${PAGE_LOAD_ENV} sets the limit)"
                         ) from None
-                WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
+                    except WebDriverException as exc:  # refused, unknown host: Chromium's net::ERR_…
+                        if self._abandoned or "net::ERR_" not in str(exc):
+                            raise
+                        raise PageLoadError(f"the task page {self.url} could not be loaded: {_brief(exc)}") from None
+                try:
+                    WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
+                except TimeoutException:  # a 404, another site: the page loaded, but is no MiniWoB task
+                    raise PageLoadError(
+                        f"the page {self.url} showed no MiniWoB task within 10 s "
+                        "(is run web --miniwob-url the base URL of MiniWoB++ task pages?)"
+                    ) from None
                 self.inner_width, self.inner_height = self.driver.execute_script(
                     "return [window.innerWidth, window.innerHeight];"
                 )
@@ -382,7 +440,7 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
             Ctrl-C that reached Chromium too)."""
             try:
                 driver = getattr(self, "driver", None)
-                if driver is not None:
+                if driver is not None and not self._abandoned:  # quit would retry a killed driver's port
                     with contextlib.suppress(Exception):
                         driver.quit()  # stops chromedriver even when the shutdown request fails
                 self.died = True
@@ -390,7 +448,7 @@ def _env_class(chrome: str, driver: str, flags: list[str], page_load_s: float) -
                 if self._killed:
                     _wait_gone(self._killed)
                 if self._tmp is not None:
-                    _kill_strays(self._tmp, warn=not self._killed)  # expected after an abandon
+                    _kill_strays(self._tmp, warn=not (self._killed or self._abandoned))  # expected after an abandon
                     _remove(self._tmp)
                     self._tmp = None
                 if self._owner is not None:
@@ -439,17 +497,27 @@ class MiniWoBSession:
         max_elements: elements kept in a :class:`Page`.
         page_load_timeout_s: seconds the task page may take to load (:func:`page_load_timeout`:
             default ``$AGENTROUTE_WEB_PAGE_LOAD_S``, else 30).
+        miniwob_url: the base URL of a MiniWoB++ server whose ``<URL>/<task>.html`` are the task
+            pages (:func:`check_miniwob_url`); default: the pages the ``miniwob`` package ships.
     """
 
     def __init__(
-        self, task: str, *, headless: bool = True, max_elements: int = 80, page_load_timeout_s: float | None = None
+        self,
+        task: str,
+        *,
+        headless: bool = True,
+        max_elements: int = 80,
+        page_load_timeout_s: float | None = None,
+        miniwob_url: str | None = None,
     ):
         self.task, self.headless, self.max_elements = task, headless, max_elements
         self.page_load_timeout_s = page_load_timeout(page_load_timeout_s)
+        self.miniwob_url = check_miniwob_url(miniwob_url) if miniwob_url is not None else None
         self._env: Any = None
         self.page: Page | None = None
         self._lock = threading.Lock()  # open and close come from worker threads
         self._shut = False
+        self._starting: Any = None  # the Selenium instance starting its browser now (in open or reset)
 
     def open(self) -> MiniWoBSession:
         """Start the browser (once); :class:`BrowserCrashedError` when it cannot start or after :meth:`shutdown`."""
@@ -462,17 +530,51 @@ class MiniWoBSession:
             check_tasks([self.task])
             chrome, driver = find_chromium()
             flags = chromium_flags(headless=self.headless)
-            env_class = _env_class(chrome, driver, flags, self.page_load_timeout_s)
+            env_class = _env_class(chrome, driver, flags, self.page_load_timeout_s, self._started)
             try:
-                self._env = env_class(subdomain=self.task, render_mode=None if self.headless else "human")
+                self._env = env_class(
+                    subdomain=self.task, render_mode=None if self.headless else "human", base_url=self.miniwob_url
+                )
             except PageLoadError as exc:  # Chromium started: the page is what failed
                 raise BrowserCrashedError(str(exc)) from exc
             except Exception as exc:
                 raise BrowserCrashedError(
                     f"could not start Chromium for {self.task!r}: {_brief(exc)}"
                 ) from exc
+            finally:
+                self._starting = None
             _LIVE.add(self)
             return self
+
+    def _started(self, instance: Any) -> None:
+        """A browser of this session starts (``open``, or MiniWoB restarting a dead one in ``reset``);
+        after a :meth:`shutdown`, it is stopped at once."""
+        self._starting = instance
+        if self._shut:
+            self._stop_starting()
+
+    def _stop_starting(self) -> None:
+        """Kill the browser being started, if any (its chromedriver and Chromium, found by its
+        folder): its page load fails at once, instead of at the page-load limit, and its start
+        closes it and removes its folder."""
+        instance = self._starting
+        if instance is None:
+            return
+        instance._abandoned = True
+        if instance._tmp:
+            _kill_strays(instance._tmp, warn=False)
+        log.info("stopped the browser of %r while it started", self.task)
+
+    async def starting(self, call: Callable[[], T]) -> T:
+        """``call()`` — an :meth:`open` or :meth:`reset`, which may start the browser and load the task
+        page — in a worker thread. Cancelled (Ctrl-C, the caller's cancel), the browser is killed, the
+        one being started too, so that the thread ends at once, not at the page-load limit."""
+        try:
+            return await asyncio.to_thread(call)
+        except asyncio.CancelledError:
+            self._stop_starting()
+            self.abandon()
+            raise
 
     @property
     def running(self) -> bool:
@@ -492,6 +594,8 @@ class MiniWoBSession:
             reason = self._unanswered(exc) or _brief(exc)
             self._lost()
             raise BrowserCrashedError(f"reset of {self.task!r} failed: {reason}") from exc
+        finally:
+            self._starting = None  # MiniWoB restarted a dead browser here: it is up (or gone)
         self.page = page_from_observation(obs, max_elements=self.max_elements)
         return self.page
 
@@ -633,6 +737,7 @@ class MiniWoBSession:
         """Close the browser for good: an :meth:`open` still running in another thread (an episode
         interrupted by Ctrl-C) finishes, then its browser is closed, and no later one starts."""
         self._shut = True
+        self._stop_starting()  # else the close waits for its start, up to the page-load limit
         self._lost()
 
     def __enter__(self) -> MiniWoBSession:
