@@ -66,10 +66,16 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--max-steps", type=int, default=8, help="act steps per episode")
     # counts parsed as numbers: make_budget refuses one that is not whole in one line naming the option
-    p.add_argument("--budget-calls", type=number, default=None, metavar="N", help="hard per-episode limit on calls")
+    p.add_argument(
+        "--budget-calls", type=number, default=None, metavar="N", help="hard per-episode limit on calls"
+    )
     p.add_argument("--budget-seconds", type=float, default=None, help="hard per-episode deadline in seconds")
     p.add_argument(
-        "--budget-large-calls", type=number, default=None, metavar="N", help="hard per-episode limit on large-tier calls"
+        "--budget-large-calls",
+        type=number,
+        default=None,
+        metavar="N",
+        help="hard per-episode limit on large-tier calls",
     )
     p.add_argument(
         "--page-load-timeout",
@@ -174,13 +180,16 @@ def default_batch(router: str, pool: str | None, max_steps: int, budget: dict[st
     for more episodes)."""
     if pool and Path(pool).exists():
         pool = str(Path(pool).resolve())
-    key = json.dumps({"router": router, "pool": pool, "max_steps": max_steps, "budget": budget}, sort_keys=True)
+    key = json.dumps(
+        {"router": router, "pool": pool, "max_steps": max_steps, "budget": budget}, sort_keys=True
+    )
     return "web-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def _agents(steps: Sequence[Any]) -> dict[str, int]:
     counts: Counter[str] = Counter(
-        s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}" for s in steps
+        s.agent.model if s.agent.strategy == "direct" else f"{s.agent.model}:{s.agent.strategy}"
+        for s in steps
     )
     return dict(counts)
 
@@ -273,7 +282,11 @@ def finished_episodes(store: Any, batch: str) -> dict[tuple[str, int], Any]:
     found: dict[tuple[str, int], Any] = {}
     for trajectory in store.trajectories(graph=GRAPH, status=list(FINISHED)):
         meta = trajectory.task.metadata or {}
-        if meta.get("batch") == batch and isinstance(meta.get("task"), str) and isinstance(meta.get("seed"), int):
+        if (
+            meta.get("batch") == batch
+            and isinstance(meta.get("task"), str)
+            and isinstance(meta.get("seed"), int)
+        ):
             found[(meta["task"], meta["seed"])] = trajectory
     return found
 
@@ -292,7 +305,11 @@ def interrupt_dead(store: Any, batch: str) -> int:
     reconcile = getattr(store, "reconcile_running", None)
     if reconcile is None:  # a memory of the user's own that cannot tell
         return 0
-    ids = [t.task.id for t in store.trajectories(graph=GRAPH, status=["running"]) if (t.task.metadata or {}).get("batch") == batch]
+    ids = [
+        t.task.id
+        for t in store.trajectories(graph=GRAPH, status=["running"])
+        if (t.task.metadata or {}).get("batch") == batch
+    ]
     return len(reconcile(ids)) if ids else 0
 
 
@@ -368,7 +385,11 @@ def run_web(
         tasks = list(dict.fromkeys(t.strip() for t in opts.tasks.split(",") if t.strip()))
         if not tasks:
             raise ConfigurationError("--tasks names no task")
-        for name, value in (("--episodes", opts.episodes), ("--max-steps", opts.max_steps), ("--concurrency", concurrency)):
+        for name, value in (
+            ("--episodes", opts.episodes),
+            ("--max-steps", opts.max_steps),
+            ("--concurrency", concurrency),
+        ):
             check_count(value, name)
         if opts.seed < 0:  # MiniWoB seeds its pages with it: a negative one failed every episode
             raise ConfigurationError(f"--seed must be ≥ 0 (got {opts.seed})")
@@ -379,13 +400,18 @@ def run_web(
             "--budget-large-calls": opts.budget_large_calls,
         }
         budget = make_budget(
-            budget_usd, calls=opts.budget_calls, seconds=opts.budget_seconds, large_calls=opts.budget_large_calls
+            budget_usd,
+            calls=opts.budget_calls,
+            seconds=opts.budget_seconds,
+            large_calls=opts.budget_large_calls,
         )  # Budget's rule, as for ask and run; the web agent's own: no episode can start with 0 calls or seconds
         for name in ("--budget-calls", "--budget-seconds"):
             if limits[name] == 0:
                 raise ConfigurationError(f"{name} must be > 0 (got 0): no episode could take a step")
         if opts.page_load_timeout is not None and not 0 < opts.page_load_timeout < math.inf:  # nan too
-            raise ConfigurationError(f"--page-load-timeout must be a number of seconds > 0 (got {opts.page_load_timeout})")
+            raise ConfigurationError(
+                f"--page-load-timeout must be a number of seconds > 0 (got {opts.page_load_timeout})"
+            )
         from agentroute.web.env import page_load_timeout
 
         page_load_timeout(opts.page_load_timeout)  # without the option, $AGENTROUTE_WEB_PAGE_LOAD_S
@@ -397,7 +423,9 @@ def run_web(
         check_tasks(tasks)
         find_chromium()
         if opts.headed and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise ConfigurationError("--headed needs a display (DISPLAY is not set): drop --headed, or run under `xvfb-run`")
+            raise ConfigurationError(
+                "--headed needs a display (DISPLAY is not set): drop --headed, or run under `xvfb-run`"
+            )
         batch = opts.batch or default_batch(router, pool, opts.max_steps, limits)
     except AgentrouteError as exc:
         print_error(error_text(exc), err)
@@ -478,8 +506,11 @@ async def _run(
         episodes = [(t, opts.seed + i) for t in tasks for i in range(opts.episodes)]
         earlier: dict[tuple[str, int], Any] = {}
         engine = getattr(store, "engine", None)
-        if opts.resume and engine is not None and engine.url.get_backend_name() == "sqlite" and (
-            engine.url.database in (None, "", ":memory:")
+        if (
+            opts.resume
+            and engine is not None
+            and engine.url.get_backend_name() == "sqlite"
+            and (engine.url.database in (None, "", ":memory:"))
         ):  # nothing outlives the run there: --resume would play everything, unsaid
             print_error(
                 f"--resume needs a memory that outlives a run; --memory {store.url} is in memory and holds "
@@ -583,15 +614,23 @@ async def _run(
                         out.write(episode_line(result, batch=batch, router=agent.policy.name))
                     progress.advance(bar)
                     if result.error:
-                        progress.console.print(Text(f"{result.task} seed {result.seed}: {result.error}", style="yellow"))
+                        progress.console.print(
+                            Text(f"{result.task} seed {result.seed}: {result.error}", style="yellow")
+                        )
 
                 # the batch (the memory records each task's process: --resume closes a dead one's)
                 metadata = {"batch": batch}
-                results = await agent.run_many(episodes, concurrency=concurrency, on_done=done, metadata=metadata)
+                results = await agent.run_many(
+                    episodes, concurrency=concurrency, on_done=done, metadata=metadata
+                )
         finally:
             await agent.aclose()
         wall = time.perf_counter() - started
-        console.print(summary_table(results, title=f"{title} · {len(results)} episode{'s' if len(results) != 1 else ''}"))
+        console.print(
+            summary_table(
+                results, title=f"{title} · {len(results)} episode{'s' if len(results) != 1 else ''}"
+            )
+        )
         browser = [ms for r in results for ms in r.browser_ms]
         rate = 60 * len(results) / wall if wall > 0 else 0.0
         line = f"{rate:.1f} episodes/min"
@@ -599,7 +638,9 @@ async def _run(
             line += f"; browser step median {statistics.median(browser):.0f} ms"
         console.print(f"{line}; total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
         if out is not None:
-            console.print(f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to {out.path}")
+            console.print(
+                f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to {out.path}"
+            )
         return 0 if all(r.status != "failed" or r.error is None for r in results) else 1
     finally:
         if out is not None:
@@ -614,11 +655,19 @@ MODULE_PROG = "python -m agentroute.cli.web_cmd"
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """The options ``agentroute run`` parses for ``run web``, for the runner without it."""
     group = parser.add_argument_group("runtime options (those of `agentroute run`)")
-    group.add_argument("--router", default="cascade", help="web preset, registered router or saved router dir (default: cascade)")
-    group.add_argument("--pool", default=None, metavar="FILE", help="pool YAML (default: the local SmolLM2 pool)")
+    group.add_argument(
+        "--router",
+        default="cascade",
+        help="web preset, registered router or saved router dir (default: cascade)",
+    )
+    group.add_argument(
+        "--pool", default=None, metavar="FILE", help="pool YAML (default: the local SmolLM2 pool)"
+    )
     group.add_argument("--budget-usd", type=float, default=None, help="hard per-episode budget in USD")
     group.add_argument("--memory", default=None, metavar="URL", help="SQLAlchemy URL of the memory")
-    group.add_argument("--concurrency", type=int, default=1, help="episodes at once, one browser each (default: 1)")
+    group.add_argument(
+        "--concurrency", type=int, default=1, help="episodes at once, one browser each (default: 1)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

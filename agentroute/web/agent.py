@@ -433,7 +433,10 @@ class WebAgent:
             for other in [k for k in self._sessions if k.startswith(f"{slot}/")]:
                 self._sessions.pop(other).close()
             session = self._sessions[key] = MiniWoBSession(
-                task, headless=self.headless, page_load_timeout_s=self.page_load_timeout_s, miniwob_url=self.miniwob_url
+                task,
+                headless=self.headless,
+                page_load_timeout_s=self.page_load_timeout_s,
+                miniwob_url=self.miniwob_url,
             )
         return session
 
@@ -488,7 +491,13 @@ class WebAgent:
             await self.preload()
         started = time.perf_counter()
         session = await asyncio.to_thread(self.session, task, slot)
-        meta: dict[str, Any] = {**(metadata or {}), "env": "miniwob", "task": task, "seed": seed, "router": self.policy.name}
+        meta: dict[str, Any] = {
+            **(metadata or {}),
+            "env": "miniwob",
+            "task": task,
+            "seed": seed,
+            "router": self.policy.name,
+        }
         try:
             page = await session.starting(lambda: _start(session, seed))  # Ctrl-C kills a loading browser
         except BrowserCrashedError as exc:

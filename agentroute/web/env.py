@@ -115,12 +115,18 @@ def check_miniwob_url(url: str, source: str = "miniwob_url") -> str:
             raise ConfigurationError(f"{source} {url!r}: the port must be a number 1-65535 (got {port!r})")
     elif parts.scheme == "file" and parts.path:
         if not os.path.isdir(urllib.request.url2pathname(parts.path)):
-            raise ConfigurationError(f"{source} {url!r}: the folder {parts.path} does not exist; give a folder of MiniWoB++ task pages")
+            raise ConfigurationError(
+                f"{source} {url!r}: the folder {parts.path} does not exist; give a folder of MiniWoB++ task pages"
+            )
     else:
         raise ConfigurationError(f"{source} {url!r} is not an http(s):// or file:// URL {example}")
     if parts.query or parts.fragment:
-        raise ConfigurationError(f"{source} {url!r}: drop the ?query or #fragment: task pages are <URL><task>.html {example}")
-    return text if parts.path.endswith("/") else urllib.parse.urlunsplit(parts._replace(path=parts.path + "/"))
+        raise ConfigurationError(
+            f"{source} {url!r}: drop the ?query or #fragment: task pages are <URL><task>.html {example}"
+        )
+    return (
+        text if parts.path.endswith("/") else urllib.parse.urlunsplit(parts._replace(path=parts.path + "/"))
+    )
 
 
 class UnknownTaskError(UnknownNameError):
@@ -167,18 +173,24 @@ def find_chromium() -> tuple[str, str]:
     A variable that names no executable file is an error naming it (not Debian's browser instead,
     nor Selenium's "Unable to obtain driver" once an episode starts)."""
     named = {"chromium": "MINIWOB_CHROME_BINARY", "chromedriver": "MINIWOB_CHROMEDRIVER"}
-    given = {name: os.path.expanduser(os.environ.get(variable) or "") for name, variable in named.items()}  # ~ from a .env file
+    given = {
+        name: os.path.expanduser(os.environ.get(variable) or "") for name, variable in named.items()
+    }  # ~ from a .env file
     for name, variable in named.items():
         value = given[name]
         if value and not (os.path.isfile(value) and os.access(value, os.X_OK)):
-            why = "is a directory" if os.path.isdir(value) else "is not executable" if os.path.isfile(value) else "does not exist"
-            raise BrowserNotFoundError(f"{variable}={value} {why}: point it at an executable file, or unset "
-                                       "it to use Debian's on PATH (`sudo apt-get install chromium chromium-driver`)")
-    chrome = (
-        given["chromium"]
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
+            why = (
+                "is a directory"
+                if os.path.isdir(value)
+                else "is not executable"
+                if os.path.isfile(value)
+                else "does not exist"
+            )
+            raise BrowserNotFoundError(
+                f"{variable}={value} {why}: point it at an executable file, or unset "
+                "it to use Debian's on PATH (`sudo apt-get install chromium chromium-driver`)"
+            )
+    chrome = given["chromium"] or shutil.which("chromium") or shutil.which("chromium-browser")
     driver = given["chromedriver"] or shutil.which("chromedriver")
     missing = [name for name, path in (("chromium", chrome), ("chromedriver", driver)) if not path]
     if missing:
@@ -419,9 +431,13 @@ def _env_class(
                     except WebDriverException as exc:  # refused, unknown host: Chromium's net::ERR_…
                         if self._abandoned or "net::ERR_" not in str(exc):
                             raise
-                        raise PageLoadError(f"the task page {self.url} could not be loaded: {_brief(exc)}") from None
+                        raise PageLoadError(
+                            f"the task page {self.url} could not be loaded: {_brief(exc)}"
+                        ) from None
                 try:
-                    WebDriverWait(self.driver, 10).until(ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID)))
+                    WebDriverWait(self.driver, 10).until(
+                        ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID))
+                    )
                 except TimeoutException:  # a 404, another site: the page loaded, but is no MiniWoB task
                     raise PageLoadError(
                         f"the page {self.url} showed no MiniWoB task within 10 s "
@@ -448,7 +464,8 @@ def _env_class(
                 if self._killed:
                     _wait_gone(self._killed)
                 if self._tmp is not None:
-                    _kill_strays(self._tmp, warn=not (self._killed or self._abandoned))  # expected after an abandon
+                    # strays are expected after an abandon, or a kill while starting: no warning then
+                    _kill_strays(self._tmp, warn=not (self._killed or self._abandoned))
                     _remove(self._tmp)
                     self._tmp = None
                 if self._owner is not None:
@@ -533,7 +550,9 @@ class MiniWoBSession:
             env_class = _env_class(chrome, driver, flags, self.page_load_timeout_s, self._started)
             try:
                 self._env = env_class(
-                    subdomain=self.task, render_mode=None if self.headless else "human", base_url=self.miniwob_url
+                    subdomain=self.task,
+                    render_mode=None if self.headless else "human",
+                    base_url=self.miniwob_url,
                 )
             except PageLoadError as exc:  # Chromium started: the page is what failed
                 raise BrowserCrashedError(str(exc)) from exc
@@ -621,7 +640,9 @@ class MiniWoBSession:
             obs, reward, done, _, info = env.step(act)
         except Exception as exc:
             if env is not self._env:  # abandoned while it ran (a deadline, Ctrl-C): killed, being closed
-                raise BrowserCrashedError(f"{action} on {self.task!r} was cut off: the browser was stopped") from exc
+                raise BrowserCrashedError(
+                    f"{action} on {self.task!r} was cut off: the browser was stopped"
+                ) from exc
             reason = self._left_task(exc) or self._unanswered(exc) or _brief(exc)
             self._lost(env)
             raise BrowserCrashedError(f"{action} on {self.task!r} failed: {reason}") from exc
