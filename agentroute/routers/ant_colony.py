@@ -25,7 +25,9 @@ i → j from the agent of the previous layer (the last finished step of another 
 Serving never writes pheromone: ``observe`` samples a fraction ``sample_rate`` of finished tasks
 into a bounded FIFO (``buffer_size``; the oldest is dropped and counted when full); a background
 thread applies the quality gate (task score ≥ ``quality_threshold``, or ``judge(trajectory)``)
-and the deposit/evaporation rule with MAX–MIN clamping (:mod:`agentroute.routers.pheromone`), then
+and the deposit/evaporation rule with MAX–MIN clamping (:mod:`agentroute.routers.pheromone`) on the
+answered path; every sampled task adds its learned scores to the ability table, a failed call's 0
+included (``learned_path``: :func:`~agentroute.outcomes.learned_scores`, the one rule), then
 publishes a new immutable colony by swapping one reference, so routing always reads one
 consistent version. ``flush()`` waits for the updater; ``stats()`` has the counters
 (``applied == accepted`` once flushed: no update lost or applied twice).
@@ -42,8 +44,9 @@ every logged (query, agent) outcome is a one-step path in a stage-less layer ``*
 falls back to) or from logged trajectories (their real stages), setting each τᵗ to the steady
 state of the online rule under the logged paths, E[wₜ·g·Q/(f_sys + ε)·[e ∈ P]] / (κ·E[wₜ]) with
 κ = 1 − (1 − ρ)^(1/m) the evaporation per request, and
-the ability table from every logged score. Trajectories whose agents are not in ``models`` (when
-given) or that hold no scored step are skipped and counted (``skipped_``, ``skip_reasons_``).
+the ability table from every logged score (a failed call's 0 included, a failed task's too).
+Trajectories whose agents are not in ``models`` (when given) or that hold no scored step are
+skipped and counted (``skipped_``, ``skip_reasons_``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Self, cast
@@ -89,9 +92,9 @@ from agentroute.routers.pheromone import (
     Colony,
     ColonyEditor,
     PathSample,
-    PathStep,
     UpdateRule,
     UpdateWorker,
+    learned_path,
     paths_from_table,
     paths_from_trajectories,
     steady_state,
@@ -127,11 +130,6 @@ def _ratio(x: list[float]) -> list[float]:
     latencies stay near-equal instead of being stretched to 0 and 1."""
     top = max(x)
     return [v / top for v in x]
-
-
-def _finite(x: float | None) -> float | None:
-    """A score or latency as learned from: NaN or ±inf (a user's metric gone wrong) is no value."""
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def _tempered(desire: Sequence[float], temperature: float) -> list[float]:
@@ -556,8 +554,8 @@ class AntColonyRouter(Router):
         """Self-normalised importance weights of logged paths (bandit feedback), or None.
 
         A path whose steps were chosen by an exploring router logged each choice's propensity
-        p (``Decision.evidence["propensity"]``); the path's is their product (a step without one
-        counts as 1). Its weight is min(1/p, ``importance_clip``) over the mean such weight (Ionides
+        p (``Decision.evidence["propensity"]``); the path's is their product over its calls, the
+        failed ones included (a failed task is a record too), a step without one counting as 1. Its weight is min(1/p, ``importance_clip``) over the mean such weight (Ionides
         2008's truncation; Swaminathan & Joachims 2015's self-normalisation), so that the steady-state
         deposits and the ability table estimate what every agent would have earned rather than how
         often the logging router picked it. ``None`` (unweighted) when no step logged a propensity,
@@ -571,7 +569,7 @@ class AntColonyRouter(Router):
             traj = sample.payload if isinstance(sample.payload, Trajectory) else None
             for step in traj.steps if traj is not None else ():
                 value = (step.decision.evidence or {}).get("propensity") if step.decision is not None else None
-                if isinstance(value, int | float) and 0 < float(value) <= 1 and step.status == "ok":
+                if isinstance(value, int | float) and 0 < float(value) <= 1 and step.status in ("ok", "failed"):
                     p[r] *= float(value)
                     logged = True
         if not logged:
@@ -603,6 +601,9 @@ class AntColonyRouter(Router):
         return w
 
     def _gate(self, sample: PathSample) -> bool:
+        """Whether a sample deposits: it has an answered path, and its score passes (or the judge)."""
+        if not sample.steps:  # failed calls only: learned in the ability table, no path to deposit on
+            return False
         if self.judge is not None:
             verdict = self.judge(
                 sample.payload if isinstance(sample.payload, Trajectory) else _as_trajectory(sample)
@@ -809,29 +810,22 @@ class AntColonyRouter(Router):
             self._worker.submit(sample)
 
     def _task_sample(self, task: Task, rec: _OpenTask) -> PathSample | None:
-        ok = [s for s in rec.steps if s.status == "ok"]
-        if not ok:
+        """The finished task as the colony learns it (:func:`~agentroute.routers.pheromone.learned_path`:
+        its answered path, and its failed calls as 0s); ``None`` (rejected) when nothing is learned."""
+        trajectory = Trajectory.model_construct(task=task, steps=list(rec.steps))
+        sample = learned_path(trajectory)
+        if sample is None:
             with self._lock:
                 self._counters["rejected"] += 1
             return None
-        score = _finite(task.score if task.score is not None else ok[-1].score)
-        steps = tuple(
-            PathStep(
-                s.stage, agent_column(s.agent), _finite(s.score), float(s.cost_usd), _finite(s.latency_ms) or 0.0
-            )
-            for s in ok
-        )
-        cost = float(task.cost_usd) or float(sum(s.cost_usd for s in ok))
-        if not all(np.isfinite(c) and c >= 0 for c in (cost, *(p.cost for p in steps))):
+        costs = (sample.cost, *(p.cost for p in (*sample.steps, *sample.failed)))
+        if not all(np.isfinite(c) and c >= 0 for c in costs):
             # one such sample used to fail its whole update batch (the good tasks in it were lost)
             log.warning("%s: task %s has a cost that is not a finite number ≥ 0; not learned from", self.name, task.id)
             with self._lock:
                 self._counters["rejected"] += 1
             return None
-        payload = (
-            Trajectory.model_construct(task=task, steps=list(rec.steps)) if self.judge is not None else None
-        )
-        return PathSample(task.id, task.query, steps, score, cost, weights=rec.weights, payload=payload)
+        return replace(sample, weights=rec.weights, payload=trajectory if self.judge is not None else None)
 
     def _handle(self, batch: list[PathSample]) -> None:
         """Worker thread: gate, deposit/evaporate, clamp; then publish one new colony version."""

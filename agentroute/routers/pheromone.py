@@ -4,7 +4,8 @@ Implements the memory of AMRO-S (Wang et al., "Efficient and Interpretable Multi
 via Ant Colony Optimization", arXiv 2603.12933): one pheromone matrix τᵗ per task type t over the
 edges i → j of a layered graph (a layer per workflow stage, a node per agent of that stage, plus a
 virtual ``START``), the ability table (logged success per node and task type), and the
-quality-gated deposit/evaporation rule of a MAX–MIN ant system:
+quality-gated deposit/evaporation rule of a MAX–MIN ant system (on the answered path: a failed
+call is learned as a 0 in its agent's ability, never deposited on; :func:`learned_path`):
 
     τᵗᵢⱼ ← clip((1 − ρ)^(eₜ/m)·τᵗᵢⱼ + wₜ(q)·Q / (f_sys(P) + ε)·[ij ∈ P],  τ_min, τ_max)
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from agentroute.errors import ConfigurationError
 from agentroute.outcomes import OutcomeTable, agent_column, learned_scores
-from agentroute.types import Trajectory
+from agentroute.types import Agent, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ class PathStep:
 
 @dataclass(frozen=True, slots=True)
 class PathSample:
-    """A completed request as the updater sees it."""
+    """A completed request as the updater sees it: the path of its answered steps (``steps``, where
+    the pheromone is deposited) and the failed calls its agents are blamed for (``failed``, scored 0
+    in the ability table only)."""
 
     task_id: str
     query: str
@@ -114,6 +117,41 @@ class PathSample:
     cost: float
     weights: np.ndarray | None = None
     payload: object = None  # what a judge callable is given (the Trajectory)
+    failed: tuple[PathStep, ...] = ()
+
+
+def finite(x: float | None) -> float | None:
+    """A score or latency as learned from: NaN or ±inf (a user's metric gone wrong) is no value."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def allowed_agent(agent: Agent, allowed: set[str] | None) -> bool:
+    """Whether ``agent`` is among ``allowed`` (model ids or agent columns; ``None``: any)."""
+    return allowed is None or agent.model in allowed or agent_column(agent) in allowed
+
+
+def learned_path(trajectory: Trajectory, allowed: set[str] | None = None) -> PathSample | None:
+    """``trajectory`` as the colony learns it, by :func:`~agentroute.outcomes.learned_scores` (the
+    one rule): its ``ok`` steps are the path, each with its learned score; its failed calls that
+    the rule scores 0 (not an outage, nor a call cut by the task's budget) are ``failed``, those of
+    agents outside ``allowed`` left out. The sample's score (the quality gate's) is the task's, else
+    its last answer's; its cost the task's, else its path's. ``None`` when it holds neither. The one
+    home of the rule for the online updates and the warm start from trajectories."""
+    path: list[PathStep] = []
+    failed: list[PathStep] = []
+    for step, score in learned_scores(trajectory):
+        learned = PathStep(step.stage, agent_column(step.agent), finite(score), float(step.cost_usd),
+                           finite(step.latency_ms) or 0.0)  # fmt: skip
+        if step.status == "ok":
+            path.append(learned)
+        elif step.status == "failed" and score is not None and allowed_agent(step.agent, allowed):
+            failed.append(learned)
+    if not path and not failed:
+        return None
+    task = trajectory.task
+    score = finite(task.score) if task.score is not None else (path[-1].score if path else None)
+    cost = float(task.cost_usd) or float(sum(s.cost for s in path))
+    return PathSample(task.id, task.query, tuple(path), score, cost, payload=trajectory, failed=tuple(failed))
 
 
 def path_edges(stages: Sequence[str]) -> list[tuple[int, int]]:
@@ -320,13 +358,16 @@ class ColonyEditor:
         self.updates += 1
 
     def observe_ability(self, sample: PathSample, weights: np.ndarray) -> None:
-        """Add the path's scored steps to the ability table (gate or not: failures count too)."""
+        """Add the path's scored steps and its failed calls (0) to the ability table (gate or not:
+        failures count too). A failed call sits at the depth of its stage on the path, else after it."""
+        depth: dict[str, int] = {}
         for k, s in enumerate(sample.steps):
-            score = s.score if s.score is not None else sample.score
-            if score is None:
-                continue
+            depth.setdefault(s.stage, k)
+        scored = [(s, k) for k, s in enumerate(sample.steps) if s.score is not None]
+        scored += [(s, depth.get(s.stage, len(sample.steps))) for s in sample.failed]
+        for s, k in scored:
             n = self.node(s.stage, s.column, depth=k)
-            self.ability_sum[:, n] += weights * float(score)
+            self.ability_sum[:, n] += weights * float(s.score or 0.0)
             self.ability_n[:, n] += weights
 
     def grow_cost_scale(self, cost: float) -> None:
@@ -387,10 +428,12 @@ def paths_from_table(
 def paths_from_trajectories(
     trajectories: Iterable[Trajectory], allowed: set[str] | None = None
 ) -> tuple[list[Record], list[str], list[str | None], dict[str, int]]:
-    """(paths, every query, every label, skipped by reason) from logged trajectories.
+    """(paths, every query, every label, skipped by reason) from logged trajectories
+    (:func:`learned_path`: a failed task is learned too, by its failed calls).
 
-    A trajectory is skipped (and counted) when it has no finished step, when one of its agents is
-    not ``allowed``, or when neither the task nor its last step has a score.
+    A trajectory is skipped (and counted) when nothing of it is learned (``no finished step``),
+    when one of its answering agents is not ``allowed``, or when it has a path but no score and no
+    failed call.
     """
     skipped: dict[str, int] = {}
     records: list[Record] = []
@@ -401,23 +444,13 @@ def paths_from_trajectories(
             raise ConfigurationError(f"expected Trajectory items (got {type(traj).__name__})")
         queries.append(traj.task.query)
         labels.append(traj.task.task_type)
-        ok = [s for s in traj.steps if s.status == "ok"]
-        score = traj.task.score if traj.task.score is not None else (ok[-1].score if ok else None)
-        outside = allowed is not None and any(
-            s.agent.model not in allowed and agent_column(s.agent) not in allowed for s in ok
-        )
-        reason = "no finished step" if not ok else "agent not in models" if outside else "no score"
-        if not ok or outside or score is None:
-            skipped[reason] = skipped.get(reason, 0) + 1
+        sample = learned_path(traj, allowed)  # feedback judges the answer, a failed call scores 0 (one rule)
+        outside = any(not allowed_agent(s.agent, allowed) for s in traj.steps if s.status == "ok")
+        if sample is not None and not outside and (sample.score is not None or sample.failed):
+            records.append((sample, traj.task.task_type))
             continue
-        learned = {s.id: v for s, v in learned_scores(traj)}  # feedback judges the answer (one rule)
-        steps = tuple(
-            PathStep(s.stage, agent_column(s.agent), learned[s.id], float(s.cost_usd), float(s.latency_ms))
-            for s in ok
-        )
-        cost = float(traj.task.cost_usd) or float(sum(s.cost_usd for s in ok))
-        sample = PathSample(traj.task.id, traj.task.query, steps, float(score), cost, payload=traj)
-        records.append((sample, traj.task.task_type))
+        reason = "no finished step" if sample is None else "agent not in models" if outside else "no score"
+        skipped[reason] = skipped.get(reason, 0) + 1
     return records, queries, labels, skipped
 
 
