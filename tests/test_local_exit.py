@@ -142,3 +142,53 @@ def test_ctrl_c_on_agentroute_ask_mid_generation_is_one_line_and_130(tmp_path: P
     assert proc.returncode == 130, rest
     assert [line for line in rest.splitlines() if line.strip()] == ["interrupted"]
     assert time.monotonic() - sent < 5
+
+
+def _children_of(pid: int) -> list[tuple[int, str]]:
+    """The processes whose parent is ``pid``, with their command lines (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((int(entry.name), (entry / "cmdline").read_text().replace("\0", " ")))
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_model_is_first_converted_is_one_line_130_and_leaves_nothing(tmp_path: Path) -> None:
+    """A cold cache: the GGUF conversion (~30 s) runs in a child process, stopped at Ctrl-C (was: in a
+    thread of the process, which at exit either aborted — SIGABRT, 'FATAL: exception not rethrown' —
+    or, waited for, held the exit for the rest of the conversion)."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTROUTE_MEMORY": f"sqlite:///{tmp_path}/m.db",
+           "AGENTROUTE_CACHE": str(cache)}  # fmt: skip
+    with _running([sys.executable, "-m", "agentroute", "ask", "Write a very long story about a dragon."],
+                  stdout=subprocess.DEVNULL, env=env, cwd=tmp_path) as proc:  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (converting := [c for c in _children_of(proc.pid) if "local_convert" in c[1]]):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=60)
+            time.sleep(0.05)
+        time.sleep(2)  # into the conversion (the child has imported torch, or is reading the file)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        assert proc.stderr is not None
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
+        took = time.monotonic() - sent
+    assert proc.returncode == 130, rest
+    assert [line for line in rest.splitlines() if line.strip()] == ["interrupted"]
+    assert took < 5, took
+    ((child, _),) = converting
+    deadline = time.monotonic() + 60  # the child ends at its next Python instruction, removing what it wrote
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+    assert not [p.name for p in cache.glob("models/.tmp-*")]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not gone, not a zombie its new parent has not reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

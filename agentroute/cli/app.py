@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import json
 import math
 import sys
@@ -515,6 +517,11 @@ def main() -> None:
     exit code 130 (:func:`agentroute.cli.exit_interrupted`)."""
     from agentroute.cli import exit_interrupted, forget_caught_interrupt, start_command
 
+    # when the interpreter ends (never inside a notebook's kernel that called this): its last full
+    # collection walked every object torch, transformers and LiteLLM made, to free what the exit frees
+    # anyway (0.5–3 s after the command's last line, past 5 s for a Ctrl-C under load); what the
+    # command opened it closed itself
+    atexit.register(gc.freeze)
     try:
         start_command()
         _main()

