@@ -10,6 +10,11 @@ both pay the garbage collector for what they hold; ``--discard-bare`` drops the 
 ``arun`` reads the final state with ``ainvoke(version="v2")`` (no per-superstep ``updates`` stream);
 ``--bare-version v2`` gives the bare graph the same, for a like-for-like ratio.
 
+On a shared machine the best-of-N ratio at concurrency 1 moves by ±0.1 between runs;
+``overhead_paired.py`` times the same two graphs in alternated short blocks and reports the median
+ratio with a bootstrap interval, and splits it into LangGraph's, the graph integration's and the
+dispatcher's parts.
+
 The routing path is kept fixed: a dispatcher moves its router to a worker thread for good after three
 ``route`` calls slower than ``Dispatcher.SLOW_ROUTE_S`` (50 ms), and on a loaded shared machine a
 preempted 5 µs call of the ``cheapest`` router can take that long; every later step then pays a

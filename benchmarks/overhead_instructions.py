@@ -13,6 +13,11 @@ CPU per step, minor page faults per step) come from ``getrusage`` in the same ru
 (``--rusage-tasks``).
 
     python benchmarks/overhead_instructions.py [--small 20] [--large 220] [--rusage-tasks 1000] [--cache]
+        [--modes bare,bare7,none,minimal,routed]
+
+``--modes`` splits the routed step as ``overhead_paired.py`` does, in counts the load cannot move:
+``bare7`` (LangGraph on the routed 7-key state), ``none`` (the graph integration: the routed graph
+with a stored step and the bare node's one backend call), ``minimal`` (the least budgeted routed step).
 
 ``--cache`` adds callgrind's cache and branch simulation, with its last level sized as one core's
 L2 (512 KiB, 8-way; valgrind otherwise takes the host's L3, where nothing misses), and prints each
@@ -62,11 +67,15 @@ async def run_tasks(mode: str, n: int) -> tuple[float, float, float]:
     measure that path instead of the ordinary one; ``bench_graphs.routed_graph`` keeps it fixed.
     """
     import bench_graphs as D
+    from overhead_floor import minimal_step
+    from overhead_paired import stored_step_with_call
+
+    from agentroute.graph import GraphState
 
     p = D.pool(n + WARM)
     queries = [{"query": "question", "query_id": f"q{i}"} for i in range(n + WARM)]
-    if mode == "bare":
-        graph = D.bare_graph(p)
+    if mode in ("bare", "bare7"):  # bare7: the bare nodes on the routed graph's 7-key state
+        graph = D.bare_graph(p) if mode == "bare" else D.bare_graph(p, state=GraphState, wide=True)
         for q in queries[:WARM]:
             await graph.ainvoke(q, version="v2")
         start_counting()
@@ -74,6 +83,10 @@ async def run_tasks(mode: str, n: int) -> tuple[float, float, float]:
         kept = [await graph.ainvoke(q, version="v2") for q in queries[WARM:]]
     else:
         app = D.routed_graph(p)
+        if mode == "none":  # the routed graph with the one backend call of a bare node, no dispatcher
+            app.dispatcher.step = stored_step_with_call(app.dispatcher, p)
+        elif mode == "minimal":  # the least a budgeted, routed step must do
+            app.dispatcher.step = minimal_step(app.dispatcher)
         await app.arun_many(queries[:WARM], concurrency=1)
         start_counting()
         before = resource.getrusage(resource.RUSAGE_SELF)
@@ -125,7 +138,11 @@ def main() -> None:
     ap.add_argument("--cache", action="store_true", help="simulate L1, L2 and branch prediction too (twice as slow)")
     ap.add_argument(
         "--modes", default="bare,routed",
-        help="what to count, of bare, routed and dropped (routed, each task's result discarded); the ratios are to the first",
+        help=(
+            "what to count, of bare, routed, dropped (routed, each task's result discarded), bare7 (the bare nodes on "
+            "the routed 7-key state), none (the routed graph without a dispatcher, one backend call a step) and "
+            "minimal (overhead_floor's least routed step); the ratios are to the first"
+        ),
     )
     ap.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -129,6 +129,19 @@ async def main(tasks: int, rounds: int, names: list[str]) -> None:
             ratio, lo, hi = bootstrap_median([v / b for v, b in zip(per_step[name], base, strict=True)])
             line += f"   {ratio:.3f}× [{lo:.3f}, {hi:.3f}]"
         print(line, flush=True)
+    parts = [  # (what, from, to): each part of the ratio, the rounds' differences to bare's in the same round
+        ("output path (ainvoke version 1 → 2)", "bare", "bare v2"),
+        ("LangGraph on the 7-key state", "bare v2", "bare 7-key"),
+        ("graph integration (task open/finish, node wrapper, channel, RunResult)", "bare 7-key", "none + call"),
+        ("the least budgeted, routed step", "none + call", "minimal"),
+        ("the rest of the dispatcher (retries, fallbacks, audit, deadlines, hooks, stages)", "minimal", "routed"),
+    ]
+    if all(name in per_step for _, a, b in parts for name in (a, b)):
+        print("parts of the ratio (per-round differences, median [95% bootstrap]):")
+        for what, a, b in parts:
+            diffs = [(y - x) / z for x, y, z in zip(per_step[a], per_step[b], base, strict=True)]
+            mid, lo, hi = bootstrap_median(diffs)
+            print(f"  {what:82s} {mid:+.3f}× [{lo:+.3f}, {hi:+.3f}]")
 
 
 if __name__ == "__main__":
