@@ -401,9 +401,12 @@ def convert_apart(source: ModelSource) -> None:
     loads the cache in seconds. At interpreter exit the child is stopped and this raises at once
     (:func:`_stop_workers_at_exit`), as it does when the child was interrupted: a conversion in a
     thread of this process could be neither stopped nor left behind (SIGABRT as Python finalized).
-    When the child fails, the caller's own load converts in-process and reports why."""
-    if (source.cache_dir() / _CACHE_MARKER).is_file():
-        return
+    A KeyboardInterrupt while it waits stops the child too. When the child fails, or the cache folder
+    cannot be written (the child would convert in vain), the caller's own load converts in-process
+    and reports why."""
+    cached = source.cache_dir()
+    if (cached / _CACHE_MARKER).is_file() or not _writable(cached.parent):
+        return  # cached; or never will be: the caller's load converts, once
     package_root = str(Path(__file__).resolve().parents[3])
     env = {
         **os.environ,
@@ -427,6 +430,11 @@ def convert_apart(source: ModelSource) -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = child.wait(timeout=0.1)
                 break
+    except BaseException:  # a KeyboardInterrupt here (a notebook's interrupt): the conversion stops too
+        child.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=EXIT_WAIT_S)  # it removes its half-written cache as it ends
+        raise
     finally:
         with _children_lock:
             _children.discard(child)
@@ -436,6 +444,15 @@ def convert_apart(source: ModelSource) -> None:
             f"the conversion of the model was interrupted (exit {child.returncode})",
             retryable=False,
         )
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a cache can be written in ``folder`` (made if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 def drop_old_smollm_cache(root: Path, ours: Path) -> int:

@@ -1,0 +1,72 @@
+"""The GGUF conversion running apart (``convert_apart``), met by a user script: an interrupt of the
+script stops its conversion, and a cache that cannot be written is converted once, not twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_local_exit import _alive, _children_of, _running
+from tests.tiny_gguf import write_tiny_gguf
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="reads child processes off /proc"
+)
+
+# a plain script (no CLI): load the model, report how, or what stopped it; then stay alive (a notebook's kernel)
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from agentroute.pool.backends.local import LocalModel
+    try:
+        print(LocalModel.shared(sys.argv[1]).loaded_from, flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        time.sleep(30)
+""")
+
+
+def _converting(pid: int) -> list[int]:
+    return [child for child, command in _children_of(pid) if "local_convert" in command and _alive(child)]
+
+
+def test_an_interrupt_of_the_script_stops_its_conversion(tmp_path: Path) -> None:
+    """SIGINT to the script alone (a notebook's interrupt, an IDE's stop): the conversion child is
+    stopped before the KeyboardInterrupt reaches the script (was: left converting, unsupervised, and a
+    second load started a second conversion beside it)."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    env = {"AGENTROUTE_CACHE": str(tmp_path / "cache"), "AGENTROUTE_PROGRESS": "0"}
+    with _running([sys.executable, "-c", SCRIPT, str(gguf)], stdout=subprocess.PIPE,
+                  env={**os.environ, **env}, cwd=tmp_path) as proc:  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (children := _converting(proc.pid)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=60)
+            time.sleep(0.01)
+        proc.send_signal(2)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "interrupted"
+        assert [c for c in children if _alive(c)] == []
+        assert not list((tmp_path / "cache").glob("models/.tmp-*"))
+
+
+def test_a_cache_that_cannot_be_written_is_converted_once(tmp_path: Path) -> None:
+    """$AGENTROUTE_CACHE under a file (as a read-only disk): the model loads from its GGUF in the
+    process, no child converts it first only to fail to cache it (was: converted twice, ~30 s each)."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    (tmp_path / "file").write_text("")
+    env = {"AGENTROUTE_CACHE": str(tmp_path / "file" / "cache"), "AGENTROUTE_PROGRESS": "0"}
+    with _running([sys.executable, "-W", "ignore", "-c", SCRIPT, str(gguf)], stdout=subprocess.PIPE,
+                  env={**os.environ, **env}, cwd=tmp_path) as proc:  # fmt: skip
+        seen: set[int] = set()
+        while proc.poll() is None:
+            seen.update(_converting(proc.pid))
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "gguf"
+    assert seen == set()
