@@ -73,8 +73,10 @@ class Reply:
         of the task going on with an empty answer. A reply the filter cut short keeps its text."""
         if self.finish_reason == "content_filter" and not self.text and not self.tool_calls:
             raise BackendError(
-                card_id, "the provider's content filter blocked the reply (finish_reason 'content_filter', no text)",
-                retryable=False, billed=True,
+                card_id,
+                "the provider's content filter blocked the reply (finish_reason 'content_filter', no text)",
+                retryable=False,
+                billed=True,
             )
 
 
@@ -162,8 +164,13 @@ def text_parts(content: Any) -> Any:
     """A ``content`` sent as a list of text parts (``[{"type": "text", "text": "…"}]``, as some
     OpenAI-compatible servers send it) as its text; any other value as it is (the caller refuses
     what is not text)."""
-    if isinstance(content, list) and content and all(
-        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    if (
+        isinstance(content, list)
+        and content
+        and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in content
+        )
     ):
         return "".join(p["text"] for p in content)
     return content
@@ -195,7 +202,11 @@ def logprobs_of(choice: Any) -> list[Any] | None:
 
 def _token_logprob(item: Any, *, top: bool) -> bool:
     """Whether ``item`` is one token's log probability as OpenAI sends it (and its alternatives)."""
-    if not isinstance(item, dict) or not isinstance(item.get("token"), str) or finite_number(item.get("logprob")) is None:
+    if (
+        not isinstance(item, dict)
+        or not isinstance(item.get("token"), str)
+        or finite_number(item.get("logprob")) is None
+    ):
         return False
     alternatives = item.get("top_logprobs")
     if not top or alternatives is None:
@@ -205,7 +216,9 @@ def _token_logprob(item: Any, *, top: bool) -> bool:
 
 #: Who watches a streamed reply's reasoning text as it comes (``agentroute serve`` streams it to
 #: its client as ``reasoning_content`` deltas), beside :data:`~.base.token_sink`'s answer text.
-reasoning_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("agentroute_reasoning_sink", default=None)
+reasoning_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar(
+    "agentroute_reasoning_sink", default=None
+)
 
 
 class StreamText:
@@ -234,7 +247,9 @@ class StreamText:
         content = text_parts(content)
         for part in (content, thought):
             if part is not None and not isinstance(part, str):
-                raise ProtocolError(self.card_id, f"a stream chunk's text is not text (got {type(part).__name__})")
+                raise ProtocolError(
+                    self.card_id, f"a stream chunk's text is not text (got {type(part).__name__})"
+                )
         called = self.tools.add(tool_calls)
         if not content and not thought and not called:
             return True
@@ -297,8 +312,10 @@ def dropped_stream(card: ModelCard) -> BackendError:
     part of an answer. Retryable, and billed (the model ran)."""
     where = f" (endpoint {card.base_url})" if card.base_url else ""
     return BackendError(
-        card.id, f"the stream ended before its end ([DONE]) and without a finish_reason: the connection dropped midway{where}",
-        retryable=True, billed=True,
+        card.id,
+        f"the stream ended before its end ([DONE]) and without a finish_reason: the connection dropped midway{where}",
+        retryable=True,
+        billed=True,
     )
 
 
@@ -311,14 +328,20 @@ async def counted_usage(
     may think unseen (``backend.hides_reasoning(card)``: OpenAI's reasoning models bill reasoning
     tokens they never send), a completion the provider did not report is charged at the cap,
     ``max_tokens``: the text received may be a small part of the bill."""
-    tokens_in, tokens_out = reply_usage(card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks)
+    tokens_in, tokens_out = reply_usage(
+        card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks
+    )
     if tokens_in is None or tokens_out is None or reply.cut:
         raw["usage_counted"] = True
         if tokens_in is None:
             tokens_in = await backend.aprompt_tokens(request, card)
         if tokens_out is None or reply.cut:
             unseen = tokens_out is None and not reply.cut and backend.hides_reasoning(card)
-            tokens_out = max(reply.chunks, await backend.count_text(reply.received, card), request.max_tokens if unseen else 0)
+            tokens_out = max(
+                reply.chunks,
+                await backend.count_text(reply.received, card),
+                request.max_tokens if unseen else 0,
+            )
     return tokens_in, tokens_out
 
 
@@ -358,7 +381,10 @@ class StreamingBackend(Backend):
                     break  # past max_tokens: closed
         reply = read.reply(id="", usage=None, finish_reason="stop")
         return Completion(
-            model=card.id, text=reply.text, latency_ms=(time.perf_counter() - started) * 1000, raw=reply.raw(),
+            model=card.id,
+            text=reply.text,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            raw=reply.raw(),
             # a cut answer is billed as produced (its text keeps max_tokens pieces); else counted
             tokens_out=max(reply.chunks, self.count_tokens(reply.received, card)) if reply.cut else None,
         )
