@@ -8,7 +8,7 @@ from ``args`` and returns the exit code (0 done, 1 run failure, 2 bad input)::
 It shows a progress bar, then one table row per task: success rate, mean reward, mean cost,
 mean steps and the agent mix. Everything goes to the memory (``--memory URL``); ``--out FILE``
 also writes one JSON line per finished episode as it finishes. The episodes are one *batch*
-(``web-<hash of router, pool, --max-steps and budgets>``, or ``--batch ID``): ``--resume`` plays
+(``web-<hash of router, pool, --max-steps, budgets and --miniwob-url>``, or ``--batch ID``): ``--resume`` plays
 only those of ``--tasks`` × seeds that the memory does not hold finished in that batch. Ctrl-C or
 SIGTERM stop it (130 / 143) with the finished episodes kept. ``--input`` and the other options of
 ``run`` that mean nothing for web pages are refused (exit 2).
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -107,7 +108,7 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
         "--batch",
         default=None,
         metavar="ID",
-        help="batch id (default: web-<hash of --router, --pool, --max-steps and the budgets>)",
+        help="batch id (default: web-<hash of --router, --pool, --max-steps, the budgets and --miniwob-url>)",
     )
     return p
 
@@ -172,16 +173,35 @@ REFUSED = {
 FINISHED = ("done", "budget_exhausted")
 
 
-def default_batch(router: str, pool: str | None, max_steps: int, budget: dict[str, Any]) -> str:
-    """``web-<8 hex>`` of what makes two runs' episodes alike: the router, the pool, the step
-    limit and the per-episode budgets (not --tasks, --episodes or --seed: a resumed run may ask
-    for more episodes)."""
-    if pool and Path(pool).exists():
-        pool = str(Path(pool).resolve())
-    key = json.dumps(
-        {"router": router, "pool": pool, "max_steps": max_steps, "budget": budget}, sort_keys=True
-    )
+def default_batch(
+    router: str,
+    pool: str | None,
+    max_steps: int,
+    budget: dict[str, Any],
+    miniwob_url: str | None = None,
+) -> str:
+    """``web-<8 hex>`` of what makes two runs' episodes alike, so that ``--resume`` never counts an
+    episode played under other conditions as done: the router and the pool (a saved folder or
+    file by its full path), the step limit, the per-episode budgets and the task pages' server
+    (``--miniwob-url``; hashed only when given, so that runs on the shipped pages keep the ids of
+    earlier versions). Not --tasks, --episodes or --seed: an episode is its (task, seed) in the
+    batch, and a resumed run may ask for more of them."""
+    what: dict[str, Any] = {
+        "router": _where(router),
+        "pool": _where(pool),
+        "max_steps": max_steps,
+        "budget": budget,
+    }
+    if miniwob_url is not None:
+        what["miniwob_url"] = miniwob_url
+    key = json.dumps(what, sort_keys=True)
     return "web-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def _where(spec: str | None) -> str | None:
+    """``spec`` as the full path of the file or folder it names (``./r`` from two folders names
+    two routers), else as given (a router name, no pool)."""
+    return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
 
 
 def _agents(steps: Sequence[Any]) -> dict[str, int]:
@@ -424,7 +444,7 @@ def run_web(
             raise ConfigurationError(
                 "--headed needs a display (DISPLAY is not set): drop --headed, or run under `xvfb-run`"
             )
-        batch = opts.batch or default_batch(router, pool, opts.max_steps, limits)
+        batch = opts.batch or default_batch(router, pool, opts.max_steps, limits, opts.miniwob_url)
     except AgentrouteError as exc:
         print_error(error_text(exc), err)
         return 2
@@ -464,8 +484,8 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
             err.print(summary_table(tally.results, title=f"{tally.title} · stopped after {done}"))
         err.print(
             f"[yellow]stopped by {how}[/]: {done} of {tally.total} episodes finished (in the memory, "
-            f"batch {tally.batch}); the browsers are closed. {tally.total - done} left, played by "
-            f"{resume_hint()}",
+            f"batch {escape(tally.batch)}); the browsers are closed. {tally.total - done} left, played by "
+            f"{escape(resume_hint())}",  # the user's arguments as typed: a `[` in one is no markup
             soft_wrap=True,
         )
         return stopped_exit_code(stopped[0])
@@ -541,7 +561,8 @@ async def _run(
             episodes = [key for key in episodes if key not in earlier]
             console.print(
                 f"--resume: batch {batch}: {skipped} of {skipped + len(episodes)} episodes finished earlier"
-                + (f"; {len(episodes)} to play" if episodes else "; nothing left to play")
+                + (f"; {len(episodes)} to play" if episodes else "; nothing left to play"),
+                markup=False,  # --batch as given
             )
             if not episodes:
                 try:
@@ -565,7 +586,8 @@ async def _run(
         except AgentrouteError as exc:
             print_error(error_text(exc), err)
             return 2
-        title = f"MiniWoB++ · router {agent.policy.name}"
+        name = escape(agent.policy.name)  # a saved router's folder as given: rich markup prints it
+        title = f"MiniWoB++ · router {name}"
         tally.total, tally.batch, tally.title = len(episodes), batch, title
         started = time.perf_counter()
         try:
@@ -596,11 +618,11 @@ async def _run(
                 console=console,
                 transient=False,
             ) as progress:
-                bar = progress.add_task(f"web · {agent.policy.name}", total=len(episodes))
+                bar = progress.add_task(f"web · {name}", total=len(episodes))
                 if agent.policy.models is None or any(m != "dom-skill" for m in agent.policy.models):
-                    progress.update(bar, description=f"web · {agent.policy.name} · loading models")
+                    progress.update(bar, description=f"web · {name} · loading models")
                     await agent.preload()
-                    progress.update(bar, description=f"web · {agent.policy.name}")
+                    progress.update(bar, description=f"web · {name}")
 
                 def done(result: Any) -> None:
                     tally.results.append(result)
@@ -631,10 +653,13 @@ async def _run(
         line = f"{rate:.1f} episodes/min"
         if browser:
             line += f"; browser step median {statistics.median(browser):.0f} ms"
-        console.print(f"{line}; total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}")
+        console.print(
+            f"{line}; total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}", markup=False
+        )
         if out is not None:
             console.print(
-                f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to {out.path}"
+                f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to {out.path}",
+                markup=False,
             )
         return 0 if all(r.status != "failed" or r.error is None for r in results) else 1
     finally:
