@@ -5,7 +5,9 @@ its stream accumulator) and LangChain's ``ChatOpenAI``.
 
 The upstream streams the calls as providers do: OpenAI interleaves two calls' argument pieces under
 their own ``index``; Ollama streams every call of a batch at ``index`` 0 (older builds send no
-``index``), the calls told apart by their ``id``. Was: the Ollama shapes became one call named
+``index``), the calls told apart by their ``id``; Poolside (as mlx-openai-server did) sends a
+call's later pieces under another ``id`` than its first, the call told by its ``index`` and its
+name coming only once. Was: the Ollama shapes became one call named
 ``get_weatherget_time`` with the arguments of both run together; a custom tool call
 (``{"type": "custom", "custom": {"name", "input"}}``) was a 502 ``bad_upstream_reply`` ("names no
 function")."""
@@ -36,8 +38,9 @@ CALLS: dict[str, list[dict[str, Any]]] = {
     "same-index": [WEATHER, TIME],
     "no-index": [WEATHER, TIME],
     "custom": [GREP, WEATHER],
+    "id-per-piece": [WEATHER, TIME],
 }
-FUNCTION_SHAPES = ["openai", "same-index", "no-index"]
+FUNCTION_SHAPES = ["openai", "same-index", "no-index", "id-per-piece"]
 
 
 def fragments(call: dict[str, Any], index: int | None) -> list[dict[str, Any]]:
@@ -58,6 +61,11 @@ def streamed(shape: str) -> list[list[dict[str, Any]]]:
     first, second = CALLS[shape]
     if shape in ("openai", "custom"):  # each call at its own index, their pieces interleaved
         return [[part] for pair in zip(fragments(first, 0), fragments(second, 1), strict=True) for part in pair]
+    if shape == "id-per-piece":  # Poolside: each call at its own index, every later piece under a new id
+        return [
+            [part if "id" in part else {**part, "id": f"{call['id']}_{n}"} for n, part in enumerate(fragments(call, i))]
+            for i, call in enumerate((first, second))
+        ]
     if shape == "same-index":  # Ollama: every call at index 0, one after the other
         return [[part] for call in (first, second) for part in fragments(call, 0)]
     return [[first], [second]]  # older Ollama: each call whole in its own chunk, no index

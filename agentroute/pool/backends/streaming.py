@@ -90,8 +90,9 @@ class ToolCalls:
     """The tool calls of a reply, put together from a stream's deltas (``index``, ``id``, pieces of
     ``function.name`` and ``function.arguments``, or of a custom tool's ``custom.name`` and
     ``custom.input``) or read whole from a plain reply; the parts are mappings or objects (the
-    OpenAI SDK's, LiteLLM's). A part whose ``id`` differs from the call at its ``index`` starts a
-    new call: Ollama streams every call of a batch at ``index`` 0 (older builds send none)."""
+    OpenAI SDK's, LiteLLM's). A part that names its tool under another ``id`` than the call at its
+    ``index`` starts a new call: Ollama streams every call of a batch at ``index`` 0 (older builds
+    send none)."""
 
     __slots__ = ("calls", "card_id", "latest")
 
@@ -110,7 +111,9 @@ class ToolCalls:
         for position, part in enumerate(parts):
             index = field_of(part, "index")
             index = index if isinstance(index, int) and not isinstance(index, bool) else position
-            call = self._call(index, field_of(part, "id"), _kind_of(part))
+            kind = _kind_of(part)
+            name = field_of(field_of(part, kind or "function"), "name")
+            call = self._call(index, field_of(part, "id"), kind, named=isinstance(name, str) and bool(name))
             kind = call["type"]
             for key in TOOL_FIELDS[kind]:
                 piece = field_of(field_of(part, kind), key)
@@ -123,19 +126,23 @@ class ToolCalls:
                     billed.append(piece)
         return "".join(billed)
 
-    def _call(self, index: int, call_id: Any, kind: str | None) -> dict[str, Any]:
+    def _call(self, index: int, call_id: Any, kind: str | None, *, named: bool) -> dict[str, Any]:
         """The call at ``index`` that a part with ``call_id`` adds to: a new one (of ``kind``, else a
-        function call) when there is none yet, or when ``call_id`` is not the id of the last one there."""
+        function call) when there is none yet, or when the part starts a call of another id (it
+        names its tool: ``named``). A later piece under another id continues the call, which keeps
+        its first id (Poolside sends each call's later pieces under a new one)."""
         nth = self.latest.get(index)
         call = None if nth is None else self.calls[(index, nth)]
         call_id = call_id if isinstance(call_id, str) and call_id else None
-        if call is None or (call_id is not None and call["id"] is not None and call_id != call["id"]):
+        if call is None or (
+            named and call_id is not None and call["id"] is not None and call_id != call["id"]
+        ):
             nth = 0 if nth is None else nth + 1
             self.latest[index] = nth
             kind = kind or "function"
             call = {"id": None, "type": kind, kind: dict.fromkeys(TOOL_FIELDS[kind], "")}
             self.calls[(index, nth)] = call
-        if call_id is not None:
+        if call["id"] is None:
             call["id"] = call_id
         return call
 
