@@ -74,8 +74,9 @@ def no_step(dispatcher):
 
     async def step(run, *, role, **kwargs):
         record = stored.get(role)
-        if record is None:
+        if record is None:  # the real step, recorded by the dispatcher itself
             record = stored[role] = await real(run, role=role, **kwargs)
+            return record
         run.steps.append(record)
         return record
 
