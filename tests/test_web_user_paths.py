@@ -378,8 +378,9 @@ def test_an_episode_played_to_the_step_limit_is_an_outcome_a_router_trains_on(
     chromium, store, tmp_path
 ) -> None:
     """An agent that never solves the page within --max-steps: the episode was `failed`, and
-    `agentroute train … --from` (which never trains on failed tasks) dropped it, so a router trained
-    on web logs saw the agents' successes only; now it is `done` with score 0 and trained on."""
+    `agentroute train … --from` (which then skipped failed tasks; it learns from them now) dropped it,
+    so a router trained on web logs saw the agents' successes only; now it is `done` with score 0,
+    an outcome as any other, and trained on."""
     from agentroute.web.agent import WebAgent
 
     def type_without_submitting(observation: str) -> str:  # legal steps that never finish the page
