@@ -38,7 +38,7 @@ err_console = Console(stderr=True)
 
 def train_graph_planner(
     out: Annotated[Path, typer.Option("--out", help="Directory to save the trained router into.")],
-    memory_url: Annotated[str | None, typer.Option("--from", help="Train on scored trajectories from this memory URL.")] = None,
+    memory_url: Annotated[str | None, typer.Option("--from", help="Train on the trajectories this memory URL holds to learn from (scored ones, and failed ones by their agents' calls).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the PPO progress bar.")] = True,

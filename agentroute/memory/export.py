@@ -182,10 +182,12 @@ def outcome_rows(trajectories: Iterable[Trajectory]) -> Iterable[dict[str, Any]]
 
 
 def _learned_reads(status: Sequence[str] | None) -> tuple[list[str], bool]:
-    """The statuses read among ``status`` (``None``: every finished one) as (those read only when
-    scored, whether failed tasks are read scored or not)."""
-    finished = [s for s in get_args(TaskStatus) if s != "running"]
-    wanted = finished if status is None else [s for s in finished if s in status]
+    """The statuses read among ``status`` (``None``: every finished one; ``running`` never) as (those
+    read only when scored, whether failed tasks are read scored or not)."""
+    if status is None:
+        wanted = [s for s in get_args(TaskStatus) if s != "running"]
+    else:  # a status that is none goes on to the memory, which names it
+        wanted = [s for s in ([status] if isinstance(status, str) else status) if s != "running"]
     return [s for s in wanted if s != "failed"], "failed" in wanted
 
 

@@ -204,7 +204,8 @@ class GraphPlannerRouter(Router):
         """Train on the offline environment built from logged outcomes.
 
         ``data``: an :class:`~agentroute.outcomes.OutcomeTable`, a dataset (its train split),
-        trajectories, or a :class:`~agentroute.memory.base.MemoryStore` (its scored trajectories).
+        trajectories, or a :class:`~agentroute.memory.base.MemoryStore` (the tasks
+        :func:`~agentroute.memory.export.learned_trajectories` gives: the scored, and the failed ones).
         ``progress`` receives one dict per PPO update (episodes, reward, score, cost, mask_rate …).
         ``checkpoint``: a file the training state is saved to every ``checkpoint_every_s`` seconds,
         on Ctrl-C or, within :func:`~agentroute.training.stopping.terminate_as_interrupt`, SIGTERM
@@ -218,8 +219,10 @@ class GraphPlannerRouter(Router):
         from agentroute.routers.graph_planner.trainer import Checkpoint, train
 
         if callable(getattr(data, "trajectories", None)) and callable(getattr(data, "flush", None)):
+            from agentroute.memory.export import learned_trajectories
+
             data.flush()
-            data = data.trajectories(with_score=True)
+            data = list(learned_trajectories(data))  # what train --from reads: the failed tasks too
         table = as_outcome_table(data)
         if len(table) == 0 or not np.isfinite(np.asarray(table.scores, float)).any():
             raise ConfigurationError("graph-planner: no logged outcome to learn from (empty table or no scores)")
