@@ -19,8 +19,9 @@ the batch. An item rerun after its task was interrupted (a kill, a stop) runs as
 the budget that task left (:meth:`BatchRunner._budget_left`), so a query's bill stays within its budget
 across kills. An item with a gold answer (``answer`` or ``answers`` on its line) is scored when its
 task ends ``done`` or ``budget_exhausted``: ``metric(answer, gold)`` (:mod:`agentroute.eval.answers`)
-becomes the task's score through ``memory.add_feedback(task_id, score, source="metric:<name>")``,
-written before the item is marked finished. :meth:`BatchRunner.stop` (wired to SIGTERM/SIGINT by the CLI) stops claiming, lets the
+becomes the task's score through ``compiled.arun(gold=, metric=)``: scored as the graph finishes the
+task (the router's ``observe`` learns it) and stored by ``memory.add_feedback(task_id, score,
+source="metric:<name>")``, written before the item is marked finished. :meth:`BatchRunner.stop` (wired to SIGTERM/SIGINT by the CLI) stops claiming, lets the
 tasks in flight finish for ``grace_s`` seconds and then cancels them: they end ``interrupted`` with
 the cost of their recorded steps, and are claimable again on resume.
 """
@@ -625,15 +626,18 @@ class BatchRunner:
                 if claimed.attempt > 1 and (earlier := await asyncio.to_thread(self.queue.interrupted_tasks, qid)):
                     budget = await asyncio.to_thread(self._budget_left, list(earlier))
                     tag = {**tag, "continues": list(earlier)}
+                gold = item.get("gold") if self._score_fn is not None else None
+                scored = {"gold": gold, "metric": self.metric} if gold else {}  # scored as the graph ends it
                 run = await self.compiled.arun(
-                    query, budget=budget, query_id=qid, task_type=item.get("task_type"), metadata={**metadata, META_KEY: tag}
-                )
+                    query, budget=budget, query_id=qid, task_type=item.get("task_type"),
+                    metadata={**metadata, META_KEY: tag}, **scored,
+                )  # fmt: skip
                 if earlier:  # again: a worker retired while alive may have stored its own steps of them since
                     earlier = await asyncio.to_thread(self.queue.task_costs, list(earlier))
                 steps = list(run.steps)
                 error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
                 result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps, continues=earlier)
-                result.score = self._score(run.task, item.get("gold"))
+                result.score = run.task.score if scored and run.status in FINISHED else None
             except asyncio.CancelledError:
                 result = self._mark(claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})", earlier)
             except Exception as exc:  # whatever one task raises ends that task, never the batch
@@ -671,16 +675,6 @@ class BatchRunner:
             rest = limit if resource == "seconds" else max(0.0, limit - used.get(resource))
             left[resource] = math.floor(rest + 1e-9) if resource in ("tokens", "calls", "large_calls") else rest
         return Budget(**left)
-
-    def _score(self, task: Task, gold: Any) -> float | None:
-        """Score a finished task against its gold answers, recorded as feedback (before the item's
-        outcome, so a resumed batch never holds a finished item whose score was lost)."""
-        if self._score_fn is None or not gold or task.status not in FINISHED:
-            return None
-        score = float(self._score_fn(task.answer, gold))
-        self.memory.add_feedback(task.id, score, source=f"metric:{self.metric}")
-        task.score = score
-        return score
 
     def _mark(self, claimed: Claimed, watch: Any, status: str, error: str, earlier: dict[str, float]) -> ItemResult:
         """End the item's task (or a task made for it) ``status`` with ``error`` and its steps' cost;

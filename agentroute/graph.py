@@ -65,6 +65,7 @@ from agentroute.graph_runtime import (
     stoppable_in_kernel,
 )
 from agentroute.memory.base import MemoryStore
+from agentroute.memory.codec import FEEDBACK_KEY
 from agentroute.pool.pool import ModelPool
 from agentroute.routers.base import Router
 from agentroute.types import Step, Task, check_role, new_id
@@ -92,6 +93,18 @@ END = "__end__"
 
 _RESUMING: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentroute_resuming", default=None)
 """The task :meth:`CompiledAgentGraph.aresume` continues (its nodes look the task up in the memory)."""
+
+
+@dataclass(frozen=True)
+class _Gold:
+    """``arun``'s gold answers for its task, scored where the graph finishes it (:meth:`CompiledAgentGraph._leave`)."""
+
+    task_id: str
+    score: Callable[[str | None], float]
+    source: str  # the feedback's: metric:<name>
+
+
+_GOLD: contextvars.ContextVar[_Gold | None] = contextvars.ContextVar("agentroute_gold", default=None)
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -643,8 +656,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
 
         ``gold``: the right answer(s). A task that ends ``done`` or ``budget_exhausted`` is then
         scored with ``metric`` (``em``, ``f1`` or ``contains``, SQuAD-normalised: see
-        :mod:`agentroute.eval.answers`); the score is the task's ``score`` and its feedback in the
-        memory (source ``metric:<name>``), where routers learn from it.
+        :mod:`agentroute.eval.answers`) as the graph finishes it: the score is the task's ``score``
+        when the router's ``observe(last_step, task)`` sees it (online learners learn it), and its
+        feedback in the memory (source ``metric:<name>``), where ``train --from`` learns it.
         """
         if not isinstance(query, str):
             raise ConfigurationError(
@@ -661,6 +675,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
         task_id = task_id or new_id()
         request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
         inp = {"query": query, CHANNEL: request}  # astream/stream seed it (_seed)
+        scoring = None if score_fn is None else _GOLD.set(
+            _Gold(task_id, lambda answer: float(score_fn(answer, gold)), f"metric:{metric}")  # type: ignore[arg-type]
+        )
         LIVE.pin(task_id)
         try:
             async with stoppable_in_kernel():
@@ -674,13 +691,10 @@ class CompiledAgentGraph(_LangGraphCompiled):
             raise
         finally:
             LIVE.unpin(task_id)
+            if scoring is not None:
+                _GOLD.reset(scoring)
         if run is None:  # pragma: no cover - the graph ran no node
             raise RuntimeError(f"task {task_id} was never opened")
-        if score_fn is not None and run.task.status in ("done", "budget_exhausted"):
-            score = float(score_fn(run.task.answer, gold))  # type: ignore[arg-type]
-            run.task.score = score
-            if self.dispatcher.memory is not None:
-                self.dispatcher.memory.add_feedback(task_id, score, source=f"metric:{metric}")
         return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
 
     def _check_new_ids(self, task_ids: Sequence[str], where: Callable[[int], str] = lambda i: "") -> None:
@@ -908,8 +922,12 @@ class CompiledAgentGraph(_LangGraphCompiled):
                 given = update.get("status") or state.get("status", "running")
                 status = self.dispatcher.closing_status(run, None if given == "running" else given)
                 answer = update.get("answer") or state.get("answer") or None
-                task = self.dispatcher.finish(run, answer=None if status == "failed" else answer, status=status)
+                gold = _GOLD.get()
+                score = self._gold_score(run, gold, status, answer)
+                task = self.dispatcher.finish(run, answer=None if status == "failed" else answer, status=status, score=score)
                 run.finished = True
+                if score is not None and gold is not None and self.dispatcher.memory is not None:
+                    self.dispatcher.memory.add_feedback(task.id, score, source=gold.source)
                 update["status"] = task.status
                 if task.answer is not None or status == "failed":  # a failed task's state shows no role's output as its answer
                     update["answer"] = task.answer or ""
@@ -918,6 +936,18 @@ class CompiledAgentGraph(_LangGraphCompiled):
         if last or (run._index != index and (checkpointed(config) or not LIVE.pinned(run.task.id))):
             update[CHANNEL] = run.checkpoint()  # without a checkpointer, the live run is the truth
         return update
+
+    @staticmethod
+    def _gold_score(run: TaskRun, gold: _Gold | None, status: str, answer: str | None) -> float | None:
+        """The score of ``arun``'s gold answers for the task the graph is finishing ``status`` with
+        ``answer`` (``None`` when it has none, or the task failed or was interrupted), handed to the
+        dispatcher's finish so that the router's ``observe`` learns it. The task is marked as scored
+        by feedback, as the memory marks it when read (:func:`~agentroute.outcomes.learned_scores`
+        then judges its answer alike online and in ``train --from``)."""
+        if gold is None or gold.task_id != run.task.id or status not in ("done", "budget_exhausted"):
+            return None
+        run.task.metadata[FEEDBACK_KEY] = gold.source
+        return gold.score(answer if answer is not None else run.best_answer)  # the answer finish gives it
 
     def _before_checkpoint(self, config: Any) -> MemoryStore | None:
         """The memory to commit before a node's checkpoint is written, when checkpoints outlive

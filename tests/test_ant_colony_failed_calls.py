@@ -42,14 +42,17 @@ def test_the_colony_serving_a_model_that_fails_without_fallback_learns_it_fails(
         asyncio.run(_log(url, router, max_fallbacks=0))
         assert router.flush(30)
         with SQLMemory(url) as memory:
-            failed = [t for t in memory.trajectories() if t.task.status == "failed"]
-            stage = memory.trajectories()[0].steps[0].stage
+            tasks = memory.trajectories()
+        failed = [t for t in tasks if t.task.status == "failed"]
+        answered = {m: [t.task.score for t in tasks if t.task.status == "done" and t.steps[-1].agent.model == m] for m in ("flaky", "steady")}
+        stage = tasks[0].steps[0].stage
         assert failed and {s.agent.model for t in failed for s in t.steps} == {"flaky"}
-        assert _observations(router, "flaky") == len(failed)  # each failed call, a 0 (was: none learned)
-        assert _observations(router, "steady") == 0  # its answers carry no score: nothing to learn
+        # each failed call, a 0 (was: none learned); each answer, its gold score (metric:em)
+        assert _observations(router, "flaky") == len(failed) + len(answered["flaky"])
+        assert _observations(router, "steady") == len(answered["steady"])
         ability = router.export_pheromones()["ability"]
-        assert ability[f"{stage}/flaky"]["general"] < 1.0 == ability["*/steady"]["general"], ability
-        assert router.stats()["accepted"] == 0  # no score, no deposit: the pheromone is unchanged
+        assert ability[f"{stage}/flaky"]["general"] < ability[f"{stage}/steady"]["general"] < 1.0, ability  # 0.64 < 0.85
+        assert router.stats()["accepted"] == sum(s == 1.0 for scores in answered.values() for s in scores)
         router.set_params(greedy=True)
         ctx = RouteContext(query="question 99", candidates=[FLAKY, STEADY], role="executor", stage=stage)
         assert router.route(ctx).agent == STEADY  # was flaky (a tie, broken by the key)

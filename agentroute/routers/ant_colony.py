@@ -23,7 +23,7 @@ i → j from the agent of the previous layer (the last finished step of another 
   new colony), the argmax (ties → cheaper, then the key sorting first) in ``serve`` mode or with ``greedy``.
 
 Serving never writes pheromone: ``observe`` samples a fraction ``sample_rate`` of finished tasks
-into a bounded FIFO (``buffer_size``; the oldest is dropped and counted when full); a background
+(scored as they end: :meth:`Router.observe <agentroute.routers.base.Router.observe>`) into a bounded FIFO (``buffer_size``; the oldest is dropped and counted when full); a background
 thread applies the quality gate (task score ≥ ``quality_threshold``, or ``judge(trajectory)``)
 and the deposit/evaporation rule with MAX–MIN clamping (:mod:`agentroute.routers.pheromone`) on the
 answered path; every sampled task adds its learned scores to the ability table, a failed call's 0

@@ -127,7 +127,11 @@ class Router(abc.ABC):
         """Learn online. Must not block serving.
 
         The dispatcher calls ``observe(step)`` after every step, and ``observe(last_step, task)``
-        once more when the task has finished (with its status and score, when known).
+        once more when the task has finished, with its status and score: the score of ``arun``'s
+        gold answers (the task then marked as scored by feedback, as the memory reads it back),
+        else its last step's, else ``None``. Feedback given after the task ended
+        (``memory.add_feedback``, ``agentroute feedback``) is not observed: routers learn it by
+        ``fit`` on the memory (``train --from``).
         """
 
     def escalate(self, ctx: RouteContext, step: Step) -> bool:
