@@ -292,6 +292,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
         except ProtocolError:
             raise
         except Exception as exc:
+            if sent.unreadable is not None:  # the cause, not how httpx or LiteLLM then failed on it
+                raise ProtocolError(card.id, f"unreadable stream: {sent.unreadable}") from exc
             # a usage LiteLLM could not read (NaN): named as the openai backend names it
             checked_usage(card, sent.usage)
             if not (events and _clean_end_without_finish(exc)):
