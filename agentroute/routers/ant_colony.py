@@ -84,6 +84,7 @@ from agentroute.routers.base import (
     check_each,
     check_fit_data,
     check_range,
+    open_npz,
     require_candidates,
 )
 from agentroute.routers.pheromone import (
@@ -1042,7 +1043,7 @@ class AntColonyRouter(Router):
                     arrays_file, "missing: the pheromone matrices were not saved with this router"
                 )
             try:
-                with np.load(arrays_file, allow_pickle=False) as npz:
+                with open_npz(arrays_file) as npz:
                     npz.files  # noqa: B018 - reads the zip directory
             except Exception as exc:
                 raise StateFileError(

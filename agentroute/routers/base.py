@@ -27,6 +27,7 @@ starts in its class's ``default_mode`` ("serve" unless the class explores by def
 from __future__ import annotations
 
 import abc
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -34,7 +35,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -381,6 +382,14 @@ class Router(abc.ABC):
         return router  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def open_npz(arrays_file: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load`` of a saved ``arrays.npz``, its file closed on every path: numpy's own ``np.load``
+    of a path leaves the file of a truncated zip open (a ResourceWarning, a descriptor held)."""
+    with arrays_file.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
+        yield npz
+
+
 def _saved_arrays(file: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray] | None:
     """The arrays the manifest ``file`` lists, from its folder's ``arrays.npz`` (``None``: none saved).
 
@@ -395,7 +404,7 @@ def _saved_arrays(file: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]
             return None
         raise StateFileError(arrays_file, f"missing: {file.name} lists arrays {_names(listed)}")
     try:
-        with np.load(arrays_file, allow_pickle=False) as npz:
+        with open_npz(arrays_file) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except Exception as exc:  # truncated, not a zip, a member cut short
         raise StateFileError(arrays_file, f"not a readable .npz file ({type(exc).__name__}: {exc})") from exc
