@@ -70,3 +70,33 @@ def test_a_cache_that_cannot_be_written_is_converted_once(tmp_path: Path) -> Non
     assert proc.returncode == 0, err
     assert out.strip() == "gguf"
     assert seen == set()
+
+
+def test_a_conversion_stopped_by_the_exit_says_so(tmp_path: Path) -> None:
+    """The script ends while a thread of its own converts (a non-daemon one, which Python would wait
+    for): the load is refused saying the process is exiting (was: 'the conversion of the model was
+    interrupted (exit None)')."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    script = textwrap.dedent("""
+        import os, sys, threading, time
+        from pathlib import Path
+        from agentroute.pool.backends.local import LocalModel
+        threading.Thread(target=LocalModel.shared, args=(sys.argv[1],)).start()
+        def converting():  # a child process of this one runs the conversion
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                        return True
+                except (OSError, ValueError, IndexError):
+                    pass
+        while not converting():
+            time.sleep(0.01)
+    """)
+    env = {**os.environ, "AGENTROUTE_CACHE": str(tmp_path / "cache"), "AGENTROUTE_PROGRESS": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(gguf)], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"agentroute.errors.BackendError: {gguf}: the local model was not loaded: the process is exiting"
+    ), proc.stderr[-2000:]
+    assert not list((tmp_path / "cache").glob("models/.tmp-*"))

@@ -438,7 +438,8 @@ def convert_apart(source: ModelSource) -> None:
     finally:
         with _children_lock:
             _children.discard(child)
-    if _exiting.is_set() or code not in (0, 1):  # stopped (a Ctrl-C at the terminal reaches it too)
+    _refuse_at_exit(str(source.gguf_path))  # stopped by the exit: says so
+    if code not in (0, 1):  # stopped (a Ctrl-C at the terminal reaches it too)
         raise BackendError(
             str(source.gguf_path),
             f"the conversion of the model was interrupted (exit {child.returncode})",
