@@ -68,10 +68,12 @@ class _Colony(AntColonyRouter):
 
 @pytest.fixture
 def colony() -> Iterator[_Colony]:
-    """A colony warm-started on one query both models answered right, at the same cost: a tie."""
+    """A colony warm-started on one query both models answered right, at the same cost: a tie. It
+    explores nearly uniformly (a high ``explore_temperature``), so both models are served whatever
+    it learns meanwhile; its greedy pick shows what it learned."""
     table = OutcomeTable(query_ids=["w"], queries=["warm"], models=list(MODELS),
                          scores=np.array([[1.0, 1.0]]), costs=np.array([[0.001, 0.001]]))  # fmt: skip
-    router = _Colony(intent="none").fit(table)
+    router = _Colony(intent="none", explore_temperature=1000.0).fit(table)
     try:
         yield router
     finally:
@@ -163,3 +165,33 @@ def test_a_batch_with_gold_teaches_the_colony_as_run_input_does(tmp_path: Path, 
     scores = asyncio.run(serve())
     assert Counter(scores) == Counter(t.score for t in colony.__dict__["tasks_seen"])  # was: every task seen unscored
     _check(colony, url, "executor")
+
+
+def test_run_input_with_answers_steers_a_saved_colony_in_the_cli(tmp_path: Path, colony: _Colony) -> None:
+    """``agentroute run GRAPH --input --router DIR`` (a subprocess, one task at a time): the colony
+    learns each line's gold score as it serves, so the later lines go to the right model. Was: it
+    learned no score, and drew lyon as often as paris to the end."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_batch_server import GRAPH_PY, pool_yaml
+
+    n = 40
+    colony.set_params(explore_temperature=1.0)  # the paper's rule: it draws what it learned
+    AntColonyRouter.save(colony, tmp_path / "colony")
+    (tmp_path / "graph.py").write_text(GRAPH_PY)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"query": f"question {i}", "answer": "Paris"}) + "\n" for i in range(n)))
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    with LoopbackServer(_Handler) as server:
+        (tmp_path / "pool.yaml").write_text("models:\n" + "".join(pool_yaml(server.url, model=m).removeprefix("models:\n") for m in MODELS))
+        done = subprocess.run(
+            [sys.executable, "-m", "agentroute", "run", str(tmp_path / "graph.py"), "--input", str(tmp_path / "in.jsonl"),
+             "--pool", str(tmp_path / "pool.yaml"), "--memory", url, "--router", str(tmp_path / "colony"), "--concurrency", "1"],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with SQLMemory(url) as memory:
+        served = [t.steps[0].agent.model for t in memory.trajectories()]  # oldest first
+    assert len(served) == n
+    assert served[n // 2 :].count("lyon") <= 3, served  # was about half
