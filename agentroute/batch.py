@@ -369,7 +369,8 @@ class BatchRunner:
     """Run a batch's items through a compiled graph, once each, with a durable queue in ``memory``.
 
     Args:
-        compiled: a compiled agent graph (``arun(query, budget=, query_id=, task_type=, metadata=)``;
+        compiled: a compiled agent graph (``arun(query, budget=, query_id=, task_type=, metadata=)``,
+            and ``gold=``, ``metric=`` for an item with a gold answer;
             its ``budget``, the limit of each query across its reruns).
         memory: the :class:`SQLMemory` the graph records to (it also holds the batch's queue).
         batch_id: the batch's name (:func:`default_batch_id` for an input file).
