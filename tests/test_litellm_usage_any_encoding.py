@@ -135,3 +135,12 @@ def test_the_backend_accepts_only_the_encodings_it_reads(upstream: LoopbackServe
     assert step.status == "failed" and "Content-Encoding 'zstd', which was not asked for" in (step.error or ""), step.error
     assert run.ledger.spent["usd"] >= card.usd(7, 8)
     assert upstream.requests[-1]["model"] == "float-zstd" and _ACCEPTED[-1] == "gzip, deflate"
+
+
+@pytest.mark.parametrize("provider", ["openai", "hosted_vllm"])
+def test_a_whole_reply_to_a_stream_request_keeps_its_answer(upstream: LoopbackServer, provider: str) -> None:
+    """A server that ignores ``stream: true`` and sends its whole reply as JSON: the step keeps the
+    paid answer, as the openai backend reads it (was: ``ok`` with an empty answer, billed 7 + 2)."""
+    run, step, card = _step(upstream.url, provider, "float-json-ignores", True)
+    assert (step.status, step.output, step.tokens_in, step.tokens_out) == ("ok", "Paris.", 7, 2), step.error
+    assert run.ledger.spent["usd"] == pytest.approx(card.usd(7, 2))

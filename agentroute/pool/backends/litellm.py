@@ -44,6 +44,7 @@ from agentroute.pool.backends.openai import (
     PROVIDER_FIELDS,
     TRANSPORT_ERRORS,
     FieldRefusals,
+    _read_plain,
     api_key_for,
     backend_error,
     error_reply,
@@ -313,6 +314,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
                 await response.aclose()  # closes the connection when cut: the server stops generating
         if sent.unreadable is not None:  # its usage cannot be checked
             raise ProtocolError(card.id, f"unreadable stream: {sent.unreadable}")
+        if sent.whole is not None and not said:  # the whole reply, not a stream: the paid answer kept
+            return _read_plain(card, sent.whole)
         if events == 0:
             raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
         if sent.read:
@@ -352,13 +355,15 @@ class _Sent:
     """The usage a reply carried as the server sent it (JSON, unconverted): ``read`` once the body
     or stream went through :func:`_keep_usage`'s hook (``usage`` stays ``None`` when it had none);
     ``streamed``: the request asked for a stream; ``unreadable``: why a stream's bytes could not be
-    read (the reply is then a :class:`ProtocolError`)."""
+    read (the reply is then a :class:`ProtocolError`); ``whole``: the JSON body a server that
+    ignores ``stream`` sent instead (LiteLLM reads no answer from it)."""
 
-    __slots__ = ("read", "usage", "streamed", "unreadable", "_rest")
+    __slots__ = ("read", "usage", "streamed", "unreadable", "whole", "_rest")
 
     def __init__(self, *, streamed: bool = False) -> None:
         self.read, self.usage, self.streamed, self._rest = False, None, streamed, b""
         self.unreadable: str | None = None
+        self.whole: Any = None
 
     def take(self, body: Any) -> None:
         """Keep ``body``'s usage (a plain reply's body or a stream's event) when it has one."""
@@ -465,7 +470,10 @@ async def _keep_usage(response: httpx.Response) -> None:
     else:  # httpx decodes a whole body (gzip included)
         await response.aread()
         with contextlib.suppress(ValueError):
-            sent.take(json.loads(response.content))
+            body = json.loads(response.content)
+            sent.take(body)
+            if sent.streamed:
+                sent.whole = body
         sent.read = True
 
 
