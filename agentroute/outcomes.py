@@ -372,6 +372,17 @@ def recorded_candidates(step: Step) -> set[str]:
     return {str(key) for key in given} if isinstance(given, dict | list | tuple) else set()
 
 
+#: The evidence key of how many candidates a decision chose among (:func:`agentroute.routers.base.decide`).
+OFFERED = "offered"
+
+
+def _offered(step: Step) -> int:
+    """How many candidates ``step``'s decision chose among, as it records (``0``: not recorded)."""
+    evidence = step.decision.evidence if step.decision is not None else None
+    count = evidence.get(OFFERED) if isinstance(evidence, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
 def outage_steps(trajectory: Trajectory) -> set[str]:
     """The ids of ``trajectory``'s failed steps that are nobody's fault: an outage, where every
     candidate of the decision failed; and the last step of a task that ran out of budget or was
@@ -379,9 +390,11 @@ def outage_steps(trajectory: Trajectory) -> set[str]:
 
     A decision is one routed step and its fallbacks: the steps of one stage on one input. When one
     of them answered (``ok``), its failed steps are their agents' failures. When none did, it is an
-    outage if every candidate its decisions record (:func:`recorded_candidates`) failed; a decision
-    that records none (a router that logs no probabilities) is known by the agents it tried, so
-    there a step whose every try failed is an outage too."""
+    outage if every candidate its decisions record (:func:`recorded_candidates`) failed, or, where
+    they record only how many they chose among (``offered``, :func:`agentroute.routers.base.decide`),
+    if that many agents failed; a decision that records neither (a custom router's own
+    ``Decision``, logs older than ``offered``) is known by the agents it tried, so there a step
+    whose every try failed is an outage too."""
     runs: dict[tuple[str, str], list[Step]] = {}
     for step in trajectory.steps:
         runs.setdefault((step.stage, step.input), []).append(step)
@@ -395,8 +408,8 @@ def outage_steps(trajectory: Trajectory) -> set[str]:
         if not failed or any(s.status == "ok" for s in steps):
             continue
         tried = {s.agent.key for s in failed}
-        offered = set().union(*(recorded_candidates(s) for s in steps)) or tried
-        if offered <= tried:
+        named = set().union(*(recorded_candidates(s) for s in steps))
+        if named <= tried if named else len(tried) >= max(map(_offered, steps), default=0):
             out.update(s.id for s in failed)
     return out
 

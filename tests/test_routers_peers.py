@@ -86,7 +86,7 @@ def test_unknown_candidates_get_the_training_mean_and_a_card_calibrated_cost():
     assert cost[0, -1] == pytest.approx(2 * known_cost * np.median(ratios))
     decision = router.route(ctx)
     assert set(decision.scores) == {a.key for a in ctx.candidates}
-    assert set(decision.evidence) == {"predicted_score", "predicted_cost"}
+    assert set(decision.evidence) == {"predicted_score", "predicted_cost", "offered"}
 
 
 def test_predict_needs_one_shared_candidate_list():

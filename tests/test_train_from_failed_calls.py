@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from agentroute import AgentGraph, ModelCard, ModelPool, make_router
@@ -95,11 +96,17 @@ def _agentroute(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
-def test_a_model_whose_calls_fail_its_tasks_without_fallback_is_learned_as_failing(tmp_path: Path) -> None:
+# the exploring router logs its probabilities; plain random logs how many candidates it chose among
+# (`offered`: was nothing, so each lone failed call was taken for an outage and never learned)
+LOGGERS = {"explore": lambda: ExploreRouter(base="random", epsilon=0.5, seed=3), "random": lambda: make_router("random")}
+
+
+@pytest.mark.parametrize("logger", list(LOGGERS))
+def test_a_model_whose_calls_fail_its_tasks_without_fallback_is_learned_as_failing(tmp_path: Path, logger: str) -> None:
     """No fallback: each failed call of flaky fails its task. Before: train --from read only the
     scored done tasks (flaky 1.0, steady 0.83: flaky chosen) and the export had no row for them."""
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    asyncio.run(_log(url, ExploreRouter(base="random", epsilon=0.5, seed=3), max_fallbacks=0))
+    asyncio.run(_log(url, LOGGERS[logger](), max_fallbacks=0))
     with SQLMemory(url) as memory:
         failed = [t for t in memory.trajectories() if t.task.status == "failed"]
         done = memory.trajectories(status=["done"])
@@ -124,11 +131,12 @@ def test_a_model_whose_calls_fail_its_tasks_without_fallback_is_learned_as_faili
     assert written.returncode == 0 and len(only_failed.read_text().splitlines()) == len(failed), written.stderr
 
 
-def test_train_from_a_memory_of_outages_says_nothing_was_learned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("logger", list(LOGGERS))
+def test_train_from_a_memory_of_outages_says_nothing_was_learned(tmp_path: Path, logger: str) -> None:
     """Every task failed, each after both models failed (an outage, nobody's fault): no outcome to
     learn, and the error says why in one line (the failed tasks read too)."""
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    asyncio.run(_log(url, ExploreRouter(base="random", epsilon=0.5, seed=3), first=1000))
+    asyncio.run(_log(url, LOGGERS[logger](), first=1000))
     with SQLMemory(url) as memory:
         assert {t.task.status for t in memory.trajectories()} == {"failed"}
     trained = _agentroute("train", "strongest", "--from", url, "--out", str(tmp_path / "r"))

@@ -51,7 +51,7 @@ from agentroute.errors import (
     StateFileError,
     UnknownNameError,
 )
-from agentroute.outcomes import OutcomeTable, as_outcome_table
+from agentroute.outcomes import OFFERED, OutcomeTable, as_outcome_table
 from agentroute.types import Agent, Decision, RouteContext, Step, Task, Trajectory
 
 FORMAT_VERSION = 1
@@ -666,18 +666,26 @@ def _describe(annotation: Any) -> str:
 
 # -- helpers shared by routers -------------------------------------------------------------------
 def decide(router: Router, ctx: RouteContext, index: int, why: str = "", **scores: Any) -> Decision:
-    """A single-agent decision for ``ctx.candidates[index]`` (``scores``/``evidence`` as keywords)."""
+    """A single-agent decision for ``ctx.candidates[index]`` (``scores``/``evidence`` as keywords).
+
+    Its evidence records how many candidates the step offered (``offered``), unless it names them
+    (``candidates``, ``probabilities``): a failed call with no fallback left is then its agent's
+    failure, learned as such, where with one of many tried it was taken for an outage
+    (:func:`agentroute.outcomes.outage_steps`)."""
     if not scores:
-        return _plain_decision(router.name, ctx.candidates[index], why)
+        return _plain_decision(router.name, ctx.candidates[index], why, len(ctx.candidates))
     fields = {"scores": {}, "evidence": {}, **scores}  # numpy values are kept as they are
+    evidence = fields["evidence"]
+    if isinstance(evidence, dict) and not {"candidates", "probabilities", OFFERED} & evidence.keys():
+        fields["evidence"] = {**evidence, OFFERED: len(ctx.candidates)}
     return Decision.model_construct(agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **fields)
 
 
 @functools.lru_cache(maxsize=4096)
-def _plain_decision(router: str, agent: Agent, why: str) -> Decision:
+def _plain_decision(router: str, agent: Agent, why: str, offered: int) -> Decision:
     """Decisions without scores are interned: steps that retain one share a single frozen object,
     which keeps a long batch's results light on memory and on the garbage collector."""
-    return Decision(agents=[agent], weights=[1.0], router=router, why=why)
+    return Decision(agents=[agent], weights=[1.0], router=router, why=why, evidence={OFFERED: offered})
 
 
 @dataclass
