@@ -4,10 +4,7 @@ graph-planner router's ``ppo_config()``) and from a recipe (`agentroute train gr
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from agentroute import make_router
 from agentroute.errors import ConfigurationError
 from agentroute.training.ppo import PPOConfig, PPOOptionError
+from tests.test_ppo_option_wording import train_graph_planner
 
 GAMMA = "'gamma' must be a finite number in [0, 1] (got 2)"
 CLIP = "'clip' must be a finite number in (0, 1) (got 1.5)"
@@ -45,15 +43,7 @@ def test_a_router_names_each_of_its_own_ppo_options() -> None:
 
 
 def test_train_graph_planner_names_every_bad_option_of_the_recipe_in_one_line(tmp_path: Path) -> None:
-    recipe = tmp_path / "gp.yaml"
-    recipe.write_text(
-        "router: graph-planner\nparams:\n  episodes: 4\n  gamma: 2\n  clip: 1.5\n  ppo_epochs: 0\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "agentroute", "train", "graph-planner", "--dataset", "routerbench:/nonexistent",
-         "--config", str(recipe), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    recipe, done = train_graph_planner(tmp_path, "  gamma: 2\n  clip: 1.5\n  ppo_epochs: 0\n")
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         f"error: recipe {recipe} line 4: graph-planner: {GAMMA}; line 5: graph-planner: {CLIP}; "
