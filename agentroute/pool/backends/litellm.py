@@ -520,14 +520,19 @@ def _http_handler(model: str) -> Any:
     try:
         from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
     except ImportError as exc:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        release = version("litellm")
+        release = None
+        for dist in ("litellm", "litellm-core"):  # none: a vendored copy, without package metadata
+            with contextlib.suppress(PackageNotFoundError):
+                release = version(dist)
+                break
+        earlier = f"pip install 'litellm<{release}'" if release else "pip install an earlier litellm"
         raise BackendError(
             model,
-            f"LiteLLM {release} has no AsyncHTTPHandler in {_HANDLER_HOME} ({type(exc).__name__}), which the "
-            f"litellm backend calls self-hosted openai/ and hosted_vllm/ endpoints through: install an earlier "
-            f"LiteLLM (pip install 'litellm<{release}') or use backend: openai for this card",
+            f"LiteLLM {release or '(version unknown)'} has no AsyncHTTPHandler in {_HANDLER_HOME} "
+            f"({type(exc).__name__}), which the litellm backend calls self-hosted openai/ and hosted_vllm/ "
+            f"endpoints through: install an earlier LiteLLM ({earlier}) or use backend: openai for this card",
             retryable=False,
             billed=False,
         ) from exc
