@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,6 +192,22 @@ def _learned_reads(status: Sequence[str] | None) -> tuple[list[str], bool]:
     return [s for s in wanted if s != "failed"], "failed" in wanted
 
 
+def _checked_limit(limit: int | None) -> int | None:
+    """``limit`` as the memory takes it (``None`` or a whole number ≥ 0), else a one-line error."""
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0
+    ):
+        raise ConfigurationError(f"limit must be a non-negative whole number or None (got {limit!r})")
+    return limit
+
+
+def _learns(trajectory: Trajectory) -> bool:
+    """Whether :func:`~agentroute.outcomes.learned_scores` scores one of ``trajectory``'s steps."""
+    from agentroute.outcomes import learned_scores
+
+    return any(score is not None for _, score in learned_scores(trajectory))
+
+
 def learned_trajectories(
     store: SQLMemory,
     *,
@@ -202,9 +219,8 @@ def learned_trajectories(
     finished status) of which :func:`~agentroute.outcomes.learned_scores` scores a step — a scored
     task, and a failed one whose failed call was its agent's (scored 0; a task failed by an outage
     teaches nothing). The one home of the selection of ``train --from`` and ``memory export
-    --format outcomes``; ``limit`` counts the tasks given."""
-    from agentroute.outcomes import learned_scores
-
+    --format outcomes``; ``limit`` (``None`` or ≥ 0) counts the tasks given."""
+    limit = _checked_limit(limit)
     scored_statuses, failed = _learned_reads(status)
     streams = (
         [store.iter_trajectories(graph=graph, status=scored_statuses, with_score=True)]
@@ -214,8 +230,7 @@ def learned_trajectories(
     if failed:
         streams.append(store.iter_trajectories(graph=graph, status=["failed"]))
     merged = heapq.merge(*streams, key=lambda t: (t.task.created_at, t.task.id))  # the memory's order
-    learned = (t for t in merged if any(score is not None for _, score in learned_scores(t)))
-    return itertools.islice(learned, limit)
+    return itertools.islice(filter(_learns, merged), limit)
 
 
 def count_learned(
@@ -225,20 +240,30 @@ def count_learned(
     status: Sequence[str] | None = None,
     limit: int | None = None,
 ) -> int:
-    """At most how many tasks :func:`learned_trajectories` gives (a failed task by an outage, which
-    it drops, is counted): for a progress bar."""
+    """How many tasks :func:`learned_trajectories` gives, for a progress bar: its scored tasks by
+    one count query, its failed ones read and those failed by an outage left out (they teach
+    nothing). A scored task without a learned step (no answer, its calls outages), which it also
+    leaves out, is still counted: rare, as a task is scored for its answer."""
+    limit = _checked_limit(limit)
     scored_statuses, failed = _learned_reads(status)
     n = store.count_tasks(graph=graph, status=scored_statuses, with_score=True) if scored_statuses else 0
-    n += store.count_tasks(graph=graph, status=["failed"]) if failed else 0
+    if failed:
+        n += sum(1 for t in store.iter_trajectories(graph=graph, status=["failed"]) if _learns(t))
     return n if limit is None else min(n, limit)
+
+
+# what `--dataset outcomes:FILE` reads back
+_OUTCOME_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 
 
 def write_outcomes(trajectories: Iterable[Trajectory], target: Path | TextIO) -> int:
     """Write :func:`outcome_rows` to a file as JSONL (``.jsonl``/``.json``), CSV (``.csv``) or
     Parquet (``.parquet``, needs pyarrow), or to a text stream as JSONL; returns the number of rows."""
     suffix = target.suffix.lower() if isinstance(target, Path) else ".jsonl"
-    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet"):  # what `--dataset outcomes:FILE` reads back
-        raise ConfigurationError(f"{target}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix or 'no suffix'!r})")
+    if suffix not in _OUTCOME_SUFFIXES:
+        raise ConfigurationError(
+            f"{target}: the outcomes export writes .jsonl, .csv or .parquet (got {suffix or 'no suffix'!r})"
+        )
     rows = outcome_rows(trajectories)
     if suffix in (".jsonl", ".json", ".ndjson"):
         count = 0
