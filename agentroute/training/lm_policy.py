@@ -94,7 +94,9 @@ def check_weight_files(folder: Path) -> None:
             with safe_open(str(weights), framework="pt") as handle:
                 handle.keys()
         except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
-            raise StateFileError(weights, f"not a readable weights file ({exc}); the save was cut short? retrain it") from None
+            raise StateFileError(
+                weights, f"not a readable weights file ({exc}); the save was cut short? retrain it"
+            ) from None
 
 
 def one_line(text: object) -> str:
@@ -113,8 +115,11 @@ def check_causal_lm(folder: Path) -> None:
     except (OSError, ValueError, AttributeError):
         return  # transformers names a config it cannot read
     if classes and not set(classes) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
-        raise StateFileError(folder, f"a {', '.join(map(str, classes))} checkpoint, not a causal LM: no policy "
-                                     "(it would generate at random). Name a policy that train router-r1 saved, or a causal LM")
+        raise StateFileError(
+            folder,
+            f"a {', '.join(map(str, classes))} checkpoint, not a causal LM: no policy "
+            "(it would generate at random). Name a policy that train router-r1 saved, or a causal LM",
+        )
 
 
 def check_all_weights(folder: Path, model: Any, missing: Collection[str]) -> None:
@@ -122,9 +127,12 @@ def check_all_weights(folder: Path, model: Any, missing: Collection[str]) -> Non
     then fills them at random and only warns): a config that names no model class over another
     model's weights, a config edited after the save."""
     if missing:
-        raise StateFileError(folder, f"{len(missing)} of the {len(model.state_dict())} weights of its "
-                                     f"{model.config.model_type} causal LM are missing ({sorted(missing)[0]}…): it "
-                                     "would generate at random. Name a policy that train router-r1 saved, or a causal LM")
+        raise StateFileError(
+            folder,
+            f"{len(missing)} of the {len(model.state_dict())} weights of its "
+            f"{model.config.model_type} causal LM are missing ({sorted(missing)[0]}…): it "
+            "would generate at random. Name a policy that train router-r1 saved, or a causal LM",
+        )
 
 
 def save_atomically(target: Path, *writers: Callable[[Path], object]) -> None:
@@ -170,8 +178,12 @@ def whole_policy_dir(path: Path) -> Path:
         time.sleep(0.005)
         if path.exists():  # a live swap: its second rename is done
             return path
-    log.warning("policy %s: missing, a save was cut short; loading the previous one, %s "
-                "(the next training run puts it back)", path, old)
+    log.warning(
+        "policy %s: missing, a save was cut short; loading the previous one, %s "
+        "(the next training run puts it back)",
+        path,
+        old,
+    )
     return old
 
 
@@ -191,8 +203,11 @@ def read_whole_policy(path: Path, read: Callable[[Path], T], *, tries: int = 5) 
             continue
         if _identity(folder) == before:
             return value
-    raise StateFileError(path, f"replaced by a new save during each of {tries} loads (a training run saving it "
-                               "in a loop?): load it again, or load a copy")
+    raise StateFileError(
+        path,
+        f"replaced by a new save during each of {tries} loads (a training run saving it "
+        "in a loop?): load it again, or load a copy",
+    )
 
 
 def _identity(folder: Path) -> tuple[int, ...] | None:
@@ -220,14 +235,15 @@ class HFPolicy:
 
     @classmethod
     def load(cls, spec: str | Path | None = None) -> HFPolicy:
-        """Load a checkpoint directory, or (``None``) the default pool's SmolLM2 from its cache."""
+        """Load a checkpoint directory, or a GGUF (``None``: the default pool's SmolLM2) from its
+        cache, converted first in a child process (:meth:`~agentroute.pool.backends.local.LocalModel.load_apart`)."""
         import torch
         import transformers
 
-        if spec is None or str(spec).endswith(".gguf"):
-            from agentroute.pool.backends.local import LocalModel, ModelSource
+        if spec is None or str(spec).endswith(".gguf"):  # converted as the local backend does (in a child)
+            from agentroute.pool.backends.local import LocalModel
 
-            local = LocalModel.load(ModelSource.resolve(str(spec or DEFAULT_POLICY)))
+            local = LocalModel.load_apart(str(spec or DEFAULT_POLICY))
             return cls(local.model, local.tokenizer)
 
         def read(path: Path) -> HFPolicy:
@@ -239,10 +255,19 @@ class HFPolicy:
             transformers.logging.set_verbosity_error()  # its load report of missing weights: the one line below
             try:
                 tok = transformers.AutoTokenizer.from_pretrained(path)
-                loaded: Any = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+                loaded: Any = transformers.AutoModelForCausalLM.from_pretrained(
+                    path, dtype=torch.float32, output_loading_info=True
+                )
                 model, info = loaded
-            except (OSError, ValueError, RuntimeError) as exc:  # a missing or broken file; weights unlike the config
-                raise StateFileError(path, f"not a loadable policy checkpoint ({one_line(exc)}); retrain it, or name another directory") from None
+            except (
+                OSError,
+                ValueError,
+                RuntimeError,
+            ) as exc:  # a missing or broken file; weights unlike the config
+                raise StateFileError(
+                    path,
+                    f"not a loadable policy checkpoint ({one_line(exc)}); retrain it, or name another directory",
+                ) from None
             finally:
                 transformers.logging.set_verbosity(verbosity)
             check_all_weights(path, model, info.get("missing_keys") or [])
@@ -312,15 +337,30 @@ class OpenAIPolicy:
         api_key: sent as a bearer token when given.
     """
 
-    def __init__(self, base_url: str, tokenizer: Any, *, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
-        self.base_url, self.tokenizer, self.api_key, self.timeout_s = base_url.rstrip("/"), tokenizer, api_key, timeout_s
+    def __init__(
+        self,
+        base_url: str,
+        tokenizer: Any,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+    ):
+        self.base_url, self.tokenizer, self.api_key, self.timeout_s = (
+            base_url.rstrip("/"),
+            tokenizer,
+            api_key,
+            timeout_s,
+        )
         self.model = model or self._first_model()
 
     def wait_s(self, timeout_s: float | None = None) -> float:
         """How long one request waits: ``timeout_s`` (a task's time left) capped at ``self.timeout_s``."""
         return self.timeout_s if timeout_s is None else min(self.timeout_s, max(timeout_s, 0.001))
 
-    def _request(self, path: str, payload: dict[str, Any] | None = None, *, timeout_s: float | None = None) -> dict[str, Any]:
+    def _request(
+        self, path: str, payload: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         """The JSON reply to ``path``, whole within :meth:`wait_s` (connection, headers, body: a server
         that trickles its reply is cut there too), else a :class:`TimeoutError`."""
         data = json.dumps(payload).encode() if payload is not None else None
@@ -348,8 +388,12 @@ class OpenAIPolicy:
     ) -> list[PolicyOutput]:
         """The completions of ``prompts``, waiting no longer than ``timeout_s`` (:meth:`wait_s`)."""
         payload = {
-            "model": self.model, "prompt": [list(p) for p in prompts], "max_tokens": max_tokens,
-            "temperature": temperature, "top_p": top_p, "stop": list(stop) or None,
+            "model": self.model,
+            "prompt": [list(p) for p in prompts],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "stop": list(stop) or None,
             "include_stop_str_in_output": True,
         }
         reply = self._request("/completions", payload, timeout_s=timeout_s)
@@ -389,6 +433,8 @@ class VLLMTrainerPolicy:
         out = []
         for ids, lps in zip(completion_ids, logprobs, strict=True):
             cut = cut_at_stop(self.tokenizer, ids[:max_tokens], stop)
-            cut.logprobs = [float(lp[0]) if lp and lp[0] is not None else float("nan") for lp in lps[: len(cut.ids)]]
+            cut.logprobs = [
+                float(lp[0]) if lp and lp[0] is not None else float("nan") for lp in lps[: len(cut.ids)]
+            ]
             out.append(cut)
         return out

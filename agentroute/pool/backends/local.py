@@ -197,14 +197,22 @@ class LocalModel:
         with lock:  # one loader per source; other sources load in parallel
             entry = cls._shared.get(key)
             if entry is None:
-                _refuse_at_exit(spec)
-                if source.kind == "gguf":
-                    convert_apart(source)
-                    _refuse_at_exit(spec)
-                entry = cls.load(source)
+                entry = cls.load_apart(spec, source=source)
                 with cls._shared_lock:
                     cls._shared[key] = entry
             return entry
+
+    @classmethod
+    def load_apart(cls, spec: str, *, source: ModelSource | None = None) -> LocalModel:
+        """A model of its own (not shared: one to train, say), loaded as :meth:`shared` loads it: a GGUF
+        is converted into its cache in a child process first (:func:`convert_apart`), which an interrupt
+        or the interpreter's exit stops; refused once the process is exiting. ``source``: ``spec`` resolved."""
+        source = source or ModelSource.resolve(spec)
+        _refuse_at_exit(spec)
+        if source.kind == "gguf":
+            convert_apart(source)
+            _refuse_at_exit(spec)
+        return cls.load(source)
 
     @classmethod
     def clear_shared(cls) -> None:
