@@ -603,7 +603,7 @@ class AntColonyRouter(Router):
 
     def _gate(self, sample: PathSample) -> bool:
         """Whether a sample deposits: it has an answered path, and its score passes (or the judge)."""
-        if not sample.steps:  # failed calls only: learned in the ability table, no path to deposit on
+        if not sample.steps or not sample.answered:  # failed calls only, or a failed task: no answered path
             return False
         if self.judge is not None:
             verdict = self.judge(

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
@@ -107,8 +107,8 @@ class PathStep:
 @dataclass(frozen=True, slots=True)
 class PathSample:
     """A completed request as the updater sees it: the path of its answered steps (``steps``, where
-    the pheromone is deposited) and the failed calls its agents are blamed for (``failed``, scored 0
-    in the ability table only)."""
+    the pheromone is deposited when the request was ``answered``) and the failed calls its agents
+    are blamed for (``failed``, scored 0 in the ability table only)."""
 
     task_id: str
     query: str
@@ -118,6 +118,7 @@ class PathSample:
     weights: np.ndarray | None = None
     payload: object = None  # what a judge callable is given (the Trajectory)
     failed: tuple[PathStep, ...] = ()
+    answered: bool = True  # False: the task failed, its partial path is learned in the ability table only
 
 
 def finite(x: float | None) -> float | None:
@@ -135,8 +136,10 @@ def learned_path(trajectory: Trajectory, allowed: set[str] | None = None) -> Pat
     one rule): its ``ok`` steps are the path, each with its learned score; its failed calls that
     the rule scores 0 (not an outage, nor a call cut by the task's budget) are ``failed``, those of
     agents outside ``allowed`` left out. The sample's score (the quality gate's) is the task's, else
-    its last answer's; its cost the task's, else its path's. ``None`` when it holds neither. The one
-    home of the rule for the online updates and the warm start from trajectories."""
+    its last answer's; its cost the task's, else its path's. ``None`` when it holds neither. A task
+    that failed gave no answer: its steps are learned in the ability table, never deposited on
+    (``answered`` false), and its score is the task's alone (a partial path's last step is no
+    answer). The one home of the rule for the online updates and the warm start from trajectories."""
     path: list[PathStep] = []
     failed: list[PathStep] = []
     for step, score in learned_scores(trajectory):
@@ -149,9 +152,19 @@ def learned_path(trajectory: Trajectory, allowed: set[str] | None = None) -> Pat
     if not path and not failed:
         return None
     task = trajectory.task
-    score = finite(task.score) if task.score is not None else (path[-1].score if path else None)
+    answered = task.status != "failed"
+    last = path[-1].score if path and answered else None
+    score = finite(task.score) if task.score is not None else last
     cost = float(task.cost_usd) or float(sum(s.cost for s in path))
-    return PathSample(task.id, task.query, tuple(path), score, cost, payload=trajectory, failed=tuple(failed))
+    sample = PathSample(
+        task.id, task.query, tuple(path), score, cost, payload=trajectory, failed=tuple(failed)
+    )
+    return sample if answered else replace(sample, answered=False)
+
+
+def _teaches(sample: PathSample) -> bool:
+    """Whether a sample has a score to learn: its gate's, a failed call's 0, or a step's own."""
+    return sample.score is not None or bool(sample.failed) or any(s.score is not None for s in sample.steps)
 
 
 def path_edges(stages: Sequence[str]) -> list[tuple[int, int]]:
@@ -446,7 +459,7 @@ def paths_from_trajectories(
         labels.append(traj.task.task_type)
         sample = learned_path(traj, allowed)  # feedback judges the answer, a failed call scores 0 (one rule)
         outside = any(not allowed_agent(s.agent, allowed) for s in traj.steps if s.status == "ok")
-        if sample is not None and not outside and (sample.score is not None or sample.failed):
+        if sample is not None and not outside and _teaches(sample):
             records.append((sample, traj.task.task_type))
             continue
         reason = "no finished step" if sample is None else "agent not in models" if outside else "no score"
