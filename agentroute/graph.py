@@ -78,6 +78,8 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
     from langgraph.types import StateSnapshot, StreamWriter
 
+    from agentroute.eval.answers import Metric
+
     # the mixin's base for the type checker: at run time LangGraph's class is combined with it by
     # _compiled_class() (importing LangGraph here would make `import agentroute` heavy)
     _LangGraphCompiled = CompiledStateGraph[Any, Any, Any, Any]
@@ -105,6 +107,11 @@ class _Gold:
 
 
 _GOLD: contextvars.ContextVar[_Gold | None] = contextvars.ContextVar("agentroute_gold", default=None)
+
+
+def _metric_name(metric: str | Metric) -> str:
+    """``arun``'s metric as its feedback's source names it: the name given, else the callable's ``__name__``."""
+    return metric if isinstance(metric, str) else str(getattr(metric, "__name__", "custom"))
 
 
 def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -650,15 +657,16 @@ class CompiledAgentGraph(_LangGraphCompiled):
         config: RunnableConfig | None = None,
         task_id: str | None = None,
         gold: str | Sequence[str] | None = None,
-        metric: str = "em",
+        metric: str | Metric = "em",
     ) -> RunResult:
         """Run one task to the end; never raises for budget or backend failures (see ``status``).
 
         ``gold``: the right answer(s). A task that ends ``done`` or ``budget_exhausted`` is then
         scored with ``metric`` (``em``, ``f1`` or ``contains``, SQuAD-normalised: see
-        :mod:`agentroute.eval.answers`) as the graph finishes it: the score is the task's ``score``
-        when the router's ``observe(last_step, task)`` sees it (online learners learn it), and its
-        feedback in the memory (source ``metric:<name>``), where ``train --from`` learns it.
+        :mod:`agentroute.eval.answers`; or your own ``metric(answer, gold) -> float``) as the graph
+        finishes it: the score is the task's ``score`` when the router's ``observe(last_step, task)``
+        sees it (online learners learn it), and its feedback in the memory (source
+        ``metric:<name>``, a callable's ``__name__``), where ``train --from`` learns it.
         """
         if not isinstance(query, str):
             raise ConfigurationError(
@@ -669,14 +677,14 @@ class CompiledAgentGraph(_LangGraphCompiled):
         if gold is not None:
             from agentroute.eval.answers import get_metric
 
-            score_fn = get_metric(metric)  # an unknown metric fails before the task runs
+            score_fn = metric if callable(metric) else get_metric(metric)  # an unknown name fails here
         if task_id:
             await asyncio.to_thread(self._check_new_ids, [task_id])
         task_id = task_id or new_id()
         request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
         inp = {"query": query, CHANNEL: request}  # astream/stream seed it (_seed)
         scoring = None if score_fn is None else _GOLD.set(
-            _Gold(task_id, lambda answer: float(score_fn(answer, gold)), f"metric:{metric}")  # type: ignore[arg-type]
+            _Gold(task_id, lambda answer: float(score_fn(answer, gold)), f"metric:{_metric_name(metric)}")  # type: ignore[arg-type]
         )
         LIVE.pin(task_id)
         try:
@@ -1091,7 +1099,9 @@ def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:
         if item.get("gold") is not None:
             from agentroute.eval.answers import get_metric
 
-            get_metric(item.get("metric", "em"))
+            metric = item.get("metric", "em")
+            if not callable(metric):
+                get_metric(metric)
     except (ConfigurationError, TypeError) as exc:
         raise ConfigurationError(f"item {index}: {exc}") from exc
     return item

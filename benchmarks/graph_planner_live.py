@@ -106,7 +106,7 @@ class Live:
 
         rows = await run_questions(self.app(router, memory=memory), questions,
                                    budget=Budget(usd=budget_usd) if budget_usd is not None else None,
-                                   concurrency=self.args.concurrency, memory=memory, on_done=tick)
+                                   concurrency=self.args.concurrency, on_done=tick)
         res = summarize(rows, budget_usd)
         h1, m1 = self.counters()
         res.update(hits=h1 - h0, misses=m1 - m0, seconds=time.perf_counter() - t0, actions=role_actions(rows))

@@ -107,6 +107,21 @@ def mcq_score(text: str | None, question: dict[str, Any]) -> float:
     return float(mcq_letter(text, question["choices"]) == question["gold"])
 
 
+def _gold(question: dict[str, Any]) -> dict[str, Any]:
+    """``arun``'s gold and metric for ``question``: the graph scores the answer (:func:`mcq_score`) as it
+    finishes the task, so the router's ``observe`` and the memory's feedback (``metric:mcq``) have it."""
+
+    def mcq(answer: str | None, gold: Any) -> float:
+        return mcq_score(answer, question)
+
+    return {"gold": question["gold"], "metric": mcq}
+
+
+def _episode_score(res: Any) -> float:
+    """The score the graph gave an episode; 0 for a task that ended unscored (failed, interrupted)."""
+    return float(res.task.score) if res.task.score is not None else 0.0
+
+
 # -- pool ------------------------------------------------------------------------------------------
 def live_pool(*, direct_tokens: int = 16, cot_tokens: int = 64, timeout_s: float = 900) -> ModelPool:
     """SmolLM2-135M as ``smol-direct`` (its output limit × 0.5, the strategy's factor) and ``smol-cot``."""
@@ -170,19 +185,17 @@ class FixedWorkflowRouter(Router):
 
 # -- episodes --------------------------------------------------------------------------------------
 async def run_questions(app: Any, questions: Sequence[dict[str, Any]], *, budget: Any = None, concurrency: int = 8,
-                        memory: Any = None, on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                        on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Each question once through ``app`` (a compiled planner graph); one row per question, in order:
-    score, cost, steps, roles, status. With ``memory`` the score is the task's feedback there."""
+    score, cost, steps, roles, status. The graph scores each answer as it finishes the task: its
+    router observes the score, and ``app``'s memory holds it as feedback (``metric:mcq``)."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one(q: dict[str, Any]) -> dict[str, Any]:
         async with sem:
             started = time.perf_counter()
-            res = await app.arun(q["question"], query_id=q["id"], task_type=q.get("task"), budget=budget)
-        ok = res.status in ("done", "budget_exhausted")
-        score = mcq_score(res.answer, q) if ok else 0.0
-        if memory is not None and ok:
-            memory.add_feedback(res.task.id, score, source="metric:mcq")
+            res = await app.arun(q["question"], query_id=q["id"], task_type=q.get("task"), budget=budget, **_gold(q))
+        score = _episode_score(res)
         info = (res.state.get("context") or {}).get("graph_planner") or {}
         row = {
             "id": q["id"], "task": q.get("task"), "score": score, "cost": float(res.cost_usd), "status": res.status,
@@ -246,9 +259,10 @@ async def train_live(
 
     Each update draws ``per_update`` questions; ``budget_share`` of episodes get a budget of
     ``cost_scale × u`` (u log-uniform in ``budget_range``), the others none. The reward is the gold
-    score − λ·cost/cost_scale (the episode's cost as the ledger settled it). With ``memory`` (the
-    dispatcher's), each episode's score is its task's feedback and the historical memory is re-read
-    before every update (a question's own rows are left out of its decisions)."""
+    score − λ·cost/cost_scale (the episode's cost as the ledger settled it), scored by the graph as
+    it finishes the task (its feedback in ``app``'s memory). With ``memory`` (the dispatcher's), the
+    historical memory is re-read before every update (a question's own rows are left out of its
+    decisions)."""
     from agentroute.budget import Budget
 
     rng = np.random.default_rng(seed)
@@ -271,7 +285,7 @@ async def train_live(
             async def one(i: int, usd: float | None, sem: asyncio.Semaphore = sem) -> tuple[dict[str, Any], Any, float | None]:
                 async with sem:
                     res = await app.arun(questions[i]["question"], query_id=questions[i]["id"], task_type=questions[i].get("task"),
-                                         budget=Budget(usd=usd) if usd is not None else None)
+                                         budget=Budget(usd=usd) if usd is not None else None, **_gold(questions[i]))
                 return questions[i], res, usd
 
             results = await asyncio.gather(*(one(int(i), b) for i, b in zip(picks, budgets, strict=True)))
@@ -280,10 +294,7 @@ async def train_live(
             violations = 0
             for q, res, usd in results:
                 trace = router.recording.pop(res.task.id, [])
-                ok = res.status in ("done", "budget_exhausted")
-                score = mcq_score(res.answer, q) if ok else 0.0
-                if memory is not None and ok:
-                    memory.add_feedback(res.task.id, score, source="metric:mcq")
+                score = _episode_score(res)
                 cost = float(res.cost_usd)
                 violations += usd is not None and cost > usd + 1e-12
                 ep = Episode(score, cost, score - router.cost_weight * cost / router.cost_scale_, res.status == "budget_exhausted",
