@@ -39,9 +39,15 @@ def test_an_interrupt_of_the_script_stops_its_conversion(tmp_path: Path) -> None
     """SIGINT to the script alone (a notebook's interrupt, an IDE's stop): the conversion child is
     stopped before the KeyboardInterrupt reaches the script (was: left converting, unsupervised, and a
     second load started a second conversion beside it)."""
+    interrupt_stops_the_conversion(tmp_path, SCRIPT)
+
+
+def interrupt_stops_the_conversion(tmp_path: Path, script: str) -> None:
+    """Run ``script`` (a tiny GGUF's path its argument; it prints "interrupted" at a KeyboardInterrupt),
+    SIGINT it once its conversion child runs: the child is gone by then, nothing half-written left."""
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
     env = {"AGENTROUTE_CACHE": str(tmp_path / "cache"), "AGENTROUTE_PROGRESS": "0"}
-    with _running([sys.executable, "-c", SCRIPT, str(gguf)], stdout=subprocess.PIPE,
+    with _running([sys.executable, "-c", script, str(gguf)], stdout=subprocess.PIPE,
                   env={**os.environ, **env}, cwd=tmp_path) as proc:  # fmt: skip
         deadline = time.monotonic() + 120
         while not (children := _converting(proc.pid)):

@@ -11,11 +11,9 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-from tests.test_local_convert_apart import _converting, pytestmark  # noqa: F401 (the /proc skip)
-from tests.test_local_exit import _alive, _running
+from tests.test_local_convert_apart import _converting, interrupt_stops_the_conversion, pytestmark  # noqa: F401 (the /proc skip)
 from tests.tiny_gguf import write_tiny_gguf
 
 # a plain script: load the policy, report its model's width, or what stopped it; then stay alive (a notebook's kernel)
@@ -35,18 +33,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_an_interrupt_stops_the_policys_conversion(tmp_path: Path) -> None:
-    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
-    with _running([sys.executable, "-c", SCRIPT, str(gguf)], stdout=subprocess.PIPE, env=_env(tmp_path),
-                  cwd=tmp_path) as proc:  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not (children := _converting(proc.pid)):  # was: none, converted in the script's process
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=60)
-            time.sleep(0.01)
-        proc.send_signal(2)
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "interrupted"
-        assert [c for c in children if _alive(c)] == []
-        assert not list((tmp_path / "cache").glob("models/.tmp-*"))
+    interrupt_stops_the_conversion(tmp_path, SCRIPT)  # was: no child, converted in the script's process
 
 
 def test_the_policy_loads_from_the_cache_its_child_wrote(tmp_path: Path) -> None:

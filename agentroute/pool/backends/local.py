@@ -440,8 +440,11 @@ def convert_apart(source: ModelSource) -> None:
                 break
     except BaseException:  # a KeyboardInterrupt here (a notebook's interrupt): the conversion stops too
         child.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             child.wait(timeout=EXIT_WAIT_S)  # it removes its half-written cache as it ends
+        except subprocess.TimeoutExpired:  # deep in a long import under load: what it wrote is swept later
+            child.kill()
+            child.wait()
         raise
     finally:
         with _children_lock:
