@@ -292,9 +292,9 @@ def _wait_gone(pids: list[int]) -> list[int]:
     left = set(pids)
     while left:
         for pid in list(left):
-            with contextlib.suppress(ChildProcessError):  # not ours: its parent (or init) reaps it
-                os.waitpid(pid, os.WNOHANG)
-            if not _running(pid):
+            if not _running(pid):  # exited: a zombie of ours is reaped now (reaped before it was one, it
+                with contextlib.suppress(ChildProcessError):  # stayed one); not ours: its parent or init's
+                    os.waitpid(pid, os.WNOHANG)
                 left.discard(pid)
         if not left or time.monotonic() > deadline:
             break
