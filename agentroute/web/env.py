@@ -374,27 +374,6 @@ def _remove_left_behind(tmp: str) -> list[str]:
     return removed
 
 
-_TASK_PAGE_HINT = "(is run web --miniwob-url the base URL of MiniWoB++ task pages?)"
-
-#: A loaded page's state: whether it finished loading, its HTTP status (0: none, a file:// page) and
-#: whether it runs MiniWoB's script (``core.js`` defines ``core`` as the page loads).
-_PAGE_STATE_JS = (
-    "const nav = performance.getEntriesByType('navigation')[0];"
-    "return [document.readyState, (nav && nav.responseStatus) || 0, typeof core !== 'undefined'];"
-)
-
-
-def _not_a_task_page(driver: Any) -> str | None:
-    """Why the page ``driver`` shows, loaded, is plainly no MiniWoB task page (an HTTP error status,
-    or no MiniWoB script); ``None`` while it loads or when it may be one (its start screen may follow)."""
-    ready, status, has_core = driver.execute_script(_PAGE_STATE_JS)
-    if ready != "complete":
-        return None
-    if isinstance(status, int) and status >= 400:
-        return f"HTTP {status}"
-    return None if has_core else "it runs no MiniWoB script (core.js)"
-
-
 def _env_class(
     chrome: str,
     driver: str,
@@ -455,20 +434,14 @@ def _env_class(
                         raise PageLoadError(
                             f"the task page {self.url} could not be loaded: {_brief(exc)}"
                         ) from None
-                start_screen = ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID))
-
-                def task_screen(driver: Any) -> Any:  # a page plainly no task (a 404) fails at once
-                    if why := _not_a_task_page(driver):
-                        raise PageLoadError(
-                            f"the page {self.url} showed no MiniWoB task: {why} {_TASK_PAGE_HINT}"
-                        )
-                    return start_screen(driver)
-
                 try:
-                    WebDriverWait(self.driver, 10).until(task_screen)
-                except TimeoutException:  # another site's page that runs a script of its own named core
+                    WebDriverWait(self.driver, 10).until(
+                        ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID))
+                    )
+                except TimeoutException:  # a 404, another site: the page loaded, but is no MiniWoB task
                     raise PageLoadError(
-                        f"the page {self.url} showed no MiniWoB task within 10 s {_TASK_PAGE_HINT}"
+                        f"the page {self.url} showed no MiniWoB task within 10 s "
+                        "(is run web --miniwob-url the base URL of MiniWoB++ task pages?)"
                     ) from None
                 self.inner_width, self.inner_height = self.driver.execute_script(
                     "return [window.innerWidth, window.innerHeight];"
