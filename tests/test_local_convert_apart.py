@@ -106,3 +106,39 @@ def test_a_conversion_stopped_by_the_exit_says_so(tmp_path: Path) -> None:
         f"agentroute.errors.BackendError: {gguf}: the local model was not loaded: the process is exiting"
     ), proc.stderr[-2000:]
     assert not list((tmp_path / "cache").glob("models/.tmp-*"))
+
+
+def test_the_conversion_ignores_modules_in_the_working_folder(tmp_path: Path) -> None:
+    """A script run from elsewhere, in a folder holding a ``gguf.py`` of the user's: the child imports
+    what the script imports, not the folder's files (was: ``python -m`` put the working folder first
+    on the child's path, its conversion failed and the script converted again in-process)."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    scripts, work = tmp_path / "scripts", tmp_path / "work"
+    scripts.mkdir()
+    work.mkdir()
+    (scripts / "load.py").write_text(SCRIPT)
+    (work / "gguf.py").write_text("raise RuntimeError('the working folder was imported')\n")
+    env = {**os.environ, "AGENTROUTE_CACHE": str(tmp_path / "cache"), "AGENTROUTE_PROGRESS": "0"}
+    proc = subprocess.run(
+        [sys.executable, str(scripts / "load.py"), str(gguf)], capture_output=True, text=True, env=env, cwd=work, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "cache", proc.stderr[-2000:]  # converted by the child, loaded from its cache
+    assert "working folder" not in proc.stderr
+
+
+def test_a_frozen_app_converts_in_process(tmp_path: Path) -> None:
+    """An app frozen into one executable (PyInstaller sets ``sys.frozen``; ``sys.executable`` is the
+    app): no child is started with it — that would start the app again — and the model loads."""
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    env = {"AGENTROUTE_CACHE": str(tmp_path / "cache"), "AGENTROUTE_PROGRESS": "0"}
+    with _running([sys.executable, "-W", "ignore", "-c", "import sys; sys.frozen = True\n" + SCRIPT, str(gguf)],
+                  stdout=subprocess.PIPE, env={**os.environ, **env}, cwd=tmp_path) as proc:  # fmt: skip
+        seen: set[int] = set()
+        while proc.poll() is None:
+            seen.update(_converting(proc.pid))
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "gguf"
+    assert seen == set()

@@ -415,12 +415,16 @@ def convert_apart(source: ModelSource) -> None:
     cached = source.cache_dir()
     if (cached / _CACHE_MARKER).is_file() or not _writable(cached.parent):
         return  # cached; or never will be: the caller's load converts, once
+    if not sys.executable or getattr(sys, "frozen", False):  # no Python to start (a frozen or embedded app)
+        return
     package_root = str(Path(__file__).resolve().parents[3])
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
-    command = [sys.executable, "-m", "agentroute.pool.backends.local_convert", str(source.gguf_path)]
+    # -P: the working folder is not put first on the child's path (``-m`` would): the child imports
+    # what this process imports, not a user's gguf.py or torch/ lying where the script was started
+    command = [sys.executable, "-P", "-m", "agentroute.pool.backends.local_convert", str(source.gguf_path)]
     with _children_lock:
         _refuse_at_exit(str(source.gguf_path))
         child = subprocess.Popen(
