@@ -802,21 +802,27 @@ def _renames(fit: PoolFit) -> str:
     the router knows models by card id)."""
     from agentroute.outcomes import column_agent
 
-    trained = {column_agent(c).model: column_agent(c).strategy for c in fit.trained}
+    trained: dict[str, list[str]] = {}  # model -> the strategies it was logged in, by any role
+    for agent in map(column_agent, fit.trained):
+        trained.setdefault(agent.model, []).append(agent.strategy)
     missing = [m for m in dict.fromkeys(column_agent(c).model for c in fit.missing) if m not in {column_agent(k).model for k in fit.unseen}]
-    strategies: dict[str, str] = {}
+    strategies: dict[str, list[str]] = {}
     pairs: dict[str, str] = {}
     for key in fit.unseen:
         agent = column_agent(key)
         if agent.model in trained:
-            strategies.setdefault(f"{agent.model}:{agent.strategy}", trained[agent.model])
+            if agent.strategy not in trained[agent.model]:  # else logged by another role: a new agent, no new strategy
+                strategies.setdefault(f"{agent.model}:{agent.strategy}", list(dict.fromkeys(trained[agent.model])))
             continue
         close = difflib.get_close_matches(agent.model, [m for m in missing if m not in pairs.values()], n=1, cutoff=0.6)
         if close and agent.model not in pairs:
             pairs[agent.model] = close[0]
     hints = []
     if strategies:
-        shown = ", ".join(f"{new} (logged as {new.rsplit(':', 1)[0]}:{old})" for new, old in list(strategies.items())[:5])
+        shown = ", ".join(
+            f"{new} (logged as {', '.join(new.rsplit(':', 1)[0] + ':' + s for s in logged)})"
+            for new, logged in list(strategies.items())[:5]
+        )
         hints.append(f"Strategies never logged: {shown}: a strategy is a new agent — keep the card's "
                      "strategies as trained, or explore the new ones and retrain")  # fmt: skip
     if pairs:

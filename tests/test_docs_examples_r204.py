@@ -1,0 +1,71 @@
+"""What a new user meets following README.md and docs/*.md as written (r204).
+
+README's learning loop — ``agentroute train knn --from MEMORY`` after ``agentroute run qa``, then
+``agentroute ask ... --router runs/knn --allow-new-agents`` — warned "Strategies never logged:
+smollm2-135m:cot (logged as smollm2-135m:sc@3), smollm2-135m:sc@3 (logged as smollm2-135m:sc@3)":
+the planner had played cot and sc@3; the executor had not. The hint kept one logged strategy per
+model over every role, so it named strategies that were logged as never logged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agentroute import AgentGraph
+from agentroute.loading import load_router
+from agentroute.outcomes import OutcomeTable
+from agentroute.pool import ModelCard, ModelPool
+from agentroute.routers import make_router
+
+QA = (
+    AgentGraph("qa")
+    .add_role("planner", prompt="Break the question into sub-questions.")
+    .add_role("executor", prompt="Answer briefly.")
+    .add_edge("planner", "executor")
+)
+
+
+def saved_router(tmp_path, columns: list[str]) -> str:
+    """A router trained on logged outcomes of ``columns`` (agent keys ``role:model:strategy``), saved."""
+    n = 24
+    rng = np.random.default_rng(0)
+    table = OutcomeTable(
+        [f"q{i}" for i in range(n)], [f"question {i}?" for i in range(n)], columns,
+        rng.random((n, len(columns))), np.full((n, len(columns)), 1e-5),
+    )  # fmt: skip
+    make_router("best-single").fit(table).save(tmp_path / "router")
+    return str(tmp_path / "router")
+
+
+def warnings_on(path: str, strategies: tuple[str, ...]) -> str:
+    pool = ModelPool([ModelCard(id="small", backend="replay", input_price=0.1, output_price=0.1, strategies=strategies)])
+    said: list[str] = []
+    load_router(path, pool=pool, graph=QA, allow_new_agents=True, warn=said.append)
+    assert len(said) == 1, said
+    return said[0]
+
+
+def test_a_strategy_another_role_logged_is_not_named_as_never_logged(tmp_path):
+    """The planner played direct and cot, the executor direct: the executor playing cot is a new
+    agent, but cot is no strategy 'never logged'."""
+    path = saved_router(tmp_path, ["planner:small:direct", "planner:small:cot", "executor:small:direct"])
+    said = warnings_on(path, ("direct", "cot"))
+    assert "executor:small:cot" in said
+    assert "never logged" not in said, said
+
+
+def test_a_strategy_no_role_logged_is_named_once_with_every_logged_one(tmp_path):
+    path = saved_router(tmp_path, ["planner:small:direct", "planner:small:cot", "executor:small:direct"])
+    said = warnings_on(path, ("direct", "cot", "sc@3"))
+    assert "Strategies never logged: small:sc@3 (logged as small:direct, small:cot):" in said, said
+    assert said.count("never logged") == 1
+
+
+@pytest.mark.parametrize("strategies", [("direct",), ("direct", "cot")])
+def test_a_pool_of_the_trained_agents_warns_of_nothing(tmp_path, strategies):
+    columns = [f"{role}:small:{s}" for role in ("planner", "executor") for s in strategies]
+    pool = ModelPool([ModelCard(id="small", backend="replay", input_price=0.1, output_price=0.1, strategies=strategies)])
+    said: list[str] = []
+    load_router(saved_router(tmp_path, columns), pool=pool, graph=QA, warn=said.append)
+    assert said == []
