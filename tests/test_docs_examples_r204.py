@@ -9,15 +9,19 @@ model over every role, so it named strategies that were logged as never logged.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from agentroute import AgentGraph
-from agentroute.loading import load_router
+from agentroute.loading import load_graph, load_router
 from agentroute.outcomes import OutcomeTable
 from agentroute.pool import ModelCard, ModelPool
 from agentroute.routers import make_router
 
+ROOT = Path(__file__).resolve().parents[1]
 QA = (
     AgentGraph("qa")
     .add_role("planner", prompt="Break the question into sub-questions.")
@@ -69,3 +73,35 @@ def test_a_pool_of_the_trained_agents_warns_of_nothing(tmp_path, strategies):
     said: list[str] = []
     load_router(saved_router(tmp_path, columns), pool=pool, graph=QA, warn=said.append)
     assert said == []
+
+
+def shell_commands(doc: Path) -> list[str]:
+    """The ``agentroute`` commands of ``doc``'s shell blocks (fenced bash, console or bare), one a line,
+    continuation lines joined."""
+    blocks = re.findall(r"^ *```(?:bash|sh|console|)\n(.*?)^ *```", doc.read_text(encoding="utf-8"), re.S | re.M)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [line.strip().removeprefix("$ ") for line in lines if line.strip().removeprefix("$ ").startswith("agentroute ")]
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_the_graphs_the_docs_commands_name_load_from_any_folder(doc, tmp_path, monkeypatch):
+    """`--graph graphs/router_r1.py` (docs/router_r1.md) and `--graph graphs/planner.py`
+    (docs/graph_planner.md) were paths into a checkout: `error: graph file graphs/router_r1.py does
+    not exist` from a user's own folder. A built-in name loads anywhere."""
+    monkeypatch.chdir(tmp_path)
+    for command in shell_commands(doc):
+        for spec in re.findall(r"--graph ([^\s`]+)", command):
+            if spec.isupper():  # a placeholder: NAME
+                continue
+            assert load_graph(spec) is not None, command
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_the_recipes_the_docs_commands_name_ship_in_the_checkout(doc):
+    """README says the recipes are the repository's ``training/`` folder: each one named is there."""
+    for command in shell_commands(doc):
+        for recipe in re.findall(r"--config ([^\s`]+)", command):
+            assert (ROOT / recipe).is_file(), command
