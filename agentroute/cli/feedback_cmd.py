@@ -4,12 +4,16 @@ The score is stored with ``memory.add_feedback`` (a feedback row and the task's 
 in [0, 1] (1 = right), as routers learn them; others are refused. Scoring a task again keeps both
 feedback rows; the latest score becomes the task's (a note names the one it replaces). A task
 still ``running`` keeps the score when it ends (feedback wins over the score its process gives).
-TASK_ID may be an id's first characters, as `memory show` takes it.
+TASK_ID may be an id's first characters, as `memory show` takes it. A whole id as agentroute makes
+them (32 hex digits) that names no stored task yet is stored all the same, with a note: the task may
+still be running, or its row not yet flushed, in another process; its score is the feedback's when
+its row arrives. Scored twice, a task keeps the newest feedback given, whichever is stored last.
 Exit codes: 0 stored; 1 no such task (or a prefix of several); 2 a bad score or memory URL.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -18,6 +22,9 @@ from rich.markup import escape
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, report
 from agentroute.errors import AgentrouteError
+
+_MADE_ID = re.compile(r"[0-9a-f]{32}")
+"""A whole id as :func:`agentroute.types.new_id` makes it: feedback on one not stored yet is kept."""
 
 
 def feedback_command(
@@ -53,16 +60,23 @@ def feedback_command(
 
     store = _open(memory)
     try:
-        task_id = task_id_from(store, task_id)
-        trajectory = store.get_task(task_id)
-        if trajectory is None:
-            err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
-            raise typer.Exit(EXIT_FAILURE)
-        earlier = trajectory.task.score
-        if earlier is not None:  # feedback twice: the latest score is the task's, say what it replaces
-            err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
+        pending = _MADE_ID.fullmatch(task_id) is not None and store.get_task(task_id) is None
+        if not pending:  # a whole id of no stored task yet: its process may not have stored its row yet
+            task_id = task_id_from(store, task_id)
+            trajectory = store.get_task(task_id)
+            if trajectory is None:
+                err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
+                raise typer.Exit(EXIT_FAILURE)
+            if (earlier := trajectory.task.score) is not None:  # scored again: the newest is the task's
+                err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
         store.add_feedback(task_id, score, source=source, comment=comment)
         store.flush()
+        if pending:
+            err.print(
+                f"[yellow]note:[/] stored; no task with this id yet: {escape(task_id)} (still running, or not yet "
+                "flushed, in another process?): it is the task's score once its row arrives; check the id "
+                "(`agentroute memory show`) if you meant a stored task"
+            )
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err)) from None
     finally:

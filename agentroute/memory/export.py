@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from agentroute._optional import require
 from agentroute.errors import ConfigurationError
-from agentroute.memory.queries import step_order
+from agentroute.memory.queries import iter_trajectories, step_order, task_filter
 from agentroute.memory.tables import STEPS, TASKS
 from agentroute.types import TaskStatus, Trajectory
 
@@ -240,13 +240,19 @@ def count_learned(
     status: Sequence[str] | None = None,
     limit: int | None = None,
 ) -> int:
-    """How many tasks :func:`learned_trajectories` gives, for a progress bar: its scored tasks by
-    one count query, its failed ones read and those failed by an outage left out (they teach
-    nothing). A scored task without a learned step (no answer, its calls outages), which it also
-    leaves out, is still counted: rare, as a task is scored for its answer."""
+    """How many tasks :func:`learned_trajectories` gives, for a progress bar, by its own test
+    (:func:`~agentroute.outcomes.learned_scores` scores a step) on the tasks it cannot tell in SQL:
+    its scored tasks by one count query, less those of them with no ``ok`` step that learn nothing
+    (read: an ``ok`` step of a scored task is always scored); its failed ones read."""
     limit = _checked_limit(limit)
     scored_statuses, failed = _learned_reads(status)
-    n = store.count_tasks(graph=graph, status=scored_statuses, with_score=True) if scored_statuses else 0
+    n = 0
+    if scored_statuses:
+        n = store.count_tasks(graph=graph, status=scored_statuses, with_score=True)  # checks the statuses
+        answered = sa.exists().where(STEPS.c.task_id == TASKS.c.id, STEPS.c.status == "ok")
+        where = [*task_filter(graph=graph, status=scored_statuses, with_score=True), ~answered]
+        with store._read() as conn:  # noqa: SLF001 - the memory package's own read
+            n -= sum(1 for t in iter_trajectories(conn, where) if not _learns(t))
     if failed:
         n += sum(1 for t in store.iter_trajectories(graph=graph, status=["failed"]) if _learns(t))
     return n if limit is None else min(n, limit)

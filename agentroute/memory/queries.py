@@ -74,17 +74,24 @@ STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
 """The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
 
 
+def latest_feedback(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
+    """``column`` of the task's latest feedback (the newest given: by ``created_at``, then ``id``),
+    correlated to ``tasks``: the one whose score is the task's (the writer's rule)."""
+    return (
+        sa.select(column)
+        .where(FEEDBACK.c.task_id == TASKS.c.id)
+        .order_by(FEEDBACK.c.created_at.desc(), FEEDBACK.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 TASK_COLUMNS: list[sa.ColumnElement[Any]] = [
     *TASKS.columns,
-    sa.select(FEEDBACK.c.source)
-    .where(FEEDBACK.c.task_id == TASKS.c.id)
-    .order_by(FEEDBACK.c.created_at.desc(), FEEDBACK.c.id.desc())
-    .limit(1)
-    .scalar_subquery()
-    .label(FEEDBACK_SOURCE),
+    latest_feedback(FEEDBACK.c.source).label(FEEDBACK_SOURCE),
 ]
 """The columns of ``tasks`` with the source of the task's latest feedback (the one whose score is
-the task's, in the writer's order), so that a read task says whether its score is feedback."""
+the task's), so that a read task says whether its score is feedback."""
 
 
 def _steps_by_task(

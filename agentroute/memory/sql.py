@@ -478,8 +478,11 @@ class SQLMemory(MemoryStore):
     def add_feedback(self, task_id: str, score: float, *, source: str = "user", comment: str = "") -> None:
         """Queue a score for ``task_id``; a score that is not a number in [0, 1] is a
         :class:`ConfigurationError` naming it, here (not a failed write at the next ``flush()``), by
-        :func:`agentroute.outcomes.feedback_score`'s rule. An id that names no task is stored all the
-        same (log tables have no foreign keys) and scores nothing: check it with :meth:`get_task`."""
+        :func:`agentroute.outcomes.feedback_score`'s rule. The task's score becomes the newest
+        feedback given (by the time of this call, whichever process commits last), over the one its
+        process gives. An id that names no task yet is stored all the same (log tables have no
+        foreign keys): it scores the task when its row arrives (the task still running, or not yet
+        flushed, in another process); a mistyped id scores nothing: check it with :meth:`get_task`."""
         from agentroute.outcomes import feedback_score
 
         row = {

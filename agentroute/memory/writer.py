@@ -5,8 +5,8 @@ rows on the writer thread. A batch closes when it holds ``batch_size`` writes, w
 ``flush_interval_s`` has passed since its first write, or when someone flushes — or at once, with
 whatever is queued, while the memory is not under load (fewer than :data:`LOAD_WRITES` writes committed
 in the last :data:`LOAD_WINDOW_S`: a crash then loses no recorded step); it is committed in
-one transaction, applied in dependency order: task upserts, steps, audit events, feedback and the
-task scores it sets. Steps, the bulk, go straight to the driver: PostgreSQL ``COPY``, SQLite
+one transaction, applied in dependency order: task upserts, steps, audit events, feedback, then
+the scores of the tasks written or scored: their newest feedback's (:data:`KEEP_FEEDBACK`). Steps, the bulk, go straight to the driver: PostgreSQL ``COPY``, SQLite
 multi-row ``INSERT … VALUES (…), (…)`` statements (task upserts too on SQLite); the rest are
 SQLAlchemy Core ``executemany`` statements. Never ORM objects. The writer sleeps until a batch is
 due rather than waking on every write; a full batch, a flush and the stop sentinel wake it.
@@ -90,6 +90,7 @@ from agentroute.memory.codec import (
     write_task_id,
 )
 from agentroute.memory.errors import MemoryStoreError, MemoryWriteError, refuses_writes
+from agentroute.memory.queries import latest_feedback
 from agentroute.memory.settle import replace_settled, settled_tasks
 from agentroute.memory.tables import ATTEMPTS, AUDIT, BATCH_ITEMS, FEEDBACK, STEPS, TASKS, UTCDateTime
 
@@ -197,28 +198,40 @@ _STOP = object()
 #: What a task upsert overwrites: everything but its id and creation time.
 TASK_UPDATES = tuple(c.name for c in TASKS.columns if c.name not in ("id", "created_at"))
 
-LATEST_FEEDBACK = "feedback.created_at DESC, feedback.id DESC"
-"""The order that puts a task's latest feedback first."""
+KEPT_SCORE_SQL = "COALESCE(excluded.score, tasks.score)"
+"""The score a task upsert leaves on a stored row: the upsert's, else the one stored (a task's end
+or resume that brings none keeps it); feedback is applied after it, in the same transaction
+(:data:`KEEP_FEEDBACK`)."""
 
-KEPT_SCORE_SQL = (
-    "COALESCE((SELECT feedback.score FROM feedback WHERE feedback.task_id = tasks.id "
-    f"ORDER BY {LATEST_FEEDBACK} LIMIT 1), excluded.score, tasks.score)"
+KEEP_FEEDBACK = (
+    sa.update(TASKS)
+    .where(
+        TASKS.c.id.in_(
+            sa.select(FEEDBACK.c.task_id).where(FEEDBACK.c.task_id.in_(sa.bindparam("ids", expanding=True)))
+        ),
+        TASKS.c.score.is_distinct_from(latest_feedback(FEEDBACK.c.score)),
+    )
+    .values(score=latest_feedback(FEEDBACK.c.score))
 )
-"""The score a task upsert leaves on a stored row: its latest feedback's (a human's or a metric's
-judgement wins over the score its process gives at its end, whichever lands first), else the
-upsert's, else the one stored (a task's end or resume that brings none keeps it)."""
+"""The one rule of a task's score: its newest feedback's (by the time it was given, whichever
+process commits last), over the score its process gives (a human's or a metric's judgement wins,
+whichever lands first). Run on every transaction that writes task rows or feedback, for their tasks
+(``ids``): a feedback stored before its task's row (the task still running, or ended and not yet
+flushed, in another process) scores it when the row arrives.
 
-KEEP_FEEDBACK_SQL = (
-    "UPDATE tasks SET score = latest.score FROM (SELECT DISTINCT ON (feedback.task_id) feedback.task_id, "
-    f"feedback.score FROM feedback WHERE feedback.task_id = ANY(:ids) ORDER BY feedback.task_id, {LATEST_FEEDBACK}) "
-    "AS latest WHERE tasks.id = ANY(:ids) AND tasks.id = latest.task_id AND tasks.score IS DISTINCT FROM latest.score"
-)
-""":data:`KEPT_SCORE_SQL`'s rule again (PostgreSQL), for the task rows a transaction has just
-upserted (``:ids``; it holds their locks). The upsert's subquery reads the snapshot its statement
-took before it waited for a row, so a feedback committed meanwhile (its ``UPDATE`` held the row, or
-came just before the upsert locked it) was unseen and the task's own score written over it (64 of
-1,000 concurrent ends); this statement's snapshot sees it, and a feedback committed after it waits
-for the row and sets the score itself. SQLite runs one writer at a time: nothing to see there."""
+On PostgreSQL (read committed) the statement sees what was committed before it started, not what
+transactions in flight will commit, so those that write tasks or feedback pass a gate first
+(:data:`FEEDBACK_GATE`): shared for task rows (they run side by side), exclusive for feedback. A
+feedback's transaction thus starts once every task write in flight has committed, and a task write
+once every feedback in flight has, and this statement, run after the gate, sees them. Without it a
+task's end that waited for a feedback's row lock wrote its own score over the feedback (64 of 1,000
+concurrent ends), an older feedback committed last won, and a feedback committed while its task's
+first row was in flight scored nothing. SQLite runs one writer at a time, which reads the latest commit."""
+
+FEEDBACK_GATE = (0x61677274, 0x66656564)
+"""The gate's advisory lock ("agrt", "feed"): PostgreSQL's two-key space, apart from the claims' one-key locks."""
+_GATE_SHARED = sa.text("SELECT pg_advisory_xact_lock_shared({}, {})".format(*FEEDBACK_GATE))
+_GATE_EXCLUSIVE = sa.text("SELECT pg_advisory_xact_lock({}, {})".format(*FEEDBACK_GATE))
 
 TAKEN_BACK_SQL = "tasks.status = 'interrupted' AND excluded.status <> 'running'"
 """When a task upsert may find its row closed by another process: a finish landing on an
@@ -348,8 +361,6 @@ def set_items(conn: Connection, items: list[BatchItemWrite]) -> None:
         )  # fmt: skip
 
 
-_KEEP_FEEDBACK = sa.text(KEEP_FEEDBACK_SQL)
-_SET_SCORE = sa.update(TASKS).where(TASKS.c.id == sa.bindparam("b_id")).values(score=sa.bindparam("b_score"))
 _SET_ITEM = (
     sa.update(BATCH_ITEMS)
     .where(
@@ -919,6 +930,8 @@ class BatchWriter:
         audits: list[dict[str, Any]],
         feedback: list[dict[str, Any]],
     ) -> None:
+        if conn.dialect.name == "postgresql" and (tasks or feedback):  # see KEEP_FEEDBACK
+            conn.execute(_GATE_EXCLUSIVE if feedback else _GATE_SHARED)
         written = self._write_tasks(conn, list(tasks.values()), guarded=True) if tasks else 0
         if steps:
             bulk_insert(conn, STEPS, steps)
@@ -931,10 +944,9 @@ class BatchWriter:
                 self._replace(conn, settled)
         if written < len(tasks):  # rows the guard left: their steps are stored above
             self._take_back(conn, tasks)
-        if tasks and conn.dialect.name == "postgresql":
-            conn.execute(_KEEP_FEEDBACK, {"ids": list(tasks)})
         if audits:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
             conn.execute(FEEDBACK.insert(), feedback)
-            conn.execute(_SET_SCORE, [{"b_id": f["task_id"], "b_score": f["score"]} for f in feedback])
+        if tasks or feedback:
+            conn.execute(KEEP_FEEDBACK, {"ids": sorted({*tasks, *(f["task_id"] for f in feedback)})})
