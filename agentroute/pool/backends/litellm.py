@@ -8,7 +8,8 @@ never priced $0. ``worst_case_usd`` and the settled cost use the same price sour
 imported on first use (it takes seconds) and makes no retries (the dispatcher retries). Replies
 of a self-hosted endpoint (``base_url``) or an OpenAI-protocol provider are streamed and cut after
 ``max_tokens`` + 1 text chunks, as the openai backend's are: a server that ignores ``max_tokens``
-cannot run away. Other hosted providers (``anthropic/…``) are called plainly. A self-hosted
+cannot run away; their whole JSON bodies are read no further than
+:func:`~agentroute.pool.backends.wire.body_limit`. Other hosted providers (``anthropic/…``) are called plainly. A self-hosted
 OpenAI-protocol endpoint (``openai/…``, ``hosted_vllm/…`` with ``base_url``) is called through
 clients of this backend's, one set per event loop and closed with it, whose hook reads the usage
 as the server sent it (:class:`_LoopClients`).
@@ -63,6 +64,7 @@ from agentroute.pool.backends.streaming import (
     stream_ended,
 )
 from agentroute.pool.backends.usage import checked_usage
+from agentroute.pool.backends.wire import BodyTooLong, body_limit, codings, encoding_problem
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -202,7 +204,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         async def send(kwargs: dict[str, Any]) -> Reply:
             if self.stream and streamed_provider(card):
                 return await self._streamed(litellm, kwargs, request, card)
-            return await self._plain(litellm, kwargs, card)
+            return await self._plain(litellm, kwargs, request, card)
 
         reply = await self.refusals.call(card, kwargs, send)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -219,12 +221,16 @@ class LiteLLMBackend(EndpointCounting, Backend):
             raw=raw,
         )
 
-    async def _plain(self, litellm: ModuleType, kwargs: dict[str, Any], card: ModelCard) -> Reply:
-        sent = _Sent()
+    async def _plain(
+        self, litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
+    ) -> Reply:
+        sent = _Sent(request)
         token = _SENT.set(sent)
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
+            if sent.refused is not None:  # the cause, not how LiteLLM then failed on it
+                raise ProtocolError(card.id, sent.refused) from exc
             # a usage LiteLLM could not read (NaN): named as the openai backend names it
             checked_usage(card, sent.usage)
             raise litellm_error(exc, card.id, card.base_url) from exc
@@ -254,7 +260,7 @@ class LiteLLMBackend(EndpointCounting, Backend):
         (none: the reply is counted here). A LiteLLM that keeps no chunks gets the last chunk's
         usage unless its prompt count is LiteLLM's own estimate (:func:`_litellm_estimate`, off the
         event loop: its tokenizer may be fetched from the Hugging Face Hub)."""
-        sent = _Sent(streamed=True)
+        sent = _Sent(request, streamed=True)
         token = _SENT.set(sent)
         try:
             response = await litellm.acompletion(
@@ -262,6 +268,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
             )
         except Exception as exc:
             _SENT.reset(token)
+            if sent.refused is not None:  # the cause, not how LiteLLM then failed on it
+                raise ProtocolError(card.id, sent.refused) from exc
             raise litellm_error(exc, card.id, card.base_url) from exc
         _SENT.reset(token)  # the stream's hook holds it: the chunks are read later, in this task
         read = StreamText(card.id, request.max_tokens, token_sink.get())
@@ -355,15 +363,29 @@ class _Sent:
     """The usage a reply carried as the server sent it (JSON, unconverted): ``read`` once the body
     or stream went through :func:`_keep_usage`'s hook (``usage`` stays ``None`` when it had none);
     ``streamed``: the request asked for a stream; ``unreadable``: why a stream's bytes could not be
-    read (the reply is then a :class:`ProtocolError`); ``whole``: the JSON body a server that
+    read (the reply is then a :class:`ProtocolError`); ``refused``: why a whole body was not read
+    (longer than ``limit``, :func:`~agentroute.pool.backends.wire.body_limit`; an encoding not
+    asked for): the :class:`ProtocolError`'s message; ``whole``: the JSON body a server that
     ignores ``stream`` sent instead (LiteLLM reads no answer from it)."""
 
-    __slots__ = ("read", "usage", "streamed", "unreadable", "whole", "_rest")
+    __slots__ = (
+        "read",
+        "usage",
+        "streamed",
+        "unreadable",
+        "refused",
+        "whole",
+        "limit",
+        "max_tokens",
+        "_rest",
+    )
 
-    def __init__(self, *, streamed: bool = False) -> None:
+    def __init__(self, request: CompletionRequest, *, streamed: bool = False) -> None:
         self.read, self.usage, self.streamed, self._rest = False, None, streamed, b""
         self.unreadable: str | None = None
+        self.refused: str | None = None
         self.whole: Any = None
+        self.limit, self.max_tokens = body_limit(request), request.max_tokens
 
     def take(self, body: Any) -> None:
         """Keep ``body``'s usage (a plain reply's body or a stream's event) when it has one."""
@@ -409,16 +431,17 @@ class _Inflate:
 
 
 def _decoder(encoding: str) -> _Inflate | None:
-    """How a stream sent with ``Content-Encoding: encoding`` is read: as it is (``None``), or
-    inflated; :class:`ValueError` for an encoding that was not accepted (:data:`ACCEPTED_ENCODINGS`)."""
-    codings = [c.strip().lower() for c in encoding.split(",") if c.strip().lower() not in ("", "identity")]
-    if not codings:
+    """How a body sent with ``Content-Encoding: encoding`` is read: as it is (``None``), or
+    inflated; :class:`ValueError` for an encoding that was not accepted (:data:`ACCEPTED_ENCODINGS`,
+    one of them at most)."""
+    used = codings(encoding)
+    if not used:
         return None
-    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
-        return _Inflate(codings[0])
+    problem = encoding_problem(encoding, ACCEPTED_ENCODINGS)
+    if problem is None and len(used) == 1:
+        return _Inflate(used[0])
     raise ValueError(
-        f"sent in Content-Encoding {encoding!r}, which was not asked for (Accept-Encoding: "
-        f"{ACCEPTED_ENCODINGS}): its usage cannot be checked"
+        f"{problem or f'sent in Content-Encoding {encoding!r}, more than one coding'}: its usage cannot be checked"
     )
 
 
@@ -449,6 +472,28 @@ class _UsageTee(httpx.AsyncByteStream):
         await self._stream.aclose()
 
 
+class _Bounded(httpx.AsyncByteStream):
+    """A whole body's bytes, passed on unchanged until they pass ``sent.limit`` (decoded, when
+    the body is compressed): then :class:`BodyTooLong`, and the server's body is left unread."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent, decode: _Inflate | None) -> None:
+        self._stream, self._sent, self._decode = stream, sent, decode
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size, limit = 0, self._sent.limit
+        async for data in self._stream:
+            try:
+                size += len(data if self._decode is None else self._decode(data))
+            except zlib.error as exc:
+                raise ValueError(f"compressed data that does not decode ({exc})") from exc
+            if size > limit:
+                raise BodyTooLong(limit, self._sent.max_tokens)
+            yield data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 async def _keep_usage(response: httpx.Response) -> None:
     """httpx's response hook of :class:`_LoopClients`: keeps the usage of a reply as the server sent
     it, for :func:`~agentroute.pool.backends.usage.checked_count` to judge (LiteLLM's ``Usage`` and
@@ -467,8 +512,15 @@ async def _keep_usage(response: httpx.Response) -> None:
                 sent.unreadable = str(exc)
                 return
             response.stream = _UsageTee(response.stream, sent, decode)
-    else:  # httpx decodes a whole body (gzip included)
-        await response.aread()
+    else:  # a whole body, decoded by httpx (gzip included), read no further than sent.limit
+        try:
+            decode = _decoder(response.headers.get("content-encoding", ""))
+            if isinstance(response.stream, httpx.AsyncByteStream):
+                response.stream = _Bounded(response.stream, sent, decode)
+            await response.aread()
+        except ValueError as exc:  # too long (BodyTooLong), or an encoding not asked for
+            sent.refused = str(exc) if isinstance(exc, BodyTooLong) else f"unreadable reply: {exc}"
+            raise
         with contextlib.suppress(ValueError):
             body = json.loads(response.content)
             sent.take(body)

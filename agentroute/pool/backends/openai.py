@@ -45,6 +45,7 @@ from agentroute.pool.backends.streaming import (
     text_parts,
 )
 from agentroute.pool.backends.usage import field_of
+from agentroute.pool.backends.wire import BodyTooLong, body_limit, encoding_problem, read_within
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -82,7 +83,9 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
     if isinstance(exc, (openai.APIConnectionError, TimeoutError, ConnectionError, *TRANSPORT_ERRORS)):
         # a connection that was never made carried no request: nothing to bill
         where = f" (endpoint {base_url})" if base_url else ""
-        return BackendError(model, f"{type(exc).__name__}: {message}{where}", retryable=True, billed=not never_sent(exc))
+        return BackendError(
+            model, f"{type(exc).__name__}: {message}{where}", retryable=True, billed=not never_sent(exc)
+        )
     status = getattr(exc, "status_code", None)
     if status == 400 and too_long(exc, message):  # refused before the model ran: another model may take it
         return ContextLengthError(model, f"HTTP 400 ({type(exc).__name__}): {message}")
@@ -91,8 +94,11 @@ def backend_error(exc: BaseException, model: str, base_url: str | None = None) -
         wait = retry_after(exc) if retryable else None
         # an error status means the provider refused the request before running the model
         return BackendError(
-            model, f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}{_shown_wait(exc)}",
-            retryable=retryable, billed=False, retry_after_s=wait,
+            model,
+            f"HTTP {status} ({type(exc).__name__}): {message}{_not_found_hint(status, base_url)}{_shown_wait(exc)}",
+            retryable=retryable,
+            billed=False,
+            retry_after_s=wait,
         )
     return BackendError(model, f"{type(exc).__name__}: {message}", retryable=False)
 
@@ -124,7 +130,10 @@ def retry_after(exc: BaseException) -> float | None:
     """Seconds the server asked to wait before retrying, from the error's response headers:
     ``retry-after-ms`` (OpenAI, Azure), else ``Retry-After`` in seconds or as an HTTP date
     (RFC 9110); ``None`` when there is none or it cannot be read."""
-    for headers in (getattr(getattr(exc, "response", None), "headers", None), getattr(exc, "litellm_response_headers", None)):
+    for headers in (
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "litellm_response_headers", None),
+    ):
         try:
             wait = _header_wait(headers)
         except Exception:  # noqa: BLE001 (headers of an unknown kind: no wait)
@@ -177,7 +186,11 @@ def _not_found_hint(status: int, base_url: str | None) -> str:
     if status != 404 or not base_url:
         return ""
     root = base_url.rstrip("/")
-    hint = "" if root.endswith("/v1") else "; OpenAI-compatible servers (vLLM, llama.cpp) serve under /v1: base_url usually ends in /v1"
+    hint = (
+        ""
+        if root.endswith("/v1")
+        else "; OpenAI-compatible servers (vLLM, llama.cpp) serve under /v1: base_url usually ends in /v1"
+    )
     return f" (POST {root}/chat/completions{hint})"
 
 
@@ -203,7 +216,9 @@ def api_key_for(card: ModelCard) -> str | None:
         key = os.environ.get(card.api_key_env)
         if not key:
             state = "is not set" if key is None else "is empty"
-            raise ConfigurationError(f"model {card.id!r} reads its API key from ${card.api_key_env}, which {state}")
+            raise ConfigurationError(
+                f"model {card.id!r} reads its API key from ${card.api_key_env}, which {state}"
+            )
         return key
     return "none" if card.base_url else None
 
@@ -212,7 +227,9 @@ def api_key_for(card: ModelCard) -> str | None:
 #: models, ``verbosity`` for the length of GPT-5's answers, ``seed`` for reproducible sampling,
 #: ``response_format`` for JSON output, ``logprobs``/``top_logprobs``: returned in
 #: ``raw["logprobs"]``): the backends that send them name them (:mod:`agentroute.dispatch.options`).
-PROVIDER_FIELDS = frozenset({"reasoning_effort", "seed", "verbosity", "response_format", "logprobs", "top_logprobs"})
+PROVIDER_FIELDS = frozenset(
+    {"reasoning_effort", "seed", "verbosity", "response_format", "logprobs", "top_logprobs"}
+)
 
 
 def provider_fields(request: CompletionRequest) -> dict[str, Any]:
@@ -249,7 +266,10 @@ def refused_field(exc: BaseException) -> str | None:
         if getattr(seen, "status_code", None) == 400:
             body = getattr(seen, "body", None)
             body = body if isinstance(body, dict) else {}
-            param, code = getattr(seen, "param", None) or body.get("param"), getattr(seen, "code", None) or body.get("code")
+            param, code = (
+                getattr(seen, "param", None) or body.get("param"),
+                getattr(seen, "code", None) or body.get("code"),
+            )
             if param in names and code in _UNSUPPORTED:
                 return str(param)
             text = str(seen)
@@ -272,7 +292,9 @@ class FieldRefusals:
     def __init__(self) -> None:
         self._refused: dict[tuple[str | None, str], set[str]] = {}
 
-    async def call(self, card: ModelCard, kwargs: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
+    async def call(
+        self, card: ModelCard, kwargs: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[T]]
+    ) -> T:
         """``send(kwargs)`` without the fields ``card``'s model refused, learning those it refuses now."""
         key = (card.base_url, card.backend_model)
         for name in self._refused.get(key, ()):
@@ -323,8 +345,6 @@ def require_token_prices(card: ModelCard, backend: str) -> None:
     )
 
 
-
-
 class OpenAIBackend(EndpointCounting, Backend):
     """Call cards with ``backend: openai`` through ``openai.AsyncOpenAI`` (one client per endpoint and key).
 
@@ -334,7 +354,9 @@ class OpenAIBackend(EndpointCounting, Backend):
     completion counts what was received (``raw["stream_cut"]``). Usage is validated
     (:mod:`~agentroute.pool.backends.usage`); missing usage is counted from the text
     (``raw["usage_counted"]``). Prompt tokens: OpenAI's endpoint through tiktoken (offline), a
-    server's ``POST /tokenize`` (:meth:`aprompt_tokens`), else the byte bound.
+    server's ``POST /tokenize`` (:meth:`aprompt_tokens`), else the byte bound. A whole JSON body
+    (plain, or sent for a stream request) is read no further than
+    :func:`~agentroute.pool.backends.wire.body_limit`.
 
     Args:
         stream: stream replies (default); ``False`` makes one plain request per call, which cannot
@@ -379,7 +401,9 @@ class OpenAIBackend(EndpointCounting, Backend):
         _warm_sdk()
         await anyio.sleep(0)  # anyio imports the running loop's backend on its first call
         if card.base_url and not is_openai_endpoint(card.base_url):
-            await self.tokenize.count(card.base_url, card.backend_model, messages=[{"role": "user", "content": "hi"}])
+            await self.tokenize.count(
+                card.base_url, card.backend_model, messages=[{"role": "user", "content": "hi"}]
+            )
         else:
             self.encoding(card)
 
@@ -393,7 +417,9 @@ class OpenAIBackend(EndpointCounting, Backend):
         endpoint (its reasoning models do; a reply without usage is charged at its cap)."""
         return is_openai_endpoint(card.base_url)
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         require_token_prices(card, self.name)
         return super().worst_case_usd(request, card, prompt_tokens)
 
@@ -422,7 +448,7 @@ class OpenAIBackend(EndpointCounting, Backend):
                     return await self._streamed(client, kwargs, request, card)
                 except _StreamRefused:  # refused before the model ran (HTTP 400): not billed
                     self._plain_only.add(card.base_url)
-            return await self._plain(client, kwargs, card)
+            return await self._plain(client, kwargs, request, card)
 
         reply = await self.refusals.call(card, kwargs, send)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -439,14 +465,22 @@ class OpenAIBackend(EndpointCounting, Backend):
             raw=raw,
         )
 
-    async def _plain(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], card: ModelCard) -> Reply:
-        """One plain request, its reply read from the JSON sent (:func:`_read_plain`)."""
+    async def _plain(
+        self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard
+    ) -> Reply:
+        """One plain request, its reply read from the JSON sent (:func:`_read_plain`), at most
+        :func:`~agentroute.pool.backends.wire.body_limit` bytes of it."""
+        call = client.chat.completions.with_streaming_response.create(**kwargs)
         try:
-            response = await client.chat.completions.with_raw_response.create(**kwargs)
+            response = await call.__aenter__()
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
         try:
-            whole = json.loads(response.http_response.content)
+            data = await _body(card, response.http_response, request)
+        finally:
+            await call.__aexit__(None, None, None)
+        try:
+            whole = json.loads(data)
         except ValueError as exc:  # not JSON, not UTF-8
             raise ProtocolError(card.id, f"unreadable reply: {' '.join(str(exc).split())[:200]}") from exc
         return _read_plain(card, whole)
@@ -467,6 +501,19 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise _error(exc, card.id, card.base_url) from exc
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
+        http = response.http_response
+        if "json" in http.headers.get("content-type", ""):  # a JSON body, not a stream: bounded (_body)
+            try:
+                data = await _body(card, http, request)
+            finally:
+                await call.__aexit__(None, None, None)
+            return _not_a_stream(card, data)
+        problem = encoding_problem(
+            http.headers.get("content-encoding", ""), http.request.headers.get("accept-encoding", "")
+        )
+        if problem is not None:
+            await call.__aexit__(None, None, None)
+            raise ProtocolError(card.id, f"unreadable stream: {problem}")
         # the sink: someone shows the answer as it comes (LangGraph's messages stream)
         read = StreamText(card.id, request.max_tokens, token_sink.get())
         events, chose = 0, False
@@ -509,7 +556,9 @@ class OpenAIBackend(EndpointCounting, Backend):
         except ProtocolError:
             raise
         except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
-            raise ProtocolError(card.id, f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}") from exc
+            raise ProtocolError(
+                card.id, f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
         except TRANSPORT_ERRORS as exc:
             # a connection that failed after the stream's end (a chunked body closed before its last,
             # empty chunk) lost nothing: the answer is kept, as when the connection's end frames the body
@@ -519,18 +568,8 @@ class OpenAIBackend(EndpointCounting, Backend):
             raise _error(exc, card.id, card.base_url) from exc
         finally:
             await call.__aexit__(None, None, None)  # closes the connection when cut: vLLM aborts the request
-        if events == 0:  # a server that answered with a JSON body, not a stream: an error object, or
-            # the whole reply (it ignores "stream"): read as a plain one, the paid answer kept
-            try:
-                whole = json.loads("\n".join(body))
-            except ValueError:
-                whole = None
-            if isinstance(whole, dict) and "choices" in whole:
-                return _read_plain(card, whole)
-            error = error_in(whole, None)
-            if error is not None:
-                raise error_reply(card.id, error)
-            raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
+        if events == 0:  # a body that is no stream, labelled as one
+            return _not_a_stream(card, "\n".join(body))
         if not chose:  # as a plain reply with "choices": [] (only a usage chunk, say)
             raise ProtocolError(card.id, "the reply has no choices")
         if not stream_ended(done=bool(done), finish_reason=finish_reason, closing=closing, cut=read.cut):
@@ -545,13 +584,46 @@ class OpenAIBackend(EndpointCounting, Backend):
 
 async def _close_clients(clients: dict[Any, openai.AsyncOpenAI]) -> None:
     """Close every client, also after one fails to close (the first failure is raised at the end)."""
-    failed = [r for r in await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True) if r]
+    failed = [
+        r for r in await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True) if r
+    ]
     if failed:
         raise failed[0]
 
 
 class _StreamRefused(Exception):
     """The server answered a streamed request with HTTP 400 about streaming (it cannot stream)."""
+
+
+async def _body(card: ModelCard, response: Any, request: CompletionRequest) -> bytes:
+    """A whole reply's body (decoded), read no further than :func:`body_limit`: a longer one, or
+    one in an encoding the client did not ask for, is a :class:`ProtocolError`."""
+    problem = encoding_problem(
+        response.headers.get("content-encoding", ""), response.request.headers.get("accept-encoding", "")
+    )
+    if problem is not None:
+        raise ProtocolError(card.id, f"unreadable reply: {problem}")
+    try:
+        return await read_within(response.aiter_bytes(), body_limit(request), request.max_tokens)
+    except BodyTooLong as exc:
+        raise ProtocolError(card.id, str(exc)) from exc
+    except Exception as exc:
+        raise _error(exc, card.id, card.base_url) from exc
+
+
+def _not_a_stream(card: ModelCard, body: str | bytes) -> Reply:
+    """The reply to a stream request that answered with a JSON body: the whole reply (the server
+    ignores ``stream``), read as a plain one, the paid answer kept; or an error object."""
+    try:
+        whole = json.loads(body)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and "choices" in whole:
+        return _read_plain(card, whole)
+    error = error_in(whole, None)
+    if error is not None:
+        raise error_reply(card.id, error)
+    raise ProtocolError(card.id, "the reply is not an event stream (no chunks)")
 
 
 def _error(exc: BaseException, model: str, base_url: str | None = None) -> BackendError:
@@ -569,17 +641,36 @@ def _warm_sdk() -> None:
     from openai._utils import maybe_transform
     from openai.types.chat import ChatCompletion, ChatCompletionChunk, completion_create_params
 
-    asked = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": True}}
-    for params in (completion_create_params.CompletionCreateParamsStreaming, completion_create_params.CompletionCreateParamsNonStreaming):
+    asked = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "stream_options": {"include_usage": True},
+    }
+    for params in (
+        completion_create_params.CompletionCreateParamsStreaming,
+        completion_create_params.CompletionCreateParamsNonStreaming,
+    ):
         maybe_transform(asked, params)
 
     usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
     choice = {"index": 0, "finish_reason": "stop"}
     common = {"id": "warm", "created": 0, "model": "m", "usage": usage}
-    construct_type(type_=ChatCompletionChunk, value={**common, "object": "chat.completion.chunk",
-                                                      "choices": [{**choice, "delta": {"content": "x"}}]})
-    construct_type(type_=ChatCompletion, value={**common, "object": "chat.completion",
-                                                 "choices": [{**choice, "message": {"role": "assistant", "content": "x"}}]})
+    construct_type(
+        type_=ChatCompletionChunk,
+        value={
+            **common,
+            "object": "chat.completion.chunk",
+            "choices": [{**choice, "delta": {"content": "x"}}],
+        },
+    )
+    construct_type(
+        type_=ChatCompletion,
+        value={
+            **common,
+            "object": "chat.completion",
+            "choices": [{**choice, "message": {"role": "assistant", "content": "x"}}],
+        },
+    )
 
 
 def error_in(body: Any, choices: Any) -> Any | None:
@@ -601,14 +692,27 @@ def error_reply(model: str, error: Any) -> BackendError:
     of its stream), read as an error status is (:func:`backend_error`): retryable when its ``code``
     is a retryable status (429, 5xx …) or, without one, when its ``type`` says the server failed or
     is overloaded; not billed."""
-    message, code, kind = (error.get("message"), error.get("code"), error.get("type")) if isinstance(error, dict) else (error, None, None)
+    message, code, kind = (
+        (error.get("message"), error.get("code"), error.get("type"))
+        if isinstance(error, dict)
+        else (error, None, None)
+    )
     status = None
     with contextlib.suppress(TypeError, ValueError):
-        status = int(code) if code is not None and not isinstance(code, bool) and 100 <= int(code) <= 599 else None
+        status = (
+            int(code) if code is not None and not isinstance(code, bool) and 100 <= int(code) <= 599 else None
+        )
     if status is not None:
         retryable = status in RETRYABLE_STATUS or status >= 500
     else:
-        retryable = str(kind).lower() in {"server_error", "internal_error", "rate_limit_error", "overloaded_error", "timeout", "service_unavailable"}
+        retryable = str(kind).lower() in {
+            "server_error",
+            "internal_error",
+            "rate_limit_error",
+            "overloaded_error",
+            "timeout",
+            "service_unavailable",
+        }
     text = " ".join(str(message if message is not None else kind or "an error").split())[:500]
     shown = f", code {code}" if code is not None else ""
     return BackendError(model, f"error reply (HTTP 200{shown}): {text}", retryable=retryable, billed=False)
@@ -651,9 +755,17 @@ def plain_reply(card: ModelCard, response: Any, choice: Any, *, confidence: floa
     tools = ToolCalls(card.id)
     called = tools.add(getattr(message, "tool_calls", None))
     return Reply(
-        id=str(getattr(response, "id", "") or ""), text=text, received=text + reasoning + called,
-        usage=getattr(response, "usage", None), finish_reason=getattr(choice, "finish_reason", None), chunks=0,
-        cut=False, confidence=confidence, reasoning=reasoning, tool_calls=tools.list(), logprobs=logprobs_of(choice),
+        id=str(getattr(response, "id", "") or ""),
+        text=text,
+        received=text + reasoning + called,
+        usage=getattr(response, "usage", None),
+        finish_reason=getattr(choice, "finish_reason", None),
+        chunks=0,
+        cut=False,
+        confidence=confidence,
+        reasoning=reasoning,
+        tool_calls=tools.list(),
+        logprobs=logprobs_of(choice),
     )
 
 
@@ -683,7 +795,9 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
     return None
 
 
-async def _events(response: Any, other: list[str] | None = None, ended: list[bool] | None = None) -> AsyncIterator[Any]:
+async def _events(
+    response: Any, other: list[str] | None = None, ended: list[bool] | None = None
+) -> AsyncIterator[Any]:
     """The JSON payloads of a server-sent event stream, up to ``[DONE]`` (SSE: ``data:`` lines,
     joined by newlines, make one event; a blank line ends it; other fields are ignored). Lines
     that are no SSE field, before any event, go to ``other`` (up to 64 KiB): a body that is not a
@@ -695,7 +809,13 @@ async def _events(response: Any, other: list[str] | None = None, ended: list[boo
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
             continue
-        if other is not None and kept < 65536 and line and ":" not in line[:1] and not line.startswith(("event:", "id:", "retry:")):
+        if (
+            other is not None
+            and kept < 65536
+            and line
+            and ":" not in line[:1]
+            and not line.startswith(("event:", "id:", "retry:"))
+        ):
             other.append(line)
             kept += len(line)
         if line or not data:

@@ -1,0 +1,89 @@
+"""What the OpenAI-protocol backends (``openai``, ``litellm``) read off the wire: a reply body of
+bounded size, in an encoding the client asked for.
+
+A streamed reply is bounded by its chunks (cut after ``max_tokens`` + 1 that carry text, see
+:mod:`~agentroute.pool.backends.streaming`); a whole JSON body — a plain reply, or the reply of a
+server that ignores ``stream: true`` — is bounded in bytes by :func:`body_limit`: a server that
+ignores ``max_tokens`` and sends a huge or endless body is a :class:`~agentroute.errors.ProtocolError`
+once it passes the bound (charged its worst case), not read into memory until the card's
+``timeout_s``. A body is compressed only in an encoding the request's ``Accept-Encoding`` named
+(:func:`encoding_problem`): anything else cannot be read, and its usage cannot be checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+from agentroute.types import CompletionRequest
+
+#: Bytes of a whole reply's body beside its tokens: ids, usage, tool names, an error object.
+BODY_BASE_BYTES = 1 << 20
+#: Bytes a generated token may take in a JSON body, escapes included (a run of spaces or tabs is
+#: one token to many tokenizers; an emoji escaped as ``\\ud83d\\ude00`` is 12 bytes).
+TOKEN_BYTES = 512
+
+
+def body_limit(request: CompletionRequest) -> int:
+    """The most bytes (decoded) a whole JSON reply to ``request`` may take: :data:`BODY_BASE_BYTES`
+    and :data:`TOKEN_BYTES` per token of ``max_tokens`` (answer, reasoning and tool calls share it),
+    once more per token for its log probability and each of its ``top_logprobs`` when asked for.
+
+    >>> body_limit(CompletionRequest(model="m", messages=[], max_tokens=256))
+    1179648
+    """
+    per_token = 1 + (1 + (request.top_logprobs or 0) if request.logprobs else 0)
+    return BODY_BASE_BYTES + request.max_tokens * TOKEN_BYTES * per_token
+
+
+class BodyTooLong(ValueError):
+    """A reply's body passed :func:`body_limit`."""
+
+    def __init__(self, limit: int, max_tokens: int) -> None:
+        super().__init__(
+            f"the reply's JSON body is longer than {limit} bytes, more than max_tokens "
+            f"({max_tokens}) can take: the server ignores max_tokens (read no further)"
+        )
+
+
+async def read_within(chunks: AsyncIterable[bytes], limit: int, max_tokens: int) -> bytes:
+    """The decoded ``chunks`` of a body joined; :class:`BodyTooLong` as soon as they pass ``limit``
+    bytes (the caller closes the response)."""
+    parts: list[bytes] = []
+    size = 0
+    async for data in chunks:
+        size += len(data)
+        if size > limit:
+            raise BodyTooLong(limit, max_tokens)
+        parts.append(data)
+    return b"".join(parts)
+
+
+def codings(encoding: str) -> list[str]:
+    """The content codings a ``Content-Encoding`` (or ``Accept-Encoding``) header names, lower case,
+    without ``identity`` and without ``;q=`` weights."""
+    found = (c.split(";", 1)[0].strip().lower() for c in encoding.split(","))
+    return [c for c in found if c not in ("", "identity")]
+
+
+def encoding_problem(sent: str, accepted: str) -> str | None:
+    """Why a body sent in ``Content-Encoding: sent`` cannot be read by a client that sent
+    ``Accept-Encoding: accepted``, or ``None`` when it can (no encoding, or one that was asked for;
+    ``x-gzip`` is ``gzip``)."""
+    asked = {"gzip" if c == "x-gzip" else c for c in codings(accepted)}
+    used = ["gzip" if c == "x-gzip" else c for c in codings(sent)]
+    if all(c in asked for c in used):
+        return None
+    return (
+        f"sent in Content-Encoding {sent!r}, which was not asked for (Accept-Encoding: {accepted or 'none'})"
+    )
+
+
+__all__ = [
+    "BODY_BASE_BYTES",
+    "TOKEN_BYTES",
+    "BodyTooLong",
+    "body_limit",
+    "codings",
+    "encoding_problem",
+    "read_within",
+]
