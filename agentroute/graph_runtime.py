@@ -462,6 +462,107 @@ def is_request(channel: Mapping[str, Any] | None) -> bool:
     return bool(channel) and "ledger" not in channel  # type: ignore[operator]
 
 
+# -- the end of a task a routed node opened --------------------------------------------------------
+try:
+    from langgraph._internal._constants import CONFIG_KEY_CALL as _CALL
+    from langgraph.errors import GraphInterrupt as _Interrupt
+except ImportError:  # pragma: no cover - another LangGraph layout: the router hears of the task's end after each node
+    _CALL = None  # type: ignore[assignment]
+    _Interrupt = BaseException  # type: ignore[assignment,misc]
+
+_ENDS: weakref.WeakKeyDictionary[Any, dict[str, tuple[Dispatcher, TaskRun]]] = weakref.WeakKeyDictionary()
+_PAUSED: OrderedDict[str, tuple[weakref.ref[Dispatcher], TaskRun]] = OrderedDict()  # paused or resumable, not ended
+_PAUSED_LIMIT = 4096
+_ENDS_LOCK = threading.Lock()
+
+
+def _running_loop(configurable: Mapping[str, Any]) -> Any | None:
+    """The Pregel loop running the LangGraph task whose ``configurable`` this is: its runner's
+    ``__pregel_call`` schedules on the loop's ``accept_push`` (LangGraph 1.x; a node timeout's guard
+    wraps it in a closure). ``None`` in another layout."""
+    call = configurable.get(_CALL) if _CALL is not None else None
+    for _ in range(4):
+        if isinstance(call, functools.partial):
+            break
+        code, cells = getattr(call, "__code__", None), getattr(call, "__closure__", None) or ()
+        call = dict(zip(getattr(code, "co_freevars", ()), (c.cell_contents for c in cells), strict=False)).get("call")
+    if not isinstance(call, functools.partial):
+        return None
+    loop = getattr(call.keywords.get("schedule_task"), "__self__", None)
+    return loop if isinstance(getattr(loop, "stack", None), (contextlib.ExitStack, contextlib.AsyncExitStack)) else None
+
+
+def root_invocation(config: Mapping[str, Any] | None) -> Any | None:
+    """The Pregel loop of the outermost graph invocation this node runs in (through subgraphs and
+    nodes that invoke graphs), or ``None`` when it cannot be found."""
+    loop, configurable = None, (config or {}).get("configurable") or {}
+    for _ in range(64):
+        parent = _running_loop(configurable)
+        if parent is None or parent is loop:
+            break
+        loop, configurable = parent, (getattr(parent, "config", None) or {}).get("configurable") or {}
+    return loop
+
+
+def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[str, Any] | None) -> bool:
+    """Have ``run``'s task finished — the router told it ended, once, with all its steps — when the
+    outermost invocation ends; ``False`` (the caller finishes it now) when that end cannot be seen.
+
+    LangGraph gives a node no public hook for its invocation's end: the callback runs as the root
+    Pregel loop exits (its exit stack). An ``interrupt()``/``interrupt_before`` pause is no end, nor
+    an exception on a checkpointed thread (a resume continues the task); without a checkpointer an
+    exception ends it."""
+    loop = root_invocation(config)
+    if loop is None:
+        return False
+    with _ENDS_LOCK:
+        ending = _ENDS.get(loop)
+        if ending is None:
+            ending = _ENDS[loop] = {}
+            loop.stack.push(functools.partial(_invocation_ended, weakref.ref(loop), ending, checkpointed(config)))
+        ending[run.task.id] = (dispatcher, run)  # the latest run of the task (a resume may rebuild it)
+        _PAUSED.pop(run.task.id, None)
+    return True
+
+
+def end_paused(task_id: str) -> None:
+    """Finish the task ``task_id`` if an invocation left it paused (or resumable) and it was not
+    resumed through a routed node since: the thread's next input starts another task."""
+    with _ENDS_LOCK:
+        paused = _PAUSED.pop(task_id, None)
+    if paused is not None and (dispatcher := paused[0]()) is not None:
+        _finish(dispatcher, paused[1])
+
+
+def _finish(dispatcher: Dispatcher, run: TaskRun) -> None:
+    """Finish the task (the router told it ended); a claimed invocation's error recorded its status."""
+    kept = run.task.status if run.task.status in ("failed", "interrupted") else None
+    try:
+        dispatcher.finish(run, status=kept)
+    except Exception:  # noqa: BLE001 - the invocation's own outcome must stand
+        log.exception("finishing task %s at its end", run.task.id)
+
+
+def _invocation_ended(loop: weakref.ref[Any], ending: dict[str, tuple[Dispatcher, TaskRun]], resumable: bool,
+                      exc_type: Any, exc: BaseException | None, tb: Any) -> None:  # fmt: skip
+    """The root loop's exit: finish the tasks its routed nodes opened when the invocation ended them."""
+    if exc is None:
+        ended = getattr(loop(), "status", "done") == "done"
+    else:
+        ended = not resumable and not isinstance(exc, _Interrupt)
+    with _ENDS_LOCK:
+        runs = list(ending.values())
+        ending.clear()
+        if not ended:
+            for dispatcher, run in runs:
+                _PAUSED[run.task.id] = (weakref.ref(dispatcher), run)
+            while len(_PAUSED) > _PAUSED_LIMIT:
+                _PAUSED.popitem(last=False)
+            return
+    for dispatcher, run in runs:
+        _finish(dispatcher, run)
+
+
 # -- streaming ---------------------------------------------------------------------------------
 def _observed(config: Mapping[str, Any]) -> bool:
     """Whether callback handlers watch the run: LangGraph's ``messages`` stream, ``astream_events``,
@@ -575,12 +676,13 @@ def give_back(hold: ClaimHold) -> None:
 
 def close_opened(opened: Mapping[str, tuple[Any, TaskRun]], error: BaseException) -> None:
     """An invocation raised after its routed nodes had brought their tasks' records up to date
-    (``done``): those tasks end ``failed`` — ``interrupted`` when it was stopped from outside (a
-    cancel, Ctrl-C, a stream left early). A resume that runs a routed node updates them again."""
+    (``done``): those tasks are recorded ``failed`` — ``interrupted`` when it was stopped from outside
+    (a cancel, Ctrl-C, a stream left early). A resume that runs a routed node updates them again; the
+    router is told they ended when that resume ends them (:func:`end_with_invocation`)."""
     stopped = isinstance(error, asyncio.CancelledError | KeyboardInterrupt | GeneratorExit)
     for dispatcher, run in opened.values():
         if run.task.status != "failed":
-            dispatcher.finish(run, status="interrupted" if stopped else "failed")
+            dispatcher.finish(run, status="interrupted" if stopped else "failed", observe=False)
 
 
 def enter_claim(config: Mapping[str, Any] | None) -> ClaimHold | None:
@@ -1066,7 +1168,11 @@ def routed_node(
 
     A task ends with its invocation: a new input on a checkpointed thread starts a new task when the
     value under ``input_key`` changed (pass ``agentroute=new_task(...)`` in the input to force one);
-    a resume (``invoke(None, config)``, ``Command(resume=…)``) continues it.
+    a resume (``invoke(None, config)``, ``Command(resume=…)``) continues it. The router's
+    ``observe(last_step, task)`` hears once that the task ended, with all its steps, when the
+    outermost invocation ends (:func:`end_with_invocation`) — not at an ``interrupt()``, nor at an
+    exception on a checkpointed thread; a task whose resume ran no routed node ends at the thread's
+    next new input.
 
     Under a durable checkpointer with a memory shared by workers (PostgreSQL), run the graph
     through :func:`claiming`; the node refuses to run without the thread's claim, unless
@@ -1136,6 +1242,7 @@ def routed_node(
             )
             if same:
                 return hold(task_id, lambda: rebuild(dispatcher, channel))
+            end_paused(task_id)  # the thread's new input: a task its last invocation paused ends here
         elif sent and (legacy := state.get("agentroute_task_id")):  # a state without the channel
             return hold(legacy, opened({"task_id": legacy}))
         task_id = invocation_task(config)
@@ -1174,8 +1281,9 @@ def routed_node(
                 report_step(step, role, config, writer)
                 if position is not None:
                     remember_call(run, position[0], step)
-            if run.carry.get("opened_by") == "node":
-                dispatcher.finish(run)  # the record is kept up to date after every routed node
+            if run.carry.get("opened_by") == "node":  # the record is kept up to date after every routed node,
+                ends = end_with_invocation(dispatcher, run, config)  # the router told of the end once
+                dispatcher.finish(run, observe=not ends)
                 if hold is not None:  # and closed by the claimed invocation's end if it raises (close_opened)
                     hold.opened[run.task.id] = (dispatcher, run)
             memory = dispatcher.memory

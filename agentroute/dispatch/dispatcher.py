@@ -410,10 +410,13 @@ class Dispatcher:
         answer: str | None = None,
         status: TaskStatus | None = None,
         score: float | None = None,
+        observe: bool = True,
     ) -> Task:
         """Close the task; nothing raises. ``answer`` left out: the best partial answer (the latest
         successful output), except for a ``failed`` task, whose answer stays empty — an earlier
-        role's output (a planner's sub-questions) is no answer. :meth:`closing_status` is its status."""
+        role's output (a planner's sub-questions) is no answer. :meth:`closing_status` is its status.
+        ``observe=False`` records the task as it stands without telling the router it ended (its end
+        comes later: a routed node of your own graph keeps the record up to date)."""
         task = run.task
         task.status = self.closing_status(run, status)
         task.answer = answer if answer is not None else None if task.status == "failed" else run.best_answer
@@ -424,8 +427,8 @@ class Dispatcher:
             task.score = run.steps[-1].score
         if self.memory is not None:
             self.memory.finish_task(task)
-        if run.steps and (observe := self._hook("observe")) is not None:
-            self._guarded(run, run.stage or "", "observe", observe, run.steps[-1], task)
+        if observe and run.steps and (hook := self._hook("observe")) is not None:
+            self._guarded(run, run.stage or "", "observe", hook, run.steps[-1], task)
         return task
 
     @staticmethod
