@@ -14,6 +14,8 @@ own ``StateGraph`` — works the same way:
    the channel's reducer keeps the latest one (highest ``seq``), so parallel nodes merge correctly.
 3. **Stream**: each finished step is reported to LangGraph's ``messages`` stream mode as a chat
    message (what a LangChain chat model would emit) and to the ``custom`` mode as a dict.
+4. **End** (a task a :func:`routed_node` opened): its record is brought up to date after each node;
+   the router is told it ended once, when the outermost invocation ends (:func:`end_with_invocation`).
 
 Nodes are :class:`RunnableCallable` s with both a sync and an async function: ``invoke``/``stream``
 use the sync one, which runs the dispatcher's coroutine on one background event loop
