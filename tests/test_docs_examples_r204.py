@@ -9,7 +9,9 @@ model over every role, so it named strategies that were logged as never logged.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,19 @@ def test_the_recipes_the_docs_commands_name_ship_in_the_checkout(doc):
     for command in shell_commands(doc):
         for recipe in re.findall(r"--config ([^\s`]+)", command):
             assert (ROOT / recipe).is_file(), command
+
+
+@pytest.mark.slow  # 12-17 s: the MiniLM embedding and an mlp fit, in a process on a terminal
+def test_eval_json_on_a_terminal_draws_its_progress_on_stderr(tmp_path, data_dir):
+    """README's `agentroute eval --dataset dcrouter:... --routers knn,per-task --json` ran 241 s on
+    this box without a line of output: --json turned every bar off, though the bars go to stderr and
+    the JSON to stdout (`agentroute eval ... --json > results.json` in a terminal)."""
+    from tests.test_fit_progress import _assert_fit_bar, _start_on_a_terminal
+
+    command = [sys.executable, "-m", "agentroute", "eval", "--dataset", f"routerbench:{data_dir / 'routerbench'}",
+               "--limit", "40", "--routers", "mlp:epochs=3", "--no-peers", "--boot", "0", "--json",
+               "--out", str(tmp_path / "out")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "AGENTROUTE_PROGRESS"}
+    code, drawn = _start_on_a_terminal(command, env)()
+    assert code == 0, drawn[-3000:]
+    _assert_fit_bar(drawn, "mlp")

@@ -99,7 +99,7 @@ def eval_command(
             for note in check_pool(router, [column_agent(m) for m in data.train.models], source=name, among="the dataset"):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
-            data, names, seed=seed, progress=not json_output and sys.stderr.isatty(), explore=explore,
+            data, names, seed=seed, progress=sys.stderr.isatty(), explore=explore,  # bars on stderr: --json too
             peers=peers, n_boot=boot, interval=interval,
         )  # fmt: skip
     except AgentrouteError as exc:
