@@ -508,9 +508,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             finally:
                 await call.__aexit__(None, None, None)
             return _not_a_stream(card, data)
-        problem = encoding_problem(
-            http.headers.get("content-encoding", ""), http.request.headers.get("accept-encoding", "")
-        )
+        problem = _encoding_problem(http)
         if problem is not None:
             await call.__aexit__(None, None, None)
             raise ProtocolError(card.id, f"unreadable stream: {problem}")
@@ -598,9 +596,7 @@ class _StreamRefused(Exception):
 async def _body(card: ModelCard, response: Any, request: CompletionRequest) -> bytes:
     """A whole reply's body (decoded), read no further than :func:`body_limit`: a longer one, or
     one in an encoding the client did not ask for, is a :class:`ProtocolError`."""
-    problem = encoding_problem(
-        response.headers.get("content-encoding", ""), response.request.headers.get("accept-encoding", "")
-    )
+    problem = _encoding_problem(response)
     if problem is not None:
         raise ProtocolError(card.id, f"unreadable reply: {problem}")
     try:
@@ -609,6 +605,14 @@ async def _body(card: ModelCard, response: Any, request: CompletionRequest) -> b
         raise ProtocolError(card.id, str(exc)) from exc
     except Exception as exc:
         raise _error(exc, card.id, card.base_url) from exc
+
+
+def _encoding_problem(response: Any) -> str | None:
+    """:func:`~agentroute.pool.backends.wire.encoding_problem` of an httpx ``response`` to the request it answers."""
+    sent = response.headers.get("content-encoding")
+    if not sent:  # the common case, without a look at the request
+        return None
+    return encoding_problem(sent, response.request.headers.get("accept-encoding", ""))
 
 
 def _not_a_stream(card: ModelCard, body: str | bytes) -> Reply:
