@@ -574,6 +574,19 @@ def test_a_browser_that_does_not_start_leaves_no_temp_folder_and_a_short_reason(
     assert _browser_folders(short_tmp) == []
 
 
+#: Seconds from a stop (Ctrl-C, SIGTERM) to the exit of `run web`: ~0.5 s, a few under load.
+STOP_S = 5.0
+
+
+def _stop(proc: subprocess.Popen[str], signum: int, *, group: bool = True) -> tuple[str, float]:
+    """Send ``signum`` to the job (as a terminal's Ctrl-C) or to `run web` alone (``kill -INT``);
+    its output and the seconds it took to exit."""
+    sent = time.monotonic()
+    (os.killpg if group else os.kill)(proc.pid, signum)
+    out, _ = proc.communicate(timeout=60)
+    return out, time.monotonic() - sent
+
+
 @browser
 def test_ctrl_c_stops_run_web_and_leaves_no_browser_or_temp_folder(chromium, short_tmp) -> None:
     """Ctrl-C reaches the whole foreground job — agentroute, chromedriver and Chromium: the run
@@ -584,11 +597,38 @@ def test_ctrl_c_stops_run_web_and_leaves_no_browser_or_temp_folder(chromium, sho
         time.sleep(0.1)
     time.sleep(3)  # a browser up and playing
     assert proc.poll() is None, proc.communicate()[0]
-    os.killpg(proc.pid, signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    out, took = _stop(proc, signal.SIGINT)
     left = still_running(proc.pid)  # processes of the job
     assert proc.returncode == 130, out
+    assert took < STOP_S, f"exited {took:.1f} s after SIGINT"  # 32 s when it landed in chromedriver's start
     assert "Traceback" not in out and "Error closing the driver" not in out, out
+    assert left == [] and _browser_folders(short_tmp) == []
+
+
+@browser
+@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "kill-int"])
+def test_a_stop_while_chromedriver_starts_exits_at_once(chromium, short_tmp, tmp_path, group) -> None:
+    """Ctrl-C while chromedriver is still starting (a slow start, as on a loaded machine): the stop
+    killed chromedriver and reaped it, Selenium's start read the lost status as 0, "still running",
+    and polled its port 70 times: the run exited after 32 s. Now at once, nothing left."""
+    from agentroute.web.env import find_chromium
+
+    _, driver = find_chromium()
+    slow = tmp_path / "slow-chromedriver"
+    slow.write_text(f'#!/bin/sh\nsleep 3\nexec {driver} "$@"\n')
+    slow.chmod(0o755)
+    proc = _web_cli(short_tmp, "--tasks", "click-test", "--episodes", "5", "--router", "always-skill",
+                    MINIWOB_CHROMEDRIVER=str(slow))  # fmt: skip
+    deadline = time.monotonic() + 90
+    while not _browser_folders(short_tmp) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # chromedriver started, not answering yet
+    assert proc.poll() is None, proc.communicate()[0]
+    out, took = _stop(proc, signal.SIGINT, group=group)
+    left = still_running(proc.pid)
+    assert proc.returncode == 130, out
+    assert took < STOP_S, f"exited {took:.1f} s after SIGINT"
+    assert "Traceback" not in out, out
     assert left == [] and _browser_folders(short_tmp) == []
 
 
@@ -602,9 +642,9 @@ def test_sigterm_stops_run_web_and_closes_every_browser(chromium, short_tmp) -> 
         time.sleep(0.1)
     time.sleep(3)
     assert proc.poll() is None, proc.communicate()[0]
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, took = _stop(proc, signal.SIGTERM, group=False)
     left = still_running(proc.pid)
     assert proc.returncode == 143, out
+    assert took < STOP_S, f"exited {took:.1f} s after SIGTERM"
     assert "stopped by SIGTERM" in out and "Traceback" not in out
     assert left == [] and _browser_folders(short_tmp) == []

@@ -392,6 +392,22 @@ def _env_class(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.wait import WebDriverWait
 
+    class _Service(Service):
+        """Selenium's chromedriver service, whose start stops waiting for the driver's port once the
+        driver has exited with any status, or its browser was abandoned (a stop killed it). Selenium
+        waits on an exit status 0 (~32 s), and 0 is what a status reaped elsewhere reads as: the
+        stop's own sweep (:func:`_kill_strays`) reaps the chromedriver it kills."""
+
+        instance: _Instance | None = None
+
+        def assert_process_still_running(self) -> None:
+            code = self.process.poll()
+            if code is not None or (self.instance is not None and self.instance._abandoned):
+                raise WebDriverException(
+                    f"chromedriver {self.path} exited while it started"
+                    + (f" (status {code})" if code else "")
+                )
+
     class _Instance(SeleniumInstance):
         _tmp: str | None = None
         _owner: int | None = None  # the descriptor holding the folder's owner lock
@@ -414,7 +430,8 @@ def _env_class(
                 # a page's alert, confirm or prompt is answered OK, as a user would, and the episode
                 # goes on (chromedriver's default dismisses it and fails the next command)
                 options.unhandled_prompt_behavior = "accept"
-                service = Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
+                service = _Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
+                service.instance = self
                 self.driver = webdriver.Chrome(service=service, options=options)
                 self.driver.implicitly_wait(5)
                 self.driver.set_page_load_timeout(page_load_s)  # Selenium's default: 300 s
