@@ -123,3 +123,40 @@ def test_eval_json_on_a_terminal_draws_its_progress_on_stderr(tmp_path, data_dir
     code, drawn = _start_on_a_terminal(command, env)()
     assert code == 0, drawn[-3000:]
     _assert_fit_bar(drawn, "mlp")
+
+
+@pytest.mark.slow  # 10 s: the server's start (FastAPI, uvicorn) in a process of its own
+def test_serve_on_port_0_says_the_url_it_serves(tmp_path):
+    """docs/serve.md: `agentroute serve --port 0 picks a free port` — and then said which nowhere
+    (uvicorn names its address only when it binds the socket itself): a user could not reach it."""
+    import signal
+    import threading
+
+    import httpx
+
+    from tests.test_serve_user_paths import start_cli
+
+    process = start_cli(tmp_path, 0)
+    lines: list[str] = []
+    url = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "http://127.0.0.1:" in line:
+                url.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert url.wait(60), "".join(lines)
+        base = re.search(r"(http://127\.0\.0\.1:\d+/v1)\b", "".join(lines))
+        assert base and base.group(1) != "http://127.0.0.1:0/v1", "".join(lines)
+        assert [m["id"] for m in httpx.get(f"{base.group(1)}/models", timeout=10).json()["data"]] == ["echo"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        process.kill()
+        process.wait()
+        reader.join(10)
+        process.stdout.close()  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import socket
 import threading
 import time
@@ -869,6 +870,15 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _say_where(server: uvicorn.Server, host: str, port: int) -> None:
+    """Log the base URL once ``server`` is up (uvicorn names its address only for a socket it binds
+    itself: ``--port 0`` left the user no way to know the port)."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("uvicorn.error").info("Serving the OpenAI API on http://%s:%d/v1 (Ctrl-C to stop)", shown, port)
+
+
 def serve(
     pool: ModelPool,
     host: str = "127.0.0.1",
@@ -911,9 +921,11 @@ def serve(
     server = uvicorn.Server(config)
 
     async def main() -> None:
+        said = asyncio.create_task(_say_where(server, host, config.port))
         try:
             await server.serve(sockets=[sock])
         finally:
+            said.cancel()
             sock.close()
             await pool.aclose()
 
