@@ -56,6 +56,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     how = str(body["model"]).rsplit("/", 1)[-1]
     if how == "zstd":
         return await _zstd(request, streamed=bool(body.get("stream")))
+    if how == "endlessline":
+        return await _endless_line(request)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     try:
@@ -63,6 +65,20 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             await response.write(HEAD)
             for _ in range(OVERSIZED_BYTES >> 16):
                 await response.write(b"a" * 65536)
+        await _keep_writing(response, 0.1)
+    except ConnectionError:  # the client left
+        pass
+    return response
+
+
+async def _endless_line(request: web.Request) -> web.StreamResponse:
+    """A stream whose first event's line never ends (:data:`OVERSIZED_BYTES`, then a byte every 0.1 s)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    try:
+        await response.write(b'data: {"id":"r1","choices":[{"index":0,"delta":{"content":"')
+        for _ in range(OVERSIZED_BYTES >> 16):
+            await response.write(b"a" * 65536)
         await _keep_writing(response, 0.1)
     except ConnectionError:  # the client left
         pass
@@ -133,6 +149,17 @@ async def test_an_oversized_json_body_fails_at_once_as_a_protocol_error(provider
 
 
 @pytest.mark.parametrize(("backend", "prefix"), ROUTES)
+async def test_a_stream_event_longer_than_a_whole_body_fails_at_once(provider: str, backend: str, prefix: str) -> None:
+    """An event whose line never ends is bounded as a whole JSON body is. Before: read until
+    ``timeout_s`` (1 GB in 4 s through the openai backend), "timed out"."""
+    step, run, card, elapsed = await one_step(provider, backend, prefix, "endlessline", stream=True, timeout_s=8.0)
+    assert step.status == "failed" and "longer than" in (step.error or "") and "max_tokens" in (step.error or ""), step.error
+    assert elapsed < 1.0 + SLACK_S, elapsed
+    assert any(e.kind == "protocol_error" and e.subject == card.id for e in run.context["audit"])
+    assert run.ledger.spent["calls"] == 1 and run.ledger.spent["usd"] >= card.usd(0, MAX_TOKENS)
+
+
+@pytest.mark.parametrize(("backend", "prefix"), ROUTES)
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
 @pytest.mark.parametrize(("timeout_s", "seconds"), [(0.8, 30.0), (30.0, 0.8)], ids=["timeout", "deadline"])
 async def test_a_trickled_body_ends_by_the_timeout_or_the_deadline(provider: str, backend: str, prefix: str, stream: bool,
@@ -155,3 +182,31 @@ async def test_a_reply_in_an_encoding_not_asked_for_is_named(provider: str, back
     assert step.status == "failed" and "Content-Encoding 'zstd', which was not asked for" in (step.error or ""), step.error
     assert "\n" not in (step.error or "")
     assert any(e.kind == "protocol_error" and e.subject == card.id for e in run.context["audit"])
+
+
+async def test_a_streams_lines_split_as_httpx_splits_them_in_any_chunking() -> None:
+    """The bounded line reader splits as httpx's ``aiter_lines`` does (which it replaced in the
+    openai backend): ``\\r\\n`` split between two chunks, a lone ``\\r``, a last line without its end."""
+    import random
+
+    import httpx
+
+    from agentroute.pool.backends.wire import lines_within
+
+    text = 'data: {"a": 1}\r\n\r\ndata: x\rdata: y\n\n: ping\r\n\r\ndata: [DONE]\r\n\r\nlast'
+    rng = random.Random(7)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 12)))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+        async def texts(parts: list[str] = chunks) -> AsyncIterator[str]:
+            for part in parts:
+                yield part
+
+        async def raw(parts: list[str] = chunks) -> AsyncIterator[bytes]:
+            for part in parts:
+                yield part.encode()
+
+        ours = [line async for line in lines_within(texts(), 1 << 20, 16)]
+        theirs = [line async for line in httpx.Response(200, content=raw()).aiter_lines()]
+        assert ours == theirs, chunks

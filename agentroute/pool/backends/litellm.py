@@ -301,7 +301,9 @@ class LiteLLMBackend(EndpointCounting, Backend):
         except ProtocolError:
             raise
         except Exception as exc:
-            if sent.unreadable is not None:  # the cause, not how httpx or LiteLLM then failed on it
+            if sent.refused is not None:  # the cause, not how httpx or LiteLLM then failed on it
+                raise ProtocolError(card.id, sent.refused) from exc
+            if sent.unreadable is not None:
                 raise ProtocolError(card.id, f"unreadable stream: {sent.unreadable}") from exc
             # a usage LiteLLM could not read (NaN): named as the openai backend names it
             checked_usage(card, sent.usage)
@@ -394,9 +396,13 @@ class _Sent:
             self.usage = usage
 
     def feed(self, data: bytes) -> None:
-        """Read the events of a stream's next bytes that mention ``"usage"`` (the others are not parsed)."""
+        """Read the events of a stream's next bytes that mention ``"usage"`` (the others are not
+        parsed); :class:`BodyTooLong` for a line that has not ended past ``limit`` bytes (one
+        event is bounded as a whole body is)."""
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
+        if len(self._rest) > self.limit:
+            raise BodyTooLong(self.limit, self.max_tokens, "a line of the stream")
         for line in lines:
             if line.startswith(b"data:") and b'"usage"' in line:
                 with contextlib.suppress(ValueError):
@@ -455,15 +461,16 @@ class _UsageTee(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         sent, decode = self._sent, self._decode
         async for data in self._stream:
-            if decode is None:
-                sent.feed(data)
-            elif sent.unreadable is None:
-                try:
+            try:
+                if decode is None:
+                    sent.feed(data)
+                elif sent.unreadable is None:
                     sent.feed(decode(data))
-                except zlib.error as exc:
-                    sent.unreadable = (
-                        f"compressed data that does not decode ({exc}): its usage cannot be checked"
-                    )
+            except zlib.error as exc:
+                sent.unreadable = f"compressed data that does not decode ({exc}): its usage cannot be checked"
+            except BodyTooLong as exc:  # read no further
+                sent.refused = str(exc)
+                raise
             yield data
         sent.feed(b"\n")  # a last event without its closing line break
         sent.read = True

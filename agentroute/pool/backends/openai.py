@@ -45,7 +45,7 @@ from agentroute.pool.backends.streaming import (
     text_parts,
 )
 from agentroute.pool.backends.usage import field_of
-from agentroute.pool.backends.wire import BodyTooLong, body_limit, encoding_problem, read_within
+from agentroute.pool.backends.wire import BodyTooLong, body_limit, encoding_problem, lines_within, read_within
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -521,7 +521,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         done: list[bool] = []  # [True] once the stream's [DONE] came
         closing = False  # OpenAI's closing usage chunk came
         try:
-            async for chunk in _events(response, body, done):
+            async for chunk in _events(response, body, done, request):
                 events += 1
                 if not isinstance(chunk, dict):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
@@ -553,6 +553,8 @@ class OpenAIBackend(EndpointCounting, Backend):
                     break
         except ProtocolError:
             raise
+        except BodyTooLong as exc:  # an event that never ends
+            raise ProtocolError(card.id, str(exc)) from exc
         except (ValueError, TypeError, AttributeError) as exc:  # undecodable event, bad schema
             raise ProtocolError(
                 card.id, f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}"
@@ -800,41 +802,34 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
 
 
 async def _events(
-    response: Any, other: list[str] | None = None, ended: list[bool] | None = None
+    response: Any, other: list[str], ended: list[bool], request: CompletionRequest
 ) -> AsyncIterator[Any]:
     """The JSON payloads of a server-sent event stream, up to ``[DONE]`` (SSE: ``data:`` lines,
     joined by newlines, make one event; a blank line ends it; other fields are ignored). Lines
     that are no SSE field, before any event, go to ``other`` (up to 64 KiB): a body that is not a
-    stream at all (an error object). ``ended`` gets ``True`` when ``[DONE]`` comes."""
+    stream at all (an error object). ``ended`` gets ``True`` when ``[DONE]`` comes. A line is no
+    longer than a whole body may be (:func:`~agentroute.pool.backends.wire.lines_within`)."""
     data: list[str] = []
-    lines = response.iter_lines()
+    lines = lines_within(response.iter_text(), body_limit(request), request.max_tokens)
     kept = 0
     async for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
             continue
-        if (
-            other is not None
-            and kept < 65536
-            and line
-            and ":" not in line[:1]
-            and not line.startswith(("event:", "id:", "retry:"))
-        ):
+        if kept < 65536 and line and ":" not in line[:1] and not line.startswith(("event:", "id:", "retry:")):
             other.append(line)
             kept += len(line)
         if line or not data:
             continue
         payload, data = "\n".join(data), []
         if payload.startswith("[DONE]"):
-            if ended is not None:
-                ended.append(True)
+            ended.append(True)
             async for _ in lines:  # read to the end, so that the connection is reused
                 pass
             return
         yield json.loads(payload)
     if data and data[0].startswith("[DONE]"):
-        if ended is not None:
-            ended.append(True)
+        ended.append(True)
     elif data:
         yield json.loads("\n".join(data))
 

@@ -12,7 +12,7 @@ once it passes the bound (charged its worst case), not read into memory until th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 
 from agentroute.types import CompletionRequest
 
@@ -36,13 +36,41 @@ def body_limit(request: CompletionRequest) -> int:
 
 
 class BodyTooLong(ValueError):
-    """A reply's body passed :func:`body_limit`."""
+    """A reply's body, or one line of its stream, passed :func:`body_limit`."""
 
-    def __init__(self, limit: int, max_tokens: int) -> None:
+    def __init__(self, limit: int, max_tokens: int, what: str = "the reply's JSON body") -> None:
         super().__init__(
-            f"the reply's JSON body is longer than {limit} bytes, more than max_tokens "
+            f"{what} is longer than {limit} bytes, more than max_tokens "
             f"({max_tokens}) can take: the server ignores max_tokens (read no further)"
         )
+
+
+#: What ends a line to :meth:`str.splitlines` (and to httpx's ``aiter_lines``, which splits as it does).
+_NEWLINES = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+async def lines_within(texts: AsyncIterable[str], limit: int, max_tokens: int) -> AsyncIterator[str]:
+    """The lines of a stream's text, split as httpx's ``aiter_lines`` splits them (a ``\\r\\n``
+    split between two chunks is one line end); :class:`BodyTooLong` as soon as a line that has not
+    ended passes ``limit`` characters: one event of a stream is bounded as a whole body is."""
+    pending, cr = "", False
+    async for text in texts:
+        if cr:
+            text, cr = "\r" + text, False
+        if text.endswith("\r"):
+            text, cr = text[:-1], True
+        if not text:
+            continue
+        lines = text.splitlines()
+        if pending:
+            lines[0] = pending + lines[0]
+        pending = "" if text[-1] in _NEWLINES else lines.pop()
+        if len(pending) > limit:
+            raise BodyTooLong(limit, max_tokens, "a line of the stream")
+        for line in lines:
+            yield line
+    if pending or cr:
+        yield pending
 
 
 async def read_within(chunks: AsyncIterable[bytes], limit: int, max_tokens: int) -> bytes:
@@ -85,5 +113,6 @@ __all__ = [
     "body_limit",
     "codings",
     "encoding_problem",
+    "lines_within",
     "read_within",
 ]
