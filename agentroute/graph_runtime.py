@@ -467,13 +467,12 @@ def is_request(channel: Mapping[str, Any] | None) -> bool:
 # -- the end of a task a routed node opened --------------------------------------------------------
 try:
     from langgraph._internal._constants import CONFIG_KEY_CALL as _CALL
-    from langgraph.errors import GraphInterrupt as _Interrupt
 except ImportError:  # pragma: no cover - another LangGraph layout: the router hears of the task's end after each node
     _CALL = None  # type: ignore[assignment]
-    _Interrupt = BaseException  # type: ignore[assignment,misc]
 
-_ENDS: weakref.WeakKeyDictionary[Any, dict[str, tuple[Dispatcher, TaskRun]]] = weakref.WeakKeyDictionary()
-_PAUSED: OrderedDict[str, tuple[weakref.ref[Dispatcher], TaskRun]] = OrderedDict()  # paused or resumable, not ended
+# a task's runs to finish, one per dispatcher whose routed node ran it (two dispatchers may share a task)
+_ENDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Dispatcher, TaskRun]]] = weakref.WeakKeyDictionary()
+_PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun]]] = OrderedDict()  # resumable, not ended
 _PAUSED_LIMIT = 4096
 _ENDS_LOCK = threading.Lock()
 
@@ -512,8 +511,9 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
 
     LangGraph gives a node no public hook for its invocation's end: the callback runs as the root
     Pregel loop exits (its exit stack). An ``interrupt()``/``interrupt_before`` pause is no end, nor
-    an exception on a checkpointed thread (a resume continues the task); without a checkpointer an
-    exception ends it."""
+    an exception on a checkpointed thread (a resume continues the task); without a checkpointer,
+    nothing resumes: an exception, the recursion limit or a pause ends it. Each dispatcher whose
+    routed nodes ran the task tells its own router."""
     loop = root_invocation(config)
     if loop is None:
         return False
@@ -522,8 +522,10 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
         if ending is None:
             ending = _ENDS[loop] = {}
             loop.stack.push(functools.partial(_invocation_ended, weakref.ref(loop), ending, checkpointed(config)))
-        ending[run.task.id] = (dispatcher, run)  # the latest run of the task (a resume may rebuild it)
-        _PAUSED.pop(run.task.id, None)
+        ending[(run.task.id, id(dispatcher))] = (dispatcher, run)  # the latest run (a resume may rebuild it)
+        for ref, _ in _PAUSED.pop(run.task.id, {}).values():  # the dispatchers that ran it before a pause
+            if (earlier := ref()) is not None:
+                ending.setdefault((run.task.id, id(earlier)), (earlier, run))
     return True
 
 
@@ -531,9 +533,10 @@ def end_paused(task_id: str) -> None:
     """Finish the task ``task_id`` if an invocation left it paused (or resumable) and it was not
     resumed through a routed node since: the thread's next input starts another task."""
     with _ENDS_LOCK:
-        paused = _PAUSED.pop(task_id, None)
-    if paused is not None and (dispatcher := paused[0]()) is not None:
-        _finish(dispatcher, paused[1])
+        paused = _PAUSED.pop(task_id, {})
+    for ref, run in paused.values():
+        if (dispatcher := ref()) is not None:
+            _finish(dispatcher, run)
 
 
 def _finish(dispatcher: Dispatcher, run: TaskRun) -> None:
@@ -545,19 +548,18 @@ def _finish(dispatcher: Dispatcher, run: TaskRun) -> None:
         log.exception("finishing task %s at its end", run.task.id)
 
 
-def _invocation_ended(loop: weakref.ref[Any], ending: dict[str, tuple[Dispatcher, TaskRun]], resumable: bool,
-                      exc_type: Any, exc: BaseException | None, tb: Any) -> None:  # fmt: skip
-    """The root loop's exit: finish the tasks its routed nodes opened when the invocation ended them."""
-    if exc is None:
-        ended = getattr(loop(), "status", "done") == "done"
-    else:
-        ended = not resumable and not isinstance(exc, _Interrupt)
+def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
+                      resumable: bool, exc_type: Any, exc: BaseException | None, tb: Any) -> None:  # fmt: skip
+    """The root loop's exit: finish the tasks its routed nodes opened when the invocation ended them —
+    however it stopped when nothing can resume it (no checkpointer: the recursion limit, a pause)."""
+    ended = not resumable or exc is None and getattr(loop(), "status", "done") == "done"
     with _ENDS_LOCK:
         runs = list(ending.values())
         ending.clear()
         if not ended:
             for dispatcher, run in runs:
-                _PAUSED[run.task.id] = (weakref.ref(dispatcher), run)
+                _PAUSED.setdefault(run.task.id, {})[id(dispatcher)] = (weakref.ref(dispatcher), run)
+                _PAUSED.move_to_end(run.task.id)
             while len(_PAUSED) > _PAUSED_LIMIT:
                 _PAUSED.popitem(last=False)
             return
@@ -1172,8 +1174,8 @@ def routed_node(
     value under ``input_key`` changed (pass ``agentroute=new_task(...)`` in the input to force one);
     a resume (``invoke(None, config)``, ``Command(resume=…)``) continues it. The router's
     ``observe(last_step, task)`` hears once that the task ended, with all its steps, when the
-    outermost invocation ends (:func:`end_with_invocation`) — not at an ``interrupt()``, nor at an
-    exception on a checkpointed thread; a task whose resume ran no routed node ends at the thread's
+    outermost invocation ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
+    ``interrupt()`` nor at an exception; a task whose resume ran no routed node ends at the thread's
     next new input.
 
     Under a durable checkpointer with a memory shared by workers (PostgreSQL), run the graph
