@@ -2,7 +2,8 @@
 
 The score is stored with ``memory.add_feedback`` (a feedback row and the task's score). Scores are
 in [0, 1] (1 = right), as routers learn them; others are refused. Scoring a task again keeps both
-feedback rows; the latest score becomes the task's (a note names the one it replaces). A task
+feedback rows; the newest score becomes the task's (a note names the one it replaces, or the newer
+one the task keeps: given since, or dated ahead by a host whose clock runs ahead). A task
 still ``running`` keeps the score when it ends (feedback wins over the score its process gives).
 TASK_ID may be an id's first characters, as `memory show` takes it. A whole id as agentroute makes
 them (32 hex digits) that names no stored task yet is stored all the same, with a note: the task may
@@ -57,20 +58,30 @@ def feedback_command(
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     from agentroute.cli.memory_cmd import _open, task_id_from
+    from agentroute.memory.codec import FEEDBACK_KEY
 
     store = _open(memory)
     try:
         pending = _MADE_ID.fullmatch(task_id) is not None and store.get_task(task_id) is None
+        earlier = None
         if not pending:  # a whole id of no stored task yet: its process may not have stored its row yet
             task_id = task_id_from(store, task_id)
             trajectory = store.get_task(task_id)
             if trajectory is None:
                 err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
                 raise typer.Exit(EXIT_FAILURE)
-            if (earlier := trajectory.task.score) is not None:  # scored again: the newest is the task's
-                err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
+            earlier = trajectory.task.score
         store.add_feedback(task_id, score, source=source, comment=comment)
         store.flush()
+        now = None if pending else store.get_task(task_id)
+        if now is not None and (kept := now.task.score) is not None and kept != score:
+            err.print(  # a newer feedback stands: given since, or dated ahead (a clock ahead where it was given)
+                f"[yellow]note:[/] task {escape(task_id)} keeps score {kept:g} "
+                f"({escape(str(now.task.metadata.get(FEEDBACK_KEY)))}): a feedback dated after this one is its newest "
+                "(given since, or on a host whose clock runs ahead)"
+            )
+        elif earlier is not None:  # scored again: the newest is the task's
+            err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
         if pending:
             err.print(
                 f"[yellow]note:[/] stored; no task with this id yet: {escape(task_id)} (still running, or not yet "

@@ -121,12 +121,19 @@ def stats(
     summary.add_row("cost", _money(figures["cost_usd"]))
     summary.add_row("tokens in / out", f"{figures['tokens_in']} / {figures['tokens_out']}")
     summary.add_row("feedback", str(figures["feedback"]))
+    if no_task := figures.get("feedback_no_task", 0):
+        summary.add_row("  on no stored task", str(no_task))
     summary.add_row("audit events", str(figures["audit_events"]))
     console.print(summary)
     if gone:
         console.print(
             f"[yellow]note:[/] {gone} running task(s) of processes that are gone (killed, crashed): "
             "`agentroute memory reconcile` closes them as interrupted"
+        )
+    if no_task:
+        console.print(
+            f"[yellow]note:[/] {no_task} feedback row(s) name no stored task: its task still running (or not yet "
+            "flushed) in another process, or a mistyped id, which scores nothing"
         )
     if figures["models"]:
         models = Table(title="per model")

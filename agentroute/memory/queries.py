@@ -184,6 +184,12 @@ def stats(conn: sa.Connection) -> dict[str, Any]:
         # provider attempts recorded before they were sent: retries, fallbacks and samples included
         "attempts": int(conn.execute(count.select_from(ATTEMPTS)).scalar_one()),
         "feedback": int(conn.execute(count.select_from(FEEDBACK)).scalar_one()),
+        # kept for a task not stored (yet): one still running elsewhere, or a mistyped id (scores nothing)
+        "feedback_no_task": int(
+            conn.execute(
+                count.select_from(FEEDBACK).where(~sa.exists().where(TASKS.c.id == FEEDBACK.c.task_id))
+            ).scalar_one()
+        ),
         "audit_events": int(conn.execute(count.select_from(AUDIT)).scalar_one()),
     }
 

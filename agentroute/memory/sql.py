@@ -631,7 +631,8 @@ class SQLMemory(MemoryStore):
     def stats(self) -> dict[str, Any]:
         """``tasks`` (count by status), ``tasks_total``, ``steps``, ``cost_usd``, ``tokens_in``,
         ``tokens_out``, ``models`` (per model: ``calls``, ``cost_usd``, ``tokens``), ``feedback``,
-        ``audit_events``, ``running`` (the ``running`` tasks by their process: ``alive``, ``gone``,
+        ``feedback_no_task`` (of them, those whose id names no stored task: still running elsewhere,
+        or mistyped), ``audit_events``, ``running`` (the ``running`` tasks by their process: ``alive``, ``gone``,
         ``other_host``, ``unknown``; see :meth:`running_tasks`)."""
         with self._read() as conn:
             figures = queries.stats(conn)
