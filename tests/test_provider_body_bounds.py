@@ -18,6 +18,7 @@ import asyncio
 import importlib.util
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,6 +59,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         return await _zstd(request, streamed=bool(body.get("stream")))
     if how == "endlessline":
         return await _endless_line(request)
+    if how in ("gzip", "deflate"):  # the whole reply, compressed as asked (stream or not)
+        return _compressed(how)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     try:
@@ -69,6 +72,15 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     except ConnectionError:  # the client left
         pass
     return response
+
+
+def _compressed(how: str) -> web.Response:
+    choice = {"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}
+    reply = {"id": "r1", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice],
+             "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}  # fmt: skip
+    squeeze = zlib.compressobj(wbits=31 if how == "gzip" else 15)
+    data = squeeze.compress(json.dumps(reply).encode()) + squeeze.flush()
+    return web.Response(body=data, headers={"Content-Type": "application/json", "Content-Encoding": how})
 
 
 async def _endless_line(request: web.Request) -> web.StreamResponse:
@@ -146,6 +158,16 @@ async def test_an_oversized_json_body_fails_at_once_as_a_protocol_error(provider
     assert elapsed < 1.0 + SLACK_S, elapsed
     assert any(e.kind == "protocol_error" and e.subject == card.id for e in run.context["audit"])
     assert run.ledger.spent["calls"] == 1 and run.ledger.spent["usd"] >= card.usd(0, MAX_TOKENS)  # its worst case
+
+
+@pytest.mark.parametrize(("backend", "prefix"), ROUTES)
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
+@pytest.mark.parametrize("how", ["gzip", "deflate"])
+async def test_a_compressed_whole_reply_within_the_bound_keeps_its_answer(provider: str, backend: str, prefix: str,
+                                                                          stream: bool, how: str) -> None:  # fmt: skip
+    step, run, card, _ = await one_step(provider, backend, prefix, how, stream=stream, timeout_s=8.0)
+    assert (step.status, step.output, step.tokens_in, step.tokens_out) == ("ok", "Paris.", 7, 2), step.error
+    assert run.ledger.spent["usd"] == pytest.approx(card.usd(7, 2))
 
 
 @pytest.mark.parametrize(("backend", "prefix"), ROUTES)
