@@ -380,10 +380,13 @@ class _Sent:
         "limit",
         "max_tokens",
         "_rest",
+        "_size",
     )
 
     def __init__(self, request: CompletionRequest, *, streamed: bool = False) -> None:
-        self.read, self.usage, self.streamed, self._rest = False, None, streamed, b""
+        self.read, self.usage, self.streamed = False, None, streamed
+        self._rest: list[bytes] = []
+        self._size = 0
         self.unreadable: str | None = None
         self.refused: str | None = None
         self.whole: Any = None
@@ -399,9 +402,16 @@ class _Sent:
         """Read the events of a stream's next bytes that mention ``"usage"`` (the others are not
         parsed); :class:`BodyTooLong` for a line that has not ended past ``limit`` bytes (one
         event is bounded as a whole body is)."""
-        lines = (self._rest + data).split(b"\n")
-        self._rest = lines.pop()
-        if len(self._rest) > self.limit:
+        if b"\n" not in data:  # the line goes on: its pieces are joined once, when it ends
+            self._rest.append(data)
+            self._size += len(data)
+            if self._size > self.limit:
+                raise BodyTooLong(self.limit, self.max_tokens, "a line of the stream")
+            return
+        lines = (b"".join(self._rest) + data).split(b"\n")
+        last = lines.pop()
+        self._rest, self._size = [last], len(last)
+        if self._size > self.limit:
             raise BodyTooLong(self.limit, self.max_tokens, "a line of the stream")
         for line in lines:
             if line.startswith(b"data:") and b'"usage"' in line:

@@ -52,8 +52,10 @@ _NEWLINES = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 async def lines_within(texts: AsyncIterable[str], limit: int, max_tokens: int) -> AsyncIterator[str]:
     """The lines of a stream's text, split as httpx's ``aiter_lines`` splits them (a ``\\r\\n``
     split between two chunks is one line end); :class:`BodyTooLong` as soon as a line that has not
-    ended passes ``limit`` characters: one event of a stream is bounded as a whole body is."""
-    pending, cr = "", False
+    ended passes ``limit`` characters: one event of a stream is bounded as a whole body is. Linear
+    in a line's length however finely it is chunked (its pieces are joined once, when it ends)."""
+    pending: list[str] = []  # the pieces of a line that has not ended, joined once when it does
+    size, cr = 0, False
     async for text in texts:
         if cr:
             text, cr = "\r" + text, False
@@ -62,15 +64,24 @@ async def lines_within(texts: AsyncIterable[str], limit: int, max_tokens: int) -
         if not text:
             continue
         lines = text.splitlines()
-        if pending:
-            lines[0] = pending + lines[0]
-        pending = "" if text[-1] in _NEWLINES else lines.pop()
-        if len(pending) > limit:
+        ended = text[-1] in _NEWLINES
+        if pending and len(lines) == 1 and not ended:  # the line goes on
+            pending.append(text)
+            size += len(text)
+            lines = []
+        else:
+            if pending:
+                lines[0] = "".join(pending) + lines[0]
+            pending, size = [], 0
+            if not ended:
+                pending.append(lines.pop())
+                size = len(pending[0])
+        if size > limit:
             raise BodyTooLong(limit, max_tokens, "a line of the stream")
         for line in lines:
             yield line
     if pending or cr:
-        yield pending
+        yield "".join(pending)
 
 
 async def read_within(chunks: AsyncIterable[bytes], limit: int, max_tokens: int) -> bytes:
