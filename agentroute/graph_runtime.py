@@ -494,13 +494,16 @@ def _running_loop(configurable: Mapping[str, Any]) -> Any | None:
 
 
 def root_invocation(config: Mapping[str, Any] | None) -> Any | None:
-    """The Pregel loop of the outermost graph invocation this node runs in (through subgraphs and
-    nodes that invoke graphs), or ``None`` when it cannot be found."""
+    """The Pregel loop of the outermost graph invocation this node's task can go on in (through
+    subgraphs and nodes that invoke graphs, up to one whose state has no task channel: an agent's
+    tool, an ``@entrypoint``), or ``None`` when it cannot be found."""
     loop, configurable = None, (config or {}).get("configurable") or {}
     for _ in range(64):
         parent = _running_loop(configurable)
         if parent is None or parent is loop:
             break
+        if loop is not None and CHANNEL not in (getattr(parent, "channels", None) or {CHANNEL: None}):
+            break  # the task cannot be carried out of this graph: it ends with this graph's invocation
         loop, configurable = parent, (getattr(parent, "config", None) or {}).get("configurable") or {}
     return loop
 
@@ -1174,7 +1177,7 @@ def routed_node(
     value under ``input_key`` changed (pass ``agentroute=new_task(...)`` in the input to force one);
     a resume (``invoke(None, config)``, ``Command(resume=…)``) continues it. The router's
     ``observe(last_step, task)`` hears once that the task ended, with all its steps, when the
-    outermost invocation ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
+    outermost invocation whose state has the task channel ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
     ``interrupt()`` nor at an exception; a task whose resume ran no routed node ends at the thread's
     next new input.
 

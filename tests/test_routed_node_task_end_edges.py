@@ -13,8 +13,10 @@ import asyncio
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
+from langgraph.func import entrypoint
 from langgraph.graph import START, StateGraph
 from langgraph.types import interrupt
+from typing_extensions import TypedDict
 
 from agentroute import Dispatcher, routed_node
 from agentroute import graph_runtime as runtime
@@ -96,3 +98,49 @@ def test_two_dispatchers_across_a_pause_each_tell_their_router_once():
     ended_once(solving, 1)
     ended_once(planning, 1)  # was: not told (the resume dropped the paused entry)
     not_paused(planning)
+
+
+# -- a graph invoked from code that cannot carry its task ------------------------------------------
+def test_graphs_invoked_by_an_entrypoint_loop_each_end_with_their_own_invocation():
+    """A functional-API driver invoking your graph per question: each task ends as its graph returns
+    (was: all held until the driver's end — the router learned nothing meanwhile, memory grew)."""
+    router = Recording()
+    app = chain(Dispatcher(replay_pool(), router))
+    told: list[int] = []
+
+    @entrypoint()
+    def driver(n: int) -> int:
+        for i in range(n):
+            app.invoke({"query": f"question {i}", "query_id": f"q{i}"})
+            told.append(len(router.ended()))
+        return n
+
+    driver.invoke(3)
+    assert told == [1, 2, 3]  # was: [0, 0, 0]
+    ended_once(router, 3)
+
+
+def test_a_graph_invoked_from_a_tool_of_an_agent_ends_with_its_own_invocation():
+    """A node of an outer graph whose state has no task channel (an agent calling a tool that runs
+    your graph): the task cannot go on in it, so it ends when your graph's invocation returns."""
+
+    class Outer(TypedDict):
+        questions: list[str]
+        told: list[int]
+
+    router = Recording()
+    app = chain(Dispatcher(replay_pool(), router))
+
+    def tool_calls(state: Outer) -> dict[str, list[int]]:
+        told = []
+        for i, question in enumerate(state["questions"]):
+            app.invoke({"query": question, "query_id": f"q{i}"})
+            told.append(len(router.ended()))
+        return {"told": told}
+
+    outer = StateGraph(Outer)
+    outer.add_node("tools", tool_calls)
+    outer.add_edge(START, "tools")
+    told = outer.compile().invoke({"questions": ["question 0", "question 1"]})["told"]
+    assert told == [1, 2]  # was: [0, 0]
+    ended_once(router, 2)
