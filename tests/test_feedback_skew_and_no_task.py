@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
+
+import pytest
 
 from agentroute.memory import SQLMemory
+from agentroute.memory.pgserver import create_database
 from agentroute.types import Task, new_id
-from tests.fixtures_memory import memory_url  # noqa: F401 - a fixture
+from tests.fixtures_memory import memory_url, statements  # noqa: F401 - a fixture
 from tests.test_feedback_pending_and_newest import ENV, ROOT, feedback_cli
 
 # A process on a host whose clock runs an hour ahead gives a feedback.
@@ -83,3 +87,26 @@ def test_memory_stats_tells_feedback_on_no_stored_task(memory_url: str) -> None:
     text = " ".join(shown.stdout.split())
     assert "on no stored task │ 2" in text or "on no stored task 2" in text, text
     assert "2 feedback row(s) name no stored task" in text, text
+
+
+@pytest.mark.postgres
+def test_a_postgresql_task_write_applies_feedback_in_its_upsert(postgres_url: str) -> None:
+    """A transaction that writes only task rows runs the gate and one upsert for them all (it ran a
+    second statement, the feedback rule's UPDATE, on every task write); one with feedback runs it."""
+    url = create_database(postgres_url, f"feedback_{uuid.uuid4().hex[:12]}")
+    tasks = [Task(query=f"q{i}?", graph="qa") for i in range(3)]
+    with SQLMemory(url, prompt_commit=False, flush_interval_s=3600) as memory:
+        memory.add_feedback(tasks[0].id, 0.25)  # before its row: the row's upsert scores it
+        memory.flush()
+        with statements(memory.engine) as seen:
+            for task in tasks:
+                memory.start_task(task)
+            memory.flush()
+        writes = [s for s in seen if not s.startswith(("SELECT PG_ADVISORY", "BEGIN", "COMMIT"))]
+        assert len(writes) == 1 and writes[0].startswith("INSERT INTO TASKS"), writes  # was: + UPDATE TASKS
+        with statements(memory.engine) as seen:
+            memory.finish_task(tasks[0].model_copy(update={"status": "done", "score": 1.0}))
+            memory.add_feedback(tasks[1].id, 0.5)
+            memory.flush()
+        assert any(s.startswith("UPDATE TASKS") for s in seen), seen
+        assert [memory.get_task(t.id).task.score for t in tasks] == [0.25, 0.5, None]  # type: ignore[union-attr]

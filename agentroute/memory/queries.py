@@ -74,12 +74,13 @@ STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
 """The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
 
 
-def latest_feedback(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
+def latest_feedback(column: sa.Column[Any], task_id: sa.ColumnElement[Any] = TASKS.c.id) -> sa.ScalarSelect[Any]:
     """``column`` of the task's latest feedback (the newest given: by ``created_at``, then ``id``),
-    correlated to ``tasks``: the one whose score is the task's (the writer's rule)."""
+    correlated to ``tasks`` (or of the task ``task_id`` names): the one whose score is the task's
+    (the writer's rule)."""
     return (
         sa.select(column)
-        .where(FEEDBACK.c.task_id == TASKS.c.id)
+        .where(FEEDBACK.c.task_id == task_id)
         .order_by(FEEDBACK.c.created_at.desc(), FEEDBACK.c.id.desc())
         .limit(1)
         .scalar_subquery()

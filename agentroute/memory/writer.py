@@ -5,8 +5,9 @@ rows on the writer thread. A batch closes when it holds ``batch_size`` writes, w
 ``flush_interval_s`` has passed since its first write, or when someone flushes — or at once, with
 whatever is queued, while the memory is not under load (fewer than :data:`LOAD_WRITES` writes committed
 in the last :data:`LOAD_WINDOW_S`: a crash then loses no recorded step); it is committed in
-one transaction, applied in dependency order: task upserts, steps, audit events, feedback, then
-the scores of the tasks written or scored: their newest feedback's (:data:`KEEP_FEEDBACK`). Steps, the bulk, go straight to the driver: PostgreSQL ``COPY``, SQLite
+one transaction, applied in dependency order: task upserts (on PostgreSQL a task's score is its newest
+feedback's already), steps, audit events, feedback, then the scores of the tasks scored (SQLite: and
+written): their newest feedback's (:data:`KEEP_FEEDBACK`). Steps, the bulk, go straight to the driver: PostgreSQL ``COPY``, SQLite
 multi-row ``INSERT … VALUES (…), (…)`` statements (task upserts too on SQLite); the rest are
 SQLAlchemy Core ``executemany`` statements. Never ORM objects. The writer sleeps until a batch is
 due rather than waking on every write; a full batch, a flush and the stop sentinel wake it.
@@ -200,8 +201,17 @@ TASK_UPDATES = tuple(c.name for c in TASKS.columns if c.name not in ("id", "crea
 
 KEPT_SCORE_SQL = "COALESCE(excluded.score, tasks.score)"
 """The score a task upsert leaves on a stored row: the upsert's, else the one stored (a task's end
-or resume that brings none keeps it); feedback is applied after it, in the same transaction
-(:data:`KEEP_FEEDBACK`)."""
+or resume that brings none keeps it). Feedback wins over it: on PostgreSQL the upsert's own score is
+its task's newest feedback's when it has one (:data:`NEWEST_FEEDBACK_SCORE`); on SQLite
+:data:`KEEP_FEEDBACK` applies it after, in the same transaction."""
+
+NEWEST_FEEDBACK_SCORE = sa.func.coalesce(
+    latest_feedback(FEEDBACK.c.score, sa.bindparam("b_id", type_=TASKS.c.id.type)),
+    sa.bindparam("b_score", type_=TASKS.c.score.type),
+)
+"""A PostgreSQL task upsert's score: its task's newest feedback's, else its own. Run behind the
+gate (:data:`FEEDBACK_GATE`), the statement sees every feedback given (none is in flight), so a
+transaction that writes only tasks needs no :data:`KEEP_FEEDBACK` statement (a round trip)."""
 
 KEEP_FEEDBACK = (
     sa.update(TASKS)
@@ -215,15 +225,16 @@ KEEP_FEEDBACK = (
 )
 """The one rule of a task's score: its newest feedback's (by the time it was given, whichever
 process commits last), over the score its process gives (a human's or a metric's judgement wins,
-whichever lands first). Run on every transaction that writes task rows or feedback, for their tasks
-(``ids``): a feedback stored before its task's row (the task still running, or ended and not yet
-flushed, in another process) scores it when the row arrives.
+whichever lands first). Run on every transaction that writes feedback, for its tasks, and on SQLite
+on every one that writes task rows too (``ids``; on PostgreSQL their upsert applies the rule itself:
+:data:`NEWEST_FEEDBACK_SCORE`): a feedback stored before its task's row (the task still running, or
+ended and not yet flushed, in another process) scores it when the row arrives.
 
 On PostgreSQL (read committed) the statement sees what was committed before it started, not what
 transactions in flight will commit, so those that write tasks or feedback pass a gate first
 (:data:`FEEDBACK_GATE`): shared for task rows (they run side by side), exclusive for feedback. A
 feedback's transaction thus starts once every task write in flight has committed, and a task write
-once every feedback in flight has, and this statement, run after the gate, sees them. Without it a
+once every feedback in flight has, and this statement (or the upsert), run after the gate, sees them. Without it a
 task's end that waited for a feedback's row lock wrote its own score over the feedback (64 of 1,000
 concurrent ends), an older feedback committed last won, and a feedback committed while its task's
 first row was in flight scored nothing. SQLite runs one writer at a time, which reads the latest commit."""
@@ -246,8 +257,9 @@ def task_upsert(dialect: str, *, guarded: bool = False) -> sa.Insert:
     not over a row closed by another process (:data:`TAKEN_BACK_SQL`), its result's ``rowcount``
     the rows written, summed over an ``executemany`` (SQLAlchemy keeps no INSERT's rowcount unless
     told: it read -1, so every write of tasks on PostgreSQL ran the rare path's query)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(TASKS)
+    stmt: postgresql.Insert | sqlite.Insert = (
+        postgresql.insert(TASKS).values(score=NEWEST_FEEDBACK_SCORE) if dialect == "postgresql" else sqlite.insert(TASKS)
+    )
     upsert = stmt.on_conflict_do_update(
         index_elements=[TASKS.c.id],
         set_={name: sa.literal_column(KEPT_SCORE_SQL) if name == "score" else stmt.excluded[name] for name in TASK_UPDATES},
@@ -889,6 +901,7 @@ class BatchWriter:
         Returns the rows written."""
         if conn.dialect.name == "sqlite":
             return bulk_insert(conn, TASKS, rows, update=TASK_UPDATES, where=TAKEN_BACK_SQL.join(("NOT (", ")")) if guarded else "")
+        rows = [{**row, "b_id": row["id"], "b_score": row["score"]} for row in rows]  # NEWEST_FEEDBACK_SCORE's
         return int(conn.execute(self._upsert if guarded else self._upsert_all, rows).rowcount)
 
     def _take_back(self, conn: Connection, tasks: dict[str, dict[str, Any]]) -> None:
@@ -948,5 +961,8 @@ class BatchWriter:
             conn.execute(AUDIT.insert(), audits)
         if feedback:
             conn.execute(FEEDBACK.insert(), feedback)
-        if tasks or feedback:
-            conn.execute(KEEP_FEEDBACK, {"ids": sorted({*tasks, *(f["task_id"] for f in feedback)})})
+        scored = {f["task_id"] for f in feedback}
+        if conn.dialect.name == "sqlite":  # PostgreSQL's task upsert keeps the feedback itself
+            scored.update(tasks)
+        if scored:
+            conn.execute(KEEP_FEEDBACK, {"ids": sorted(scored)})
