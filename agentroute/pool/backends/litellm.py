@@ -538,8 +538,12 @@ async def _keep_usage(response: httpx.Response) -> None:
         except ValueError as exc:  # too long (BodyTooLong), or an encoding not asked for
             sent.refused = str(exc) if isinstance(exc, BodyTooLong) else f"unreadable reply: {exc}"
             raise
-        with contextlib.suppress(ValueError):
+        try:
             body = json.loads(response.content)
+        except ValueError:
+            if sent.streamed:  # a stream labelled JSON (Foundry Local's were): its events' usage
+                sent.feed(response.content + b"\n")
+        else:
             sent.take(body)
             if sent.streamed:
                 sent.whole = body

@@ -502,12 +502,20 @@ class OpenAIBackend(EndpointCounting, Backend):
         except Exception as exc:
             raise _error(exc, card.id, card.base_url) from exc
         http = response.http_response
-        if "json" in http.headers.get("content-type", ""):  # a JSON body, not a stream: bounded (_body)
+        texts: AsyncIterator[str] = http.aiter_text()
+        if "json" in http.headers.get("content-type", ""):  # a JSON body, bounded (_body); or a stream
             try:
-                data = await _body(card, http, request)
-            finally:
+                head, whole = await _json_head(card, http, texts)  # a stream labelled JSON (Foundry Local)
+            except BaseException:
                 await call.__aexit__(None, None, None)
-            return _not_a_stream(card, data)
+                raise
+            texts = _prefixed(head, texts)
+            if whole:
+                try:
+                    data = await _body(card, http, request, (text.encode() async for text in texts))
+                finally:
+                    await call.__aexit__(None, None, None)
+                return _not_a_stream(card, data)
         problem = _encoding_problem(http)
         if problem is not None:
             await call.__aexit__(None, None, None)
@@ -521,7 +529,7 @@ class OpenAIBackend(EndpointCounting, Backend):
         done: list[bool] = []  # [True] once the stream's [DONE] came
         closing = False  # OpenAI's closing usage chunk came
         try:
-            async for chunk in _events(response, body, done, request):
+            async for chunk in _events(texts, body, done, request):
                 events += 1
                 if not isinstance(chunk, dict):
                     raise ProtocolError(card.id, f"a stream chunk is not an object (got {chunk!r:.80})")
@@ -595,18 +603,45 @@ class _StreamRefused(Exception):
     """The server answered a streamed request with HTTP 400 about streaming (it cannot stream)."""
 
 
-async def _body(card: ModelCard, response: Any, request: CompletionRequest) -> bytes:
-    """A whole reply's body (decoded), read no further than :func:`body_limit`: a longer one, or
-    one in an encoding the client did not ask for, is a :class:`ProtocolError`."""
+async def _body(
+    card: ModelCard, response: Any, request: CompletionRequest, chunks: AsyncIterator[bytes] | None = None
+) -> bytes:
+    """A whole reply's body (decoded; ``chunks`` when some of it was read already), read no further
+    than :func:`body_limit`: a longer one, or one in an encoding the client did not ask for, is a
+    :class:`ProtocolError`."""
     problem = _encoding_problem(response)
     if problem is not None:
         raise ProtocolError(card.id, f"unreadable reply: {problem}")
     try:
-        return await read_within(response.aiter_bytes(), body_limit(request), request.max_tokens)
+        return await read_within(chunks or response.aiter_bytes(), body_limit(request), request.max_tokens)
     except BodyTooLong as exc:
         raise ProtocolError(card.id, str(exc)) from exc
     except Exception as exc:
         raise _error(exc, card.id, card.base_url) from exc
+
+
+async def _json_head(card: ModelCard, response: Any, texts: AsyncIterator[str]) -> tuple[str, bool]:
+    """The text that begins a reply labelled JSON (up to its first character that is no space),
+    and whether it is a whole JSON body: one that begins as an event stream does is read as a
+    stream (and one in an encoding not asked for is left to :func:`_body` to name)."""
+    if _encoding_problem(response) is not None:
+        return "", True
+    head = ""
+    try:
+        async for text in texts:
+            head += text
+            if head.strip() or len(head) > 65536:
+                break
+    except Exception as exc:
+        raise _error(exc, card.id, card.base_url) from exc
+    return head, not head.lstrip().startswith(("data:", "event:", "id:", ":"))
+
+
+async def _prefixed(first: str, texts: AsyncIterator[str]) -> AsyncIterator[str]:
+    """``first``, then the rest of ``texts``."""
+    yield first
+    async for text in texts:
+        yield text
 
 
 def _encoding_problem(response: Any) -> str | None:
@@ -802,15 +837,16 @@ def _first_choice(card: ModelCard, choices: Any) -> Any | None:
 
 
 async def _events(
-    response: Any, other: list[str], ended: list[bool], request: CompletionRequest
+    texts: AsyncIterator[str], other: list[str], ended: list[bool], request: CompletionRequest
 ) -> AsyncIterator[Any]:
-    """The JSON payloads of a server-sent event stream, up to ``[DONE]`` (SSE: ``data:`` lines,
-    joined by newlines, make one event; a blank line ends it; other fields are ignored). Lines
+    """The JSON payloads of a server-sent event stream (its decoded ``texts``), up to ``[DONE]``
+    (SSE: ``data:`` lines, joined by newlines, make one event; a blank line ends it; other fields
+    are ignored). Lines
     that are no SSE field, before any event, go to ``other`` (up to 64 KiB): a body that is not a
     stream at all (an error object). ``ended`` gets ``True`` when ``[DONE]`` comes. A line is no
     longer than a whole body may be (:func:`~agentroute.pool.backends.wire.lines_within`)."""
     data: list[str] = []
-    lines = lines_within(response.iter_text(), body_limit(request), request.max_tokens)
+    lines = lines_within(texts, body_limit(request), request.max_tokens)
     kept = 0
     async for line in lines:
         if line.startswith("data:"):
