@@ -1,4 +1,6 @@
-"""What a new user meets following README.md and docs/*.md as written (r204).
+"""What a new user meets following README.md and docs/*.md as written (r204): the trained router's
+warning of unseen agents, the graphs and recipes the docs' commands name, `eval --json`'s progress on
+a terminal, and the URL `agentroute serve --port 0` serves on.
 
 README's learning loop — ``agentroute train knn --from MEMORY`` after ``agentroute run qa``, then
 ``agentroute ask ... --router runs/knn --allow-new-agents`` — warned "Strategies never logged:
