@@ -62,11 +62,14 @@ def feedback_command(
 
     store = _open(memory)
     try:
-        pending = _MADE_ID.fullmatch(task_id) is not None and store.get_task(task_id) is None
+        whole = _MADE_ID.fullmatch(task_id) is not None
+        trajectory = store.get_task(task_id) if whole else None
+        pending = whole and trajectory is None
         earlier = None
         if not pending:  # a whole id of no stored task yet: its process may not have stored its row yet
-            task_id = task_id_from(store, task_id)
-            trajectory = store.get_task(task_id)
+            if trajectory is None:
+                task_id = task_id_from(store, task_id)
+                trajectory = store.get_task(task_id)
             if trajectory is None:
                 err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
                 raise typer.Exit(EXIT_FAILURE)
