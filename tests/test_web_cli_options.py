@@ -138,11 +138,14 @@ def test_ctrl_c_then_resume_plays_only_the_missing_episodes(chromium, tmp_path) 
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGINT)  # as `kill -INT` (a terminal's ^C reaches Chromium too)
+        sent = time.monotonic()
         stdout, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stdout + stderr
+    assert took < 5, f"exited {took:.1f} s after SIGINT"  # ~0.3 s (32.5 s once the start-screen wait ran a script)
     err = " ".join(stderr.split())
     assert "stopped by SIGINT" in err and "--resume" in err and "Traceback" not in stderr, err
     stopped = _lines(out)  # every line whole (json.loads would raise on a torn one)

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from agentroute.errors import AgentrouteError, ConfigurationError, MissingDependencyError, UnknownNameError
 from agentroute.web.actions import Action
 from agentroute.web.dom import Page, page_from_observation
+from agentroute.web.task_page import TaskPageProbe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -374,6 +375,9 @@ def _remove_left_behind(tmp: str) -> list[str]:
     return removed
 
 
+_TASK_PAGE_HINT = "(is run web --miniwob-url the base URL of MiniWoB++ task pages?)"
+
+
 def _env_class(
     chrome: str,
     driver: str,
@@ -420,7 +424,16 @@ def _env_class(
             _remove_left_behind(tempfile.gettempdir())
             self._tmp, self._owner = _own_folder()
             starting(self)
+            probe = TaskPageProbe(self.url)  # a 404 fails at once, not after the 10 s wait below
+
+            def no_task_page() -> None:  # the probe's answer is read, never waited for
+                if probe.missing:
+                    raise PageLoadError(
+                        f"the page {self.url} showed no MiniWoB task: {probe.missing} {_TASK_PAGE_HINT}"
+                    )
+
             try:
+                no_task_page()  # a file:// page's file is known missing before any browser starts
                 options = webdriver.ChromeOptions()
                 for flag in flags:
                     options.add_argument(flag)
@@ -438,6 +451,7 @@ def _env_class(
                 if self._abandoned:  # killed before its chromedriver was up: nothing else to wait for
                     raise BrowserCrashedError("the browser was stopped while it started")
                 if self.headless:
+                    no_task_page()
                     try:
                         self.driver.get(self.url)
                     except TimeoutException:
@@ -451,14 +465,17 @@ def _env_class(
                         raise PageLoadError(
                             f"the task page {self.url} could not be loaded: {_brief(exc)}"
                         ) from None
+                start_screen = ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID))
+
+                def task_screen(driver: Any) -> Any:
+                    no_task_page()
+                    return start_screen(driver)
+
                 try:
-                    WebDriverWait(self.driver, 10).until(
-                        ec.element_to_be_clickable((By.ID, self.SYNC_SCREEN_ID))
-                    )
-                except TimeoutException:  # a 404, another site: the page loaded, but is no MiniWoB task
+                    WebDriverWait(self.driver, 10).until(task_screen)
+                except TimeoutException:  # another site's page: it loaded, but is no MiniWoB task
                     raise PageLoadError(
-                        f"the page {self.url} showed no MiniWoB task within 10 s "
-                        "(is run web --miniwob-url the base URL of MiniWoB++ task pages?)"
+                        f"the page {self.url} showed no MiniWoB task within 10 s {_TASK_PAGE_HINT}"
                     ) from None
                 self.inner_width, self.inner_height = self.driver.execute_script(
                     "return [window.innerWidth, window.innerHeight];"

@@ -1,0 +1,49 @@
+"""Whether a task page is plainly missing (an HTTP error status, no such file), asked beside the
+browser's start so that a ``--miniwob-url`` folder holding no MiniWoB task fails at once instead of
+after the 10 s wait for the task's start screen.
+
+The HTTP request runs in a daemon thread of its own that nothing waits for: the start-screen wait
+reads its answer when there is one, and a stop (Ctrl-C, SIGTERM) never waits on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+#: Seconds the HTTP request may take; no answer by then is no verdict (the browser's load decides).
+PROBE_TIMEOUT_S = 10.0
+
+
+class TaskPageProbe:
+    """Asks once whether the page at ``url`` exists: a GET of an ``http(s)://`` page (its status,
+    redirects followed) in a thread of its own, a ``file://`` page's file at once.
+
+    :attr:`missing` is why the page is plainly no task page (``"HTTP 404"``, ``"no such file"``),
+    ``None`` while the answer is pending or when the page may be one."""
+
+    def __init__(self, url: str, *, timeout_s: float = PROBE_TIMEOUT_S):
+        self.url = url
+        self.missing: str | None = None
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "file":
+            if not os.path.isfile(urllib.request.url2pathname(parts.path)):
+                self.missing = "no such file"
+        elif parts.scheme in ("http", "https"):
+            threading.Thread(
+                target=self._ask, args=(timeout_s,), name="task-page-status", daemon=True
+            ).start()
+
+    def _ask(self, timeout_s: float) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=timeout_s):
+                pass
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code >= 400:
+                self.missing = f"HTTP {exc.code}"
+        except (OSError, ValueError):  # refused, timed out, a bad answer: the browser's load says why
+            pass
