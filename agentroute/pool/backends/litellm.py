@@ -64,7 +64,7 @@ from agentroute.pool.backends.streaming import (
     stream_ended,
 )
 from agentroute.pool.backends.usage import checked_usage
-from agentroute.pool.backends.wire import BodyTooLong, body_limit, codings, encoding_problem
+from agentroute.pool.backends.wire import BodyTooLong, body_limit, bound_error_body, codings, encoding_problem
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -517,6 +517,7 @@ async def _keep_usage(response: httpx.Response) -> None:
     the OpenAI SDK's models turn ``"7"`` or ``true`` into counts before the backend sees them),
     whatever its ``Content-Type`` or ``Content-Encoding`` says: a reply to a stream request is read
     as a stream unless it says it is JSON, any other reply as a whole body."""
+    await bound_error_body(response)
     sent = _SENT.get()
     if sent is None or response.status_code != 200:
         return

@@ -45,7 +45,14 @@ from agentroute.pool.backends.streaming import (
     text_parts,
 )
 from agentroute.pool.backends.usage import field_of
-from agentroute.pool.backends.wire import BodyTooLong, body_limit, encoding_problem, lines_within, read_within
+from agentroute.pool.backends.wire import (
+    BodyTooLong,
+    body_limit,
+    bound_error_body,
+    encoding_problem,
+    lines_within,
+    read_within,
+)
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -385,7 +392,11 @@ class OpenAIBackend(EndpointCounting, Backend):
         if client is None:
             try:
                 client = openai.AsyncOpenAI(
-                    base_url=card.base_url, api_key=key[1], max_retries=0, timeout=card.timeout_s
+                    base_url=card.base_url,
+                    api_key=key[1],
+                    max_retries=0,
+                    timeout=card.timeout_s,
+                    http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [bound_error_body]}),
                 )
             except openai.OpenAIError as exc:
                 raise ConfigurationError(f"model {card.id!r}: {exc}") from exc

@@ -12,7 +12,10 @@ once it passes the bound (charged its worst case), not read into memory until th
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 from agentroute.types import CompletionRequest
 
@@ -97,6 +100,45 @@ async def read_within(chunks: AsyncIterable[bytes], limit: int, max_tokens: int)
     return b"".join(parts)
 
 
+#: Bytes of an error status's body read (the SDKs read it whole before they raise; LiteLLM's error
+#: mapping took 4 s over a 1 MiB one): an error object, a validation error's message.
+ERROR_BODY_BYTES = 64 << 10
+
+
+@functools.cache
+def _head_type(base: type) -> type:
+    """A byte stream of ``base``'s kind (``httpx``'s, or ``httpx2``'s: ``openai`` ≥ 3 uses it)
+    that passes on the first ``limit`` bytes of another (the rest is left unread: the connection
+    closes)."""
+
+    class Head(base):  # type: ignore[valid-type,misc]
+        def __init__(self, stream: Any, limit: int) -> None:
+            self._stream, self._left = stream, limit
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for data in self._stream:
+                yield data[: self._left]
+                self._left -= len(data)
+                if self._left <= 0:
+                    return
+
+        async def aclose(self) -> None:
+            await self._stream.aclose()
+
+    return Head
+
+
+async def bound_error_body(response: Any) -> None:
+    """httpx (or httpx2) response hook: an error status's body is read no further than
+    :data:`ERROR_BODY_BYTES` (the SDKs read it whole before they raise the status's error), not
+    until the card's ``timeout_s``."""
+    if response.status_code < 400:
+        return
+    base = getattr(sys.modules.get(type(response).__module__.split(".", 1)[0]), "AsyncByteStream", None)
+    if base is not None and isinstance(response.stream, base):
+        response.stream = _head_type(base)(response.stream, ERROR_BODY_BYTES)
+
+
 def codings(encoding: str) -> list[str]:
     """The content codings a ``Content-Encoding`` (or ``Accept-Encoding``) header names, lower case,
     without ``identity`` and without ``;q=`` weights."""
@@ -119,9 +161,11 @@ def encoding_problem(sent: str, accepted: str) -> str | None:
 
 __all__ = [
     "BODY_BASE_BYTES",
+    "ERROR_BODY_BYTES",
     "TOKEN_BYTES",
     "BodyTooLong",
     "body_limit",
+    "bound_error_body",
     "codings",
     "encoding_problem",
     "lines_within",
