@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentroute.pool.backends.wire import BODY_BASE_BYTES, BodyTooLong, read_within
+
 log = logging.getLogger(__name__)
 
 #: Tokens a chat template adds around one message besides the role's own text (start/end markers,
@@ -65,7 +67,9 @@ def byte_bound(messages: Messages) -> int:
     total = REPLY_OVERHEAD + PREAMBLE + MESSAGE_OVERHEAD * len(messages)
     for message in messages:
         for text in (str(message.get("content") or ""), str(message.get("role") or "")):
-            total += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))  # utf8_len, inlined
+            total += (
+                len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+            )  # utf8_len, inlined
     return total
 
 
@@ -196,13 +200,30 @@ def tokenize_url(base_url: str) -> str:
     return root + "/tokenize"
 
 
+#: Bytes one token takes in a ``/tokenize`` reply's ``tokens`` list: an id of up to 10 digits and
+#: its separator (token strings are not asked for).
+TOKEN_ID_BYTES = 16
+
+
+def tokenize_reply_limit(tokens: int) -> int:
+    """The most bytes (decoded) a ``/tokenize`` reply for a prompt of at most ``tokens`` tokens may
+    take: the reply body's base (:data:`~agentroute.pool.backends.wire.BODY_BASE_BYTES`) and
+    :data:`TOKEN_ID_BYTES` per token. A longer reply is no answer (the caller's bound stays).
+
+    >>> tokenize_reply_limit(100)
+    1050176
+    """
+    return BODY_BASE_BYTES + tokens * TOKEN_ID_BYTES
+
+
 class TokenizeEndpoint:
     """Counts through an OpenAI-compatible server's ``POST /tokenize`` (vLLM's API).
 
     Chat: ``{"model", "messages", "add_generation_prompt": true}`` → ``{"count": N, ...}``; text:
     ``{"model", "prompt", "add_special_tokens": false}``. Whether a server has the endpoint is
-    probed once per ``base_url`` and remembered; a 404/405, a connection failure or a reply that is
-    not a non-negative integer count mark it unsupported, and callers fall back to their bound.
+    probed once per ``base_url`` and remembered; a 404/405, a connection failure, a reply that is
+    not a non-negative integer count or one longer than :func:`tokenize_reply_limit` (read no
+    further) mark it unsupported, and callers fall back to their bound.
     Counts are cached per (endpoint, model, chat).
     """
 
@@ -244,7 +265,9 @@ class TokenizeEndpoint:
                 del self._clients[loop]
                 await entry[0].close()
 
-    async def count(self, base_url: str | None, model: str, *, messages: Messages | None = None, text: str | None = None) -> int | None:
+    async def count(
+        self, base_url: str | None, model: str, *, messages: Messages | None = None, text: str | None = None
+    ) -> int | None:
         """The server's count of a chat (template included) or of a text; ``None`` when unavailable."""
         if not base_url or self.supported.get(base_url) is False:
             return None
@@ -257,9 +280,21 @@ class TokenizeEndpoint:
             body.update(messages=list(messages), add_generation_prompt=True)
         else:
             body.update(prompt=text or "", add_special_tokens=False)
+        tokens = byte_bound(messages) if messages is not None else text_bound(text or "")
+        limit = tokenize_reply_limit(tokens)
         try:
-            async with self._session() as session, session.post(tokenize_url(base_url), json=body) as response:
-                status, reply = response.status, await response.text(errors="replace")
+            async with (
+                self._session() as session,
+                session.post(tokenize_url(base_url), json=body) as response,
+            ):
+                status = response.status
+                reply = (
+                    await read_within(response.content.iter_any(), limit, tokens) if status == 200 else b""
+                )
+        except BodyTooLong:
+            why = f"a reply longer than {limit} bytes, more than {tokens} tokens' ids take"
+            self._mark(base_url, False, why)
+            return None
         except Exception as exc:  # connection refused, timeout: no endpoint to rely on
             self._mark(base_url, False, f"{type(exc).__name__}: {exc}")
             return None
@@ -296,6 +331,7 @@ __all__ = [
     "PREAMBLE",
     "REPLY_OVERHEAD",
     "TokenizeEndpoint",
+    "TOKEN_ID_BYTES",
     "byte_bound",
     "encoding_name",
     "is_openai_endpoint",
@@ -303,6 +339,7 @@ __all__ = [
     "openai_chat_tokens",
     "openai_encoding",
     "text_bound",
+    "tokenize_reply_limit",
     "tokenize_url",
     "utf8_len",
 ]
@@ -353,7 +390,9 @@ class EndpointCounting:
         """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), else
         :meth:`prompt_tokens`."""
         if card.base_url and not is_openai_endpoint(card.base_url):
-            served = await self.tokenize.count(card.base_url, self.served_name(card), messages=request.messages)
+            served = await self.tokenize.count(
+                card.base_url, self.served_name(card), messages=request.messages
+            )
             if served is not None:
                 return served
         return self.prompt_tokens(request, card)
