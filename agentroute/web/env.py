@@ -569,6 +569,7 @@ class MiniWoBSession:
         self._lock = threading.Lock()  # open and close come from worker threads
         self._shut = False
         self._starting: Any = None  # the Selenium instance starting its browser now (in open or reset)
+        self._cancelled: threading.Event | None = None  # set: the start under way was cancelled
 
     def open(self) -> MiniWoBSession:
         """Start the browser (once); :class:`BrowserCrashedError` when it cannot start or after :meth:`shutdown`."""
@@ -596,14 +597,19 @@ class MiniWoBSession:
                 ) from exc
             finally:
                 self._starting = None
+            if self._cancelled is not None and self._cancelled.is_set():  # up as its caller gave up
+                env, self._env = self._env, None
+                with contextlib.suppress(Exception):
+                    env.close()
+                raise BrowserCrashedError(f"the browser of {self.task!r} was stopped while it started")
             _LIVE.add(self)
             return self
 
     def _started(self, instance: Any) -> None:
         """A browser of this session starts (``open``, or MiniWoB restarting a dead one in ``reset``);
-        after a :meth:`shutdown`, it is stopped at once."""
+        after a :meth:`shutdown`, or when its :meth:`starting` was cancelled, it is stopped at once."""
         self._starting = instance
-        if self._shut:
+        if self._shut or (self._cancelled is not None and self._cancelled.is_set()):
             self._stop_starting()
 
     def _stop_starting(self) -> None:
@@ -621,12 +627,27 @@ class MiniWoBSession:
     async def starting(self, call: Callable[[], T]) -> T:
         """``call()`` — an :meth:`open` or :meth:`reset`, which may start the browser and load the task
         page — in a worker thread. Cancelled (Ctrl-C, the caller's cancel), the browser is killed, the
-        one being started too, so that the thread ends at once, not at the page-load limit."""
+        one being started too, so that the thread ends at once, not at the page-load limit; a start
+        not yet at its browser stops there. The event loop never waits for the start's lock."""
+        cancelled = threading.Event()
+
+        def start() -> T:
+            if cancelled.is_set():  # cancelled before this thread ran: nothing to start
+                raise BrowserCrashedError(f"the browser of {self.task!r} was stopped before it started")
+            self._cancelled = cancelled
+            try:
+                return call()
+            finally:
+                self._cancelled = None
+
         try:
-            return await asyncio.to_thread(call)
+            return await asyncio.to_thread(start)
         except asyncio.CancelledError:
+            cancelled.set()
             self._stop_starting()
-            self.abandon()
+            if self._lock.acquire(blocking=False):  # else the start under way stops its own browser
+                self._lock.release()
+                self.abandon()
             raise
 
     @property
