@@ -106,3 +106,42 @@ async def test_the_longest_honest_reply_is_read() -> None:
         await backend.aclose()
         await runner.cleanup()
 
+
+
+async def test_a_tokenize_count_below_the_bill_is_trusted_once() -> None:
+    """A server whose ``/tokenize`` says a quarter of what it then bills: the first task's
+    reservation was below the bill (its overrun audited, the task stopped); the endpoint is asked no
+    more, and every later task is reserved by the byte bound and billed within its limit (was: all
+    10 tasks over their limit, each by ~1.8×)."""
+    from aiohttp import web
+
+    from agentroute import Budget, Dispatcher, make_router
+    from tests.fixtures_adversary import Adversary, adversary_pool
+
+    class Undercounting(Adversary):
+        async def _tokenize(self, request: web.Request) -> web.Response:
+            self.tokenize_requests += 1
+            return web.json_response({"count": self.tokenizer.count_chat((await request.json())["messages"]) // 4})
+
+    text = "请用三句话总结法国大革命的原因，并说明财政危机、启蒙思想和社会等级制度各自起到了什么作用。" * 3
+    limit = 0.00008  # the byte bound does not fit, the real count does not fit, a quarter of it does
+    with Undercounting(prices={"honest-small": (0.5, 1.0)}) as server:
+        pool = adversary_pool(server.url, {"honest-small": (0.5, 1.0, "small", ("direct",))}, timeout_s=30.0, max_tokens=24)
+        dispatcher = Dispatcher(pool, make_router("cheapest"), retries=2, backoff_s=0.01)
+        try:
+            audits = []
+            for i in range(5):
+                run = dispatcher.start(text, budget=Budget(usd=limit), task_id=f"t{i}")
+                for _ in range(3):
+                    step = await dispatcher.step(run, role="executor", stage="execute", prompt="Answer.", input=f"[task:t{i}] {text}")
+                    if step is None or run.exhausted:
+                        break
+                task = dispatcher.finish(run)
+                audits.append([e.kind for e in run.context.get("audit", [])])
+                assert task.cost_usd >= server.bill(f"t{i}").usd - 1e-15  # stored as billed
+            assert "overrun" in audits[0] and server.bill("t0").usd > limit  # the lie is found out once
+            assert [server.bill(f"t{i}").usd for i in range(1, 5)] == [0.0] * 4  # then the bound holds
+            assert all("overrun" not in a for a in audits[1:])
+            assert server.tokenize_requests == 1
+        finally:
+            await pool.aclose()

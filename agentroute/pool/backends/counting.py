@@ -310,11 +310,18 @@ class TokenizeEndpoint:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self._mark(base_url, False, f"reply without a valid count: {reply[:120]!r}")
             return None
+        if self.supported.get(base_url) is False:
+            return None  # distrusted while this count was in flight
         self._mark(base_url, True, "")
         if len(self._counts) >= self.cache_size:
             self._counts.clear()
         self._counts[key] = value
         return value
+
+    def distrust(self, base_url: str, why: str) -> None:
+        """Ask ``base_url`` no more and forget its counts (it billed a prompt above its count)."""
+        self._counts = {k: v for k, v in self._counts.items() if k[0] != base_url}
+        self._mark(base_url, False, why)
 
     def _mark(self, base_url: str, ok: bool, why: str) -> None:
         if self.supported.get(base_url) is not ok:
@@ -396,6 +403,16 @@ class EndpointCounting:
             if served is not None:
                 return served
         return self.prompt_tokens(request, card)
+
+    def check_prompt_usage(self, request: Any, card: Any, billed: int) -> None:
+        """A server whose ``/tokenize`` counted this prompt below the ``billed`` prompt tokens (a
+        lying or partial count: the reservation was below the bill, and the overrun is audited) is
+        asked no more: the byte bound reserves its later prompts."""
+        if not card.base_url:
+            return
+        counted = self.tokenize.cached(card.base_url, self.served_name(card), request.messages)
+        if counted is not None and billed > counted:
+            self.tokenize.distrust(card.base_url, f"it counted {counted} prompt tokens and billed {billed}")
 
     async def count_text(self, text: str, card: Any) -> int:
         """Tokens of a reply's text: the server's ``/tokenize``, tiktoken, else the byte bound."""

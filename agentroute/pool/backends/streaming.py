@@ -338,6 +338,8 @@ async def counted_usage(
     tokens_in, tokens_out = reply_usage(
         card, reply.usage, messages=request.messages, text=reply.received, chunks=reply.chunks
     )
+    if tokens_in is not None:
+        backend.check_prompt_usage(request, card, tokens_in)  # a /tokenize count below the bill
     if tokens_in is None or tokens_out is None or reply.cut:
         raw["usage_counted"] = True
         if tokens_in is None:
