@@ -473,9 +473,15 @@ def _env_class(
 
                 try:
                     WebDriverWait(self.driver, 10).until(task_screen)
-                except TimeoutException:  # another site's page: it loaded, but is no MiniWoB task
+                except TimeoutException:  # another site's page (or Chromium's certificate warning)
+                    why = (
+                        f": its server's certificate is not trusted ({probe.untrusted}; give the server "
+                        "one this machine trusts, or use http://)"
+                        if probe.untrusted
+                        else f" {_TASK_PAGE_HINT}"
+                    )
                     raise PageLoadError(
-                        f"the page {self.url} showed no MiniWoB task within 10 s {_TASK_PAGE_HINT}"
+                        f"the page {self.url} showed no MiniWoB task within 10 s{why}"
                     ) from None
                 self.inner_width, self.inner_height = self.driver.execute_script(
                     "return [window.innerWidth, window.innerHeight];"

@@ -9,6 +9,7 @@ reads its answer when there is one, and a stop (Ctrl-C, SIGTERM) never waits on 
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 import urllib.error
 import urllib.parse
@@ -23,11 +24,14 @@ class TaskPageProbe:
     redirects followed) in a thread of its own, a ``file://`` page's file at once.
 
     :attr:`missing` is why the page is plainly no task page (``"HTTP 404"``, ``"no such file"``),
-    ``None`` while the answer is pending or when the page may be one."""
+    ``None`` while the answer is pending or when the page may be one. :attr:`untrusted` is why
+    Python does not trust the server's certificate: no verdict (the browser may trust it), but the
+    likely reason when no task shows."""
 
     def __init__(self, url: str, *, timeout_s: float = PROBE_TIMEOUT_S):
         self.url = url
         self.missing: str | None = None
+        self.untrusted: str | None = None
         parts = urllib.parse.urlsplit(url)
         if parts.scheme == "file":
             if not os.path.isfile(urllib.request.url2pathname(parts.path)):
@@ -45,5 +49,7 @@ class TaskPageProbe:
             exc.close()
             if exc.code >= 400:
                 self.missing = f"HTTP {exc.code}"
-        except (OSError, ValueError):  # refused, timed out, a bad answer: the browser's load says why
-            pass
+        except (OSError, ValueError) as exc:  # refused, timed out, a bad answer: the browser's load says why
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if isinstance(cause, ssl.SSLCertVerificationError):  # urlopen wraps it in a URLError
+                self.untrusted = cause.verify_message or "verification failed"
