@@ -644,7 +644,8 @@ class MiniWoBSession:
             try:
                 return call()
             finally:
-                self._cancelled = None
+                if self._cancelled is cancelled:  # a later start's own stays
+                    self._cancelled = None
 
         try:
             return await asyncio.to_thread(start)
