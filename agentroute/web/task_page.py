@@ -18,12 +18,16 @@ import urllib.request
 #: Seconds the HTTP request may take; no answer by then is no verdict (the browser's load decides).
 PROBE_TIMEOUT_S = 10.0
 
+#: The statuses that say the page is not there. Any other error (403 to Python's User-Agent from a
+#: CDN's bot filter, 401, 429, a proxy's 5xx) is no verdict: the browser may still load the task.
+GONE = frozenset({404, 410})
+
 
 class TaskPageProbe:
     """Asks once whether the page at ``url`` exists: a GET of an ``http(s)://`` page (its status,
     redirects followed) in a thread of its own, a ``file://`` page's file at once.
 
-    :attr:`missing` is why the page is plainly no task page (``"HTTP 404"``, ``"no such file"``),
+    :attr:`missing` is why the page is plainly no task page (``"HTTP 404"``, ``"HTTP 410"``, ``"no such file"``),
     ``None`` while the answer is pending or when the page may be one. :attr:`untrusted` is why
     Python does not trust the server's certificate: no verdict (the browser may trust it), but the
     likely reason when no task shows."""
@@ -47,7 +51,7 @@ class TaskPageProbe:
                 pass
         except urllib.error.HTTPError as exc:
             exc.close()
-            if exc.code >= 400:
+            if exc.code in GONE:
                 self.missing = f"HTTP {exc.code}"
         except (OSError, ValueError) as exc:  # refused, timed out, a bad answer: the browser's load says why
             cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
