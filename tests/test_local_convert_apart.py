@@ -66,7 +66,12 @@ def test_a_cache_that_cannot_be_written_is_converted_once(tmp_path: Path) -> Non
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
     (tmp_path / "file").write_text("")
     env = {"AGENTROUTE_CACHE": str(tmp_path / "file" / "cache"), "AGENTROUTE_PROGRESS": "0"}
-    with _running([sys.executable, "-W", "ignore", "-c", SCRIPT, str(gguf)], stdout=subprocess.PIPE,
+    loads_in_process(tmp_path, SCRIPT, gguf, env)
+
+
+def loads_in_process(tmp_path: Path, script: str, gguf: Path, env: dict[str, str]) -> None:
+    """Run ``script`` on ``gguf``: it loads the model from the GGUF itself, no conversion child ever started."""
+    with _running([sys.executable, "-W", "ignore", "-c", script, str(gguf)], stdout=subprocess.PIPE,
                   env={**os.environ, **env}, cwd=tmp_path) as proc:  # fmt: skip
         seen: set[int] = set()
         while proc.poll() is None:
@@ -132,13 +137,4 @@ def test_a_frozen_app_converts_in_process(tmp_path: Path) -> None:
     app): no child is started with it — that would start the app again — and the model loads."""
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
     env = {"AGENTROUTE_CACHE": str(tmp_path / "cache"), "AGENTROUTE_PROGRESS": "0"}
-    with _running([sys.executable, "-W", "ignore", "-c", "import sys; sys.frozen = True\n" + SCRIPT, str(gguf)],
-                  stdout=subprocess.PIPE, env={**os.environ, **env}, cwd=tmp_path) as proc:  # fmt: skip
-        seen: set[int] = set()
-        while proc.poll() is None:
-            seen.update(_converting(proc.pid))
-            time.sleep(0.01)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert out.strip() == "gguf"
-    assert seen == set()
+    loads_in_process(tmp_path, "import sys; sys.frozen = True\n" + SCRIPT, gguf, env)

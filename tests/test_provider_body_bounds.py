@@ -15,6 +15,7 @@ whichever comes first (checked: it did before too).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import time
@@ -112,19 +113,26 @@ async def _zstd(request: web.Request, *, streamed: bool) -> web.StreamResponse:
     return response
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def chat_server(handler: Any) -> AsyncIterator[str]:
+    """A loopback server whose ``/v1/chat/completions`` is ``handler``: its ``/v1`` URL."""
     if HAS_LITELLM:
         from agentroute.pool.backends.litellm import litellm_module
 
         await asyncio.to_thread(litellm_module)  # its import (seconds under load) is timed nowhere below
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/chat/completions", handler)
     root, runner = await serve_on_loopback(app)
     try:
         yield f"{root}/v1"
     finally:
         await runner.cleanup()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[str]:
+    async with chat_server(_chat) as url:
+        yield url
 
 
 async def one_step(url: str, backend: str, prefix: str, model: str, *, stream: bool, timeout_s: float,

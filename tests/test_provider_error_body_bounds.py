@@ -8,15 +8,12 @@ at once (the SDKs name a body that is not whole JSON by its status only). Real a
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
-from tests.helpers import serve_on_loopback
-from tests.test_provider_body_bounds import ROUTES, SLACK_S, one_step
+from tests.test_provider_body_bounds import ROUTES, SLACK_S, chat_server, one_step
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
@@ -34,17 +31,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
 
 @pytest.fixture
 async def provider() -> AsyncIterator[str]:
-    if importlib.util.find_spec("litellm") is not None:
-        from agentroute.pool.backends.litellm import litellm_module
-
-        await asyncio.to_thread(litellm_module)
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", _chat)
-    root, runner = await serve_on_loopback(app)
-    try:
-        yield f"{root}/v1"
-    finally:
-        await runner.cleanup()  # type: ignore[attr-defined]
+    async with chat_server(_chat) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("backend", "prefix"), ROUTES)

@@ -7,15 +7,13 @@ answer lost; before bef1b41 it was read). Real aiohttp server on 127.0.0.1, both
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
-from tests.helpers import serve_on_loopback
-from tests.test_provider_body_bounds import ROUTES, one_step
+from tests.test_provider_body_bounds import ROUTES, chat_server, one_step
 
 
 def _event(payload: dict) -> bytes:
@@ -36,19 +34,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
 
 @pytest.fixture
 async def provider() -> AsyncIterator[str]:
-    if importlib.util.find_spec("litellm") is not None:
-        import asyncio
-
-        from agentroute.pool.backends.litellm import litellm_module
-
-        await asyncio.to_thread(litellm_module)
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", _chat)
-    root, runner = await serve_on_loopback(app)
-    try:
-        yield f"{root}/v1"
-    finally:
-        await runner.cleanup()  # type: ignore[attr-defined]
+    async with chat_server(_chat) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("backend", "prefix"), ROUTES)
