@@ -58,3 +58,12 @@ def test_a_page_that_is_not_there_is_missing(server: str, code: int) -> None:
 def test_another_error_status_is_no_verdict(server: str, code: int) -> None:
     probe = TaskPageProbe(f"{server}/{code}/miniwob/click-test.html")
     assert _answer(probe, 1.5) is None
+
+
+def test_a_loopback_page_is_asked_directly_not_through_an_environment_proxy(server: str, monkeypatch) -> None:
+    """``http_proxy`` set, no ``no_proxy`` (as Chromium, which loads loopback pages directly): the
+    probe asks the page itself, not the proxy (here a closed port that would answer nothing)."""
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert _answer(TaskPageProbe(f"{server}/404/miniwob/click-test.html")) == "HTTP 404"

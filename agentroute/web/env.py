@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from agentroute.errors import AgentrouteError, ConfigurationError, MissingDependencyError, UnknownNameError
 from agentroute.web.actions import Action
 from agentroute.web.dom import Page, page_from_observation
-from agentroute.web.task_page import TaskPageProbe
+from agentroute.web.task_page import TaskPageProbe, opener_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -393,6 +393,7 @@ def _env_class(
     from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.options import BaseOptions
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.wait import WebDriverWait
 
@@ -403,6 +404,18 @@ def _env_class(
         stop's own sweep (:func:`_kill_strays`) reaps the chromedriver it kills."""
 
         instance: _Instance | None = None
+
+        def send_remote_shutdown_command(self) -> None:
+            """Selenium's, with the request sent directly (its ``urlopen`` went through an environment's
+            proxy, which answered for chromedriver, or held each close for its 10 s timeout)."""
+            try:
+                opener_for(self.service_url).open(f"{self.service_url}/shutdown", timeout=10).close()
+            except (OSError, ValueError):  # URLError and a timeout are OSErrors
+                return
+            for _ in range(30):
+                if not self.is_connectable():
+                    break
+                time.sleep(1)
 
         def assert_process_still_running(self) -> None:
             code = self.process.poll()
@@ -443,6 +456,9 @@ def _env_class(
                 # a page's alert, confirm or prompt is answered OK, as a user would, and the episode
                 # goes on (chromedriver's default dismisses it and fails the next command)
                 options.unhandled_prompt_behavior = "accept"
+                # the calls to the local chromedriver never go through an http_proxy of the environment
+                # (a corporate machine's, with no no_proxy for loopback: the proxy's page was the error)
+                BaseOptions.ignore_local_proxy_environment_variables(options)  # ArgOptions' warns it is deprecated
                 service = _Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
                 service.instance = self
                 self.driver = webdriver.Chrome(service=service, options=options)

@@ -47,7 +47,7 @@ class TaskPageProbe:
 
     def _ask(self, timeout_s: float) -> None:
         try:
-            with urllib.request.urlopen(self.url, timeout=timeout_s):
+            with opener_for(self.url).open(self.url, timeout=timeout_s):
                 pass
         except urllib.error.HTTPError as exc:
             exc.close()
@@ -57,3 +57,13 @@ class TaskPageProbe:
             cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             if isinstance(cause, ssl.SSLCertVerificationError):  # urlopen wraps it in a URLError
                 self.untrusted = cause.verify_message or "verification failed"
+
+
+def opener_for(url: str) -> urllib.request.OpenerDirector:
+    """How ``url`` is asked over HTTP: a loopback address directly, as Chromium loads it, never through
+    an ``http_proxy`` of the environment (a corporate machine's, with no ``no_proxy`` for loopback);
+    any other as the environment says."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
