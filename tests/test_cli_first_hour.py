@@ -81,7 +81,7 @@ def test_memory_show_takes_the_start_of_a_task_id_and_names_the_latest_when_none
     assert '"id": "02bb33"' in shown.output
 
     ambiguous = runner.invoke(memory_app, ["show", "01aa", "--memory", memory_url])
-    assert ambiguous.exit_code == 1
+    assert ambiguous.exit_code == 2  # bad input: more tasks never make it one
     assert ambiguous.output.strip() == "error: task id '01aa' is ambiguous: 01aa11, 01aa22; give more of it"
 
     missing = runner.invoke(memory_app, ["show", "zz", "--memory", memory_url])
@@ -101,7 +101,7 @@ def test_feedback_takes_the_start_of_a_task_id_as_memory_show_does(memory_url: s
     with SQLMemory(memory_url) as memory:
         assert memory.get_task("02bb33").task.score == 1.0
     ambiguous = runner.invoke(feedback, ["01aa", "--score", "1", "--memory", memory_url])
-    assert ambiguous.exit_code == 1 and "task id '01aa' is ambiguous: 01aa11, 01aa22" in ambiguous.stderr
+    assert ambiguous.exit_code == 2 and "task id '01aa' is ambiguous: 01aa11, 01aa22" in ambiguous.stderr
 
 
 def test_an_empty_task_id_names_no_task(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ TASK_ID may be an id's first characters, as `memory show` takes it. A whole id a
 them (32 hex digits) that names no stored task yet is stored all the same, with a note: the task may
 still be running, or its row not yet flushed, in another process; its score is the feedback's when
 its row arrives. Scored twice, a task keeps the newest feedback given, whichever is stored last.
-Exit codes: 0 stored; 1 no such task (or a prefix of several); 2 a bad score or memory URL.
+Exit codes: 0 stored; 1 no such task; 2 a prefix of several tasks, a bad score or memory URL.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, report
+from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, print_error, report
 from agentroute.errors import AgentrouteError
 
 _MADE_ID = re.compile(r"[0-9a-f]{32}")
@@ -30,11 +30,12 @@ _MADE_ID = re.compile(r"[0-9a-f]{32}")
 
 def feedback_command(
     task_id: Annotated[
-        str, typer.Argument(help="The task's id, or its first characters (printed by ask, in run --out, memory show).")
+        str,
+        typer.Argument(
+            help="The task's id, or its first characters (printed by ask, in run --out, memory show)."
+        ),
     ],
-    score: Annotated[
-        float, typer.Option("--score", help="The task's outcome in [0, 1] (1 = right).")
-    ],
+    score: Annotated[float, typer.Option("--score", help="The task's outcome in [0, 1] (1 = right).")],
     comment: Annotated[str, typer.Option("--comment", help="Free text kept with the score.")] = "",
     source: Annotated[
         str, typer.Option("--source", help="Who scored it (user, metric:em, judge:…).")
@@ -55,7 +56,7 @@ def feedback_command(
     try:
         feedback_score(score, name="--score")
     except ConfigurationError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        print_error(str(exc), err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     from agentroute.cli.memory_cmd import _open, task_id_from
     from agentroute.memory.codec import FEEDBACK_KEY
@@ -71,7 +72,7 @@ def feedback_command(
                 task_id = task_id_from(store, task_id)
                 trajectory = store.get_task(task_id)
             if trajectory is None:
-                err.print(f"[bold red]error:[/] {escape(f'no task {task_id!r} in the memory {store.url}')}")
+                print_error(f"no task {task_id!r} in the memory {store.url}", err)
                 raise typer.Exit(EXIT_FAILURE)
             earlier = trajectory.task.score
         store.add_feedback(task_id, score, source=source, comment=comment)
@@ -84,7 +85,9 @@ def feedback_command(
                 "(given since, or on a host whose clock runs ahead)"
             )
         elif earlier is not None:  # scored again: the newest is the task's
-            err.print(f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it")
+            err.print(
+                f"[yellow]note:[/] task {escape(task_id)} had score {earlier:g}; the new score replaces it"
+            )
         if pending:
             err.print(
                 f"[yellow]note:[/] stored; no task with this id yet: {escape(task_id)} (still running, or not yet "

@@ -54,17 +54,20 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 def existing_memory_url(url: str | None) -> str:
     """The URL of a memory to read (default: :func:`default_url`); a SQLite file that does not
-    exist is a :class:`ConfigurationError`, never a new, empty database at a mistyped path."""
+    exist, or an in-memory SQLite database (empty in every new process), is a
+    :class:`ConfigurationError`, never a new, empty database read as the memory."""
     from agentroute.memory.engine import default_url, resolve_url
 
     parsed = resolve_url(url)
     path = parsed.database
-    if (
-        parsed.get_backend_name() == "sqlite"
-        and path not in (None, "", ":memory:")
-        and not Path(path).is_file()
-    ):
-        raise ConfigurationError(f"no memory database at {path} (from {url or default_url()!r})")
+    if parsed.get_backend_name() == "sqlite":
+        if path in (None, "", ":memory:"):
+            raise ConfigurationError(
+                f"{url or default_url()!r} is an in-memory database, empty in a new process: give the memory's "
+                "file (sqlite:///PATH) or server URL"
+            )
+        if not Path(path).is_file():
+            raise ConfigurationError(f"no memory database at {path} (from {url or default_url()!r})")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -162,7 +165,9 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
 
     batch = task.metadata.get(META_KEY)
     if isinstance(batch, dict) and batch.get("continues"):  # a batch item rerun after an interruption
-        why = " (its budget: what they left)" if task.budget is not None else ""  # no budget: nothing was kept
+        why = (
+            " (its budget: what they left)" if task.budget is not None else ""
+        )  # no budget: nothing was kept
         head.add_row("continues", Text(f"{', '.join(map(str, batch['continues']))}{why}"))
     console.print(head)
     steps = Table(title="steps", box=box.SIMPLE_HEAD)
@@ -185,14 +190,17 @@ def _print_trajectory(trajectory: Trajectory, audit: list[Any]) -> None:
         for column in ("time", "stage", "kind", "subject", "detail"):
             events.add_column(column, overflow="fold")
         for e in audit:
-            events.add_row(*map(Text, (e.created_at.isoformat(timespec="seconds"), e.stage, e.kind, e.subject, e.detail)))
+            events.add_row(
+                *map(Text, (e.created_at.isoformat(timespec="seconds"), e.stage, e.kind, e.subject, e.detail))
+            )
         console.print(events)
 
 
 def task_id_from(store: SQLMemory, given: str) -> str:
     """The task id a command's TASK_ID names: ``given`` if a task has that id, else the one id it
-    begins (as git takes a commit's first characters); exit 1 naming the matches, or the latest tasks;
-    exit 2 for an empty one (an unset shell variable: it would name any task)."""
+    begins (as git takes a commit's first characters). None begins with it: exit 1 naming the latest
+    tasks (a missing row: another process may not have stored its task yet); several: exit 2 naming
+    them (bad input: more tasks never make it one); empty: exit 2 (an unset shell variable names any)."""
     import sqlalchemy as sa
 
     from agentroute.memory.tables import TASKS
@@ -201,15 +209,24 @@ def task_id_from(store: SQLMemory, given: str) -> str:
         raise _fail("TASK_ID is empty: give a task's id or its first characters", EXIT_BAD_INPUT)
     store.flush()
     with store.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(TASKS.c.id).where(TASKS.c.id.startswith(given, autoescape=True)).order_by(TASKS.c.id).limit(4)
-        ).scalars().all()
+        found = (
+            conn.execute(
+                sa.select(TASKS.c.id)
+                .where(TASKS.c.id.startswith(given, autoescape=True))
+                .order_by(TASKS.c.id)
+                .limit(4)
+            )
+            .scalars()
+            .all()
+        )
         if given in found or len(found) == 1:
             return given if given in found else found[0]
         if found:
             shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
-            raise _fail(f"task id {given!r} is ambiguous: {shown}; give more of it")
-        latest = conn.execute(sa.select(TASKS.c.id, TASKS.c.query).order_by(TASKS.c.created_at.desc()).limit(3)).all()
+            raise _fail(f"task id {given!r} is ambiguous: {shown}; give more of it", EXIT_BAD_INPUT)
+        latest = conn.execute(
+            sa.select(TASKS.c.id, TASKS.c.query).order_by(TASKS.c.created_at.desc()).limit(3)
+        ).all()
     if not latest:
         raise _fail(f"no task {given!r} in the memory (it holds no tasks yet)")
     shown = "; ".join(f"{row.id} ({_clip(row.query, 30)})" for row in latest)
@@ -238,7 +255,9 @@ def show(
 
 @memory_app.command()
 def export(
-    out: Annotated[Path, typer.Option("--out", help="File to write; - for standard output (jsonl, outcomes as JSONL).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="File to write; - for standard output (jsonl, outcomes as JSONL).")
+    ],
     format: Annotated[
         ExportFormat,
         typer.Option(
@@ -263,12 +282,18 @@ def export(
 
     unknown = [s for s in status or [] if s not in get_args(TaskStatus)]
     if unknown:
-        raise _fail(f"--status {', '.join(unknown)}: not a task status ({', '.join(get_args(TaskStatus))})", EXIT_BAD_INPUT)
+        raise _fail(
+            f"--status {', '.join(unknown)}: not a task status ({', '.join(get_args(TaskStatus))})",
+            EXIT_BAD_INPUT,
+        )
     if limit is not None and limit < 1:
         raise _fail(f"--limit must be at least 1 (got {limit})", EXIT_BAD_INPUT)
     to_stdout = str(out) == "-"
     if to_stdout and format is ExportFormat.parquet:
-        raise _fail("--out -: parquet is binary and is not written to standard output; give a .parquet file", EXIT_BAD_INPUT)
+        raise _fail(
+            "--out -: parquet is binary and is not written to standard output; give a .parquet file",
+            EXIT_BAD_INPUT,
+        )
     if out.is_dir() and not to_stdout:
         raise _fail(
             f"--out {out} is a directory; give the file to write (e.g. {out / 'logs.jsonl'})", EXIT_BAD_INPUT
@@ -294,7 +319,9 @@ def export(
 
                 writer = write_outcomes if scored else write_jsonl
                 chosen: dict[str, Any] = {"graph": graph, "status": status or None, "limit": limit}
-                if scored:  # the tasks a router learns from: the scored, and the failed by their agents' calls
+                if (
+                    scored
+                ):  # the tasks a router learns from: the scored, and the failed by their agents' calls
                     total = count_learned(store, **chosen) if progress.enabled() else None
                     tasks = learned_trajectories(store, **chosen)
                 else:
@@ -354,7 +381,9 @@ def reconcile(
     counts, closed = running.counts(), done.tasks
     settled = {"calls": len(done.settled), "usd": done.settled_usd}  # calls in flight, at their worst case
     if as_json:
-        typer.echo(json.dumps({"closed": closed, "settled": settled, "found": counts}, indent=2))  # found: before closing
+        typer.echo(
+            json.dumps({"closed": closed, "settled": settled, "found": counts}, indent=2)
+        )  # found: before closing
         return
     console = _console()
     if dry_run:
@@ -365,7 +394,9 @@ def reconcile(
             f"stored at their worst case (${settled['usd']:.6g})"
         )
         if back := len(set(running.released) - set(closed)):
-            console.print(f"{back} task(s) of other hosts left running: their lease was taken again (or they ended)")
+            console.print(
+                f"{back} task(s) of other hosts left running: their lease was taken again (or they ended)"
+            )
     still = counts["alive"] + counts["other_host"] + counts["unknown"]
     if still:
         console.print(
