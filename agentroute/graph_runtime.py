@@ -473,7 +473,9 @@ except ImportError:  # pragma: no cover - another LangGraph layout: the router h
 # a task's runs to finish, one per dispatcher whose routed node ran it (two dispatchers may share a task)
 _ENDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Dispatcher, TaskRun]]] = weakref.WeakKeyDictionary()
 _PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun]]] = OrderedDict()  # resumable, not ended
-_PAUSED_LIMIT = 4096
+_PAUSED_LIMIT = 4096  # past it, the oldest paused task ends (its routers told)
+_TOLD: OrderedDict[tuple[str, int], None] = OrderedDict()  # (task, dispatcher) whose router was told it ended
+_TOLD_LIMIT = 16384
 _ENDS_LOCK = threading.Lock()
 
 
@@ -543,10 +545,19 @@ def end_paused(task_id: str) -> None:
 
 
 def _finish(dispatcher: Dispatcher, run: TaskRun) -> None:
-    """Finish the task (the router told it ended); a claimed invocation's error recorded its status."""
+    """Finish the task — the router told it ended, unless it was told already (the same input again
+    on its thread continues it: the record takes the new steps, the router no second, partial end);
+    a claimed invocation's error recorded its status."""
     kept = run.task.status if run.task.status in ("failed", "interrupted") else None
+    key = (run.task.id, id(dispatcher))
+    with _ENDS_LOCK:
+        told = key in _TOLD
+        _TOLD[key] = None
+        _TOLD.move_to_end(key)
+        while len(_TOLD) > _TOLD_LIMIT:
+            _TOLD.popitem(last=False)
     try:
-        dispatcher.finish(run, status=kept)
+        dispatcher.finish(run, status=kept, observe=not told)
     except Exception:  # noqa: BLE001 - the invocation's own outcome must stand
         log.exception("finishing task %s at its end", run.task.id)
 
@@ -554,7 +565,8 @@ def _finish(dispatcher: Dispatcher, run: TaskRun) -> None:
 def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
                       resumable: bool, exc_type: Any, exc: BaseException | None, tb: Any) -> None:  # fmt: skip
     """The root loop's exit: finish the tasks its routed nodes opened when the invocation ended them —
-    however it stopped when nothing can resume it (no checkpointer: the recursion limit, a pause)."""
+    however it stopped when nothing can resume it (no checkpointer: the recursion limit, a pause).
+    Paused ones wait; past :data:`_PAUSED_LIMIT` the oldest paused task ends now."""
     ended = not resumable or exc is None and getattr(loop(), "status", "done") == "done"
     with _ENDS_LOCK:
         runs = list(ending.values())
@@ -563,9 +575,10 @@ def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tupl
             for dispatcher, run in runs:
                 _PAUSED.setdefault(run.task.id, {})[id(dispatcher)] = (weakref.ref(dispatcher), run)
                 _PAUSED.move_to_end(run.task.id)
+            runs = []
             while len(_PAUSED) > _PAUSED_LIMIT:
-                _PAUSED.popitem(last=False)
-            return
+                evicted = _PAUSED.popitem(last=False)[1].values()
+                runs += [(owner, run) for ref, run in evicted if (owner := ref()) is not None]
     for dispatcher, run in runs:
         _finish(dispatcher, run)
 
@@ -1179,7 +1192,9 @@ def routed_node(
     ``observe(last_step, task)`` hears once that the task ended, with all its steps, when the
     outermost invocation whose state has the task channel ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
     ``interrupt()`` nor at an exception; a task whose resume ran no routed node ends at the thread's
-    next new input.
+    next new input (or, past 4096 paused tasks in the process, when it is the oldest). A router is
+    told a task ended once: the same value again continues the task's record and budget, and brings
+    the router no second end.
 
     Under a durable checkpointer with a memory shared by workers (PostgreSQL), run the graph
     through :func:`claiming`; the node refuses to run without the thread's claim, unless
