@@ -14,6 +14,10 @@ Three sources, best first:
 
 The bound overestimates English prose about 4× and CJK about 1.5–3×: it is for endpoints whose
 tokenizer is unknown, where the alternative is a guess that can be below the bill.
+
+A server renders some request fields into the prompt it bills (:func:`template_kwargs`,
+:data:`RENDERED_FIELDS`): ``/tokenize`` is sent those it takes, and a chat that sets one it cannot
+take is counted with the bound, that field included (:func:`request_bound`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,55 @@ def byte_bound(messages: Messages) -> int:
             total += (
                 len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
             )  # utf8_len, inlined
+    return total
+
+
+#: Tokens a template adds for a reasoning effort: a thinking block it opens or closes, a
+#: "Reasoning: high" line (besides the effort's own bytes).
+THINKING_OVERHEAD = 16
+
+#: Request fields vLLM's chat completion hands its renderer (``ChatParams.response_format``) that its
+#: ``/tokenize`` (``TokenizeChatRequest``) cannot take: a chat that sets one is counted with
+#: :func:`request_bound`.
+RENDERED_FIELDS = ("response_format",)
+
+
+def template_kwargs(request: Any) -> dict[str, Any] | None:
+    """The ``chat_template_kwargs`` vLLM's chat completion renders ``request`` with
+    (``ChatCompletionRequest.build_chat_params``): its ``reasoning_effort``, and ``enable_thinking``
+    off for ``"none"``, on for any other; ``None`` when it sets no effort. ``/tokenize`` takes them."""
+    effort = getattr(request, "reasoning_effort", None)
+    if effort is None:
+        return None
+    return {"reasoning_effort": effort, "enable_thinking": effort != "none"}
+
+
+def unrendered(request: Any) -> bool:
+    """Whether ``request`` sets a field ``/tokenize`` cannot render (:data:`RENDERED_FIELDS`)."""
+    for name in RENDERED_FIELDS:  # a loop, not any(): this runs on every step's count
+        if getattr(request, name, None) is not None:
+            return True
+    return False
+
+
+def json_bound(value: Any) -> int:
+    """Tokens a template's JSON of ``value`` can take in a byte-level tokenizer, with the words it
+    puts around it: the bytes of its widest usual rendering (4-space indents, non-ASCII escaped:
+    never fewer bytes than compact or UTF-8 JSON) plus :data:`PREAMBLE`."""
+    return len(json.dumps(value, indent=4, ensure_ascii=True, default=str)) + PREAMBLE
+
+
+def request_bound(request: Any) -> int:
+    """:func:`byte_bound` of ``request``'s chat, plus what a template renders of its reasoning
+    effort and of its :data:`RENDERED_FIELDS` (:func:`json_bound`)."""
+    total = byte_bound(request.messages)
+    effort = getattr(request, "reasoning_effort", None)
+    if effort is not None:
+        total += text_bound(str(effort)) + THINKING_OVERHEAD
+    if unrendered(request):
+        for name in RENDERED_FIELDS:
+            value = getattr(request, name, None)
+            total += 0 if value is None else json_bound(value)
     return total
 
 
@@ -219,8 +272,9 @@ def tokenize_reply_limit(tokens: int) -> int:
 class TokenizeEndpoint:
     """Counts through an OpenAI-compatible server's ``POST /tokenize`` (vLLM's API).
 
-    Chat: ``{"model", "messages", "add_generation_prompt": true}`` → ``{"count": N, ...}``; text:
-    ``{"model", "prompt", "add_special_tokens": false}``. Whether a server has the endpoint is
+    Chat: ``{"model", "messages", "add_generation_prompt": true}`` (and the request's
+    ``chat_template_kwargs`` when it has some: :func:`template_kwargs`) → ``{"count": N, ...}``;
+    text: ``{"model", "prompt", "add_special_tokens": false}``. Whether a server has the endpoint is
     probed once per ``base_url`` and remembered; a 404/405, a connection failure, a reply that is
     not a non-negative integer count or one longer than :func:`tokenize_reply_limit` (read no
     further) mark it unsupported, and callers fall back to their bound.
@@ -233,10 +287,12 @@ class TokenizeEndpoint:
         self._counts: dict[tuple[str, str, Any], int] = {}
         self._clients: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # loop → [session, counts in flight]
 
-    def cached(self, base_url: str | None, model: str, messages: Messages) -> int | None:
+    def cached(
+        self, base_url: str | None, model: str, messages: Messages, kwargs: dict[str, Any] | None = None
+    ) -> int | None:
         if not base_url:
             return None
-        return self._counts.get((base_url, model, messages_key(messages)))
+        return self._counts.get((base_url, model, _chat_key(messages, kwargs)))
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[Any]:
@@ -266,21 +322,34 @@ class TokenizeEndpoint:
                 await entry[0].close()
 
     async def count(
-        self, base_url: str | None, model: str, *, messages: Messages | None = None, text: str | None = None
+        self,
+        base_url: str | None,
+        model: str,
+        *,
+        messages: Messages | None = None,
+        text: str | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> int | None:
-        """The server's count of a chat (template included) or of a text; ``None`` when unavailable."""
+        """The server's count of a chat (template included, rendered with ``kwargs`` as its
+        ``chat_template_kwargs``) or of a text; ``None`` when unavailable."""
         if not base_url or self.supported.get(base_url) is False:
             return None
-        key = (base_url, model, messages_key(messages) if messages is not None else text)
+        key = (base_url, model, _chat_key(messages, kwargs) if messages is not None else text)
         hit = self._counts.get(key)
         if hit is not None:
             return hit
         body: dict[str, Any] = {"model": model}
         if messages is not None:
             body.update(messages=list(messages), add_generation_prompt=True)
+            if kwargs:
+                body["chat_template_kwargs"] = kwargs
         else:
             body.update(prompt=text or "", add_special_tokens=False)
-        tokens = byte_bound(messages) if messages is not None else text_bound(text or "")
+        tokens = (
+            byte_bound(messages) + (THINKING_OVERHEAD + text_bound(str(kwargs)) if kwargs else 0)
+            if messages is not None
+            else text_bound(text or "")
+        )
         limit = tokenize_reply_limit(tokens)
         try:
             async with (
@@ -333,21 +402,33 @@ class TokenizeEndpoint:
         """Nothing to release: a session lives only while counts are in flight."""
 
 
+def _chat_key(messages: Messages, kwargs: dict[str, Any] | None) -> Any:
+    """A chat's cache key: its messages, and the template's arguments when there are some."""
+    key = messages_key(messages)
+    return (key, tuple(sorted(kwargs.items()))) if kwargs else key
+
+
 __all__ = [
     "MESSAGE_OVERHEAD",
     "PREAMBLE",
+    "RENDERED_FIELDS",
     "REPLY_OVERHEAD",
+    "THINKING_OVERHEAD",
     "TokenizeEndpoint",
     "TOKEN_ID_BYTES",
     "byte_bound",
     "encoding_name",
     "is_openai_endpoint",
+    "json_bound",
     "messages_key",
     "openai_chat_tokens",
     "openai_encoding",
+    "request_bound",
+    "template_kwargs",
     "text_bound",
     "tokenize_reply_limit",
     "tokenize_url",
+    "unrendered",
     "utf8_len",
 ]
 
@@ -378,13 +459,14 @@ class EndpointCounting:
 
     def prompt_tokens(self, request: Any, card: Any) -> int:
         """The server's ``/tokenize`` count when :meth:`aprompt_tokens` fetched it, tiktoken's for
-        OpenAI models, else the byte bound (cached per chat)."""
-        served = self.tokenize.cached(card.base_url, self.served_name(card), request.messages)
+        OpenAI models, else the byte bound of what the template renders (:func:`request_bound`;
+        cached per chat)."""
+        served = self._served(request, card)
         if served is not None:
             return served
         encoding = self.encoding(card)
         if encoding is None:
-            return byte_bound(request.messages)
+            return request_bound(request)
         key = (encoding.name, messages_key(request.messages))
         count = self._counts.get(key)
         if count is None:
@@ -394,15 +476,27 @@ class EndpointCounting:
         return count
 
     async def aprompt_tokens(self, request: Any, card: Any) -> int:
-        """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), else
-        :meth:`prompt_tokens`."""
-        if card.base_url and not is_openai_endpoint(card.base_url):
+        """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), with the
+        request's :func:`template_kwargs`, else :meth:`prompt_tokens`. A request that sets a field
+        ``/tokenize`` cannot render (:func:`unrendered`) is not asked: it would count below the bill."""
+        if card.base_url and not is_openai_endpoint(card.base_url) and not unrendered(request):
             served = await self.tokenize.count(
-                card.base_url, self.served_name(card), messages=request.messages
+                card.base_url,
+                self.served_name(card),
+                messages=request.messages,
+                kwargs=template_kwargs(request),
             )
             if served is not None:
                 return served
         return self.prompt_tokens(request, card)
+
+    def _served(self, request: Any, card: Any) -> int | None:
+        """The server's cached count of ``request``'s prompt as it renders it, if it has one."""
+        if unrendered(request):
+            return None
+        return self.tokenize.cached(
+            card.base_url, self.served_name(card), request.messages, template_kwargs(request)
+        )
 
     def check_prompt_usage(self, request: Any, card: Any, billed: int) -> None:
         """A server whose ``/tokenize`` counted this prompt below the ``billed`` prompt tokens (a
@@ -410,7 +504,7 @@ class EndpointCounting:
         asked no more: the byte bound reserves its later prompts."""
         if not card.base_url:
             return
-        counted = self.tokenize.cached(card.base_url, self.served_name(card), request.messages)
+        counted = self._served(request, card)
         if counted is not None and billed > counted:
             self.tokenize.distrust(card.base_url, f"it counted {counted} prompt tokens and billed {billed}")
 
