@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from agentroute.cli.errors import EXIT_BAD_INPUT, error_text, report
 from agentroute.cli.train_cmd import check_out_dir
@@ -91,12 +91,16 @@ def eval_command(
         for name in names:  # fixed:model=ID names one of the dataset's models
             if name not in trained and parse_router_spec(name)[0] == "fixed":
                 try:
-                    make_eval_router(name)[1].check_agents([Agent(model=m) for m in data.train.models], "the dataset")
+                    make_eval_router(name)[1].check_agents(
+                        [Agent(model=m) for m in data.train.models], "the dataset"
+                    )
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"router spec {name!r}: {exc}") from None
         for name in trained:  # a trained router must know the dataset's models (or be inductive)
             router = Router.load(split_router_spec(name)[0])
-            for note in check_pool(router, [column_agent(m) for m in data.train.models], source=name, among="the dataset"):
+            for note in check_pool(
+                router, [column_agent(m) for m in data.train.models], source=name, among="the dataset"
+            ):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
         result = evaluate(
             data, names, seed=seed, progress=sys.stderr.isatty(), explore=explore,  # bars on stderr: --json too
@@ -112,14 +116,18 @@ def eval_command(
             err.print(f"[yellow]no plot:[/] {escape(error_text(exc))}", soft_wrap=True)
             paths = result.write(out)
     except OSError as exc:
-        err.print(f"[bold red]error:[/] {escape(f'--out {out}: cannot write the results there ({exc.strerror or exc})')}")
+        err.print(
+            f"[bold red]error:[/] {escape(f'--out {out}: cannot write the results there ({exc.strerror or exc})')}"
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if json_output:
         typer.echo(json.dumps(json.loads(result.to_json())))
         return
     console.print(_header(result))
-    print_whole(console, _table(result))
-    console.print(escape(f"wrote {', '.join(str(p) for p in paths.values())}"), soft_wrap=True)  # paths whole, to copy
+    print_table(console, result)
+    console.print(
+        escape(f"wrote {', '.join(str(p) for p in paths.values())}"), soft_wrap=True
+    )  # paths whole, to copy
 
 
 def _header(result: EvalResult) -> str:
@@ -145,7 +153,9 @@ def _header(result: EvalResult) -> str:
     if "apgr" in notes:
         lines.append(f"[yellow]warning:[/] {escape(notes['apgr'])}")
     if notes.get("repeated_rows_averaged"):
-        lines.append(f"{notes['repeated_rows_averaged']} repeated (query, agent) rows averaged into one outcome each")
+        lines.append(
+            f"{notes['repeated_rows_averaged']} repeated (query, agent) rows averaged into one outcome each"
+        )
     if notes.get("scores", "as given") != "as given":
         lines.append(f"scores {notes['scores']}")
     if "tokenizer" in result.notes:
@@ -157,12 +167,20 @@ def _header(result: EvalResult) -> str:
 
 
 def _table(result: EvalResult) -> Table:
-    """The results table (the error column only when a router failed); :func:`print_whole` prints it."""
+    """The results table (the error column only when a router failed); :func:`print_table` prints it."""
     two = any(r.apgr is not None for r in result.routers)
     errors = any(r.error for r in result.routers)
     table = Table(title="test split", title_justify="left")
     table.add_column("router", justify="left", no_wrap=True)
-    for col in ("AIQ", "Δ vs zero", "Δ vs best ref", "max acc", "cost to match best", "acc at best cost", "points"):
+    for col in (
+        "AIQ",
+        "Δ vs zero",
+        "Δ vs best ref",
+        "max acc",
+        "cost to\nmatch best",
+        "acc at\nbest cost",
+        "points",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     if two:
         for col in ("APGR", "CPT50", "CPT80"):
@@ -186,6 +204,67 @@ def _table(result: EvalResult) -> Table:
         row += [_f(r.fit_s, 2)] + ([r.error or ""] if errors else [])
         table.add_row(*(escape(cell) for cell in row[:1]), *row[1:])
     return table
+
+
+def print_table(console: Console, result: EvalResult) -> None:
+    """The results table within the console's width (:func:`print_folded`)."""
+    print_folded(console, _table(result))
+
+
+def print_folded(console: Console, table: Table) -> None:
+    """Print ``table`` within the console's width (a terminal's, ``COLUMNS``, 80 for a pipe): when it
+    is wider, its columns are folded into several tables, each repeating the first column (the
+    router's), so that no line wraps and no figure is cut to "…". Its no_wrap columns stay whole; a
+    part that cannot fit (one very long router name) is printed at its own width (:func:`print_whole`)."""
+    key, rest = table.columns[0], table.columns[1:]
+    groups: list[list[Column]] = [[]]
+    for column in rest:
+        if groups[-1] and _least_width(console, _part(table, [key, *groups[-1], column])) > console.width:
+            groups.append([])
+        groups[-1].append(column)
+    if len(groups) == 1:
+        return _print_at_least(console, table)
+    for i, group in enumerate(groups, 1):
+        _print_at_least(console, _part(table, [key, *group], f" ({i}/{len(groups)})"))
+
+
+def _least_width(console: Console, table: Table) -> int:
+    """The width ``table`` needs with its no_wrap columns whole and the others wrapped at their least."""
+    wide = console.options.update_width(10_000)
+    slack = 0
+    for column in (
+        c for c in table.columns if not c.no_wrap
+    ):  # (rich measures a no_wrap cell's least as its longest word)
+        alone = _part(table, [column])
+        alone.box, alone.padding = None, (0, 0)
+        least, most = console.measure(alone, options=wide)
+        slack += most - least
+    return console.measure(table, options=wide).maximum - slack
+
+
+def _print_at_least(console: Console, table: Table) -> None:
+    """``table`` in the console's width, or in the least it needs with its no_wrap columns whole."""
+    width = console.width
+    console.width = max(width, _least_width(console, table))
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
+
+
+def _part(table: Table, columns: list[Column], suffix: str = "") -> Table:
+    """A table of ``table``'s ``columns`` (cells, styles and rows as there), titled with ``suffix``."""
+    title = f"{table.title}{suffix}" if isinstance(table.title, str) else table.title
+    part = Table(title=title, title_justify=table.title_justify, box=table.box, show_lines=table.show_lines)
+    for c in columns:
+        part.add_column(
+            c.header, justify=c.justify, style=c.style, header_style=c.header_style, overflow=c.overflow,
+            no_wrap=c.no_wrap, min_width=c.min_width, max_width=c.max_width,
+        )  # fmt: skip
+    cells = [list(c.cells) for c in columns]
+    for i, row in enumerate(table.rows):
+        part.add_row(*(column[i] for column in cells), style=row.style, end_section=row.end_section)
+    return part
 
 
 def print_whole(console: Console, table: Table) -> None:
