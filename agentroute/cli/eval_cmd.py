@@ -215,7 +215,7 @@ def print_folded(console: Console, table: Table) -> None:
     """Print ``table`` within the console's width (a terminal's, ``COLUMNS``, 80 for a pipe): when it
     is wider, its columns are folded into several tables, each repeating the first column (the
     router's), so that no line wraps and no figure is cut to "…". Its no_wrap columns stay whole; a
-    part that cannot fit (one very long router name) is printed at its own width (:func:`print_whole`)."""
+    part that cannot fit (one very long router name) is printed at the least width it needs."""
     key, rest = table.columns[0], table.columns[1:]
     groups: list[list[Column]] = [[]]
     for column in rest:
