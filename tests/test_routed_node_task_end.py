@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pytest
@@ -200,8 +200,8 @@ def test_an_interrupt_pauses_and_the_resume_ends_the_task_once(memory, colony):
     whole_tasks(colony, 1)
 
 
-def test_a_crash_then_resume_ends_the_task_once(memory, colony):
-    dispatcher = Dispatcher(replay_pool(), colony, memory=memory)
+def crashing_once(dispatcher: Dispatcher) -> Any:
+    """planner → flaky → solver on an in-memory checkpointer, ``flaky`` raising the first time only."""
     crashes = {"left": 1}
 
     def flaky(state):
@@ -217,7 +217,12 @@ def test_a_crash_then_resume_ends_the_task_once(memory, colony):
     builder.add_edge(START, "planner")
     builder.add_edge("planner", "flaky")
     builder.add_edge("flaky", "solver")
-    app, cfg = builder.compile(checkpointer=InMemorySaver()), {"configurable": {"thread_id": "crash"}}
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+def test_a_crash_then_resume_ends_the_task_once(memory, colony):
+    dispatcher = Dispatcher(replay_pool(), colony, memory=memory)
+    app, cfg = crashing_once(dispatcher), {"configurable": {"thread_id": "crash"}}
     with pytest.raises(RuntimeError, match="crashed"):
         app.invoke({"query": "question 0", "query_id": "q0"}, cfg)
     assert colony.flush(10) and colony.stats()["observed"] == 0  # resumable: not an end

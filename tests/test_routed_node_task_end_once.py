@@ -13,14 +13,13 @@ from collections import OrderedDict
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import START, StateGraph
 
-from agentroute import Dispatcher, routed_node
+from agentroute import Dispatcher
 from agentroute import graph_runtime as runtime
 from agentroute.graph import new_task
 from tests import test_routed_node_task_end as base
 from tests.helpers import replay_pool
-from tests.test_routed_node_task_end import Recording, State, chain, whole_tasks
+from tests.test_routed_node_task_end import Recording, chain, crashing_once, whole_tasks
 
 memory, colony = base.memory, base.colony  # the fixtures of the common path's tests
 
@@ -104,23 +103,8 @@ def test_the_ant_colony_learns_a_repeated_input_s_task_once_whole(memory, colony
 
 def test_a_retry_with_the_same_input_after_a_crash_is_told_once_whole(memory):
     """The crashed invocation did not end the task: the retry that finishes it tells its end."""
-    router, crashes = Recording(), {"left": 1}
-    dispatcher = Dispatcher(replay_pool(), router, memory=memory)
-
-    def flaky(state):
-        if crashes["left"]:
-            crashes["left"] -= 1
-            raise RuntimeError("the worker crashed")
-        return {}
-
-    builder = StateGraph(State)
-    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
-    builder.add_node("flaky", flaky)
-    builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
-    builder.add_edge(START, "planner")
-    builder.add_edge("planner", "flaky")
-    builder.add_edge("flaky", "solver")
-    app, cfg = builder.compile(checkpointer=InMemorySaver()), {"configurable": {"thread_id": "retry"}}
+    router = Recording()
+    app, cfg = crashing_once(Dispatcher(replay_pool(), router, memory=memory)), {"configurable": {"thread_id": "retry"}}
     with pytest.raises(RuntimeError, match="crashed"):
         app.invoke({"query": "question 0", "query_id": "q0"}, cfg)
     assert router.ended() == {}
