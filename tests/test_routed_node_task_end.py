@@ -94,6 +94,18 @@ def chain(dispatcher: Dispatcher, **compile_kwargs):
     return builder.compile(**compile_kwargs)
 
 
+def chain_with(dispatcher: Dispatcher, name: str, node: Any, *, last: bool = False) -> StateGraph:
+    """planner → ``name`` → solver (``last``: planner → solver → ``name``), the two routed; uncompiled."""
+    builder = StateGraph(State)
+    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
+    builder.add_node(name, node)
+    builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
+    order = ["planner", "solver", name] if last else ["planner", name, "solver"]
+    for a, b in zip([START, *order], order, strict=False):
+        builder.add_edge(a, b)
+    return builder
+
+
 def inputs(n: int) -> list[dict[str, str]]:
     return [{"query": f"question {i}", "query_id": f"q{i}"} for i in range(n)]
 
@@ -186,14 +198,8 @@ def test_an_interrupt_pauses_and_the_resume_ends_the_task_once(memory, colony):
     def review(state):
         return {"plan": interrupt({"plan": state["plan"]})}
 
-    builder = StateGraph(State)
-    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
-    builder.add_node("review", review)
-    builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
-    builder.add_edge(START, "planner")
-    builder.add_edge("planner", "review")
-    builder.add_edge("review", "solver")
-    app, cfg = builder.compile(checkpointer=InMemorySaver()), {"configurable": {"thread_id": "hitl"}}
+    app = chain_with(dispatcher, "review", review).compile(checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "hitl"}}
     assert "__interrupt__" in app.invoke({"query": "question 0", "query_id": "q0"}, cfg)
     assert colony.flush(10) and colony.stats()["observed"] == 0  # paused: not an end
     assert app.invoke(Command(resume="the edited plan"), cfg)["answer"]
@@ -210,14 +216,7 @@ def crashing_once(dispatcher: Dispatcher) -> Any:
             raise RuntimeError("the worker crashed")
         return {}
 
-    builder = StateGraph(State)
-    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
-    builder.add_node("flaky", flaky)
-    builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
-    builder.add_edge(START, "planner")
-    builder.add_edge("planner", "flaky")
-    builder.add_edge("flaky", "solver")
-    return builder.compile(checkpointer=InMemorySaver())
+    return chain_with(dispatcher, "flaky", flaky).compile(checkpointer=InMemorySaver())
 
 
 def test_a_crash_then_resume_ends_the_task_once(memory, colony):
@@ -275,15 +274,8 @@ def test_without_a_checkpointer_an_exception_ends_the_task_and_its_record_stands
     def boom(state):
         raise RuntimeError("boom")
 
-    builder = StateGraph(State)
-    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
-    builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
-    builder.add_node("boom", boom)
-    builder.add_edge(START, "planner")
-    builder.add_edge("planner", "solver")
-    builder.add_edge("solver", "boom")
     with pytest.raises(RuntimeError, match="boom"):
-        builder.compile().invoke({"query": "question 0", "query_id": "q0"})
+        chain_with(dispatcher, "boom", boom, last=True).compile().invoke({"query": "question 0", "query_id": "q0"})
     whole_tasks(colony, 1)  # nothing can resume it: it ended
     memory.flush()
     (task,) = memory.trajectories(graph="langgraph", status=None)
@@ -297,14 +289,8 @@ def test_a_resume_through_plain_nodes_only_ends_the_task_at_the_thread_s_next_in
     def review(state):
         return {"answer": interrupt({"answer": state["answer"]})}
 
-    builder = StateGraph(State)
-    builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
-    builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
-    builder.add_node("review", review)
-    builder.add_edge(START, "planner")
-    builder.add_edge("planner", "solver")
-    builder.add_edge("solver", "review")
-    app, cfg = builder.compile(checkpointer=InMemorySaver()), {"configurable": {"thread_id": "late"}}
+    app = chain_with(dispatcher, "review", review, last=True).compile(checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "late"}}
     assert "__interrupt__" in app.invoke({"query": "question 0", "query_id": "q0"}, cfg)
     assert app.invoke(Command(resume="approved"), cfg)["answer"] == "approved"
     assert colony.flush(10) and colony.stats()["observed"] == 0
@@ -331,14 +317,7 @@ def test_a_claimed_invocation_that_raises_records_failed_and_the_resume_ends_the
     with SQLMemory(checkpoint_db) as memory, PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as saver:
         saver.setup()
         dispatcher = Dispatcher(replay_pool(), router, memory=memory)
-        builder = StateGraph(State)
-        builder.add_node("planner", routed_node(dispatcher, role="planner", prompt="Plan.", output_key="plan"))
-        builder.add_node("flaky", flaky)
-        builder.add_node("solver", routed_node(dispatcher, role="executor", prompt="Solve.", input_key="plan"))
-        builder.add_edge(START, "planner")
-        builder.add_edge("planner", "flaky")
-        builder.add_edge("flaky", "solver")
-        app, cfg = claiming(builder.compile(checkpointer=saver), memory), {"configurable": {"thread_id": "claimed"}}
+        app, cfg = claiming(chain_with(dispatcher, "flaky", flaky).compile(checkpointer=saver), memory), {"configurable": {"thread_id": "claimed"}}
         with pytest.raises(RuntimeError, match="a tool failed"):
             app.invoke({"query": "question 0", "query_id": "q0"}, cfg)
         task_id = app.get_state(cfg).values["agentroute_task_id"]
