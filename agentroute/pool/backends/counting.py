@@ -119,10 +119,9 @@ def request_bound(request: Any) -> int:
     effort = getattr(request, "reasoning_effort", None)
     if effort is not None:
         total += text_bound(str(effort)) + THINKING_OVERHEAD
-    if unrendered(request):
-        for name in RENDERED_FIELDS:
-            value = getattr(request, name, None)
-            total += 0 if value is None else json_bound(value)
+    for name in RENDERED_FIELDS:
+        value = getattr(request, name, None)
+        total += 0 if value is None else json_bound(value)
     return total
 
 
