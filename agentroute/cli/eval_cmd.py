@@ -244,8 +244,13 @@ def _least_width(console: Console, table: Table) -> int:
 
 def _print_at_least(console: Console, table: Table) -> None:
     """``table`` in the console's width, or in the least it needs with its no_wrap columns whole."""
+    _print_within(console, table, _least_width(console, table))
+
+
+def _print_within(console: Console, table: Table, needed: int) -> None:
+    """``table`` in the console's width, or in ``needed`` columns when that is wider (uncropped)."""
     width = console.width
-    console.width = max(width, _least_width(console, table))
+    console.width = max(width, needed)
     try:
         console.print(table, crop=False)
     finally:
@@ -271,13 +276,7 @@ def print_whole(console: Console, table: Table) -> None:
     """Print ``table`` at its natural width when the console is narrower (a terminal of 80 columns,
     or a pipe or file, which rich takes as 80): a terminal then wraps its lines, but no router name
     or figure is cut to "…" — as they were, leaving an eval's table without its numbers."""
-    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
-    width = console.width
-    console.width = max(width, needed)
-    try:
-        console.print(table, crop=False)
-    finally:
-        console.width = width
+    _print_within(console, table, console.measure(table, options=console.options.update_width(10_000)).maximum)
 
 
 def _f(value: float | None, digits: int = 3) -> str:
