@@ -457,12 +457,15 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
     """``run`` until it ends or Ctrl-C / SIGTERM cancels it — its ``finally`` blocks close every
     browser (Python's default SIGTERM would leave Chromium and its temp folders behind), the
     episodes in flight end ``interrupted``: then 130 / 143, with what is left to resume."""
+    from agentroute.web.env import note_stop_signal
+
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(run)
     stopped: list[signal.Signals] = []
 
     def stop(signum: signal.Signals) -> None:
         stopped.append(signum)
+        note_stop_signal()
         task.cancel()
 
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -240,6 +240,23 @@ class Outcome:
     reason: str = ""
 
 
+#: Taken for microseconds to mark a Selenium instance closing (its ``close`` runs once).
+_CLOSING = threading.Lock()
+#: Seconds a second ``close`` of a browser waits for the first: its ``quit`` (Selenium's shutdown
+#: request, 10 s, and its wait for the port, 30 s), the sweep and the folder's removal.
+_CLOSE_WAIT_S = 60.0
+#: Whether a stop signal reached this process's job (:func:`note_stop_signal`): the browsers got it too.
+_SIGNALLED = False
+
+
+def note_stop_signal() -> None:
+    """Say that Ctrl-C or SIGTERM is stopping this program: a terminal's Ctrl-C reaches chromedriver
+    and Chromium too, so browser processes found without their chromedriver are expected, not a
+    lost chromedriver to warn about."""
+    global _SIGNALLED
+    _SIGNALLED = True
+
+
 def _remove(folder: str, *, seconds: float = 5.0) -> None:
     """Remove a browser's folder, again while a dying Chromium still writes into it (after a Ctrl-C
     that reached it, ``quit`` returns before its processes have exited)."""
@@ -507,9 +524,17 @@ def _env_class(
                 raise
 
         def close(self) -> None:
-            """Quit the driver (and its Chromium) and remove the temporary folder. Quiet when the
-            browser is already dead (miniwob's own ``close`` prints a traceback then, e.g. after a
-            Ctrl-C that reached Chromium too)."""
+            """Quit the driver (and its Chromium) and remove the temporary folder, once: a second
+            close (an abandon's thread and the failed start it ended both close) waits for the
+            first. Quiet when the browser is already dead (miniwob's own ``close`` prints a traceback
+            then, e.g. after a Ctrl-C that reached Chromium too)."""
+            with _CLOSING:
+                closed = self.__dict__.get("_closed")
+                if closed is None:
+                    self._closed = threading.Event()
+            if closed is not None:
+                closed.wait(_CLOSE_WAIT_S)
+                return
             try:
                 driver = getattr(self, "driver", None)
                 if driver is not None and not self._abandoned:  # quit would retry a killed driver's port
@@ -520,13 +545,15 @@ def _env_class(
                 if self._killed:
                     _wait_gone(self._killed)
                 if self._tmp is not None:
-                    # strays are expected after an abandon, or a kill while starting: no warning then
-                    _kill_strays(self._tmp, warn=not (self._killed or self._abandoned))
+                    # strays are expected after an abandon, a kill while starting, or a signal that
+                    # reached the whole job (Ctrl-C): no warning then
+                    _kill_strays(self._tmp, warn=not (self._killed or self._abandoned or _SIGNALLED))
                     _remove(self._tmp)
                     self._tmp = None
                 if self._owner is not None:
                     os.close(self._owner)
                     self._owner = None
+                self._closed.set()
 
     class _Env(MiniWoBEnvironment):
         def _hard_reset_instance(self) -> None:
