@@ -10,7 +10,10 @@ Three sources, best first:
   such a tokenizer covers at least one UTF-8 byte of the text, so the text's tokens ≤ its bytes;
   the chat template adds at most :data:`MESSAGE_OVERHEAD` tokens around each message (plus the
   role's bytes), :data:`REPLY_OVERHEAD` to open the reply, and :data:`PREAMBLE` for the default
-  system prompt or date line some templates inject (SmolLM2: 20 tokens, Llama 3.1: 26).
+  system prompt or date line some templates inject (SmolLM2: 20 tokens, Llama 3.1: 26). A
+  message's fields besides role and content (``name``, ``tool_calls``, ``tool_call_id``: templates
+  render them, OpenAI bills them) add their bytes (:func:`fields_bound`), and key a cached count
+  (:func:`messages_key`).
 
 The bound overestimates English prose about 4× and CJK about 1.5–3×: it is for endpoints whose
 tokenizer is unknown, where the alternative is a guess that can be below the bill.
@@ -64,16 +67,47 @@ def text_bound(text: str) -> int:
 
 def byte_bound(messages: Messages) -> int:
     """Tokens the chat-templated ``messages`` can take: never below a byte-level tokenizer's count.
+    A message's other fields (``name``, ``tool_calls``, ``tool_call_id``) are bounded by
+    :func:`fields_bound`.
 
     >>> byte_bound([{"role": "user", "content": "héllo"}])  # 6 bytes + 4 (role) + 8 + 8 + 48
     74
     """
     total = REPLY_OVERHEAD + PREAMBLE + MESSAGE_OVERHEAD * len(messages)
     for message in messages:
-        for text in (str(message.get("content") or ""), str(message.get("role") or "")):
-            total += (
-                len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-            )  # utf8_len, inlined
+        content, role = message.get("content"), message.get("role")
+        # utf8_len, inlined (this runs on every step's count)
+        text = str(content or "")
+        total += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        text = str(role or "")
+        total += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if len(message) > 2 or content is None or role is None:  # maybe more than role and content
+            total += fields_bound(message)
+    return total
+
+
+#: The fields of a chat message every template renders; a template may render any other
+#: (:func:`more_fields`).
+CHAT_FIELDS = frozenset({"role", "content"})
+#: Tokens a template adds around one more field of a message besides its name's and its value's
+#: bytes: a label, tags such as ``<tool_call>`` … ``</tool_call>``.
+FIELD_OVERHEAD = 8
+
+
+def more_fields(message: dict[str, Any], counted: frozenset[str] = CHAT_FIELDS) -> dict[str, Any]:
+    """The fields of ``message`` besides ``counted`` that are set (not ``None``), by name: what a
+    template may render beside the role and content (OpenAI bills a ``name``; chat templates render
+    an assistant's ``tool_calls``, a tool's ``tool_call_id``)."""
+    return {k: message[k] for k in sorted(message, key=str) if k not in counted and message[k] is not None}
+
+
+def fields_bound(message: dict[str, Any], counted: frozenset[str] = CHAT_FIELDS) -> int:
+    """Tokens :func:`more_fields` of ``message`` can take in a byte-level tokenizer: each field's
+    name and :data:`FIELD_OVERHEAD`, and its value's bytes (a string) or :func:`json_bound`."""
+    total = 0
+    for name, value in more_fields(message, counted).items():
+        total += text_bound(str(name)) + FIELD_OVERHEAD
+        total += utf8_len(value) if isinstance(value, str) else json_bound(value)
     return total
 
 
@@ -125,9 +159,25 @@ def request_bound(request: Any) -> int:
     return total
 
 
-def messages_key(messages: Messages) -> tuple[tuple[str, str], ...]:
-    """A hashable key of a chat (strings cache their hash, so building it again is cheap)."""
-    return tuple((str(m.get("role") or ""), str(m.get("content") or "")) for m in messages)
+def messages_key(messages: Messages) -> tuple[tuple[str, ...], ...]:
+    """A hashable key of a chat (strings cache their hash, so building it again is cheap): each
+    message's role and content, and its :func:`more_fields` as JSON when it has some."""
+    key: list[tuple[str, ...]] = []
+    for m in messages:  # a loop, not a generator: this runs on every step's count
+        role, content = m.get("role"), m.get("content")
+        if len(m) > 2 or role is None or content is None:  # maybe more than role and content
+            key.append(_fields_key(m))
+        else:
+            key.append((str(role or ""), str(content or "")))
+    return tuple(key)
+
+
+def _fields_key(message: dict[str, Any]) -> tuple[str, ...]:
+    role, content = str(message.get("role") or ""), str(message.get("content") or "")
+    more = more_fields(message)
+    if not more:
+        return role, content
+    return role, content, json.dumps(more, sort_keys=True, ensure_ascii=False, default=repr)
 
 
 # -- OpenAI models: tiktoken, offline ---------------------------------------------------------
@@ -226,7 +276,9 @@ def is_openai_endpoint(base_url: str | None) -> bool:
 
 
 def openai_chat_tokens(encoding: Any, messages: Messages) -> int:
-    """Prompt tokens of a chat for OpenAI's chat models: 3 per message + its role and content + 3.
+    """Prompt tokens of a chat for OpenAI's chat models: 3 per message + its role, content and
+    name + 3; a message's other fields (an assistant's ``tool_calls``, a tool's ``tool_call_id``:
+    OpenAI bills them in a rendering it does not publish) add their :func:`fields_bound`.
 
     The formula of OpenAI's cookbook ("How to count tokens with tiktoken"), which matches the
     API's ``usage.prompt_tokens`` for the gpt-3.5/4/4o families.
@@ -240,7 +292,13 @@ def openai_chat_tokens(encoding: Any, messages: Messages) -> int:
                 total += len(encoding.encode(str(value), disallowed_special=()))
                 if field == "name":
                     total += 1
+        if len(message) > ("content" in message) + ("role" in message) + ("name" in message):
+            total += fields_bound(message, _OPENAI_COUNTED)
     return total
+
+
+#: The message fields :func:`openai_chat_tokens` counts with tiktoken (the others are bounded).
+_OPENAI_COUNTED = CHAT_FIELDS | {"name"}
 
 
 # -- vLLM-style /tokenize ----------------------------------------------------------------------
@@ -408,6 +466,8 @@ def _chat_key(messages: Messages, kwargs: dict[str, Any] | None) -> Any:
 
 
 __all__ = [
+    "CHAT_FIELDS",
+    "FIELD_OVERHEAD",
     "MESSAGE_OVERHEAD",
     "PREAMBLE",
     "RENDERED_FIELDS",
@@ -417,9 +477,11 @@ __all__ = [
     "TOKEN_ID_BYTES",
     "byte_bound",
     "encoding_name",
+    "fields_bound",
     "is_openai_endpoint",
     "json_bound",
     "messages_key",
+    "more_fields",
     "openai_chat_tokens",
     "openai_encoding",
     "request_bound",
