@@ -472,8 +472,10 @@ except ImportError:  # pragma: no cover - another LangGraph layout: the router h
 
 # a task's runs to finish, one per dispatcher whose routed node ran it (two dispatchers may share a task)
 _ENDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Dispatcher, TaskRun]]] = weakref.WeakKeyDictionary()
-_PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun]]] = OrderedDict()  # resumable, not ended
-_PAUSED_LIMIT = 4096  # past it, the oldest paused task ends (its routers told)
+# where a pause left its thread: (its checkpointer, weakly; the thread's config; the id of its latest checkpoint then)
+PausePoint = tuple[Callable[[], Any], dict[str, Any], str]
+_PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun, PausePoint | None]]] = OrderedDict()  # resumable, not ended
+_PAUSED_LIMIT = 4096  # past it, the oldest paused task ends (its routers told; unfinished: interrupted)
 _TOLD: OrderedDict[tuple[str, int], None] = OrderedDict()  # (task, dispatcher) whose router was told it ended
 _TOLD_LIMIT = 16384
 _ENDS_LOCK = threading.Lock()
@@ -526,9 +528,13 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
         ending = _ENDS.get(loop)
         if ending is None:
             ending = _ENDS[loop] = {}
-            loop.stack.push(functools.partial(_invocation_ended, weakref.ref(loop), ending, checkpointed(config)))
+            args = (weakref.ref(loop), ending, checkpointed(config))
+            if isinstance(loop.stack, contextlib.AsyncExitStack):  # ainvoke: an evicted task's thread is read async
+                loop.stack.push_async_exit(functools.partial(_ainvocation_ended, *args))
+            else:
+                loop.stack.push(functools.partial(_invocation_ended, *args))
         ending[(run.task.id, id(dispatcher))] = (dispatcher, run)  # the latest run (a resume may rebuild it)
-        for ref, _ in _PAUSED.pop(run.task.id, {}).values():  # the dispatchers that ran it before a pause
+        for ref, _, _ in _PAUSED.pop(run.task.id, {}).values():  # the dispatchers that ran it before a pause
             if (earlier := ref()) is not None:
                 ending.setdefault((run.task.id, id(earlier)), (earlier, run))
     return True
@@ -539,16 +545,17 @@ def end_paused(task_id: str) -> None:
     resumed through a routed node since: the thread's next input starts another task."""
     with _ENDS_LOCK:
         paused = _PAUSED.pop(task_id, {})
-    for ref, run in paused.values():
+    for ref, run, _ in paused.values():
         if (dispatcher := ref()) is not None:
             _finish(dispatcher, run)
 
 
-def _finish(dispatcher: Dispatcher, run: TaskRun) -> None:
+def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -> None:
     """Finish the task — the router told it ended, unless it was told already (the same input again
     on its thread continues it: the record takes the new steps, the router no second, partial end);
-    a claimed invocation's error recorded its status."""
-    kept = run.task.status if run.task.status in ("failed", "interrupted") else None
+    a claimed invocation's error recorded its status; ``unfinished`` (its graph stopped mid-way):
+    ``interrupted``."""
+    kept = run.task.status if run.task.status in ("failed", "interrupted") else "interrupted" if unfinished else None
     key = (run.task.id, id(dispatcher))
     with _ENDS_LOCK:
         told = key in _TOLD
@@ -566,21 +573,128 @@ def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tupl
                       resumable: bool, exc_type: Any, exc: BaseException | None, tb: Any) -> None:  # fmt: skip
     """The root loop's exit: finish the tasks its routed nodes opened when the invocation ended them —
     however it stopped when nothing can resume it (no checkpointer: the recursion limit, a pause).
-    Paused ones wait; past :data:`_PAUSED_LIMIT` the oldest paused task ends now."""
-    ended = not resumable or exc is None and getattr(loop(), "status", "done") == "done"
+    Paused ones wait; past :data:`_PAUSED_LIMIT` the oldest paused task ends now, ``interrupted``
+    unless its thread went on past the pause (:func:`_went_on`)."""
+    runs, evicted = _ended(loop, ending, resumable, exc)
+    for dispatcher, run in runs:
+        _finish(dispatcher, run)
+    for at, owners in evicted:
+        _finish_evicted(owners, at, _latest(at))
+
+
+async def _ainvocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
+                             resumable: bool, exc_type: Any, exc: BaseException | None, tb: Any) -> None:  # fmt: skip
+    """:func:`_invocation_ended` at an async root loop's exit: an evicted task's checkpointer is read
+    with its async interface (an async saver refuses sync calls from its own loop)."""
+    runs, evicted = _ended(loop, ending, resumable, exc)
+    for dispatcher, run in runs:
+        _finish(dispatcher, run)
+    for at, owners in evicted:
+        latest = None
+        try:
+            latest = await _alatest(at)
+        finally:  # cancelled while reading: it ends all the same, as stopped where it paused
+            _finish_evicted(owners, at, latest)
+
+
+Owners = list[tuple["Dispatcher", TaskRun]]
+
+
+def _finish_evicted(owners: Owners, at: PausePoint | None, latest: Any) -> None:
+    """Finish a paused task evicted past :data:`_PAUSED_LIMIT`: ``interrupted`` unless its thread's
+    ``latest`` checkpoint shows its graph went on past the pause (:func:`_went_on`)."""
+    unfinished = not _went_on(at, latest)
+    for dispatcher, run in owners:
+        _finish(dispatcher, run, unfinished=unfinished)
+
+
+def _ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
+           resumable: bool, exc: BaseException | None) -> tuple[Owners, list[tuple[PausePoint | None, Owners]]]:  # fmt: skip
+    """The runs the invocation ended, and the paused tasks evicted past :data:`_PAUSED_LIMIT` (each
+    with where its pause left its thread); the others are kept as paused."""
+    root = loop()
+    ended = not resumable or exc is None and getattr(root, "status", "done") == "done"
+    evicted: list[tuple[PausePoint | None, Owners]] = []
     with _ENDS_LOCK:
         runs = list(ending.values())
         ending.clear()
-        if not ended:
-            for dispatcher, run in runs:
-                _PAUSED.setdefault(run.task.id, {})[id(dispatcher)] = (weakref.ref(dispatcher), run)
-                _PAUSED.move_to_end(run.task.id)
-            runs = []
-            while len(_PAUSED) > _PAUSED_LIMIT:
-                evicted = _PAUSED.popitem(last=False)[1].values()
-                runs += [(owner, run) for ref, run in evicted if (owner := ref()) is not None]
-    for dispatcher, run in runs:
-        _finish(dispatcher, run)
+        if ended:
+            return runs, evicted
+        at = _pause_point(root)
+        for dispatcher, run in runs:
+            _PAUSED.setdefault(run.task.id, {})[id(dispatcher)] = (weakref.ref(dispatcher), run, at)
+            _PAUSED.move_to_end(run.task.id)
+        while len(_PAUSED) > _PAUSED_LIMIT:
+            oldest = list(_PAUSED.popitem(last=False)[1].values())
+            owners = [(owner, run) for ref, run, _ in oldest if (owner := ref()) is not None]
+            evicted.append((oldest[0][2] if oldest else None, owners))
+    return [], evicted
+
+
+def _pause_point(loop: Any) -> PausePoint | None:
+    """Where the paused root loop left its thread; ``None`` when it cannot be read (no checkpointer)."""
+    saver = getattr(loop, "checkpointer", None)
+    configurable = (getattr(loop, "checkpoint_config", None) or {}).get("configurable") or {}
+    if saver is None or not configurable.get("checkpoint_id"):
+        return None
+    thread = {key: configurable[key] for key in ("thread_id", "checkpoint_ns") if key in configurable}
+    try:
+        held: Callable[[], Any] = weakref.ref(saver)  # a paused task keeps no saver (its threads) alive
+    except TypeError:  # a saver with __slots__
+        held = functools.partial(lambda saver: saver, saver)
+    return held, {"configurable": thread}, str(configurable["checkpoint_id"])
+
+
+def _went_on(at: PausePoint | None, latest: Any) -> bool:
+    """Whether a paused task's graph ran on after the pause: its thread's latest checkpoint is
+    another, written by a step (a resume through plain nodes only; the record stands as they left
+    it), not by ``update_state``. ``False`` — stopped where it paused — when the thread cannot be read."""
+    if at is None or latest is None:
+        return False
+    checkpoint_id = (getattr(latest, "config", None) or {}).get("configurable", {}).get("checkpoint_id")
+    stepped = (getattr(latest, "metadata", None) or {}).get("source") == "loop"
+    return stepped and checkpoint_id not in (None, at[2])
+
+
+def _latest(at: PausePoint | None) -> Any | None:
+    """The latest checkpoint tuple of the paused thread, read synchronously; ``None`` when it cannot
+    be (an async saver whose loop is this thread's or not running, a closed connection)."""
+    if at is None or (saver := at[0]()) is None:
+        return None
+    config = at[1]
+    bound = getattr(saver, "loop", None)  # an async saver serves sync calls from other threads only
+    if isinstance(bound, asyncio.AbstractEventLoop) and (bound.is_closed() or not bound.is_running() or _this_loop() is bound):
+        return None
+    try:
+        return saver.get_tuple(config)
+    except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
+        log.debug("reading the paused thread %s", config, exc_info=True)
+        return None
+
+
+async def _alatest(at: PausePoint | None) -> Any | None:
+    """:func:`_latest` from a running event loop: through the saver's async interface when it is
+    bound to this loop or to none (a sync-only saver: its sync one)."""
+    if at is None or (saver := at[0]()) is None:
+        return None
+    config = at[1]
+    bound = getattr(saver, "loop", None)
+    if isinstance(bound, asyncio.AbstractEventLoop) and bound is not _this_loop():
+        return _latest(at)
+    try:
+        return await saver.aget_tuple(config)
+    except NotImplementedError:  # SqliteSaver, PostgresSaver: sync only
+        return _latest(at)
+    except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
+        log.debug("reading the paused thread %s", config, exc_info=True)
+        return None
+
+
+def _this_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 # -- streaming ---------------------------------------------------------------------------------
@@ -1192,7 +1306,8 @@ def routed_node(
     ``observe(last_step, task)`` hears once that the task ended, with all its steps, when the
     outermost invocation whose state has the task channel ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
     ``interrupt()`` nor at an exception; a task whose resume ran no routed node ends at the thread's
-    next new input (or, past 4096 paused tasks in the process, when it is the oldest). A router is
+    next new input (or, past 4096 paused tasks in the process, when it is the oldest: recorded
+    ``interrupted`` if its graph never went on past the pause). A router is
     told a task ended once: the same value again continues the task's record and budget, and brings
     the router no second end.
 

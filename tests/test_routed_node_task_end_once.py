@@ -56,7 +56,7 @@ def test_the_oldest_paused_task_is_ended_when_evicted_past_the_cap(monkeypatch, 
     assert router.ended() == {oldest: [0]}  # was: {} (dropped, never told)
     assert set(runtime._PAUSED) == {thread_task(app, cfg) for cfg in configs[1:]}
     memory.flush()
-    assert memory.get_task(oldest).task.status == "done"
+    assert memory.get_task(oldest).task.status == "interrupted"  # its solver never ran
 
 
 def test_an_evicted_task_resumed_later_is_not_told_ended_again(monkeypatch, memory):
