@@ -24,7 +24,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, ClassVar
@@ -64,7 +64,14 @@ from agentroute.pool.backends.streaming import (
     stream_ended,
 )
 from agentroute.pool.backends.usage import checked_usage
-from agentroute.pool.backends.wire import BodyTooLong, body_limit, bound_error_body, codings, encoding_problem
+from agentroute.pool.backends.wire import (
+    BodyTooLong,
+    begins_events,
+    body_limit,
+    bound_error_body,
+    codings,
+    encoding_problem,
+)
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest
 
@@ -426,24 +433,38 @@ _SENT: ContextVar[_Sent | None] = ContextVar("agentroute_litellm_sent", default=
 ACCEPTED_ENCODINGS = "gzip, deflate"
 
 
+#: The most bytes one step of inflating a compressed body yields: a chunk of a gzip bomb (a 64 KiB
+#: read inflates to 64 MiB of spaces) is inflated no further than the body's bound needs.
+INFLATE_PIECE = 64 << 10
+
+
 class _Inflate:
     """A ``gzip`` or ``deflate`` body, decoded chunk by chunk as httpx decodes it (``deflate``:
-    zlib-wrapped, or raw as some servers send it)."""
+    zlib-wrapped, or raw as some servers send it), in pieces of at most :data:`INFLATE_PIECE`
+    bytes; :class:`zlib.error` for data that does not decode."""
 
     def __init__(self, encoding: str) -> None:
         self._raw_next = encoding == "deflate"  # a first chunk that is no zlib stream: raw deflate
         self._zlib = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding != "deflate" else 0))
 
-    def __call__(self, data: bytes) -> bytes:
+    def pieces(self, data: bytes) -> Iterator[bytes]:
         try:
-            out = self._zlib.decompress(data)
+            out = self._zlib.decompress(data, INFLATE_PIECE)
         except zlib.error:
             if not self._raw_next:
                 raise
             self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = self._zlib.decompress(data)
+            out = self._zlib.decompress(data, INFLATE_PIECE)
         self._raw_next = False
-        return out
+        while True:
+            if out:
+                yield out
+            if not self._zlib.unconsumed_tail:
+                return
+            out = self._zlib.decompress(self._zlib.unconsumed_tail, INFLATE_PIECE)
+
+    def end(self) -> bytes:
+        return self._zlib.flush()
 
 
 def _decoder(encoding: str) -> _Inflate | None:
@@ -461,27 +482,78 @@ def _decoder(encoding: str) -> _Inflate | None:
     )
 
 
-class _UsageTee(httpx.AsyncByteStream):
-    """A stream's bytes, passed on unchanged, each read by :meth:`_Sent.feed` on the way (decoded
-    first when the stream is compressed)."""
+class _Inflated(httpx.AsyncByteStream):
+    """A compressed body's bytes, inflated once, here (the response's ``Content-Encoding`` is then
+    dropped: httpx passes them on as they are): what :class:`_UsageTee` and :class:`_Bounded` read
+    is what LiteLLM reads, and a bomb is inflated no further than they read."""
 
-    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent, decode: _Inflate | None) -> None:
-        self._stream, self._sent, self._decode = stream, sent, decode
+    def __init__(self, stream: httpx.AsyncByteStream, decode: _Inflate) -> None:
+        self._stream, self._decode = stream, decode
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        sent, decode = self._sent, self._decode
         async for data in self._stream:
-            try:
-                if decode is None:
-                    sent.feed(data)
-                elif sent.unreadable is None:
-                    sent.feed(decode(data))
-            except zlib.error as exc:
-                sent.unreadable = f"compressed data that does not decode ({exc}): its usage cannot be checked"
-            except BodyTooLong as exc:  # read no further
-                sent.refused = str(exc)
-                raise
+            for piece in self._decode.pieces(data):
+                yield piece
+        if last := self._decode.end():
+            yield last
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _Prefixed(httpx.AsyncByteStream):
+    """``head`` (read off ``rest`` already), then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: AsyncIterator[bytes], stream: httpx.AsyncByteStream) -> None:
+        self._head, self._rest, self._stream = head, rest, stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._head:
+            yield self._head
+        async for data in self._rest:
             yield data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+#: The most bytes of a reply labelled JSON read to tell a whole body from an event stream.
+HEAD_BYTES = 64 << 10
+
+
+async def _head(stream: httpx.AsyncByteStream) -> tuple[bytes, _Prefixed]:
+    """The bytes that begin ``stream`` (up to its first byte that is no space, at most
+    :data:`HEAD_BYTES`), and ``stream`` with them put back in front."""
+    chunks = aiter(stream)
+    head = b""
+    while not head.strip() and len(head) <= HEAD_BYTES:
+        try:
+            head += await anext(chunks)
+        except StopAsyncIteration:
+            break
+    return head, _Prefixed(head, chunks, stream)
+
+
+class _UsageTee(httpx.AsyncByteStream):
+    """A stream's bytes (decoded: :class:`_Inflated`), passed on unchanged, each read by
+    :meth:`_Sent.feed` on the way."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent) -> None:
+        self._stream, self._sent = stream, sent
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent = self._sent
+        try:
+            async for data in self._stream:
+                try:
+                    sent.feed(data)
+                except BodyTooLong as exc:  # read no further
+                    sent.refused = str(exc)
+                    raise
+                yield data
+        except zlib.error as exc:  # as httpx's own decoder fails on it
+            sent.unreadable = f"compressed data that does not decode ({exc}): its usage cannot be checked"
+            raise httpx.DecodingError(str(exc)) from exc
         sent.feed(b"\n")  # a last event without its closing line break
         sent.read = True
 
@@ -490,22 +562,22 @@ class _UsageTee(httpx.AsyncByteStream):
 
 
 class _Bounded(httpx.AsyncByteStream):
-    """A whole body's bytes, passed on unchanged until they pass ``sent.limit`` (decoded, when
-    the body is compressed): then :class:`BodyTooLong`, and the server's body is left unread."""
+    """A whole body's bytes (decoded: :class:`_Inflated`), passed on unchanged until they pass
+    ``sent.limit``: then :class:`BodyTooLong`, and the server's body is left unread."""
 
-    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent, decode: _Inflate | None) -> None:
-        self._stream, self._sent, self._decode = stream, sent, decode
+    def __init__(self, stream: httpx.AsyncByteStream, sent: _Sent) -> None:
+        self._stream, self._sent = stream, sent
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size, limit = 0, self._sent.limit
-        async for data in self._stream:
-            try:
-                size += len(data if self._decode is None else self._decode(data))
-            except zlib.error as exc:
-                raise ValueError(f"compressed data that does not decode ({exc})") from exc
-            if size > limit:
-                raise BodyTooLong(limit, self._sent.max_tokens)
-            yield data
+        try:
+            async for data in self._stream:
+                size += len(data)
+                if size > limit:
+                    raise BodyTooLong(limit, self._sent.max_tokens)
+                yield data
+        except zlib.error as exc:
+            raise ValueError(f"compressed data that does not decode ({exc})") from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -516,39 +588,57 @@ async def _keep_usage(response: httpx.Response) -> None:
     it, for :func:`~agentroute.pool.backends.usage.checked_count` to judge (LiteLLM's ``Usage`` and
     the OpenAI SDK's models turn ``"7"`` or ``true`` into counts before the backend sees them),
     whatever its ``Content-Type`` or ``Content-Encoding`` says: a reply to a stream request is read
-    as a stream unless it says it is JSON, any other reply as a whole body."""
+    as a stream unless it says it is JSON and does not begin as an event stream does
+    (:func:`~agentroute.pool.backends.wire.begins_events`), any other reply as a whole body. A
+    compressed body is inflated once (:class:`_Inflated`)."""
     await bound_error_body(response)
     sent = _SENT.get()
     if sent is None or response.status_code != 200:
         return
     kind = response.headers.get("content-type", "")
-    if "event-stream" in kind or (sent.streamed and "json" not in kind):
-        if isinstance(response.stream, httpx.AsyncByteStream):
-            try:
-                decode = _decoder(response.headers.get("content-encoding", ""))
-            except ValueError as exc:
-                sent.unreadable = str(exc)
-                return
-            response.stream = _UsageTee(response.stream, sent, decode)
-    else:  # a whole body, decoded by httpx (gzip included), read no further than sent.limit
+    events = "event-stream" in kind or (sent.streamed and "json" not in kind)
+    try:
+        decode = _decoder(response.headers.get("content-encoding", ""))
+    except ValueError as exc:  # an encoding not asked for
+        if events:
+            sent.unreadable = str(exc)
+            return
+        sent.refused = f"unreadable reply: {exc}"
+        raise
+    stream = response.stream if isinstance(response.stream, httpx.AsyncByteStream) else None
+    if decode is not None and stream is not None:
+        stream = response.stream = _Inflated(stream, decode)
+        del response.headers["content-encoding"]  # inflated: httpx passes the bytes on as they are
+    if not events and sent.streamed and stream is not None:  # a stream labelled JSON (Foundry Local's)
         try:
-            decode = _decoder(response.headers.get("content-encoding", ""))
-            if isinstance(response.stream, httpx.AsyncByteStream):
-                response.stream = _Bounded(response.stream, sent, decode)
-            await response.aread()
-        except ValueError as exc:  # too long (BodyTooLong), or an encoding not asked for
-            sent.refused = str(exc) if isinstance(exc, BodyTooLong) else f"unreadable reply: {exc}"
-            raise
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            if sent.streamed:  # a stream labelled JSON (Foundry Local's were): its events' usage
-                sent.feed(response.content + b"\n")
-        else:
-            sent.take(body)
-            if sent.streamed:
-                sent.whole = body
-        sent.read = True
+            head, stream = await _head(stream)
+        except zlib.error as exc:
+            sent.refused = f"unreadable reply: compressed data that does not decode ({exc})"
+            raise ValueError(sent.refused) from exc
+        response.stream = stream
+        events = begins_events(head)
+    if events:
+        if stream is not None:
+            response.stream = _UsageTee(stream, sent)
+        return
+    # a whole body, read no further than sent.limit
+    try:
+        if stream is not None:
+            response.stream = _Bounded(stream, sent)
+        await response.aread()
+    except ValueError as exc:  # too long (BodyTooLong), or compressed data that does not decode
+        sent.refused = str(exc) if isinstance(exc, BodyTooLong) else f"unreadable reply: {exc}"
+        raise
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        if sent.streamed:  # a stream labelled JSON that began as none does: its events' usage
+            sent.feed(response.content + b"\n")
+    else:
+        sent.take(body)
+        if sent.streamed:
+            sent.whole = body
+    sent.read = True
 
 
 class _LoopClients:

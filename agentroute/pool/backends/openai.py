@@ -47,6 +47,7 @@ from agentroute.pool.backends.streaming import (
 from agentroute.pool.backends.usage import field_of
 from agentroute.pool.backends.wire import (
     BodyTooLong,
+    begins_events,
     body_limit,
     bound_error_body,
     encoding_problem,
@@ -645,7 +646,7 @@ async def _json_head(card: ModelCard, response: Any, texts: AsyncIterator[str]) 
                 break
     except Exception as exc:
         raise _error(exc, card.id, card.base_url) from exc
-    return head, not head.lstrip().startswith(("data:", "event:", "id:", ":"))
+    return head, not begins_events(head)
 
 
 async def _prefixed(first: str, texts: AsyncIterator[str]) -> AsyncIterator[str]:

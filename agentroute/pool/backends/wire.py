@@ -48,6 +48,17 @@ class BodyTooLong(ValueError):
         )
 
 
+#: How an event stream's first line begins (a field of server-sent events, or a comment).
+EVENT_STREAM_STARTS = ("data:", "event:", "id:", ":")
+
+
+def begins_events(head: str | bytes) -> bool:
+    """Whether a body that begins with ``head`` (up to its first character that is no space) is
+    an event stream, whatever its ``Content-Type`` says (Foundry Local labels its streams JSON)."""
+    text = head.decode("latin-1") if isinstance(head, bytes) else head
+    return text.lstrip().startswith(EVENT_STREAM_STARTS)
+
+
 #: What ends a line to :meth:`str.splitlines` (and to httpx's ``aiter_lines``, which splits as it does).
 _NEWLINES = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
@@ -162,8 +173,10 @@ def encoding_problem(sent: str, accepted: str) -> str | None:
 __all__ = [
     "BODY_BASE_BYTES",
     "ERROR_BODY_BYTES",
+    "EVENT_STREAM_STARTS",
     "TOKEN_BYTES",
     "BodyTooLong",
+    "begins_events",
     "body_limit",
     "bound_error_body",
     "codings",
