@@ -1420,7 +1420,10 @@ def routed_node(
                     remember_call(run, position[0], step)
             if run.carry.get("opened_by") == "node":  # the record is kept up to date after every routed node,
                 ends = end_with_invocation(dispatcher, run, config)  # the router told of the end once
-                dispatcher.finish(run, observe=not ends)
+                # ``running`` until the invocation's end says ``done``: a task paused at an interrupt (or a
+                # crash mid-graph) is no finished task in the memory a router learns from
+                going = ends and dispatcher.closing_status(run) == "done"
+                dispatcher.finish(run, observe=not ends, status="running" if going else None)
                 if hold is not None:  # and closed by the claimed invocation's end if it raises (close_opened)
                     hold.opened[run.task.id] = (dispatcher, run)
             memory = dispatcher.memory

@@ -11,11 +11,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 import agentroute
 from agentroute.memory import SQLMemory
+from agentroute.types import TaskStatus
 from tests.fixtures_claimed_graph import answer_graph, claimed_app
 from tests.fixtures_postgres import saver_url, wait_for_checkpoint
 
@@ -95,7 +97,7 @@ def _crash_in_hold(db: str, thread: str, wrap: str, flush_s: str = "0.05") -> No
 
 def _steps(db: str) -> list[tuple[int, str]]:
     with SQLMemory(db) as memory:
-        (only,) = memory.trajectories(graph="langgraph", status=None)
+        (only,) = memory.trajectories(graph="langgraph", status=get_args(TaskStatus))  # killed mid-graph: running
         return [(s.index, s.stage) for s in only.steps]
 
 
