@@ -144,27 +144,41 @@ class UnknownTaskError(UnknownNameError):
             )
 
 
+#: Where Chromium sends those of its own requests that no switch turns off: loopback, which it never
+#: asks a proxy for, on port 9, which it refuses to connect to (``ERR_UNSAFE_PORT``): they fail at
+#: once, without a connection.
+_NOWHERE = "http://127.0.0.1:9/"
+
+
 def chromium_flags(*, headless: bool = True) -> list[str]:
-    """Chromium flags for a container: headless, no sandbox as root, nothing in the background."""
+    """Chromium flags for a container: headless, no sandbox as root, and no request of its own, so
+    that a proxy of the environment (``http_proxy``) sees no host but the task pages'."""
     flags = [
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-default-apps",
-        "--disable-extensions",
-        "--disable-sync",
-        "--disable-features=Translate,MediaRouter,OptimizationHints",
-        "--metrics-recording-only",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--mute-audio",
-        "--password-store=basic",
+        "--disable-gpu",  # no GPU process: a container has no GPU
+        "--disable-dev-shm-usage",  # shared memory in /tmp, not a container's 64 MB /dev/shm
+        "--disable-background-networking",  # Safe Browsing lists, variations seed, extension updates
+        "--disable-component-update",  # the component updater's schedule (not on-demand checks: below)
+        "--disable-default-apps",  # no default apps installed on first run
+        "--disable-extensions",  # no extensions, nor their update checks
+        "--disable-sync",  # no Google account sync
+        # Translate: its language lists; MediaRouter: Cast discovery; OptimizationHints: page-hint
+        # fetches; NetworkTimeServiceQuerying: the secure-time query (clients2.google.com/time)
+        "--disable-features=Translate,MediaRouter,OptimizationHints,NetworkTimeServiceQuerying",
+        # the component checks asked for on demand (the on-device model manifest of Chromium 15x,
+        # update.googleapis.com), which --disable-component-update lets through
+        f"--component-updater=url-source={_NOWHERE}",
+        # the Google-account listing every profile asks for at start (accounts.google.com/ListAccounts)
+        f"--gaia-url={_NOWHERE}",
+        "--metrics-recording-only",  # usage metrics are not uploaded
+        "--no-first-run",  # no first-run dialogs
+        "--no-default-browser-check",  # no default-browser prompt
+        "--mute-audio",  # no sound
+        "--password-store=basic",  # no system keyring (GNOME, KDE) asked for
     ]
     if headless:
         flags.insert(0, "--headless=new")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        flags.append("--no-sandbox")
+        flags.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox
     return flags
 
 
@@ -255,6 +269,18 @@ def note_stop_signal() -> None:
     lost chromedriver to warn about."""
     global _SIGNALLED
     _SIGNALLED = True
+
+
+def _stopped_by_signal(service: Any) -> bool:
+    """Whether the chromedriver of Selenium's ``service`` died of SIGINT or SIGTERM: the stop signal
+    reached the whole job, maybe before this process's handler ran :func:`note_stop_signal` (the
+    thread whose command or start it cut off closes the browser at once)."""
+    process = getattr(service, "process", None)
+    try:
+        code = process.poll() if process is not None else None
+    except OSError:
+        return False
+    return code in (-signal.SIGINT, -signal.SIGTERM)
 
 
 def _remove(folder: str, *, seconds: float = 5.0) -> None:
@@ -445,6 +471,7 @@ def _env_class(
     class _Instance(SeleniumInstance):
         _tmp: str | None = None
         _owner: int | None = None  # the descriptor holding the folder's owner lock
+        _service: Any = None  # chromedriver's, once it is started (before Selenium's driver is up)
         _killed: list[int] = []  # the processes :meth:`MiniWoBSession.abandon` killed, reaped by close
         _abandoned = False  # killed while starting (Ctrl-C during the page load): no quit, no page
 
@@ -474,10 +501,12 @@ def _env_class(
                 # goes on (chromedriver's default dismisses it and fails the next command)
                 options.unhandled_prompt_behavior = "accept"
                 # the calls to the local chromedriver never go through an http_proxy of the environment
-                # (a corporate machine's, with no no_proxy for loopback: the proxy's page was the error)
-                BaseOptions.ignore_local_proxy_environment_variables(options)  # ArgOptions' warns it is deprecated
+                # (a corporate machine's, with no no_proxy for loopback: the proxy's page was the error);
+                # BaseOptions', as ArgOptions' warns it is deprecated
+                BaseOptions.ignore_local_proxy_environment_variables(options)
                 service = _Service(executable_path=driver, env={**os.environ, "TMPDIR": self._tmp})
                 service.instance = self
+                self._service = service
                 self.driver = webdriver.Chrome(service=service, options=options)
                 self.driver.implicitly_wait(5)
                 self.driver.set_page_load_timeout(page_load_s)  # Selenium's default: 300 s
@@ -547,7 +576,10 @@ def _env_class(
                 if self._tmp is not None:
                     # strays are expected after an abandon, a kill while starting, or a signal that
                     # reached the whole job (Ctrl-C): no warning then
-                    _kill_strays(self._tmp, warn=not (self._killed or self._abandoned or _SIGNALLED))
+                    expected = (
+                        self._killed or self._abandoned or _SIGNALLED or _stopped_by_signal(self._service)
+                    )
+                    _kill_strays(self._tmp, warn=not expected)
                     _remove(self._tmp)
                     self._tmp = None
                 if self._owner is not None:
