@@ -657,34 +657,36 @@ class MiniWoBSession:
         with self._lock:
             if self._shut:
                 raise BrowserCrashedError(f"the browser of {self.task!r} was shut down")
-            if self._env is not None:
-                return self
-            _import_miniwob()
-            check_tasks([self.task])
-            chrome, driver = find_chromium()
-            flags = chromium_flags(headless=self.headless)
-            env_class = _env_class(chrome, driver, flags, self.page_load_timeout_s, self._started)
-            try:
-                self._env = env_class(
-                    subdomain=self.task,
-                    render_mode=None if self.headless else "human",
-                    base_url=self.miniwob_url,
-                )
-            except PageLoadError as exc:  # Chromium started: the page is what failed
-                raise BrowserCrashedError(str(exc)) from exc
-            except Exception as exc:
-                raise BrowserCrashedError(
-                    f"could not start Chromium for {self.task!r}: {_brief(exc)}"
-                ) from exc
-            finally:
-                self._starting = None
-            if self._cancelled is not None and self._cancelled.is_set():  # up as its caller gave up
-                env, self._env = self._env, None
-                with contextlib.suppress(Exception):
-                    env.close()
-                raise BrowserCrashedError(f"the browser of {self.task!r} was stopped while it started")
-            _LIVE.add(self)
-            return self
+            if self._env is None:
+                self._env = self._start_env()
+                _LIVE.add(self)
+            env = self._env
+        # checked once the lock is released: a cancel of :meth:`starting` that found it held left the
+        # browser to this start (one that found it free abandoned the browser itself)
+        if self._cancelled is not None and self._cancelled.is_set():
+            self._lost(env)
+            raise BrowserCrashedError(f"the browser of {self.task!r} was stopped while it started")
+        return self
+
+    def _start_env(self) -> Any:
+        """A MiniWoB environment with its browser up on the task page (the caller holds the lock)."""
+        _import_miniwob()
+        check_tasks([self.task])
+        chrome, driver = find_chromium()
+        flags = chromium_flags(headless=self.headless)
+        env_class = _env_class(chrome, driver, flags, self.page_load_timeout_s, self._started)
+        try:
+            return env_class(
+                subdomain=self.task,
+                render_mode=None if self.headless else "human",
+                base_url=self.miniwob_url,
+            )
+        except PageLoadError as exc:  # Chromium started: the page is what failed
+            raise BrowserCrashedError(str(exc)) from exc
+        except Exception as exc:
+            raise BrowserCrashedError(f"could not start Chromium for {self.task!r}: {_brief(exc)}") from exc
+        finally:
+            self._starting = None
 
     def _started(self, instance: Any) -> None:
         """A browser of this session starts (``open``, or MiniWoB restarting a dead one in ``reset``);
