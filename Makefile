@@ -6,6 +6,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 QUESTION ?= What is the capital of France?
 PYTEST_ARGS ?=
+# two test processes where there are two cores (pytest-xdist; a module's tests stay in one process):
+# the suite waits on servers, browsers and child processes as much as it computes
+PYTEST_WORKERS ?= $(shell [ "$$(nproc 2>/dev/null || echo 1)" -ge 2 ] && echo "-n 2 --dist loadfile")
 
 .PHONY: demo install system-deps test lint bench
 
@@ -34,7 +37,7 @@ system-deps:
 
 test: install system-deps
 	$(VENV)/bin/ruff check agentroute tests benchmarks graphs examples
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu" $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check agentroute tests benchmarks graphs examples
