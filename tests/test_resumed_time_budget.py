@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -25,6 +25,7 @@ from agentroute import Budget, Dispatcher, make_router, routed_node
 from agentroute.dispatch.run import LIVE
 from agentroute.memory import SQLMemory
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
+from agentroute.types import TaskStatus
 
 DELAY_S = 0.3  # each provider call
 SECONDS = 0.5  # the budget: one call fits, two do not
@@ -67,7 +68,7 @@ def _worker(folder: Path, resume: bool) -> dict:
     with SQLMemory(f"sqlite:///{folder}/memory.db") as memory, SqliteSaver.from_conn_string(f"{folder}/ckpt.db") as saver:
         _build(memory, saver).invoke(Command(resume="yes") if resume else {"query": "q1", "query_id": "q1"}, cfg)
         memory.flush()
-        (task,) = memory.trajectories(status=None)
+        (task,) = memory.trajectories(status=get_args(TaskStatus))  # paused at the interrupt: running
         return {"id": task.task.id, "status": task.task.status, "steps": [s.status for s in task.steps]}
 
 
