@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
+from typing import Any
 
 from agentroute.pool import LoggedOutcome, ModelCard, ModelPool, ReplayBackend
 from agentroute.types import Completion, CompletionRequest
@@ -39,6 +42,24 @@ async def serve_on_loopback(app) -> tuple[str, object]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", runner  # type: ignore[union-attr]
+
+
+@contextlib.asynccontextmanager
+async def tokenizing_server(server: Any) -> AsyncIterator[ModelCard]:
+    """A vLLM-like server on loopback from ``server``'s ``tokenize`` and ``chat`` aiohttp handlers
+    (``POST /tokenize``, ``POST /v1/chat/completions``): the ``openai`` card of its model ``m``
+    ($1 a token each way, ``max_tokens`` 1), stopped on exit."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/tokenize", server.tokenize)
+    app.router.add_post("/v1/chat/completions", server.chat)
+    root, runner = await serve_on_loopback(app)
+    try:
+        yield ModelCard(id="m", backend="openai", model="m", base_url=f"{root}/v1", input_price=1.0,
+                        output_price=1.0, max_tokens=1)  # fmt: skip
+    finally:
+        await runner.cleanup()  # type: ignore[attr-defined]
 
 
 def logged_memory(url: str, n: int) -> None:

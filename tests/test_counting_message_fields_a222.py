@@ -25,7 +25,7 @@ from agentroute.pool.backends.openai import OpenAIBackend
 from agentroute.pool.card import ModelCard
 from agentroute.types import CompletionRequest
 from tests.fixtures_adversary import ChatTokenizer
-from tests.helpers import serve_on_loopback
+from tests.helpers import tokenizing_server
 
 pytest.importorskip("tokenizers")
 
@@ -93,19 +93,9 @@ class Renderer:
 
 @contextlib.asynccontextmanager
 async def renderer(*, tokenize: bool) -> AsyncIterator[tuple[Renderer, ModelCard]]:
-    from aiohttp import web
-
     server = Renderer(tokenize=tokenize)
-    app = web.Application()
-    app.router.add_post("/tokenize", server.tokenize)
-    app.router.add_post("/v1/chat/completions", server.chat)
-    root, runner = await serve_on_loopback(app)
-    card = ModelCard(id="m", backend="openai", model="m", base_url=f"{root}/v1", input_price=1.0, output_price=1.0,
-                     max_tokens=1)  # fmt: skip
-    try:
+    async with tokenizing_server(server) as card:
         yield server, card
-    finally:
-        await runner.cleanup()  # type: ignore[attr-defined]
 
 
 async def reserve_and_call(backend: OpenAIBackend, card: ModelCard, messages: list[dict[str, Any]]) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from agentroute.pool.backends.counting import byte_bound
 from agentroute.pool.backends.openai import OpenAIBackend
 from agentroute.types import CompletionRequest
 from tests.fixtures_adversary import ChatTokenizer
-from tests.helpers import serve_on_loopback
+from tests.helpers import tokenizing_server
 
 pytest.importorskip("tokenizers")
 
@@ -109,19 +109,9 @@ class VLLMLike:
 
 @contextlib.asynccontextmanager
 async def vllm_like() -> AsyncIterator[tuple[VLLMLike, ModelCard]]:
-    from aiohttp import web
-
     server = VLLMLike(ChatTokenizer())
-    app = web.Application()
-    app.router.add_post("/tokenize", server.tokenize)
-    app.router.add_post("/v1/chat/completions", server.chat)
-    root, runner = await serve_on_loopback(app)
-    card = ModelCard(id="m", backend="openai", model="m", base_url=f"{root}/v1", input_price=1.0, output_price=1.0,
-                     max_tokens=1)  # fmt: skip
-    try:
+    async with tokenizing_server(server) as card:
         yield server, card
-    finally:
-        await runner.cleanup()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("fields", list(FIELDS.values()), ids=list(FIELDS))
