@@ -4,6 +4,7 @@ error as it completes)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -20,8 +21,8 @@ def signal_after_import(command: list[str], module: str, sig: int, *, cwd: Path,
     The process starts with SIGINT's default action, as a shell's foreground job has (a test run in
     the background may ignore SIGINT, and Python then leaves Ctrl-C unhandled); it is killed if it
     outlives ``timeout_s``."""
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=dict(env, PYTHONPROFILEIMPORTTIME="1"), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(  # faulthandler: a SIGABRT prints every thread's stack (see below)
+        command, cwd=cwd, env=dict(env, PYTHONPROFILEIMPORTTIME="1", PYTHONFAULTHANDLER="1"), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     lines: list[str] = []
@@ -38,14 +39,21 @@ def signal_after_import(command: list[str], module: str, sig: int, *, cwd: Path,
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    hung = False
     try:
         proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:  # where it hangs, for the failure to show: its threads' stacks
+        hung = True
+        proc.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     reader.join(timeout=10)
     assert sent.is_set(), f"{module} was never imported by {command}: {lines}"
+    assert not hung, f"still running {timeout_s:g} s after the signal; its stderr:\n" + "\n".join(lines[-150:])
     return proc.returncode, lines
 
 
