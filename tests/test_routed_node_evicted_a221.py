@@ -43,6 +43,17 @@ def question(i: int) -> dict[str, str]:
     return {"query": f"question {i}", "query_id": f"q{i}"}
 
 
+THREADS = ({"configurable": {"thread_id": "t0"}}, {"configurable": {"thread_id": "t1"}})
+
+
+def paused_app(memory, *, last: bool = False, checkpointer=None):
+    """A recording router and planner → review → solver (review last: ``last``) on ``memory``,
+    compiled with ``checkpointer`` (default an ``InMemorySaver``)."""
+    router = Recording()
+    graph = chain_with(Dispatcher(replay_pool(), router, memory=memory), "review", review, last=last)
+    return router, graph.compile(checkpointer=checkpointer or InMemorySaver())
+
+
 def halted(memory, router: Recording, first: str, second: str) -> None:
     """``first`` was evicted unfinished: recorded interrupted, told ended once; ``second`` paused."""
     assert router.ended() == {first: [0]}  # the planner's step; the solver never ran
@@ -86,11 +97,8 @@ def test_ainvoke_under_an_async_checkpointer_records_the_evicted_task_interrupte
 
 def test_a_task_resumed_through_plain_nodes_then_evicted_stays_done(memory):
     """Its graph finished (planner → solver → review, approved): evicted, it ends as recorded."""
-    router = Recording()
-    app = chain_with(Dispatcher(replay_pool(), router, memory=memory), "review", review, last=True).compile(
-        checkpointer=InMemorySaver()
-    )
-    first, second = ({"configurable": {"thread_id": f"t{i}"}} for i in range(2))
+    router, app = paused_app(memory, last=True)
+    first, second = THREADS
     assert "__interrupt__" in app.invoke(question(0), first)
     assert app.invoke(Command(resume="approved"), first)["plan"] == "approved"  # no routed node ran
     assert router.ended() == {}
@@ -103,11 +111,8 @@ def test_a_task_resumed_through_plain_nodes_then_evicted_stays_done(memory):
 
 def test_a_task_whose_state_was_only_updated_then_evicted_is_recorded_interrupted(memory):
     """``update_state`` writes a checkpoint but runs no step: the graph is still where it paused."""
-    router = Recording()
-    app = chain_with(Dispatcher(replay_pool(), router, memory=memory), "review", review).compile(
-        checkpointer=InMemorySaver()
-    )
-    first, second = ({"configurable": {"thread_id": f"t{i}"}} for i in range(2))
+    router, app = paused_app(memory)
+    first, second = THREADS
     assert "__interrupt__" in app.invoke(question(0), first)
     app.update_state(first, {"plan": "an edited plan"})
     assert "__interrupt__" in app.invoke(question(1), second)
@@ -117,11 +122,8 @@ def test_a_task_whose_state_was_only_updated_then_evicted_is_recorded_interrupte
 
 def test_an_evicted_task_resumed_later_ends_done_without_a_second_end(memory):
     """The resume runs the solver: the record is brought up to date (done, both steps); told once."""
-    router = Recording()
-    app = chain_with(Dispatcher(replay_pool(), router, memory=memory), "review", review).compile(
-        checkpointer=InMemorySaver()
-    )
-    first, second = ({"configurable": {"thread_id": f"t{i}"}} for i in range(2))
+    router, app = paused_app(memory)
+    first, second = THREADS
     assert "__interrupt__" in app.invoke(question(0), first)
     assert "__interrupt__" in app.invoke(question(1), second)
     task_id = app.get_state(first).values["agentroute_task_id"]
