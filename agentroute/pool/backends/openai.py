@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import anyio
@@ -55,7 +55,7 @@ from agentroute.pool.backends.wire import (
     read_within,
 )
 from agentroute.pool.card import ModelCard
-from agentroute.types import Completion, CompletionRequest
+from agentroute.types import Completion, CompletionRequest, Message
 
 T = TypeVar("T")
 
@@ -333,7 +333,7 @@ def answer_cap(card: ModelCard) -> str:
     return "max_completion_tokens" if is_openai_endpoint(card.base_url) else "max_tokens"
 
 
-def prompt_overhead(messages: list[dict[str, str]]) -> int:
+def prompt_overhead(messages: Sequence[Message]) -> int:
     """Tokens OpenAI's chat format adds around the messages' text: 3 a message + 3 to open the reply."""
     return 3 * len(messages) + 3
 
