@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -57,10 +58,10 @@ from agentroute.pool.backends.streaming import (
     Reply,
     StreamText,
     closing_usage,
-    counted_usage,
     dropped_stream,
     logprobs_of,
     reasoning_of,
+    reply_completion,
     stream_ended,
 )
 from agentroute.pool.backends.usage import checked_usage
@@ -214,18 +215,8 @@ class LiteLLMBackend(EndpointCounting, Backend):
             return await self._plain(litellm, kwargs, request, card)
 
         reply = await self.refusals.call(card, kwargs, send)
-        latency_ms = (time.perf_counter() - started) * 1000
-        reply.check(card.id)
-        raw = reply.raw()
-        tokens_in, tokens_out = await counted_usage(self, reply, request, card, raw)
-        return Completion(
-            model=card.id,
-            text=reply.text,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=litellm_usd(card, tokens_in, tokens_out),
-            latency_ms=latency_ms,
-            raw=raw,
+        return await reply_completion(
+            self, reply, request, card, started, functools.partial(litellm_usd, card)
         )
 
     async def _plain(

@@ -37,10 +37,10 @@ from agentroute.pool.backends.streaming import (
     StreamText,
     ToolCalls,
     closing_usage,
-    counted_usage,
     dropped_stream,
     logprobs_of,
     reasoning_of,
+    reply_completion,
     stream_ended,
     text_parts,
 )
@@ -463,19 +463,7 @@ class OpenAIBackend(EndpointCounting, Backend):
             return await self._plain(client, kwargs, request, card)
 
         reply = await self.refusals.call(card, kwargs, send)
-        latency_ms = (time.perf_counter() - started) * 1000
-        reply.check(card.id)
-        raw = reply.raw()
-        tokens_in, tokens_out = await counted_usage(self, reply, request, card, raw)
-        return Completion(
-            model=card.id,
-            text=reply.text,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=card.usd(tokens_in, tokens_out),
-            latency_ms=latency_ms,
-            raw=raw,
-        )
+        return await reply_completion(self, reply, request, card, started, card.usd)
 
     async def _plain(
         self, client: openai.AsyncOpenAI, kwargs: dict[str, Any], request: CompletionRequest, card: ModelCard

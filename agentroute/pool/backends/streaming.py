@@ -354,6 +354,32 @@ async def counted_usage(
     return tokens_in, tokens_out
 
 
+async def reply_completion(
+    backend: Any,
+    reply: Reply,
+    request: CompletionRequest,
+    card: ModelCard,
+    started: float,
+    usd: Callable[[int, int], float],
+) -> Completion:
+    """The :class:`Completion` of a provider's finished ``reply`` (sent at ``perf_counter()``
+    ``started``): checked (:meth:`Reply.check`), its usage validated or counted
+    (:func:`counted_usage`), priced by ``usd(tokens_in, tokens_out)``."""
+    latency_ms = (time.perf_counter() - started) * 1000
+    reply.check(card.id)
+    raw = reply.raw()
+    tokens_in, tokens_out = await counted_usage(backend, reply, request, card, raw)
+    return Completion(
+        model=card.id,
+        text=reply.text,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_usd=usd(tokens_in, tokens_out),
+        latency_ms=latency_ms,
+        raw=raw,
+    )
+
+
 class StreamingBackend(Backend):
     """A backend of your own that produces its answer piece by piece: implement :meth:`stream`.
 
