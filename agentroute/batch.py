@@ -54,7 +54,6 @@ __all__ = [
     "BatchRunner",
     "ItemResult",
     "content_query_id",
-    "check_out",
     "default_batch_id",
     "done_elsewhere",
     "fresh_batch_id",
@@ -200,18 +199,6 @@ def default_batch_id(graph: str, items: Iterable[dict[str, Any]]) -> str:
     for item in items:
         digest.update(b"\n" + str(item["query_id"]).encode("utf-8", "surrogatepass"))
     return f"{graph}-{digest.hexdigest()[:12]}"
-
-
-def check_out(out: Path) -> None:
-    """``--out`` must name a file in an existing folder: a :class:`ConfigurationError` before
-    anything runs (it was a traceback once the batch had started)."""
-    if out.is_dir():
-        raise ConfigurationError(f"--out {out} is a directory; expected a JSONL file")
-    if not out.parent.is_dir():
-        blocker = next((p for p in out.parents if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise ConfigurationError(f"--out {out}: {blocker} is a file, not a folder")
-        raise ConfigurationError(f"--out {out}: the folder {out.parent} does not exist")
 
 
 def fresh_batch_id(default: str) -> str:

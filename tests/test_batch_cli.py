@@ -134,11 +134,11 @@ def test_bad_input_exits_2(tmp_path, files, content, message):
 
 @pytest.mark.parametrize(
     ("out", "message"),
-    [(".", "is a directory"), ("missing/out.jsonl", "does not exist"), ("in.jsonl/out.jsonl", "in.jsonl is a file, not a folder")],
+    [(".", "is a directory"), ("in.jsonl/out.jsonl", "in.jsonl is a file, not a directory")],
 )
-def test_an_out_that_is_a_directory_or_in_a_missing_folder_exits_2_before_anything_runs(tmp_path, files, server, out, message):
-    """`agentroute run qa --input q.jsonl --out DIR` (or `--out nodir/out.jsonl`) was a traceback
-    (IsADirectoryError, FileNotFoundError) with exit 1, after the batch had been added and claimed."""
+def test_an_out_that_is_a_directory_or_under_a_file_exits_2_before_anything_runs(tmp_path, files, server, out, message):
+    """`agentroute run qa --input q.jsonl --out DIR` was a traceback (IsADirectoryError) with exit 1,
+    after the batch had been added and claimed. (A missing folder is created: test_cli_out_folders_a232.py.)"""
     files = {**files, "out": tmp_path / out}
     calls = len(server.answered)
     result = _run(files, _input(tmp_path, [{"query": "q?"}]), f"sqlite:///{tmp_path}/m.db")

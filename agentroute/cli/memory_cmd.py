@@ -16,7 +16,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agentroute.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, error_text, exit_code_for, print_error
+from agentroute.cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    check_out,
+    error_text,
+    exit_code_for,
+    print_error,
+)
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 if TYPE_CHECKING:  # the memory (SQLAlchemy, Alembic) loads when a command opens one, not for --help
@@ -294,10 +301,11 @@ def export(
             "--out -: parquet is binary and is not written to standard output; give a .parquet file",
             EXIT_BAD_INPUT,
         )
-    if out.is_dir() and not to_stdout:
-        raise _fail(
-            f"--out {out} is a directory; give the file to write (e.g. {out / 'logs.jsonl'})", EXIT_BAD_INPUT
-        )
+    if not to_stdout:
+        try:
+            check_out(out)
+        except AgentrouteError as exc:
+            raise _fail(str(exc), EXIT_BAD_INPUT) from None
     target = sys.stdout if to_stdout else out
     from agentroute import progress
 

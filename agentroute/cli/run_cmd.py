@@ -36,7 +36,7 @@ from agentroute.cli.app import (
     fail,
     fail_on,
 )
-from agentroute.cli.errors import error_text
+from agentroute.cli.errors import check_out, error_text
 from agentroute.errors import AgentrouteError, MissingDependencyError
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
@@ -83,7 +83,7 @@ def run_batch(
         _run_web(ctx, router=router, pool=pool, budget_usd=budget_usd, memory=memory, concurrency=concurrency)
     if ctx.args:
         raise fail(f"unexpected arguments: {' '.join(ctx.args)}", EXIT_BAD_INPUT)
-    from agentroute.batch import BatchRunner, check_out, default_batch_id, read_jsonl_queries
+    from agentroute.batch import BatchRunner, default_batch_id, read_jsonl_queries
     from agentroute.eval.answers import METRICS
 
     if metric not in METRICS:

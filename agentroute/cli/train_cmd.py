@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentroute._yaml import line_of
-from agentroute.cli.errors import report
+from agentroute.cli.errors import check_out, report
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 console = Console()
@@ -190,11 +190,7 @@ def check_out_dir(out: Path, *, saved: str | None = None) -> None:
     """``--out`` before any work: a directory, or a path where one can be created. With ``saved`` (the
     file a command writes, e.g. ``router.json``), a directory that holds other files but no
     ``saved`` is refused too, so a run never mixes its output into an unrelated folder."""
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file, not a directory")
-    above = next((p for p in out.absolute().parents if p.exists()), None)  # where it would be created
-    if not out.exists() and above is not None and not above.is_dir():
-        raise ConfigurationError(f"--out {out}: cannot write there ({above} is a file, not a directory)")
+    check_out(out, folder=True, create=False)  # created when the router is saved: a refused run leaves none
     if saved and out.is_dir() and any(out.iterdir()) and not (out / saved).is_file():
         raise ConfigurationError(
             f"--out {out} holds other files and no {saved}: give a new or empty directory "

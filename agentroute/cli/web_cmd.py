@@ -43,7 +43,7 @@ from rich.text import Text
 
 from agentroute.cli import stopped_exit_code
 from agentroute.cli.app import number
-from agentroute.cli.errors import error_text, print_error
+from agentroute.cli.errors import check_out, error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
 
 DEFAULT_TASKS = "click-test,click-button,enter-text"
@@ -394,7 +394,6 @@ def run_web(
     opts.resume = opts.resume or bool(outer.get("resume"))
     opts.batch = opts.batch or outer.get("batch")
     try:
-        from agentroute.batch import check_out
         from agentroute.budget import make_budget
         from agentroute.checks import check_count
         from agentroute.web.env import check_miniwob_url, check_tasks, find_chromium
