@@ -540,14 +540,20 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
     return True
 
 
-def end_paused(task_id: str) -> None:
+async def end_paused(task_id: str, config: Mapping[str, Any] | None) -> None:
     """Finish the task ``task_id`` if an invocation left it paused (or resumable) and it was not
-    resumed through a routed node since: the thread's next input starts another task."""
+    resumed through a routed node since: this invocation's new input on its thread starts another
+    task. Recorded as an evicted one is (:func:`_finish_paused`), from the checkpoint the thread had
+    before this input (by now LangGraph has saved the input's own, and maybe its first steps')."""
     with _ENDS_LOCK:
-        paused = _PAUSED.pop(task_id, {})
-    for ref, run, _ in paused.values():
-        if (dispatcher := ref()) is not None:
-            _finish(dispatcher, run)
+        at, owners = _owners(_PAUSED.pop(task_id, {}))
+    if not owners:
+        return
+    before = None
+    try:
+        before = await _alatest(_pause_point(root_invocation(config), started=True))
+    finally:  # cancelled while reading: it ends all the same, as stopped where it paused
+        _finish_paused(owners, at, before)
 
 
 def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -> None:
@@ -579,7 +585,7 @@ def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tupl
     for dispatcher, run in runs:
         _finish(dispatcher, run)
     for at, owners in evicted:
-        _finish_evicted(owners, at, _latest(at))
+        _finish_paused(owners, at, _latest(at))
 
 
 async def _ainvocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
@@ -594,15 +600,26 @@ async def _ainvocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int
         try:
             latest = await _alatest(at)
         finally:  # cancelled while reading: it ends all the same, as stopped where it paused
-            _finish_evicted(owners, at, latest)
+            _finish_paused(owners, at, latest)
 
 
 Owners = list[tuple["Dispatcher", TaskRun]]
 
 
-def _finish_evicted(owners: Owners, at: PausePoint | None, latest: Any) -> None:
-    """Finish a paused task evicted past :data:`_PAUSED_LIMIT`: ``interrupted`` unless its thread's
-    ``latest`` checkpoint shows its graph went on past the pause (:func:`_went_on`)."""
+def _owners(
+    paused: Mapping[int, tuple[weakref.ref[Dispatcher], TaskRun, PausePoint | None]],
+) -> tuple[PausePoint | None, Owners]:
+    """A paused task's entry in :data:`_PAUSED`: where its pause left its thread, and its runs whose
+    dispatcher is still alive."""
+    entries = list(paused.values())
+    owners = [(owner, run) for ref, run, _ in entries if (owner := ref()) is not None]
+    return (entries[0][2] if entries else None), owners
+
+
+def _finish_paused(owners: Owners, at: PausePoint | None, latest: Any) -> None:
+    """Finish a paused task — evicted past :data:`_PAUSED_LIMIT`, or left by its thread's new input:
+    ``interrupted`` unless the thread's ``latest`` checkpoint then shows its graph went on past the
+    pause (:func:`_went_on`)."""
     unfinished = not _went_on(at, latest)
     for dispatcher, run in owners:
         _finish(dispatcher, run, unfinished=unfinished)
@@ -625,19 +642,22 @@ def _ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatche
             _PAUSED.setdefault(run.task.id, {})[id(dispatcher)] = (weakref.ref(dispatcher), run, at)
             _PAUSED.move_to_end(run.task.id)
         while len(_PAUSED) > _PAUSED_LIMIT:
-            oldest = list(_PAUSED.popitem(last=False)[1].values())
-            owners = [(owner, run) for ref, run, _ in oldest if (owner := ref()) is not None]
-            evicted.append((oldest[0][2] if oldest else None, owners))
+            evicted.append(_owners(_PAUSED.popitem(last=False)[1]))
     return [], evicted
 
 
-def _pause_point(loop: Any) -> PausePoint | None:
-    """Where the paused root loop left its thread; ``None`` when it cannot be read (no checkpointer)."""
+def _pause_point(loop: Any, *, started: bool = False) -> PausePoint | None:
+    """Where the paused root loop left its thread; ``None`` when it cannot be read (no checkpointer).
+    ``started``: where the thread stood as the running loop started, before its input (the
+    checkpoint it loaded: LangGraph 1.2.24's private ``_initial_checkpoint_config``; ``None`` in
+    another layout), its config naming that checkpoint, so that :func:`_latest` reads that one."""
     saver = getattr(loop, "checkpointer", None)
-    configurable = (getattr(loop, "checkpoint_config", None) or {}).get("configurable") or {}
+    source = getattr(loop, "_initial_checkpoint_config" if started else "checkpoint_config", None)
+    configurable = (source if isinstance(source, Mapping) else {}).get("configurable") or {}
     if saver is None or not configurable.get("checkpoint_id"):
         return None
-    thread = {key: configurable[key] for key in ("thread_id", "checkpoint_ns") if key in configurable}
+    keys = ("thread_id", "checkpoint_ns", "checkpoint_id") if started else ("thread_id", "checkpoint_ns")
+    thread = {key: configurable[key] for key in keys if key in configurable}
     try:
         held: Callable[[], Any] = weakref.ref(saver)  # a paused task keeps no saver (its threads) alive
     except TypeError:  # a saver with __slots__
@@ -657,8 +677,9 @@ def _went_on(at: PausePoint | None, latest: Any) -> bool:
 
 
 def _latest(at: PausePoint | None) -> Any | None:
-    """The latest checkpoint tuple of the paused thread, read synchronously; ``None`` when it cannot
-    be (an async saver whose loop is this thread's or not running, a closed connection)."""
+    """The latest checkpoint tuple of the paused thread (the one its config names, if it names one),
+    read synchronously; ``None`` when it cannot be (an async saver whose loop is this thread's or
+    not running, a closed connection)."""
     if at is None or (saver := at[0]()) is None:
         return None
     config = at[1]
@@ -1306,8 +1327,8 @@ def routed_node(
     ``observe(last_step, task)`` hears once that the task ended, with all its steps, when the
     outermost invocation whose state has the task channel ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
     ``interrupt()`` nor at an exception; a task whose resume ran no routed node ends at the thread's
-    next new input (or, past 4096 paused tasks in the process, when it is the oldest: recorded
-    ``interrupted`` if its graph never went on past the pause). A router is
+    next new input (or, past 4096 paused tasks in the process, when it is the oldest), recorded
+    ``interrupted`` if its graph never went on past the pause. A router is
     told a task ended once: the same value again continues the task's record and budget, and brings
     the router no second end.
 
@@ -1345,7 +1366,7 @@ def routed_node(
             return {output_key: [AIMessage(content=step.output, name=role, id=message_id(step))]}  # streamed once
         return {output_key: step.output}
 
-    def acquire(state: Mapping[str, Any], config: Mapping[str, Any] | None, query: str) -> TaskRun:
+    async def acquire(state: Mapping[str, Any], config: Mapping[str, Any] | None, query: str) -> TaskRun:
         channel, live = state.get(CHANNEL), state.get(LIVE_KEY)
         sent = channel is None and CHANNEL not in state  # a Send's payload: the task is in the graph's state
         if sent:
@@ -1379,7 +1400,7 @@ def routed_node(
             )
             if same:
                 return hold(task_id, lambda: rebuild(dispatcher, channel))
-            end_paused(task_id)  # the thread's new input: a task its last invocation paused ends here
+            await end_paused(task_id, config)  # the thread's new input: a task it left paused ends here
         elif sent and (legacy := state.get("agentroute_task_id")):  # a state without the channel
             return hold(legacy, opened({"task_id": legacy}))
         task_id = invocation_task(config)
@@ -1402,7 +1423,7 @@ def routed_node(
 
     async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter, hold: ClaimHold | None) -> dict[str, Any]:
         text = read(state)
-        run = acquire(state, config, text)
+        run = await acquire(state, config, text)
         try:
             step = None
             position = call_position(config) if checkpointed(config) else None
