@@ -80,7 +80,9 @@ def _matrix(export: dict[str, Any], task: str) -> tuple[list[str], list[str], np
     return [sources[i] for i in rows], [targets[j] for j in cols], m[np.ix_(rows, cols)]
 
 
-NO_EDGES = "no pheromone yet: the colony has learned no path (it routes by its heuristic until tasks are observed)"
+NO_EDGES = (
+    "no pheromone yet: the colony has learned no path (it routes by its heuristic until tasks are observed)"
+)
 
 
 def _no_edges(fig: InlineFigure, title: str) -> InlineFigure:
@@ -114,24 +116,9 @@ def heatmap_figure(export: dict[str, Any], task: str) -> InlineFigure:
     title = f"pheromone τ, task type '{task}' ({export.get('updates', 0)} online updates)"
     if not m.size:
         return _no_edges(fig, title)
-    ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
-    ax.set_xticks(range(len(targets)), [short(t) for t in targets], rotation=55, ha="right", fontsize=8)
-    ax.set_yticks(range(len(sources)), [short(s) for s in sources], fontsize=8)
-    if m.size <= 400:
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                if not np.isnan(m[i, j]):
-                    light = np.log10(m[i, j]) < (lo + hi) / 2
-                    ax.text(
-                        j,
-                        i,
-                        f"{m[i, j]:.2g}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if light else "black",
-                    )
+    ax, image = _log_heatmap(
+        fig, m, (lo, hi), "viridis", [short(t) for t in targets], [short(s) for s in sources]
+    )
     ax.set_xlabel("to (agent of this layer)")
     ax.set_ylabel("from")
     ax.set_title(title)
@@ -160,24 +147,7 @@ def overview_figure(export: dict[str, Any]) -> InlineFigure:
     fig = _figure(max(6.0, 0.55 * len(targets) + 3.0), max(3.4, 0.42 * len(tasks) + 2.6))
     if not export["edges"]:
         return _no_edges(fig, "pheromone specialists: mean τ into each agent, per task type")
-    ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap="magma", vmin=lo, vmax=hi, aspect="auto")
-    ax.set_xticks(range(len(targets)), [short(t) for t in targets], rotation=55, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
-    if m.size <= 400:
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                if not np.isnan(m[i, j]):
-                    light = np.log10(m[i, j]) < (lo + hi) / 2
-                    ax.text(
-                        j,
-                        i,
-                        f"{m[i, j]:.2g}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if light else "black",
-                    )
+    ax, image = _log_heatmap(fig, m, (lo, hi), "magma", [short(t) for t in targets], list(tasks))
     ax.set_title("pheromone specialists: mean τ into each agent, per task type")
     fig.colorbar(image, ax=ax, label="log₁₀ τ")
     return fig
@@ -268,3 +238,28 @@ def write_evidence(export: dict[str, Any], out_dir: str | Path) -> list[Path]:
         written.append(draw_heatmap(export, task, out / f"pheromone_{slug}.png"))
         written.append(draw_paths(export, task, out / f"paths_{slug}.png"))
     return written
+
+
+def _log_heatmap(fig: Any, m: np.ndarray, span: tuple[float, float], cmap: str, columns: list[str],
+                 rows: list[str]) -> tuple[Any, Any]:  # fmt: skip
+    """``m`` on a log₁₀ colour scale over ``span`` (NaN blank), each cell written in when it has at most
+    400: the axes and the image, for the caller's labels and colour bar."""
+    lo, hi = span
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(np.log10(m)), cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, rotation=55, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    if m.size <= 400:
+        for (i, j), value in np.ndenumerate(m):
+            if not np.isnan(value):
+                light = np.log10(value) < (lo + hi) / 2
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2g}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if light else "black",
+                )
+    return ax, image
