@@ -150,6 +150,8 @@ def _header(result: EvalResult) -> str:
     ]
     if "few_test_queries" in notes:
         lines.append(f"[yellow]warning:[/] {escape(notes['few_test_queries'])}")
+    if "test_queries_seen_in_train" in notes:
+        lines.append(f"[yellow]warning:[/] {escape(notes['test_queries_seen_in_train'])}")
     if "apgr" in notes:
         lines.append(f"[yellow]warning:[/] {escape(notes['apgr'])}")
     if notes.get("repeated_rows_averaged"):
@@ -276,7 +278,9 @@ def print_whole(console: Console, table: Table) -> None:
     """Print ``table`` at its natural width when the console is narrower (a terminal of 80 columns,
     or a pipe or file, which rich takes as 80): a terminal then wraps its lines, but no router name
     or figure is cut to "…" — as they were, leaving an eval's table without its numbers."""
-    _print_within(console, table, console.measure(table, options=console.options.update_width(10_000)).maximum)
+    _print_within(
+        console, table, console.measure(table, options=console.options.update_width(10_000)).maximum
+    )
 
 
 def _f(value: float | None, digits: int = 3) -> str:

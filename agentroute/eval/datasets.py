@@ -252,7 +252,14 @@ def subsample(
         order = np.random.default_rng([seed, k]).permutation(n)[:keep]
         tables[split] = table.rows(np.sort(order)) if keep < n else table
         sizes.append(f"{split} {n} → {len(tables[split])}")
-    what = "; ".join(x for x in (f"sample {sample:g}" if sample is not None else "", f"limit {limit} per split" if limit is not None else "") if x)
+    what = "; ".join(
+        x
+        for x in (
+            f"sample {sample:g}" if sample is not None else "",
+            f"limit {limit} per split" if limit is not None else "",
+        )
+        if x
+    )
     notes = {**data.notes, "subset": f"seeded random subset (seed {seed}): {what}; {', '.join(sizes)}"}
     logged = ~np.isnan(tables["train"].scores).all(axis=0)  # sparse (bandit) train rows: an agent may vanish
     if not logged.all():
@@ -269,14 +276,20 @@ def subsample(
 
 
 def _load(
-    spec: str, *, seed: int | None = None, limit: int | None = None, sample: float | None = None, **options: Any
+    spec: str,
+    *,
+    seed: int | None = None,
+    limit: int | None = None,
+    sample: float | None = None,
+    **options: Any,
 ) -> RoutingDataset:
     """The loader of ``spec`` with ``options``, then :func:`subsample` (a loader taking ``limit``
     subsamples itself, before its costly parsing)."""
     kind, _, path = spec.partition(":")
-    if kind not in _LOADERS and Path(spec).suffix.lower() in OUTCOME_SUFFIXES:  # a bare file: the user's own logs
-        kind, path = "outcomes", spec
+    if kind not in _LOADERS and Path(spec).suffix.lower() in OUTCOME_SUFFIXES:
+        kind, path = "outcomes", spec  # a bare file: the user's own logs
     if kind not in _LOADERS:
+        _check_not_a_file(spec)
         raise UnknownNameError("dataset", kind, dataset_kinds())
     if not path:
         if kind not in DEFAULT_DIRS:
@@ -293,7 +306,27 @@ def _load(
     if "limit" in accepted:
         return loader(path, **options, limit=limit, sample=sample)
     data = loader(path, **options)
-    return data if limit is None and sample is None else subsample(data, limit=limit, sample=sample, seed=seed or 0)
+    return (
+        data
+        if limit is None and sample is None
+        else subsample(data, limit=limit, sample=sample, seed=seed or 0)
+    )
+
+
+def _check_not_a_file(spec: str) -> None:
+    """Say what to pass when a dataset spec that names no kind is a folder or a file of another
+    format (a user's logs: ``--dataset logs/``, ``--dataset logs.xlsx``), not an unknown kind."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        raise DatasetError(
+            f"{spec}: a folder, not an outcomes file: pass the file in it (outcomes:{spec.rstrip('/')}/FILE.csv), "
+            f"or a dataset kind with the folder ({', '.join(f'{k}:{spec}' for k in sorted(DEFAULT_DIRS))})"
+        )
+    if p.suffix and p.is_file():
+        raise DatasetError(
+            f"{spec}: an outcomes file is .csv, .tsv, .jsonl or .parquet (not {p.suffix}); export it as CSV "
+            "(docs/outcomes.md), or name a dataset kind (KIND:PATH)"
+        )
 
 
 # -- RouterBench ------------------------------------------------------------------------------------
@@ -630,7 +663,9 @@ def load_outcomes(
     if p.is_dir():
         raise DatasetError(f"{p}: a directory; expected an outcomes file (.jsonl, .csv or .parquet)")
     if p.suffix.lower() not in OUTCOME_SUFFIXES | PICKLE_SUFFIXES:
-        raise DatasetError(f"{p}: expected an outcomes file (.jsonl, .csv or .parquet), got {p.suffix or 'no suffix'!r}")
+        raise DatasetError(
+            f"{p}: expected an outcomes file (.jsonl, .csv or .parquet), got {p.suffix or 'no suffix'!r}"
+        )
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows = []
         for number, line in enumerate(_read_text(p).split("\n"), 1):
@@ -647,12 +682,14 @@ def load_outcomes(
     agent_col = "agent" if "agent" in frame.columns else "model" if "model" in frame.columns else None
     if len(frame) == 0:
         raise DatasetError(f"{p}: no outcome rows; expected one row per query × agent (docs/outcomes.md)")
-    missing = [c for c in ("query", "score") if c not in frame.columns] + ([] if agent_col else ["agent or model"])
+    missing = [c for c in ("query", "score") if c not in frame.columns] + (
+        [] if agent_col else ["agent or model"]
+    )
     if missing:
         found = [str(c) for c in frame.columns]
         raise DatasetError(
             f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing} "
-            f"(the file's columns: {_cap(found, 160)}; docs/outcomes.md){_separator_hint(found)}"
+            f"(the file's columns: {_cap(found, 160)}; docs/outcomes.md){_rename_hint(found)}{_separator_hint(found)}"
         )
     frame = frame.reset_index(drop=True)
     for column in ("query", agent_col, "query_id"):
@@ -669,7 +706,9 @@ def load_outcomes(
     bad = frame["_score"].isna() | frame["_cost"].isna() | blank | (frame["_agent"] == "")
     dropped = int(bad.sum())
     if bad.all():
-        raise DatasetError(f"{p}: no row has a query, an agent, a score and a cost (row 1: {_missing_outcome(frame.iloc[0])})")
+        raise DatasetError(
+            f"{p}: no row has a query, an agent, a score and a cost (row 1: {_missing_outcome(frame.iloc[0])})"
+        )
     frame = frame[~bad].reset_index(drop=True)
     text = frame["query"].astype(str).str.strip()
     several = text.groupby(frame["_qid"], sort=False).nunique()
@@ -691,19 +730,26 @@ def load_outcomes(
             notes["scores"] = f"rescaled (min-max) from [{lo:g}, {hi:g}] to [0, 1]"
     notes.setdefault("scores", "as given")
     split_of = _outcome_splits(frame, test_fraction, seed, notes, require_test)
-    if not require_test and not len(_outcome_tables(frame, list(dict.fromkeys(frame["_agent"])), split_of)["test"]):
+    if not require_test and not len(
+        _outcome_tables(frame, list(dict.fromkeys(frame["_agent"])), split_of)["test"]
+    ):
         split_of = dict.fromkeys(split_of, "train")
         notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
     models = _outcome_models(frame, split_of, require_test, notes)
     tables = _outcome_tables(frame, models, split_of)
     incomplete = tables.pop("_incomplete")  # type: ignore[arg-type]
     if not len(tables["test"]) and require_test:
-        raise DatasetError(f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}")
+        raise DatasetError(
+            f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}{_per_call_ids_hint(frame)}"
+        )
+    _note_texts_on_both_sides(tables["train"], tables["test"], notes)
     notes["dropped_rows_without_outcome"] = dropped
     notes["repeated_rows_averaged"] = int(frame.duplicated(["_qid", "_agent"]).sum())
     notes["test_queries_dropped_incomplete"] = int(incomplete)  # type: ignore[call-overload]
     notes["train_cells_missing"] = int(np.isnan(tables["train"].scores).sum())
-    return RoutingDataset("outcomes", tables["train"], tables["test"], dropped + int(incomplete), notes, dict(prices or {}))  # type: ignore[call-overload]
+    return RoutingDataset(
+        "outcomes", tables["train"], tables["test"], dropped + int(incomplete), notes, dict(prices or {})
+    )
 
 
 def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> dict[str, Any]:
@@ -726,12 +772,19 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
             qids, scores, costs = [q for q, f in zip(qids, full, strict=True) if f], scores[full], costs[full]
         propensity = None  # logged by an exploring router (memory export): importance weights for train
         if split == "train" and "propensity" in part.columns:
-            prop = np.array(grouped["propensity"].mean().unstack("_agent").reindex(columns=models), dtype=float)
+            prop = np.array(
+                grouped["propensity"].mean().unstack("_agent").reindex(columns=models), dtype=float
+            )
             prop[(prop <= 0) | (prop > 1)] = np.nan
             propensity = prop if np.any(~np.isnan(prop)) else None
         responses = None
         if "response" in part.columns:
-            resp = part.groupby(["_qid", "_agent"], sort=False)["response"].first().unstack("_agent").reindex(columns=models)
+            resp = (
+                part.groupby(["_qid", "_agent"], sort=False)["response"]
+                .first()
+                .unstack("_agent")
+                .reindex(columns=models)
+            )
             responses = [["" if v is None or v != v else str(v) for v in resp.loc[q]] for q in qids]
         tasks = first["task"].reindex(qids).tolist() if "task" in first.columns else [None] * len(qids)
         tables[split] = OutcomeTable(
@@ -759,7 +812,9 @@ def _missing_outcome(row: Any) -> str:
     return "no cost_usd, and no tokens_in/tokens_out to price"
 
 
-def _outcome_models(frame: Any, split_of: dict[str, str], require_test: bool, notes: dict[str, Any]) -> list[str]:
+def _outcome_models(
+    frame: Any, split_of: dict[str, str], require_test: bool, notes: dict[str, Any]
+) -> list[str]:
     """The agents a dataset keeps: those with a train outcome (a router cannot learn the others,
     and would route to them blind) and, when the test split is replayed, a test outcome (a test
     query is kept only when every agent has one). Whatever is left out is named in
@@ -786,6 +841,20 @@ _BANDIT_HINT = (
     "(one agent per query) use `agentroute eval --from MEMORY_URL` (counterfactual estimates); "
     "`agentroute train --dataset` uses the train rows as they are"
 )
+
+
+def _per_call_ids_hint(frame: Any) -> str:
+    """Why a full-information log reads as one agent per query: its ``query_id`` names each call
+    (a request id), so the agents' rows of one query text never meet under one id."""
+    ids = frame.groupby(frame["query"].astype(str).str.strip(), sort=False)["_qid"].nunique()
+    several = ids[ids > 1]
+    if several.empty:
+        return ""
+    return (
+        f". {len(several)} query texts are logged under several query_ids (e.g. {_cap(several.index[0], 60)!r}: "
+        f"{int(several.iloc[0])} ids): if query_id names a call, not a query, drop the query_id column "
+        "(rows are then grouped by query text)"
+    )
 
 
 def _outcome_column(value: Any) -> str:
@@ -831,9 +900,54 @@ def _outcome_column_names(frame: Any, p: Path) -> Any:
             continue
         other = next((c for c, n in renamed.items() if n == name), None)
         if other is not None:
-            raise DatasetError(f"{p}: columns {str(other)!r} and {str(column)!r} both read as {name!r}; keep one")
+            raise DatasetError(
+                f"{p}: columns {str(other)!r} and {str(column)!r} both read as {name!r}; keep one"
+            )
         renamed[column] = name
     return frame.rename(columns=renamed)
+
+
+#: Names logs often give the format's columns (normalised as column names are read), by the name
+#: to give them: named in the error that refuses a file without the column, never read silently.
+_OTHER_NAMES = {
+    "query": (
+        "prompt",
+        "question",
+        "input",
+        "instruction",
+        "user_input",
+        "prompt_text",
+        "query_text",
+        "text",
+    ),
+    "score": (
+        "correct",
+        "is_correct",
+        "accuracy",
+        "acc",
+        "reward",
+        "success",
+        "passed",
+        "pass",
+        "grade",
+        "outcome",
+    ),
+    "model": ("model_name", "model_id", "llm", "engine", "deployment"),
+    "cost_usd": ("cost", "price", "total_cost", "cost_dollars", "usd", "spend", "dollars"),
+}
+
+
+def _rename_hint(columns: list[str]) -> str:
+    """What to rename a file's columns that read as another name of a missing format column."""
+    names = {re.sub(r"[\s\-]+", "_", c.strip()).lower(): c for c in columns}
+    pairs = []
+    for wanted, others in _OTHER_NAMES.items():
+        if wanted in names or (wanted == "model" and "agent" in names):
+            continue
+        other = next((o for o in others if o in names), None)
+        if other is not None:
+            pairs.append(f"{names[other]!r} to {wanted!r}")
+    return f"; rename {', '.join(pairs)} if that is what they hold" if pairs else ""
 
 
 def _separator_hint(columns: list[str]) -> str:
@@ -843,8 +957,10 @@ def _separator_hint(columns: list[str]) -> str:
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
         if sep in columns[0]:
             decimal = ", decimal=','" if sep == ";" else ""  # a semicolon export writes decimal commas
-            return (f". The header is separated by {name}: a CSV file is read with commas (a .tsv file with tabs); "
-                    f"convert it once, e.g. pandas.read_csv(path, sep={sep!r}{decimal}).to_csv(new_path, index=False)")
+            return (
+                f". The header is separated by {name}: a CSV file is read with commas (a .tsv file with tabs); "
+                f"convert it once, e.g. pandas.read_csv(path, sep={sep!r}{decimal}).to_csv(new_path, index=False)"
+            )
     return ""
 
 
@@ -868,7 +984,7 @@ def _numbers(frame: Any, column: str, p: Path, *, words: Mapping[str, float] | N
     other cell that is not a finite number is refused, naming the file, the row (data rows from 1)
     and the column, so that no figure is computed on silently dropped rows."""
     pd = require("pandas")
-    values = frame[column]
+    values = frame[column].astype(object)  # a nullable parquet column (boolean, Int64) takes 1.0/0.0 and nan
     text = values.astype(str).str.strip().str.lower()
     if words:
         values = values.where(~text.isin(list(words)), text.map(words))
@@ -881,7 +997,11 @@ def _numbers(frame: Any, column: str, p: Path, *, words: Mapping[str, float] | N
         return number.where(~missing)
     i = int(np.flatnonzero(bad.to_numpy())[0])
     value = frame[column].iloc[i]
-    said = f"{float(value)!r} is not a finite number" if isinstance(value, numbers.Real) else f"{value!r} is not a number"
+    said = (
+        f"{float(value)!r} is not a finite number"
+        if isinstance(value, numbers.Real)
+        else f"{value!r} is not a number"
+    )
     raise DatasetError(
         f"{p}: column {column!r} holds a cell that is not a finite number (row {i + 1}: {column} {said}); "
         f"{int(bad.sum())} such cell(s) in all.{_number_hint(str(value))} Leave a cell empty for a missing outcome"
@@ -892,7 +1012,9 @@ def _number_hint(value: str) -> str:
     """What a spreadsheet-formatted number needs to be read (decimal comma, currency, percent)."""
     text = value.strip()
     if re.fullmatch(r"[-+]?\d*,\d+", text):
-        return " A comma in a number (a decimal comma, 1,5, or a thousands separator, 1,000): write 1.5 or 1000."
+        return (
+            " A comma in a number (a decimal comma, 1,5, or a thousands separator, 1,000): write 1.5 or 1000."
+        )
     if text[:1] in "$€£¥" or text[-1:] in "$€£¥":
         return " Costs are plain numbers in USD: drop the currency sign."
     if text.endswith("%"):
@@ -902,7 +1024,11 @@ def _number_hint(value: str) -> str:
 
 def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, Any]) -> Any:
     pd = require("pandas")
-    cost = _numbers(frame, "cost_usd", p) if "cost_usd" in frame.columns else pd.Series(np.nan, index=frame.index)
+    cost = (
+        _numbers(frame, "cost_usd", p)
+        if "cost_usd" in frame.columns
+        else pd.Series(np.nan, index=frame.index)
+    )
     need = cost.isna()
     if need.any() and {"tokens_in", "tokens_out"} <= set(frame.columns):
         t_in = _numbers(frame, "tokens_in", p)
@@ -916,9 +1042,15 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
             p_in = pd.Series([prices[m][0] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
             p_out = pd.Series([prices[m][1] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
         cost = cost.where(~need, (t_in * p_in + t_out * p_out) / 1e6)
-        notes["cost"] = "cost_usd where given, else (tokens_in × input price + tokens_out × output price) / 1e6"
+        notes["cost"] = (
+            "cost_usd where given, else (tokens_in × input price + tokens_out × output price) / 1e6"
+        )
     elif "cost_usd" not in frame.columns:
-        raise DatasetError(f"{p}: no cost_usd column, and no tokens_in/tokens_out to price")
+        found = [str(c) for c in frame.columns if not str(c).startswith("_")]
+        raise DatasetError(
+            f"{p}: no cost_usd column, and no tokens_in/tokens_out to price (the file's columns: "
+            f"{_cap(found, 160)}; docs/outcomes.md){_rename_hint(found)}"
+        )
     else:
         notes["cost"] = "logged cost_usd"
     bad = bad_costs(cost.to_numpy())
@@ -936,17 +1068,24 @@ def _outcome_splits(
 ) -> dict[str, str]:
     """Each query's split: the ``split`` column's when it names train and test; every query in train
     when it names only train and no test split is needed (``agentroute train``); without the column,
-    a seeded random split by query. A column that names one split where both are needed is refused
-    (a drawn split would judge a router trained on every row on queries it saw)."""
+    a seeded random split by query text (the ids of one text — the same prompt logged twice — fall
+    on one side, so no test query is judged on a twin the router was trained on). A column that
+    names one split where both are needed is refused (a drawn split would judge a router trained on
+    every row on queries it saw)."""
     qids = list(dict.fromkeys(frame["_qid"]))
+    text_of = dict(zip(frame["_qid"], frame["query"].astype(str).str.strip(), strict=True))
     if "split" in frame.columns and frame["split"].notna().any():
         given: dict[str, str] = {}
         for q, s, text in zip(frame["_qid"], frame["split"], frame["query"], strict=True):
             if s is not None and s == s:
                 name = _SPLIT_NAMES.get(str(s).strip().lower())
                 if name is None:
-                    raise DatasetError(f"unknown split {s!r} for query {q!r}: expected train, test (validation/dev count as train)")
-                if given.setdefault(q, name) != name:  # its test rows would be trained on, or its train rows judged
+                    raise DatasetError(
+                        f"unknown split {s!r} for query {q!r}: expected train, test (validation/dev count as train)"
+                    )
+                if (
+                    given.setdefault(q, name) != name
+                ):  # its test rows would be trained on, or its train rows judged
                     raise DatasetError(
                         f"{notes['source']}: query {q!r} ({_cap(text, 60)!r}) has rows in both train and test in the "
                         "split column: a query belongs to one split; label all its rows alike"
@@ -962,10 +1101,30 @@ def _outcome_splits(
             f"{notes['source']}: the split column names only {only} queries: label some "
             f"{'test' if only == 'train' else 'train'} (or drop the column for a seeded split by query)"
         )
-    order = np.random.default_rng(seed).permutation(len(qids))
-    test = {qids[k] for k in order[: int(round(test_fraction * len(qids)))]}
+    texts = list(dict.fromkeys(text_of[q] for q in qids))  # one per query unless a text has several ids
+    order = np.random.default_rng(seed).permutation(len(texts))
+    test = {texts[k] for k in order[: int(round(test_fraction * len(texts)))]}
+    if require_test and not test:  # not bandit logs: too few queries for the fraction to hold one out
+        raise DatasetError(
+            f"{notes['source']}: {len(texts)} query text(s): a seeded split of test fraction {test_fraction:g} "
+            "holds out none. Evaluation needs test queries: log more queries, or add a split column "
+            "labelling some rows test"
+        )
     notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})"
-    return {q: "test" if q in test else "train" for q in qids}
+    return {q: "test" if text_of[q] in test else "train" for q in qids}
+
+
+def _note_texts_on_both_sides(train: OutcomeTable, test: OutcomeTable, notes: dict[str, Any]) -> None:
+    """Note the test queries whose text is also a train query's (under another id, in a ``split``
+    column's split): a router may recall their outcomes, so their figures flatter it."""
+    trained = {str(q).strip() for q in train.queries}
+    seen = [q for q in test.queries if str(q).strip() in trained]
+    if seen:
+        notes["test_queries_seen_in_train"] = (
+            f"{len(seen)} of {len(test)} test queries have the text of a train query (under another "
+            f"query_id; e.g. {_cap(seen[0], 60)!r}): a router can recall their outcomes, so its figures "
+            "flatter it; give each text one split in the split column"
+        )
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""A researcher's own logs, as they come: ``agentroute eval``/``train`` on an ``outcomes:`` file,
+run from a folder of her own (not the checkout), and the mess such files carry — nullable parquet
+columns, a prompt logged under several ids, renamed columns, too few queries, a folder or a
+spreadsheet given as the dataset."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from agentroute.eval.datasets import load_outcomes
+from tests.test_cli_first_hour import agentroute
+
+MODELS = ("small-model", "big-model")
+FAST = ("--routers", "cheapest,strongest", "--no-peers", "--boot", "0")
+
+
+def _rows(n: int, *, ids: str = "q{i}") -> list[dict[str, object]]:
+    """Two models on ``n`` queries: the small one right on even queries, the big one always."""
+    return [
+        {"query_id": ids.format(i=i), "query": f"question number {i}?", "model": m,
+         "score": 1 if m == "big-model" or i % 2 == 0 else 0, "cost_usd": 0.01 if m == "big-model" else 0.001}
+        for i in range(n) for m in MODELS
+    ]  # fmt: skip
+
+
+def _csv(path: Path, rows: list[dict[str, object]], **rename: str) -> Path:
+    with path.open("w", newline="") as fh:
+        names = [rename.get(k, k) for k in rows[0]]
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        writer.writerows([list(r.values()) for r in rows])
+    return path
+
+
+def _error(run) -> str:  # noqa: ANN001
+    """The one error line of a refused run (exit 2, no traceback)."""
+    assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+    return lines[0]
+
+
+def test_a_parquet_of_nullable_booleans_and_ints_is_read_with_its_empty_cells_missing(tmp_path: Path) -> None:
+    """Before: a ``boolean`` score column with a missing cell (what pandas writes for a nullable
+    pass/fail flag) stopped ``eval`` with a traceback (TypeError: Invalid value … for dtype 'boolean')."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame(_rows(40))
+    frame["score"] = frame["score"].astype("boolean")
+    frame.loc[[0, 5], "score"] = pd.NA
+    frame["tokens_out"] = pd.array([7] * len(frame), dtype="Int64")
+    frame.loc[3, "tokens_out"] = pd.NA
+    frame.to_parquet(tmp_path / "logs.parquet")
+    run = agentroute("eval", "--dataset", "outcomes:logs.parquet", *FAST, "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 rows without an outcome" in run.stdout, run.stdout
+    data = load_outcomes(tmp_path / "logs.parquet")
+    assert data.notes["dropped_rows_without_outcome"] == 2
+    scores = [v for t in (data.train, data.test) for v in t.scores.ravel().tolist() if v == v]
+    assert sorted(set(scores)) == [0.0, 1.0] and len(scores) == 78 - data.notes["test_queries_dropped_incomplete"]
+
+
+def test_a_prompt_logged_under_two_ids_is_held_out_whole_by_the_seeded_split(tmp_path: Path) -> None:
+    """The same traffic logged twice (each run its own ids): before, a text could be trained on
+    under one id and tested under the other (about half the test queries), so a router was
+    judged on queries whose outcomes it had memorised. Now each text falls on one side."""
+    rows = _rows(60, ids="run1-{i}") + _rows(60, ids="run2-{i}")
+    data = load_outcomes(_csv(tmp_path / "logs.csv", rows))
+    assert len(data.train) + len(data.test) == 120 and len(data.test) > 20
+    assert not set(data.test.queries) & set(data.train.queries)
+
+
+def test_a_split_column_that_puts_one_text_on_both_sides_is_warned_about(tmp_path: Path) -> None:
+    """With a ``split`` column the split is the user's: ``eval`` keeps it, and says how many test
+    queries' text is also a train query (under another id)."""
+    rows = [{**r, "split": "test" if i < 40 else "train"} for i, r in enumerate(_rows(20, ids="a{i}") + _rows(20, ids="b{i}"))]
+    run = agentroute("eval", "--dataset", "outcomes:logs.csv", *FAST, "--out", "out", cwd=_csv(tmp_path / "logs.csv", rows).parent)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "warning: 20 of 20 test queries have the text of a train query" in run.stdout, run.stdout
+
+
+def test_one_logged_query_is_refused_as_too_few_to_split_not_as_bandit_logs(tmp_path: Path) -> None:
+    """Before: 'no test query has every agent's outcome (0 incomplete): … for bandit logs use
+    --from MEMORY_URL' for a complete log of one query, which the seeded split put in train."""
+    _csv(tmp_path / "logs.csv", _rows(1))
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "1 query" in line and "split" in line and "bandit" not in line and "--from" not in line, line
+
+
+def test_renamed_columns_are_refused_naming_the_name_each_should_have(tmp_path: Path) -> None:
+    """Before: 'missing ['query', 'score', 'agent or model'] (the file's columns: …)' — and a
+    ``cost`` column: 'no cost_usd column, and no tokens_in/tokens_out to price', no columns named."""
+    _csv(tmp_path / "logs.csv", _rows(10), query="prompt", score="correct", model="model_name")
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "rename 'prompt' to 'query', 'correct' to 'score', 'model_name' to 'model'" in line, line
+    _csv(tmp_path / "costs.csv", _rows(10), cost_usd="Cost")
+    line = _error(agentroute("train", "knn", "--dataset", "outcomes:costs.csv", "--out", "knn", cwd=tmp_path))
+    assert "costs.csv" in line and "rename 'Cost' to 'cost_usd'" in line and "'query_id', 'query'" in line, line
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("logs", "logs: a folder, not an outcomes file: pass the file in it (outcomes:logs/FILE.csv"),
+        ("logs.xlsx", "logs.xlsx: an outcomes file is .csv, .tsv, .jsonl or .parquet (not .xlsx)"),
+    ],
+)
+def test_a_folder_or_a_spreadsheet_as_the_dataset_says_what_to_pass(tmp_path: Path, given: str, expected: str) -> None:
+    """Before: "unknown dataset 'logs'; known: dcrouter, outcomes, …" for a folder of logs or an Excel file."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs.xlsx").write_bytes(b"PK\x03\x04")
+    line = _error(agentroute("eval", "--dataset", given, *FAST, cwd=tmp_path))
+    assert expected in line, line
+
+
+def test_ids_given_per_call_are_named_when_no_test_query_is_complete(tmp_path: Path) -> None:
+    """A log whose ``query_id`` is a request id (one per row) reads as one agent per query; before,
+    the error pointed to counterfactual evaluation only, never at the ids."""
+    rows = [{**r, "query_id": f"req-{k}"} for k, r in enumerate(_rows(30))]
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=_csv(tmp_path / "logs.csv", rows).parent))
+    assert "30 query texts are logged under several query_ids" in line and "drop the query_id column" in line, line
