@@ -7,14 +7,19 @@ code 130 (128 + SIGINT), never a traceback; a command that turns SIGTERM into a 
 rich and its subcommands, before :func:`main` runs it) the line is ``interrupted``: importing this
 package as the command sets a SIGINT handler for that, since the console script imports it before
 :func:`main` can catch anything; :func:`main` hands Ctrl-C back to Python's ``KeyboardInterrupt``,
-which a command may handle to say more (``agentroute train``: what ``--out`` holds).
+which a command may handle to say more (``agentroute train``: what ``--out`` holds) — also one that
+lands in a ``__del__`` or weakref callback, where Python would swallow it: it is raised again in the
+main thread (:func:`start_command`).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
 
@@ -51,6 +56,8 @@ def exit_interrupted(message: str | None = None, signum: int | None = None) -> N
             from agentroute.training.stopping import stop_signal
 
             signum = stop_signal(stop)
+    global _exiting
+    _exiting = True
     if message is None:
         message = "terminated" if signum == getattr(signal, "SIGTERM", None) else "interrupted"
     sys.stderr.write(message + "\n")
@@ -79,16 +86,63 @@ def _quiet_swallowed_exit(unraisable: sys.UnraisableHookArgs) -> None:
     sys.__unraisablehook__(unraisable)
 
 
+#: Whether :func:`exit_interrupted` has begun: a stop swallowed after that is not delivered again.
+_exiting = False
+
+#: The unraisable hook :func:`start_command` found, for what is not a swallowed stop.
+_hook_before_command: Callable[[sys.UnraisableHookArgs], object] = sys.__unraisablehook__
+
+
+def _deliver_swallowed_stop(unraisable: sys.UnraisableHookArgs) -> None:
+    """The command's Ctrl-C (or SIGTERM stop) that landed where Python cannot raise it — a ``__del__``,
+    a weakref callback, which the garbage collector runs wherever it runs — is raised again, in the
+    main thread at its next instruction, quietly: swallowed, the command ran on (a million-epoch fit
+    did not stop). Anything else goes to the hook that was there before."""
+    stop = unraisable.exc_value
+    if not isinstance(stop, KeyboardInterrupt):
+        _hook_before_command(unraisable)
+        return
+    if _exiting:  # a second Ctrl-C while the command says why it stopped: it is stopping already
+        return
+    stopping = sys.modules.get("agentroute.training.stopping")  # (no import here: this may run inside one)
+    signum = (
+        int(signal.SIGINT) if stopping is None else stopping.stop_signal(stop)
+    )  # a Terminated imported it
+    if threading.current_thread() is threading.main_thread():
+        before = signal.getsignal(signum)  # (a SIGTERM stop's handler ignores SIGTERM from its first)
+
+        def again(_signum: int, _frame: FrameType | None) -> NoReturn:
+            signal.signal(signum, before)
+            raise stop
+
+        signal.signal(signum, again)
+    # from another thread: called here, in the main thread, the handler would run (and raise) at once,
+    # inside this hook, where its exception is swallowed too
+    _thread.start_new_thread(_thread.interrupt_main, (signal.Signals(signum),))
+
+
 def start_command() -> None:
-    """From here a Ctrl-C is a ``KeyboardInterrupt`` again, for the command to handle (:func:`main`);
-    a Ctrl-C of the start-up whose exit was swallowed ends the process now (its line already said)."""
+    """From here a Ctrl-C is a ``KeyboardInterrupt`` again, for the command to handle (:func:`main`),
+    even one swallowed where Python cannot raise it (:func:`_deliver_swallowed_stop`, until
+    :func:`end_command`); a Ctrl-C of the start-up whose exit was swallowed ends the process now (its
+    line already said)."""
+    global _hook_before_command, _exiting
+    _exiting = False
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if sys.unraisablehook is _quiet_swallowed_exit:
-        sys.unraisablehook = sys.__unraisablehook__
+    if sys.unraisablehook is not _deliver_swallowed_stop:
+        hook = sys.unraisablehook
+        _hook_before_command = sys.__unraisablehook__ if hook is _quiet_swallowed_exit else hook
+        sys.unraisablehook = _deliver_swallowed_stop
     if _stopped_while_starting is not None:
         forget_caught_interrupt()
         raise SystemExit(stopped_exit_code(_stopped_while_starting))
+
+
+def end_command() -> None:
+    """The command has ended: the unraisable hook is the one :func:`start_command` found."""
+    if sys.unraisablehook is _deliver_swallowed_stop:
+        sys.unraisablehook = _hook_before_command
 
 
 def _is_the_command() -> bool:
@@ -96,7 +150,11 @@ def _is_the_command() -> bool:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None:
         return bool(spec.name == "agentroute.__main__")
-    return os.path.basename(sys.argv[0] if sys.argv else "") in ("agentroute", "agentroute.exe", "agentroute-script.py")
+    return os.path.basename(sys.argv[0] if sys.argv else "") in (
+        "agentroute",
+        "agentroute.exe",
+        "agentroute-script.py",
+    )
 
 
 # a program importing the package keeps its KeyboardInterrupt; a Ctrl-C ignored (nohup) stays ignored

@@ -515,7 +515,7 @@ def main() -> None:
     """The ``agentroute`` command: a missing optional package anywhere is one line naming the
     ``pip install`` command, exit code 2 (never a traceback); a Ctrl-C anywhere is one line and
     exit code 130 (:func:`agentroute.cli.exit_interrupted`)."""
-    from agentroute.cli import exit_interrupted, forget_caught_interrupt, start_command
+    from agentroute.cli import end_command, exit_interrupted, forget_caught_interrupt, start_command
 
     # when the interpreter ends (never inside a notebook's kernel that called this): its last full
     # collection walked every object torch, transformers and LiteLLM made, to free what the exit frees
@@ -532,6 +532,7 @@ def main() -> None:
             exit_interrupted()
         raise
     finally:
+        end_command()
         forget_caught_interrupt()  # a Ctrl-C the command handled: its exit code, not death by SIGINT
 
 
