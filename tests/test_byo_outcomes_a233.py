@@ -123,3 +123,38 @@ def test_ids_given_per_call_are_named_when_no_test_query_is_complete(tmp_path: P
     rows = [{**r, "query_id": f"req-{k}"} for k, r in enumerate(_rows(30))]
     line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=_csv(tmp_path / "logs.csv", rows).parent))
     assert "30 query texts are logged under several query_ids" in line and "drop the query_id column" in line, line
+
+
+@pytest.mark.parametrize("spec", ["logs.csv", "outcomes:logs.csv"])
+def test_train_on_a_bare_logs_file_takes_bandit_logs_as_outcomes_does(tmp_path: Path, spec: str) -> None:
+    """docs/outcomes.md: a bare ``.csv`` file is ``outcomes:`` and ``train`` fits bandit logs (one
+    agent per query) as they are. Before: ``train knn --dataset logs.csv`` refused them ('no test
+    query has every agent's outcome … `agentroute train --dataset` uses the train rows as they
+    are'), while ``outcomes:logs.csv`` trained."""
+    rows = [r for i, r in enumerate(_rows(30)) if i % 2 == (i // 2) % 2]  # one model per query
+    _csv(tmp_path / "logs.csv", rows)
+    run = agentroute("train", "per-task", "--dataset", spec, "--out", "r", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "30 train queries × 2 models" in run.stdout, run.stdout
+
+
+def test_train_says_how_many_rows_it_dropped_or_averaged(tmp_path: Path) -> None:
+    """Before: ``train`` dropped rows with an empty score and averaged repeated rows without a word
+    (``eval`` said both)."""
+    rows = _rows(30)
+    rows[0]["score"] = ""
+    rows[3]["score"] = "N/A"
+    _csv(tmp_path / "logs.csv", [*rows, rows[5]])
+    run = agentroute("train", "per-task", "--dataset", "logs.csv", "--out", "r", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = " ".join(run.stdout.split())
+    assert "2 rows without a query, agent, score or cost dropped" in out, out
+    assert "1 repeated (query, agent) rows averaged" in out, out
+
+
+def test_a_split_column_of_other_labels_names_the_file_and_its_labels(tmp_path: Path) -> None:
+    """Before: "unknown split 'B' for query 'q1': expected train, test" — no file, no other labels."""
+    rows = [{**r, "split": "A" if i % 4 < 2 else "B"} for i, r in enumerate(_rows(10))]
+    _csv(tmp_path / "logs.csv", rows)
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "logs.csv: column 'split' holds ['A', 'B']" in line and "rename the column" in line, line

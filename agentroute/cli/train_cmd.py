@@ -139,13 +139,13 @@ def training_data(
             trajectories = [trajectories[i] for i in order]
         subset = f" (seeded subset of {total})" if len(trajectories) < total else ""
         return trajectories, f"{len(trajectories)} trajectories{subset} from {memory_url}"
-    from agentroute.eval.datasets import load_dataset
+    from agentroute.eval.datasets import dataset_kind, load_dataset, row_notes
 
     options = (
-        {"require_test": False} if str(dataset).startswith("outcomes:") else {}
-    )  # bandit logs train as they are
+        {"require_test": False} if dataset_kind(str(dataset)) == "outcomes" else {}
+    )  # bandit logs train as they are (a bare logs.csv too)
     data = load_dataset(dataset, limit=limit, sample=sample, seed=seed, **options)  # type: ignore[arg-type]
-    notes = [
+    notes = row_notes(data.notes) + [
         str(data.notes[k])
         for k in ("scores", "subset", "models_dropped")
         if k in data.notes and data.notes[k] != "as given"

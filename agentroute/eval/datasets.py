@@ -226,6 +226,29 @@ def load_dataset(
     return _load(spec, seed=seed, limit=limit, sample=sample, **options)
 
 
+def dataset_kind(spec: str) -> str:
+    """The kind a dataset spec loads as: its ``KIND:`` prefix, ``outcomes`` for a bare
+    ``.csv``/``.jsonl``/``.parquet`` file (``logs.csv`` is ``outcomes:logs.csv``), else the spec's
+    first part (an unknown kind, which :func:`load_dataset` refuses)."""
+    kind = spec.partition(":")[0]
+    return "outcomes" if kind not in _LOADERS and Path(spec).suffix.lower() in OUTCOME_SUFFIXES else kind
+
+
+def row_notes(notes: Mapping[str, Any]) -> list[str]:
+    """What an outcomes file's loading did to its rows, in words (none for a clean file): rows
+    dropped for lacking an outcome (never scored 0) and repeated (query, agent) rows averaged."""
+    said = []
+    if notes.get("dropped_rows_without_outcome"):
+        said.append(
+            f"{notes['dropped_rows_without_outcome']} rows without a query, agent, score or cost dropped"
+        )
+    if notes.get("repeated_rows_averaged"):
+        said.append(
+            f"{notes['repeated_rows_averaged']} repeated (query, agent) rows averaged into one outcome each"
+        )
+    return said
+
+
 def subsample(
     data: RoutingDataset, *, limit: int | None = None, sample: float | None = None, seed: int = 0
 ) -> RoutingDataset:
@@ -286,7 +309,7 @@ def _load(
     """The loader of ``spec`` with ``options``, then :func:`subsample` (a loader taking ``limit``
     subsamples itself, before its costly parsing)."""
     kind, _, path = spec.partition(":")
-    if kind not in _LOADERS and Path(spec).suffix.lower() in OUTCOME_SUFFIXES:
+    if dataset_kind(spec) != kind:
         kind, path = "outcomes", spec  # a bare file: the user's own logs
     if kind not in _LOADERS:
         _check_not_a_file(spec)
@@ -1080,8 +1103,12 @@ def _outcome_splits(
             if s is not None and s == s:
                 name = _SPLIT_NAMES.get(str(s).strip().lower())
                 if name is None:
+                    values = {str(v) for v in frame["split"].dropna()}
+                    unknown = sorted(v for v in values if v.strip().lower() not in _SPLIT_NAMES)
                     raise DatasetError(
-                        f"unknown split {s!r} for query {q!r}: expected train, test (validation/dev count as train)"
+                        f"{notes['source']}: column 'split' holds {_cap(unknown, 80)} (query {q!r}): expected train "
+                        "or test (validation/dev count as train); relabel them, or rename the column if it is "
+                        "not a train/test split"
                     )
                 if (
                     given.setdefault(q, name) != name
