@@ -1137,7 +1137,7 @@ def _outcome_splits(
             "holds out none. Evaluation needs test queries: log more queries, or add a split column "
             "labelling some rows test"
         )
-    notes["split"] = f"seeded random split by query (seed {seed}, test fraction {test_fraction})"
+    notes["split"] = f"seeded random split by query text (seed {seed}, test fraction {test_fraction})"
     return {q: "test" if text_of[q] in test else "train" for q in qids}
 
 
