@@ -64,6 +64,27 @@ def test_a_parquet_of_nullable_booleans_and_ints_is_read_with_its_empty_cells_mi
     assert sorted(set(scores)) == [0.0, 1.0] and len(scores) == 78 - data.notes["test_queries_dropped_incomplete"]
 
 
+def test_a_parquet_of_nullable_strings_and_ids_with_missing_cells_is_read(tmp_path: Path) -> None:
+    """Before: a ``string`` split, task or response column, or an ``Int64`` query_id, with a missing
+    cell stopped ``eval`` with a traceback (TypeError: boolean value of NA is ambiguous)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame(_rows(40))
+    frame["query_id"] = pd.array(range(len(frame)), dtype="Int64") // 2
+    frame.loc[[2, 9], "query_id"] = pd.NA  # rows 2 and 9 take the id their query text has
+    text = pd.StringDtype("python")
+    frame["split"] = pd.array(["test" if i < 24 else "train" for i in range(len(frame))], dtype=text)
+    frame.loc[[0, 1], "split"] = pd.NA  # a query without a label: train
+    frame["task"] = pd.array(["qa"] * len(frame), dtype=text)
+    frame.loc[4, "task"] = pd.NA
+    frame["response"] = pd.array(["an answer"] * len(frame), dtype=text)
+    frame.loc[6, "response"] = pd.NA
+    frame.to_parquet(tmp_path / "logs.parquet")
+    run = agentroute("eval", "--dataset", "logs.parquet", *FAST, "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "outcomes: 29 train / 11 test queries, 0 rows without an outcome" in run.stdout, run.stdout
+
+
 def test_a_prompt_logged_under_two_ids_is_held_out_whole_by_the_seeded_split(tmp_path: Path) -> None:
     """The same traffic logged twice (each run its own ids): before, a text could be trained on
     under one id and tested under the other (about half the test queries), so a router was
@@ -158,3 +179,27 @@ def test_a_split_column_of_other_labels_names_the_file_and_its_labels(tmp_path: 
     _csv(tmp_path / "logs.csv", rows)
     line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
     assert "logs.csv: column 'split' holds ['A', 'B']" in line and "rename the column" in line, line
+
+
+def test_pass_fail_scores_are_read_as_one_and_zero(tmp_path: Path) -> None:
+    """A grader's verdicts (``pass``/``fail``, ``correct``/``incorrect``, any case) read as 1 and 0,
+    like ``yes``/``no``. Before: refused ('score 'pass' is not a number')."""
+    words = {1: "PASS", 0: "fail"}
+    rows = [{**r, "score": words[int(r["score"])] if i % 3 else ("correct" if r["score"] else "Incorrect")} for i, r in enumerate(_rows(30))]  # type: ignore[call-overload]
+    plain = load_outcomes(_csv(tmp_path / "plain.csv", _rows(30)))
+    run = agentroute("eval", "--dataset", "logs.csv", *FAST, "--out", "out", cwd=_csv(tmp_path / "logs.csv", rows).parent)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert load_outcomes(tmp_path / "logs.csv").test.scores.tolist() == plain.test.scores.tolist()
+
+
+def test_one_model_spelt_two_ways_is_named(tmp_path: Path) -> None:
+    """``Big-Model`` on some rows and ``big-model`` on others are two agents, each with half the
+    queries; before, ``eval`` dropped the test queries (as incomplete) and ``train`` fitted three
+    columns without a word."""
+    rows = [{**r, "model": "Big-Model"} if r["model"] == "big-model" and i % 4 == 1 else r for i, r in enumerate(_rows(40))]
+    _csv(tmp_path / "logs.csv", rows)
+    run = agentroute("train", "per-task", "--dataset", "logs.csv", "--out", "r", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "1 agent(s) spelt several ways, each read as its own agent: 'Big-Model' vs 'big-model'" in " ".join(run.stdout.split()), run.stdout
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "'Big-Model' vs 'big-model'" in line, line

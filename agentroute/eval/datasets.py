@@ -246,6 +246,8 @@ def row_notes(notes: Mapping[str, Any]) -> list[str]:
         said.append(
             f"{notes['repeated_rows_averaged']} repeated (query, agent) rows averaged into one outcome each"
         )
+    if notes.get("agent_spellings"):
+        said.append(f"warning: {notes['agent_spellings']}")
     return said
 
 
@@ -661,8 +663,8 @@ def load_outcomes(
     ``task``, ``split`` (train/test; validation and dev count as train), ``response``. Column
     names ignore case and blanks (``Cost USD`` is ``cost_usd``); a CSV file is separated by commas
     (``.tsv``: tabs). Repeated (query, agent) rows are averaged (``notes["repeated_rows_averaged"]``).
-    Empty cells are missing (never 0); a score may be ``yes``/``no``/``true``/``false``; any other
-    cell that is not a number (``1,5``, ``$0.01``) is refused, naming the file, row and column.
+    Empty cells are missing (never 0); a score may be ``yes``/``no``, ``true``/``false``,
+    ``pass``/``fail``, ``correct``/``incorrect``; any other cell that is not a number (``1,5``, ``$0.01``) is refused, naming the file, row and column.
 
     Train keeps missing cells (bandit logs: one agent per query, learnable from); test keeps only
     queries with every agent's outcome, since replaying another router's choice needs it — a log
@@ -700,7 +702,7 @@ def load_outcomes(
         frame = pd.DataFrame(rows)
     else:
         frame = _read_table_file(p)
-    frame = _outcome_column_names(frame, p)
+    frame = _outcome_column_names(_plain_cells(frame), p)
     notes: dict[str, Any] = {"format": "outcomes", "source": str(p)}
     agent_col = "agent" if "agent" in frame.columns else "model" if "model" in frame.columns else None
     if len(frame) == 0:
@@ -758,12 +760,14 @@ def load_outcomes(
     ):
         split_of = dict.fromkeys(split_of, "train")
         notes["split"] = "all train: no test query has every agent's outcome (bandit logs)"
+    _note_agent_spellings(list(dict.fromkeys(frame["_agent"])), notes)
     models = _outcome_models(frame, split_of, require_test, notes)
     tables = _outcome_tables(frame, models, split_of)
     incomplete = tables.pop("_incomplete")  # type: ignore[arg-type]
     if not len(tables["test"]) and require_test:
         raise DatasetError(
-            f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}{_per_call_ids_hint(frame)}"
+            f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}"
+            f"{_per_call_ids_hint(frame)}{'. ' + notes['agent_spellings'] if 'agent_spellings' in notes else ''}"
         )
     _note_texts_on_both_sides(tables["train"], tables["test"], notes)
     notes["dropped_rows_without_outcome"] = dropped
@@ -866,6 +870,21 @@ _BANDIT_HINT = (
 )
 
 
+def _note_agent_spellings(agents: list[str], notes: dict[str, Any]) -> None:
+    """Note agents whose names differ only in case or blanks (``GPT-4o``, ``gpt-4o``): they are
+    read as different agents, each with part of one model's rows (``notes["agent_spellings"]``)."""
+    spelt: dict[str, list[str]] = {}
+    for agent in agents:
+        spelt.setdefault(re.sub(r"\s+", "", agent).lower(), []).append(agent)
+    twins = [names for names in spelt.values() if len(names) > 1]
+    if twins:
+        notes["agent_spellings"] = (
+            f"{len(twins)} agent(s) spelt several ways, each read as its own agent: "
+            + "; ".join(" vs ".join(repr(n) for n in names) for names in twins[:3])
+            + ". If they are one model, write its name one way in the file"
+        )
+
+
 def _per_call_ids_hint(frame: Any) -> str:
     """Why a full-information log reads as one agent per query: its ``query_id`` names each call
     (a request id), so the agents' rows of one query text never meet under one id."""
@@ -895,8 +914,9 @@ OUTCOME_COLUMNS = ("query", "query_id", "agent", "model", "score", "cost_usd", "
                    "input_price", "output_price", "task", "split", "response", "propensity")  # fmt: skip
 #: The two names of the column that says who answered (``agent`` is read when both are there).
 _SAME_ROLE = {"agent": "model", "model": "agent"}
-#: Score cells written as words (spreadsheet and pandas booleans, graders' yes/no), as 1 or 0.
-_SCORE_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
+#: Score cells written as words (spreadsheet and pandas booleans, graders' yes/no, pass/fail), as 1 or 0.
+_SCORE_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "pass": 1.0, "fail": 0.0, "passed": 1.0,
+                "failed": 0.0, "correct": 1.0, "incorrect": 0.0}  # fmt: skip
 #: Text cells that mean "no value" (pandas writes ``nan``, spreadsheets ``N/A``): a missing outcome.
 _MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
@@ -971,6 +991,17 @@ def _rename_hint(columns: list[str]) -> str:
         if other is not None:
             pairs.append(f"{names[other]!r} to {wanted!r}")
     return f"; rename {', '.join(pairs)} if that is what they hold" if pairs else ""
+
+
+def _plain_cells(frame: Any) -> Any:
+    """The frame with its pandas extension columns (a parquet's nullable ``string``, ``Int64``,
+    ``boolean``, ``category``) as plain objects, a missing cell as ``None``: pandas' ``NA`` has no
+    truth value, so the checks that read cells one by one would stop on it with a TypeError."""
+    for column in frame.columns:
+        values = frame[column]
+        if not isinstance(values.dtype, np.dtype):
+            frame[column] = values.astype(object).where(values.notna(), None)
+    return frame
 
 
 def _separator_hint(columns: list[str]) -> str:
