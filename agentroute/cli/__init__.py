@@ -104,10 +104,9 @@ def _deliver_swallowed_stop(unraisable: sys.UnraisableHookArgs) -> None:
         return
     if _exiting:  # a second Ctrl-C while the command says why it stopped: it is stopping already
         return
-    stopping = sys.modules.get("agentroute.training.stopping")  # (no import here: this may run inside one)
-    signum = (
-        int(signal.SIGINT) if stopping is None else stopping.stop_signal(stop)
-    )  # a Terminated imported it
+    # no import here (this may run inside one): a Terminated stop was raised by that module
+    stopping = sys.modules.get("agentroute.training.stopping")
+    signum = int(signal.SIGINT) if stopping is None else stopping.stop_signal(stop)
     if threading.current_thread() is threading.main_thread():
         before = signal.getsignal(signum)  # (a SIGTERM stop's handler ignores SIGTERM from its first)
 
