@@ -261,15 +261,21 @@ class ExecuteAction:
         return True
 
 
+#: Seconds the start of an episode whose kept browser died waits to learn whether a stop (Ctrl-C,
+#: SIGTERM, a cancel) killed it: the signal reaches the browser and the program's handler together,
+#: and the handler may run a moment after the browser's command failed.
+STOP_GRACE_S = 1.0
+
+
 def _start(session: MiniWoBSession, seed: int) -> Page:
     """The first page of an episode. A browser kept from an earlier episode that died in between
     (killed, crashed while a model was thinking) is replaced by a fresh one once, instead of failing
-    an episode that never started."""
+    an episode that never started. One that a stop killed is not: the stop's cancel ends the episode."""
     kept = session.running
     try:
         return session.open().reset(seed)
     except BrowserCrashedError as exc:
-        if not kept:
+        if not kept or session.stopped(within_s=STOP_GRACE_S):
             raise
         log.warning("the browser of %r was lost (%s); starting a fresh one", session.task, exc)
         return session.open().reset(seed)

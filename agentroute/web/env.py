@@ -734,6 +734,20 @@ class MiniWoBSession:
                 self.abandon()
             raise
 
+    def stopped(self, within_s: float = 0.0) -> bool:
+        """Whether a stop, not a fault, is ending this session's browser: Ctrl-C or SIGTERM reached
+        the program (:func:`note_stop_signal`), its :meth:`starting` under way was cancelled, or it
+        was shut down. Waits up to ``within_s`` for one: a signal kills the browser at once, and the
+        program's handler notes it a moment later."""
+        deadline = time.monotonic() + within_s
+        while True:
+            cancelled = self._cancelled
+            if _SIGNALLED or self._shut or (cancelled is not None and cancelled.is_set()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
     @property
     def running(self) -> bool:
         """Whether a browser was started and not lost since (it may still have died unnoticed)."""
