@@ -203,3 +203,27 @@ def test_one_model_spelt_two_ways_is_named(tmp_path: Path) -> None:
     assert "1 agent(s) spelt several ways, each read as its own agent: 'Big-Model' vs 'big-model'" in " ".join(run.stdout.split()), run.stdout
     line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
     assert "'Big-Model' vs 'big-model'" in line, line
+
+
+def test_a_json_array_of_rows_is_read_and_an_object_of_columns_is_refused_saying_how_to_write_rows(tmp_path: Path) -> None:
+    """``json.dump(rows, f)`` writes one array; ``DataFrame.to_json()`` an object of columns. Before:
+    'line 1: expected a JSON object per line' and 'row 1, column 'query': a nested JSON value …
+    Flatten it first', neither saying how to write the file."""
+    import json
+
+    (tmp_path / "logs.json").write_text(json.dumps(_rows(30), indent=2))
+    run = agentroute("eval", "--dataset", "logs.json", *FAST, "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "outcomes: 21 train / 9 test queries" in run.stdout, run.stdout
+    columns = {k: {str(i): r[k] for i, r in enumerate(_rows(30))} for k in _rows(1)[0]}
+    (tmp_path / "columns.json").write_text(json.dumps(columns))
+    line = _error(agentroute("eval", "--dataset", "columns.json", *FAST, cwd=tmp_path))
+    assert "columns.json: one JSON object of columns" in line and "orient='records', lines=True" in line, line
+
+
+def test_a_utf16_export_is_refused_as_utf16_not_as_binary(tmp_path: Path) -> None:
+    """Excel's 'Unicode Text' and PowerShell write UTF-16. Before: 'a binary file, not CSV text'."""
+    text = _csv(tmp_path / "utf8.csv", _rows(10)).read_text()
+    (tmp_path / "logs.csv").write_bytes(text.encode("utf-16"))
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "logs.csv: UTF-16 text; save it as UTF-8" in line, line

@@ -692,14 +692,7 @@ def load_outcomes(
             f"{p}: expected an outcomes file (.jsonl, .csv or .parquet), got {p.suffix or 'no suffix'!r}"
         )
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        rows = []
-        for number, line in enumerate(_read_text(p).split("\n"), 1):
-            if line.strip():
-                row = _parse_json(line, f"{p} line {number}")
-                if not isinstance(row, dict):
-                    raise DatasetError(f"{p} line {number}: expected a JSON object per line")
-                rows.append(row)
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(_json_rows(p))
     else:
         frame = _read_table_file(p)
     frame = _outcome_column_names(_plain_cells(frame), p)
@@ -777,6 +770,34 @@ def load_outcomes(
     return RoutingDataset(
         "outcomes", tables["train"], tables["test"], dropped + int(incomplete), notes, dict(prices or {})
     )
+
+
+def _json_rows(p: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON outcomes file: one object per line (JSONL), or one array of objects (what
+    ``json.dump(rows)`` and ``DataFrame.to_json(orient="records")`` write). An object of columns
+    (``to_json``'s default) is refused saying how to write rows."""
+    text = _read_text(p)
+    if text.lstrip().startswith("["):
+        rows = _parse_json(text, str(p))
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise DatasetError(
+                f"{p}: item {bad + 1} of the JSON array is not an object; expected one object per row"
+            )
+        return rows  # type: ignore[no-any-return]
+    rows = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            row = _parse_json(line, f"{p} line {number}")
+            if not isinstance(row, dict):
+                raise DatasetError(f"{p} line {number}: expected a JSON object per line")
+            rows.append(row)
+    if len(rows) == 1 and rows[0] and all(isinstance(v, dict) for v in rows[0].values()):
+        raise DatasetError(
+            f"{p}: one JSON object of columns ({_cap(list(rows[0]), 80)}), not rows; write one object per row, "
+            "e.g. DataFrame.to_json(path, orient='records', lines=True)"
+        )
+    return rows
 
 
 def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> dict[str, Any]:
@@ -1265,6 +1286,7 @@ def _read_csv(p: Path) -> Any:
     pd = require("pandas")
     with p.open("rb") as fh:
         head = fh.read(4096)
+    _check_not_utf16(p, head)
     if b"\0" in head or head.startswith(_PICKLE_MAGIC):
         raise DatasetError(f"{p}: a binary file, not CSV text")
     try:
@@ -1275,11 +1297,22 @@ def _read_csv(p: Path) -> Any:
         raise DatasetError(f"{p}: not a readable CSV file ({type(exc).__name__}: {_cap(exc)})") from None
 
 
+def _check_not_utf16(p: Path, head: bytes) -> None:
+    """Refuse UTF-16 text (Excel's "Unicode Text", PowerShell's default) saying so, rather than
+    calling it binary."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DatasetError(
+            f"{p}: UTF-16 text; save it as UTF-8 (Excel: CSV UTF-8), e.g. "
+            f"pathlib.Path(path).write_text(pathlib.Path(path).read_text('utf-16'), 'utf-8')"
+        )
+
+
 def _read_text(p: Path) -> str:
     """A UTF-8 text file (a leading BOM dropped), or a :class:`DatasetError` naming it."""
     if not p.is_file():
         raise DatasetError(f"{p}: not a file")
     raw = p.read_bytes()
+    _check_not_utf16(p, raw[:4])
     if b"\0" in raw[:4096]:
         raise DatasetError(f"{p}: a binary file, not text")
     try:
