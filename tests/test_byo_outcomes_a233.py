@@ -227,3 +227,14 @@ def test_a_utf16_export_is_refused_as_utf16_not_as_binary(tmp_path: Path) -> Non
     (tmp_path / "logs.csv").write_bytes(text.encode("utf-16"))
     line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
     assert "logs.csv: UTF-16 text; save it as UTF-8" in line, line
+
+
+def test_models_of_one_cost_are_warned_about(tmp_path: Path) -> None:
+    """Local models logged at cost 0 leave no cost to trade: every router's AIQ is its accuracy at
+    that cost, and the zero router's is the best model's. Before: figures without a word."""
+    _csv(tmp_path / "logs.csv", [{**r, "cost_usd": 0} for r in _rows(40)])
+    run = agentroute("eval", "--dataset", "logs.csv", *FAST, "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "warning: every model costs the same on the test split ($0.000000/query)" in run.stdout, run.stdout
+    run = agentroute("eval", "--dataset", "outcomes:" + str(_csv(tmp_path / "priced.csv", _rows(40))), *FAST, "--out", "out2", cwd=tmp_path)
+    assert run.returncode == 0 and "costs the same" not in run.stdout, run.stdout

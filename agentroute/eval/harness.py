@@ -123,7 +123,9 @@ def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if not eq or not key:
             own = f"; {OWN_ROUTERS}" if pair.strip().isidentifier() and pair.strip()[:1].isupper() else ""
             raise ConfigurationError(f"router spec {spec!r}: expected name:key=value (got {pair!r}){own}")
-        params[key.strip()] = load_untrusted_yaml(value, f"router spec {spec!r}")[1]  # as pool files: 1e-3 a float
+        params[key.strip()] = load_untrusted_yaml(value, f"router spec {spec!r}")[
+            1
+        ]  # as pool files: 1e-3 a float
     return name, params
 
 
@@ -357,7 +359,11 @@ def evaluate(
     _check_complete(test)
     routers = _spec_list(routers)
     peer_names = list(PEERS) if peers is True else _spec_list(peers or [])
-    present = {r.name if isinstance(r, Router) else r.strip() for r in routers if _as_peer(r, peer_names) or isinstance(r, str)}
+    present = {
+        r.name if isinstance(r, Router) else r.strip()
+        for r in routers
+        if _as_peer(r, peer_names) or isinstance(r, str)
+    }
     routers += [p for p in peer_names if p not in present]  # a peer with other params is not the peer
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
         if not isinstance(spec, Router) and saved_router_dir(spec) is None:  # a directory: a trained router
@@ -386,6 +392,12 @@ def evaluate(
     )
     if len(test.models) == 2:
         _note_a_gap_within_noise(result, test)
+    costs = [c for c, _ in singles]
+    if max(costs) - min(costs) <= 1e-12 * max(1.0, max(costs)):  # free local models, or one flat price
+        result.notes["one_cost"] = (
+            f"every model costs the same on the test split (${max(costs):.6f}/query): no cost to trade, so "
+            "AIQ is each router's accuracy there; compare max acc (or log each model's cost_usd)"
+        )
     if len(test) < MIN_TEST_QUERIES:
         result.notes["few_test_queries"] = (
             f"only {len(test)} test queries: one more or less moves AIQ by {1 / len(test):.2g}; "
@@ -402,14 +414,20 @@ def evaluate(
                     name = _tuned_name(spec)  # a peer's class tuned otherwise: named as its spec would be
                 name = _unique(name, names)
                 if _as_peer(spec, peer_names):
-                    peer_rows.append((peer_names.index(spec.strip() if isinstance(spec, str) else spec.name), name))
+                    peer_rows.append(
+                        (peer_names.index(spec.strip() if isinstance(spec, str) else spec.name), name)
+                    )
             except Exception as exc:  # bad parameters: reported like a failed fit
                 name = _unique(spec if isinstance(spec, str) else spec.name, names)
                 res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
                 runs = [res]
             else:
                 trained = isinstance(spec, str) and Path(spec).is_dir()  # saved by `train`: as trained
-                runs = [_run_router(name, router, dataset, ctxs, singles, o_acc, result, "serve", refit=not trained)]
+                runs = [
+                    _run_router(
+                        name, router, dataset, ctxs, singles, o_acc, result, "serve", refit=not trained
+                    )
+                ]
                 if explore and router.explores and runs[0].error is None:
                     runs.append(
                         _run_router(f"{name} [explore]", router, dataset, ctxs, singles, o_acc, result,
@@ -420,7 +438,9 @@ def evaluate(
                 if on_router is not None:
                     on_router(res)
         ran = {r.name for r in result.routers if r.error is None}
-        result.peers = [p for _, p in sorted(peer_rows, key=lambda row: row[0]) if p in ran]  # the peers' order
+        result.peers = [
+            p for _, p in sorted(peer_rows, key=lambda row: row[0]) if p in ran
+        ]  # the peers' order
         add_intervals(result, test, n_boot=n_boot, level=level, seed=seed, interval=interval)
     finally:
         _SHOW[0] = None
@@ -447,7 +467,11 @@ def _tuned_name(router: Router) -> str:
         defaults = type(router)().get_params()
     except Exception:  # a required option: no defaults to compare with
         return router.name
-    changed = [f"{k}={v}" for k, v in router.get_params().items() if defaults.get(k) != v and isinstance(v, int | float | str)]
+    changed = [
+        f"{k}={v}"
+        for k, v in router.get_params().items()
+        if defaults.get(k) != v and isinstance(v, int | float | str)
+    ]
     return ":".join([router.name, *changed])
 
 
@@ -472,7 +496,12 @@ def _spec_list(specs: str | Router | Sequence[str | Router]) -> list[str | Route
 
 
 def add_intervals(
-    result: EvalResult, test: OutcomeTable, *, n_boot: int = 500, level: float = 0.9, seed: int = 0,
+    result: EvalResult,
+    test: OutcomeTable,
+    *,
+    n_boot: int = 500,
+    level: float = 0.9,
+    seed: int = 0,
     interval: str = M.DEFAULT_INTERVAL,
 ) -> None:
     """Fill each router's ``vs_zero`` and ``vs_reference`` (paired bootstrap of the AIQ gain over
@@ -578,7 +607,9 @@ def _note_a_gap_within_noise(result: EvalResult, test: OutcomeTable) -> None:
         )
 
 
-def _two_model_metrics(res: RouterResult, share: np.ndarray, points: np.ndarray, q_weak: float, q_strong: float) -> None:
+def _two_model_metrics(
+    res: RouterResult, share: np.ndarray, points: np.ndarray, q_weak: float, q_strong: float
+) -> None:
     res.apgr = M.apgr(share, points[:, 1], q_weak, q_strong)
     res.cpt50 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.5)
     res.cpt80 = M.cpt(share, points[:, 1], q_weak, q_strong, 0.8)
