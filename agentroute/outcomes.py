@@ -311,6 +311,7 @@ class OutcomeTable:
         outcomes file loader averages repeated rows. A step whose decision logged a ``propensity``
         (an exploring router's) gives its cell that propensity, so that the fits weight it
         (``importance_clip``; ``None``: no weighting)."""
+        trajectories = list(trajectories)
         scored = [
             (traj, step, score)
             for traj in trajectories
@@ -331,9 +332,15 @@ class OutcomeTable:
                 queries.append(text)
                 task_types.append(traj.task.task_type)
             col = cols.setdefault(step.agent.key, len(cols))
-            cells.setdefault((rows[key], col), []).append((float(score), float(step.cost_usd), _propensity(step)))
+            cells.setdefault((rows[key], col), []).append(
+                (float(score), float(step.cost_usd), _propensity(step))
+            )
         if not cells:
-            raise ConfigurationError("no scored steps in the trajectories: nothing to learn from")
+            raise ConfigurationError(
+                f"no scored steps in the {len(trajectories)} trajectories: nothing to learn from. Score tasks "
+                "(`agentroute feedback TASK_ID --score X`, or `agentroute run --input` lines with answers; "
+                "docs/learning.md), or train on a file of logged outcomes (docs/outcomes.md)"
+            )
         shape = (len(queries), len(cols))
         scores, costs, propensity = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
         for (i, j), outcomes in cells.items():
@@ -357,7 +364,9 @@ def feedback_score(score: Any, *, name: str = "feedback score") -> float:
     """``score`` as a feedback score: a number in [0, 1] (1 = right), as routers learn scores; else
     a :class:`ConfigurationError` naming it as ``name``. The one home of the rule for
     ``memory.add_feedback`` and ``agentroute feedback --score``."""
-    if isinstance(score, bool) or not isinstance(score, numbers.Real) or not 0.0 <= float(score) <= 1.0:  # nan too
+    if (
+        isinstance(score, bool) or not isinstance(score, numbers.Real) or not 0.0 <= float(score) <= 1.0
+    ):  # nan too
         raise ConfigurationError(f"{name} must be a number in [0, 1], 1 = right (got {score!r})")
     return float(score)
 
@@ -506,4 +515,3 @@ def as_outcome_table(data: Any) -> OutcomeTable:
     if hasattr(data, "train") and isinstance(data.train, OutcomeTable):
         return data.train
     return OutcomeTable.from_trajectories(data)
-
