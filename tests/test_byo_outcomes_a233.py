@@ -238,3 +238,17 @@ def test_models_of_one_cost_are_warned_about(tmp_path: Path) -> None:
     assert "warning: every model costs the same on the test split ($0.000000/query)" in run.stdout, run.stdout
     run = agentroute("eval", "--dataset", "outcomes:" + str(_csv(tmp_path / "priced.csv", _rows(40))), *FAST, "--out", "out2", cwd=tmp_path)
     assert run.returncode == 0 and "costs the same" not in run.stdout, run.stdout
+
+
+def test_a_sparsely_logged_agent_that_empties_the_test_split_is_named(tmp_path: Path) -> None:
+    """A third model logged on one query in five leaves four test queries in five incomplete; before,
+    the header said only 'N incomplete test queries dropped', not whose outcomes they lack."""
+    rows = _rows(50) + [
+        {"query_id": f"q{i}", "query": f"question number {i}?", "model": "rare-model", "score": 1, "cost_usd": 0.005}
+        for i in range(50) if i % 5 == 0
+    ]  # fmt: skip
+    _csv(tmp_path / "logs.csv", rows)
+    run = agentroute("eval", "--dataset", "logs.csv", *FAST, "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = " ".join(run.stdout.split())
+    assert "of them rare-model's: without rare-model 15 of 15 test queries would be kept" in out, out

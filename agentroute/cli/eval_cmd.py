@@ -152,6 +152,8 @@ def _header(result: EvalResult) -> str:
         lines.append(f"[yellow]warning:[/] {escape(notes['few_test_queries'])}")
     if "test_queries_seen_in_train" in notes:
         lines.append(f"[yellow]warning:[/] {escape(notes['test_queries_seen_in_train'])}")
+    if "test_queries_incomplete" in notes:
+        lines.append(f"note: {escape(notes['test_queries_incomplete'])}")
     if "one_cost" in notes:
         lines.append(f"[yellow]warning:[/] {escape(notes['one_cost'])}")
     if "agent_spellings" in notes:

@@ -757,6 +757,7 @@ def load_outcomes(
     models = _outcome_models(frame, split_of, require_test, notes)
     tables = _outcome_tables(frame, models, split_of)
     incomplete = tables.pop("_incomplete")  # type: ignore[arg-type]
+    lacking = tables.pop("_lacking", "")
     if not len(tables["test"]) and require_test:
         raise DatasetError(
             f"{p}: no test query has every agent's outcome ({incomplete} incomplete): {_BANDIT_HINT}"
@@ -766,6 +767,8 @@ def load_outcomes(
     notes["dropped_rows_without_outcome"] = dropped
     notes["repeated_rows_averaged"] = int(frame.duplicated(["_qid", "_agent"]).sum())
     notes["test_queries_dropped_incomplete"] = int(incomplete)  # type: ignore[call-overload]
+    if lacking:
+        notes["test_queries_incomplete"] = lacking
     notes["train_cells_missing"] = int(np.isnan(tables["train"].scores).sum())
     return RoutingDataset(
         "outcomes", tables["train"], tables["test"], dropped + int(incomplete), notes, dict(prices or {})
@@ -817,6 +820,7 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
         if split == "test":
             full = ~np.isnan(scores).any(axis=1)
             incomplete = int((~full).sum())
+            tables["_lacking"] = _lacking_agent(np.isnan(scores), models)
             qids, scores, costs = [q for q, f in zip(qids, full, strict=True) if f], scores[full], costs[full]
         propensity = None  # logged by an exploring router (memory export): importance weights for train
         if split == "train" and "propensity" in part.columns:
@@ -847,6 +851,22 @@ def _outcome_tables(frame: Any, models: list[str], split_of: dict[str, str]) -> 
         )
     tables["_incomplete"] = incomplete
     return tables
+
+
+def _lacking_agent(missing: np.ndarray, models: list[str]) -> str:
+    """Which agent most test queries dropped as incomplete lack (``missing``: queries × agents),
+    and how many test queries would be kept without it: a sparsely logged agent can empty the
+    test split of a log that is otherwise complete."""
+    incomplete = missing.any(axis=1)
+    if not incomplete.any() or len(models) < 3:  # two agents: leaving one out leaves nothing to compare
+        return ""
+    j = int(missing[incomplete].sum(axis=0).argmax())
+    kept = int((~np.delete(missing, j, axis=1).any(axis=1)).sum())
+    return (
+        f"{int(incomplete.sum())} test queries lack some agent's outcome, {int(missing[:, j].sum())} of them "
+        f"{models[j]}'s: without {models[j]} {kept} of {len(missing)} test queries would be kept "
+        f"(leave its rows out of the file to compare the others on them)"
+    )
 
 
 def _missing_outcome(row: Any) -> str:
