@@ -47,6 +47,7 @@ from agentroute.memory.batches import EDITABLE, FINISHED, META_KEY, BatchQueue, 
 from agentroute.memory.errors import MemoryWriteError
 from agentroute.memory.settle import spent
 from agentroute.memory.sql import SQLMemory, watch_tasks
+from agentroute.out_path import check_out
 from agentroute.types import Step, Task, new_id
 
 __all__ = [
@@ -364,7 +365,9 @@ class BatchRunner:
         concurrency: tasks in flight at once in this process.
         resume: also claim ``failed`` items left by earlier runs (``pending`` and ``interrupted``
             ones are always claimable), reconcile dead workers first, and append to ``out``.
-        out: write one JSON line per finished item here, as soon as its task is stored.
+        out: write one JSON line per finished item here, as soon as its task is stored; its
+            missing folders are created by :meth:`run`, and a path that cannot be written (under a
+            file, a folder) is a :class:`ConfigurationError` here (:func:`~agentroute.out_path.check_out`).
         grace_s: after :meth:`stop`, how long tasks in flight may run before they are cancelled.
         lease_s: a worker on another host silent for this long is taken as dead.
         on_done: called with each :class:`ItemResult` on the event loop (progress bars).
@@ -393,6 +396,8 @@ class BatchRunner:
         self.compiled, self.memory = compiled, memory
         self.concurrency, self.resume, self.grace_s = concurrency, resume, grace_s
         self.out = Path(out) if out is not None else None
+        if self.out is not None:  # refused before anything is queued; its folders are made at the first write
+            check_out(self.out, create=False, name="out")
         self.on_done = on_done
         self.metric = metric
         self._score_fn = None
@@ -689,6 +694,7 @@ class BatchRunner:
     # -- --out ------------------------------------------------------------------------------------
     def _open_out(self) -> None:
         assert self.out is not None
+        check_out(self.out, name="out")  # its missing folders, as `--out` (mkdir -p)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if self.resume else os.O_TRUNC)
         self._fd = os.open(self.out, flags, 0o644)
         if self.resume:

@@ -16,15 +16,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from agentroute._optional import extra_for, missing_message
 from agentroute.errors import ConfigurationError, DatasetError, MissingDependencyError, StateFileError
+from agentroute.out_path import check_out as check_out  # --out's one rule, shared with BatchRunner
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -101,34 +100,6 @@ def error_text(exc: BaseException) -> str:
     """What the command prints for ``exc``: its message, for a missing extra the install line, for a
     memory whose database cannot be reached one line (:func:`memory_unreachable`)."""
     return missing_extra(exc) or memory_unreachable(exc) or str(exc)
-
-
-def check_out(out: Path, *, folder: bool = False, create: bool = True) -> None:
-    """``--out``'s rule, the same for every command: its missing folders are created (``mkdir -p``,
-    as an ML trainer's output directory); a file where a folder must be, or a folder that cannot be
-    written, is a :class:`ConfigurationError` naming ``--out`` (exit 2) before any work.
-
-    ``folder``: ``out`` is the folder the command writes into (``train``, ``eval``), else the file it
-    writes (``run``, ``memory export``). ``create=False`` only checks: for a command that creates the
-    folder when it first writes there, so that a refused or interrupted run leaves none behind.
-    """
-    if folder and out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file, not a directory")
-    if not folder and out.is_dir():
-        raise ConfigurationError(
-            f"--out {out} is a directory; give the file to write (e.g. {out / 'out.jsonl'})"
-        )
-    needed = out if folder else out.parent
-    above = next((p for p in (needed.absolute(), *needed.absolute().parents) if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise ConfigurationError(f"--out {out}: cannot write there ({above} is a file, not a directory)")
-    if above is not None and not os.access(above, os.W_OK | os.X_OK):
-        raise ConfigurationError(f"--out {out}: cannot write there ({above} is not writable)")
-    if create and above != needed.absolute():
-        try:
-            needed.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigurationError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 
 
 _stderr = Console(stderr=True, soft_wrap=True)

@@ -301,15 +301,12 @@ def export(
             "--out -: parquet is binary and is not written to standard output; give a .parquet file",
             EXIT_BAD_INPUT,
         )
-    if not to_stdout:
-        try:
-            check_out(out)
-        except AgentrouteError as exc:
-            raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    _check_out(out, to_stdout, create=False)  # before the memory opens; its folders once it has
     target = sys.stdout if to_stdout else out
     from agentroute import progress
 
     with _open(memory) as store:
+        _check_out(out, to_stdout)
         try:
             scored = format is ExportFormat.outcomes
             if format is ExportFormat.parquet:
@@ -348,6 +345,16 @@ def export(
             "them first (`agentroute feedback TASK_ID --score X`, or `agentroute run --input` with gold answers); "
             "`memory stats` shows what the memory holds"
         )
+
+
+def _check_out(out: Path, to_stdout: bool, *, create: bool = True) -> None:
+    """``--out``'s rule (:func:`check_out`), or exit 2 with its line; nothing to check for ``-``."""
+    if to_stdout:
+        return
+    try:
+        check_out(out, create=create)
+    except AgentrouteError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
 
 
 def _counted(items: Iterator[Trajectory], update: Callable[[int], Any]) -> Iterator[Trajectory]:

@@ -89,8 +89,8 @@ def run_batch(
     if metric not in METRICS:
         raise fail(f"unknown --metric {metric!r}; known: {', '.join(sorted(METRICS))}", EXIT_BAD_INPUT)
     try:
-        if out is not None:
-            check_out(out)
+        if out is not None:  # its folders: at the batch's first write, so that a refused run leaves none
+            check_out(out, create=False)
     except AgentrouteError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
 
