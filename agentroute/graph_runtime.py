@@ -543,17 +543,19 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
 async def end_paused(task_id: str, config: Mapping[str, Any] | None) -> None:
     """Finish the task ``task_id`` if an invocation left it paused (or resumable) and it was not
     resumed through a routed node since: this invocation's new input on its thread starts another
-    task. Recorded as an evicted one is (:func:`_finish_paused`), from the checkpoint the thread had
-    before this input (by now LangGraph has saved the input's own, and maybe its first steps')."""
+    task. Recorded as an evicted one is (:func:`_finish_paused`), from the checkpoint this input
+    started from (by now LangGraph has saved the input's own, and maybe its first steps'): the
+    thread's latest before it, or an earlier one the invocation's config names (time travel)."""
     with _ENDS_LOCK:
         at, owners = _owners(_PAUSED.pop(task_id, {}))
     if not owners:
         return
-    before = None
-    try:
-        before = await _alatest(_pause_point(root_invocation(config), started=True))
+    lineage: list[Any] = []
+    started = _pause_point(root_invocation(config), started=True)
+    try:  # from where this input started, back to the pause
+        lineage = await _alatest(None if started is None or at is None else (started[0], started[1], at[2]))
     finally:  # cancelled while reading: it ends all the same, as stopped where it paused
-        _finish_paused(owners, at, before)
+        _finish_paused(owners, at, lineage)
 
 
 def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -> None:
@@ -596,11 +598,11 @@ async def _ainvocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int
     for dispatcher, run in runs:
         _finish(dispatcher, run)
     for at, owners in evicted:
-        latest = None
+        lineage: list[Any] = []
         try:
-            latest = await _alatest(at)
+            lineage = await _alatest(at)
         finally:  # cancelled while reading: it ends all the same, as stopped where it paused
-            _finish_paused(owners, at, latest)
+            _finish_paused(owners, at, lineage)
 
 
 Owners = list[tuple["Dispatcher", TaskRun]]
@@ -616,11 +618,11 @@ def _owners(
     return (entries[0][2] if entries else None), owners
 
 
-def _finish_paused(owners: Owners, at: PausePoint | None, latest: Any) -> None:
+def _finish_paused(owners: Owners, at: PausePoint | None, lineage: Sequence[Any]) -> None:
     """Finish a paused task — evicted past :data:`_PAUSED_LIMIT`, or left by its thread's new input:
-    ``interrupted`` unless the thread's ``latest`` checkpoint then shows its graph went on past the
-    pause (:func:`_went_on`)."""
-    unfinished = not _went_on(at, latest)
+    ``interrupted`` unless the thread's checkpoints then (``lineage``, :func:`_latest`) show its
+    graph went on past the pause (:func:`_went_on`)."""
+    unfinished = not _went_on(at, lineage)
     for dispatcher, run in owners:
         _finish(dispatcher, run, unfinished=unfinished)
 
@@ -665,50 +667,76 @@ def _pause_point(loop: Any, *, started: bool = False) -> PausePoint | None:
     return held, {"configurable": thread}, str(configurable["checkpoint_id"])
 
 
-def _went_on(at: PausePoint | None, latest: Any) -> bool:
-    """Whether a paused task's graph ran on after the pause: its thread's latest checkpoint is
-    another, written by a step (a resume through plain nodes only; the record stands as they left
-    it), not by ``update_state``. ``False`` — stopped where it paused — when the thread cannot be read."""
-    if at is None or latest is None:
+def _went_on(at: PausePoint | None, lineage: Sequence[Any]) -> bool:
+    """Whether a paused task's graph ran on after the pause on the line of checkpoints its thread
+    stands on (``lineage``: the latest, then its ancestors, :func:`_latest`): the pause is one of
+    them, and after it comes a step of the graph (a resume through plain nodes only; the record
+    stands as they left it) before any new input. Not after ``update_state`` alone, nor on a line
+    forked from before the pause (LangGraph time travel: an input sent from an earlier checkpoint).
+    ``False`` — stopped where it paused — when the thread cannot be read."""
+    ids = [_checkpoint_id(checkpoint) for checkpoint in lineage]
+    if at is None or at[2] not in ids:
         return False
-    checkpoint_id = (getattr(latest, "config", None) or {}).get("configurable", {}).get("checkpoint_id")
-    stepped = (getattr(latest, "metadata", None) or {}).get("source") == "loop"
-    return stepped and checkpoint_id not in (None, at[2])
+    for checkpoint in reversed(lineage[: ids.index(at[2])]):  # from the pause on
+        source = (getattr(checkpoint, "metadata", None) or {}).get("source")
+        if source in ("loop", "input"):
+            return source == "loop"
+    return False
 
 
-def _latest(at: PausePoint | None) -> Any | None:
-    """The latest checkpoint tuple of the paused thread (the one its config names, if it names one),
-    read synchronously; ``None`` when it cannot be (an async saver whose loop is this thread's or
-    not running, a closed connection)."""
-    if at is None or (saver := at[0]()) is None:
+def _checkpoint_id(checkpoint: Any) -> str | None:
+    """A checkpoint tuple's id (a uuid6: later ones sort after earlier ones, as LangGraph's savers read them)."""
+    return (getattr(checkpoint, "config", None) or {}).get("configurable", {}).get("checkpoint_id")
+
+
+def _parent(checkpoint: Any, pause: str) -> Any | None:
+    """The config of ``checkpoint``'s parent while the walk back to the checkpoint ``pause`` goes on:
+    ``None`` at the pause, past it (an older id: the pause is no ancestor), or at the thread's first."""
+    if (_checkpoint_id(checkpoint) or "") <= pause:
         return None
-    config = at[1]
+    return getattr(checkpoint, "parent_config", None)
+
+
+def _latest(at: PausePoint | None) -> list[Any]:
+    """The latest checkpoint tuple of the paused thread (the one its config names, if it names one)
+    and its ancestors back to the pause ``at[2]`` (:func:`_parent`), newest first, read
+    synchronously; as far as they could be read (none: an async saver whose loop is this thread's
+    or not running, a closed connection)."""
+    lineage: list[Any] = []
+    if at is None or (saver := at[0]()) is None:
+        return lineage
+    config: Any = at[1]
     bound = getattr(saver, "loop", None)  # an async saver serves sync calls from other threads only
     if isinstance(bound, asyncio.AbstractEventLoop) and (bound.is_closed() or not bound.is_running() or _this_loop() is bound):
-        return None
+        return lineage
     try:
-        return saver.get_tuple(config)
+        while config is not None and (checkpoint := saver.get_tuple(config)) is not None:
+            lineage.append(checkpoint)
+            config = _parent(checkpoint, at[2])
     except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
         log.debug("reading the paused thread %s", config, exc_info=True)
-        return None
+    return lineage
 
 
-async def _alatest(at: PausePoint | None) -> Any | None:
+async def _alatest(at: PausePoint | None) -> list[Any]:
     """:func:`_latest` from a running event loop: through the saver's async interface when it is
     bound to this loop or to none (a sync-only saver: its sync one)."""
+    lineage: list[Any] = []
     if at is None or (saver := at[0]()) is None:
-        return None
-    config = at[1]
+        return lineage
+    config: Any = at[1]
     bound = getattr(saver, "loop", None)
     if isinstance(bound, asyncio.AbstractEventLoop) and bound is not _this_loop():
         return _latest(at)
     try:
-        return await saver.aget_tuple(config)
+        while config is not None and (checkpoint := await saver.aget_tuple(config)) is not None:
+            lineage.append(checkpoint)
+            config = _parent(checkpoint, at[2])
     except NotImplementedError:  # SqliteSaver, PostgresSaver: sync only
         return _latest(at)
     except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
         log.debug("reading the paused thread %s", config, exc_info=True)
-        return None
+    return lineage
 
 
 def _this_loop() -> asyncio.AbstractEventLoop | None:
