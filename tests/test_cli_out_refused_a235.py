@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_out_folders_a232 import _agentroute, _run_args, server  # noqa: F401 - the stub server fixture
+from tests.test_cli_out_folders_a232 import WEB, _agentroute, _run_args, server  # noqa: F401 - the stub server fixture
 
 UNREACHABLE = "postgresql://who:secret@127.0.0.1:1/nothing"  # a closed port: refused at once
 
@@ -36,4 +36,10 @@ def test_run_refused_after_the_out_check_leaves_no_folder(tmp_path, server, opti
 def test_memory_export_refused_by_an_unreachable_memory_leaves_no_folder(tmp_path):
     pytest.importorskip("psycopg")
     proc = _agentroute("memory", "export", "--memory", UNREACHABLE, "--out", "new/dir/x.jsonl", cwd=tmp_path)
+    _refused_without_a_folder(proc, tmp_path, "cannot open the memory")
+
+
+def test_run_web_refused_by_an_unreachable_memory_leaves_no_folder(chromium, tmp_path):  # noqa: F811
+    pytest.importorskip("psycopg")
+    proc = _agentroute(*WEB, "--memory", UNREACHABLE, "--out", "new/dir/web.jsonl", cwd=tmp_path)
     _refused_without_a_folder(proc, tmp_path, "cannot open the memory")

@@ -266,6 +266,7 @@ class OutFile:
 
     def __init__(self, path: Path, *, resume: bool):
         self.path = path
+        check_out(path)  # its missing folders (mkdir -p), as every --out
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
         try:
             self.fd: int | None = os.open(path, flags, 0o644)
@@ -436,7 +437,7 @@ def run_web(
             opts.miniwob_url = check_miniwob_url(opts.miniwob_url, "--miniwob-url")
         if opts.out is not None:
             opts.out = Path(opts.out)
-            check_out(opts.out)
+            check_out(opts.out, create=False)  # its folders once the run plays: a refused run leaves none
         check_tasks(tasks)
         find_chromium()
         if opts.headed and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
