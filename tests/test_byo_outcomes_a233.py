@@ -252,3 +252,14 @@ def test_a_sparsely_logged_agent_that_empties_the_test_split_is_named(tmp_path: 
     assert run.returncode == 0, run.stderr[-2000:]
     out = " ".join(run.stdout.split())
     assert "of them rare-model's: without rare-model 15 of 15 test queries would be kept" in out, out
+
+
+def test_a_wide_file_given_as_outcomes_says_how_to_make_it_long(tmp_path: Path) -> None:
+    """A score column per model (how many eval scripts write results) or RouterBench's own wide file,
+    passed as an outcomes file. Before: only 'missing ['score', 'agent or model']'."""
+    (tmp_path / "wide.csv").write_text("query,small-model,big-model\nwhat?,0,1\nwho?,1,1\n")
+    line = _error(agentroute("eval", "--dataset", "wide.csv", *FAST, cwd=tmp_path))
+    assert "is wide: make it one row per query × model first, e.g. df.melt(" in line, line
+    (tmp_path / "bench.csv").write_text("prompt,a,a|total_cost,a|model_response\nwhat?,1,0.1,x\n")
+    line = _error(agentroute("eval", "--dataset", "bench.csv", *FAST, cwd=tmp_path))
+    assert "RouterBench's wide format (a column per model): pass it as routerbench:FILE" in line, line

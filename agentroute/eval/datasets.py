@@ -708,6 +708,7 @@ def load_outcomes(
         raise DatasetError(
             f"{p}: expected outcome rows with columns query, agent (or model), score, cost_usd; missing {missing} "
             f"(the file's columns: {_cap(found, 160)}; docs/outcomes.md){_rename_hint(found)}{_separator_hint(found)}"
+            f"{_wide_hint(found) if not agent_col else ''}"
         )
     frame = frame.reset_index(drop=True)
     for column in ("query", agent_col, "query_id"):
@@ -979,7 +980,7 @@ def _outcome_column_names(frame: Any, p: Path) -> Any:
     exact |= {_SAME_ROLE[name] for name in exact if name in _SAME_ROLE}
     renamed: dict[Any, str] = {}
     for column in frame.columns:
-        name = re.sub(r"[\s\-]+", "_", str(column).strip()).lower()
+        name = _column_name(column)
         if name not in OUTCOME_COLUMNS or name in exact:
             continue
         other = next((c for c, n in renamed.items() if n == name), None)
@@ -1021,9 +1022,14 @@ _OTHER_NAMES = {
 }
 
 
+def _column_name(column: object) -> str:
+    """A column's name as the loader reads it: case, surrounding blanks, inner spaces or hyphens ignored."""
+    return re.sub(r"[\s\-]+", "_", str(column).strip()).lower()
+
+
 def _rename_hint(columns: list[str]) -> str:
     """What to rename a file's columns that read as another name of a missing format column."""
-    names = {re.sub(r"[\s\-]+", "_", c.strip()).lower(): c for c in columns}
+    names = {_column_name(c): c for c in columns}
     pairs = []
     for wanted, others in _OTHER_NAMES.items():
         if wanted in names or (wanted == "model" and "agent" in names):
@@ -1043,6 +1049,18 @@ def _plain_cells(frame: Any) -> Any:
         if not isinstance(values.dtype, np.dtype):
             frame[column] = values.astype(object).where(values.notna(), None)
     return frame
+
+
+def _wide_hint(columns: list[str]) -> str:
+    """What to do with a wide file (one column per model) given where the long format is read."""
+    if any(c.endswith(("|total_cost", "|model_response")) for c in columns):
+        return ". This is RouterBench's wide format (a column per model): pass it as routerbench:FILE"
+    if {_column_name(c) for c in columns} & set(_OTHER_NAMES["model"]):  # a model column to rename instead
+        return ""
+    return (
+        ". A file with a score column per model is wide: make it one row per query × model first, e.g. "
+        "df.melt(id_vars=['query'], var_name='model', value_name='score') (and its costs likewise)"
+    )
 
 
 def _separator_hint(columns: list[str]) -> str:
