@@ -263,3 +263,11 @@ def test_a_wide_file_given_as_outcomes_says_how_to_make_it_long(tmp_path: Path) 
     (tmp_path / "bench.csv").write_text("prompt,a,a|total_cost,a|model_response\nwhat?,1,0.1,x\n")
     line = _error(agentroute("eval", "--dataset", "bench.csv", *FAST, cwd=tmp_path))
     assert "RouterBench's wide format (a column per model): pass it as routerbench:FILE" in line, line
+
+
+def test_a_log_of_one_model_is_refused_as_one_model_not_as_bandit_logs(tmp_path: Path) -> None:
+    """Before: 'agents with outcomes in both splits: ['big-model']; … For bandit logs (one agent per
+    query) use `agentroute eval --from MEMORY_URL`' — for a complete log of a single model."""
+    _csv(tmp_path / "logs.csv", [r for r in _rows(30) if r["model"] == "big-model"])
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "every row is big-model's: a router needs two agents" in line and "--from" not in line, line

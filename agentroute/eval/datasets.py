@@ -899,6 +899,11 @@ def _outcome_models(
     if why:
         notes["models_dropped"] = "left out: " + "; ".join(f"{m} ({w})" for m, w in why.items())
     if len(models) < (2 if require_test else 1):  # one agent leaves a router nothing to choose
+        if len(every) == 1:  # not bandit logs: a log of one model
+            raise DatasetError(
+                f"{notes['source']}: every row is {every[0]}'s: a router needs two agents to choose between; "
+                "log another model's outcomes on the same queries (`agentroute train` fits one agent, with a warning)"
+            )
         left = f" ({notes['models_dropped']})" if why else ""
         raise DatasetError(f"{notes['source']}: agents with outcomes in both splits: {models}{left}; a router needs "
                            f"two to choose between. {_BANDIT_HINT[0].upper()}{_BANDIT_HINT[1:]}")  # fmt: skip
