@@ -271,3 +271,11 @@ def test_a_log_of_one_model_is_refused_as_one_model_not_as_bandit_logs(tmp_path:
     _csv(tmp_path / "logs.csv", [r for r in _rows(30) if r["model"] == "big-model"])
     line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
     assert "every row is big-model's: a router needs two agents" in line and "--from" not in line, line
+
+
+def test_unpriced_token_counts_name_the_file_and_the_columns_to_add(tmp_path: Path) -> None:
+    """Before: 'no price for model(s) …: pass prices={model: (input, output)} per 1M tokens' — no file
+    named, and a fix that the command line cannot take."""
+    _csv(tmp_path / "logs.csv", [{**{k: v for k, v in r.items() if k != "cost_usd"}, "tokens_in": 90, "tokens_out": 9} for r in _rows(10)])
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert line.startswith("error: logs.csv: no price for model(s) big-model, small-model") and "add input_price and output_price columns" in line, line

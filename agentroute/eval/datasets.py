@@ -1156,7 +1156,13 @@ def _outcome_costs(frame: Any, prices: Prices | None, p: Path, notes: dict[str, 
             p_out = _numbers(frame, "output_price", p)
         else:
             model_of = [column_agent(a).model for a in frame["_agent"]]
-            _check_prices(sorted(set(np.array(model_of)[need.to_numpy()])), prices)
+            unpriced = sorted({str(m) for m in np.array(model_of)[need.to_numpy()]} - set(prices or {}))
+            if unpriced:  # the file's own fix first: the command line has no prices= to pass
+                raise DatasetError(
+                    f"{p}: no price for model(s) {_cap(', '.join(unpriced), 120)}: rows without cost_usd are priced "
+                    "by tokens_in/tokens_out; add input_price and output_price columns (USD per 1M tokens) or a "
+                    "cost_usd column (in Python: load_outcomes(path, prices={model: (input, output)}))"
+                )
             p_in = pd.Series([prices[m][0] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
             p_out = pd.Series([prices[m][1] if prices else np.nan for m in model_of], index=frame.index)  # type: ignore[index]
         cost = cost.where(~need, (t_in * p_in + t_out * p_out) / 1e6)
