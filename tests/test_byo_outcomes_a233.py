@@ -279,3 +279,11 @@ def test_unpriced_token_counts_name_the_file_and_the_columns_to_add(tmp_path: Pa
     _csv(tmp_path / "logs.csv", [{**{k: v for k, v in r.items() if k != "cost_usd"}, "tokens_in": 90, "tokens_out": 9} for r in _rows(10)])
     line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
     assert line.startswith("error: logs.csv: no price for model(s) big-model, small-model") and "add input_price and output_price columns" in line, line
+
+
+def test_an_unquoted_comma_in_a_prompt_is_one_line_naming_the_line_and_the_fix(tmp_path: Path) -> None:
+    """Before: pandas' message with its trailing newline, so the error took two lines, and no word
+    on quoting."""
+    (tmp_path / "logs.csv").write_text("query,model,score,cost_usd\nhello there,a,1,0.1\nhi, how are you,a,1,0.1\n")
+    line = _error(agentroute("eval", "--dataset", "logs.csv", *FAST, cwd=tmp_path))
+    assert "Expected 4 fields in line 3, saw 5)" in line and "must be in double quotes" in line, line

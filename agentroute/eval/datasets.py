@@ -1343,7 +1343,17 @@ def _read_csv(p: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{p}: not UTF-8 text (byte offset {exc.start})") from None
     except (ValueError, OSError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
-        raise DatasetError(f"{p}: not a readable CSV file ({type(exc).__name__}: {_cap(exc)})") from None
+        said = " ".join(str(exc).split())  # pandas' messages end in a newline: one line
+        hint = ""
+        if re.search(r"Expected \d+ fields in line \d+", said):
+            hint = "; a cell that holds the separator (a prompt with a comma) must be in double quotes, as pandas and spreadsheets write it"
+        elif "EOF inside string" in said:
+            hint = (
+                '; a double quote opens a cell that is never closed: write a quote inside a cell as two ("")'
+            )
+        raise DatasetError(
+            f"{p}: not a readable CSV file ({type(exc).__name__}: {_cap(said)}){hint}"
+        ) from None
 
 
 def _check_not_utf16(p: Path, head: bytes) -> None:
