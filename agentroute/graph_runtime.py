@@ -673,15 +673,32 @@ def _went_on(at: PausePoint | None, lineage: Sequence[Any]) -> bool:
     them, and after it comes a step of the graph (a resume through plain nodes only; the record
     stands as they left it) before any new input. Not after ``update_state`` alone, nor on a line
     forked from before the pause (LangGraph time travel: an input sent from an earlier checkpoint).
+    The line must end where the graph finished (:func:`_at_end`), not paused again further on.
     ``False`` — stopped where it paused — when the thread cannot be read."""
     ids = [_checkpoint_id(checkpoint) for checkpoint in lineage]
-    if at is None or at[2] not in ids:
+    if at is None or at[2] not in ids or not _at_end(lineage[0]):
         return False
     for checkpoint in reversed(lineage[: ids.index(at[2])]):  # from the pause on
         source = (getattr(checkpoint, "metadata", None) or {}).get("source")
         if source in ("loop", "input"):
             return source == "loop"
     return False
+
+
+def _at_end(checkpoint: Any) -> bool:
+    """Whether the graph stood finished at ``checkpoint``: no ``interrupt()`` nor error pending on it,
+    and no node still to run (LangGraph 1.x: a ``branch:to:NODE`` channel written and newer than the
+    node last saw, as behind ``interrupt_before``/``interrupt_after``)."""
+    if any(write[1] in ("__interrupt__", "__error__") for write in getattr(checkpoint, "pending_writes", None) or ()):
+        return False
+    saved = getattr(checkpoint, "checkpoint", None) or {}
+    seen, values = saved.get("versions_seen") or {}, saved.get("channel_values") or {}
+    for channel, version in (saved.get("channel_versions") or {}).items():
+        if channel.startswith("branch:to:") and channel in values:  # written, not yet consumed
+            had = (seen.get(channel.removeprefix("branch:to:")) or {}).get(channel)
+            if had is None or type(had) is type(version) and version > had:
+                return False
+    return True
 
 
 def _checkpoint_id(checkpoint: Any) -> str | None:
@@ -1356,7 +1373,7 @@ def routed_node(
     outermost invocation whose state has the task channel ends (:func:`end_with_invocation`) — on a checkpointed thread, not at an
     ``interrupt()`` nor at an exception; a task whose resume ran no routed node ends at the thread's
     next new input (or, past 4096 paused tasks in the process, when it is the oldest), recorded
-    ``interrupted`` if its graph never went on past the pause. A router is
+    ``interrupted`` if its graph never went on past the pause to its end. A router is
     told a task ended once: the same value again continues the task's record and budget, and brings
     the router no second end.
 
