@@ -117,7 +117,22 @@ def _deliver_swallowed_stop(unraisable: sys.UnraisableHookArgs) -> None:
         signal.signal(signum, again)
     # from another thread: called here, in the main thread, the handler would run (and raise) at once,
     # inside this hook, where its exception is swallowed too
-    _thread.start_new_thread(_thread.interrupt_main, (signal.Signals(signum),))
+    sent = _thread.allocate_lock()
+    sent.acquire()
+    _thread.start_new_thread(_deliver, (signal.Signals(signum), sent))
+    _deliveries.append(sent)
+
+
+#: One lock per stop :func:`_deliver_swallowed_stop` raises again, held until it is sent: the end of
+#: the command waits for them (:func:`end_command`), so none lands in the caller's code after it.
+_deliveries: list[_thread.LockType] = []
+
+
+def _deliver(signum: signal.Signals, sent: _thread.LockType) -> None:
+    try:
+        _thread.interrupt_main(signum)
+    finally:
+        sent.release()
 
 
 def start_command() -> None:
@@ -138,10 +153,23 @@ def start_command() -> None:
         raise SystemExit(stopped_exit_code(_stopped_while_starting))
 
 
-def end_command() -> None:
-    """The command has ended: the unraisable hook is the one :func:`start_command` found."""
+def end_command() -> int | None:
+    """The command has ended: the unraisable hook is the one :func:`start_command` found. Returns the
+    signal of a swallowed stop still on its way as the command ended (:func:`_deliver_swallowed_stop`),
+    raised here rather than in the caller's next line; ``None`` when none was, or the command already
+    said it stopped."""
+    late = None
+    try:
+        while _deliveries:
+            _deliveries[0].acquire()  # sent: its handler raises by this wait at the latest
+            _deliveries.pop(0)
+    except KeyboardInterrupt as stop:
+        stopping = sys.modules.get("agentroute.training.stopping")
+        late = int(signal.SIGINT) if stopping is None else stopping.stop_signal(stop)
+        _deliveries.clear()
     if sys.unraisablehook is _deliver_swallowed_stop:
         sys.unraisablehook = _hook_before_command
+    return None if _exiting else late
 
 
 def _is_the_command() -> bool:

@@ -532,8 +532,10 @@ def main() -> None:
             exit_interrupted()
         raise
     finally:
-        end_command()
+        late = end_command()
         forget_caught_interrupt()  # a Ctrl-C the command handled: its exit code, not death by SIGINT
+        if late is not None:  # a Ctrl-C swallowed as the command ended: its stop, not the caller's
+            exit_interrupted(signum=late)
 
 
 def _unreported_interrupt(exc: SystemExit) -> bool:
