@@ -1,7 +1,8 @@
 """Where a command or a library call writes its output (``--out``, ``BatchRunner(out=)``): one rule.
 
 Missing folders are created (``mkdir -p``, as an ML trainer's output directory); a file where a
-folder must be, a folder given for a file, or a folder that cannot be written is a
+folder must be, a folder given for a file, or a folder that cannot be written (to create the file
+in: an existing file you may write is enough) is a
 :class:`~agentroute.errors.ConfigurationError` naming the option, raised before any work.
 """
 
@@ -30,6 +31,8 @@ def check_out(out: Path, *, folder: bool = False, create: bool = True, name: str
         raise ConfigurationError(
             f"{name} {out} is a directory; give the file to write (e.g. {out / 'out.jsonl'})"
         )
+    if not folder and out.exists() and os.access(out, os.W_OK):
+        return  # a file there to write (/dev/null, a pipe, one made for you): its folder may be read-only
     needed = out if folder else out.parent
     above = next((p for p in (needed.absolute(), *needed.absolute().parents) if p.exists()), None)
     if above is not None and not above.is_dir():
