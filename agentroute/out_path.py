@@ -31,9 +31,14 @@ def check_out(out: Path, *, folder: bool = False, create: bool = True, name: str
         raise ConfigurationError(
             f"{name} {out} is a directory; give the file to write (e.g. {out / 'out.jsonl'})"
         )
-    if not folder and out.exists() and os.access(out, os.W_OK):
-        return  # a file there to write (/dev/null, a pipe, one made for you): its folder may be read-only
-    needed = out if folder else out.parent
+    if not folder and out.exists():  # a file there to write (/dev/null, a pipe): its folder may be read-only
+        if os.access(out, os.W_OK):
+            return
+        raise ConfigurationError(
+            f"{name} {out} is read-only; give another file, or make it writable (chmod u+w)"
+        )
+    # a link to a file to create: its folders are the target's
+    needed = out if folder else Path(os.path.realpath(out) if out.is_symlink() else out).parent
     above = next((p for p in (needed.absolute(), *needed.absolute().parents) if p.exists()), None)
     if above is not None and not above.is_dir():
         raise ConfigurationError(f"{name} {out}: cannot write there ({above} is a file, not a directory)")

@@ -65,3 +65,43 @@ def test_run_appends_to_a_writable_file_in_a_folder_it_cannot_write(tmp_path, sh
     assert proc.returncode == 0, proc.stderr
     old, line = (shared / "out.jsonl").read_text().splitlines()
     assert old == "old" and '"status": "done"' in line
+
+
+def _read_only(tmp_path: Path) -> Path:
+    out = tmp_path / "kept.jsonl"
+    out.write_text("mine\n")
+    out.chmod(0o444)
+    return out
+
+
+def _refused_read_only(proc: subprocess.CompletedProcess[str], out: Path) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr  # was: 1, PermissionError's traceback
+    assert len(lines) == 1 and "--out" in lines[0] and f"{out} is read-only" in lines[0], proc.stderr
+    assert out.read_text() == "mine\n"
+
+
+def test_memory_export_to_a_read_only_file_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    logged_memory(url, 3)
+    out = _read_only(tmp_path)
+    _refused_read_only(_agentroute("memory", "export", "--memory", url, "--out", out, cwd=tmp_path), out)
+
+
+def test_run_to_a_read_only_file_is_one_line_before_the_batch(tmp_path):
+    out = _read_only(tmp_path)
+    with StubOpenAIServer() as server:
+        proc = _agentroute(*_run_args(tmp_path, server), "--out", out, "--resume", cwd=tmp_path)
+    _refused_read_only(proc, out)
+    assert not (tmp_path / "m.db").exists()  # refused before the memory was opened
+
+
+def test_memory_export_through_a_link_to_a_missing_folder_creates_it(tmp_path):
+    """``--out`` a symbolic link to a file in a folder that does not exist yet: made, as for a path."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    logged_memory(url, 3)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(tmp_path / "runs" / "r1" / "logs.jsonl")
+    proc = _agentroute("memory", "export", "--memory", url, "--out", link, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # was: 1, FileNotFoundError's traceback
+    assert (tmp_path / "runs" / "r1" / "logs.jsonl").read_text().count("\n") >= 3
