@@ -218,8 +218,9 @@ class ExecuteAction:
 
     Raises :class:`~agentroute.web.actions.ActionError` for an unparsable or illegal answer and
     :class:`~agentroute.web.env.BrowserCrashedError` when the browser died (the dispatcher fails
-    the step and audits the reason). At most one action runs per step: when a router escalates
-    after an executed attempt, the later attempt fails instead of acting on a stale page.
+    the step and audits the reason; one that a stop killed ends the step as the stop's cancel
+    does). At most one action runs per step: when a router escalates after an executed attempt,
+    the later attempt fails instead of acting on a stale page.
 
     The browser runs the action in a worker thread (:meth:`MiniWoBSession.off_loop`), so the event
     loop stays free: at the task's ``seconds`` deadline the dispatcher cancels the check, the
@@ -248,10 +249,11 @@ class ExecuteAction:
         try:
             outcome = await ep.session.off_loop(act, str(action))
         except BrowserCrashedError as exc:
+            ep.browser_ms.append((time.perf_counter() - started) * 1000)
+            await unless_stopped(ep.session)  # a stop's kill ends the episode as its cancel does
             ep.crashed = str(exc)
             raise
-        finally:
-            ep.browser_ms.append((time.perf_counter() - started) * 1000)
+        ep.browser_ms.append((time.perf_counter() - started) * 1000)
         ep.history.append(str(action))
         if outcome.done:
             ep.done, ep.reward, ep.raw_reward = True, outcome.reward, outcome.raw_reward
@@ -267,6 +269,23 @@ class ExecuteAction:
 STOP_GRACE_S = 1.0
 
 
+def stopped_browser(session: MiniWoBSession) -> bool:
+    """Whether a stop (Ctrl-C, SIGTERM, a cancel, a shutdown) killed the browser of ``session`` whose
+    command just failed, waiting up to :data:`STOP_GRACE_S` for it to be noted (blocks: call it in a
+    worker thread). The one rule that tells a stop's kill from a lost browser."""
+    return session.stopped(within_s=STOP_GRACE_S)
+
+
+async def unless_stopped(session: MiniWoBSession) -> None:
+    """Before a browser's failure is recorded as its episode's: raise :class:`asyncio.CancelledError`
+    when a stop killed that browser (:func:`stopped_browser`, asked off the loop), so that the
+    episode ends as the stop's cancel ends it (not recorded at its start, ``interrupted`` after).
+    Its handler may run a moment after the failure reached the episode; and Python 3.11's
+    ``asyncio.wait_for`` drops a cancel that comes as the command it waits on fails."""
+    if await asyncio.to_thread(stopped_browser, session):
+        raise asyncio.CancelledError
+
+
 def _start(session: MiniWoBSession, seed: int) -> Page:
     """The first page of an episode. A browser kept from an earlier episode that died in between
     (killed, crashed while a model was thinking) is replaced by a fresh one once, instead of failing
@@ -275,7 +294,7 @@ def _start(session: MiniWoBSession, seed: int) -> Page:
     try:
         return session.open().reset(seed)
     except BrowserCrashedError as exc:
-        if not kept or session.stopped(within_s=STOP_GRACE_S):
+        if not kept or stopped_browser(session):
             raise
         log.warning("the browser of %r was lost (%s); starting a fresh one", session.task, exc)
         return session.open().reset(seed)
@@ -507,6 +526,7 @@ class WebAgent:
         try:
             page = await session.starting(lambda: _start(session, seed))  # Ctrl-C kills a loading browser
         except BrowserCrashedError as exc:
+            await unless_stopped(session)  # a stop's kill leaves the episode unrecorded, as its cancel does
             run = self.dispatcher.start(
                 f"[{task}]",
                 budget=budget or self.budget,

@@ -1,0 +1,269 @@
+"""A stop (Ctrl-C, SIGTERM) that kills the browser while an action runs, or while an episode's first
+page loads in a fresh browser, is a stop: the episode is left for ``--resume`` (``interrupted``, or
+not recorded), as the stop's cancel leaves it — not a ``failed`` task with its browser's error and a
+failure audit that `memory show` and the stats count as the user's. A browser lost for another
+reason (its chromedriver killed by someone else) stays a failure.
+
+Which reaches the episode first, the stop handler's cancel or the browser command's failure, is a
+race. When the failure came first, Python 3.11's ``asyncio.wait_for`` (the action's
+``off_loop``) dropped the cancel: the episode was recorded ``failed`` and the program played on
+and exited 0. Here the loop is made busy for a moment (as an on-loop screenshot or memory flush
+keeps it) while the signal comes, so the failure is queued first.
+
+The task pages come from a server of the test's own: each page asks it for ``/hold/reset`` as an
+episode starts and for ``/hold/act`` when it is clicked; ``core.js`` is the page loading; the
+request the test names is held until the test has sent its signal."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_reply_server import LoopbackServer
+from tests.fixtures_web import chromium, still_running  # noqa: F401 (fixtures)
+from tests.test_web_agent import short_tmp  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.isdir("/proc"), reason="/proc (Linux)")]
+
+#: Each reset asks for /hold/reset, each click for /hold/act (synchronous requests: the page waits).
+HOLD = b"""<script>
+(function () {
+  function ask(what) {
+    var request = new XMLHttpRequest();
+    request.open('GET', '/hold/' + what, false);
+    try { request.send(); } catch (e) {}
+  }
+  var generate = genProblem;
+  genProblem = function () { ask('reset'); generate(); };
+  document.addEventListener('click', function () { ask('act'); }, true);
+})();
+</script>
+</body>"""
+
+#: The audit events of a browser's failure (at the first page, and in an action's check).
+FAILURES = {"step_failed", "postcondition_failed"}
+
+
+class _Pages(SimpleHTTPRequestHandler):
+    """The ``miniwob`` package's pages with :data:`HOLD`; ``/hold/KIND`` (and ``core.js``, kind
+    ``load``: a task page loading) counts its requests and holds the one ``server.hold`` names
+    (``(kind, n)``) until ``server.release``."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        server = self.server
+        if self.path.startswith("/hold/") or self.path.endswith("/core/core.js"):
+            kind = self.path.rsplit("/", 1)[1].replace("core.js", "load")
+            with server.lock:  # type: ignore[attr-defined]
+                server.seen[kind] = n = server.seen.get(kind, 0) + 1  # type: ignore[attr-defined]
+            if (kind, n) == server.hold:  # type: ignore[attr-defined]
+                server.holding.set()  # type: ignore[attr-defined]
+                server.release.wait(60)  # type: ignore[attr-defined]
+            if kind != "load":
+                self.send_response(204)
+                self.end_headers()
+                return
+        if self.path.endswith(".html") and "/miniwob/" in self.path:
+            page = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            body = page.replace(b"</body>", HOLD)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def pages() -> Iterator[LoopbackServer]:
+    html = pytest.importorskip("miniwob.selenium_instance").HTML_DIR
+    with LoopbackServer(functools.partial(_Pages, directory=str(html))) as server:  # type: ignore[arg-type]
+        server.lock, server.seen, server.hold = threading.Lock(), {}, None  # type: ignore[attr-defined]
+        server.holding, server.release = threading.Event(), threading.Event()  # type: ignore[attr-defined]
+        try:
+            yield server
+        finally:
+            server.release.set()  # type: ignore[attr-defined]
+
+
+def _run_web_held(
+    tmp: Path,
+    tmp_path: Path,
+    server: LoopbackServer,
+    options: list[str],
+    stop: Callable[[subprocess.Popen[str]], None],
+) -> tuple[subprocess.Popen[str], str, list[int]]:
+    """`agentroute run web OPTIONS` on the held pages, TMPDIR=``tmp``, memory ``tmp_path/web.db``;
+    once the held request is held, ``stop(proc)`` runs, then the hold ends. The process, its output
+    and the processes of its job still running."""
+    url = f"http://127.0.0.1:{server.server_address[1]}/miniwob/"
+    command = [sys.executable, "-m", "agentroute", "run", "web", *options, "--miniwob-url", url,
+               "--memory", f"sqlite:///{tmp_path / 'web.db'}"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"},
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not server.holding.wait(0.1):  # type: ignore[attr-defined]
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=30)[0]
+        stop(proc)
+        time.sleep(1.0)  # the stop reaches the browser's command, the run reacts
+        server.release.set()  # type: ignore[attr-defined]
+        out, _ = proc.communicate(timeout=120)
+        left = still_running(proc.pid, within_s=5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        still_running(proc.pid, within_s=0)
+    return proc, out, left
+
+
+def _recorded(tmp_path: Path) -> tuple[dict[str, int], list[str], list[str]]:
+    """The run's memory: tasks by status, the kinds of its audit events, the statuses of its steps."""
+    from agentroute.memory import open_memory
+
+    memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
+    try:
+        steps = [f"{s.status}: {s.error}" if s.error else s.status for t in memory.trajectories() for s in t.steps]
+        return memory.stats()["tasks"], [e.kind for e in memory.audit_events()], steps
+    finally:
+        memory.close()
+
+
+def _chromedriver_of(folder: str) -> int:
+    """The pid of the chromedriver started for the browser folder ``folder`` (``TMPDIR=folder``)."""
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                program = os.path.basename(f.read().split(b"\0")[0])
+        except OSError:
+            continue
+        if f"TMPDIR={folder}".encode() in environ and program == b"chromedriver":
+            return int(name)
+    raise AssertionError(f"no chromedriver runs for {folder}")
+
+
+def _stop_heard_late(server: LoopbackServer, loop: Any, session: Any, kill: bool) -> None:
+    """Once the held request is held: on the event loop, busy for a moment (as an on-loop screenshot
+    or memory flush keeps it), SIGINT chromedriver as a terminal's Ctrl-C does (``kill``; else
+    SIGTERM, as someone else's `kill` does) and, for a Ctrl-C, this program too; the loop goes on once
+    the episode's browser command has failed, so that its failure is queued before the handler."""
+
+    def busy() -> None:
+        folder = (session._env.instance if session._env is not None else session._starting)._tmp
+        driver = _chromedriver_of(folder)
+        os.kill(driver, signal.SIGINT if kill else signal.SIGTERM)
+        if kill:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler of `run web` waits for this loop
+        deadline = time.monotonic() + 30
+        while (session._env is not None or os.path.exists(folder)) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the command failed, the browser is closed
+        time.sleep(0.5)  # its thread ends: the failure is in the loop's queue
+        server.release.set()  # type: ignore[attr-defined]
+
+    deadline = time.monotonic() + 120
+    while not server.holding.wait(0.1):  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            return
+    loop.call_soon_threadsafe(busy)
+
+
+def _episode_stopped_late(
+    server: LoopbackServer, tmp_path: Path, hold: tuple[str, int], kill: bool
+) -> tuple[int, list[Any], tuple[dict[str, int], list[str], list[str]]]:
+    """One episode of ``click-test`` by a fresh :class:`WebAgent` under `run web`'s stop handler,
+    with ``hold`` held and :func:`_stop_heard_late` then: the exit code, the episode's result (none
+    when the stop ended it) and what the memory recorded."""
+    from rich.console import Console
+
+    from agentroute.cli.web_cmd import _stoppable
+    from agentroute.memory import open_memory
+    from agentroute.web.agent import WebAgent
+
+    server.hold = hold  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{server.server_address[1]}/miniwob/"
+    memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
+    results: list[Any] = []
+    helper: list[threading.Thread] = []
+    try:
+        agent = WebAgent(router="always-skill", memory=memory, miniwob_url=url)
+        session = agent.session("click-test")
+
+        async def play() -> int:
+            loop = asyncio.get_running_loop()
+            helper.append(threading.Thread(target=_stop_heard_late, args=(server, loop, session, kill)))
+            helper[0].start()
+            try:
+                results.append(await agent.run_episode("click-test", 0))
+                return 0
+            finally:
+                await agent.aclose()
+
+        code = asyncio.run(_stoppable(play(), Console(file=io.StringIO())))
+    finally:
+        server.release.set()  # type: ignore[attr-defined]
+        for thread in helper:
+            thread.join(60)
+        memory.close()
+    return code, results, _recorded(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "hold", [("load", 1), ("act", 1)], ids=["first-page-of-a-fresh-browser", "mid-action"]
+)
+def test_a_ctrl_c_that_killed_the_browser_is_a_stop_when_the_loop_hears_it_late(
+    chromium, pages, short_tmp, tmp_path, monkeypatch, hold  # noqa: F811
+) -> None:
+    from agentroute.web import env
+
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    monkeypatch.setattr(env, "_SIGNALLED", False)  # set by the stop's handler: this test's own
+    code, results, (tasks, audits, steps) = _episode_stopped_late(pages, tmp_path, hold, kill=True)
+    assert code == 130 and results == [], results
+    assert not FAILURES & set(audits), audits
+    if hold[0] == "load":  # as a cancel of the start: nothing recorded, --resume plays it
+        assert tasks == {}, tasks
+    else:  # as a cancel mid-action: interrupted, the step cancelled
+        assert tasks == {"interrupted": 1}, tasks
+        assert steps == ["failed: cancelled"], steps
+    assert list(short_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "hold", [("load", 1), ("act", 1)], ids=["first-page-of-a-fresh-browser", "mid-action"]
+)
+def test_a_browser_killed_by_someone_else_stays_a_failed_episode_with_its_reason(
+    chromium, pages, short_tmp, tmp_path, monkeypatch, hold  # noqa: F811
+) -> None:
+    """`kill <chromedriver>` (SIGTERM, as a stop's, but the program got none): a lost browser."""
+    from agentroute.web import env
+
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    monkeypatch.setattr(env, "_SIGNALLED", False)
+    code, results, (tasks, audits, steps) = _episode_stopped_late(pages, tmp_path, hold, kill=False)
+    assert code == 0 and [r.status for r in results] == ["failed"], results
+    assert "click-test" in (results[0].error or ""), results[0].error  # the reason, in one line
+    assert tasks == {"failed": 1}, tasks
+    assert FAILURES & set(audits), audits
+    assert list(short_tmp.iterdir()) == []
