@@ -673,16 +673,18 @@ def _went_on(at: PausePoint | None, lineage: Sequence[Any]) -> bool:
     them, and after it comes a step of the graph (a resume through plain nodes only; the record
     stands as they left it) before any new input. Not after ``update_state`` alone, nor on a line
     forked from before the pause (LangGraph time travel: an input sent from an earlier checkpoint).
-    The line must end where the graph finished (:func:`_at_end`), not paused again further on.
+    Where the graph stood before that input, it had finished (:func:`_at_end`), not paused again.
     ``False`` — stopped where it paused — when the thread cannot be read."""
     ids = [_checkpoint_id(checkpoint) for checkpoint in lineage]
-    if at is None or at[2] not in ids or not _at_end(lineage[0]):
+    if at is None or at[2] not in ids:
         return False
-    for checkpoint in reversed(lineage[: ids.index(at[2])]):  # from the pause on
+    stepped, last = False, None
+    for checkpoint in reversed(lineage[: ids.index(at[2])]):  # from the pause on, to the next input
         source = (getattr(checkpoint, "metadata", None) or {}).get("source")
-        if source in ("loop", "input"):
-            return source == "loop"
-    return False
+        if source == "input":
+            break
+        stepped, last = stepped or source == "loop", checkpoint
+    return stepped and _at_end(last)
 
 
 def _at_end(checkpoint: Any) -> bool:

@@ -90,3 +90,32 @@ def test_new_input_after_a_resume_through_both_reviews_records_the_task_done(mem
     assert app.invoke(Command(resume="signed"), CFG)["answer"] == "signed"
     app.invoke(question(1), CFG)
     ended_by_new_input(memory, router, old, app.get_state(CFG).values["agentroute_task_id"], "done", last=0)
+
+
+def test_a_finished_task_evicted_after_a_new_input_that_ran_no_routed_node_and_paused_stays_done(
+    monkeypatch, memory, saver
+):
+    """The task's resume reached the graph's end; the thread's next input skipped the routed node and
+    paused at the review: the task, evicted later, finished before that input (``done``)."""
+    from langgraph.graph import END
+
+    monkeypatch.setattr(a231.runtime, "_PAUSED_LIMIT", 1)
+    router = Recording()
+    builder = StateGraph(State)
+    builder.add_node("planner", routed_node(Dispatcher(replay_pool(), router, memory=memory), role="planner",
+                                            prompt="Plan.", output_key="plan"))  # fmt: skip
+    builder.add_node("review", review)
+    builder.add_conditional_edges(START, lambda state: "review" if state["query"] == "chat" else "planner")
+    builder.add_edge("planner", "review")
+    builder.add_edge("review", END)
+    app = builder.compile(checkpointer=saver)
+    app.invoke(question(0), CFG)
+    old = app.get_state(CFG).values["agentroute_task_id"]
+    app.invoke(Command(resume="approved"), CFG)  # plain nodes to the graph's end
+    assert "__interrupt__" in app.invoke({"query": "chat", "plan": "?"}, CFG)  # no routed node ran
+    assert router.ended() == {}
+    other = {"configurable": {"thread_id": "t-other"}}
+    app.invoke(question(1), other)  # a second paused task: the first is evicted
+    memory.flush()
+    assert router.ended() == {old: [0]}
+    assert memory.get_task(old).task.status == "done"
