@@ -102,12 +102,17 @@ def eval_command(
                 router, [column_agent(m) for m in data.train.models], source=name, among="the dataset"
             ):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
+        seen = _trained_on_test(trained, data.test.queries, seed, err)
         result = evaluate(
             data, names, seed=seed, progress=sys.stderr.isatty(), explore=explore,  # bars on stderr: --json too
             peers=peers, n_boot=boot, interval=interval,
         )  # fmt: skip
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err)) from None
+    for row in result.routers:  # its rows (" #2", " [explore]" too) say how many test queries it saw
+        row.trained_on_test = next(
+            (n for name, n in seen.items() if f"{row.name} ".startswith(f"{name} ")), None
+        )
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         try:
@@ -128,6 +133,29 @@ def eval_command(
     console.print(
         escape(f"wrote {', '.join(str(p) for p in paths.values())}"), soft_wrap=True
     )  # paths whole, to copy
+
+
+def _trained_on_test(trained: list[str], test: list[str], seed: int, err: Console) -> dict[str, int]:
+    """How many ``test`` queries each saved router in ``trained`` was trained on, by the record
+    ``agentroute train`` keeps (:mod:`agentroute.training.provenance`): a warning for each that
+    was, and one note naming those saved without a record (not checked, so not in the result)."""
+    from agentroute.eval.harness import split_router_spec
+    from agentroute.training.provenance import count_trained_on, overlap_warning, read_record, unchecked_note
+
+    seen: dict[str, int] = {}
+    unchecked = []
+    for name in trained:
+        record = read_record(Path(split_router_spec(name)[0]))
+        if record is None:
+            unchecked.append(name)
+            continue
+        seen[name] = count_trained_on(record, test)
+        if seen[name]:
+            warning = overlap_warning(name, record, seen[name], len(test), seed=seed)
+            err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    if unchecked:
+        err.print(f"note: {escape(unchecked_note(unchecked))}", soft_wrap=True)
+    return seen
 
 
 def _header(result: EvalResult) -> str:

@@ -99,6 +99,9 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
         else:
             model.fit(data, checkpoint=checkpoint)
         seconds = time.perf_counter() - start
+        from agentroute.training.provenance import training_record
+
+        model.trained_on_ = training_record(data, memory_url=memory_url, dataset=dataset)  # for `eval`
         try:
             path = model.save(out)
         except OSError as exc:  # e.g. a read-only folder: the check above cannot see permissions

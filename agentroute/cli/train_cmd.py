@@ -371,6 +371,7 @@ def _train(
     from agentroute.routers import make_router
     from agentroute.routers.base import MANIFEST
     from agentroute.training.checkpoint import CHECKPOINT, checkpoint_done
+    from agentroute.training.provenance import training_record
 
     try:
         recipe = read_recipe(config)
@@ -398,6 +399,9 @@ def _train(
             data, **({"checkpoint": checkpoint} if checkpoint is not None else {})
         )  # the same command resumes from it
         seconds = time.perf_counter() - start
+        model.trained_on_ = training_record(  # for `eval` to tell a test split that holds its queries
+            data, memory_url=memory_url, dataset=dataset, seed=seed, limit=limit, sample=sample
+        )
         summary = getattr(
             model, "fit_summary", None
         )  # what a router found in the data (task types, taxonomy…)

@@ -51,6 +51,7 @@ class RouterResult(BaseModel):
     route_us: float | None = None
     sweep: str = ""
     error: str | None = None
+    trained_on_test: int | None = Field(default=None, description="test queries a saved router was trained on (None: not known)")
 
 
 class EvalResult(BaseModel):

@@ -88,6 +88,9 @@ class Router(abc.ABC):
     #: Set to ``True`` by :meth:`fit` (and :meth:`load`) of a learned router; absent before (see
     #: :attr:`is_fitted`).
     fitted_: bool
+    #: What ``agentroute train`` fitted it on (:mod:`agentroute.training.provenance`), saved as the
+    #: manifest's ``"trained_on"``; not read back by :meth:`load` (a reloaded router may be refit).
+    trained_on_: dict[str, Any] | None = None
 
     # -- modes ----------------------------------------------------------------------------------
     @property
@@ -317,6 +320,7 @@ class Router(abc.ABC):
             "params": _jsonable(self.get_params()),
             "state": self.get_state(),
             "arrays": sorted(arrays),
+            **({"trained_on": self.trained_on_} if self.trained_on_ is not None else {}),
         }
         staged_arrays, staged_manifest = path / f".{ARRAYS}.partial", path / f".{MANIFEST}.partial"
         try:
