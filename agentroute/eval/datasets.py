@@ -57,6 +57,7 @@ from agentroute.outcomes import MAX_COST_USD, OutcomeTable, bad_costs, borrowed_
 from agentroute.pool.backends.replay import LoggedOutcome, ReplayBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
+from agentroute.training.provenance import text_key
 
 Split = Literal["train", "test"]
 Prices = Mapping[str, tuple[float, float]]
@@ -1197,7 +1198,7 @@ def _outcome_splits(
     names one split where both are needed is refused (a drawn split would judge a router trained on
     every row on queries it saw)."""
     qids = list(dict.fromkeys(frame["_qid"]))
-    text_of = dict(zip(frame["_qid"], frame["query"].astype(str).str.strip(), strict=True))
+    text_of = dict(zip(frame["_qid"], frame["query"].map(text_key), strict=True))
     if "split" in frame.columns and frame["split"].notna().any():
         given: dict[str, str] = {}
         for q, s, text in zip(frame["_qid"], frame["split"], frame["query"], strict=True):
@@ -1245,8 +1246,8 @@ def _outcome_splits(
 def _note_texts_on_both_sides(train: OutcomeTable, test: OutcomeTable, notes: dict[str, Any]) -> None:
     """Note the test queries whose text is also a train query's (under another id, in a ``split``
     column's split): a router may recall their outcomes, so their figures flatter it."""
-    trained = {str(q).strip() for q in train.queries}
-    seen = [q for q in test.queries if str(q).strip() in trained]
+    trained = {text_key(q) for q in train.queries}
+    seen = [q for q in test.queries if text_key(q) in trained]
     if seen:
         notes["test_queries_seen_in_train"] = (
             f"{len(seen)} of {len(test)} test queries have the text of a train query (under another "
