@@ -206,6 +206,7 @@ class Episode:
     done: bool = False
     acted: bool = False
     crashed: str | None = None
+    stopped: bool = False  # a stop killed the browser mid-action: the episode is the stop's
     browser_ms: list[float] = field(default_factory=list)
 
     def shot(self, label: str) -> None:
@@ -250,7 +251,9 @@ class ExecuteAction:
             outcome = await ep.session.off_loop(act, str(action))
         except BrowserCrashedError as exc:
             ep.browser_ms.append((time.perf_counter() - started) * 1000)
-            await unless_stopped(ep.session)  # a stop's kill ends the episode as its cancel does
+            if await stop_killed(ep.session):  # the episode ends as the stop's cancel ends it
+                ep.stopped = True
+                raise asyncio.CancelledError from None
             ep.crashed = str(exc)
             raise
         ep.browser_ms.append((time.perf_counter() - started) * 1000)
@@ -276,14 +279,13 @@ def stopped_browser(session: MiniWoBSession) -> bool:
     return session.stopped(within_s=STOP_GRACE_S)
 
 
-async def unless_stopped(session: MiniWoBSession) -> None:
-    """Before a browser's failure is recorded as its episode's: raise :class:`asyncio.CancelledError`
-    when a stop killed that browser (:func:`stopped_browser`, asked off the loop), so that the
-    episode ends as the stop's cancel ends it (not recorded at its start, ``interrupted`` after).
-    Its handler may run a moment after the failure reached the episode; and Python 3.11's
-    ``asyncio.wait_for`` drops a cancel that comes as the command it waits on fails."""
-    if await asyncio.to_thread(stopped_browser, session):
-        raise asyncio.CancelledError
+async def stop_killed(session: MiniWoBSession) -> bool:
+    """:func:`stopped_browser` asked off the loop, before a browser's failure is recorded as its
+    episode's: true, the episode ends as the stop's cancel ends it (not recorded at its start,
+    ``interrupted`` after). The stop's handler may run a moment after the failure reached the
+    episode, and Python 3.11's ``asyncio.wait_for`` drops a cancel that comes as the command it
+    waits on fails: the failure alone would have been recorded, and the run played on."""
+    return await asyncio.to_thread(stopped_browser, session)
 
 
 def _start(session: MiniWoBSession, seed: int) -> Page:
@@ -526,7 +528,8 @@ class WebAgent:
         try:
             page = await session.starting(lambda: _start(session, seed))  # Ctrl-C kills a loading browser
         except BrowserCrashedError as exc:
-            await unless_stopped(session)  # a stop's kill leaves the episode unrecorded, as its cancel does
+            if await stop_killed(session):  # unrecorded, as the stop's cancel leaves it
+                raise asyncio.CancelledError from None
             run = self.dispatcher.start(
                 f"[{task}]",
                 budget=budget or self.budget,
@@ -579,18 +582,26 @@ class WebAgent:
                 {"task": task, "seed": seed, "steps": 0, "reward": 0.0, "status": "running"},
                 {"configurable": {"episode": ep}, "recursion_limit": 4 * self.max_steps + 10},
             )
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            # Ctrl-C, SIGTERM or the caller's cancel: the episode is closed in the memory with what
-            # its steps cost (it stayed `running` at $0 otherwise), then the interruption goes on
-            self.dispatcher.finish(
-                run,
-                answer="; ".join(ep.history),
-                status="done" if ep.done else "interrupted",
-                score=reward_score(ep.reward) if ep.done else None,  # stopped from outside: no outcome
-            )
-            raise
-        except Exception as exc:  # a bug in a node must not stop the batch: the episode fails
-            error = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            # Ctrl-C, SIGTERM or the caller's cancel (also one whose kill of the browser mid-action
+            # reached the episode first: LangGraph hands that on as its NodeCancelledError)
+            cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+            if not (cancelled or ep.stopped):
+                if not isinstance(exc, Exception):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"  # a bug in a node must not stop the batch: it fails
+            else:
+                # closed in the memory with what its steps cost (it stayed `running` at $0 otherwise),
+                # then the interruption goes on
+                self.dispatcher.finish(
+                    run,
+                    answer="; ".join(ep.history),
+                    status="done" if ep.done else "interrupted",
+                    score=reward_score(ep.reward) if ep.done else None,  # stopped from outside: no outcome
+                )
+                if cancelled:
+                    raise
+                raise asyncio.CancelledError from None
         status: TaskStatus
         if ep.crashed or error:
             status = "failed"
