@@ -74,12 +74,14 @@ def test_other_options_of_run_that_mean_nothing_for_web_pages_are_refused(tmp_pa
     assert f"{option} " in " ".join(done.stderr.split()), done.stderr
 
 
-def test_an_out_file_in_a_missing_folder_stops_before_any_episode(tmp_path) -> None:
-    """`--out no/such/dir/results.jsonl`: the option was dropped (exit 0, no file); now exit 2 at once."""
+def test_an_out_file_that_cannot_be_written_stops_before_any_episode(tmp_path) -> None:
+    """`--out` under a file: the option was dropped (exit 0, no file); now exit 2 at once, no episode
+    played. (A missing folder is created, as for every `--out`: tests/test_cli_out_folders_a232.py.)"""
     url = f"sqlite:///{tmp_path / 'web.db'}"
+    (tmp_path / "no").write_text("a file, not a folder")
     done = _web("--tasks", "click-test", "--out", str(tmp_path / "no" / "results.jsonl"), "--memory", url)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert "is a file, not a directory" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "web.db").exists() or _episodes(url) == []
 
 
