@@ -283,8 +283,8 @@ async def stop_killed(session: MiniWoBSession) -> bool:
     """:func:`stopped_browser` asked off the loop, before a browser's failure is recorded as its
     episode's: true, the episode ends as the stop's cancel ends it (not recorded at its start,
     ``interrupted`` after). The stop's handler may run a moment after the failure reached the
-    episode, and Python 3.11's ``asyncio.wait_for`` drops a cancel that comes as the command it
-    waits on fails: the failure alone would have been recorded, and the run played on."""
+    episode (or its cancel was lost as the command failed: ``asyncio.wait_for`` on 3.11, which
+    ``off_loop`` no longer uses): the failure alone would have been recorded, and the run played on."""
     return await asyncio.to_thread(stopped_browser, session)
 
 

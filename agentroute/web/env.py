@@ -818,7 +818,8 @@ class MiniWoBSession:
         env = self._env
         limit = self.page_load_timeout_s + COMMAND_GRACE_S
         try:
-            return await asyncio.wait_for(asyncio.to_thread(call), limit)
+            async with asyncio.timeout(limit):  # not wait_for: on 3.11 it drops a cancel landing as the call fails
+                return await asyncio.to_thread(call)
         except TimeoutError:
             self.abandon(env)
             raise BrowserCrashedError(
