@@ -18,136 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import io
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures_held_pages import job_chromedriver, pages, recorded, run_web_held  # noqa: F401 (pages: a fixture)
 from tests.fixtures_reply_server import LoopbackServer
 from tests.fixtures_web import chromium, still_running  # noqa: F401 (fixtures)
 from tests.test_web_agent import short_tmp  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.isdir("/proc"), reason="/proc (Linux)")]
 
-#: Each reset asks for /hold/reset, each click for /hold/act (synchronous requests: the page waits).
-HOLD = b"""<script>
-(function () {
-  function ask(what) {
-    var request = new XMLHttpRequest();
-    request.open('GET', '/hold/' + what, false);
-    try { request.send(); } catch (e) {}
-  }
-  var generate = genProblem;
-  genProblem = function () { ask('reset'); generate(); };
-  document.addEventListener('click', function () { ask('act'); }, true);
-})();
-</script>
-</body>"""
-
 #: The audit events of a browser's failure (at the first page, and in an action's check).
 FAILURES = {"step_failed", "postcondition_failed"}
-
-
-class _Pages(SimpleHTTPRequestHandler):
-    """The ``miniwob`` package's pages with :data:`HOLD`; ``/hold/KIND`` (and ``core.js``, kind
-    ``load``: a task page loading) counts its requests and holds the one ``server.hold`` names
-    (``(kind, n)``) until ``server.release``."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        server = self.server
-        if self.path.startswith("/hold/") or self.path.endswith("/core/core.js"):
-            kind = self.path.rsplit("/", 1)[1].replace("core.js", "load")
-            with server.lock:  # type: ignore[attr-defined]
-                server.seen[kind] = n = server.seen.get(kind, 0) + 1  # type: ignore[attr-defined]
-            if (kind, n) == server.hold:  # type: ignore[attr-defined]
-                server.holding.set()  # type: ignore[attr-defined]
-                server.release.wait(60)  # type: ignore[attr-defined]
-            if kind != "load":
-                self.send_response(204)
-                self.end_headers()
-                return
-        if self.path.endswith(".html") and "/miniwob/" in self.path:
-            page = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
-            body = page.replace(b"</body>", HOLD)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        super().do_GET()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def pages() -> Iterator[LoopbackServer]:
-    html = pytest.importorskip("miniwob.selenium_instance").HTML_DIR
-    with LoopbackServer(functools.partial(_Pages, directory=str(html))) as server:  # type: ignore[arg-type]
-        server.lock, server.seen, server.hold = threading.Lock(), {}, None  # type: ignore[attr-defined]
-        server.holding, server.release = threading.Event(), threading.Event()  # type: ignore[attr-defined]
-        try:
-            yield server
-        finally:
-            server.release.set()  # type: ignore[attr-defined]
-
-
-def _run_web_held(
-    tmp: Path,
-    tmp_path: Path,
-    server: LoopbackServer,
-    options: list[str],
-    stop: Callable[[subprocess.Popen[str]], None],
-) -> tuple[subprocess.Popen[str], str, list[int]]:
-    """`agentroute run web OPTIONS` on the held pages, TMPDIR=``tmp``, memory ``tmp_path/web.db``;
-    once the held request is held, ``stop(proc)`` runs, then the hold ends. The process, its output
-    and the processes of its job still running."""
-    url = f"http://127.0.0.1:{server.server_address[1]}/miniwob/"
-    command = [sys.executable, "-m", "agentroute", "run", "web", *options, "--miniwob-url", url,
-               "--memory", f"sqlite:///{tmp_path / 'web.db'}"]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"},
-        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not server.holding.wait(0.1):  # type: ignore[attr-defined]
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=30)[0]
-        stop(proc)
-        time.sleep(1.0)  # the stop reaches the browser's command, the run reacts
-        server.release.set()  # type: ignore[attr-defined]
-        out, _ = proc.communicate(timeout=120)
-        left = still_running(proc.pid, within_s=5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-        still_running(proc.pid, within_s=0)
-    return proc, out, left
-
-
-def _recorded(tmp_path: Path) -> tuple[dict[str, int], list[str], list[str]]:
-    """The run's memory: tasks by status, the kinds of its audit events, the statuses of its steps."""
-    from agentroute.memory import open_memory
-
-    memory = open_memory(f"sqlite:///{tmp_path / 'web.db'}")
-    try:
-        steps = [f"{s.status}: {s.error}" if s.error else s.status for t in memory.trajectories() for s in t.steps]
-        return memory.stats()["tasks"], [e.kind for e in memory.audit_events()], steps
-    finally:
-        memory.close()
 
 
 def _chromedriver_of(folder: str) -> int:
@@ -245,7 +136,7 @@ def _episode_killed(
         for thread in helper:
             thread.join(60)
         memory.close()
-    return ended, results, _recorded(tmp_path)
+    return ended, results, recorded(tmp_path)
 
 
 HOLDS = pytest.mark.parametrize(
@@ -306,14 +197,6 @@ def test_a_browser_killed_by_someone_else_stays_a_failed_episode_with_its_reason
     assert list(short_tmp.iterdir()) == []
 
 
-def _job_chromedriver(session: int) -> int:
-    """The pid of the chromedriver running in the process session ``session``."""
-    found = subprocess.run(["pgrep", "-s", str(session), "-x", "chromedriver"], capture_output=True, text=True)
-    pids = [int(pid) for pid in found.stdout.split()]
-    assert len(pids) == 1, pids
-    return pids[0]
-
-
 RUN = ["--tasks", "click-test", "--episodes", "2", "--concurrency", "1", "--router", "always-skill"]
 
 
@@ -322,10 +205,10 @@ def test_run_web_stopped_mid_action_leaves_the_episode_interrupted_for_resume(
     chromium, pages, short_tmp, tmp_path, signum, code  # noqa: F811
 ) -> None:
     pages.hold = ("act", 1)  # type: ignore[attr-defined]
-    proc, out, left = _run_web_held(short_tmp, tmp_path, pages, RUN, lambda p: os.killpg(p.pid, signum))
+    proc, out, left = run_web_held(short_tmp, tmp_path, pages, RUN, lambda p: os.killpg(p.pid, signum))
     assert proc.returncode == code, out
     assert f"stopped by {signal.Signals(signum).name}" in out and "Traceback" not in out, out
-    tasks, audits, steps = _recorded(tmp_path)
+    tasks, audits, steps = recorded(tmp_path)
     assert tasks == {"interrupted": 1} and steps == ["failed: cancelled"], (tasks, steps)
     assert not FAILURES & set(audits), audits
     assert left == [] and list(short_tmp.iterdir()) == []
@@ -335,11 +218,11 @@ def test_run_web_whose_chromedriver_someone_killed_mid_action_fails_that_episode
     chromium, pages, short_tmp, tmp_path  # noqa: F811
 ) -> None:
     pages.hold = ("act", 1)  # type: ignore[attr-defined]
-    kill = lambda p: os.kill(_job_chromedriver(p.pid), signal.SIGTERM)  # noqa: E731
-    proc, out, left = _run_web_held(short_tmp, tmp_path, pages, RUN, kill)
+    kill = lambda p: os.kill(job_chromedriver(p.pid), signal.SIGTERM)  # noqa: E731
+    proc, out, left = run_web_held(short_tmp, tmp_path, pages, RUN, kill)
     assert proc.returncode == 1, out  # an episode failed
     assert "click-test seed 0: click(" in " ".join(out.split()), out
-    tasks, audits, _ = _recorded(tmp_path)
+    tasks, audits, _ = recorded(tmp_path)
     assert tasks == {"failed": 1, "done": 1}, tasks
     assert "postcondition_failed" in audits, audits
     assert left == [] and list(short_tmp.iterdir()) == []
