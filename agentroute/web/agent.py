@@ -575,7 +575,7 @@ class WebAgent:
             metadata=meta,
         )
         ep = Episode(task, seed, session, run, page, self.max_steps, self.screenshots)
-        ep.shot("step00")
+        await asyncio.to_thread(ep.shot, "step00")  # a browser command: not on the loop the other episodes share
         error = None
         try:
             await self.graph.ainvoke(
