@@ -63,6 +63,8 @@ def test_a_router_trained_with_another_seed_is_warned_about_with_its_count(tmp_p
     assert "evaluate with --seed 3, or train with --seed 0" in err, err
     assert len([line for line in run.stderr.splitlines() if "was trained on" in line]) == 1, run.stderr
     assert _trained_on_test(tmp_path / "out") == {"r": seen, "cheapest": None}
+    with (tmp_path / "out" / "results.csv").open() as fh:  # the spreadsheet says it too
+        assert {row["name"]: row["trained_on_test"] for row in csv.DictReader(fh)} == {"r": str(seen), "cheapest": ""}
 
 
 def test_a_router_trained_with_the_evals_seed_is_not_warned_about(tmp_path: Path) -> None:

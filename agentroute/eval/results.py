@@ -128,7 +128,7 @@ class EvalResult(BaseModel):
         columns = [
             "name", "mode", "aiq", "aiq_best_anchor", "anchor_model", *_INTERVAL_COLUMNS, "max_accuracy",
             "cost_to_match_best", "accuracy_at_best_cost", "oracle_gap_closed", "apgr", "cpt50", "cpt80", "fit_s",
-            "route_us", "points", "error",
+            "route_us", "points", "trained_on_test", "error",
         ]  # fmt: skip
         with file.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
