@@ -3,13 +3,17 @@
 Exit codes: 0 every query ``done`` or ``budget_exhausted``; 1 some ``failed`` (the count is
 printed); 2 bad input (missing, binary or empty input, an unknown batch); 128 + the signal
 (130 SIGINT, 143 SIGTERM) when stopped by a signal before the batch finished — rerun with
-``--resume`` to finish it. ``agentroute run web …`` hands over to the web-agent runner.
+``--resume`` to finish it; 141 (128 + SIGPIPE) when ``--out -``'s reader closed standard output
+before the last line (``| head -1``): the run stops as on SIGTERM, quietly, the memory whole.
+``--out -`` writes the JSON lines to standard output and everything else to standard error.
+``agentroute run web …`` hands over to the web-agent runner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -38,6 +42,7 @@ from agentroute.cli.app import (
 )
 from agentroute.cli.errors import check_out, error_text
 from agentroute.errors import AgentrouteError, MissingDependencyError
+from agentroute.out_path import STDOUT, StdoutLines
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
 #: ``agentroute run web --tasks … --episodes N`` reaches the web runner's own options.
@@ -59,7 +64,7 @@ def run_batch(
     budget_seconds: SecondsOpt = None,
     budget_large_calls: LargeOpt = None,
     memory: MemoryOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write one JSON line per finished task here, as it finishes (appended with --resume).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Also write one JSON line per finished task here, as it finishes (appended with --resume); - for standard output (the rest then goes to standard error; ./- is a file).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the batch: skip queries already done, rerun interrupted and failed ones. Several processes may resume one batch at once.")] = False,
     batch: Annotated[str | None, typer.Option("--batch", help="Batch id (default: GRAPH-<hash of the input's query ids>). With --resume, joins that batch; --input may then be left out.")] = None,
     grace_s: Annotated[float, typer.Option("--grace-s", min=0, help="On SIGTERM/SIGINT, seconds the tasks in flight may finish before they are interrupted.")] = 30.0,
@@ -83,14 +88,15 @@ def run_batch(
         _run_web(ctx, router=router, pool=pool, budget_usd=budget_usd, memory=memory, concurrency=concurrency)
     if ctx.args:
         raise fail(f"unexpected arguments: {' '.join(ctx.args)}", EXIT_BAD_INPUT)
-    from agentroute.batch import BatchRunner, default_batch_id, read_jsonl_queries
+    from agentroute.batch import read_jsonl_queries
     from agentroute.eval.answers import METRICS
 
     if metric not in METRICS:
         raise fail(f"unknown --metric {metric!r}; known: {', '.join(sorted(METRICS))}", EXIT_BAD_INPUT)
+    out_file = None if out is None or out == STDOUT else Path(out)
     try:
-        if out is not None:  # its folders: at the batch's first write, so that a refused run leaves none
-            check_out(out, create=False)
+        if out_file is not None:  # its folders: at the batch's first write, so that a refused run leaves none
+            check_out(out_file, create=False)
     except AgentrouteError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
 
@@ -108,6 +114,26 @@ def run_batch(
     elif not (resume and batch):
         raise fail("--input is required (or --resume --batch ID to join a batch already in the memory)", EXIT_BAD_INPUT)
     limits = {"tokens": budget_tokens, "calls": budget_calls, "seconds": budget_seconds, "large_calls": budget_large_calls}
+    execute = functools.partial(
+        _execute, (graph, router, pool, budget_usd, memory, allow_new_agents), limits, corpus, items, len(bad), batch,
+        checkpointer, concurrency=concurrency, resume=resume, grace_s=grace_s, lease_s=lease_s, metric=metric,
+    )  # fmt: skip
+    if out != STDOUT:
+        return execute(out_file, None)
+    with StdoutLines() as lines:  # the JSON lines on stdout; the bar, the summary, any print: on stderr
+        return execute(None, lines)
+
+
+def _execute(
+    runtime: tuple[Any, ...], limits: dict[str, Any], corpus: Path | None, items: list[dict[str, Any]], skipped: int,
+    batch: str | None, checkpointer: str | None, out: Path | None, lines: StdoutLines | None, *,
+    concurrency: int, resume: bool, grace_s: float, lease_s: float, metric: str,
+) -> None:  # fmt: skip
+    """Build the graph, run the batch (``--out`` to ``out``, or to ``lines``: ``--out -``) and report."""
+    from agentroute.batch import BatchRunner, default_batch_id
+
+    graph, router, pool, budget_usd, memory, allow_new_agents = runtime
+    shown = console if lines is None else err_console
     try:
         if corpus is not None:
             compiled, store = corpus_runtime(graph, corpus, router, pool, budget_usd, memory, allow_new_agents, **limits)
@@ -118,24 +144,37 @@ def run_batch(
     try:
         saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
-        runner = BatchRunner(
-            compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
-            grace_s=grace_s, lease_s=lease_s, metric=metric,
-        )  # fmt: skip
-        report = asyncio.run(_run(runner, items, max(len(items) - finished, 0) or None, saver_url))
+        total = max(len(items) - finished, 0) or None
+        with contextlib.ExitStack() as stack:
+            if lines is not None:
+                out = stack.enter_context(lines.relay())  # BatchRunner's lines, copied to stdout as they come
+            runner = BatchRunner(
+                compiled, store, batch_id=batch_id, concurrency=concurrency, resume=resume, out=out,
+                grace_s=grace_s, lease_s=lease_s, metric=metric,
+            )  # fmt: skip
+            report = asyncio.run(_run(runner, items, total, saver_url, lines))
     except AgentrouteError as exc:
         refused = isinstance(exc, _BadBatch | MissingDependencyError)
         raise fail(error_text(exc), EXIT_BAD_INPUT if refused else 1) from None
     finally:
         store.close()
-    _summary(report, store.url, len(bad), metric)
-    if report.stopped is not None and report.remaining:
+    _summary(report, store.url, skipped, metric, shown)
+    stopped = report.stopped or ("SIGPIPE" if lines is not None and lines.closed else None)
+    if stopped is not None and report.remaining:
+        how = "standard output closing (--out -)" if stopped == "SIGPIPE" else stopped
         err_console.print(
-            f"[yellow]stopped by {report.stopped}[/]: {report.remaining} quer{'y' if report.remaining == 1 else 'ies'} "
+            f"[yellow]stopped by {how}[/]: {report.remaining} quer{'y' if report.remaining == 1 else 'ies'} "
             f"left; finish with `agentroute run {graph} --resume --batch {report.batch_id} …`",
             soft_wrap=True,  # the command whole, to copy
         )
-        raise typer.Exit(128 + _SIGNALS.get(report.stopped, signal.SIGTERM))
+        raise typer.Exit(128 + _SIGNALS.get(stopped, signal.SIGTERM))
+    if stopped == "SIGPIPE":  # every query ended, but not every line reached the reader
+        err_console.print(
+            f"[yellow]standard output closed (--out -)[/] before every line was written; the memory holds every "
+            f"task (batch {report.batch_id})",
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + signal.SIGPIPE)
     if report.failed:
         err_console.print(f"[bold red]{report.failed} failed[/] (see --out or `agentroute memory show TASK_ID`)")
         raise typer.Exit(EXIT_FAILED)
@@ -168,7 +207,7 @@ def corpus_runtime(
     return compiled, store
 
 
-_SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+_SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGPIPE": signal.SIGPIPE}
 
 
 class _BadBatch(AgentrouteError):
@@ -298,19 +337,21 @@ def _unreachable(url: str, exc: BaseException) -> _BadBatch:
 _SAVER_LOCK = 0x61677370  # "agsp"
 
 
-async def _run(runner: Any, items: list[dict[str, Any]], total: int | None, saver_url: str | None = None) -> Any:
+async def _run(
+    runner: Any, items: list[dict[str, Any]], total: int | None, saver_url: str | None = None, lines: StdoutLines | None = None
+) -> Any:
     if saver_url is None:
-        return await _run_batch(runner, items, total)
+        return await _run_batch(runner, items, total, lines)
     async with _saver(saver_url) as saver:
         compiled, dispatcher = runner.compiled, runner.compiled.dispatcher
         runner.compiled = compiled.spec.compile(
             pool=dispatcher.pool, router=dispatcher.router, memory=dispatcher.memory, budget=compiled.budget,
             checkpointer=saver, allow_new_agents=True,
         )  # fmt: skip
-        return await _run_batch(runner, items, total)
+        return await _run_batch(runner, items, total, lines)
 
 
-async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None) -> Any:
+async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None, lines: StdoutLines | None = None) -> Any:
     loop = asyncio.get_running_loop()
     pool = runner.compiled.dispatcher.pool
     preload = asyncio.ensure_future(pool.preload())
@@ -321,9 +362,11 @@ async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
+    if lines is not None:  # its reader gone (`| head -1`): stop as on SIGTERM, the memory whole
+        lines.on_closed = lambda: _call_soon(loop, stop, "SIGPIPE")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*columns, console=console if lines is None else err_console, transient=False) as progress:
             bar = progress.add_task(f"running {runner.compiled.name}", total=total)
             runner.on_done = lambda _: progress.advance(bar)
             try:
@@ -338,6 +381,14 @@ async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if lines is not None:
+            lines.on_closed = None
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    """``callback(*args)`` on ``loop`` from another thread; nothing once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -345,7 +396,7 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
-def _summary(report: Any, url: str, skipped: int, metric: str = "em") -> None:
+def _summary(report: Any, url: str, skipped: int, metric: str = "em", console: Any = console) -> None:
     mine: dict[str, int] = {}
     for result in report.results:
         mine[result.status] = mine.get(result.status, 0) + 1
