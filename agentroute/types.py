@@ -142,15 +142,36 @@ class CompletionRequest:
         return "\n".join(content_text(m.get("content")) for m in self.messages)
 
 
+#: OpenAI's content parts that are text, by type: the field that holds their text (a part without a
+#: ``type`` is a text part). Any other part (``image_url``, ``input_audio``, ``file``) is not text.
+TEXT_PARTS: dict[str, str] = {"text": "text", "refusal": "refusal"}
+
+
+def part_text(part: Any) -> str | None:
+    """The text of one content part: a text or refusal part's text, a bare string as it is;
+    ``None`` for a part that is not text (an image, audio, a file, an unknown type) or whose text is
+    not a string."""
+    if isinstance(part, str):
+        return part
+    if not isinstance(part, dict):
+        return None
+    kind = part.get("type", "text")
+    field = TEXT_PARTS.get(kind) if isinstance(kind, str) else None
+    text = part.get(field) if field is not None else None
+    return text if isinstance(text, str) else None
+
+
 def content_text(content: Any) -> str:
     """A message's ``content`` as text: a string as it is, ``None`` empty, OpenAI's content parts
-    (``[{"type": "text", "text": …}, …]``) their texts joined, anything else ``str()``."""
+    (``[{"type": "text", "text": …}, {"type": "refusal", "refusal": …}, …]``) their texts joined
+    (parts of another type left out: :func:`part_text`; a part that is no dict ``str()``), anything
+    else ``str()``."""
     if isinstance(content, str):
         return content
     if content is None:
         return ""
     if isinstance(content, list):
-        return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+        return "".join(part_text(p) or "" if isinstance(p, dict) else str(p) for p in content)
     return str(content)
 
 

@@ -78,6 +78,9 @@ class ModelCard(BaseModel):
     api_key_env: str | None = None
     max_tokens: int = 256
     timeout_s: float = 60.0
+    #: The most prompt tokens one image (an ``image_url`` content part) bills on this model; ``None``:
+    #: unknown, and a request with an image is refused at its reservation (docs/budgets.md).
+    image_tokens: int | None = None
 
     def __init__(self, **data: Any):
         try:
@@ -110,6 +113,13 @@ class ModelCard(BaseModel):
     @field_validator("context_window", "max_tokens", mode="before")
     @classmethod
     def _count(cls, value: object, info: Any) -> object:
+        return int(check_amount(info.field_name, value, integer=True, allow_zero=False))
+
+    @field_validator("image_tokens", mode="before")
+    @classmethod
+    def _optional_count(cls, value: object, info: Any) -> object:
+        if value is None:
+            return None
         return int(check_amount(info.field_name, value, integer=True, allow_zero=False))
 
     @field_validator("base_url", mode="before")

@@ -15,7 +15,9 @@ from agentroute.types import Completion, CompletionRequest
 #: Set by the dispatcher while callback handlers watch an attempt (LangGraph's ``messages`` stream
 #: mode, ``astream_events``, a tracer): a backend that streams awaits it with each piece of the
 #: answer's text as it arrives, and ignores it otherwise. ``None`` when nobody watches.
-token_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("agentroute_token_sink", default=None)
+token_sink: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar(
+    "agentroute_token_sink", default=None
+)
 
 
 class Pulse:
@@ -80,9 +82,13 @@ class Backend(abc.ABC):
         cheap (the dispatcher calls it for every candidate of every step).
 
         Never below what the provider will bill for the prompt: the model's tokenizer where the
-        backend knows it, else :func:`~agentroute.pool.backends.counting.byte_bound`.
+        backend knows it, else :func:`~agentroute.pool.backends.counting.byte_bound` (an image part
+        counted as the card's ``image_tokens``). A content part no bound is known for (an image on
+        a card without ``image_tokens``, audio, a file) raises a
+        :class:`~agentroute.errors.ConfigurationError`: the call is refused, never reserved below
+        its bill.
         """
-        return byte_bound(request.messages)
+        return byte_bound(request.messages, card)
 
     async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
         """:meth:`prompt_tokens`, possibly asking the endpoint (a vLLM server's ``POST /tokenize``).
@@ -94,7 +100,9 @@ class Backend(abc.ABC):
         """
         return self.prompt_tokens(request, card)
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         """Upper bound of the call's cost: prompt tokens × input price + max_tokens × output price.
 
         ``prompt_tokens`` is :meth:`prompt_tokens` when the caller has already counted them.

@@ -15,6 +15,12 @@ Three sources, best first:
   render them, OpenAI bills them) add their bytes (:func:`fields_bound`), and key a cached count
   (:func:`messages_key`).
 
+A message's content may be OpenAI's content parts (:func:`parts_bound`): a text or refusal part
+counts as its text, an image (``image_url``) as the card's ``image_tokens`` (the most one image
+bills on that model); a card without one, or a part of any other type (``input_audio``, ``file``,
+a type agentroute does not know), is refused at the reservation with a one-line
+:class:`~agentroute.errors.ConfigurationError`: nothing bounds what a provider bills for it.
+
 The bound overestimates English prose about 4× and CJK about 1.5–3×: it is for endpoints whose
 tokenizer is unknown, where the alternative is a guess that can be below the bill.
 
@@ -40,8 +46,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentroute.errors import ConfigurationError
 from agentroute.pool.backends.wire import BODY_BASE_BYTES, BodyTooLong, read_within
-from agentroute.types import Message
+from agentroute.types import Message, content_text, part_text
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +73,11 @@ def text_bound(text: str) -> int:
     return max(1, utf8_len(text))
 
 
-def byte_bound(messages: Messages) -> int:
+def byte_bound(messages: Messages, card: Any = None) -> int:
     """Tokens the chat-templated ``messages`` can take: never below a byte-level tokenizer's count.
     A message's other fields (``name``, ``tool_calls``, ``tool_call_id``) are bounded by
-    :func:`fields_bound`.
+    :func:`fields_bound`, its content parts by :func:`parts_bound` (an image needs ``card``'s
+    ``image_tokens``).
 
     >>> byte_bound([{"role": "user", "content": "héllo"}])  # 6 bytes + 4 (role) + 8 + 8 + 48
     74
@@ -78,13 +86,105 @@ def byte_bound(messages: Messages) -> int:
     for message in messages:
         content, role = message.get("content"), message.get("role")
         # utf8_len, inlined (this runs on every step's count)
-        text = str(content or "")
+        if type(content) is str:
+            text = content
+        elif type(content) is list:  # content parts
+            total += _parts_bound(messages, message, content, card)
+            text = ""
+        else:
+            text = str(content or "")
         total += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         text = str(role or "")
         total += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if len(message) > 2 or content is None or role is None:  # maybe more than role and content
             total += fields_bound(message)
     return total
+
+
+#: Tokens a template adds around one content part besides what the part is counted as: a
+#: separator, an image's start and end markers.
+PART_OVERHEAD = 8
+#: The content part types that are images, each counted as its card's ``image_tokens``.
+IMAGE_PARTS = frozenset({"image_url"})
+
+
+def parts_bound(parts: list[Any], card: Any = None) -> int:
+    """Prompt tokens OpenAI content ``parts`` can take in a byte-level tokenizer: each text or
+    refusal part its text's bytes, each image (:data:`IMAGE_PARTS`) ``card.image_tokens``, and
+    :data:`PART_OVERHEAD` a part. Raises a one-line :class:`~agentroute.errors.ConfigurationError`
+    for an image on a card without ``image_tokens`` and for a part of any other type (audio, a file,
+    a type agentroute does not know): no bound of its bill is known, and none is guessed."""
+    total = PART_OVERHEAD * len(parts)
+    for index, part in enumerate(parts):
+        text = part_text(part)
+        if text is not None:
+            total += utf8_len(text)
+            continue
+        kind = str(part.get("type", "text")) if isinstance(part, dict) else None
+        bound = getattr(card, "image_tokens", None) if kind in IMAGE_PARTS else None
+        if bound is None:
+            raise ConfigurationError(f"content part {index}: {_unbounded(part, kind, card)}")
+        total += bound
+    return total
+
+
+def _unbounded(part: Any, kind: str | None, card: Any) -> str:
+    """Why a content part cannot be reserved, and what to do (the one-line error's end)."""
+    if kind in IMAGE_PARTS:
+        model = f"model {card.id!r}" if getattr(card, "id", None) else "the model"
+        return (
+            f"an image ({kind!r}) bills tokens {model} does not bound; set the card's image_tokens to "
+            "the most one image bills on it (OpenAI gpt-4o: 1445), or send text only"
+        )
+    if kind is None:
+        return f"expected a dict such as {{'type': 'text', 'text': '...'}} (got {type(part).__name__}); send text only"
+    if kind in ("text", "refusal"):
+        return f"a {kind!r} part needs its text as a string in {kind!r}; send text only"
+    return (
+        f"type {kind[:40]!r} bills tokens agentroute cannot bound before the call; send text only "
+        "(its transcript or text as a 'text' part)"
+    )
+
+
+def _parts_bound(messages: Messages, message: Message, parts: list[Any], card: Any) -> int:
+    """:func:`parts_bound` of one message of ``messages``, its errors naming the message."""
+    try:
+        return parts_bound(parts, card)
+    except ConfigurationError as exc:
+        index = next(i for i, m in enumerate(messages) if m is message)
+        raise ConfigurationError(f"message {index} {exc}") from None
+
+
+def has_parts_beyond_text(messages: Messages) -> bool:
+    """Whether a message of ``messages`` has a content part that is not text (an image)."""
+    for message in messages:
+        content = message.get("content")
+        if type(content) is list:
+            for part in content:
+                if part_text(part) is None:
+                    return True
+    return False
+
+
+def text_only(messages: Messages, model: str) -> Messages:
+    """``messages`` for a model that reads text only: a content given as parts becomes its text
+    (:func:`~agentroute.types.content_text`, as vLLM gives a text model's template); a part that is
+    not text raises a one-line :class:`~agentroute.errors.ConfigurationError` naming it. A chat of
+    plain strings is returned as it is."""
+    if all(type(m.get("content")) is not list for m in messages):
+        return messages
+    for index, message in enumerate(messages):
+        for number, part in enumerate(message["content"] if type(message.get("content")) is list else ()):
+            if part_text(part) is None:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise ConfigurationError(
+                    f"message {index} content part {number}: model {model!r} reads text only, not a "
+                    f"{str(kind)[:40]!r} part; send text only"
+                )
+    return [
+        {**m, "content": content_text(m["content"])} if type(m.get("content")) is list else m
+        for m in messages
+    ]
 
 
 #: The fields of a chat message every template renders; a template may render any other
@@ -147,10 +247,10 @@ def json_bound(value: Any) -> int:
     return len(json.dumps(value, indent=4, ensure_ascii=True, default=str)) + PREAMBLE
 
 
-def request_bound(request: Any) -> int:
-    """:func:`byte_bound` of ``request``'s chat, plus what a template renders of its reasoning
-    effort and of its :data:`RENDERED_FIELDS` (:func:`json_bound`)."""
-    total = byte_bound(request.messages)
+def request_bound(request: Any, card: Any = None) -> int:
+    """:func:`byte_bound` of ``request``'s chat (for ``card``), plus what a template renders of its
+    reasoning effort and of its :data:`RENDERED_FIELDS` (:func:`json_bound`)."""
+    total = byte_bound(request.messages, card)
     effort = getattr(request, "reasoning_effort", None)
     if effort is not None:
         total += text_bound(str(effort)) + THINKING_OVERHEAD
@@ -276,10 +376,11 @@ def is_openai_endpoint(base_url: str | None) -> bool:
     return host == _OPENAI_HOSTS[0] or host.endswith(_OPENAI_HOSTS[1])
 
 
-def openai_chat_tokens(encoding: Any, messages: Messages) -> int:
+def openai_chat_tokens(encoding: Any, messages: Messages, card: Any = None) -> int:
     """Prompt tokens of a chat for OpenAI's chat models: 3 per message + its role, content and
     name + 3; a message's other fields (an assistant's ``tool_calls``, a tool's ``tool_call_id``:
-    OpenAI bills them in a rendering it does not publish) add their :func:`fields_bound`.
+    OpenAI bills them in a rendering it does not publish) add their :func:`fields_bound`, content
+    parts their :func:`parts_bound` (an image: ``card``'s ``image_tokens``).
 
     The formula of OpenAI's cookbook ("How to count tokens with tiktoken"), which matches the
     API's ``usage.prompt_tokens`` for the gpt-3.5/4/4o families.
@@ -289,7 +390,9 @@ def openai_chat_tokens(encoding: Any, messages: Messages) -> int:
         total += 3
         for field in ("role", "content", "name"):
             value = message.get(field)
-            if value:
+            if type(value) is list and field == "content":
+                total += _parts_bound(messages, message, value, card)
+            elif value:
                 total += len(encoding.encode(str(value), disallowed_special=()))
                 if field == "name":
                     total += 1
@@ -469,7 +572,9 @@ def _chat_key(messages: Messages, kwargs: dict[str, Any] | None) -> Any:
 __all__ = [
     "CHAT_FIELDS",
     "FIELD_OVERHEAD",
+    "IMAGE_PARTS",
     "MESSAGE_OVERHEAD",
+    "PART_OVERHEAD",
     "PREAMBLE",
     "RENDERED_FIELDS",
     "REPLY_OVERHEAD",
@@ -479,15 +584,18 @@ __all__ = [
     "byte_bound",
     "encoding_name",
     "fields_bound",
+    "has_parts_beyond_text",
     "is_openai_endpoint",
     "json_bound",
     "messages_key",
     "more_fields",
     "openai_chat_tokens",
     "openai_encoding",
+    "parts_bound",
     "request_bound",
     "template_kwargs",
     "text_bound",
+    "text_only",
     "tokenize_reply_limit",
     "tokenize_url",
     "unrendered",
@@ -505,7 +613,7 @@ class EndpointCounting:
 
     def _init_counting(self) -> None:
         self.tokenize = TokenizeEndpoint()
-        self._counts: dict[tuple[str, Any], int] = {}
+        self._counts: dict[tuple[str, int | None, Any], int] = {}
 
     def encoding(self, card: Any) -> Any | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -528,20 +636,27 @@ class EndpointCounting:
             return served
         encoding = self.encoding(card)
         if encoding is None:
-            return request_bound(request)
-        key = (encoding.name, messages_key(request.messages))
+            return request_bound(request, card)
+        key = (encoding.name, getattr(card, "image_tokens", None), messages_key(request.messages))
         count = self._counts.get(key)
         if count is None:
             if len(self._counts) >= 4096:
                 self._counts.clear()
-            count = self._counts[key] = openai_chat_tokens(encoding, request.messages)
+            count = self._counts[key] = openai_chat_tokens(encoding, request.messages, card)
         return count
 
     async def aprompt_tokens(self, request: Any, card: Any) -> int:
         """Ask a self-hosted server's ``POST /tokenize`` (probed once per ``base_url``), with the
         request's :func:`template_kwargs`, else :meth:`prompt_tokens`. A request that sets a field
-        ``/tokenize`` cannot render (:func:`unrendered`) is not asked: it would count below the bill."""
-        if card.base_url and not is_openai_endpoint(card.base_url) and not unrendered(request):
+        ``/tokenize`` cannot render (:func:`unrendered`) or has an image (vLLM's ``/tokenize`` counts
+        its placeholder, not the tokens the model bills for it: :func:`has_parts_beyond_text`) is
+        not asked: it would count below the bill."""
+        if (
+            card.base_url
+            and not is_openai_endpoint(card.base_url)
+            and not unrendered(request)
+            and not has_parts_beyond_text(request.messages)
+        ):
             served = await self.tokenize.count(
                 card.base_url,
                 self.served_name(card),

@@ -55,7 +55,7 @@ from agentroute._optional import require, torch_module
 from agentroute.embed import cache_dir
 from agentroute.errors import AgentrouteError, BackendError, ConfigurationError, ContextLengthError
 from agentroute.pool.backends.base import Backend, Pulse, stream_pulse, token_sink
-from agentroute.pool.backends.counting import messages_key
+from agentroute.pool.backends.counting import messages_key, text_only
 from agentroute.pool.card import ModelCard
 from agentroute.training.lm_policy import one_line
 from agentroute.types import Completion, CompletionRequest, Message, content_text
@@ -258,7 +258,9 @@ class LocalModel:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
-        """The chat-templated prompt, ending with the assistant turn's opening."""
+        """The chat-templated prompt, ending with the assistant turn's opening (content parts as
+        their text; a part that is not text is refused: :func:`text_only`)."""
+        messages = text_only(messages, self.source.gguf_file or self.source.location)
         if getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template(
                 list(messages), add_generation_prompt=True, tokenize=True
