@@ -148,3 +148,14 @@ def test_train_refuses_out_dash_in_one_line(tmp_path, logs):  # noqa: F811
 
 def test_routers_show_refuses_out_dash_in_one_line(tmp_path, logs):  # noqa: F811
     _refused(_agentroute("routers", "show", "per-task", "--state", logs.parent / "r", "--out", "-", cwd=tmp_path), tmp_path)
+
+
+@pytest.mark.browser
+def test_run_web_out_dash_writes_the_episode_lines_to_stdout_and_the_table_to_stderr(chromium, tmp_path):
+    web = ["run", "web", "--tasks", "click-test,enter-text", "--episodes", "1", "--router", "always-skill"]
+    proc = _agentroute(*web, "--memory", f"sqlite:///{tmp_path / 'web.db'}", "--out", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(r["task"] for r in records) == ["click-test", "enter-text"]
+    assert "episodes/min" in proc.stderr and "written to standard output" in proc.stderr
+    assert not (tmp_path / "-").exists()

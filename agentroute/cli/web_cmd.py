@@ -7,7 +7,8 @@ from ``args`` and returns the exit code (0 done, 1 run failure, 2 bad input)::
 
 It shows a progress bar, then one table row per task: success rate, mean reward, mean cost,
 mean steps and the agent mix. Everything goes to the memory (``--memory URL``); ``--out FILE``
-also writes one JSON line per finished episode as it finishes. The episodes are one *batch*
+also writes one JSON line per finished episode as it finishes (``--out -``: to standard output,
+the rest to standard error; a reader that closes it stops the run as SIGTERM does, exit 141). The episodes are one *batch*
 (``web-<hash of router, pool, --max-steps, budgets and --miniwob-url>``, or ``--batch ID``): ``--resume`` plays
 only those of ``--tasks`` × seeds that the memory does not hold finished in that batch. Ctrl-C or
 SIGTERM stop it (130 / 143) with the finished episodes kept. ``--input`` and the other options of
@@ -45,6 +46,7 @@ from agentroute.cli import stopped_exit_code
 from agentroute.cli.app import number
 from agentroute.cli.errors import check_out, error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
+from agentroute.out_path import STDOUT, StdoutLines
 
 DEFAULT_TASKS = "click-test,click-button,enter-text"
 
@@ -97,7 +99,8 @@ def web_parser(prog: str = "agentroute run web") -> argparse.ArgumentParser:
         "--out",
         default=None,
         metavar="FILE",
-        help="also write one JSON line per finished episode here, as it finishes (appended with --resume)",
+        help="also write one JSON line per finished episode here, as it finishes (appended with --resume); "
+        "- for standard output (the rest then goes to standard error; ./- is a file)",
     )
     p.add_argument(
         "--resume",
@@ -262,20 +265,26 @@ def memory_line(trajectory: Any, *, batch: str) -> dict[str, Any]:
 class OutFile:
     """``--out``: one JSON line per finished episode, each in one ``write`` on an ``O_APPEND`` file,
     so a crash or Ctrl-C leaves whole lines for every episode finished before it. Truncated at
-    the start of a run, appended to with ``--resume``."""
+    the start of a run, appended to with ``--resume``. With ``lines`` (``--out -``), standard
+    output: a new file each run (with ``--resume``, the earlier episodes' lines come first)."""
 
-    def __init__(self, path: Path, *, resume: bool):
-        self.path = path
+    def __init__(self, path: Path, *, resume: bool, lines: StdoutLines | None = None):
+        self.path, self.lines = path, lines
+        self.fd: int | None = None
+        if lines is not None:
+            return
         check_out(path)  # its missing folders (mkdir -p), as every --out
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
         try:
-            self.fd: int | None = os.open(path, flags, 0o644)
+            self.fd = os.open(path, flags, 0o644)
         except OSError as exc:
             raise ConfigurationError(f"--out {path}: {exc.strerror or exc}") from None
 
     def task_ids(self) -> set[str]:
         """The task ids the file holds lines for (a torn or foreign line is skipped)."""
         found: set[str] = set()
+        if self.lines is not None:
+            return found
         with self.path.open("rb") as fh:
             for raw in fh:
                 with contextlib.suppress(ValueError, AttributeError):
@@ -285,8 +294,11 @@ class OutFile:
         return found
 
     def write(self, line: dict[str, Any]) -> None:
-        if self.fd is not None:
-            os.write(self.fd, (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode())
+        data = (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode()
+        if self.lines is not None:
+            self.lines.write(data)
+        elif self.fd is not None:
+            os.write(self.fd, data)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -379,7 +391,6 @@ def run_web(
     parses ``--out``, ``--resume``, ``--input`` … itself, wherever they stand, so they never reach
     ``args``); ``--out``, ``--resume`` and ``--batch`` apply, the batch-only ones are refused.
     ``prog``: the program a bad option's error names."""
-    console = console or Console(width=_width(sys.stdout))
     err = Console(stderr=True, width=_width(sys.stderr))
     try:
         opts = web_parser(prog).parse_args(args)
@@ -392,6 +403,8 @@ def run_web(
             print_error(message, err)
         return 2
     opts.out = opts.out or outer.get("out")
+    to_stdout = opts.out == STDOUT  # as typed: ./- is a file
+    console = err if to_stdout else console or Console(width=_width(sys.stdout))
     opts.resume = opts.resume or bool(outer.get("resume"))
     opts.batch = opts.batch or outer.get("batch")
     try:
@@ -437,6 +450,7 @@ def run_web(
             opts.miniwob_url = check_miniwob_url(opts.miniwob_url, "--miniwob-url")
         if opts.out is not None:
             opts.out = Path(opts.out)
+        if opts.out is not None and not to_stdout:
             check_out(opts.out, create=False)  # its folders once the run plays: a refused run leaves none
         check_tasks(tasks)
         find_chromium()
@@ -449,14 +463,18 @@ def run_web(
         print_error(error_text(exc), err)
         return 2
     tally = Tally()
-    run = _run(opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally)
-    return asyncio.run(_stoppable(run, err, tally))
+    with StdoutLines() if to_stdout else contextlib.nullcontext() as lines:
+        run = _run(opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally, lines)
+        return asyncio.run(_stoppable(run, err, tally, lines))
 
 
-async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally | None = None) -> int:
+async def _stoppable(
+    run: Coroutine[Any, Any, int], err: Console, tally: Tally | None = None, lines: StdoutLines | None = None
+) -> int:
     """``run`` until it ends or Ctrl-C / SIGTERM cancels it — its ``finally`` blocks close every
     browser (Python's default SIGTERM would leave Chromium and its temp folders behind), the
-    episodes in flight end ``interrupted``: then 130 / 143, with what is left to resume."""
+    episodes in flight end ``interrupted``: then 130 / 143, with what is left to resume. ``--out
+    -`` whose reader closed standard output (``| head -1``) stops it the same way: 141."""
     from agentroute.web.env import note_stop_signal
 
     loop = asyncio.get_running_loop()
@@ -468,8 +486,14 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
         note_stop_signal()
         task.cancel()
 
+    def closed() -> None:  # on the event loop: the episodes' lines are written there
+        stopped.append(signal.SIGPIPE)
+        task.cancel()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
+    if lines is not None:
+        lines.on_closed = closed
     try:
         return await task
     except asyncio.CancelledError:
@@ -495,6 +519,8 @@ async def _stoppable(run: Coroutine[Any, Any, int], err: Console, tally: Tally |
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if lines is not None:
+            lines.on_closed = None
 
 
 async def _run(
@@ -509,6 +535,7 @@ async def _run(
     console: Console,
     err: Console,
     tally: Tally,
+    lines: StdoutLines | None = None,
 ) -> int:
     from agentroute.memory import open_memory
     from agentroute.web.agent import WebAgent
@@ -550,7 +577,7 @@ async def _run(
             with the lines of the episodes finished earlier that it lacks (or, new, all of them)."""
             if opts.out is None:
                 return None
-            opened = OutFile(opts.out, resume=opts.resume)
+            opened = OutFile(opts.out, resume=opts.resume, lines=lines)
             if earlier:
                 have = opened.task_ids()
                 for key in episodes_asked:
@@ -661,7 +688,8 @@ async def _run(
         )
         if out is not None:
             console.print(
-                f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to {out.path}",
+                f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to "
+                + ("standard output" if out.lines is not None else str(out.path)),
                 markup=False,
             )
         return 0 if all(r.status != "failed" or r.error is None for r in results) else 1
