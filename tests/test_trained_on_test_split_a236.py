@@ -18,7 +18,7 @@ from agentroute.eval.datasets import RoutingDataset, load_dataset
 from agentroute.graph import AgentGraph
 from agentroute.memory import SQLMemory
 from agentroute.outcomes import OutcomeTable
-from agentroute.routers.base import make_router
+from agentroute.routers.base import MANIFEST, make_router
 from tests.test_cli_first_hour import agentroute
 
 FAST = ("--no-peers", "--boot", "0", "--out", "out")
@@ -105,8 +105,11 @@ def test_a_router_trained_from_a_memory_that_logged_the_test_queries_is_warned_a
 def test_a_router_saved_without_a_record_is_said_to_be_unchecked_once(tmp_path: Path) -> None:
     logs = _logs(tmp_path / "logs.csv")
     data = load_dataset(str(logs), seed=3)
-    for name in ("a", "b"):  # Router.save (as before the record was kept): no "trained_on"
-        make_router("knn").fit(data.train).save(tmp_path / name)
+    for name in ("a", "b"):  # saved as before the record was kept: no "trained_on"
+        saved = make_router("knn").fit(data.train).save(tmp_path / name)
+        manifest = json.loads((saved / MANIFEST).read_text())
+        del manifest["trained_on"]
+        (saved / MANIFEST).write_text(json.dumps(manifest))
     run = agentroute("eval", "--dataset", "logs.csv", "--routers", "a,b", *FAST, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     notes = [line for line in _one_line(run.stderr).split("note: ") if "cannot be checked" in line]

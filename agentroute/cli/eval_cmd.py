@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from agentroute.cli.train_cmd import check_out_dir
 from agentroute.errors import AgentrouteError
 
 if TYPE_CHECKING:
+    from agentroute.eval.datasets import RoutingDataset
     from agentroute.eval.results import EvalResult
 
 DEFAULT_ROUTERS = "random,cheapest,strongest,cascade"
@@ -60,6 +62,7 @@ def eval_command(
     )
     from agentroute.outcomes import column_agent
     from agentroute.routers.base import Router, check_pool, get_router_class
+    from agentroute.training.provenance import TrainedOnTestWarning, UncheckedRecordWarning
     from agentroute.types import Agent
 
     console = Console()
@@ -102,17 +105,16 @@ def eval_command(
                 router, [column_agent(m) for m in data.train.models], source=name, among="the dataset"
             ):
                 err.print(f"[yellow]warning:[/] {escape(note)}")
-        seen = _trained_on_test(trained, data.test.queries, seed, err)
-        result = evaluate(
-            data, names, seed=seed, progress=sys.stderr.isatty(), explore=explore,  # bars on stderr: --json too
-            peers=peers, n_boot=boot, interval=interval,
-        )  # fmt: skip
+        _show_trained_on_test(data, names, seed, err)  # said before the routers run
+        with warnings.catch_warnings():  # evaluate warns of the same, for Python callers
+            warnings.simplefilter("ignore", TrainedOnTestWarning)
+            warnings.simplefilter("ignore", UncheckedRecordWarning)
+            result = evaluate(
+                data, names, seed=seed, progress=sys.stderr.isatty(), explore=explore,  # bars on stderr: --json too
+                peers=peers, n_boot=boot, interval=interval,
+            )  # fmt: skip
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err)) from None
-    for row in result.routers:  # its rows (" #2", " [explore]" too) say how many test queries it saw
-        row.trained_on_test = next(
-            (n for name, n in seen.items() if f"{row.name} ".startswith(f"{name} ")), None
-        )
     out = out or Path("runs") / f"eval-{_slug(data.name)}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         try:
@@ -135,27 +137,17 @@ def eval_command(
     )  # paths whole, to copy
 
 
-def _trained_on_test(trained: list[str], test: list[str], seed: int, err: Console) -> dict[str, int]:
-    """How many ``test`` queries each saved router in ``trained`` was trained on, by the record
-    ``agentroute train`` keeps (:mod:`agentroute.training.provenance`): a warning for each that
-    was, and one note naming those saved without a record (not checked, so not in the result)."""
-    from agentroute.eval.harness import split_router_spec
-    from agentroute.training.provenance import count_trained_on, overlap_warning, read_record, unchecked_note
+def _show_trained_on_test(data: RoutingDataset, names: list[str], seed: int, err: Console) -> None:
+    """The warnings of :func:`~agentroute.eval.harness.check_trained_on_test` (the rule ``evaluate``
+    applies) on stderr: one for each saved router trained on test queries, one note for those
+    saved without a record."""
+    from agentroute.eval.harness import check_trained_on_test
 
-    seen: dict[str, int] = {}
-    unchecked = []
-    for name in trained:
-        record = read_record(Path(split_router_spec(name)[0]))
-        if record is None:
-            unchecked.append(name)
-            continue
-        seen[name] = count_trained_on(record, test)
-        if seen[name]:
-            warning = overlap_warning(name, record, seen[name], len(test), seed=seed)
-            err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-    if unchecked:
-        err.print(f"note: {escape(unchecked_note(unchecked))}", soft_wrap=True)
-    return seen
+    check = check_trained_on_test(data, names, seed=seed)
+    for line in check.warnings:
+        err.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+    if check.note is not None:
+        err.print(f"note: {escape(check.note)}", soft_wrap=True)
 
 
 def _header(result: EvalResult) -> str:

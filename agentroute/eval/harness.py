@@ -17,6 +17,15 @@ the dataset object, which holds the test split); one that tunes on validation ca
 table itself (``best-single``, the torch routers). The oracle (and any router with
 ``replay_only = True``) is fitted on the test outcomes: a ceiling, not a router.
 
+**Saved routers.** A router named by the directory ``agentroute train`` (or ``Router.save``)
+wrote — ``"runs/knn"``, ``"runs/knn:cost_weight=0.5"`` — is evaluated as trained, not refit; an
+instance (``Router.load(path)`` too) is refit on the train split. When a saved router's record
+(:mod:`agentroute.training.provenance`) holds test queries, :func:`evaluate` warns
+(:class:`~agentroute.training.provenance.TrainedOnTestWarning`) and its rows carry the count
+(``trained_on_test``); one saved without a record gets an
+:class:`~agentroute.training.provenance.UncheckedRecordWarning` (:func:`check_trained_on_test`,
+the rule ``agentroute eval`` shows too).
+
 **Modes.** Every router is fitted in ``train`` mode and swept in ``serve`` mode
 (:mod:`agentroute.routers.base`): an exploring router (the ant colony) is scored on what it
 serves, not on its exploration draws. With ``explore=True`` an exploring router is swept a second
@@ -39,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +63,13 @@ from agentroute.eval.results import EvalResult, OraclePoint, RouterResult, Singl
 from agentroute.outcomes import OutcomeTable
 from agentroute.progress import bar, phase
 from agentroute.routers.base import Mode, Router, get_router_class
+from agentroute.training.provenance import (
+    SplitCheck,
+    TrainedOnTestWarning,
+    UncheckedRecordWarning,
+    check_test_split,
+    read_record,
+)
 from agentroute.types import Agent, RouteContext, Step
 
 CostEstimate = Literal["auto", "card", "train-mean"]
@@ -146,6 +163,18 @@ def saved_router_dir(spec: str) -> Path | None:
     """The directory of a router saved by ``agentroute train`` that ``spec`` names, if it names one."""
     path = Path(split_router_spec(spec)[0])
     return path if path.is_dir() else None
+
+
+def check_trained_on_test(
+    dataset: RoutingDataset, routers: str | Router | Sequence[str | Router], *, seed: int = 0
+) -> SplitCheck:
+    """How many of ``dataset``'s test queries (split with ``seed``) each saved router among
+    ``routers`` (a spec naming a saved directory: evaluated as trained) was trained on, by its
+    record, with the warnings to show; instances are refit, so not checked."""
+    dirs = {
+        s: d for s in _spec_list(routers) if isinstance(s, str) and (d := saved_router_dir(s)) is not None
+    }
+    return check_test_split({s: read_record(d) for s, d in dirs.items()}, dataset.test.queries, seed=seed)
 
 
 def make_eval_router(spec: str | Router, *, seed: int = 0) -> tuple[str, Router]:
@@ -351,7 +380,9 @@ def evaluate(
 
     A router that fails to build, fit or route is reported with its ``error``; the others still
     run. Names are checked first: an unknown one raises :class:`UnknownNameError` listing the
-    registered routers.
+    registered routers. A saved router trained on test queries is warned about
+    (:class:`~agentroute.training.provenance.TrainedOnTestWarning`, with the count in its rows'
+    ``trained_on_test``; module docstring).
     """
     check_seed(seed)
     M.check_bootstrap(n_boot, level, interval)
@@ -368,6 +399,11 @@ def evaluate(
     for spec in routers:  # unknown names fail before anything runs, listing the registered ones
         if not isinstance(spec, Router) and saved_router_dir(spec) is None:  # a directory: a trained router
             get_router_class(parse_router_spec(spec)[0])
+    check = check_trained_on_test(dataset, routers, seed=seed)
+    for line in check.warnings:
+        warnings.warn(line, TrainedOnTestWarning, stacklevel=2)
+    if check.note is not None:
+        warnings.warn(check.note, UncheckedRecordWarning, stacklevel=2)
     ctxs, how = build_contexts(dataset, "test", cost_estimate=cost_estimate)
     singles = M.single_model_points(test.scores, test.costs)
     o_acc, o_cost = M.oracle(test.scores, test.costs)
@@ -422,7 +458,7 @@ def evaluate(
                 res = RouterResult(name=name, error=f"build failed: {type(exc).__name__}: {exc}")
                 runs = [res]
             else:
-                trained = isinstance(spec, str) and Path(spec).is_dir()  # saved by `train`: as trained
+                trained = isinstance(spec, str) and saved_router_dir(spec) is not None  # saved: as trained
                 runs = [
                     _run_router(
                         name, router, dataset, ctxs, singles, o_acc, result, "serve", refit=not trained
@@ -434,6 +470,7 @@ def evaluate(
                                     "explore", refit=False)
                     )  # fmt: skip
             for res in runs:
+                res.trained_on_test = check.counts.get(spec) if isinstance(spec, str) else None
                 result.routers.append(res)
                 if on_router is not None:
                     on_router(res)

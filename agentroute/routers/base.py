@@ -52,6 +52,7 @@ from agentroute.errors import (
     UnknownNameError,
 )
 from agentroute.outcomes import OFFERED, OutcomeTable, as_outcome_table
+from agentroute.training.provenance import RECORD_KEY, recording_fit, valid_record
 from agentroute.types import Agent, Decision, RouteContext, Step, Task, Trajectory
 
 FORMAT_VERSION = 1
@@ -88,9 +89,15 @@ class Router(abc.ABC):
     #: Set to ``True`` by :meth:`fit` (and :meth:`load`) of a learned router; absent before (see
     #: :attr:`is_fitted`).
     fitted_: bool
-    #: What ``agentroute train`` fitted it on (:mod:`agentroute.training.provenance`), saved as the
-    #: manifest's ``"trained_on"``; not read back by :meth:`load` (a reloaded router may be refit).
+    #: What it was last fitted on (:mod:`agentroute.training.provenance`): set by ``fit`` and by
+    #: ``agentroute train``, saved as the manifest's ``"trained_on"`` and read back by :meth:`load`.
     trained_on_: dict[str, Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A ``fit`` of the class records what it was given (:func:`~agentroute.training.provenance.recording_fit`)."""
+        super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__:
+            cls.fit = recording_fit(cls.__dict__["fit"])  # type: ignore[method-assign]
 
     # -- modes ----------------------------------------------------------------------------------
     @property
@@ -320,7 +327,7 @@ class Router(abc.ABC):
             "params": _jsonable(self.get_params()),
             "state": self.get_state(),
             "arrays": sorted(arrays),
-            **({"trained_on": self.trained_on_} if self.trained_on_ is not None else {}),
+            **({RECORD_KEY: self.trained_on_} if self.trained_on_ is not None else {}),
         }
         staged_arrays, staged_manifest = path / f".{ARRAYS}.partial", path / f".{MANIFEST}.partial"
         try:
@@ -383,6 +390,7 @@ class Router(abc.ABC):
         except Exception as exc:  # a state the router cannot take: say which file
             raise StateFileError(file, f"incompatible state for {klass.name!r}: {exc}") from exc
         router.fitted_ = True
+        router.trained_on_ = valid_record(manifest.get(RECORD_KEY))  # saved again, it keeps the record
         return router  # type: ignore[return-value]
 
 

@@ -7,22 +7,43 @@ digest of each training query's text — stripped, as the seeded split by query 
 from (or the memory it was read from). The digests compare with any later split, whatever its
 seed: ten thousand queries take about 80 kB in the manifest, and a chance match between two
 distinct texts among 10k × 10k is about one in three million.
+
+A router fitted in Python (``router.fit(data)``, every router class's ``fit``: see
+:func:`recording_fit`) records the texts of that fit (``"fit"``: what it was given), replacing
+the record it had: every router's ``fit`` learns afresh, so the record is that fit's queries.
+``Router.load`` reads the record back, so a router loaded, served (``observe``) and saved again
+keeps it; online learning adds no texts to it. :func:`check_test_split` is the rule ``agentroute
+eval`` and :func:`~agentroute.eval.harness.evaluate` both apply.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The manifest's key for the record.
 RECORD_KEY = "trained_on"
 #: Bytes of each text's digest.
 DIGEST_BYTES = 6
 DIGEST = f"blake2b-{8 * DIGEST_BYTES} of the stripped query text"
+
+
+class TrainedOnTestWarning(UserWarning):
+    """A router evaluated as trained was fitted on queries of the evaluation's test split, so its
+    figures flatter it (``warnings.simplefilter("ignore", TrainedOnTestWarning)`` silences it)."""
+
+
+class UncheckedRecordWarning(UserWarning):
+    """Routers evaluated as trained were saved without a record of their training queries, so
+    whether the test split holds any cannot be checked."""
 
 
 def text_key(text: object) -> str:
@@ -88,6 +109,51 @@ def _texts(texts: list[Any]) -> dict[str, Any]:
     return {"queries": count, "digest": DIGEST, "texts": digests}
 
 
+def fit_record(data: Any) -> dict[str, Any] | None:
+    """The record of a fit in Python on ``data``: an :class:`~agentroute.outcomes.OutcomeTable`, a
+    dataset (its train split, as ``fit`` reads it) or trajectories; ``None`` for anything else
+    (a memory store: its texts are not read twice), which leaves the router unchecked."""
+    from agentroute.outcomes import OutcomeTable
+    from agentroute.types import Trajectory
+
+    if isinstance(data, OutcomeTable):
+        return {"fit": "an outcome table in Python", **_texts(list(data.queries))}
+    train = getattr(data, "train", None)
+    if isinstance(train, OutcomeTable):
+        split = getattr(data, "notes", {}).get("split")
+        where = f"{getattr(data, 'name', 'a dataset')}'s train split" + (f" ({split})" if split else "")
+        return {"fit": f"{where} in Python", **_texts(list(train.queries))}
+    if isinstance(data, list) and data and all(isinstance(t, Trajectory) for t in data):
+        return {"fit": "trajectories in Python", **_texts([t for x in data for t in _trajectory_texts(x)])}
+    return None
+
+
+def recording_fit(fit: F) -> F:
+    """``fit`` that, once it has returned, sets the router's ``trained_on_`` to
+    :func:`fit_record` of its data (a fit that fails leaves the record as it was). An iterator
+    given as the data is read into a list first, so the fit and the record see the same items."""
+    if getattr(fit, "_records_training", False):
+        return fit
+
+    @functools.wraps(fit)
+    def fit_and_record(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Iterator):
+            args = (list(args[0]), *args[1:])
+        elif isinstance(kwargs.get("data"), Iterator):
+            kwargs["data"] = list(kwargs["data"])
+        fitted = fit(self, *args, **kwargs)
+        self.trained_on_ = fit_record(args[0] if args else kwargs.get("data"))
+        return fitted
+
+    fit_and_record._records_training = True  # type: ignore[attr-defined]
+    return fit_and_record  # type: ignore[return-value]
+
+
+def valid_record(value: object) -> dict[str, Any] | None:
+    """``value`` when it is a record this version reads (a manifest's ``"trained_on"``), else ``None``."""
+    return value if isinstance(value, dict) and value.get("digest") == DIGEST else None
+
+
 def read_record(router_dir: Path) -> dict[str, Any] | None:
     """The record saved in ``router_dir``'s manifest (``None``: saved without one)."""
     from agentroute.routers.base import MANIFEST
@@ -96,7 +162,7 @@ def read_record(router_dir: Path) -> dict[str, Any] | None:
         record = json.loads((router_dir / MANIFEST).read_text()).get(RECORD_KEY)
     except (OSError, ValueError, AttributeError):  # Router.load names what is wrong with the file
         return None
-    return record if isinstance(record, dict) and record.get("digest") == DIGEST else None
+    return valid_record(record)
 
 
 def count_trained_on(record: dict[str, Any], texts: Iterable[object]) -> int:
@@ -110,6 +176,11 @@ def overlap_warning(name: str, record: dict[str, Any], count: int, total: int, *
     """One line: router ``name`` was trained on ``count`` of the ``total`` test queries of an eval
     split drawn with ``seed``, where it came from, and what to do."""
     said = f"router {name} was trained on {count} of the {total} test queries ({count / total:.0%})"
+    if "fit" in record:
+        return (
+            f"{said} — it was fitted on {record['fit']} — so its figures flatter it: fit it on this "
+            "evaluation's train split, or evaluate on data that holds none of its training queries"
+        )
     if "memory" in record:
         return (
             f"{said}: they are logged in the memory it was trained on ({record['memory']}), so its figures "
@@ -128,11 +199,45 @@ def overlap_warning(name: str, record: dict[str, Any], count: int, total: int, *
 
 
 def unchecked_note(names: list[str]) -> str:
-    """One line for the saved routers that carry no record (saved before it was kept, or by
-    ``Router.save``): whether they were trained on the test split cannot be checked."""
+    """One line for the saved routers that carry no record (saved by an older agentroute, or after
+    a fit on data whose texts are not recorded): whether they were trained on the test split cannot
+    be checked."""
     which = ", ".join(names)
     return (
         f"{which}: saved without a record of {'its' if len(names) == 1 else 'their'} training queries, so "
         "whether the test split holds queries it was trained on cannot be checked; retrain with "
-        "`agentroute train` to have it checked"
+        "`agentroute train` (or fit and save it in Python) to have it checked"
     )
+
+
+@dataclass
+class SplitCheck:
+    """What :func:`check_test_split` found for the routers evaluated as trained."""
+
+    #: Test queries each router with a record was trained on (0: held out).
+    counts: dict[str, int] = field(default_factory=dict)
+    #: One line (:func:`overlap_warning`) for each router trained on some.
+    warnings: list[str] = field(default_factory=list)
+    #: The routers saved without a record.
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def note(self) -> str | None:
+        """One line naming the routers that cannot be checked (:func:`unchecked_note`), if any."""
+        return unchecked_note(self.unchecked) if self.unchecked else None
+
+
+def check_test_split(
+    records: Mapping[str, dict[str, Any] | None], test: Sequence[str], *, seed: int
+) -> SplitCheck:
+    """The rule: how many ``test`` queries (an eval split drawn with ``seed``) each router was
+    trained on, by its record (``None``: saved without one), with the lines to show."""
+    check = SplitCheck()
+    for name, record in records.items():
+        if record is None:
+            check.unchecked.append(name)
+            continue
+        check.counts[name] = count = count_trained_on(record, test)
+        if count:
+            check.warnings.append(overlap_warning(name, record, count, len(test), seed=seed))
+    return check
