@@ -476,6 +476,8 @@ _ENDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Dispatcher, Ta
 PausePoint = tuple[Callable[[], Any], dict[str, Any], str]
 _PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun, PausePoint | None]]] = OrderedDict()  # resumable, not ended
 _PAUSED_LIMIT = 4096  # past it, the oldest paused task ends (its routers told; unfinished: interrupted)
+# a thread id → its paused tasks in _PAUSED, each with (weakly) the outermost invocation that paused it
+_PAUSED_ON: dict[str, dict[str, Callable[[], Any]]] = {}
 _TOLD: OrderedDict[tuple[str, int], None] = OrderedDict()  # (task, dispatcher) whose router was told it ended
 _TOLD_LIMIT = 16384
 _ENDS_LOCK = threading.Lock()
@@ -497,18 +499,34 @@ def _running_loop(configurable: Mapping[str, Any]) -> Any | None:
     return loop if isinstance(getattr(loop, "stack", None), (contextlib.ExitStack, contextlib.AsyncExitStack)) else None
 
 
+def _invocations(configurable: Mapping[str, Any]) -> Iterator[Any]:
+    """The Pregel loop running the task whose ``configurable`` this is, then the loop running the
+    node that invoked that graph (a subgraph's parent), and so on outward."""
+    loop = None
+    for _ in range(64):
+        parent = _running_loop(configurable)
+        if parent is None or parent is loop:
+            return
+        yield parent
+        loop, configurable = parent, (getattr(parent, "config", None) or {}).get("configurable") or {}
+
+
 def root_invocation(config: Mapping[str, Any] | None) -> Any | None:
     """The Pregel loop of the outermost graph invocation this node's task can go on in (through
     subgraphs and nodes that invoke graphs, up to one whose state has no task channel: an agent's
     tool, an ``@entrypoint``), or ``None`` when it cannot be found."""
-    loop, configurable = None, (config or {}).get("configurable") or {}
-    for _ in range(64):
-        parent = _running_loop(configurable)
-        if parent is None or parent is loop:
-            break
-        if loop is not None and CHANNEL not in (getattr(parent, "channels", None) or {CHANNEL: None}):
+    root = None
+    for loop in _invocations((config or {}).get("configurable") or {}):
+        if root is not None and CHANNEL not in (getattr(loop, "channels", None) or {CHANNEL: None}):
             break  # the task cannot be carried out of this graph: it ends with this graph's invocation
-        loop, configurable = parent, (getattr(parent, "config", None) or {}).get("configurable") or {}
+        root = loop
+    return root
+
+
+def _outermost(loop: Any) -> Any:
+    """The outermost invocation ``loop`` runs in (itself at the top): the one a thread's input reaches."""
+    for outer in _invocations((getattr(loop, "config", None) or {}).get("configurable") or {}):
+        loop = outer
     return loop
 
 
@@ -534,7 +552,7 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
             else:
                 loop.stack.push(functools.partial(_invocation_ended, *args))
         ending[(run.task.id, id(dispatcher))] = (dispatcher, run)  # the latest run (a resume may rebuild it)
-        for ref, _, _ in _PAUSED.pop(run.task.id, {}).values():  # the dispatchers that ran it before a pause
+        for ref, _, _ in _unpause(run.task.id).values():  # the dispatchers that ran it before a pause
             if (earlier := ref()) is not None:
                 ending.setdefault((run.task.id, id(earlier)), (earlier, run))
     return True
@@ -547,15 +565,70 @@ async def end_paused(task_id: str, config: Mapping[str, Any] | None) -> None:
     started from (by now LangGraph has saved the input's own, and maybe its first steps'): the
     thread's latest before it, or an earlier one the invocation's config names (time travel)."""
     with _ENDS_LOCK:
-        at, owners = _owners(_PAUSED.pop(task_id, {}))
-    if not owners:
+        at, owners = _owners(_unpause(task_id))
+    if owners:
+        await _end_left([(at, owners)], _pause_point(root_invocation(config), started=True))
+
+
+async def end_abandoned(config: Mapping[str, Any] | None, opening: str) -> None:
+    """A routed node opens the task ``opening``: when its outermost invocation brought its thread a
+    new input (not a resume), finish the tasks paused on that thread by an earlier invocation (as
+    :func:`end_paused` does the one the state names). LangGraph's new input drops the tasks the
+    thread had pending, and with them a subgraph's pause: its state, where the task's id was, is
+    gone. Nothing to do, at no read, when no task is paused on the thread."""
+    if not _PAUSED_ON:
         return
-    lineage: list[Any] = []
-    started = _pause_point(root_invocation(config), started=True)
-    try:  # from where this input started, back to the pause
-        lineage = await _alatest(None if started is None or at is None else (started[0], started[1], at[2]))
-    finally:  # cancelled while reading: it ends all the same, as stopped where it paused
+    root = root_invocation(config)
+    outer = _outermost(root) if root is not None else None
+    thread = (getattr(outer, "checkpoint_config", None) or {}).get("configurable", {}).get("thread_id")
+    if thread is None or not _brought_input(outer):
+        return
+    saver, left = getattr(outer, "checkpointer", None), []
+    with _ENDS_LOCK:
+        for task_id, by in list(_PAUSED_ON.get(str(thread), {}).items()):
+            if task_id == opening or by() is outer:  # paused by this very invocation (a parallel subgraph's)
+                continue
+            entries = _PAUSED.get(task_id)
+            if entries is None:  # no longer paused
+                _PAUSED_ON[str(thread)].pop(task_id, None)
+            elif (at := _owners(entries)[0]) is not None and at[0]() is saver:  # not another graph's thread
+                left.append(_owners(_unpause(task_id)))
+    if left:
+        await _end_left(left, _pause_point(root, started=True))
+
+
+def _brought_input(loop: Any) -> bool:
+    """Whether the invocation ``loop`` runs started from an input, not a resume (``None``, a ``Command``)."""
+    from langgraph.types import Command
+
+    value = getattr(loop, "input", None)
+    return value is not None and not isinstance(value, Command)
+
+
+async def _end_left(left: Sequence[tuple[PausePoint | None, Owners]], started: PausePoint | None) -> None:
+    """Finish paused tasks the thread's new input left, each judged on the line of checkpoints from
+    where that input started (``started``, :func:`_pause_point`) back to its pause — or, a pause in
+    another namespace (a subgraph's own invocation), from that namespace's latest checkpoint. A cancel
+    while reading ends the rest all the same, as stopped where they paused, then goes on."""
+    stopped: BaseException | None = None
+    for at, owners in left:
+        lineage: list[Any] = []
+        if stopped is None and at is not None:
+            try:
+                lineage = await _alatest(_read_from(at, started))
+            except BaseException as exc:  # noqa: BLE001 - re-raised once every task is finished
+                stopped = exc
         _finish_paused(owners, at, lineage)
+    if stopped is not None:
+        raise stopped
+
+
+def _read_from(at: PausePoint, started: PausePoint | None) -> PausePoint:
+    """The pause ``at`` read from the checkpoint ``started`` names when both are in one namespace."""
+    ns = at[1]["configurable"].get("checkpoint_ns")
+    if started is None or started[1]["configurable"].get("checkpoint_ns") != ns:
+        return at
+    return started[0], started[1], at[2]
 
 
 def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -> None:
@@ -640,12 +713,28 @@ def _ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatche
         if ended:
             return runs, evicted
         at = _pause_point(root)
+        by = weakref.ref(_outermost(root)) if at is not None else None
         for dispatcher, run in runs:
             _PAUSED.setdefault(run.task.id, {})[id(dispatcher)] = (weakref.ref(dispatcher), run, at)
             _PAUSED.move_to_end(run.task.id)
+            if at is not None and by is not None:  # found again by the thread's next input (end_abandoned)
+                _PAUSED_ON.setdefault(str(at[1]["configurable"].get("thread_id")), {})[run.task.id] = by
         while len(_PAUSED) > _PAUSED_LIMIT:
-            evicted.append(_owners(_PAUSED.popitem(last=False)[1]))
+            task_id = next(iter(_PAUSED))
+            evicted.append(_owners(_unpause(task_id)))
     return [], evicted
+
+
+def _unpause(task_id: str) -> dict[int, tuple[weakref.ref[Dispatcher], TaskRun, PausePoint | None]]:
+    """Take the task out of :data:`_PAUSED` (and its thread's index); the caller holds :data:`_ENDS_LOCK`."""
+    paused = _PAUSED.pop(task_id, {})
+    for _, _, at in paused.values():
+        thread = str(at[1]["configurable"].get("thread_id")) if at is not None else None
+        if (tasks := _PAUSED_ON.get(thread)) is not None:  # type: ignore[arg-type]
+            tasks.pop(task_id, None)
+            if not tasks:
+                del _PAUSED_ON[thread]  # type: ignore[arg-type]
+    return paused
 
 
 def _pause_point(loop: Any, *, started: bool = False) -> PausePoint | None:
@@ -1438,6 +1527,7 @@ def routed_node(
             return make
 
         if task_id and is_request(channel):
+            await end_abandoned(config, task_id)  # new_task(...) in the input: the thread's paused task ends
             return hold(task_id, opened(channel))
         if task_id:
             carry = channel.get("carry") or {}
@@ -1451,6 +1541,7 @@ def routed_node(
         elif sent and (legacy := state.get("agentroute_task_id")):  # a state without the channel
             return hold(legacy, opened({"task_id": legacy}))
         task_id = invocation_task(config)
+        await end_abandoned(config, task_id)  # and one paused where no state names it now (a subgraph's)
         return hold(task_id, opened({"task_id": task_id}))
 
     async def anode(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
