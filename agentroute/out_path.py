@@ -77,19 +77,25 @@ class StdoutLines:
     standard error, so that a progress bar, a summary or a stray ``print`` (a user's graph, a
     library) cannot break a ``| jq`` reading the lines. :meth:`write` writes whole lines; once the
     reader is gone (``| head -1``: ``EPIPE``) it writes nothing more, sets :attr:`closed` and calls
-    ``on_closed`` once, so the command can stop and exit ``128 + SIGPIPE`` (141) quietly.
+    ``on_closed`` once, so the command can stop and exit ``128 + SIGPIPE`` (141) quietly; another
+    write error (``> /dev/full``) does the same with its reason in :attr:`failure`.
     :meth:`relay` serves a writer that takes a path (``BatchRunner(out=)``).
     """
 
     def __init__(self, on_closed: Callable[[], None] | None = None) -> None:
         self.on_closed = on_closed
         self.closed = False
+        self.failure: str | None = None
+        """Why standard output could not be written, other than its reader leaving (``EPIPE``)."""
         self._fd: int | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> StdoutLines:
-        sys.stdout.flush()
-        self._fd = os.dup(1)
+        try:
+            sys.stdout.flush()
+            self._fd = os.dup(1)
+        except (OSError, ValueError, AttributeError):  # `>&-`: no standard output at all
+            raise ConfigurationError("--out -: standard output is closed; give --out FILE") from None
         os.dup2(2, 1)
         return self
 
@@ -118,8 +124,8 @@ class StdoutLines:
                     view = view[os.write(self._fd, view) :]
                 return
             except OSError as exc:
-                if exc.errno not in (errno.EPIPE, errno.EINVAL):
-                    raise
+                if exc.errno != errno.EPIPE:
+                    self.failure = exc.strerror or str(exc)
                 self.closed = True
         if self.on_closed is not None:  # once: by the write that found the reader gone
             self.on_closed()

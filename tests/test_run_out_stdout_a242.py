@@ -159,3 +159,16 @@ def test_run_web_out_dash_writes_the_episode_lines_to_stdout_and_the_table_to_st
     assert sorted(r["task"] for r in records) == ["click-test", "enter-text"]
     assert "episodes/min" in proc.stderr and "written to standard output" in proc.stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_a_stdout_that_cannot_be_written_is_one_error_line_with_exit_1(tmp_path):
+    """``--out - > /dev/full`` (a full disk): the run stops, says so in one line, and exits 1."""
+    with StubOpenAIServer() as server, open("/dev/full", "wb") as full:
+        proc = subprocess.run(_command(tmp_path, server, "--out", "-"), cwd=tmp_path, env=_env(), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=180)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    assert len(errors) == 1 and "--out -: cannot write standard output (No space left on device)" in errors[0]
+    assert "Traceback" not in proc.stderr
+    with open_memory(f"sqlite:///{tmp_path / 'm.db'}") as store:
+        assert store.stats()["tasks"].get("done", 0) == len(server.answered) >= 1

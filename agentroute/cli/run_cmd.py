@@ -120,7 +120,11 @@ def run_batch(
     )  # fmt: skip
     if out != STDOUT:
         return execute(out_file, None)
-    with StdoutLines() as lines:  # the JSON lines on stdout; the bar, the summary, any print: on stderr
+    with contextlib.ExitStack() as stack:
+        try:  # the JSON lines on stdout; the bar, the summary, any print: on stderr
+            lines = stack.enter_context(StdoutLines())
+        except AgentrouteError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT) from None
         return execute(None, lines)
 
 
@@ -159,6 +163,9 @@ def _execute(
     finally:
         store.close()
     _summary(report, store.url, skipped, metric, shown)
+    if lines is not None and lines.failure is not None:  # the run stopped as the lines could not be written
+        raise fail(f"--out -: cannot write standard output ({lines.failure}); the memory holds every task "
+                   f"(`agentroute run {graph} --resume --batch {report.batch_id} --out FILE` writes them all)", 1)  # fmt: skip
     stopped = report.stopped or ("SIGPIPE" if lines is not None and lines.closed else None)
     if stopped is not None and report.remaining:
         how = "standard output closing (--out -)" if stopped == "SIGPIPE" else stopped
@@ -363,7 +370,7 @@ async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
     if lines is not None:  # its reader gone (`| head -1`): stop as on SIGTERM, the memory whole
-        lines.on_closed = lambda: _call_soon(loop, stop, "SIGPIPE")
+        lines.on_closed = lambda: _call_soon(loop, stop, "SIGPIPE" if lines.failure is None else "--out - unwritable")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console if lines is None else err_console, transient=False) as progress:

@@ -463,7 +463,12 @@ def run_web(
         print_error(error_text(exc), err)
         return 2
     tally = Tally()
-    with StdoutLines() if to_stdout else contextlib.nullcontext() as lines:
+    with contextlib.ExitStack() as stack:
+        try:
+            lines = stack.enter_context(StdoutLines()) if to_stdout else None
+        except AgentrouteError as exc:  # no standard output at all (`>&-`)
+            print_error(error_text(exc), err)
+            return 2
         run = _run(opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally, lines)
         return asyncio.run(_stoppable(run, err, tally, lines))
 
