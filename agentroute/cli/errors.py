@@ -12,6 +12,9 @@
   host that refuses or does not answer (one line: the URL, password hidden, and the driver's reason).
   This is the code click and typer give a malformed command line, so scripts can tell "fix your
   input" from "try again".
+- ``128 + signal``: a long command stopped by a signal (130 SIGINT, 143 SIGTERM), or 141 (SIGPIPE)
+  when the reader of ``--out -`` closed standard output (``| head -1``) — what a shell reports for
+  a program the signal ended; the work done is kept, no traceback.
 """
 
 from __future__ import annotations
