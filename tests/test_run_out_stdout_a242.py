@@ -88,7 +88,13 @@ def test_each_line_reaches_a_consumer_as_its_task_finishes_and_nothing_else_is_o
     assert not (tmp_path / "-").exists()
 
 
-def test_a_consumer_closing_early_ends_the_run_quietly_with_141_and_resume_finishes_it(tmp_path, held):
+def test_a_consumer_closing_early_ends_the_run_quietly_with_141_and_resume_finishes_it(tmp_path):
+    # each call takes 1 s: the query claimed after the line that meets the closed pipe is still in flight
+    with StubOpenAIServer(hold_after=1, delay_s=1.0) as held:
+        _closing_early(tmp_path, held)
+
+
+def _closing_early(tmp_path: Path, held: StubOpenAIServer) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     proc = subprocess.Popen(_command(tmp_path, held, "--out", "-"), cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
