@@ -24,10 +24,23 @@ from pathlib import Path
 
 from agentroute.errors import ConfigurationError
 
-__all__ = ["STDOUT", "StdoutLines", "check_out"]
+__all__ = ["STDOUT", "StdoutLines", "check_out", "is_stdout"]
 
 STDOUT = "-"
 """``--out -``: standard output (as typed: ``./-`` is a file named ``-``)."""
+
+
+def is_stdout(out: str) -> bool:
+    """Whether the ``--out`` text ``out`` (as typed) names this process's standard output: ``-``, or
+    a path to it (``/dev/stdout``, ``/dev/fd/1``), which opened anew would truncate a ``>> FILE``."""
+    if out == STDOUT:
+        return True
+    if not out.startswith(("/dev/", "/proc/")):
+        return False
+    try:
+        return os.path.samestat(os.stat(out), os.fstat(1))
+    except OSError:
+        return False
 
 
 def check_out(out: Path, *, folder: bool = False, create: bool = True, name: str = "--out") -> None:

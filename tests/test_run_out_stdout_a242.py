@@ -178,3 +178,16 @@ def test_a_stdout_that_cannot_be_written_is_one_error_line_with_exit_1(tmp_path)
     assert "Traceback" not in proc.stderr
     with open_memory(f"sqlite:///{tmp_path / 'm.db'}") as store:
         assert store.stats()["tasks"].get("done", 0) == len(server.answered) >= 1
+
+
+def test_out_dev_stdout_appended_to_a_file_keeps_the_file_and_gets_the_lines_only(tmp_path):
+    """``--out /dev/stdout >> all.jsonl`` opened the file anew, truncated: its earlier lines were lost."""
+    all_lines = tmp_path / "all.jsonl"
+    all_lines.write_text('{"earlier": true}\n')
+    with StubOpenAIServer() as server, all_lines.open("ab") as appended:
+        proc = subprocess.run(_command(tmp_path, server, "--out", "/dev/stdout"), cwd=tmp_path, env=_env(),
+                              stdout=appended, stderr=subprocess.PIPE, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in all_lines.read_text().splitlines()]
+    assert records[0] == {"earlier": True} and len(records) == 1 + QUERIES
+    assert "whole batch" in proc.stderr

@@ -42,7 +42,7 @@ from agentroute.cli.app import (
 )
 from agentroute.cli.errors import check_out, error_text
 from agentroute.errors import AgentrouteError, MissingDependencyError
-from agentroute.out_path import STDOUT, StdoutLines
+from agentroute.out_path import StdoutLines, is_stdout
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
 #: ``agentroute run web --tasks … --episodes N`` reaches the web runner's own options.
@@ -93,7 +93,8 @@ def run_batch(
 
     if metric not in METRICS:
         raise fail(f"unknown --metric {metric!r}; known: {', '.join(sorted(METRICS))}", EXIT_BAD_INPUT)
-    out_file = None if out is None or out == STDOUT else Path(out)
+    to_stdout = out is not None and is_stdout(out)
+    out_file = None if out is None or to_stdout else Path(out)
     try:
         if out_file is not None:  # its folders: at the batch's first write, so that a refused run leaves none
             check_out(out_file, create=False)
@@ -118,7 +119,7 @@ def run_batch(
         _execute, (graph, router, pool, budget_usd, memory, allow_new_agents), limits, corpus, items, len(bad), batch,
         checkpointer, concurrency=concurrency, resume=resume, grace_s=grace_s, lease_s=lease_s, metric=metric,
     )  # fmt: skip
-    if out != STDOUT:
+    if not to_stdout:
         return execute(out_file, None)
     with contextlib.ExitStack() as stack:
         try:  # the JSON lines on stdout; the bar, the summary, any print: on stderr

@@ -46,7 +46,7 @@ from agentroute.cli import stopped_exit_code
 from agentroute.cli.app import number
 from agentroute.cli.errors import check_out, error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
-from agentroute.out_path import STDOUT, StdoutLines
+from agentroute.out_path import StdoutLines, is_stdout
 
 DEFAULT_TASKS = "click-test,click-button,enter-text"
 
@@ -403,7 +403,7 @@ def run_web(
             print_error(message, err)
         return 2
     opts.out = opts.out or outer.get("out")
-    to_stdout = opts.out == STDOUT  # as typed: ./- is a file
+    to_stdout = opts.out is not None and is_stdout(opts.out)  # as typed: ./- is a file
     console = err if to_stdout else console or Console(width=_width(sys.stdout))
     opts.resume = opts.resume or bool(outer.get("resume"))
     opts.batch = opts.batch or outer.get("batch")
