@@ -26,7 +26,11 @@ that fails on its data (a duplicate id, a malformed object) is split in halves r
 writes of one task (its row, steps, audit events, feedback, batch item) stay together — until only
 the bad writes are left out. A step never goes in without its task: when a task's first write
 (``start_task``) is lost, its steps and audit events are held back with it, in that batch and in
-every later one. Every lost write is logged and kept, and the next ``flush()`` raises
+every later one. Nor is a batch item written after its task's end (``finish_task``) was lost: the
+item stays claimed, its ``on_commit`` (an ``--out`` line) is not run, and a resume's reconcile
+closes the task ``interrupted`` and hands the query over, as after a crash (before: a full disk
+that refused a task's end and then took its smaller item wrote a ``done`` line that the rerun wrote
+again). Every lost write is logged and kept, and the next ``flush()`` raises
 :class:`~agentroute.memory.errors.MemoryWriteError` with them.
 
 Attempts (:data:`ATTEMPT`, the write-ahead record of a provider attempt) are committed at once
@@ -64,7 +68,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -150,11 +154,17 @@ def _incomplete(row: dict[str, Any], lost: int) -> None:
         row["meta"]["error"] = _missing_text(lost)
 
 
-def _held_back(ops: list[Op]) -> list[tuple[str, Any, BaseException]]:
-    return [
-        (kind, payload, MemoryStoreError(f"task {write_task_id(kind, payload)} was never stored; its {kind} is held back"))
-        for kind, payload in ops
-    ]
+def _held_back(ops: list[Op], unfinished: Collection[str] = ()) -> list[tuple[str, Any, BaseException]]:
+    """The failures of writes held back: of a task never stored, or the batch item of a task whose
+    end was not stored (in ``unfinished``)."""
+    return [(kind, payload, MemoryStoreError(_held_text(kind, payload, unfinished))) for kind, payload in ops]
+
+
+def _held_text(kind: str, payload: Any, unfinished: Collection[str]) -> str:
+    task_id = write_task_id(kind, payload)
+    if kind == BATCH_ITEM and task_id in unfinished:
+        return f"the end of task {task_id} was not stored; its {kind} is held back (the query stays to do)"
+    return f"task {task_id} was never stored; its {kind} is held back"
 
 
 RETRY_S = 30.0
@@ -449,6 +459,7 @@ class BatchWriter:
         self._errors: list[tuple[str, Any, BaseException]] = []
         self._errors_lock = threading.Lock()
         self._lost_tasks: set[str] = set()  # tasks whose first write was lost: their steps are held back
+        self._unfinished: set[str] = set()  # tasks whose last end was lost: their batch items are held back
         self._missing: dict[str, int] = {}  # task id → its steps lost: never stored as finished whole
         self._committing = False  # the batch being committed has sent its COMMIT
         self._attempt_ids: dict[int, str] = {}  # id(attempt) → its row's id, the same in every try of a batch
@@ -634,7 +645,7 @@ class BatchWriter:
         return rest
 
     def _write(self, batch: list[Op]) -> None:
-        if self._lost_tasks:
+        if self._lost_tasks or self._unfinished:
             batch = self._hold_back(batch)
             if not batch:
                 return
@@ -738,14 +749,23 @@ class BatchWriter:
             conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
 
     def _hold_back(self, batch: list[Op]) -> list[Op]:
-        """Leave out the writes of tasks whose first write was lost (a step without its task)."""
+        """Leave out the writes of tasks whose first write was lost (a step without its task), and the
+        batch items of tasks whose last end was lost and is not written again before them: a query is
+        never marked ended (nor its ``--out`` line written) while its task's stored row says ``running``;
+        the item stays claimed, and a resume's reconcile hands it over as after a crash."""
         kept, held = [], []
+        ended: set[str | None] = set()  # tasks this batch ends again, before their items
         for kind, payload in batch:
-            if kind != START and write_task_id(kind, payload) in self._lost_tasks:
+            task_id = write_task_id(kind, payload)
+            if kind == FINISH:
+                ended.add(task_id)
+            if (kind != START and task_id in self._lost_tasks) or (
+                kind == BATCH_ITEM and task_id in self._unfinished and task_id not in ended
+            ):
                 held.append((kind, payload))
             else:
                 kept.append((kind, payload))
-        self._fail(_held_back(held))
+        self._fail(_held_back(held, self._unfinished))
         return kept
 
     @staticmethod
@@ -788,6 +808,7 @@ class BatchWriter:
                 if any(kind == START for kind, _ in rows):  # the task row may not exist: hold its steps back
                     self._fail(_held_back(rest))
                     return
+                rest = self._hold_back(rest)  # its end lost: its batch item too
         self._split(rest)
         if task_id is not None and rows and self._missing.get(task_id, 0) > missing:  # stored whole before the loss
             try:
@@ -822,6 +843,11 @@ class BatchWriter:
             self._errors.extend(failures)
             self._lost_tasks.update(
                 task_id for kind, payload, _ in failures if kind == START and (task_id := write_task_id(kind, payload))
+            )
+            self._unfinished.update(
+                task_id
+                for kind, payload, _ in failures
+                if kind == FINISH and (task_id := write_task_id(kind, payload))
             )
         for kind, payload, _ in failures:
             if kind == STEP and (task_id := write_task_id(kind, payload)) is not None:
@@ -928,6 +954,11 @@ class BatchWriter:
         """Count a stored batch and run its batch items' ``on_commit`` callbacks."""
         self.committed += len(batch)
         self.batches += 1
+        if self._unfinished:  # ended after all: its later batch items go in
+            with self._errors_lock:
+                self._unfinished.difference_update(
+                    write_task_id(kind, task) for kind, task in batch if kind == FINISH
+                )
         for kind, item in batch:
             if kind == BATCH_ITEM and isinstance(item, BatchItemWrite) and item.on_commit is not None and not item.refused:
                 try:
