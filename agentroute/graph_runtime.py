@@ -561,13 +561,11 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
 async def end_paused(task_id: str, config: Mapping[str, Any] | None) -> None:
     """Finish the task ``task_id`` if an invocation left it paused (or resumable) and it was not
     resumed through a routed node since: this invocation's new input on its thread starts another
-    task. Recorded as an evicted one is (:func:`_finish_paused`), from the checkpoint this input
-    started from (by now LangGraph has saved the input's own, and maybe its first steps'): the
-    thread's latest before it, or an earlier one the invocation's config names (time travel)."""
+    task. Recorded as an evicted one is (:func:`_finish_paused`)."""
     with _ENDS_LOCK:
         at, owners = _owners(_unpause(task_id))
     if owners:
-        await _end_left([(at, owners)], _pause_point(root_invocation(config), started=True))
+        await _end_left([(at, owners)])
 
 
 async def end_abandoned(config: Mapping[str, Any] | None, opening: str) -> None:
@@ -578,8 +576,7 @@ async def end_abandoned(config: Mapping[str, Any] | None, opening: str) -> None:
     gone. Nothing to do, at no read, when no task is paused on the thread."""
     if not _PAUSED_ON:
         return
-    root = root_invocation(config)
-    outer = _outermost(root) if root is not None else None
+    outer = _outermost(root) if (root := root_invocation(config)) is not None else None
     thread = (getattr(outer, "checkpoint_config", None) or {}).get("configurable", {}).get("thread_id")
     if thread is None or not _brought_input(outer):
         return
@@ -594,7 +591,7 @@ async def end_abandoned(config: Mapping[str, Any] | None, opening: str) -> None:
             elif (at := _owners(entries)[0]) is not None and at[0]() is saver:  # not another graph's thread
                 left.append(_owners(_unpause(task_id)))
     if left:
-        await _end_left(left, _pause_point(root, started=True))
+        await _end_left(left)
 
 
 def _brought_input(loop: Any) -> bool:
@@ -605,30 +602,21 @@ def _brought_input(loop: Any) -> bool:
     return value is not None and not isinstance(value, Command)
 
 
-async def _end_left(left: Sequence[tuple[PausePoint | None, Owners]], started: PausePoint | None) -> None:
-    """Finish paused tasks the thread's new input left, each judged on the line of checkpoints from
-    where that input started (``started``, :func:`_pause_point`) back to its pause — or, a pause in
-    another namespace (a subgraph's own invocation), from that namespace's latest checkpoint. A cancel
-    while reading ends the rest all the same, as stopped where they paused, then goes on."""
+async def _end_left(left: Sequence[tuple[PausePoint | None, Owners]]) -> None:
+    """Finish paused tasks the thread's new input left (:func:`_finish_paused`, their threads read
+    with :func:`_aafter`). A cancel while reading ends the rest all the same, as stopped where they
+    paused, then goes on."""
     stopped: BaseException | None = None
     for at, owners in left:
-        lineage: list[Any] = []
+        after: list[Any] = []
         if stopped is None and at is not None:
             try:
-                lineage = await _alatest(_read_from(at, started))
+                after = await _aafter(at)
             except BaseException as exc:  # noqa: BLE001 - re-raised once every task is finished
                 stopped = exc
-        _finish_paused(owners, at, lineage)
+        _finish_paused(owners, at, after)
     if stopped is not None:
         raise stopped
-
-
-def _read_from(at: PausePoint, started: PausePoint | None) -> PausePoint:
-    """The pause ``at`` read from the checkpoint ``started`` names when both are in one namespace."""
-    ns = at[1]["configurable"].get("checkpoint_ns")
-    if started is None or started[1]["configurable"].get("checkpoint_ns") != ns:
-        return at
-    return started[0], started[1], at[2]
 
 
 def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -> None:
@@ -660,7 +648,7 @@ def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tupl
     for dispatcher, run in runs:
         _finish(dispatcher, run)
     for at, owners in evicted:
-        _finish_paused(owners, at, _latest(at))
+        _finish_paused(owners, at, _after(at))
 
 
 async def _ainvocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
@@ -671,11 +659,11 @@ async def _ainvocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int
     for dispatcher, run in runs:
         _finish(dispatcher, run)
     for at, owners in evicted:
-        lineage: list[Any] = []
+        after: list[Any] = []
         try:
-            lineage = await _alatest(at)
+            after = await _aafter(at)
         finally:  # cancelled while reading: it ends all the same, as stopped where it paused
-            _finish_paused(owners, at, lineage)
+            _finish_paused(owners, at, after)
 
 
 Owners = list[tuple["Dispatcher", TaskRun]]
@@ -691,11 +679,11 @@ def _owners(
     return (entries[0][2] if entries else None), owners
 
 
-def _finish_paused(owners: Owners, at: PausePoint | None, lineage: Sequence[Any]) -> None:
+def _finish_paused(owners: Owners, at: PausePoint | None, after: Sequence[Any]) -> None:
     """Finish a paused task — evicted past :data:`_PAUSED_LIMIT`, or left by its thread's new input:
-    ``interrupted`` unless the thread's checkpoints then (``lineage``, :func:`_latest`) show its
-    graph went on past the pause (:func:`_went_on`)."""
-    unfinished = not _went_on(at, lineage)
+    ``interrupted`` unless the thread's checkpoints from the pause on (``after``, :func:`_after`)
+    show its graph went on past the pause to its end (:func:`_went_on`)."""
+    unfinished = not _went_on(at, after)
     for dispatcher, run in owners:
         _finish(dispatcher, run, unfinished=unfinished)
 
@@ -737,18 +725,15 @@ def _unpause(task_id: str) -> dict[int, tuple[weakref.ref[Dispatcher], TaskRun, 
     return paused
 
 
-def _pause_point(loop: Any, *, started: bool = False) -> PausePoint | None:
-    """Where the paused root loop left its thread; ``None`` when it cannot be read (no checkpointer).
-    ``started``: where the thread stood as the running loop started, before its input (the
-    checkpoint it loaded: LangGraph 1.2.24's private ``_initial_checkpoint_config``; ``None`` in
-    another layout), its config naming that checkpoint, so that :func:`_latest` reads that one."""
+def _pause_point(loop: Any) -> PausePoint | None:
+    """Where the paused root loop left its thread: its checkpointer (weakly), the thread and
+    namespace, and the checkpoint it paused at; ``None`` when it cannot be read (no checkpointer)."""
     saver = getattr(loop, "checkpointer", None)
-    source = getattr(loop, "_initial_checkpoint_config" if started else "checkpoint_config", None)
+    source = getattr(loop, "checkpoint_config", None)
     configurable = (source if isinstance(source, Mapping) else {}).get("configurable") or {}
     if saver is None or not configurable.get("checkpoint_id"):
         return None
-    keys = ("thread_id", "checkpoint_ns", "checkpoint_id") if started else ("thread_id", "checkpoint_ns")
-    thread = {key: configurable[key] for key in keys if key in configurable}
+    thread = {"thread_id": configurable.get("thread_id"), "checkpoint_ns": configurable.get("checkpoint_ns", "")}
     try:
         held: Callable[[], Any] = weakref.ref(saver)  # a paused task keeps no saver (its threads) alive
     except TypeError:  # a saver with __slots__
@@ -756,19 +741,34 @@ def _pause_point(loop: Any, *, started: bool = False) -> PausePoint | None:
     return held, {"configurable": thread}, str(configurable["checkpoint_id"])
 
 
-def _went_on(at: PausePoint | None, lineage: Sequence[Any]) -> bool:
-    """Whether a paused task's graph ran on after the pause on the line of checkpoints its thread
-    stands on (``lineage``: the latest, then its ancestors, :func:`_latest`): the pause is one of
-    them, and after it comes a step of the graph (a resume through plain nodes only; the record
-    stands as they left it) before any new input. Not after ``update_state`` alone, nor on a line
-    forked from before the pause (LangGraph time travel: an input sent from an earlier checkpoint).
-    Where the graph stood before that input, it had finished (:func:`_at_end`), not paused again.
-    ``False`` — stopped where it paused — when the thread cannot be read."""
-    ids = [_checkpoint_id(checkpoint) for checkpoint in lineage]
-    if at is None or at[2] not in ids:
+def _went_on(at: PausePoint | None, after: Sequence[Any]) -> bool:
+    """Whether a paused task's graph ran on past the pause to its end on a line of checkpoints that
+    continues from it (``after``: its namespace's checkpoints from the pause on, :func:`_after`):
+    steps of the graph (a resume through plain nodes only; the record stands as they left it)
+    after the pause and, before any new input, the graph standing finished (:func:`_at_end`) — not
+    paused again. Not after ``update_state`` alone. A line forked from before the pause (LangGraph
+    time travel: an input sent from an earlier checkpoint) does not continue it: the task is judged
+    on the lines that do (finished on its own line before the fork: ``done``). ``False`` — stopped
+    where it paused — when the thread cannot be read."""
+    if at is None:
         return False
+    by_id = {_checkpoint_id(checkpoint): checkpoint for checkpoint in after}
+    parents = {key: _parent_id(checkpoint) for key, checkpoint in by_id.items()}
+    for leaf in by_id.keys() - set(parents.values()):  # each line's newest checkpoint
+        line, key = [], leaf
+        while key in by_id and key != at[2]:
+            line.append(by_id[key])
+            key = parents[key]
+        if key == at[2] and _ran_to_end(reversed(line)):
+            return True
+    return False
+
+
+def _ran_to_end(line: Iterable[Any]) -> bool:
+    """Whether the checkpoints after a pause (oldest first) hold a step of the graph and, where the
+    next input came (or the line ends), a finished graph."""
     stepped, last = False, None
-    for checkpoint in reversed(lineage[: ids.index(at[2])]):  # from the pause on, to the next input
+    for checkpoint in line:
         source = (getattr(checkpoint, "metadata", None) or {}).get("source")
         if source == "input":
             break
@@ -797,54 +797,65 @@ def _checkpoint_id(checkpoint: Any) -> str | None:
     return (getattr(checkpoint, "config", None) or {}).get("configurable", {}).get("checkpoint_id")
 
 
-def _parent(checkpoint: Any, pause: str) -> Any | None:
-    """The config of ``checkpoint``'s parent while the walk back to the checkpoint ``pause`` goes on:
-    ``None`` at the pause, past it (an older id: the pause is no ancestor), or at the thread's first."""
-    if (_checkpoint_id(checkpoint) or "") <= pause:
-        return None
-    return getattr(checkpoint, "parent_config", None)
+def _parent_id(checkpoint: Any) -> str | None:
+    return (getattr(checkpoint, "parent_config", None) or {}).get("configurable", {}).get("checkpoint_id")
 
 
-def _latest(at: PausePoint | None) -> list[Any]:
-    """The latest checkpoint tuple of the paused thread (the one its config names, if it names one)
-    and its ancestors back to the pause ``at[2]`` (:func:`_parent`), newest first, read
-    synchronously; as far as they could be read (none: an async saver whose loop is this thread's
-    or not running, a closed connection)."""
-    lineage: list[Any] = []
+def _taken(after: list[Any], checkpoint: Any, pause: str) -> bool:
+    """Keep ``checkpoint`` (listed newest first) if it is the pause or newer; whether to read on."""
+    key = _checkpoint_id(checkpoint) or ""
+    if key >= pause:
+        after.append(checkpoint)
+    return key > pause
+
+
+def _after(at: PausePoint | None) -> list[Any]:
+    """The paused thread's checkpoints in the pause's namespace, newest first, down to the pause
+    ``at[2]`` (one listing, stopped there), read synchronously; as far as they could be read (none:
+    an async saver whose loop is this thread's or not running, a closed connection)."""
+    after: list[Any] = []
     if at is None or (saver := at[0]()) is None:
-        return lineage
-    config: Any = at[1]
+        return after
     bound = getattr(saver, "loop", None)  # an async saver serves sync calls from other threads only
     if isinstance(bound, asyncio.AbstractEventLoop) and (bound.is_closed() or not bound.is_running() or _this_loop() is bound):
-        return lineage
+        return after
+    listed: Any = None
     try:
-        while config is not None and (checkpoint := saver.get_tuple(config)) is not None:
-            lineage.append(checkpoint)
-            config = _parent(checkpoint, at[2])
+        listed = saver.list(at[1])
+        for checkpoint in listed:
+            if not _taken(after, checkpoint, at[2]):
+                break
     except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
-        log.debug("reading the paused thread %s", config, exc_info=True)
-    return lineage
+        log.debug("reading the paused thread %s", at[1], exc_info=True)
+    finally:
+        if (close := getattr(listed, "close", None)) is not None:  # a saver's cursor (and lock) let go
+            close()
+    return after
 
 
-async def _alatest(at: PausePoint | None) -> list[Any]:
-    """:func:`_latest` from a running event loop: through the saver's async interface when it is
+async def _aafter(at: PausePoint | None) -> list[Any]:
+    """:func:`_after` from a running event loop: through the saver's async interface when it is
     bound to this loop or to none (a sync-only saver: its sync one)."""
-    lineage: list[Any] = []
+    after: list[Any] = []
     if at is None or (saver := at[0]()) is None:
-        return lineage
-    config: Any = at[1]
+        return after
     bound = getattr(saver, "loop", None)
     if isinstance(bound, asyncio.AbstractEventLoop) and bound is not _this_loop():
-        return _latest(at)
+        return _after(at)
+    listed: Any = None
     try:
-        while config is not None and (checkpoint := await saver.aget_tuple(config)) is not None:
-            lineage.append(checkpoint)
-            config = _parent(checkpoint, at[2])
+        listed = saver.alist(at[1])
+        async for checkpoint in listed:
+            if not _taken(after, checkpoint, at[2]):
+                break
     except NotImplementedError:  # SqliteSaver, PostgresSaver: sync only
-        return _latest(at)
+        return _after(at)
     except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
-        log.debug("reading the paused thread %s", config, exc_info=True)
-    return lineage
+        log.debug("reading the paused thread %s", at[1], exc_info=True)
+    finally:
+        if (aclose := getattr(listed, "aclose", None)) is not None:
+            await aclose()
+    return after
 
 
 def _this_loop() -> asyncio.AbstractEventLoop | None:

@@ -71,10 +71,10 @@ def test_ainvoke_new_input_from_a_checkpoint_before_the_pause_records_the_paused
 
 
 def test_new_input_from_before_a_pause_the_graph_went_on_past_records_the_line_it_left(memory, saver):
-    """Resumed through plain nodes to its end, then a new input sent from before the pause: the line
-    it continues never went past the pause (the record is as the new input's thread stands)."""
+    """Resumed through plain nodes to its end, then a new input sent from before the pause: the task
+    finished on its own line, which the fork leaves as it was (tests/test_routed_node_finished_line_a243.py)."""
     router, old, new = travel_sync(memory, saver, resume=True)
-    ended_by_new_input(memory, router, old, new, "interrupted", last=1)
+    ended_by_new_input(memory, router, old, new, "done", last=1)
 
 
 def test_a_paused_task_evicted_after_a_new_input_from_before_its_input_is_recorded_interrupted(
