@@ -55,3 +55,20 @@ def test_ainvoke_a_task_finished_on_its_line_then_forked_from_before_its_pause_s
     router, old, new = asyncio.run(main())
     ended_by_new_input(memory, router, old, new, "done", last=1)  # was: interrupted
 
+
+
+@pytest.mark.postgres
+def test_under_a_postgres_saver_a_task_finished_on_its_line_then_forked_stays_done(checkpoint_db, memory):
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from tests.fixtures_postgres import saver_url
+
+    with PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as postgres:
+        postgres.setup()
+        router, app = paused_app(memory, last=True, checkpointer=postgres)
+        assert "__interrupt__" in app.invoke(question(0), CFG)
+        old = app.get_state(CFG).values["agentroute_task_id"]
+        assert app.invoke(Command(resume="approved"), CFG)["plan"] == "approved"
+        assert "__interrupt__" in app.invoke(question(1), _before_the_pause(list(app.get_state_history(CFG))))
+        new = app.get_state(CFG).values["agentroute_task_id"]
+    ended_by_new_input(memory, router, old, new, "done", last=1)

@@ -200,3 +200,17 @@ def test_new_task_in_the_input_after_a_pause_records_the_paused_task_interrupted
     ended_by_the_new_input(memory, router, "interrupted")  # was: running, never told
     (kept,) = tasks_seen(other_router)
     assert (other_router.ended(), status(memory, kept)) == ({}, "running")
+
+
+@pytest.mark.postgres
+def test_new_input_after_a_pause_in_a_subgraph_under_a_postgres_saver_records_it_interrupted(checkpoint_db, memory):
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from tests.fixtures_postgres import saver_url
+
+    with PostgresSaver.from_conn_string(saver_url(checkpoint_db)) as postgres:
+        postgres.setup()
+        router, app = parent_app(memory, "subgraph", postgres)
+        assert "__interrupt__" in app.invoke(question(0), CFG)
+        assert "__interrupt__" in app.invoke(question(1), CFG)
+    ended_by_the_new_input(memory, router, "interrupted")

@@ -3,8 +3,8 @@ travel: ``invoke(new_input, config_naming_an_earlier_checkpoint_id)``) is record
 
 Was: ``done``, because the checkpoint the input started from was another one than the pause's and
 written by a step, as if the graph had gone on past the pause; ``trajectories()`` (default: done)
-then fed the half task to training as a whole one. Now the pause must be an ancestor of that
-checkpoint, with a step of the graph (not a new input) right after it on that line.
+then fed the half task to training as a whole one. Now the task is judged on the lines of
+checkpoints that continue from its pause, which a line forked from before it is not.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def test_a_paused_task_evicted_after_a_new_input_from_before_its_input_is_record
     monkeypatch, memory, saver
 ):
     """The new input is sent from the checkpoint before the first task's own input: that line holds
-    no task, so the new input ends none; the first task waits paused until it is evicted (past
+    no task; the new input ends the first one all the same (an input drops what its thread had
+    paused, tests/test_routed_node_subgraph_pause_a243.py), before any eviction (past
     ``_PAUSED_LIMIT``, here 1) when the second pauses. Was: ``done`` (the thread's latest checkpoint,
     the second task's pause, was a step's)."""
     monkeypatch.setattr(a231.runtime, "_PAUSED_LIMIT", 1)
