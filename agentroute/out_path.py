@@ -172,5 +172,10 @@ class StdoutLines:
             yield path
         finally:
             done.set()
-            thread.join()
-            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                thread.join()  # a stalled reader holds it: a Ctrl-C here still removes the folder
+            except BaseException:
+                self.closed = True  # the lines still to copy are dropped, not written after this ends
+                raise
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""Review of ``run --out -`` (agentroute/out_path.py ``StdoutLines``), as a user meets it: a
+``python -m agentroute`` subprocess writing to a pipe, a stub OpenAI server on loopback.
+
+A reader that stalls (``| less`` left on its first page) once the batch has ended holds the command
+in the relay of its last lines; a Ctrl-C then ended it (130) but left its private temp folder
+behind, a copy of every line, in ``$TMPDIR``."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+
+from agentroute.memory import open_memory
+from tests.test_batch_server import StubOpenAIServer
+from tests.test_run_out_stdout_a242 import _command, _env
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+QUERIES = 40  # their lines: about 17 kB, more than the pipe holds
+
+
+def _done_tasks(url: str) -> int:
+    try:
+        with open_memory(url) as store:
+            return int(store.stats()["tasks"].get("done", 0))
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+
+
+def test_ctrl_c_while_the_last_lines_wait_for_a_stalled_reader_removes_the_temp_folder(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)  # one page: a few lines fill it, the reader reads none
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    try:
+        with StubOpenAIServer() as server:
+            command = _command(tmp_path, server, "--out", "-", "--concurrency", "8")
+            (tmp_path / "in.jsonl").write_text("".join(f'"question {i}?"\n' for i in range(QUERIES)))
+            proc = subprocess.Popen(command, cwd=tmp_path,
+                                    env={**_env(), "TMPDIR": str(temp)}, stdout=write_end,
+                                    stderr=subprocess.PIPE)  # fmt: skip
+            os.close(write_end)
+            write_end = -1
+            try:
+                deadline = time.monotonic() + 120
+                while _done_tasks(url) < QUERIES and time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.2)
+                assert _done_tasks(url) == QUERIES
+                time.sleep(1.0)  # the batch ends; its last lines wait for the reader
+                assert proc.poll() is None, "the lines were not held by the stalled reader"
+                assert list(temp.glob("agentroute-out-*")), "no relay folder while lines wait"
+                # Ctrl-C, again if the batch's own stop took the first
+                while proc.poll() is None and time.monotonic() < deadline:
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=3)
+                    except subprocess.TimeoutExpired:
+                        pass
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                assert proc.stderr is not None
+                err = proc.stderr.read().decode()
+                proc.stderr.close()
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    assert proc.returncode == 130, err
+    assert not list(temp.glob("agentroute-out-*")), "the relay's temp folder was left behind"
