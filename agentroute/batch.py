@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -349,6 +350,14 @@ class BatchReport:
         return sum(n for s, n in self.counts.items() if s not in (*FINISHED, "failed"))
 
 
+def _as_stored(result: ItemResult, row: dict[str, Any]) -> ItemResult:
+    """``result`` as its batch item was stored: the memory's writer stores the item of a task that lost a
+    step ``failed``, and its ``--out`` line says so (a ``done`` line there was written again by the rerun)."""
+    if row.get("status") == result.status:
+        return result
+    return dataclasses.replace(result, status=row["status"], error=row.get("error"))
+
+
 def _line_bytes(result: ItemResult) -> bytes:
     return (json.dumps(result.line(), ensure_ascii=True) + "\n").encode()
 
@@ -636,7 +645,9 @@ class BatchRunner:
             except Exception as exc:  # whatever one task raises ends that task, never the batch
                 log.debug("batch %s: %s failed", self.batch_id, qid, exc_info=True)
                 result = self._mark(claimed, watch, "failed", f"{type(exc).__name__}: {exc}", earlier)
-        on_commit = (lambda: self._write(result)) if self._fd is not None and result.status != "interrupted" else None
+        on_commit = None
+        if self._fd is not None and result.status != "interrupted":
+            on_commit = lambda row: self._write(_as_stored(result, row))  # noqa: E731 - the line of what was stored
         self.queue.finish(
             qid, status=result.status, task_id=result.task_id, cost_usd=result.cost_usd, error=result.error,
             on_commit=on_commit,

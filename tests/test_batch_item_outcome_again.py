@@ -28,7 +28,7 @@ def test_the_same_outcome_written_again_is_not_taken_for_a_handed_over_item(tmp_
         written: list[int] = []
         for _ in range(2):  # the second: the same writes committed again
             memory.finish_task(task)
-            queue.finish("q1", status="done", task_id=task.id, cost_usd=0.5, on_commit=lambda: written.append(1))
+            queue.finish("q1", status="done", task_id=task.id, cost_usd=0.5, on_commit=lambda row: written.append(1))
             memory.flush()
         assert queue.items() == [{"query_id": "q1", "status": "done", "task_id": task.id, "attempts": 1,
                                   "cost_usd": 0.5, "error": None, "worker": queue.worker_id}]  # fmt: skip

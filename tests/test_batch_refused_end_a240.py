@@ -47,7 +47,7 @@ CHILD = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
 
     lines = []
-    queue.finish("q1", status="done", task_id=task.id, cost_usd=0.1, on_commit=lambda: lines.append("done"))
+    queue.finish("q1", status="done", task_id=task.id, cost_usd=0.1, on_commit=lambda *row: lines.append("done"))
     held = ""
     try:
         memory.flush()

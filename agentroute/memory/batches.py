@@ -295,9 +295,10 @@ class BatchQueue:
         task_id: str | None,
         cost_usd: float,
         error: str | None = None,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        """Record an item's outcome through the memory's writer, after its task's writes."""
+        """Record an item's outcome through the memory's writer, after its task's writes; ``on_commit(row)``
+        runs once it is stored, with the row as stored (``failed`` when its task lost a step)."""
         self.memory.record_batch_item(
             {
                 "batch_id": self.batch_id, "query_id": query_id, "worker": self.worker_id, "status": status,

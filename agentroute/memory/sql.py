@@ -424,9 +424,10 @@ class SQLMemory(MemoryStore):
         if (watch := _WATCH.get()) is not None:
             watch.steps.append(step)
 
-    def record_batch_item(self, row: dict[str, Any], on_commit: Any = None) -> None:
+    def record_batch_item(self, row: dict[str, Any], on_commit: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Record a batch item's outcome, committed with the task writes recorded before it
-        (see :mod:`agentroute.memory.batches`); ``on_commit()`` runs on the writer thread after."""
+        (see :mod:`agentroute.memory.batches`); ``on_commit(row)`` runs on the writer thread after,
+        with the row as stored."""
         self._enqueue(BATCH_ITEM, BatchItemWrite(row, on_commit))
 
     def finish_task(self, task: Task) -> None:

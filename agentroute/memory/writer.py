@@ -56,7 +56,8 @@ elsewhere did take it for dead, not its own process stopping it earlier) is
 
 Batch items (:data:`BATCH_ITEM`, from :mod:`agentroute.memory.batches`) are written in the same
 transaction as the task writes recorded before them, so a query is never marked finished before
-its task and steps are stored; their ``on_commit`` callback runs after the commit.
+its task and steps are stored; their ``on_commit`` callback runs after the commit, given the row as
+stored (an item whose task lost a step is stored ``failed``, whatever outcome it was recorded with).
 """
 
 from __future__ import annotations
@@ -128,11 +129,12 @@ class _GivenUp(BaseException):
 
 class BatchItemWrite:
     """The outcome of one batch item: ``row`` (batch_id, query_id, worker, status, task_id,
-    cost_usd, error) and an optional ``on_commit`` callback, run on the writer thread once stored."""
+    cost_usd, error) and an optional ``on_commit`` callback, run on the writer thread once stored,
+    with the row as stored (its status and error may differ from those recorded)."""
 
     __slots__ = ("row", "on_commit", "refused")
 
-    def __init__(self, row: dict[str, Any], on_commit: Callable[[], None] | None = None):
+    def __init__(self, row: dict[str, Any], on_commit: Callable[[dict[str, Any]], None] | None = None):
         self.row, self.on_commit = row, on_commit
         self.refused = False
         """Whether its last write found the item no longer its worker's running claim (see :func:`set_items`)."""
@@ -962,7 +964,7 @@ class BatchWriter:
         for kind, item in batch:
             if kind == BATCH_ITEM and isinstance(item, BatchItemWrite) and item.on_commit is not None and not item.refused:
                 try:
-                    item.on_commit()
+                    item.on_commit(item.row)
                 except Exception:  # a callback's bug must not stop the writer
                     log.exception("memory: batch item callback failed")
 
