@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,23 +131,50 @@ def fit_record(data: Any) -> dict[str, Any] | None:
 
 def recording_fit(fit: F) -> F:
     """``fit`` that, once it has returned, sets the router's ``trained_on_`` to
-    :func:`fit_record` of its data (a fit that fails leaves the record as it was). An iterator
-    given as the data is read into a list first, so the fit and the record see the same items."""
+    :func:`fit_record` of its data (its first argument, by position or by name; a fit that fails
+    leaves the record as it was). A fit that hands other data to a fit it calls (``super().fit(
+    table)`` after converting a frame) keeps the record that call made. The data reaches ``fit`` as
+    given: a plain iterator (a generator, ``iter(list)``, ``map``; not a file or a reader with
+    attributes of its own) is passed through a generator that keeps the items the fit reads, which
+    are recorded."""
     if getattr(fit, "_records_training", False):
         return fit
+    try:
+        name = list(inspect.signature(fit).parameters)[1]
+    except (IndexError, TypeError, ValueError):  # no data parameter (a fit(self, *args)): by position only
+        name = None
 
     @functools.wraps(fit)
     def fit_and_record(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Iterator):
-            args = (list(args[0]), *args[1:])
-        elif isinstance(kwargs.get("data"), Iterator):
-            kwargs["data"] = list(kwargs["data"])
+        data = args[0] if args else kwargs.get(name) if name is not None else None
+        seen: list[Any] | None = None
+        if isinstance(data, Iterator) and type(data).__module__ in _PLAIN_ITERATORS:
+            seen = []
+            if args:
+                args = (_read_through(data, seen), *args[1:])
+            elif name is not None:
+                kwargs[name] = _read_through(data, seen)
+        before = getattr(self, "trained_on_", None)
         fitted = fit(self, *args, **kwargs)
-        self.trained_on_ = fit_record(args[0] if args else kwargs.get("data"))
+        record = fit_record(seen if seen is not None else data)
+        inner = getattr(self, "trained_on_", None)
+        self.trained_on_ = record if record is not None or inner is before else inner
         return fitted
 
     fit_and_record._records_training = True  # type: ignore[attr-defined]
     return fit_and_record  # type: ignore[return-value]
+
+
+#: The modules of the iterators a fit is given read through (:func:`_read_through`): no attribute
+#: but ``next`` to lose.
+_PLAIN_ITERATORS = frozenset({"builtins", "itertools"})
+
+
+def _read_through(source: Iterator[Any], items: list[Any]) -> Iterator[Any]:
+    """``source``'s items as the fit reads them, each kept in ``items`` (for its record)."""
+    for item in source:
+        items.append(item)
+        yield item
 
 
 def valid_record(value: object) -> dict[str, Any] | None:
