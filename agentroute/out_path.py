@@ -148,6 +148,8 @@ class StdoutLines:
         """A file path for a writer that takes one: the whole lines written there are copied to
         standard output as they come (polled every ``poll_s``), the last ones before this ends.
         The file is private and removed at the end; a slow reader never blocks the writer."""
+        from agentroute.training.stopping import terminate_as_interrupt
+
         folder = tempfile.mkdtemp(prefix="agentroute-out-")
         path = Path(folder) / "out.jsonl"
         path.touch()
@@ -173,7 +175,8 @@ class StdoutLines:
         finally:
             done.set()
             try:
-                thread.join()  # a stalled reader holds it: a Ctrl-C here still removes the folder
+                with terminate_as_interrupt():  # a stalled reader holds it: a Ctrl-C or SIGTERM here
+                    thread.join()  # still removes the folder
             except BaseException:
                 self.closed = True  # the lines still to copy are dropped, not written after this ends
                 raise

@@ -3,7 +3,8 @@
 
 A reader that stalls (``| less`` left on its first page) once the batch has ended holds the command
 in the relay of its last lines; a Ctrl-C then ended it (130) but left its private temp folder
-behind, a copy of every line, in ``$TMPDIR``."""
+behind, a copy of every line, in ``$TMPDIR``, and a SIGTERM there (a second one: the first stops
+the batch) killed it (-15), the folder left too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import os
 import signal
 import subprocess
 import time
+
+import pytest
 
 from agentroute.memory import open_memory
 from tests.test_batch_server import StubOpenAIServer
@@ -29,7 +32,10 @@ def _done_tasks(url: str) -> int:
         return 0
 
 
-def test_ctrl_c_while_the_last_lines_wait_for_a_stalled_reader_removes_the_temp_folder(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_while_the_last_lines_wait_for_a_stalled_reader_removes_the_temp_folder(
+    tmp_path, signum, code
+):
     temp = tmp_path / "tmp"
     temp.mkdir()
     read_end, write_end = os.pipe()
@@ -52,9 +58,9 @@ def test_ctrl_c_while_the_last_lines_wait_for_a_stalled_reader_removes_the_temp_
                 time.sleep(1.0)  # the batch ends; its last lines wait for the reader
                 assert proc.poll() is None, "the lines were not held by the stalled reader"
                 assert list(temp.glob("agentroute-out-*")), "no relay folder while lines wait"
-                # Ctrl-C, again if the batch's own stop took the first
+                # the signal again if the batch's own stop took the first
                 while proc.poll() is None and time.monotonic() < deadline:
-                    proc.send_signal(signal.SIGINT)
+                    proc.send_signal(signum)
                     try:
                         proc.wait(timeout=3)
                     except subprocess.TimeoutExpired:
@@ -70,5 +76,5 @@ def test_ctrl_c_while_the_last_lines_wait_for_a_stalled_reader_removes_the_temp_
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert not list(temp.glob("agentroute-out-*")), "the relay's temp folder was left behind"

@@ -43,6 +43,7 @@ from agentroute.cli.app import (
 from agentroute.cli.errors import check_out, error_text
 from agentroute.errors import AgentrouteError, MissingDependencyError
 from agentroute.out_path import StdoutLines, is_stdout
+from agentroute.training.stopping import exit_stopped, stop_word
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
 #: ``agentroute run web --tasks … --episodes N`` reaches the web runner's own options.
@@ -126,7 +127,10 @@ def run_batch(
             lines = stack.enter_context(StdoutLines())
         except AgentrouteError as exc:
             raise fail(str(exc), EXIT_BAD_INPUT) from None
-        return execute(None, lines)
+        try:
+            return execute(None, lines)
+        except KeyboardInterrupt as stop:  # also a SIGTERM while the last lines wait for a stalled reader
+            exit_stopped(stop, stop_word(stop))
 
 
 def _execute(
