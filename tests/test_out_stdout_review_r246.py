@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +82,52 @@ def test_a_stop_while_the_last_lines_wait_for_a_stalled_reader_removes_the_temp_
             os.close(write_end)
     assert proc.returncode == code, err
     assert not list(temp.glob("agentroute-out-*")), "the relay's temp folder was left behind"
+
+
+EPISODES = 40  # their lines: about 14 kB, more than the pipe holds
+
+
+@pytest.mark.browser
+def test_run_web_plays_on_while_its_reader_stalls_and_stops_on_sigterm(chromium, tmp_path):
+    """``run web --out -`` wrote each episode's line on the event loop: a full pipe froze every
+    episode, and SIGTERM (handled on that loop) could not stop it while the reader read nothing."""
+    temp = Path(tempfile.mkdtemp(prefix="r246-"))  # short: Chromium's sockets go there too
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    command = [sys.executable, "-m", "agentroute", "run", "web", "--tasks", "click-test", "--episodes",
+               str(EPISODES), "--router", "always-skill", "--memory", url, "--out", "-"]  # fmt: skip
+    try:
+        proc = subprocess.Popen(command, cwd=tmp_path, env={**_env(), "TMPDIR": str(temp)}, stdout=write_end,
+                                stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+        os.close(write_end)
+        write_end = -1
+        try:
+            deadline = time.monotonic() + 120
+            while _done_tasks(url) < EPISODES - 5 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.5)
+            played = _done_tasks(url)
+            while (
+                proc.poll() is None and time.monotonic() < deadline
+            ):  # again once the lines wait for the reader
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            assert proc.stderr is not None
+            err = proc.stderr.read().decode()
+            proc.stderr.close()
+        left = list(temp.glob("agentroute-out-*"))
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert played >= EPISODES - 5, f"the episodes stopped at {played} with the reader stalled: {err[-1500:]}"
+    assert proc.returncode == 143, err[-2000:]
+    assert not left, "the relay's temp folder was left behind"

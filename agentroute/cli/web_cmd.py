@@ -47,6 +47,7 @@ from agentroute.cli.app import number
 from agentroute.cli.errors import check_out, error_text, print_error
 from agentroute.errors import AgentrouteError, ConfigurationError
 from agentroute.out_path import StdoutLines, is_stdout
+from agentroute.training.stopping import exit_stopped, stop_word
 
 DEFAULT_TASKS = "click-test,click-button,enter-text"
 
@@ -265,14 +266,14 @@ def memory_line(trajectory: Any, *, batch: str) -> dict[str, Any]:
 class OutFile:
     """``--out``: one JSON line per finished episode, each in one ``write`` on an ``O_APPEND`` file,
     so a crash or Ctrl-C leaves whole lines for every episode finished before it. Truncated at
-    the start of a run, appended to with ``--resume``. With ``lines`` (``--out -``), standard
-    output: a new file each run (with ``--resume``, the earlier episodes' lines come first)."""
+    the start of a run, appended to with ``--resume``. With ``lines`` (``--out -``), ``path`` is
+    its relay (:meth:`StdoutLines.relay`, copied to standard output off the event loop, so a
+    stalled reader never holds the episodes): a new file each run (with ``--resume``, the earlier
+    episodes' lines come first)."""
 
     def __init__(self, path: Path, *, resume: bool, lines: StdoutLines | None = None):
         self.path, self.lines = path, lines
         self.fd: int | None = None
-        if lines is not None:
-            return
         check_out(path)  # its missing folders (mkdir -p), as every --out
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
         try:
@@ -283,8 +284,6 @@ class OutFile:
     def task_ids(self) -> set[str]:
         """The task ids the file holds lines for (a torn or foreign line is skipped)."""
         found: set[str] = set()
-        if self.lines is not None:
-            return found
         with self.path.open("rb") as fh:
             for raw in fh:
                 with contextlib.suppress(ValueError, AttributeError):
@@ -294,11 +293,8 @@ class OutFile:
         return found
 
     def write(self, line: dict[str, Any]) -> None:
-        data = (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode()
-        if self.lines is not None:
-            self.lines.write(data)
-        elif self.fd is not None:
-            os.write(self.fd, data)
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode())
 
     def close(self) -> None:
         if self.fd is not None:
@@ -469,8 +465,16 @@ def run_web(
         except AgentrouteError as exc:  # no standard output at all (`>&-`)
             print_error(error_text(exc), err)
             return 2
-        run = _run(opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally, lines)
-        return asyncio.run(_stoppable(run, err, tally, lines))
+        try:
+            with lines.relay() if lines is not None else contextlib.nullcontext() as relayed:
+                if relayed is not None:  # the episodes' lines go there, a thread copies them to stdout
+                    opts.out = relayed
+                run = _run(
+                    opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally, lines
+                )
+                return asyncio.run(_stoppable(run, err, tally, lines))
+        except KeyboardInterrupt as stop:  # also a SIGTERM while the last lines wait for a stalled reader
+            exit_stopped(stop, stop_word(stop))
 
 
 async def _stoppable(
@@ -491,14 +495,18 @@ async def _stoppable(
         note_stop_signal()
         task.cancel()
 
-    def closed() -> None:  # on the event loop: the episodes' lines are written there
+    def closed() -> None:
         stopped.append(signal.SIGPIPE)
         task.cancel()
+
+    def closed_by_relay() -> None:  # in the relay's thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            loop.call_soon_threadsafe(closed)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
     if lines is not None:
-        lines.on_closed = closed
+        lines.on_closed = closed_by_relay
     try:
         return await task
     except asyncio.CancelledError:
