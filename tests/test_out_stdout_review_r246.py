@@ -131,3 +131,22 @@ def test_run_web_plays_on_while_its_reader_stalls_and_stops_on_sigterm(chromium,
     assert played >= EPISODES - 5, f"the episodes stopped at {played} with the reader stalled: {err[-1500:]}"
     assert proc.returncode == 143, err[-2000:]
     assert not left, "the relay's temp folder was left behind"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("episodes", [1, 2])  # 1: its line may meet the full disk after the run ended
+def test_run_web_to_a_stdout_that_cannot_be_written_is_one_error_line_with_exit_1(
+    chromium, tmp_path, episodes
+):
+    """``run web --out - > /dev/full`` said "stopped by SIGPIPE" and exited 141, as if a reader had
+    left; ``run`` says why in one error line and exits 1."""
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    command = [sys.executable, "-m", "agentroute", "run", "web", "--tasks", "click-test", "--episodes",
+               str(episodes), "--router", "always-skill", "--memory", url, "--out", "-"]  # fmt: skip
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(command, cwd=tmp_path, env=_env(), stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=180)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    assert len(errors) == 1 and "--out -: cannot write standard output (No space left on device)" in errors[0]
+    assert "SIGPIPE" not in proc.stderr and "Traceback" not in proc.stderr

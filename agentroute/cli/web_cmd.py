@@ -472,9 +472,31 @@ def run_web(
                 run = _run(
                     opts, tasks, budget, batch, router, pool, memory, concurrency, console, err, tally, lines
                 )
-                return asyncio.run(_stoppable(run, err, tally, lines))
+                code = asyncio.run(_stoppable(run, err, tally, lines))
         except KeyboardInterrupt as stop:  # also a SIGTERM while the last lines wait for a stalled reader
             exit_stopped(stop, stop_word(stop))
+    return code if lines is None else _lines_written(lines, code, batch, err)
+
+
+def _lines_written(lines: StdoutLines, code: int, batch: str, err: Console) -> int:
+    """The exit code of a run with ``--out -`` once its relay ended: standard output that could not
+    be written (``> /dev/full``, during the run or for its last lines) is one error line and 1; a
+    reader that left before the last lines, the run over, 141 (one left earlier stopped the run)."""
+    if lines.failure is not None:
+        print_error(
+            f"--out -: cannot write standard output ({lines.failure}); the episodes finished are in the "
+            f"memory (batch {batch}): rerun with --resume --out FILE to play the rest and write every line",
+            err,
+        )
+        return 1
+    if lines.closed and code in (0, 1):
+        err.print(
+            f"[yellow]standard output closed (--out -)[/] before every line was written; the memory holds "
+            f"every episode (batch {escape(batch)})",
+            soft_wrap=True,
+        )
+        return stopped_exit_code(signal.SIGPIPE)
+    return code
 
 
 async def _stoppable(
@@ -513,6 +535,12 @@ async def _stoppable(
         if not stopped:
             raise
         how = stopped[0].name
+        if lines is not None and lines.failure is not None:  # > /dev/full: run_web says why, in one line
+            if tally is not None and tally.results:
+                err.print(
+                    summary_table(tally.results, title=f"{tally.title} · stopped after {len(tally.results)}")
+                )
+            return stopped_exit_code(signal.SIGPIPE)
         if tally is None or not tally.total:
             err.print(
                 f"[yellow]stopped by {how}[/]: the browsers are closed; episodes finished so far are in the memory",
