@@ -117,3 +117,24 @@ def test_a_fit_given_a_stream_reads_only_what_it_needs() -> None:
     router = _FromBatches().fit(batches())
     assert router.seen_ == len(QUERIES)
     assert router.trained_on_ is not None and router.trained_on_["queries"] == len(QUERIES)
+
+
+class _Built(Router):
+    """A ``fit`` that is a classmethod building a fitted router (``MyRouter.fit(data)``)."""
+
+    name = "r246-built"
+
+    def route(self, ctx: RouteContext) -> Decision:
+        return Decision(ctx.candidates[0])
+
+    @classmethod
+    def fit(cls, data: Any) -> _Built:  # type: ignore[override]
+        router = cls()
+        router.seen_ = len(data.queries)
+        return router
+
+
+def test_a_fit_that_is_a_classmethod_still_runs() -> None:
+    assert _Built.fit(_table(QUERIES)).seen_ == len(
+        QUERIES
+    )  # was: TypeError: 'classmethod' object is not callable

@@ -137,7 +137,7 @@ def recording_fit(fit: F) -> F:
     given: a plain iterator (a generator, ``iter(list)``, ``map``; not a file or a reader with
     attributes of its own) is passed through a generator that keeps the items the fit reads, which
     are recorded."""
-    if getattr(fit, "_records_training", False):
+    if getattr(fit, "_records_training", False) or not inspect.isfunction(fit):  # a classmethod: as it is
         return fit
     try:
         name = list(inspect.signature(fit).parameters)[1]
