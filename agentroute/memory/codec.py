@@ -18,6 +18,7 @@ from typing import Any, get_args
 from pydantic_core import to_json, to_jsonable_python
 
 from agentroute.budget import Attempt, Budget, Cost
+from agentroute.errors import ConfigurationError
 from agentroute.memory.processes import PROCESS_KEY, this_process
 from agentroute.types import Agent, AuditEvent, Decision, Step, StepStatus, Task, TaskStatus, new_id
 
@@ -38,6 +39,7 @@ __all__ = [
     "step_row",
     "audit_row",
     "task_from_row",
+    "stored_budget",
     "step_from_row",
     "audit_from_row",
     "attempt_row",
@@ -139,7 +141,8 @@ def json_text(value: Any) -> str:
         text = to_json(value, fallback=_fallback).decode()
     except ValueError:  # a lone surrogate: pydantic-core cannot encode it as UTF-8
         return to_json(_storable_jsonable(value)).decode()
-    if "\\u0000" in text or "NaN" in text or "Infinity" in text:  # jsonb refuses them; rare: check the text once
+    # jsonb refuses them; rare: check the text once
+    if "\\u0000" in text or "NaN" in text or "Infinity" in text:
         return to_json(_storable_jsonable(value)).decode()
     return text
 
@@ -228,7 +231,6 @@ def audit_row(event: AuditEvent) -> dict[str, Any]:
 def task_from_row(row: Mapping[Any, Any]) -> Task:
     """A :class:`Task` from a ``tasks`` row; a row with a :data:`FEEDBACK_SOURCE` gives its
     metadata :data:`FEEDBACK_KEY`."""
-    budget = row["budget"]
     metadata = {k: v for k, v in (row["meta"] or {}).items() if k != PROCESS_KEY}
     if row.get(FEEDBACK_SOURCE) is not None:
         metadata[FEEDBACK_KEY] = row[FEEDBACK_SOURCE]
@@ -237,7 +239,7 @@ def task_from_row(row: Mapping[Any, Any]) -> Task:
         query=row["query"],
         graph=row["graph"],
         task_type=row["task_type"],
-        budget=Budget(**budget) if budget else None,
+        budget=stored_budget(row["budget"]),
         status=row["status"],
         answer=row["answer"],
         cost_usd=row["cost_usd"],
@@ -245,6 +247,24 @@ def task_from_row(row: Mapping[Any, Any]) -> Task:
         metadata=metadata,
         created_at=row["created_at"],
     )
+
+
+def stored_budget(limits: Mapping[str, Any] | None) -> Budget | None:
+    """The :class:`Budget` a ``tasks`` row holds. A limit this agentroute refuses reads as no limit,
+    which it was in effect: the releases of 2026-11-24 stored any positive number (``usd`` 1e20,
+    infinite, NaN), and one such task made every read of the memory fail."""
+    if not limits:
+        return None
+    try:
+        return Budget(**limits)
+    except ConfigurationError:
+        kept = {}
+        for name, value in limits.items():
+            try:
+                kept[name] = getattr(Budget(**{name: value}), name)
+            except ConfigurationError:
+                continue
+        return Budget(**kept) if kept else None
 
 
 def step_from_row(row: Mapping[Any, Any], agents: dict[tuple[str, str, str], Agent] | None = None) -> Step:
