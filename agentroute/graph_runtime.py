@@ -585,10 +585,8 @@ async def end_abandoned(config: Mapping[str, Any] | None, opening: str) -> None:
         for task_id, by in list(_PAUSED_ON.get(str(thread), {}).items()):
             if task_id == opening or by() is outer:  # paused by this very invocation (a parallel subgraph's)
                 continue
-            entries = _PAUSED.get(task_id)
-            if entries is None:  # no longer paused
-                _PAUSED_ON[str(thread)].pop(task_id, None)
-            elif (at := _owners(entries)[0]) is not None and at[0]() is saver:  # not another graph's thread
+            at = _owners(_PAUSED.get(task_id, {}))[0]
+            if at is not None and at[0]() is saver:  # not another graph's thread of that name
                 left.append(_owners(_unpause(task_id)))
     if left:
         await _end_left(left)
@@ -717,11 +715,11 @@ def _unpause(task_id: str) -> dict[int, tuple[weakref.ref[Dispatcher], TaskRun, 
     """Take the task out of :data:`_PAUSED` (and its thread's index); the caller holds :data:`_ENDS_LOCK`."""
     paused = _PAUSED.pop(task_id, {})
     for _, _, at in paused.values():
-        thread = str(at[1]["configurable"].get("thread_id")) if at is not None else None
-        if (tasks := _PAUSED_ON.get(thread)) is not None:  # type: ignore[arg-type]
+        thread = str(at[1]["configurable"].get("thread_id")) if at is not None else ""
+        if (tasks := _PAUSED_ON.get(thread)) is not None:
             tasks.pop(task_id, None)
             if not tasks:
-                del _PAUSED_ON[thread]  # type: ignore[arg-type]
+                del _PAUSED_ON[thread]
     return paused
 
 
@@ -811,14 +809,21 @@ def _taken(after: list[Any], checkpoint: Any, pause: str) -> bool:
 
 def _after(at: PausePoint | None) -> list[Any]:
     """The paused thread's checkpoints in the pause's namespace, newest first, down to the pause
-    ``at[2]`` (one listing, stopped there), read synchronously; as far as they could be read (none:
-    an async saver whose loop is this thread's or not running, a closed connection)."""
+    ``at[2]`` (one listing, stopped there), read from synchronous code; as far as they could be read
+    (none: an async saver whose loop is this thread's or not running, a closed connection)."""
     after: list[Any] = []
     if at is None or (saver := at[0]()) is None:
         return after
     bound = getattr(saver, "loop", None)  # an async saver serves sync calls from other threads only
-    if isinstance(bound, asyncio.AbstractEventLoop) and (bound.is_closed() or not bound.is_running() or _this_loop() is bound):
-        return after
+    if isinstance(bound, asyncio.AbstractEventLoop):
+        if bound.is_closed() or not bound.is_running() or _this_loop() is bound:
+            return after
+        # listed on its own loop: its sync list(), left early, would keep the saver's lock taken
+        try:
+            return asyncio.run_coroutine_threadsafe(_aafter(at), bound).result()
+        except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
+            log.debug("reading the paused thread %s", at[1], exc_info=True)
+            return after
     listed: Any = None
     try:
         listed = saver.list(at[1])
