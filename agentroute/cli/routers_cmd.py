@@ -133,12 +133,12 @@ def show_router(
     from agentroute.routers import get_router_class
 
     try:
+        check_out_dir(out)
         if router == "graph-planner":  # workflow trees and action distributions, not a state dump
             from agentroute.cli.graph_planner_cmd import show_graph_planner
 
             return show_graph_planner(state=state, out=out)
         cls = get_router_class(router)
-        check_out_dir(out)
         loaded = cls.load(state)
         out.mkdir(parents=True, exist_ok=True)
         export = getattr(loaded, "export_pheromones", None)
