@@ -634,6 +634,8 @@ def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -
         dispatcher.finish(run, status=kept, observe=not told)
     except Exception:  # noqa: BLE001 - the invocation's own outcome must stand
         log.exception("finishing task %s at its end", run.task.id)
+    if LIVE.get(run.task.id) is run:  # its nodes released it before the end: no finished run kept idle
+        LIVE.drop(run.task.id)
 
 
 def _invocation_ended(loop: weakref.ref[Any], ending: dict[tuple[str, int], tuple[Dispatcher, TaskRun]],
