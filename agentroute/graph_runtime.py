@@ -801,17 +801,28 @@ def _parent_id(checkpoint: Any) -> str | None:
     return (getattr(checkpoint, "parent_config", None) or {}).get("configurable", {}).get("checkpoint_id")
 
 
-def _taken(after: list[Any], checkpoint: Any, pause: str) -> bool:
-    """Keep ``checkpoint`` (listed newest first) if it is the pause or newer; whether to read on."""
-    key = _checkpoint_id(checkpoint) or ""
-    if key >= pause:
-        after.append(checkpoint)
-    return key > pause
+_PAGE = 8  # checkpoints a paused thread's first listing reads; doubled for each next one
+
+
+def _paged(after: list[Any], listed: Sequence[Any], pause: str, page: dict[str, Any]) -> dict[str, Any] | None:
+    """Keep the checkpoints of one listed page (newest first) that are the pause or newer; the
+    ``list`` arguments of the next page, or ``None`` once the pause (or the thread's first) is read.
+    In pages: ``PostgresSaver.list`` fetches every row it matches before it yields one (a long
+    thread's whole history read to end a task paused near its end)."""
+    for checkpoint in listed:
+        key = _checkpoint_id(checkpoint) or ""
+        if key >= pause:
+            after.append(checkpoint)
+        if key <= pause:
+            return None
+    if len(listed) < page["limit"]:
+        return None
+    return {"before": listed[-1].config, "limit": page["limit"] * 2}
 
 
 def _after(at: PausePoint | None) -> list[Any]:
     """The paused thread's checkpoints in the pause's namespace, newest first, down to the pause
-    ``at[2]`` (one listing, stopped there), read from synchronous code; as far as they could be read
+    ``at[2]`` (listed in pages, :func:`_paged`), read from synchronous code; as far as they could be read
     (none: an async saver whose loop is this thread's or not running, a closed connection)."""
     after: list[Any] = []
     if at is None or (saver := at[0]()) is None:
@@ -826,17 +837,12 @@ def _after(at: PausePoint | None) -> list[Any]:
         except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
             log.debug("reading the paused thread %s", at[1], exc_info=True)
             return after
-    listed: Any = None
     try:
-        listed = saver.list(at[1])
-        for checkpoint in listed:
-            if not _taken(after, checkpoint, at[2]):
-                break
+        page: dict[str, Any] | None = {"limit": _PAGE}
+        while page is not None:
+            page = _paged(after, list(saver.list(at[1], **page)), at[2], page)
     except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
         log.debug("reading the paused thread %s", at[1], exc_info=True)
-    finally:
-        if (close := getattr(listed, "close", None)) is not None:  # a saver's cursor (and lock) let go
-            close()
     return after
 
 
@@ -849,19 +855,14 @@ async def _aafter(at: PausePoint | None) -> list[Any]:
     bound = getattr(saver, "loop", None)
     if isinstance(bound, asyncio.AbstractEventLoop) and bound is not _this_loop():
         return _after(at)
-    listed: Any = None
     try:
-        listed = saver.alist(at[1])
-        async for checkpoint in listed:
-            if not _taken(after, checkpoint, at[2]):
-                break
+        page: dict[str, Any] | None = {"limit": _PAGE}
+        while page is not None:
+            page = _paged(after, [checkpoint async for checkpoint in saver.alist(at[1], **page)], at[2], page)
     except NotImplementedError:  # SqliteSaver, PostgresSaver: sync only
         return _after(at)
     except Exception:  # noqa: BLE001 - the task ends all the same, as stopped where it paused
         log.debug("reading the paused thread %s", at[1], exc_info=True)
-    finally:
-        if (aclose := getattr(listed, "aclose", None)) is not None:
-            await aclose()
     return after
 
 

@@ -29,8 +29,8 @@ class State(AgentrouteState, total=False):
     answer: str
 
 
-def app(*, saver=None, pause: bool = False):
-    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"))
+def app(*, saver=None, pause: bool = False, memory=None):
+    dispatcher = Dispatcher(replay_pool(), make_router("cheapest"), memory=memory)
     builder = StateGraph(State)
     builder.add_node("draft", routed_node(dispatcher, role="executor", prompt="draft", output_key="draft"))
     builder.add_node("ask", lambda s: {"answer": interrupt("ok?") if pause else s["draft"]})
