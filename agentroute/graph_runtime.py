@@ -848,13 +848,18 @@ def _after(at: PausePoint | None) -> list[Any]:
 
 async def _aafter(at: PausePoint | None) -> list[Any]:
     """:func:`_after` from a running event loop: through the saver's async interface when it is
-    bound to this loop or to none (a sync-only saver: its sync one)."""
+    bound to this loop or to none (a sync-only saver: its sync one), awaited on its own loop when
+    it is bound to another."""
     after: list[Any] = []
     if at is None or (saver := at[0]()) is None:
         return after
     bound = getattr(saver, "loop", None)
     if isinstance(bound, asyncio.AbstractEventLoop) and bound is not _this_loop():
-        return _after(at)
+        if bound.is_closed() or not bound.is_running():
+            return after
+        # read on its own loop, awaited: blocking this one (sync nodes' shared loop) while the saver's
+        # loop waits on it (a sync agentroute call on that loop's thread) would stop both for good
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_aafter(at), bound))
     try:
         page: dict[str, Any] | None = {"limit": _PAGE}
         while page is not None:
