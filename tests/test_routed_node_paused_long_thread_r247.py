@@ -66,3 +66,54 @@ def test_a_new_input_after_a_pause_on_a_long_thread_reads_only_past_the_pause(ch
         assert Counted.rows < 60, Counted.rows  # the new turn's own reads and a page past the pause
         memory.flush()
         assert memory.get_task(task_id).task.status == "interrupted"  # judged all the same
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_task_finished_many_checkpoints_before_the_new_task_is_judged_done(tmp_path, request, kind):
+    """The line from the pause is read over several pages: a resume ran the graph to its end, then
+    turns of a plain graph on the thread (no routed node: the task stays paused) pushed the pause
+    40 checkpoints down; the routed graph's next input ends the task ``done``, not ``interrupted``."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    from agentroute import Dispatcher, make_router, routed_node
+    from agentroute.memory import SQLMemory
+    from tests.fixtures_postgres import sync_saver
+    from tests.helpers import replay_pool
+    from tests.test_routed_node_live_runs_r247 import State
+
+    with (
+        sync_saver(kind, tmp_path, request) as saver,
+        contextlib.closing(SQLMemory(f"sqlite:///{tmp_path}/m.db")) as memory,
+    ):
+        routed = StateGraph(State)
+        routed.add_node(
+            "draft",
+            routed_node(
+                Dispatcher(replay_pool(), make_router("cheapest"), memory=memory),
+                role="executor",
+                prompt="d",
+                output_key="draft",
+            ),
+        )
+        routed.add_node("ask", lambda s: {"answer": interrupt("ok?")})
+        routed.add_edge(START, "draft")
+        routed.add_edge("draft", "ask")
+        routed.add_edge("ask", END)
+        app = routed.compile(checkpointer=saver)
+        plain = StateGraph(State)
+        plain.add_node("chat", lambda s: {"answer": s["query"]})
+        plain.add_edge(START, "chat")
+        plain.add_edge("chat", END)
+        chat = plain.compile(checkpointer=saver)
+
+        config = {"configurable": {"thread_id": "long"}}
+        app.invoke({"query": "x", "query_id": "q2"}, config)
+        task_id = app.get_state(config).values["agentroute"]["task_id"]
+        assert app.invoke(Command(resume="yes"), config)["answer"] == "yes"  # plain nodes to the end
+        for turn in range(13):
+            chat.invoke({"query": f"turn {turn}"}, config)
+        assert len(list(saver.list(config))) > 40
+        app.invoke({"query": "y", "query_id": "q4"}, config)
+        memory.flush()
+        assert memory.get_task(task_id).task.status == "done"
