@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
@@ -140,6 +142,12 @@ def stats(
             f"[yellow]note:[/] {gone} running task(s) of processes that are gone (killed, crashed): "
             "`agentroute memory reconcile` closes them as interrupted"
         )
+    if unknown := figures.get("running", {}).get("unknown", 0):
+        console.print(
+            f"[yellow]note:[/] {unknown} running task(s) without a recorded process (written by an agentroute "
+            "before 2026-12-06), so nothing tells whether they still run: `agentroute memory reconcile "
+            "--older-than 1d` closes those started over a day ago as interrupted"
+        )
     if no_task:
         console.print(
             f"[yellow]note:[/] {no_task} feedback row(s) name no stored task: its task still running (or not yet "
@@ -263,7 +271,10 @@ def show(
 @memory_app.command()
 def export(
     out: Annotated[
-        Path, typer.Option("--out", help="File to write; - for standard output (jsonl, outcomes as JSONL).")
+        str,
+        typer.Option(
+            "--out", help="File to write; - for standard output (jsonl, outcomes as JSONL; ./- is a file)."
+        ),
     ],
     format: Annotated[
         ExportFormat,
@@ -295,24 +306,27 @@ def export(
         )
     if limit is not None and limit < 1:
         raise _fail(f"--limit must be at least 1 (got {limit})", EXIT_BAD_INPUT)
-    to_stdout = str(out) == "-"
+    from agentroute.out_path import is_stdout
+
+    to_stdout = is_stdout(out)  # as typed: ./- is a file named -
     if to_stdout and format is ExportFormat.parquet:
         raise _fail(
-            "--out -: parquet is binary and is not written to standard output; give a .parquet file",
+            f"--out {out}: parquet is binary and is not written to standard output; give a .parquet file",
             EXIT_BAD_INPUT,
         )
-    _check_out(out, to_stdout, create=False)  # before the memory opens; its folders once it has
-    target = sys.stdout if to_stdout else out
+    path = Path(out)
+    _check_out(path, to_stdout, create=False)  # before the memory opens; its folders once it has
+    target = sys.stdout if to_stdout else path
     from agentroute import progress
 
     with _open(memory) as store:
-        _check_out(out, to_stdout)
+        _check_out(path, to_stdout)
         try:
             scored = format is ExportFormat.outcomes
             if format is ExportFormat.parquet:
                 with progress.bar(None, "exporting", unit=" rows") as shown:
                     count = store.export_parquet(
-                        out, graph=graph, status=status or None, limit=limit, progress=shown.update
+                        path, graph=graph, status=status or None, limit=limit, progress=shown.update
                     )
             else:
                 from agentroute.memory.export import (
@@ -337,7 +351,7 @@ def export(
         except AgentrouteError as exc:
             raise _fail(error_text(exc), exit_code_for(exc)) from exc
     unit = {ExportFormat.parquet: "rows", ExportFormat.outcomes: "outcome rows"}.get(format, "trajectories")
-    where = "standard output" if to_stdout else str(out)
+    where = "standard output" if to_stdout else out  # as typed: ./-, not -
     _console(stderr=to_stdout).print(escape(f"wrote {count} {unit} to {where}"))
     if count == 0 and format is ExportFormat.outcomes:
         _console(stderr=True).print(
@@ -369,6 +383,14 @@ def reconcile(
     memory: MemoryOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count them; close nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Also close the running tasks without a recorded process (an agentroute before 2026-12-06) "
+            "started longer ago than this: 90s, 30m, 12h, 7d.",
+        ),
+    ] = None,
 ) -> None:
     """Close the tasks left running by a process that is gone (kill -9, a crash, a lost host).
 
@@ -377,9 +399,12 @@ def reconcile(
     process of this host is told by its pid; one of another host sharing a PostgreSQL memory by its
     lease (released when its session ends, and still released at a second look). Tasks of live processes
     are never touched, nor other hosts' without a lease (SQLite: run this on the host that ran them).
+    Tasks without a recorded process (an agentroute before 2026-12-06) are closed only with --older-than,
+    those started longer ago than that: nothing tells whether their process still runs.
     """
     from agentroute.memory.processes import Closed
 
+    age = None if older_than is None else _duration(older_than, "--older-than")
     with _open(memory) as store:
         try:
             running = store.running_tasks()
@@ -391,30 +416,61 @@ def reconcile(
                     f"{LEASE_GRACE_S:g} s (a live process takes back a lease whose connection was dropped)"
                 )
             done = Closed() if dry_run else store.reconcile(running.gone)
+            old = Closed() if age is None else _close_unrecorded(store, age, dry_run)
         except AgentrouteError as exc:
             raise _fail(error_text(exc), exit_code_for(exc)) from exc
-    counts, closed = running.counts(), done.tasks
-    settled = {"calls": len(done.settled), "usd": done.settled_usd}  # calls in flight, at their worst case
-    if as_json:
-        typer.echo(
-            json.dumps({"closed": closed, "settled": settled, "found": counts}, indent=2)
-        )  # found: before closing
+    counts, closed = running.counts(), done.tasks + ([] if dry_run else old.tasks)
+    settled = {"calls": len(done.settled) + len(old.settled), "usd": done.settled_usd + old.settled_usd}
+    if as_json:  # found: before closing; settled: the calls in flight, at their worst case
+        typer.echo(json.dumps({"closed": closed, "settled": settled, "found": counts}, indent=2))
         return
     console = _console()
+    unrecorded = f"; {len(old.tasks)} without a recorded process started over {older_than} ago" if age else ""
     if dry_run:
-        console.print(f"{counts['gone']} running task(s) whose process is gone (--dry-run: none closed)")
+        console.print(
+            f"{counts['gone']} running task(s) whose process is gone{unrecorded} (--dry-run: none closed)"
+        )
     else:
         console.print(
-            f"closed {len(closed)} task(s) whose process is gone as interrupted; {settled['calls']} call(s) in flight "
-            f"stored at their worst case (${settled['usd']:.6g})"
+            f"closed {len(closed)} task(s) whose process is gone{' or unrecorded' if old.tasks else ''} as interrupted; "
+            f"{settled['calls']} call(s) in flight stored at their worst case (${settled['usd']:.6g})"
         )
         if back := len(set(running.released) - set(closed)):
             console.print(
                 f"{back} task(s) of other hosts left running: their lease was taken again (or they ended)"
             )
-    still = counts["alive"] + counts["other_host"] + counts["unknown"]
-    if still:
+    unknown = counts["unknown"] - (0 if dry_run else len(old.tasks))
+    if counts["alive"] + counts["other_host"] + unknown:
+        hint = " (--older-than DURATION closes those started longer ago)" if unknown else ""
         console.print(
             f"left running: {counts['alive']} of live processes, {counts['other_host']} of other hosts without a lease, "
-            f"{counts['unknown']} without a recorded process"
+            f"{unknown} without a recorded process{hint}"
         )
+
+
+def _duration(text: str, option: str) -> timedelta:
+    """``90s``, ``30m``, ``12h``, ``7d`` (a bare number: seconds) as a timedelta; else exit 2 naming ``option``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > 1e9:
+        raise _fail(
+            f"{option} {text!r}: expected a positive duration such as 90s, 30m, 12h or 7d", EXIT_BAD_INPUT
+        )
+    return timedelta(seconds=seconds)
+
+
+def _close_unrecorded(store: SQLMemory, age: timedelta, dry_run: bool) -> Any:
+    """:func:`~agentroute.memory.processes.close_unrecorded` in one write transaction (this process's
+    own writes flushed first)."""
+    import contextlib
+
+    from agentroute.memory.processes import close_unrecorded
+    from agentroute.memory.sql import write_transaction
+
+    store.flush()
+    with write_transaction(store.engine, contextlib.nullcontext()) as conn:  # BEGIN IMMEDIATE on SQLite
+        return close_unrecorded(conn, age, dry_run=dry_run)

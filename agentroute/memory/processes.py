@@ -22,7 +22,8 @@ when its lease was released at two looks :func:`~agentroute.memory.claims.lease_
 their recorded steps — a provider call in flight when the process died is first stored as a failed
 step at its worst case and audited (:mod:`agentroute.memory.settle`) — and ``metadata["error"]`` saying why; a live process's tasks, another host's
 without a lease (SQLite, an older agentroute: nothing here can tell whether they still run) and
-tasks written before processes were recorded are never touched.
+tasks written before processes were recorded are never touched by it: :func:`close_unrecorded`
+closes those of the latter older than the age its caller gives (``memory reconcile --older-than``).
 The batch runner's workers are told alive or gone by the same :func:`host_key` and :func:`pid_alive`.
 """
 
@@ -30,9 +31,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,7 @@ from agentroute.memory.tables import STEPS, TASKS
 __all__ = [
     "PROCESS_KEY",
     "Closed",
+    "close_unrecorded",
     "RunningTasks",
     "host_key",
     "pid_alive",
@@ -213,20 +215,55 @@ def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None
     if task_ids is not None:
         wanted = set(task_ids)
         gone = [t for t in gone if t in wanted]
-    if not gone:
+
+    def why(info: dict[str, Any]) -> str:
+        ended = "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"
+        return f"its process ({info.get('pid')} on {info.get('host')}) {ended} while it ran"
+
+    return _close(conn, gone, why)
+
+
+def close_unrecorded(conn: sa.Connection, older_than: timedelta, *, dry_run: bool = False) -> Closed:
+    """Close as :func:`reconcile_running` does the ``running`` tasks without a recorded process (written
+    by an agentroute older than process records, 2026-12-06: ``unknown``) that started more than
+    ``older_than`` ago: nothing tells whether their process still runs, so the caller says how old
+    a task must be to be surely dead. ``dry_run``: only their ids (nothing settled). Run it in a
+    write transaction."""
+    unknown = set(running_tasks(conn).unknown)
+    since = datetime.now(UTC) - older_than
+    started = sa.select(TASKS.c.id).where(TASKS.c.status == "running", TASKS.c.created_at < since)
+    ordered = started.order_by(TASKS.c.created_at, TASKS.c.id)
+    old = [t for t in conn.execute(ordered).scalars() if t in unknown] if unknown else []
+    if dry_run:
+        return Closed(old)
+    return _close(conn, old, lambda _: f"it recorded no process and started over {_span(older_than)} before")
+
+
+def _span(delta: timedelta) -> str:
+    """``older_than`` as said: ``2 h``, ``90 s``, ``1.5 d``."""
+    seconds = delta.total_seconds()
+    units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+    unit, size = next((u, n) for u, n in units if seconds >= n or n == 1)
+    return f"{seconds / size:g} {unit}"
+
+
+def _close(conn: sa.Connection, task_ids: list[str], why: Callable[[dict[str, Any]], str]) -> Closed:
+    """Close the still ``running`` of ``task_ids`` as ``interrupted``: their recorded steps' cost, calls
+    in flight settled first, ``metadata["error"]`` = ``why(process info)`` and when."""
+    if not task_ids:
         return Closed()
     now = datetime.now(UTC)
     steps_cost = (
         sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id).scalar_subquery()
     )
     closed: list[str] = []
-    rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(gone), TASKS.c.status == "running")).all()
+    rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(task_ids), TASKS.c.status == "running")).all()
     settled = settle_unsettled(conn, [task_id for task_id, _ in rows], when="by reconcile")  # calls in flight: their worst case
     for task_id, meta in rows:
-        info = meta.get(PROCESS_KEY, {})
-        why = "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"
-        meta = {**meta, "error": f"its process ({info.get('pid')} on {info.get('host')}) {why} while it ran; "
-                                 f"closed by reconcile at {now.isoformat(timespec='seconds')}"}  # fmt: skip
+        meta = meta if isinstance(meta, dict) else {}
+        info = meta.get(PROCESS_KEY)
+        reason = why(info if isinstance(info, dict) else {})
+        meta = {**meta, "error": f"{reason}; closed by reconcile at {now.isoformat(timespec='seconds')}"}
         done = conn.execute(
             sa.update(TASKS)
             .where(TASKS.c.id == task_id, TASKS.c.status == "running")
