@@ -274,6 +274,8 @@ class OutFile:
     def __init__(self, path: Path, *, resume: bool, lines: StdoutLines | None = None):
         self.path, self.lines = path, lines
         self.fd: int | None = None
+        self.written = 0
+        """The lines this run wrote: its episodes' and, with ``--resume``, those of episodes finished earlier that the file lacked."""
         check_out(path)  # its missing folders (mkdir -p), as every --out
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
         try:
@@ -295,6 +297,7 @@ class OutFile:
     def write(self, line: dict[str, Any]) -> None:
         if self.fd is not None:
             os.write(self.fd, (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode())
+            self.written += 1
 
     def close(self) -> None:
         if self.fd is not None:
@@ -534,7 +537,8 @@ async def _stoppable(
     except asyncio.CancelledError:
         if not stopped:
             raise
-        how = stopped[0].name
+        # as `run` says it: the reader of --out - closed it (`| head -1`), no signal was sent
+        how = "standard output closing (--out -)" if stopped[0] is signal.SIGPIPE else stopped[0].name
         if lines is not None and lines.failure is not None:  # > /dev/full: run_web says why, in one line
             if tally is not None and tally.results:
                 err.print(
@@ -728,8 +732,8 @@ async def _run(
             f"{line}; total cost ${sum(r.cost_usd for r in results):.6f}; memory: {store.url}", markup=False
         )
         if out is not None:
-            console.print(
-                f"{len(results)} episode line{'s' if len(results) != 1 else ''} written to "
+            console.print(  # the earlier episodes' lines it lacked too (--resume)
+                f"{out.written} episode line{'s' if out.written != 1 else ''} written to "
                 + ("standard output" if out.lines is not None else str(out.path)),
                 markup=False,
             )
