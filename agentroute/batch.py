@@ -484,8 +484,18 @@ class BatchRunner:
                     await asyncio.to_thread(self._settle_refused)
         if self.stopped == REFUSED and (refusal := self.memory.write_refusal) is not None:
             raise queue._failed(refusal)  # noqa: SLF001 - the one wording of this error
+        results = await asyncio.to_thread(self._stored_outcomes, results)
         counts = await asyncio.to_thread(queue.counts)
         return BatchReport(self.batch_id, queue.worker_id, results, counts, added, reconciled, self.stopped)
+
+    def _stored_outcomes(self, results: list[ItemResult]) -> list[ItemResult]:
+        """``results`` as this worker's items were stored (:func:`_as_stored`): one whose task lost a
+        step is ``failed``, one whose task's end was lost ``interrupted`` — as the batch counts them."""
+        if not results:
+            return results
+        mine = self.queue.worker_id
+        stored = {row["query_id"]: row for row in self.queue.items(("failed", "interrupted")) if row["worker"] == mine}
+        return [_as_stored(r, stored[r.query_id]) if r.query_id in stored else r for r in results]
 
     def _check_edited_input(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """A resume whose input's default batch is new while its queries are finished in another batch of
