@@ -55,6 +55,7 @@ __all__ = [
     "BatchReport",
     "BatchRunner",
     "ItemResult",
+    "adopt_unbatched",
     "content_query_id",
     "default_batch_id",
     "done_elsewhere",
@@ -269,6 +270,68 @@ def done_elsewhere(
                 if status in FINISHED and given[query_id] == _what_is_asked(json.loads(text)):
                     found[name] = found.get(name, 0) + 1
     return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
+
+
+def adopt_unbatched(memory: SQLMemory, graph: str, batch_id: str, items: list[dict[str, Any]]) -> int:
+    """Queries of ``items`` finished by a run of an agentroute older than durable batches (its tasks
+    have no batch: memory revision 0001), taken into the new, empty batch ``batch_id`` as finished
+    with those tasks, so that ``--resume`` does not run them again; returns how many.
+
+    A query is taken only when its latest such task is of ``graph``, has its ``query_id``, asks the
+    same (:func:`_what_is_asked`; those releases stored the line's metadata, ``{}`` when none, with
+    ``query_id`` added) and ended ``done`` or ``budget_exhausted``; a failed or unfinished one runs.
+    Nothing is taken into a batch that holds items, or when another batch holds the input's finished
+    queries (:func:`done_elsewhere`: the edited-input refusal)."""
+    queue = BatchQueue(memory, batch_id)
+    rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
+    if queue.counts() or done_elsewhere(memory, graph, batch_id, rows) is not None:
+        return 0
+    asked = {qid: {**_what_is_asked(item), "metadata": {} if item.get("metadata") is None else item["metadata"]}
+             for qid, item in rows}  # fmt: skip
+    tasks = {qid: task for qid, task in _unbatched_tasks(memory, graph, list(asked)).items()
+             if task["status"] in FINISHED and _what_is_asked(task) == asked[qid]}  # fmt: skip
+    if not tasks:
+        return 0
+    queue.add(rows)
+    queue.join()
+    try:  # an item is written finished only as its worker's claim: claim them in input order, give the rest back
+        claimed: list[str] = []
+        while len(tasks.keys() & claimed) < len(tasks) and (more := queue.claim(1000)):
+            claimed += [c.query_id for c in more]
+        for qid in claimed:
+            if (task := tasks.get(qid)) is not None:
+                queue.finish(qid, status=task["status"], task_id=task["id"], cost_usd=float(task["cost_usd"] or 0.0))
+        rest = [qid for qid in claimed if qid not in tasks]
+        for start in range(0, len(rest), 1000):
+            queue.release(rest[start : start + 1000])
+    finally:
+        queue.leave()  # the memory flushed first: the items are written
+    return sum(queue.counts().get(s, 0) for s in FINISHED)
+
+
+def _unbatched_tasks(memory: SQLMemory, graph: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The latest task without a batch of ``graph`` for each of the query ids ``ids`` that has one, as
+    :func:`_what_is_asked` reads an item (``metadata`` without the ``query_id`` those releases added)."""
+    import sqlalchemy as sa
+
+    from agentroute.memory.tables import TASKS
+
+    qid = TASKS.c.meta["query_id"].as_string()
+    found: dict[str, dict[str, Any]] = {}
+    with memory.engine.connect() as conn:
+        for start in range(0, len(ids), 5000):  # bounded statements on any input
+            query = (
+                sa.select(TASKS.c.id, TASKS.c.query, TASKS.c.task_type, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta)
+                .where(TASKS.c.graph == graph, qid.in_(ids[start : start + 5000]))
+                .order_by(TASKS.c.created_at, TASKS.c.id)
+            )
+            for row in conn.execute(query).mappings():
+                meta = row["meta"] if isinstance(row["meta"], dict) else {}
+                if META_KEY not in meta:  # a batch's task: its batch says whether it is done
+                    found[str(meta["query_id"])] = {
+                        **row, "metadata": {k: v for k, v in meta.items() if k != "query_id"}
+                    }  # fmt: skip
+    return found
 
 
 def out_usd(cost: float) -> float:

@@ -139,7 +139,7 @@ def _execute(
     concurrency: int, resume: bool, grace_s: float, lease_s: float, metric: str,
 ) -> None:  # fmt: skip
     """Build the graph, run the batch (``--out`` to ``out``, or to ``lines``: ``--out -``) and report."""
-    from agentroute.batch import BatchRunner, default_batch_id
+    from agentroute.batch import BatchRunner, adopt_unbatched, default_batch_id
 
     graph, router, pool, budget_usd, memory, allow_new_agents = runtime
     shown = console if lines is None else err_console
@@ -153,8 +153,13 @@ def _execute(
     try:
         saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
         batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
-        if resume and items and not finished:
-            finished += _adopt_unbatched(store, compiled.name, batch_id, items, shown)
+        if resume and items and not finished and (adopted := adopt_unbatched(store, compiled.name, batch_id, items)):
+            finished += adopted
+            shown.print(
+                f"[yellow]note:[/] {_count(adopted, 'query', 'queries')} of this input done by an agentroute older than "
+                f"durable batches (tasks without a batch) taken into batch {batch_id} as finished; not run again",
+                soft_wrap=True,
+            )
         total = max(len(items) - finished, 0) or None
         with contextlib.ExitStack() as stack:
             if lines is not None:
@@ -257,85 +262,6 @@ def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) 
             "this run does them again (pass --resume to skip them)"
         )
     return fresh_batch_id(name), 0
-
-
-def _adopt_unbatched(store: Any, graph: str, batch_id: str, items: list[dict[str, Any]], shown: Any) -> int:
-    """Queries of ``items`` finished by a run of an agentroute older than durable batches (its tasks
-    have no batch: memory revision 0001), taken into the new, empty batch ``batch_id`` as finished
-    with those tasks, so that ``--resume`` does not run them again; returns how many.
-
-    A query is taken only when its latest such task is of ``graph``, has its ``query_id`` and asks
-    the same (query, task type, metadata: what :func:`~agentroute.batch.content_query_id` hashes;
-    those releases stored the metadata in the task's with ``query_id`` added) and ended ``done`` or
-    ``budget_exhausted``; a failed or unfinished one runs. Nothing is taken from a batch that holds
-    items, or when another batch holds the input's finished queries (the edited-input refusal)."""
-    from agentroute.batch import done_elsewhere
-    from agentroute.memory.batches import FINISHED, BatchQueue
-
-    queue = BatchQueue(store, batch_id)
-    rows = [(str(i["query_id"]), {k: v for k, v in i.items() if k != "query_id"}) for i in items]
-    if queue.counts() or done_elsewhere(store, graph, batch_id, rows) is not None:
-        return 0
-    tasks = {qid: task for qid, task in _unbatched_tasks(store, graph, [q for q, _ in rows]).items()
-             if task["status"] in FINISHED and _asks(task) == _asks_item(dict(rows)[qid])}  # fmt: skip
-    if not tasks:
-        return 0
-    queue.add(rows)
-    queue.join()
-    try:  # an item is written finished only as its worker's claim: claim them in input order, give the rest back
-        claimed: list[str] = []
-        while len(tasks.keys() & claimed) < len(tasks) and (more := queue.claim(1000)):
-            claimed += [c.query_id for c in more]
-        for qid in claimed:
-            if (task := tasks.get(qid)) is not None:
-                queue.finish(qid, status=task["status"], task_id=task["id"], cost_usd=float(task["cost_usd"] or 0.0))
-        rest = [qid for qid in claimed if qid not in tasks]
-        for start in range(0, len(rest), 1000):
-            queue.release(rest[start : start + 1000])
-    finally:
-        queue.leave()  # the memory flushed first: the items are written
-    adopted = sum(queue.counts().get(s, 0) for s in FINISHED)
-    shown.print(
-        f"[yellow]note:[/] {_count(adopted, 'query', 'queries')} of this input done by an agentroute older than durable "
-        f"batches (tasks without a batch) taken into batch {batch_id} as finished; not run again",
-        soft_wrap=True,
-    )
-    return adopted
-
-
-def _unbatched_tasks(store: Any, graph: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The latest task without a batch of ``graph`` for each of the query ids ``ids`` that has one."""
-    import sqlalchemy as sa
-
-    from agentroute.memory.batches import META_KEY
-    from agentroute.memory.tables import TASKS
-
-    qid = TASKS.c.meta["query_id"].as_string()
-    found: dict[str, dict[str, Any]] = {}
-    with store.engine.connect() as conn:
-        for start in range(0, len(ids), 5000):  # bounded statements on any input
-            query = (
-                sa.select(TASKS.c.id, TASKS.c.query, TASKS.c.task_type, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta)
-                .where(TASKS.c.graph == graph, qid.in_(ids[start : start + 5000]))
-                .order_by(TASKS.c.created_at, TASKS.c.id)
-            )
-            for row in conn.execute(query).mappings():
-                meta = row["meta"] if isinstance(row["meta"], dict) else {}
-                if META_KEY not in meta:  # a batch's task: its batch says whether it is done
-                    found[str(meta["query_id"])] = dict(row)
-    return found
-
-
-def _asks(task: dict[str, Any]) -> dict[str, Any]:
-    """What an unbatched task asked, as :func:`_asks_item` says it of an input line."""
-    meta = {k: v for k, v in task["meta"].items() if k != "query_id"}
-    return {"query": task["query"], "task_type": task["task_type"], "metadata": meta}
-
-
-def _asks_item(item: dict[str, Any]) -> dict[str, Any]:
-    """An input line's query, task type and metadata (none: ``{}``, as the task of such a line stored it)."""
-    metadata = item.get("metadata")
-    return {"query": item.get("query"), "task_type": item.get("task_type"), "metadata": {} if metadata is None else metadata}
 
 
 def _checkpointer_url(spec: str, store: Any) -> str:
