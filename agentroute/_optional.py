@@ -136,7 +136,11 @@ def reinstall_command(package: str) -> str:
 
     top = package.partition(".")[0]
     dists = [TORCH_PIN] if top == "torch" else packages_distributions().get(top, [])
-    return f"pip install --force-reinstall {dists[0]}" if len(dists) == 1 else install_command(extra_for(package) or "all", package)
+    return (
+        f"pip install --force-reinstall {dists[0]}"
+        if len(dists) == 1
+        else install_command(extra_for(package) or "all", package)
+    )
 
 
 def require(module: str) -> ModuleType:
@@ -148,9 +152,13 @@ def require(module: str) -> ModuleType:
         absent = exc.name or module
         if module == absent or module.startswith(absent + ".") or extra_for(absent) is not None:
             package = _package(absent if extra_for(absent) is not None else module)
-            raise MissingDependencyError(package, extra_for(package) or "all") from exc  # itself or another extra's
+            raise MissingDependencyError(
+                package, extra_for(package) or "all"
+            ) from exc  # itself or another extra's
         raise BrokenDependencyError(module, exc) from None
-    except Exception as exc:  # ImportError (an undefined symbol), OSError (a shared library), … from its own import
+    except (
+        Exception
+    ) as exc:  # ImportError (an undefined symbol), OSError (a shared library), … from its own import
         raise BrokenDependencyError(module, exc) from None
 
 

@@ -83,7 +83,9 @@ def content_query_id(item: dict[str, Any]) -> str:
     >>> content_query_id({"query": "What is 2+2?"}) == content_query_id({"query": "What is 2+2?"})
     True
     """
-    text = json.dumps(_what_is_asked(item), sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    text = json.dumps(
+        _what_is_asked(item), sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str
+    )
     return "q" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -119,7 +121,9 @@ def read_jsonl_queries(path: str | Path) -> tuple[list[dict[str, Any]], list[tup
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
             if b"\x00" in raw:
-                raise ConfigurationError(f"input {path} line {number} holds a NUL byte: binary input, not JSONL text")
+                raise ConfigurationError(
+                    f"input {path} line {number} holds a NUL byte: binary input, not JSONL text"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -263,10 +267,16 @@ def done_elsewhere(
         )
         for start in range(0, len(ids) if batches else 0, 5000):  # bounded statements on any input
             rows = conn.execute(  # by primary key: a status filter here made SQLite scan each batch's items
-                sa.select(column.batch_id, column.query_id, column.item, column.status)
-                .where(column.batch_id.in_(batches), column.query_id.in_(ids[start : start + 5000]))
+                sa.select(column.batch_id, column.query_id, column.item, column.status).where(
+                    column.batch_id.in_(batches), column.query_id.in_(ids[start : start + 5000])
+                )
             )
-            for name, query_id, text, status in rows:  # the same id over another query (ids per file) is not it
+            for (
+                name,
+                query_id,
+                text,
+                status,
+            ) in rows:  # the same id over another query (ids per file) is not it
                 if status in FINISHED and given[query_id] == _what_is_asked(json.loads(text)):
                     found[name] = found.get(name, 0) + 1
     return max(found.items(), key=lambda kv: (kv[1], kv[0])) if found else None
@@ -300,7 +310,9 @@ def adopt_unbatched(memory: SQLMemory, graph: str, batch_id: str, items: list[di
             claimed += [c.query_id for c in more]
         for qid in claimed:
             if (task := tasks.get(qid)) is not None:
-                queue.finish(qid, status=task["status"], task_id=task["id"], cost_usd=float(task["cost_usd"] or 0.0))
+                queue.finish(
+                    qid, status=task["status"], task_id=task["id"], cost_usd=float(task["cost_usd"] or 0.0)
+                )
         rest = [qid for qid in claimed if qid not in tasks]
         for start in range(0, len(rest), 1000):
             queue.release(rest[start : start + 1000])
@@ -321,7 +333,14 @@ def _unbatched_tasks(memory: SQLMemory, graph: str, ids: list[str]) -> dict[str,
     with memory.engine.connect() as conn:
         for start in range(0, len(ids), 5000):  # bounded statements on any input
             query = (
-                sa.select(TASKS.c.id, TASKS.c.query, TASKS.c.task_type, TASKS.c.status, TASKS.c.cost_usd, TASKS.c.meta)
+                sa.select(
+                    TASKS.c.id,
+                    TASKS.c.query,
+                    TASKS.c.task_type,
+                    TASKS.c.status,
+                    TASKS.c.cost_usd,
+                    TASKS.c.meta,
+                )
                 .where(TASKS.c.graph == graph, qid.in_(ids[start : start + 5000]))
                 .order_by(TASKS.c.created_at, TASKS.c.id)
             )
@@ -557,7 +576,11 @@ class BatchRunner:
         if not results:
             return results
         mine = self.queue.worker_id
-        stored = {row["query_id"]: row for row in self.queue.items(("failed", "interrupted")) if row["worker"] == mine}
+        stored = {
+            row["query_id"]: row
+            for row in self.queue.items(("failed", "interrupted"))
+            if row["worker"] == mine
+        }
         return [_as_stored(r, stored[r.query_id]) if r.query_id in stored else r for r in results]
 
     def _check_edited_input(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
@@ -565,15 +588,21 @@ class BatchRunner:
         the graph (a line added, removed or edited since): refused, naming that batch, rather than
         running and paying for them all again."""
         graph = getattr(self.compiled, "name", None)  # a stand-in for a compiled graph may have none
-        if not isinstance(graph, str) or self.batch_id != default_batch_id(graph, ({"query_id": q} for q, _ in rows)):
+        if not isinstance(graph, str) or self.batch_id != default_batch_id(
+            graph, ({"query_id": q} for q, _ in rows)
+        ):
             return
         if self.queue.counts():
             return
         if (earlier := done_elsewhere(self.memory, graph, self.batch_id, rows)) is None:
             return
         name, done = earlier
-        given = {query_id for query_id, _ in rows}  # what that batch's resume also runs: lines since removed or edited
-        gone = [i["query_id"] for i in BatchQueue(self.memory, name).items(EDITABLE) if i["query_id"] not in given]
+        given = {
+            query_id for query_id, _ in rows
+        }  # what that batch's resume also runs: lines since removed or edited
+        gone = [
+            i["query_id"] for i in BatchQueue(self.memory, name).items(EDITABLE) if i["query_id"] not in given
+        ]
         also = ""
         if gone:
             which = "query" if len(gone) == 1 else "queries"
@@ -623,7 +652,9 @@ class BatchRunner:
             await asyncio.sleep(min(period, max(deadline - time.monotonic(), 0.0)))
             started = time.monotonic()
             try:  # a beat late itself (a busy event loop) still gets a period: stored, it says nobody took over
-                alive = await asyncio.wait_for(asyncio.to_thread(self.queue.heartbeat), max(deadline - started, period))
+                alive = await asyncio.wait_for(
+                    asyncio.to_thread(self.queue.heartbeat), max(deadline - started, period)
+                )
             except Exception as exc:  # a database error, or still waiting: not fatal before the deadline
                 if time.monotonic() >= deadline:
                     return self._fence(f"no heartbeat stored for {lease_s:g} s (--lease-s)")
@@ -635,7 +666,11 @@ class BatchRunner:
 
     def _fence(self, why: str) -> None:
         """Stop now: another worker may run this worker's queries; paying for them here too is waste."""
-        log.error("batch %s: %s: its queries may run elsewhere; stopping, tasks in flight interrupted", self.batch_id, why)
+        log.error(
+            "batch %s: %s: its queries may run elsewhere; stopping, tasks in flight interrupted",
+            self.batch_id,
+            why,
+        )
         if self.stopped is None:
             self.stopped = why
         self._fenced = True
@@ -657,7 +692,9 @@ class BatchRunner:
             if self.stopped is not None:
                 return None
             if not self._claimed:
-                claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=self.resume)
+                claimed = await asyncio.to_thread(
+                    self.queue.claim, self.concurrency, retry_failed=self.resume
+                )
                 if self.queue.retired:
                     self._fence(RETIRED)
                     return None
@@ -665,7 +702,9 @@ class BatchRunner:
                     # out of work: a worker that died meanwhile may hold some; take them over once
                     self._reconciled_at_end = True
                     if (await asyncio.to_thread(self.queue.reconcile)).workers:
-                        claimed = await asyncio.to_thread(self.queue.claim, self.concurrency, retry_failed=True)
+                        claimed = await asyncio.to_thread(
+                            self.queue.claim, self.concurrency, retry_failed=True
+                        )
                 self._claimed.extend(reversed(claimed))
             return self._claimed.pop() if self._claimed else None
 
@@ -696,9 +735,13 @@ class BatchRunner:
                 if metadata is None:
                     metadata = {}
                 if not isinstance(metadata, dict):
-                    raise ConfigurationError(f"metadata must be a JSON object (got {type(metadata).__name__})")
+                    raise ConfigurationError(
+                        f"metadata must be a JSON object (got {type(metadata).__name__})"
+                    )
                 budget = None
-                if claimed.attempt > 1 and (earlier := await asyncio.to_thread(self.queue.interrupted_tasks, qid)):
+                if claimed.attempt > 1 and (
+                    earlier := await asyncio.to_thread(self.queue.interrupted_tasks, qid)
+                ):
                     budget = await asyncio.to_thread(self._budget_left, list(earlier))
                     tag = {**tag, "continues": list(earlier)}
                 gold = item.get("gold") if self._score_fn is not None else None
@@ -710,11 +753,27 @@ class BatchRunner:
                 if earlier:  # again: a worker retired while alive may have stored its own steps of them since
                     earlier = await asyncio.to_thread(self.queue.task_costs, list(earlier))
                 steps = list(run.steps)
-                error = next((s.error for s in reversed(steps) if s.error), None) if run.status == "failed" else None
-                result = ItemResult(qid, query, run.status, run.task.id, run.answer, run.cost_usd, error, steps, continues=earlier)
+                error = (
+                    next((s.error for s in reversed(steps) if s.error), None)
+                    if run.status == "failed"
+                    else None
+                )
+                result = ItemResult(
+                    qid,
+                    query,
+                    run.status,
+                    run.task.id,
+                    run.answer,
+                    run.cost_usd,
+                    error,
+                    steps,
+                    continues=earlier,
+                )
                 result.score = run.task.score if scored and run.status in FINISHED else None
             except asyncio.CancelledError:
-                result = self._mark(claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})", earlier)
+                result = self._mark(
+                    claimed, watch, "interrupted", f"interrupted ({self.stopped or 'cancelled'})", earlier
+                )
             except Exception as exc:  # whatever one task raises ends that task, never the batch
                 log.debug("batch %s: %s failed", self.batch_id, qid, exc_info=True)
                 result = self._mark(claimed, watch, "failed", f"{type(exc).__name__}: {exc}", earlier)
@@ -750,10 +809,14 @@ class BatchRunner:
         left: dict[str, float] = {}
         for resource, limit in given.limits().items():
             rest = limit if resource == "seconds" else max(0.0, limit - used.get(resource))
-            left[resource] = math.floor(rest + 1e-9) if resource in ("tokens", "calls", "large_calls") else rest
+            left[resource] = (
+                math.floor(rest + 1e-9) if resource in ("tokens", "calls", "large_calls") else rest
+            )
         return Budget(**left)
 
-    def _mark(self, claimed: Claimed, watch: Any, status: str, error: str, earlier: dict[str, float]) -> ItemResult:
+    def _mark(
+        self, claimed: Claimed, watch: Any, status: str, error: str, earlier: dict[str, float]
+    ) -> ItemResult:
         """End the item's task (or a task made for it) ``status`` with ``error`` and its steps' cost;
         ``earlier``: the interrupted tasks it continues (:attr:`ItemResult.continues`)."""
         item = claimed.item
@@ -763,9 +826,14 @@ class BatchRunner:
                 query=str(item.get("query", "")),
                 graph=getattr(self.compiled, "name", ""),
                 task_type=item.get("task_type"),
-                metadata={"query_id": claimed.query_id, META_KEY: {
-                    "id": self.batch_id, "worker": self.queue.worker_id, **({"continues": list(earlier)} if earlier else {}),
-                }},  # fmt: skip
+                metadata={
+                    "query_id": claimed.query_id,
+                    META_KEY: {
+                        "id": self.batch_id,
+                        "worker": self.queue.worker_id,
+                        **({"continues": list(earlier)} if earlier else {}),
+                    },
+                },  # fmt: skip
             )
             self.memory.start_task(task)
         steps = [s for s in watch.steps if s.task_id == task.id]
@@ -773,7 +841,17 @@ class BatchRunner:
         task.cost_usd = sum(s.cost_usd for s in steps)
         task.metadata["error"] = error
         self.memory.finish_task(task)
-        return ItemResult(claimed.query_id, task.query, status, task.id, task.answer, task.cost_usd, error, steps, continues=earlier)
+        return ItemResult(
+            claimed.query_id,
+            task.query,
+            status,
+            task.id,
+            task.answer,
+            task.cost_usd,
+            error,
+            steps,
+            continues=earlier,
+        )
 
     # -- --out ------------------------------------------------------------------------------------
     def _open_out(self) -> None:

@@ -58,8 +58,12 @@ def check_amount(name: str, value: Any, *, integer: bool = False, allow_zero: bo
     if math.isnan(number) or math.isinf(number) or number > MAX_LIMIT:
         raise ConfigurationError(f"{name} must be finite and at most {MAX_LIMIT:g} (got {str(value)[:60]})")
     if number < 0 or (number == 0 and not allow_zero):
-        raise ConfigurationError(f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {_short(value)})")
-    if integer and (number != int(number) or (isinstance(value, Decimal) and value != value.to_integral_value())):
+        raise ConfigurationError(
+            f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {_short(value)})"
+        )
+    if integer and (
+        number != int(number) or (isinstance(value, Decimal) and value != value.to_integral_value())
+    ):
         raise ConfigurationError(f"{name} must be a whole number (got {_short(value)})")
     return number + 0.0  # -0.0 → 0.0
 
@@ -109,7 +113,9 @@ class Budget(BaseModel):
         try:
             return super().model_validate(obj, **kwargs)
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid budget: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+            raise ConfigurationError(
+                f"invalid budget: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+            ) from None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -169,7 +175,13 @@ class Cost(NamedTuple):
         """Every amount finite and non-negative (usage from a provider is outside data)."""
         usd, tokens, calls, seconds, large = self  # a NaN fails every comparison
         inf = math.inf
-        return 0.0 <= usd < inf and 0.0 <= tokens < inf and 0.0 <= calls < inf and 0.0 <= seconds < inf and 0.0 <= large < inf
+        return (
+            0.0 <= usd < inf
+            and 0.0 <= tokens < inf
+            and 0.0 <= calls < inf
+            and 0.0 <= seconds < inf
+            and 0.0 <= large < inf
+        )
 
 
 _SECONDS = RESOURCES.index("seconds")
@@ -181,7 +193,9 @@ _UNLIMITED = Budget()
 
 
 @functools.lru_cache(maxsize=256)
-def _terms(budget: Budget) -> tuple[dict[str, float], tuple[tuple[int, str, float], ...], float | None, dict[str, float | int]]:
+def _terms(
+    budget: Budget,
+) -> tuple[dict[str, float], tuple[tuple[int, str, float], ...], float | None, dict[str, float | int]]:
     """A budget's limits, the checks a ledger makes of them (index, resource, limit; time apart),
     its ``seconds`` limit and its limits as given: worked out once per distinct budget (equal
     budgets share them; a ledger copies the dicts it hands out)."""
@@ -227,8 +241,18 @@ class Ledger:
     """
 
     __slots__ = (
-        "budget", "limits", "_checks", "_seconds_limit", "_given", "_spent", "_held", "_reserved", "_lock",
-        "_next_id", "_started", "overruns",
+        "budget",
+        "limits",
+        "_checks",
+        "_seconds_limit",
+        "_given",
+        "_spent",
+        "_held",
+        "_reserved",
+        "_lock",
+        "_next_id",
+        "_started",
+        "overruns",
     )
 
     def __init__(self, budget: Budget | None = None):
@@ -318,7 +342,9 @@ class Ledger:
         if not self._checks and self._seconds_limit is None:  # nothing is limited
             return [True] * len(worst_cases)
         with self._lock:
-            if len(self._checks) == 1 and self._seconds_limit is None:  # one limit (often usd): _shortfall's test, inlined
+            if (
+                len(self._checks) == 1 and self._seconds_limit is None
+            ):  # one limit (often usd): _shortfall's test, inlined
                 [(i, _, limit)] = self._checks
                 committed, bound = self._spent[i] + self._held[i], limit + _EPS
                 fits = []
@@ -331,7 +357,9 @@ class Ledger:
     def reserve(self, worst_case: Cost) -> Reservation:
         """Hold ``worst_case`` or raise :class:`BudgetExceededError` if it does not fit."""
         if not isinstance(worst_case, Cost):
-            raise ConfigurationError(f"reserve needs a Cost (got {type(worst_case).__name__} {_short(worst_case)})")
+            raise ConfigurationError(
+                f"reserve needs a Cost (got {type(worst_case).__name__} {_short(worst_case)})"
+            )
         if not worst_case.is_valid():
             raise ConfigurationError(f"invalid worst case {worst_case}")
         with self._lock:
@@ -370,8 +398,12 @@ class Ledger:
                 self._held = list(map(operator.sub, self._held, worst))
             else:  # nothing in flight: reset exactly, so float drift never accumulates
                 self._held = [0.0] * len(RESOURCES)
-            if (booked.usd > worst.usd or booked.tokens > worst.tokens or booked.calls > worst.calls
-                    or booked.large_calls > worst.large_calls) and self.overrun_of(reservation, booked):
+            if (
+                booked.usd > worst.usd
+                or booked.tokens > worst.tokens
+                or booked.calls > worst.calls
+                or booked.large_calls > worst.large_calls
+            ) and self.overrun_of(reservation, booked):
                 self.overruns += 1
         return booked
 
@@ -413,7 +445,9 @@ class Ledger:
             spent = [check_amount(f"spent {r}", x) for r, x in zip(RESOURCES, raw, strict=True)]
             overruns = int(check_amount("overruns", snapshot.get("overruns", 0), integer=True))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigurationError included
-            raise ConfigurationError(f"invalid ledger snapshot ({type(exc).__name__}: {str(exc)[:160]})") from None
+            raise ConfigurationError(
+                f"invalid ledger snapshot ({type(exc).__name__}: {str(exc)[:160]})"
+            ) from None
         ledger._started -= spent[_SECONDS]
         spent[_SECONDS] = 0.0
         ledger._spent = spent

@@ -257,7 +257,9 @@ class SentenceEmbedder:
         self.runtime = runtime or _runtime_default()
         if self.runtime not in ("auto", "onnx", "torch"):
             raise ConfigurationError(f"'runtime' must be auto, onnx or torch (got {self.runtime!r})")
-        self.precision = precision or os.environ.get("AGENTROUTE_EMBED_PRECISION", "fp32").strip().lower() or "fp32"
+        self.precision = (
+            precision or os.environ.get("AGENTROUTE_EMBED_PRECISION", "fp32").strip().lower() or "fp32"
+        )
         if self.precision not in ("fp32", "int8"):
             raise ConfigurationError(f"'precision' must be fp32 or int8 (got {self.precision!r})")
         self.progress = progress
@@ -270,7 +272,9 @@ class SentenceEmbedder:
         self._lock = threading.Lock()
         self._memo: dict[str, np.ndarray] = {}
         self._conn: sqlite3.Connection | None = None
-        self._cache_path = (cache_dir() / "embeddings.sqlite") if cache is True else (Path(cache) if cache else None)
+        self._cache_path = (
+            (cache_dir() / "embeddings.sqlite") if cache is True else (Path(cache) if cache else None)
+        )
         self._tag = hashlib.sha1(Path(self.model_name).name.encode()).hexdigest()[:8]
         self.dim = DIM
 
@@ -283,7 +287,10 @@ class SentenceEmbedder:
                 self._model = st.SentenceTransformer(self.model_name, device="cpu")
             except OSError as exc:
                 raise ConfigurationError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
-            dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            dim = (
+                getattr(self._model, "get_embedding_dimension", None)
+                or self._model.get_sentence_embedding_dimension
+            )
             self.dim = int(dim())
         return self._model
 
@@ -307,10 +314,14 @@ class SentenceEmbedder:
                 self._onnx = embed_onnx.OnnxEmbedder(self.model_name, precision=self.precision).load()
             except Exception as exc:
                 if self.runtime == "onnx":
-                    raise ConfigurationError(f"cannot run {self.model_name!r} on ONNX Runtime: {exc}") from exc
+                    raise ConfigurationError(
+                        f"cannot run {self.model_name!r} on ONNX Runtime: {exc}"
+                    ) from exc
                 import warnings
 
-                warnings.warn(f"ONNX export of {self.model_name!r} failed ({exc}); embedding with torch", stacklevel=3)
+                warnings.warn(
+                    f"ONNX export of {self.model_name!r} failed ({exc}); embedding with torch", stacklevel=3
+                )
                 self.runtime_ = "torch"
                 return None
             self.runtime_ = f"onnx-{self._onnx.precision_}"

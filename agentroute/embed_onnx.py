@@ -49,7 +49,8 @@ PROBE_TEXTS: tuple[str, ...] = (
     "Translate 'good morning' into German, Spanish and Italian.",
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes "
     "muffins for her friends every day with four. How many eggs does she sell?",
-    "A", "",
+    "A",
+    "",
 )
 
 
@@ -154,7 +155,9 @@ def _fp32_matmuls(model: Any) -> list[str]:
     return keep
 
 
-def _length_batches(order: np.ndarray, lengths: np.ndarray, start: int, stop: int, size: int) -> list[np.ndarray]:
+def _length_batches(
+    order: np.ndarray, lengths: np.ndarray, start: int, stop: int, size: int
+) -> list[np.ndarray]:
     """Rows ``order[start:stop]`` (sorted by length) in batches of at most ``size`` whose longest
     text is at most twice the shortest (or 16 word pieces): padding costs little time, and under
     int8 a text's vector hardly depends on the batch it came in — the activations' int8 scale is

@@ -62,7 +62,9 @@ class UnknownNameError(ConfigurationError, KeyError):
 
     def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, self.known)}; known: {', '.join(self.known) or '(none)'}")
+        super().__init__(
+            f"unknown {kind} {name!r}{did_you_mean(name, self.known)}; known: {', '.join(self.known) or '(none)'}"
+        )
 
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return str(self.args[0])
@@ -92,7 +94,12 @@ class BackendError(AgentrouteError):
     """A model call failed (after retries, when the dispatcher made them)."""
 
     def __init__(
-        self, model: str, message: str, *, retryable: bool = True, billed: bool = True,
+        self,
+        model: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        billed: bool = True,
         retry_after_s: float | None = None,
     ):
         #: ``billed``: whether the provider may have billed the attempt (a timeout, a dropped

@@ -87,8 +87,16 @@ else:
     _LangGraphCompiled = object
 
 __all__ = [
-    "END", "AgentGraph", "CompiledAgentGraph", "GraphState", "NodeContext", "RunResult", "claiming", "new_task",
-    "routed_node", "run_sync",
+    "END",
+    "AgentGraph",
+    "CompiledAgentGraph",
+    "GraphState",
+    "NodeContext",
+    "RunResult",
+    "claiming",
+    "new_task",
+    "routed_node",
+    "run_sync",
 ]
 
 END = "__end__"
@@ -218,13 +226,24 @@ class AgentGraph:
         if input is not None and fan_out is not None:
             raise ConfigurationError(f"role {role!r}: give either input or fan_out, not both")
         self.nodes[role] = _Role(
-            role, prompt, stage or role, input, fan_out,
-            tuple(models) if models is not None else None, max_tokens, tuple(postconditions),
+            role,
+            prompt,
+            stage or role,
+            input,
+            fan_out,
+            tuple(models) if models is not None else None,
+            max_tokens,
+            tuple(postconditions),
         )
         return self
 
     def add_node(
-        self, name: str, fn: NodeFn, *, stage: str | None = None, destinations: Iterable[str] | None = None,
+        self,
+        name: str,
+        fn: NodeFn,
+        *,
+        stage: str | None = None,
+        destinations: Iterable[str] | None = None,
     ) -> Self:
         """Add a plain node ``fn(state, node_context) -> state update`` (sync or async).
 
@@ -252,7 +271,9 @@ class AgentGraph:
         self.edges.append((src, dst))
         return self
 
-    def add_conditional_edges(self, src: str, path: Callable[[GraphState], str], targets: Iterable[str]) -> Self:
+    def add_conditional_edges(
+        self, src: str, path: Callable[[GraphState], str], targets: Iterable[str]
+    ) -> Self:
         """After ``src``, go where ``path(state)`` says, one of ``targets`` (END allowed)."""
         targets = list(targets)
         if any(s == src for s, _ in self.edges) or src in self.branches:
@@ -334,7 +355,15 @@ class AgentGraph:
         succ = self._successors()
         for src, dsts in self._static_edges().items():
             reached = [(d, n) for d in dsts if d != END for n in sorted(self._first_staged(d, succ))]
-            pair = next(((a, b) for i, (d, a) in enumerate(reached) for e, b in reached[i + 1:] if d != e and a != b), None)
+            pair = next(
+                (
+                    (a, b)
+                    for i, (d, a) in enumerate(reached)
+                    for e, b in reached[i + 1 :]
+                    if d != e and a != b
+                ),
+                None,
+            )
             if pair is not None:
                 raise ConfigurationError(
                     f"graph {self.name!r}: after {src!r}, {pair[0]!r} and {pair[1]!r} would run in parallel, but a "
@@ -349,10 +378,14 @@ class AgentGraph:
         for what, ends in edges:
             for node in ends:
                 if node not in self.nodes and node != END:
-                    raise ConfigurationError(f"graph {self.name!r}, {what}: unknown node {node!r}; nodes: {list(self.nodes)}")
+                    raise ConfigurationError(
+                        f"graph {self.name!r}, {what}: unknown node {node!r}; nodes: {list(self.nodes)}"
+                    )
         unreachable = set(self.nodes) - set(self._reachable())
         if unreachable:
-            raise ConfigurationError(f"graph {self.name!r}: nodes not reachable from {self.entry!r}: {sorted(unreachable)}")
+            raise ConfigurationError(
+                f"graph {self.name!r}: nodes not reachable from {self.entry!r}: {sorted(unreachable)}"
+            )
 
     def compile(
         self,
@@ -393,16 +426,26 @@ class AgentGraph:
         for note in check_graph_pool(router, pool, self, allow_new_agents=allow_new_agents):
             log.warning(note)
         dispatcher = Dispatcher(
-            pool, router, memory=memory, stage_machine=stage_machine or self.stage_machine(), **dispatcher_options
+            pool,
+            router,
+            memory=memory,
+            stage_machine=stage_machine or self.stage_machine(),
+            **dispatcher_options,
         )
-        langgraph = {"interrupt_before": interrupt_before, "interrupt_after": interrupt_after, "store": store, "debug": debug}
+        langgraph = {
+            "interrupt_before": interrupt_before,
+            "interrupt_after": interrupt_after,
+            "store": store,
+            "debug": debug,
+        }
         for when in ("interrupt_before", "interrupt_after"):
             nodes = langgraph[when]
             for name in [nodes] if isinstance(nodes, str) else (nodes or ()):
                 if name != "*" and name not in self.nodes:
-                    raise ConfigurationError(f"{when}: no node named {name!r}{_did_you_mean(name, list(self.nodes))}")
+                    raise ConfigurationError(
+                        f"{when}: no node named {name!r}{_did_you_mean(name, list(self.nodes))}"
+                    )
         return _compile(self, dispatcher, budget, checkpointer, langgraph)
-
 
 
 @dataclass(slots=True, repr=False)
@@ -417,7 +460,9 @@ class RunResult:
         """One line a notebook cell or a log can show (the full record: ``task``, ``steps``, ``state``)."""
         answer = self.task.answer
         shown = answer if answer is None or len(answer) <= 60 else answer[:57] + "..."
-        steps = ", ".join(f"{s.agent.key} {s.status}" for s in self.steps[:4]) + (", ..." if len(self.steps) > 4 else "")
+        steps = ", ".join(f"{s.agent.key} {s.status}" for s in self.steps[:4]) + (
+            ", ..." if len(self.steps) > 4 else ""
+        )
         return (
             f"RunResult(status={self.status!r}, answer={shown!r}, cost_usd={self.cost_usd:.6g}, "
             f"steps=[{steps}], task_id={self.task.id!r})"
@@ -487,8 +532,11 @@ class CompiledAgentGraph(_LangGraphCompiled):
             request = dict(channel)
         else:
             request = new_task(
-                task_id=state.get("task_id"), budget=budget, query_id=state.pop("query_id", None),
-                task_type=state.pop("task_type", None), metadata=state.pop("metadata", None),
+                task_id=state.get("task_id"),
+                budget=budget,
+                query_id=state.pop("query_id", None),
+                task_type=state.pop("task_type", None),
+                metadata=state.pop("metadata", None),
             )
         state.update({CHANNEL: request, "task_id": request["task_id"], "status": "running"})
         if self.checkpointer not in (None, False, True):
@@ -526,17 +574,24 @@ class CompiledAgentGraph(_LangGraphCompiled):
         input, config, task_id = self._seed(input, config)
         if (memory := self._claimer()) is not None:
             resume = task_id is None
-            claimed = task_id or self._thread_task(input, config, None if isinstance(input, Mapping) else self.get_state(config))
+            claimed = task_id or self._thread_task(
+                input, config, None if isinstance(input, Mapping) else self.get_state(config)
+            )
             if claimed:
+
                 def open_stream(hold: Any) -> Iterator[Any]:
                     if resume:
-                        LIVE.drop(claimed)  # an idle run kept here may be stale: another worker may have gone on
+                        LIVE.drop(
+                            claimed
+                        )  # an idle run kept here may be stale: another worker may have gone on
                     return self._plain_stream(task_id, input, config, kwargs)
 
                 return claimed_stream(memory, claimed, claimed, open_stream)
         return self._plain_stream(task_id, input, config, kwargs)
 
-    def _plain_stream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> Iterator[Any]:
+    def _plain_stream(
+        self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]
+    ) -> Iterator[Any]:
         if task_id is None or LIVE.pinned(task_id):  # a resume, a joined task, or arun watching it
             return super().stream(input, config, **kwargs)
         return self._watched_stream(task_id, input, config, kwargs)
@@ -554,7 +609,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
     def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
         """LangGraph's ``bulk_update_state`` (``update_state`` goes through it) holding the thread's
         task claim when workers share the memory: refused (:class:`TaskBusyError`) while one runs it."""
-        if (memory := self._claimer()) is None or not (task := self._thread_task(None, config, self.get_state(config))):
+        if (memory := self._claimer()) is None or not (
+            task := self._thread_task(None, config, self.get_state(config))
+        ):
             return super().bulk_update_state(config, supersteps)
         with holding(memory, task, task):
             return super().bulk_update_state(config, supersteps)
@@ -564,7 +621,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
         saver, :meth:`bulk_update_state` off the event loop (:meth:`_on_saver`)."""
         if not await self._async_checkpointer():
             return await asyncio.to_thread(self.bulk_update_state, config, supersteps)
-        if (memory := self._claimer()) is None or not (task := self._thread_task(None, config, await self.aget_state(config))):
+        if (memory := self._claimer()) is None or not (
+            task := self._thread_task(None, config, await self.aget_state(config))
+        ):
             return await super().abulk_update_state(config, supersteps)
         async with aholding(memory, task, task):
             return await super().abulk_update_state(config, supersteps)
@@ -588,7 +647,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
         """LangGraph's ``aget_state_history``; under a sync-only saver, :meth:`get_state_history`
         read off the event loop (the rule of :meth:`_on_saver`)."""
         if await self._async_checkpointer():
-            async for snapshot in super().aget_state_history(config, filter=filter, before=before, limit=limit):
+            async for snapshot in super().aget_state_history(
+                config, filter=filter, before=before, limit=limit
+            ):
                 yield snapshot
             return
         history = functools.partial(self.get_state_history, config, filter=filter, before=before, limit=limit)
@@ -609,7 +670,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
             return self._aclaimed(memory, task_id, input, config, kwargs)
         return self._plain_astream(task_id, input, config, kwargs)
 
-    async def _aclaimed(self, memory: Any, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _aclaimed(
+        self, memory: Any, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
         claimed = task_id
         if claimed is None:  # a resume: the thread's task
             claimed = self._thread_task(input, config, await self.aget_state(config))
@@ -628,12 +691,16 @@ class CompiledAgentGraph(_LangGraphCompiled):
             async for chunk in chunks:  # left early: the claim goes back now, not when collected
                 yield chunk
 
-    def _plain_astream(self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    def _plain_astream(
+        self, task_id: str | None, input: Any, config: Any, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
         if task_id is None or LIVE.pinned(task_id):
             return super().astream(input, config, **kwargs)
         return self._watched_astream(task_id, input, config, kwargs)
 
-    async def _watched_astream(self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _watched_astream(
+        self, task_id: str, input: Any, config: Any, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
         LIVE.pin(task_id)
         try:
             async with stoppable_in_kernel():
@@ -681,18 +748,26 @@ class CompiledAgentGraph(_LangGraphCompiled):
         if task_id:
             await asyncio.to_thread(self._check_new_ids, [task_id])
         task_id = task_id or new_id()
-        request = new_task(task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata)
+        request = new_task(
+            task_id=task_id, budget=budget, query_id=query_id, task_type=task_type, metadata=metadata
+        )
         inp = {"query": query, CHANNEL: request}  # astream/stream seed it (_seed)
-        scoring = None if score_fn is None else _GOLD.set(
-            _Gold(task_id, lambda answer: float(score_fn(answer, gold)), f"metric:{_metric_name(metric)}")  # type: ignore[arg-type]
+        scoring = (
+            None
+            if score_fn is None
+            else _GOLD.set(
+                _Gold(task_id, lambda answer: float(score_fn(answer, gold)), f"metric:{_metric_name(metric)}")  # type: ignore[arg-type]
+            )
         )
         LIVE.pin(task_id)
         try:
             async with stoppable_in_kernel():
-                final = _values(await self._on_saver(
-                    functools.partial(self.invoke, inp, config, **_values_only()),
-                    functools.partial(self.ainvoke, inp, config, **_values_only()),
-                ))
+                final = _values(
+                    await self._on_saver(
+                        functools.partial(self.invoke, inp, config, **_values_only()),
+                        functools.partial(self.ainvoke, inp, config, **_values_only()),
+                    )
+                )
             run = LIVE.get(task_id)
         except BaseException as exc:
             self._abandon(task_id, config, exc)
@@ -703,7 +778,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
                 _GOLD.reset(scoring)
         if run is None:  # pragma: no cover - the graph ran no node
             raise RuntimeError(f"task {task_id} was never opened")
-        return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status})
+        return RunResult(
+            run.task, run.steps, {"outputs": {}, "context": {}, **final, "status": run.task.status}
+        )
 
     def _check_new_ids(self, task_ids: Sequence[str], where: Callable[[int], str] = lambda i: "") -> None:
         """A ``ConfigurationError`` for an explicit ``task_id`` already in the memory: running it
@@ -729,7 +806,10 @@ class CompiledAgentGraph(_LangGraphCompiled):
         channel = dict(snapshot.values.get(CHANNEL) or {})
         task_id = channel.get("task_id")
         memory = self.dispatcher.memory
-        if not task_id or (is_request(channel) and (memory is None or await asyncio.to_thread(memory.get_task, task_id) is None)):
+        if not task_id or (
+            is_request(channel)
+            and (memory is None or await asyncio.to_thread(memory.get_task, task_id) is None)
+        ):
             thread = (config.get("configurable") or {}).get("thread_id")
             raise ConfigurationError(f"thread {thread!r} holds no started agentroute task to resume")
         if self._claimer() is not None:
@@ -737,10 +817,12 @@ class CompiledAgentGraph(_LangGraphCompiled):
         LIVE.pin(task_id)
         token = _RESUMING.set(task_id)
         try:
-            final = _values(await self._on_saver(
-                functools.partial(self.invoke, command, config, **_values_only()),
-                functools.partial(self.ainvoke, command, config, **_values_only()),
-            ))
+            final = _values(
+                await self._on_saver(
+                    functools.partial(self.invoke, command, config, **_values_only()),
+                    functools.partial(self.ainvoke, command, config, **_values_only()),
+                )
+            )
             run = LIVE.get(task_id)
         finally:
             _RESUMING.reset(token)
@@ -749,7 +831,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
             run = rebuild(self.dispatcher, channel)
             run.task.status = channel.get("status", run.task.status)
         state = dict(final) if isinstance(final, Mapping) else dict(snapshot.values)
-        return RunResult(run.task, run.steps, {"outputs": {}, "context": {}, **state, "status": run.task.status})
+        return RunResult(
+            run.task, run.steps, {"outputs": {}, "context": {}, **state, "status": run.task.status}
+        )
 
     def resume(self, config: RunnableConfig, *, command: Any = None) -> RunResult:
         """Synchronous :meth:`aresume`."""
@@ -797,21 +881,29 @@ class CompiledAgentGraph(_LangGraphCompiled):
         nothing to a key the graph does not have (a list to collect the answers in).
         """
         if not callable(output):
-            raise ConfigurationError("as_node(output=...): a function from the graph's final state to the parent's update")
+            raise ConfigurationError(
+                "as_node(output=...): a function from the graph's final state to the parent's update"
+            )
         if input is not None and not callable(input):
-            raise ConfigurationError("as_node(input=...): a function from the parent's state to this graph's input")
+            raise ConfigurationError(
+                "as_node(input=...): a function from the parent's state to this graph's input"
+            )
         name = self.spec.name
 
         def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
             value = input(state) if input is not None else state
             if not isinstance(value, Mapping):
-                raise ConfigurationError(f"node {name!r}: input returned {type(value).__name__}, not the graph's input state (a mapping)")
+                raise ConfigurationError(
+                    f"node {name!r}: input returned {type(value).__name__}, not the graph's input state (a mapping)"
+                )
             return dict(value)
 
         def finish(final: Any) -> dict[str, Any]:
             update = output(dict(final) if isinstance(final, Mapping) else {})
             if update is not None and not isinstance(update, Mapping):
-                raise ConfigurationError(f"node {name!r}: output returned {type(update).__name__}, not the parent's update (a mapping)")
+                raise ConfigurationError(
+                    f"node {name!r}: output returned {type(update).__name__}, not the parent's update (a mapping)"
+                )
             return dict(update or {})
 
         async def anode(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -850,7 +942,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
             if first.setdefault(task_id, i) != i:
                 raise ConfigurationError(f"item {i}: task_id {task_id!r} is also item {first[task_id]}'s")
         if explicit:
-            await asyncio.to_thread(self._check_new_ids, [t for _, t in explicit], lambda k: f"item {explicit[k][0]}: ")
+            await asyncio.to_thread(
+                self._check_new_ids, [t for _, t in explicit], lambda k: f"item {explicit[k][0]}: "
+            )
         results: list[RunResult | None] = [None] * len(items)
         todo = iter(enumerate(items))
 
@@ -891,10 +985,17 @@ class CompiledAgentGraph(_LangGraphCompiled):
             run = LIVE.hold(task_id, lambda: reopened)
         else:
             request = channel if task_id else new_task(task_id=state.get("task_id"))
-            run = LIVE.hold(request["task_id"], lambda: open_task(
-                self.dispatcher, request, query=str(state.get("query", "")), graph=self.spec.name,
-                budget=self.budget, carry={"opened_by": "graph", "owner": graph_path(config)},
-            ))
+            run = LIVE.hold(
+                request["task_id"],
+                lambda: open_task(
+                    self.dispatcher,
+                    request,
+                    query=str(state.get("query", "")),
+                    graph=self.spec.name,
+                    budget=self.budget,
+                    carry={"opened_by": "graph", "owner": graph_path(config)},
+                ),
+            )
         if LIVE.pinned(run.task.id):  # the pin keeps it: hold and release stay paired in _exit
             LIVE.release(run.task.id)
         return run
@@ -922,7 +1023,16 @@ class CompiledAgentGraph(_LangGraphCompiled):
         if not LIVE.pinned(run.task.id):
             LIVE.release(run.task.id)
 
-    def _leave(self, run: TaskRun, state: Mapping[str, Any], update: dict[str, Any], config: Any, *, last: bool, index: int) -> Any:
+    def _leave(
+        self,
+        run: TaskRun,
+        state: Mapping[str, Any],
+        update: dict[str, Any],
+        config: Any,
+        *,
+        last: bool,
+        index: int,
+    ) -> Any:
         """Write the task's checkpoint; at the end of the graph, finish the task it owns."""
         if last:
             carry = run.carry
@@ -932,12 +1042,16 @@ class CompiledAgentGraph(_LangGraphCompiled):
                 answer = update.get("answer") or state.get("answer") or None
                 gold = _GOLD.get()
                 score = self._gold_score(run, gold, status, answer)
-                task = self.dispatcher.finish(run, answer=None if status == "failed" else answer, status=status, score=score)
+                task = self.dispatcher.finish(
+                    run, answer=None if status == "failed" else answer, status=status, score=score
+                )
                 run.finished = True
                 if score is not None and gold is not None and self.dispatcher.memory is not None:
                     self.dispatcher.memory.add_feedback(task.id, score, source=gold.source)
                 update["status"] = task.status
-                if task.answer is not None or status == "failed":  # a failed task's state shows no role's output as its answer
+                if (
+                    task.answer is not None or status == "failed"
+                ):  # a failed task's state shows no role's output as its answer
                     update["answer"] = task.answer or ""
             elif carry.get("opened_by") == "node":
                 self.dispatcher.finish(run)  # a user graph's task: keep its record up to date
@@ -964,7 +1078,9 @@ class CompiledAgentGraph(_LangGraphCompiled):
         memory = self.dispatcher.memory
         if memory is None:  # nothing to commit (the common case of a graph without a memory)
             return None
-        saver = ((config or {}).get("configurable") or {}).get(_SAVER_KEY) if _SAVER_KEY else self.checkpointer
+        saver = (
+            ((config or {}).get("configurable") or {}).get(_SAVER_KEY) if _SAVER_KEY else self.checkpointer
+        )
         return memory if durable_saver(saver) else None
 
     def _role(self, role: _Role, last: bool) -> Any:
@@ -973,6 +1089,7 @@ class CompiledAgentGraph(_LangGraphCompiled):
         Its edges stay static, not ``Command(goto=…)``: LangGraph's ``update_state`` (a human
         editing a paused thread) can only continue along edges the graph declares.
         """
+
         async def anode(state: GraphState, config: RunnableConfig, writer: StreamWriter) -> dict[str, Any]:
             run = self._enter(state, config)
             index = run._index
@@ -1004,11 +1121,19 @@ class CompiledAgentGraph(_LangGraphCompiled):
     def _routed_step(self, role: _Role, run: TaskRun, text: str) -> Any:
         """The dispatcher's step of ``role`` on ``text`` (a coroutine)."""
         return self.dispatcher.step(
-            run, role=role.name, stage=role.stage, prompt=role.prompt, input=text,
-            models=role.models, max_tokens=role.max_tokens, postconditions=role.postconditions,
+            run,
+            role=role.name,
+            stage=role.stage,
+            prompt=role.prompt,
+            input=text,
+            models=role.models,
+            max_tokens=role.max_tokens,
+            postconditions=role.postconditions,
         )
 
-    async def _fan_out(self, role: _Role, run: TaskRun, state: GraphState, config: Any, writer: Any) -> dict[str, Any]:
+    async def _fan_out(
+        self, role: _Role, run: TaskRun, state: GraphState, config: Any, writer: Any
+    ) -> dict[str, Any]:
         """A fan-out role: one routed step per input, run concurrently."""
         assert role.fan_out is not None
         steps = await asyncio.gather(*(self._routed_step(role, run, text) for text in role.fan_out(state)))
@@ -1032,14 +1157,23 @@ class CompiledAgentGraph(_LangGraphCompiled):
             if plain is None or state.get("status", "running") != "running":
                 return run, run._index, None
             try:
-                return run, run._index, plain.fn(state, NodeContext(run, self.dispatcher, self.spec.skills, plain.stage))
+                return (
+                    run,
+                    run._index,
+                    plain.fn(state, NodeContext(run, self.dispatcher, self.spec.skills, plain.stage)),
+                )
             except BaseException:
                 self._exit(run)
                 raise
 
         def end(run: TaskRun, index: int, state: GraphState, result: Any, config: Any) -> Any:
             if goto is not None:
-                return _routed(name, goto, result, lambda update: self._leave(run, state, update, config, last=False, index=index))
+                return _routed(
+                    name,
+                    goto,
+                    result,
+                    lambda update: self._leave(run, state, update, config, last=False, index=index),
+                )
             if result is not None and not isinstance(result, Mapping):
                 return result  # a Command or anything else LangGraph understands: passed as it is
             return self._leave(run, state, dict(result or {}), config, last=last, index=index)
@@ -1073,7 +1207,10 @@ try:
     from langgraph._internal import _constants
 
     _SAVER_KEY: str | None = _constants.CONFIG_KEY_CHECKPOINTER
-except (ImportError, AttributeError):  # pragma: no cover - another LangGraph layout: the graph's own checkpointer
+except (
+    ImportError,
+    AttributeError,
+):  # pragma: no cover - another LangGraph layout: the graph's own checkpointer
     _SAVER_KEY = None
 
 
@@ -1082,12 +1219,16 @@ def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(item, str):
         return {"query": item}
     if not isinstance(item, Mapping):
-        raise ConfigurationError(f"item {index}: expected a query string or a mapping, got {type(item).__name__}")
+        raise ConfigurationError(
+            f"item {index}: expected a query string or a mapping, got {type(item).__name__}"
+        )
     item = dict(item)
     unknown = item.keys() - _ARUN_KEYS
     if unknown or not isinstance(item.get("query"), str):
         problem = f"unknown key(s) {sorted(unknown)}" if unknown else "no 'query' string"
-        raise ConfigurationError(f"item {index}: {problem}; keys: query, {', '.join(sorted(_ARUN_KEYS - {'query'}))}")
+        raise ConfigurationError(
+            f"item {index}: {problem}; keys: query, {', '.join(sorted(_ARUN_KEYS - {'query'}))}"
+        )
     try:
         budget = item.get("budget")
         if budget is None or isinstance(budget, Budget):
@@ -1095,7 +1236,9 @@ def _batch_item(index: int, item: str | Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(budget, Mapping):
             item["budget"] = Budget(**budget)
         else:
-            raise ConfigurationError(f"budget must be a Budget or a mapping of limits, got {type(budget).__name__}")
+            raise ConfigurationError(
+                f"budget must be a Budget or a mapping of limits, got {type(budget).__name__}"
+            )
         if item.get("gold") is not None:
             from agentroute.eval.answers import get_metric
 
@@ -1144,7 +1287,13 @@ def _compiled_class() -> type[CompiledAgentGraph]:
 
 def _check_options(options: Mapping[str, Any]) -> None:
     """Keyword options of ``compile`` that the dispatcher does not take: a ``ConfigurationError``."""
-    known = set(inspect.signature(Dispatcher.__init__).parameters) - {"self", "pool", "router", "memory", "stage_machine"}
+    known = set(inspect.signature(Dispatcher.__init__).parameters) - {
+        "self",
+        "pool",
+        "router",
+        "memory",
+        "stage_machine",
+    }
     for name in options:
         if name not in known:
             raise ConfigurationError(
@@ -1159,7 +1308,11 @@ def _did_you_mean(name: str, names: Sequence[str]) -> str:
 
 
 def _compile(
-    spec: AgentGraph, dispatcher: Dispatcher, budget: Budget | None, checkpointer: Any, langgraph: Mapping[str, Any]
+    spec: AgentGraph,
+    dispatcher: Dispatcher,
+    budget: Budget | None,
+    checkpointer: Any,
+    langgraph: Mapping[str, Any],
 ) -> CompiledAgentGraph:
     from langgraph.graph import START, StateGraph
 
@@ -1175,13 +1328,20 @@ def _compile(
     exit_to = FINISH if use_finish else END
     compiled_class = _compiled_class()
     shell = compiled_class.__new__(compiled_class)  # nodes need the instance; filled in below
-    mappings = {src: {t: (exit_to if t == END else t) for t in [*targets, END]} for src, (_, targets) in spec.branches.items()}
+    mappings = {
+        src: {t: (exit_to if t == END else t) for t in [*targets, END]}
+        for src, (_, targets) in spec.branches.items()
+    }
     for name, node in spec.nodes.items():
         last = not use_finish and static.get(name) == [END]
         if isinstance(node, _Role):
             builder.add_node(name, shell._role(node, last))
         elif name in spec.branches and spec.branches[name][0] is None:  # routes by the Command it returns
-            builder.add_node(name, shell._plain(node, last, mappings[name]), destinations=tuple(dict.fromkeys(mappings[name].values())))
+            builder.add_node(
+                name,
+                shell._plain(node, last, mappings[name]),
+                destinations=tuple(dict.fromkeys(mappings[name].values())),
+            )
         else:
             builder.add_node(name, shell._plain(node, last))
     if use_finish:
@@ -1203,7 +1363,9 @@ def _compile(
         if name in spec.branches:
             path, _ = spec.branches[name]
             if path is not None:
-                path_map: dict[Hashable, str] = {key: dst for key, dst in mappings[name].items()}  # the key type LangGraph takes
+                path_map: dict[Hashable, str] = {
+                    key: dst for key, dst in mappings[name].items()
+                }  # the key type LangGraph takes
                 builder.add_conditional_edges(name, _guard(name, path, mappings[name]), path_map)
         else:  # static edges: a stopped task passes through the remaining nodes as no-ops
             for dst in static[name]:
@@ -1307,7 +1469,9 @@ def _acyclic(successors: Mapping[str, list[str]]) -> bool:
     return all(visit(node, set()) for node in successors)
 
 
-def _routed(src: str, goto: Mapping[str, str], result: Any, leave: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+def _routed(
+    src: str, goto: Mapping[str, str], result: Any, leave: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Any:
     """The ``Command`` a self-routing plain node returns, checked and mapped; a skipped node (the
     task has stopped) goes to the end."""
     from langgraph.types import Command
@@ -1324,14 +1488,18 @@ def _routed(src: str, goto: Mapping[str, str], result: Any, leave: Callable[[dic
     return Command(update=leave(dict(update)), goto=goto[target])
 
 
-def _guard(src: str, path: Callable[[GraphState], str], targets: Mapping[str, str]) -> Callable[[GraphState], str]:
+def _guard(
+    src: str, path: Callable[[GraphState], str], targets: Mapping[str, str]
+) -> Callable[[GraphState], str]:
     """``path``, checked; a stopped task goes to the end."""
 
     def route(state: GraphState) -> str:
         if state.get("status", "running") != "running":
             return END
         target = path(state)
-        if not isinstance(target, str) or target not in targets:  # one target: a task is in one stage at a time
+        if (
+            not isinstance(target, str) or target not in targets
+        ):  # one target: a task is in one stage at a time
             raise ConfigurationError(
                 f"conditional edges of {src!r}: the path function returned {target!r}, not one of {sorted(targets)}"
             )

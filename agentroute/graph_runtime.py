@@ -127,7 +127,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     except BaseException:
         if not done.done() and task_box:  # interrupted while waiting (Ctrl-C): stop the work too,
             loop.call_soon_threadsafe(task_box[0].cancel)
-            with contextlib.suppress(Exception):  # and let it record what its calls cost (a second Ctrl-C: at once)
+            with contextlib.suppress(
+                Exception
+            ):  # and let it record what its calls cost (a second Ctrl-C: at once)
                 done.exception(timeout=1.0)
         raise
 
@@ -192,7 +194,10 @@ def new_task(
     else:
         limits = None
     return {
-        "task_id": task_id or new_id(), "budget": limits, "query_id": query_id, "task_type": task_type,
+        "task_id": task_id or new_id(),
+        "budget": limits,
+        "query_id": query_id,
+        "task_type": task_type,
         "metadata": dict(metadata or {}),
     }
 
@@ -245,14 +250,20 @@ def invocation_task(config: Mapping[str, Any] | None) -> str:
     if ms is None or not 0 <= ms < 1 << 48:  # a saver of your own with other ids
         ms = time.time_ns() // 1_000_000
     key = f"{configurable.get('thread_id')}|{graph_path(config)}|{checkpoint_id}".encode()
-    return (ms << 80 | int.from_bytes(hashlib.blake2b(key, digest_size=10).digest(), "big")).to_bytes(16, "big").hex()
+    return (
+        (ms << 80 | int.from_bytes(hashlib.blake2b(key, digest_size=10).digest(), "big"))
+        .to_bytes(16, "big")
+        .hex()
+    )
 
 
 try:
     from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER as _CHECKPOINTER
     from langgraph._internal._constants import CONFIG_KEY_READ as _READ
     from langgraph._internal._constants import CONFIG_KEY_SCRATCHPAD as _SCRATCHPAD
-except ImportError:  # pragma: no cover - another LangGraph layout: always checkpoint; Send branches open their own task
+except (
+    ImportError
+):  # pragma: no cover - another LangGraph layout: always checkpoint; Send branches open their own task
     _CHECKPOINTER = _READ = _SCRATCHPAD = None  # type: ignore[assignment]
 
 
@@ -307,7 +318,9 @@ def call_position(config: Mapping[str, Any] | None) -> tuple[tuple[str, int], bo
     # No public API gives these two facts of the running execution (LangGraph 1.2.24: get_state's
     # tasks/interrupts and pending writes describe the thread before it): read from its scratchpad.
     pending, passed = _null_resume_pending(execution), _interrupts_passed(scratchpad)
-    if pending is None or passed is None:  # another LangGraph layout: pay (never take back a call meant to be paid)
+    if (
+        pending is None or passed is None
+    ):  # another LangGraph layout: pay (never take back a call meant to be paid)
         return key, False
     return key, passed < len(scratchpad.resume) + pending
 
@@ -328,7 +341,13 @@ def _null_resume_pending(get_null_resume: Any) -> bool | None:
     """Whether the thread's resume value (``Command(resume=value)``) still waits for this task's next
     ``interrupt()`` — LangGraph takes it out of the pending writes when an interrupt consumes it."""
     try:
-        free = dict(zip(get_null_resume.__code__.co_freevars, (c.cell_contents for c in get_null_resume.__closure__ or ()), strict=True))
+        free = dict(
+            zip(
+                get_null_resume.__code__.co_freevars,
+                (c.cell_contents for c in get_null_resume.__closure__ or ()),
+                strict=True,
+            )
+        )
         write, parent, pending = free["null_resume_write"], free["parent_scratchpad"], free["pending_writes"]
     except (AttributeError, KeyError, ValueError, TypeError):
         return None
@@ -350,7 +369,13 @@ def taken_back(run: TaskRun, key: tuple[str, int], since: int, stage: str, text:
         if index is not None:
             if step.index == index:
                 return step
-        elif step.index >= since and step.index not in taken and step.status == "ok" and step.stage == stage and step.input == text:
+        elif (
+            step.index >= since
+            and step.index not in taken
+            and step.status == "ok"
+            and step.stage == stage
+            and step.input == text
+        ):
             paid[key] = step.index
             return step
     return None
@@ -365,7 +390,9 @@ def resuming(config: Mapping[str, Any] | None) -> bool:
     return bool(config and (config.get("configurable") or {}).get(_RESUMING))
 
 
-_RESTARTED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # a resumed execution → its tasks
+_RESTARTED: weakref.WeakKeyDictionary[Any, set[str]] = (
+    weakref.WeakKeyDictionary()
+)  # a resumed execution → its tasks
 
 
 def restart_paused(task_id: str | None, config: Mapping[str, Any] | None) -> TaskRun | None:
@@ -436,8 +463,11 @@ def reopen(dispatcher: Dispatcher, task_id: str, carry: dict[str, Any]) -> TaskR
         return None
     budget = stored.task.budget
     snapshot = {
-        "task_id": task_id, "budget": budget.given() if budget is not None else None,
-        "ledger": recorded_ledger(budget, stored.steps), "index": 0, "carry": carry,
+        "task_id": task_id,
+        "budget": budget.given() if budget is not None else None,
+        "ledger": recorded_ledger(budget, stored.steps),
+        "index": 0,
+        "carry": carry,
     }
     return TaskRun.from_checkpoint(snapshot, memory)
 
@@ -467,14 +497,20 @@ def is_request(channel: Mapping[str, Any] | None) -> bool:
 # -- the end of a task a routed node opened --------------------------------------------------------
 try:
     from langgraph._internal._constants import CONFIG_KEY_CALL as _CALL
-except ImportError:  # pragma: no cover - another LangGraph layout: the router hears of the task's end after each node
+except (
+    ImportError
+):  # pragma: no cover - another LangGraph layout: the router hears of the task's end after each node
     _CALL = None  # type: ignore[assignment]
 
 # a task's runs to finish, one per dispatcher whose routed node ran it (two dispatchers may share a task)
-_ENDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Dispatcher, TaskRun]]] = weakref.WeakKeyDictionary()
+_ENDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Dispatcher, TaskRun]]] = (
+    weakref.WeakKeyDictionary()
+)
 # where a pause left its thread: (its checkpointer, weakly; the thread's config; the id of its latest checkpoint then)
 PausePoint = tuple[Callable[[], Any], dict[str, Any], str]
-_PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun, PausePoint | None]]] = OrderedDict()  # resumable, not ended
+_PAUSED: OrderedDict[str, dict[int, tuple[weakref.ref[Dispatcher], TaskRun, PausePoint | None]]] = (
+    OrderedDict()
+)  # resumable, not ended
 _PAUSED_LIMIT = 4096  # past it, the oldest paused task ends (its routers told; unfinished: interrupted)
 # a thread id → its paused tasks in _PAUSED, each with (weakly) the outermost invocation that paused it
 _PAUSED_ON: dict[str, dict[str, Callable[[], Any]]] = {}
@@ -492,11 +528,17 @@ def _running_loop(configurable: Mapping[str, Any]) -> Any | None:
         if isinstance(call, functools.partial):
             break
         code, cells = getattr(call, "__code__", None), getattr(call, "__closure__", None) or ()
-        call = dict(zip(getattr(code, "co_freevars", ()), (c.cell_contents for c in cells), strict=False)).get("call")
+        call = dict(
+            zip(getattr(code, "co_freevars", ()), (c.cell_contents for c in cells), strict=False)
+        ).get("call")
     if not isinstance(call, functools.partial):
         return None
     loop = getattr(call.keywords.get("schedule_task"), "__self__", None)
-    return loop if isinstance(getattr(loop, "stack", None), (contextlib.ExitStack, contextlib.AsyncExitStack)) else None
+    return (
+        loop
+        if isinstance(getattr(loop, "stack", None), (contextlib.ExitStack, contextlib.AsyncExitStack))
+        else None
+    )
 
 
 def _invocations(configurable: Mapping[str, Any]) -> Iterator[Any]:
@@ -547,7 +589,9 @@ def end_with_invocation(dispatcher: Dispatcher, run: TaskRun, config: Mapping[st
         if ending is None:
             ending = _ENDS[loop] = {}
             args = (weakref.ref(loop), ending, checkpointed(config))
-            if isinstance(loop.stack, contextlib.AsyncExitStack):  # ainvoke: an evicted task's thread is read async
+            if isinstance(
+                loop.stack, contextlib.AsyncExitStack
+            ):  # ainvoke: an evicted task's thread is read async
                 loop.stack.push_async_exit(functools.partial(_ainvocation_ended, *args))
             else:
                 loop.stack.push(functools.partial(_invocation_ended, *args))
@@ -622,7 +666,13 @@ def _finish(dispatcher: Dispatcher, run: TaskRun, *, unfinished: bool = False) -
     on its thread continues it: the record takes the new steps, the router no second, partial end);
     a claimed invocation's error recorded its status; ``unfinished`` (its graph stopped mid-way):
     ``interrupted``."""
-    kept = run.task.status if run.task.status in ("failed", "interrupted") else "interrupted" if unfinished else None
+    kept = (
+        run.task.status
+        if run.task.status in ("failed", "interrupted")
+        else "interrupted"
+        if unfinished
+        else None
+    )
     key = (run.task.id, id(dispatcher))
     with _ENDS_LOCK:
         told = key in _TOLD
@@ -733,7 +783,10 @@ def _pause_point(loop: Any) -> PausePoint | None:
     configurable = (source if isinstance(source, Mapping) else {}).get("configurable") or {}
     if saver is None or not configurable.get("checkpoint_id"):
         return None
-    thread = {"thread_id": configurable.get("thread_id"), "checkpoint_ns": configurable.get("checkpoint_ns", "")}
+    thread = {
+        "thread_id": configurable.get("thread_id"),
+        "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+    }
     try:
         held: Callable[[], Any] = weakref.ref(saver)  # a paused task keeps no saver (its threads) alive
     except TypeError:  # a saver with __slots__
@@ -780,7 +833,10 @@ def _at_end(checkpoint: Any) -> bool:
     """Whether the graph stood finished at ``checkpoint``: no ``interrupt()`` nor error pending on it,
     and no node still to run (LangGraph 1.x: a ``branch:to:NODE`` channel written and newer than the
     node last saw, as behind ``interrupt_before``/``interrupt_after``)."""
-    if any(write[1] in ("__interrupt__", "__error__") for write in getattr(checkpoint, "pending_writes", None) or ()):
+    if any(
+        write[1] in ("__interrupt__", "__error__")
+        for write in getattr(checkpoint, "pending_writes", None) or ()
+    ):
         return False
     saved = getattr(checkpoint, "checkpoint", None) or {}
     seen, values = saved.get("versions_seen") or {}, saved.get("channel_values") or {}
@@ -804,7 +860,9 @@ def _parent_id(checkpoint: Any) -> str | None:
 _PAGE = 8  # checkpoints a paused thread's first listing reads; doubled for each next one
 
 
-def _paged(after: list[Any], listed: Sequence[Any], pause: str, page: dict[str, Any]) -> dict[str, Any] | None:
+def _paged(
+    after: list[Any], listed: Sequence[Any], pause: str, page: dict[str, Any]
+) -> dict[str, Any] | None:
     """Keep the checkpoints of one listed page (newest first) that are the pause or newer; the
     ``list`` arguments of the next page, or ``None`` once the pause (or the thread's first) is read.
     In pages: ``PostgresSaver.list`` fetches every row it matches before it yields one (a long
@@ -887,7 +945,9 @@ def _observed(config: Mapping[str, Any]) -> bool:
 
 
 # -- one worker at a time runs a thread (claims in a shared PostgreSQL memory) --------------------
-CLAIM_KEY = "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes: the invocation's ClaimHold
+CLAIM_KEY = (
+    "__agentroute_claim"  # the config key :func:`claiming` sets for the nodes: the invocation's ClaimHold
+)
 
 
 def durable_saver(saver: Any) -> bool:
@@ -1012,7 +1072,11 @@ def enter_claim(config: Mapping[str, Any] | None) -> ClaimHold | None:
         if not ended and hold.memory.claim_unbroken(hold.key):  # no I/O: the lease's own check's finding
             hold.calls += 1
             return hold
-    why = "its invocation has ended" if ended else "its claim was lost with its database session: another worker may run it now"
+    why = (
+        "its invocation has ended"
+        if ended
+        else "its claim was lost with its database session: another worker may run it now"
+    )
     raise TaskBusyError(f"of {hold.key.replace(':', ' ', 1)} ({why})", getattr(hold.memory, "url", ""))
 
 
@@ -1051,6 +1115,7 @@ async def take_claim_async(memory: Any, key: str) -> ClaimHold | None:
     try:
         return await asyncio.shield(asyncio.wrap_future(taking))
     except asyncio.CancelledError:
+
         def untake(done: concurrent.futures.Future[ClaimHold | None]) -> None:
             if done.exception() is None and (hold := done.result()) is not None:
                 end_claim(hold, failed=True)
@@ -1072,7 +1137,9 @@ async def give_back_async(end: Callable[[], None]) -> None:
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
             done.set_exception(exc)
 
-    threading.Thread(target=run, name="agentroute-claim-end").start()  # not a daemon: paid steps are committed
+    threading.Thread(
+        target=run, name="agentroute-claim-end"
+    ).start()  # not a daemon: paid steps are committed
     await asyncio.shield(asyncio.wrap_future(done))
 
 
@@ -1110,7 +1177,9 @@ async def aholding(memory: Any, key: str, busy: str) -> AsyncIterator[ClaimHold]
         await give_back_async(functools.partial(end_claim, hold, failed=failed, error=error))
 
 
-def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Iterator[Any]]) -> Iterator[Any]:
+def claimed_stream(
+    memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Iterator[Any]]
+) -> Iterator[Any]:
     """Stream what ``open_stream(hold)`` yields while :func:`holding` the claim; a consumer that
     leaves early closes the inner stream too (``yield from``: LangGraph waits for its running nodes)."""
     with holding(memory, key, busy) as hold:
@@ -1118,7 +1187,10 @@ def claimed_stream(memory: Any, key: str, busy: str, open_stream: Callable[[Clai
 
 
 async def aclaimed_stream(
-    memory: Any, key: str, busy: str, open_stream: Callable[[ClaimHold], Awaitable[AsyncIterator[Any]]],
+    memory: Any,
+    key: str,
+    busy: str,
+    open_stream: Callable[[ClaimHold], Awaitable[AsyncIterator[Any]]],
 ) -> AsyncGenerator[Any, None]:
     """:func:`claimed_stream` for ``astream``: left early or cancelled, the inner stream is closed
     (LangGraph stops the nodes it runs) before the claim goes back."""
@@ -1154,7 +1226,11 @@ class ClaimingGraph(_Compiled):
         if thread is None:
             return None
         hold = configurable.get(CLAIM_KEY)
-        if isinstance(hold, ClaimHold) and hold.key == _thread_claim(thread) and hold.memory is self.claims_memory:
+        if (
+            isinstance(hold, ClaimHold)
+            and hold.key == _thread_claim(thread)
+            and hold.memory is self.claims_memory
+        ):
             return None  # invoked from inside the invocation that holds the claim (a subgraph)
         return str(thread)
 
@@ -1165,7 +1241,11 @@ class ClaimingGraph(_Compiled):
 
     @staticmethod
     def _thread_task(snapshot: Any) -> str | None:
-        channel = snapshot.values.get(CHANNEL) if snapshot is not None and isinstance(snapshot.values, Mapping) else None
+        channel = (
+            snapshot.values.get(CHANNEL)
+            if snapshot is not None and isinstance(snapshot.values, Mapping)
+            else None
+        )
         return channel.get("task_id") if isinstance(channel, Mapping) else None
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
@@ -1196,8 +1276,9 @@ class ClaimingGraph(_Compiled):
                 LIVE.drop(task_id)
             return astream(input, self._tagged(config, hold), **kwargs)
 
-        return aclaimed_stream(self.claims_memory, _thread_claim(thread), f"of thread {thread!r}", open_stream)
-
+        return aclaimed_stream(
+            self.claims_memory, _thread_claim(thread), f"of thread {thread!r}", open_stream
+        )
 
     def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
         """LangGraph's ``bulk_update_state`` (``update_state`` goes through it) holding the thread's
@@ -1244,7 +1325,9 @@ def claiming(app: G, memory: MemoryStore | None) -> G:
     elif hasattr(app, "astream") and hasattr(app, "checkpointer") and hasattr(app, "copy"):
         base = type(app)
     else:
-        raise ConfigurationError(f"claiming() takes a compiled LangGraph graph (builder.compile(...)), got {type(app).__name__}")
+        raise ConfigurationError(
+            f"claiming() takes a compiled LangGraph graph (builder.compile(...)), got {type(app).__name__}"
+        )
     attrs = {k: v for k, v in vars(app).items() if k not in ("__orig_class__", "claims_memory")}
     return _claiming_class(base)(claims_memory=memory, **attrs)  # type: ignore[no-any-return]
 
@@ -1271,7 +1354,9 @@ def _writes(writer: Any) -> bool:
     return writes
 
 
-_WATCHED: OrderedDict[tuple[str, int], str] = OrderedDict()  # (task id, step index) → the message id its answer streamed under
+_WATCHED: OrderedDict[tuple[str, int], str] = (
+    OrderedDict()
+)  # (task id, step index) → the message id its answer streamed under
 _WATCHED_LOCK = threading.Lock()
 
 
@@ -1327,12 +1412,22 @@ class _StepWatch:
         manager = AsyncCallbackManager.configure(
             inheritable_callbacks=config.get("callbacks"),
             inheritable_tags=config.get("tags"),
-            inheritable_metadata={**(config.get("metadata") or {}), "ls_model_name": model, "agentroute_role": self.role},
+            inheritable_metadata={
+                **(config.get("metadata") or {}),
+                "ls_model_name": model,
+                "agentroute_role": self.role,
+            },
         )
         try:
             runs = await manager.on_chat_model_start(
-                {"name": model}, [convert_to_messages(plan.request.messages)], name=model,
-                invocation_params={"model": model, "max_tokens": plan.request.max_tokens, "temperature": plan.request.temperature},
+                {"name": model},
+                [convert_to_messages(plan.request.messages)],
+                name=model,
+                invocation_params={
+                    "model": model,
+                    "max_tokens": plan.request.max_tokens,
+                    "temperature": plan.request.temperature,
+                },
             )
         except Exception:  # noqa: BLE001 - a handler that raises (raise_error=True) must not fail the call unmade
             runs = []
@@ -1346,7 +1441,9 @@ class _AttemptWatch:
 
     __slots__ = ("agent", "closed", "index", "message", "model", "role", "runs", "stage", "streamed")
 
-    def __init__(self, runs: list[Any], message: str, role: str, model: str, agent: str, stage: str, index: int):
+    def __init__(
+        self, runs: list[Any], message: str, role: str, model: str, agent: str, stage: str, index: int
+    ):
         self.runs, self.message, self.role, self.model = runs, message, role, model
         self.agent, self.stage, self.index = agent, stage, index
         self.streamed = self.closed = False
@@ -1355,7 +1452,9 @@ class _AttemptWatch:
         from langchain_core.messages import AIMessageChunk
         from langchain_core.outputs import ChatGenerationChunk
 
-        chunk = ChatGenerationChunk(message=AIMessageChunk(content=text, id=self.message, name=self.role, **fields))
+        chunk = ChatGenerationChunk(
+            message=AIMessageChunk(content=text, id=self.message, name=self.role, **fields)
+        )
         for llm_run in self.runs:
             await llm_run.on_llm_new_token(text, chunk=chunk)
 
@@ -1373,10 +1472,18 @@ class _AttemptWatch:
         if self.closed:
             return
         tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0
-        usage = {"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
+        usage = {
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        }
         metadata = {
-            "model_name": self.model, "agent": self.agent, "stage": self.stage, "step_index": self.index,
-            "cost_usd": completion.cost_usd, "finish_reason": completion.raw.get("finish_reason") or "stop",
+            "model_name": self.model,
+            "agent": self.agent,
+            "stage": self.stage,
+            "step_index": self.index,
+            "cost_usd": completion.cost_usd,
+            "finish_reason": completion.raw.get("finish_reason") or "stop",
         }
         if self.streamed:
             await self._chunk("", usage_metadata=usage, response_metadata=metadata, chunk_position="last")
@@ -1384,7 +1491,11 @@ class _AttemptWatch:
         reasoning = completion.raw.get("reasoning")  # a reasoning model's thoughts, where LangChain's
         extra = {"reasoning_content": reasoning} if reasoning else {}  # DeepSeek/OpenAI chat models put them
         message = AIMessage(
-            content=completion.text, id=self.message, name=self.role, response_metadata=metadata, usage_metadata=usage,
+            content=completion.text,
+            id=self.message,
+            name=self.role,
+            response_metadata=metadata,
+            usage_metadata=usage,
             additional_kwargs=extra,
         )
         for llm_run in self.runs:
@@ -1396,9 +1507,16 @@ class _AttemptWatch:
         if self.closed:
             return
         if self.streamed:
-            await self._chunk("", response_metadata={
-                "model_name": self.model, "agent": self.agent, "finish_reason": "error", "agentroute_error": reason,
-            }, chunk_position="last")
+            await self._chunk(
+                "",
+                response_metadata={
+                    "model_name": self.model,
+                    "agent": self.agent,
+                    "finish_reason": "error",
+                    "agentroute_error": reason,
+                },
+                chunk_position="last",
+            )
         self.closed = True
         for llm_run in self.runs:
             await llm_run.on_llm_error(BackendError(self.model, reason, retryable=False))
@@ -1411,10 +1529,20 @@ def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, 
     if step is None:
         return
     if _writes(writer):
-        writer({"agentroute": {
-            "task_id": step.task_id, "index": step.index, "stage": step.stage, "role": role,
-            "agent": step.agent.key, "model": step.agent.model, "status": step.status, "cost_usd": step.cost_usd,
-        }})
+        writer(
+            {
+                "agentroute": {
+                    "task_id": step.task_id,
+                    "index": step.index,
+                    "stage": step.stage,
+                    "role": role,
+                    "agent": step.agent.key,
+                    "model": step.agent.model,
+                    "status": step.status,
+                    "cost_usd": step.cost_usd,
+                }
+            }
+        )
     if not config or not _observed(config) or _watched_id(step.task_id, step.index) is not None:
         return
     from langchain_core.callbacks.manager import CallbackManager
@@ -1424,18 +1552,26 @@ def report_step(step: Step | None, role: str, config: Mapping[str, Any] | None, 
     manager = CallbackManager.configure(
         inheritable_callbacks=config.get("callbacks"),
         inheritable_tags=config.get("tags"),
-        inheritable_metadata={**(config.get("metadata") or {}), "ls_model_name": step.agent.model, "agentroute_role": role},
+        inheritable_metadata={
+            **(config.get("metadata") or {}),
+            "ls_model_name": step.agent.model,
+            "agentroute_role": role,
+        },
     )
     message = AIMessage(
         content=step.output,
         id=f"agentroute-{step.task_id}-{step.index}",
         name=role,
         response_metadata={
-            "model_name": step.agent.model, "agent": step.agent.key, "stage": step.stage, "step_index": step.index,
+            "model_name": step.agent.model,
+            "agent": step.agent.key,
+            "stage": step.stage,
+            "step_index": step.index,
             "cost_usd": step.cost_usd,
         },
         usage_metadata={
-            "input_tokens": step.tokens_in, "output_tokens": step.tokens_out,
+            "input_tokens": step.tokens_in,
+            "output_tokens": step.tokens_out,
             "total_tokens": step.tokens_in + step.tokens_out,
         },
     )
@@ -1523,7 +1659,9 @@ def routed_node(
         if messages:
             from langchain_core.messages import AIMessage
 
-            return {output_key: [AIMessage(content=step.output, name=role, id=message_id(step))]}  # streamed once
+            return {
+                output_key: [AIMessage(content=step.output, name=role, id=message_id(step))]
+            }  # streamed once
         return {output_key: step.output}
 
     async def acquire(state: Mapping[str, Any], config: Mapping[str, Any] | None, query: str) -> TaskRun:
@@ -1541,12 +1679,17 @@ def routed_node(
 
         def opened(request: Mapping[str, Any]) -> Callable[[], TaskRun]:
             carry = {"opened_by": "node", "fp_key": input_key, "fp": fingerprint(state.get(input_key))}
-            request = {"query_id": state.get("query_id"), **{k: v for k, v in request.items() if v is not None}}
+            request = {
+                "query_id": state.get("query_id"),
+                **{k: v for k, v in request.items() if v is not None},
+            }
 
             def make() -> TaskRun:
                 if resuming(config) and (run := reopen(dispatcher, request["task_id"], carry)) is not None:
                     return run  # this superstep opened it before its interrupt() or a crash: continue it
-                return open_task(dispatcher, request, query=query, graph="langgraph", budget=budget, carry=carry)
+                return open_task(
+                    dispatcher, request, query=query, graph="langgraph", budget=budget, carry=carry
+                )
 
             return make
 
@@ -1555,9 +1698,14 @@ def routed_node(
             return hold(task_id, opened(channel))
         if task_id:
             carry = channel.get("carry") or {}
-            same = live == task_id or resuming(config) or not sent and (
-                carry.get("opened_by") != "node"  # an AgentGraph's task, passed down to this node
-                or carry.get("fp") == fingerprint(state.get(carry.get("fp_key", input_key)))
+            same = (
+                live == task_id
+                or resuming(config)
+                or not sent
+                and (
+                    carry.get("opened_by") != "node"  # an AgentGraph's task, passed down to this node
+                    or carry.get("fp") == fingerprint(state.get(carry.get("fp_key", input_key)))
+                )
             )
             if same:
                 return hold(task_id, lambda: rebuild(dispatcher, channel))
@@ -1583,7 +1731,9 @@ def routed_node(
             if hold is not None and leave_claim(hold):
                 await give_back_async(functools.partial(give_back, hold))
 
-    async def routed(state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter, hold: ClaimHold | None) -> dict[str, Any]:
+    async def routed(
+        state: Mapping[str, Any], config: RunnableConfig, writer: StreamWriter, hold: ClaimHold | None
+    ) -> dict[str, Any]:
         text = read(state)
         run = await acquire(state, config, text)
         try:
@@ -1595,8 +1745,14 @@ def routed_node(
                 step = taken_back(run, position[0], since, stage, text)
             if step is None:
                 step = await dispatcher.step(
-                    run, role=role, stage=stage, prompt=prompt, input=text,
-                    models=model_list, max_tokens=max_tokens, postconditions=post,
+                    run,
+                    role=role,
+                    stage=stage,
+                    prompt=prompt,
+                    input=text,
+                    models=model_list,
+                    max_tokens=max_tokens,
+                    postconditions=post,
                 )
                 report_step(step, role, config, writer)
                 if position is not None:
@@ -1610,12 +1766,19 @@ def routed_node(
                 if hold is not None:  # and closed by the claimed invocation's end if it raises (close_opened)
                     hold.opened[run.task.id] = (dispatcher, run)
             memory = dispatcher.memory
-            if memory is not None and step is not None and durable_saver(((config or {}).get("configurable") or {}).get(_CHECKPOINTER)):
+            if (
+                memory is not None
+                and step is not None
+                and durable_saver(((config or {}).get("configurable") or {}).get(_CHECKPOINTER))
+            ):
                 # the checkpoint written after this node counts the step: a crash after it must find the step stored
                 await aflush_memory(memory)
             return {
-                **update(state, step, run), CHANNEL: run.checkpoint(), LIVE_KEY: run.task.id,
-                "agentroute_task_id": run.task.id, "agentroute_cost_usd": run.ledger.spent_usd,
+                **update(state, step, run),
+                CHANNEL: run.checkpoint(),
+                LIVE_KEY: run.task.id,
+                "agentroute_task_id": run.task.id,
+                "agentroute_cost_usd": run.ledger.spent_usd,
             }
         finally:
             LIVE.release(run.task.id)
@@ -1661,7 +1824,11 @@ def message_text(value: Any) -> str:
         else:
             return str(value)
         if isinstance(content, list):  # OpenAI-style parts: [{"type": "text", "text": ...}, ...]
-            return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, Mapping)))
+            return "".join(
+                p if isinstance(p, str) else str(p.get("text", ""))
+                for p in content
+                if isinstance(p, (str, Mapping))
+            )
         return str(content)
     return str(value)
 

@@ -68,7 +68,9 @@ class PersistentIntentModel(IntentModel, Protocol):
 def as_queries(queries: Sequence[str], what: str = "queries") -> Sequence[str]:
     """``queries`` unchanged, unless it is one string: a clear error instead of one query per character."""
     if isinstance(queries, str | bytes):
-        raise ConfigurationError(f"{what} must be a list of strings, not one string (wrap it: [{queries[:40]!r}])")
+        raise ConfigurationError(
+            f"{what} must be a list of strings, not one string (wrap it: [{queries[:40]!r}])"
+        )
     return queries
 
 
@@ -469,10 +471,14 @@ class SmolLMIntentModel(BaseIntentModel):
             arrays = self._top_state
             weight = arrays["head.weight"]
             head = torch.nn.Linear(weight.shape[1], weight.shape[0])
-            head.load_state_dict({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])})
+            head.load_state_dict(
+                {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(arrays["head.bias"])}
+            )
             for name, module in self._trained_modules().items():
                 sub = {
-                    k[len(name) + 1 :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(name + ".")
+                    k[len(name) + 1 :]: torch.from_numpy(v)
+                    for k, v in arrays.items()
+                    if k.startswith(name + ".")
                 }
                 module.load_state_dict(sub)
             self._head, self._top_state = head, None
@@ -543,7 +549,9 @@ def cluster_task_types(
     metrics = require("sklearn.metrics")
     distinct = list(dict.fromkeys(as_queries(queries)))
     if len(distinct) < 2:
-        raise ConfigurationError(f"clustering task types needs at least 2 distinct queries (got {len(distinct)})")
+        raise ConfigurationError(
+            f"clustering task types needs at least 2 distinct queries (got {len(distinct)})"
+        )
     x = np.asarray((embedder or default_embedder()).embed(distinct), dtype=np.float64)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -567,7 +575,9 @@ def cluster_task_types(
         _, k, assign = best
     else:
         if k >= len(distinct):
-            raise ConfigurationError(f"cluster:{k} needs more than {k} distinct queries (got {len(distinct)})")
+            raise ConfigurationError(
+                f"cluster:{k} needs more than {k} distinct queries (got {len(distinct)})"
+            )
         assign = kmeans(k)
     sizes = np.bincount(assign, minlength=k)
     rank = {int(c): r for r, c in enumerate(np.argsort(-sizes, kind="stable"))}

@@ -82,7 +82,9 @@ def check_not_other_file(path: Path) -> None:
     """A :class:`StateFileError` when ``path``, given as a router, is a file other than a saved
     router's ``router.json`` (the ``logs.csv`` it was trained on): one line saying what is expected."""
     if path.is_file() and path.suffix.lower() != ".json":
-        raise StateFileError(path, f"not a saved router (expected {MANIFEST} written by `agentroute train`, or its folder)")
+        raise StateFileError(
+            path, f"not a saved router (expected {MANIFEST} written by `agentroute train`, or its folder)"
+        )
 
 
 def load_router(
@@ -123,13 +125,20 @@ def load_router(
                 f"`agentroute train {spec} --dataset SPEC --out DIR` (or --from MEMORY_URL) and pass --router DIR"
             )
     if pool is not None:
-        for note in check_graph_pool(router, pool, graph, allow_new_agents=allow_new_agents, source=str(spec)):
+        for note in check_graph_pool(
+            router, pool, graph, allow_new_agents=allow_new_agents, source=str(spec)
+        ):
             (warn or _stderr)(note)
     return router
 
 
 def check_graph_pool(
-    router: Router, pool: Any, graph: AgentGraph | None = None, *, allow_new_agents: bool = False, source: str = ""
+    router: Router,
+    pool: Any,
+    graph: AgentGraph | None = None,
+    *,
+    allow_new_agents: bool = False,
+    source: str = "",
 ) -> list[str]:
     """:func:`~agentroute.routers.base.check_pool` over :func:`graph_agents`; an error names them
     as the pool, or, where the roles' ``models=`` leave some pool models out, as those roles' models."""

@@ -144,7 +144,9 @@ class FitBar:
         return getattr(self._bar, name)
 
 
-def track(items: Iterable[T], desc: str, *, total: int | None = None, show: bool | None = None) -> Iterator[T]:
+def track(
+    items: Iterable[T], desc: str, *, total: int | None = None, show: bool | None = None
+) -> Iterator[T]:
     """Iterate ``items`` with a bar (see :func:`bar`)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]

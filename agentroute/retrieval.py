@@ -80,9 +80,15 @@ class BM25Retriever:
     'Paris is in France.'
     """
 
-    def __init__(self, corpus: Iterable[str | Mapping[str, str] | Passage], *, chunk_chars: int | None = CHUNK_CHARS):
-        if chunk_chars is not None and (isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 100):
-            raise ConfigurationError(f"chunk_chars must be a whole number >= 100 or None (got {chunk_chars!r})")
+    def __init__(
+        self, corpus: Iterable[str | Mapping[str, str] | Passage], *, chunk_chars: int | None = CHUNK_CHARS
+    ):
+        if chunk_chars is not None and (
+            isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 100
+        ):
+            raise ConfigurationError(
+                f"chunk_chars must be a whole number >= 100 or None (got {chunk_chars!r})"
+            )
         self.passages = [piece for p in corpus for piece in chunk(_as_passage(p), chunk_chars)]
         if not self.passages:
             raise ConfigurationError("the retrieval corpus is empty")
@@ -189,13 +195,17 @@ def load_corpus(path: str | Path) -> list[Passage]:
     if isinstance(data, Mapping) and isinstance(data.get("text", data.get("paragraph_text")), str):
         data = [data]  # one JSONL line: one paragraph
     elif isinstance(data, Mapping):
-        pairs = data.pairs if isinstance(data, _Pairs) else list(data.items())  # a repeated title keeps each text
+        pairs = (
+            data.pairs if isinstance(data, _Pairs) else list(data.items())
+        )  # a repeated title keeps each text
         data = [
             Passage(str(title), "".join(map(str, body)) if isinstance(body, list) else str(body))
             for title, body in pairs
         ]
     if not isinstance(data, list) or not data:
-        raise ConfigurationError(f"corpus file {path}: expected a non-empty list of paragraphs or a {{title: text}} object")
+        raise ConfigurationError(
+            f"corpus file {path}: expected a non-empty list of paragraphs or a {{title: text}} object"
+        )
     try:
         return [_as_passage(item) for item in data]
     except ConfigurationError as exc:

@@ -70,7 +70,9 @@ def get_strategy(name: object) -> Strategy:
     agentroute.errors.ConfigurationError: unknown strategy 'sc@0'; use direct, cot or sc@K (1 ≤ K ≤ 64)
     """
     if not isinstance(name, str):
-        raise ConfigurationError(f"a strategy is a name such as 'direct', 'cot' or 'sc@3' (got {type(name).__name__})")
+        raise ConfigurationError(
+            f"a strategy is a name such as 'direct', 'cot' or 'sc@3' (got {type(name).__name__})"
+        )
     return _parse_strategy(name)
 
 
@@ -79,9 +81,7 @@ def _parse_strategy(name: str) -> Strategy:
     if name == "direct":
         return Strategy("direct", instruction="Answer concisely.", max_tokens_factor=0.5)
     if name == "cot":
-        return Strategy(
-            "cot", instruction="Think step by step, then give the final answer after 'Answer:'."
-        )
+        return Strategy("cot", instruction="Think step by step, then give the final answer after 'Answer:'.")
     match = _SC.fullmatch(name)
     if match and int(match.group(1)) <= MAX_SAMPLES:
         return Strategy(
@@ -118,7 +118,9 @@ def extract_answer(text: str) -> str:
 def _other_script(words: list[str]) -> bool:
     """Whether a letter of ``words`` is of a script other than Latin (by its Unicode name)."""
     return any(
-        c.isalpha() and not c.isascii() and not unicodedata.name(c, "").startswith("LATIN ") for w in words for c in w
+        c.isalpha() and not c.isascii() and not unicodedata.name(c, "").startswith("LATIN ")
+        for w in words
+        for c in w
     )
 
 

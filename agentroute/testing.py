@@ -44,8 +44,24 @@ KIT_PARAMS: dict[str, dict[str, Any]] = {
     "stack": {"bases": ["per-task", "knn", "logreg"]},
     "fixed": {"model": "mid"},
     "graph-router": {"epochs": 40, "queries_per_step": 64},
-    "kg-gnn": {"descriptors": {"small": "a small, cheap model.", "mid": "a medium-sized model.", "large": "a large, expensive model."}, "epochs": 10},
-    "bopo": {"config": {"iterations": 3, "sft_epochs": 5, "boundary_rollouts": 2, "sweep": 4, "group_size": 4, "tasks_per_iteration": 16}},
+    "kg-gnn": {
+        "descriptors": {
+            "small": "a small, cheap model.",
+            "mid": "a medium-sized model.",
+            "large": "a large, expensive model.",
+        },
+        "epochs": 10,
+    },
+    "bopo": {
+        "config": {
+            "iterations": 3,
+            "sft_epochs": 5,
+            "boundary_rollouts": 2,
+            "sweep": 4,
+            "group_size": 4,
+            "tasks_per_iteration": 16,
+        }
+    },
 }
 #: Routers the kit covers. A registered router missing here fails the meta-test.
 KIT_ROUTERS: set[str] = {"fixed", "random", "cheapest", "strongest", "cascade", "ant-colony"}
@@ -106,7 +122,9 @@ def contexts(table: OutcomeTable, *, subsets: bool = True, seed: int = 0) -> lis
     """Route contexts over the table's queries; with ``subsets``, random candidate subsets too."""
     rng = np.random.default_rng(seed)
     cards = sample_cards()
-    pool = {m: cards[m] for m in table.models if m in cards}  # a context holds the pool's cards, as the dispatcher's do
+    pool = {
+        m: cards[m] for m in table.models if m in cards
+    }  # a context holds the pool's cards, as the dispatcher's do
     agents = [column_agent(m) for m in table.models]
     mean_cost = np.nanmean(table.costs, axis=0)
     out = []
@@ -217,7 +235,9 @@ def check_mode_contract(name: str) -> None:
     assert router.mode == cls.default_mode and router.mode in MODES, f"{name}: starts in {router.mode!r}"
     assert "mode" not in router.get_params(), f"{name}: the mode must not be a parameter"
     for switch, mode in ((router.train, "train"), (router.explore, "explore"), (router.serve, "serve")):
-        assert switch() is router and router.mode == mode, f"{name}: {mode}() must return the router in {mode!r} mode"
+        assert switch() is router and router.mode == mode, (
+            f"{name}: {mode}() must return the router in {mode!r} mode"
+        )
     try:
         router.set_mode("bogus")  # type: ignore[arg-type]
     except ConfigurationError:
@@ -239,7 +259,9 @@ def check_mode_contract(name: str) -> None:
             assert _keys(router.serve(), ctxs) == served, f"{name}: serving depends on the sampling seed"
     with tempfile.TemporaryDirectory() as tmp:
         router.save(tmp)
-        assert type(router).load(tmp).mode == cls.default_mode, f"{name}: a loaded router must start in its default mode"
+        assert type(router).load(tmp).mode == cls.default_mode, (
+            f"{name}: a loaded router must start in its default mode"
+        )
 
 
 CHECKS: tuple[Callable[[str], None], ...] = (

@@ -88,7 +88,9 @@ def check_tier_names(tiers: Sequence[str], name: str = "tiers") -> tuple[str, ..
     ``name`` (``--tiers`` on the command line) otherwise."""
     tiers = tuple(tiers)
     if len(tiers) < 2 or len(set(tiers)) != len(tiers):
-        raise ConfigurationError(f"{name} must name at least two distinct models, cheapest first (got {list(tiers)})")
+        raise ConfigurationError(
+            f"{name} must name at least two distinct models, cheapest first (got {list(tiers)})"
+        )
     return tiers
 
 

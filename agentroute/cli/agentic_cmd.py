@@ -55,7 +55,11 @@ def check_options(
         rule = float(success_rule)
     except ValueError:
         pass
-    ladder = None if tiers is None else list(check_tier_names([t.strip() for t in tiers.split(",") if t.strip()], "--tiers"))
+    ladder = (
+        None
+        if tiers is None
+        else list(check_tier_names([t.strip() for t in tiers.split(",") if t.strip()], "--tiers"))
+    )
     return check_success_rule(rule, "--success-rule"), ladder
 
 
@@ -72,7 +76,9 @@ def agentic_eval_command(
     ] = DEFAULT_AGENTIC_ROUTERS,
     cap_large: Annotated[
         float | None,
-        typer.Option("--cap-large", parser=number, metavar="INTEGER", help="Hard cap on large-tier calls per task."),
+        typer.Option(
+            "--cap-large", parser=number, metavar="INTEGER", help="Hard cap on large-tier calls per task."
+        ),
     ] = None,
     budget_usd: Annotated[
         float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")
@@ -100,7 +106,9 @@ def agentic_eval_command(
     err = Console(stderr=True)
     names = [r.strip() for r in routers.split(",") if r.strip()]
     try:
-        rule, ladder = check_options(names, steps=steps, max_attempts=max_attempts, success_rule=success_rule, tiers=tiers)
+        rule, ladder = check_options(
+            names, steps=steps, max_attempts=max_attempts, success_rule=success_rule, tiers=tiers
+        )
         from agentroute.eval.agentic import evaluate_agentic, make_budget
 
         budget = make_budget(cap_large, budget_usd)

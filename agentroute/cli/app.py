@@ -50,8 +50,16 @@ app.add_typer(pool_app, name="pool")
 console = Console()
 err_console = Console(stderr=True)
 
-GraphOpt = Annotated[str, typer.Option("--graph", help="Built-in graph name, module:attr or path/file.py[:attr].")]
-RouterOpt = Annotated[str, typer.Option("--router", help="Registered router name, or a directory saved by `train`; options as NAME:option=value (fixed:model=ID, cascade:threshold=0.6).")]
+GraphOpt = Annotated[
+    str, typer.Option("--graph", help="Built-in graph name, module:attr or path/file.py[:attr].")
+]
+RouterOpt = Annotated[
+    str,
+    typer.Option(
+        "--router",
+        help="Registered router name, or a directory saved by `train`; options as NAME:option=value (fixed:model=ID, cascade:threshold=0.6).",
+    ),
+]
 PoolOpt = Annotated[str | None, typer.Option("--pool", help="Pool YAML (default: the local SmolLM2 pool).")]
 BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", help="Hard per-task budget in USD.")]
 
@@ -72,11 +80,40 @@ def number(text: str) -> int | float:
         raise ValueError(f"{text!r} is not a number") from None
 
 
-TokensOpt = Annotated[float | None, typer.Option("--budget-tokens", parser=number, metavar="INTEGER", help="Hard per-task limit on tokens (prompt + output).")]
-CallsOpt = Annotated[float | None, typer.Option("--budget-calls", parser=number, metavar="INTEGER", help="Hard per-task limit on provider calls (retries and samples count).")]
+TokensOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-tokens",
+        parser=number,
+        metavar="INTEGER",
+        help="Hard per-task limit on tokens (prompt + output).",
+    ),
+]
+CallsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-calls",
+        parser=number,
+        metavar="INTEGER",
+        help="Hard per-task limit on provider calls (retries and samples count).",
+    ),
+]
 SecondsOpt = Annotated[float | None, typer.Option("--budget-seconds", help="Per-task deadline in seconds.")]
-LargeOpt = Annotated[float | None, typer.Option("--budget-large-calls", parser=number, metavar="INTEGER", help="Hard per-task limit on calls to large-tier models (0: none).")]
-MemoryOpt = Annotated[str | None, typer.Option("--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file).")]
+LargeOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-large-calls",
+        parser=number,
+        metavar="INTEGER",
+        help="Hard per-task limit on calls to large-tier models (0: none).",
+    ),
+]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory", help="SQLAlchemy URL of the memory (default: $AGENTROUTE_MEMORY or a local SQLite file)."
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -115,7 +152,9 @@ def routed(spec: Any, router: str, pool: str | None, allow_new_agents: bool = Fa
     name, params = split_router_spec(router)
     models = ModelPool.load(pool)
     models.require_backends()  # a missing backend package: exit 2 before any task
-    loaded = load_router(name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params)
+    loaded = load_router(
+        name, pool=models, graph=spec, allow_new_agents=allow_new_agents, warn=_warn, **params
+    )
     return models, loaded
 
 
@@ -135,7 +174,9 @@ def _runtime(
     models, loaded = routed(spec, router, pool, allow_new_agents)
     preload_policies(spec)  # before the memory opens: a policy that fails to load leaves nothing open
     store = open_memory(memory)
-    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True)  # routed() checked
+    compiled = spec.compile(
+        pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True
+    )  # routed() checked
     return compiled, store
 
 
@@ -191,9 +232,22 @@ def ask(
     budget_large_calls: LargeOpt = None,
     memory: MemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    policy: Annotated[Path | None, typer.Option("--policy", help="router_r1: the policy checkpoint directory (default: SmolLM2).")] = None,
-    policy_url: Annotated[str | None, typer.Option("--policy-url", help="router_r1: an OpenAI-compatible URL serving the policy (vllm serve).")] = None,
-    corpus: Annotated[Path | None, typer.Option("--corpus", help="qa: paragraphs to retrieve from (JSON/JSONL; BM25 feeds the executors).")] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="router_r1: the policy checkpoint directory (default: SmolLM2)."),
+    ] = None,
+    policy_url: Annotated[
+        str | None,
+        typer.Option(
+            "--policy-url", help="router_r1: an OpenAI-compatible URL serving the policy (vllm serve)."
+        ),
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus", help="qa: paragraphs to retrieve from (JSON/JSONL; BM25 feeds the executors)."
+        ),
+    ] = None,
     allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Answer one question through a routed graph; print the answer, the route and the cost."""
@@ -204,18 +258,45 @@ def ask(
             from agentroute.cli.run_cmd import corpus_runtime
 
             compiled, store = corpus_runtime(
-                graph, corpus, router, pool, budget_usd, memory, allow_new_agents=allow_new_agents,
-                tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+                graph,
+                corpus,
+                router,
+                pool,
+                budget_usd,
+                memory,
+                allow_new_agents=allow_new_agents,
+                tokens=budget_tokens,
+                calls=budget_calls,
+                seconds=budget_seconds,
+                large_calls=budget_large_calls,
             )
         elif policy is not None or policy_url is not None:
             compiled, store = _router_r1_runtime(
-                graph, router, pool, budget_usd, memory, policy, policy_url, allow_new_agents=allow_new_agents,
-                tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+                graph,
+                router,
+                pool,
+                budget_usd,
+                memory,
+                policy,
+                policy_url,
+                allow_new_agents=allow_new_agents,
+                tokens=budget_tokens,
+                calls=budget_calls,
+                seconds=budget_seconds,
+                large_calls=budget_large_calls,
             )
         else:
             compiled, store = _runtime(
-                graph, router, pool, budget_usd, memory, allow_new_agents=allow_new_agents,
-                tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds, large_calls=budget_large_calls,
+                graph,
+                router,
+                pool,
+                budget_usd,
+                memory,
+                allow_new_agents=allow_new_agents,
+                tokens=budget_tokens,
+                calls=budget_calls,
+                seconds=budget_seconds,
+                large_calls=budget_large_calls,
             )
         try:
             result = asyncio.run(_ask(compiled, question))
@@ -229,14 +310,20 @@ def ask(
         table = Table(title=f"route of task {result.task.id} ({result.status})")
         for col in ("step", "role", "model", "strategy", "tokens", "cost $", "latency ms", "status"):
             table.add_column(  # names fold onto a second line in a narrow terminal, never cut to "smollm2…"
-                col, justify="right" if col in ("tokens", "cost $", "latency ms") else "left",
+                col,
+                justify="right" if col in ("tokens", "cost $", "latency ms") else "left",
                 overflow="fold" if col in ("role", "model", "strategy") else "ellipsis",
             )
         for row in step_rows(result):
             table.add_row(
-                str(row["index"]), row["role"], row["model"], row["strategy"],
-                f"{row['tokens_in']}+{row['tokens_out']}", f"{row['cost_usd']:.6f}",
-                f"{row['latency_ms']:.0f}", row["status"],
+                str(row["index"]),
+                row["role"],
+                row["model"],
+                row["strategy"],
+                f"{row['tokens_in']}+{row['tokens_out']}",
+                f"{row['cost_usd']:.6f}",
+                f"{row['latency_ms']:.0f}",
+                row["status"],
             )
         console.print(table)
         turns = (result.state.get("context") or {}).get("router_r1", {}).get("turns")
@@ -254,8 +341,15 @@ def ask(
 
 
 def _router_r1_runtime(
-    graph: str, router: str, pool: str | None, budget_usd: float | None, memory: str | None,
-    policy: Path | None, policy_url: str | None, allow_new_agents: bool = False, **limits: Any,
+    graph: str,
+    router: str,
+    pool: str | None,
+    budget_usd: float | None,
+    memory: str | None,
+    policy: Path | None,
+    policy_url: str | None,
+    allow_new_agents: bool = False,
+    **limits: Any,
 ) -> Any:
     from agentroute.budget import make_budget
     from agentroute.errors import ConfigurationError
@@ -272,7 +366,11 @@ def _router_r1_runtime(
     preload_policies(spec)  # before the memory opens: a policy that fails to load leaves nothing open
     store = open_memory(memory)
     compiled = spec.compile(
-        pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True,
+        pool=models,
+        router=loaded,
+        memory=store,
+        budget=budget,
+        allow_new_agents=True,
     )  # routed() checked
     return compiled, store
 
@@ -283,8 +381,12 @@ def _print_router_r1_turns(turns: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for i, t in enumerate(turns):
         table.add_row(
-            str(i), t.get("kind", ""), t.get("agent", ""), t.get("policy", "")[:120],
-            (t.get("information") or "")[:80], f"{t.get('cost_usd', 0.0):.6f}",
+            str(i),
+            t.get("kind", ""),
+            t.get("agent", ""),
+            t.get("policy", "")[:120],
+            (t.get("information") or "")[:80],
+            f"{t.get('cost_usd', 0.0):.6f}",
         )
     console.print(table)
 
@@ -308,7 +410,9 @@ def pool_list(pool: PoolOpt = None) -> None:
         raise fail_on(exc) from None
     table = Table(title="model pool")
     for col in ("id", "backend", "tier", "$/1M in", "$/1M out", "context", "strategies", "description"):
-        table.add_column(col, no_wrap=col == "id", overflow="fold")  # never cut: the id was "smollm…" at 80 columns
+        table.add_column(
+            col, no_wrap=col == "id", overflow="fold"
+        )  # never cut: the id was "smollm…" at 80 columns
     unpriced: list[str] = []
     for card in models:
         try:
@@ -317,8 +421,13 @@ def pool_list(pool: PoolOpt = None) -> None:
             prices = ("none", "none")
             unpriced.append(str(exc))
         table.add_row(
-            card.id, card.backend, card.tier, *prices,
-            str(card.context_window), ", ".join(card.strategies), card.description[:60],
+            card.id,
+            card.backend,
+            card.tier,
+            *prices,
+            str(card.context_window),
+            ", ".join(card.strategies),
+            card.description[:60],
         )
     console.print(table)
     for message in unpriced:
@@ -344,17 +453,48 @@ def _prices(card: Any) -> tuple[str, str]:
 @app.command()
 def serve(
     pool: PoolOpt = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; the server has no authentication, keep it on loopback.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8000,
-    drain_s: Annotated[float, typer.Option("--drain-s", help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them (and, with --router, the memory retry writes its database refuses).")] = 10.0,
-    router: Annotated[str | None, typer.Option("--router", help="Also serve model=\"router\": each request routed over the pool by this router (a registered name or a directory saved by `train`; options as NAME:option=value).")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on; the server has no authentication, keep it on loopback."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")
+    ] = 8000,
+    drain_s: Annotated[
+        float,
+        typer.Option(
+            "--drain-s",
+            help="Seconds Ctrl-C/SIGTERM lets requests in flight finish before cancelling them (and, with --router, the memory retry writes its database refuses).",
+        ),
+    ] = 10.0,
+    router: Annotated[
+        str | None,
+        typer.Option(
+            "--router",
+            help='Also serve model="router": each request routed over the pool by this router (a registered name or a directory saved by `train`; options as NAME:option=value).',
+        ),
+    ] = None,
     budget_usd: BudgetOpt = None,
     budget_tokens: TokensOpt = None,
     budget_calls: CallsOpt = None,
     budget_seconds: SecondsOpt = None,
     budget_large_calls: LargeOpt = None,
-    memory: Annotated[str | None, typer.Option("--memory", help="--router: SQLAlchemy URL where every routed request is kept as a task (default: $AGENTROUTE_MEMORY or the local SQLite file).")] = None,
-    memory_wait_s: Annotated[float | None, typer.Option("--memory-wait-s", help="--router: seconds a request waits for the memory to store its write-ahead record before a retryable 503, its call not made (default 5).")] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            "--memory",
+            help="--router: SQLAlchemy URL where every routed request is kept as a task (default: $AGENTROUTE_MEMORY or the local SQLite file).",
+        ),
+    ] = None,
+    memory_wait_s: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-wait-s",
+            help="--router: seconds a request waits for the memory to store its write-ahead record before a retryable 503, its call not made (default 5).",
+        ),
+    ] = None,
     allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Serve a pool's models over an OpenAI-compatible HTTP API.
@@ -368,8 +508,12 @@ def serve(
     limits: dict[str, Any] = {"usd": budget_usd, "tokens": budget_tokens, "calls": budget_calls,
                               "seconds": budget_seconds, "large_calls": budget_large_calls}  # fmt: skip
     try:
-        if router is None and (memory is not None or memory_wait_s is not None or any(v is not None for v in limits.values())):
-            raise fail("--memory, --memory-wait-s and --budget-* apply to routed requests: give --router too", 2)
+        if router is None and (
+            memory is not None or memory_wait_s is not None or any(v is not None for v in limits.values())
+        ):
+            raise fail(
+                "--memory, --memory-wait-s and --budget-* apply to routed requests: give --router too", 2
+            )
         budget = make_budget(limits.pop("usd"), **limits)  # a bad --budget-* is named before LangGraph loads
         from agentroute.serve import serve as run_server
 
@@ -384,10 +528,19 @@ def serve(
             Routing.check_memory_wait_s(memory_wait_s, "--memory-wait-s")
         models, loaded = routed(None, router, pool, allow_new_agents)
         from agentroute.memory import open_memory
-        store = open_memory(memory, retry_s=math.inf)  # a server keeps the rows of what it answered, however long the outage
+
+        store = open_memory(
+            memory, retry_s=math.inf
+        )  # a server keeps the rows of what it answered, however long the outage
         try:
             run_server(
-                models, host, port, drain_s=drain_s, router=loaded, memory=store, budget=budget,
+                models,
+                host,
+                port,
+                drain_s=drain_s,
+                router=loaded,
+                memory=store,
+                budget=budget,
                 allow_new_agents=True,  # routed() checked the router against the pool
                 memory_wait_s=MEMORY_WAIT_S if memory_wait_s is None else memory_wait_s,
             )
@@ -395,7 +548,9 @@ def serve(
             # stopping during an outage: the writes the database refuses are retried as long as requests drain
             store.close(retry_s=drain_s if drain_s >= 0 else None)  # a bad --drain-s: serve's own error
     except AgentrouteError as exc:
-        if isinstance(exc.__context__, KeyboardInterrupt):  # writes the stop gave up: still the stop's exit (130/143)
+        if isinstance(
+            exc.__context__, KeyboardInterrupt
+        ):  # writes the stop gave up: still the stop's exit (130/143)
             from agentroute.cli import exit_interrupted
             from agentroute.training.stopping import stop_signal
 
@@ -405,7 +560,16 @@ def serve(
 
 
 #: The ``eval`` options that only one of its modes uses (parameter names).
-_AGENTIC_ONLY = ("steps", "cap_large", "budget_usd", "tiers", "success_rule", "feedback", "max_attempts", "config")
+_AGENTIC_ONLY = (
+    "steps",
+    "cap_large",
+    "budget_usd",
+    "tiers",
+    "success_rule",
+    "feedback",
+    "max_attempts",
+    "config",
+)
 _SINGLE_ONLY = ("out", "output_tokens", "explore", "boot", "peers", "interval", "limit", "sample")
 _FROM_ONLY = ("eval_pool", "graph")
 
@@ -417,7 +581,9 @@ def unused_options(ctx: typer.Context, names: tuple[str, ...], where: str) -> No
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name) if param.name in names else None
         if source is not None and source.name == "COMMANDLINE":  # typer's own copy of click's enum
-            flags = param.secondary_opts if param.secondary_opts and not ctx.params[param.name] else param.opts
+            flags = (
+                param.secondary_opts if param.secondary_opts and not ctx.params[param.name] else param.opts
+            )
             typed.append(flags[0])
     if typed:
         raise fail(f"{', '.join(typed)}: {where}", 2)
@@ -426,30 +592,90 @@ def unused_options(ctx: typer.Context, names: tuple[str, ...], where: str) -> No
 @app.command("eval")
 def eval_routers(
     ctx: typer.Context,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE")] = None,
-    from_memory: Annotated[str | None, typer.Option("--from", help="Counterfactual estimates (IPS, SNIPS, doubly robust) on the logged traffic of this memory URL.")] = None,
-    eval_pool: Annotated[str | None, typer.Option("--pool", help="--from: the pool the logged traffic ran on.")] = None,
-    graph: Annotated[str | None, typer.Option("--graph", help="--from: only the tasks of this graph (its name).")] = None,
-    routers: Annotated[str | None, typer.Option("--routers", help="Comma-separated router names (name:key=value…).")] = None,
-    agentic: Annotated[bool, typer.Option("--agentic", help="k-step tasks under per-task budgets instead of single queries.")] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR | outcomes:FILE"),
+    ] = None,
+    from_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Counterfactual estimates (IPS, SNIPS, doubly robust) on the logged traffic of this memory URL.",
+        ),
+    ] = None,
+    eval_pool: Annotated[
+        str | None, typer.Option("--pool", help="--from: the pool the logged traffic ran on.")
+    ] = None,
+    graph: Annotated[
+        str | None, typer.Option("--graph", help="--from: only the tasks of this graph (its name).")
+    ] = None,
+    routers: Annotated[
+        str | None, typer.Option("--routers", help="Comma-separated router names (name:key=value…).")
+    ] = None,
+    agentic: Annotated[
+        bool, typer.Option("--agentic", help="k-step tasks under per-task budgets instead of single queries.")
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (single-step evaluation).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    output_tokens: Annotated[int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")] = None,
+    output_tokens: Annotated[
+        int | None, typer.Option("--output-tokens", help="Assumed output tokens per call (priced datasets).")
+    ] = None,
     steps: Annotated[int, typer.Option("--steps", help="--agentic: steps per task.")] = 3,
-    cap_large: Annotated[float | None, typer.Option("--cap-large", parser=number, metavar="INTEGER", help="--agentic: hard cap on large calls per task.")] = None,
-    budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="--agentic: hard per-task budget in USD.")] = None,
-    tiers: Annotated[str | None, typer.Option("--tiers", help="--agentic: tier models, cheapest first.")] = None,
-    success_rule: Annotated[str, typer.Option("--success-rule", help="--agentic: all | majority | any | last | a fraction.")] = "all",
-    feedback: Annotated[bool, typer.Option("--feedback", help="--agentic: routers see step outcomes.")] = False,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="--agentic: calls allowed per step.")] = 1,
+    cap_large: Annotated[
+        float | None,
+        typer.Option(
+            "--cap-large",
+            parser=number,
+            metavar="INTEGER",
+            help="--agentic: hard cap on large calls per task.",
+        ),
+    ] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option("--budget-usd", help="--agentic: hard per-task budget in USD.")
+    ] = None,
+    tiers: Annotated[
+        str | None, typer.Option("--tiers", help="--agentic: tier models, cheapest first.")
+    ] = None,
+    success_rule: Annotated[
+        str, typer.Option("--success-rule", help="--agentic: all | majority | any | last | a fraction.")
+    ] = "all",
+    feedback: Annotated[
+        bool, typer.Option("--feedback", help="--agentic: routers see step outcomes.")
+    ] = False,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", help="--agentic: calls allowed per step.")
+    ] = 1,
     config: Annotated[Path | None, typer.Option("--config", help="--agentic: BoPO recipe YAML.")] = None,
-    explore: Annotated[bool, typer.Option("--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows.")] = False,
-    boot: Annotated[int, typer.Option("--boot", help="Bootstrap resamples for the intervals (90%; --from: 95%) (0: none; else at least 20; --from: 40).")] = 500,
-    peers: Annotated[bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")] = True,
-    interval: Annotated[str, typer.Option("--interval", help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile.")] = "basic",
-    limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")] = None,
-    sample: Annotated[float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")] = None,
+    explore: Annotated[
+        bool,
+        typer.Option(
+            "--explore", help="Also sweep exploring routers (ant-colony) in explore mode, as extra rows."
+        ),
+    ] = False,
+    boot: Annotated[
+        int,
+        typer.Option(
+            "--boot",
+            help="Bootstrap resamples for the intervals (90%; --from: 95%) (0: none; else at least 20; --from: 40).",
+        ),
+    ] = 500,
+    peers: Annotated[
+        bool, typer.Option("--peers/--no-peers", help="Add the simple references per-task, knn and logreg.")
+    ] = True,
+    interval: Annotated[
+        str,
+        typer.Option(
+            "--interval",
+            help="Bootstrap interval: basic (corrects the hull's optimism; docs/eval.md) or percentile.",
+        ),
+    ] = "basic",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most N queries per split (a seeded subset).")
+    ] = None,
+    sample: Annotated[
+        float | None, typer.Option("--sample", help="This fraction (0, 1] of each split (a seeded subset).")
+    ] = None,
 ) -> None:
     """Compare routers on logged outcomes (AIQ, cost–quality curves, success under budgets).
 
@@ -459,37 +685,72 @@ def eval_routers(
         raise fail("give --dataset KIND:PATH or --from MEMORY_URL, not both", 2)
     if from_memory:
         single_only = tuple(name for name in _SINGLE_ONLY if name != "boot")  # --from has its resamples too
-        unused_options(ctx, ("agentic", *_AGENTIC_ONLY, *single_only), "not used with --from (counterfactual estimates)")
+        unused_options(
+            ctx, ("agentic", *_AGENTIC_ONLY, *single_only), "not used with --from (counterfactual estimates)"
+        )
     elif agentic:
         unused_options(ctx, _SINGLE_ONLY, "single-query evaluation only, not used with --agentic")
     else:
-        unused_options(ctx, _AGENTIC_ONLY, "--agentic only (k-step tasks under budgets): add --agentic, or leave out")
+        unused_options(
+            ctx, _AGENTIC_ONLY, "--agentic only (k-step tasks under budgets): add --agentic, or leave out"
+        )
     if not from_memory:
-        unused_options(ctx, _FROM_ONLY, "--from only (estimates on your logged traffic): add --from, or leave out")
+        unused_options(
+            ctx, _FROM_ONLY, "--from only (estimates on your logged traffic): add --from, or leave out"
+        )
     if from_memory:
         from agentroute.eval.counterfactual import eval_from_memory_command
 
         try:
-            eval_from_memory_command(from_memory, "cheapest,strongest" if routers is None else routers, pool=eval_pool, graph=graph, json_output=as_json, seed=seed, n_boot=boot)
+            eval_from_memory_command(
+                from_memory,
+                "cheapest,strongest" if routers is None else routers,
+                pool=eval_pool,
+                graph=graph,
+                json_output=as_json,
+                seed=seed,
+                n_boot=boot,
+            )
         except AgentrouteError as exc:
             raise fail_on(exc) from None
         return
     if dataset is None:
-        raise fail("give --dataset KIND:PATH (logged outcomes) or --from MEMORY_URL (your own logged traffic)", 2)
+        raise fail(
+            "give --dataset KIND:PATH (logged outcomes) or --from MEMORY_URL (your own logged traffic)", 2
+        )
     if agentic:
         from agentroute.cli.agentic_cmd import DEFAULT_AGENTIC_ROUTERS, agentic_eval_command
 
         agentic_eval_command(
-            dataset=dataset, steps=steps, routers=DEFAULT_AGENTIC_ROUTERS if routers is None else routers, cap_large=cap_large,
-            budget_usd=budget_usd, tiers=tiers, success_rule=success_rule, feedback=feedback,
-            max_attempts=max_attempts, config=config, seed=seed, json_output=as_json,
+            dataset=dataset,
+            steps=steps,
+            routers=DEFAULT_AGENTIC_ROUTERS if routers is None else routers,
+            cap_large=cap_large,
+            budget_usd=budget_usd,
+            tiers=tiers,
+            success_rule=success_rule,
+            feedback=feedback,
+            max_attempts=max_attempts,
+            config=config,
+            seed=seed,
+            json_output=as_json,
         )
         return
     from agentroute.cli.eval_cmd import DEFAULT_ROUTERS, eval_command
 
     eval_command(
-        dataset=dataset, routers=DEFAULT_ROUTERS if routers is None else routers, out=out, json_output=as_json, seed=seed,
-        output_tokens=output_tokens, explore=explore, boot=boot, peers=peers, interval=interval, limit=limit, sample=sample,
+        dataset=dataset,
+        routers=DEFAULT_ROUTERS if routers is None else routers,
+        out=out,
+        json_output=as_json,
+        seed=seed,
+        output_tokens=output_tokens,
+        explore=explore,
+        boot=boot,
+        peers=peers,
+        interval=interval,
+        limit=limit,
+        sample=sample,
     )
 
 

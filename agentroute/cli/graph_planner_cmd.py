@@ -38,22 +38,38 @@ err_console = Console(stderr=True)
 
 def train_graph_planner(
     out: Annotated[Path, typer.Option("--out", help="Directory to save the trained router into.")],
-    memory_url: Annotated[str | None, typer.Option("--from", help="Train on the trajectories this memory URL holds to learn from (scored ones, and failed ones by their agents' calls).")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")] = None,
+    memory_url: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Train on the trajectories this memory URL holds to learn from (scored ones, and failed ones by their agents' calls).",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="routerbench:DIR | dcrouter:DIR | routellm-mmlu:DIR")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Recipe YAML (params, dataset).")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the PPO progress bar.")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show the PPO progress bar.")
+    ] = True,
 ) -> None:
     """Train GraphPlanner's PPO policy on the offline environment and save it for `--router DIR`.
 
     Ctrl-C (exit 130) or SIGTERM (exit 143) keeps the last finished update in ``--out/checkpoint.pt``;
     the same command resumes from it."""
     _ensure_registered()
-    with terminate_as_interrupt(exiting=True):  # a job scheduler's SIGTERM keeps the checkpoint, as a Ctrl-C does
+    with terminate_as_interrupt(
+        exiting=True
+    ):  # a job scheduler's SIGTERM keeps the checkpoint, as a Ctrl-C does
         path, seconds = _train(out, memory_url, dataset, config, progress)
-    console.print(f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`")
+    console.print(
+        f"trained in {seconds:.1f}s; saved to {path} — use it with `--graph planner --router {path}`"
+    )
 
 
-def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool) -> tuple[Path, float]:
+def _train(
+    out: Path, memory_url: str | None, dataset: str | None, config: Path | None, progress: bool
+) -> tuple[Path, float]:
     """The training run of :func:`train_graph_planner`: (the saved router's path, seconds)."""
     from agentroute.cli.train_cmd import check_out_dir, read_recipe, recipe_params, training_data, warn_if_few
     from agentroute.routers import make_router
@@ -63,36 +79,54 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
     try:
         recipe = read_recipe(config)
         if recipe.get("router", "graph-planner") != "graph-planner":
-            raise ConfigurationError(f"recipe {config} is for router {recipe['router']!r}, not 'graph-planner'")
+            raise ConfigurationError(
+                f"recipe {config} is for router {recipe['router']!r}, not 'graph-planner'"
+            )
         dataset = dataset or (None if memory_url else recipe.get("dataset"))
         if not memory_url and not dataset:
             raise ConfigurationError("give --from MEMORY_URL or --dataset SPEC (or a recipe with dataset:)")
         # each option checked (name, type, range) with the recipe's file and line, before the data is read
         model = make_router("graph-planner", **recipe_params("graph-planner", recipe, config))
-        if not isinstance(model, GraphPlannerRouter):  # an entry point may register another class under the name
-            raise ConfigurationError(f"router 'graph-planner' is registered as {type(model).__name__}: this trainer "
-                                     "trains GraphPlannerRouter only; train it with its own command")
+        if not isinstance(
+            model, GraphPlannerRouter
+        ):  # an entry point may register another class under the name
+            raise ConfigurationError(
+                f"router 'graph-planner' is registered as {type(model).__name__}: this trainer "
+                "trains GraphPlannerRouter only; train it with its own command"
+            )
         checkpoint = out / CHECKPOINT
-        if not any(out.glob(f"{CHECKPOINT}*")):  # an interrupted run's folder holds its checkpoint (or one a kill -9 cut short) and no router yet
+        if not any(
+            out.glob(f"{CHECKPOINT}*")
+        ):  # an interrupted run's folder holds its checkpoint (or one a kill -9 cut short) and no router yet
             check_out_dir(out, saved=MANIFEST)  # before the data is read and the PPO fit runs (minutes)
         data, described = training_data(memory_url, dataset)
         from agentroute.routers.graph_planner.trainer import checkpoint_episodes  # loads torch
 
         resumed = checkpoint_episodes(checkpoint)
-        console.print(f"training [bold]graph-planner[/] on {described}"
-                      + (f", resuming from {checkpoint} ({resumed} episodes done)" if resumed is not None else ""))
+        console.print(
+            f"training [bold]graph-planner[/] on {described}"
+            + (f", resuming from {checkpoint} ({resumed} episodes done)" if resumed is not None else "")
+        )
         warn_if_few("graph-planner", data)
         start = time.perf_counter()
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            columns = (TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
+            columns = (
+                TextColumn("[bold]PPO"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+            )
             with Progress(*columns, console=console, transient=False) as bar:
                 task = bar.add_task("ppo", total=model.episodes, stats="")
 
                 def on_update(row: dict[str, Any]) -> None:  # not `report`: that name is the error printer
-                    stats = (f"reward {row['reward']:+.3f}  score {row['score']:.3f}  cost ${row['cost']:.5f}  "
-                             f"mask {row['mask_rate']:.2f}  steps {row['steps']:.1f}")
+                    stats = (
+                        f"reward {row['reward']:+.3f}  score {row['score']:.3f}  cost ${row['cost']:.5f}  "
+                        f"mask {row['mask_rate']:.2f}  steps {row['steps']:.1f}"
+                    )
                     bar.update(task, completed=row["episodes"], stats=stats)
 
                 model.fit(data, progress=on_update, checkpoint=checkpoint)
@@ -105,7 +139,9 @@ def _train(out: Path, memory_url: str | None, dataset: str | None, config: Path 
         try:
             path = model.save(out)
         except OSError as exc:  # e.g. a read-only folder: the check above cannot see permissions
-            raise ConfigurationError(f"--out {out}: cannot write the router there ({exc.strerror or exc})") from None
+            raise ConfigurationError(
+                f"--out {out}: cannot write the router there ({exc.strerror or exc})"
+            ) from None
         checkpoint.unlink(missing_ok=True)  # the router is saved: nothing left to resume
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
@@ -126,7 +162,9 @@ def kept_after_interrupt(out: Path) -> str:
     before = "; the router saved there before is unchanged" if (out / MANIFEST).is_file() else ""
     if done is None:
         return "nothing was saved" + before
-    return f"a checkpoint after {done} episodes ({out / CHECKPOINT}): rerun the same command to resume{before}"
+    return (
+        f"a checkpoint after {done} episodes ({out / CHECKPOINT}): rerun the same command to resume{before}"
+    )
 
 
 def write_graph_planner_evidence(router: Any, out: Path) -> list[Path]:
@@ -166,8 +204,12 @@ def write_graph_planner_evidence(router: Any, out: Path) -> list[Path]:
 
 
 def show_graph_planner(
-    state: Annotated[Path, typer.Option("--state", help="Directory (or router.json) saved by `agentroute train`.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Directory to write the pictures and JSON into.")] = None,
+    state: Annotated[
+        Path, typer.Option("--state", help="Directory (or router.json) saved by `agentroute train`.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory to write the pictures and JSON into.")
+    ] = None,
 ) -> None:
     """Draw a few workflows the saved policy built and its action distribution per role."""
     from agentroute.routers.graph_planner.router import GraphPlannerRouter

@@ -38,7 +38,10 @@ routers_app = typer.Typer(help="Registered routers and their learned state.", no
 def list_routers(
     check: Annotated[
         bool,
-        typer.Option("--check", help="Import torch now (seconds) and list its routers unavailable if it does not import."),
+        typer.Option(
+            "--check",
+            help="Import torch now (seconds) and list its routers unavailable if it does not import.",
+        ),
     ] = False,
 ) -> None:
     """Every registered router: whether it learns, its knob, its options and where it lives.
@@ -77,7 +80,9 @@ def list_routers(
         where = f" at {Path(torch_spec.origin).parent}" if torch_spec.origin else ""
         console.print(
             f"torch: found{where}, not imported (seconds): the routers that need it import it when fitted or "
-            "loaded; `agentroute routers list --check` imports it now", soft_wrap=True, markup=False
+            "loaded; `agentroute routers list --check` imports it now",
+            soft_wrap=True,
+            markup=False,
         )
 
 
@@ -157,7 +162,9 @@ def show_router(
     except AgentrouteError as exc:
         raise typer.Exit(report(exc, err_console)) from None
     except OSError as exc:  # --out not writable
-        err_console.print(f"[bold red]error:[/] {escape(f'--out {out}: cannot write there ({exc.strerror or exc})')}")
+        err_console.print(
+            f"[bold red]error:[/] {escape(f'--out {out}: cannot write there ({exc.strerror or exc})')}"
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     for path in written:
         console.print(escape(f"wrote {path}"))

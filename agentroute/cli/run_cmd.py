@@ -54,8 +54,16 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 def run_batch(
     ctx: typer.Context,
-    graph: Annotated[str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr]; `web` runs the web agent.")],
-    input: Annotated[Path | None, typer.Option("--input", help="JSONL: one {\"query\": ...} object per line (query_id, task_type, metadata optional).")] = None,
+    graph: Annotated[
+        str, typer.Argument(help="Graph name, module:attr or path/file.py[:attr]; `web` runs the web agent.")
+    ],
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help='JSONL: one {"query": ...} object per line (query_id, task_type, metadata optional).',
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
     router: RouterOpt = "cascade",
     pool: PoolOpt = None,
@@ -65,14 +73,64 @@ def run_batch(
     budget_seconds: SecondsOpt = None,
     budget_large_calls: LargeOpt = None,
     memory: MemoryOpt = None,
-    out: Annotated[str | None, typer.Option("--out", help="Also write one JSON line per finished task here, as it finishes (appended with --resume); - for standard output (the rest then goes to standard error; ./- is a file).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the batch: skip queries already done, rerun interrupted and failed ones. Several processes may resume one batch at once.")] = False,
-    batch: Annotated[str | None, typer.Option("--batch", help="Batch id (default: GRAPH-<hash of the input's query ids>). With --resume, joins that batch; --input may then be left out.")] = None,
-    grace_s: Annotated[float, typer.Option("--grace-s", min=0, help="On SIGTERM/SIGINT, seconds the tasks in flight may finish before they are interrupted.")] = 30.0,
-    lease_s: Annotated[float, typer.Option("--lease-s", min=1, help="A worker on another host silent this long is taken as dead (its work is rerun).")] = 60.0,
-    checkpointer: Annotated[str | None, typer.Option("--checkpointer", help="LangGraph checkpointer: `memory` (the memory's own database), postgresql://… or sqlite:///PATH.")] = None,
-    metric: Annotated[str, typer.Option("--metric", help="How lines with a gold `answer`/`answers` are scored: em | f1 | contains (SQuAD-normalised); the score is stored as the task's feedback.")] = "em",
-    corpus: Annotated[Path | None, typer.Option("--corpus", help="qa graph: retrieve passages by BM25 from this corpus (JSON list of strings or {title, text}, JSONL, or {title: [sentences]}).")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Also write one JSON line per finished task here, as it finishes (appended with --resume); - for standard output (the rest then goes to standard error; ./- is a file).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the batch: skip queries already done, rerun interrupted and failed ones. Several processes may resume one batch at once.",
+        ),
+    ] = False,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            help="Batch id (default: GRAPH-<hash of the input's query ids>). With --resume, joins that batch; --input may then be left out.",
+        ),
+    ] = None,
+    grace_s: Annotated[
+        float,
+        typer.Option(
+            "--grace-s",
+            min=0,
+            help="On SIGTERM/SIGINT, seconds the tasks in flight may finish before they are interrupted.",
+        ),
+    ] = 30.0,
+    lease_s: Annotated[
+        float,
+        typer.Option(
+            "--lease-s",
+            min=1,
+            help="A worker on another host silent this long is taken as dead (its work is rerun).",
+        ),
+    ] = 60.0,
+    checkpointer: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpointer",
+            help="LangGraph checkpointer: `memory` (the memory's own database), postgresql://… or sqlite:///PATH.",
+        ),
+    ] = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="How lines with a gold `answer`/`answers` are scored: em | f1 | contains (SQuAD-normalised); the score is stored as the task's feedback.",
+        ),
+    ] = "em",
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus",
+            help="qa graph: retrieve passages by BM25 from this corpus (JSON list of strings or {title, text}, JSONL, or {title: [sentences]}).",
+        ),
+    ] = None,
     allow_new_agents: AllowNewOpt = False,
 ) -> None:
     """Run a batch of questions with a progress bar; everything is written to memory.
@@ -82,9 +140,16 @@ def run_batch(
     """
     if graph == "web":
         if budget_tokens is not None:  # the web runner takes no token budget (docs/web_agent.md)
-            raise fail("--budget-tokens: run web takes no token budget; set Budget(tokens=…) from Python (docs/web_agent.md)", EXIT_BAD_INPUT)
+            raise fail(
+                "--budget-tokens: run web takes no token budget; set Budget(tokens=…) from Python (docs/web_agent.md)",
+                EXIT_BAD_INPUT,
+            )
         # `run` parsed the per-episode --budget-* options itself: hand them to the web runner (they were dropped)
-        limits = {"--budget-calls": budget_calls, "--budget-seconds": budget_seconds, "--budget-large-calls": budget_large_calls}
+        limits = {
+            "--budget-calls": budget_calls,
+            "--budget-seconds": budget_seconds,
+            "--budget-large-calls": budget_large_calls,
+        }
         ctx.args = [*ctx.args, *(a for name, v in limits.items() if v is not None for a in (name, str(v)))]
         _run_web(ctx, router=router, pool=pool, budget_usd=budget_usd, memory=memory, concurrency=concurrency)
     if ctx.args:
@@ -114,8 +179,16 @@ def run_batch(
         if not items:
             raise fail(f"no valid queries in {input}", EXIT_BAD_INPUT)
     elif not (resume and batch):
-        raise fail("--input is required (or --resume --batch ID to join a batch already in the memory)", EXIT_BAD_INPUT)
-    limits = {"tokens": budget_tokens, "calls": budget_calls, "seconds": budget_seconds, "large_calls": budget_large_calls}
+        raise fail(
+            "--input is required (or --resume --batch ID to join a batch already in the memory)",
+            EXIT_BAD_INPUT,
+        )
+    limits = {
+        "tokens": budget_tokens,
+        "calls": budget_calls,
+        "seconds": budget_seconds,
+        "large_calls": budget_large_calls,
+    }
     execute = functools.partial(
         _execute, (graph, router, pool, budget_usd, memory, allow_new_agents), limits, corpus, items, len(bad), batch,
         checkpointer, concurrency=concurrency, resume=resume, grace_s=grace_s, lease_s=lease_s, metric=metric,
@@ -145,15 +218,24 @@ def _execute(
     shown = console if lines is None else err_console
     try:
         if corpus is not None:
-            compiled, store = corpus_runtime(graph, corpus, router, pool, budget_usd, memory, allow_new_agents, **limits)
+            compiled, store = corpus_runtime(
+                graph, corpus, router, pool, budget_usd, memory, allow_new_agents, **limits
+            )
         else:
             compiled, store = _runtime(graph, router, pool, budget_usd, memory, allow_new_agents, **limits)
     except AgentrouteError as exc:
         raise fail_on(exc) from None
     try:
         saver_url = _checkpointer_url(checkpointer, store) if checkpointer else None
-        batch_id, finished = _batch_id(store, batch, resume, default_batch_id(compiled.name, items) if items else None)
-        if resume and items and not finished and (adopted := adopt_unbatched(store, compiled.name, batch_id, items)):
+        batch_id, finished = _batch_id(
+            store, batch, resume, default_batch_id(compiled.name, items) if items else None
+        )
+        if (
+            resume
+            and items
+            and not finished
+            and (adopted := adopt_unbatched(store, compiled.name, batch_id, items))
+        ):
             finished += adopted
             shown.print(
                 f"[yellow]note:[/] {_count(adopted, 'query', 'queries')} of this input done by an agentroute older than "
@@ -195,7 +277,9 @@ def _execute(
         )
         raise typer.Exit(128 + signal.SIGPIPE)
     if report.failed:
-        err_console.print(f"[bold red]{report.failed} failed[/] (see --out or `agentroute memory show TASK_ID`)")
+        err_console.print(
+            f"[bold red]{report.failed} failed[/] (see --out or `agentroute memory show TASK_ID`)"
+        )
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -222,7 +306,9 @@ def corpus_runtime(
     spec = build_qa_graph(corpus=load_corpus(corpus))
     models, loaded = routed(spec, router, pool, allow_new_agents)
     store = open_memory(memory)
-    compiled = spec.compile(pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True)  # routed() checked
+    compiled = spec.compile(
+        pool=models, router=loaded, memory=store, budget=budget, allow_new_agents=True
+    )  # routed() checked
     return compiled, store
 
 
@@ -245,7 +331,9 @@ def _batch_id(store: Any, batch: str | None, resume: bool, default: str | None) 
     assert name is not None
     counts = BatchQueue(store, name).counts()
     if resume and not batch and not counts and (latest := latest_fresh_batch(store, name)):
-        err_console.print(f"[yellow]note:[/] continuing batch {latest}, the latest run of this input (started without --resume)")
+        err_console.print(
+            f"[yellow]note:[/] continuing batch {latest}, the latest run of this input (started without --resume)"
+        )
         name, counts = latest, BatchQueue(store, latest).counts()
     finished = sum(counts.get(s, 0) for s in FINISHED)
     if resume:
@@ -321,10 +409,14 @@ async def _saver(url: str) -> AsyncIterator[Any]:
             saver = AsyncPostgresSaver(connections)  # type: ignore[arg-type]
             try:
                 lock_connection = await psycopg.AsyncConnection.connect(url, autocommit=True)
-            except psycopg.OperationalError as exc:  # refused, unreachable, a wrong password: one line, no traceback
+            except (
+                psycopg.OperationalError
+            ) as exc:  # refused, unreachable, a wrong password: one line, no traceback
                 raise _unreachable(url, exc) from None
             async with lock_connection as lock:
-                while not (await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (_SAVER_LOCK,))).fetchone())[0]:  # type: ignore[index]
+                while not (
+                    await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (_SAVER_LOCK,))).fetchone()
+                )[0]:  # type: ignore[index]
                     await asyncio.sleep(0.05)
                 try:
                     await saver.setup()
@@ -336,7 +428,9 @@ async def _saver(url: str) -> AsyncIterator[Any]:
 
     async with contextlib.AsyncExitStack() as stack:
         try:
-            sqlite_saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///")))
+            sqlite_saver = await stack.enter_async_context(
+                AsyncSqliteSaver.from_conn_string(url.removeprefix("sqlite:///"))
+            )
             await sqlite_saver.setup()
         except sqlite3.Error as exc:  # a missing folder, a file that is no database
             raise _unreachable(url, exc) from None
@@ -350,14 +444,20 @@ def _unreachable(url: str, exc: BaseException) -> _BadBatch:
     from agentroute.memory.engine import connect_failure
 
     shown = sa.make_url(url).render_as_string(hide_password=True)
-    return _BadBatch(f"--checkpointer {shown}: cannot connect: {connect_failure(sa.exc.OperationalError(None, None, exc))}")
+    return _BadBatch(
+        f"--checkpointer {shown}: cannot connect: {connect_failure(sa.exc.OperationalError(None, None, exc))}"
+    )
 
 
 _SAVER_LOCK = 0x61677370  # "agsp"
 
 
 async def _run(
-    runner: Any, items: list[dict[str, Any]], total: int | None, saver_url: str | None = None, lines: StdoutLines | None = None
+    runner: Any,
+    items: list[dict[str, Any]],
+    total: int | None,
+    saver_url: str | None = None,
+    lines: StdoutLines | None = None,
 ) -> Any:
     if saver_url is None:
         return await _run_batch(runner, items, total, lines)
@@ -370,7 +470,9 @@ async def _run(
         return await _run_batch(runner, items, total, lines)
 
 
-async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None, lines: StdoutLines | None = None) -> Any:
+async def _run_batch(
+    runner: Any, items: list[dict[str, Any]], total: int | None, lines: StdoutLines | None = None
+) -> Any:
     loop = asyncio.get_running_loop()
     pool = runner.compiled.dispatcher.pool
     preload = asyncio.ensure_future(pool.preload())
@@ -382,10 +484,14 @@ async def _run_batch(runner: Any, items: list[dict[str, Any]], total: int | None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
     if lines is not None:  # its reader gone (`| head -1`): stop as on SIGTERM, the memory whole
-        lines.on_closed = lambda: _call_soon(loop, stop, "SIGPIPE" if lines.failure is None else "--out - unwritable")
+        lines.on_closed = lambda: _call_soon(
+            loop, stop, "SIGPIPE" if lines.failure is None else "--out - unwritable"
+        )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console if lines is None else err_console, transient=False) as progress:
+        with Progress(
+            *columns, console=console if lines is None else err_console, transient=False
+        ) as progress:
             bar = progress.add_task(f"running {runner.compiled.name}", total=total)
             runner.on_done = lambda _: progress.advance(bar)
             try:
@@ -440,7 +546,9 @@ def _summary(report: Any, url: str, skipped: int, metric: str = "em", console: A
         )
     scores = [r.score for r in report.results if getattr(r, "score", None) is not None]
     if scores:
-        console.print(f"scored {len(scores)} task(s) against their gold answers ({metric}): mean {sum(scores) / len(scores):.3f}")
+        console.print(
+            f"scored {len(scores)} task(s) against their gold answers ({metric}): mean {sum(scores) / len(scores):.3f}"
+        )
     # a rerun query's cost holds its interrupted earlier tasks' (docs/batches.md, Cost): counted once
     ended = sum(r.cost_usd for r in report.results if r.status != "interrupted")
     cut = sum(r.cost_usd for r in report.results if r.status == "interrupted")
@@ -456,6 +564,8 @@ def _run_web(ctx: typer.Context, **options: Any) -> None:
     given = {  # the options this command line set (not their defaults): web takes some, refuses others
         name: value
         for name, value in ctx.params.items()
-        if name != "graph" and (source := ctx.get_parameter_source(name)) is not None and source.name != "DEFAULT"
+        if name != "graph"
+        and (source := ctx.get_parameter_source(name)) is not None
+        and source.name != "DEFAULT"
     }
     raise typer.Exit(run_web(list(ctx.args), given=given, **options))

@@ -121,7 +121,23 @@ def _plan_of(c: _Candidate, request: CompletionRequest, tokens_in: int, usd: flo
     else:
         samples = c.strategy.samples
         worst, card_usd = _cost([a * samples for a in sample]), card_usd * samples
-    return _plan((c.agent, c.key, c.card, c.strategy, c.backend, request, worst, sample, card_usd, c.single, c.direct, c.asks, c))
+    return _plan(
+        (
+            c.agent,
+            c.key,
+            c.card,
+            c.strategy,
+            c.backend,
+            request,
+            worst,
+            sample,
+            card_usd,
+            c.single,
+            c.direct,
+            c.asks,
+            c,
+        )
+    )
 
 
 def _sample(plan: _Plan, index: int) -> _Plan:
@@ -215,7 +231,9 @@ def _with_usage(plan: _Plan, completion: Any) -> Completion:
     backend's bug (``TypeError``), charged as billed like any other; tool calls not in OpenAI's
     shape are a :class:`ProtocolError` (:func:`check_tool_calls`), as a bad usage is."""
     if not isinstance(completion, Completion):
-        raise TypeError(f"{type(plan.backend).__name__}.complete returned {type(completion).__name__}, not a Completion")
+        raise TypeError(
+            f"{type(plan.backend).__name__}.complete returned {type(completion).__name__}, not a Completion"
+        )
     check_tool_calls(completion, plan.card.id)
     if completion.cost_usd is None or completion.tokens_in is None or completion.tokens_out is None:
         return with_usage(completion, plan.backend, plan.request, plan.card)
@@ -376,7 +394,9 @@ class Dispatcher:
         self.max_retry_wait_s = max_retry_wait_s
         self._candidates: dict[tuple[str, tuple[str, ...] | None, int | None], list[_Candidate]] = {}
         self._cards = {card.id: card for card in pool}
-        self._system_prompts: dict[tuple[str, str], str] = {}  # (strategy instruction, role prompt) → system prompt
+        self._system_prompts: dict[
+            tuple[str, str], str
+        ] = {}  # (strategy instruction, role prompt) → system prompt
         self._asking = False  # some candidate's endpoint counts prompt tokens itself (_ask_counts)
         self._route_off_loop = False
         self._slow_routes = 0
@@ -487,7 +507,12 @@ class Dispatcher:
             affordable = self._affordable(run, plans, excluded)
             if not affordable:
                 if not attempts:
-                    self._exhaust(run, stage, role, f"no affordable agent for {role!r}; remaining {run.ledger.remaining()}")
+                    self._exhaust(
+                        run,
+                        stage,
+                        role,
+                        f"no affordable agent for {role!r}; remaining {run.ledger.remaining()}",
+                    )
                     return None
                 return attempts[-1]
             ctx = self._context(run, role, stage, input, affordable, attempts, qid)
@@ -496,13 +521,19 @@ class Dispatcher:
             else:
                 decision, chosen = self._route_now(run, ctx, affordable)
             if len(chosen) == 1:
-                step = await self._run_agent(run, ctx, decision, chosen[0], affordable, stage, input, post, excluded, watch)
+                step = await self._run_agent(
+                    run, ctx, decision, chosen[0], affordable, stage, input, post, excluded, watch
+                )
             else:
-                step = await self._collaborate(run, ctx, decision, chosen, affordable, stage, input, post, excluded)
+                step = await self._collaborate(
+                    run, ctx, decision, chosen, affordable, stage, input, post, excluded
+                )
             attempts.append(step)
             if step.status != "ok" or run.exhausted:
                 return step
-            if (escalate := self._hook("escalate")) is None or not self._guarded(run, stage, "escalate", escalate, ctx, step):
+            if (escalate := self._hook("escalate")) is None or not self._guarded(
+                run, stage, "escalate", escalate, ctx, step
+            ):
                 return step
             excluded.add(step.agent.key)
             self._audit(run, stage, "fallback", step.agent.key, "escalated by router: low confidence")
@@ -535,7 +566,9 @@ class Dispatcher:
         return True
 
     # -- skills -----------------------------------------------------------------------------
-    async def use_skill(self, run: TaskRun, skills: SkillRegistry, skill: str, *, stage: str | None = None, **kwargs: Any) -> Any:
+    async def use_skill(
+        self, run: TaskRun, skills: SkillRegistry, skill: str, *, stage: str | None = None, **kwargs: Any
+    ) -> Any:
         """Run ``skill`` for ``run`` in its current stage (or after a legal move to ``stage``).
 
         The stage machine checks the move, the registry checks the skill's stages, preconditions and
@@ -571,7 +604,11 @@ class Dispatcher:
         plans = []
         chats: dict[str, list[dict[str, str]]] = {}  # one prompt per strategy
         counted: dict[tuple[Backend, str], int] = {}  # prompt tokens, where no card tokenizer is involved
-        turns = [{"role": "assistant" if r == "assistant" else "user", "content": t} for r, t in history] if history else []
+        turns = (
+            [{"role": "assistant" if r == "assistant" else "user", "content": t} for r, t in history]
+            if history
+            else []
+        )
         for c in self._candidates_for(role, models, max_tokens):
             strategy, card, backend = c.strategy, c.card, c.backend
             chat = chats.get(strategy.name)
@@ -643,7 +680,9 @@ class Dispatcher:
             out[i] = _plan_of(p.candidate, p.request, task.result())
         return out
 
-    def _candidates_for(self, role: str, models: Sequence[str] | None, max_tokens: int | None) -> list[_Candidate]:
+    def _candidates_for(
+        self, role: str, models: Sequence[str] | None, max_tokens: int | None
+    ) -> list[_Candidate]:
         key = (role, tuple(models) if models is not None else None, max_tokens)
         found = self._candidates.get(key)
         if found is None:
@@ -656,14 +695,31 @@ class Dispatcher:
                 card, strategy = self._cards[agent.model], get_strategy(agent.strategy)
                 limit = max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor))
                 backend = self.pool.backend(card.id)
-                shared = type(backend).prompt_tokens is Backend.prompt_tokens and type(backend).count_tokens is Backend.count_tokens
+                shared = (
+                    type(backend).prompt_tokens is Backend.prompt_tokens
+                    and type(backend).count_tokens is Backend.count_tokens
+                )
                 asks = bool(card.base_url) and type(backend).aprompt_tokens is not Backend.aprompt_tokens
                 by_card = type(backend).worst_case_usd is Backend.worst_case_usd
                 self._asking = self._asking or asks
-                found.append(_Candidate(
-                    agent, agent.key, card, strategy, backend, limit, 1.0 if card.tier == "large" else 0.0, shared,
-                    strategy.samples == 1, not backend.blocks, asks, card.backend_model, by_card, worst_case_of(backend),
-                ))
+                found.append(
+                    _Candidate(
+                        agent,
+                        agent.key,
+                        card,
+                        strategy,
+                        backend,
+                        limit,
+                        1.0 if card.tier == "large" else 0.0,
+                        shared,
+                        strategy.samples == 1,
+                        not backend.blocks,
+                        asks,
+                        card.backend_model,
+                        by_card,
+                        worst_case_of(backend),
+                    )
+                )
             self._candidates[key] = found
         return found
 
@@ -696,7 +752,9 @@ class Dispatcher:
         )
 
     # -- routing, guarded -------------------------------------------------------------------
-    async def _route(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan]) -> tuple[Decision, list[_Plan]]:
+    async def _route(
+        self, run: TaskRun, ctx: RouteContext, plans: list[_Plan]
+    ) -> tuple[Decision, list[_Plan]]:
         """The router's decision among ``plans``, off the event loop once the router proved slow."""
         if not self._route_off_loop:
             return self._route_now(run, ctx, plans)
@@ -727,17 +785,31 @@ class Dispatcher:
         self._slow_routes += 1
         if self._slow_routes >= 3:
             self._route_off_loop = True
-            log.warning("router %r took %.0f ms to route a step; its later calls run in a worker thread", self.router.name, took * 1000)
+            log.warning(
+                "router %r took %.0f ms to route a step; its later calls run in a worker thread",
+                self.router.name,
+                took * 1000,
+            )
         return decision, chosen
 
-    def _router_failed(self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], exc: Exception) -> tuple[Decision, list[_Plan]]:
+    def _router_failed(
+        self, run: TaskRun, ctx: RouteContext, plans: list[_Plan], exc: Exception
+    ) -> tuple[Decision, list[_Plan]]:
         fallback = min(plans, key=lambda p: (p.worst.usd, p.worst.tokens))
-        self._audit(run, ctx.stage, "router_error", self.router.name, f"{type(exc).__name__}: {exc}; using {fallback.key}")
+        self._audit(
+            run,
+            ctx.stage,
+            "router_error",
+            self.router.name,
+            f"{type(exc).__name__}: {exc}; using {fallback.key}",
+        )
         return _fallback_decision(self.router.name, fallback.agent), [fallback]
 
     def _validate(self, decision: Any, plans: list[_Plan]) -> list[_Plan]:
         if not isinstance(decision, Decision) or not decision.agents:
-            raise ConfigurationError(f"router returned {type(decision).__name__} {decision!r:.80}, not a Decision naming an agent")
+            raise ConfigurationError(
+                f"router returned {type(decision).__name__} {decision!r:.80}, not a Decision naming an agent"
+            )
         agents = decision.agents
         if len(agents) == 1:  # the common case: one agent, found without building an index
             agent = agents[0]
@@ -787,7 +859,10 @@ class Dispatcher:
     ) -> Step:
         """Run the agents of a collaborative decision concurrently, then aggregate by weighted vote."""
         steps = await asyncio.gather(
-            *(self._run_agent(run, ctx, decision, p, affordable, stage, input, post, excluded) for p in chosen)
+            *(
+                self._run_agent(run, ctx, decision, p, affordable, stage, input, post, excluded)
+                for p in chosen
+            )
         )
         return self._aggregate(run, decision, steps, stage, input)
 
@@ -810,7 +885,9 @@ class Dispatcher:
             if step.status == "ok" and postconditions:
                 try:
                     await self._check_postconditions(run, step, stage, postconditions)
-                except asyncio.CancelledError:  # stopped from outside mid-check: the call's cost stays on record
+                except (
+                    asyncio.CancelledError
+                ):  # stopped from outside mid-check: the call's cost stays on record
                     step.status, step.error = "failed", "cancelled"
                     self._record(run, step)
                     raise
@@ -829,7 +906,9 @@ class Dispatcher:
             self._audit(run, stage, "fallback", nxt.agent.key, f"after {plan.agent.key} failed: {step.error}")
             plan, fallbacks = nxt, fallbacks + 1
 
-    async def _check_postconditions(self, run: TaskRun, step: Step, stage: str, postconditions: tuple[Postcondition, ...]) -> None:
+    async def _check_postconditions(
+        self, run: TaskRun, step: Step, stage: str, postconditions: tuple[Postcondition, ...]
+    ) -> None:
         failed = []
         for check in postconditions:
             name = getattr(check, "__name__", repr(check))
@@ -848,7 +927,9 @@ class Dispatcher:
             step.status, step.error = "failed", f"postconditions failed: {failed}"
             self._audit(run, stage, "postcondition_failed", step.agent.key, step.error)
 
-    async def _by_deadline(self, run: TaskRun, stage: str, step: Step, name: str, held: Awaitable[Any]) -> Any:
+    async def _by_deadline(
+        self, run: TaskRun, stage: str, step: Step, name: str, held: Awaitable[Any]
+    ) -> Any:
         """The result of an async postcondition, awaited until the task's ``seconds`` deadline at
         most: past it (or when the step is cancelled) the check is cancelled and awaited as it
         unwinds; at the deadline the task is exhausted, audited, and :class:`_CutOff` raised —
@@ -884,7 +965,13 @@ class Dispatcher:
         return decision, chosen[0]
 
     async def _call(
-        self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str, watch: StepWatch | None = None,
+        self,
+        run: TaskRun,
+        decision: Decision,
+        plan: _Plan,
+        stage: str,
+        input: str,
+        watch: StepWatch | None = None,
     ) -> Step:
         """One agent's step: every sample and every retry is a provider attempt reserved on its own.
 
@@ -892,15 +979,24 @@ class Dispatcher:
         its tokens as they come; several samples are reported once done, as one message."""
         index = run.next_index()
         started = time.perf_counter()
-        charged: list[Any] = [0.0, 0, 0]  # usd, tokens in, tokens out: everything booked for this agent's attempts
+        charged: list[Any] = [
+            0.0,
+            0,
+            0,
+        ]  # usd, tokens in, tokens out: everything booked for this agent's attempts
         samples: list[asyncio.Future[Completion | str]] = []
         try:
-            if plan.single:  # awaited here: a task per sample would cost the deadline two more turns of the loop
+            if (
+                plan.single
+            ):  # awaited here: a task per sample would cost the deadline two more turns of the loop
                 outcome = await self._attempt(run, plan, stage, charged, _watching(watch, plan), index)
                 completions = [outcome] if isinstance(outcome, Completion) else []
                 error = None if completions else outcome
             else:
-                samples = [asyncio.ensure_future(self._attempt(run, _sample(plan, i), stage, charged, None, index)) for i in range(plan.strategy.samples)]
+                samples = [
+                    asyncio.ensure_future(self._attempt(run, _sample(plan, i), stage, charged, None, index))
+                    for i in range(plan.strategy.samples)
+                ]
                 outcomes = await _all_by_deadline(samples, run.ledger.seconds_left())
                 completions = [o for o in outcomes if isinstance(o, Completion)]
                 error = None if completions else outcomes[0]
@@ -911,25 +1007,53 @@ class Dispatcher:
         usd, tokens_in, tokens_out = charged
         if not completions:
             return Step(
-                task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
-                latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
-                status="failed", error=str(error),
+                task_id=run.task.id,
+                index=index,
+                stage=stage,
+                agent=plan.agent,
+                decision=decision,
+                input=input,
+                latency_ms=latency_ms,
+                cost_usd=usd,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                status="failed",
+                error=str(error),
             )
         if len(completions) == 1:
             chosen = completions[0]
-            text, confidence = chosen.text, self._reported(run, plan, stage, "confidence", chosen.raw.get("confidence"))
+            text, confidence = (
+                chosen.text,
+                self._reported(run, plan, stage, "confidence", chosen.raw.get("confidence")),
+            )
         else:
             texts = [c.text for c in completions]
             text, confidence = plan.strategy.aggregate(texts)
             chosen = completions[texts.index(text)]  # the vote returns its winning group's first sample
         return Step(
-            task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
-            latency_ms=latency_ms, cost_usd=usd, tokens_in=tokens_in, tokens_out=tokens_out,
-            output=text, score=self._reported(run, plan, stage, "score", chosen.score), confidence=confidence,
+            task_id=run.task.id,
+            index=index,
+            stage=stage,
+            agent=plan.agent,
+            decision=decision,
+            input=input,
+            latency_ms=latency_ms,
+            cost_usd=usd,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            output=text,
+            score=self._reported(run, plan, stage, "score", chosen.score),
+            confidence=confidence,
         )
 
     async def _attempt(
-        self, run: TaskRun, plan: _Plan, stage: str, charged: list[Any], watch: StepWatch | None = None, index: int = 0,
+        self,
+        run: TaskRun,
+        plan: _Plan,
+        stage: str,
+        charged: list[Any],
+        watch: StepWatch | None = None,
+        index: int = 0,
     ) -> Completion | str:
         """One sample with its retries; each try is reserved first. Returns the completion or why not."""
         ledger, card = run.ledger, plan.card
@@ -948,7 +1072,9 @@ class Dispatcher:
             seen = None
             sent = False  # until then a failure or a cancellation costs nothing: no provider saw the call
             try:
-                if self.memory is not None and not plan.direct:  # a provider may bill it: durable before it is sent
+                if (
+                    self.memory is not None and not plan.direct
+                ):  # a provider may bill it: durable before it is sent
                     if not await self._write_ahead(run, plan, stage, index, attempt, left):
                         ledger.release(reservation, charge=Cost(calls=0.0))  # never sent: nothing to bill
                         error = f"{card.id}: not called: the deadline came while the memory stored its write-ahead record"
@@ -965,7 +1091,9 @@ class Dispatcher:
                     completion = await call_within(plan.backend.complete(plan.request, card), timeout, left)
                 completion = _with_usage(plan, completion)  # a bug here is the backend's: charged as billed
             except BaseException as exc:
-                if not sent:  # the write-ahead record failed or was cancelled (a client gone, serve's memory wait)
+                if (
+                    not sent
+                ):  # the write-ahead record failed or was cancelled (a client gone, serve's memory wait)
                     ledger.release(reservation, charge=Cost(calls=0.0))
                     if not isinstance(exc, Exception):
                         raise
@@ -983,12 +1111,18 @@ class Dispatcher:
                     return error
                 delay = self.backoff_s * 2**attempt
                 left = ledger.seconds_left()
-                wait = getattr(exc, "retry_after_s", None)  # the server said when to come back (a 429's Retry-After)
+                wait = getattr(
+                    exc, "retry_after_s", None
+                )  # the server said when to come back (a 429's Retry-After)
                 if wait is not None:
                     delay = max(delay, wait)
                     if delay > self.max_retry_wait_s or (left is not None and delay >= left):
                         # too long to wait here: another model may answer now (the task goes on)
-                        room = f"{left:.3f}s left before the deadline" if left is not None and delay >= left else f"the cap is {self.max_retry_wait_s:g}s"
+                        room = (
+                            f"{left:.3f}s left before the deadline"
+                            if left is not None and delay >= left
+                            else f"the cap is {self.max_retry_wait_s:g}s"
+                        )
                         error = f"{error}; not retried: the server asks to wait {wait:g}s and {room}"
                         self._audit(run, stage, "step_failed", plan.key, error)
                         # the task's next steps leave this model alone until then (unless nothing else is left)
@@ -1002,7 +1136,9 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 continue
             tokens_in, tokens_out = completion.tokens_in or 0, completion.tokens_out or 0  # set: _with_usage
-            actual = _cost((completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls))
+            actual = _cost(
+                (completion.cost_usd or 0.0, tokens_in + tokens_out, 1.0, 0.0, plan.sample.large_calls)
+            )
             if self._settle(run, plan, stage, reservation, actual, charged, tokens_in, tokens_out) is actual:
                 if seen is not None:
                     await seen.end(completion)
@@ -1017,12 +1153,20 @@ class Dispatcher:
         return error
 
     async def _write_ahead(
-        self, run: TaskRun, plan: _Plan, stage: str, index: int, attempt: int, left: float | None,
+        self,
+        run: TaskRun,
+        plan: _Plan,
+        stage: str,
+        index: int,
+        attempt: int,
+        left: float | None,
     ) -> bool:
         """Store the attempt's reservation before it is made; ``False`` when the task's deadline,
         ``left`` seconds away, comes first (a memory refusing writes holds the record: no call)."""
         assert self.memory is not None
-        record = self.memory.reserve_attempt(Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample))
+        record = self.memory.reserve_attempt(
+            Attempt(run.task.id, index, attempt, plan.key, stage, plan.sample)
+        )
         if left is None:  # no deadline: no task nor timer on the hot path
             await record
             return True
@@ -1038,8 +1182,15 @@ class Dispatcher:
         return bool(done)
 
     def _failure(
-        self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, exc: BaseException,
-        timeout: float, left: float | None, charged: list[Any],
+        self,
+        run: TaskRun,
+        plan: _Plan,
+        stage: str,
+        reservation: Any,
+        exc: BaseException,
+        timeout: float,
+        left: float | None,
+        charged: list[Any],
     ) -> tuple[bool, str] | None:
         """Charge a failed attempt as the provider would bill it; ``(retryable, reason)``."""
         card, sample = plan.card, plan.sample
@@ -1047,12 +1198,16 @@ class Dispatcher:
             self._protocol_error(run, plan, stage, reservation, charged, str(exc))
             return False, str(exc)
         if isinstance(exc, asyncio.CancelledError | TimeoutError):
-            self._settle(run, plan, stage, reservation, sample, charged, 0, 0)  # it may have run: its worst case
+            self._settle(
+                run, plan, stage, reservation, sample, charged, 0, 0
+            )  # it may have run: its worst case
             if isinstance(exc, asyncio.CancelledError):
                 return None
             cut = exc if isinstance(exc, _CutOff) else None
             if cut.deadline if cut is not None else left is not None and timeout >= left:
-                self._deadline(run, stage, plan.key, f"{card.id} cut off at the task's deadline after {left or 0.0:.3f}s")
+                self._deadline(
+                    run, stage, plan.key, f"{card.id} cut off at the task's deadline after {left or 0.0:.3f}s"
+                )
                 return False, f"{card.id}: cut off at the deadline"
             if cut is not None and cut.streamed:  # the stream had begun, then went silent
                 return True, f"{card.id}: timed out: {cut}"
@@ -1070,8 +1225,15 @@ class Dispatcher:
         return retryable, reason
 
     def _settle(
-        self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, actual: Cost, charged: list[Any],
-        tokens_in: int, tokens_out: int,
+        self,
+        run: TaskRun,
+        plan: _Plan,
+        stage: str,
+        reservation: Any,
+        actual: Cost,
+        charged: list[Any],
+        tokens_in: int,
+        tokens_out: int,
     ) -> Cost:
         """Book an attempt; an overrun on a limited resource stops the task's calls. Returns the booking."""
         ledger = run.ledger
@@ -1086,12 +1248,16 @@ class Dispatcher:
             if over:
                 limited = [r for r in over if r in run.ledger.limits]
                 detail = ", ".join(f"{r} +{amount:.6g}" for r, amount in over.items())
-                self._audit(run, stage, "overrun", plan.card.id, f"billed above the reserved worst case: {detail}")
+                self._audit(
+                    run, stage, "overrun", plan.card.id, f"billed above the reserved worst case: {detail}"
+                )
                 if limited:  # the limit can no longer be trusted to hold: no more calls for this task
                     run.exhausted = True
         return booked
 
-    def _protocol_error(self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, charged: list[Any], detail: str) -> None:
+    def _protocol_error(
+        self, run: TaskRun, plan: _Plan, stage: str, reservation: Any, charged: list[Any], detail: str
+    ) -> None:
         """Charge the worst case, audit, and avoid this endpoint for the rest of the task."""
         self._settle(run, plan, stage, reservation, plan.sample, charged, 0, 0)
         self._faulty(run, plan, stage, detail)
@@ -1127,8 +1293,16 @@ class Dispatcher:
 
     # -- records ----------------------------------------------------------------------------
     async def _record_cancelled(
-        self, run: TaskRun, decision: Decision, plan: _Plan, stage: str, input: str, index: int,
-        started: float, charged: list[Any], samples: list[asyncio.Future[Any]],
+        self,
+        run: TaskRun,
+        decision: Decision,
+        plan: _Plan,
+        stage: str,
+        input: str,
+        index: int,
+        started: float,
+        charged: list[Any],
+        samples: list[asyncio.Future[Any]],
     ) -> None:
         """Record a step cancelled from outside (a notebook's interrupt, ``task.cancel()``): its
         attempts were charged their worst case, as a provider may bill them; the task's recorded
@@ -1139,11 +1313,23 @@ class Dispatcher:
         usd, tokens_in, tokens_out = charged
         if not usd:  # nothing booked: no attempt had started
             return
-        self._record(run, Step(
-            task_id=run.task.id, index=index, stage=stage, agent=plan.agent, decision=decision, input=input,
-            latency_ms=(time.perf_counter() - started) * 1000, cost_usd=usd, tokens_in=tokens_in,
-            tokens_out=tokens_out, status="failed", error="cancelled",
-        ))
+        self._record(
+            run,
+            Step(
+                task_id=run.task.id,
+                index=index,
+                stage=stage,
+                agent=plan.agent,
+                decision=decision,
+                input=input,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                cost_usd=usd,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                status="failed",
+                error="cancelled",
+            ),
+        )
 
     def _record(self, run: TaskRun, step: Step) -> None:
         run.steps.append(step)

@@ -88,8 +88,15 @@ class TaskRun:
             self._seq += 1
             seq, index = self._seq, self._index
         return {
-            **fixed, **extra, "ledger": self.ledger.snapshot(), "index": index, "stage": self.stage,
-            "status": self.task.status if self.finished else "running", "exhausted": self.exhausted, "failed": self.failed, "seq": seq,
+            **fixed,
+            **extra,
+            "ledger": self.ledger.snapshot(),
+            "index": index,
+            "stage": self.stage,
+            "status": self.task.status if self.finished else "running",
+            "exhausted": self.exhausted,
+            "failed": self.failed,
+            "seq": seq,
         }
 
     @classmethod
@@ -110,25 +117,37 @@ class TaskRun:
         if memory is not None:
             memory.flush()
             stored = memory.get_task(snapshot["task_id"])
-        reclaim = stored is not None and stored.task.status == "running"  # its row names the process that left it
+        reclaim = (
+            stored is not None and stored.task.status == "running"
+        )  # its row names the process that left it
         if stored is not None:
             task, steps = stored.task, list(stored.steps)
             task.status = "running"
         else:
             task = Task(
-                id=snapshot["task_id"], query=snapshot.get("query", ""), graph=snapshot.get("graph", ""),
-                task_type=snapshot.get("task_type"), budget=budget, metadata=dict(snapshot.get("metadata") or {}),
+                id=snapshot["task_id"],
+                query=snapshot.get("query", ""),
+                graph=snapshot.get("graph", ""),
+                task_type=snapshot.get("task_type"),
+                budget=budget,
+                metadata=dict(snapshot.get("metadata") or {}),
             )
             steps = []
         ledger_state = dict(snapshot["ledger"])
         index = int(snapshot.get("index", 0))
         later = [s for s in steps if s.index >= index]
         # write-ahead records of the attempts made after the checkpoint (each retry, fallback, sample)
-        made = [a for a in memory.attempts(task.id) if a.step_index >= index] if memory is not None and stored else []
+        made = (
+            [a for a in memory.attempts(task.id) if a.step_index >= index]
+            if memory is not None and stored
+            else []
+        )
         in_flight = unsettled(made, steps)
         if later or in_flight:  # paid after the checkpoint: book them, as the provider did
             booked = spent(later, made)
-            ledger_state["spent"] = [was + booked.get(r) for was, r in zip(ledger_state["spent"], RESOURCES, strict=True)]
+            ledger_state["spent"] = [
+                was + booked.get(r) for was, r in zip(ledger_state["spent"], RESOURCES, strict=True)
+            ]
             index = max([s.index for s in later] + [a.step_index for a in in_flight]) + 1
         run = cls(
             task=task,
@@ -150,7 +169,9 @@ class TaskRun:
                 run.context.setdefault("audit", []).append(event)
                 memory.record_audit(event)
         if memory is not None and reclaim:
-            memory.start_task(task)  # run by this process now: a reconcile elsewhere no longer takes it for gone
+            memory.start_task(
+                task
+            )  # run by this process now: a reconcile elsewhere no longer takes it for gone
             memory.flush()
         return run
 
@@ -168,7 +189,12 @@ def merge_checkpoints(left: dict[str, Any] | None, right: dict[str, Any] | None)
     """
     if right is None:
         return {}
-    if not left or right.get("task_id") != left.get("task_id") or "ledger" not in right or "ledger" not in left:
+    if (
+        not left
+        or right.get("task_id") != left.get("task_id")
+        or "ledger" not in right
+        or "ledger" not in left
+    ):
         return right
     return right if right.get("seq", 0) >= left.get("seq", 0) else left
 

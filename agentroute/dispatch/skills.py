@@ -82,8 +82,13 @@ class SkillRegistry:
         if id in self.skills:
             raise ConfigurationError(f"skill {id!r} is already registered")
         skill = Skill(
-            id, run, frozenset(stages) if stages is not None else None,
-            tuple(preconditions), tuple(postconditions), level, description,
+            id,
+            run,
+            frozenset(stages) if stages is not None else None,
+            tuple(preconditions),
+            tuple(postconditions),
+            level,
+            description,
         )
         self.skills[id] = skill
         return skill
@@ -98,7 +103,9 @@ class SkillRegistry:
         """Run skill ``id`` in ``stage``; raise :class:`SkillBlocked` when a check fails."""
         skill = self.get(id)
         if skill.stages is not None and stage not in skill.stages:
-            raise SkillBlocked(id, "skill_blocked", f"not allowed in stage {stage!r} (allowed: {sorted(skill.stages)})")
+            raise SkillBlocked(
+                id, "skill_blocked", f"not allowed in stage {stage!r} (allowed: {sorted(skill.stages)})"
+            )
         failed = [c.name for c in skill.preconditions if not c.holds(context)]
         if failed:
             raise SkillBlocked(id, "precondition_failed", f"preconditions not met: {failed}")

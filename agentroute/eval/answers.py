@@ -38,6 +38,7 @@ __all__ = [
 Gold = str | Iterable[str]
 Metric = Callable[[str | None, Gold], float]
 
+
 def answer_tokens(text: str | None) -> list[str]:
     """The tokens of the normalised ``text`` (:func:`normalize_answer`): its words, and in text with
     Chinese or Japanese characters each such character apart.
@@ -104,7 +105,9 @@ def contains(prediction: str | None, gold: Gold) -> float:
     1.0
     """
     pred = f" {' '.join(answer_tokens(prediction))} "
-    return float(any(ref and f" {ref} " in pred for ref in (" ".join(answer_tokens(g)) for g in _golds(gold))))
+    return float(
+        any(ref and f" {ref} " in pred for ref in (" ".join(answer_tokens(g)) for g in _golds(gold)))
+    )
 
 
 METRICS: dict[str, Metric] = {"em": exact_match, "f1": f1_score, "contains": contains}

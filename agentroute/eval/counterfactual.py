@@ -244,7 +244,9 @@ class _Cells:
         self.onehot[np.arange(len(tasks)), self.t * len(agents) + self.a] = 1.0
 
 
-def _shrunk_means(cells: _Cells, y: np.ndarray, mult: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _shrunk_means(
+    cells: _Cells, y: np.ndarray, mult: np.ndarray, k: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reward model's rule, the one home of it, under task multiplicities ``mult`` (B × n: B
     draws at once): the global mean of ``y`` (n × [score, cost]), B × 2; each agent's own mean (the
     global one for an agent that holds no task), B × agents × 2; and each (type, agent) cell's mean
@@ -483,7 +485,9 @@ def evaluate_from_memory(
         trajectories = store.trajectories(graph=graph)  # unscored ones too: they are counted as skipped
         url = store.url
     if graph is not None and not trajectories:
-        raise ConfigurationError(f"no tasks of graph {graph!r} in {url} (--graph takes the name a graph was compiled with)")
+        raise ConfigurationError(
+            f"no tasks of graph {graph!r} in {url} (--graph takes the name a graph was compiled with)"
+        )
     with phase("reading the logged decisions", show=show):
         tasks, skipped = logged_tasks(trajectories, cards=cards)
     # by task id: the same logs give the same split and the same sums whatever order the store returns
@@ -533,7 +537,9 @@ def evaluate_from_memory(
     with bar(len(built), "estimating", unit="router", show=show) as b:  # each router's bootstrap nested
         results = []
         for name, router in built:
-            estimate = estimate_router(router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed)
+            estimate = estimate_router(
+                router, evaluated, name=name, reward_model=q, n_boot=n_boot, level=level, seed=seed
+            )
             results.append(estimate.as_dict())
             b.update(1)
     logged = {
@@ -583,7 +589,9 @@ def _outside_logged_range(results: list[dict[str, Any]], tasks: Sequence[LoggedT
     lo, hi = min(t.score for t in tasks), max(t.score for t in tasks)
     out = []
     for r in results:
-        outside = [f"{how.upper()} {v:.4g}" for how, v in r["score"].items() if v is not None and not lo <= v <= hi]
+        outside = [
+            f"{how.upper()} {v:.4g}" for how, v in r["score"].items() if v is not None and not lo <= v <= hi
+        ]
         if outside:
             out.append(
                 f"{r['router']}: score {', '.join(outside)} outside the logged scores' range [{lo:.4g}, {hi:.4g}] "
@@ -594,7 +602,11 @@ def _outside_logged_range(results: list[dict[str, Any]], tasks: Sequence[LoggedT
 
 def _skipped_text(skipped: Mapping[str, int]) -> str:
     """``3 unscored, 0 routed without propensities, 0 with a zero propensity``."""
-    words = {"unscored": "unscored", "no_propensity": "routed without propensities", "zero_propensity": "with a zero propensity"}
+    words = {
+        "unscored": "unscored",
+        "no_propensity": "routed without propensities",
+        "zero_propensity": "with a zero propensity",
+    }
     return ", ".join(f"{skipped.get(key, 0)} {text}" for key, text in words.items())
 
 

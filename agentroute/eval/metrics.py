@@ -371,7 +371,9 @@ def min_resamples(level: float) -> int:
     """The fewest bootstrap resamples a ``level`` interval can use: each tail then holds at least
     one draw (20 at 90%, 40 at 95%). With fewer, the bounds are the extreme draws or between them:
     an interval narrower than the spread, a confident figure from a handful of draws."""
-    return math.ceil(2 / (1 - float(level)) * (1 - 1e-4))  # 1e-4: 0.9 or a float32 0.8 is 20 or 10, not one more
+    return math.ceil(
+        2 / (1 - float(level)) * (1 - 1e-4)
+    )  # 1e-4: 0.9 or a float32 0.8 is 20 or 10, not one more
 
 
 def check_bootstrap(n_boot: int, level: float, interval: str) -> None:
@@ -379,7 +381,9 @@ def check_bootstrap(n_boot: int, level: float, interval: str) -> None:
     if isinstance(level, bool) or not isinstance(level, int | float | np.floating) or not 0 < level < 1:
         raise ConfigurationError(f"level must be a coverage in (0, 1), e.g. 0.9 for 90% (got {level!r})")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
-        raise ConfigurationError(f"n_boot must be a whole number of resamples ≥ 0, 0 for none (got {n_boot!r})")
+        raise ConfigurationError(
+            f"n_boot must be a whole number of resamples ≥ 0, 0 for none (got {n_boot!r})"
+        )
     if 0 < n_boot < min_resamples(level):
         raise ConfigurationError(
             f"n_boot {n_boot} is too few for a {100 * level:g}% interval: at least {min_resamples(level)} "
@@ -455,7 +459,9 @@ def reliability(pred: ArrayLike, outcome: ArrayLike, bins: int = 10) -> dict[str
     """
     p, y = np.asarray(pred, dtype=float).ravel(), np.asarray(outcome, dtype=float).ravel()
     if len(p) != len(y):
-        raise ConfigurationError(f"reliability: {len(p)} predictions but {len(y)} outcomes; give one outcome per prediction")
+        raise ConfigurationError(
+            f"reliability: {len(p)} predictions but {len(y)} outcomes; give one outcome per prediction"
+        )
     if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
         raise ConfigurationError(f"reliability: bins must be a whole number ≥ 1 (got {bins!r})")
     keep = ~(np.isnan(p) | np.isnan(y))

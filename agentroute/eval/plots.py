@@ -54,11 +54,17 @@ def curves_figure(result: EvalResult, *, title: str | None = None) -> Figure:
     singles = np.array([[s.cost, s.accuracy] for s in result.single_models])
     cheapest = int(np.argmin(singles[:, 0]))
     ok = _distinct_curves([r for r in result.routers if r.curve])
-    all_costs = np.concatenate([singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for _, r in ok]])
+    all_costs = np.concatenate(
+        [singles[:, 0], [result.oracle.cost], *[np.array(r.curve)[:, 0] for _, r in ok]]
+    )
     log, lo, hi, edge = _cost_axis(all_costs)
 
     def x(costs: ArrayLike) -> np.ndarray:  # a free point (cost 0) on a log axis: at its left edge
-        return np.where(np.asarray(costs, dtype=float) > 0, costs, edge) if log else np.asarray(costs, dtype=float)
+        return (
+            np.where(np.asarray(costs, dtype=float) > 0, costs, edge)
+            if log
+            else np.asarray(costs, dtype=float)
+        )
 
     fig = new_figure(10.5, 6.2, layout="constrained")  # shown inline by a notebook
     ax = fig.add_subplot()
@@ -96,7 +102,11 @@ def curves_figure(result: EvalResult, *, title: str | None = None) -> Figure:
     ax.set_xlim(lo, hi)
     ax.set_ylim(*_quality_limits(result))
     free = "; cost 0 drawn at the left edge" if log and (all_costs <= 0).any() else ""
-    ax.set_xlabel(f"mean cost per query (USD, log scale{free})" if log else "mean cost per query (USD; every model logged at 0)")
+    ax.set_xlabel(
+        f"mean cost per query (USD, log scale{free})"
+        if log
+        else "mean cost per query (USD; every model logged at 0)"
+    )
     ax.set_ylabel("mean quality (accuracy)")
     dropped = result.dropped_by_split.get("test", result.dropped_rows)
     ax.set_title(
@@ -142,9 +152,7 @@ def _cost_axis(costs: np.ndarray) -> tuple[bool, float, float, float]:
 def _quality_limits(result: EvalResult) -> tuple[float, float]:
     """The quality axis: from just below the lowest single model or router point (a point at 0
     stays whole) to just above the oracle."""
-    lowest = min(
-        [s.accuracy for s in result.single_models] + [q for r in result.routers for _, q in r.curve]
-    )
+    lowest = min([s.accuracy for s in result.single_models] + [q for r in result.routers for _, q in r.curve])
     return max(-0.02, lowest - 0.05), min(1.02, result.oracle.accuracy + 0.04)
 
 
@@ -167,7 +175,11 @@ def _styles(n: int) -> list[tuple[object, object]]:
 
 
 def plot_reliability(
-    curves: dict[str, dict], path: str | Path, *, title: str = "Reliability of predicted success", dpi: int = 130
+    curves: dict[str, dict],
+    path: str | Path,
+    *,
+    title: str = "Reliability of predicted success",
+    dpi: int = 130,
 ) -> Path:
     """Reliability diagram: one line per entry of ``curves`` (name → :func:`~agentroute.eval.
     metrics.reliability` output), mean outcome against mean prediction per bin, the diagonal for a
@@ -186,7 +198,12 @@ def plot_reliability(
                        label=f"{name} (ECE {r['ece']:.3f}, Brier {r['brier']:.3f})")  # fmt: skip
         bins = len(r["count"])
         centres = (np.arange(bins) + 0.5) / bins
-        hist.plot(centres, np.asarray(r["count"]) / max(1, int(np.sum(r["count"]))), color=line[0].get_color(), marker=".")
+        hist.plot(
+            centres,
+            np.asarray(r["count"]) / max(1, int(np.sum(r["count"]))),
+            color=line[0].get_color(),
+            marker=".",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("observed success rate")

@@ -32,11 +32,17 @@ class RouterResult(BaseModel):
     knob: str | None = None
     mode: str = "serve"
     aiq: float | None = None
-    aiq_best_anchor: float | None = Field(default=None, description="AIQ anchored at the best of the models tied for cheapest")
+    aiq_best_anchor: float | None = Field(
+        default=None, description="AIQ anchored at the best of the models tied for cheapest"
+    )
     anchor: int | None = Field(default=None, description="single-model column anchoring aiq")
     anchor_model: str | None = None
-    vs_zero: list[float] | None = Field(default=None, description="[AIQ − zero router, low, high] (paired bootstrap)")
-    vs_reference: list[float] | None = Field(default=None, description="[AIQ − best peer, low, high] (paired bootstrap)")
+    vs_zero: list[float] | None = Field(
+        default=None, description="[AIQ − zero router, low, high] (paired bootstrap)"
+    )
+    vs_reference: list[float] | None = Field(
+        default=None, description="[AIQ − best peer, low, high] (paired bootstrap)"
+    )
     max_accuracy: float | None = None
     cost_to_match_best: float | None = None
     accuracy_at_best_cost: float | None = None
@@ -51,7 +57,9 @@ class RouterResult(BaseModel):
     route_us: float | None = None
     sweep: str = ""
     error: str | None = None
-    trained_on_test: int | None = Field(default=None, description="test queries a saved router was trained on (None: not known)")
+    trained_on_test: int | None = Field(
+        default=None, description="test queries a saved router was trained on (None: not known)"
+    )
 
 
 class EvalResult(BaseModel):
@@ -71,7 +79,9 @@ class EvalResult(BaseModel):
     seed: int = 0
     notes: dict[str, Any] = Field(default_factory=dict)
     peers: list[str] = Field(default_factory=list, description="simple references that ran")
-    reference: str | None = Field(default=None, description="the best peer by test AIQ (vs_reference compares with it)")
+    reference: str | None = Field(
+        default=None, description="the best peer by test AIQ (vs_reference compares with it)"
+    )
     boot: dict[str, Any] = Field(default_factory=dict)
     _outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = PrivateAttr(default_factory=dict)
 
@@ -139,7 +149,14 @@ class EvalResult(BaseModel):
 
 
 #: A paired interval ``[gain, low, high]`` as three CSV columns, numbers a spreadsheet reads.
-_INTERVAL_COLUMNS = ("vs_zero", "vs_zero_low", "vs_zero_high", "vs_reference", "vs_reference_low", "vs_reference_high")
+_INTERVAL_COLUMNS = (
+    "vs_zero",
+    "vs_zero_low",
+    "vs_zero_high",
+    "vs_reference",
+    "vs_reference_low",
+    "vs_reference_high",
+)
 
 
 def _interval_cells(r: RouterResult) -> dict[str, float | None]:

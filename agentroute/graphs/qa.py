@@ -131,7 +131,9 @@ def build_qa_graph(
     graph.add_role("planner", prompt=PLANNER, stage="plan", max_tokens=max_tokens)
 
     def plan(state: GraphState, ctx: NodeContext) -> dict[str, Any]:
-        subs = parse_subquestions(state.get("outputs", {}).get("planner", ""), state["query"], max_subquestions)
+        subs = parse_subquestions(
+            state.get("outputs", {}).get("planner", ""), state["query"], max_subquestions
+        )
         ctx.run.context["subquestions"] = subs
         return {"context": {"subquestions": subs}}
 
@@ -168,7 +170,9 @@ def build_qa_graph(
         passages = state.get("context", {}).get("passages") or [""] * len(subs)
         return [f"Passages:\n{p}\n\nQuestion: {q}" if p else q for q, p in zip(subs, passages, strict=True)]
 
-    graph.add_role("executor", prompt=EXECUTOR, stage="execute", fan_out=executor_inputs, max_tokens=max_tokens)
+    graph.add_role(
+        "executor", prompt=EXECUTOR, stage="execute", fan_out=executor_inputs, max_tokens=max_tokens
+    )
     graph.add_edge(last, "executor")
 
     def summarizer_input(state: GraphState) -> str:
@@ -177,7 +181,9 @@ def build_qa_graph(
         lines = "\n".join(f"- {q} {a.strip()}" for q, a in zip(subs, answers, strict=False))
         return f"Main question: {state['query']}\nSub-answers:\n{lines}\nFinal answer:"
 
-    graph.add_role("summarizer", prompt=SUMMARIZER, stage="summarize", input=summarizer_input, max_tokens=max_tokens)
+    graph.add_role(
+        "summarizer", prompt=SUMMARIZER, stage="summarize", input=summarizer_input, max_tokens=max_tokens
+    )
     if not keep_executor_answer:
         graph.add_edge("executor", "summarizer")
         return graph

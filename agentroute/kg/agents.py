@@ -47,7 +47,9 @@ def card_descriptor(card: Any, strategy: str = "direct") -> str:
     """
     if isinstance(card, Mapping):  # a plain mapping with a description (e.g. a log-inferred card)
         return describe(str(card.get("id", "")), str(card.get("description", "")), strategy)
-    priced = getattr(card, "input_price", None) is not None and getattr(card, "output_price", None) is not None
+    priced = (
+        getattr(card, "input_price", None) is not None and getattr(card, "output_price", None) is not None
+    )
     price = f"${card.input_price:g}/${card.output_price:g} per 1M tokens" if priced else "provider price"
     window = getattr(card, "context_window", None)
     facts = ", ".join(
@@ -157,7 +159,10 @@ def training_cards(
     (a pool YAML, ``"default"``, or a ModelPool) → the default pool → :func:`log_cards`.
     Sources are named ``"cards"``, ``"dataset"``, ``"pool"``, ``"default pool"``, ``"log"``.
     """
-    chain: list[tuple[str, Any]] = [("cards", lambda: _as_cards(cards)), ("dataset", lambda: _data_cards(data))]
+    chain: list[tuple[str, Any]] = [
+        ("cards", lambda: _as_cards(cards)),
+        ("dataset", lambda: _data_cards(data)),
+    ]
     if pool is not None:
         chain.append(("pool", lambda: _pool_cards(pool)))
     chain.append(("default pool", lambda: _pool_cards("default")))
@@ -226,4 +231,3 @@ def descriptor_summary(router: str, columns: int, sources: dict[str, str]) -> st
         + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items()))
         + "; an agent unseen in training is scored from its card's descriptor"
     )
-

@@ -108,7 +108,11 @@ def _loader(graphs: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int 
     torch = torch_module()
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
-        range(len(graphs)), batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_Batches(graphs)
+        range(len(graphs)),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=_Batches(graphs),
     )
 
 

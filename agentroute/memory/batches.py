@@ -72,6 +72,7 @@ def item_text(item: dict[str, Any]) -> str:
     """An item as ``batch_items.item`` stores it (compact JSON): two lines are the same query when these agree."""
     return json.dumps(item, ensure_ascii=True, separators=(",", ":"))
 
+
 WORKER_OF = {
     "postgresql": "((meta -> 'agentroute_batch') ->> 'worker')",
     "sqlite": "json_extract(meta, '$.agentroute_batch.worker')",
@@ -134,7 +135,9 @@ class BatchQueue:
         lease_s: a worker on another host whose heartbeat is older than this is taken as dead.
     """
 
-    def __init__(self, memory: SQLMemory, batch_id: str, *, worker_id: str | None = None, lease_s: float = 60.0):
+    def __init__(
+        self, memory: SQLMemory, batch_id: str, *, worker_id: str | None = None, lease_s: float = 60.0
+    ):
         self.memory, self.batch_id = memory, batch_id
         self.worker_id = worker_id or new_id()
         self.lease_s = lease_s
@@ -193,7 +196,9 @@ class BatchQueue:
 
         def body(conn: sa.Connection) -> int:
             before = conn.execute(count).scalar_one()
-            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(BATCH_ITEMS.c.seq), -1)).where(self._where())).scalar_one()
+            seq = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(BATCH_ITEMS.c.seq), -1)).where(self._where())
+            ).scalar_one()
             stmt = _insert(conn.dialect.name)(BATCH_ITEMS).on_conflict_do_nothing(
                 index_elements=[BATCH_ITEMS.c.batch_id, BATCH_ITEMS.c.query_id]
             )
@@ -221,7 +226,9 @@ class BatchQueue:
         """Give the batch's :data:`EDITABLE` items whose stored content differs from ``items``' theirs."""
         given = {query_id: item_text(item) for query_id, item in items}
         stored = conn.execute(
-            sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item).where(self._where(), BATCH_ITEMS.c.status.in_(EDITABLE))
+            sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item).where(
+                self._where(), BATCH_ITEMS.c.status.in_(EDITABLE)
+            )
         )
         edited = [{"b_id": q, "b_item": given[q]} for q, item in stored if q in given and given[q] != item]
         if not edited:
@@ -229,11 +236,18 @@ class BatchQueue:
         conn.execute(
             sa.update(BATCH_ITEMS)
             .where(self._where(), BATCH_ITEMS.c.query_id == sa.bindparam("b_id"))
-            .where(sa.or_(*(BATCH_ITEMS.c.status == status for status in EDITABLE)))  # no expanding IN in executemany
+            .where(
+                sa.or_(*(BATCH_ITEMS.c.status == status for status in EDITABLE))
+            )  # no expanding IN in executemany
             .values(item=sa.bindparam("b_item")),
             edited,
         )
-        log.warning("batch %s: %d unfinished %s take their edited input line", self.batch_id, len(edited), "query" if len(edited) == 1 else "queries")
+        log.warning(
+            "batch %s: %d unfinished %s take their edited input line",
+            self.batch_id,
+            len(edited),
+            "query" if len(edited) == 1 else "queries",
+        )
 
     def own_tasks(self) -> list[str]:
         """The ids of the tasks this worker ran (by the index of tasks by worker)."""
@@ -249,7 +263,9 @@ class BatchQueue:
             gone = sa.select(BATCH_WORKERS.c.id).where(
                 BATCH_WORKERS.c.batch_id == self.batch_id, BATCH_WORKERS.c.status != "running"
             )
-            claimable = sa.or_(claimable, sa.and_(BATCH_ITEMS.c.status == "failed", BATCH_ITEMS.c.worker.in_(gone)))
+            claimable = sa.or_(
+                claimable, sa.and_(BATCH_ITEMS.c.status == "failed", BATCH_ITEMS.c.worker.in_(gone))
+            )
         retired = sa.exists().where(BATCH_WORKERS.c.id == self.worker_id, BATCH_WORKERS.c.status != "running")
         query = (
             sa.select(BATCH_ITEMS.c.query_id, BATCH_ITEMS.c.item, BATCH_ITEMS.c.attempts)
@@ -267,7 +283,12 @@ class BatchQueue:
             conn.execute(
                 sa.update(BATCH_ITEMS)
                 .where(self._where(BATCH_ITEMS.c.query_id.in_([r.query_id for r in rows])))
-                .values(status="running", worker=self.worker_id, attempts=BATCH_ITEMS.c.attempts + 1, updated_at=_now())
+                .values(
+                    status="running",
+                    worker=self.worker_id,
+                    attempts=BATCH_ITEMS.c.attempts + 1,
+                    updated_at=_now(),
+                )
             )
             return list(rows)
 
@@ -311,10 +332,19 @@ class BatchQueue:
     def join(self) -> None:
         """Register this worker (status ``running``)."""
         now = _clock(self.memory.engine.dialect.name)
-        insert = _insert(self.memory.engine.dialect.name)(BATCH_WORKERS).values(
-            id=self.worker_id, batch_id=self.batch_id, host=self.host, pid=self.pid,
-            status="running", started_at=now, heartbeat_at=now,
-        ).on_conflict_do_nothing(index_elements=[BATCH_WORKERS.c.id])  # a retry after a lost commit
+        insert = (
+            _insert(self.memory.engine.dialect.name)(BATCH_WORKERS)
+            .values(
+                id=self.worker_id,
+                batch_id=self.batch_id,
+                host=self.host,
+                pid=self.pid,
+                status="running",
+                started_at=now,
+                heartbeat_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[BATCH_WORKERS.c.id])
+        )  # a retry after a lost commit
         self._transact(lambda conn: conn.execute(insert))  # fmt: skip
 
     def heartbeat(self) -> bool:
@@ -358,7 +388,12 @@ class BatchQueue:
             return set()
         keys: dict[int, str] = {}
         for worker in workers:  # a worker is one process: its latest task names it
-            latest = sa.select(TASKS.c.meta).where(worker_of(conn.dialect.name) == worker).order_by(TASKS.c.created_at.desc()).limit(1)
+            latest = (
+                sa.select(TASKS.c.meta)
+                .where(worker_of(conn.dialect.name) == worker)
+                .order_by(TASKS.c.created_at.desc())
+                .limit(1)
+            )
             meta = conn.execute(latest).scalar()
             info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
             if isinstance(info, dict) and info.get("lease") is True and info.get("host") != self.host:
@@ -394,7 +429,9 @@ class BatchQueue:
                 )  # fmt: skip
                 ended = {r.qid: r for r in conn.execute(query)}
             for qid, task in ended.items():
-                cost = task.cost_usd + sum(_costs(conn, continued(task.meta)).values())  # the query's, across its tasks
+                cost = task.cost_usd + sum(
+                    _costs(conn, continued(task.meta)).values()
+                )  # the query's, across its tasks
                 conn.execute(
                     sa.update(BATCH_ITEMS)
                     .where(running, BATCH_ITEMS.c.query_id == qid)
@@ -408,16 +445,24 @@ class BatchQueue:
             # calls in flight when the workers stopped: stored as failed steps at their worst case
             settle_unsettled(conn, [t.id for t in closing], when="by reconcile")
             tasks = conn.execute(
-                sa.update(TASKS).where(stopped).values(status="interrupted", cost_usd=steps_cost, finished_at=now)
+                sa.update(TASKS)
+                .where(stopped)
+                .values(status="interrupted", cost_usd=steps_cost, finished_at=now)
             ).rowcount
             # an interrupted item costs what its tasks were charged now, the settled calls included
             for task in {t.qid: t for t in closing if t.qid in claimed}.values():
                 cost = sum(_costs(conn, [task.id, *continued(task.meta)]).values())
-                conn.execute(sa.update(BATCH_ITEMS).where(running, BATCH_ITEMS.c.query_id == task.qid).values(cost_usd=cost))
+                conn.execute(
+                    sa.update(BATCH_ITEMS)
+                    .where(running, BATCH_ITEMS.c.query_id == task.qid)
+                    .values(cost_usd=cost)
+                )
             items = conn.execute(
                 sa.update(BATCH_ITEMS).where(running).values(status="interrupted", updated_at=now)
             ).rowcount
-            conn.execute(sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id.in_(workers)).values(status=status))
+            conn.execute(
+                sa.update(BATCH_WORKERS).where(BATCH_WORKERS.c.id.in_(workers)).values(status=status)
+            )
             return Reconciled(tuple(workers), max(tasks, 0), max(items, 0))
 
         return self._transact(body)
@@ -451,15 +496,22 @@ class BatchQueue:
         """Items by status."""
         with self.memory._read() as conn:  # noqa: SLF001 - same package
             rows = conn.execute(
-                sa.select(BATCH_ITEMS.c.status, sa.func.count()).where(self._where()).group_by(BATCH_ITEMS.c.status)
+                sa.select(BATCH_ITEMS.c.status, sa.func.count())
+                .where(self._where())
+                .group_by(BATCH_ITEMS.c.status)
             ).all()
         return {status: int(n) for status, n in rows}
 
-    def items(self, statuses: Sequence[str] | None = None, *, gone_workers: bool = False) -> list[dict[str, Any]]:
+    def items(
+        self, statuses: Sequence[str] | None = None, *, gone_workers: bool = False
+    ) -> list[dict[str, Any]]:
         """The batch's item rows (``query_id``, ``status``, ``task_id``, ``attempts``, ``cost_usd``,
         ``error``, ``worker``), in input order; ``gone_workers``: only those last run by a worker that
         is no longer running (earlier runs, not a concurrent process)."""
-        cols = [BATCH_ITEMS.c[name] for name in ("query_id", "status", "task_id", "attempts", "cost_usd", "error", "worker")]
+        cols = [
+            BATCH_ITEMS.c[name]
+            for name in ("query_id", "status", "task_id", "attempts", "cost_usd", "error", "worker")
+        ]
         clauses = [BATCH_ITEMS.c.status.in_(list(statuses))] if statuses else []
         if gone_workers:
             running = sa.select(BATCH_WORKERS.c.id).where(
@@ -481,5 +533,9 @@ def continued(meta: Any) -> list[str]:
 def _costs(conn: sa.Connection, task_ids: Sequence[str]) -> dict[str, float]:
     if not task_ids:
         return {}
-    found = dict(conn.execute(sa.select(TASKS.c.id, TASKS.c.cost_usd).where(TASKS.c.id.in_(list(task_ids)))).tuples().all())
+    found = dict(
+        conn.execute(sa.select(TASKS.c.id, TASKS.c.cost_usd).where(TASKS.c.id.in_(list(task_ids))))
+        .tuples()
+        .all()
+    )
     return {i: float(found[i] or 0.0) for i in task_ids if i in found}

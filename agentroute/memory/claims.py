@@ -75,7 +75,9 @@ def lease_check_s() -> float:
         value = math.nan
     low, high = LEASE_CHECK_RANGE
     if not low <= value <= high:  # NaN fails too
-        raise ConfigurationError(f"$AGENTROUTE_LEASE_CHECK_S must be a number of seconds in [{low:g}, {high:g}] (got {raw!r})")
+        raise ConfigurationError(
+            f"$AGENTROUTE_LEASE_CHECK_S must be a number of seconds in [{low:g}, {high:g}] (got {raw!r})"
+        )
     return value
 
 
@@ -97,7 +99,11 @@ def __getattr__(name: str) -> float:
 
 
 #: Per-session TCP keepalives: the server ends the session of a lost host after about 10 + 4 × 5 s.
-_KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 4")
+_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 10",
+    "SET tcp_keepalives_interval = 5",
+    "SET tcp_keepalives_count = 4",
+)
 
 
 def _step_s(check_s: float) -> int:
@@ -232,9 +238,13 @@ class TaskClaims:
             if self.on_retaken is not None:
                 self.on_retaken()
         for task_id in self._held:
-            got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": claim_key(task_id)})
+            got = self._conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": claim_key(task_id)}
+            )
             if not got.scalar_one():
-                log.error("memory: task %s was claimed by another worker while the connection was down", task_id)
+                log.error(
+                    "memory: task %s was claimed by another worker while the connection was down", task_id
+                )
 
     def claim(self, task_id: str) -> bool:
         """Claim ``task_id`` for this process; ``False`` when another process holds it."""

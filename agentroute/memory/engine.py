@@ -64,6 +64,7 @@ def tcp_settings(libpq_version: int) -> dict[str, int]:
         return dict(TCP_KEEPALIVES)
     return {k: v for k, v in TCP_KEEPALIVES.items() if k != "tcp_user_timeout"}
 
+
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 _OPEN: dict[str, dict[int, sqlite3.Connection]] = {}
 """This process's memory connections to each SQLite file (by its real path), by ``id``: whether the
@@ -121,7 +122,9 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: Mapping[str, Any] | None = None) -> Engine:
+def create_memory_engine(
+    url: str | URL | None, *, pooled: bool = True, libpq: Mapping[str, Any] | None = None
+) -> Engine:
     """An engine for the memory: SQLite in WAL mode with a busy timeout (a write transaction taking
     the write lock as it begins: ``BEGIN IMMEDIATE``), or PostgreSQL via psycopg
     (connections checked before use, opening one bounded by :data:`CONNECT_TIMEOUT_S`, a half-open
@@ -158,7 +161,11 @@ def create_memory_engine(url: str | URL | None, *, pooled: bool = True, libpq: M
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a parent that is a file, a read-only or missing mount: not a traceback
             above = next((p for p in path.absolute().parents if p.exists()), None)
-            why = f"{above} is a file, not a folder" if above is not None and not above.is_dir() else exc.strerror or exc
+            why = (
+                f"{above} is a file, not a folder"
+                if above is not None and not above.is_dir()
+                else exc.strerror or exc
+            )
             raise ConfigurationError(
                 f"memory URL {safe_url(parsed)!r}: cannot create its folder {path.parent} ({why})"
             ) from None
@@ -246,7 +253,9 @@ def write_locked(engine: Engine, wait_s: float = 0.0) -> bool:
 def _busy(url: URL, wait_s: float) -> bool:
     """Whether a ``BEGIN IMMEDIATE`` on ``url``'s file is refused as busy after ``wait_s``."""
     try:  # mode=rw: a missing file is not created
-        conn = sqlite3.connect(f"{Path(url.database or '').absolute().as_uri()}?mode=rw", uri=True, timeout=wait_s)
+        conn = sqlite3.connect(
+            f"{Path(url.database or '').absolute().as_uri()}?mode=rw", uri=True, timeout=wait_s
+        )
     except sqlite3.Error:
         return False
     try:

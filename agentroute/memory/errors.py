@@ -8,7 +8,14 @@ from typing import Any
 from agentroute.errors import AgentrouteError
 from agentroute.memory.codec import write_task_id
 
-__all__ = ["MemoryStoreError", "MemoryWriteError", "TaskBusyError", "WRITES_REFUSED", "first_line", "refuses_writes"]
+__all__ = [
+    "MemoryStoreError",
+    "MemoryWriteError",
+    "TaskBusyError",
+    "WRITES_REFUSED",
+    "first_line",
+    "refuses_writes",
+]
 
 WRITES_REFUSED = ("25006", "42501")
 """SQLSTATEs of a PostgreSQL database that refuses writes for good: a read-only transaction (a
@@ -59,7 +66,11 @@ class MemoryWriteError(MemoryStoreError):
     @property
     def task_ids(self) -> list[str]:
         """The ids of the tasks whose writes failed, each once, in the order of their first failure."""
-        return list(dict.fromkeys(t for kind, payload, _ in self.failures if (t := write_task_id(kind, payload)) is not None))
+        return list(
+            dict.fromkeys(
+                t for kind, payload, _ in self.failures if (t := write_task_id(kind, payload)) is not None
+            )
+        )
 
 
 TASK_IDS_SHOWN = 5

@@ -46,7 +46,9 @@ def head_revision() -> str:
 @cache
 def known_revisions() -> frozenset[str]:
     """Every revision shipped with this version of agentroute."""
-    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+    return frozenset(
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    )
 
 
 def _check_known(revision: str | None) -> None:

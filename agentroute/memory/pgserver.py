@@ -82,7 +82,9 @@ class PostgresServer:
         """SQLAlchemy URL of the ``postgres`` database (with the password, when there is one)."""
         import sqlalchemy as sa
 
-        url = sa.URL.create("postgresql+psycopg", "postgres", self.password, "127.0.0.1", self.port, "postgres")
+        url = sa.URL.create(
+            "postgresql+psycopg", "postgres", self.password, "127.0.0.1", self.port, "postgres"
+        )
         return url.render_as_string(hide_password=False)
 
     def _cmd(self, *args: str) -> list[str]:

@@ -153,7 +153,11 @@ def _liveness(meta: Any, here: str, cache: dict[tuple[int, Any], bool], leases: 
     """How a task's process stands (``released``: gone by its lease, another host's); ``leases``:
     the leases held now (PostgreSQL), else ``None``."""
     info = meta.get(PROCESS_KEY) if isinstance(meta, dict) else None
-    if not isinstance(info, dict) or not isinstance(info.get("pid"), int) or not isinstance(info.get("host"), str):
+    if (
+        not isinstance(info, dict)
+        or not isinstance(info.get("pid"), int)
+        or not isinstance(info.get("host"), str)
+    ):
         return "unknown"
     if info["host"] != here:
         name, _, boot = info["host"].partition("/")
@@ -180,7 +184,11 @@ def running_tasks(conn: sa.Connection) -> RunningTasks:
     """Sort the memory's ``running`` tasks by their process (see :class:`RunningTasks`)."""
     found, here = RunningTasks(), host_key()
     cache: dict[tuple[int, int | None], bool] = {}
-    query = sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.status == "running").order_by(TASKS.c.created_at, TASKS.c.id)
+    query = (
+        sa.select(TASKS.c.id, TASKS.c.meta)
+        .where(TASKS.c.status == "running")
+        .order_by(TASKS.c.created_at, TASKS.c.id)
+    )
     rows = conn.execute(query).all()
     leases: set[int] | None = None
     if conn.dialect.name == "postgresql":  # read after the rows: a lease seen released was released before
@@ -217,7 +225,9 @@ def reconcile_running(conn: sa.Connection, task_ids: Iterable[str] | None = None
         gone = [t for t in gone if t in wanted]
 
     def why(info: dict[str, Any]) -> str:
-        ended = "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"
+        ended = (
+            "released its lease" if info.get("host") != host_key() and info.get("lease") is True else "ended"
+        )
         return f"its process ({info.get('pid')} on {info.get('host')}) {ended} while it ran"
 
     return _close(conn, gone, why)
@@ -254,11 +264,17 @@ def _close(conn: sa.Connection, task_ids: list[str], why: Callable[[dict[str, An
         return Closed()
     now = datetime.now(UTC)
     steps_cost = (
-        sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id).scalar_subquery()
+        sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0))
+        .where(STEPS.c.task_id == TASKS.c.id)
+        .scalar_subquery()
     )
     closed: list[str] = []
-    rows = conn.execute(sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(task_ids), TASKS.c.status == "running")).all()
-    settled = settle_unsettled(conn, [task_id for task_id, _ in rows], when="by reconcile")  # calls in flight: their worst case
+    rows = conn.execute(
+        sa.select(TASKS.c.id, TASKS.c.meta).where(TASKS.c.id.in_(task_ids), TASKS.c.status == "running")
+    ).all()
+    settled = settle_unsettled(
+        conn, [task_id for task_id, _ in rows], when="by reconcile"
+    )  # calls in flight: their worst case
     for task_id, meta in rows:
         meta = meta if isinstance(meta, dict) else {}
         info = meta.get(PROCESS_KEY)

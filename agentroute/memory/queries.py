@@ -74,7 +74,9 @@ STEP_COLUMNS.append(sa.cast(STEPS.c.decision, sa.Text).label("decision"))
 """The columns of ``steps`` with the decision as JSON text, which pydantic parses in one pass."""
 
 
-def latest_feedback(column: sa.Column[Any], task_id: sa.ColumnElement[Any] = TASKS.c.id) -> sa.ScalarSelect[Any]:
+def latest_feedback(
+    column: sa.Column[Any], task_id: sa.ColumnElement[Any] = TASKS.c.id
+) -> sa.ScalarSelect[Any]:
     """``column`` of the task's latest feedback (the newest given: by ``created_at``, then ``id``),
     correlated to ``tasks`` (or of the task ``task_id`` names): the one whose score is the task's
     (the writer's rule)."""
@@ -99,9 +101,7 @@ def _steps_by_task(
     conn: sa.Connection, task_ids: list[str], agents: dict[Any, Agent]
 ) -> dict[str, list[Step]]:
     query = (
-        sa.select(*STEP_COLUMNS)
-        .where(STEPS.c.task_id.in_(task_ids))
-        .order_by(STEPS.c.task_id, *step_order())
+        sa.select(*STEP_COLUMNS).where(STEPS.c.task_id.in_(task_ids)).order_by(STEPS.c.task_id, *step_order())
     )
     by_task: dict[str, list[Step]] = {}
     for row in conn.execute(query).mappings():

@@ -37,7 +37,16 @@ from agentroute.memory import codec  # the module: codec → processes → here,
 from agentroute.memory.tables import ATTEMPTS, AUDIT, STEPS, TASKS
 from agentroute.types import Agent, AuditEvent, Step
 
-__all__ = ["replace_settled", "settle_unsettled", "settled_tasks", "settling_audits", "settling_step_id", "settling_steps", "spent", "unsettled"]
+__all__ = [
+    "replace_settled",
+    "settle_unsettled",
+    "settled_tasks",
+    "settling_audits",
+    "settling_step_id",
+    "settling_steps",
+    "spent",
+    "unsettled",
+]
 
 #: Task ids per query (SQLite's bound-parameter limit is far above; a reconcile may close thousands).
 _CHUNK = 500
@@ -127,11 +136,15 @@ def settle_unsettled(conn: sa.Connection, task_ids: Sequence[str], *, when: str)
     found: list[Attempt] = []
     ordered = sorted(set(task_ids))  # one lock order for every reconcile: no deadlock between two
     for start in range(0, len(ordered), _CHUNK):
-        running = sa.select(TASKS.c.id).where(TASKS.c.id.in_(ordered[start : start + _CHUNK]), TASKS.c.status == "running")
+        running = sa.select(TASKS.c.id).where(
+            TASKS.c.id.in_(ordered[start : start + _CHUNK]), TASKS.c.status == "running"
+        )
         chunk = list(conn.execute(running.order_by(TASKS.c.id).with_for_update()).scalars())
         if not chunk:
             continue
-        settled = sa.exists().where(STEPS.c.task_id == ATTEMPTS.c.task_id, STEPS.c.step_index == ATTEMPTS.c.step_index)
+        settled = sa.exists().where(
+            STEPS.c.task_id == ATTEMPTS.c.task_id, STEPS.c.step_index == ATTEMPTS.c.step_index
+        )
         query = (
             sa.select(ATTEMPTS).where(ATTEMPTS.c.task_id.in_(chunk), ~settled)
             .order_by(ATTEMPTS.c.task_id, ATTEMPTS.c.created_at, ATTEMPTS.c.id)
@@ -149,11 +162,15 @@ def settled_tasks(conn: sa.Connection, steps: Iterable[dict[str, Any]]) -> set[s
     """The tasks of step rows ``steps`` holding a settling step of the same index (a reconcile
     elsewhere settled the call they store): a primary-key lookup, on the driver (SQLAlchemy's
     ``IN`` costs 3–5× the query: every commit of a batch worker's steps runs it)."""
-    ids = sorted({key for row in steps if (key := settling_step_id(row["task_id"], row["step_index"])) != row["id"]})
+    ids = sorted(
+        {key for row in steps if (key := settling_step_id(row["task_id"], row["step_index"])) != row["id"]}
+    )
     if not ids:
         return set()
     if conn.dialect.name == "postgresql":
-        return set(conn.exec_driver_sql(f"SELECT task_id FROM {STEPS.name} WHERE id = ANY(%s)", (ids,)).scalars())
+        return set(
+            conn.exec_driver_sql(f"SELECT task_id FROM {STEPS.name} WHERE id = ANY(%s)", (ids,)).scalars()
+        )
     found: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
@@ -171,8 +188,14 @@ def replace_settled(conn: sa.Connection, task_ids: Iterable[str]) -> int:
     real = sa.alias(STEPS)
     replaced = []
     for start in range(0, len(ordered), _CHUNK):
-        settling = STEPS.c.id == sa.literal("settled-") + STEPS.c.task_id + "-" + sa.cast(STEPS.c.step_index, sa.String)
-        by_itself = sa.and_(real.c.task_id == STEPS.c.task_id, real.c.step_index == STEPS.c.step_index, real.c.id != STEPS.c.id)
+        settling = STEPS.c.id == sa.literal("settled-") + STEPS.c.task_id + "-" + sa.cast(
+            STEPS.c.step_index, sa.String
+        )
+        by_itself = sa.and_(
+            real.c.task_id == STEPS.c.task_id,
+            real.c.step_index == STEPS.c.step_index,
+            real.c.id != STEPS.c.id,
+        )
         query = (
             sa.select(STEPS.c.id, STEPS.c.task_id, STEPS.c.step_index, STEPS.c.cost_usd,
                       sa.select(sa.func.sum(real.c.cost_usd)).where(by_itself).scalar_subquery().label("paid"))
@@ -192,7 +215,9 @@ def replace_settled(conn: sa.Connection, task_ids: Iterable[str]) -> int:
                 f"${r.paid:.6g}, not the worst case ${r.cost_usd:.6g}"
             ))
         )  # fmt: skip
-    steps_cost = sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(STEPS.c.task_id == TASKS.c.id)
+    steps_cost = sa.select(sa.func.coalesce(sa.func.sum(STEPS.c.cost_usd), 0.0)).where(
+        STEPS.c.task_id == TASKS.c.id
+    )
     conn.execute(
         sa.update(TASKS)
         .where(TASKS.c.id.in_({r.task_id for r in replaced}), TASKS.c.status != "running")

@@ -103,7 +103,9 @@ class TaskWatch:
         return sum(s.cost_usd for s in self.steps if s.task_id == task_id)
 
 
-_WATCH: contextvars.ContextVar[TaskWatch | None] = contextvars.ContextVar("agentroute_task_watch", default=None)
+_WATCH: contextvars.ContextVar[TaskWatch | None] = contextvars.ContextVar(
+    "agentroute_task_watch", default=None
+)
 
 
 @contextlib.contextmanager
@@ -118,6 +120,7 @@ def watch_tasks() -> Iterator[TaskWatch]:
     finally:
         _WATCH.reset(token)
 
+
 log = logging.getLogger("agentroute.memory")
 
 
@@ -128,11 +131,18 @@ MAX_FLUSH_INTERVAL_S = 86_400.0
 
 
 def _where(
-    *, graph: str | None, status: Sequence[str] | None, since: datetime | None, with_score: bool, limit: int | None
+    *,
+    graph: str | None,
+    status: Sequence[str] | None,
+    since: datetime | None,
+    with_score: bool,
+    limit: int | None,
 ) -> list[sa.ColumnElement[bool]]:
     """The filters of :meth:`SQLMemory.trajectories`, checked: a bad ``limit`` or ``since`` is a
     :class:`ConfigurationError` (a negative limit returned nothing; a text ``since`` failed in SQLAlchemy)."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0):
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0
+    ):
         raise ConfigurationError(f"limit must be a non-negative whole number or None (got {limit!r})")
     if since is not None and not isinstance(since, datetime):
         raise ConfigurationError(
@@ -146,7 +156,9 @@ def _where(
 
 
 @contextlib.contextmanager
-def write_transaction(engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Iterator[sa.Connection]:
+def write_transaction(
+    engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]
+) -> Iterator[sa.Connection]:
     """One write transaction, committed unless its body raises; on SQLite ``BEGIN IMMEDIATE`` takes
     the write lock up front (live processes write too)."""
     with lock, engine.connect() as conn:
@@ -160,7 +172,9 @@ def write_transaction(engine: sa.Engine, lock: contextlib.AbstractContextManager
         conn.commit()
 
 
-def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]) -> int:
+def _replace_settled(
+    writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any], task_ids: list[str]
+) -> int:
     """:meth:`SQLMemory.taken_for_dead` (a function: a lease's callback holds no memory alive)."""
     writer.replacing = True
     writer.drain()
@@ -168,7 +182,9 @@ def _replace_settled(writer: BatchWriter, engine: sa.Engine, lock: contextlib.Ab
         return replace_settled(conn, task_ids)
 
 
-def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]) -> Callable[[], None]:
+def _on_retaken(
+    writer: BatchWriter, engine: sa.Engine, lock: contextlib.AbstractContextManager[Any]
+) -> Callable[[], None]:
     """The lease's callback (:attr:`TaskClaims.on_retaken`): :func:`_replace_settled` for the tasks of
     the steps committed since the lease was last found held (:attr:`BatchWriter.stepped`), on a
     thread of its own, as the claims' lock is held and the writer may wait on it."""
@@ -176,14 +192,19 @@ def _on_retaken(writer: BatchWriter, engine: sa.Engine, lock: contextlib.Abstrac
     def replace(task_ids: list[str]) -> None:
         try:
             if replaced := _replace_settled(writer, engine, lock, task_ids):
-                log.warning("memory: this process was taken for dead while its lease was lost: %d settled call(s) replaced by its own steps", replaced)
+                log.warning(
+                    "memory: this process was taken for dead while its lease was lost: %d settled call(s) replaced by its own steps",
+                    replaced,
+                )
         except Exception as exc:  # noqa: BLE001 - the reconcile's worst case stays stored
             log.error("memory: replacing settled calls after the lease was taken again: %s", first_line(exc))
 
     def retaken() -> None:
         writer.replacing = True  # its steps from now on, before the thread starts
         stepped = list(writer.stepped.copy()) if writer.stepped is not None else []
-        threading.Thread(target=replace, args=(stepped,), name="agentroute-memory-settled", daemon=True).start()
+        threading.Thread(
+            target=replace, args=(stepped,), name="agentroute-memory-settled", daemon=True
+        ).start()
 
     return retaken
 
@@ -270,7 +291,9 @@ class SQLMemory(MemoryStore):
         if (
             isinstance(flush_interval_s, bool)
             or not isinstance(flush_interval_s, numbers.Real)
-            or not 0 <= flush_interval_s <= MAX_FLUSH_INTERVAL_S  # NaN fails too; inf killed the writer thread
+            or not 0
+            <= flush_interval_s
+            <= MAX_FLUSH_INTERVAL_S  # NaN fails too; inf killed the writer thread
         ):
             raise ConfigurationError(
                 f"flush_interval_s must be a number of seconds in [0, {MAX_FLUSH_INTERVAL_S:g}] (got {flush_interval_s!r})"
@@ -293,7 +316,9 @@ class SQLMemory(MemoryStore):
         self.flush_interval_s: float = flush_interval_s
         self.max_pending: int = max_pending
         # before the memory's own engine: a wrong $AGENTROUTE_LEASE_CHECK_S is refused with nothing open
-        self._claims: TaskClaims | None = TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
+        self._claims: TaskClaims | None = (
+            TaskClaims(parsed) if parsed.get_backend_name() == "postgresql" else None
+        )
         self.engine: sa.Engine = create_memory_engine(parsed)
         try:
             if migrate:
@@ -424,7 +449,9 @@ class SQLMemory(MemoryStore):
         if (watch := _WATCH.get()) is not None:
             watch.steps.append(step)
 
-    def record_batch_item(self, row: dict[str, Any], on_commit: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def record_batch_item(
+        self, row: dict[str, Any], on_commit: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         """Record a batch item's outcome, committed with the task writes recorded before it
         (see :mod:`agentroute.memory.batches`); ``on_commit(row)`` runs on the writer thread after,
         with the row as stored."""
@@ -548,7 +575,9 @@ class SQLMemory(MemoryStore):
         :data:`STOP_LOCKED_S`: the writes waiting for it are given up at once
         (:meth:`give_up_writes`; a try in flight waits the file's 30 s busy timeout, which nothing
         cuts short). Any other close waits for the lock, as for the other writers of the file."""
-        if retry_s is not None and (isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not retry_s >= 0):
+        if retry_s is not None and (
+            isinstance(retry_s, bool) or not isinstance(retry_s, numbers.Real) or not retry_s >= 0
+        ):
             raise ConfigurationError(f"retry_s must be a number of seconds ≥ 0 (got {retry_s!r})")
         if self.closed:
             return
@@ -558,7 +587,11 @@ class SQLMemory(MemoryStore):
             _shutdown(self._writer, self.engine, self._claims, self._pid)
             return
         try:
-            if self.pending_writes and isinstance(sys.exc_info()[1], KeyboardInterrupt) and held_throughout(self.engine, STOP_LOCKED_S):
+            if (
+                self.pending_writes
+                and isinstance(sys.exc_info()[1], KeyboardInterrupt)
+                and held_throughout(self.engine, STOP_LOCKED_S)
+            ):
                 self.give_up_writes(
                     f"not stored: the memory was closed while another process held the write lock of "
                     f"{self.engine.url.database}; what was stored stays, as after a crash: "
@@ -670,7 +703,9 @@ class SQLMemory(MemoryStore):
         if released := set(gone) & set(running.released):
             # a live process whose lease connection was dropped takes it again: look once more later
             grace_s = claims.lease_grace_s()
-            log.info("memory: waiting %g s to see that %d released lease(s) stay released", grace_s, len(released))
+            log.info(
+                "memory: waiting %g s to see that %d released lease(s) stay released", grace_s, len(released)
+            )
             time.sleep(grace_s)
         if not gone:
             return processes.Closed()

@@ -270,11 +270,16 @@ def task_upsert(dialect: str, *, guarded: bool = False) -> sa.Insert:
     the rows written, summed over an ``executemany`` (SQLAlchemy keeps no INSERT's rowcount unless
     told: it read -1, so every write of tasks on PostgreSQL ran the rare path's query)."""
     stmt: postgresql.Insert | sqlite.Insert = (
-        postgresql.insert(TASKS).values(score=NEWEST_FEEDBACK_SCORE) if dialect == "postgresql" else sqlite.insert(TASKS)
+        postgresql.insert(TASKS).values(score=NEWEST_FEEDBACK_SCORE)
+        if dialect == "postgresql"
+        else sqlite.insert(TASKS)
     )
     upsert = stmt.on_conflict_do_update(
         index_elements=[TASKS.c.id],
-        set_={name: sa.literal_column(KEPT_SCORE_SQL) if name == "score" else stmt.excluded[name] for name in TASK_UPDATES},
+        set_={
+            name: sa.literal_column(KEPT_SCORE_SQL) if name == "score" else stmt.excluded[name]
+            for name in TASK_UPDATES
+        },
         where=sa.text(f"NOT ({TAKEN_BACK_SQL})") if guarded else None,
     )
     return upsert.execution_options(preserve_rowcount=True) if guarded else upsert
@@ -292,7 +297,12 @@ SQLITE_MAX_VALUES = 30_000
 
 
 def bulk_insert(
-    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, update: tuple[str, ...] = (), where: str = ""
+    conn: Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    *,
+    update: tuple[str, ...] = (),
+    where: str = "",
 ) -> int:
     """Insert many rows on the driver directly, inside the connection's transaction.
 
@@ -341,8 +351,12 @@ def bulk_insert(
         if update:
             kept = {"score": KEPT_SCORE_SQL} if table is TASKS else {}
             sets = ", ".join(f"{quote(n)} = {kept.get(n, f'excluded.{quote(n)}')}" for n in update)
-            conflict = f" ON CONFLICT ({quote('id')}) DO UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
-        most = min(SQLITE_MAX_VALUES, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # older builds allow 999
+            conflict = f" ON CONFLICT ({quote('id')}) DO UPDATE SET {sets}" + (
+                f" WHERE {where}" if where else ""
+            )
+        most = min(
+            SQLITE_MAX_VALUES, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        )  # older builds allow 999
         per_statement = max(1, most // len(names))
         written = 0
         for first in range(0, len(values), per_statement):
@@ -375,7 +389,9 @@ def set_items(conn: Connection, items: list[BatchItemWrite]) -> None:
     for row in refused:
         if isinstance(row.get("task_id"), str):
             conn.execute(
-                sa.update(TASKS).where(TASKS.c.id == row["task_id"], TASKS.c.status != "running").values(status="interrupted")
+                sa.update(TASKS)
+                .where(TASKS.c.id == row["task_id"], TASKS.c.status != "running")
+                .values(status="interrupted")
             )
         conn.execute(
             sa.update(BATCH_ITEMS)
@@ -431,7 +447,9 @@ class BatchWriter:
         self.committed = 0
         self.batches = 0
         self._lease = lease  # called before task rows are built: whether the process holds its lease here
-        self.replacing = False  # what it learnt: it was taken for dead (_replace, taken_for_dead, a lease taken back)
+        self.replacing = (
+            False  # what it learnt: it was taken for dead (_replace, taken_for_dead, a lease taken back)
+        )
         """Whether each batch of steps replaces every settling step of its tasks, without a lookup: its process was
         taken for dead while it lived. Wins over :attr:`watching`."""
         self.watching = False  # what it is: a batch worker, retirable while alive (set by its first claim)
@@ -470,7 +488,9 @@ class BatchWriter:
         self._markers: list[_Flush] = []  # the flushes waiting on the batch being written
         self._stored_ids: set[int] = set()  # id(payload) of its writes committed (a batch split on its data)
         self._given_up: BaseException | None = None  # give_up()'s error: nothing more is committed
-        self._ending = threading.Lock()  # a commit and give_up(), one at a time: no write both stored and failed
+        self._ending = (
+            threading.Lock()
+        )  # a commit and give_up(), one at a time: no write both stored and failed
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -526,14 +546,18 @@ class BatchWriter:
                 self._stop_asked, self._stop_grace = time.monotonic(), RETRY_S if retry_s is None else retry_s
             self._queue.put(_STOP)
             self._wake.set()
-            if threading.current_thread() is not self._thread and self._given_up is None:  # a finalizer may run on it
+            if (
+                threading.current_thread() is not self._thread and self._given_up is None
+            ):  # a finalizer may run on it
                 self._thread.join(max(self._stop_grace, 0.0) + STUCK_S)
                 if self._thread.is_alive():  # the try hangs: the database never answers (was: waited forever)
                     self.give_up(MemoryStoreError(
                         f"not stored: the database did not answer the memory's writer within {STUCK_S:g}s of its stop"
                     ), wait_s=0)  # fmt: skip
         if self._given_up is not None:
-            self.give_up(self._given_up, logged=False, wait_s=0)  # the writes recorded since: raised by close()
+            self.give_up(
+                self._given_up, logged=False, wait_s=0
+            )  # the writes recorded since: raised by close()
 
     def give_up(self, error: BaseException, *, logged: bool = True, wait_s: float | None = None) -> int:
         """Stop committing now: the writes not yet committed — the batch being written and those
@@ -546,12 +570,16 @@ class BatchWriter:
         try:
             self._given_up = error
             markers, self._markers = self._markers, []
-            held = [op for op in self._writing if id(op[1]) not in self._stored_ids]  # a split batch's parts stored
+            held = [
+                op for op in self._writing if id(op[1]) not in self._stored_ids
+            ]  # a split batch's parts stored
             self._writing = []
         finally:
             if ended:
                 self._ending.release()
-        held = [op for op in [*held, *self._take_rest(markers)] if self._withdrawn.get(id(op[1])) is not op[1]]
+        held = [
+            op for op in [*held, *self._take_rest(markers)] if self._withdrawn.get(id(op[1])) is not op[1]
+        ]
         self._queue.put(_STOP)
         self._wake.set()
         self._fail([(kind, payload, error) for kind, payload in held], logged=logged)
@@ -699,7 +727,12 @@ class BatchWriter:
             if (where := self._row_of(kind, payload)) is not None:
                 table, clause = where
                 with self._lock, self.engine.connect() as conn:
-                    return conn.execute(sa.select(sa.literal(1)).select_from(table).where(clause).limit(1)).first() is not None
+                    return (
+                        conn.execute(
+                            sa.select(sa.literal(1)).select_from(table).where(clause).limit(1)
+                        ).first()
+                        is not None
+                    )
         return False
 
     def _row_of(self, kind: str, payload: Any) -> tuple[sa.Table, sa.ColumnElement[bool]] | None:
@@ -709,7 +742,11 @@ class BatchWriter:
             table, key = (STEPS if kind == STEP else AUDIT), getattr(payload, "id", None)
         elif kind == ATTEMPT:
             table, key = ATTEMPTS, self._attempt_ids.get(id(payload))
-        elif kind == FEEDBACK_SCORE and isinstance(payload, dict) and {"task_id", "source", "created_at"} <= payload.keys():
+        elif (
+            kind == FEEDBACK_SCORE
+            and isinstance(payload, dict)
+            and {"task_id", "source", "created_at"} <= payload.keys()
+        ):
             columns = FEEDBACK.c
             return FEEDBACK, sa.and_(
                 columns.task_id == payload["task_id"],
@@ -812,7 +849,9 @@ class BatchWriter:
                     return
                 rest = self._hold_back(rest)  # its end lost: its batch item too
         self._split(rest)
-        if task_id is not None and rows and self._missing.get(task_id, 0) > missing:  # stored whole before the loss
+        if (
+            task_id is not None and rows and self._missing.get(task_id, 0) > missing
+        ):  # stored whole before the loss
             try:
                 self._commit(rows)  # again: not finished whole now
             except Exception as exc:  # noqa: BLE001 - recorded like any lost write
@@ -844,7 +883,9 @@ class BatchWriter:
         with self._errors_lock:
             self._errors.extend(failures)
             self._lost_tasks.update(
-                task_id for kind, payload, _ in failures if kind == START and (task_id := write_task_id(kind, payload))
+                task_id
+                for kind, payload, _ in failures
+                if kind == START and (task_id := write_task_id(kind, payload))
             )
             self._unfinished.update(
                 task_id
@@ -890,13 +931,18 @@ class BatchWriter:
             else:
                 raise ValueError(f"unknown memory write kind {kind!r}")
         lease = bool(latest) and self._lease is not None and self._lease()
-        tasks = {task_id: task_row(task, finished=finished, lease=lease) for task_id, (task, finished) in latest.items()}
+        tasks = {
+            task_id: task_row(task, finished=finished, lease=lease)
+            for task_id, (task, finished) in latest.items()
+        }
         if self._missing:
             for task_id, row in tasks.items():
                 if task_id in self._missing:
                     _incomplete(row, self._missing[task_id])
             for item in items:
-                if (lost := self._missing.get(str(item.row.get("task_id")))) and item.row.get("status") in FINISHED_WHOLE:
+                if (lost := self._missing.get(str(item.row.get("task_id")))) and item.row.get(
+                    "status"
+                ) in FINISHED_WHOLE:
                     item.row = {**item.row, "status": "failed", "error": _missing_text(lost)}
         self._committing = False
         try:
@@ -928,8 +974,16 @@ class BatchWriter:
         """Upsert task rows; ``guarded``: not over rows closed by another process (:data:`TAKEN_BACK_SQL`).
         Returns the rows written."""
         if conn.dialect.name == "sqlite":
-            return bulk_insert(conn, TASKS, rows, update=TASK_UPDATES, where=TAKEN_BACK_SQL.join(("NOT (", ")")) if guarded else "")
-        rows = [{**row, "b_id": row["id"], "b_score": row["score"]} for row in rows]  # NEWEST_FEEDBACK_SCORE's
+            return bulk_insert(
+                conn,
+                TASKS,
+                rows,
+                update=TASK_UPDATES,
+                where=TAKEN_BACK_SQL.join(("NOT (", ")")) if guarded else "",
+            )
+        rows = [
+            {**row, "b_id": row["id"], "b_score": row["score"]} for row in rows
+        ]  # NEWEST_FEEDBACK_SCORE's
         return int(conn.execute(self._upsert if guarded else self._upsert_all, rows).rowcount)
 
     def _take_back(self, conn: Connection, tasks: dict[str, dict[str, Any]]) -> None:
@@ -937,11 +991,17 @@ class BatchWriter:
         elsewhere, or by this process stopping the task earlier), their steps replacing the calls a
         reconcile settled for them. Settling steps replaced tell that a reconcile took this process
         for dead while it lived: from then on its steps replace settled calls as they are stored."""
-        left = list(conn.execute(sa.select(TASKS.c.id).where(TASKS.c.id.in_(list(tasks)), TASKS.c.status == "interrupted")).scalars())
+        left = list(
+            conn.execute(
+                sa.select(TASKS.c.id).where(TASKS.c.id.in_(list(tasks)), TASKS.c.status == "interrupted")
+            ).scalars()
+        )
         if not left:
             return
         self._replace(conn, left)
-        self._write_tasks(conn, [tasks[task_id] for task_id in left], guarded=False)  # its process owns the task
+        self._write_tasks(
+            conn, [tasks[task_id] for task_id in left], guarded=False
+        )  # its process owns the task
 
     def _replace(self, conn: Connection, task_ids: Iterable[str]) -> None:
         """Replace the settling steps of ``task_ids`` by this process's steps of their index: some
@@ -962,7 +1022,12 @@ class BatchWriter:
                     write_task_id(kind, task) for kind, task in batch if kind == FINISH
                 )
         for kind, item in batch:
-            if kind == BATCH_ITEM and isinstance(item, BatchItemWrite) and item.on_commit is not None and not item.refused:
+            if (
+                kind == BATCH_ITEM
+                and isinstance(item, BatchItemWrite)
+                and item.on_commit is not None
+                and not item.refused
+            ):
                 try:
                     item.on_commit(item.row)
                 except Exception:  # a callback's bug must not stop the writer
@@ -986,7 +1051,9 @@ class BatchWriter:
                 self.stepped.update(stepped)
             if self.replacing:
                 replace_settled(conn, stepped)
-            elif self.watching and (settled := settled_tasks(conn, steps)):  # a reconcile elsewhere settled calls they store
+            elif self.watching and (
+                settled := settled_tasks(conn, steps)
+            ):  # a reconcile elsewhere settled calls they store
                 self._replace(conn, settled)
         if written < len(tasks):  # rows the guard left: their steps are stored above
             self._take_back(conn, tasks)

@@ -6,4 +6,12 @@ from agentroute.pool.backends.streaming import StreamingBackend
 from agentroute.pool.card import ModelCard
 from agentroute.pool.pool import ModelPool
 
-__all__ = ["Backend", "LoggedOutcome", "ModelCard", "ModelPool", "ReplayBackend", "StreamingBackend", "show_progress"]
+__all__ = [
+    "Backend",
+    "LoggedOutcome",
+    "ModelCard",
+    "ModelPool",
+    "ReplayBackend",
+    "StreamingBackend",
+    "show_progress",
+]

@@ -141,7 +141,11 @@ class ModelCard(BaseModel):
         if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
             # the value is not shown: a key pasted here would end up in logs
             bare = value.strip().removeprefix("$").strip("{}") if isinstance(value, str) else ""
-            hint = f"; write {bare}, not {value}" if _ENV_NAME.fullmatch(bare) and isinstance(value, str) and value.lstrip().startswith("$") else ""
+            hint = (
+                f"; write {bare}, not {value}"
+                if _ENV_NAME.fullmatch(bare) and isinstance(value, str) and value.lstrip().startswith("$")
+                else ""
+            )
             raise ValueError(
                 "expected the name of an environment variable holding the key (letters, digits and "
                 f"underscores, e.g. MY_API_KEY), not the key itself{hint}"
@@ -174,7 +178,9 @@ class ModelCard(BaseModel):
         return self
 
     @functools.cached_property
-    def backend_model(self) -> str:  # read for every candidate of every step: worked out once per (frozen) card
+    def backend_model(
+        self,
+    ) -> str:  # read for every candidate of every step: worked out once per (frozen) card
         return self.model or self.id
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:

@@ -83,16 +83,22 @@ class ModelPool:
             line = line_of(root)
             raise ConfigurationError(f"{path} line {line}: expected a top-level 'models:' list")
         if not models:
-            raise ConfigurationError(f"{path} line {line_of(models_node)}: 'models:' is empty; a pool needs at least one model")
+            raise ConfigurationError(
+                f"{path} line {line_of(models_node)}: 'models:' is empty; a pool needs at least one model"
+            )
         cards: list[ModelCard] = []
         first_line: dict[str, int] = {}
         for node, item in zip(models_node.value, models, strict=True):
             line = line_of(node)
             if not isinstance(item, dict):
-                raise ConfigurationError(f"{path} line {line}: each model must be a mapping (got {short_repr(item)})")
+                raise ConfigurationError(
+                    f"{path} line {line}: each model must be a mapping (got {short_repr(item)})"
+                )
             bad_keys = [k for k in item if not isinstance(k, str)]
             if bad_keys:
-                raise ConfigurationError(f"{path} line {line}: field names must be strings (got {short_repr(bad_keys[0])})")
+                raise ConfigurationError(
+                    f"{path} line {line}: field names must be strings (got {short_repr(bad_keys[0])})"
+                )
             try:
                 card = ModelCard(**item)
             except CardError as exc:
@@ -220,7 +226,9 @@ def _price_problem(card: ModelCard, backends: Mapping[str, Backend]) -> str | No
     if card.backend in backends:  # the caller's own backend prices its cards
         return None
     if (card.input_price is None) != (card.output_price is None):
-        given, missing = ("input_price", "output_price") if card.output_price is None else ("output_price", "input_price")
+        given, missing = (
+            ("input_price", "output_price") if card.output_price is None else ("output_price", "input_price")
+        )
         return (
             f"field {missing!r}: missing while {given} is set; set both input_price and output_price "
             "(USD per 1M tokens)"

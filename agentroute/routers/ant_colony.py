@@ -394,7 +394,9 @@ class AntColonyRouter(Router):
         """Every option's range; one error names each option refused (:func:`check_each`)."""
         super()._check_params()
         at_least_0 = ("alpha", "beta", "lambda_ability", "lambda_load", "cost_weight", "ability_strength")
-        checks: dict[str, Callable[[], None]] = {key: partial(check_range, self, key, low=0) for key in at_least_0}
+        checks: dict[str, Callable[[], None]] = {
+            key: partial(check_range, self, key, low=0) for key in at_least_0
+        }
         for key in ("q", "deposit_eps", "explore_temperature", "load_eps", "latency_eps", "load_ttl_s"):
             checks[key] = partial(check_range, self, key, low=0, low_open=True)
         for key in ("ants", "buffer_size", "update_batch", "max_open_tasks"):
@@ -427,7 +429,9 @@ class AntColonyRouter(Router):
             "evaporation": partial(one_of, "evaporation", ("intent", "all")),
             "sample_rate": partial(check_range, self, "sample_rate", low=0, high=1),
             "importance_clip": partial(check_range, self, "importance_clip", low=1, optional=True),
-            "latency_smoothing": partial(check_range, self, "latency_smoothing", low=0, high=1, low_open=True),
+            "latency_smoothing": partial(
+                check_range, self, "latency_smoothing", low=0, high=1, low_open=True
+            ),
             "load_unit": partial(one_of, "load_unit", ("wait", "calls")),
         }
         check_each(self, checks)
@@ -516,15 +520,23 @@ class AntColonyRouter(Router):
             return fit_model
         qs = list(dict.fromkeys(queries))
         try:
-            ys, report = cluster_task_types(qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed) % 2**32)
+            ys, report = cluster_task_types(
+                qs, k, embedder=getattr(fit_model, "embedder", None), seed=int(self.seed) % 2**32
+            )
         except ConfigurationError as exc:
             if kind == "cluster":
                 raise ConfigurationError(f"{self.name}: task_types={self.task_types!r}: {exc}") from None
-            log.warning("%s: one task type ('general'): %s", self.name, exc)  # auto: too few queries to cluster
+            log.warning(
+                "%s: one task type ('general'): %s", self.name, exc
+            )  # auto: too few queries to cluster
             self.task_types_source_ = {"source": "none", "classes": ["general"], "why": str(exc)}
             return SingleIntent().fit([])
         fit_model.fit(qs, ys)
-        why = "task_types=" + str(self.task_types) if kind == "cluster" else f"{len(distinct)} distinct logged label(s)"
+        why = (
+            "task_types=" + str(self.task_types)
+            if kind == "cluster"
+            else f"{len(distinct)} distinct logged label(s)"
+        )
         self.task_types_source_ = {**report, "classes": list(fit_model.labels), "why": why}
         return fit_model
 
@@ -547,8 +559,11 @@ class AntColonyRouter(Router):
         return (
             f"ant-colony: {len(types)} task type(s) {types} from {how}; warm-started on "
             f"{getattr(self, 'n_fit_paths_', 0)} logged paths (skipped {getattr(self, 'skipped_', 0)})"
-            + (f", importance-weighted by their logged propensities (effective sample size {iw['ess']:.0f})"
-               if (iw := getattr(self, "importance_", None)) else "")
+            + (
+                f", importance-weighted by their logged propensities (effective sample size {iw['ess']:.0f})"
+                if (iw := getattr(self, "importance_", None))
+                else ""
+            )
         )
 
     def _importance(self, records: list[tuple[PathSample, str | None]]) -> np.ndarray | None:
@@ -569,8 +584,14 @@ class AntColonyRouter(Router):
         for r, (sample, _) in enumerate(records):
             traj = sample.payload if isinstance(sample.payload, Trajectory) else None
             for step in traj.steps if traj is not None else ():
-                value = (step.decision.evidence or {}).get("propensity") if step.decision is not None else None
-                if isinstance(value, int | float) and 0 < float(value) <= 1 and step.status in ("ok", "failed"):
+                value = (
+                    (step.decision.evidence or {}).get("propensity") if step.decision is not None else None
+                )
+                if (
+                    isinstance(value, int | float)
+                    and 0 < float(value) <= 1
+                    and step.status in ("ok", "failed")
+                ):
                     p[r] *= float(value)
                     logged = True
         if not logged:
@@ -762,7 +783,11 @@ class AntColonyRouter(Router):
             scores=dict(zip(keys, p, strict=True)),
             evidence=evidence,
             why=f"{mode} p={p[pick]:.3f} (τ={tau[pick]:.3g}, η={eta[pick]:.3g}) from {prev_name}"
-            + ("" if pick in plan.node_pos else f"; {keys[pick]} unseen in training: τ_init and the mean ability"),
+            + (
+                ""
+                if pick in plan.node_pos
+                else f"; {keys[pick]} unseen in training: τ_init and the mean ability"
+            ),
         )
 
     def _remember(self, task_id: str, w: np.ndarray) -> None:
@@ -822,7 +847,9 @@ class AntColonyRouter(Router):
         costs = (sample.cost, *(p.cost for p in (*sample.steps, *sample.failed)))
         if not all(np.isfinite(c) and c >= 0 for c in costs):
             # one such sample used to fail its whole update batch (the good tasks in it were lost)
-            log.warning("%s: task %s has a cost that is not a finite number ≥ 0; not learned from", self.name, task.id)
+            log.warning(
+                "%s: task %s has a cost that is not a finite number ≥ 0; not learned from", self.name, task.id
+            )
             with self._lock:
                 self._counters["rejected"] += 1
             return None
@@ -892,7 +919,9 @@ class AntColonyRouter(Router):
 
     def unseen_treatment(self) -> str:
         """Agents the colony has no node for read τ_init and its mean ability, then learn online."""
-        return f"started at τ_init = {float(self.tau_init):g} with the colony's mean ability, and learned online"
+        return (
+            f"started at τ_init = {float(self.tau_init):g} with the colony's mean ability, and learned online"
+        )
 
     # -- evidence ---------------------------------------------------------------------------------
     def export_pheromones(self) -> dict[str, Any]:

@@ -270,10 +270,16 @@ class Router(abc.ABC):
     def _check_names_and_types(cls, params: Mapping[str, Any]) -> None:
         """Parameters ``__init__`` does not take, and values its annotations do not admit: one error
         naming each."""
-        signature = inspect.signature(cls.__init__).parameters.values() if cls.__init__ is not object.__init__ else []
+        signature = (
+            inspect.signature(cls.__init__).parameters.values() if cls.__init__ is not object.__init__ else []
+        )
         if any(p.kind is p.VAR_KEYWORD for p in signature):
             return
-        takes = [p.name for p in signature if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        takes = [
+            p.name
+            for p in signature
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
         unknown = _unknown_said(cls.name, [key for key in params if key not in takes], takes)
         try:
             types_of = typing.get_type_hints(cls.__init__)
@@ -377,7 +383,8 @@ class Router(abc.ABC):
             router._run_checks()
         except (ConfigurationError, TypeError) as exc:  # a value refused since, or edited by hand
             raise StateFileError(
-                file, f"its \"params\" are refused: {exc}. Edit that value in the file (or save the router again)"
+                file,
+                f'its "params" are refused: {exc}. Edit that value in the file (or save the router again)',
             ) from None
         try:
             router.set_state(manifest.get("state", {}))
@@ -552,7 +559,9 @@ def check_range(
     >>> check_range(make_router("knn"), "k", low=1, integer=True)
     """
     value = getattr(router, key)
-    rule = out_of_range(value, low=low, high=high, low_open=low_open, high_open=high_open, integer=integer, optional=optional)
+    rule = out_of_range(
+        value, low=low, high=high, low_open=low_open, high_open=high_open, integer=integer, optional=optional
+    )
     if rule is not None:
         raise ConfigurationError(f"{router.name}: {key!r} must be {rule} (got {value!r})")
 
@@ -576,7 +585,9 @@ def out_of_range(
     """
     if optional and value is None:
         return None
-    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
     if integer:
         number = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
     ok = number and bool(np.isfinite(value))
@@ -584,11 +595,18 @@ def out_of_range(
     ok = ok and (high is None or (value < high if high_open else value <= high))
     if ok:
         return None
-    return range_rule(low, high, low_open=low_open, high_open=high_open, integer=integer) + (" or None" if optional else "")
+    return range_rule(low, high, low_open=low_open, high_open=high_open, integer=integer) + (
+        " or None" if optional else ""
+    )
 
 
 def range_rule(
-    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False, integer: bool = False
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
 ) -> str:
     """The one wording of a range, as :func:`check_range` (and a recipe's checks) say it.
 
@@ -690,7 +708,9 @@ def decide(router: Router, ctx: RouteContext, index: int, why: str = "", **score
     evidence = fields["evidence"]
     if isinstance(evidence, dict) and not {"candidates", "probabilities", OFFERED} & evidence.keys():
         fields["evidence"] = {**evidence, OFFERED: len(ctx.candidates)}
-    return Decision.model_construct(agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **fields)
+    return Decision.model_construct(
+        agents=[ctx.candidates[index]], weights=[1.0], router=router.name, why=why, **fields
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -739,7 +759,12 @@ def pool_fit(router: Router, agents: Iterable[Agent]) -> PoolFit | None:
 
 
 def check_pool(
-    router: Router, agents: Iterable[Agent], *, allow_new_agents: bool = False, source: str = "", among: str = "the pool"
+    router: Router,
+    agents: Iterable[Agent],
+    *,
+    allow_new_agents: bool = False,
+    source: str = "",
+    among: str = "the pool",
 ) -> list[str]:
     """Refuse to serve a trained router on a pool it does not fit; returns warnings to print.
 
@@ -782,7 +807,9 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
     who = f"router {source} ({router.name})" if source else f"router {router.name!r}"
     treatment = router.unseen_treatment()
     if treatment is not None and (router.inductive or not fit.disjoint):
-        return [f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are {treatment}: {_names(fit.unseen)}"]
+        return [
+            f"{who}: {len(fit.unseen)} pool agent(s) unseen in training are {treatment}: {_names(fit.unseen)}"
+        ]
     trained = f"it was trained on {_names(fit.trained)}"
     renamed = _renames(fit)
     if fit.disjoint:
@@ -793,7 +820,9 @@ def _pool_notes(router: Router, fit: PoolFit, *, allow_new_agents: bool, source:
             f"MEMORY_URL` after serving it with `--router explore`){renamed}"
         )
     roles = [r for r in dict.fromkeys(k.split(":", 1)[0] for k in fit.unseen) if r not in fit.roles_seen]
-    no_role = f"; no outcome at all for role(s) {', '.join(roles)} (were those steps scored?)" if roles else ""
+    no_role = (
+        f"; no outcome at all for role(s) {', '.join(roles)} (were those steps scored?)" if roles else ""
+    )
     unseen = f"pool agent(s) unseen in training: {_names(fit.unseen)} ({trained}{no_role})"
     if not allow_new_agents:
         raise ConfigurationError(
@@ -817,16 +846,26 @@ def _renames(fit: PoolFit) -> str:
     trained: dict[str, list[str]] = {}  # model -> the strategies it was logged in, by any role
     for agent in map(column_agent, fit.trained):
         trained.setdefault(agent.model, []).append(agent.strategy)
-    missing = [m for m in dict.fromkeys(column_agent(c).model for c in fit.missing) if m not in {column_agent(k).model for k in fit.unseen}]
+    missing = [
+        m
+        for m in dict.fromkeys(column_agent(c).model for c in fit.missing)
+        if m not in {column_agent(k).model for k in fit.unseen}
+    ]
     strategies: dict[str, list[str]] = {}
     pairs: dict[str, str] = {}
     for key in fit.unseen:
         agent = column_agent(key)
         if agent.model in trained:
-            if agent.strategy not in trained[agent.model]:  # else logged by another role: a new agent, no new strategy
-                strategies.setdefault(f"{agent.model}:{agent.strategy}", list(dict.fromkeys(trained[agent.model])))
+            if (
+                agent.strategy not in trained[agent.model]
+            ):  # else logged by another role: a new agent, no new strategy
+                strategies.setdefault(
+                    f"{agent.model}:{agent.strategy}", list(dict.fromkeys(trained[agent.model]))
+                )
             continue
-        close = difflib.get_close_matches(agent.model, [m for m in missing if m not in pairs.values()], n=1, cutoff=0.6)
+        close = difflib.get_close_matches(
+            agent.model, [m for m in missing if m not in pairs.values()], n=1, cutoff=0.6
+        )
         if close and agent.model not in pairs:
             pairs[agent.model] = close[0]
     hints = []
@@ -861,7 +900,11 @@ def check_fit_data(router: Router, data: Any) -> Any:
     if iterable and odd is None:
         return items
     got = type(data).__name__ + (f" of {type(odd).__name__}" if odd is not None else "")
-    hint = "; read a file with agentroute.eval.datasets.load_dataset('outcomes:PATH')" if isinstance(data, str | Path) else ""
+    hint = (
+        "; read a file with agentroute.eval.datasets.load_dataset('outcomes:PATH')"
+        if isinstance(data, str | Path)
+        else ""
+    )
     raise ConfigurationError(
         f"{router.name}: fit() takes an OutcomeTable, a dataset with .train (load_dataset) or Trajectory "
         f"objects (got {got}){hint}"

@@ -93,7 +93,9 @@ class FixedRouter(Router):
     def _check_params(self) -> None:
         super()._check_params()
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigurationError("fixed: 'model' is required: the model id to always route to (fixed:model=ID)")
+            raise ConfigurationError(
+                "fixed: 'model' is required: the model id to always route to (fixed:model=ID)"
+            )
 
     def check_agents(self, agents: Sequence[Agent], among: str = "the pool") -> None:
         """Refuse ``agents`` none of which plays the model (in the strategy, if given): every step
@@ -182,7 +184,9 @@ class CascadeRouter(_MeanQuality, Router):
     knob = "threshold"
     knob_grid = tuple(float(x) for x in np.linspace(0.0, 1.0, 31))
 
-    def __init__(self, *, threshold: float = 0.5, confidence_fn: Callable[[Step], float | None] | None = None):
+    def __init__(
+        self, *, threshold: float = 0.5, confidence_fn: Callable[[Step], float | None] | None = None
+    ):
         self.threshold = threshold
         self.confidence_fn = confidence_fn
 

@@ -95,7 +95,9 @@ class BoPORouter(Router):
             )
         return config.replace(seed=self.seed)
 
-    def fit(self, data: Any, *, checkpoint: str | Path | None = None, checkpoint_every_s: float = 30.0) -> Self:
+    def fit(
+        self, data: Any, *, checkpoint: str | Path | None = None, checkpoint_every_s: float = 30.0
+    ) -> Self:
         """Train on logged outcomes (an OutcomeTable, a dataset — its train split — or trajectories).
 
         ``checkpoint``: a file the training state is kept in (after the BoSFT warm-up, every
@@ -126,7 +128,9 @@ class BoPORouter(Router):
             table, from_logs = paired_explorations(
                 table, config.tiers, score_threshold=config.score_threshold, steps=config.steps
             )
-        result = BoPOTrainer(config).train(table, checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s)  # with its bar
+        result = BoPOTrainer(config).train(
+            table, checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s
+        )  # with its bar
         if from_logs is not None:
             result.report["from_logs"] = from_logs
         self.config_ = config

@@ -259,7 +259,8 @@ class GraphRouter(UtilityRouter):
         self.cost_range_ = (lo, hi)
         self.descriptors_ = [_descriptor(column, self._fit_cards) for column in self.columns_]
         self.descriptor_sources_ = {
-            column: self.descriptor_sources_.get(column_agent(column).model, "name") for column in self.columns_
+            column: self.descriptor_sources_.get(column_agent(column).model, "name")
+            for column in self.columns_
         }
         self.llm_features_ = embed_texts(self.descriptors_).astype(np.float32)
         query_x = torch.from_numpy(embed_texts(table.queries, self.query_chars).astype(np.float32))
@@ -271,7 +272,9 @@ class GraphRouter(UtilityRouter):
         label = torch.from_numpy(self._labels(table)[q_idx, m_idx].astype(np.float32))
         cell_weights = getattr(table, "weights", None)  # bandit logs: importance weights per logged cell
         edge_w = torch.from_numpy(
-            (np.ones(len(q_idx)) if cell_weights is None else np.asarray(cell_weights)[q_idx, m_idx]).astype(np.float32)
+            (np.ones(len(q_idx)) if cell_weights is None else np.asarray(cell_weights)[q_idx, m_idx]).astype(
+                np.float32
+            )
         )
         rng = np.random.default_rng(self.seed)
         fit_rows, val_rows = validation_split(n, self.validation_fraction, self.seed, scores=table.scores)
@@ -285,13 +288,23 @@ class GraphRouter(UtilityRouter):
             def index(sel: np.ndarray) -> Tensor:
                 return torch.from_numpy(np.vstack([pos[q_idx[sel]], len(rows) + m_idx[sel]]).astype(np.int64))
 
-            return query_x[rows], index(visible), edge_attr[visible], index(predict), label[predict], edge_w[predict]
+            return (
+                query_x[rows],
+                index(visible),
+                edge_attr[visible],
+                index(predict),
+                label[predict],
+                edge_w[predict],
+            )
 
         # validation graph (fixed): the edges of ``size`` fit queries visible, validation edges predicted
         seen = np.sort(rng.choice(fit_rows, size=size, replace=False))
         val_graph = subgraph(np.concatenate([seen, val_rows]), np.isin(q_idx, seen), np.isin(q_idx, val_rows))
 
-        with torch.random.fork_rng(devices=[]), fit_bar(self.epochs, "graph-router: training", unit="step") as b:
+        with (
+            torch.random.fork_rng(devices=[]),
+            fit_bar(self.epochs, "graph-router: training", unit="step") as b,
+        ):
             torch.manual_seed(self.seed)
             self.net_ = GraphRouterNet(
                 query_x.shape[1], llm_x.shape[1], self.hidden, attention=self.attention
@@ -485,7 +498,9 @@ class GraphRouter(UtilityRouter):
         from agentroute.kg.agents import descriptor_summary
 
         self.check_fitted()
-        return descriptor_summary(self.name, len(self.columns_), dict(getattr(self, "descriptor_sources_", {})))
+        return descriptor_summary(
+            self.name, len(self.columns_), dict(getattr(self, "descriptor_sources_", {}))
+        )
 
     # -- persistence ------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

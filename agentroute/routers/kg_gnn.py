@@ -159,7 +159,9 @@ class KGRouter(UtilityRouter):
         ner: EntityExtractor | None = None,
         seed: int = 0,
     ):
-        require_installed("torch", "torch_geometric")  # its graph network needs them: said when built, not at fit
+        require_installed(
+            "torch", "torch_geometric"
+        )  # its graph network needs them: said when built, not at fit
         self.encoder = encoder
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
@@ -247,7 +249,9 @@ class KGRouter(UtilityRouter):
                 raise ConfigurationError(f"kg-gnn: 'encoder' must be 'sage' or 'hgt' (got {self.encoder!r})")
 
         def heads() -> None:
-            check_range(self, "heads", low=1, integer=True)  # first: hidden_channels % 0 raised ZeroDivisionError
+            check_range(
+                self, "heads", low=1, integer=True
+            )  # first: hidden_channels % 0 raised ZeroDivisionError
             if self.encoder == "hgt" and self.hidden_channels % self.heads:
                 raise ConfigurationError(
                     f"kg-gnn: 'hidden_channels' (got {self.hidden_channels}) must be divisible by 'heads' (got {self.heads})"
@@ -255,7 +259,15 @@ class KGRouter(UtilityRouter):
 
         checks: dict[str, Callable[[], None]] = {
             key: partial(check_range, self, key, low=1, integer=True)
-            for key in ("hidden_channels", "num_layers", "collaborate_k", "epochs", "batch_size", "max_entities", "max_relations")
+            for key in (
+                "hidden_channels",
+                "num_layers",
+                "collaborate_k",
+                "epochs",
+                "batch_size",
+                "max_entities",
+                "max_relations",
+            )
         }
         return {
             **super()._param_checks(),
@@ -268,7 +280,9 @@ class KGRouter(UtilityRouter):
             "lr": partial(check_range, self, "lr", low=0, low_open=True),
             "weight_decay": partial(check_range, self, "weight_decay", low=0),
             "cost_lambda": partial(check_range, self, "cost_lambda", low=0),
-            "collaborate_mass": partial(check_range, self, "collaborate_mass", low=0, high=1, low_open=True, optional=True),
+            "collaborate_mass": partial(
+                check_range, self, "collaborate_mass", low=0, high=1, low_open=True, optional=True
+            ),
             "val_fraction": partial(check_range, self, "val_fraction", low=0, high=1, high_open=True),
             "shrinkage": partial(check_range, self, "shrinkage", low=0, high=1, optional=True),
         }
@@ -296,7 +310,9 @@ class KGRouter(UtilityRouter):
             col: agent_descriptor(column_agent(col), descriptors=self.descriptors, cards=self._fit_cards)
             for col in table.models
         }
-        self.descriptor_sources_ = {col: _descriptor_source(col, self.descriptors, self._card_sources) for col in table.models}
+        self.descriptor_sources_ = {
+            col: _descriptor_source(col, self.descriptors, self._card_sources) for col in table.models
+        }
         observed = ~(np.isnan(table.scores) | np.isnan(table.costs))
         rows = np.flatnonzero(observed.any(axis=1))
         if len(rows) == 0:
@@ -478,7 +494,9 @@ class KGRouter(UtilityRouter):
                 "triples": [list(t) for t in kg.triples()],
                 "unseen_in_training": unseen,
             },
-            why=why.replace("; ", f" (λ={self.cost_weight:g}); ", 1) if "; " in why else f"{why} (λ={self.cost_weight:g})",
+            why=why.replace("; ", f" (λ={self.cost_weight:g}); ", 1)
+            if "; " in why
+            else f"{why} (λ={self.cost_weight:g})",
         )
 
     def _collaborators(self, ctx: RouteContext, top: int, utility: np.ndarray, prob: np.ndarray) -> list[int]:
@@ -504,7 +522,9 @@ class KGRouter(UtilityRouter):
     def fit_summary(self) -> str:
         """Which source described each training agent (recipe, cards, dataset, pool, default pool, log)."""
         self.check_fitted()
-        return descriptor_summary(self.name, len(self.columns_), dict(getattr(self, "descriptor_sources_", {})))
+        return descriptor_summary(
+            self.name, len(self.columns_), dict(getattr(self, "descriptor_sources_", {}))
+        )
 
     # -- persistence ----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

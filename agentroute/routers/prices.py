@@ -85,7 +85,9 @@ def price_factor(refs: Mapping[str, Sequence[float]], ctx: RouteContext, agent: 
     return 1.0 if abs(factor - 1.0) < 1e-9 else factor  # rounding of the mean is no price change
 
 
-def price_factors(refs: Mapping[str, Sequence[float]], ctxs: Sequence[RouteContext], agents: Sequence[Agent]) -> np.ndarray:
+def price_factors(
+    refs: Mapping[str, Sequence[float]], ctxs: Sequence[RouteContext], agents: Sequence[Agent]
+) -> np.ndarray:
     """:func:`price_factor` of every (context, agent): an n × k array (all ones without ``refs``)."""
     out = np.ones((len(ctxs), len(agents)))
     if refs:

@@ -62,7 +62,9 @@ class OracleRouter(UtilityRouter):
     def _fit_table(self, table: OutcomeTable) -> None:
         self.query_ids_ = [str(q) for q in table.query_ids]
         self.queries_ = list(table.queries)
-        self._index = self._build_index()  # built here, not on a route: routes read a view (UtilityRouter._view)
+        self._index = (
+            self._build_index()
+        )  # built here, not on a route: routes read a view (UtilityRouter._view)
         self.scores_ = np.asarray(table.scores, dtype=float)
         self.costs_ = np.asarray(table.costs, dtype=float)
 
@@ -162,7 +164,11 @@ class BestSingleRouter(Router):
             if j is None:
                 return prior, -ctx.cost_of(i), -ctx.cost_of(i)
             # a tie goes to what is cheaper now: a model repriced since training is weighed at its new price
-            return self.validation_score_[columns[j]], -ctx.cost_of(i), -self.mean_cost_.get(columns[j], ctx.cost_of(i))
+            return (
+                self.validation_score_[columns[j]],
+                -ctx.cost_of(i),
+                -self.mean_cost_.get(columns[j], ctx.cost_of(i)),
+            )
 
         best = max(range(len(ctx.candidates)), key=rank)
         scores = {a.key: rank(i)[0] for i, a in enumerate(ctx.candidates)}

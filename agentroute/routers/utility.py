@@ -111,7 +111,11 @@ TIE_TOLERANCE = 1e-4
 
 
 def choose(
-    score: np.ndarray, cost: np.ndarray, cost_weight: float, cost_scale: float = 1.0, names: Sequence[str] | None = None
+    score: np.ndarray,
+    cost: np.ndarray,
+    cost_weight: float,
+    cost_scale: float = 1.0,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Row-wise ``argmax`` of :func:`utilities`. Ties (within :data:`TIE_TOLERANCE`) go to the lower
     cost, then to the first of ``names`` in sorted order (the agents' keys; ``None``: the lower
@@ -131,7 +135,11 @@ def choose(
     tied_cost = np.where(tied, np.nan_to_num(np.asarray(cost, dtype=float), nan=np.inf), np.inf)
     tied &= tied_cost <= tied_cost.min(axis=1, keepdims=True)
     k = u.shape[1]
-    rank = np.arange(k) if names is None else np.argsort(np.argsort(np.asarray(list(names), dtype=object), kind="stable"))
+    rank = (
+        np.arange(k)
+        if names is None
+        else np.argsort(np.argsort(np.asarray(list(names), dtype=object), kind="stable"))
+    )
     return np.argmin(np.where(tied, rank, k), axis=1)
 
 
@@ -240,7 +248,8 @@ class UtilityRouter(Router):
         super().__init_subclass__(**kwargs)
         if "inductive" not in cls.__dict__:
             cls.inductive = (
-                cls._predict_unknown is not UtilityRouter._predict_unknown or cls.predict is not UtilityRouter.predict
+                cls._predict_unknown is not UtilityRouter._predict_unknown
+                or cls.predict is not UtilityRouter.predict
             )
 
     # -- learning ---------------------------------------------------------------------------
@@ -322,7 +331,9 @@ class UtilityRouter(Router):
             "cost_weight": partial(check_range, self, "cost_weight", low=0)  # np.float32 from a grid too
         }
         if hasattr(self, "query_chars"):  # 0: the whole text
-            checks["query_chars"] = partial(check_range, self, "query_chars", low=0, integer=True, optional=True)
+            checks["query_chars"] = partial(
+                check_range, self, "query_chars", low=0, integer=True, optional=True
+            )
         return checks
 
     @abc.abstractmethod
@@ -349,7 +360,9 @@ class UtilityRouter(Router):
                 if (col := find_column(a, known)) is not None and ctx.costs.get(a.key, 0.0) > 0
             ]
             if not ratios and not any(find_column(a, known) is not None for a in ctx.candidates):
-                ratios = [1.0]  # no candidate was seen in training: card costs as they are (cheapest wins ties)
+                ratios = [
+                    1.0
+                ]  # no candidate was seen in training: card costs as they are (cheapest wins ties)
             if not ratios:
                 continue
             ratio = float(np.median(ratios))
@@ -385,7 +398,11 @@ class UtilityRouter(Router):
         return score, cost
 
     def choose(
-        self, score: np.ndarray, cost: np.ndarray, cost_weight: float | None = None, names: Sequence[str] | None = None
+        self,
+        score: np.ndarray,
+        cost: np.ndarray,
+        cost_weight: float | None = None,
+        names: Sequence[str] | None = None,
     ) -> np.ndarray:
         """The candidate index per row for λ = ``cost_weight`` (default: this router's); ties as
         :func:`choose` breaks them (``names``: the candidates' keys)."""
@@ -460,7 +477,7 @@ class UtilityRouter(Router):
         n = len(self.columns_)
         if self.score_mean_.shape != (n,) or self.cost_mean_.shape != (n,):
             raise ValueError(
-                f"its arrays hold {self.score_mean_.size} agents' outcomes but its \"columns\" name {n}: "
+                f'its arrays hold {self.score_mean_.size} agents\' outcomes but its "columns" name {n}: '
                 "the files were edited or come from different saves; train it again"
             )
 
@@ -655,7 +672,9 @@ def train_early_stopping(
     from agentroute.progress import fit_bar
 
     with fit_bar(epochs, desc or f"training {type(module).__name__}") as b:
-        ran, best_state = _epochs(module, opt, gen, train_loss, val_loss, n_train, epochs, batch_size, patience, b)
+        ran, best_state = _epochs(
+            module, opt, gen, train_loss, val_loss, n_train, epochs, batch_size, patience, b
+        )
     module.load_state_dict(best_state)
     module.eval()
     return ran

@@ -192,7 +192,9 @@ class BodyLimit:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)  # uvicorn refuses a malformed one
+        declared = int(
+            dict(scope["headers"]).get(b"content-length", b"0") or 0
+        )  # uvicorn refuses a malformed one
         read = 0
 
         async def limited() -> Any:
@@ -262,7 +264,9 @@ def refusal(body: ChatCompletionBody) -> JSONResponse | None:
     return None
 
 
-def refused_options(options: RequestOptions, takers: Iterable[frozenset[str]], where: str) -> JSONResponse | None:
+def refused_options(
+    options: RequestOptions, takers: Iterable[frozenset[str]], where: str
+) -> JSONResponse | None:
     """The 400 of an option in ``options`` that one of ``takers`` (the ``request_fields`` of the
     backends that may answer: on the router, of every card it may pick) cannot honour, or ``None``;
     ``where`` names the model in it. A card's provider gets the fields its backend names
@@ -272,8 +276,9 @@ def refused_options(options: RequestOptions, takers: Iterable[frozenset[str]], w
     if name is None:
         return None
     return _unsupported(
-        name, f"{where} cannot honour it: only cards of the openai and litellm backends pass it to their "
-        "provider; name such a card as the model"
+        name,
+        f"{where} cannot honour it: only cards of the openai and litellm backends pass it to their "
+        "provider; name such a card as the model",
     )
 
 
@@ -301,7 +306,9 @@ def _failure(exc: Exception, card: ModelCard) -> JSONResponse:
     if isinstance(exc, TimeoutError):
         return _error(503, f"{card.id}: timed out after {card.timeout_s:g}s", "server_error", code="timeout")
     if isinstance(exc, ContextLengthError):  # OpenAI's code: clients (LangChain, LiteLLM) recognise it
-        return _error(400, str(exc), "invalid_request_error", code="context_length_exceeded", param="messages")
+        return _error(
+            400, str(exc), "invalid_request_error", code="context_length_exceeded", param="messages"
+        )
     if isinstance(exc, ProtocolError):
         return bad_upstream_reply(exc)
     if isinstance(exc, BackendError):
@@ -376,7 +383,9 @@ def create_app(
         if not loc:  # the body as a whole: a JSON list, a form, text
             sent_json = "json" in request.headers.get("content-type", "")
             hint = "" if sent_json else " sent with 'Content-Type: application/json'"
-            return _error(400, f"invalid request: the body must be a JSON object{hint}", "invalid_request_error")
+            return _error(
+                400, f"invalid request: the body must be a JSON object{hint}", "invalid_request_error"
+            )
         return _error(
             400,
             f"invalid request: {loc}: {str(first.get('msg', exc)).removeprefix('Value error, ')}",
@@ -390,7 +399,9 @@ def create_app(
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         hint = f"; this server has {', '.join(ENDPOINTS)}" if exc.status_code == 404 else ""
         return _error(
-            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}{hint}", "invalid_request_error"
+            exc.status_code,
+            f"{request.method} {request.url.path}: {exc.detail}{hint}",
+            "invalid_request_error",
         )
 
     @app.exception_handler(Exception)
@@ -410,7 +421,10 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_router_entry(n) for n in routed] + [_model_entry(c) for c in pool]}
+        return {
+            "object": "list",
+            "data": [_router_entry(n) for n in routed] + [_model_entry(c) for c in pool],
+        }
 
     @app.get("/v1/models/{model:path}")
     async def model(model: str) -> Any:
@@ -433,11 +447,23 @@ def create_app(
             card = pool.card(body.model)
         except UnknownNameError as exc:
             if body.model.split(":", 1)[0] == "router":
-                hint = f"routes as {', '.join(routed)}" if routed else "has no router (serve it with a router)"
-                return _error(404, f"{exc}; this server {hint}", "invalid_request_error", code="model_not_found", param="model")
+                hint = (
+                    f"routes as {', '.join(routed)}" if routed else "has no router (serve it with a router)"
+                )
+                return _error(
+                    404,
+                    f"{exc}; this server {hint}",
+                    "invalid_request_error",
+                    code="model_not_found",
+                    param="model",
+                )
             return _unknown_model(body.model, exc)
         backend, n, options = pool.backend(card.id), body.n or 1, body.options()
-        if (refused := refused_options(options, [takers_of(backend)], f"model {card.id!r} (backend {card.backend})")) is not None:
+        if (
+            refused := refused_options(
+                options, [takers_of(backend)], f"model {card.id!r} (backend {card.backend})"
+            )
+        ) is not None:
             return refused
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
         request = CompletionRequest(
@@ -454,7 +480,8 @@ def create_app(
         try:
             completions = await _unless_disconnected(
                 # timeout_s bounds a plain call, and a streamed one's silences (as for routed steps)
-                http, call_within(_complete_all(backend, request, card, n), card.timeout_s)
+                http,
+                call_within(_complete_all(backend, request, card, n), card.timeout_s),
             )
         except (TimeoutError, BackendError, ConfigurationError) as exc:
             return _failure(exc, card)
@@ -474,16 +501,27 @@ def _router_entry(name: str) -> dict[str, Any]:
 
 
 def _routing(
-    pool: ModelPool, router: Any, memory: Any, budget: Any, allow_new_agents: bool, memory_wait_s: float | None = None
+    pool: ModelPool,
+    router: Any,
+    memory: Any,
+    budget: Any,
+    allow_new_agents: bool,
+    memory_wait_s: float | None = None,
 ) -> Routing | None:
     if router is None:
         if memory is not None or budget is not None or memory_wait_s is not None:
-            raise ConfigurationError("memory=, memory_wait_s= and budget= apply to routed requests: give a router= too")
+            raise ConfigurationError(
+                "memory=, memory_wait_s= and budget= apply to routed requests: give a router= too"
+            )
         return None
     from agentroute.serve.routed import MEMORY_WAIT_S, Routing
 
     return Routing(
-        pool, router, memory=memory, budget=budget, allow_new_agents=allow_new_agents,
+        pool,
+        router,
+        memory=memory,
+        budget=budget,
+        allow_new_agents=allow_new_agents,
         memory_wait_s=MEMORY_WAIT_S if memory_wait_s is None else memory_wait_s,
     )
 
@@ -531,7 +569,9 @@ async def _complete_all(
         await asyncio.gather(*calls, return_exceptions=True)
 
 
-def received(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
+def received(
+    completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard
+) -> Completion:
     """A backend's ``completion`` as the server answers it: its tool calls checked
     (:func:`check_tool_calls`), its usage counted (:func:`with_usage`)."""
     check_tool_calls(completion, card.id)
@@ -657,7 +697,9 @@ async def _stream(
     no_usage = {"usage": None} if usage else {}  # with include_usage, every chunk has the field
 
     def choice(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
-        return chunk([{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}], **no_usage)
+        return chunk(
+            [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}], **no_usage
+        )
 
     async def body() -> AsyncIterator[str]:
         done: dict[int, Completion] = {}
@@ -707,7 +749,12 @@ def _response(model: str, completions: list[Completion]) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": i, "message": message(c), "finish_reason": _finish_reason(c), "logprobs": choice_logprobs(c)}
+            {
+                "index": i,
+                "message": message(c),
+                "finish_reason": _finish_reason(c),
+                "logprobs": choice_logprobs(c),
+            }
             for i, c in enumerate(completions)
         ],
         "usage": _usage(completions),
@@ -808,7 +855,12 @@ class ServerThread:
     ):
         self.pool, self.host = pool, host
         app = create_app(
-            pool, preload=preload, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents,
+            pool,
+            preload=preload,
+            router=router,
+            memory=memory,
+            budget=budget,
+            allow_new_agents=allow_new_agents,
             memory_wait_s=memory_wait_s,
         )
         self.routing: Routing | None = app.state.routing
@@ -876,7 +928,9 @@ async def _say_where(server: uvicorn.Server, host: str, port: int) -> None:
     while not server.started:
         await asyncio.sleep(0.05)
     shown = f"[{host}]" if ":" in host else host
-    logging.getLogger("uvicorn.error").info("Serving the OpenAI API on http://%s:%d/v1 (Ctrl-C to stop)", shown, port)
+    logging.getLogger("uvicorn.error").info(
+        "Serving the OpenAI API on http://%s:%d/v1 (Ctrl-C to stop)", shown, port
+    )
 
 
 def serve(
@@ -903,7 +957,12 @@ def serve(
         raise ConfigurationError(f"'drain_s' (got {drain_s}) must be ≥ 0")
     # a bad router fails before binding
     app = create_app(
-        pool, router=router, memory=memory, budget=budget, allow_new_agents=allow_new_agents, memory_wait_s=memory_wait_s
+        pool,
+        router=router,
+        memory=memory,
+        budget=budget,
+        allow_new_agents=allow_new_agents,
+        memory_wait_s=memory_wait_s,
     )
     try:
         sock = listen_socket(host, port)

@@ -70,6 +70,8 @@ LOCK_POLL_S = 0.25
 """How often a request whose write-ahead record waits checks whether a SQLite file's lock is the cause."""
 LOCK_RECHECK_S = 0.1
 """While the memory is known ``locked``: how often the lock is tried again (without waiting) to see it go."""
+
+
 class FileLock:
     """Whether the memory's SQLite file is known locked by another process: watched for
     :data:`LOCKED_AFTER_S` (on a thread) while one of the memory's writes waits, known locked when
@@ -89,7 +91,9 @@ class FileLock:
         """The lock of ``memory``'s SQLite file (``None``: not a store on a SQLite file)."""
         engine = getattr(memory, "engine", None)
         url = getattr(engine, "url", None)
-        sqlite_file = isinstance(url, URL) and url.get_backend_name() == "sqlite" and not is_memory_sqlite(url)
+        sqlite_file = (
+            isinstance(url, URL) and url.get_backend_name() == "sqlite" and not is_memory_sqlite(url)
+        )
         return cls(engine) if sqlite_file else None
 
     def held_over(self, seconds: float) -> bool:
@@ -106,7 +110,11 @@ class FileLock:
     def watch(self) -> None:
         """Start :meth:`held_over` for :data:`LOCKED_AFTER_S` on a thread unless one runs or the
         lock is known held (returns at once; :meth:`held_for` tells the outcome)."""
-        if self.since is None and not self._stop.is_set() and (self._watch is None or not self._watch.is_alive()):
+        if (
+            self.since is None
+            and not self._stop.is_set()
+            and (self._watch is None or not self._watch.is_alive())
+        ):
             self._watch = threading.Thread(
                 target=self.held_over, args=(LOCKED_AFTER_S,), name="agentroute-serve-lock-watch", daemon=True
             )
@@ -143,7 +151,9 @@ def resolve_router(router: Router | str | Path, pool: ModelPool, *, allow_new_ag
     from agentroute.loading import graph_agents, load_router
 
     if isinstance(router, Router):
-        for note in check_pool(router, graph_agents(pool), allow_new_agents=allow_new_agents, source=router.name):
+        for note in check_pool(
+            router, graph_agents(pool), allow_new_agents=allow_new_agents, source=router.name
+        ):
             print(f"warning: {note}", file=sys.stderr)
     elif isinstance(router, str | Path):
         router = load_router(str(router), pool=pool, allow_new_agents=allow_new_agents)
@@ -324,10 +334,14 @@ class Routing:
         if extension is None:
             return self.budget, None
         if not isinstance(extension, Mapping):
-            raise RequestError("agentroute: expected an object such as {\"budget\": {\"usd\": 0.01}}", "agentroute")
+            raise RequestError(
+                'agentroute: expected an object such as {"budget": {"usd": 0.01}}', "agentroute"
+            )
         unknown = sorted(set(extension) - set(EXTENSION_FIELDS))
         if unknown:
-            raise RequestError(f"agentroute: unknown field(s) {unknown}; fields: {list(EXTENSION_FIELDS)}", "agentroute")
+            raise RequestError(
+                f"agentroute: unknown field(s) {unknown}; fields: {list(EXTENSION_FIELDS)}", "agentroute"
+            )
         query_id = extension.get("query_id")
         if query_id is not None and not isinstance(query_id, str):
             raise RequestError("agentroute.query_id: expected a string", "agentroute.query_id")
@@ -336,7 +350,7 @@ class Routing:
             return self.budget, query_id
         if not isinstance(given, Mapping):
             raise RequestError(
-                "agentroute.budget: expected an object of limits such as {\"usd\": 0.001, \"calls\": 2}",
+                'agentroute.budget: expected an object of limits such as {"usd": 0.001, "calls": 2}',
                 "agentroute.budget",
             )
         try:
@@ -370,13 +384,23 @@ class Routing:
         dispatcher = self.dispatcher
         add_step_watcher(_watch_served)
         _served_step.set(watch)  # this request's task has its own context: other requests see theirs
-        run = dispatcher.start(query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True})
+        run = dispatcher.start(
+            query, budget=budget, graph="serve", query_id=query_id, metadata={"served": True}
+        )
         if watch is not None:
             watch.task_id = run.task.id
         try:
             step = await dispatcher.step(
-                run, role=ROLE, stage=ROLE, prompt=prompt, input=text, max_tokens=max_tokens, query_id=query_id,
-                history=history, temperature=temperature, options=options,
+                run,
+                role=ROLE,
+                stage=ROLE,
+                prompt=prompt,
+                input=text,
+                max_tokens=max_tokens,
+                query_id=query_id,
+                history=history,
+                temperature=temperature,
+                options=options,
             )
         except BaseException:
             dispatcher.finish(run, status="interrupted")
@@ -407,6 +431,8 @@ def split_messages(messages: list[tuple[str, str]]) -> tuple[str, str, str, list
 
 # -- watching the routed step (the dispatcher's step watcher, as LangGraph's messages mode uses it) --
 _served_step: ContextVar[ServedStep | None] = ContextVar("agentroute_served_step", default=None)
+
+
 def _watch_served(run: TaskRun, role: str) -> StepWatch | None:
     """The dispatcher asks this once per step (:func:`add_step_watcher`): a served request's own
     watch, or ``None`` for every other step (LangGraph's watcher answers for those)."""
@@ -483,7 +509,9 @@ def _flush_within(memory: MemoryStore, seconds: float) -> None:
     flushing.start()
     flushing.join(seconds)
     if not flushed:
-        raise MemoryStoreError(f"its writes were not all stored within {seconds:g}s (its database does not answer)")
+        raise MemoryStoreError(
+            f"its writes were not all stored within {seconds:g}s (its database does not answer)"
+        )
     if flushed[0] is not None:
         raise flushed[0]
 
@@ -519,12 +547,17 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
 
     if (body.n or 1) != 1:
         return _error(
-            400, "n: the router model answers one choice per request (one task)", "invalid_request_error",
-            code="unsupported_value", param="n",
+            400,
+            "n: the router model answers one choice per request (one task)",
+            "invalid_request_error",
+            code="unsupported_value",
+            param="n",
         )
     options = body.options()
     for card_id, takes in routing.takers.items():
-        if (refused := refused_options(options, [takes], f"the router model (it may pick model {card_id!r})")) is not None:
+        if (
+            refused := refused_options(options, [takes], f"the router model (it may pick model {card_id!r})")
+        ) is not None:
             return refused
     if body.stop:
         return _error(
@@ -538,7 +571,9 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     try:
         budget, query_id = routing.request_budget((body.model_extra or {}).get("agentroute"))
     except RequestError as exc:
-        return _error(400, f"invalid request: {exc}", "invalid_request_error", code="invalid_budget", param=exc.param)
+        return _error(
+            400, f"invalid request: {exc}", "invalid_request_error", code="invalid_budget", param=exc.param
+        )
     if (routing.memory_health() or {}).get("state", "ok") != "ok":  # fail fast: no task, no call
         return memory_unavailable(routing)
     messages = [(m.role, m.text()) for m in body.messages]
@@ -548,7 +583,12 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     watch = ServedStep(stream=bool(body.stream) and not escalates(routing.router))
     task = asyncio.ensure_future(
         routing.run(
-            messages, budget=budget, query_id=query_id, max_tokens=max_tokens, watch=watch, temperature=body.temperature,
+            messages,
+            budget=budget,
+            query_id=query_id,
+            max_tokens=max_tokens,
+            watch=watch,
+            temperature=body.temperature,
             options=options if options.given() else None,
         )
     )
@@ -562,7 +602,9 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         try:
             while (left := routing.memory_wait_left(watch.task_id)) > 0:  # each wait: ≤ memory_wait_s
                 timeout = min(left, routing.lock_poll_s)
-                done, _ = await asyncio.wait({task, first}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {task, first}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if done:
                     return True
                 if routing.waits_on_lock(watch.task_id):
@@ -582,9 +624,22 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None, logprobs: Any = None, **more: Any) -> str:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]
-        data = {**head, "model": model, "object": "chat.completion.chunk", "choices": choices, **extra, **more}
+    def chunk(
+        model: str, delta: dict[str, Any] | None, finish: str | None = None, logprobs: Any = None, **more: Any
+    ) -> str:
+        choices = (
+            []
+            if delta is None
+            else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]
+        )
+        data = {
+            **head,
+            "model": model,
+            "object": "chat.completion.chunk",
+            "choices": choices,
+            **extra,
+            **more,
+        }
         return f"data: {json.dumps(data)}\n\n"
 
     def ending(run: TaskRun, step: Step, answered: Answer, *, thought: bool) -> list[str]:
@@ -632,7 +687,9 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
             for event in events:
                 yield event
 
-        return StreamingResponse(whole(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            whole(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     streamed = watch.model or ""
 
@@ -720,7 +777,9 @@ def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
         message = f"budget exhausted before any model answered (budget: {limits}; {detail})"
         response = _error(402, message, "budget_exhausted", code="budget_exhausted")
     else:
-        response = _error(502, f"every model the router tried failed ({detail})", "server_error", code="all_models_failed")
+        response = _error(
+            502, f"every model the router tried failed ({detail})", "server_error", code="all_models_failed"
+        )
     response.headers.update({**NO_RETRY, "x-agentroute-task-id": task.id})
     return response
 
@@ -746,7 +805,11 @@ def _answer(watch: ServedStep, step: Step) -> Answer:
 
 
 def _usage(step: Step) -> dict[str, int]:
-    return {"prompt_tokens": step.tokens_in, "completion_tokens": step.tokens_out, "total_tokens": step.tokens_in + step.tokens_out}
+    return {
+        "prompt_tokens": step.tokens_in,
+        "completion_tokens": step.tokens_out,
+        "total_tokens": step.tokens_in + step.tokens_out,
+    }
 
 
 def _extension(routing: Routing, run: TaskRun, step: Step) -> dict[str, Any]:

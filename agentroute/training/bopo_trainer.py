@@ -112,7 +112,9 @@ class BoPOTrainer:
         self.embed = embed or default_embed
 
     # -- the whole recipe ---------------------------------------------------------------------
-    def train(self, data: Any, *, checkpoint: str | Path | None = None, checkpoint_every_s: float = 30.0) -> BoPOResult:
+    def train(
+        self, data: Any, *, checkpoint: str | Path | None = None, checkpoint_every_s: float = 30.0
+    ) -> BoPOResult:
         """Train on ``data`` (an OutcomeTable, a dataset or trajectories).
 
         ``checkpoint``: a file the run's state is kept in — after the BoSFT warm-up, then every
@@ -125,8 +127,13 @@ class BoPOTrainer:
         saver = None
         resume = None
         if checkpoint is not None:
-            saver = TrainingCheckpoint(Path(checkpoint), self._run_key(table), what="bopo", length="iterations",
-                                       every_s=checkpoint_every_s)
+            saver = TrainingCheckpoint(
+                Path(checkpoint),
+                self._run_key(table),
+                what="bopo",
+                length="iterations",
+                every_s=checkpoint_every_s,
+            )
             resume = saver.load()
             if resume is not None and int(resume["iteration"]) > args.iterations:
                 raise ConfigurationError(
@@ -154,11 +161,28 @@ class BoPOTrainer:
         config = {k: v for k, v in self.args.to_dict().items() if k != "iterations"}
         funcs = [_name(f) for f in (*self.reward_funcs, self.embed)]
         outcomes = [np.asarray(values, float).tolist() for values in (table.scores, table.costs)]
-        return run_key(config, funcs, self.reward_weights, table.query_ids, table.queries, table.models, outcomes,
-                       [None if t is None else str(t) for t in table.task_types])
+        return run_key(
+            config,
+            funcs,
+            self.reward_weights,
+            table.query_ids,
+            table.queries,
+            table.models,
+            outcomes,
+            [None if t is None else str(t) for t in table.task_types],
+        )
 
-    def _train(self, env: AgenticEnv, emb: np.ndarray, ref_usd: float, t0: float, b: Any, *,
-               saver: TrainingCheckpoint | None = None, resume: dict[str, Any] | None = None) -> BoPOResult:
+    def _train(
+        self,
+        env: AgenticEnv,
+        emb: np.ndarray,
+        ref_usd: float,
+        t0: float,
+        b: Any,
+        *,
+        saver: TrainingCheckpoint | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> BoPOResult:
         """:meth:`train` after the environment: boundary rollouts, BoSFT, BoPO; ``b`` the fit's bar
         (its steps: the BoSFT epochs, then the BoPO iterations). ``resume``: a checkpoint's state
         (the BoSFT policy is loaded, not trained again)."""
@@ -205,12 +229,23 @@ class BoPOTrainer:
         b.set_description_str("bopo: BoPO", refresh=False)
         keep = None
         if saver is not None:
+
             def keep(iteration: int, state: dict[str, Any]) -> None:
-                saver.update({**state, "iteration": iteration, "reference": reference.state_dict(), "sft_loss": sft_loss},
-                             f"{iteration} BoPO iterations")
+                saver.update(
+                    {
+                        **state,
+                        "iteration": iteration,
+                        "reference": reference.state_dict(),
+                        "sft_loss": sft_loss,
+                    },
+                    f"{iteration} BoPO iterations",
+                )
                 if iteration == 0:  # the warm-up is done: kept at once
                     saver.write()
-        report["bopo"] = self.bopo(policy, reference, env, boundary, E, ref_usd, progress=b, keep=keep, resume=resume)
+
+        report["bopo"] = self.bopo(
+            policy, reference, env, boundary, E, ref_usd, progress=b, keep=keep, resume=resume
+        )
         report["bopo"]["train"] = self.evaluate(policy, env, E, ref_usd)
         report["seconds"] = round(time.perf_counter() - t0, 2)
         policy.eval()
@@ -319,7 +354,12 @@ class BoPOTrainer:
 
         def snapshot() -> dict[str, Any]:  # copies: later updates must not change a kept state
             weights, optimiser = copy.deepcopy((policy.state_dict(), opt.state_dict()))
-            return {"policy": weights, "opt": optimiser, "rng": dict(rng.bit_generator.state), "history": list(history)}
+            return {
+                "policy": weights,
+                "opt": optimiser,
+                "rng": dict(rng.bit_generator.state),
+                "history": list(history),
+            }
 
         if keep is not None:
             keep(start, snapshot())

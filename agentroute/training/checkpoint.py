@@ -56,7 +56,9 @@ class TrainingCheckpoint:
             saved = torch.load(self.path, weights_only=True)
             state = saved["state"]
         except Exception as exc:  # torch's unpickling errors have no common base
-            raise StateFileError(self.path, f"not a {self.what} checkpoint ({exc}); delete it to train from the start") from None
+            raise StateFileError(
+                self.path, f"not a {self.what} checkpoint ({exc}); delete it to train from the start"
+            ) from None
         if saved.get("run") != self.run:
             raise ConfigurationError(
                 f"{self.path}: a checkpoint of another training run (other parameters or data; only {self.length!r} may "
@@ -81,7 +83,9 @@ class TrainingCheckpoint:
         state, done = self._latest
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
-        with signals_deferred():  # a second Ctrl-C or a SIGTERM now would keep the previous state, not this one
+        with (
+            signals_deferred()
+        ):  # a second Ctrl-C or a SIGTERM now would keep the previous state, not this one
             torch.save({"run": self.run, "state": state, "done": done}, partial)
             os.replace(partial, self.path)
         self._written = time.monotonic()

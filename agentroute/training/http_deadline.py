@@ -80,7 +80,9 @@ class _Deadline:
         self._timer.cancel()
 
 
-def _watched(base: type[http.client.HTTPConnection], deadline: _Deadline) -> Callable[..., http.client.HTTPConnection]:
+def _watched(
+    base: type[http.client.HTTPConnection], deadline: _Deadline
+) -> Callable[..., http.client.HTTPConnection]:
     """A factory of ``base`` connections whose sockets ``deadline`` watches (kept there: urllib drops
     the connection's own reference once the headers are read)."""
 

@@ -575,7 +575,9 @@ class WebAgent:
             metadata=meta,
         )
         ep = Episode(task, seed, session, run, page, self.max_steps, self.screenshots)
-        await asyncio.to_thread(ep.shot, "step00")  # a browser command: not on the loop the other episodes share
+        await asyncio.to_thread(
+            ep.shot, "step00"
+        )  # a browser command: not on the loop the other episodes share
         error = None
         try:
             await self.graph.ainvoke(

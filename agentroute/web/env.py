@@ -818,7 +818,9 @@ class MiniWoBSession:
         env = self._env
         limit = self.page_load_timeout_s + COMMAND_GRACE_S
         try:
-            async with asyncio.timeout(limit):  # not wait_for: on 3.11 it drops a cancel landing as the call fails
+            async with asyncio.timeout(
+                limit
+            ):  # not wait_for: on 3.11 it drops a cancel landing as the call fails
                 return await asyncio.to_thread(call)
         except TimeoutError:
             self.abandon(env)

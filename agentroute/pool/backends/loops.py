@@ -43,7 +43,9 @@ class PerLoop(Generic[T]):
         loop = asyncio.get_running_loop()
         entry = self._values.get(loop)
         if entry is None:
-            for old in [lp for lp in list(self._values) if lp.is_closed()]:  # closed without shutdown_asyncgens
+            for old in [
+                lp for lp in list(self._values) if lp.is_closed()
+            ]:  # closed without shutdown_asyncgens
                 self._values.pop(old, None)  # list(): other threads' loops add and drop theirs meanwhile
             value = self._make()
             watch = self._watch(loop, value)
@@ -84,7 +86,8 @@ class PerLoop(Generic[T]):
                 except (TimeoutError, concurrent.futures.TimeoutError):
                     log.warning(
                         "an event loop in another thread did not close its connections within %g s "
-                        "(it is busy or blocked): it closes them when it is free", OTHER_LOOP_WAIT_S
+                        "(it is busy or blocked): it closes them when it is free",
+                        OTHER_LOOP_WAIT_S,
                     )
             else:  # idle: run once more to close it (its owner starting it meanwhile keeps its value)
                 finish = _finish(watch)

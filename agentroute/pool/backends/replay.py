@@ -49,7 +49,9 @@ class ReplayBackend(Backend):
         if outcome is None:
             key = request.query_id or request.prompt_text
             # nothing ran, so nothing was billed: the attempt counts a call, not its worst case
-            raise BackendError(card.id, f"no logged outcome for query {key[:60]!r}", retryable=False, billed=False)
+            raise BackendError(
+                card.id, f"no logged outcome for query {key[:60]!r}", retryable=False, billed=False
+            )
         return outcome
 
     def _find(self, request: CompletionRequest, card: ModelCard) -> LoggedOutcome | None:
@@ -76,7 +78,9 @@ class ReplayBackend(Backend):
         self._last_chat = (messages, count)
         return count
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         outcome = self._find(request, card)
         if outcome is not None:
             return outcome.cost_usd

@@ -42,7 +42,9 @@ def checked_count(card: ModelCard, field: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(card.id, f"usage.{field} is not a number (got {type(value).__name__} {value!r:.40})")
+        raise ProtocolError(
+            card.id, f"usage.{field} is not a number (got {type(value).__name__} {value!r:.40})"
+        )
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ProtocolError(card.id, f"usage.{field} is not finite (got {value!r})")
@@ -54,7 +56,8 @@ def checked_count(card: ModelCard, field: str, value: Any) -> int | None:
     limit = ABSURD_FACTOR * card.context_window
     if count > limit:
         raise ProtocolError(
-            card.id, f"usage.{field} is absurd (got {count}, above {ABSURD_FACTOR} × context window {card.context_window})"
+            card.id,
+            f"usage.{field} is absurd (got {count}, above {ABSURD_FACTOR} × context window {card.context_window})",
         )
     return count
 
@@ -99,11 +102,15 @@ def reply_usage(
     if tokens_out == 0 and text:
         tokens_out = None
     if tokens_out is not None and tokens_out < chunks:
-        raise ProtocolError(card.id, f"usage.completion_tokens ({tokens_out}) is below the {chunks} chunks received")
+        raise ProtocolError(
+            card.id, f"usage.completion_tokens ({tokens_out}) is below the {chunks} chunks received"
+        )
     return tokens_in, tokens_out
 
 
-def billed_completion(card: ModelCard, usage: Any, tokens_in: int | None, tokens_out: int | None) -> int | None:
+def billed_completion(
+    card: ModelCard, usage: Any, tokens_in: int | None, tokens_out: int | None
+) -> int | None:
     """The completion tokens billed, from a usage whose ``completion_tokens`` may leave out the
     reasoning: ``total_tokens - prompt_tokens`` when the total is larger than the two counts, else
     ``completion_tokens + reasoning_tokens`` when the reasoning alone is larger than the
@@ -122,7 +129,9 @@ def billed_completion(card: ModelCard, usage: Any, tokens_in: int | None, tokens
     total = _optional_count(card, "total_tokens", field_of(usage, "total_tokens"))
     if tokens_in is not None and total is not None and total > tokens_in + tokens_out:
         return total - tokens_in
-    reasoning = _optional_count(card, "reasoning_tokens", field_of(field_of(usage, "completion_tokens_details"), "reasoning_tokens"))
+    reasoning = _optional_count(
+        card, "reasoning_tokens", field_of(field_of(usage, "completion_tokens_details"), "reasoning_tokens")
+    )
     if reasoning is not None and reasoning > tokens_out:
         return tokens_out + reasoning
     return tokens_out
@@ -143,15 +152,32 @@ def _optional_count(card: ModelCard, field: str, value: Any) -> int | None:
 __all__ = ["ABSURD_FACTOR", "billed_completion", "checked_count", "checked_usage", "field_of", "reply_usage"]
 
 
-def with_usage(completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard) -> Completion:
+def with_usage(
+    completion: Completion, backend: Backend, request: CompletionRequest, card: ModelCard
+) -> Completion:
     """``completion`` with the usage it did not report counted: prompt tokens as the backend counts
     them for the ledger, the text with :meth:`Backend.count_tokens`, the cost from the card's
     prices (``raw["usage_counted"]`` set). Built-in backends report all three."""
-    if completion.tokens_in is not None and completion.tokens_out is not None and completion.cost_usd is not None:
+    if (
+        completion.tokens_in is not None
+        and completion.tokens_out is not None
+        and completion.cost_usd is not None
+    ):
         return completion
-    tokens_in = completion.tokens_in if completion.tokens_in is not None else backend.prompt_tokens(request, card)
-    tokens_out = completion.tokens_out if completion.tokens_out is not None else backend.count_tokens(completion.text, card)
+    tokens_in = (
+        completion.tokens_in if completion.tokens_in is not None else backend.prompt_tokens(request, card)
+    )
+    tokens_out = (
+        completion.tokens_out
+        if completion.tokens_out is not None
+        else backend.count_tokens(completion.text, card)
+    )
     cost = completion.cost_usd if completion.cost_usd is not None else card.usd(tokens_in, tokens_out)
-    return completion.model_copy(update={
-        "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost, "raw": {**completion.raw, "usage_counted": True},
-    })
+    return completion.model_copy(
+        update={
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "cost_usd": cost,
+            "raw": {**completion.raw, "usage_counted": True},
+        }
+    )

@@ -48,8 +48,15 @@ class MemoryView:
     task_out: np.ndarray  # weighted mean of the rows' output embeddings (zeros where none are known)
 
 
-def memory_view(history: HistoryMemory | None, q: np.ndarray, k: int, tau: float, *, exclude: str | None = None,
-                rows: tuple[np.ndarray, np.ndarray] | None = None) -> MemoryView:
+def memory_view(
+    history: HistoryMemory | None,
+    q: np.ndarray,
+    k: int,
+    tau: float,
+    *,
+    exclude: str | None = None,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> MemoryView:
     """The ``k`` nearest rows to ``q`` with softmax(sim / τ) weights (``rows`` precomputed: (index, sims))."""
     none = np.zeros_like(q, dtype=np.float32)
     if history is None or len(history) == 0 or k < 1:
@@ -94,7 +101,9 @@ def decision_features(
         hist_x = history.features(cost_scale)[view.index]
         hist_a = np.array(
             [
-                _FLOW_ROLE.get(history.role[i], 1) * g + agent_pos[history.agent[i]] if history.agent[i] in agent_pos else -1
+                _FLOW_ROLE.get(history.role[i], 1) * g + agent_pos[history.agent[i]]
+                if history.agent[i] in agent_pos
+                else -1
                 for i in view.index
             ],
             np.int64,
@@ -113,11 +122,18 @@ def decision_features(
     act_x[:, 2] = (~available).astype(np.float32)
     fraction = 1.0 if remaining is None or not budget else max(0.0, remaining / budget)
     return {
-        "node": np.asarray(node_emb, np.float32), "query": np.asarray(query_emb, np.float32), "task": view.task,
+        "node": np.asarray(node_emb, np.float32),
+        "query": np.asarray(query_emb, np.float32),
+        "task": view.task,
         "task_out": view.task_out,
         "struct": np.asarray(wf.features(fraction), np.float32),
-        "hist_x": hist_x, "hist_a": hist_a, "hist_w": view.weight[: len(hist_a)] if len(hist_a) else np.zeros(0, np.float32),
-        "flow_x": flow_x, "flow_g": flow_g, "act_x": act_x, "mask": available.copy(),
+        "hist_x": hist_x,
+        "hist_a": hist_a,
+        "hist_w": view.weight[: len(hist_a)] if len(hist_a) else np.zeros(0, np.float32),
+        "flow_x": flow_x,
+        "flow_g": flow_g,
+        "act_x": act_x,
+        "mask": available.copy(),
     }
 
 
@@ -127,7 +143,9 @@ def legal_mask(wf: Workflow, g: int) -> np.ndarray:
 
 
 def _hash(*parts: Any) -> int:
-    return int.from_bytes(hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=4).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=4).digest(), "little"
+    )
 
 
 @dataclass
@@ -172,7 +190,9 @@ class OfflineEnv:
             k = 1 + _hash(self.table.query_ids[i], agent, node.depth) % self.max_subqueries
             wf.plan(agent, [f"{node.text} (part {p + 1}/{k})" for p in range(k)], cost=cost)
         elif role == EXECUTE:
-            wf.finish("executor", agent, f"{agent} on node {node.id}", cost=cost, value=float(self.scores[i, j]))
+            wf.finish(
+                "executor", agent, f"{agent} on node {node.id}", cost=cost, value=float(self.scores[i, j])
+            )
         elif role == SUMMARIZE:
             own = float(self.scores[i, j])
             votes = [float(wf.nodes[c].value or 0.0) for c in node.children] + [own]

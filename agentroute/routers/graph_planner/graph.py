@@ -78,8 +78,15 @@ def step_input(wf: Workflow, role: str) -> str:
     return "\n".join(parts)
 
 
-def worst_case(pool: ModelPool, agent: Agent, prompt: str, text: str, *, query_id: str | None = None,
-               max_tokens: int | None = None) -> Cost:
+def worst_case(
+    pool: ModelPool,
+    agent: Agent,
+    prompt: str,
+    text: str,
+    *,
+    query_id: str | None = None,
+    max_tokens: int | None = None,
+) -> Cost:
     """The worst case of one step of ``agent`` as the dispatcher reserves it: the backend's prompt
     token count (or its bound) × input price + the strategy's max_tokens × output price, × samples."""
     card = pool.card(agent.model)
@@ -88,8 +95,13 @@ def worst_case(pool: ModelPool, agent: Agent, prompt: str, text: str, *, query_i
     limit = max(1, int((max_tokens or card.max_tokens) * strategy.max_tokens_factor))
     request = CompletionRequest(
         model=card.backend_model,
-        messages=[{"role": "system", "content": strategy.system_prompt(prompt)}, {"role": "user", "content": text}],
-        max_tokens=limit, temperature=strategy.temperature, query_id=query_id,
+        messages=[
+            {"role": "system", "content": strategy.system_prompt(prompt)},
+            {"role": "user", "content": text},
+        ],
+        max_tokens=limit,
+        temperature=strategy.temperature,
+        query_id=query_id,
     )
     tokens_in = backend.prompt_tokens(request, card)
     usd = backend.worst_case_usd(request, card, tokens_in)
@@ -106,8 +118,15 @@ class _Planner(Protocol):
 
     builds_workflow: bool
 
-    def act(self, wf: Workflow, *, agents: Sequence[str], action_cost: np.ndarray, available: np.ndarray,
-            **options: Any) -> tuple[int, np.ndarray]: ...
+    def act(
+        self,
+        wf: Workflow,
+        *,
+        agents: Sequence[str],
+        action_cost: np.ndarray,
+        available: np.ndarray,
+        **options: Any,
+    ) -> tuple[int, np.ndarray]: ...
 
     def expect(self, task_id: str, agent: Agent | None) -> None: ...
 
@@ -116,13 +135,22 @@ def _is_planner(router: Any) -> TypeGuard[_Planner]:
     """A router that builds the workflow (GraphPlanner's policy, or a fixed workflow of
     :mod:`.live_env`): it sets ``builds_workflow`` and has ``act`` and ``expect`` (checked without
     importing torch for other routers)."""
-    return (bool(getattr(router, "builds_workflow", False)) and callable(getattr(router, "act", None))
-            and callable(getattr(router, "expect", None)))
+    return (
+        bool(getattr(router, "builds_workflow", False))
+        and callable(getattr(router, "act", None))
+        and callable(getattr(router, "expect", None))
+    )
 
 
-def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_subqueries: int = 3,
-                        memory_rows: int | None = 10_000, greedy: bool = True,
-                        max_tokens: Mapping[str, int] | None = None) -> AgentGraph:
+def build_planner_graph(
+    *,
+    max_planner_calls: int = 2,
+    max_depth: int = 3,
+    max_subqueries: int = 3,
+    memory_rows: int | None = 10_000,
+    greedy: bool = True,
+    max_tokens: Mapping[str, int] | None = None,
+) -> AgentGraph:
     """The planner graph (``decide`` → plan/execute/summarize → ``decide`` … → END).
 
     Args:
@@ -137,19 +165,30 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
     limits = dict(max_tokens or {})
     for role, value in limits.items():
         if role not in ROLES or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"planner graph: max_tokens must map roles {ROLES} to integers ≥ 1 (got {role!r}: {value!r})")
+            raise ConfigurationError(
+                f"planner graph: max_tokens must map roles {ROLES} to integers ≥ 1 (got {role!r}: {value!r})"
+            )
 
     async def decide(state: GraphState, ctx: NodeContext) -> dict[str, Any]:
         run, dispatcher = ctx.run, ctx.dispatcher
         await dispatcher.use_skill(run, ctx.skills, DECIDE_SKILL, stage="route")
         data = _state(state)
-        wf = workflow_from_dict(data["workflow"]) if "workflow" in data else Workflow(
-            str(state.get("query", "")), max_planner_calls, max_depth, max_subqueries
+        wf = (
+            workflow_from_dict(data["workflow"])
+            if "workflow" in data
+            else Workflow(str(state.get("query", "")), max_planner_calls, max_depth, max_subqueries)
         )
         masked, legal_n = int(data.get("masked", 0)), int(data.get("legal", 0))
 
         def out(nxt: str, **extra: Any) -> dict[str, Any]:
-            body = {**data, "workflow": workflow_to_dict(wf), "next": nxt, "masked": masked, "legal": legal_n, **extra}
+            body = {
+                **data,
+                "workflow": workflow_to_dict(wf),
+                "next": nxt,
+                "masked": masked,
+                "legal": legal_n,
+                **extra,
+            }
             return {"context": {KEY: body}}
 
         if wf.done:
@@ -168,8 +207,14 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
                 continue
             text = step_input(wf, role)
             for j, agent in enumerate(agents):
-                cost = worst_case(pool, agent.model_copy(update={"role": role}), PROMPTS[role], text, query_id=qid,
-                                  max_tokens=limits.get(role))
+                cost = worst_case(
+                    pool,
+                    agent.model_copy(update={"role": role}),
+                    PROMPTS[role],
+                    text,
+                    query_id=qid,
+                    max_tokens=limits.get(role),
+                )
                 costs[r * g + j] = cost.usd
                 affordable[r * g + j] = run.ledger.affordable(cost)
         mask = legal & affordable
@@ -180,7 +225,12 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             return out(STAGE_OF[role], action={"role": role, "model": None, "strategy": None, "p": None})
         if _is_planner(router):
             attach = getattr(router, "attach_memory", None)  # GraphPlanner's: the historical memory
-            if dispatcher.memory is not None and not memory_read.get(id(router)) and memory_rows != 0 and callable(attach):
+            if (
+                dispatcher.memory is not None
+                and not memory_read.get(id(router))
+                and memory_rows != 0
+                and callable(attach)
+            ):
                 memory_read[id(router)] = True
                 if getattr(router, "history", None) is None:
                     try:
@@ -192,11 +242,22 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             recording = getattr(router, "recording", None)  # live training: the decisions of each task
             trace = recording.setdefault(run.task.id, []) if recording is not None else None
             action, probs = router.act(
-                wf, agents=keys, action_cost=costs, available=mask, remaining=usd, budget=limit, greedy=greedy,
+                wf,
+                agents=keys,
+                action_cost=costs,
+                available=mask,
+                remaining=usd,
+                budget=limit,
+                greedy=greedy,
                 **({"trace": trace, "exclude_query": qid} if trace is not None else {}),
             )
             role, j = ROLES[action // g], action % g
-            chosen = {"role": role, "model": agents[j].model, "strategy": agents[j].strategy, "p": float(probs[action])}
+            chosen = {
+                "role": role,
+                "model": agents[j].model,
+                "strategy": agents[j].strategy,
+                "p": float(probs[action]),
+            }
         else:  # any other router: execute (or summarise) and let the router pick the agent
             role = "executor" if mask[g : 2 * g].any() else "summarizer"
             chosen = {"role": role, "model": None, "strategy": None, "p": None}
@@ -215,17 +276,29 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
             models = [action["model"]] if action.get("model") else None
             planner = router if models and _is_planner(router) else None  # told the agent it chose
             if planner is not None:
-                planner.expect(run.task.id, Agent(role=role, model=action["model"], strategy=action["strategy"]))
+                planner.expect(
+                    run.task.id, Agent(role=role, model=action["model"], strategy=action["strategy"])
+                )
             try:
-                step = await dispatcher.step(run, role=role, stage=stage, prompt=PROMPTS[role], input=text, models=models,
-                                             max_tokens=limits.get(role))
+                step = await dispatcher.step(
+                    run,
+                    role=role,
+                    stage=stage,
+                    prompt=PROMPTS[role],
+                    input=text,
+                    models=models,
+                    max_tokens=limits.get(role),
+                )
             finally:
                 if planner is not None:
                     planner.expect(run.task.id, None)
             if step is None or step.status != "ok":
                 status = "budget_exhausted" if run.exhausted else "failed"
                 partial = wf.last_answer()
-                update: dict[str, Any] = {"status": status, "context": {KEY: {**data, "workflow": workflow_to_dict(wf)}}}
+                update: dict[str, Any] = {
+                    "status": status,
+                    "context": {KEY: {**data, "workflow": workflow_to_dict(wf)}},
+                }
                 if partial is not None and partial.answer:
                     update["answer"] = partial.answer
                 return update
@@ -242,7 +315,12 @@ def build_planner_graph(*, max_planner_calls: int = 2, max_depth: int = 3, max_s
         return node
 
     graph = AgentGraph("planner")
-    graph.skills.register(DECIDE_SKILL, lambda context, **_: None, stages=["route"], description="GraphPlanner's next action ($0)")
+    graph.skills.register(
+        DECIDE_SKILL,
+        lambda context, **_: None,
+        stages=["route"],
+        description="GraphPlanner's next action ($0)",
+    )
     graph.add_node("decide", decide, stage="route")
     for role in ROLES:
         graph.add_node(STAGE_OF[role], role_node(role), stage=STAGE_OF[role])

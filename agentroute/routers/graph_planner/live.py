@@ -43,7 +43,9 @@ class CachedBackend(Backend):
     ``hits`` and ``misses`` count what it served; prices, token counts and worst cases are the
     inner backend's (a hit is still reserved at its worst case, then settled at $0)."""
 
-    def __init__(self, inner: Backend, memory: Any, namespace: str = NAMESPACE, *, charge_hits: bool = False) -> None:
+    def __init__(
+        self, inner: Backend, memory: Any, namespace: str = NAMESPACE, *, charge_hits: bool = False
+    ) -> None:
         self.inner, self.memory, self.namespace, self.charge_hits = inner, memory, namespace, charge_hits
         self.name = inner.name
         self.blocks = inner.blocks
@@ -57,15 +59,30 @@ class CachedBackend(Backend):
         hit = self.memory.load_router_state(key)
         if hit is not None and isinstance(hit.get("text"), str):
             self.hits += 1
-            paid: dict[str, Any] = {"tokens_in": int(hit.get("tokens_in", 0)), "tokens_out": int(hit.get("tokens_out", 0)),
-                    "cost_usd": float(hit.get("cost_usd", 0.0))} if self.charge_hits else {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
-            return Completion(model=card.id, text=hit["text"], score=hit.get("score"), raw={"cache": "hit"}, **paid)
+            paid: dict[str, Any] = (
+                {
+                    "tokens_in": int(hit.get("tokens_in", 0)),
+                    "tokens_out": int(hit.get("tokens_out", 0)),
+                    "cost_usd": float(hit.get("cost_usd", 0.0)),
+                }
+                if self.charge_hits
+                else {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+            )
+            return Completion(
+                model=card.id, text=hit["text"], score=hit.get("score"), raw={"cache": "hit"}, **paid
+            )
         completion = await self.inner.complete(request, card)
         self.misses += 1
-        self.memory.save_router_state(key, {
-            "text": completion.text, "score": completion.score, "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out, "cost_usd": completion.cost_usd,
-        })
+        self.memory.save_router_state(
+            key,
+            {
+                "text": completion.text,
+                "score": completion.score,
+                "tokens_in": completion.tokens_in,
+                "tokens_out": completion.tokens_out,
+                "cost_usd": completion.cost_usd,
+            },
+        )
         return completion
 
     def count_tokens(self, text: str, card: ModelCard) -> int:
@@ -77,7 +94,9 @@ class CachedBackend(Backend):
     async def aprompt_tokens(self, request: CompletionRequest, card: ModelCard) -> int:
         return await self.inner.aprompt_tokens(request, card)
 
-    def worst_case_usd(self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None) -> float:
+    def worst_case_usd(
+        self, request: CompletionRequest, card: ModelCard, prompt_tokens: int | None = None
+    ) -> float:
         return self.inner.worst_case_usd(request, card, prompt_tokens)
 
     async def preload(self, card: ModelCard) -> object:
@@ -87,8 +106,9 @@ class CachedBackend(Backend):
         await self.inner.aclose()
 
 
-def with_response_cache(pool: ModelPool, memory: Any, namespace: str = NAMESPACE, *,
-                        charge_hits: bool = False) -> dict[str, CachedBackend]:
+def with_response_cache(
+    pool: ModelPool, memory: Any, namespace: str = NAMESPACE, *, charge_hits: bool = False
+) -> dict[str, CachedBackend]:
     """Wrap every backend kind ``pool`` uses in a :class:`CachedBackend` over ``memory`` (in place);
     returns the wrappers by backend kind (their ``hits``/``misses``). ``charge_hits``: see the
     module docstring (a pool wrapped already keeps its wrappers' setting)."""
@@ -97,7 +117,11 @@ def with_response_cache(pool: ModelPool, memory: Any, namespace: str = NAMESPACE
         if card.backend in wrapped:
             continue
         inner = pool.backend(card.id)
-        cached = inner if isinstance(inner, CachedBackend) else CachedBackend(inner, memory, namespace, charge_hits=charge_hits)
+        cached = (
+            inner
+            if isinstance(inner, CachedBackend)
+            else CachedBackend(inner, memory, namespace, charge_hits=charge_hits)
+        )
         pool.set_backend(card.backend, cached)
         wrapped[card.backend] = cached
     return wrapped

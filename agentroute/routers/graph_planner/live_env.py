@@ -53,12 +53,15 @@ def data_root() -> Path:
     return Path(os.environ.get("AGENTROUTE_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
 
 
-def load_mcq(split: str, per_task: int, *, tasks: Sequence[str] = MCQ_TASKS, offset: int = 0,
-             root: Path | None = None) -> list[dict[str, Any]]:
+def load_mcq(
+    split: str, per_task: int, *, tasks: Sequence[str] = MCQ_TASKS, offset: int = 0, root: Path | None = None
+) -> list[dict[str, Any]]:
     """``per_task`` questions of each task from the ``split`` file (``train``/``test``), in file
     order from ``offset``: ``id``, ``task``, ``question`` (stem, lettered choices, instruction),
     ``gold`` (a letter), ``choices`` (letter → text)."""
-    path = (root or data_root()) / "llmrouter" / "example_data" / "query_data" / f"default_query_{split}.jsonl"
+    path = (
+        (root or data_root()) / "llmrouter" / "example_data" / "query_data" / f"default_query_{split}.jsonl"
+    )
     taken: dict[str, int] = {t: 0 for t in tasks}
     out: list[dict[str, Any]] = []
     for n, line in enumerate(path.read_text().split("\n")):
@@ -75,8 +78,15 @@ def load_mcq(split: str, per_task: int, *, tasks: Sequence[str] = MCQ_TASKS, off
         choices = dict(zip(raw["label"], raw["text"], strict=True))
         lines = "\n".join(f"{k}) {v}" for k, v in choices.items())
         question = f"{row['query'].strip()}\n{lines}\nAnswer with the letter of the correct choice."
-        out.append({"id": f"{split}-{n}", "task": task, "question": question, "gold": str(row["ground_truth"]).strip(),
-                    "choices": choices})
+        out.append(
+            {
+                "id": f"{split}-{n}",
+                "task": task,
+                "question": question,
+                "gold": str(row["ground_truth"]).strip(),
+                "choices": choices,
+            }
+        )
     return out
 
 
@@ -125,12 +135,32 @@ def _episode_score(res: Any) -> float:
 # -- pool ------------------------------------------------------------------------------------------
 def live_pool(*, direct_tokens: int = 16, cot_tokens: int = 64, timeout_s: float = 900) -> ModelPool:
     """SmolLM2-135M as ``smol-direct`` (its output limit × 0.5, the strategy's factor) and ``smol-cot``."""
-    common = {"backend": "local", "model": SMOL_GGUF, "input_price": 0.05, "output_price": 0.20, "tier": "small",
-              "timeout_s": timeout_s}
-    return ModelPool([
-        ModelCard(id="smol-direct", max_tokens=direct_tokens, strategies=["direct"], description="answers at once", **common),
-        ModelCard(id="smol-cot", max_tokens=cot_tokens, strategies=["cot"], description="reasons step by step first", **common),
-    ])
+    common = {
+        "backend": "local",
+        "model": SMOL_GGUF,
+        "input_price": 0.05,
+        "output_price": 0.20,
+        "tier": "small",
+        "timeout_s": timeout_s,
+    }
+    return ModelPool(
+        [
+            ModelCard(
+                id="smol-direct",
+                max_tokens=direct_tokens,
+                strategies=["direct"],
+                description="answers at once",
+                **common,
+            ),
+            ModelCard(
+                id="smol-cot",
+                max_tokens=cot_tokens,
+                strategies=["cot"],
+                description="reasons step by step first",
+                **common,
+            ),
+        ]
+    )
 
 
 # -- fixed workflows -------------------------------------------------------------------------------
@@ -146,8 +176,9 @@ class FixedWorkflowRouter(Router):
         self.agent, self.plan = agent, plan
         self._pending: dict[str, Agent] = {}
 
-    def act(self, wf: Workflow, *, agents: Sequence[str], action_cost: np.ndarray, available: np.ndarray,
-            **_: Any) -> tuple[int, np.ndarray]:
+    def act(
+        self, wf: Workflow, *, agents: Sequence[str], action_cost: np.ndarray, available: np.ndarray, **_: Any
+    ) -> tuple[int, np.ndarray]:
         g = len(agents)
         legal = wf.legal_roles()
         node = wf.current()
@@ -178,14 +209,21 @@ class FixedWorkflowRouter(Router):
         expected = self._pending.get(ctx.task_id)
         for i, agent in enumerate(ctx.candidates):
             if (expected is not None and agent.key == expected.key) or (
-                expected is None and f"{agent.model}:{agent.strategy}" == self.agent):
+                expected is None and f"{agent.model}:{agent.strategy}" == self.agent
+            ):
                 return decide(self, ctx, i, "fixed workflow")
         return decide(self, ctx, 0, "fixed workflow: its agent is not a candidate")
 
 
 # -- episodes --------------------------------------------------------------------------------------
-async def run_questions(app: Any, questions: Sequence[dict[str, Any]], *, budget: Any = None, concurrency: int = 8,
-                        on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+async def run_questions(
+    app: Any,
+    questions: Sequence[dict[str, Any]],
+    *,
+    budget: Any = None,
+    concurrency: int = 8,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Each question once through ``app`` (a compiled planner graph); one row per question, in order:
     score, cost, steps, roles, status. The graph scores each answer as it finishes the task: its
     router observes the score, and ``app``'s memory holds it as feedback (``metric:mcq``)."""
@@ -194,15 +232,25 @@ async def run_questions(app: Any, questions: Sequence[dict[str, Any]], *, budget
     async def one(q: dict[str, Any]) -> dict[str, Any]:
         async with sem:
             started = time.perf_counter()
-            res = await app.arun(q["question"], query_id=q["id"], task_type=q.get("task"), budget=budget, **_gold(q))
+            res = await app.arun(
+                q["question"], query_id=q["id"], task_type=q.get("task"), budget=budget, **_gold(q)
+            )
         score = _episode_score(res)
         info = (res.state.get("context") or {}).get("graph_planner") or {}
         row = {
-            "id": q["id"], "task": q.get("task"), "score": score, "cost": float(res.cost_usd), "status": res.status,
-            "masked": int(info.get("masked", 0)), "legal": int(info.get("legal", 0)),
-            "steps": len(res.steps), "roles": [s.agent.role for s in res.steps],
+            "id": q["id"],
+            "task": q.get("task"),
+            "score": score,
+            "cost": float(res.cost_usd),
+            "status": res.status,
+            "masked": int(info.get("masked", 0)),
+            "legal": int(info.get("legal", 0)),
+            "steps": len(res.steps),
+            "roles": [s.agent.role for s in res.steps],
             "agents": [f"{s.agent.model}:{s.agent.strategy}" for s in res.steps],
-            "answer": (res.answer or "")[:200], "task_id": res.task.id, "seconds": time.perf_counter() - started,
+            "answer": (res.answer or "")[:200],
+            "task_id": res.task.id,
+            "seconds": time.perf_counter() - started,
         }
         if on_done is not None:
             on_done(row)
@@ -220,7 +268,9 @@ def summarize(rows: Sequence[dict[str, Any]], budget_usd: float | None = None) -
         "planned": float(np.mean(["planner" in r["roles"] for r in rows])),
         "done": int(sum(r["status"] == "done" for r in rows)),
         "exhausted": int(sum(r["status"] == "budget_exhausted" for r in rows)),
-        "mask_rate": float(sum(r.get("masked", 0) for r in rows) / max(1, sum(r.get("legal", 0) for r in rows))),
+        "mask_rate": float(
+            sum(r.get("masked", 0) for r in rows) / max(1, sum(r.get("legal", 0) for r in rows))
+        ),
     }
     if budget_usd is not None:
         out["violations"] = int(sum(r["cost"] > budget_usd + 1e-12 for r in rows))
@@ -278,14 +328,25 @@ async def train_live(
                 router.attach_memory(memory, limit=memory_rows)
             n = min(per_update, episodes - done)
             picks = rng.integers(0, len(questions), size=n)
-            budgets = [None if rng.random() >= budget_share else float(router.cost_scale_ * np.exp(rng.uniform(*np.log(budget_range))))
-                       for _ in range(n)]
+            budgets = [
+                None
+                if rng.random() >= budget_share
+                else float(router.cost_scale_ * np.exp(rng.uniform(*np.log(budget_range))))
+                for _ in range(n)
+            ]
             sem = asyncio.Semaphore(concurrency)
 
-            async def one(i: int, usd: float | None, sem: asyncio.Semaphore = sem) -> tuple[dict[str, Any], Any, float | None]:
+            async def one(
+                i: int, usd: float | None, sem: asyncio.Semaphore = sem
+            ) -> tuple[dict[str, Any], Any, float | None]:
                 async with sem:
-                    res = await app.arun(questions[i]["question"], query_id=questions[i]["id"], task_type=questions[i].get("task"),
-                                         budget=Budget(usd=usd) if usd is not None else None, **_gold(questions[i]))
+                    res = await app.arun(
+                        questions[i]["question"],
+                        query_id=questions[i]["id"],
+                        task_type=questions[i].get("task"),
+                        budget=Budget(usd=usd) if usd is not None else None,
+                        **_gold(questions[i]),
+                    )
                 return questions[i], res, usd
 
             results = await asyncio.gather(*(one(int(i), b) for i, b in zip(picks, budgets, strict=True)))
@@ -297,8 +358,15 @@ async def train_live(
                 score = _episode_score(res)
                 cost = float(res.cost_usd)
                 violations += usd is not None and cost > usd + 1e-12
-                ep = Episode(score, cost, score - router.cost_weight * cost / router.cost_scale_, res.status == "budget_exhausted",
-                             0, 0, Workflow(q["question"]))
+                ep = Episode(
+                    score,
+                    cost,
+                    score - router.cost_weight * cost / router.cost_scale_,
+                    res.status == "budget_exhausted",
+                    0,
+                    0,
+                    Workflow(q["question"]),
+                )
                 ep.decisions = [t["feats"] for t in trace]
                 ep.actions = [t["action"] for t in trace]
                 ep.logps = [t["logp"] for t in trace]
@@ -306,13 +374,22 @@ async def train_live(
                 planned.append(any(s.agent.role == "planner" for s in res.steps))
                 batch.append(ep)
             done += n
-            stats = ppo_update(router.net_, opt_pi, opt_v, [e for e in batch if e.actions], config, rng) if any(e.actions for e in batch) else []
+            stats = (
+                ppo_update(router.net_, opt_pi, opt_v, [e for e in batch if e.actions], config, rng)
+                if any(e.actions for e in batch)
+                else []
+            )
             row = {
-                "episodes": done, "seconds": time.perf_counter() - started,
-                "reward": float(np.mean([e.reward for e in batch])), "score": float(np.mean([e.score for e in batch])),
-                "cost": float(np.mean([e.cost for e in batch])), "planned": float(np.mean(planned)),
-                "steps": float(np.mean([len(e.actions) for e in batch])), "exhausted": int(sum(e.exhausted for e in batch)),
-                "violations": int(violations), "history_rows": len(router.history) if router.history is not None else 0,
+                "episodes": done,
+                "seconds": time.perf_counter() - started,
+                "reward": float(np.mean([e.reward for e in batch])),
+                "score": float(np.mean([e.score for e in batch])),
+                "cost": float(np.mean([e.cost for e in batch])),
+                "planned": float(np.mean(planned)),
+                "steps": float(np.mean([len(e.actions) for e in batch])),
+                "exhausted": int(sum(e.exhausted for e in batch)),
+                "violations": int(violations),
+                "history_rows": len(router.history) if router.history is not None else 0,
                 "entropy": float(np.mean([s[2] for s in stats])) if stats else 0.0,
             }
             log.append(row)
@@ -335,5 +412,15 @@ def role_actions(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["FixedWorkflowRouter", "ROLES", "init_policy", "live_pool", "load_mcq", "mcq_letter", "mcq_score",
-           "run_questions", "summarize", "train_live"]
+__all__ = [
+    "FixedWorkflowRouter",
+    "ROLES",
+    "init_policy",
+    "live_pool",
+    "load_mcq",
+    "mcq_letter",
+    "mcq_score",
+    "run_questions",
+    "summarize",
+    "train_live",
+]

@@ -95,7 +95,11 @@ class Workflow:
             return (can_plan, True, False)
         if node.status == "planned" and all(self.nodes[c].status == "done" for c in node.children):
             return (False, False, True)
-        return (False, False, False)  # pragma: no cover - a planned node is on top only when its children are done
+        return (
+            False,
+            False,
+            False,
+        )  # pragma: no cover - a planned node is on top only when its children are done
 
     def children_answers(self, node: Node) -> list[str]:
         return [self.nodes[c].answer or "" for c in node.children]
@@ -109,7 +113,9 @@ class Workflow:
         return None
 
     # -- transitions ------------------------------------------------------------------------
-    def finish(self, role: str, agent: str, answer: str, *, cost: float = 0.0, value: float | None = None) -> Node:
+    def finish(
+        self, role: str, agent: str, answer: str, *, cost: float = 0.0, value: float | None = None
+    ) -> Node:
         """An executor or summariser answered the current node."""
         node = self._check(role, ("executor", "summarizer"))
         node.status, node.answer, node.role, node.agent, node.value = "done", answer, role, agent, value
@@ -137,7 +143,9 @@ class Workflow:
             raise ValueError("the workflow is finished")
         legal = self.legal_roles()
         if role not in allowed or not legal[ROLES.index(role)]:
-            raise ValueError(f"role {role!r} is not legal on node {node.id} ({node.status}); legal: {[r for r, ok in zip(ROLES, legal, strict=True) if ok]}")
+            raise ValueError(
+                f"role {role!r} is not legal on node {node.id} ({node.status}); legal: {[r for r, ok in zip(ROLES, legal, strict=True) if ok]}"
+            )
         return node
 
     def features(self, budget_fraction: float = 1.0) -> list[float]:

@@ -53,7 +53,9 @@ class HistoryMemory:
         if not (len(self.emb) == len(self.role) == len(self.score) == len(self.cost) == len(self.query) == n):
             raise ConfigurationError("history memory: every column must have one entry per row")
         if self.out_emb is not None and self.out_emb.shape != self.emb.shape:
-            raise ConfigurationError("history memory: output embeddings must match the input embeddings' shape")
+            raise ConfigurationError(
+                "history memory: output embeddings must match the input embeddings' shape"
+            )
 
     def __len__(self) -> int:
         return len(self.agent)
@@ -65,8 +67,13 @@ class HistoryMemory:
     def subset(self, index: Sequence[int] | np.ndarray) -> HistoryMemory:
         index = np.asarray(index, dtype=np.int64)
         return HistoryMemory(
-            self.emb[index], [self.agent[i] for i in index], [self.role[i] for i in index],
-            self.score[index], self.cost[index], [self.query[i] for i in index], self.source,
+            self.emb[index],
+            [self.agent[i] for i in index],
+            [self.role[i] for i in index],
+            self.score[index],
+            self.cost[index],
+            [self.query[i] for i in index],
+            self.source,
             self.out_emb[index] if self.out_emb is not None else None,
         )
 
@@ -114,13 +121,20 @@ class HistoryMemory:
                 from agentroute.routers.utility import embed_texts as embed
             emb = np.asarray(embed([r["text"] for r in rows]), np.float32)
         return cls(
-            emb, [str(r["agent"]) for r in rows], [str(r.get("role", "executor")) for r in rows],
-            np.asarray([float(r["score"]) for r in rows]), np.asarray([float(r["cost"]) for r in rows]),
-            [str(r["query"]) for r in rows], source, _output_embeddings(rows, emb.shape, embed),
+            emb,
+            [str(r["agent"]) for r in rows],
+            [str(r.get("role", "executor")) for r in rows],
+            np.asarray([float(r["score"]) for r in rows]),
+            np.asarray([float(r["cost"]) for r in rows]),
+            [str(r["query"]) for r in rows],
+            source,
+            _output_embeddings(rows, emb.shape, embed),
         )
 
     @classmethod
-    def from_store(cls, memory: Any, *, limit: int | None = None, graph: str | None = None, embed: Any = None) -> HistoryMemory:
+    def from_store(
+        cls, memory: Any, *, limit: int | None = None, graph: str | None = None, embed: Any = None
+    ) -> HistoryMemory:
         """The rows of a :class:`~agentroute.memory.base.MemoryStore`: every step of a finished task
         with a learned score (:func:`agentroute.outcomes.learned_scores`: a failed call scores 0 for
         its agent, feedback judges the task's answer, else the step's own score or the task's).
@@ -141,15 +155,17 @@ class HistoryMemory:
                 seen_steps += step.status == "ok"
                 if score is None or not np.isfinite(score):
                     continue
-                rows.append({
-                    "text": step.input or traj.task.query,
-                    "output": step.output,
-                    "agent": f"{step.agent.model}:{step.agent.strategy}",
-                    "role": step.agent.role,
-                    "score": float(np.clip(score, 0.0, 1.0)),
-                    "cost": float(step.cost_usd),
-                    "query": str(traj.task.metadata.get("query_id") or traj.task.id),
-                })
+                rows.append(
+                    {
+                        "text": step.input or traj.task.query,
+                        "output": step.output,
+                        "agent": f"{step.agent.model}:{step.agent.strategy}",
+                        "role": step.agent.role,
+                        "score": float(np.clip(score, 0.0, 1.0)),
+                        "cost": float(step.cost_usd),
+                        "query": str(traj.task.metadata.get("query_id") or traj.task.id),
+                    }
+                )
                 if limit is not None and len(rows) >= limit:
                     break
             if limit is not None and len(rows) >= limit:
@@ -171,8 +187,13 @@ class HistoryMemory:
         cost = np.where(np.isnan(costs[q_idx, m_idx]), col_mean[m_idx], costs[q_idx, m_idx])
         agents = [_agent_key(m) for m in table.models]
         return cls(
-            np.asarray(emb, np.float32)[q_idx], [agents[j] for j in m_idx], [role] * len(q_idx),
-            scores[q_idx, m_idx], cost, [table.query_ids[i] for i in q_idx], "table",
+            np.asarray(emb, np.float32)[q_idx],
+            [agents[j] for j in m_idx],
+            [role] * len(q_idx),
+            scores[q_idx, m_idx],
+            cost,
+            [table.query_ids[i] for i in q_idx],
+            "table",
         )
 
 

@@ -76,7 +76,9 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
 
 
-def scatter_mean(values: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def scatter_mean(
+    values: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean of ``values`` (B × K × d) into ``size`` slots by ``index`` (B × K, −1 = none).
 
     Returns (B × size × d means, B × size summed weights)."""
@@ -85,7 +87,9 @@ def scatter_mean(values: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
     idx = index.clamp(min=0)
     w = weight * valid
     total = values.new_zeros(b, size).scatter_add(1, idx, w)
-    summed = values.new_zeros(b, size, d).scatter_add(1, idx.unsqueeze(-1).expand(-1, -1, d), values * w.unsqueeze(-1))
+    summed = values.new_zeros(b, size, d).scatter_add(
+        1, idx.unsqueeze(-1).expand(-1, -1, d), values * w.unsqueeze(-1)
+    )
     return summed / total.clamp(min=1e-6).unsqueeze(-1), total
 
 
@@ -105,7 +109,9 @@ class PlannerNet(nn.Module):
         self.row_mlp = _mlp(N_ROW, hidden, hidden)  # GARNet: historical table
         self.flow_mlp = _mlp(N_FLOW, hidden, hidden)  # GARNet: workflow table
         self.state_in = state_in = STATE_IN_BASE + 2 * hidden  # the state vector's width
-        self.state_mlp = nn.Sequential(nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
+        self.state_mlp = nn.Sequential(
+            nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden)
+        )
         self.value_mlp = nn.Sequential(nn.Linear(state_in, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1))
         self.role_emb = nn.Embedding(len(ROLES), hidden)
         self.agent_emb = nn.Embedding(n_agents + 1, hidden)
@@ -144,8 +150,12 @@ class PlannerNet(nn.Module):
         roles = self.role_emb.weight.repeat_interleave(g, dim=0)  # A × d (role-major)
         agents = self.agent_emb(b.agent_id).repeat(1, len(ROLES), 1)  # B × A × d
         phi = (
-            roles.unsqueeze(0) + agents + self.act_proj(b.act_x) + self.hist_proj(m_a)
-            + self.evidence(n_ev.unsqueeze(-1)) + self.flow_proj(w_g).repeat(1, len(ROLES), 1)
+            roles.unsqueeze(0)
+            + agents
+            + self.act_proj(b.act_x)
+            + self.hist_proj(m_a)
+            + self.evidence(n_ev.unsqueeze(-1))
+            + self.flow_proj(w_g).repeat(1, len(ROLES), 1)
         )
         # the memory's own statistics per action: weighted mean score and cost of its rows, evidence
         stats, _ = scatter_mean(b.hist_x[..., :2], b.hist_a, b.hist_w, n_a)
@@ -176,14 +186,19 @@ def collate(items: list[dict[str, np.ndarray]], agent_id: np.ndarray | None = No
         return torch.from_numpy(np.stack([it[key] for it in items]).astype(dtype))
 
     return Batch(
-        node=stack("node"), query=stack("query"), task=stack("task"), task_out=stack("task_out"), struct=stack("struct"),
+        node=stack("node"),
+        query=stack("query"),
+        task=stack("task"),
+        task_out=stack("task_out"),
+        struct=stack("struct"),
         hist_x=torch.from_numpy(pad("hist_x", k, 0.0, np.float32)),
         hist_a=torch.from_numpy(pad("hist_a", k, -1, np.int64)),
         hist_w=torch.from_numpy(pad("hist_w", k, 0.0, np.float32)),
         flow_x=torch.from_numpy(pad("flow_x", t, 0.0, np.float32)),
         flow_g=torch.from_numpy(pad("flow_g", t, -1, np.int64)),
         act_x=stack("act_x"),
-        agent_id=stack("agent_id", np.int64) if agent_id is None
+        agent_id=stack("agent_id", np.int64)
+        if agent_id is None
         else torch.from_numpy(np.tile(np.asarray(agent_id, np.int64), (len(items), 1))),
         mask=stack("mask", np.bool_),
     )

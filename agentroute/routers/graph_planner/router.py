@@ -159,7 +159,9 @@ class GraphPlannerRouter(Router):
             return PPOConfig(**fields)
         except PPOOptionError as exc:
             options = {field: option for option, field in _PPO_FIELDS.items()}
-            said = (f"{options.get(f, f)!r} must be {rule} (got {value!r})" for f, rule, value in exc.refusals)
+            said = (
+                f"{options.get(f, f)!r} must be {rule} (got {value!r})" for f, rule, value in exc.refusals
+            )
             raise ConfigurationError("graph-planner: " + "; ".join(said)) from None
 
     def _check_params(self) -> None:
@@ -178,13 +180,18 @@ class GraphPlannerRouter(Router):
                     f"graph-planner: 'memory_fractions' must be shares in [0, 1] (got {self.memory_fractions!r})"
                 )
 
-        checks: dict[str, Callable[[], object]] = {"cost_weight": cost_weight, "memory_fractions": memory_fractions}
+        checks: dict[str, Callable[[], object]] = {
+            "cost_weight": cost_weight,
+            "memory_fractions": memory_fractions,
+        }
         for key in ("hidden", "episodes", "episodes_per_update", "max_subqueries", "max_depth"):
             checks[key] = partial(_check_integer, key, getattr(self, key), 1)
         for key in ("max_planner_calls", "memory_k", "seed"):
             checks[key] = partial(_check_integer, key, getattr(self, key), 0)
         if self.query_chars is not None:
-            checks["query_chars"] = partial(_check_integer, "query_chars", self.query_chars, 1, "or None (the whole text)")
+            checks["query_chars"] = partial(
+                _check_integer, "query_chars", self.query_chars, 1, "or None (the whole text)"
+            )
         checks["memory_tau"] = partial(check_range, self, "memory_tau", low=0, low_open=True)
         for key in ("unlimited_share", "id_dropout"):
             checks[key] = partial(check_range, self, key, low=0, high=1)
@@ -225,25 +232,43 @@ class GraphPlannerRouter(Router):
             data = list(learned_trajectories(data))  # what train --from reads: the failed tasks too
         table = as_outcome_table(data)
         if len(table) == 0 or not np.isfinite(np.asarray(table.scores, float)).any():
-            raise ConfigurationError("graph-planner: no logged outcome to learn from (empty table or no scores)")
+            raise ConfigurationError(
+                "graph-planner: no logged outcome to learn from (empty table or no scores)"
+            )
         started = time.perf_counter()
         emb = embed_texts(table.queries, self.query_chars).astype(np.float32)
         env = self._env(table)
         costs = np.asarray(env.costs, float)
         self.cost_scale_ = float(max(np.nanmax(np.nanmean(costs, axis=0)), 1e-9))
         history = HistoryMemory.from_table(table, emb)
-        saver = None if checkpoint is None else Checkpoint(Path(checkpoint), self._run_key(table), checkpoint_every_s)
+        saver = (
+            None
+            if checkpoint is None
+            else Checkpoint(Path(checkpoint), self._run_key(table), checkpoint_every_s)
+        )
         resume = saver.load(self.episodes) if saver is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.net_ = PlannerNet(len(env.agents), self.hidden)
             try:
                 self.train_log_ = train(
-                    self.net_, env, query_emb=emb, history=history, config=self.ppo_config(), episodes=self.episodes,
-                    episodes_per_update=self.episodes_per_update, cost_weight=float(self.cost_weight),
-                    cost_scale=self.cost_scale_, k=self.memory_k, tau=self.memory_tau,
-                    memory_fractions=tuple(self.memory_fractions), unlimited_share=self.unlimited_share,
-                    id_dropout=self.id_dropout, seed=self.seed, progress=progress, resume=resume,
+                    self.net_,
+                    env,
+                    query_emb=emb,
+                    history=history,
+                    config=self.ppo_config(),
+                    episodes=self.episodes,
+                    episodes_per_update=self.episodes_per_update,
+                    cost_weight=float(self.cost_weight),
+                    cost_scale=self.cost_scale_,
+                    k=self.memory_k,
+                    tau=self.memory_tau,
+                    memory_fractions=tuple(self.memory_fractions),
+                    unlimited_share=self.unlimited_share,
+                    id_dropout=self.id_dropout,
+                    seed=self.seed,
+                    progress=progress,
+                    resume=resume,
                     on_update=saver.update if saver is not None else None,
                 )
             finally:  # the end, or a Ctrl-C: the last finished update is kept
@@ -275,9 +300,19 @@ class GraphPlannerRouter(Router):
         ids = np.arange(len(env))
         for i in ids[np.linspace(0, len(env) - 1, min(n, len(env))).astype(int)]:
             ep = run_episode(
-                self.net_, env, int(i), query_emb=emb, agent_id=np.arange(len(env.agents)), history=None, rows=None,
-                budget=None, cost_weight=float(self.cost_weight), cost_scale=self.cost_scale_, k=self.memory_k,
-                tau=self.memory_tau, greedy=True,
+                self.net_,
+                env,
+                int(i),
+                query_emb=emb,
+                agent_id=np.arange(len(env.agents)),
+                history=None,
+                rows=None,
+                budget=None,
+                cost_weight=float(self.cost_weight),
+                cost_scale=self.cost_scale_,
+                k=self.memory_k,
+                tau=self.memory_tau,
+                greedy=True,
             )
             for _, role, agent, _ in ep.workflow.actions:
                 counts[f"{role}|{agent}"] += 1
@@ -348,9 +383,17 @@ class GraphPlannerRouter(Router):
         q_emb, n_emb = embed_texts(texts, self.query_chars).astype(np.float32)
         view = memory_view(self.history, n_emb, self.memory_k, self.memory_tau, exclude=exclude_query)
         feats = decision_features(
-            wf, node_emb=n_emb, query_emb=q_emb, history=self.history, view=view, agents=list(agents),
-            action_cost=np.asarray(action_cost, float), available=np.asarray(available, bool), remaining=remaining,
-            budget=budget, cost_scale=self.cost_scale_,
+            wf,
+            node_emb=n_emb,
+            query_emb=q_emb,
+            history=self.history,
+            view=view,
+            agents=list(agents),
+            action_cost=np.asarray(action_cost, float),
+            available=np.asarray(available, bool),
+            remaining=remaining,
+            budget=budget,
+            cost_scale=self.cost_scale_,
         )
         agent_id = self._agent_ids(agents)
         torch = import_torch()
@@ -398,8 +441,13 @@ class GraphPlannerRouter(Router):
         available[role * g : (role + 1) * g] = True
         usd = ctx.remaining.get("usd")
         action, probs = self.act(
-            wf, agents=keys, action_cost=np.tile(cost, len(ROLES)), available=available, remaining=usd,
-            budget=ctx.budget.get("usd"), node_text=ctx.step_input or ctx.query,
+            wf,
+            agents=keys,
+            action_cost=np.tile(cost, len(ROLES)),
+            available=available,
+            remaining=usd,
+            budget=ctx.budget.get("usd"),
+            node_text=ctx.step_input or ctx.query,
         )
         index = action - role * g
         scores = {a.key: float(probs[role * g + j]) for j, a in enumerate(ctx.candidates)}
@@ -445,8 +493,16 @@ class GraphPlannerRouter(Router):
 
 _LOCK = threading.Lock()
 #: This router's option → the :class:`PPOConfig` field it sets (PPO's rules check them).
-_PPO_FIELDS = {"lr_policy": "lr_policy", "lr_value": "lr_value", "gamma": "gamma", "gae_lambda": "gae_lambda",
-               "clip": "clip", "minibatch": "minibatch", "ppo_epochs": "epochs", "entropy_coef": "entropy_coef"}
+_PPO_FIELDS = {
+    "lr_policy": "lr_policy",
+    "lr_value": "lr_value",
+    "gamma": "gamma",
+    "gae_lambda": "gae_lambda",
+    "clip": "clip",
+    "minibatch": "minibatch",
+    "ppo_epochs": "epochs",
+    "entropy_coef": "entropy_coef",
+}
 
 
 def _is_number(value: object) -> bool:

@@ -85,8 +85,17 @@ def run_episode(
             exhausted = True
             break
         feats = decision_features(
-            wf, node_emb=q, query_emb=q, history=history, view=view, agents=env.agents, action_cost=costs,
-            available=mask, remaining=remaining, budget=budget, cost_scale=cost_scale,
+            wf,
+            node_emb=q,
+            query_emb=q,
+            history=history,
+            view=view,
+            agents=env.agents,
+            action_cost=costs,
+            available=mask,
+            remaining=remaining,
+            budget=budget,
+            cost_scale=cost_scale,
         )
         started = time.perf_counter()
         with torch.no_grad():
@@ -113,10 +122,14 @@ def run_episode(
     return ep
 
 
-def precompute_neighbors(emb: np.ndarray, history: HistoryMemory, query_ids: list[str], k: int, chunk: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+def precompute_neighbors(
+    emb: np.ndarray, history: HistoryMemory, query_ids: list[str], k: int, chunk: int = 256
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each query's ``k`` nearest history rows, its own rows left out: (index, sims) per query."""
     out = []
-    codes = {q: i for i, q in enumerate(dict.fromkeys(history.query))}  # ids compared as integers, not strings
+    codes = {
+        q: i for i, q in enumerate(dict.fromkeys(history.query))
+    }  # ids compared as integers, not strings
     own = np.fromiter((codes[q] for q in history.query), dtype=np.int64, count=len(history.query))
     mine = [codes.get(q, -1) for q in query_ids]
     for start in range(0, len(emb), chunk):
@@ -193,11 +206,27 @@ def train(
                 idx, sims = neighbors[i]
                 sel = keep_rows[idx]
                 rows = (idx[sel][:k], sims[sel][:k])
-            budget = None if rng.random() < unlimited_share else float(cost_scale * np.exp(rng.uniform(np.log(0.02), np.log(4.0))))
+            budget = (
+                None
+                if rng.random() < unlimited_share
+                else float(cost_scale * np.exp(rng.uniform(np.log(0.02), np.log(4.0))))
+            )
             ep = run_episode(
-                net, env, int(i), query_emb=query_emb, agent_id=agent_id, history=history if fraction > 0 else None,
-                rows=rows, budget=budget, cost_weight=cost_weight, cost_scale=cost_scale, k=k, tau=tau,
-                greedy=False, rng=rng, keep=True,
+                net,
+                env,
+                int(i),
+                query_emb=query_emb,
+                agent_id=agent_id,
+                history=history if fraction > 0 else None,
+                rows=rows,
+                budget=budget,
+                cost_weight=cost_weight,
+                cost_scale=cost_scale,
+                k=k,
+                tau=tau,
+                greedy=False,
+                rng=rng,
+                keep=True,
             )
             batch.append(ep)
         done_episodes += n_ep
@@ -224,17 +253,33 @@ def train(
     return log
 
 
-def _snapshot(episodes: int, log: list[dict[str, Any]], net: PlannerNet, opt_pi: torch.optim.Optimizer,
-              opt_v: torch.optim.Optimizer, rng: np.random.Generator) -> TrainState:
+def _snapshot(
+    episodes: int,
+    log: list[dict[str, Any]],
+    net: PlannerNet,
+    opt_pi: torch.optim.Optimizer,
+    opt_v: torch.optim.Optimizer,
+    rng: np.random.Generator,
+) -> TrainState:
     """A :class:`TrainState` that later updates do not change: copies of the weights and optimiser
     states; the log's rows are never changed once written, so only the list is copied (a deep copy of
     6,000 rows took 29 ms an update)."""
-    weights, policy_optimiser, value_optimiser = copy.deepcopy((net.state_dict(), opt_pi.state_dict(), opt_v.state_dict()))
-    return TrainState(episodes, list(log), weights, policy_optimiser, value_optimiser, dict(rng.bit_generator.state))
+    weights, policy_optimiser, value_optimiser = copy.deepcopy(
+        (net.state_dict(), opt_pi.state_dict(), opt_v.state_dict())
+    )
+    return TrainState(
+        episodes, list(log), weights, policy_optimiser, value_optimiser, dict(rng.bit_generator.state)
+    )
 
 
-def ppo_update(net: PlannerNet, opt_pi: torch.optim.Optimizer, opt_v: torch.optim.Optimizer, batch: list[Episode],
-               config: PPOConfig, rng: np.random.Generator) -> list[tuple[float, float, float, float]]:
+def ppo_update(
+    net: PlannerNet,
+    opt_pi: torch.optim.Optimizer,
+    opt_v: torch.optim.Optimizer,
+    batch: list[Episode],
+    config: PPOConfig,
+    rng: np.random.Generator,
+) -> list[tuple[float, float, float, float]]:
     """One PPO update (``config.epochs`` passes of minibatches) over the decisions of ``batch``
     (episodes rolled with ``keep``; the reward comes at each episode's last decision).
     Returns (policy loss, value loss, entropy, approx KL) per minibatch. Shared by the offline and
@@ -260,8 +305,15 @@ def ppo_update(net: PlannerNet, opt_pi: torch.optim.Optimizer, opt_v: torch.opti
             p = lp.exp() * b.mask
             entropy = -(p * lp.masked_fill(~b.mask, 0.0)).sum(-1)
             out = ppo_losses(
-                lp.gather(1, actions[o].unsqueeze(1)).squeeze(1), old_logp[o], adv_t[o], v, ret_t[o],
-                clip=config.clip, old_values=old_v_t[o], value_clip=config.value_clip, entropy=entropy,
+                lp.gather(1, actions[o].unsqueeze(1)).squeeze(1),
+                old_logp[o],
+                adv_t[o],
+                v,
+                ret_t[o],
+                clip=config.clip,
+                old_values=old_v_t[o],
+                value_clip=config.value_clip,
+                entropy=entropy,
             )
             loss = out.policy - config.entropy_coef * out.entropy + out.value
             opt_pi.zero_grad()
@@ -292,7 +344,9 @@ class Checkpoint(TrainingCheckpoint):
         try:
             state = TrainState(**saved)
         except TypeError as exc:
-            raise StateFileError(self.path, f"not a graph-planner checkpoint ({exc}); delete it to train from the start") from None
+            raise StateFileError(
+                self.path, f"not a graph-planner checkpoint ({exc}); delete it to train from the start"
+            ) from None
         if state.episodes > episodes:
             raise ConfigurationError(
                 f"{self.path}: a checkpoint after {state.episodes} episodes, more than the {episodes} asked for (the "
@@ -302,7 +356,9 @@ class Checkpoint(TrainingCheckpoint):
         return state
 
     def update(self, state: TrainState) -> None:  # type: ignore[override]
-        fields = {name: getattr(state, name) for name in TrainState.__dataclass_fields__}  # no copy: a snapshot already
+        fields = {
+            name: getattr(state, name) for name in TrainState.__dataclass_fields__
+        }  # no copy: a snapshot already
         super().update(fields, f"{state.episodes} episodes")
 
 

@@ -20,7 +20,20 @@ from agentroute.routers.router_r1.rewards import (
 )
 
 __all__ = [
-    "CostNormalizer", "Episode", "LoopSettings", "RouterR1Reward", "ThinkRouteAgent", "ThinkRouteLoop",
-    "build_router_r1_graph", "exact_match", "extract_answer", "format_errors", "format_reward", "format_valid",
-    "load_policy", "outcome_reward", "token_f1", "total_reward",
+    "CostNormalizer",
+    "Episode",
+    "LoopSettings",
+    "RouterR1Reward",
+    "ThinkRouteAgent",
+    "ThinkRouteLoop",
+    "build_router_r1_graph",
+    "exact_match",
+    "extract_answer",
+    "format_errors",
+    "format_reward",
+    "format_valid",
+    "load_policy",
+    "outcome_reward",
+    "token_f1",
+    "total_reward",
 ]

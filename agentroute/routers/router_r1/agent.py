@@ -79,7 +79,10 @@ class LoopSettings:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 refused.append(f"{key!r} must be an integer ≥ {least} (got {value!r})")
-        number = {key: isinstance(getattr(self, key), int | float) and not isinstance(getattr(self, key), bool) for key in ("temperature", "top_p")}
+        number = {
+            key: isinstance(getattr(self, key), int | float) and not isinstance(getattr(self, key), bool)
+            for key in ("temperature", "top_p")
+        }
         if not (number["temperature"] and 0 <= self.temperature < math.inf):
             refused.append(f"'temperature' must be {range_rule(0)}, 0 = greedy (got {self.temperature!r})")
         if not (number["top_p"] and 0 < self.top_p <= 1):
@@ -147,12 +150,18 @@ class Episode:
     def logprobs(self) -> list[float] | None:
         if any(own and lp is None for _, own, lp in self.segments):
             return None
-        return [x for ids, own, lp in self.segments for x in (lp if own and lp is not None else [0.0] * len(ids))]
+        return [
+            x for ids, own, lp in self.segments for x in (lp if own and lp is not None else [0.0] * len(ids))
+        ]
 
     def summary(self) -> dict[str, Any]:
         return {
-            "turns": [t.as_dict() for t in self.turns], "completion": self.text, "format_valid": self.format_valid,
-            "route_calls": self.route_calls, "cost_raw": self.cost_raw, "extracted_answer": self.answer,
+            "turns": [t.as_dict() for t in self.turns],
+            "completion": self.text,
+            "format_valid": self.format_valid,
+            "route_calls": self.route_calls,
+            "cost_raw": self.cost_raw,
+            "extracted_answer": self.answer,
         }
 
 
@@ -198,11 +207,15 @@ class ThinkRouteLoop:
             return None  # a served policy: its server enforces its own length
         s = self.settings
         prompt = len(self.prompt_ids(question))
-        most = prompt + (s.max_turns + 1) * s.turn_tokens + s.max_turns * (s.info_tokens + 16)  # 16: the tags, the notes
+        most = (
+            prompt + (s.max_turns + 1) * s.turn_tokens + s.max_turns * (s.info_tokens + 16)
+        )  # 16: the tags, the notes
         if most <= limit:
             return None
-        return (f"the question is {prompt} tokens with the system prompt, {most} with the loop's turns, over the "
-                f"policy's {limit}-token context; shorten it (or loop: turn_tokens, info_tokens, max_turns)")
+        return (
+            f"the question is {prompt} tokens with the system prompt, {most} with the loop's turns, over the "
+            f"policy's {limit}-token context; shorten it (or loop: turn_tokens, info_tokens, max_turns)"
+        )
 
     def episode(self, question: str, run: TaskRun) -> Episode:
         """A new episode on ``question``: a :class:`ConfigurationError` when it cannot fit the policy's context."""
@@ -219,9 +232,13 @@ class ThinkRouteLoop:
         best: Cost | None = None
         for name in card.strategies:
             s = get_strategy(name)
-            tokens_in = len(tok.encode(s.system_prompt(AGENT_PROMPT) + "\n" + query, add_special_tokens=False)) + 16
+            tokens_in = (
+                len(tok.encode(s.system_prompt(AGENT_PROMPT) + "\n" + query, add_special_tokens=False)) + 16
+            )
             out = max(1, int((self.settings.route_max_tokens or card.max_tokens) * s.max_tokens_factor))
-            one = Cost(card.usd(tokens_in, out), tokens_in + out, 1.0, 0.0, 1.0 if card.tier == "large" else 0.0)
+            one = Cost(
+                card.usd(tokens_in, out), tokens_in + out, 1.0, 0.0, 1.0 if card.tier == "large" else 0.0
+            )
             worst = Cost(*(a * s.samples for a in one))
             if best is None or worst.usd < best.usd:
                 best = worst
@@ -240,24 +257,37 @@ class ThinkRouteLoop:
             if not live:
                 return episodes
             for final in (False, True):  # one generate call per stop set
-                group = [e for e in live if e.final == final and not _out_of_time(e, "the policy did not start its turn")]
+                group = [
+                    e
+                    for e in live
+                    if e.final == final and not _out_of_time(e, "the policy did not start its turn")
+                ]
                 if not group:
                     continue
                 contexts = [e.prompt_ids + e.completion_ids for e in group]
                 served: dict[str, Any] = {}
-                if isinstance(self.policy, OpenAIPolicy):  # a served call waits no longer than its tasks have left
+                if isinstance(
+                    self.policy, OpenAIPolicy
+                ):  # a served call waits no longer than its tasks have left
                     lefts = [left for e in group if (left := e.run.ledger.seconds_left()) is not None]
                     served["timeout_s"] = min(lefts, default=None)
                 try:
                     outs = await asyncio.to_thread(
-                        self.policy.generate, contexts, max_tokens=s.turn_tokens,
-                        stop=FINAL_STOPS if final else ROUTE_STOPS, temperature=s.temperature, top_p=s.top_p, **served,
+                        self.policy.generate,
+                        contexts,
+                        max_tokens=s.turn_tokens,
+                        stop=FINAL_STOPS if final else ROUTE_STOPS,
+                        temperature=s.temperature,
+                        top_p=s.top_p,
+                        **served,
                     )
                 except PolicyServerError as exc:  # a served policy failed: the task fails on its one line,
                     if not exc.timed_out or not all([_out_of_time(e, str(exc)) for e in group]):
                         raise  # (or its time ran out while the policy generated: its best partial answer)
                     continue
-                await asyncio.gather(*(self._after_turn(e, out, dispatcher) for e, out in zip(group, outs, strict=True)))
+                await asyncio.gather(
+                    *(self._after_turn(e, out, dispatcher) for e, out in zip(group, outs, strict=True))
+                )
 
     async def _after_turn(self, ep: Episode, out: Any, dispatcher: Dispatcher) -> None:
         ep.segments.append((list(out.ids), True, out.logprobs))
@@ -295,20 +325,47 @@ class ThinkRouteLoop:
             hint = f"affordable: {', '.join(left)}" if left else "nothing is affordable: answer now"
             if not left:  # the budget ends the routing (with an agent left affordable, the policy may go on)
                 ep.final = ep.budget_stopped = True
-            return Turn("", "refused", name, query, information=f"not routed: {name} is over the remaining budget; {hint}")
+            return Turn(
+                "",
+                "refused",
+                name,
+                query,
+                information=f"not routed: {name} is over the remaining budget; {hint}",
+            )
         step = await dispatcher.step(
-            run, role=self.settings.role, stage=self.settings.stage, prompt=AGENT_PROMPT, input=query,
-            models=[name], max_tokens=self.settings.route_max_tokens,
+            run,
+            role=self.settings.role,
+            stage=self.settings.stage,
+            prompt=AGENT_PROMPT,
+            input=query,
+            models=[name],
+            max_tokens=self.settings.route_max_tokens,
         )
         if step is None:
             ep.final, ep.budget_stopped = True, run.exhausted
             why = "budget spent" if run.exhausted else "blocked"
             return Turn("", "refused", name, query, information=f"not routed: {why}; answer now")
         if step.status != "ok":
-            return Turn("", "route", name, query, information=f"{name} failed: {step.error}", cost_usd=step.cost_usd, step_index=step.index)
+            return Turn(
+                "",
+                "route",
+                name,
+                query,
+                information=f"{name} failed: {step.error}",
+                cost_usd=step.cost_usd,
+                step_index=step.index,
+            )
         ep.route_calls += 1
         ep.cost_raw += step.tokens_out * (card.output_price or 0.0)
-        return Turn("", "route", name, query, information=self._truncate(step.output.strip()), cost_usd=step.cost_usd, step_index=step.index)
+        return Turn(
+            "",
+            "route",
+            name,
+            query,
+            information=self._truncate(step.output.strip()),
+            cost_usd=step.cost_usd,
+            step_index=step.index,
+        )
 
     def _truncate(self, text: str) -> str:
         tok = self.policy.tokenizer
@@ -365,7 +422,9 @@ class ThinkRouteAgent:
         if _is_policy(policy):
             return policy
         if not callable(policy):
-            raise TypeError(f"policy {policy!r} is neither an LMPolicy (it has no generate) nor a loader of one")
+            raise TypeError(
+                f"policy {policy!r} is neither an LMPolicy (it has no generate) nor a loader of one"
+            )
         loaded = self._policy = policy()  # the loader: called on first use
         return loaded
 
@@ -382,8 +441,12 @@ class ThinkRouteAgent:
         summary = ep.summary()
         ctx.run.context["router_r1"] = summary
         answer = ep.answer if ep.answer is not None else ctx.run.best_answer or _untagged(ep)
-        if ep.answer is None and ep.budget_stopped:  # a fallback answer because the budget stopped the routing:
-            ctx.run.exhausted = True  # the task ends budget_exhausted, as a graph whose step the budget refused
+        if (
+            ep.answer is None and ep.budget_stopped
+        ):  # a fallback answer because the budget stopped the routing:
+            ctx.run.exhausted = (
+                True  # the task ends budget_exhausted, as a graph whose step the budget refused
+            )
         update: dict[str, Any] = {"context": {"router_r1": summary}, "outputs": {"think_route": ep.text}}
         if answer:
             update["answer"] = answer

@@ -37,7 +37,9 @@ def load_hotpotqa(path: str | Path | None = None) -> list[dict[str, Any]]:
     for i, row in enumerate(rows):
         seen = first.setdefault(row["id"], i)
         if seen != i:  # the id keys the question's tasks in memory (query_id): two questions, one id
-            raise ConfigurationError(f"{file}: question {i} has the id {row['id']!r} of question {seen}; ids must be unique")
+            raise ConfigurationError(
+                f"{file}: question {i} has the id {row['id']!r} of question {seen}; ids must be unique"
+            )
     return rows
 
 
@@ -46,8 +48,10 @@ def _read_rows(file: Path) -> list[Any]:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         line = file.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ConfigurationError(f"{file}: line {line} is not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
-                                 "save the file as UTF-8") from None
+        raise ConfigurationError(
+            f"{file}: line {line} is not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+            "save the file as UTF-8"
+        ) from None
     try:
         rows = json.loads(text)
     except json.JSONDecodeError:
@@ -67,7 +71,9 @@ def _question(file: Path, i: int, row: Any) -> dict[str, Any]:
     if isinstance(answer, int | float) and not isinstance(answer, bool) and math.isfinite(answer):
         answer = str(answer)  # a gold answer that is a number (1920) is its text
     if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(answer, str):
-        raise ConfigurationError(f"{file}: question {i} must be an object with 'question' and 'answer' texts; got {str(row)[:120]}")
+        raise ConfigurationError(
+            f"{file}: question {i} must be an object with 'question' and 'answer' texts; got {str(row)[:120]}"
+        )
     if not row["question"].strip():
         raise ConfigurationError(f"{file}: question {i} is empty; got {str(row)[:120]}")
     return {"id": str(row.get("_id", row.get("id", i))), "question": row["question"], "answer": answer}
@@ -80,5 +86,7 @@ def split(rows: list[dict[str, Any]], train: int) -> tuple[list[dict[str, Any]],
     [{'q': 3}, {'q': 4}]
     """
     if not 0 <= train <= len(rows):
-        raise ConfigurationError(f"data: 'train' ({train}) must be between 0 and the {len(rows)} questions there are")
+        raise ConfigurationError(
+            f"data: 'train' ({train}) must be between 0 and the {len(rows)} questions there are"
+        )
     return rows[:train], rows[train:]

@@ -14,7 +14,9 @@ from agentroute.routers.router_r1.served import ServedPolicy
 from agentroute.training.lm_policy import DEFAULT_POLICY, HFPolicy, LMPolicy, one_line, read_whole_policy
 
 
-def load_policy(policy: str | Path | None = None, *, policy_url: str | None = None, api_key: str | None = None) -> LMPolicy:
+def load_policy(
+    policy: str | Path | None = None, *, policy_url: str | None = None, api_key: str | None = None
+) -> LMPolicy:
     """The policy LM: a checkpoint directory, the default SmolLM2 (``None``), or a served one.
 
     With ``policy_url`` the model is served behind an OpenAI-compatible endpoint (``vllm serve``);
@@ -57,14 +59,18 @@ def check_policy_url(url: str) -> str:
     except ValueError:  # an unclosed IPv6 bracket, "http://[::1:80/v1"
         parts = urllib.parse.SplitResult("", "", "", "", "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)")
+        raise ConfigurationError(
+            f"policy server URL {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8001/v1)"
+        )
     try:
         port_ok = parts.port is None or parts.port > 0  # urllib raises for a port out of 0-65535 or no number
     except ValueError:
         port_ok = False
     if not port_ok:
         port = parts.netloc.rpartition(":")[2]
-        raise ConfigurationError(f"policy server URL {url!r}: the port must be a number 1-65535 (got {port!r})")
+        raise ConfigurationError(
+            f"policy server URL {url!r}: the port must be a number 1-65535 (got {port!r})"
+        )
     return url
 
 
@@ -73,7 +79,9 @@ def _tokenizer(path: str | Path) -> Any:
 
     def read(folder: Path) -> Any:
         if not folder.is_dir():
-            raise ConfigurationError(f"policy {str(path)!r} is not a directory (with --policy-url it supplies the served model's tokenizer)")
+            raise ConfigurationError(
+                f"policy {str(path)!r} is not a directory (with --policy-url it supplies the served model's tokenizer)"
+            )
         try:
             return transformers.AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as exc:

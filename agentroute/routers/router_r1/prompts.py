@@ -34,7 +34,9 @@ def agent_line(card: ModelCard) -> str:
     >>> agent_line(ModelCard(id="m", backend="replay", input_price=0.1, output_price=0.4, description="Small."))
     '- m: small model, $0.4 per 1M output tokens. Small.'
     """
-    price = f"${card.output_price:g} per 1M output tokens" if card.output_price is not None else "provider price"
+    price = (
+        f"${card.output_price:g} per 1M output tokens" if card.output_price is not None else "provider price"
+    )
     return f"- {card.id}: {card.tier} model, {price}. {card.description}".strip()
 
 

@@ -200,7 +200,9 @@ def token_f1(prediction: str | None, golds: str | Sequence[str]) -> float:
     return best
 
 
-def outcome_score(prediction: str | None, golds: str | Sequence[str], metric: Literal["em", "f1"] = "em") -> float:
+def outcome_score(
+    prediction: str | None, golds: str | Sequence[str], metric: Literal["em", "f1"] = "em"
+) -> float:
     """Exact match or token F1 (``metric``) of an extracted answer.
 
     >>> outcome_score("Obama", ["Barack Obama"], "f1")
@@ -274,13 +276,17 @@ def total_reward(valid: bool, outcome: float, cost: float, alpha: float = 0.0) -
 
 
 # -- TRL reward functions ---------------------------------------------------------------------------
-def format_reward(completions: Sequence[Any], *, agents: Sequence[Sequence[str]], **kwargs: Any) -> list[float]:
+def format_reward(
+    completions: Sequence[Any], *, agents: Sequence[Sequence[str]], **kwargs: Any
+) -> list[float]:
     """0 for a well-formed rollout, −1 otherwise (``agents``: the agent names each prompt offered).
 
     >>> format_reward(["<think>a</think><answer>b</answer>", "<answer>b</answer>"], agents=[["x"], ["x"]])
     [0.0, -1.0]
     """
-    return [0.0 if format_valid(completion_text(c), a) else -1.0 for c, a in zip(completions, agents, strict=True)]
+    return [
+        0.0 if format_valid(completion_text(c), a) else -1.0 for c, a in zip(completions, agents, strict=True)
+    ]
 
 
 def outcome_reward(
@@ -292,7 +298,10 @@ def outcome_reward(
     [1.0, 0.0]
     """
     m: Any = metric
-    return [outcome_score(extract_answer(completion_text(c)), g, m) for c, g in zip(completions, answer, strict=True)]
+    return [
+        outcome_score(extract_answer(completion_text(c)), g, m)
+        for c, g in zip(completions, answer, strict=True)
+    ]
 
 
 class RouterR1Reward:

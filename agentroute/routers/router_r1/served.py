@@ -33,7 +33,15 @@ class ServedPolicy(OpenAIPolicy):
     """An :class:`OpenAIPolicy` whose ``generate`` (given the task's time left as ``timeout_s``) fails
     with a :class:`PolicyServerError`."""
 
-    def __init__(self, base_url: str, tokenizer: Any, *, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
+    def __init__(
+        self,
+        base_url: str,
+        tokenizer: Any,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+    ):
         """Asks the server for its model (``GET /models``) unless ``model`` is given: a server that
         does not answer it is a :class:`ConfigurationError` naming the server."""
         try:
@@ -41,15 +49,26 @@ class ServedPolicy(OpenAIPolicy):
         except ConfigurationError:
             raise
         except urllib.error.HTTPError as exc:
-            raise ConfigurationError(f"policy server {base_url}: GET /models answered HTTP {exc.code} {exc.reason}{said(exc)}") from None
+            raise ConfigurationError(
+                f"policy server {base_url}: GET /models answered HTTP {exc.code} {exc.reason}{said(exc)}"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:  # URLError: refused, unknown host; a timeout
             reason = getattr(exc, "reason", exc)
             raise ConfigurationError(
                 f"policy server {base_url} does not answer ({reason}); start it with `vllm serve DIR "
                 "--served-model-name router-r1` (docs/router_r1.md) or leave out --policy-url"
             ) from None
-        except (ValueError, KeyError, TypeError, IndexError) as exc:  # not JSON; no data list; a model without id
-            raise ConfigurationError(f"policy server {base_url}: GET /models answered no model list ({type(exc).__name__}: {exc})"[:300]) from None
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+        ) as exc:  # not JSON; no data list; a model without id
+            raise ConfigurationError(
+                f"policy server {base_url}: GET /models answered no model list ({type(exc).__name__}: {exc})"[
+                    :300
+                ]
+            ) from None
 
     def generate(
         self,
@@ -63,18 +82,43 @@ class ServedPolicy(OpenAIPolicy):
     ) -> list[PolicyOutput]:
         """:meth:`OpenAIPolicy.generate`; a server's failure is a :class:`PolicyServerError`."""
         try:
-            out = super().generate(prompts, max_tokens=max_tokens, stop=stop, temperature=temperature, top_p=top_p, timeout_s=timeout_s)
+            out = super().generate(
+                prompts,
+                max_tokens=max_tokens,
+                stop=stop,
+                temperature=temperature,
+                top_p=top_p,
+                timeout_s=timeout_s,
+            )
         except urllib.error.HTTPError as exc:
-            raise PolicyServerError(self.base_url, f"POST /completions answered HTTP {exc.code} {exc.reason}{said(exc)}") from None
+            raise PolicyServerError(
+                self.base_url, f"POST /completions answered HTTP {exc.code} {exc.reason}{said(exc)}"
+            ) from None
         except (TimeoutError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
             timed_out = isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError)
-            why = f"no completion within {self.wait_s(timeout_s):.3g} s" if timed_out else f"unreachable ({reason})"
+            why = (
+                f"no completion within {self.wait_s(timeout_s):.3g} s"
+                if timed_out
+                else f"unreachable ({reason})"
+            )
             raise PolicyServerError(self.base_url, why, timed_out=timed_out) from None
-        except (OSError, http.client.HTTPException) as exc:  # closed mid-reply: IncompleteRead, RemoteDisconnected
-            raise PolicyServerError(self.base_url, f"the reply was cut short ({type(exc).__name__})") from None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON; no choices; a choice without text
-            raise PolicyServerError(self.base_url, f"the reply is not a completion ({type(exc).__name__}: {exc})"[:300]) from None
+        except (
+            OSError,
+            http.client.HTTPException,
+        ) as exc:  # closed mid-reply: IncompleteRead, RemoteDisconnected
+            raise PolicyServerError(
+                self.base_url, f"the reply was cut short ({type(exc).__name__})"
+            ) from None
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+        ) as exc:  # not JSON; no choices; a choice without text
+            raise PolicyServerError(
+                self.base_url, f"the reply is not a completion ({type(exc).__name__}: {exc})"[:300]
+            ) from None
         if len(out) != len(prompts):
             raise PolicyServerError(self.base_url, f"{len(out)} completions for {len(prompts)} prompts")
         return out
@@ -92,4 +136,3 @@ def said(error: urllib.error.HTTPError) -> str:
     nested = body.get("error")
     message = nested.get("message") if isinstance(nested, dict) else body.get("message")
     return f": {one_line(message)[:300]}" if isinstance(message, str) and message.strip() else ""
-

@@ -70,24 +70,36 @@ async def build_traces(
         run = dispatcher.start(q, budget=budget, graph="router_r1_sft", query_id=row.get("id"))
         async with sem:
             step = await dispatcher.step(
-                run, role=loop.settings.role, stage=loop.settings.stage, prompt=AGENT_PROMPT, input=query,
-                models=[agent], max_tokens=loop.settings.route_max_tokens,
+                run,
+                role=loop.settings.role,
+                stage=loop.settings.stage,
+                prompt=AGENT_PROMPT,
+                input=query,
+                models=[agent],
+                max_tokens=loop.settings.route_max_tokens,
             )
         dispatcher.finish(run, answer=gold)
         if step is None or step.status != "ok" or not step.output.strip():
             why = "unaffordable" if step is None else step.error or "empty reply"
             return Trace(q, [], failed=f"{agent}: {why}")  # dropped: a trace must show a real reply
         reply = loop._truncate(step.output.strip())
-        think = rng.choice(["I should ask an agent.", "An agent can help with this.", "Let me route the question."])
-        return Trace(q, [
-            (f"<think>{think}</think><route> {agent}: {query} </route>", True),
-            (information(reply), False),
-            (f"<think>I have the information I need.</think><answer>{gold}</answer>", True),
-        ])
+        think = rng.choice(
+            ["I should ask an agent.", "An agent can help with this.", "Let me route the question."]
+        )
+        return Trace(
+            q,
+            [
+                (f"<think>{think}</think><route> {agent}: {query} </route>", True),
+                (information(reply), False),
+                (f"<think>I have the information I need.</think><answer>{gold}</answer>", True),
+            ],
+        )
 
     from agentroute.progress import bar
 
-    with bar(len(rows), "sft traces", unit="trace", tick=True) as shown:  # minutes of pool calls: a bar on a terminal
+    with bar(
+        len(rows), "sft traces", unit="trace", tick=True
+    ) as shown:  # minutes of pool calls: a bar on a terminal
 
         async def counted(i: int, row: dict[str, Any]) -> Trace:
             trace = await one(i, row)
@@ -99,12 +111,29 @@ async def build_traces(
 
 #: What of a card shapes an agent's replies (a changed model or ``max_tokens`` changes the traces).
 # what shapes a card's reply, or whether its call fits the task's budget (prices, tier: large_calls)
-_REPLY_FIELDS = ("id", "backend", "model", "base_url", "max_tokens", "strategies", "context_window",
-                 "input_price", "output_price", "price_per_second", "tier")
+_REPLY_FIELDS = (
+    "id",
+    "backend",
+    "model",
+    "base_url",
+    "max_tokens",
+    "strategies",
+    "context_window",
+    "input_price",
+    "output_price",
+    "price_per_second",
+    "tier",
+)
 
 
-def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str | ModelCard], direct_every: int, settings: LoopSettings,
-                 budget: Budget | None = None, router: str | None = None) -> str:
+def trace_inputs(
+    rows: Sequence[dict[str, Any]],
+    agents: Sequence[str | ModelCard],
+    direct_every: int,
+    settings: LoopSettings,
+    budget: Budget | None = None,
+    router: str | None = None,
+) -> str:
     """A digest of what the traces of ``rows`` depend on (questions, gold answers, the pool's agents —
     names, or cards: then their model, reply length, prices and tier too —, ``direct_every``, the
     loop's settings, the per-task ``budget`` the routed calls ran under and the ``router`` that picked
@@ -112,14 +141,17 @@ def trace_inputs(rows: Sequence[dict[str, Any]], agents: Sequence[str | ModelCar
     inputs = {
         "rows": [[r["question"], r["answer"]] for r in rows],
         "agents": [a if isinstance(a, str) else [getattr(a, f) for f in _REPLY_FIELDS] for a in agents],
-        "direct_every": direct_every, "loop": dataclasses.asdict(settings),
+        "direct_every": direct_every,
+        "loop": dataclasses.asdict(settings),
         "budget": budget.limits() if budget is not None else None,
         **({"router": router} if router is not None else {}),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cached_traces(cache: Path, inputs: str, build: Callable[[], list[Trace]], log: Callable[[str], object] = print) -> list[Trace]:
+def cached_traces(
+    cache: Path, inputs: str, build: Callable[[], list[Trace]], log: Callable[[str], object] = print
+) -> list[Trace]:
     """The traces cached in ``cache`` when they were built from the same ``inputs``
     (:func:`trace_inputs`), else ``build()``'s, cached (the pool calls are the slow part).
 
@@ -133,13 +165,22 @@ def cached_traces(cache: Path, inputs: str, build: Callable[[], list[Trace]], lo
         try:
             header = json.loads(lines[0]) if lines else {}
             if header.get("inputs") == inputs:
-                log(f"sft: {len(lines) - 1} traces from {cache} (built before from the same questions, agents and settings)")
-                return [Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]]) for d in map(json.loads, lines[1:])]
+                log(
+                    f"sft: {len(lines) - 1} traces from {cache} (built before from the same questions, agents and settings)"
+                )
+                return [
+                    Trace(d["question"], [(t, bool(o)) for t, o in d["pieces"]])
+                    for d in map(json.loads, lines[1:])
+                ]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StateFileError(cache, f"not a trace cache ({exc}); delete it to rebuild the traces") from None
+            raise StateFileError(
+                cache, f"not a trace cache ({exc}); delete it to rebuild the traces"
+            ) from None
     log(f"sft: building the traces with real pool calls (kept in {cache} for the next run)")
     traces = build()
-    body = [json.dumps({"inputs": inputs})] + [json.dumps({"question": t.question, "pieces": t.pieces}) for t in traces if not t.failed]
+    body = [json.dumps({"inputs": inputs})] + [
+        json.dumps({"question": t.question, "pieces": t.pieces}) for t in traces if not t.failed
+    ]
     partial = cache.with_name(cache.name + ".partial")
     partial.write_text("\n".join(body) + "\n")
     os.replace(partial, cache)
@@ -162,8 +203,17 @@ def encode_trace(loop: ThinkRouteLoop, trace: Trace) -> tuple[list[int], list[in
     return ids, labels
 
 
-def sft(model: Any, batches: Sequence[tuple[list[int], list[int]]], *, epochs: int = 2, lr: float = 5e-5,
-        batch_size: int = 4, seed: int = 0, pad_id: int = 0, log: Any = None) -> list[float]:
+def sft(
+    model: Any,
+    batches: Sequence[tuple[list[int], list[int]]],
+    *,
+    epochs: int = 2,
+    lr: float = 5e-5,
+    batch_size: int = 4,
+    seed: int = 0,
+    pad_id: int = 0,
+    log: Any = None,
+) -> list[float]:
     """A plain masked-CE fine-tune (AdamW); returns the loss of every optimiser step."""
     import torch
 

@@ -37,22 +37,41 @@ from agentroute.training.stopping import is_terminated
 
 #: GRPOConfig fields a recipe may set (anything else in ``grpo:`` is refused, naming the field).
 _GRPO_DEFAULTS: dict[str, Any] = {
-    "max_steps": 2, "per_device_train_batch_size": 2, "num_generations": 2, "learning_rate": 1e-6,
-    "beta": 0.001, "epsilon": 0.2, "temperature": 1.0, "top_p": 0.95, "logging_steps": 1,
-    "save_strategy": "no", "report_to": "none", "seed": 0, "gradient_accumulation_steps": 1,
+    "max_steps": 2,
+    "per_device_train_batch_size": 2,
+    "num_generations": 2,
+    "learning_rate": 1e-6,
+    "beta": 0.001,
+    "epsilon": 0.2,
+    "temperature": 1.0,
+    "top_p": 0.95,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": "none",
+    "seed": 0,
+    "gradient_accumulation_steps": 1,
 }
 
 #: (least, most, whether the least is allowed) of a recipe's numbers; a NaN is outside every range.
 _Range = tuple[float, float, bool]
 _GRPO_RANGES: dict[str, _Range] = {
-    "learning_rate": (0, 1, False), "beta": (0, math.inf, True), "epsilon": (0, 1, False),
-    "temperature": (0, math.inf, False), "top_p": (0, 1, False), "max_steps": (1, math.inf, True),
-    "per_device_train_batch_size": (1, math.inf, True), "gradient_accumulation_steps": (1, math.inf, True),
+    "learning_rate": (0, 1, False),
+    "beta": (0, math.inf, True),
+    "epsilon": (0, 1, False),
+    "temperature": (0, math.inf, False),
+    "top_p": (0, 1, False),
+    "max_steps": (1, math.inf, True),
+    "per_device_train_batch_size": (1, math.inf, True),
+    "gradient_accumulation_steps": (1, math.inf, True),
     "num_generations": (1, math.inf, True),
 }
 _SFT_RANGES: dict[str, _Range | None] = {
-    "enabled": None, "traces": (1, math.inf, True), "epochs": (1, math.inf, True), "lr": (0, 1, False),
-    "batch_size": (1, math.inf, True), "direct_every": (0, math.inf, True),
+    "enabled": None,
+    "traces": (1, math.inf, True),
+    "epochs": (1, math.inf, True),
+    "lr": (0, 1, False),
+    "batch_size": (1, math.inf, True),
+    "direct_every": (0, math.inf, True),
 }
 _DATA_RANGES: dict[str, _Range | None] = {"path": None, "train": (1, math.inf, True)}
 _REWARD_RANGES: dict[str, _Range | None] = {"alpha": (0, 1, True), "metric": None}
@@ -74,7 +93,12 @@ def _check_ranges(section: str, values: dict[str, Any], ranges: dict[str, _Range
             continue
         value = values[key]
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (number and math.isfinite(value) and (least <= value if closed else least < value) and value <= most):
+        if not (
+            number
+            and math.isfinite(value)
+            and (least <= value if closed else least < value)
+            and value <= most
+        ):
             rule = range_rule(least, None if most == math.inf else most, low_open=not closed)
             refused.append(f"{key!r} must be {rule} (got {value!r})")
     if refused:
@@ -108,7 +132,9 @@ class RouterR1TrainConfig:
     data: dict[str, Any] = field(default_factory=lambda: {"path": None, "train": 50})
     loop: dict[str, Any] = field(default_factory=dict)
     reward: dict[str, Any] = field(default_factory=lambda: {"alpha": 0.0, "metric": "em"})
-    sft: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "traces": 50, "epochs": 2, "lr": 5e-5, "batch_size": 4})
+    sft: dict[str, Any] = field(
+        default_factory=lambda: {"enabled": True, "traces": 50, "epochs": 2, "lr": 5e-5, "batch_size": 4}
+    )
     grpo: dict[str, Any] = field(default_factory=dict)
     gpu: dict[str, Any] = field(default_factory=dict)
 
@@ -119,7 +145,9 @@ class RouterR1TrainConfig:
             raise ConfigurationError(f"{path}: a recipe is a mapping")
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigurationError(f"{path}: unknown recipe keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise ConfigurationError(
+                f"{path}: unknown recipe keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
         cfg = cls(**raw)
         if gpu and not cfg.gpu:
             raise ConfigurationError(f"{path}: --gpu given but the recipe has no `gpu:` profile")
@@ -142,9 +170,13 @@ class RouterR1TrainConfig:
             raise ConfigurationError(f"{path}: gpu: is a mapping of recipe keys (got {self.gpu!r})")
         known = set(self.__dataclass_fields__) - {"gpu"}
         if set(self.gpu) - known:
-            raise ConfigurationError(f"{path}: gpu: unknown recipe keys {sorted(set(self.gpu) - known)}; known: {sorted(known)}")
+            raise ConfigurationError(
+                f"{path}: gpu: unknown recipe keys {sorted(set(self.gpu) - known)}; known: {sorted(known)}"
+            )
         merged: dict[str, Any] = {
-            key: {**getattr(self, key), **value} if isinstance(getattr(self, key), dict) and isinstance(value, dict) else value
+            key: {**getattr(self, key), **value}
+            if isinstance(getattr(self, key), dict) and isinstance(value, dict)
+            else value
             for key, value in self.gpu.items()
         }
         return dataclasses.replace(self, **merged)
@@ -155,8 +187,10 @@ class RouterR1TrainConfig:
         rules come first, all named in one line, without importing TRL (seconds); then TRL's."""
         for section in ("budget", "data", "loop", "reward", "sft", "grpo"):
             if not isinstance(getattr(self, section), dict):
-                raise ConfigurationError(f"{section}: a mapping of its settings (got {getattr(self, section)!r}); "
-                                         "see training/router_r1.yaml")
+                raise ConfigurationError(
+                    f"{section}: a mapping of its settings (got {getattr(self, section)!r}); "
+                    "see training/router_r1.yaml"
+                )
         grpo = {**_GRPO_DEFAULTS, **self.grpo}
 
         def grpo_batch() -> None:
@@ -171,19 +205,27 @@ class RouterR1TrainConfig:
         def reward() -> None:
             _check_section("reward", self.reward, _REWARD_RANGES)
             if self.reward.get("metric", "em") not in ("em", "f1"):
-                raise ConfigurationError(f"reward: 'metric' must be 'em' or 'f1' (got {self.reward['metric']!r})")
+                raise ConfigurationError(
+                    f"reward: 'metric' must be 'em' or 'f1' (got {self.reward['metric']!r})"
+                )
 
         def loop() -> None:
             try:
                 LoopSettings(**self.loop)
             except TypeError:
                 known = sorted(LoopSettings.__dataclass_fields__)
-                raise ConfigurationError(f"loop: unknown keys {sorted(set(self.loop) - set(known))}; known: {known}") from None
+                raise ConfigurationError(
+                    f"loop: unknown keys {sorted(set(self.loop) - set(known))}; known: {known}"
+                ) from None
 
         refused = []  # every section's refusals, in one line
         for check in (
-            grpo_batch, partial(_check_section, "sft", self.sft, _SFT_RANGES),
-            partial(_check_section, "data", self.data, _DATA_RANGES), reward, partial(Budget, **self.budget), loop,
+            grpo_batch,
+            partial(_check_section, "sft", self.sft, _SFT_RANGES),
+            partial(_check_section, "data", self.data, _DATA_RANGES),
+            reward,
+            partial(Budget, **self.budget),
+            loop,
         ):
             try:
                 check()
@@ -220,7 +262,14 @@ class RouterR1Rollout:
     ``agents`` and ``episode_text``.
     """
 
-    def __init__(self, pool: ModelPool, router: Any, settings: LoopSettings, budget: Budget | None, log: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        pool: ModelPool,
+        router: Any,
+        settings: LoopSettings,
+        budget: Budget | None,
+        log: Callable[[dict[str, Any]], None] | None = None,
+    ):
         from agentroute.dispatch.dispatcher import Dispatcher
 
         self.pool, self.settings, self.budget, self.log = pool, settings, budget, log
@@ -241,7 +290,10 @@ class RouterR1Rollout:
         settings = dataclasses.replace(self.settings, temperature=args.temperature, top_p=args.top_p or 1.0)
         loop = ThinkRouteLoop(self.policy_for(trainer), self.pool, settings)
         questions = [completion_text(p) if not isinstance(p, str) else p for p in prompts]
-        episodes = [loop.episode(q, self.dispatcher.start(q, budget=self.budget, graph="router_r1_grpo")) for q in questions]
+        episodes = [
+            loop.episode(q, self.dispatcher.start(q, budget=self.budget, graph="router_r1_grpo"))
+            for q in questions
+        ]
         run_sync(loop.run(episodes, self.dispatcher))  # also inside a running event loop (a notebook)
         for ep in episodes:
             self.dispatcher.finish(ep.run, answer=ep.answer or "")
@@ -257,7 +309,12 @@ class RouterR1Rollout:
             logprobs.append(lps)
         self.seconds.append(time.perf_counter() - started)
         if self.log:
-            self.log({"rollout_s": self.seconds[-1], "format_valid": sum(e.format_valid for e in episodes) / len(episodes)})
+            self.log(
+                {
+                    "rollout_s": self.seconds[-1],
+                    "format_valid": sum(e.format_valid for e in episodes) / len(episodes),
+                }
+            )
         return {
             "prompt_ids": [ep.prompt_ids for ep in episodes],
             "completion_ids": completion_ids,
@@ -269,7 +326,9 @@ class RouterR1Rollout:
         }
 
 
-def format_valid_reward(completions: list[Any], *, agents: list[list[str]], episode_text: list[str] | None = None, **kwargs: Any) -> list[float]:
+def format_valid_reward(
+    completions: list[Any], *, agents: list[list[str]], episode_text: list[str] | None = None, **kwargs: Any
+) -> list[float]:
     """1 for a well-formed rollout, else 0 (logged with weight 0: the format-valid rate)."""
     texts = episode_text or [completion_text(c) for c in completions]
     return [1.0 if format_valid(t, a) else 0.0 for t, a in zip(texts, agents, strict=True)]
@@ -283,7 +342,11 @@ def last_grpo_checkpoint(grpo_dir: Path) -> Path | None:
     """The checkpoint ``--resume`` continues from: the last whole ``checkpoint-N`` in ``grpo_dir``
     (``None``: none). Whole: TRL writes its ``trainer_state.json`` last, so a save cut short by a
     Ctrl-C or ``kill -9`` has none and the one before is taken (TRL's own pick fails on it)."""
-    whole = [c for c in grpo_dir.glob("checkpoint-*") if c.name[11:].isdigit() and (c / "trainer_state.json").is_file()]
+    whole = [
+        c
+        for c in grpo_dir.glob("checkpoint-*")
+        if c.name[11:].isdigit() and (c / "trainer_state.json").is_file()
+    ]
     return max(whole, key=lambda c: int(c.name[11:]), default=None)
 
 
@@ -304,7 +367,9 @@ def check_gpu(cfg: RouterR1TrainConfig, *, vllm: bool = True) -> None:
 
     import torch
 
-    missing = [] if torch.cuda.is_available() else ["no CUDA GPU is visible (torch.cuda.is_available() is False)"]
+    missing = (
+        [] if torch.cuda.is_available() else ["no CUDA GPU is visible (torch.cuda.is_available() is False)"]
+    )
     if vllm and cfg.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         missing.append("vllm is not installed in this environment")
     if missing:
@@ -339,8 +404,12 @@ def train_router_r1(
     either way the pool's workers are stopped first (a local model's generation thread left running
     aborted the process at exit).
     """
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
-        raise ConfigurationError(f"--max-steps must be an integer >= 1 (got {max_steps!r}): the GRPO steps to train")
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise ConfigurationError(
+            f"--max-steps must be an integer >= 1 (got {max_steps!r}): the GRPO steps to train"
+        )
     cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
     if gpu:
         check_gpu(cfg, vllm=not sft_only)
@@ -376,19 +445,33 @@ def train_router_r1(
 
     stopped: TrainingInterrupted | None = None
     try:
-        return _run(cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved)
+        return _run(
+            cfg, str(config), out, pool, gpu=gpu, sft_only=sft_only, resume=resume, log=log, saved=saved
+        )
     except KeyboardInterrupt as stop:
         stopped = interrupted(stop)
         raise stopped from None
     finally:
         try:
             run_sync(pool.aclose())
-        except KeyboardInterrupt as again:  # a second Ctrl-C while the workers stop: still the line naming what was saved
+        except (
+            KeyboardInterrupt
+        ) as again:  # a second Ctrl-C while the workers stop: still the line naming what was saved
             raise (stopped or interrupted(again)) from None
 
 
-def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, gpu: bool, sft_only: bool, resume: bool,
-         log: Callable[[str], None], saved: list[str]) -> dict[str, Any]:
+def _run(
+    cfg: RouterR1TrainConfig,
+    config: str,
+    out: Path,
+    pool: ModelPool,
+    *,
+    gpu: bool,
+    sft_only: bool,
+    resume: bool,
+    log: Callable[[str], None],
+    saved: list[str],
+) -> dict[str, Any]:
     """The recipe's SFT warm-up and GRPO; each folder written is added to ``saved``."""
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -407,14 +490,19 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
     fits = ThinkRouteLoop(policy, pool, settings)
     long = [(i, why) for i, r in enumerate(train_rows) if (why := fits.too_long(r["question"]))]
     if long:  # a 100 KB question: its episode cannot fit the policy's context
-        log(f"data: {len(long)} questions left out, too long: " + "; ".join(f"question {i}: {why}" for i, why in long[:3]))
+        log(
+            f"data: {len(long)} questions left out, too long: "
+            + "; ".join(f"question {i}: {why}" for i, why in long[:3])
+        )
         left_out = {i for i, _ in long}
         train_rows = [r for i, r in enumerate(train_rows) if i not in left_out]
         if not train_rows:
             raise ConfigurationError("data: every training question is too long for the policy's context")
     summary: dict[str, Any] = {"config": str(config), "gpu": gpu, "train_questions": len(train_rows)}
 
-    if cfg.sft.get("enabled", True) and not (resume and (out / "sft" / "config.json").is_file()):  # resume: the warm-up is done
+    if cfg.sft.get("enabled", True) and not (
+        resume and (out / "sft" / "config.json").is_file()
+    ):  # resume: the warm-up is done
         from agentroute.dispatch.dispatcher import Dispatcher
 
         loop = ThinkRouteLoop(policy, pool, settings)
@@ -423,8 +511,11 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         failed: list[str] = []
         direct_every = int(cfg.sft.get("direct_every", 4))
         traces = cached_traces(
-            out / "traces.jsonl", trace_inputs(rows, loop.cards, direct_every, settings, budget, cfg.router),
-            lambda: run_sync(build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)),
+            out / "traces.jsonl",
+            trace_inputs(rows, loop.cards, direct_every, settings, budget, cfg.router),
+            lambda: run_sync(
+                build_traces(loop, Dispatcher(pool, router), rows, budget=budget, direct_every=direct_every)
+            ),
             log,
         )
         trace_s = time.perf_counter() - started
@@ -434,7 +525,11 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
             log(f"sft: {len(failed)} traces dropped, their pool call failed: {failed[:3]}")
         if not traces:
             raise ConfigurationError("sft: every trace's pool call failed (raise the cards' timeout_s?)")
-        broken = [f"{t.question[:60]!r}: {format_errors(t.text, loop.names)[0]}" for t in traces if not format_valid(t.text, loop.names)]
+        broken = [
+            f"{t.question[:60]!r}: {format_errors(t.text, loop.names)[0]}"
+            for t in traces
+            if not format_valid(t.text, loop.names)
+        ]
         if broken:  # a gold answer holding the loop's tags, say: not a trace to learn the format from
             log(f"sft: {len(broken)} traces dropped, not in Router-R1's format: {broken[:3]}")
             traces = [t for t in traces if format_valid(t.text, loop.names)]
@@ -443,12 +538,24 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
         encoded = [encode_trace(loop, t) for t in traces]
         started = time.perf_counter()
         losses = sft_fit(
-            policy.model, encoded, epochs=int(cfg.sft.get("epochs", 2)), lr=float(cfg.sft.get("lr", 5e-5)),
-            batch_size=int(cfg.sft.get("batch_size", 4)), pad_id=policy.pad_id, log=log,
+            policy.model,
+            encoded,
+            epochs=int(cfg.sft.get("epochs", 2)),
+            lr=float(cfg.sft.get("lr", 5e-5)),
+            batch_size=int(cfg.sft.get("batch_size", 4)),
+            pad_id=policy.pad_id,
+            log=log,
         )
         save_atomically(out / "sft", policy.model.save_pretrained, policy.tokenizer.save_pretrained)
         saved.append("sft/ (the SFT warm-up)")
-        summary["sft"] = {"traces": len(traces), "dropped": len(failed), "routed": sum(len(t.pieces) > 1 for t in traces), "trace_s": trace_s, "train_s": time.perf_counter() - started, "losses": losses}
+        summary["sft"] = {
+            "traces": len(traces),
+            "dropped": len(failed),
+            "routed": sum(len(t.pieces) > 1 for t in traces),
+            "trace_s": trace_s,
+            "train_s": time.perf_counter() - started,
+            "losses": losses,
+        }
         log(f"sft: {len(traces)} traces ({trace_s:.0f}s), {len(losses)} steps, last loss {losses[-1]:.3f}")
     if sft_only:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -456,7 +563,13 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
 
     # GRPO starts from a directory, so that TRL's reference model (loaded from the policy's
     # config path) is the very policy being trained: the SFT output, or the base model saved once.
-    start = out / "sft" if cfg.sft.get("enabled", True) else Path(cfg.policy) if cfg.policy and Path(cfg.policy).is_dir() else None
+    start = (
+        out / "sft"
+        if cfg.sft.get("enabled", True)
+        else Path(cfg.policy)
+        if cfg.policy and Path(cfg.policy).is_dir()
+        else None
+    )
     if start is None:
         start = out / "base"
         policy.model.save_pretrained(start)
@@ -465,7 +578,9 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
     summary["grpo_start"] = str(start)
 
     names = [c.id for c in pool]
-    dataset = Dataset.from_list([{"prompt": r["question"], "answer": r["answer"], "agents": names} for r in train_rows])
+    dataset = Dataset.from_list(
+        [{"prompt": r["question"], "answer": r["answer"], "agents": names} for r in train_rows]
+    )
     reward = RouterR1Reward(alpha=float(cfg.reward.get("alpha", 0.0)), metric=cfg.reward.get("metric", "em"))
     rollout = RouterR1Rollout(pool, router, settings, budget)
     args = cfg.grpo_args(out / "grpo", use_cpu=not gpu)
@@ -475,21 +590,32 @@ def _run(cfg: RouterR1TrainConfig, config: str, out: Path, pool: ModelPool, *, g
     # which list's invariance refuses: a gap of TRL's annotation, not of the functions
     reward_funcs = [reward, format_valid_reward]
     trainer = GRPOTrainer(
-        model=policy.model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,  # type: ignore[arg-type]
-        processing_class=policy.tokenizer, rollout_func=rollout,
+        model=policy.model,
+        reward_funcs=reward_funcs,  # type: ignore[arg-type]
+        args=args,
+        train_dataset=dataset,  # type: ignore[arg-type]
+        processing_class=policy.tokenizer,
+        rollout_func=rollout,
     )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(last_grpo_checkpoint(out / "grpo")) if resume else None)
     grpo_s = time.perf_counter() - started
-    save_atomically(out / "policy", lambda folder: trainer.save_model(str(folder)), policy.tokenizer.save_pretrained)
+    save_atomically(
+        out / "policy", lambda folder: trainer.save_model(str(folder)), policy.tokenizer.save_pretrained
+    )
     saved.append("policy/ (the GRPO policy)")
     steps = max(1, trainer.state.global_step)
     summary["grpo"] = {
-        "steps": trainer.state.global_step, "seconds": grpo_s, "seconds_per_step": grpo_s / steps,
-        "rollout_seconds": rollout.seconds, "log_history": trainer.state.log_history,
+        "steps": trainer.state.global_step,
+        "seconds": grpo_s,
+        "seconds_per_step": grpo_s / steps,
+        "rollout_seconds": rollout.seconds,
+        "log_history": trainer.state.log_history,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    log(f"grpo: {trainer.state.global_step} steps in {grpo_s:.0f}s ({grpo_s / steps:.1f}s/step); policy → {out / 'policy'}")
+    log(
+        f"grpo: {trainer.state.global_step} steps in {grpo_s:.0f}s ({grpo_s / steps:.1f}s/step); policy → {out / 'policy'}"
+    )
     return summary
 
 
