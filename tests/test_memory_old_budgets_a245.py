@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 
-from agentroute.memory.migrate import alembic_config
 from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
+from tests.fixtures_old_memory import json_param, memory_at
 
 #: Budgets as the 11-24 code stored them (json.dumps of its model_dump); PostgreSQL's jsonb took no
 #: Infinity or NaN, so those rows exist in SQLite memories only.
@@ -25,19 +24,11 @@ SQLITE_ONLY = {"inf": '{"usd": Infinity, "calls": 3}', "nan": '{"seconds": NaN}'
 
 def _old_memory(url: str) -> dict[str, str]:
     budgets = OLD_BUDGETS | (SQLITE_ONLY if url.startswith("sqlite") else {})
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
-            cast = "CAST(:budget AS JSONB)" if conn.dialect.name == "postgresql" else ":budget"
-            conn.execute(sa.text("INSERT INTO tasks (id, query, graph, budget, status, answer, cost_usd, meta, created_at, "
-                                 f"finished_at) VALUES (:id, 'q', 'qa', {cast}, 'done', 'a', 0.00003, '{{}}', "
-                                 "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
-                         [{"id": task_id, "budget": budget} for task_id, budget in budgets.items()])  # fmt: skip
-    finally:
-        engine.dispose()
+    with memory_at(url, "0001") as conn:
+        conn.execute(sa.text("INSERT INTO tasks (id, query, graph, budget, status, answer, cost_usd, meta, created_at, "
+                             f"finished_at) VALUES (:id, 'q', 'qa', {json_param(conn, 'budget')}, 'done', 'a', 0.00003, "
+                             "'{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                     [{"id": task_id, "budget": budget} for task_id, budget in budgets.items()])  # fmt: skip
     return budgets
 
 

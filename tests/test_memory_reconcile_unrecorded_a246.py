@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 
-from agentroute.memory.migrate import alembic_config
 from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
+from tests.fixtures_old_memory import json_param, memory_at
 
 STEP_USD = 0.00003
 
@@ -23,25 +22,17 @@ STEP_USD = 0.00003
 def _old_memory(url: str) -> None:
     """Two ``running`` tasks as the 0001 releases left them (no process in their metadata): ``old``,
     started two days ago with one stored step, and ``young``, started now."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
-            pg = conn.dialect.name == "postgresql"
-            days_ago = "now() - interval '2 days'" if pg else "datetime('now', '-2 days')"
-            meta = "CAST(:meta AS JSONB)" if pg else ":meta"
-            for task_id, created in (("old", days_ago), ("young", "CURRENT_TIMESTAMP")):
-                conn.execute(sa.text("INSERT INTO tasks (id, query, graph, status, cost_usd, meta, created_at) "
-                                     f"VALUES (:id, 'q', 'one', 'running', 0, {meta}, {created})"),
-                             {"id": task_id, "meta": json.dumps({"query_id": task_id})})  # fmt: skip
-            conn.execute(sa.text(
-                "INSERT INTO steps (id, task_id, step_index, stage, role, model, strategy, input, output, tokens_in, "
-                "tokens_out, cost_usd, latency_ms, status, created_at) VALUES ('s0', 'old', 0, 'executor', 'executor', "
-                f"'stub', 'direct', 'q', 'a', 20, 5, {STEP_USD}, 5, 'ok', CURRENT_TIMESTAMP)"))  # fmt: skip
-    finally:
-        engine.dispose()
+    with memory_at(url, "0001") as conn:
+        pg = conn.dialect.name == "postgresql"
+        days_ago = "now() - interval '2 days'" if pg else "datetime('now', '-2 days')"
+        for task_id, created in (("old", days_ago), ("young", "CURRENT_TIMESTAMP")):
+            conn.execute(sa.text("INSERT INTO tasks (id, query, graph, status, cost_usd, meta, created_at) "
+                                 f"VALUES (:id, 'q', 'one', 'running', 0, {json_param(conn, 'meta')}, {created})"),
+                         {"id": task_id, "meta": json.dumps({"query_id": task_id})})  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO steps (id, task_id, step_index, stage, role, model, strategy, input, output, tokens_in, "
+            "tokens_out, cost_usd, latency_ms, status, created_at) VALUES ('s0', 'old', 0, 'executor', 'executor', "
+            f"'stub', 'direct', 'q', 'a', 20, 5, {STEP_USD}, 5, 'ok', CURRENT_TIMESTAMP)"))  # fmt: skip
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 
-from agentroute.memory.migrate import alembic_config
 from tests.fixtures_memory import memory_url  # noqa: F401 - the fixture: SQLite, PostgreSQL
+from tests.fixtures_old_memory import json_param, memory_at
 from tests.test_batch_server import CALL_USD, GRAPH_PY, StubOpenAIServer, pool_yaml
 
 #: Tasks as the releases before migration 0002 stored a `run` of graph.py (graph "one"): the line's
@@ -37,20 +36,12 @@ LINES = 10  # q0 … q9: q8 and q9 are new lines
 
 
 def _old_memory(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
-            meta = "CAST(:meta AS JSONB)" if conn.dialect.name == "postgresql" else ":meta"
-            conn.execute(sa.text("INSERT INTO tasks (id, query, graph, status, answer, cost_usd, meta, created_at) "
-                                 f"VALUES (:id, :query, :graph, :status, 'stub answer', 3e-05, {meta}, CURRENT_TIMESTAMP)"),
-                         [{"id": f"old-{qid}", "query": query, "graph": graph, "status": status,
-                           "meta": json.dumps({**extra, "query_id": qid})}
-                          for qid, (query, graph, status, extra) in OLD_TASKS.items()])  # fmt: skip
-    finally:
-        engine.dispose()
+    with memory_at(url, "0001") as conn:
+        conn.execute(sa.text("INSERT INTO tasks (id, query, graph, status, answer, cost_usd, meta, created_at) VALUES "
+                             f"(:id, :query, :graph, :status, 'stub answer', 3e-05, {json_param(conn, 'meta')}, CURRENT_TIMESTAMP)"),
+                     [{"id": f"old-{qid}", "query": query, "graph": graph, "status": status,
+                       "meta": json.dumps({**extra, "query_id": qid})}
+                      for qid, (query, graph, status, extra) in OLD_TASKS.items()])  # fmt: skip
 
 
 def _line(i: int) -> dict[str, object]:
