@@ -132,3 +132,12 @@ class NeverAnswers(ReplayBackend):
             self.cancelled.set()
             raise
         raise AssertionError("unreachable")
+
+
+def billed_reply(model: str, prompt_tokens: int) -> dict[str, Any]:
+    """A chat completion of one token ("ok") billing ``prompt_tokens``: the usage a provider reports."""
+    return {
+        "id": "c1", "object": "chat.completion", "created": 0, "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}],
+    }  # fmt: skip

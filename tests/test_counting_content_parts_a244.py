@@ -33,7 +33,7 @@ from agentroute.pool.backends.openai import OpenAIBackend
 from agentroute.pool.card import ModelCard
 from agentroute.types import Completion, CompletionRequest, content_text
 from tests.fixtures_adversary import ChatTokenizer
-from tests.helpers import tokenizing_server
+from tests.helpers import billed_reply, tokenizing_server
 
 pytest.importorskip("tokenizers")
 
@@ -106,11 +106,7 @@ class Vision:
         prompt = self.tok.count_text(self.text(body["messages"]))
         prompt += sum(self.image(p) for p in parts if p.get("type") == "image_url")
         self.billed.append(prompt)
-        return web.json_response({
-            "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1},
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}],
-        })  # fmt: skip
+        return web.json_response(billed_reply(body["model"], prompt))
 
 
 @contextlib.asynccontextmanager

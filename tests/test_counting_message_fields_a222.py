@@ -25,7 +25,7 @@ from agentroute.pool.backends.openai import OpenAIBackend
 from agentroute.pool.card import ModelCard
 from agentroute.types import CompletionRequest
 from tests.fixtures_adversary import ChatTokenizer
-from tests.helpers import tokenizing_server
+from tests.helpers import billed_reply, tokenizing_server
 
 pytest.importorskip("tokenizers")
 
@@ -84,11 +84,8 @@ class Renderer:
         body = await request.json()
         prompt = self.tok.count_text(render(body["messages"]))
         self.billed.append(prompt)
-        return web.json_response({
-            "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1},
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}],
-        })  # fmt: skip
+        return web.json_response(billed_reply(body["model"], prompt))
+
 
 
 @contextlib.asynccontextmanager

@@ -109,20 +109,10 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _at_revision(url: str, revision: str) -> None:
-    import sqlalchemy as sa
-    from alembic import command
+    from tests.fixtures_old_memory import memory_at
 
-    from agentroute.memory.migrate import alembic_config
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-            conn.commit()
-    finally:
-        engine.dispose()
+    with memory_at(url, revision):
+        pass
 
 
 def test_a_memory_written_by_the_oldest_schema_opens_with_its_data(tmp_path: Path) -> None:
