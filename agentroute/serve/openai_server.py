@@ -366,6 +366,7 @@ def create_app(
             yield
         finally:
             if routing is not None:
+                await routing.stop_in_flight()  # the requests the stop cancelled: stored before the close
                 routing.close()
 
     app = FastAPI(

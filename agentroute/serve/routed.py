@@ -212,6 +212,8 @@ class Routing:
         #: each pool card's request fields (its backend's ``request_fields``): a request option one
         #: of them cannot honour is refused, since the router may pick that card
         self.takers = {card.id: takers_of(pool.backend(card.id)) for card in pool}
+        #: the routed tasks running now (:meth:`track`), ended ``interrupted`` by :meth:`stop_in_flight`
+        self.in_flight: set[asyncio.Future[Any]] = set()
 
     @staticmethod
     def check_memory_wait_s(value: Any, name: str = "memory_wait_s") -> float:
@@ -219,6 +221,22 @@ class Routing:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
             raise ConfigurationError(f"{name} must be a number of seconds in (0, 3600] (got {value!r})")
         return float(value)
+
+    def track(self, task: asyncio.Future[Any]) -> None:
+        """Hold ``task`` (a routed request's run) in :attr:`in_flight` until it ends."""
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def stop_in_flight(self) -> None:
+        """Cancel the routed tasks still running and wait for them to end ``interrupted``, their
+        cancelled calls' costs stored as steps: the server's stop cancels the requests after
+        ``drain_s`` without waiting, and the memory must not close under them (they stayed
+        ``running`` at $0)."""
+        tasks = list(self.in_flight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def names(self) -> list[str]:
@@ -593,6 +611,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         )
     )
     task.add_done_callback(lambda _: watch.events.put_nowait(("done", None)))
+    routing.track(task)
 
     async def started() -> bool:
         """``True`` once the task has finished or its answer's first token has come; ``False`` when
@@ -613,7 +632,11 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
         finally:
             first.cancel()
 
-    ready = await _unless_disconnected(http, started())
+    try:
+        ready = await _unless_disconnected(http, started())
+    except asyncio.CancelledError:  # the server's stop cancelled the request after --drain-s
+        await _cancel(task)  # the task is in the memory as interrupted
+        return _stopping(watch.task_id)
     if ready is None:  # the client has gone
         await _cancel(task)  # the task is in the memory as interrupted
         return Response(status_code=499)
@@ -739,6 +762,19 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _stopping(task_id: str | None) -> Any:
+    """The retryable 503 of a request the server's stop cancelled before it answered."""
+    from agentroute.serve.openai_server import _error
+
+    return _error(
+        503,
+        f"the server is stopping: the routed task {task_id or ''} was interrupted before it answered; "
+        "send the request again",
+        "server_error",
+        code="server_stopping",
+    )
 
 
 def _task_id(task: asyncio.Future[Any]) -> str:
