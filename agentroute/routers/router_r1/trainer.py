@@ -121,6 +121,24 @@ def _check_with_trl(given: dict[str, Any], grpo: dict[str, Any]) -> None:
         raise ConfigurationError(f"grpo: {exc}") from None
 
 
+RUN_ENTRIES = frozenset({"sft", "policy", "grpo", "base", "traces.jsonl", "summary.json"})
+"""What a training run writes in ``out`` (``sft``/``policy`` also as ``NAME.partial``/``NAME.old``
+while a save is swapped in, the trace cache as ``traces.jsonl.partial``)."""
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``out`` that holds files but none a training run writes: the run would mix its
+    policy, traces and checkpoints into an unrelated folder (an earlier run's folder is reused)."""
+    if not out.is_dir():
+        return
+    names = {entry.name.removesuffix(".partial").removesuffix(".old") for entry in out.iterdir()}
+    if names and not names & RUN_ENTRIES:
+        raise ConfigurationError(
+            f"--out {out} holds other files and no Router-R1 run (sft/, policy/, traces.jsonl): "
+            "give a new or empty directory, or an earlier run's --out"
+        )
+
+
 @dataclass
 class RouterR1TrainConfig:
     """A training recipe (``training/router_r1.yaml``); ``gpu:`` overrides apply with ``--gpu``."""
@@ -154,12 +172,12 @@ class RouterR1TrainConfig:
         on_gpu = cfg.with_gpu_profile(path)
         if gpu:
             cfg = on_gpu
-        elif cfg.gpu:
+        cfg.check()  # the recipe as this run reads it first: a typo there is not blamed on gpu:
+        if not gpu and cfg.gpu:
             try:  # the --gpu run's values too, here rather than once it reaches a GPU machine
                 on_gpu.check()
             except ConfigurationError as exc:
                 raise ConfigurationError(f"{path}: the gpu: profile (read with --gpu): {exc}") from None
-        cfg.check()
         if isinstance(cfg.pool, str) and cfg.pool not in ("", "default") and not Path(cfg.pool).is_absolute():
             cfg.pool = str(Path(path).parent / cfg.pool)  # a pool file beside the recipe
         return cfg
@@ -410,6 +428,7 @@ def train_router_r1(
         raise ConfigurationError(
             f"--max-steps must be an integer >= 1 (got {max_steps!r}): the GRPO steps to train"
         )
+    check_out_folder(Path(out))
     cfg = RouterR1TrainConfig.from_yaml(config, gpu=gpu)
     if gpu:
         check_gpu(cfg, vllm=not sft_only)
