@@ -212,6 +212,7 @@ class Routing:
         #: each pool card's request fields (its backend's ``request_fields``): a request option one
         #: of them cannot honour is refused, since the router may pick that card
         self.takers = {card.id: takers_of(pool.backend(card.id)) for card in pool}
+        self.cards = list(pool)
         #: the routed tasks running now (:meth:`track`), ended ``interrupted`` by :meth:`stop_in_flight`
         self.in_flight: set[asyncio.Future[Any]] = set()
 
@@ -684,7 +685,7 @@ async def routed_completion(routing: Routing, body: Any, http: Any) -> Any:
     if task.done():  # finished before any token was streamed: the whole answer, or an ordinary error
         run, step = task.result()
         if step is None or step.status != "ok":
-            return _failed(routing, run, step)
+            return _failed(routing, run, step, max_tokens)
         try:
             answered = _answer(watch, step)
         except ProtocolError as exc:
@@ -794,9 +795,20 @@ def _broke_protocol(run: TaskRun, step: Step | None) -> ProtocolError | None:
     return None
 
 
-def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
+def priced_out(routing: Routing, limits: Mapping[str, float], max_tokens: int | None) -> bool:
+    """Whether ``max_tokens`` alone puts every card over the budget's ``usd`` or ``tokens`` limit:
+    the least a routed call asks for (``direct``: half of it), priced as output at the card's price."""
+    if not max_tokens:
+        return False
+    least = max_tokens // 2
+    usd, tokens = limits.get("usd", math.inf), limits.get("tokens", math.inf)
+    return least > tokens or all(card.usd(0, least) > usd for card in routing.cards)
+
+
+def _failed(routing: Routing, run: TaskRun, step: Step | None, max_tokens: int | None = None) -> Any:
     """The 402 (budget) or 502 (every model failed) of a task that has no answer; the retryable 503
-    when its deadline came while the memory held a write-ahead record (the memory's outage, not the budget)."""
+    when its deadline came while the memory held a write-ahead record (the memory's outage, not the budget).
+    A 402 before any call whose ``max_tokens`` alone priced every model out (:func:`priced_out`) says so."""
     from agentroute.serve.openai_server import _error, bad_upstream_reply
 
     task = run.task
@@ -811,6 +823,11 @@ def _failed(routing: Routing, run: TaskRun, step: Step | None) -> Any:
     elif task.status == "budget_exhausted":
         limits = ", ".join(f"{k}={v:g}" for k, v in run.ledger.limits.items())
         message = f"budget exhausted before any model answered (budget: {limits}; {detail})"
+        if not spent.get("calls") and priced_out(routing, run.ledger.limits, max_tokens):
+            message += (
+                f"; max_tokens {max_tokens} is priced at its worst case, beyond the budget for every model: "
+                "lower max_tokens (or raise the budget)"
+            )
         response = _error(402, message, "budget_exhausted", code="budget_exhausted")
     else:
         response = _error(
