@@ -43,7 +43,6 @@ from agentroute.cli.app import (
 from agentroute.cli.errors import check_out, error_text
 from agentroute.errors import AgentrouteError, MissingDependencyError
 from agentroute.out_path import StdoutLines, is_stdout
-from agentroute.training.stopping import exit_stopped, stop_word
 
 #: What ``app.command("run", context_settings=RUN_CONTEXT_SETTINGS)`` needs so that
 #: ``agentroute run web --tasks … --episodes N`` reaches the web runner's own options.
@@ -203,6 +202,8 @@ def run_batch(
         try:
             return execute(None, lines)
         except KeyboardInterrupt as stop:  # also a SIGTERM while the last lines wait for a stalled reader
+            from agentroute.training.stopping import exit_stopped, stop_word  # numpy: not on --help's path
+
             exit_stopped(stop, stop_word(stop))
 
 
