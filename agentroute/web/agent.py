@@ -575,11 +575,10 @@ class WebAgent:
             metadata=meta,
         )
         ep = Episode(task, seed, session, run, page, self.max_steps, self.screenshots)
-        await asyncio.to_thread(
-            ep.shot, "step00"
-        )  # a browser command: not on the loop the other episodes share
         error = None
-        try:
+        try:  # from here on a cancel closes the task it started (it stayed `running` otherwise)
+            # a browser command: not on the loop the other episodes share
+            await asyncio.to_thread(ep.shot, "step00")
             await self.graph.ainvoke(
                 {"task": task, "seed": seed, "steps": 0, "reward": 0.0, "status": "running"},
                 {"configurable": {"episode": ep}, "recursion_limit": 4 * self.max_steps + 10},
